@@ -1,0 +1,22 @@
+"""Dataset layouts: MVTec AD, VisA, MVTec 3D-AD (RGB), plain folders and the packaged elpv cells.
+
+Importing this package imports every layout module, whose ``@register_layout`` decorators fill the
+registry, so ``get_layout("mvtec")`` works after a plain ``import eagle_iad.data``.
+"""
+
+from eagle_iad.data import elpv, folder, mvtec, mvtec3d, visa
+from eagle_iad.data.base import Layout, Sample, Split, get_layout, layout_names, register_layout
+
+__all__ = [
+    "Layout",
+    "Sample",
+    "Split",
+    "elpv",
+    "folder",
+    "get_layout",
+    "layout_names",
+    "mvtec",
+    "mvtec3d",
+    "register_layout",
+    "visa",
+]

@@ -1,0 +1,93 @@
+"""The MVTec AD layout (``--layout mvtec``).
+
+Expected tree::
+
+    ROOT/<category>/train/good/*.png                   training normals (label 0)
+    ROOT/<category>/validation/good/*.png              optional: extra training normals
+    ROOT/<category>/test/good/*.png                    test normals (label 0)
+    ROOT/<category>/test/<defect>/*.png                test anomalies (label 1, defect_type=<defect>)
+    ROOT/<category>/ground_truth/<defect>/<stem>_mask.png   pixel mask of test/<defect>/<stem>.*
+
+MVTec AD itself has no ``validation`` folder; datasets rearranged into this layout from MVTec
+3D-AD (such as the shipped ``mvtec3d-tire``) keep their validation normals there. They are
+defect-free images the expert would otherwise never see, and this project has no use for a
+held-out normal set (the test split is the evaluation set), so they are added to the training
+normals rather than dropped.
+
+An anomalous image whose mask file is missing keeps ``mask_path=None`` instead of failing: the image
+label is still valid, and pixel metrics simply skip images without ground truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eagle_iad.data._common import (
+    category_dir,
+    check_split,
+    list_images,
+    list_subdirs,
+    require_root,
+    require_samples,
+    split_categories,
+)
+from eagle_iad.data.base import Sample, Split, register_layout
+from eagle_iad.errors import DataError
+
+NORMAL = "good"
+
+
+@register_layout("mvtec")
+class MVTecLayout:
+    """MVTec AD folders: ``train/good``, ``test/<defect>``, ``ground_truth/<defect>/<stem>_mask.png``."""
+
+    name: str = "mvtec"
+
+    def categories(self, root: Path | None) -> list[str]:
+        """Sub-folders of ``root`` holding a ``train`` or ``test`` folder (licence files etc. are skipped)."""
+        base = require_root(root, self.name)
+        found = split_categories(base)
+        if not found:
+            raise DataError(f"no MVTec categories under {base} (expected {base}/<category>/train/good)")
+        return found
+
+    def samples(self, root: Path | None, category: str, split: Split) -> list[Sample]:
+        """Training normals (plus validation normals) or all test images of ``category``."""
+        split = check_split(split)
+        base = require_root(root, self.name)
+        folder = category_dir(base, category, split_categories(base))
+        if split == "train":
+            return self._train(folder, category)
+        return self._test(folder, category)
+
+    def _train(self, folder: Path, category: str) -> list[Sample]:
+        train_dir = folder / "train" / NORMAL
+        if not train_dir.is_dir():
+            raise DataError(f"missing training folder {train_dir}")
+        paths = list_images(train_dir) + list_images(folder / "validation" / NORMAL)
+        samples = [Sample(path=p, label=0, category=category, split="train") for p in paths]
+        return require_samples(samples, f"no training images in {train_dir}")
+
+    def _test(self, folder: Path, category: str) -> list[Sample]:
+        test_dir = folder / "test"
+        if not test_dir.is_dir():
+            raise DataError(f"missing test folder {test_dir}")
+        samples: list[Sample] = []
+        for defect_dir in list_subdirs(test_dir):
+            defect = defect_dir.name
+            for path in list_images(defect_dir):
+                if defect == NORMAL:
+                    samples.append(Sample(path=path, label=0, category=category, split="test"))
+                    continue
+                mask = folder / "ground_truth" / defect / f"{path.stem}_mask.png"
+                samples.append(
+                    Sample(
+                        path=path,
+                        label=1,
+                        category=category,
+                        split="test",
+                        defect_type=defect,
+                        mask_path=mask if mask.is_file() else None,
+                    )
+                )
+        return require_samples(samples, f"no test images in {test_dir}/<defect>/")

@@ -1,0 +1,30 @@
+"""Error types the CLI and service turn into clear messages.
+
+Every error the user can cause (bad image, bad data folder, bad model directory, bad option)
+derives from :class:`EagleError`, so callers can show its message without a traceback while
+genuine bugs still surface as ordinary exceptions.
+"""
+
+
+class EagleError(Exception):
+    """A problem the user can fix; the message says what and where."""
+
+
+class ImageError(EagleError):
+    """An image file that cannot be used (missing, empty, corrupt, too large, odd format)."""
+
+
+class DataError(EagleError):
+    """A dataset root, layout or category that does not hold what is needed."""
+
+
+class ModelFormatError(EagleError):
+    """A saved model directory that is missing, tampered with, or from another version."""
+
+
+class BackboneUnavailableError(EagleError):
+    """Backbone weights that are not present locally and cannot be downloaded."""
+
+
+class ConfigError(EagleError):
+    """An option or configuration value outside what is supported."""

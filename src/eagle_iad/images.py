@@ -1,0 +1,222 @@
+"""Safe image decoding and the expert's resize/crop transform with its exact inverse.
+
+Industrial images arrive in every format a camera or a dataset can produce (16-bit PNG, palette
+GIF, RGBA, grayscale, EXIF-rotated JPEG), and some arrive broken. Everything is funnelled through
+:func:`load_rgb`, which either returns 8-bit RGB or raises :class:`ImageError` naming the file and
+the problem, and which refuses oversized images *before* decoding them so a hostile or mistaken
+100-megapixel upload cannot exhaust memory.
+
+The expert sees a resized, centre-cropped view; :class:`Geometry` remembers how that view was cut
+so anomaly maps and boxes can be drawn on the original image (SPEC §1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from eagle_iad.errors import ImageError
+
+#: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and
+#: 8K cameras; anything larger is almost certainly a mistake or an attack. Override with the
+#: environment variable ``EAGLE_MAX_PIXELS``.
+DEFAULT_MAX_PIXELS = 40_000_000
+#: Smallest accepted side; below this the 3x3-aggregated 28x28 grid would be pure interpolation.
+MIN_SIDE = 16
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageSource = str | os.PathLike[str] | bytes
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (the environment may lower or raise it)."""
+    raw = os.environ.get("EAGLE_MAX_PIXELS")
+    if raw is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImageError(f"EAGLE_MAX_PIXELS must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ImageError(f"EAGLE_MAX_PIXELS must be positive, got {value}")
+    return value
+
+
+def _describe(source: ImageSource) -> str:
+    return "uploaded image" if isinstance(source, bytes) else str(source)
+
+
+def _open(source: ImageSource) -> Image.Image:
+    name = _describe(source)
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{name}: file not found")
+        if not path.is_file():
+            raise ImageError(f"{name}: not a regular file")
+        data = path.read_bytes()
+    if len(data) == 0:
+        raise ImageError(f"{name}: file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not a recognised image format") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: image is too large ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name}: cannot be read as an image ({exc})") from exc
+    return image
+
+
+def _check_size(image: Image.Image, name: str) -> None:
+    width, height = image.size
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageError(
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
+            f"{limit / 1e6:.1f} megapixels (set EAGLE_MAX_PIXELS to change it)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{name}: {width}x{height} is too small; each side must be at least {MIN_SIDE} px")
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to 8-bit RGB, scaling high bit depths instead of clipping them."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 65535.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            # 32-bit integer PNGs written by 16-bit tools hold 0..65535; floats are arbitrary.
+            if mode == "I" and lo >= 0 and hi <= 65535:
+                arr = arr / 65535.0 if hi > 255 else arr / 255.0
+            else:
+                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        grey = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def load_rgb(source: ImageSource) -> np.ndarray:
+    """Decode ``source`` (a path or raw bytes) to an ``H x W x 3`` uint8 array.
+
+    Alpha is dropped (industrial cameras do not use it), palette and grayscale images are expanded,
+    16-bit images are scaled to 8 bits, EXIF rotation is applied, and multi-frame files give their
+    first frame. Raises :class:`ImageError` for anything that cannot be trusted.
+    """
+    name = _describe(source)
+    image = _open(source)
+    _check_size(image, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            rgb = _to_rgb8(image)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
+    return rgb
+
+
+def load_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:
+    """Load a ground-truth mask as a boolean ``H x W`` array that must match ``shape``."""
+    image = _open(path)
+    _check_size(image, str(path))
+    try:
+        image.load()
+        grey = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: mask data is truncated or corrupt ({exc})") from exc
+    if grey.shape != shape:
+        raise ImageError(f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return grey > 127
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an original image was resized (shorter side) and centre-cropped for the expert."""
+
+    height: int
+    width: int
+    resized_height: int
+    resized_width: int
+    top: int
+    left: int
+    crop: int
+
+    @classmethod
+    def for_image(cls, height: int, width: int, resize: int, crop: int) -> Geometry:
+        """Geometry of torchvision's ``Resize(resize)`` then ``CenterCrop(crop)`` on an image."""
+        if crop > resize:
+            raise ValueError(f"crop ({crop}) must not exceed resize ({resize})")
+        if height <= width:
+            rh, rw = resize, int(resize * width / height)
+        else:
+            rh, rw = int(resize * height / width), resize
+        top = round((rh - crop) / 2.0)
+        left = round((rw - crop) / 2.0)
+        return cls(height, width, rh, rw, top, left, crop)
+
+    def map_to_original(self, crop_map: np.ndarray) -> np.ndarray:
+        """Place a ``crop x crop`` map back into original coordinates.
+
+        The map is pasted into the resized frame (outside the crop: the map's minimum, SPEC §1),
+        then that frame is bilinearly resized to the original size, undoing the transform.
+        """
+        if crop_map.shape != (self.crop, self.crop):
+            raise ValueError(f"expected a {self.crop}x{self.crop} map, got {crop_map.shape}")
+        frame = np.full((self.resized_height, self.resized_width), float(crop_map.min()), dtype=np.float32)
+        frame[self.top : self.top + self.crop, self.left : self.left + self.crop] = crop_map
+        if frame.shape == (self.height, self.width):
+            return frame
+        tensor = torch.from_numpy(frame)[None, None]
+        out = F.interpolate(tensor, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return out[0, 0].numpy()
+
+    def crop_box_to_original(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Map an ``(x0, y0, x1, y1)`` box in crop pixels to original pixels."""
+        sx = self.width / self.resized_width
+        sy = self.height / self.resized_height
+        x0, y0, x1, y1 = box
+        return ((x0 + self.left) * sx, (y0 + self.top) * sy, (x1 + self.left) * sx, (y1 + self.top) * sy)
+
+
+def to_tensor(rgb: np.ndarray, resize: int, crop: int) -> tuple[torch.Tensor, Geometry]:
+    """Resize the shorter side to ``resize`` (bilinear, antialiased), centre-crop ``crop``, normalise.
+
+    Returns a ``3 x crop x crop`` float tensor with ImageNet statistics and the geometry to undo it.
+    """
+    height, width = rgb.shape[:2]
+    geometry = Geometry.for_image(height, width, resize, crop)
+    image = Image.fromarray(rgb)
+    if (geometry.resized_height, geometry.resized_width) != (height, width):
+        image = image.resize((geometry.resized_width, geometry.resized_height), Image.Resampling.BILINEAR)
+    arr = np.asarray(image, dtype=np.float32)[
+        geometry.top : geometry.top + crop, geometry.left : geometry.left + crop
+    ] / 255.0
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    arr = (arr - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), geometry
