@@ -213,9 +213,10 @@ def to_tensor(rgb: np.ndarray, resize: int, crop: int) -> tuple[torch.Tensor, Ge
     image = Image.fromarray(rgb)
     if (geometry.resized_height, geometry.resized_width) != (height, width):
         image = image.resize((geometry.resized_width, geometry.resized_height), Image.Resampling.BILINEAR)
-    arr = np.asarray(image, dtype=np.float32)[
-        geometry.top : geometry.top + crop, geometry.left : geometry.left + crop
-    ] / 255.0
+    arr = (
+        np.asarray(image, dtype=np.float32)[geometry.top : geometry.top + crop, geometry.left : geometry.left + crop]
+        / 255.0
+    )
     mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
     std = np.asarray(IMAGENET_STD, dtype=np.float32)
     arr = (arr - mean) / std

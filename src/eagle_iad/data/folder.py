@@ -143,9 +143,7 @@ class FolderLayout:
             ]
             return require_samples(samples, f"no training images in {good_dir}")
         test_normals = [
-            Sample(path=p, label=0, category=category, split="test")
-            for i, p in enumerate(normals)
-            if i in held_out
+            Sample(path=p, label=0, category=category, split="test") for i, p in enumerate(normals) if i in held_out
         ]
         defect_dirs = [d for d in list_subdirs(folder) if d.name not in (NORMAL, MASKS)]
         anomalies = _anomalies(folder, category, defect_dirs)

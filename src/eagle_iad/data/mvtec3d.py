@@ -46,9 +46,7 @@ class MVTec3DLayout:
         base = require_root(root, self.name)
         found = split_categories(base)
         if not found:
-            raise DataError(
-                f"no MVTec 3D-AD categories under {base} (expected {base}/<category>/train/good/rgb)"
-            )
+            raise DataError(f"no MVTec 3D-AD categories under {base} (expected {base}/<category>/train/good/rgb)")
         return found
 
     def samples(self, root: Path | None, category: str, split: Split) -> list[Sample]:

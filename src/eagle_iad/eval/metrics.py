@@ -188,9 +188,7 @@ def _check_counts(n_normal: int, n_regions: int) -> None:
     if n_regions == 0:
         raise ValueError("aupro: no ground-truth defect region in any mask; PRO is undefined")
     if n_normal == 0:
-        raise ValueError(
-            "aupro: no normal (mask False) pixel in any image; the false-positive rate is undefined"
-        )
+        raise ValueError("aupro: no normal (mask False) pixel in any image; the false-positive rate is undefined")
 
 
 def _exact_curve(pairs: list[tuple[BoolArray, FloatArray]]) -> tuple[FloatArray, FloatArray]:
@@ -229,9 +227,7 @@ def _exact_curve(pairs: list[tuple[BoolArray, FloatArray]]) -> tuple[FloatArray,
     return fpr, pro_curve
 
 
-def _grid_curve(
-    pairs: list[tuple[BoolArray, FloatArray]], num_thresholds: int
-) -> tuple[FloatArray, FloatArray]:
+def _grid_curve(pairs: list[tuple[BoolArray, FloatArray]], num_thresholds: int) -> tuple[FloatArray, FloatArray]:
     """(FPR, PRO) at ``num_thresholds`` evenly spaced thresholds, streaming image by image.
 
     Only a histogram per threshold bin is kept, so memory does not grow with the number of

@@ -71,9 +71,7 @@ def _draw(
         for (label, colour), scores in zip(_GROUPS, groups, strict=True):
             if scores.size == 0:
                 continue
-            ax.hist(
-                scores, bins=bins.tolist(), color=colour, alpha=0.45, label=f"{label} (n = {scores.size})"
-            )
+            ax.hist(scores, bins=bins.tolist(), color=colour, alpha=0.45, label=f"{label} (n = {scores.size})")
     else:
         ax.text(0.5, 0.5, "no scores", transform=ax.transAxes, ha="center", va="center", color="0.4")
     band_lo, band_hi = min(tau, s_max), max(tau, s_max)

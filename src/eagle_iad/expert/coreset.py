@@ -12,11 +12,11 @@ times lower than torch's for this shape (measured in ``benchmarks/expert.py``).
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-
-import mmap
 
 import numpy as np
 
@@ -44,13 +44,14 @@ def hugepage_empty(shape: tuple[int, int], dtype: type[np.floating] = np.float32
     nbytes = max(1, count * np.dtype(dtype).itemsize)
     buffer = mmap.mmap(-1, nbytes + _HUGE_PAGE)
     if hasattr(mmap, "MADV_HUGEPAGE"):
-        try:
+        with contextlib.suppress(OSError):  # kernels without transparent huge pages
             buffer.madvise(mmap.MADV_HUGEPAGE)
-        except OSError:  # pragma: no cover - kernels without THP
-            pass
     raw = np.frombuffer(buffer, dtype=np.uint8)
     offset = (-raw.ctypes.data) % _HUGE_PAGE  # start on a 2 MiB boundary so every page can be huge
-    return raw[offset : offset + nbytes].view(dtype)[:count].reshape(shape)
+    # Slice exactly count elements' bytes: nbytes is padded to 1 for empty shapes, which would not
+    # divide into a wider dtype.
+    used = count * np.dtype(dtype).itemsize
+    return raw[offset : offset + used].view(dtype).reshape(shape)
 
 
 _HUGE_PAGE = 2 << 20
@@ -111,12 +112,13 @@ class ApproximateGreedyCoreset:
     @staticmethod
     def _distances(points: np.ndarray, sq_norms: np.ndarray, index: int) -> np.ndarray:
         centre = points[index]
-        dist = points @ centre
+        dist: np.ndarray = points @ centre
         dist *= -2.0
         dist += sq_norms
         dist += sq_norms[index]
         np.maximum(dist, 0.0, out=dist)
-        return np.sqrt(dist, out=dist)
+        np.sqrt(dist, out=dist)
+        return dist
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class Expert:
     def score_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Image scores (``B``) and patch-score grids (``B x h x w``) for prepared tensors."""
         patches = self.embed(batch)
-        count, per_image, dim = patches.shape
+        count, _, dim = patches.shape
         dist, _ = self.search.search(patches.reshape(-1, dim))
         grids = dist.reshape(count, *self.model.grid).numpy()
         return grids.reshape(count, -1).max(axis=1), grids

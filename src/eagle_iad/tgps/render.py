@@ -113,9 +113,7 @@ def heatmap_overlay(rgb: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.5
     return _blend(rgb, colours, alpha)
 
 
-def render(
-    rgb: np.ndarray, anomaly_map: np.ndarray, boxes: list[Box], style: RenderStyle = "box"
-) -> np.ndarray:
+def render(rgb: np.ndarray, anomaly_map: np.ndarray, boxes: list[Box], style: RenderStyle = "box") -> np.ndarray:
     """The visual prompt image: a marked copy of the original ``rgb`` (``H x W x 3`` uint8).
 
     ``anomaly_map`` must be in original image coordinates and ``boxes`` should come from

@@ -118,7 +118,7 @@ def leave_own_out_scores(
     search: NearestNeighbourSearch,
     n_images: int,
 ) -> np.ndarray:
-    """Per training image, the max over its unselected patches of the distance to the bank minus its own entries.
+    """Per training image: max over its unselected patches of the distance to the bank minus its own entries.
 
     ``features`` are all ``N`` training patches, ``patch_image_ids`` their image index, ``selected``
     the coreset mask; ``search`` must already be fitted on ``features[selected]`` with

@@ -1,0 +1,226 @@
+"""The ``eagle`` command: one thin subcommand per capability of the Python API.
+
+Every user-caused problem surfaces as an :class:`EagleError` and is printed as one line
+``eagle: error: ...`` with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eagle_iad import __version__
+from eagle_iad.data import Sample, get_layout, layout_names
+from eagle_iad.errors import ConfigError, EagleError
+from eagle_iad.expert.backbones import DEFAULT_BACKBONE, backbone_names
+from eagle_iad.expert.coreset import SAMPLERS
+from eagle_iad.expert.search import DEFAULT_SEARCH, SEARCHES
+from eagle_iad.tgps.render import RENDER_STYLES
+from eagle_iad.tgps.thresholds import RULES
+
+
+def _data_root(value: str | None, layout: str) -> Path | None:
+    if value is None:
+        if layout != "elpv":
+            raise ConfigError(f"--data is required for layout {layout!r}")
+        return None
+    return Path(value)
+
+
+def select_training(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    """A seeded, order-preserving subset of at most ``limit`` training samples."""
+    if limit is None or limit >= len(samples):
+        return samples
+    if limit < 2:
+        raise ConfigError("--limit-train must be at least 2")
+    keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
+    return [samples[int(i)] for i in keep]
+
+
+def select_test(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    """A seeded subset of at most ``limit`` test samples that keeps the normal/anomalous ratio."""
+    if limit is None or limit >= len(samples):
+        return samples
+    normal = [s for s in samples if s.label == 0]
+    anomalous = [s for s in samples if s.label == 1]
+    n_normal = min(len(normal), max(1, round(limit * len(normal) / len(samples))))
+    picked = select_training(normal, n_normal, seed) if n_normal >= 2 else normal[:n_normal]
+    rest = limit - len(picked)
+    picked += select_training(anomalous, rest, seed) if rest >= 2 else anomalous[:rest]
+    return sorted(picked, key=lambda s: str(s.path))
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    parser.add_argument("--layout", required=True, choices=layout_names(), help="dataset layout")
+    parser.add_argument("--category", required=True, help="category (product) name")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from eagle_iad.expert import ExpertConfig, fit, save
+
+    layout = get_layout(args.layout)
+    samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
+    samples = select_training(samples, args.limit_train, args.seed)
+    config = ExpertConfig(
+        backbone=args.backbone,
+        sampler=args.sampler,
+        coreset_ratio=args.coreset_ratio,
+        seed=args.seed,
+        search=args.search,
+        rule=args.rule,
+        rule_k=args.k,
+        rule_q=args.q,
+        rule_p=args.p,
+        rule_value=args.tau,
+        batch_size=args.batch_size,
+    )
+    print(f"fitting {args.category!r} on {len(samples)} normal images with {config.backbone}", file=sys.stderr)
+    expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
+    out = save(expert.model, args.out)
+    model = expert.model
+    summary = {
+        "model": str(out),
+        "category": model.category,
+        "train_images": len(model.train_images),
+        "bank_size": int(model.bank.shape[0]),
+        "rule": model.thresholds.rule,
+        "tau": model.thresholds.tau,
+        "s_max": model.thresholds.s_max,
+        "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from eagle_iad.expert import load_expert
+    from eagle_iad.verdict import inspect_images
+
+    expert = load_expert(args.model)
+    out = Path(args.out) if args.out else None
+    verdicts = inspect_images(expert, list(args.images), out, args.style, show_progress=not args.quiet)
+    if args.json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        return 0
+    for v in verdicts:
+        band = " (low-confidence band)" if v.in_band else ""
+        print(f"{v.image}: {v.decision}{band}  score {v.score:.3f}  tau {v.tau:.3f}  s_max {v.s_max:.3f}")
+        for box in v.boxes:
+            print(f"    box x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} peak={box.peak:.2f}")
+        for kind, path in v.pictures.items():
+            print(f"    {kind}: {path}")
+    return 0
+
+
+def _cmd_eval_expert(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.expert_eval import evaluate_expert
+    from eagle_iad.expert import load_expert
+
+    expert = load_expert(args.model)
+    samples = get_layout(args.layout).samples(_data_root(args.data, args.layout), args.category, "test")
+    samples = select_test(samples, args.limit_test, args.seed)
+    start = time.perf_counter()
+    evaluation = evaluate_expert(expert, samples, Path(args.out), show_progress=not args.quiet)
+    summary = evaluation.summary()
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'histogram.png'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from eagle_iad.expert.store import read_manifest
+
+    manifest: dict[str, Any] = read_manifest(args.model)
+    manifest["training"].pop("images", None)
+    manifest["training"].pop("scores", None)
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from eagle_iad.demo import run_demo
+
+    report = run_demo(Path(args.out), train_limit=args.limit_train, show_progress=not args.quiet)
+    print(f"demo report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds."
+    )
+    parser.add_argument("--version", action="version", version=f"eagle-iad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="fit the expert on a category's normal training images")
+    _add_data_args(fit)
+    fit.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    fit.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=backbone_names())
+    fit.add_argument("--sampler", default="greedy", choices=SAMPLERS, help="memory-bank subsampling")
+    fit.add_argument("--coreset-ratio", type=float, default=0.1, help="fraction of patches kept (default 0.1)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--search", default=DEFAULT_SEARCH, choices=SEARCHES, help="nearest-neighbour search")
+    fit.add_argument("--rule", default="ksigma", choices=RULES, help="threshold rule (default ksigma)")
+    fit.add_argument("--k", type=float, default=3.0, help="k for ksigma and mad (default 3)")
+    fit.add_argument("--q", type=float, default=0.99, help="q for the quantile rule")
+    fit.add_argument("--p", type=float, default=0.99, help="p for the evt rule")
+    fit.add_argument("--tau", type=float, default=None, help="threshold for the fixed rule")
+    fit.add_argument("--batch-size", type=int, default=16)
+    fit.add_argument("--limit-train", type=int, default=None, help="use a seeded subset of N training images")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(func=_cmd_fit)
+
+    inspect = sub.add_parser("inspect", help="score images with a fitted model")
+    inspect.add_argument("images", nargs="+", help="image files")
+    inspect.add_argument("--model", required=True, help="fitted model directory")
+    inspect.add_argument("--out", help="write heatmap and boxed pictures here")
+    inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
+    inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
+    inspect.add_argument("--quiet", action="store_true", help="no progress bars")
+    inspect.set_defaults(func=_cmd_inspect)
+
+    ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
+    _add_data_args(ev)
+    ev.add_argument("--model", required=True, help="fitted model directory")
+    ev.add_argument("--out", required=True, help="directory for metrics.json, scores.jsonl, histogram.png")
+    ev.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of N images")
+    ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_eval_expert)
+
+    info = sub.add_parser("info", help="show a fitted model's manifest")
+    info.add_argument("--model", required=True)
+    info.set_defaults(func=_cmd_info)
+
+    demo = sub.add_parser("demo", help="fit, evaluate and inspect elpv mono cells; write a report")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--limit-train", type=int, default=None, help="seeded subset of training cells")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EagleError as exc:
+        print(f"eagle: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
