@@ -107,7 +107,11 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.rmdir(retired)
             os.rename(target, retired)
-            os.rename(staging, target)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(retired, target)  # put the old model back: never leave no model at all
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staging, target)

@@ -1,0 +1,625 @@
+"""The expert's numbers against independent float64 reference computations (SPEC §1–§2).
+
+Nearest-neighbour search, patch/image scores, feature aggregation, the coreset, TGPS's
+leave-own-out training scores, the threshold rules and the crop geometry are each checked
+against a direct re-implementation written here, on tiny inputs so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import genextreme
+from torch.nn.functional import interpolate
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.expert import Expert, ExpertConfig, fit
+from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.coreset import ApproximateGreedyCoreset, hugepage_empty
+from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
+from eagle_iad.images import Geometry, load_rgb, to_tensor
+from eagle_iad.tgps.thresholds import MAD_SCALE, Thresholds, compute_thresholds, leave_own_out_scores
+
+SearchFactory = Callable[[], NearestNeighbourSearch]
+SEARCHES: dict[str, SearchFactory] = {"torch": TorchExactSearch, "faiss": FaissExactSearch}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class FakeExtractor:
+    """Deterministic random convolutions giving stride-8 and stride-16 maps (no pretrained weights)."""
+
+    ident = BackboneId("fake", "0" * 64)
+
+    def __init__(self, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.conv8 = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)
+        self.conv16 = torch.nn.Conv2d(12, 20, kernel_size=2, stride=2)
+        with torch.no_grad():
+            for conv in (self.conv8, self.conv16):
+                assert conv.bias is not None
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.2)
+                conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f8 = torch.tanh(self.conv8(images))
+        return f8, torch.tanh(self.conv16(f8))
+
+
+FAKE_CONFIG = ExpertConfig(resize=72, crop=64, pretrain_dim=48, target_dim=32, coreset_ratio=0.25, batch_size=4)
+
+
+def _noise_pngs(directory: Path, count: int, seed: int, size: tuple[int, int] = (80, 96)) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = directory / f"noise_{seed}_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Float64 Euclidean distances from explicit differences (no |a|^2 - 2ab + |b|^2 expansion)."""
+    diff = a.double().unsqueeze(1) - b.double().unsqueeze(0)
+    return torch.sqrt((diff * diff).sum(dim=2))
+
+
+def _brute_force(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_groups: torch.Tensor | None = None,
+    exclude: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 1-NN with optional group exclusion; excluded-out queries get (inf, -1)."""
+    dist = _pairwise(queries, bank)
+    if bank_groups is not None and exclude is not None:
+        own = exclude.long().unsqueeze(1) == bank_groups.long().unsqueeze(0)
+        dist = dist.masked_fill(own, math.inf)
+    best, arg = dist.min(dim=1)
+    arg = torch.where(torch.isinf(best), torch.full_like(arg, -1), arg)
+    return best, arg
+
+
+def _random_problem(
+    seed: int, queries: int = 200, bank: int = 150, dim: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(queries, dim, generator=gen)
+    b = torch.randn(bank, dim, generator=gen)
+    return q, b
+
+
+# --------------------------------------------------------------------------- search
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_equals_float64_brute_force(kind: str, seed: int) -> None:
+    queries, bank = _random_problem(seed)
+    search = SEARCHES[kind]()
+    search.fit(bank)
+    dist, index = search.search(queries)
+    ref_dist, ref_index = _brute_force(queries, bank)
+    assert index.dtype == torch.long
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_with_group_exclusion_equals_brute_force(kind: str, seed: int) -> None:
+    queries, bank = _random_problem(seed)
+    gen = torch.Generator().manual_seed(100 + seed)
+    bank_groups = torch.randint(0, 5, (bank.shape[0],), generator=gen, dtype=torch.int32)
+    exclude = torch.randint(-1, 5, (queries.shape[0],), generator=gen)  # -1 = exclude nothing
+    search = SEARCHES[kind]()
+    search.fit(bank, bank_groups)
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, bank_groups, exclude)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+    found = index >= 0
+    assert bool(found.all())
+    assert not bool((bank_groups.long()[index] == exclude).any())
+
+
+def test_faiss_exclusion_fallback_when_every_candidate_is_own_group() -> None:
+    # With no extra neighbours faiss returns only the nearest entry; queries whose nearest entry is
+    # their own group must be answered by the exact fallback, not dropped.
+    queries, bank = _random_problem(5, queries=60, bank=40, dim=64)
+    bank_groups = torch.arange(40, dtype=torch.int32) % 4
+    _, nearest = _brute_force(queries, bank)
+    exclude = bank_groups.long()[nearest]  # every query excludes the group of its nearest entry
+    search = FaissExactSearch(extra_neighbours=0)
+    search.fit(bank, bank_groups)
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, bank_groups, exclude)
+    assert torch.equal(index, ref_index)
+    assert not bool((index == nearest).any())
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+def test_query_whose_group_owns_the_whole_bank_gets_inf(kind: str) -> None:
+    queries, bank = _random_problem(3, queries=10, bank=30, dim=16)
+    bank_groups = torch.full((30,), 3, dtype=torch.int32)
+    exclude = torch.tensor([3, -1, 3, 7, 3, 3, 0, 3, 3, 3])
+    search = SEARCHES[kind]()
+    search.fit(bank, bank_groups)
+    dist, index = search.search(queries, exclude_groups=exclude)
+    owned = exclude == 3
+    assert torch.equal(index[owned], torch.full((int(owned.sum()),), -1, dtype=torch.long))
+    assert bool(torch.isinf(dist[owned]).all())
+    ref_dist, ref_index = _brute_force(queries, bank)
+    assert torch.equal(index[~owned], ref_index[~owned])
+    np.testing.assert_allclose(dist[~owned].double().numpy(), ref_dist[~owned].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_elements", [1, 150 * 7, 150 * 64 + 1])
+def test_tiny_blocks_give_identical_results(block_elements: int) -> None:
+    queries, bank = _random_problem(4)
+    gen = torch.Generator().manual_seed(9)
+    bank_groups = torch.randint(0, 4, (bank.shape[0],), generator=gen, dtype=torch.int32)
+    exclude = torch.randint(-1, 4, (queries.shape[0],), generator=gen)
+    reference = TorchExactSearch()
+    reference.fit(bank, bank_groups)
+    blocked = TorchExactSearch(block_elements=block_elements)
+    blocked.fit(bank, bank_groups)
+    for groups in (None, exclude):
+        ref_dist, ref_index = reference.search(queries, exclude_groups=groups)
+        dist, index = blocked.search(queries, exclude_groups=groups)
+        assert torch.equal(index, ref_index)
+        assert torch.equal(dist, ref_dist)
+
+
+def test_exclusion_without_groups_is_refused() -> None:
+    queries, bank = _random_problem(0, queries=4, bank=5, dim=8)
+    search = TorchExactSearch()
+    search.fit(bank)
+    with pytest.raises(ValueError, match="needs bank_groups"):
+        search.search(queries, exclude_groups=torch.zeros(4, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- patch and image scores
+
+
+@pytest.fixture(scope="module")
+def fake_expert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Expert, Path]:
+    root = tmp_path_factory.mktemp("fake_train")
+    paths = _noise_pngs(root, 5, seed=1)
+    expert = fit(paths, "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    query = root / "query.png"
+    rng = np.random.default_rng(77)
+    rgb = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    rgb[30:50, 20:40] = (250, 10, 10)  # a "defect" the training noise never showed
+    Image.fromarray(rgb).save(query)
+    return expert, query
+
+
+def test_patch_and_image_scores_equal_brute_force(fake_expert: tuple[Expert, Path]) -> None:
+    expert, query = fake_expert
+    model = expert.model
+    assert model.grid == (8, 8)
+    assert model.bank.shape == (int(5 * 64 * 0.25), 32)
+    train_image = query.parent / "noise_1_0.png"
+    x = torch.stack([to_tensor(load_rgb(p), 72, 64)[0] for p in (query, train_image)])
+    image_scores, grids = expert.score_tensors(x)
+    assert grids.shape == (2, 8, 8)
+    patches = expert.embed(x)
+    assert patches.shape == (2, 64, 32)
+    ref = _pairwise(patches.reshape(-1, 32), model.bank).min(dim=1).values
+    np.testing.assert_allclose(grids.reshape(-1), ref.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(image_scores, ref.reshape(2, -1).max(dim=1).values.numpy(), rtol=1e-5)
+    assert np.array_equal(image_scores, grids.reshape(2, -1).max(axis=1))
+    # A training image's own patches are partly in the bank: some patch distances are exactly 0.
+    assert float(grids[1].min()) == 0.0
+    # A batch of one may take a different convolution kernel than a batch of two: last-ulp differences.
+    result = expert.inspect(query)
+    assert result.score == pytest.approx(float(image_scores[0]), rel=1e-5)
+    np.testing.assert_allclose(result.patch_scores, grids[0], rtol=1e-5)
+    assert result.score == float(result.patch_scores.max())
+    assert result.is_anomalous == (result.score >= model.thresholds.tau)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _adaptive_pool_last(x: np.ndarray, out: int) -> np.ndarray:
+    """Adaptive average pooling over the last axis, written out with torch's bin boundaries."""
+    size = x.shape[-1]
+    bins = []
+    for i in range(out):
+        start = (i * size) // out
+        end = -((-(i + 1) * size) // out)  # ceil
+        bins.append(x[..., start:end].mean(axis=-1))
+    return np.stack(bins, axis=-1)
+
+
+def _box3(x: np.ndarray) -> np.ndarray:
+    """3x3 average, stride 1, zero padding counted in the divisor (avg_pool2d's default)."""
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    height, width = x.shape[-2:]
+    total = np.zeros_like(x)
+    for dy in range(3):
+        for dx in range(3):
+            total += padded[:, :, dy : dy + height, dx : dx + width]
+    return total / 9.0
+
+
+@pytest.mark.parametrize(
+    ("c1", "c2", "pretrain", "target", "size"),
+    [(24, 40, 1024, 1024, 6), (100, 70, 32, 20, 7), (16, 16, 16, 16, 4)],
+)
+def test_aggregate_matches_reference(c1: int, c2: int, pretrain: int, target: int, size: int) -> None:
+    gen = torch.Generator().manual_seed(c1 + c2)
+    shallow = torch.randn(2, c1, size, size, generator=gen)
+    deep = torch.randn(2, c2, (size + 1) // 2, (size + 1) // 2, generator=gen)
+    out = aggregate(shallow, deep, pretrain, target)
+    assert out.shape == (2, size * size, target)
+
+    s = _box3(shallow.double().numpy())
+    d = _box3(deep.double().numpy())
+    d = interpolate(torch.from_numpy(d), size=(size, size), mode="bilinear", align_corners=False).numpy()
+    # (B, C, H, W) -> (B, H*W, C), row-major patches.
+    s = s.transpose(0, 2, 3, 1).reshape(2, size * size, c1)
+    d = d.transpose(0, 2, 3, 1).reshape(2, size * size, c2)
+    stages = np.concatenate([_adaptive_pool_last(s, pretrain), _adaptive_pool_last(d, pretrain)], axis=-1)
+    expected = _adaptive_pool_last(stages, target)
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_aggregate_same_grid_skips_interpolation() -> None:
+    gen = torch.Generator().manual_seed(0)
+    shallow = torch.randn(1, 8, 5, 5, generator=gen)
+    deep = torch.randn(1, 8, 5, 5, generator=gen)
+    out = aggregate(shallow, deep, 8, 8)
+    s = _box3(shallow.double().numpy()).transpose(0, 2, 3, 1).reshape(1, 25, 8)
+    d = _box3(deep.double().numpy()).transpose(0, 2, 3, 1).reshape(1, 25, 8)
+    # 16 -> 8 adaptive pooling averages neighbouring pairs of the concatenated vector.
+    expected = np.concatenate([s, d], axis=-1).reshape(1, 25, 8, 2).mean(axis=-1)
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- coreset
+
+
+def _features(count: int, dim: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+
+
+def test_coreset_is_deterministic_per_seed() -> None:
+    features = _features(1500, 256, 0)
+    first = ApproximateGreedyCoreset(ratio=0.1, seed=3).select(features)
+    second = ApproximateGreedyCoreset(ratio=0.1, seed=3).select(features)
+    other = ApproximateGreedyCoreset(ratio=0.1, seed=4).select(features)
+    assert np.array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize(("count", "ratio"), [(1000, 0.05), (999, 0.1), (37, 0.5), (10, 0.01)])
+def test_coreset_size_and_order(count: int, ratio: float) -> None:
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=0).select(_features(count, 200, count))
+    expected = max(1, int(count * ratio))
+    assert chosen.dtype == np.int64
+    assert chosen.shape == (expected,)
+    assert np.array_equal(chosen, np.unique(chosen))  # sorted and unique
+    assert chosen.min() >= 0
+    assert chosen.max() < count
+
+
+def test_coreset_ratio_one_keeps_everything() -> None:
+    chosen = ApproximateGreedyCoreset(ratio=1.0).select(_features(20, 4, 0))
+    assert np.array_equal(chosen, np.arange(20))
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.1, 1.5])
+def test_coreset_bad_ratio(ratio: float) -> None:
+    with pytest.raises(ConfigError, match="coreset ratio must be in"):
+        ApproximateGreedyCoreset(ratio=ratio)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_coreset_covers_three_far_clusters(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    labels = np.repeat(np.arange(3), 50)
+    rng.shuffle(labels)
+    points = (centres[labels] + rng.normal(scale=0.1, size=(150, 2))).astype(np.float32)
+    ratio = 0.02
+    assert int(150 * ratio) == 3
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=seed).select(points)
+    assert chosen.shape == (3,)
+    assert sorted(labels[chosen].tolist()) == [0, 1, 2]
+
+
+def test_coreset_projection_is_seeded_and_reduces_width() -> None:
+    features = _features(50, 300, 1)
+    a = ApproximateGreedyCoreset(seed=5).project(features)
+    b = ApproximateGreedyCoreset(seed=5).project(features)
+    assert a.shape == (50, 128)
+    assert np.array_equal(a, b)
+    rng = np.random.default_rng(5)
+    matrix = rng.standard_normal((300, 128)).astype(np.float32) / np.sqrt(128)
+    np.testing.assert_allclose(a, features @ matrix, rtol=1e-4, atol=1e-4)
+
+
+def test_hugepage_empty() -> None:
+    arr = hugepage_empty((37, 11))
+    assert arr.shape == (37, 11)
+    assert arr.dtype == np.float32
+    assert arr.flags.writeable
+    assert arr.flags.c_contiguous
+    assert arr.ctypes.data % (2 << 20) == 0
+    values = np.arange(37 * 11, dtype=np.float32).reshape(37, 11)
+    arr[:] = values
+    assert np.array_equal(arr, values)
+    empty = hugepage_empty((0, 5))
+    assert empty.shape == (0, 5)
+
+
+# --------------------------------------------------------------------------- leave-own-out
+
+
+def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:
+    scores = np.empty(n_images)
+    feats = features.astype(np.float64)
+    for i in range(n_images):
+        bank = feats[selected & (ids != i)]
+        mine = (ids == i) & ~selected
+        if not mine.any():
+            mine = ids == i
+        best = []
+        for patch in feats[mine]:
+            best.append(np.sqrt(((bank - patch) ** 2).sum(axis=1)).min())
+        scores[i] = max(best)
+    return scores
+
+
+def _loo_problem(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_images, per_image, dim = 6, 20, 32
+    rng = np.random.default_rng(seed)
+    features = torch.from_numpy(rng.standard_normal((n_images * per_image, dim)).astype(np.float32))
+    ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
+    selected = torch.from_numpy(rng.random(n_images * per_image) < 0.3)
+    for i in range(n_images):  # every image has selected and unselected patches
+        selected[i * per_image] = True
+        selected[i * per_image + 1] = False
+    return features, ids, selected
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_leave_own_out_equals_naive(kind: str, seed: int) -> None:
+    features, ids, selected = _loo_problem(seed)
+    search = SEARCHES[kind]()
+    search.fit(features[selected], ids[selected])
+    scores = leave_own_out_scores(features, ids, selected, search, 6)
+    expected = _naive_leave_own_out(features.numpy(), ids.numpy(), selected.numpy(), 6)
+    assert scores.dtype == np.float64
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+def test_leave_own_out_fully_selected_image_uses_all_its_patches(kind: str) -> None:
+    features, ids, selected = _loo_problem(2)
+    selected[ids == 2] = True
+    search = SEARCHES[kind]()
+    search.fit(features[selected], ids[selected])
+    scores = leave_own_out_scores(features, ids, selected, search, 6)
+    expected = _naive_leave_own_out(features.numpy(), ids.numpy(), selected.numpy(), 6)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert np.isfinite(scores).all()
+
+
+def test_leave_own_out_needs_two_images() -> None:
+    features, ids, selected = _loo_problem(0)
+    search = TorchExactSearch()
+    search.fit(features[selected], ids[selected])
+    with pytest.raises(ConfigError, match="at least 2"):
+        leave_own_out_scores(features, ids, selected, search, 1)
+
+
+# --------------------------------------------------------------------------- determinism (real backbone)
+
+
+def test_fit_is_bit_identical_for_the_same_seed() -> None:
+    from eagle_iad.data import get_layout
+
+    paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
+    config = ExpertConfig(batch_size=6)
+    first = fit(paths, "mono", config).model
+    second = fit(paths, "mono", config).model
+    assert first.backbone.name == "efficientnet_lite0"
+    assert first.bank.shape == (int(6 * 28 * 28 * 0.1), 1024)
+    assert torch.equal(first.bank, second.bank)
+    assert torch.equal(first.bank_image_ids, second.bank_image_ids)
+    assert torch.equal(first.selected, second.selected)
+    assert np.array_equal(first.train_scores, second.train_scores)
+    assert first.thresholds.tau == second.thresholds.tau
+    assert first.thresholds.s_max == second.thresholds.s_max
+    assert first.thresholds.s_max == float(first.train_scores.max())
+    assert np.isfinite(first.train_scores).all()
+    assert (first.train_scores > 0).all()
+
+
+# --------------------------------------------------------------------------- threshold rules
+
+
+@pytest.fixture
+def scores() -> np.ndarray:
+    return np.random.default_rng(11).gamma(4.0, 0.5, size=60) + 1.0
+
+
+def test_ksigma_rule(scores: np.ndarray) -> None:
+    t = compute_thresholds(scores, "ksigma")
+    assert t.tau == pytest.approx(scores.mean() + 3 * np.std(scores, ddof=0), rel=1e-12)
+    assert t.tau != pytest.approx(scores.mean() + 3 * np.std(scores, ddof=1), rel=1e-9)
+    assert t.s_max == float(scores.max())
+    assert compute_thresholds(scores, "ksigma", k=2.0).tau == pytest.approx(scores.mean() + 2 * scores.std())
+
+
+def test_mad_rule(scores: np.ndarray) -> None:
+    median = np.median(scores)
+    mad = np.median(np.abs(scores - median))
+    t = compute_thresholds(scores, "mad")
+    assert MAD_SCALE == 1.4826
+    assert t.tau == pytest.approx(median + 3 * 1.4826 * mad, rel=1e-12)
+    assert t.s_max == float(scores.max())
+
+
+def test_quantile_rule(scores: np.ndarray) -> None:
+    t = compute_thresholds(scores, "quantile")
+    assert t.tau == pytest.approx(float(np.quantile(scores, 0.99)), rel=1e-12)
+    assert compute_thresholds(scores, "quantile", q=0.5).tau == pytest.approx(float(np.median(scores)))
+    with pytest.raises(ConfigError, match="quantile q must be in"):
+        compute_thresholds(scores, "quantile", q=1.0)
+
+
+def test_evt_rule(scores: np.ndarray) -> None:
+    t = compute_thresholds(scores, "evt")
+    expected = genextreme.ppf(0.99, *genextreme.fit(scores))
+    assert t.tau == pytest.approx(float(expected), rel=1e-9)
+    assert t.params == {"p": 0.99}
+    with pytest.raises(ConfigError, match="at least 3 distinct"):
+        compute_thresholds(np.ones(10), "evt")
+
+
+def test_fixed_rule(scores: np.ndarray) -> None:
+    t = compute_thresholds(scores, "fixed", value=1.25)
+    assert t.tau == 1.25
+    assert t.s_max == float(scores.max())
+    with pytest.raises(ConfigError, match="needs a finite threshold value"):
+        compute_thresholds(scores, "fixed")
+
+
+def test_unknown_rule(scores: np.ndarray) -> None:
+    with pytest.raises(ConfigError, match="unknown threshold rule 'otsu'"):
+        compute_thresholds(scores, "otsu")
+
+
+def test_no_finite_scores() -> None:
+    with pytest.raises(ConfigError, match="no finite training scores"):
+        compute_thresholds(np.array([np.inf, np.nan]), "ksigma")
+
+
+def test_decision_and_band_boundaries() -> None:
+    t = Thresholds("fixed", tau=1.0, s_max=2.0)
+    assert t.is_anomalous(1.0)
+    assert not t.is_anomalous(math.nextafter(1.0, 0.0))
+    assert t.in_band(1.0)
+    assert t.in_band(math.nextafter(2.0, 0.0))
+    assert not t.in_band(2.0)
+    assert not t.in_band(math.nextafter(1.0, 0.0))
+    assert not t.in_band(5.0)
+    for tau in (2.0, 3.0):
+        empty = Thresholds("fixed", tau=tau, s_max=2.0)
+        assert not any(empty.in_band(s) for s in np.linspace(0.0, 4.0, 81))
+        assert empty.is_anomalous(tau)
+
+
+def test_thresholds_dict_round_trip() -> None:
+    t = Thresholds("ksigma", tau=1.5, s_max=2.5, params={"k": 3.0})
+    assert Thresholds.from_dict(t.to_dict()) == t
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _torchvision_geometry(height: int, width: int, size: int = 256, crop: int = 224) -> tuple[int, int, int, int]:
+    """torchvision Resize(size) (shorter side, ``int`` for the long side) + CenterCrop(crop) offsets."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    top = round((new_h - crop) / 2.0)
+    left = round((new_w - crop) / 2.0)
+    return new_h, new_w, top, left
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "expected"),
+    [
+        (300, 400, (256, 341, 16, 58)),
+        (400, 300, (341, 256, 58, 16)),
+        (224, 224, (256, 256, 16, 16)),
+        (300, 300, (256, 256, 16, 16)),
+        (1000, 333, (768, 256, 272, 16)),
+    ],
+)
+def test_geometry_matches_torchvision(height: int, width: int, expected: tuple[int, int, int, int]) -> None:
+    g = Geometry.for_image(height, width, 256, 224)
+    got = (g.resized_height, g.resized_width, g.top, g.left)
+    assert got == expected
+    assert got == _torchvision_geometry(height, width)
+    assert (g.height, g.width, g.crop) == (height, width, 224)
+
+
+def test_geometry_rejects_crop_larger_than_resize() -> None:
+    with pytest.raises(ValueError, match="must not exceed resize"):
+        Geometry.for_image(100, 100, 200, 224)
+
+
+GEOMETRIES = [(300, 400), (400, 300), (224, 224)]
+
+
+@pytest.mark.parametrize(("height", "width"), GEOMETRIES)
+def test_map_to_original_constant(height: int, width: int) -> None:
+    g = Geometry.for_image(height, width, 256, 224)
+    out = g.map_to_original(np.full((224, 224), 0.7, dtype=np.float32))
+    assert out.shape == (height, width)
+    np.testing.assert_allclose(out, 0.7, atol=1e-6)
+
+
+@pytest.mark.parametrize(("height", "width"), GEOMETRIES)
+@pytest.mark.parametrize(("cy", "cx"), [(100, 150), (20, 200), (223, 0)])
+def test_map_to_original_hot_pixel(height: int, width: int, cy: int, cx: int) -> None:
+    g = Geometry.for_image(height, width, 256, 224)
+    crop_map = np.zeros((224, 224), dtype=np.float32)
+    crop_map[cy, cx] = 1.0
+    out = g.map_to_original(crop_map)
+    y, x = np.unravel_index(int(np.argmax(out)), out.shape)
+    assert out[y, x] > 0.3
+    x0, y0, x1, y1 = g.crop_box_to_original((cx, cy, cx + 1, cy + 1))
+    assert abs((x + 0.5) - (x0 + x1) / 2) <= 2.0
+    assert abs((y + 0.5) - (y0 + y1) / 2) <= 2.0
+
+
+def _outside_mask(size: int, resized: int, start: int, crop: int) -> np.ndarray:
+    """Original pixels whose bilinear source samples all lie outside ``[start, start + crop)``."""
+    centre = (np.arange(size) + 0.5) * (resized / size) - 0.5
+    lo = np.clip(np.floor(centre), 0, resized - 1)
+    hi = np.clip(np.floor(centre) + 1, 0, resized - 1)
+
+    def inside(v: np.ndarray) -> np.ndarray:
+        return (v >= start) & (v < start + crop)
+
+    return ~inside(lo) & ~inside(hi)
+
+
+@pytest.mark.parametrize(("height", "width"), GEOMETRIES)
+def test_map_to_original_outside_crop_is_minimum(height: int, width: int) -> None:
+    g = Geometry.for_image(height, width, 256, 224)
+    crop_map = np.random.default_rng(0).uniform(0.5, 1.0, (224, 224)).astype(np.float32)
+    out = g.map_to_original(crop_map)
+    rows = _outside_mask(height, g.resized_height, g.top, 224)
+    cols = _outside_mask(width, g.resized_width, g.left, 224)
+    outside = rows[:, None] | cols[None, :]
+    assert outside.sum() > 0.05 * height * width
+    np.testing.assert_allclose(out[outside], crop_map.min(), atol=1e-6)
+    assert float(out.min()) >= float(crop_map.min()) - 1e-6
+    assert float(out.max()) <= float(crop_map.max()) + 1e-6
+
+
+def test_map_to_original_rejects_wrong_shape() -> None:
+    g = Geometry.for_image(300, 400, 256, 224)
+    with pytest.raises(ValueError, match="expected a 224x224 map"):
+        g.map_to_original(np.zeros((28, 28), dtype=np.float32))

