@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from eagle_iad import __version__
-from eagle_iad.cli import select_training
+from eagle_iad.cli import select_test, select_training
 from eagle_iad.data import get_layout
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
 from eagle_iad.eval.expert_eval import _atomic_write, evaluate_expert
@@ -26,13 +26,15 @@ def _fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def run_demo(out: Path, train_limit: int | None = None, show_progress: bool = True) -> Path:
+def run_demo(
+    out: Path, train_limit: int | None = None, test_limit: int | None = None, show_progress: bool = True
+) -> Path:
     """Run the demo into ``out`` and return the path of ``report.md``."""
     out.mkdir(parents=True, exist_ok=True)
     layout = get_layout("elpv")
     config = ExpertConfig()
     train = select_training(layout.samples(None, CATEGORY, "train"), train_limit, config.seed)
-    test = layout.samples(None, CATEGORY, "test")
+    test = select_test(layout.samples(None, CATEGORY, "test"), test_limit, config.seed)
 
     def say(message: str) -> None:
         print(f"[demo] {message}", file=sys.stderr, flush=True)

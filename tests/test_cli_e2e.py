@@ -1,0 +1,187 @@
+"""End to end through the ``eagle`` CLI on real images: fit, eval-expert, inspect, demo, errors.
+
+The tire data lives in ``../shared/data`` (skipped with a reason when absent, as in a user's clone);
+elpv ships with its PyPI package, so those tests always run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from eagle_iad.cli import main
+from eagle_iad.data import get_layout
+
+TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
+needs_tire = pytest.mark.skipif(not TIRE.exists(), reason=f"real tire images not present at {TIRE}")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def elpv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("elpv") / "model"
+    assert (
+        main(["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "40", "--out", str(out), "--quiet"])
+        == 0
+    )
+    return out
+
+
+@pytest.mark.slow
+@needs_tire
+def test_tire_fit_and_eval_expert_well_above_chance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "tire"
+    code, out, _ = run(
+        capsys, "fit", "--data", str(TIRE), "--layout", "mvtec", "--category", "tire",
+        "--limit-train", "60", "--out", str(model), "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["train_images"] == 60
+    assert summary["bank_size"] == int(60 * 784 * 0.1)
+    assert summary["tau"] > 0 and summary["s_max"] > 0
+
+    ev = tmp_path / "eval"
+    code, out, _ = run(
+        capsys, "eval-expert", "--data", str(TIRE), "--layout", "mvtec", "--category", "tire",
+        "--model", str(model), "--out", str(ev), "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["n_normal"] == 25 and metrics["n_anomalous"] == 87
+    assert metrics["image_auroc"] > 0.7
+    assert metrics["pixel_auroc"] > 0.95
+    assert metrics["aupro"] > 0.85
+    assert 0.0 <= metrics["at_tau"]["false_alarm_rate"] <= 1.0
+    rows = [json.loads(line) for line in (ev / "scores.jsonl").read_text().splitlines()]
+    assert len(rows) == 112
+    with Image.open(ev / "histogram.png") as im:
+        assert im.size[0] > 400
+
+
+@pytest.mark.slow
+def test_elpv_subset_eval_well_above_chance(
+    elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ev = tmp_path / "eval"
+    code, _, _ = run(
+        capsys, "eval-expert", "--layout", "elpv", "--category", "mono", "--model", str(elpv_model),
+        "--limit-test", "80", "--out", str(ev), "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["n_normal"] + metrics["n_anomalous"] == 80
+    assert metrics["n_normal"] == round(80 * 147 / 460)
+    assert metrics["image_auroc"] > 0.75
+    assert metrics["pixel_auroc"] is None and metrics["aupro"] is None  # elpv has no masks
+
+
+def test_inspect_json_and_pictures(elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    test = get_layout("elpv").samples(None, "mono", "test")
+    images = [str(test[0].path), str(next(s for s in test if s.label == 1).path)]
+    out_dir = tmp_path / "pictures"
+    code, out, _ = run(
+        capsys, "inspect", *images, "--model", str(elpv_model), "--out", str(out_dir), "--json", "--quiet"
+    )
+    assert code == 0
+    verdicts = json.loads(out)
+    assert [v["image"] for v in verdicts] == images
+    manifest = json.loads((elpv_model / "model.json").read_text())
+    for v in verdicts:
+        assert v["tau"] == pytest.approx(manifest["thresholds"]["tau"])
+        assert v["s_max"] == pytest.approx(manifest["thresholds"]["s_max"])
+        assert v["decision"] == ("anomalous" if v["score"] >= v["tau"] else "normal")
+        assert v["in_band"] == (v["tau"] <= v["score"] < v["s_max"])
+        assert (v["width"], v["height"]) == (300, 300)
+        assert len(v["boxes"]) <= 3
+        for box in v["boxes"]:
+            assert 0 <= box["x0"] < box["x1"] <= 300 and 0 <= box["y0"] < box["y1"] <= 300
+        for path in v["pictures"].values():
+            with Image.open(path) as im:
+                assert im.size == (300, 300) and im.mode == "RGB"
+
+
+def test_inspect_text_output_names_decision(elpv_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
+    code, out, _ = run(capsys, "inspect", image, "--model", str(elpv_model), "--quiet")
+    assert code == 0
+    assert out.startswith(f"{image}: ")
+    assert "score" in out and "tau" in out and "s_max" in out
+
+
+def test_inspect_bad_image_is_a_clear_error(
+    elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    code, out, err = run(capsys, "inspect", str(bad), "--model", str(elpv_model), "--quiet")
+    assert code == 2
+    assert out == ""
+    assert err.strip() == f"eagle: error: {bad}: not a recognised image format"
+
+
+def test_model_from_newer_version_is_refused(
+    elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(elpv_model, copy)
+    manifest = json.loads((copy / "model.json").read_text())
+    manifest["schema_version"] = 2
+    manifest["package_version"] = "9.0.0"
+    (copy / "model.json").write_text(json.dumps(manifest))
+    image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
+    code, _, err = run(capsys, "inspect", image, "--model", str(copy), "--quiet")
+    assert code == 2
+    assert "model schema 2 was written by eagle-iad 9.0.0, which is newer" in err
+
+
+def test_fit_on_missing_folder_fails_without_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "fit", "--data", str(tmp_path / "nope"), "--layout", "mvtec", "--category", "x",
+                       "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 2
+    assert err.startswith("eagle: error: ") and "nope" in err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_refuses_one_image_category(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "data" / "widget" / "train" / "good"
+    good.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (120, 120, 120)).save(good / "000.png")
+    test_good = tmp_path / "data" / "widget" / "test" / "good"
+    test_good.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (120, 120, 120)).save(test_good / "000.png")
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "fit", "--data", str(tmp_path / "data"), "--layout", "mvtec", "--category", "widget",
+                       "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 2
+    assert "has 1 training image(s); at least 2 normal images are needed" in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    code, stdout, _ = run(capsys, "demo", "--out", str(out), "--limit-train", "30", "--limit-test", "40", "--quiet")
+    assert code == 0
+    assert stdout.strip() == f"demo report: {out / 'report.md'}"
+    report = (out / "report.md").read_text()
+    assert "| image AUROC |" in report
+    assert "![score histogram](eval/histogram.png)" in report
+    for name in ("eval/metrics.json", "eval/histogram.png", "model/model.json", "verdicts.json"):
+        assert (out / name).is_file(), name
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert len(verdicts) == 4
+    for v in verdicts:
+        for path in v["pictures"].values():
+            assert Path(path).is_file()
