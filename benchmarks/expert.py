@@ -84,8 +84,15 @@ def main() -> None:
     rows = {}
     for name, search in searches.items():
         search.fit(model.bank, model.bank_image_ids)
-        plain_s, _ = timed(lambda search=search: search.search(unselected), repeat=2)
-        loo_s, _ = timed(lambda search=search: leave_own_out_scores(features, ids, selected, search, n), repeat=2)
+
+        def plain(search: Any = search) -> Any:
+            return search.search(unselected)
+
+        def loo(search: Any = search) -> Any:
+            return leave_own_out_scores(features, ids, selected, search, n)
+
+        plain_s, _ = timed(plain, repeat=2)
+        loo_s, _ = timed(loo, repeat=2)
         rows[name] = (plain_s, loo_s)
     print("\n== training-score pass (leave-own-out) vs one plain scoring pass of the same patches")
     for name, (plain_s, loo_s) in rows.items():
