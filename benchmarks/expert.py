@@ -116,6 +116,12 @@ def main() -> None:
     print(f"\n== greedy coreset step ({flat.shape[0]} x 128), {picks} picks")
     print(f"huge pages {huge_s / picks * 1e3:.3f} ms/pick, ordinary memory {plain_mem_s / picks * 1e3:.3f} ms/pick, ")
     print(f"ordinary / huge ratio {plain_mem_s / huge_s:.2f}x")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        single_s, _ = timed(lambda: loop(projected), repeat=3)
+    ratio = single_s / huge_s
+    print(f"BLAS 1 thread {single_s / picks * 1e3:.3f} ms/pick: 1-thread / default-threads ratio {ratio:.2f}x")
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n== peak resident memory {peak_mb:.0f} MiB")
