@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from eagle_iad.data import Sample
 from eagle_iad.eval.metrics import aupro, auroc, pixel_auroc, threshold_metrics
@@ -71,9 +73,11 @@ def evaluate_expert(
     maps: list[np.ndarray] = []
     has_masks = any(s.mask_path is not None for s in samples)
     per_image: list[dict[str, Any]] = []
+    bar = tqdm(total=len(samples), desc="evaluate", disable=not show_progress, file=sys.stderr, leave=False)
     for start in range(0, len(samples), batch):
         chunk = samples[start : start + batch]
-        results = expert.inspect_many([s.path for s in chunk], show_progress=show_progress)
+        results = expert.inspect_many([s.path for s in chunk])
+        bar.update(len(chunk))
         for sample, result in zip(chunk, results, strict=True):
             scores.append(result.score)
             per_image.append(
@@ -93,6 +97,7 @@ def evaluate_expert(
                 else:
                     masks.append(load_mask(sample.mask_path, (int(shape[0]), int(shape[1]))))
                 maps.append(result.anomaly_map)
+    bar.close()
     score_arr = np.asarray(scores)
     both_classes = bool(labels.min() != labels.max()) if labels.size else False
     thresholds = expert.thresholds

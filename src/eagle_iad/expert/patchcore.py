@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,17 @@ class ExpertResult:
 
 def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _reporter(bar: tqdm[Any]) -> Callable[[int, int], None]:
+    """Adapt a tqdm bar to the ``progress(done, total)`` callbacks of the fitting steps."""
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return report
 
 
 class Expert:
@@ -257,13 +268,7 @@ def fit(
 
     start = time.perf_counter()
     with _progress(0, "coreset", show_progress) as bar:
-
-        def report(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        chosen = torch.from_numpy(sampler.select(features.numpy(), progress=report))
+        chosen = torch.from_numpy(sampler.select(features.numpy(), progress=_reporter(bar)))
     selected = torch.zeros(features.shape[0], dtype=torch.bool)
     selected[chosen] = True
     bank = features[chosen].contiguous()
@@ -272,7 +277,10 @@ def fit(
 
     start = time.perf_counter()
     search.fit(bank, bank_ids)
-    train_scores = leave_own_out_scores(features, patch_image_ids, selected, search, n_images)
+    with _progress(0, "training scores", show_progress) as bar:
+        train_scores = leave_own_out_scores(
+            features, patch_image_ids, selected, search, n_images, progress=_reporter(bar)
+        )
     thresholds = compute_thresholds(
         train_scores, config.rule, k=config.rule_k, q=config.rule_q, p=config.rule_p, value=config.rule_value
     )

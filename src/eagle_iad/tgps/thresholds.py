@@ -10,6 +10,7 @@ gives all of these scores at about the cost of one ordinary scoring pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,13 +118,16 @@ def leave_own_out_scores(
     selected: torch.Tensor,
     search: NearestNeighbourSearch,
     n_images: int,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_rows: int = 1 << 15,
 ) -> np.ndarray:
     """Per training image: max over its unselected patches of the distance to the bank minus its own entries.
 
     ``features`` are all ``N`` training patches, ``patch_image_ids`` their image index, ``selected``
     the coreset mask; ``search`` must already be fitted on ``features[selected]`` with
     ``bank_groups = patch_image_ids[selected]``. An image whose patches were all selected (tiny
-    data sets) is scored with all of its patches instead.
+    data sets) is scored with all of its patches instead. Rows are processed in chunks so no copy
+    of the whole feature matrix is made and ``progress(done, total)`` can report.
     """
     if n_images < 2:
         raise ConfigError("leave-own-out training scores need at least 2 training images")
@@ -132,9 +136,15 @@ def leave_own_out_scores(
     fully_selected[patch_image_ids[use].long()] = False
     if bool(fully_selected.any()):
         use = use | fully_selected[patch_image_ids.long()]
-    queries = features[use]
-    groups = patch_image_ids[use].long()
-    dist, _ = search.search(queries, exclude_groups=groups)
     scores = torch.full((n_images,), float("-inf"), dtype=torch.float64)
-    scores.scatter_reduce_(0, groups, dist.double(), reduce="amax")
+    total = features.shape[0]
+    for start in range(0, total, chunk_rows):
+        stop = min(total, start + chunk_rows)
+        rows = use[start:stop]
+        if bool(rows.any()):
+            groups = patch_image_ids[start:stop][rows].long()
+            dist, _ = search.search(features[start:stop][rows], exclude_groups=groups)
+            scores.scatter_reduce_(0, groups, dist.double(), reduce="amax")
+        if progress is not None:
+            progress(stop, total)
     return scores.numpy()
