@@ -21,7 +21,7 @@ from torch.nn.functional import interpolate
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit
 from eagle_iad.expert.backbones import BackboneId
-from eagle_iad.expert.coreset import ApproximateGreedyCoreset, hugepage_empty
+from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
 from eagle_iad.images import Geometry, load_rgb, to_tensor
@@ -351,23 +351,6 @@ def test_coreset_projection_is_seeded_and_reduces_width() -> None:
     rng = np.random.default_rng(5)
     matrix = rng.standard_normal((300, 128)).astype(np.float32) / np.sqrt(128)
     np.testing.assert_allclose(a, features @ matrix, rtol=1e-4, atol=1e-4)
-
-
-def test_hugepage_empty() -> None:
-    arr = hugepage_empty((37, 11))
-    assert arr.shape == (37, 11)
-    assert arr.dtype == np.float32
-    assert arr.flags.writeable
-    assert arr.flags.c_contiguous
-    assert arr.ctypes.data % (2 << 20) == 0
-    values = np.arange(37 * 11, dtype=np.float32).reshape(37, 11)
-    arr[:] = values
-    assert np.array_equal(arr, values)
-    empty = hugepage_empty((0, 5))
-    assert empty.shape == (0, 5)
-
-
-# --------------------------------------------------------------------------- leave-own-out
 
 
 def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:

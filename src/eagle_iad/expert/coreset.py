@@ -12,8 +12,6 @@ times lower than torch's for this shape (measured in ``benchmarks/expert.py``).
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,30 +29,6 @@ class Sampler(Protocol):
     def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Sorted int64 indices into ``features`` (``N x D`` float32)."""
         ...
-
-
-def hugepage_empty(shape: tuple[int, int], dtype: type[np.floating] = np.float32) -> np.ndarray:
-    """An uninitialised array in its own anonymous mapping, advised to use transparent huge pages.
-
-    The greedy loop streams the whole projected matrix once per pick; with 4 KiB pages (what a
-    recycled malloc block gets) the TLB misses made it 3-7x slower in this VM than with 2 MiB
-    pages (``benchmarks/expert.py`` measures both).
-    """
-    count = int(np.prod(shape))
-    nbytes = max(1, count * np.dtype(dtype).itemsize)
-    buffer = mmap.mmap(-1, nbytes + _HUGE_PAGE)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        with contextlib.suppress(OSError):  # kernels without transparent huge pages
-            buffer.madvise(mmap.MADV_HUGEPAGE)
-    raw = np.frombuffer(buffer, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % _HUGE_PAGE  # start on a 2 MiB boundary so every page can be huge
-    # Slice exactly count elements' bytes: nbytes is padded to 1 for empty shapes, which would not
-    # divide into a wider dtype.
-    used = count * np.dtype(dtype).itemsize
-    return raw[offset : offset + used].view(dtype).reshape(shape)
-
-
-_HUGE_PAGE = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -76,15 +50,12 @@ class ApproximateGreedyCoreset:
 
     def project(self, features: np.ndarray) -> np.ndarray:
         """The fixed, seeded random projection (identity when already at or below the target width)."""
-        count, dim = features.shape
-        out = hugepage_empty((count, min(dim, self.projection_dim)))
+        dim = features.shape[1]
         if dim <= self.projection_dim:
-            out[:] = features
-            return out
+            return np.ascontiguousarray(features, dtype=np.float32)
         rng = np.random.default_rng(self.seed)
         matrix = rng.standard_normal((dim, self.projection_dim)).astype(np.float32) / np.sqrt(self.projection_dim)
-        np.matmul(features.astype(np.float32, copy=False), matrix, out=out)
-        return out
+        return np.ascontiguousarray(features.astype(np.float32, copy=False) @ matrix)
 
     def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         count = features.shape[0]
