@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny real-architecture MLLMs, built once per test session (SPEC §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_mllm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Saved tiny checkpoints (config + weights + processor + chat template), one per family."""
+    pytest.importorskip("transformers")
+    from eagle_iad.mllm.tiny import TINY_BUILDERS
+
+    root = tmp_path_factory.mktemp("tiny_mllm")
+    return {name: TINY_BUILDERS[name](root / name) for name in MLLM_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def hf_backends(tiny_mllm_dirs: dict[str, Path]) -> Any:
+    """Lazily loaded hf backends keyed by ``(family, exact_eager)``, through the public spec loader."""
+    from eagle_iad.mllm import load_backend
+
+    cache: dict[tuple[str, bool], Any] = {}
+
+    def get(family: str, exact_eager: bool = False) -> Any:
+        key = (family, exact_eager)
+        if key not in cache:
+            cache[key] = load_backend(
+                f"hf:{tiny_mllm_dirs[family]}", exact_eager=exact_eager, vision_attention="eager", device="cpu"
+            )
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def prompt_images() -> dict[str, np.ndarray]:
+    """Query (56x84: a non-square 2x3 merged Qwen grid), boxed copy and template images."""
+    rng = np.random.default_rng(7)
+    query = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
+    boxed = query.copy()
+    boxed[10:40, 10:12] = (255, 0, 0)
+    template = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
+    return {"q.png": query, "q_box.png": boxed, "t.png": template}
