@@ -55,6 +55,8 @@ class AttentionCapture:
     grid: tuple[int, int, int]
     per_layer: dict[int, np.ndarray]
     share: dict[int, float]
+    #: ``(x0, y0, x1, y1)`` region of the original query image the grid covers (``None`` = all of it).
+    coverage: tuple[int, int, int, int] | None = None
 
     def layer_map(self, layer: int) -> np.ndarray:
         """The layer's attention on the visual grid, ``(h, w)`` (mean over temporal slices)."""
@@ -70,6 +72,7 @@ class AttentionCapture:
             "grid": list(self.grid),
             "per_layer": {str(k): v.tolist() for k, v in self.per_layer.items()},
             "share": {str(k): v for k, v in self.share.items()},
+            "coverage": None if self.coverage is None else list(self.coverage),
         }
 
 

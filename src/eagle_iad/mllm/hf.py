@@ -50,6 +50,7 @@ class Prepared:
     images: ImageSpans
     query_index: int | None
     text: str
+    sizes: list[tuple[int, int]]
 
 
 def _default_device() -> str:
@@ -99,7 +100,7 @@ class HFBackend:
             local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
         try:
             config = AutoConfig.from_pretrained(self.model_ref, local_files_only=local_files_only)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             where = "directory" if is_local else "Hugging Face hub id (not in the local cache, and offline?)"
             raise ConfigError(f"cannot load MLLM {self.model_ref!r} as a {where}: {exc}") from exc
         self.family: Family = family_for(config.model_type)
@@ -140,7 +141,8 @@ class HFBackend:
         queries = [index for index, item in enumerate(image_items) if item.role == "query"]
         if len(queries) > 1:
             raise ConfigError("a prompt may contain at most one query image")
-        return Prepared(inputs, input_ids, spans, queries[0] if queries else None, text)
+        sizes = [(image.height, image.width) for image in pil]
+        return Prepared(inputs, input_ids, spans, queries[0] if queries else None, text, sizes)
 
     def _request(self, prepared: Prepared, options: GenerateOptions) -> AttentionRequest:
         span = None if prepared.query_index is None else prepared.images.spans[prepared.query_index]
@@ -211,7 +213,9 @@ class HFBackend:
         start, end = request.span
         per_layer = {layer: row[start:end].numpy().astype(np.float32) for layer, row in request.captured.items()}
         share = {layer: float(values.sum()) for layer, values in per_layer.items()}
-        return AttentionCapture(request.span, prepared.images.grids[prepared.query_index], per_layer, share)
+        height, width = prepared.sizes[prepared.query_index]
+        coverage = self.family.grid_coverage(height, width)
+        return AttentionCapture(request.span, prepared.images.grids[prepared.query_index], per_layer, share, coverage)
 
 
 @register_backend("hf")

@@ -52,6 +52,10 @@ class Family(Protocol):
         """Per image, the grid ``(t, h, w)`` its visual tokens lie on (row-major, time outermost)."""
         ...
 
+    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """The ``(x0, y0, x1, y1)`` part of a ``height x width`` input the grid covers (``None``: all)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ImageSpans:

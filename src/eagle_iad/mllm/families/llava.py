@@ -29,6 +29,12 @@ class LlavaFamily:
     def image_token_id(self, config: Any) -> int:
         return int(config.image_token_id)
 
+    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        # CLIP preprocessing: resize the shorter side, then centre-crop a square.
+        side = min(height, width)
+        x0, y0 = (width - side) // 2, (height - side) // 2
+        return (x0, y0, x0 + side, y0 + side)
+
     def grids(self, config: Any, inputs: Any, n_images: int) -> list[tuple[int, int, int]]:
         if config.vision_feature_select_strategy != "default":
             raise ConfigError("only LLaVA checkpoints with vision_feature_select_strategy='default' are supported")

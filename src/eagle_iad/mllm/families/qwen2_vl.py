@@ -53,6 +53,9 @@ class QwenVLFamily:
     def image_token_id(self, config: Any) -> int:
         return int(config.image_token_id)
 
+    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        return None  # Qwen resizes the whole image (to multiples of 28); nothing is cropped.
+
     def grids(self, config: Any, inputs: Any, n_images: int) -> list[tuple[int, int, int]]:
         merge = int(config.vision_config.spatial_merge_size)
         if n_images == 0:
