@@ -95,7 +95,11 @@ class HFBackend:
         self.model_ref = str(model)
         self.device = device or _default_device()
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
-        is_local = Path(self.model_ref).is_dir()
+        is_local = Path(self.model_ref).expanduser().is_dir()
+        if not is_local and self.model_ref.startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"cannot load MLLM {self.model_ref!r}: no such model directory")
+        if is_local:
+            self.model_ref = str(Path(self.model_ref).expanduser())
         if local_files_only is None:
             local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
         try:
