@@ -150,14 +150,32 @@ def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt
     assert reply.caas_settings == {"alpha": 0.6, "layers": [1, 2], "span": reply.metadata["image_spans"][1]}
 
 
-def test_sdpa_delegate_close_to_eager_and_capture_does_not_change_outputs(
-    hf_backends: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+@pytest.fixture(scope="module")
+def stock_sdpa(tiny_mllm_dirs: dict[str, Path]) -> Any:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(
+        tiny_mllm_dirs["qwen2_5_vl"], attn_implementation={"text_config": "sdpa", "vision_config": "eager"}
+    )
+    return model.eval()
+
+
+def test_sdpa_delegate_equals_stock_sdpa_and_capture_does_not_change_outputs(
+    hf_backends: Any, stock_sdpa: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
 ) -> None:
     backend = hf_backends("qwen2_5_vl", exact_eager=False)
     assert backend.text_attention == "eagle_caas"
-    _, stock_logits = _stock_generate(stock_eager("qwen2_5_vl"), backend, backend.prepare(ITEMS, prompt_images))
+    prepared = backend.prepare(ITEMS, prompt_images)
+    sdpa_ids, sdpa_logits = _stock_generate(stock_sdpa, backend, prepared)
     plain, plain_logits = backend.generate_with_logits(ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS))
-    torch.testing.assert_close(plain_logits, stock_logits, rtol=1e-4, atol=1e-4)
+    # Out of band, unselected layers are the stock SDPA path: bit-identical.
+    assert plain.token_ids == sdpa_ids and torch.equal(plain_logits, sdpa_logits)
+    # alpha = 0 runs eager arithmetic in the selected layers: equal to stock up to SDPA-vs-eager rounding.
+    _, zero_logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=0.0))
+    )
+    _, eager_logits = _stock_generate(stock_eager("qwen2_5_vl"), backend, prepared)
+    torch.testing.assert_close(zero_logits, eager_logits, rtol=1e-4, atol=1e-4)
     captured, captured_logits = backend.generate_with_logits(
         ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, capture_attention=True)
     )

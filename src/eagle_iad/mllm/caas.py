@@ -20,8 +20,10 @@ What it does, per decoder layer (the layer index is the module's ``layer_idx``):
 Per-request state (span, layers, alpha, attention capture) lives in a :class:`contextvars.ContextVar`,
 so threads sharing one model never see each other's settings.
 
-Both names register the *eager* mask builder (a float ``0 / -inf`` additive mask), which the SDPA
-delegate also accepts; the scaled layers need the additive form to add the mask after scaling.
+Masks: ``eagle_caas`` registers transformers' SDPA mask builder, so unselected layers run exactly
+the stock SDPA path (boolean mask, or none when causal skipping applies); the scaled layers turn
+that mask into the additive ``0 / finfo.min`` form exactly as transformers' ``eager_mask`` does.
+``eagle_caas_eager`` registers ``eager_mask`` itself, like stock eager.
 """
 
 from __future__ import annotations
@@ -163,6 +165,23 @@ def _eager(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
+def _additive_mask(attention_mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """The eager (additive) form of an SDPA-style mask: ``where(mask, 0, finfo.min)``, as ``eager_mask``.
+
+    ``None`` means transformers skipped the mask because plain causal attention is exact; rebuild
+    it bottom-right aligned (query ``i`` sits at absolute position ``kv_len - q_len + i``).
+    """
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        return attention_mask
+    if attention_mask is None:
+        q_len, kv_len = query.shape[2], key.shape[2]
+        rows = torch.arange(kv_len - q_len, kv_len, device=query.device)[:, None]
+        cols = torch.arange(kv_len, device=query.device)[None, :]
+        attention_mask = (cols <= rows)[None, None]
+    zero = torch.zeros((), device=attention_mask.device, dtype=query.dtype)
+    return torch.where(attention_mask, zero, torch.finfo(query.dtype).min)
+
+
 def _record(request: AttentionRequest, layer: int, weights: torch.Tensor) -> None:
     # batch 0, last query row (the only one in a decode step), mean over heads.
     request.captured[layer] = weights[0, :, -1, :].float().mean(dim=0).detach().cpu()
@@ -204,9 +223,8 @@ def _make_attention(delegate_eager: bool) -> Callable[..., tuple[torch.Tensor, t
         if kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None:
             raise NotImplementedError("CAAS does not support logit soft-capping or attention sinks")
         if scale or delegate_eager or probing:
-            output, weights = _eager(
-                module, query, key, value, attention_mask, scaling, dropout, request, layer, bool(scale)
-            )
+            mask = _additive_mask(attention_mask, query, key) if causal else attention_mask
+            output, weights = _eager(module, query, key, value, mask, scaling, dropout, request, layer, bool(scale))
             if capture and request is not None and layer is not None:
                 _record(request, layer, weights)
             return output, weights
@@ -215,7 +233,8 @@ def _make_attention(delegate_eager: bool) -> Callable[..., tuple[torch.Tensor, t
         )
         if capture and request is not None and layer is not None:
             # Weights for the analysis only; the returned output stays the delegate's.
-            _, weights = _eager(module, query, key, value, attention_mask, scaling, 0.0, None, layer, False)
+            mask = _additive_mask(attention_mask, query, key) if causal else attention_mask
+            _, weights = _eager(module, query, key, value, mask, scaling, 0.0, None, layer, False)
             _record(request, layer, weights)
         return result
 
@@ -231,10 +250,10 @@ def register_caas_attention() -> None:
     if _REGISTERED:
         return
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
     AttentionInterface.register(CAAS_ATTENTION, _make_attention(delegate_eager=False))
     AttentionInterface.register(CAAS_ATTENTION_EAGER, _make_attention(delegate_eager=True))
-    AttentionMaskInterface.register(CAAS_ATTENTION, eager_mask)
+    AttentionMaskInterface.register(CAAS_ATTENTION, sdpa_mask)
     AttentionMaskInterface.register(CAAS_ATTENTION_EAGER, eager_mask)
     _REGISTERED = True
