@@ -147,7 +147,12 @@ def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt
     assert with_template.query_index == 1
     assert with_template.images.spans[1][0] > with_template.images.spans[0][1]
     reply = backend.generate(ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings()))
-    assert reply.caas_settings == {"alpha": 0.6, "layers": [1, 2], "span": reply.metadata["image_spans"][1]}
+    assert reply.caas_settings == {
+        "alpha": 0.6,
+        "layers": [1, 2],
+        "scaled_layers": [1, 2],
+        "span": reply.metadata["image_spans"][1],
+    }
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,8 @@ class AttentionRequest:
     capture: bool = False
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
     probe: Callable[[LogitProbe], None] | None = None
+    #: Layers whose logits were actually scaled (so a reply can prove CAAS ran where asked).
+    scaled_layers: set[int] = field(default_factory=set)
 
 
 _REQUEST: contextvars.ContextVar[AttentionRequest | None] = contextvars.ContextVar("eagle_caas_request", default=None)
@@ -222,6 +224,8 @@ def _make_attention(delegate_eager: bool) -> Callable[..., tuple[torch.Tensor, t
         probing = request is not None and request.probe is not None and layer is not None
         if kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None:
             raise NotImplementedError("CAAS does not support logit soft-capping or attention sinks")
+        if scale and request is not None and layer is not None:
+            request.scaled_layers.add(layer)
         if scale or delegate_eager or probing:
             mask = _additive_mask(attention_mask, query, key) if causal else attention_mask
             output, weights = _eager(module, query, key, value, mask, scaling, dropout, request, layer, bool(scale))

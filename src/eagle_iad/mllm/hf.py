@@ -119,6 +119,25 @@ class HFBackend:
         self.model.eval()
         self.config = self.model.config
         self.num_layers = int(self.config.get_text_config().num_hidden_layers)
+        self._check_attention_dispatch()
+
+    def _check_attention_dispatch(self) -> None:
+        """Fail at load, not silently at inference, if CAAS could not reach every decoder layer."""
+        text_impl = self.config.get_text_config()._attn_implementation
+        if text_impl != self.text_attention:
+            raise ConfigError(
+                f"{self.model_ref}: the language model uses attention {text_impl!r}, not {self.text_attention!r}; "
+                "this model does not follow transformers' attention-function API, so CAAS cannot be applied"
+            )
+        indices = {
+            getattr(module, "layer_idx", None)
+            for module in self.model.modules()
+            if getattr(module, "is_causal", False) and hasattr(module, "q_proj")
+        }
+        if not set(range(self.num_layers)) <= indices:
+            raise ConfigError(
+                f"{self.model_ref}: decoder attention modules do not expose layer_idx 0..{self.num_layers - 1}"
+            )
 
     @property
     def name(self) -> str:
@@ -185,6 +204,9 @@ class HFBackend:
                 pad_token_id=tokenizer.pad_token_id,
             )
         generated = [int(i) for i in out.sequences[0, len(prepared.input_ids) :].tolist()]
+        if options.caas is not None and request.span is not None and request.scaled_layers != request.layers:
+            missing = sorted(request.layers - request.scaled_layers)
+            raise RuntimeError(f"CAAS was not applied in layers {missing}; the attention dispatch is broken")
         logits = torch.stack([step[0] for step in out.logits]).float().cpu()
         total_s = time.perf_counter() - start
         reply = Reply(
@@ -208,6 +230,7 @@ class HFBackend:
         return {
             "alpha": request.alpha,
             "layers": sorted(request.layers),
+            "scaled_layers": sorted(request.scaled_layers),
             "span": None if request.span is None else list(request.span),
         }
 
