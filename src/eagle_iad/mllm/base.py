@@ -153,7 +153,9 @@ def _import_builtin(scheme: str) -> None:
     # Built-in backends register themselves on import; import lazily so that `import eagle_iad`
     # never pulls in transformers.
     if scheme == "hf":
-        import eagle_iad.mllm.hf  # noqa: F401
+        import eagle_iad.mllm.hf
+    elif scheme == "openai":
+        import eagle_iad.mllm.openai_compat  # noqa: F401
 
 
 def load_backend(spec: str, **options: Any) -> Backend:
@@ -163,6 +165,6 @@ def load_backend(spec: str, **options: Any) -> Backend:
         _import_builtin(parsed.scheme)
     factory = _REGISTRY.get(parsed.scheme)
     if factory is None:
-        known = ", ".join(sorted(set(_REGISTRY) | {"hf"}))
+        known = ", ".join(sorted(set(_REGISTRY) | {"hf", "openai"}))
         raise ConfigError(f"no MLLM backend registered for {parsed.scheme!r} (known: {known})")
     return factory(parsed, **options)
