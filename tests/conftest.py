@@ -53,3 +53,18 @@ def prompt_images() -> dict[str, np.ndarray]:
     boxed[10:40, 10:12] = (255, 0, 0)
     template = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
     return {"q.png": query, "q_box.png": boxed, "t.png": template}
+
+
+@pytest.fixture
+def torch_single_thread() -> Any:
+    """One intra-op thread for the tiny-MLLM tests, restored afterwards.
+
+    Tiny matmuls are dominated by OpenMP synchronisation; on a shared 2-core machine two threads
+    made a 3-token generation ~80x slower (1 s vs 12 ms). Results do not depend on the count.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

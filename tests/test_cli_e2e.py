@@ -187,6 +187,7 @@ def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
             assert Path(path).is_file()
 
 
+@pytest.mark.usefixtures("torch_single_thread")
 def test_inspect_with_mllm_eagle(
     elpv_model: Path, tiny_mllm_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,6 +212,7 @@ def test_inspect_with_mllm_eagle(
         assert v["answer"] in {"A", "B", "unparsable"}
 
 
+@pytest.mark.usefixtures("torch_single_thread")
 def test_inspect_mllm_baseline_without_expert(
     tiny_mllm_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,8 @@ from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 
 def test_parse_spec() -> None:
     assert parse_spec("hf:Qwen/Qwen2.5-VL-7B-Instruct") == BackendSpec("hf", "Qwen/Qwen2.5-VL-7B-Instruct")

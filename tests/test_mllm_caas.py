@@ -21,6 +21,8 @@ from eagle_iad.mllm import CaasSettings, GenerateOptions
 from eagle_iad.mllm.caas import AttentionRequest, LogitProbe, attention_request, default_caas_layers
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
 VISION_TOWER = {"qwen2_5_vl": "model.visual", "qwen2_vl": "model.visual", "llava": "model.vision_tower"}
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))

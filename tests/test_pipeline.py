@@ -18,6 +18,8 @@ from eagle_iad.pipeline import Eagle, EagleConfig
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
 from eagle_iad.tgps.thresholds import Thresholds
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 TAU, S_MAX = 1.0, 2.0
 
 

@@ -56,21 +56,37 @@ QWEN_SPECIALS = [
 LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
 
 
-def _byte_tokenizer(specials: list[str], **special_roles: str) -> Any:
-    """A byte-level BPE without merges (every byte a token) plus the family's special tokens.
+def _training_corpus() -> list[str]:
+    from dataclasses import asdict
 
-    It encodes any text and decodes it back exactly, which is all the tests need from a tokenizer.
+    from eagle_iad.tgps.prompt import ANOMALY_QUESTION, PromptTemplates
+
+    templates = PromptTemplates()
+    texts = [value for value in asdict(templates).values() if isinstance(value, str)]
+    texts.append(templates.question_list([ANOMALY_QUESTION]))
+    texts += ["system\nYou are a helpful assistant.", "user\n", "assistant\n", "USER: ", "ASSISTANT:"]
+    return texts * 4
+
+
+def _byte_tokenizer(specials: list[str], **special_roles: str) -> Any:
+    """A small byte-level BPE trained on the prompt texts, plus the family's special tokens.
+
+    Byte-level, so it encodes any text and decodes it back exactly; trained on the default prompt
+    strings so prompts stay short (fast tests) — the merges are irrelevant to what is tested.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {token: index for index, token in enumerate(specials)}
-    for char in sorted(alphabet):
-        vocab[char] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_training_corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **special_roles)
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     return tokenizer
