@@ -241,3 +241,39 @@ def test_no_request_outside_generate() -> None:
         thread.join()
         assert seen == [None]  # other threads never inherit a request
     assert active_request() is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_caas_matches_an_independent_key_scaling_emulation(
+    family: str, hf_backends: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    """Cross-check by a different route: RoPE is linear, so (1+alpha)·QK^T on the query columns equals
+    stock eager attention whose keys at the query positions are scaled by (1+alpha) in the selected
+    layers (and, through the KV cache, in every decode step)."""
+    backend = hf_backends(family, exact_eager=True)
+    prepared = backend.prepare(ITEMS, prompt_images)
+    start, end = prepared.images.spans[prepared.query_index]
+    alpha, layers = 0.8, (0, 2)
+    reply, caas_logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=alpha, layers=layers))
+    )
+    model = stock_eager(family)
+
+    def scale_keys(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if output.shape[1] == len(prepared.input_ids):  # prefill; decode steps add no query-image keys
+            output = output.clone()
+            output[:, start:end] *= 1.0 + alpha
+        return output
+
+    text_layers = [m for m in model.modules() if getattr(m, "layer_idx", None) in layers and hasattr(m, "k_proj")]
+    assert sorted(m.layer_idx for m in text_layers) == list(layers)
+    handles = [m.k_proj.register_forward_hook(scale_keys) for m in text_layers]
+    try:
+        ids, emulated = _stock_generate(model, backend, prepared)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert reply.token_ids == ids
+    torch.testing.assert_close(caas_logits, emulated, rtol=1e-4, atol=1e-5)
+    _, plain = _stock_generate(model, backend, prepared)
+    assert not torch.allclose(plain, emulated, rtol=1e-4, atol=1e-5)
