@@ -7,7 +7,8 @@ scratch"). Parsing order, strongest evidence first:
 1. the whole reply is one option letter (any case, any wrapping punctuation / markdown);
 2. an explicit "answer/option/choice (is) X" phrase (any case);
 3. the first standalone *upper-case* option letter, skipping an ``A``/``I`` used as an English
-   article or pronoun ("A crack is visible") — a letter followed by a lower-case word is prose;
+   article or pronoun ("A crack is visible") — a letter followed by a lower-case word is prose,
+   unless that word is one that follows an option, never an article ("A is correct");
 4. the option text: the option whose (normalised) text occurs earliest as whole words in the reply
    ("Yes, there is a defect" → the "Yes." option), else a close whole-reply string match.
 
@@ -31,6 +32,10 @@ _EXPLICIT = re.compile(
     r"\b(?:answer|option|choice)\s*(?:is|would be|:|：|-)?\s*:?\s*[\(\[*\"']*\s*([A-Za-z])\s*[\)\]*\"']*(?![A-Za-z])",
     re.IGNORECASE,
 )
+#: A lower-case word right after a capital letter marks prose ("A crack"), except these words,
+#: which follow an option letter but never the article ("A is correct", "B because ...").
+_NEXT_WORD = re.compile(r"\s+([a-z]+)")
+_LETTER_FOLLOWERS = frozenset({"is", "was", "seems", "because", "since", "would", "should"})
 _STANDALONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
 _WRAPPING = " \t\r\n.:;,!?()[]{}*_`'\"<>"
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -69,8 +74,8 @@ def _letter_from_reply(reply: str, letters: Sequence[str]) -> str | None:
         letter = match.group(1)
         if letter not in letters:
             continue
-        rest = reply[match.end() :]
-        if re.match(r"\s+[a-z]", rest):
+        follower = _NEXT_WORD.match(reply[match.end() :])
+        if follower is not None and follower.group(1) not in _LETTER_FOLLOWERS:
             continue  # "A crack ..." / "I think ...": an article or pronoun, not an option.
         return letter
     return None
