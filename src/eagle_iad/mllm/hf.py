@@ -73,7 +73,7 @@ def _to_pil(ref: str, images: Mapping[str, np.ndarray]) -> Image.Image:
     arr = np.asarray(images[ref])
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ConfigError(f"image {ref!r} must be an RGB uint8 array of shape (H, W, 3), got {arr.shape} {arr.dtype}")
-    return Image.fromarray(arr, mode="RGB")
+    return Image.fromarray(arr)
 
 
 class HFBackend:

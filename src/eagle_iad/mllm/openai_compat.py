@@ -36,7 +36,7 @@ API_KEY_ENV = "EAGLE_OPENAI_API_KEY"
 def png_data_url(rgb: np.ndarray) -> str:
     """An RGB uint8 array as a ``data:image/png;base64,...`` URL (lossless, so boxes stay crisp)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
