@@ -214,12 +214,23 @@ def test_inspect_with_mllm_eagle(
 
 @pytest.mark.usefixtures("torch_single_thread")
 def test_inspect_mllm_baseline_without_expert(
-    tiny_mllm_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    tiny_mllm_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
     spec = f"hf:{tiny_mllm_dirs['llava']}"
     code, out, _ = run(capsys, "inspect", image, "--mllm", spec, "--condition", "baseline", "--max-new-tokens", "2")
     assert code == 0 and out.startswith(f"{image}: ") and "answer" in out
+    code, out, _ = run(
+        capsys, "inspect", image, "--mllm", spec, "--condition", "baseline", "--max-new-tokens", "2",
+        "--capture-attention", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert code == 0
+    (verdict,) = json.loads(out)
+    assert verdict["attention"]["grid"] == [1, 4, 4] and verdict["attention"]["coverage"] == [0, 0, 300, 300]
+    pictures = verdict["metadata"]["pictures"]
+    assert sorted(pictures) == [f"attention_L{layer}" for layer in range(4)]
+    with Image.open(pictures["attention_L1"]) as im:
+        assert im.size == (300, 300)
     code, _, err = run(capsys, "inspect", image, "--mllm", spec, "--max-new-tokens", "2")
     assert code == 2 and "--model is required" in err
     code, _, err = run(capsys, "inspect", image, "--mllm", "hf:/no/such/model", "--condition", "baseline")

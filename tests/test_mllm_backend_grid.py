@@ -9,7 +9,7 @@ import pytest
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm import AttentionCapture, BackendSpec, CaasSettings, GenerateOptions, load_backend, parse_spec
-from eagle_iad.mllm.attention import layer_metrics, token_cell, upsample_to_image
+from eagle_iad.mllm.attention import attention_overlay, layer_metrics, token_cell, upsample_to_image
 from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
@@ -87,6 +87,13 @@ def test_layer_metrics() -> None:
     (metrics,) = layer_metrics(capture, mask)
     assert metrics.layer == 2 and metrics.share == pytest.approx(0.4) and metrics.peak_in_mask
     assert metrics.concentration == pytest.approx(0.75 * 6)
+    again = AttentionCapture.from_dict(capture.to_dict())
+    assert (again.span, again.grid, again.share, again.coverage) == ((0, 6), (1, 2, 3), {2: 0.4}, None)
+    np.testing.assert_array_equal(again.per_layer[2], values)
+    overlay = attention_overlay(np.zeros((56, 84, 3), dtype=np.uint8), capture, 2)
+    assert overlay.shape == (56, 84, 3) and overlay.dtype == np.uint8
+    hot = overlay[28:, 28:56].astype(int)
+    assert (hot[..., 0] > hot[..., 2]).all() and (overlay[:28, :28, 2] > overlay[:28, :28, 0]).all()
     assert family_for("llava").grid_coverage(56, 84) == (14, 0, 70, 56)
     assert family_for("qwen2_5_vl").grid_coverage(56, 84) is None
 

@@ -114,6 +114,27 @@ def _parse_layers(value: str | None) -> tuple[int, ...] | None:
     return layers
 
 
+def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
+    """``<stem>_attn_L<layer>.png`` per captured layer; paths go into ``metadata["pictures"]``."""
+    from eagle_iad.images import load_rgb
+    from eagle_iad.mllm.attention import attention_overlay
+    from eagle_iad.mllm.base import AttentionCapture
+    from eagle_iad.tgps.render import save_png
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for verdict in verdicts:
+        if verdict.attention is None:
+            continue
+        capture = AttentionCapture.from_dict(verdict.attention)
+        rgb = load_rgb(verdict.image)
+        pictures = {}
+        for layer in sorted(capture.per_layer):
+            path = out_dir / f"{Path(verdict.image).stem}_attn_L{layer}.png"
+            save_png(path, attention_overlay(rgb, capture, layer))
+            pictures[f"attention_L{layer}"] = str(path)
+        verdict.metadata["pictures"] = pictures
+
+
 def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import CaasSettings, load_backend
     from eagle_iad.pipeline import Eagle, EagleConfig
@@ -135,6 +156,8 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     )
     eagle = Eagle(expert, load_backend(args.mllm), config)
     verdicts = [eagle.inspect(image) for image in args.images]
+    if args.out and args.capture_attention:
+        _write_attention_overlays(verdicts, Path(args.out))
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
         return 0
@@ -233,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
     inspect.add_argument("images", nargs="+", help="image files")
     inspect.add_argument("--model", help="fitted model directory (required unless --mllm with --condition baseline)")
-    inspect.add_argument("--out", help="write heatmap and boxed pictures here")
+    inspect.add_argument("--out", help="write heatmap and boxed pictures (with --mllm: attention overlays) here")
     inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from eagle_iad.mllm.base import AttentionCapture
+from eagle_iad.tgps.render import heatmap_overlay
 
 
 def token_cell(index: int, grid: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -73,3 +74,10 @@ def layer_metrics(capture: AttentionCapture, mask: np.ndarray) -> list[LayerAtte
         peak = np.unravel_index(int(np.argmax(image_map)), image_map.shape)
         out.append(LayerAttention(layer, capture.share[layer], concentration, bool(mask[peak])))
     return out
+
+
+def attention_overlay(rgb: np.ndarray, capture: AttentionCapture, layer: int, alpha: float = 0.5) -> np.ndarray:
+    """The layer's attention on the query image as a jet overlay on ``rgb`` (cf. the paper's Fig. 1)."""
+    height, width = rgb.shape[:2]
+    image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
+    return heatmap_overlay(rgb, image_map, alpha=alpha)

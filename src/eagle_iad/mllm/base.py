@@ -66,6 +66,22 @@ class AttentionCapture:
             raise ValueError(f"{values.size} query-image tokens do not fit grid {self.grid}")
         return np.asarray(values.reshape(t, h, w).mean(axis=0), dtype=np.float32)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttentionCapture:
+        """Inverse of :meth:`to_dict` (for reports built from stored verdicts)."""
+        t, h, w = (int(v) for v in data["grid"])
+        start, end = (int(v) for v in data["span"])
+        coverage = data.get("coverage")
+        return cls(
+            span=(start, end),
+            grid=(t, h, w),
+            per_layer={int(k): np.asarray(v, dtype=np.float32) for k, v in data["per_layer"].items()},
+            share={int(k): float(v) for k, v in data["share"].items()},
+            coverage=None
+            if coverage is None
+            else (int(coverage[0]), int(coverage[1]), int(coverage[2]), int(coverage[3])),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "span": list(self.span),
