@@ -148,7 +148,10 @@ def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt
     with_template = backend.prepare(build_prompt(PromptRequest("q.png", "normal", template_ref="t.png")), prompt_images)
     assert with_template.query_index == 1
     assert with_template.images.spans[1][0] > with_template.images.spans[0][1]
-    reply = backend.generate(ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings()))
+    reply = backend.generate(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings(), capture_attention=True)
+    )
+    assert reply.attention is None and "no decode step" in reply.metadata["attention_note"]
     assert reply.caas_settings == {
         "alpha": 0.6,
         "layers": [1, 2],

@@ -224,6 +224,8 @@ class HFBackend:
                 "text_attention": self.text_attention,
             },
         )
+        if options.capture_attention and reply.attention is None:
+            reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
         return reply, logits
 
     def _caas_record(self, request: AttentionRequest) -> dict[str, Any]:
