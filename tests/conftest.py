@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
+#: Where the tiny-MLLM tests run: ``cpu`` by default; ``EAGLE_TEST_DEVICE=cuda`` on a GPU machine
+#: runs the same exactness checks in bf16 there.
+MLLM_TEST_DEVICE = os.environ.get("EAGLE_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +40,20 @@ def hf_backends(tiny_mllm_dirs: dict[str, Path]) -> Any:
         key = (family, exact_eager)
         if key not in cache:
             cache[key] = load_backend(
-                f"hf:{tiny_mllm_dirs[family]}", exact_eager=exact_eager, vision_attention="eager", device="cpu"
+                f"hf:{tiny_mllm_dirs[family]}",
+                exact_eager=exact_eager,
+                vision_attention="eager",
+                device=MLLM_TEST_DEVICE,
             )
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def mllm_device() -> str:
+    """The device the tiny-MLLM tests use (see ``MLLM_TEST_DEVICE``)."""
+    return MLLM_TEST_DEVICE
 
 
 @pytest.fixture(scope="session")
