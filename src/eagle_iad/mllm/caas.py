@@ -93,7 +93,8 @@ class AttentionRequest:
     ``span`` is the query image's ``[start, end)`` token range in the prompt; ``layers``/``alpha``
     are the resolved CAAS settings (empty layers = no scaling). With ``capture`` the first decode
     step (query length 1 at key length ``prompt_length + 1``) records each layer's attention row,
-    mean over heads, into ``captured``. ``probe`` is a debugging hook called with the logits.
+    mean over heads, into ``captured``. ``probe`` is a debugging hook called with the logits; while
+one is set every decoder layer takes the eager route (so it can see logits), SDPA layers included.
     """
 
     span: tuple[int, int] | None = None
