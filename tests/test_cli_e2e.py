@@ -185,3 +185,53 @@ def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for v in verdicts:
         for path in v["pictures"].values():
             assert Path(path).is_file()
+
+
+@pytest.mark.usefixtures("torch_single_thread")
+def test_inspect_with_mllm_eagle(
+    elpv_model: Path, tiny_mllm_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = get_layout("elpv").samples(None, "mono", "test")
+    images = [str(test[0].path), str(next(s for s in test if s.label == 1).path)]
+    spec = f"hf:{tiny_mllm_dirs['qwen2_5_vl']}"
+    code, out, _ = run(
+        capsys, "inspect", *images, "--model", str(elpv_model), "--mllm", spec, "--max-new-tokens", "2",
+        "--caas-layers", "0,3", "--alpha", "0.5", "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    verdicts = json.loads(out)
+    assert [v["image"] for v in verdicts] == images
+    for v in verdicts:
+        assert v["condition"] == "eagle"
+        assert v["in_band"] == (v["tau"] <= v["score"] < v["s_max"])
+        assert v["caas_applied"] == v["in_band"]
+        if v["caas_applied"]:
+            assert v["caas_settings"]["layers"] == [0, 3] and v["caas_settings"]["alpha"] == 0.5
+        roles = [item["role"] for item in v["prompt"] if item["type"] == "image"]
+        assert roles == (["query", "boxed"] if v["expert_decision"] == "anomalous" else ["query"])
+        assert v["answer"] in {"A", "B", "unparsable"}
+
+
+@pytest.mark.usefixtures("torch_single_thread")
+def test_inspect_mllm_baseline_without_expert(
+    tiny_mllm_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
+    spec = f"hf:{tiny_mllm_dirs['llava']}"
+    code, out, _ = run(capsys, "inspect", image, "--mllm", spec, "--condition", "baseline", "--max-new-tokens", "2")
+    assert code == 0 and out.startswith(f"{image}: ") and "answer" in out
+    code, out, _ = run(
+        capsys, "inspect", image, "--mllm", spec, "--condition", "baseline", "--max-new-tokens", "2",
+        "--capture-attention", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert code == 0
+    (verdict,) = json.loads(out)
+    assert verdict["attention"]["grid"] == [1, 4, 4] and verdict["attention"]["coverage"] == [0, 0, 300, 300]
+    pictures = verdict["metadata"]["pictures"]
+    assert sorted(pictures) == [f"attention_L{layer}" for layer in range(4)]
+    with Image.open(pictures["attention_L1"]) as im:
+        assert im.size == (300, 300)
+    code, _, err = run(capsys, "inspect", image, "--mllm", spec, "--max-new-tokens", "2")
+    assert code == 2 and "--model is required" in err
+    code, _, err = run(capsys, "inspect", image, "--mllm", "hf:/no/such/model", "--condition", "baseline")
+    assert code == 2 and "cannot load MLLM" in err

@@ -22,6 +22,8 @@ from eagle_iad.errors import ConfigError, EagleError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, backbone_names
 from eagle_iad.expert.coreset import SAMPLERS
 from eagle_iad.expert.search import DEFAULT_SEARCH, SEARCHES
+from eagle_iad.mllm.caas import DEFAULT_ALPHA
+from eagle_iad.pipeline import CONDITIONS
 from eagle_iad.tgps.render import RENDER_STYLES
 from eagle_iad.tgps.thresholds import RULES
 
@@ -100,7 +102,77 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_layers(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--caas-layers must be comma-separated layer indices, got {value!r}") from exc
+    if not layers:
+        raise ConfigError("--caas-layers is empty")
+    return layers
+
+
+def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
+    """``<stem>_attn_L<layer>.png`` per captured layer; paths go into ``metadata["pictures"]``."""
+    from eagle_iad.images import load_rgb
+    from eagle_iad.mllm.attention import attention_overlay
+    from eagle_iad.mllm.base import AttentionCapture
+    from eagle_iad.tgps.render import save_png
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for verdict in verdicts:
+        if verdict.attention is None:
+            continue
+        capture = AttentionCapture.from_dict(verdict.attention)
+        rgb = load_rgb(verdict.image)
+        pictures = {}
+        for layer in sorted(capture.per_layer):
+            path = out_dir / f"{Path(verdict.image).stem}_attn_L{layer}.png"
+            save_png(path, attention_overlay(rgb, capture, layer))
+            pictures[f"attention_L{layer}"] = str(path)
+        verdict.metadata["pictures"] = pictures
+
+
+def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
+    from eagle_iad.mllm import CaasSettings, load_backend
+    from eagle_iad.pipeline import Eagle, EagleConfig
+
+    expert = None
+    if args.model:
+        from eagle_iad.expert import load_expert
+
+        expert = load_expert(args.model)
+    elif args.condition != "baseline":
+        raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
+    config = EagleConfig(
+        condition=args.condition,
+        caas=CaasSettings(alpha=args.alpha, layers=_parse_layers(args.caas_layers)),
+        style=args.style,
+        max_new_tokens=args.max_new_tokens,
+        capture_attention=args.capture_attention,
+        template_image=args.template,
+    )
+    eagle = Eagle(expert, load_backend(args.mllm), config)
+    verdicts = [eagle.inspect(image) for image in args.images]
+    if args.out and args.capture_attention:
+        _write_attention_overlays(verdicts, Path(args.out))
+    if args.json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        return 0
+    for v in verdicts:
+        expert_part = "" if v.score is None else f"  expert {v.expert_decision} score {v.score:.3f} tau {v.tau:.3f}"
+        caas = "  CAAS" if v.caas_applied else ""
+        print(f"{v.image}: {v.decision} (answer {v.answer}){expert_part}{caas}  reply {v.reply!r}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if args.mllm:
+        return _cmd_inspect_mllm(args)
+    if not args.model:
+        raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
     from eagle_iad.expert import load_expert
     from eagle_iad.verdict import inspect_images
 
@@ -181,13 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(func=_cmd_fit)
 
-    inspect = sub.add_parser("inspect", help="score images with a fitted model")
+    inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
     inspect.add_argument("images", nargs="+", help="image files")
-    inspect.add_argument("--model", required=True, help="fitted model directory")
-    inspect.add_argument("--out", help="write heatmap and boxed pictures here")
+    inspect.add_argument("--model", help="fitted model directory (required unless --mllm with --condition baseline)")
+    inspect.add_argument("--out", help="write heatmap and boxed pictures (with --mllm: attention overlays) here")
     inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")
+    inspect.add_argument("--mllm", help="MLLM backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct or hf:/path/to/model")
+    inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
+    inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    inspect.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
+    inspect.add_argument("--template", help="one-shot normal template image for the MLLM prompt")
+    inspect.add_argument("--max-new-tokens", type=int, default=128)
+    inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
     inspect.set_defaults(func=_cmd_inspect)
 
     ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")

@@ -28,3 +28,7 @@ class BackboneUnavailableError(EagleError):
 
 class ConfigError(EagleError):
     """An option or configuration value outside what is supported."""
+
+
+class BackendError(EagleError):
+    """An MLLM backend that cannot be reached or answers with an error."""

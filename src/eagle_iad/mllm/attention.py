@@ -1,0 +1,83 @@
+"""Attention analysis (SPEC §4): the first generated token's attention on the query image.
+
+:class:`~eagle_iad.mllm.base.AttentionCapture` holds one weight per query-image token per decoder
+layer. Here those weights are placed on the visual token grid, spread onto the *original* image
+(only over the part of the image the grid covers: all of it for Qwen's resize, the centre square
+for LLaVA's centre crop) and scored against a ground-truth defect mask: share of attention on the
+query image, concentration (mass inside the mask / the mask's area fraction; 1.0 = uniform), and
+whether the peak falls inside the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from eagle_iad.mllm.base import AttentionCapture
+from eagle_iad.tgps.render import heatmap_overlay
+
+
+def token_cell(index: int, grid: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``(t, row, col)`` of the ``index``-th query-image token on ``grid`` (row-major, time outermost)."""
+    t, h, w = grid
+    if not 0 <= index < t * h * w:
+        raise IndexError(f"token {index} outside grid {grid}")
+    return index // (h * w), (index // w) % h, index % w
+
+
+def upsample_to_image(
+    grid_map: np.ndarray, height: int, width: int, coverage: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Spread an ``(h, w)`` grid map onto a ``height x width`` image, cell by cell (nearest).
+
+    Nearest (block) upsampling keeps each token's weight inside its own cell, so the map stays a
+    faithful picture of where the model looked; ``coverage = (x0, y0, x1, y1)`` is the image region
+    the grid covers (outside it the map is 0).
+    """
+    x0, y0, x1, y1 = coverage if coverage is not None else (0, 0, width, height)
+    gh, gw = grid_map.shape
+    rows = np.minimum((np.arange(y1 - y0) * gh) // max(y1 - y0, 1), gh - 1)
+    cols = np.minimum((np.arange(x1 - x0) * gw) // max(x1 - x0, 1), gw - 1)
+    out = np.zeros((height, width), dtype=np.float32)
+    out[y0:y1, x0:x1] = grid_map[rows[:, None], cols[None, :]]
+    return out
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """Per-layer attention metrics for one answer."""
+
+    layer: int
+    share: float
+    concentration: float
+    peak_in_mask: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def layer_metrics(capture: AttentionCapture, mask: np.ndarray) -> list[LayerAttention]:
+    """Share, concentration and peak-in-mask per layer against a boolean defect ``mask`` (original size)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    height, width = mask.shape
+    area = float(mask.mean())
+    out = []
+    for layer in sorted(capture.per_layer):
+        image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
+        total = float(image_map.sum())
+        empty = total <= 0.0 or area == 0.0
+        concentration = float("nan") if empty else float(image_map[mask].sum()) / total / area
+        peak = np.unravel_index(int(np.argmax(image_map)), image_map.shape)
+        out.append(LayerAttention(layer, capture.share[layer], concentration, bool(mask[peak])))
+    return out
+
+
+def attention_overlay(rgb: np.ndarray, capture: AttentionCapture, layer: int, alpha: float = 0.5) -> np.ndarray:
+    """The layer's attention on the query image as a jet overlay on ``rgb`` (cf. the paper's Fig. 1)."""
+    height, width = rgb.shape[:2]
+    image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
+    return heatmap_overlay(rgb, image_map, alpha=alpha)

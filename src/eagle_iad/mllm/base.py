@@ -1,0 +1,186 @@
+"""Backend protocol, reply record and the registry of backends by spec string.
+
+The pipeline and the eval runner only see :class:`Backend`: content items + decoded RGB images in,
+:class:`Reply` out. Backends are chosen by a spec string so a CLI flag or a config file can name
+one: ``hf:<hub id or local path>`` (in-process transformers) or ``openai:http://host:port/v1#model``
+(an OpenAI-compatible server). Adding a backend is one module and one :func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.mllm.caas import CaasSettings
+from eagle_iad.tgps.prompt import ContentItem
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Per-request generation options.
+
+    Decoding is greedy (deterministic answers are what an inspection tool must give, and what makes
+    CAAS effects measurable). ``caas`` = ``None`` means plain attention; the pipeline passes settings
+    only when the expert score is in the low-confidence band. ``capture_attention`` records the
+    first generated token's attention to the query image per decoder layer (SPEC §4).
+    """
+
+    max_new_tokens: int = 128
+    greedy: bool = True
+    caas: CaasSettings | None = None
+    capture_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy:
+            raise ConfigError("only greedy decoding is supported (answers must be reproducible)")
+
+
+@dataclass
+class AttentionCapture:
+    """First generated token's attention to the query image, per decoder layer (mean over heads).
+
+    ``per_layer[layer]`` holds one weight per query-image token in prompt order; ``share[layer]`` is
+    the total attention mass on the query image. ``grid`` is the visual token grid ``(t, h, w)``
+    the tokens are laid out on (row-major, time outermost), so :meth:`layer_map` can place each
+    token in its image cell.
+    """
+
+    span: tuple[int, int]
+    grid: tuple[int, int, int]
+    per_layer: dict[int, np.ndarray]
+    share: dict[int, float]
+    #: ``(x0, y0, x1, y1)`` region of the original query image the grid covers (``None`` = all of it).
+    coverage: tuple[int, int, int, int] | None = None
+
+    def layer_map(self, layer: int) -> np.ndarray:
+        """The layer's attention on the visual grid, ``(h, w)`` (mean over temporal slices)."""
+        t, h, w = self.grid
+        values = self.per_layer[layer]
+        if values.size != t * h * w:
+            raise ValueError(f"{values.size} query-image tokens do not fit grid {self.grid}")
+        return np.asarray(values.reshape(t, h, w).mean(axis=0), dtype=np.float32)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttentionCapture:
+        """Inverse of :meth:`to_dict` (for reports built from stored verdicts)."""
+        t, h, w = (int(v) for v in data["grid"])
+        start, end = (int(v) for v in data["span"])
+        coverage = data.get("coverage")
+        return cls(
+            span=(start, end),
+            grid=(t, h, w),
+            per_layer={int(k): np.asarray(v, dtype=np.float32) for k, v in data["per_layer"].items()},
+            share={int(k): float(v) for k, v in data["share"].items()},
+            coverage=None
+            if coverage is None
+            else (int(coverage[0]), int(coverage[1]), int(coverage[2]), int(coverage[3])),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "span": list(self.span),
+            "grid": list(self.grid),
+            "per_layer": {str(k): v.tolist() for k, v in self.per_layer.items()},
+            "share": {str(k): v for k, v in self.share.items()},
+            "coverage": None if self.coverage is None else list(self.coverage),
+        }
+
+
+@dataclass
+class Reply:
+    """One generation: decoded text, generated token ids, timings and what CAAS did."""
+
+    text: str
+    token_ids: list[int]
+    timings: dict[str, float]
+    caas_applied: bool
+    caas_settings: dict[str, Any] | None = None
+    attention: AttentionCapture | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "token_ids": list(self.token_ids),
+            "timings": dict(self.timings),
+            "caas_applied": self.caas_applied,
+            "caas_settings": self.caas_settings,
+            "attention": None if self.attention is None else self.attention.to_dict(),
+            "metadata": dict(self.metadata),
+        }
+
+
+class Backend(Protocol):
+    """What every MLLM backend offers. ``images`` maps each ``ImageItem.ref`` to an RGB uint8 array."""
+
+    @property
+    def name(self) -> str: ...
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply: ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A parsed backend spec: ``scheme:target[#model]``."""
+
+    scheme: str
+    target: str
+    model: str | None = None
+
+
+def parse_spec(spec: str) -> BackendSpec:
+    """Parse ``hf:<id or path>`` / ``openai:<base url>#<model>`` into a :class:`BackendSpec`."""
+    scheme, sep, rest = spec.partition(":")
+    if not sep or not scheme or not rest:
+        raise ConfigError(f"backend spec {spec!r} must look like 'hf:<model id or path>' or 'openai:<url>#<model>'")
+    scheme = scheme.strip().lower()
+    if scheme == "openai":
+        target, hash_sep, model = rest.partition("#")
+        if not hash_sep or not model or not target.startswith(("http://", "https://")):
+            raise ConfigError(f"openai spec {spec!r} must look like 'openai:http://host:port/v1#model-name'")
+        return BackendSpec(scheme, target, model)
+    return BackendSpec(scheme, rest)
+
+
+BackendFactory = Callable[..., Backend]
+_F = TypeVar("_F", bound=BackendFactory)
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str) -> Callable[[_F], _F]:
+    """Decorator registering a factory ``factory(spec: BackendSpec, **options) -> Backend``."""
+
+    def decorate(factory: _F) -> _F:
+        _REGISTRY[scheme] = factory
+        return factory
+
+    return decorate
+
+
+def _import_builtin(scheme: str) -> None:
+    # Built-in backends register themselves on import; import lazily so that `import eagle_iad`
+    # never pulls in transformers.
+    if scheme == "hf":
+        import eagle_iad.mllm.hf
+    elif scheme == "openai":
+        import eagle_iad.mllm.openai_compat  # noqa: F401
+
+
+def load_backend(spec: str, **options: Any) -> Backend:
+    """Create the backend a spec string names; ``options`` go to its factory (device, dtype, ...)."""
+    parsed = parse_spec(spec)
+    if parsed.scheme not in _REGISTRY:
+        _import_builtin(parsed.scheme)
+    factory = _REGISTRY.get(parsed.scheme)
+    if factory is None:
+        known = ", ".join(sorted(set(_REGISTRY) | {"hf", "openai"}))
+        raise ConfigError(f"no MLLM backend registered for {parsed.scheme!r} (known: {known})")
+    return factory(parsed, **options)

@@ -1,0 +1,27 @@
+"""Model-family knowledge, one module per family (image-token runs, visual grid, processor loading).
+
+Everything the generic transformers backend must not guess lives here: which token id marks image
+tokens, how many tokens each image expands to and on which grid they lie, and how to load the
+processor. A family is picked by the checkpoint's ``config.model_type``.
+"""
+
+from __future__ import annotations
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.mllm.families.base import Family, image_token_runs
+from eagle_iad.mllm.families.llava import LLAVA
+from eagle_iad.mllm.families.qwen2_vl import QWEN2_5_VL, QWEN2_VL
+
+FAMILIES: tuple[Family, ...] = (QWEN2_5_VL, QWEN2_VL, LLAVA)
+
+
+def family_for(model_type: str) -> Family:
+    """The family handling ``model_type`` (``config.model_type`` of the checkpoint)."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    known = ", ".join(t for f in FAMILIES for t in f.model_types)
+    raise ConfigError(f"model type {model_type!r} is not supported by the hf backend (supported: {known})")
+
+
+__all__ = ["FAMILIES", "Family", "family_for", "image_token_runs"]

@@ -1,0 +1,45 @@
+"""LLaVA-1.5: ``<image>`` runs on the CLIP patch grid (24x24 for 336 px), CLS token removed.
+
+With ``vision_feature_select_strategy="default"`` the CLS feature is dropped, so an image yields
+``(image_size / patch_size)^2`` tokens in row-major patch order; with ``"full"`` the CLS token leads
+the run and is not part of the grid (the backend skips it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LlavaFamily:
+    """LLaVA-1.5 family knowledge."""
+
+    name: str = "llava"
+    model_types: tuple[str, ...] = ("llava",)
+
+    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
+
+    def image_token_id(self, config: Any) -> int:
+        return int(config.image_token_id)
+
+    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        # CLIP preprocessing: resize the shorter side, then centre-crop a square.
+        side = min(height, width)
+        x0, y0 = (width - side) // 2, (height - side) // 2
+        return (x0, y0, x0 + side, y0 + side)
+
+    def grids(self, config: Any, inputs: Any, n_images: int) -> list[tuple[int, int, int]]:
+        if config.vision_feature_select_strategy != "default":
+            raise ConfigError("only LLaVA checkpoints with vision_feature_select_strategy='default' are supported")
+        side = int(config.vision_config.image_size) // int(config.vision_config.patch_size)
+        return [(1, side, side)] * n_images
+
+
+LLAVA = LlavaFamily()

@@ -1,0 +1,252 @@
+"""In-process transformers backend (``hf:<hub id or local path>``).
+
+One backend instance holds one model and its processor and serves concurrent requests: all
+per-request state (CAAS span/layers/alpha, attention capture) lives in the context variable of
+:mod:`eagle_iad.mllm.caas`, never on the model. The language model runs with the CAAS attention
+function (``eagle_caas``: SDPA outside the selected layers, or ``eagle_caas_eager`` for bit-exact
+eager everywhere); the vision tower keeps its own implementation (``vision_attention``).
+
+Content items become one user turn of the family's chat template, applied by the processor, so the
+prompt is exactly what the checkpoint was trained with. Image spans are found from the token ids.
+Weights are read from a local directory or the local Hugging Face cache; a hub id that is neither
+fails with a clear message instead of hanging on a download when offline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.mllm.base import AttentionCapture, BackendSpec, GenerateOptions, Reply, register_backend
+from eagle_iad.mllm.caas import (
+    CAAS_ATTENTION,
+    CAAS_ATTENTION_EAGER,
+    AttentionRequest,
+    CaasSettings,
+    attention_request,
+    default_caas_layers,
+    register_caas_attention,
+)
+from eagle_iad.mllm.families import Family, family_for
+from eagle_iad.mllm.families.base import ImageSpans, image_spans
+from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
+
+
+@dataclass
+class Prepared:
+    """A tokenised prompt with its image spans; ``query_index`` is the query image's position."""
+
+    inputs: Any
+    input_ids: list[int]
+    images: ImageSpans
+    query_index: int | None
+    text: str
+    sizes: list[tuple[int, int]]
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _messages(items: Sequence[ContentItem]) -> list[dict[str, Any]]:
+    content: list[dict[str, str]] = []
+    for item in items:
+        if isinstance(item, TextItem):
+            content.append({"type": "text", "text": item.text})
+        else:
+            content.append({"type": "image"})
+    return [{"role": "user", "content": content}]
+
+
+def _to_pil(ref: str, images: Mapping[str, np.ndarray]) -> Image.Image:
+    if ref not in images:
+        raise ConfigError(f"no image supplied for prompt reference {ref!r}")
+    arr = np.asarray(images[ref])
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ConfigError(f"image {ref!r} must be an RGB uint8 array of shape (H, W, 3), got {arr.shape} {arr.dtype}")
+    return Image.fromarray(arr)
+
+
+class HFBackend:
+    """A transformers image-text-to-text model with CAAS and attention capture."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        exact_eager: bool = False,
+        vision_attention: str = "sdpa",
+        local_files_only: bool | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        register_caas_attention()
+        self.model_ref = str(model)
+        self.device = device or _default_device()
+        self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        is_local = Path(self.model_ref).expanduser().is_dir()
+        if not is_local and self.model_ref.startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"cannot load MLLM {self.model_ref!r}: no such model directory")
+        if is_local:
+            self.model_ref = str(Path(self.model_ref).expanduser())
+        if local_files_only is None:
+            local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+        try:
+            config = AutoConfig.from_pretrained(self.model_ref, local_files_only=local_files_only)
+        except (OSError, ValueError) as exc:
+            where = "directory" if is_local else "Hugging Face hub id (not in the local cache, and offline?)"
+            raise ConfigError(f"cannot load MLLM {self.model_ref!r} as a {where}: {exc}") from exc
+        self.family: Family = family_for(config.model_type)
+        self.text_attention = CAAS_ATTENTION_EAGER if exact_eager else CAAS_ATTENTION
+        self.processor = self.family.load_processor(self.model_ref, local_files_only=local_files_only)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            self.model_ref,
+            dtype=self.dtype,
+            attn_implementation={"text_config": self.text_attention, "vision_config": vision_attention},
+            local_files_only=local_files_only,
+        ).to(self.device)
+        self.model.eval()
+        self.config = self.model.config
+        self.num_layers = int(self.config.get_text_config().num_hidden_layers)
+        self._check_attention_dispatch()
+
+    def _check_attention_dispatch(self) -> None:
+        """Fail at load, not silently at inference, if CAAS could not reach every decoder layer."""
+        text_impl = self.config.get_text_config()._attn_implementation
+        if text_impl != self.text_attention:
+            raise ConfigError(
+                f"{self.model_ref}: the language model uses attention {text_impl!r}, not {self.text_attention!r}; "
+                "this model does not follow transformers' attention-function API, so CAAS cannot be applied"
+            )
+        indices = {
+            getattr(module, "layer_idx", None)
+            for module in self.model.modules()
+            if getattr(module, "is_causal", False) and hasattr(module, "q_proj")
+        }
+        if not set(range(self.num_layers)) <= indices:
+            raise ConfigError(
+                f"{self.model_ref}: decoder attention modules do not expose layer_idx 0..{self.num_layers - 1}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"hf:{self.model_ref}"
+
+    def resolve_layers(self, settings: CaasSettings) -> tuple[int, ...]:
+        """Explicit layers (validated) or the model's default band."""
+        layers = settings.layers
+        if layers is None:
+            layers = default_caas_layers(self.num_layers, self.config.model_type)
+        bad = [layer for layer in layers if layer >= self.num_layers]
+        if bad:
+            raise ConfigError(f"CAAS layers {bad} out of range for a {self.num_layers}-layer language model")
+        return tuple(sorted(set(layers)))
+
+    def prepare(self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> Prepared:
+        """Chat template + processor; locate every image's token run (the query's by its item index)."""
+        image_items = [item for item in items if isinstance(item, ImageItem)]
+        pil = [_to_pil(item.ref, images) for item in image_items]
+        text = self.processor.apply_chat_template(_messages(items), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[text], images=pil or None, return_tensors="pt")
+        input_ids = [int(i) for i in inputs["input_ids"][0].tolist()]
+        spans = image_spans(self.family, self.config, inputs, input_ids, len(image_items))
+        queries = [index for index, item in enumerate(image_items) if item.role == "query"]
+        if len(queries) > 1:
+            raise ConfigError("a prompt may contain at most one query image")
+        sizes = [(image.height, image.width) for image in pil]
+        return Prepared(inputs, input_ids, spans, queries[0] if queries else None, text, sizes)
+
+    def _request(self, prepared: Prepared, options: GenerateOptions) -> AttentionRequest:
+        span = None if prepared.query_index is None else prepared.images.spans[prepared.query_index]
+        if (options.caas is not None or options.capture_attention) and span is None:
+            raise ConfigError("CAAS and attention capture need a query image in the prompt")
+        request = AttentionRequest(span=span, prompt_length=len(prepared.input_ids), capture=options.capture_attention)
+        if options.caas is not None:
+            request.layers = frozenset(self.resolve_layers(options.caas))
+            request.alpha = float(options.caas.alpha)
+        return request
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        reply, _ = self.generate_with_logits(items, images, options)
+        return reply
+
+    def generate_with_logits(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> tuple[Reply, torch.Tensor]:
+        """Greedy generation; also returns the per-step logits ``(steps, vocab)`` (for exactness checks)."""
+        start = time.perf_counter()
+        prepared = self.prepare(items, images)
+        request = self._request(prepared, options)
+        inputs = prepared.inputs.to(self.device)
+        prepared_s = time.perf_counter() - start
+        tokenizer = self.processor.tokenizer
+        with torch.inference_mode(), attention_request(request):
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=options.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                return_dict_in_generate=True,
+                output_logits=True,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        generated = [int(i) for i in out.sequences[0, len(prepared.input_ids) :].tolist()]
+        if options.caas is not None and request.span is not None and request.scaled_layers != request.layers:
+            missing = sorted(request.layers - request.scaled_layers)
+            raise RuntimeError(f"CAAS was not applied in layers {missing}; the attention dispatch is broken")
+        logits = torch.stack([step[0] for step in out.logits]).float().cpu()
+        total_s = time.perf_counter() - start
+        reply = Reply(
+            text=tokenizer.decode(generated, skip_special_tokens=True),
+            token_ids=generated,
+            timings={"prepare_s": prepared_s, "generate_s": total_s - prepared_s, "total_s": total_s},
+            caas_applied=options.caas is not None,
+            caas_settings=self._caas_record(request) if options.caas is not None else None,
+            attention=self._capture(prepared, request) if options.capture_attention else None,
+            metadata={
+                "backend": self.name,
+                "family": self.family.name,
+                "prompt_tokens": len(prepared.input_ids),
+                "image_spans": [list(span) for span in prepared.images.spans],
+                "text_attention": self.text_attention,
+            },
+        )
+        if options.capture_attention and reply.attention is None:
+            reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
+        return reply, logits
+
+    def _caas_record(self, request: AttentionRequest) -> dict[str, Any]:
+        return {
+            "alpha": request.alpha,
+            "layers": sorted(request.layers),
+            "scaled_layers": sorted(request.scaled_layers),
+            "span": None if request.span is None else list(request.span),
+        }
+
+    def _capture(self, prepared: Prepared, request: AttentionRequest) -> AttentionCapture | None:
+        if not request.captured or request.span is None or prepared.query_index is None:
+            return None  # no decode step ran (a single generated token): nothing to capture
+        start, end = request.span
+        per_layer = {layer: row[start:end].numpy().astype(np.float32) for layer, row in request.captured.items()}
+        share = {layer: float(values.sum()) for layer, values in per_layer.items()}
+        height, width = prepared.sizes[prepared.query_index]
+        coverage = self.family.grid_coverage(height, width)
+        return AttentionCapture(request.span, prepared.images.grids[prepared.query_index], per_layer, share, coverage)
+
+
+@register_backend("hf")
+def _hf_factory(spec: BackendSpec, **options: Any) -> HFBackend:
+    return HFBackend(spec.target, **options)

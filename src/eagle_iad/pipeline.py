@@ -1,0 +1,203 @@
+"""EAGLE end to end: expert → TGPS prompt → MLLM (CAAS in the band) → parsed answer → verdict.
+
+``Eagle(expert, backend, config).inspect(image)`` is the product's one-call API; the CLI, the
+service and the eval runner call it. Conditions (SPEC §5): ``baseline`` (MLLM alone), ``tgps``
+(textual prior + boxed copy), ``eagle`` (TGPS + CAAS when ``tau <= score < s_max``), and the prompt
+ablations ``text-only`` / ``visual-only`` (no CAAS, so they isolate the prompt parts).
+
+The verdict records everything needed to audit or replay a decision: the expert's numbers and
+boxes, the exact prompt items (images by reference), the raw reply, the parsed answer (or
+``unparsable``), whether and how CAAS was applied, and timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, get_args
+
+import numpy as np
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.expert.patchcore import Expert
+from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.mllm.base import Backend, GenerateOptions
+from eagle_iad.mllm.caas import CaasSettings
+from eagle_iad.tgps.answers import UNPARSABLE, parse_answer
+from eagle_iad.tgps.prompt import (
+    ANOMALY_QUESTION,
+    ContentItem,
+    ImageItem,
+    Prior,
+    PromptMode,
+    PromptRequest,
+    PromptTemplates,
+    Question,
+    build_prompt,
+)
+from eagle_iad.tgps.regions import Box
+from eagle_iad.tgps.render import RenderStyle, render
+from eagle_iad.verdict import make_verdict
+
+Condition: TypeAlias = Literal["baseline", "tgps", "eagle", "text-only", "visual-only"]
+CONDITIONS: tuple[str, ...] = get_args(Condition)
+_MODES: dict[str, PromptMode] = {
+    "baseline": "full",
+    "tgps": "full",
+    "eagle": "full",
+    "text-only": "text-only",
+    "visual-only": "visual-only",
+}
+
+
+@dataclass(frozen=True)
+class EagleConfig:
+    """How to inspect: condition, CAAS settings, prompt wording, visual-prompt style, generation."""
+
+    condition: Condition = "eagle"
+    caas: CaasSettings = field(default_factory=CaasSettings)
+    templates: PromptTemplates = field(default_factory=PromptTemplates)
+    style: RenderStyle = "box"
+    max_new_tokens: int = 128
+    capture_attention: bool = False
+    #: Optional one-shot normal template image (MMAD 1-shot protocol).
+    template_image: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise ConfigError(f"unknown condition {self.condition!r}; choose one of {', '.join(CONDITIONS)}")
+
+
+@dataclass
+class EagleVerdict:
+    """One image's full EAGLE record (JSON-ready via :meth:`to_dict`).
+
+    ``score``/``tau``/``s_max``/``expert_decision``/``in_band``/``boxes`` are ``None``/empty for the
+    baseline condition when no expert is used. ``decision`` is the MLLM's answer mapped onto
+    anomalous/normal for the anomaly question (``unparsable`` when the reply could not be read).
+    """
+
+    image: str
+    condition: str
+    score: float | None
+    tau: float | None
+    s_max: float | None
+    expert_decision: str | None
+    in_band: bool
+    boxes: list[Box]
+    prompt: list[dict[str, str]]
+    reply: str
+    answer: str
+    parse_method: str
+    decision: str | None
+    caas_applied: bool
+    caas_settings: dict[str, Any] | None
+    timings: dict[str, float]
+    attention: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["boxes"] = [box.to_dict() for box in self.boxes]
+        return data
+
+
+def _item_record(item: ContentItem) -> dict[str, str]:
+    if isinstance(item, ImageItem):
+        return {"type": "image", "role": item.role, "ref": item.ref}
+    return {"type": "text", "text": item.text}
+
+
+def _anomaly_decision(answer: str, question: Question) -> str | None:
+    if question != ANOMALY_QUESTION:
+        return None
+    return {"A": "anomalous", "B": "normal"}.get(answer, UNPARSABLE)
+
+
+class Eagle:
+    """Expert + MLLM backend + config; :meth:`inspect` gives an :class:`EagleVerdict` per image."""
+
+    def __init__(self, expert: Expert | None, backend: Backend, config: EagleConfig | None = None) -> None:
+        self.expert = expert
+        self.backend = backend
+        self.config = config or EagleConfig()
+        if self.expert is None and self.config.condition != "baseline":
+            raise ConfigError(f"condition {self.config.condition!r} needs a fitted expert")
+        self._template: np.ndarray | None = None
+        if self.config.template_image is not None:
+            self._template = load_rgb(self.config.template_image)
+
+    def inspect(
+        self, image: ImageSource | np.ndarray, question: Question | None = None, name: str | None = None
+    ) -> EagleVerdict:
+        """Run the configured condition on one image (a path, encoded bytes or an RGB array)."""
+        start = time.perf_counter()
+        question = question or ANOMALY_QUESTION
+        if name is None:
+            name = "query.png" if isinstance(image, (np.ndarray, bytes)) else str(image)
+        rgb = image if isinstance(image, np.ndarray) else load_rgb(image)
+        images: dict[str, np.ndarray] = {name: rgb}
+        condition = self.config.condition
+        score = tau = s_max = None
+        expert_decision: str | None = None
+        prior: Prior | None = None
+        in_band = False
+        boxes: list[Box] = []
+        boxed_ref: str | None = None
+        timings: dict[str, float] = {}
+        if condition != "baseline" and self.expert is not None:
+            result = self.expert.inspect(rgb)
+            verdict = make_verdict(self.expert, name, result)
+            score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
+            expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes
+            prior = "anomalous" if verdict.is_anomalous else "normal"
+            if verdict.is_anomalous and _MODES[condition] != "text-only":
+                boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
+                images[boxed_ref] = render(rgb, result.anomaly_map, boxes, self.config.style)
+            timings["expert_s"] = time.perf_counter() - start
+        template_ref = None
+        if self._template is not None and self.config.template_image is not None:
+            template_ref = self.config.template_image
+            images[template_ref] = self._template
+        items = build_prompt(
+            PromptRequest(
+                query_ref=name,
+                prior=prior,
+                boxed_ref=boxed_ref,
+                template_ref=template_ref,
+                questions=(question,),
+                mode=_MODES[condition],
+                templates=self.config.templates,
+            )
+        )
+        use_caas = condition == "eagle" and in_band
+        options = GenerateOptions(
+            max_new_tokens=self.config.max_new_tokens,
+            caas=self.config.caas if use_caas else None,
+            capture_attention=self.config.capture_attention,
+        )
+        reply = self.backend.generate(items, images, options)
+        parsed = parse_answer(reply.text, question)
+        timings.update({f"mllm_{k}": v for k, v in reply.timings.items()})
+        timings["total_s"] = time.perf_counter() - start
+        return EagleVerdict(
+            image=name,
+            condition=condition,
+            score=score,
+            tau=tau,
+            s_max=s_max,
+            expert_decision=expert_decision,
+            in_band=in_band,
+            boxes=boxes,
+            prompt=[_item_record(item) for item in items],
+            reply=reply.text,
+            answer=parsed.answer,
+            parse_method=parsed.method,
+            decision=_anomaly_decision(parsed.answer, question),
+            caas_applied=reply.caas_applied,
+            caas_settings=reply.caas_settings,
+            timings=timings,
+            attention=None if reply.attention is None else reply.attention.to_dict(),
+            metadata={"backend": self.backend.name, **reply.metadata},
+        )

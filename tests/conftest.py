@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny real-architecture MLLMs, built once per test session (SPEC §6)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Tests never reach a model hub: everything they load is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
+#: Where the tiny-MLLM tests run: ``cpu`` by default; ``EAGLE_TEST_DEVICE=cuda`` on a GPU machine
+#: runs the same exactness checks in bf16 there.
+MLLM_TEST_DEVICE = os.environ.get("EAGLE_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_mllm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Saved tiny checkpoints (config + weights + processor + chat template), one per family."""
+    pytest.importorskip("transformers")
+    from eagle_iad.mllm.tiny import TINY_BUILDERS
+
+    root = tmp_path_factory.mktemp("tiny_mllm")
+    return {name: TINY_BUILDERS[name](root / name) for name in MLLM_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def hf_backends(tiny_mllm_dirs: dict[str, Path]) -> Any:
+    """Lazily loaded hf backends keyed by ``(family, exact_eager)``, through the public spec loader."""
+    from eagle_iad.mllm import load_backend
+
+    cache: dict[tuple[str, bool], Any] = {}
+
+    def get(family: str, exact_eager: bool = False) -> Any:
+        key = (family, exact_eager)
+        if key not in cache:
+            cache[key] = load_backend(
+                f"hf:{tiny_mllm_dirs[family]}",
+                exact_eager=exact_eager,
+                vision_attention="eager",
+                device=MLLM_TEST_DEVICE,
+            )
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def mllm_device() -> str:
+    """The device the tiny-MLLM tests use (see ``MLLM_TEST_DEVICE``)."""
+    return MLLM_TEST_DEVICE
+
+
+@pytest.fixture(scope="session")
+def prompt_images() -> dict[str, np.ndarray]:
+    """Query (56x84: a non-square 2x3 merged Qwen grid), boxed copy and template images."""
+    rng = np.random.default_rng(7)
+    query = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
+    boxed = query.copy()
+    boxed[10:40, 10:12] = (255, 0, 0)
+    template = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
+    return {"q.png": query, "q_box.png": boxed, "t.png": template}
+
+
+@pytest.fixture
+def torch_single_thread() -> Any:
+    """One intra-op thread for the tiny-MLLM tests, restored afterwards.
+
+    Tiny matmuls are dominated by OpenMP synchronisation; on a shared 2-core machine two threads
+    made a 3-token generation ~80x slower (1 s vs 12 ms). Results do not depend on the count.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,112 @@
+"""Backend spec registry, default CAAS layers, image-token runs and attention grid mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.mllm import AttentionCapture, BackendSpec, CaasSettings, GenerateOptions, load_backend, parse_spec
+from eagle_iad.mllm.attention import attention_overlay, layer_metrics, token_cell, upsample_to_image
+from eagle_iad.mllm.caas import default_caas_layers
+from eagle_iad.mllm.families import family_for, image_token_runs
+from eagle_iad.tgps.prompt import PromptRequest, build_prompt
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def test_parse_spec() -> None:
+    assert parse_spec("hf:Qwen/Qwen2.5-VL-7B-Instruct") == BackendSpec("hf", "Qwen/Qwen2.5-VL-7B-Instruct")
+    assert parse_spec("hf:/models/llava-1.5") == BackendSpec("hf", "/models/llava-1.5")
+    assert parse_spec("openai:http://localhost:8000/v1#qwen2.5-vl") == BackendSpec(
+        "openai", "http://localhost:8000/v1", "qwen2.5-vl"
+    )
+    for bad in ("Qwen/Qwen2.5-VL", "hf:", "openai:http://host/v1", "openai:host#m"):
+        with pytest.raises(ConfigError):
+            parse_spec(bad)
+    with pytest.raises(ConfigError, match="no MLLM backend"):
+        load_backend("nope:thing")
+
+
+def test_missing_model_is_a_clear_offline_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="cannot load MLLM"):
+        load_backend("hf:eagle-iad-test/does-not-exist")
+    with pytest.raises(ConfigError, match="cannot load MLLM"):
+        load_backend(f"hf:{tmp_path}")  # an empty directory
+
+
+def test_default_layers_and_settings() -> None:
+    assert default_caas_layers(28, "qwen2_5_vl") == (9, 10, 11, 12, 13, 14)
+    assert default_caas_layers(28, "llava") == (9, 10, 11, 12, 13, 14)
+    assert default_caas_layers(32) == tuple(range(10, 17))
+    assert default_caas_layers(4) == (1, 2)
+    assert default_caas_layers(1) == (0,)
+    with pytest.raises(ConfigError):
+        CaasSettings(alpha=-0.1)
+    with pytest.raises(ConfigError):
+        CaasSettings(layers=(-1,))
+    with pytest.raises(ConfigError):
+        GenerateOptions(greedy=False)
+    with pytest.raises(ConfigError, match="not supported"):
+        family_for("gpt2")
+
+
+def test_image_token_runs() -> None:
+    assert image_token_runs([1, 9, 9, 2, 9, 3, 9, 9, 9], 9) == [(1, 3), (4, 5), (6, 9)]
+    assert image_token_runs([1, 2], 9) == []
+
+
+def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
+    # Qwen2.5-VL: image_grid_thw (1, 4, 6) with 2x2 merge -> (1, 2, 3); token 4 = row 1, col 1.
+    assert token_cell(4, (1, 2, 3)) == (0, 1, 1)
+    assert token_cell(7, (2, 2, 3)) == (1, 0, 1)
+    # LLaVA-1.5: 24x24 patch grid; token 24*5+7 = row 5, col 7.
+    assert token_cell(24 * 5 + 7, (1, 24, 24)) == (0, 5, 7)
+    with pytest.raises(IndexError):
+        token_cell(6, (1, 2, 3))
+    values = np.zeros(6, dtype=np.float32)
+    values[4] = 1.0
+    capture = AttentionCapture((10, 16), (1, 2, 3), {0: values}, {0: 1.0})
+    image = upsample_to_image(capture.layer_map(0), 56, 84)
+    ys, xs = np.nonzero(image)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (28, 55, 28, 55)
+    # A centre-crop coverage (LLaVA on a non-square image): the grid spans only the square.
+    cropped = upsample_to_image(capture.layer_map(0), 56, 84, coverage=(14, 0, 70, 56))
+    ys, xs = np.nonzero(cropped)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (28, 55, 33, 51)
+
+
+def test_layer_metrics() -> None:
+    values = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.1], dtype=np.float32)
+    capture = AttentionCapture((0, 6), (1, 2, 3), {2: values}, {2: 0.4})
+    mask = np.zeros((56, 84), dtype=bool)
+    mask[28:, 28:56] = True  # exactly token 4's cell: 1/6 of the image
+    (metrics,) = layer_metrics(capture, mask)
+    assert metrics.layer == 2 and metrics.share == pytest.approx(0.4) and metrics.peak_in_mask
+    assert metrics.concentration == pytest.approx(0.75 * 6)
+    again = AttentionCapture.from_dict(capture.to_dict())
+    assert (again.span, again.grid, again.share, again.coverage) == ((0, 6), (1, 2, 3), {2: 0.4}, None)
+    np.testing.assert_array_equal(again.per_layer[2], values)
+    overlay = attention_overlay(np.zeros((56, 84, 3), dtype=np.uint8), capture, 2)
+    assert overlay.shape == (56, 84, 3) and overlay.dtype == np.uint8
+    hot = overlay[28:, 28:56].astype(int)
+    assert (hot[..., 0] > hot[..., 2]).all() and (overlay[:28, :28, 2] > overlay[:28, :28, 0]).all()
+    assert family_for("llava").grid_coverage(56, 84) == (14, 0, 70, 56)
+    assert family_for("qwen2_5_vl").grid_coverage(56, 84) is None
+
+
+@pytest.mark.parametrize(("family", "grid", "tokens"), [("qwen2_5_vl", (1, 2, 3), 6), ("llava", (1, 4, 4), 16)])
+def test_real_processor_grid_matches_query_run(
+    family: str, grid: tuple[int, int, int], tokens: int, hf_backends: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends(family)
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    (span,) = prepared.images.spans
+    assert prepared.images.grids == [grid]
+    assert span[1] - span[0] == tokens
+    image_token = backend.family.image_token_id(backend.config)
+    assert all(prepared.input_ids[i] == image_token for i in range(*span))
+    assert prepared.input_ids[span[0] - 1] != image_token and prepared.input_ids[span[1]] != image_token

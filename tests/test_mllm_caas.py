@@ -1,0 +1,298 @@
+"""CAAS through the attention-function registry, on tiny real-architecture models (SPEC §3, §4).
+
+Exactness is checked bit for bit: alpha = 0 and out-of-band requests against stock
+``attn_implementation="eager"``; alpha > 0 against a stock eager logit computation from the very
+same query/key tensors, entry by entry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from eagle_iad.mllm import CaasSettings, GenerateOptions
+from eagle_iad.mllm.caas import AttentionRequest, LogitProbe, attention_request, default_caas_layers
+from eagle_iad.tgps.prompt import PromptRequest, build_prompt
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
+VISION_TOWER = {"qwen2_5_vl": "model.visual", "qwen2_vl": "model.visual", "llava": "model.vision_tower"}
+ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
+NEW_TOKENS = 3
+
+
+@pytest.fixture(scope="module")
+def stock_eager(tiny_mllm_dirs: dict[str, Path], mllm_device: str) -> Callable[[str], Any]:
+    from transformers import AutoModelForImageTextToText
+
+    cache: dict[str, Any] = {}
+
+    def get(family: str) -> Any:
+        if family not in cache:
+            model = AutoModelForImageTextToText.from_pretrained(
+                tiny_mllm_dirs[family], attn_implementation="eager", dtype=_dtype(mllm_device)
+            )
+            cache[family] = model.to(mllm_device).eval()
+        return cache[family]
+
+    return get
+
+
+def _dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def _tolerance(device: str) -> dict[str, float]:
+    """Tolerance where two *different* arithmetic routes are compared (bf16 on GPU is coarse)."""
+    return {"rtol": 2e-2, "atol": 2e-2} if device.startswith("cuda") else {"rtol": 1e-4, "atol": 1e-5}
+
+
+def _stock_generate(model: Any, backend: Any, prepared: Any) -> tuple[list[int], torch.Tensor]:
+    with torch.inference_mode():
+        out = model.generate(
+            **prepared.inputs.to(backend.device),
+            max_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            num_beams=1,
+            return_dict_in_generate=True,
+            output_logits=True,
+            pad_token_id=backend.processor.tokenizer.pad_token_id,
+        )
+    ids = [int(i) for i in out.sequences[0, len(prepared.input_ids) :].tolist()]
+    return ids, torch.stack([step[0] for step in out.logits]).float()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_alpha_zero_and_out_of_band_equal_stock_eager(
+    family: str, hf_backends: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends(family, exact_eager=True)
+    stock_ids, stock_logits = _stock_generate(stock_eager(family), backend, backend.prepare(ITEMS, prompt_images))
+    all_layers = tuple(range(backend.num_layers))
+    for caas in (None, CaasSettings(alpha=0.0), CaasSettings(alpha=0.0, layers=all_layers)):
+        reply, logits = backend.generate_with_logits(
+            ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=caas)
+        )
+        assert reply.token_ids == stock_ids
+        assert torch.equal(logits, stock_logits)
+        assert reply.caas_applied == (caas is not None)
+    # And alpha > 0 really changes the computation (the equalities above have power).
+    _, scaled = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=2.0))
+    )
+    assert not torch.equal(scaled, stock_logits)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
+    family: str, hf_backends: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends(family, exact_eager=True)
+    prepared = backend.prepare(ITEMS, prompt_images)
+    template_span, query_span, boxed_span = prepared.images.spans
+    assert prepared.query_index == 1
+    settings = CaasSettings(alpha=0.6)
+    request = backend._request(prepared, GenerateOptions(caas=settings))
+    assert request.span == query_span
+    selected = set(default_caas_layers(backend.num_layers, backend.config.model_type))
+    assert request.layers == selected and selected == {1, 2}
+
+    probes: list[LogitProbe] = []
+    request.probe = probes.append
+    vision_out: dict[str, torch.Tensor] = {}
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(_module: Any, _inputs: Any, output: Any) -> None:
+            vision_out[name] = (
+                output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", output)
+            ).clone()
+
+        return record
+
+    caas_vision = backend.model.get_submodule(VISION_TOWER[family]).register_forward_hook(hook("caas"))
+    stock_model = stock_eager(family)
+    stock_vision = stock_model.get_submodule(VISION_TOWER[family]).register_forward_hook(hook("stock"))
+    try:
+        with torch.inference_mode(), attention_request(request):
+            backend.model.generate(
+                **prepared.inputs.to(backend.device), max_new_tokens=2, do_sample=False, pad_token_id=0
+            )
+        with torch.inference_mode():
+            stock_model(**prepared.inputs.to(backend.device))
+    finally:
+        caas_vision.remove()
+        stock_vision.remove()
+
+    # Vision tower: identical output, and it never went through the CAAS function.
+    assert torch.equal(vision_out["caas"], vision_out["stock"])
+    # One call per decoder layer for the prefill and for each of the 1 decode steps that feed a token back.
+    assert sorted(p.layer for p in probes) == sorted(list(range(backend.num_layers)) * 2)
+    decode = [p for p in probes if p.query.shape[2] == 1]
+    assert {p.layer for p in decode} == set(range(backend.num_layers))
+    start, end = query_span
+    for probe in probes:
+        reference = torch.matmul(probe.query, probe.key.transpose(2, 3)) * probe.scaling
+        expected = reference.clone()
+        if probe.layer in selected:
+            assert probe.scaled
+            expected[..., start:end] = reference[..., start:end] * 1.6
+            # The scaled block differs; template and boxed-copy columns are untouched.
+            assert not torch.equal(probe.logits[..., start:end], reference[..., start:end])
+        else:
+            assert not probe.scaled
+        assert torch.equal(probe.logits, expected), f"layer {probe.layer}"
+        for other_start, other_end in (template_span, boxed_span):
+            assert torch.equal(probe.logits[..., other_start:other_end], reference[..., other_start:other_end])
+
+
+def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    backend = hf_backends("qwen2_5_vl")
+    baseline = build_prompt(PromptRequest("q.png"))
+    prepared = backend.prepare(baseline, prompt_images)
+    assert prepared.query_index == 0 and len(prepared.images.spans) == 1
+    with_template = backend.prepare(build_prompt(PromptRequest("q.png", "normal", template_ref="t.png")), prompt_images)
+    assert with_template.query_index == 1
+    assert with_template.images.spans[1][0] > with_template.images.spans[0][1]
+    reply = backend.generate(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings(), capture_attention=True)
+    )
+    assert reply.attention is None and "no decode step" in reply.metadata["attention_note"]
+    assert reply.caas_settings == {
+        "alpha": 0.6,
+        "layers": [1, 2],
+        "scaled_layers": [1, 2],
+        "span": reply.metadata["image_spans"][1],
+    }
+
+
+@pytest.fixture(scope="module")
+def stock_sdpa(tiny_mllm_dirs: dict[str, Path], mllm_device: str) -> Any:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(
+        tiny_mllm_dirs["qwen2_5_vl"],
+        attn_implementation={"text_config": "sdpa", "vision_config": "eager"},
+        dtype=_dtype(mllm_device),
+    )
+    return model.to(mllm_device).eval()
+
+
+def test_sdpa_delegate_equals_stock_sdpa_and_capture_does_not_change_outputs(
+    hf_backends: Any, stock_sdpa: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends("qwen2_5_vl", exact_eager=False)
+    assert backend.text_attention == "eagle_caas"
+    prepared = backend.prepare(ITEMS, prompt_images)
+    sdpa_ids, sdpa_logits = _stock_generate(stock_sdpa, backend, prepared)
+    plain, plain_logits = backend.generate_with_logits(ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS))
+    # Out of band, unselected layers are the stock SDPA path: bit-identical.
+    assert plain.token_ids == sdpa_ids and torch.equal(plain_logits, sdpa_logits)
+    # alpha = 0 runs eager arithmetic in the selected layers: equal to stock up to SDPA-vs-eager rounding.
+    _, zero_logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=0.0))
+    )
+    _, eager_logits = _stock_generate(stock_eager("qwen2_5_vl"), backend, prepared)
+    torch.testing.assert_close(zero_logits, eager_logits, **_tolerance(backend.device))
+    captured, captured_logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, capture_attention=True)
+    )
+    assert torch.equal(captured_logits, plain_logits) and captured.token_ids == plain.token_ids
+    attention = captured.attention
+    assert attention is not None and attention.grid == (1, 2, 3)
+    assert sorted(attention.per_layer) == list(range(backend.num_layers))
+    for layer, values in attention.per_layer.items():
+        assert values.shape == (6,) and np.all(values >= 0)
+        assert attention.share[layer] == pytest.approx(float(values.sum()))
+        assert 0.0 < attention.share[layer] < 1.0
+
+
+def test_concurrent_requests_match_sequential(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    backend = hf_backends("qwen2_5_vl")
+    jobs = [
+        GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=3.0), capture_attention=True),
+        GenerateOptions(max_new_tokens=NEW_TOKENS),
+        GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=1.0, layers=(0, 3))),
+        GenerateOptions(max_new_tokens=NEW_TOKENS, capture_attention=True),
+    ] * 2
+
+    def run(options: GenerateOptions) -> tuple[Any, torch.Tensor]:
+        result: tuple[Any, torch.Tensor] = backend.generate_with_logits(ITEMS, prompt_images, options)
+        return result
+
+    sequential = [run(options) for options in jobs[:4]] * 2
+    assert not torch.equal(sequential[0][1], sequential[1][1])  # CAAS and plain really differ
+    barrier = threading.Barrier(4)
+
+    def concurrent(options: GenerateOptions) -> tuple[Any, torch.Tensor]:
+        barrier.wait(timeout=30)
+        return run(options)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(concurrent, jobs))
+    for (ref_reply, ref_logits), (reply, logits) in zip(sequential, parallel, strict=True):
+        assert reply.token_ids == ref_reply.token_ids
+        assert torch.equal(logits, ref_logits)
+        assert reply.caas_settings == ref_reply.caas_settings
+        if ref_reply.attention is not None:
+            assert reply.attention is not None
+            for layer, values in ref_reply.attention.per_layer.items():
+                np.testing.assert_array_equal(reply.attention.per_layer[layer], values)
+
+
+def test_no_request_outside_generate() -> None:
+    from eagle_iad.mllm.caas import active_request
+
+    assert active_request() is None
+    with attention_request(AttentionRequest(span=(1, 2))) as request:
+        assert active_request() is request
+        seen: list[AttentionRequest | None] = []
+        thread = threading.Thread(target=lambda: seen.append(active_request()))
+        thread.start()
+        thread.join()
+        assert seen == [None]  # other threads never inherit a request
+    assert active_request() is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_caas_matches_an_independent_key_scaling_emulation(
+    family: str, hf_backends: Any, stock_eager: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    """Cross-check by a different route: RoPE is linear, so (1+alpha)·QK^T on the query columns equals
+    stock eager attention whose keys at the query positions are scaled by (1+alpha) in the selected
+    layers (and, through the KV cache, in every decode step)."""
+    backend = hf_backends(family, exact_eager=True)
+    prepared = backend.prepare(ITEMS, prompt_images)
+    start, end = prepared.images.spans[prepared.query_index]
+    alpha, layers = 0.8, (0, 2)
+    reply, caas_logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=alpha, layers=layers))
+    )
+    model = stock_eager(family)
+
+    def scale_keys(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if output.shape[1] == len(prepared.input_ids):  # prefill; decode steps add no query-image keys
+            output = output.clone()
+            output[:, start:end] *= 1.0 + alpha
+        return output
+
+    text_layers = [m for m in model.modules() if getattr(m, "layer_idx", None) in layers and hasattr(m, "k_proj")]
+    assert sorted(m.layer_idx for m in text_layers) == list(layers)
+    handles = [m.k_proj.register_forward_hook(scale_keys) for m in text_layers]
+    try:
+        ids, emulated = _stock_generate(model, backend, prepared)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(caas_logits, emulated, **_tolerance(backend.device))
+    if not backend.device.startswith("cuda"):  # bf16 rounding may flip a near-tie argmax
+        assert reply.token_ids == ids
+    _, plain = _stock_generate(model, backend, prepared)
+    assert not torch.allclose(plain, emulated, **_tolerance(backend.device))
