@@ -33,7 +33,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     layout = get_layout("elpv")
     config = ExpertConfig()
-    train = select_training(layout.samples(None, CATEGORY, "train"), train_limit, config.seed)
+    all_train = layout.samples(None, CATEGORY, "train")
+    n_train_all = len(all_train)
+    train = select_training(all_train, train_limit, config.seed)
     test = select_test(layout.samples(None, CATEGORY, "test"), test_limit, config.seed)
 
     def say(message: str) -> None:
@@ -64,7 +66,8 @@ def run_demo(
         "",
         f"eagle-iad {__version__}; backbone `{config.backbone}`; category `{CATEGORY}` "
         f"(monocrystalline cells of the `elpv-dataset` package, CC BY-NC-SA 4.0).",
-        f"Training: {len(train)} defect-free cells (the seeded {1 - TEST_FRACTION:.0%} split, seed {SPLIT_SEED}). "
+        f"Training: {len(train)} defect-free cells (of the {n_train_all} in the seeded {1 - TEST_FRACTION:.0%} "
+        f"training split, seed {SPLIT_SEED}). "
         f"Test: {evaluation.n_normal} defect-free + {evaluation.n_anomalous} defective cells (defect probability 1).",
         "",
         "## Expert quality",
