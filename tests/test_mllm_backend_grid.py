@@ -69,7 +69,7 @@ def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
         token_cell(6, (1, 2, 3))
     values = np.zeros(6, dtype=np.float32)
     values[4] = 1.0
-    capture = AttentionCapture((10, 16), (1, 2, 3), {0: values}, {0: 1.0})
+    capture = AttentionCapture(((10, 16),), (1, 2, 3), {0: values}, {0: 1.0})
     image = upsample_to_image(capture.layer_map(0), 56, 84)
     ys, xs = np.nonzero(image)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (28, 55, 28, 55)
@@ -81,14 +81,14 @@ def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
 
 def test_layer_metrics() -> None:
     values = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.1], dtype=np.float32)
-    capture = AttentionCapture((0, 6), (1, 2, 3), {2: values}, {2: 0.4})
+    capture = AttentionCapture(((0, 6),), (1, 2, 3), {2: values}, {2: 0.4})
     mask = np.zeros((56, 84), dtype=bool)
     mask[28:, 28:56] = True  # exactly token 4's cell: 1/6 of the image
     (metrics,) = layer_metrics(capture, mask)
     assert metrics.layer == 2 and metrics.share == pytest.approx(0.4) and metrics.peak_in_mask
     assert metrics.concentration == pytest.approx(0.75 * 6)
     again = AttentionCapture.from_dict(capture.to_dict())
-    assert (again.span, again.grid, again.share, again.coverage) == ((0, 6), (1, 2, 3), {2: 0.4}, None)
+    assert (again.span, again.grid, again.share, again.coverage) == (((0, 6),), (1, 2, 3), {2: 0.4}, None)
     np.testing.assert_array_equal(again.per_layer[2], values)
     overlay = attention_overlay(np.zeros((56, 84, 3), dtype=np.uint8), capture, 2)
     assert overlay.shape == (56, 84, 3) and overlay.dtype == np.uint8
@@ -104,7 +104,7 @@ def test_real_processor_grid_matches_query_run(
 ) -> None:
     backend = hf_backends(family)
     prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
-    (span,) = prepared.images.spans
+    ((span,),) = prepared.images.spans
     assert prepared.images.grids == [grid]
     assert span[1] - span[0] == tokens
     image_token = backend.family.image_token_id(backend.config)

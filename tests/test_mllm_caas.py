@@ -137,19 +137,20 @@ def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
     assert sorted(p.layer for p in probes) == sorted(list(range(backend.num_layers)) * 2)
     decode = [p for p in probes if p.query.shape[2] == 1]
     assert {p.layer for p in decode} == set(range(backend.num_layers))
-    start, end = query_span
     for probe in probes:
         reference = torch.matmul(probe.query, probe.key.transpose(2, 3)) * probe.scaling
         expected = reference.clone()
         if probe.layer in selected:
             assert probe.scaled
-            expected[..., start:end] = reference[..., start:end] * 1.6
-            # The scaled block differs; template and boxed-copy columns are untouched.
-            assert not torch.equal(probe.logits[..., start:end], reference[..., start:end])
+            for start, end in query_span:
+                expected[..., start:end] = reference[..., start:end] * 1.6
+                # Every range of the query image is scaled (tiles and global view alike).
+                assert not torch.equal(probe.logits[..., start:end], reference[..., start:end])
         else:
             assert not probe.scaled
+        # Entry for entry: scaled query columns, every other column (text, separators) untouched.
         assert torch.equal(probe.logits, expected), f"layer {probe.layer}"
-        for other_start, other_end in (template_span, boxed_span):
+        for other_start, other_end in (*template_span, *boxed_span):
             assert torch.equal(probe.logits[..., other_start:other_end], reference[..., other_start:other_end])
 
 
@@ -160,7 +161,7 @@ def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt
     assert prepared.query_index == 0 and len(prepared.images.spans) == 1
     with_template = backend.prepare(build_prompt(PromptRequest("q.png", "normal", template_ref="t.png")), prompt_images)
     assert with_template.query_index == 1
-    assert with_template.images.spans[1][0] > with_template.images.spans[0][1]
+    assert with_template.images.spans[1][0][0] >= with_template.images.spans[0][-1][1]
     reply = backend.generate(
         ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings(), capture_attention=True)
     )
@@ -251,7 +252,7 @@ def test_no_request_outside_generate() -> None:
     from eagle_iad.mllm.caas import active_request
 
     assert active_request() is None
-    with attention_request(AttentionRequest(span=(1, 2))) as request:
+    with attention_request(AttentionRequest(span=((1, 2),))) as request:
         assert active_request() is request
         seen: list[AttentionRequest | None] = []
         thread = threading.Thread(target=lambda: seen.append(active_request()))
@@ -270,7 +271,7 @@ def test_caas_matches_an_independent_key_scaling_emulation(
     layers (and, through the KV cache, in every decode step)."""
     backend = hf_backends(family, exact_eager=True)
     prepared = backend.prepare(ITEMS, prompt_images)
-    start, end = prepared.images.spans[prepared.query_index]
+    query_ranges = prepared.images.spans[prepared.query_index]
     alpha, layers = 0.8, (0, 2)
     reply, caas_logits = backend.generate_with_logits(
         ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=alpha, layers=layers))
@@ -280,7 +281,8 @@ def test_caas_matches_an_independent_key_scaling_emulation(
     def scale_keys(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if output.shape[1] == len(prepared.input_ids):  # prefill; decode steps add no query-image keys
             output = output.clone()
-            output[:, start:end] *= 1.0 + alpha
+            for start, end in query_ranges:
+                output[:, start:end] *= 1.0 + alpha
         return output
 
     text_layers = [m for m in model.modules() if getattr(m, "layer_idx", None) in layers and hasattr(m, "k_proj")]

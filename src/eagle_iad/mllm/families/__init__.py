@@ -8,7 +8,7 @@ processor. A family is picked by the checkpoint's ``config.model_type``.
 from __future__ import annotations
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import Family, image_token_runs
+from eagle_iad.mllm.families.base import Family, ImageTokens, image_token_runs
 from eagle_iad.mllm.families.llava import LLAVA
 from eagle_iad.mllm.families.qwen2_vl import QWEN2_5_VL, QWEN2_VL
 
@@ -24,4 +24,4 @@ def family_for(model_type: str) -> Family:
     raise ConfigError(f"model type {model_type!r} is not supported by the hf backend (supported: {known})")
 
 
-__all__ = ["FAMILIES", "Family", "family_for", "image_token_runs"]
+__all__ = ["FAMILIES", "Family", "ImageTokens", "family_for", "image_token_runs"]
