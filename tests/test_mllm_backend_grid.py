@@ -12,6 +12,8 @@ from eagle_iad.mllm import AttentionCapture, BackendSpec, CaasSettings, Generate
 from eagle_iad.mllm.attention import attention_overlay, layer_metrics, token_cell, upsample_to_image
 from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
+from eagle_iad.mllm.families.base import ImageTokens, leading_tokens, split_runs, trailing_tokens
+from eagle_iad.mllm.families.idefics3 import global_view_images
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -57,6 +59,39 @@ def test_default_layers_and_settings() -> None:
 def test_image_token_runs() -> None:
     assert image_token_runs([1, 9, 9, 2, 9, 3, 9, 9, 9], 9) == [(1, 3), (4, 5), (6, 9)]
     assert image_token_runs([1, 2], 9) == []
+
+
+def test_split_runs_assigns_tokens_by_count_across_and_within_runs() -> None:
+    # Three images rendered back to back (one merged run), then one image over two runs.
+    runs = [(2, 14), (20, 23), (25, 28)]
+    assert split_runs(runs, [4, 4, 4, 6]) == [((2, 6),), ((6, 10),), ((10, 14),), ((20, 23), (25, 28))]
+    with pytest.raises(ConfigError, match="left over"):
+        split_runs(runs, [4, 4, 4])
+    with pytest.raises(ConfigError, match="end before"):
+        split_runs(runs, [12, 7])
+    assert leading_tokens(((2, 4), (6, 9)), 3) == ((2, 4), (6, 7))
+    assert trailing_tokens(((2, 4), (6, 9)), 4) == ((3, 4), (6, 9))
+    with pytest.raises(ConfigError, match="do not fill"):
+        ImageTokens(((0, 4),), (1, 2, 3), ((0, 4),))
+    with pytest.raises(ConfigError, match="same image"):
+        ImageTokens(((0, 4),), (1, 2, 2), ((1, 5),))
+
+
+def test_idefics3_spans_from_hand_built_ids() -> None:
+    """Idefics3/SmolVLM id layout: tiles with <fake><row_i_col_j>, "\n" per row, then the global view."""
+    img, fake, glob, r11, r12, nl, txt = 9, 7, 8, 31, 32, 5, 1
+    tiled = [fake, r11, img, img, img, img, fake, r12, img, img, img, img, nl]
+    tiled += [nl, fake, glob, img, img, img, img, fake]
+    single = [fake, glob, img, img, img, img, fake]
+    ids = [txt, *tiled, txt, txt, *single, txt]
+    first, second = global_view_images(ids, img, glob, 4)
+    assert first.ranges == ((3, 7), (9, 13), (17, 21)) and first.grid_ranges == ((17, 21),)
+    assert first.grid == (1, 2, 2) and first.count == 12
+    assert second.ranges == ((26, 30),) and second.grid_ranges == second.ranges
+    with pytest.raises(ConfigError, match="without a closing global view"):
+        global_view_images([txt, fake, r11, img, img, img, img, txt], img, glob, 4)
+    with pytest.raises(ConfigError, match="expected 4"):
+        global_view_images([fake, glob, img, img, img, fake], img, glob, 4)
 
 
 def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
@@ -110,3 +145,26 @@ def test_real_processor_grid_matches_query_run(
     image_token = backend.family.image_token_id(backend.config)
     assert all(prepared.input_ids[i] == image_token for i in range(*span))
     assert prepared.input_ids[span[0] - 1] != image_token and prepared.input_ids[span[1]] != image_token
+
+
+def test_idefics3_query_image_is_tiles_plus_global_view(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    """Real processor: a 56x84 image -> 2x2 tiles + global view, separators excluded, global view on the grid."""
+    backend = hf_backends("idefics3")
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    (image,) = prepared.images.images
+    tokens = backend.processor.tokenizer.convert_ids_to_tokens(prepared.input_ids)
+    assert len(image.ranges) == 5 and all(end - start == 4 for start, end in image.ranges)
+    assert all(tokens[i] == "<image>" for start, end in image.ranges for i in range(start, end))
+    gaps = [tokens[end:start] for (_, end), (start, _) in zip(image.ranges, image.ranges[1:], strict=False)]
+    assert gaps[0] == ["<fake_token_around_image>", "<row_1_col_2>"]
+    assert gaps[-1][-2:] == ["<fake_token_around_image>", "<global-img>"]
+    assert tokens[image.ranges[0][0] - 2 : image.ranges[0][0]] == ["<fake_token_around_image>", "<row_1_col_1>"]
+    assert image.grid == (1, 2, 2) and image.grid_ranges == (image.ranges[-1],)
+    reply = backend.generate(
+        build_prompt(PromptRequest("q.png")), prompt_images, GenerateOptions(max_new_tokens=2, capture_attention=True)
+    )
+    capture = reply.attention
+    assert capture is not None and capture.span == image.ranges and capture.grid == (1, 2, 2)
+    for layer, values in capture.per_layer.items():
+        # The map holds the global view's 4 tokens; the share counts all 20 (tiles included).
+        assert values.shape == (4,) and capture.share[layer] > float(values.sum()) > 0.0

@@ -23,8 +23,15 @@ from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
-VISION_TOWER = {"qwen2_5_vl": "model.visual", "qwen2_vl": "model.visual", "llava": "model.vision_tower"}
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "idefics3")
+VISION_TOWER = {
+    "qwen2_5_vl": "model.visual",
+    "qwen2_vl": "model.visual",
+    "llava": "model.vision_tower",
+    "idefics3": "model.vision_model",
+}
+#: Tiled families: how many disjoint token ranges the 56x84 query image has (2x2 tiles + global view).
+TILED = {"idefics3": 5}
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
 NEW_TOKENS = 3
 
@@ -104,6 +111,9 @@ def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
     assert request.span == query_span
     selected = set(default_caas_layers(backend.num_layers, backend.config.model_type))
     assert request.layers == selected and selected == {1, 2}
+    if family in TILED:
+        # Tiles + global view: the query image is several disjoint ranges, all of which are scaled.
+        assert len(query_span) == TILED[family]
 
     probes: list[LogitProbe] = []
     request.probe = probes.append

@@ -44,6 +44,29 @@ LLAVA_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
+#: HuggingFaceM4/Idefics3-8B-Llama3 chat template ("User:<image>...<end_of_utterance>\nAssistant:").
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|begin_of_text|>{% for message in messages %}{{message['role'].capitalize()}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+#: llava-hf/llava-onevision-qwen2-*-ov-hf chat template (images, then text, in ChatML turns).
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 QWEN_SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -54,6 +77,16 @@ QWEN_SPECIALS = [
     "<|video_pad|>",
 ]
 LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
+IDEFICS3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
+]
+LLAVA_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 
 def _training_corpus() -> list[str]:
@@ -65,6 +98,7 @@ def _training_corpus() -> list[str]:
     texts = [value for value in asdict(templates).values() if isinstance(value, str)]
     texts.append(templates.question_list([ANOMALY_QUESTION]))
     texts += ["system\nYou are a helpful assistant.", "user\n", "assistant\n", "USER: ", "ASSISTANT:"]
+    texts += ["User:", "Assistant:"]
     return texts * 4
 
 
@@ -241,8 +275,66 @@ def build_tiny_llava(out_dir: Path, layers: int = 4, seed: int = 0, image_size: 
     return _save(model, processor, out_dir)
 
 
+def _llama_text(vocab: int, layers: int, ids: dict[str, int], bos: str, eos: str, pad: str) -> dict[str, Any]:
+    return {
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": ids[bos],
+        "eos_token_id": ids[eos],
+        "pad_token_id": ids[pad],
+    }
+
+
+def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer Idefics3 (Idefics3Config: SigLIP-style vision + Llama text) with image splitting.
+
+    56 px tiles, 14 px patches and scale factor 2 give ``image_seq_len = 4`` (a 2x2 global grid);
+    with ``longest_edge = 112`` a 56x84 image is split into 2x2 tiles plus the global view, so one
+    image is 5 separate ``<image>`` runs with separators between them.
+    """
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    tokenizer = _byte_tokenizer(
+        IDEFICS3_SPECIALS, bos_token="<|begin_of_text|>", eos_token="<end_of_utterance>", pad_token="<|end_of_text|>"
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in IDEFICS3_SPECIALS}
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+        },
+        text_config=_llama_text(
+            len(tokenizer), layers, ids, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<|end_of_text|>"
+        ),
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|end_of_text|>"],
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=IDEFICS3_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir)
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
+    "idefics3": build_tiny_idefics3,
 }
