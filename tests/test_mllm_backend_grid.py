@@ -14,6 +14,7 @@ from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
 from eagle_iad.mllm.families.base import ImageTokens, leading_tokens, split_runs, trailing_tokens
 from eagle_iad.mllm.families.idefics3 import global_view_images
+from eagle_iad.mllm.families.llava_next import base_view_images
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -94,6 +95,20 @@ def test_idefics3_spans_from_hand_built_ids() -> None:
         global_view_images([fake, glob, img, img, img, fake], img, glob, 4)
 
 
+def test_llava_anyres_spans_from_hand_built_ids() -> None:
+    """LLaVA-NeXT/OneVision: images back to back in one run, split by the processor's counts; base view first."""
+    img, txt = 9, 1
+    ids = [txt, *[img] * 6, *[img] * 5, txt, *[img] * 4, txt]
+    first, second, third = base_view_images(ids, img, [6, 5, 4], side=2)
+    assert first.ranges == ((1, 7),) and first.grid_ranges == ((1, 5),) and first.grid == (1, 2, 2)
+    assert second.ranges == ((7, 12),) and second.grid_ranges == ((7, 11),)
+    assert third.ranges == ((13, 17),) and third.grid_ranges == third.ranges
+    with pytest.raises(ConfigError, match="base view"):
+        base_view_images(ids, img, [6, 2, 7], side=2)
+    with pytest.raises(ConfigError, match="left over"):
+        base_view_images(ids, img, [6, 5], side=2)
+
+
 def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
     # Qwen2.5-VL: image_grid_thw (1, 4, 6) with 2x2 merge -> (1, 2, 3); token 4 = row 1, col 1.
     assert token_cell(4, (1, 2, 3)) == (0, 1, 1)
@@ -168,3 +183,19 @@ def test_idefics3_query_image_is_tiles_plus_global_view(hf_backends: Any, prompt
     for layer, values in capture.per_layer.items():
         # The map holds the global view's 4 tokens; the share counts all 20 (tiles included).
         assert values.shape == (4,) and capture.share[layer] > float(values.sum()) > 0.0
+
+
+def test_llava_onevision_images_back_to_back_are_split_by_processor_counts(
+    hf_backends: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends("llava_onevision")
+    items = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
+    prepared = backend.prepare(items, prompt_images)
+    image_token = backend.family.image_token_id(backend.config)
+    runs = image_token_runs(prepared.input_ids, image_token)
+    assert len(runs) == 1  # the template renders <image><image><image>: one merged run
+    template, query, boxed = prepared.images.images
+    # 56x84 -> 4x4 base view (16) + unpadded 2 tiles (4 rows x 6 cols) + 4 newlines = 44 tokens each.
+    assert [image.count for image in (template, query, boxed)] == [44, 44, 44]
+    assert template.ranges[-1][1] == query.ranges[0][0] and query.ranges[-1][1] == boxed.ranges[0][0]
+    assert query.grid == (1, 4, 4) and query.grid_ranges == ((query.ranges[0][0], query.ranges[0][0] + 16),)

@@ -23,15 +23,18 @@ from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "idefics3")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "idefics3", "llava_onevision")
 VISION_TOWER = {
     "qwen2_5_vl": "model.visual",
     "qwen2_vl": "model.visual",
     "llava": "model.vision_tower",
     "idefics3": "model.vision_model",
+    "llava_onevision": "model.vision_tower",
 }
-#: Tiled families: how many disjoint token ranges the 56x84 query image has (2x2 tiles + global view).
-TILED = {"idefics3": 5}
+#: Tiled families: the 56x84 query image's (disjoint ranges, visual tokens). Idefics3: 2x2 tiles + global
+#: view, separated by marker tokens; OneVision: base view + unpadded tiles + newlines, one range that
+#: touches the template's and the boxed copy's ranges (images are rendered back to back).
+TILED = {"idefics3": (5, 20), "llava_onevision": (1, 44)}
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
 NEW_TOKENS = 3
 
@@ -113,7 +116,7 @@ def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
     assert request.layers == selected and selected == {1, 2}
     if family in TILED:
         # Tiles + global view: the query image is several disjoint ranges, all of which are scaled.
-        assert len(query_span) == TILED[family]
+        assert (len(query_span), sum(end - start for start, end in query_span)) == TILED[family]
 
     probes: list[LogitProbe] = []
     request.probe = probes.append

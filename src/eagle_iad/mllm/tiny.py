@@ -332,9 +332,62 @@ def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     return _save(model, processor, out_dir)
 
 
+def build_tiny_llava_onevision(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer LLaVA-OneVision (LlavaOnevisionConfig: SigLIP vision + Qwen2 text), anyres tiling.
+
+    56 px vision input with 14 px patches: a 4x4 base view (16 tokens); anyres pinpoints up to
+    112x112 give a single 56x84 image base view + unpadded tiles + newlines, and each image of a
+    multi-image prompt its base view + one newline (17 tokens), back to back in one run.
+    """
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    from eagle_iad.mllm.families.llava_next import LlavaOnevisionImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(LLAVA_ONEVISION_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_ONEVISION_SPECIALS}
+    pinpoints = [[56, 56], [56, 112], [112, 56], [112, 112]]
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+            "vision_use_head": False,
+        },
+        text_config=_qwen_text(len(tokenizer), layers)
+        | {"model_type": "qwen2", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
+        | {"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        image_grid_pinpoints=pinpoints,
+    )
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 56, "width": 56}, image_grid_pinpoints=pinpoints)
+    processor = LlavaOnevisionImageOnlyProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    return _save(model, processor, out_dir, "LlavaOnevisionProcessor")
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
     "idefics3": build_tiny_idefics3,
+    "llava_onevision": build_tiny_llava_onevision,
 }
