@@ -14,6 +14,7 @@ from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
 from eagle_iad.mllm.families.base import ImageTokens, leading_tokens, split_runs, trailing_tokens
 from eagle_iad.mllm.families.idefics3 import global_view_images
+from eagle_iad.mllm.families.internvl import thumbnail_images
 from eagle_iad.mllm.families.llava_next import base_view_images
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
@@ -109,6 +110,17 @@ def test_llava_anyres_spans_from_hand_built_ids() -> None:
         base_view_images(ids, img, [6, 5], side=2)
 
 
+def test_internvl_spans_from_hand_built_ids() -> None:
+    """InternVL: <img> tiles... thumbnail </img>, one run per image; the thumbnail (last S tokens) is the grid."""
+    ctx, start, end, txt = 9, 7, 8, 1
+    ids = [txt, start, *[ctx] * 12, end, txt, start, *[ctx] * 4, end]
+    tiled, single = thumbnail_images(ids, ctx, 4)
+    assert tiled.ranges == ((2, 14),) and tiled.grid_ranges == ((10, 14),) and tiled.grid == (1, 2, 2)
+    assert single.ranges == ((17, 21),) and single.grid_ranges == single.ranges
+    with pytest.raises(ConfigError, match="whole number"):
+        thumbnail_images([start, *[ctx] * 6, end], ctx, 4)
+
+
 def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
     # Qwen2.5-VL: image_grid_thw (1, 4, 6) with 2x2 merge -> (1, 2, 3); token 4 = row 1, col 1.
     assert token_cell(4, (1, 2, 3)) == (0, 1, 1)
@@ -199,3 +211,13 @@ def test_llava_onevision_images_back_to_back_are_split_by_processor_counts(
     assert [image.count for image in (template, query, boxed)] == [44, 44, 44]
     assert template.ranges[-1][1] == query.ranges[0][0] and query.ranges[-1][1] == boxed.ranges[0][0]
     assert query.grid == (1, 4, 4) and query.grid_ranges == ((query.ranges[0][0], query.ranges[0][0] + 16),)
+
+
+def test_internvl_query_run_is_tiles_then_thumbnail(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    backend = hf_backends("internvl")
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    ((start, end),) = prepared.images.spans[0]
+    tokens = backend.processor.tokenizer.convert_ids_to_tokens(prepared.input_ids)
+    assert tokens[start - 1] == "<img>" and tokens[end] == "</img>"
+    assert end - start == 12  # 56x84 -> 2 tiles + thumbnail, 4 tokens each
+    assert prepared.images.images[0].grid_ranges == ((end - 4, end),)

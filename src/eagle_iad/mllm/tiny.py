@@ -67,6 +67,16 @@ LLAVA_ONEVISION_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+#: OpenGVLab/InternVL3-*-hf chat template (ChatML, "<IMG_CONTEXT>\n" per image, items in order).
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
+)
+
 QWEN_SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -86,6 +96,7 @@ IDEFICS3_SPECIALS = [
     "<global-img>",
     *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
 ]
+INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
 LLAVA_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 
@@ -102,7 +113,7 @@ def _training_corpus() -> list[str]:
     return texts * 4
 
 
-def _byte_tokenizer(specials: list[str], **special_roles: str) -> Any:
+def _byte_tokenizer(specials: list[str], **special_roles: Any) -> Any:
     """A small byte-level BPE trained on the prompt texts, plus the family's special tokens.
 
     Byte-level, so it encodes any text and decodes it back exactly; trained on the default prompt
@@ -384,10 +395,59 @@ def build_tiny_llava_onevision(out_dir: Path, layers: int = 4, seed: int = 0) ->
     return _save(model, processor, out_dir, "LlavaOnevisionProcessor")
 
 
+def build_tiny_internvl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer InternVL (InternVLConfig: InternViT-style vision + Qwen2 text), dynamic tiles + thumbnail.
+
+    56 px tiles, 14 px patches and pixel shuffle 0.5 give ``image_seq_length = 4`` (2x2 grid);
+    with ``max_patches = 4`` a 56x84 image becomes a tile layout plus the thumbnail, one run.
+    """
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    from eagle_iad.mllm.families.internvl import InternVLImageOnlyProcessor
+
+    roles = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
+    tokenizer = _byte_tokenizer(
+        INTERNVL_SPECIALS,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=roles | {"video_token": "<video>"},
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in INTERNVL_SPECIALS}
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [56, 56],
+            "patch_size": [14, 14],
+        },
+        text_config=_qwen_text(len(tokenizer), layers)
+        | {"model_type": "qwen2", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
+        | {"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=4,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1, max_patches=4
+    )
+    processor = InternVLImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4, chat_template=INTERNVL_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "InternVLProcessor")
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
     "idefics3": build_tiny_idefics3,
     "llava_onevision": build_tiny_llava_onevision,
+    "internvl": build_tiny_internvl,
 }
