@@ -343,6 +343,63 @@ def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     return _save(model, processor, out_dir)
 
 
+def build_tiny_llava_next(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer LLaVA-NeXT (LlavaNextConfig: CLIP vision + Llama text, llava-v1.6-vicuna style), anyres.
+
+    56 px CLIP input, 14 px patches: a 4x4 base view (CLS dropped, ``"default"``); pinpoints up to
+    112x112 add unpadded tiles with a newline per row. The vicuna checkpoints share LLaVA-1.5's
+    chat template (images first, "USER: ... ASSISTANT:").
+    """
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tokenizer = _byte_tokenizer(LLAVA_SPECIALS, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_SPECIALS}
+    pinpoints = [[56, 56], [56, 112], [112, 56], [112, 112]]
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            **{
+                key: value
+                for key, value in _llama_text(len(tokenizer), layers, ids, bos="<s>", eos="</s>", pad="<pad>").items()
+                if key != "model_type"
+            }
+        ),
+        image_token_index=ids["<image>"],
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=pinpoints,
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, out_dir)
+
+
 def build_tiny_llava_onevision(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     """A 4-layer LLaVA-OneVision (LlavaOnevisionConfig: SigLIP vision + Qwen2 text), anyres tiling.
 
@@ -448,6 +505,7 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
     "idefics3": build_tiny_idefics3,
+    "llava_next": build_tiny_llava_next,
     "llava_onevision": build_tiny_llava_onevision,
     "internvl": build_tiny_internvl,
 }
