@@ -23,12 +23,13 @@ from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm")
 VISION_TOWER = {
     "qwen2_5_vl": "model.visual",
     "qwen2_vl": "model.visual",
     "llava": "model.vision_tower",
     "idefics3": "model.vision_model",
+    "smolvlm": "model.vision_model",
     "llava_next": "model.vision_tower",
     "llava_onevision": "model.vision_tower",
     "internvl": "model.vision_tower",
@@ -37,7 +38,13 @@ VISION_TOWER = {
 #: view, separated by marker tokens; LLaVA-NeXT/OneVision: 16 base-view + 24 unpadded tile + 4 newline
 #: positions, one range (OneVision's touches the template's and the boxed copy's: images are rendered
 #: back to back); InternVL: 2 tiles + thumbnail in one <img>...</img> run.
-TILED = {"idefics3": (5, 20), "llava_next": (1, 44), "llava_onevision": (1, 44), "internvl": (1, 12)}
+TILED = {
+    "idefics3": (5, 20),
+    "smolvlm": (5, 20),
+    "llava_next": (1, 44),
+    "llava_onevision": (1, 44),
+    "internvl": (1, 12),
+}
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
 NEW_TOKENS = 3
 

@@ -53,6 +53,11 @@ IDEFICS3_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
+#: HuggingFaceTB/SmolVLM-*-Instruct chat template (Idefics3's, with a ChatML <|im_start|> prefix).
+SMOLVLM_CHAT_TEMPLATE = "<|im_start|>" + IDEFICS3_CHAT_TEMPLATE.removeprefix("<|begin_of_text|>").replace(
+    "message['role'].capitalize()", "message['role'] | capitalize"
+)
+
 #: llava-hf/llava-onevision-qwen2-*-ov-hf chat template (images, then text, in ChatML turns).
 LLAVA_ONEVISION_CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
@@ -97,6 +102,11 @@ IDEFICS3_SPECIALS = [
     *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
 ]
 INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+SMOLVLM_SPECIALS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    *IDEFICS3_SPECIALS[2:],
+]
 LLAVA_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 
@@ -500,11 +510,50 @@ def build_tiny_internvl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     return _save(model, processor, out_dir, "InternVLProcessor")
 
 
+def build_tiny_smolvlm(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer SmolVLM (SmolVLMConfig), same tiling as :func:`build_tiny_idefics3` (needs ``num2words``)."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    from eagle_iad.mllm.families.idefics3 import SmolVLMImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(
+        SMOLVLM_SPECIALS, bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>"
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIALS}
+    config = SmolVLMConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+        },
+        text_config=_llama_text(
+            len(tokenizer), layers, ids, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>"
+        ),
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|im_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    image_processor = SmolVLMImageProcessorPil(
+        size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
+    )
+    processor = SmolVLMImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=SMOLVLM_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "SmolVLMProcessor")
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
     "idefics3": build_tiny_idefics3,
+    "smolvlm": build_tiny_smolvlm,
     "llava_next": build_tiny_llava_next,
     "llava_onevision": build_tiny_llava_onevision,
     "internvl": build_tiny_internvl,

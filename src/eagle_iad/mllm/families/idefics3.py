@@ -58,8 +58,25 @@ GLOBAL_IMAGE_TOKEN = "<global-img>"
 class SmolVLMImageOnlyProcessor(SmolVLMProcessor):  # type: ignore[misc]
     """SmolVLM processor without the (torchvision-only) video processor."""
 
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        image_seq_len: int = 169,
+        chat_template: Any = None,
+        **kwargs: Any,
+    ):
+        # Every saved processor setting is named here: the loader passes only what the signature names.
+        super().__init__(
+            image_processor, tokenizer, None, image_seq_len=image_seq_len, chat_template=chat_template, **kwargs
+        )
+
+    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+        """The generic template rendering: SmolVLM's override only adds the video processor's frame-
+        sampling defaults (``num_frames``, ``fps``), which need the absent video processor."""
+        from transformers.processing_utils import ProcessorMixin
+
+        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
 
 def global_view_images(
