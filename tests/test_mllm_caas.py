@@ -321,3 +321,31 @@ def test_caas_matches_an_independent_key_scaling_emulation(
         assert reply.token_ids == ids
     _, plain = _stock_generate(model, backend, prepared)
     assert not torch.allclose(plain, emulated, **_tolerance(backend.device))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_maps_grid_tokens_and_shares_all_query_tokens(
+    family: str, hf_backends: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    """Every family: the map has one weight per grid token (base/global view for tiled families), the
+    share is the mass on *all* of the query image's visual tokens, and capture leaves outputs unchanged."""
+    backend = hf_backends(family, exact_eager=True)
+    prepared = backend.prepare(ITEMS, prompt_images)
+    image = prepared.images.images[prepared.query_index]
+    plain, plain_logits = backend.generate_with_logits(ITEMS, prompt_images, GenerateOptions(max_new_tokens=2))
+    reply, logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=2, capture_attention=True)
+    )
+    assert torch.equal(logits, plain_logits) and reply.token_ids == plain.token_ids
+    capture = reply.attention
+    assert capture is not None and capture.span == image.ranges and capture.grid == image.grid
+    t, h, w = image.grid
+    for layer in range(backend.num_layers):
+        values = capture.per_layer[layer]
+        assert values.shape == (t * h * w,) and np.all(values >= 0)
+        assert capture.layer_map(layer).shape == (h, w)
+        if image.grid_ranges == image.ranges:
+            assert capture.share[layer] == pytest.approx(float(values.sum()), rel=1e-5)
+        else:
+            assert capture.share[layer] > float(values.sum())
+        assert 0.0 < capture.share[layer] < 1.0
