@@ -152,6 +152,11 @@ def test_layer_metrics() -> None:
     again = AttentionCapture.from_dict(capture.to_dict())
     assert (again.span, again.grid, again.share, again.coverage) == (((0, 6),), (1, 2, 3), {2: 0.4}, None)
     np.testing.assert_array_equal(again.per_layer[2], values)
+    # Records written before multi-range spans held one [start, end] pair; they still load.
+    old_record = capture.to_dict() | {"span": [0, 6]}
+    assert AttentionCapture.from_dict(old_record).span == ((0, 6),)
+    tiled = AttentionCapture(((0, 4), (6, 10)), (1, 2, 2), {0: values[:4]}, {0: 0.5})
+    assert AttentionCapture.from_dict(tiled.to_dict()).span == ((0, 4), (6, 10))
     overlay = attention_overlay(np.zeros((56, 84, 3), dtype=np.uint8), capture, 2)
     assert overlay.shape == (56, 84, 3) and overlay.dtype == np.uint8
     hot = overlay[28:, 28:56].astype(int)

@@ -7,7 +7,8 @@ function (``eagle_caas``: SDPA outside the selected layers, or ``eagle_caas_eage
 eager everywhere); the vision tower keeps its own implementation (``vision_attention``).
 
 Content items become one user turn of the family's chat template, applied by the processor, so the
-prompt is exactly what the checkpoint was trained with. Image spans are found from the token ids.
+prompt is exactly what the checkpoint was trained with. Image spans (each image's visual tokens, possibly
+several ranges) are found from the token ids by the model family (:mod:`eagle_iad.mllm.families`).
 Weights are read from a local directory or the local Hugging Face cache; a hub id that is neither
 fails with a clear message instead of hanging on a download when offline.
 """
@@ -154,7 +155,7 @@ class HFBackend:
         return tuple(sorted(set(layers)))
 
     def prepare(self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> Prepared:
-        """Chat template + processor; locate every image's token run (the query's by its item index)."""
+        """Chat template + processor; locate every image's visual tokens (the query's by its item index)."""
         image_items = [item for item in items if isinstance(item, ImageItem)]
         pil = [_to_pil(item.ref, images) for item in image_items]
         text = self.processor.apply_chat_template(_messages(items), add_generation_prompt=True, tokenize=False)
