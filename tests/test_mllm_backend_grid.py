@@ -58,6 +58,24 @@ def test_default_layers_and_settings() -> None:
         family_for("gpt2")
 
 
+def test_every_declared_family_is_found_by_model_type() -> None:
+    expected = {
+        "qwen2_5_vl": "qwen2_5_vl",
+        "qwen2_vl": "qwen2_vl",
+        "llava": "llava",
+        "llava_next": "llava_next",
+        "llava_onevision": "llava_onevision",
+        "internvl": "internvl",
+        "idefics3": "idefics3",
+        "smolvlm": "smolvlm",
+    }
+    for model_type, name in expected.items():
+        family = family_for(model_type)
+        assert family.name == name
+        if model_type != "llava":  # LLaVA-1.5 centre-crops; every other family resizes the whole image
+            assert family.grid_coverage(56, 84) is None
+
+
 def test_image_token_runs() -> None:
     assert image_token_runs([1, 9, 9, 2, 9, 3, 9, 9, 9], 9) == [(1, 3), (4, 5), (6, 9)]
     assert image_token_runs([1, 2], 9) == []
