@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
+MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm")
 #: Where the tiny-MLLM tests run: ``cpu`` by default; ``EAGLE_TEST_DEVICE=cuda`` on a GPU machine
 #: runs the same exactness checks in bf16 there.
 MLLM_TEST_DEVICE = os.environ.get("EAGLE_TEST_DEVICE", "cpu")

@@ -12,6 +12,10 @@ from eagle_iad.mllm import AttentionCapture, BackendSpec, CaasSettings, Generate
 from eagle_iad.mllm.attention import attention_overlay, layer_metrics, token_cell, upsample_to_image
 from eagle_iad.mllm.caas import default_caas_layers
 from eagle_iad.mllm.families import family_for, image_token_runs
+from eagle_iad.mllm.families.base import ImageTokens, leading_tokens, split_runs, trailing_tokens
+from eagle_iad.mllm.families.idefics3 import global_view_images
+from eagle_iad.mllm.families.internvl import thumbnail_images
+from eagle_iad.mllm.families.llava_next import base_view_images
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -54,9 +58,85 @@ def test_default_layers_and_settings() -> None:
         family_for("gpt2")
 
 
+def test_every_declared_family_is_found_by_model_type() -> None:
+    expected = {
+        "qwen2_5_vl": "qwen2_5_vl",
+        "qwen2_vl": "qwen2_vl",
+        "llava": "llava",
+        "llava_next": "llava_next",
+        "llava_onevision": "llava_onevision",
+        "internvl": "internvl",
+        "idefics3": "idefics3",
+        "smolvlm": "smolvlm",
+    }
+    for model_type, name in expected.items():
+        family = family_for(model_type)
+        assert family.name == name
+        if model_type != "llava":  # LLaVA-1.5 centre-crops; every other family resizes the whole image
+            assert family.grid_coverage(56, 84) is None
+
+
 def test_image_token_runs() -> None:
     assert image_token_runs([1, 9, 9, 2, 9, 3, 9, 9, 9], 9) == [(1, 3), (4, 5), (6, 9)]
     assert image_token_runs([1, 2], 9) == []
+
+
+def test_split_runs_assigns_tokens_by_count_across_and_within_runs() -> None:
+    # Three images rendered back to back (one merged run), then one image over two runs.
+    runs = [(2, 14), (20, 23), (25, 28)]
+    assert split_runs(runs, [4, 4, 4, 6]) == [((2, 6),), ((6, 10),), ((10, 14),), ((20, 23), (25, 28))]
+    with pytest.raises(ConfigError, match="left over"):
+        split_runs(runs, [4, 4, 4])
+    with pytest.raises(ConfigError, match="end before"):
+        split_runs(runs, [12, 7])
+    assert leading_tokens(((2, 4), (6, 9)), 3) == ((2, 4), (6, 7))
+    assert trailing_tokens(((2, 4), (6, 9)), 4) == ((3, 4), (6, 9))
+    with pytest.raises(ConfigError, match="do not fill"):
+        ImageTokens(((0, 4),), (1, 2, 3), ((0, 4),))
+    with pytest.raises(ConfigError, match="same image"):
+        ImageTokens(((0, 4),), (1, 2, 2), ((1, 5),))
+
+
+def test_idefics3_spans_from_hand_built_ids() -> None:
+    """Idefics3/SmolVLM id layout: tiles with <fake><row_i_col_j>, "\n" per row, then the global view."""
+    img, fake, glob, r11, r12, nl, txt = 9, 7, 8, 31, 32, 5, 1
+    tiled = [fake, r11, img, img, img, img, fake, r12, img, img, img, img, nl]
+    tiled += [nl, fake, glob, img, img, img, img, fake]
+    single = [fake, glob, img, img, img, img, fake]
+    ids = [txt, *tiled, txt, txt, *single, txt]
+    first, second = global_view_images(ids, img, glob, 4)
+    assert first.ranges == ((3, 7), (9, 13), (17, 21)) and first.grid_ranges == ((17, 21),)
+    assert first.grid == (1, 2, 2) and first.count == 12
+    assert second.ranges == ((26, 30),) and second.grid_ranges == second.ranges
+    with pytest.raises(ConfigError, match="without a closing global view"):
+        global_view_images([txt, fake, r11, img, img, img, img, txt], img, glob, 4)
+    with pytest.raises(ConfigError, match="expected 4"):
+        global_view_images([fake, glob, img, img, img, fake], img, glob, 4)
+
+
+def test_llava_anyres_spans_from_hand_built_ids() -> None:
+    """LLaVA-NeXT/OneVision: images back to back in one run, split by the processor's counts; base view first."""
+    img, txt = 9, 1
+    ids = [txt, *[img] * 6, *[img] * 5, txt, *[img] * 4, txt]
+    first, second, third = base_view_images(ids, img, [6, 5, 4], side=2)
+    assert first.ranges == ((1, 7),) and first.grid_ranges == ((1, 5),) and first.grid == (1, 2, 2)
+    assert second.ranges == ((7, 12),) and second.grid_ranges == ((7, 11),)
+    assert third.ranges == ((13, 17),) and third.grid_ranges == third.ranges
+    with pytest.raises(ConfigError, match="base view"):
+        base_view_images(ids, img, [6, 2, 7], side=2)
+    with pytest.raises(ConfigError, match="left over"):
+        base_view_images(ids, img, [6, 5], side=2)
+
+
+def test_internvl_spans_from_hand_built_ids() -> None:
+    """InternVL: <img> tiles... thumbnail </img>, one run per image; the thumbnail (last S tokens) is the grid."""
+    ctx, start, end, txt = 9, 7, 8, 1
+    ids = [txt, start, *[ctx] * 12, end, txt, start, *[ctx] * 4, end]
+    tiled, single = thumbnail_images(ids, ctx, 4)
+    assert tiled.ranges == ((2, 14),) and tiled.grid_ranges == ((10, 14),) and tiled.grid == (1, 2, 2)
+    assert single.ranges == ((17, 21),) and single.grid_ranges == single.ranges
+    with pytest.raises(ConfigError, match="whole number"):
+        thumbnail_images([start, *[ctx] * 6, end], ctx, 4)
 
 
 def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
@@ -69,7 +149,7 @@ def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
         token_cell(6, (1, 2, 3))
     values = np.zeros(6, dtype=np.float32)
     values[4] = 1.0
-    capture = AttentionCapture((10, 16), (1, 2, 3), {0: values}, {0: 1.0})
+    capture = AttentionCapture(((10, 16),), (1, 2, 3), {0: values}, {0: 1.0})
     image = upsample_to_image(capture.layer_map(0), 56, 84)
     ys, xs = np.nonzero(image)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (28, 55, 28, 55)
@@ -81,15 +161,20 @@ def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
 
 def test_layer_metrics() -> None:
     values = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.1], dtype=np.float32)
-    capture = AttentionCapture((0, 6), (1, 2, 3), {2: values}, {2: 0.4})
+    capture = AttentionCapture(((0, 6),), (1, 2, 3), {2: values}, {2: 0.4})
     mask = np.zeros((56, 84), dtype=bool)
     mask[28:, 28:56] = True  # exactly token 4's cell: 1/6 of the image
     (metrics,) = layer_metrics(capture, mask)
     assert metrics.layer == 2 and metrics.share == pytest.approx(0.4) and metrics.peak_in_mask
     assert metrics.concentration == pytest.approx(0.75 * 6)
     again = AttentionCapture.from_dict(capture.to_dict())
-    assert (again.span, again.grid, again.share, again.coverage) == ((0, 6), (1, 2, 3), {2: 0.4}, None)
+    assert (again.span, again.grid, again.share, again.coverage) == (((0, 6),), (1, 2, 3), {2: 0.4}, None)
     np.testing.assert_array_equal(again.per_layer[2], values)
+    # Records written before multi-range spans held one [start, end] pair; they still load.
+    old_record = capture.to_dict() | {"span": [0, 6]}
+    assert AttentionCapture.from_dict(old_record).span == ((0, 6),)
+    tiled = AttentionCapture(((0, 4), (6, 10)), (1, 2, 2), {0: values[:4]}, {0: 0.5})
+    assert AttentionCapture.from_dict(tiled.to_dict()).span == ((0, 4), (6, 10))
     overlay = attention_overlay(np.zeros((56, 84, 3), dtype=np.uint8), capture, 2)
     assert overlay.shape == (56, 84, 3) and overlay.dtype == np.uint8
     hot = overlay[28:, 28:56].astype(int)
@@ -104,9 +189,58 @@ def test_real_processor_grid_matches_query_run(
 ) -> None:
     backend = hf_backends(family)
     prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
-    (span,) = prepared.images.spans
+    ((span,),) = prepared.images.spans
     assert prepared.images.grids == [grid]
     assert span[1] - span[0] == tokens
     image_token = backend.family.image_token_id(backend.config)
     assert all(prepared.input_ids[i] == image_token for i in range(*span))
     assert prepared.input_ids[span[0] - 1] != image_token and prepared.input_ids[span[1]] != image_token
+
+
+def test_idefics3_query_image_is_tiles_plus_global_view(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    """Real processor: a 56x84 image -> 2x2 tiles + global view, separators excluded, global view on the grid."""
+    backend = hf_backends("idefics3")
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    (image,) = prepared.images.images
+    tokens = backend.processor.tokenizer.convert_ids_to_tokens(prepared.input_ids)
+    assert len(image.ranges) == 5 and all(end - start == 4 for start, end in image.ranges)
+    assert all(tokens[i] == "<image>" for start, end in image.ranges for i in range(start, end))
+    gaps = [tokens[end:start] for (_, end), (start, _) in zip(image.ranges, image.ranges[1:], strict=False)]
+    assert gaps[0] == ["<fake_token_around_image>", "<row_1_col_2>"]
+    assert gaps[-1][-2:] == ["<fake_token_around_image>", "<global-img>"]
+    assert tokens[image.ranges[0][0] - 2 : image.ranges[0][0]] == ["<fake_token_around_image>", "<row_1_col_1>"]
+    assert image.grid == (1, 2, 2) and image.grid_ranges == (image.ranges[-1],)
+    reply = backend.generate(
+        build_prompt(PromptRequest("q.png")), prompt_images, GenerateOptions(max_new_tokens=2, capture_attention=True)
+    )
+    capture = reply.attention
+    assert capture is not None and capture.span == image.ranges and capture.grid == (1, 2, 2)
+    for layer, values in capture.per_layer.items():
+        # The map holds the global view's 4 tokens; the share counts all 20 (tiles included).
+        assert values.shape == (4,) and capture.share[layer] > float(values.sum()) > 0.0
+
+
+def test_llava_onevision_images_back_to_back_are_split_by_processor_counts(
+    hf_backends: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    backend = hf_backends("llava_onevision")
+    items = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
+    prepared = backend.prepare(items, prompt_images)
+    image_token = backend.family.image_token_id(backend.config)
+    runs = image_token_runs(prepared.input_ids, image_token)
+    assert len(runs) == 1  # the template renders <image><image><image>: one merged run
+    template, query, boxed = prepared.images.images
+    # 56x84 -> 4x4 base view (16) + unpadded 2 tiles (4 rows x 6 cols) + 4 newlines = 44 tokens each.
+    assert [image.count for image in (template, query, boxed)] == [44, 44, 44]
+    assert template.ranges[-1][1] == query.ranges[0][0] and query.ranges[-1][1] == boxed.ranges[0][0]
+    assert query.grid == (1, 4, 4) and query.grid_ranges == ((query.ranges[0][0], query.ranges[0][0] + 16),)
+
+
+def test_internvl_query_run_is_tiles_then_thumbnail(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    backend = hf_backends("internvl")
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    ((start, end),) = prepared.images.spans[0]
+    tokens = backend.processor.tokenizer.convert_ids_to_tokens(prepared.input_ids)
+    assert tokens[start - 1] == "<img>" and tokens[end] == "</img>"
+    assert end - start == 12  # 56x84 -> 2 tiles + thumbnail, 4 tokens each
+    assert prepared.images.images[0].grid_ranges == ((end - 4, end),)

@@ -23,8 +23,28 @@ from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava")
-VISION_TOWER = {"qwen2_5_vl": "model.visual", "qwen2_vl": "model.visual", "llava": "model.vision_tower"}
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm")
+VISION_TOWER = {
+    "qwen2_5_vl": "model.visual",
+    "qwen2_vl": "model.visual",
+    "llava": "model.vision_tower",
+    "idefics3": "model.vision_model",
+    "smolvlm": "model.vision_model",
+    "llava_next": "model.vision_tower",
+    "llava_onevision": "model.vision_tower",
+    "internvl": "model.vision_tower",
+}
+#: Tiled families: the 56x84 query image's (disjoint ranges, visual tokens). Idefics3: 2x2 tiles + global
+#: view, separated by marker tokens; LLaVA-NeXT/OneVision: 16 base-view + 24 unpadded tile + 4 newline
+#: positions, one range (OneVision's touches the template's and the boxed copy's: images are rendered
+#: back to back); InternVL: 2 tiles + thumbnail in one <img>...</img> run.
+TILED = {
+    "idefics3": (5, 20),
+    "smolvlm": (5, 20),
+    "llava_next": (1, 44),
+    "llava_onevision": (1, 44),
+    "internvl": (1, 12),
+}
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
 NEW_TOKENS = 3
 
@@ -104,6 +124,9 @@ def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
     assert request.span == query_span
     selected = set(default_caas_layers(backend.num_layers, backend.config.model_type))
     assert request.layers == selected and selected == {1, 2}
+    if family in TILED:
+        # Tiles + global view: the query image is several disjoint ranges, all of which are scaled.
+        assert (len(query_span), sum(end - start for start, end in query_span)) == TILED[family]
 
     probes: list[LogitProbe] = []
     request.probe = probes.append
@@ -137,19 +160,20 @@ def test_alpha_scales_exactly_the_query_columns_in_selected_layers(
     assert sorted(p.layer for p in probes) == sorted(list(range(backend.num_layers)) * 2)
     decode = [p for p in probes if p.query.shape[2] == 1]
     assert {p.layer for p in decode} == set(range(backend.num_layers))
-    start, end = query_span
     for probe in probes:
         reference = torch.matmul(probe.query, probe.key.transpose(2, 3)) * probe.scaling
         expected = reference.clone()
         if probe.layer in selected:
             assert probe.scaled
-            expected[..., start:end] = reference[..., start:end] * 1.6
-            # The scaled block differs; template and boxed-copy columns are untouched.
-            assert not torch.equal(probe.logits[..., start:end], reference[..., start:end])
+            for start, end in query_span:
+                expected[..., start:end] = reference[..., start:end] * 1.6
+                # Every range of the query image is scaled (tiles and global view alike).
+                assert not torch.equal(probe.logits[..., start:end], reference[..., start:end])
         else:
             assert not probe.scaled
+        # Entry for entry: scaled query columns, every other column (text, separators) untouched.
         assert torch.equal(probe.logits, expected), f"layer {probe.layer}"
-        for other_start, other_end in (template_span, boxed_span):
+        for other_start, other_end in (*template_span, *boxed_span):
             assert torch.equal(probe.logits[..., other_start:other_end], reference[..., other_start:other_end])
 
 
@@ -160,7 +184,7 @@ def test_query_span_follows_the_query_item_not_position(hf_backends: Any, prompt
     assert prepared.query_index == 0 and len(prepared.images.spans) == 1
     with_template = backend.prepare(build_prompt(PromptRequest("q.png", "normal", template_ref="t.png")), prompt_images)
     assert with_template.query_index == 1
-    assert with_template.images.spans[1][0] > with_template.images.spans[0][1]
+    assert with_template.images.spans[1][0][0] >= with_template.images.spans[0][-1][1]
     reply = backend.generate(
         ITEMS, prompt_images, GenerateOptions(max_new_tokens=1, caas=CaasSettings(), capture_attention=True)
     )
@@ -251,7 +275,7 @@ def test_no_request_outside_generate() -> None:
     from eagle_iad.mllm.caas import active_request
 
     assert active_request() is None
-    with attention_request(AttentionRequest(span=(1, 2))) as request:
+    with attention_request(AttentionRequest(span=((1, 2),))) as request:
         assert active_request() is request
         seen: list[AttentionRequest | None] = []
         thread = threading.Thread(target=lambda: seen.append(active_request()))
@@ -270,7 +294,7 @@ def test_caas_matches_an_independent_key_scaling_emulation(
     layers (and, through the KV cache, in every decode step)."""
     backend = hf_backends(family, exact_eager=True)
     prepared = backend.prepare(ITEMS, prompt_images)
-    start, end = prepared.images.spans[prepared.query_index]
+    query_ranges = prepared.images.spans[prepared.query_index]
     alpha, layers = 0.8, (0, 2)
     reply, caas_logits = backend.generate_with_logits(
         ITEMS, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=CaasSettings(alpha=alpha, layers=layers))
@@ -280,7 +304,8 @@ def test_caas_matches_an_independent_key_scaling_emulation(
     def scale_keys(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if output.shape[1] == len(prepared.input_ids):  # prefill; decode steps add no query-image keys
             output = output.clone()
-            output[:, start:end] *= 1.0 + alpha
+            for start, end in query_ranges:
+                output[:, start:end] *= 1.0 + alpha
         return output
 
     text_layers = [m for m in model.modules() if getattr(m, "layer_idx", None) in layers and hasattr(m, "k_proj")]
@@ -296,3 +321,31 @@ def test_caas_matches_an_independent_key_scaling_emulation(
         assert reply.token_ids == ids
     _, plain = _stock_generate(model, backend, prepared)
     assert not torch.allclose(plain, emulated, **_tolerance(backend.device))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_maps_grid_tokens_and_shares_all_query_tokens(
+    family: str, hf_backends: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    """Every family: the map has one weight per grid token (base/global view for tiled families), the
+    share is the mass on *all* of the query image's visual tokens, and capture leaves outputs unchanged."""
+    backend = hf_backends(family, exact_eager=True)
+    prepared = backend.prepare(ITEMS, prompt_images)
+    image = prepared.images.images[prepared.query_index]
+    plain, plain_logits = backend.generate_with_logits(ITEMS, prompt_images, GenerateOptions(max_new_tokens=2))
+    reply, logits = backend.generate_with_logits(
+        ITEMS, prompt_images, GenerateOptions(max_new_tokens=2, capture_attention=True)
+    )
+    assert torch.equal(logits, plain_logits) and reply.token_ids == plain.token_ids
+    capture = reply.attention
+    assert capture is not None and capture.span == image.ranges and capture.grid == image.grid
+    t, h, w = image.grid
+    for layer in range(backend.num_layers):
+        values = capture.per_layer[layer]
+        assert values.shape == (t * h * w,) and np.all(values >= 0)
+        assert capture.layer_map(layer).shape == (h, w)
+        if image.grid_ranges == image.ranges:
+            assert capture.share[layer] == pytest.approx(float(values.sum()), rel=1e-5)
+        else:
+            assert capture.share[layer] > float(values.sum())
+        assert 0.0 < capture.share[layer] < 1.0

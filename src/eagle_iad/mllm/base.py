@@ -45,13 +45,15 @@ class GenerateOptions:
 class AttentionCapture:
     """First generated token's attention to the query image, per decoder layer (mean over heads).
 
-    ``per_layer[layer]`` holds one weight per query-image token in prompt order; ``share[layer]`` is
-    the total attention mass on the query image. ``grid`` is the visual token grid ``(t, h, w)``
-    the tokens are laid out on (row-major, time outermost), so :meth:`layer_map` can place each
-    token in its image cell.
+    ``span`` is all of the query image's visual-token ranges. ``per_layer[layer]`` holds one weight
+    per *grid* token, in row-major order of ``grid`` ``(t, h, w)`` (time outermost), so
+    :meth:`layer_map` can place each token in its image cell; for single-view families that is
+    every query-image token in prompt order, for tiled families the base/global view's tokens
+    only (see the family modules). ``share[layer]`` is the total attention mass on *all* of the
+    query image's visual tokens (tiles included).
     """
 
-    span: tuple[int, int]
+    span: tuple[tuple[int, int], ...]
     grid: tuple[int, int, int]
     per_layer: dict[int, np.ndarray]
     share: dict[int, float]
@@ -70,10 +72,12 @@ class AttentionCapture:
     def from_dict(cls, data: Mapping[str, Any]) -> AttentionCapture:
         """Inverse of :meth:`to_dict` (for reports built from stored verdicts)."""
         t, h, w = (int(v) for v in data["grid"])
-        start, end = (int(v) for v in data["span"])
+        raw = data["span"]
+        # Records written before multi-range spans stored one ``[start, end]`` pair.
+        pairs = [raw] if raw and not isinstance(raw[0], (list, tuple)) else raw
         coverage = data.get("coverage")
         return cls(
-            span=(start, end),
+            span=tuple((int(start), int(end)) for start, end in pairs),
             grid=(t, h, w),
             per_layer={int(k): np.asarray(v, dtype=np.float32) for k, v in data["per_layer"].items()},
             share={int(k): float(v) for k, v in data["share"].items()},
@@ -84,7 +88,7 @@ class AttentionCapture:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "span": list(self.span),
+            "span": [list(pair) for pair in self.span],
             "grid": list(self.grid),
             "per_layer": {str(k): v.tolist() for k, v in self.per_layer.items()},
             "share": {str(k): v for k, v in self.share.items()},

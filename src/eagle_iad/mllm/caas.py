@@ -10,7 +10,8 @@ so the vision tower keeps its own attention and is never scaled.
 What it does, per decoder layer (the layer index is the module's ``layer_idx``):
 
 * layer selected and a CAAS request active: eager attention where the pre-softmax logits
-  ``A = QK^T * scaling`` in the key columns of the query image's visual tokens become
+  ``A = QK^T * scaling`` in the key columns of the query image's visual tokens (all of them, possibly
+  several ranges) become
   ``(1 + alpha) * A`` *before* the additive causal mask, for all heads, in prefill and every
   decode step (cached keys keep their absolute positions, so the span is the same columns);
 * otherwise: the delegate — SDPA for ``eagle_caas`` (fast), or the stock-equivalent eager
@@ -90,14 +91,16 @@ class LogitProbe:
 class AttentionRequest:
     """Per-request attention state, installed with :func:`attention_request`.
 
-    ``span`` is the query image's ``[start, end)`` token range in the prompt; ``layers``/``alpha``
+    ``span`` is the query image's visual tokens in the prompt as disjoint ``[start, end)`` ranges
+    (one range for single-view families; several when separator tokens sit between an image's
+    tiles, as in Idefics3/SmolVLM image splitting); ``layers``/``alpha``
     are the resolved CAAS settings (empty layers = no scaling). With ``capture`` the first decode
     step (query length 1 at key length ``prompt_length + 1``) records each layer's attention row,
     mean over heads, into ``captured``. ``probe`` is a debugging hook called with the logits; while
 one is set every decoder layer takes the eager route (so it can see logits), SDPA layers included.
     """
 
-    span: tuple[int, int] | None = None
+    span: tuple[tuple[int, int], ...] | None = None
     layers: frozenset[int] = frozenset()
     alpha: float = 0.0
     prompt_length: int = 0
@@ -156,8 +159,8 @@ def _eager(
     value_states = _repeat_kv(value, n_rep)
     attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
     if scale and request is not None and request.span is not None:
-        start, end = request.span
-        attn_weights[..., start:end] = attn_weights[..., start:end] * (1.0 + request.alpha)
+        for start, end in request.span:
+            attn_weights[..., start:end] = attn_weights[..., start:end] * (1.0 + request.alpha)
     if request is not None and request.probe is not None and layer is not None:
         request.probe(LogitProbe(layer, query, key_states, scaling, attn_weights.clone(), scale))
     if attention_mask is not None:

@@ -7,7 +7,8 @@ function (``eagle_caas``: SDPA outside the selected layers, or ``eagle_caas_eage
 eager everywhere); the vision tower keeps its own implementation (``vision_attention``).
 
 Content items become one user turn of the family's chat template, applied by the processor, so the
-prompt is exactly what the checkpoint was trained with. Image spans are found from the token ids.
+prompt is exactly what the checkpoint was trained with. Image spans (each image's visual tokens, possibly
+several ranges) are found from the token ids by the model family (:mod:`eagle_iad.mllm.families`).
 Weights are read from a local directory or the local Hugging Face cache; a hub id that is neither
 fails with a clear message instead of hanging on a download when offline.
 """
@@ -37,7 +38,7 @@ from eagle_iad.mllm.caas import (
     register_caas_attention,
 )
 from eagle_iad.mllm.families import Family, family_for
-from eagle_iad.mllm.families.base import ImageSpans, image_spans
+from eagle_iad.mllm.families.base import ImageSpans, image_spans, positions
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
 
 
@@ -154,13 +155,13 @@ class HFBackend:
         return tuple(sorted(set(layers)))
 
     def prepare(self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> Prepared:
-        """Chat template + processor; locate every image's token run (the query's by its item index)."""
+        """Chat template + processor; locate every image's visual tokens (the query's by its item index)."""
         image_items = [item for item in items if isinstance(item, ImageItem)]
         pil = [_to_pil(item.ref, images) for item in image_items]
         text = self.processor.apply_chat_template(_messages(items), add_generation_prompt=True, tokenize=False)
         inputs = self.processor(text=[text], images=pil or None, return_tensors="pt")
         input_ids = [int(i) for i in inputs["input_ids"][0].tolist()]
-        spans = image_spans(self.family, self.config, inputs, input_ids, len(image_items))
+        spans = image_spans(self.family, self.config, self.processor, inputs, input_ids, len(image_items))
         queries = [index for index, item in enumerate(image_items) if item.role == "query"]
         if len(queries) > 1:
             raise ConfigError("a prompt may contain at most one query image")
@@ -220,7 +221,7 @@ class HFBackend:
                 "backend": self.name,
                 "family": self.family.name,
                 "prompt_tokens": len(prepared.input_ids),
-                "image_spans": [list(span) for span in prepared.images.spans],
+                "image_spans": [[list(pair) for pair in span] for span in prepared.images.spans],
                 "text_attention": self.text_attention,
             },
         )
@@ -233,18 +234,21 @@ class HFBackend:
             "alpha": request.alpha,
             "layers": sorted(request.layers),
             "scaled_layers": sorted(request.scaled_layers),
-            "span": None if request.span is None else list(request.span),
+            "span": None if request.span is None else [list(pair) for pair in request.span],
         }
 
     def _capture(self, prepared: Prepared, request: AttentionRequest) -> AttentionCapture | None:
         if not request.captured or request.span is None or prepared.query_index is None:
             return None  # no decode step ran (a single generated token): nothing to capture
-        start, end = request.span
-        per_layer = {layer: row[start:end].numpy().astype(np.float32) for layer, row in request.captured.items()}
-        share = {layer: float(values.sum()) for layer, values in per_layer.items()}
+        image = prepared.images.images[prepared.query_index]
+        on_grid = torch.tensor(positions(image.grid_ranges), dtype=torch.long)
+        everywhere = torch.tensor(positions(image.ranges), dtype=torch.long)
+        # Grid tokens in grid order for the map; the share counts every visual token of the image.
+        per_layer = {layer: row[on_grid].numpy().astype(np.float32) for layer, row in request.captured.items()}
+        share = {layer: float(row[everywhere].sum()) for layer, row in request.captured.items()}
         height, width = prepared.sizes[prepared.query_index]
         coverage = self.family.grid_coverage(height, width)
-        return AttentionCapture(request.span, prepared.images.grids[prepared.query_index], per_layer, share, coverage)
+        return AttentionCapture(image.ranges, image.grid, per_layer, share, coverage)
 
 
 @register_backend("hf")

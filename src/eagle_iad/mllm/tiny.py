@@ -44,6 +44,44 @@ LLAVA_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
+#: HuggingFaceM4/Idefics3-8B-Llama3 chat template ("User:<image>...<end_of_utterance>\nAssistant:").
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|begin_of_text|>{% for message in messages %}{{message['role'].capitalize()}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+#: HuggingFaceTB/SmolVLM-*-Instruct chat template (Idefics3's, with a ChatML <|im_start|> prefix).
+SMOLVLM_CHAT_TEMPLATE = "<|im_start|>" + IDEFICS3_CHAT_TEMPLATE.removeprefix("<|begin_of_text|>").replace(
+    "message['role'].capitalize()", "message['role'] | capitalize"
+)
+
+#: llava-hf/llava-onevision-qwen2-*-ov-hf chat template (images, then text, in ChatML turns).
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+#: OpenGVLab/InternVL3-*-hf chat template (ChatML, "<IMG_CONTEXT>\n" per image, items in order).
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
+)
+
 QWEN_SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -54,6 +92,22 @@ QWEN_SPECIALS = [
     "<|video_pad|>",
 ]
 LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
+IDEFICS3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
+]
+INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+SMOLVLM_SPECIALS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    *IDEFICS3_SPECIALS[2:],
+]
+LLAVA_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 
 def _training_corpus() -> list[str]:
@@ -65,10 +119,11 @@ def _training_corpus() -> list[str]:
     texts = [value for value in asdict(templates).values() if isinstance(value, str)]
     texts.append(templates.question_list([ANOMALY_QUESTION]))
     texts += ["system\nYou are a helpful assistant.", "user\n", "assistant\n", "USER: ", "ASSISTANT:"]
+    texts += ["User:", "Assistant:"]
     return texts * 4
 
 
-def _byte_tokenizer(specials: list[str], **special_roles: str) -> Any:
+def _byte_tokenizer(specials: list[str], **special_roles: Any) -> Any:
     """A small byte-level BPE trained on the prompt texts, plus the family's special tokens.
 
     Byte-level, so it encodes any text and decodes it back exactly; trained on the default prompt
@@ -241,8 +296,265 @@ def build_tiny_llava(out_dir: Path, layers: int = 4, seed: int = 0, image_size: 
     return _save(model, processor, out_dir)
 
 
+def _llama_text(vocab: int, layers: int, ids: dict[str, int], bos: str, eos: str, pad: str) -> dict[str, Any]:
+    return {
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": ids[bos],
+        "eos_token_id": ids[eos],
+        "pad_token_id": ids[pad],
+    }
+
+
+def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer Idefics3 (Idefics3Config: SigLIP-style vision + Llama text) with image splitting.
+
+    56 px tiles, 14 px patches and scale factor 2 give ``image_seq_len = 4`` (a 2x2 global grid);
+    with ``longest_edge = 112`` a 56x84 image is split into 2x2 tiles plus the global view, so one
+    image is 5 separate ``<image>`` runs with separators between them.
+    """
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    tokenizer = _byte_tokenizer(
+        IDEFICS3_SPECIALS, bos_token="<|begin_of_text|>", eos_token="<end_of_utterance>", pad_token="<|end_of_text|>"
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in IDEFICS3_SPECIALS}
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+        },
+        text_config=_llama_text(
+            len(tokenizer), layers, ids, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<|end_of_text|>"
+        ),
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|end_of_text|>"],
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=IDEFICS3_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir)
+
+
+def build_tiny_llava_next(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer LLaVA-NeXT (LlavaNextConfig: CLIP vision + Llama text, llava-v1.6-vicuna style), anyres.
+
+    56 px CLIP input, 14 px patches: a 4x4 base view (CLS dropped, ``"default"``); pinpoints up to
+    112x112 add unpadded tiles with a newline per row. The vicuna checkpoints share LLaVA-1.5's
+    chat template (images first, "USER: ... ASSISTANT:").
+    """
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tokenizer = _byte_tokenizer(LLAVA_SPECIALS, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_SPECIALS}
+    pinpoints = [[56, 56], [56, 112], [112, 56], [112, 112]]
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            **{
+                key: value
+                for key, value in _llama_text(len(tokenizer), layers, ids, bos="<s>", eos="</s>", pad="<pad>").items()
+                if key != "model_type"
+            }
+        ),
+        image_token_index=ids["<image>"],
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=pinpoints,
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, out_dir)
+
+
+def build_tiny_llava_onevision(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer LLaVA-OneVision (LlavaOnevisionConfig: SigLIP vision + Qwen2 text), anyres tiling.
+
+    56 px vision input with 14 px patches: a 4x4 base view (16 tokens); anyres pinpoints up to
+    112x112 give a single 56x84 image base view + unpadded tiles + newlines, and each image of a
+    multi-image prompt its base view + one newline (17 tokens), back to back in one run.
+    """
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    from eagle_iad.mllm.families.llava_next import LlavaOnevisionImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(LLAVA_ONEVISION_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_ONEVISION_SPECIALS}
+    pinpoints = [[56, 56], [56, 112], [112, 56], [112, 112]]
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+            "vision_use_head": False,
+        },
+        text_config=_qwen_text(len(tokenizer), layers)
+        | {"model_type": "qwen2", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
+        | {"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        image_grid_pinpoints=pinpoints,
+    )
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 56, "width": 56}, image_grid_pinpoints=pinpoints)
+    processor = LlavaOnevisionImageOnlyProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    return _save(model, processor, out_dir, "LlavaOnevisionProcessor")
+
+
+def build_tiny_internvl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer InternVL (InternVLConfig: InternViT-style vision + Qwen2 text), dynamic tiles + thumbnail.
+
+    56 px tiles, 14 px patches and pixel shuffle 0.5 give ``image_seq_length = 4`` (2x2 grid);
+    with ``max_patches = 4`` a 56x84 image becomes a tile layout plus the thumbnail, one run.
+    """
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    from eagle_iad.mllm.families.internvl import InternVLImageOnlyProcessor
+
+    roles = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
+    tokenizer = _byte_tokenizer(
+        INTERNVL_SPECIALS,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=roles | {"video_token": "<video>"},
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in INTERNVL_SPECIALS}
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [56, 56],
+            "patch_size": [14, 14],
+        },
+        text_config=_qwen_text(len(tokenizer), layers)
+        | {"model_type": "qwen2", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
+        | {"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=4,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1, max_patches=4
+    )
+    processor = InternVLImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4, chat_template=INTERNVL_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "InternVLProcessor")
+
+
+def build_tiny_smolvlm(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer SmolVLM (SmolVLMConfig), same tiling as :func:`build_tiny_idefics3` (needs ``num2words``)."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    from eagle_iad.mllm.families.idefics3 import SmolVLMImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(
+        SMOLVLM_SPECIALS, bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>"
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIALS}
+    config = SmolVLMConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+        },
+        text_config=_llama_text(
+            len(tokenizer), layers, ids, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>"
+        ),
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|im_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    image_processor = SmolVLMImageProcessorPil(
+        size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
+    )
+    processor = SmolVLMImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=SMOLVLM_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "SmolVLMProcessor")
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
     "llava": build_tiny_llava,
+    "idefics3": build_tiny_idefics3,
+    "smolvlm": build_tiny_smolvlm,
+    "llava_next": build_tiny_llava_next,
+    "llava_onevision": build_tiny_llava_onevision,
+    "internvl": build_tiny_internvl,
 }

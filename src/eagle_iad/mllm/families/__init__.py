@@ -8,11 +8,14 @@ processor. A family is picked by the checkpoint's ``config.model_type``.
 from __future__ import annotations
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import Family, image_token_runs
+from eagle_iad.mllm.families.base import Family, ImageTokens, image_token_runs
+from eagle_iad.mllm.families.idefics3 import IDEFICS3, SMOLVLM
+from eagle_iad.mllm.families.internvl import INTERNVL
 from eagle_iad.mllm.families.llava import LLAVA
+from eagle_iad.mllm.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from eagle_iad.mllm.families.qwen2_vl import QWEN2_5_VL, QWEN2_VL
 
-FAMILIES: tuple[Family, ...] = (QWEN2_5_VL, QWEN2_VL, LLAVA)
+FAMILIES: tuple[Family, ...] = (QWEN2_5_VL, QWEN2_VL, LLAVA, LLAVA_NEXT, LLAVA_ONEVISION, INTERNVL, IDEFICS3, SMOLVLM)
 
 
 def family_for(model_type: str) -> Family:
@@ -24,4 +27,4 @@ def family_for(model_type: str) -> Family:
     raise ConfigError(f"model type {model_type!r} is not supported by the hf backend (supported: {known})")
 
 
-__all__ = ["FAMILIES", "Family", "family_for", "image_token_runs"]
+__all__ = ["FAMILIES", "Family", "ImageTokens", "family_for", "image_token_runs"]

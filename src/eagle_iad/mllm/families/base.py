@@ -1,4 +1,12 @@
-"""The family interface and the shared image-token-run finder."""
+"""The family interface, the per-image token record and the shared id-only span finders.
+
+An image's visual tokens are not always one contiguous run of one token id: tiled families
+(Idefics3/SmolVLM image splitting) put separator tokens between the tiles of one image, and
+families whose chat template renders images back to back (LLaVA-OneVision, LLaVA-1.5) may merge
+several images into one run. So each family turns the input ids into one :class:`ImageTokens` per
+image: *all* of that image's visual-token positions (what CAAS scales) as disjoint ranges, and the
+subset lying on a known grid (what attention capture maps onto the image).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +17,17 @@ from typing import Any, Protocol
 
 from eagle_iad.errors import ConfigError
 
+#: A token range ``[start, end)`` in the input ids.
+Range = tuple[int, int]
 
-def image_token_runs(input_ids: Sequence[int], image_token_id: int) -> list[tuple[int, int]]:
+
+def image_token_runs(input_ids: Sequence[int], image_token_id: int) -> list[Range]:
     """Maximal runs ``[start, end)`` of ``image_token_id`` in ``input_ids``, in prompt order.
 
-    Each image of a supported family expands to one contiguous run of its image token, and runs of
-    different images are separated by other tokens (vision start/end markers, a newline), so the
-    n-th run is the n-th image. Found from ids only, never by searching prompt text (SPEC §3).
+    Found from ids only, never by searching prompt text (SPEC §3). Whether a run is one image, part
+    of one image, or several images is the family's business (see :func:`split_runs`).
     """
-    runs: list[tuple[int, int]] = []
+    runs: list[Range] = []
     start: int | None = None
     for index, token in enumerate(input_ids):
         if token == image_token_id:
@@ -29,6 +39,66 @@ def image_token_runs(input_ids: Sequence[int], image_token_id: int) -> list[tupl
     if start is not None:
         runs.append((start, len(input_ids)))
     return runs
+
+
+def split_runs(runs: Sequence[Range], counts: Sequence[int]) -> list[tuple[Range, ...]]:
+    """Assign consecutive image tokens to images by their known token counts, in prompt order.
+
+    Each image takes the next ``counts[i]`` image tokens, across run boundaries (one image split
+    over several runs) and within runs (several images rendered back to back in one run). A
+    mismatch between the tokens found and the counts is a bug, not noise, and raises.
+    """
+    images: list[tuple[Range, ...]] = []
+    queue = list(runs)
+    for count in counts:
+        taken: list[Range] = []
+        need = count
+        while need > 0:
+            if not queue:
+                raise ConfigError(f"image-token runs end before an image's {count} tokens were found")
+            start, end = queue.pop(0)
+            take = min(need, end - start)
+            taken.append((start, start + take))
+            if start + take < end:
+                queue.insert(0, (start + take, end))
+            need -= take
+        images.append(tuple(taken))
+    if queue:
+        raise ConfigError(f"{sum(e - s for s, e in queue)} image tokens are left over after {len(counts)} images")
+    return images
+
+
+def positions(ranges: Sequence[Range]) -> list[int]:
+    """Every token position of ``ranges``, in order."""
+    return [index for start, end in ranges for index in range(start, end)]
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """One image's visual tokens in the input ids.
+
+    ``ranges``: every visual-token position of the image (disjoint, increasing) — the key columns
+    CAAS scales. ``grid_ranges``: the positions, in row-major ``(t, h, w)`` order of ``grid``, of the
+    tokens that lie on the grid (all of them for single-view families; the base/global view for
+    tiled ones, see the family modules); always a subset of ``ranges``.
+    """
+
+    ranges: tuple[Range, ...]
+    grid: tuple[int, int, int]
+    grid_ranges: tuple[Range, ...]
+
+    def __post_init__(self) -> None:
+        t, h, w = self.grid
+        grid_tokens = positions(self.grid_ranges)
+        if len(grid_tokens) != t * h * w:
+            raise ConfigError(f"{len(grid_tokens)} grid tokens do not fill grid {self.grid}")
+        if not set(grid_tokens) <= set(positions(self.ranges)):
+            raise ConfigError("grid tokens must be visual tokens of the same image")
+
+    @property
+    def count(self) -> int:
+        """Number of visual tokens of the image."""
+        return sum(end - start for start, end in self.ranges)
 
 
 class Family(Protocol):
@@ -48,8 +118,10 @@ class Family(Protocol):
         """The token id that marks visual tokens in ``input_ids``."""
         ...
 
-    def grids(self, config: Any, inputs: Any, n_images: int) -> list[tuple[int, int, int]]:
-        """Per image, the grid ``(t, h, w)`` its visual tokens lie on (row-major, time outermost)."""
+    def image_tokens(
+        self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
+    ) -> list[ImageTokens]:
+        """Per image, in prompt order: all its visual tokens and the ones on its grid."""
         ...
 
     def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
@@ -59,19 +131,69 @@ class Family(Protocol):
 
 @dataclass(frozen=True)
 class ImageSpans:
-    """Token spans and grids of all images of one prompt, in prompt order."""
+    """Visual tokens of all images of one prompt, in prompt order."""
 
-    spans: list[tuple[int, int]]
-    grids: list[tuple[int, int, int]]
+    images: list[ImageTokens]
+
+    @property
+    def spans(self) -> list[tuple[Range, ...]]:
+        """Per image, all its visual-token ranges."""
+        return [image.ranges for image in self.images]
+
+    @property
+    def grids(self) -> list[tuple[int, int, int]]:
+        return [image.grid for image in self.images]
 
 
-def image_spans(family: Family, config: Any, inputs: Any, input_ids: Sequence[int], n_images: int) -> ImageSpans:
-    """Find one run per image and check it against the family's grid (a mismatch is a bug, not noise)."""
-    runs = image_token_runs(input_ids, family.image_token_id(config))
-    grids = family.grids(config, inputs, n_images)
-    if len(runs) != n_images:
-        raise ConfigError(f"found {len(runs)} image-token runs for {n_images} images; cannot locate the query image")
-    for (start, end), (t, h, w) in zip(runs, grids, strict=True):
-        if end - start != t * h * w:
-            raise ConfigError(f"image-token run of {end - start} tokens does not match grid {(t, h, w)}")
-    return ImageSpans(runs, grids)
+def image_spans(
+    family: Family, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
+) -> ImageSpans:
+    """The family's per-image tokens, checked to cover every image token of the prompt exactly once.
+
+    The check is what makes "the query image's span" trustworthy: no visual token of any image is
+    left out (CAAS must reach all of the query image's tokens) and none is claimed twice.
+    """
+    images = family.image_tokens(config, processor, inputs, input_ids, n_images)
+    if len(images) != n_images:
+        raise ConfigError(f"found {len(images)} images' tokens for {n_images} images; cannot locate the query image")
+    token = family.image_token_id(config)
+    claimed = [p for image in images for p in positions(image.ranges)]
+    expected = [index for index, value in enumerate(input_ids) if value == token]
+    if sorted(claimed) != expected:
+        raise ConfigError("the images' visual tokens do not cover the prompt's image tokens exactly once")
+    return ImageSpans(images)
+
+
+def one_run_per_image(
+    input_ids: Sequence[int], token_id: int, grids: Sequence[tuple[int, int, int]]
+) -> list[ImageTokens]:
+    """Single-view families: image ``i`` is the next ``t*h*w`` image tokens, all on ``grids[i]``."""
+    counts = [t * h * w for t, h, w in grids]
+    return [
+        ImageTokens(ranges, grid, ranges)
+        for ranges, grid in zip(split_runs(image_token_runs(input_ids, token_id), counts), grids, strict=True)
+    ]
+
+
+def leading_tokens(ranges: Sequence[Range], count: int) -> tuple[Range, ...]:
+    """The first ``count`` token positions of ``ranges``, as ranges."""
+    out: list[Range] = []
+    for start, end in ranges:
+        if count <= 0:
+            break
+        take = min(count, end - start)
+        out.append((start, start + take))
+        count -= take
+    return tuple(out)
+
+
+def trailing_tokens(ranges: Sequence[Range], count: int) -> tuple[Range, ...]:
+    """The last ``count`` token positions of ``ranges``, as ranges."""
+    out: list[Range] = []
+    for start, end in reversed(ranges):
+        if count <= 0:
+            break
+        take = min(count, end - start)
+        out.append((end - take, end))
+        count -= take
+    return tuple(reversed(out))

@@ -12,11 +12,14 @@ processors with the video attribute left out; all image and text handling is the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+from eagle_iad.mllm.families.base import ImageTokens, one_run_per_image
 
 
 class QwenImageOnlyProcessor(Qwen2VLProcessor):  # type: ignore[misc]
@@ -64,6 +67,12 @@ class QwenVLFamily:
         if len(thw) != n_images:
             raise ValueError(f"processor returned {len(thw)} image grids for {n_images} images")
         return [(int(t), int(h) // merge, int(w) // merge) for t, h, w in thw]
+
+    def image_tokens(
+        self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
+    ) -> list[ImageTokens]:
+        # One <|image_pad|> run per image (between <|vision_start|> and <|vision_end|>), all on the grid.
+        return one_run_per_image(input_ids, self.image_token_id(config), self.grids(config, inputs, n_images))
 
 
 QWEN2_5_VL = QwenVLFamily("qwen2_5_vl", ("qwen2_5_vl",), Qwen25ImageOnlyProcessor)
