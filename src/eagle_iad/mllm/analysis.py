@@ -233,6 +233,8 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
     axes[0].set_ylabel("attention share on query image")
     axes[0].set_ylim(bottom=0.0)
     caas_note = "forced" if report.caas["force_caas"] else "band rule"
+    if not report.caas["applied"]:
+        caas_note += ", not applied: score outside the band"
     axes[0].set_title(f"{Path(report.image).name}: first generated token's attention (CAAS {caas_note})")
     if with_mask:
         ax = axes[1]
