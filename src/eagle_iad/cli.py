@@ -102,15 +102,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_layers(value: str | None) -> tuple[int, ...] | None:
+def _parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int, ...] | None:
     if value is None:
         return None
     try:
         layers = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError as exc:
-        raise ConfigError(f"--caas-layers must be comma-separated layer indices, got {value!r}") from exc
+        raise ConfigError(f"{option} must be comma-separated layer indices, got {value!r}") from exc
     if not layers:
-        raise ConfigError("--caas-layers is empty")
+        raise ConfigError(f"{option} is empty")
     return layers
 
 
@@ -192,6 +192,35 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from eagle_iad.expert import load_expert
+    from eagle_iad.mllm import CaasSettings, load_backend
+    from eagle_iad.mllm.analysis import AnalysisConfig, analyze, load_inputs, write_report
+
+    config = AnalysisConfig(
+        caas=CaasSettings(alpha=args.alpha, layers=_parse_layers(args.caas_layers)),
+        force_caas=args.force_caas,
+        overlay_layers=_parse_layers(args.layers, "--layers"),
+        max_new_tokens=args.max_new_tokens,
+        style=args.style,
+    )
+    rgb, mask = load_inputs(args.image, args.mask)  # a bad mask fails before any model loads
+    expert = load_expert(args.model)
+    report = analyze(rgb, args.image, expert, load_backend(args.mllm), config, mask, args.mask)
+    paths = write_report(report, rgb, Path(args.out), mask)
+    if args.json:
+        print(paths["attention"].read_text(encoding="utf-8"), end="")
+        return 0
+    caas = report.caas
+    print(f"{args.image}: CAAS {'applied' if caas['applied'] else 'not applied'} ({caas['rule']} rule), "
+          f"layers {caas['layers']}, alpha {caas['alpha']}")  # fmt: skip
+    for condition, result in report.conditions.items():
+        shares = " ".join(f"L{entry.layer}={entry.share:.3f}" for entry in result.layers)
+        print(f"  {condition}: answer {result.verdict.answer}  share {shares}")
+    print(f"wrote {len(paths)} files to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert
     from eagle_iad.expert import load_expert
@@ -268,6 +297,23 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--max-new-tokens", type=int, default=128)
     inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
     inspect.set_defaults(func=_cmd_inspect)
+
+    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (SPEC §4)")
+    attn.add_argument("image", help="image file")
+    attn.add_argument("--model", required=True, help="fitted expert model directory")
+    attn.add_argument("--mllm", required=True, help="MLLM backend spec, e.g. hf:/path/to/Qwen2.5-VL-7B-Instruct")
+    attn.add_argument("--mask", help="ground-truth defect mask (same size as the image; non-zero = defect)")
+    attn.add_argument("--out", required=True, help="directory for attention.json, curves.png and overlays")
+    attn.add_argument(
+        "--force-caas", action="store_true", help="apply CAAS in the eagle run even outside the band (recorded)"
+    )
+    attn.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    attn.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
+    attn.add_argument("--layers", help="layers to draw as overlays (default: first/middle/last CAAS layer + last)")
+    attn.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
+    attn.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (>= 2; default 8)")
+    attn.add_argument("--json", action="store_true", help="print attention.json")
+    attn.set_defaults(func=_cmd_attention)
 
     ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
     _add_data_args(ev)

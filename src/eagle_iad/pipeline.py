@@ -63,6 +63,9 @@ class EagleConfig:
     capture_attention: bool = False
     #: Optional one-shot normal template image (MMAD 1-shot protocol).
     template_image: str | None = None
+    #: Apply CAAS in the ``eagle`` condition even outside the band (attention analysis only: it makes
+    #: the effect of the scaling visible on any image; the product keeps the band rule).
+    force_caas: bool = False
 
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
@@ -171,7 +174,7 @@ class Eagle:
                 templates=self.config.templates,
             )
         )
-        use_caas = condition == "eagle" and in_band
+        use_caas = condition == "eagle" and (in_band or self.config.force_caas)
         options = GenerateOptions(
             max_new_tokens=self.config.max_new_tokens,
             caas=self.config.caas if use_caas else None,
@@ -199,5 +202,5 @@ class Eagle:
             caas_settings=reply.caas_settings,
             timings=timings,
             attention=None if reply.attention is None else reply.attention.to_dict(),
-            metadata={"backend": self.backend.name, **reply.metadata},
+            metadata={"backend": self.backend.name, "caas_forced": self.config.force_caas, **reply.metadata},
         )

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["score_histogram"]
+__all__ = ["save_figure", "score_histogram"]
 
 #: (label, colour) of the three score groups, drawn in this order so the anomalous bars are on top.
 _GROUPS = (
@@ -86,6 +86,31 @@ def _draw(
     fig.tight_layout()
 
 
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: float | None = None) -> None:
+    """Write ``fig`` as PNG atomically (temp file in the destination folder, then :func:`os.replace`).
+
+    A reader (a report server, a browser refresh) never sees a half-written PNG and a crash leaves
+    the previous figure intact. Missing parent folders are created. The figure needs a canvas
+    (``FigureCanvasAgg(fig)``); the PNG is ``figsize * dpi`` pixels (no tight bounding box, so
+    callers can rely on the size).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=fig.dpi if dpi is None else dpi)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates the file owner-only; a figure is meant to be shared like any output.
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
 def score_histogram(
     path: str | os.PathLike[str],
     train_scores: Sequence[float] | npt.NDArray[np.floating],
@@ -120,18 +145,4 @@ def score_histogram(
     FigureCanvasAgg(fig)
     _draw(fig, groups, float(tau), float(s_max), title)
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file owner-only; a figure is meant to be shared like any output.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    save_figure(fig, path)

@@ -10,11 +10,14 @@ whether the peak falls inside the mask.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.mllm.base import AttentionCapture
 from eagle_iad.tgps.render import heatmap_overlay
 
@@ -47,30 +50,69 @@ def upsample_to_image(
 
 @dataclass(frozen=True)
 class LayerAttention:
-    """Per-layer attention metrics for one answer."""
+    """Per-layer attention metrics for one answer.
+
+    ``concentration`` and ``peak_in_mask`` are ``None`` when there is no mask to score against
+    (an image without ground truth) and ``concentration`` also when it is undefined (an empty
+    mask, or no attention on the covered part of the image): ``None`` is written to JSON as
+    ``null``, where a NaN would make the file invalid for strict readers.
+    """
 
     layer: int
     share: float
-    concentration: float
-    peak_in_mask: bool
+    concentration: float | None
+    peak_in_mask: bool | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def layer_metrics(capture: AttentionCapture, mask: np.ndarray) -> list[LayerAttention]:
-    """Share, concentration and peak-in-mask per layer against a boolean defect ``mask`` (original size)."""
+def load_mask(path: str | os.PathLike[str], height: int, width: int) -> np.ndarray:
+    """A ground-truth defect mask from an image file as a boolean ``height x width`` array.
+
+    Any non-zero pixel is defect (MVTec/VisA masks are 0/255; some tools write 0/1). The mask must
+    have exactly the image's size: silently resizing would move the defect under the grid and make
+    the concentration numbers wrong without anyone noticing.
+    """
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image.convert("L")) > 0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageError(f"cannot read mask {path}: {exc}") from exc
+    if mask.shape != (height, width):
+        raise ConfigError(
+            f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (width x height) but the image is "
+            f"{width}x{height}; a mask must have exactly the image's size"
+        )
+    return mask
+
+
+def layer_metrics(
+    capture: AttentionCapture, mask: np.ndarray | None = None, size: tuple[int, int] | None = None
+) -> list[LayerAttention]:
+    """Share, concentration and peak-in-mask per layer against a boolean defect ``mask`` (original size).
+
+    Without a mask only the share is defined (``concentration``/``peak_in_mask`` are ``None``);
+    ``size`` = ``(height, width)`` of the image is then not needed either. Concentration is the
+    attention mass inside the mask over the mask's area fraction (1.0 = uniform), both measured
+    on the original image after block upsampling, so a mask covering exactly one grid cell gets
+    ``cell weight / total weight / cell area fraction``.
+    """
+    if mask is None:
+        return [LayerAttention(layer, capture.share[layer], None, None) for layer in sorted(capture.per_layer)]
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     height, width = mask.shape
+    if size is not None and size != (height, width):
+        raise ConfigError(f"mask shape {mask.shape} differs from the image's (height, width) {size}")
     area = float(mask.mean())
     out = []
     for layer in sorted(capture.per_layer):
         image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
         total = float(image_map.sum())
         empty = total <= 0.0 or area == 0.0
-        concentration = float("nan") if empty else float(image_map[mask].sum()) / total / area
+        concentration = None if empty else float(image_map[mask].sum()) / total / area
         peak = np.unravel_index(int(np.argmax(image_map)), image_map.shape)
         out.append(LayerAttention(layer, capture.share[layer], concentration, bool(mask[peak])))
     return out

@@ -160,16 +160,26 @@ def _save(model: torch.nn.Module, processor: Any, out_dir: Path, processor_class
     return out_dir
 
 
-def _qwen_text(vocab: int, layers: int) -> dict[str, Any]:
+def _heads(hidden: int) -> int:
+    """Attention heads for a text width: 4 at the test width 64 (head dim 16), head dim 64 above 256."""
+    if hidden % 16:
+        raise ValueError(f"hidden size must be a multiple of 16, got {hidden}")
+    return 4 if hidden <= 256 else hidden // 64
+
+
+def _qwen_text(vocab: int, layers: int, hidden: int = 64) -> dict[str, Any]:
+    heads = _heads(hidden)
+    half = hidden // heads // 2  # M-RoPE sections (t, h, w) split half the head dim, like [16, 24, 24] of 128
+    section = [half // 4, half * 3 // 8, half - half // 4 - half * 3 // 8]
     return {
         "vocab_size": vocab,
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
         "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads // 2,
         "max_position_embeddings": 1024,
-        "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        "rope_parameters": {"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0},
         "bos_token_id": 0,
         "eos_token_id": 2,
         "pad_token_id": 0,
@@ -185,8 +195,12 @@ def _qwen_processor(processor_cls: Any, tokenizer: Any) -> Any:
     return processor_cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
 
 
-def build_tiny_qwen2_5_vl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
-    """A 4-layer Qwen2.5-VL (Qwen2_5_VLConfig) with a 2-block vision tower, saved to ``out_dir``."""
+def build_tiny_qwen2_5_vl(out_dir: Path, layers: int = 4, seed: int = 0, hidden: int = 64) -> Path:
+    """A 4-layer Qwen2.5-VL (Qwen2_5_VLConfig) with a 2-block vision tower, saved to ``out_dir``.
+
+    ``hidden``/``layers`` make a larger random model of the same architecture (benchmarks, where a
+    64-wide model would time nothing but Python overhead).
+    """
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from eagle_iad.mllm.families.qwen2_vl import Qwen25ImageOnlyProcessor
@@ -194,13 +208,13 @@ def build_tiny_qwen2_5_vl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path
     tokenizer = _byte_tokenizer(QWEN_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     config = Qwen2_5_VLConfig(
-        text_config=_qwen_text(len(tokenizer), layers) | {"eos_token_id": ids["<|im_end|>"]},
+        text_config=_qwen_text(len(tokenizer), layers, hidden) | {"eos_token_id": ids["<|im_end|>"]},
         vision_config={
             "depth": 2,
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_heads": 2,
-            "out_hidden_size": 64,
+            "out_hidden_size": hidden,
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
@@ -247,8 +261,8 @@ def build_tiny_qwen2_vl(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     return _save(model, _qwen_processor(QwenImageOnlyProcessor, tokenizer), out_dir, "Qwen2VLProcessor")
 
 
-def build_tiny_llava(out_dir: Path, layers: int = 4, seed: int = 0, image_size: int = 56) -> Path:
-    """A 4-layer LLaVA-1.5 (LlavaConfig: CLIP vision + Llama text), 4x4 patch grid for 56 px."""
+def build_tiny_llava(out_dir: Path, layers: int = 4, seed: int = 0, image_size: int = 56, hidden: int = 64) -> Path:
+    """A 4-layer LLaVA-1.5 (LlavaConfig: CLIP vision + Llama text), 4x4 patch grid for 56 px; ``hidden``: text width."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -266,11 +280,11 @@ def build_tiny_llava(out_dir: Path, layers: int = 4, seed: int = 0, image_size: 
         ),
         text_config=LlamaConfig(
             vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
             num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=_heads(hidden),
+            num_key_value_heads=_heads(hidden) // 2,
             max_position_embeddings=1024,
             bos_token_id=ids["<s>"],
             eos_token_id=ids["</s>"],

@@ -1,0 +1,298 @@
+"""Attention analysis of one image, plain MLLM vs EAGLE side by side (SPEC §4): JSON, curves, overlays.
+
+``eagle attention IMAGE --model DIR --mllm SPEC [--mask PNG] --out DIR`` calls :func:`analyze` and
+:func:`write_report`. The image is inspected twice through the real :class:`~eagle_iad.pipeline.Eagle`
+pipeline, with attention capture on:
+
+* ``baseline`` — the MLLM alone (no expert, no prior, no boxed copy, no CAAS);
+* ``eagle`` — TGPS prompt, and CAAS by the band rule ``tau <= score < s_max``, or on regardless of
+  the band with ``force_caas`` (so the effect of the scaling can be looked at on any image; which
+  rule was used is recorded).
+
+Per decoder layer and condition the report holds the share of the first generated token's attention
+on the query image and, with a ground-truth mask, the concentration (mass inside the mask / mask area
+fraction) and whether the peak lies in the mask; metrics, grid placement and overlays are those of
+:mod:`eagle_iad.mllm.attention`, so the CLI's numbers and the eval runner's cannot drift apart.
+
+Files (all written atomically, so a reader never sees half a report): ``attention.json``
+(``schema_version`` 1), ``curves.png``, ``overlay_<condition>_layer<k>.png`` at the image's own size
+and ``overlays.png`` (rows = conditions, columns = layers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from eagle_iad.errors import BackendError, ConfigError
+from eagle_iad.eval.expert_eval import _atomic_write
+from eagle_iad.eval.plots import save_figure
+from eagle_iad.expert.patchcore import Expert
+from eagle_iad.images import load_rgb
+from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics, load_mask
+from eagle_iad.mllm.base import AttentionCapture, Backend
+from eagle_iad.mllm.caas import CaasSettings, default_caas_layers
+from eagle_iad.pipeline import Eagle, EagleConfig, EagleVerdict
+from eagle_iad.tgps.render import RenderStyle, save_png
+
+SCHEMA_VERSION = 1
+#: The two conditions compared, in row order of ``overlays.png``.
+ANALYSIS_CONDITIONS: tuple[str, ...] = ("baseline", "eagle")
+#: ``curves.png`` is ``CURVES_SIZE_IN * DPI`` pixels (one panel; two panels with a mask: taller).
+DPI = 100
+CURVES_SIZE_IN = (8.0, 4.0)
+CURVES_WITH_MASK_SIZE_IN = (8.0, 7.0)
+#: ``overlays.png`` is ``cols * OVERLAY_CELL_IN * DPI`` by ``rows * OVERLAY_CELL_IN * DPI`` pixels.
+OVERLAY_CELL_IN = 2.5
+_COLOURS = {"baseline": "#1f77b4", "eagle": "#d62728"}
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What to run: CAAS settings for the ``eagle`` condition, the band rule or forced, which layers to draw."""
+
+    caas: CaasSettings = field(default_factory=CaasSettings)
+    force_caas: bool = False
+    #: Layers drawn as overlays (``None``: first/middle/last CAAS layer and the last decoder layer).
+    overlay_layers: tuple[int, ...] | None = None
+    #: Capture needs one decode step (two generated tokens); a few more give a readable reply.
+    max_new_tokens: int = 8
+    style: RenderStyle = "box"
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 2:
+            raise ConfigError("attention analysis needs --max-new-tokens >= 2 (capture reads the first decode step)")
+
+
+@dataclass
+class ConditionResult:
+    """One condition's verdict, captured attention and per-layer metrics."""
+
+    verdict: EagleVerdict
+    capture: AttentionCapture
+    layers: list[LayerAttention]
+
+    def to_dict(self) -> dict[str, Any]:
+        verdict = self.verdict
+        return {
+            "reply": verdict.reply,
+            "answer": verdict.answer,
+            "decision": verdict.decision,
+            "caas_applied": verdict.caas_applied,
+            "caas_settings": verdict.caas_settings,
+            "prompt_images": [item["role"] for item in verdict.prompt if item["type"] == "image"],
+            "family": verdict.metadata.get("family"),
+            "span": list(self.capture.span),
+            "grid": list(self.capture.grid),
+            "coverage": None if self.capture.coverage is None else list(self.capture.coverage),
+            "layers": [entry.to_dict() for entry in self.layers],
+            "attention": self.capture.to_dict(),
+        }
+
+
+@dataclass
+class AttentionReport:
+    """Everything ``attention.json`` holds, plus the arrays the pictures are drawn from."""
+
+    image: str
+    mask: str | None
+    mllm: str
+    conditions: dict[str, ConditionResult]
+    caas: dict[str, Any]
+    overlay_layers: list[int]
+    num_layers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "image": self.image,
+            "mask": self.mask,
+            "mllm": self.mllm,
+            "num_layers": self.num_layers,
+            "overlay_layers": list(self.overlay_layers),
+            "conditions": {name: result.to_dict() for name, result in self.conditions.items()},
+            "caas": dict(self.caas),
+        }
+
+
+def load_inputs(
+    image: str | os.PathLike[str], mask: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The RGB image and its boolean mask (same size, else :class:`ConfigError`) — before any model loads.
+
+    Checking the mask first means a wrong mask costs the user a second, not a model load.
+    """
+    rgb = load_rgb(image)
+    if mask is None:
+        return rgb, None
+    return rgb, load_mask(mask, rgb.shape[0], rgb.shape[1])
+
+
+def caas_layers(backend: Backend, settings: CaasSettings, num_layers: int) -> tuple[int, ...]:
+    """The layers CAAS scales on this backend (the backend's own resolution when it has one)."""
+    resolve = getattr(backend, "resolve_layers", None)
+    if callable(resolve):
+        return tuple(resolve(settings))
+    if settings.layers is not None:
+        return tuple(sorted(set(settings.layers)))
+    return default_caas_layers(num_layers)
+
+
+def default_overlay_layers(caas: tuple[int, ...], num_layers: int) -> list[int]:
+    """First, middle and last CAAS layer plus the last decoder layer (where the answer is formed)."""
+    picked = {num_layers - 1}
+    if caas:
+        picked |= {caas[0], caas[len(caas) // 2], caas[-1]}
+    return sorted(picked)
+
+
+def _run(eagle: Eagle, rgb: np.ndarray, name: str, mask: np.ndarray | None, condition: str) -> ConditionResult:
+    verdict = eagle.inspect(rgb, name=name)
+    if verdict.attention is None:
+        note = verdict.metadata.get("attention_note", "the backend does not capture attention")
+        raise BackendError(f"{condition}: no attention was captured ({note})")
+    capture = AttentionCapture.from_dict(verdict.attention)
+    return ConditionResult(verdict, capture, layer_metrics(capture, mask, rgb.shape[:2]))
+
+
+def analyze(
+    rgb: np.ndarray,
+    name: str,
+    expert: Expert,
+    backend: Backend,
+    config: AnalysisConfig | None = None,
+    mask: np.ndarray | None = None,
+    mask_name: str | None = None,
+) -> AttentionReport:
+    """Inspect ``rgb`` as ``baseline`` and as ``eagle`` with attention capture; per-layer metrics for both."""
+    config = config or AnalysisConfig()
+    if mask is not None and mask.shape != rgb.shape[:2]:
+        raise ConfigError(f"mask shape {mask.shape} differs from the image's (height, width) {rgb.shape[:2]}")
+    common: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "capture_attention": True}
+    runs = {
+        "baseline": Eagle(None, backend, EagleConfig(condition="baseline", **common)),
+        "eagle": Eagle(
+            expert,
+            backend,
+            EagleConfig(
+                condition="eagle", caas=config.caas, force_caas=config.force_caas, style=config.style, **common
+            ),
+        ),
+    }
+    results = {condition: _run(eagle, rgb, name, mask, condition) for condition, eagle in runs.items()}
+    num_layers = len(results["baseline"].layers)
+    layers = caas_layers(backend, config.caas, num_layers)
+    overlay = list(config.overlay_layers) if config.overlay_layers is not None else None
+    if overlay is None:
+        overlay = default_overlay_layers(layers, num_layers)
+    bad = [layer for layer in overlay if not 0 <= layer < num_layers]
+    if bad or not overlay:
+        raise ConfigError(f"--layers {bad or overlay} outside the model's decoder layers 0..{num_layers - 1}")
+    eagle_verdict = results["eagle"].verdict
+    caas = {
+        "rule": "forced" if config.force_caas else "band",
+        "force_caas": config.force_caas,
+        "applied": eagle_verdict.caas_applied,
+        "alpha": config.caas.alpha,
+        "layers": list(layers),
+        "scaled_layers": (eagle_verdict.caas_settings or {}).get("scaled_layers", []),
+        "score": eagle_verdict.score,
+        "tau": eagle_verdict.tau,
+        "s_max": eagle_verdict.s_max,
+        "in_band": eagle_verdict.in_band,
+        "expert_decision": eagle_verdict.expert_decision,
+    }
+    return AttentionReport(name, mask_name, backend.name, results, caas, sorted(set(overlay)), num_layers)
+
+
+def _series(result: ConditionResult, key: str) -> list[float]:
+    values = [getattr(entry, key) for entry in result.layers]
+    return [float("nan") if value is None else float(value) for value in values]
+
+
+def _shade_caas(ax: Any, layers: list[int]) -> None:
+    if layers:
+        ax.axvspan(min(layers) - 0.5, max(layers) + 0.5, color="#ffbf00", alpha=0.2, label="CAAS layers", zorder=0)
+
+
+def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
+    """Per-layer share on the query image (and, with a mask, concentration) for both conditions."""
+    fig = Figure(figsize=CURVES_WITH_MASK_SIZE_IN if with_mask else CURVES_SIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(2 if with_mask else 1, 1, index + 1) for index in range(2 if with_mask else 1)]
+    x = list(range(report.num_layers))
+    for condition, result in report.conditions.items():
+        axes[0].plot(x, _series(result, "share"), marker="o", color=_COLOURS.get(condition), label=condition)
+    axes[0].set_ylabel("attention share on query image")
+    axes[0].set_ylim(bottom=0.0)
+    caas_note = "forced" if report.caas["force_caas"] else "band rule"
+    if not report.caas["applied"]:
+        caas_note += ", not applied: score outside the band"
+    axes[0].set_title(f"{Path(report.image).name}: first generated token's attention (CAAS {caas_note})")
+    if with_mask:
+        ax = axes[1]
+        for condition, result in report.conditions.items():
+            concentration = _series(result, "concentration")
+            colour = _COLOURS.get(condition)
+            ax.plot(x, concentration, marker="o", color=colour, label=condition, markerfacecolor="white")
+            inside = [(layer, value) for layer, value, entry in zip(x, concentration, result.layers, strict=True)
+                      if entry.peak_in_mask]  # fmt: skip
+            if inside:
+                ax.scatter(*zip(*inside, strict=True), color=colour, zorder=3, label=f"{condition}: peak in mask")
+        ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1.0, label="uniform")
+        ax.set_ylabel("in-mask concentration")
+    for ax in axes:
+        _shade_caas(ax, report.caas["layers"])
+        ax.set_xlabel("decoder layer")
+        ax.set_xticks(x)
+        ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray | None, path: Path) -> None:
+    """Rows = conditions, columns = selected layers; the mask's outline in white when there is one."""
+    rows, cols = len(report.conditions), len(report.overlay_layers)
+    fig = Figure(figsize=(cols * OVERLAY_CELL_IN, rows * OVERLAY_CELL_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    for row, (condition, result) in enumerate(report.conditions.items()):
+        for col, layer in enumerate(report.overlay_layers):
+            ax = fig.add_subplot(rows, cols, row * cols + col + 1)
+            ax.imshow(attention_overlay(rgb, result.capture, layer))
+            if mask is not None and mask.any():
+                ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
+            ax.set_title(f"{condition} L{layer} share {result.capture.share[layer]:.3f}", fontsize=8)
+            ax.set_axis_off()
+    fig.tight_layout(pad=0.3)
+    save_figure(fig, path)
+
+
+def write_report(
+    report: AttentionReport, rgb: np.ndarray, out_dir: Path, mask: np.ndarray | None = None
+) -> dict[str, Path]:
+    """Write ``attention.json``, ``curves.png``, per-layer overlays and ``overlays.png``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for condition, result in report.conditions.items():
+        for layer in report.overlay_layers:
+            # attention_overlay upsamples exactly as the metrics do: the picture shows what was scored.
+            path = out_dir / f"overlay_{condition}_layer{layer}.png"
+            save_png(path, attention_overlay(rgb, result.capture, layer))
+            paths[path.stem] = path
+    paths["curves"] = out_dir / "curves.png"
+    draw_curves(report, paths["curves"], with_mask=mask is not None)
+    paths["overlays"] = out_dir / "overlays.png"
+    draw_overlay_grid(report, rgb, mask, paths["overlays"])
+    paths["attention"] = out_dir / "attention.json"
+    data = report.to_dict()
+    data["files"] = sorted(p.name for p in paths.values())
+    # allow_nan=False: the schema promises strict JSON (undefined metrics are null, never NaN).
+    _atomic_write(paths["attention"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return paths
