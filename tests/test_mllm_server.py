@@ -1,0 +1,280 @@
+"""``eagle serve-mllm``: the real OpenAI-compatible app served by uvicorn over loopback.
+
+The tiny Qwen2.5-VL checkpoint is served in-process by ``uvicorn.Server`` on a background thread
+(the same backend object the in-process comparison uses, so the model is loaded once), and the
+``openai:`` backend talks to it over HTTP. Greedy decoding makes the answers comparable exactly.
+One test starts the actual ``eagle serve-mllm`` command as a subprocess.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from eagle_iad.mllm import CaasSettings, GenerateOptions, Reply, load_backend
+from eagle_iad.mllm.openai_compat import png_data_url
+from eagle_iad.tgps.answers import parse_answer
+from eagle_iad.tgps.prompt import ANOMALY_QUESTION, ContentItem, PromptRequest, TextItem, build_prompt
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+MODEL = "tiny-qwen"
+NEW_TOKENS = 4
+ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png"))
+#: With a template the query is the second image (template first, SPEC §2).
+ITEMS_TEMPLATE = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
+
+
+class LiveServer:
+    """``uvicorn.Server`` on a free loopback port in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def http(method: str, url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    """A JSON request with the standard library; returns (status, lower-cased headers, decoded JSON body)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, json.loads(exc.read())
+
+
+def content_parts(items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    return [
+        {"type": "text", "text": item.text}
+        if isinstance(item, TextItem)
+        else {"type": "image_url", "image_url": {"url": png_data_url(images[item.ref])}}
+        for item in items
+    ]
+
+
+def chat(parts: Any, **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": parts}], "max_tokens": NEW_TOKENS, **extra}
+
+
+@pytest.fixture(scope="module")
+def backend(hf_backends: Any) -> Any:
+    return hf_backends("qwen2_5_vl")
+
+
+@pytest.fixture(scope="module")
+def live(backend: Any) -> Iterator[LiveServer]:
+    from eagle_iad.mllm.server import create_mllm_app
+
+    with LiveServer(create_mllm_app(backend, model_name=MODEL)) as server:
+        yield server
+
+
+def test_openai_backend_against_server_equals_in_process(
+    live: LiveServer, backend: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    options = GenerateOptions(max_new_tokens=NEW_TOKENS)
+    local = backend.generate(ITEMS, prompt_images, options)
+    remote_backend = load_backend(f"openai:{live.base}/v1#{MODEL}")
+    remote = remote_backend.generate(ITEMS, prompt_images, options)
+    assert remote.text == local.text
+    assert parse_answer(remote.text, ANOMALY_QUESTION) == parse_answer(local.text, ANOMALY_QUESTION)
+    usage = remote.metadata["usage"]
+    assert usage["prompt_tokens"] == local.metadata["prompt_tokens"]
+    assert usage["completion_tokens"] == len(local.token_ids)
+    # The openai backend cannot do CAAS or capture: it says so instead of pretending.
+    caas_reply = remote_backend.generate(ITEMS, prompt_images, GenerateOptions(max_new_tokens=2, caas=CaasSettings()))
+    assert caas_reply.caas_applied is False and caas_reply.metadata["caas_unavailable"] is True
+
+
+def test_caas_through_eagle_extension_equals_in_process(
+    live: LiveServer, backend: Any, prompt_images: dict[str, np.ndarray]
+) -> None:
+    caas = CaasSettings(alpha=5.0, layers=(1, 2))
+    local = backend.generate(ITEMS_TEMPLATE, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=caas))
+    assert local.caas_applied
+    extension = {"caas": {"alpha": 5.0, "layers": [1, 2], "image_index": 1}, "capture_attention": True}
+    status, _, body = http(
+        "POST",
+        f"{live.base}/v1/chat/completions",
+        chat(content_parts(ITEMS_TEMPLATE, prompt_images), temperature=0, eagle=extension),
+    )
+    assert status == 200, body
+    assert body["object"] == "chat.completion" and body["model"] == MODEL
+    choice = body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": local.text}
+    assert choice["finish_reason"] in ("stop", "length")
+    eagle = body["eagle"]
+    assert eagle["caas_applied"] is True and eagle["layers_scaled"] == [1, 2] and eagle["query_image_index"] == 1
+    assert eagle["caas"]["alpha"] == 5.0 and eagle["caas"]["span"] == local.caas_settings["span"]
+    attention = eagle["attention"]
+    assert attention is not None and sorted(attention["per_layer"]) == [str(i) for i in range(backend.num_layers)]
+    # Disabled CAAS is plain generation, and is reported as not applied.
+    plain = backend.generate(ITEMS_TEMPLATE, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS))
+    extension = {"caas": {"enabled": False, "image_index": 1}}
+    status, _, body = http(
+        "POST", f"{live.base}/v1/chat/completions", chat(content_parts(ITEMS_TEMPLATE, prompt_images), eagle=extension)
+    )
+    assert status == 200 and body["choices"][0]["message"]["content"] == plain.text
+    assert body["eagle"]["caas_applied"] is False and body["eagle"]["layers_scaled"] == []
+
+
+def _error(response: tuple[int, dict[str, str], Any], expected_status: int, *needles: str) -> None:
+    status, _, body = response
+    assert status == expected_status, body
+    message = body["error"]["message"]
+    assert set(body["error"]) >= {"message", "type", "code"}
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_requests_refused_with_clear_errors(live: LiveServer, prompt_images: dict[str, np.ndarray]) -> None:
+    url = f"{live.base}/v1/chat/completions"
+    good_image = {"type": "image_url", "image_url": {"url": png_data_url(prompt_images["q.png"])}}
+    text = {"type": "text", "text": "Is there a defect?"}
+    remote = {"type": "image_url", "image_url": {"url": "http://example.com/cat.png"}}
+    _error(http("POST", url, chat([text, remote])), 400, "image 0", "not fetched", "data:image/png;base64")
+    bad_b64 = {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}
+    _error(http("POST", url, chat([text, bad_b64])), 400, "invalid base64")
+    not_image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"hi").decode()}}
+    _error(http("POST", url, chat([text, good_image, not_image])), 400, "image 1", "not a recognised image")
+    _error(http("POST", url, chat([text, good_image], temperature=0.7)), 400, "temperature 0.7", "greedy")
+    _error(http("POST", url, chat([text], stream=True)), 400, "stream")
+    _error(http("POST", url, chat([text], frobnicate=1)), 400, "frobnicate")
+    _error(http("POST", url, {**chat([text]), "model": "gpt-4o"}), 404, "gpt-4o", MODEL)
+    system = {"role": "system", "content": "be brief"}
+    _error(http("POST", url, {**chat([text]), "messages": [system, chat([text])["messages"][0]]}), 400, "one message")
+    caas_no_image = chat([text], eagle={"caas": {}})
+    _error(http("POST", url, caas_no_image), 400, "need an image")
+    bad_index = chat([text, good_image], eagle={"caas": {"image_index": 3}})
+    _error(http("POST", url, bad_index), 400, "image_index 3")
+    bad_layers = chat([text, good_image], eagle={"caas": {"layers": [99]}})
+    _error(http("POST", url, bad_layers), 400, "out of range")
+    _error(http("POST", url, raw=b"{not json"), 400, "invalid request")
+
+
+def test_models_and_healthz(live: LiveServer) -> None:
+    status, _, body = http("GET", f"{live.base}/v1/models")
+    assert status == 200 and [m["id"] for m in body["data"]] == [MODEL]
+    status, _, body = http("GET", f"{live.base}/healthz")
+    assert status == 200 and body["status"] == "ok" and body["model"] == MODEL
+    _error(http("GET", f"{live.base}/v1/nothing"), 404, "/v1/nothing")
+
+
+class BlockingBackend:
+    """Test double: ``generate`` blocks until released, so the queue can be filled deterministically."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(30)
+        return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
+
+
+def test_full_queue_answers_429_with_retry_after() -> None:
+    from eagle_iad.mllm.server import create_mllm_app
+
+    fake = BlockingBackend()
+    app = create_mllm_app(fake, model_name=MODEL, queue_size=1)
+    body = chat([{"type": "text", "text": "hi"}])
+    results: list[tuple[int, dict[str, str], Any]] = []
+    with LiveServer(app) as server:
+        url = f"{server.base}/v1/chat/completions"
+        first = threading.Thread(target=lambda: results.append(http("POST", url, body)))
+        first.start()
+        assert fake.started.wait(10)  # the worker is busy with the first request
+        second = threading.Thread(target=lambda: results.append(http("POST", url, body)))
+        second.start()
+        deadline = time.monotonic() + 10
+        while app.state.worker.waiting < 1:  # the second request holds the only queue slot
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        rejected = http("POST", url, body)
+        _error(rejected, 429, "queue is full")
+        assert rejected[2]["error"]["type"] == "rate_limit_error" and int(rejected[1]["retry-after"]) >= 1
+        fake.release.set()
+        first.join(10)
+        second.join(10)
+    assert [r[0] for r in results] == [200, 200] and fake.calls == 2
+    assert all(r[2]["choices"][0]["message"]["content"] == "A" for r in results)
+
+
+def test_eagle_serve_mllm_command(
+    tiny_mllm_dirs: dict[str, Path], backend: Any, prompt_images: dict[str, np.ndarray], mllm_device: str
+) -> None:
+    """The real command: load by spec, bind loopback, answer like the in-process backend."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    model_dir = tiny_mllm_dirs["qwen2_5_vl"]
+    command = [sys.executable, "-m", "eagle_iad.cli", "serve-mllm", "--mllm", f"hf:{model_dir}"]
+    command += ["--port", str(port), "--queue", "2", "--device", mllm_device, "--log-level", "warning"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                status, _, health = http("GET", f"{base}/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "eagle serve-mllm did not come up"
+                time.sleep(0.25)
+        assert status == 200 and health["model"] == model_dir.name  # folder name, not the host's path
+        assert health["queue_size"] == 2
+        options = GenerateOptions(max_new_tokens=NEW_TOKENS)
+        remote = load_backend(f"openai:{base}/v1#{model_dir.name}").generate(ITEMS, prompt_images, options)
+        assert remote.text == backend.generate(ITEMS, prompt_images, options).text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
