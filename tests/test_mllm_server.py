@@ -18,12 +18,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import TINY_SERVED_MODEL, LiveServer
 
 from eagle_iad.mllm import CaasSettings, GenerateOptions, Reply, load_backend
 from eagle_iad.mllm.openai_compat import png_data_url
@@ -35,41 +36,11 @@ uvicorn = pytest.importorskip("uvicorn")
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-MODEL = "tiny-qwen"
+MODEL = TINY_SERVED_MODEL
 NEW_TOKENS = 4
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png"))
 #: With a template the query is the second image (template first, SPEC §2).
 ITEMS_TEMPLATE = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
-
-
-class LiveServer:
-    """``uvicorn.Server`` on a free loopback port in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 def http(method: str, url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
@@ -102,11 +73,8 @@ def backend(hf_backends: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def live(backend: Any) -> Iterator[LiveServer]:
-    from eagle_iad.mllm.server import create_mllm_app
-
-    with LiveServer(create_mllm_app(backend, model_name=MODEL)) as server:
-        yield server
+def live(tiny_qwen_server: LiveServer) -> LiveServer:
+    return tiny_qwen_server
 
 
 def test_openai_backend_against_server_equals_in_process(
@@ -219,14 +187,14 @@ class BlockingBackend:
         return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
 
 
-def test_full_queue_answers_429_with_retry_after() -> None:
+def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) -> None:
     from eagle_iad.mllm.server import create_mllm_app
 
     fake = BlockingBackend()
     app = create_mllm_app(fake, model_name=MODEL, queue_size=1)
     body = chat([{"type": "text", "text": "hi"}])
     results: list[tuple[int, dict[str, str], Any]] = []
-    with LiveServer(app) as server:
+    with live_server(app) as server:
         url = f"{server.base}/v1/chat/completions"
         first = threading.Thread(target=lambda: results.append(http("POST", url, body)))
         first.start()
@@ -247,17 +215,33 @@ def test_full_queue_answers_429_with_retry_after() -> None:
     assert all(r[2]["choices"][0]["message"]["content"] == "A" for r in results)
 
 
+def test_serve_mllm_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from eagle_iad.cli import build_parser, served_model_name
+
+    args = build_parser().parse_args(["serve-mllm", "--mllm", "hf:Qwen/Qwen2.5-VL-7B-Instruct"])
+    assert (args.host, args.port, args.queue) == ("127.0.0.1", 8001, 8)  # loopback only by default
+    assert served_model_name("hf:Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["inspect", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "no CAAS and no attention capture" in help_text and "caas_unavailable" in help_text
+
+
 def test_eagle_serve_mllm_command(
-    tiny_mllm_dirs: dict[str, Path], backend: Any, prompt_images: dict[str, np.ndarray], mllm_device: str
+    tiny_mllm_dirs: dict[str, Path],
+    backend: Any,
+    prompt_images: dict[str, np.ndarray],
+    mllm_device: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The real command: load by spec, bind loopback, answer like the in-process backend."""
+    """The real command: load by spec, bind loopback, require the key, answer like the in-process backend."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     model_dir = tiny_mllm_dirs["qwen2_5_vl"]
     command = [sys.executable, "-m", "eagle_iad.cli", "serve-mllm", "--mllm", f"hf:{model_dir}"]
     command += ["--port", str(port), "--queue", "2", "--device", mllm_device, "--log-level", "warning"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "EAGLE_SERVE_API_KEY": "k3y"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -272,6 +256,8 @@ def test_eagle_serve_mllm_command(
                 time.sleep(0.25)
         assert status == 200 and health["model"] == model_dir.name  # folder name, not the host's path
         assert health["queue_size"] == 2
+        assert http("GET", f"{base}/v1/models")[0] == 401  # EAGLE_SERVE_API_KEY is enforced
+        monkeypatch.setenv("EAGLE_OPENAI_API_KEY", "k3y")
         options = GenerateOptions(max_new_tokens=NEW_TOKENS)
         remote = load_backend(f"openai:{base}/v1#{model_dir.name}").generate(ITEMS, prompt_images, options)
         assert remote.text == backend.generate(ITEMS, prompt_images, options).text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -192,6 +193,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Environment variable holding the bearer key ``eagle serve-mllm`` requires (unset: no key). An
+#: environment variable, not a flag, so the key does not show up in ``ps`` output or shell history.
+SERVE_API_KEY_ENV = "EAGLE_SERVE_API_KEY"
+
+
 def served_model_name(spec: str) -> str:
     """The name clients send as ``model``: a hub id as given, a local model directory by its folder name.
 
@@ -221,15 +227,18 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
         options["device"] = args.device
     backend = load_backend(args.mllm, **options)
     name = args.served_model_name or served_model_name(args.mllm)
-    app = create_mllm_app(backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit)
+    api_key = os.environ.get(SERVE_API_KEY_ENV) or None
+    app = create_mllm_app(
+        backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit, api_key=api_key
+    )
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
-    if not loopback:
+    if not loopback and api_key is None:
         print(
-            f"eagle: warning: serving on {args.host}: the server has no authentication; anyone who can reach "
-            "this address can use the model",
+            f"eagle: warning: serving on {args.host} without authentication; anyone who can reach this address "
+            f"can use the model (set {SERVE_API_KEY_ENV} to require a bearer key)",
             file=sys.stderr,
         )
     print(f"serving {backend.name} as model {name!r} on http://{args.host}:{args.port}/v1", file=sys.stderr)
@@ -326,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an MLLM backend to OpenAI clients: POST /v1/chat/completions (images as data URLs; "
         "greedy decoding only; optional request object eagle={caas: {alpha, layers, image_index, enabled}, "
         "capture_attention}), GET /v1/models, GET /healthz. One generation runs at a time; up to --queue "
-        "requests wait, further ones get 429 with Retry-After.",
+        "requests wait, further ones get 429 with Retry-After. Set EAGLE_SERVE_API_KEY to require "
+        "'Authorization: Bearer <key>' on /v1 (clients using the openai: backend set EAGLE_OPENAI_API_KEY).",
     )
     serve.add_argument("--mllm", required=True, help="backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import math
 import queue
 import threading
@@ -434,11 +435,14 @@ def create_mllm_app(
     queue_size: int = DEFAULT_QUEUE_SIZE,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app serving ``backend`` as ``model_name`` (default: the backend's name).
 
-    The worker thread starts with the app's lifespan and stops with it, so the app can be served by
-    uvicorn, by ``uvicorn.Server`` in a thread (tests), or mounted elsewhere.
+    With ``api_key`` every ``/v1`` route requires ``Authorization: Bearer <api_key>`` (what OpenAI
+    clients send), so a server bound beyond loopback is not open to everyone; ``/healthz`` stays open
+    for load balancers. The worker thread starts with the app's lifespan and stops with it, so the
+    app can be served by uvicorn, by ``uvicorn.Server`` in a thread (tests), or mounted elsewhere.
     """
     served = model_name or backend.name
     worker = GenerationWorker(backend, queue_size)
@@ -459,6 +463,13 @@ def create_mllm_app(
     app.state.worker = worker
     app.state.model_name = served
 
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", code="invalid_api_key")
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
@@ -476,11 +487,13 @@ def create_mllm_app(
         return {"status": "ok", "model": served, "queue_waiting": worker.waiting, "queue_size": queue_size}
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
+        check_key(request)
         return {"object": "list", "data": [{"id": served, "object": "model", "created": 0, "owned_by": "eagle-iad"}]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
+        check_key(request)
         raw = await _read_body(request, max_body_bytes)
         try:
             body = ChatCompletionRequest.model_validate_json(raw)
