@@ -158,6 +158,10 @@ def test_requests_refused_with_clear_errors(live: LiveServer, prompt_images: dic
     bad_layers = chat([text, good_image], eagle={"caas": {"layers": [99]}})
     _error(http("POST", url, bad_layers), 400, "out of range")
     _error(http("POST", url, raw=b"{not json"), 400, "invalid request")
+    audio = {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+    _error(http("POST", url, chat([text, audio])), 400, "input_audio", "'text', 'image_url'")
+    _error(http("POST", url, chat([text, good_image], eagle={"caas": {"layers": []}})), 400, "layers is empty")
+    _error(http("POST", url, chat([])), 400, "no content")
 
 
 def test_models_and_healthz(live: LiveServer) -> None:

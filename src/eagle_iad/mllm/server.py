@@ -37,7 +37,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -88,9 +88,13 @@ class ImagePart(_Strict):
     image_url: ImageURL
 
 
+#: A content part, told apart by ``type`` (so an unsupported type gets one clear error, not one per variant).
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class ChatMessage(_Strict):
     role: str
-    content: str | list[TextPart | ImagePart]
+    content: str | list[ContentPart]
     name: str | None = None
 
 
@@ -98,7 +102,7 @@ class CaasRequest(_Strict):
     """CAAS settings: ``image_index`` is the 0-based position of the query image among the images."""
 
     enabled: bool = True
-    alpha: float = Field(default=DEFAULT_ALPHA, ge=0.0)
+    alpha: float = Field(default=DEFAULT_ALPHA, ge=0.0, allow_inf_nan=False)
     layers: list[int] | None = None
     image_index: int = Field(default=0, ge=0)
 
@@ -233,6 +237,8 @@ def build_job(request: ChatCompletionRequest, *, max_tokens_limit: int = DEFAULT
         )
     content = request.messages[0].content
     parts: list[TextPart | ImagePart] = [TextPart(type="text", text=content)] if isinstance(content, str) else content
+    if not parts:
+        raise ApiError(400, "the user message has no content")
     both = request.max_tokens is not None and request.max_completion_tokens is not None
     if both and request.max_tokens != request.max_completion_tokens:
         raise ApiError(400, "max_tokens and max_completion_tokens disagree; send one of them")
@@ -269,6 +275,8 @@ def build_job(request: ChatCompletionRequest, *, max_tokens_limit: int = DEFAULT
 
     caas = None
     if caas_request is not None and caas_request.enabled:
+        if caas_request.layers is not None and not caas_request.layers:
+            raise ApiError(400, "eagle.caas.layers is empty; omit it for the model's default CAAS layers")
         try:
             layers = None if caas_request.layers is None else tuple(caas_request.layers)
             caas = CaasSettings(alpha=caas_request.alpha, layers=layers)
@@ -421,10 +429,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors as one line; the "content is not a string" branch is dropped when the content
+    was a list (it is noise next to the real problem), and unknown fields say why they are refused."""
+    errors = exc.errors()
+    relevant = [e for e in errors if not (e["type"] == "string_type" and e["loc"] and e["loc"][-1] == "str")]
     problems = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append(f"{where}: {error['msg']}")
+    for error in (relevant or errors)[:5]:
+        parts = [str(part) for part in error["loc"] if part != "str" and not str(part).startswith("list[")]
+        where = ".".join(parts) or "body"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unsupported field (refused rather than silently ignored)")
+        else:
+            problems.append(f"{where}: {error['msg']}")
     return "invalid request: " + "; ".join(problems)
 
 
