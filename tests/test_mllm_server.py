@@ -220,11 +220,14 @@ def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) 
 
 
 def test_serve_mllm_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
-    from eagle_iad.cli import build_parser, served_model_name
+    from eagle_iad.cli import build_parser, main, served_model_name
 
     args = build_parser().parse_args(["serve-mllm", "--mllm", "hf:Qwen/Qwen2.5-VL-7B-Instruct"])
     assert (args.host, args.port, args.queue) == ("127.0.0.1", 8001, 8)  # loopback only by default
     assert served_model_name("hf:Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert served_model_name("openai:http://up:8000/v1#qwen") == "qwen"
+    assert main(["serve-mllm", "--mllm", "openai:http://up:8000/v1#qwen", "--device", "cuda"]) == 2
+    assert "--device applies to hf: backends only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["inspect", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -205,7 +205,10 @@ def served_model_name(spec: str) -> str:
     """
     from eagle_iad.mllm.base import parse_spec
 
-    target = parse_spec(spec).target
+    parsed = parse_spec(spec)
+    if parsed.model is not None:  # a proxied openai: backend keeps its upstream model name
+        return parsed.model
+    target = parsed.target
     path = Path(target).expanduser()
     return path.name if path.is_dir() else target
 
@@ -215,7 +218,7 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from eagle_iad.mllm import load_backend
+    from eagle_iad.mllm import load_backend, parse_spec
     from eagle_iad.mllm.server import create_mllm_app
 
     if args.queue < 1:
@@ -224,6 +227,8 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     options: dict[str, Any] = {}
     if args.device:
+        if parse_spec(args.mllm).scheme != "hf":
+            raise ConfigError("--device applies to hf: backends only")
         options["device"] = args.device
     backend = load_backend(args.mllm, **options)
     name = args.served_model_name or served_model_name(args.mllm)
@@ -338,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         "requests wait, further ones get 429 with Retry-After. Set EAGLE_SERVE_API_KEY to require "
         "'Authorization: Bearer <key>' on /v1 (clients using the openai: backend set EAGLE_OPENAI_API_KEY).",
     )
-    serve.add_argument("--mllm", required=True, help="backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct")
+    serve.add_argument(
+        "--mllm",
+        required=True,
+        help="backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct (an openai: spec is proxied, without CAAS or "
+        "attention capture: replies then report caas_applied false)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8001, help="port (default 8001)")
     serve.add_argument("--queue", type=int, default=8, help="requests that may wait for the model (default 8)")
