@@ -162,6 +162,10 @@ def test_requests_refused_with_clear_errors(live: LiveServer, prompt_images: dic
     _error(http("POST", url, chat([text, audio])), 400, "input_audio", "'text', 'image_url'")
     _error(http("POST", url, chat([text, good_image], eagle={"caas": {"layers": []}})), 400, "layers is empty")
     _error(http("POST", url, chat([])), 400, "no content")
+    _error(http("POST", url, chat([good_image] * 9)), 400, "9 images", "at most 8")
+    url_text = good_image["image_url"]["url"]  # type: ignore[index]
+    wrapped = {"type": "image_url", "image_url": {"url": url_text[:60] + "\n" + url_text[60:]}}
+    assert http("POST", url, chat([text, wrapped]))[0] == 200  # line-wrapped base64 is still valid
 
 
 def test_models_and_healthz(live: LiveServer) -> None:

@@ -57,6 +57,9 @@ DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Largest ``max_tokens`` accepted; an inspection answer is a letter, so this is generous.
 DEFAULT_MAX_TOKENS_LIMIT = 4096
+#: Most images in one request: a TGPS prompt has at most three (template, query, boxed copy), and
+#: each decoded image may take up to ``EAGLE_MAX_PIXELS`` x 3 bytes, so the count bounds memory.
+DEFAULT_MAX_IMAGES = 8
 #: ``max_tokens`` when the request does not set it (the same default as :class:`GenerateOptions`).
 DEFAULT_MAX_TOKENS = GenerateOptions().max_new_tokens
 
@@ -190,7 +193,8 @@ def _decode_data_url(url: str, position: int) -> np.ndarray:
     if not media.startswith("image/"):
         raise ApiError(400, f"{where}: media type {media[: -len(';base64')]!r} is not an image", code="invalid_image")
     try:
-        data = base64.b64decode(payload, validate=True)
+        # Some encoders wrap base64 at 76 columns; whitespace is not data, anything else invalid is refused.
+        data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"{where}: invalid base64 in the data URL ({exc})", code="invalid_image") from exc
     try:
@@ -220,7 +224,12 @@ def _check_sampling(request: ChatCompletionRequest) -> None:
         raise ApiError(400, "stop sequences are not supported", code="unsupported_parameter")
 
 
-def build_job(request: ChatCompletionRequest, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT) -> Job:
+def build_job(
+    request: ChatCompletionRequest,
+    *,
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    max_images: int = DEFAULT_MAX_IMAGES,
+) -> Job:
     """Validate a request and turn it into backend items, decoded images and options.
 
     The backends render one user turn (the TGPS prompt model), so exactly one ``user`` message is
@@ -249,6 +258,8 @@ def build_job(request: ChatCompletionRequest, *, max_tokens_limit: int = DEFAULT
     eagle = request.eagle or EagleRequest()
     caas_request = eagle.caas
     n_images = sum(isinstance(part, ImagePart) for part in parts)
+    if n_images > max_images:
+        raise ApiError(400, f"{n_images} images in one request; this server accepts at most {max_images}")
     query_index: int | None = None
     if n_images:
         query_index = caas_request.image_index if caas_request is not None else 0
