@@ -31,9 +31,6 @@ from eagle_iad.mllm.openai_compat import png_data_url
 from eagle_iad.tgps.answers import parse_answer
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, ContentItem, PromptRequest, TextItem, build_prompt
 
-pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
-
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 MODEL = TINY_SERVED_MODEL
