@@ -80,3 +80,70 @@ def torch_single_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class LiveServer:
+    """An ASGI app served by a real ``uvicorn.Server`` on a free loopback port, in a daemon thread.
+
+    Real sockets and real HTTP (not a test client), so the ``openai:`` backend is exercised exactly
+    as against a remote ``eagle serve-mllm``; the port is bound before the thread starts (no race).
+    """
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:<port>`` (append ``/v1`` for OpenAI clients)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+#: The name the shared tiny-Qwen server serves its model under.
+TINY_SERVED_MODEL = "tiny-qwen"
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Any:
+    """``live_server(app)``: a :class:`LiveServer` context manager (for apps a test builds itself)."""
+    pytest.importorskip("uvicorn")
+    return LiveServer
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_server(hf_backends: Any) -> Any:
+    """``eagle serve-mllm``'s app serving the tiny Qwen2.5-VL (as ``tiny-qwen``) on loopback.
+
+    It shares the in-process backend object, so in-process and over-HTTP answers come from the very
+    same weights and the model is loaded once per session.
+    """
+    pytest.importorskip("uvicorn")
+    from eagle_iad.mllm.server import create_mllm_app
+
+    with LiveServer(create_mllm_app(hf_backends("qwen2_5_vl"), model_name=TINY_SERVED_MODEL)) as server:
+        yield server

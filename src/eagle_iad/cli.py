@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -221,6 +222,64 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Environment variable holding the bearer key ``eagle serve-mllm`` requires (unset: no key). An
+#: environment variable, not a flag, so the key does not show up in ``ps`` output or shell history.
+SERVE_API_KEY_ENV = "EAGLE_SERVE_API_KEY"
+
+
+def served_model_name(spec: str) -> str:
+    """The name clients send as ``model``: a hub id as given, a local model directory by its folder name.
+
+    A local path would reveal the host's directory layout to every client, so only its last part is used.
+    """
+    from eagle_iad.mllm.base import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.model is not None:  # a proxied openai: backend keeps its upstream model name
+        return parsed.model
+    target = parsed.target
+    path = Path(target).expanduser()
+    return path.name if path.is_dir() else target
+
+
+def _cmd_serve_mllm(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from eagle_iad.mllm import load_backend, parse_spec
+    from eagle_iad.mllm.server import create_mllm_app
+
+    if args.queue < 1:
+        raise ConfigError(f"--queue must be at least 1, got {args.queue}")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    options: dict[str, Any] = {}
+    if args.device:
+        if parse_spec(args.mllm).scheme != "hf":
+            raise ConfigError("--device applies to hf: backends only")
+        options["device"] = args.device
+    backend = load_backend(args.mllm, **options)
+    name = args.served_model_name or served_model_name(args.mllm)
+    api_key = os.environ.get(SERVE_API_KEY_ENV) or None
+    app = create_mllm_app(
+        backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit, api_key=api_key
+    )
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and api_key is None:
+        print(
+            f"eagle: warning: serving on {args.host} without authentication; anyone who can reach this address "
+            f"can use the model (set {SERVE_API_KEY_ENV} to require a bearer key)",
+            file=sys.stderr,
+        )
+    print(f"serving {backend.name} as model {name!r} on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert
     from eagle_iad.expert import load_expert
@@ -289,7 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")
-    inspect.add_argument("--mllm", help="MLLM backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct or hf:/path/to/model")
+    inspect.add_argument(
+        "--mllm",
+        help="MLLM backend spec: hf:Qwen/Qwen2.5-VL-7B-Instruct or hf:/path/to/model (in-process; CAAS and "
+        "attention capture), or openai:http://host:port/v1#model (an OpenAI-compatible server such as "
+        "'eagle serve-mllm', vLLM, SGLang: no CAAS and no attention capture there; a CAAS request is answered "
+        "without CAAS and reported as caas_unavailable in the verdict metadata, and --capture-attention is an error)",
+    )
     inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
     inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
     inspect.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
@@ -314,6 +379,30 @@ def build_parser() -> argparse.ArgumentParser:
     attn.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (>= 2; default 8)")
     attn.add_argument("--json", action="store_true", help="print attention.json")
     attn.set_defaults(func=_cmd_attention)
+
+    serve = sub.add_parser(
+        "serve-mllm",
+        help="serve an MLLM over an OpenAI-compatible /v1/chat/completions (with an 'eagle' extension for CAAS)",
+        description="Serve an MLLM backend to OpenAI clients: POST /v1/chat/completions (images as data URLs; "
+        "greedy decoding only; optional request object eagle={caas: {alpha, layers, image_index, enabled}, "
+        "capture_attention}), GET /v1/models, GET /healthz. One generation runs at a time; up to --queue "
+        "requests wait, further ones get 429 with Retry-After. Set EAGLE_SERVE_API_KEY to require "
+        "'Authorization: Bearer <key>' on /v1 (clients using the openai: backend set EAGLE_OPENAI_API_KEY).",
+    )
+    serve.add_argument(
+        "--mllm",
+        required=True,
+        help="backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct (an openai: spec is proxied, without CAAS or "
+        "attention capture: replies then report caas_applied false)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+    serve.add_argument("--queue", type=int, default=8, help="requests that may wait for the model (default 8)")
+    serve.add_argument("--served-model-name", help="model name clients send (default: hub id or folder name)")
+    serve.add_argument("--device", help="device for an hf backend (default: cuda if available, else cpu)")
+    serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=_cmd_serve_mllm)
 
     ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
     _add_data_args(ev)

@@ -223,11 +223,20 @@ class HFBackend:
                 "prompt_tokens": len(prepared.input_ids),
                 "image_spans": [[list(pair) for pair in span] for span in prepared.images.spans],
                 "text_attention": self.text_attention,
+                "finish_reason": self._finish_reason(generated, options.max_new_tokens),
             },
         )
         if options.capture_attention and reply.attention is None:
             reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
         return reply, logits
+
+    def _finish_reason(self, generated: list[int], max_new_tokens: int) -> str:
+        """OpenAI's vocabulary: ``stop`` when an end-of-sequence token ended it, ``length`` at the cap."""
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set() if eos is None else {int(eos)} if isinstance(eos, int) else {int(i) for i in eos}
+        if generated and generated[-1] in eos_ids:
+            return "stop"
+        return "length" if len(generated) >= max_new_tokens else "stop"
 
     def _caas_record(self, request: AttentionRequest) -> dict[str, Any]:
         return {

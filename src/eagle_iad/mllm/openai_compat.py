@@ -1,6 +1,6 @@
 """OpenAI-compatible chat-completions backend (``openai:http://host:port/v1#model-name``).
 
-For MLLMs served by vLLM, SGLang, TGI or a hosted API. Content items map one to one onto chat
+For MLLMs served by ``eagle serve-mllm``, vLLM, SGLang, TGI or a hosted API. Content items map one to one onto chat
 ``content`` parts (text, and images as PNG data URLs), in prompt order, in a single user turn —
 the same prompt the in-process backend renders through the chat template. Decoding is greedy
 (temperature 0).
@@ -66,18 +66,28 @@ class OpenAIBackend:
             parts.append({"type": "image_url", "image_url": {"url": png_data_url(images[item.ref])}})
         return parts
 
+    def request_body(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> dict[str, Any]:
+        """The chat-completions JSON body: one user turn, greedy (temperature 0), no EAGLE extension.
+
+        CAAS settings are deliberately not sent: a generic OpenAI server would ignore them, and the
+        reply must not look as if they had been applied.
+        """
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": self._content(items, images)}],
+            "max_tokens": options.max_new_tokens,
+            "temperature": 0,
+        }
+
     def generate(
         self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
     ) -> Reply:
         if options.capture_attention:
             raise ConfigError("attention capture needs in-process attention; use an hf: backend")
         start = time.perf_counter()
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": self._content(items, images)}],
-            "max_tokens": options.max_new_tokens,
-            "temperature": 0,
-        }
+        body = self.request_body(items, images, options)
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -102,6 +112,7 @@ class OpenAIBackend:
         metadata: dict[str, Any] = {"backend": self.name, "usage": payload.get("usage")}
         if options.caas is not None:
             metadata["caas_unavailable"] = True
+            metadata["caas_note"] = "CAAS needs in-process attention; this answer was generated without it"
         return Reply(
             text=str(text),
             token_ids=[],
