@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 from PIL import Image
 from scipy.stats import genextreme
 from torch.nn.functional import interpolate
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit
-from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
@@ -32,40 +32,6 @@ SEARCHES: dict[str, SearchFactory] = {"torch": TorchExactSearch, "faiss": FaissE
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class FakeExtractor:
-    """Deterministic random convolutions giving stride-8 and stride-16 maps (no pretrained weights)."""
-
-    ident = BackboneId("fake", "0" * 64)
-
-    def __init__(self, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.conv8 = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)
-        self.conv16 = torch.nn.Conv2d(12, 20, kernel_size=2, stride=2)
-        with torch.no_grad():
-            for conv in (self.conv8, self.conv16):
-                assert conv.bias is not None
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.2)
-                conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f8 = torch.tanh(self.conv8(images))
-        return f8, torch.tanh(self.conv16(f8))
-
-
-FAKE_CONFIG = ExpertConfig(resize=72, crop=64, pretrain_dim=48, target_dim=32, coreset_ratio=0.25, batch_size=4)
-
-
-def _noise_pngs(directory: Path, count: int, seed: int, size: tuple[int, int] = (80, 96)) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        path = directory / f"noise_{seed}_{i}.png"
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 def _pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -196,7 +162,7 @@ def test_exclusion_without_groups_is_refused() -> None:
 @pytest.fixture(scope="module")
 def fake_expert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Expert, Path]:
     root = tmp_path_factory.mktemp("fake_train")
-    paths = _noise_pngs(root, 5, seed=1)
+    paths = noise_pngs(root, 5, seed=1)
     expert = fit(paths, "cat", FAKE_CONFIG, extractor=FakeExtractor())
     query = root / "query.png"
     rng = np.random.default_rng(77)

@@ -20,10 +20,12 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 import torch
+from expert_fakes import FAKE_CONFIG as CONFIG
+from expert_fakes import FakeExtractor, noise_pngs
 from PIL import Image, ImageFile
 
 from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError
-from eagle_iad.expert import Expert, ExpertConfig, fit, load, load_expert, save
+from eagle_iad.expert import Expert, fit, load, load_expert, save
 from eagle_iad.expert import patchcore as patchcore_module
 from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
@@ -33,43 +35,8 @@ from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb
 # --------------------------------------------------------------------------- helpers
 
 
-class FakeExtractor:
-    """Deterministic random convolutions giving stride-8 and stride-16 maps (no pretrained weights)."""
-
-    ident = BackboneId("fake", "0" * 64)
-
-    def __init__(self, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.conv8 = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)
-        self.conv16 = torch.nn.Conv2d(12, 20, kernel_size=2, stride=2)
-        with torch.no_grad():
-            for conv in (self.conv8, self.conv16):
-                assert conv.bias is not None
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.2)
-                conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.1)
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f8 = torch.tanh(self.conv8(images))
-        return f8, torch.tanh(self.conv16(f8))
-
-
-CONFIG = ExpertConfig(resize=72, crop=64, pretrain_dim=48, target_dim=32, coreset_ratio=0.25, batch_size=4)
-
-
-def _noise_pngs(directory: Path, count: int, seed: int, size: tuple[int, int] = (80, 96)) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = directory / f"noise_{seed}_{i}.png"
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
 def _fit_fake(directory: Path, seed: int = 1, count: int = 4) -> Expert:
-    return fit(_noise_pngs(directory, count, seed), "cat", CONFIG, extractor=FakeExtractor())
+    return fit(noise_pngs(directory, count, seed), "cat", CONFIG, extractor=FakeExtractor())
 
 
 def _query(directory: Path) -> Path:
@@ -328,7 +295,7 @@ class _InterruptingSampler:
 
 @pytest.mark.parametrize("where", ["features", "sampler"])
 def test_interrupted_fit_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
-    paths = _noise_pngs(tmp_path / "train", 3, seed=3)
+    paths = noise_pngs(tmp_path / "train", 3, seed=3)
     before = sorted(p.name for p in tmp_path.iterdir())
     if where == "features":
         monkeypatch.setattr(patchcore_module, "_embed_training", _interrupt)
@@ -522,13 +489,13 @@ def test_too_small_image(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("count", [0, 1])
 def test_fit_needs_two_images(tmp_path: Path, count: int) -> None:
-    paths = _noise_pngs(tmp_path, count, seed=4)
+    paths = noise_pngs(tmp_path, count, seed=4)
     with pytest.raises(ConfigError, match="at least 2"):
         fit(paths, "cat", CONFIG, extractor=FakeExtractor())
 
 
 def test_fit_names_a_corrupt_training_image(tmp_path: Path) -> None:
-    paths = _noise_pngs(tmp_path, 3, seed=5)
+    paths = noise_pngs(tmp_path, 3, seed=5)
     bad = tmp_path / "broken.png"
     bad.write_bytes(paths[0].read_bytes()[:60])
     with pytest.raises(ImageError, match="training image rejected") as info:
@@ -537,7 +504,7 @@ def test_fit_names_a_corrupt_training_image(tmp_path: Path) -> None:
 
 
 def test_fit_rejects_bad_config(tmp_path: Path) -> None:
-    paths = _noise_pngs(tmp_path, 2, seed=6)
+    paths = noise_pngs(tmp_path, 2, seed=6)
     with pytest.raises(ConfigError, match="multiple of 16"):
         fit(paths, "cat", dataclasses.replace(CONFIG, crop=60), extractor=FakeExtractor())
     with pytest.raises(ConfigError, match="must not exceed resize"):
