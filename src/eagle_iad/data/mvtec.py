@@ -60,11 +60,19 @@ class MVTecLayout:
             return self._train(folder, category)
         return self._test(folder, category)
 
+    def _images_in(self, label_dir: Path) -> Path:
+        """Where a label folder keeps its images (MVTec 3D-AD puts them one level down)."""
+        return label_dir
+
+    def _mask_for(self, folder: Path, label_dir: Path, image: Path) -> Path:
+        """The ground-truth mask path of an anomalous test image (it may not exist)."""
+        return folder / "ground_truth" / label_dir.name / f"{image.stem}_mask.png"
+
     def _train(self, folder: Path, category: str) -> list[Sample]:
-        train_dir = folder / "train" / NORMAL
+        train_dir = self._images_in(folder / "train" / NORMAL)
         if not train_dir.is_dir():
             raise DataError(f"missing training folder {train_dir}")
-        paths = list_images(train_dir) + list_images(folder / "validation" / NORMAL)
+        paths = list_images(train_dir) + list_images(self._images_in(folder / "validation" / NORMAL))
         samples = [Sample(path=p, label=0, category=category, split="train") for p in paths]
         return require_samples(samples, f"no training images in {train_dir}")
 
@@ -75,11 +83,11 @@ class MVTecLayout:
         samples: list[Sample] = []
         for defect_dir in list_subdirs(test_dir):
             defect = defect_dir.name
-            for path in list_images(defect_dir):
+            for path in list_images(self._images_in(defect_dir)):
                 if defect == NORMAL:
                     samples.append(Sample(path=path, label=0, category=category, split="test"))
                     continue
-                mask = folder / "ground_truth" / defect / f"{path.stem}_mask.png"
+                mask = self._mask_for(folder, defect_dir, path)
                 samples.append(
                     Sample(
                         path=path,
@@ -90,4 +98,5 @@ class MVTecLayout:
                         mask_path=mask if mask.is_file() else None,
                     )
                 )
-        return require_samples(samples, f"no test images in {test_dir}/<defect>/")
+        where = self._images_in(test_dir / "<defect>")
+        return require_samples(samples, f"no test images in {where}/")
