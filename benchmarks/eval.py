@@ -8,7 +8,8 @@ Measured:
   harness   ``run_experiment`` into a fresh run directory: items, store (fsync per record), the same
             calls, expert evaluation (AUROC, histograms), metrics and the md/html report
 
-Reported: images/s per condition (bare loop) and the ratio harness wall time / bare wall time.
+Reported: images/s per condition (bare loop), the ratio harness wall time / bare wall time, and
+that time split into per-record work (sum of record latencies) and fixed costs.
 A warm-up pass runs first so first-call costs are excluded from both; the harness still loads its
 own backend and expert once per run (a real part of what a user's run costs).
 
@@ -18,6 +19,7 @@ own backend and expert once per run (a real part of what a user's run costs).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -98,11 +100,17 @@ def main() -> None:
         start = time.perf_counter()
         run_experiment(config, root / "run")
         harness = time.perf_counter() - start
+        timing = json.loads((root / "run" / "timing.json").read_text())
+    in_records = sum(v["seconds"] for v in timing.values())
     total_bare = sum(bare.values())
     print(f"{len(items)} images x {len(CONDITIONS)} conditions, {args.tokens} tokens, {args.threads} thread(s)")
     for condition, seconds in bare.items():
         print(f"  {condition:12s} {len(items) / seconds:8.1f} images/s (bare)")
     print(f"bare total {total_bare:.2f} s, harness {harness:.2f} s, overhead ratio {harness / total_bare:.2f}")
+    print(
+        f"  of which per-record work {in_records:.2f} s (ratio {in_records / total_bare:.2f} to bare), fixed "
+        f"{harness - in_records:.2f} s (backend/expert load, fsync, expert evaluation, metrics, report)"
+    )
 
 
 if __name__ == "__main__":
