@@ -87,10 +87,13 @@ def test_conditions_and_limit() -> None:
 def test_store_truncates_a_torn_line_and_refuses_another_config(tmp_path: Path) -> None:
     store = RunStore(tmp_path, {"a": 1})
     store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    with pytest.raises(ConfigError, match="in use"):
+        RunStore(tmp_path, {"a": 1})  # a second run into the same directory at the same time
+    store.close()
     with (tmp_path / RESULTS).open("a") as handle:
         handle.write('{"image": "y", "quest')  # a crash mid-append
-    again = RunStore(tmp_path, {"a": 1})
-    assert again.done == {("x", "q", "eagle")}
+    with RunStore(tmp_path, {"a": 1}) as again:
+        assert again.done == {("x", "q", "eagle")}
     assert (tmp_path / RESULTS).read_text().endswith("}\n")
     with pytest.raises(ConfigError, match="different configuration"):
         RunStore(tmp_path, {"a": 2})

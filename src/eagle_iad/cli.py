@@ -244,13 +244,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.layout != "elpv" and args.data is None:
         raise ConfigError(f"--data is required for layout {args.layout!r}")
+    def absolute(path: str | None) -> str | None:
+        # Absolute paths make the config hash and the record keys independent of the working directory.
+        return None if path is None else str(Path(path).resolve())
+
     config = ExperimentConfig(
         layout=args.layout,
-        data=args.data,
-        models=args.models,
+        data=absolute(args.data),
+        models=str(Path(args.models).resolve()),
         conditions=parse_conditions(args.conditions),
         mllm=args.mllm,
-        mmad_json=args.mmad_json,
+        mmad_json=absolute(args.mmad_json),
         shots=args.shots,
         tasks=args.tasks,
         attention=args.attention,

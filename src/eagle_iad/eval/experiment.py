@@ -121,29 +121,35 @@ def _timing(records: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[
 def run_experiment(config: ExperimentConfig, out: Path, executor: Executor | None = None) -> dict[str, Any]:
     """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``."""
     items = build_items(config)
-    store = RunStore(out, config.as_dict())
-    root = None if config.data is None else Path(config.data)
-    for category in shard_by_category(items):
-        training = (
-            (lambda c=category: mmad_training(items, c))
-            if config.layout == "mmad"
-            else (lambda c=category: layout_training(config.layout, root, c))
+    with RunStore(out, config.as_dict()) as store:
+        root = None if config.data is None else Path(config.data)
+        for category in shard_by_category(items):
+            training = (
+                (lambda c=category: mmad_training(items, c))
+                if config.layout == "mmad"
+                else (lambda c=category: layout_training(config.layout, root, c))
+            )
+            ensure_expert(Path(config.models), category, training, config.limit_train, config.seed)
+        worker = WorkerConfig(
+            conditions=config.conditions,
+            models_dir=str(config.models),
+            mllm=config.mllm,
+            shots=config.shots,
+            attention=config.attention,
+            max_new_tokens=config.max_new_tokens,
+            alpha=config.alpha,
         )
-        ensure_expert(Path(config.models), category, training, config.limit_train, config.seed)
-    worker = WorkerConfig(
-        conditions=config.conditions,
-        models_dir=str(config.models),
-        mllm=config.mllm,
-        shots=config.shots,
-        attention=config.attention,
-        max_new_tokens=config.max_new_tokens,
-        alpha=config.alpha,
-    )
-    (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
-    records = store.records()
+        (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
+        return _finish(config, items, out, store.records(), store.hash)
+
+
+def _finish(
+    config: ExperimentConfig, items: list[WorkItem], out: Path, records: list[dict[str, Any]], run_hash: str
+) -> dict[str, Any]:
+    """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
     expert, pictures = _expert_metrics(config, items, out)
     metrics = {
-        "config_hash": store.hash,
+        "config_hash": run_hash,
         "config": config.as_dict(),
         "n_records": len(records),
         "mllm": compute_metrics(records, config.conditions),

@@ -13,6 +13,7 @@ Records may arrive in any order (Ray workers), so everything downstream sorts by
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +49,32 @@ class RunStore:
     def __init__(self, out: Path, config: dict[str, Any]) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
+        # Two processes appending to one run would duplicate work and records: hold an exclusive lock
+        # for the store's lifetime (released by close() or, after a crash, by the kernel).
+        self._lock = (self.out / ".lock").open("a")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ConfigError(f"{self.out} is in use by another eagle eval run") from None
+        try:
+            self._open(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run directory's lock."""
+        if not self._lock.closed:
+            self._lock.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, config: dict[str, Any]) -> None:
         self.config = config
         self.hash = config_hash(config)
         manifest = self.out / MANIFEST
