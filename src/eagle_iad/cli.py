@@ -264,7 +264,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
     )
-    executor = make_executor(args.executor, args.ray_address, args.ray_workers)
+    executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
     start = time.perf_counter()
     metrics = run_experiment(config, Path(args.out), executor)
     for condition, entry in metrics["mllm"]["conditions"].items():
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--executor", default="local", choices=("local", "ray"))
     evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
+    evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
     evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
     evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
     evp.add_argument("--max-new-tokens", type=int, default=32)

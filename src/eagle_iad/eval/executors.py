@@ -41,10 +41,14 @@ class RayExecutor:
     (and the JSONL) while a category is still running; a crash loses at most the chunks in flight.
     """
 
-    def __init__(self, address: str | None = None, num_workers: int = 2, chunk: int = 4) -> None:
+    def __init__(
+        self, address: str | None = None, num_workers: int = 2, chunk: int = 4, gpus_per_worker: float = 0.0
+    ) -> None:
         self.address = address
         self.num_workers = num_workers
         self.chunk = chunk
+        #: GPUs each actor reserves (an MLLM per actor: 1 on a GPU cluster, 0 for CPU-only runs).
+        self.gpus_per_worker = gpus_per_worker
 
     def run(self, shards: dict[str, list[WorkItem]], config: WorkerConfig, done: set[Key], sink: Sink) -> None:
         try:
@@ -62,7 +66,8 @@ class RayExecutor:
             def run(self, items: list[dict[str, Any]], skip: list[Key]) -> list[dict[str, Any]]:
                 return list(self.worker.run([WorkItem.from_dict(i) for i in items], set(skip)))
 
-        actors = [_Actor.remote(config) for _ in range(max(1, min(self.num_workers, len(shards))))]  # type: ignore[attr-defined]
+        count = max(1, min(self.num_workers, len(shards)))
+        actors = [_Actor.options(num_gpus=self.gpus_per_worker).remote(config) for _ in range(count)]  # type: ignore[attr-defined]
         # Each category goes to one actor (round robin), so an actor loads each expert once.
         pending: dict[Any, None] = {}
         for index, items in enumerate(shards.values()):
@@ -79,10 +84,12 @@ class RayExecutor:
                     sink(record)
 
 
-def make_executor(name: str, address: str | None = None, num_workers: int = 2) -> Executor:
+def make_executor(
+    name: str, address: str | None = None, num_workers: int = 2, gpus_per_worker: float = 0.0
+) -> Executor:
     """The executor called ``name`` (see :data:`EXECUTORS`)."""
     if name == "local":
         return LocalExecutor()
     if name == "ray":
-        return RayExecutor(address, num_workers)
+        return RayExecutor(address, num_workers, gpus_per_worker=gpus_per_worker)
     raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
