@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-mllm clean
+.PHONY: demo test lint typecheck bench bench-mllm bench-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +32,9 @@ bench: $(STAMP)
 
 bench-mllm: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mllm.py
+
+bench-eval: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/eval.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

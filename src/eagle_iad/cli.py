@@ -296,6 +296,43 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.executors import make_executor
+    from eagle_iad.eval.experiment import ExperimentConfig, run_experiment
+    from eagle_iad.eval.protocol import parse_conditions
+
+    if args.layout != "elpv" and args.data is None:
+        raise ConfigError(f"--data is required for layout {args.layout!r}")
+    def absolute(path: str | None) -> str | None:
+        # Absolute paths make the config hash and the record keys independent of the working directory.
+        return None if path is None else str(Path(path).resolve())
+
+    config = ExperimentConfig(
+        layout=args.layout,
+        data=absolute(args.data),
+        models=str(Path(args.models).resolve()),
+        conditions=parse_conditions(args.conditions),
+        mllm=args.mllm,
+        mmad_json=absolute(args.mmad_json),
+        shots=args.shots,
+        tasks=args.tasks,
+        attention=args.attention,
+        limit=args.limit,
+        limit_train=args.limit_train,
+        max_new_tokens=args.max_new_tokens,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+    executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
+    start = time.perf_counter()
+    metrics = run_experiment(config, Path(args.out), executor)
+    for condition, entry in metrics["mllm"]["conditions"].items():
+        acc = entry["overall"]["anomaly"]["accuracy"]
+        print(f"{condition}: anomaly accuracy {'–' if acc is None else f'{100 * acc:.2f}%'}")
+    print(f"wrote {Path(args.out) / 'report.md'} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import read_manifest
 
@@ -412,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_eval_expert)
+
+    evp = sub.add_parser("eval", help="EAGLE and its baselines on a dataset: MMAD metrics, report, resumable")
+    evp.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    evp.add_argument("--layout", required=True, choices=[*layout_names(), "mmad"], help="dataset layout")
+    evp.add_argument("--mmad-json", help="MMAD's mmad.json (with --layout mmad; paths relative to --data)")
+    evp.add_argument("--models", required=True, help="expert directory: <models>/<category>, fitted when missing")
+    evp.add_argument("--mllm", help="MLLM backend spec (not needed for --conditions expert)")
+    evp.add_argument("--conditions", default="baseline,expert,tgps,eagle",
+                     help="comma-separated: baseline,expert,tgps,eagle,text-only,visual-only")  # fmt: skip
+    evp.add_argument("--shots", type=int, default=0, choices=(0, 1), help="1: add a normal template image")
+    evp.add_argument("--tasks", default="anomaly", choices=("anomaly", "all"), help="MMAD task types to ask")
+    evp.add_argument("--attention", action="store_true", help="record attention; per-layer curves in the report")
+    evp.add_argument("--executor", default="local", choices=("local", "ray"))
+    evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
+    evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
+    evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
+    evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
+    evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
+    evp.add_argument("--max-new-tokens", type=int, default=32)
+    evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    evp.add_argument("--seed", type=int, default=0)
+    evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
+    evp.set_defaults(func=_cmd_eval)
 
     info = sub.add_parser("info", help="show a fitted model's manifest")
     info.add_argument("--model", required=True)

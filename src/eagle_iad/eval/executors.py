@@ -1,0 +1,95 @@
+"""Where the work runs: in this process (``local``) or on a Ray cluster (``ray``).
+
+Both executors get the same shards (one per category, so a worker keeps one expert hot) and push
+every record through the same ``sink`` (the run store's durable append), so the JSONL — and hence
+the metrics — do not depend on the executor. Ray is an optional extra (``pip install eagle-iad[ray]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.eval.protocol import WorkItem
+from eagle_iad.eval.runner import Key, Worker, WorkerConfig
+
+Sink = Callable[[dict[str, Any]], None]
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+
+class Executor(Protocol):
+    """Runs every (item, condition) of ``shards`` not in ``done`` and hands each record to ``sink``."""
+
+    def run(self, shards: dict[str, list[WorkItem]], config: WorkerConfig, done: set[Key], sink: Sink) -> None: ...
+
+
+class LocalExecutor:
+    """One worker in this process; records are stored one by one as they are produced."""
+
+    def run(self, shards: dict[str, list[WorkItem]], config: WorkerConfig, done: set[Key], sink: Sink) -> None:
+        worker = Worker(config)
+        for items in shards.values():
+            for record in worker.run(items, done):
+                sink(record)
+
+
+class RayExecutor:
+    """A pool of Ray actors, each holding an expert cache and one MLLM backend.
+
+    Work is sharded by category and cut into chunks of ``chunk`` items so records reach the driver
+    (and the JSONL) while a category is still running; a crash loses at most the chunks in flight.
+    """
+
+    def __init__(
+        self, address: str | None = None, num_workers: int = 2, chunk: int = 4, gpus_per_worker: float = 0.0
+    ) -> None:
+        self.address = address
+        self.num_workers = num_workers
+        self.chunk = chunk
+        #: GPUs each actor reserves (an MLLM per actor: 1 on a GPU cluster, 0 for CPU-only runs).
+        self.gpus_per_worker = gpus_per_worker
+
+    def run(self, shards: dict[str, list[WorkItem]], config: WorkerConfig, done: set[Key], sink: Sink) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError("--executor ray needs Ray: pip install 'eagle-iad[ray]'") from exc
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+
+        @ray.remote
+        class _Actor:
+            def __init__(self, worker_config: WorkerConfig) -> None:
+                self.worker = Worker(worker_config)
+
+            def run(self, items: list[dict[str, Any]], skip: list[Key]) -> list[dict[str, Any]]:
+                return list(self.worker.run([WorkItem.from_dict(i) for i in items], set(skip)))
+
+        count = max(1, min(self.num_workers, len(shards)))
+        actors = [_Actor.options(num_gpus=self.gpus_per_worker).remote(config) for _ in range(count)]  # type: ignore[attr-defined]
+        # Each category goes to one actor (round robin), so an actor loads each expert once.
+        pending: dict[Any, None] = {}
+        for index, items in enumerate(shards.values()):
+            actor = actors[index % len(actors)]
+            for start in range(0, len(items), self.chunk):
+                chunk = items[start : start + self.chunk]
+                skip = [k for k in done if any(k[0] == i.image for i in chunk)]
+                pending[actor.run.remote([i.to_dict() for i in chunk], skip)] = None
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pending.pop(ref)
+                for record in ray.get(ref):
+                    sink(record)
+
+
+def make_executor(
+    name: str, address: str | None = None, num_workers: int = 2, gpus_per_worker: float = 0.0
+) -> Executor:
+    """The executor called ``name`` (see :data:`EXECUTORS`)."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address, num_workers, gpus_per_worker=gpus_per_worker)
+    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,164 @@
+"""``eagle eval``: the paper's experiment as one resumable command (SPEC §5).
+
+Steps: build the work items (MMAD json or a layout), open/resume the run store, fit any missing
+expert into ``--models``, run every condition through an executor, then compute metrics and write
+``metrics.json``, ``timing.json``, ``report.md`` and ``report.html`` with pictures. Metrics come
+only from the stored records (sorted by key) and the deterministic expert evaluation, so a resumed
+run reproduces an uninterrupted one exactly; timings live in ``timing.json`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.data import Sample
+from eagle_iad.errors import ConfigError
+from eagle_iad.eval.executors import Executor, LocalExecutor
+from eagle_iad.eval.expert_eval import _atomic_write, evaluate_expert, write_evaluation
+from eagle_iad.eval.mllm_metrics import compute_metrics
+from eagle_iad.eval.protocol import (
+    Tasks,
+    WorkItem,
+    layout_items,
+    layout_training,
+    limit_items,
+    mmad_items,
+    mmad_training,
+)
+from eagle_iad.eval.report import attention_curves, write_report
+from eagle_iad.eval.runner import RunStore, WorkerConfig, ensure_expert, shard_by_category
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that changes the results (and so the config hash); the executor is not part of it."""
+
+    layout: str
+    data: str | None
+    models: str
+    conditions: tuple[str, ...]
+    mllm: str | None = None
+    mmad_json: str | None = None
+    shots: int = 0
+    tasks: Tasks = "anomaly"
+    attention: bool = False
+    limit: int | None = None
+    limit_train: int | None = None
+    max_new_tokens: int = 32
+    alpha: float = 0.6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shots not in (0, 1):
+            raise ConfigError(f"--shots must be 0 or 1, got {self.shots}")
+        if self.layout == "mmad" and not self.mmad_json:
+            raise ConfigError("--layout mmad needs --mmad-json FILE")
+        if self.mllm is None and any(c != "expert" for c in self.conditions):
+            raise ConfigError("--mllm is required for conditions other than 'expert'")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["conditions"] = list(self.conditions)
+        return data
+
+
+def build_items(config: ExperimentConfig) -> list[WorkItem]:
+    root = None if config.data is None else Path(config.data)
+    if config.layout == "mmad":
+        if root is None or config.mmad_json is None:
+            raise ConfigError("--layout mmad needs --data ROOT and --mmad-json FILE")
+        items = mmad_items(Path(config.mmad_json), root, config.tasks)
+    else:
+        if config.tasks != "anomaly":
+            raise ConfigError("--tasks all needs --layout mmad (other layouts have only the anomaly question)")
+        items = layout_items(config.layout, root)
+    return limit_items(items, config.limit)
+
+
+def _expert_metrics(
+    config: ExperimentConfig, items: list[WorkItem], out: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Per-class image/pixel AUROC, AUPRO and the score histogram (reusing :mod:`expert_eval`)."""
+    from eagle_iad.expert import load_expert
+
+    summaries: dict[str, Any] = {}
+    pictures: dict[str, str] = {}
+    for category, shard in shard_by_category(items).items():
+        seen: dict[str, WorkItem] = {}
+        for item in shard:
+            seen.setdefault(item.image, item)
+        samples = [
+            Sample(
+                Path(i.image),
+                i.label,
+                category,
+                "test",
+                i.defect_type,
+                None if i.mask_path is None else Path(i.mask_path),
+            )
+            for i in seen.values()
+        ]
+        expert = load_expert(Path(config.models) / category)
+        evaluation = evaluate_expert(expert, samples)
+        write_evaluation(expert, evaluation, out / "expert" / category)
+        summaries[category] = evaluation.summary()
+        pictures[f"{category}: expert score histogram with tau and s_max"] = f"expert/{category}/histogram.png"
+    return summaries, pictures
+
+
+def _timing(records: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for condition in conditions:
+        rows = [r for r in records if r["condition"] == condition]
+        seconds = sum(float(r["latency_s"]) for r in rows)
+        out[condition] = {"n": len(rows), "seconds": seconds, "items_per_s": len(rows) / seconds if seconds else None}
+    return out
+
+
+def run_experiment(config: ExperimentConfig, out: Path, executor: Executor | None = None) -> dict[str, Any]:
+    """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``."""
+    items = build_items(config)
+    with RunStore(out, config.as_dict()) as store:
+        root = None if config.data is None else Path(config.data)
+        for category in shard_by_category(items):
+            training = (
+                (lambda c=category: mmad_training(items, c))
+                if config.layout == "mmad"
+                else (lambda c=category: layout_training(config.layout, root, c))
+            )
+            ensure_expert(Path(config.models), category, training, config.limit_train, config.seed)
+        worker = WorkerConfig(
+            conditions=config.conditions,
+            models_dir=str(config.models),
+            mllm=config.mllm,
+            shots=config.shots,
+            attention=config.attention,
+            max_new_tokens=config.max_new_tokens,
+            alpha=config.alpha,
+        )
+        (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
+        return _finish(config, items, out, store.records(), store.hash)
+
+
+def _finish(
+    config: ExperimentConfig, items: list[WorkItem], out: Path, records: list[dict[str, Any]], run_hash: str
+) -> dict[str, Any]:
+    """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
+    expert, pictures = _expert_metrics(config, items, out)
+    metrics = {
+        "config_hash": run_hash,
+        "config": config.as_dict(),
+        "n_records": len(records),
+        "mllm": compute_metrics(records, config.conditions),
+        "expert": expert,
+    }
+    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    timing = _timing(records, config.conditions)
+    _atomic_write(out / "timing.json", json.dumps(timing, indent=2) + "\n")
+    if config.attention and attention_curves(records, out / "attention.png"):
+        pictures["attention share per layer: correct vs wrong, per condition"] = "attention.png"
+    write_report(out, metrics, timing, pictures)
+    return metrics

@@ -1,0 +1,189 @@
+"""``RUN/report.md`` and ``RUN/report.html``: the tables and pictures of one ``eagle eval`` run.
+
+Both files are rendered from the same table rows so they cannot disagree. Published MMAD numbers
+(SPEC §5) appear only in their own, labelled table — never as rows among the measured ones.
+Figures use matplotlib's object API (no pyplot global state), like the rest of the package.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from eagle_iad.eval.expert_eval import _atomic_write
+from eagle_iad.eval.plots import save_figure
+
+#: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (SPEC §5).
+PUBLISHED_MMAD: tuple[tuple[str, str, str], ...] = (
+    ("Qwen2.5-VL-7B (MMAD paper)", "86.40", "75.59"),
+    ("AnomalyGPT (MMAD paper)", "82.84", "74.88"),
+    ("GPT-4o (MMAD paper)", "81.33", "66.42"),
+    ("EAGLE (paper, best of five backbones)", "94.4", "88.1"),
+)
+
+Table = tuple[list[str], list[list[str]]]
+_CSS = "body{font-family:sans-serif;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #bbb}"
+
+
+def _fmt(value: Any, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{100 * value:.2f}" if percent else f"{value:.3f}"
+    return str(value)
+
+
+def _md(table: Table) -> str:
+    head, rows = table
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html(table: Table) -> str:
+    head, rows = table
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def discrimination_table(metrics: dict[str, Any]) -> Table:
+    """One row per (condition, scope): overall first, then each class."""
+    head = ["condition", "scope", "n", "accuracy %", "acc normal %", "acc anomalous %", "precision", "recall", "F1",
+            "unparsable"]  # fmt: skip
+    rows: list[list[str]] = []
+    for condition, entry in metrics["conditions"].items():
+        scopes = [("overall", entry["overall"]), *entry["per_class"].items()]
+        for scope, values in scopes:
+            a = values["anomaly"]
+            if not a["n"]:
+                continue
+            rows.append([
+                condition, scope, str(a["n"]), _fmt(a["accuracy"], True), _fmt(a["accuracy_normal"], True),
+                _fmt(a["accuracy_anomalous"], True), _fmt(a["precision"]), _fmt(a["recall"]), _fmt(a["f1"]),
+                str(a["unparsable"]),
+            ])  # fmt: skip
+    return head, rows
+
+
+def task_table(metrics: dict[str, Any]) -> Table:
+    """Accuracy per MMAD task type and condition (overall)."""
+    head = ["condition", "task", "n", "accuracy %", "unparsable"]
+    rows = [
+        [condition, task, str(v["n"]), _fmt(v["accuracy"], True), str(v["unparsable"])]
+        for condition, entry in metrics["conditions"].items()
+        for task, v in entry["overall"]["tasks"].items()
+    ]
+    return head, rows
+
+
+def caas_table(metrics: dict[str, Any]) -> Table:
+    head = ["scope", "eagle items", "CAAS applied", "trigger rate %", "wrong→right", "right→wrong",
+            "changed, still wrong", "unchanged"]  # fmt: skip
+    rows: list[list[str]] = []
+    caas = metrics.get("caas") or {}
+    if not caas:
+        return head, rows
+    for scope, v in [("overall", caas["overall"]), *caas["per_class"].items()]:
+        flips = v["flips"] or {}
+        rows.append([
+            scope, str(v["n"]), str(v["triggered"]), _fmt(v["trigger_rate"], True),
+            *(str(flips.get(k, "–")) for k in ("wrong_to_right", "right_to_wrong", "changed_still_wrong", "unchanged")),
+        ])  # fmt: skip
+    return head, rows
+
+
+def expert_table(expert: dict[str, Any]) -> Table:
+    head = ["class", "normal", "anomalous", "image AUROC", "pixel AUROC", "AUPRO", "tau", "s_max"]
+    rows = [
+        [c, str(v["n_normal"]), str(v["n_anomalous"]), _fmt(v["image_auroc"]), _fmt(v["pixel_auroc"]),
+         _fmt(v["aupro"]), _fmt(v["tau"]), _fmt(v["s_max"])]
+        for c, v in expert.items()
+    ]  # fmt: skip
+    return head, rows
+
+
+def published_table() -> Table:
+    return ["published (not measured here)", "DS-MVTec accuracy %", "VisA accuracy %"], [
+        list(r) for r in PUBLISHED_MMAD
+    ]
+
+
+def timing_table(timing: dict[str, Any]) -> Table:
+    head = ["condition", "records", "seconds (sum of latencies)", "items/s"]
+    rows = [[c, str(v["n"]), f"{v['seconds']:.2f}", _fmt(v["items_per_s"])] for c, v in timing.items()]
+    return head, rows
+
+
+def attention_curves(records: Sequence[dict[str, Any]], path: Path) -> bool:
+    """Mean per-layer attention share on the query image, correct vs wrong answers, per condition.
+
+    Returns False (and writes nothing) when no record carries attention.
+    """
+    groups: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    for r in records:
+        if r.get("attention_share"):
+            groups.setdefault((r["condition"], bool(r["correct"])), []).append(r["attention_share"])
+    if not groups:
+        return False
+    fig = Figure(figsize=(7.5, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for (condition, correct), shares in sorted(groups.items()):
+        layers = sorted({int(k) for s in shares for k in s})
+        means = [sum(s.get(str(layer), 0.0) for s in shares) / len(shares) for layer in layers]
+        ax.plot(layers, means, marker="o", linestyle="-" if correct else "--",
+                label=f"{condition}, {'correct' if correct else 'wrong'} (n={len(shares)})")  # fmt: skip
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("attention share on query image")
+    ax.set_title("First generated token's attention: correct (solid) vs wrong (dashed)")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def write_report(out: Path, metrics: dict[str, Any], timing: dict[str, Any], pictures: dict[str, str]) -> None:
+    """Write ``report.md`` and ``report.html``; ``pictures`` maps captions to paths relative to ``out``."""
+    sections: list[tuple[str, Table | None, str | None]] = [
+        ("Anomaly discrimination (measured)", discrimination_table(metrics["mllm"]), None),
+        ("Accuracy per task type (measured)", task_table(metrics["mllm"]), None),
+        ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), None),
+        ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), None),
+        ("Throughput (this machine; not part of metrics.json)", timing_table(timing), None),
+        ("Published MMAD reference points (NOT measured in this run)", published_table(),
+         "1-shot anomaly-discrimination accuracy as published; shown for orientation only."),
+    ]  # fmt: skip
+    config = metrics["config"]
+    intro = (
+        f"Layout `{config['layout']}`, MLLM `{config['mllm']}`, conditions {', '.join(config['conditions'])}, "
+        f"{config['shots']}-shot, tasks `{config['tasks']}`; config hash `{metrics['config_hash']}`."
+    )
+    md = ["# EAGLE-IAD evaluation", "", intro, ""]
+    body = [f"<h1>EAGLE-IAD evaluation</h1><p>{html.escape(intro)}</p>"]
+    for title, table, note in sections:
+        md += [f"## {title}", ""]
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        if note:
+            md += [note, ""]
+            body.append(f"<p><em>{html.escape(note)}</em></p>")
+        if table is not None:
+            md += [_md(table), ""]
+            body.append(_html(table))
+    md += ["## Pictures", ""]
+    body.append("<h2>Pictures</h2>")
+    for caption, rel in pictures.items():
+        md += [f"### {caption}", "", f"![{caption}]({rel})", ""]
+        body.append(f'<h3>{html.escape(caption)}</h3><img src="{html.escape(rel)}" alt="{html.escape(caption)}">')
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8"><title>EAGLE-IAD evaluation</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+    _atomic_write(out / "report.md", "\n".join(md))
+    _atomic_write(out / "report.html", page)

@@ -1,0 +1,271 @@
+"""A resumable run: the manifest, the append-only JSONL store and the per-category worker.
+
+Crash safety comes from three rules:
+
+* ``RUN/run.json`` (the configuration and its hash) is written atomically before any work; a rerun
+  with a different configuration is refused instead of mixing two experiments in one file;
+* each record is one line appended with flush + fsync, so a crash loses at most the item in flight;
+* on open, a torn last line (no trailing newline, or not valid JSON) is truncated away.
+
+A record's key is ``(image, question_id, condition)``; a resumed run skips the keys already there.
+Records may arrive in any order (Ray workers), so everything downstream sorts by key.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.eval.expert_eval import _atomic_write
+from eagle_iad.eval.protocol import WorkItem
+from eagle_iad.expert.patchcore import Expert
+from eagle_iad.mllm.base import Backend
+
+Key = tuple[str, str, str]
+RESULTS = "results.jsonl"
+MANIFEST = "run.json"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A stable hash of the result-affecting configuration (sorted-key JSON)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record_key(record: dict[str, Any]) -> Key:
+    return (str(record["image"]), str(record["question_id"]), str(record["condition"]))
+
+
+class RunStore:
+    """``RUN/run.json`` + ``RUN/results.jsonl``: open (creating or resuming), append, read back."""
+
+    def __init__(self, out: Path, config: dict[str, Any]) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        # Two processes appending to one run would duplicate work and records: hold an exclusive lock
+        # for the store's lifetime (released by close() or, after a crash, by the kernel).
+        self._lock = (self.out / ".lock").open("a")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ConfigError(f"{self.out} is in use by another eagle eval run") from None
+        try:
+            self._open(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run directory's lock."""
+        if not self._lock.closed:
+            self._lock.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.hash = config_hash(config)
+        manifest = self.out / MANIFEST
+        if manifest.exists():
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            if old.get("config_hash") != self.hash:
+                changed = sorted(
+                    k for k in set(old.get("config", {})) | set(config) if old["config"].get(k) != config.get(k)
+                )
+                raise ConfigError(
+                    f"{self.out} holds a run with a different configuration (changed: {', '.join(changed)}); "
+                    "use a new --out instead of mixing results"
+                )
+        else:
+            _atomic_write(manifest, json.dumps({"config_hash": self.hash, "config": config}, indent=2) + "\n")
+        self.path = self.out / RESULTS
+        self._repair()
+        self.done: set[Key] = {record_key(r) for r in self.records()}
+
+    def _repair(self) -> None:
+        """Drop a torn last line (a crash mid-append) so the file is whole lines of valid JSON again."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        end = len(data)
+        if data and not data.endswith(b"\n"):
+            end = data.rfind(b"\n") + 1
+        else:
+            last_start = data.rfind(b"\n", 0, max(end - 1, 0)) + 1
+            try:
+                json.loads(data[last_start:end] or b"{}")
+            except json.JSONDecodeError:
+                end = last_start
+        if end != len(data):
+            with self.path.open("r+b") as handle:
+                handle.truncate(end)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every stored record, sorted by key (arrival order is not meaningful)."""
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return sorted(rows, key=record_key)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record durably (one write of one line, then flush + fsync)."""
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.done.add(record_key(record))
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to answer items; plain data so it can be shipped to Ray actors."""
+
+    conditions: tuple[str, ...]
+    models_dir: str
+    mllm: str | None
+    shots: int = 0
+    attention: bool = False
+    max_new_tokens: int = 32
+    alpha: float = 0.6
+    fit_limit: int | None = None
+    seed: int = 0
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_expert(
+    models_dir: Path, category: str, training: Callable[[], list[Path]], limit: int | None, seed: int
+) -> Path:
+    """``models_dir/<category>``: reused when saved, otherwise fitted on ``training()`` and saved."""
+    from eagle_iad.expert import ExpertConfig, fit, save
+    from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
+
+    target = Path(models_dir) / category
+    if (target / MODEL_MANIFEST).exists():
+        return target
+    paths = training()
+    if limit is not None and limit < len(paths):
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))
+        paths = [paths[int(i)] for i in keep]
+    if len(paths) < 2:
+        raise ConfigError(f"category {category!r}: need at least 2 normal images to fit an expert, found {len(paths)}")
+    expert = fit(paths, category, ExpertConfig(seed=seed))
+    return save(expert.model, target)
+
+
+class Worker:
+    """Holds one MLLM backend and an expert cache; answers one category's items under every condition."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._experts: dict[str, Expert] = {}
+        self._backend: Backend | None = None
+
+    def expert(self, category: str) -> Expert:
+        if category not in self._experts:
+            from eagle_iad.expert import load_expert
+
+            self._experts[category] = load_expert(Path(self.config.models_dir) / category)
+        return self._experts[category]
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from eagle_iad.mllm import load_backend
+
+            if self.config.mllm is None:
+                raise ConfigError("--mllm is required for conditions other than 'expert'")
+            self._backend = load_backend(self.config.mllm, **self.config.backend_options)
+        return self._backend
+
+    def run(self, items: Sequence[WorkItem], done: set[Key]) -> Iterator[dict[str, Any]]:
+        """Records for every (item, condition) not in ``done``; one at a time so each is stored at once."""
+        for item in items:
+            for condition in self.config.conditions:
+                if (item.image, item.question_id, condition) in done:
+                    continue
+                if condition == "expert" and not item.is_anomaly_question:
+                    continue  # the expert answers only "is there a defect?"
+                yield self.answer(item, condition)
+
+    def answer(self, item: WorkItem, condition: str) -> dict[str, Any]:
+        from eagle_iad.images import load_rgb
+
+        start = time.perf_counter()
+        record: dict[str, Any] = {
+            "image": item.image,
+            "question_id": item.question_id,
+            "condition": condition,
+            "category": item.category,
+            "label": item.label,
+            "defect_type": item.defect_type,
+            "qtype": item.qtype,
+            "gold": item.answer,
+        }
+        if condition == "expert":
+            from eagle_iad.verdict import make_verdict
+
+            expert = self.expert(item.category)
+            verdict = make_verdict(expert, item.image, expert.inspect(load_rgb(item.image)))
+            answer = "A" if verdict.is_anomalous else "B"
+            record.update(
+                score=verdict.score, tau=verdict.tau, s_max=verdict.s_max, in_band=verdict.in_band,
+                caas_applied=False, reply="", answer=answer, parse_method="expert",
+            )  # fmt: skip
+        else:
+            verdict_dict = self._mllm(item, condition)
+            record.update(verdict_dict)
+        record["correct"] = record["answer"] == item.answer
+        record["latency_s"] = time.perf_counter() - start
+        return record
+
+    def _mllm(self, item: WorkItem, condition: str) -> dict[str, Any]:
+        from eagle_iad.mllm.caas import CaasSettings
+        from eagle_iad.pipeline import Eagle, EagleConfig
+
+        template = item.templates[0] if self.config.shots == 1 and item.templates else None
+        config = EagleConfig(
+            condition=condition,  # type: ignore[arg-type]  # checked by parse_conditions / EagleConfig
+            caas=CaasSettings(alpha=self.config.alpha),
+            max_new_tokens=self.config.max_new_tokens,
+            capture_attention=self.config.attention,
+            template_image=template,
+        )
+        expert = None if condition == "baseline" else self.expert(item.category)
+        verdict = Eagle(expert, self.backend(), config).inspect(item.image, item.to_question())
+        out: dict[str, Any] = {
+            "score": verdict.score,
+            "tau": verdict.tau,
+            "s_max": verdict.s_max,
+            "in_band": verdict.in_band,
+            "caas_applied": verdict.caas_applied,
+            "reply": verdict.reply,
+            "answer": verdict.answer,
+            "parse_method": verdict.parse_method,
+        }
+        if verdict.attention is not None:
+            out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
+        return out
+
+
+def shard_by_category(items: Iterable[WorkItem]) -> dict[str, list[WorkItem]]:
+    """Items grouped by category (the unit of work of one worker: one expert in memory)."""
+    shards: dict[str, list[WorkItem]] = {}
+    for item in items:
+        shards.setdefault(item.category, []).append(item)
+    return dict(sorted(shards.items()))
