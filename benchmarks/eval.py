@@ -13,7 +13,7 @@ that time split into per-record work (sum of record latencies) and fixed costs.
 A warm-up pass runs first so first-call costs are excluded from both; the harness still loads its
 own backend and expert once per run (a real part of what a user's run costs).
 
-    .venv/bin/python benchmarks/eval.py [--images 8] [--tokens 2] [--threads 1]
+    .venv/bin/python benchmarks/eval.py [--data elpv|tire] [--images 8] [--tokens 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -35,12 +35,18 @@ from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
 CONDITIONS = ("baseline", "expert", "tgps", "eagle", "text-only", "visual-only")
 
 
-def make_cells(root: Path, n_test: int) -> None:
-    """``root/cells/{train/good,test/good,test/crack}`` from the packaged elpv cells."""
-    layout = get_layout("elpv")
-    test = layout.samples(None, "mono", "test")
+TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
+
+
+def make_cells(root: Path, n_test: int, data: str = "elpv") -> None:
+    """``root/cells/{train/good,test/good,test/crack}`` from real images (packaged elpv cells or tire)."""
+    if data == "tire":
+        layout, source, category = get_layout("mvtec"), TIRE, "tire"
+    else:
+        layout, source, category = get_layout("elpv"), None, "mono"
+    test = layout.samples(source, category, "test")
     groups = {
-        "train/good": layout.samples(None, "mono", "train")[:6],
+        "train/good": layout.samples(source, category, "train")[:6],
         "test/good": [s for s in test if s.label == 0][: n_test // 2],
         "test/crack": [s for s in test if s.label == 1][: n_test - n_test // 2],
     }
@@ -54,13 +60,14 @@ def make_cells(root: Path, n_test: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--data", choices=("elpv", "tire"), default="elpv", help="tire needs ../shared/data")
     parser.add_argument("--tokens", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        make_cells(root / "data", args.images)
+        make_cells(root / "data", args.images, args.data)
         model = build_tiny_qwen2_5_vl(root / "qwen")
         layout_root = root / "data"
         ensure_expert(root / "models", "cells", lambda: sorted((layout_root / "cells/train/good").iterdir()), None, 0)
@@ -103,7 +110,8 @@ def main() -> None:
         timing = json.loads((root / "run" / "timing.json").read_text())
     in_records = sum(v["seconds"] for v in timing.values())
     total_bare = sum(bare.values())
-    print(f"{len(items)} images x {len(CONDITIONS)} conditions, {args.tokens} tokens, {args.threads} thread(s)")
+    shape = f"{len(items)} images x {len(CONDITIONS)} conditions, {args.tokens} tokens, {args.threads} thread(s)"
+    print(f"data {args.data}: {shape}")
     for condition, seconds in bare.items():
         print(f"  {condition:12s} {len(items) / seconds:8.1f} images/s (bare)")
     print(f"bare total {total_bare:.2f} s, harness {harness:.2f} s, overhead ratio {harness / total_bare:.2f}")
