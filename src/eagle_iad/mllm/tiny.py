@@ -336,11 +336,28 @@ def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-    tokenizer = _byte_tokenizer(
-        IDEFICS3_SPECIALS, bos_token="<|begin_of_text|>", eos_token="<end_of_utterance>", pad_token="<|end_of_text|>"
-    )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in IDEFICS3_SPECIALS}
-    config = Idefics3Config(
+    return _build_idefics_like(
+        out_dir, layers, seed, IDEFICS3_SPECIALS, IDEFICS3_CHAT_TEMPLATE, ("<|begin_of_text|>", "<|end_of_text|>"),
+        (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor), None,
+    )  # fmt: skip
+
+
+def _build_idefics_like(
+    out_dir: Path,
+    layers: int,
+    seed: int,
+    specials: list[str],
+    chat_template: str,
+    bos_pad: tuple[str, str],
+    classes: tuple[Any, Any, Any, Any],
+    processor_class_name: str | None,
+) -> Path:
+    """Idefics3 and SmolVLM share the architecture and the tiling; only classes and special tokens differ."""
+    config_cls, model_cls, image_processor_cls, processor_cls = classes
+    bos, pad = bos_pad
+    tokenizer = _byte_tokenizer(specials, bos_token=bos, eos_token="<end_of_utterance>", pad_token=pad)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    config = config_cls(
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -349,22 +366,20 @@ def build_tiny_idefics3(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
             "image_size": 56,
             "patch_size": 14,
         },
-        text_config=_llama_text(
-            len(tokenizer), layers, ids, bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<|end_of_text|>"
-        ),
+        text_config=_llama_text(len(tokenizer), layers, ids, bos=bos, eos="<end_of_utterance>", pad=pad),
         scale_factor=2,
         image_token_id=ids["<image>"],
-        pad_token_id=ids["<|end_of_text|>"],
+        pad_token_id=ids[pad],
     )
     torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
-    image_processor = Idefics3ImageProcessorPil(
+    model = model_cls(config).eval()
+    image_processor = image_processor_cls(
         size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
     )
-    processor = Idefics3Processor(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=IDEFICS3_CHAT_TEMPLATE
+    processor = processor_cls(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=chat_template
     )
-    return _save(model, processor, out_dir)
+    return _save(model, processor, out_dir, processor_class_name)
 
 
 def build_tiny_llava_next(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
@@ -531,35 +546,11 @@ def build_tiny_smolvlm(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
 
     from eagle_iad.mllm.families.idefics3 import SmolVLMImageOnlyProcessor
 
-    tokenizer = _byte_tokenizer(
-        SMOLVLM_SPECIALS, bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>"
-    )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIALS}
-    config = SmolVLMConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 56,
-            "patch_size": 14,
-        },
-        text_config=_llama_text(
-            len(tokenizer), layers, ids, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>"
-        ),
-        scale_factor=2,
-        image_token_id=ids["<image>"],
-        pad_token_id=ids["<|im_end|>"],
-    )
-    torch.manual_seed(seed)
-    model = SmolVLMForConditionalGeneration(config).eval()
-    image_processor = SmolVLMImageProcessorPil(
-        size={"longest_edge": 112}, max_image_size={"longest_edge": 56}, do_image_splitting=True
-    )
-    processor = SmolVLMImageOnlyProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=SMOLVLM_CHAT_TEMPLATE
-    )
-    return _save(model, processor, out_dir, "SmolVLMProcessor")
+    return _build_idefics_like(
+        out_dir, layers, seed, SMOLVLM_SPECIALS, SMOLVLM_CHAT_TEMPLATE, ("<|im_start|>", "<|im_end|>"),
+        (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil, SmolVLMImageOnlyProcessor),
+        "SmolVLMProcessor",
+    )  # fmt: skip
 
 
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
