@@ -9,6 +9,7 @@ in-process by uvicorn, so a blocking fake backend can be controlled from the tes
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -215,6 +216,8 @@ def test_health_openapi_and_metrics(server: ServeProcess) -> None:
     for path in ("/v1/categories", "/v1/categories/{name}", "/v1/categories/{name}/fit", "/v1/jobs/{job_id}",
                  "/v1/jobs/{job_id}/events", "/v1/inspect", "/v1/inspections", "/v1/evaluations"):  # fmt: skip
         assert path in spec["paths"], path
+    inspect_schema = spec["paths"]["/v1/inspect"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert inspect_schema["required"] == ["image", "category"]
     status, head, text = call("GET", f"{server.base}/metrics")
     assert status == 200 and head["content-type"].startswith("text/plain")
     body = text.decode()
@@ -261,6 +264,11 @@ def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, lis
     _error(inspect_request(server.base, cells["normal"][0].read_bytes(), category="ghost"), 404, "ghost")
     big_bytes = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     _error(inspect_request(server.base, png(big_bytes)), 413, "exceeds the limit")  # > 1 MiB body
+    chunked = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # no Content-Length to trust
+    chunked.request("POST", "/v1/inspect", body=iter([b"x" * 65536] * 40), headers={"Content-Type": "image/png"})
+    response = chunked.getresponse()
+    assert response.status == 413 and b"exceeds the limit" in response.read()
+    chunked.close()
     many_pixels = np.zeros((1100, 1000, 3), dtype=np.uint8)  # compresses small but has 1.1 MP
     _error(inspect_request(server.base, png(many_pixels)), 413, "pixels")
     _error(inspect_request(server.base, cells["normal"][0].read_bytes(), question="Is it cracked?"), 400, "--mllm")
@@ -291,6 +299,10 @@ def test_fit_from_zip_streams_progress(server: ServeProcess, cells: dict[str, li
     assert stages == {"features", "coreset", "training scores"}
     features = [e for e in events if e["event"] == "progress" and e["stage"] == "features"]
     assert features[-1]["done"] == features[-1]["total"] == 6
+    request = urllib.request.Request(f"{server.base}/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "2"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # a reconnect resumes after event 2
+        resumed = [json.loads(line[6:]) for line in response.read().decode().splitlines() if line.startswith("data: ")]
+    assert [e["seq"] for e in resumed] == [e["seq"] for e in events][3:]
     status, _, job = call("GET", f"{server.base}/v1/jobs/{job_id}")
     assert status == 200 and job["state"] == "succeeded" and job["result"]["train_images"] == 6
     status, _, fresh = call("GET", f"{server.base}/v1/categories/fresh")

@@ -137,9 +137,12 @@ class JobManager:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
 
 
-async def sse_stream(job: FitJob, poll_s: float = 0.1) -> AsyncIterator[bytes]:
-    """Every event of ``job`` from the first, as ``text/event-stream`` frames, until it finishes."""
-    sent = 0
+async def sse_stream(job: FitJob, after: int = -1, poll_s: float = 0.1) -> AsyncIterator[bytes]:
+    """Every event of ``job`` with ``seq > after`` as ``text/event-stream`` frames, until it finishes.
+
+    ``after`` is the client's ``Last-Event-ID`` (a reconnecting EventSource resumes where it stopped).
+    """
+    sent = max(0, after + 1)
     while True:
         events = job.events[sent:]
         for event in events:

@@ -157,7 +157,35 @@ def _store_uploads(state: ServiceState, uploads: list[tuple[str, bytes]], out: P
     return paths
 
 
-@router.post("/categories/{name}/fit", status_code=202)
+#: The request bodies this route parses by hand, described for OpenAPI clients.
+FIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                  "description": "normal images, or one zip of them"},
+                        "folder": {"type": "string", "description": "a folder relative to the data root"},
+                        **{key: {"type": "number" if kind is float else "integer" if kind is int else "string"}
+                           for key, kind in FIT_OPTIONS.items()},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["folder"],
+                    "properties": {"folder": {"type": "string"}, "options": {"type": "object"}},
+                }
+            },
+        }
+    }
+}  # fmt: skip
+
+
+@router.post("/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY)
 async def fit_category(name: str, request: Request) -> dict[str, Any]:
     """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
     state = service(request)
@@ -225,4 +253,7 @@ def get_job(job_id: str, request: Request) -> dict[str, Any]:
 def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: every state change and progress step of the job, then the stream ends."""
     job = _job(request, job_id)
-    return StreamingResponse(sse_stream(job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    last = request.headers.get("last-event-id", "")
+    after = int(last) if last.isdigit() else -1
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(sse_stream(job, after), media_type="text/event-stream", headers=headers)

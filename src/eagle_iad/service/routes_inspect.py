@@ -98,7 +98,29 @@ def run_inspection(
     return stored.to_dict()
 
 
-@router.post("/inspect")
+#: The multipart body this route parses by hand, described for OpenAPI clients.
+INSPECT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "category"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "category": {"type": "string"},
+                        "question": {"type": "string", "description": "a yes/no question (needs an MLLM)"},
+                        "attention": {"type": "boolean", "description": "attention overlays (needs an MLLM)"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/inspect", openapi_extra=INSPECT_BODY)
 async def inspect(request: Request) -> dict[str, Any]:
     """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false)."""
     state = service(request)
