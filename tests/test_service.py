@@ -218,6 +218,8 @@ def test_health_openapi_and_metrics(server: ServeProcess) -> None:
         assert path in spec["paths"], path
     inspect_schema = spec["paths"]["/v1/inspect"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert inspect_schema["required"] == ["image", "category"]
+    page = spec["paths"]["/v1/inspections"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page["$ref"].endswith("/InspectionPage") and "InspectionRecord" in spec["components"]["schemas"]
     status, head, text = call("GET", f"{server.base}/metrics")
     assert status == 200 and head["content-type"].startswith("text/plain")
     body = text.decode()

@@ -24,6 +24,7 @@ from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.backbones import backbone_names
 from eagle_iad.expert.store import MANIFEST, read_manifest
 from eagle_iad.mllm.server import ApiError
+from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -76,7 +77,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     }
 
 
-@router.get("/categories")
+@router.get("/categories", response_model=schemas.CategoryList)
 def list_categories(request: Request) -> dict[str, Any]:
     state = service(request)
     items = []
@@ -90,7 +91,7 @@ def list_categories(request: Request) -> dict[str, Any]:
     return {"categories": items}
 
 
-@router.get("/categories/{name}")
+@router.get("/categories/{name}", response_model=schemas.Category)
 def get_category(name: str, request: Request) -> dict[str, Any]:
     directory = service(request).settings.models_dir / check_name(name)
     if not (directory / MANIFEST).is_file():
@@ -185,7 +186,9 @@ FIT_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
-@router.post("/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY)
+@router.post(
+    "/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY, response_model=schemas.JobStarted
+)
 async def fit_category(name: str, request: Request) -> dict[str, Any]:
     """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
     state = service(request)
@@ -242,7 +245,7 @@ def _job(request: Request, job_id: str) -> Any:
     return job
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", response_model=schemas.Job)
 def get_job(job_id: str, request: Request) -> dict[str, Any]:
     job = _job(request, job_id)
     result: dict[str, Any] = job.to_dict()

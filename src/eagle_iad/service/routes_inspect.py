@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from eagle_iad.mllm.server import ApiError
+from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.store import Inspection
@@ -120,7 +121,7 @@ INSPECT_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/inspect", openapi_extra=INSPECT_BODY)
+@router.post("/inspect", openapi_extra=INSPECT_BODY, response_model=schemas.InspectionRecord)
 async def inspect(request: Request) -> dict[str, Any]:
     """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false)."""
     state = service(request)
@@ -142,7 +143,7 @@ async def inspect(request: Request) -> dict[str, Any]:
     )
 
 
-@router.get("/inspections")
+@router.get("/inspections", response_model=schemas.InspectionPage)
 def inspections(
     request: Request,
     limit: int = Query(50, ge=1, le=500),
@@ -156,7 +157,7 @@ def inspections(
             "items": [row.to_dict() for row in rows]}  # fmt: skip
 
 
-@router.get("/evaluations")
+@router.get("/evaluations", response_model=schemas.EvaluationList)
 def evaluations(request: Request) -> dict[str, Any]:
     """Run directories under the runs dir that hold a ``metrics.json`` (``eagle eval`` / ``eval-expert``)."""
     runs_dir = service(request).settings.runs_dir
