@@ -320,6 +320,15 @@ def test_fit_from_server_folder(server: ServeProcess, workspace: dict[str, Path]
     states = [e["state"] for e in _events(server.base, started["job"]["id"]) if e["event"] == "state"]
     assert states[-1] == "succeeded"
     assert (workspace["models"] / "folder-fit" / "model.json").is_file()
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    first = inspect_request(server.base, image, category="folder-fit")[2]
+    # A refit replaces the model; the service's cached expert is reloaded, not served stale.
+    body = json.dumps({"folder": "cells", "options": {"coreset_ratio": 0.05, "rule": "fixed", "tau": 1234.5}}).encode()
+    status, _, started = call("POST", f"{server.base}/v1/categories/folder-fit/fit", body=body,
+                              content_type="application/json")  # fmt: skip
+    assert status == 202 and _events(server.base, started["job"]["id"])[-1]["state"] == "succeeded"
+    second = inspect_request(server.base, image, category="folder-fit")[2]
+    assert second["tau"] == 1234.5 != first["tau"] and second["decision"] == "normal"
 
 
 def test_fit_refuses_hostile_inputs(
@@ -456,20 +465,21 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
     assert verdict["answer"] == "A" and verdict["decision"] == "anomalous" and verdict["verdict"]["reply"] == "A"
 
 
-@pytest.mark.usefixtures("torch_single_thread")
 def test_full_verdict_and_chat_with_tiny_mllm(
     workspace: dict[str, Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from eagle_iad.mllm import load_backend
+    """``eagle serve --mllm hf:<tiny Qwen2.5-VL>`` as a real process: full EAGLE verdicts and chat."""
     from eagle_iad.mllm.tiny import TINY_BUILDERS
-    from eagle_iad.service import create_app
 
     model_dir = TINY_BUILDERS["qwen2_5_vl"](tmp_path_factory.mktemp("tiny") / "qwen")
-    backend = load_backend(f"hf:{model_dir}", vision_attention="eager", device="cpu")
-    app = create_app(_settings(workspace, tmp_path, api_key=KEY), backend=backend)
+    args = ["--models", str(workspace["models"]), "--state-dir", str(tmp_path / "state"), "--mllm", f"hf:{model_dir}",
+            "--mllm-queue", "2", "--log-level", "warning"]  # fmt: skip
+    server = ServeProcess(args, api_key=KEY)
     image = next((workspace["data"] / "cells").iterdir()).read_bytes()
-    with LiveServer(app) as live:
-        status, _, record = inspect_request(live.base, image, key=KEY, attention="true")
+    try:
+        base = server.base
+        assert call("GET", f"{base}/healthz")[2]["mllm"] is True
+        status, _, record = inspect_request(base, image, key=KEY, attention="true")
         assert status == 200, record
         verdict = record["verdict"]
         assert verdict["condition"] == "eagle" and isinstance(verdict["reply"], str)
@@ -477,15 +487,18 @@ def test_full_verdict_and_chat_with_tiny_mllm(
         assert record["caas_applied"] == record["in_band"]  # CAAS exactly in the band
         assert {"heatmap", "box"} <= set(record["pictures"])
         attention = [k for k in record["pictures"] if k.startswith("attention_L")]
-        assert attention and call("GET", live.base + record["pictures"][attention[0]], key=KEY, raw=True)[0] == 200
-        chat = {"model": backend.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        assert attention and call("GET", base + record["pictures"][attention[0]], key=KEY, raw=True)[0] == 200
+        chat = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         body = json.dumps(chat).encode()
-        assert call("POST", f"{live.base}/v1/chat/completions", body=body, content_type="application/json")[0] == 401
-        status, _, completion = call("POST", f"{live.base}/v1/chat/completions", body=body,
+        assert call("POST", f"{base}/v1/chat/completions", body=body, content_type="application/json")[0] == 401
+        status, _, completion = call("POST", f"{base}/v1/chat/completions", body=body,
                                      content_type="application/json", key=KEY)  # fmt: skip
         assert status == 200 and completion["object"] == "chat.completion", completion
-        metrics = call("GET", f"{live.base}/metrics")[2].decode()
-        assert "eagle_inspections_total 1" in metrics
+        assert call("GET", f"{base}/v1/models", key=KEY)[2]["data"][0]["id"] == "qwen"  # folder name, not host path
+        metrics = call("GET", f"{base}/metrics")[2].decode()
+        assert "eagle_inspections_total 1" in metrics and 'route="/v1/chat/completions",status="200"' in metrics
+    finally:
+        server.stop()
 
 
 def test_serve_cli_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
