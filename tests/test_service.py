@@ -168,6 +168,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, cells: dict[str, list[Pa
     for path in cells["upload"][:4]:
         (data / "cells" / path.name).write_bytes(path.read_bytes())
     (data / "escape").symlink_to(root / "models")  # a link out of the data root
+    (data / "broken").mkdir()
+    for name in ("a.png", "b.png"):
+        (data / "broken" / name).write_text("not an image")  # found by suffix, refused by the fit
     runs = root / "runs"
     (runs / "run-a").mkdir(parents=True)
     (runs / "run-a" / "metrics.json").write_text(json.dumps({"image_auroc": 0.9}))
@@ -329,6 +332,19 @@ def test_fit_from_server_folder(server: ServeProcess, workspace: dict[str, Path]
     assert status == 202 and _events(server.base, started["job"]["id"])[-1]["state"] == "succeeded"
     second = inspect_request(server.base, image, category="folder-fit")[2]
     assert second["tau"] == 1234.5 != first["tau"] and second["decision"] == "normal"
+
+
+def test_failed_fit_is_reported(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    body = json.dumps({"folder": "broken"}).encode()
+    status, _, started = call("POST", f"{server.base}/v1/categories/broken/fit", body=body,
+                              content_type="application/json")  # fmt: skip
+    assert status == 202, started
+    last = _events(server.base, started["job"]["id"])[-1]
+    assert last["state"] == "failed" and "training image rejected" in last["error"]
+    assert str(workspace["root"]) not in last["error"] and "broken/a.png" in last["error"]  # no host paths
+    job = call("GET", f"{server.base}/v1/jobs/{started['job']['id']}")[2]
+    assert job["state"] == "failed" and job["error"] == last["error"]
+    assert not (workspace["models"] / "broken").exists()
 
 
 def test_fit_refuses_hostile_inputs(

@@ -49,6 +49,8 @@ class FitJob:
     events: list[dict[str, Any]] = field(default_factory=list)
     progress: dict[str, Any] | None = None
     cleanup: Path | None = None
+    #: Host paths cut out of error messages (the data root, the upload folder): clients see relative names.
+    redact: tuple[str, ...] = ()
     _last: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,6 +70,12 @@ class FitJob:
         self._last[stage] = now
         self.progress = {"stage": stage, "done": done, "total": total}
         self.emit("progress", stage=stage, done=done, total=total)
+
+    def scrub(self, message: str) -> str:
+        """``message`` without the host paths in ``redact``."""
+        for prefix in self.redact:
+            message = message.replace(prefix + "/", "").replace(prefix, "")
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,8 +110,15 @@ class JobManager:
         """Jobs queued or running (the fit queue depth)."""
         return sum(not job.finished for job in self._jobs.values())
 
-    def submit(self, category: str, images: list[Path], config: ExpertConfig, cleanup: Path | None = None) -> FitJob:
-        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup)
+    def submit(
+        self,
+        category: str,
+        images: list[Path],
+        config: ExpertConfig,
+        cleanup: Path | None = None,
+        redact: tuple[str, ...] = (),
+    ) -> FitJob:
+        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact)
         job.emit("state", state="queued")
         finished = [key for key, old in self._jobs.items() if old.finished]
         for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
@@ -125,11 +140,11 @@ class JobManager:
             job.state = "succeeded"
             job.emit("state", state="succeeded", result=job.result)
         except EagleError as exc:
-            job.error = str(exc)
+            job.error = job.scrub(str(exc))
             job.state = "failed"
             job.emit("state", state="failed", error=job.error)
         except Exception as exc:  # a bug: reported on the job rather than lost in a worker thread
-            job.error = f"{type(exc).__name__}: {exc}"
+            job.error = job.scrub(f"{type(exc).__name__}: {exc}")
             job.state = "failed"
             job.emit("state", state="failed", error=job.error)
         finally:

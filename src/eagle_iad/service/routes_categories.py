@@ -234,7 +234,8 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
             raise
     if len(images) < 2:
         raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed")
-    job = state.jobs.submit(name, images, config, cleanup)
+    redact = tuple(str(path) for path in (cleanup, state.settings.data_root, state.settings.state_dir) if path)
+    job = state.jobs.submit(name, images, config, cleanup, redact)
     return {"job": job.to_dict(), "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"}}
 
 
