@@ -380,6 +380,25 @@ def test_fit_refuses_hostile_inputs(
     assert list((workspace["state"] / "uploads").iterdir()) == []  # refused uploads leave nothing behind
 
 
+def test_corrupt_category_is_409_without_host_paths(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    bad = workspace["models"] / "corrupt"
+    bad.mkdir()
+    (bad / "model.json").write_text("{not json")
+    (bad / "tensors.safetensors").write_bytes(b"")
+    try:
+        for response in (call("GET", f"{server.base}/v1/categories/corrupt"),
+                         inspect_request(server.base, next((workspace["data"] / "cells").iterdir()).read_bytes(),
+                                         category="corrupt")):  # fmt: skip
+            _error(response, 409, "corrupt")
+            assert str(workspace["root"]) not in response[2]["error"]["message"]
+        listed = {c["name"]: c for c in call("GET", f"{server.base}/v1/categories")[2]["categories"]}
+        assert "error" in listed["corrupt"] and str(workspace["root"]) not in listed["corrupt"]["error"]
+    finally:
+        for path in bad.iterdir():
+            path.unlink()
+        bad.rmdir()
+
+
 def test_evaluations(server: ServeProcess) -> None:
     status, _, body = call("GET", f"{server.base}/v1/evaluations")
     assert status == 200 and [r["name"] for r in body["runs"]] == ["run-a"]

@@ -52,7 +52,8 @@ class ExpertCache:
             try:
                 expert = load_expert(self.models_dir / category)
             except ModelFormatError as exc:
-                raise ApiError(409, f"category {category!r} cannot be loaded: {exc}", code="model_invalid") from None
+                reason = str(exc).replace(str(self.models_dir) + "/", "")  # no host paths in answers
+                raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
             self._cache[category] = (signature, expert)
             return expert
 

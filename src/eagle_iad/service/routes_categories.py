@@ -87,7 +87,7 @@ def list_categories(request: Request) -> dict[str, Any]:
         try:
             items.append(describe(directory, with_scores=False))
         except (ModelFormatError, KeyError, TypeError) as exc:
-            items.append({"name": directory.name, "error": str(exc)})
+            items.append({"name": directory.name, "error": str(exc).replace(str(directory.parent) + "/", "")})
     return {"categories": items}
 
 
@@ -99,7 +99,8 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
     try:
         return describe(directory, with_scores=True)
     except (ModelFormatError, KeyError, TypeError) as exc:
-        raise ApiError(409, f"category {name!r} cannot be read: {exc}", code="model_invalid") from None
+        reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
+        raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
 
 def _config(options: dict[str, Any]) -> ExpertConfig:
