@@ -280,6 +280,53 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """``eagle serve``: build the service app from the options and run it with uvicorn."""
+    import ipaddress
+
+    import uvicorn
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--mllm-queue", args.mllm_queue)):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1, got {value}")
+    models = Path(args.models)
+    if models.exists() and not models.is_dir():
+        raise ConfigError(f"--models {models} is not a directory")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise ConfigError(f"--data-root {args.data_root} is not a directory")
+    settings = ServiceSettings(
+        models_dir=models,
+        state_dir=Path(args.state_dir) if args.state_dir else models.parent / "eagle-service",
+        data_root=args.data_root,
+        runs_dir=args.runs,
+        db_path=args.db,
+        mllm=args.mllm,
+        api_key=ServiceSettings.api_key_from_env(),
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        max_pixels=args.max_pixels,
+        mllm_queue=args.mllm_queue,
+        max_zip_files=args.max_zip_files,
+        max_zip_bytes=args.max_zip_mb * 1024 * 1024,
+    )
+    app = create_app(settings)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and settings.api_key is None:
+        print(
+            f"eagle: warning: serving on {args.host} without authentication (set EAGLE_API_KEY to require a key)",
+            file=sys.stderr,
+        )
+    print(f"eagle service on http://{args.host}:{args.port} (history: {settings.database})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert
     from eagle_iad.expert import load_expert
@@ -440,6 +487,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_cmd_serve_mllm)
+
+    srv = sub.add_parser(
+        "serve",
+        help="the inspection service: categories, fit jobs, inspect, history, metrics (OpenAPI at /openapi.json)",
+        description="Serve the EAGLE-IAD HTTP API. Set EAGLE_API_KEY to require 'Authorization: Bearer <key>' "
+        "on every /v1 route.",
+    )
+    srv.add_argument("--models", required=True, help="directory of fitted categories (<models>/<category>)")
+    srv.add_argument("--mllm", help="MLLM backend spec: full EAGLE verdicts and /v1/chat/completions")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--data-root", help="server folders a fit may read must be inside this directory")
+    srv.add_argument("--runs", help="directory of evaluation runs listed at /v1/evaluations")
+    srv.add_argument("--state-dir", help="history, pictures and uploads (default: <models>/../eagle-service)")
+    srv.add_argument("--db", help="SQLite history file (default: <state-dir>/eagle.sqlite3)")
+    srv.add_argument("--max-upload-mb", type=int, default=32, help="largest request body in MiB (default 32)")
+    srv.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image in pixels")
+    srv.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (default 4)")
+    srv.add_argument("--max-zip-files", type=int, default=2000, help="most files in a fit zip (default 2000)")
+    srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    srv.set_defaults(func=_cmd_serve)
 
     ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
     _add_data_args(ev)

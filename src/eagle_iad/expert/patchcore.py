@@ -109,13 +109,20 @@ def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def _reporter(bar: tqdm[Any]) -> Callable[[int, int], None]:
-    """Adapt a tqdm bar to the ``progress(done, total)`` callbacks of the fitting steps."""
+#: ``progress(stage, done, total)``: the fitting stages (``features``, ``coreset``, ``training scores``)
+#: report here as they advance, so a service can stream progress without scraping tqdm output.
+FitProgress = Callable[[str, int, int], None]
+
+
+def _reporter(bar: tqdm[Any], stage: str = "", hook: FitProgress | None = None) -> Callable[[int, int], None]:
+    """Adapt a tqdm bar (and the optional ``hook``) to the ``progress(done, total)`` callbacks of the fitting steps."""
 
     def report(done: int, total: int) -> None:
         bar.total = total
         bar.n = done
         bar.refresh()
+        if hook is not None:
+            hook(stage, done, total)
 
     return report
 
@@ -210,7 +217,11 @@ class Expert:
 
 
 def _embed_training(
-    extractor: FeatureExtractor, paths: Sequence[Path], config: ExpertConfig, show_progress: bool
+    extractor: FeatureExtractor,
+    paths: Sequence[Path],
+    config: ExpertConfig,
+    show_progress: bool,
+    hook: FitProgress | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     chunks: list[torch.Tensor] = []
     grid = (0, 0)
@@ -228,6 +239,8 @@ def _embed_training(
                 grid = (int(shallow.shape[2]), int(shallow.shape[3]))
                 chunks.append(aggregate(shallow, deep, config.pretrain_dim, config.target_dim))
             bar.update(len(tensors))
+            if hook is not None:
+                hook("features", min(start + len(tensors), len(paths)), len(paths))
     return torch.cat(chunks), grid
 
 
@@ -244,8 +257,13 @@ def fit(
     config: ExpertConfig | None = None,
     extractor: FeatureExtractor | None = None,
     show_progress: bool = False,
+    progress: FitProgress | None = None,
 ) -> Expert:
-    """Fit PatchCore on normal images and set the TGPS thresholds from leave-own-out scores."""
+    """Fit PatchCore on normal images and set the TGPS thresholds from leave-own-out scores.
+
+    ``progress(stage, done, total)`` is called as each stage advances (independently of the tqdm bars
+    that ``show_progress`` draws), e.g. by the service to stream a fit job's progress.
+    """
     config = config or ExpertConfig()
     config.validate()
     image_paths = [Path(p) for p in paths]
@@ -260,7 +278,7 @@ def fit(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    embedded, grid = _embed_training(extractor, image_paths, config, show_progress)
+    embedded, grid = _embed_training(extractor, image_paths, config, show_progress, progress)
     n_images, per_image, dim = embedded.shape
     features = embedded.reshape(-1, dim).contiguous()
     patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
@@ -268,7 +286,7 @@ def fit(
 
     start = time.perf_counter()
     with _progress(0, "coreset", show_progress) as bar:
-        chosen = torch.from_numpy(sampler.select(features.numpy(), progress=_reporter(bar)))
+        chosen = torch.from_numpy(sampler.select(features.numpy(), progress=_reporter(bar, "coreset", progress)))
     selected = torch.zeros(features.shape[0], dtype=torch.bool)
     selected[chosen] = True
     bank = features[chosen].contiguous()
@@ -279,7 +297,7 @@ def fit(
     search.fit(bank, bank_ids)
     with _progress(0, "training scores", show_progress) as bar:
         train_scores = leave_own_out_scores(
-            features, patch_image_ids, selected, search, n_images, progress=_reporter(bar)
+            features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
         )
     thresholds = compute_thresholds(
         train_scores, config.rule, k=config.rule_k, q=config.rule_q, p=config.rule_p, value=config.rule_value

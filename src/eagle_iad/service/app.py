@@ -1,0 +1,202 @@
+"""The FastAPI app of ``eagle serve``: routes, auth, body limits, metrics, and the optional MLLM.
+
+``create_app(settings)`` wires the pieces together; the MLLM (``settings.mllm`` or an injected
+backend, for tests) is served through ``eagle serve-mllm``'s own app: its ``/v1/chat/completions``
+and ``/v1/models`` routes are reused as they are, and its bounded worker queue is shared with
+``/v1/inspect`` so both wait in one line that answers 429 when full.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+
+from eagle_iad import __version__
+from eagle_iad.mllm.base import Backend
+from eagle_iad.mllm.server import ApiError, create_mllm_app
+from eagle_iad.service import routes_categories, routes_inspect
+from eagle_iad.service.context import ServiceState
+from eagle_iad.service.settings import ServiceSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse (413) request bodies over ``limit`` bytes before any route parses them.
+
+    The body is read here (at most ``limit`` bytes kept) and replayed to the app, so multipart
+    parsing never sees more than the limit, whatever Content-Length claims or chunking hides.
+    An oversized body is drained, not stored, so the client reliably receives the 413.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        too_large = False
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                too_large = True
+                chunks.clear()
+                if size > 4 * self.limit:
+                    break  # stop draining a flood; the connection is closed after the answer
+            elif body:
+                chunks.append(body)
+            more = bool(message.get("more_body", False))
+        if too_large:
+            too_big = ApiError(413, f"request body exceeds the limit of {self.limit} bytes", code="payload_too_large")
+            await too_big.response()(scope, receive, send)
+            return
+        replayed = False
+        data = b"".join(chunks)
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RequestMetrics:
+    """Count requests and their latency per route *template* (bounded label set)."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, state: ServiceState) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self.state = state
+
+    def _route(self, scope: Scope) -> str:
+        for route in self.fastapi_app.router.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return str(getattr(route, "path", "other"))
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.state.metrics.observe_request(scope["method"], self._route(scope), status[0],
+                                               time.perf_counter() - start)  # fmt: skip
+
+
+def _load_backend(spec: str) -> Backend:
+    from eagle_iad.mllm import load_backend
+
+    return load_backend(spec)
+
+
+def create_app(settings: ServiceSettings, backend: Backend | None = None) -> FastAPI:
+    """The service app; ``backend`` overrides ``settings.mllm`` (tests inject fakes this way)."""
+    if backend is None and settings.mllm:
+        backend = _load_backend(settings.mllm)
+    state = ServiceState(settings, backend)
+    mllm_app: FastAPI | None = None
+    if backend is not None:
+        from eagle_iad.cli import served_model_name
+
+        name = served_model_name(settings.mllm) if settings.mllm else backend.name
+        mllm_app = create_mllm_app(backend, model_name=name, queue_size=settings.mllm_queue,
+                                   max_body_bytes=settings.max_upload_bytes, api_key=settings.api_key)  # fmt: skip
+        state.attach_worker(mllm_app.state.worker)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state.worker is not None:
+            state.worker.start()
+        try:
+            yield
+        finally:
+            if state.worker is not None:
+                await run_in_threadpool(state.worker.stop)
+            state.jobs.shutdown()
+            state.store.close()
+
+    app = FastAPI(
+        title="EAGLE-IAD service",
+        version=__version__,
+        description="Fit PatchCore experts, inspect images (expert or full EAGLE verdicts), browse history, "
+        "evaluation runs and metrics. Every /v1 route needs the API key when EAGLE_API_KEY is set.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    app.include_router(routes_categories.router)
+    app.include_router(routes_inspect.router)
+    if mllm_app is not None:
+        for route in mllm_app.router.routes:
+            if getattr(route, "path", None) in ("/v1/chat/completions", "/v1/models"):
+                app.router.routes.append(route)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return ApiError(400, f"invalid request: {problems}").response()
+
+    @app.exception_handler(404)
+    async def _not_found(request: Request, _: Exception) -> JSONResponse:
+        return ApiError(404, f"no route {request.url.path}", code="not_found").response()
+
+    @app.exception_handler(405)
+    async def _not_allowed(request: Request, _: Exception) -> JSONResponse:
+        return ApiError(405, f"method {request.method} not allowed on {request.url.path}").response()
+
+    def queue_depth() -> float:
+        return float(state.worker.waiting if state.worker is not None else 0)
+
+    state.metrics.gauge("eagle_mllm_queue_depth", "MLLM requests waiting for the model.", queue_depth)
+    state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "mllm": state.backend is not None,
+                "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending}  # fmt: skip
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestMetrics, fastapi_app=app, state=state)
+    return app

@@ -1,0 +1,133 @@
+"""The service's shared state (settings, history, jobs, metrics, expert cache, MLLM) and its dependencies.
+
+Routes get it from ``request.app.state.service`` through :func:`service`, so there are no module
+globals and two apps (tests) never share state.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from fastapi import Request
+
+from eagle_iad.errors import ModelFormatError
+from eagle_iad.expert import Expert, load_expert
+from eagle_iad.expert.store import MANIFEST, TENSORS
+from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
+from eagle_iad.mllm.server import ApiError, GenerationWorker, Job
+from eagle_iad.service.jobs import JobManager
+from eagle_iad.service.metrics import Metrics
+from eagle_iad.service.security import check_api_key
+from eagle_iad.service.settings import ServiceSettings
+from eagle_iad.service.store import InspectionStore
+from eagle_iad.tgps.prompt import ContentItem
+
+
+class ExpertCache:
+    """Loaded experts per category, reloaded when the model directory's files change (a refit)."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[int, ...], Expert]] = {}
+
+    def _signature(self, category: str) -> tuple[int, ...]:
+        directory = self.models_dir / category
+        try:
+            stats = [(directory / name).stat() for name in (MANIFEST, TENSORS)]
+        except FileNotFoundError:
+            raise ApiError(404, f"no fitted category {category!r}", code="category_not_found") from None
+        return tuple(v for s in stats for v in (s.st_ino, s.st_mtime_ns, s.st_size))
+
+    def get(self, category: str) -> Expert:
+        with self._lock:
+            signature = self._signature(category)
+            cached = self._cache.get(category)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            try:
+                expert = load_expert(self.models_dir / category)
+            except ModelFormatError as exc:
+                reason = str(exc).replace(str(self.models_dir) + "/", "")  # no host paths in answers
+                raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
+            self._cache[category] = (signature, expert)
+            return expert
+
+    def drop(self, category: str) -> None:
+        with self._lock:
+            self._cache.pop(category, None)
+
+
+class QueuedBackend:
+    """A :class:`Backend` whose ``generate`` goes through the bounded MLLM worker queue.
+
+    Why: inspections and ``/v1/chat/completions`` share one model; both must wait in the same
+    bounded line, and a full line answers 429 with Retry-After instead of growing memory.
+    """
+
+    def __init__(self, worker: GenerationWorker) -> None:
+        self.worker = worker
+        self.name = worker.backend.name
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        done = threading.Event()
+        outcome: list[Reply | BaseException | None] = [None]
+
+        def finish(reply: Reply | None, error: BaseException | None) -> None:
+            outcome[0] = error if error is not None else reply
+            done.set()
+
+        job = Job(list(items), dict(images), options, None)
+        try:
+            self.worker.submit(job, finish)
+        except queue.Full:
+            raise ApiError(
+                429,
+                f"the MLLM queue is full ({self.worker.queue_size} waiting); retry later",
+                type_="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(self.worker.retry_after_s())},
+            ) from None
+        done.wait()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+
+class ServiceState:
+    """Everything the routes share."""
+
+    def __init__(self, settings: ServiceSettings, backend: Backend | None) -> None:
+        self.settings = settings
+        for directory in (settings.models_dir, settings.files_dir, settings.uploads_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.store = InspectionStore(settings.database)
+        self.metrics = Metrics()
+        self.experts = ExpertCache(settings.models_dir)
+        self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop)
+        self.backend = backend
+        self.worker: GenerationWorker | None = None
+        self.queued: QueuedBackend | None = None
+
+    def attach_worker(self, worker: GenerationWorker) -> None:
+        self.worker = worker
+        self.queued = QueuedBackend(worker)
+
+
+def service(request: Request) -> ServiceState:
+    """The app's :class:`ServiceState`."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def require_key(request: Request) -> None:
+    """Route dependency: the API key check for every ``/v1`` route."""
+    check_api_key(request, service(request).settings.api_key)

@@ -1,0 +1,168 @@
+"""Background fit jobs: a small thread pool, per-job event logs, and a server-sent-events stream.
+
+Why a pool and not a task per request: fitting is CPU-heavy (a backbone pass per image plus the
+coreset), so jobs beyond ``workers`` wait their turn instead of slowing each other down. Each job
+keeps its events (state changes and ``progress(stage, done, total)`` from the expert's fit hook) so
+an SSE client that connects late still sees the whole history. Jobs live in memory: a restart
+forgets them (the fitted model itself is saved atomically, so it is either there or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import EagleError
+from eagle_iad.expert import ExpertConfig, fit, save
+
+#: Finished jobs kept for ``GET /v1/jobs/{id}``; older finished ones are forgotten so memory stays bounded.
+KEEP_FINISHED = 200
+#: Smallest interval between two progress events of the same stage (the final one always goes out).
+PROGRESS_INTERVAL_S = 0.05
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class FitJob:
+    """One fit: its state, its event log, and what it fits."""
+
+    id: str
+    category: str
+    images: list[Path]
+    state: str = "queued"  # queued -> running -> succeeded | failed
+    created: str = field(default_factory=_now)
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    progress: dict[str, Any] | None = None
+    cleanup: Path | None = None
+    #: Host paths cut out of error messages (the data root, the upload folder): clients see relative names.
+    redact: tuple[str, ...] = ()
+    _last: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+    def emit(self, event: str, **data: Any) -> None:
+        with self._lock:
+            self.events.append({"event": event, "seq": len(self.events), "time": time.time(), **data})
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """The fit hook: rate-limited per stage so a long coreset does not flood the log."""
+        now = time.monotonic()
+        if done < total and now - self._last.get(stage, 0.0) < PROGRESS_INTERVAL_S:
+            return
+        self._last[stage] = now
+        self.progress = {"stage": stage, "done": done, "total": total}
+        self.emit("progress", stage=stage, done=done, total=total)
+
+    def scrub(self, message: str) -> str:
+        """``message`` without the host paths in ``redact``."""
+        for prefix in self.redact:
+            message = message.replace(prefix + "/", "").replace(prefix, "")
+        return message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "category": self.category,
+            "state": self.state,
+            "created": self.created,
+            "images": len(self.images),
+            "progress": self.progress,
+            "error": self.error,
+            "result": self.result,
+        }
+
+
+class JobManager:
+    """Runs fit jobs in a thread pool; ``on_saved(category)`` lets the app drop a cached expert."""
+
+    def __init__(self, models_dir: Path, workers: int, on_saved: Callable[[str], None]) -> None:
+        self.models_dir = models_dir
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eagle-fit")
+        self._jobs: dict[str, FitJob] = {}
+        self._on_saved = on_saved
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def get(self, job_id: str) -> FitJob | None:
+        return self._jobs.get(job_id)
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running (the fit queue depth)."""
+        return sum(not job.finished for job in self._jobs.values())
+
+    def submit(
+        self,
+        category: str,
+        images: list[Path],
+        config: ExpertConfig,
+        cleanup: Path | None = None,
+        redact: tuple[str, ...] = (),
+    ) -> FitJob:
+        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact)
+        job.emit("state", state="queued")
+        finished = [key for key, old in self._jobs.items() if old.finished]
+        for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
+            del self._jobs[key]  # oldest first: dicts keep insertion order
+        self._jobs[job.id] = job
+        self._pool.submit(self._run, job, config)
+        return job
+
+    def _run(self, job: FitJob, config: ExpertConfig) -> None:
+        job.state = "running"
+        job.emit("state", state="running")
+        try:
+            expert = fit(job.images, job.category, config, progress=job.report)
+            save(expert.model, self.models_dir / job.category)
+            self._on_saved(job.category)
+            thresholds = expert.model.thresholds
+            job.result = {"category": job.category, "tau": thresholds.tau, "s_max": thresholds.s_max,
+                          "rule": thresholds.rule, "train_images": len(job.images)}  # fmt: skip
+            job.state = "succeeded"
+            job.emit("state", state="succeeded", result=job.result)
+        except EagleError as exc:
+            job.error = job.scrub(str(exc))
+            job.state = "failed"
+            job.emit("state", state="failed", error=job.error)
+        except Exception as exc:  # a bug: reported on the job rather than lost in a worker thread
+            job.error = job.scrub(f"{type(exc).__name__}: {exc}")
+            job.state = "failed"
+            job.emit("state", state="failed", error=job.error)
+        finally:
+            if job.cleanup is not None:
+                shutil.rmtree(job.cleanup, ignore_errors=True)
+
+
+async def sse_stream(job: FitJob, after: int = -1, poll_s: float = 0.1) -> AsyncIterator[bytes]:
+    """Every event of ``job`` with ``seq > after`` as ``text/event-stream`` frames, until it finishes.
+
+    ``after`` is the client's ``Last-Event-ID`` (a reconnecting EventSource resumes where it stopped).
+    """
+    sent = max(0, after + 1)
+    while True:
+        events = job.events[sent:]
+        for event in events:
+            yield f"id: {event['seq']}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n".encode()
+        sent += len(events)
+        if job.finished and sent >= len(job.events):
+            return
+        await asyncio.sleep(poll_s)

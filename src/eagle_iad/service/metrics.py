@@ -1,0 +1,87 @@
+"""Prometheus metrics, in the text exposition format written by hand (no extra dependency).
+
+Why by hand: four metric families do not justify a client library, and the format is simple and
+stable. Counters and a fixed-bucket latency histogram per route template (not per raw path, so a
+hostile client cannot blow up the label set), plus gauges read at scrape time (queue depth).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+#: Latency buckets in seconds (an inspection is tens of ms expert-only, seconds with an MLLM).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """Thread-safe request counters, latency histograms, inspection/CAAS counters and scrape-time gauges."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._latency: dict[tuple[str, str], list[float]] = {}
+        self._inspections = 0
+        self._caas = 0
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Register a gauge whose value is read at scrape time."""
+        self._gauges[name] = (help_text, read)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self._requests[(method, route, str(status))] += 1
+            counts = self._latency.setdefault((method, route), [0.0] * (len(BUCKETS) + 2))
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-2] += 1  # count (+Inf bucket)
+            counts[-1] += seconds  # sum
+
+    def observe_inspection(self, caas_applied: bool) -> None:
+        with self._lock:
+            self._inspections += 1
+            self._caas += int(caas_applied)
+
+    def render(self) -> str:
+        lines = [
+            "# HELP eagle_http_requests_total HTTP requests by method, route template and status.",
+            "# TYPE eagle_http_requests_total counter",
+        ]
+        with self._lock:
+            for (method, route, status), count in sorted(self._requests.items()):
+                lines.append(
+                    f'eagle_http_requests_total{{method="{method}",route="{_label(route)}",status="{status}"}} {count}'
+                )
+            lines += [
+                "# HELP eagle_http_request_duration_seconds Request latency by method and route template.",
+                "# TYPE eagle_http_request_duration_seconds histogram",
+            ]
+            for (method, route), counts in sorted(self._latency.items()):
+                labels = f'method="{method}",route="{_label(route)}"'
+                for bound, bucket in zip(BUCKETS, counts, strict=False):
+                    lines.append(f'eagle_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {int(bucket)}')
+                lines.append(f'eagle_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {int(counts[-2])}')
+                lines.append(f"eagle_http_request_duration_seconds_count{{{labels}}} {int(counts[-2])}")
+                lines.append(f"eagle_http_request_duration_seconds_sum{{{labels}}} {counts[-1]:.6f}")
+            inspections, caas = self._inspections, self._caas
+        lines += [
+            "# HELP eagle_inspections_total Inspections answered.",
+            "# TYPE eagle_inspections_total counter",
+            f"eagle_inspections_total {inspections}",
+            "# HELP eagle_caas_applied_total Inspections where CAAS was applied.",
+            "# TYPE eagle_caas_applied_total counter",
+            f"eagle_caas_applied_total {caas}",
+            "# HELP eagle_caas_rate Share of inspections with CAAS applied since start.",
+            "# TYPE eagle_caas_rate gauge",
+            f"eagle_caas_rate {caas / inspections if inspections else 0.0}",
+        ]
+        for name, (help_text, read) in sorted(self._gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(read())}"]
+        return "\n".join(lines) + "\n"

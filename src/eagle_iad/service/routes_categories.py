@@ -1,0 +1,264 @@
+"""``/v1/categories``: list and describe fitted experts, and fit new ones as background jobs.
+
+A fit reads its normal images from an upload (image files, or one zip) or from a folder inside
+the configured data root; uploads are checked (zip members, image content) in the request, so a
+hostile upload is refused with a 4xx before any job exists, and only the fitting runs in the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from eagle_iad.errors import EagleError, ModelFormatError
+from eagle_iad.expert import ExpertConfig
+from eagle_iad.expert.backbones import backbone_names
+from eagle_iad.expert.store import MANIFEST, read_manifest
+from eagle_iad.mllm.server import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.context import ServiceState, require_key, service
+from eagle_iad.service.jobs import sse_stream
+from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
+from eagle_iad.tgps.thresholds import RULES
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+#: Fit options a client may set (everything else keeps the expert's defaults).
+FIT_OPTIONS = {"backbone": str, "rule": str, "k": float, "q": float, "p": float, "tau": float,
+               "coreset_ratio": float, "seed": int}  # fmt: skip
+
+
+def _distribution(scores: list[float]) -> dict[str, Any]:
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        return {"count": 0, "values": []}
+    counts, edges = np.histogram(values, bins=min(20, max(1, values.size)))
+    return {
+        "count": int(values.size),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "quantiles": {str(q): float(np.quantile(values, q)) for q in (0.5, 0.9, 0.99)},
+        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "values": [float(v) for v in values],
+    }
+
+
+def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
+    """A category's public summary from its manifest (no host paths, no training image names)."""
+    manifest = read_manifest(directory)
+    thresholds = manifest["thresholds"]
+    distribution = _distribution(list(manifest["training"]["scores"]))
+    if not with_scores:
+        distribution.pop("values", None)
+    return {
+        "name": directory.name,
+        "category": manifest.get("category", directory.name),
+        "backbone": manifest["backbone"]["name"],
+        "tau": thresholds["tau"],
+        "s_max": thresholds["s_max"],
+        "rule": thresholds["rule"],
+        "rule_params": thresholds.get("params", {}),
+        "created": manifest.get("created"),
+        "train_images": len(manifest["training"]["images"]),
+        "bank_size": manifest["training"].get("bank_size"),
+        "training_scores": distribution,
+    }
+
+
+@router.get("/categories", response_model=schemas.CategoryList)
+def list_categories(request: Request) -> dict[str, Any]:
+    state = service(request)
+    items = []
+    for directory in sorted(state.settings.models_dir.iterdir()):
+        if directory.name.startswith(".") or not (directory / MANIFEST).is_file():
+            continue
+        try:
+            items.append(describe(directory, with_scores=False))
+        except (ModelFormatError, KeyError, TypeError) as exc:
+            items.append({"name": directory.name, "error": str(exc).replace(str(directory.parent) + "/", "")})
+    return {"categories": items}
+
+
+@router.get("/categories/{name}", response_model=schemas.Category)
+def get_category(name: str, request: Request) -> dict[str, Any]:
+    directory = service(request).settings.models_dir / check_name(name)
+    if not (directory / MANIFEST).is_file():
+        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+    try:
+        return describe(directory, with_scores=True)
+    except (ModelFormatError, KeyError, TypeError) as exc:
+        reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
+        raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
+
+
+def _config(options: dict[str, Any]) -> ExpertConfig:
+    unknown = set(options) - set(FIT_OPTIONS)
+    if unknown:
+        raise ApiError(400, f"unknown fit options {sorted(unknown)}; known: {sorted(FIT_OPTIONS)}")
+    values: dict[str, Any] = {}
+    for key, raw in options.items():
+        try:
+            values[key] = FIT_OPTIONS[key](raw)
+        except (TypeError, ValueError):
+            raise ApiError(400, f"fit option {key}: {raw!r} is not a {FIT_OPTIONS[key].__name__}") from None
+    if "backbone" in values and values["backbone"] not in backbone_names():
+        raise ApiError(400, f"unknown backbone {values['backbone']!r}; choose one of {', '.join(backbone_names())}")
+    if "rule" in values and values["rule"] not in RULES:
+        raise ApiError(400, f"unknown rule {values['rule']!r}; choose one of {', '.join(RULES)}")
+    renamed = {"k": "rule_k", "q": "rule_q", "p": "rule_p", "tau": "rule_value"}
+    config = ExpertConfig(**{renamed.get(k, k): v for k, v in values.items()})
+    try:
+        config.validate()
+    except EagleError as exc:
+        raise ApiError(400, str(exc)) from None
+    return config
+
+
+def _folder_images(state: ServiceState, folder: str) -> list[Path]:
+    root = state.settings.data_root
+    directory = resolve_inside(root, folder)
+    if not directory.is_dir():
+        raise ApiError(400, f"folder {folder!r} is not a directory under the data root", code="invalid_path")
+    assert root is not None
+    images = [
+        path for path in sorted(directory.rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and path.resolve().is_relative_to(root)
+    ]  # fmt: skip
+    return images
+
+
+def _store_uploads(state: ServiceState, uploads: list[tuple[str, bytes]], out: Path) -> list[Path]:
+    """Write uploaded images (or the members of one zip) to ``out``; every file must decode as an image."""
+    settings = state.settings
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for index, (filename, data) in enumerate(uploads):
+        if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip by its content, whatever its name or type says
+            members = extract_zip(data, out / f"zip{index}", max_files=settings.max_zip_files,
+                                  max_bytes=settings.max_zip_bytes)  # fmt: skip
+            for member in members:
+                sniff_image(member.read_bytes(), f"zip member {member.name[6:]}", settings.max_pixels)
+            paths += members
+        else:
+            sniff_image(data, filename, settings.max_pixels)
+            target = out / f"{index:05d}.img"
+            target.write_bytes(data)
+            paths.append(target)
+    return paths
+
+
+#: The request bodies this route parses by hand, described for OpenAPI clients.
+FIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                  "description": "normal images, or one zip of them"},
+                        "folder": {"type": "string", "description": "a folder relative to the data root"},
+                        **{key: {"type": "number" if kind is float else "integer" if kind is int else "string"}
+                           for key, kind in FIT_OPTIONS.items()},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["folder"],
+                    "properties": {"folder": {"type": "string"}, "options": {"type": "object"}},
+                }
+            },
+        }
+    }
+}  # fmt: skip
+
+
+@router.post(
+    "/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY, response_model=schemas.JobStarted
+)
+async def fit_category(name: str, request: Request) -> dict[str, Any]:
+    """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
+    state = service(request)
+    check_name(name)
+    uploads: list[tuple[str, bytes]] = []
+    options: dict[str, Any] = {}
+    folder: str | None = None
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid JSON body") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the JSON body must be an object")
+        folder = body.pop("folder", None)
+        options = dict(body.pop("options", {}) or {})
+        if body:
+            raise ApiError(400, f"unknown fields {sorted(body)}")
+    else:
+        settings = state.settings
+        form = await request.form(max_files=settings.max_zip_files, max_part_size=settings.max_upload_bytes)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "files":
+                    raise ApiError(400, f"unexpected file field {key!r} (send images or a zip as 'files')")
+                uploads.append((value.filename or "upload", await value.read()))
+            elif key == "folder":
+                folder = value
+            else:
+                options[key] = value
+    if (folder is None) == (not uploads):
+        raise ApiError(400, "send either uploaded images / a zip as 'files' or a server 'folder', not both or none")
+    config = _config(options)
+    if folder is not None:
+        images = await run_in_threadpool(_folder_images, state, str(folder))
+        cleanup = None
+    else:
+        cleanup = state.settings.uploads_dir / uuid.uuid4().hex
+        try:
+            images = await run_in_threadpool(_store_uploads, state, uploads, cleanup)
+        except BaseException:
+            shutil.rmtree(cleanup, ignore_errors=True)  # a refused upload leaves nothing behind
+            raise
+    if len(images) < 2:
+        raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed")
+    redact = tuple(str(path) for path in (cleanup, state.settings.data_root, state.settings.state_dir) if path)
+    job = state.jobs.submit(name, images, config, cleanup, redact)
+    return {"job": job.to_dict(), "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"}}
+
+
+def _job(request: Request, job_id: str) -> Any:
+    job = service(request).jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r}", code="job_not_found")
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=schemas.Job)
+def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    job = _job(request, job_id)
+    result: dict[str, Any] = job.to_dict()
+    return result
+
+
+@router.get("/jobs/{job_id}/events")
+def job_events(job_id: str, request: Request) -> StreamingResponse:
+    """Server-sent events: every state change and progress step of the job, then the stream ends."""
+    job = _job(request, job_id)
+    last = request.headers.get("last-event-id", "")
+    after = int(last) if last.isdigit() else -1
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(sse_stream(job, after), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,192 @@
+"""``/v1/inspect``, the inspection history, evaluation runs and the pictures they link to.
+
+An inspection is the expert's verdict (no MLLM configured) or the full EAGLE verdict (MLLM
+configured: TGPS prompt, CAAS in the band), stored in the history with links to its pictures.
+With an MLLM the expert runs twice on the image (once here for the pictures, once inside
+:class:`Eagle`); the expert pass is milliseconds next to the MLLM's, and :class:`Eagle` stays untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from eagle_iad.mllm.server import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.context import ServiceState, require_key, service
+from eagle_iad.service.security import check_name, resolve_inside, sniff_image
+from eagle_iad.service.store import Inspection
+from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
+from eagle_iad.tgps.render import save_png
+from eagle_iad.verdict import make_verdict, write_pictures
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+MAX_QUESTION_CHARS = 1000
+
+
+def _safe_name(filename: str | None) -> str:
+    """The upload's base name reduced to a safe alphabet (it names the picture files)."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", base).lstrip(".")[:80]
+    return clean or "upload.png"
+
+
+def run_inspection(
+    state: ServiceState, category: str, data: bytes, filename: str, question_text: str | None, attention: bool
+) -> dict[str, Any]:
+    """Score (and with an MLLM, ask about) one image; write its pictures; store and return the record."""
+    settings = state.settings
+    rgb = sniff_image(data, filename, settings.max_pixels)
+    expert = state.experts.get(category)
+    inspection_id = uuid.uuid4().hex
+    out = settings.files_dir / inspection_id
+    result = expert.inspect(rgb)
+    expert_verdict = make_verdict(expert, filename, result)
+    write_pictures(expert_verdict, rgb, result.anomaly_map, out)
+    answer: str | None
+    decision: str | None
+    pictures = {kind: f"/v1/files/{inspection_id}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
+    if state.queued is None:
+        if question_text is not None or attention:
+            raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
+        record: dict[str, Any] = expert_verdict.to_dict()
+        answer, decision, caas_applied = None, expert_verdict.decision, False
+    else:
+        from eagle_iad.mllm.attention import attention_overlay
+        from eagle_iad.mllm.base import AttentionCapture
+        from eagle_iad.pipeline import Eagle, EagleConfig
+
+        question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
+        eagle = Eagle(expert, state.queued, EagleConfig(capture_attention=attention))
+        verdict = eagle.inspect(rgb, question, filename)
+        record = verdict.to_dict()
+        if verdict.attention is not None:
+            capture = AttentionCapture.from_dict(verdict.attention)
+            for layer in sorted(capture.per_layer):
+                path = out / f"{Path(filename).stem}_attn_L{layer}.png"
+                save_png(path, attention_overlay(rgb, capture, layer))
+                pictures[f"attention_L{layer}"] = f"/v1/files/{inspection_id}/{path.name}"
+            record["attention"] = None  # large; the overlays carry it
+        answer, decision, caas_applied = verdict.answer, verdict.decision, verdict.caas_applied
+    record["pictures"] = pictures
+    stored = Inspection(
+        id=inspection_id,
+        time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        category=category,
+        image_name=filename,
+        score=expert_verdict.score,
+        tau=expert_verdict.tau,
+        s_max=expert_verdict.s_max,
+        decision=decision,
+        in_band=expert_verdict.in_band,
+        answer=answer,
+        caas_applied=caas_applied,
+        verdict=record,
+        pictures=pictures,
+    )
+    state.store.add(stored)
+    state.metrics.observe_inspection(caas_applied)
+    return stored.to_dict()
+
+
+#: The multipart body this route parses by hand, described for OpenAPI clients.
+INSPECT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "category"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "category": {"type": "string"},
+                        "question": {"type": "string", "description": "a yes/no question (needs an MLLM)"},
+                        "attention": {"type": "boolean", "description": "attention overlays (needs an MLLM)"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/inspect", openapi_extra=INSPECT_BODY, response_model=schemas.InspectionRecord)
+async def inspect(request: Request) -> dict[str, Any]:
+    """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false)."""
+    state = service(request)
+    form = await request.form(max_files=1, max_fields=8, max_part_size=state.settings.max_upload_bytes)
+    image = form.get("image")
+    category = form.get("category")
+    if not isinstance(image, UploadFile):
+        raise ApiError(400, "send the image as the multipart file field 'image'")
+    if not isinstance(category, str):
+        raise ApiError(400, "send the category as the form field 'category'")
+    question = form.get("question")
+    if question is not None and (not isinstance(question, str) or not question.strip()
+                                 or len(question) > MAX_QUESTION_CHARS):  # fmt: skip
+        raise ApiError(400, f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
+    attention = str(form.get("attention", "false")).lower() in ("1", "true", "yes")
+    data = await image.read()
+    return await run_in_threadpool(
+        run_inspection, state, check_name(category), data, _safe_name(image.filename), question, attention
+    )
+
+
+@router.get("/inspections", response_model=schemas.InspectionPage)
+def inspections(
+    request: Request,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    category: str | None = None,
+) -> dict[str, Any]:
+    """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page."""
+    total, rows = service(request).store.page(limit, offset, None if category is None else check_name(category))
+    next_offset = offset + len(rows) if offset + len(rows) < total else None
+    return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
+            "items": [row.to_dict() for row in rows]}  # fmt: skip
+
+
+@router.get("/evaluations", response_model=schemas.EvaluationList)
+def evaluations(request: Request) -> dict[str, Any]:
+    """Run directories under the runs dir that hold a ``metrics.json`` (``eagle eval`` / ``eval-expert``)."""
+    runs_dir = service(request).settings.runs_dir
+    runs: list[dict[str, Any]] = []
+    if runs_dir is None or not runs_dir.is_dir():
+        return {"runs": runs}
+    for directory in sorted(runs_dir.iterdir()):
+        metrics_path = directory / "metrics.json"
+        if directory.name.startswith(".") or not metrics_path.is_file():
+            continue
+        if not metrics_path.resolve().is_relative_to(runs_dir):
+            continue  # a symlink out of the runs dir is not listed
+        modified = datetime.fromtimestamp(metrics_path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        entry: dict[str, Any] = {"name": directory.name, "modified": modified}
+        try:
+            entry["metrics"] = json.loads(metrics_path.read_text(encoding="utf-8"))
+            run_json = directory / "run.json"
+            if run_json.is_file():
+                entry["run"] = json.loads(run_json.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            entry["error"] = f"unreadable: {exc}"
+        runs.append(entry)
+    return {"runs": runs}
+
+
+@router.get("/files/{path:path}")
+def files(path: str, request: Request) -> FileResponse:
+    """A picture written by an inspection; the path must stay inside the service's files dir."""
+    target = resolve_inside(service(request).settings.files_dir, path, "file")
+    if not target.is_file():
+        raise ApiError(404, f"no file {path!r}", code="not_found")
+    return FileResponse(target, media_type="image/png" if target.suffix == ".png" else None)

@@ -1,0 +1,117 @@
+"""Response shapes, declared so ``/openapi.json`` types them for generated clients (the TypeScript one).
+
+Extra fields are allowed (and kept): the verdict records grow with the engine, and a client
+generated from an older document must not make the server drop what it does not know yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Histogram(_Open):
+    edges: list[float]
+    counts: list[int]
+
+
+class ScoreDistribution(_Open):
+    count: int
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    quantiles: dict[str, float] | None = None
+    histogram: Histogram | None = None
+    #: Every training score (the category detail only).
+    values: list[float] | None = None
+
+
+class Category(_Open):
+    name: str
+    category: str | None = None
+    backbone: str | None = None
+    tau: float | None = None
+    s_max: float | None = None
+    rule: str | None = None
+    rule_params: dict[str, float] | None = None
+    created: str | None = None
+    train_images: int | None = None
+    bank_size: int | None = None
+    training_scores: ScoreDistribution | None = None
+    #: Set instead of the fields above when the category's manifest cannot be read.
+    error: str | None = None
+
+
+class CategoryList(_Open):
+    categories: list[Category]
+
+
+class JobProgress(_Open):
+    stage: str
+    done: int
+    total: int
+
+
+class Job(_Open):
+    id: str
+    category: str
+    state: str
+    created: str
+    images: int
+    progress: JobProgress | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class JobLinks(_Open):
+    self: str
+    events: str
+
+
+class JobStarted(_Open):
+    job: Job
+    links: JobLinks
+
+
+class InspectionRecord(_Open):
+    id: str
+    time: str
+    category: str
+    image_name: str
+    score: float | None
+    tau: float | None
+    s_max: float | None
+    decision: str | None
+    in_band: bool
+    answer: str | None
+    caas_applied: bool
+    #: The expert verdict (no MLLM) or the full EAGLE verdict record.
+    verdict: dict[str, Any]
+    #: Picture kind (heatmap, box, attention_L<n>) -> ``/v1/files/...`` link.
+    pictures: dict[str, str]
+
+
+class InspectionPage(_Open):
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+    items: list[InspectionRecord]
+
+
+class EvaluationRun(_Open):
+    name: str
+    modified: str
+    metrics: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class EvaluationList(_Open):
+    runs: list[EvaluationRun]

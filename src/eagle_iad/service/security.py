@@ -1,0 +1,132 @@
+"""What the service refuses, and how: API keys, names, server paths, uploaded images and zips.
+
+Every check raises :class:`ApiError` (the same JSON error shape as ``eagle serve-mllm``) with a
+message that says what was wrong, never echoing a secret.
+
+* keys are compared with :func:`hmac.compare_digest` (constant time: no timing oracle);
+* category names are a short conservative alphabet, so a name is always one safe path component;
+* server folders are resolved (symlinks included) and must stay inside the data root;
+* an upload is an image only if it decodes as one: the content is sniffed, headers are not trusted,
+  and the pixel count is checked from the header before decoding;
+* zips are read member by member: absolute or ``..`` names, symlinks, too many members and too many
+  uncompressed bytes (counted while inflating, not taken from the header) are refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import re
+import stat
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from starlette.requests import Request
+
+from eagle_iad.errors import ImageError
+from eagle_iad.images import load_rgb
+from eagle_iad.mllm.server import ApiError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_api_key(request: Request, api_key: str | None) -> None:
+    """Require ``Authorization: Bearer <key>`` (or ``X-API-Key``) when a key is configured."""
+    if api_key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    offered = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(offered.encode(), api_key.encode()):
+        raise ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", code="invalid_api_key")
+
+
+def check_name(name: str) -> str:
+    """A category name: letters, digits, ``_ . -``, at most 64, not starting with a dot, never ``..``."""
+    if not _NAME.match(name) or ".." in name:
+        raise ApiError(
+            400, "invalid category name: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' or '-')",
+            code="invalid_name",
+        )  # fmt: skip
+    return name
+
+
+def resolve_inside(root: Path | None, relative: str, what: str = "folder") -> Path:
+    """``root/relative`` resolved, refused unless it stays inside ``root`` (no ``..``, no absolute, no symlink out)."""
+    if root is None:
+        raise ApiError(400, f"server {what}s are disabled (start the service with --data-root)", code="no_data_root")
+    if not relative or "\x00" in relative:
+        raise ApiError(400, f"empty or invalid {what} path", code="invalid_path")
+    candidate = PurePosixPath(relative)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise ApiError(400, f"{what} must be relative to the data root, without '..'", code="invalid_path")
+    resolved = (root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise ApiError(400, f"{what} resolves outside the data root", code="invalid_path")
+    return resolved
+
+
+def sniff_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode ``data`` as an image or refuse it (400); the pixel limit is checked before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ApiError(400, f"{name}: not a recognised image (content is checked, not the header)",
+                       code="invalid_image") from None  # fmt: skip
+    if width * height > max_pixels:
+        message = f"{name}: {width}x{height} exceeds the limit of {max_pixels} pixels"
+        raise ApiError(413, message, code="too_many_pixels")
+    try:
+        return load_rgb(data)
+    except ImageError as exc:
+        raise ApiError(400, f"{name}: {str(exc).replace('uploaded image: ', '')}", code="invalid_image") from None
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def extract_zip(data: bytes, out: Path, *, max_files: int, max_bytes: int) -> list[Path]:
+    """Extract the regular files of a zip into ``out`` (flattened to unique names); refuse anything hostile."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ApiError(400, "upload is not a valid zip archive", code="invalid_zip") from None
+    with archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) > max_files:
+            raise ApiError(413, f"zip has {len(members)} files; the limit is {max_files}", code="zip_too_many_files")
+        for info in members:
+            path = PurePosixPath(info.filename.replace("\\", "/"))
+            if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", info.filename):
+                raise ApiError(400, f"zip member {info.filename!r} has an unsafe path", code="zip_unsafe_path")
+            if _is_symlink(info):
+                raise ApiError(400, f"zip member {info.filename!r} is a symbolic link", code="zip_unsafe_path")
+        if sum(info.file_size for info in members) > max_bytes:
+            raise ApiError(413, f"zip expands beyond the limit of {max_bytes} bytes", code="zip_too_large")
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        total = 0
+        for index, info in enumerate(members):
+            path = PurePosixPath(info.filename.replace("\\", "/"))
+            if path.name.startswith(".") or "__MACOSX" in path.parts:
+                continue
+            target = out / f"{index:05d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', path.name)[:80]}"
+            try:
+                with archive.open(info) as source, target.open("wb") as sink:
+                    while block := source.read(1 << 16):
+                        total += len(block)  # counted while inflating: a lying header cannot bypass the limit
+                        if total > max_bytes:
+                            raise ApiError(413, f"zip expands beyond the limit of {max_bytes} bytes",
+                                           code="zip_too_large")  # fmt: skip
+                        sink.write(block)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                message = f"zip member {info.filename!r} cannot be read ({exc})"
+                raise ApiError(400, message, code="invalid_zip") from None
+            written.append(target)
+    return written

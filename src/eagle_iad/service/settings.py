@@ -1,0 +1,68 @@
+"""Service settings: where models, data, evaluation runs and the service's own state live, and limits.
+
+One frozen object built by the CLI (or a test) and handed to :func:`create_app`, so every limit the
+service enforces is visible in one place. The API key comes from the environment only, so it does not
+show up in ``ps`` output or shell history.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variable holding the key every ``/v1`` route requires when set.
+API_KEY_ENV = "EAGLE_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything :func:`eagle_iad.service.create_app` needs; paths are resolved at construction."""
+
+    models_dir: Path
+    #: Service state: the SQLite file (unless ``db_path``), pictures and uploaded training images.
+    state_dir: Path
+    #: Server folders a fit may read from must lie inside this root (None: server folders are refused).
+    data_root: Path | None = None
+    #: Evaluation run directories (``eagle eval`` / ``eagle eval-expert`` outputs) listed by ``/v1/evaluations``.
+    runs_dir: Path | None = None
+    db_path: Path | None = None
+    mllm: str | None = None
+    api_key: str | None = None
+    #: Largest request body (uploads included), in bytes.
+    max_upload_bytes: int = 32 * 1024 * 1024
+    #: Largest decoded image, in pixels (checked from the header before decoding).
+    max_pixels: int = 40_000_000
+    #: Zip uploads: most members and most total uncompressed bytes (zip-bomb guard).
+    max_zip_files: int = 2000
+    max_zip_bytes: int = 256 * 1024 * 1024
+    #: MLLM requests that may wait for the model; more get 429 with Retry-After.
+    mllm_queue: int = 4
+    #: Fit jobs that may run at once (the rest wait in the pool).
+    fit_workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser().resolve())
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file holding the inspection history."""
+        return self.db_path or self.state_dir / "eagle.sqlite3"
+
+    @property
+    def files_dir(self) -> Path:
+        """Pictures served at ``/v1/files/...``."""
+        return self.state_dir / "files"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploaded training images, one folder per fit job."""
+        return self.state_dir / "uploads"
+
+    @staticmethod
+    def api_key_from_env() -> str | None:
+        """The key from ``EAGLE_API_KEY`` (unset or empty: no authentication)."""
+        return os.environ.get(API_KEY_ENV) or None

@@ -1,0 +1,147 @@
+"""The inspection history: an embedded SQLite file that survives restarts.
+
+Why SQLite: one file, no server, transactional; WAL mode lets readers (history pages) run while an
+inspection is written. A ``schema_version`` table makes a future migration explicit instead of
+guessing from columns. One connection guarded by a lock: the service writes a row per inspection,
+far below what serialising costs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS inspections (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    time TEXT NOT NULL,
+    category TEXT NOT NULL,
+    image_name TEXT NOT NULL,
+    score REAL,
+    tau REAL,
+    s_max REAL,
+    decision TEXT,
+    in_band INTEGER NOT NULL,
+    answer TEXT,
+    caas_applied INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    pictures TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inspections_category ON inspections (category, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """One stored inspection (the row, with its JSON columns decoded)."""
+
+    id: str
+    time: str
+    category: str
+    image_name: str
+    score: float | None
+    tau: float | None
+    s_max: float | None
+    decision: str | None
+    in_band: bool
+    answer: str | None
+    caas_applied: bool
+    verdict: dict[str, Any]
+    pictures: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "category": self.category,
+            "image_name": self.image_name,
+            "score": self.score,
+            "tau": self.tau,
+            "s_max": self.s_max,
+            "decision": self.decision,
+            "in_band": self.in_band,
+            "answer": self.answer,
+            "caas_applied": self.caas_applied,
+            "verdict": self.verdict,
+            "pictures": self.pictures,
+        }
+
+
+class InspectionStore:
+    """Append and page through inspections; thread-safe (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise ConfigError(f"{path}: history schema {row[0]} is not the {SCHEMA_VERSION} this eagle-iad reads")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, record: Inspection) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM inspections").fetchone()[0])
+                self._db.execute(
+                    "INSERT INTO inspections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id, seq, record.time, record.category, record.image_name, record.score, record.tau,
+                        record.s_max, record.decision, int(record.in_band), record.answer, int(record.caas_applied),
+                        json.dumps(record.verdict), json.dumps(record.pictures),
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def page(self, limit: int, offset: int, category: str | None = None) -> tuple[int, list[Inspection]]:
+        """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``."""
+        where, params = ("WHERE category = ?", [category]) if category else ("", [])
+        with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM inspections {where}", params).fetchone()[0])
+            rows = self._db.execute(
+                "SELECT id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, "
+                f"verdict, pictures FROM inspections {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return total, [_row(row) for row in rows]
+
+
+def _row(row: tuple[Any, ...]) -> Inspection:
+    return Inspection(
+        id=str(row[0]),
+        time=str(row[1]),
+        category=str(row[2]),
+        image_name=str(row[3]),
+        score=row[4],
+        tau=row[5],
+        s_max=row[6],
+        decision=row[7],
+        in_band=bool(row[8]),
+        answer=row[9],
+        caas_applied=bool(row[10]),
+        verdict=json.loads(row[11]),
+        pictures=json.loads(row[12]),
+    )

@@ -1,0 +1,547 @@
+"""``eagle serve``: the HTTP API against a real server process on loopback with a real SQLite file.
+
+One ``eagle serve`` subprocess (no key) serves a temp models dir holding one small elpv expert; the
+last test stops it and restarts it on the same database with ``EAGLE_API_KEY`` set, which checks
+both that history survives a restart and that every ``/v1`` route then needs the key. The MLLM
+paths (full verdict, ``/v1/chat/completions``, 429 on a full queue) use the same app factory served
+in-process by uvicorn, so a blocking fake backend can be controlled from the test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import LiveServer
+from PIL import Image
+
+from eagle_iad.data import get_layout
+from eagle_iad.mllm import GenerateOptions, Reply
+from eagle_iad.tgps.prompt import ContentItem
+
+KEY = "s3cret-key"
+
+
+def multipart(fields: Mapping[str, str], files: Sequence[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:
+    """Encode form fields and ``(field, filename, data, content_type)`` files as multipart/form-data."""
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, filename, data, content_type in files:
+        out.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+        )
+        out.write(data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def call(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    key: str | None = None,
+    raw: bool = False,
+) -> tuple[int, dict[str, str], Any]:
+    """One HTTP request; returns (status, lower-cased headers, decoded JSON or raw bytes)."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status, head, data = response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as exc:
+        status, head, data = exc.code, dict(exc.headers.items()), exc.read()
+    head = {k.lower(): v for k, v in head.items()}
+    if raw or not head.get("content-type", "").startswith("application/json"):
+        return status, head, data
+    return status, head, json.loads(data)
+
+
+def png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def zip_of(members: Sequence[tuple[str, bytes]], symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+        if symlink is not None:
+            info = zipfile.ZipInfo("link.png")
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, symlink)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServeProcess:
+    """``eagle serve`` as a subprocess on a free loopback port."""
+
+    def __init__(self, args: Sequence[str], api_key: str | None = None) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "eagle_iad.cli", "serve", *args, "--port", str(self.port)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        env.pop("EAGLE_API_KEY", None)
+        if api_key is not None:
+            env["EAGLE_API_KEY"] = api_key
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.process.poll() is None, self.process.communicate()[1]
+            try:
+                if call("GET", f"{self.base}/healthz")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "eagle serve did not come up"
+            time.sleep(0.2)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cells() -> dict[str, list[Path]]:
+    layout = get_layout("elpv")
+    train = [s.path for s in layout.samples(None, "mono", "train")]
+    test = layout.samples(None, "mono", "test")
+    return {
+        "train": train[:8],
+        "upload": train[8:14],
+        "anomalous": [s.path for s in test if s.label == 1][:2],
+        "normal": [s.path for s in test if s.label == 0][:1],
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, cells: dict[str, list[Path]]) -> dict[str, Path]:
+    """models/mono (fitted on 8 cells), a data root with a folder of cells, a runs dir, state dir and db."""
+    import torch
+
+    from eagle_iad.expert import fit, save
+
+    root = tmp_path_factory.mktemp("service")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(cells["train"], "mono").model, root / "models" / "mono")
+    finally:
+        torch.set_num_threads(before)
+    data = root / "data"
+    (data / "cells").mkdir(parents=True)
+    for path in cells["upload"][:4]:
+        (data / "cells" / path.name).write_bytes(path.read_bytes())
+    (data / "escape").symlink_to(root / "models")  # a link out of the data root
+    (data / "broken").mkdir()
+    for name in ("a.png", "b.png"):
+        (data / "broken" / name).write_text("not an image")  # found by suffix, refused by the fit
+    runs = root / "runs"
+    (runs / "run-a").mkdir(parents=True)
+    (runs / "run-a" / "metrics.json").write_text(json.dumps({"image_auroc": 0.9}))
+    (runs / "run-a" / "run.json").write_text(json.dumps({"hash": "abc"}))
+    (runs / "not-a-run").mkdir()
+    return {"root": root, "models": root / "models", "data": data, "runs": runs, "state": root / "state",
+            "db": root / "history.sqlite3"}  # fmt: skip
+
+
+def serve_args(workspace: dict[str, Path]) -> list[str]:
+    return [
+        "--models", str(workspace["models"]), "--data-root", str(workspace["data"]), "--runs", str(workspace["runs"]),
+        "--state-dir", str(workspace["state"]), "--db", str(workspace["db"]), "--max-upload-mb", "1",
+        "--max-pixels", "1000000", "--max-zip-mb", "4", "--max-zip-files", "20", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(workspace: dict[str, Path]) -> Iterator[ServeProcess]:
+    process = ServeProcess(serve_args(workspace))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _error(response: tuple[int, dict[str, str], Any], status: int, *needles: str) -> None:
+    code, _, body = response
+    assert code == status, body
+    for needle in needles:
+        assert needle in body["error"]["message"], body
+
+
+def inspect_request(base: str, data: bytes, category: str = "mono", filename: str = "cell.png",
+                    content_type: str = "image/png", key: str | None = None,
+                    **fields: str) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+    body, ctype = multipart({"category": category, **fields}, [("image", filename, data, content_type)])
+    return call("POST", f"{base}/v1/inspect", body=body, content_type=ctype, key=key)
+
+
+def test_health_openapi_and_metrics(server: ServeProcess) -> None:
+    status, _, health = call("GET", f"{server.base}/healthz")
+    assert status == 200 and health["status"] == "ok" and health["mllm"] is False
+    status, _, spec = call("GET", f"{server.base}/openapi.json")
+    assert status == 200
+    for path in ("/v1/categories", "/v1/categories/{name}", "/v1/categories/{name}/fit", "/v1/jobs/{job_id}",
+                 "/v1/jobs/{job_id}/events", "/v1/inspect", "/v1/inspections", "/v1/evaluations"):  # fmt: skip
+        assert path in spec["paths"], path
+    inspect_schema = spec["paths"]["/v1/inspect"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert inspect_schema["required"] == ["image", "category"]
+    page = spec["paths"]["/v1/inspections"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page["$ref"].endswith("/InspectionPage") and "InspectionRecord" in spec["components"]["schemas"]
+    status, head, text = call("GET", f"{server.base}/metrics")
+    assert status == 200 and head["content-type"].startswith("text/plain")
+    body = text.decode()
+    assert 'eagle_http_requests_total{method="GET",route="/healthz",status="200"}' in body
+    for name in ("eagle_http_request_duration_seconds_bucket", "eagle_mllm_queue_depth 0.0", "eagle_caas_rate",
+                 "eagle_fit_jobs_pending"):  # fmt: skip
+        assert name in body
+
+
+def test_categories(server: ServeProcess) -> None:
+    status, _, listing = call("GET", f"{server.base}/v1/categories")
+    assert status == 200 and [c["name"] for c in listing["categories"]] == ["mono"]
+    summary = listing["categories"][0]
+    assert summary["backbone"] == "efficientnet_lite0" and summary["rule"] == "ksigma"
+    assert summary["s_max"] > 0 and summary["tau"] > 0 and summary["created"]
+    status, _, detail = call("GET", f"{server.base}/v1/categories/mono")
+    assert status == 200 and detail["training_scores"]["count"] == 8 and len(detail["training_scores"]["values"]) == 8
+    assert sum(detail["training_scores"]["histogram"]["counts"]) == 8
+    _error(call("GET", f"{server.base}/v1/categories/nothing"), 404, "nothing")
+    _error(call("GET", f"{server.base}/v1/categories/.."), 400, "invalid category name")
+    _error(call("GET", f"{server.base}/v1/categories/..%2F..%2Fetc"), 404)  # the encoded slash never matches a name
+
+
+def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, list[Path]]) -> None:
+    status, _, record = inspect_request(server.base, cells["anomalous"][0].read_bytes(), filename="../../evil name.png")
+    assert status == 200, record
+    assert record["category"] == "mono" and record["decision"] in ("anomalous", "normal")
+    assert record["tau"] > 0 and record["answer"] is None and record["caas_applied"] is False
+    assert record["image_name"] == "evil_name.png"  # the client's file name is reduced to a safe base name
+    assert record["verdict"]["boxes"] is not None and set(record["pictures"]) == {"heatmap", "box"}
+    status, head, picture = call("GET", server.base + record["pictures"]["heatmap"], raw=True)
+    assert status == 200 and head["content-type"] == "image/png" and picture.startswith(b"\x89PNG")
+    assert inspect_request(server.base, cells["normal"][0].read_bytes())[0] == 200
+    status, _, page = call("GET", f"{server.base}/v1/inspections?limit=1")
+    assert status == 200 and page["total"] >= 2 and len(page["items"]) == 1 and page["next_offset"] == 1
+    status, _, page2 = call("GET", f"{server.base}/v1/inspections?limit=1&offset=1")
+    assert page2["items"][0]["id"] == record["id"]  # newest first
+    _error(call("GET", f"{server.base}/v1/inspections?limit=0"), 400, "limit")
+    # hostile inputs
+    _error(call("GET", f"{server.base}/v1/files/..%2F..%2Fhistory.sqlite3"), 400, "without '..'")
+    _error(call("GET", f"{server.base}/v1/files/{record['id']}/nothing.png"), 404)
+    _error(inspect_request(server.base, b"<html>not a picture</html>"), 400, "not a recognised image")
+    _error(inspect_request(server.base, cells["normal"][0].read_bytes(), category="../models"), 400, "category name")
+    _error(inspect_request(server.base, cells["normal"][0].read_bytes(), category="ghost"), 404, "ghost")
+    big_bytes = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    _error(inspect_request(server.base, png(big_bytes)), 413, "exceeds the limit")  # > 1 MiB body
+    chunked = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # no Content-Length to trust
+    chunked.request("POST", "/v1/inspect", body=iter([b"x" * 65536] * 40), headers={"Content-Type": "image/png"})
+    response = chunked.getresponse()
+    assert response.status == 413 and b"exceeds the limit" in response.read()
+    chunked.close()
+    many_pixels = np.zeros((1100, 1000, 3), dtype=np.uint8)  # compresses small but has 1.1 MP
+    _error(inspect_request(server.base, png(many_pixels)), 413, "pixels")
+    _error(inspect_request(server.base, cells["normal"][0].read_bytes(), question="Is it cracked?"), 400, "--mllm")
+
+
+def _events(base: str, job_id: str) -> list[dict[str, Any]]:
+    status, head, stream = call("GET", f"{base}/v1/jobs/{job_id}/events", raw=True)
+    assert status == 200 and head["content-type"].startswith("text/event-stream")
+    events = []
+    for frame in stream.decode().split("\n\n"):
+        data = [line[len("data: ") :] for line in frame.splitlines() if line.startswith("data: ")]
+        if data:
+            events.append(json.loads(data[0]))
+    return events
+
+
+def test_fit_from_zip_streams_progress(server: ServeProcess, cells: dict[str, list[Path]]) -> None:
+    archive = zip_of([(f"cells/{p.name}", p.read_bytes()) for p in cells["upload"]])
+    body, ctype = multipart({"coreset_ratio": "0.05"}, [("files", "cells.zip", archive, "application/zip")])
+    status, _, started = call("POST", f"{server.base}/v1/categories/fresh/fit", body=body, content_type=ctype)
+    assert status == 202, started
+    job_id = started["job"]["id"]
+    assert started["links"]["events"] == f"/v1/jobs/{job_id}/events"
+    events = _events(server.base, job_id)
+    states = [e["state"] for e in events if e["event"] == "state"]
+    assert states == ["queued", "running", "succeeded"], events
+    stages = {e["stage"] for e in events if e["event"] == "progress"}
+    assert stages == {"features", "coreset", "training scores"}
+    features = [e for e in events if e["event"] == "progress" and e["stage"] == "features"]
+    assert features[-1]["done"] == features[-1]["total"] == 6
+    request = urllib.request.Request(f"{server.base}/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "2"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # a reconnect resumes after event 2
+        resumed = [json.loads(line[6:]) for line in response.read().decode().splitlines() if line.startswith("data: ")]
+    assert [e["seq"] for e in resumed] == [e["seq"] for e in events][3:]
+    status, _, job = call("GET", f"{server.base}/v1/jobs/{job_id}")
+    assert status == 200 and job["state"] == "succeeded" and job["result"]["train_images"] == 6
+    status, _, fresh = call("GET", f"{server.base}/v1/categories/fresh")
+    assert status == 200 and fresh["train_images"] == 6
+    _error(call("GET", f"{server.base}/v1/jobs/nope"), 404)
+
+
+def test_fit_from_server_folder(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    body = json.dumps({"folder": "cells", "options": {"coreset_ratio": 0.05}}).encode()
+    status, _, started = call("POST", f"{server.base}/v1/categories/folder-fit/fit", body=body,
+                              content_type="application/json")  # fmt: skip
+    assert status == 202, started
+    states = [e["state"] for e in _events(server.base, started["job"]["id"]) if e["event"] == "state"]
+    assert states[-1] == "succeeded"
+    assert (workspace["models"] / "folder-fit" / "model.json").is_file()
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    first = inspect_request(server.base, image, category="folder-fit")[2]
+    # A refit replaces the model; the service's cached expert is reloaded, not served stale.
+    body = json.dumps({"folder": "cells", "options": {"coreset_ratio": 0.05, "rule": "fixed", "tau": 1234.5}}).encode()
+    status, _, started = call("POST", f"{server.base}/v1/categories/folder-fit/fit", body=body,
+                              content_type="application/json")  # fmt: skip
+    assert status == 202 and _events(server.base, started["job"]["id"])[-1]["state"] == "succeeded"
+    second = inspect_request(server.base, image, category="folder-fit")[2]
+    assert second["tau"] == 1234.5 != first["tau"] and second["decision"] == "normal"
+
+
+def test_failed_fit_is_reported(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    body = json.dumps({"folder": "broken"}).encode()
+    status, _, started = call("POST", f"{server.base}/v1/categories/broken/fit", body=body,
+                              content_type="application/json")  # fmt: skip
+    assert status == 202, started
+    last = _events(server.base, started["job"]["id"])[-1]
+    assert last["state"] == "failed" and "training image rejected" in last["error"]
+    assert str(workspace["root"]) not in last["error"] and "broken/a.png" in last["error"]  # no host paths
+    job = call("GET", f"{server.base}/v1/jobs/{started['job']['id']}")[2]
+    assert job["state"] == "failed" and job["error"] == last["error"]
+    assert not (workspace["models"] / "broken").exists()
+
+
+def test_fit_refuses_hostile_inputs(
+    server: ServeProcess, cells: dict[str, list[Path]], workspace: dict[str, Path]
+) -> None:
+    url = f"{server.base}/v1/categories/hostile/fit"
+    good = [(p.name, p.read_bytes()) for p in cells["upload"][:2]]
+
+    def upload(archive: bytes, content_type: str = "application/zip", **fields: str) -> Any:
+        body, ctype = multipart(fields, [("files", "x.zip", archive, content_type)])
+        return call("POST", url, body=body, content_type=ctype)
+
+    _error(upload(zip_of([*good, ("../../evil.png", good[0][1])])), 400, "unsafe path")
+    _error(upload(zip_of([*good, ("/tmp/evil.png", good[0][1])])), 400, "unsafe path")
+    _error(upload(zip_of(good, symlink="/etc/passwd")), 400, "symbolic link")
+    _error(upload(zip_of([*good, ("notes.png", b"just text, named like a picture")])), 400, "not a recognised image")
+    _error(upload(zip_of([(f"{i}.png", good[0][1]) for i in range(25)])), 413, "25 files")
+    bomb = zip_of([("bomb.png", b"\0" * (16 * 1024 * 1024))])  # 16 MiB of zeros in a few KiB
+    assert len(bomb) < 100_000
+    _error(upload(bomb), 413, "expands beyond")
+    _error(upload(b"PK\x03\x04 but not really a zip"), 400, "not a valid zip")
+    _error(upload(b"GIF89a-but-text", content_type="image/gif"), 400, "not a recognised image")
+    _error(upload(zip_of(good), backbone="resnet9000"), 400, "unknown backbone")
+    _error(upload(zip_of(good), frobnicate="1"), 400, "unknown fit options")
+    for folder in ("../models", "/etc", "cells/../../models", "escape"):
+        body = json.dumps({"folder": folder}).encode()
+        _error(call("POST", url, body=body, content_type="application/json"), 400)
+    body = json.dumps({"folder": "cells"}).encode()
+    _error(call("POST", f"{server.base}/v1/categories/..evil/fit", body=body, content_type="application/json"), 400)
+    _error(call("POST", url, body=b"{}", content_type="application/json"), 400, "either")
+    assert not (workspace["models"] / "hostile").exists()
+    assert not (workspace["root"] / "evil.png").exists() and not Path("/tmp/evil.png").exists()
+    assert list((workspace["state"] / "uploads").iterdir()) == []  # refused uploads leave nothing behind
+
+
+def test_corrupt_category_is_409_without_host_paths(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    bad = workspace["models"] / "corrupt"
+    bad.mkdir()
+    (bad / "model.json").write_text("{not json")
+    (bad / "tensors.safetensors").write_bytes(b"")
+    try:
+        for response in (call("GET", f"{server.base}/v1/categories/corrupt"),
+                         inspect_request(server.base, next((workspace["data"] / "cells").iterdir()).read_bytes(),
+                                         category="corrupt")):  # fmt: skip
+            _error(response, 409, "corrupt")
+            assert str(workspace["root"]) not in response[2]["error"]["message"]
+        listed = {c["name"]: c for c in call("GET", f"{server.base}/v1/categories")[2]["categories"]}
+        assert "error" in listed["corrupt"] and str(workspace["root"]) not in listed["corrupt"]["error"]
+    finally:
+        for path in bad.iterdir():
+            path.unlink()
+        bad.rmdir()
+
+
+def test_evaluations(server: ServeProcess) -> None:
+    status, _, body = call("GET", f"{server.base}/v1/evaluations")
+    assert status == 200 and [r["name"] for r in body["runs"]] == ["run-a"]
+    assert body["runs"][0]["metrics"] == {"image_auroc": 0.9} and body["runs"][0]["run"] == {"hash": "abc"}
+
+
+def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace: dict[str, Path]) -> None:
+    status, _, before = call("GET", f"{server.base}/v1/inspections?limit=500")
+    assert status == 200 and before["total"] >= 2
+    server.stop()
+    restarted = ServeProcess(serve_args(workspace), api_key=KEY)
+    try:
+        base = restarted.base
+        assert call("GET", f"{base}/healthz")[0] == 200  # open for load balancers
+        assert call("GET", f"{base}/metrics")[0] == 200
+        routes = [("GET", "/v1/categories"), ("GET", "/v1/categories/mono"), ("POST", "/v1/categories/mono/fit"),
+                  ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/events"), ("POST", "/v1/inspect"),
+                  ("GET", "/v1/inspections"), ("GET", "/v1/evaluations"), ("GET", "/v1/files/x/y.png")]  # fmt: skip
+        for method, path in routes:
+            data = b"{}" if method == "POST" else None
+            _error(call(method, base + path, body=data, content_type="application/json"), 401, "API key")
+            _error(call(method, base + path, body=data, content_type="application/json", key="wrong"), 401)
+        status, _, after = call("GET", f"{base}/v1/inspections?limit=500", key=KEY)
+        assert status == 200 and after["items"] == before["items"]
+        picture = after["items"][0]["pictures"]["heatmap"]
+        assert call("GET", base + picture, key=KEY, raw=True)[0] == 200
+        status, _, record = inspect_request(base, (workspace["data"] / "cells").iterdir().__next__().read_bytes(),
+                                            key=KEY)  # fmt: skip
+        assert status == 200, record
+        assert call("GET", f"{base}/v1/inspections", key=KEY)[2]["total"] == before["total"] + 1
+    finally:
+        restarted.stop()
+
+
+# ---------------------------------------------------------------------------------------------------
+# With an MLLM: the same app factory, served in-process so the backend can be a controllable fake
+# ---------------------------------------------------------------------------------------------------
+
+
+class BlockingBackend:
+    """``generate`` blocks until released, so the MLLM queue can be filled deterministically."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(30)
+        return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
+
+
+def _settings(workspace: dict[str, Path], tmp_path: Path, **extra: Any) -> Any:
+    from eagle_iad.service import ServiceSettings
+
+    return ServiceSettings(models_dir=workspace["models"], state_dir=tmp_path / "state", **extra)
+
+
+def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from eagle_iad.service import create_app
+
+    fake = BlockingBackend()
+    app = create_app(_settings(workspace, tmp_path, mllm_queue=1), backend=fake)
+    chat = {"model": "blocking", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    payload = json.dumps(chat).encode()
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    results: list[Any] = []
+    with LiveServer(app) as live:
+        url = f"{live.base}/v1/chat/completions"
+        first = threading.Thread(target=lambda: results.append(inspect_request(live.base, image)))
+        first.start()
+        assert fake.started.wait(30)  # the worker is busy with the inspection's question
+        second = threading.Thread(
+            target=lambda: results.append(call("POST", url, body=payload, content_type="application/json"))
+        )
+        second.start()
+        deadline = time.monotonic() + 10
+        while app.state.service.worker.waiting < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert "eagle_mllm_queue_depth 1.0" in call("GET", f"{live.base}/metrics")[2].decode()
+        rejected = call("POST", url, body=payload, content_type="application/json")
+        _error(rejected, 429, "queue is full")
+        assert int(rejected[1]["retry-after"]) >= 1
+        rejected_inspect = inspect_request(live.base, image)
+        _error(rejected_inspect, 429, "queue is full")
+        assert int(rejected_inspect[1]["retry-after"]) >= 1
+        fake.release.set()
+        first.join(30)
+        second.join(30)
+    assert sorted(r[0] for r in results) == [200, 200] and fake.calls == 2
+    verdict = next(r[2] for r in results if "verdict" in r[2])
+    assert verdict["answer"] == "A" and verdict["decision"] == "anomalous" and verdict["verdict"]["reply"] == "A"
+
+
+def test_full_verdict_and_chat_with_tiny_mllm(
+    workspace: dict[str, Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``eagle serve --mllm hf:<tiny Qwen2.5-VL>`` as a real process: full EAGLE verdicts and chat."""
+    from eagle_iad.mllm.tiny import TINY_BUILDERS
+
+    model_dir = TINY_BUILDERS["qwen2_5_vl"](tmp_path_factory.mktemp("tiny") / "qwen")
+    args = ["--models", str(workspace["models"]), "--state-dir", str(tmp_path / "state"), "--mllm", f"hf:{model_dir}",
+            "--mllm-queue", "2", "--log-level", "warning"]  # fmt: skip
+    server = ServeProcess(args, api_key=KEY)
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    try:
+        base = server.base
+        assert call("GET", f"{base}/healthz")[2]["mllm"] is True
+        status, _, record = inspect_request(base, image, key=KEY, attention="true")
+        assert status == 200, record
+        verdict = record["verdict"]
+        assert verdict["condition"] == "eagle" and isinstance(verdict["reply"], str)
+        assert record["answer"] == verdict["answer"] and record["caas_applied"] == verdict["caas_applied"]
+        assert record["caas_applied"] == record["in_band"]  # CAAS exactly in the band
+        assert {"heatmap", "box"} <= set(record["pictures"])
+        attention = [k for k in record["pictures"] if k.startswith("attention_L")]
+        assert attention and call("GET", base + record["pictures"][attention[0]], key=KEY, raw=True)[0] == 200
+        chat = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        body = json.dumps(chat).encode()
+        assert call("POST", f"{base}/v1/chat/completions", body=body, content_type="application/json")[0] == 401
+        status, _, completion = call("POST", f"{base}/v1/chat/completions", body=body,
+                                     content_type="application/json", key=KEY)  # fmt: skip
+        assert status == 200 and completion["object"] == "chat.completion", completion
+        assert call("GET", f"{base}/v1/models", key=KEY)[2]["data"][0]["id"] == "qwen"  # folder name, not host path
+        metrics = call("GET", f"{base}/metrics")[2].decode()
+        assert "eagle_inspections_total 1" in metrics and 'route="/v1/chat/completions",status="200"' in metrics
+    finally:
+        server.stop()
+
+
+def test_serve_cli_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eagle_iad.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", "--models", str(tmp_path)])
+    assert (args.host, args.port, args.mllm) == ("127.0.0.1", 8000, None)  # loopback only by default
+    assert main(["serve", "--models", str(tmp_path), "--data-root", str(tmp_path / "missing")]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    assert main(["serve", "--models", str(tmp_path), "--mllm-queue", "0"]) == 2
+    assert "--mllm-queue must be at least 1" in capsys.readouterr().err
