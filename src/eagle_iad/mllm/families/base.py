@@ -197,3 +197,18 @@ def trailing_tokens(ranges: Sequence[Range], count: int) -> tuple[Range, ...]:
         out.append((end - take, end))
         count -= take
     return tuple(reversed(out))
+
+
+def load_pil_processor(path: str | Path, image_only_processor: Any, **kwargs: Any) -> Any:
+    """The checkpoint's processor with the PIL image processor.
+
+    Without torchvision, transformers 5 cannot build these families' video processors, so the
+    family's image-only subclass of the real processor class is loaded instead (all image and text
+    handling stays the real class's); with torchvision the stock class is used.
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    if image_only_processor is None or is_torchvision_available():
+        return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
+    return image_only_processor.from_pretrained(path, backend="pil", **kwargs)

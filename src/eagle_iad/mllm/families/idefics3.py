@@ -50,7 +50,7 @@ from typing import Any
 from transformers import SmolVLMProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, Range, image_token_runs
+from eagle_iad.mllm.families.base import ImageTokens, Range, image_token_runs, load_pil_processor
 
 GLOBAL_IMAGE_TOKEN = "<global-img>"
 
@@ -113,12 +113,7 @@ class Idefics3Family:
     image_only_processor: Any = None
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        from transformers import AutoProcessor
-        from transformers.utils import is_torchvision_available
-
-        if self.image_only_processor is None or is_torchvision_available():
-            return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-        return self.image_only_processor.from_pretrained(path, backend="pil", **kwargs)
+        return load_pil_processor(path, self.image_only_processor, **kwargs)
 
     def image_token_id(self, config: Any) -> int:
         return int(config.image_token_id)

@@ -36,7 +36,7 @@ from typing import Any
 from transformers import InternVLProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, trailing_tokens
+from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, load_pil_processor, trailing_tokens
 
 
 class InternVLImageOnlyProcessor(InternVLProcessor):  # type: ignore[misc]
@@ -80,13 +80,7 @@ class InternVLFamily:
     model_types: tuple[str, ...] = ("internvl",)
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        from transformers.utils import is_torchvision_available
-
-        if is_torchvision_available():
-            from transformers import AutoProcessor
-
-            return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-        return InternVLImageOnlyProcessor.from_pretrained(path, backend="pil", **kwargs)
+        return load_pil_processor(path, InternVLImageOnlyProcessor, **kwargs)
 
     def image_token_id(self, config: Any) -> int:
         return int(config.image_token_id)

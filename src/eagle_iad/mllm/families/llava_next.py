@@ -41,7 +41,7 @@ from typing import Any
 from transformers import LlavaOnevisionProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, leading_tokens, split_runs
+from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, leading_tokens, load_pil_processor, split_runs
 
 
 class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):  # type: ignore[misc]
@@ -105,12 +105,7 @@ class LlavaAnyresFamily:
     image_only_processor: Any = None
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        from transformers import AutoProcessor
-        from transformers.utils import is_torchvision_available
-
-        if self.image_only_processor is None or is_torchvision_available():
-            return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-        return self.image_only_processor.from_pretrained(path, backend="pil", **kwargs)
+        return load_pil_processor(path, self.image_only_processor, **kwargs)
 
     def image_token_id(self, config: Any) -> int:
         return int(config.image_token_id)
