@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from eagle_iad.mllm.base import GenerateOptions, Reply
+from eagle_iad.tgps.prompt import ContentItem
 
 # Tests never reach a model hub: everything they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,3 +152,22 @@ def tiny_qwen_server(hf_backends: Any) -> Any:
 
     with LiveServer(create_mllm_app(hf_backends("qwen2_5_vl"), model_name=TINY_SERVED_MODEL)) as server:
         yield server
+
+
+class BlockingBackend:
+    """Test double: ``generate`` blocks until released, so a server's MLLM queue fills deterministically."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(30)
+        return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)

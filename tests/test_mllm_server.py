@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TINY_SERVED_MODEL, LiveServer
+from conftest import TINY_SERVED_MODEL, BlockingBackend, LiveServer
 
-from eagle_iad.mllm import CaasSettings, GenerateOptions, Reply, load_backend
+from eagle_iad.mllm import CaasSettings, GenerateOptions, load_backend
 from eagle_iad.mllm.openai_compat import png_data_url
 from eagle_iad.tgps.answers import parse_answer
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, ContentItem, PromptRequest, TextItem, build_prompt
@@ -171,25 +171,6 @@ def test_models_and_healthz(live: LiveServer) -> None:
     status, _, body = http("GET", f"{live.base}/healthz")
     assert status == 200 and body["status"] == "ok" and body["model"] == MODEL
     _error(http("GET", f"{live.base}/v1/nothing"), 404, "/v1/nothing")
-
-
-class BlockingBackend:
-    """Test double: ``generate`` blocks until released, so the queue can be filled deterministically."""
-
-    name = "blocking"
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.calls = 0
-
-    def generate(
-        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
-    ) -> Reply:
-        self.calls += 1
-        self.started.set()
-        assert self.release.wait(30)
-        return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
 
 
 def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) -> None:

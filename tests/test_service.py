@@ -29,12 +29,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LiveServer
+from conftest import BlockingBackend, LiveServer
 from PIL import Image
 
 from eagle_iad.data import get_layout
-from eagle_iad.mllm import GenerateOptions, Reply
-from eagle_iad.tgps.prompt import ContentItem
 
 KEY = "s3cret-key"
 
@@ -436,25 +434,6 @@ def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace:
 # ---------------------------------------------------------------------------------------------------
 # With an MLLM: the same app factory, served in-process so the backend can be a controllable fake
 # ---------------------------------------------------------------------------------------------------
-
-
-class BlockingBackend:
-    """``generate`` blocks until released, so the MLLM queue can be filled deterministically."""
-
-    name = "blocking"
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.calls = 0
-
-    def generate(
-        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
-    ) -> Reply:
-        self.calls += 1
-        self.started.set()
-        assert self.release.wait(30)
-        return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
 
 
 def _settings(workspace: dict[str, Path], tmp_path: Path, **extra: Any) -> Any:
