@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from eagle_iad import __version__
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample, get_layout, layout_names
 from eagle_iad.errors import ConfigError, EagleError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, backbone_names
@@ -298,12 +299,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--models {models} is not a directory")
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise ConfigError(f"--data-root {args.data_root} is not a directory")
+    if args.web is not None and not (Path(args.web) / "index.html").is_file():
+        raise ConfigError(f"--web {args.web} holds no index.html (build the console with 'make web')")
     settings = ServiceSettings(
         models_dir=models,
         state_dir=Path(args.state_dir) if args.state_dir else models.parent / "eagle-service",
         data_root=args.data_root,
         runs_dir=args.runs,
         db_path=args.db,
+        web_dir=args.web,
         mllm=args.mllm,
         api_key=ServiceSettings.api_key_from_env(),
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
@@ -324,6 +328,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     print(f"eagle service on http://{args.host}:{args.port} (history: {settings.database})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    """``eagle openapi``: the service's OpenAPI document, from which the TypeScript client is generated."""
+    import tempfile
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
+        document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+    if args.out in (None, "-"):
+        sys.stdout.write(document)
+    else:
+        atomic_write_text(Path(args.out), document)
     return 0
 
 
@@ -350,6 +370,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.layout != "elpv" and args.data is None:
         raise ConfigError(f"--data is required for layout {args.layout!r}")
+
     def absolute(path: str | None) -> str | None:
         # Absolute paths make the config hash and the record keys independent of the working directory.
         return None if path is None else str(Path(path).resolve())
@@ -502,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--runs", help="directory of evaluation runs listed at /v1/evaluations")
     srv.add_argument("--state-dir", help="history, pictures and uploads (default: <models>/../eagle-service)")
     srv.add_argument("--db", help="SQLite history file (default: <state-dir>/eagle.sqlite3)")
+    srv.add_argument("--web", help="a built web console to serve at / (default: the packaged one, built by make web)")
     srv.add_argument("--max-upload-mb", type=int, default=32, help="largest request body in MiB (default 32)")
     srv.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image in pixels")
     srv.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (default 4)")
@@ -509,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     srv.set_defaults(func=_cmd_serve)
+
+    oa = sub.add_parser("openapi", help="the service's OpenAPI document (the TypeScript client's source)")
+    oa.add_argument("--out", help="file to write atomically (default: standard output)")
+    oa.set_defaults(func=_cmd_openapi)
 
     ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
     _add_data_args(ev)

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from eagle_iad import __version__
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.cli import select_test, select_training
 from eagle_iad.data import get_layout
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
-from eagle_iad.eval.expert_eval import _atomic_write, evaluate_expert
+from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit, save
 from eagle_iad.verdict import inspect_images
 
@@ -104,6 +105,6 @@ def run_demo(
         )
     lines += ["", "Reproduce: `make demo` (or `eagle demo --out runs/demo`).", ""]
     report = out / "report.md"
-    _atomic_write(report, "\n".join(lines))
-    _atomic_write(out / "verdicts.json", json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
+    atomic_write_text(report, "\n".join(lines))
+    atomic_write_text(out / "verdicts.json", json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
     return report

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
-from eagle_iad.eval.expert_eval import _atomic_write, evaluate_expert, write_evaluation
+from eagle_iad.eval.expert_eval import evaluate_expert, write_evaluation
 from eagle_iad.eval.mllm_metrics import compute_metrics
 from eagle_iad.eval.protocol import (
     Tasks,
@@ -155,9 +156,9 @@ def _finish(
         "mllm": compute_metrics(records, config.conditions),
         "expert": expert,
     }
-    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     timing = _timing(records, config.conditions)
-    _atomic_write(out / "timing.json", json.dumps(timing, indent=2) + "\n")
+    atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
     if config.attention and attention_curves(records, out / "attention.png"):
         pictures["attention share per layer: correct vs wrong, per condition"] = "attention.png"
     write_report(out, metrics, timing, pictures)

@@ -8,9 +8,7 @@ label-free threshold TGPS relies on. The histogram (the paper's Fig. 4) shows wh
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample
 from eagle_iad.eval.metrics import aupro, auroc, pixel_auroc, threshold_metrics
 from eagle_iad.eval.plots import score_histogram
@@ -42,21 +41,6 @@ class ExpertEvaluation:
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "per_image"}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def evaluate_expert(
@@ -122,8 +106,8 @@ def evaluate_expert(
 def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path) -> None:
     """``metrics.json``, ``scores.jsonl`` and ``histogram.png`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "metrics.json", json.dumps(evaluation.summary(), indent=2) + "\n")
-    _atomic_write(out_dir / "scores.jsonl", "".join(json.dumps(row) + "\n" for row in evaluation.per_image))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(evaluation.summary(), indent=2) + "\n")
+    atomic_write_text(out_dir / "scores.jsonl", "".join(json.dumps(row) + "\n" for row in evaluation.per_image))
     normal = [r["score"] for r in evaluation.per_image if r["label"] == 0]
     anomalous = [r["score"] for r in evaluation.per_image if r["label"] == 1]
     score_histogram(

@@ -16,7 +16,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eagle_iad.eval.expert_eval import _atomic_write
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.eval.plots import save_figure
 
 #: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (SPEC §5).
@@ -185,5 +185,5 @@ def write_report(out: Path, metrics: dict[str, Any], timing: dict[str, Any], pic
         '<!doctype html><html><head><meta charset="utf-8"><title>EAGLE-IAD evaluation</title>'
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
     )
-    _atomic_write(out / "report.md", "\n".join(md))
-    _atomic_write(out / "report.html", page)
+    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "report.html", page)

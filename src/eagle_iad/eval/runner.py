@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import ConfigError
-from eagle_iad.eval.expert_eval import _atomic_write
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.mllm.base import Backend
@@ -89,7 +89,7 @@ class RunStore:
                     "use a new --out instead of mixing results"
                 )
         else:
-            _atomic_write(manifest, json.dumps({"config_hash": self.hash, "config": config}, indent=2) + "\n")
+            atomic_write_text(manifest, json.dumps({"config_hash": self.hash, "config": config}, indent=2) + "\n")
         self.path = self.out / RESULTS
         self._repair()
         self.done: set[Key] = {record_key(r) for r in self.records()}

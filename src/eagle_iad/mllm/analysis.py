@@ -31,8 +31,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import BackendError, ConfigError
-from eagle_iad.eval.expert_eval import _atomic_write
 from eagle_iad.eval.plots import save_figure
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import load_rgb
@@ -294,5 +294,5 @@ def write_report(
     data = report.to_dict()
     data["files"] = sorted(p.name for p in paths.values())
     # allow_nan=False: the schema promises strict JSON (undefined metrics are null, never NaN).
-    _atomic_write(paths["attention"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["attention"], json.dumps(data, indent=2, allow_nan=False) + "\n")
     return paths

@@ -23,6 +23,7 @@ from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend
 from eagle_iad.mllm.server import ApiError, create_mllm_app
 from eagle_iad.service import routes_categories, routes_inspect
+from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.settings import ServiceSettings
 
@@ -197,6 +198,7 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    mount_console(app, settings.web_dir)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, fastapi_app=app, state=state)
     return app

@@ -13,7 +13,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -149,9 +149,16 @@ def inspections(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     category: str | None = None,
+    decision: Literal["anomalous", "normal", "undecided"] | None = None,
 ) -> dict[str, Any]:
-    """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page."""
-    total, rows = service(request).store.page(limit, offset, None if category is None else check_name(category))
+    """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
+
+    ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: the MLLM's reply did not
+    map onto either) filter the rows; ``total`` counts the filtered rows.
+    """
+    total, rows = service(request).store.page(
+        limit, offset, None if category is None else check_name(category), decision
+    )
     next_offset = offset + len(rows) if offset + len(rows) < total else None
     return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
             "items": [row.to_dict() for row in rows]}  # fmt: skip

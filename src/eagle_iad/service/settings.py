@@ -27,6 +27,8 @@ class ServiceSettings:
     #: Evaluation run directories (``eagle eval`` / ``eagle eval-expert`` outputs) listed by ``/v1/evaluations``.
     runs_dir: Path | None = None
     db_path: Path | None = None
+    #: A built web console to serve at ``/`` (None: the one packaged with eagle_iad, when built).
+    web_dir: Path | None = None
     mllm: str | None = None
     api_key: str | None = None
     #: Largest request body (uploads included), in bytes.
@@ -42,7 +44,7 @@ class ServiceSettings:
     fit_workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path"):
+        for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path", "web_dir"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser().resolve())

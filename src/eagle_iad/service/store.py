@@ -116,9 +116,25 @@ class InspectionStore:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def page(self, limit: int, offset: int, category: str | None = None) -> tuple[int, list[Inspection]]:
-        """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``."""
-        where, params = ("WHERE category = ?", [category]) if category else ("", [])
+    def page(
+        self, limit: int, offset: int, category: str | None = None, decision: str | None = None
+    ) -> tuple[int, list[Inspection]]:
+        """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``.
+
+        ``decision`` filters on the final decision: ``anomalous``, ``normal`` or ``undecided`` (the
+        MLLM's reply could not be mapped onto either).
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        if category:
+            clauses.append("category = ?")
+            params.append(category)
+        if decision == "undecided":
+            clauses.append("decision IS NULL")
+        elif decision:
+            clauses.append("decision = ?")
+            params.append(decision)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             total = int(self._db.execute(f"SELECT COUNT(*) FROM inspections {where}", params).fetchone()[0])
             rows = self._db.execute(
