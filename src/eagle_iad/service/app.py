@@ -22,7 +22,7 @@ from starlette.routing import Match
 from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend
 from eagle_iad.mllm.server import ApiError, create_mllm_app
-from eagle_iad.service import routes_categories, routes_inspect
+from eagle_iad.service import routes_categories, routes_inspect, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.settings import ServiceSettings
@@ -189,7 +189,7 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     state.metrics.gauge("eagle_mllm_queue_depth", "MLLM requests waiting for the model.", queue_depth)
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=schemas.Health)
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "mllm": state.backend is not None,
                 "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending}  # fmt: skip
@@ -198,6 +198,17 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the shapes only non-JSON answers use (the SSE ``JobEvent``)."""
+        if app.openapi_schema is None:
+            document = base_openapi()
+            document["components"]["schemas"]["JobEvent"] = schemas.JobEvent.model_json_schema()
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     mount_console(app, settings.web_dir)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, fastapi_app=app, state=state)

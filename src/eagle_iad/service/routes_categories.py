@@ -30,7 +30,7 @@ from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
 from eagle_iad.tgps.thresholds import RULES
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 #: Fit options a client may set (everything else keeps the expert's defaults).
@@ -254,7 +254,14 @@ def get_job(job_id: str, request: Request) -> dict[str, Any]:
     return result
 
 
-@router.get("/jobs/{job_id}/events")
+#: The event stream, described for OpenAPI clients (each ``data:`` line is one JobEvent).
+EVENTS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/JobEvent"}}},
+          "description": "server-sent events; each data line is a JobEvent"}
+}  # fmt: skip
+
+
+@router.get("/jobs/{job_id}/events", responses=EVENTS_RESPONSE, response_class=StreamingResponse)
 def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: every state change and progress step of the job, then the stream ends."""
     job = _job(request, job_id)

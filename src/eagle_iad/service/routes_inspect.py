@@ -29,7 +29,7 @@ from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 from eagle_iad.tgps.render import save_png
 from eagle_iad.verdict import make_verdict, write_pictures
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
 MAX_QUESTION_CHARS = 1000
 
@@ -178,7 +178,7 @@ def evaluations(request: Request) -> dict[str, Any]:
         if not metrics_path.resolve().is_relative_to(runs_dir):
             continue  # a symlink out of the runs dir is not listed
         modified = datetime.fromtimestamp(metrics_path.stat().st_mtime, UTC).isoformat(timespec="seconds")
-        entry: dict[str, Any] = {"name": directory.name, "modified": modified}
+        entry: dict[str, Any] = {"name": directory.name, "modified": modified, "plots": _plots(directory)}
         try:
             entry["metrics"] = json.loads(metrics_path.read_text(encoding="utf-8"))
             run_json = directory / "run.json"
@@ -188,6 +188,32 @@ def evaluations(request: Request) -> dict[str, Any]:
             entry["error"] = f"unreadable: {exc}"
         runs.append(entry)
     return {"runs": runs}
+
+
+def _plots(directory: Path) -> dict[str, str]:
+    """The run's PNG figures (top level and one folder down), name -> ``/v1/evaluations/...`` link."""
+    found = sorted(directory.glob("*.png")) + sorted(directory.glob("*/*.png"))
+    return {
+        path.relative_to(directory).as_posix(): f"/v1/evaluations/{directory.name}/files/"
+        f"{path.relative_to(directory).as_posix()}"
+        for path in found[:64]
+        if path.is_file() and path.resolve().is_relative_to(directory.resolve())
+    }
+
+
+@router.get("/evaluations/{name}/files/{path:path}")
+def evaluation_file(name: str, path: str, request: Request) -> FileResponse:
+    """A figure of an evaluation run (PNG only); the path must stay inside that run's directory."""
+    runs_dir = service(request).settings.runs_dir
+    if runs_dir is None:
+        raise ApiError(404, "no runs directory is configured (start the service with --runs)", code="not_found")
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ApiError(400, f"invalid run name {name!r}", code="invalid_path")
+    run = resolve_inside(runs_dir, name, "run")
+    target = resolve_inside(run, path, "file")
+    if target.suffix.lower() != ".png" or not target.is_file():
+        raise ApiError(404, f"no figure {path!r} in run {name!r}", code="not_found")
+    return FileResponse(target, media_type="image/png")
 
 
 @router.get("/files/{path:path}")

@@ -110,8 +110,49 @@ class EvaluationRun(_Open):
     modified: str
     metrics: dict[str, Any] | None = None
     run: dict[str, Any] | None = None
+    #: Figure name (relative to the run) -> ``/v1/evaluations/<name>/files/...`` link.
+    plots: dict[str, str] = {}
     error: str | None = None
 
 
 class EvaluationList(_Open):
     runs: list[EvaluationRun]
+
+
+class Health(_Open):
+    status: str
+    version: str
+    mllm: bool
+    mllm_queue_waiting: int
+    fit_jobs_pending: int
+
+
+class JobEvent(_Open):
+    """One server-sent event of a fit job (``event: state`` or ``event: progress``; ``id`` = ``seq``)."""
+
+    event: str
+    seq: int
+    time: float
+    state: str | None = None
+    stage: str | None = None
+    done: int | None = None
+    total: int | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ErrorDetail(_Open):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorBody(_Open):
+    """Every 4xx/5xx answer (OpenAI-style); 429 answers also carry ``Retry-After`` (seconds)."""
+
+    error: ErrorDetail
+
+
+#: Declared on every API route so generated clients type the error answers.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody}, "5XX": {"model": ErrorBody}}

@@ -1,0 +1,335 @@
+/**
+ * The hand-written half of the client: one class over `fetch`, typed by the generated OpenAPI types.
+ *
+ * Why hand-written on top of generated types: the service's interesting routes are multipart uploads,
+ * a server-sent-events stream and 429 back-pressure, which generic generated callers handle poorly;
+ * the types stay generated (and CI checks they match the service), the behaviour lives here.
+ */
+
+import { EagleApiError, EagleFitError, EagleNetworkError } from "./errors.js";
+import type { components } from "./generated/openapi.js";
+import { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
+import { readSse } from "./sse.js";
+
+type Schemas = components["schemas"];
+export type Health = Schemas["Health"];
+export type Category = Schemas["Category"];
+export type ScoreDistribution = Schemas["ScoreDistribution"];
+export type InspectionRecord = Schemas["InspectionRecord"];
+export type InspectionPage = Schemas["InspectionPage"];
+export type Job = Schemas["Job"];
+export type JobEvent = Schemas["JobEvent"];
+export type JobStarted = Schemas["JobStarted"];
+export type EvaluationRun = Schemas["EvaluationRun"];
+export type ErrorBody = Schemas["ErrorBody"];
+
+/** A final decision as the history filters it; `undecided`: the MLLM's reply mapped onto neither. */
+export type Decision = "anomalous" | "normal" | "undecided";
+
+/** Image bytes: a browser `File`/`Blob`, or bytes read in Node. */
+export type ImageInput = Blob | Uint8Array | ArrayBuffer;
+
+/** Fit options the service accepts (everything else keeps the expert's defaults). */
+export interface FitOptions {
+  backbone?: string;
+  rule?: "ksigma" | "mad" | "quantile" | "evt" | "fixed";
+  k?: number;
+  q?: number;
+  p?: number;
+  tau?: number;
+  coreset_ratio?: number;
+  seed?: number;
+}
+
+/** Where a fit reads its normal images: uploads (images or one zip) or a folder under the server's data root. */
+export type FitSource = { files: Array<{ name: string; data: ImageInput }> } | { folder: string };
+
+export interface ClientOptions {
+  /** Service address, e.g. `http://127.0.0.1:8000`. In a browser the default is the page's own origin. */
+  baseUrl?: string;
+  /** Sent as `Authorization: Bearer <key>` when the service runs with `EAGLE_API_KEY`. */
+  apiKey?: string;
+  /** Retries of a 429/503 answer (honouring `Retry-After`) and of a GET that could not connect. Default 3. */
+  maxRetries?: number;
+  /** Longest single wait between retries, in seconds (a larger `Retry-After` is capped). Default 30. */
+  maxRetryWaitS?: number;
+  /** Injected for tests and custom agents. */
+  fetch?: typeof fetch;
+  /** Injected for tests (fake clock). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Told about every retry, e.g. to show "queue full, retrying in 2 s". */
+  onRetry?: (info: { attempt: number; waitMs: number; status: number | null; path: string }) => void;
+}
+
+export interface InspectOptions {
+  /** A yes/no question for the MLLM (default: the anomaly question). Needs an MLLM on the service. */
+  question?: string;
+  /** Also capture attention and return per-layer overlays. Needs an MLLM on the service. */
+  attention?: boolean;
+  /** The name the history and picture files use (default: the File's name, else `image.png`). */
+  filename?: string;
+  signal?: AbortSignal;
+}
+
+export interface HistoryQuery {
+  limit?: number;
+  offset?: number;
+  category?: string;
+  decision?: Decision;
+  signal?: AbortSignal;
+}
+
+export interface FitWatch {
+  /** Every event of the job as it happens (state changes and progress steps). */
+  onEvent?: (event: JobEvent) => void;
+  signal?: AbortSignal;
+}
+
+const sleepMs = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function toBlob(data: ImageInput): Blob {
+  if (data instanceof Blob) return data;
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+  // Copy into a fresh ArrayBuffer: a Uint8Array view over shared memory is not a valid BlobPart.
+  return new Blob([bytes.slice().buffer]);
+}
+
+function defaultBaseUrl(): string {
+  const location = (globalThis as { location?: { origin?: string } }).location;
+  return location?.origin ?? "";
+}
+
+/** The service's answer as an error; the message is the service's own (`{"error": {"message"}}`). */
+async function apiError(response: Response): Promise<EagleApiError> {
+  let message = `HTTP ${response.status} ${response.statusText}`.trim();
+  let code: string | null = null;
+  try {
+    const body = (await response.json()) as Partial<ErrorBody>;
+    if (body.error?.message) message = body.error.message;
+    code = body.error?.code ?? null;
+  } catch {
+    // not JSON (a proxy's page): keep the status line
+  }
+  return new EagleApiError(message, response.status, code, parseRetryAfter(response.headers.get("retry-after")));
+}
+
+export class EagleClient {
+  readonly baseUrl: string;
+  private readonly apiKey: string | undefined;
+  private readonly maxRetries: number;
+  private readonly maxRetryWaitS: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly onRetry: ClientOptions["onRetry"];
+
+  constructor(options: ClientOptions = {}) {
+    const base = options.baseUrl ?? defaultBaseUrl();
+    if (base !== "" && !/^https?:\/\//.test(base)) {
+      throw new TypeError(`baseUrl must start with http:// or https:// (got ${JSON.stringify(base)})`);
+    }
+    if (base === "" && defaultBaseUrl() === "") {
+      throw new TypeError("baseUrl is required outside a browser, e.g. http://127.0.0.1:8000");
+    }
+    this.baseUrl = base.replace(/\/+$/, "");
+    this.apiKey = options.apiKey || undefined;
+    this.maxRetries = options.maxRetries ?? 3;
+    this.maxRetryWaitS = options.maxRetryWaitS ?? 30;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.sleep = options.sleep ?? sleepMs;
+    this.onRetry = options.onRetry;
+  }
+
+  /** An absolute URL for a service path (picture links in records are service paths). */
+  url(path: string): string {
+    return `${this.baseUrl}${path.startsWith("/") ? "" : "/"}${path}`;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.apiKey ? { ...extra, Authorization: `Bearer ${this.apiKey}` } : extra;
+  }
+
+  /**
+   * One request with retries. `body` is a factory so every attempt sends a fresh body (a consumed
+   * stream cannot be re-sent). Only GETs are retried after a connection failure: a POST that may
+   * have reached the service is not repeated behind the caller's back.
+   */
+  private async send(
+    method: "GET" | "POST",
+    path: string,
+    body?: () => BodyInit,
+    extraHeaders: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        const init: RequestInit = { method, headers: this.headers(extraHeaders) };
+        if (body) init.body = body();
+        if (signal) init.signal = signal;
+        response = await this.fetchImpl(this.url(path), init);
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        if (method === "GET" && attempt < this.maxRetries) {
+          const waitMs = retryDelayMs(attempt + 1, null, this.maxRetryWaitS);
+          this.onRetry?.({ attempt: attempt + 1, waitMs, status: null, path });
+          await this.sleep(waitMs);
+          continue;
+        }
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new EagleNetworkError(`cannot reach the EAGLE service at ${this.baseUrl || "this page's origin"}: ${reason}`, {
+          cause: error,
+        });
+      }
+      if (response.ok) return response;
+      if (isRetryableStatus(response.status) && attempt < this.maxRetries) {
+        const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+        const waitMs = retryDelayMs(attempt + 1, retryAfter, this.maxRetryWaitS);
+        await response.body?.cancel();
+        this.onRetry?.({ attempt: attempt + 1, waitMs, status: response.status, path });
+        await this.sleep(waitMs);
+        continue;
+      }
+      throw await apiError(response);
+    }
+  }
+
+  private async json<T>(method: "GET" | "POST", path: string, body?: () => BodyInit, headers?: Record<string, string>,
+    signal?: AbortSignal): Promise<T> {
+    const response = await this.send(method, path, body, headers, signal);
+    return (await response.json()) as T;
+  }
+
+  /** `/healthz`: version, whether an MLLM is configured, queue depth (no key needed). */
+  health(signal?: AbortSignal): Promise<Health> {
+    return this.json<Health>("GET", "/healthz", undefined, {}, signal);
+  }
+
+  /** Fitted categories with their thresholds and training-score summary. */
+  async categories(signal?: AbortSignal): Promise<Category[]> {
+    const list = await this.json<Schemas["CategoryList"]>("GET", "/v1/categories", undefined, {}, signal);
+    return list.categories;
+  }
+
+  /** One category, with every training score (for the histogram). */
+  category(name: string, signal?: AbortSignal): Promise<Category> {
+    return this.json<Category>("GET", `/v1/categories/${encodeURIComponent(name)}`, undefined, {}, signal);
+  }
+
+  /** Inspect one image: the expert's verdict, or the full EAGLE verdict when the service has an MLLM. */
+  inspect(image: ImageInput, category: string, options: InspectOptions = {}): Promise<InspectionRecord> {
+    const filename = options.filename ?? (image instanceof File ? image.name : "image.png");
+    const form = (): FormData => {
+      const data = new FormData();
+      data.append("image", toBlob(image), filename);
+      data.append("category", category);
+      if (options.question !== undefined) data.append("question", options.question);
+      if (options.attention) data.append("attention", "true");
+      return data;
+    };
+    return this.json<InspectionRecord>("POST", "/v1/inspect", form, {}, options.signal);
+  }
+
+  /** Start a fit job and return at once; follow it with {@link jobEvents} or {@link waitForJob}. */
+  startFit(name: string, source: FitSource, options: FitOptions = {}, signal?: AbortSignal): Promise<JobStarted> {
+    const path = `/v1/categories/${encodeURIComponent(name)}/fit`;
+    if ("folder" in source) {
+      const body = JSON.stringify({ folder: source.folder, options });
+      return this.json<JobStarted>("POST", path, () => body, { "Content-Type": "application/json" }, signal);
+    }
+    if (source.files.length === 0) throw new TypeError("fit needs at least one file (normal images, or one zip)");
+    const form = (): FormData => {
+      const data = new FormData();
+      for (const file of source.files) data.append("files", toBlob(file.data), file.name);
+      for (const [key, value] of Object.entries(options)) {
+        if (value !== undefined) data.append(key, String(value));
+      }
+      return data;
+    };
+    return this.json<JobStarted>("POST", path, form, {}, signal);
+  }
+
+  /** A fit job's current state. */
+  job(id: string, signal?: AbortSignal): Promise<Job> {
+    return this.json<Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, {}, signal);
+  }
+
+  /**
+   * Every event of a fit job until it has finished. A dropped stream is resumed with `Last-Event-ID`,
+   * so no event is lost or repeated.
+   */
+  async *jobEvents(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    let lastId: string | null = null;
+    let finished = false;
+    for (let reconnects = 0; !finished; reconnects++) {
+      const headers: Record<string, string> = { Accept: "text/event-stream" };
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      const response = await this.send("GET", `/v1/jobs/${encodeURIComponent(id)}/events`, undefined, headers, signal);
+      if (!response.body) throw new EagleNetworkError("the job's event stream has no body");
+      for await (const frame of readSse(response.body)) {
+        if (frame.id !== null) lastId = frame.id;
+        const event = JSON.parse(frame.data) as JobEvent;
+        yield event;
+        if (event.event === "state" && (event.state === "succeeded" || event.state === "failed")) finished = true;
+      }
+      if (!finished && reconnects >= this.maxRetries) {
+        throw new EagleNetworkError(`the event stream of job ${id} kept ending before the job finished`);
+      }
+    }
+  }
+
+  /** Follow a job to its end; resolves with the finished job, throws {@link EagleFitError} if it failed. */
+  async waitForJob(id: string, watch: FitWatch = {}): Promise<Job> {
+    for await (const event of this.jobEvents(id, watch.signal)) watch.onEvent?.(event);
+    const job = await this.job(id, watch.signal);
+    if (job.state === "failed") throw new EagleFitError(id, job.error ?? "unknown error");
+    return job;
+  }
+
+  /** Fit a category and wait for it, reporting progress; resolves with the finished job. */
+  async fit(name: string, source: FitSource, options: FitOptions = {}, watch: FitWatch = {}): Promise<Job> {
+    const started = await this.startFit(name, source, options, watch.signal);
+    return this.waitForJob(started.job.id, watch);
+  }
+
+  /** One page of the inspection history, newest first. */
+  history(query: HistoryQuery = {}): Promise<InspectionPage> {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined) params.set("limit", String(query.limit));
+    if (query.offset !== undefined) params.set("offset", String(query.offset));
+    if (query.category) params.set("category", query.category);
+    if (query.decision) params.set("decision", query.decision);
+    const suffix = params.size > 0 ? `?${params.toString()}` : "";
+    return this.json<InspectionPage>("GET", `/v1/inspections${suffix}`, undefined, {}, query.signal);
+  }
+
+  /** Every matching history record, page by page (newest first). */
+  async *historyAll(query: Omit<HistoryQuery, "offset"> = {}): AsyncGenerator<InspectionRecord> {
+    let offset: number | null = 0;
+    while (offset !== null) {
+      const page: InspectionPage = await this.history({ ...query, offset });
+      yield* page.items;
+      offset = page.next_offset ?? null;
+    }
+  }
+
+  /** Evaluation runs (`eagle eval` / `eagle eval-expert` outputs) with their metrics and figure links. */
+  async evaluations(signal?: AbortSignal): Promise<EvaluationRun[]> {
+    const list = await this.json<Schemas["EvaluationList"]>("GET", "/v1/evaluations", undefined, {}, signal);
+    return list.runs;
+  }
+
+  /**
+   * A picture the service links to (heatmap, boxed image, attention overlay, evaluation figure).
+   * Fetched with the key, so it works when `<img src>` cannot send one; use `URL.createObjectURL`.
+   */
+  async picture(link: string, signal?: AbortSignal): Promise<Blob> {
+    if (!link.startsWith("/v1/")) throw new TypeError(`not a service picture link: ${link}`);
+    const response = await this.send("GET", link, undefined, {}, signal);
+    return response.blob();
+  }
+
+  /** Prometheus metrics text. */
+  async metrics(signal?: AbortSignal): Promise<string> {
+    return (await this.send("GET", "/metrics", undefined, {}, signal)).text();
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Errors the client throws. Callers branch on the class (and `status`/`code`) instead of parsing
+ * messages: the console shows "unauthorised", "queue full" or "invalid image" states from these.
+ */
+
+/** Base class of every error this package throws. */
+export class EagleError extends Error {
+  override name = "EagleError";
+}
+
+/** The service answered with an error status; `message` is the service's own explanation. */
+export class EagleApiError extends EagleError {
+  override name = "EagleApiError";
+  constructor(
+    message: string,
+    /** HTTP status (400 invalid input, 401 key, 404 unknown, 409 unreadable model, 413 too large, 429 queue full). */
+    readonly status: number,
+    /** The service's machine-readable code (`invalid_image`, `invalid_api_key`, `queue_full`, ...), when it sent one. */
+    readonly code: string | null = null,
+    /** Seconds the service asked to wait (429 answers), when it said. */
+    readonly retryAfterS: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** The service could not be reached (down, wrong address, connection dropped). */
+export class EagleNetworkError extends EagleError {
+  override name = "EagleNetworkError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A fit job ended in the `failed` state; `jobError` is the reason the service gave. */
+export class EagleFitError extends EagleError {
+  override name = "EagleFitError";
+  constructor(
+    readonly jobId: string,
+    readonly jobError: string,
+  ) {
+    super(`fit job ${jobId} failed: ${jobError}`);
+  }
+}

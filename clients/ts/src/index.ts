@@ -1,0 +1,32 @@
+/**
+ * `@eagle-iad/client`: a typed client for the EAGLE-IAD inspection service, for Node 20+ and browsers.
+ *
+ * The response types are generated from the service's OpenAPI document (`src/generated/`); the
+ * client class adds what generated code does badly: multipart uploads, the fit job's event stream,
+ * and retries that honour the service's `Retry-After` when its MLLM queue is full.
+ */
+export {
+  EagleClient,
+  type Category,
+  type ClientOptions,
+  type Decision,
+  type ErrorBody,
+  type EvaluationRun,
+  type FitOptions,
+  type FitSource,
+  type FitWatch,
+  type Health,
+  type HistoryQuery,
+  type ImageInput,
+  type InspectOptions,
+  type InspectionPage,
+  type InspectionRecord,
+  type Job,
+  type JobEvent,
+  type JobStarted,
+  type ScoreDistribution,
+} from "./client.js";
+export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+export type { components, paths } from "./generated/openapi.js";
+export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
+export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
