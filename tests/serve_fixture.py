@@ -4,7 +4,8 @@ The Node test suites (``clients/ts``, ``web/e2e``) run against this exact server
 expert fitted on a few real MVTec 3D-AD tire images, the tiny random Qwen2.5-VL (real architecture
 and processor; no MLLM weights exist on this machine, so its replies are random text, never a faked
 answer), an evaluation run written by ``eagle eval-expert`` so ``/v1/evaluations`` has metrics and
-plots, and a data root with a folder of normal images for fits from a server folder.
+plots, and a data root with a folder of normal images for fits from a server folder (and a folder of
+undecodable ``.png`` files, for a fit job that fails).
 
 Usage: ``python tests/serve_fixture.py --work DIR --port N [--api-key-env]``. Preparation is cached
 in ``DIR`` (a marker file is written last), then the process *becomes* ``eagle serve`` (exec), so the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TIRE = REPO.parent / "shared" / "data" / "mvtec3d-tire"
-READY = ".prepared-v1"
+READY = ".prepared-v2"
 
 
 def _eagle(*args: str) -> None:
@@ -49,6 +50,11 @@ def prepare(work: Path, train_images: int) -> None:
         target = work / "data" / "tire-good" / f"{index:02d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+    # Files a fit by folder accepts by name but cannot decode: the job itself fails (a failed-job path).
+    for name in ("a.png", "b.png"):
+        broken = work / "data" / "broken" / name
+        broken.parent.mkdir(parents=True, exist_ok=True)
+        broken.write_text("not an image")
     for kind in ("good", "cut"):
         source = sorted((TIRE / "tire" / "test" / kind).glob("*.png"))[0]
         shutil.copyfile(source, work / f"sample-{kind}.png")

@@ -173,6 +173,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, cells: dict[str, list[Pa
     (runs / "run-a").mkdir(parents=True)
     (runs / "run-a" / "metrics.json").write_text(json.dumps({"image_auroc": 0.9}))
     (runs / "run-a" / "run.json").write_text(json.dumps({"hash": "abc"}))
+    (runs / "run-a" / "curves").mkdir()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(runs / "run-a" / "histogram.png")
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(runs / "run-a" / "curves" / "layer.png")
+    (runs / "run-a" / "notes.txt").write_text("not a figure")
     (runs / "not-a-run").mkdir()
     return {"root": root, "models": root / "models", "data": data, "runs": runs, "state": root / "state",
             "db": root / "history.sqlite3"}  # fmt: skip
@@ -400,7 +404,69 @@ def test_corrupt_category_is_409_without_host_paths(server: ServeProcess, worksp
 def test_evaluations(server: ServeProcess) -> None:
     status, _, body = call("GET", f"{server.base}/v1/evaluations")
     assert status == 200 and [r["name"] for r in body["runs"]] == ["run-a"]
-    assert body["runs"][0]["metrics"] == {"image_auroc": 0.9} and body["runs"][0]["run"] == {"hash": "abc"}
+    run = body["runs"][0]
+    assert run["metrics"] == {"image_auroc": 0.9} and run["run"] == {"hash": "abc"}
+    assert run["plots"] == {
+        "histogram.png": "/v1/evaluations/run-a/files/histogram.png",
+        "curves/layer.png": "/v1/evaluations/run-a/files/curves/layer.png",
+    }
+    status, head, figure = call("GET", server.base + run["plots"]["curves/layer.png"], raw=True)
+    assert status == 200 and head["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(figure)).getpixel((0, 0)) == (0, 0, 255)
+    _error(call("GET", f"{server.base}/v1/evaluations/run-a/files/notes.txt"), 404, "no figure")
+    _error(call("GET", f"{server.base}/v1/evaluations/run-b/files/histogram.png"), 404)
+    _error(call("GET", f"{server.base}/v1/evaluations/run-a/files/..%2F..%2Fmodels%2Fmono%2Fmanifest.json"), 400)
+    _error(call("GET", f"{server.base}/v1/evaluations/..%2Fmodels/files/x.png"), 404)
+
+
+def test_history_filters_by_decision(server: ServeProcess) -> None:
+    totals = {}
+    for decision in ("anomalous", "normal", "undecided"):
+        status, _, page = call("GET", f"{server.base}/v1/inspections?limit=500&decision={decision}")
+        assert status == 200
+        assert all((item["decision"] == decision) if decision != "undecided" else item["decision"] is None
+                   for item in page["items"])  # fmt: skip
+        totals[decision] = page["total"]
+    everything = call("GET", f"{server.base}/v1/inspections?limit=500")[2]
+    assert sum(totals.values()) == everything["total"] and totals["anomalous"] + totals["normal"] >= 2
+    status, _, both = call("GET", f"{server.base}/v1/inspections?limit=500&decision=normal&category=mono")
+    expected = [i["id"] for i in everything["items"] if i["decision"] == "normal" and i["category"] == "mono"]
+    assert [i["id"] for i in both["items"]] == expected and both["total"] == len(expected) >= 1
+    _error(call("GET", f"{server.base}/v1/inspections?decision=maybe"), 400, "decision")
+
+
+def test_openapi_document_matches_the_generated_client(capsys: pytest.CaptureFixture[str]) -> None:
+    """The TypeScript client is generated from this document; a route change must regenerate it."""
+    from eagle_iad.cli import main
+
+    assert main(["openapi"]) == 0
+    committed = (Path(__file__).resolve().parents[1] / "clients" / "ts" / "openapi.json").read_text()
+    assert capsys.readouterr().out == committed, "run 'npm run generate -w clients/ts' and commit the result"
+
+
+def test_console_is_served_with_strict_headers(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from eagle_iad.service import create_app
+
+    web = tmp_path / "web"
+    (web / "assets").mkdir(parents=True)
+    (web / "index.html").write_text("<!doctype html><title>console</title>")
+    (web / "assets" / "app.js").write_text("console.log(1)")
+    with LiveServer(create_app(_settings(workspace, tmp_path, web_dir=web))) as live:
+        status, head, page = call("GET", f"{live.base}/", raw=True)
+        assert status == 200 and page == b"<!doctype html><title>console</title>"
+        assert "script-src" not in head["content-security-policy"]  # default-src 'self' governs scripts
+        assert head["content-security-policy"].startswith("default-src 'self';")
+        assert head["x-content-type-options"] == "nosniff"
+        assert call("GET", f"{live.base}/assets/app.js", raw=True)[2] == b"console.log(1)"
+        _error(call("GET", f"{live.base}/assets/missing.js"), 404)
+        _error(call("GET", f"{live.base}/v1/nothing"), 404, "no route /v1/nothing")
+        _error(call("POST", f"{live.base}/v1/nothing", body=b"{}", content_type="application/json"), 404)
+        assert call("GET", f"{live.base}/v1/categories")[0] == 200  # API routes keep precedence
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with LiveServer(create_app(_settings(workspace, tmp_path / "b", web_dir=empty))) as live:
+        status, head, page = call("GET", f"{live.base}/", raw=True)
+        assert status == 200 and b"The web console is not built. Run <code>make web</code>" in page
 
 
 def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace: dict[str, Path]) -> None:

@@ -23,7 +23,7 @@ export type JobStarted = Schemas["JobStarted"];
 export type EvaluationRun = Schemas["EvaluationRun"];
 export type ErrorBody = Schemas["ErrorBody"];
 
-/** A final decision as the history filters it; `undecided`: the MLLM's reply mapped onto neither. */
+/** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
 export type Decision = "anomalous" | "normal" | "undecided";
 
 /** Image bytes: a browser `File`/`Blob`, or bytes read in Node. */

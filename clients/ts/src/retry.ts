@@ -9,6 +9,7 @@ export function parseRetryAfter(value: string | null | undefined, nowMs: number 
   const text = value.trim();
   if (text === "") return null;
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (!/[a-z]/i.test(text)) return null; // an HTTP date names its day and month; "-3" is not a date
   const date = Date.parse(text);
   if (Number.isNaN(date)) return null;
   return Math.max(0, (date - nowMs) / 1000);

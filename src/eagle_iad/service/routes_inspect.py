@@ -153,8 +153,8 @@ def inspections(
 ) -> dict[str, Any]:
     """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
 
-    ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: the MLLM's reply did not
-    map onto either) filter the rows; ``total`` counts the filtered rows.
+    ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
+    custom question without an anomaly decision) filter the rows; ``total`` counts the filtered rows.
     """
     total, rows = service(request).store.page(
         limit, offset, None if category is None else check_name(category), decision

@@ -121,8 +121,8 @@ class InspectionStore:
     ) -> tuple[int, list[Inspection]]:
         """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``.
 
-        ``decision`` filters on the final decision: ``anomalous``, ``normal`` or ``undecided`` (the
-        MLLM's reply could not be mapped onto either).
+        ``decision`` filters on the final decision: ``anomalous``, ``normal`` or ``undecided`` (no verdict:
+        the MLLM's reply was unparsable, or a custom question has no anomaly decision).
         """
         clauses: list[str] = []
         params: list[Any] = []
@@ -130,7 +130,7 @@ class InspectionStore:
             clauses.append("category = ?")
             params.append(category)
         if decision == "undecided":
-            clauses.append("decision IS NULL")
+            clauses.append("(decision IS NULL OR decision NOT IN ('anomalous', 'normal'))")
         elif decision:
             clauses.append("decision = ?")
             params.append(decision)

@@ -181,8 +181,8 @@ export interface paths {
          * Inspections
          * @description The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
          *
-         *     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: the MLLM's reply did not
-         *     map onto either) filter the rows; ``total`` counts the filtered rows.
+         *     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
+         *     custom question without an anomaly decision) filter the rows; ``total`` counts the filtered rows.
          */
         get: operations["inspections_v1_inspections_get"];
         put?: never;

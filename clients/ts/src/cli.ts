@@ -1,0 +1,227 @@
+/**
+ * `eagle-client`: the service from a shell or a Node script (MES hooks, cron jobs) without Python.
+ *
+ * Output is JSON on stdout (one object per image for `inspect`), progress and messages on stderr,
+ * so it pipes into `jq`. Exit codes: 0 done, 1 the service refused or failed, 2 bad usage or unreachable.
+ */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { parseArgs } from "node:util";
+
+import { EagleClient, type Decision, type FitOptions, type FitSource } from "./client.js";
+import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+
+const USAGE = `usage: eagle-client [--url URL] <command> [options]
+
+commands:
+  health                                  service version, MLLM, queue depth
+  categories                              fitted categories
+  category NAME                           one category with its training scores
+  inspect --category C [--question Q] [--attention] IMAGE...
+                                          inspect images (one JSON line each)
+  fit NAME (--folder DIR | FILE...) [--option key=value ...]
+                                          fit a category from uploads or a server folder; progress on stderr
+  history [--category C] [--decision anomalous|normal|undecided] [--limit N] [--offset N]
+  evaluations                             evaluation runs with their metrics
+
+options:
+  --url URL        service address (default: $EAGLE_URL or http://127.0.0.1:8000)
+  --retries N      retries on 429/503 honouring Retry-After (default 3)
+  the API key is read from $EAGLE_API_KEY (never from the command line, so it stays out of ps and history)
+`;
+
+class UsageError extends Error {}
+
+const FIT_OPTION_TYPES: Record<keyof FitOptions, "string" | "number"> = {
+  backbone: "string",
+  rule: "string",
+  k: "number",
+  q: "number",
+  p: "number",
+  tau: "number",
+  coreset_ratio: "number",
+  seed: "number",
+};
+
+/** `key=value` fit options, typed and checked here so a typo fails before any upload. */
+export function parseFitOptions(pairs: string[]): FitOptions {
+  const options: Record<string, string | number> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--option expects key=value, got ${JSON.stringify(pair)}`);
+    const key = pair.slice(0, eq);
+    const raw = pair.slice(eq + 1);
+    const kind = FIT_OPTION_TYPES[key as keyof FitOptions];
+    if (kind === undefined) {
+      throw new UsageError(`unknown fit option ${JSON.stringify(key)}; known: ${Object.keys(FIT_OPTION_TYPES).join(", ")}`);
+    }
+    if (kind === "number") {
+      const value = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(value)) throw new UsageError(`fit option ${key} must be a number, got ${JSON.stringify(raw)}`);
+      options[key] = value;
+    } else {
+      options[key] = raw;
+    }
+  }
+  return options as FitOptions;
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+function progressLine(stage: string, done: number, total: number): string {
+  const width = 24;
+  const filled = total > 0 ? Math.round((done / total) * width) : 0;
+  return `${stage.padEnd(16)} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total}`;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: "string" },
+      retries: { type: "string" },
+      category: { type: "string" },
+      question: { type: "string" },
+      attention: { type: "boolean" },
+      folder: { type: "string" },
+      option: { type: "string", multiple: true },
+      decision: { type: "string" },
+      limit: { type: "string" },
+      offset: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined) {
+    process.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const retries = values.retries === undefined ? 3 : Number(values.retries);
+  if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a whole number >= 0`);
+  const apiKey = process.env.EAGLE_API_KEY;
+  const client = new EagleClient({
+    baseUrl: values.url ?? process.env.EAGLE_URL ?? "http://127.0.0.1:8000",
+    maxRetries: retries,
+    ...(apiKey ? { apiKey } : {}),
+    onRetry: ({ waitMs, status }) =>
+      process.stderr.write(`eagle-client: ${status === 429 ? "queue full" : "not reachable"}, retrying in ${(waitMs / 1000).toFixed(1)} s\n`),
+  });
+  const integer = (name: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a whole number >= 0`);
+    return value;
+  };
+
+  switch (command) {
+    case "health":
+      print(await client.health());
+      return 0;
+    case "categories":
+      print(await client.categories());
+      return 0;
+    case "category": {
+      if (rest.length !== 1) throw new UsageError("category takes one NAME");
+      print(await client.category(rest[0] as string));
+      return 0;
+    }
+    case "inspect": {
+      if (!values.category) throw new UsageError("inspect needs --category");
+      if (rest.length === 0) throw new UsageError("inspect needs at least one IMAGE");
+      let failures = 0;
+      for (const path of rest) {
+        try {
+          const data = await readFile(path);
+          const record = await client.inspect(data, values.category, {
+            filename: basename(path),
+            ...(values.question !== undefined ? { question: values.question } : {}),
+            ...(values.attention ? { attention: true } : {}),
+          });
+          print(record);
+        } catch (error) {
+          if (error instanceof EagleNetworkError) throw error;
+          failures++;
+          const message = error instanceof Error ? error.message : String(error);
+          process.stderr.write(`eagle-client: ${path}: ${message}\n`);
+          print({ image: path, error: message, ...(error instanceof EagleApiError ? { status: error.status, code: error.code } : {}) });
+        }
+      }
+      return failures > 0 ? 1 : 0;
+    }
+    case "fit": {
+      if (rest.length < 1) throw new UsageError("fit needs a category NAME");
+      const [name, ...files] = rest as [string, ...string[]];
+      if ((values.folder === undefined) === (files.length === 0)) {
+        throw new UsageError("fit needs either --folder DIR (on the server) or image/zip FILEs, not both");
+      }
+      const options = parseFitOptions(values.option ?? []);
+      const source: FitSource =
+        values.folder !== undefined
+          ? { folder: values.folder }
+          : { files: await Promise.all(files.map(async (path) => ({ name: basename(path), data: await readFile(path) }))) };
+      const tty = process.stderr.isTTY;
+      const job = await client.fit(name, source, options, {
+        onEvent: (event) => {
+          if (event.event === "progress" && event.stage) {
+            const line = progressLine(event.stage, event.done ?? 0, event.total ?? 0);
+            process.stderr.write(tty ? `\r${line}` : `${line}\n`);
+          } else if (event.event === "state") {
+            process.stderr.write(`${tty ? "\n" : ""}job ${event.state}\n`);
+          }
+        },
+      });
+      print(job);
+      return 0;
+    }
+    case "history": {
+      const decision = values.decision;
+      if (decision !== undefined && !["anomalous", "normal", "undecided"].includes(decision)) {
+        throw new UsageError("--decision must be anomalous, normal or undecided");
+      }
+      const limit = integer("limit", values.limit);
+      const offset = integer("offset", values.offset);
+      print(
+        await client.history({
+          ...(limit !== undefined ? { limit } : {}),
+          ...(offset !== undefined ? { offset } : {}),
+          ...(values.category ? { category: values.category } : {}),
+          ...(decision ? { decision: decision as Decision } : {}),
+        }),
+      );
+      return 0;
+    }
+    case "evaluations":
+      print(await client.evaluations());
+      return 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+/** Runs the CLI and maps errors to exit codes and one readable line on stderr. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
+      process.stderr.write(`eagle-client: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof EagleNetworkError) {
+      process.stderr.write(`eagle-client: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof EagleFitError || error instanceof EagleApiError || error instanceof EagleError) {
+      process.stderr.write(`eagle-client: ${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") {
+      process.stderr.write(`eagle-client: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}

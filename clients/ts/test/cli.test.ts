@@ -1,0 +1,84 @@
+/** The `eagle-client` executable (built `dist/bin.js`) as a user runs it, against the real service. */
+import { execFile } from "node:child_process";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, inject, it } from "vitest";
+
+import { parseFitOptions } from "../src/cli.js";
+
+const BIN = resolve(import.meta.dirname, "..", "dist", "bin.js");
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+      env: { ...process.env, EAGLE_API_KEY: "", ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe("eagle-client", () => {
+  it("inspects images and prints one JSON line each; a bad file is reported and sets exit 1", async () => {
+    const fixture = inject("fixtureDir");
+    const bad = join(fixture, "data", "broken", "a.png");
+    const { code, stdout, stderr } = await cli(["--url", inject("baseUrl"), "inspect", "--category", "tire", join(fixture, "sample-good.png"), bad]);
+    expect(code).toBe(1);
+    const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ category: "tire", image_name: "sample-good.png" });
+    expect(lines[1]).toEqual({ image: bad, error: "a.png: not a recognised image (content is checked, not the header)", status: 400, code: "invalid_image" });
+    expect(stderr).toContain("a.png: not a recognised image");
+  });
+
+  it("fits from a server folder with progress on stderr and the job on stdout", async () => {
+    const { code, stdout, stderr } = await cli(["--url", inject("baseUrl"), "fit", "cli-fit", "--folder", "tire-good", "--option", "coreset_ratio=0.5"]);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ category: "cli-fit", state: "succeeded", images: 6 });
+    expect(stderr).toMatch(/job succeeded/);
+    expect(stderr).toMatch(/\[#+\] \d+\/\d+/);
+  });
+
+  it("reads history with filters", async () => {
+    const { code, stdout } = await cli(["--url", inject("baseUrl"), "history", "--category", "tire", "--limit", "2"]);
+    expect(code).toBe(0);
+    const page = JSON.parse(stdout) as { limit: number; items: Array<{ category: string }> };
+    expect(page.limit).toBe(2);
+    expect(page.items.every((item) => item.category === "tire")).toBe(true);
+  });
+
+  it("refuses bad usage with exit 2 and the reason", async () => {
+    const decision = await cli(["--url", inject("baseUrl"), "history", "--decision", "maybe"]);
+    expect(decision.code).toBe(2);
+    expect(decision.stderr).toContain("--decision must be anomalous, normal or undecided");
+    const unknown = await cli(["frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const both = await cli(["fit", "x"]);
+    expect(both.stderr).toContain("fit needs either --folder DIR");
+  });
+
+  it("says when the service cannot be reached (exit 2)", async () => {
+    const { code, stderr } = await cli(["--url", "http://127.0.0.1:9", "--retries", "0", "health"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("cannot reach the EAGLE service at http://127.0.0.1:9");
+  });
+
+  it("maps an API error to exit 1 with the service's message", async () => {
+    const { code, stderr } = await cli(["--url", inject("baseUrl"), "category", "nope"]);
+    expect(code).toBe(1);
+    expect(stderr).toBe("eagle-client: no fitted category 'nope'\n");
+  });
+});
+
+describe("parseFitOptions", () => {
+  it("types numbers and strings and refuses unknown keys and non-numbers", () => {
+    expect(parseFitOptions(["k=2.5", "rule=mad", "seed=3"])).toEqual({ k: 2.5, rule: "mad", seed: 3 });
+    expect(() => parseFitOptions(["kk=1"])).toThrow('unknown fit option "kk"');
+    expect(() => parseFitOptions(["k=abc"])).toThrow('fit option k must be a number, got "abc"');
+    expect(() => parseFitOptions(["k="])).toThrow("must be a number");
+    expect(() => parseFitOptions(["=3"])).toThrow("--option expects key=value");
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * The client against a real `eagle serve` (tire expert on real images, tiny random Qwen2.5-VL):
+ * every route the client wraps, typed results, the fit's live events, and the service's errors.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+
+import { EagleApiError, EagleClient, EagleFitError, type JobEvent } from "../src/index.js";
+
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
+let client: EagleClient;
+let fixture: string;
+
+beforeAll(() => {
+  client = new EagleClient({ baseUrl: inject("baseUrl") });
+  fixture = inject("fixtureDir");
+});
+
+describe("reading", () => {
+  it("health says an MLLM is configured", async () => {
+    const health = await client.health();
+    expect(health.status).toBe("ok");
+    expect(health.mllm).toBe(true);
+    expect(health.mllm_queue_waiting).toBe(0);
+  });
+
+  it("lists the tire category and describes it with every training score", async () => {
+    const categories = await client.categories();
+    const tire = categories.find((c) => c.name === "tire");
+    expect(tire).toMatchObject({ backbone: "efficientnet_lite0", rule: "ksigma", train_images: 12 });
+    expect(tire?.training_scores?.values ?? null).toBeNull(); // the list leaves the raw scores out
+    const detail = await client.category("tire");
+    const scores = detail.training_scores;
+    expect(scores?.values).toHaveLength(12);
+    expect(scores?.histogram?.counts.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(Math.max(...(scores?.values ?? []))).toBeCloseTo(detail.s_max ?? NaN, 6);
+  });
+
+  it("answers a missing category with 404 and its code", async () => {
+    await expect(client.category("nope")).rejects.toMatchObject({ status: 404, code: "category_not_found" });
+    await expect(client.category("../etc")).rejects.toMatchObject({ status: 404 });
+  });
+
+  it("lists the evaluation run with its metrics and a PNG figure", async () => {
+    const runs = await client.evaluations();
+    const run = runs.find((r) => r.name === "tire-expert");
+    expect(run?.metrics?.category).toBe("tire");
+    expect(typeof run?.metrics?.image_auroc).toBe("number");
+    const link = run?.plots?.["histogram.png"];
+    expect(link).toBe("/v1/evaluations/tire-expert/files/histogram.png");
+    const picture = new Uint8Array(await (await client.picture(link as string)).arrayBuffer());
+    expect([...picture.slice(0, 4)]).toEqual(PNG_MAGIC);
+  });
+});
+
+describe("inspect", () => {
+  it("returns the full EAGLE verdict with picture links, and stores it in the history", async () => {
+    const before = (await client.history({ limit: 1 })).total;
+    const image = await readFile(join(fixture, "sample-cut.png"));
+    const record = await client.inspect(image, "tire", { filename: "cut 01.png" });
+    expect(record.category).toBe("tire");
+    expect(record.image_name).toBe("cut_01.png");
+    expect(record.score).toBeGreaterThan(0);
+    expect(record.verdict.condition).toBe("eagle");
+    expect(typeof record.answer).toBe("string"); // the tiny MLLM's (random) reply, never a canned one
+    expect(["anomalous", "normal", "unparsable"]).toContain(record.decision);
+    expect(record.in_band).toBe(record.score! >= record.tau! && record.score! < record.s_max!);
+    expect(Object.keys(record.pictures)).toEqual(expect.arrayContaining(["heatmap", "box"]));
+    const heatmap = new Uint8Array(await (await client.picture(record.pictures.heatmap as string)).arrayBuffer());
+    expect([...heatmap.slice(0, 4)]).toEqual(PNG_MAGIC);
+    const page = await client.history({ limit: 5 });
+    expect(page.total).toBe(before + 1);
+    expect(page.items[0]?.id).toBe(record.id);
+  });
+
+  it("returns attention overlays when asked", async () => {
+    const image = await readFile(join(fixture, "sample-good.png"));
+    const record = await client.inspect(image, "tire", { attention: true, question: "Is the tread damaged?" });
+    expect(record.decision).toBeNull(); // a custom question has no anomaly decision
+    expect(Object.keys(record.pictures).filter((k) => k.startsWith("attention_L")).length).toBeGreaterThan(0);
+  });
+
+  it("refuses a file that is not an image, with the service's message", async () => {
+    const error = await client.inspect(new TextEncoder().encode("not an image"), "tire", { filename: "x.png" }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EagleApiError);
+    expect(error).toMatchObject({ status: 400, code: "invalid_image", message: "x.png: not a recognised image (content is checked, not the header)" });
+  });
+
+  it("refuses an unknown category", async () => {
+    const image = await readFile(join(fixture, "sample-good.png"));
+    await expect(client.inspect(image, "missing")).rejects.toMatchObject({ status: 404, code: "category_not_found" });
+  });
+});
+
+describe("history", () => {
+  it("filters by category and decision and pages without gaps", async () => {
+    const all = await client.history({ limit: 500 });
+    const undecided = await client.history({ decision: "undecided", limit: 500 });
+    const expected = all.items.filter((r) => r.decision !== "anomalous" && r.decision !== "normal").map((r) => r.id);
+    expect(undecided.items.map((r) => r.id)).toEqual(expected);
+    expect((await client.history({ category: "missing" })).total).toBe(0);
+    const paged: string[] = [];
+    for await (const record of client.historyAll({ limit: 1 })) paged.push(record.id);
+    expect(paged).toEqual(all.items.map((r) => r.id));
+    await expect(client.history({ limit: 0 })).rejects.toMatchObject({ status: 400 });
+  });
+});
+
+describe("fit", () => {
+  it("fits from a server folder, reporting ordered progress, and the category appears", async () => {
+    const events: JobEvent[] = [];
+    const job = await client.fit("tire-folder", { folder: "tire-good" }, { coreset_ratio: 0.5 }, { onEvent: (e) => events.push(e) });
+    expect(job.state).toBe("succeeded");
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i));
+    expect(events[0]).toMatchObject({ event: "state", state: "queued" });
+    expect(events.at(-1)).toMatchObject({ event: "state", state: "succeeded" });
+    const progress = events.filter((e) => e.event === "progress");
+    expect(progress.length).toBeGreaterThan(0);
+    for (const step of progress) expect(step.done).toBeLessThanOrEqual(step.total ?? 0);
+    const detail = await client.category("tire-folder");
+    expect(detail.train_images).toBe(6);
+    expect(job.result?.tau).toBeCloseTo(detail.tau ?? NaN, 9);
+  });
+
+  it("fits from uploaded images", async () => {
+    const files = await Promise.all(
+      ["00.png", "01.png", "02.png"].map(async (name) => ({ name, data: await readFile(join(fixture, "data", "tire-good", name)) })),
+    );
+    const job = await client.fit("tire-upload", { files });
+    expect(job).toMatchObject({ state: "succeeded", images: 3 });
+    expect((await client.category("tire-upload")).train_images).toBe(3);
+  });
+
+  it("refuses bad input before any job exists", async () => {
+    await expect(client.startFit("bad name!", { folder: "tire-good" })).rejects.toMatchObject({ status: 400, code: "invalid_name" });
+    await expect(client.startFit("x", { folder: "../.." })).rejects.toMatchObject({ status: 400, code: "invalid_path" });
+    await expect(client.startFit("x", { folder: "tire-good" }, { rule: "bogus" as never })).rejects.toMatchObject({ status: 400 });
+    const text = { name: "a.png", data: new TextEncoder().encode("nope") };
+    await expect(client.startFit("x", { files: [text, text] })).rejects.toMatchObject({ status: 400, code: "invalid_image" });
+  });
+
+  it("reports a job that fails as EagleFitError with the service's reason, without host paths", async () => {
+    const events: JobEvent[] = [];
+    const error = await client.fit("broken", { folder: "broken" }, {}, { onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EagleFitError);
+    const fitError = error as EagleFitError;
+    expect(fitError.jobError).toMatch(/a\.png/);
+    expect(fitError.jobError).not.toContain(fixture);
+    expect(events.at(-1)).toMatchObject({ event: "state", state: "failed", error: fitError.jobError });
+    await expect(client.category("broken")).rejects.toMatchObject({ status: 404 });
+    await expect(client.waitForJob("0".repeat(32))).rejects.toMatchObject({ status: 404, code: "job_not_found" });
+  });
+});
