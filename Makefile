@@ -5,7 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-mllm bench-eval clean
+NODE_STAMP := node_modules/.installed
+WEBUI := src/eagle_iad/service/webui/index.html
+# Debian's Chromium drives the console's browser tests (playwright-core launches /usr/bin/chromium).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test test-python test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,13 +19,49 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json clients/ts/package.json web/package.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q --no-install-recommends chromium
+
 demo: $(STAMP)
 	$(BIN)/eagle demo --out runs/demo
 
-test: $(STAMP)
+test: test-python test-ts
+
+test-python: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The TypeScript client and the web console: generated code fresh, types, unit tests, then tests
+# against a real `eagle serve` (client) and in a real Chromium (console).
+test-ts: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+	EAGLE_PYTHON=$(BIN)/python npm run check-generated -w clients/ts
+	npm run build -w clients/ts
+	npm run typecheck -w clients/ts
+	EAGLE_PYTHON=$(BIN)/python npm test -w clients/ts
+	npm run typecheck -w web
+	npm test -w web
+	npm run build -w web
+	EAGLE_PYTHON=$(BIN)/python npm run test:e2e -w web
+
+# The web console, built into the package so `eagle serve` serves it at /.
+web: $(NODE_STAMP)
+	npm run build -w clients/ts
+	npm run build -w web
+
+$(WEBUI):
+	$(MAKE) web
+
+# The console on http://127.0.0.1:8000 with the demo's elpv expert (run `make demo` first).
+serve: $(STAMP) $(WEBUI)
+	test -f runs/demo/model/model.json || (echo "run 'make demo' first (it fits the elpv expert)" && exit 1)
+	mkdir -p runs/console/models && ln -sfn ../../demo/model runs/console/models/elpv-mono
+	$(BIN)/eagle serve --models runs/console/models --runs runs/demo --state-dir runs/console/state
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -36,5 +78,8 @@ bench-mllm: $(STAMP)
 bench-eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/eval.py
 
+bench-load: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui
