@@ -17,6 +17,7 @@ export function ScoreScale({ score, tau, sMax }: { score: number | null; tau: nu
   const tauX = tau !== null ? at(tau) : null;
   const sMaxX = sMax !== null ? at(sMax) : null;
   const scorePos = score !== null ? positionOf(score, domain, inner) : null;
+  const scoreX = scorePos ? PAD + scorePos.x : null;
   const summary =
     `Score ${formatScore(score)}; tau ${formatScore(tau)}; s_max ${formatScore(sMax)}` +
     (band ? `; low-confidence band from ${formatScore(tau)} to ${formatScore(sMax)}` : "; the low-confidence band is empty");
@@ -75,10 +76,10 @@ export function ScoreScale({ score, tau, sMax }: { score: number | null; tau: nu
             </text>
           </g>
         ) : null}
-        <text x={PAD} y={BAR_Y + BAR_H + 22} className="scale-end" textAnchor="start" opacity={tauX !== null && tauX - PAD < 60 ? 0 : 1}>
+        <text x={PAD} y={BAR_Y - 14} className="scale-end" textAnchor="start" opacity={scoreX !== null && scoreX - 48 < PAD + 58 ? 0 : 1}>
           normal
         </text>
-        <text x={WIDTH - PAD} y={BAR_Y + BAR_H + 22} className="scale-end" textAnchor="end" opacity={tauX !== null && WIDTH - PAD - tauX < 80 ? 0 : 1}>
+        <text x={WIDTH - PAD} y={BAR_Y - 14} className="scale-end" textAnchor="end" opacity={scoreX !== null && scoreX + 48 > WIDTH - PAD - 80 ? 0 : 1}>
           anomalous
         </text>
       </svg>
