@@ -13,6 +13,7 @@ const ARTIFACTS = resolve(REPO, "web/e2e/artifacts");
 const CHROMIUM = process.env["CHROMIUM"] || "/usr/bin/chromium";
 
 let server: RunningServer;
+let keyed: RunningServer | undefined;
 let browser: Browser;
 let page: Page;
 const problems: string[] = [];
@@ -62,6 +63,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
+  await keyed?.stop();
   log("done");
 });
 
@@ -215,6 +217,38 @@ describe("web console", () => {
     expect(value).toBe(expected.at_tau.balanced_accuracy.toFixed(3));
     await imagesLoaded('img[alt="histogram.png of run tire-expert"]');
     await shot("evaluations");
+  });
+
+  it("says the service is down, with a retry button", async () => {
+    await server.stop();
+    await page.getByRole("link", { name: "History" }).click();
+    const banner = page.locator('.error-banner[data-kind="network"]').first();
+    await banner.waitFor({ timeout: 30_000 });
+    expect(await banner.textContent()).toContain("Service unreachable");
+    expect(await banner.getByRole("button", { name: "Retry" }).count()).toBe(1);
+    await shot("service-down");
+    problems.splice(0); // the browser logs each refused connection
+  });
+
+  it("asks for the API key on 401, keeps it in sessionStorage and then works", async () => {
+    const KEY = "e2e-secret-key";
+    keyed = await startServer({ EAGLE_API_KEY: KEY });
+    log(`keyed server at ${keyed.baseUrl}`);
+    await page.goto(`${keyed.baseUrl}/#/categories`);
+    const form = page.getByRole("heading", { name: "API key required" });
+    await form.waitFor({ timeout: 30_000 });
+    await shot("api-key");
+    await page.getByLabel("API key", { exact: true }).fill("wrong");
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.getByText("The service refused the stored key.").waitFor({ timeout: 30_000 });
+    await page.getByLabel("API key", { exact: true }).fill(KEY);
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.getByRole("table", { name: "Fitted categories" }).getByRole("link", { name: "tire", exact: true }).waitFor({ timeout: 30_000 });
+    expect(await page.evaluate(() => sessionStorage.getItem("eagle-iad.apiKey"))).toBe(KEY);
+    // Pictures need the key too: they are fetched through the client and shown from blob: URLs.
+    await page.getByRole("link", { name: "Evaluations" }).click();
+    await imagesLoaded('img[alt="histogram.png of run tire-expert"]');
+    problems.splice(0); // the 401 answers are logged by the browser
   });
 
   it("logged no script errors or CSP violations", () => {

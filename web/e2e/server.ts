@@ -27,7 +27,7 @@ export interface RunningServer {
   stop: () => Promise<void>;
 }
 
-export async function startServer(timeoutMs = 180_000): Promise<RunningServer> {
+export async function startServer(extraEnv: Record<string, string> = {}, timeoutMs = 180_000): Promise<RunningServer> {
   const port = await freePort();
   const python = process.env["EAGLE_PYTHON"] || resolve(REPO, ".venv/bin/python");
   const pythonPath = [resolve(REPO, "src"), process.env["PYTHONPATH"]].filter(Boolean).join(":");
@@ -35,7 +35,7 @@ export async function startServer(timeoutMs = 180_000): Promise<RunningServer> {
   const child = spawn(python, ["tests/serve_fixture.py", "--work", FIXTURE_WORK, "--port", String(port)], {
     cwd: REPO,
     // This checkout's src first, so the service serves this checkout's built console.
-    env: { ...process.env, PYTHONPATH: pythonPath, HF_HUB_OFFLINE: "1", TOKENIZERS_PARALLELISM: "false" },
+    env: { ...process.env, PYTHONPATH: pythonPath, HF_HUB_OFFLINE: "1", TOKENIZERS_PARALLELISM: "false", ...extraEnv },
     detached: true, // its own process group: stop() ends the server and anything it started
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -54,7 +54,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               <dd>{formatScore(record.score)}</dd>
             </div>
             <div>
-              <dt>τ / s_max</dt>
+              <dt><span className="greek">τ</span> / s_max</dt>
               <dd>
                 {formatScore(record.tau)} / {formatScore(record.s_max)}
               </dd>

@@ -27,7 +27,7 @@ export function ScoreScale({ score, tau, sMax }: { score: number | null; tau: nu
   const sMaxAnchor = close && tauX !== null && sMaxX !== null && sMaxX <= tauX ? "end" : close ? "start" : "middle";
   return (
     <figure className="score-scale">
-      <svg viewBox={`0 0 ${WIDTH} 84`} role="img" aria-label={summary} data-testid="score-scale">
+      <svg viewBox={`0 0 ${WIDTH} 94`} role="img" aria-label={summary} data-testid="score-scale">
         <title>{summary}</title>
         <defs>
           <linearGradient id="scale-fill" x1="0" x2="1" y1="0" y2="0">
@@ -83,6 +83,15 @@ export function ScoreScale({ score, tau, sMax }: { score: number | null; tau: nu
           anomalous
         </text>
       </svg>
+      <figcaption className="muted small">
+        {band ? (
+          <>
+            <span className="band-key" aria-hidden="true" /> shaded: low-confidence band [τ, s_max), where CAAS sharpens the MLLM's attention
+          </>
+        ) : (
+          <>Low-confidence band [τ, s_max) is empty for this category (s_max ≤ τ).</>
+        )}
+      </figcaption>
     </figure>
   );
 }

@@ -40,7 +40,7 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
           <tr>
             <th scope="col">Name</th>
             <th scope="col">Backbone</th>
-            <th scope="col" className="num">τ</th>
+            <th scope="col" className="num"><span className="greek">τ</span></th>
             <th scope="col" className="num">s_max</th>
             <th scope="col">Rule</th>
             <th scope="col" className="num">Train images</th>
@@ -121,7 +121,7 @@ function CategoryDetail({ name }: { name: string }) {
               <dd>{c.backbone ?? "–"}</dd>
             </div>
             <div>
-              <dt>τ (threshold)</dt>
+              <dt><span className="greek">τ</span> (threshold)</dt>
               <dd>{formatScore(c.tau)}</dd>
             </div>
             <div>
