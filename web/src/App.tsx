@@ -64,7 +64,12 @@ export function App() {
         setHealthError(describeError(reason));
       },
     );
-    return () => controller.abort();
+    // Keep the status in the top bar current (service restarted, MLLM queue) without a reload.
+    const timer = setInterval(() => setHealthNonce((n) => n + 1), 15_000);
+    return () => {
+      controller.abort();
+      clearInterval(timer);
+    };
   }, [client, healthNonce]);
 
   // Ask the service once at start whether a key is needed, so the form shows before any page fails.

@@ -84,6 +84,8 @@ export function InspectPage() {
   };
 
   const pending = items.filter((i) => i.status === "queued" || i.status === "running").length;
+  const failed = items.filter((i) => i.status === "failed").length;
+  const done = items.filter((i) => i.status === "done").length;
 
   return (
     <section aria-labelledby="inspect-title">
@@ -167,7 +169,8 @@ export function InspectPage() {
         <div className="results-head">
           <h2>Results</h2>
           <p className="muted" role="status">
-            {pending > 0 ? `${pending} image${pending === 1 ? "" : "s"} left` : `${items.length} inspected`}
+            {pending > 0 ? `${pending} image${pending === 1 ? "" : "s"} left · ` : ""}
+            {done} inspected{failed > 0 ? ` · ${failed} failed` : ""}
           </p>
           <button type="button" className="button secondary" onClick={() => setItems((prev) => prev.filter((i) => i.status === "running" || i.status === "queued"))}>
             Clear finished
