@@ -1,0 +1,192 @@
+import { EagleClient, type Health } from "@eagle-iad/client";
+import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
+import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
+import { ErrorBanner } from "./components/ErrorBanner";
+import { describeError, isUnauthorised, type UserError } from "./logic/errors";
+import { PAGES, formatRoute, parseRoute, type Page } from "./logic/route";
+import { CategoriesPage } from "./pages/CategoriesPage";
+import { EvaluationsPage } from "./pages/EvaluationsPage";
+import { HistoryPage } from "./pages/HistoryPage";
+import { InspectPage } from "./pages/InspectPage";
+
+const TITLES: Record<Page, string> = {
+  inspect: "Inspect",
+  categories: "Categories",
+  history: "History",
+  evaluations: "Evaluations",
+};
+
+function useHashRoute() {
+  const [hash, setHash] = useState(() => window.location.hash);
+  useEffect(() => {
+    const onChange = () => setHash(window.location.hash);
+    window.addEventListener("hashchange", onChange);
+    return () => window.removeEventListener("hashchange", onChange);
+  }, []);
+  return useMemo(() => parseRoute(hash), [hash]);
+}
+
+export function App() {
+  const route = useHashRoute();
+  const [apiKey, setApiKey] = useState(readStoredKey);
+  const [needKey, setNeedKey] = useState(false);
+  const [health, setHealth] = useState<Health | null>(null);
+  const [healthError, setHealthError] = useState<UserError | null>(null);
+  const [healthNonce, setHealthNonce] = useState(0);
+  const [retry, setRetry] = useState<RetryNotice | null>(null);
+
+  const client = useMemo(
+    () =>
+      new EagleClient({
+        apiKey,
+        onRetry: (info) => setRetry({ attempt: info.attempt, waitMs: info.waitMs, status: info.status }),
+      }),
+    [apiKey],
+  );
+
+  useEffect(() => {
+    if (!retry) return;
+    const timer = setTimeout(() => setRetry(null), retry.waitMs + 1500);
+    return () => clearTimeout(timer);
+  }, [retry]);
+
+  useEffect(() => {
+    const controller = new AbortController();
+    setHealthError(null);
+    client.health(controller.signal).then(
+      (h) => {
+        setHealth(h);
+        setHealthError(null);
+      },
+      (reason: unknown) => {
+        if (controller.signal.aborted) return;
+        setHealth(null);
+        setHealthError(describeError(reason));
+      },
+    );
+    // Keep the status in the top bar current (service restarted, MLLM queue) without a reload.
+    const timer = setInterval(() => setHealthNonce((n) => n + 1), 15_000);
+    return () => {
+      controller.abort();
+      clearInterval(timer);
+    };
+  }, [client, healthNonce]);
+
+  // Ask the service once at start whether a key is needed, so the form shows before any page fails.
+  useEffect(() => {
+    const controller = new AbortController();
+    client.history({ limit: 1, signal: controller.signal }).catch((reason: unknown) => {
+      if (!controller.signal.aborted && isUnauthorised(reason)) setNeedKey(true);
+    });
+    return () => controller.abort();
+  }, [client]);
+
+  const requireKey = useCallback(() => setNeedKey(true), []);
+  const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
+  const api: Api = useMemo(() => ({ client, health, requireKey, refreshHealth }), [client, health, requireKey, refreshHealth]);
+
+  useEffect(() => {
+    document.title = `${TITLES[route.page]} · EAGLE-IAD`;
+  }, [route.page]);
+
+  const saveKey = (key: string) => {
+    storeKey(key);
+    setApiKey(key);
+    setNeedKey(false);
+  };
+
+  return (
+    <ApiContext.Provider value={api}>
+      <a className="skip-link" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById("main")?.focus())}>
+        Skip to content
+      </a>
+      <header className="topbar">
+        <div className="brand">
+          <span className="brand-mark" aria-hidden="true">◆</span>
+          <span className="brand-name">EAGLE-IAD</span>
+          <span className="brand-sub">inspection console</span>
+        </div>
+        <nav className="tabs" aria-label="Pages">
+          {PAGES.map((page) => (
+            <a key={page} href={formatRoute(page)} aria-current={route.page === page ? "page" : undefined} className="tab">
+              {TITLES[page]}
+            </a>
+          ))}
+        </nav>
+        <div className="service-status" aria-live="polite">
+          {health ? (
+            <span className="status-ok" title={`queue waiting: ${health.mllm_queue_waiting}, fit jobs pending: ${health.fit_jobs_pending}`}>
+              <span className="dot" aria-hidden="true" /> service {health.version} · {health.mllm ? "MLLM on" : "expert only"}
+            </span>
+          ) : healthError ? (
+            <span className="status-bad">
+              <span className="dot" aria-hidden="true" /> service unreachable
+            </span>
+          ) : (
+            <span className="muted">connecting…</span>
+          )}
+          {apiKey ? (
+            <button type="button" className="link-button light" onClick={() => saveKey("")}>
+              Forget key
+            </button>
+          ) : null}
+        </div>
+      </header>
+      {retry ? (
+        <div className="retry-notice" role="status">
+          {retry.status === 429 ? "The model is busy (queue full)" : retry.status === null ? "The service did not answer" : `The service answered ${retry.status}`}
+          ; retrying in {Math.ceil(retry.waitMs / 1000)} s (attempt {retry.attempt})…
+        </div>
+      ) : null}
+      <main id="main" tabIndex={-1}>
+        {healthError && !needKey ? (
+          <ErrorBanner error={healthError} onRetry={refreshHealth} />
+        ) : null}
+        {needKey ? (
+          <KeyForm onSubmit={saveKey} hadKey={apiKey !== ""} />
+        ) : (
+          <div key={`${apiKey}:${route.page}`} className="page">
+            {route.page === "inspect" ? <InspectPage /> : null}
+            {route.page === "categories" ? <CategoriesPage selected={route.item} /> : null}
+            {route.page === "history" ? <HistoryPage params={route.params} /> : null}
+            {route.page === "evaluations" ? <EvaluationsPage /> : null}
+          </div>
+        )}
+      </main>
+      <footer className="footer muted small">
+        EAGLE-IAD · PatchCore expert + TGPS threshold + CAAS ·{" "}
+        <a href="./docs" rel="noreferrer">
+          API docs
+        </a>
+      </footer>
+    </ApiContext.Provider>
+  );
+}
+
+function KeyForm({ onSubmit, hadKey }: { onSubmit: (key: string) => void; hadKey: boolean }) {
+  const [value, setValue] = useState("");
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (value.trim()) onSubmit(value.trim());
+  };
+  return (
+    <section className="panel key-form" aria-labelledby="key-title">
+      <h1 id="key-title">API key required</h1>
+      <p>
+        {hadKey ? "The service refused the stored key. " : ""}This service runs with <code>EAGLE_API_KEY</code>. Enter the key; it is kept in this
+        tab's session storage only.
+      </p>
+      <form onSubmit={submit}>
+        <div className="field">
+          <label htmlFor="api-key">API key</label>
+          <input id="api-key" type="password" autoComplete="current-password" value={value} onChange={(e) => setValue(e.target.value)} autoFocus />
+        </div>
+        <div className="actions">
+          <button type="submit" className="button primary" disabled={!value.trim()}>
+            Use key
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}

@@ -1,0 +1,123 @@
+/** The client, the service's health and the "key required" switch, shared by every page. */
+
+import { EagleClient, type Health } from "@eagle-iad/client";
+import { createContext, useCallback, useContext, useEffect, useRef, useState, type DependencyList } from "react";
+import { describeError, isUnauthorised, type UserError } from "./logic/errors";
+
+export const KEY_STORAGE = "eagle-iad.apiKey";
+
+export interface RetryNotice {
+  attempt: number;
+  waitMs: number;
+  status: number | null;
+}
+
+export interface Api {
+  client: EagleClient;
+  health: Health | null;
+  /** Called by any request answered 401: the app shows the API key form. */
+  requireKey: () => void;
+  refreshHealth: () => void;
+}
+
+export const ApiContext = createContext<Api | null>(null);
+
+export function useApi(): Api {
+  const api = useContext(ApiContext);
+  if (!api) throw new Error("useApi outside <ApiContext>");
+  return api;
+}
+
+export function readStoredKey(): string {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) ?? "";
+  } catch {
+    return ""; // storage disabled: the key lives only in memory
+  }
+}
+
+export function storeKey(key: string): void {
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    /* storage disabled */
+  }
+}
+
+export interface AsyncState<T> {
+  data: T | undefined;
+  error: UserError | null;
+  loading: boolean;
+  reload: () => void;
+}
+
+/**
+ * Run `load` when `deps` change (aborting the previous run); a 401 switches the app to the key form,
+ * other errors are returned described for the user.
+ */
+export function useAsync<T>(load: (signal: AbortSignal) => Promise<T>, deps: DependencyList): AsyncState<T> {
+  const { requireKey } = useApi();
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<UserError | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [nonce, setNonce] = useState(0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+
+  useEffect(() => {
+    const controller = new AbortController();
+    setLoading(true);
+    setError(null);
+    loadRef.current(controller.signal).then(
+      (value) => {
+        if (controller.signal.aborted) return;
+        setData(value);
+        setLoading(false);
+      },
+      (reason: unknown) => {
+        if (controller.signal.aborted) return;
+        if (isUnauthorised(reason)) requireKey();
+        setError(describeError(reason));
+        setLoading(false);
+      },
+    );
+    return () => controller.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [...deps, nonce, requireKey]);
+
+  const reload = useCallback(() => setNonce((n) => n + 1), []);
+  return { data, error, loading, reload };
+}
+
+/** A service picture (needs the key, so no plain <img src>) as an object URL, revoked when it changes. */
+export function usePictureUrl(link: string | null): { url: string | null; error: UserError | null } {
+  const { client, requireKey } = useApi();
+  const [state, setState] = useState<{ url: string | null; error: UserError | null }>({ url: null, error: null });
+  useEffect(() => {
+    if (!link) {
+      setState({ url: null, error: null });
+      return;
+    }
+    const controller = new AbortController();
+    let url: string | null = null;
+    setState({ url: null, error: null });
+    client.picture(link, controller.signal).then(
+      (blob) => {
+        if (controller.signal.aborted) return;
+        url = URL.createObjectURL(blob);
+        setState({ url, error: null });
+      },
+      (reason: unknown) => {
+        if (controller.signal.aborted) return;
+        if (isUnauthorised(reason)) requireKey();
+        setState({ url: null, error: describeError(reason) });
+      },
+    );
+    return () => {
+      controller.abort();
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [client, link, requireKey]);
+  return state;
+}

@@ -1,0 +1,86 @@
+import { histogramGeometry, ticks } from "../logic/histogram";
+import { formatScore } from "../logic/scale";
+
+const W = 640;
+const H = 220;
+const M = { top: 28, right: 16, bottom: 40, left: 44 };
+
+/** The training-score histogram with the tau and s_max lines (the paper's Fig. 4 view). */
+export function Histogram({
+  edges,
+  counts,
+  tau,
+  sMax,
+  label,
+}: {
+  edges: readonly number[];
+  counts: readonly number[];
+  tau: number | null | undefined;
+  sMax: number | null | undefined;
+  label: string;
+}) {
+  const innerW = W - M.left - M.right;
+  const innerH = H - M.top - M.bottom;
+  const g = histogramGeometry(edges, counts, innerW, innerH, [tau, sMax]);
+  if (!g) return <p className="muted">No usable histogram (edges and counts do not match).</p>;
+  const total = counts.reduce((a, b) => a + b, 0);
+  const summary = `${label}: ${total} training scores in ${counts.length} bins from ${formatScore(edges[0])} to ${formatScore(
+    edges[edges.length - 1],
+  )}; tau ${formatScore(tau)}, s_max ${formatScore(sMax)}`;
+  const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
+  return (
+    <figure className="histogram">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="histogram">
+        <title>{summary}</title>
+        <g transform={`translate(${M.left},${M.top})`}>
+          {yTicks.map((t) => {
+            const y = g.maxCount > 0 ? innerH - (t / g.maxCount) * innerH : innerH;
+            return (
+              <g key={t}>
+                <line x1={0} x2={innerW} y1={y} y2={y} stroke="var(--grid)" />
+                <text x={-6} y={y + 4} textAnchor="end" className="axis">
+                  {t}
+                </text>
+              </g>
+            );
+          })}
+          {g.bars.map((b, i) => (
+            <rect key={i} x={b.x} y={b.y} width={b.width} height={b.height} fill="var(--accent)" opacity="0.75">
+              <title>{`${formatScore(b.lo)}–${formatScore(b.hi)}: ${b.count}`}</title>
+            </rect>
+          ))}
+          <line x1={0} x2={innerW} y1={innerH} y2={innerH} stroke="var(--ink)" />
+          {ticks(g.lo, g.hi, 5).map((t) => (
+            <text key={t} x={g.xOf(t)} y={innerH + 16} textAnchor="middle" className="axis">
+              {formatScore(t)}
+            </text>
+          ))}
+          <text x={innerW / 2} y={innerH + 34} textAnchor="middle" className="axis">
+            training score (leave-own-out)
+          </text>
+          {typeof tau === "number" ? (
+            <g data-testid="tau-line">
+              <line x1={g.xOf(tau)} x2={g.xOf(tau)} y1={-8} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" />
+              <text x={g.xOf(tau)} y={-12} textAnchor={g.xOf(tau) > innerW - 60 ? "end" : "middle"} className="axis strong">
+                τ {formatScore(tau)}
+              </text>
+            </g>
+          ) : null}
+          {typeof sMax === "number" ? (
+            <g data-testid="smax-line">
+              <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={6} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
+              <text
+                x={g.xOf(sMax) + (typeof tau === "number" && sMax < tau ? -4 : 4)}
+                y={16}
+                textAnchor={typeof tau === "number" && sMax < tau ? "end" : "start"}
+                className="axis"
+              >
+                s_max {formatScore(sMax)}
+              </text>
+            </g>
+          ) : null}
+        </g>
+      </svg>
+    </figure>
+  );
+}

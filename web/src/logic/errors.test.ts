@@ -1,0 +1,40 @@
+import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/client";
+import { describe, expect, it } from "vitest";
+import { describeError, isUnauthorised } from "./errors";
+
+describe("describeError", () => {
+  it("maps a network failure to a retryable 'unreachable' state", () => {
+    const e = describeError(new EagleNetworkError("cannot reach the EAGLE service at x: fetch failed"));
+    expect(e.kind).toBe("network");
+    expect(e.retryable).toBe(true);
+    expect(e.message).toContain("fetch failed");
+  });
+  it("maps 401 to the key form", () => {
+    const error = new EagleApiError("missing or wrong API key", 401, "invalid_api_key");
+    expect(describeError(error).kind).toBe("unauthorised");
+    expect(isUnauthorised(error)).toBe(true);
+    expect(isUnauthorised(new EagleApiError("x", 403))).toBe(false);
+  });
+  it("shows the service's own message for an invalid image", () => {
+    const e = describeError(new EagleApiError("x.png: cannot identify image file", 400, "invalid_image"));
+    expect(e).toEqual({ kind: "invalid_image", title: "Not a usable image", message: "x.png: cannot identify image file", retryable: false });
+  });
+  it("says the model is busy on 429, with the requested wait", () => {
+    const e = describeError(new EagleApiError("queue full", 429, "queue_full", 2));
+    expect(e.kind).toBe("busy");
+    expect(e.title).toBe("The model is busy");
+    expect(e.message).toContain("wait 2 s");
+    expect(describeError(new EagleApiError("queue full", 429)).message).not.toContain("wait");
+  });
+  it("tells a missing category from other 404s", () => {
+    expect(describeError(new EagleApiError("no fitted category 'x'", 404, "category_not_found")).kind).toBe("category_not_found");
+    expect(describeError(new EagleApiError("no job", 404, "job_not_found")).kind).toBe("not_found");
+  });
+  it("maps the remaining statuses", () => {
+    expect(describeError(new EagleApiError("too big", 413, "payload_too_large")).kind).toBe("too_large");
+    expect(describeError(new EagleApiError("boom", 500)).kind).toBe("server");
+    expect(describeError(new EagleApiError("bad name", 400, "invalid_name"))).toMatchObject({ kind: "invalid_request", title: "Request refused (400)" });
+    expect(describeError(new EagleFitError("j1", "no images"))).toMatchObject({ kind: "fit_failed", message: "no images" });
+    expect(describeError("weird")).toMatchObject({ kind: "unknown", message: "weird" });
+  });
+});

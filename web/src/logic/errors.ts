@@ -1,0 +1,68 @@
+/** Errors from the client mapped to what the console shows: a kind, a title and a specific message. */
+
+import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/client";
+
+export type ErrorKind =
+  | "network"
+  | "unauthorised"
+  | "invalid_image"
+  | "busy"
+  | "category_not_found"
+  | "not_found"
+  | "too_large"
+  | "invalid_request"
+  | "fit_failed"
+  | "server"
+  | "unknown";
+
+export interface UserError {
+  kind: ErrorKind;
+  title: string;
+  message: string;
+  /** Whether trying the same thing again may help (offer a retry button). */
+  retryable: boolean;
+}
+
+export function describeError(error: unknown): UserError {
+  if (error instanceof EagleNetworkError) {
+    return {
+      kind: "network",
+      title: "Service unreachable",
+      message: `The EAGLE service did not answer. Check that \`eagle serve\` is running, then retry. (${error.message})`,
+      retryable: true,
+    };
+  }
+  if (error instanceof EagleFitError) {
+    return { kind: "fit_failed", title: "Fit failed", message: error.jobError, retryable: false };
+  }
+  if (error instanceof EagleApiError) {
+    const { status, code, message } = error;
+    if (status === 401 || code === "invalid_api_key") {
+      return { kind: "unauthorised", title: "API key required", message: "The service needs a valid API key.", retryable: false };
+    }
+    if (status === 429 || code === "queue_full") {
+      const wait = error.retryAfterS !== null ? ` The service asked to wait ${error.retryAfterS} s.` : "";
+      return {
+        kind: "busy",
+        title: "The model is busy",
+        message: `The MLLM queue is full and stayed full after several retries. Try again in a moment.${wait}`,
+        retryable: true,
+      };
+    }
+    if (code === "invalid_image") return { kind: "invalid_image", title: "Not a usable image", message, retryable: false };
+    if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };
+    if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };
+    if (status === 413) return { kind: "too_large", title: "Too large", message, retryable: false };
+    if (status >= 500) return { kind: "server", title: `Service error (${status})`, message, retryable: true };
+    return { kind: "invalid_request", title: `Request refused (${status})`, message, retryable: false };
+  }
+  if (error instanceof Error && error.name === "AbortError") {
+    return { kind: "unknown", title: "Cancelled", message: "The request was cancelled.", retryable: true };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { kind: "unknown", title: "Something went wrong", message, retryable: true };
+}
+
+export function isUnauthorised(error: unknown): boolean {
+  return error instanceof EagleApiError && error.status === 401;
+}

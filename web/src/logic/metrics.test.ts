@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import { flattenMetrics, formatMetric } from "./metrics";
+
+describe("flattenMetrics", () => {
+  it("flattens nested objects to dotted keys in order", () => {
+    const metrics = { category: "tire", image_auroc: 0.8333, at_tau: { tau: 100.9, counts: { tp: 2, fp: 0 } }, list: [1, 2] };
+    expect(flattenMetrics(metrics)).toEqual([
+      ["category", "tire"],
+      ["image_auroc", 0.8333],
+      ["at_tau.tau", 100.9],
+      ["at_tau.counts.tp", 2],
+      ["at_tau.counts.fp", 0],
+      ["list", [1, 2]],
+    ]);
+  });
+  it("keeps null values and empty objects as rows, and gives nothing for a non-object root", () => {
+    expect(flattenMetrics({ a: null, b: {} })).toEqual([
+      ["a", null],
+      ["b", {}],
+    ]);
+    expect(flattenMetrics(3)).toEqual([]);
+    expect(flattenMetrics(null)).toEqual([]);
+  });
+});
+
+describe("formatMetric", () => {
+  it("shows fractions with 3 decimals and integers as they are", () => {
+    expect(formatMetric(0.8333333333333334)).toBe("0.833");
+    expect(formatMetric(0.9995)).toBe("1.000");
+    expect(formatMetric(100.96977229852686)).toBe("100.970");
+    expect(formatMetric(2)).toBe("2");
+    expect(formatMetric(Number.NaN)).toBe("NaN");
+  });
+  it("formats other values readably", () => {
+    expect(formatMetric(null)).toBe("–");
+    expect(formatMetric(true)).toBe("yes");
+    expect(formatMetric("tire")).toBe("tire");
+    expect(formatMetric([0.5, 1])).toBe("[0.500, 1]");
+    expect(formatMetric(Array.from({ length: 10 }, (_, i) => i))).toBe("[0, 1, 2, 3, 4, 5, 6, 7, … 10 items]");
+    expect(formatMetric({})).toBe("{}");
+  });
+});

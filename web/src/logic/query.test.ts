@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { DEFAULT_LIMIT, filterFromParams, filterToParams, pageInfo, withFilter } from "./query";
+
+describe("filterFromParams", () => {
+  it("reads valid values", () => {
+    const filter = filterFromParams(new URLSearchParams("category=tire&decision=anomalous&limit=10&offset=20"));
+    expect(filter).toEqual({ category: "tire", decision: "anomalous", limit: 10, offset: 20 });
+  });
+  it("drops invalid values and snaps the offset to a page boundary", () => {
+    const filter = filterFromParams(new URLSearchParams("category=../x&decision=maybe&limit=-3&offset=37"));
+    expect(filter).toEqual({ category: null, decision: null, limit: DEFAULT_LIMIT, offset: 25 });
+    expect(filterFromParams(new URLSearchParams("limit=9999")).limit).toBe(500);
+    expect(filterFromParams(new URLSearchParams("limit=0")).limit).toBe(1);
+  });
+});
+
+describe("filterToParams", () => {
+  it("writes only non-defaults, in a stable order", () => {
+    expect(filterToParams({ category: null, decision: null, limit: DEFAULT_LIMIT, offset: 0 }).toString()).toBe("");
+    expect(filterToParams({ category: "tire", decision: "normal", limit: 10, offset: 30 }).toString()).toBe(
+      "category=tire&decision=normal&limit=10&offset=30",
+    );
+  });
+  it("round-trips", () => {
+    const filter = { category: "e2e-small", decision: "undecided" as const, limit: 50, offset: 100 };
+    expect(filterFromParams(filterToParams(filter))).toEqual(filter);
+  });
+});
+
+describe("withFilter", () => {
+  it("goes back to the first page", () => {
+    expect(withFilter({ category: null, decision: null, limit: 25, offset: 75 }, { decision: "normal" })).toEqual({
+      category: null,
+      decision: "normal",
+      limit: 25,
+      offset: 0,
+    });
+  });
+});
+
+describe("pageInfo", () => {
+  it("describes a middle page", () => {
+    expect(pageInfo(60, 25, 25, 25)).toEqual({ page: 2, pages: 3, from: 26, to: 50, prevOffset: 0, nextOffset: 50 });
+  });
+  it("describes the last and an empty page", () => {
+    expect(pageInfo(60, 25, 50, 10)).toEqual({ page: 3, pages: 3, from: 51, to: 60, prevOffset: 25, nextOffset: null });
+    expect(pageInfo(0, 25, 0, 0)).toEqual({ page: 1, pages: 1, from: 0, to: 0, prevOffset: null, nextOffset: null });
+  });
+});

@@ -1,0 +1,77 @@
+/** The history page's filters and pagination <-> URL parameters (so a filtered view can be linked). */
+
+import type { Decision } from "@eagle-iad/client";
+
+export const DECISIONS: readonly Decision[] = ["anomalous", "normal", "undecided"];
+export const PAGE_SIZES = [10, 25, 50, 100] as const;
+export const DEFAULT_LIMIT = 25;
+
+export interface HistoryFilter {
+  limit: number;
+  offset: number;
+  category: string | null;
+  decision: Decision | null;
+}
+
+function isDecision(value: string | null): value is Decision {
+  return value !== null && (DECISIONS as readonly string[]).includes(value);
+}
+
+function intParam(params: URLSearchParams, key: string, fallback: number, min: number, max: number): number {
+  const raw = params.get(key);
+  if (raw === null || !/^\d+$/.test(raw)) return fallback;
+  const value = Number(raw);
+  return Math.min(max, Math.max(min, value));
+}
+
+/** Read the filter from URL parameters; invalid values fall back to defaults (the service would refuse them). */
+export function filterFromParams(params: URLSearchParams): HistoryFilter {
+  const limit = intParam(params, "limit", DEFAULT_LIMIT, 1, 500);
+  const offset = intParam(params, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
+  const category = params.get("category");
+  const decision = params.get("decision");
+  return {
+    limit,
+    offset: offset - (offset % limit), // always on a page boundary
+    category: category && /^[A-Za-z0-9_.-]+$/.test(category) && !category.includes("..") ? category : null,
+    decision: isDecision(decision) ? decision : null,
+  };
+}
+
+/** Only the non-default values, in a fixed order (stable URLs). */
+export function filterToParams(filter: HistoryFilter): URLSearchParams {
+  const params = new URLSearchParams();
+  if (filter.category) params.set("category", filter.category);
+  if (filter.decision) params.set("decision", filter.decision);
+  if (filter.limit !== DEFAULT_LIMIT) params.set("limit", String(filter.limit));
+  if (filter.offset > 0) params.set("offset", String(filter.offset));
+  return params;
+}
+
+/** A changed filter starts again at the first page. */
+export function withFilter(filter: HistoryFilter, change: Partial<Pick<HistoryFilter, "category" | "decision" | "limit">>): HistoryFilter {
+  return { ...filter, ...change, offset: 0 };
+}
+
+export interface PageInfo {
+  page: number;
+  pages: number;
+  /** 1-based index of the first row shown, 0 when empty. */
+  from: number;
+  to: number;
+  prevOffset: number | null;
+  nextOffset: number | null;
+}
+
+export function pageInfo(total: number, limit: number, offset: number, shown: number): PageInfo {
+  const pages = Math.max(1, Math.ceil(total / limit));
+  const page = Math.floor(offset / limit) + 1;
+  return {
+    page,
+    pages,
+    from: shown > 0 ? offset + 1 : 0,
+    to: offset + shown,
+    prevOffset: offset > 0 ? Math.max(0, offset - limit) : null,
+    nextOffset: offset + shown < total ? offset + limit : null,
+  };
+}

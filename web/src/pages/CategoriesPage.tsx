@@ -1,0 +1,342 @@
+import type { Category, FitOptions, FitSource, Job, JobEvent } from "@eagle-iad/client";
+import { useId, useRef, useState, type FormEvent } from "react";
+import { useApi, useAsync } from "../api";
+import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { Histogram } from "../components/Histogram";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { formatRoute } from "../logic/route";
+import { formatScore } from "../logic/scale";
+
+function formatDate(value: string | null | undefined): string {
+  if (!value) return "–";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? value : date.toLocaleString();
+}
+
+export function CategoriesPage({ selected }: { selected: string | null }) {
+  const { client } = useApi();
+  const list = useAsync((signal) => client.categories(signal), [client]);
+  return (
+    <section aria-labelledby="categories-title">
+      <div className="page-head">
+        <h1 id="categories-title">Categories</h1>
+        <p className="lede">Fitted experts: one PatchCore memory bank per product, with its label-free threshold τ and band end s_max.</p>
+      </div>
+      {list.error ? <ErrorBanner error={list.error} onRetry={list.reload} /> : null}
+      {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
+      {list.data ? <CategoryTable categories={list.data} selected={selected} /> : null}
+      {selected ? <CategoryDetail key={selected} name={selected} /> : null}
+      <FitForm onFitted={list.reload} />
+    </section>
+  );
+}
+
+function CategoryTable({ categories, selected }: { categories: Category[]; selected: string | null }) {
+  if (categories.length === 0) return <p className="notice">No category is fitted yet: use the form below.</p>;
+  return (
+    <div className="table-wrap panel flush">
+      <table className="data-table" aria-label="Fitted categories">
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Backbone</th>
+            <th scope="col" className="num"><span className="greek">τ</span></th>
+            <th scope="col" className="num">s_max</th>
+            <th scope="col">Rule</th>
+            <th scope="col" className="num">Train images</th>
+            <th scope="col">Created</th>
+          </tr>
+        </thead>
+        <tbody>
+          {categories.map((c) => (
+            <tr key={c.name} aria-current={c.name === selected ? "true" : undefined} className={c.name === selected ? "selected" : undefined}>
+              <th scope="row">
+                <a href={formatRoute("categories", c.name)}>{c.name}</a>
+              </th>
+              {c.error ? (
+                <td colSpan={6} className="error-cell">
+                  unreadable: {c.error}
+                </td>
+              ) : (
+                <>
+                  <td>{c.backbone ?? "–"}</td>
+                  <td className="num">{formatScore(c.tau)}</td>
+                  <td className="num">{formatScore(c.s_max)}</td>
+                  <td>
+                    {c.rule ?? "–"}
+                    {c.rule_params && Object.keys(c.rule_params).length > 0 ? (
+                      <span className="muted small">
+                        {" "}
+                        ({Object.entries(c.rule_params)
+                          .map(([k, v]) => `${k}=${v}`)
+                          .join(", ")})
+                      </span>
+                    ) : null}
+                  </td>
+                  <td className="num">{c.train_images ?? "–"}</td>
+                  <td>{formatDate(c.created)}</td>
+                </>
+              )}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function CategoryDetail({ name }: { name: string }) {
+  const { client } = useApi();
+  const detail = useAsync((signal) => client.category(name, signal), [client, name]);
+  const c = detail.data;
+  const scores = c?.training_scores;
+  return (
+    <section className="panel detail" aria-labelledby="category-detail-title">
+      <div className="detail-head">
+        <h2 id="category-detail-title">{name}</h2>
+        <a className="button secondary" href={formatRoute("categories")}>
+          Close
+        </a>
+      </div>
+      {detail.error ? <ErrorBanner error={detail.error} onRetry={detail.reload} /> : null}
+      {detail.loading && !c ? <Loading /> : null}
+      {c && !c.error ? (
+        <div className="detail-grid">
+          <div>
+            {scores?.histogram ? (
+              <Histogram
+                edges={scores.histogram.edges}
+                counts={scores.histogram.counts}
+                tau={c.tau}
+                sMax={c.s_max}
+                label={`Training scores of ${name}`}
+              />
+            ) : (
+              <p className="muted">No training-score histogram in this model.</p>
+            )}
+          </div>
+          <dl className="facts vertical">
+            <div>
+              <dt>Backbone</dt>
+              <dd>{c.backbone ?? "–"}</dd>
+            </div>
+            <div>
+              <dt><span className="greek">τ</span> (threshold)</dt>
+              <dd>{formatScore(c.tau)}</dd>
+            </div>
+            <div>
+              <dt>s_max (band end)</dt>
+              <dd>{formatScore(c.s_max)}</dd>
+            </div>
+            <div>
+              <dt>Rule</dt>
+              <dd>{c.rule ?? "–"}</dd>
+            </div>
+            <div>
+              <dt>Training images</dt>
+              <dd>{c.train_images ?? "–"}</dd>
+            </div>
+            <div>
+              <dt>Memory bank</dt>
+              <dd>{c.bank_size ?? "–"} patches</dd>
+            </div>
+            {scores ? (
+              <div>
+                <dt>Scores</dt>
+                <dd>
+                  n={scores.count}, mean {formatScore(scores.mean)} ± {formatScore(scores.std)}, range {formatScore(scores.min)}–
+                  {formatScore(scores.max)}
+                </dd>
+              </div>
+            ) : null}
+            <div>
+              <dt>Created</dt>
+              <dd>{formatDate(c.created)}</dd>
+            </div>
+          </dl>
+        </div>
+      ) : null}
+      {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
+    </section>
+  );
+}
+
+const BACKBONES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2"];
+const RULES: Array<NonNullable<FitOptions["rule"]>> = ["ksigma", "mad", "quantile", "evt", "fixed"];
+
+interface Progress {
+  state: string;
+  stage: string | null;
+  done: number | null;
+  total: number | null;
+}
+
+function FitForm({ onFitted }: { onFitted: () => void }) {
+  const { client, requireKey } = useApi();
+  const id = useId();
+  const [name, setName] = useState("");
+  const [source, setSource] = useState<"files" | "folder">("files");
+  const [folder, setFolder] = useState("");
+  const [files, setFiles] = useState<File[]>([]);
+  const [backbone, setBackbone] = useState("");
+  const [rule, setRule] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [progress, setProgress] = useState<Progress | null>(null);
+  const [error, setError] = useState<UserError | null>(null);
+  const [finished, setFinished] = useState<Job | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+
+  const nameValid = /^[A-Za-z0-9_.-]+$/.test(name) && !name.includes("..");
+  const ready = nameValid && (source === "folder" ? folder.trim() !== "" : files.length > 0) && !busy;
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (!ready) return;
+    setBusy(true);
+    setError(null);
+    setFinished(null);
+    setProgress({ state: "starting", stage: null, done: null, total: null });
+    const fitSource: FitSource =
+      source === "folder" ? { folder: folder.trim() } : { files: files.map((file) => ({ name: file.name, data: file })) };
+    const options: FitOptions = {};
+    if (backbone) options.backbone = backbone;
+    if (rule) options.rule = rule as NonNullable<FitOptions["rule"]>;
+    try {
+      const job = await client.fit(name, fitSource, options, {
+        onEvent: (e: JobEvent) =>
+          setProgress((prev) => {
+            const base = prev ?? { state: "queued", stage: null, done: null, total: null };
+            if (e.event === "state") return { ...base, state: e.state ?? base.state };
+            if (e.event === "progress") return { state: "running", stage: e.stage, done: e.done, total: e.total };
+            return base;
+          }),
+      });
+      setFinished(job);
+      setProgress((prev) => (prev ? { ...prev, state: "succeeded" } : prev));
+      onFitted();
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+      setProgress((prev) => (prev ? { ...prev, state: "failed" } : prev));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const pct = progress?.done != null && progress.total ? Math.round((progress.done / progress.total) * 100) : null;
+
+  return (
+    <section className="panel fit" aria-labelledby={`${id}-title`}>
+      <h2 id={`${id}-title`}>Fit a new category</h2>
+      <p className="muted small">Normal images only. Fitting an existing name replaces that model when the job succeeds.</p>
+      <form onSubmit={submit} className="fit-form" aria-describedby={`${id}-title`}>
+        <div className="field">
+          <label htmlFor={`${id}-name`}>Name</label>
+          <input
+            id={`${id}-name`}
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+            placeholder="e.g. tire-line-2"
+            aria-invalid={name !== "" && !nameValid}
+            aria-describedby={`${id}-name-hint`}
+            autoComplete="off"
+            required
+          />
+          <span id={`${id}-name-hint`} className={`hint${name !== "" && !nameValid ? " invalid" : ""}`}>
+            Letters, digits, “_”, “.” and “-”.
+          </span>
+        </div>
+        <fieldset className="field">
+          <legend>Normal images from</legend>
+          <div className="radio-row">
+            <label>
+              <input type="radio" name={`${id}-source`} checked={source === "files"} onChange={() => setSource("files")} /> Upload (images or one zip)
+            </label>
+            <label>
+              <input type="radio" name={`${id}-source`} checked={source === "folder"} onChange={() => setSource("folder")} /> Server folder
+            </label>
+          </div>
+        </fieldset>
+        {source === "files" ? (
+          <div className="field">
+            <label htmlFor={`${id}-files`}>Files</label>
+            <input
+              ref={fileInput}
+              id={`${id}-files`}
+              type="file"
+              multiple
+              accept="image/*,.zip,application/zip"
+              onChange={(e) => setFiles(Array.from(e.target.files ?? []))}
+            />
+            <span className="hint">{files.length > 0 ? `${files.length} file${files.length === 1 ? "" : "s"} chosen` : "No files chosen"}</span>
+          </div>
+        ) : (
+          <div className="field">
+            <label htmlFor={`${id}-folder`}>Folder under the service's data root</label>
+            <input id={`${id}-folder`} value={folder} onChange={(e) => setFolder(e.target.value)} placeholder="e.g. tire-good" autoComplete="off" />
+          </div>
+        )}
+        <div className="field-row">
+          <div className="field">
+            <label htmlFor={`${id}-backbone`}>Backbone</label>
+            <select id={`${id}-backbone`} value={backbone} onChange={(e) => setBackbone(e.target.value)}>
+              <option value="">default (efficientnet_lite0)</option>
+              {BACKBONES.map((b) => (
+                <option key={b} value={b}>
+                  {b}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="field">
+            <label htmlFor={`${id}-rule`}>Threshold rule</label>
+            <select id={`${id}-rule`} value={rule} onChange={(e) => setRule(e.target.value)}>
+              <option value="">default (ksigma)</option>
+              {RULES.map((r) => (
+                <option key={r} value={r}>
+                  {r}
+                </option>
+              ))}
+            </select>
+          </div>
+        </div>
+        <div className="actions">
+          <button type="submit" className="button primary" disabled={!ready}>
+            {busy ? "Fitting…" : "Fit category"}
+          </button>
+        </div>
+      </form>
+      {progress ? (
+        <div className="fit-progress" data-testid="fit-progress" data-state={progress.state}>
+          <p role="status">
+            Job: <strong>{progress.state}</strong>
+            {progress.stage ? (
+              <>
+                {" "}
+                · stage <strong>{progress.stage}</strong>
+                {progress.done != null && progress.total != null ? ` ${progress.done}/${progress.total}` : ""}
+              </>
+            ) : null}
+          </p>
+          <div
+            className="progressbar"
+            role="progressbar"
+            aria-label={progress.stage ? `Fit progress: ${progress.stage}` : "Fit progress"}
+            aria-valuemin={0}
+            aria-valuemax={progress.total ?? 100}
+            aria-valuenow={progress.done ?? (progress.state === "succeeded" ? progress.total ?? 100 : 0)}
+            aria-valuetext={pct !== null ? `${pct}%` : progress.state}
+          >
+            <div className="progressbar-fill" style={{ width: `${progress.state === "succeeded" ? 100 : pct ?? 0}%` }} />
+          </div>
+        </div>
+      ) : null}
+      {finished ? (
+        <p className="success" role="status">
+          <span aria-hidden="true">✓ </span>Fitted <a href={formatRoute("categories", finished.category)}>{finished.category}</a> on {finished.images} images.
+        </p>
+      ) : null}
+      {error ? <ErrorBanner error={error} /> : null}
+    </section>
+  );
+}

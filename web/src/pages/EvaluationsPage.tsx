@@ -1,0 +1,87 @@
+import type { EvaluationRun } from "@eagle-iad/client";
+import { useApi, useAsync } from "../api";
+import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { Picture } from "../components/Picture";
+import { flattenMetrics, formatMetric } from "../logic/metrics";
+
+export function EvaluationsPage() {
+  const { client } = useApi();
+  const runs = useAsync((signal) => client.evaluations(signal), [client]);
+  return (
+    <section aria-labelledby="evaluations-title">
+      <div className="page-head">
+        <h1 id="evaluations-title">Evaluations</h1>
+        <p className="lede">Runs of <code>eagle eval</code> and <code>eagle eval-expert</code> found in the service's runs directory.</p>
+      </div>
+      {runs.error ? <ErrorBanner error={runs.error} onRetry={runs.reload} /> : null}
+      {runs.loading && !runs.data ? <Loading label="Loading evaluation runs…" /> : null}
+      {runs.data && runs.data.length === 0 ? <p className="notice">No evaluation runs (start the service with <code>--runs DIR</code>).</p> : null}
+      {runs.data ? (
+        <nav aria-label="Runs" className="run-index">
+          {runs.data.map((run) => (
+            <a key={run.name} href={`#/evaluations/${encodeURIComponent(run.name)}`} onClick={(e) => {
+              e.preventDefault();
+              document.getElementById(`run-${run.name}`)?.scrollIntoView({ behavior: "smooth" });
+            }}>
+              {run.name}
+            </a>
+          ))}
+        </nav>
+      ) : null}
+      {(runs.data ?? []).map((run) => (
+        <RunView key={run.name} run={run} />
+      ))}
+    </section>
+  );
+}
+
+function RunView({ run }: { run: EvaluationRun }) {
+  const rows = flattenMetrics(run.metrics ?? {});
+  const plots = Object.entries(run.plots ?? {});
+  const command = run.run && typeof run.run["command"] === "string" ? run.run["command"] : null;
+  return (
+    <article className="panel run" id={`run-${run.name}`} aria-labelledby={`run-title-${run.name}`}>
+      <header className="detail-head">
+        <h2 id={`run-title-${run.name}`}>{run.name}</h2>
+        <span className="muted small">modified {new Date(run.modified).toLocaleString()}</span>
+      </header>
+      {command ? <p className="muted small"><code>{command}</code></p> : null}
+      {run.error ? <ErrorBanner error={{ kind: "server", title: "Run unreadable", message: run.error, retryable: false }} /> : null}
+      <div className="run-grid">
+        {rows.length > 0 ? (
+          <div className="table-wrap">
+            <table className="data-table metrics-table" aria-label={`Metrics of ${run.name}`}>
+              <thead>
+                <tr>
+                  <th scope="col">Metric</th>
+                  <th scope="col" className="num">Value</th>
+                </tr>
+              </thead>
+              <tbody>
+                {rows.map(([key, value]) => (
+                  <tr key={key}>
+                    <th scope="row">
+                      <code>{key}</code>
+                    </th>
+                    <td className="num">{formatMetric(value)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ) : (
+          <p className="muted">No metrics.</p>
+        )}
+        <div className="plots">
+          {plots.length === 0 ? <p className="muted">No figures.</p> : null}
+          {plots.map(([name, link]) => (
+            <figure key={name} className="plot">
+              <Picture link={link} alt={`${name} of run ${run.name}`} />
+              <figcaption>{name}</figcaption>
+            </figure>
+          ))}
+        </div>
+      </div>
+    </article>
+  );
+}
