@@ -40,14 +40,14 @@ test-python: $(STAMP)
 # The TypeScript client and the web console: generated code fresh, types, unit tests, then tests
 # against a real `eagle serve` (client) and in a real Chromium (console).
 test-ts: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
-	EAGLE_PYTHON=$(BIN)/python npm run check-generated -w clients/ts
+	EAGLE_PYTHON=$(CURDIR)/$(BIN)/python npm run check-generated -w clients/ts
 	npm run build -w clients/ts
 	npm run typecheck -w clients/ts
-	EAGLE_PYTHON=$(BIN)/python npm test -w clients/ts
+	EAGLE_PYTHON=$(CURDIR)/$(BIN)/python npm test -w clients/ts
 	npm run typecheck -w web
 	npm test -w web
 	npm run build -w web
-	EAGLE_PYTHON=$(BIN)/python npm run test:e2e -w web
+	EAGLE_PYTHON=$(CURDIR)/$(BIN)/python npm run test:e2e -w web
 
 # The web console, built into the package so `eagle serve` serves it at /.
 web: $(NODE_STAMP)
