@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-mllm bench-eval clean
+.PHONY: demo test lint typecheck bench bench-mllm bench-eval bench-load clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-mllm: $(STAMP)
 
 bench-eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/eval.py
+
+bench-load: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
