@@ -265,6 +265,8 @@ class VariantResult:
     vm_hwm_kib: int | None = None
     history_before: int = 0
     history_after: int = 0
+    #: 1-minute load average of the machine before and after the load (other jobs on the cores skew timings).
+    loadavg: tuple[float, float] = (0.0, 0.0)
 
     @property
     def ok(self) -> int:
@@ -297,6 +299,7 @@ class VariantResult:
                 "mean": sum(latencies) / len(latencies) if latencies else 0.0,
             },
             "wall_s": self.wall_s,
+            "loadavg_1m": {"before": self.loadavg[0], "after": self.loadavg[1]},
             "throughput_per_s": self.ok / self.wall_s if self.wall_s > 0 else 0.0,
             "peak_rss_mib": self.peak_rss_kib / 1024.0,
             "rss_samples": self.rss_samples,
@@ -371,11 +374,13 @@ def run_variant(name: str, models: Path, work: Path, host: str, mllm: str | None
         result.history_before = server.history_total()
         sampler = MemorySampler(server.pid)
         sampler.start()
+        load_before = os.getloadavg()[0]
         print(f"[{name}] {args.requests} requests, concurrency {concurrency} ...", file=sys.stderr, flush=True)
         try:
             run_load(server, bodies, args.requests, concurrency, args.max_seconds, result)
         finally:
             sampler.stop()
+        result.loadavg = (load_before, os.getloadavg()[0])
         result.peak_rss_kib, result.rss_samples = sampler.peak_kib, sampler.samples
         result.vm_hwm_kib = sampler.status_kib("VmHWM")
         result.history_after = server.history_total()
@@ -394,6 +399,7 @@ def fit_tire(data: Path, out: Path, limit_train: int, seed: int) -> None:
     samples = select_training(get_layout("mvtec").samples(data, "tire", "train"), limit_train, seed)
     print(f"fitting the tire expert on {len(samples)} training images ...", file=sys.stderr, flush=True)
     save(fit([s.path for s in samples], "tire", show_progress=True).model, out / "tire")
+    print(f"\nfitted; saved to {out / 'tire'}", file=sys.stderr, flush=True)
 
 
 def load_bodies(data: Path, category: str, seed: int) -> list[tuple[bytes, str]]:
@@ -452,7 +458,7 @@ def print_report(report: dict[str, Any]) -> None:
         print("NOTE: the MLLM variant uses a tiny RANDOM-WEIGHT Qwen2.5-VL: its MLLM timings are not those of a "
               "real model (they show queueing, 429 handling and service overhead only).")  # fmt: skip
     header = (f"{'variant':<16}{'req':>5}{'ok':>5}{'errors':>14}{'429s':>6}{'p50 ms':>9}{'p95 ms':>9}"
-              f"{'p99 ms':>9}{'max ms':>9}{'insp/s':>8}{'RSS MiB':>9}{'HWM MiB':>9}  history")  # fmt: skip
+              f"{'p99 ms':>9}{'max ms':>9}{'insp/s':>8}{'RSS MiB':>9}{'HWM MiB':>9}{'load':>11}  history")  # fmt: skip
     print(header)
     for v in report["variants"].values():
         errors = ",".join(f"{k}:{n}" for k, n in v["errors"].items()) or "0"
@@ -460,13 +466,16 @@ def print_report(report: dict[str, Any]) -> None:
         hwm = "n/a" if v["vm_hwm_mib"] is None else f"{v['vm_hwm_mib']:.0f}"
         history = v["history"]
         check = "ok" if history["lost"] == 0 else f"LOST {history['lost']}"
+        load = f"{v['loadavg_1m']['before']:.1f}-{v['loadavg_1m']['after']:.1f}"
         print(f"{v['name']:<16}{v['requests']:>5}{v['ok']:>5}{errors:>14}{v['retries_429']:>6}{lat['p50']:>9.1f}"
               f"{lat['p95']:>9.1f}{lat['p99']:>9.1f}{lat['max']:>9.1f}{v['throughput_per_s']:>8.2f}"
-              f"{v['peak_rss_mib']:>9.0f}{hwm:>9}  +{history['added']} ({check})")  # fmt: skip
+              f"{v['peak_rss_mib']:>9.0f}{hwm:>9}{load:>11}  +{history['added']} ({check})")  # fmt: skip
         if v["not_sent"]:
             print(f"  {v['name']}: {v['not_sent']} requests not sent (--max-seconds reached)")
         for sample in v["error_samples"]:
             print(f"  {v['name']} error: {sample}")
+    print("load: the machine's 1-minute load average before-after the variant (above the CPU count: other jobs "
+          "shared the cores and the timings are skewed)")  # fmt: skip
     for label, values in report["comparisons"].items():
         print(f"{label}: throughput {fmt_ratio(values['throughput'])}, p50 {fmt_ratio(values['p50'])}, "
               f"p95 {fmt_ratio(values['p95'])}, peak RSS {fmt_ratio(values['peak_rss'])}")  # fmt: skip
