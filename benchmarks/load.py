@@ -204,10 +204,23 @@ class Server:
             time.sleep(0.2)
 
     def history_total(self) -> int:
-        status, _, data = self.request("GET", "/v1/inspections?limit=1", timeout=60)
+        try:
+            status, _, data = self.request("GET", "/v1/inspections?limit=1", timeout=60)
+        except (OSError, http.client.HTTPException) as exc:
+            self.check_alive("history")
+            raise LoadError(f"GET /v1/inspections failed: {type(exc).__name__}: {exc}") from exc
         if status != 200:
             raise LoadError(f"GET /v1/inspections answered {status}: {data[:300]!r}")
         return int(json.loads(data)["total"])
+
+    def check_alive(self, what: str) -> None:
+        """Raise with the exit status and the log's tail if the server has exited (crashed or was killed)."""
+        code = self.process.poll()
+        if code is None:
+            return
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        raise LoadError(f"[{what}] eagle serve (pid {self.pid}) ended during the load ({how}); its log:\n"
+                        f"{self.log_tail() or '(empty)'}")  # fmt: skip
 
     def log_tail(self, chars: int = 3000) -> str:
         self._log.flush()
@@ -381,6 +394,7 @@ def run_variant(name: str, models: Path, work: Path, host: str, mllm: str | None
         finally:
             sampler.stop()
         result.loadavg = (load_before, os.getloadavg()[0])
+        server.check_alive(name)
         result.peak_rss_kib, result.rss_samples = sampler.peak_kib, sampler.samples
         result.vm_hwm_kib = sampler.status_kib("VmHWM")
         result.history_after = server.history_total()
