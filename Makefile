@@ -79,7 +79,7 @@ bench-eval: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/eval.py
 
 bench-load: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui
