@@ -10,7 +10,7 @@ const KEY = "test-key-ÿ-not-ascii-safe?".replace("ÿ", "y");
 let server: RunningServer;
 
 beforeAll(async () => {
-  server = await startServer({ apiKey: KEY });
+  server = await startServer({ EAGLE_API_KEY: KEY });
 });
 
 afterAll(async () => {
@@ -20,7 +20,7 @@ afterAll(async () => {
 describe("with EAGLE_API_KEY", () => {
   it("answers 401 without the key or with a wrong one, on every /v1 route the client uses", async () => {
     for (const apiKey of [undefined, "wrong"]) {
-      const client = new EagleClient({ baseUrl: server.url, ...(apiKey ? { apiKey } : {}) });
+      const client = new EagleClient({ baseUrl: server.baseUrl, ...(apiKey ? { apiKey } : {}) });
       for (const call of [() => client.categories(), () => client.history(), () => client.evaluations(), () => client.category("tire")]) {
         const error = await call().catch((e: unknown) => e);
         expect(error).toBeInstanceOf(EagleApiError);
@@ -28,15 +28,15 @@ describe("with EAGLE_API_KEY", () => {
       }
     }
     // /healthz stays open for load balancers
-    expect((await new EagleClient({ baseUrl: server.url }).health()).status).toBe("ok");
+    expect((await new EagleClient({ baseUrl: server.baseUrl }).health()).status).toBe("ok");
   });
 
   it("works with the key, pictures included", async () => {
-    const client = new EagleClient({ baseUrl: server.url, apiKey: KEY });
+    const client = new EagleClient({ baseUrl: server.baseUrl, apiKey: KEY });
     const record = await client.inspect(await readFile(join(FIXTURE_WORK, "sample-good.png")), "tire");
     const picture = await client.picture(record.pictures.box as string);
     expect(picture.size).toBeGreaterThan(1000);
-    const plain = await fetch(server.url + (record.pictures.box as string));
+    const plain = await fetch(server.baseUrl + (record.pictures.box as string));
     expect(plain.status).toBe(401);
   });
 });

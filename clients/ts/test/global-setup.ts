@@ -11,7 +11,7 @@ declare module "vitest" {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const server = await startServer();
-  project.provide("baseUrl", server.url);
+  project.provide("baseUrl", server.baseUrl);
   project.provide("fixtureDir", FIXTURE_WORK);
   return server.stop;
 }
