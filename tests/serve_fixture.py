@@ -32,7 +32,9 @@ def _eagle(*args: str) -> None:
 
 def prepare(work: Path, train_images: int) -> None:
     """Models, tiny MLLM, evaluation run and data root under ``work`` (skipped when already there)."""
-    if (work / READY).is_file():
+    needed = ("models/tire/model.json", "runs/tire-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
+              "data/tire-good/05.png", "data/broken/b.png", "sample-good.png", "sample-cut.png")  # fmt: skip
+    if (work / READY).is_file() and all((work / path).is_file() for path in needed):
         return
     if work.exists():
         shutil.rmtree(work)

@@ -5,6 +5,7 @@
  */
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -72,6 +73,8 @@ export async function startServer(extraEnv: Record<string, string> = {}, timeout
     }, 5_000);
     await gone;
     clearTimeout(timer);
+    // The fixture gave this server its own state (history, pictures, fitted copies): drop it.
+    rmSync(resolve(FIXTURE_WORK, `state-${port}`), { recursive: true, force: true });
   };
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
