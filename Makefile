@@ -25,7 +25,7 @@ $(NODE_STAMP): package.json package-lock.json clients/ts/package.json web/packag
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -q
-	$(SUDO) apt-get install -y -q --no-install-recommends chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 demo: $(STAMP)
 	$(BIN)/eagle demo --out runs/demo
