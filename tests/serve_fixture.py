@@ -7,9 +7,9 @@ answer), an evaluation run written by ``eagle eval-expert`` so ``/v1/evaluations
 plots, and a data root with a folder of normal images for fits from a server folder (and a folder of
 undecodable ``.png`` files, for a fit job that fails).
 
-Usage: ``python tests/serve_fixture.py --work DIR --port N [--api-key-env]``. Preparation is cached
-in ``DIR`` (a marker file is written last), then the process *becomes* ``eagle serve`` (exec), so the
-caller stops the server by signalling the pid it started.
+Usage: ``python tests/serve_fixture.py --work DIR --port N [--mllm-queue N]`` (``EAGLE_API_KEY``
+passes through). Preparation is cached in ``DIR`` (a marker file is written last), then the process
+*becomes* ``eagle serve`` (exec), so the caller stops the server by signalling the pid it started.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--state-dir", help="service state (default: a fresh <work>/state-<port>)")
     parser.add_argument("--train-images", type=int, default=12)
+    parser.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (1: 429s come fast)")
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
     work = Path(args.work).resolve()
@@ -84,7 +85,7 @@ def main() -> None:
     command = [sys.executable, "-m", "eagle_iad.cli", "serve", "--models", str(models),
                "--mllm", f"hf:{work / 'tiny-qwen2.5-vl'}", "--runs", str(work / "runs"),
                "--data-root", str(work / "data"), "--state-dir", str(state), "--host", "127.0.0.1",
-               "--port", str(args.port), "--log-level", "warning"]  # fmt: skip
+               "--port", str(args.port), "--mllm-queue", str(args.mllm_queue), "--log-level", "warning"]  # fmt: skip
     os.execv(sys.executable, command)
 
 

@@ -537,6 +537,8 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
         rejected_inspect = inspect_request(live.base, image)
         _error(rejected_inspect, 429, "queue is full")
         assert int(rejected_inspect[1]["retry-after"]) >= 1
+        files = tmp_path / "state" / "files"
+        assert len(list(files.iterdir())) == 1  # the refused inspection left no pictures behind
         fake.release.set()
         first.join(30)
         second.join(30)

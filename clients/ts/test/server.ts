@@ -32,14 +32,18 @@ export interface RunningServer {
   stop: () => Promise<void>;
 }
 
-export async function startServer(extraEnv: Record<string, string> = {}, timeoutMs = 180_000): Promise<RunningServer> {
+export async function startServer(
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 180_000,
+  fixtureArgs: string[] = [],
+): Promise<RunningServer> {
   const port = await freePort();
   const python = process.env["EAGLE_PYTHON"] || resolve(REPO, ".venv/bin/python");
   const pythonPath = [resolve(REPO, "src"), process.env["PYTHONPATH"]].filter(Boolean).join(":");
   let output = "";
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: pythonPath, HF_HUB_OFFLINE: "1", TOKENIZERS_PARALLELISM: "false" };
   delete env["EAGLE_API_KEY"]; // a key in the developer's shell must not leak into the keyless server
-  const child = spawn(python, ["tests/serve_fixture.py", "--work", FIXTURE_WORK, "--port", String(port)], {
+  const child = spawn(python, ["tests/serve_fixture.py", "--work", FIXTURE_WORK, "--port", String(port), ...fixtureArgs], {
     cwd: REPO,
     // This checkout's src first, so the service serves this checkout's built console.
     env: { ...env, ...extraEnv },

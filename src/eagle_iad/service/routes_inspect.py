@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,43 +42,55 @@ def _safe_name(filename: str | None) -> str:
     return clean or "upload.png"
 
 
+def _ask_mllm(
+    state: ServiceState, expert: Any, rgb: Any, filename: str, question_text: str | None, attention: bool,
+    out: Path, link: str, pictures: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """The full EAGLE verdict (TGPS prompt, CAAS in the band); attention overlays are added to ``pictures``."""
+    from eagle_iad.mllm.attention import attention_overlay
+    from eagle_iad.mllm.base import AttentionCapture
+    from eagle_iad.pipeline import Eagle, EagleConfig
+
+    assert state.queued is not None
+    question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
+    verdict = Eagle(expert, state.queued, EagleConfig(capture_attention=attention)).inspect(rgb, question, filename)
+    record = verdict.to_dict()
+    if verdict.attention is not None:
+        capture = AttentionCapture.from_dict(verdict.attention)
+        for layer in sorted(capture.per_layer):
+            path = out / f"{Path(filename).stem}_attn_L{layer}.png"
+            save_png(path, attention_overlay(rgb, capture, layer))
+            pictures[f"attention_L{layer}"] = f"{link}/{path.name}"
+        record["attention"] = None  # large; the overlays carry it
+    return record
+
+
 def run_inspection(
     state: ServiceState, category: str, data: bytes, filename: str, question_text: str | None, attention: bool
 ) -> dict[str, Any]:
     """Score (and with an MLLM, ask about) one image; write its pictures; store and return the record."""
     settings = state.settings
+    if state.queued is None and (question_text is not None or attention):
+        raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
     rgb = sniff_image(data, filename, settings.max_pixels)
     expert = state.experts.get(category)
     inspection_id = uuid.uuid4().hex
     out = settings.files_dir / inspection_id
-    result = expert.inspect(rgb)
-    expert_verdict = make_verdict(expert, filename, result)
-    write_pictures(expert_verdict, rgb, result.anomaly_map, out)
-    answer: str | None
-    decision: str | None
-    pictures = {kind: f"/v1/files/{inspection_id}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
-    if state.queued is None:
-        if question_text is not None or attention:
-            raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
-        record: dict[str, Any] = expert_verdict.to_dict()
-        answer, decision, caas_applied = None, expert_verdict.decision, False
-    else:
-        from eagle_iad.mllm.attention import attention_overlay
-        from eagle_iad.mllm.base import AttentionCapture
-        from eagle_iad.pipeline import Eagle, EagleConfig
-
-        question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
-        eagle = Eagle(expert, state.queued, EagleConfig(capture_attention=attention))
-        verdict = eagle.inspect(rgb, question, filename)
-        record = verdict.to_dict()
-        if verdict.attention is not None:
-            capture = AttentionCapture.from_dict(verdict.attention)
-            for layer in sorted(capture.per_layer):
-                path = out / f"{Path(filename).stem}_attn_L{layer}.png"
-                save_png(path, attention_overlay(rgb, capture, layer))
-                pictures[f"attention_L{layer}"] = f"/v1/files/{inspection_id}/{path.name}"
-            record["attention"] = None  # large; the overlays carry it
-        answer, decision, caas_applied = verdict.answer, verdict.decision, verdict.caas_applied
+    link = f"/v1/files/{inspection_id}"
+    try:
+        result = expert.inspect(rgb)
+        expert_verdict = make_verdict(expert, filename, result)
+        write_pictures(expert_verdict, rgb, result.anomaly_map, out)
+        pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
+        if state.queued is None:
+            record: dict[str, Any] = expert_verdict.to_dict()
+            answer, decision, caas_applied = None, expert_verdict.decision, False
+        else:
+            record = _ask_mllm(state, expert, rgb, filename, question_text, attention, out, link, pictures)
+            answer, decision, caas_applied = record["answer"], record["decision"], bool(record["caas_applied"])
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a refused (429) or failed inspection leaves no orphan pictures
+        raise
     record["pictures"] = pictures
     stored = Inspection(
         id=inspection_id,
