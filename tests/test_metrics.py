@@ -304,6 +304,23 @@ def test_score_histogram_writes_png(tmp_path: Path) -> None:
     _assert_png(out)
 
 
+def test_score_histogram_shades_the_band_only_when_it_exists() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from eagle_iad.eval.plots import _draw
+
+    def legend(tau: float, s_max: float) -> list[str]:
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        _draw(fig, [np.array([1.0, 1.2]), np.array([]), np.array([2.0])], tau, s_max, "t")
+        return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+
+    assert "low-confidence band" in legend(tau=1.3, s_max=1.5)
+    assert "low-confidence band" not in legend(tau=1.5, s_max=1.3)  # tau >= s_max: the band is empty
+    assert "low-confidence band" not in legend(tau=1.5, s_max=1.5)
+
+
 def test_score_histogram_handles_empty_groups(tmp_path: Path) -> None:
     out = tmp_path / "empty.png"
     score_histogram(out, [], [0.2, 0.3, 0.3], [], tau=0.25, s_max=0.4, title="only normal test")
