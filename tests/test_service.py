@@ -472,6 +472,12 @@ def test_console_is_served_with_strict_headers(workspace: dict[str, Path], tmp_p
 def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace: dict[str, Path]) -> None:
     status, _, before = call("GET", f"{server.base}/v1/inspections?limit=500")
     assert status == 200 and before["total"] >= 2
+    body = json.dumps({"folder": "cells"}).encode()
+    started = call("POST", f"{server.base}/v1/categories/kept/fit", body=body, content_type="application/json")[2]
+    job_id = started["job"]["id"]
+    events = call("GET", f"{server.base}/v1/jobs/{job_id}/events", raw=True)[2].decode()
+    assert '"state": "succeeded"' in events
+    finished = call("GET", f"{server.base}/v1/jobs/{job_id}")[2]
     server.stop()
     restarted = ServeProcess(serve_args(workspace), api_key=KEY)
     try:
@@ -487,6 +493,11 @@ def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace:
             _error(call(method, base + path, body=data, content_type="application/json", key="wrong"), 401)
         status, _, after = call("GET", f"{base}/v1/inspections?limit=500", key=KEY)
         assert status == 200 and after["items"] == before["items"]
+        # The finished fit job is still answered after the restart, and its stream ends on its final state.
+        assert call("GET", f"{base}/v1/jobs/{job_id}", key=KEY)[2] == finished
+        replay = call("GET", f"{base}/v1/jobs/{job_id}/events", key=KEY, raw=True)[2].decode()
+        assert replay.startswith("id: 0\nevent: state\ndata: ") and '"state": "succeeded"' in replay
+        assert replay.count("event: ") == 1
         picture = after["items"][0]["pictures"]["heatmap"]
         assert call("GET", base + picture, key=KEY, raw=True)[0] == 200
         status, _, record = inspect_request(base, (workspace["data"] / "cells").iterdir().__next__().read_bytes(),

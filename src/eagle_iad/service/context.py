@@ -7,6 +7,7 @@ globals and two apps (tests) never share state.
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,9 +111,13 @@ class ServiceState:
         for directory in (settings.models_dir, settings.files_dir, settings.uploads_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.store = InspectionStore(settings.database)
+        # Fits cut short by the last stop will never finish: say so, and drop their uploaded images.
+        self.store.interrupt_unfinished_jobs()
+        for leftover in settings.uploads_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
         self.metrics = Metrics()
         self.experts = ExpertCache(settings.models_dir)
-        self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop)
+        self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
         self.backend = backend
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None

@@ -3,8 +3,10 @@
 Why a pool and not a task per request: fitting is CPU-heavy (a backbone pass per image plus the
 coreset), so jobs beyond ``workers`` wait their turn instead of slowing each other down. Each job
 keeps its events (state changes and ``progress(stage, done, total)`` from the expert's fit hook) so
-an SSE client that connects late still sees the whole history. Jobs live in memory: a restart
-forgets them (the fitted model itself is saved atomically, so it is either there or not).
+an SSE client that connects late still sees the whole history. Each job's public record is also
+written to the service's SQLite file as it changes, so ``GET /v1/jobs/{id}`` answers after a restart;
+a job the restart cut short is reported failed ("interrupted"), never left "running" forever (the
+fitted model itself is saved atomically, so it is either there or not).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eagle_iad.errors import EagleError
 from eagle_iad.expert import ExpertConfig, fit, save
@@ -29,6 +31,16 @@ from eagle_iad.expert import ExpertConfig, fit, save
 KEEP_FINISHED = 200
 #: Smallest interval between two progress events of the same stage (the final one always goes out).
 PROGRESS_INTERVAL_S = 0.05
+#: Smallest interval between two writes of a running job's progress to the database.
+PERSIST_INTERVAL_S = 1.0
+
+
+class JobRecords(Protocol):
+    """Where job records outlive the process (the service's SQLite store)."""
+
+    def save_job(self, record: dict[str, Any]) -> None: ...
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None: ...
 
 
 def _now() -> str:
@@ -51,7 +63,12 @@ class FitJob:
     cleanup: Path | None = None
     #: Host paths cut out of error messages (the data root, the upload folder): clients see relative names.
     redact: tuple[str, ...] = ()
+    #: Where the record is persisted on every state change (and at most every second of progress).
+    records: JobRecords | None = None
+    #: For a job restored from the database: its image count (the paths are gone).
+    image_count: int | None = None
     _last: dict[str, float] = field(default_factory=dict)
+    _persisted: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -61,6 +78,21 @@ class FitJob:
     def emit(self, event: str, **data: Any) -> None:
         with self._lock:
             self.events.append({"event": event, "seq": len(self.events), "time": time.time(), **data})
+        now = time.monotonic()
+        if self.records is not None and (event == "state" or now - self._persisted >= PERSIST_INTERVAL_S):
+            self._persisted = now
+            self.records.save_job(self.to_dict())
+
+    @classmethod
+    def restored(cls, record: dict[str, Any]) -> FitJob:
+        """A finished job from the database: its record, and its final state as the only event."""
+        job = cls(id=str(record["id"]), category=str(record["category"]), images=[], state=str(record["state"]),
+                  created=str(record["created"]), error=record.get("error"), result=record.get("result"),
+                  progress=record.get("progress"), image_count=int(record.get("images", 0)))  # fmt: skip
+        final = {"state": job.state, **({"error": job.error} if job.error else {}),
+                 **({"result": job.result} if job.result else {})}  # fmt: skip
+        job.events.append({"event": "state", "seq": 0, "time": time.time(), **final})
+        return job
 
     def report(self, stage: str, done: int, total: int) -> None:
         """The fit hook: rate-limited per stage so a long coreset does not flood the log."""
@@ -83,7 +115,7 @@ class FitJob:
             "category": self.category,
             "state": self.state,
             "created": self.created,
-            "images": len(self.images),
+            "images": len(self.images) if self.image_count is None else self.image_count,
             "progress": self.progress,
             "error": self.error,
             "result": self.result,
@@ -93,17 +125,25 @@ class FitJob:
 class JobManager:
     """Runs fit jobs in a thread pool; ``on_saved(category)`` lets the app drop a cached expert."""
 
-    def __init__(self, models_dir: Path, workers: int, on_saved: Callable[[str], None]) -> None:
+    def __init__(
+        self, models_dir: Path, workers: int, on_saved: Callable[[str], None], records: JobRecords | None = None
+    ) -> None:
         self.models_dir = models_dir
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eagle-fit")
         self._jobs: dict[str, FitJob] = {}
         self._on_saved = on_saved
+        self._records = records
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def get(self, job_id: str) -> FitJob | None:
-        return self._jobs.get(job_id)
+        """A job of this process, or a finished one from the database (an earlier run of the service)."""
+        job = self._jobs.get(job_id)
+        if job is None and self._records is not None:
+            record = self._records.load_job(job_id)
+            job = None if record is None else FitJob.restored(record)
+        return job
 
     @property
     def pending(self) -> int:
@@ -118,7 +158,8 @@ class JobManager:
         cleanup: Path | None = None,
         redact: tuple[str, ...] = (),
     ) -> FitJob:
-        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact)
+        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact,
+                     records=self._records)  # fmt: skip
         job.emit("state", state="queued")
         finished = [key for key, old in self._jobs.items() if old.finished]
         for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:

@@ -1,9 +1,12 @@
-"""The inspection history: an embedded SQLite file that survives restarts.
+"""The inspection history and the fit jobs' records: an embedded SQLite file that survives restarts.
 
 Why SQLite: one file, no server, transactional; WAL mode lets readers (history pages) run while an
 inspection is written. A ``schema_version`` table makes a future migration explicit instead of
 guessing from columns. One connection guarded by a lock: the service writes a row per inspection,
 far below what serialising costs.
+
+Schema history: 1 = inspections; 2 adds ``fit_jobs`` (a v1 file is migrated in place when opened, its
+history untouched; a file newer than this code is refused rather than misread).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -38,7 +41,15 @@ CREATE TABLE IF NOT EXISTS inspections (
     pictures TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inspections_category ON inspections (category, seq);
+CREATE TABLE IF NOT EXISTS fit_jobs (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    record TEXT NOT NULL
+);
 """
+
+#: What a fit job that was queued or running when the service stopped becomes on the next start.
+INTERRUPTED = "interrupted: the service stopped before this fit finished; start the fit again"
 
 
 @dataclass(frozen=True)
@@ -91,8 +102,43 @@ class InspectionStore:
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif int(row[0]) == 1:
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))  # v2 only adds fit_jobs
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ConfigError(f"{path}: history schema {row[0]} is not the {SCHEMA_VERSION} this eagle-iad reads")
+
+    def caas_counts(self) -> tuple[int, int]:
+        """``(inspections, with CAAS applied)`` over the whole stored history."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(caas_applied), 0) FROM inspections").fetchone()
+        return int(row[0]), int(row[1])
+
+    def save_job(self, record: dict[str, Any]) -> None:
+        """Insert or replace a fit job's public record (``Job`` in the API)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO fit_jobs (id, created, record) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                (record["id"], record["created"], json.dumps(record)),
+            )
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT record FROM fit_jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def interrupt_unfinished_jobs(self) -> int:
+        """Mark jobs left queued or running by a stopped service as failed (they will never finish)."""
+        changed = 0
+        with self._lock:
+            rows = self._db.execute("SELECT id, record FROM fit_jobs").fetchall()
+            for job_id, text in rows:
+                record = json.loads(text)
+                if record.get("state") in ("queued", "running"):
+                    record.update(state="failed", error=INTERRUPTED)
+                    self._db.execute("UPDATE fit_jobs SET record = ? WHERE id = ?", (json.dumps(record), job_id))
+                    changed += 1
+        return changed
 
     def close(self) -> None:
         with self._lock:

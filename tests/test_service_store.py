@@ -1,0 +1,93 @@
+"""The service's SQLite file: schema migration, fit-job records, and what a restart does to them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.service.jobs import FitJob, JobManager
+from eagle_iad.service.store import INTERRUPTED, SCHEMA_VERSION, Inspection, InspectionStore
+
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE inspections (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, time TEXT NOT NULL, category TEXT NOT NULL,
+    image_name TEXT NOT NULL, score REAL, tau REAL, s_max REAL, decision TEXT, in_band INTEGER NOT NULL,
+    answer TEXT, caas_applied INTEGER NOT NULL, verdict TEXT NOT NULL, pictures TEXT NOT NULL
+);
+INSERT INTO inspections VALUES ('a', 1, 't', 'tire', 'x.png', 2.0, 1.0, 3.0, 'anomalous', 1, 'A', 1, '{}', '{}');
+"""
+
+
+def test_a_v1_file_is_migrated_in_place_keeping_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    store = InspectionStore(path)
+    total, rows = store.page(10, 0)
+    assert total == 1 and rows[0].id == "a" and rows[0].caas_applied is True
+    assert store.caas_counts() == (1, 1)
+    store.save_job({"id": "j", "created": "c", "state": "succeeded"})
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    InspectionStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(ConfigError, match="history schema 99 is not the 2"):
+        InspectionStore(path)
+
+
+def test_unfinished_jobs_become_interrupted_on_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    store = InspectionStore(path)
+    for job_id, state in (("q", "queued"), ("r", "running"), ("s", "succeeded"), ("f", "failed")):
+        store.save_job({"id": job_id, "created": "2026-11-28T00:00:00+00:00", "state": state, "error": None,
+                        "category": "tire", "images": 3, "progress": None, "result": None})  # fmt: skip
+    store.close()
+    store = InspectionStore(path)
+    assert store.interrupt_unfinished_jobs() == 2
+    states = {job_id: (store.load_job(job_id) or {}).get("state") for job_id in "qrsf"}
+    assert states == {"q": "failed", "r": "failed", "s": "succeeded", "f": "failed"}
+    assert (store.load_job("r") or {})["error"] == INTERRUPTED and (store.load_job("f") or {})["error"] is None
+    assert store.load_job("nope") is None
+    assert store.interrupt_unfinished_jobs() == 0
+
+
+def test_a_restored_job_answers_like_a_live_one(tmp_path: Path) -> None:
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    live = FitJob(id="j1", category="tire", images=[Path("a.png"), Path("b.png")], records=store)
+    live.emit("state", state="queued")
+    live.report("features", 2, 2)
+    live.state, live.result = "succeeded", {"tau": 1.0}
+    live.emit("state", state="succeeded", result=live.result)
+    manager = JobManager(tmp_path / "models", 1, lambda _: None, store)
+    try:
+        restored = manager.get("j1")
+        assert restored is not None and restored.to_dict() == live.to_dict()
+        assert restored.finished and [e["event"] for e in restored.events] == ["state"]
+        assert restored.events[0]["state"] == "succeeded" and restored.events[0]["result"] == {"tau": 1.0}
+        assert manager.get("missing") is None
+    finally:
+        manager.shutdown()
+        store.close()
+
+
+def test_inspections_still_page_after_jobs_are_written(tmp_path: Path) -> None:
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    record = Inspection(id="i", time="t", category="c", image_name="n", score=1.0, tau=2.0, s_max=3.0,
+                        decision="normal", in_band=False, answer=None, caas_applied=False, verdict={},
+                        pictures={})  # fmt: skip
+    store.add(record)
+    store.save_job({"id": "j", "created": "c", "state": "queued"})
+    assert store.page(5, 0, decision="normal")[1] == [record]
+    assert store.caas_counts() == (1, 0)
+    store.close()
