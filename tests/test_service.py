@@ -558,6 +558,28 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
     assert verdict["answer"] == "A" and verdict["decision"] == "anomalous" and verdict["verdict"]["reply"] == "A"
 
 
+def test_inspections_beyond_the_limit_answer_429(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from eagle_iad.service import create_app
+
+    fake = BlockingBackend()
+    app = create_app(_settings(workspace, tmp_path, max_inspections=1), backend=fake)
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    results: list[Any] = []
+    with LiveServer(app) as live:
+        first = threading.Thread(target=lambda: results.append(inspect_request(live.base, image)))
+        first.start()
+        assert fake.started.wait(30)  # one inspection in progress (waiting for the model)
+        assert "eagle_inspections_in_progress 1.0" in call("GET", f"{live.base}/metrics")[2].decode()
+        refused = inspect_request(live.base, image)
+        _error(refused, 429, "1 inspections are in progress (the limit)")
+        assert refused[2]["error"]["code"] == "too_many_inspections" and int(refused[1]["retry-after"]) >= 1
+        fake.release.set()
+        first.join(30)
+        assert results[0][0] == 200
+        assert inspect_request(live.base, image)[0] == 200  # the slot was given back
+        assert "eagle_inspections_in_progress 0.0" in call("GET", f"{live.base}/metrics")[2].decode()
+
+
 def test_full_verdict_and_chat_with_tiny_mllm(
     workspace: dict[str, Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -291,7 +291,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
-    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--mllm-queue", args.mllm_queue)):
+    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--mllm-queue", args.mllm_queue),
+                          ("--max-inspections", args.max_inspections)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{option} must be at least 1, got {value}")
     models = Path(args.models)
@@ -313,6 +314,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         max_pixels=args.max_pixels,
         mllm_queue=args.mllm_queue,
+        max_inspections=args.max_inspections,
         max_zip_files=args.max_zip_files,
         max_zip_bytes=args.max_zip_mb * 1024 * 1024,
     )
@@ -527,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-upload-mb", type=int, default=32, help="largest request body in MiB (default 32)")
     srv.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image in pixels")
     srv.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (default 4)")
+    srv.add_argument("--max-inspections", type=int, default=16,
+                     help="inspections in progress at once; more get 429 + Retry-After (default 16)")  # fmt: skip
     srv.add_argument("--max-zip-files", type=int, default=2000, help="most files in a fit zip (default 2000)")
     srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -193,6 +193,8 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
 
     state.metrics.gauge("eagle_history_caas_rate", "Share of all stored inspections (survives restarts) with CAAS "
                         "applied.", history_caas_rate)  # fmt: skip
+    state.metrics.gauge("eagle_inspections_in_progress", "Inspections being answered (limit: --max-inspections).",
+                        lambda: float(state.inspections_in_progress))  # fmt: skip
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
 
     @app.get("/healthz", response_model=schemas.Health)

@@ -6,9 +6,11 @@ globals and two apps (tests) never share state.
 
 from __future__ import annotations
 
+import math
 import queue
 import shutil
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -119,8 +121,32 @@ class ServiceState:
         self.experts = ExpertCache(settings.models_dir)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
         self.backend = backend
+        self.inspections_in_progress = 0
+        self._recent_inspection_s: deque[float] = deque(maxlen=32)
+        self._inspection_lock = threading.Lock()
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None
+
+    def admit_inspection(self) -> None:
+        """Count one more inspection in progress, or refuse it (429) when ``max_inspections`` are."""
+        with self._inspection_lock:
+            if self.inspections_in_progress >= self.settings.max_inspections:
+                recent = self._recent_inspection_s
+                mean = sum(recent) / len(recent) if recent else 1.0
+                raise ApiError(
+                    429,
+                    f"{self.inspections_in_progress} inspections are in progress (the limit); retry later",
+                    type_="rate_limit_error",
+                    code="too_many_inspections",
+                    headers={"Retry-After": str(max(1, math.ceil(mean)))},
+                )
+            self.inspections_in_progress += 1
+
+    def release_inspection(self, seconds: float) -> None:
+        """One inspection ended after ``seconds`` (kept to estimate Retry-After)."""
+        with self._inspection_lock:
+            self.inspections_in_progress -= 1
+            self._recent_inspection_s.append(seconds)
 
     def attach_worker(self, worker: GenerationWorker) -> None:
         self.worker = worker

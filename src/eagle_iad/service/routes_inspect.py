@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,9 +152,14 @@ async def inspect(request: Request) -> dict[str, Any]:
         raise ApiError(400, f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
     attention = str(form.get("attention", "false")).lower() in ("1", "true", "yes")
     data = await image.read()
-    return await run_in_threadpool(
-        run_inspection, state, check_name(category), data, _safe_name(image.filename), question, attention
-    )
+    name = check_name(category)
+    state.admit_inspection()
+    started = time.perf_counter()
+    try:
+        filename = _safe_name(image.filename)
+        return await run_in_threadpool(run_inspection, state, name, data, filename, question, attention)
+    finally:
+        state.release_inspection(time.perf_counter() - started)
 
 
 @router.get("/inspections", response_model=schemas.InspectionPage)

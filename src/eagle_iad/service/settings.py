@@ -40,6 +40,9 @@ class ServiceSettings:
     max_zip_bytes: int = 256 * 1024 * 1024
     #: MLLM requests that may wait for the model; more get 429 with Retry-After.
     mllm_queue: int = 4
+    #: Inspections in progress at once (expert and MLLM stages, waiting included); more get 429 with
+    #: Retry-After, so a flood of uploads is refused instead of piling up bodies and threads.
+    max_inspections: int = 16
     #: Fit jobs that may run at once (the rest wait in the pool).
     fit_workers: int = 1
 

@@ -19,6 +19,17 @@ describe("describeError", () => {
     const e = describeError(new EagleApiError("x.png: cannot identify image file", 400, "invalid_image"));
     expect(e).toEqual({ kind: "invalid_image", title: "Not a usable image", message: "x.png: cannot identify image file", retryable: false });
   });
+  it("says the service is busy when its inspection limit refused the request", () => {
+    const e = describeError(new EagleApiError("16 inspections are in progress", 429, "too_many_inspections", 3));
+    expect(e).toEqual({
+      kind: "busy",
+      title: "The service is busy",
+      message:
+        "The service is at its limit of inspections in progress and stayed there after several retries. Try again in a moment. The service asked to wait 3 s.",
+      retryable: true,
+    });
+  });
+
   it("says the model is busy on 429, with the requested wait", () => {
     const e = describeError(new EagleApiError("queue full", 429, "queue_full", 2));
     expect(e.kind).toBe("busy");

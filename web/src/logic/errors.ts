@@ -42,10 +42,14 @@ export function describeError(error: unknown): UserError {
     }
     if (status === 429 || code === "queue_full") {
       const wait = error.retryAfterS !== null ? ` The service asked to wait ${error.retryAfterS} s.` : "";
+      const what =
+        code === "too_many_inspections"
+          ? "The service is at its limit of inspections in progress and stayed there after several retries."
+          : "The MLLM queue is full and stayed full after several retries.";
       return {
         kind: "busy",
-        title: "The model is busy",
-        message: `The MLLM queue is full and stayed full after several retries. Try again in a moment.${wait}`,
+        title: code === "too_many_inspections" ? "The service is busy" : "The model is busy",
+        message: `${what} Try again in a moment.${wait}`,
         retryable: true,
       };
     }
