@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_LIMIT, filterFromParams, filterToParams, pageInfo, withFilter } from "./query";
+import { DEFAULT_LIMIT, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter } from "./query";
 
 describe("filterFromParams", () => {
   it("reads valid values", () => {
@@ -45,5 +45,15 @@ describe("pageInfo", () => {
   it("describes the last and an empty page", () => {
     expect(pageInfo(60, 25, 50, 10)).toEqual({ page: 3, pages: 3, from: 51, to: 60, prevOffset: 25, nextOffset: null });
     expect(pageInfo(0, 25, 0, 0)).toEqual({ page: 1, pages: 1, from: 0, to: 0, prevOffset: null, nextOffset: null });
+  });
+});
+
+describe("knownCategories", () => {
+  it("lists the fitted categories and keeps a filtered one that is gone", () => {
+    const fitted = [{ name: "tire" }, { name: "cable" }];
+    expect(knownCategories(fitted, null)).toEqual(["tire", "cable"]);
+    expect(knownCategories(fitted, "tire")).toEqual(["tire", "cable"]);
+    expect(knownCategories(fitted, "old")).toEqual(["tire", "cable", "old"]);
+    expect(knownCategories([], "old")).toEqual(["old"]);
   });
 });

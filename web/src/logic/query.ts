@@ -75,3 +75,12 @@ export function pageInfo(total: number, limit: number, offset: number, shown: nu
     nextOffset: offset + shown < total ? offset + limit : null,
   };
 }
+
+/**
+ * The category filter's choices: the fitted categories, plus the one in the URL when it is no longer
+ * fitted (a bookmarked filter still shows what it filters on, instead of silently reading "All").
+ */
+export function knownCategories(categories: ReadonlyArray<{ name: string }>, current: string | null): string[] {
+  const names = categories.map((c) => c.name);
+  return current && !names.includes(current) ? [...names, current] : names;
+}

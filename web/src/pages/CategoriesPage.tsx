@@ -3,6 +3,7 @@ import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { Histogram } from "../components/Histogram";
+import { SelectField } from "../components/SelectField";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
@@ -277,28 +278,10 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
           </div>
         )}
         <div className="field-row">
-          <div className="field">
-            <label htmlFor={`${id}-backbone`}>Backbone</label>
-            <select id={`${id}-backbone`} value={backbone} onChange={(e) => setBackbone(e.target.value)}>
-              <option value="">default (efficientnet_lite0)</option>
-              {BACKBONES.map((b) => (
-                <option key={b} value={b}>
-                  {b}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor={`${id}-rule`}>Threshold rule</label>
-            <select id={`${id}-rule`} value={rule} onChange={(e) => setRule(e.target.value)}>
-              <option value="">default (ksigma)</option>
-              {RULES.map((r) => (
-                <option key={r} value={r}>
-                  {r}
-                </option>
-              ))}
-            </select>
-          </div>
+          <SelectField id={`${id}-backbone`} label="Backbone" value={backbone} options={BACKBONES}
+            empty="default (efficientnet_lite0)" onChange={setBackbone} />
+          <SelectField id={`${id}-rule`} label="Threshold rule" value={rule} options={RULES} empty="default (ksigma)"
+            onChange={setRule} />
         </div>
         <div className="actions">
           <button type="submit" className="button primary" disabled={!ready}>

@@ -3,7 +3,8 @@ import { useId, useState } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
-import { DECISIONS, PAGE_SIZES, filterFromParams, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
+import { SelectField } from "../components/SelectField";
+import { DECISIONS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 
@@ -37,49 +38,29 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
         <p className="lede">Every inspection, newest first.</p>
       </div>
       <form className="panel filters" onSubmit={(e) => e.preventDefault()} aria-label="Filters">
-        <div className="field">
-          <label htmlFor={`${id}-cat`}>Category</label>
-          <select id={`${id}-cat`} value={filter.category ?? ""} onChange={(e) => go(withFilter(filter, { category: e.target.value || null }))}>
-            <option value="">All categories</option>
-            {(categories.data ?? []).map((c) => (
-              <option key={c.name} value={c.name}>
-                {c.name}
-              </option>
-            ))}
-            {filter.category && !(categories.data ?? []).some((c) => c.name === filter.category) ? (
-              <option value={filter.category}>{filter.category}</option>
-            ) : null}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor={`${id}-dec`}>Decision</label>
-          <select
-            id={`${id}-dec`}
-            value={filter.decision ?? ""}
-            onChange={(e) => {
-              const value = e.target.value;
-              const decision = DECISIONS.find((d) => d === value) ?? null;
-              go(withFilter(filter, { decision }));
-            }}
-          >
-            <option value="">All decisions</option>
-            {DECISIONS.map((d) => (
-              <option key={d} value={d}>
-                {d}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor={`${id}-size`}>Rows per page</label>
-          <select id={`${id}-size`} value={filter.limit} onChange={(e) => go(withFilter(filter, { limit: Number(e.target.value) }))}>
-            {PAGE_SIZES.map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </div>
+        <SelectField
+          id={`${id}-cat`}
+          label="Category"
+          value={filter.category ?? ""}
+          empty="All categories"
+          options={knownCategories(categories.data ?? [], filter.category)}
+          onChange={(value) => go(withFilter(filter, { category: value || null }))}
+        />
+        <SelectField
+          id={`${id}-dec`}
+          label="Decision"
+          value={filter.decision ?? ""}
+          empty="All decisions"
+          options={DECISIONS}
+          onChange={(value) => go(withFilter(filter, { decision: DECISIONS.find((d) => d === value) ?? null }))}
+        />
+        <SelectField
+          id={`${id}-size`}
+          label="Rows per page"
+          value={String(filter.limit)}
+          options={PAGE_SIZES.map(String)}
+          onChange={(value) => go(withFilter(filter, { limit: Number(value) }))}
+        />
         <div className="field actions-end">
           <button type="button" className="button secondary" onClick={page.reload}>
             Refresh

@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useRef, useState, type DragEvent, type F
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { InspectionView } from "../components/InspectionView";
+import { SelectField } from "../components/SelectField";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 
 interface Item {
@@ -101,16 +102,8 @@ export function InspectPage() {
         </div>
       ) : null}
       <form className="panel inspect-form" onSubmit={(e: FormEvent) => e.preventDefault()}>
-        <div className="field">
-          <label htmlFor={ids.category}>Category</label>
-          <select id={ids.category} value={category} onChange={(e) => setCategory(e.target.value)} disabled={usable.length === 0}>
-            {usable.map((c) => (
-              <option key={c.name} value={c.name}>
-                {c.name}
-              </option>
-            ))}
-          </select>
-        </div>
+        <SelectField id={ids.category} label="Category" value={category} options={usable.map((c) => c.name)}
+          disabled={usable.length === 0} onChange={setCategory} />
         {mllm ? (
           <>
             <div className="field grow">
