@@ -1,4 +1,4 @@
-import { histogramGeometry, ticks } from "../logic/histogram";
+import { bandSpan, histogramGeometry, labelPlacement, ticks } from "../logic/histogram";
 import { formatScore } from "../logic/scale";
 
 const W = 640;
@@ -28,6 +28,8 @@ export function Histogram({
     edges[edges.length - 1],
   )}; tau ${formatScore(tau)}, s_max ${formatScore(sMax)}`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
+  const band = bandSpan(tau, sMax, g.xOf);
+  const sMaxLabel = typeof sMax === "number" ? labelPlacement(g.xOf(sMax), innerW, typeof tau === "number" && sMax < tau ? "left" : "right") : null;
   return (
     <figure className="histogram">
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="histogram">
@@ -44,6 +46,11 @@ export function Histogram({
               </g>
             );
           })}
+          {band ? (
+            <rect x={band.x} y={0} width={band.width} height={innerH} fill="var(--band)" opacity="0.8" data-testid="band">
+              <title>low-confidence band [τ, s_max): CAAS sharpens the MLLM's attention here</title>
+            </rect>
+          ) : null}
           {g.bars.map((b, i) => (
             <rect key={i} x={b.x} y={b.y} width={b.width} height={b.height} fill="var(--accent)" opacity="0.75">
               <title>{`${formatScore(b.lo)}–${formatScore(b.hi)}: ${b.count}`}</title>
@@ -69,12 +76,7 @@ export function Histogram({
           {typeof sMax === "number" ? (
             <g data-testid="smax-line">
               <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={6} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
-              <text
-                x={g.xOf(sMax) + (typeof tau === "number" && sMax < tau ? -4 : 4)}
-                y={16}
-                textAnchor={typeof tau === "number" && sMax < tau ? "end" : "start"}
-                className="axis"
-              >
+              <text x={sMaxLabel?.x} y={16} textAnchor={sMaxLabel?.anchor} className="axis">
                 s_max {formatScore(sMax)}
               </text>
             </g>

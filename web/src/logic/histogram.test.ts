@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { histogramGeometry, ticks, validBins } from "./histogram";
+import { bandSpan, histogramGeometry, labelPlacement, ticks, validBins } from "./histogram";
 
 describe("validBins", () => {
   it("needs one more edge than counts, ascending", () => {
@@ -55,5 +55,29 @@ describe("ticks", () => {
   it("spaces n ticks evenly, both ends included", () => {
     expect(ticks(0, 100, 5)).toEqual([0, 25, 50, 75, 100]);
     expect(ticks(3, 9, 1)).toEqual([3]);
+  });
+});
+
+describe("bandSpan", () => {
+  const xOf = (v: number) => v * 10;
+  it("spans [tau, s_max) when tau < s_max", () => {
+    expect(bandSpan(2, 5, xOf)).toEqual({ x: 20, width: 30 });
+  });
+  it("is empty when tau >= s_max or a threshold is unknown", () => {
+    expect(bandSpan(5, 2, xOf)).toBeNull();
+    expect(bandSpan(3, 3, xOf)).toBeNull();
+    expect(bandSpan(null, 3, xOf)).toBeNull();
+    expect(bandSpan(2, undefined, xOf)).toBeNull();
+  });
+});
+
+describe("labelPlacement", () => {
+  it("keeps the preferred side while the text fits", () => {
+    expect(labelPlacement(100, 580, "right")).toEqual({ x: 104, anchor: "start" });
+    expect(labelPlacement(300, 580, "left")).toEqual({ x: 296, anchor: "end" });
+  });
+  it("flips to the other side at the plot's edges", () => {
+    expect(labelPlacement(580, 580, "right")).toEqual({ x: 576, anchor: "end" }); // s_max = the last edge
+    expect(labelPlacement(20, 580, "left")).toEqual({ x: 24, anchor: "start" });
   });
 });

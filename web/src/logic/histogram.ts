@@ -79,3 +79,33 @@ export function ticks(lo: number, hi: number, n = 5): number[] {
   if (n < 2) return [lo];
   return Array.from({ length: n }, (_, i) => lo + ((hi - lo) * i) / (n - 1));
 }
+
+/**
+ * The low-confidence band [tau, s_max) as an x span, or null when it is empty (tau >= s_max, SPEC)
+ * or a threshold is unknown.
+ */
+export function bandSpan(
+  tau: number | null | undefined,
+  sMax: number | null | undefined,
+  xOf: (value: number) => number,
+): { x: number; width: number } | null {
+  if (typeof tau !== "number" || typeof sMax !== "number" || !(sMax > tau)) return null;
+  return { x: xOf(tau), width: xOf(sMax) - xOf(tau) };
+}
+
+/**
+ * Where a line's label goes: beside the line on the `preferred` side, switched to the other side
+ * when the text (about `textWidth` px) would run past the plot's left or right edge.
+ */
+export function labelPlacement(
+  x: number,
+  plotWidth: number,
+  preferred: "left" | "right",
+  textWidth = 90,
+  offset = 4,
+): { x: number; anchor: "start" | "end" } {
+  let side = preferred;
+  if (side === "right" && x + offset + textWidth > plotWidth) side = "left";
+  else if (side === "left" && x - offset - textWidth < 0) side = "right";
+  return side === "right" ? { x: x + offset, anchor: "start" } : { x: x - offset, anchor: "end" };
+}
