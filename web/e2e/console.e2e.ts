@@ -226,6 +226,7 @@ describe("web console", () => {
     const inspect = page.locator('nav[aria-label="Pages"] a', { hasText: "Inspect" });
     await inspect.focus();
     await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor(); // History has a "Category" select too
     const select = page.getByLabel("Category", { exact: true });
     await select.locator('option[value="tire"]').waitFor({ state: "attached" });
     await select.focus();
