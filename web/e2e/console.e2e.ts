@@ -244,6 +244,38 @@ describe("web console", () => {
     await page.getByRole("article", { name: "Inspection of sample-good.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
   });
 
+  it("inspects images dropped on the drop zone, with attention overlays as toggles", async () => {
+    await page.goto(`${server.baseUrl}/#/inspect`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
+    const select = page.getByLabel("Category", { exact: true });
+    await select.locator('option[value="tire"]').waitFor({ state: "attached" });
+    await select.selectOption("tire");
+    await page.getByLabel("Attention overlays").check();
+    const files = ["sample-good.png", "sample-cut.png"].map((name) => ({
+      name: `dropped-${name}`,
+      bytes: [...readFileSync(resolve(FIXTURE_WORK, name))],
+    }));
+    // A real drop event carrying real PNG files, as a file manager would deliver them.
+    const transfer = await page.evaluateHandle((list) => {
+      const data = new DataTransfer();
+      for (const file of list) data.items.add(new File([new Uint8Array(file.bytes)], file.name, { type: "image/png" }));
+      return data;
+    }, files);
+    const dropzone = page.getByRole("button", { name: /Drop images here/ });
+    await dropzone.dispatchEvent("dragover", { dataTransfer: transfer });
+    await dropzone.dispatchEvent("drop", { dataTransfer: transfer });
+    for (const file of files) {
+      const result = page.getByRole("article", { name: `Inspection of ${file.name}` });
+      await result.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+      const layer = result.getByRole("button", { name: /^Attention L\d+$/ }).first();
+      await layer.click();
+      expect(await layer.getAttribute("aria-pressed")).toBe("true");
+      await imagesLoaded(`article[aria-label="Inspection of ${file.name}"] img[alt^="Attention L"]`);
+    }
+    log("dropped images inspected with attention overlays");
+    await shot("inspect-attention");
+  });
+
   it("says the service is down, with a retry button", async () => {
     await server.stop();
     await page.getByRole("link", { name: "History" }).click();
