@@ -47,7 +47,7 @@ def test_tire_fit_and_eval_expert_well_above_chance(tmp_path: Path, capsys: pyte
     assert code == 0
     summary = json.loads(out)
     assert summary["train_images"] == 60
-    assert summary["bank_size"] == int(60 * 784 * 0.1)
+    assert summary["bank_size"] == int(60 * 32 * 40 * 0.1)  # whole 300x400 frame at a 256x320 input
     assert summary["tau"] > 0 and summary["s_max"] > 0
 
     ev = tmp_path / "eval"
@@ -105,9 +105,12 @@ def test_inspect_json_and_pictures(elpv_model: Path, tmp_path: Path, capsys: pyt
         assert len(v["boxes"]) <= 3
         for box in v["boxes"]:
             assert 0 <= box["x0"] < box["x1"] <= 300 and 0 <= box["y0"] < box["y1"] <= 300
-        for path in v["pictures"].values():
-            with Image.open(path) as im:
-                assert im.size == (300, 300) and im.mode == "RGB"
+        if v["decision"] == "normal":
+            assert v["boxes"] == []
+        with Image.open(v["pictures"]["box"]) as im:
+            assert im.size == (300, 300) and im.mode == "RGB"
+        with Image.open(v["pictures"]["heatmap"]) as im:  # the picture with its colour bar underneath
+            assert im.size[0] == 300 and im.size[1] > 300 and im.mode == "RGB"
 
 
 def test_inspect_text_output_names_decision(elpv_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,13 +138,13 @@ def test_model_from_newer_version_is_refused(
     copy = tmp_path / "model"
     shutil.copytree(elpv_model, copy)
     manifest = json.loads((copy / "model.json").read_text())
-    manifest["schema_version"] = 2
+    manifest["schema_version"] = 3
     manifest["package_version"] = "9.0.0"
     (copy / "model.json").write_text(json.dumps(manifest))
     image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
     code, _, err = run(capsys, "inspect", image, "--model", str(copy), "--quiet")
     assert code == 2
-    assert "model schema 2 was written by eagle-iad 9.0.0, which is newer" in err
+    assert "model schema 3 was written by eagle-iad 9.0.0, which is newer" in err
 
 
 def test_fit_on_missing_folder_fails_without_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

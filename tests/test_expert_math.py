@@ -389,7 +389,8 @@ def test_fit_is_bit_identical_for_the_same_seed() -> None:
     first = fit(paths, "mono", config).model
     second = fit(paths, "mono", config).model
     assert first.backbone.name == "efficientnet_lite0"
-    assert first.bank.shape == (int(6 * 28 * 28 * 0.1), 1024)
+    assert first.grid == (40, 40)  # the whole 300x300 cell at the default 320x320 input
+    assert first.bank.shape == (int(6 * 40 * 40 * 0.1), 1024)
     assert torch.equal(first.bank, second.bank)
     assert torch.equal(first.bank_image_ids, second.bank_image_ids)
     assert torch.equal(first.selected, second.selected)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.expert.patchcore import ExpertResult
+from eagle_iad.expert.patchcore import ExpertConfig, ExpertResult
+from eagle_iad.expert.preprocess import CenterCrop
 from eagle_iad.images import Geometry
 from eagle_iad.mllm import CaasSettings, GenerateOptions, Reply
 from eagle_iad.pipeline import Eagle, EagleConfig
@@ -29,7 +30,8 @@ class FakeExpert:
     def __init__(self, score: float) -> None:
         self.score = score
         self.thresholds = Thresholds("fixed", TAU, S_MAX)
-        self.model = SimpleNamespace(category="widget")
+        config = ExpertConfig(preprocess="center-crop", region_rule="paper")
+        self.model = SimpleNamespace(category="widget", calibration=None, config=config)
 
     def inspect(self, rgb: np.ndarray) -> ExpertResult:
         height, width = rgb.shape[:2]
@@ -42,7 +44,7 @@ class FakeExpert:
             patch_scores=np.zeros((2, 2), dtype=np.float32),
             crop_map=anomaly_map,
             anomaly_map=anomaly_map,
-            geometry=Geometry(height, width, height, width, 0, 0, min(height, width)),
+            geometry=CenterCrop(Geometry(height, width, height, width, 0, 0, min(height, width))),
         )
 
 

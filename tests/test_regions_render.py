@@ -48,7 +48,7 @@ def _random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 def test_rectangular_blob_gives_its_exact_box() -> None:
     amap = _rect_map((100, 200), (50, 20, 90, 40, 3.5))
     boxes = extract_regions(amap)
-    assert boxes == [Box(x0=50, y0=20, x1=90, y1=40, peak=1.0, area=40 * 20)]
+    assert boxes == [Box(x0=50, y0=20, x1=90, y1=40, peak=1.0, area=40 * 20, score=3.5)]
 
 
 def test_gaussian_blob_box_is_the_two_thirds_level_set() -> None:
@@ -207,7 +207,7 @@ def test_bad_maps_and_parameters_raise() -> None:
 def test_box_to_dict_is_json_ready() -> None:
     (box,) = extract_regions(_rect_map((50, 50), (5, 6, 20, 30, 2.0)))
     data = box.to_dict()
-    assert data == {"x0": 5, "y0": 6, "x1": 20, "y1": 30, "peak": 1.0, "area": 15 * 24}
+    assert data == {"x0": 5, "y0": 6, "x1": 20, "y1": 30, "peak": 1.0, "area": 15 * 24, "score": 2.0}
     assert all(type(v) in (int, float) for v in data.values())
     json.dumps(data)
 

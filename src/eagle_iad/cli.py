@@ -73,7 +73,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     layout = get_layout(args.layout)
     samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
     samples = select_training(samples, args.limit_train, args.seed)
-    config = ExpertConfig(
+    preprocessing = {
+        name: getattr(args, name)
+        for name in ("preprocess", "size", "tile", "tile_overlap", "resize", "crop", "region_rule")
+        if getattr(args, name) is not None
+    }
+    config = ExpertConfig.from_preset(
+        args.preset,
+        **preprocessing,
         backbone=args.backbone,
         sampler=args.sampler,
         coreset_ratio=args.coreset_ratio,
@@ -180,15 +187,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     expert = load_expert(args.model)
     out = Path(args.out) if args.out else None
-    verdicts = inspect_images(expert, list(args.images), out, args.style, show_progress=not args.quiet)
+    verdicts = inspect_images(
+        expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
+    )
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
         return 0
     for v in verdicts:
         band = " (low-confidence band)" if v.in_band else ""
         print(f"{v.image}: {v.decision}{band}  score {v.score:.3f}  tau {v.tau:.3f}  s_max {v.s_max:.3f}")
-        for box in v.boxes:
-            print(f"    box x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} peak={box.peak:.2f}")
+        for rank, box in enumerate(v.boxes, start=1):
+            print(f"    box #{rank} x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} score={box.score:.3f}")
         for kind, path in v.pictures.items():
             print(f"    {kind}: {path}")
     return 0
@@ -407,6 +416,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import read_manifest
 
     manifest: dict[str, Any] = read_manifest(args.model)
+    if manifest["schema_version"] == 1:  # read as the paper's setting (store.OLDEST_SCHEMA)
+        manifest["config"].update(preprocess="center-crop", region_rule="paper")
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
     print(json.dumps(manifest, indent=2))
@@ -446,6 +457,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=16)
     fit.add_argument("--limit-train", type=int, default=None, help="use a seeded subset of N training images")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    evidence = fit.add_argument_group(
+        "preprocessing and boxes (saved with the model; `eagle info` shows them)",
+        "The default inspects the whole frame. --preset paper reproduces the published setting "
+        "(shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given "
+        "explicitly override the preset.",
+    )
+    evidence.add_argument("--preset", default="default", help="default | paper")
+    evidence.add_argument(
+        "--preprocess", help="resize (whole frame, default) | tile (large images) | center-crop (paper)"
+    )
+    evidence.add_argument("--size", type=int, help="long side of the whole-frame input, multiple of 32 (default 320)")
+    evidence.add_argument("--tile", type=int, help="tile side in input pixels for --preprocess tile (default 256)")
+    evidence.add_argument("--tile-overlap", type=int, help="least overlap of neighbouring tiles (default 64)")
+    evidence.add_argument("--resize", type=int, help="center-crop: shorter side before the crop (default 256)")
+    evidence.add_argument("--crop", type=int, help="center-crop: square crop side (default 224)")
+    evidence.add_argument(
+        "--region-rule", help="calibrated (pixels above the category's map threshold, default) | paper (2/3 of max)"
+    )
     fit.set_defaults(func=_cmd_fit)
 
     inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
@@ -454,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--out", help="write heatmap and boxed pictures (with --mllm: attention overlays) here")
     inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
+    inspect.add_argument(
+        "--candidates", action="store_true",
+        help="on normal verdicts, draw the strongest regions as dashed yellow frames (never red boxes)",
+    )
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")
     inspect.add_argument(
         "--mllm",

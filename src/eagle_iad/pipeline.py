@@ -38,7 +38,7 @@ from eagle_iad.tgps.prompt import (
 )
 from eagle_iad.tgps.regions import Box
 from eagle_iad.tgps.render import RenderStyle, render
-from eagle_iad.verdict import make_verdict
+from eagle_iad.verdict import make_verdict, region_threshold
 
 Condition: TypeAlias = Literal["baseline", "tgps", "eagle", "text-only", "visual-only"]
 CONDITIONS: tuple[str, ...] = get_args(Condition)
@@ -157,7 +157,8 @@ class Eagle:
             prior = "anomalous" if verdict.is_anomalous else "normal"
             if verdict.is_anomalous and _MODES[condition] != "text-only":
                 boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
-                images[boxed_ref] = render(rgb, result.anomaly_map, boxes, self.config.style)
+                threshold = region_threshold(verdict, boxes)
+                images[boxed_ref] = render(rgb, result.anomaly_map, boxes, self.config.style, threshold=threshold)
             timings["expert_s"] = time.perf_counter() - start
         template_ref = None
         if self._template is not None and self.config.template_image is not None:

@@ -14,14 +14,32 @@ from typing import Any
 import numpy as np
 
 from eagle_iad.expert.patchcore import Expert, ExpertResult
+from eagle_iad.expert.preprocess import FEATURE_STRIDE
 from eagle_iad.images import ImageSource, load_rgb
-from eagle_iad.tgps.regions import Box, extract_regions
-from eagle_iad.tgps.render import RenderStyle, heatmap_overlay, render, save_png
+from eagle_iad.tgps.calibration import fallback_calibration
+from eagle_iad.tgps.regions import Box, find_boxes
+from eagle_iad.tgps.render import (
+    RenderStyle,
+    draw_candidates,
+    hatch_uninspected,
+    heatmap_overlay,
+    label_boxes,
+    render,
+    save_png,
+    with_legend,
+)
 
 
 @dataclass
 class ExpertVerdict:
-    """What the expert says about one image (JSON-ready via :meth:`to_dict`)."""
+    """What the expert says about one image (JSON-ready via :meth:`to_dict`).
+
+    ``boxes`` are the visual prompt's boxes, ranked strongest first: only an anomalous verdict has
+    any. ``candidates`` are a normal verdict's strongest regions by the same rule, kept for a reader
+    who asks to see them (drawn dashed and yellow, never as the red prompt). ``map`` holds the raw
+    map statistics in score units, the category's colour scale and pixel threshold, and how much of
+    the image the expert inspected.
+    """
 
     image: str
     category: str
@@ -34,20 +52,56 @@ class ExpertVerdict:
     width: int
     height: int
     pictures: dict[str, str] = field(default_factory=dict)
+    candidates: list[Box] = field(default_factory=list)
+    region_rule: str = "paper"
+    map: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_anomalous(self) -> bool:
         return self.decision == "anomalous"
 
+    @property
+    def colour_scale(self) -> tuple[float, float]:
+        low, high = self.map["colour_scale"]
+        return float(low), float(high)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["boxes"] = [box.to_dict() for box in self.boxes]
+        data["boxes"] = [dict(box.to_dict(), rank=rank) for rank, box in enumerate(self.boxes, start=1)]
+        data["candidates"] = [dict(box.to_dict(), rank=rank) for rank, box in enumerate(self.candidates, start=1)]
         return data
 
 
+def _map_record(expert: Expert, result: ExpertResult) -> dict[str, Any]:
+    values = result.anomaly_map
+    calibration = expert.model.calibration or fallback_calibration(expert.thresholds)
+    inspected = result.geometry.inspected()
+    return {
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "p99": float(np.quantile(values, 0.99)),
+        "map_tau": calibration.map_tau,
+        "colour_scale": [calibration.colour_min, calibration.colour_max],
+        "inspected_fraction": 1.0 if inspected is None else float(inspected.mean()),
+        "preprocess": expert.model.config.preprocess,
+        **result.geometry.describe(),
+    }
+
+
+def _cell_fraction(result: ExpertResult) -> float:
+    """One feature cell's share of the image: the smallest region the calibrated rule keeps."""
+    input_height, input_width = result.geometry.input_shape
+    return min(0.001, (FEATURE_STRIDE / input_height) * (FEATURE_STRIDE / input_width))
+
+
 def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdict:
-    """Turn a raw expert result into a verdict with merged top-3 boxes in original coordinates."""
+    """Turn a raw expert result into a verdict: boxes only when anomalous, ranked, in original coordinates."""
     thresholds = expert.thresholds
+    calibration = expert.model.calibration
+    rule = expert.model.config.region_rule if calibration is not None else "paper"
+    map_tau = None if calibration is None else calibration.map_tau
+    regions = find_boxes(result.anomaly_map, rule, map_tau, min_area_fraction=_cell_fraction(result))
     return ExpertVerdict(
         image=name,
         category=expert.model.category,
@@ -56,26 +110,73 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         s_max=thresholds.s_max,
         decision="anomalous" if result.is_anomalous else "normal",
         in_band=result.in_band,
-        boxes=extract_regions(result.anomaly_map),
+        boxes=regions if result.is_anomalous else [],
         width=result.geometry.width,
         height=result.geometry.height,
+        candidates=[] if result.is_anomalous else regions,
+        region_rule=rule,
+        map=_map_record(expert, result),
     )
+
+
+def region_threshold(verdict: ExpertVerdict, boxes: list[Box]) -> float | None:
+    """The pixel threshold the boxes were cut at (``None`` for the paper's relative rule or its fallback)."""
+    map_tau = float(verdict.map["map_tau"])
+    if verdict.region_rule != "calibrated" or not boxes or any(box.score < map_tau for box in boxes):
+        return None
+    return map_tau
+
+
+def heatmap_picture(verdict: ExpertVerdict, rgb: np.ndarray, result: ExpertResult) -> np.ndarray:
+    """The heatmap on the category's fixed colour scale, uninspected pixels hatched, with its legend."""
+    overlay = heatmap_overlay(
+        rgb, result.anomaly_map, scale=verdict.colour_scale, inspected=result.geometry.inspected()
+    )
+    marks = {"map tau": float(verdict.map["map_tau"])}
+    return with_legend(overlay, verdict.colour_scale, marks, f"anomaly map ({verdict.category}, score units)")
+
+
+def evidence_picture(
+    verdict: ExpertVerdict,
+    rgb: np.ndarray,
+    result: ExpertResult,
+    style: RenderStyle = "box",
+    show_candidates: bool = False,
+) -> np.ndarray:
+    """The picture a person reads: the visual prompt (anomalous) with ranked, scored boxes.
+
+    A normal verdict shows the plain image, or with ``show_candidates`` its candidate regions as
+    dashed yellow frames. Uninspected pixels (a user-chosen crop) are hatched.
+    """
+    if verdict.is_anomalous:
+        threshold = region_threshold(verdict, verdict.boxes)
+        out = render(rgb, result.anomaly_map, verdict.boxes, style, threshold=threshold)
+        if style == "box":
+            out = label_boxes(out, verdict.boxes)
+    else:
+        out = draw_candidates(rgb, verdict.candidates) if show_candidates else rgb.copy()
+    inspected = result.geometry.inspected()
+    if inspected is not None:
+        hatch_uninspected(out, rgb, inspected)
+    return out
 
 
 def write_pictures(
     verdict: ExpertVerdict,
     rgb: np.ndarray,
-    anomaly_map: np.ndarray,
+    result: ExpertResult,
     out_dir: Path,
     style: RenderStyle = "box",
+    show_candidates: bool = False,
+    stem: str | None = None,
 ) -> None:
     """Write ``<stem>_heatmap.png`` and ``<stem>_<style>.png`` and record their paths in the verdict."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(verdict.image).stem
+    stem = stem or Path(verdict.image).stem
     heatmap_path = out_dir / f"{stem}_heatmap.png"
-    save_png(heatmap_path, heatmap_overlay(rgb, anomaly_map))
+    save_png(heatmap_path, heatmap_picture(verdict, rgb, result))
     prompt_path = out_dir / f"{stem}_{style}.png"
-    save_png(prompt_path, render(rgb, anomaly_map, verdict.boxes, style))
+    save_png(prompt_path, evidence_picture(verdict, rgb, result, style, show_candidates))
     verdict.pictures = {"heatmap": str(heatmap_path), style: str(prompt_path)}
 
 
@@ -85,6 +186,7 @@ def inspect_images(
     out_dir: Path | None = None,
     style: RenderStyle = "box",
     show_progress: bool = False,
+    show_candidates: bool = False,
 ) -> list[ExpertVerdict]:
     """Score images and, with ``out_dir``, write their pictures. Names must be unique per call."""
     rgbs = [load_rgb(source) for source in sources]
@@ -94,6 +196,6 @@ def inspect_images(
         name = "upload.png" if isinstance(source, bytes) else str(source)
         verdict = make_verdict(expert, name, result)
         if out_dir is not None:
-            write_pictures(verdict, rgb, result.anomaly_map, out_dir, style)
+            write_pictures(verdict, rgb, result, out_dir, style, show_candidates)
         verdicts.append(verdict)
     return verdicts

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,27 @@ from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.preprocess import (
+    INPUT_MULTIPLE,
+    PREPROCESSORS,
+    ViewGeometry,
+    backbone_image_size,
+    input_size_for,
+    prepare,
+    tile_origins,
+)
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
-from eagle_iad.images import Geometry, ImageSource, load_rgb, to_tensor
-from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds, leave_own_out_scores
+from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
+from eagle_iad.tgps.regions import REGION_RULES
+from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds, leave_own_out
+
+#: The default preprocessing and its input size, chosen by measurement (README, "Choosing the defaults").
+DEFAULT_PREPROCESS = "resize"
+DEFAULT_SIZE = 320
+DEFAULT_REGION_RULE = "calibrated"
+#: Largest whole-frame input side: bounds the backbone's activation memory per view.
+MAX_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,17 @@ class ExpertConfig:
     """Every setting that changes what a fitted model computes; saved with the model."""
 
     backbone: str = DEFAULT_BACKBONE
+    #: How an image becomes the network input (expert/preprocess.py): ``resize`` (whole frame, default),
+    #: ``tile`` (overlapping tiles of a larger whole-frame input) or ``center-crop`` (the paper's).
+    preprocess: str = DEFAULT_PREPROCESS
+    #: Long side of the whole-frame input (``resize`` and ``tile``); the other side follows the aspect.
+    size: int = DEFAULT_SIZE
+    #: The fixed ``(H, W)`` input of ``resize``/``tile``, set by :func:`fit` from the training images.
+    input_hw: tuple[int, int] | None = None
+    #: ``tile``: the square tile (input pixels) and the least overlap between neighbouring tiles.
+    tile: int = 256
+    tile_overlap: int = 64
+    #: ``center-crop``: shorter side resized to ``resize``, then a centre ``crop`` square.
     resize: int = 256
     crop: int = 224
     pretrain_dim: int = 1024
@@ -51,6 +80,9 @@ class ExpertConfig:
     rule_p: float = 0.99
     rule_value: float | None = None
     sigma: float = 4.0
+    #: Which map pixels make the boxes (tgps/regions.py): ``calibrated`` (above the category's pixel
+    #: threshold from normal training maps) or ``paper`` (2/3 of the image's own map maximum).
+    region_rule: str = DEFAULT_REGION_RULE
     batch_size: int = 16
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,15 +94,59 @@ class ExpertConfig:
         unknown = set(data) - known
         if unknown:
             raise ModelFormatError(f"unknown expert settings {sorted(unknown)}")
-        return cls(**data)
+        values = dict(data)
+        if values.get("input_hw") is not None:
+            values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> ExpertConfig:
+        """A named starting point (``default``, ``paper``) with explicit settings on top."""
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[preset], **overrides})
 
     def validate(self) -> None:
-        if self.crop > self.resize:
-            raise ConfigError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
-        if self.crop < 32 or self.crop % 16:
-            raise ConfigError(f"crop must be a multiple of 16 and at least 32, got {self.crop}")
+        if self.preprocess not in PREPROCESSORS:
+            raise ConfigError(f"unknown preprocessing {self.preprocess!r}; choose one of {', '.join(PREPROCESSORS)}")
+        if self.region_rule not in REGION_RULES:
+            raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {', '.join(REGION_RULES)}")
+        if self.preprocess == "center-crop":
+            if self.crop > self.resize:
+                raise ConfigError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
+            if self.crop < 32 or self.crop % 16:
+                raise ConfigError(f"crop must be a multiple of 16 and at least 32, got {self.crop}")
+        else:
+            if self.size < INPUT_MULTIPLE or self.size % INPUT_MULTIPLE:
+                raise ConfigError(
+                    f"size must be a multiple of {INPUT_MULTIPLE} and at least {INPUT_MULTIPLE}, got {self.size}"
+                )
+            if self.size > MAX_SIZE:
+                raise ConfigError(f"size {self.size} is above the limit of {MAX_SIZE} input pixels")
+        if self.preprocess == "tile":
+            if self.tile < INPUT_MULTIPLE or self.tile % INPUT_MULTIPLE or self.tile > self.size:
+                raise ConfigError(
+                    f"tile must be a multiple of {INPUT_MULTIPLE}, at least {INPUT_MULTIPLE} and at most size "
+                    f"({self.size}), got {self.tile}"
+                )
+            if not 0 <= self.tile_overlap < self.tile:
+                raise ConfigError(f"tile_overlap must be in [0, tile), got {self.tile_overlap}")
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
+
+    def views_per_image(self) -> int:
+        """How many network inputs one image becomes (tiles), hence its patch count = views x grid."""
+        if self.preprocess != "tile" or self.input_hw is None:
+            return 1
+        return len(tile_origins(self.input_hw[0], self.input_hw[1], self.tile, self.tile_overlap))
+
+
+#: Named settings: ``paper`` reproduces the published setting exactly (shorter side 256, centre crop
+#: 224, boxes at 2/3 of each map's maximum); ``default`` is the product's whole-frame inspection.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "paper": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "paper"},
+}
 
 
 @dataclass
@@ -90,11 +166,19 @@ class ExpertModel:
     thresholds: Thresholds
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     timings: dict[str, float] = field(default_factory=dict)
+    #: The category's map scale (pixel threshold, colour range) from its normal training maps; ``None``
+    #: for models saved before it existed (schema 1), which keep the paper's per-image box rule.
+    calibration: MapCalibration | None = None
 
 
 @dataclass
 class ExpertResult:
-    """The expert's answer for one image: score, verdict, and maps in crop and original coordinates."""
+    """The expert's answer for one image: score, verdict, and maps in input and original coordinates.
+
+    ``patch_scores`` is the stitched patch grid, ``crop_map`` the smoothed map over the network input
+    (the crop, for the paper's preprocessing), ``anomaly_map`` the same map in original pixels, in the
+    category's score units. ``geometry.inspected()`` says which original pixels the expert saw.
+    """
 
     score: float
     is_anomalous: bool
@@ -102,7 +186,7 @@ class ExpertResult:
     patch_scores: np.ndarray
     crop_map: np.ndarray
     anomaly_map: np.ndarray
-    geometry: Geometry
+    geometry: ViewGeometry
 
 
 def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
@@ -137,7 +221,7 @@ class Expert:
         search: NearestNeighbourSearch | None = None,
     ) -> None:
         self.model = model
-        self.extractor = extractor or build_backbone(model.config.backbone, model.config.crop)
+        self.extractor = extractor or build_backbone(model.config.backbone, backbone_image_size(model.config))
         if self.extractor.ident != model.backbone:
             raise ModelFormatError(
                 f"model for {model.category!r} was fitted with backbone {model.backbone.name} "
@@ -163,20 +247,17 @@ class Expert:
 
     @torch.no_grad()
     def score_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Image scores (``B``) and patch-score grids (``B x h x w``) for prepared tensors."""
+        """Per-view scores (``B``) and patch-score grids (``B x h x w``) for prepared view tensors."""
         patches = self.embed(batch)
         count, _, dim = patches.shape
         dist, _ = self.search.search(patches.reshape(-1, dim))
         grids = dist.reshape(count, *self.model.grid).numpy()
         return grids.reshape(count, -1).max(axis=1), grids
 
-    def anomaly_map(self, patch_scores: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
-        """Patch grid → crop-sized map (bilinear, Gaussian sigma) → original-image map."""
-        crop = self.model.config.crop
-        grid = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[None, None]
-        up = F.interpolate(grid, size=(crop, crop), mode="bilinear", align_corners=False)[0, 0].numpy()
-        smooth = gaussian_filter(up, sigma=self.model.config.sigma).astype(np.float32)
-        return smooth, geometry.map_to_original(smooth)
+    def anomaly_map(self, patch_scores: np.ndarray, geometry: ViewGeometry) -> tuple[np.ndarray, np.ndarray]:
+        """Stitched patch grid → input-sized map (bilinear, Gaussian sigma) → original-image map."""
+        smooth = input_map(patch_scores, geometry.input_shape, self.model.config.sigma)
+        return smooth, geometry.to_original(smooth)
 
     def inspect_many(
         self, sources: Sequence[ImageSource | np.ndarray], show_progress: bool = False
@@ -187,16 +268,18 @@ class Expert:
         with _progress(len(sources), "inspect", show_progress) as bar:
             for start in range(0, len(sources), config.batch_size):
                 chunk = sources[start : start + config.batch_size]
-                tensors, geometries = [], []
+                views, geometries = [], []
                 for source in chunk:
                     rgb = source if isinstance(source, np.ndarray) else load_rgb(source)
-                    tensor, geometry = to_tensor(rgb, config.resize, config.crop)
-                    tensors.append(tensor)
+                    tensor, geometry = prepare(rgb, config)
+                    views.append(tensor)
                     geometries.append(geometry)
-                scores, grids = self.score_tensors(torch.stack(tensors))
-                for score, grid, geometry in zip(scores, grids, geometries, strict=True):
+                _view_scores, view_grids = self.score_tensors(torch.cat(views))
+                offsets = np.cumsum([0] + [len(v) for v in views])
+                for index, geometry in enumerate(geometries):
+                    grid = geometry.stitch(view_grids[offsets[index] : offsets[index + 1]])
                     crop_map, full_map = self.anomaly_map(grid, geometry)
-                    value = float(score)
+                    value = float(grid.max())
                     results.append(
                         ExpertResult(
                             score=value,
@@ -216,32 +299,72 @@ class Expert:
         return self.inspect_many([source])[0]
 
 
+def input_map(patch_scores: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Patch grid → map over the network input: bilinear upsampling, then a Gaussian blur (sigma in input px)."""
+    grid = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[None, None]
+    up = F.interpolate(grid, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    smooth: np.ndarray = gaussian_filter(up, sigma=sigma).astype(np.float32)
+    return smooth
+
+
 def _embed_training(
     extractor: FeatureExtractor,
     paths: Sequence[Path],
     config: ExpertConfig,
     show_progress: bool,
     hook: FitProgress | None = None,
-) -> tuple[torch.Tensor, tuple[int, int]]:
+) -> tuple[torch.Tensor, tuple[int, int], ViewGeometry]:
+    """``n_images x (views * h * w) x D`` training patches, the per-view grid and one image's geometry.
+
+    Every training image gets the same input size and views, so one geometry describes how all of
+    their patch grids stitch (what the map calibration needs).
+    """
     chunks: list[torch.Tensor] = []
     grid = (0, 0)
+    geometry: ViewGeometry | None = None
     with _progress(len(paths), "features", show_progress) as bar:
         for start in range(0, len(paths), config.batch_size):
-            tensors = []
+            views = []
             for path in paths[start : start + config.batch_size]:
                 try:
                     rgb = load_rgb(path)
                 except ImageError as exc:
                     raise ImageError(f"training image rejected: {exc}") from exc
-                tensors.append(to_tensor(rgb, config.resize, config.crop)[0])
+                tensor, geometry = prepare(rgb, config)
+                views.append(tensor)
             with torch.no_grad():
-                shallow, deep = extractor(torch.stack(tensors))
+                shallow, deep = extractor(torch.cat(views))
                 grid = (int(shallow.shape[2]), int(shallow.shape[3]))
-                chunks.append(aggregate(shallow, deep, config.pretrain_dim, config.target_dim))
-            bar.update(len(tensors))
+                patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+                chunks.append(patches.reshape(len(views), -1, patches.shape[-1]))
+            bar.update(len(views))
             if hook is not None:
-                hook("features", min(start + len(tensors), len(paths)), len(paths))
-    return torch.cat(chunks), grid
+                hook("features", min(start + len(views), len(paths)), len(paths))
+    assert geometry is not None  # at least two training images were checked by the caller
+    return torch.cat(chunks), grid, geometry
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the header, after EXIF rotation (as :func:`load_rgb` decodes it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"training image rejected: {path}: cannot be read as an image ({exc})") from exc
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig:
+    """Fix a whole-frame input size from the training images' median aspect ratio (unless already set)."""
+    if config.preprocess == "center-crop" or config.input_hw is not None:
+        return config
+    shapes = [_image_shape(path) for path in paths]
+    aspect = float(np.median([h / w for h, w in shapes]))
+    height, width = input_size_for(round(1000 * aspect), 1000, config.size)
+    return replace(config, input_hw=(height, width))
 
 
 def _relative_names(paths: Sequence[Path]) -> list[str]:
@@ -272,13 +395,14 @@ def fit(
             f"category {category!r} has {len(image_paths)} training image(s); at least 2 normal images are "
             "needed (the threshold is learned by scoring each image against the others)"
         )
+    config = with_input_size(config, image_paths)
     sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
     search = make_search(config.search)
-    extractor = extractor or build_backbone(config.backbone, config.crop)
+    extractor = extractor or build_backbone(config.backbone, backbone_image_size(config))
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    embedded, grid = _embed_training(extractor, image_paths, config, show_progress, progress)
+    embedded, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress)
     n_images, per_image, dim = embedded.shape
     features = embedded.reshape(-1, dim).contiguous()
     patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
@@ -296,13 +420,20 @@ def fit(
     start = time.perf_counter()
     search.fit(bank, bank_ids)
     with _progress(0, "training scores", show_progress) as bar:
-        train_scores = leave_own_out_scores(
+        own_out = leave_own_out(
             features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
         )
+    train_scores = own_out.image_scores
     thresholds = compute_thresholds(
         train_scores, config.rule, k=config.rule_k, q=config.rule_q, p=config.rule_p, value=config.rule_value
     )
     timings["train_scores_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    view_grids = own_out.patch_scores.reshape(n_images, -1, *grid)
+    train_maps = (input_map(geometry.stitch(views), geometry.input_shape, config.sigma) for views in view_grids)
+    calibration = calibrate_maps(train_maps, thresholds)
+    timings["calibration_s"] = time.perf_counter() - start
 
     model = ExpertModel(
         category=category,
@@ -317,5 +448,6 @@ def fit(
         train_scores=train_scores,
         thresholds=thresholds,
         timings=timings,
+        calibration=calibration,
     )
     return Expert(model, extractor, search)

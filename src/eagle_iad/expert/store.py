@@ -31,10 +31,15 @@ from eagle_iad import __version__
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
+from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
 
 FORMAT = "eagle-iad/expert"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
+#: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
+#: crop with the paper's box rule, so such a model inspects exactly as when it was saved.
+OLDEST_SCHEMA = 1
 MANIFEST = "model.json"
 TENSORS = "tensors.safetensors"
 
@@ -73,6 +78,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             "bank_size": int(model.bank.shape[0]),
         },
         "timings": model.timings,
+        "calibration": None if model.calibration is None else model.calibration.to_dict(),
         "tensors": {"file": TENSORS, "sha256": tensors_sha256},
     }
 
@@ -150,9 +156,9 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"{root}: model schema {version} was written by eagle-iad {data.get('package_version', '?')}, "
             f"which is newer than this eagle-iad {__version__} (reads schema <= {SCHEMA_VERSION}); upgrade eagle-iad"
         )
-    if version < SCHEMA_VERSION:
+    if version < OLDEST_SCHEMA:
         raise ModelFormatError(
-            f"{root}: model schema {version} is older than this eagle-iad reads ({SCHEMA_VERSION}); refit the model"
+            f"{root}: model schema {version} is older than this eagle-iad reads ({OLDEST_SCHEMA}); refit the model"
         )
     return data
 
@@ -163,7 +169,12 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     data = read_manifest(root)
     where = root / MANIFEST
     try:
-        config = ExpertConfig.from_dict(_require(data, "config", dict, where))
+        config_data = dict(_require(data, "config", dict, where))
+        if data["schema_version"] == 1:
+            config_data.update(preprocess="center-crop", region_rule="paper")
+        config = ExpertConfig.from_dict(config_data)
+        raw_calibration = data.get("calibration")
+        calibration = None if raw_calibration is None else MapCalibration.from_dict(dict(raw_calibration))
         backbone_data = _require(data, "backbone", dict, where)
         backbone = BackboneId(str(backbone_data["name"]), str(backbone_data["sha256"]))
         thresholds = Thresholds.from_dict(_require(data, "thresholds", dict, where))
@@ -196,7 +207,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         problems.append(f"bank shape {tuple(bank.shape)} does not match target_dim {config.target_dim}")
     if tensors["bank_image_ids"].shape != (bank.shape[0],):
         problems.append("bank_image_ids length differs from the bank")
-    if patch_ids.shape != selected.shape or patch_ids.shape[0] != n_images * grid[0] * grid[1]:
+    per_image = config.views_per_image() * grid[0] * grid[1]
+    if patch_ids.shape != selected.shape or patch_ids.shape[0] != n_images * per_image:
         problems.append("per-patch bookkeeping does not match the number of training images")
     if int(selected.sum()) != bank.shape[0]:
         problems.append("selected patches do not match the bank size")
@@ -218,4 +230,5 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         thresholds=thresholds,
         created=str(data.get("created", "")),
         timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
+        calibration=calibration,
     )

@@ -81,7 +81,7 @@ def run_inspection(
     try:
         result = expert.inspect(rgb)
         expert_verdict = make_verdict(expert, filename, result)
-        write_pictures(expert_verdict, rgb, result.anomaly_map, out)
+        write_pictures(expert_verdict, rgb, result, out)
         pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
         if state.queued is None:
             record: dict[str, Any] = expert_verdict.to_dict()

@@ -41,6 +41,8 @@ class Box:
     y1: int
     peak: float
     area: int
+    #: The region's largest map value in the category's score units (what a person compares with tau).
+    score: float = 0.0
 
     @property
     def width(self) -> int:
@@ -66,6 +68,7 @@ class Box:
             "y1": int(self.y1),
             "peak": float(self.peak),
             "area": int(self.area),
+            "score": float(self.score),
         }
 
 
@@ -111,14 +114,15 @@ def _binarise(norm: np.ndarray, binarise_ratio: float) -> np.ndarray:
 
 
 def _external_regions(
-    norm: np.ndarray, binarise_ratio: float, min_area_fraction: float
+    norm: np.ndarray, binarise_ratio: float, min_area_fraction: float, binary: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binarise, fill holes, label; return ``(binary, labels, kept_label_ids)``.
+    """Binarise (unless ``binary`` is given), fill holes, label; return ``(binary, labels, kept_label_ids)``.
 
     Kept labels are the regions whose (hole-filled) area exceeds ``min_area_fraction`` of the
-    image; the strict ``>`` follows the SPEC ("larger than 0.1%").
+    image; the strict ``>`` follows the method ("larger than 0.1%").
     """
-    binary = _binarise(norm, binarise_ratio)
+    if binary is None:
+        binary = _binarise(norm, binarise_ratio)
     filled = ndimage.binary_fill_holes(binary)
     labels, count = ndimage.label(filled, structure=_EIGHT_CONNECTED)
     if count == 0:
@@ -135,6 +139,7 @@ def binary_mask(
     min_area_fraction: float = 0.001,
     *,
     fill_holes: bool = False,
+    threshold: float | None = None,
 ) -> np.ndarray:
     """The binarised pixels of the regions that survive the area filter (``H x W`` bool).
 
@@ -142,14 +147,16 @@ def binary_mask(
     show the same evidence as the boxes. With ``fill_holes`` the regions' holes are included
     (their external outline, what a contour drawing wants); without it only the pixels that
     actually passed the threshold are set (what a mask overlay wants). A map with no
-    localisation (max <= 0 or constant) gives an all-False mask.
+    localisation (max <= 0 or constant) gives an all-False mask. ``threshold`` binarises at an
+    absolute map value, as :func:`extract_regions` does for the ``calibrated`` rule.
     """
     _validate_fractions(binarise_ratio, min_area_fraction)
     arr = _validate_map(anomaly_map)
     norm = _normalise(arr)
     if norm is None:
         return np.zeros(arr.shape, dtype=bool)
-    binary, labels, kept = _external_regions(norm, binarise_ratio, min_area_fraction)
+    absolute = None if threshold is None else arr >= threshold
+    binary, labels, kept = _external_regions(norm, binarise_ratio, min_area_fraction, absolute)
     regions = np.isin(labels, kept)
     return regions if fill_holes else regions & binary
 
@@ -177,6 +184,7 @@ def _union(a: Box, b: Box) -> Box:
         y1=max(a.y1, b.y1),
         peak=max(a.peak, b.peak),
         area=a.area + b.area,
+        score=max(a.score, b.score),
     )
 
 
@@ -222,6 +230,8 @@ def extract_regions(
     min_area_fraction: float = 0.001,
     merge_iou: float = 0.3,
     merge_centre_fraction: float = 0.02,
+    *,
+    threshold: float | None = None,
 ) -> list[Box]:
     """Boxes around the strongest anomalous regions of a map in original image coordinates.
 
@@ -231,6 +241,10 @@ def extract_regions(
     ``merge_centre_fraction`` of the image diagonal), strongest first; the ``top_k`` highest
     peaks, sorted by peak descending. Returns ``[]`` when the map has no localisation (max <= 0
     or constant) or no region survives, so callers can fall back to the text-only prompt.
+
+    With ``threshold`` (score units, the ``calibrated`` rule) the map is binarised at that absolute
+    value instead of a fraction of its own maximum, and there is no median fallback: a region is
+    exactly the pixels whose evidence exceeds what normal maps of the category reach.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -241,7 +255,8 @@ def extract_regions(
     norm = _normalise(arr)
     if norm is None:
         return []
-    _binary, labels, kept = _external_regions(norm, binarise_ratio, min_area_fraction)
+    absolute = None if threshold is None else arr >= threshold
+    _binary, labels, kept = _external_regions(norm, binarise_ratio, min_area_fraction, absolute)
     if kept.size == 0:
         return []
     slices = ndimage.find_objects(labels)
@@ -251,7 +266,8 @@ def extract_regions(
         ys, xs = slices[label - 1]
         # Peak from the region's own bounding-box window: few regions survive the area filter,
         # so this is far cheaper than ndimage.maximum, which sorts every pixel of the image.
-        window = norm[ys, xs][labels[ys, xs] == label]
+        inside = labels[ys, xs] == label
+        window = norm[ys, xs][inside]
         boxes.append(
             Box(
                 x0=int(xs.start),
@@ -260,7 +276,37 @@ def extract_regions(
                 y1=int(ys.stop),
                 peak=float(window.max()),
                 area=int(areas[label]),
+                score=float(arr[ys, xs][inside].max()),
             )
         )
     merged = merge_boxes(boxes, (arr.shape[0], arr.shape[1]), merge_iou, merge_centre_fraction)
     return merged[:top_k]
+
+
+#: How map pixels become boxes: ``paper`` (2/3 of the image's own map maximum, the published rule)
+#: or ``calibrated`` (above the category's pixel threshold ``map_tau``).
+REGION_RULES: tuple[str, ...] = ("calibrated", "paper")
+
+
+def find_boxes(
+    anomaly_map: np.ndarray,
+    rule: str,
+    map_tau: float | None,
+    top_k: int = 3,
+    min_area_fraction: float = 0.001,
+) -> list[Box]:
+    """The boxes a region rule draws on a map (original coordinates, strongest first).
+
+    ``calibrated`` needs the category's ``map_tau``; a map that nowhere exceeds it (weak evidence
+    behind an anomalous image score) gets the single strongest region of the paper's rule, so an
+    anomalous verdict still points somewhere. Models without a calibration use the paper's rule.
+    ``min_area_fraction`` applies to the calibrated rule only (the paper fixes 0.1% for its own):
+    the threshold already rejects speckle, so the caller can let regions as small as one feature
+    cell through, which matters when a large image is inspected in tiles.
+    """
+    if rule not in REGION_RULES:
+        raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(REGION_RULES)}")
+    if rule == "paper" or map_tau is None:
+        return extract_regions(anomaly_map, top_k=top_k)
+    boxes = extract_regions(anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=map_tau)
+    return boxes if boxes else extract_regions(anomaly_map, top_k=1)

@@ -1,4 +1,4 @@
-"""Draw the TGPS visual prompt: the query image with the suspected defects marked (SPEC §2).
+"""Draw the TGPS visual prompt: the query image with the suspected defects marked (docs/METHOD.md).
 
 The default marks each box with a red rectangle, which is what the MLLM's prompt text refers to
 ("the query image with red bounding box"). The frame is drawn just *outside* the box so the defect
@@ -12,6 +12,7 @@ Only Pillow, numpy and a matplotlib colormap are used (no OpenCV, no pyplot, no 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from eagle_iad.errors import ConfigError
@@ -94,10 +95,20 @@ def _regions_in_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return np.isin(labels, wanted[wanted > 0])
 
 
-def heatmap_overlay(rgb: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet colormap of the min/max-normalised map, alpha-blended over a copy of ``rgb``.
+def heatmap_overlay(
+    rgb: np.ndarray,
+    anomaly_map: np.ndarray,
+    alpha: float = 0.5,
+    scale: tuple[float, float] | None = None,
+    inspected: np.ndarray | None = None,
+) -> np.ndarray:
+    """Jet colormap of the map, alpha-blended over a copy of ``rgb``.
 
-    A constant map has no structure to show and is drawn as the colormap's low end everywhere.
+    With ``scale = (low, high)`` (the category's calibrated colour range) the same value has the same
+    colour on every image of the category, values beyond the range saturate; without it the map is
+    min/max-normalised per image (attention maps, which have no units). A constant map without a
+    scale is drawn as the colormap's low end. Pixels outside ``inspected`` (a user-chosen crop) are
+    hatched grey instead of coloured: the expert said nothing about them, which is not "normal".
     """
     _check_inputs(rgb, anomaly_map)
     if not 0.0 <= alpha <= 1.0:
@@ -105,15 +116,44 @@ def heatmap_overlay(rgb: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.5
     values = np.asarray(anomaly_map, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError("anomaly map contains NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
-    norm = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    if scale is not None:
+        lo, hi = float(scale[0]), float(scale[1])
+        if not hi > lo:
+            raise ValueError(f"colour scale must have low < high, got {scale}")
+        norm = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        norm = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
     # bytes=True looks the colours up in the colormap's 8-bit table directly: identical within
     # one grey level and ~25x faster than float RGBA on a multi-megapixel image.
     colours = np.asarray(colormaps["jet"](norm, bytes=True)[..., :3], dtype=np.float32)
-    return _blend(rgb, colours, alpha)
+    out = _blend(rgb, colours, alpha)
+    if inspected is not None:
+        hatch_uninspected(out, rgb, inspected)
+    return out
 
 
-def render(rgb: np.ndarray, anomaly_map: np.ndarray, boxes: list[Box], style: RenderStyle = "box") -> np.ndarray:
+def hatch_uninspected(out: np.ndarray, rgb: np.ndarray, inspected: np.ndarray) -> None:
+    """Grey out and hatch (diagonal stripes) the pixels the expert did not inspect, in place."""
+    if inspected.shape != out.shape[:2]:
+        raise ValueError(f"inspected mask shape {inspected.shape} does not match the image {out.shape[:2]}")
+    outside = ~inspected
+    if not outside.any():
+        return
+    grey = rgb[outside].mean(axis=1, keepdims=True)
+    out[outside] = _blend(np.repeat(grey, 3, axis=1), np.array([128, 128, 128], dtype=np.float32), 0.6)
+    ys, xs = np.nonzero(outside)
+    stripes = ((ys + xs) // 4) % 3 == 0
+    out[ys[stripes], xs[stripes]] = 60, 60, 60
+
+
+def render(
+    rgb: np.ndarray,
+    anomaly_map: np.ndarray,
+    boxes: list[Box],
+    style: RenderStyle = "box",
+    threshold: float | None = None,
+) -> np.ndarray:
     """The visual prompt image: a marked copy of the original ``rgb`` (``H x W x 3`` uint8).
 
     ``anomaly_map`` must be in original image coordinates and ``boxes`` should come from
@@ -121,7 +161,8 @@ def render(rgb: np.ndarray, anomaly_map: np.ndarray, boxes: list[Box], style: Re
     the contour and mask styles also use). ``box`` draws red rectangles; ``contour`` a red
     outline just outside the selected regions; ``heatmap`` a jet overlay of the whole map;
     ``mask`` tints the selected regions' pixels red. Raises :class:`ConfigError` for any other
-    style, since the style usually comes from a user option.
+    style, since the style usually comes from a user option. ``threshold`` is the ``calibrated``
+    region rule's pixel threshold, so the contour and mask styles outline the same regions as the boxes.
     """
     if style not in RENDER_STYLES:
         raise ConfigError(f"unknown render style {style!r}; allowed styles: {', '.join(RENDER_STYLES)}")
@@ -134,13 +175,13 @@ def render(rgb: np.ndarray, anomaly_map: np.ndarray, boxes: list[Box], style: Re
         _draw_boxes(out, boxes, line_width(height, width))
         return out
     if style == "contour":
-        regions = _regions_in_boxes(binary_mask(anomaly_map, fill_holes=True), boxes)
+        regions = _regions_in_boxes(binary_mask(anomaly_map, fill_holes=True, threshold=threshold), boxes)
         stroke = line_width(height, width)
         grown = ndimage.binary_dilation(regions, structure=np.ones((3, 3), dtype=bool), iterations=stroke)
         out[grown & ~regions] = 255, 0, 0
         return out
     # style == "mask"
-    regions = _regions_in_boxes(binary_mask(anomaly_map), boxes)
+    regions = _regions_in_boxes(binary_mask(anomaly_map, threshold=threshold), boxes)
     out[regions] = _blend(rgb[regions], RED, 0.5)
     return out
 
@@ -163,3 +204,102 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # pragma: no cover - Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def label_boxes(out: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """Tag each box with its rank and score (``#1 0.93``) at its top-left corner, on a copy.
+
+    These tags are for people; the MLLM's visual prompt keeps plain red frames, as the prompt text
+    describes them.
+    """
+    image = Image.fromarray(out)
+    draw = ImageDraw.Draw(image)
+    height, width = out.shape[:2]
+    font = _font(max(10, min(height, width) // 25))
+    for rank, box in enumerate(boxes, start=1):
+        text = f"#{rank} {box.score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 4, bottom - top + 4
+        x = min(max(0, box.x0), max(0, width - tw))
+        y = box.y0 - th - line_width(height, width) if box.y0 - th - line_width(height, width) >= 0 else box.y1
+        y = min(max(0, y), max(0, height - th))
+        draw.rectangle((x, y, x + tw, y + th), fill=(255, 0, 0))
+        draw.text((x + 2 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def draw_candidates(rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """Candidate regions of a NORMAL verdict, on request: dashed yellow frames, never red.
+
+    The red frame means "the expert flags this"; a normal verdict flags nothing, so its strongest
+    regions are drawn in a style that cannot be mistaken for the visual prompt.
+    """
+    out = rgb.copy()
+    height, width = out.shape[:2]
+    stroke = line_width(height, width)
+    dash = max(4, 3 * stroke)
+    for box in boxes:
+        x0, x1 = max(0, box.x0), min(width, box.x1)
+        y0, y1 = max(0, box.y0), min(height, box.y1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        for start in range(x0, x1, 2 * dash):
+            stop = min(x1, start + dash)
+            out[y0 : min(y0 + stroke, y1), start:stop] = 255, 220, 0
+            out[max(y1 - stroke, y0) : y1, start:stop] = 255, 220, 0
+        for start in range(y0, y1, 2 * dash):
+            stop = min(y1, start + dash)
+            out[start:stop, x0 : min(x0 + stroke, x1)] = 255, 220, 0
+            out[start:stop, max(x1 - stroke, x0) : x1] = 255, 220, 0
+    return out
+
+
+def with_legend(picture: np.ndarray, scale: tuple[float, float], marks: dict[str, float], title: str) -> np.ndarray:
+    """The picture with a colour bar underneath: the jet scale from ``scale[0]`` to ``scale[1]``.
+
+    ``marks`` (e.g. ``{"tau": 1.8}``) are drawn as labelled ticks so a reader sees where the
+    category's threshold lies on the same colours as the map. The bar is as wide as the picture
+    (at least 260 px, the picture padded with white when narrower).
+    """
+    height, width = picture.shape[:2]
+    total_width = max(width, 260)
+    font_size = max(10, min(16, total_width // 30))
+    font = _font(font_size)
+    strip = 3 * font_size + 22
+    canvas = Image.new("RGB", (total_width, height + strip), (255, 255, 255))
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    margin = 8
+    bar_top, bar_height = height + font_size + 8, max(8, font_size)
+    bar_width = total_width - 2 * margin
+    ramp = np.linspace(0.0, 1.0, bar_width)
+    colours = np.asarray(colormaps["jet"](ramp, bytes=True)[:, :3], dtype=np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(colours[None], bar_height, axis=0)), (margin, bar_top))
+    low, high = scale
+    draw.text((margin, height + 3), title, fill=(0, 0, 0), font=font)
+
+    def x_of(value: float) -> int:
+        fraction = (min(max(value, low), high) - low) / (high - low)
+        position: int = margin + math.floor(fraction * (bar_width - 1) + 0.5)
+        return position
+
+    label_y = bar_top + bar_height + 2
+    draw.text((margin, label_y), f"{low:.2f}", fill=(0, 0, 0), font=font)
+    end_label = f"{high:.2f}+"
+    end_width = draw.textlength(end_label, font=font)
+    draw.text((total_width - margin - end_width, label_y), end_label, fill=(0, 0, 0), font=font)
+    for name, value in marks.items():
+        x = x_of(value)
+        draw.line((x, bar_top - 4, x, bar_top + bar_height + 1), fill=(0, 0, 0), width=2)
+        text = f"{name} {value:.2f}"
+        text_width = draw.textlength(text, font=font)
+        draw.text((min(max(margin, x - text_width / 2), total_width - margin - text_width), label_y), text,
+                  fill=(0, 0, 0), font=font)  # fmt: skip
+    return np.asarray(canvas)

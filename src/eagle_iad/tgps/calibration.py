@@ -1,0 +1,97 @@
+"""A category's map scale: the pixel threshold and colour range, from its normal training maps.
+
+An anomaly map is in the category's score units (nearest-neighbour distances), so one number means
+the same evidence on every image of the category. Two things follow from the normal training
+images' leave-own-out maps (what a new normal image's map looks like):
+
+- ``map_tau``: the threshold rule of the image score (docs/METHOD.md), applied to the training maps'
+  maxima. A pixel above it shows more evidence than any normal map is expected to, which is what
+  the ``calibrated`` region rule boxes; unlike "2/3 of this image's maximum" it does not grow a box
+  around a weak, diffuse map or shrink one around a strong defect.
+- the colour range ``[colour_min, colour_max]``: the median training-map value (ordinary normal
+  texture) at the cold end and ``map_tau`` at two thirds of the scale, so everything that is
+  normal stays blue-green on every image and only evidence beyond ``map_tau`` turns red.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from eagle_iad.errors import ModelFormatError
+from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
+
+#: Where ``map_tau`` sits on the colour scale (0 = cold end, 1 = hot end).
+TAU_POSITION = 2.0 / 3.0
+#: Pixels kept per training map for the median (a strided sample keeps memory flat for big sets).
+_SAMPLE_PER_MAP = 4096
+
+
+@dataclass(frozen=True)
+class MapCalibration:
+    """Pixel threshold and colour range of one category's anomaly maps (score units)."""
+
+    map_tau: float
+    colour_min: float
+    colour_max: float
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MapCalibration:
+        try:
+            calibration = cls(
+                map_tau=float(data["map_tau"]),
+                colour_min=float(data["colour_min"]),
+                colour_max=float(data["colour_max"]),
+                rule=str(data["rule"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"malformed map calibration ({exc})") from exc
+        values = (calibration.map_tau, calibration.colour_min, calibration.colour_max)
+        if not all(np.isfinite(values)) or not calibration.colour_min < calibration.colour_max:
+            raise ModelFormatError(f"map calibration must be finite with colour_min < colour_max, got {data}")
+        return calibration
+
+
+def colour_range(low: float, tau: float) -> tuple[float, float]:
+    """``[low, high]`` with ``tau`` at :data:`TAU_POSITION` of the scale (a degenerate range is widened)."""
+    span = max(tau - low, 1e-6 * max(1.0, abs(tau)))
+    return tau - span, tau - span + span / TAU_POSITION
+
+
+def calibrate_maps(train_maps: Iterable[np.ndarray], thresholds: Thresholds) -> MapCalibration:
+    """The calibration from leave-own-out training maps, with the image threshold's rule.
+
+    The ``fixed`` rule sets an image threshold by hand and says nothing about maps, so the maps use
+    the default ``ksigma`` rule then.
+    """
+    maxima: list[float] = []
+    samples: list[np.ndarray] = []
+    for values in train_maps:
+        flat = np.asarray(values, dtype=np.float32).ravel()
+        maxima.append(float(flat.max()))
+        step = max(1, flat.size // _SAMPLE_PER_MAP)
+        samples.append(flat[::step])
+    rule = "ksigma" if thresholds.rule == "fixed" else thresholds.rule
+    params = {k: v for k, v in thresholds.params.items() if k in ("k", "q", "p")}
+    map_tau = compute_thresholds(np.asarray(maxima), rule, **params).tau
+    low = float(np.median(np.concatenate(samples)))
+    colour_min, colour_max = colour_range(low, map_tau)
+    return MapCalibration(map_tau=map_tau, colour_min=colour_min, colour_max=colour_max, rule=rule)
+
+
+def fallback_calibration(thresholds: Thresholds) -> MapCalibration:
+    """A fixed per-category colour range for models saved before calibration existed (schema 1).
+
+    Their maps are still in score units, so the scale is anchored on the image threshold: zero
+    distance at the cold end, ``tau`` at two thirds. Only the colours use it; their boxes keep the
+    paper's rule, exactly as when they were fitted.
+    """
+    low, high = colour_range(0.0, thresholds.tau)
+    return MapCalibration(map_tau=thresholds.tau, colour_min=low, colour_max=high, rule="legacy")

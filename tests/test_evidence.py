@@ -1,0 +1,302 @@
+"""Evidence an inspector can trust: whole-frame geometry, tiles, calibrated maps, boxes only when anomalous."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from expert_fakes import FAKE_CONFIG, FakeExtractor
+from PIL import Image
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.expert import Expert, ExpertConfig, fit, load, save
+from eagle_iad.expert.patchcore import input_map
+from eagle_iad.expert.preprocess import input_size_for, prepare, tile_origins
+from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, load_rgb
+from eagle_iad.tgps.calibration import TAU_POSITION, calibrate_maps, colour_range
+from eagle_iad.tgps.regions import extract_regions, find_boxes
+from eagle_iad.tgps.render import heatmap_overlay
+from eagle_iad.tgps.thresholds import Thresholds
+from eagle_iad.verdict import inspect_images, make_verdict
+
+DATA = Path(__file__).parent / "data"
+
+
+def _blob_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    rgb[y0:y1, x0:x1] = 255
+    return rgb
+
+
+def _brightness_grids(views: torch.Tensor) -> np.ndarray:
+    """Per 8x8 input cell, the mean un-normalised brightness: a stand-in "patch score" per view."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    grey = (views * std + mean).mean(dim=1, keepdim=True)
+    return torch.nn.functional.avg_pool2d(grey, 8)[:, 0].numpy()
+
+
+def _round_trip_box(rgb: np.ndarray, config: ExpertConfig) -> tuple[int, int, int, int] | None:
+    views, geometry = prepare(rgb, config)
+    stitched = geometry.stitch(_brightness_grids(views))
+    original = geometry.to_original(input_map(stitched, geometry.input_shape, sigma=0.5))
+    boxes = extract_regions(original, top_k=1, threshold=0.5)
+    return None if not boxes else (boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+# A blob touching the top border of a non-square image: exactly what the centre crop never saw.
+BORDER_BLOB = (150, 0, 190, 30)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ExpertConfig(preprocess="resize", size=320, input_hw=input_size_for(300, 400, 320)),
+        ExpertConfig(preprocess="resize", size=224, input_hw=(224, 224)),  # another aspect: stretched, still whole
+        ExpertConfig(preprocess="tile", size=640, tile=256, tile_overlap=64, input_hw=input_size_for(300, 400, 640)),
+    ],
+    ids=["resize-320", "resize-stretched", "tile-640"],
+)
+def test_whole_frame_modes_bring_a_border_blob_back_to_its_place(config: ExpertConfig) -> None:
+    found = _round_trip_box(_blob_image(300, 400, BORDER_BLOB), config)
+    assert found is not None
+    assert _iou(found, BORDER_BLOB) > 0.6, found
+    _views, geometry = prepare(_blob_image(300, 400, BORDER_BLOB), config)
+    assert geometry.inspected() is None  # every pixel inspected
+
+
+def test_centre_crop_never_sees_the_border_and_says_so() -> None:
+    config = ExpertConfig.from_preset("paper")
+    left_blob = (0, 130, 50, 170)  # the crop drops 68 px at each side of a 300x400 image
+    rgb = _blob_image(300, 400, left_blob)
+    assert _round_trip_box(rgb, config) is None
+    assert _round_trip_box(rgb, ExpertConfig(input_hw=(256, 320))) is not None  # the whole frame finds it
+    _views, geometry = prepare(rgb, config)
+    inspected = geometry.inspected()
+    assert inspected is not None and inspected.shape == (300, 400)
+    assert not inspected[left_blob[1] : left_blob[3], left_blob[0] : left_blob[2]].any()
+    assert inspected[150, 200]
+    # shorter side 300 -> 256 (x 0.8533), crop rows 16..240 of that frame: original rows whose centre maps inside
+    rows = np.flatnonzero(inspected[:, 200])
+    assert (rows[0], rows[-1]) == (19, 280)
+    # and the centre blob of a crop is found where it is
+    centre = (180, 120, 220, 170)
+    found = _round_trip_box(_blob_image(300, 400, centre), config)
+    assert found is not None and _iou(found, centre) > 0.6
+
+
+def test_input_size_keeps_aspect_in_multiples_of_32() -> None:
+    assert input_size_for(300, 400, 320) == (256, 320)
+    assert input_size_for(400, 300, 320) == (320, 256)
+    assert input_size_for(300, 300, 320) == (320, 320)
+    assert input_size_for(16, 4000, 320) == (32, 320)  # never below one 32-px row
+
+
+def test_tiles_cover_the_input_with_the_overlap_asked_for() -> None:
+    origins = tile_origins(512, 640, 256, 64)
+    assert origins[0] == (0, 0) and origins[-1] == (512 - 256, 640 - 256)
+    covered = np.zeros((512, 640), dtype=bool)
+    for top, left in origins:
+        covered[top : top + 256, left : left + 256] = True
+        assert top % 8 == 0 and left % 8 == 0
+    assert covered.all()
+    lefts = sorted({left for _top, left in origins})
+    assert all(b - a <= 256 - 64 for a, b in itertools.pairwise(lefts))
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Fine horizontal stripes (period 2 px) with a little noise: only full resolution resolves them."""
+    rows = np.where(np.arange(size) % 2 == 0, 70.0, 186.0)[:, None, None]
+    return np.clip(rows + rng.normal(0, 4, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def test_tiling_finds_a_small_blob_that_a_whole_image_resize_misses(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    train = []
+    for i in range(4):
+        path = tmp_path / f"train{i}.png"
+        Image.fromarray(_texture(rng, 1024)).save(path)
+        train.append(path)
+    query = _texture(rng, 1024)
+    # a 16-px defect in a 1024-px image: the stripes turn vertical there (same mean brightness)
+    query[496:512, 592:608] = np.where(np.arange(592, 608) % 2 == 0, 70, 186)[None, :, None]
+    base = replace(FAKE_CONFIG, coreset_ratio=0.1, batch_size=2)
+    whole = fit(train, "big", replace(base, preprocess="resize", size=256), extractor=FakeExtractor())
+    tiled_config = replace(base, preprocess="tile", size=1024, tile=256, tile_overlap=32, region_rule="calibrated")
+    tiled = fit(train, "big", tiled_config, extractor=FakeExtractor())
+    assert tiled.model.config.views_per_image() == 25  # tiles at 0, 224, 448, 672, 768 on each axis
+    whole_result, tiled_result = whole.inspect(query), tiled.inspect(query)
+    assert not whole_result.is_anomalous  # at a quarter of the resolution both stripe directions are flat grey
+    assert tiled_result.is_anomalous
+    (box,) = make_verdict(tiled, "q", tiled_result).boxes[:1]
+    assert box.x0 <= 600 < box.x1 and box.y0 <= 504 < box.y1
+
+
+@pytest.fixture(scope="module")
+def whole_frame_expert(tmp_path_factory: pytest.TempPathFactory) -> Expert:
+    root = tmp_path_factory.mktemp("wf")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        path = root / f"n{i}.png"
+        Image.fromarray(np.clip(120 + rng.normal(0, 10, (60, 90, 3)), 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    config = replace(FAKE_CONFIG, preprocess="resize", size=96, region_rule="calibrated")
+    return fit(paths, "wf", config, extractor=FakeExtractor())
+
+
+def _defect_image(seed: int, with_defect: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rgb = np.clip(120 + rng.normal(0, 10, (60, 90, 3)), 0, 255).astype(np.uint8)
+    if with_defect:
+        rgb[5:15, 60:72] = (250, 20, 20)
+    return rgb
+
+
+def test_fit_sets_the_input_size_and_a_calibration_from_training_maps(whole_frame_expert: Expert) -> None:
+    model = whole_frame_expert.model
+    assert model.config.input_hw == (64, 96)  # 60x90 at long side 96, multiples of 32
+    assert model.grid == (8, 12)
+    calibration = model.calibration
+    assert calibration is not None
+    assert calibration.colour_min < calibration.map_tau < calibration.colour_max
+    low, high = calibration.colour_min, calibration.colour_max
+    assert (calibration.map_tau - low) / (high - low) == pytest.approx(TAU_POSITION)
+
+
+def test_calibration_applies_the_image_rule_to_training_map_maxima() -> None:
+    maps = [np.full((4, 4), v, dtype=np.float32) for v in (1.0, 2.0, 3.0)]
+    maps[0][0, 0] = 0.0
+    calibration = calibrate_maps(maps, Thresholds("ksigma", 9.0, 9.0, {"k": 2.0}))
+    maxima = np.array([1.0, 2.0, 3.0])
+    assert calibration.map_tau == pytest.approx(maxima.mean() + 2.0 * maxima.std())
+    assert calibration.colour_min == pytest.approx(colour_range(2.0, calibration.map_tau)[0])  # median pixel 2.0
+    fixed = calibrate_maps(maps, Thresholds("fixed", 9.0, 9.0, {"value": 9.0}))
+    assert fixed.rule == "ksigma"
+
+
+def test_normal_verdicts_get_no_boxes_only_candidates(whole_frame_expert: Expert) -> None:
+    expert = whole_frame_expert
+    normal = make_verdict(expert, "n.png", expert.inspect(_defect_image(40, False)))
+    assert normal.decision == "normal"
+    assert normal.boxes == []
+    record = normal.to_dict()
+    assert record["boxes"] == []
+    assert all(c["rank"] == i + 1 for i, c in enumerate(record["candidates"]))
+    anomalous = make_verdict(expert, "a.png", expert.inspect(_defect_image(41, True)))
+    assert anomalous.decision == "anomalous"
+    assert anomalous.candidates == []
+    assert [b["rank"] for b in anomalous.to_dict()["boxes"]] == list(range(1, len(anomalous.boxes) + 1))
+    top = anomalous.boxes[0]
+    assert top.x0 <= 66 < top.x1 and top.y0 <= 10 < top.y1
+    assert top.score == pytest.approx(max(b.score for b in anomalous.boxes))
+
+
+def test_calibrated_boxes_are_the_pixels_above_map_tau(whole_frame_expert: Expert) -> None:
+    expert = whole_frame_expert
+    result = expert.inspect(_defect_image(41, True))
+    calibration = expert.model.calibration
+    assert calibration is not None
+    boxes = find_boxes(result.anomaly_map, "calibrated", calibration.map_tau)
+    assert boxes == extract_regions(result.anomaly_map, threshold=calibration.map_tau)
+    above = result.anomaly_map >= calibration.map_tau
+    ys, xs = np.nonzero(above)
+    # one defect, one region: its box is the bounding box of the pixels above the threshold
+    assert (boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_colour_scale_is_the_categorys_not_the_images(whole_frame_expert: Expert, tmp_path: Path) -> None:
+    paths = []
+    for seed, defect in ((50, False), (51, True)):
+        path = tmp_path / f"img{seed}.png"
+        Image.fromarray(_defect_image(seed, defect)).save(path)
+        paths.append(path)
+    first, second = inspect_images(whole_frame_expert, paths, tmp_path / "out")
+    assert first.map["colour_scale"] == second.map["colour_scale"]
+    assert first.map["max"] < second.map["max"]
+    # the same map value gets the same colour on both images
+    rgb = np.zeros((1, 2, 3), dtype=np.uint8)
+    value = np.array([[first.map["max"], first.map["max"]]], dtype=np.float32)
+    colour = heatmap_overlay(rgb, value, alpha=1.0, scale=first.colour_scale)
+    again = heatmap_overlay(rgb, value, alpha=1.0, scale=second.colour_scale)
+    np.testing.assert_array_equal(colour, again)
+    for verdict in (first, second):
+        heatmap = load_rgb(verdict.pictures["heatmap"])
+        assert heatmap.shape[0] > verdict.height  # the legend strip is below the picture
+    # the normal verdict's picture is the plain image: no red frame anywhere
+    plain = load_rgb(first.pictures["box"])
+    np.testing.assert_array_equal(plain, _defect_image(50, False))
+
+
+def test_uninspected_pixels_are_hatched_never_coloured_as_normal() -> None:
+    rgb = np.full((10, 10, 3), 200, dtype=np.uint8)
+    amap = np.zeros((10, 10), dtype=np.float32)
+    inspected = np.zeros((10, 10), dtype=bool)
+    inspected[:, 5:] = True
+    out = heatmap_overlay(rgb, amap, alpha=0.5, scale=(0.0, 1.0), inspected=inspected)
+    blue = heatmap_overlay(rgb, amap, alpha=0.5, scale=(0.0, 1.0))
+    np.testing.assert_array_equal(out[:, 5:], blue[:, 5:])
+    left = out[:, :5].reshape(-1, 3)
+    assert np.all(left[:, 0] == left[:, 1]) and np.all(left[:, 1] == left[:, 2])  # grey, not jet blue
+
+
+def test_presets_and_validation() -> None:
+    paper = ExpertConfig.from_preset("paper")
+    assert (paper.preprocess, paper.resize, paper.crop, paper.region_rule) == ("center-crop", 256, 224, "paper")
+    assert ExpertConfig.from_preset("paper", crop=192).crop == 192
+    default = ExpertConfig.from_preset("default")
+    assert default.preprocess == "resize" and default.region_rule == "calibrated"
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of default, paper"):
+        ExpertConfig.from_preset("fast")
+    with pytest.raises(ConfigError, match="unknown preprocessing 'crop'"):
+        ExpertConfig(preprocess="crop").validate()
+    with pytest.raises(ConfigError, match="size must be a multiple of 32"):
+        ExpertConfig(size=300).validate()
+    with pytest.raises(ConfigError, match="tile must be a multiple of 32"):
+        ExpertConfig(preprocess="tile", size=512, tile=1024).validate()
+    with pytest.raises(ConfigError, match="unknown region rule 'loose'"):
+        ExpertConfig(region_rule="loose").validate()
+
+
+def test_a_whole_frame_model_round_trips_through_the_store(whole_frame_expert: Expert, tmp_path: Path) -> None:
+    save(whole_frame_expert.model, tmp_path / "m")
+    loaded = Expert(load(tmp_path / "m"), extractor=FakeExtractor())
+    assert loaded.model.config == whole_frame_expert.model.config
+    assert loaded.model.calibration == whole_frame_expert.model.calibration
+    rgb = _defect_image(41, True)
+    before, after = whole_frame_expert.inspect(rgb), loaded.inspect(rgb)
+    assert before.score == after.score
+    np.testing.assert_array_equal(before.anomaly_map, after.anomaly_map)
+
+
+def test_a_schema_1_model_inspects_exactly_as_before(tmp_path: Path) -> None:
+    """tests/data/schema1 was written by the code before whole-frame inspection (commit 6ca3bfd)."""
+    source = DATA / "schema1"
+    shutil.copytree(source / "model", tmp_path / "model")
+    model = load(tmp_path / "model")
+    assert (model.config.preprocess, model.config.region_rule) == ("center-crop", "paper")
+    assert model.calibration is None
+    expert = Expert(model, extractor=FakeExtractor())
+    expected = json.loads((source / "expected.json").read_text())
+    paths = [source / entry["image"] for entry in expected]
+    results = expert.inspect_many(paths)  # batched as when the expectations were recorded
+    for entry, path, result in zip(expected, paths, results, strict=True):
+        verdict = make_verdict(expert, entry["image"], result)
+        assert result.score == entry["score"]
+        np.testing.assert_array_equal(result.anomaly_map, np.load(source / f"{path.stem}_map.npy"))
+        assert verdict.decision == entry["decision"]
+        assert [{k: v for k, v in b.to_dict().items() if k != "score"} for b in verdict.boxes] == entry["boxes"]
