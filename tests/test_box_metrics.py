@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
+from PIL import Image
 
+from eagle_iad.data import Sample
 from eagle_iad.eval.box_metrics import (
     ImageBoxResult,
     best_box_iou,
@@ -17,7 +23,11 @@ from eagle_iad.eval.box_metrics import (
     summarise_boxes,
     union_area,
 )
+from eagle_iad.eval.expert_eval import evaluate_expert, grid_rows, pool_boxes
+from eagle_iad.eval.plots import boxes_grid
+from eagle_iad.expert import fit
 from eagle_iad.tgps.regions import Box
+from eagle_iad.verdict import make_verdict
 
 
 def box(x0: int, y0: int, x1: int, y1: int) -> Box:
@@ -151,3 +161,93 @@ def test_summary_without_masks_or_images() -> None:
 def test_empty_mask_is_refused_per_image() -> None:
     with pytest.raises(ValueError, match="mask has no defect pixel"):
         evaluate_image_boxes(np.zeros((4, 4)), np.zeros((4, 4), dtype=bool), [])
+
+
+# --------------------------------------------------------------------------- eval-expert end to end
+
+
+def _blob_sample(directory: Path, index: int, seed: int, defect_type: str, with_mask: bool = True) -> Sample:
+    """A noise image with a bright 16 x 12 block near its centre and the block's 0/255 mask."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    mask = np.zeros((80, 96), dtype=np.uint8)
+    y0, x0 = 30 + index, 36 + 2 * index
+    rgb[y0 : y0 + 12, x0 : x0 + 16] = 255
+    mask[y0 : y0 + 12, x0 : x0 + 16] = 255
+    directory.mkdir(parents=True, exist_ok=True)
+    image = directory / f"{defect_type}_{index}.png"
+    Image.fromarray(rgb).save(image)
+    mask_path = None
+    if with_mask:
+        mask_path = directory / f"{defect_type}_{index}_mask.png"
+        Image.fromarray(mask).save(mask_path)
+    return Sample(image, 1, "cat", "test", defect_type, mask_path)
+
+
+def test_evaluate_expert_writes_box_metrics_grid_and_report(tmp_path: Path) -> None:
+    expert = fit(noise_pngs(tmp_path / "train", 6, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    normals = [Sample(p, 0, "cat", "test") for p in noise_pngs(tmp_path / "good", 4, seed=2)]
+    anomalous = [_blob_sample(tmp_path / "bad", i, 10 + i, "spot" if i % 2 else "cut") for i in range(5)]
+    anomalous.append(_blob_sample(tmp_path / "bad", 9, 30, "unlabelled", with_mask=False))
+    samples = normals + anomalous
+    out = tmp_path / "eval"
+    evaluation = evaluate_expert(expert, samples, out)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["boxes"]) == {
+        "n_anomalous_with_mask", "pointing_accuracy", "mean_best_iou", "n_anomalous_with_boxes",
+        "median_area_ratio", "touch_rate", "n_normal", "normal_boxes", "normal_images_with_boxes",
+    }  # fmt: skip
+    assert "box_results" not in metrics and "per_image" not in metrics
+
+    # Independently: the product's verdict boxes for every image, measured one by one.
+    expected_results = []
+    normal_counts = []
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    # Same batches as the evaluation (fewer than its 32 per call), so the maps are bit-identical.
+    results = expert.inspect_many([s.path for s in samples])
+    for sample, row, result in zip(samples, rows, results, strict=True):
+        verdict = make_verdict(expert, str(sample.path), result)
+        assert row["boxes"] == [b.to_dict() for b in verdict.boxes]
+        if sample.label == 0:
+            normal_counts.append(len(verdict.boxes))
+            assert "box_metrics" not in row
+        elif sample.mask_path is not None:
+            mask = np.asarray(Image.open(sample.mask_path)) > 127
+            expected_results.append(evaluate_image_boxes(result.anomaly_map, mask, verdict.boxes))
+            assert row["box_metrics"] == expected_results[-1].to_dict()
+        else:
+            assert "box_metrics" not in row and row["mask"] is None
+    assert metrics["boxes"] == summarise_boxes(expected_results, normal_counts).to_dict()
+    assert metrics["boxes"]["n_anomalous_with_mask"] == 5
+    assert metrics["boxes"]["n_normal"] == 4
+    assert pool_boxes([evaluation, evaluation]).normal_boxes == 2 * sum(normal_counts)
+
+    with Image.open(out / "boxes_grid.png") as im:
+        im.load()
+        assert im.format == "PNG" and im.size[0] >= 400
+    report = (out / "report.md").read_text()
+    assert "| pointing accuracy (map peak on the defect) |" in report
+    assert "| image AUROC |" in report and "| AUPRO (FPR <= 0.3) |" in report
+    assert "[boxes_grid.png](boxes_grid.png)" in report and "[histogram.png](histogram.png)" in report
+    assert f"| false alarms at tau | {metrics['at_tau']['fp']} of 4 normal |" in report
+
+
+def test_grid_takes_masked_images_first_and_defect_types_in_turn() -> None:
+    def row(name: str, defect: str, mask: bool, label: int = 1) -> dict[str, object]:
+        return {"image": name, "label": label, "defect_type": defect, "mask": name + ".m" if mask else None}
+
+    rows = [
+        row("a/0", "cut", True), row("a/1", "cut", True), row("a/2", "cut", True), row("b/0", "hole", True),
+        row("c/0", "crack", False), row("g/0", "good", False, label=0),
+    ]  # fmt: skip
+    assert [r["image"] for r in grid_rows(rows, limit=4)] == ["a/0", "b/0", "a/1", "a/2"]
+    assert [r["image"] for r in grid_rows(rows, limit=12)] == ["a/0", "b/0", "a/1", "a/2", "c/0"]
+    assert grid_rows([row("g/0", "good", False, label=0)]) == []
+
+
+def test_boxes_grid_without_panels_still_writes_a_png(tmp_path: Path) -> None:
+    boxes_grid(tmp_path / "grid.png", [], "empty")
+    with Image.open(tmp_path / "grid.png") as im:
+        im.load()
+        assert im.format == "PNG"
