@@ -25,6 +25,7 @@ from eagle_iad.eval.box_metrics import (
 )
 from eagle_iad.eval.expert_eval import evaluate_expert, grid_rows, pool_boxes
 from eagle_iad.eval.plots import boxes_grid
+from eagle_iad.eval.report import box_table
 from eagle_iad.expert import fit
 from eagle_iad.tgps.regions import Box
 from eagle_iad.verdict import make_verdict
@@ -251,3 +252,22 @@ def test_boxes_grid_without_panels_still_writes_a_png(tmp_path: Path) -> None:
     with Image.open(tmp_path / "grid.png") as im:
         im.load()
         assert im.format == "PNG"
+
+
+def test_eval_report_box_table_per_class_and_pooled() -> None:
+    def boxes(n: int, pointing: float | None, normals: int) -> dict[str, object]:
+        return {"n_anomalous_with_mask": n, "pointing_accuracy": pointing, "mean_best_iou": None if n == 0 else 0.25,
+                "n_anomalous_with_boxes": n, "median_area_ratio": None if n == 0 else 2.5, "touch_rate": pointing,
+                "n_normal": normals, "normal_boxes": 1, "normal_images_with_boxes": 1}  # fmt: skip
+
+    expert = {"tire": {"boxes": boxes(4, 0.75, 5)}, "cells": {"boxes": boxes(0, None, 3)}, "old": {}}
+    head, rows = box_table(expert, boxes(4, 0.75, 8))
+    assert head[0] == "class" and len(head) == len(rows[0])
+    assert rows == [
+        ["tire", "4", "0.750", "0.250", "2.500", "0.750", "1", "1 of 5"],
+        ["cells", "0", "–", "–", "–", "–", "1", "1 of 3"],
+        ["all classes", "4", "0.750", "0.250", "2.500", "0.750", "1", "1 of 8"],
+    ]
+    assert box_table({"tire": {"boxes": boxes(4, 0.75, 5)}}, boxes(4, 0.75, 5))[1] == [
+        ["tire", "4", "0.750", "0.250", "2.500", "0.750", "1", "1 of 5"]
+    ]
