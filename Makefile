@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load clean
+.PHONY: demo test test-python test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -80,6 +80,11 @@ bench-eval: $(STAMP)
 
 bench-load: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py $(LOAD_ARGS)
+
+# Expert variants (preprocessing, resolution, region rule, backbone) on tire and elpv: one Markdown
+# table of ranking, at-tau and box quality with fit/inspect cost. E.g. EVIDENCE_ARGS="--limit-test 40".
+bench-evidence: $(STAMP)
+	$(BIN)/python benchmarks/evidence.py --out runs/evidence $(EVIDENCE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui

@@ -62,6 +62,9 @@ def test_tire_fit_and_eval_expert_well_above_chance(tmp_path: Path, capsys: pyte
     assert metrics["pixel_auroc"] > 0.95
     assert metrics["aupro"] > 0.85
     assert 0.0 <= metrics["at_tau"]["false_alarm_rate"] <= 1.0
+    assert metrics["boxes"]["n_anomalous_with_mask"] == 87 and metrics["boxes"]["n_normal"] == 25
+    assert 0.0 <= metrics["boxes"]["pointing_accuracy"] <= 1.0
+    assert (ev / "report.md").exists() and (ev / "boxes_grid.png").exists()
     rows = [json.loads(line) for line in (ev / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 112
     with Image.open(ev / "histogram.png") as im:
@@ -83,6 +86,10 @@ def test_elpv_subset_eval_well_above_chance(
     assert metrics["n_normal"] == round(80 * 147 / 460)
     assert metrics["image_auroc"] > 0.75
     assert metrics["pixel_auroc"] is None and metrics["aupro"] is None  # elpv has no masks
+    assert metrics["boxes"]["pointing_accuracy"] is None and metrics["boxes"]["n_anomalous_with_mask"] == 0
+    assert metrics["boxes"]["n_normal"] == metrics["n_normal"]
+    with Image.open(ev / "boxes_grid.png") as im:  # anomalous cells with their boxes, no outline to draw
+        im.load()
 
 
 def test_inspect_json_and_pictures(elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

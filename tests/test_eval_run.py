@@ -171,6 +171,11 @@ def test_mvtec_layout_end_to_end(tiny_qwen: Path, tmp_path: Path) -> None:
     anomaly = metrics["mllm"]["conditions"]["expert"]["overall"]["anomaly"]
     assert (anomaly["n_normal"], anomaly["n_anomalous"]) == (1, 1)
     assert metrics["expert"]["tire"]["pixel_auroc"] is not None
+    boxes = metrics["expert"]["tire"]["boxes"]
+    assert boxes["n_anomalous_with_mask"] == 1 and boxes["n_normal"] == 1
+    assert metrics["expert_boxes"] == boxes  # one class: pooled equals per class
+    assert "Expert boxes and maps per class" in (run / "report.md").read_text()
+    assert (run / "expert" / "tire" / "boxes_grid.png").exists()
 
 
 def _write_mmad(path: Path) -> None:

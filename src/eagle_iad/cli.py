@@ -370,7 +370,7 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     summary = evaluation.summary()
     summary["seconds"] = round(time.perf_counter() - start, 2)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'histogram.png'}", file=sys.stderr)
+    print(f"wrote {Path(args.out) / 'report.md'} (metrics.json, histogram.png, boxes_grid.png)", file=sys.stderr)
     return 0
 
 
@@ -573,10 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     oa.add_argument("--out", help="file to write atomically (default: standard output)")
     oa.set_defaults(func=_cmd_openapi)
 
-    ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, score histogram")
+    ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, box quality, figures")
     _add_data_args(ev)
     ev.add_argument("--model", required=True, help="fitted model directory")
-    ev.add_argument("--out", required=True, help="directory for metrics.json, scores.jsonl, histogram.png")
+    ev.add_argument("--out", required=True, help="directory for report.md, metrics.json, scores.jsonl and figures")
     ev.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of N images")
     ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -18,7 +18,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
-from eagle_iad.eval.expert_eval import evaluate_expert, write_evaluation
+from eagle_iad.eval.expert_eval import ExpertEvaluation, evaluate_expert, pool_boxes, write_evaluation
 from eagle_iad.eval.mllm_metrics import compute_metrics
 from eagle_iad.eval.protocol import (
     Tasks,
@@ -81,11 +81,15 @@ def build_items(config: ExperimentConfig) -> list[WorkItem]:
 
 def _expert_metrics(
     config: ExperimentConfig, items: list[WorkItem], out: Path
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Per-class image/pixel AUROC, AUPRO and the score histogram (reusing :mod:`expert_eval`)."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Per-class image/pixel AUROC, AUPRO, box measures and figures (reusing :mod:`expert_eval`).
+
+    Also the box measures of all classes pooled image by image (a median cannot be averaged).
+    """
     from eagle_iad.expert import load_expert
 
     summaries: dict[str, Any] = {}
+    evaluations: list[ExpertEvaluation] = []
     pictures: dict[str, str] = {}
     for category, shard in shard_by_category(items).items():
         seen: dict[str, WorkItem] = {}
@@ -106,8 +110,10 @@ def _expert_metrics(
         evaluation = evaluate_expert(expert, samples)
         write_evaluation(expert, evaluation, out / "expert" / category)
         summaries[category] = evaluation.summary()
+        evaluations.append(evaluation)
         pictures[f"{category}: expert score histogram with tau and s_max"] = f"expert/{category}/histogram.png"
-    return summaries, pictures
+        pictures[f"{category}: drawn boxes (red) and true defects (green)"] = f"expert/{category}/boxes_grid.png"
+    return summaries, pool_boxes(evaluations).to_dict(), pictures
 
 
 def _timing(records: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
@@ -148,13 +154,14 @@ def _finish(
     config: ExperimentConfig, items: list[WorkItem], out: Path, records: list[dict[str, Any]], run_hash: str
 ) -> dict[str, Any]:
     """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
-    expert, pictures = _expert_metrics(config, items, out)
+    expert, expert_boxes, pictures = _expert_metrics(config, items, out)
     metrics = {
         "config_hash": run_hash,
         "config": config.as_dict(),
         "n_records": len(records),
         "mllm": compute_metrics(records, config.conditions),
         "expert": expert,
+        "expert_boxes": expert_boxes,
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     timing = _timing(records, config.conditions)

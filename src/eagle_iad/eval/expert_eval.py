@@ -2,7 +2,9 @@
 
 Image AUROC says how well scores rank; pixel AUROC and AUPRO (FPR <= 0.3, normalised) say how well
 the map localises, where masks exist; the metrics at tau say what a user gets from the
-label-free threshold TGPS relies on. The histogram (the paper's Fig. 4) shows why.
+label-free threshold TGPS relies on. The histogram (the paper's Fig. 4) shows why. The box
+measures (:mod:`eagle_iad.eval.box_metrics`) say whether the pictures point at the defect, using
+exactly the boxes the product draws (:func:`eagle_iad.verdict.make_verdict`); the boxes grid shows it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from tqdm import tqdm
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample
+from eagle_iad.eval.box_metrics import BoxMetrics, ImageBoxResult, evaluate_image_boxes, summarise_boxes
 from eagle_iad.eval.metrics import aupro, auroc, pixel_auroc, threshold_metrics
-from eagle_iad.eval.plots import score_histogram
+from eagle_iad.eval.plots import BoxPanel, boxes_grid, score_histogram
 from eagle_iad.expert.patchcore import Expert
-from eagle_iad.images import load_mask
+from eagle_iad.images import load_mask, load_rgb
+from eagle_iad.verdict import make_verdict
+
+#: Most anomalous test images drawn in ``boxes_grid.png``.
+GRID_IMAGES = 12
 
 
 @dataclass
@@ -37,10 +44,23 @@ class ExpertEvaluation:
     at_tau: dict[str, Any]
     tau: float
     s_max: float
+    boxes: dict[str, Any] = field(default_factory=dict)
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-image box measures of the anomalous images with a non-empty mask, and the number of
+    #: boxes drawn on each normal image: kept so several categories can be pooled (:func:`pool_boxes`).
+    box_results: list[ImageBoxResult] = field(default_factory=list, repr=False)
+    normal_box_counts: list[int] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "per_image"}
+        hidden = {"per_image", "box_results", "normal_box_counts"}
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
+
+
+def pool_boxes(evaluations: list[ExpertEvaluation]) -> BoxMetrics:
+    """Box measures over several evaluations' images together (e.g. all categories of a run)."""
+    return summarise_boxes(
+        [r for e in evaluations for r in e.box_results], [c for e in evaluations for c in e.normal_box_counts]
+    )
 
 
 def evaluate_expert(
@@ -57,6 +77,8 @@ def evaluate_expert(
     maps: list[np.ndarray] = []
     has_masks = any(s.mask_path is not None for s in samples)
     per_image: list[dict[str, Any]] = []
+    box_results: list[ImageBoxResult] = []
+    normal_box_counts: list[int] = []
     bar = tqdm(total=len(samples), desc="evaluate", disable=not show_progress, file=sys.stderr, leave=False)
     for start in range(0, len(samples), batch):
         chunk = samples[start : start + batch]
@@ -64,22 +86,29 @@ def evaluate_expert(
         bar.update(len(chunk))
         for sample, result in zip(chunk, results, strict=True):
             scores.append(result.score)
-            per_image.append(
-                {
-                    "image": str(sample.path),
-                    "label": sample.label,
-                    "defect_type": sample.defect_type,
-                    "score": result.score,
-                    "decision": "anomalous" if result.is_anomalous else "normal",
-                    "in_band": result.in_band,
-                }
-            )
-            if has_masks and (sample.label == 0 or sample.mask_path is not None):
-                shape = result.anomaly_map.shape
-                if sample.mask_path is None:
-                    masks.append(np.zeros(shape, dtype=bool))
-                else:
-                    masks.append(load_mask(sample.mask_path, (int(shape[0]), int(shape[1]))))
+            # Exactly what the product draws, so the measures judge the pictures users see.
+            verdict = make_verdict(expert, str(sample.path), result)
+            row: dict[str, Any] = {
+                "image": str(sample.path),
+                "label": sample.label,
+                "defect_type": sample.defect_type,
+                "score": result.score,
+                "decision": "anomalous" if result.is_anomalous else "normal",
+                "in_band": result.in_band,
+                "mask": None if sample.mask_path is None else str(sample.mask_path),
+                "boxes": [box.to_dict() for box in verdict.boxes],
+            }
+            shape = (int(result.anomaly_map.shape[0]), int(result.anomaly_map.shape[1]))
+            mask = None if sample.mask_path is None else load_mask(sample.mask_path, shape)
+            if sample.label == 0:
+                normal_box_counts.append(len(verdict.boxes))
+            elif mask is not None and mask.any():
+                box_result = evaluate_image_boxes(result.anomaly_map, mask, verdict.boxes)
+                box_results.append(box_result)
+                row["box_metrics"] = box_result.to_dict()
+            per_image.append(row)
+            if has_masks and (sample.label == 0 or mask is not None):
+                masks.append(np.zeros(shape, dtype=bool) if mask is None else mask)
                 maps.append(result.anomaly_map)
     bar.close()
     score_arr = np.asarray(scores)
@@ -96,7 +125,10 @@ def evaluate_expert(
         at_tau=threshold_metrics(labels, score_arr, thresholds.tau).as_dict(),
         tau=thresholds.tau,
         s_max=thresholds.s_max,
+        boxes=summarise_boxes(box_results, normal_box_counts).to_dict(),
         per_image=per_image,
+        box_results=box_results,
+        normal_box_counts=normal_box_counts,
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)
@@ -104,7 +136,7 @@ def evaluate_expert(
 
 
 def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path) -> None:
-    """``metrics.json``, ``scores.jsonl`` and ``histogram.png`` under ``out_dir``."""
+    """``metrics.json``, ``scores.jsonl``, ``histogram.png``, ``boxes_grid.png`` and ``report.md`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "metrics.json", json.dumps(evaluation.summary(), indent=2) + "\n")
     atomic_write_text(out_dir / "scores.jsonl", "".join(json.dumps(row) + "\n" for row in evaluation.per_image))
@@ -119,3 +151,93 @@ def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path
         evaluation.s_max,
         f"{evaluation.category}: leave-own-out training vs test scores",
     )
+    boxes_grid(
+        out_dir / "boxes_grid.png",
+        [_panel(row) for row in grid_rows(evaluation.per_image)],
+        f"{evaluation.category}: drawn boxes (red, by rank) and true defect (green)",
+    )
+    atomic_write_text(out_dir / "report.md", evaluation_report(evaluation))
+
+
+def grid_rows(per_image: list[dict[str, Any]], limit: int = GRID_IMAGES) -> list[dict[str, Any]]:
+    """Up to ``limit`` anomalous images for the grid: those with masks first, defect types in turn.
+
+    Taking the types in turn (sorted, then by path within a type) shows every kind of defect when
+    there are fewer than ``limit`` kinds, and the choice is the same on every run.
+    """
+    anomalous = sorted((r for r in per_image if r["label"] == 1), key=lambda r: (r["mask"] is None, r["image"]))
+    queues: dict[tuple[bool, str], list[dict[str, Any]]] = {}
+    for row in anomalous:
+        queues.setdefault((row["mask"] is None, str(row["defect_type"])), []).append(row)
+    picked: list[dict[str, Any]] = []
+    for without_mask in (False, True):
+        groups = [queue for (no_mask, _), queue in sorted(queues.items()) if no_mask == without_mask]
+        while len(picked) < limit and any(groups):
+            for queue in groups:
+                if queue and len(picked) < limit:
+                    picked.append(queue.pop(0))
+    return picked
+
+
+def _panel(row: dict[str, Any]) -> BoxPanel:
+    rgb = load_rgb(row["image"])
+    shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+    mask = None if row["mask"] is None else load_mask(row["mask"], shape)
+    corners = [(int(b["x0"]), int(b["y0"]), int(b["x1"]), int(b["y1"])) for b in row["boxes"]]
+    name = "/".join(Path(row["image"]).parts[-2:])
+    return BoxPanel(rgb, mask, corners, f"{name}\nscore {row['score']:.4g}, {row['decision']}")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def evaluation_report(evaluation: ExpertEvaluation) -> str:
+    """``report.md``: every metric of the run in one table, and the pictures."""
+    t = evaluation.at_tau
+    b = evaluation.boxes
+    n_normal, n_anom = evaluation.n_normal, evaluation.n_anomalous
+    rows = [
+        ("image AUROC", _fmt(evaluation.image_auroc)),
+        ("pixel AUROC", _fmt(evaluation.pixel_auroc)),
+        ("AUPRO (FPR <= 0.3)", _fmt(evaluation.aupro)),
+        ("tau / s_max", f"{evaluation.tau:.4g} / {evaluation.s_max:.4g}"),
+        ("recall at tau", f"{_fmt(t['recall'])} ({t['tp']} of {t['tp'] + t['fn']} anomalous)"),
+        ("false alarms at tau", f"{t['fp']} of {t['fp'] + t['tn']} normal"),
+        ("balanced accuracy at tau", _fmt(t["balanced_accuracy"])),
+        ("precision at tau", _fmt(t["precision"])),
+        ("pointing accuracy (map peak on the defect)", f"{_fmt(b.get('pointing_accuracy'))} "
+         f"({b.get('n_anomalous_with_mask', 0)} anomalous images with a mask)"),
+        ("mean best-box IoU", _fmt(b.get("mean_best_iou"))),
+        ("median box / defect area", f"{_fmt(b.get('median_area_ratio'), 2)} "
+         f"({b.get('n_anomalous_with_boxes', 0)} images with boxes)"),
+        ("share of anomalous images whose boxes touch the defect", _fmt(b.get("touch_rate"))),
+        ("boxes drawn on normal images", f"{b.get('normal_boxes', 0)} on {b.get('normal_images_with_boxes', 0)} "
+         f"of {b.get('n_normal', 0)} images"),
+    ]  # fmt: skip
+    lines = [
+        f"# Expert evaluation: {evaluation.category}",
+        "",
+        f"{n_normal} normal and {n_anom} anomalous test images. Box measures use the boxes the product draws, "
+        "on anomalous images with a ground-truth mask (n/a where there is none).",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+        "## Pictures",
+        "",
+        "Score histogram with tau and s_max: [histogram.png](histogram.png)",
+        "",
+        "![score histogram](histogram.png)",
+        "",
+        "Drawn boxes (red, numbered by rank) and the true defect (green outline): [boxes_grid.png](boxes_grid.png)",
+        "",
+        "![boxes and ground truth](boxes_grid.png)",
+        "",
+    ]
+    return "\n".join(lines)

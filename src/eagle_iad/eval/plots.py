@@ -1,8 +1,11 @@
-"""The score-histogram figure (the paper's Figure 4): where tau and s_max sit among the scores.
+"""The evaluation figures: the score histogram (the paper's Figure 4) and the boxes-vs-truth grid.
 
 The figure answers the question an engineer asks before trusting a threshold: do the normal and
 anomalous test scores separate, and how many images fall in the low-confidence band
 [tau, s_max) that TGPS hands to the language model with a softened prompt?
+
+The boxes grid answers the next question: when the expert flags a part, do the red boxes the user
+and the MLLM are shown sit on the real defect (green outline), and how much larger are they?
 
 Only the object API (:class:`matplotlib.figure.Figure` with the Agg canvas) is used, never
 ``pyplot``: no global backend is selected, no figure registry grows, and the function is safe to
@@ -16,14 +19,18 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
 
-__all__ = ["save_figure", "score_histogram"]
+__all__ = ["BoxPanel", "boxes_grid", "save_figure", "score_histogram"]
 
 #: (label, colour) of the three score groups, drawn in this order so the anomalous bars are on top.
 _GROUPS = (
@@ -144,4 +151,71 @@ def score_histogram(
     FigureCanvasAgg(fig)
     _draw(fig, groups, float(tau), float(s_max), title)
 
+    save_figure(fig, path)
+
+
+#: Longest side an image is drawn at in the grid; a 2000 px photo in a 3-inch panel gains nothing
+#: from full resolution, and twelve of them at full size would cost gigabytes.
+_PANEL_PIXELS = 512
+
+
+@dataclass(frozen=True)
+class BoxPanel:
+    """One grid cell: an RGB image, its ground-truth mask (or None), the drawn boxes, a title.
+
+    ``boxes`` are ``(x0, y0, x1, y1)`` in the image's pixels (exclusive ends), in rank order.
+    """
+
+    rgb: npt.NDArray[np.uint8]
+    mask: npt.NDArray[np.bool_] | None
+    boxes: Sequence[tuple[int, int, int, int]]
+    title: str
+
+
+def _draw_panel(ax: Any, panel: BoxPanel) -> None:
+    height, width = panel.rgb.shape[:2]
+    scale = min(1.0, _PANEL_PIXELS / max(height, width))
+    shown = panel.rgb
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        shown = np.asarray(Image.fromarray(panel.rgb).resize(size, Image.Resampling.BILINEAR))
+    # The extent keeps axes in original pixels, so boxes and outline need no rescaling.
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    ax.imshow(shown, extent=extent, interpolation="bilinear")
+    if panel.mask is not None and panel.mask.any():
+        mask = panel.mask
+        if scale < 1.0:
+            mask = np.asarray(Image.fromarray(mask).resize((shown.shape[1], shown.shape[0]), Image.Resampling.NEAREST))
+        ys = (np.arange(mask.shape[0]) + 0.5) * height / mask.shape[0] - 0.5
+        xs = (np.arange(mask.shape[1]) + 0.5) * width / mask.shape[1] - 0.5
+        ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors="#00e000", linewidths=1.4)
+    for rank, (x0, y0, x1, y1) in enumerate(panel.boxes, start=1):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="red", linewidth=1.6))
+        ax.text(x0 - 0.5, y0 - 0.5, str(rank), color="white", fontsize=7, fontweight="bold", va="top", ha="left",
+                bbox={"facecolor": "red", "edgecolor": "none", "pad": 1.0})  # fmt: skip
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(panel.title, fontsize=7)
+
+
+def boxes_grid(path: str | os.PathLike[str], panels: Sequence[BoxPanel], title: str, columns: int = 4) -> None:
+    """Write a PNG grid: each image with its drawn boxes (red, numbered by rank) and the true defect outline (green).
+
+    With no panels the figure says so, so the file on disk always belongs to the latest run.
+    Written atomically (:func:`save_figure`).
+    """
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    rows = max(1, math.ceil(len(panels) / columns))
+    cols = min(columns, max(1, len(panels)))
+    fig = Figure(figsize=(3.0 * cols, 3.1 * rows + 0.5), dpi=100)
+    FigureCanvasAgg(fig)
+    if not panels:
+        fig.text(0.5, 0.5, "no anomalous test image to show", ha="center", va="center", color="0.4")
+    for index, panel in enumerate(panels):
+        _draw_panel(fig.add_subplot(rows, cols, index + 1), panel)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     save_figure(fig, path)
