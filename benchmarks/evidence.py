@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "whole448": {"preprocess": "resize", "size": 448, "region_rule": "calibrated"},
     # The two region rules on the same whole-frame model.
     "whole320-paper-rule": {"preprocess": "resize", "size": 320, "region_rule": "paper"},
+    "paper-calibrated": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "calibrated"},
     "tile": {"preprocess": "tile", "region_rule": "calibrated"},
     # The packaged backbones with everything else at the defaults.
     "lite0": {"backbone": "efficientnet_lite0"},

@@ -41,6 +41,10 @@ const FIT_OPTION_TYPES: Record<keyof FitOptions, "string" | "number"> = {
   tau: "number",
   coreset_ratio: "number",
   seed: "number",
+  preset: "string",
+  preprocess: "string",
+  size: "number",
+  region_rule: "string",
 };
 
 /** `key=value` fit options, typed and checked here so a typo fails before any upload. */

@@ -39,6 +39,14 @@ export interface FitOptions {
   tau?: number;
   coreset_ratio?: number;
   seed?: number;
+  /** `default` (whole frame) or `paper` (shorter side 256, centre crop 224, 2/3-of-max boxes). */
+  preset?: "default" | "paper";
+  /** `resize` (whole frame), `tile` (large images) or `center-crop`. */
+  preprocess?: "resize" | "tile" | "center-crop";
+  /** Long side of the whole-frame input, a multiple of 32. */
+  size?: number;
+  /** `calibrated` (the category's pixel threshold) or `paper` (2/3 of each map's maximum). */
+  region_rule?: "calibrated" | "paper";
 }
 
 /** Where a fit reads its normal images: uploads (images or one zip) or a folder under the server's data root. */

@@ -35,7 +35,8 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 #: Fit options a client may set (everything else keeps the expert's defaults).
 FIT_OPTIONS = {"backbone": str, "rule": str, "k": float, "q": float, "p": float, "tau": float,
-               "coreset_ratio": float, "seed": int}  # fmt: skip
+               "coreset_ratio": float, "seed": int, "preset": str, "preprocess": str, "size": int,
+               "region_rule": str}  # fmt: skip
 
 
 def _distribution(scores: list[float]) -> dict[str, Any]:
@@ -118,8 +119,9 @@ def _config(options: dict[str, Any]) -> ExpertConfig:
     if "rule" in values and values["rule"] not in RULES:
         raise ApiError(400, f"unknown rule {values['rule']!r}; choose one of {', '.join(RULES)}")
     renamed = {"k": "rule_k", "q": "rule_q", "p": "rule_p", "tau": "rule_value"}
-    config = ExpertConfig(**{renamed.get(k, k): v for k, v in values.items()})
+    preset = values.pop("preset", "default")
     try:
+        config = ExpertConfig.from_preset(preset, **{renamed.get(k, k): v for k, v in values.items()})
         config.validate()
     except EagleError as exc:
         raise ApiError(400, str(exc)) from None
