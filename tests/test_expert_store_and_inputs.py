@@ -12,6 +12,8 @@ import importlib
 import io
 import json
 import math
+import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -24,7 +26,7 @@ from expert_fakes import FAKE_CONFIG as CONFIG
 from expert_fakes import FakeExtractor, noise_pngs
 from PIL import Image, ImageFile
 
-from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError
+from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError, OutputError
 from eagle_iad.expert import Expert, fit, load, load_expert, save
 from eagle_iad.expert import patchcore as patchcore_module
 from eagle_iad.expert import store as store_module
@@ -217,7 +219,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_save_refuses_a_file_as_target(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
     target = tmp_path / "cat"
     target.write_text("not a directory")
-    with pytest.raises(ModelFormatError, match="exists and is not a directory"):
+    with pytest.raises(OutputError, match="exists and is not a directory"):
         save(fitted[0].model, target)
     assert target.read_text() == "not a directory"
 
@@ -246,7 +248,7 @@ def test_failed_save_keeps_the_old_model(
         monkeypatch.setattr(store_module, "save_file", _boom)
     else:
         monkeypatch.setattr(store_module.json, "dumps", _boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"cannot write the model \(disk full \(simulated\)\); the previous model"):
         save(new_model, target)
     monkeypatch.undo()
     assert (target / "model.json").read_bytes() == manifest_before
@@ -262,6 +264,7 @@ def test_failed_final_rename_keeps_the_old_model(
     target = save(old_model, tmp_path / "cat")
     new_model = _fit_fake(tmp_path / "other", seed=2).model
     real_rename = store_module.os.rename
+    monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)  # the two-rename path (no renameat2)
 
     def rename(src: Any, dst: Any) -> None:
         if ".tmp-" in Path(src).name:  # moving the staged model into place
@@ -269,7 +272,7 @@ def test_failed_final_rename_keeps_the_old_model(
         real_rename(src, dst)
 
     monkeypatch.setattr(store_module.os, "rename", rename)
-    with pytest.raises(OSError, match="rename failed"):
+    with pytest.raises(OutputError, match="rename failed"):
         save(new_model, target)
     monkeypatch.undo()
     _assert_models_equal(load(target), old_model)
@@ -282,6 +285,135 @@ def test_save_replaces_an_existing_model(fitted: tuple[Expert, Path], tmp_path: 
     save(new_model, target)
     _assert_models_equal(load(target), new_model)
     assert _leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- never destroy a user's folder
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _model_files(directory: Path) -> tuple[str, dict[str, bytes]]:
+    """A complete model folder's content: manifest (less the tensor hash) and tensor bytes.
+
+    Why not raw bytes: safetensors writes its metadata keys in no fixed order, so two saves of one
+    model differ byte-wise (and so does the hash in the manifest) while holding the same model.
+    """
+    from safetensors.torch import load_file
+
+    assert store_module._is_complete(directory), f"{directory} is not a complete model"
+    manifest = json.loads((directory / "model.json").read_text())
+    manifest.pop("tensors")
+    tensors = load_file(str(directory / "tensors.safetensors"))
+    return json.dumps(manifest, sort_keys=True), {k: v.numpy().tobytes() for k, v in sorted(tensors.items())}
+
+
+def test_save_refuses_a_folder_with_user_files(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "thesis"
+    (target / "sub").mkdir(parents=True)
+    (target / "thesis.txt").write_text("three years of work")
+    (target / "sub" / "data.csv").write_bytes(b"a,b\n1,2\n")
+    before = _snapshot(target)
+    with pytest.raises(OutputError) as caught:
+        save(fitted[0].model, target)
+    assert str(caught.value) == (
+        f"{target}: holds 2 entries and is not an EAGLE-IAD model (model.json with format 'eagle-iad/expert' is "
+        "missing); refusing to replace it; choose an empty or new folder"
+    )
+    assert _snapshot(target) == before and _leftovers(tmp_path) == []
+
+
+def test_save_refuses_a_model_folder_holding_other_files(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = save(fitted[0].model, tmp_path / "cat")
+    (target / "notes.txt").write_text("mine")
+    before = _snapshot(target)
+    with pytest.raises(OutputError, match=r"holds a model and other files \(notes.txt\); refusing to replace it"):
+        save(fitted[0].model, target)
+    assert _snapshot(target) == before
+
+
+def test_save_refuses_a_foreign_model_json(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "other-tool"
+    target.mkdir()
+    (target / "model.json").write_text(json.dumps({"format": "someone-else/model"}))
+    with pytest.raises(OutputError, match="is not an EAGLE-IAD model"):
+        save(fitted[0].model, target)
+    assert json.loads((target / "model.json").read_text()) == {"format": "someone-else/model"}
+
+
+def test_save_into_an_empty_folder_and_file_modes(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "empty"
+    target.mkdir()
+    assert store_module.check_replaceable(target) == target
+    save(fitted[0].model, target)
+    _assert_models_equal(load(target), fitted[0].model)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [target, *target.iterdir()]}
+    assert modes == {"empty": 0o755, "model.json": 0o644, "tensors.safetensors": 0o644}
+
+
+def _crash_steps() -> list[tuple[str, str]]:
+    steps = {
+        "exchange": ["staging created", "tensors written", "staged", "exchanged", "saved"],
+        "renames": ["staging created", "tensors written", "staged", "retired", "promoted", "saved"],
+    }
+    return [(mode, step) for mode, names in steps.items() for step in names]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="simulates the crash with fork + SIGKILL (POSIX)")
+@pytest.mark.parametrize(("mode", "step"), _crash_steps())
+def test_kill_at_each_step_of_a_save_leaves_the_old_or_the_new_model(
+    fitted: tuple[Expert, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, step: str
+) -> None:
+    """SIGKILL at each step of a save: the target is always one complete model, leftovers go at the next save."""
+    old_model = fitted[0].model
+    new_model = dataclasses.replace(old_model, bank=old_model.bank + 1.0, created="new")
+    old_files = _model_files(save(old_model, tmp_path / "old-copy"))
+    new_files = _model_files(save(new_model, tmp_path / "new-copy"))
+    target = save(old_model, tmp_path / "cat")
+    if mode == "renames":
+        monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)
+    elif not store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy"):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    else:
+        store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy")  # swap back
+
+    def crash(name: str) -> None:
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(store_module, "_step_hook", crash)
+    pid = os.fork()
+    if pid == 0:  # the child saves and is killed at ``step``; exit 3 if it never got there
+        try:
+            save(new_model, target)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    monkeypatch.setattr(store_module, "_step_hook", None)
+    swapped = step in ("exchanged", "promoted", "saved")
+    expected = new_files if swapped else old_files
+    if step == "retired":  # between the two renames of the fallback: no target on disk, the old one retired
+        assert not target.exists() and len(_leftovers(tmp_path)) == 2
+    else:
+        assert _model_files(target) == expected  # on disk, before any reader ran
+    _assert_models_equal(load(target), new_model if swapped else old_model)  # a reader recovers the retired copy
+    assert _model_files(target) == expected
+    save(new_model, target)  # the next save cleans what the crash left
+    assert _leftovers(tmp_path) == [] and _model_files(target) == new_files
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [("tau", math.nan, "nan"), ("tau", -1.0, "-1.0"), ("s_max", math.inf, "inf"), ("s_max", -0.5, "-0.5")],
+)
+def test_load_refuses_non_finite_or_negative_thresholds(saved: Path, field: str, value: float, shown: str) -> None:
+    manifest = json.loads((saved / "model.json").read_text())
+    manifest["thresholds"][field] = value
+    (saved / "model.json").write_text(json.dumps(manifest))  # json writes NaN/Infinity, and reads them back
+    with pytest.raises(ModelFormatError, match=rf"thresholds\.{field} is {shown}; it must be a finite number >= 0"):
+        load(saved)
 
 
 def _interrupt(*_args: object, **_kwargs: object) -> NoReturn:
