@@ -67,9 +67,27 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", required=True, help="category (product) name")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Indented JSON that is always valid JSON: non-finite numbers become null, never ``NaN``."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert import ExpertConfig, fit, save
+    from eagle_iad.expert.store import check_replaceable
 
+    check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
     layout = get_layout(args.layout)
     samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
     samples = select_training(samples, args.limit_train, args.seed)
@@ -100,7 +118,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "s_max": model.thresholds.s_max,
         "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
     }
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     return 0
 
 
@@ -161,7 +179,7 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     if args.out and args.capture_attention:
         _write_attention_overlays(verdicts, Path(args.out))
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        print(dumps([v.to_dict() for v in verdicts]))
         return 0
     for v in verdicts:
         expert_part = "" if v.score is None else f"  expert {v.expert_decision} score {v.score:.3f} tau {v.tau:.3f}"
@@ -182,7 +200,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     verdicts = inspect_images(expert, list(args.images), out, args.style, show_progress=not args.quiet)
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        print(dumps([v.to_dict() for v in verdicts]))
         return 0
     for v in verdicts:
         band = " (low-confidence band)" if v.in_band else ""
@@ -360,7 +378,7 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     evaluation = evaluate_expert(expert, samples, Path(args.out), show_progress=not args.quiet)
     summary = evaluation.summary()
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'histogram.png'}", file=sys.stderr)
     return 0
 
@@ -409,7 +427,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     manifest: dict[str, Any] = read_manifest(args.model)
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
-    print(json.dumps(manifest, indent=2))
+    print(dumps(manifest))
     return 0
 
 
