@@ -16,6 +16,7 @@ import os
 import signal
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,13 +27,20 @@ from expert_fakes import FAKE_CONFIG as CONFIG
 from expert_fakes import FakeExtractor, noise_pngs
 from PIL import Image, ImageFile
 
-from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError, OutputError
+from eagle_iad.errors import (
+    BackboneUnavailableError,
+    ConfigError,
+    ImageError,
+    ImageTooLargeError,
+    ModelFormatError,
+    OutputError,
+)
 from eagle_iad.expert import Expert, fit, load, load_expert, save
 from eagle_iad.expert import patchcore as patchcore_module
 from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
 from eagle_iad.expert.patchcore import ExpertModel
-from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb
+from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb, probe
 
 # --------------------------------------------------------------------------- helpers
 
@@ -614,6 +622,94 @@ def test_too_small_image(tmp_path: Path) -> None:
     ok = tmp_path / "ok.png"
     Image.new("RGB", (MIN_SIDE, MIN_SIDE)).save(ok)
     assert load_rgb(ok).shape == (MIN_SIDE, MIN_SIDE, 3)
+
+
+def _no_decoding(self: ImageFile.ImageFile) -> NoReturn:
+    raise AssertionError("the image was decoded before its size was checked")
+
+
+@pytest.mark.parametrize("width", [20_000, 40_000])
+def test_thin_images_are_refused_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """A 1 KB 20000x16 PNG once cost minutes and gigabytes: now its header alone refuses it."""
+    path = tmp_path / f"thin{width}.png"
+    Image.new("RGB", (width, 16), (90, 90, 90)).save(path)
+    assert path.stat().st_size < 5_000
+    monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
+    with pytest.raises(ImageTooLargeError) as info:
+        load_rgb(path)
+    assert str(info.value) == (
+        f"{path}: {width}x16 is too elongated (aspect ratio {width // 16}:1 exceeds the limit of 32:1; "
+        "set EAGLE_MAX_ASPECT to change it)"
+    )
+    with pytest.raises(ImageTooLargeError, match="too elongated"):
+        probe(path.read_bytes())
+    tall = tmp_path / "tall.png"
+    Image.new("L", (16, 16 * 33)).save(tall)
+    with pytest.raises(ImageTooLargeError, match=r"16x528 is too elongated \(aspect ratio 33:1"):
+        load_rgb(tall)
+
+
+def test_aspect_limit_boundary_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at_limit, beyond = tmp_path / "at.png", tmp_path / "beyond.png"
+    Image.new("RGB", (32 * 16, 16)).save(at_limit)
+    Image.new("RGB", (32 * 16 + 1, 16)).save(beyond)
+    assert load_rgb(at_limit).shape == (16, 512, 3) and probe(at_limit) == (512, 16)
+    with pytest.raises(ImageTooLargeError, match="513x16 is too elongated"):
+        load_rgb(beyond)
+    monkeypatch.setenv("EAGLE_MAX_ASPECT", "40")
+    assert load_rgb(beyond).shape == (16, 513, 3)
+    monkeypatch.setenv("EAGLE_MAX_ASPECT", "0.5")
+    with pytest.raises(ImageError, match=r"EAGLE_MAX_ASPECT must be a finite number >= 1, got 0\.5"):
+        load_rgb(beyond)
+
+
+def test_nine_hundred_megapixel_header_is_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL's own decompression-bomb guard fires in ``Image.open``: it must read as "too large", not unreadable."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png(30_000, 30_000, 1, 0, b"\x00" * 64))  # IHDR says 900 MP; the data is a few bytes
+    assert path.stat().st_size < 200
+    monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageTooLargeError, match=r"image is too large \(Image size \(900000000 pixels\)"):
+            load_rgb(source)
+
+
+def _peak_rss_growth(action: Callable[[], object]) -> int:
+    """Bytes the process's peak resident memory grew by while ``action`` ran (Linux: VmHWM reset)."""
+
+    def status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    before = status("VmHWM")
+    action()
+    return status("VmHWM") - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux /proc")
+def test_peak_memory_of_one_inspection_is_bounded(tmp_path: Path) -> None:
+    """One inspection, at the default 256/224 geometry, of a 1600x1200 photo and of a 32:1 strip (the
+    thinnest accepted): each raises peak memory by less than 400 MB (measured on the 2-core dev box: 20 MB and
+    47 MB).
+
+    The backbone is the weight-free fake (its own cost is not the subject); everything around it, decode,
+    resize, crop, map back to the original size, is the real code.
+    """
+    config = dataclasses.replace(CONFIG, resize=256, crop=224)
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=4, size=(240, 320)), "cat", config,
+                 extractor=FakeExtractor())  # fmt: skip
+    rng = np.random.default_rng(5)
+    photo, strip = tmp_path / "photo.png", tmp_path / "strip.png"
+    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(rng.integers(0, 256, (256, 8192, 3), dtype=np.uint8)).save(strip)
+    expert.inspect(load_rgb(photo))  # warm-up: first-call allocations are not the inspection's cost
+    bound = 400 * 1024 * 1024
+    for path in (photo, strip):
+        grown = _peak_rss_growth(lambda path=path: expert.inspect(load_rgb(path)))  # type: ignore[misc]
+        assert grown < bound, f"{path.name}: peak memory grew by {grown / 2**20:.0f} MB"
 
 
 # --------------------------------------------------------------------------- fit edge cases
