@@ -135,30 +135,41 @@ def _parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int
 
 
 def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
-    """``<stem>_attn_L<layer>.png`` per captured layer; paths go into ``metadata["pictures"]``."""
+    """``<stem>_attn_L<layer>.png`` per captured layer, one unique stem per input; paths go into the metadata."""
     from eagle_iad.images import load_rgb
     from eagle_iad.mllm.attention import attention_overlay
     from eagle_iad.mllm.base import AttentionCapture
+    from eagle_iad.naming import picture_stems
     from eagle_iad.tgps.render import save_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for verdict in verdicts:
+    for verdict, stem in zip(verdicts, picture_stems([v.image for v in verdicts]), strict=True):
         if verdict.attention is None:
             continue
         capture = AttentionCapture.from_dict(verdict.attention)
         rgb = load_rgb(verdict.image)
         pictures = {}
         for layer in sorted(capture.per_layer):
-            path = out_dir / f"{Path(verdict.image).stem}_attn_L{layer}.png"
+            path = out_dir / f"{stem}_attn_L{layer}.png"
             save_png(path, attention_overlay(rgb, capture, layer))
             pictures[f"attention_L{layer}"] = str(path)
         verdict.metadata["pictures"] = pictures
+
+
+def _check_images(paths: Sequence[str | None]) -> None:
+    """Decode every input once before a model loads: a bad file fails in a second, not after a minute."""
+    from eagle_iad.images import load_rgb
+
+    for path in paths:
+        if path is not None:
+            load_rgb(path)
 
 
 def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import CaasSettings, load_backend
     from eagle_iad.pipeline import Eagle, EagleConfig
 
+    _check_images([*args.images, args.template])
     expert = None
     if args.model:
         from eagle_iad.expert import load_expert
@@ -196,6 +207,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from eagle_iad.expert import load_expert
     from eagle_iad.verdict import inspect_images
 
+    _check_images(args.images)
     expert = load_expert(args.model)
     out = Path(args.out) if args.out else None
     verdicts = inspect_images(expert, list(args.images), out, args.style, show_progress=not args.quiet)
@@ -360,6 +372,7 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
         document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+        app.state.service.close()
     if args.out in (None, "-"):
         sys.stdout.write(document)
     else:
@@ -370,13 +383,21 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert
     from eagle_iad.expert import load_expert
+    from eagle_iad.images import probe
 
-    expert = load_expert(args.model)
     samples = get_layout(args.layout).samples(_data_root(args.data, args.layout), args.category, "test")
     samples = select_test(samples, args.limit_test, args.seed)
+    for sample in samples:  # headers only (cheap): a bad image or mask fails before the model loads
+        probe(sample.path)
+        if sample.mask_path is not None:
+            probe(sample.mask_path)
+    expert = load_expert(args.model)
     start = time.perf_counter()
     evaluation = evaluate_expert(expert, samples, Path(args.out), show_progress=not args.quiet)
     summary = evaluation.summary()
+    if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):
+        print(f"eagle: warning: {evaluation.defects_without_mask} of {evaluation.n_anomalous} defect images have "
+              "no mask; pixel AUROC and AUPRO leave them out", file=sys.stderr)  # fmt: skip
     summary["seconds"] = round(time.perf_counter() - start, 2)
     print(dumps(summary))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'histogram.png'}", file=sys.stderr)

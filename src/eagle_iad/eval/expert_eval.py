@@ -38,6 +38,8 @@ class ExpertEvaluation:
     tau: float
     s_max: float
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    #: Defect images without a ground-truth mask: left out of the pixel metrics (reported, not silent).
+    defects_without_mask: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "per_image"}
@@ -97,6 +99,7 @@ def evaluate_expert(
         tau=thresholds.tau,
         s_max=thresholds.s_max,
         per_image=per_image,
+        defects_without_mask=sum(s.label == 1 and s.mask_path is None for s in samples),
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)
