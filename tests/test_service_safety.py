@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LiveServer
+from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 from test_service import ServeProcess, call, multipart, png
 
+from eagle_iad.expert import fit, load, save
 from eagle_iad.service import ServiceSettings, create_app
 from eagle_iad.service.store import Inspection, InspectionStore
 
@@ -133,7 +135,7 @@ def test_fit_never_replaces_a_folder_with_user_files(live: LiveServer, tmp_path:
     assert list((tmp_path / "state" / "uploads").iterdir()) == []
 
 
-def test_start_up_drops_pictures_of_inspections_never_stored(tmp_path: Path) -> None:
+def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
     state = tmp_path / "state"
     store = InspectionStore(state / "eagle.sqlite3")
     store.add(Inspection(id="kept", time="t", category="c", image_name="a.png", score=1.0, tau=1.0, s_max=2.0,
@@ -145,10 +147,16 @@ def test_start_up_drops_pictures_of_inspections_never_stored(tmp_path: Path) -> 
     (state / "files" / "kept" / ".a_box.png.x1y2.tmp").write_bytes(b"half")  # a kill during save_png
     (state / "files" / "orphan").mkdir()
     (state / "files" / "orphan" / "b_heatmap.png").write_bytes(b"never stored")  # killed before store.add
-    (tmp_path / "models").mkdir()
-    app = create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=state))
+    models = tmp_path / "models"
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    save(expert.model, models / "cat")
+    os.rename(models / "cat", models / ".cat.old-abcd1234")  # a fit killed between the two renames of its save
+    (models / ".cat.tmp-efgh5678").mkdir()  # ... and its half-written staging copy
+    (models / ".cat.tmp-efgh5678" / "tensors.safetensors").write_bytes(b"half")
+    app = create_app(ServiceSettings(models_dir=models, state_dir=state))
     try:
         left = sorted(str(p.relative_to(state / "files")) for p in (state / "files").rglob("*"))
         assert left == ["kept", "kept/a_heatmap.png"]
+        assert sorted(os.listdir(models)) == ["cat"] and load(models / "cat").category == "cat"
     finally:
         app.state.service.close()

@@ -224,6 +224,28 @@ def _clean_leftovers(target: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_LEFTOVER = re.compile(r"^\.(.+)\.(tmp|old)-[A-Za-z0-9_]{8}$")
+
+
+def clean_leftovers(folder: str | os.PathLike[str]) -> list[str]:
+    """Recover and clean up after crashed saves of every model in ``folder``; the names concerned.
+
+    For a folder of models (the service's, at start-up): a retired model with no model in its place is
+    restored, and staging or retired copies are removed. Under the folder's lock, so a save running in
+    another process is never disturbed.
+    """
+    root = Path(os.path.abspath(folder))
+    try:
+        names = sorted({match.group(1) for entry in os.listdir(root) if (match := _LEFTOVER.match(entry))})
+    except OSError:
+        return []
+    if names:
+        with _folder_lock(root):
+            for name in names:
+                _clean_leftovers(root / name)
+    return names
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
     if sys.platform != "linux":

@@ -19,7 +19,7 @@ from fastapi import Request
 
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, load_expert
-from eagle_iad.expert.store import MANIFEST, TENSORS
+from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.server import ApiError, GenerationWorker, Job
 from eagle_iad.service.jobs import JobManager
@@ -126,6 +126,7 @@ class ServiceState:
         for leftover in settings.uploads_dir.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
         self._drop_orphan_pictures()
+        clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         self.metrics = Metrics()
         self.experts = ExpertCache(settings.models_dir)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
