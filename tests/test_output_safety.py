@@ -91,7 +91,7 @@ def test_fit_refuses_an_output_it_must_not_replace(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("eagle: error: ") and expected in err, err
     assert _files(model_dir) == before_model and _files(tmp_path) == before_work
-    assert not [p for p in tmp_path.parent.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert not [p for p in tmp_path.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
 
 
 def test_fit_refuses_an_unwritable_parent(model_dir: Path, tmp_path: Path) -> None:
