@@ -12,8 +12,11 @@ import importlib
 import io
 import json
 import math
+import os
+import signal
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,13 +27,20 @@ from expert_fakes import FAKE_CONFIG as CONFIG
 from expert_fakes import FakeExtractor, noise_pngs
 from PIL import Image, ImageFile
 
-from eagle_iad.errors import BackboneUnavailableError, ConfigError, ImageError, ModelFormatError
+from eagle_iad.errors import (
+    BackboneUnavailableError,
+    ConfigError,
+    ImageError,
+    ImageTooLargeError,
+    ModelFormatError,
+    OutputError,
+)
 from eagle_iad.expert import Expert, fit, load, load_expert, save
 from eagle_iad.expert import patchcore as patchcore_module
 from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
 from eagle_iad.expert.patchcore import ExpertModel
-from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb
+from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb, probe
 
 # --------------------------------------------------------------------------- helpers
 
@@ -217,7 +227,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_save_refuses_a_file_as_target(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
     target = tmp_path / "cat"
     target.write_text("not a directory")
-    with pytest.raises(ModelFormatError, match="exists and is not a directory"):
+    with pytest.raises(OutputError, match="exists and is not a directory"):
         save(fitted[0].model, target)
     assert target.read_text() == "not a directory"
 
@@ -246,7 +256,7 @@ def test_failed_save_keeps_the_old_model(
         monkeypatch.setattr(store_module, "save_file", _boom)
     else:
         monkeypatch.setattr(store_module.json, "dumps", _boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"cannot write the model \(disk full \(simulated\)\); the previous model"):
         save(new_model, target)
     monkeypatch.undo()
     assert (target / "model.json").read_bytes() == manifest_before
@@ -262,6 +272,7 @@ def test_failed_final_rename_keeps_the_old_model(
     target = save(old_model, tmp_path / "cat")
     new_model = _fit_fake(tmp_path / "other", seed=2).model
     real_rename = store_module.os.rename
+    monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)  # the two-rename path (no renameat2)
 
     def rename(src: Any, dst: Any) -> None:
         if ".tmp-" in Path(src).name:  # moving the staged model into place
@@ -269,7 +280,7 @@ def test_failed_final_rename_keeps_the_old_model(
         real_rename(src, dst)
 
     monkeypatch.setattr(store_module.os, "rename", rename)
-    with pytest.raises(OSError, match="rename failed"):
+    with pytest.raises(OutputError, match="rename failed"):
         save(new_model, target)
     monkeypatch.undo()
     _assert_models_equal(load(target), old_model)
@@ -282,6 +293,135 @@ def test_save_replaces_an_existing_model(fitted: tuple[Expert, Path], tmp_path: 
     save(new_model, target)
     _assert_models_equal(load(target), new_model)
     assert _leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- never destroy a user's folder
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _model_files(directory: Path) -> tuple[str, dict[str, bytes]]:
+    """A complete model folder's content: manifest (less the tensor hash) and tensor bytes.
+
+    Why not raw bytes: safetensors writes its metadata keys in no fixed order, so two saves of one
+    model differ byte-wise (and so does the hash in the manifest) while holding the same model.
+    """
+    from safetensors.torch import load_file
+
+    assert store_module._is_complete(directory), f"{directory} is not a complete model"
+    manifest = json.loads((directory / "model.json").read_text())
+    manifest.pop("tensors")
+    tensors = load_file(str(directory / "tensors.safetensors"))
+    return json.dumps(manifest, sort_keys=True), {k: v.numpy().tobytes() for k, v in sorted(tensors.items())}
+
+
+def test_save_refuses_a_folder_with_user_files(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "thesis"
+    (target / "sub").mkdir(parents=True)
+    (target / "thesis.txt").write_text("three years of work")
+    (target / "sub" / "data.csv").write_bytes(b"a,b\n1,2\n")
+    before = _snapshot(target)
+    with pytest.raises(OutputError) as caught:
+        save(fitted[0].model, target)
+    assert str(caught.value) == (
+        f"{target}: holds 2 entries and is not an EAGLE-IAD model (model.json with format 'eagle-iad/expert' is "
+        "missing); refusing to replace it; choose an empty or new folder"
+    )
+    assert _snapshot(target) == before and _leftovers(tmp_path) == []
+
+
+def test_save_refuses_a_model_folder_holding_other_files(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = save(fitted[0].model, tmp_path / "cat")
+    (target / "notes.txt").write_text("mine")
+    before = _snapshot(target)
+    with pytest.raises(OutputError, match=r"holds a model and other files \(notes.txt\); refusing to replace it"):
+        save(fitted[0].model, target)
+    assert _snapshot(target) == before
+
+
+def test_save_refuses_a_foreign_model_json(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "other-tool"
+    target.mkdir()
+    (target / "model.json").write_text(json.dumps({"format": "someone-else/model"}))
+    with pytest.raises(OutputError, match="is not an EAGLE-IAD model"):
+        save(fitted[0].model, target)
+    assert json.loads((target / "model.json").read_text()) == {"format": "someone-else/model"}
+
+
+def test_save_into_an_empty_folder_and_file_modes(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
+    target = tmp_path / "empty"
+    target.mkdir()
+    assert store_module.check_replaceable(target) == target
+    save(fitted[0].model, target)
+    _assert_models_equal(load(target), fitted[0].model)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [target, *target.iterdir()]}
+    assert modes == {"empty": 0o755, "model.json": 0o644, "tensors.safetensors": 0o644}
+
+
+def _crash_steps() -> list[tuple[str, str]]:
+    steps = {
+        "exchange": ["staging created", "tensors written", "staged", "exchanged", "saved"],
+        "renames": ["staging created", "tensors written", "staged", "retired", "promoted", "saved"],
+    }
+    return [(mode, step) for mode, names in steps.items() for step in names]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="simulates the crash with fork + SIGKILL (POSIX)")
+@pytest.mark.parametrize(("mode", "step"), _crash_steps())
+def test_kill_at_each_step_of_a_save_leaves_the_old_or_the_new_model(
+    fitted: tuple[Expert, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, step: str
+) -> None:
+    """SIGKILL at each step of a save: the target is always one complete model, leftovers go at the next save."""
+    old_model = fitted[0].model
+    new_model = dataclasses.replace(old_model, bank=old_model.bank + 1.0, created="new")
+    old_files = _model_files(save(old_model, tmp_path / "old-copy"))
+    new_files = _model_files(save(new_model, tmp_path / "new-copy"))
+    target = save(old_model, tmp_path / "cat")
+    if mode == "renames":
+        monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)
+    elif not store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy"):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    else:
+        store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy")  # swap back
+
+    def crash(name: str) -> None:
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(store_module, "_step_hook", crash)
+    pid = os.fork()
+    if pid == 0:  # the child saves and is killed at ``step``; exit 3 if it never got there
+        try:
+            save(new_model, target)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    monkeypatch.setattr(store_module, "_step_hook", None)
+    swapped = step in ("exchanged", "promoted", "saved")
+    expected = new_files if swapped else old_files
+    if step == "retired":  # between the two renames of the fallback: no target on disk, the old one retired
+        assert not target.exists() and len(_leftovers(tmp_path)) == 2
+    else:
+        assert _model_files(target) == expected  # on disk, before any reader ran
+    _assert_models_equal(load(target), new_model if swapped else old_model)  # a reader recovers the retired copy
+    assert _model_files(target) == expected
+    save(new_model, target)  # the next save cleans what the crash left
+    assert _leftovers(tmp_path) == [] and _model_files(target) == new_files
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [("tau", math.nan, "nan"), ("tau", -1.0, "-1.0"), ("s_max", math.inf, "inf"), ("s_max", -0.5, "-0.5")],
+)
+def test_load_refuses_non_finite_or_negative_thresholds(saved: Path, field: str, value: float, shown: str) -> None:
+    manifest = json.loads((saved / "model.json").read_text())
+    manifest["thresholds"][field] = value
+    (saved / "model.json").write_text(json.dumps(manifest))  # json writes NaN/Infinity, and reads them back
+    with pytest.raises(ModelFormatError, match=rf"thresholds\.{field} is {shown}; it must be a finite number >= 0"):
+        load(saved)
 
 
 def _interrupt(*_args: object, **_kwargs: object) -> NoReturn:
@@ -482,6 +622,94 @@ def test_too_small_image(tmp_path: Path) -> None:
     ok = tmp_path / "ok.png"
     Image.new("RGB", (MIN_SIDE, MIN_SIDE)).save(ok)
     assert load_rgb(ok).shape == (MIN_SIDE, MIN_SIDE, 3)
+
+
+def _no_decoding(self: ImageFile.ImageFile) -> NoReturn:
+    raise AssertionError("the image was decoded before its size was checked")
+
+
+@pytest.mark.parametrize("width", [20_000, 40_000])
+def test_thin_images_are_refused_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """A 1 KB 20000x16 PNG once cost minutes and gigabytes: now its header alone refuses it."""
+    path = tmp_path / f"thin{width}.png"
+    Image.new("RGB", (width, 16), (90, 90, 90)).save(path)
+    assert path.stat().st_size < 5_000
+    monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
+    with pytest.raises(ImageTooLargeError) as info:
+        load_rgb(path)
+    assert str(info.value) == (
+        f"{path}: {width}x16 is too elongated (aspect ratio {width // 16}:1 exceeds the limit of 32:1; "
+        "set EAGLE_MAX_ASPECT to change it)"
+    )
+    with pytest.raises(ImageTooLargeError, match="too elongated"):
+        probe(path.read_bytes())
+    tall = tmp_path / "tall.png"
+    Image.new("L", (16, 16 * 33)).save(tall)
+    with pytest.raises(ImageTooLargeError, match=r"16x528 is too elongated \(aspect ratio 33:1"):
+        load_rgb(tall)
+
+
+def test_aspect_limit_boundary_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at_limit, beyond = tmp_path / "at.png", tmp_path / "beyond.png"
+    Image.new("RGB", (32 * 16, 16)).save(at_limit)
+    Image.new("RGB", (32 * 16 + 1, 16)).save(beyond)
+    assert load_rgb(at_limit).shape == (16, 512, 3) and probe(at_limit) == (512, 16)
+    with pytest.raises(ImageTooLargeError, match="513x16 is too elongated"):
+        load_rgb(beyond)
+    monkeypatch.setenv("EAGLE_MAX_ASPECT", "40")
+    assert load_rgb(beyond).shape == (16, 513, 3)
+    monkeypatch.setenv("EAGLE_MAX_ASPECT", "0.5")
+    with pytest.raises(ImageError, match=r"EAGLE_MAX_ASPECT must be a finite number >= 1, got 0\.5"):
+        load_rgb(beyond)
+
+
+def test_nine_hundred_megapixel_header_is_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL's own decompression-bomb guard fires in ``Image.open``: it must read as "too large", not unreadable."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png(30_000, 30_000, 1, 0, b"\x00" * 64))  # IHDR says 900 MP; the data is a few bytes
+    assert path.stat().st_size < 200
+    monkeypatch.setattr(ImageFile.ImageFile, "load", _no_decoding)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageTooLargeError, match=r"image is too large \(Image size \(900000000 pixels\)"):
+            load_rgb(source)
+
+
+def _peak_rss_growth(action: Callable[[], object]) -> int:
+    """Bytes the process's peak resident memory grew by while ``action`` ran (Linux: VmHWM reset)."""
+
+    def status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    before = status("VmHWM")
+    action()
+    return status("VmHWM") - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux /proc")
+def test_peak_memory_of_one_inspection_is_bounded(tmp_path: Path) -> None:
+    """One inspection, at the default 256/224 geometry, of a 1600x1200 photo and of a 32:1 strip (the
+    thinnest accepted): each raises peak memory by less than 400 MB (measured on the 2-core dev box: 20 MB and
+    47 MB).
+
+    The backbone is the weight-free fake (its own cost is not the subject); everything around it, decode,
+    resize, crop, map back to the original size, is the real code.
+    """
+    config = dataclasses.replace(CONFIG, resize=256, crop=224)
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=4, size=(240, 320)), "cat", config,
+                 extractor=FakeExtractor())  # fmt: skip
+    rng = np.random.default_rng(5)
+    photo, strip = tmp_path / "photo.png", tmp_path / "strip.png"
+    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(rng.integers(0, 256, (256, 8192, 3), dtype=np.uint8)).save(strip)
+    expert.inspect(load_rgb(photo))  # warm-up: first-call allocations are not the inspection's cost
+    bound = 400 * 1024 * 1024
+    for path in (photo, strip):
+        grown = _peak_rss_growth(lambda path=path: expert.inspect(load_rgb(path)))  # type: ignore[misc]
+        assert grown < bound, f"{path.name}: peak memory grew by {grown / 2**20:.0f} MB"
 
 
 # --------------------------------------------------------------------------- fit edge cases

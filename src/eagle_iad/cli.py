@@ -67,9 +67,27 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", required=True, help="category (product) name")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Indented JSON that is always valid JSON: non-finite numbers become null, never ``NaN``."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert import ExpertConfig, fit, save
+    from eagle_iad.expert.store import check_replaceable
 
+    check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
     layout = get_layout(args.layout)
     samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
     samples = select_training(samples, args.limit_train, args.seed)
@@ -107,7 +125,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "s_max": model.thresholds.s_max,
         "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
     }
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     return 0
 
 
@@ -124,30 +142,41 @@ def _parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int
 
 
 def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
-    """``<stem>_attn_L<layer>.png`` per captured layer; paths go into ``metadata["pictures"]``."""
+    """``<stem>_attn_L<layer>.png`` per captured layer, one unique stem per input; paths go into the metadata."""
     from eagle_iad.images import load_rgb
     from eagle_iad.mllm.attention import attention_overlay
     from eagle_iad.mllm.base import AttentionCapture
+    from eagle_iad.naming import picture_stems
     from eagle_iad.tgps.render import save_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for verdict in verdicts:
+    for verdict, stem in zip(verdicts, picture_stems([v.image for v in verdicts]), strict=True):
         if verdict.attention is None:
             continue
         capture = AttentionCapture.from_dict(verdict.attention)
         rgb = load_rgb(verdict.image)
         pictures = {}
         for layer in sorted(capture.per_layer):
-            path = out_dir / f"{Path(verdict.image).stem}_attn_L{layer}.png"
+            path = out_dir / f"{stem}_attn_L{layer}.png"
             save_png(path, attention_overlay(rgb, capture, layer))
             pictures[f"attention_L{layer}"] = str(path)
         verdict.metadata["pictures"] = pictures
+
+
+def _check_images(paths: Sequence[str | None]) -> None:
+    """Decode every input once before a model loads: a bad file fails in a second, not after a minute."""
+    from eagle_iad.images import load_rgb
+
+    for path in paths:
+        if path is not None:
+            load_rgb(path)
 
 
 def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import CaasSettings, load_backend
     from eagle_iad.pipeline import Eagle, EagleConfig
 
+    _check_images([*args.images, args.template])
     expert = None
     if args.model:
         from eagle_iad.expert import load_expert
@@ -168,7 +197,7 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     if args.out and args.capture_attention:
         _write_attention_overlays(verdicts, Path(args.out))
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        print(dumps([v.to_dict() for v in verdicts]))
         return 0
     for v in verdicts:
         expert_part = "" if v.score is None else f"  expert {v.expert_decision} score {v.score:.3f} tau {v.tau:.3f}"
@@ -185,13 +214,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from eagle_iad.expert import load_expert
     from eagle_iad.verdict import inspect_images
 
+    _check_images(args.images)
     expert = load_expert(args.model)
     out = Path(args.out) if args.out else None
     verdicts = inspect_images(
         expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
     )
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        print(dumps([v.to_dict() for v in verdicts]))
         return 0
     for v in verdicts:
         band = " (low-confidence band)" if v.in_band else ""
@@ -351,6 +381,7 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
         document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+        app.state.service.close()
     if args.out in (None, "-"):
         sys.stdout.write(document)
     else:
@@ -361,15 +392,23 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert
     from eagle_iad.expert import load_expert
+    from eagle_iad.images import probe
 
-    expert = load_expert(args.model)
     samples = get_layout(args.layout).samples(_data_root(args.data, args.layout), args.category, "test")
     samples = select_test(samples, args.limit_test, args.seed)
+    for sample in samples:  # headers only (cheap): a bad image or mask fails before the model loads
+        probe(sample.path)
+        if sample.mask_path is not None:
+            probe(sample.mask_path)
+    expert = load_expert(args.model)
     start = time.perf_counter()
     evaluation = evaluate_expert(expert, samples, Path(args.out), show_progress=not args.quiet)
     summary = evaluation.summary()
+    if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):
+        print(f"eagle: warning: {evaluation.defects_without_mask} of {evaluation.n_anomalous} defect images have "
+              "no mask; pixel AUROC and AUPRO leave them out", file=sys.stderr)  # fmt: skip
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     print(f"wrote {Path(args.out) / 'report.md'} (metrics.json, histogram.png, boxes_grid.png)", file=sys.stderr)
     return 0
 
@@ -420,7 +459,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         manifest["config"].update(preprocess="center-crop", region_rule="paper")
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
-    print(json.dumps(manifest, indent=2))
+    print(dumps(manifest))
     return 0
 
 

@@ -14,6 +14,13 @@ class ImageError(EagleError):
     """An image file that cannot be used (missing, empty, corrupt, too large, odd format)."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose header promises more pixels, or a thinner shape, than the limits allow.
+
+    A separate type so the service can answer 413 (too large) rather than 400 (unreadable).
+    """
+
+
 class DataError(EagleError):
     """A dataset root, layout or category that does not hold what is needed."""
 
@@ -24,6 +31,10 @@ class ModelFormatError(EagleError):
 
 class BackboneUnavailableError(EagleError):
     """Backbone weights that are not present locally and cannot be downloaded."""
+
+
+class OutputError(EagleError):
+    """An output location that cannot be written without destroying what is already there."""
 
 
 class ConfigError(EagleError):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from eagle_iad.errors import ImageError
+from eagle_iad.errors import ImageError, ImageTooLargeError
 
 #: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and
 #: 8K cameras; anything larger is almost certainly a mistake or an attack. Override with the
@@ -31,6 +31,10 @@ from eagle_iad.errors import ImageError
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Smallest accepted side; below this the 3x3-aggregated 28x28 grid would be pure interpolation.
 MIN_SIDE = 16
+#: Largest accepted ratio of the longer to the shorter side. The expert scales the shorter side up
+#: to its resize before cropping, so the work grows with this ratio: a 1 KB 20000x16 PNG would cost
+#: gigabytes. 32:1 still admits line-scan strips (e.g. 8192x256). Override with ``EAGLE_MAX_ASPECT``.
+DEFAULT_MAX_ASPECT = 32.0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,6 +53,20 @@ def max_pixels() -> int:
         raise ImageError(f"EAGLE_MAX_PIXELS must be an integer, got {raw!r}") from exc
     if value <= 0:
         raise ImageError(f"EAGLE_MAX_PIXELS must be positive, got {value}")
+    return value
+
+
+def max_aspect() -> float:
+    """The aspect-ratio limit in force (longer side / shorter side; ``EAGLE_MAX_ASPECT`` may change it)."""
+    raw = os.environ.get("EAGLE_MAX_ASPECT")
+    if raw is None:
+        return DEFAULT_MAX_ASPECT
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImageError(f"EAGLE_MAX_ASPECT must be a number, got {raw!r}") from exc
+    if not value >= 1.0 or value == float("inf"):
+        raise ImageError(f"EAGLE_MAX_ASPECT must be a finite number >= 1, got {raw}")
     return value
 
 
@@ -75,23 +93,50 @@ def _open(source: ImageSource) -> Image.Image:
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not a recognised image format") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: image is too large ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # PIL's own header check (twice its pixel cap)
+        raise ImageTooLargeError(f"{name}: image is too large ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name}: cannot be read as an image ({exc})") from exc
     return image
 
 
-def _check_size(image: Image.Image, name: str) -> None:
+def _check_size(image: Image.Image, name: str, limit: int | None = None) -> None:
+    """Refuse, from the header alone, what would cost too much (or make no sense) to decode and resize.
+
+    ``limit`` overrides the pixel limit (the service passes its ``--max-pixels``); the messages name the
+    file and both sides so the user sees which image and why.
+    """
     width, height = image.size
-    limit = max_pixels()
+    hint = " (set EAGLE_MAX_PIXELS to change it)" if limit is None else ""
+    limit = max_pixels() if limit is None else limit
     if width * height > limit:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
-            f"{limit / 1e6:.1f} megapixels (set EAGLE_MAX_PIXELS to change it)"
+            f"{limit / 1e6:.1f} megapixels{hint}"
         )
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"{name}: {width}x{height} is too small; each side must be at least {MIN_SIDE} px")
+    aspect = max(width, height) / min(width, height)
+    if aspect > max_aspect():
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} is too elongated (aspect ratio {aspect:.0f}:1 exceeds the limit of "
+            f"{max_aspect():g}:1; set EAGLE_MAX_ASPECT to change it)"
+        )
+
+
+def probe(source: ImageSource, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the header alone, after the size, side and aspect checks of :func:`load_rgb`.
+
+    Cheap (nothing is decoded), so callers check every input before expensive work such as loading a
+    model; ``max_pixels`` overrides the pixel limit.
+    """
+    image = _open(source)
+    try:
+        _check_size(image, _describe(source), max_pixels)
+        width, height = image.size
+    finally:
+        image.close()
+    return width, height
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:
@@ -135,7 +180,9 @@ def load_rgb(source: ImageSource) -> np.ndarray:
             rgb = _to_rgb8(image)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image is too large ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
     return rgb
 

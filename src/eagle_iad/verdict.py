@@ -16,6 +16,7 @@ import numpy as np
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.expert.preprocess import FEATURE_STRIDE
 from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.naming import picture_stems
 from eagle_iad.tgps.calibration import fallback_calibration
 from eagle_iad.tgps.regions import Box, find_boxes
 from eagle_iad.tgps.render import (
@@ -170,9 +171,13 @@ def write_pictures(
     show_candidates: bool = False,
     stem: str | None = None,
 ) -> None:
-    """Write ``<stem>_heatmap.png`` and ``<stem>_<style>.png`` and record their paths in the verdict."""
+    """Write ``<stem>_heatmap.png`` and ``<stem>_<style>.png`` and record their paths in the verdict.
+
+    ``stem`` defaults to the image's own; callers writing several images to one folder pass the
+    unique stems of :func:`eagle_iad.naming.picture_stems`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or Path(verdict.image).stem
+    stem = Path(verdict.image).stem if stem is None else stem
     heatmap_path = out_dir / f"{stem}_heatmap.png"
     save_png(heatmap_path, heatmap_picture(verdict, rgb, result))
     prompt_path = out_dir / f"{stem}_{style}.png"
@@ -188,14 +193,14 @@ def inspect_images(
     show_progress: bool = False,
     show_candidates: bool = False,
 ) -> list[ExpertVerdict]:
-    """Score images and, with ``out_dir``, write their pictures. Names must be unique per call."""
+    """Score images and, with ``out_dir``, write their pictures (one unique name per input)."""
     rgbs = [load_rgb(source) for source in sources]
     results = expert.inspect_many(rgbs, show_progress=show_progress)
     verdicts = []
-    for source, rgb, result in zip(sources, rgbs, results, strict=True):
-        name = "upload.png" if isinstance(source, bytes) else str(source)
+    names = ["upload.png" if isinstance(source, bytes) else str(source) for source in sources]
+    for name, stem, rgb, result in zip(names, picture_stems(names), rgbs, results, strict=True):
         verdict = make_verdict(expert, name, result)
         if out_dir is not None:
-            write_pictures(verdict, rgb, result, out_dir, style, show_candidates)
+            write_pictures(verdict, rgb, result, out_dir, style, show_candidates, stem)
         verdicts.append(verdict)
     return verdicts

@@ -50,6 +50,8 @@ class ExpertEvaluation:
     #: boxes drawn on each normal image: kept so several categories can be pooled (:func:`pool_boxes`).
     box_results: list[ImageBoxResult] = field(default_factory=list, repr=False)
     normal_box_counts: list[int] = field(default_factory=list, repr=False)
+    #: Defect images without a ground-truth mask: left out of the pixel metrics (reported, not silent).
+    defects_without_mask: int = 0
 
     def summary(self) -> dict[str, Any]:
         hidden = {"per_image", "box_results", "normal_box_counts"}
@@ -129,6 +131,7 @@ def evaluate_expert(
         per_image=per_image,
         box_results=box_results,
         normal_box_counts=normal_box_counts,
+        defects_without_mask=sum(s.label == 1 and s.mask_path is None for s in samples),
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)

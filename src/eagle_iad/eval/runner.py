@@ -153,10 +153,12 @@ def ensure_expert(
     """``models_dir/<category>``: reused when saved, otherwise fitted on ``training()`` and saved."""
     from eagle_iad.expert import ExpertConfig, fit, save
     from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
+    from eagle_iad.expert.store import check_replaceable
 
     target = Path(models_dir) / category
     if (target / MODEL_MANIFEST).exists():
         return target
+    check_replaceable(target)  # a folder of other files there is refused now, not after the fit
     paths = training()
     if limit is not None and limit < len(paths):
         import numpy as np

@@ -6,19 +6,37 @@ Layout of ``DIR``::
                           training-score distribution, sha256 of the tensor file
     tensors.safetensors   memory bank, bank image ids, per-training-patch image id and selected flag
 
-No pickle is involved, so a model directory from an untrusted source cannot run code. The
-directory is written under a temporary name and renamed into place, so an interrupted save
-leaves either the old model or the new one, never a mix. Loading verifies the schema version,
-the tensor file's hash and every tensor's shape before anything uses them.
+No pickle is involved, so a model directory from an untrusted source cannot run code. Loading
+verifies the schema version, the tensor file's hash, every tensor's shape and the thresholds before
+anything uses them.
+
+Saving never destroys a user's files and is crash-consistent:
+
+* :func:`check_replaceable` refuses any target that is not empty and not a model of this project
+  (its ``model.json`` proves it), before any work starts; the CLI and the service call it first.
+* The new model is written complete into ``.NAME.tmp-*`` next to the target. On Linux the two
+  directories are then swapped in one atomic ``renameat2(RENAME_EXCHANGE)``, so at every instant
+  the target is the old or the new complete model. Elsewhere the old model is renamed to
+  ``.NAME.old-*`` and the new one into place; a crash between those two renames leaves no target,
+  and the next :func:`read_manifest` / :func:`load` / :func:`save` restores the retired copy.
+* Saves into one folder are serialised by an advisory lock on that folder, and each save removes
+  the ``.NAME.tmp-*`` / ``.NAME.old-*`` leftovers of earlier crashed saves.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from eagle_iad import __version__
-from eagle_iad.errors import ModelFormatError
+from eagle_iad.errors import ModelFormatError, OutputError
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.tgps.calibration import MapCalibration
@@ -42,6 +60,21 @@ SCHEMA_VERSION = 2
 OLDEST_SCHEMA = 1
 MANIFEST = "model.json"
 TENSORS = "tensors.safetensors"
+#: Every file a saved model consists of; a model folder holding anything else is not replaced.
+MODEL_FILES = frozenset({MANIFEST, TENSORS})
+
+try:  # advisory locks serialise saves into one folder (POSIX; elsewhere saves are not serialised)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: Test hook: called with the name of each step of :func:`save` (a test kills the process there).
+_step_hook: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if _step_hook is not None:
+        _step_hook(name)
 
 
 def _sha256(path: Path) -> str:
@@ -83,48 +116,235 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
     }
 
 
-def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
-    """Write ``model`` to ``directory`` atomically, replacing an existing model there."""
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise ModelFormatError(f"{target}: exists and is not a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+def check_replaceable(directory: str | os.PathLike[str]) -> Path:
+    """The absolute target of a save, or :class:`OutputError` if saving there could destroy anything.
+
+    Why before any work: a fit takes minutes, and a refusal at the end would waste them; the CLI and
+    the service call this first, and :func:`save` calls it again. Accepted: a missing folder in a
+    writable place, an empty folder, or a folder holding exactly a model of this project (its
+    ``model.json`` says format ``eagle-iad/expert``). Refused, with one line naming the folder: a file,
+    a symbolic link, the filesystem root, the current directory (or one above it), a folder with
+    anything else in it, and a place that cannot be written.
+    """
+    given = os.fspath(directory)
+    target = Path(os.path.abspath(given))
+    if target.parent == target:
+        raise OutputError(f"{given}: refusing to write a model over the filesystem root; give a new folder")
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise OutputError(f"{given}: is the current directory (or holds it); give a new folder such as ./model")
+    if os.path.islink(target):
+        raise OutputError(f"{given}: is a symbolic link; give the folder itself or a new folder")
+    if os.path.lexists(target):
+        if not target.is_dir():
+            raise OutputError(f"{given}: exists and is not a directory; refusing to replace it")
+        try:
+            entries = sorted(os.listdir(target))
+        except OSError as exc:
+            raise OutputError(f"{given}: cannot be read ({exc.strerror})") from None
+        if entries:
+            if not _is_model_manifest(target / MANIFEST):
+                raise OutputError(
+                    f"{given}: holds {len(entries)} entries and is not an EAGLE-IAD model ({MANIFEST} with format "
+                    f"{FORMAT!r} is missing); refusing to replace it; choose an empty or new folder"
+                )
+            extra = [name for name in entries if name not in MODEL_FILES]
+            if extra:
+                shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
+                raise OutputError(
+                    f"{given}: holds a model and other files ({shown}); refusing to replace it; move them away "
+                    "or choose a new folder"
+                )
+    ancestor = target.parent
+    while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{given}: cannot be created because {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{given}: cannot write in {ancestor} (permission denied)")
+    return target
+
+
+def _is_model_manifest(path: Path) -> bool:
     try:
-        tensors_path = staging / TENSORS
-        save_file(
-            {
-                "bank": model.bank.contiguous().float(),
-                "bank_image_ids": model.bank_image_ids.to(torch.int32).contiguous(),
-                "patch_image_ids": model.patch_image_ids.to(torch.int32).contiguous(),
-                "selected": model.selected.to(torch.uint8).contiguous(),
-            },
-            str(tensors_path),
-            metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def _is_complete(directory: Path) -> bool:
+    """A model folder whose manifest is ours and whose tensor file matches the manifest's hash."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        return (
+            isinstance(data, dict)
+            and data.get("format") == FORMAT
+            and _sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
         )
-        manifest_path = staging / MANIFEST
-        manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2) + "\n")
-        for path in (tensors_path, manifest_path):
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        os.chmod(staging, 0o755)
-        _fsync_dir(staging)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rmdir(retired)
-            os.rename(target, retired)
-            try:
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
+@contextmanager
+def _folder_lock(parent: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``parent`` (saves and recoveries there take turns)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _leftovers(target: Path, kind: str) -> list[Path]:
+    """``.NAME.<kind>-XXXXXXXX`` folders next to ``target`` (exactly the names :func:`save` makes)."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.{kind}-[A-Za-z0-9_]{{8}}$")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    return sorted(target.parent / name for name in names if pattern.match(name))
+
+
+def _recover(target: Path) -> bool:
+    """Put a retired complete model back when a crash left none at ``target``; call with the lock held."""
+    if os.path.lexists(target):
+        return False
+    retired = [path for path in _leftovers(target, "old") if _is_complete(path)]
+    if not retired:
+        return False
+    newest = max(retired, key=lambda path: path.stat().st_mtime_ns)
+    os.rename(newest, target)
+    _fsync_dir(target.parent)
+    return True
+
+
+def _clean_leftovers(target: Path) -> None:
+    """Remove what crashed saves left next to ``target``; call with the lock held (no save is running)."""
+    _recover(target)
+    for path in _leftovers(target, "tmp") + _leftovers(target, "old"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_LEFTOVER = re.compile(r"^\.(.+)\.(tmp|old)-[A-Za-z0-9_]{8}$")
+
+
+def clean_leftovers(folder: str | os.PathLike[str]) -> list[str]:
+    """Recover and clean up after crashed saves of every model in ``folder``; the names concerned.
+
+    For a folder of models (the service's, at start-up): a retired model with no model in its place is
+    restored, and staging or retired copies are removed. Under the folder's lock, so a save running in
+    another process is never disturbed.
+    """
+    root = Path(os.path.abspath(folder))
+    try:
+        names = sorted({match.group(1) for entry in os.listdir(root) if (match := _LEFTOVER.match(entry))})
+    except OSError:
+        return []
+    if names:
+        with _folder_lock(root):
+            for name in names:
+                _clean_leftovers(root / name)
+    return names
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False  # an old kernel or a filesystem without exchange: fall back to two renames
+    raise OSError(code, os.strerror(code), str(a))
+
+
+def _write_model(model: ExpertModel, staging: Path) -> None:
+    tensors_path = staging / TENSORS
+    save_file(
+        {
+            "bank": model.bank.contiguous().float(),
+            "bank_image_ids": model.bank_image_ids.to(torch.int32).contiguous(),
+            "patch_image_ids": model.patch_image_ids.to(torch.int32).contiguous(),
+            "selected": model.selected.to(torch.uint8).contiguous(),
+        },
+        str(tensors_path),
+        metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
+    )
+    _step("tensors written")
+    manifest_path = staging / MANIFEST
+    manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2) + "\n")
+    for path in (tensors_path, manifest_path):
+        os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    os.chmod(staging, 0o755)
+    _fsync_dir(staging)
+
+
+def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
+    """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
+
+    Crash-consistent (see the module docstring); a refused target raises :class:`OutputError` and a
+    failed write (full disk, permissions) raises it too, with the previous model left as it was.
+    """
+    target = check_replaceable(directory)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create {parent} ({exc.strerror or exc})") from None
+    with _folder_lock(parent):
+        _clean_leftovers(target)
+        target = check_replaceable(directory)  # again, under the lock: the folder may have changed
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        except OSError as exc:
+            raise OutputError(f"{directory}: cannot write in {parent} ({exc.strerror or exc})") from None
+        _step("staging created")
+        try:
+            _write_model(model, staging)
+            _step("staged")
+            if not os.path.lexists(target):
                 os.rename(staging, target)
-            except BaseException:
-                os.rename(retired, target)  # put the old model back: never leave no model at all
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            elif _exchange(staging, target):
+                _step("exchanged")  # target: the new model; staging: the old one, removed below
+                _fsync_dir(parent)
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
+                os.rmdir(retired)
+                os.rename(target, retired)
+                _step("retired")
+                try:
+                    os.rename(staging, target)
+                except BaseException:
+                    os.rename(retired, target)  # put the old model back: never leave no model at all
+                    raise
+                _step("promoted")
+                _fsync_dir(parent)
+                shutil.rmtree(retired, ignore_errors=True)
+            _fsync_dir(parent)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OutputError(f"{directory}: cannot write the model ({exc}); the previous model is unchanged") from exc
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    _step("saved")
     return target
 
 
@@ -137,6 +357,10 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``model.json`` (format and schema version) without touching the tensors."""
     root = Path(directory)
+    absolute = Path(os.path.abspath(root))
+    if not os.path.lexists(absolute) and _leftovers(absolute, "old"):
+        with _folder_lock(absolute.parent):  # a save crashed between its two renames: restore the old model
+            _recover(absolute)
     if not root.is_dir():
         raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
     path = root / MANIFEST
@@ -186,6 +410,12 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         train_scores = np.asarray(training["scores"], dtype=np.float64)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
+    for field in ("tau", "s_max"):
+        value = getattr(thresholds, field)
+        if not math.isfinite(value) or value < 0:
+            raise ModelFormatError(
+                f"{where}: thresholds.{field} is {value!r}; it must be a finite number >= 0 (refit the model)"
+            )
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")

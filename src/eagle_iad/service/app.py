@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend
@@ -88,17 +88,17 @@ class BodyLimit:
 class RequestMetrics:
     """Count requests and their latency per route *template* (bounded label set)."""
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, state: ServiceState) -> None:
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app
         self.state = state
 
-    def _route(self, scope: Scope) -> str:
-        for route in self.fastapi_app.router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return str(getattr(route, "path", "other"))
-        return "unmatched"
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        """The template of the route that answered (the router leaves it in the scope), e.g. ``/v1/jobs/{job_id}``."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        return "console" if scope.get("endpoint") is not None else "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,8 +148,7 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
         finally:
             if state.worker is not None:
                 await run_in_threadpool(state.worker.stop)
-            state.jobs.shutdown()
-            state.store.close()
+            state.close()
 
     app = FastAPI(
         title="EAGLE-IAD service",
@@ -174,6 +173,16 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         return ApiError(400, f"invalid request: {problems}").response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (e.g. too many files in one multipart body) in the one error shape.
+        return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})).response()
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # A bug: the traceback goes to the server log; the client gets the one error shape, no details.
+        return ApiError(500, "internal error (the server log has the details)", type_="server_error").response()
 
     @app.exception_handler(404)
     async def _not_found(request: Request, _: Exception) -> JSONResponse:
@@ -219,5 +228,5 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     app.openapi = openapi  # type: ignore[method-assign]
     mount_console(app, settings.web_dir)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
-    app.add_middleware(RequestMetrics, fastapi_app=app, state=state)
+    app.add_middleware(RequestMetrics, state=state)
     return app

@@ -19,10 +19,11 @@ from fastapi import Request
 
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, load_expert
-from eagle_iad.expert.store import MANIFEST, TENSORS
+from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.server import ApiError, GenerationWorker, Job
 from eagle_iad.service.jobs import JobManager
+from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
 from eagle_iad.service.security import check_api_key
 from eagle_iad.service.settings import ServiceSettings
@@ -112,11 +113,20 @@ class ServiceState:
         self.settings = settings
         for directory in (settings.models_dir, settings.files_dir, settings.uploads_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        self.store = InspectionStore(settings.database)
+        # Everything below cleans up after the previous run: only with the folder to ourselves.
+        self.lock = StateLock(settings.state_dir)
+        self.lock.acquire()
+        try:
+            self.store = InspectionStore(settings.database)
+        except BaseException:
+            self.lock.release()
+            raise
         # Fits cut short by the last stop will never finish: say so, and drop their uploaded images.
         self.store.interrupt_unfinished_jobs()
         for leftover in settings.uploads_dir.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
+        self._drop_orphan_pictures()
+        clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         self.metrics = Metrics()
         self.experts = ExpertCache(settings.models_dir)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
@@ -126,6 +136,23 @@ class ServiceState:
         self._inspection_lock = threading.Lock()
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None
+
+    def _drop_orphan_pictures(self) -> None:
+        """Pictures of inspections a kill cut short (never stored), and half-written picture files."""
+        for folder in self.settings.files_dir.iterdir():
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            if not self.store.has_inspection(folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for partial in folder.glob(".*.tmp"):  # save_png's temporary files
+                partial.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop the fit pool, close the history and give the state folder's lock up."""
+        self.jobs.shutdown()
+        self.store.close()
+        self.lock.release()
 
     def admit_inspection(self) -> None:
         """Count one more inspection in progress, or refuse it (429) when ``max_inspections`` are."""

@@ -19,10 +19,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from eagle_iad.errors import EagleError, ModelFormatError
+from eagle_iad.errors import EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.backbones import backbone_names
-from eagle_iad.expert.store import MANIFEST, read_manifest
+from eagle_iad.expert.store import MANIFEST, check_replaceable, read_manifest
 from eagle_iad.mllm.server import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
@@ -196,6 +196,11 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
     state = service(request)
     check_name(name)
+    try:  # a folder holding anything but a model is never replaced: refuse before storing uploads or fitting
+        check_replaceable(state.settings.models_dir / name)
+    except OutputError as exc:
+        reason = str(exc).replace(str(state.settings.models_dir) + "/", "")  # no host paths in answers
+        raise ApiError(409, f"category {reason}", code="category_not_replaceable") from None
     uploads: list[tuple[str, bytes]] = []
     options: dict[str, Any] = {}
     folder: str | None = None
@@ -237,7 +242,9 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
             raise
     if len(images) < 2:
         raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed")
-    redact = tuple(str(path) for path in (cleanup, state.settings.data_root, state.settings.state_dir) if path)
+    settings = state.settings
+    folders = (cleanup, settings.data_root, settings.state_dir, settings.models_dir)
+    redact = tuple(sorted((str(path) for path in folders if path), key=len, reverse=True))  # longest first
     job = state.jobs.submit(name, images, config, cleanup, redact)
     return {"job": job.to_dict(), "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"}}
 

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from eagle_iad.mllm.server import ApiError
+from eagle_iad.naming import picture_stems
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
@@ -59,7 +60,7 @@ def _ask_mllm(
     if verdict.attention is not None:
         capture = AttentionCapture.from_dict(verdict.attention)
         for layer in sorted(capture.per_layer):
-            path = out / f"{Path(filename).stem}_attn_L{layer}.png"
+            path = out / f"{picture_stems([filename])[0]}_attn_L{layer}.png"
             save_png(path, attention_overlay(rgb, capture, layer))
             pictures[f"attention_L{layer}"] = f"{link}/{path.name}"
         record["attention"] = None  # large; the overlays carry it
@@ -81,7 +82,7 @@ def run_inspection(
     try:
         result = expert.inspect(rgb)
         expert_verdict = make_verdict(expert, filename, result)
-        write_pictures(expert_verdict, rgb, result, out)
+        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([filename])[0])
         pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
         if state.queued is None:
             record: dict[str, Any] = expert_verdict.to_dict()

@@ -7,7 +7,7 @@ message that says what was wrong, never echoing a secret.
 * category names are a short conservative alphabet, so a name is always one safe path component;
 * server folders are resolved (symlinks included) and must stay inside the data root;
 * an upload is an image only if it decodes as one: the content is sniffed, headers are not trusted,
-  and the pixel count is checked from the header before decoding;
+  and the pixel count and aspect ratio are checked from the header before decoding (413 beyond them);
 * zips are read member by member: absolute or ``..`` names, symlinks, too many members and too many
   uncompressed bytes (counted while inflating, not taken from the header) are refused.
 """
@@ -18,16 +18,14 @@ import hmac
 import io
 import re
 import stat
-import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from starlette.requests import Request
 
-from eagle_iad.errors import ImageError
-from eagle_iad.images import load_rgb
+from eagle_iad.errors import ImageError, ImageTooLargeError
+from eagle_iad.images import load_rgb, probe
 from eagle_iad.mllm.server import ApiError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -69,20 +67,14 @@ def resolve_inside(root: Path | None, relative: str, what: str = "folder") -> Pa
 
 
 def sniff_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode ``data`` as an image or refuse it (400); the pixel limit is checked before decoding."""
+    """Decode ``data`` as an image or refuse it: 413 when its header promises too many pixels or too
+    thin a shape (checked before decoding, PIL's decompression-bomb guard included), else 400."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise ApiError(400, f"{name}: not a recognised image (content is checked, not the header)",
-                       code="invalid_image") from None  # fmt: skip
-    if width * height > max_pixels:
-        message = f"{name}: {width}x{height} exceeds the limit of {max_pixels} pixels"
-        raise ApiError(413, message, code="too_many_pixels")
-    try:
+        probe(data, max_pixels)
         return load_rgb(data)
+    except ImageTooLargeError as exc:
+        message = f"{name}: {str(exc).replace('uploaded image: ', '')}"
+        raise ApiError(413, message, code="too_many_pixels") from None
     except ImageError as exc:
         raise ApiError(400, f"{name}: {str(exc).replace('uploaded image: ', '')}", code="invalid_image") from None
 

@@ -140,6 +140,11 @@ class InspectionStore:
                     changed += 1
         return changed
 
+    def has_inspection(self, inspection_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+        return row is not None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

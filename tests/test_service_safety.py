@@ -1,0 +1,162 @@
+"""``eagle serve`` owns its state folder, bounds each upload's cost and answers every error in one shape.
+
+Two real ``eagle serve`` processes check the state-folder lock; the rest runs the same app factory
+in-process (no fitted model is needed: each refusal happens before a category is looked up).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LiveServer
+from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
+from test_service import ServeProcess, call, multipart, png
+
+from eagle_iad.expert import fit, load, save
+from eagle_iad.service import ServiceSettings, create_app
+from eagle_iad.service.store import Inspection, InspectionStore
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims ``width x height`` 1-bit pixels (the data is a few bytes)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    data = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def _error_shape(response: tuple[int, dict[str, str], object], status: int, message: str) -> dict[str, object]:
+    code, _, body = response
+    assert code == status, body
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "code", "param"} and message in error["message"], body
+    return dict(error)
+
+
+def test_second_service_on_one_state_folder_refuses_to_start(tmp_path: Path) -> None:
+    models, state = tmp_path / "models", tmp_path / "state"
+    models.mkdir()
+    args = ["--models", str(models), "--state-dir", str(state), "--log-level", "warning"]
+    first = ServeProcess(args)
+    try:
+        in_flight = state / "uploads" / "job-of-the-first" / "00000.img"  # the first service's work
+        in_flight.parent.mkdir(parents=True)
+        in_flight.write_bytes(b"training image")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env.pop("EAGLE_API_KEY", None)
+        second = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "serve", *args, "--port", "0"],
+                                capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert second.stderr == (
+            f"eagle: error: another eagle serve (pid {first.process.pid}) is using the state folder {state}; "
+            "stop it or give this one a different --state-dir\n"
+        )
+        assert in_flight.read_bytes() == b"training image"  # the refused start cleaned nothing up
+        assert call("GET", f"{first.base}/healthz")[0] == 200
+        first.process.send_signal(signal.SIGKILL)  # dies holding the lock: the file stays, the lock does not
+        first.process.wait(timeout=60)
+        assert (state / "eagle-serve.lock").read_text() == f"{first.process.pid}\n"
+        third = ServeProcess(args)  # a stale lock file is taken over
+        try:
+            assert (state / "eagle-serve.lock").read_text() == f"{third.process.pid}\n"
+            assert not in_flight.parent.exists()  # now the owner, its start-up cleaned the dead one's upload
+        finally:
+            third.stop()
+    finally:
+        first.stop()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    (tmp_path / "models").mkdir()
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", max_pixels=1_000_000)
+    with LiveServer(create_app(settings)) as server:
+        yield server
+
+
+def _inspect(base: str, data: bytes, filename: str = "x.png") -> tuple[int, dict[str, str], object]:
+    body, ctype = multipart({"category": "any"}, [("image", filename, data, "image/png")])
+    return call("POST", f"{base}/v1/inspect", body=body, content_type=ctype)
+
+
+def test_oversized_headers_answer_413(live: LiveServer) -> None:
+    bomb = _png_header(30_000, 30_000)
+    assert len(bomb) < 200
+    error = _error_shape(_inspect(live.base, bomb, "bomb.png"), 413, "bomb.png: image is too large")
+    assert error["code"] == "too_many_pixels"
+    thin = np.zeros((16, 40_000, 3), dtype=np.uint8)
+    _error_shape(_inspect(live.base, png(thin), "thin.png"), 413,
+                 "thin.png: 40000x16 is too elongated (aspect ratio 2500:1 exceeds the limit of 32:1")  # fmt: skip
+    _error_shape(_inspect(live.base, _png_header(1100, 1000), "many.png"), 413,
+                 "many.png: 1100x1000 = 1.1 megapixels exceeds the limit of 1.0 megapixels")  # fmt: skip
+
+
+def test_every_error_has_one_shape_and_metrics_name_route_templates(live: LiveServer) -> None:
+    files = [("image", f"{i}.png", b"x", "image/png") for i in range(50)]
+    body, ctype = multipart({"category": "any"}, files)
+    _error_shape(call("POST", f"{live.base}/v1/inspect", body=body, content_type=ctype), 400,
+                 "Too many files. Maximum number of files is 1.")  # fmt: skip
+    _error_shape(call("GET", f"{live.base}/v1/inspections?limit=many"), 400, "invalid request: query.limit")
+    _error_shape(call("GET", f"{live.base}/v1/jobs/abc"), 404, "no job 'abc'")
+    _error_shape(call("DELETE", f"{live.base}/v1/inspections"), 405, "method DELETE not allowed")
+    _error_shape(call("GET", f"{live.base}/v1/nothing"), 404, "no route /v1/nothing")
+    metrics = call("GET", f"{live.base}/metrics", raw=True)[2]
+    assert isinstance(metrics, bytes)
+    lines = [line for line in metrics.decode().splitlines() if line.startswith("eagle_http_requests_total")]
+    assert 'eagle_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"} 1' in lines
+    assert 'eagle_http_requests_total{method="POST",route="/v1/inspect",status="400"} 1' in lines
+    assert 'eagle_http_requests_total{method="GET",route="/v1/inspections",status="400"} 1' in lines
+    assert 'eagle_http_requests_total{method="GET",route="unmatched",status="404"} 1' in lines
+    assert not [line for line in lines if 'route="other"' in line]
+
+
+def test_fit_never_replaces_a_folder_with_user_files(live: LiveServer, tmp_path: Path) -> None:
+    folder = tmp_path / "models" / "mine"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("three years")
+    body, ctype = multipart({}, [("files", "a.png", png(np.zeros((32, 32, 3), np.uint8)), "image/png")])
+    error = _error_shape(call("POST", f"{live.base}/v1/categories/mine/fit", body=body, content_type=ctype), 409,
+                         "category mine: holds 1 entries and is not an EAGLE-IAD model")  # fmt: skip
+    assert error["code"] == "category_not_replaceable" and str(tmp_path) not in str(error["message"])
+    assert (folder / "thesis.txt").read_text() == "three years" and sorted(os.listdir(folder)) == ["thesis.txt"]
+    assert list((tmp_path / "state" / "uploads").iterdir()) == []
+
+
+def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = InspectionStore(state / "eagle.sqlite3")
+    store.add(Inspection(id="kept", time="t", category="c", image_name="a.png", score=1.0, tau=1.0, s_max=2.0,
+                         decision="normal", in_band=False, answer=None, caas_applied=False, verdict={},
+                         pictures={"heatmap": "/v1/files/kept/a_heatmap.png"}))  # fmt: skip
+    store.close()
+    (state / "files" / "kept").mkdir(parents=True)
+    (state / "files" / "kept" / "a_heatmap.png").write_bytes(b"picture")
+    (state / "files" / "kept" / ".a_box.png.x1y2.tmp").write_bytes(b"half")  # a kill during save_png
+    (state / "files" / "orphan").mkdir()
+    (state / "files" / "orphan" / "b_heatmap.png").write_bytes(b"never stored")  # killed before store.add
+    models = tmp_path / "models"
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    save(expert.model, models / "cat")
+    os.rename(models / "cat", models / ".cat.old-abcd1234")  # a fit killed between the two renames of its save
+    (models / ".cat.tmp-efgh5678").mkdir()  # ... and its half-written staging copy
+    (models / ".cat.tmp-efgh5678" / "tensors.safetensors").write_bytes(b"half")
+    app = create_app(ServiceSettings(models_dir=models, state_dir=state))
+    try:
+        left = sorted(str(p.relative_to(state / "files")) for p in (state / "files").rglob("*"))
+        assert left == ["kept", "kept/a_heatmap.png"]
+        assert sorted(os.listdir(models)) == ["cat"] and load(models / "cat").category == "cat"
+    finally:
+        app.state.service.close()
