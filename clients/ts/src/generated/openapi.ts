@@ -668,9 +668,13 @@ export interface operations {
                     folder?: string;
                     k?: number;
                     p?: number;
+                    preprocess?: string;
+                    preset?: string;
                     q?: number;
+                    region_rule?: string;
                     rule?: string;
                     seed?: number;
+                    size?: number;
                     tau?: number;
                 };
             };
