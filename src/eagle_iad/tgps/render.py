@@ -232,7 +232,7 @@ def label_boxes(out: np.ndarray, boxes: list[Box]) -> np.ndarray:
         y = min(max(0, y), max(0, height - th))
         draw.rectangle((x, y, x + tw, y + th), fill=(255, 0, 0))
         draw.text((x + 2 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
-    return np.asarray(image)
+    return np.array(image)  # writable: the caller may hatch uninspected pixels on it
 
 
 def draw_candidates(rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
