@@ -1,6 +1,6 @@
 """End to end through the ``eagle`` CLI on real images: fit, eval-expert, inspect, demo, errors.
 
-The tire data lives in ``../shared/data`` (skipped with a reason when absent, as in a user's clone);
+The tire data is found by ``tire_data.py`` (skipped with a reason when absent, as in a user's clone);
 elpv ships with its PyPI package, so those tests always run.
 """
 
@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
-
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-needs_tire = pytest.mark.skipif(not TIRE.exists(), reason=f"real tire images not present at {TIRE}")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

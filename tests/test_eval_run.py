@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
@@ -28,8 +29,6 @@ from eagle_iad.eval.runner import RESULTS, RunStore
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-needs_tire = pytest.mark.skipif(not TIRE.exists(), reason=f"real tire images not present at {TIRE}")
 ALL = "baseline,expert,tgps,eagle,text-only,visual-only"
 
 
