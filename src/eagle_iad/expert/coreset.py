@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
 
 Progress = Callable[[int, int], None]
@@ -112,9 +113,6 @@ class IdentitySampler:
 
     def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
-
-
-SAMPLERS = ("greedy", "random", "all")
 
 
 def make_sampler(name: str, ratio: float, seed: int, projection_dim: int = 128) -> Sampler:

@@ -30,13 +30,13 @@ from safetensors.torch import load_file, save_file
 from eagle_iad import __version__
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.manifest import FORMAT as FORMAT
+from eagle_iad.expert.manifest import MANIFEST as MANIFEST
+from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
+from eagle_iad.expert.manifest import TENSORS as TENSORS
+from eagle_iad.expert.manifest import read_manifest as read_manifest
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.tgps.thresholds import Thresholds
-
-FORMAT = "eagle-iad/expert"
-SCHEMA_VERSION = 1
-MANIFEST = "model.json"
-TENSORS = "tensors.safetensors"
 
 
 def _sha256(path: Path) -> str:
@@ -126,35 +126,6 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
     if key not in data or not isinstance(data[key], kind):
         raise ModelFormatError(f"{where}: field {key!r} is missing or not a {kind.__name__}")
     return data[key]
-
-
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``model.json`` (format and schema version) without touching the tensors."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
-    path = root / MANIFEST
-    if not path.is_file():
-        raise ModelFormatError(f"{root}: not an EAGLE-IAD model directory ({MANIFEST} is missing)")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: corrupt manifest ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: not an EAGLE-IAD expert model (format is not {FORMAT!r})")
-    version = data.get("schema_version")
-    if not isinstance(version, int):
-        raise ModelFormatError(f"{path}: schema_version is missing")
-    if version > SCHEMA_VERSION:
-        raise ModelFormatError(
-            f"{root}: model schema {version} was written by eagle-iad {data.get('package_version', '?')}, "
-            f"which is newer than this eagle-iad {__version__} (reads schema <= {SCHEMA_VERSION}); upgrade eagle-iad"
-        )
-    if version < SCHEMA_VERSION:
-        raise ModelFormatError(
-            f"{root}: model schema {version} is older than this eagle-iad reads ({SCHEMA_VERSION}); refit the model"
-        )
-    return data
 
 
 def load(directory: str | os.PathLike[str]) -> ExpertModel:

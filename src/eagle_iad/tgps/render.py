@@ -15,18 +15,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 from scipy import ndimage
 
+from eagle_iad.choices import RENDER_STYLES as RENDER_STYLES
+from eagle_iad.choices import RenderStyle as RenderStyle
 from eagle_iad.errors import ConfigError
 from eagle_iad.tgps.regions import Box, binary_mask
-
-RenderStyle = Literal["box", "contour", "heatmap", "mask"]
-RENDER_STYLES: tuple[str, ...] = get_args(RenderStyle)
 
 RED = np.array([255, 0, 0], dtype=np.float32)
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
+from eagle_iad.choices import RULES as RULES
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.search import NearestNeighbourSearch
 
-RULES = ("ksigma", "mad", "quantile", "evt", "fixed")
-DEFAULT_RULE = "ksigma"
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
 #: deviation for normal data, so ``mad`` with k = 3 means the same as ``ksigma`` with k = 3.
 MAD_SCALE = 1.4826
