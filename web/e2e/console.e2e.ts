@@ -231,8 +231,13 @@ describe("web console", () => {
     await select.locator('option[value="mono"]').waitFor({ state: "attached" });
     await select.focus();
     await select.selectOption("mono");
+    // The page settles first: the MLLM's inputs appear once /healthz has answered, and the drop zone
+    // names the chosen category; tabbing earlier raced those renders and Enter then opened nothing.
+    await page.getByText("MLLM on").waitFor();
+    await page.getByText("inspected against “mono”").waitFor();
     // Tab from the category select reaches the drop zone (question, attention box in between).
     const dropzone = page.getByRole("button", { name: /Drop images here/ });
+    expect(await dropzone.isEnabled()).toBe(true);
     for (let i = 0; i < 6 && !(await dropzone.evaluate((el) => el === document.activeElement)); i++) {
       await page.keyboard.press("Tab");
     }
