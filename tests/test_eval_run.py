@@ -1,4 +1,4 @@
-"""``eagle eval`` (SPEC §5): metrics by hand, the resumable store, layouts end to end, SIGKILL resume, Ray.
+"""``eagle eval`` (docs/METHOD.md §5): metrics by hand, the resumable store, layouts end to end, SIGKILL resume, Ray.
 
 The MLLM is the tiny random Qwen2.5-VL checkpoint (its replies are mostly unparsable, which is
 exactly what the unparsable accounting must survive); experts are fitted on a few real elpv cells

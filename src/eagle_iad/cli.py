@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
     inspect.set_defaults(func=_cmd_inspect)
 
-    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (SPEC §4)")
+    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (docs/METHOD.md §4)")
     attn.add_argument("image", help="image file")
     attn.add_argument("--model", required=True, help="fitted expert model directory")
     attn.add_argument("--mllm", required=True, help="MLLM backend spec, e.g. hf:/path/to/Qwen2.5-VL-7B-Instruct")

@@ -1,7 +1,7 @@
 """EAGLE end to end: expert → TGPS prompt → MLLM (CAAS in the band) → parsed answer → verdict.
 
 ``Eagle(expert, backend, config).inspect(image)`` is the product's one-call API; the CLI, the
-service and the eval runner call it. Conditions (SPEC §5): ``baseline`` (MLLM alone), ``tgps``
+service and the eval runner call it. Conditions (docs/METHOD.md §5): ``baseline`` (MLLM alone), ``tgps``
 (textual prior + boxed copy), ``eagle`` (TGPS + CAAS when ``tau <= score < s_max``), and the prompt
 ablations ``text-only`` / ``visual-only`` (no CAAS, so they isolate the prompt parts).
 

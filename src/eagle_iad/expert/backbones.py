@@ -1,6 +1,6 @@
 """Feature extractors: pretrained CNNs cut after their stride-8 and stride-16 stages.
 
-PatchCore needs mid-level features (SPEC §1): fine enough to localise a scratch, generic enough to
+PatchCore needs mid-level features (docs/METHOD.md §1): fine enough to localise a scratch, generic enough to
 transfer from ImageNet. Each backbone here returns exactly those two maps and carries the SHA-256
 of its weights, so a saved model can refuse to run with different weights than it was fitted with.
 

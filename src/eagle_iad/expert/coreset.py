@@ -1,4 +1,4 @@
-"""Memory-bank subsampling strategies (SPEC §1: approximate greedy k-centre coreset, 10%).
+"""Memory-bank subsampling strategies (docs/METHOD.md §1: approximate greedy k-centre coreset, 10%).
 
 Keeping every training patch makes each query cost ten times more for little gain; a greedy
 k-centre coreset keeps the patches that cover the feature space, so rare-but-normal patterns stay

@@ -3,7 +3,7 @@
 Two exact strategies are interchangeable: chunked torch matrix products and faiss ``IndexFlatL2``.
 Both support *group exclusion* — ignoring bank entries that came from the query's own training
 image — which is what makes TGPS's leave-own-out training scores cost one scoring pass instead of
-one index rebuild per image (SPEC §2).
+one index rebuild per image (docs/METHOD.md §2).
 
 Distances are found with the fast ``|q|^2 - 2 q.b + |b|^2`` expansion, then the winning
 neighbour's distance is recomputed directly as ``|q - b|`` so scores do not suffer the expansion's

@@ -1,4 +1,4 @@
-"""CAAS: confidence-aware attention scaling, as a transformers attention function (SPEC §3).
+"""CAAS: confidence-aware attention scaling, as a transformers attention function (docs/METHOD.md §3).
 
 Why an attention function: transformers 5 routes every decoder attention through
 ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`` with the module, the rotated query/key

@@ -1,4 +1,4 @@
-"""The label-free TGPS threshold (SPEC §2): tau and s_max from normal training images alone.
+"""The label-free TGPS threshold (docs/METHOD.md §2): tau and s_max from normal training images alone.
 
 A training image's own patches are in the memory bank, so scoring it naively gives near-zero
 distances and a useless threshold. Leave-own-out fixes that: each training image is scored with
