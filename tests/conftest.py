@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real-architecture MLLMs, built once per test session (SPEC §6)."""
+"""Shared fixtures: tiny real-architecture MLLMs, built once per test session (docs/METHOD.md)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
 """Prepare and start a real ``eagle serve`` for the TypeScript client tests and the browser tests.
 
-The Node test suites (``clients/ts``, ``web/e2e``) run against this exact server process: a tire
-expert fitted on a few real MVTec 3D-AD tire images, the tiny random Qwen2.5-VL (real architecture
-and processor; no MLLM weights exist on this machine, so its replies are random text, never a faked
-answer), an evaluation run written by ``eagle eval-expert`` so ``/v1/evaluations`` has metrics and
-plots, and a data root with a folder of normal images for fits from a server folder (and a folder of
-undecodable ``.png`` files, for a fit job that fails).
+The Node test suites (``clients/ts``, ``web/e2e``) run against this exact server process: an expert
+fitted on a few real elpv solar cells (category ``mono``; the cells ship in the ``elpv-dataset`` PyPI
+package, so a fresh clone has them without ``../shared``), the tiny random Qwen2.5-VL (real
+architecture and processor; no MLLM weights exist on this machine, so its replies are random text,
+never a faked answer), an evaluation run written by ``eagle eval-expert`` so ``/v1/evaluations`` has
+metrics and plots, and a data root with a folder of normal cells for fits from a server folder (and a
+folder of undecodable ``.png`` files, for a fit job that fails).
 
 Usage: ``python tests/serve_fixture.py --work DIR --port N [--mllm-queue N]`` (``EAGLE_API_KEY``
 passes through). Preparation is cached in ``DIR`` (a marker file is written last), then the process
 *becomes* ``eagle serve`` (exec), so the caller stops the server by signalling the pid it started.
+A failure is one line on stderr and exit status 2, which the Node suites show as the reason.
 """
 
 from __future__ import annotations
@@ -21,35 +23,47 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-TIRE = REPO.parent / "shared" / "data" / "mvtec3d-tire"
-READY = ".prepared-v2"
+from eagle_iad.data import get_layout
+
+#: The category the suites inspect and fit against (also the model's directory name).
+CATEGORY = "mono"
+#: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
+READY = ".prepared-v3"
+NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
+          "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png")  # fmt: skip
+
+
+class FixtureError(Exception):
+    """Preparation failed; the message says which step and why."""
 
 
 def _eagle(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "eagle_iad.cli", *args], check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run([sys.executable, "-m", "eagle_iad.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    if result.returncode != 0:
+        raise FixtureError(f"`eagle {args[0]}` failed (exit {result.returncode}): {result.stderr.strip()}")
 
 
 def prepare(work: Path, train_images: int) -> None:
     """Models, tiny MLLM, evaluation run and data root under ``work`` (skipped when already there)."""
-    needed = ("models/tire/model.json", "runs/tire-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
-              "data/tire-good/05.png", "data/broken/b.png", "sample-good.png", "sample-cut.png")  # fmt: skip
-    if (work / READY).is_file() and all((work / path).is_file() for path in needed):
+    if (work / READY).is_file() and all((work / path).is_file() for path in NEEDED):
         return
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    data = ["--data", str(TIRE), "--layout", "mvtec", "--category", "tire"]
-    _eagle("fit", *data, "--out", str(work / "models" / "tire"), "--limit-train", str(train_images), "--quiet")
-    _eagle("eval-expert", *data, "--model", str(work / "models" / "tire"), "--out", str(work / "runs" / "tire-expert"),
+    data = ["--layout", "elpv", "--category", CATEGORY]
+    model = work / "models" / CATEGORY
+    _eagle("fit", *data, "--out", str(model), "--limit-train", str(train_images), "--quiet")
+    _eagle("eval-expert", *data, "--model", str(model), "--out", str(work / "runs" / f"{CATEGORY}-expert"),
            "--limit-test", "8", "--quiet")  # fmt: skip
     from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
 
     build_tiny_qwen2_5_vl(work / "tiny-qwen2.5-vl")
-    # A server folder of normal tire images (for fits by folder) and a few test images for uploads.
-    good = sorted((TIRE / "tire" / "train" / "good").glob("*.png"))
-    for index, source in enumerate(good[-6:]):
-        target = work / "data" / "tire-good" / f"{index:02d}.png"
+    layout = get_layout("elpv")
+    # A server folder of normal cells (for fits by folder) and one normal and one cracked test cell.
+    train = sorted(s.path for s in layout.samples(None, CATEGORY, "train"))
+    for index, source in enumerate(train[-6:]):
+        target = work / "data" / f"{CATEGORY}-good" / f"{index:02d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     # Files a fit by folder accepts by name but cannot decode: the job itself fails (a failed-job path).
@@ -57,9 +71,10 @@ def prepare(work: Path, train_images: int) -> None:
         broken = work / "data" / "broken" / name
         broken.parent.mkdir(parents=True, exist_ok=True)
         broken.write_text("not an image")
-    for kind in ("good", "cut"):
-        source = sorted((TIRE / "tire" / "test" / kind).glob("*.png"))[0]
-        shutil.copyfile(source, work / f"sample-{kind}.png")
+    test = sorted(layout.samples(None, CATEGORY, "test"), key=lambda s: str(s.path))
+    for name, label in (("sample-good.png", 0), ("sample-crack.png", 1)):
+        source = next(s.path for s in test if s.label == label)
+        shutil.copyfile(source, work / name)
     (work / READY).write_text("ok\n")
 
 
@@ -73,7 +88,10 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
     work = Path(args.work).resolve()
-    prepare(work, args.train_images)
+    try:
+        prepare(work, args.train_images)
+    except (FixtureError, OSError) as error:
+        sys.exit(f"serve_fixture.py: cannot prepare {work}: {error}")
     if args.prepare_only:
         return
     state = Path(args.state_dir) if args.state_dir else work / f"state-{args.port}"

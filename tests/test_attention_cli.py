@@ -1,4 +1,4 @@
-"""``eagle attention``: per-layer attention, plain MLLM vs EAGLE, on tiny real-architecture MLLMs (SPEC §4).
+"""``eagle attention``: per-layer attention, plain MLLM vs EAGLE, on tiny real-architecture MLLMs (docs/METHOD.md §4).
 
 The expert is fitted on six real elpv cells; the MLLMs are the tiny random Qwen2.5-VL and LLaVA-1.5
 checkpoints. Metric values are checked against hand computation from the captured per-token weights

@@ -1,6 +1,6 @@
 """End to end through the ``eagle`` CLI on real images: fit, eval-expert, inspect, demo, errors.
 
-The tire data lives in ``../shared/data`` (skipped with a reason when absent, as in a user's clone);
+The tire data is found by ``tire_data.py`` (skipped with a reason when absent, as in a user's clone);
 elpv ships with its PyPI package, so those tests always run.
 """
 
@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
-
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-needs_tire = pytest.mark.skipif(not TIRE.exists(), reason=f"real tire images not present at {TIRE}")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -182,9 +180,23 @@ def test_fit_refuses_one_image_category(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.slow
 def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    code, stdout, _ = run(capsys, "demo", "--out", str(out), "--limit-train", "30", "--limit-test", "40", "--quiet")
+    argv = ("demo", "--out", str(out), "--limit-train", "30", "--limit-test", "40", "--quiet")
+    code, stdout, stderr = run(capsys, *argv)
     assert code == 0
     assert stdout.strip() == f"demo report: {out / 'report.md'}"
+    # A few held-out cells of each kind, named by their truth, for the README's first `eagle inspect`.
+    samples = sorted((out / "samples").iterdir())
+    assert [p.name.split("_")[0] for p in samples] == ["defective"] * 3 + ["normal"] * 3
+    test = {s.path.name: s for s in get_layout("elpv").samples(None, "mono", "test")}
+    trained = {Path(p).name for p in json.loads((out / "model" / "model.json").read_text())["training"]["images"]}
+    for sample in samples:
+        source = test[sample.name.split("_", 1)[1]]
+        assert sample.read_bytes() == source.path.read_bytes()
+        assert source.label == (1 if sample.name.startswith("defective_") else 0)
+        assert source.path.name not in trained
+    command = f"eagle inspect {out / 'samples'}/*.png --model {out / 'model'} --out {out / 'my-inspect'}"
+    assert f"[demo] next: {command}\n" in stderr
+    assert command in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "| image AUROC |" in report
     assert "![score histogram](eval/histogram.png)" in report

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.data import Sample, get_layout, layout_names
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
 from eagle_iad.errors import DataError
-
-TIRE_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
 
 
 def png(path: Path, value: int = 0) -> Path:
@@ -422,15 +421,14 @@ def test_elpv_errors(tmp_path: Path) -> None:
 # --- real data -------------------------------------------------------------------------------
 
 
+@needs_tire
 def test_real_tire_data() -> None:
-    if not (TIRE_ROOT / "tire").is_dir():
-        pytest.skip(f"real MVTec 3D-AD tire data not found at {TIRE_ROOT}")
     layout = get_layout("mvtec")
-    assert layout.categories(TIRE_ROOT) == ["tire"]
-    train = layout.samples(TIRE_ROOT, "tire", "train")
+    assert layout.categories(TIRE) == ["tire"]
+    train = layout.samples(TIRE, "tire", "train")
     assert len(train) == 210 + 29
     assert Counter(s.path.parent.parent.name for s in train) == {"train": 210, "validation": 29}
-    test = layout.samples(TIRE_ROOT, "tire", "test")
+    test = layout.samples(TIRE, "tire", "test")
     assert Counter(s.defect_type for s in test) == {
         "good": 25,
         "combined": 5,

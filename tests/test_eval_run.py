@@ -1,4 +1,4 @@
-"""``eagle eval`` (SPEC §5): metrics by hand, the resumable store, layouts end to end, SIGKILL resume, Ray.
+"""``eagle eval`` (docs/METHOD.md §5): metrics by hand, the resumable store, layouts end to end, SIGKILL resume, Ray.
 
 The MLLM is the tiny random Qwen2.5-VL checkpoint (its replies are mostly unparsable, which is
 exactly what the unparsable accounting must survive); experts are fitted on a few real elpv cells
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
@@ -28,8 +29,6 @@ from eagle_iad.eval.runner import RESULTS, RunStore
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-needs_tire = pytest.mark.skipif(not TIRE.exists(), reason=f"real tire images not present at {TIRE}")
 ALL = "baseline,expert,tgps,eagle,text-only,visual-only"
 
 

@@ -1,4 +1,4 @@
-"""The expert's numbers against independent float64 reference computations (SPEC §1–§2).
+"""The expert's numbers against independent float64 reference computations (docs/METHOD.md §1–§2).
 
 Nearest-neighbour search, patch/image scores, feature aggregation, the coreset, TGPS's
 leave-own-out training scores, the threshold rules and the crop geometry are each checked

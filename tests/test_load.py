@@ -12,13 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tire_data import TIRE, needs_tire
 
 from eagle_iad.data import get_layout
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "load.py"
-TIRE = REPO.parent / "shared" / "data" / "mvtec3d-tire"
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +31,7 @@ def test_non_loopback_host_is_refused() -> None:
     assert "--host 0.0.0.0 is not a loopback address" in result.stderr
 
 
-@pytest.mark.skipif(not (TIRE / "tire").is_dir(), reason=f"tire images not found under {TIRE}")
+@needs_tire
 def test_load_counts_every_inspection(tmp_path: Path) -> None:
     import torch
 

@@ -1,4 +1,4 @@
-"""CAAS through the attention-function registry, on tiny real-architecture models (SPEC §3, §4).
+"""CAAS through the attention-function registry, on tiny real-architecture models (docs/METHOD.md §3, §4).
 
 Exactness is checked bit for bit: alpha = 0 and out-of-band requests against stock
 ``attn_implementation="eager"``; alpha > 0 against a stock eager logit computation from the very

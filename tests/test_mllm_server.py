@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 MODEL = TINY_SERVED_MODEL
 NEW_TOKENS = 4
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png"))
-#: With a template the query is the second image (template first, SPEC §2).
+#: With a template the query is the second image (template first, docs/METHOD.md §2).
 ITEMS_TEMPLATE = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png", template_ref="t.png"))
 
 

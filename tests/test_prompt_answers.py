@@ -1,4 +1,4 @@
-"""TGPS prompt items (SPEC §2 wording and order) and the reply parser."""
+"""TGPS prompt items (docs/METHOD.md §2 wording and order) and the reply parser."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TGPS visual prompt: anomaly map → boxes (regions.py) → pictures (render.py), SPEC §2."""
+"""TGPS visual prompt: anomaly map → boxes (regions.py) → pictures (render.py), docs/METHOD.md §2."""
 
 from __future__ import annotations
 

@@ -19,15 +19,23 @@ import numpy as np
 
 from eagle_iad import __version__
 from eagle_iad.atomic import atomic_write_text
+
+# Only torch-free modules at the top: `eagle --help`, `--version` and `eagle info` must start at once.
+# Each command imports what it needs inside its function (tests/test_fresh_clone.py checks this).
+from eagle_iad.choices import (
+    BACKBONES,
+    CONDITIONS,
+    DEFAULT_ALPHA,
+    DEFAULT_BACKBONE,
+    DEFAULT_RULE,
+    DEFAULT_SEARCH,
+    RENDER_STYLES,
+    RULES,
+    SAMPLERS,
+    SEARCHES,
+)
 from eagle_iad.data import Sample, get_layout, layout_names
 from eagle_iad.errors import ConfigError, EagleError
-from eagle_iad.expert.backbones import DEFAULT_BACKBONE, backbone_names
-from eagle_iad.expert.coreset import SAMPLERS
-from eagle_iad.expert.search import DEFAULT_SEARCH, SEARCHES
-from eagle_iad.mllm.caas import DEFAULT_ALPHA
-from eagle_iad.pipeline import CONDITIONS
-from eagle_iad.tgps.render import RENDER_STYLES
-from eagle_iad.tgps.thresholds import RULES
 
 
 def _data_root(value: str | None, layout: str) -> Path | None:
@@ -452,7 +460,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from eagle_iad.expert.store import read_manifest
+    from eagle_iad.expert.manifest import read_manifest
 
     manifest: dict[str, Any] = read_manifest(args.model)
     if manifest["schema_version"] == 1:  # read as the paper's setting (store.OLDEST_SCHEMA)
@@ -483,12 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit the expert on a category's normal training images")
     _add_data_args(fit)
     fit.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
-    fit.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=backbone_names())
+    fit.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     fit.add_argument("--sampler", default="greedy", choices=SAMPLERS, help="memory-bank subsampling")
     fit.add_argument("--coreset-ratio", type=float, default=0.1, help="fraction of patches kept (default 0.1)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--search", default=DEFAULT_SEARCH, choices=SEARCHES, help="nearest-neighbour search")
-    fit.add_argument("--rule", default="ksigma", choices=RULES, help="threshold rule (default ksigma)")
+    fit.add_argument("--rule", default=DEFAULT_RULE, choices=RULES, help="threshold rule (default ksigma)")
     fit.add_argument("--k", type=float, default=3.0, help="k for ksigma and mad (default 3)")
     fit.add_argument("--q", type=float, default=0.99, help="q for the quantile rule")
     fit.add_argument("--p", type=float, default=0.99, help="p for the evt rule")
@@ -542,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
     inspect.set_defaults(func=_cmd_inspect)
 
-    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (SPEC §4)")
+    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (docs/METHOD.md §4)")
     attn.add_argument("image", help="image file")
     attn.add_argument("--model", required=True, help="fitted expert model directory")
     attn.add_argument("--mllm", required=True, help="MLLM backend spec, e.g. hf:/path/to/Qwen2.5-VL-7B-Instruct")

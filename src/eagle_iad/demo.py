@@ -7,20 +7,55 @@ PyPI packages), so it runs the same on any fresh clone, offline, without ``../sh
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from eagle_iad import __version__
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.cli import select_test, select_training
-from eagle_iad.data import get_layout
+from eagle_iad.data import Sample, get_layout
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit, save
 from eagle_iad.verdict import inspect_images
 
 CATEGORY = "mono"
+#: Held-out test cells of each kind copied to ``<out>/samples`` for a first ``eagle inspect``.
+SAMPLES_PER_KIND = 3
+
+
+def copy_samples(test: list[Sample], target: Path, seed: int) -> list[Path]:
+    """Copy a seeded few normal and defective test cells into ``target``, named by their truth.
+
+    A newcomer's first ``eagle inspect`` then needs no hunt through the installed package for
+    images, and the names (``normal_*``, ``defective_*``) say what the verdict should be. Only
+    test cells are copied, never ones the expert was fitted on. Each copy is written under a
+    temporary name and renamed, so a file there is always a whole image; other files are left alone.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    copied: list[Path] = []
+    for label, kind in ((0, "normal"), (1, "defective")):
+        cells = sorted((s for s in test if s.label == label), key=lambda s: str(s.path))
+        for index in sorted(rng.choice(len(cells), size=min(SAMPLES_PER_KIND, len(cells)), replace=False)):
+            source = cells[int(index)].path
+            path = target / f"{kind}_{source.stem}{source.suffix}"
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=target)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(source.read_bytes())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            copied.append(path)
+    return copied
 
 
 def _fmt(value: object) -> str:
@@ -103,8 +138,23 @@ def run_demo(
             f"{'yes' if verdict.in_band else 'no'} | {len(verdict.boxes)} | "
             f"![heatmap]({pictures['heatmap']}) | ![boxes]({pictures['box']}) |"
         )
-    lines += ["", "Reproduce: `make demo` (or `eagle demo --out runs/demo`).", ""]
+    samples = copy_samples(test, out / "samples", config.seed)
+    lines += [
+        "",
+        "## Try it yourself",
+        "",
+        f"{len(samples)} held-out test cells (named by their truth) are in `{out / 'samples'}`:",
+        "",
+        "```sh",
+        f"eagle inspect {out / 'samples'}/*.png --model {out / 'model'} --out {out / 'my-inspect'}",
+        "```",
+        "",
+        "Reproduce: `make demo` (or `eagle demo --out runs/demo`).",
+        "",
+    ]
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines))
     atomic_write_text(out / "verdicts.json", json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
+    say(f"model: {out / 'model'}; {len(samples)} test cells to try it on: {out / 'samples'}")
+    say(f"next: eagle inspect {out / 'samples'}/*.png --model {out / 'model'} --out {out / 'my-inspect'}")
     return report

@@ -7,7 +7,7 @@ the problem, and which refuses oversized images *before* decoding them so a host
 100-megapixel upload cannot exhaust memory.
 
 The expert sees a resized, centre-cropped view; :class:`Geometry` remembers how that view was cut
-so anomaly maps and boxes can be drawn on the original image (SPEC §1).
+so anomaly maps and boxes can be drawn on the original image (docs/METHOD.md §1).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class Geometry:
     def map_to_original(self, crop_map: np.ndarray) -> np.ndarray:
         """Place a ``crop x crop`` map back into original coordinates.
 
-        The map is pasted into the resized frame (outside the crop: the map's minimum, SPEC §1),
+        The map is pasted into the resized frame (outside the crop: the map's minimum, docs/METHOD.md §1),
         then that frame is bilinearly resized to the original size, undoing the transform.
         """
         if crop_map.shape != (self.crop, self.crop):

@@ -1,7 +1,7 @@
 """EAGLE end to end: expert → TGPS prompt → MLLM (CAAS in the band) → parsed answer → verdict.
 
 ``Eagle(expert, backend, config).inspect(image)`` is the product's one-call API; the CLI, the
-service and the eval runner call it. Conditions (SPEC §5): ``baseline`` (MLLM alone), ``tgps``
+service and the eval runner call it. Conditions (docs/METHOD.md §5): ``baseline`` (MLLM alone), ``tgps``
 (textual prior + boxed copy), ``eagle`` (TGPS + CAAS when ``tau <= score < s_max``), and the prompt
 ablations ``text-only`` / ``visual-only`` (no CAAS, so they isolate the prompt parts).
 
@@ -15,10 +15,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any
 
 import numpy as np
 
+from eagle_iad.choices import CONDITIONS as CONDITIONS
+from eagle_iad.choices import Condition as Condition
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import ImageSource, load_rgb
@@ -40,8 +42,6 @@ from eagle_iad.tgps.regions import Box
 from eagle_iad.tgps.render import RenderStyle, render
 from eagle_iad.verdict import make_verdict, region_threshold
 
-Condition: TypeAlias = Literal["baseline", "tgps", "eagle", "text-only", "visual-only"]
-CONDITIONS: tuple[str, ...] = get_args(Condition)
 _MODES: dict[str, PromptMode] = {
     "baseline": "full",
     "tgps": "full",

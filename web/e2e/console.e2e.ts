@@ -1,6 +1,6 @@
 /**
  * The console in a real browser (Debian chromium through playwright-core) against a real
- * `eagle serve` (tests/serve_fixture.py: tire expert, tiny random Qwen2.5-VL, one evaluation run).
+ * `eagle serve` (tests/serve_fixture.py: elpv expert, tiny random Qwen2.5-VL, one evaluation run).
  */
 
 import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
@@ -76,27 +76,27 @@ describe("web console", () => {
     await page.getByText("MLLM on").waitFor();
 
     const select = page.getByLabel("Category", { exact: true });
-    await select.locator('option[value="tire"]').waitFor({ state: "attached" });
-    await select.selectOption("tire");
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
     // The drop zone is a real button (keyboard reachable) that opens the picker.
     const dropzone = page.getByRole("button", { name: /Drop images here/ });
     expect(await dropzone.isEnabled()).toBe(true);
 
-    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-cut.png"));
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
     const verdict = page.locator('[data-testid="verdict"]').first();
     await verdict.waitFor({ timeout: 120_000 });
     log("verdict shown");
     expect(await verdict.textContent()).toMatch(/Anomalous|Normal|Undecided/);
-    const result = page.getByRole("article", { name: "Inspection of sample-cut.png" });
+    const result = page.getByRole("article", { name: "Inspection of sample-crack.png" });
     const scale = result.locator('[data-testid="score-scale"]');
     expect(await scale.getAttribute("aria-label")).toMatch(/^Score \d+(\.\d+)?; tau \d+(\.\d+)?; s_max \d+(\.\d+)?/);
     expect(await result.locator('[data-testid="score-marker"]').count()).toBe(1);
 
-    await imagesLoaded('article img[alt^="Boxed of sample-cut.png"]');
+    await imagesLoaded('article img[alt^="Boxed of sample-crack.png"]');
     const heatmap = result.getByRole("button", { name: "Heatmap" });
     await heatmap.click();
     expect(await heatmap.getAttribute("aria-pressed")).toBe("true");
-    await imagesLoaded('article img[alt^="Heatmap of sample-cut.png"]');
+    await imagesLoaded('article img[alt^="Heatmap of sample-crack.png"]');
     expect(await page.evaluate(() => document.querySelector<HTMLImageElement>('article img[alt^="Heatmap"]')?.src.startsWith("blob:"))).toBe(true);
 
     const reply = result.locator('[data-testid="reply"]');
@@ -126,10 +126,10 @@ describe("web console", () => {
   it("fits a category from a server folder with live progress, then shows its histogram", async () => {
     await page.getByRole("link", { name: "Categories" }).click();
     await page.getByRole("heading", { name: "Categories", level: 1 }).waitFor();
-    await page.getByRole("link", { name: "tire", exact: true }).waitFor();
+    await page.getByRole("link", { name: "mono", exact: true }).waitFor();
     await page.getByLabel("Name").fill("e2e-small");
     await page.getByLabel("Server folder").check();
-    await page.getByLabel("Folder under the service's data root").fill("tire-good");
+    await page.getByLabel("Folder under the service's data root").fill("mono-good");
     await page.getByRole("button", { name: "Fit category" }).click();
     const bar = page.getByRole("progressbar");
     await bar.waitFor({ timeout: 30_000 });
@@ -168,7 +168,7 @@ describe("web console", () => {
     await page.getByRole("link", { name: "History" }).click();
     const table = page.getByRole("table", { name: "Inspection history" });
     await table.waitFor();
-    const ourRow = table.getByRole("row").filter({ hasText: "sample-cut.png" });
+    const ourRow = table.getByRole("row").filter({ hasText: "sample-crack.png" });
     await ourRow.first().waitFor();
     expect(await table.getByText("x.png").count()).toBe(0); // refused uploads are not stored
     const label = ((await ourRow.first().locator(".decision").textContent()) ?? "").replace(/[^A-Za-z]/g, "").toLowerCase();
@@ -180,7 +180,7 @@ describe("web console", () => {
       await page.waitForFunction(() => !document.querySelector('tbody[aria-busy="true"]'));
       const badges = await table.locator("tbody .decision").allTextContents();
       for (const badge of badges) expect(badge.toLowerCase()).toContain(decision); // every row matches the filter
-      return table.getByText("sample-cut.png").count();
+      return table.getByText("sample-crack.png").count();
     };
     for (const decision of ["anomalous", "normal"]) {
       expect(await showOnly(decision)).toBe(decision === label ? 1 : 0);
@@ -191,7 +191,7 @@ describe("web console", () => {
     await page.waitForFunction(() => !location.hash.includes("decision="));
     await page.getByLabel("Decision").selectOption("");
     await ourRow.first().waitFor();
-    await ourRow.first().getByRole("button", { name: /Show sample-cut.png/ }).click();
+    await ourRow.first().getByRole("button", { name: /Show sample-crack.png/ }).click();
     const detail = page.getByRole("region", { name: "Selected inspection" });
     await detail.waitFor();
     await imagesLoaded('section[aria-label="Selected inspection"] img');
@@ -201,17 +201,17 @@ describe("web console", () => {
 
   it("shows the evaluation run with its metrics table and histogram plot", async () => {
     await page.getByRole("link", { name: "Evaluations" }).click();
-    await page.getByRole("heading", { name: "tire-expert", level: 2 }).waitFor();
-    const metrics = page.getByRole("table", { name: "Metrics of tire-expert" });
+    await page.getByRole("heading", { name: "mono-expert", level: 2 }).waitFor();
+    const metrics = page.getByRole("table", { name: "Metrics of mono-expert" });
     await metrics.waitFor();
     const row = metrics.getByRole("row").filter({ has: page.getByText("at_tau.balanced_accuracy", { exact: true }) });
     const value = (await row.locator("td").textContent()) ?? "";
     expect(value).toMatch(/^\d+\.\d{3}$/);
-    const expected = JSON.parse(readFileSync(resolve(FIXTURE_WORK, "runs/tire-expert/metrics.json"), "utf8")) as {
+    const expected = JSON.parse(readFileSync(resolve(FIXTURE_WORK, "runs/mono-expert/metrics.json"), "utf8")) as {
       at_tau: { balanced_accuracy: number };
     };
     expect(value).toBe(expected.at_tau.balanced_accuracy.toFixed(3));
-    await imagesLoaded('img[alt="histogram.png of run tire-expert"]');
+    await imagesLoaded('img[alt="histogram.png of run mono-expert"]');
     await shot("evaluations");
   });
 
@@ -228,11 +228,16 @@ describe("web console", () => {
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor(); // History has a "Category" select too
     const select = page.getByLabel("Category", { exact: true });
-    await select.locator('option[value="tire"]').waitFor({ state: "attached" });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
     await select.focus();
-    await select.selectOption("tire");
+    await select.selectOption("mono");
+    // The page settles first: the MLLM's inputs appear once /healthz has answered, and the drop zone
+    // names the chosen category; tabbing earlier raced those renders and Enter then opened nothing.
+    await page.getByText("MLLM on").waitFor();
+    await page.getByText("inspected against “mono”").waitFor();
     // Tab from the category select reaches the drop zone (question, attention box in between).
     const dropzone = page.getByRole("button", { name: /Drop images here/ });
+    expect(await dropzone.isEnabled()).toBe(true);
     for (let i = 0; i < 6 && !(await dropzone.evaluate((el) => el === document.activeElement)); i++) {
       await page.keyboard.press("Tab");
     }
@@ -248,10 +253,10 @@ describe("web console", () => {
     await page.goto(`${server.baseUrl}/#/inspect`);
     await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
     const select = page.getByLabel("Category", { exact: true });
-    await select.locator('option[value="tire"]').waitFor({ state: "attached" });
-    await select.selectOption("tire");
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
     await page.getByLabel("Attention overlays").check();
-    const files = ["sample-good.png", "sample-cut.png"].map((name) => ({
+    const files = ["sample-good.png", "sample-crack.png"].map((name) => ({
       name: `dropped-${name}`,
       bytes: [...readFileSync(resolve(FIXTURE_WORK, name))],
     }));
@@ -300,11 +305,11 @@ describe("web console", () => {
     await page.getByText("The service refused the stored key.").waitFor({ timeout: 30_000 });
     await page.getByLabel("API key", { exact: true }).fill(KEY);
     await page.getByRole("button", { name: "Use key" }).click();
-    await page.getByRole("table", { name: "Fitted categories" }).getByRole("link", { name: "tire", exact: true }).waitFor({ timeout: 30_000 });
+    await page.getByRole("table", { name: "Fitted categories" }).getByRole("link", { name: "mono", exact: true }).waitFor({ timeout: 30_000 });
     expect(await page.evaluate(() => sessionStorage.getItem("eagle-iad.apiKey"))).toBe(KEY);
     // Pictures need the key too: they are fetched through the client and shown from blob: URLs.
     await page.getByRole("link", { name: "Evaluations" }).click();
-    await imagesLoaded('img[alt="histogram.png of run tire-expert"]');
+    await imagesLoaded('img[alt="histogram.png of run mono-expert"]');
     problems.splice(0); // the 401 answers are logged by the browser
   });
 

@@ -4,12 +4,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { EagleApiError, EagleClient } from "../src/index.js";
+import { sharedServer } from "./fixture.js";
 import { FIXTURE_WORK, startServer, type RunningServer } from "./server.js";
 
 const KEY = "test-key-ÿ-not-ascii-safe?".replace("ÿ", "y");
 let server: RunningServer;
 
 beforeAll(async () => {
+  sharedServer(); // the fixture's own error, not a second failed start
   server = await startServer({ EAGLE_API_KEY: KEY });
 });
 
@@ -21,7 +23,7 @@ describe("with EAGLE_API_KEY", () => {
   it("answers 401 without the key or with a wrong one, on every /v1 route the client uses", async () => {
     for (const apiKey of [undefined, "wrong"]) {
       const client = new EagleClient({ baseUrl: server.baseUrl, ...(apiKey ? { apiKey } : {}) });
-      for (const call of [() => client.categories(), () => client.history(), () => client.evaluations(), () => client.category("tire")]) {
+      for (const call of [() => client.categories(), () => client.history(), () => client.evaluations(), () => client.category("mono")]) {
         const error = await call().catch((e: unknown) => e);
         expect(error).toBeInstanceOf(EagleApiError);
         expect(error).toMatchObject({ status: 401, code: "invalid_api_key" });
@@ -33,7 +35,7 @@ describe("with EAGLE_API_KEY", () => {
 
   it("works with the key, pictures included", async () => {
     const client = new EagleClient({ baseUrl: server.baseUrl, apiKey: KEY });
-    const record = await client.inspect(await readFile(join(FIXTURE_WORK, "sample-good.png")), "tire");
+    const record = await client.inspect(await readFile(join(FIXTURE_WORK, "sample-good.png")), "mono");
     const picture = await client.picture(record.pictures.box as string);
     expect(picture.size).toBeGreaterThan(1000);
     const plain = await fetch(server.baseUrl + (record.pictures.box as string));

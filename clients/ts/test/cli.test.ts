@@ -2,9 +2,10 @@
 import { execFile } from "node:child_process";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 
 import { parseFitOptions } from "../src/cli.js";
+import { sharedServer } from "./fixture.js";
 
 const BIN = resolve(import.meta.dirname, "..", "dist", "bin.js");
 
@@ -21,20 +22,25 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 }
 
 describe("eagle-client", () => {
+  let baseUrl = "";
+  let fixture = "";
+  beforeAll(() => {
+    ({ baseUrl, fixtureDir: fixture } = sharedServer());
+  });
+
   it("inspects images and prints one JSON line each; a bad file is reported and sets exit 1", async () => {
-    const fixture = inject("fixtureDir");
     const bad = join(fixture, "data", "broken", "a.png");
-    const { code, stdout, stderr } = await cli(["--url", inject("baseUrl"), "inspect", "--category", "tire", join(fixture, "sample-good.png"), bad]);
+    const { code, stdout, stderr } = await cli(["--url", baseUrl, "inspect", "--category", "mono", join(fixture, "sample-good.png"), bad]);
     expect(code).toBe(1);
     const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ category: "tire", image_name: "sample-good.png" });
+    expect(lines[0]).toMatchObject({ category: "mono", image_name: "sample-good.png" });
     expect(lines[1]).toEqual({ image: bad, error: "a.png: not a recognised image (content is checked, not the header)", status: 400, code: "invalid_image" });
     expect(stderr).toContain("a.png: not a recognised image");
   });
 
   it("fits from a server folder with progress on stderr and the job on stdout", async () => {
-    const { code, stdout, stderr } = await cli(["--url", inject("baseUrl"), "fit", "cli-fit", "--folder", "tire-good", "--option", "coreset_ratio=0.5"]);
+    const { code, stdout, stderr } = await cli(["--url", baseUrl, "fit", "cli-fit", "--folder", "mono-good", "--option", "coreset_ratio=0.5"]);
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ category: "cli-fit", state: "succeeded", images: 6 });
     expect(stderr).toMatch(/job succeeded/);
@@ -42,15 +48,15 @@ describe("eagle-client", () => {
   });
 
   it("reads history with filters", async () => {
-    const { code, stdout } = await cli(["--url", inject("baseUrl"), "history", "--category", "tire", "--limit", "2"]);
+    const { code, stdout } = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2"]);
     expect(code).toBe(0);
     const page = JSON.parse(stdout) as { limit: number; items: Array<{ category: string }> };
     expect(page.limit).toBe(2);
-    expect(page.items.every((item) => item.category === "tire")).toBe(true);
+    expect(page.items.every((item) => item.category === "mono")).toBe(true);
   });
 
   it("refuses bad usage with exit 2 and the reason", async () => {
-    const decision = await cli(["--url", inject("baseUrl"), "history", "--decision", "maybe"]);
+    const decision = await cli(["--url", baseUrl, "history", "--decision", "maybe"]);
     expect(decision.code).toBe(2);
     expect(decision.stderr).toContain("--decision must be anomalous, normal or undecided");
     const unknown = await cli(["frobnicate"]);
@@ -67,7 +73,7 @@ describe("eagle-client", () => {
   });
 
   it("maps an API error to exit 1 with the service's message", async () => {
-    const { code, stderr } = await cli(["--url", inject("baseUrl"), "category", "nope"]);
+    const { code, stderr } = await cli(["--url", baseUrl, "category", "nope"]);
     expect(code).toBe(1);
     expect(stderr).toBe("eagle-client: no fitted category 'nope'\n");
   });

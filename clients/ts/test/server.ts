@@ -1,5 +1,5 @@
 /**
- * Start `tests/serve_fixture.py` (a real `eagle serve`: tire expert fitted on real images, the tiny
+ * Start `tests/serve_fixture.py` (a real `eagle serve`: an expert fitted on real elpv solar cells, the tiny
  * random Qwen2.5-VL, an evaluation run) on a free loopback port, and stop its whole process group.
  * Shared by the client's tests and the console's browser tests (web/e2e re-exports it).
  */

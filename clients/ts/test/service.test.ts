@@ -1,20 +1,22 @@
 /**
- * The client against a real `eagle serve` (tire expert on real images, tiny random Qwen2.5-VL):
+ * The client against a real `eagle serve` (expert on real elpv solar cells, tiny random Qwen2.5-VL):
  * every route the client wraps, typed results, the fit's live events, and the service's errors.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 
 import { EagleApiError, EagleClient, EagleFitError, type JobEvent } from "../src/index.js";
+import { sharedServer } from "./fixture.js";
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
 let client: EagleClient;
 let fixture: string;
 
 beforeAll(() => {
-  client = new EagleClient({ baseUrl: inject("baseUrl") });
-  fixture = inject("fixtureDir");
+  const server = sharedServer();
+  client = new EagleClient({ baseUrl: server.baseUrl });
+  fixture = server.fixtureDir;
 });
 
 describe("reading", () => {
@@ -25,12 +27,12 @@ describe("reading", () => {
     expect(health.mllm_queue_waiting).toBe(0);
   });
 
-  it("lists the tire category and describes it with every training score", async () => {
+  it("lists the mono (elpv) category and describes it with every training score", async () => {
     const categories = await client.categories();
-    const tire = categories.find((c) => c.name === "tire");
-    expect(tire).toMatchObject({ backbone: "efficientnet_lite0", rule: "ksigma", train_images: 12 });
-    expect(tire?.training_scores?.values ?? null).toBeNull(); // the list leaves the raw scores out
-    const detail = await client.category("tire");
+    const mono = categories.find((c) => c.name === "mono");
+    expect(mono).toMatchObject({ backbone: "efficientnet_lite0", rule: "ksigma", train_images: 12 });
+    expect(mono?.training_scores?.values ?? null).toBeNull(); // the list leaves the raw scores out
+    const detail = await client.category("mono");
     const scores = detail.training_scores;
     expect(scores?.values).toHaveLength(12);
     expect(scores?.histogram?.counts.reduce((a, b) => a + b, 0)).toBe(12);
@@ -44,11 +46,11 @@ describe("reading", () => {
 
   it("lists the evaluation run with its metrics and a PNG figure", async () => {
     const runs = await client.evaluations();
-    const run = runs.find((r) => r.name === "tire-expert");
-    expect(run?.metrics?.category).toBe("tire");
+    const run = runs.find((r) => r.name === "mono-expert");
+    expect(run?.metrics?.category).toBe("mono");
     expect(typeof run?.metrics?.image_auroc).toBe("number");
     const link = run?.plots?.["histogram.png"];
-    expect(link).toBe("/v1/evaluations/tire-expert/files/histogram.png");
+    expect(link).toBe("/v1/evaluations/mono-expert/files/histogram.png");
     const picture = new Uint8Array(await (await client.picture(link as string)).arrayBuffer());
     expect([...picture.slice(0, 4)]).toEqual(PNG_MAGIC);
   });
@@ -57,10 +59,10 @@ describe("reading", () => {
 describe("inspect", () => {
   it("returns the full EAGLE verdict with picture links, and stores it in the history", async () => {
     const before = (await client.history({ limit: 1 })).total;
-    const image = await readFile(join(fixture, "sample-cut.png"));
-    const record = await client.inspect(image, "tire", { filename: "cut 01.png" });
-    expect(record.category).toBe("tire");
-    expect(record.image_name).toBe("cut_01.png");
+    const image = await readFile(join(fixture, "sample-crack.png"));
+    const record = await client.inspect(image, "mono", { filename: "crack 01.png" });
+    expect(record.category).toBe("mono");
+    expect(record.image_name).toBe("crack_01.png");
     expect(record.score).toBeGreaterThan(0);
     expect(record.verdict.condition).toBe("eagle");
     expect(typeof record.answer).toBe("string"); // the tiny MLLM's (random) reply, never a canned one
@@ -76,13 +78,13 @@ describe("inspect", () => {
 
   it("returns attention overlays when asked", async () => {
     const image = await readFile(join(fixture, "sample-good.png"));
-    const record = await client.inspect(image, "tire", { attention: true, question: "Is the tread damaged?" });
+    const record = await client.inspect(image, "mono", { attention: true, question: "Is the cell cracked?" });
     expect(record.decision).toBeNull(); // a custom question has no anomaly decision
     expect(Object.keys(record.pictures).filter((k) => k.startsWith("attention_L")).length).toBeGreaterThan(0);
   });
 
   it("refuses a file that is not an image, with the service's message", async () => {
-    const error = await client.inspect(new TextEncoder().encode("not an image"), "tire", { filename: "x.png" }).catch((e: unknown) => e);
+    const error = await client.inspect(new TextEncoder().encode("not an image"), "mono", { filename: "x.png" }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EagleApiError);
     expect(error).toMatchObject({ status: 400, code: "invalid_image", message: "x.png: not a recognised image (content is checked, not the header)" });
   });
@@ -110,7 +112,7 @@ describe("history", () => {
 describe("fit", () => {
   it("fits from a server folder, reporting ordered progress, and the category appears", async () => {
     const events: JobEvent[] = [];
-    const job = await client.fit("tire-folder", { folder: "tire-good" }, { coreset_ratio: 0.5 }, { onEvent: (e) => events.push(e) });
+    const job = await client.fit("mono-folder", { folder: "mono-good" }, { coreset_ratio: 0.5 }, { onEvent: (e) => events.push(e) });
     expect(job.state).toBe("succeeded");
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i));
     expect(events[0]).toMatchObject({ event: "state", state: "queued" });
@@ -118,24 +120,24 @@ describe("fit", () => {
     const progress = events.filter((e) => e.event === "progress");
     expect(progress.length).toBeGreaterThan(0);
     for (const step of progress) expect(step.done).toBeLessThanOrEqual(step.total ?? 0);
-    const detail = await client.category("tire-folder");
+    const detail = await client.category("mono-folder");
     expect(detail.train_images).toBe(6);
     expect(job.result?.tau).toBeCloseTo(detail.tau ?? NaN, 9);
   });
 
   it("fits from uploaded images", async () => {
     const files = await Promise.all(
-      ["00.png", "01.png", "02.png"].map(async (name) => ({ name, data: await readFile(join(fixture, "data", "tire-good", name)) })),
+      ["00.png", "01.png", "02.png"].map(async (name) => ({ name, data: await readFile(join(fixture, "data", "mono-good", name)) })),
     );
-    const job = await client.fit("tire-upload", { files });
+    const job = await client.fit("mono-upload", { files });
     expect(job).toMatchObject({ state: "succeeded", images: 3 });
-    expect((await client.category("tire-upload")).train_images).toBe(3);
+    expect((await client.category("mono-upload")).train_images).toBe(3);
   });
 
   it("refuses bad input before any job exists", async () => {
-    await expect(client.startFit("bad name!", { folder: "tire-good" })).rejects.toMatchObject({ status: 400, code: "invalid_name" });
+    await expect(client.startFit("bad name!", { folder: "mono-good" })).rejects.toMatchObject({ status: 400, code: "invalid_name" });
     await expect(client.startFit("x", { folder: "../.." })).rejects.toMatchObject({ status: 400, code: "invalid_path" });
-    await expect(client.startFit("x", { folder: "tire-good" }, { rule: "bogus" as never })).rejects.toMatchObject({ status: 400 });
+    await expect(client.startFit("x", { folder: "mono-good" }, { rule: "bogus" as never })).rejects.toMatchObject({ status: 400 });
     const text = { name: "a.png", data: new TextEncoder().encode("nope") };
     await expect(client.startFit("x", { files: [text, text] })).rejects.toMatchObject({ status: 400, code: "invalid_image" });
   });

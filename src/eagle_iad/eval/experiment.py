@@ -1,4 +1,4 @@
-"""``eagle eval``: the paper's experiment as one resumable command (SPEC §5).
+"""``eagle eval``: the paper's experiment as one resumable command (docs/METHOD.md §5).
 
 Steps: build the work items (MMAD json or a layout), open/resume the run store, fit any missing
 expert into ``--models``, run every condition through an executor, then compute metrics and write

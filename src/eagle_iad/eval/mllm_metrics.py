@@ -4,7 +4,7 @@ All functions take the plain records of ``results.jsonl`` so a report can be reb
 alone. Metrics never include timings: a resumed run and an uninterrupted one must give identical
 ``metrics.json``.
 
-Anomaly discrimination (SPEC §5): positive = anomalous = option ``A`` of the anomaly question.
+Anomaly discrimination (docs/METHOD.md §5): positive = anomalous = option ``A`` of the anomaly question.
 An unparsable reply is counted (``unparsable``) and is wrong for its image, never read as "No".
 """
 

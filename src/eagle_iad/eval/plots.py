@@ -81,7 +81,7 @@ def _draw(
             ax.hist(scores, bins=bins.tolist(), color=colour, alpha=0.45, label=f"{label} (n = {scores.size})")
     else:
         ax.text(0.5, 0.5, "no scores", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    if s_max > tau:  # SPEC: the band is [tau, s_max), empty when tau >= s_max
+    if s_max > tau:  # docs/METHOD.md §2: the band is [tau, s_max), empty when tau >= s_max
         ax.axvspan(tau, s_max, color="#ffbf00", alpha=0.18, label="low-confidence band", zorder=0)
     ax.axvline(tau, color="black", linestyle="--", linewidth=1.5, label=f"tau = {tau:.4g}")
     ax.axvline(s_max, color="#b8860b", linestyle=":", linewidth=1.8, label=f"s_max = {s_max:.4g}")

@@ -1,4 +1,4 @@
-"""The evaluation protocol (SPEC §5): conditions, questions and the work items of one run.
+"""The evaluation protocol (docs/METHOD.md §5): conditions, questions and the work items of one run.
 
 A run is a flat list of :class:`WorkItem` s — one (image, question) each — times the requested
 conditions. Keeping the items plain and JSON-ready means the same list drives the local loop, a

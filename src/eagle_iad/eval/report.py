@@ -1,7 +1,7 @@
 """``RUN/report.md`` and ``RUN/report.html``: the tables and pictures of one ``eagle eval`` run.
 
 Both files are rendered from the same table rows so they cannot disagree. Published MMAD numbers
-(SPEC §5) appear only in their own, labelled table — never as rows among the measured ones.
+(docs/METHOD.md §5) appear only in their own, labelled table — never as rows among the measured ones.
 Figures use matplotlib's object API (no pyplot global state), like the rest of the package.
 """
 
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.eval.plots import save_figure
 
-#: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (SPEC §5).
+#: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (docs/METHOD.md §5).
 PUBLISHED_MMAD: tuple[tuple[str, str, str], ...] = (
     ("Qwen2.5-VL-7B (MMAD paper)", "86.40", "75.59"),
     ("AnomalyGPT (MMAD paper)", "82.84", "74.88"),

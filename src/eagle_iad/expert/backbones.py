@@ -1,6 +1,6 @@
 """Feature extractors: pretrained CNNs cut after their stride-8 and stride-16 stages.
 
-PatchCore needs mid-level features (SPEC §1): fine enough to localise a scratch, generic enough to
+PatchCore needs mid-level features (docs/METHOD.md §1): fine enough to localise a scratch, generic enough to
 transfer from ImageNet. Each backbone here returns exactly those two maps and carries the SHA-256
 of its weights, so a saved model can refuse to run with different weights than it was fitted with.
 
@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from eagle_iad.choices import DEFAULT_BACKBONE as DEFAULT_BACKBONE
 from eagle_iad.errors import BackboneUnavailableError, ConfigError
 
 
@@ -226,10 +227,6 @@ _BACKBONES: dict[str, Callable[[int, str | None], FeatureExtractor]] = {
     "efficientnet_lite2": lambda size, _w: EfficientNetLiteExtractor(2, size),
     "wide_resnet50_2": lambda _size, weights: WideResNet50Extractor(weights),
 }
-
-#: The backbone used when none is named; README "Choosing the default backbone" says why.
-DEFAULT_BACKBONE = "efficientnet_lite0"
-
 
 def backbone_names() -> list[str]:
     """Registered backbone names."""

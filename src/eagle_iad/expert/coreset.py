@@ -1,4 +1,4 @@
-"""Memory-bank subsampling strategies (SPEC §1: approximate greedy k-centre coreset, 10%).
+"""Memory-bank subsampling strategies (docs/METHOD.md §1: approximate greedy k-centre coreset, 10%).
 
 Keeping every training patch makes each query cost ten times more for little gain; a greedy
 k-centre coreset keeps the patches that cover the feature space, so rare-but-normal patterns stay
@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
 
 Progress = Callable[[int, int], None]
@@ -112,9 +113,6 @@ class IdentitySampler:
 
     def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
-
-
-SAMPLERS = ("greedy", "random", "all")
 
 
 def make_sampler(name: str, ratio: float, seed: int, projection_dim: int = 128) -> Sampler:

@@ -1,4 +1,4 @@
-"""Locally aware patch embeddings from two backbone stages (SPEC §1).
+"""Locally aware patch embeddings from two backbone stages (docs/METHOD.md §1).
 
 A 3x3 neighbourhood average gives each patch some context (a scratch is a pattern, not a pixel);
 bringing both stages to one grid and one width makes every patch a single vector that a plain

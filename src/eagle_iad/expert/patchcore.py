@@ -1,4 +1,4 @@
-"""PatchCore: fit a memory bank of normal patches, score new images against it (SPEC §1).
+"""PatchCore: fit a memory bank of normal patches, score new images against it (docs/METHOD.md §1).
 
 :class:`ExpertModel` is the fitted state (plain tensors and records, what ``store`` saves);
 :class:`Expert` pairs it with a loaded backbone and a search index and answers queries. Fitting

@@ -3,7 +3,7 @@
 Two exact strategies are interchangeable: chunked torch matrix products and faiss ``IndexFlatL2``.
 Both support *group exclusion* — ignoring bank entries that came from the query's own training
 image — which is what makes TGPS's leave-own-out training scores cost one scoring pass instead of
-one index rebuild per image (SPEC §2).
+one index rebuild per image (docs/METHOD.md §2).
 
 Distances are found with the fast ``|q|^2 - 2 q.b + |b|^2`` expansion, then the winning
 neighbour's distance is recomputed directly as ``|q - b|`` so scores do not suffer the expansion's
@@ -17,6 +17,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from eagle_iad.choices import DEFAULT_SEARCH as DEFAULT_SEARCH
+from eagle_iad.choices import SEARCHES as SEARCHES
 from eagle_iad.errors import ConfigError
 
 #: Bound on the temporary distance block (queries x bank entries), in elements (float32).
@@ -140,12 +142,6 @@ class FaissExactSearch:
             _, fallback = self._fallback.search(queries[missing], exclude_groups[missing])
             index[missing] = fallback
         return _exact_distances(queries, self.bank, index), index
-
-
-SEARCHES = ("torch", "faiss")
-#: faiss is the default: on this 2-core machine its exact search took 0.76x the time of the
-#: chunked torch search over the same 141k queries x 15.7k bank (``benchmarks/expert.py``).
-DEFAULT_SEARCH = "faiss"
 
 
 def make_search(name: str) -> NearestNeighbourSearch:

@@ -47,21 +47,17 @@ from safetensors.torch import load_file, save_file
 
 from eagle_iad import __version__
 from eagle_iad.errors import ModelFormatError, OutputError
+from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.manifest import FORMAT as FORMAT
+from eagle_iad.expert.manifest import MANIFEST as MANIFEST
+from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
+from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
+from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
+from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
-
-FORMAT = "eagle-iad/expert"
-SCHEMA_VERSION = 2
-#: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
-#: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
-#: crop with the paper's box rule, so such a model inspects exactly as when it was saved.
-OLDEST_SCHEMA = 1
-MANIFEST = "model.json"
-TENSORS = "tensors.safetensors"
-#: Every file a saved model consists of; a model folder holding anything else is not replaced.
-MODEL_FILES = frozenset({MANIFEST, TENSORS})
 
 try:  # advisory locks serialise saves into one folder (POSIX; elsewhere saves are not serialised)
     import fcntl
@@ -355,36 +351,16 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``model.json`` (format and schema version) without touching the tensors."""
-    root = Path(directory)
-    absolute = Path(os.path.abspath(root))
+    """Read and check ``model.json``, first restoring a model a crashed save left retired.
+
+    The JSON-only reader is :func:`eagle_iad.expert.manifest.read_manifest` (no torch, no recovery),
+    what ``eagle info`` uses.
+    """
+    absolute = Path(os.path.abspath(directory))
     if not os.path.lexists(absolute) and _leftovers(absolute, "old"):
         with _folder_lock(absolute.parent):  # a save crashed between its two renames: restore the old model
             _recover(absolute)
-    if not root.is_dir():
-        raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
-    path = root / MANIFEST
-    if not path.is_file():
-        raise ModelFormatError(f"{root}: not an EAGLE-IAD model directory ({MANIFEST} is missing)")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: corrupt manifest ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: not an EAGLE-IAD expert model (format is not {FORMAT!r})")
-    version = data.get("schema_version")
-    if not isinstance(version, int):
-        raise ModelFormatError(f"{path}: schema_version is missing")
-    if version > SCHEMA_VERSION:
-        raise ModelFormatError(
-            f"{root}: model schema {version} was written by eagle-iad {data.get('package_version', '?')}, "
-            f"which is newer than this eagle-iad {__version__} (reads schema <= {SCHEMA_VERSION}); upgrade eagle-iad"
-        )
-    if version < OLDEST_SCHEMA:
-        raise ModelFormatError(
-            f"{root}: model schema {version} is older than this eagle-iad reads ({OLDEST_SCHEMA}); refit the model"
-        )
-    return data
+    return _manifest_file.read_manifest(directory)
 
 
 def load(directory: str | os.PathLike[str]) -> ExpertModel:

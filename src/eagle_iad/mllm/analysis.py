@@ -1,4 +1,4 @@
-"""Attention analysis of one image, plain MLLM vs EAGLE side by side (SPEC §4): JSON, curves, overlays.
+"""Attention analysis of one image, plain MLLM vs EAGLE side by side (docs/METHOD.md §4): JSON, curves, overlays.
 
 ``eagle attention IMAGE --model DIR --mllm SPEC [--mask PNG] --out DIR`` calls :func:`analyze` and
 :func:`write_report`. The image is inspected twice through the real :class:`~eagle_iad.pipeline.Eagle`

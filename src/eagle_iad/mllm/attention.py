@@ -1,4 +1,4 @@
-"""Attention analysis (SPEC §4): the first generated token's attention on the query image.
+"""Attention analysis (docs/METHOD.md §4): the first generated token's attention on the query image.
 
 :class:`~eagle_iad.mllm.base.AttentionCapture` holds one weight per query-image token per decoder
 layer. Here those weights are placed on the visual token grid, spread onto the *original* image

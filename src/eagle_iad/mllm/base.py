@@ -26,7 +26,7 @@ class GenerateOptions:
     Decoding is greedy (deterministic answers are what an inspection tool must give, and what makes
     CAAS effects measurable). ``caas`` = ``None`` means plain attention; the pipeline passes settings
     only when the expert score is in the low-confidence band. ``capture_attention`` records the
-    first generated token's attention to the query image per decoder layer (SPEC §4).
+    first generated token's attention to the query image per decoder layer (docs/METHOD.md §4).
     """
 
     max_new_tokens: int = 128

@@ -1,4 +1,4 @@
-"""CAAS: confidence-aware attention scaling, as a transformers attention function (SPEC §3).
+"""CAAS: confidence-aware attention scaling, as a transformers attention function (docs/METHOD.md §3).
 
 Why an attention function: transformers 5 routes every decoder attention through
 ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`` with the module, the rotated query/key
@@ -37,11 +37,11 @@ from typing import Any
 
 import torch
 
+from eagle_iad.choices import DEFAULT_ALPHA as DEFAULT_ALPHA
 from eagle_iad.errors import ConfigError
 
 CAAS_ATTENTION = "eagle_caas"
 CAAS_ATTENTION_EAGER = "eagle_caas_eager"
-DEFAULT_ALPHA = 0.6
 #: Qwen2.5-VL-7B (28 decoder layers): the paper's layers 9..14 (0-based, inclusive).
 QWEN2_5_VL_7B_LAYERS = tuple(range(9, 15))
 

@@ -1,4 +1,4 @@
-"""Tiny randomly initialised MLLMs built from REAL transformers configs (SPEC §6).
+"""Tiny randomly initialised MLLMs built from REAL transformers configs (docs/METHOD.md).
 
 No MLLM weights are reachable here, so tests build small random models of the real architectures
 (Qwen2.5-VL, Qwen2-VL, LLaVA), with a locally built byte-level tokenizer that carries the family's

@@ -1,4 +1,4 @@
-"""TGPS: threshold-guided prompt selection (SPEC §2).
+"""TGPS: threshold-guided prompt selection (docs/METHOD.md §2).
 
 The expert's image score decides the textual prior ("predicted as normal / anomalous"); for
 anomalous predictions its anomaly map is also turned into a visual prompt, the query image with

@@ -1,4 +1,4 @@
-"""MLLM reply → option letter (SPEC §2 answer parsing).
+"""MLLM reply → option letter (docs/METHOD.md §2 answer parsing).
 
 MLLMs asked to "answer with the option's letter" mostly comply, but real replies come as ``B``,
 ``B.``, ``(B)``, ``**B**``, ``Answer: B``, ``The answer is B.`` or as prose ("Yes, there is a

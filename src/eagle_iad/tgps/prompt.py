@@ -1,4 +1,4 @@
-"""TGPS prompt: the expert's verdict turned into MLLM content items (SPEC §2).
+"""TGPS prompt: the expert's verdict turned into MLLM content items (docs/METHOD.md §2).
 
 The MLLM sees an ordered list of *content items*, text and images interleaved. Keeping the prompt
 as plain items (instead of a chat-template string) means one prompt definition serves every
@@ -6,7 +6,7 @@ backend: the transformers backend maps items onto the processor's chat template,
 OpenAI-compatible backend maps them onto ``content`` parts. Images are referenced by a role and a
 ``ref`` (a path or an id), never embedded, so a prompt can be logged and replayed verbatim.
 
-Order (SPEC §2): system text, answer instruction, optional one-shot normal template, expert part
+Order (docs/METHOD.md §2): system text, answer instruction, optional one-shot normal template, expert part
 (normal / anomalous with the boxed copy / baseline without expert), question list. Every string
 lives in :class:`PromptTemplates` so studies can vary wording without code changes.
 """
@@ -70,7 +70,7 @@ ANOMALY_QUESTION = Question("Is there any defect in the object?", ("Yes.", "No."
 
 @dataclass(frozen=True)
 class PromptTemplates:
-    """All prompt strings, defaults verbatim from SPEC §2 (the paper's reference prompt)."""
+    """All prompt strings, defaults verbatim from docs/METHOD.md §2 (the paper's reference prompt)."""
 
     system: str = (
         "You are an industrial inspector who checks products by images. You should judge whether there is a defect "
@@ -93,7 +93,7 @@ class PromptTemplates:
     option: str = "{letter}. {option}\n"
 
     def question_list(self, questions: Sequence[Question]) -> str:
-        """The question-list text (item 5 of SPEC §2)."""
+        """The question-list text (item 5 of docs/METHOD.md §2)."""
         parts = [self.question_list_intro]
         for index, question in enumerate(questions, start=1):
             parts.append(self.question.format(index=index, text=question.text))
@@ -140,7 +140,7 @@ def _expert_part(request: PromptRequest) -> list[ContentItem]:
 
 
 def build_prompt(request: PromptRequest) -> list[ContentItem]:
-    """Content items in SPEC §2 order.
+    """Content items in docs/METHOD.md §2 order.
 
     Ablations: ``text-only`` keeps the textual prior and drops the boxed copy (and its caption);
     ``visual-only`` keeps the boxed copy for anomalous predictions but replaces the prior sentence

@@ -1,4 +1,4 @@
-"""Anomaly map → suspected defect boxes, the geometry half of the TGPS visual prompt (SPEC §2).
+"""Anomaly map → suspected defect boxes, the geometry half of the TGPS visual prompt (docs/METHOD.md §2).
 
 The MLLM is shown at most a few red boxes, so the boxes must point at the *strongest* evidence
 and must not fragment one defect into many small boxes. Hence: a relative threshold (2/3 of the
@@ -235,7 +235,7 @@ def extract_regions(
 ) -> list[Box]:
     """Boxes around the strongest anomalous regions of a map in original image coordinates.
 
-    Steps (SPEC §2): normalise by the max; binarise at ``binarise_ratio`` (median fallback when
+    Steps (docs/METHOD.md §2): normalise by the max; binarise at ``binarise_ratio`` (median fallback when
     over half the pixels pass); external 8-connected regions larger than ``min_area_fraction``
     of the image; bounding boxes; greedy merge (IoU > ``merge_iou`` or centres closer than
     ``merge_centre_fraction`` of the image diagonal), strongest first; the ``top_k`` highest

@@ -16,18 +16,16 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from eagle_iad.choices import RENDER_STYLES as RENDER_STYLES
+from eagle_iad.choices import RenderStyle as RenderStyle
 from eagle_iad.errors import ConfigError
 from eagle_iad.tgps.regions import Box, binary_mask
-
-RenderStyle = Literal["box", "contour", "heatmap", "mask"]
-RENDER_STYLES: tuple[str, ...] = get_args(RenderStyle)
 
 RED = np.array([255, 0, 0], dtype=np.float32)
 

@@ -1,4 +1,4 @@
-"""The label-free TGPS threshold (SPEC §2): tau and s_max from normal training images alone.
+"""The label-free TGPS threshold (docs/METHOD.md §2): tau and s_max from normal training images alone.
 
 A training image's own patches are in the memory bank, so scoring it naively gives near-zero
 distances and a useless threshold. Leave-own-out fixes that: each training image is scored with
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
+from eagle_iad.choices import RULES as RULES
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.search import NearestNeighbourSearch
 
-RULES = ("ksigma", "mad", "quantile", "evt", "fixed")
-DEFAULT_RULE = "ksigma"
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
 #: deviation for normal data, so ``mad`` with k = 3 means the same as ``ksigma`` with k = 3.
 MAD_SCALE = 1.4826

@@ -81,7 +81,7 @@ export function ticks(lo: number, hi: number, n = 5): number[] {
 }
 
 /**
- * The low-confidence band [tau, s_max) as an x span, or null when it is empty (tau >= s_max, SPEC)
+ * The low-confidence band [tau, s_max) as an x span, or null when it is empty (tau >= s_max, docs/METHOD.md §2)
  * or a threshold is unknown.
  */
 export function bandSpan(

@@ -24,7 +24,7 @@ Range = tuple[int, int]
 def image_token_runs(input_ids: Sequence[int], image_token_id: int) -> list[Range]:
     """Maximal runs ``[start, end)`` of ``image_token_id`` in ``input_ids``, in prompt order.
 
-    Found from ids only, never by searching prompt text (SPEC §3). Whether a run is one image, part
+    Found from ids only, never by searching prompt text (docs/METHOD.md §3). Whether a run is one image, part
     of one image, or several images is the family's business (see :func:`split_runs`).
     """
     runs: list[Range] = []

@@ -1,0 +1,41 @@
+"""The names of every interchangeable part, declared once and importable without torch.
+
+``eagle --help`` lists these as the choices of its options; importing the modules that implement
+them would load torch, transformers and faiss (seconds) just to print a help screen. Each
+implementing module imports its names from here (and re-exports them), so a name is declared in one
+place; ``tests/test_fresh_clone.py`` checks that every name has an implementation and that the help
+screens load none of those libraries.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias, get_args
+
+#: Feature extractors (``eagle_iad.expert.backbones`` registers one factory per name).
+BACKBONES: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2")
+#: The backbone used when none is named; README "Choosing the default backbone" says why.
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+#: Memory-bank subsampling (``eagle_iad.expert.coreset.make_sampler``).
+SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
+
+#: Nearest-neighbour search (``eagle_iad.expert.search.make_search``).
+SEARCHES: tuple[str, ...] = ("torch", "faiss")
+#: faiss is the default: on this 2-core machine its exact search took 0.76x the time of the
+#: chunked torch search over the same 141k queries x 15.7k bank (``benchmarks/expert.py``).
+DEFAULT_SEARCH = "faiss"
+
+#: Threshold rules (``eagle_iad.tgps.thresholds.compute_thresholds``).
+RULES: tuple[str, ...] = ("ksigma", "mad", "quantile", "evt", "fixed")
+DEFAULT_RULE = "ksigma"
+
+#: Visual-prompt styles (``eagle_iad.tgps.render.render``).
+RenderStyle = Literal["box", "contour", "heatmap", "mask"]
+RENDER_STYLES: tuple[str, ...] = get_args(RenderStyle)
+
+#: What the MLLM is shown (``eagle_iad.pipeline``; docs/METHOD.md, "Conditions").
+Condition: TypeAlias = Literal["baseline", "tgps", "eagle", "text-only", "visual-only"]
+CONDITIONS: tuple[str, ...] = get_args(Condition)
+
+#: CAAS sharpening strength (``eagle_iad.mllm.caas``; docs/METHOD.md, "CAAS").
+DEFAULT_ALPHA = 0.6
