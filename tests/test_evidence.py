@@ -211,12 +211,27 @@ def test_calibrated_boxes_are_the_pixels_above_map_tau(whole_frame_expert: Exper
     result = expert.inspect(_defect_image(41, True))
     calibration = expert.model.calibration
     assert calibration is not None
-    boxes = find_boxes(result.anomaly_map, "calibrated", calibration.map_tau)
+    assert float(result.anomaly_map.max()) >= calibration.map_tau
+    found = find_boxes(result.anomaly_map, "calibrated", calibration.map_tau, calibration.colour_min)
+    assert found.threshold == calibration.map_tau
+    boxes = found.boxes
     assert boxes == extract_regions(result.anomaly_map, threshold=calibration.map_tau)
     above = result.anomaly_map >= calibration.map_tau
     ys, xs = np.nonzero(above)
     # one defect, one region: its box is the bounding box of the pixels above the threshold
     assert (boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_weak_maps_are_cut_between_the_baseline_and_their_own_peak() -> None:
+    amap = np.full((40, 60), 5.0, dtype=np.float32)  # the category's normal level is 5
+    amap[10:20, 10:20] = 6.0
+    amap[13:17, 13:17] = 7.0  # the peak, below map_tau = 8
+    found = find_boxes(amap, "calibrated", map_tau=8.0, baseline=5.0, min_area_fraction=0.0)
+    assert found.threshold == pytest.approx(5.0 + 2.0 / 3.0 * (7.0 - 5.0))
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in found.boxes] == [(13, 13, 17, 17)]
+    # the paper's rule on the same map: 2/3 of 7 is below the floor of 5, over half the pixels pass,
+    # the median fallback keeps the whole 10x10 square
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in find_boxes(amap, "paper", None).boxes] == [(10, 10, 20, 20)]
 
 
 def test_colour_scale_is_the_categorys_not_the_images(whole_frame_expert: Expert, tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ class Eagle:
             prior = "anomalous" if verdict.is_anomalous else "normal"
             if verdict.is_anomalous and _MODES[condition] != "text-only":
                 boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
-                threshold = region_threshold(verdict, boxes)
+                threshold = region_threshold(verdict)
                 images[boxed_ref] = render(rgb, result.anomaly_map, boxes, self.config.style, threshold=threshold)
             timings["expert_s"] = time.perf_counter() - start
         template_ref = None

@@ -102,7 +102,9 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
     calibration = expert.model.calibration
     rule = expert.model.config.region_rule if calibration is not None else "paper"
     map_tau = None if calibration is None else calibration.map_tau
-    regions = find_boxes(result.anomaly_map, rule, map_tau, min_area_fraction=_cell_fraction(result))
+    baseline = None if calibration is None else calibration.colour_min
+    found = find_boxes(result.anomaly_map, rule, map_tau, baseline, min_area_fraction=_cell_fraction(result))
+    regions = found.boxes
     return ExpertVerdict(
         image=name,
         category=expert.model.category,
@@ -116,16 +118,14 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         height=result.geometry.height,
         candidates=[] if result.is_anomalous else regions,
         region_rule=rule,
-        map=_map_record(expert, result),
+        map={**_map_record(expert, result), "region_threshold": found.threshold},
     )
 
 
-def region_threshold(verdict: ExpertVerdict, boxes: list[Box]) -> float | None:
-    """The pixel threshold the boxes were cut at (``None`` for the paper's relative rule or its fallback)."""
-    map_tau = float(verdict.map["map_tau"])
-    if verdict.region_rule != "calibrated" or not boxes or any(box.score < map_tau for box in boxes):
-        return None
-    return map_tau
+def region_threshold(verdict: ExpertVerdict) -> float | None:
+    """The absolute map value the boxes were cut at (``None`` for the paper's relative rule)."""
+    value = verdict.map.get("region_threshold")
+    return None if value is None else float(value)
 
 
 def heatmap_picture(verdict: ExpertVerdict, rgb: np.ndarray, result: ExpertResult) -> np.ndarray:
@@ -150,7 +150,7 @@ def evidence_picture(
     dashed yellow frames. Uninspected pixels (a user-chosen crop) are hatched.
     """
     if verdict.is_anomalous:
-        threshold = region_threshold(verdict, verdict.boxes)
+        threshold = region_threshold(verdict)
         out = render(rgb, result.anomaly_map, verdict.boxes, style, threshold=threshold)
         if style == "box":
             out = label_boxes(out, verdict.boxes)

@@ -288,25 +288,43 @@ def extract_regions(
 REGION_RULES: tuple[str, ...] = ("calibrated", "paper")
 
 
+@dataclass(frozen=True)
+class Regions:
+    """The boxes a region rule drew and the absolute map value it cut at (``None``: relative to the max)."""
+
+    boxes: list[Box]
+    threshold: float | None
+
+
 def find_boxes(
     anomaly_map: np.ndarray,
     rule: str,
     map_tau: float | None,
+    baseline: float | None = None,
     top_k: int = 3,
     min_area_fraction: float = 0.001,
-) -> list[Box]:
+) -> Regions:
     """The boxes a region rule draws on a map (original coordinates, strongest first).
 
-    ``calibrated`` needs the category's ``map_tau``; a map that nowhere exceeds it (weak evidence
-    behind an anomalous image score) gets the single strongest region of the paper's rule, so an
-    anomalous verdict still points somewhere. Models without a calibration use the paper's rule.
-    ``min_area_fraction`` applies to the calibrated rule only (the paper fixes 0.1% for its own):
-    the threshold already rejects speckle, so the caller can let regions as small as one feature
-    cell through, which matters when a large image is inspected in tiles.
+    ``paper`` (or a model without calibration) binarises at 2/3 of the map's own maximum.
+    ``calibrated`` binarises at the category's ``map_tau``. A map that nowhere reaches it (weak
+    evidence behind an anomalous image score) is cut at two thirds of the way from the category's
+    ``baseline`` (the median normal map value) to its own maximum: the paper's 2/3-of-max idea with
+    the distance map's non-zero floor taken out, which is what kept the paper's rule from boxing
+    nearly the whole object. ``min_area_fraction`` applies to the calibrated rule only (the paper
+    fixes 0.1%): the threshold already rejects speckle, so the caller lets regions as small as one
+    feature cell through, which matters when a large image is inspected in tiles.
     """
     if rule not in REGION_RULES:
         raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(REGION_RULES)}")
     if rule == "paper" or map_tau is None:
-        return extract_regions(anomaly_map, top_k=top_k)
-    boxes = extract_regions(anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=map_tau)
-    return boxes if boxes else extract_regions(anomaly_map, top_k=1)
+        return Regions(extract_regions(anomaly_map, top_k=top_k), None)
+    threshold = map_tau
+    top = float(np.max(anomaly_map))
+    if top < map_tau:
+        floor = map_tau if baseline is None else min(baseline, top)
+        threshold = floor + (2.0 / 3.0) * (top - floor)
+    boxes = extract_regions(anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=threshold)
+    if not boxes:  # a flat map: nothing stands out from the rest
+        return Regions(extract_regions(anomaly_map, top_k=1), None)
+    return Regions(boxes, threshold)
