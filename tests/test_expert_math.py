@@ -319,6 +319,92 @@ def test_coreset_projection_is_seeded_and_reduces_width() -> None:
     np.testing.assert_allclose(a, features @ matrix, rtol=1e-4, atol=1e-4)
 
 
+def _reference_greedy(features: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """The greedy coreset as it was first written: one full matrix-vector product per pick.
+
+    ``ApproximateGreedyCoreset`` must pick exactly these indices (its lazy, blocked evaluation
+    is an optimisation, not an approximation); kept here verbatim as the definition.
+    """
+    count, dim = features.shape
+    target = max(1, int(count * ratio))
+    if dim > 128:
+        rng = np.random.default_rng(seed)
+        matrix = rng.standard_normal((dim, 128)).astype(np.float32) / np.sqrt(128)
+        points = np.ascontiguousarray(features.astype(np.float32) @ matrix)
+    else:
+        points = np.ascontiguousarray(features, dtype=np.float32)
+    sq_norms = np.einsum("ij,ij->i", points, points)
+
+    def distances(index: int) -> np.ndarray:
+        dist: np.ndarray = points @ points[index]
+        dist *= -2.0
+        dist += sq_norms
+        dist += sq_norms[index]
+        np.maximum(dist, 0.0, out=dist)
+        np.sqrt(dist, out=dist)
+        return dist
+
+    anchors = np.random.default_rng(seed).choice(count, size=min(10, count), replace=False)
+    min_dist = np.zeros(count, dtype=np.float32)
+    for anchor in anchors:
+        min_dist += distances(int(anchor))
+    min_dist /= len(anchors)
+    chosen = []
+    for _ in range(target):
+        pick = int(np.argmax(min_dist))
+        chosen.append(pick)
+        np.minimum(min_dist, distances(pick), out=min_dist)
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+@pytest.mark.parametrize(("count", "dim", "ratio", "seed", "block"), [
+    (6000, 256, 0.05, 0, 2048),
+    (6000, 256, 0.1, 1, 64),
+    (3001, 200, 0.2, 2, 128),  # a row count with BLAS remainder rows, many blocks
+    (4000, 96, 0.1, 3, 256),   # not projected: the loop runs in float32
+    (257, 1024, 0.5, 4, 16),
+])  # fmt: skip
+def test_coreset_picks_exactly_what_the_reference_greedy_picks(
+    count: int, dim: int, ratio: float, seed: int, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "BLOCK_ROWS", block)
+    rng = np.random.default_rng(seed)
+    # Clustered, with an offset (large norms make the |a|^2 - 2ab + |b|^2 rounding bite).
+    centres = rng.standard_normal((20, dim)) * 4.0 + 10.0
+    features = (centres[rng.integers(0, 20, count)] + rng.standard_normal((count, dim))).astype(np.float32)
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=seed).select(features)
+    assert np.array_equal(chosen, _reference_greedy(features, ratio, seed))
+
+
+def test_coreset_ties_go_to_the_lowest_index_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "BLOCK_ROWS", 32)
+    rng = np.random.default_rng(7)
+    distinct = rng.integers(-3, 4, size=(300, 160)).astype(np.float32)
+    features = np.concatenate([distinct, distinct, distinct[::-1]])  # every row three times
+    rng.shuffle(features)
+    chosen = ApproximateGreedyCoreset(ratio=0.3, seed=1).select(features)
+    assert np.array_equal(chosen, _reference_greedy(features, 0.3, 1))
+
+
+def test_coreset_on_real_backbone_features_equals_the_reference() -> None:
+    from eagle_iad.data import get_layout
+    from eagle_iad.expert.backbones import build_backbone
+    from eagle_iad.expert.patchcore import _embed_training
+
+    paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
+    config = ExpertConfig(batch_size=6)
+    embedded, _ = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
+    features = embedded.reshape(-1, embedded.shape[-1]).numpy()
+    assert features.shape == (6 * 28 * 28, 1024)
+    for ratio in (0.1, 0.25):
+        chosen = ApproximateGreedyCoreset(ratio=ratio, seed=0).select(features)
+        assert np.array_equal(chosen, _reference_greedy(features, ratio, 0))
+
+
 def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:
     scores = np.empty(n_images)
     feats = features.astype(np.float64)
