@@ -487,6 +487,56 @@ def test_fit_is_bit_identical_for_the_same_seed() -> None:
     assert (first.train_scores > 0).all()
 
 
+def test_streamed_fit_equals_the_same_computation_in_memory(tmp_path: Path) -> None:
+    """The features go through a scratch file; bank, selection and scores must not notice."""
+    from eagle_iad.expert.coreset import make_sampler
+    from eagle_iad.expert.search import make_search
+
+    paths = noise_pngs(tmp_path / "train", 10, seed=3)
+    config = FAKE_CONFIG
+    expert = fit(paths, "noise", config, extractor=FakeExtractor())
+    model = expert.model
+    tensors = torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths])
+    in_memory = torch.cat([expert.embed(tensors[i : i + config.batch_size]) for i in range(0, 10, config.batch_size)])
+    features = in_memory.reshape(-1, in_memory.shape[-1])
+    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    chosen = torch.from_numpy(sampler.select(features.numpy()))
+    assert torch.equal(model.selected.nonzero().squeeze(1), chosen)
+    assert torch.equal(model.bank, features[chosen])  # the float32 originals, bit for bit
+    search = make_search(config.search)
+    search.fit(features[chosen], model.patch_image_ids[chosen])
+    expected = leave_own_out_scores(features, model.patch_image_ids, model.selected, search, 10)
+    assert np.array_equal(model.train_scores, expected)
+
+
+def test_fit_leaves_no_scratch_files_even_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    paths = noise_pngs(tmp_path / "train", 6, seed=4)
+    seen: list[list[str]] = []
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        seen.append([p.name for p in scratch.iterdir()])
+        if stage == "coreset":
+            raise KeyboardInterrupt
+
+    fit(
+        paths,
+        "noise",
+        FAKE_CONFIG,
+        extractor=FakeExtractor(),
+        progress=lambda *a: seen.append([p.name for p in scratch.iterdir()]),
+    )
+    assert seen and all(len(names) == 1 and names[0].startswith("eagle-fit-") for names in seen)
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):
+        fit(paths, "noise", FAKE_CONFIG, extractor=FakeExtractor(), progress=interrupt)
+    assert list(scratch.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- threshold rules
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -222,8 +223,16 @@ def _embed_training(
     config: ExpertConfig,
     show_progress: bool,
     hook: FitProgress | None = None,
+    scratch: Path | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``n_images x patches x D`` training features, and the patch grid.
+
+    With ``scratch`` (a folder), batches are written straight into a float32 memory-mapped file
+    there instead of being concatenated in RAM, so memory stays flat as the training set grows;
+    the values are the same float32 numbers either way.
+    """
     chunks: list[torch.Tensor] = []
+    stored: np.ndarray | None = None
     grid = (0, 0)
     with _progress(len(paths), "features", show_progress) as bar:
         for start in range(0, len(paths), config.batch_size):
@@ -237,11 +246,18 @@ def _embed_training(
             with torch.no_grad():
                 shallow, deep = extractor(torch.stack(tensors))
                 grid = (int(shallow.shape[2]), int(shallow.shape[3]))
-                chunks.append(aggregate(shallow, deep, config.pretrain_dim, config.target_dim))
+                patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+            if scratch is None:
+                chunks.append(patches)
+            else:
+                if stored is None:
+                    shape = (len(paths), *patches.shape[1:])
+                    stored = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
+                stored[start : start + len(tensors)] = patches.numpy()
             bar.update(len(tensors))
             if hook is not None:
                 hook("features", min(start + len(tensors), len(paths)), len(paths))
-    return torch.cat(chunks), grid
+    return (torch.cat(chunks) if stored is None else torch.from_numpy(stored)), grid
 
 
 def _relative_names(paths: Sequence[Path]) -> list[str]:
@@ -263,7 +279,24 @@ def fit(
 
     ``progress(stage, done, total)`` is called as each stage advances (independently of the tqdm bars
     that ``show_progress`` draws), e.g. by the service to stream a fit job's progress.
+
+    The training features live in a scratch file in a private temporary folder (``TMPDIR``), so
+    memory holds only the coreset's projection and the bank; the folder is removed when the fit
+    ends, fails or is interrupted.
     """
+    with tempfile.TemporaryDirectory(prefix="eagle-fit-") as scratch:
+        return _fit(paths, category, config, extractor, show_progress, progress, Path(scratch))
+
+
+def _fit(
+    paths: Iterable[Path | str],
+    category: str,
+    config: ExpertConfig | None,
+    extractor: FeatureExtractor | None,
+    show_progress: bool,
+    progress: FitProgress | None,
+    scratch: Path,
+) -> Expert:
     config = config or ExpertConfig()
     config.validate()
     image_paths = [Path(p) for p in paths]
@@ -278,7 +311,7 @@ def fit(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    embedded, grid = _embed_training(extractor, image_paths, config, show_progress, progress)
+    embedded, grid = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
     n_images, per_image, dim = embedded.shape
     features = embedded.reshape(-1, dim).contiguous()
     patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
