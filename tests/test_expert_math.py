@@ -390,7 +390,9 @@ def test_coreset_ties_go_to_the_lowest_index_like_the_reference(monkeypatch: pyt
     assert np.array_equal(chosen, _reference_greedy(features, 0.3, 1))
 
 
-def test_coreset_on_real_backbone_features_equals_the_reference() -> None:
+@pytest.fixture(scope="module")
+def elpv_features() -> np.ndarray:
+    """Six real elpv cells through the real backbone: ``4704 x 1024`` float32 patch features."""
     from eagle_iad.data import get_layout
     from eagle_iad.expert.backbones import build_backbone
     from eagle_iad.expert.patchcore import _embed_training
@@ -400,9 +402,36 @@ def test_coreset_on_real_backbone_features_equals_the_reference() -> None:
     embedded, _ = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
     features = embedded.reshape(-1, embedded.shape[-1]).numpy()
     assert features.shape == (6 * 28 * 28, 1024)
-    for ratio in (0.1, 0.25):
-        chosen = ApproximateGreedyCoreset(ratio=ratio, seed=0).select(features)
-        assert np.array_equal(chosen, _reference_greedy(features, ratio, 0))
+    return features
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.25])
+def test_coreset_on_real_backbone_features_equals_the_reference(elpv_features: np.ndarray, ratio: float) -> None:
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=0).select(elpv_features)
+    assert np.array_equal(chosen, _reference_greedy(elpv_features, ratio, 0))
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+def test_search_on_real_features_equals_float64_brute_force(kind: str, elpv_features: np.ndarray) -> None:
+    features = torch.from_numpy(elpv_features)
+    ids = torch.arange(6).repeat_interleave(28 * 28)
+    in_bank = torch.zeros(features.shape[0], dtype=torch.bool)
+    in_bank[::10] = True
+    bank, groups = features[in_bank], ids[in_bank]
+    queries, query_ids = features[~in_bank][::5], ids[~in_bank][::5]
+    exact = torch.cdist(queries.double(), bank.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    search = SEARCHES[kind]()
+    search.fit(bank, groups)
+    for exclude in (None, query_ids):
+        reference = (
+            exact if exclude is None else exact.masked_fill(exclude.unsqueeze(1) == groups.unsqueeze(0), math.inf)
+        )
+        best = reference.min(dim=1).values
+        dist, index = search.search(queries, exclude_groups=exclude)
+        # The distance is the exact nearest distance to float32 precision, and the entry found is
+        # a nearest one (an exact tie up to float32 rounding may pick either).
+        np.testing.assert_allclose(dist.double().numpy(), best.numpy(), rtol=2e-6)
+        np.testing.assert_allclose(reference.gather(1, index.unsqueeze(1)).squeeze(1).numpy(), best.numpy(), rtol=2e-6)
 
 
 def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:
