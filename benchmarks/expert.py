@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -173,8 +172,10 @@ class PeakMemory:
     def stop(self) -> dict[str, float]:
         self._stop.set()
         self._thread.join()
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent into the child.
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
         return {
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
             "peak_anon_mib": self.peak_anon_kb / 1024,
             "peak_file_mib": self.peak_file_kb / 1024,
         }
