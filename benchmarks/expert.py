@@ -1,19 +1,34 @@
-"""Where the expert's time and memory go, with each variant as a ratio to its baseline, in one run.
+"""Where the expert's time and memory go, each optimised step as a ratio to its reference, in one run.
 
-Prints: fit time split into features / coreset / leave-own-out training scores; inspection
-throughput; peak resident memory; the leave-own-out pass as a ratio to one plain scoring pass of
-the same training patches (target <= 1.2x); faiss vs torch exact search; the greedy coreset step with
-one BLAS thread vs the default.
+Prints: fit time by stage; the greedy coreset against the literal reference loop (kept here) on
+the same projected bank, with the picks compared; the machine's float32 GEMM throughput and the
+exact nearest-neighbour search's achieved rate as a fraction of it (faiss and torch); the
+leave-own-out training pass against one plain scoring pass of the same patches; inspection
+images/s one at a time and in a batch of 64; peak memory of whole fits by training-set size, each
+in a fresh process (``--sizes``; beyond the 441 normal elpv mono cells the set is the real cells
+again under the 8 flips/rotations of the square, written as PNGs to a temporary folder).
 
-    .venv/bin/python benchmarks/expert.py [--data elpv|tire] [--train 200] [--inspect 64]
+    .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000]
+
+The reference greedy costs one full pass over the projected bank per pick, the same for every
+pick, so by default it is timed on its first ``--reference-picks`` picks and extrapolated (and
+those picks are checked against the fast sampler's); ``--reference-picks 0`` runs it whole.
+Every figure is a best-of or single wall time on whatever else the machine runs: read the load
+average printed with them.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +39,12 @@ from eagle_iad.cli import select_training
 from eagle_iad.data import Sample, get_layout
 from eagle_iad.expert import ExpertConfig, fit
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
-from eagle_iad.expert.search import FaissExactSearch, TorchExactSearch
+from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
 from eagle_iad.tgps.thresholds import leave_own_out_scores
-
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` calls (least disturbed by the other core's load) and the last result."""
+    """Best wall time of ``repeat`` calls (least disturbed by other load) and the last result."""
     best, result = float("inf"), None
     for _ in range(repeat):
         start = time.perf_counter()
@@ -40,94 +53,217 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     return best, result
 
 
-def samples(name: str, train: int) -> tuple[list[Sample], list[Sample]]:
-    if name == "tire":
-        layout = get_layout("mvtec")
-        return select_training(layout.samples(TIRE, "tire", "train"), train, 0), layout.samples(TIRE, "tire", "test")
-    layout = get_layout("elpv")
-    return select_training(layout.samples(None, "mono", "train"), train, 0), layout.samples(None, "mono", "test")
+def load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def train_paths(count: int, folder: Path) -> list[Path]:
+    """``count`` elpv mono training cells: the real ones, then flipped/rotated copies as PNGs."""
+    cells = get_layout("elpv").samples(None, "mono", "train")
+    if count <= len(cells):
+        return [s.path for s in select_training(cells, count, 0)]
+    from PIL import Image
+
+    from eagle_iad.images import load_rgb
+
+    paths = [s.path for s in cells]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(len(cells), count):
+        rgb = load_rgb(cells[i % len(cells)].path)
+        variant = (i // len(cells)) % 8
+        rgb = np.rot90(rgb[:, ::-1] if variant >= 4 else rgb, k=variant % 4)
+        path = folder / f"cell_{i}.png"
+        Image.fromarray(np.ascontiguousarray(rgb)).save(path)
+        paths.append(path)
+    return paths
+
+
+def reference_greedy(points: np.ndarray, sq_norms: np.ndarray, min_dist: np.ndarray, picks: int) -> np.ndarray:
+    """The greedy loop as first written: one full matrix-vector product per pick."""
+    chosen = np.empty(picks, dtype=np.int64)
+    for i in range(picks):
+        pick = int(np.argmax(min_dist))
+        chosen[i] = pick
+        np.minimum(min_dist, ApproximateGreedyCoreset._distances(points, sq_norms, pick), out=min_dist)
+    return chosen
+
+
+def bench_coreset(features: np.ndarray, reference_picks: int) -> None:
+    from eagle_iad.expert import coreset
+
+    sampler = ApproximateGreedyCoreset()
+    target = int(features.shape[0] * sampler.ratio)
+    project_s, points = timed(lambda: sampler.project(features))
+    sq_norms = np.einsum("ij,ij->i", points, points)
+    start_s, min_dist = timed(lambda: sampler.initial_distances(points, sq_norms))
+
+    def lazy() -> np.ndarray:
+        with coreset._one_blas_thread():  # as ApproximateGreedyCoreset.select runs it
+            chosen: np.ndarray = coreset._LazyGreedy(points, sq_norms, min_dist.copy()).run(target, None)
+        return chosen
+
+    fast_s, fast = timed(lazy)
+    picks = target if reference_picks <= 0 else min(target, reference_picks)
+    ref_s, ref = timed(lambda: reference_greedy(points, sq_norms, min_dist.copy(), picks))
+    ref_total = ref_s * target / picks
+    how = "measured" if picks == target else f"{picks} picks timed, x{target / picks:.1f} extrapolated"
+    print(f"\n== greedy coreset: {target} picks from {points.shape[0]} x {points.shape[1]} ({load()})")
+    print(f"projection {project_s:.2f} s, anchor distances {start_s:.2f} s (both shared with the reference)")
+    print(f"lazy blocked greedy {fast_s:.2f} s; reference loop {ref_total:.1f} s ({how})")
+    print(f"speed-up {ref_total / fast_s:.1f}x; picks identical: {bool(np.array_equal(fast[:picks], ref))}")
+
+
+def bench_search(features: torch.Tensor, ids: torch.Tensor, selected: torch.Tensor, n: int, rows: int) -> None:
+    bank, bank_ids = features[selected].contiguous(), ids[selected].contiguous()
+    unselected = features[~selected]
+    step = max(1, unselected.shape[0] // rows)
+    queries = unselected[::step][:rows].contiguous()
+    dim = features.shape[1]
+    flop = 2.0 * queries.shape[0] * bank.shape[0] * dim
+    a, b = torch.randn(1024, dim), torch.randn(dim, bank.shape[0])
+    gemm_s, _ = timed(lambda: torch.mm(a, b), repeat=3)
+    peak = 2.0 * 1024 * dim * bank.shape[0] / gemm_s / 1e9
+    print(f"\n== exact 1-NN search: {queries.shape[0]} queries x {bank.shape[0]} bank x {dim} ({load()})")
+    print(
+        f"machine float32 GEMM (1024 x {dim} @ {dim} x {bank.shape[0]}, torch, "
+        f"{torch.get_num_threads()} threads): {peak:.1f} GFLOP/s"
+    )
+    rates = {}
+    for name, search in searches().items():
+        search.fit(bank, bank_ids)
+        plain_s, _ = timed(partial(search.search, queries), repeat=2)
+        rates[name] = plain_s
+        rate = flop / plain_s / 1e9
+        print(f"{name:6s} {plain_s:.2f} s = {rate:.1f} GFLOP/s = {rate / peak:.2f} of the GEMM rate")
+    print(f"faiss / torch time {rates['faiss'] / rates['torch']:.2f}x")
+    subset = torch.zeros(n, dtype=torch.bool)
+    subset[: max(2, n // 4)] = True
+    keep = subset[ids.long()]
+    sub_f, sub_ids, sub_sel = features[keep], ids[keep], selected[keep]
+    print(f"\n== leave-own-out pass vs one plain pass of the same patches ({int(subset.sum())} images)")
+    for name, search in searches().items():
+        search.fit(bank, bank_ids)
+        own = sub_f[~sub_sel].contiguous()
+        plain_s, _ = timed(partial(search.search, own))
+        loo_s, _ = timed(partial(leave_own_out_scores, sub_f, sub_ids, sub_sel, search, int(subset.sum())))
+        print(f"{name:6s} plain {plain_s:.2f} s  leave-own-out {loo_s:.2f} s  ratio {loo_s / plain_s:.2f}x")
+
+
+def searches() -> dict[str, NearestNeighbourSearch]:
+    return {"torch": TorchExactSearch(), "faiss": FaissExactSearch()}
+
+
+class PeakMemory:
+    """Samples ``/proc/self/status`` so the peak anonymous memory can be told from mapped scratch pages."""
+
+    def __init__(self) -> None:
+        self.peak_anon_kb = 0
+        self.peak_file_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+            self.peak_anon_kb = max(self.peak_anon_kb, int(fields.get("RssAnon", "0 kB").split()[0]))
+            self.peak_file_kb = max(self.peak_file_kb, int(fields.get("RssFile", "0 kB").split()[0]))
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent into the child.
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        return {
+            "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
+            "peak_anon_mib": self.peak_anon_kb / 1024,
+            "peak_file_mib": self.peak_file_kb / 1024,
+        }
+
+
+def memory_child(count: int, ratio: float) -> None:
+    """One fit in this (fresh) process; prints its timings and peak memory as JSON."""
+    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+        paths = train_paths(count, Path(folder))
+        monitor = PeakMemory()
+        start = time.perf_counter()
+        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio)).model
+        total = time.perf_counter() - start
+        print(json.dumps({"images": count, "fit_s": total, **model.timings, **monitor.stop()}))
+
+
+def bench_memory(sizes: list[int], ratio: float) -> None:
+    print(f"\n== whole fits in fresh processes, coreset ratio {ratio} ({load()})")
+    for count in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(count), "--memory-ratio", str(ratio)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{count:5d} images: fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
+            f"coreset {r['coreset_s']:.0f} / training scores {r['train_scores_s']:.0f}); "
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB = anonymous {r['peak_anon_mib']:.0f} "
+            f"+ mapped scratch file {r['peak_file_mib']:.0f} (reclaimable)  ({load()})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=("elpv", "tire"), default="elpv")
-    parser.add_argument("--train", type=int, default=200, help="training images (seeded subset)")
-    parser.add_argument("--inspect", type=int, default=64, help="test images for throughput")
+    parser.add_argument("--train", type=int, default=200, help="training cells for the main fit")
+    parser.add_argument("--inspect", type=int, default=64, help="test cells for the batch throughput")
+    parser.add_argument("--reference-picks", type=int, default=300, help="0 = time the whole reference greedy")
+    parser.add_argument("--search-queries", type=int, default=8192, help="queries for the search timings")
+    parser.add_argument("--sizes", default="200,1000", help="training-set sizes for the memory fits ('' = none)")
+    parser.add_argument("--with-5000", action="store_true", help="add a 5000-image memory fit (long)")
+    parser.add_argument("--memory-ratio", type=float, default=0.01, help="coreset ratio of the memory fits")
+    parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    train, test = samples(args.data, args.train)
-    print(f"data {args.data}: {len(train)} training images, torch threads {torch.get_num_threads()}")
+    if args.memory_child:
+        memory_child(args.memory_child, args.memory_ratio)
+        return
 
-    fit_s, expert = timed(lambda: fit([s.path for s in train], "bench", ExpertConfig()))
-    model = expert.model
-    t = model.timings
-    print("\n== fit")
-    print(f"total {fit_s:.2f} s = features {t['features_s']:.2f} s + coreset {t['coreset_s']:.2f} s + ")
-    bank = f"bank {model.bank.shape[0]} of {model.selected.numel()} patches"
-    print(f"      training scores {t['train_scores_s']:.2f} s  ({bank})")
+    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
+    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+        paths = train_paths(args.train, Path(folder))
+        main_fit(paths, args)
+    sizes = [int(s) for s in args.sizes.split(",") if s] + ([5000] if args.with_5000 else [])
+    if sizes:
+        bench_memory(sizes, args.memory_ratio)
 
-    paths = [s.path for s in test[: args.inspect]]
-    expert.inspect_many(paths[:4])  # warm-up
-    inspect_s, _ = timed(lambda: expert.inspect_many(paths))
-    print("\n== inspect")
-    print(f"{len(paths)} images in {inspect_s:.2f} s = {len(paths) / inspect_s:.2f} images/s")
 
-    # Re-embed the training set once to time the search variants on identical inputs.
+def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
+    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig()))
+    model, t = expert.model, expert.model.timings
+    print(f"\n== fit on {args.train} elpv mono cells ({load()})")
+    print(
+        f"total {fit_s:.1f} s = features {t['features_s']:.1f} s + coreset {t['coreset_s']:.1f} s + "
+        f"training scores {t['train_scores_s']:.1f} s  (bank {model.bank.shape[0]} of {model.selected.numel()})"
+    )
+
+    test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
+    test_paths = [s.path for s in test[: args.inspect]]
+    expert.inspect_many(test_paths[:2])  # warm-up
+    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
+    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
+    print(f"\n== inspect ({load()})")
+    print(
+        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
+    )
+
     from eagle_iad.images import load_rgb, to_tensor
 
-    tensors = torch.stack([to_tensor(load_rgb(s.path), 256, 224)[0] for s in train])
-    features = torch.cat([expert.embed(tensors[i : i + 16]) for i in range(0, len(tensors), 16)])
-    features = features.reshape(-1, features.shape[-1]).contiguous()
-    ids, selected, n = model.patch_image_ids, model.selected, len(train)
-    unselected = features[~selected]
-
-    searches: dict[str, Any] = {"torch": TorchExactSearch(), "faiss": FaissExactSearch()}
-    rows = {}
-    for name, search in searches.items():
-        search.fit(model.bank, model.bank_image_ids)
-
-        def plain(search: Any = search) -> Any:
-            return search.search(unselected)
-
-        def loo(search: Any = search) -> Any:
-            return leave_own_out_scores(features, ids, selected, search, n)
-
-        plain_s, _ = timed(plain, repeat=2)
-        loo_s, _ = timed(loo, repeat=2)
-        rows[name] = (plain_s, loo_s)
-    print("\n== training-score pass (leave-own-out) vs one plain scoring pass of the same patches")
-    for name, (plain_s, loo_s) in rows.items():
-        print(f"{name:6s} plain {plain_s:.2f} s  leave-own-out {loo_s:.2f} s  ratio {loo_s / plain_s:.2f}x")
-    print("\n== faiss vs torch exact search (plain pass over the unselected training patches)")
-    print(f"faiss / torch time ratio: {rows['faiss'][0] / rows['torch'][0]:.2f}x")
-
-    sampler = ApproximateGreedyCoreset()
-    projected = sampler.project(features.numpy())
-    sq = np.einsum("ij,ij->i", projected, projected)
-    picks = 300
-
-    def loop() -> None:
-        for i in range(picks):
-            sampler._distances(projected, sq, i)
-
-    default_s, _ = timed(loop, repeat=3)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        single_s, _ = timed(loop, repeat=3)
-    print(f"\n== greedy coreset step ({projected.shape[0]} x 128), {picks} picks")
-    print(f"default BLAS threads {default_s / picks * 1e3:.3f} ms/pick, 1 thread {single_s / picks * 1e3:.3f} ms/pick")
-    print(f"1-thread / default ratio {single_s / default_s:.2f}x")
-    points_t, sq_t = torch.from_numpy(projected), torch.from_numpy(sq)
-
-    def torch_loop() -> None:
-        for i in range(picks):
-            torch.sqrt((sq_t - 2.0 * torch.mv(points_t, points_t[i]) + sq_t[i]).clamp_(min=0))
-
-    torch_s, _ = timed(torch_loop, repeat=3)
-    print(f"same step in torch {torch_s / picks * 1e3:.3f} ms/pick: torch / numpy ratio {torch_s / default_s:.2f}x")
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n== peak resident memory {peak_mb:.0f} MiB")
+    config = model.config
+    embedded = [
+        expert.embed(torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths[i : i + 16]]))
+        for i in range(0, len(paths), 16)
+    ]
+    features = torch.cat(embedded).reshape(-1, model.bank.shape[1]).contiguous()
+    print(f"\nre-embedded training features give the fitted bank: {torch.equal(features[model.selected], model.bank)}")
+    bench_coreset(features.numpy(), args.reference_picks)
+    bench_search(features, model.patch_image_ids, model.selected, args.train, args.search_queries)
 
 
 if __name__ == "__main__":

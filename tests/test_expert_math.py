@@ -319,6 +319,121 @@ def test_coreset_projection_is_seeded_and_reduces_width() -> None:
     np.testing.assert_allclose(a, features @ matrix, rtol=1e-4, atol=1e-4)
 
 
+def _reference_greedy(features: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """The greedy coreset as it was first written: one full matrix-vector product per pick.
+
+    ``ApproximateGreedyCoreset`` must pick exactly these indices (its lazy, blocked evaluation
+    is an optimisation, not an approximation); kept here verbatim as the definition.
+    """
+    count, dim = features.shape
+    target = max(1, int(count * ratio))
+    if dim > 128:
+        rng = np.random.default_rng(seed)
+        matrix = rng.standard_normal((dim, 128)).astype(np.float32) / np.sqrt(128)
+        points = np.ascontiguousarray(features.astype(np.float32) @ matrix)
+    else:
+        points = np.ascontiguousarray(features, dtype=np.float32)
+    sq_norms = np.einsum("ij,ij->i", points, points)
+
+    def distances(index: int) -> np.ndarray:
+        dist: np.ndarray = points @ points[index]
+        dist *= -2.0
+        dist += sq_norms
+        dist += sq_norms[index]
+        np.maximum(dist, 0.0, out=dist)
+        np.sqrt(dist, out=dist)
+        return dist
+
+    anchors = np.random.default_rng(seed).choice(count, size=min(10, count), replace=False)
+    min_dist = np.zeros(count, dtype=np.float32)
+    for anchor in anchors:
+        min_dist += distances(int(anchor))
+    min_dist /= len(anchors)
+    chosen = []
+    for _ in range(target):
+        pick = int(np.argmax(min_dist))
+        chosen.append(pick)
+        np.minimum(min_dist, distances(pick), out=min_dist)
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+@pytest.mark.parametrize(("count", "dim", "ratio", "seed", "block"), [
+    (6000, 256, 0.05, 0, 2048),
+    (6000, 256, 0.1, 1, 64),
+    (3001, 200, 0.2, 2, 128),  # a row count with BLAS remainder rows, many blocks
+    (4000, 96, 0.1, 3, 256),   # not projected: the loop runs in float32
+    (257, 1024, 0.5, 4, 16),
+])  # fmt: skip
+def test_coreset_picks_exactly_what_the_reference_greedy_picks(
+    count: int, dim: int, ratio: float, seed: int, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "BLOCK_ROWS", block)
+    rng = np.random.default_rng(seed)
+    # Clustered, with an offset (large norms make the |a|^2 - 2ab + |b|^2 rounding bite).
+    centres = rng.standard_normal((20, dim)) * 4.0 + 10.0
+    features = (centres[rng.integers(0, 20, count)] + rng.standard_normal((count, dim))).astype(np.float32)
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=seed).select(features)
+    assert np.array_equal(chosen, _reference_greedy(features, ratio, seed))
+
+
+def test_coreset_ties_go_to_the_lowest_index_like_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "BLOCK_ROWS", 32)
+    rng = np.random.default_rng(7)
+    distinct = rng.integers(-3, 4, size=(300, 160)).astype(np.float32)
+    features = np.concatenate([distinct, distinct, distinct[::-1]])  # every row three times
+    rng.shuffle(features)
+    chosen = ApproximateGreedyCoreset(ratio=0.3, seed=1).select(features)
+    assert np.array_equal(chosen, _reference_greedy(features, 0.3, 1))
+
+
+@pytest.fixture(scope="module")
+def elpv_features() -> np.ndarray:
+    """Six real elpv cells through the real backbone: ``4704 x 1024`` float32 patch features."""
+    from eagle_iad.data import get_layout
+    from eagle_iad.expert.backbones import build_backbone
+    from eagle_iad.expert.patchcore import _embed_training
+
+    paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
+    config = ExpertConfig(batch_size=6)
+    embedded, _ = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
+    features = embedded.reshape(-1, embedded.shape[-1]).numpy()
+    assert features.shape == (6 * 28 * 28, 1024)
+    return features
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.25])
+def test_coreset_on_real_backbone_features_equals_the_reference(elpv_features: np.ndarray, ratio: float) -> None:
+    chosen = ApproximateGreedyCoreset(ratio=ratio, seed=0).select(elpv_features)
+    assert np.array_equal(chosen, _reference_greedy(elpv_features, ratio, 0))
+
+
+@pytest.mark.parametrize("kind", list(SEARCHES))
+def test_search_on_real_features_equals_float64_brute_force(kind: str, elpv_features: np.ndarray) -> None:
+    features = torch.from_numpy(elpv_features)
+    ids = torch.arange(6).repeat_interleave(28 * 28)
+    in_bank = torch.zeros(features.shape[0], dtype=torch.bool)
+    in_bank[::10] = True
+    bank, groups = features[in_bank], ids[in_bank]
+    queries, query_ids = features[~in_bank][::5], ids[~in_bank][::5]
+    exact = torch.cdist(queries.double(), bank.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    search = SEARCHES[kind]()
+    search.fit(bank, groups)
+    for exclude in (None, query_ids):
+        reference = (
+            exact if exclude is None else exact.masked_fill(exclude.unsqueeze(1) == groups.unsqueeze(0), math.inf)
+        )
+        best = reference.min(dim=1).values
+        dist, index = search.search(queries, exclude_groups=exclude)
+        # The distance is the exact nearest distance to float32 precision, and the entry found is
+        # a nearest one (an exact tie up to float32 rounding may pick either).
+        np.testing.assert_allclose(dist.double().numpy(), best.numpy(), rtol=2e-6)
+        np.testing.assert_allclose(reference.gather(1, index.unsqueeze(1)).squeeze(1).numpy(), best.numpy(), rtol=2e-6)
+
+
 def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:
     scores = np.empty(n_images)
     feats = features.astype(np.float64)
@@ -400,6 +515,56 @@ def test_fit_is_bit_identical_for_the_same_seed() -> None:
     assert first.thresholds.s_max == float(first.train_scores.max())
     assert np.isfinite(first.train_scores).all()
     assert (first.train_scores > 0).all()
+
+
+def test_streamed_fit_equals_the_same_computation_in_memory(tmp_path: Path) -> None:
+    """The features go through a scratch file; bank, selection and scores must not notice."""
+    from eagle_iad.expert.coreset import make_sampler
+    from eagle_iad.expert.search import make_search
+
+    paths = noise_pngs(tmp_path / "train", 10, seed=3)
+    config = FAKE_CONFIG
+    expert = fit(paths, "noise", config, extractor=FakeExtractor())
+    model = expert.model
+    tensors = torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths])
+    in_memory = torch.cat([expert.embed(tensors[i : i + config.batch_size]) for i in range(0, 10, config.batch_size)])
+    features = in_memory.reshape(-1, in_memory.shape[-1])
+    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    chosen = torch.from_numpy(sampler.select(features.numpy()))
+    assert torch.equal(model.selected.nonzero().squeeze(1), chosen)
+    assert torch.equal(model.bank, features[chosen])  # the float32 originals, bit for bit
+    search = make_search(config.search)
+    search.fit(features[chosen], model.patch_image_ids[chosen])
+    expected = leave_own_out_scores(features, model.patch_image_ids, model.selected, search, 10)
+    assert np.array_equal(model.train_scores, expected)
+
+
+def test_fit_leaves_no_scratch_files_even_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    paths = noise_pngs(tmp_path / "train", 6, seed=4)
+    seen: list[list[str]] = []
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        seen.append([p.name for p in scratch.iterdir()])
+        if stage == "coreset":
+            raise KeyboardInterrupt
+
+    fit(
+        paths,
+        "noise",
+        FAKE_CONFIG,
+        extractor=FakeExtractor(),
+        progress=lambda *a: seen.append([p.name for p in scratch.iterdir()]),
+    )
+    assert seen and all(len(names) == 1 and names[0].startswith("eagle-fit-") for names in seen)
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):
+        fit(paths, "noise", FAKE_CONFIG, extractor=FakeExtractor(), progress=interrupt)
+    assert list(scratch.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- threshold rules

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -313,13 +314,18 @@ def _embed_training(
     config: ExpertConfig,
     show_progress: bool,
     hook: FitProgress | None = None,
+    scratch: Path | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int], ViewGeometry]:
     """``n_images x (views * h * w) x D`` training patches, the per-view grid and one image's geometry.
 
     Every training image gets the same input size and views, so one geometry describes how all of
-    their patch grids stitch (what the map calibration needs).
+    their patch grids stitch (what the map calibration needs). With ``scratch`` (a folder), batches
+    are written straight into a float32 memory-mapped file there instead of being concatenated in
+    RAM, so memory stays flat as the training set grows; the values are the same float32 numbers
+    either way.
     """
     chunks: list[torch.Tensor] = []
+    stored: np.ndarray | None = None
     grid = (0, 0)
     geometry: ViewGeometry | None = None
     with _progress(len(paths), "features", show_progress) as bar:
@@ -336,12 +342,20 @@ def _embed_training(
                 shallow, deep = extractor(torch.cat(views))
                 grid = (int(shallow.shape[2]), int(shallow.shape[3]))
                 patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-                chunks.append(patches.reshape(len(views), -1, patches.shape[-1]))
+                patches = patches.reshape(len(views), -1, patches.shape[-1])
+            if scratch is None:
+                chunks.append(patches)
+            else:
+                if stored is None:
+                    shape = (len(paths), *patches.shape[1:])
+                    stored = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
+                stored[start : start + len(views)] = patches.numpy()
             bar.update(len(views))
             if hook is not None:
                 hook("features", min(start + len(views), len(paths)), len(paths))
     assert geometry is not None  # at least two training images were checked by the caller
-    return torch.cat(chunks), grid, geometry
+    features = torch.cat(chunks) if stored is None else torch.from_numpy(stored)
+    return features, grid, geometry
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
@@ -386,7 +400,24 @@ def fit(
 
     ``progress(stage, done, total)`` is called as each stage advances (independently of the tqdm bars
     that ``show_progress`` draws), e.g. by the service to stream a fit job's progress.
+
+    The training features live in a scratch file in a private temporary folder (``TMPDIR``), so
+    memory holds only the coreset's projection and the bank; the folder is removed when the fit
+    ends, fails or is interrupted.
     """
+    with tempfile.TemporaryDirectory(prefix="eagle-fit-") as scratch:
+        return _fit(paths, category, config, extractor, show_progress, progress, Path(scratch))
+
+
+def _fit(
+    paths: Iterable[Path | str],
+    category: str,
+    config: ExpertConfig | None,
+    extractor: FeatureExtractor | None,
+    show_progress: bool,
+    progress: FitProgress | None,
+    scratch: Path,
+) -> Expert:
     config = config or ExpertConfig()
     config.validate()
     image_paths = [Path(p) for p in paths]
@@ -402,7 +433,7 @@ def fit(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    embedded, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress)
+    embedded, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
     n_images, per_image, dim = embedded.shape
     features = embedded.reshape(-1, dim).contiguous()
     patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
