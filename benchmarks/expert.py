@@ -253,11 +253,12 @@ def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
         f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
     )
 
-    from eagle_iad.images import load_rgb, to_tensor
+    from eagle_iad.expert.preprocess import prepare
+    from eagle_iad.images import load_rgb
 
     config = model.config
     embedded = [
-        expert.embed(torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths[i : i + 16]]))
+        expert.embed(torch.cat([prepare(load_rgb(p), config)[0] for p in paths[i : i + 16]]))
         for i in range(0, len(paths), 16)
     ]
     features = torch.cat(embedded).reshape(-1, model.bank.shape[1]).contiguous()

@@ -398,8 +398,8 @@ def elpv_features() -> np.ndarray:
     from eagle_iad.expert.patchcore import _embed_training
 
     paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
-    config = ExpertConfig(batch_size=6)
-    embedded, _ = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
+    config = ExpertConfig.from_preset("paper", batch_size=6)  # 28 x 28 patches per cell
+    embedded, _grid, _geometry = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
     features = embedded.reshape(-1, embedded.shape[-1]).numpy()
     assert features.shape == (6 * 28 * 28, 1024)
     return features
