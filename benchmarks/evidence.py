@@ -44,11 +44,18 @@ FORMAT_VERSION = 1
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     # The paper: shorter side 256, centre crop 224, the 2/3-of-max box rule.
-    "paper": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "paper"},
+    "paper": {
+        "preprocess": "center-crop",
+        "resize": 256,
+        "crop": 224,
+        "region_rule": "paper",
+        "position_baseline": False,
+    },
     # Whole frame at three input resolutions (long side), calibrated boxes.
     "whole224": {"preprocess": "resize", "size": 224, "region_rule": "calibrated"},
     "whole320": {"preprocess": "resize", "size": 320, "region_rule": "calibrated"},
     "whole448": {"preprocess": "resize", "size": 448, "region_rule": "calibrated"},
+    "whole448-raw-map": {"preprocess": "resize", "size": 448, "region_rule": "calibrated", "position_baseline": False},
     # The two region rules on the same whole-frame model.
     "whole320-paper-rule": {"preprocess": "resize", "size": 320, "region_rule": "paper"},
     "paper-calibrated": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "calibrated"},

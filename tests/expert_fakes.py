@@ -41,6 +41,7 @@ class FakeExtractor:
 FAKE_CONFIG = ExpertConfig(
     preprocess="center-crop",
     region_rule="paper",
+    position_baseline=False,
     resize=72,
     crop=64,
     pretrain_dim=48,

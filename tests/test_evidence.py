@@ -315,3 +315,31 @@ def test_a_schema_1_model_inspects_exactly_as_before(tmp_path: Path) -> None:
         np.testing.assert_array_equal(result.anomaly_map, np.load(source / f"{path.stem}_map.npy"))
         assert verdict.decision == entry["decision"]
         assert [{k: v for k, v in b.to_dict().items() if k != "score"} for b in verdict.boxes] == entry["boxes"]
+
+
+def test_position_baseline_takes_out_where_normal_images_always_score_high(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    paths = []
+    for i in range(6):
+        rgb = np.clip(120 + rng.normal(0, 10, (60, 90, 3)), 0, 255).astype(np.uint8)
+        rgb[20:40, 10:30] = rng.integers(0, 256, (20, 20, 3))  # a "highlight" that differs on every normal image
+        path = tmp_path / f"n{i}.png"
+        Image.fromarray(rgb).save(path)
+        paths.append(path)
+    config = replace(FAKE_CONFIG, preprocess="resize", size=96, region_rule="calibrated", position_baseline=True)
+    expert = fit(paths, "hl", config, extractor=FakeExtractor())
+    offset = expert.model.map_offset
+    assert offset is not None and tuple(offset.shape) == expert.model.grid
+    assert float(np.median(offset.numpy())) == pytest.approx(0.0, abs=1e-6)
+    # the highlight covers input cells rows 2..5, columns 1..3 (60x90 -> 64x96, 8-px cells)
+    assert float(offset[3, 2]) > float(offset[6, 9])
+    query = np.clip(120 + rng.normal(0, 10, (60, 90, 3)), 0, 255).astype(np.uint8)
+    result = expert.inspect(query)
+    assert result.score == float(result.patch_scores.max())  # the image score is the raw distance
+    expected = result.geometry.to_original(
+        input_map(result.patch_scores - offset.numpy(), result.geometry.input_shape, config.sigma)
+    )
+    np.testing.assert_array_equal(result.anomaly_map, expected)
+    save(expert.model, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert loaded.map_offset is not None and torch.equal(loaded.map_offset, offset)

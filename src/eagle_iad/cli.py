@@ -464,7 +464,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     manifest: dict[str, Any] = read_manifest(args.model)
     if manifest["schema_version"] == 1:  # read as the paper's setting (store.OLDEST_SCHEMA)
-        manifest["config"].update(preprocess="center-crop", region_rule="paper")
+        manifest["config"].update(preprocess="center-crop", region_rule="paper", position_baseline=False)
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
     print(dumps(manifest))

@@ -81,6 +81,10 @@ class ExpertConfig:
     rule_p: float = 0.99
     rule_value: float | None = None
     sigma: float = 4.0
+    #: Subtract where normal images of the category always score high (a specular highlight, a
+    #: textured edge) from the map, so the map's peak points at what is unusual *for that position*.
+    #: The image score and tau are untouched (docs/METHOD.md, "Calibrated maps and boxes").
+    position_baseline: bool = True
     #: Which map pixels make the boxes (tgps/regions.py): ``calibrated`` (above the category's pixel
     #: threshold from normal training maps) or ``paper`` (2/3 of the image's own map maximum).
     region_rule: str = DEFAULT_REGION_RULE
@@ -146,7 +150,13 @@ class ExpertConfig:
 #: 224, boxes at 2/3 of each map's maximum); ``default`` is the product's whole-frame inspection.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "paper": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "paper"},
+    "paper": {
+        "preprocess": "center-crop",
+        "resize": 256,
+        "crop": 224,
+        "region_rule": "paper",
+        "position_baseline": False,
+    },
 }
 
 
@@ -170,6 +180,9 @@ class ExpertModel:
     #: The category's map scale (pixel threshold, colour range) from its normal training maps; ``None``
     #: for models saved before it existed (schema 1), which keep the paper's per-image box rule.
     calibration: MapCalibration | None = None
+    #: Per-position excess of the normal training maps over their median (a stitched patch grid),
+    #: subtracted from every map (``position_baseline``); ``None``: maps are the raw distances.
+    map_offset: torch.Tensor | None = None
 
 
 @dataclass
@@ -255,6 +268,20 @@ class Expert:
         grids = dist.reshape(count, *self.model.grid).numpy()
         return grids.reshape(count, -1).max(axis=1), grids
 
+    def evidence_grid(self, grid: np.ndarray) -> np.ndarray:
+        """The stitched patch grid the map is drawn from: minus the normal positional excess, if any.
+
+        An image of another input size than the training images (impossible for one model) would
+        not line up with the offset, so a shape mismatch is an error, not a silent skip.
+        """
+        offset = self.model.map_offset
+        if offset is None:
+            return grid
+        if tuple(offset.shape) != grid.shape:
+            raise ModelFormatError(f"map offset {tuple(offset.shape)} does not match the patch grid {grid.shape}")
+        corrected: np.ndarray = grid - offset.numpy()
+        return corrected
+
     def anomaly_map(self, patch_scores: np.ndarray, geometry: ViewGeometry) -> tuple[np.ndarray, np.ndarray]:
         """Stitched patch grid → input-sized map (bilinear, Gaussian sigma) → original-image map."""
         smooth = input_map(patch_scores, geometry.input_shape, self.model.config.sigma)
@@ -279,7 +306,7 @@ class Expert:
                 offsets = np.cumsum([0] + [len(v) for v in views])
                 for index, geometry in enumerate(geometries):
                     grid = geometry.stitch(view_grids[offsets[index] : offsets[index + 1]])
-                    crop_map, full_map = self.anomaly_map(grid, geometry)
+                    crop_map, full_map = self.anomaly_map(self.evidence_grid(grid), geometry)
                     value = float(grid.max())
                     results.append(
                         ExpertResult(
@@ -462,7 +489,14 @@ def _fit(
 
     start = time.perf_counter()
     view_grids = own_out.patch_scores.reshape(n_images, -1, *grid)
-    train_maps = (input_map(geometry.stitch(views), geometry.input_shape, config.sigma) for views in view_grids)
+    map_offset = None
+    if config.position_baseline:
+        mean_grid = np.mean([geometry.stitch(views) for views in view_grids], axis=0, dtype=np.float64)
+        map_offset = torch.from_numpy((mean_grid - np.median(mean_grid)).astype(np.float32))
+    offset = 0.0 if map_offset is None else map_offset.numpy()
+    train_maps = (
+        input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma) for views in view_grids
+    )
     calibration = calibrate_maps(train_maps, thresholds)
     timings["calibration_s"] = time.perf_counter() - start
 
@@ -480,5 +514,6 @@ def _fit(
         thresholds=thresholds,
         timings=timings,
         calibration=calibration,
+        map_offset=map_offset,
     )
     return Expert(model, extractor, search)

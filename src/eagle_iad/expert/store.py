@@ -270,13 +270,16 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def _write_model(model: ExpertModel, staging: Path) -> None:
     tensors_path = staging / TENSORS
+    tensors = {
+        "bank": model.bank.contiguous().float(),
+        "bank_image_ids": model.bank_image_ids.to(torch.int32).contiguous(),
+        "patch_image_ids": model.patch_image_ids.to(torch.int32).contiguous(),
+        "selected": model.selected.to(torch.uint8).contiguous(),
+    }
+    if model.map_offset is not None:
+        tensors["map_offset"] = model.map_offset.float().contiguous()
     save_file(
-        {
-            "bank": model.bank.contiguous().float(),
-            "bank_image_ids": model.bank_image_ids.to(torch.int32).contiguous(),
-            "patch_image_ids": model.patch_image_ids.to(torch.int32).contiguous(),
-            "selected": model.selected.to(torch.uint8).contiguous(),
-        },
+        tensors,
         str(tensors_path),
         metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
     )
@@ -371,7 +374,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     try:
         config_data = dict(_require(data, "config", dict, where))
         if data["schema_version"] == 1:
-            config_data.update(preprocess="center-crop", region_rule="paper")
+            config_data.update(preprocess="center-crop", region_rule="paper", position_baseline=False)
         config = ExpertConfig.from_dict(config_data)
         raw_calibration = data.get("calibration")
         calibration = None if raw_calibration is None else MapCalibration.from_dict(dict(raw_calibration))
@@ -420,6 +423,9 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         problems.append("selected patches do not match the bank size")
     if train_scores.shape != (n_images,):
         problems.append("training scores do not match the number of training images")
+    map_offset = tensors.get("map_offset")
+    if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
+        problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
     return ExpertModel(
@@ -437,4 +443,5 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         created=str(data.get("created", "")),
         timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
         calibration=calibration,
+        map_offset=None if map_offset is None else map_offset.float().contiguous(),
     )
