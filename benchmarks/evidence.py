@@ -55,7 +55,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "whole224": {"preprocess": "resize", "size": 224, "region_rule": "calibrated"},
     "whole320": {"preprocess": "resize", "size": 320, "region_rule": "calibrated"},
     "whole448": {"preprocess": "resize", "size": 448, "region_rule": "calibrated"},
-    "whole448-raw-map": {"preprocess": "resize", "size": 448, "region_rule": "calibrated", "position_baseline": False},
+    "whole448-baseline": {"preprocess": "resize", "size": 448, "region_rule": "calibrated", "position_baseline": True},
     # The two region rules on the same whole-frame model.
     "whole320-paper-rule": {"preprocess": "resize", "size": 320, "region_rule": "paper"},
     "paper-calibrated": {"preprocess": "center-crop", "resize": 256, "crop": 224, "region_rule": "calibrated"},

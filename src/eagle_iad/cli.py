@@ -101,7 +101,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     samples = select_training(samples, args.limit_train, args.seed)
     preprocessing = {
         name: getattr(args, name)
-        for name in ("preprocess", "size", "tile", "tile_overlap", "resize", "crop", "region_rule")
+        for name in ("preprocess", "size", "tile", "tile_overlap", "resize", "crop", "region_rule", "position_baseline")
         if getattr(args, name) is not None
     }
     config = ExpertConfig.from_preset(
@@ -521,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("--crop", type=int, help="center-crop: square crop side (default 224)")
     evidence.add_argument(
         "--region-rule", help="calibrated (pixels above the category's map threshold, default) | paper (2/3 of max)"
+    )
+    evidence.add_argument(
+        "--position-baseline", action="store_true", default=None,
+        help="subtract where normal images always score high from the map (tighter boxes on aligned products)",
     )
     fit.set_defaults(func=_cmd_fit)
 
