@@ -34,6 +34,7 @@ from eagle_iad.data import Sample, get_layout
 from eagle_iad.errors import EagleError
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit
+from eagle_iad.expert.patchcore import PRESETS
 
 TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
 #: The demo's elpv training subset (``eagle demo --limit-train``), so the numbers match what a new user sees.
@@ -44,13 +45,7 @@ FORMAT_VERSION = 1
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     # The paper: shorter side 256, centre crop 224, the 2/3-of-max box rule.
-    "paper": {
-        "preprocess": "center-crop",
-        "resize": 256,
-        "crop": 224,
-        "region_rule": "paper",
-        "position_baseline": False,
-    },
+    "paper": dict(PRESETS["paper"]),
     # Whole frame at three input resolutions (long side), calibrated boxes.
     "whole224": {"preprocess": "resize", "size": 224, "region_rule": "calibrated"},
     "whole320": {"preprocess": "resize", "size": 320, "region_rule": "calibrated"},

@@ -42,15 +42,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ImageSource = str | os.PathLike[str] | bytes
 
 
+def _env_number(name: str, parse: type[int] | type[float], default: float) -> float:
+    """A limit from the environment, or ``default``; a malformed value is an error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        kind = "an integer" if parse is int else "a number"
+        raise ImageError(f"{name} must be {kind}, got {raw!r}") from exc
+
+
 def max_pixels() -> int:
     """The pixel limit in force (the environment may lower or raise it)."""
-    raw = os.environ.get("EAGLE_MAX_PIXELS")
-    if raw is None:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ImageError(f"EAGLE_MAX_PIXELS must be an integer, got {raw!r}") from exc
+    value = int(_env_number("EAGLE_MAX_PIXELS", int, DEFAULT_MAX_PIXELS))
     if value <= 0:
         raise ImageError(f"EAGLE_MAX_PIXELS must be positive, got {value}")
     return value
@@ -58,15 +64,9 @@ def max_pixels() -> int:
 
 def max_aspect() -> float:
     """The aspect-ratio limit in force (longer side / shorter side; ``EAGLE_MAX_ASPECT`` may change it)."""
-    raw = os.environ.get("EAGLE_MAX_ASPECT")
-    if raw is None:
-        return DEFAULT_MAX_ASPECT
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ImageError(f"EAGLE_MAX_ASPECT must be a number, got {raw!r}") from exc
+    value = _env_number("EAGLE_MAX_ASPECT", float, DEFAULT_MAX_ASPECT)
     if not value >= 1.0 or value == float("inf"):
-        raise ImageError(f"EAGLE_MAX_ASPECT must be a finite number >= 1, got {raw}")
+        raise ImageError(f"EAGLE_MAX_ASPECT must be a finite number >= 1, got {os.environ.get('EAGLE_MAX_ASPECT')}")
     return value
 
 
