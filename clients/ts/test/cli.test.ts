@@ -35,7 +35,7 @@ describe("eagle-client", () => {
     const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ category: "mono", image_name: "sample-good.png" });
-    expect(lines[1]).toEqual({ image: bad, error: "a.png: not a recognised image (content is checked, not the header)", status: 400, code: "invalid_image" });
+    expect(lines[1]).toEqual({ image: bad, error: "a.png: not a recognised image format", status: 400, code: "invalid_image" });
     expect(stderr).toContain("a.png: not a recognised image");
   });
 

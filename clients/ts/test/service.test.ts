@@ -86,7 +86,7 @@ describe("inspect", () => {
   it("refuses a file that is not an image, with the service's message", async () => {
     const error = await client.inspect(new TextEncoder().encode("not an image"), "mono", { filename: "x.png" }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EagleApiError);
-    expect(error).toMatchObject({ status: 400, code: "invalid_image", message: "x.png: not a recognised image (content is checked, not the header)" });
+    expect(error).toMatchObject({ status: 400, code: "invalid_image", message: "x.png: not a recognised image format" });
   });
 
   it("refuses an unknown category", async () => {
