@@ -7,16 +7,14 @@ PyPI packages), so it runs the same on any fresh clone, offline, without ``../sh
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from eagle_iad import __version__
-from eagle_iad.atomic import atomic_write_text
+from eagle_iad.atomic import atomic_write_bytes, atomic_write_text
 from eagle_iad.cli import select_test, select_training
 from eagle_iad.data import Sample, get_layout
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
@@ -45,15 +43,7 @@ def copy_samples(test: list[Sample], target: Path, seed: int) -> list[Path]:
         for index in sorted(rng.choice(len(cells), size=min(SAMPLES_PER_KIND, len(cells)), replace=False)):
             source = cells[int(index)].path
             path = target / f"{kind}_{source.stem}{source.suffix}"
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=target)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(source.read_bytes())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(path, source.read_bytes())
             copied.append(path)
     return copied
 
