@@ -58,6 +58,11 @@ beforeAll(async () => {
     if (message.type() === "error" && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  // Playwright turns on file-chooser interception when the first "filechooser" listener is added,
+  // without waiting for the browser to confirm; a waitForEvent added just before the key press
+  // raced it (CI: the chooser opened unintercepted and the wait never resolved). A listener added
+  // here switches interception on long before any test opens a chooser.
+  page.on("filechooser", () => undefined);
 });
 
 afterAll(async () => {
