@@ -339,9 +339,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     for option, value in (("--max-upload-mb", args.max_upload_mb), ("--mllm-queue", args.mllm_queue),
-                          ("--max-inspections", args.max_inspections)):  # fmt: skip
+                          ("--max-inspections", args.max_inspections), ("--max-pixels", args.max_pixels),
+                          ("--max-zip-files", args.max_zip_files), ("--max-zip-mb", args.max_zip_mb),
+                          ("--max-zip-ratio", args.max_zip_ratio)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{option} must be at least 1, got {value}")
+    if args.min_free_mb < 0:
+        raise ConfigError(f"--min-free-mb must be at least 0, got {args.min_free_mb}")
     models = Path(args.models)
     if models.exists() and not models.is_dir():
         raise ConfigError(f"--models {models} is not a directory")
@@ -364,6 +368,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_inspections=args.max_inspections,
         max_zip_files=args.max_zip_files,
         max_zip_bytes=args.max_zip_mb * 1024 * 1024,
+        max_zip_ratio=args.max_zip_ratio,
+        min_free_bytes=args.min_free_mb * 1024 * 1024,
     )
     app = create_app(settings)
     try:
@@ -599,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="the inspection service: categories, fit jobs, inspect, history, metrics (OpenAPI at /openapi.json)",
         description="Serve the EAGLE-IAD HTTP API. Set EAGLE_API_KEY to require 'Authorization: Bearer <key>' "
-        "on every /v1 route.",
+        "on every /v1 route and /metrics.",
     )
     srv.add_argument("--models", required=True, help="directory of fitted categories (<models>/<category>)")
     srv.add_argument("--mllm", help="MLLM backend spec: full EAGLE verdicts and /v1/chat/completions")
@@ -617,6 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inspections in progress at once; more get 429 + Retry-After (default 16)")  # fmt: skip
     srv.add_argument("--max-zip-files", type=int, default=2000, help="most files in a fit zip (default 2000)")
     srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
+    srv.add_argument("--max-zip-ratio", type=int, default=100,
+                     help="largest inflation ratio of a zip member over 1 MiB (default 100)")
+    srv.add_argument("--min-free-mb", type=int, default=64,
+                     help="free MiB kept on the state folder's disk; requests crossing it get 507 (default 64)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     srv.set_defaults(func=_cmd_serve)
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +24,7 @@ from eagle_iad.mllm.base import Backend
 from eagle_iad.mllm.server import ApiError, create_mllm_app
 from eagle_iad.service import routes_categories, routes_inspect, schemas
 from eagle_iad.service.console import mount_console
-from eagle_iad.service.context import ServiceState
+from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +32,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+#: Routes answered without the API key when one is set: liveness for load balancers, the API's own
+#: description, and the console's files (none of them holds data). tests/test_service_faults.py checks
+#: every other route of the app refuses a request without the key.
+PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/")
 
 
 class BodyLimit:
@@ -211,7 +217,9 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
         return {"status": "ok", "version": __version__, "mllm": state.backend is not None,
                 "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending}  # fmt: skip
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    # Behind the key like every /v1 route: request counts and latencies describe the traffic. Only /healthz,
+    # the OpenAPI document and docs, and the console's static files are open (PUBLIC_PATHS).
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key)])
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 

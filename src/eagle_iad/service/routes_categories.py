@@ -7,9 +7,11 @@ hostile upload is refused with a 4xx before any job exists, and only the fitting
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
+from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.tgps.thresholds import RULES
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -149,7 +152,7 @@ def _store_uploads(state: ServiceState, uploads: list[tuple[str, bytes]], out: P
     for index, (filename, data) in enumerate(uploads):
         if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip by its content, whatever its name or type says
             members = extract_zip(data, out / f"zip{index}", max_files=settings.max_zip_files,
-                                  max_bytes=settings.max_zip_bytes)  # fmt: skip
+                                  max_bytes=settings.max_zip_bytes, max_ratio=settings.max_zip_ratio)  # fmt: skip
             for member in members:
                 sniff_image(member.read_bytes(), f"zip member {member.name[6:]}", settings.max_pixels)
             paths += members
@@ -159,6 +162,21 @@ def _store_uploads(state: ServiceState, uploads: list[tuple[str, bytes]], out: P
             target.write_bytes(data)
             paths.append(target)
     return paths
+
+
+def _upload_bytes(uploads: list[tuple[str, bytes]]) -> int:
+    """Bytes storing ``uploads`` will write: a zip counts with its members' declared uncompressed sizes."""
+    total = 0
+    for _, data in uploads:
+        declared = 0
+        if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    declared = sum(info.file_size for info in archive.infolist())
+            except (zipfile.BadZipFile, OSError, ValueError):
+                declared = 0  # refused as an invalid zip later, with its own message
+        total += max(len(data), declared)
+    return total
 
 
 #: The request bodies this route parses by hand, described for OpenAPI clients.
@@ -236,16 +254,29 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     else:
         cleanup = state.settings.uploads_dir / uuid.uuid4().hex
         try:
+            # Before anything is written: a zip's declared size counts, not only its compressed bytes.
+            check_free_space(state.settings.uploads_dir, _upload_bytes(uploads), state.settings.min_free_bytes)
             images = await run_in_threadpool(_store_uploads, state, uploads, cleanup)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(cleanup, ignore_errors=True)  # a refused upload leaves nothing behind
+            if is_disk_full(exc):
+                raise disk_full_error() from None
             raise
     if len(images) < 2:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
         raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed")
     settings = state.settings
     folders = (cleanup, settings.data_root, settings.state_dir, settings.models_dir)
     redact = tuple(sorted((str(path) for path in folders if path), key=len, reverse=True))  # longest first
-    job = state.jobs.submit(name, images, config, cleanup, redact)
+    try:
+        job = state.jobs.submit(name, images, config, cleanup, redact)
+    except BaseException as exc:  # the job's record could not be stored: no job, so no uploads either
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error() from None
+        raise
     return {"job": job.to_dict(), "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"}}
 
 

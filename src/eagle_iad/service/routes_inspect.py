@@ -27,6 +27,7 @@ from eagle_iad.naming import picture_stems
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
+from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.service.store import Inspection
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 from eagle_iad.tgps.render import save_png
@@ -76,6 +77,8 @@ def run_inspection(
         raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
     rgb = sniff_image(data, filename, settings.max_pixels)
     expert = state.experts.get(category)
+    # The pictures: a heatmap and a boxed copy (attention overlays with an MLLM), a few times the RGB bytes.
+    check_free_space(settings.files_dir, 4 * rgb.nbytes, settings.min_free_bytes)
     inspection_id = uuid.uuid4().hex
     out = settings.files_dir / inspection_id
     link = f"/v1/files/{inspection_id}"
@@ -90,8 +93,10 @@ def run_inspection(
         else:
             record = _ask_mllm(state, expert, rgb, filename, question_text, attention, out, link, pictures)
             answer, decision, caas_applied = record["answer"], record["decision"], bool(record["caas_applied"])
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(out, ignore_errors=True)  # a refused (429) or failed inspection leaves no orphan pictures
+        if is_disk_full(exc):
+            raise disk_full_error() from None
         raise
     record["pictures"] = pictures
     stored = Inspection(
@@ -109,7 +114,13 @@ def run_inspection(
         verdict=record,
         pictures=pictures,
     )
-    state.store.add(stored)
+    try:
+        state.store.add(stored)
+    except BaseException as exc:  # not in the history: its pictures go too (no row without pictures, no orphans)
+        shutil.rmtree(out, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error() from None
+        raise
     state.metrics.observe_inspection(caas_applied)
     return stored.to_dict()
 

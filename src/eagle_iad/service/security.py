@@ -8,8 +8,9 @@ message that says what was wrong, never echoing a secret.
 * server folders are resolved (symlinks included) and must stay inside the data root;
 * an upload is an image only if it decodes as one: the content is sniffed, headers are not trusted,
   and the pixel count and aspect ratio are checked from the header before decoding (413 beyond them);
-* zips are read member by member: absolute or ``..`` names, symlinks, too many members and too many
-  uncompressed bytes (counted while inflating, not taken from the header) are refused.
+* zips are read member by member: absolute or ``..`` names, symlinks, too many members, too many
+  uncompressed bytes and a member that inflates beyond the ratio limit (both counted while inflating,
+  not taken from the header) are refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from eagle_iad.errors import ImageError, ImageTooLargeError
 from eagle_iad.images import load_rgb, probe
 from eagle_iad.mllm.server import ApiError
+from eagle_iad.service.storage import DISK_FULL
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -83,8 +85,22 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-def extract_zip(data: bytes, out: Path, *, max_files: int, max_bytes: int) -> list[Path]:
-    """Extract the regular files of a zip into ``out`` (flattened to unique names); refuse anything hostile."""
+#: Members that inflate to less than this are never judged by their ratio (a tiny blank image may
+#: compress 1000:1 and harms nobody).
+RATIO_EXEMPT_BYTES = 1024 * 1024
+
+
+def _ratio_error(name: str, max_ratio: int) -> ApiError:
+    return ApiError(413, f"zip member {name!r} inflates more than {max_ratio}:1 (a zip bomb?); the limit is "
+                    f"{max_ratio}:1 for members over 1 MiB", code="zip_too_large")  # fmt: skip
+
+
+def extract_zip(data: bytes, out: Path, *, max_files: int, max_bytes: int, max_ratio: int = 100) -> list[Path]:
+    """Extract the regular files of a zip into ``out`` (flattened to unique names); refuse anything hostile.
+
+    Three bomb guards: the member count, the total uncompressed bytes and each member's inflation
+    ratio, the last two counted while inflating (a header that lies cannot bypass them).
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -101,6 +117,9 @@ def extract_zip(data: bytes, out: Path, *, max_files: int, max_bytes: int) -> li
                 raise ApiError(400, f"zip member {info.filename!r} is a symbolic link", code="zip_unsafe_path")
         if sum(info.file_size for info in members) > max_bytes:
             raise ApiError(413, f"zip expands beyond the limit of {max_bytes} bytes", code="zip_too_large")
+        for info in members:
+            if info.file_size > RATIO_EXEMPT_BYTES and info.file_size > max_ratio * max(1, info.compress_size):
+                raise _ratio_error(info.filename, max_ratio)
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         total = 0
@@ -111,13 +130,22 @@ def extract_zip(data: bytes, out: Path, *, max_files: int, max_bytes: int) -> li
             target = out / f"{index:05d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', path.name)[:80]}"
             try:
                 with archive.open(info) as source, target.open("wb") as sink:
+                    inflated = 0
                     while block := source.read(1 << 16):
-                        total += len(block)  # counted while inflating: a lying header cannot bypass the limit
+                        total += len(block)  # counted while inflating: a lying header cannot bypass the limits
+                        inflated += len(block)
                         if total > max_bytes:
                             raise ApiError(413, f"zip expands beyond the limit of {max_bytes} bytes",
                                            code="zip_too_large")  # fmt: skip
+                        if inflated > RATIO_EXEMPT_BYTES and inflated > max_ratio * max(1, info.compress_size):
+                            raise _ratio_error(info.filename, max_ratio)
                         sink.write(block)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+            except OSError as exc:
+                if exc.errno in DISK_FULL:
+                    raise  # the caller answers 507, not "cannot be read"
+                message = f"zip member {info.filename!r} cannot be read ({exc})"
+                raise ApiError(400, message, code="invalid_zip") from None
+            except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
                 message = f"zip member {info.filename!r} cannot be read ({exc})"
                 raise ApiError(400, message, code="invalid_zip") from None
             written.append(target)

@@ -38,6 +38,12 @@ class ServiceSettings:
     #: Zip uploads: most members and most total uncompressed bytes (zip-bomb guard).
     max_zip_files: int = 2000
     max_zip_bytes: int = 256 * 1024 * 1024
+    #: Zip uploads: largest inflation ratio of one member (uncompressed / compressed bytes, counted while
+    #: inflating); members under 1 MiB are exempt, so only a member that could do harm is judged.
+    max_zip_ratio: int = 100
+    #: Free bytes the state folder's disk must keep: an upload or inspection that would leave less is
+    #: refused with 507 before anything is written, so the history's database never hits a full disk.
+    min_free_bytes: int = 64 * 1024 * 1024
     #: MLLM requests that may wait for the model; more get 429 with Retry-After.
     mllm_queue: int = 4
     #: Inspections in progress at once (expert and MLLM stages, waiting included); more get 429 with
