@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,39 @@ from eagle_iad.tgps.prompt import ContentItem
 # Tests never reach a model hub: everything they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+#: How much slower than a quiet developer machine this run may be: every wait in the tests (start-up
+#: deadlines, joins, subprocess timeouts) is multiplied by it, so a busy machine (``make test-busy``
+#: sets 3) stretches the waits instead of failing them. Only waits scale; no test asserts a speed.
+SLOWDOWN = max(1.0, float(os.environ.get("EAGLE_TEST_SLOWDOWN", "") or 1))
+
+
+def wait_s(seconds: float) -> float:
+    """``seconds`` of waiting, stretched by ``EAGLE_TEST_SLOWDOWN`` (default 1)."""
+    return seconds * SLOWDOWN
+
+
+def start_ray(ray: Any, **options: Any) -> None:
+    """``ray.init(**options)`` that tolerates a slow machine: longer timeouts, and one retry.
+
+    Ray waits a fixed 30 s for its raylet to register (not configurable); on two busy cores that can
+    run out, so a failed start is logged with its reason, shut down, and tried once more. Worker
+    registration and GCS request timeouts are stretched by ``EAGLE_TEST_SLOWDOWN`` through the
+    ``RAY_*`` variables the raylet reads.
+    """
+    os.environ.setdefault("RAY_worker_register_timeout_seconds", str(int(wait_s(60))))
+    os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", str(int(wait_s(60))))
+    for attempt in (1, 2):
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:  # Ray raises a bare Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == 2:
+                raise
+            logging.getLogger("eagle_iad.tests").warning("Ray did not start (%s: %s); retrying once",
+                                                         type(exc).__name__, exc)  # fmt: skip
+
 
 MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm")
 #: Where the tiny-MLLM tests run: ``cpu`` by default; ``EAGLE_TEST_DEVICE=cuda`` on a GPU machine
@@ -116,7 +150,7 @@ class LiveServer:
         import time
 
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait_s(30)
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
@@ -125,7 +159,7 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=wait_s(10))
         self.sock.close()
 
 
@@ -169,5 +203,5 @@ class BlockingBackend:
     ) -> Reply:
         self.calls += 1
         self.started.set()
-        assert self.release.wait(30)
+        assert self.release.wait(wait_s(30))
         return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)

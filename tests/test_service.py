@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import BlockingBackend, LiveServer
+from conftest import BlockingBackend, LiveServer, wait_s
 from PIL import Image
 
 from eagle_iad.data import get_layout
@@ -68,7 +68,7 @@ def call(
         headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=wait_s(120)) as response:
             status, head, data = response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         status, head, data = exc.code, dict(exc.headers.items()), exc.read()
@@ -105,15 +105,16 @@ def free_port() -> int:
 class ServeProcess:
     """``eagle serve`` as a subprocess on a free loopback port."""
 
-    def __init__(self, args: Sequence[str], api_key: str | None = None) -> None:
+    def __init__(self, args: Sequence[str], api_key: str | None = None, prefix: Sequence[str] = ()) -> None:
+        """``prefix``: a command the service runs under (e.g. ``unshare`` for a private tmpfs)."""
         self.port = free_port()
-        command = [sys.executable, "-m", "eagle_iad.cli", "serve", *args, "--port", str(self.port)]
+        command = [*prefix, sys.executable, "-m", "eagle_iad.cli", "serve", *args, "--port", str(self.port)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         env.pop("EAGLE_API_KEY", None)
         if api_key is not None:
             env["EAGLE_API_KEY"] = api_key
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + wait_s(90)
         while True:
             assert self.process.poll() is None, self.process.communicate()[1]
             try:
@@ -131,7 +132,7 @@ class ServeProcess:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=wait_s(30))
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,7 @@ def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, lis
     _error(inspect_request(server.base, cells["normal"][0].read_bytes(), category="ghost"), 404, "ghost")
     big_bytes = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     _error(inspect_request(server.base, png(big_bytes)), 413, "exceeds the limit")  # > 1 MiB body
-    chunked = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # no Content-Length to trust
+    chunked = http.client.HTTPConnection("127.0.0.1", server.port, timeout=wait_s(30))  # no Content-Length to trust
     chunked.request("POST", "/v1/inspect", body=iter([b"x" * 65536] * 40), headers={"Content-Type": "image/png"})
     response = chunked.getresponse()
     assert response.status == 413 and b"exceeds the limit" in response.read()
@@ -307,7 +308,7 @@ def test_fit_from_zip_streams_progress(server: ServeProcess, cells: dict[str, li
     features = [e for e in events if e["event"] == "progress" and e["stage"] == "features"]
     assert features[-1]["done"] == features[-1]["total"] == 6
     request = urllib.request.Request(f"{server.base}/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "2"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # a reconnect resumes after event 2
+    with urllib.request.urlopen(request, timeout=wait_s(30)) as response:  # a reconnect resumes after event 2
         resumed = [json.loads(line[6:]) for line in response.read().decode().splitlines() if line.startswith("data: ")]
     assert [e["seq"] for e in resumed] == [e["seq"] for e in events][3:]
     status, _, job = call("GET", f"{server.base}/v1/jobs/{job_id}")
@@ -483,7 +484,8 @@ def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace:
     try:
         base = restarted.base
         assert call("GET", f"{base}/healthz")[0] == 200  # open for load balancers
-        assert call("GET", f"{base}/metrics")[0] == 200
+        _error(call("GET", f"{base}/metrics"), 401, "API key")  # traffic counts are not public
+        assert call("GET", f"{base}/metrics", key=KEY)[0] == 200
         routes = [("GET", "/v1/categories"), ("GET", "/v1/categories/mono"), ("POST", "/v1/categories/mono/fit"),
                   ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/events"), ("POST", "/v1/inspect"),
                   ("GET", "/v1/inspections"), ("GET", "/v1/evaluations"), ("GET", "/v1/files/x/y.png")]  # fmt: skip
@@ -532,12 +534,12 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
         url = f"{live.base}/v1/chat/completions"
         first = threading.Thread(target=lambda: results.append(inspect_request(live.base, image)))
         first.start()
-        assert fake.started.wait(30)  # the worker is busy with the inspection's question
+        assert fake.started.wait(wait_s(30))  # the worker is busy with the inspection's question
         second = threading.Thread(
             target=lambda: results.append(call("POST", url, body=payload, content_type="application/json"))
         )
         second.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + wait_s(10)
         while app.state.service.worker.waiting < 1:
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -551,8 +553,8 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
         files = tmp_path / "state" / "files"
         assert len(list(files.iterdir())) == 1  # the refused inspection left no pictures behind
         fake.release.set()
-        first.join(30)
-        second.join(30)
+        first.join(wait_s(30))
+        second.join(wait_s(30))
     assert sorted(r[0] for r in results) == [200, 200] and fake.calls == 2
     verdict = next(r[2] for r in results if "verdict" in r[2])
     assert verdict["answer"] == "A" and verdict["decision"] == "anomalous" and verdict["verdict"]["reply"] == "A"
@@ -568,13 +570,13 @@ def test_inspections_beyond_the_limit_answer_429(workspace: dict[str, Path], tmp
     with LiveServer(app) as live:
         first = threading.Thread(target=lambda: results.append(inspect_request(live.base, image)))
         first.start()
-        assert fake.started.wait(30)  # one inspection in progress (waiting for the model)
+        assert fake.started.wait(wait_s(30))  # one inspection in progress (waiting for the model)
         assert "eagle_inspections_in_progress 1.0" in call("GET", f"{live.base}/metrics")[2].decode()
         refused = inspect_request(live.base, image)
         _error(refused, 429, "1 inspections are in progress (the limit)")
         assert refused[2]["error"]["code"] == "too_many_inspections" and int(refused[1]["retry-after"]) >= 1
         fake.release.set()
-        first.join(30)
+        first.join(wait_s(30))
         assert results[0][0] == 200
         assert inspect_request(live.base, image)[0] == 200  # the slot was given back
         assert "eagle_inspections_in_progress 0.0" in call("GET", f"{live.base}/metrics")[2].decode()
@@ -610,7 +612,7 @@ def test_full_verdict_and_chat_with_tiny_mllm(
                                      content_type="application/json", key=KEY)  # fmt: skip
         assert status == 200 and completion["object"] == "chat.completion", completion
         assert call("GET", f"{base}/v1/models", key=KEY)[2]["data"][0]["id"] == "qwen"  # folder name, not host path
-        metrics = call("GET", f"{base}/metrics")[2].decode()
+        metrics = call("GET", f"{base}/metrics", key=KEY)[2].decode()
         assert "eagle_inspections_total 1" in metrics and 'route="/v1/chat/completions",status="200"' in metrics
     finally:
         server.stop()

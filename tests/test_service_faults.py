@@ -1,0 +1,376 @@
+"""``eagle serve`` under faults: killed mid-work, a full disk, hostile uploads and names, and the API key.
+
+Real ``eagle serve`` processes (SIGKILL needs a process to kill) on a small elpv expert fitted once per
+module; the key test runs the app factory in-process so it can walk ``app.routes`` itself, which makes
+a route added later fail the test until it is either behind the key or deliberately public.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import BlockingBackend, LiveServer, wait_s
+from test_service import KEY, ServeProcess, call, inspect_request, multipart, png, zip_of
+
+from eagle_iad.data import get_layout
+from eagle_iad.service.store import INTERRUPTED
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """models/mono fitted on 8 elpv cells, a data root with 24 more (a fit long enough to be killed), test cells."""
+    import torch
+
+    from eagle_iad.expert import fit, save
+
+    layout = get_layout("elpv")
+    train = sorted(s.path for s in layout.samples(None, "mono", "train"))
+    test = sorted((s.path for s in layout.samples(None, "mono", "test")), key=str)
+    root = tmp_path_factory.mktemp("faults")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(train[:8], "mono").model, root / "models" / "mono")
+    finally:
+        torch.set_num_threads(before)
+    many = root / "data" / "many"
+    many.mkdir(parents=True)
+    for path in train[8:32]:
+        shutil.copyfile(path, many / path.name)
+    return {"root": root, "models": root / "models", "data": root / "data",
+            "images": [path.read_bytes() for path in test[:8]]}  # fmt: skip
+
+
+def _args(models: Path, state: Path, *extra: str) -> list[str]:
+    return ["--models", str(models), "--state-dir", str(state), "--log-level", "warning", *extra]
+
+
+def _error(response: tuple[int, dict[str, str], Any], status: int, message: str, code: str | None = None) -> None:
+    got, _, body = response
+    assert got == status, body
+    assert message in body["error"]["message"], body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+
+
+def _kill(server: ServeProcess) -> None:
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=wait_s(60))
+    server.process.communicate()  # close the pipes
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+# --------------------------------------------------------------------------------------------- kills
+
+
+def test_sigkill_during_a_burst_of_inspections_then_restart(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """After the kill, the history holds every inspection answered 200 and, of the requests the kill cut
+    off, at most those whose row was committed before the answer could be sent (that window exists in
+    any server); every row has all its pictures, every picture folder has its row, the file is sound."""
+    state = tmp_path / "state"
+    args = _args(fitted["models"], state)
+    server = ServeProcess(args)
+    answered: dict[int, dict[str, Any]] = {}
+    cut: list[int] = []
+    refused: list[tuple[int, Any]] = []
+
+    def one(index: int) -> None:
+        image = fitted["images"][index % len(fitted["images"])]
+        try:
+            status, _, body = inspect_request(server.base, image, filename=f"burst{index:02d}.png")
+        except (OSError, http.client.HTTPException):  # connection reset or closed mid-answer by the kill
+            cut.append(index)
+            return
+        if status == 200:
+            answered[index] = body
+        else:
+            refused.append((status, body))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]  # under --max-inspections (16)
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + wait_s(180)
+    while len(answered) < 3 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+        time.sleep(0.005)
+    _kill(server)
+    for thread in threads:
+        thread.join(wait_s(60))
+    assert not refused, refused
+    assert len(answered) >= 3 and cut, f"{len(answered)} answered, {len(cut)} cut: the kill missed the burst"
+
+    restarted = ServeProcess(args)
+    try:
+        page = call("GET", f"{restarted.base}/v1/inspections?limit=500")[2]
+        rows = {row["id"]: row for row in page["items"]}
+        assert page["total"] == len(rows)
+        answered_ids = {body["id"] for body in answered.values()}
+        assert answered_ids <= set(rows)  # nothing answered 200 is lost
+        assert len(set(rows) - answered_ids) <= len(cut)  # nothing stored that was never asked for
+        for index, body in answered.items():
+            assert rows[body["id"]]["image_name"] == f"burst{index:02d}.png"
+            assert rows[body["id"]]["score"] == body["score"]
+        files = state / "files"
+        assert {folder.name for folder in files.iterdir()} == set(rows)  # no orphan picture folders
+        for row in rows.values():
+            assert set(row["pictures"]) == {"heatmap", "box"}
+            for link in row["pictures"].values():
+                assert (files / link.removeprefix("/v1/files/")).is_file(), link  # no row without its pictures
+        assert not [path for path in files.rglob("*") if path.name.endswith(".tmp")]
+        assert inspect_request(restarted.base, fitted["images"][0])[0] == 200  # and it keeps working
+    finally:
+        restarted.stop()
+    with sqlite3.connect(state / "eagle.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0] == len(rows) + 1
+
+
+def _first_progress(base: str, job_id: str) -> dict[str, Any]:
+    """Read the job's event stream until its first progress event (the fit is under way)."""
+    request = urllib.request.Request(f"{base}/v1/jobs/{job_id}/events")
+    with urllib.request.urlopen(request, timeout=wait_s(120)) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                event = json.loads(line[len("data: ") :])
+                assert event.get("state") not in ("succeeded", "failed"), event
+                if event["event"] == "progress":
+                    return dict(event)
+    raise AssertionError("the job's stream ended without progress")
+
+
+def test_sigkill_during_a_fit_keeps_the_previous_model(fitted: dict[str, Any], tmp_path: Path) -> None:
+    models, state = tmp_path / "models", tmp_path / "state"
+    shutil.copytree(fitted["models"], models)
+    before = _snapshot(models / "mono")
+    args = _args(models, state, "--data-root", str(fitted["data"]))
+    server = ServeProcess(args)
+    try:
+        old = inspect_request(server.base, fitted["images"][0])[2]
+        body = json.dumps({"folder": "many", "options": {"coreset_ratio": 0.5}}).encode()
+        status, _, started = call("POST", f"{server.base}/v1/categories/mono/fit", body=body,
+                                  content_type="application/json")  # fmt: skip
+        assert status == 202, started
+        job_id = started["job"]["id"]
+        progress = _first_progress(server.base, job_id)
+        assert progress["done"] < progress["total"], progress
+    finally:
+        _kill(server)
+    restarted = ServeProcess(args)
+    try:
+        job = call("GET", f"{restarted.base}/v1/jobs/{job_id}")[2]
+        assert (job["state"], job["error"], job["result"]) == ("failed", INTERRUPTED, None)
+        again = inspect_request(restarted.base, fitted["images"][0])[2]
+        assert (again["score"], again["tau"]) == (old["score"], old["tau"])  # answered by the previous model
+    finally:
+        restarted.stop()
+    assert sorted(p.name for p in models.iterdir()) == ["mono"]  # no staging copy left behind
+    assert _snapshot(models / "mono") == before
+    assert list((state / "uploads").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------- full disk
+
+
+def _user_namespace_tmpfs() -> str | None:
+    """Why a private tmpfs cannot be mounted here (None: it can)."""
+    if shutil.which("unshare") is None:
+        return "no unshare command"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                           capture_output=True, text=True, timeout=wait_s(30))  # fmt: skip
+    return None if probe.returncode == 0 else f"unprivileged user namespaces unavailable: {probe.stderr.strip()}"
+
+
+def _noise_png(seed: int, side: int = 512) -> bytes:
+    return png(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8))
+
+
+def test_a_full_disk_answers_507_and_stores_nothing(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """The state folder on a 3 MiB tmpfs (a private mount in a user namespace, no root needed)."""
+    reason = _user_namespace_tmpfs()
+    if reason is not None:
+        pytest.skip(f"cannot simulate a full disk: {reason} (the --min-free-mb floor test still runs)")
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=3m tmpfs "$0" && exec "$@"', str(state)]
+    server = ServeProcess(_args(fitted["models"], state, "--min-free-mb", "0"), prefix=mount)
+    try:
+        inside = Path(f"/proc/{server.process.pid}/root") / state.relative_to("/")  # the service's view
+        assert shutil.disk_usage(inside).total <= 3 * MIB
+        uploads = [("files", f"{i}.png", _noise_png(i), "image/png") for i in range(6)]  # ~4.7 MiB of images
+        body, ctype = multipart({}, uploads)
+        _error(call("POST", f"{server.base}/v1/categories/full/fit", body=body, content_type=ctype), 507,
+               "the service's disk is full; nothing was stored", "insufficient_storage")  # fmt: skip
+        assert list((inside / "uploads").iterdir()) == []
+        assert not (fitted["models"] / "full").exists()
+        filler = inside / "filler"
+        with filler.open("wb") as handle:  # take every byte that is left
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        _error(inspect_request(server.base, fitted["images"][0]), 507, "disk is full", "insufficient_storage")
+        assert list((inside / "files").iterdir()) == []  # no half-written pictures
+        filler.unlink()
+        status, _, record = inspect_request(server.base, fitted["images"][0])
+        assert status == 200, record  # room again: the service carries on
+        page = call("GET", f"{server.base}/v1/inspections")[2]
+        assert [row["id"] for row in page["items"]] == [record["id"]]
+        assert {p.name for p in (inside / "files").iterdir()} == {record["id"]}
+    finally:
+        server.stop()
+
+
+def test_the_free_space_floor_refuses_before_writing(fitted: dict[str, Any], tmp_path: Path) -> None:
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=fitted["models"], state_dir=tmp_path / "state", min_free_bytes=1 << 60)
+    with LiveServer(create_app(settings)) as live:
+        body, ctype = multipart({}, [("files", f"{i}.png", _noise_png(i, 64), "image/png") for i in range(2)])
+        _error(call("POST", f"{live.base}/v1/categories/floor/fit", body=body, content_type=ctype), 507,
+               "not enough free disk space for this request", "insufficient_storage")  # fmt: skip
+        _error(inspect_request(live.base, fitted["images"][0]), 507,
+               "MiB free (--min-free-mb)", "insufficient_storage")  # fmt: skip
+    assert list((tmp_path / "state" / "uploads").iterdir()) == []
+    assert list((tmp_path / "state" / "files").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------- hostile requests
+
+
+@pytest.fixture(scope="module")
+def strict(fitted: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """A service with the default body limit (32 MiB), 20 files per fit and 8 MiB of unzipped images."""
+    state = tmp_path_factory.mktemp("strict") / "state"
+    server = ServeProcess(_args(fitted["models"], state, "--max-zip-files", "20", "--max-zip-mb", "8"))
+    server.state = state  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_hostile_uploads_are_refused_with_their_documented_answer(strict: ServeProcess, fitted: dict[str, Any]) -> None:
+    fit_url = f"{strict.base}/v1/categories/hostile/fit"
+    good = [(f"{i}.png", image) for i, image in enumerate(fitted["images"][:2])]
+
+    def upload(archive: bytes) -> Any:
+        body, ctype = multipart({}, [("files", "x.zip", archive, "application/zip")])
+        return call("POST", fit_url, body=body, content_type=ctype)
+
+    _error(upload(zip_of([*good, ("../evil.png", good[0][1])])), 400, "zip member '../evil.png' has an unsafe path",
+           "zip_unsafe_path")  # fmt: skip
+    ratio_bomb = zip_of([*good, ("bomb.png", b"\0" * (3 * MIB))])  # 3 MiB of zeros in ~3 KiB: under the 8 MiB total
+    _error(upload(ratio_bomb), 413, "zip member 'bomb.png' inflates more than 100:1 (a zip bomb?)", "zip_too_large")
+    _error(upload(zip_of([*good, ("big.png", b"\0" * (16 * MIB))])), 413,
+           "zip expands beyond the limit of 8388608 bytes", "zip_too_large")  # fmt: skip
+    fifty = [("files", f"{i}.png", good[0][1], "image/png") for i in range(50)]
+    body, ctype = multipart({}, fifty)
+    _error(call("POST", fit_url, body=body, content_type=ctype), 400, "Too many files. Maximum number of files is 20.")
+    body, ctype = multipart({"category": "mono"}, [("image", *item[1:]) for item in fifty])
+    _error(call("POST", f"{strict.base}/v1/inspect", body=body, content_type=ctype), 400,
+           "Too many files. Maximum number of files is 1.")  # fmt: skip
+    huge = b"\0" * (60 * 1000 * 1000)
+    for url in (fit_url, f"{strict.base}/v1/inspect"):
+        _error(call("POST", url, body=huge, content_type="application/octet-stream"), 413,
+               "request body exceeds the limit of 33554432 bytes", "payload_too_large")  # fmt: skip
+    state: Path = strict.state  # type: ignore[attr-defined]
+    assert list((state / "uploads").iterdir()) == [] and list((state / "files").iterdir()) == []
+    assert sorted(p.name for p in fitted["models"].iterdir()) == ["mono"]
+
+
+@pytest.mark.parametrize("name", ["..", "../mono", "a/b", "a\x00b", "c" * 300, ".hidden", "-rf"])
+def test_bad_category_names_are_refused_everywhere(strict: ServeProcess, fitted: dict[str, Any], name: str) -> None:
+    message = "invalid category name: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' or '-')"
+    image = fitted["images"][0]
+    _error(inspect_request(strict.base, image, category=name), 400, message, "invalid_name")
+    quoted = urllib.parse.quote(name, safe="")
+    _error(call("GET", f"{strict.base}/v1/inspections?category={quoted}"), 400, message, "invalid_name")
+    body = json.dumps({"folder": "x"}).encode()
+    for method, path in (("GET", f"/v1/categories/{quoted}"), ("POST", f"/v1/categories/{quoted}/fit")):
+        response = call(method, strict.base + path, body=body if method == "POST" else None,
+                        content_type="application/json")  # fmt: skip
+        if "/" in name:  # the router splits the decoded path: no route has that shape
+            _error(response, 404, "no route", "not_found")
+        else:
+            _error(response, 400, message, "invalid_name")
+    assert sorted(p.name for p in fitted["models"].iterdir()) == ["mono"]
+
+
+# ------------------------------------------------------------------------------------------- API key
+
+
+def _every_route(app: Any) -> list[tuple[str, list[str], Any]]:
+    """``(full path, methods, route)`` of every route, those of included routers too.
+
+    FastAPI 0.16x keeps an included router as one lazy entry of ``app.routes``; its public
+    ``iter_route_contexts`` resolves them (older versions list the routes themselves).
+    """
+    try:
+        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+    except ImportError:
+        entries = [(route, route) for route in app.routes]
+    else:
+        entries = [(context, context.original_route) for context in iter_route_contexts(app.routes)]
+    found = []
+    for entry, route in entries:
+        methods = sorted((getattr(entry, "methods", None) or {"GET"}) - {"HEAD"})
+        found.append((str(getattr(entry, "path", "")), methods, route))
+    assert len(found) > 10, found  # the walk saw the routers' routes, not only the app's own
+    return found
+
+
+def test_every_route_needs_the_key_except_the_public_ones(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """Walks ``app.routes`` (the MLLM's routes included): a new route fails here until it is behind the key."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.service.app import PUBLIC_PATHS
+
+    settings = ServiceSettings(models_dir=fitted["models"], state_dir=tmp_path / "state", api_key=KEY)
+    app = create_app(settings, backend=BlockingBackend())
+    checked: list[tuple[str, str]] = []
+    public: set[str] = set()
+    with LiveServer(app) as live:
+        for path, methods, route in _every_route(app):
+            if isinstance(route, Mount):
+                assert route.name == "console" and path == "", route  # only the console's static files
+                continue
+            if path in PUBLIC_PATHS:
+                public.add(path)
+                assert call(methods[0], live.base + path)[0] == 200, path  # open, and answering
+                continue
+            assert isinstance(route, APIRoute), route
+            url = live.base + path.replace("{path:path}", "x/y.png").replace("{", "").replace("}", "")
+            for method in methods:
+                data = b"{}" if method == "POST" else None
+                for key in (None, "wrong"):
+                    _error(call(method, url, body=data, content_type="application/json", key=key), 401,
+                           "API key", "invalid_api_key")  # fmt: skip
+                checked.append((method, path))
+        assert call("GET", f"{live.base}/metrics", key=KEY)[0] == 200
+    assert public <= set(PUBLIC_PATHS) and "/healthz" in public
+    assert {("GET", "/metrics"), ("GET", "/v1/files/{path:path}"), ("POST", "/v1/inspect"),
+            ("GET", "/v1/evaluations/{name}/files/{path:path}"), ("POST", "/v1/chat/completions"),
+            ("GET", "/v1/models")} <= set(checked)  # fmt: skip
