@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import start_ray, wait_s
 from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
@@ -229,22 +230,22 @@ def test_sigkill_midway_then_resume_gives_identical_metrics(cells: Path, tiny_qw
     models = tmp_path / "models"
     common = ["eval", "--data", str(cells), "--layout", "folder", "--models", str(models), "--mllm", f"hf:{tiny_qwen}",
               "--conditions", "baseline,expert,tgps,eagle,text-only", "--max-new-tokens", "4"]  # fmt: skip
-    assert _cli([*common, "--out", str(tmp_path / "reference")]).wait(timeout=120) == 0
+    assert _cli([*common, "--out", str(tmp_path / "reference")]).wait(timeout=wait_s(120)) == 0
     crashed = tmp_path / "crashed"
     proc = _cli([*common, "--out", str(crashed)])
     results = crashed / RESULTS
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s(120)
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and results.read_bytes().count(b"\n") >= 3:
             break
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert proc.wait(timeout=wait_s(30)) == -signal.SIGKILL, "the run finished before it could be killed"
     partial = results.read_bytes().count(b"\n")
     assert 3 <= partial < 30
     with results.open("a") as handle:
         handle.write('{"image": "torn')  # as if the kill had landed mid-write
-    assert _cli([*common, "--out", str(crashed)]).wait(timeout=120) == 0
+    assert _cli([*common, "--out", str(crashed)]).wait(timeout=wait_s(120)) == 0
     assert (crashed / "metrics.json").read_text() == (tmp_path / "reference" / "metrics.json").read_text()
     keys = [tuple(json.loads(line)[k] for k in ("image", "question_id", "condition")) for line in results.open()]
     assert len(keys) == len(set(keys)) == 30
@@ -262,7 +263,7 @@ def test_ray_executor_gives_the_same_records(cells: Path, tiny_qwen: Path, tmp_p
                               conditions=("baseline", "expert", "eagle"), mllm=f"hf:{tiny_qwen}",
                               max_new_tokens=2)  # fmt: skip
     local = run_experiment(config, tmp_path / "local")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = run_experiment(config, tmp_path / "ray", RayExecutor(num_workers=2, chunk=2))
     finally:

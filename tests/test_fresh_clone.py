@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tire_data
+from conftest import wait_s
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 
 from eagle_iad import choices
@@ -45,7 +46,7 @@ for line in sys.stdin:
 def _probe(argvs: list[list[str]]) -> list[dict[str, object]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", PROBE], input="".join(json.dumps(a) + "\n" for a in argvs),
-                            capture_output=True, text=True, env=env, timeout=120, check=True)  # fmt: skip
+                            capture_output=True, text=True, env=env, timeout=wait_s(120), check=True)  # fmt: skip
     return [json.loads(line[6:]) for line in result.stdout.splitlines() if line.startswith("PROBE ")]
 
 
@@ -75,7 +76,7 @@ def test_info_prints_the_manifest_without_the_per_image_lists(tmp_path: Path) ->
                  tmp_path / "model")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "info", "--model", str(model)],
-                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+                            capture_output=True, text=True, env=env, timeout=wait_s(60))  # fmt: skip
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     saved = json.loads((model / "model.json").read_text())
@@ -83,7 +84,7 @@ def test_info_prints_the_manifest_without_the_per_image_lists(tmp_path: Path) ->
     assert "images" not in shown["training"] and "scores" not in shown["training"]
     assert shown["thresholds"] == saved["thresholds"]
     missing = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "info", "--model", str(tmp_path / "nope")],
-                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+                             capture_output=True, text=True, env=env, timeout=wait_s(60))  # fmt: skip
     assert missing.returncode == 2
     assert missing.stderr == f"eagle: error: {tmp_path / 'nope'}: no model directory here (run `eagle fit` first)\n"
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import wait_s
 from tire_data import TIRE, needs_tire
 
 from eagle_iad.data import get_layout
@@ -22,7 +23,8 @@ SCRIPT = REPO / "benchmarks" / "load.py"
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
+                          timeout=wait_s(180))
 
 
 def test_non_loopback_host_is_refused() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import wait_s
 
 from eagle_iad.mllm import CaasSettings, GenerateOptions
 from eagle_iad.mllm.caas import AttentionRequest, LogitProbe, attention_request, default_caas_layers
@@ -256,7 +257,7 @@ def test_concurrent_requests_match_sequential(hf_backends: Any, prompt_images: d
     barrier = threading.Barrier(4)
 
     def concurrent(options: GenerateOptions) -> tuple[Any, torch.Tensor]:
-        barrier.wait(timeout=30)
+        barrier.wait(timeout=wait_s(30))
         return run(options)
 
     with ThreadPoolExecutor(max_workers=4) as pool:

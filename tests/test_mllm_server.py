@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TINY_SERVED_MODEL, BlockingBackend, LiveServer
+from conftest import TINY_SERVED_MODEL, BlockingBackend, LiveServer, wait_s
 
 from eagle_iad.mllm import CaasSettings, GenerateOptions, load_backend
 from eagle_iad.mllm.openai_compat import png_data_url
@@ -45,7 +45,7 @@ def http(method: str, url: str, body: Any = None, raw: bytes | None = None) -> t
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=wait_s(60)) as response:
             return response.status, {k.lower(): v for k, v in response.headers.items()}, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, json.loads(exc.read())
@@ -184,10 +184,10 @@ def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) 
         url = f"{server.base}/v1/chat/completions"
         first = threading.Thread(target=lambda: results.append(http("POST", url, body)))
         first.start()
-        assert fake.started.wait(10)  # the worker is busy with the first request
+        assert fake.started.wait(wait_s(10))  # the worker is busy with the first request
         second = threading.Thread(target=lambda: results.append(http("POST", url, body)))
         second.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + wait_s(10)
         while app.state.worker.waiting < 1:  # the second request holds the only queue slot
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -195,8 +195,8 @@ def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) 
         _error(rejected, 429, "queue is full")
         assert rejected[2]["error"]["type"] == "rate_limit_error" and int(rejected[1]["retry-after"]) >= 1
         fake.release.set()
-        first.join(10)
-        second.join(10)
+        first.join(wait_s(10))
+        second.join(wait_s(10))
     assert [r[0] for r in results] == [200, 200] and fake.calls == 2
     assert all(r[2]["choices"][0]["message"]["content"] == "A" for r in results)
 
@@ -234,7 +234,7 @@ def test_eagle_serve_mllm_command(
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + wait_s(120)
         while True:
             assert process.poll() is None, process.communicate()[1]
             try:
@@ -252,4 +252,4 @@ def test_eagle_serve_mllm_command(
         assert remote.text == backend.generate(ITEMS, prompt_images, options).text
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=wait_s(30))

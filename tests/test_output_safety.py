@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import wait_s
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 
 from eagle_iad.cli import main
@@ -111,7 +112,7 @@ def test_fit_refuses_an_unwritable_parent(model_dir: Path, tmp_path: Path) -> No
     try:
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         result = subprocess.run([*command, *_fit_args(str(locked / "model"))], capture_output=True, text=True,
-                                env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+                                env=env, cwd=tmp_path, timeout=wait_s(300))  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert result.stderr == f"eagle: error: {locked / 'model'}: cannot write in {locked} (permission denied)\n"
         assert _files(locked / "model") == before

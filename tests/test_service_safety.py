@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, wait_s
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 from test_service import ServeProcess, call, multipart, png
 
@@ -58,7 +58,7 @@ def test_second_service_on_one_state_folder_refuses_to_start(tmp_path: Path) -> 
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         env.pop("EAGLE_API_KEY", None)
         second = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "serve", *args, "--port", "0"],
-                                capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+                                capture_output=True, text=True, env=env, timeout=wait_s(300))  # fmt: skip
         assert second.returncode == 2, second.stderr
         assert second.stderr == (
             f"eagle: error: another eagle serve (pid {first.process.pid}) is using the state folder {state}; "
@@ -67,7 +67,7 @@ def test_second_service_on_one_state_folder_refuses_to_start(tmp_path: Path) -> 
         assert in_flight.read_bytes() == b"training image"  # the refused start cleaned nothing up
         assert call("GET", f"{first.base}/healthz")[0] == 200
         first.process.send_signal(signal.SIGKILL)  # dies holding the lock: the file stays, the lock does not
-        first.process.wait(timeout=60)
+        first.process.wait(timeout=wait_s(60))
         assert (state / "eagle-serve.lock").read_text() == f"{first.process.pid}\n"
         third = ServeProcess(args)  # a stale lock file is taken over
         try:
