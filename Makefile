@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,21 @@ test-python: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The Python tests on a busy machine: BUSY_LOOPS busy-loop processes keep the cores loaded and every
+# wait in the tests is stretched EAGLE_TEST_SLOWDOWN-fold (tests/conftest.py: wait_s), so a test that
+# only passes on a quiet machine fails here. The loops are killed however the run ends (failure and
+# Ctrl-C included); the wall time is printed last. E.g. `make test-busy PYTEST_ARGS="-k service"`.
+BUSY_LOOPS ?= 4
+BUSY_SLOWDOWN ?= 3
+PYTEST_ARGS ?=
+test-busy: $(STAMP)
+	@pids=""; start=$$(date +%s); \
+	trap 'kill $$pids 2>/dev/null; echo "test-busy: $$(( $$(date +%s) - start )) s wall with $(BUSY_LOOPS) busy loops"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq $(BUSY_LOOPS)); do (while :; do :; done) & pids="$$pids $$!"; done; \
+	echo "test-busy: busy loops$$pids, EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN)"; \
+	EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN) $(BIN)/pytest -q $(PYTEST_ARGS)
 
 # The TypeScript client and the web console: generated code fresh, types, unit tests, then tests
 # against a real `eagle serve` (client) and in a real Chromium (console). Those two run with
