@@ -374,3 +374,67 @@ def test_every_route_needs_the_key_except_the_public_ones(fitted: dict[str, Any]
     assert {("GET", "/metrics"), ("GET", "/v1/files/{path:path}"), ("POST", "/v1/inspect"),
             ("GET", "/v1/evaluations/{name}/files/{path:path}"), ("POST", "/v1/chat/completions"),
             ("GET", "/v1/models")} <= set(checked)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- other limits
+
+
+def test_fit_jobs_beyond_the_limit_answer_429(fitted: dict[str, Any], tmp_path: Path) -> None:
+    """A backbone that blocks until released keeps the first fit pending, deterministically."""
+    import torch
+    from expert_fakes import FakeExtractor
+
+    from eagle_iad.expert import backbones
+    from eagle_iad.service import ServiceSettings, create_app
+
+    started, release = threading.Event(), threading.Event()
+
+    class Blocking(FakeExtractor):
+        def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            started.set()
+            assert release.wait(wait_s(60))
+            return super().__call__(images)
+
+    backbones.register_backbone("blocking-test", lambda _size, _weights: Blocking())
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", max_fit_jobs=1)
+    files = [("files", f"{i}.png", image, "image/png") for i, image in enumerate(fitted["images"][:2])]
+    body, ctype = multipart({"backbone": "blocking-test"}, files)
+
+    def finish(base: str, job_id: str) -> None:
+        deadline = time.monotonic() + wait_s(120)
+        while call("GET", f"{base}/v1/jobs/{job_id}")[2]["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, "the fit did not finish"
+            time.sleep(0.05)
+
+    try:
+        with LiveServer(create_app(settings)) as live:
+            status, _, first = call("POST", f"{live.base}/v1/categories/a/fit", body=body, content_type=ctype)
+            assert status == 202, first
+            assert started.wait(wait_s(60))
+            refused = call("POST", f"{live.base}/v1/categories/b/fit", body=body, content_type=ctype)
+            _error(refused, 429, "1 fit jobs are queued or running (the limit is 1); retry later", "too_many_fit_jobs")
+            assert refused[1]["retry-after"] == "30"
+            assert len(list((tmp_path / "state" / "uploads").iterdir())) == 1  # only the running job's images
+            release.set()
+            finish(live.base, first["job"]["id"])
+            status, _, second = call("POST", f"{live.base}/v1/categories/b/fit", body=body, content_type=ctype)
+            assert status == 202, second  # the slot was given back
+            finish(live.base, second["job"]["id"])
+    finally:
+        release.set()
+        backbones._BACKBONES.pop("blocking-test", None)
+
+
+def test_the_services_pixel_limit_is_its_own(fitted: dict[str, Any], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``--max-pixels`` decides for uploads; a lower ``EAGLE_MAX_PIXELS`` (the CLI's limit) does not undercut it."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    monkeypatch.setenv("EAGLE_MAX_PIXELS", "1000")
+    settings = ServiceSettings(models_dir=fitted["models"], state_dir=tmp_path / "state", max_pixels=100_000)
+    with LiveServer(create_app(settings)) as live:
+        status, _, record = inspect_request(live.base, fitted["images"][0])  # a 300x300 cell: 90 000 pixels
+        assert status == 200, record
+        big = png(np.zeros((400, 400, 3), np.uint8))
+        _error(inspect_request(live.base, big, filename="big.png"), 413,
+               "big.png: 400x400 = 0.2 megapixels exceeds the limit of 0.1 megapixels", "too_many_pixels")  # fmt: skip

@@ -341,7 +341,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for option, value in (("--max-upload-mb", args.max_upload_mb), ("--mllm-queue", args.mllm_queue),
                           ("--max-inspections", args.max_inspections), ("--max-pixels", args.max_pixels),
                           ("--max-zip-files", args.max_zip_files), ("--max-zip-mb", args.max_zip_mb),
-                          ("--max-zip-ratio", args.max_zip_ratio)):  # fmt: skip
+                          ("--max-zip-ratio", args.max_zip_ratio), ("--max-fit-jobs", args.max_fit_jobs)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{option} must be at least 1, got {value}")
     if args.min_free_mb < 0:
@@ -369,6 +369,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_zip_files=args.max_zip_files,
         max_zip_bytes=args.max_zip_mb * 1024 * 1024,
         max_zip_ratio=args.max_zip_ratio,
+        max_fit_jobs=args.max_fit_jobs,
         min_free_bytes=args.min_free_mb * 1024 * 1024,
     )
     app = create_app(settings)
@@ -621,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (default 4)")
     srv.add_argument("--max-inspections", type=int, default=16,
                      help="inspections in progress at once; more get 429 + Retry-After (default 16)")  # fmt: skip
+    srv.add_argument("--max-fit-jobs", type=int, default=8,
+                     help="fit jobs queued or running at once; more get 429 + Retry-After (default 8)")  # fmt: skip
     srv.add_argument("--max-zip-files", type=int, default=2000, help="most files in a fit zip (default 2000)")
     srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
     srv.add_argument("--max-zip-ratio", type=int, default=100,

@@ -162,16 +162,17 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
 
 
-def load_rgb(source: ImageSource) -> np.ndarray:
+def load_rgb(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``source`` (a path or raw bytes) to an ``H x W x 3`` uint8 array.
 
     Alpha is dropped (industrial cameras do not use it), palette and grayscale images are expanded,
     16-bit images are scaled to 8 bits, EXIF rotation is applied, and multi-frame files give their
-    first frame. Raises :class:`ImageError` for anything that cannot be trusted.
+    first frame. Raises :class:`ImageError` for anything that cannot be trusted. ``max_pixels``
+    overrides the pixel limit (the service's ``--max-pixels``, which the environment must not undercut).
     """
     name = _describe(source)
     image = _open(source)
-    _check_size(image, name)
+    _check_size(image, name, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -164,6 +164,19 @@ def _store_uploads(state: ServiceState, uploads: list[tuple[str, bytes]], out: P
     return paths
 
 
+#: Retry-After for a full fit queue: a fit takes minutes, so a client should not poll faster.
+FIT_RETRY_AFTER_S = 30
+
+
+def _admit_fit(state: ServiceState) -> None:
+    """Refuse (429) a fit while ``max_fit_jobs`` are queued or running."""
+    limit = state.settings.max_fit_jobs
+    if state.jobs.pending >= limit:
+        raise ApiError(429, f"{state.jobs.pending} fit jobs are queued or running (the limit is {limit}); retry later",
+                       type_="rate_limit_error", code="too_many_fit_jobs",
+                       headers={"Retry-After": str(FIT_RETRY_AFTER_S)})  # fmt: skip
+
+
 def _upload_bytes(uploads: list[tuple[str, bytes]]) -> int:
     """Bytes storing ``uploads`` will write: a zip counts with its members' declared uncompressed sizes."""
     total = 0
@@ -219,6 +232,7 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     except OutputError as exc:
         reason = str(exc).replace(str(state.settings.models_dir) + "/", "")  # no host paths in answers
         raise ApiError(409, f"category {reason}", code="category_not_replaceable") from None
+    _admit_fit(state)  # before the uploads are parsed and stored
     uploads: list[tuple[str, bytes]] = []
     options: dict[str, Any] = {}
     folder: str | None = None
@@ -270,6 +284,7 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     folders = (cleanup, settings.data_root, settings.state_dir, settings.models_dir)
     redact = tuple(sorted((str(path) for path in folders if path), key=len, reverse=True))  # longest first
     try:
+        _admit_fit(state)  # again, with no await before the submit: concurrent requests cannot overshoot
         job = state.jobs.submit(name, images, config, cleanup, redact)
     except BaseException as exc:  # the job's record could not be stored: no job, so no uploads either
         if cleanup is not None:

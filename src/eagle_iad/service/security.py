@@ -73,7 +73,7 @@ def sniff_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     thin a shape (checked before decoding, PIL's decompression-bomb guard included), else 400."""
     try:
         probe(data, max_pixels)
-        return load_rgb(data)
+        return load_rgb(data, max_pixels)
     except ImageTooLargeError as exc:
         message = f"{name}: {str(exc).replace('uploaded image: ', '')}"
         raise ApiError(413, message, code="too_many_pixels") from None

@@ -51,6 +51,8 @@ class ServiceSettings:
     max_inspections: int = 16
     #: Fit jobs that may run at once (the rest wait in the pool).
     fit_workers: int = 1
+    #: Fit jobs queued or running at once; more get 429 with Retry-After (each holds its uploaded images).
+    max_fit_jobs: int = 8
 
     def __post_init__(self) -> None:
         for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path", "web_dir"):
