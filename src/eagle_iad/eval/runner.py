@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.data.selection import subsample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.expert.patchcore import Expert
@@ -160,11 +161,7 @@ def ensure_expert(
         return target
     check_replaceable(target)  # a folder of other files there is refused now, not after the fit
     paths = training()
-    if limit is not None and limit < len(paths):
-        import numpy as np
-
-        keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))
-        paths = [paths[int(i)] for i in keep]
+    paths = subsample(paths, limit, seed)  # the CLI's --limit-train draw, so both fit the same images
     if len(paths) < 2:
         raise ConfigError(f"category {category!r}: need at least 2 normal images to fit an expert, found {len(paths)}")
     expert = fit(paths, category, ExpertConfig(seed=seed))
