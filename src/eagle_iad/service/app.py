@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import ApiError, create_mllm_app
-from eagle_iad.service import routes_categories, routes_inspect, schemas
+from eagle_iad.service import errors, routes_categories, routes_inspect, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.settings import ServiceSettings
@@ -166,6 +166,8 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    errors.install(app)  # the engine's own errors, with its message: 400/409/413/422, 502/503 upstream
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
