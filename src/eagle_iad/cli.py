@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without CAAS and reported as caas_unavailable in the verdict metadata, and --capture-attention is an error)",
     )
     inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
-    inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     inspect.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
     inspect.add_argument("--template", help="one-shot normal template image for the MLLM prompt")
     inspect.add_argument("--max-new-tokens", type=int, default=128)
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     attn.add_argument(
         "--force-caas", action="store_true", help="apply CAAS in the eagle run even outside the band (recorded)"
     )
-    attn.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    attn.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     attn.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
     attn.add_argument("--layers", help="layers to draw as overlays (default: first/middle/last CAAS layer + last)")
     attn.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
@@ -613,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
     evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
     evp.add_argument("--max-new-tokens", type=int, default=32)
-    evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     evp.add_argument("--seed", type=int, default=0)
     evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
     evp.set_defaults(func=_cmd_eval)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.choices import DEFAULT_ALPHA
 from eagle_iad.data.selection import subsample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.protocol import WorkItem
@@ -142,7 +143,7 @@ class WorkerConfig:
     shots: int = 0
     attention: bool = False
     max_new_tokens: int = 32
-    alpha: float = 0.6
+    alpha: float = DEFAULT_ALPHA
     fit_limit: int | None = None
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
