@@ -40,7 +40,7 @@ def unit_of(module: str) -> str:
 
 def unit_graph(checker: ModuleType, package: Path) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Each unit's layer index, and the edges between distinct units."""
-    checker.PACKAGE = package
+    setattr(checker, "PACKAGE", package)  # noqa: B010 - the checker reads its module-level PACKAGE
     layers: dict[str, int] = {}
     edges: set[tuple[str, str]] = set()
     for source, targets in checker.graph().items():

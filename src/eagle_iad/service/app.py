@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend, served_model_name
-from eagle_iad.mllm.server import ApiError, create_mllm_app
+from eagle_iad.mllm.server import create_mllm_app
+from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import errors, routes_categories, routes_inspect, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState

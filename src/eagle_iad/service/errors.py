@@ -26,7 +26,7 @@ from eagle_iad.errors import (
     ModelFormatError,
     OutputError,
 )
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 
 _log = logging.getLogger(__name__)
 

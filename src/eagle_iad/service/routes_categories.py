@@ -24,7 +24,7 @@ from eagle_iad.errors import EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.backbones import backbone_names
 from eagle_iad.expert.store import MANIFEST, check_replaceable, read_manifest
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
