@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from eagle_iad.cli import select_training
 from eagle_iad.data import Sample, get_layout
+from eagle_iad.data.selection import select_training
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit
 

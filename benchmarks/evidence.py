@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.cli import select_test, select_training
 from eagle_iad.data import Sample, get_layout
+from eagle_iad.data.selection import select_test, select_training
 from eagle_iad.errors import EagleError
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from eagle_iad.cli import select_training
 from eagle_iad.data import Sample, get_layout
+from eagle_iad.data.selection import select_training
 from eagle_iad.expert import ExpertConfig, fit
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
+from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
-from eagle_iad.tgps.thresholds import leave_own_out_scores
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:

@@ -406,8 +406,8 @@ def run_variant(name: str, models: Path, work: Path, host: str, mllm: str | None
 
 def fit_tire(data: Path, out: Path, limit_train: int, seed: int) -> None:
     """Fit the tire expert on a seeded subset of its training images (progress bars on stderr)."""
-    from eagle_iad.cli import select_training
     from eagle_iad.data import get_layout
+    from eagle_iad.data.selection import select_training
     from eagle_iad.expert import fit, save
 
     samples = select_training(get_layout("mvtec").samples(data, "tire", "train"), limit_train, seed)

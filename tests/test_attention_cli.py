@@ -20,9 +20,8 @@ from PIL import Image
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
-from eagle_iad.errors import ConfigError
-from eagle_iad.mllm import AttentionCapture
-from eagle_iad.mllm.analysis import (
+from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.eval.attention_analysis import (
     CURVES_SIZE_IN,
     CURVES_WITH_MASK_SIZE_IN,
     DPI,
@@ -32,7 +31,9 @@ from eagle_iad.mllm.analysis import (
     default_overlay_layers,
     load_inputs,
 )
-from eagle_iad.mllm.attention import layer_metrics, load_mask
+from eagle_iad.images import load_mask
+from eagle_iad.mllm import AttentionCapture
+from eagle_iad.mllm.attention import layer_metrics
 from eagle_iad.mllm.caas import AttentionRequest, LogitProbe
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -107,11 +108,17 @@ def test_one_cell_mask_metrics_equal_hand_computation_on_a_cropped_grid() -> Non
 def test_mask_must_match_the_image_size(tmp_path: Path, cell_image: str) -> None:
     bad = tmp_path / "mask.png"
     Image.fromarray(np.zeros((300, 200), dtype=np.uint8)).save(bad)
-    with pytest.raises(ConfigError, match=r"200x300 \(width x height\) but the image is 300x300"):
+    with pytest.raises(ImageError, match=r"200x300 \(width x height\) but the image is 300x300; a mask must"):
         load_inputs(cell_image, bad)
-    good = tmp_path / "ok.png"
-    Image.fromarray(np.full((4, 6), 1, dtype=np.uint8)).save(good)
-    assert load_mask(good, 4, 6).all()
+
+
+def test_any_non_zero_mask_pixel_is_defect(tmp_path: Path) -> None:
+    """0/1 and label-valued masks (VisA, labelling tools) mark defects as surely as 0/255 ones."""
+    values = np.zeros((20, 30), dtype=np.uint8)
+    values[2:5, 3:9] = [[1], [2], [255]]
+    path = tmp_path / "labels.png"
+    Image.fromarray(values).save(path)
+    assert np.array_equal(load_mask(path, (20, 30)), values > 0)
 
 
 def test_default_overlay_layers() -> None:

@@ -442,3 +442,16 @@ def test_real_tire_data() -> None:
     assert all(s.mask_path is not None and s.mask_path.name == f"{s.path.stem}_mask.png" for s in anomalous)
     assert all(s.mask_path is None for s in test if s.label == 0)
     assert [s.path for s in test] == sorted(s.path for s in test)
+
+
+def test_a_gif_is_an_image_in_a_folder_as_it_is_alone(tmp_path: Path) -> None:
+    """The one extension list includes ``.gif``: what ``eagle inspect`` decodes, a folder lists."""
+    from eagle_iad.images import load_rgb
+
+    good = tmp_path / "part" / "good"
+    png(good / "0.png")
+    for name in ("1.gif", "2.GIF"):
+        Image.new("P", (16, 16), 3).save(good / name, format="GIF")
+    train = get_layout("folder").samples(tmp_path, "part", "train")
+    assert [s.path.name for s in train] == ["0.png", "1.gif", "2.GIF"]
+    assert load_rgb(train[1].path).shape == (16, 16, 3)

@@ -23,9 +23,10 @@ from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
 from eagle_iad.images import Geometry, load_rgb, to_tensor
-from eagle_iad.tgps.thresholds import MAD_SCALE, Thresholds, compute_thresholds, leave_own_out_scores
+from eagle_iad.tgps.thresholds import MAD_SCALE, Thresholds, compute_thresholds
 
 SearchFactory = Callable[[], NearestNeighbourSearch]
 SEARCHES: dict[str, SearchFactory] = {"torch": TorchExactSearch, "faiss": FaissExactSearch}

@@ -202,7 +202,8 @@ def test_full_queue_answers_429_with_retry_after(live_server: type[LiveServer]) 
 
 
 def test_serve_mllm_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
-    from eagle_iad.cli import build_parser, main, served_model_name
+    from eagle_iad.cli import build_parser, main
+    from eagle_iad.mllm import served_model_name
 
     args = build_parser().parse_args(["serve-mllm", "--mllm", "hf:Qwen/Qwen2.5-VL-7B-Instruct"])
     assert (args.host, args.port, args.queue) == ("127.0.0.1", 8001, 8)  # loopback only by default

@@ -34,7 +34,7 @@ from eagle_iad.choices import (
     SAMPLERS,
     SEARCHES,
 )
-from eagle_iad.data import Sample, get_layout, layout_names
+from eagle_iad.data import get_layout, layout_names, select_test, select_training
 from eagle_iad.errors import ConfigError, EagleError
 
 
@@ -44,29 +44,6 @@ def _data_root(value: str | None, layout: str) -> Path | None:
             raise ConfigError(f"--data is required for layout {layout!r}")
         return None
     return Path(value)
-
-
-def select_training(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
-    """A seeded, order-preserving subset of at most ``limit`` training samples."""
-    if limit is None or limit >= len(samples):
-        return samples
-    if limit < 2:
-        raise ConfigError("--limit-train must be at least 2")
-    keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
-    return [samples[int(i)] for i in keep]
-
-
-def select_test(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
-    """A seeded subset of at most ``limit`` test samples that keeps the normal/anomalous ratio."""
-    if limit is None or limit >= len(samples):
-        return samples
-    normal = [s for s in samples if s.label == 0]
-    anomalous = [s for s in samples if s.label == 1]
-    n_normal = min(len(normal), max(1, round(limit * len(normal) / len(samples))))
-    picked = select_training(normal, n_normal, seed) if n_normal >= 2 else normal[:n_normal]
-    rest = limit - len(picked)
-    picked += select_training(anomalous, rest, seed) if rest >= 2 else anomalous[:rest]
-    return sorted(picked, key=lambda s: str(s.path))
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -242,9 +219,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.attention_analysis import AnalysisConfig, analyze, load_inputs, write_report
     from eagle_iad.expert import load_expert
     from eagle_iad.mllm import CaasSettings, load_backend
-    from eagle_iad.mllm.analysis import AnalysisConfig, analyze, load_inputs, write_report
 
     config = AnalysisConfig(
         caas=CaasSettings(alpha=args.alpha, layers=_parse_layers(args.caas_layers)),
@@ -275,27 +252,12 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 SERVE_API_KEY_ENV = "EAGLE_SERVE_API_KEY"
 
 
-def served_model_name(spec: str) -> str:
-    """The name clients send as ``model``: a hub id as given, a local model directory by its folder name.
-
-    A local path would reveal the host's directory layout to every client, so only its last part is used.
-    """
-    from eagle_iad.mllm.base import parse_spec
-
-    parsed = parse_spec(spec)
-    if parsed.model is not None:  # a proxied openai: backend keeps its upstream model name
-        return parsed.model
-    target = parsed.target
-    path = Path(target).expanduser()
-    return path.name if path.is_dir() else target
-
-
 def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     import ipaddress
 
     import uvicorn
 
-    from eagle_iad.mllm import load_backend, parse_spec
+    from eagle_iad.mllm import load_backend, parse_spec, served_model_name
     from eagle_iad.mllm.server import create_mllm_app
 
     if args.queue < 1:
@@ -554,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without CAAS and reported as caas_unavailable in the verdict metadata, and --capture-attention is an error)",
     )
     inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
-    inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     inspect.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
     inspect.add_argument("--template", help="one-shot normal template image for the MLLM prompt")
     inspect.add_argument("--max-new-tokens", type=int, default=128)
@@ -570,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     attn.add_argument(
         "--force-caas", action="store_true", help="apply CAAS in the eagle run even outside the band (recorded)"
     )
-    attn.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    attn.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     attn.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
     attn.add_argument("--layers", help="layers to draw as overlays (default: first/middle/last CAAS layer + last)")
     attn.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
@@ -664,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
     evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
     evp.add_argument("--max-new-tokens", type=int, default=32)
-    evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default 0.6)")
+    evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     evp.add_argument("--seed", type=int, default=0)
     evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
     evp.set_defaults(func=_cmd_eval)

@@ -15,8 +15,7 @@ import numpy as np
 
 from eagle_iad import __version__
 from eagle_iad.atomic import atomic_write_bytes, atomic_write_text
-from eagle_iad.cli import select_test, select_training
-from eagle_iad.data import Sample, get_layout
+from eagle_iad.data import Sample, get_layout, select_test, select_training
 from eagle_iad.data.elpv import SPLIT_SEED, TEST_FRACTION
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit, save

@@ -189,7 +189,14 @@ def load_rgb(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
 
 
 def load_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:
-    """Load a ground-truth mask as a boolean ``H x W`` array that must match ``shape``."""
+    """A ground-truth defect mask as a boolean ``H x W`` array; it must have exactly the image's ``shape``.
+
+    Any non-zero pixel is defect: MVTec AD and MVTec 3D-AD masks are 0/255, but VisA's raw masks
+    and some labelling tools write small label values (1, 2, ...), which a ``> 127`` cut would
+    silently read as no defect at all. On 0/255 masks both cuts agree. Resizing a mask of another
+    size would move the defect under the map and corrupt every localisation number unnoticed, so
+    that is refused instead.
+    """
     image = _open(path)
     _check_size(image, str(path))
     try:
@@ -197,9 +204,12 @@ def load_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarra
         grey = np.asarray(image.convert("L"))
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: mask data is truncated or corrupt ({exc})") from exc
-    if grey.shape != shape:
-        raise ImageError(f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} but its image is {shape[1]}x{shape[0]}")
-    return grey > 127
+    if grey.shape != tuple(shape):
+        raise ImageError(
+            f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} (width x height) but the image is "
+            f"{shape[1]}x{shape[0]}; a mask must have exactly the image's size"
+        )
+    return grey > 0
 
 
 @dataclass(frozen=True)

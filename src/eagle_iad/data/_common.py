@@ -14,9 +14,13 @@ from pathlib import Path
 from eagle_iad.data.base import Sample, Split
 from eagle_iad.errors import DataError
 
-#: Extensions (lower case, with dot) recognised as images; matching is case-insensitive because
-#: real datasets mix ``.PNG``/``.JPG`` with lower case (VisA ships ``.JPG``).
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+#: File extensions (lower case, with the dot) taken for images wherever a folder is listed: the dataset
+#: layouts and the service's server-side folders. It names what :func:`eagle_iad.images.load_rgb`
+#: decodes, ``.gif`` included: a palette GIF is lossless 8-bit and decodes to RGB like any other (an
+#: animated one gives its first frame), and a file that inspects fine one at a time must not vanish
+#: from a folder. Matching is case-insensitive because real datasets mix ``.PNG``/``.JPG`` with lower
+#: case (VisA ships ``.JPG``). Kept here, not in ``images``, because listing a folder must not load torch.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 
 SPLITS: tuple[Split, ...] = ("train", "test")
 

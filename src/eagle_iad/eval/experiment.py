@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.choices import DEFAULT_ALPHA
 from eagle_iad.data import Sample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
@@ -49,7 +50,7 @@ class ExperimentConfig:
     limit: int | None = None
     limit_train: int | None = None
     max_new_tokens: int = 32
-    alpha: float = 0.6
+    alpha: float = DEFAULT_ALPHA
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.choices import DEFAULT_ALPHA
+from eagle_iad.data.selection import subsample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.expert.patchcore import Expert
@@ -141,7 +143,7 @@ class WorkerConfig:
     shots: int = 0
     attention: bool = False
     max_new_tokens: int = 32
-    alpha: float = 0.6
+    alpha: float = DEFAULT_ALPHA
     fit_limit: int | None = None
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -160,11 +162,7 @@ def ensure_expert(
         return target
     check_replaceable(target)  # a folder of other files there is refused now, not after the fit
     paths = training()
-    if limit is not None and limit < len(paths):
-        import numpy as np
-
-        keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))
-        paths = [paths[int(i)] for i in keep]
+    paths = subsample(paths, limit, seed)  # the CLI's --limit-train draw, so both fit the same images
     if len(paths) < 2:
         raise ConfigError(f"category {category!r}: need at least 2 normal images to fit an expert, found {len(paths)}")
     expert = fit(paths, category, ExpertConfig(seed=seed))

@@ -27,6 +27,7 @@ from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.leave_own_out import leave_own_out
 from eagle_iad.expert.preprocess import (
     INPUT_MULTIPLE,
     PREPROCESSORS,
@@ -40,7 +41,7 @@ from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
 from eagle_iad.tgps.regions import REGION_RULES
-from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds, leave_own_out
+from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds
 
 #: The default preprocessing and its input size, chosen by measurement (README, "Choosing the defaults").
 DEFAULT_PREPROCESS = "resize"

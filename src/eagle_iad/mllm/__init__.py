@@ -4,17 +4,43 @@
 ``generate(items, images, options)`` turns TGPS content items into a :class:`~eagle_iad.mllm.base.Reply`.
 """
 
+from typing import Any
+
+from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.base import (
     AttentionCapture,
     Backend,
     BackendSpec,
     GenerateOptions,
     Reply,
-    load_backend,
     parse_spec,
     register_backend,
+    registered_backends,
+    served_model_name,
 )
 from eagle_iad.mllm.caas import CaasSettings, default_caas_layers
+
+
+def _import_builtin(scheme: str) -> None:
+    # Built-in backends register themselves on import; import lazily so that `import eagle_iad`
+    # never pulls in transformers. This lives here, not in ``base``, which the backends import.
+    if scheme == "hf":
+        import eagle_iad.mllm.hf
+    elif scheme == "openai":
+        import eagle_iad.mllm.openai_compat  # noqa: F401
+
+
+def load_backend(spec: str, **options: Any) -> Backend:
+    """Create the backend a spec string names; ``options`` go to its factory (device, dtype, ...)."""
+    parsed = parse_spec(spec)
+    if parsed.scheme not in registered_backends():
+        _import_builtin(parsed.scheme)
+    factory = registered_backends().get(parsed.scheme)
+    if factory is None:
+        known = ", ".join(sorted(set(registered_backends()) | {"hf", "openai"}))
+        raise ConfigError(f"no MLLM backend registered for {parsed.scheme!r} (known: {known})")
+    return factory(parsed, **options)
+
 
 __all__ = [
     "AttentionCapture",
@@ -27,4 +53,6 @@ __all__ = [
     "load_backend",
     "parse_spec",
     "register_backend",
+    "registered_backends",
+    "served_model_name",
 ]

@@ -10,14 +10,12 @@ whether the peak falls inside the mask.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.base import AttentionCapture
 from eagle_iad.tgps.render import heatmap_overlay
 
@@ -65,26 +63,6 @@ class LayerAttention:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def load_mask(path: str | os.PathLike[str], height: int, width: int) -> np.ndarray:
-    """A ground-truth defect mask from an image file as a boolean ``height x width`` array.
-
-    Any non-zero pixel is defect (MVTec/VisA masks are 0/255; some tools write 0/1). The mask must
-    have exactly the image's size: silently resizing would move the defect under the grid and make
-    the concentration numbers wrong without anyone noticing.
-    """
-    try:
-        with Image.open(path) as image:
-            mask = np.asarray(image.convert("L")) > 0
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"cannot read mask {path}: {exc}") from exc
-    if mask.shape != (height, width):
-        raise ConfigError(
-            f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (width x height) but the image is "
-            f"{width}x{height}; a mask must have exactly the image's size"
-        )
-    return mask
 
 
 def layer_metrics(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -154,6 +156,19 @@ def parse_spec(spec: str) -> BackendSpec:
     return BackendSpec(scheme, rest)
 
 
+def served_model_name(spec: str) -> str:
+    """The name clients send as ``model``: a hub id as given, a local model directory by its folder name.
+
+    A local path would reveal the host's directory layout to every client, so only its last part is used.
+    """
+    parsed = parse_spec(spec)
+    if parsed.model is not None:  # a proxied openai: backend keeps its upstream model name
+        return parsed.model
+    target = parsed.target
+    path = Path(target).expanduser()
+    return path.name if path.is_dir() else target
+
+
 BackendFactory = Callable[..., Backend]
 _F = TypeVar("_F", bound=BackendFactory)
 _REGISTRY: dict[str, BackendFactory] = {}
@@ -169,22 +184,6 @@ def register_backend(scheme: str) -> Callable[[_F], _F]:
     return decorate
 
 
-def _import_builtin(scheme: str) -> None:
-    # Built-in backends register themselves on import; import lazily so that `import eagle_iad`
-    # never pulls in transformers.
-    if scheme == "hf":
-        import eagle_iad.mllm.hf
-    elif scheme == "openai":
-        import eagle_iad.mllm.openai_compat  # noqa: F401
-
-
-def load_backend(spec: str, **options: Any) -> Backend:
-    """Create the backend a spec string names; ``options`` go to its factory (device, dtype, ...)."""
-    parsed = parse_spec(spec)
-    if parsed.scheme not in _REGISTRY:
-        _import_builtin(parsed.scheme)
-    factory = _REGISTRY.get(parsed.scheme)
-    if factory is None:
-        known = ", ".join(sorted(set(_REGISTRY) | {"hf", "openai"}))
-        raise ConfigError(f"no MLLM backend registered for {parsed.scheme!r} (known: {known})")
-    return factory(parsed, **options)
+def registered_backends() -> Mapping[str, BackendFactory]:
+    """Factories registered so far, by scheme; built-ins join when :func:`eagle_iad.mllm.load_backend` needs them."""
+    return MappingProxyType(_REGISTRY)

@@ -20,9 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
-from eagle_iad.mllm.base import Backend
-from eagle_iad.mllm.server import ApiError, create_mllm_app
-from eagle_iad.service import routes_categories, routes_inspect, schemas
+from eagle_iad.mllm.base import Backend, served_model_name
+from eagle_iad.mllm.server import create_mllm_app
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service import errors, routes_categories, routes_inspect, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
@@ -138,8 +139,6 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     state = ServiceState(settings, backend)
     mllm_app: FastAPI | None = None
     if backend is not None:
-        from eagle_iad.cli import served_model_name
-
         name = served_model_name(settings.mllm) if settings.mllm else backend.name
         mllm_app = create_mllm_app(backend, model_name=name, queue_size=settings.mllm_queue,
                                    max_body_bytes=settings.max_upload_bytes, api_key=settings.api_key)  # fmt: skip
@@ -174,6 +173,8 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    errors.install(app)  # the engine's own errors, with its message: 400/409/413/422, 502/503 upstream
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,7 +21,7 @@ from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, load_expert
 from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
-from eagle_iad.mllm.server import ApiError, GenerationWorker, Job
+from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.service.jobs import JobManager
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics

@@ -21,11 +21,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.backbones import backbone_names
 from eagle_iad.expert.store import MANIFEST, check_replaceable, read_manifest
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
@@ -35,7 +36,6 @@ from eagle_iad.tgps.thresholds import RULES
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 #: Fit options a client may set (everything else keeps the expert's defaults).
 FIT_OPTIONS = {"backbone": str, "rule": str, "k": float, "q": float, "p": float, "tau": float,
                "coreset_ratio": float, "seed": int, "preset": str, "preprocess": str, "size": int,
@@ -139,7 +139,7 @@ def _folder_images(state: ServiceState, folder: str) -> list[Path]:
     assert root is not None
     images = [
         path for path in sorted(directory.rglob("*"))
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and path.resolve().is_relative_to(root)
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and path.resolve().is_relative_to(root)
     ]  # fmt: skip
     return images
 

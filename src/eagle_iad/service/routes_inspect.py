@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import picture_stems
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service

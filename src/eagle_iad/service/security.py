@@ -27,7 +27,7 @@ from starlette.requests import Request
 
 from eagle_iad.errors import ImageError, ImageTooLargeError
 from eagle_iad.images import load_rgb, probe
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service.storage import DISK_FULL
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

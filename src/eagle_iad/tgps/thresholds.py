@@ -1,26 +1,21 @@
 """The label-free TGPS threshold (docs/METHOD.md §2): tau and s_max from normal training images alone.
 
-A training image's own patches are in the memory bank, so scoring it naively gives near-zero
-distances and a useless threshold. Leave-own-out fixes that: each training image is scored with
-only its *unselected* patches against the bank *minus its own entries*, which estimates what a
-new normal image would score. Masking the own-image columns inside one blocked distance pass
-gives all of these scores at about the cost of one ordinary scoring pass.
+The rules here turn one score per training image into tau. Those scores are the expert's
+leave-own-out scores (:mod:`eagle_iad.expert.leave_own_out`), which estimate what a new normal
+image would score; a rule never sees a labelled anomaly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
 from eagle_iad.choices import RULES as RULES
 from eagle_iad.errors import ConfigError
-from eagle_iad.expert.search import NearestNeighbourSearch
 
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
 #: deviation for normal data, so ``mad`` with k = 3 means the same as ``ksigma`` with k = 3.
@@ -109,68 +104,3 @@ def compute_thresholds(
     else:
         raise ConfigError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
     return Thresholds(rule=rule, tau=tau, s_max=s_max, params=params)
-
-
-@dataclass(frozen=True)
-class LeaveOwnOut:
-    """Leave-own-out results: one score per training image and one distance per training patch.
-
-    ``patch_scores[i]`` is patch ``i``'s distance to the bank minus its own image's entries (selected
-    patches included: their own entry is excluded with the rest of their image), what a map of that
-    training image would show were it a new normal image. ``image_scores`` takes the maximum over the
-    *unselected* patches only, as the threshold rule expects (docs/METHOD.md).
-    """
-
-    image_scores: np.ndarray
-    patch_scores: np.ndarray
-
-
-@torch.no_grad()
-def leave_own_out(
-    features: torch.Tensor,
-    patch_image_ids: torch.Tensor,
-    selected: torch.Tensor,
-    search: NearestNeighbourSearch,
-    n_images: int,
-    progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
-) -> LeaveOwnOut:
-    """Score every training patch against the bank minus its own image's entries, in one chunked pass.
-
-    ``features`` are all ``N`` training patches, ``patch_image_ids`` their image index, ``selected``
-    the coreset mask; ``search`` must already be fitted on ``features[selected]`` with
-    ``bank_groups = patch_image_ids[selected]``. An image whose patches were all selected (tiny
-    data sets) is scored with all of its patches. Rows are processed in chunks so no copy of the
-    whole feature matrix is made and ``progress(done, total)`` can report.
-    """
-    if n_images < 2:
-        raise ConfigError("leave-own-out training scores need at least 2 training images")
-    use = ~selected
-    fully_selected = torch.ones(n_images, dtype=torch.bool)
-    fully_selected[patch_image_ids[use].long()] = False
-    if bool(fully_selected.any()):
-        use = use | fully_selected[patch_image_ids.long()]
-    total = features.shape[0]
-    patch_scores = torch.empty(total, dtype=torch.float32)
-    for start in range(0, total, chunk_rows):
-        stop = min(total, start + chunk_rows)
-        dist, _ = search.search(features[start:stop], exclude_groups=patch_image_ids[start:stop].long())
-        patch_scores[start:stop] = dist.float()
-        if progress is not None:
-            progress(stop, total)
-    scores = torch.full((n_images,), float("-inf"), dtype=torch.float64)
-    scores.scatter_reduce_(0, patch_image_ids[use].long(), patch_scores[use].double(), reduce="amax")
-    return LeaveOwnOut(image_scores=scores.numpy(), patch_scores=patch_scores.numpy())
-
-
-def leave_own_out_scores(
-    features: torch.Tensor,
-    patch_image_ids: torch.Tensor,
-    selected: torch.Tensor,
-    search: NearestNeighbourSearch,
-    n_images: int,
-    progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
-) -> np.ndarray:
-    """Per training image: max over its unselected patches of the distance to the bank minus its own entries."""
-    return leave_own_out(features, patch_image_ids, selected, search, n_images, progress, chunk_rows).image_scores

@@ -35,8 +35,8 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import BackendError, ConfigError
 from eagle_iad.eval.plots import save_figure
 from eagle_iad.expert.patchcore import Expert
-from eagle_iad.images import load_rgb
-from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics, load_mask
+from eagle_iad.images import load_mask, load_rgb
+from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics
 from eagle_iad.mllm.base import AttentionCapture, Backend
 from eagle_iad.mllm.caas import CaasSettings, default_caas_layers
 from eagle_iad.pipeline import Eagle, EagleConfig, EagleVerdict
@@ -125,14 +125,14 @@ class AttentionReport:
 def load_inputs(
     image: str | os.PathLike[str], mask: str | os.PathLike[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The RGB image and its boolean mask (same size, else :class:`ConfigError`) — before any model loads.
+    """The RGB image and its boolean mask (same size, else :class:`ImageError`) — before any model loads.
 
     Checking the mask first means a wrong mask costs the user a second, not a model load.
     """
     rgb = load_rgb(image)
     if mask is None:
         return rgb, None
-    return rgb, load_mask(mask, rgb.shape[0], rgb.shape[1])
+    return rgb, load_mask(mask, (rgb.shape[0], rgb.shape[1]))
 
 
 def caas_layers(backend: Backend, settings: CaasSettings, num_layers: int) -> tuple[int, ...]:

@@ -1,0 +1,63 @@
+"""One translation of the engine's errors into HTTP answers, for every route of the service.
+
+The engine raises an :class:`~eagle_iad.errors.EagleError` subclass for every problem a user can
+fix, with a message that already says what and where. Routes need not catch them one call site at
+a time: whatever escapes a route is answered here in the one error shape, with the engine's own
+message and a status that says whose problem it is. A failing MLLM backend is the server's upstream
+failing, not the client's request (502, as the chat route answers); nothing the engine reports ever
+becomes a bare 500 with a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from eagle_iad.errors import (
+    BackboneUnavailableError,
+    BackendError,
+    ConfigError,
+    DataError,
+    EagleError,
+    ImageError,
+    ImageTooLargeError,
+    ModelFormatError,
+    OutputError,
+)
+from eagle_iad.mllm.serving import ApiError
+
+_log = logging.getLogger(__name__)
+
+#: ``(error type, HTTP status, error type in the body, error code)``; the first type that matches wins,
+#: so subclasses come before their parents. Statuses follow the routes' own refusals of the same kind.
+STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
+    (BackendError, 502, "server_error", "backend_error"),  # the MLLM upstream failed
+    (BackboneUnavailableError, 503, "server_error", "backbone_unavailable"),  # weights missing on the host
+    (ImageTooLargeError, 413, "invalid_request_error", "too_many_pixels"),
+    (ImageError, 400, "invalid_request_error", "invalid_image"),
+    (ConfigError, 400, "invalid_request_error", "invalid_option"),
+    (DataError, 422, "invalid_request_error", "invalid_data"),
+    (ModelFormatError, 409, "invalid_request_error", "model_invalid"),
+    (OutputError, 409, "invalid_request_error", "output_conflict"),
+)
+
+
+def api_error(exc: EagleError) -> ApiError:
+    """The answer to an engine error: its status and code by type, its message unchanged."""
+    for kind, status, type_, code in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return ApiError(status, str(exc), type_=type_, code=code)
+    return ApiError(400, str(exc), code="invalid_request")
+
+
+def install(app: FastAPI) -> None:
+    """Answer every :class:`EagleError` a route lets escape through :func:`api_error`."""
+
+    @app.exception_handler(EagleError)
+    async def _engine_error(_: Request, exc: EagleError) -> JSONResponse:
+        error = api_error(exc)
+        if error.status >= 500:  # the operator needs to know; the client got the message
+            _log.warning("%s (answered %d)", exc, error.status)
+        return error.response()
