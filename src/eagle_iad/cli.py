@@ -471,6 +471,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _who() -> str:
+    """The user name recorded with a threshold change when ``--by`` is not given."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _cmd_threshold(args: argparse.Namespace) -> int:
+    """``eagle threshold``: change tau on the record, restore an earlier one, or show the record."""
+    from eagle_iad.expert.store import change_threshold, load
+
+    if args.tau is None and args.restore is None:
+        model = load(args.model)
+        print(dumps({"model": args.model, "thresholds": model.thresholds.to_dict(), "history": model.history}))
+        return 0
+    if args.why is None:
+        raise ConfigError("--why is required: say why the threshold changes (it is kept in the model's history)")
+    model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
+                                    by=args.by or _who())  # fmt: skip
+    print(dumps({"model": args.model, "change": entry["change"], "tau": model.thresholds.tau,
+                 "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule}))  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from eagle_iad.demo import run_demo
 
@@ -659,6 +686,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show a fitted model's manifest")
     info.add_argument("--model", required=True)
     info.set_defaults(func=_cmd_info)
+
+    thr = sub.add_parser(
+        "threshold",
+        help="change a model's tau on the record (who, when, why, previous value), restore one, or show the record",
+        description="Without --tau or --restore: print the thresholds and the history of changes. With --tau: "
+        "set tau (rule 'fixed'). With --restore N: put back the thresholds that change N replaced. Every change "
+        "is saved atomically with the model and listed in its history; model.json must not be edited by hand "
+        "(its checksum detects that and loading refuses the model).",
+    )
+    thr.add_argument("--model", required=True, help="fitted model directory")
+    thr.add_argument("--tau", type=float, help="new decision threshold (a finite number >= 0)")
+    thr.add_argument("--restore", type=int, metavar="N", help="put back the thresholds change N replaced")
+    thr.add_argument("--why", help="reason for the change (required with --tau or --restore)")
+    thr.add_argument("--by", help="who makes the change (default: the login name)")
+    thr.set_defaults(func=_cmd_threshold)
 
     demo = sub.add_parser("demo", help="fit, evaluate and inspect elpv mono cells; write a report")
     demo.add_argument("--out", default="runs/demo")

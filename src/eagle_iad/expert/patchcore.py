@@ -185,6 +185,9 @@ class ExpertModel:
     #: Per-position excess of the normal training maps over their median (a stitched patch grid),
     #: subtracted from every map (``position_baseline``); ``None``: maps are the raw distances.
     map_offset: torch.Tensor | None = None
+    #: Threshold changes made after the fit (``eagle threshold``), oldest first: who, when, why, and the
+    #: thresholds before and after, so every change is on record and any earlier value can be restored.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
