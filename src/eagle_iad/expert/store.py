@@ -63,6 +63,7 @@ from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
+from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
 
@@ -135,17 +136,8 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
     anything else in it, and a place that cannot be written.
     """
     given = os.fspath(directory)
-    target = Path(os.path.abspath(given))
-    if target.parent == target:
-        raise OutputError(f"{given}: refusing to write a model over the filesystem root; give a new folder")
-    cwd = Path.cwd()
-    if target == cwd or target in cwd.parents:
-        raise OutputError(f"{given}: is the current directory (or holds it); give a new folder such as ./model")
-    if os.path.islink(target):
-        raise OutputError(f"{given}: is a symbolic link; give the folder itself or a new folder")
+    target = check_output_path(directory, "a model", "./model", from_parent=True)
     if os.path.lexists(target):
-        if not target.is_dir():
-            raise OutputError(f"{given}: exists and is not a directory; refusing to replace it")
         try:
             entries = sorted(os.listdir(target))
         except OSError as exc:
@@ -163,13 +155,6 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
                     f"{given}: holds a model and other files ({shown}); refusing to replace it; move them away "
                     "or choose a new folder"
                 )
-    ancestor = target.parent
-    while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(f"{given}: cannot be created because {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"{given}: cannot write in {ancestor} (permission denied)")
     return target
 
 
@@ -290,11 +275,16 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     }
     if model.map_offset is not None:
         tensors["map_offset"] = model.map_offset.float().contiguous()
-    save_file(
-        tensors,
-        str(tensors_path),
-        metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
-    )
+    try:
+        save_file(
+            tensors,
+            str(tensors_path),
+            metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
+        )
+    except SafetensorError as exc:  # the Rust writer reports a full disk as text ("... (os error 28)")
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(tensors_path)) from exc
     _step("tensors written")
     manifest_path = staging / MANIFEST
     manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
@@ -351,7 +341,9 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
             _fsync_dir(parent)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise OutputError(f"{directory}: cannot write the model ({exc}); the previous model is unchanged") from exc
+            reason = exc.strerror or str(exc)
+            message = f"{directory}: cannot write the model ({reason}); the previous model is unchanged"
+            raise OutputError(message) from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
