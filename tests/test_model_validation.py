@@ -301,3 +301,23 @@ def test_threshold_on_a_schema_1_model_writes_schema_3_that_inspects_the_same(tm
     assert (new.config.preprocess, new.config.region_rule) == ("center-crop", "paper")
     change_threshold(tmp_path / "model", restore=1, why="undo", by="ana")
     assert load(tmp_path / "model").thresholds == old.thresholds
+
+
+def test_a_change_made_meanwhile_is_not_overwritten(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stations change one model at once: the later save refuses instead of dropping the other's record."""
+    from eagle_iad.expert import store
+
+    real_load = store.load
+
+    def load_while_another_station_changes(directory: Path) -> Any:
+        model = real_load(directory)
+        monkeypatch.setattr(store, "load", real_load)
+        change_threshold(directory, tau=7.0, why="other station", by="ben")  # lands between our load and save
+        return model
+
+    monkeypatch.setattr(store, "load", load_while_another_station_changes)
+    with pytest.raises(ConfigError) as info:
+        change_threshold(model_dir, tau=3.0, why="mine", by="ana")
+    assert str(info.value) == f"{model_dir}: the model changed while this change was prepared; run the command again"
+    model = load(model_dir)
+    assert model.thresholds.tau == 7.0 and [e["by"] for e in model.history] == ["ben"]

@@ -296,11 +296,14 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     _fsync_dir(staging)
 
 
-def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
+def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:
     """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
 
     Crash-consistent (see the module docstring); a refused target raises :class:`OutputError` and a
     failed write (full disk, permissions) raises it too, with the previous model left as it was.
+    ``replacing``: :func:`_fingerprint` of the model this save was derived from; if the folder holds another
+    one by the time the lock is held (a concurrent change), nothing is written and
+    :class:`ConfigError` says to run again, so no change is silently lost.
     """
     target = check_replaceable(directory)
     parent = target.parent
@@ -311,6 +314,8 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
     with _folder_lock(parent):
         _clean_leftovers(target)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
+        if replacing is not None and _fingerprint(target) != replacing:
+            raise ConfigError(f"{directory}: the model changed while this change was prepared; run the command again")
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
         except OSError as exc:
@@ -349,6 +354,14 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
             raise
     _step("saved")
     return target
+
+
+def _fingerprint(directory: Path) -> str | None:
+    """SHA-256 of the model's ``model.json`` bytes (any schema); None when there is none to read."""
+    try:
+        return _sha256(directory / MANIFEST)
+    except OSError:
+        return None
 
 
 def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
@@ -492,6 +505,7 @@ def change_threshold(
         raise ConfigError("give either --tau VALUE or --restore N")
     if not why.strip():
         raise ConfigError("--why must say why the threshold changes (it is kept in the model's history)")
+    loaded_from = _fingerprint(Path(directory))
     model = load(directory)
     before = model.thresholds
     entry: dict[str, Any] = {
@@ -519,5 +533,5 @@ def change_threshold(
     entry["before"] = before.to_dict()
     entry["after"] = after.to_dict()
     changed = dataclasses.replace(model, thresholds=after, history=[*model.history, entry])
-    save(changed, directory)
+    save(changed, directory, replacing=loaded_from)
     return changed, entry
