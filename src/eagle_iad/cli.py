@@ -35,7 +35,8 @@ from eagle_iad.choices import (
     SEARCHES,
 )
 from eagle_iad.data import get_layout, layout_names, select_test, select_training
-from eagle_iad.errors import ConfigError, EagleError
+from eagle_iad.errors import ConfigError, EagleError, OutputError
+from eagle_iad.outputs import SPACE_ERRNOS, check_output_path, describe_write_error, staged_folder, write_errors
 
 
 def _data_root(value: str | None, layout: str) -> Path | None:
@@ -161,6 +162,7 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import CaasSettings, load_backend
     from eagle_iad.pipeline import Eagle, EagleConfig
 
+    out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images([*args.images, args.template])
     expert = None
     if args.model:
@@ -179,8 +181,9 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     )
     eagle = Eagle(expert, load_backend(args.mllm), config)
     verdicts = [eagle.inspect(image) for image in args.images]
-    if args.out and args.capture_attention:
-        _write_attention_overlays(verdicts, Path(args.out))
+    if out is not None and args.capture_attention:
+        with write_errors(out, "pictures written before it are complete"):
+            _write_attention_overlays(verdicts, out)
     if args.json:
         print(dumps([v.to_dict() for v in verdicts]))
         return 0
@@ -199,12 +202,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from eagle_iad.expert import load_expert
     from eagle_iad.verdict import inspect_images
 
+    out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images(args.images)
     expert = load_expert(args.model)
-    out = Path(args.out) if args.out else None
-    verdicts = inspect_images(
-        expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
-    )
+    with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
+        verdicts = inspect_images(
+            expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
+        )
     if args.json:
         print(dumps([v.to_dict() for v in verdicts]))
         return 0
@@ -223,6 +227,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     from eagle_iad.expert import load_expert
     from eagle_iad.mllm import CaasSettings, load_backend
 
+    out = check_output_path(args.out, "a report", "./attention")
     config = AnalysisConfig(
         caas=CaasSettings(alpha=args.alpha, layers=_parse_layers(args.caas_layers)),
         force_caas=args.force_caas,
@@ -233,7 +238,9 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     rgb, mask = load_inputs(args.image, args.mask)  # a bad mask fails before any model loads
     expert = load_expert(args.model)
     report = analyze(rgb, args.image, expert, load_backend(args.mllm), config, mask, args.mask)
-    paths = write_report(report, rgb, Path(args.out), mask)
+    with staged_folder(out) as staging:
+        staged = write_report(report, rgb, staging, mask)
+    paths = {name: out / path.relative_to(staging) for name, path in staged.items()}
     if args.json:
         print(paths["attention"].read_text(encoding="utf-8"), end="")
         return 0
@@ -355,22 +362,31 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
     from eagle_iad.service import ServiceSettings, create_app
 
+    target = None if args.out in (None, "-") else Path(args.out)
+    if target is not None:  # checked before the app is built: a bad path fails at once
+        if target.is_dir():
+            raise OutputError(f"{args.out}: is a directory; give a file name such as openapi.json")
+        below = next((p for p in target.parents if os.path.lexists(p)), None)
+        if below is not None and not below.is_dir():
+            raise OutputError(f"{args.out}: cannot be created because {below} is not a directory")
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
         document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
         app.state.service.close()
-    if args.out in (None, "-"):
+    if target is None:
         sys.stdout.write(document)
-    else:
-        atomic_write_text(Path(args.out), document)
+        return 0
+    with write_errors(target, "the previous file is unchanged"):
+        atomic_write_text(target, document)
     return 0
 
 
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
-    from eagle_iad.eval.expert_eval import evaluate_expert
+    from eagle_iad.eval.expert_eval import evaluate_expert, write_evaluation
     from eagle_iad.expert import load_expert
     from eagle_iad.images import probe
 
+    out = check_output_path(args.out, "a report", "./report")
     samples = get_layout(args.layout).samples(_data_root(args.data, args.layout), args.category, "test")
     samples = select_test(samples, args.limit_test, args.seed)
     for sample in samples:  # headers only (cheap): a bad image or mask fails before the model loads
@@ -379,7 +395,9 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
             probe(sample.mask_path)
     expert = load_expert(args.model)
     start = time.perf_counter()
-    evaluation = evaluate_expert(expert, samples, Path(args.out), show_progress=not args.quiet)
+    evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet)
+    with staged_folder(out) as staging:
+        write_evaluation(expert, evaluation, staging)
     summary = evaluation.summary()
     if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):
         print(f"eagle: warning: {evaluation.defects_without_mask} of {evaluation.n_anomalous} defect images have "
@@ -395,6 +413,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from eagle_iad.eval.experiment import ExperimentConfig, run_experiment
     from eagle_iad.eval.protocol import parse_conditions
 
+    out = check_output_path(args.out, "a run", "./run")
     if args.layout != "elpv" and args.data is None:
         raise ConfigError(f"--data is required for layout {args.layout!r}")
 
@@ -420,7 +439,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
     start = time.perf_counter()
-    metrics = run_experiment(config, Path(args.out), executor)
+    with write_errors(out, "the run keeps every finished record; free space and run the same command to resume"):
+        metrics = run_experiment(config, out, executor)
     for condition, entry in metrics["mllm"]["conditions"].items():
         acc = entry["overall"]["anomaly"]["accuracy"]
         print(f"{condition}: anomaly accuracy {'–' if acc is None else f'{100 * acc:.2f}%'}")
@@ -440,12 +460,39 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _who() -> str:
+    """The user name recorded with a threshold change when ``--by`` is not given."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _cmd_threshold(args: argparse.Namespace) -> int:
+    """``eagle threshold``: change tau on the record, restore an earlier one, or show the record."""
+    from eagle_iad.expert.store import change_threshold, load
+
+    if args.tau is None and args.restore is None:
+        model = load(args.model)
+        print(dumps({"model": args.model, "thresholds": model.thresholds.to_dict(), "history": model.history}))
+        return 0
+    if args.why is None:
+        raise ConfigError("--why is required: say why the threshold changes (it is kept in the model's history)")
+    model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
+                                    by=args.by or _who())  # fmt: skip
+    print(dumps({"model": args.model, "change": entry["change"], "tau": model.thresholds.tau,
+                 "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule}))  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from eagle_iad.demo import run_demo
 
-    report = run_demo(
-        Path(args.out), train_limit=args.limit_train, test_limit=args.limit_test, show_progress=not args.quiet
-    )
+    out = check_output_path(args.out, "a demo", "./demo")
+    with write_errors(out, "files written before it are complete"):
+        report = run_demo(out, train_limit=args.limit_train, test_limit=args.limit_test, show_progress=not args.quiet)
     print(f"demo report: {report}")
     return 0
 
@@ -635,6 +682,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", required=True)
     info.set_defaults(func=_cmd_info)
 
+    thr = sub.add_parser(
+        "threshold",
+        help="change a model's tau on the record (who, when, why, previous value), restore one, or show the record",
+        description="Without --tau or --restore: print the thresholds and the history of changes. With --tau: "
+        "set tau (rule 'fixed'). With --restore N: put back the thresholds that change N replaced. Every change "
+        "is saved atomically with the model and listed in its history; model.json must not be edited by hand "
+        "(its checksum detects that and loading refuses the model).",
+    )
+    thr.add_argument("--model", required=True, help="fitted model directory")
+    thr.add_argument("--tau", type=float, help="new decision threshold (a finite number >= 0)")
+    thr.add_argument("--restore", type=int, metavar="N", help="put back the thresholds change N replaced")
+    thr.add_argument("--why", help="reason for the change (required with --tau or --restore)")
+    thr.add_argument("--by", help="who makes the change (default: the login name)")
+    thr.set_defaults(func=_cmd_threshold)
+
     demo = sub.add_parser("demo", help="fit, evaluate and inspect elpv mono cells; write a report")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--limit-train", type=int, default=200, help="seeded subset of training cells (default 200)")
@@ -651,6 +713,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except EagleError as exc:
         print(f"eagle: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in SPACE_ERRNOS:
+            raise  # not something the user can fix: a bug, keep the traceback
+        print(f"eagle: error: {describe_write_error(exc, 'a file')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)

@@ -6,7 +6,9 @@ service listing its categories read a manifest in milliseconds; ``store`` re-exp
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -15,19 +17,83 @@ from eagle_iad import __version__
 from eagle_iad.errors import ModelFormatError
 
 FORMAT = "eagle-iad/expert"
-SCHEMA_VERSION = 2
+#: Schema 3 adds ``checksum`` (see :func:`manifest_checksum`) and ``history`` (threshold changes made
+#: with ``eagle threshold``). Older schemas are read with every number and shape check but without
+#: the hand-edit check (they carry no checksum) and with an empty history; the next save of such a
+#: model (``eagle threshold``, a refit) writes schema 3.
+SCHEMA_VERSION = 3
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.
 OLDEST_SCHEMA = 1
+#: First schema whose manifest carries a checksum.
+CHECKSUM_SCHEMA = 3
+#: The manifest fields the checksum covers: everything that decides a verdict or records how it was
+#: set. Not covered: ``created``, ``package_version`` and ``timings`` (informational), ``backbone``,
+#: whose weights hash is checked against the real weights whenever the backbone is built, and
+#: ``tensors``, whose hash is checked against the tensor file at every load.
+CHECKED_FIELDS = (
+    "format", "schema_version", "category", "config", "grid", "thresholds", "training", "calibration", "history",
+)  # fmt: skip
 MANIFEST = "model.json"
 TENSORS = "tensors.safetensors"
 #: Every file a saved model consists of; a model folder holding anything else is not replaced.
 MODEL_FILES = frozenset({MANIFEST, TENSORS})
 
 
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``model.json`` (format and schema version) without touching the tensors."""
+def manifest_checksum(data: dict[str, Any]) -> str:
+    """``sha256:<hex>`` over the canonical JSON (sorted keys, no spaces) of :data:`CHECKED_FIELDS`.
+
+    Canonical JSON, not the file's bytes, so re-indenting the file is harmless while any changed
+    value (a tau typed in by hand) is detected.
+    """
+    fields = {key: data.get(key) for key in CHECKED_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def threshold_command(directory: str | os.PathLike[str]) -> str:
+    """The command that changes a threshold with a record (what a hand edit is pointed to)."""
+    return f"eagle threshold --model {os.fspath(directory)} --tau VALUE --why TEXT"
+
+
+def check_checksum(data: dict[str, Any], directory: str | os.PathLike[str]) -> None:
+    """Refuse a schema-3 manifest whose recorded fields differ from what its last save wrote."""
+    if data.get("schema_version", 0) < CHECKSUM_SCHEMA:
+        return  # older manifests carry no checksum (see SCHEMA_VERSION)
+    path = Path(directory) / MANIFEST
+    recorded = data.get("checksum")
+    if not isinstance(recorded, str):
+        raise ModelFormatError(f"{path}: checksum is missing; the manifest was edited by hand or is incomplete")
+    if recorded != manifest_checksum(data):
+        raise ModelFormatError(
+            f"{path}: was edited by hand (its checksum does not match its fields); undo the edit or refit. "
+            f"To change the threshold, use: {threshold_command(directory)}"
+        )
+
+
+def check_thresholds(data: dict[str, Any], directory: str | os.PathLike[str]) -> None:
+    """Refuse a tau or s_max that is not a finite number >= 0 (scores are distances)."""
+    path = Path(directory) / MANIFEST
+    thresholds = data.get("thresholds")
+    if not isinstance(thresholds, dict):
+        raise ModelFormatError(f"{path}: field 'thresholds' is missing or not a dict")
+    for name in ("tau", "s_max"):
+        value = thresholds.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ModelFormatError(f"{path}: thresholds.{name} is {value!r}; it must be a finite number >= 0")
+        if not math.isfinite(value) or value < 0:
+            raise ModelFormatError(
+                f"{path}: thresholds.{name} is {float(value)!r}; it must be a finite number >= 0 (refit the model)"
+            )
+
+
+def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
+    """Read and check ``model.json`` (format, schema version, thresholds, checksum) without the tensors.
+
+    ``verify=False`` skips the threshold and checksum checks, for :func:`eagle_iad.expert.store.load`,
+    which makes them itself after the more specific field and tensor checks.
+    """
     root = Path(directory)
     if not root.is_dir():
         raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
@@ -52,4 +118,7 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFormatError(
             f"{root}: model schema {version} is older than this eagle-iad reads ({OLDEST_SCHEMA}); refit the model"
         )
+    if verify:
+        check_thresholds(data, root)
+        check_checksum(data, root)
     return data

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
+from eagle_iad.errors import ConfigError, ImageError, ModelFormatError, OutputError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import aggregate
@@ -39,6 +39,7 @@ from eagle_iad.expert.preprocess import (
 )
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
 from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
 from eagle_iad.tgps.regions import REGION_RULES
 from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds
@@ -186,6 +187,9 @@ class ExpertModel:
     #: Per-position excess of the normal training maps over their median (a stitched patch grid),
     #: subtracted from every map (``position_baseline``); ``None``: maps are the raw distances.
     map_offset: torch.Tensor | None = None
+    #: Threshold changes made after the fit (``eagle threshold``), oldest first: who, when, why, and the
+    #: thresholds before and after, so every change is on record and any earlier value can be restored.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -436,7 +440,15 @@ def fit(
     ends, fails or is interrupted.
     """
     with tempfile.TemporaryDirectory(prefix="eagle-fit-") as scratch:
-        return _fit(paths, category, config, extractor, show_progress, progress, Path(scratch))
+        try:
+            return _fit(paths, category, config, extractor, show_progress, progress, Path(scratch))
+        except OSError as exc:
+            if exc.errno not in SPACE_ERRNOS:
+                raise
+            raise OutputError(
+                f"{scratch}: no room for the fit's scratch features ({exc.strerror}); set TMPDIR to a folder "
+                "on a disk with more free space"
+            ) from None
 
 
 def _fit(

@@ -3,12 +3,15 @@
 Layout of ``DIR``::
 
     model.json            schema, versions, config, backbone id + hash, thresholds,
-                          training-score distribution, sha256 of the tensor file
+                          training-score distribution, sha256 of the tensor file, the
+                          history of threshold changes, and a checksum over the fields
+                          that matter (a hand edit is refused; ``eagle threshold`` records one)
     tensors.safetensors   memory bank, bank image ids, per-training-patch image id and selected flag
 
 No pickle is involved, so a model directory from an untrusted source cannot run code. Loading
-verifies the schema version, the tensor file's hash, every tensor's shape and the thresholds before
-anything uses them.
+verifies the schema version, the tensor file's hash, every tensor's shape, the thresholds (finite,
+>= 0, s_max the largest training score) and, from schema 3, the manifest's checksum before anything
+uses them.
 
 Saving never destroys a user's files and is crash-consistent:
 
@@ -26,6 +29,7 @@ Saving never destroys a user's files and is crash-consistent:
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -37,6 +41,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from eagle_iad import __version__
-from eagle_iad.errors import ModelFormatError, OutputError
+from eagle_iad.choices import RULES
+from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.manifest import FORMAT as FORMAT
@@ -55,7 +61,9 @@ from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
 from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
+from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
+from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
 
@@ -90,7 +98,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
-    return {
+    fields = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "package_version": __version__,
@@ -109,7 +117,12 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
         "tensors": {"file": TENSORS, "sha256": tensors_sha256},
+        "history": model.history,
     }
+    # Over the values as a reader will parse them (tuples become lists), so a load recomputes the same.
+    manifest: dict[str, Any] = json.loads(json.dumps(fields))
+    manifest["checksum"] = manifest_checksum(manifest)
+    return manifest
 
 
 def check_replaceable(directory: str | os.PathLike[str]) -> Path:
@@ -123,17 +136,8 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
     anything else in it, and a place that cannot be written.
     """
     given = os.fspath(directory)
-    target = Path(os.path.abspath(given))
-    if target.parent == target:
-        raise OutputError(f"{given}: refusing to write a model over the filesystem root; give a new folder")
-    cwd = Path.cwd()
-    if target == cwd or target in cwd.parents:
-        raise OutputError(f"{given}: is the current directory (or holds it); give a new folder such as ./model")
-    if os.path.islink(target):
-        raise OutputError(f"{given}: is a symbolic link; give the folder itself or a new folder")
+    target = check_output_path(directory, "a model", "./model", from_parent=True)
     if os.path.lexists(target):
-        if not target.is_dir():
-            raise OutputError(f"{given}: exists and is not a directory; refusing to replace it")
         try:
             entries = sorted(os.listdir(target))
         except OSError as exc:
@@ -151,13 +155,6 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
                     f"{given}: holds a model and other files ({shown}); refusing to replace it; move them away "
                     "or choose a new folder"
                 )
-    ancestor = target.parent
-    while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(f"{given}: cannot be created because {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"{given}: cannot write in {ancestor} (permission denied)")
     return target
 
 
@@ -278,14 +275,19 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     }
     if model.map_offset is not None:
         tensors["map_offset"] = model.map_offset.float().contiguous()
-    save_file(
-        tensors,
-        str(tensors_path),
-        metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
-    )
+    try:
+        save_file(
+            tensors,
+            str(tensors_path),
+            metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
+        )
+    except SafetensorError as exc:  # the Rust writer reports a full disk as text ("... (os error 28)")
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(tensors_path)) from exc
     _step("tensors written")
     manifest_path = staging / MANIFEST
-    manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2) + "\n")
+    manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
     for path in (tensors_path, manifest_path):
         os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
         with path.open("rb") as handle:
@@ -294,11 +296,14 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     _fsync_dir(staging)
 
 
-def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
+def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:
     """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
 
     Crash-consistent (see the module docstring); a refused target raises :class:`OutputError` and a
     failed write (full disk, permissions) raises it too, with the previous model left as it was.
+    ``replacing``: :func:`_fingerprint` of the model this save was derived from; if the folder holds another
+    one by the time the lock is held (a concurrent change), nothing is written and
+    :class:`ConfigError` says to run again, so no change is silently lost.
     """
     target = check_replaceable(directory)
     parent = target.parent
@@ -309,6 +314,8 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
     with _folder_lock(parent):
         _clean_leftovers(target)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
+        if replacing is not None and _fingerprint(target) != replacing:
+            raise ConfigError(f"{directory}: the model changed while this change was prepared; run the command again")
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
         except OSError as exc:
@@ -339,12 +346,22 @@ def save(model: ExpertModel, directory: str | os.PathLike[str]) -> Path:
             _fsync_dir(parent)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise OutputError(f"{directory}: cannot write the model ({exc}); the previous model is unchanged") from exc
+            reason = exc.strerror or str(exc)
+            message = f"{directory}: cannot write the model ({reason}); the previous model is unchanged"
+            raise OutputError(message) from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     _step("saved")
     return target
+
+
+def _fingerprint(directory: Path) -> str | None:
+    """SHA-256 of the model's ``model.json`` bytes (any schema); None when there is none to read."""
+    try:
+        return _sha256(directory / MANIFEST)
+    except OSError:
+        return None
 
 
 def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
@@ -353,23 +370,23 @@ def _require(data: dict[str, Any], key: str, kind: type, where: Path) -> Any:
     return data[key]
 
 
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
     """Read and check ``model.json``, first restoring a model a crashed save left retired.
 
     The JSON-only reader is :func:`eagle_iad.expert.manifest.read_manifest` (no torch, no recovery),
-    what ``eagle info`` uses.
+    what ``eagle info`` uses; ``verify`` is passed on to it.
     """
     absolute = Path(os.path.abspath(directory))
     if not os.path.lexists(absolute) and _leftovers(absolute, "old"):
         with _folder_lock(absolute.parent):  # a save crashed between its two renames: restore the old model
             _recover(absolute)
-    return _manifest_file.read_manifest(directory)
+    return _manifest_file.read_manifest(directory, verify=verify)
 
 
 def load(directory: str | os.PathLike[str]) -> ExpertModel:
     """Load and verify a model directory; every inconsistency raises :class:`ModelFormatError`."""
     root = Path(directory)
-    data = read_manifest(root)
+    data = read_manifest(root, verify=False)  # the specific checks below come first, the checksum last
     where = root / MANIFEST
     try:
         config_data = dict(_require(data, "config", dict, where))
@@ -387,14 +404,10 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         grid = (int(grid_raw[0]), int(grid_raw[1]))
         train_images = [str(x) for x in training["images"]]
         train_scores = np.asarray(training["scores"], dtype=np.float64)
+        history = list(data.get("history") or [])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
-    for field in ("tau", "s_max"):
-        value = getattr(thresholds, field)
-        if not math.isfinite(value) or value < 0:
-            raise ModelFormatError(
-                f"{where}: thresholds.{field} is {value!r}; it must be a finite number >= 0 (refit the model)"
-            )
+    check_thresholds(data, root)
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")
@@ -428,6 +441,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
+    _check_statistics(thresholds, train_scores, history, where)
+    check_checksum(data, root)
     return ExpertModel(
         category=str(data.get("category", root.name)),
         config=config,
@@ -444,4 +459,79 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
         calibration=calibration,
         map_offset=None if map_offset is None else map_offset.float().contiguous(),
+        history=history,
     )
+
+
+def _check_statistics(thresholds: Thresholds, scores: np.ndarray, history: list[Any], where: Path) -> None:
+    """The numbers a verdict rests on agree with each other (after the shapes were checked).
+
+    tau may lie above s_max (the low-confidence band is then empty, docs/METHOD.md §2), so the band
+    itself is never refused; what is refused is what no fit or ``eagle threshold`` writes.
+    """
+    if scores.size == 0 or not bool(np.all(np.isfinite(scores))) or float(scores.min()) < 0:
+        raise ModelFormatError(f"{where}: training.scores must be finite numbers >= 0 (one per training image)")
+    largest = float(scores.max())
+    if not math.isclose(thresholds.s_max, largest, rel_tol=1e-9, abs_tol=1e-12):
+        raise ModelFormatError(
+            f"{where}: thresholds.s_max is {thresholds.s_max!r} but the largest training score is {largest!r}; "
+            "s_max must be the largest training score (refit the model)"
+        )
+    if thresholds.rule not in RULES:
+        raise ModelFormatError(f"{where}: thresholds.rule is {thresholds.rule!r}; known rules: {', '.join(RULES)}")
+    for number, entry in enumerate(history, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("before"), dict):
+            raise ModelFormatError(f"{where}: history entry {number} is malformed (no 'before' thresholds)")
+
+
+def change_threshold(
+    directory: str | os.PathLike[str],
+    *,
+    why: str,
+    by: str,
+    tau: float | None = None,
+    restore: int | None = None,
+) -> tuple[ExpertModel, dict[str, Any]]:
+    """Set tau (``tau``) or put back the thresholds that change ``restore`` replaced, on the record.
+
+    Why a command and not an edit of ``model.json``: a threshold decides every verdict, so who changed
+    it, when, why and from what must stay with the model (its ``history``); a hand edit leaves no such
+    record and is refused at load (the checksum). The model is loaded with every check, given the new
+    thresholds (rule ``fixed``: tau no longer follows from the training scores; s_max, the training
+    statistics and the map calibration stay the fit's) and saved through :func:`save`, atomically.
+    Returns the saved model and the history entry just added.
+    """
+    if (tau is None) == (restore is None):
+        raise ConfigError("give either --tau VALUE or --restore N")
+    if not why.strip():
+        raise ConfigError("--why must say why the threshold changes (it is kept in the model's history)")
+    loaded_from = _fingerprint(Path(directory))
+    model = load(directory)
+    before = model.thresholds
+    entry: dict[str, Any] = {
+        "change": len(model.history) + 1,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "why": why.strip(),
+    }
+    if tau is not None:
+        if not math.isfinite(tau) or tau < 0:
+            raise ConfigError(f"--tau must be a finite number >= 0, got {tau!r}")
+        after = Thresholds(rule="fixed", tau=float(tau), s_max=before.s_max, params={"value": float(tau)})
+        entry["action"] = "set"
+    else:
+        assert restore is not None
+        if not 1 <= restore <= len(model.history):
+            known = f"1..{len(model.history)}" if model.history else "none yet"
+            raise ConfigError(f"--restore {restore}: no such change in {directory} (changes: {known})")
+        old = Thresholds.from_dict(model.history[restore - 1]["before"])
+        after = Thresholds(rule=old.rule, tau=old.tau, s_max=before.s_max, params=old.params)
+        entry["action"] = "restore"
+        entry["restored"] = restore
+    if after == before:
+        raise ConfigError(f"{directory}: tau is already {before.tau!r} with rule {before.rule!r}; nothing to change")
+    entry["before"] = before.to_dict()
+    entry["after"] = after.to_dict()
+    changed = dataclasses.replace(model, thresholds=after, history=[*model.history, entry])
+    save(changed, directory, replacing=loaded_from)
+    return changed, entry

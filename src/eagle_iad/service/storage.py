@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from eagle_iad.mllm.server import ApiError
+from eagle_iad.mllm.serving import ApiError
 
 #: ``errno`` values that mean "no room": a full disk, or the user's quota.
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -1,0 +1,122 @@
+"""Where a command may write, checked before any work, and write failures as one clear error.
+
+Every command that writes (``fit``, ``inspect --out``, ``eval-expert``, ``eval``, ``attention``)
+calls :func:`check_output_path` first, so a bad ``--out`` costs a second, not a fit. The same rules
+hold for all of them: not the filesystem root, not the current directory or a folder above it, not a
+symbolic link (give the folder itself), not an existing file, not below a file, and somewhere this
+user can write. A missing folder, however deep, is created. ``fit`` adds its own rule on what a model
+folder may replace (:func:`eagle_iad.expert.store.check_replaceable`).
+
+A report (``eval-expert``, ``attention``) is written complete into a staging folder inside the
+output folder and then moved into place file by file (:func:`staged_folder`), so a full disk or a
+size limit leaves the previous report as it was. A write that fails for lack of space raises
+:class:`OutputError` naming the file (:func:`write_errors`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from eagle_iad.errors import OutputError
+
+#: errno values that mean "this output cannot be written here" (full disk, quota, a file size
+#: limit, a read-only filesystem, permissions), as opposed to a bug.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
+)
+#: The subset that only a write can cause: the CLI reports these as one line wherever they happen
+#: (a fit's scratch file in ``TMPDIR`` included).
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def check_output_path(given: str | os.PathLike[str], what: str, example: str, from_parent: bool = False) -> Path:
+    """The absolute output path, or :class:`OutputError` with one line naming the problem.
+
+    ``what`` names what would be written ("a model", "a report"), ``example`` a good alternative
+    (``./model``). ``from_parent``: the writer replaces the folder itself (a model), so its parent
+    must be writable; otherwise the writer writes inside the folder, so the folder (or the nearest
+    existing folder above it, where it will be created) must be.
+    """
+    shown = os.fspath(given)
+    target = Path(os.path.abspath(shown))
+    if target.parent == target:
+        raise OutputError(f"{shown}: refusing to write {what} over the filesystem root; give a new folder")
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise OutputError(f"{shown}: is the current directory (or holds it); give a new folder such as {example}")
+    if os.path.islink(target):
+        raise OutputError(f"{shown}: is a symbolic link; give the folder itself or a new folder")
+    if os.path.lexists(target) and not target.is_dir():
+        raise OutputError(f"{shown}: exists and is not a directory; refusing to replace it")
+    ancestor = target.parent if from_parent else target
+    while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{shown}: cannot be created because {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{shown}: cannot write in {ancestor} (permission denied)")
+    return target
+
+
+def describe_write_error(exc: OSError, where: str | os.PathLike[str] = "an output file") -> str:
+    """One line for a failed write: the file (``where`` when the error does not name one) and the reason."""
+    where = exc.filename if exc.filename is not None else os.fspath(where)
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"{where}: cannot be written ({reason}: the disk is full or a file size limit was reached)"
+    return f"{where}: cannot be written ({reason})"
+
+
+@contextmanager
+def write_errors(where: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Turn a write failure (:data:`WRITE_ERRNOS`) inside the block into :class:`OutputError`.
+
+    ``where`` is named when the error itself names no file (a failed ``write()`` does not); ``what``
+    says what state the output was left in.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise OutputError(f"{describe_write_error(exc, where)}; {what}") from None
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A private folder inside ``target`` to write a report into; moved into ``target`` on success.
+
+    Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
+    it elsewhere first means a full disk fails before any previous file is replaced; the moves that
+    follow are renames within one folder, which need no space. The staging folder is removed in
+    every case, and a folder this created is removed again when nothing was published into it.
+    """
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise OutputError(f"{describe_write_error(exc, target)}; nothing was written") from None
+    published = False
+    try:
+        with write_errors(target, "the previous files there are unchanged"):
+            yield staging
+        for path in sorted(staging.rglob("*")):
+            destination = target / path.relative_to(staging)
+            if path.is_dir():
+                destination.mkdir(exist_ok=True)
+            else:
+                os.replace(path, destination)
+                published = True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not published:
+            shutil.rmtree(target, ignore_errors=True)
