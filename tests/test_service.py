@@ -560,6 +560,32 @@ def test_full_mllm_queue_answers_429(workspace: dict[str, Path], tmp_path: Path)
     assert verdict["answer"] == "A" and verdict["decision"] == "anomalous" and verdict["verdict"]["reply"] == "A"
 
 
+def test_an_inspection_with_an_mllm_runs_the_expert_once(
+    workspace: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures and the MLLM's prompt come from one expert pass (the pipeline takes the result)."""
+    from eagle_iad.expert.patchcore import Expert
+    from eagle_iad.service import create_app
+
+    passes: list[int] = []
+    original = Expert.inspect
+
+    def counted(self: Expert, *args: Any, **kwargs: Any) -> Any:
+        passes.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Expert, "inspect", counted)
+    fake = BlockingBackend()
+    fake.release.set()
+    app = create_app(_settings(workspace, tmp_path), backend=fake)
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    with LiveServer(app) as live:
+        status, _, record = inspect_request(live.base, image)
+    assert status == 200, record
+    assert fake.calls == 1 and len(passes) == 1
+    assert record["verdict"]["score"] == record["score"] and record["verdict"]["reply"] == "A"
+
+
 def test_inspections_beyond_the_limit_answer_429(workspace: dict[str, Path], tmp_path: Path) -> None:
     from eagle_iad.service import create_app
 

@@ -128,25 +128,15 @@ def _parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int
 
 
 def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
-    """``<stem>_attn_L<layer>.png`` per captured layer, one unique stem per input; paths go into the metadata."""
+    """Overlays per captured layer, one unique stem per input; their paths go into the metadata."""
     from eagle_iad.images import load_rgb
-    from eagle_iad.mllm.attention import attention_overlay
-    from eagle_iad.mllm.base import AttentionCapture
     from eagle_iad.naming import picture_stems
-    from eagle_iad.tgps.render import save_png
+    from eagle_iad.pipeline import write_attention_overlays
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     for verdict, stem in zip(verdicts, picture_stems([v.image for v in verdicts]), strict=True):
-        if verdict.attention is None:
-            continue
-        capture = AttentionCapture.from_dict(verdict.attention)
-        rgb = load_rgb(verdict.image)
-        pictures = {}
-        for layer in sorted(capture.per_layer):
-            path = out_dir / f"{stem}_attn_L{layer}.png"
-            save_png(path, attention_overlay(rgb, capture, layer))
-            pictures[f"attention_L{layer}"] = str(path)
-        verdict.metadata["pictures"] = pictures
+        if verdict.attention is not None:
+            written = write_attention_overlays(load_rgb(verdict.image), verdict.attention, out_dir, stem)
+            verdict.metadata["pictures"] = {kind: str(path) for kind, path in written.items()}
 
 
 def _check_images(paths: Sequence[str | None]) -> None:

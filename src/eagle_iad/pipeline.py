@@ -22,7 +22,7 @@ import numpy as np
 from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
 from eagle_iad.errors import ConfigError
-from eagle_iad.expert.patchcore import Expert
+from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
@@ -39,7 +39,7 @@ from eagle_iad.tgps.prompt import (
     build_prompt,
 )
 from eagle_iad.tgps.regions import Box
-from eagle_iad.tgps.render import RenderStyle, render
+from eagle_iad.tgps.render import RenderStyle, render, save_png
 from eagle_iad.verdict import make_verdict, region_threshold
 
 _MODES: dict[str, PromptMode] = {
@@ -132,9 +132,17 @@ class Eagle:
             self._template = load_rgb(self.config.template_image)
 
     def inspect(
-        self, image: ImageSource | np.ndarray, question: Question | None = None, name: str | None = None
+        self,
+        image: ImageSource | np.ndarray,
+        question: Question | None = None,
+        name: str | None = None,
+        expert_result: ExpertResult | None = None,
     ) -> EagleVerdict:
-        """Run the configured condition on one image (a path, encoded bytes or an RGB array)."""
+        """Run the configured condition on one image (a path, encoded bytes or an RGB array).
+
+        ``expert_result`` is this image's expert pass when the caller already ran it (the service
+        renders the expert's pictures from it first): the expert then runs once per inspection.
+        """
         start = time.perf_counter()
         question = question or ANOMALY_QUESTION
         if name is None:
@@ -150,7 +158,7 @@ class Eagle:
         boxed_ref: str | None = None
         timings: dict[str, float] = {}
         if condition != "baseline" and self.expert is not None:
-            result = self.expert.inspect(rgb)
+            result = expert_result if expert_result is not None else self.expert.inspect(rgb)
             verdict = make_verdict(self.expert, name, result)
             score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
             expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes
@@ -205,3 +213,18 @@ class Eagle:
             attention=None if reply.attention is None else reply.attention.to_dict(),
             metadata={"backend": self.backend.name, "caas_forced": self.config.force_caas, **reply.metadata},
         )
+
+
+def write_attention_overlays(rgb: np.ndarray, attention: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
+    """``<stem>_attn_L<layer>.png`` per captured layer; the CLI and the service both write them here."""
+    from eagle_iad.mllm.attention import attention_overlay
+    from eagle_iad.mllm.base import AttentionCapture
+
+    capture = AttentionCapture.from_dict(attention)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for layer in sorted(capture.per_layer):
+        path = out_dir / f"{stem}_attn_L{layer}.png"
+        save_png(path, attention_overlay(rgb, capture, layer))
+        written[f"attention_L{layer}"] = path
+    return written

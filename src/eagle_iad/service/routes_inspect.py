@@ -2,8 +2,8 @@
 
 An inspection is the expert's verdict (no MLLM configured) or the full EAGLE verdict (MLLM
 configured: TGPS prompt, CAAS in the band), stored in the history with links to its pictures.
-With an MLLM the expert runs twice on the image (once here for the pictures, once inside
-:class:`Eagle`); the expert pass is milliseconds next to the MLLM's, and :class:`Eagle` stays untouched.
+The expert runs once per inspection: its result gives the pictures here and is handed to
+:class:`Eagle` for the prompt.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.service.store import Inspection
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
-from eagle_iad.tgps.render import save_png
 from eagle_iad.verdict import make_verdict, write_pictures
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -46,24 +45,21 @@ def _safe_name(filename: str | None) -> str:
 
 
 def _ask_mllm(
-    state: ServiceState, expert: Any, rgb: Any, filename: str, question_text: str | None, attention: bool,
-    out: Path, link: str, pictures: dict[str, str],
+    state: ServiceState, expert: Any, rgb: Any, result: Any, filename: str, question_text: str | None,
+    attention: bool, out: Path, link: str, pictures: dict[str, str],
 ) -> dict[str, Any]:  # fmt: skip
-    """The full EAGLE verdict (TGPS prompt, CAAS in the band); attention overlays are added to ``pictures``."""
-    from eagle_iad.mllm.attention import attention_overlay
-    from eagle_iad.mllm.base import AttentionCapture
-    from eagle_iad.pipeline import Eagle, EagleConfig
+    """The full EAGLE verdict (TGPS prompt, CAAS in the band) on the expert pass already made;
+    attention overlays are added to ``pictures``."""
+    from eagle_iad.pipeline import Eagle, EagleConfig, write_attention_overlays
 
     assert state.queued is not None
     question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
-    verdict = Eagle(expert, state.queued, EagleConfig(capture_attention=attention)).inspect(rgb, question, filename)
+    eagle = Eagle(expert, state.queued, EagleConfig(capture_attention=attention))
+    verdict = eagle.inspect(rgb, question, filename, expert_result=result)
     record = verdict.to_dict()
     if verdict.attention is not None:
-        capture = AttentionCapture.from_dict(verdict.attention)
-        for layer in sorted(capture.per_layer):
-            path = out / f"{picture_stems([filename])[0]}_attn_L{layer}.png"
-            save_png(path, attention_overlay(rgb, capture, layer))
-            pictures[f"attention_L{layer}"] = f"{link}/{path.name}"
+        written = write_attention_overlays(rgb, verdict.attention, out, picture_stems([filename])[0])
+        pictures.update({kind: f"{link}/{path.name}" for kind, path in written.items()})
         record["attention"] = None  # large; the overlays carry it
     return record
 
@@ -91,7 +87,7 @@ def run_inspection(
             record: dict[str, Any] = expert_verdict.to_dict()
             answer, decision, caas_applied = None, expert_verdict.decision, False
         else:
-            record = _ask_mllm(state, expert, rgb, filename, question_text, attention, out, link, pictures)
+            record = _ask_mllm(state, expert, rgb, result, filename, question_text, attention, out, link, pictures)
             answer, decision, caas_applied = record["answer"], record["decision"], bool(record["caas_applied"])
     except BaseException as exc:
         shutil.rmtree(out, ignore_errors=True)  # a refused (429) or failed inspection leaves no orphan pictures
