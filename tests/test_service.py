@@ -653,3 +653,48 @@ def test_serve_cli_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--data-root" in capsys.readouterr().err
     assert main(["serve", "--models", str(tmp_path), "--mllm-queue", "0"]) == 2
     assert "--mllm-queue must be at least 1" in capsys.readouterr().err
+
+
+def test_threshold_change_is_recorded_applied_at_once_and_restorable(
+    workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    """``POST /v1/categories/{name}/threshold``: recorded, used by the next inspection, restorable."""
+    import shutil
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    shutil.copytree(workspace["models"] / "mono", models / "mono")
+    app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))
+    image = next((workspace["data"] / "cells").iterdir()).read_bytes()
+    url_of = "{}/v1/categories/mono/threshold".format
+
+    def change(base: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        return call("POST", url_of(base), body=json.dumps(body).encode(), content_type="application/json")
+
+    with LiveServer(app) as live:
+        base = live.base
+        before = inspect_request(base, image)[2]
+        fitted_tau, score = before["tau"], before["score"]
+        assert before["decision"] == ("anomalous" if score >= fitted_tau else "normal")
+        status, _, category = change(base, {"tau": score + 1.0, "why": "too many false alarms", "by": "qe-1"})
+        assert status == 200, category
+        assert category["tau"] == score + 1.0 and category["rule"] == "fixed"
+        (entry,) = category["history"]
+        assert (entry["change"], entry["by"], entry["action"]) == (1, "qe-1", "set")
+        assert entry["why"] == "too many false alarms"
+        assert entry["before"]["tau"] == fitted_tau and entry["after"]["tau"] == score + 1.0
+        after = inspect_request(base, image)[2]
+        assert (after["tau"], after["score"], after["decision"]) == (score + 1.0, score, "normal")
+        status, _, category = change(base, {"restore": 1, "why": "back to the fit's threshold"})
+        assert status == 200 and category["tau"] == fitted_tau and len(category["history"]) == 2
+        assert category["history"][1]["by"] == "api" and category["history"][1]["restored"] == 1
+        assert inspect_request(base, image)[2]["tau"] == fitted_tau
+        _error(change(base, {"why": "nothing"}), 400, "give either 'tau'")
+        _error(change(base, {"tau": 1.0, "restore": 1, "why": "both"}), 400, "give either 'tau'")
+        _error(change(base, {"restore": 9, "why": "no such"}), 400, "restore 9: no such change", "changes: 1..2")
+        assert change(base, {"tau": -1.0, "why": "negative"})[0] == 400  # the schema refuses it
+        assert change(base, {"tau": 1.0, "why": ""})[0] == 400
+        _error(call("POST", url_of(base).replace("mono", "nope"), body=b'{"tau": 1, "why": "x"}',
+                    content_type="application/json"), 404, "no fitted category")  # fmt: skip
+        assert str(models) not in json.dumps(change(base, {"restore": 9, "why": "no such"})[2])  # no host paths

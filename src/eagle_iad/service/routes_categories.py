@@ -22,10 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from eagle_iad.data import IMAGE_EXTENSIONS
-from eagle_iad.errors import EagleError, ModelFormatError, OutputError
+from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.backbones import backbone_names
-from eagle_iad.expert.store import MANIFEST, check_replaceable, read_manifest
+from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, read_manifest
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
@@ -78,6 +78,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "train_images": len(manifest["training"]["images"]),
         "bank_size": manifest["training"].get("bank_size"),
         "training_scores": distribution,
+        **({"history": list(manifest.get("history", []))} if with_scores else {}),
     }
 
 
@@ -105,6 +106,37 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
     except (ModelFormatError, KeyError, TypeError) as exc:
         reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
+
+
+@router.post("/categories/{name}/threshold", response_model=schemas.Category)
+def change_category_threshold(name: str, change: schemas.ThresholdChange, request: Request) -> dict[str, Any]:
+    """Set the category's tau (or restore an earlier one), recorded in the model's history.
+
+    The same recorded change as ``eagle threshold``: who, when, why and the thresholds before and
+    after stay with the model, the saved model is replaced atomically, and the next inspection uses
+    the new threshold (the expert cache reloads a model whose files changed). Two concurrent
+    changes cannot both win: the later save sees the model changed and answers 409.
+    """
+    state = service(request)
+    directory = state.settings.models_dir / check_name(name)
+    if not (directory / MANIFEST).is_file():
+        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+    if (change.tau is None) == (change.restore is None):
+        raise ApiError(400, "give either 'tau' (a new threshold) or 'restore' (the number of a change to undo)")
+    if not change.why.strip():
+        raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)")
+    try:
+        change_threshold(directory, why=change.why, by=(change.by or "").strip() or "api", tau=change.tau,
+                         restore=change.restore)  # fmt: skip
+    except (ConfigError, ModelFormatError) as exc:
+        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
+        reason = reason.replace("--restore", "restore").replace("--tau", "tau")
+        status, code = (409, "model_changed") if "changed while" in reason else (400, "invalid_threshold")
+        if isinstance(exc, ModelFormatError):
+            status, code = 409, "model_invalid"
+        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+    state.experts.drop(name)
+    return describe(directory, with_scores=True)
 
 
 def _config(options: dict[str, Any]) -> ExpertConfig:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Open(BaseModel):
@@ -44,8 +44,20 @@ class Category(_Open):
     train_images: int | None = None
     bank_size: int | None = None
     training_scores: ScoreDistribution | None = None
+    #: Threshold changes since the fit, oldest first (who, when, why, before/after); the detail only.
+    history: list[dict[str, Any]] | None = None
     #: Set instead of the fields above when the category's manifest cannot be read.
     error: str | None = None
+
+
+class ThresholdChange(BaseModel):
+    """A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tau: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    restore: int | None = Field(default=None, ge=1)
+    why: str = Field(min_length=1, max_length=500)
+    by: str | None = Field(default=None, max_length=100)
 
 
 class CategoryList(_Open):
