@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,11 +37,24 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 MAX_QUESTION_CHARS = 1000
 
 
+#: Folders kept in front of an upload's file name (``lot-7/cut/003.png``): enough to tell apart
+#: same-named files from different folders, short enough for a table column.
+MAX_NAME_FOLDERS = 3
+
+
 def _safe_name(filename: str | None) -> str:
-    """The upload's base name reduced to a safe alphabet (it names the picture files)."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", base).lstrip(".")[:80]
-    return clean or "upload.png"
+    """The upload's name with up to three folders, each part reduced to a safe alphabet.
+
+    The folders are kept because ``cut/003.png`` and ``hole/003.png`` are different images that a
+    user must be able to tell apart in the history; ``..``, ``.`` and empty parts are dropped, so the
+    name never points anywhere (pictures are named by the base name inside the inspection's folder).
+    """
+    parts = [part for part in re.split(r"[\\/]", filename or "") if part not in ("", ".", "..")]
+    clean = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).lstrip(".")[:80] for part in parts[-(MAX_NAME_FOLDERS + 1) :]]
+    base = clean[-1] if clean else ""
+    if not base:
+        return "upload.png"
+    return "/".join([*(part for part in clean[:-1] if part), base])
 
 
 def _ask_mllm(
@@ -60,7 +73,7 @@ def _ask_mllm(
     if verdict.attention is not None:
         capture = AttentionCapture.from_dict(verdict.attention)
         for layer in sorted(capture.per_layer):
-            path = out / f"{picture_stems([filename])[0]}_attn_L{layer}.png"
+            path = out / f"{picture_stems([PurePosixPath(filename).name])[0]}_attn_L{layer}.png"
             save_png(path, attention_overlay(rgb, capture, layer))
             pictures[f"attention_L{layer}"] = f"{link}/{path.name}"
         record["attention"] = None  # large; the overlays carry it
@@ -82,7 +95,7 @@ def run_inspection(
     try:
         result = expert.inspect(rgb)
         expert_verdict = make_verdict(expert, filename, result)
-        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([filename])[0])
+        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([PurePosixPath(filename).name])[0])
         pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
         if state.queued is None:
             record: dict[str, Any] = expert_verdict.to_dict()
