@@ -5,7 +5,7 @@
  * so it pipes into `jq`. Exit codes: 0 done, 1 the service refused or failed, 2 bad usage or unreachable.
  */
 import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
+import { basename, dirname, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
 import { EagleClient, type Decision, type FitOptions, type FitSource } from "./client.js";
@@ -68,6 +68,25 @@ export function parseFitOptions(pairs: string[]): FitOptions {
     }
   }
   return options as FitOptions;
+}
+
+/**
+ * The names the service records for IMAGE arguments: the file name, and for files that share one
+ * (`cut/003.png`, `hole/003.png`) the path below the deepest folder they have in common, so the
+ * history and this command's output tell them apart (the engine's own naming rule, naming.py).
+ */
+export function uploadNames(paths: readonly string[]): string[] {
+  const names = paths.map((path) => basename(path));
+  const count = new Map<string, number>();
+  for (const name of names) count.set(name, (count.get(name) ?? 0) + 1);
+  const clashing = names.flatMap((name, i) => ((count.get(name) ?? 0) > 1 ? [i] : []));
+  if (clashing.length === 0) return names;
+  const dirs = clashing.map((i) => dirname(resolve(paths[i] as string)).split(sep));
+  const common: string[] = [];
+  for (let k = 0; dirs.every((d) => k < d.length && d[k] === dirs[0]?.[k]); k++) common.push(dirs[0]?.[k] as string);
+  const root = common.join(sep) || sep;
+  for (const i of clashing) names[i] = relative(root, resolve(paths[i] as string)).split(sep).join("/");
+  return names;
 }
 
 function print(value: unknown): void {
@@ -136,11 +155,12 @@ async function run(argv: string[]): Promise<number> {
       if (!values.category) throw new UsageError("inspect needs --category");
       if (rest.length === 0) throw new UsageError("inspect needs at least one IMAGE");
       let failures = 0;
-      for (const path of rest) {
+      const names = uploadNames(rest);
+      for (const [index, path] of rest.entries()) {
         try {
           const data = await readFile(path);
           const record = await client.inspect(data, values.category, {
-            filename: basename(path),
+            filename: names[index] as string,
             ...(values.question !== undefined ? { question: values.question } : {}),
             ...(values.attention ? { attention: true } : {}),
           });

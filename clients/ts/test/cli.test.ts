@@ -1,10 +1,12 @@
 /** The `eagle-client` executable (built `dist/bin.js`) as a user runs it, against the real service. */
 import { execFile } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { parseFitOptions } from "../src/cli.js";
+import { parseFitOptions, uploadNames } from "../src/cli.js";
 import { sharedServer } from "./fixture.js";
 
 const BIN = resolve(import.meta.dirname, "..", "dist", "bin.js");
@@ -26,6 +28,19 @@ describe("eagle-client", () => {
   let fixture = "";
   beforeAll(() => {
     ({ baseUrl, fixtureDir: fixture } = sharedServer());
+  });
+
+  it("names same-named images from different folders by their folders", async () => {
+    const root = mkdtempSync(join(tmpdir(), "eagle-cli-names-"));
+    const paths = ["cut", "hole"].map((folder) => {
+      mkdirSync(join(root, folder));
+      copyFileSync(join(fixture, "sample-good.png"), join(root, folder, "003.png"));
+      return join(root, folder, "003.png");
+    });
+    const { code, stdout } = await cli(["--url", baseUrl, "inspect", "--category", "mono", ...paths]);
+    expect(code).toBe(0);
+    const names = stdout.trim().split("\n").map((line) => (JSON.parse(line) as { image_name: string }).image_name);
+    expect(names).toEqual(["cut/003.png", "hole/003.png"]);
   });
 
   it("inspects images and prints one JSON line each; a bad file is reported and sets exit 1", async () => {
@@ -76,6 +91,14 @@ describe("eagle-client", () => {
     const { code, stderr } = await cli(["--url", baseUrl, "category", "nope"]);
     expect(code).toBe(1);
     expect(stderr).toBe("eagle-client: no fitted category 'nope'\n");
+  });
+});
+
+describe("uploadNames", () => {
+  it("keeps file names, and the folders below the common one where names clash", () => {
+    expect(uploadNames(["a/x.png", "b/y.png"])).toEqual(["x.png", "y.png"]);
+    expect(uploadNames(["/d/lot/cut/003.png", "/d/lot/hole/003.png", "/d/other/004.png"])).toEqual(["cut/003.png", "hole/003.png", "004.png"]);
+    expect(uploadNames(["/d/cut/a/003.png", "/d/003.png"])).toEqual(["cut/a/003.png", "003.png"]);
   });
 });
 
