@@ -1,5 +1,6 @@
 import type { InspectionRecord } from "@eagle-iad/client";
-import { useId, useState } from "react";
+import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
@@ -7,6 +8,11 @@ import { SelectField } from "../components/SelectField";
 import { DECISIONS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
+
+/** The small picture of a row: the image as inspected (boxed when anomalous). */
+function thumbnail(record: InspectionRecord): string | undefined {
+  return record.pictures["box"] ?? record.pictures["heatmap"];
+}
 
 export function HistoryPage({ params }: { params: URLSearchParams }) {
   const { client } = useApi();
@@ -24,6 +30,34 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     [client, key],
   );
   const [selected, setSelected] = useState<InspectionRecord | null>(null);
+  const detailRef = useRef<HTMLElement>(null);
+  const headingRef = useRef<HTMLHeadingElement>(null);
+  // The detail opens below the table: move there (scroll and focus) so keyboard and screen-reader
+  // users land on it; Escape or Close return focus to the row's button.
+  useEffect(() => {
+    if (!selected) return;
+    detailRef.current?.scrollIntoView({ block: "start" });
+    headingRef.current?.focus({ preventScroll: true });
+  }, [selected]);
+  const close = useCallback(() => {
+    setSelected((current) => {
+      if (current) {
+        requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(current.id)}"]`)?.focus());
+      }
+      return null;
+    });
+  }, []);
+  useEffect(() => {
+    if (!selected) return;
+    const onKey = (event: KeyboardEvent) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [selected, close]);
   const go = (next: HistoryFilter) => {
     setSelected(null);
     window.location.hash = formatRoute("history", null, filterToParams(next));
@@ -75,18 +109,21 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             <table className="data-table history-table" aria-label="Inspection history">
               <thead>
                 <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Category</th>
+                  <th scope="col" className="thumb-cell">
+                    <span className="sr-only">Picture</span>
+                  </th>
                   <th scope="col">Image</th>
                   <th scope="col" className="num">Score</th>
                   <th scope="col">Decision</th>
-                  <th scope="col">CAAS</th>
+                  <th scope="col" className="wide-only">Time</th>
+                  <th scope="col" className="wide-only">Category</th>
+                  <th scope="col" className="wide-only">CAAS</th>
                 </tr>
               </thead>
               <tbody aria-busy={page.loading}>
                 {data.items.length === 0 ? (
                   <tr>
-                    <td colSpan={6} className="empty">
+                    <td colSpan={7} className="empty">
                       No inspections match these filters.
                     </td>
                   </tr>
@@ -98,18 +135,25 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                     onClick={() => setSelected(r)}
                     aria-selected={selected?.id === r.id}
                   >
-                    <td className="nowrap">{new Date(r.time).toLocaleString()}</td>
-                    <td>{r.category}</td>
-                    <td>
-                      <button type="button" className="link-button" onClick={(e) => (e.stopPropagation(), setSelected(r))} aria-label={`Show ${r.image_name} from ${r.time}`}>
+                    <td className="thumb-cell">
+                      {thumbnail(r) ? <Picture link={thumbnail(r) as string} alt="" className="thumb" /> : null}
+                    </td>
+                    <td className="image-cell">
+                      <button type="button" className="link-button" data-show={r.id} onClick={(e) => (e.stopPropagation(), setSelected(r))}
+                        aria-label={`Show ${r.image_name} from ${r.time}`}>
                         {r.image_name}
                       </button>
+                      <span className="narrow-only muted small">
+                        {r.category} · {new Date(r.time).toLocaleString()}
+                      </span>
                     </td>
                     <td className="num">{formatScore(r.score)}</td>
                     <td>
                       <DecisionBadge decision={r.decision} size="small" />
                     </td>
-                    <td>{r.caas_applied ? "applied" : "–"}</td>
+                    <td className="nowrap wide-only">{new Date(r.time).toLocaleString()}</td>
+                    <td className="wide-only">{r.category}</td>
+                    <td className="wide-only">{r.caas_applied ? "applied" : "–"}</td>
                   </tr>
                 ))}
               </tbody>
@@ -129,14 +173,17 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
         </>
       ) : null}
       {selected ? (
-        <section className="panel detail" aria-label="Selected inspection">
+        <section className="panel detail" aria-label="Selected inspection" ref={detailRef}>
           <div className="detail-head">
-            <span className="muted small">Inspection {selected.id}</span>
-            <button type="button" className="button secondary" onClick={() => setSelected(null)}>
+            <h2 className="detail-title" tabIndex={-1} ref={headingRef}>
+              {selected.image_name}
+            </h2>
+            <button type="button" className="button secondary" onClick={close} aria-keyshortcuts="Escape">
               Close
             </button>
           </div>
-          <InspectionView key={selected.id} record={selected} headingLevel={2} />
+          <p className="muted small detail-id">Inspection {selected.id} · Escape closes</p>
+          <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>
       ) : null}
     </section>
