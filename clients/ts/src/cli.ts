@@ -8,8 +8,9 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
-import { EagleClient, type Decision, type FitOptions, type FitSource } from "./client.js";
+import { EagleClient, type Decision, type FitOptions, type FitSource, type InspectionRecord } from "./client.js";
 import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+import { toCsv, toJsonLines } from "./export.js";
 
 const USAGE = `usage: eagle-client [--url URL] <command> [options]
 
@@ -21,7 +22,9 @@ commands:
                                           inspect images (one JSON line each)
   fit NAME (--folder DIR | FILE...) [--option key=value ...]
                                           fit a category from uploads or a server folder; progress on stderr
-  history [--category C] [--decision anomalous|normal|undecided] [--limit N] [--offset N]
+  history [--category C] [--decision anomalous|normal|undecided] [--limit N] [--offset N] [--format json|csv|jsonl]
+                                          json: one page as the service sends it; csv / jsonl: every
+                                          matching inspection (at most --limit), one row each
   evaluations                             evaluation runs with their metrics
 
 options:
@@ -114,6 +117,7 @@ async function run(argv: string[]): Promise<number> {
       decision: { type: "string" },
       limit: { type: "string" },
       offset: { type: "string" },
+      format: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -207,6 +211,25 @@ async function run(argv: string[]): Promise<number> {
       }
       const limit = integer("limit", values.limit);
       const offset = integer("offset", values.offset);
+      const format = values.format ?? "json";
+      if (!["json", "csv", "jsonl"].includes(format)) throw new UsageError("--format must be json, csv or jsonl");
+      if (format !== "json") {
+        const records: InspectionRecord[] = [];
+        let skip = offset ?? 0;
+        for await (const record of client.historyAll({
+          ...(values.category ? { category: values.category } : {}),
+          ...(decision ? { decision: decision as Decision } : {}),
+        })) {
+          if (skip > 0) {
+            skip--;
+            continue;
+          }
+          if (limit !== undefined && records.length >= limit) break;
+          records.push(record);
+        }
+        process.stdout.write(format === "csv" ? toCsv(records, client.baseUrl) : toJsonLines(records, client.baseUrl));
+        return 0;
+      }
       print(
         await client.history({
           ...(limit !== undefined ? { limit } : {}),

@@ -30,3 +30,4 @@ export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./e
 export type { components, paths } from "./generated/openapi.js";
 export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
+export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportBox, type ExportRow } from "./export.js";

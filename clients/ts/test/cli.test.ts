@@ -62,6 +62,21 @@ describe("eagle-client", () => {
     expect(stderr).toMatch(/\[#+\] \d+\/\d+/);
   });
 
+  it("exports the history as CSV and JSON lines", async () => {
+    const csv = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2", "--format", "csv"]);
+    expect(csv.code).toBe(0);
+    const rows = csv.stdout.trimEnd().split("\r\n");
+    expect(rows[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,boxes,picture_box,picture_heatmap");
+    expect(rows).toHaveLength(3);
+    expect(rows[1]).toContain(`,mono,`);
+    expect(rows[1]).toContain(`${baseUrl}/v1/files/`);
+    const jsonl = await cli(["--url", baseUrl, "history", "--format", "jsonl", "--limit", "1"]);
+    const row = JSON.parse(jsonl.stdout) as { image: string; threshold: number; pictures: Record<string, string> };
+    expect(row.threshold).toBeGreaterThan(0);
+    expect(row.pictures["heatmap"]).toMatch(new RegExp(`^${baseUrl}/v1/files/`));
+    expect((await cli(["--url", baseUrl, "history", "--format", "xml"])).stderr).toContain("--format must be json, csv or jsonl");
+  });
+
   it("reads history with filters", async () => {
     const { code, stdout } = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2"]);
     expect(code).toBe(0);
