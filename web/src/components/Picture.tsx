@@ -20,5 +20,5 @@ export function Picture({ link, alt, className }: { link: string; alt: string; c
       <div className="picture-loading" role="img" aria-label={`${alt} (loading)`} />
     );
   }
-  return <img className={className ?? "picture"} src={url} alt={alt} loading="lazy" />;
+  return <img className={className ?? "picture"} src={url} alt={alt} />;
 }

@@ -1,4 +1,4 @@
-import type { InspectionRecord } from "@eagle-iad/client";
+import { toCsv, toJsonLines, type InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
@@ -8,6 +8,7 @@ import { SelectField } from "../components/SelectField";
 import { DECISIONS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 
 /** The small picture of a row: the image as inspected (boxed when anomalous). */
 function thumbnail(record: InspectionRecord): string | undefined {
@@ -15,7 +16,7 @@ function thumbnail(record: InspectionRecord): string | undefined {
 }
 
 export function HistoryPage({ params }: { params: URLSearchParams }) {
-  const { client } = useApi();
+  const { client, requireKey } = useApi();
   const id = useId();
   const filter = filterFromParams(params);
   const key = filterToParams(filter).toString();
@@ -58,6 +59,37 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     document.addEventListener("keydown", onKey);
     return () => document.removeEventListener("keydown", onKey);
   }, [selected, close]);
+  const [exporting, setExporting] = useState<"csv" | "jsonl" | null>(null);
+  const [exportError, setExportError] = useState<UserError | null>(null);
+  // Every inspection matching the filters (all pages), as the same file `eagle-client history --format` writes.
+  const download = async (format: "csv" | "jsonl") => {
+    setExporting(format);
+    setExportError(null);
+    try {
+      const records: InspectionRecord[] = [];
+      const query: Parameters<typeof client.historyAll>[0] = { limit: 500 };
+      if (filter.category) query.category = filter.category;
+      if (filter.decision) query.decision = filter.decision;
+      for await (const record of client.historyAll(query)) records.push(record);
+      const base = client.baseUrl || window.location.origin;
+      const text = format === "csv" ? toCsv(records, base) : toJsonLines(records, base);
+      const blob = new Blob([text], { type: format === "csv" ? "text/csv" : "application/x-ndjson" });
+      const url = URL.createObjectURL(blob);
+      const link = document.createElement("a");
+      const parts = ["history", filter.category, filter.decision].filter(Boolean).join("-");
+      link.href = url;
+      link.download = `eagle-${parts}.${format === "csv" ? "csv" : "jsonl"}`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setExportError(describeError(reason));
+    } finally {
+      setExporting(null);
+    }
+  };
   const go = (next: HistoryFilter) => {
     setSelected(null);
     window.location.hash = formatRoute("history", null, filterToParams(next));
@@ -100,7 +132,16 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             Refresh
           </button>
         </div>
+        <div className="field actions-end export-actions" role="group" aria-label="Export the filtered history">
+          <button type="button" className="button secondary" onClick={() => void download("csv")} disabled={exporting !== null}>
+            {exporting === "csv" ? "Exporting…" : "Download CSV"}
+          </button>
+          <button type="button" className="button secondary" onClick={() => void download("jsonl")} disabled={exporting !== null}>
+            {exporting === "jsonl" ? "Exporting…" : "Download JSON lines"}
+          </button>
+        </div>
       </form>
+      {exportError ? <ErrorBanner error={exportError} /> : null}
       {page.error ? <ErrorBanner error={page.error} onRetry={page.reload} /> : null}
       {page.loading && !data ? <Loading label="Loading history…" /> : null}
       {data && info ? (
