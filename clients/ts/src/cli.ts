@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
-import { EagleClient, type Decision, type FitOptions, type FitSource, type InspectionRecord } from "./client.js";
+import { EagleClient, type Decision, type FitOptions, type FitSource, type InspectionRecord, type LabelFilter } from "./client.js";
 import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
 import { toCsv, toJsonLines } from "./export.js";
 
@@ -22,9 +22,11 @@ commands:
                                           inspect images (one JSON line each)
   fit NAME (--folder DIR | FILE...) [--option key=value ...]
                                           fit a category from uploads or a server folder; progress on stderr
-  history [--category C] [--decision anomalous|normal|undecided] [--limit N] [--offset N] [--format json|csv|jsonl]
+  history [--category C] [--decision anomalous|normal|undecided] [--label normal|anomalous|labelled|unlabelled]
+          [--limit N] [--offset N] [--format json|csv|jsonl]
                                           json: one page as the service sends it; csv / jsonl: every
                                           matching inspection (at most --limit), one row each
+  label ID normal|anomalous|none          record what inspection ID actually was (none clears it)
   evaluations                             evaluation runs with their metrics
 
 options:
@@ -118,6 +120,7 @@ async function run(argv: string[]): Promise<number> {
       limit: { type: "string" },
       offset: { type: "string" },
       format: { type: "string" },
+      label: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -209,6 +212,10 @@ async function run(argv: string[]): Promise<number> {
       if (decision !== undefined && !["anomalous", "normal", "undecided"].includes(decision)) {
         throw new UsageError("--decision must be anomalous, normal or undecided");
       }
+      const label = values.label;
+      if (label !== undefined && !["normal", "anomalous", "labelled", "unlabelled"].includes(label)) {
+        throw new UsageError("--label must be normal, anomalous, labelled or unlabelled");
+      }
       const limit = integer("limit", values.limit);
       const offset = integer("offset", values.offset);
       const format = values.format ?? "json";
@@ -219,6 +226,7 @@ async function run(argv: string[]): Promise<number> {
         for await (const record of client.historyAll({
           ...(values.category ? { category: values.category } : {}),
           ...(decision ? { decision: decision as Decision } : {}),
+          ...(label ? { label: label as LabelFilter } : {}),
         })) {
           if (skip > 0) {
             skip--;
@@ -236,8 +244,17 @@ async function run(argv: string[]): Promise<number> {
           ...(offset !== undefined ? { offset } : {}),
           ...(values.category ? { category: values.category } : {}),
           ...(decision ? { decision: decision as Decision } : {}),
+          ...(label ? { label: label as LabelFilter } : {}),
         }),
       );
+      return 0;
+    }
+    case "label": {
+      const [id, value] = rest;
+      if (rest.length !== 2 || id === undefined || !["normal", "anomalous", "none"].includes(value ?? "")) {
+        throw new UsageError("label takes an inspection ID and normal, anomalous or none");
+      }
+      print(await client.label(id, value === "none" ? null : (value as "normal" | "anomalous")));
       return 0;
     }
     case "evaluations":

@@ -1,7 +1,7 @@
 /**
  * History exports: CSV for spreadsheets, JSON lines for scripts. One row per inspection with the
  * image's relative path, time, category, score, threshold, band end, decision, band flag, CAAS,
- * boxes and absolute links to its pictures. Shared by the console's download buttons and
+ * the user's label, boxes and absolute links to its pictures. Shared by the console's download buttons and
  * `eagle-client history --format csv|jsonl`, so both give the same file.
  */
 
@@ -20,6 +20,7 @@ export const EXPORT_COLUMNS = [
   "in_band",
   "caas_applied",
   "answer",
+  "label",
   "boxes",
   "picture_box",
   "picture_heatmap",
@@ -45,6 +46,8 @@ export interface ExportRow {
   in_band: boolean;
   caas_applied: boolean;
   answer: string | null;
+  /** The user's label (what the part actually was), null when not labelled. */
+  label: string | null;
   boxes: ExportBox[];
   pictures: Record<string, string>;
 }
@@ -79,6 +82,7 @@ export function exportRow(record: InspectionRecord, base: string): ExportRow {
     in_band: record.in_band,
     caas_applied: record.caas_applied,
     answer: record.answer ?? null,
+    label: record.label ?? null,
     boxes: boxesOf(record.verdict),
     pictures,
   };
@@ -104,7 +108,7 @@ export function toCsv(records: Iterable<InspectionRecord>, base: string): string
     const boxes = row.boxes.map((b) => `${b.x0} ${b.y0} ${b.x1} ${b.y1}`).join("; ");
     const values: Array<string | number | boolean | null> = [
       row.id, row.time, row.category, row.image, row.score, row.threshold, row.band_end, row.decision,
-      row.in_band, row.caas_applied, row.answer, boxes, row.pictures["box"] ?? null, row.pictures["heatmap"] ?? null,
+      row.in_band, row.caas_applied, row.answer, row.label, boxes, row.pictures["box"] ?? null, row.pictures["heatmap"] ?? null,
     ];
     lines.push(values.map(csvField).join(","));
   }

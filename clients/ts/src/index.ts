@@ -24,6 +24,8 @@ export {
   type Job,
   type JobEvent,
   type JobStarted,
+  type Label,
+  type LabelFilter,
   type ScoreDistribution,
 } from "./client.js";
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";

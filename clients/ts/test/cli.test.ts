@@ -66,7 +66,7 @@ describe("eagle-client", () => {
     const csv = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2", "--format", "csv"]);
     expect(csv.code).toBe(0);
     const rows = csv.stdout.trimEnd().split("\r\n");
-    expect(rows[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,boxes,picture_box,picture_heatmap");
+    expect(rows[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap");
     expect(rows).toHaveLength(3);
     expect(rows[1]).toContain(`,mono,`);
     expect(rows[1]).toContain(`${baseUrl}/v1/files/`);
@@ -75,6 +75,12 @@ describe("eagle-client", () => {
     expect(row.threshold).toBeGreaterThan(0);
     expect(row.pictures["heatmap"]).toMatch(new RegExp(`^${baseUrl}/v1/files/`));
     expect((await cli(["--url", baseUrl, "history", "--format", "xml"])).stderr).toContain("--format must be json, csv or jsonl");
+    const labelled = await cli(["--url", baseUrl, "label", JSON.parse(jsonl.stdout).id as string, "normal"]);
+    expect(labelled.code).toBe(0);
+    expect(JSON.parse(labelled.stdout)).toMatchObject({ label: "normal" });
+    const onlyLabelled = await cli(["--url", baseUrl, "history", "--label", "normal", "--format", "csv"]);
+    expect(onlyLabelled.stdout.trimEnd().split("\r\n").slice(1).every((line) => line.includes(",normal,"))).toBe(true);
+    expect((await cli(["--url", baseUrl, "label", "x", "maybe"])).code).toBe(2);
   });
 
   it("reads history with filters", async () => {

@@ -15,6 +15,7 @@ const record = {
   in_band: true,
   answer: 'Yes, a "cut", here',
   caas_applied: true,
+  label: "normal",
   verdict: { boxes: [{ x0: 1, y0: 2, x1: 30, y1: 40, peak: 3.5, rank: 1 }, { x0: "bad" }] },
   pictures: { box: "/v1/files/abc/003_box.png", heatmap: "/v1/files/abc/003_heatmap.png" },
 } as unknown as InspectionRecord;
@@ -33,6 +34,7 @@ describe("history export", () => {
       in_band: true,
       caas_applied: true,
       answer: 'Yes, a "cut", here',
+      label: "normal",
       boxes: [{ x0: 1, y0: 2, x1: 30, y1: 40, peak: 3.5 }],
       pictures: { box: "http://h:8000/v1/files/abc/003_box.png", heatmap: "http://h:8000/v1/files/abc/003_heatmap.png" },
     });
@@ -40,8 +42,8 @@ describe("history export", () => {
 
   it("writes RFC 4180 CSV, quoting commas and quotes, and defusing formulas", () => {
     expect(toCsv([record], "http://h")).toBe(
-      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,boxes,picture_box,picture_heatmap\r\n" +
-        'abc,2026-11-30T22:00:00.000+00:00,tire,lot7/cut/003.png,182.345,181.8,190,anomalous,true,true,"Yes, a ""cut"", here",1 2 30 40,' +
+      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap\r\n" +
+        'abc,2026-11-30T22:00:00.000+00:00,tire,lot7/cut/003.png,182.345,181.8,190,anomalous,true,true,"Yes, a ""cut"", here",normal,1 2 30 40,' +
         "http://h/v1/files/abc/003_box.png,http://h/v1/files/abc/003_heatmap.png\r\n",
     );
     expect(csvField("=HYPERLINK(1)")).toBe("'=HYPERLINK(1)");

@@ -183,18 +183,34 @@ def inspections(
     offset: int = Query(0, ge=0),
     category: str | None = None,
     decision: Literal["anomalous", "normal", "undecided"] | None = None,
+    label: Literal["normal", "anomalous", "labelled", "unlabelled"] | None = None,
 ) -> dict[str, Any]:
     """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
 
     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
-    custom question without an anomaly decision) filter the rows; ``total`` counts the filtered rows.
+    custom question without an anomaly decision) and ``label`` (the user's: ``normal``, ``anomalous``,
+    ``labelled``, ``unlabelled``) filter the rows; ``total`` counts the filtered rows.
     """
     total, rows = service(request).store.page(
-        limit, offset, None if category is None else check_name(category), decision
+        limit, offset, None if category is None else check_name(category), decision, label
     )
     next_offset = offset + len(rows) if offset + len(rows) < total else None
     return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
             "items": [row.to_dict() for row in rows]}  # fmt: skip
+
+
+@router.put("/inspections/{inspection_id}/label", response_model=schemas.InspectionRecord)
+def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
+    """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
+
+    The verdict is kept as it was: the label sits beside it, so History, exports and per-category
+    figures can compare the two (false alarms, misses).
+    """
+    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+    stored = service(request).store.set_label(inspection_id, body.label, when)
+    if stored is None:
+        raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
+    return stored.to_dict()
 
 
 @router.get("/evaluations", response_model=schemas.EvaluationList)
