@@ -481,7 +481,7 @@ describe("web console", () => {
     const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
     expect(csvDownload.suggestedFilename()).toBe("eagle-history-mono.csv");
     const csv = readFileSync((await csvDownload.path())!, "utf8").split("\r\n");
-    expect(csv[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,boxes,picture_box,picture_heatmap");
+    expect(csv[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap");
     const total = await page.evaluate(async () => ((await (await fetch("/v1/inspections?category=mono&limit=1")).json()) as { total: number }).total);
     expect(csv.filter((line) => line !== "")).toHaveLength(total + 1);
     for (const folder of ["cut", "hole"]) expect(csv.filter((line) => line.includes(`,lot7/${folder}/003.png,`))).toHaveLength(1);
@@ -489,6 +489,44 @@ describe("web console", () => {
     const rows = readFileSync((await jsonDownload.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { category: string; pictures: Record<string, string> });
     expect(rows).toHaveLength(total);
     expect(rows.every((row) => row.category === "mono" && row.pictures["heatmap"]!.startsWith(`${server.baseUrl}/v1/files/`))).toBe(true);
+  });
+
+  it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
+    await page.goto(`${server.baseUrl}/#/history?category=mono`);
+    const table = page.getByRole("table", { name: "Inspection history" });
+    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    const detail = page.getByRole("region", { name: "Selected inspection" });
+    const defective = detail.getByRole("group", { name: "What the part actually was" }).getByRole("button", { name: "Actually defective" });
+    await defective.click();
+    await page.waitForFunction(() => document.querySelector('[aria-label="What the part actually was"] [aria-pressed="true"]')?.textContent === "Actually defective");
+    await detail.getByText(/^Labelled actually defective on /).waitFor();
+    const row = table.getByRole("row").filter({ has: page.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }) });
+    await row.locator("td.wide-only .label-badge").filter({ hasText: "Actually defective" }).waitFor();
+    // The verdict itself is kept: the label sits beside it.
+    expect(await row.locator(".decision").count()).toBe(1);
+
+    await page.getByLabel("Label", { exact: true }).selectOption("anomalous");
+    await page.waitForFunction(() => location.hash.includes("label=anomalous"));
+    await page.waitForFunction(() => !document.querySelector('tbody[aria-busy="true"]'));
+    const names = await table.locator("tbody .image-cell .link-button").allTextContents();
+    expect(names).toContain("lot7/cut/003.png");
+    expect(names).not.toContain("lot7/hole/003.png");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download JSON lines" }).click()]);
+    expect(download.suggestedFilename()).toBe("eagle-history-mono-anomalous.jsonl");
+    const rows = readFileSync((await download.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { image: string; label: string });
+    expect(rows.map((r) => r.label)).toEqual(rows.map(() => "anomalous"));
+    expect(rows.map((r) => r.image)).toContain("lot7/cut/003.png");
+
+    // Pressing the label again clears it.
+    await page.getByLabel("Label", { exact: true }).selectOption("");
+    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    await detail.getByRole("button", { name: "Actually defective" }).click();
+    await detail.getByText(/^Not labelled/).waitFor();
+    // Another row keeps a label, so the phone test below also sees a labelled row.
+    await table.getByRole("button", { name: /^Show lot7\/hole\/003\.png/ }).click();
+    await detail.getByRole("button", { name: "Actually normal" }).click();
+    await detail.getByText(/^Labelled actually normal on /).waitFor();
+    await shot("history-label");
   });
 
   it("fits a phone (390 px): no sideways scrolling and no text under 11 px on any page", async () => {
@@ -535,7 +573,9 @@ describe("web console", () => {
     await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().waitFor();
     // Score and decision are on screen, not cut off to the right.
     const decision = await table.locator("tbody tr").first().locator(".decision").boundingBox();
-    expect(decision !== null && decision.x + decision.width <= 390).toBe(true);
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-history-table.png"), fullPage: true });
+    expect({ right: decision ? decision.x + decision.width : null }).toEqual({ right: expect.any(Number) });
+    expect(decision!.x + decision!.width).toBeLessThanOrEqual(390);
     await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().click();
     const detail = small.getByRole("region", { name: "Selected inspection" });
     await detail.waitFor();

@@ -1,11 +1,11 @@
-import { toCsv, toJsonLines, type InspectionRecord } from "@eagle-iad/client";
+import { toCsv, toJsonLines, type InspectionRecord, type Label } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
-import { DECISIONS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
+import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
@@ -26,6 +26,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
       const query: Parameters<typeof client.history>[0] = { limit: filter.limit, offset: filter.offset, signal };
       if (filter.category) query.category = filter.category;
       if (filter.decision) query.decision = filter.decision;
+      if (filter.label) query.label = filter.label;
       return client.history(query);
     },
     [client, key],
@@ -39,7 +40,9 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     if (!selected) return;
     detailRef.current?.scrollIntoView({ block: "start" });
     headingRef.current?.focus({ preventScroll: true });
-  }, [selected]);
+    // Only when another inspection opens: a label change updates the record but keeps the focus.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [selected?.id]);
   const close = useCallback(() => {
     setSelected((current) => {
       if (current) {
@@ -70,13 +73,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
       const query: Parameters<typeof client.historyAll>[0] = { limit: 500 };
       if (filter.category) query.category = filter.category;
       if (filter.decision) query.decision = filter.decision;
+      if (filter.label) query.label = filter.label;
       for await (const record of client.historyAll(query)) records.push(record);
       const base = client.baseUrl || window.location.origin;
       const text = format === "csv" ? toCsv(records, base) : toJsonLines(records, base);
       const blob = new Blob([text], { type: format === "csv" ? "text/csv" : "application/x-ndjson" });
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
-      const parts = ["history", filter.category, filter.decision].filter(Boolean).join("-");
+      const parts = ["history", filter.category, filter.decision, filter.label].filter(Boolean).join("-");
       link.href = url;
       link.download = `eagle-${parts}.${format === "csv" ? "csv" : "jsonl"}`;
       document.body.append(link);
@@ -121,6 +125,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           onChange={(value) => go(withFilter(filter, { decision: DECISIONS.find((d) => d === value) ?? null }))}
         />
         <SelectField
+          id={`${id}-label`}
+          label="Label"
+          value={filter.label ?? ""}
+          empty="All labels"
+          options={LABEL_FILTERS}
+          onChange={(value) => go(withFilter(filter, { label: LABEL_FILTERS.find(([v]) => v === value)?.[0] ?? null }))}
+        />
+        <SelectField
           id={`${id}-size`}
           label="Rows per page"
           value={String(filter.limit)}
@@ -156,6 +168,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                   <th scope="col">Image</th>
                   <th scope="col" className="num">Score</th>
                   <th scope="col">Decision</th>
+                  <th scope="col" className="wide-only">Label</th>
                   <th scope="col" className="wide-only">Time</th>
                   <th scope="col" className="wide-only">Category</th>
                   <th scope="col" className="wide-only">CAAS</th>
@@ -164,7 +177,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
               <tbody aria-busy={page.loading}>
                 {data.items.length === 0 ? (
                   <tr>
-                    <td colSpan={7} className="empty">
+                    <td colSpan={8} className="empty">
                       No inspections match these filters.
                     </td>
                   </tr>
@@ -186,11 +199,20 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                       </button>
                       <span className="narrow-only muted small">
                         {r.category} · {new Date(r.time).toLocaleString()}
+                        {r.label ? (
+                          <>
+                            {" · "}
+                            <LabelBadge label={r.label} />
+                          </>
+                        ) : null}
                       </span>
                     </td>
                     <td className="num">{formatScore(r.score)}</td>
                     <td>
                       <DecisionBadge decision={r.decision} size="small" />
+                    </td>
+                    <td className="wide-only">
+                      <LabelBadge label={r.label ?? null} />
                     </td>
                     <td className="nowrap wide-only">{new Date(r.time).toLocaleString()}</td>
                     <td className="wide-only">{r.category}</td>
@@ -224,9 +246,55 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             </button>
           </div>
           <p className="muted small detail-id">Inspection {selected.id} · Escape closes</p>
+          <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
           <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>
       ) : null}
     </section>
+  );
+}
+
+const LABEL_WORDS: Record<Label, string> = { normal: "Actually normal", anomalous: "Actually defective" };
+
+function LabelBadge({ label }: { label: string | null }) {
+  if (label !== "normal" && label !== "anomalous") return <span className="muted">–</span>;
+  return <span className={`label-badge label-${label}`}>{LABEL_WORDS[label]}</span>;
+}
+
+/** "Correct the verdict": what the part actually was, stored beside the verdict (never replacing it). */
+function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabelled: (record: InspectionRecord) => void }) {
+  const { client, requireKey } = useApi();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const current = record.label ?? null;
+  const set = async (label: Label | null) => {
+    setBusy(true);
+    setError(null);
+    try {
+      onLabelled(await client.label(record.id, label));
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="label-control">
+      <div className="toggle-group" role="group" aria-label="What the part actually was">
+        {(["normal", "anomalous"] as const).map((label) => (
+          <button key={label} type="button" className="toggle" aria-pressed={current === label} disabled={busy}
+            onClick={() => void set(current === label ? null : label)}>
+            {LABEL_WORDS[label]}
+          </button>
+        ))}
+      </div>
+      <p className="muted small" role="status">
+        {current
+          ? `Labelled ${LABEL_WORDS[current as Label].toLowerCase()}${record.label_time ? ` on ${new Date(record.label_time).toLocaleString()}` : ""}; the verdict is kept beside it. Press again to clear.`
+          : "Not labelled: mark what the part actually was to correct the verdict."}
+      </p>
+      {error ? <ErrorBanner error={error} /> : null}
+    </div>
   );
 }
