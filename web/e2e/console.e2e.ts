@@ -443,6 +443,28 @@ describe("web console", () => {
     expect(heights[0]).toBeGreaterThan(heights[1]!);
     expect(await card.locator('[data-testid="heatmap-key"]').textContent()).toContain("hatched grey: border the expert does not inspect");
     await shot("inspect-normal");
+
+    // Full size with zoom and pan: keyboard, wheel, toggles inside; Escape closes and gives focus back.
+    const open = card.getByRole("button", { name: "View full size (zoom)" });
+    await open.click();
+    const viewer = page.getByRole("dialog");
+    await viewer.waitFor();
+    await imagesLoaded('dialog img[alt="Heatmap of 00.png"]');
+    const level = viewer.locator('[data-testid="zoom-level"]');
+    expect(await level.textContent()).toBe("100%");
+    await page.keyboard.press("="); // the picture has the focus
+    expect(await level.textContent()).toBe("125%");
+    const area = (await viewer.getByRole("group", { name: /^Picture: wheel/ }).boundingBox())!;
+    await page.mouse.move(area.x + area.width / 2, area.y + area.height / 2);
+    await page.mouse.wheel(0, -100);
+    await page.waitForFunction(() => document.querySelector('[data-testid="zoom-level"]')?.textContent === "156%");
+    expect(await viewer.locator("img").evaluate((img) => (img as HTMLElement).style.transform)).toContain("scale(1.5625)");
+    await viewer.getByRole("group", { name: "Picture", exact: true }).getByRole("button", { name: "Image" }).click();
+    await imagesLoaded('dialog img[alt="Image of 00.png"]');
+    await shot("zoom");
+    await page.keyboard.press("Escape");
+    await viewer.waitFor({ state: "detached" });
+    expect(await open.evaluate((el) => el === document.activeElement)).toBe(true);
   });
 
   it("keeps same-named files from different folders apart, with thumbnails in the history", async () => {

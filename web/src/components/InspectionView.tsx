@@ -1,10 +1,11 @@
 import type { InspectionRecord } from "@eagle-iad/client";
-import { useId, useState } from "react";
+import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
 import { Picture } from "./Picture";
 import { ScoreScale } from "./ScoreScale";
+import { ZoomViewer } from "./ZoomViewer";
 
 export function DecisionBadge({ decision, size = "big" }: { decision: string | null; size?: "big" | "small" }) {
   const view = decisionView(decision);
@@ -31,6 +32,12 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   const kinds = orderPictures(Object.keys(record.pictures));
   const [shown, setShown] = useState<string | null>(kinds[0] ?? null);
   const [showCandidates, setShowCandidates] = useState(false);
+  const [zoomed, setZoomed] = useState(false);
+  const opener = useRef<HTMLButtonElement>(null);
+  const closeZoom = useCallback(() => {
+    setZoomed(false);
+    opener.current?.focus();
+  }, []);
   const candidatesId = useId();
   const categories = useCategoryList();
   const link = shown ? record.pictures[shown] : undefined;
@@ -116,6 +123,14 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                 ))}
               </div>
               {link && shown ? <Picture key={link} link={link} alt={`${label(shown)} of ${record.image_name}`} /> : null}
+              {link && shown ? (
+                <button type="button" className="link-button zoom-open" ref={opener} onClick={() => setZoomed(true)}>
+                  View full size (zoom)
+                </button>
+              ) : null}
+              {zoomed && shown ? (
+                <ZoomViewer name={record.image_name} kinds={kinds} links={record.pictures} label={label} initial={shown} onClose={closeZoom} />
+              ) : null}
               {shown === "heatmap" ? (
                 <p className="muted small" data-testid="heatmap-key">
                   Colours on the category's fixed scale (legend under the picture, threshold marked); hatched grey: border the expert

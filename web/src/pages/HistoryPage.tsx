@@ -54,6 +54,8 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   useEffect(() => {
     if (!selected) return;
     const onKey = (event: KeyboardEvent) => {
+      // Escape inside the full-size viewer closes only the viewer.
+      if (event.target instanceof Element && event.target.closest("dialog")) return;
       if (event.key === "Escape") {
         event.preventDefault();
         close();
