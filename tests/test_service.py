@@ -436,6 +436,27 @@ def test_history_filters_by_decision(server: ServeProcess) -> None:
     _error(call("GET", f"{server.base}/v1/inspections?decision=maybe"), 400, "decision")
 
 
+def test_labels_correct_the_verdict_beside_it(server: ServeProcess, cells: dict[str, list[Path]]) -> None:
+    status, _, record = inspect_request(server.base, cells["normal"][0].read_bytes(), filename="lot7/cut/003.png")
+    assert status == 200 and record["image_name"] == "lot7/cut/003.png" and record["label"] is None
+    url = f"{server.base}/v1/inspections/{record['id']}/label"
+    status, _, labelled = call("PUT", url, body=b'{"label": "anomalous"}', content_type="application/json")
+    assert status == 200 and labelled["label"] == "anomalous" and labelled["label_time"]
+    assert {k: v for k, v in labelled.items() if not k.startswith("label")} == {
+        k: v for k, v in record.items() if not k.startswith("label")
+    }  # the verdict is kept as it was
+    page = call("GET", f"{server.base}/v1/inspections?limit=500&label=anomalous")[2]
+    assert [item["id"] for item in page["items"]] == [record["id"]]
+    unlabelled = call("GET", f"{server.base}/v1/inspections?limit=500&label=unlabelled")[2]
+    assert record["id"] not in [item["id"] for item in unlabelled["items"]]
+    status, _, cleared = call("PUT", url, body=b'{"label": null}', content_type="application/json")
+    assert status == 200 and cleared["label"] is None and cleared["label_time"] is None
+    _error(call("PUT", url, body=b'{"label": "broken"}', content_type="application/json"), 400, "label")
+    _error(call("PUT", f"{server.base}/v1/inspections/nothing/label", body=b'{"label": "normal"}',
+                content_type="application/json"), 404, "no inspection 'nothing'")  # fmt: skip
+    _error(call("GET", f"{server.base}/v1/inspections?label=maybe"), 400, "label")
+
+
 def test_openapi_document_matches_the_generated_client(capsys: pytest.CaptureFixture[str]) -> None:
     """The TypeScript client is generated from this document; a route change must regenerate it."""
     from eagle_iad.cli import main
@@ -488,9 +509,10 @@ def test_restart_keeps_history_and_enforces_key(server: ServeProcess, workspace:
         assert call("GET", f"{base}/metrics", key=KEY)[0] == 200
         routes = [("GET", "/v1/categories"), ("GET", "/v1/categories/mono"), ("POST", "/v1/categories/mono/fit"),
                   ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/events"), ("POST", "/v1/inspect"),
-                  ("GET", "/v1/inspections"), ("GET", "/v1/evaluations"), ("GET", "/v1/files/x/y.png")]  # fmt: skip
+                  ("GET", "/v1/inspections"), ("GET", "/v1/evaluations"), ("GET", "/v1/files/x/y.png"),
+                  ("PUT", "/v1/inspections/x/label")]  # fmt: skip
         for method, path in routes:
-            data = b"{}" if method == "POST" else None
+            data = b"{}" if method in ("POST", "PUT") else None
             _error(call(method, base + path, body=data, content_type="application/json"), 401, "API key")
             _error(call(method, base + path, body=data, content_type="application/json", key="wrong"), 401)
         status, _, after = call("GET", f"{base}/v1/inspections?limit=500", key=KEY)

@@ -29,7 +29,8 @@ def test_a_v1_file_is_migrated_in_place_keeping_its_history(tmp_path: Path) -> N
         db.executescript(V1_SCHEMA)
     store = InspectionStore(path)
     total, rows = store.page(10, 0)
-    assert total == 1 and rows[0].id == "a" and rows[0].caas_applied is True
+    assert total == 1 and rows[0].id == "a" and rows[0].caas_applied is True and rows[0].label is None
+    assert store.set_label("a", "normal", "t2") is not None  # the migrated table takes labels
     assert store.caas_counts() == (1, 1)
     store.save_job({"id": "j", "created": "c", "state": "succeeded"})
     store.close()
@@ -42,7 +43,7 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     InspectionStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(ConfigError, match="history schema 99 is not the 2"):
+    with pytest.raises(ConfigError, match="history schema 99 is not the 3"):
         InspectionStore(path)
 
 
@@ -90,4 +91,25 @@ def test_inspections_still_page_after_jobs_are_written(tmp_path: Path) -> None:
     store.save_job({"id": "j", "created": "c", "state": "queued"})
     assert store.page(5, 0, decision="normal")[1] == [record]
     assert store.caas_counts() == (1, 0)
+    store.close()
+
+
+def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    for index, decision in enumerate(("anomalous", "normal", "normal")):
+        store.add(Inspection(id=f"i{index}", time="t", category="c", image_name=f"{index}.png", score=1.0, tau=2.0,
+                             s_max=3.0, decision=decision, in_band=False, answer=None, caas_applied=False,
+                             verdict={}, pictures={}))  # fmt: skip
+    labelled = store.set_label("i1", "anomalous", "2026-11-30T23:00:00+00:00")
+    assert labelled is not None and labelled.label == "anomalous" and labelled.label_time == "2026-11-30T23:00:00+00:00"
+    assert labelled.to_dict()["label"] == "anomalous" and labelled.decision == "normal"  # the verdict is kept
+    assert store.set_label("missing", "normal", "t") is None
+    assert [r.id for r in store.page(10, 0, label="anomalous")[1]] == ["i1"]
+    assert [r.id for r in store.page(10, 0, label="labelled")[1]] == ["i1"]
+    assert [r.id for r in store.page(10, 0, label="unlabelled")[1]] == ["i2", "i0"]
+    assert store.page(10, 0, decision="normal", label="anomalous")[0] == 1
+    cleared = store.set_label("i1", None, "t")
+    assert cleared is not None and cleared.label is None and cleared.label_time is None
+    with pytest.raises(ValueError, match="label must be one of"):
+        store.set_label("i0", "broken", "t")
     store.close()

@@ -3,8 +3,9 @@
  * `eagle serve` (tests/serve_fixture.py: elpv expert, tiny random Qwen2.5-VL, one evaluation run).
  */
 
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FIXTURE_WORK, REPO, startServer, type RunningServer } from "./server";
@@ -94,10 +95,10 @@ describe("web console", () => {
     expect(await verdict.textContent()).toMatch(/Anomalous|Normal|Undecided/);
     const result = page.getByRole("article", { name: "Inspection of sample-crack.png" });
     const scale = result.locator('[data-testid="score-scale"]');
-    expect(await scale.getAttribute("aria-label")).toMatch(/^Score \d+(\.\d+)?; tau \d+(\.\d+)?; s_max \d+(\.\d+)?/);
+    expect(await scale.getAttribute("aria-label")).toMatch(/^Score \d+(\.\d+)?; threshold \d+(\.\d+)?; (no unsure band|unsure band from)/);
     expect(await result.locator('[data-testid="score-marker"]').count()).toBe(1);
 
-    await imagesLoaded('article img[alt^="Boxed of sample-crack.png"]');
+    await imagesLoaded('article img[alt$=" of sample-crack.png"]');
     const heatmap = result.getByRole("button", { name: "Heatmap" });
     await heatmap.click();
     expect(await heatmap.getAttribute("aria-pressed")).toBe("true");
@@ -108,7 +109,7 @@ describe("web console", () => {
     expect(((await reply.textContent()) ?? "").length).toBeGreaterThan(0);
     expect(await result.locator('[data-testid="answer"]').textContent()).not.toBe("");
     expect(await result.getByText(/CAAS applied:/).textContent()).toMatch(/CAAS applied: (yes|no)/);
-    expect(await result.getByText(/In low-confidence band:/).textContent()).toMatch(/: (yes|no)/);
+    expect(await result.getByText(/In unsure band:/).textContent()).toMatch(/: (yes|no)/);
     const path = await shot("inspect");
     // The README's picture is refreshed on request only, so a test run never dirties the checkout.
     if (process.env["EAGLE_UPDATE_README_SHOT"] === "1") copyFileSync(path, resolve(REPO, "docs/img/console.png"));
@@ -132,6 +133,9 @@ describe("web console", () => {
     await page.getByRole("link", { name: "Categories" }).click();
     await page.getByRole("heading", { name: "Categories", level: 1 }).waitFor();
     await page.getByRole("link", { name: "mono", exact: true }).waitFor();
+    const blocked = page.locator('[data-testid="fit-blocked"]');
+    expect(await blocked.textContent()).toBe("Enter a name for the category."); // the disabled button says why
+    expect(await page.getByRole("button", { name: "Fit category" }).isDisabled()).toBe(true);
     await page.getByLabel("Name").fill("e2e-small");
     await page.getByLabel("Server folder").check();
     await page.getByLabel("Folder under the service's data root").fill("mono-good");
@@ -154,6 +158,7 @@ describe("web console", () => {
     expect(await bar.getAttribute("aria-valuenow")).toBe(await bar.getAttribute("aria-valuemax"));
     expect(await bar.getAttribute("aria-valuemin")).toBe("0");
     await page.getByRole("status").filter({ hasText: "Fitted e2e-small on 6 images" }).waitFor();
+    expect(await page.locator('[data-testid="few-images"]').textContent()).toContain("Only 6 normal images: a threshold from fewer than 20 is unreliable");
 
     const link = page.getByRole("table", { name: "Fitted categories" }).getByRole("link", { name: "e2e-small" });
     await link.waitFor();
@@ -196,12 +201,21 @@ describe("web console", () => {
     await page.waitForFunction(() => !location.hash.includes("decision="));
     await page.getByLabel("Decision").selectOption("");
     await ourRow.first().waitFor();
-    await ourRow.first().getByRole("button", { name: /Show sample-crack.png/ }).click();
+    const show = ourRow.first().getByRole("button", { name: /Show sample-crack.png/ });
+    await show.click();
     const detail = page.getByRole("region", { name: "Selected inspection" });
     await detail.waitFor();
+    // The detail opens below the table: focus moves to it and it is scrolled into view.
+    await page.waitForFunction(() => document.activeElement?.classList.contains("detail-title"));
+    const box = await detail.boundingBox();
+    expect(box !== null && box.y < 900 && box.y + 40 > 0).toBe(true);
     await imagesLoaded('section[aria-label="Selected inspection"] img');
     expect(await detail.locator('[data-testid="verdict"]').count()).toBe(1);
     await shot("history");
+    await page.keyboard.press("Escape"); // closes it and gives the focus back to the row's button
+    await detail.waitFor({ state: "detached" });
+    await page.waitForFunction(() => document.activeElement?.getAttribute("aria-label")?.startsWith("Show sample-crack.png") === true);
+    expect(await show.evaluate((el) => el === document.activeElement)).toBe(true);
   });
 
   it("shows the evaluation run with its metrics table and histogram plot", async () => {
@@ -209,7 +223,13 @@ describe("web console", () => {
     await page.getByRole("heading", { name: "mono-expert", level: 2 }).waitFor();
     const metrics = page.getByRole("table", { name: "Metrics of mono-expert" });
     await metrics.waitFor();
-    const row = metrics.getByRole("row").filter({ has: page.getByText("at_tau.balanced_accuracy", { exact: true }) });
+    const row = metrics.locator('tr[data-key="at_tau.balanced_accuracy"]');
+    expect(await row.locator("th").textContent()).toBe("Balanced accuracy (at the threshold)");
+    expect(await metrics.locator('tr[data-key="at_tau.fn"] th').textContent()).toBe("Defects missed (at the threshold)");
+    // Human labels, not raw keys; one format per kind (rates 3 decimals even when 1, counts whole).
+    expect((await metrics.locator("tbody th").allTextContents()).filter((t) => /[a-z]_[a-z]|\./.test(t))).toEqual([]);
+    expect(await metrics.locator('tr[data-key="image_auroc"] td').textContent()).toMatch(/^\d\.\d{3}$/);
+    expect(await metrics.locator('tr[data-key="at_tau.fn"] td').textContent()).toMatch(/^\d+$/);
     const value = (await row.locator("td").textContent()) ?? "";
     expect(value).toMatch(/^\d+\.\d{3}$/);
     const expected = JSON.parse(readFileSync(resolve(FIXTURE_WORK, "runs/mono-expert/metrics.json"), "utf8")) as {
@@ -284,6 +304,315 @@ describe("web console", () => {
     }
     log("dropped images inspected with attention overlays");
     await shot("inspect-attention");
+  });
+
+  it("keeps a batch going across a page switch, and what is still queued across a reload", async () => {
+    await page.goto(`${server.baseUrl}/#/inspect`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
+    const select = page.getByLabel("Category", { exact: true });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
+    await page.getByText("inspected against “mono”").waitFor();
+    const good = readFileSync(resolve(FIXTURE_WORK, "sample-good.png"));
+    const batch = (prefix: string) => [1, 2, 3].map((i) => ({ name: `${prefix}${i}.png`, mimeType: "image/png", buffer: good }));
+
+    // Page switch: the queue lives above the router, so History does not stop (or drop) the batch.
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(batch("switch-"));
+    await page.getByRole("link", { name: "History" }).click();
+    await page.getByRole("heading", { name: "History", level: 1 }).waitFor();
+    expect(await page.locator('[data-testid="queue-count"]').textContent()).toMatch(/^\d+ waiting/); // visible on every page
+    await page.getByRole("link", { name: "Inspect" }).click();
+    for (const i of [1, 2, 3]) {
+      await page.getByRole("article", { name: `Inspection of switch-${i}.png` }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    }
+    expect(await page.locator('[data-testid="announcer"]').textContent()).toMatch(/^switch-3\.png: (Anomalous|Normal|Undecided), score [\d.]+ — threshold [\d.]+$/);
+    log("page switch: all three inspected");
+
+    // Reload: what is still queued is read back from IndexedDB and inspected.
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(batch("reload-"));
+    await page.waitForFunction(async () => {
+      const db = await new Promise<IDBDatabase>((ok, fail) => {
+        const req = indexedDB.open("eagle-iad-console");
+        req.onsuccess = () => ok(req.result);
+        req.onerror = () => fail(req.error);
+      });
+      const items = await new Promise<Array<{ name: string; status: string }>>((ok) => {
+        const req = db.transaction("inspect-queue").objectStore("inspect-queue").getAll();
+        req.onsuccess = () => ok(req.result as Array<{ name: string; status: string }>);
+      });
+      db.close();
+      return items.filter((i) => i.name.startsWith("reload-") && i.status !== "done").length === 3;
+    });
+    await page.reload();
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
+    expect(await page.locator('[data-testid="queue-status"]').textContent()).toMatch(/[123] images? waiting/);
+    for (const i of [1, 2, 3]) {
+      await page.getByRole("article", { name: `Inspection of reload-${i}.png` }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    }
+    expect((await page.locator('[data-testid="queue-count"]').allTextContents()).join("")).not.toMatch(/waiting/); // nothing left
+    log("reload: queued images survived and were inspected");
+  });
+
+  it("retries a failed item from the queue, saying why it failed", async () => {
+    await page.locator('[data-testid="inspect-files"]').setInputFiles({ name: "broken.png", mimeType: "image/png", buffer: Buffer.from("not a picture") });
+    const failed = page.locator("li.result").filter({ hasText: "broken.png" });
+    await failed.locator('.error-banner[data-kind="invalid_image"]').waitFor({ timeout: 60_000 });
+    expect(await failed.textContent()).toContain("not a recognised image format");
+    await failed.getByRole("button", { name: "Retry" }).click();
+    await failed.locator('.error-banner[data-kind="invalid_image"]').waitFor({ timeout: 60_000 });
+    await page.getByRole("button", { name: "Clear finished" }).click();
+  });
+
+  it("shows a normal verdict without boxes, verdict first, score against threshold on one scale per category", async () => {
+    await page.goto(`${server.baseUrl}/#/inspect`);
+    const select = page.getByLabel("Category", { exact: true });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
+    // A normal training cell: the expert's score is below the threshold.
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "data/mono-good/00.png"));
+    const card = page.getByRole("article", { name: "Inspection of 00.png" });
+    await card.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    // A second card of the same category, for the scale comparison below.
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
+    await page.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    const latest = await page.evaluate(async () => {
+      const body = (await (await fetch("/v1/inspections?limit=5")).json()) as {
+        items: Array<{ image_name: string; score: number; tau: number; verdict: { boxes: unknown[]; candidates: unknown[] } }>;
+      };
+      return body.items.find((item) => item.image_name === "00.png")!;
+    });
+    expect(latest.score).toBeLessThan(latest.tau);
+    expect(latest.verdict.boxes).toEqual([]);
+    expect(await card.locator('[data-testid="regions"]').textContent()).toMatch(/^No boxes: the expert's score is below the threshold\./);
+    expect(await card.getByRole("button", { name: "Boxed" }).count()).toBe(0);
+    // The picture shown by default is the image itself, pixel for pixel: nothing is drawn on it.
+    await imagesLoaded('article[aria-label="Inspection of 00.png"] img[alt="Image of 00.png"]');
+    const original = `data:image/png;base64,${readFileSync(resolve(FIXTURE_WORK, "data/mono-good/00.png")).toString("base64")}`;
+    const diff = await page.evaluate(async (src) => {
+      const shown = document.querySelector<HTMLImageElement>('article[aria-label="Inspection of 00.png"] img[alt="Image of 00.png"]')!;
+      const raw = new Image();
+      raw.src = src;
+      await raw.decode();
+      const pixels = (img: HTMLImageElement) => {
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext("2d")!;
+        ctx.drawImage(img, 0, 0);
+        return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+      };
+      const a = pixels(shown);
+      const b = pixels(raw);
+      if (a.length !== b.length) return -1;
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      return worst;
+    }, original);
+    expect(diff).toBeLessThanOrEqual(2);
+
+    // Verdict first, then the numbers in words; the band line only when the band is not empty.
+    const order = await card.evaluate((el) => {
+      const verdict = el.querySelector('[data-testid="verdict"]')!;
+      const line = el.querySelector('[data-testid="score-line"]')!;
+      return verdict.compareDocumentPosition(line) & Node.DOCUMENT_POSITION_FOLLOWING;
+    });
+    expect(order).toBeTruthy();
+    expect(await card.locator('[data-testid="score-line"]').textContent()).toMatch(/^score \d+(\.\d+)? — threshold \d+(\.\d+)?$/);
+    const category = await page.evaluate(async () => (await (await fetch("/v1/categories/mono")).json()) as { tau: number; s_max: number });
+    expect(await card.locator('[data-testid="band-line"]').count()).toBe(category.s_max > category.tau ? 1 : 0);
+    // One fixed scale per category: the threshold sits at the same place on every mono card, and
+    // the bar is not red before it.
+    const marks = await page.locator('[data-testid="threshold-mark"] line').evaluateAll((lines) => lines.map((l) => l.getAttribute("x1")));
+    expect(marks.length).toBeGreaterThan(1);
+    expect(new Set(marks).size).toBe(1);
+    const stops = await card.locator("linearGradient stop").evaluateAll((all) => all.map((s) => [Number(s.getAttribute("offset")), s.getAttribute("stop-color")]));
+    const svgWidth = await card.locator('[data-testid="score-scale"]').evaluate((svg) => (svg as SVGSVGElement).viewBox.baseVal.width);
+    const tauFraction = (Number(marks[0]) - 16) / (svgWidth - 32);
+    for (const [offset, colour] of stops) if ((offset as number) < tauFraction - 1e-6) expect(colour).toBe("var(--normal-soft)");
+
+    // The heatmap is the engine's picture with its legend strip (taller than the image) and a key.
+    await card.getByRole("button", { name: "Heatmap" }).click();
+    await imagesLoaded('article[aria-label="Inspection of 00.png"] img[alt="Heatmap of 00.png"]');
+    const heights = await page.evaluate(async (src) => {
+      const raw = new Image();
+      raw.src = src;
+      await raw.decode();
+      const heat = document.querySelector<HTMLImageElement>('article[aria-label="Inspection of 00.png"] img[alt="Heatmap of 00.png"]')!;
+      return [heat.naturalHeight, raw.naturalHeight];
+    }, original);
+    expect(heights[0]).toBeGreaterThan(heights[1]!);
+    expect(await card.locator('[data-testid="heatmap-key"]').textContent()).toContain("hatched grey: border the expert does not inspect");
+    await shot("inspect-normal");
+
+    // Full size with zoom and pan: keyboard, wheel, toggles inside; Escape closes and gives focus back.
+    const open = card.getByRole("button", { name: "View full size (zoom)" });
+    await open.click();
+    const viewer = page.getByRole("dialog");
+    await viewer.waitFor();
+    await imagesLoaded('dialog img[alt="Heatmap of 00.png"]');
+    const level = viewer.locator('[data-testid="zoom-level"]');
+    expect(await level.textContent()).toBe("100%");
+    await page.keyboard.press("="); // the picture has the focus
+    expect(await level.textContent()).toBe("125%");
+    const area = (await viewer.getByRole("group", { name: /^Picture: wheel/ }).boundingBox())!;
+    await page.mouse.move(area.x + area.width / 2, area.y + area.height / 2);
+    await page.mouse.wheel(0, -100);
+    await page.waitForFunction(() => document.querySelector('[data-testid="zoom-level"]')?.textContent === "156%");
+    expect(await viewer.locator("img").evaluate((img) => (img as HTMLElement).style.transform)).toContain("scale(1.5625)");
+    await viewer.getByRole("group", { name: "Picture", exact: true }).getByRole("button", { name: "Image" }).click();
+    await imagesLoaded('dialog img[alt="Image of 00.png"]');
+    await shot("zoom");
+    await page.keyboard.press("Escape");
+    await viewer.waitFor({ state: "detached" });
+    expect(await open.evaluate((el) => el === document.activeElement)).toBe(true);
+  });
+
+  it("keeps same-named files from different folders apart, with thumbnails in the history", async () => {
+    const root = mkdtempSync(join(tmpdir(), "eagle-e2e-"));
+    const lot = join(root, "lot7");
+    for (const folder of ["cut", "hole"]) {
+      mkdirSync(join(lot, folder), { recursive: true });
+      copyFileSync(resolve(FIXTURE_WORK, "sample-good.png"), join(lot, folder, "003.png"));
+    }
+    await page.goto(`${server.baseUrl}/#/inspect`);
+    const select = page.getByLabel("Category", { exact: true });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
+    await page.getByText("inspected against “mono”").waitFor();
+    await page.locator('[data-testid="inspect-folder"]').setInputFiles(lot);
+    for (const folder of ["cut", "hole"]) {
+      await page.getByRole("article", { name: `Inspection of lot7/${folder}/003.png` }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    }
+    await page.getByRole("link", { name: "History" }).click();
+    const table = page.getByRole("table", { name: "Inspection history" });
+    await table.getByRole("button", { name: /^Show lot7\/hole\/003\.png/ }).waitFor();
+    expect(await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).count()).toBe(1);
+    // Thumbnails: the two new rows' pictures arrive (fetched with the key, shown from blob: URLs).
+    await page.waitForFunction(() => {
+      const rows = Array.from(document.querySelectorAll("tbody tr")).filter((tr) => /lot7\/(cut|hole)\/003\.png/.test(tr.textContent ?? ""));
+      const thumbs = rows.map((tr) => tr.querySelector<HTMLImageElement>("img.thumb"));
+      return rows.length === 2 && thumbs.every((img) => img !== null && img.complete && img.naturalWidth > 0);
+    });
+    await shot("history-folders");
+  });
+
+  it("downloads the filtered history as CSV and JSON lines", async () => {
+    await page.goto(`${server.baseUrl}/#/history?category=mono`);
+    const table = page.getByRole("table", { name: "Inspection history" });
+    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).waitFor();
+    const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
+    expect(csvDownload.suggestedFilename()).toBe("eagle-history-mono.csv");
+    const csv = readFileSync((await csvDownload.path())!, "utf8").split("\r\n");
+    expect(csv[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap");
+    const total = await page.evaluate(async () => ((await (await fetch("/v1/inspections?category=mono&limit=1")).json()) as { total: number }).total);
+    expect(csv.filter((line) => line !== "")).toHaveLength(total + 1);
+    for (const folder of ["cut", "hole"]) expect(csv.filter((line) => line.includes(`,lot7/${folder}/003.png,`))).toHaveLength(1);
+    const [jsonDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download JSON lines" }).click()]);
+    const rows = readFileSync((await jsonDownload.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { category: string; pictures: Record<string, string> });
+    expect(rows).toHaveLength(total);
+    expect(rows.every((row) => row.category === "mono" && row.pictures["heatmap"]!.startsWith(`${server.baseUrl}/v1/files/`))).toBe(true);
+  });
+
+  it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
+    await page.goto(`${server.baseUrl}/#/history?category=mono`);
+    const table = page.getByRole("table", { name: "Inspection history" });
+    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    const detail = page.getByRole("region", { name: "Selected inspection" });
+    const defective = detail.getByRole("group", { name: "What the part actually was" }).getByRole("button", { name: "Actually defective" });
+    await defective.click();
+    await page.waitForFunction(() => document.querySelector('[aria-label="What the part actually was"] [aria-pressed="true"]')?.textContent === "Actually defective");
+    await detail.getByText(/^Labelled actually defective on /).waitFor();
+    const row = table.getByRole("row").filter({ has: page.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }) });
+    await row.locator("td.wide-only .label-badge").filter({ hasText: "Actually defective" }).waitFor();
+    // The verdict itself is kept: the label sits beside it.
+    expect(await row.locator(".decision").count()).toBe(1);
+
+    await page.getByLabel("Label", { exact: true }).selectOption("anomalous");
+    await page.waitForFunction(() => location.hash.includes("label=anomalous"));
+    await page.waitForFunction(() => !document.querySelector('tbody[aria-busy="true"]'));
+    const names = await table.locator("tbody .image-cell .link-button").allTextContents();
+    expect(names).toContain("lot7/cut/003.png");
+    expect(names).not.toContain("lot7/hole/003.png");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download JSON lines" }).click()]);
+    expect(download.suggestedFilename()).toBe("eagle-history-mono-anomalous.jsonl");
+    const rows = readFileSync((await download.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { image: string; label: string });
+    expect(rows.map((r) => r.label)).toEqual(rows.map(() => "anomalous"));
+    expect(rows.map((r) => r.image)).toContain("lot7/cut/003.png");
+
+    // Pressing the label again clears it.
+    await page.getByLabel("Label", { exact: true }).selectOption("");
+    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    await detail.getByRole("button", { name: "Actually defective" }).click();
+    await detail.getByText(/^Not labelled/).waitFor();
+    // Another row keeps a label, so the phone test below also sees a labelled row.
+    await table.getByRole("button", { name: /^Show lot7\/hole\/003\.png/ }).click();
+    await detail.getByRole("button", { name: "Actually normal" }).click();
+    await detail.getByText(/^Labelled actually normal on /).waitFor();
+    await shot("history-label");
+  });
+
+  it("fits a phone (390 px): no sideways scrolling and no text under 11 px on any page", async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
+    const small = await phone.newPage();
+    small.on("pageerror", (error) => problems.push(`page error (phone): ${error.message}`));
+    const measure = () =>
+      small.evaluate(() => {
+        const tiny: string[] = [];
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+          const text = node.textContent?.trim();
+          const el = node.parentElement;
+          if (!text || !el || el.closest(".sr-only, title, style, script")) continue;
+          const rect = el.getBoundingClientRect();
+          if (rect.width === 0 && rect.height === 0) continue; // not rendered
+          let size = parseFloat(getComputedStyle(el).fontSize);
+          const svg = el.closest("svg");
+          if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width > 0) size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+          if (size < 11 - 1e-6) tiny.push(`${text.slice(0, 30)} (${size.toFixed(1)} px)`);
+        }
+        return { scrollWidth: document.documentElement.scrollWidth, tiny };
+      });
+    const check = async (where: string) => {
+      const { scrollWidth, tiny } = await measure();
+      expect({ where, scrollWidth, tiny }).toEqual({ where, scrollWidth: 390, tiny: [] });
+    };
+    await small.goto(`${server.baseUrl}/#/inspect`);
+    const select = small.getByLabel("Category", { exact: true });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
+    await small.getByText("inspected against “mono”").waitFor();
+    await small.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
+    await small.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    await small.waitForFunction(() => document.querySelector("article img") !== null);
+    await check("inspect");
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-inspect.png"), fullPage: true });
+    await small.goto(`${server.baseUrl}/#/categories/mono`);
+    await small.locator('[data-testid="histogram"]').waitFor();
+    await check("categories");
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-categories.png"), fullPage: true });
+    await small.goto(`${server.baseUrl}/#/history`);
+    const table = small.getByRole("table", { name: "Inspection history" });
+    await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().waitFor();
+    // Score and decision are on screen, not cut off to the right.
+    const decision = await table.locator("tbody tr").first().locator(".decision").boundingBox();
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-history-table.png"), fullPage: true });
+    expect({ right: decision ? decision.x + decision.width : null }).toEqual({ right: expect.any(Number) });
+    expect(decision!.x + decision!.width).toBeLessThanOrEqual(390);
+    await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().click();
+    const detail = small.getByRole("region", { name: "Selected inspection" });
+    await detail.waitFor();
+    const close = await detail.getByRole("button", { name: "Close" }).boundingBox();
+    const card = await detail.boundingBox();
+    expect(close !== null && card !== null && close.x + close.width <= card.x + card.width).toBe(true);
+    await check("history");
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-history.png"), fullPage: true });
+    await small.goto(`${server.baseUrl}/#/evaluations`);
+    await small.getByRole("table", { name: "Metrics of mono-expert" }).waitFor();
+    await check("evaluations");
+    const tabs = await small.locator('nav[aria-label="Pages"] a').evaluateAll((links) => links.map((a) => a.getBoundingClientRect().right));
+    expect(Math.max(...tabs)).toBeLessThanOrEqual(390); // "Evaluations" is not clipped
+    await small.screenshot({ path: resolve(ARTIFACTS, "phone-evaluations.png"), fullPage: true });
+    await phone.close();
   });
 
   it("says the service is down, with a retry button", async () => {

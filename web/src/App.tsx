@@ -8,6 +8,7 @@ import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { InspectPage } from "./pages/InspectPage";
+import { QueueProvider, useQueue } from "./queue";
 
 const TITLES: Record<Page, string> = {
   inspect: "Inspect",
@@ -97,6 +98,7 @@ export function App() {
 
   return (
     <ApiContext.Provider value={api}>
+      <QueueProvider>
       <a className="skip-link" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById("main")?.focus())}>
         Skip to content
       </a>
@@ -113,6 +115,7 @@ export function App() {
             </a>
           ))}
         </nav>
+        <QueueCount />
         <div className="service-status" aria-live="polite">
           {health ? (
             <span className="status-ok" title={`queue waiting: ${health.mllm_queue_waiting}, fit jobs pending: ${health.fit_jobs_pending}`}>
@@ -159,7 +162,33 @@ export function App() {
           API docs
         </a>
       </footer>
+      <QueueAnnouncer />
+      </QueueProvider>
     </ApiContext.Provider>
+  );
+}
+
+/** How many images are still waiting, on every page (the batch keeps going while you browse). */
+function QueueCount() {
+  const { counts, persistent } = useQueue();
+  if (counts.waiting === 0 && counts.failed === 0) return null;
+  const title = persistent === false ? "kept in this tab only (browser storage unavailable)" : "kept in this browser until inspected";
+  return (
+    <a className="queue-count" href={formatRoute("inspect")} title={title} data-testid="queue-count">
+      {counts.waiting > 0 ? `${counts.waiting} waiting` : ""}
+      {counts.waiting > 0 && counts.failed > 0 ? " · " : ""}
+      {counts.failed > 0 ? `${counts.failed} failed` : ""}
+    </a>
+  );
+}
+
+/** Verdicts read out by screen readers as they arrive (the cards themselves are not live regions). */
+function QueueAnnouncer() {
+  const { announcement } = useQueue();
+  return (
+    <div className="sr-only" role="status" aria-live="polite" data-testid="announcer">
+      {announcement}
+    </div>
   );
 }
 

@@ -1,6 +1,7 @@
 /** The client, the service's health and the "key required" switch, shared by every page. */
 
 import { EagleClient, type Health } from "@eagle-iad/client";
+import type React from "react";
 import { createContext, useCallback, useContext, useEffect, useRef, useState, type DependencyList } from "react";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 
@@ -120,4 +121,52 @@ export function usePictureUrl(link: string | null): { url: string | null; error:
     };
   }, [client, link, requireKey]);
   return state;
+}
+
+const categoryCache = new WeakMap<EagleClient, { at: number; list: Promise<import("@eagle-iad/client").Category[]> }>();
+
+/**
+ * The fitted categories, shared by every inspection card (one request per 30 s, not one per card):
+ * each card draws its score on its category's fixed scale.
+ */
+export function useCategoryList(): import("@eagle-iad/client").Category[] | null {
+  const { client } = useApi();
+  const [list, setList] = useState<import("@eagle-iad/client").Category[] | null>(null);
+  useEffect(() => {
+    let live = true;
+    let cached = categoryCache.get(client);
+    if (!cached || Date.now() - cached.at > 30_000) {
+      cached = { at: Date.now(), list: client.categories() };
+      categoryCache.set(client, cached);
+      cached.list.catch(() => categoryCache.delete(client));
+    }
+    cached.list.then(
+      (value) => live && setList(value),
+      () => undefined, // the scale falls back to the record's own thresholds
+    );
+    return () => {
+      live = false;
+    };
+  }, [client]);
+  return list;
+}
+
+/** The width of an element in CSS pixels, kept current (SVG drawn at 1:1 so its text never shrinks). */
+export function useWidth<T extends HTMLElement>(fallback: number): [React.RefObject<T | null>, number] {
+  const ref = useRef<T | null>(null);
+  const [width, setWidth] = useState(fallback);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const update = () => {
+      const w = Math.round(el.getBoundingClientRect().width);
+      if (w > 0) setWidth(w);
+    };
+    update();
+    if (typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(update);
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+  return [ref, width];
 }

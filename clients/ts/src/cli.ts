@@ -5,11 +5,12 @@
  * so it pipes into `jq`. Exit codes: 0 done, 1 the service refused or failed, 2 bad usage or unreachable.
  */
 import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
+import { basename, dirname, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
-import { EagleClient, type Decision, type FitOptions, type FitSource } from "./client.js";
+import { EagleClient, type Decision, type FitOptions, type FitSource, type InspectionRecord, type LabelFilter } from "./client.js";
 import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+import { toCsv, toJsonLines } from "./export.js";
 
 const USAGE = `usage: eagle-client [--url URL] <command> [options]
 
@@ -21,7 +22,11 @@ commands:
                                           inspect images (one JSON line each)
   fit NAME (--folder DIR | FILE...) [--option key=value ...]
                                           fit a category from uploads or a server folder; progress on stderr
-  history [--category C] [--decision anomalous|normal|undecided] [--limit N] [--offset N]
+  history [--category C] [--decision anomalous|normal|undecided] [--label normal|anomalous|labelled|unlabelled]
+          [--limit N] [--offset N] [--format json|csv|jsonl]
+                                          json: one page as the service sends it; csv / jsonl: every
+                                          matching inspection (at most --limit), one row each
+  label ID normal|anomalous|none          record what inspection ID actually was (none clears it)
   evaluations                             evaluation runs with their metrics
 
 options:
@@ -70,6 +75,25 @@ export function parseFitOptions(pairs: string[]): FitOptions {
   return options as FitOptions;
 }
 
+/**
+ * The names the service records for IMAGE arguments: the file name, and for files that share one
+ * (`cut/003.png`, `hole/003.png`) the path below the deepest folder they have in common, so the
+ * history and this command's output tell them apart (the engine's own naming rule, naming.py).
+ */
+export function uploadNames(paths: readonly string[]): string[] {
+  const names = paths.map((path) => basename(path));
+  const count = new Map<string, number>();
+  for (const name of names) count.set(name, (count.get(name) ?? 0) + 1);
+  const clashing = names.flatMap((name, i) => ((count.get(name) ?? 0) > 1 ? [i] : []));
+  if (clashing.length === 0) return names;
+  const dirs = clashing.map((i) => dirname(resolve(paths[i] as string)).split(sep));
+  const common: string[] = [];
+  for (let k = 0; dirs.every((d) => k < d.length && d[k] === dirs[0]?.[k]); k++) common.push(dirs[0]?.[k] as string);
+  const root = common.join(sep) || sep;
+  for (const i of clashing) names[i] = relative(root, resolve(paths[i] as string)).split(sep).join("/");
+  return names;
+}
+
 function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
@@ -95,6 +119,8 @@ async function run(argv: string[]): Promise<number> {
       decision: { type: "string" },
       limit: { type: "string" },
       offset: { type: "string" },
+      format: { type: "string" },
+      label: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -136,11 +162,12 @@ async function run(argv: string[]): Promise<number> {
       if (!values.category) throw new UsageError("inspect needs --category");
       if (rest.length === 0) throw new UsageError("inspect needs at least one IMAGE");
       let failures = 0;
-      for (const path of rest) {
+      const names = uploadNames(rest);
+      for (const [index, path] of rest.entries()) {
         try {
           const data = await readFile(path);
           const record = await client.inspect(data, values.category, {
-            filename: basename(path),
+            filename: names[index] as string,
             ...(values.question !== undefined ? { question: values.question } : {}),
             ...(values.attention ? { attention: true } : {}),
           });
@@ -185,16 +212,49 @@ async function run(argv: string[]): Promise<number> {
       if (decision !== undefined && !["anomalous", "normal", "undecided"].includes(decision)) {
         throw new UsageError("--decision must be anomalous, normal or undecided");
       }
+      const label = values.label;
+      if (label !== undefined && !["normal", "anomalous", "labelled", "unlabelled"].includes(label)) {
+        throw new UsageError("--label must be normal, anomalous, labelled or unlabelled");
+      }
       const limit = integer("limit", values.limit);
       const offset = integer("offset", values.offset);
+      const format = values.format ?? "json";
+      if (!["json", "csv", "jsonl"].includes(format)) throw new UsageError("--format must be json, csv or jsonl");
+      if (format !== "json") {
+        const records: InspectionRecord[] = [];
+        let skip = offset ?? 0;
+        for await (const record of client.historyAll({
+          ...(values.category ? { category: values.category } : {}),
+          ...(decision ? { decision: decision as Decision } : {}),
+          ...(label ? { label: label as LabelFilter } : {}),
+        })) {
+          if (skip > 0) {
+            skip--;
+            continue;
+          }
+          if (limit !== undefined && records.length >= limit) break;
+          records.push(record);
+        }
+        process.stdout.write(format === "csv" ? toCsv(records, client.baseUrl) : toJsonLines(records, client.baseUrl));
+        return 0;
+      }
       print(
         await client.history({
           ...(limit !== undefined ? { limit } : {}),
           ...(offset !== undefined ? { offset } : {}),
           ...(values.category ? { category: values.category } : {}),
           ...(decision ? { decision: decision as Decision } : {}),
+          ...(label ? { label: label as LabelFilter } : {}),
         }),
       );
+      return 0;
+    }
+    case "label": {
+      const [id, value] = rest;
+      if (rest.length !== 2 || id === undefined || !["normal", "anomalous", "none"].includes(value ?? "")) {
+        throw new UsageError("label takes an inspection ID and normal, anomalous or none");
+      }
+      print(await client.label(id, value === "none" ? null : (value as "normal" | "anomalous")));
       return 0;
     }
     case "evaluations":

@@ -79,11 +79,17 @@ export interface InspectOptions {
   signal?: AbortSignal;
 }
 
+/** What the user says an inspected part actually was; `null` clears it. */
+export type Label = "normal" | "anomalous";
+/** The history's label filter: one label, either, or none yet. */
+export type LabelFilter = Label | "labelled" | "unlabelled";
+
 export interface HistoryQuery {
   limit?: number;
   offset?: number;
   category?: string;
   decision?: Decision;
+  label?: LabelFilter;
   signal?: AbortSignal;
 }
 
@@ -162,7 +168,7 @@ export class EagleClient {
    * have reached the service is not repeated behind the caller's back.
    */
   private async send(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     body?: () => BodyInit,
     extraHeaders: Record<string, string> = {},
@@ -201,7 +207,7 @@ export class EagleClient {
     }
   }
 
-  private async json<T>(method: "GET" | "POST", path: string, body?: () => BodyInit, headers?: Record<string, string>,
+  private async json<T>(method: "GET" | "POST" | "PUT", path: string, body?: () => BodyInit, headers?: Record<string, string>,
     signal?: AbortSignal): Promise<T> {
     const response = await this.send(method, path, body, headers, signal);
     return (await response.json()) as T;
@@ -306,8 +312,19 @@ export class EagleClient {
     if (query.offset !== undefined) params.set("offset", String(query.offset));
     if (query.category) params.set("category", query.category);
     if (query.decision) params.set("decision", query.decision);
+    if (query.label) params.set("label", query.label);
     const suffix = params.size > 0 ? `?${params.toString()}` : "";
     return this.json<InspectionPage>("GET", `/v1/inspections${suffix}`, undefined, {}, query.signal);
+  }
+
+  /**
+   * Record what an inspected part actually was (`normal` / `anomalous`), or clear it with `null`.
+   * The verdict stays as it was; resolves with the updated record.
+   */
+  label(id: string, label: Label | null, signal?: AbortSignal): Promise<InspectionRecord> {
+    const body = JSON.stringify({ label });
+    return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
+      { "Content-Type": "application/json" }, signal);
   }
 
   /** Every matching history record, page by page (newest first). */

@@ -24,9 +24,12 @@ export {
   type Job,
   type JobEvent,
   type JobStarted,
+  type Label,
+  type LabelFilter,
   type ScoreDistribution,
 } from "./client.js";
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
 export type { components, paths } from "./generated/openapi.js";
 export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
+export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportBox, type ExportRow } from "./export.js";

@@ -1,10 +1,12 @@
 /** The `eagle-client` executable (built `dist/bin.js`) as a user runs it, against the real service. */
 import { execFile } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { parseFitOptions } from "../src/cli.js";
+import { parseFitOptions, uploadNames } from "../src/cli.js";
 import { sharedServer } from "./fixture.js";
 
 const BIN = resolve(import.meta.dirname, "..", "dist", "bin.js");
@@ -28,6 +30,19 @@ describe("eagle-client", () => {
     ({ baseUrl, fixtureDir: fixture } = sharedServer());
   });
 
+  it("names same-named images from different folders by their folders", async () => {
+    const root = mkdtempSync(join(tmpdir(), "eagle-cli-names-"));
+    const paths = ["cut", "hole"].map((folder) => {
+      mkdirSync(join(root, folder));
+      copyFileSync(join(fixture, "sample-good.png"), join(root, folder, "003.png"));
+      return join(root, folder, "003.png");
+    });
+    const { code, stdout } = await cli(["--url", baseUrl, "inspect", "--category", "mono", ...paths]);
+    expect(code).toBe(0);
+    const names = stdout.trim().split("\n").map((line) => (JSON.parse(line) as { image_name: string }).image_name);
+    expect(names).toEqual(["cut/003.png", "hole/003.png"]);
+  });
+
   it("inspects images and prints one JSON line each; a bad file is reported and sets exit 1", async () => {
     const bad = join(fixture, "data", "broken", "a.png");
     const { code, stdout, stderr } = await cli(["--url", baseUrl, "inspect", "--category", "mono", join(fixture, "sample-good.png"), bad]);
@@ -45,6 +60,27 @@ describe("eagle-client", () => {
     expect(JSON.parse(stdout)).toMatchObject({ category: "cli-fit", state: "succeeded", images: 6 });
     expect(stderr).toMatch(/job succeeded/);
     expect(stderr).toMatch(/\[#+\] \d+\/\d+/);
+  });
+
+  it("exports the history as CSV and JSON lines", async () => {
+    const csv = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2", "--format", "csv"]);
+    expect(csv.code).toBe(0);
+    const rows = csv.stdout.trimEnd().split("\r\n");
+    expect(rows[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap");
+    expect(rows).toHaveLength(3);
+    expect(rows[1]).toContain(`,mono,`);
+    expect(rows[1]).toContain(`${baseUrl}/v1/files/`);
+    const jsonl = await cli(["--url", baseUrl, "history", "--format", "jsonl", "--limit", "1"]);
+    const row = JSON.parse(jsonl.stdout) as { image: string; threshold: number; pictures: Record<string, string> };
+    expect(row.threshold).toBeGreaterThan(0);
+    expect(row.pictures["heatmap"]).toMatch(new RegExp(`^${baseUrl}/v1/files/`));
+    expect((await cli(["--url", baseUrl, "history", "--format", "xml"])).stderr).toContain("--format must be json, csv or jsonl");
+    const labelled = await cli(["--url", baseUrl, "label", JSON.parse(jsonl.stdout).id as string, "normal"]);
+    expect(labelled.code).toBe(0);
+    expect(JSON.parse(labelled.stdout)).toMatchObject({ label: "normal" });
+    const onlyLabelled = await cli(["--url", baseUrl, "history", "--label", "normal", "--format", "csv"]);
+    expect(onlyLabelled.stdout.trimEnd().split("\r\n").slice(1).every((line) => line.includes(",normal,"))).toBe(true);
+    expect((await cli(["--url", baseUrl, "label", "x", "maybe"])).code).toBe(2);
   });
 
   it("reads history with filters", async () => {
@@ -76,6 +112,14 @@ describe("eagle-client", () => {
     const { code, stderr } = await cli(["--url", baseUrl, "category", "nope"]);
     expect(code).toBe(1);
     expect(stderr).toBe("eagle-client: no fitted category 'nope'\n");
+  });
+});
+
+describe("uploadNames", () => {
+  it("keeps file names, and the folders below the common one where names clash", () => {
+    expect(uploadNames(["a/x.png", "b/y.png"])).toEqual(["x.png", "y.png"]);
+    expect(uploadNames(["/d/lot/cut/003.png", "/d/lot/hole/003.png", "/d/other/004.png"])).toEqual(["cut/003.png", "hole/003.png", "004.png"]);
+    expect(uploadNames(["/d/cut/a/003.png", "/d/003.png"])).toEqual(["cut/a/003.png", "003.png"]);
   });
 });
 

@@ -107,6 +107,22 @@ describe("history", () => {
     expect(paged).toEqual(all.items.map((r) => r.id));
     await expect(client.history({ limit: 0 })).rejects.toMatchObject({ status: 400 });
   });
+
+  it("labels an inspection (what the part actually was), filters by label and clears it", async () => {
+    const [target] = (await client.history({ limit: 1 })).items;
+    expect(target).toBeDefined();
+    const labelled = await client.label(target!.id, "anomalous");
+    expect(labelled).toMatchObject({ id: target!.id, label: "anomalous", decision: target!.decision, score: target!.score });
+    expect(Number.isNaN(Date.parse(labelled.label_time ?? ""))).toBe(false);
+    const found = await client.history({ label: "anomalous", limit: 500 });
+    expect(found.items.map((r) => r.id)).toContain(target!.id);
+    expect((await client.history({ label: "unlabelled", limit: 500 })).items.map((r) => r.id)).not.toContain(target!.id);
+    const cleared = await client.label(target!.id, null);
+    expect(cleared.label).toBeNull();
+    expect((await client.history({ label: "labelled", limit: 500 })).items.map((r) => r.id)).not.toContain(target!.id);
+    await expect(client.label("no-such-inspection", "normal")).rejects.toMatchObject({ status: 404, code: "not_found" });
+    await expect(client.label(target!.id, "broken" as "normal")).rejects.toMatchObject({ status: 400 });
+  });
 });
 
 describe("fit", () => {

@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,11 +37,24 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 MAX_QUESTION_CHARS = 1000
 
 
+#: Folders kept in front of an upload's file name (``lot-7/cut/003.png``): enough to tell apart
+#: same-named files from different folders, short enough for a table column.
+MAX_NAME_FOLDERS = 3
+
+
 def _safe_name(filename: str | None) -> str:
-    """The upload's base name reduced to a safe alphabet (it names the picture files)."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", base).lstrip(".")[:80]
-    return clean or "upload.png"
+    """The upload's name with up to three folders, each part reduced to a safe alphabet.
+
+    The folders are kept because ``cut/003.png`` and ``hole/003.png`` are different images that a
+    user must be able to tell apart in the history; ``..``, ``.`` and empty parts are dropped, so the
+    name never points anywhere (pictures are named by the base name inside the inspection's folder).
+    """
+    parts = [part for part in re.split(r"[\\/]", filename or "") if part not in ("", ".", "..")]
+    clean = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).lstrip(".")[:80] for part in parts[-(MAX_NAME_FOLDERS + 1) :]]
+    base = clean[-1] if clean else ""
+    if not base:
+        return "upload.png"
+    return "/".join([*(part for part in clean[:-1] if part), base])
 
 
 def _ask_mllm(
@@ -58,7 +71,8 @@ def _ask_mllm(
     verdict = eagle.inspect(rgb, question, filename, expert_result=result)
     record = verdict.to_dict()
     if verdict.attention is not None:
-        written = write_attention_overlays(rgb, verdict.attention, out, picture_stems([filename])[0])
+        stem = picture_stems([PurePosixPath(filename).name])[0]
+        written = write_attention_overlays(rgb, verdict.attention, out, stem)
         pictures.update({kind: f"{link}/{path.name}" for kind, path in written.items()})
         record["attention"] = None  # large; the overlays carry it
     return record
@@ -81,7 +95,7 @@ def run_inspection(
     try:
         result = expert.inspect(rgb)
         expert_verdict = make_verdict(expert, filename, result)
-        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([filename])[0])
+        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([PurePosixPath(filename).name])[0])
         pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
         if state.queued is None:
             record: dict[str, Any] = expert_verdict.to_dict()
@@ -177,18 +191,34 @@ def inspections(
     offset: int = Query(0, ge=0),
     category: str | None = None,
     decision: Literal["anomalous", "normal", "undecided"] | None = None,
+    label: Literal["normal", "anomalous", "labelled", "unlabelled"] | None = None,
 ) -> dict[str, Any]:
     """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
 
     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
-    custom question without an anomaly decision) filter the rows; ``total`` counts the filtered rows.
+    custom question without an anomaly decision) and ``label`` (the user's: ``normal``, ``anomalous``,
+    ``labelled``, ``unlabelled``) filter the rows; ``total`` counts the filtered rows.
     """
     total, rows = service(request).store.page(
-        limit, offset, None if category is None else check_name(category), decision
+        limit, offset, None if category is None else check_name(category), decision, label
     )
     next_offset = offset + len(rows) if offset + len(rows) < total else None
     return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
             "items": [row.to_dict() for row in rows]}  # fmt: skip
+
+
+@router.put("/inspections/{inspection_id}/label", response_model=schemas.InspectionRecord)
+def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
+    """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
+
+    The verdict is kept as it was: the label sits beside it, so History, exports and per-category
+    figures can compare the two (false alarms, misses).
+    """
+    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+    stored = service(request).store.set_label(inspection_id, body.label, when)
+    if stored is None:
+        raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
+    return stored.to_dict()
 
 
 @router.get("/evaluations", response_model=schemas.EvaluationList)

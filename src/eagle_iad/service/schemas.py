@@ -6,7 +6,7 @@ generated from an older document must not make the server drop what it does not 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,6 +107,16 @@ class InspectionRecord(_Open):
     verdict: dict[str, Any]
     #: Picture kind (heatmap, box, attention_L<n>) -> ``/v1/files/...`` link.
     pictures: dict[str, str]
+    #: What the user says the part actually was (``normal`` / ``anomalous``), and when; null: not labelled.
+    label: str | None = None
+    label_time: str | None = None
+
+
+class LabelRequest(BaseModel):
+    """``PUT /v1/inspections/{id}/label``: what the part actually was; ``null`` clears the label."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: Literal["normal", "anomalous"] | None
 
 
 class InspectionPage(_Open):

@@ -5,8 +5,9 @@ inspection is written. A ``schema_version`` table makes a future migration expli
 guessing from columns. One connection guarded by a lock: the service writes a row per inspection,
 far below what serialising costs.
 
-Schema history: 1 = inspections; 2 adds ``fit_jobs`` (a v1 file is migrated in place when opened, its
-history untouched; a file newer than this code is refused rather than misread).
+Schema history: 1 = inspections; 2 adds ``fit_jobs``; 3 adds the user's label of an inspection
+(``label``: what the part actually was, ``label_time``). Older files are migrated in place when opened,
+their history untouched; a file newer than this code is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: What a user may say an inspected part actually was (``None``: not labelled).
+LABELS = ("normal", "anomalous")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -38,7 +42,9 @@ CREATE TABLE IF NOT EXISTS inspections (
     answer TEXT,
     caas_applied INTEGER NOT NULL,
     verdict TEXT NOT NULL,
-    pictures TEXT NOT NULL
+    pictures TEXT NOT NULL,
+    label TEXT,
+    label_time TEXT
 );
 CREATE INDEX IF NOT EXISTS inspections_category ON inspections (category, seq);
 CREATE TABLE IF NOT EXISTS fit_jobs (
@@ -69,6 +75,9 @@ class Inspection:
     caas_applied: bool
     verdict: dict[str, Any]
     pictures: dict[str, str]
+    #: What the user says the part actually was (``normal`` / ``anomalous``), and when they said it.
+    label: str | None = None
+    label_time: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +94,8 @@ class Inspection:
             "caas_applied": self.caas_applied,
             "verdict": self.verdict,
             "pictures": self.pictures,
+            "label": self.label,
+            "label_time": self.label_time,
         }
 
 
@@ -102,8 +113,19 @@ class InspectionStore:
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif int(row[0]) == 1:
-                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))  # v2 only adds fit_jobs
+            elif int(row[0]) in (1, 2):
+                # v2 only added fit_jobs (created above); v3 adds the label columns to the old table.
+                columns = {str(c[1]) for c in self._db.execute("PRAGMA table_info(inspections)").fetchall()}
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for column in ("label", "label_time"):
+                        if column not in columns:
+                            self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column} TEXT")
+                    self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ConfigError(f"{path}: history schema {row[0]} is not the {SCHEMA_VERSION} this eagle-iad reads")
 
@@ -155,11 +177,12 @@ class InspectionStore:
             try:
                 seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM inspections").fetchone()[0])
                 self._db.execute(
-                    "INSERT INTO inspections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO inspections (id, seq, {_COLUMNS.removeprefix('id, ')}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.id, seq, record.time, record.category, record.image_name, record.score, record.tau,
                         record.s_max, record.decision, int(record.in_band), record.answer, int(record.caas_applied),
-                        json.dumps(record.verdict), json.dumps(record.pictures),
+                        json.dumps(record.verdict), json.dumps(record.pictures), record.label, record.label_time,
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -167,13 +190,31 @@ class InspectionStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def get(self, inspection_id: str) -> Inspection | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+        return None if row is None else _row(row)
+
+    def set_label(self, inspection_id: str, label: str | None, when: str) -> Inspection | None:
+        """Record (or with ``None`` clear) what the part actually was; ``None`` when there is no such inspection."""
+        if label is not None and label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE inspections SET label = ?, label_time = ? WHERE id = ?",
+                (label, None if label is None else when, inspection_id),
+            )
+        return None if cursor.rowcount == 0 else self.get(inspection_id)
+
     def page(
-        self, limit: int, offset: int, category: str | None = None, decision: str | None = None
-    ) -> tuple[int, list[Inspection]]:
+        self, limit: int, offset: int, category: str | None = None, decision: str | None = None,
+        label: str | None = None,
+    ) -> tuple[int, list[Inspection]]:  # fmt: skip
         """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``.
 
         ``decision`` filters on the final decision: ``anomalous``, ``normal`` or ``undecided`` (no verdict:
-        the MLLM's reply was unparsable, or a custom question has no anomaly decision).
+        the MLLM's reply was unparsable, or a custom question has no anomaly decision). ``label`` filters on
+        the user's label: ``normal``, ``anomalous``, ``labelled`` (either) or ``unlabelled``.
         """
         clauses: list[str] = []
         params: list[Any] = []
@@ -185,15 +226,25 @@ class InspectionStore:
         elif decision:
             clauses.append("decision = ?")
             params.append(decision)
+        if label == "unlabelled":
+            clauses.append("label IS NULL")
+        elif label == "labelled":
+            clauses.append("label IS NOT NULL")
+        elif label:
+            clauses.append("label = ?")
+            params.append(label)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             total = int(self._db.execute(f"SELECT COUNT(*) FROM inspections {where}", params).fetchone()[0])
             rows = self._db.execute(
-                "SELECT id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, "
-                f"verdict, pictures FROM inspections {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                f"SELECT {_COLUMNS} FROM inspections {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
         return total, [_row(row) for row in rows]
+
+
+_COLUMNS = ("id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, verdict, "
+            "pictures, label, label_time")
 
 
 def _row(row: tuple[Any, ...]) -> Inspection:
@@ -211,4 +262,6 @@ def _row(row: tuple[Any, ...]) -> Inspection:
         caas_applied=bool(row[10]),
         verdict=json.loads(row[11]),
         pictures=json.loads(row[12]),
+        label=row[13],
+        label_time=row[14],
     )

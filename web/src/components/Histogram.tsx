@@ -1,7 +1,8 @@
+import type React from "react";
 import { bandSpan, histogramGeometry, labelPlacement, ticks } from "../logic/histogram";
+import { useWidth } from "../api";
 import { formatScore } from "../logic/scale";
 
-const W = 640;
 const H = 220;
 const M = { top: 28, right: 16, bottom: 40, left: 44 };
 
@@ -19,20 +20,21 @@ export function Histogram({
   sMax: number | null | undefined;
   label: string;
 }) {
+  const [ref, W] = useWidth<HTMLElement>(640);
   const innerW = W - M.left - M.right;
   const innerH = H - M.top - M.bottom;
   const g = histogramGeometry(edges, counts, innerW, innerH, [tau, sMax]);
-  if (!g) return <p className="muted">No usable histogram (edges and counts do not match).</p>;
+  if (!g) return <p className="muted" ref={ref as React.RefObject<HTMLParagraphElement | null>}>No usable histogram (edges and counts do not match).</p>;
   const total = counts.reduce((a, b) => a + b, 0);
   const summary = `${label}: ${total} training scores in ${counts.length} bins from ${formatScore(edges[0])} to ${formatScore(
     edges[edges.length - 1],
-  )}; tau ${formatScore(tau)}, s_max ${formatScore(sMax)}`;
+  )}; threshold ${formatScore(tau)}, band end ${formatScore(sMax)}`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
   const band = bandSpan(tau, sMax, g.xOf);
   const sMaxLabel = typeof sMax === "number" ? labelPlacement(g.xOf(sMax), innerW, typeof tau === "number" && sMax < tau ? "left" : "right") : null;
   return (
-    <figure className="histogram">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="histogram">
+    <figure className="histogram" ref={ref}>
+      <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="histogram">
         <title>{summary}</title>
         <g transform={`translate(${M.left},${M.top})`}>
           {yTicks.map((t) => {
@@ -48,7 +50,7 @@ export function Histogram({
           })}
           {band ? (
             <rect x={band.x} y={0} width={band.width} height={innerH} fill="var(--band)" opacity="0.8" data-testid="band">
-              <title>low-confidence band [τ, s_max): CAAS sharpens the MLLM's attention here</title>
+              <title>unsure band [threshold, band end): CAAS sharpens the MLLM's attention here</title>
             </rect>
           ) : null}
           {g.bars.map((b, i) => (
@@ -57,7 +59,7 @@ export function Histogram({
             </rect>
           ))}
           <line x1={0} x2={innerW} y1={innerH} y2={innerH} stroke="var(--ink)" />
-          {ticks(g.lo, g.hi, 5).map((t) => (
+          {ticks(g.lo, g.hi, W < 480 ? 3 : 5).map((t) => (
             <text key={t} x={g.xOf(t)} y={innerH + 16} textAnchor="middle" className="axis">
               {formatScore(t)}
             </text>
@@ -68,8 +70,8 @@ export function Histogram({
           {typeof tau === "number" ? (
             <g data-testid="tau-line">
               <line x1={g.xOf(tau)} x2={g.xOf(tau)} y1={-8} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" />
-              <text x={g.xOf(tau)} y={-12} textAnchor={g.xOf(tau) > innerW - 60 ? "end" : "middle"} className="axis strong">
-                τ {formatScore(tau)}
+              <text x={g.xOf(tau)} y={-12} textAnchor={g.xOf(tau) > innerW - 80 ? "end" : g.xOf(tau) < 60 ? "start" : "middle"} className="axis strong">
+                threshold {formatScore(tau)}
               </text>
             </g>
           ) : null}
@@ -77,7 +79,7 @@ export function Histogram({
             <g data-testid="smax-line">
               <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={6} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
               <text x={sMaxLabel?.x} y={16} textAnchor={sMaxLabel?.anchor} className="axis">
-                s_max {formatScore(sMax)}
+                band end {formatScore(sMax)}
               </text>
             </g>
           ) : null}

@@ -1,9 +1,11 @@
 import type { InspectionRecord } from "@eagle-iad/client";
-import { useState } from "react";
-import { formatScore } from "../logic/scale";
-import { decisionView, orderPictures, pictureLabel } from "../logic/verdict";
+import { useCallback, useId, useRef, useState } from "react";
+import { useCategoryList } from "../api";
+import { bandLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
+import { decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
 import { Picture } from "./Picture";
 import { ScoreScale } from "./ScoreScale";
+import { ZoomViewer } from "./ZoomViewer";
 
 export function DecisionBadge({ decision, size = "big" }: { decision: string | null; size?: "big" | "small" }) {
   const view = decisionView(decision);
@@ -25,40 +27,58 @@ function Flag({ on, label, detail }: { on: boolean; label: string; detail: strin
   );
 }
 
-/** One inspection: verdict, score scale, flags, the MLLM's reply and the pictures. */
+/** One inspection: the verdict first, then score against threshold in words, the scale, and the pictures. */
 export function InspectionView({ record, headingLevel = 3 }: { record: InspectionRecord; headingLevel?: 2 | 3 }) {
   const kinds = orderPictures(Object.keys(record.pictures));
   const [shown, setShown] = useState<string | null>(kinds[0] ?? null);
+  const [showCandidates, setShowCandidates] = useState(false);
+  const [zoomed, setZoomed] = useState(false);
+  const opener = useRef<HTMLButtonElement>(null);
+  const closeZoom = useCallback(() => {
+    setZoomed(false);
+    opener.current?.focus();
+  }, []);
+  const candidatesId = useId();
+  const categories = useCategoryList();
   const link = shown ? record.pictures[shown] : undefined;
   const verdict = record.verdict;
   const expertDecision = typeof verdict["expert_decision"] === "string" ? verdict["expert_decision"] : null;
   const reply = typeof verdict["reply"] === "string" ? verdict["reply"] : null;
+  const mllm = record.answer !== null || reply !== null;
+  const regions = regionsOf(verdict);
+  const category = categories?.find((c) => c.name === record.category);
+  const domain = categoryDomain(
+    category?.tau ?? record.tau,
+    category?.s_max ?? record.s_max,
+    category?.training_scores?.min ?? null,
+    category?.training_scores?.max ?? null,
+  );
+  const band = bandLine(record.score, record.tau, record.s_max, mllm);
+  const label = (kind: string) => (kind === "box" && regions.boxes.length === 0 ? "Image" : pictureLabel(kind));
   const Heading = headingLevel === 2 ? "h2" : "h3";
   return (
     <article className="inspection" aria-label={`Inspection of ${record.image_name}`}>
       <header className="inspection-head">
-        <div>
+        <DecisionBadge decision={record.decision} />
+        <div className="inspection-name">
           <Heading className="inspection-title">{record.image_name}</Heading>
           <p className="muted small">
             {record.category} · {new Date(record.time).toLocaleString()}
           </p>
         </div>
-        <DecisionBadge decision={record.decision} />
       </header>
       <div className="inspection-body">
         <div className="inspection-facts">
-          <ScoreScale score={record.score} tau={record.tau} sMax={record.s_max} />
+          <p className="score-line" data-testid="score-line">
+            {scoreLine(record.score, record.tau)}
+          </p>
+          {band ? (
+            <p className="band-line small" data-testid="band-line">
+              {band}
+            </p>
+          ) : null}
+          <ScoreScale score={record.score} tau={record.tau} sMax={record.s_max} domain={domain} />
           <dl className="facts">
-            <div>
-              <dt>Score</dt>
-              <dd>{formatScore(record.score)}</dd>
-            </div>
-            <div>
-              <dt><span className="greek">τ</span> / s_max</dt>
-              <dd>
-                {formatScore(record.tau)} / {formatScore(record.s_max)}
-              </dd>
-            </div>
             {expertDecision ? (
               <div>
                 <dt>Expert alone</dt>
@@ -73,10 +93,10 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
             ) : null}
           </dl>
           <p className="flags">
-            <Flag on={record.in_band} label="In low-confidence band" detail="tau <= score < s_max" />
+            <Flag on={record.in_band} label="In unsure band" detail="threshold <= score < band end" />
             <Flag on={record.caas_applied} label="CAAS applied" detail="the MLLM's attention to the image was sharpened" />
           </p>
-          {record.answer !== null || reply !== null ? (
+          {mllm ? (
             <section className="mllm" aria-label="MLLM reply">
               <h4>MLLM</h4>
               <p>
@@ -97,19 +117,50 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
             <>
               <div className="toggle-group" role="group" aria-label="Picture">
                 {kinds.map((kind) => (
-                  <button
-                    key={kind}
-                    type="button"
-                    className="toggle"
-                    aria-pressed={shown === kind}
-                    onClick={() => setShown(kind)}
-                  >
-                    {pictureLabel(kind)}
+                  <button key={kind} type="button" className="toggle" aria-pressed={shown === kind} onClick={() => setShown(kind)}>
+                    {label(kind)}
                   </button>
                 ))}
               </div>
+              {link && shown ? <Picture key={link} link={link} alt={`${label(shown)} of ${record.image_name}`} /> : null}
               {link && shown ? (
-                <Picture key={link} link={link} alt={`${pictureLabel(shown)} of ${record.image_name}`} />
+                <button type="button" className="link-button zoom-open" ref={opener} onClick={() => setZoomed(true)}>
+                  View full size (zoom)
+                </button>
+              ) : null}
+              {zoomed && shown ? (
+                <ZoomViewer name={record.image_name} kinds={kinds} links={record.pictures} label={label} initial={shown} onClose={closeZoom} />
+              ) : null}
+              {shown === "heatmap" ? (
+                <p className="muted small" data-testid="heatmap-key">
+                  Colours on the category's fixed scale (legend under the picture, threshold marked); hatched grey: border the expert
+                  does not inspect, not "normal".
+                </p>
+              ) : null}
+              <p className="small" data-testid="regions">
+                {regions.boxes.length > 0
+                  ? `${regions.boxes.length} region${regions.boxes.length === 1 ? "" : "s"} boxed, strongest first.`
+                  : record.score !== null && record.tau !== null && record.score >= record.tau
+                    ? "No region stood out enough to box."
+                    : "No boxes: the expert's score is below the threshold."}
+                {regions.boxes.length === 0 && regions.candidates.length > 0 ? (
+                  <>
+                    {" "}
+                    <button type="button" className="link-button" aria-expanded={showCandidates} aria-controls={candidatesId}
+                      onClick={() => setShowCandidates((v) => !v)}>
+                      {showCandidates ? "Hide" : "Show"} {regions.candidates.length} weaker region{regions.candidates.length === 1 ? "" : "s"}
+                    </button>
+                  </>
+                ) : null}
+              </p>
+              {showCandidates ? (
+                <ol className="candidates small" id={candidatesId}>
+                  {regions.candidates.map((box, i) => (
+                    <li key={i}>
+                      x {box.x0}–{box.x1}, y {box.y0}–{box.y1}, peak {formatScore(box.peak)}
+                    </li>
+                  ))}
+                </ol>
               ) : null}
             </>
           ) : (

@@ -40,3 +40,21 @@ describe("formatMetric", () => {
     expect(formatMetric({})).toBe("{}");
   });
 });
+
+import { formatMetricFor, metricLabel } from "./metrics";
+
+describe("metric labels and formats", () => {
+  it("names metrics in words, with their group", () => {
+    expect(metricLabel("at_tau.fn")).toBe("Defects missed (at the threshold)");
+    expect(metricLabel("image_auroc")).toBe("Image AUROC");
+    expect(metricLabel("boxes.mean_best_iou")).toBe("Mean best box IoU (boxes)");
+    expect(metricLabel("some.new_key")).toBe("New key (some)");
+  });
+  it("uses one format per kind: counts whole, rates 3 decimals, scores like the console", () => {
+    expect(formatMetricFor("at_tau.fn", 4)).toBe("4");
+    expect(formatMetricFor("image_auroc", 1)).toBe("1.000");
+    expect(formatMetricFor("at_tau.f1", 0.33333333)).toBe("0.333");
+    expect(formatMetricFor("tau", 142.34120897305476)).toBe("142.3");
+    expect(formatMetricFor("pixel_auroc", null)).toBe("–");
+  });
+});

@@ -1,4 +1,5 @@
 /** Evaluation metrics: nested objects flattened to dotted keys, values formatted for a table. */
+import { formatScore } from "./scale";
 
 export type Flat = Array<[key: string, value: unknown]>;
 
@@ -31,4 +32,71 @@ export function formatMetric(value: unknown): string {
     return value.length > 8 ? `[${shown}, … ${value.length} items]` : `[${shown}]`;
   }
   return JSON.stringify(value);
+}
+
+const LEAF_LABELS: Record<string, string> = {
+  category: "Category",
+  n_normal: "Normal test images",
+  n_anomalous: "Defective test images",
+  image_auroc: "Image AUROC",
+  pixel_auroc: "Pixel AUROC",
+  aupro: "AUPRO",
+  tau: "Threshold",
+  s_max: "Unsure band end",
+  balanced_accuracy: "Balanced accuracy",
+  accuracy: "Accuracy",
+  precision: "Precision",
+  recall: "Recall (defects caught)",
+  f1: "F1",
+  false_alarm_rate: "False-alarm rate",
+  miss_rate: "Miss rate",
+  tp: "Defects caught",
+  fp: "False alarms",
+  tn: "Normal images passed",
+  fn: "Defects missed",
+  n_anomalous_with_mask: "Defective images with a mask",
+  n_anomalous_with_boxes: "Defective images with boxes",
+  pointing_accuracy: "Pointing accuracy",
+  mean_best_iou: "Mean best box IoU",
+  median_area_ratio: "Median box area ratio",
+  touch_rate: "Boxes touching the defect",
+  normal_boxes: "Boxes on normal images",
+  normal_images_with_boxes: "Normal images with boxes",
+  defects_without_mask: "Defective images without a mask",
+};
+
+const GROUP_LABELS: Record<string, string> = {
+  at_tau: "at the threshold",
+  boxes: "boxes",
+  expert: "expert alone",
+  eagle: "EAGLE",
+};
+
+function humanize(key: string): string {
+  const words = key.replace(/[_.]+/g, " ").trim();
+  return words ? words[0]!.toUpperCase() + words.slice(1) : key;
+}
+
+/** `at_tau.fn` -> "Defects missed (at the threshold)"; unknown keys are spelled out from their words. */
+export function metricLabel(key: string): string {
+  const parts = key.split(".");
+  const leaf = parts[parts.length - 1] ?? key;
+  const label = LEAF_LABELS[leaf] ?? humanize(leaf);
+  const groups = parts.slice(0, -1).map((g) => GROUP_LABELS[g] ?? humanize(g).toLowerCase());
+  return groups.length > 0 ? `${label} (${groups.join(", ")})` : label;
+}
+
+const COUNT_KEYS = /^(n_.*|tp|fp|tn|fn|.*_boxes|.*_with_.*|defects_without_mask)$/;
+const SCORE_KEYS = /^(tau|s_max|.*score.*)$/;
+
+/**
+ * A metric in the one format its kind uses everywhere: counts as integers, scores like the rest of
+ * the console (formatScore), rates and areas with exactly 3 decimals (1.000, not 1).
+ */
+export function formatMetricFor(key: string, value: unknown): string {
+  if (typeof value !== "number" || !Number.isFinite(value)) return formatMetric(value);
+  const leaf = key.split(".").pop() ?? key;
+  if (COUNT_KEYS.test(leaf) && Number.isInteger(value)) return String(value);
+  if (SCORE_KEYS.test(leaf)) return formatScore(value);
+  return value.toFixed(3);
 }

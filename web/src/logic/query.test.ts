@@ -57,3 +57,13 @@ describe("knownCategories", () => {
     expect(knownCategories([], "old")).toEqual(["old"]);
   });
 });
+
+describe("label filter", () => {
+  it("reads, writes and round-trips the user's label filter, dropping unknown values", () => {
+    const filter = filterFromParams(new URLSearchParams("label=anomalous&category=tire"));
+    expect(filter).toEqual({ category: "tire", decision: null, label: "anomalous", limit: DEFAULT_LIMIT, offset: 0 });
+    expect(filterToParams(filter).toString()).toBe("category=tire&label=anomalous");
+    expect(filterFromParams(new URLSearchParams("label=maybe")).label).toBeUndefined();
+    expect(filterFromParams(filterToParams({ ...filter, label: "unlabelled" })).label).toBe("unlabelled");
+  });
+});

@@ -1,8 +1,15 @@
 /** The history page's filters and pagination <-> URL parameters (so a filtered view can be linked). */
 
-import type { Decision } from "@eagle-iad/client";
+import type { Decision, LabelFilter } from "@eagle-iad/client";
 
 export const DECISIONS: readonly Decision[] = ["anomalous", "normal", "undecided"];
+/** The label filter's values with their words (the user's correction, not the verdict). */
+export const LABEL_FILTERS: ReadonlyArray<readonly [LabelFilter, string]> = [
+  ["anomalous", "Actually defective"],
+  ["normal", "Actually normal"],
+  ["labelled", "Any label"],
+  ["unlabelled", "Not labelled"],
+];
 export const PAGE_SIZES = [10, 25, 50, 100] as const;
 export const DEFAULT_LIMIT = 25;
 
@@ -11,6 +18,8 @@ export interface HistoryFilter {
   offset: number;
   category: string | null;
   decision: Decision | null;
+  /** The user's label (what the part actually was); absent means no filter. */
+  label?: LabelFilter | null;
 }
 
 function isDecision(value: string | null): value is Decision {
@@ -30,7 +39,10 @@ export function filterFromParams(params: URLSearchParams): HistoryFilter {
   const offset = intParam(params, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
   const category = params.get("category");
   const decision = params.get("decision");
+  const label = params.get("label");
+  const known = LABEL_FILTERS.find(([value]) => value === label);
   return {
+    ...(known ? { label: known[0] } : {}),
     limit,
     offset: offset - (offset % limit), // always on a page boundary
     category: category && /^[A-Za-z0-9_.-]+$/.test(category) && !category.includes("..") ? category : null,
@@ -43,13 +55,14 @@ export function filterToParams(filter: HistoryFilter): URLSearchParams {
   const params = new URLSearchParams();
   if (filter.category) params.set("category", filter.category);
   if (filter.decision) params.set("decision", filter.decision);
+  if (filter.label) params.set("label", filter.label);
   if (filter.limit !== DEFAULT_LIMIT) params.set("limit", String(filter.limit));
   if (filter.offset > 0) params.set("offset", String(filter.offset));
   return params;
 }
 
 /** A changed filter starts again at the first page. */
-export function withFilter(filter: HistoryFilter, change: Partial<Pick<HistoryFilter, "category" | "decision" | "limit">>): HistoryFilter {
+export function withFilter(filter: HistoryFilter, change: Partial<Pick<HistoryFilter, "category" | "decision" | "label" | "limit">>): HistoryFilter {
   return { ...filter, ...change, offset: 0 };
 }
 

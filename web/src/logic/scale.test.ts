@@ -59,3 +59,46 @@ describe("formatScore", () => {
     expect(formatScore(null)).toBe("–");
   });
 });
+
+import { bandLine, categoryDomain, scaleStops, scoreLine } from "./scale";
+
+describe("categoryDomain", () => {
+  it("is fixed by the category alone: below the lowest training score to one span above the top", () => {
+    // bottom 80, top 100 (s_max), span 20: lo 70, hi 120
+    expect(categoryDomain(90, 100, 80, 95)).toEqual({ lo: 70, hi: 120 });
+    expect(categoryDomain(90, 100, 80, 95)).toEqual(categoryDomain(90, 100, 80, 95));
+  });
+  it("never starts below zero for distances, and survives missing values", () => {
+    expect(categoryDomain(10, null, 2, 8)).toEqual({ lo: 0, hi: 18 });
+    expect(categoryDomain(null, null)).toEqual({ lo: 0, hi: 1 });
+    expect(categoryDomain(50, 50)).toEqual({ lo: 47.5, hi: 55 });
+  });
+});
+
+describe("scaleStops", () => {
+  const domain = { lo: 0, hi: 200 };
+  it("stays the normal colour up to tau, band colour to s_max, anomalous after", () => {
+    expect(scaleStops(100, 150, domain)).toEqual([
+      { offset: 0, colour: "normal" },
+      { offset: 0.5, colour: "normal" },
+      { offset: 0.5, colour: "band" },
+      { offset: 0.75, colour: "band" },
+      { offset: 0.75, colour: "anomalous" },
+      { offset: 1, colour: "anomalous" },
+    ]);
+  });
+  it("goes anomalous at tau when the band is empty", () => {
+    expect(scaleStops(100, 90, domain).map((s) => `${s.offset}:${s.colour}`)).toEqual(["0:normal", "0.5:normal", "0.5:anomalous", "1:anomalous"]);
+  });
+});
+
+describe("plain language", () => {
+  it("reads score and threshold", () => {
+    expect(scoreLine(182.345, 181.8)).toBe("score 182.3 — threshold 181.8");
+  });
+  it("explains the unsure band only when it is not empty", () => {
+    expect(bandLine(50, 100, 90, true)).toBeNull();
+    expect(bandLine(50, 100, 120, true)).toBe("Unsure band 100.0–120.0: the expert is unsure there, so the MLLM looks again with sharpened attention (CAAS).");
+    expect(bandLine(110, 100, 120, false)).toBe("This score is in the unsure band 100.0–120.0: the expert is unsure there; a second look is advised.");
+  });
+});

@@ -71,3 +71,62 @@ export function formatScore(value: number | null | undefined): string {
   if (abs >= 10) return value.toFixed(2);
   return value.toFixed(3);
 }
+
+/**
+ * One fixed scale per category, so cards of the same category can be compared at a glance: from a
+ * little below the lowest training score (or tau) to well above tau / s_max / the highest training
+ * score, where anomalous scores land. Scores beyond it are clamped and flagged by `positionOf`.
+ */
+export function categoryDomain(
+  tau: number | null | undefined,
+  sMax: number | null | undefined,
+  trainMin?: number | null,
+  trainMax?: number | null,
+): Domain {
+  const known = [tau, sMax, trainMin, trainMax].filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  if (known.length === 0) return { lo: 0, hi: 1 };
+  const top = Math.max(...known);
+  const bottom = Math.min(...known);
+  const span = top > bottom ? top - bottom : Math.max(Math.abs(top) * 0.1, 1);
+  const lo = bottom >= 0 ? Math.max(0, bottom - span * 0.5) : bottom - span * 0.5;
+  return { lo, hi: top + span };
+}
+
+export interface Stop {
+  offset: number;
+  colour: "normal" | "band" | "anomalous";
+}
+
+/**
+ * Colour stops of the scale bar: the normal colour up to tau, the band colour over [tau, s_max),
+ * the anomalous colour from the point where a score is anomalous. Never red before the threshold.
+ */
+export function scaleStops(tau: number | null, sMax: number | null, domain: Domain): Stop[] {
+  if (tau === null) return [{ offset: 0, colour: "normal" }, { offset: 1, colour: "normal" }];
+  const t = fractionOf(tau, domain);
+  const stops: Stop[] = [{ offset: 0, colour: "normal" }, { offset: t, colour: "normal" }];
+  if (sMax !== null && sMax > tau) {
+    const s = fractionOf(sMax, domain);
+    stops.push({ offset: t, colour: "band" }, { offset: s, colour: "band" }, { offset: s, colour: "anomalous" });
+  } else {
+    stops.push({ offset: t, colour: "anomalous" });
+  }
+  stops.push({ offset: 1, colour: "anomalous" });
+  return stops;
+}
+
+/** "score 82.3 — threshold 81.8": the numbers a person reads after the verdict. */
+export function scoreLine(score: number | null, tau: number | null): string {
+  return `score ${formatScore(score)} — threshold ${formatScore(tau)}`;
+}
+
+/** One line on the unsure band, or null when it is empty (s_max <= tau) or unknown. */
+export function bandLine(score: number | null, tau: number | null, sMax: number | null, mllm: boolean): string | null {
+  if (tau === null || sMax === null || !(sMax > tau)) return null;
+  const range = `${formatScore(tau)}–${formatScore(sMax)}`;
+  const inside = score !== null && score >= tau && score < sMax;
+  const what = mllm
+    ? "the expert is unsure there, so the MLLM looks again with sharpened attention (CAAS)"
+    : "the expert is unsure there; a second look is advised";
+  return inside ? `This score is in the unsure band ${range}: ${what}.` : `Unsure band ${range}: ${what}.`;
+}

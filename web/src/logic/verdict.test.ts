@@ -23,3 +23,13 @@ describe("orderPictures", () => {
     expect(pictureLabel("box")).toBe("Boxed");
   });
 });
+
+import { regionsOf } from "./verdict";
+
+describe("regionsOf", () => {
+  it("reads boxes and candidates, skipping malformed entries", () => {
+    const box = { x0: 1, y0: 2, x1: 3, y1: 4, peak: 5.5, area: 4, score: 1, rank: 1 };
+    expect(regionsOf({ boxes: [box, { x0: 1 }], candidates: null })).toEqual({ boxes: [box], candidates: [] });
+    expect(regionsOf({ boxes: [], candidates: [box] })).toEqual({ boxes: [], candidates: [box] });
+  });
+});

@@ -42,3 +42,27 @@ export function pictureLabel(kind: string): string {
   if (m) return `Attention L${m[1]}`;
   return kind;
 }
+
+export interface Region {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+  peak: number;
+}
+
+function regionList(value: unknown): Region[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter(
+    (b): b is Region =>
+      typeof b === "object" && b !== null && ["x0", "y0", "x1", "y1", "peak"].every((k) => typeof (b as Record<string, unknown>)[k] === "number"),
+  );
+}
+
+/**
+ * The verdict's regions: `boxes` (drawn; only an anomalous expert verdict has any) and `candidates`
+ * (a normal verdict's strongest regions, not drawn unless asked for).
+ */
+export function regionsOf(verdict: Record<string, unknown>): { boxes: Region[]; candidates: Region[] } {
+  return { boxes: regionList(verdict["boxes"]), candidates: regionList(verdict["candidates"]) };
+}

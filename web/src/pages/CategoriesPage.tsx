@@ -21,7 +21,7 @@ export function CategoriesPage({ selected }: { selected: string | null }) {
     <section aria-labelledby="categories-title">
       <div className="page-head">
         <h1 id="categories-title">Categories</h1>
-        <p className="lede">Fitted experts: one PatchCore memory bank per product, with its label-free threshold τ and band end s_max.</p>
+        <p className="lede">Fitted experts: one PatchCore memory bank per product, with its threshold (set from normal images alone) and the end of its unsure band.</p>
       </div>
       {list.error ? <ErrorBanner error={list.error} onRetry={list.reload} /> : null}
       {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
@@ -41,8 +41,8 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
           <tr>
             <th scope="col">Name</th>
             <th scope="col">Backbone</th>
-            <th scope="col" className="num"><span className="greek">τ</span></th>
-            <th scope="col" className="num">s_max</th>
+            <th scope="col" className="num">Threshold</th>
+            <th scope="col" className="num">Band end</th>
             <th scope="col">Rule</th>
             <th scope="col" className="num">Train images</th>
             <th scope="col">Created</th>
@@ -122,11 +122,11 @@ function CategoryDetail({ name }: { name: string }) {
               <dd>{c.backbone ?? "–"}</dd>
             </div>
             <div>
-              <dt><span className="greek">τ</span> (threshold)</dt>
+              <dt>Threshold (<span className="greek">τ</span>)</dt>
               <dd>{formatScore(c.tau)}</dd>
             </div>
             <div>
-              <dt>s_max (band end)</dt>
+              <dt>Unsure band end (s_max)</dt>
               <dd>{formatScore(c.s_max)}</dd>
             </div>
             <div>
@@ -162,6 +162,13 @@ function CategoryDetail({ name }: { name: string }) {
   );
 }
 
+/** Below this many normal images the threshold rests on too few scores to be trusted (docs/METHOD.md). */
+const FEW_IMAGES = 20;
+
+function fewImagesText(n: number): string {
+  return `Only ${n} normal image${n === 1 ? "" : "s"}: a threshold from fewer than ${FEW_IMAGES} is unreliable (expect false alarms or misses). Add more normal images if you can.`;
+}
+
 const BACKBONES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2"];
 const RULES: Array<NonNullable<FitOptions["rule"]>> = ["ksigma", "mad", "quantile", "evt", "fixed"];
 
@@ -189,6 +196,20 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
 
   const nameValid = /^[A-Za-z0-9_.-]+$/.test(name) && !name.includes("..");
   const ready = nameValid && (source === "folder" ? folder.trim() !== "" : files.length > 0) && !busy;
+  // Why the button is disabled, in words (a greyed-out button alone leaves the user guessing).
+  const blocked = busy
+    ? "A fit is running; wait for it to finish."
+    : name === ""
+      ? "Enter a name for the category."
+      : !nameValid
+        ? "The name may only use letters, digits, “_”, “.” and “-”."
+        : source === "folder" && folder.trim() === ""
+          ? "Enter a folder under the service's data root."
+          : source === "files" && files.length === 0
+            ? "Choose normal images (or one zip) to fit on."
+            : null;
+  const imageCount = files.filter((f) => !/\.zip$/i.test(f.name)).length;
+  const fewUploaded = source === "files" && imageCount > 0 && imageCount === files.length && imageCount < FEW_IMAGES;
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -283,10 +304,21 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
           <SelectField id={`${id}-rule`} label="Threshold rule" value={rule} options={RULES} empty="default (ksigma)"
             onChange={setRule} />
         </div>
+        {fewUploaded ? (
+          <p className="warning" data-testid="few-images-before">
+            <span aria-hidden="true">⚠ </span>
+            {fewImagesText(imageCount)}
+          </p>
+        ) : null}
         <div className="actions">
-          <button type="submit" className="button primary" disabled={!ready}>
+          <button type="submit" className="button primary" disabled={!ready} aria-describedby={blocked ? `${id}-blocked` : undefined}>
             {busy ? "Fitting…" : "Fit category"}
           </button>
+          {blocked ? (
+            <span id={`${id}-blocked`} className="hint" data-testid="fit-blocked">
+              {blocked}
+            </span>
+          ) : null}
         </div>
       </form>
       {progress ? (
@@ -317,6 +349,12 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
       {finished ? (
         <p className="success" role="status">
           <span aria-hidden="true">✓ </span>Fitted <a href={formatRoute("categories", finished.category)}>{finished.category}</a> on {finished.images} images.
+        </p>
+      ) : null}
+      {finished && typeof finished.images === "number" && finished.images < FEW_IMAGES ? (
+        <p className="warning" data-testid="few-images">
+          <span aria-hidden="true">⚠ </span>
+          {fewImagesText(finished.images)}
         </p>
       ) : null}
       {error ? <ErrorBanner error={error} /> : null}

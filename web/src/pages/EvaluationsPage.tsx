@@ -2,7 +2,7 @@ import type { EvaluationRun } from "@eagle-iad/client";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { Picture } from "../components/Picture";
-import { flattenMetrics, formatMetric } from "../logic/metrics";
+import { flattenMetrics, formatMetricFor, metricLabel } from "../logic/metrics";
 
 export function EvaluationsPage() {
   const { client } = useApi();
@@ -59,11 +59,11 @@ function RunView({ run }: { run: EvaluationRun }) {
               </thead>
               <tbody>
                 {rows.map(([key, value]) => (
-                  <tr key={key}>
-                    <th scope="row">
-                      <code>{key}</code>
+                  <tr key={key} data-key={key}>
+                    <th scope="row" title={key}>
+                      {metricLabel(key)}
                     </th>
-                    <td className="num">{formatMetric(value)}</td>
+                    <td className="num">{formatMetricFor(key, value)}</td>
                   </tr>
                 ))}
               </tbody>

@@ -1,15 +1,22 @@
-import type { InspectionRecord } from "@eagle-iad/client";
-import { useId, useState } from "react";
+import { toCsv, toJsonLines, type InspectionRecord, type Label } from "@eagle-iad/client";
+import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
-import { DECISIONS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
+import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+
+/** The small picture of a row: the image as inspected (boxed when anomalous). */
+function thumbnail(record: InspectionRecord): string | undefined {
+  return record.pictures["box"] ?? record.pictures["heatmap"];
+}
 
 export function HistoryPage({ params }: { params: URLSearchParams }) {
-  const { client } = useApi();
+  const { client, requireKey } = useApi();
   const id = useId();
   const filter = filterFromParams(params);
   const key = filterToParams(filter).toString();
@@ -19,11 +26,76 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
       const query: Parameters<typeof client.history>[0] = { limit: filter.limit, offset: filter.offset, signal };
       if (filter.category) query.category = filter.category;
       if (filter.decision) query.decision = filter.decision;
+      if (filter.label) query.label = filter.label;
       return client.history(query);
     },
     [client, key],
   );
   const [selected, setSelected] = useState<InspectionRecord | null>(null);
+  const detailRef = useRef<HTMLElement>(null);
+  const headingRef = useRef<HTMLHeadingElement>(null);
+  // The detail opens below the table: move there (scroll and focus) so keyboard and screen-reader
+  // users land on it; Escape or Close return focus to the row's button.
+  useEffect(() => {
+    if (!selected) return;
+    detailRef.current?.scrollIntoView({ block: "start" });
+    headingRef.current?.focus({ preventScroll: true });
+    // Only when another inspection opens: a label change updates the record but keeps the focus.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [selected?.id]);
+  const close = useCallback(() => {
+    setSelected((current) => {
+      if (current) {
+        requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(current.id)}"]`)?.focus());
+      }
+      return null;
+    });
+  }, []);
+  useEffect(() => {
+    if (!selected) return;
+    const onKey = (event: KeyboardEvent) => {
+      // Escape inside the full-size viewer closes only the viewer.
+      if (event.target instanceof Element && event.target.closest("dialog")) return;
+      if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [selected, close]);
+  const [exporting, setExporting] = useState<"csv" | "jsonl" | null>(null);
+  const [exportError, setExportError] = useState<UserError | null>(null);
+  // Every inspection matching the filters (all pages), as the same file `eagle-client history --format` writes.
+  const download = async (format: "csv" | "jsonl") => {
+    setExporting(format);
+    setExportError(null);
+    try {
+      const records: InspectionRecord[] = [];
+      const query: Parameters<typeof client.historyAll>[0] = { limit: 500 };
+      if (filter.category) query.category = filter.category;
+      if (filter.decision) query.decision = filter.decision;
+      if (filter.label) query.label = filter.label;
+      for await (const record of client.historyAll(query)) records.push(record);
+      const base = client.baseUrl || window.location.origin;
+      const text = format === "csv" ? toCsv(records, base) : toJsonLines(records, base);
+      const blob = new Blob([text], { type: format === "csv" ? "text/csv" : "application/x-ndjson" });
+      const url = URL.createObjectURL(blob);
+      const link = document.createElement("a");
+      const parts = ["history", filter.category, filter.decision, filter.label].filter(Boolean).join("-");
+      link.href = url;
+      link.download = `eagle-${parts}.${format === "csv" ? "csv" : "jsonl"}`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setExportError(describeError(reason));
+    } finally {
+      setExporting(null);
+    }
+  };
   const go = (next: HistoryFilter) => {
     setSelected(null);
     window.location.hash = formatRoute("history", null, filterToParams(next));
@@ -55,6 +127,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           onChange={(value) => go(withFilter(filter, { decision: DECISIONS.find((d) => d === value) ?? null }))}
         />
         <SelectField
+          id={`${id}-label`}
+          label="Label"
+          value={filter.label ?? ""}
+          empty="All labels"
+          options={LABEL_FILTERS}
+          onChange={(value) => go(withFilter(filter, { label: LABEL_FILTERS.find(([v]) => v === value)?.[0] ?? null }))}
+        />
+        <SelectField
           id={`${id}-size`}
           label="Rows per page"
           value={String(filter.limit)}
@@ -66,7 +146,16 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             Refresh
           </button>
         </div>
+        <div className="field actions-end export-actions" role="group" aria-label="Export the filtered history">
+          <button type="button" className="button secondary" onClick={() => void download("csv")} disabled={exporting !== null}>
+            {exporting === "csv" ? "Exporting…" : "Download CSV"}
+          </button>
+          <button type="button" className="button secondary" onClick={() => void download("jsonl")} disabled={exporting !== null}>
+            {exporting === "jsonl" ? "Exporting…" : "Download JSON lines"}
+          </button>
+        </div>
       </form>
+      {exportError ? <ErrorBanner error={exportError} /> : null}
       {page.error ? <ErrorBanner error={page.error} onRetry={page.reload} /> : null}
       {page.loading && !data ? <Loading label="Loading history…" /> : null}
       {data && info ? (
@@ -75,18 +164,22 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             <table className="data-table history-table" aria-label="Inspection history">
               <thead>
                 <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Category</th>
+                  <th scope="col" className="thumb-cell">
+                    <span className="sr-only">Picture</span>
+                  </th>
                   <th scope="col">Image</th>
                   <th scope="col" className="num">Score</th>
                   <th scope="col">Decision</th>
-                  <th scope="col">CAAS</th>
+                  <th scope="col" className="wide-only">Label</th>
+                  <th scope="col" className="wide-only">Time</th>
+                  <th scope="col" className="wide-only">Category</th>
+                  <th scope="col" className="wide-only">CAAS</th>
                 </tr>
               </thead>
               <tbody aria-busy={page.loading}>
                 {data.items.length === 0 ? (
                   <tr>
-                    <td colSpan={6} className="empty">
+                    <td colSpan={8} className="empty">
                       No inspections match these filters.
                     </td>
                   </tr>
@@ -98,18 +191,34 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                     onClick={() => setSelected(r)}
                     aria-selected={selected?.id === r.id}
                   >
-                    <td className="nowrap">{new Date(r.time).toLocaleString()}</td>
-                    <td>{r.category}</td>
-                    <td>
-                      <button type="button" className="link-button" onClick={(e) => (e.stopPropagation(), setSelected(r))} aria-label={`Show ${r.image_name} from ${r.time}`}>
+                    <td className="thumb-cell">
+                      {thumbnail(r) ? <Picture link={thumbnail(r) as string} alt="" className="thumb" /> : null}
+                    </td>
+                    <td className="image-cell">
+                      <button type="button" className="link-button" data-show={r.id} onClick={(e) => (e.stopPropagation(), setSelected(r))}
+                        aria-label={`Show ${r.image_name} from ${r.time}`}>
                         {r.image_name}
                       </button>
+                      <span className="narrow-only muted small">
+                        {r.category} · {new Date(r.time).toLocaleString()}
+                        {r.label ? (
+                          <>
+                            {" · "}
+                            <LabelBadge label={r.label} />
+                          </>
+                        ) : null}
+                      </span>
                     </td>
                     <td className="num">{formatScore(r.score)}</td>
                     <td>
                       <DecisionBadge decision={r.decision} size="small" />
                     </td>
-                    <td>{r.caas_applied ? "applied" : "–"}</td>
+                    <td className="wide-only">
+                      <LabelBadge label={r.label ?? null} />
+                    </td>
+                    <td className="nowrap wide-only">{new Date(r.time).toLocaleString()}</td>
+                    <td className="wide-only">{r.category}</td>
+                    <td className="wide-only">{r.caas_applied ? "applied" : "–"}</td>
                   </tr>
                 ))}
               </tbody>
@@ -129,16 +238,65 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
         </>
       ) : null}
       {selected ? (
-        <section className="panel detail" aria-label="Selected inspection">
+        <section className="panel detail" aria-label="Selected inspection" ref={detailRef}>
           <div className="detail-head">
-            <span className="muted small">Inspection {selected.id}</span>
-            <button type="button" className="button secondary" onClick={() => setSelected(null)}>
+            <h2 className="detail-title" tabIndex={-1} ref={headingRef}>
+              {selected.image_name}
+            </h2>
+            <button type="button" className="button secondary" onClick={close} aria-keyshortcuts="Escape">
               Close
             </button>
           </div>
-          <InspectionView key={selected.id} record={selected} headingLevel={2} />
+          <p className="muted small detail-id">Inspection {selected.id} · Escape closes</p>
+          <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
+          <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>
       ) : null}
     </section>
+  );
+}
+
+const LABEL_WORDS: Record<Label, string> = { normal: "Actually normal", anomalous: "Actually defective" };
+
+function LabelBadge({ label }: { label: string | null }) {
+  if (label !== "normal" && label !== "anomalous") return <span className="muted">–</span>;
+  return <span className={`label-badge label-${label}`}>{LABEL_WORDS[label]}</span>;
+}
+
+/** "Correct the verdict": what the part actually was, stored beside the verdict (never replacing it). */
+function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabelled: (record: InspectionRecord) => void }) {
+  const { client, requireKey } = useApi();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const current = record.label ?? null;
+  const set = async (label: Label | null) => {
+    setBusy(true);
+    setError(null);
+    try {
+      onLabelled(await client.label(record.id, label));
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="label-control">
+      <div className="toggle-group" role="group" aria-label="What the part actually was">
+        {(["normal", "anomalous"] as const).map((label) => (
+          <button key={label} type="button" className="toggle" aria-pressed={current === label} disabled={busy}
+            onClick={() => void set(current === label ? null : label)}>
+            {LABEL_WORDS[label]}
+          </button>
+        ))}
+      </div>
+      <p className="muted small" role="status">
+        {current
+          ? `Labelled ${LABEL_WORDS[current as Label].toLowerCase()}${record.label_time ? ` on ${new Date(record.label_time).toLocaleString()}` : ""}; the verdict is kept beside it. Press again to clear.`
+          : "Not labelled: mark what the part actually was to correct the verdict."}
+      </p>
+      {error ? <ErrorBanner error={error} /> : null}
+    </div>
   );
 }

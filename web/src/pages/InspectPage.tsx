@@ -1,23 +1,38 @@
-import type { Category, InspectionRecord } from "@eagle-iad/client";
+import type { Category } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState, type DragEvent, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
-import { describeError, isUnauthorised, type UserError } from "../logic/errors";
-
-interface Item {
-  id: number;
-  file: File;
-  category: string;
-  question: string | null;
-  attention: boolean;
-  status: "queued" | "running" | "done" | "failed";
-  record?: InspectionRecord;
-  error?: UserError;
-}
+import { uploadName } from "../logic/queue";
+import { useQueue } from "../queue";
 
 const CATEGORY_KEY = "eagle-iad.category";
+const IMAGE_NAME = /\.(png|jpe?g|tiff?|bmp|webp|gif)$/i;
+
+/** Files of a drop, with their folder paths when folders were dropped (read recursively). */
+async function droppedFiles(transfer: DataTransfer): Promise<Array<{ file: File; path?: string }>> {
+  const entries = Array.from(transfer.items ?? [])
+    .map((item) => (typeof item.webkitGetAsEntry === "function" ? item.webkitGetAsEntry() : null))
+    .filter((entry): entry is FileSystemEntry => entry !== null);
+  if (entries.length === 0 || entries.every((e) => e.isFile)) return Array.from(transfer.files, (file) => ({ file }));
+  const out: Array<{ file: File; path?: string }> = [];
+  const walk = async (entry: FileSystemEntry): Promise<void> => {
+    if (entry.isFile) {
+      const file = await new Promise<File>((resolve, reject) => (entry as FileSystemFileEntry).file(resolve, reject));
+      if (IMAGE_NAME.test(file.name)) out.push({ file, path: entry.fullPath });
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader();
+      for (;;) {
+        const batch = await new Promise<FileSystemEntry[]>((resolve, reject) => reader.readEntries(resolve, reject));
+        if (batch.length === 0) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return out;
+}
 
 export function InspectPage() {
   const { client, health, requireKey } = useApi();
@@ -26,10 +41,11 @@ export function InspectPage() {
   const [category, setCategory] = useState<string>(() => sessionStorage.getItem(CATEGORY_KEY) ?? "");
   const [question, setQuestion] = useState("");
   const [attention, setAttention] = useState(false);
-  const [items, setItems] = useState<Item[]>([]);
+  const queue = useQueue();
+  const items = queue.items;
   const [dragging, setDragging] = useState(false);
-  const nextId = useRef(1);
   const input = useRef<HTMLInputElement>(null);
+  const folderInput = useRef<HTMLInputElement>(null);
   const ids = { category: useId(), question: useId(), attention: useId(), files: useId() };
   const mllm = health?.mllm ?? false;
 
@@ -43,56 +59,32 @@ export function InspectPage() {
     if (category) sessionStorage.setItem(CATEGORY_KEY, category);
   }, [category]);
 
+  const { add: enqueue } = queue;
   const add = useCallback(
-    (files: FileList | File[]) => {
-      const list = Array.from(files);
-      if (list.length === 0 || !category) return;
+    (files: ReadonlyArray<{ file: File; path?: string }>) => {
+      if (files.length === 0 || !category) return;
       const q = mllm && question.trim() ? question.trim() : null;
-      setItems((prev) => [
-        ...prev,
-        ...list.map((file) => ({ id: nextId.current++, file, category, question: q, attention: mllm && attention, status: "queued" as const })),
-      ]);
+      enqueue(
+        files.map(({ file, path }) => ({ file, name: uploadName(file, path) })),
+        { category, question: q, attention: mllm && attention },
+      );
     },
-    [category, question, attention, mllm],
+    [category, question, attention, mllm, enqueue],
   );
-
-  // One image at a time, in the order they were added.
-  const running = items.some((i) => i.status === "running");
-  useEffect(() => {
-    if (running) return;
-    const next = items.find((i) => i.status === "queued");
-    if (!next) return;
-    setItems((prev) => prev.map((i) => (i.id === next.id ? { ...i, status: "running" } : i)));
-    const options: { question?: string; attention?: boolean } = {};
-    if (next.question !== null) options.question = next.question;
-    if (next.attention) options.attention = true;
-    client.inspect(next.file, next.category, options).then(
-      (record) => setItems((prev) => prev.map((i) => (i.id === next.id ? { ...i, status: "done", record } : i))),
-      (reason: unknown) => {
-        if (isUnauthorised(reason)) requireKey();
-        setItems((prev) => prev.map((i) => (i.id === next.id ? { ...i, status: "failed", error: describeError(reason) } : i)));
-      },
-    );
-  }, [items, running, client, requireKey]);
-
-  const retry = (id: number) =>
-    setItems((prev) => prev.map((i) => (i.id === id ? { id: i.id, file: i.file, category: i.category, question: i.question, attention: i.attention, status: "queued" } : i)));
 
   const onDrop = (event: DragEvent) => {
     event.preventDefault();
     setDragging(false);
-    add(event.dataTransfer.files);
+    void droppedFiles(event.dataTransfer).then(add);
   };
 
-  const pending = items.filter((i) => i.status === "queued" || i.status === "running").length;
-  const failed = items.filter((i) => i.status === "failed").length;
-  const done = items.filter((i) => i.status === "done").length;
+  const { waiting: pending, failed, done } = queue.counts;
 
   return (
     <section aria-labelledby="inspect-title">
       <div className="page-head">
         <h1 id="inspect-title">Inspect</h1>
-        <p className="lede">Score images with a fitted category{mllm ? " and ask the MLLM about them" : ""}. Several images are inspected one after another.</p>
+        <p className="lede">Score images with a fitted category{mllm ? " and ask the MLLM about them" : ""}. Several images (or a whole folder) are inspected one after another; the batch keeps going while you look at other pages.</p>
       </div>
       {categories.error ? <ErrorBanner error={categories.error} onRetry={categories.reload} /> : null}
       {categories.loading && !categories.data ? <Loading label="Loading categories…" /> : null}
@@ -152,7 +144,23 @@ export function InspectPage() {
           hidden
           data-testid="inspect-files"
           onChange={(e) => {
-            if (e.target.files) add(e.target.files);
+            if (e.target.files) add(Array.from(e.target.files, (file) => ({ file })));
+            e.target.value = "";
+          }}
+        />
+        <button type="button" className="button secondary" onClick={() => folderInput.current?.click()} disabled={!category}>
+          Choose a folder…
+        </button>
+        <input
+          ref={folderInput}
+          type="file"
+          multiple
+          hidden
+          data-testid="inspect-folder"
+          {...{ webkitdirectory: "" }}
+          onChange={(e) => {
+            const images = Array.from(e.target.files ?? []).filter((file) => IMAGE_NAME.test(file.name));
+            add(images.map((file) => ({ file })));
             e.target.value = "";
           }}
         />
@@ -161,11 +169,12 @@ export function InspectPage() {
       {items.length > 0 ? (
         <div className="results-head">
           <h2>Results</h2>
-          <p className="muted" role="status">
-            {pending > 0 ? `${pending} image${pending === 1 ? "" : "s"} left · ` : ""}
+          <p className="muted" role="status" data-testid="queue-status">
+            {pending > 0 ? `${pending} image${pending === 1 ? "" : "s"} waiting · ` : ""}
             {done} inspected{failed > 0 ? ` · ${failed} failed` : ""}
+            {pending > 0 ? (queue.persistent === false ? " · kept in this tab only" : " · kept if you leave or reload") : ""}
           </p>
-          <button type="button" className="button secondary" onClick={() => setItems((prev) => prev.filter((i) => i.status === "running" || i.status === "queued"))}>
+          <button type="button" className="button secondary" onClick={queue.clearFinished}>
             Clear finished
           </button>
         </div>
@@ -177,10 +186,12 @@ export function InspectPage() {
               <InspectionView record={item.record} />
             ) : (
               <div className="result-pending">
-                <h3 className="inspection-title">{item.file.name}</h3>
+                <h3 className="inspection-title">{item.name}</h3>
                 {item.status === "queued" ? <p className="muted">Waiting…</p> : null}
                 {item.status === "running" ? <Loading label={`Inspecting with ${item.category}…`} /> : null}
-                {item.status === "failed" && item.error ? <ErrorBanner error={item.error} onRetry={() => retry(item.id)} /> : null}
+                {item.status === "failed" && item.error ? (
+                  <ErrorBanner error={{ ...item.error, retryable: true }} onRetry={() => queue.retry(item.id)} />
+                ) : null}
               </div>
             )}
           </li>

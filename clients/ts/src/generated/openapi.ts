@@ -182,10 +182,34 @@ export interface paths {
          * @description The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
          *
          *     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
-         *     custom question without an anomaly decision) filter the rows; ``total`` counts the filtered rows.
+         *     custom question without an anomaly decision) and ``label`` (the user's: ``normal``, ``anomalous``,
+         *     ``labelled``, ``unlabelled``) filter the rows; ``total`` counts the filtered rows.
          */
         get: operations["inspections_v1_inspections_get"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/inspections/{inspection_id}/label": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Label Inspection
+         * @description Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
+         *
+         *     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
+         *     figures can compare the two (false alarms, misses).
+         */
+        put: operations["label_inspection_v1_inspections__inspection_id__label_put"];
         post?: never;
         delete?: never;
         options?: never;
@@ -381,6 +405,10 @@ export interface components {
             image_name: string;
             /** In Band */
             in_band: boolean;
+            /** Label */
+            label?: string | null;
+            /** Label Time */
+            label_time?: string | null;
             /** Pictures */
             pictures: {
                 [key: string]: string;
@@ -494,6 +522,14 @@ export interface components {
             links: components["schemas"]["JobLinks"];
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * LabelRequest
+         * @description ``PUT /v1/inspections/{id}/label``: what the part actually was; ``null`` clears the label.
+         */
+        LabelRequest: {
+            /** Label */
+            label: ("normal" | "anomalous") | null;
         };
         /** ScoreDistribution */
         ScoreDistribution: {
@@ -883,6 +919,7 @@ export interface operations {
             query?: {
                 category?: string | null;
                 decision?: ("anomalous" | "normal" | "undecided") | null;
+                label?: ("normal" | "anomalous" | "labelled" | "unlabelled") | null;
                 limit?: number;
                 offset?: number;
             };
@@ -917,6 +954,50 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InspectionPage"];
+                };
+            };
+        };
+    };
+    label_inspection_v1_inspections__inspection_id__label_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                inspection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InspectionRecord"];
                 };
             };
         };

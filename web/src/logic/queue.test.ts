@@ -1,0 +1,61 @@
+import type { InspectionRecord } from "@eagle-iad/client";
+import { describe, expect, it } from "vitest";
+import { counts, finish, newItems, nextToRun, restore, retryItem, uploadName, type QueueItem } from "./queue";
+
+const blob = new Blob(["x"]);
+let n = 0;
+const makeId = () => `i${++n}`;
+const batch = () =>
+  newItems(
+    [
+      { file: blob, name: "cut/003.png" },
+      { file: blob, name: "hole/003.png" },
+    ],
+    { category: "tire", question: null, attention: false },
+    1000,
+    makeId,
+  );
+
+describe("inspection queue", () => {
+  it("keeps the folder of a picked file in its name", () => {
+    expect(uploadName({ name: "003.png", webkitRelativePath: "lot/cut/003.png" })).toBe("lot/cut/003.png");
+    expect(uploadName({ name: "003.png", webkitRelativePath: "" })).toBe("003.png");
+    expect(uploadName({ name: "003.png" }, "/lot/hole/003.png")).toBe("lot/hole/003.png");
+  });
+
+  it("runs one item at a time, oldest first, and counts what is left", () => {
+    const items = batch();
+    expect(nextToRun(items)?.name).toBe("cut/003.png");
+    const running = items.map((i, k) => (k === 0 ? { ...i, status: "running" as const } : i));
+    expect(nextToRun(running)).toBeNull();
+    expect(counts(running)).toEqual({ waiting: 2, done: 0, failed: 0 });
+  });
+
+  it("drops the image once inspected, keeps it for a retry when failed", () => {
+    const items = batch();
+    const record = { id: "r" } as InspectionRecord;
+    const done = finish(items, items[0]!.id, { record });
+    expect(done[0]).toMatchObject({ status: "done", file: null, record });
+    const error = { kind: "busy" as const, title: "Busy", message: "queue full", retryable: true };
+    const failed = finish(done, items[1]!.id, { error });
+    expect(failed[1]).toMatchObject({ status: "failed", error, file: blob });
+    expect(counts(failed)).toEqual({ waiting: 0, done: 1, failed: 1 });
+    expect(retryItem(failed, items[1]!.id)[1]).toMatchObject({ status: "queued", error: undefined });
+  });
+
+  it("restores a saved queue in order, running again the item a reload interrupted", () => {
+    const [a, b] = batch() as [QueueItem, QueueItem];
+    const saved = [{ ...b }, { ...a, status: "running" as const }, { ...a, id: "broken", status: "done" as const }];
+    expect(restore(saved).map((i) => [i.id, i.status])).toEqual([
+      [a.id, "queued"],
+      [b.id, "queued"],
+    ]);
+  });
+
+  it("brings back only the newest finished results, but every waiting image", () => {
+    const record = { id: "r" } as InspectionRecord;
+    const old = batch().map((i, k) => ({ ...i, id: `d${k}`, added: k, status: "done" as const, file: null, record }));
+    const waiting = { ...batch()[0]!, id: "w", added: 0.5 };
+    expect(restore([...old, waiting], 1).map((i) => i.id)).toEqual(["w", "d1"]);
+  });
+});
