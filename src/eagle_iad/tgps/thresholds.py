@@ -20,6 +20,7 @@ import torch
 from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
 from eagle_iad.choices import RULES as RULES
 from eagle_iad.errors import ConfigError
+from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.search import NearestNeighbourSearch
 
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
@@ -127,7 +128,7 @@ class LeaveOwnOut:
 
 @torch.no_grad()
 def leave_own_out(
-    features: torch.Tensor,
+    features: torch.Tensor | RowFile,
     patch_image_ids: torch.Tensor,
     selected: torch.Tensor,
     search: NearestNeighbourSearch,
@@ -154,7 +155,9 @@ def leave_own_out(
     patch_scores = torch.empty(total, dtype=torch.float32)
     for start in range(0, total, chunk_rows):
         stop = min(total, start + chunk_rows)
-        dist, _ = search.search(features[start:stop], exclude_groups=patch_image_ids[start:stop].long())
+        rows = features[start:stop]
+        queries = torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows
+        dist, _ = search.search(queries, exclude_groups=patch_image_ids[start:stop].long())
         patch_scores[start:stop] = dist.float()
         if progress is not None:
             progress(stop, total)
@@ -164,7 +167,7 @@ def leave_own_out(
 
 
 def leave_own_out_scores(
-    features: torch.Tensor,
+    features: torch.Tensor | RowFile,
     patch_image_ids: torch.Tensor,
     selected: torch.Tensor,
     search: NearestNeighbourSearch,
