@@ -181,32 +181,43 @@ class PeakMemory:
         }
 
 
-def memory_child(count: int, ratio: float) -> None:
+def memory_child(count: int, ratio: float, size: int) -> None:
     """One fit in this (fresh) process; prints its timings and peak memory as JSON."""
     with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
         paths = train_paths(count, Path(folder))
         monitor = PeakMemory()
         start = time.perf_counter()
-        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio)).model
+        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio, size=size)).model
         total = time.perf_counter() - start
-        print(json.dumps({"images": count, "fit_s": total, **model.timings, **monitor.stop()}))
+        patches = int(model.selected.numel())
+        print(json.dumps({"images": count, "patches": patches, "fit_s": total, **model.timings, **monitor.stop()}))
 
 
-def bench_memory(sizes: list[int], ratio: float) -> None:
-    print(f"\n== whole fits in fresh processes, coreset ratio {ratio} ({load()})")
+def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
+    print(f"\n== whole fits in fresh processes, input {size} px, coreset ratio {ratio} ({load()})")
     for count in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(count), "--memory-ratio", str(ratio)],
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                str(count),
+                "--memory-ratio",
+                str(ratio),
+                "--memory-size",
+                str(size),
+            ],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(
-            f"{count:5d} images: fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
+            f"{count:5d} images ({r['patches']} patches): fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
             f"coreset {r['coreset_s']:.0f} / training scores {r['train_scores_s']:.0f}); "
-            f"peak RSS {r['peak_rss_mib']:.0f} MiB = anonymous {r['peak_anon_mib']:.0f} "
-            f"+ mapped scratch file {r['peak_file_mib']:.0f} (reclaimable)  ({load()})"
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB (anonymous {r['peak_anon_mib']:.0f}, "
+            f"file-backed {r['peak_file_mib']:.0f})  ({load()})",
+            flush=True,
         )
 
 
@@ -219,19 +230,22 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,1000", help="training-set sizes for the memory fits ('' = none)")
     parser.add_argument("--with-5000", action="store_true", help="add a 5000-image memory fit (long)")
     parser.add_argument("--memory-ratio", type=float, default=0.01, help="coreset ratio of the memory fits")
+    parser.add_argument("--memory-size", type=int, default=64, help="input side of the memory fits (8 x 8 patches)")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory fits")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.memory_ratio)
+        memory_child(args.memory_child, args.memory_ratio, args.memory_size)
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
-    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
-        paths = train_paths(args.train, Path(folder))
-        main_fit(paths, args)
+    if not args.memory_only:
+        with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+            paths = train_paths(args.train, Path(folder))
+            main_fit(paths, args)
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([5000] if args.with_5000 else [])
     if sizes:
-        bench_memory(sizes, args.memory_ratio)
+        bench_memory(sizes, args.memory_ratio, args.memory_size)
 
 
 def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
