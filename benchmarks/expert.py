@@ -8,7 +8,13 @@ images/s one at a time and in a batch of 64; peak memory of whole fits by traini
 in a fresh process (``--sizes``; beyond the 441 normal elpv mono cells the set is the real cells
 again under the 8 flips/rotations of the square, written as PNGs to a temporary folder).
 
-    .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000]
+    .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
+    .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
+    .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
+
+The memory fits use a small input (``--memory-size``, 64 px = 8 x 8 patches per image) and a 1%
+coreset so that 5,000 images fit in minutes on two cores; what they show is how memory grows with
+the number of training patches, whatever the input size.
 
 The reference greedy costs one full pass over the projected bank per pick, the same for every
 pick, so by default it is timed on its first ``--reference-picks`` picks and extrapolated (and
@@ -37,7 +43,7 @@ import torch
 
 from eagle_iad.cli import select_training
 from eagle_iad.data import Sample, get_layout
-from eagle_iad.expert import ExpertConfig, fit
+from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
 from eagle_iad.tgps.thresholds import leave_own_out_scores
@@ -232,6 +238,9 @@ def main() -> None:
     parser.add_argument("--memory-ratio", type=float, default=0.01, help="coreset ratio of the memory fits")
     parser.add_argument("--memory-size", type=int, default=64, help="input side of the memory fits (8 x 8 patches)")
     parser.add_argument("--memory-only", action="store_true", help="only the memory fits")
+    parser.add_argument("--inspect-model", help="only the inspect figures, with this saved model (runs/demo/model)")
+    parser.add_argument("--size", type=int, default=320, help="input side of the main fit (fit's default 320)")
+    parser.add_argument("--coreset-ratio", type=float, default=0.1, help="coreset ratio of the main fit (default 0.1)")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -239,6 +248,9 @@ def main() -> None:
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
+    if args.inspect_model:
+        bench_inspect(load_expert(args.inspect_model), args.inspect)
+        return
     if not args.memory_only:
         with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
             paths = train_paths(args.train, Path(folder))
@@ -248,8 +260,25 @@ def main() -> None:
         bench_memory(sizes, args.memory_ratio, args.memory_size)
 
 
+def bench_inspect(expert: Expert, count: int) -> None:
+    """Images/s of ``eagle inspect``'s scoring: one image per call, then ``count`` images in one call."""
+    test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
+    test_paths = [s.path for s in test[:count]]
+    expert.inspect_many(test_paths[:2])  # warm-up
+    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
+    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
+    model = expert.model
+    print(
+        f"\n== inspect: {model.grid[0] * model.grid[1]} patches per image x bank {model.bank.shape[0]}, "
+        f"maps included ({load()})"
+    )
+    print(
+        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
+    )
+
+
 def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
-    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig()))
+    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig(size=args.size, coreset_ratio=args.coreset_ratio)))
     model, t = expert.model, expert.model.timings
     print(f"\n== fit on {args.train} elpv mono cells ({load()})")
     print(
@@ -257,15 +286,7 @@ def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
         f"training scores {t['train_scores_s']:.1f} s  (bank {model.bank.shape[0]} of {model.selected.numel()})"
     )
 
-    test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
-    test_paths = [s.path for s in test[: args.inspect]]
-    expert.inspect_many(test_paths[:2])  # warm-up
-    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
-    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
-    print(f"\n== inspect ({load()})")
-    print(
-        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
-    )
+    bench_inspect(expert, args.inspect)
 
     from eagle_iad.expert.preprocess import prepare
     from eagle_iad.images import load_rgb
