@@ -26,6 +26,10 @@ from eagle_iad.expert.search import NearestNeighbourSearch
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
 #: deviation for normal data, so ``mad`` with k = 3 means the same as ``ksigma`` with k = 3.
 MAD_SCALE = 1.4826
+#: Training patches scored per search call. A chunk costs about four copies of itself (read, the
+#: search's query copy, gathered neighbours, differences): 8192 rows x 4 KiB is 128 MiB at the peak,
+#: where 32768 rows held 512 MiB; the search blocks its own work in 4096 queries either way.
+LOO_CHUNK_ROWS = 1 << 13
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def leave_own_out(
     search: NearestNeighbourSearch,
     n_images: int,
     progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
+    chunk_rows: int = LOO_CHUNK_ROWS,
 ) -> LeaveOwnOut:
     """Score every training patch against the bank minus its own image's entries, in one chunked pass.
 
@@ -173,7 +177,7 @@ def leave_own_out_scores(
     search: NearestNeighbourSearch,
     n_images: int,
     progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
+    chunk_rows: int = LOO_CHUNK_ROWS,
 ) -> np.ndarray:
     """Per training image: max over its unselected patches of the distance to the bank minus its own entries."""
     return leave_own_out(features, patch_image_ids, selected, search, n_images, progress, chunk_rows).image_scores
