@@ -31,7 +31,7 @@ FeatureRows = np.ndarray | RowFile
 
 Progress = Callable[[int, int], None]
 
-#: Rows projected per matrix product, so a memory-mapped feature matrix is never copied whole.
+#: Rows projected per matrix product, so features on disk are never held in memory whole.
 PROJECT_ROWS = 1 << 14
 #: Points per block of the lazy greedy: a block's float32 copy (``2048 x 128``) stays in cache.
 BLOCK_ROWS = 2048
