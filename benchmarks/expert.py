@@ -8,7 +8,13 @@ images/s one at a time and in a batch of 64; peak memory of whole fits by traini
 in a fresh process (``--sizes``; beyond the 441 normal elpv mono cells the set is the real cells
 again under the 8 flips/rotations of the square, written as PNGs to a temporary folder).
 
-    .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000]
+    .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
+    .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
+    .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
+
+The memory fits use a small input (``--memory-size``, 64 px = 8 x 8 patches per image) and a 1%
+coreset so that 5,000 images fit in minutes on two cores; what they show is how memory grows with
+the number of training patches, whatever the input size.
 
 The reference greedy costs one full pass over the projected bank per pick, the same for every
 pick, so by default it is timed on its first ``--reference-picks`` picks and extrapolated (and
@@ -37,7 +43,7 @@ import torch
 
 from eagle_iad.data import Sample, get_layout
 from eagle_iad.data.selection import select_training
-from eagle_iad.expert import ExpertConfig, fit
+from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
@@ -181,32 +187,43 @@ class PeakMemory:
         }
 
 
-def memory_child(count: int, ratio: float) -> None:
+def memory_child(count: int, ratio: float, size: int) -> None:
     """One fit in this (fresh) process; prints its timings and peak memory as JSON."""
     with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
         paths = train_paths(count, Path(folder))
         monitor = PeakMemory()
         start = time.perf_counter()
-        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio)).model
+        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio, size=size)).model
         total = time.perf_counter() - start
-        print(json.dumps({"images": count, "fit_s": total, **model.timings, **monitor.stop()}))
+        patches = int(model.selected.numel())
+        print(json.dumps({"images": count, "patches": patches, "fit_s": total, **model.timings, **monitor.stop()}))
 
 
-def bench_memory(sizes: list[int], ratio: float) -> None:
-    print(f"\n== whole fits in fresh processes, coreset ratio {ratio} ({load()})")
+def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
+    print(f"\n== whole fits in fresh processes, input {size} px, coreset ratio {ratio} ({load()})")
     for count in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(count), "--memory-ratio", str(ratio)],
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                str(count),
+                "--memory-ratio",
+                str(ratio),
+                "--memory-size",
+                str(size),
+            ],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(
-            f"{count:5d} images: fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
+            f"{count:5d} images ({r['patches']} patches): fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
             f"coreset {r['coreset_s']:.0f} / training scores {r['train_scores_s']:.0f}); "
-            f"peak RSS {r['peak_rss_mib']:.0f} MiB = anonymous {r['peak_anon_mib']:.0f} "
-            f"+ mapped scratch file {r['peak_file_mib']:.0f} (reclaimable)  ({load()})"
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB (anonymous {r['peak_anon_mib']:.0f}, "
+            f"file-backed {r['peak_file_mib']:.0f})  ({load()})",
+            flush=True,
         )
 
 
@@ -219,23 +236,49 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,1000", help="training-set sizes for the memory fits ('' = none)")
     parser.add_argument("--with-5000", action="store_true", help="add a 5000-image memory fit (long)")
     parser.add_argument("--memory-ratio", type=float, default=0.01, help="coreset ratio of the memory fits")
+    parser.add_argument("--memory-size", type=int, default=64, help="input side of the memory fits (8 x 8 patches)")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory fits")
+    parser.add_argument("--inspect-model", help="only the inspect figures, with this saved model (runs/demo/model)")
+    parser.add_argument("--size", type=int, default=320, help="input side of the main fit (fit's default 320)")
+    parser.add_argument("--coreset-ratio", type=float, default=0.1, help="coreset ratio of the main fit (default 0.1)")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.memory_ratio)
+        memory_child(args.memory_child, args.memory_ratio, args.memory_size)
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
-    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
-        paths = train_paths(args.train, Path(folder))
-        main_fit(paths, args)
+    if args.inspect_model:
+        bench_inspect(load_expert(args.inspect_model), args.inspect)
+        return
+    if not args.memory_only:
+        with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+            paths = train_paths(args.train, Path(folder))
+            main_fit(paths, args)
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([5000] if args.with_5000 else [])
     if sizes:
-        bench_memory(sizes, args.memory_ratio)
+        bench_memory(sizes, args.memory_ratio, args.memory_size)
+
+
+def bench_inspect(expert: Expert, count: int) -> None:
+    """Images/s of ``eagle inspect``'s scoring: one image per call, then ``count`` images in one call."""
+    test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
+    test_paths = [s.path for s in test[:count]]
+    expert.inspect_many(test_paths[:2])  # warm-up
+    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
+    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
+    model = expert.model
+    print(
+        f"\n== inspect: {model.grid[0] * model.grid[1]} patches per image x bank {model.bank.shape[0]}, "
+        f"maps included ({load()})"
+    )
+    print(
+        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
+    )
 
 
 def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
-    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig()))
+    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig(size=args.size, coreset_ratio=args.coreset_ratio)))
     model, t = expert.model, expert.model.timings
     print(f"\n== fit on {args.train} elpv mono cells ({load()})")
     print(
@@ -243,15 +286,7 @@ def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
         f"training scores {t['train_scores_s']:.1f} s  (bank {model.bank.shape[0]} of {model.selected.numel()})"
     )
 
-    test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
-    test_paths = [s.path for s in test[: args.inspect]]
-    expert.inspect_many(test_paths[:2])  # warm-up
-    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
-    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
-    print(f"\n== inspect ({load()})")
-    print(
-        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
-    )
+    bench_inspect(expert, args.inspect)
 
     from eagle_iad.expert.preprocess import prepare
     from eagle_iad.images import load_rgb

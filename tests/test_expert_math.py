@@ -22,7 +22,7 @@ from torch.nn.functional import interpolate
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
-from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
 from eagle_iad.images import Geometry, load_rgb, to_tensor
@@ -540,7 +540,28 @@ def test_streamed_fit_equals_the_same_computation_in_memory(tmp_path: Path) -> N
     assert np.array_equal(model.train_scores, expected)
 
 
-def test_fit_leaves_no_scratch_files_even_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_row_file_gives_back_exactly_the_appended_rows(tmp_path: Path) -> None:
+    rows = np.random.default_rng(5).standard_normal((37, 6)).astype(np.float32)
+    stored = RowFile(tmp_path / "rows.f32", 6)
+    for start in range(0, 37, 10):  # appended in batches, as the fit writes them
+        stored.append(rows[start : start + 10])
+    assert stored.shape == (37, 6)
+    assert np.array_equal(stored[0:37], rows)
+    assert np.array_equal(stored[30:100], rows[30:])
+    assert stored[37:40].shape == (0, 6)
+    picks = np.array([0, 4, 36])
+    assert np.array_equal(stored.take(picks), rows[picks])
+    assert type(stored.take(picks)) is np.ndarray  # a copy, not a view into a map
+    projected = ApproximateGreedyCoreset(projection_dim=4, seed=1).project(stored)
+    assert np.array_equal(projected, ApproximateGreedyCoreset(projection_dim=4, seed=1).project(rows))
+    with pytest.raises(ValueError, match="contiguous row ranges only"):
+        stored[::2]
+
+
+@pytest.mark.parametrize("stage", ["features", "coreset", "training scores"])
+def test_fit_leaves_no_scratch_files_even_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
     import tempfile
 
     scratch = tmp_path / "tmp"
@@ -549,9 +570,9 @@ def test_fit_leaves_no_scratch_files_even_when_interrupted(tmp_path: Path, monke
     paths = noise_pngs(tmp_path / "train", 6, seed=4)
     seen: list[list[str]] = []
 
-    def interrupt(stage: str, done: int, total: int) -> None:
+    def interrupt(now: str, done: int, total: int) -> None:
         seen.append([p.name for p in scratch.iterdir()])
-        if stage == "coreset":
+        if now == stage:
             raise KeyboardInterrupt
 
     fit(

@@ -482,7 +482,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out, "a demo", "./demo")
     with write_errors(out, "files written before it are complete"):
-        report = run_demo(out, train_limit=args.limit_train, test_limit=args.limit_test, show_progress=not args.quiet)
+        report = run_demo(
+            out,
+            train_limit=args.limit_train,
+            test_limit=args.limit_test,
+            show_progress=not args.quiet,
+            size=args.size,
+            coreset_ratio=args.coreset_ratio,
+        )
     print(f"demo report: {report}")
     return 0
 
@@ -689,7 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="fit, evaluate and inspect elpv mono cells; write a report")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--limit-train", type=int, default=200, help="seeded subset of training cells (default 200)")
+    demo.add_argument("--limit-train", type=int, default=None, help="seeded subset of training cells (default: all)")
+    demo.add_argument("--size", type=int, default=None, help="whole-frame input side (default: the demo's, 224)")
+    demo.add_argument("--coreset-ratio", type=float, default=None, help="fraction of patches kept (default 0.01)")
     demo.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of test cells")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)

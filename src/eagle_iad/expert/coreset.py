@@ -24,10 +24,14 @@ import numpy as np
 
 from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
+from eagle_iad.expert.features import RowFile
+
+#: Training patches as rows: in memory, or on disk read back a range at a time.
+FeatureRows = np.ndarray | RowFile
 
 Progress = Callable[[int, int], None]
 
-#: Rows projected per matrix product, so a memory-mapped feature matrix is never copied whole.
+#: Rows projected per matrix product, so features on disk are never held in memory whole.
 PROJECT_ROWS = 1 << 14
 #: Points per block of the lazy greedy: a block's float32 copy (``2048 x 128``) stays in cache.
 BLOCK_ROWS = 2048
@@ -59,7 +63,7 @@ def _one_blas_thread() -> AbstractContextManager[object]:
 class Sampler(Protocol):
     """Chooses which training patches form the memory bank."""
 
-    def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         """Sorted int64 indices into ``features`` (``N x D`` float32)."""
         ...
 
@@ -92,16 +96,16 @@ class ApproximateGreedyCoreset:
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"coreset ratio must be in (0, 1], got {self.ratio}")
 
-    def project(self, features: np.ndarray) -> np.ndarray:
+    def project(self, features: FeatureRows) -> np.ndarray:
         """The fixed, seeded random projection (identity when already at or below the target width).
 
         The matrix is float32 Gaussian over a float64 ``sqrt``, so the product (and everything the
-        greedy computes) is float64; it is taken in row chunks (bit-identical to one product) so a
-        memory-mapped ``features`` is read once and never copied whole.
+        greedy computes) is float64; it is taken in row chunks (bit-identical to one product) so
+        features on disk (:class:`RowFile`) are read once and never held whole.
         """
         dim = features.shape[1]
         if dim <= self.projection_dim:
-            return np.ascontiguousarray(features, dtype=np.float32)
+            return np.ascontiguousarray(features[0 : features.shape[0]], dtype=np.float32)
         rng = np.random.default_rng(self.seed)
         matrix = rng.standard_normal((dim, self.projection_dim)).astype(np.float32) / np.sqrt(self.projection_dim)
         out = np.empty((features.shape[0], self.projection_dim), dtype=np.result_type(np.float32, matrix))
@@ -121,7 +125,7 @@ class ApproximateGreedyCoreset:
         min_dist /= len(anchors)
         return min_dist
 
-    def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         count = features.shape[0]
         target = max(1, int(count * self.ratio))
         if target >= count:
@@ -264,7 +268,7 @@ class RandomSampler:
     ratio: float = 0.1
     seed: int = 0
 
-    def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         count = features.shape[0]
         target = max(1, int(count * self.ratio))
         rng = np.random.default_rng(self.seed)
@@ -275,7 +279,7 @@ class RandomSampler:
 class IdentitySampler:
     """Keep every patch (exact PatchCore without subsampling; memory and time grow 10x)."""
 
-    def select(self, features: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
 
 

@@ -7,6 +7,10 @@ Euclidean nearest-neighbour search can compare.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,3 +38,55 @@ def aggregate(
     stacked = torch.stack(stages, dim=1).reshape(-1, 1, 2 * pretrain_dim)
     patches = F.adaptive_avg_pool1d(stacked, target_dim).squeeze(1)
     return patches.reshape(batch, height * width, target_dim)
+
+
+class RowFile:
+    """A float32 row matrix in a raw scratch file, written in appended batches and read back in row ranges.
+
+    Plain reads, not a memory map: a mapped file's touched pages count towards the process's
+    resident memory until it is unmapped, so a map over all training patches made a fit's peak RSS
+    grow with the training set (4.6 GiB at 1,000 elpv cells). Each range read here is an ordinary
+    array that is freed when used, so memory holds one chunk at a time; the values are the same
+    float32 numbers (docs/METHOD.md).
+    """
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self.rows = 0
+        self._writer: BinaryIO | None = path.open("wb")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.dim)
+
+    def append(self, rows: np.ndarray) -> None:
+        assert self._writer is not None, "append after close()"
+        block = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, self.dim)
+        self._writer.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        """Finish writing (reads need the data flushed)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, step = rows.indices(self.rows)
+        if step != 1:
+            raise ValueError("RowFile reads contiguous row ranges only")
+        self.close()
+        count = max(0, stop - start)
+        data = np.fromfile(self.path, dtype=np.float32, count=count * self.dim, offset=start * self.dim * 4)
+        return data.reshape(count, self.dim)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """The given rows (e.g. the coreset's picks) as one array, through a map dropped on return.
+
+        Fancy indexing copies, so nothing refers to the map afterwards and it is unmapped at once.
+        """
+        self.close()
+        mapped = np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
+        picked: np.ndarray = np.asarray(mapped[np.asarray(indices, dtype=np.int64)])
+        return picked

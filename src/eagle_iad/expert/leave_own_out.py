@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from eagle_iad.errors import ConfigError
+from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.search import NearestNeighbourSearch
+
+#: Training patches scored per search call. A chunk costs about four copies of itself (read, the
+#: search's query copy, gathered neighbours, differences): 8192 rows x 4 KiB is 128 MiB at the peak,
+#: where 32768 rows held 512 MiB; the search blocks its own work in 4096 queries either way.
+LOO_CHUNK_ROWS = 1 << 13
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,13 @@ class LeaveOwnOut:
 
 @torch.no_grad()
 def leave_own_out(
-    features: torch.Tensor,
+    features: torch.Tensor | RowFile,
     patch_image_ids: torch.Tensor,
     selected: torch.Tensor,
     search: NearestNeighbourSearch,
     n_images: int,
     progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
+    chunk_rows: int = LOO_CHUNK_ROWS,
 ) -> LeaveOwnOut:
     """Score every training patch against the bank minus its own image's entries, in one chunked pass.
 
@@ -64,7 +70,9 @@ def leave_own_out(
     patch_scores = torch.empty(total, dtype=torch.float32)
     for start in range(0, total, chunk_rows):
         stop = min(total, start + chunk_rows)
-        dist, _ = search.search(features[start:stop], exclude_groups=patch_image_ids[start:stop].long())
+        rows = features[start:stop]
+        queries = torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows
+        dist, _ = search.search(queries, exclude_groups=patch_image_ids[start:stop].long())
         patch_scores[start:stop] = dist.float()
         if progress is not None:
             progress(stop, total)
@@ -74,13 +82,13 @@ def leave_own_out(
 
 
 def leave_own_out_scores(
-    features: torch.Tensor,
+    features: torch.Tensor | RowFile,
     patch_image_ids: torch.Tensor,
     selected: torch.Tensor,
     search: NearestNeighbourSearch,
     n_images: int,
     progress: Callable[[int, int], None] | None = None,
-    chunk_rows: int = 1 << 15,
+    chunk_rows: int = LOO_CHUNK_ROWS,
 ) -> np.ndarray:
     """Per training image: max over its unselected patches of the distance to the bank minus its own entries."""
     return leave_own_out(features, patch_image_ids, selected, search, n_images, progress, chunk_rows).image_scores

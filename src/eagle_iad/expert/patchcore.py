@@ -26,7 +26,7 @@ from tqdm import tqdm
 from eagle_iad.errors import ConfigError, ImageError, ModelFormatError, OutputError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
 from eagle_iad.expert.coreset import make_sampler
-from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out
 from eagle_iad.expert.preprocess import (
     INPUT_MULTIPLE,
@@ -349,47 +349,48 @@ def _embed_training(
     show_progress: bool,
     hook: FitProgress | None = None,
     scratch: Path | None = None,
-) -> tuple[torch.Tensor, tuple[int, int], ViewGeometry]:
-    """``n_images x (views * h * w) x D`` training patches, the per-view grid and one image's geometry.
+) -> tuple[torch.Tensor | RowFile, tuple[int, int], ViewGeometry]:
+    """The training patches, the per-view grid and one image's geometry.
 
     Every training image gets the same input size and views, so one geometry describes how all of
-    their patch grids stitch (what the map calibration needs). With ``scratch`` (a folder), batches
-    are written straight into a float32 memory-mapped file there instead of being concatenated in
-    RAM, so memory stays flat as the training set grows; the values are the same float32 numbers
-    either way.
+    their patch grids stitch (what the map calibration needs). Without ``scratch`` the patches are
+    an ``n_images x (views * h * w) x D`` tensor; with ``scratch`` (a folder) each batch is appended
+    to a float32 :class:`RowFile` there (image after image, ``n_images * views * h * w`` rows)
+    instead of being concatenated in RAM, so memory stays flat as the training set grows; the
+    values are the same float32 numbers either way.
     """
     chunks: list[torch.Tensor] = []
-    stored: np.ndarray | None = None
+    stored = None if scratch is None else RowFile(scratch / "features.f32", config.target_dim)
     grid = (0, 0)
     geometry: ViewGeometry | None = None
-    with _progress(len(paths), "features", show_progress) as bar:
-        for start in range(0, len(paths), config.batch_size):
-            views = []
-            for path in paths[start : start + config.batch_size]:
-                try:
-                    rgb = load_rgb(path)
-                except ImageError as exc:
-                    raise ImageError(f"training image rejected: {exc}") from exc
-                tensor, geometry = prepare(rgb, config)
-                views.append(tensor)
-            with torch.no_grad():
-                shallow, deep = extractor(torch.cat(views))
-                grid = (int(shallow.shape[2]), int(shallow.shape[3]))
-                patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-                patches = patches.reshape(len(views), -1, patches.shape[-1])
-            if scratch is None:
-                chunks.append(patches)
-            else:
+    try:
+        with _progress(len(paths), "features", show_progress) as bar:
+            for start in range(0, len(paths), config.batch_size):
+                views = []
+                for path in paths[start : start + config.batch_size]:
+                    try:
+                        rgb = load_rgb(path)
+                    except ImageError as exc:
+                        raise ImageError(f"training image rejected: {exc}") from exc
+                    tensor, geometry = prepare(rgb, config)
+                    views.append(tensor)
+                with torch.no_grad():
+                    shallow, deep = extractor(torch.cat(views))
+                    grid = (int(shallow.shape[2]), int(shallow.shape[3]))
+                    patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+                    patches = patches.reshape(len(views), -1, patches.shape[-1])
                 if stored is None:
-                    shape = (len(paths), *patches.shape[1:])
-                    stored = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
-                stored[start : start + len(views)] = patches.numpy()
-            bar.update(len(views))
-            if hook is not None:
-                hook("features", min(start + len(views), len(paths)), len(paths))
+                    chunks.append(patches)
+                else:
+                    stored.append(patches.numpy())
+                bar.update(len(views))
+                if hook is not None:
+                    hook("features", min(start + len(views), len(paths)), len(paths))
+    finally:
+        if stored is not None:
+            stored.close()
     assert geometry is not None  # at least two training images were checked by the caller
-    features = torch.cat(chunks) if stored is None else torch.from_numpy(stored)
-    return features, grid, geometry
+    return (torch.cat(chunks) if stored is None else stored), grid, geometry
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
@@ -475,18 +476,19 @@ def _fit(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    embedded, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
-    n_images, per_image, dim = embedded.shape
-    features = embedded.reshape(-1, dim).contiguous()
+    features, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
+    assert isinstance(features, RowFile)  # with a scratch folder: rows on disk, one chunk in memory at a time
+    n_images = len(image_paths)
+    per_image = features.rows // n_images
     patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
     timings["features_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     with _progress(0, "coreset", show_progress) as bar:
-        chosen = torch.from_numpy(sampler.select(features.numpy(), progress=_reporter(bar, "coreset", progress)))
-    selected = torch.zeros(features.shape[0], dtype=torch.bool)
+        chosen = torch.from_numpy(sampler.select(features, progress=_reporter(bar, "coreset", progress)))
+    selected = torch.zeros(features.rows, dtype=torch.bool)
     selected[chosen] = True
-    bank = features[chosen].contiguous()
+    bank = torch.from_numpy(features.take(chosen.numpy()))
     bank_ids = patch_image_ids[chosen].contiguous()
     timings["coreset_s"] = time.perf_counter() - start
 

@@ -47,6 +47,9 @@ class NearestNeighbourSearch(Protocol):
 
 def _exact_distances(queries: torch.Tensor, bank: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     found = index >= 0
+    if bool(found.all()):  # the usual case: no masked copy of the queries
+        norms: torch.Tensor = torch.linalg.vector_norm(queries - bank[index], dim=1)
+        return norms
     dist = torch.full((queries.shape[0],), float("inf"), dtype=torch.float32)
     if bool(found.any()):
         diff = queries[found] - bank[index[found]]
