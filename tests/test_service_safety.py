@@ -82,7 +82,12 @@ def test_second_service_on_one_state_folder_refuses_to_start(tmp_path: Path) -> 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     (tmp_path / "models").mkdir()
-    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", max_pixels=1_000_000)
+    # A console is always mounted (as in a built checkout): its catch-all mount must not turn API
+    # answers (405 for a known path with another method, 404 for an unknown one) into console files.
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.html").write_text("<!doctype html><title>console</title>")
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", max_pixels=1_000_000,
+                               web_dir=tmp_path / "web")  # fmt: skip
     with LiveServer(create_app(settings)) as server:
         yield server
 
@@ -120,6 +125,7 @@ def test_every_error_has_one_shape_and_metrics_name_route_templates(live: LiveSe
     assert 'eagle_http_requests_total{method="POST",route="/v1/inspect",status="400"} 1' in lines
     assert 'eagle_http_requests_total{method="GET",route="/v1/inspections",status="400"} 1' in lines
     assert 'eagle_http_requests_total{method="GET",route="unmatched",status="404"} 1' in lines
+    assert 'eagle_http_requests_total{method="DELETE",route="/v1/inspections",status="405"} 1' in lines
     assert not [line for line in lines if 'route="other"' in line]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
@@ -39,7 +40,15 @@ class ConsoleFiles(StaticFiles):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
         if path == "/v1" or path.startswith("/v1/"):
-            raise HTTPException(404)  # an unknown API route stays a JSON 404, never a console file or 405
+            # An API path never gets a console file: a route that exists for other methods answers
+            # 405 (the router prefers this full-path mount over such a partial match), others 404.
+            app = scope.get("app")
+            for route in getattr(getattr(app, "router", None), "routes", []):
+                if not isinstance(route, Mount) and route.matches(scope)[0] == Match.PARTIAL:
+                    scope["route"] = route  # /metrics labels the answer by the route's template
+                    raise HTTPException(405)
+            scope.pop("endpoint", None)  # counted as "unmatched", not as a console file
+            raise HTTPException(404)
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
