@@ -10,6 +10,7 @@ an injected script from running in the console's origin.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
@@ -34,6 +35,16 @@ NOT_BUILT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 its OpenAPI document at <a href="/openapi.json">/openapi.json</a>.</p></body></html>"""
 
 
+def _api_routes(app: object) -> list[Any]:
+    """The app's routes, those of included routers one by one (FastAPI 0.16x keeps those lazily)."""
+    routes = list(getattr(getattr(app, "router", None), "routes", []))
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI lists every route itself
+        return [route for route in routes if not isinstance(route, Mount)]
+    return [route for route in iter_route_contexts(routes) if hasattr(route, "matches")]
+
+
 class ConsoleFiles(StaticFiles):
     """Static files with the console's security headers on every answer."""
 
@@ -42,9 +53,8 @@ class ConsoleFiles(StaticFiles):
         if path == "/v1" or path.startswith("/v1/"):
             # An API path never gets a console file: a route that exists for other methods answers
             # 405 (the router prefers this full-path mount over such a partial match), others 404.
-            app = scope.get("app")
-            for route in getattr(getattr(app, "router", None), "routes", []):
-                if not isinstance(route, Mount) and route.matches(scope)[0] == Match.PARTIAL:
+            for route in _api_routes(scope.get("app")):
+                if route.matches(scope)[0] == Match.PARTIAL:
                     scope["route"] = route  # /metrics labels the answer by the route's template
                     raise HTTPException(405)
             scope.pop("endpoint", None)  # counted as "unmatched", not as a console file
