@@ -22,6 +22,8 @@ export type JobEvent = Schemas["JobEvent"];
 export type JobStarted = Schemas["JobStarted"];
 export type EvaluationRun = Schemas["EvaluationRun"];
 export type ErrorBody = Schemas["ErrorBody"];
+/** A recorded threshold change: `tau` (a new threshold) or `restore` (the number of a change to undo), and why. */
+export type ThresholdChange = Schemas["ThresholdChange"];
 
 /** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
 export type Decision = "anomalous" | "normal" | "undecided";
@@ -227,6 +229,13 @@ export class EagleClient {
   /** One category, with every training score (for the histogram). */
   category(name: string, signal?: AbortSignal): Promise<Category> {
     return this.json<Category>("GET", `/v1/categories/${encodeURIComponent(name)}`, undefined, {}, signal);
+  }
+
+  /** Change a category's threshold on the record (who/when/why kept in its `history`); used at once. */
+  changeThreshold(name: string, change: ThresholdChange, signal?: AbortSignal): Promise<Category> {
+    const body = JSON.stringify(change);
+    return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/threshold`, () => body,
+      { "Content-Type": "application/json" }, signal);
   }
 
   /** Inspect one image: the expert's verdict, or the full EAGLE verdict when the service has an MLLM. */

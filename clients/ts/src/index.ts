@@ -27,6 +27,7 @@ export {
   type Label,
   type LabelFilter,
   type ScoreDistribution,
+  type ThresholdChange,
 } from "./client.js";
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
 export type { components, paths } from "./generated/openapi.js";

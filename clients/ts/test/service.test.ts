@@ -141,6 +141,18 @@ describe("fit", () => {
     expect(job.result?.tau).toBeCloseTo(detail.tau ?? NaN, 9);
   });
 
+  it("changes the fitted category's threshold on the record and restores it", async () => {
+    const fitted = await client.category("mono-folder");
+    const changed = await client.changeThreshold("mono-folder", { tau: (fitted.tau ?? 0) + 5, why: "fewer false alarms", by: "qe" });
+    expect(changed.tau).toBeCloseTo((fitted.tau ?? 0) + 5, 9);
+    expect(changed.rule).toBe("fixed");
+    expect(changed.history?.[0]).toMatchObject({ change: 1, by: "qe", why: "fewer false alarms", action: "set" });
+    const restored = await client.changeThreshold("mono-folder", { restore: 1, why: "undo" });
+    expect(restored.tau).toBe(fitted.tau);
+    expect(restored.history).toHaveLength(2);
+    await expect(client.changeThreshold("mono-folder", { why: "neither" })).rejects.toMatchObject({ status: 400 });
+  });
+
   it("fits from uploaded images", async () => {
     const files = await Promise.all(
       ["00.png", "01.png", "02.png"].map(async (name) => ({ name, data: await readFile(join(fixture, "data", "mono-good", name)) })),

@@ -90,6 +90,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/categories/{name}/threshold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Category Threshold
+         * @description Set the category's tau (or restore an earlier one), recorded in the model's history.
+         *
+         *     The same recorded change as ``eagle threshold``: who, when, why and the thresholds before and
+         *     after stay with the model, the saved model is replaced atomically, and the next inspection uses
+         *     the new threshold (the expert cache reloads a model whose files changed). Two concurrent
+         *     changes cannot both win: the later save sees the model changed and answers 409.
+         */
+        post: operations["change_category_threshold_v1_categories__name__threshold_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/evaluations": {
         parameters: {
             query?: never;
@@ -270,6 +295,10 @@ export interface components {
             created?: string | null;
             /** Error */
             error?: string | null;
+            /** History */
+            history?: {
+                [key: string]: unknown;
+            }[] | null;
             /** Name */
             name: string;
             /** Rule */
@@ -553,6 +582,20 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * ThresholdChange
+         * @description A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number).
+         */
+        ThresholdChange: {
+            /** By */
+            by?: string | null;
+            /** Restore */
+            restore?: number | null;
+            /** Tau */
+            tau?: number | null;
+            /** Why */
+            why: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -741,6 +784,50 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobStarted"];
+                };
+            };
+        };
+    };
+    change_category_threshold_v1_categories__name__threshold_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ThresholdChange"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Category"];
                 };
             };
         };
