@@ -30,6 +30,25 @@ def wait_s(seconds: float) -> float:
     return seconds * SLOWDOWN
 
 
+def unprivileged_cli() -> list[str]:
+    """``python -m eagle_iad.cli``, as a user whom file permissions bind, even when the tests run as root.
+
+    Root ignores permissions, so a refused write could not be tested; ``setpriv`` drops the
+    capabilities that allow it (the test skips, saying so, where setpriv is missing).
+    """
+    import shutil
+    import sys
+
+    launcher = [sys.executable, "-m", "eagle_iad.cli"]
+    if os.geteuid() != 0:
+        return launcher
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (to drop CAP_DAC_OVERRIDE) is not installed")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, "--bounding-set", drop, "--inh-caps", drop, *launcher]
+
+
 def start_ray(ray: Any, **options: Any) -> None:
     """``ray.init(**options)`` that tolerates a slow machine: longer timeouts, and one retry.
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import unprivileged_cli, wait_s
 from expert_fakes import FAKE_CONFIG, FakeExtractor
 
 from eagle_iad.cli import main
@@ -216,13 +216,7 @@ def test_a_place_it_must_not_write_is_refused_in_one_line(
 def test_an_unwritable_parent_is_refused_in_one_line(name: str, inputs: Inputs, tmp_path: Path) -> None:
     """A read-only folder holding the previous output: refused before any work, nothing in it changes."""
     command = _command(name, inputs)
-    launcher = [sys.executable, "-m", "eagle_iad.cli"]
-    if os.geteuid() == 0:  # root ignores permissions: run the CLI without the capabilities that allow it
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv (to drop CAP_DAC_OVERRIDE) is not installed")
-        drop = "-dac_override,-dac_read_search"
-        launcher = [setpriv, "--bounding-set", drop, "--inh-caps", drop, *launcher]
+    launcher = unprivileged_cli()
     locked = tmp_path / "locked"
     (locked / "previous").mkdir(parents=True)
     (locked / "previous" / "result.txt").write_text("an earlier result")
@@ -233,7 +227,7 @@ def test_an_unwritable_parent_is_refused_in_one_line(name: str, inputs: Inputs, 
     try:
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         result = subprocess.run([*launcher, *command.argv(inputs, str(target))], capture_output=True, text=True,
-                                env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+                                env=env, cwd=tmp_path, timeout=wait_s(300))  # fmt: skip
     finally:
         os.chmod(locked, 0o755)
     expected = f"{target}: cannot write in {locked} (permission denied)"

@@ -11,12 +11,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import wait_s
+from conftest import unprivileged_cli, wait_s
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 
 from eagle_iad.cli import main
@@ -97,13 +96,7 @@ def test_fit_refuses_an_output_it_must_not_replace(
 
 def test_fit_refuses_an_unwritable_parent(model_dir: Path, tmp_path: Path) -> None:
     """A read-only parent folder: one line, exit 2, the model in it untouched."""
-    command = [sys.executable, "-m", "eagle_iad.cli"]
-    if os.geteuid() == 0:  # root ignores permissions: run the CLI without the capabilities that allow it
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv (to drop CAP_DAC_OVERRIDE) is not installed")
-        drop = "-dac_override,-dac_read_search"
-        command = [setpriv, "--bounding-set", drop, "--inh-caps", drop, *command]
+    command = unprivileged_cli()
     locked = tmp_path / "locked"
     locked.mkdir()
     shutil.copytree(model_dir, locked / "model")
