@@ -58,6 +58,9 @@ def start_ray(ray: Any, **options: Any) -> None:
     ``RAY_*`` variables the raylet reads.
     """
     os.environ.setdefault("RAY_worker_register_timeout_seconds", str(int(wait_s(60))))
+    # Ray starts its workers at niceness 15: beside other work at normal priority they get ~1% of a
+    # core (under `make test-busy` an actor had 12 s of CPU in 11 minutes), so the test would crawl.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", str(int(wait_s(60))))
     for attempt in (1, 2):
         try:
