@@ -143,13 +143,13 @@ def test_model_from_newer_version_is_refused(
     copy = tmp_path / "model"
     shutil.copytree(elpv_model, copy)
     manifest = json.loads((copy / "model.json").read_text())
-    manifest["schema_version"] = 4  # one past the current schema (3)
+    manifest["schema_version"] = 5  # one past the current schema (4)
     manifest["package_version"] = "9.0.0"
     (copy / "model.json").write_text(json.dumps(manifest))
     image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
     code, _, err = run(capsys, "inspect", image, "--model", str(copy), "--quiet")
     assert code == 2
-    assert "model schema 4 was written by eagle-iad 9.0.0, which is newer" in err
+    assert "model schema 5 was written by eagle-iad 9.0.0, which is newer" in err
 
 
 def test_fit_on_missing_folder_fails_without_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,9 +57,9 @@ def _as_schema_2(directory: Path) -> None:
     _write(directory, data, sign=False)
 
 
-def test_a_save_carries_schema_3_a_checksum_and_an_empty_history(model_dir: Path) -> None:
+def test_a_save_carries_schema_4_a_checksum_and_an_empty_history(model_dir: Path) -> None:
     data = _manifest(model_dir)
-    assert data["schema_version"] == SCHEMA_VERSION == 3
+    assert data["schema_version"] == SCHEMA_VERSION == 4
     assert data["history"] == [] and data["checksum"] == manifest_checksum(data)
     assert data["checksum"].startswith("sha256:") and len(data["checksum"]) == 7 + 64
     assert load(model_dir).history == []
@@ -289,13 +289,14 @@ def test_threshold_refuses_a_hand_edited_model(model_dir: Path, capsys: pytest.C
     assert _manifest(model_dir)["thresholds"]["tau"] == 500.0
 
 
-def test_threshold_on_a_schema_1_model_writes_schema_3_that_inspects_the_same(tmp_path: Path) -> None:
+def test_threshold_on_a_schema_1_model_writes_schema_4_that_inspects_the_same(tmp_path: Path) -> None:
     """tests/data/schema1 (the paper's centre crop, no calibration) keeps its settings when re-saved."""
     shutil.copytree(DATA / "schema1" / "model", tmp_path / "model")
     old = load(tmp_path / "model")
     change_threshold(tmp_path / "model", tau=1.5, why="station A", by="ana")
     data = _manifest(tmp_path / "model")
-    assert data["schema_version"] == 3 and data["history"][0]["before"] == old.thresholds.to_dict()
+    assert data["schema_version"] == 4 and data["history"][0]["before"] == old.thresholds.to_dict()
+    assert data["training"]["references"] is None  # a re-save does not invent reference pictures
     new = load(tmp_path / "model")
     assert new.config == old.config and new.calibration is None and new.thresholds.tau == 1.5
     assert (new.config.preprocess, new.config.region_rule) == ("center-crop", "paper")

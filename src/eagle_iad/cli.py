@@ -209,6 +209,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             print(f"    box #{rank} x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} score={box.score:.3f}")
         for kind, path in v.pictures.items():
             print(f"    {kind}: {path}")
+        if v.reference is not None:
+            why = "" if v.reference["unavailable"] is None else f" ({v.reference['unavailable']})"
+            print(f"    nearest normal training image: {v.reference['image']}{why}")
     return 0
 
 

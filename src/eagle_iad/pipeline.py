@@ -99,6 +99,8 @@ class EagleVerdict:
     timings: dict[str, float]
     attention: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The expert's nearest normal training image (:attr:`eagle_iad.verdict.ExpertVerdict.reference`).
+    reference: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -156,12 +158,14 @@ class Eagle:
         in_band = False
         boxes: list[Box] = []
         boxed_ref: str | None = None
+        reference: dict[str, Any] | None = None
         timings: dict[str, float] = {}
         if condition != "baseline" and self.expert is not None:
             result = expert_result if expert_result is not None else self.expert.inspect(rgb)
             verdict = make_verdict(self.expert, name, result)
             score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
             expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes
+            reference = verdict.reference
             prior = "anomalous" if verdict.is_anomalous else "normal"
             if verdict.is_anomalous and _MODES[condition] != "text-only":
                 boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
@@ -212,6 +216,7 @@ class Eagle:
             timings=timings,
             attention=None if reply.attention is None else reply.attention.to_dict(),
             metadata={"backend": self.backend.name, "caas_forced": self.config.force_caas, **reply.metadata},
+            reference=reference,
         )
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from eagle_iad.expert.patchcore import Expert, ExpertResult
+from eagle_iad.atomic import atomic_write_bytes
+from eagle_iad.expert.patchcore import Expert, ExpertResult, ReferenceUnavailableError
 from eagle_iad.expert.preprocess import FEATURE_STRIDE
+from eagle_iad.expert.references import REFERENCE_SUFFIX
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.naming import picture_stems
 from eagle_iad.tgps.calibration import fallback_calibration
@@ -56,6 +58,10 @@ class ExpertVerdict:
     candidates: list[Box] = field(default_factory=list)
     region_rule: str = "paper"
     map: dict[str, Any] = field(default_factory=dict)
+    #: The nearest normal training image (docs/METHOD.md, "Nearest normal reference"): ``index`` into
+    #: the model's training images, its ``image`` name, the ``bank_row`` that links them, and
+    #: ``unavailable`` (why no picture can be shown) or ``None``. ``None`` when the search found none.
+    reference: dict[str, Any] | None = None
 
     @property
     def is_anomalous(self) -> bool:
@@ -119,7 +125,23 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         candidates=[] if result.is_anomalous else regions,
         region_rule=rule,
         map={**_map_record(expert, result), "region_threshold": found.threshold},
+        reference=reference_record(expert, result),
     )
+
+
+def reference_record(expert: Expert, result: ExpertResult) -> dict[str, Any] | None:
+    """Which training image is the nearest normal reference, and whether its picture is available."""
+    index = result.reference_image
+    if index < 0:
+        return None
+    model = expert.model
+    unavailable = None
+    try:
+        expert.reference_picture(index)
+    except ReferenceUnavailableError as exc:
+        unavailable = str(exc)
+    return {"index": index, "image": model.train_images[index], "bank_row": result.reference_row,
+            "unavailable": unavailable}  # fmt: skip
 
 
 def region_threshold(verdict: ExpertVerdict) -> float | None:
@@ -170,8 +192,10 @@ def write_pictures(
     style: RenderStyle = "box",
     show_candidates: bool = False,
     stem: str | None = None,
+    expert: Expert | None = None,
 ) -> None:
-    """Write ``<stem>_heatmap.png`` and ``<stem>_<style>.png`` and record their paths in the verdict.
+    """Write ``<stem>_heatmap.png``, ``<stem>_<style>.png`` and, when the model keeps reference pictures,
+    ``<stem>_reference.jpg`` (the nearest normal training image), and record their paths in the verdict.
 
     ``stem`` defaults to the image's own; callers writing several images to one folder pass the
     unique stems of :func:`eagle_iad.naming.picture_stems`.
@@ -183,6 +207,11 @@ def write_pictures(
     prompt_path = out_dir / f"{stem}_{style}.png"
     save_png(prompt_path, evidence_picture(verdict, rgb, result, style, show_candidates))
     verdict.pictures = {"heatmap": str(heatmap_path), style: str(prompt_path)}
+    reference = verdict.reference
+    if expert is not None and reference is not None and reference["unavailable"] is None:
+        reference_path = out_dir / f"{stem}_reference{REFERENCE_SUFFIX}"
+        atomic_write_bytes(reference_path, expert.reference_picture(int(reference["index"])))
+        verdict.pictures["reference"] = str(reference_path)
 
 
 def inspect_images(
@@ -201,6 +230,6 @@ def inspect_images(
     for name, stem, rgb, result in zip(names, picture_stems(names), rgbs, results, strict=True):
         verdict = make_verdict(expert, name, result)
         if out_dir is not None:
-            write_pictures(verdict, rgb, result, out_dir, style, show_candidates, stem)
+            write_pictures(verdict, rgb, result, out_dir, style, show_candidates, stem, expert)
         verdicts.append(verdict)
     return verdicts

@@ -21,7 +21,10 @@ FORMAT = "eagle-iad/expert"
 #: with ``eagle threshold``). Older schemas are read with every number and shape check but without
 #: the hand-edit check (they carry no checksum) and with an empty history; the next save of such a
 #: model (``eagle threshold``, a refit) writes schema 3.
-SCHEMA_VERSION = 3
+#: Schema 4 adds the reference pictures (a downsized JPEG per training image, tensors
+#: ``reference_bytes`` + ``reference_offsets``, described by ``training.references``); older models
+#: load without them and an inspection says "no reference: model fitted before model schema 4".
+SCHEMA_VERSION = 4
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

@@ -37,6 +37,7 @@ from eagle_iad.expert.preprocess import (
     prepare,
     tile_origins,
 )
+from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
@@ -190,6 +191,9 @@ class ExpertModel:
     #: Threshold changes made after the fit (``eagle threshold``), oldest first: who, when, why, and the
     #: thresholds before and after, so every change is on record and any earlier value can be restored.
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: One downsized JPEG per training image, in training order (expert/references.py): what an
+    #: inspection shows as its nearest normal image. ``None`` for models saved before schema 4.
+    references: list[bytes] | None = None
 
 
 @dataclass
@@ -208,6 +212,10 @@ class ExpertResult:
     crop_map: np.ndarray
     anomaly_map: np.ndarray
     geometry: ViewGeometry
+    #: The training image (index into ``train_images``) owning the nearest bank row of the image's
+    #: highest-scoring patch, and that bank row: the nearest normal reference (docs/METHOD.md).
+    reference_image: int = -1
+    reference_row: int = -1
 
 
 def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
@@ -269,11 +277,38 @@ class Expert:
     @torch.no_grad()
     def score_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Per-view scores (``B``) and patch-score grids (``B x h x w``) for prepared view tensors."""
+        grids, _rows = self._search_views(batch)
+        return grids.reshape(grids.shape[0], -1).max(axis=1), grids
+
+    @torch.no_grad()
+    def _search_views(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Patch-score grids and the nearest bank row of every patch (both ``B x h x w``)."""
         patches = self.embed(batch)
         count, _, dim = patches.shape
-        dist, _ = self.search.search(patches.reshape(-1, dim))
-        grids = dist.reshape(count, *self.model.grid).numpy()
-        return grids.reshape(count, -1).max(axis=1), grids
+        dist, rows = self.search.search(patches.reshape(-1, dim))
+        return dist.reshape(count, *self.model.grid).numpy(), rows.reshape(count, *self.model.grid).numpy()
+
+    def reference_of(self, view_grids: np.ndarray, view_rows: np.ndarray) -> tuple[int, int]:
+        """The training image and bank row nearest to the highest-scoring patch of one image's views.
+
+        The score is the maximum patch distance (tiles stitch by maximum, so the maximum over the
+        views is the stitched maximum); that patch's nearest bank row came from one training image,
+        the normal image most like the spot that decided the score (docs/METHOD.md).
+        """
+        flat = int(np.argmax(view_grids))  # first maximum in view, row, column order: deterministic
+        row = int(view_rows.reshape(-1)[flat])
+        if row < 0:
+            return -1, -1
+        return int(self.model.bank_image_ids[row]), row
+
+    def reference_picture(self, index: int) -> bytes:
+        """The stored picture of training image ``index``, or :class:`ReferenceUnavailableError` saying why."""
+        pictures = self.model.references
+        if pictures is None:
+            raise ReferenceUnavailableError(no_reference_reason(self.model))
+        if not 0 <= index < len(pictures):
+            raise ReferenceUnavailableError(f"no reference: training image {index} is not in this model")
+        return pictures[index]
 
     def evidence_grid(self, grid: np.ndarray) -> np.ndarray:
         """The stitched patch grid the map is drawn from: minus the normal positional excess, if any.
@@ -309,10 +344,12 @@ class Expert:
                     tensor, geometry = prepare(rgb, config)
                     views.append(tensor)
                     geometries.append(geometry)
-                _view_scores, view_grids = self.score_tensors(torch.cat(views))
+                view_grids, view_rows = self._search_views(torch.cat(views))
                 offsets = np.cumsum([0] + [len(v) for v in views])
                 for index, geometry in enumerate(geometries):
-                    grid = geometry.stitch(view_grids[offsets[index] : offsets[index + 1]])
+                    own = slice(offsets[index], offsets[index + 1])
+                    grid = geometry.stitch(view_grids[own])
+                    reference_image, reference_row = self.reference_of(view_grids[own], view_rows[own])
                     crop_map, full_map = self.anomaly_map(self.evidence_grid(grid), geometry)
                     value = float(grid.max())
                     results.append(
@@ -324,6 +361,8 @@ class Expert:
                             crop_map=crop_map,
                             anomaly_map=full_map,
                             geometry=geometry,
+                            reference_image=reference_image,
+                            reference_row=reference_row,
                         )
                     )
                 bar.update(len(chunk))
@@ -332,6 +371,22 @@ class Expert:
     def inspect(self, source: ImageSource | np.ndarray) -> ExpertResult:
         """Score one image."""
         return self.inspect_many([source])[0]
+
+
+class ReferenceUnavailableError(Exception):
+    """No reference picture can be shown; the message says why (and what to do)."""
+
+
+#: The model schema that first stores reference pictures (expert/manifest.py).
+REFERENCE_SCHEMA = 4
+
+
+def no_reference_reason(_model: ExpertModel) -> str:
+    """Why ``model`` has no reference pictures: every fit since schema 4 stores them, so it is older.
+
+    A schema-3 model re-saved by ``eagle threshold`` is written as schema 4 and still has none.
+    """
+    return f"no reference: model fitted before model schema {REFERENCE_SCHEMA}; refit to get one"
 
 
 def input_map(patch_scores: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -517,6 +572,10 @@ def _fit(
     calibration = calibrate_maps(train_maps, thresholds)
     timings["calibration_s"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    references = thumbnails(image_paths)
+    timings["references_s"] = time.perf_counter() - start
+
     model = ExpertModel(
         category=category,
         config=config,
@@ -532,5 +591,6 @@ def _fit(
         timings=timings,
         calibration=calibration,
         map_offset=map_offset,
+        references=references,
     )
     return Expert(model, extractor, search)

@@ -6,7 +6,9 @@ Layout of ``DIR``::
                           training-score distribution, sha256 of the tensor file, the
                           history of threshold changes, and a checksum over the fields
                           that matter (a hand edit is refused; ``eagle threshold`` records one)
-    tensors.safetensors   memory bank, bank image ids, per-training-patch image id and selected flag
+    tensors.safetensors   memory bank, bank image ids, per-training-patch image id and selected flag,
+                          and (schema 4) a downsized JPEG per training image, the nearest-normal
+                          references an inspection shows (packed bytes + offsets)
 
 No pickle is involved, so a model directory from an untrusted source cannot run code. Loading
 verifies the schema version, the tensor file's hash, every tensor's shape, the thresholds (finite,
@@ -63,6 +65,9 @@ from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
+from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
+from eagle_iad.expert.references import pack as pack_references
+from eagle_iad.expert.references import unpack as unpack_references
 from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
@@ -113,6 +118,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             "scores": [float(s) for s in model.train_scores],
             "patches": int(model.patch_image_ids.shape[0]),
             "bank_size": int(model.bank.shape[0]),
+            "references": None if model.references is None else _references_record(len(model.references)),
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -123,6 +129,10 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads(json.dumps(fields))
     manifest["checksum"] = manifest_checksum(manifest)
     return manifest
+
+
+def _references_record(count: int) -> dict[str, Any]:
+    return {"format": REFERENCE_FORMAT, "max_side": REFERENCE_MAX_SIDE, "count": count}
 
 
 def check_replaceable(directory: str | os.PathLike[str]) -> Path:
@@ -267,7 +277,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def _write_model(model: ExpertModel, staging: Path) -> None:
     tensors_path = staging / TENSORS
-    tensors = {
+    tensors: dict[str, torch.Tensor] = {
         "bank": model.bank.contiguous().float(),
         "bank_image_ids": model.bank_image_ids.to(torch.int32).contiguous(),
         "patch_image_ids": model.patch_image_ids.to(torch.int32).contiguous(),
@@ -275,6 +285,10 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     }
     if model.map_offset is not None:
         tensors["map_offset"] = model.map_offset.float().contiguous()
+    if model.references is not None:
+        data, offsets = pack_references(model.references)
+        tensors["reference_bytes"] = torch.from_numpy(data)
+        tensors["reference_offsets"] = torch.from_numpy(offsets)
     try:
         save_file(
             tensors,
@@ -439,6 +453,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     map_offset = tensors.get("map_offset")
     if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
+    references = _references(tensors, training.get("references"), n_images, problems)
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
     _check_statistics(thresholds, train_scores, history, where)
@@ -460,7 +475,29 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         calibration=calibration,
         map_offset=None if map_offset is None else map_offset.float().contiguous(),
         history=history,
+        references=references,
     )
+
+
+def _references(
+    tensors: dict[str, torch.Tensor], described: Any, n_images: int, problems: list[str]
+) -> list[bytes] | None:
+    """The reference pictures (schema 4), checked against the manifest; ``None`` when the model has none."""
+    data, offsets = tensors.get("reference_bytes"), tensors.get("reference_offsets")
+    if described is None and data is None and offsets is None:
+        return None
+    if not isinstance(described, dict) or data is None or offsets is None:
+        problems.append("reference pictures and their description in the manifest disagree")
+        return None
+    ends = offsets.to(torch.int64)
+    if (
+        data.dtype != torch.uint8 or data.ndim != 1 or ends.ndim != 1 or ends.shape[0] != n_images + 1
+        or described.get("count") != n_images or int(ends[0]) != 0 or int(ends[-1]) != data.shape[0]
+        or bool((ends[1:] < ends[:-1]).any())
+    ):  # fmt: skip
+        problems.append("reference pictures do not match the training images")
+        return None
+    return unpack_references(data.numpy(), ends.numpy())
 
 
 def _check_statistics(thresholds: Thresholds, scores: np.ndarray, history: list[Any], where: Path) -> None:

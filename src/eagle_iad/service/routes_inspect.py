@@ -95,7 +95,8 @@ def run_inspection(
     try:
         result = expert.inspect(rgb)
         expert_verdict = make_verdict(expert, filename, result)
-        write_pictures(expert_verdict, rgb, result, out, stem=picture_stems([PurePosixPath(filename).name])[0])
+        stem = picture_stems([PurePosixPath(filename).name])[0]
+        write_pictures(expert_verdict, rgb, result, out, stem=stem, expert=expert)
         pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
         if state.queued is None:
             record: dict[str, Any] = expert_verdict.to_dict()
