@@ -255,7 +255,7 @@ def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, lis
     assert record["category"] == "mono" and record["decision"] in ("anomalous", "normal")
     assert record["tau"] > 0 and record["answer"] is None and record["caas_applied"] is False
     assert record["image_name"] == "evil_name.png"  # the client's file name is reduced to a safe base name
-    assert record["verdict"]["boxes"] is not None and set(record["pictures"]) == {"heatmap", "box"}
+    assert record["verdict"]["boxes"] is not None and set(record["pictures"]) == {"heatmap", "box", "reference"}
     status, head, picture = call("GET", server.base + record["pictures"]["heatmap"], raw=True)
     assert status == 200 and head["content-type"] == "image/png" and picture.startswith(b"\x89PNG")
     assert inspect_request(server.base, cells["normal"][0].read_bytes())[0] == 200
@@ -335,6 +335,43 @@ def test_fit_from_server_folder(server: ServeProcess, workspace: dict[str, Path]
     assert status == 202 and _events(server.base, started["job"]["id"])[-1]["state"] == "succeeded"
     second = inspect_request(server.base, image, category="folder-fit")[2]
     assert second["tau"] == 1234.5 != first["tau"] and second["decision"] == "normal"
+
+
+def test_reference_is_the_nearest_normal_training_image(
+    server: ServeProcess, workspace: dict[str, Path], cells: dict[str, list[Path]]
+) -> None:
+    from dataclasses import replace
+
+    from eagle_iad.expert import load, save
+
+    model = load(workspace["models"] / "mono")
+    assert model.references is not None
+    status, _, record = inspect_request(server.base, cells["anomalous"][1].read_bytes(), filename="lot/cut/001.png")
+    assert status == 200, record
+    reference = record["reference"]
+    assert reference == record["verdict"]["reference"] and reference["unavailable"] is None
+    assert reference["image"] == model.train_images[reference["index"]]
+    assert int(model.bank_image_ids[reference["bank_row"]]) == reference["index"]
+    assert record["pictures"]["reference"] == f"/v1/files/{record['id']}/001_reference.jpg"
+    status, head, picture = call("GET", f"{server.base}/v1/inspections/{record['id']}/reference", raw=True)
+    assert status == 200 and head["content-type"] == "image/jpeg"
+    assert picture == model.references[reference["index"]]
+    status, _, page = call("GET", f"{server.base}/v1/inspections?limit=1")
+    assert page["items"][0]["reference"] == reference  # History has it too
+    fresh = load(workspace["models"] / "fresh")  # fitted from uploads: the pictures live in its model folder
+    assert fresh.references is not None and len(fresh.references) == 6
+    # A model fitted before schema 4 still inspects; its reference names the image but has no picture.
+    save(replace(model, references=None), workspace["models"] / "legacy")
+    status, _, old = inspect_request(server.base, cells["normal"][0].read_bytes(), category="legacy")
+    assert status == 200, old
+    why = "no reference: model fitted before model schema 4; refit to get one"
+    assert old["reference"]["unavailable"] == why and "reference" not in old["pictures"]
+    status, _, body = call("GET", f"{server.base}/v1/inspections/{old['id']}/reference")
+    assert status == 404 and body["error"]["code"] == "no_reference" and body["error"]["message"] == why
+    _error(call("GET", f"{server.base}/v1/inspections/nope/reference"), 404, "no inspection 'nope'")
+    status, _, again = call("GET", f"{server.base}/v1/inspections/{record['id']}")
+    assert status == 200 and again == record
+    _error(call("GET", f"{server.base}/v1/inspections/nope"), 404, "no inspection 'nope'")
 
 
 def test_failed_fit_is_reported(server: ServeProcess, workspace: dict[str, Path]) -> None:

@@ -208,6 +208,15 @@ def inspections(
             "items": [row.to_dict() for row in rows]}  # fmt: skip
 
 
+@router.get("/inspections/{inspection_id}", response_model=schemas.InspectionRecord)
+def inspection(inspection_id: str, request: Request) -> dict[str, Any]:
+    """One stored inspection by id (what ``eagle-client picture`` reads its picture links from)."""
+    stored = service(request).store.get(inspection_id)
+    if stored is None:
+        raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
+    return stored.to_dict()
+
+
 @router.put("/inspections/{inspection_id}/label", response_model=schemas.InspectionRecord)
 def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
     """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
@@ -220,6 +229,37 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()
+
+
+#: Why an inspection stored before reference pictures existed has none.
+NO_REFERENCE_RECORDED = "no reference: this inspection was made before references were recorded"
+
+
+@router.get(
+    "/inspections/{inspection_id}/reference",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the nearest normal training image (JPEG)"}},
+)
+def inspection_reference(inspection_id: str, request: Request) -> FileResponse:
+    """The nearest normal training image of an inspection, as stored with it (a JPEG of <= 512 px).
+
+    Stored with the inspection, not looked up in the current model, so a refit category still shows
+    the image that was nearest when the inspection was made. 404 ``no_reference`` says why there is
+    none (a model fitted before model schema 4, or an inspection made before references existed).
+    """
+    state = service(request)
+    stored = state.store.get(inspection_id)
+    if stored is None:
+        raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
+    link = stored.pictures.get("reference")
+    if link is None:
+        reference = stored.verdict.get("reference")
+        why = reference.get("unavailable") if isinstance(reference, dict) else None
+        raise ApiError(404, why or NO_REFERENCE_RECORDED, code="no_reference")
+    target = resolve_inside(state.settings.files_dir, link.removeprefix("/v1/files/"), "file")
+    if not target.is_file():
+        raise ApiError(404, f"the reference picture of inspection {inspection_id!r} is missing", code="not_found")
+    return FileResponse(target, media_type="image/jpeg")
 
 
 @router.get("/evaluations", response_model=schemas.EvaluationList)
@@ -280,4 +320,5 @@ def files(path: str, request: Request) -> FileResponse:
     target = resolve_inside(service(request).settings.files_dir, path, "file")
     if not target.is_file():
         raise ApiError(404, f"no file {path!r}", code="not_found")
-    return FileResponse(target, media_type="image/png" if target.suffix == ".png" else None)
+    media = {".png": "image/png", ".jpg": "image/jpeg"}.get(target.suffix)
+    return FileResponse(target, media_type=media)

@@ -91,6 +91,18 @@ class JobStarted(_Open):
     links: JobLinks
 
 
+class Reference(_Open):
+    """The nearest normal training image (docs/METHOD.md, "Nearest normal reference")."""
+
+    #: Index into the model's training images, and that image's name relative to the training folder.
+    index: int
+    image: str
+    #: The memory-bank row nearest to the highest-scoring patch (it came from this image).
+    bank_row: int
+    #: Why no picture can be shown (a model fitted before model schema 4); null: ``pictures.reference``.
+    unavailable: str | None = None
+
+
 class InspectionRecord(_Open):
     id: str
     time: str
@@ -105,8 +117,10 @@ class InspectionRecord(_Open):
     caas_applied: bool
     #: The expert verdict (no MLLM) or the full EAGLE verdict record.
     verdict: dict[str, Any]
-    #: Picture kind (heatmap, box, attention_L<n>) -> ``/v1/files/...`` link.
+    #: Picture kind (heatmap, box, reference, attention_L<n>) -> ``/v1/files/...`` link.
     pictures: dict[str, str]
+    #: The nearest normal training image; null for inspections stored before references existed.
+    reference: Reference | None = None
     #: What the user says the part actually was (``normal`` / ``anomalous``), and when; null: not labelled.
     label: str | None = None
     label_time: str | None = None

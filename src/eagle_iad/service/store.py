@@ -94,6 +94,7 @@ class Inspection:
             "caas_applied": self.caas_applied,
             "verdict": self.verdict,
             "pictures": self.pictures,
+            "reference": self.verdict.get("reference"),  # derived: no column, older rows answer null
             "label": self.label,
             "label_time": self.label_time,
         }

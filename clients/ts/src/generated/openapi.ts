@@ -219,6 +219,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/inspections/{inspection_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Inspection
+         * @description One stored inspection by id (what ``eagle-client picture`` reads its picture links from).
+         */
+        get: operations["inspection_v1_inspections__inspection_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/inspections/{inspection_id}/label": {
         parameters: {
             query?: never;
@@ -235,6 +255,30 @@ export interface paths {
          *     figures can compare the two (false alarms, misses).
          */
         put: operations["label_inspection_v1_inspections__inspection_id__label_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/inspections/{inspection_id}/reference": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Inspection Reference
+         * @description The nearest normal training image of an inspection, as stored with it (a JPEG of <= 512 px).
+         *
+         *     Stored with the inspection, not looked up in the current model, so a refit category still shows
+         *     the image that was nearest when the inspection was made. 404 ``no_reference`` says why there is
+         *     none (a model fitted before model schema 4, or an inspection made before references existed).
+         */
+        get: operations["inspection_reference_v1_inspections__inspection_id__reference_get"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -442,6 +486,7 @@ export interface components {
             pictures: {
                 [key: string]: string;
             };
+            reference?: components["schemas"]["Reference"] | null;
             /** S Max */
             s_max: number | null;
             /** Score */
@@ -559,6 +604,22 @@ export interface components {
         LabelRequest: {
             /** Label */
             label: ("normal" | "anomalous") | null;
+        };
+        /**
+         * Reference
+         * @description The nearest normal training image (docs/METHOD.md, "Nearest normal reference").
+         */
+        Reference: {
+            /** Bank Row */
+            bank_row: number;
+            /** Image */
+            image: string;
+            /** Index */
+            index: number;
+            /** Unavailable */
+            unavailable?: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /** ScoreDistribution */
         ScoreDistribution: {
@@ -1045,6 +1106,46 @@ export interface operations {
             };
         };
     };
+    inspection_v1_inspections__inspection_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                inspection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InspectionRecord"];
+                };
+            };
+        };
+    };
     label_inspection_v1_inspections__inspection_id__label_put: {
         parameters: {
             query?: never;
@@ -1085,6 +1186,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InspectionRecord"];
+                };
+            };
+        };
+    };
+    inspection_reference_v1_inspections__inspection_id__reference_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                inspection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the nearest normal training image (JPEG) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": unknown;
                 };
             };
         };
