@@ -4,11 +4,21 @@
  * Output is JSON on stdout (one object per image for `inspect`), progress and messages on stderr,
  * so it pipes into `jq`. Exit codes: 0 done, 1 the service refused or failed, 2 bad usage or unreachable.
  */
-import { readFile } from "node:fs/promises";
-import { basename, dirname, relative, resolve, sep } from "node:path";
+import { randomBytes } from "node:crypto";
+import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
-import { EagleClient, type Decision, type FitOptions, type FitSource, type InspectionRecord, type LabelFilter } from "./client.js";
+import {
+  EagleClient,
+  PICTURE_KINDS,
+  type Decision,
+  type FitOptions,
+  type FitSource,
+  type InspectionRecord,
+  type LabelFilter,
+  type PictureKind,
+} from "./client.js";
 import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
 import { toCsv, toJsonLines } from "./export.js";
 
@@ -27,6 +37,9 @@ commands:
                                           json: one page as the service sends it; csv / jsonl: every
                                           matching inspection (at most --limit), one row each
   label ID normal|anomalous|none          record what inspection ID actually was (none clears it)
+  picture ID --kind boxed|heatmap|reference --out FILE [--force]
+                                          download a picture of inspection ID (reference: the nearest
+                                          normal training image); FILE is never replaced without --force
   evaluations                             evaluation runs with their metrics
 
 options:
@@ -36,6 +49,53 @@ options:
 `;
 
 class UsageError extends Error {}
+
+/** A file this command was asked to write cannot be written (exit 2, like a usage error). */
+class OutputError extends Error {}
+
+function errnoOf(error: unknown): string | undefined {
+  return error instanceof Error && "code" in error ? String(error.code) : undefined;
+}
+
+/**
+ * Write `data` to `path` whole or not at all: a temporary file beside it, flushed, then moved in.
+ * Without `force` the move is `link()`, which fails if `path` exists by then, so a file that appeared
+ * meanwhile is never replaced either; with `force` it is `rename()`, atomic over an existing file.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array, force: boolean): Promise<void> {
+  const target = resolve(path);
+  const existing = await stat(target).catch(() => null);
+  if (existing?.isDirectory()) throw new OutputError(`${path} is a folder; give a file name`);
+  if (existing && !force) throw new OutputError(`${path} exists; pass --force to replace it`);
+  const temporary = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  let handle;
+  try {
+    handle = await open(temporary, "wx", 0o644);
+  } catch (error) {
+    const why = errnoOf(error) === "ENOENT" ? "its folder does not exist" : error instanceof Error ? error.message : String(error);
+    throw new OutputError(`cannot write ${path}: ${why}`);
+  }
+  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (force) {
+      await rename(temporary, target);
+    } else {
+      try {
+        await link(temporary, target);
+      } catch (error) {
+        if (errnoOf(error) === "EEXIST") throw new OutputError(`${path} exists; pass --force to replace it`);
+        throw error;
+      }
+    }
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
 
 const FIT_OPTION_TYPES: Record<keyof FitOptions, "string" | "number"> = {
   backbone: "string",
@@ -121,6 +181,9 @@ async function run(argv: string[]): Promise<number> {
       offset: { type: "string" },
       format: { type: "string" },
       label: { type: "string" },
+      kind: { type: "string" },
+      out: { type: "string" },
+      force: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -260,6 +323,25 @@ async function run(argv: string[]): Promise<number> {
     case "evaluations":
       print(await client.evaluations());
       return 0;
+    case "picture": {
+      const [id] = rest;
+      if (rest.length !== 1 || id === undefined) throw new UsageError("picture takes one inspection ID");
+      const kind = values.kind;
+      if (kind === undefined || !(PICTURE_KINDS as readonly string[]).includes(kind)) {
+        const given = kind === undefined ? "" : ` (got ${JSON.stringify(kind)})`;
+        throw new UsageError(`picture needs --kind ${PICTURE_KINDS.join("|")}${given}`);
+      }
+      if (!values.out) throw new UsageError("picture needs --out FILE");
+      const out = values.out;
+      const force = values.force === true;
+      const existing = await stat(out).catch(() => null);  // refuse before downloading anything
+      if (existing?.isDirectory()) throw new OutputError(`${out} is a folder; give a file name`);
+      if (existing && !force) throw new OutputError(`${out} exists; pass --force to replace it`);
+      const picture = await client.inspectionPicture(id, kind as PictureKind);
+      await writeFileAtomic(out, picture.data, force);
+      print({ id, kind, path: out, type: picture.type, bytes: picture.data.length });
+      return 0;
+    }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
@@ -272,6 +354,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
       process.stderr.write(`eagle-client: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof OutputError) {
+      process.stderr.write(`eagle-client: ${error.message}\n`);
       return 2;
     }
     if (error instanceof EagleNetworkError) {

@@ -6,7 +6,7 @@
  * the types stay generated (and CI checks they match the service), the behaviour lives here.
  */
 
-import { EagleApiError, EagleFitError, EagleNetworkError } from "./errors.js";
+import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
 import type { components } from "./generated/openapi.js";
 import { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 import { readSse } from "./sse.js";
@@ -24,6 +24,7 @@ export type EvaluationRun = Schemas["EvaluationRun"];
 export type ErrorBody = Schemas["ErrorBody"];
 /** A recorded threshold change: `tau` (a new threshold) or `restore` (the number of a change to undo), and why. */
 export type ThresholdChange = Schemas["ThresholdChange"];
+export type Reference = Schemas["Reference"];
 
 /** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
 export type Decision = "anomalous" | "normal" | "undecided";
@@ -83,6 +84,16 @@ export interface InspectOptions {
 
 /** What the user says an inspected part actually was; `null` clears it. */
 export type Label = "normal" | "anomalous";
+
+/** The pictures {@link EagleClient.inspectionPicture} downloads. */
+export const PICTURE_KINDS = ["boxed", "heatmap", "reference"] as const;
+export type PictureKind = (typeof PICTURE_KINDS)[number];
+
+/** A downloaded picture: its bytes and the media type the service sent (`image/png`, `image/jpeg`). */
+export interface Picture {
+  data: Uint8Array;
+  type: string;
+}
 /** The history's label filter: one label, either, or none yet. */
 export type LabelFilter = Label | "labelled" | "unlabelled";
 
@@ -334,6 +345,34 @@ export class EagleClient {
     const body = JSON.stringify({ label });
     return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
+  }
+
+  /** One stored inspection by id (404 `not_found` for an unknown id). */
+  inspection(id: string, signal?: AbortSignal): Promise<InspectionRecord> {
+    return this.json<InspectionRecord>("GET", `/v1/inspections/${encodeURIComponent(id)}`, undefined, {}, signal);
+  }
+
+  /**
+   * One of an inspection's pictures as bytes with its media type: `boxed` (the verdict's picture,
+   * boxes only on an anomalous verdict), `heatmap` (with its legend) or `reference` (the nearest
+   * normal training image; a 404 `no_reference` error says why there is none).
+   */
+  async inspectionPicture(id: string, kind: PictureKind, signal?: AbortSignal): Promise<Picture> {
+    if (!(PICTURE_KINDS as readonly string[]).includes(kind)) {
+      throw new TypeError(`unknown picture kind ${JSON.stringify(kind)}; choose one of ${PICTURE_KINDS.join(", ")}`);
+    }
+    let link: string;
+    if (kind === "reference") {
+      link = `/v1/inspections/${encodeURIComponent(id)}/reference`;
+    } else {
+      const record = await this.inspection(id, signal);
+      const found = record.pictures[kind === "boxed" ? "box" : kind];
+      if (found === undefined) throw new EagleError(`inspection ${id} has no ${kind} picture`);
+      link = found;
+    }
+    const response = await this.send("GET", link, undefined, {}, signal);
+    const type = response.headers.get("content-type") ?? "application/octet-stream";
+    return { data: new Uint8Array(await response.arrayBuffer()), type };
   }
 
   /** Every matching history record, page by page (newest first). */

@@ -7,6 +7,7 @@
  */
 export {
   EagleClient,
+  PICTURE_KINDS,
   type Category,
   type ClientOptions,
   type Decision,
@@ -26,6 +27,9 @@ export {
   type JobStarted,
   type Label,
   type LabelFilter,
+  type Picture,
+  type PictureKind,
+  type Reference,
   type ScoreDistribution,
   type ThresholdChange,
 } from "./client.js";

@@ -1,6 +1,6 @@
 /** The `eagle-client` executable (built `dist/bin.js`) as a user runs it, against the real service. */
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -81,6 +81,64 @@ describe("eagle-client", () => {
     const onlyLabelled = await cli(["--url", baseUrl, "history", "--label", "normal", "--format", "csv"]);
     expect(onlyLabelled.stdout.trimEnd().split("\r\n").slice(1).every((line) => line.includes(",normal,"))).toBe(true);
     expect((await cli(["--url", baseUrl, "label", "x", "maybe"])).code).toBe(2);
+  });
+
+  it("downloads an inspection's boxed, heatmap and reference pictures, never over a file without --force", async () => {
+    const inspected = await cli(["--url", baseUrl, "inspect", "--category", "mono", join(fixture, "sample-crack.png")]);
+    expect(inspected.code).toBe(0);
+    const record = JSON.parse(inspected.stdout) as {
+      id: string;
+      pictures: Record<string, string>;
+      reference: { image: string; unavailable: string | null };
+    };
+    expect(record.reference.unavailable).toBeNull();
+    const served = async (key: string): Promise<Buffer> => {
+      const response = await fetch(`${baseUrl}${record.pictures[key] as string}`);
+      expect(response.status).toBe(200);
+      return Buffer.from(await response.arrayBuffer());
+    };
+    const dir = mkdtempSync(join(tmpdir(), "eagle-cli-picture-"));
+    const cases = [
+      ["boxed", "box", "image/png"],
+      ["heatmap", "heatmap", "image/png"],
+      ["reference", "reference", "image/jpeg"],
+    ] as const;
+    for (const [kind, key, type] of cases) {
+      const out = join(dir, `${kind}.img`);
+      const result = await cli(["--url", baseUrl, "picture", record.id, "--kind", kind, "--out", out]);
+      expect(result.code, result.stderr).toBe(0);
+      const expected = await served(key);
+      expect(JSON.parse(result.stdout)).toEqual({ id: record.id, kind, path: out, type, bytes: expected.length });
+      expect(readFileSync(out).equals(expected)).toBe(true);
+    }
+    const boxed = join(dir, "boxed.img");
+    const refused = await cli(["--url", baseUrl, "picture", record.id, "--kind", "heatmap", "--out", boxed]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(`eagle-client: ${boxed} exists; pass --force to replace it\n`);
+    expect(readFileSync(boxed).equals(await served("box"))).toBe(true);
+    const forced = await cli(["--url", baseUrl, "picture", record.id, "--kind", "heatmap", "--out", boxed, "--force"]);
+    expect(forced.code).toBe(0);
+    expect(readFileSync(boxed).equals(await served("heatmap"))).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(["boxed.img", "heatmap.img", "reference.img"]); // no temporary files left
+
+    const fresh = join(dir, "fresh.png");
+    const unknownId = await cli(["--url", baseUrl, "picture", "nope", "--kind", "reference", "--out", fresh]);
+    expect(unknownId.code).toBe(1);
+    expect(unknownId.stderr).toBe("eagle-client: no inspection 'nope'\n");
+    const unknownIdBoxed = await cli(["--url", baseUrl, "picture", "nope", "--kind", "boxed", "--out", fresh]);
+    expect(unknownIdBoxed.stderr).toBe("eagle-client: no inspection 'nope'\n");
+    const badKind = await cli(["--url", baseUrl, "picture", record.id, "--kind", "mask", "--out", fresh]);
+    expect(badKind.code).toBe(2);
+    expect(badKind.stderr).toContain('eagle-client: picture needs --kind boxed|heatmap|reference (got "mask")');
+    const noOut = await cli(["--url", baseUrl, "picture", record.id, "--kind", "boxed"]);
+    expect(noOut.stderr).toContain("eagle-client: picture needs --out FILE");
+    const noFolder = join(dir, "missing", "x.png");
+    const missing = await cli(["--url", baseUrl, "picture", record.id, "--kind", "boxed", "--out", noFolder]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe(`eagle-client: cannot write ${noFolder}: its folder does not exist\n`);
+    const folder = await cli(["--url", baseUrl, "picture", record.id, "--kind", "boxed", "--out", dir, "--force"]);
+    expect(folder.stderr).toBe(`eagle-client: ${dir} is a folder; give a file name\n`);
+    expect(existsSync(fresh)).toBe(false);
   });
 
   it("reads history with filters", async () => {

@@ -76,6 +76,26 @@ describe("inspect", () => {
     expect(page.items[0]?.id).toBe(record.id);
   });
 
+  it("reads one inspection back and downloads its nearest normal reference", async () => {
+    const image = await readFile(join(fixture, "sample-crack.png"));
+    const record = await client.inspect(image, "mono", { filename: "lot/cut/003.png" });
+    expect(await client.inspection(record.id)).toEqual(record);
+    const reference = record.reference;
+    expect(reference?.unavailable).toBeNull();
+    expect(reference?.image).toMatch(/\.png$/);
+    expect(record.pictures["reference"]).toBe(`/v1/files/${record.id}/003_reference.jpg`);
+    const picture = await client.inspectionPicture(record.id, "reference");
+    expect(picture.type).toBe("image/jpeg");
+    expect([...picture.data.slice(0, 3)]).toEqual([0xff, 0xd8, 0xff]);
+    const linked = new Uint8Array(await (await client.picture(record.pictures["reference"] as string)).arrayBuffer());
+    expect(picture.data).toEqual(linked);
+    const boxed = await client.inspectionPicture(record.id, "boxed");
+    expect(boxed.type).toBe("image/png");
+    await expect(client.inspection("nope")).rejects.toMatchObject({ status: 404, code: "not_found" });
+    await expect(client.inspectionPicture("nope", "reference")).rejects.toMatchObject({ status: 404, code: "not_found" });
+    await expect(client.inspectionPicture(record.id, "mask" as never)).rejects.toThrow('unknown picture kind "mask"');
+  });
+
   it("returns attention overlays when asked", async () => {
     const image = await readFile(join(fixture, "sample-good.png"));
     const record = await client.inspect(image, "mono", { attention: true, question: "Is the cell cracked?" });
