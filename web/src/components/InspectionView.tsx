@@ -4,6 +4,7 @@ import { useCategoryList } from "../api";
 import { bandLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
 import { Picture } from "./Picture";
+import { ReferencePicture } from "./ReferencePicture";
 import { ScoreScale } from "./ScoreScale";
 import { ZoomViewer } from "./ZoomViewer";
 
@@ -29,7 +30,7 @@ function Flag({ on, label, detail }: { on: boolean; label: string; detail: strin
 
 /** One inspection: the verdict first, then score against threshold in words, the scale, and the pictures. */
 export function InspectionView({ record, headingLevel = 3 }: { record: InspectionRecord; headingLevel?: 2 | 3 }) {
-  const kinds = orderPictures(Object.keys(record.pictures));
+  const kinds = orderPictures(Object.keys(record.pictures).filter((kind) => kind !== "reference")); // shown beside, not a toggle
   const [shown, setShown] = useState<string | null>(kinds[0] ?? null);
   const [showCandidates, setShowCandidates] = useState(false);
   const [zoomed, setZoomed] = useState(false);
@@ -122,7 +123,10 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                   </button>
                 ))}
               </div>
-              {link && shown ? <Picture key={link} link={link} alt={`${label(shown)} of ${record.image_name}`} /> : null}
+              <div className="picture-pair">
+                <div>{link && shown ? <Picture key={link} link={link} alt={`${label(shown)} of ${record.image_name}`} /> : null}</div>
+                <ReferencePicture record={record} />
+              </div>
               {link && shown ? (
                 <button type="button" className="link-button zoom-open" ref={opener} onClick={() => setZoomed(true)}>
                   View full size (zoom)
