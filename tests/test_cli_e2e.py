@@ -116,6 +116,13 @@ def test_inspect_json_and_pictures(elpv_model: Path, tmp_path: Path, capsys: pyt
             assert im.size == (300, 300) and im.mode == "RGB"
         with Image.open(v["pictures"]["heatmap"]) as im:  # the picture with its colour bar underneath
             assert im.size[0] == 300 and im.size[1] > 300 and im.mode == "RGB"
+        reference = v["reference"]  # the nearest normal training image, written beside the other pictures
+        assert reference["unavailable"] is None
+        assert reference["image"] == manifest["training"]["images"][reference["index"]]
+        boxed = Path(v["pictures"]["box"]).name
+        assert Path(v["pictures"]["reference"]).name == boxed.replace("_box.png", "_reference.jpg")
+        with Image.open(v["pictures"]["reference"]) as im:
+            assert im.format == "JPEG" and im.size == (300, 300)  # under 512 px: kept at its size
 
 
 def test_inspect_text_output_names_decision(elpv_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,6 +131,7 @@ def test_inspect_text_output_names_decision(elpv_model: Path, capsys: pytest.Cap
     assert code == 0
     assert out.startswith(f"{image}: ")
     assert "score" in out and "tau" in out and "s_max" in out
+    assert "\n    nearest normal training image: " in out
 
 
 def test_inspect_bad_image_is_a_clear_error(
