@@ -305,7 +305,7 @@ class Expert:
         """The stored picture of training image ``index``, or :class:`ReferenceUnavailableError` saying why."""
         pictures = self.model.references
         if pictures is None:
-            raise ReferenceUnavailableError(no_reference_reason(self.model))
+            raise ReferenceUnavailableError(NO_REFERENCE)
         if not 0 <= index < len(pictures):
             raise ReferenceUnavailableError(f"no reference: training image {index} is not in this model")
         return pictures[index]
@@ -381,12 +381,9 @@ class ReferenceUnavailableError(Exception):
 REFERENCE_SCHEMA = 4
 
 
-def no_reference_reason(_model: ExpertModel) -> str:
-    """Why ``model`` has no reference pictures: every fit since schema 4 stores them, so it is older.
-
-    A schema-3 model re-saved by ``eagle threshold`` is written as schema 4 and still has none.
-    """
-    return f"no reference: model fitted before model schema {REFERENCE_SCHEMA}; refit to get one"
+#: Why a model has no reference pictures: every fit since schema 4 stores them, so it was fitted
+#: before (a schema-3 model re-saved by ``eagle threshold`` is written as schema 4 and still has none).
+NO_REFERENCE = f"no reference: model fitted before model schema {REFERENCE_SCHEMA}; refit to get one"
 
 
 def input_map(patch_scores: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:
