@@ -8,7 +8,10 @@
 export {
   EagleClient,
   type Category,
+  type CategoryDashboard,
+  type CategoryEvidence,
   type ClientOptions,
+  type DayFigures,
   type Decision,
   type ErrorBody,
   type EvaluationRun,
@@ -26,6 +29,7 @@ export {
   type JobStarted,
   type Label,
   type LabelFilter,
+  type LabelledScore,
   type ScoreDistribution,
   type ThresholdChange,
 } from "./client.js";
