@@ -161,10 +161,10 @@ describe("inspection station", () => {
     await save.click();
     await page.locator('[data-testid="saved"]').getByText(/^Saved: the threshold of mono is now/).waitFor();
     const history = page.locator('[data-testid="threshold-history"]');
-    const row = history.locator("tbody tr").first();
+    const row = history.locator("li").first();
     await row.waitFor();
-    expect(await row.locator("td").nth(1).textContent()).toBe("qe-e2e");
-    expect(await row.locator("td").nth(3).textContent()).toBe("e2e: catch the faint cracks");
+    expect(await row.locator('[data-field="by"]').textContent()).toBe("qe-e2e");
+    expect(await row.locator('[data-field="why"]').textContent()).toBe("e2e: catch the faint cracks");
     const after = await client.inspect(image("sample-good.png"), "mono", { filename: "after-change.png" });
     expect(after.tau).toBe(candidate);
     seeded["after-change.png"] = after.id;
@@ -174,8 +174,8 @@ describe("inspection station", () => {
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
     await page.locator('[data-testid="saved"]').getByText(/^Restored: the threshold of mono is/).waitFor();
     expect((await client.category("mono")).tau).toBe(fitted);
-    expect(await history.locator("tbody tr").count()).toBe(2);
-    expect(await history.locator("tbody tr").first().locator("td").nth(2).textContent()).toMatch(/\(undoes #1\)$/);
+    expect(await history.locator("li").count()).toBe(2);
+    expect(await history.locator("li").first().locator(".change-head").textContent()).toMatch(/^[\d.]+ → [\d.]+ \(undoes #1\) · #2 · .+ · by qe-e2e$/);
   });
 
   it("shows the category's figures over time: reject rate, scores, false alarms and misses from labels", async () => {

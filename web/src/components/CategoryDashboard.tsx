@@ -148,6 +148,11 @@ function RejectChart({ days, name }: { days: readonly DayFigures[]; name: string
           {g.days.map((p, i) => (
             <g key={p.day}>
               <rect x={p.x - p.barWidth / 2} y={p.rateY} width={p.barWidth} height={Math.max(0, innerH - p.rateY)} fill="var(--anomalous)" opacity="0.8" />
+              {p.barWidth >= 24 ? (
+                <text x={p.x} y={Math.max(12, p.rateY - 4)} textAnchor="middle" className="axis">
+                  {formatPercent(p.rate)}
+                </text>
+              ) : null}
               {show.has(i) ? (
                 <text x={p.x} y={innerH + 16} textAnchor="middle" className="axis">
                   {short(p.day)}

@@ -221,53 +221,36 @@ export function ThresholdTuner({
       {history.length === 0 ? (
         <p className="muted small">None yet: the threshold is the one set by the fit ({category.rule ?? "its rule"}).</p>
       ) : (
-        <div className="table-wrap">
-          <table className="data-table" aria-labelledby={`${id}-history`} data-testid="threshold-history">
-            <thead>
-              <tr>
-                <th scope="col" className="num">
-                  #
-                </th>
-                <th scope="col">When</th>
-                <th scope="col">Who</th>
-                <th scope="col">Change</th>
-                <th scope="col">Why</th>
-                <th scope="col">
-                  <span className="sr-only">Action</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {[...history].reverse().map((h) => (
-                <tr key={h.change}>
-                  <th scope="row" className="num">
-                    {h.change}
-                  </th>
-                  <td>{when(h.at)}</td>
-                  <td>{h.by ?? "–"}</td>
-                  <td className="nowrap">
-                    {formatScore(h.before?.tau)} → {formatScore(h.after?.tau)}
-                    {h.action === "restore" && h.restored ? <span className="muted small"> (undoes #{h.restored})</span> : null}
-                  </td>
-                  <td>{h.why ?? ""}</td>
-                  <td>
-                    {typeof h.before?.tau === "number" && h.before.tau !== tau ? (
-                      <button
-                        type="button"
-                        className="link-button"
-                        disabled={busy}
-                        aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
-                        onClick={() => void send({ restore: h.change }, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`)}
-                      >
-                        Restore {formatScore(h.before.tau)}
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <ol className="changes" aria-labelledby={`${id}-history`} data-testid="threshold-history" reversed>
+          {[...history].reverse().map((h) => (
+            <li key={h.change} className="change">
+              <p className="change-head">
+                <strong className="nowrap" data-field="change">
+                  {formatScore(h.before?.tau)} → {formatScore(h.after?.tau)}
+                </strong>
+                {h.action === "restore" && h.restored ? <span className="muted small"> (undoes #{h.restored})</span> : null}
+                <span className="muted small">
+                  {" "}
+                  · #{h.change} · <span data-field="at">{when(h.at)}</span> · by <span data-field="by">{h.by ?? "–"}</span>
+                </span>
+              </p>
+              <p className="change-why" data-field="why">
+                {h.why ?? ""}
+              </p>
+              {typeof h.before?.tau === "number" && h.before.tau !== tau ? (
+                <button
+                  type="button"
+                  className="button secondary small-button"
+                  disabled={busy}
+                  aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
+                  onClick={() => void send({ restore: h.change }, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`)}
+                >
+                  Restore {formatScore(h.before.tau)}
+                </button>
+              ) : null}
+            </li>
+          ))}
+        </ol>
       )}
     </section>
   );
