@@ -6,7 +6,7 @@
  */
 
 import { EagleClient, type LabelledScore } from "@eagle-iad/client";
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -248,11 +248,6 @@ describe("inspection station", () => {
         }
         const path = resolve(ARTIFACTS, `station-${name}-${width}.png`);
         await page.screenshot({ path, fullPage: true });
-        // The README's pictures are refreshed on request only, so a test run never dirties the checkout.
-        if (process.env["EAGLE_UPDATE_README_SHOT"] === "1") {
-          if (name === "inspect") copyFileSync(path, resolve(REPO, width === 390 ? "docs/img/console-phone.png" : "docs/img/console.png"));
-          if (name === "categories" && width === 1280) copyFileSync(path, resolve(REPO, "docs/img/console-tuning.png"));
-        }
       }
     }
     expect(found).toEqual([]);

@@ -15,6 +15,7 @@ export function Histogram({
   label,
   candidate,
   extent,
+  marks,
 }: {
   edges: readonly number[];
   counts: readonly number[];
@@ -25,6 +26,8 @@ export function Histogram({
   candidate?: number | null;
   /** Values the axis must include (a slider's ends), so it stays put while the candidate moves. */
   extent?: readonly number[];
+  /** Scores whose truth is known, drawn as ticks on the axis (green: normal, red: defective). */
+  marks?: ReadonlyArray<{ score: number; label: "normal" | "anomalous" }>;
 }) {
   const [ref, W] = useWidth<HTMLElement>(640);
   const innerW = W - M.left - M.right;
@@ -36,6 +39,10 @@ export function Histogram({
     edges[edges.length - 1],
   )}; threshold ${formatScore(tau)}, band end ${formatScore(sMax)}${
     typeof candidate === "number" && candidate !== tau ? `; candidate threshold ${formatScore(candidate)}` : ""
+  }${
+    marks && marks.length > 0
+      ? `; ticks on the axis: ${marks.filter((m) => m.label === "normal").length} normal and ${marks.filter((m) => m.label === "anomalous").length} defective images with known truth`
+      : ""
   }`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
   const band = bandSpan(tau, sMax, g.xOf);
@@ -67,6 +74,23 @@ export function Histogram({
             </rect>
           ))}
           <line x1={0} x2={innerW} y1={innerH} y2={innerH} stroke="var(--ink)" />
+          {marks && marks.length > 0 ? (
+            <g data-testid="evidence-marks">
+              {marks.map((m, i) =>
+                Number.isFinite(m.score) ? (
+                  <line
+                    key={i}
+                    x1={g.xOf(m.score)}
+                    x2={g.xOf(m.score)}
+                    y1={m.label === "anomalous" ? innerH - 26 : innerH - 12}
+                    y2={m.label === "anomalous" ? innerH - 14 : innerH}
+                    stroke={m.label === "anomalous" ? "var(--anomalous)" : "var(--normal)"}
+                    strokeWidth="3"
+                  />
+                ) : null,
+              )}
+            </g>
+          ) : null}
           {ticks(g.lo, g.hi, W < 480 ? 3 : 5).map((t) => (
             <text key={t} x={g.xOf(t)} y={innerH + 16} textAnchor={g.xOf(t) < 20 ? "start" : g.xOf(t) > innerW - 20 ? "end" : "middle"} className="axis">
               {formatScore(t)}
@@ -94,7 +118,7 @@ export function Histogram({
           {typeof candidate === "number" && candidate !== tau ? (
             <g data-testid="candidate-line">
               <line x1={g.xOf(candidate)} x2={g.xOf(candidate)} y1={20} y2={innerH} stroke="var(--accent)" strokeWidth="2" strokeDasharray="6 3" />
-              <text x={g.xOf(candidate)} y={innerH - 6} textAnchor={g.xOf(candidate) > innerW - 80 ? "end" : "start"} dx={g.xOf(candidate) > innerW - 80 ? -4 : 4} className="axis candidate halo">
+              <text x={g.xOf(candidate)} y={34} textAnchor={g.xOf(candidate) > innerW - 80 ? "end" : "start"} dx={g.xOf(candidate) > innerW - 80 ? -4 : 4} className="axis candidate halo">
                 new {formatScore(candidate)}
               </text>
             </g>

@@ -114,7 +114,7 @@ export function ThresholdTuner({
       <h3 id={`${id}-title`}>Tune the threshold</h3>
       <p className="muted small">
         An image scoring at or above the threshold is flagged defective. Try a value: the preview counts what it would do on images whose truth is
-        known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images)`}.
+        known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images, the ticks on the axis: green normal, red defective)`}.
       </p>
       {category.training_scores?.histogram ? (
         <Histogram
@@ -125,6 +125,7 @@ export function ThresholdTuner({
           label={`Training scores of ${category.name}`}
           candidate={candidate}
           extent={[range.min, range.max]}
+          marks={items}
         />
       ) : (
         <p className="muted">No training-score histogram in this model.</p>
