@@ -25,6 +25,12 @@ export type ErrorBody = Schemas["ErrorBody"];
 /** A recorded threshold change: `tau` (a new threshold) or `restore` (the number of a change to undo), and why. */
 export type ThresholdChange = Schemas["ThresholdChange"];
 export type Reference = Schemas["Reference"];
+/** An image whose truth is known (a labelled history item or an evaluation run's test image) and its score. */
+export type LabelledScore = Schemas["LabelledScore"];
+export type CategoryEvidence = Schemas["CategoryEvidence"];
+/** One UTC day of a category's history (or `day: "all"`): inspections, rejects, scores, labels vs verdicts. */
+export type DayFigures = Schemas["DayFigures"];
+export type CategoryDashboard = Schemas["CategoryDashboard"];
 
 /** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
 export type Decision = "anomalous" | "normal" | "undecided";
@@ -247,6 +253,16 @@ export class EagleClient {
     const body = JSON.stringify(change);
     return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/threshold`, () => body,
       { "Content-Type": "application/json" }, signal);
+  }
+
+  /** Scores with known truth for a category (labelled history, evaluation runs): a threshold preview's evidence. */
+  categoryEvidence(name: string, signal?: AbortSignal): Promise<CategoryEvidence> {
+    return this.json<CategoryEvidence>("GET", `/v1/categories/${encodeURIComponent(name)}/evidence`, undefined, {}, signal);
+  }
+
+  /** A category's history per UTC day: reject rate, score range, false alarms and misses on labelled items. */
+  categoryDashboard(name: string, signal?: AbortSignal): Promise<CategoryDashboard> {
+    return this.json<CategoryDashboard>("GET", `/v1/categories/${encodeURIComponent(name)}/dashboard`, undefined, {}, signal);
   }
 
   /** Inspect one image: the expert's verdict, or the full EAGLE verdict when the service has an MLLM. */

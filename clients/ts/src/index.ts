@@ -9,7 +9,10 @@ export {
   EagleClient,
   PICTURE_KINDS,
   type Category,
+  type CategoryDashboard,
+  type CategoryEvidence,
   type ClientOptions,
+  type DayFigures,
   type Decision,
   type ErrorBody,
   type EvaluationRun,
@@ -30,6 +33,7 @@ export {
   type Picture,
   type PictureKind,
   type Reference,
+  type LabelledScore,
   type ScoreDistribution,
   type ThresholdChange,
 } from "./client.js";

@@ -23,7 +23,7 @@ from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
-from eagle_iad.service import errors, routes_categories, routes_inspect, schemas
+from eagle_iad.service import errors, routes_categories, routes_inspect, routes_tuning, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
@@ -165,6 +165,7 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     app.state.service = state
     app.include_router(routes_categories.router)
     app.include_router(routes_inspect.router)
+    app.include_router(routes_tuning.router)
     if mllm_app is not None:
         for route in mllm_app.router.routes:
             if getattr(route, "path", None) in ("/v1/chat/completions", "/v1/models"):

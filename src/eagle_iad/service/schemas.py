@@ -192,3 +192,52 @@ class ErrorBody(_Open):
 
 #: Declared on every API route so generated clients type the error answers.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody}, "5XX": {"model": ErrorBody}}
+
+
+class LabelledScore(_Open):
+    """One image whose truth is known: a labelled history item or an evaluation run's test image."""
+
+    source: Literal["history", "evaluation"]
+    #: The inspection id (history) or ``<run>/<image>`` (evaluation): unique within the answer.
+    id: str
+    name: str
+    score: float
+    label: Literal["normal", "anomalous"]
+    #: History only: when it was inspected and its pictures (``input`` is the uploaded image).
+    time: str | None = None
+    pictures: dict[str, str] | None = None
+    #: Evaluation only: the run, and the threshold it was judged against.
+    run: str | None = None
+    run_tau: float | None = None
+
+
+class CategoryEvidence(_Open):
+    category: str
+    tau: float | None = None
+    items: list[LabelledScore]
+
+
+class DayFigures(_Open):
+    day: str
+    inspections: int
+    #: Inspections with a score (the mean is over these).
+    scored: int
+    rejected: int
+    flagged: int
+    in_band: int
+    score_min: float | None = None
+    score_mean: float | None = None
+    score_max: float | None = None
+    labelled_normal: int
+    labelled_anomalous: int
+    false_alarms: int
+    misses: int
+
+
+class CategoryDashboard(_Open):
+    category: str
+    days: list[DayFigures]
+    totals: DayFigures
+    reject_rate: float | None = None
+    false_alarm_rate: float | None = None
+    miss_rate: float | None = None

@@ -243,6 +243,29 @@ class InspectionStore:
             ).fetchall()
         return total, [_row(row) for row in rows]
 
+    def labelled(self, category: str) -> list[Inspection]:
+        """Every labelled inspection of ``category`` with a score, oldest first (the threshold preview's evidence)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM inspections WHERE category = ? AND label IS NOT NULL AND score IS NOT NULL "
+                "ORDER BY seq",
+                (category,),
+            ).fetchall()
+        return [_row(row) for row in rows]
+
+    def daily(self, category: str) -> list[dict[str, Any]]:
+        """Per UTC day, in one pass: inspections, rejects, scores and the labels against the verdicts.
+
+        ``rejected`` counts final decisions ``anomalous`` (what the station told the user); ``flagged``,
+        ``false_alarms`` and ``misses`` judge the expert as ``eagle eval-expert`` does (flagged iff
+        ``score >= tau``, with the threshold in force at that inspection) against the user's labels.
+        """
+        with self._lock:
+            rows = self._db.execute(_DAILY, (category,)).fetchall()
+        keys = ("day", "inspections", "scored", "rejected", "flagged", "in_band", "score_min", "score_mean",
+                "score_max", "labelled_normal", "labelled_anomalous", "false_alarms", "misses")  # fmt: skip
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
 
 _COLUMNS = ("id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, verdict, "
             "pictures, label, label_time")
@@ -266,3 +289,12 @@ def _row(row: tuple[Any, ...]) -> Inspection:
         label=row[13],
         label_time=row[14],
     )
+
+
+_DAILY = """
+SELECT substr(time, 1, 10) AS day, COUNT(*), COUNT(score), COALESCE(SUM(decision = 'anomalous'), 0),
+       COALESCE(SUM(score >= tau), 0), COALESCE(SUM(in_band), 0), MIN(score), AVG(score), MAX(score),
+       COALESCE(SUM(label = 'normal'), 0), COALESCE(SUM(label = 'anomalous'), 0),
+       COALESCE(SUM(label = 'normal' AND score >= tau), 0), COALESCE(SUM(label = 'anomalous' AND score < tau), 0)
+FROM inspections WHERE category = ? GROUP BY day ORDER BY day
+"""

@@ -13,22 +13,37 @@ export function Histogram({
   tau,
   sMax,
   label,
+  candidate,
+  extent,
+  marks,
 }: {
   edges: readonly number[];
   counts: readonly number[];
   tau: number | null | undefined;
   sMax: number | null | undefined;
   label: string;
+  /** A threshold being tried (the tuning view): drawn dashed, apart from the saved one. */
+  candidate?: number | null;
+  /** Values the axis must include (a slider's ends), so it stays put while the candidate moves. */
+  extent?: readonly number[];
+  /** Scores whose truth is known, drawn as ticks on the axis (green: normal, red: defective). */
+  marks?: ReadonlyArray<{ score: number; label: "normal" | "anomalous" }>;
 }) {
   const [ref, W] = useWidth<HTMLElement>(640);
   const innerW = W - M.left - M.right;
   const innerH = H - M.top - M.bottom;
-  const g = histogramGeometry(edges, counts, innerW, innerH, [tau, sMax]);
+  const g = histogramGeometry(edges, counts, innerW, innerH, [tau, sMax, candidate, ...(extent ?? [])]);
   if (!g) return <p className="muted" ref={ref as React.RefObject<HTMLParagraphElement | null>}>No usable histogram (edges and counts do not match).</p>;
   const total = counts.reduce((a, b) => a + b, 0);
   const summary = `${label}: ${total} training scores in ${counts.length} bins from ${formatScore(edges[0])} to ${formatScore(
     edges[edges.length - 1],
-  )}; threshold ${formatScore(tau)}, band end ${formatScore(sMax)}`;
+  )}; threshold ${formatScore(tau)}, band end ${formatScore(sMax)}${
+    typeof candidate === "number" && candidate !== tau ? `; candidate threshold ${formatScore(candidate)}` : ""
+  }${
+    marks && marks.length > 0
+      ? `; ticks on the axis: ${marks.filter((m) => m.label === "normal").length} normal and ${marks.filter((m) => m.label === "anomalous").length} defective images with known truth`
+      : ""
+  }`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
   const band = bandSpan(tau, sMax, g.xOf);
   const sMaxLabel = typeof sMax === "number" ? labelPlacement(g.xOf(sMax), innerW, typeof tau === "number" && sMax < tau ? "left" : "right") : null;
@@ -59,8 +74,25 @@ export function Histogram({
             </rect>
           ))}
           <line x1={0} x2={innerW} y1={innerH} y2={innerH} stroke="var(--ink)" />
+          {marks && marks.length > 0 ? (
+            <g data-testid="evidence-marks">
+              {marks.map((m, i) =>
+                Number.isFinite(m.score) ? (
+                  <line
+                    key={i}
+                    x1={g.xOf(m.score)}
+                    x2={g.xOf(m.score)}
+                    y1={m.label === "anomalous" ? innerH - 26 : innerH - 12}
+                    y2={m.label === "anomalous" ? innerH - 14 : innerH}
+                    stroke={m.label === "anomalous" ? "var(--anomalous)" : "var(--normal)"}
+                    strokeWidth="3"
+                  />
+                ) : null,
+              )}
+            </g>
+          ) : null}
           {ticks(g.lo, g.hi, W < 480 ? 3 : 5).map((t) => (
-            <text key={t} x={g.xOf(t)} y={innerH + 16} textAnchor="middle" className="axis">
+            <text key={t} x={g.xOf(t)} y={innerH + 16} textAnchor={g.xOf(t) < 20 ? "start" : g.xOf(t) > innerW - 20 ? "end" : "middle"} className="axis">
               {formatScore(t)}
             </text>
           ))}
@@ -78,8 +110,16 @@ export function Histogram({
           {typeof sMax === "number" ? (
             <g data-testid="smax-line">
               <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={6} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
-              <text x={sMaxLabel?.x} y={16} textAnchor={sMaxLabel?.anchor} className="axis">
+              <text x={sMaxLabel?.x} y={16} textAnchor={sMaxLabel?.anchor} className="axis halo">
                 band end {formatScore(sMax)}
+              </text>
+            </g>
+          ) : null}
+          {typeof candidate === "number" && candidate !== tau ? (
+            <g data-testid="candidate-line">
+              <line x1={g.xOf(candidate)} x2={g.xOf(candidate)} y1={20} y2={innerH} stroke="var(--accent)" strokeWidth="2" strokeDasharray="6 3" />
+              <text x={g.xOf(candidate)} y={34} textAnchor={g.xOf(candidate) > innerW - 80 ? "end" : "start"} dx={g.xOf(candidate) > innerW - 80 ? -4 : 4} className="axis candidate halo">
+                new {formatScore(candidate)}
               </text>
             </g>
           ) : null}

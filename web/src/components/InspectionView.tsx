@@ -104,7 +104,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                 Answer: <strong data-testid="answer">{record.answer ?? "–"}</strong>
               </p>
               {reply !== null ? (
-                <blockquote className="reply" data-testid="reply">
+                <blockquote className="reply" data-testid="reply" tabIndex={0}>
                   {reply || <em>(empty reply)</em>}
                 </blockquote>
               ) : null}

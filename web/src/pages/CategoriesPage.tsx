@@ -2,8 +2,9 @@ import type { Category, FitOptions, FitSource, Job, JobEvent } from "@eagle-iad/
 import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
-import { Histogram } from "../components/Histogram";
+import { CategoryDashboard } from "../components/CategoryDashboard";
 import { SelectField } from "../components/SelectField";
+import { ThresholdTuner } from "../components/ThresholdTuner";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
@@ -26,7 +27,7 @@ export function CategoriesPage({ selected }: { selected: string | null }) {
       {list.error ? <ErrorBanner error={list.error} onRetry={list.reload} /> : null}
       {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
       {list.data ? <CategoryTable categories={list.data} selected={selected} /> : null}
-      {selected ? <CategoryDetail key={selected} name={selected} /> : null}
+      {selected ? <CategoryDetail key={selected} name={selected} onChanged={list.reload} /> : null}
       <FitForm onFitted={list.reload} />
     </section>
   );
@@ -86,9 +87,10 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
   );
 }
 
-function CategoryDetail({ name }: { name: string }) {
+function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => void }) {
   const { client } = useApi();
   const detail = useAsync((signal) => client.category(name, signal), [client, name]);
+  const evidence = useAsync((signal) => client.categoryEvidence(name, signal), [client, name]);
   const c = detail.data;
   const scores = c?.training_scores;
   return (
@@ -103,19 +105,7 @@ function CategoryDetail({ name }: { name: string }) {
       {detail.loading && !c ? <Loading /> : null}
       {c && !c.error ? (
         <div className="detail-grid">
-          <div>
-            {scores?.histogram ? (
-              <Histogram
-                edges={scores.histogram.edges}
-                counts={scores.histogram.counts}
-                tau={c.tau}
-                sMax={c.s_max}
-                label={`Training scores of ${name}`}
-              />
-            ) : (
-              <p className="muted">No training-score histogram in this model.</p>
-            )}
-          </div>
+          <ThresholdTuner category={c} evidence={evidence.data} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
           <dl className="facts vertical">
             <div>
               <dt>Backbone</dt>
@@ -157,6 +147,8 @@ function CategoryDetail({ name }: { name: string }) {
           </dl>
         </div>
       ) : null}
+      {evidence.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null}
+      {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} /> : null}
       {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
     </section>
   );

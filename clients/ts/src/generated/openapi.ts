@@ -70,6 +70,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/categories/{name}/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Category Dashboard
+         * @description Per UTC day from the history: inspections, rejects, score range, and false alarms and misses on labels.
+         *
+         *     Rates are over the whole history: ``reject_rate`` = rejected / inspections, ``false_alarm_rate`` =
+         *     false alarms / items labelled normal, ``miss_rate`` = misses / items labelled anomalous (the
+         *     expert judged as ``eagle eval-expert`` does: flagged iff score >= the threshold then in force);
+         *     ``null`` when the denominator is zero. A category without inspections has no days.
+         */
+        get: operations["category_dashboard_v1_categories__name__dashboard_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/categories/{name}/evidence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Category Evidence
+         * @description Scores whose truth is known, for previewing a threshold: labelled history items, then evaluation images.
+         *
+         *     History items are the inspections of this category the user labelled (oldest first); evaluation
+         *     items are the test images of runs whose ``metrics.json`` names the model's category. A run scored
+         *     by an older fit of the model may not match today's scores: each item carries its run and the
+         *     threshold that run used.
+         */
+        get: operations["category_evidence_v1_categories__name__evidence_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/categories/{name}/fit": {
         parameters: {
             query?: never;
@@ -361,10 +411,68 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** CategoryDashboard */
+        CategoryDashboard: {
+            /** Category */
+            category: string;
+            /** Days */
+            days: components["schemas"]["DayFigures"][];
+            /** False Alarm Rate */
+            false_alarm_rate?: number | null;
+            /** Miss Rate */
+            miss_rate?: number | null;
+            /** Reject Rate */
+            reject_rate?: number | null;
+            totals: components["schemas"]["DayFigures"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** CategoryEvidence */
+        CategoryEvidence: {
+            /** Category */
+            category: string;
+            /** Items */
+            items: components["schemas"]["LabelledScore"][];
+            /** Tau */
+            tau?: number | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** CategoryList */
         CategoryList: {
             /** Categories */
             categories: components["schemas"]["Category"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** DayFigures */
+        DayFigures: {
+            /** Day */
+            day: string;
+            /** False Alarms */
+            false_alarms: number;
+            /** Flagged */
+            flagged: number;
+            /** In Band */
+            in_band: number;
+            /** Inspections */
+            inspections: number;
+            /** Labelled Anomalous */
+            labelled_anomalous: number;
+            /** Labelled Normal */
+            labelled_normal: number;
+            /** Misses */
+            misses: number;
+            /** Rejected */
+            rejected: number;
+            /** Score Max */
+            score_max?: number | null;
+            /** Score Mean */
+            score_mean?: number | null;
+            /** Score Min */
+            score_min?: number | null;
+            /** Scored */
+            scored: number;
         } & {
             [key: string]: unknown;
         };
@@ -598,6 +706,40 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * LabelledScore
+         * @description One image whose truth is known: a labelled history item or an evaluation run's test image.
+         */
+        LabelledScore: {
+            /** Id */
+            id: string;
+            /**
+             * Label
+             * @enum {string}
+             */
+            label: "normal" | "anomalous";
+            /** Name */
+            name: string;
+            /** Pictures */
+            pictures?: {
+                [key: string]: string;
+            } | null;
+            /** Run */
+            run?: string | null;
+            /** Run Tau */
+            run_tau?: number | null;
+            /** Score */
+            score: number;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "history" | "evaluation";
+            /** Time */
+            time?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * LabelRequest
          * @description ``PUT /v1/inspections/{id}/label``: what the part actually was; ``null`` clears the label.
          */
@@ -780,6 +922,86 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Category"];
+                };
+            };
+        };
+    };
+    category_dashboard_v1_categories__name__dashboard_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CategoryDashboard"];
+                };
+            };
+        };
+    };
+    category_evidence_v1_categories__name__evidence_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CategoryEvidence"];
                 };
             };
         };

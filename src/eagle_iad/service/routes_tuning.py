@@ -1,0 +1,120 @@
+"""``/v1/categories/{name}/evidence`` and ``/dashboard``: what a threshold would do, and how a category fares.
+
+The console tunes a threshold against images whose truth is known (the user's labels in the history,
+and the test images of ``eagle eval-expert`` runs on the same category), and charts the history per
+day. Both answers are computed here from data the service already holds; host paths never leave it
+(an evaluation image is named by its defect type and file name only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePath
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from eagle_iad.errors import ModelFormatError
+from eagle_iad.expert.store import MANIFEST, read_manifest
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.context import ServiceState, require_key, service
+from eagle_iad.service.security import check_name
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
+
+
+def _manifest(state: ServiceState, name: str) -> dict[str, Any]:
+    directory = state.settings.models_dir / check_name(name)
+    if not (directory / MANIFEST).is_file():
+        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+    try:
+        return read_manifest(directory)
+    except (ModelFormatError, KeyError, TypeError) as exc:
+        reason = str(exc).replace(str(directory.parent) + "/", "")
+        raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
+
+
+def _evaluation_items(runs_dir: Path | None, category: str) -> list[dict[str, Any]]:
+    """The per-image scores of every evaluation run on ``category`` (``scores.jsonl`` beside its metrics)."""
+    items: list[dict[str, Any]] = []
+    if runs_dir is None or not runs_dir.is_dir():
+        return items
+    for run in sorted(runs_dir.iterdir()):
+        metrics_path, scores_path = run / "metrics.json", run / "scores.jsonl"
+        if run.name.startswith(".") or not metrics_path.is_file() or not scores_path.is_file():
+            continue
+        if not scores_path.resolve().is_relative_to(runs_dir.resolve()):
+            continue  # a symlink out of the runs dir is not read
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            if metrics.get("category") != category:
+                continue
+            run_tau = metrics.get("tau")
+            for line in scores_path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line) if line.strip() else None
+                if not isinstance(row, dict) or row.get("label") not in (0, 1) or row.get("score") is None:
+                    continue
+                image = PurePath(str(row.get("image", "")))
+                name = f"{row['defect_type']}/{image.name}" if row.get("defect_type") else image.name
+                items.append({"source": "evaluation", "id": f"{run.name}/{name}", "name": name,
+                              "score": float(row["score"]), "label": "anomalous" if row["label"] == 1 else "normal",
+                              "run": run.name, "run_tau": None if run_tau is None else float(run_tau)})  # fmt: skip
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError, TypeError, AttributeError):
+            continue  # an unreadable run offers no evidence; /v1/evaluations says why
+    return items
+
+
+@router.get("/categories/{name}/evidence", response_model=schemas.CategoryEvidence)
+def category_evidence(name: str, request: Request) -> dict[str, Any]:
+    """Scores whose truth is known, for previewing a threshold: labelled history items, then evaluation images.
+
+    History items are the inspections of this category the user labelled (oldest first); evaluation
+    items are the test images of runs whose ``metrics.json`` names the model's category. A run scored
+    by an older fit of the model may not match today's scores: each item carries its run and the
+    threshold that run used.
+    """
+    state = service(request)
+    manifest = _manifest(state, name)
+    history = [{"source": "history", "id": row.id, "name": row.image_name, "score": row.score, "label": row.label,
+                "time": row.time, "pictures": row.pictures} for row in state.store.labelled(name)]  # fmt: skip
+    category = str(manifest.get("category", name))
+    return {"category": name, "tau": manifest["thresholds"]["tau"],
+            "items": history + _evaluation_items(state.settings.runs_dir, category)}  # fmt: skip
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+@router.get("/categories/{name}/dashboard", response_model=schemas.CategoryDashboard)
+def category_dashboard(name: str, request: Request) -> dict[str, Any]:
+    """Per UTC day from the history: inspections, rejects, score range, and false alarms and misses on labels.
+
+    Rates are over the whole history: ``reject_rate`` = rejected / inspections, ``false_alarm_rate`` =
+    false alarms / items labelled normal, ``miss_rate`` = misses / items labelled anomalous (the
+    expert judged as ``eagle eval-expert`` does: flagged iff score >= the threshold then in force);
+    ``null`` when the denominator is zero. A category without inspections has no days.
+    """
+    state = service(request)
+    _manifest(state, name)  # 404 for an unknown category, rather than an empty dashboard
+    days = state.store.daily(name)
+    counted = ("inspections", "scored", "rejected", "flagged", "in_band", "labelled_normal", "labelled_anomalous",
+               "false_alarms", "misses")  # fmt: skip
+    totals: dict[str, Any] = {key: sum(int(day[key]) for day in days) for key in counted}
+    scored = [day for day in days if day["score_min"] is not None]
+    weights = sum(int(day["scored"]) for day in scored)
+    totals.update(
+        day="all",
+        score_min=min((day["score_min"] for day in scored), default=None),
+        score_max=max((day["score_max"] for day in scored), default=None),
+        score_mean=None if not scored else sum(day["score_mean"] * day["scored"] for day in scored) / weights,
+    )
+    return {
+        "category": name,
+        "days": days,
+        "totals": totals,
+        "reject_rate": _rate(totals["rejected"], totals["inspections"]),
+        "false_alarm_rate": _rate(totals["false_alarms"], totals["labelled_normal"]),
+        "miss_rate": _rate(totals["misses"], totals["labelled_anomalous"]),
+    }

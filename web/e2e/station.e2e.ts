@@ -1,0 +1,259 @@
+/**
+ * The console as an inspection station, in a real browser against a real `eagle serve`
+ * (tests/serve_fixture.py): tuning the threshold against labelled evidence, the per-category
+ * dashboard, and axe-core's WCAG 2.0/2.1/2.2 A+AA rules with zero violations on every page at desktop
+ * (1280 px) and phone (390 px) width. Screenshots of every page land in web/e2e/artifacts.
+ */
+
+import { EagleClient, type LabelledScore } from "@eagle-iad/client";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { resolve } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FIXTURE_WORK, REPO, startServer, type RunningServer } from "./server";
+
+const ARTIFACTS = resolve(REPO, "web/e2e/artifacts");
+const CHROMIUM = process.env["CHROMIUM"] || "/usr/bin/chromium";
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+/** axe-core's tags for WCAG 2.0, 2.1 and 2.2 at levels A and AA. */
+const WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+let server: RunningServer;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let client: EagleClient;
+const problems: string[] = [];
+/** Inspection ids by file, inspected and labelled through the client before the browser opens. */
+const seeded: Record<string, string> = {};
+
+function image(name: string): Uint8Array {
+  return readFileSync(resolve(FIXTURE_WORK, name));
+}
+
+/** Run axe-core in the page (evaluated, not injected as a <script>: the console's CSP forbids inline scripts). */
+async function axeViolations(where: string): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async (tags) => {
+    const axe = (window as unknown as { axe: { run: (ctx: Document, options: object) => Promise<{ violations: Array<{ id: string; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: "tag", values: tags }, resultTypes: ["violations"] });
+    return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")})`);
+  }, WCAG_TAGS);
+  return violations.map((v) => `${where}: ${v}`);
+}
+
+/** Horizontal overflow and text under 11 px (SVG text scaled as drawn), as the phone test in console.e2e.ts measures them. */
+function measure(): Promise<{ scrollWidth: number; tiny: string[] }> {
+  return page.evaluate(() => {
+    const tiny: string[] = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent?.trim();
+      const el = node.parentElement;
+      if (!text || !el || el.closest(".sr-only, title, style, script")) continue;
+      const rect = el.getBoundingClientRect();
+      if (rect.width === 0 && rect.height === 0) continue;
+      let size = parseFloat(getComputedStyle(el).fontSize);
+      const svg = el.closest("svg");
+      if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width > 0) size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+      if (size < 11 - 1e-6) tiny.push(`${text.slice(0, 30)} (${size.toFixed(1)} px)`);
+    }
+    return { scrollWidth: document.documentElement.scrollWidth, tiny };
+  });
+}
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  [server, browser] = await Promise.all([
+    startServer(),
+    chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }),
+  ]);
+  client = new EagleClient({ baseUrl: server.baseUrl });
+  // A defective cell labelled defective, and two normal cells labelled normal: the history's evidence.
+  for (const [file, label] of [
+    ["sample-crack.png", "anomalous"],
+    ["sample-good.png", "normal"],
+    ["data/mono-good/00.png", "normal"],
+  ] as const) {
+    const record = await client.inspect(image(file), "mono", { filename: file.split("/").pop() as string });
+    await client.label(record.id, label);
+    seeded[file] = record.id;
+  }
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error" && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+describe("inspection station", () => {
+  it("previews a threshold against labelled images, saves it with a reason, and restores the old one", async () => {
+    const evidence = await client.categoryEvidence("mono");
+    const fitted = (await client.category("mono")).tau as number;
+    // The three labelled history items, then the evaluation run's 8 test images.
+    expect(evidence.items.filter((i) => i.source === "history").map((i) => [i.name, i.label])).toEqual([
+      ["sample-crack.png", "anomalous"],
+      ["sample-good.png", "normal"],
+      ["00.png", "normal"],
+    ]);
+    expect(evidence.items.filter((i) => i.source === "evaluation")).toHaveLength(8);
+
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    const tuner = page.locator('[data-testid="tuner"]');
+    await tuner.waitFor({ timeout: 60_000 });
+    const summary = page.locator('[data-testid="preview-summary"]');
+    await summary.getByText(/false alarms/).waitFor();
+
+    // A candidate below sample-good's score (a labelled normal image): it would turn into a false alarm.
+    const good = evidence.items.find((i) => i.name === "sample-good.png") as LabelledScore;
+    const candidate = Math.floor(good.score) - 1;
+    const expected = (tau: number) => ({
+      falseAlarms: evidence.items.filter((i) => i.label === "normal" && i.score >= tau).length,
+      misses: evidence.items.filter((i) => i.label === "anomalous" && i.score < tau).length,
+      flips: evidence.items.filter((i) => i.score >= tau !== i.score >= fitted).length,
+    });
+    const normals = evidence.items.filter((i) => i.label === "normal").length;
+    const anomalies = evidence.items.length - normals;
+    const want = expected(candidate);
+    await page.getByLabel("Threshold value").fill(String(candidate));
+    await summary.getByText(`false alarms ${want.falseAlarms} of ${normals} `).waitFor();
+    expect(await summary.textContent()).toContain(`misses ${want.misses} of ${anomalies} `);
+    expect(await page.locator('[data-testid="candidate-line"]').count()).toBe(1);
+    const flips = page.locator('[data-testid="flips"] li');
+    expect(await flips.count()).toBe(want.flips);
+    const flipped = flips.filter({ hasText: "sample-good.png" });
+    expect(await flipped.textContent()).toContain("would be flagged — now wrong");
+    await page.screenshot({ path: resolve(ARTIFACTS, "station-tuning.png"), fullPage: true });
+
+    // The flipped history image opens full size; Escape closes it.
+    await flipped.getByRole("button", { name: "Open sample-good.png full size" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor();
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+
+    // The slider follows the keyboard and the number field follows the slider.
+    const slider = page.getByLabel("Try a threshold");
+    await slider.focus();
+    await page.keyboard.press("ArrowLeft");
+    const moved = Number(await page.getByLabel("Threshold value").inputValue());
+    expect(moved).toBeLessThan(candidate);
+    expect(moved).toBeGreaterThan(candidate - 1);
+
+    // Saving needs a reason; the service uses the new threshold for the next inspection.
+    await page.getByLabel("Threshold value").fill(String(candidate));
+    const save = page.getByRole("button", { name: /^Save threshold/ });
+    expect(await save.isDisabled()).toBe(true);
+    expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Say why the threshold changes (it is kept in the model's history).");
+    await page.getByLabel("Why (kept in the model's history)").fill("e2e: catch the faint cracks");
+    await page.getByLabel("Your name (optional)").fill("qe-e2e");
+    await save.click();
+    await page.locator('[data-testid="saved"]').getByText(/^Saved: the threshold of mono is now/).waitFor();
+    const history = page.locator('[data-testid="threshold-history"]');
+    const row = history.locator("li").first();
+    await row.waitFor();
+    expect(await row.locator('[data-field="by"]').textContent()).toBe("qe-e2e");
+    expect(await row.locator('[data-field="why"]').textContent()).toBe("e2e: catch the faint cracks");
+    const after = await client.inspect(image("sample-good.png"), "mono", { filename: "after-change.png" });
+    expect(after.tau).toBe(candidate);
+    seeded["after-change.png"] = after.id;
+
+    // Restore the fitted threshold (recorded too, with its own reason).
+    await page.getByLabel("Why (kept in the model's history)").fill("e2e: back to the fit");
+    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
+    await page.locator('[data-testid="saved"]').getByText(/^Restored: the threshold of mono is/).waitFor();
+    expect((await client.category("mono")).tau).toBe(fitted);
+    expect(await history.locator("li").count()).toBe(2);
+    expect(await history.locator("li").first().locator(".change-head").textContent()).toMatch(/^[\d.]+ → [\d.]+ \(undoes #1\) · #2 · .+ · by qe-e2e$/);
+  });
+
+  it("shows the category's figures over time: reject rate, scores, false alarms and misses from labels", async () => {
+    // The inspection made at the lowered threshold was flagged; labelled normal, it is a false alarm.
+    await client.label(seeded["after-change.png"] as string, "normal");
+    const figures = await client.categoryDashboard("mono");
+    expect(figures.days).toHaveLength(1);
+    expect(figures.totals).toMatchObject({ inspections: 4, labelled_normal: 3, labelled_anomalous: 1, false_alarms: 1 });
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    await page.reload(); // the same address as the test before: load the figures afresh
+    const dashboard = page.locator('[data-testid="dashboard"]');
+    await dashboard.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
+    expect(await page.locator('[data-testid="false-alarm-rate"]').textContent()).toBe("1 of 3 (33.3%)");
+    expect(await page.locator('[data-testid="miss-rate"]').textContent()).toBe(`${figures.totals.misses} of 1 (${figures.totals.misses * 100}%)`);
+    const day = figures.days[0]?.day as string;
+    expect(await page.locator('[data-testid="reject-chart"]').getAttribute("aria-label")).toBe(
+      `Reject rate per day for mono: ${day} ${Math.round((figures.totals.rejected / 4) * 100)}% of 4`,
+    );
+    expect(await page.locator('[data-testid="score-chart"]').getAttribute("aria-label")).toMatch(new RegExp(`^Scores per day for mono \\(min, mean, max\\), threshold [\\d.]+: ${day} `));
+    await dashboard.getByText("Figures per day (table)").click();
+    const table = page.locator('[data-testid="dashboard-table"]');
+    expect(await table.locator("tbody tr").count()).toBe(1);
+    expect(await table.locator("tbody tr th").textContent()).toBe(day);
+    await dashboard.screenshot({ path: resolve(ARTIFACTS, "station-dashboard.png") });
+  });
+
+  it("passes axe-core's WCAG 2.0/2.1/2.2 A and AA rules on every page at 1280 and 390 px, without overflow on a phone", async () => {
+    const found: string[] = [];
+    // One inspection in the browser, so Inspect shows a result card (kept across the width change).
+    await page.goto(`${server.baseUrl}/#/inspect`);
+    const select = page.getByLabel("Category", { exact: true });
+    await select.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await select.selectOption("mono");
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
+    await page.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("article img")).some((img) => img.complete && img.naturalWidth > 0));
+
+    const pages: Array<[string, string, () => Promise<void>]> = [
+      ["inspect", "#/inspect", async () => void (await page.locator('[data-testid="verdict"]').first().waitFor({ timeout: 60_000 }))],
+      [
+        "history",
+        "#/history",
+        async () => {
+          const table = page.getByRole("table", { name: "Inspection history" });
+          await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().click();
+          await page.getByRole("region", { name: "Selected inspection" }).waitFor();
+        },
+      ],
+      [
+        "categories",
+        "#/categories/mono",
+        async () => {
+          await page.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
+          await page.getByLabel("Threshold value").fill("110");
+          await page.locator('[data-testid="flips"]').waitFor();
+        },
+      ],
+      ["evaluations", "#/evaluations", async () => void (await page.getByRole("table", { name: "Metrics of mono-expert" }).waitFor({ timeout: 60_000 }))],
+    ];
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+      for (const [name, hash, ready] of pages) {
+        if (name !== "inspect") await page.goto(`${server.baseUrl}/${hash}`);
+        else await page.getByRole("link", { name: "Inspect" }).click();
+        await ready();
+        found.push(...(await axeViolations(`${name} at ${width} px`)));
+        if (width === 390) {
+          const { scrollWidth, tiny } = await measure();
+          expect({ name, scrollWidth, tiny }).toEqual({ name, scrollWidth: 390, tiny: [] });
+        }
+        const path = resolve(ARTIFACTS, `station-${name}-${width}.png`);
+        await page.screenshot({ path, fullPage: true });
+      }
+    }
+    expect(found).toEqual([]);
+  });
+
+  it("logged no script errors or CSP violations", () => {
+    expect(problems).toEqual([]);
+  });
+});

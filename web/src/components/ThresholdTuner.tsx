@@ -1,0 +1,295 @@
+import type { Category, CategoryEvidence, LabelledScore } from "@eagle-iad/client";
+import { useId, useRef, useState, type FormEvent } from "react";
+import { useApi } from "../api";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { formatScore } from "../logic/scale";
+import { flagged, formatRate, previewThreshold, roundTo, sliderRange } from "../logic/tuning";
+import { orderPictures, pictureLabel } from "../logic/verdict";
+import { ErrorBanner } from "./ErrorBanner";
+import { Histogram } from "./Histogram";
+import { Picture } from "./Picture";
+import { ZoomViewer } from "./ZoomViewer";
+
+interface Change {
+  change: number;
+  at?: string;
+  by?: string;
+  why?: string;
+  action?: string;
+  restored?: number;
+  before?: { tau?: number };
+  after?: { tau?: number };
+}
+
+function when(value: string | undefined): string {
+  if (!value) return "–";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? value : date.toLocaleString();
+}
+
+/**
+ * Try a threshold against the evidence (training scores, labelled history, evaluation images) before
+ * saving it on the record; the saved history lists who changed it, when and why, each change restorable.
+ */
+export function ThresholdTuner({
+  category,
+  evidence,
+  onChanged,
+}: {
+  category: Category;
+  evidence: CategoryEvidence | undefined;
+  onChanged: (updated: Category) => void;
+}) {
+  const { client, requireKey } = useApi();
+  const id = useId();
+  const tau = category.tau ?? null;
+  const training = category.training_scores?.values ?? [];
+  const items = evidence?.items ?? [];
+  const range = sliderRange([...training, ...items.map((i) => i.score), tau, category.s_max]);
+  const [candidate, setCandidate] = useState<number>(tau ?? range.min);
+  const [text, setText] = useState<string>(tau === null ? "" : String(roundTo(tau, range.step)));
+  const [why, setWhy] = useState("");
+  const [by, setBy] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
+  const [zoomed, setZoomed] = useState<LabelledScore | null>(null);
+  const whyField = useRef<HTMLTextAreaElement>(null);
+
+  const preview = previewThreshold(items, candidate, tau);
+  const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
+  const normals = items.filter((i) => i.label === "normal").length;
+  const history = (category.history ?? []) as unknown as Change[];
+  const same = tau !== null && candidate === tau;
+
+  const setFromNumber = (value: number) => {
+    setCandidate(value);
+    setText(String(roundTo(value, range.step)));
+    setSaved(null);
+  };
+
+  const blocked = busy ? "Saving…" : same ? "Move the threshold first: this is the one in use." : why.trim() === "" ? "Say why the threshold changes (it is kept in the model's history)." : null;
+
+  const send = async (change: { tau?: number; restore?: number }, done: (c: Category) => string) => {
+    if (why.trim() === "") {
+      setError({ kind: "invalid_request", title: "A reason is needed", message: "Say in “Why” why the threshold changes: every change is kept in the model's history.", retryable: false });
+      whyField.current?.focus();
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    setSaved(null);
+    try {
+      const updated = await client.changeThreshold(category.name, { ...change, why: why.trim(), by: by.trim() || null });
+      if (typeof updated.tau === "number") setFromNumber(updated.tau);
+      setSaved(done(updated));
+      setWhy("");
+      onChanged(updated);
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (busy || same) return;
+    void send({ tau: candidate }, (c) => `Saved: the threshold of ${c.name} is now ${formatScore(c.tau)}; the next inspection uses it.`);
+  };
+
+  const summary =
+    `At threshold ${formatScore(candidate)}${tau !== null && !same ? ` (in use: ${formatScore(tau)})` : ""}: ` +
+    (items.length > 0
+      ? `false alarms ${formatRate(preview.falseAlarms.length, normals)} of the normal images with known truth, misses ${formatRate(
+          preview.misses.length,
+          preview.anomalies,
+        )} of the defective ones; `
+      : "") +
+    `training images at or above it: ${formatRate(trainingFlagged, training.length)}.`;
+
+  return (
+    <section className="tuner" aria-labelledby={`${id}-title`} data-testid="tuner">
+      <h3 id={`${id}-title`}>Tune the threshold</h3>
+      <p className="muted small">
+        An image scoring at or above the threshold is flagged defective. Try a value: the preview counts what it would do on images whose truth is
+        known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images, the ticks on the axis: green normal, red defective)`}.
+      </p>
+      {category.training_scores?.histogram ? (
+        <Histogram
+          edges={category.training_scores.histogram.edges}
+          counts={category.training_scores.histogram.counts}
+          tau={tau}
+          sMax={category.s_max}
+          label={`Training scores of ${category.name}`}
+          candidate={candidate}
+          extent={[range.min, range.max]}
+          marks={items}
+        />
+      ) : (
+        <p className="muted">No training-score histogram in this model.</p>
+      )}
+      <div className="tuner-controls">
+        <div className="field grow">
+          <label htmlFor={`${id}-slider`}>Try a threshold</label>
+          <input
+            id={`${id}-slider`}
+            type="range"
+            min={range.min}
+            max={range.max}
+            step={range.step}
+            value={candidate}
+            aria-valuetext={formatScore(candidate)}
+            onChange={(e) => setFromNumber(Number(e.target.value))}
+            data-testid="tau-slider"
+          />
+        </div>
+        <div className="field">
+          <label htmlFor={`${id}-number`}>Threshold value</label>
+          <input
+            id={`${id}-number`}
+            type="number"
+            inputMode="decimal"
+            min={0}
+            step={range.step}
+            value={text}
+            onChange={(e) => {
+              setText(e.target.value);
+              const value = Number(e.target.value);
+              if (e.target.value.trim() !== "" && Number.isFinite(value) && value >= 0) {
+                setCandidate(value);
+                setSaved(null);
+              }
+            }}
+            data-testid="tau-number"
+          />
+        </div>
+        {tau !== null && !same ? (
+          <button type="button" className="button secondary" onClick={() => setFromNumber(tau)}>
+            Back to {formatScore(tau)}
+          </button>
+        ) : null}
+      </div>
+      <p className="preview-summary" aria-live="polite" data-testid="preview-summary">
+        {summary}
+      </p>
+      {items.length === 0 ? (
+        <p className="notice small" data-testid="no-evidence">
+          No images with known truth yet. Mark inspections “Actually normal” or “Actually defective” in History, or put an <code>eagle eval-expert</code> run in
+          the service's runs folder, to see false alarms and misses here.
+        </p>
+      ) : (
+        <FlipList flips={preview.flips} onOpen={setZoomed} />
+      )}
+      {zoomed?.pictures ? (
+        <ZoomViewer
+          name={zoomed.name}
+          kinds={orderPictures(Object.keys(zoomed.pictures))}
+          links={zoomed.pictures}
+          label={pictureLabel}
+          initial={orderPictures(Object.keys(zoomed.pictures))[0] ?? "input"}
+          onClose={() => setZoomed(null)}
+        />
+      ) : null}
+      <form className="tuner-save" onSubmit={submit}>
+        <div className="field grow">
+          <label htmlFor={`${id}-why`}>Why (kept in the model's history)</label>
+          <textarea id={`${id}-why`} ref={whyField} rows={2} maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor={`${id}-by`}>Your name (optional)</label>
+          <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
+        </div>
+        <div className="actions">
+          <button type="submit" className="button primary" disabled={blocked !== null} aria-describedby={blocked ? `${id}-blocked` : undefined}>
+            Save threshold {formatScore(candidate)}
+          </button>
+          {blocked ? (
+            <span id={`${id}-blocked`} className="hint" data-testid="save-blocked">
+              {blocked}
+            </span>
+          ) : null}
+        </div>
+      </form>
+      {error ? <ErrorBanner error={error} compact /> : null}
+      {saved ? (
+        <p className="success" role="status" data-testid="saved">
+          {saved}
+        </p>
+      ) : null}
+      <h3 id={`${id}-history`}>Threshold changes</h3>
+      {history.length === 0 ? (
+        <p className="muted small">None yet: the threshold is the one set by the fit ({category.rule ?? "its rule"}).</p>
+      ) : (
+        <ol className="changes" aria-labelledby={`${id}-history`} data-testid="threshold-history" reversed>
+          {[...history].reverse().map((h) => (
+            <li key={h.change} className="change">
+              <p className="change-head">
+                <strong className="nowrap" data-field="change">
+                  {formatScore(h.before?.tau)} → {formatScore(h.after?.tau)}
+                </strong>
+                {h.action === "restore" && h.restored ? <span className="muted small"> (undoes #{h.restored})</span> : null}
+                <span className="muted small">
+                  {" "}
+                  · #{h.change} · <span data-field="at">{when(h.at)}</span> · by <span data-field="by">{h.by ?? "–"}</span>
+                </span>
+              </p>
+              <p className="change-why" data-field="why">
+                {h.why ?? ""}
+              </p>
+              {typeof h.before?.tau === "number" && h.before.tau !== tau ? (
+                <button
+                  type="button"
+                  className="button secondary small-button"
+                  disabled={busy}
+                  aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
+                  onClick={() => void send({ restore: h.change }, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`)}
+                >
+                  Restore {formatScore(h.before.tau)}
+                </button>
+              ) : null}
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}
+
+function FlipList({
+  flips,
+  onOpen,
+}: {
+  flips: ReturnType<typeof previewThreshold<LabelledScore>>["flips"];
+  onOpen: (item: LabelledScore) => void;
+}) {
+  if (flips.length === 0) return <p className="muted small" data-testid="flips-none">No image with known truth changes verdict at this threshold.</p>;
+  return (
+    <div>
+      <h4>
+        Images that would change verdict ({flips.length})
+      </h4>
+      <ul className="flips" data-testid="flips">
+        {flips.map(({ item, now, effect }) => {
+          const text = `${item.name}: score ${formatScore(item.score)}, actually ${item.label === "anomalous" ? "defective" : "normal"}, would be ${now}`;
+          const thumb = item.pictures ? (item.pictures["box"] ?? item.pictures["heatmap"] ?? item.pictures["input"]) : undefined;
+          return (
+            <li key={item.id} className={`flip flip-${effect}`}>
+              {thumb ? (
+                <button type="button" className="flip-open" onClick={() => onOpen(item)} aria-label={`Open ${item.name} full size`}>
+                  <Picture link={thumb} alt="" className="thumb" />
+                </button>
+              ) : null}
+              <span className="flip-text">
+                {text}
+                <span className={`flip-effect ${effect}`}>{effect === "fixed" ? " — now right" : " — now wrong"}</span>
+                {item.source === "evaluation" ? <span className="muted small"> · evaluation {item.run}</span> : null}
+              </span>
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}

@@ -1,0 +1,129 @@
+/**
+ * What a candidate threshold would do to images whose truth is known, and a day-by-day view of a
+ * category's history. Pure functions: the category page draws them, the unit tests pin the counts.
+ *
+ * The expert flags an image iff `score >= tau` (docs/METHOD.md), so a false alarm is a normal image at
+ * or above the threshold and a miss is a defective image below it.
+ */
+
+export interface Known {
+  id: string;
+  name: string;
+  score: number;
+  label: "normal" | "anomalous";
+}
+
+export interface Preview<T extends Known> {
+  tau: number;
+  normals: number;
+  anomalies: number;
+  falseAlarms: T[];
+  misses: T[];
+  /** Images whose verdict differs between the current threshold and the candidate. */
+  flips: Array<{ item: T; now: "flagged" | "passed"; effect: "fixed" | "broken" }>;
+}
+
+export function flagged(score: number, tau: number): boolean {
+  return score >= tau;
+}
+
+/**
+ * The confusion at `candidate` and the images that flip relative to `current`; `effect` says whether the
+ * flip makes that image right (`fixed`) or wrong (`broken`). Items keep their given order.
+ */
+export function previewThreshold<T extends Known>(items: readonly T[], candidate: number, current: number | null): Preview<T> {
+  const falseAlarms: T[] = [];
+  const misses: T[] = [];
+  const flips: Preview<T>["flips"] = [];
+  let normals = 0;
+  let anomalies = 0;
+  for (const item of items) {
+    if (!Number.isFinite(item.score)) continue;
+    const isDefect = item.label === "anomalous";
+    if (isDefect) anomalies++;
+    else normals++;
+    const after = flagged(item.score, candidate);
+    if (after && !isDefect) falseAlarms.push(item);
+    if (!after && isDefect) misses.push(item);
+    if (current !== null && flagged(item.score, current) !== after) {
+      flips.push({ item, now: after ? "flagged" : "passed", effect: after === isDefect ? "fixed" : "broken" });
+    }
+  }
+  return { tau: candidate, normals, anomalies, falseAlarms, misses, flips };
+}
+
+/** "2 of 5 (40%)", or "none labelled" when there is nothing to count against. */
+export function formatRate(part: number, whole: number): string {
+  if (whole === 0) return "none labelled";
+  return `${part} of ${whole} (${formatPercent(part / whole)})`;
+}
+
+export function formatPercent(rate: number | null | undefined): string {
+  if (rate === null || rate === undefined || !Number.isFinite(rate)) return "–";
+  const percent = rate * 100;
+  return `${percent === Math.round(percent) ? percent.toFixed(0) : percent.toFixed(1)}%`;
+}
+
+/**
+ * A slider's range: every training and labelled score and both thresholds fit, with a step of about a
+ * thousandth of the span rounded to a power of ten (so the number input and the slider agree).
+ */
+export function sliderRange(values: ReadonlyArray<number | null | undefined>): { min: number; max: number; step: number } {
+  const finite = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  if (finite.length === 0) return { min: 0, max: 1, step: 0.001 };
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  const span = hi - lo || Math.max(Math.abs(hi), 1);
+  const step = Number(`1e${Math.floor(Math.log10(span / 1000))}`);
+  const min = Math.max(0, Math.floor((lo - span * 0.05) / step) * step);
+  const max = Math.ceil((hi + span * 0.05) / step) * step;
+  return { min: roundTo(min, step), max: roundTo(max, step), step };
+}
+
+/** `value` rounded to the decimals of `step` (no 0.30000000000000004 in an input). */
+export function roundTo(value: number, step: number): number {
+  const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+  return Number(value.toFixed(decimals));
+}
+
+export interface DayLike {
+  day: string;
+  inspections: number;
+  scored: number;
+  rejected: number;
+  score_min?: number | null;
+  score_mean?: number | null;
+  score_max?: number | null;
+}
+
+/** Bars (reject rate per day) and score ranges placed in a `width` x `height` plot, days left to right. */
+export function dayGeometry(days: readonly DayLike[], width: number, height: number, scoreRef: ReadonlyArray<number | null | undefined> = []) {
+  const n = days.length;
+  const slot = n > 0 ? width / n : width;
+  const scores = days.flatMap((d) => [d.score_min, d.score_max]).concat(scoreRef);
+  const finite = scores.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const lo = finite.length ? Math.min(...finite) : 0;
+  const hi = finite.length ? Math.max(...finite) : 1;
+  const span = hi - lo || 1;
+  const yOf = (score: number) => height - ((score - lo) / span) * height;
+  return {
+    lo,
+    hi,
+    yOf,
+    days: days.map((d, i) => {
+      const rate = d.inspections > 0 ? d.rejected / d.inspections : 0;
+      const x = i * slot + slot / 2;
+      return {
+        day: d.day,
+        x,
+        barWidth: Math.max(2, Math.min(40, slot * 0.6)),
+        rate,
+        rateY: height - rate * height,
+        range:
+          typeof d.score_min === "number" && typeof d.score_max === "number" && typeof d.score_mean === "number"
+            ? { top: yOf(d.score_max), bottom: yOf(d.score_min), mean: yOf(d.score_mean) }
+            : null,
+      };
+    }),
+  };
+}
