@@ -19,8 +19,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eagle_iad"
 #: Keys are module names relative to ``eagle_iad``; a package's name covers all of its modules.
 LAYERS: list[tuple[str, ...]] = [
     ("", "errors", "atomic", "naming", "choices", "images", "outputs"),  # "" is eagle_iad/__init__.py
+    ("registry",),
     ("data",),
     ("tgps",),
+    ("fit_options",),
     ("expert",),
     ("mllm",),
     ("verdict",),
