@@ -525,39 +525,87 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** InspectionRecord */
+        /**
+         * InspectionRecord
+         * @description One inspection: the expert's numbers, the final decision, the full verdict and its pictures.
+         */
         InspectionRecord: {
-            /** Answer */
+            /**
+             * Answer
+             * @description the MLLM's parsed answer; null without an MLLM
+             */
             answer: string | null;
-            /** Caas Applied */
+            /**
+             * Caas Applied
+             * @description whether CAAS sharpened the MLLM's attention
+             */
             caas_applied: boolean;
-            /** Category */
+            /**
+             * Category
+             * @description the fitted category that scored it
+             */
             category: string;
-            /** Decision */
+            /**
+             * Decision
+             * @description anomalous / normal (the MLLM's when one answered); null: undecided
+             */
             decision: string | null;
-            /** Id */
+            /**
+             * Id
+             * @description the inspection's id (its pictures live under /v1/files/<id>/)
+             */
             id: string;
-            /** Image Name */
+            /**
+             * Image Name
+             * @description the uploaded file's name
+             */
             image_name: string;
-            /** In Band */
+            /**
+             * In Band
+             * @description tau <= score < s_max: the expert was unsure, CAAS applies
+             */
             in_band: boolean;
-            /** Label */
+            /**
+             * Label
+             * @description what the user says the part actually was (normal / anomalous); null: not labelled
+             */
             label?: string | null;
-            /** Label Time */
+            /**
+             * Label Time
+             * @description when the label was given
+             */
             label_time?: string | null;
-            /** Pictures */
+            /**
+             * Pictures
+             * @description picture kind (heatmap, box, attention_L<n>) -> /v1/files/... link
+             */
             pictures: {
                 [key: string]: string;
             };
-            /** S Max */
+            /**
+             * S Max
+             * @description the largest training score (the low-confidence band is [tau, s_max))
+             */
             s_max: number | null;
-            /** Score */
+            /**
+             * Score
+             * @description the expert's image score
+             */
             score: number | null;
-            /** Tau */
+            /**
+             * Tau
+             * @description the category's decision threshold at the time
+             */
             tau: number | null;
-            /** Time */
+            /**
+             * Time
+             * @description when it was inspected (UTC, ISO 8601)
+             */
             time: string;
-            /** Verdict */
+            /**
+             * Verdict
+             * @description the expert verdict (no MLLM) or the full EAGLE verdict record
+             */
             verdict: {
                 [key: string]: unknown;
             };
