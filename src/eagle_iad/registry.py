@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from eagle_iad.errors import ConfigError, EagleError
@@ -64,6 +65,10 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._parts)
+
+    def mapping(self) -> Mapping[str, T]:
+        """A read-only live view of the parts by name."""
+        return MappingProxyType(self._parts)
 
 
 _loaded: set[str] = set()
