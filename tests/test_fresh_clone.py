@@ -90,6 +90,7 @@ def test_info_prints_the_manifest_without_the_per_image_lists(tmp_path: Path) ->
 
 
 def test_every_choice_has_an_implementation() -> None:
+    from eagle_iad.eval.executors import EXECUTOR_REGISTRY
     from eagle_iad.expert.backbones import backbone_names
     from eagle_iad.expert.coreset import make_sampler
     from eagle_iad.expert.search import make_search
@@ -105,6 +106,7 @@ def test_every_choice_has_an_implementation() -> None:
         "IdentitySampler",
     ]
     assert [make_search(name).name for name in choices.SEARCHES] == list(choices.SEARCHES)
+    assert EXECUTOR_REGISTRY.names() == choices.EXECUTORS
     assert choices.DEFAULT_SEARCH in choices.SEARCHES
     scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
     rules = THRESHOLD_RULES.names()

@@ -25,6 +25,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.choices import (
     CONDITIONS,
     DEFAULT_ALPHA,
+    EXECUTORS,
     RENDER_STYLES,
 )
 from eagle_iad.data import get_layout, layout_names, select_test, select_training
@@ -636,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--shots", type=int, default=0, choices=(0, 1), help="1: add a normal template image")
     evp.add_argument("--tasks", default="anomaly", choices=("anomaly", "all"), help="MMAD task types to ask")
     evp.add_argument("--attention", action="store_true", help="record attention; per-layer curves in the report")
-    evp.add_argument("--executor", default="local", choices=("local", "ray"))
+    evp.add_argument("--executor", default=EXECUTORS[0], choices=EXECUTORS)
     evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
     evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
