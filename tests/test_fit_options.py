@@ -59,3 +59,16 @@ def test_a_model_saved_with_the_old_rule_settings_loads(tmp_path: Path) -> None:
     assert ExpertConfig.from_dict(old).rule_params == {"k": 3.0, "q": 0.99, "p": 0.99}
     fixed = ExpertConfig.from_dict({**old, "rule": "fixed", "rule_value": 2.0})
     assert fixed.rule_params["value"] == 2.0 and "rule_value" not in fixed.to_dict()
+
+
+def test_a_rule_parameter_without_default_is_asked_for_before_the_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eagle_iad.cli import main
+
+    out = tmp_path / "m"
+    argv = ["fit", "--layout", "elpv", "--category", "mono", "--rule", "fixed", "--out", str(out), "--quiet"]
+    assert main(argv) == 2 and not out.exists()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "eagle: error: rule 'fixed' needs value (the decision threshold the fixed rule sets)"
+    )

@@ -123,10 +123,13 @@ class ExpertConfig:
         return cls(**{**PRESETS[preset], **overrides})
 
     def validate(self) -> None:
-        THRESHOLD_RULES.get(self.rule)
+        spec = THRESHOLD_RULES.get(self.rule)
         unknown = set(self.rule_params) - set(rule_params())
         if unknown:
             raise ConfigError(f"unknown threshold rule parameters {sorted(unknown)}; known: {', '.join(rule_params())}")
+        for param in spec.params:  # a parameter without a default must be given: say so before minutes of fitting
+            if param.default is None and param.name not in self.rule_params:
+                raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")
         if self.preprocess not in PREPROCESSORS:
             raise ConfigError(f"unknown preprocessing {self.preprocess!r}; choose one of {', '.join(PREPROCESSORS)}")
         if self.region_rule not in REGION_RULES:
