@@ -30,7 +30,7 @@ import torch
 from eagle_iad.data import get_layout
 from eagle_iad.eval.experiment import ExperimentConfig, run_experiment
 from eagle_iad.eval.runner import Worker, WorkerConfig, ensure_expert
-from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
+from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
 
 CONDITIONS = ("baseline", "expert", "tgps", "eagle", "text-only", "visual-only")
 

@@ -18,7 +18,7 @@ images mixed, read once into memory) from a pool of ``--concurrency`` client thr
 
 Variants, compared with ratios in one run: expert only at concurrency 1 (the reference: pure service
 time per request) and at ``--concurrency C``; with ``--mllm tiny`` also the full EAGLE verdict at
-concurrency C through a tiny *random-weight* Qwen2.5-VL built with :mod:`eagle_iad.mllm.tiny` (its
+concurrency C through a tiny *random-weight* Qwen2.5-VL built with :mod:`eagle_iad.testing.tiny` (its
 timings are those of a 64-wide toy model, not of a real MLLM: they show the queue, 429 and service
 overhead, not model speed). Each variant gets its own server process with its own state dir: peak RSS
 and VmHWM are per-process high-water marks, so in a shared process a later variant would inherit an
@@ -429,7 +429,7 @@ def load_bodies(data: Path, category: str, seed: int) -> list[tuple[bytes, str]]
 
 
 def build_tiny_mllm(out: Path) -> Path:
-    from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
 
     print("building a tiny random-weight Qwen2.5-VL (NOT a real model) ...", file=sys.stderr, flush=True)
     path: Path = build_tiny_qwen2_5_vl(out / "tiny-qwen2.5-vl")

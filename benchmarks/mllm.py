@@ -1,6 +1,6 @@
 """What CAAS and attention capture cost, as ratios to stock generation on the same model and prompt.
 
-Random models of the real architectures (built with :mod:`eagle_iad.mllm.tiny` into a temp dir):
+Random models of the real architectures (built with :mod:`eagle_iad.testing.tiny` into a temp dir):
 the test-sized Qwen2.5-VL and LLaVA-1.5 (width 64, 4 layers: the ratios there are mostly Python
 overhead per attention call) and a larger one of each (default width 512, 8 layers, so matmuls
 take real time). One prompt for every route: the TGPS anomalous prompt with the query image and its
@@ -34,7 +34,7 @@ import torch
 
 from eagle_iad.mllm import CaasSettings, GenerateOptions
 from eagle_iad.mllm.hf import HFBackend
-from eagle_iad.mllm.tiny import build_tiny_llava, build_tiny_qwen2_5_vl
+from eagle_iad.testing.tiny import build_tiny_llava, build_tiny_qwen2_5_vl
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 ITEMS = build_prompt(PromptRequest("q.png", "anomalous", boxed_ref="q_box.png"))

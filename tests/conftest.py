@@ -84,7 +84,7 @@ MLLM_TEST_DEVICE = os.environ.get("EAGLE_TEST_DEVICE", "cpu")
 def tiny_mllm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Saved tiny checkpoints (config + weights + processor + chat template), one per family."""
     pytest.importorskip("transformers")
-    from eagle_iad.mllm.tiny import TINY_BUILDERS
+    from eagle_iad.testing.tiny import TINY_BUILDERS
 
     root = tmp_path_factory.mktemp("tiny_mllm")
     return {name: TINY_BUILDERS[name](root / name) for name in MLLM_FAMILIES}

@@ -56,7 +56,7 @@ def prepare(work: Path, train_images: int) -> None:
     _eagle("fit", *data, "--out", str(model), "--limit-train", str(train_images), "--quiet")
     _eagle("eval-expert", *data, "--model", str(model), "--out", str(work / "runs" / f"{CATEGORY}-expert"),
            "--limit-test", "8", "--quiet")  # fmt: skip
-    from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
 
     build_tiny_qwen2_5_vl(work / "tiny-qwen2.5-vl")
     layout = get_layout("elpv")

@@ -107,7 +107,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
         image = str(next(s for s in get_layout("elpv").samples(None, "mono", "test") if s.label == 1).path)
         mllm = None
         try:
-            from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
+            from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
         except ImportError:
             pass
         else:

@@ -104,7 +104,7 @@ def test_store_truncates_a_torn_line_and_refuses_another_config(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("eval_tiny") / "qwen")
 

@@ -90,12 +90,13 @@ def test_info_prints_the_manifest_without_the_per_image_lists(tmp_path: Path) ->
 
 
 def test_every_choice_has_an_implementation() -> None:
+    from eagle_iad.eval.executors import EXECUTOR_REGISTRY
     from eagle_iad.expert.backbones import backbone_names
     from eagle_iad.expert.coreset import make_sampler
     from eagle_iad.expert.search import make_search
     from eagle_iad.pipeline import EagleConfig
     from eagle_iad.tgps.render import render
-    from eagle_iad.tgps.thresholds import compute_thresholds
+    from eagle_iad.tgps.thresholds import THRESHOLD_RULES, compute_thresholds
 
     assert tuple(backbone_names()) == choices.BACKBONES
     assert choices.DEFAULT_BACKBONE in choices.BACKBONES
@@ -105,10 +106,13 @@ def test_every_choice_has_an_implementation() -> None:
         "IdentitySampler",
     ]
     assert [make_search(name).name for name in choices.SEARCHES] == list(choices.SEARCHES)
+    assert EXECUTOR_REGISTRY.names() == choices.EXECUTORS
     assert choices.DEFAULT_SEARCH in choices.SEARCHES
     scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
-    assert [compute_thresholds(scores, rule, value=4.5).rule for rule in choices.RULES] == list(choices.RULES)
-    assert choices.DEFAULT_RULE in choices.RULES
+    rules = THRESHOLD_RULES.names()
+    assert rules == ("ksigma", "mad", "quantile", "evt", "fixed")
+    assert [compute_thresholds(scores, rule, value=4.5).rule for rule in rules] == list(rules)
+    assert choices.DEFAULT_RULE in rules
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)
     for style in choices.RENDER_STYLES:
         assert render(rgb, np.zeros((16, 16), dtype=np.float32), [], style).shape == (16, 16, 3)

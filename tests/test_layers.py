@@ -18,9 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eagle_iad"
 #: Lowest first. A module may import its own layer and the layers below it, never one above.
 #: Keys are module names relative to ``eagle_iad``; a package's name covers all of its modules.
 LAYERS: list[tuple[str, ...]] = [
-    ("", "errors", "atomic", "naming", "choices", "images", "outputs"),  # "" is eagle_iad/__init__.py
+    ("", "errors", "atomic", "naming", "choices", "images", "outputs", "record"),  # "" is eagle_iad/__init__.py
+    ("registry",),
     ("data",),
     ("tgps",),
+    ("fit_options",),
     ("expert",),
     ("mllm",),
     ("verdict",),
@@ -29,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("demo",),
     ("service",),
     ("cli",),
+    ("testing",),  # test-model builders: the top, so no product module may import them
 ]
 
 
@@ -191,3 +194,14 @@ def test_annotation_only_imports_count_for_layers_but_not_for_cycles(tmp_path: P
     known = set(all_modules())
     assert imports_of("eagle_iad.expert.preprocess", path, known) == {"eagle_iad.cli"}
     assert imports_of("eagle_iad.expert.preprocess", path, known, typing_only=False) == set()
+
+
+def test_the_product_never_imports_the_testing_package() -> None:
+    """``eagle_iad.testing`` (random-weight test models) is for tests and benchmarks only."""
+    importers = sorted(
+        source
+        for source, targets in graph().items()
+        if not source.startswith("eagle_iad.testing")
+        and any(t == "eagle_iad.testing" or t.startswith("eagle_iad.testing.") for t in targets)
+    )
+    assert importers == []

@@ -671,7 +671,7 @@ def test_full_verdict_and_chat_with_tiny_mllm(
     workspace: dict[str, Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """``eagle serve --mllm hf:<tiny Qwen2.5-VL>`` as a real process: full EAGLE verdicts and chat."""
-    from eagle_iad.mllm.tiny import TINY_BUILDERS
+    from eagle_iad.testing.tiny import TINY_BUILDERS
 
     model_dir = TINY_BUILDERS["qwen2_5_vl"](tmp_path_factory.mktemp("tiny") / "qwen")
     args = ["--models", str(workspace["models"]), "--state-dir", str(tmp_path / "state"), "--mllm", f"hf:{model_dir}",

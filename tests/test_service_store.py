@@ -113,3 +113,67 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="label must be one of"):
         store.set_label("i0", "broken", "t")
     store.close()
+
+
+#: The inspections table as schema 3 declared it by hand, plus the additive ``reference`` column (opening an
+#: older file adds it); the columns derived from the record must match.
+V3_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    time TEXT NOT NULL,
+    category TEXT NOT NULL,
+    image_name TEXT NOT NULL,
+    score REAL,
+    tau REAL,
+    s_max REAL,
+    decision TEXT,
+    in_band INTEGER NOT NULL,
+    answer TEXT,
+    caas_applied INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    pictures TEXT NOT NULL,
+    reference TEXT,
+    label TEXT,
+    label_time TEXT
+);"""
+
+
+def test_the_columns_derived_from_the_record_are_schema_3() -> None:
+    from eagle_iad.service.store import _inspections_table
+
+    assert _inspections_table() == V3_INSPECTIONS
+
+
+def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What another field costs: one line in eagle_iad/record.py (here: a subclass with one more field)."""
+    import dataclasses
+
+    from eagle_iad import record as record_module
+    from eagle_iad.service import store as store_module
+
+    path = tmp_path / "h.sqlite3"
+    store = InspectionStore(path)
+    old = Inspection(id="old", time="t", category="c", image_name="a.png", score=1.0, tau=2.0, s_max=3.0,
+                     decision="normal", in_band=False, answer=None, caas_applied=False, verdict={"v": 1},
+                     pictures={"heatmap": "/v1/files/old/h.png"})  # fmt: skip
+    store.add(old)
+    store.close()
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(record_module.InspectionRecord):
+        backend: str | None = record_module.doc("which MLLM backend answered", None)
+
+    monkeypatch.setattr(record_module, "InspectionRecord", Wider)
+    store = InspectionStore(path)
+    try:
+        new = Wider(**{**old.to_dict(), "id": "new", "backend": "hf:tiny"})
+        store.add(new)
+        assert store.get("new") == new
+        assert store.get("old") == Wider(**old.to_dict())  # stored before the field existed: None
+        assert store_module.SCHEMA_VERSION == 3
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (3,)

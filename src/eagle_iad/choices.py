@@ -25,8 +25,11 @@ SEARCHES: tuple[str, ...] = ("torch", "faiss")
 #: chunked torch search over the same 141k queries x 15.7k bank (``benchmarks/expert.py``).
 DEFAULT_SEARCH = "faiss"
 
-#: Threshold rules (``eagle_iad.tgps.thresholds.compute_thresholds``).
-RULES: tuple[str, ...] = ("ksigma", "mad", "quantile", "evt", "fixed")
+#: Where ``eagle eval`` runs its work (``eagle_iad.eval.executors.EXECUTOR_REGISTRY``).
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+#: The default threshold rule; the rules and their parameters are the registry
+#: ``eagle_iad.tgps.thresholds.THRESHOLD_RULES`` (torch-free, so the help screens read it directly).
 DEFAULT_RULE = "ksigma"
 
 #: Visual-prompt styles (``eagle_iad.tgps.render.render``).

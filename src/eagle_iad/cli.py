@@ -23,20 +23,16 @@ from eagle_iad.atomic import atomic_write_text
 # Only torch-free modules at the top: `eagle --help`, `--version` and `eagle info` must start at once.
 # Each command imports what it needs inside its function (tests/test_fresh_clone.py checks this).
 from eagle_iad.choices import (
-    BACKBONES,
     CONDITIONS,
     DEFAULT_ALPHA,
-    DEFAULT_BACKBONE,
-    DEFAULT_RULE,
-    DEFAULT_SEARCH,
+    EXECUTORS,
     RENDER_STYLES,
-    RULES,
-    SAMPLERS,
-    SEARCHES,
 )
 from eagle_iad.data import get_layout, layout_names, select_test, select_training
 from eagle_iad.errors import ConfigError, EagleError, OutputError
+from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.outputs import SPACE_ERRNOS, check_output_path, describe_write_error, staged_folder, write_errors
+from eagle_iad.registry import load_plugins
 
 
 def _data_root(value: str | None, layout: str) -> Path | None:
@@ -74,29 +70,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import check_replaceable
 
     check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
+    given = {o.name: getattr(args, o.name) for o in fit_options() if getattr(args, o.name, None) is not None}
+    preset, overrides = config_overrides(parse_fit_options(given))
+    config = ExpertConfig.from_preset(preset, **overrides)
     layout = get_layout(args.layout)
     samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
-    samples = select_training(samples, args.limit_train, args.seed)
-    preprocessing = {
-        name: getattr(args, name)
-        for name in ("preprocess", "size", "tile", "tile_overlap", "resize", "crop", "region_rule", "position_baseline")
-        if getattr(args, name) is not None
-    }
-    config = ExpertConfig.from_preset(
-        args.preset,
-        **preprocessing,
-        backbone=args.backbone,
-        sampler=args.sampler,
-        coreset_ratio=args.coreset_ratio,
-        seed=args.seed,
-        search=args.search,
-        rule=args.rule,
-        rule_k=args.k,
-        rule_q=args.q,
-        rule_p=args.p,
-        rule_value=args.tau,
-        batch_size=args.batch_size,
-    )
+    samples = select_training(samples, args.limit_train, config.seed)
     print(f"fitting {args.category!r} on {len(samples)} normal images with {config.backbone}", file=sys.stderr)
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
     out = save(expert.model, args.out)
@@ -497,6 +476,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._ArgumentGroup) -> None:
+    """One flag per row of the fit options table (eagle_iad/fit_options.py), defaults stated there.
+
+    Every flag defaults to None so only what the user gave overrides the preset.
+    """
+    for option in fit_options():
+        target = evidence if option.group == "evidence" else expert
+        flags = [option.flag, *("--" + alias.replace("_", "-") for alias in option.aliases)]
+        plural = "s" if len(option.rules) > 1 else ""
+        used_by = f"; read by rule{plural} {', '.join(option.rules)}" if option.rules else ""
+        default = "" if option.default is None else f" (default {option.default})"
+        help_text = f"{option.help}{used_by}{default}"
+        if option.aliases:
+            help_text += f"; {', '.join(flags[1:])} is its old name"
+        if option.kind is bool:
+            target.add_argument(*flags, dest=option.name, action="store_true", default=None, help=help_text)
+        else:
+            target.add_argument(*flags, dest=option.name, type=option.kind, default=None, choices=option.choices,
+                                help=help_text)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds."
@@ -507,17 +507,6 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit the expert on a category's normal training images")
     _add_data_args(fit)
     fit.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
-    fit.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
-    fit.add_argument("--sampler", default="greedy", choices=SAMPLERS, help="memory-bank subsampling")
-    fit.add_argument("--coreset-ratio", type=float, default=0.1, help="fraction of patches kept (default 0.1)")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--search", default=DEFAULT_SEARCH, choices=SEARCHES, help="nearest-neighbour search")
-    fit.add_argument("--rule", default=DEFAULT_RULE, choices=RULES, help="threshold rule (default ksigma)")
-    fit.add_argument("--k", type=float, default=3.0, help="k for ksigma and mad (default 3)")
-    fit.add_argument("--q", type=float, default=0.99, help="q for the quantile rule")
-    fit.add_argument("--p", type=float, default=0.99, help="p for the evt rule")
-    fit.add_argument("--tau", type=float, default=None, help="threshold for the fixed rule")
-    fit.add_argument("--batch-size", type=int, default=16)
     fit.add_argument("--limit-train", type=int, default=None, help="use a seeded subset of N training images")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     evidence = fit.add_argument_group(
@@ -526,22 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given "
         "explicitly override the preset.",
     )
-    evidence.add_argument("--preset", default="default", help="default | paper")
-    evidence.add_argument(
-        "--preprocess", help="resize (whole frame, default) | tile (large images) | center-crop (paper)"
-    )
-    evidence.add_argument("--size", type=int, help="long side of the whole-frame input, multiple of 32 (default 320)")
-    evidence.add_argument("--tile", type=int, help="tile side in input pixels for --preprocess tile (default 256)")
-    evidence.add_argument("--tile-overlap", type=int, help="least overlap of neighbouring tiles (default 64)")
-    evidence.add_argument("--resize", type=int, help="center-crop: shorter side before the crop (default 256)")
-    evidence.add_argument("--crop", type=int, help="center-crop: square crop side (default 224)")
-    evidence.add_argument(
-        "--region-rule", help="calibrated (pixels above the category's map threshold, default) | paper (2/3 of max)"
-    )
-    evidence.add_argument(
-        "--position-baseline", action="store_true", default=None,
-        help="subtract where normal images always score high from the map (tighter boxes on aligned products)",
-    )
+    _add_fit_options(fit, evidence)
     fit.set_defaults(func=_cmd_fit)
 
     inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
@@ -666,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--shots", type=int, default=0, choices=(0, 1), help="1: add a normal template image")
     evp.add_argument("--tasks", default="anomaly", choices=("anomaly", "all"), help="MMAD task types to ask")
     evp.add_argument("--attention", action="store_true", help="record attention; per-layer curves in the report")
-    evp.add_argument("--executor", default="local", choices=("local", "ray"))
+    evp.add_argument("--executor", default=EXECUTORS[0], choices=EXECUTORS)
     evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
     evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
@@ -709,6 +683,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        load_plugins()  # before the parser: a plugin's threshold rule brings its own --flags
+    except EagleError as exc:
+        print(f"eagle: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -25,9 +25,18 @@ const header =
   "// Regenerate: npm run generate -w clients/ts\n\n";
 const typesText = header + astToString(ast);
 
+// The fit options as values too (the TS CLI's parser, the console's form choices and defaults): the
+// service's one table (src/eagle_iad/fit_options.py) reaches TypeScript only through this document.
+const fitOptions = JSON.parse(documentText).components.schemas.FitOptions.properties;
+const fitOptionsText =
+  header.replace("(openapi-typescript)", "(components.schemas.FitOptions)") +
+  "/** Every fit option the service accepts: JSON type, default, choices, help (deprecated: an old name). */\n" +
+  `export const FIT_OPTIONS = ${JSON.stringify(fitOptions, null, 2)} as const;\n`;
+
 const outputs = [
   [join(pkg, "openapi.json"), documentText],
   [join(pkg, "src", "generated", "openapi.ts"), typesText],
+  [join(pkg, "src", "generated", "fit-options.ts"), fitOptionsText],
 ];
 let stale = [];
 for (const [path, text] of outputs) {

@@ -9,6 +9,7 @@ import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
+import { FIT_OPTIONS } from "./generated/fit-options.js";
 import {
   EagleClient,
   PICTURE_KINDS,
@@ -97,37 +98,31 @@ export async function writeFileAtomic(path: string, data: Uint8Array, force: boo
   }
 }
 
-const FIT_OPTION_TYPES: Record<keyof FitOptions, "string" | "number"> = {
-  backbone: "string",
-  rule: "string",
-  k: "number",
-  q: "number",
-  p: "number",
-  tau: "number",
-  coreset_ratio: "number",
-  seed: "number",
-  preset: "string",
-  preprocess: "string",
-  size: "number",
-  region_rule: "string",
-};
+/** The JSON type of each fit option, from the generated table (the service's one source). */
+const FIT_OPTION_TYPES: Record<string, "string" | "number" | "integer" | "boolean"> = Object.fromEntries(
+  Object.entries(FIT_OPTIONS).map(([name, option]) => [name, option.type]),
+);
 
 /** `key=value` fit options, typed and checked here so a typo fails before any upload. */
 export function parseFitOptions(pairs: string[]): FitOptions {
-  const options: Record<string, string | number> = {};
+  const options: Record<string, string | number | boolean> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
     if (eq <= 0) throw new UsageError(`--option expects key=value, got ${JSON.stringify(pair)}`);
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
-    const kind = FIT_OPTION_TYPES[key as keyof FitOptions];
+    const kind = Object.hasOwn(FIT_OPTION_TYPES, key) ? FIT_OPTION_TYPES[key] : undefined;
     if (kind === undefined) {
       throw new UsageError(`unknown fit option ${JSON.stringify(key)}; known: ${Object.keys(FIT_OPTION_TYPES).join(", ")}`);
     }
-    if (kind === "number") {
+    if (kind === "number" || kind === "integer") {
       const value = Number(raw);
       if (raw.trim() === "" || !Number.isFinite(value)) throw new UsageError(`fit option ${key} must be a number, got ${JSON.stringify(raw)}`);
+      if (kind === "integer" && !Number.isInteger(value)) throw new UsageError(`fit option ${key} must be an integer, got ${JSON.stringify(raw)}`);
       options[key] = value;
+    } else if (kind === "boolean") {
+      if (raw !== "true" && raw !== "false") throw new UsageError(`fit option ${key} must be true or false, got ${JSON.stringify(raw)}`);
+      options[key] = raw === "true";
     } else {
       options[key] = raw;
     }

@@ -38,25 +38,12 @@ export type Decision = "anomalous" | "normal" | "undecided";
 /** Image bytes: a browser `File`/`Blob`, or bytes read in Node. */
 export type ImageInput = Blob | Uint8Array | ArrayBuffer;
 
-/** Fit options the service accepts (everything else keeps the expert's defaults). */
-export interface FitOptions {
-  backbone?: string;
-  rule?: "ksigma" | "mad" | "quantile" | "evt" | "fixed";
-  k?: number;
-  q?: number;
-  p?: number;
-  tau?: number;
-  coreset_ratio?: number;
-  seed?: number;
-  /** `default` (whole frame) or `paper` (shorter side 256, centre crop 224, 2/3-of-max boxes). */
-  preset?: "default" | "paper";
-  /** `resize` (whole frame), `tile` (large images) or `center-crop`. */
-  preprocess?: "resize" | "tile" | "center-crop";
-  /** Long side of the whole-frame input, a multiple of 32. */
-  size?: number;
-  /** `calibrated` (the category's pixel threshold) or `paper` (2/3 of each map's maximum). */
-  region_rule?: "calibrated" | "paper";
-}
+/**
+ * Fit options the service accepts (everything else keeps the expert's defaults): generated from the
+ * service's one table of fit options (`FIT_OPTIONS` holds their defaults, choices and help as values).
+ * `tau` is the old name of `value`, the fixed rule's threshold.
+ */
+export type FitOptions = Partial<components["schemas"]["FitOptions"]>;
 
 /** Where a fit reads its normal images: uploads (images or one zip) or a folder under the server's data root. */
 export type FitSource = { files: Array<{ name: string; data: ImageInput }> } | { folder: string };

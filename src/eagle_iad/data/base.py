@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from eagle_iad.errors import DataError
+from eagle_iad.registry import Registry
 
 Split = Literal["train", "test"]
 
@@ -46,26 +47,17 @@ class Layout(Protocol):
         ...
 
 
-_LAYOUTS: dict[str, Callable[[], Layout]] = {}
+_LAYOUTS: Registry[Callable[[], Layout]] = Registry("dataset layout", DataError)
 
 
 def register_layout(name: str) -> Callable[[Callable[[], Layout]], Callable[[], Layout]]:
     """Class decorator registering a layout factory under ``name``."""
-
-    def wrap(factory: Callable[[], Layout]) -> Callable[[], Layout]:
-        _LAYOUTS[name] = factory
-        return factory
-
-    return wrap
+    return _LAYOUTS.register(name)
 
 
 def get_layout(name: str) -> Layout:
     """The layout registered as ``name``; a clear error lists the known ones."""
-    try:
-        return _LAYOUTS[name]()
-    except KeyError:
-        known = ", ".join(sorted(_LAYOUTS))
-        raise DataError(f"unknown dataset layout {name!r}; known layouts: {known}") from None
+    return _LAYOUTS.get(name)()
 
 
 def layout_names() -> list[str]:

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.eval.runner import Key, Worker, WorkerConfig
+from eagle_iad.registry import Registry
 
 Sink = Callable[[dict[str, Any]], None]
-EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
 class Executor(Protocol):
@@ -84,12 +84,16 @@ class RayExecutor:
                     sink(record)
 
 
+
+
+#: ``factory(address, num_workers, gpus_per_worker) -> Executor`` by name.
+EXECUTOR_REGISTRY: Registry[Callable[[str | None, int, float], Executor]] = Registry("executor")
+EXECUTOR_REGISTRY.add("local", lambda _address, _workers, _gpus: LocalExecutor())
+EXECUTOR_REGISTRY.add("ray", lambda address, workers, gpus: RayExecutor(address, workers, gpus_per_worker=gpus))
+
+
 def make_executor(
     name: str, address: str | None = None, num_workers: int = 2, gpus_per_worker: float = 0.0
 ) -> Executor:
-    """The executor called ``name`` (see :data:`EXECUTORS`)."""
-    if name == "local":
-        return LocalExecutor()
-    if name == "ray":
-        return RayExecutor(address, num_workers, gpus_per_worker=gpus_per_worker)
-    raise ConfigError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    """The executor called ``name`` (see :data:`EXECUTOR_REGISTRY`)."""
+    return EXECUTOR_REGISTRY.get(name)(address, num_workers, gpus_per_worker)

@@ -25,6 +25,7 @@ from torch import nn
 
 from eagle_iad.choices import DEFAULT_BACKBONE as DEFAULT_BACKBONE
 from eagle_iad.errors import BackboneUnavailableError, ConfigError
+from eagle_iad.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -221,12 +222,11 @@ class WideResNet50Extractor(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-_BACKBONES: dict[str, Callable[[int, str | None], FeatureExtractor]] = {
-    "efficientnet_lite0": lambda size, _w: EfficientNetLiteExtractor(0, size),
-    "efficientnet_lite1": lambda size, _w: EfficientNetLiteExtractor(1, size),
-    "efficientnet_lite2": lambda size, _w: EfficientNetLiteExtractor(2, size),
-    "wide_resnet50_2": lambda _size, weights: WideResNet50Extractor(weights),
-}
+_BACKBONES: Registry[Callable[[int, str | None], FeatureExtractor]] = Registry("backbone")
+_BACKBONES.add("efficientnet_lite0", lambda size, _w: EfficientNetLiteExtractor(0, size))
+_BACKBONES.add("efficientnet_lite1", lambda size, _w: EfficientNetLiteExtractor(1, size))
+_BACKBONES.add("efficientnet_lite2", lambda size, _w: EfficientNetLiteExtractor(2, size))
+_BACKBONES.add("wide_resnet50_2", lambda _size, weights: WideResNet50Extractor(weights))
 
 def backbone_names() -> list[str]:
     """Registered backbone names."""
@@ -235,13 +235,9 @@ def backbone_names() -> list[str]:
 
 def register_backbone(name: str, factory: Callable[[int, str | None], FeatureExtractor]) -> None:
     """Add a backbone: ``factory(image_size, weights_path_or_None)`` returns an extractor."""
-    _BACKBONES[name] = factory
+    _BACKBONES.add(name, factory)
 
 
 def build_backbone(name: str, image_size: int = 224, weights: str | None = None) -> FeatureExtractor:
     """Instantiate the named backbone with its pretrained weights, in eval mode."""
-    try:
-        factory = _BACKBONES[name]
-    except KeyError:
-        raise ConfigError(f"unknown backbone {name!r}; known: {', '.join(_BACKBONES)}") from None
-    return factory(image_size, weights)
+    return _BACKBONES.get(name)(image_size, weights)

@@ -25,6 +25,7 @@ import numpy as np
 from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.features import RowFile
+from eagle_iad.registry import Registry
 
 #: Training patches as rows: in memory, or on disk read back a range at a time.
 FeatureRows = np.ndarray | RowFile
@@ -283,12 +284,13 @@ class IdentitySampler:
         return np.arange(features.shape[0], dtype=np.int64)
 
 
+#: ``factory(ratio, seed, projection_dim) -> Sampler`` by name; the names are declared in ``choices.SAMPLERS``.
+SAMPLER_REGISTRY: Registry[Callable[[float, int, int], Sampler]] = Registry("sampler")
+SAMPLER_REGISTRY.add("greedy", lambda ratio, seed, dim: ApproximateGreedyCoreset(ratio, projection_dim=dim, seed=seed))
+SAMPLER_REGISTRY.add("random", lambda ratio, seed, _dim: RandomSampler(ratio=ratio, seed=seed))
+SAMPLER_REGISTRY.add("all", lambda _ratio, _seed, _dim: IdentitySampler())
+
+
 def make_sampler(name: str, ratio: float, seed: int, projection_dim: int = 128) -> Sampler:
     """Sampler by name: ``greedy`` (default), ``random`` or ``all``."""
-    if name == "greedy":
-        return ApproximateGreedyCoreset(ratio=ratio, projection_dim=projection_dim, seed=seed)
-    if name == "random":
-        return RandomSampler(ratio=ratio, seed=seed)
-    if name == "all":
-        return IdentitySampler()
-    raise ConfigError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLER_REGISTRY.get(name)(ratio, seed, projection_dim)

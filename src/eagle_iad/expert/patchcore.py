@@ -39,16 +39,18 @@ from eagle_iad.expert.preprocess import (
 )
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
+from eagle_iad.fit_options import option_default
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
 from eagle_iad.tgps.regions import REGION_RULES
-from eagle_iad.tgps.thresholds import DEFAULT_RULE, Thresholds, compute_thresholds
+from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, Thresholds, compute_thresholds, rule_params
 
-#: The default preprocessing and its input size, chosen by measurement (README, "Choosing the defaults").
-DEFAULT_PREPROCESS = "resize"
-DEFAULT_SIZE = 320
-DEFAULT_REGION_RULE = "calibrated"
+#: The default preprocessing and its input size, chosen by measurement (README, "Choosing the defaults");
+#: stated once, in the fit options table.
+DEFAULT_PREPROCESS: str = option_default("preprocess")
+DEFAULT_SIZE: int = option_default("size")
+DEFAULT_REGION_RULE: str = option_default("region_rule")
 #: Largest whole-frame input side: bounds the backbone's activation memory per view.
 MAX_SIZE = 4096
 
@@ -66,45 +68,50 @@ class ExpertConfig:
     #: The fixed ``(H, W)`` input of ``resize``/``tile``, set by :func:`fit` from the training images.
     input_hw: tuple[int, int] | None = None
     #: ``tile``: the square tile (input pixels) and the least overlap between neighbouring tiles.
-    tile: int = 256
-    tile_overlap: int = 64
+    tile: int = option_default("tile")
+    tile_overlap: int = option_default("tile_overlap")
     #: ``center-crop``: shorter side resized to ``resize``, then a centre ``crop`` square.
-    resize: int = 256
-    crop: int = 224
+    resize: int = option_default("resize")
+    crop: int = option_default("crop")
     pretrain_dim: int = 1024
     target_dim: int = 1024
-    sampler: str = "greedy"
-    coreset_ratio: float = 0.1
+    sampler: str = option_default("sampler")
+    coreset_ratio: float = option_default("coreset_ratio")
     projection_dim: int = 128
-    seed: int = 0
+    seed: int = option_default("seed")
     search: str = DEFAULT_SEARCH
     rule: str = DEFAULT_RULE
-    rule_k: float = 3.0
-    rule_q: float = 0.99
-    rule_p: float = 0.99
-    rule_value: float | None = None
+    #: The rule's parameters given explicitly (``k``, ``q``, ``p``, ``value``, a plugin rule's own);
+    #: those not given take the rule's defaults (tgps/thresholds.py).
+    rule_params: dict[str, float] = field(default_factory=dict)
     sigma: float = 4.0
     #: Subtract where normal images of the category always score high (a specular highlight, a
     #: textured edge) from the map, so the map's peak points at what is unusual *for that position*.
     #: The image score and tau are untouched (docs/METHOD.md, "Calibrated maps and boxes"). Off by
     #: default: on tire it made boxes tighter (box/defect area 5.5 -> 2.1) but cost pixel AUROC
     #: (0.993 -> 0.956) and AUPRO (0.969 -> 0.854), so it stays an option (README table).
-    position_baseline: bool = False
+    position_baseline: bool = option_default("position_baseline")
     #: Which map pixels make the boxes (tgps/regions.py): ``calibrated`` (above the category's pixel
     #: threshold from normal training maps) or ``paper`` (2/3 of the image's own map maximum).
     region_rule: str = DEFAULT_REGION_RULE
-    batch_size: int = 16
+    batch_size: int = option_default("batch_size")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExpertConfig:
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f for f in cls.__dataclass_fields__} | {"rule_k", "rule_q", "rule_p", "rule_value"}
         unknown = set(data) - known
         if unknown:
             raise ModelFormatError(f"unknown expert settings {sorted(unknown)}")
         values = dict(data)
+        # Models saved before the rule registry held one field per built-in rule parameter.
+        legacy = {name: values.pop(f"rule_{name}") for name in ("k", "q", "p", "value") if f"rule_{name}" in values}
+        if legacy:
+            values["rule_params"] = {k: float(v) for k, v in legacy.items() if v is not None}
+        if "rule_params" in values:
+            values["rule_params"] = {str(k): float(v) for k, v in dict(values["rule_params"]).items()}
         if values.get("input_hw") is not None:
             values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
         return cls(**values)
@@ -117,6 +124,13 @@ class ExpertConfig:
         return cls(**{**PRESETS[preset], **overrides})
 
     def validate(self) -> None:
+        spec = THRESHOLD_RULES.get(self.rule)
+        unknown = set(self.rule_params) - set(rule_params())
+        if unknown:
+            raise ConfigError(f"unknown threshold rule parameters {sorted(unknown)}; known: {', '.join(rule_params())}")
+        for param in spec.params:  # a parameter without a default must be given: say so before minutes of fitting
+            if param.default is None and param.name not in self.rule_params:
+                raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")
         if self.preprocess not in PREPROCESSORS:
             raise ConfigError(f"unknown preprocessing {self.preprocess!r}; choose one of {', '.join(PREPROCESSORS)}")
         if self.region_rule not in REGION_RULES:
@@ -551,9 +565,7 @@ def _fit(
             features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
         )
     train_scores = own_out.image_scores
-    thresholds = compute_thresholds(
-        train_scores, config.rule, k=config.rule_k, q=config.rule_q, p=config.rule_p, value=config.rule_value
-    )
+    thresholds = compute_thresholds(train_scores, config.rule, **config.rule_params)
     timings["train_scores_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

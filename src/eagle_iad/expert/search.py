@@ -12,6 +12,7 @@ float32 cancellation error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from eagle_iad.choices import DEFAULT_SEARCH as DEFAULT_SEARCH
 from eagle_iad.choices import SEARCHES as SEARCHES
 from eagle_iad.errors import ConfigError
+from eagle_iad.registry import Registry
 
 #: Bound on the temporary distance block (queries x bank entries), in elements (float32).
 DEFAULT_BLOCK_ELEMENTS = 1 << 24
@@ -147,10 +149,12 @@ class FaissExactSearch:
         return _exact_distances(queries, self.bank, index), index
 
 
+#: Search factories by name; the names are declared in ``choices.SEARCHES``.
+SEARCH_REGISTRY: Registry[Callable[[], NearestNeighbourSearch]] = Registry("search")
+SEARCH_REGISTRY.add("torch", TorchExactSearch)
+SEARCH_REGISTRY.add("faiss", FaissExactSearch)
+
+
 def make_search(name: str) -> NearestNeighbourSearch:
     """Search strategy by name (``torch`` or ``faiss``)."""
-    if name == "torch":
-        return TorchExactSearch()
-    if name == "faiss":
-        return FaissExactSearch()
-    raise ConfigError(f"unknown search {name!r}; choose one of {', '.join(SEARCHES)}")
+    return SEARCH_REGISTRY.get(name)()

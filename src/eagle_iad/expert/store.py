@@ -53,7 +53,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from eagle_iad import __version__
-from eagle_iad.choices import RULES
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
@@ -70,7 +69,7 @@ from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
 from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
-from eagle_iad.tgps.thresholds import Thresholds
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds
 
 try:  # advisory locks serialise saves into one folder (POSIX; elsewhere saves are not serialised)
     import fcntl
@@ -514,8 +513,9 @@ def _check_statistics(thresholds: Thresholds, scores: np.ndarray, history: list[
             f"{where}: thresholds.s_max is {thresholds.s_max!r} but the largest training score is {largest!r}; "
             "s_max must be the largest training score (refit the model)"
         )
-    if thresholds.rule not in RULES:
-        raise ModelFormatError(f"{where}: thresholds.rule is {thresholds.rule!r}; known rules: {', '.join(RULES)}")
+    if thresholds.rule not in THRESHOLD_RULES:  # a plugin's rule is known once EAGLE_PLUGINS has loaded it
+        known = ", ".join(THRESHOLD_RULES.names())
+        raise ModelFormatError(f"{where}: thresholds.rule is {thresholds.rule!r}; known rules: {known}")
     for number, entry in enumerate(history, start=1):
         if not isinstance(entry, dict) or not isinstance(entry.get("before"), dict):
             raise ModelFormatError(f"{where}: history entry {number} is malformed (no 'before' thresholds)")

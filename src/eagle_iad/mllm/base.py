@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.caas import CaasSettings
+from eagle_iad.registry import Registry
 from eagle_iad.tgps.prompt import ContentItem
 
 
@@ -171,14 +171,14 @@ def served_model_name(spec: str) -> str:
 
 BackendFactory = Callable[..., Backend]
 _F = TypeVar("_F", bound=BackendFactory)
-_REGISTRY: dict[str, BackendFactory] = {}
+_REGISTRY: Registry[BackendFactory] = Registry("MLLM backend")
 
 
 def register_backend(scheme: str) -> Callable[[_F], _F]:
     """Decorator registering a factory ``factory(spec: BackendSpec, **options) -> Backend``."""
 
     def decorate(factory: _F) -> _F:
-        _REGISTRY[scheme] = factory
+        _REGISTRY.add(scheme, factory)
         return factory
 
     return decorate
@@ -186,4 +186,4 @@ def register_backend(scheme: str) -> Callable[[_F], _F]:
 
 def registered_backends() -> Mapping[str, BackendFactory]:
     """Factories registered so far, by scheme; built-ins join when :func:`eagle_iad.mllm.load_backend` needs them."""
-    return MappingProxyType(_REGISTRY)
+    return _REGISTRY.mapping()

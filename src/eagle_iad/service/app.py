@@ -23,6 +23,7 @@ from eagle_iad import __version__
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.registry import load_plugins
 from eagle_iad.service import errors, routes_categories, routes_inspect, routes_tuning, schemas
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
@@ -134,6 +135,9 @@ def _load_backend(spec: str) -> Backend:
 
 def create_app(settings: ServiceSettings, backend: Backend | None = None) -> FastAPI:
     """The service app; ``backend`` overrides ``settings.mllm`` (tests inject fakes this way)."""
+    load_plugins()  # EAGLE_PLUGINS: a plugin's threshold rule is a fit option of this service too
+    routes_categories.FIT_BODY.clear()
+    routes_categories.FIT_BODY.update(routes_categories.fit_body())
     if backend is None and settings.mllm:
         backend = _load_backend(settings.mllm)
     state = ServiceState(settings, backend)
@@ -228,10 +232,12 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document plus the shapes only non-JSON answers use (the SSE ``JobEvent``)."""
+        """FastAPI's document plus the shapes only non-JSON answers use (the SSE ``JobEvent``) and the fit
+        options the fit route parses by hand (``FitOptions``, from the fit options table)."""
         if app.openapi_schema is None:
             document = base_openapi()
             document["components"]["schemas"]["JobEvent"] = schemas.JobEvent.model_json_schema()
+            document["components"]["schemas"]["FitOptions"] = routes_categories.fit_options_schema()
             app.openapi_schema = document
         return app.openapi_schema
 

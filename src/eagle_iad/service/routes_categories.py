@@ -24,22 +24,17 @@ from starlette.datastructures import UploadFile
 from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
-from eagle_iad.expert.backbones import backbone_names
 from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, read_manifest
+from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.tgps.thresholds import RULES
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
-#: Fit options a client may set (everything else keeps the expert's defaults).
-FIT_OPTIONS = {"backbone": str, "rule": str, "k": float, "q": float, "p": float, "tau": float,
-               "coreset_ratio": float, "seed": int, "preset": str, "preprocess": str, "size": int,
-               "region_rule": str}  # fmt: skip
 
 
 def _distribution(scores: list[float]) -> dict[str, Any]:
@@ -140,23 +135,10 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
 
 
 def _config(options: dict[str, Any]) -> ExpertConfig:
-    unknown = set(options) - set(FIT_OPTIONS)
-    if unknown:
-        raise ApiError(400, f"unknown fit options {sorted(unknown)}; known: {sorted(FIT_OPTIONS)}")
-    values: dict[str, Any] = {}
-    for key, raw in options.items():
-        try:
-            values[key] = FIT_OPTIONS[key](raw)
-        except (TypeError, ValueError):
-            raise ApiError(400, f"fit option {key}: {raw!r} is not a {FIT_OPTIONS[key].__name__}") from None
-    if "backbone" in values and values["backbone"] not in backbone_names():
-        raise ApiError(400, f"unknown backbone {values['backbone']!r}; choose one of {', '.join(backbone_names())}")
-    if "rule" in values and values["rule"] not in RULES:
-        raise ApiError(400, f"unknown rule {values['rule']!r}; choose one of {', '.join(RULES)}")
-    renamed = {"k": "rule_k", "q": "rule_q", "p": "rule_p", "tau": "rule_value"}
-    preset = values.pop("preset", "default")
+    """The fit's settings from a client's options: the fit options table (eagle_iad/fit_options.py) checks them."""
     try:
-        config = ExpertConfig.from_preset(preset, **{renamed.get(k, k): v for k, v in values.items()})
+        preset, overrides = config_overrides(parse_fit_options(options, service=True))
+        config = ExpertConfig.from_preset(preset, **overrides)
         config.validate()
     except EagleError as exc:
         raise ApiError(400, str(exc)) from None
@@ -224,32 +206,60 @@ def _upload_bytes(uploads: list[tuple[str, bytes]]) -> int:
     return total
 
 
-#: The request bodies this route parses by hand, described for OpenAPI clients.
-FIT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                  "description": "normal images, or one zip of them"},
-                        "folder": {"type": "string", "description": "a folder relative to the data root"},
-                        **{key: {"type": "number" if kind is float else "integer" if kind is int else "string"}
-                           for key, kind in FIT_OPTIONS.items()},
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["folder"],
-                    "properties": {"folder": {"type": "string"}, "options": {"type": "object"}},
-                }
-            },
+_JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string"}
+
+
+def fit_options_schema() -> dict[str, Any]:
+    """The ``FitOptions`` object schema, from the fit options table (a plugin rule's parameters included)."""
+    properties: dict[str, Any] = {}
+    for option in fit_options():
+        if not option.service:
+            continue
+        entry: dict[str, Any] = {"type": _JSON_TYPES[option.kind], "description": option.help}
+        if option.default is not None:
+            entry["default"] = option.default
+        if option.choices is not None:
+            entry["enum"] = list(option.choices)
+        if option.rules:
+            entry["description"] += f" (rule{'s' if len(option.rules) > 1 else ''} {', '.join(option.rules)})"
+        properties[option.name] = entry
+        for alias in option.aliases:
+            properties[alias] = {**entry, "description": f"old name of {option.name}", "deprecated": True}
+    return {"title": "FitOptions", "type": "object", "additionalProperties": False, "properties": properties}
+
+
+def fit_body() -> dict[str, Any]:
+    """The request bodies the fit route parses by hand, described for OpenAPI clients."""
+    options = fit_options_schema()
+    return {
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                      "description": "normal images, or one zip of them"},
+                            "folder": {"type": "string", "description": "a folder relative to the data root"},
+                            **options["properties"],
+                        },
+                    }
+                },
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["folder"],
+                        "properties": {"folder": {"type": "string"},
+                                       "options": {"$ref": "#/components/schemas/FitOptions"}},
+                    }
+                },
+            }
         }
-    }
-}  # fmt: skip
+    }  # fmt: skip
+
+
+#: The route's OpenAPI extra; :func:`eagle_iad.service.app.create_app` refreshes it after loading plugins.
+FIT_BODY: dict[str, Any] = fit_body()
 
 
 @router.post(

@@ -124,6 +124,7 @@ def run_inspection(
         caas_applied=caas_applied,
         verdict=record,
         pictures=pictures,
+        reference=record.get("reference"),
     )
     try:
         state.store.add(stored)

@@ -6,9 +6,12 @@ generated from an older document must not make the server drop what it does not 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from eagle_iad import record
+from eagle_iad.record import field_docs, field_types
 
 
 class _Open(BaseModel):
@@ -103,27 +106,23 @@ class Reference(_Open):
     unavailable: str | None = None
 
 
-class InspectionRecord(_Open):
-    id: str
-    time: str
-    category: str
-    image_name: str
-    score: float | None
-    tau: float | None
-    s_max: float | None
-    decision: str | None
-    in_band: bool
-    answer: str | None
-    caas_applied: bool
-    #: The expert verdict (no MLLM) or the full EAGLE verdict record.
-    verdict: dict[str, Any]
-    #: Picture kind (heatmap, box, reference, attention_L<n>) -> ``/v1/files/...`` link.
-    pictures: dict[str, str]
-    #: The nearest normal training image; null for inspections stored before references existed.
-    reference: Reference | None = None
-    #: What the user says the part actually was (``normal`` / ``anomalous``), and when; null: not labelled.
-    label: str | None = None
-    label_time: str | None = None
+#: Record fields stored as JSON whose API schema is a named model rather than a free object.
+_TYPED: dict[str, Any] = {"reference": Reference | None}
+
+
+def _record_model() -> type[_Open]:
+    """``InspectionRecord`` from the one record (eagle_iad/record.py): a field added there is in the schema."""
+    definitions: dict[str, Any] = {
+        name: (_TYPED.get(name, hint), Field(... if required else None, description=field_docs()[name]))
+        for name, (hint, required) in field_types().items()
+    }
+    return create_model("InspectionRecord", __base__=_Open, __doc__=record.InspectionRecord.__doc__, **definitions)
+
+
+if TYPE_CHECKING:
+    InspectionRecord: TypeAlias = _Open
+else:
+    InspectionRecord = _record_model()
 
 
 class LabelRequest(BaseModel):

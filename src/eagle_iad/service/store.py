@@ -15,37 +15,31 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eagle_iad.errors import ConfigError
+from eagle_iad.record import InspectionRecord, columns, from_row, to_row
 
 SCHEMA_VERSION = 3
 
 #: What a user may say an inspected part actually was (``None``: not labelled).
 LABELS = ("normal", "anomalous")
 
-_SCHEMA = """
+def _inspections_table() -> str:
+    """``CREATE TABLE inspections`` from the record's fields (``seq``, the storage order, after ``id``)."""
+    lines = []
+    for column in columns():
+        if column.name == "id":
+            lines += ["    id TEXT PRIMARY KEY", "    seq INTEGER NOT NULL UNIQUE"]
+        else:
+            lines.append(f"    {column.name} {column.sql_type}{'' if column.nullable else ' NOT NULL'}")
+    return "CREATE TABLE IF NOT EXISTS inspections (\n" + ",\n".join(lines) + "\n);"
+
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS inspections (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL UNIQUE,
-    time TEXT NOT NULL,
-    category TEXT NOT NULL,
-    image_name TEXT NOT NULL,
-    score REAL,
-    tau REAL,
-    s_max REAL,
-    decision TEXT,
-    in_band INTEGER NOT NULL,
-    answer TEXT,
-    caas_applied INTEGER NOT NULL,
-    verdict TEXT NOT NULL,
-    pictures TEXT NOT NULL,
-    label TEXT,
-    label_time TEXT
-);
+{_inspections_table()}
 CREATE INDEX IF NOT EXISTS inspections_category ON inspections (category, seq);
 CREATE TABLE IF NOT EXISTS fit_jobs (
     id TEXT PRIMARY KEY,
@@ -58,46 +52,8 @@ CREATE TABLE IF NOT EXISTS fit_jobs (
 INTERRUPTED = "interrupted: the service stopped before this fit finished; start the fit again"
 
 
-@dataclass(frozen=True)
-class Inspection:
-    """One stored inspection (the row, with its JSON columns decoded)."""
-
-    id: str
-    time: str
-    category: str
-    image_name: str
-    score: float | None
-    tau: float | None
-    s_max: float | None
-    decision: str | None
-    in_band: bool
-    answer: str | None
-    caas_applied: bool
-    verdict: dict[str, Any]
-    pictures: dict[str, str]
-    #: What the user says the part actually was (``normal`` / ``anomalous``), and when they said it.
-    label: str | None = None
-    label_time: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "time": self.time,
-            "category": self.category,
-            "image_name": self.image_name,
-            "score": self.score,
-            "tau": self.tau,
-            "s_max": self.s_max,
-            "decision": self.decision,
-            "in_band": self.in_band,
-            "answer": self.answer,
-            "caas_applied": self.caas_applied,
-            "verdict": self.verdict,
-            "pictures": self.pictures,
-            "reference": self.verdict.get("reference"),  # derived: no column, older rows answer null
-            "label": self.label,
-            "label_time": self.label_time,
-        }
+#: The stored inspection is the one inspection record (eagle_iad/record.py); the columns derive from it.
+Inspection = InspectionRecord
 
 
 class InspectionStore:
@@ -114,21 +70,29 @@ class InspectionStore:
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif int(row[0]) in (1, 2):
-                # v2 only added fit_jobs (created above); v3 adds the label columns to the old table.
-                columns = {str(c[1]) for c in self._db.execute("PRAGMA table_info(inspections)").fetchall()}
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for column in ("label", "label_time"):
-                        if column not in columns:
-                            self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column} TEXT")
-                    self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            elif int(row[0]) != SCHEMA_VERSION:
+            elif int(row[0]) > SCHEMA_VERSION or int(row[0]) < 1:
                 raise ConfigError(f"{path}: history schema {row[0]} is not the {SCHEMA_VERSION} this eagle-iad reads")
+            else:
+                self._add_missing_columns(int(row[0]))
+
+    def _add_missing_columns(self, version: int) -> None:
+        """Bring an older file up to the record: v2 only added fit_jobs (created above), v3 the label columns,
+        and a field added to the record since is a new nullable column. Rows already stored keep their values."""
+        present = {str(c[1]) for c in self._db.execute("PRAGMA table_info(inspections)").fetchall()}
+        missing = [column for column in columns() if column.name not in present]
+        if not missing and version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in missing:
+                if not column.nullable:
+                    raise ConfigError(f"history column {column.name} cannot be added to stored rows: make it nullable")
+                self._db.execute(f"ALTER TABLE inspections ADD COLUMN {column.name} {column.sql_type}")
+            self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def caas_counts(self) -> tuple[int, int]:
         """``(inspections, with CAAS applied)`` over the whole stored history."""
@@ -177,15 +141,9 @@ class InspectionStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM inspections").fetchone()[0])
-                self._db.execute(
-                    f"INSERT INTO inspections (id, seq, {_COLUMNS.removeprefix('id, ')}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id, seq, record.time, record.category, record.image_name, record.score, record.tau,
-                        record.s_max, record.decision, int(record.in_band), record.answer, int(record.caas_applied),
-                        json.dumps(record.verdict), json.dumps(record.pictures), record.label, record.label_time,
-                    ),
-                )
+                marks = ", ".join("?" for _ in range(len(columns()) + 1))
+                insert = f"INSERT INTO inspections (seq, {_columns()}) VALUES ({marks})"
+                self._db.execute(insert, (seq, *to_row(record)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -193,7 +151,7 @@ class InspectionStore:
 
     def get(self, inspection_id: str) -> Inspection | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
         return None if row is None else _row(row)
 
     def set_label(self, inspection_id: str, label: str | None, when: str) -> Inspection | None:
@@ -238,7 +196,7 @@ class InspectionStore:
         with self._lock:
             total = int(self._db.execute(f"SELECT COUNT(*) FROM inspections {where}", params).fetchone()[0])
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM inspections {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                f"SELECT {_columns()} FROM inspections {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
         return total, [_row(row) for row in rows]
@@ -247,7 +205,7 @@ class InspectionStore:
         """Every labelled inspection of ``category`` with a score, oldest first (the threshold preview's evidence)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM inspections WHERE category = ? AND label IS NOT NULL AND score IS NOT NULL "
+                f"SELECT {_columns()} FROM inspections WHERE category = ? AND label IS NOT NULL AND score IS NOT NULL "
                 "ORDER BY seq",
                 (category,),
             ).fetchall()
@@ -267,28 +225,12 @@ class InspectionStore:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-_COLUMNS = ("id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, verdict, "
-            "pictures, label, label_time")
+def _columns() -> str:
+    return ", ".join(column.name for column in columns())
 
 
 def _row(row: tuple[Any, ...]) -> Inspection:
-    return Inspection(
-        id=str(row[0]),
-        time=str(row[1]),
-        category=str(row[2]),
-        image_name=str(row[3]),
-        score=row[4],
-        tau=row[5],
-        s_max=row[6],
-        decision=row[7],
-        in_band=bool(row[8]),
-        answer=row[9],
-        caas_applied=bool(row[10]),
-        verdict=json.loads(row[11]),
-        pictures=json.loads(row[12]),
-        label=row[13],
-        label_time=row[14],
-    )
+    return from_row(row)
 
 
 _DAILY = """

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from eagle_iad.errors import ModelFormatError
-from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds, compute_thresholds
 
 #: Where ``map_tau`` sits on the colour scale (0 = cold end, 1 = hot end).
 TAU_POSITION = 2.0 / 3.0
@@ -68,8 +68,8 @@ def colour_range(low: float, tau: float) -> tuple[float, float]:
 def calibrate_maps(train_maps: Iterable[np.ndarray], thresholds: Thresholds) -> MapCalibration:
     """The calibration from leave-own-out training maps, with the image threshold's rule.
 
-    The ``fixed`` rule sets an image threshold by hand and says nothing about maps, so the maps use
-    the default ``ksigma`` rule then.
+    A rule that says nothing about maps (``fixed``: an image threshold set by hand) leaves the maps
+    to the default ``ksigma`` rule.
     """
     maxima: list[float] = []
     samples: list[np.ndarray] = []
@@ -78,8 +78,9 @@ def calibrate_maps(train_maps: Iterable[np.ndarray], thresholds: Thresholds) -> 
         maxima.append(float(flat.max()))
         step = max(1, flat.size // _SAMPLE_PER_MAP)
         samples.append(flat[::step])
-    rule = "ksigma" if thresholds.rule == "fixed" else thresholds.rule
-    params = {k: v for k, v in thresholds.params.items() if k in ("k", "q", "p")}
+    for_maps = THRESHOLD_RULES.get(thresholds.rule).for_maps
+    rule = thresholds.rule if for_maps else "ksigma"
+    params = dict(thresholds.params) if for_maps else {}
     map_tau = compute_thresholds(np.asarray(maxima), rule, **params).tau
     low = float(np.median(np.concatenate(samples)))
     colour_min, colour_max = colour_range(low, map_tau)

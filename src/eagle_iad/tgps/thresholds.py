@@ -8,14 +8,15 @@ image would score; a rule never sees a labelled anomaly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
-from eagle_iad.choices import RULES as RULES
 from eagle_iad.errors import ConfigError
+from eagle_iad.registry import Registry
 
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
 #: deviation for normal data, so ``mad`` with k = 3 means the same as ``ksigma`` with k = 3.
@@ -52,55 +53,141 @@ class Thresholds:
         )
 
 
-def compute_thresholds(
-    scores: np.ndarray,
-    rule: str = DEFAULT_RULE,
-    *,
-    k: float = 3.0,
-    q: float = 0.99,
-    p: float = 0.99,
-    value: float | None = None,
-) -> Thresholds:
+#: A rule's function: ``rule(scores, **params) -> tau`` over the finite leave-own-out scores.
+RuleFunction = Callable[..., float]
+
+
+@dataclass(frozen=True)
+class RuleParam:
+    """A threshold rule's parameter: what the ``eagle fit`` flag, the service option and the form show.
+
+    ``default`` ``None`` means the rule needs the value given (``fixed``). Rules that share a
+    parameter (``k`` of ``ksigma`` and ``mad``) must give it the same default and type.
+    """
+
+    name: str
+    default: float | None
+    help: str
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    name: str
+    function: RuleFunction
+    params: tuple[RuleParam, ...] = ()
+    #: False for a rule that says nothing about maps (``fixed``): the map threshold then uses the default rule.
+    for_maps: bool = True
+
+
+#: Every threshold rule by name; :func:`threshold_rule` fills it.
+THRESHOLD_RULES: Registry[ThresholdRule] = Registry("threshold rule")
+
+
+def threshold_rule(name: str, *params: RuleParam, for_maps: bool = True) -> Callable[[RuleFunction], RuleFunction]:
+    """Register ``function(scores, **params) -> tau`` as rule ``name`` (README, "Adding a threshold rule")."""
+
+    def decorate(function: RuleFunction) -> RuleFunction:
+        for param in params:
+            other = rule_params().get(param.name)
+            if other is not None and other.default != param.default:
+                raise ConfigError(
+                    f"threshold rule {name!r}: parameter {param.name!r} defaults to {param.default}, but another "
+                    f"rule gives it {other.default}"
+                )
+        THRESHOLD_RULES.add(name, ThresholdRule(name, function, tuple(params), for_maps))
+        return function
+
+    return decorate
+
+
+def rule_params() -> dict[str, RuleParam]:
+    """Every registered rule's parameters by name (a shared one once), in registration order."""
+    found: dict[str, RuleParam] = {}
+    for rule in THRESHOLD_RULES.names():
+        for param in THRESHOLD_RULES.get(rule).params:
+            found.setdefault(param.name, param)
+    return found
+
+
+def rules_using(param: str) -> tuple[str, ...]:
+    """The rules that read ``param`` (the CLI help and the service schema say which)."""
+    return tuple(r for r in THRESHOLD_RULES.names() if any(p.name == param for p in THRESHOLD_RULES.get(r).params))
+
+
+def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: float | None) -> Thresholds:
     """Apply a threshold rule to the leave-own-out training scores.
 
-    ``ksigma``: mean + k * population std. ``mad``: median + k * 1.4826 * MAD. ``quantile``: the
-    q-quantile (linear interpolation). ``evt``: the p-quantile of a generalised extreme value
-    distribution fitted to the scores (they are per-image maxima). ``fixed``: ``value``.
+    ``params`` may hold every rule's parameters (the fit options carry them all); the rule reads its
+    own, with its defaults for those not given, and records them with tau. A name no rule knows is
+    an error, so a typo is not silently ignored.
     """
+    spec = THRESHOLD_RULES.get(rule)
+    unknown = set(params) - set(rule_params())
+    if unknown:
+        raise ConfigError(f"unknown threshold rule parameters {sorted(unknown)}; known: {', '.join(rule_params())}")
     data = np.asarray(scores, dtype=np.float64)
     data = data[np.isfinite(data)]
     if data.size == 0:
         raise ConfigError("no finite training scores to set a threshold from")
-    s_max = float(data.max())
-    if rule == "ksigma":
-        tau = float(data.mean() + k * data.std())
-        params = {"k": k}
-    elif rule == "mad":
-        median = float(np.median(data))
-        tau = median + k * MAD_SCALE * float(np.median(np.abs(data - median)))
-        params = {"k": k}
-    elif rule == "quantile":
-        if not 0.0 < q < 1.0:
-            raise ConfigError(f"quantile q must be in (0, 1), got {q}")
-        tau = float(np.quantile(data, q))
-        params = {"q": q}
-    elif rule == "evt":
-        if not 0.0 < p < 1.0:
-            raise ConfigError(f"evt p must be in (0, 1), got {p}")
-        if data.size < 3 or float(data.std()) == 0.0:
-            raise ConfigError("evt needs at least 3 distinct training scores")
-        from scipy.stats import genextreme
+    own = {p.name: params[p.name] if params.get(p.name) is not None else p.default for p in spec.params}
+    tau = float(spec.function(data, **own))
+    if not math.isfinite(tau):
+        raise ConfigError(f"threshold rule {rule!r} gave a non-finite threshold ({tau})")
+    recorded = {name: float(value) for name, value in own.items() if value is not None}
+    return Thresholds(rule=rule, tau=tau, s_max=float(data.max()), params=recorded)
 
-        shape, loc, scale = genextreme.fit(data)
-        tau = float(genextreme.ppf(p, shape, loc=loc, scale=scale))
-        if not math.isfinite(tau):
-            raise ConfigError("evt fit did not converge to a finite quantile; use another rule")
-        params = {"p": p}
-    elif rule == "fixed":
-        if value is None or not math.isfinite(value):
-            raise ConfigError("rule 'fixed' needs a finite threshold value")
-        tau = float(value)
-        params = {"value": tau}
-    else:
-        raise ConfigError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
-    return Thresholds(rule=rule, tau=tau, s_max=s_max, params=params)
+
+_K = RuleParam("k", 3.0, "k for ksigma and mad: how many standard deviations above the centre")
+
+
+@threshold_rule("ksigma", _K)
+def _ksigma(data: np.ndarray, k: float) -> float:
+    """Mean + k * population std."""
+    return float(data.mean() + k * data.std())
+
+
+@threshold_rule("mad", _K)
+def _mad(data: np.ndarray, k: float) -> float:
+    """Median + k * 1.4826 * MAD (robust to a few outlying training scores)."""
+    median = float(np.median(data))
+    return median + k * MAD_SCALE * float(np.median(np.abs(data - median)))
+
+
+@threshold_rule("quantile", RuleParam("q", 0.99, "q for the quantile rule, in (0, 1)"))
+def _quantile(data: np.ndarray, q: float) -> float:
+    """The q-quantile (linear interpolation)."""
+    if not 0.0 < q < 1.0:
+        raise ConfigError(f"quantile q must be in (0, 1), got {q}")
+    return float(np.quantile(data, q))
+
+
+@threshold_rule("evt", RuleParam("p", 0.99, "p for the evt rule, in (0, 1)"))
+def _evt(data: np.ndarray, p: float) -> float:
+    """The p-quantile of a generalised extreme value distribution fitted to the scores (per-image maxima)."""
+    if not 0.0 < p < 1.0:
+        raise ConfigError(f"evt p must be in (0, 1), got {p}")
+    if data.size < 3 or float(data.std()) == 0.0:
+        raise ConfigError("evt needs at least 3 distinct training scores")
+    from scipy.stats import genextreme
+
+    shape, loc, scale = genextreme.fit(data)
+    tau = float(genextreme.ppf(p, shape, loc=loc, scale=scale))
+    if not math.isfinite(tau):
+        raise ConfigError("evt fit did not converge to a finite quantile; use another rule")
+    return tau
+
+
+@threshold_rule(
+    "fixed",
+    RuleParam("value", None, "the decision threshold the fixed rule sets"),
+    for_maps=False,
+)
+def _fixed(data: np.ndarray, value: float | None) -> float:
+    """A threshold set by hand: ``value``."""
+    if value is None or not math.isfinite(value):
+        raise ConfigError("rule 'fixed' needs a finite threshold value")
+    return float(value)
+
+
+#: The built-in rule names, in order (plugins add to :data:`THRESHOLD_RULES`, not to this).
+RULES: tuple[str, ...] = THRESHOLD_RULES.names()

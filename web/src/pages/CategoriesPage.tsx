@@ -1,4 +1,4 @@
-import type { Category, FitOptions, FitSource, Job, JobEvent } from "@eagle-iad/client";
+import { FIT_OPTIONS, type Category, type FitOptions, type FitSource, type Job, type JobEvent } from "@eagle-iad/client";
 import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
@@ -161,8 +161,9 @@ function fewImagesText(n: number): string {
   return `Only ${n} normal image${n === 1 ? "" : "s"}: a threshold from fewer than ${FEW_IMAGES} is unreliable (expect false alarms or misses). Add more normal images if you can.`;
 }
 
-const BACKBONES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2"];
-const RULES: Array<NonNullable<FitOptions["rule"]>> = ["ksigma", "mad", "quantile", "evt", "fixed"];
+// The form's choices and defaults come from the service's one table of fit options (generated into the client).
+const BACKBONES: readonly string[] = FIT_OPTIONS.backbone.enum;
+const RULES: readonly string[] = FIT_OPTIONS.rule.enum;
 
 interface Progress {
   state: string;
@@ -213,7 +214,7 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
     const fitSource: FitSource =
       source === "folder" ? { folder: folder.trim() } : { files: files.map((file) => ({ name: file.name, data: file })) };
     const options: FitOptions = {};
-    if (backbone) options.backbone = backbone;
+    if (backbone) options.backbone = backbone as NonNullable<FitOptions["backbone"]>;
     if (rule) options.rule = rule as NonNullable<FitOptions["rule"]>;
     try {
       const job = await client.fit(name, fitSource, options, {
@@ -292,9 +293,9 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
         )}
         <div className="field-row">
           <SelectField id={`${id}-backbone`} label="Backbone" value={backbone} options={BACKBONES}
-            empty="default (efficientnet_lite0)" onChange={setBackbone} />
-          <SelectField id={`${id}-rule`} label="Threshold rule" value={rule} options={RULES} empty="default (ksigma)"
-            onChange={setRule} />
+            empty={`default (${FIT_OPTIONS.backbone.default})`} onChange={setBackbone} />
+          <SelectField id={`${id}-rule`} label="Threshold rule" value={rule} options={RULES}
+            empty={`default (${FIT_OPTIONS.rule.default})`} onChange={setRule} />
         </div>
         {fewUploaded ? (
           <p className="warning" data-testid="few-images-before">

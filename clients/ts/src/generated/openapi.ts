@@ -531,6 +531,113 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** FitOptions */
+        FitOptions: {
+            /**
+             * @description feature extractor
+             * @default efficientnet_lite0
+             * @enum {string}
+             */
+            backbone: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
+            /**
+             * @description fraction of patches kept (samplers greedy and random)
+             * @default 0.1
+             */
+            coreset_ratio: number;
+            /**
+             * @description center-crop: square crop side
+             * @default 224
+             */
+            crop: number;
+            /**
+             * @description k for ksigma and mad: how many standard deviations above the centre (rules ksigma, mad)
+             * @default 3
+             */
+            k: number;
+            /**
+             * @description p for the evt rule, in (0, 1) (rule evt)
+             * @default 0.99
+             */
+            p: number;
+            /**
+             * @description subtract where normal images always score high from the map (tighter boxes on aligned products)
+             * @default false
+             */
+            position_baseline: boolean;
+            /**
+             * @description resize (whole frame) | tile (large images) | center-crop (paper)
+             * @default resize
+             * @enum {string}
+             */
+            preprocess: "resize" | "tile" | "center-crop";
+            /**
+             * @description default (whole frame) | paper (shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given explicitly override the preset
+             * @default default
+             * @enum {string}
+             */
+            preset: "default" | "paper";
+            /**
+             * @description q for the quantile rule, in (0, 1) (rule quantile)
+             * @default 0.99
+             */
+            q: number;
+            /**
+             * @description calibrated (pixels above the category's map threshold) | paper (2/3 of each map's maximum)
+             * @default calibrated
+             * @enum {string}
+             */
+            region_rule: "calibrated" | "paper";
+            /**
+             * @description center-crop: shorter side before the crop
+             * @default 256
+             */
+            resize: number;
+            /**
+             * @description threshold rule (docs/METHOD.md §2)
+             * @default ksigma
+             * @enum {string}
+             */
+            rule: "ksigma" | "mad" | "quantile" | "evt" | "fixed";
+            /**
+             * @description memory-bank subsampling
+             * @default greedy
+             * @enum {string}
+             */
+            sampler: "greedy" | "random" | "all";
+            /**
+             * @description nearest-neighbour search
+             * @default faiss
+             * @enum {string}
+             */
+            search: "torch" | "faiss";
+            /**
+             * @description seed of the coreset sampler and of --limit-train's subset
+             * @default 0
+             */
+            seed: number;
+            /**
+             * @description long side of the whole-frame input, a multiple of 32
+             * @default 320
+             */
+            size: number;
+            /**
+             * @deprecated
+             * @description old name of value
+             */
+            tau?: number;
+            /**
+             * @description tile side in input pixels for preprocess tile
+             * @default 256
+             */
+            tile: number;
+            /**
+             * @description least overlap of neighbouring tiles
+             * @default 64
+             */
+            tile_overlap: number;
+            /** @description the decision threshold the fixed rule sets (rule fixed) */
+            value?: number;
+        };
         /** Health */
         Health: {
             /** Fit Jobs Pending */
@@ -570,40 +677,89 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** InspectionRecord */
+        /**
+         * InspectionRecord
+         * @description One inspection: the expert's numbers, the final decision, the full verdict and its pictures.
+         */
         InspectionRecord: {
-            /** Answer */
+            /**
+             * Answer
+             * @description the MLLM's parsed answer; null without an MLLM
+             */
             answer: string | null;
-            /** Caas Applied */
+            /**
+             * Caas Applied
+             * @description whether CAAS sharpened the MLLM's attention
+             */
             caas_applied: boolean;
-            /** Category */
+            /**
+             * Category
+             * @description the fitted category that scored it
+             */
             category: string;
-            /** Decision */
+            /**
+             * Decision
+             * @description anomalous / normal (the MLLM's when one answered); null: undecided
+             */
             decision: string | null;
-            /** Id */
+            /**
+             * Id
+             * @description the inspection's id (its pictures live under /v1/files/<id>/)
+             */
             id: string;
-            /** Image Name */
+            /**
+             * Image Name
+             * @description the uploaded file's name
+             */
             image_name: string;
-            /** In Band */
+            /**
+             * In Band
+             * @description tau <= score < s_max: the expert was unsure, CAAS applies
+             */
             in_band: boolean;
-            /** Label */
+            /**
+             * Label
+             * @description what the user says the part actually was (normal / anomalous); null: not labelled
+             */
             label?: string | null;
-            /** Label Time */
+            /**
+             * Label Time
+             * @description when the label was given
+             */
             label_time?: string | null;
-            /** Pictures */
+            /**
+             * Pictures
+             * @description picture kind (heatmap, box, reference, attention_L<n>) -> /v1/files/... link
+             */
             pictures: {
                 [key: string]: string;
             };
+            /** @description the nearest normal training image (index, image, bank_row, unavailable); null: stored before references */
             reference?: components["schemas"]["Reference"] | null;
-            /** S Max */
+            /**
+             * S Max
+             * @description the largest training score (the low-confidence band is [tau, s_max))
+             */
             s_max: number | null;
-            /** Score */
+            /**
+             * Score
+             * @description the expert's image score
+             */
             score: number | null;
-            /** Tau */
+            /**
+             * Tau
+             * @description the category's decision threshold at the time
+             */
             tau: number | null;
-            /** Time */
+            /**
+             * Time
+             * @description when it was inspected (UTC, ISO 8601)
+             */
             time: string;
-            /** Verdict */
+            /**
+             * Verdict
+             * @description the expert verdict (no MLLM) or the full EAGLE verdict record
+             */
             verdict: {
                 [key: string]: unknown;
             };
@@ -1019,25 +1175,117 @@ export interface operations {
             content: {
                 "application/json": {
                     folder: string;
-                    options?: Record<string, never>;
+                    options?: components["schemas"]["FitOptions"];
                 };
                 "multipart/form-data": {
-                    backbone?: string;
+                    /**
+                     * @description feature extractor
+                     * @default efficientnet_lite0
+                     * @enum {string}
+                     */
+                    backbone?: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
+                    /**
+                     * @description fraction of patches kept (samplers greedy and random)
+                     * @default 0.1
+                     */
                     coreset_ratio?: number;
+                    /**
+                     * @description center-crop: square crop side
+                     * @default 224
+                     */
+                    crop?: number;
                     /** @description normal images, or one zip of them */
                     files?: string[];
                     /** @description a folder relative to the data root */
                     folder?: string;
+                    /**
+                     * @description k for ksigma and mad: how many standard deviations above the centre (rules ksigma, mad)
+                     * @default 3
+                     */
                     k?: number;
+                    /**
+                     * @description p for the evt rule, in (0, 1) (rule evt)
+                     * @default 0.99
+                     */
                     p?: number;
-                    preprocess?: string;
-                    preset?: string;
+                    /**
+                     * @description subtract where normal images always score high from the map (tighter boxes on aligned products)
+                     * @default false
+                     */
+                    position_baseline?: boolean;
+                    /**
+                     * @description resize (whole frame) | tile (large images) | center-crop (paper)
+                     * @default resize
+                     * @enum {string}
+                     */
+                    preprocess?: "resize" | "tile" | "center-crop";
+                    /**
+                     * @description default (whole frame) | paper (shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given explicitly override the preset
+                     * @default default
+                     * @enum {string}
+                     */
+                    preset?: "default" | "paper";
+                    /**
+                     * @description q for the quantile rule, in (0, 1) (rule quantile)
+                     * @default 0.99
+                     */
                     q?: number;
-                    region_rule?: string;
-                    rule?: string;
+                    /**
+                     * @description calibrated (pixels above the category's map threshold) | paper (2/3 of each map's maximum)
+                     * @default calibrated
+                     * @enum {string}
+                     */
+                    region_rule?: "calibrated" | "paper";
+                    /**
+                     * @description center-crop: shorter side before the crop
+                     * @default 256
+                     */
+                    resize?: number;
+                    /**
+                     * @description threshold rule (docs/METHOD.md §2)
+                     * @default ksigma
+                     * @enum {string}
+                     */
+                    rule?: "ksigma" | "mad" | "quantile" | "evt" | "fixed";
+                    /**
+                     * @description memory-bank subsampling
+                     * @default greedy
+                     * @enum {string}
+                     */
+                    sampler?: "greedy" | "random" | "all";
+                    /**
+                     * @description nearest-neighbour search
+                     * @default faiss
+                     * @enum {string}
+                     */
+                    search?: "torch" | "faiss";
+                    /**
+                     * @description seed of the coreset sampler and of --limit-train's subset
+                     * @default 0
+                     */
                     seed?: number;
+                    /**
+                     * @description long side of the whole-frame input, a multiple of 32
+                     * @default 320
+                     */
                     size?: number;
+                    /**
+                     * @deprecated
+                     * @description old name of value
+                     */
                     tau?: number;
+                    /**
+                     * @description tile side in input pixels for preprocess tile
+                     * @default 256
+                     */
+                    tile?: number;
+                    /**
+                     * @description least overlap of neighbouring tiles
+                     * @default 64
+                     */
+                    tile_overlap?: number;
+                    /** @description the decision threshold the fixed rule sets (rule fixed) */
+                    value?: number;
                 };
             };
         };

@@ -1,0 +1,178 @@
+"""Every option of a fit, declared once: the ``eagle fit`` flags, the service's fit options, the
+OpenAPI schema of ``POST /v1/categories/{name}/fit`` (hence the TypeScript client's ``FitOptions``
+and the console's form choices) and :class:`~eagle_iad.expert.ExpertConfig`'s defaults all read
+this table.
+
+A threshold rule's parameters join the table from the rule registry
+(:data:`eagle_iad.tgps.thresholds.THRESHOLD_RULES`), so a rule registered by a plugin gets its
+flag, its service option and its schema entry without touching this file. Torch-free: the help
+screens read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
+from eagle_iad.errors import ConfigError
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, rule_params, rules_using
+
+
+@dataclass(frozen=True)
+class FitOption:
+    """One fit option. ``name`` is the service option and (with ``-`` for ``_``) the CLI flag."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    #: The threshold rules that read this option (it is one of their parameters); empty otherwise.
+    rules: tuple[str, ...] = ()
+    #: Older names still accepted (CLI flags and service options), so old commands keep working.
+    aliases: tuple[str, ...] = ()
+    #: ``expert`` or ``evidence`` (preprocessing and boxes): the CLI's help groups.
+    group: str = "expert"
+    #: False: a local resource knob the service does not let a client set.
+    service: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+#: ``default`` inspects the whole frame; ``paper`` reproduces the published setting (README, "Presets").
+PRESET_NAMES: tuple[str, ...] = ("default", "paper")
+PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
+REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
+
+_BEFORE_RULE = (
+    FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES),
+    FitOption("sampler", str, "greedy", "memory-bank subsampling", SAMPLERS),
+    FitOption("coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)"),
+    FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset"),
+    FitOption("search", str, DEFAULT_SEARCH, "nearest-neighbour search", SEARCHES),
+)
+_AFTER_RULE = (
+    FitOption("batch_size", int, 16, "images per forward pass", service=False),
+    FitOption(
+        "preset",
+        str,
+        "default",
+        "default (whole frame) | paper (shorter side 256, centre crop 224, "
+        "boxes at 2/3 of the map maximum); options given explicitly override the preset",
+        PRESET_NAMES,
+        group="evidence",
+    ),
+    FitOption(
+        "preprocess",
+        str,
+        "resize",
+        "resize (whole frame) | tile (large images) | center-crop (paper)",
+        PREPROCESSING,
+        group="evidence",
+    ),
+    FitOption("size", int, 320, "long side of the whole-frame input, a multiple of 32", group="evidence"),
+    FitOption("tile", int, 256, "tile side in input pixels for preprocess tile", group="evidence"),
+    FitOption("tile_overlap", int, 64, "least overlap of neighbouring tiles", group="evidence"),
+    FitOption("resize", int, 256, "center-crop: shorter side before the crop", group="evidence"),
+    FitOption("crop", int, 224, "center-crop: square crop side", group="evidence"),
+    FitOption(
+        "region_rule",
+        str,
+        "calibrated",
+        "calibrated (pixels above the category's map threshold) | paper (2/3 of each map's maximum)",
+        REGION_RULE_NAMES,
+        group="evidence",
+    ),
+    FitOption(
+        "position_baseline",
+        bool,
+        False,
+        "subtract where normal images always score high from the map (tighter boxes on aligned products)",
+        group="evidence",
+    ),
+)
+
+#: Old names of rule parameters: the fixed rule's threshold was ``tau`` (CLI ``--tau``, service option
+#: ``tau``), the word that also names the computed threshold; it is ``value`` now.
+RULE_PARAM_ALIASES: dict[str, tuple[str, ...]] = {"value": ("tau",)}
+
+
+def fit_options() -> tuple[FitOption, ...]:
+    """The table, with the parameters of every rule registered so far (plugins included)."""
+    rule = FitOption("rule", str, DEFAULT_RULE, "threshold rule (docs/METHOD.md §2)", THRESHOLD_RULES.names())
+    params = tuple(
+        FitOption(
+            p.name, float, p.default, p.help, rules=rules_using(p.name), aliases=RULE_PARAM_ALIASES.get(p.name, ())
+        )
+        for p in rule_params().values()
+    )
+    return (*_BEFORE_RULE, rule, *params, *_AFTER_RULE)
+
+
+def option_default(name: str) -> Any:
+    """The one stated default of option ``name`` (``ExpertConfig``'s field defaults read it)."""
+    for option in (*_BEFORE_RULE, *_AFTER_RULE):
+        if option.name == name:
+            return option.default
+    if name == "rule":
+        return DEFAULT_RULE
+    raise KeyError(name)
+
+
+def _convert(option: FitOption, raw: Any) -> Any:
+    if option.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(raw)
+    if (option.kind is float and isinstance(raw, bool)) or (option.kind is int and isinstance(raw, float)):
+        raise ValueError(raw)
+    value = option.kind(raw)
+    if option.kind is float and value != value:  # NaN
+        raise ValueError(raw)
+    return value
+
+
+def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False) -> dict[str, Any]:
+    """Checked and typed values by canonical name, from names or aliases (``tau`` -> ``value``).
+
+    Every user mistake (an unknown name, a value of the wrong type, a choice not offered) is a
+    :class:`ConfigError` whose message the CLI prints and the service answers with 400.
+    """
+    table = [o for o in fit_options() if o.service or not service]
+    by_name = {name: o for o in table for name in (o.name, *o.aliases)}
+    unknown = sorted(set(raw) - set(by_name))
+    if unknown:
+        raise ConfigError(f"unknown fit options {unknown}; known: {sorted(o.name for o in table)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        option = by_name[key]
+        if option.name in values:
+            raise ConfigError(f"fit option {option.name} is given twice (as {option.name} and an older name)")
+        try:
+            typed = _convert(option, value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"fit option {key}: {value!r} is not a {option.kind.__name__}") from None
+        if option.choices is not None and typed not in option.choices:
+            what = option.name.replace("_", " ")
+            raise ConfigError(f"unknown {what} {typed!r}; choose one of {', '.join(option.choices)}")
+        values[option.name] = typed
+    return values
+
+
+def config_overrides(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(preset, ExpertConfig overrides)`` from parsed options: rule parameters go into ``rule_params``."""
+    params = set(rule_params())
+    overrides = {k: v for k, v in values.items() if k not in params and k != "preset"}
+    rule_values = {k: float(v) for k, v in values.items() if k in params}
+    if rule_values:
+        overrides["rule_params"] = rule_values
+    return str(values.get("preset", option_default("preset"))), overrides

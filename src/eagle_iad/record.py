@@ -1,0 +1,136 @@
+"""The inspection record: one image's outcome as the history database stores it and the API returns it.
+
+Declared once, here. The service's SQLite columns (``service/store.py``), the OpenAPI
+``InspectionRecord`` schema (``service/schemas.py``, hence the TypeScript client's type) and the JSON
+the API answers are all derived from :class:`InspectionRecord`'s fields, so adding a field is one line
+in the class: give it a default (``None``) so rows stored before it existed still load, and say what
+it holds in ``doc(...)``. Such an additive field needs no schema version bump: opening a history file
+adds the missing column, and an older eagle-iad reading a newer file selects its own columns by name.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+
+def doc(text: str, default: Any = MISSING) -> Any:
+    """A field with its description (the OpenAPI schema shows it) and, optionally, a default."""
+    if default is MISSING:
+        return field(metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    """One inspection: the expert's numbers, the final decision, the full verdict and its pictures."""
+
+    id: str = doc("the inspection's id (its pictures live under /v1/files/<id>/)")
+    time: str = doc("when it was inspected (UTC, ISO 8601)")
+    category: str = doc("the fitted category that scored it")
+    image_name: str = doc("the uploaded file's name")
+    score: float | None = doc("the expert's image score")
+    tau: float | None = doc("the category's decision threshold at the time")
+    s_max: float | None = doc("the largest training score (the low-confidence band is [tau, s_max))")
+    decision: str | None = doc("anomalous / normal (the MLLM's when one answered); null: undecided")
+    in_band: bool = doc("tau <= score < s_max: the expert was unsure, CAAS applies")
+    answer: str | None = doc("the MLLM's parsed answer; null without an MLLM")
+    caas_applied: bool = doc("whether CAAS sharpened the MLLM's attention")
+    verdict: dict[str, Any] = doc("the expert verdict (no MLLM) or the full EAGLE verdict record")  # noqa: RUF009
+    pictures: dict[str, str] = doc("picture kind (heatmap, box, reference, attention_L<n>) -> /v1/files/... link")  # noqa: RUF009
+    reference: dict[str, Any] | None = doc(  # noqa: RUF009
+        "the nearest normal training image (index, image, bank_row, unavailable); null: stored before references",
+        None,
+    )
+    label: str | None = doc("what the user says the part actually was (normal / anomalous); null: not labelled", None)
+    label_time: str | None = doc("when the label was given", None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON for this record (field order is the class's)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# --------------------------------------------------------------------------- derived descriptions
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one record field is stored: SQLite type, nullability, and whether it is JSON text."""
+
+    name: str
+    sql_type: str
+    nullable: bool
+    json: bool
+    has_default: bool
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(InspectionRecord)
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """``(base type, nullable)`` of ``X | None``."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"record fields must be X or X | None, not {hint}")
+        return rest[0], True
+    return hint, False
+
+
+_SQL = {str: "TEXT", float: "REAL", int: "INTEGER", bool: "INTEGER"}
+
+
+def columns() -> list[Column]:
+    """The stored columns, one per field, in field order."""
+    hints = _hints()
+    found = []
+    for f in fields(InspectionRecord):
+        base, nullable = _unwrap(hints[f.name])
+        origin = typing.get_origin(base) or base
+        is_json = origin in (dict, list)
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        found.append(Column(f.name, "TEXT" if is_json else _SQL[origin], nullable, is_json, has_default))
+    return found
+
+
+def to_row(record: InspectionRecord) -> tuple[Any, ...]:
+    """The record's values as stored, in :func:`columns` order (JSON as text, booleans as 0/1)."""
+    row: list[Any] = []
+    for column in columns():
+        value = getattr(record, column.name)
+        if column.json:
+            value = json.dumps(value)
+        elif column.sql_type == "INTEGER" and isinstance(value, bool):
+            value = int(value)
+        row.append(value)
+    return tuple(row)
+
+
+def from_row(row: tuple[Any, ...]) -> InspectionRecord:
+    """The inverse of :func:`to_row`."""
+    values: dict[str, Any] = {}
+    hints = _hints()
+    for column, value in zip(columns(), row, strict=True):
+        if value is not None and column.json:
+            value = json.loads(value)
+        elif value is not None and _unwrap(hints[column.name])[0] is bool:
+            value = bool(value)
+        values[column.name] = value
+    return InspectionRecord(**values)
+
+
+def field_docs() -> dict[str, str]:
+    return {f.name: str(f.metadata.get("doc", "")) for f in fields(InspectionRecord)}
+
+
+def field_types() -> dict[str, tuple[Any, bool]]:
+    """``name -> (type hint, required)`` for building the API schema."""
+    hints = _hints()
+    return {
+        f.name: (hints[f.name], f.default is MISSING and f.default_factory is MISSING) for f in fields(InspectionRecord)
+    }

@@ -1,0 +1,94 @@
+"""One pattern for every interchangeable part: a named table that a decorator fills.
+
+Threshold rules, samplers, searches, executors, backbones, layouts and MLLM backends are each a
+:class:`Registry`, so adding one is the same act everywhere: write the part, register it under a
+name. A plugin module named in ``EAGLE_PLUGINS`` (see :func:`load_plugins`) registers its parts
+when the CLI or the service starts, so a part added outside this package works in every process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Generic, TypeVar
+
+from eagle_iad.errors import ConfigError, EagleError
+
+T = TypeVar("T")
+
+#: Comma-separated module paths imported at start-up (CLI, service, fit workers) to register parts.
+PLUGINS_ENV = "EAGLE_PLUGINS"
+
+
+class Registry(Generic[T]):
+    """Parts of one kind by name, in registration order.
+
+    ``kind`` names the part in errors ("unknown sampler 'x'; choose one of ..."); ``error`` is the
+    :class:`EagleError` subclass a bad name raises, so each caller keeps its exit code and HTTP status.
+    """
+
+    def __init__(self, kind: str, error: type[EagleError] = ConfigError) -> None:
+        self.kind = kind
+        self.error = error
+        self._parts: dict[str, T] = {}
+
+    def add(self, name: str, part: T) -> T:
+        """Register ``part`` as ``name`` (a later registration of the same name replaces it)."""
+        self._parts[name] = part
+        return part
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`."""
+
+        def decorate(part: T) -> T:
+            return self.add(name, part)
+
+        return decorate
+
+    def get(self, name: str) -> T:
+        """The part called ``name``; an unknown name raises ``error`` listing the known ones."""
+        try:
+            return self._parts[name]
+        except KeyError:
+            raise self.error(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._parts)}") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._parts)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def mapping(self) -> Mapping[str, T]:
+        """A read-only live view of the parts by name."""
+        return MappingProxyType(self._parts)
+
+
+_loaded: set[str] = set()
+
+
+def load_plugins(spec: str | None = None) -> list[str]:
+    """Import the modules named in ``spec`` (default: ``$EAGLE_PLUGINS``) once each; they register parts.
+
+    Returns the modules imported by this call. A module that cannot be imported is a
+    :class:`ConfigError` naming it, not a traceback.
+    """
+    value = os.environ.get(PLUGINS_ENV, "") if spec is None else spec
+    imported: list[str] = []
+    for module in (part.strip() for part in value.split(",")):
+        if not module or module in _loaded:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {exc}") from exc
+        _loaded.add(module)
+        imported.append(module)
+    return imported

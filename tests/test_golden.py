@@ -1,0 +1,103 @@
+"""The same images give the same verdicts, scores and pictures as before the refactors of issue 12.
+
+``tests/data/golden/elpv.json`` was written by this file's ``--write`` mode from the code on main
+before the registries, the fit options table and the inspection record (commit 3ec8b91): an
+``eagle fit`` on 8 elpv ``mono`` cells, then ``eagle inspect --json --out`` on 4 test cells (2
+defective, 2 good). Numbers must match to float rounding, boxes exactly, pictures to within a grey
+level on an 8x8 thumbnail (a rendering change moves them far more).
+
+    PYTHONPATH=src python tests/test_golden.py --write    # only after a deliberate change, and say why
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / "elpv.json"
+#: Fields whose values depend on where the run wrote its files, not on what it computed (``image``
+#: keeps only its file name: the dataset's folder is wherever the user's environment installed it).
+PATH_FIELDS = ("pictures",)
+
+
+def _thumbnail(path: Path) -> list[list[list[int]]]:
+    with Image.open(path) as picture:
+        small = picture.convert("RGB").resize((8, 8), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.uint8).tolist()  # type: ignore[no-any-return]
+
+
+def compute(workdir: Path) -> dict[str, Any]:
+    """Fit and inspect through the CLI exactly as a user would; the record of what came out."""
+    import torch
+
+    from eagle_iad.cli import main
+    from eagle_iad.data import get_layout
+
+    torch.set_num_threads(1)
+    test = get_layout("elpv").samples(None, "mono", "test")
+    images = [s.path for s in test if s.label == 1][:2] + [s.path for s in test if s.label == 0][:2]
+    model, out = workdir / "model", workdir / "pictures"
+    fit_args = ["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "8", "--out", str(model), "--quiet"]
+    with redirect_stdout(io.StringIO()) as fitted:
+        assert main(fit_args) == 0
+    with redirect_stdout(io.StringIO()) as inspected:
+        assert main(["inspect", *map(str, images), "--model", str(model), "--json", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(fitted.getvalue())
+    verdicts = json.loads(inspected.getvalue())
+    manifest = json.loads((model / "model.json").read_text())
+    return {
+        "fit": {k: summary[k] for k in ("train_images", "bank_size", "rule", "tau", "s_max")},
+        "thresholds": manifest["thresholds"],
+        "training_scores": manifest["training"]["scores"],
+        "verdicts": [
+            {k: Path(v).name if k == "image" else v for k, v in verdict.items() if k not in PATH_FIELDS}
+            for verdict in verdicts
+        ],
+        "pictures": {
+            Path(path).name: _thumbnail(Path(path)) for verdict in verdicts for path in verdict["pictures"].values()
+        },
+    }
+
+
+def _close(actual: Any, expected: Any, where: str) -> None:
+    """Equal, with floats to a relative 1e-5 (float rounding across BLAS builds), everything else exactly."""
+    if isinstance(expected, float) or isinstance(actual, float):
+        assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and sorted(actual) == sorted(expected), where
+        for key in expected:
+            _close(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for index, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            _close(a, e, f"{where}[{index}]")
+    else:
+        assert actual == expected, where
+
+
+def test_same_images_same_verdicts_scores_and_pictures(tmp_path: Path) -> None:
+    expected = json.loads(GOLDEN.read_text())
+    actual = compute(tmp_path)
+    _close({k: v for k, v in actual.items() if k != "pictures"}, {k: v for k, v in expected.items() if k != "pictures"},
+           "record")  # fmt: skip
+    assert sorted(actual["pictures"]) == sorted(expected["pictures"])
+    for name, thumbnail in expected["pictures"].items():
+        difference = np.abs(np.asarray(actual["pictures"][name], dtype=int) - np.asarray(thumbnail, dtype=int))
+        assert int(difference.max()) <= 1, name
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        record = compute(Path(scratch))
+    GOLDEN.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes)")
