@@ -171,7 +171,10 @@ def graph_opset(path: Path) -> int:
     """The default-domain opset an ONNX file declares (read without its external data)."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise ModelFormatError(f"{path}: cannot be read as an ONNX graph ({type(exc).__name__}: {exc})") from None
     for entry in proto.opset_import:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
