@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCORE_RTOL = 1e-4
 MAP_ATOL = 1e-3
 
+#: Other backbones, checked in the whole-frame mode (the graph code is the same for every mode).
+OTHER_BACKBONES = ("efficientnet_lite1", "efficientnet_lite2")
+
 MODES: dict[str, dict[str, Any]] = {
     "resize": {"preprocess": "resize", "size": 128},
     "tile": {"preprocess": "tile", "size": 192, "tile": 128, "tile_overlap": 32},
@@ -151,6 +154,20 @@ def test_exported_graph_matches_torch(
         inspect_images(torch_expert, list(elpv_images)), inspect_images(graph_expert, list(elpv_images))
     )
     assert_same_maps(torch_expert, graph_expert, elpv_images)
+
+
+@pytest.mark.parametrize("backbone", OTHER_BACKBONES)
+def test_other_backbones_match_torch(backbone: str, elpv_images: list[Path], tmp_path: Path) -> None:
+    expert = fit(_elpv("train", 4), "mono", ExpertConfig(backbone=backbone, batch_size=4, **MODES["resize"]))
+    model = save(expert.model, tmp_path / "model")
+    export_expert(load_expert(model), "onnx", tmp_path / "export")
+    torch_expert = load_expert(model)
+    images = elpv_images[:4]
+    for runtime in ("onnx", "openvino"):
+        graph_expert = load_expert(tmp_path / "export", runtime)
+        assert graph_expert.model.backbone == torch_expert.model.backbone
+        assert_same_verdicts(inspect_images(torch_expert, list(images)), inspect_images(graph_expert, list(images)))
+        assert_same_maps(torch_expert, graph_expert, images)
 
 
 def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str, Path]) -> None:
@@ -364,3 +381,35 @@ def test_tire_export_matches_torch(tmp_path: Path) -> None:
         graph_expert = load_expert(out, runtime)
         assert_same_verdicts(reference, inspect_images(graph_expert, list(images)))
         assert_same_maps(torch_expert, graph_expert, images)
+
+
+# ----------------------------------------------------------------------------------------- service
+
+
+def test_service_runs_an_export(
+    fitted: dict[str, Path], exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: each <models>/<category> is an export folder; same record as torch."""
+    from test_service import call, multipart
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(exports["resize"], models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    reference = inspect_images(load_expert(fitted["resize"]), [elpv_images[-1]])[0]
+    data = elpv_images[-1].read_bytes()
+    body, ctype = multipart({"category": "mono"}, [("image", "cell.png", data, "image/png")])
+    with live_server(create_app(settings)) as live:
+        status, _, record = call("POST", f"{live.base}/v1/inspect", body=body, content_type=ctype)
+    assert status == 200, record
+    verdict = record["verdict"]
+    assert verdict["score"] == pytest.approx(reference.score, rel=SCORE_RTOL)
+    assert (verdict["decision"], verdict["in_band"], verdict["tau"]) == (
+        reference.decision,
+        reference.in_band,
+        reference.tau,
+    )
+    corners = [tuple(b[k] for k in ("x0", "y0", "x1", "y1")) for b in verdict["boxes"] + verdict["candidates"]]
+    assert corners == _corners(reference.boxes + reference.candidates) and corners
