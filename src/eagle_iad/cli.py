@@ -160,7 +160,7 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     if args.model:
         from eagle_iad.expert import load_expert
 
-        expert = load_expert(args.model)
+        expert = load_expert(args.model, args.runtime)
     elif args.condition != "baseline":
         raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
     config = EagleConfig(
