@@ -1,0 +1,415 @@
+"""``eagle export`` and ``--runtime onnx|openvino``: the exported graph equals the torch path (docs/DEPLOY.md).
+
+Every comparison runs the same images through the fitted torch expert and through the exported
+graph in ONNX Runtime or OpenVINO, and holds them to the issue's bounds: image scores within 1e-4
+relative, maps within 1e-3 after the category's colour-scale normalisation, identical decisions and
+box coordinates. Models are tiny (four training images, small inputs) so the file stays quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tire_data import TIRE, needs_tire
+
+pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
+pytest.importorskip("openvino", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
+
+from eagle_iad.cli import main
+from eagle_iad.data import get_layout
+from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert, save
+from eagle_iad.expert.export import SIDECAR, export_expert
+from eagle_iad.verdict import ExpertVerdict, inspect_images
+
+REPO = Path(__file__).resolve().parents[1]
+SCORE_RTOL = 1e-4
+MAP_ATOL = 1e-3
+
+#: Other backbones, checked in the whole-frame mode (the graph code is the same for every mode).
+OTHER_BACKBONES = ("efficientnet_lite1", "efficientnet_lite2")
+
+MODES: dict[str, dict[str, Any]] = {
+    "resize": {"preprocess": "resize", "size": 128},
+    "tile": {"preprocess": "tile", "size": 192, "tile": 128, "tile_overlap": 32},
+    "center-crop": {"preprocess": "center-crop", "resize": 128, "crop": 96},
+}
+
+
+def _elpv(split: str, count: int) -> list[Path]:
+    samples = get_layout("elpv").samples(None, "mono", split)
+    if split == "test":  # both labels: normal and defective cells
+        normal = [s.path for s in samples if s.label == 0][: count // 2]
+        defective = [s.path for s in samples if s.label == 1][: count - len(normal)]
+        return normal + defective
+    return [s.path for s in samples][:count]
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``eagle`` in a fresh interpreter (no state shared with this test process)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "eagle_iad.cli", *argv], capture_output=True, text=True, env=env, timeout=900
+    )
+
+
+def _normalised(values: np.ndarray, verdict: ExpertVerdict) -> np.ndarray:
+    low, high = verdict.colour_scale
+    return (values - low) / (high - low)
+
+
+def _corners(boxes: list[Any]) -> list[tuple[int, int, int, int]]:
+    return [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
+
+
+def assert_same_verdicts(reference: list[ExpertVerdict], exported: list[ExpertVerdict]) -> None:
+    assert len(reference) == len(exported)
+    for ref, got in zip(reference, exported, strict=True):
+        assert got.score == pytest.approx(ref.score, rel=SCORE_RTOL), ref.image
+        assert (got.decision, got.in_band) == (ref.decision, ref.in_band), ref.image
+        assert _corners(got.boxes) == _corners(ref.boxes), ref.image
+        assert _corners(got.candidates) == _corners(ref.candidates), ref.image
+        for box, ref_box in zip(got.boxes + got.candidates, ref.boxes + ref.candidates, strict=True):
+            assert box.score == pytest.approx(ref_box.score, rel=SCORE_RTOL)
+        assert (got.width, got.height, got.map["map_tau"], got.map["colour_scale"]) == (
+            ref.width,
+            ref.height,
+            ref.map["map_tau"],
+            ref.map["colour_scale"],
+        )
+
+
+def assert_same_maps(torch_expert: Expert, graph_expert: Expert, images: list[Path]) -> None:
+    """The maps in the original frame, normalised by the category's colour scale."""
+    reference = torch_expert.inspect_many(images)
+    exported = graph_expert.inspect_many(images)
+    calibration = torch_expert.model.calibration
+    assert calibration is not None
+    span = calibration.colour_max - calibration.colour_min
+    for ref, got in zip(reference, exported, strict=True):
+        assert got.anomaly_map.shape == ref.anomaly_map.shape
+        assert float(np.max(np.abs(got.anomaly_map - ref.anomaly_map))) / span <= MAP_ATOL
+        assert float(np.max(np.abs(got.crop_map - ref.crop_map))) / span <= MAP_ATOL
+
+
+@pytest.fixture(scope="module")
+def elpv_images() -> list[Path]:
+    return _elpv("test", 6)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny saved lite0 model per preprocessing mode."""
+    root = tmp_path_factory.mktemp("models")
+    train = _elpv("train", 4)
+    models = {}
+    for mode, settings in MODES.items():
+        expert = fit(train, "mono", ExpertConfig(batch_size=4, **settings))
+        models[mode] = save(expert.model, root / mode)
+    return models
+
+
+@pytest.fixture(scope="module")
+def exports(fitted: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ONNX exports of each mode; ``resize`` is exported by ``eagle export`` in a separate process."""
+    root = tmp_path_factory.mktemp("exports")
+    folders = {}
+    for mode, model in fitted.items():
+        out = root / f"{mode}-onnx"
+        if mode == "resize":
+            done = _cli("export", "--model", str(model), "--format", "onnx", "--out", str(out))
+            assert done.returncode == 0, done.stderr
+            summary = json.loads(done.stdout)
+            assert summary["files"] == ["eagle-export.json", "model.onnx"] and summary["external_data"] is None
+        else:
+            export_expert(load_expert(model), "onnx", out)
+        folders[mode] = out
+    out = root / "resize-openvino"
+    done = _cli("export", "--model", str(fitted["resize"]), "--format", "openvino", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    folders["resize-openvino"] = out
+    return folders
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_exported_graph_matches_torch(
+    mode: str, runtime: str, fitted: dict[str, Path], exports: dict[str, Path], elpv_images: list[Path]
+) -> None:
+    """Scores, decisions, boxes and normalised maps equal torch's, for every mode and both runtimes.
+
+    OpenVINO runs its own IR for ``resize`` and reads the ONNX export directly for the others.
+    """
+    folder = exports["resize-openvino" if (runtime, mode) == ("openvino", "resize") else mode]
+    torch_expert = load_expert(fitted[mode])
+    graph_expert = load_expert(folder, runtime)
+    assert_same_verdicts(
+        inspect_images(torch_expert, list(elpv_images)), inspect_images(graph_expert, list(elpv_images))
+    )
+    assert_same_maps(torch_expert, graph_expert, elpv_images)
+
+
+@pytest.mark.parametrize("backbone", OTHER_BACKBONES)
+def test_other_backbones_match_torch(backbone: str, elpv_images: list[Path], tmp_path: Path) -> None:
+    expert = fit(_elpv("train", 4), "mono", ExpertConfig(backbone=backbone, batch_size=4, **MODES["resize"]))
+    model = save(expert.model, tmp_path / "model")
+    export_expert(load_expert(model), "onnx", tmp_path / "export")
+    torch_expert = load_expert(model)
+    images = elpv_images[:4]
+    for runtime in ("onnx", "openvino"):
+        graph_expert = load_expert(tmp_path / "export", runtime)
+        assert graph_expert.model.backbone == torch_expert.model.backbone
+        assert_same_verdicts(inspect_images(torch_expert, list(images)), inspect_images(graph_expert, list(images)))
+        assert_same_maps(torch_expert, graph_expert, images)
+
+
+def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str, Path]) -> None:
+    expert = load_expert(fitted["tile"])
+    record = json.loads((exports["tile"] / SIDECAR).read_text())
+    model = expert.model
+    assert record["schema_version"] == 1 and record["kind"] == "eagle-export" and record["format"] == "onnx"
+    assert record["graph"]["sha256"] == {
+        "model.onnx": hashlib.sha256((exports["tile"] / "model.onnx").read_bytes()).hexdigest()
+    }
+    assert (record["tau"], record["s_max"]) == (model.thresholds.tau, model.thresholds.s_max)
+    assert record["preprocessing"]["mode"] == "tile"
+    assert record["preprocessing"]["input_hw"] == list(model.config.input_hw or ())
+    assert record["preprocessing"]["tile_origins"] == [[0, 0], [0, 64], [64, 0], [64, 64]]
+    assert model.config.views_per_image() == 4
+    assert record["graph"]["inputs"]["image"]["shape"] == ["N", *record["preprocessing"]["input_hw"], 3]
+    assert model.calibration is not None
+    assert record["map"]["colour_scale"] == [model.calibration.colour_min, model.calibration.colour_max]
+    assert record["regions"]["rule"] == model.config.region_rule == "calibrated"
+    assert record["backbone"] == {"name": "efficientnet_lite0", "sha256": model.backbone.sha256}
+    openvino = json.loads((exports["resize-openvino"] / SIDECAR).read_text())
+    assert sorted(openvino["graph"]["sha256"]) == ["model.bin", "model.xml"]
+
+
+def test_fresh_process_inspect_matches_torch(
+    fitted: dict[str, Path], exports: dict[str, Path], elpv_images: list[Path]
+) -> None:
+    """Exported in one process (the fixture), inspected with ``--runtime onnx`` in another."""
+    done = _cli("inspect", "--runtime", "onnx", "--model", str(exports["resize"]), "--json", "--quiet",
+                *map(str, elpv_images))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)
+    reference = [v.to_dict() for v in inspect_images(load_expert(fitted["resize"]), list(elpv_images))]
+    assert len(records) == len(reference)
+    for got, ref in zip(records, reference, strict=True):
+        assert got["score"] == pytest.approx(ref["score"], rel=SCORE_RTOL)
+        assert got["decision"] == ref["decision"] and got["in_band"] == ref["in_band"]
+        assert [[b[k] for k in ("x0", "y0", "x1", "y1")] for b in got["boxes"]] == [
+            [b[k] for k in ("x0", "y0", "x1", "y1")] for b in ref["boxes"]
+        ]
+
+
+def test_large_graph_goes_to_external_data(fitted: dict[str, Path], tmp_path: Path, elpv_images: list[Path]) -> None:
+    """Above the size limit the tensors go to model.onnx.data; the sidecar hashes both; parity holds."""
+    notes: list[str] = []
+    out = tmp_path / "split"
+    record = export_expert(load_expert(fitted["resize"]), "onnx", out, external_above=0, report=notes.append)
+    assert sorted(p.name for p in out.iterdir()) == ["eagle-export.json", "model.onnx", "model.onnx.data"]
+    assert record["graph"]["external_data"] == "model.onnx.data"
+    assert sorted(record["graph"]["sha256"]) == ["model.onnx", "model.onnx.data"]
+    assert notes == [
+        "the graph is larger than one 2 GiB protobuf: its tensors are in model.onnx.data beside model.onnx "
+        "(keep both files together)"
+    ]
+    assert (out / "model.onnx").stat().st_size < (out / "model.onnx.data").stat().st_size
+    torch_expert = load_expert(fitted["resize"])
+    assert_same_verdicts(
+        inspect_images(torch_expert, list(elpv_images)), inspect_images(load_expert(out, "onnx"), list(elpv_images))
+    )
+
+
+# ----------------------------------------------------------------------------------------- bad input
+
+
+def _copy(folder: Path, into: Path) -> Path:
+    into.mkdir()
+    for file in folder.iterdir():
+        (into / file.name).write_bytes(file.read_bytes())
+    return into
+
+
+def _rewrite_sidecar(folder: Path, **graph: Any) -> None:
+    record = json.loads((folder / SIDECAR).read_text())
+    record["graph"].update(graph)
+    (folder / SIDECAR).write_text(json.dumps(record))
+
+
+def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("eagle: error: ")
+    return err.removeprefix("eagle: error: ")
+
+
+def test_export_refuses_a_model_of_unknown_schema(
+    fitted: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _copy(fitted["resize"], tmp_path / "model")
+    manifest = json.loads((model / "model.json").read_text())
+    manifest["schema_version"] = 99
+    (model / "model.json").write_text(json.dumps(manifest))
+    message = _error(capsys, "export", "--model", str(model), "--format", "onnx", "--out", str(tmp_path / "out"))
+    assert "schema" in message and "99" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_a_folder_in_use(
+    fitted: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    message = _error(capsys, "export", "--model", str(fitted["resize"]), "--format", "onnx", "--out", str(out))
+    assert message == f"{out}: exists and is not empty; give a new folder for the export"
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_graph_that_does_not_match_its_sidecar_is_refused(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _copy(exports["resize"], tmp_path / "export")
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == (
+        f"{folder / 'model.onnx'}: does not match its sidecar (SHA-256 differs): the file was changed or "
+        "corrupted after export; export the model again"
+    )
+
+
+def test_a_corrupted_graph_is_refused(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated graph whose sidecar was updated to match (so the hash passes) fails to load, in one line."""
+    folder = _copy(exports["resize"], tmp_path / "export")
+    data = (folder / "model.onnx").read_bytes()[:5000]
+    (folder / "model.onnx").write_bytes(data)
+    _rewrite_sidecar(folder, sha256={"model.onnx": hashlib.sha256(data).hexdigest()})
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message.startswith(f"{folder / 'model.onnx'}: ")
+    assert "cannot" in message or "not" in message
+
+
+def test_opset_and_runtime_mismatches_are_refused(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    image = str(elpv_images[0])
+    declared = json.loads((exports["resize"] / SIDECAR).read_text())["graph"]["opset"]
+    folder = _copy(exports["resize"], tmp_path / "sidecar-opset")
+    _rewrite_sidecar(folder, opset=declared + 1)
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), image)
+    assert message == (
+        f"{folder / 'model.onnx'}: declares opset {declared} but its sidecar says {declared + 1}; "
+        "export the model again"
+    )
+
+    folder = _copy(exports["resize"], tmp_path / "future-opset")
+    proto = onnx.load(str(folder / "model.onnx"))
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = 99
+    onnx.save(proto, str(folder / "model.onnx"))
+    _rewrite_sidecar(
+        folder, opset=99, sha256={"model.onnx": hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()}
+    )
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), image)
+    assert (
+        message.startswith(f"{folder / 'model.onnx'}: onnxruntime ") and "cannot run this graph (opset 99)" in message
+    )
+
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(exports["resize-openvino"]), image)
+    assert message == (
+        f"{exports['resize-openvino']}: is an openvino export; --runtime onnx runs ONNX exports "
+        "(use --runtime openvino)"
+    )
+
+
+def test_runtime_needs_an_export_folder(
+    fitted: dict[str, Path], elpv_images: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(fitted["resize"]), str(elpv_images[0]))
+    assert message == (
+        f"{fitted['resize']}: no eagle-export.json; --runtime onnx|openvino takes a folder written by "
+        "'eagle export' (a fitted model folder runs with --runtime torch)"
+    )
+
+
+def test_unknown_export_schema_is_refused(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _copy(exports["resize"], tmp_path / "export")
+    record = json.loads((folder / SIDECAR).read_text())
+    record["schema_version"] = 7
+    (folder / SIDECAR).write_text(json.dumps(record))
+    message = _error(capsys, "inspect", "--runtime", "openvino", "--model", str(folder), str(elpv_images[0]))
+    assert message == (
+        f"{folder / SIDECAR}: export schema version 7 is unknown to this eagle (it reads 1); "
+        "re-export the model with this version"
+    )
+
+
+# ----------------------------------------------------------------------------------------- tire
+
+
+@needs_tire
+def test_tire_export_matches_torch(tmp_path: Path) -> None:
+    """Real tire images (normal and each defect type) through a tiny resize model in both runtimes."""
+    train = sorted((TIRE / "tire" / "train" / "good").glob("*.png"))[:4]
+    images = [sorted((TIRE / "tire" / "test" / kind).glob("*.png"))[0] for kind in ("good", "cut", "hole", "combined")]
+    expert = fit(train, "tire", ExpertConfig(size=128, batch_size=4))
+    model = save(expert.model, tmp_path / "model")
+    out = tmp_path / "export"
+    export_expert(load_expert(model), "onnx", out)
+    torch_expert = load_expert(model)
+    reference = inspect_images(torch_expert, list(images))
+    for runtime in ("onnx", "openvino"):
+        graph_expert = load_expert(out, runtime)
+        assert_same_verdicts(reference, inspect_images(graph_expert, list(images)))
+        assert_same_maps(torch_expert, graph_expert, images)
+
+
+# ----------------------------------------------------------------------------------------- service
+
+
+def test_service_runs_an_export(
+    fitted: dict[str, Path], exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: each <models>/<category> is an export folder; same record as torch."""
+    from test_service import call, multipart
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(exports["resize"], models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    reference = inspect_images(load_expert(fitted["resize"]), [elpv_images[-1]])[0]
+    data = elpv_images[-1].read_bytes()
+    body, ctype = multipart({"category": "mono"}, [("image", "cell.png", data, "image/png")])
+    with live_server(create_app(settings)) as live:
+        status, _, record = call("POST", f"{live.base}/v1/inspect", body=body, content_type=ctype)
+    assert status == 200, record
+    verdict = record["verdict"]
+    assert verdict["score"] == pytest.approx(reference.score, rel=SCORE_RTOL)
+    assert (verdict["decision"], verdict["in_band"], verdict["tau"]) == (
+        reference.decision,
+        reference.in_band,
+        reference.tau,
+    )
+    corners = [tuple(b[k] for k in ("x0", "y0", "x1", "y1")) for b in verdict["boxes"] + verdict["candidates"]]
+    assert corners == _corners(reference.boxes + reference.candidates) and corners
