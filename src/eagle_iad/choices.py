@@ -16,6 +16,12 @@ BACKBONES: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "effic
 #: The backbone used when none is named; README "Choosing the default backbone" says why.
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
+#: Where an inspection's score and map are computed: the fitted model in torch, or an exported graph
+#: (``eagle export``) in ONNX Runtime or OpenVINO (``eagle_iad.expert.runtime``, docs/DEPLOY.md).
+RUNTIMES: tuple[str, ...] = ("torch", "onnx", "openvino")
+#: ``eagle export --format`` (``eagle_iad.expert.export``).
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "openvino")
+
 #: Memory-bank subsampling (``eagle_iad.expert.coreset.make_sampler``).
 SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
 

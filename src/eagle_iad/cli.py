@@ -29,8 +29,10 @@ from eagle_iad.choices import (
     DEFAULT_BACKBONE,
     DEFAULT_RULE,
     DEFAULT_SEARCH,
+    EXPORT_FORMATS,
     RENDER_STYLES,
     RULES,
+    RUNTIMES,
     SAMPLERS,
     SEARCHES,
 )
@@ -194,7 +196,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images(args.images)
-    expert = load_expert(args.model)
+    expert = load_expert(args.model, args.runtime)
     with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
         verdicts = inspect_images(
             expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
@@ -209,6 +211,36 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             print(f"    box #{rank} x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} score={box.score:.3f}")
         for kind, path in v.pictures.items():
             print(f"    {kind}: {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """``eagle export``: the fitted model as one ONNX or OpenVINO graph plus its sidecar (docs/DEPLOY.md)."""
+    from eagle_iad.expert import load_expert
+    from eagle_iad.expert.export import check_export_target, export_expert
+
+    target = check_export_target(args.out, args.format)  # before the model loads and the export runs
+    expert = load_expert(args.model)
+    print(f"exporting {expert.model.category!r} as {args.format} to {target}", file=sys.stderr)
+    record = export_expert(
+        expert, args.format, target, report=lambda message: print(f"eagle: note: {message}", file=sys.stderr)
+    )
+    graph = record["graph"]
+    print(
+        dumps(
+            {
+                "export": str(target),
+                "format": record["format"],
+                "category": record["category"],
+                "files": sorted([*graph["sha256"], "eagle-export.json"]),
+                "external_data": graph["external_data"],
+                "opset": graph["opset"],
+                "input": graph["inputs"]["image"]["shape"],
+                "tau": record["tau"],
+                "s_max": record["s_max"],
+            }
+        )
+    )
     return 0
 
 
@@ -320,6 +352,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         db_path=args.db,
         web_dir=args.web,
         mllm=args.mllm,
+        runtime=args.runtime,
         api_key=ServiceSettings.api_key_from_env(),
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         max_pixels=args.max_pixels,
@@ -553,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")
     inspect.add_argument(
+        "--runtime",
+        default="torch",
+        choices=RUNTIMES,
+        help="torch (a fitted model folder, default) or onnx/openvino (a folder written by 'eagle export')",
+    )
+    inspect.add_argument(
         "--mllm",
         help="MLLM backend spec: hf:Qwen/Qwen2.5-VL-7B-Instruct or hf:/path/to/model (in-process; CAAS and "
         "attention capture), or openai:http://host:port/v1#model (an OpenAI-compatible server such as "
@@ -566,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--max-new-tokens", type=int, default=128)
     inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
     inspect.set_defaults(func=_cmd_inspect)
+
+    exp = sub.add_parser("export", help="a fitted model as an ONNX or OpenVINO graph with its sidecar (deploy)")
+    exp.add_argument("--model", required=True, help="fitted model directory")
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="graph format")
+    exp.add_argument("--out", required=True, help="new folder for the graph and eagle-export.json")
+    exp.set_defaults(func=_cmd_export)
 
     attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (docs/METHOD.md §4)")
     attn.add_argument("image", help="image file")
@@ -616,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--models", required=True, help="directory of fitted categories (<models>/<category>)")
     srv.add_argument("--mllm", help="MLLM backend spec: full EAGLE verdicts and /v1/chat/completions")
+    srv.add_argument(
+        "--runtime",
+        default="torch",
+        choices=RUNTIMES,
+        help="torch (fitted models, default) or onnx/openvino (each <models>/<category> an export folder)",
+    )
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     srv.add_argument("--data-root", help="server folders a fit may read must be inside this directory")

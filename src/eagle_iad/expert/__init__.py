@@ -26,8 +26,12 @@ _LAZY = {
 }
 
 
-def load_expert(directory: str | Path) -> Expert:
-    """Load a saved category and its backbone, ready to inspect images."""
+def load_expert(directory: str | Path, runtime: str = "torch") -> Expert:
+    """Load a saved category and its backbone (``torch``), or an export folder (``onnx``, ``openvino``)."""
+    if runtime != "torch":
+        from eagle_iad.expert.runtime import GraphExpert
+
+        return GraphExpert(directory, runtime)
     from eagle_iad.expert.patchcore import Expert
     from eagle_iad.expert.store import load
 

@@ -19,6 +19,7 @@ from fastapi import Request
 
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, load_expert
+from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
@@ -34,15 +35,17 @@ from eagle_iad.tgps.prompt import ContentItem
 class ExpertCache:
     """Loaded experts per category, reloaded when the model directory's files change (a refit)."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, runtime: str = "torch") -> None:
         self.models_dir = models_dir
+        self.runtime = runtime
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[tuple[int, ...], Expert]] = {}
 
     def _signature(self, category: str) -> tuple[int, ...]:
         directory = self.models_dir / category
         try:
-            stats = [(directory / name).stat() for name in (MANIFEST, TENSORS)]
+            names = (MANIFEST, TENSORS) if self.runtime == "torch" else (SIDECAR,)
+            stats = [(directory / name).stat() for name in names]
         except FileNotFoundError:
             raise ApiError(404, f"no fitted category {category!r}", code="category_not_found") from None
         return tuple(v for s in stats for v in (s.st_ino, s.st_mtime_ns, s.st_size))
@@ -54,7 +57,7 @@ class ExpertCache:
             if cached is not None and cached[0] == signature:
                 return cached[1]
             try:
-                expert = load_expert(self.models_dir / category)
+                expert = load_expert(self.models_dir / category, self.runtime)
             except ModelFormatError as exc:
                 reason = str(exc).replace(str(self.models_dir) + "/", "")  # no host paths in answers
                 raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
@@ -128,7 +131,7 @@ class ServiceState:
         self._drop_orphan_pictures()
         clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         self.metrics = Metrics()
-        self.experts = ExpertCache(settings.models_dir)
+        self.experts = ExpertCache(settings.models_dir, settings.runtime)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
         self.backend = backend
         self.inspections_in_progress = 0

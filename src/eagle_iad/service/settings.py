@@ -30,6 +30,9 @@ class ServiceSettings:
     #: A built web console to serve at ``/`` (None: the one packaged with eagle_iad, when built).
     web_dir: Path | None = None
     mllm: str | None = None
+    #: Where inspections run (``eagle serve --runtime``): ``torch`` loads fitted models; ``onnx`` and
+    #: ``openvino`` load each ``<models>/<category>`` as an export folder (docs/DEPLOY.md).
+    runtime: str = "torch"
     api_key: str | None = None
     #: Largest request body (uploads included), in bytes.
     max_upload_bytes: int = 32 * 1024 * 1024

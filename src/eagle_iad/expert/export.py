@@ -1,0 +1,326 @@
+"""Export a fitted expert as one ONNX or OpenVINO graph with a JSON sidecar (docs/DEPLOY.md).
+
+Why one graph from uint8 pixels to score and map: a station without Python's ML stack should need
+only a runtime and the sidecar, and every step that decides a verdict (normalisation, backbone,
+patch aggregation, exact nearest-neighbour search against the memory bank, stitching, upsampling,
+Gaussian smoothing) must be the same arithmetic as the torch path, or "the exported model scores
+differently". Each step below is written to match the torch code it mirrors operation for
+operation; the tests compare both on real images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eagle_iad import __version__
+from eagle_iad.choices import EXPORT_FORMATS
+from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
+from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.patchcore import Expert
+from eagle_iad.expert.preprocess import FEATURE_STRIDE, tile_origins
+from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
+from eagle_iad.outputs import check_output_path, staged_folder
+from eagle_iad.tgps.calibration import fallback_calibration
+
+EXPORT_SCHEMA_VERSION = 1
+EXPORT_KIND = "eagle-export"
+SIDECAR = "eagle-export.json"
+ONNX_FILE = "model.onnx"
+ONNX_DATA = "model.onnx.data"
+OPENVINO_XML = "model.xml"
+OPENVINO_BIN = "model.bin"
+FORMATS = EXPORT_FORMATS
+#: One protobuf holds at most 2 GiB; above this many bytes of weights and bank the graph's tensors go
+#: to ``model.onnx.data`` (ONNX external data) instead, with margin for the graph itself.
+EXTERNAL_DATA_BYTES = 1_800_000_000
+#: scipy's ``gaussian_filter`` default: the kernel reaches ``truncate * sigma`` pixels each side.
+GAUSSIAN_TRUNCATE = 4.0
+
+
+def gaussian_kernel(sigma: float, truncate: float = GAUSSIAN_TRUNCATE) -> np.ndarray:
+    """scipy.ndimage's 1-D Gaussian weights (radius ``int(truncate * sigma + 0.5)``, summing to one)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (float(sigma) ** 2) * x**2)
+    weights: np.ndarray = phi / phi.sum()
+    return weights
+
+
+def reflect_indices(length: int, radius: int) -> np.ndarray:
+    """Source index of each padded position under scipy's ``reflect`` border (``d c b a | a b c d``)."""
+    indices: np.ndarray = np.pad(np.arange(length), radius, mode="symmetric")
+    return indices
+
+
+class DeployGraph(nn.Module):
+    """uint8 ``N x H x W x 3`` RGB → (``score`` ``N``, ``map`` ``N x H x W``), as :class:`Expert` computes them."""
+
+    bank: torch.Tensor
+    bank_sq: torch.Tensor
+    offset: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    kernel_rows: torch.Tensor
+    kernel_cols: torch.Tensor
+    pad_rows: torch.Tensor
+    pad_cols: torch.Tensor
+
+    def __init__(self, expert: Expert) -> None:
+        super().__init__()
+        model = expert.model
+        config = model.config
+        if not isinstance(expert.extractor, nn.Module):
+            raise ConfigError(f"backbone {model.backbone.name} is not a torch module and cannot be exported")
+        self.extractor = expert.extractor
+        self.pretrain_dim = config.pretrain_dim
+        self.target_dim = config.target_dim
+        if config.preprocess == "center-crop":
+            self.input_hw = (config.crop, config.crop)
+            self.origins: tuple[tuple[int, int], ...] = ((0, 0),)
+            self.tile = config.crop
+        else:
+            if config.input_hw is None:
+                raise ModelFormatError("this model's input size was never set (fit sets it)")
+            self.input_hw = (int(config.input_hw[0]), int(config.input_hw[1]))
+            if config.preprocess == "tile":
+                self.origins = tile_origins(*self.input_hw, config.tile, config.tile_overlap)
+                self.tile = config.tile
+            else:
+                self.origins = ((0, 0),)
+                self.tile = 0
+        if config.preprocess not in ("resize", "tile", "center-crop"):
+            raise ConfigError(f"preprocessing {config.preprocess!r} has no exported form")
+        self.grid = model.grid
+        bank = model.bank.float().contiguous()
+        self.register_buffer("bank", bank)
+        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
+        offset = model.map_offset
+        height, width = self.input_hw
+        cells = (height // FEATURE_STRIDE, width // FEATURE_STRIDE)
+        self.register_buffer("offset", torch.zeros(cells) if offset is None else offset.float().clone())
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32))
+        kernel = torch.from_numpy(gaussian_kernel(config.sigma).astype(np.float32))
+        radius = (kernel.numel() - 1) // 2
+        self.register_buffer("kernel_rows", kernel.reshape(1, 1, -1, 1))
+        self.register_buffer("kernel_cols", kernel.reshape(1, 1, 1, -1))
+        self.register_buffer("pad_rows", torch.from_numpy(reflect_indices(height, radius)).long())
+        self.register_buffer("pad_cols", torch.from_numpy(reflect_indices(width, radius)).long())
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = self.input_hw
+        # preprocess._normalise: float32 / 255, then (x - mean) / std, channels first.
+        x = image.to(torch.float32) / 255.0
+        x = ((x - self.mean) / self.std).permute(0, 3, 1, 2)
+        if self.tile:
+            size = self.tile
+            views = torch.stack([x[:, :, t : t + size, left : left + size] for t, left in self.origins], dim=1)
+            x = views.reshape(-1, 3, size, size)
+        shallow, deep = self.extractor(x)
+        patches = aggregate(shallow, deep, self.pretrain_dim, self.target_dim)
+        queries = patches.reshape(-1, self.target_dim)
+        # search.TorchExactSearch: the expansion picks the neighbour, its distance is recomputed directly.
+        d2 = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.bank.T, beta=1.0, alpha=-2.0)
+        nearest = d2.argmin(dim=1)
+        dist = torch.linalg.vector_norm(queries - self.bank[nearest], dim=1)
+        grids = dist.reshape(-1, len(self.origins), self.grid[0], self.grid[1])
+        rows, cols = height // FEATURE_STRIDE, width // FEATURE_STRIDE
+        if len(self.origins) == 1:
+            stitched = grids[:, 0]
+        else:  # preprocess.Tiles.stitch: maximum where tiles overlap
+            placed = []
+            for index, (top, left) in enumerate(self.origins):
+                r, c = top // FEATURE_STRIDE, left // FEATURE_STRIDE
+                pad = (c, cols - c - self.grid[1], r, rows - r - self.grid[0])
+                placed.append(F.pad(grids[:, index], pad, value=-math.inf))
+            stitched = torch.stack(placed, dim=1).amax(dim=1)
+        score = stitched.reshape(stitched.shape[0], -1).amax(dim=1)
+        # patchcore.input_map on Expert.evidence_grid: bilinear up, then scipy's separable Gaussian.
+        evidence = (stitched - self.offset).unsqueeze(1)
+        up = F.interpolate(evidence, size=(height, width), mode="bilinear", align_corners=False)
+        up = F.conv2d(up.index_select(2, self.pad_rows), self.kernel_rows)
+        up = F.conv2d(up.index_select(3, self.pad_cols), self.kernel_cols)
+        return score, up[:, 0]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def graph_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares (read without its external data)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ModelFormatError(f"{path}: declares no ONNX opset")
+
+
+def _export_onnx(graph: DeployGraph, folder: Path, external_above: int) -> tuple[list[str], str | None]:
+    height, width = graph.input_hw
+    dummy = torch.zeros((2, height, width, 3), dtype=torch.uint8)
+    batch = torch.export.Dim("N", min=1, max=4096)
+    # The exporter reports its progress on stdout and warns about torchvision ops it will not need;
+    # the command's stdout is its JSON summary, so both go to stderr / are dropped.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with torch.no_grad(), contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the exporter's own use of deprecated torch APIs
+        program = torch.onnx.export(
+            graph,
+            (dummy,),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["score", "map"],
+            dynamic_shapes={"image": {0: batch}},
+            optimize=True,
+            verbose=False,
+        )
+    assert program is not None
+    size = sum(t.numel() * t.element_size() for t in graph.state_dict().values())
+    external = size > external_above
+    program.save(str(folder / ONNX_FILE), external_data=external)
+    if external:
+        produced = sorted(p.name for p in folder.iterdir() if p.name != ONNX_FILE)
+        if produced != [ONNX_DATA]:
+            raise ModelFormatError(f"the ONNX exporter wrote external data as {produced}, expected {ONNX_DATA}")
+        return [ONNX_FILE, ONNX_DATA], ONNX_DATA
+    return [ONNX_FILE], None
+
+
+def _export_openvino(onnx_path: Path, folder: Path) -> list[str]:
+    import openvino as ov
+
+    converted = ov.convert_model(str(onnx_path))
+    # compress_to_fp16 defaults to True: half-precision weights would change every score.
+    ov.save_model(converted, str(folder / OPENVINO_XML), compress_to_fp16=False)
+    return [OPENVINO_XML, OPENVINO_BIN]
+
+
+def sidecar_record(expert: Expert, fmt: str, files: list[str], external: str | None, opset: int) -> dict[str, Any]:
+    """The sidecar: everything a runtime needs besides the graph (docs/DEPLOY.md, "The sidecar")."""
+    model = expert.model
+    config = model.config
+    if config.preprocess == "center-crop":
+        input_hw = (config.crop, config.crop)
+        origins: tuple[tuple[int, int], ...] = ((0, 0),)
+    else:
+        assert config.input_hw is not None
+        input_hw = (int(config.input_hw[0]), int(config.input_hw[1]))
+        origins = ((0, 0),)
+        if config.preprocess == "tile":
+            origins = tile_origins(*input_hw, config.tile, config.tile_overlap)
+    calibration = model.calibration or fallback_calibration(model.thresholds)
+    rule = config.region_rule if model.calibration is not None else "paper"
+    height, width = input_hw
+    return {
+        "schema_version": EXPORT_SCHEMA_VERSION,
+        "kind": EXPORT_KIND,
+        "eagle_version": __version__,
+        "format": fmt,
+        "category": model.category,
+        "graph": {
+            "file": files[0],
+            "external_data": external,
+            "opset": opset,
+            "sha256": {},  # filled by the caller once the files are final
+            "inputs": {"image": {"dtype": "uint8", "shape": ["N", height, width, 3], "layout": "NHWC RGB"}},
+            "outputs": {
+                "score": {"dtype": "float32", "shape": ["N"]},
+                "map": {"dtype": "float32", "shape": ["N", height, width]},
+            },
+        },
+        "backbone": {"name": model.backbone.name, "sha256": model.backbone.sha256},
+        "grid": list(model.grid),
+        "preprocessing": {
+            "mode": config.preprocess,
+            "input_hw": [height, width],
+            "resample": "PIL bilinear, antialiased when shrinking, uint8 RGB",
+            "size": config.size,
+            "tile": config.tile,
+            "tile_overlap": config.tile_overlap,
+            "tile_origins": [list(o) for o in origins],
+            "resize": config.resize,
+            "crop": config.crop,
+        },
+        "tau": model.thresholds.tau,
+        "s_max": model.thresholds.s_max,
+        "thresholds": model.thresholds.to_dict(),
+        "map": {
+            "sigma": config.sigma,
+            "normalisation": "score units (no per-image normalisation)",
+            "map_tau": calibration.map_tau,
+            "colour_scale": [calibration.colour_min, calibration.colour_max],
+            "calibrated": model.calibration is not None,
+            "calibration": None if model.calibration is None else model.calibration.to_dict(),
+            "position_baseline": model.map_offset is not None,
+        },
+        "regions": {
+            "rule": rule,
+            "map_tau": None if model.calibration is None else calibration.map_tau,
+            "baseline": None if model.calibration is None else calibration.colour_min,
+            "top_k": 3,
+            "min_area_fraction": "min(0.001, (8 / H) * (8 / W))",
+            "feature_stride": FEATURE_STRIDE,
+        },
+        "config": config.to_dict(),
+        "source": {"created": model.created},
+    }
+
+
+def check_export_target(out: str | os.PathLike[str], fmt: str) -> Path:
+    """The export folder to write, refused before any work when it is not new (or an empty folder)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    target = check_output_path(out, "an export", "./export", from_parent=True)
+    if target.is_dir() and any(target.iterdir()):
+        raise OutputError(f"{os.fspath(out)}: exists and is not empty; give a new folder for the export")
+    return target
+
+
+def export_expert(
+    expert: Expert,
+    fmt: str,
+    out: str | os.PathLike[str],
+    external_above: int = EXTERNAL_DATA_BYTES,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``out`` (a new folder) with the graph and its sidecar; return the sidecar."""
+    target = check_export_target(out, fmt)
+    graph = DeployGraph(expert).eval()
+    with staged_folder(target) as staging, tempfile.TemporaryDirectory(prefix="eagle-export-") as scratch:
+        onnx_dir = staging if fmt == "onnx" else Path(scratch)
+        files, external = _export_onnx(graph, onnx_dir, external_above)
+        opset = graph_opset(onnx_dir / ONNX_FILE)
+        if fmt == "openvino":
+            files, external = _export_openvino(onnx_dir / ONNX_FILE, staging), None
+        record = sidecar_record(expert, fmt, files, external, opset)
+        record["graph"]["sha256"] = {name: file_sha256(staging / name) for name in files}
+        (staging / SIDECAR).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if report is not None and external is not None:
+            report(
+                f"the graph is larger than one 2 GiB protobuf: its tensors are in {external} beside {files[0]} "
+                "(keep both files together)"
+            )
+    return record

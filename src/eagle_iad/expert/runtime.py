@@ -1,0 +1,263 @@
+"""Run an exported expert (docs/DEPLOY.md) through ONNX Runtime or OpenVINO behind the ``Expert`` API.
+
+Why a subclass of :class:`Expert`: verdicts, boxes, pictures, the MLLM pipeline and the service all
+take an ``Expert`` and read only its thresholds, calibration, config and ``inspect_many``; giving
+them the exported graph behind the same surface is what keeps "everything after the map" one piece
+of Python code for every runtime. The host does only what the graph does not: decode, resize (and
+centre-crop) to the fitted input in uint8, and map the graph's input-sized map back to the frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from eagle_iad.choices import RUNTIMES as RUNTIMES
+from eagle_iad.errors import ConfigError, ModelFormatError
+from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.export import (
+    EXPORT_KIND,
+    EXPORT_SCHEMA_VERSION,
+    FORMATS,
+    ONNX_FILE,
+    SIDECAR,
+    file_sha256,
+    graph_opset,
+)
+from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, _progress
+from eagle_iad.expert.preprocess import CenterCrop, Tiles, ViewGeometry, WholeFrame, _resize_rgb, tile_origins
+from eagle_iad.images import Geometry, ImageSource, load_rgb
+from eagle_iad.tgps.calibration import MapCalibration
+from eagle_iad.tgps.thresholds import Thresholds
+
+
+def host_input(rgb: np.ndarray, config: ExpertConfig) -> tuple[np.ndarray, ViewGeometry]:
+    """The graph's uint8 ``H x W x 3`` input for one image, and how its map goes back to the frame.
+
+    The same PIL resize (and crop) the torch path makes before normalising, stopped at uint8.
+    """
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    if config.preprocess == "center-crop":
+        geometry = Geometry.for_image(height, width, config.resize, config.crop)
+        image = Image.fromarray(rgb)
+        if (geometry.resized_height, geometry.resized_width) != (height, width):
+            image = image.resize((geometry.resized_width, geometry.resized_height), Image.Resampling.BILINEAR)
+        crop = config.crop
+        pixels = np.asarray(image)[geometry.top : geometry.top + crop, geometry.left : geometry.left + crop]
+        return np.ascontiguousarray(pixels), CenterCrop(geometry)
+    if config.input_hw is None:
+        raise ModelFormatError("this export's input size was never set")
+    ih, iw = config.input_hw
+    pixels = np.ascontiguousarray(_resize_rgb(rgb, ih, iw))
+    if config.preprocess == "tile":
+        origins = tile_origins(ih, iw, config.tile, config.tile_overlap)
+        return pixels, Tiles(height, width, ih, iw, config.tile, origins)
+    if config.preprocess == "resize":
+        return pixels, WholeFrame(height, width, ih, iw)
+    raise ModelFormatError(f"preprocessing {config.preprocess!r} has no exported form")
+
+
+class GraphRunner(Protocol):
+    """One compiled graph: uint8 ``N x H x W x 3`` → (``score`` ``N``, ``map`` ``N x H x W``)."""
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class OnnxRunner:
+    """ONNX Runtime on the CPU."""
+
+    def __init__(self, path: Path, opset: int) -> None:
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFormatError(
+                f"{path}: onnxruntime {ort.__version__} cannot run this graph (opset {opset}): {first}"
+            ) from None
+        names = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
+        if names != (["image"], ["score", "map"]):
+            raise ModelFormatError(f"{path}: graph inputs/outputs are {names}, expected (['image'], ['score', 'map'])")
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        score, heat = self.session.run(["score", "map"], {"image": images})
+        return np.asarray(score, dtype=np.float32), np.asarray(heat, dtype=np.float32)
+
+
+class OpenVinoRunner:
+    """OpenVINO's CPU plugin, held to float32 (its default on CPUs with bf16 units is bf16)."""
+
+    def __init__(self, path: Path, opset: int | None) -> None:
+        import openvino as ov
+
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = "" if opset is None else f" (opset {opset})"
+            raise ModelFormatError(f"{path}: OpenVINO {ov.__version__} cannot run this graph{where}: {first}") from None
+        names = ([i.get_any_name() for i in self.compiled.inputs], [o.get_any_name() for o in self.compiled.outputs])
+        if names != (["image"], ["score", "map"]):
+            raise ModelFormatError(f"{path}: graph inputs/outputs are {names}, expected (['image'], ['score', 'map'])")
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self.request.infer({"image": images})
+        score = outputs[self.compiled.output("score")]
+        heat = outputs[self.compiled.output("map")]
+        return np.array(score, dtype=np.float32), np.array(heat, dtype=np.float32)
+
+
+def export_folder(path: str | Path) -> Path:
+    """The export folder for ``path`` (the folder itself, or one of its files)."""
+    given = Path(path)
+    folder = given.parent if given.is_file() else given
+    if not folder.is_dir():
+        raise ModelFormatError(f"{path}: no such export folder")
+    if not (folder / SIDECAR).is_file():
+        raise ModelFormatError(
+            f"{folder}: no {SIDECAR}; --runtime onnx|openvino takes a folder written by 'eagle export' "
+            "(a fitted model folder runs with --runtime torch)"
+        )
+    return folder
+
+
+def read_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The export folder and its verified sidecar: schema, files present and matching their SHA-256."""
+    folder = export_folder(path)
+    where = folder / SIDECAR
+    try:
+        record = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{where}: not a readable export sidecar ({exc})") from None
+    if not isinstance(record, dict) or record.get("kind") != EXPORT_KIND:
+        raise ModelFormatError(f"{where}: not an eagle export sidecar (kind {record.get('kind')!r})")
+    version = record.get("schema_version")
+    if version != EXPORT_SCHEMA_VERSION:
+        raise ModelFormatError(
+            f"{where}: export schema version {version!r} is unknown to this eagle (it reads "
+            f"{EXPORT_SCHEMA_VERSION}); re-export the model with this version"
+        )
+    if record.get("format") not in FORMATS:
+        raise ModelFormatError(f"{where}: unknown export format {record.get('format')!r}")
+    try:
+        hashes = dict(record["graph"]["sha256"])
+        graph_file = str(record["graph"]["file"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar (graph {exc})") from None
+    if graph_file not in hashes:
+        raise ModelFormatError(f"{where}: the sidecar lists no SHA-256 for its graph {graph_file}")
+    for name, expected in hashes.items():
+        file = folder / name
+        if Path(name).name != name or not file.is_file():
+            raise ModelFormatError(f"{file}: graph file named by the sidecar is missing")
+        if file_sha256(file) != expected:
+            raise ModelFormatError(
+                f"{file}: does not match its sidecar (SHA-256 differs): the file was changed or corrupted "
+                "after export; export the model again"
+            )
+    return folder, record
+
+
+def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
+    """The fitted model's description as the code after the map reads it; the bank lives in the graph."""
+    try:
+        config = ExpertConfig.from_dict(dict(record["config"]))
+        thresholds = Thresholds.from_dict(dict(record["thresholds"]))
+        raw = record["map"].get("calibration")
+        calibration = None if raw is None else MapCalibration.from_dict(dict(raw))
+        backbone = BackboneId(str(record["backbone"]["name"]), str(record["backbone"]["sha256"]))
+        grid = (int(record["grid"][0]), int(record["grid"][1]))
+        category = str(record["category"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
+    empty_ids = torch.empty(0, dtype=torch.int32)
+    return ExpertModel(
+        category=category,
+        config=config,
+        backbone=backbone,
+        grid=grid,
+        bank=torch.empty(0, config.target_dim),
+        bank_image_ids=empty_ids,
+        patch_image_ids=empty_ids,
+        selected=torch.empty(0, dtype=torch.bool),
+        train_images=[],
+        train_scores=np.empty(0),
+        thresholds=thresholds,
+        created=str(record.get("source", {}).get("created", "")),
+        calibration=calibration,
+    )
+
+
+class GraphExpert(Expert):
+    """An :class:`Expert` whose score and map come from an exported graph (``onnx`` or ``openvino``)."""
+
+    def __init__(self, path: str | Path, runtime: str) -> None:
+        # No super().__init__(): there is no backbone or bank to load, the graph holds both.
+        if runtime not in RUNTIMES or runtime == "torch":
+            raise ConfigError(f"runtime {runtime!r} does not run exports; choose onnx or openvino")
+        folder, record = read_sidecar(path)
+        self.folder = folder
+        self.export = record
+        self.runtime = runtime
+        self.model = _model_record(record, folder / SIDECAR)
+        fmt = record["format"]
+        graph = folder / str(record["graph"]["file"])
+        declared = record["graph"].get("opset")
+        opset = None
+        if graph.name == ONNX_FILE:
+            opset = graph_opset(graph)
+            if declared != opset:
+                raise ModelFormatError(
+                    f"{graph}: declares opset {opset} but its sidecar says {declared!r}; export the model again"
+                )
+        if runtime == "onnx":
+            if fmt != "onnx":
+                raise ConfigError(
+                    f"{folder}: is an {fmt} export; --runtime onnx runs ONNX exports (use --runtime {fmt})"
+                )
+            self.runner: GraphRunner = OnnxRunner(graph, int(declared))
+        else:
+            self.runner = OpenVinoRunner(graph, opset)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        raise ConfigError(f"an exported expert ({self.runtime}) has no patch embeddings; use --runtime torch")
+
+    def score_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        raise ConfigError(f"an exported expert ({self.runtime}) scores images, not tensors; use inspect_many")
+
+    def inspect_many(
+        self, sources: Sequence[ImageSource | np.ndarray], show_progress: bool = False
+    ) -> list[ExpertResult]:
+        """As :meth:`Expert.inspect_many`, with the graph computing score and input-sized map."""
+        config = self.model.config
+        results: list[ExpertResult] = []
+        with _progress(len(sources), f"inspect ({self.runtime})", show_progress) as bar:
+            for start in range(0, len(sources), config.batch_size):
+                chunk = sources[start : start + config.batch_size]
+                prepared = [host_input(s if isinstance(s, np.ndarray) else load_rgb(s), config) for s in chunk]
+                scores, maps = self.runner(np.stack([pixels for pixels, _ in prepared]))
+                for (_, geometry), value, heat in zip(prepared, scores, maps, strict=True):
+                    score = float(value)
+                    results.append(
+                        ExpertResult(
+                            score=score,
+                            is_anomalous=self.thresholds.is_anomalous(score),
+                            in_band=self.thresholds.in_band(score),
+                            patch_scores=np.empty((0, 0), dtype=np.float32),  # inside the graph
+                            crop_map=heat,
+                            anomaly_map=geometry.to_original(heat),
+                            geometry=geometry,
+                        )
+                    )
+                bar.update(len(chunk))
+        return results
