@@ -51,7 +51,8 @@ def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
 
 
 def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -175,8 +176,12 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
             thresholds = Thresholds(rule="ksigma", tau=tau, s_max=tau * 1.1, params={})
             calibrated = index % 3 != 0
             calibration = (
-                MapCalibration(map_tau=float(np.quantile(full, 0.9 if index % 2 else 0.999)), colour_min=1.2,
-                               colour_max=tau * 1.3, rule="ksigma")
+                MapCalibration(
+                    map_tau=float(np.quantile(full, 0.9 if index % 2 else 0.999)),
+                    colour_min=1.2,
+                    colour_max=tau * 1.3,
+                    rule="ksigma",
+                )
                 if calibrated
                 else None
             )

@@ -154,17 +154,40 @@ export function inspectedFraction(geometry: ViewGeometry): number {
   return (rows * cols) / (geometry.height * geometry.width);
 }
 
-/** numpy's quantile with the default linear method. */
-function quantile(data: ArrayLike<number>, q: number): number {
-  const sorted = Float64Array.from(data as ArrayLike<number>).sort();
+/** numpy's quantile (linear method) of a float32 array, which numpy computes in float32. */
+function quantile32(data: Float32Array, q: number): number {
+  const sorted = Float32Array.from(data).sort();
   const position = q * (sorted.length - 1);
   const lo = Math.floor(position);
   const hi = Math.min(lo + 1, sorted.length - 1);
   const t = position - lo;
   const a = sorted[lo] as number;
   const b = sorted[hi] as number;
-  const diff = b - a;
-  return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+  const diff = f32(b - a);
+  return t >= 0.5 ? f32(b - f32(diff * f32(1 - f32(t)))) : f32(a + f32(diff * f32(t)));
+}
+
+/** numpy's float32 sum: pairwise, blocks of 8 accumulators below 128 elements, every step rounded to float32. */
+function pairwiseSum32(data: Float32Array, start: number, n: number): number {
+  if (n < 8) {
+    let sum = 0;
+    for (let i = start; i < start + n; i++) sum = f32(sum + (data[i] as number));
+    return sum;
+  }
+  if (n <= 128) {
+    const r = Array.from(data.subarray(start, start + 8));
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) {
+      for (let j = 0; j < 8; j++) r[j] = f32((r[j] as number) + (data[start + i + j] as number));
+    }
+    const [r0, r1, r2, r3, r4, r5, r6, r7] = r as [number, number, number, number, number, number, number, number];
+    let sum = f32(f32(f32(r0 + r1) + f32(r2 + r3)) + f32(f32(r4 + r5) + f32(r6 + r7)));
+    for (; i < n; i++) sum = f32(sum + (data[start + i] as number));
+    return sum;
+  }
+  let half = Math.floor(n / 2);
+  half -= half % 8;
+  return f32(pairwiseSum32(data, start, half) + pairwiseSum32(data, start + half, n - half));
 }
 
 /** What the sidecar says about deciding and drawing, besides the preprocessing. */
@@ -220,14 +243,12 @@ export function makeVerdict(
   const found = findBoxes(originalMap, rule, mapTau, baseline, 3, cellFraction);
   const anomalous = score >= params.tau;
   const ranked = (boxes: Box[]): BoxRecord[] => boxes.map((box, i) => ({ ...box, rank: i + 1 }));
-  const values = originalMap.data;
+  const values = Float32Array.from(originalMap.data);
   let min = Infinity;
   let max = -Infinity;
-  let sum = 0;
   for (const v of values) {
     if (v < min) min = v;
     if (v > max) max = v;
-    sum += v;
   }
   const inspected = inspectedFraction(geometry);
   return {
@@ -247,8 +268,9 @@ export function makeVerdict(
     map: {
       min,
       max,
-      mean: f32(sum / values.length),
-      p99: quantile(values, 0.99),
+      // The statistics of numpy's float32 reductions (pairwise sum; quantile in float32), to the bit.
+      mean: f32(pairwiseSum32(values, 0, values.length) / values.length),
+      p99: quantile32(values, 0.99),
       map_tau: params.mapTau ?? params.tau,
       colour_scale: params.colourScale,
       inspected_fraction: inspected,
