@@ -10,6 +10,7 @@ import { basename, join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { main, uploadNames } from "../src/cli.js";
+import type { InspectionRecord } from "../src/client.js";
 import { LocalExpert, type LocalInspectionRecord } from "../src/local/index.js";
 import { NO_PYTHON, runPython, scratch } from "./local-python.js";
 import { REPO } from "./server.js";
@@ -37,6 +38,15 @@ async function cli(args: string[]): Promise<{ code: number; lines: string[]; std
   }
 }
 
+/** Compile-time proof that a local record is a service InspectionRecord (the generated type). */
+function asServiceRecord(record: LocalInspectionRecord): InspectionRecord {
+  return record;
+}
+
+function where_(c: ParityCase, index: number): string {
+  return `${c.name}/${basename(c.images[index] as string)}`;
+}
+
 function boxesOf(boxes: unknown): Array<Record<string, number>> {
   return boxes as Array<Record<string, number>>;
 }
@@ -62,6 +72,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
       expect(lines.length, c.name).toBe(c.images.length);
       for (const [index, line] of lines.entries()) {
         const record = JSON.parse(line) as LocalInspectionRecord;
+        expect(asServiceRecord(record).category, where_(c, index)).toBe(c.verdicts[index]?.["category"]);
         const python = c.verdicts[index] as Record<string, unknown> & { map: Record<string, unknown> };
         const where = `${c.name}/${basename(c.images[index] as string)}`;
         // The service's InspectionRecord keys, expert only.
