@@ -210,8 +210,8 @@ export interface BoxRecord extends Box {
   rank: number;
 }
 
-/** The expert verdict as eagle_iad.verdict.ExpertVerdict.to_dict writes it. */
-export interface ExpertVerdictRecord {
+/** The expert verdict as eagle_iad.verdict.ExpertVerdict.to_dict writes it (a type alias: it is a JSON object). */
+export type ExpertVerdictRecord = {
   image: string;
   category: string;
   score: number;
@@ -226,7 +226,7 @@ export interface ExpertVerdictRecord {
   candidates: BoxRecord[];
   region_rule: string;
   map: Record<string, unknown>;
-}
+};
 
 /** The verdict for one image from its score and its map in original pixels (verdict.make_verdict). */
 export function makeVerdict(

@@ -38,7 +38,7 @@ export interface ExportSidecar {
 }
 
 /** The record the service's POST /v1/inspect returns for an expert-only inspection (InspectionRecord). */
-export interface LocalInspectionRecord {
+export type LocalInspectionRecord = {
   id: string;
   time: string;
   category: string;
@@ -54,7 +54,7 @@ export interface LocalInspectionRecord {
   pictures: Record<string, string>;
   label: null;
   label_time: null;
-}
+};
 
 async function sha256(path: string): Promise<string> {
   const hash = createHash("sha256");
