@@ -11,6 +11,7 @@ images through the same export in Node and compares.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,9 @@ def main() -> None:
         )
     ]
     skipped = []
-    if (TIRE / "tire").is_dir():
+    if os.environ.get("EAGLE_NO_SHARED") == "1":
+        skipped.append("tire: tire images hidden by EAGLE_NO_SHARED=1 (as in a fresh clone)")
+    elif (TIRE / "tire").is_dir():
         cases.append(
             model_case(
                 work,
