@@ -2,18 +2,22 @@
  * End to end: a small expert fitted and exported by the Python CLI in this run (scripts/local_parity.py),
  * the same real images (elpv cells; the MVTec 3D-AD tire in centre-crop mode when ../shared has it)
  * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
- * decisions, scores within 1e-4, identical boxes. Then what a damaged export does.
+ * decisions, scores within 1e-4, identical boxes; the very record `eagle serve --runtime onnx` returns
+ * for the same upload; then what a damaged export does.
  */
 import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
 import { beforeAll, describe, expect, it } from "vitest";
 
+import { spawn } from "node:child_process";
+
 import { main, uploadNames } from "../src/cli.js";
+import { EagleClient } from "../src/client.js";
 import type { InspectionRecord } from "../src/client.js";
 import { LocalExpert, type LocalInspectionRecord } from "../src/local/index.js";
-import { NO_PYTHON, runPython, scratch } from "./local-python.js";
-import { REPO } from "./server.js";
+import { NO_PYTHON, PYTHON, runPython, scratch } from "./local-python.js";
+import { REPO, freePort } from "./server.js";
 
 interface ParityCase { name: string; export: string; images: string[]; verdicts: Array<Record<string, unknown>> }
 
@@ -41,6 +45,25 @@ async function cli(args: string[]): Promise<{ code: number; lines: string[]; std
 /** Compile-time proof that a local record is a service InspectionRecord (the generated type). */
 function asServiceRecord(record: LocalInspectionRecord): InspectionRecord {
   return record;
+}
+
+/** Floats within 1e-6 (relative above 1), everything else equal; the message names the key path. */
+function expectClose(actual: unknown, expected: unknown, path: string): void {
+  if (typeof expected === "number" && typeof actual === "number") {
+    if (Math.abs(actual - expected) > 1e-6 * Math.max(1, Math.abs(expected))) throw new Error(`${path}: ${actual} != ${expected}`);
+    return;
+  }
+  if (Array.isArray(expected)) {
+    expect((actual as unknown[]).length, `${path} length`).toBe(expected.length);
+    expected.forEach((item, i) => expectClose((actual as unknown[])[i], item, `${path}[${i}]`));
+    return;
+  }
+  if (expected !== null && typeof expected === "object") {
+    expect(Object.keys(actual as object), `${path} keys`).toEqual(Object.keys(expected));
+    for (const [key, value] of Object.entries(expected)) expectClose((actual as Record<string, unknown>)[key], value, `${path}.${key}`);
+    return;
+  }
+  expect(actual, path).toEqual(expected);
 }
 
 function where_(c: ParityCase, index: number): string {
@@ -111,6 +134,58 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     }
     expect(anomalous, "some images are anomalous, so boxes were compared").toBeGreaterThan(0);
   });
+
+  it("gives the record `eagle serve --runtime onnx` gives for the same upload (but id, time and pictures)", async () => {
+    const c = cases[0] as ParityCase;
+    const models = join(work, "served");
+    rmSync(models, { recursive: true, force: true });
+    const category = String(c.verdicts[0]?.["category"]);
+    cpSync(c.export, join(models, category), { recursive: true });
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: resolve(REPO, "src"), HF_HUB_OFFLINE: "1" };
+    delete env["EAGLE_API_KEY"];
+    const server = spawn(
+      PYTHON,
+      ["-m", "eagle_iad.cli", "serve", "--runtime", "onnx", "--models", models, "--state-dir", join(work, "served-state"),
+        "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning"],
+      { cwd: REPO, env, stdio: ["ignore", "ignore", "pipe"], detached: true },
+    );
+    let log = "";
+    server.stderr?.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-5000)));
+    try {
+      const client = new EagleClient({ baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
+      const deadline = Date.now() + 240_000;
+      for (;;) {
+        try {
+          await client.health();
+          break;
+        } catch (error) {
+          if (Date.now() > deadline || server.exitCode !== null) throw new Error(`eagle serve --runtime onnx did not start: ${log}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      const local = await LocalExpert.open(c.export);
+      try {
+        for (const path of c.images.slice(0, 4)) {
+          const name = basename(path);
+          const bytes = readFileSync(path);
+          const served = (await client.inspect(bytes, category, { filename: name })) as unknown as Record<string, unknown>;
+          const ours = (await local.inspect(bytes, name)) as unknown as Record<string, unknown>;
+          expect(Object.keys(ours), name).toEqual(Object.keys(served));
+          const strip = (record: Record<string, unknown>) => {
+            const { id: _id, time: _time, pictures: _pictures, verdict, ...rest } = record;
+            const { pictures: _vp, ...v } = verdict as Record<string, unknown>;
+            return { ...rest, verdict: v };
+          };
+          expectClose(strip(ours), strip(served), name);
+        }
+      } finally {
+        await local.close();
+      }
+    } finally {
+      if (server.pid !== undefined) process.kill(-server.pid, "SIGTERM");
+    }
+  }, 300_000);
 
   it("refuses a graph that does not match its sidecar, and a sidecar of another schema", async () => {
     const source = (cases[0] as ParityCase).export;
