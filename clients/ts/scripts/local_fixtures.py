@@ -94,6 +94,9 @@ def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     smooth = np.clip(
         np.add.outer(np.linspace(0, 200, h), np.linspace(0, 55, w))[..., None] + rng.normal(0, 3, (h, w, 3)), 0, 255
     ).astype(np.uint8)
+    turned = Image.Exif()
+    turned[0x0112] = 8
+    save("rotated.png", Image.fromarray(rgb), exif=turned.tobytes())
     save("photo.jpg", Image.fromarray(smooth), quality=92)
     save("photo_444.jpg", Image.fromarray(smooth), quality=95, subsampling=0)
     exif = Image.Exif()

@@ -117,7 +117,7 @@ function decodePng(data: Buffer, name: string): RgbImage {
     out[i * 3 + 1] = convert(src[i * 4 + 1] as number);
     out[i * 3 + 2] = convert(src[i * 4 + 2] as number);
   }
-  return { width, height, data: out };
+  return applyOrientation({ width, height, data: out }, pngOrientation(data));
 }
 
 /** The JPEG's frame size from its SOF marker, without decoding the scan. */
@@ -138,34 +138,52 @@ function jpegSize(data: Buffer, name: string): [number, number] {
   throw new EagleLocalError(`${name}: cannot be read as an image (JPEG has no frame header)`);
 }
 
-/** The EXIF orientation (1..8) of a JPEG, 1 when it has none. */
+/** The orientation tag (1..8) of an EXIF TIFF block starting at `tiff`; 1 when absent or unreadable. */
+function tiffOrientation(data: Buffer, tiff: number): number {
+  const little = data.toString("latin1", tiff, tiff + 2) === "II";
+  const u16 = (at: number): number => (little ? data.readUInt16LE(at) : data.readUInt16BE(at));
+  const u32 = (at: number): number => (little ? data.readUInt32LE(at) : data.readUInt32BE(at));
+  try {
+    const ifd = tiff + u32(tiff + 4);
+    const count = u16(ifd);
+    for (let i = 0; i < count; i++) {
+      const entry = ifd + 2 + i * 12;
+      if (u16(entry) === 0x0112) {
+        const value = u16(entry + 8);
+        return value >= 1 && value <= 8 ? value : 1;
+      }
+    }
+  } catch {
+    return 1; // a broken EXIF block: Pillow ignores it too
+  }
+  return 1;
+}
+
+/** The EXIF orientation (1..8) of a JPEG (APP1 "Exif"), 1 when it has none. */
 export function jpegOrientation(data: Buffer): number {
   let pos = 2;
   while (pos + 4 <= data.length && data[pos] === 0xff) {
     const marker = data[pos + 1] as number;
     const length = data.readUInt16BE(pos + 2);
     if (marker === 0xda) break;
-    if (marker === 0xe1 && data.toString("latin1", pos + 4, pos + 10) === "Exif\0\0") {
-      const tiff = pos + 10;
-      const little = data.toString("latin1", tiff, tiff + 2) === "II";
-      const u16 = (at: number): number => (little ? data.readUInt16LE(at) : data.readUInt16BE(at));
-      const u32 = (at: number): number => (little ? data.readUInt32LE(at) : data.readUInt32BE(at));
-      try {
-        const ifd = tiff + u32(tiff + 4);
-        const count = u16(ifd);
-        for (let i = 0; i < count; i++) {
-          const entry = ifd + 2 + i * 12;
-          if (u16(entry) === 0x0112) {
-            const value = u16(entry + 8);
-            return value >= 1 && value <= 8 ? value : 1;
-          }
-        }
-      } catch {
-        return 1; // a broken EXIF block: Pillow ignores it too
-      }
-      return 1;
-    }
+    if (marker === 0xe1 && data.toString("latin1", pos + 4, pos + 10) === "Exif\0\0") return tiffOrientation(data, pos + 10);
     pos += 2 + length;
+  }
+  return 1;
+}
+
+/** The EXIF orientation (1..8) of a PNG (its eXIf chunk, which Pillow's exif_transpose reads too), 1 when none. */
+export function pngOrientation(data: Buffer): number {
+  let pos = 8;
+  while (pos + 8 <= data.length) {
+    const length = data.readUInt32BE(pos);
+    const type = data.toString("latin1", pos + 4, pos + 8);
+    if (type === "eXIf" && pos + 8 + length <= data.length) {
+      const start = data.toString("latin1", pos + 8, pos + 14) === "Exif\0\0" ? pos + 14 : pos + 8;
+      return tiffOrientation(data, start);
+    }
+    if (type === "IDAT" || type === "IEND") break; // eXIf must come before the image data
+    pos += 12 + length;
   }
   return 1;
 }
