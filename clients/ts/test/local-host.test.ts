@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
+import { PNG } from "pngjs";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { mapToOriginal, makeVerdict, prepareInput, type DecisionParams, type ViewGeometry, centreCropGeometry } from "../src/local/host.js";
@@ -165,5 +166,30 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     expect(geometry.crop).toEqual({ resizedHeight: 40, resizedWidth: 57, top: 4, left: 12, size: 32 });
     const resized = resizeBilinear(image, 57, 40);
     expect(Array.from(input.data.subarray(0, 3))).toEqual(Array.from(resized.data.subarray((4 * 57 + 12) * 3, (4 * 57 + 12) * 3 + 3)));
+  });
+});
+
+describe("local runtime image limits (eagle_iad.images' rules, from the header)", () => {
+  const png = (width: number, height: number): Uint8Array => {
+    const image = new PNG({ width, height });
+    return PNG.sync.write(image);
+  };
+
+  it("refuses images too small, too large or too elongated, naming the file", () => {
+    expect(() => decodeImage(png(15, 40), "tiny.png")).toThrow("tiny.png: 15x40 is too small; each side must be at least 16 px");
+    expect(() => decodeImage(png(16, 16 * 33), "strip.png")).toThrow(
+      "strip.png: 16x528 is too elongated (aspect ratio 33:1 exceeds the limit of 32:1; set EAGLE_MAX_ASPECT to change it)",
+    );
+    const previous = process.env["EAGLE_MAX_PIXELS"];
+    process.env["EAGLE_MAX_PIXELS"] = "1000";
+    try {
+      expect(() => decodeImage(png(40, 30), "big.png")).toThrow(
+        "big.png: 40x30 = 0.0 megapixels exceeds the limit of 0.0 megapixels (set EAGLE_MAX_PIXELS to change it)",
+      );
+      expect(decodeImage(png(20, 20), "fits.png").width).toBe(20);
+    } finally {
+      if (previous === undefined) delete process.env["EAGLE_MAX_PIXELS"];
+      else process.env["EAGLE_MAX_PIXELS"] = previous;
+    }
   });
 });
