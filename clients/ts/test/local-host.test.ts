@@ -3,11 +3,11 @@
  * (scripts/local_fixtures.py): PNG decoding, Pillow's bilinear resize (byte-exact), the map's way
  * back to the original frame, and the verdict with its boxes (identical boxes, floats within 1e-6).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 import { PNG } from "pngjs";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { mapToOriginal, makeVerdict, prepareInput, type DecisionParams, type ViewGeometry, centreCropGeometry } from "../src/local/host.js";
 import { decodeImage } from "../src/local/image.js";
@@ -70,6 +70,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     runPython([resolve(REPO, "clients/ts/scripts/local_fixtures.py"), folder]);
     fixtures = JSON.parse(readFileSync(join(folder, "fixtures.json"), "utf8")) as Fixtures;
   });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
   it("decodes every PNG flavour to the bytes Python's load_rgb gives", () => {
     const pngs = fixtures.images.filter((c) => c.name.endsWith(".png"));

@@ -8,7 +8,7 @@
 import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { spawn } from "node:child_process";
 
@@ -84,6 +84,9 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     skipped = document.skipped;
     for (const reason of skipped) console.warn(`[local parity] skipped ${reason}`);
   }, 1_500_000);
+  afterAll(() => {
+    if (!process.env["EAGLE_LOCAL_PARITY_DIR"]) rmSync(work, { recursive: true, force: true });
+  });
 
   it("prints the service's record with Python's decisions, scores (1e-4) and boxes", async () => {
     expect(cases.length).toBeGreaterThanOrEqual(1);
