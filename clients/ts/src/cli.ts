@@ -31,6 +31,9 @@ commands:
   category NAME                           one category with its training scores
   inspect --category C [--question Q] [--attention] IMAGE...
                                           inspect images (one JSON line each)
+  inspect --local EXPORT IMAGE...         inspect images here, without the service, with a model written by
+                                          'eagle export --format onnx' (EXPORT: its folder or model.onnx);
+                                          prints the service's record (expert only: no question, no pictures)
   fit NAME (--folder DIR | FILE...) [--option key=value ...]
                                           fit a category from uploads or a server folder; progress on stderr
   history [--category C] [--decision anomalous|normal|undecided] [--label normal|anomalous|labelled|unlabelled]
@@ -179,6 +182,7 @@ async function run(argv: string[]): Promise<number> {
       kind: { type: "string" },
       out: { type: "string" },
       force: { type: "boolean" },
+      local: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -186,6 +190,10 @@ async function run(argv: string[]): Promise<number> {
   if (values.help || command === undefined) {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;
+  }
+  if (values.local !== undefined) {
+    if (command !== "inspect") throw new UsageError("--local goes with inspect");
+    return inspectLocal(values.local, rest, values);
   }
   const retries = values.retries === undefined ? 3 : Number(values.retries);
   if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a whole number >= 0`);
@@ -340,6 +348,43 @@ async function run(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
+}
+
+/**
+ * `inspect --local`: the exported model runs in this process (onnxruntime-node, loaded only here).
+ * Same output as the service path: one record per image, a failed image as {image, error} and exit 1.
+ */
+async function inspectLocal(
+  exportPath: string,
+  images: string[],
+  values: { category?: string | undefined; question?: string | undefined; attention?: boolean | undefined },
+): Promise<number> {
+  if (images.length === 0) throw new UsageError("inspect needs at least one IMAGE");
+  if (values.question !== undefined || values.attention) {
+    throw new UsageError("--local runs the expert only: questions and attention need the service's MLLM");
+  }
+  const { LocalExpert } = await import("./local/index.js");
+  const expert = await LocalExpert.open(exportPath);
+  if (values.category !== undefined && values.category !== expert.category) {
+    throw new UsageError(`--category ${values.category} does not match the export's category ${expert.category}`);
+  }
+  let failures = 0;
+  const names = uploadNames(images);
+  try {
+    for (const [index, path] of images.entries()) {
+      try {
+        print(await expert.inspect(await readFile(path), names[index] as string));
+      } catch (error) {
+        failures++;
+        const message = error instanceof Error ? error.message : String(error);
+        process.stderr.write(`eagle-client: ${path}: ${message}\n`);
+        print({ image: path, error: message });
+      }
+    }
+  } finally {
+    await expert.close();
+  }
+  return failures > 0 ? 1 : 0;
 }
 
 /** Runs the CLI and maps errors to exit codes and one readable line on stderr. */

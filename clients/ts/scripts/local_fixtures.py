@@ -1,0 +1,250 @@
+"""Fixtures for the TypeScript local runtime's parity tests (clients/ts/test/local-*.test.ts).
+
+Run by the tests through EAGLE_PYTHON: ``python local_fixtures.py OUT_DIR``. Writes images in every
+PNG flavour (and a few JPEGs) with what ``eagle_iad.images.load_rgb`` decodes them to, Pillow's
+bilinear resizes of them, and anomaly maps with the verdicts the Python host code
+(``eagle_iad.verdict.make_verdict``) builds from them, so the TypeScript ports are compared with the
+real Python code, not with a copy of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import sys
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from eagle_iad.expert.patchcore import ExpertResult
+from eagle_iad.expert.preprocess import CenterCrop, WholeFrame
+from eagle_iad.images import Geometry, load_rgb
+from eagle_iad.tgps.calibration import MapCalibration, fallback_calibration
+from eagle_iad.tgps.regions import find_boxes
+from eagle_iad.tgps.thresholds import Thresholds
+from eagle_iad.verdict import make_verdict
+
+
+def b64(arr: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")
+
+
+def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int) -> None:
+    """A PNG written by hand (Pillow cannot write 16-bit RGB or RGBA), big-endian samples, filter 0."""
+    height, width = arr.shape[:2]
+    samples = arr.astype(">u2" if depth == 16 else "u1").reshape(height, -1)
+    if depth < 8:  # pack several samples a byte, the first in the high bits
+        per = 8 // depth
+        padded = np.zeros((height, -(-samples.shape[1] // per) * per), dtype=np.uint8)
+        padded[:, : samples.shape[1]] = samples
+        groups = padded.reshape(height, -1, per).astype(np.uint16)
+        shifts = np.arange(per - 1, -1, -1, dtype=np.uint16) * depth
+        samples = (groups << shifts).sum(axis=2).astype(np.uint8)
+    raw = b"".join(b"\x00" + row.tobytes() for row in samples)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+
+
+def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Decode fixtures: file name, and the RGB Python decodes it to."""
+    folder = out / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = 37, 53
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    written: list[str] = []
+
+    def save(name: str, image: Image.Image, **params: Any) -> None:
+        image.save(folder / name, **params)
+        written.append(name)
+
+    save("rgb.png", Image.fromarray(rgb))
+    save("rgba.png", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+    save("grey.png", Image.fromarray(grey))
+    save("grey_alpha.png", Image.fromarray(np.dstack([grey, alpha]), "LA"))
+    save("grey_trns.png", Image.fromarray(grey), transparency=int(grey[0, 0]))
+    save("rgb_trns.png", Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
+    save("bilevel.png", Image.fromarray(grey > 127))
+    palette = Image.fromarray(rgb).quantize(colors=200)
+    save("palette.png", palette)
+    save("palette_trns.png", palette, transparency=3)
+    save("palette_4bit.png", Image.fromarray(rgb).quantize(colors=16), bits=4)
+    grey16 = rng.integers(0, 65536, (h, w), dtype=np.uint16)
+    raw_png(folder / "grey16.png", grey16, 0, 16)
+    written.append("grey16.png")
+    for name, colour_type, arr in (
+        ("rgb16.png", 2, rng.integers(0, 65536, (h, w, 3))),
+        ("rgba16.png", 6, rng.integers(0, 65536, (h, w, 4))),
+        ("grey_alpha16.png", 4, rng.integers(0, 65536, (h, w, 2))),
+        ("grey2.png", 0, rng.integers(0, 4, (h, w))),
+    ):
+        raw_png(folder / name, arr, colour_type, 2 if name == "grey2.png" else 16)
+        written.append(name)
+    smooth = np.clip(
+        np.add.outer(np.linspace(0, 200, h), np.linspace(0, 55, w))[..., None] + rng.normal(0, 3, (h, w, 3)), 0, 255
+    ).astype(np.uint8)
+    turned = Image.Exif()
+    turned[0x0112] = 8
+    save("rotated.png", Image.fromarray(rgb), exif=turned.tobytes())
+    save("photo.jpg", Image.fromarray(smooth), quality=92)
+    save("photo_444.jpg", Image.fromarray(smooth), quality=95, subsampling=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save("rotated.jpg", Image.fromarray(smooth), quality=95, subsampling=0, exif=exif.tobytes())
+    (folder / "truncated.png").write_bytes((folder / "rgb.png").read_bytes()[:120])
+    (folder / "notes.txt").write_bytes(b"not an image\n")
+    return [
+        {"name": name, "width": int(arr.shape[1]), "height": int(arr.shape[0]), "rgb": b64(arr)}
+        for name in written
+        for arr in [load_rgb(folder / name)]
+    ]
+
+
+def resizes(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Pillow's bilinear resize, up and down, odd ratios, one side only."""
+    cases = []
+    for (h, w), (oh, ow) in (
+        ((37, 53), (224, 224)),
+        ((37, 53), (16, 20)),
+        ((300, 200), (96, 64)),
+        ((300, 200), (301, 199)),
+        ((64, 64), (64, 17)),
+        ((64, 64), (250, 64)),
+        ((123, 457), (61, 229)),
+        ((19, 700), (33, 1021)),
+        ((480, 640), (192, 256)),
+    ):
+        src = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        src[: h // 3] = 255  # saturated and black areas exercise the clipping
+        src[-h // 4 :, : w // 2] = 0
+        out = np.asarray(Image.fromarray(src).resize((ow, oh), Image.Resampling.BILINEAR))
+        cases.append({"width": w, "height": h, "out_width": ow, "out_height": oh, "src": b64(src), "out": b64(out)})
+    return cases
+
+
+def blob_map(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    values = 1.0 + 0.05 * rng.random((h, w))
+    if kind == "flat":
+        return np.full((h, w), 2.5, dtype=np.float32)
+    if kind == "ring":
+        r = np.hypot(yy - h / 2, xx - w / 2)
+        values += 3.0 * np.exp(-(((r - min(h, w) / 4) / 2.0) ** 2))
+        values += 3.2 * np.exp(-((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / 2.0)  # a peak inside the hole
+    if kind == "shifted":  # high almost everywhere: the median fallback
+        values += 2.0 + 0.3 * np.sin(xx / 3.0) * np.cos(yy / 5.0)
+    for _ in range(rng.integers(1, 7) if kind != "flat" else 0):
+        cy, cx = rng.random() * h, rng.random() * w
+        sy, sx = 1 + rng.random() * h / 8, 1 + rng.random() * w / 8
+        values += (0.5 + 3 * rng.random()) * np.exp(-((yy - cy) ** 2 / (2 * sy**2) + (xx - cx) ** 2 / (2 * sx**2)))
+    return values.astype(np.float32)
+
+
+def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Input maps through the Python host code: map back to the original frame, decide, box."""
+    cases = []
+    shapes = [
+        ("resize", (64, 96), (150, 230), None),
+        ("resize", (96, 64), (401, 263), None),
+        ("tile", (128, 192), (700, 1050), None),
+        ("resize", (64, 64), (64, 64), None),
+        ("center-crop", (64, 64), (120, 180), 72),
+        ("center-crop", (56, 56), (211, 97), 64),
+    ]
+    kinds = ["blobs", "blobs", "ring", "shifted", "flat", "blobs", "blobs", "blobs"]
+    index = 0
+    for preprocess, (ih, iw), (h, w), resize in shapes:
+        for kind in kinds:
+            index += 1
+            crop_map = blob_map(rng, ih, iw, kind)
+            if preprocess == "center-crop":
+                assert resize is not None
+                geometry: Any = CenterCrop(Geometry.for_image(h, w, resize, ih))
+            else:
+                geometry = WholeFrame(h, w, ih, iw)
+            full = geometry.to_original(crop_map)
+            score = float(crop_map.max()) * float(rng.choice([0.6, 0.9, 1.0]))
+            tau = float(crop_map.max()) * 0.8
+            thresholds = Thresholds(rule="ksigma", tau=tau, s_max=tau * 1.1, params={})
+            calibrated = index % 3 != 0
+            calibration = (
+                MapCalibration(
+                    map_tau=float(np.quantile(full, 0.9 if index % 2 else 0.999)),
+                    colour_min=1.2,
+                    colour_max=tau * 1.3,
+                    rule="ksigma",
+                )
+                if calibrated
+                else None
+            )
+            rule = "paper" if index % 5 == 0 else "calibrated"
+            expert = SimpleNamespace(
+                thresholds=thresholds,
+                model=SimpleNamespace(
+                    calibration=calibration,
+                    category="fixture",
+                    config=SimpleNamespace(region_rule=rule, preprocess=preprocess),
+                ),
+            )
+            result = ExpertResult(
+                score=score,
+                is_anomalous=thresholds.is_anomalous(score),
+                in_band=thresholds.in_band(score),
+                patch_scores=crop_map,
+                crop_map=crop_map,
+                anomaly_map=full,
+                geometry=geometry,
+            )
+            verdict = make_verdict(expert, f"case{index}.png", result)  # type: ignore[arg-type]
+            used = calibration or fallback_calibration(thresholds)
+            # The same rule at the paper's defaults too, for the region port alone.
+            paper = find_boxes(full, "paper", None).boxes
+            cases.append(
+                {
+                    "name": f"case{index}.png",
+                    "kind": kind,
+                    "preprocess": preprocess,
+                    "input": [ih, iw],
+                    "size": [h, w],
+                    "resize": resize,
+                    "score": score,
+                    "params": {
+                        "category": "fixture",
+                        "tau": tau,
+                        "sMax": tau * 1.1,
+                        "regionRule": rule,
+                        "mapTau": used.map_tau,
+                        "colourScale": [used.colour_min, used.colour_max],
+                        "calibrated": calibration is not None,
+                        "preprocess": preprocess,
+                    },
+                    "input_map": b64(crop_map),
+                    "full_map": b64(full.astype(np.float32)),
+                    "verdict": verdict.to_dict(),
+                    "paper_boxes": [box.to_dict() for box in paper],
+                }
+            )
+    return cases
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(14)
+    document = {"images": images(out, rng), "resizes": resizes(rng), "verdicts": verdicts(rng)}
+    (out / "fixtures.json").write_text(json.dumps(document))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The Python half of the local runtime's end-to-end parity test (clients/ts/test/local-parity.test.ts).
+
+``python local_parity.py WORK``: fits small experts with the ``eagle`` CLI on real images (elpv solar
+cells, whole-frame resize; the MVTec 3D-AD tire in the paper's centre-crop mode when
+``../shared/data/mvtec3d-tire`` is there), exports each with ``eagle export --format onnx``, inspects
+test images with ``eagle inspect --runtime onnx --json``, and writes ``WORK/parity.json``: per model
+the export folder, the images and the verdicts Python printed. The TypeScript test runs the same
+images through the same export in Node and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.data import get_layout
+
+REPO = Path(__file__).resolve().parents[3]
+TIRE = REPO.parent / "shared" / "data" / "mvtec3d-tire"
+
+
+def eagle(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "eagle_iad.cli", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"`eagle {' '.join(args)}` failed (exit {result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def pick(layout: str, root: Path | None, category: str, per_label: int) -> list[str]:
+    samples = sorted(get_layout(layout).samples(root, category, "test"), key=lambda s: str(s.path))
+    normal = [s for s in samples if s.label == 0][:per_label]
+    defective = [s for s in samples if s.label == 1][:per_label]
+    return [str(s.path) for s in normal + defective]
+
+
+def model_case(work: Path, name: str, data: list[str], fit: list[str], images: list[str]) -> dict[str, Any]:
+    model = work / f"{name}-model"
+    export = work / f"{name}-export"
+    eagle("fit", *data, "--out", str(model), "--quiet", *fit)
+    eagle("export", "--model", str(model), "--format", "onnx", "--out", str(export))
+    verdicts = json.loads(eagle("inspect", "--runtime", "onnx", "--model", str(export), "--json", "--quiet", *images))
+    return {"name": name, "export": str(export), "images": images, "verdicts": verdicts}
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    work.mkdir(parents=True, exist_ok=True)
+    cases = [
+        model_case(
+            work,
+            "elpv",
+            ["--layout", "elpv", "--category", "mono"],
+            ["--limit-train", "6", "--size", "128"],
+            pick("elpv", None, "mono", 3),
+        )
+    ]
+    skipped = []
+    if os.environ.get("EAGLE_NO_SHARED") == "1":
+        skipped.append("tire: tire images hidden by EAGLE_NO_SHARED=1 (as in a fresh clone)")
+    elif (TIRE / "tire").is_dir():
+        cases.append(
+            model_case(
+                work,
+                "tire",
+                ["--layout", "mvtec", "--data", str(TIRE), "--category", "tire"],
+                ["--limit-train", "4", "--preprocess", "center-crop", "--resize", "128", "--crop", "96"],
+                pick("mvtec", TIRE, "tire", 2),
+            )
+        )
+    else:
+        skipped.append(f"tire: {TIRE} is not there")
+    (work / "parity.json").write_text(json.dumps({"cases": cases, "skipped": skipped}))
+
+
+if __name__ == "__main__":
+    main()

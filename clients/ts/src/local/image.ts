@@ -1,0 +1,248 @@
+/**
+ * Image decoding for the local runtime: PNG and JPEG to 8-bit RGB the way the Python side
+ * (eagle_iad.images.load_rgb, i.e. Pillow's `convert("RGB")`) does it, without Python.
+ *
+ * PNG is decoded exactly (pngjs, then Pillow's own rules for every colour type and bit depth), so a
+ * PNG gives the very bytes Python sees. JPEG goes through jpeg-js, whose IDCT and upsampling are not
+ * libjpeg's: a pixel may differ by ±1 from Pillow's decode, which moves a score by far less than the
+ * band between normal and anomalous but means byte parity is only claimed for PNG.
+ */
+import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
+
+import { EagleLocalError } from "./errors.js";
+
+/** An 8-bit RGB image, row-major, 3 bytes a pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Limits of eagle_iad.images (same defaults, same environment variables). */
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+export const MIN_SIDE = 16;
+export const DEFAULT_MAX_ASPECT = 32;
+
+function envNumber(name: string, fallback: number, integer: boolean): number {
+  const raw = process.env[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+    throw new EagleLocalError(`${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+/** Refuse, from the header alone, what would cost too much (or make no sense) to decode and resize. */
+export function checkSize(name: string, width: number, height: number): void {
+  const limit = envNumber("EAGLE_MAX_PIXELS", DEFAULT_MAX_PIXELS, true);
+  if (width * height > limit) {
+    throw new EagleLocalError(
+      `${name}: ${width}x${height} = ${((width * height) / 1e6).toFixed(1)} megapixels exceeds the limit of ` +
+        `${(limit / 1e6).toFixed(1)} megapixels (set EAGLE_MAX_PIXELS to change it)`,
+    );
+  }
+  if (Math.min(width, height) < MIN_SIDE) {
+    throw new EagleLocalError(`${name}: ${width}x${height} is too small; each side must be at least ${MIN_SIDE} px`);
+  }
+  const aspect = Math.max(width, height) / Math.min(width, height);
+  const maxAspect = envNumber("EAGLE_MAX_ASPECT", DEFAULT_MAX_ASPECT, false);
+  if (aspect > maxAspect) {
+    throw new EagleLocalError(
+      `${name}: ${width}x${height} is too elongated (aspect ratio ${Math.round(aspect)}:1 exceeds the limit of ${maxAspect}:1; ` +
+        "set EAGLE_MAX_ASPECT to change it)",
+    );
+  }
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * The PNG without its tRNS chunk for grey and RGB images. pngjs paints the transparent colour black
+ * (0,0,0,0), while Pillow's convert("RGB") keeps the stored colour; alpha is dropped anyway. Palette
+ * images keep tRNS (it only adds alpha to the palette there).
+ */
+function withoutColourKey(data: Buffer, colourType: number): Buffer {
+  if (colourType !== 0 && colourType !== 2) return data;
+  const parts: Buffer[] = [data.subarray(0, 8)];
+  let pos = 8;
+  while (pos + 8 <= data.length) {
+    const length = data.readUInt32BE(pos);
+    const end = pos + 12 + length;
+    const type = data.toString("latin1", pos + 4, pos + 8);
+    if (type !== "tRNS") parts.push(data.subarray(pos, Math.min(end, data.length)));
+    if (type === "IEND" || end > data.length) break;
+    pos = end;
+  }
+  return Buffer.concat(parts);
+}
+
+function decodePng(data: Buffer, name: string): RgbImage {
+  if (data.length < 33 || data.toString("latin1", 12, 16) !== "IHDR") {
+    throw new EagleLocalError(`${name}: cannot be read as an image (PNG header is truncated)`);
+  }
+  const width = data.readUInt32BE(16);
+  const height = data.readUInt32BE(20);
+  const depth = data[24] as number;
+  const colourType = data[25] as number;
+  checkSize(name, width, height);
+  let png: { width: number; height: number; data: ArrayLike<number> };
+  try {
+    png = PNG.sync.read(withoutColourKey(data, colourType), { skipRescale: true });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new EagleLocalError(`${name}: image data is truncated or corrupt (${reason})`);
+  }
+  const pixels = width * height;
+  const src = png.data;
+  const out = new Uint8Array(pixels * 3);
+  // pngjs gives RGBA with grey replicated and palettes applied, at the file's own bit depth.
+  let convert: (v: number) => number;
+  if (colourType === 3 || depth === 8) {
+    convert = (v) => v;
+  } else if (depth === 16 && colourType === 0) {
+    // Pillow opens 16-bit grey as I;16; load_rgb scales it: rint(v / 65535 * 255) (never a tie).
+    convert = (v) => Math.round((v / 65535) * 255);
+  } else if (depth === 16) {
+    // 16-bit RGB, RGBA and grey+alpha: Pillow's unpackers keep the high byte.
+    convert = (v) => v >> 8;
+  } else {
+    // 1-, 2- and 4-bit grey: Pillow's unpackers spread the levels over 0..255 (x255, x85, x17).
+    const scale = 255 / ((1 << depth) - 1);
+    convert = (v) => v * scale;
+  }
+  for (let i = 0; i < pixels; i++) {
+    out[i * 3] = convert(src[i * 4] as number);
+    out[i * 3 + 1] = convert(src[i * 4 + 1] as number);
+    out[i * 3 + 2] = convert(src[i * 4 + 2] as number);
+  }
+  return applyOrientation({ width, height, data: out }, pngOrientation(data));
+}
+
+/** The JPEG's frame size from its SOF marker, without decoding the scan. */
+function jpegSize(data: Buffer, name: string): [number, number] {
+  let pos = 2;
+  while (pos + 4 <= data.length) {
+    if (data[pos] !== 0xff) break;
+    const marker = data[pos + 1] as number;
+    if (marker === 0xff) {
+      pos++;
+      continue;
+    }
+    const length = data.readUInt16BE(pos + 2);
+    const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (isFrame && pos + 9 <= data.length) return [data.readUInt16BE(pos + 7), data.readUInt16BE(pos + 5)];
+    pos += 2 + length;
+  }
+  throw new EagleLocalError(`${name}: cannot be read as an image (JPEG has no frame header)`);
+}
+
+/** The orientation tag (1..8) of an EXIF TIFF block starting at `tiff`; 1 when absent or unreadable. */
+function tiffOrientation(data: Buffer, tiff: number): number {
+  const little = data.toString("latin1", tiff, tiff + 2) === "II";
+  const u16 = (at: number): number => (little ? data.readUInt16LE(at) : data.readUInt16BE(at));
+  const u32 = (at: number): number => (little ? data.readUInt32LE(at) : data.readUInt32BE(at));
+  try {
+    const ifd = tiff + u32(tiff + 4);
+    const count = u16(ifd);
+    for (let i = 0; i < count; i++) {
+      const entry = ifd + 2 + i * 12;
+      if (u16(entry) === 0x0112) {
+        const value = u16(entry + 8);
+        return value >= 1 && value <= 8 ? value : 1;
+      }
+    }
+  } catch {
+    return 1; // a broken EXIF block: Pillow ignores it too
+  }
+  return 1;
+}
+
+/** The EXIF orientation (1..8) of a JPEG (APP1 "Exif"), 1 when it has none. */
+export function jpegOrientation(data: Buffer): number {
+  let pos = 2;
+  while (pos + 4 <= data.length && data[pos] === 0xff) {
+    const marker = data[pos + 1] as number;
+    const length = data.readUInt16BE(pos + 2);
+    if (marker === 0xda) break;
+    if (marker === 0xe1 && data.toString("latin1", pos + 4, pos + 10) === "Exif\0\0") return tiffOrientation(data, pos + 10);
+    pos += 2 + length;
+  }
+  return 1;
+}
+
+/** The EXIF orientation (1..8) of a PNG (its eXIf chunk, which Pillow's exif_transpose reads too), 1 when none. */
+export function pngOrientation(data: Buffer): number {
+  let pos = 8;
+  while (pos + 8 <= data.length) {
+    const length = data.readUInt32BE(pos);
+    const type = data.toString("latin1", pos + 4, pos + 8);
+    if (type === "eXIf" && pos + 8 + length <= data.length) {
+      const start = data.toString("latin1", pos + 8, pos + 14) === "Exif\0\0" ? pos + 14 : pos + 8;
+      return tiffOrientation(data, start);
+    }
+    if (type === "IDAT" || type === "IEND") break; // eXIf must come before the image data
+    pos += 12 + length;
+  }
+  return 1;
+}
+
+/** Apply an EXIF orientation like Pillow's ImageOps.exif_transpose. */
+export function applyOrientation(image: RgbImage, orientation: number): RgbImage {
+  if (orientation <= 1 || orientation > 8) return image;
+  const { width: w, height: h, data } = image;
+  const swap = orientation >= 5;
+  const outW = swap ? h : w;
+  const outH = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < outH; y++) {
+    for (let x = 0; x < outW; x++) {
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: [sx, sy] = [w - 1 - x, y]; break; // flip left-right
+        case 3: [sx, sy] = [w - 1 - x, h - 1 - y]; break; // rotate 180
+        case 4: [sx, sy] = [x, h - 1 - y]; break; // flip top-bottom
+        case 5: [sx, sy] = [y, x]; break; // transpose
+        case 6: [sx, sy] = [y, h - 1 - x]; break; // rotate 90 clockwise
+        case 7: [sx, sy] = [w - 1 - y, h - 1 - x]; break; // transverse
+        default: [sx, sy] = [w - 1 - y, x]; break; // 8: rotate 90 counter-clockwise
+      }
+      const s = (sy * w + sx) * 3;
+      const d = (y * outW + x) * 3;
+      out[d] = data[s] as number;
+      out[d + 1] = data[s + 1] as number;
+      out[d + 2] = data[s + 2] as number;
+    }
+  }
+  return { width: outW, height: outH, data: out };
+}
+
+function decodeJpeg(data: Buffer, name: string): RgbImage {
+  const [width, height] = jpegSize(data, name);
+  checkSize(name, width, height);
+  let decoded: { width: number; height: number; data: Uint8Array };
+  try {
+    decoded = jpeg.decode(data, { useTArray: true, formatAsRGBA: false, maxMemoryUsageInMB: 2048 });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new EagleLocalError(`${name}: image data is truncated or corrupt (${reason})`);
+  }
+  if (decoded.data.length !== decoded.width * decoded.height * 3) {
+    throw new EagleLocalError(`${name}: image data is truncated or corrupt (unexpected JPEG component count)`);
+  }
+  return applyOrientation({ width: decoded.width, height: decoded.height, data: decoded.data }, jpegOrientation(data));
+}
+
+/**
+ * Decode a PNG or JPEG file's bytes to 8-bit RGB; anything else, or a broken file, is an
+ * EagleLocalError naming the file and the problem (the messages of eagle_iad.images).
+ */
+export function decodeImage(bytes: Uint8Array, name: string): RgbImage {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (data.length === 0) throw new EagleLocalError(`${name}: file is empty (0 bytes)`);
+  if (data.length >= 8 && data.subarray(0, 8).equals(PNG_SIGNATURE)) return decodePng(data, name);
+  if (data.length >= 3 && data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) return decodeJpeg(data, name);
+  throw new EagleLocalError(`${name}: not a recognised image format (the local runtime reads PNG and JPEG)`);
+}

@@ -1,0 +1,224 @@
+/**
+ * An exported expert (docs/DEPLOY.md) run in Node through onnxruntime-node: no Python, no service.
+ *
+ * The folder's sidecar is checked before anything runs (kind, schema version, ONNX format, every
+ * graph file's SHA-256, the graph's opset against what this onnxruntime-node runs), so a model that
+ * was changed or corrupted after export, or that this runtime cannot run, fails with one clear line
+ * instead of scoring differently. onnxruntime-node is loaded only here, on first use: the package's
+ * main entry (the service client, used in browsers) never imports it.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+import { EagleLocalError } from "./errors.js";
+import { makeVerdict, mapToOriginal, prepareInput, type DecisionParams, type ExpertVerdictRecord } from "./host.js";
+import { decodeImage } from "./image.js";
+
+export const SIDECAR = "eagle-export.json";
+export const EXPORT_KIND = "eagle-export";
+/** Sidecar schema versions this runtime reads. */
+export const SCHEMA_VERSIONS = [1];
+/** The newest default-domain ONNX opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused at load). */
+export const MAX_OPSET = 26;
+
+/** The parts of the sidecar this runtime reads (docs/DEPLOY.md, "The sidecar"). */
+export interface ExportSidecar {
+  schema_version: number;
+  kind: string;
+  format: string;
+  category: string;
+  graph: { file: string; external_data: string | null; opset: number; sha256: Record<string, string> };
+  preprocessing: { mode: string; input_hw: [number, number]; resize: number; crop: number };
+  tau: number;
+  s_max: number;
+  map: { map_tau: number; colour_scale: [number, number]; calibrated: boolean };
+  regions: { rule: string };
+}
+
+/** The record the service's POST /v1/inspect returns for an expert-only inspection (InspectionRecord). */
+export type LocalInspectionRecord = {
+  id: string;
+  time: string;
+  category: string;
+  image_name: string;
+  score: number;
+  tau: number;
+  s_max: number;
+  decision: string;
+  in_band: boolean;
+  answer: null;
+  caas_applied: false;
+  verdict: ExpertVerdictRecord;
+  pictures: Record<string, string>;
+  label: null;
+  label_time: null;
+};
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** The export folder for a folder or one of its files (model.onnx, the sidecar). */
+export async function exportFolder(path: string): Promise<string> {
+  const info = await stat(path).catch(() => null);
+  if (info === null) throw new EagleLocalError(`${path}: no such export folder or file`);
+  const folder = info.isDirectory() ? path : dirname(path);
+  const sidecar = join(folder, SIDECAR);
+  if (!(await stat(sidecar).catch(() => null))?.isFile()) {
+    throw new EagleLocalError(`${folder}: no ${SIDECAR}; --local takes a folder written by 'eagle export --format onnx'`);
+  }
+  return folder;
+}
+
+/** Read and verify an export's sidecar: kind, schema, format, opset, and every graph file's SHA-256. */
+export async function readSidecar(path: string): Promise<{ folder: string; sidecar: ExportSidecar }> {
+  const folder = await exportFolder(path);
+  const where = join(folder, SIDECAR);
+  let record: ExportSidecar;
+  try {
+    record = JSON.parse(await readFile(where, "utf8")) as ExportSidecar;
+  } catch (error) {
+    throw new EagleLocalError(`${where}: not a readable export sidecar (${error instanceof Error ? error.message : String(error)})`);
+  }
+  if (record === null || typeof record !== "object" || record.kind !== EXPORT_KIND) {
+    throw new EagleLocalError(`${where}: not an eagle export sidecar (kind ${JSON.stringify((record as { kind?: unknown } | null)?.kind ?? null)})`);
+  }
+  if (!SCHEMA_VERSIONS.includes(record.schema_version)) {
+    throw new EagleLocalError(
+      `${where}: export schema version ${JSON.stringify(record.schema_version)} is unknown to this client (it reads ` +
+        `${SCHEMA_VERSIONS.join(", ")}); update @eagle-iad/client or export with a matching eagle`,
+    );
+  }
+  if (record.format !== "onnx") {
+    throw new EagleLocalError(`${where}: is an ${record.format} export; the local runtime runs ONNX exports (eagle export --format onnx)`);
+  }
+  const graph = record.graph;
+  if (graph === undefined || typeof graph.file !== "string" || graph.sha256 === undefined || !(graph.file in graph.sha256)) {
+    throw new EagleLocalError(`${where}: malformed sidecar (the graph file and its SHA-256 are missing)`);
+  }
+  if (typeof graph.opset !== "number" || graph.opset > MAX_OPSET) {
+    throw new EagleLocalError(
+      `${join(folder, graph.file)}: needs ONNX opset ${JSON.stringify(graph.opset)}, onnxruntime-node supports up to ${MAX_OPSET}; ` +
+        "update onnxruntime-node or export with a lower opset",
+    );
+  }
+  for (const [name, expected] of Object.entries(graph.sha256)) {
+    const file = join(folder, name);
+    if (basename(name) !== name || !(await stat(file).catch(() => null))?.isFile()) {
+      throw new EagleLocalError(`${file}: graph file named by the sidecar is missing`);
+    }
+    if ((await sha256(file)) !== expected) {
+      throw new EagleLocalError(
+        `${file}: does not match its sidecar (SHA-256 differs): the file was changed or corrupted after export; export the model again`,
+      );
+    }
+  }
+  return { folder, sidecar: record };
+}
+
+type Ort = typeof import("onnxruntime-node");
+
+async function loadOrt(): Promise<Ort> {
+  try {
+    return await import("onnxruntime-node");
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    throw new EagleLocalError(
+      `the local runtime needs onnxruntime-node (an optional dependency of @eagle-iad/client): npm install onnxruntime-node@1.30.0 (${reason})`,
+    );
+  }
+}
+
+/** The decision parameters the sidecar carries, in the shape the host code takes. */
+export function decisionParams(sidecar: ExportSidecar): DecisionParams {
+  return {
+    category: sidecar.category,
+    tau: sidecar.tau,
+    sMax: sidecar.s_max,
+    regionRule: sidecar.regions.rule,
+    mapTau: sidecar.map.map_tau,
+    colourScale: sidecar.map.colour_scale,
+    calibrated: sidecar.map.calibrated,
+    preprocess: sidecar.preprocessing.mode,
+  };
+}
+
+/** An exported expert, ready to inspect images. */
+export class LocalExpert {
+  private constructor(
+    readonly folder: string,
+    readonly sidecar: ExportSidecar,
+    private readonly session: import("onnxruntime-node").InferenceSession,
+    private readonly ort: Ort,
+  ) {}
+
+  /** Open an export folder (or its model.onnx): verify it, then create the onnxruntime session. */
+  static async open(path: string): Promise<LocalExpert> {
+    const { folder, sidecar } = await readSidecar(path);
+    const ort = await loadOrt();
+    const graph = join(folder, sidecar.graph.file);
+    let session: import("onnxruntime-node").InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(graph, { executionProviders: ["cpu"] });
+    } catch (error) {
+      const first = (error instanceof Error ? error.message : String(error)).trim().split("\n")[0];
+      throw new EagleLocalError(`${graph}: onnxruntime-node ${ort.env.versions.node ?? ""} cannot run this graph (opset ${sidecar.graph.opset}): ${first}`);
+    }
+    const names = JSON.stringify([session.inputNames, session.outputNames]);
+    if (names !== JSON.stringify([["image"], ["score", "map"]])) {
+      throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map"]]`);
+    }
+    return new LocalExpert(folder, sidecar, session, ort);
+  }
+
+  get category(): string {
+    return this.sidecar.category;
+  }
+
+  /** Score one image's file bytes: the expert verdict as Python's make_verdict builds it. */
+  async verdict(data: Uint8Array, name: string): Promise<ExpertVerdictRecord> {
+    const rgb = decodeImage(data, name);
+    const pre = this.sidecar.preprocessing;
+    const [inputHeight, inputWidth] = pre.input_hw;
+    const { input, geometry } = prepareInput(rgb, pre.mode, inputHeight, inputWidth, pre.resize);
+    if (input.width !== inputWidth || input.height !== inputHeight) {
+      throw new EagleLocalError(`${this.folder}: the sidecar's input ${inputHeight}x${inputWidth} does not match its preprocessing`);
+    }
+    const tensor = new this.ort.Tensor("uint8", input.data, [1, inputHeight, inputWidth, 3]);
+    const outputs = await this.session.run({ image: tensor });
+    const score = (outputs["score"]?.data as Float32Array)[0] as number;
+    const heat = outputs["map"]?.data as Float32Array;
+    const full = mapToOriginal({ width: inputWidth, height: inputHeight, data: heat }, geometry);
+    return makeVerdict(name, score, full, geometry, decisionParams(this.sidecar));
+  }
+
+  /** The record the service's /v1/inspect returns for this image (expert only: no answer, no pictures). */
+  async inspect(data: Uint8Array, name: string): Promise<LocalInspectionRecord> {
+    const verdict = await this.verdict(data, name);
+    return {
+      id: randomUUID().replaceAll("-", ""),
+      time: new Date().toISOString().replace("Z", "+00:00"),
+      category: verdict.category,
+      image_name: name,
+      score: verdict.score,
+      tau: verdict.tau,
+      s_max: verdict.s_max,
+      decision: verdict.decision,
+      in_band: verdict.in_band,
+      answer: null,
+      caas_applied: false,
+      verdict,
+      pictures: {},
+      label: null,
+      label_time: null,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}

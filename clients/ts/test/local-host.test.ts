@@ -1,0 +1,196 @@
+/**
+ * The local runtime's host code against Python on fixtures Python writes in this run
+ * (scripts/local_fixtures.py): PNG decoding, Pillow's bilinear resize (byte-exact), the map's way
+ * back to the original frame, and the verdict with its boxes (identical boxes, floats within 1e-6).
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+import { PNG } from "pngjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { mapToOriginal, makeVerdict, prepareInput, type DecisionParams, type ViewGeometry, centreCropGeometry } from "../src/local/host.js";
+import { decodeImage } from "../src/local/image.js";
+import { extractRegions, findBoxes } from "../src/local/regions.js";
+import { resizeBilinear } from "../src/local/resize.js";
+import { NO_PYTHON, bytes, floats, runPython, scratch } from "./local-python.js";
+import { REPO } from "./server.js";
+
+interface ImageCase { name: string; width: number; height: number; rgb: string }
+interface ResizeCase { width: number; height: number; out_width: number; out_height: number; src: string; out: string }
+interface VerdictCase {
+  name: string;
+  kind: string;
+  preprocess: string;
+  input: [number, number];
+  size: [number, number];
+  resize: number | null;
+  score: number;
+  params: DecisionParams;
+  input_map: string;
+  full_map: string;
+  verdict: Record<string, unknown> & { boxes: unknown[]; candidates: unknown[]; map: Record<string, unknown> };
+  paper_boxes: unknown[];
+}
+interface Fixtures { images: ImageCase[]; resizes: ResizeCase[]; verdicts: VerdictCase[] }
+
+let fixtures: Fixtures;
+let folder: string;
+
+/** Floats within 1e-6 (relative above 1), everything else equal; the message names the key path. */
+function expectClose(actual: unknown, expected: unknown, path = "$"): void {
+  if (typeof expected === "number" && typeof actual === "number") {
+    const tolerance = 1e-6 * Math.max(1, Math.abs(expected));
+    if (Math.abs(actual - expected) > tolerance) throw new Error(`${path}: ${actual} != ${expected}`);
+    return;
+  }
+  if (Array.isArray(expected)) {
+    expect(Array.isArray(actual), `${path} is an array`).toBe(true);
+    expect((actual as unknown[]).length, `${path} length`).toBe(expected.length);
+    expected.forEach((item, i) => expectClose((actual as unknown[])[i], item, `${path}[${i}]`));
+    return;
+  }
+  if (expected !== null && typeof expected === "object") {
+    expect(Object.keys(actual as object), `${path} keys`).toEqual(Object.keys(expected));
+    for (const [key, value] of Object.entries(expected)) expectClose((actual as Record<string, unknown>)[key], value, `${path}.${key}`);
+    return;
+  }
+  expect(actual, path).toEqual(expected);
+}
+
+function geometryOf(c: VerdictCase): ViewGeometry {
+  const [h, w] = c.size;
+  const [ih, iw] = c.input;
+  return c.preprocess === "center-crop" ? centreCropGeometry(h, w, c.resize as number, ih) : { height: h, width: w, inputHeight: ih, inputWidth: iw };
+}
+
+describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON ? ` (skipped: ${NO_PYTHON})` : ""}`, () => {
+  beforeAll(() => {
+    folder = scratch("eagle-local-fixtures-");
+    runPython([resolve(REPO, "clients/ts/scripts/local_fixtures.py"), folder]);
+    fixtures = JSON.parse(readFileSync(join(folder, "fixtures.json"), "utf8")) as Fixtures;
+  });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  it("decodes every PNG flavour to the bytes Python's load_rgb gives", () => {
+    const pngs = fixtures.images.filter((c) => c.name.endsWith(".png"));
+    expect(pngs.map((c) => c.name)).toContain("rgba16.png");
+    for (const c of pngs) {
+      const image = decodeImage(readFileSync(join(folder, "images", c.name)), c.name);
+      expect([image.width, image.height], c.name).toEqual([c.width, c.height]);
+      expect(Buffer.from(image.data).equals(Buffer.from(bytes(c.rgb))), `${c.name} decodes exactly`).toBe(true);
+    }
+  });
+
+  it("decodes JPEGs within a few levels of Pillow (libjpeg's IDCT differs), EXIF rotation applied", () => {
+    const jpegs = fixtures.images.filter((i) => i.name.endsWith(".jpg"));
+    expect(jpegs.map((c) => c.name)).toContain("rotated.jpg");
+    for (const c of jpegs) {
+      const image = decodeImage(readFileSync(join(folder, "images", c.name)), c.name);
+      expect([image.width, image.height], c.name).toEqual([c.width, c.height]);
+      const expected = bytes(c.rgb);
+      let worst = 0;
+      let total = 0;
+      for (let i = 0; i < expected.length; i++) {
+        const difference = Math.abs((image.data[i] as number) - (expected[i] as number));
+        worst = Math.max(worst, difference);
+        total += difference;
+      }
+      // Measured: at most 3 levels, under 0.5 on average; a wrong orientation would differ by tens.
+      expect(worst, `${c.name}: largest difference to Pillow`).toBeLessThanOrEqual(4);
+      expect(total / expected.length, `${c.name}: mean difference to Pillow`).toBeLessThan(0.5);
+    }
+  });
+
+  it("refuses broken and unsupported files with a message naming them", () => {
+    const read = (name: string) => () => decodeImage(readFileSync(join(folder, "images", name)), name);
+    expect(read("truncated.png")).toThrow(/^truncated\.png: image data is truncated or corrupt \(/);
+    expect(read("notes.txt")).toThrow("notes.txt: not a recognised image format (the local runtime reads PNG and JPEG)");
+    expect(() => decodeImage(new Uint8Array(0), "empty.png")).toThrow("empty.png: file is empty (0 bytes)");
+  });
+
+  it("resizes byte-exactly like Pillow's bilinear, up, down and odd ratios", () => {
+    for (const c of fixtures.resizes) {
+      const out = resizeBilinear({ width: c.width, height: c.height, data: bytes(c.src) }, c.out_width, c.out_height);
+      const expected = bytes(c.out);
+      let differing = 0;
+      for (let i = 0; i < expected.length; i++) if (out.data[i] !== expected[i]) differing++;
+      expect(differing, `${c.width}x${c.height} -> ${c.out_width}x${c.out_height}: bytes differing from Pillow`).toBe(0);
+    }
+  });
+
+  it("maps input maps back to the original frame like torch's bilinear (and the centre crop)", () => {
+    for (const c of fixtures.verdicts) {
+      const [ih, iw] = c.input;
+      const full = mapToOriginal({ width: iw, height: ih, data: floats(c.input_map) }, geometryOf(c));
+      const expected = floats(c.full_map);
+      expect(full.data.length, c.name).toBe(expected.length);
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs((full.data[i] as number) - (expected[i] as number)));
+      expect(worst, `${c.name}: largest difference to torch`).toBeLessThanOrEqual(1e-6);
+    }
+  });
+
+  it("draws the boxes Python draws on the same map (both region rules)", () => {
+    let boxes = 0;
+    for (const c of fixtures.verdicts) {
+      const [h, w] = c.size;
+      const map = { width: w, height: h, data: floats(c.full_map) };
+      expectClose(extractRegions(map), c.paper_boxes, `${c.name}.paper_boxes`);
+      const v = c.verdict;
+      const p = c.params;
+      const cell = Math.min(0.001, (8 / c.input[0]) * (8 / c.input[1]));
+      const found = findBoxes(map, v["region_rule"] as string, p.calibrated ? p.mapTau : null, p.calibrated ? p.colourScale[0] : null, 3, cell);
+      const expected = [...v.boxes, ...v.candidates].map((b) => {
+        const { rank: _rank, ...box } = b as Record<string, unknown>;
+        return box;
+      });
+      expectClose(found.boxes, expected, `${c.name}.boxes`);
+      expectClose(found.threshold, v.map["region_threshold"], `${c.name}.region_threshold`);
+      boxes += expected.length;
+    }
+    expect(boxes, "the fixtures exercise boxes at all").toBeGreaterThan(40);
+  });
+
+  it("builds the verdict record Python builds, from the input map on", () => {
+    for (const c of fixtures.verdicts) {
+      const [ih, iw] = c.input;
+      const geometry = geometryOf(c);
+      const full = mapToOriginal({ width: iw, height: ih, data: floats(c.input_map) }, geometry);
+      expectClose(makeVerdict(c.name, c.score, full, geometry, c.params), c.verdict, c.name);
+    }
+  });
+
+  it("prepares the graph input as Python does (resize, or resize then centre crop)", () => {
+    const image = decodeImage(readFileSync(join(folder, "images", "rgb.png")), "rgb.png");
+    const { input, geometry } = prepareInput(image, "center-crop", 32, 32, 40);
+    expect(geometry.crop).toEqual({ resizedHeight: 40, resizedWidth: 57, top: 4, left: 12, size: 32 });
+    const resized = resizeBilinear(image, 57, 40);
+    expect(Array.from(input.data.subarray(0, 3))).toEqual(Array.from(resized.data.subarray((4 * 57 + 12) * 3, (4 * 57 + 12) * 3 + 3)));
+  });
+});
+
+describe("local runtime image limits (eagle_iad.images' rules, from the header)", () => {
+  const png = (width: number, height: number): Uint8Array => {
+    const image = new PNG({ width, height });
+    return PNG.sync.write(image);
+  };
+
+  it("refuses images too small, too large or too elongated, naming the file", () => {
+    expect(() => decodeImage(png(15, 40), "tiny.png")).toThrow("tiny.png: 15x40 is too small; each side must be at least 16 px");
+    expect(() => decodeImage(png(16, 16 * 33), "strip.png")).toThrow(
+      "strip.png: 16x528 is too elongated (aspect ratio 33:1 exceeds the limit of 32:1; set EAGLE_MAX_ASPECT to change it)",
+    );
+    const previous = process.env["EAGLE_MAX_PIXELS"];
+    process.env["EAGLE_MAX_PIXELS"] = "1000";
+    try {
+      expect(() => decodeImage(png(40, 30), "big.png")).toThrow(
+        "big.png: 40x30 = 0.0 megapixels exceeds the limit of 0.0 megapixels (set EAGLE_MAX_PIXELS to change it)",
+      );
+      expect(decodeImage(png(20, 20), "fits.png").width).toBe(20);
+    } finally {
+      if (previous === undefined) delete process.env["EAGLE_MAX_PIXELS"];
+      else process.env["EAGLE_MAX_PIXELS"] = previous;
+    }
+  });
+});

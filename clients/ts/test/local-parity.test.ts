@@ -1,0 +1,232 @@
+/**
+ * End to end: a small expert fitted and exported by the Python CLI in this run (scripts/local_parity.py),
+ * the same real images (elpv cells; the MVTec 3D-AD tire in centre-crop mode when ../shared has it)
+ * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
+ * decisions, scores within 1e-4, identical boxes; the very record `eagle serve --runtime onnx` returns
+ * for the same upload; then what a damaged export does.
+ */
+import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { spawn } from "node:child_process";
+
+import { main, uploadNames } from "../src/cli.js";
+import { EagleClient } from "../src/client.js";
+import type { InspectionRecord } from "../src/client.js";
+import { LocalExpert, type LocalInspectionRecord } from "../src/local/index.js";
+import { NO_PYTHON, PYTHON, runPython, scratch } from "./local-python.js";
+import { REPO, freePort } from "./server.js";
+
+interface ParityCase { name: string; export: string; images: string[]; verdicts: Array<Record<string, unknown>> }
+
+let work: string;
+let cases: ParityCase[];
+let skipped: string[];
+
+/** Run the CLI in-process; stdout lines and the exit code. */
+async function cli(args: string[]): Promise<{ code: number; lines: string[]; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  const writeErr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string) => (out.push(chunk), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => (err.push(chunk), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(args);
+    return { code, lines: out.join("").split("\n").filter(Boolean), stderr: err.join("") };
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = writeErr;
+  }
+}
+
+/** Compile-time proof that a local record is a service InspectionRecord (the generated type). */
+function asServiceRecord(record: LocalInspectionRecord): InspectionRecord {
+  return record;
+}
+
+/** Floats within 1e-6 (relative above 1), everything else equal; the message names the key path. */
+function expectClose(actual: unknown, expected: unknown, path: string): void {
+  if (typeof expected === "number" && typeof actual === "number") {
+    if (Math.abs(actual - expected) > 1e-6 * Math.max(1, Math.abs(expected))) throw new Error(`${path}: ${actual} != ${expected}`);
+    return;
+  }
+  if (Array.isArray(expected)) {
+    expect((actual as unknown[]).length, `${path} length`).toBe(expected.length);
+    expected.forEach((item, i) => expectClose((actual as unknown[])[i], item, `${path}[${i}]`));
+    return;
+  }
+  if (expected !== null && typeof expected === "object") {
+    expect(Object.keys(actual as object), `${path} keys`).toEqual(Object.keys(expected));
+    for (const [key, value] of Object.entries(expected)) expectClose((actual as Record<string, unknown>)[key], value, `${path}.${key}`);
+    return;
+  }
+  expect(actual, path).toEqual(expected);
+}
+
+function where_(c: ParityCase, index: number): string {
+  return `${c.name}/${basename(c.images[index] as string)}`;
+}
+
+function boxesOf(boxes: unknown): Array<Record<string, number>> {
+  return boxes as Array<Record<string, number>>;
+}
+
+describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on real images${NO_PYTHON ? ` (skipped: ${NO_PYTHON})` : ""}`, () => {
+  beforeAll(() => {
+    // EAGLE_LOCAL_PARITY_DIR keeps the fitted models between runs (a developer's loop); default: fresh.
+    work = process.env["EAGLE_LOCAL_PARITY_DIR"] || scratch("eagle-local-parity-");
+    if (!existsSync(join(work, "parity.json"))) runPython([resolve(REPO, "clients/ts/scripts/local_parity.py"), work], 1_500_000);
+    const document = JSON.parse(readFileSync(join(work, "parity.json"), "utf8")) as { cases: ParityCase[]; skipped: string[] };
+    cases = document.cases;
+    skipped = document.skipped;
+    for (const reason of skipped) console.warn(`[local parity] skipped ${reason}`);
+  }, 1_500_000);
+  afterAll(() => {
+    if (!process.env["EAGLE_LOCAL_PARITY_DIR"]) rmSync(work, { recursive: true, force: true });
+  });
+
+  it("prints the service's record with Python's decisions, scores (1e-4) and boxes", async () => {
+    expect(cases.length).toBeGreaterThanOrEqual(1);
+    let anomalous = 0;
+    for (const c of cases) {
+      const { code, lines } = await cli(["inspect", "--local", c.export, ...c.images]);
+      const names = uploadNames(c.images);
+      expect(code, c.name).toBe(0);
+      expect(lines.length, c.name).toBe(c.images.length);
+      for (const [index, line] of lines.entries()) {
+        const record = JSON.parse(line) as LocalInspectionRecord;
+        expect(asServiceRecord(record).category, where_(c, index)).toBe(c.verdicts[index]?.["category"]);
+        const python = c.verdicts[index] as Record<string, unknown> & { map: Record<string, unknown> };
+        const where = `${c.name}/${basename(c.images[index] as string)}`;
+        // The service's InspectionRecord keys, expert only.
+        expect(Object.keys(record), where).toEqual([
+          "id", "time", "category", "image_name", "score", "tau", "s_max", "decision", "in_band", "answer", "caas_applied",
+          "verdict", "pictures", "label", "label_time",
+        ]);
+        expect(record.image_name, where).toBe(names[index]);
+        expect(record.decision, where).toBe(python["decision"]);
+        expect(record.in_band, where).toBe(python["in_band"]);
+        expect(Math.abs(record.score - (python["score"] as number)), `${where} score`).toBeLessThanOrEqual(1e-4 * Math.abs(python["score"] as number));
+        expect(record.tau, where).toBe(python["tau"]);
+        expect(record.s_max, where).toBe(python["s_max"]);
+        const v = record.verdict;
+        expect(Object.keys(v), where).toEqual(Object.keys(python));
+        for (const key of ["boxes", "candidates"] as const) {
+          const ours = boxesOf(v[key]);
+          const theirs = boxesOf(python[key]);
+          expect(ours.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"], b["area"], b["rank"]]), `${where} ${key}`).toEqual(
+            theirs.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"], b["area"], b["rank"]]),
+          );
+          ours.forEach((b, i) => {
+            expect(Math.abs((b["peak"] as number) - (theirs[i]?.["peak"] as number)), `${where} ${key} peak`).toBeLessThanOrEqual(1e-4);
+          });
+        }
+        expect(v.region_rule, where).toBe(python["region_rule"]);
+        expect([v.width, v.height], where).toEqual([python["width"], python["height"]]);
+        expect(Object.keys(v.map), where).toEqual(Object.keys(python.map));
+        for (const key of ["max", "mean", "p99"]) {
+          const theirs = python.map[key] as number;
+          expect(Math.abs((v.map[key] as number) - theirs), `${where} map.${key}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(theirs)));
+        }
+        expect(v.map["inspected_fraction"], where).toBe(python.map["inspected_fraction"]);
+        if (record.decision === "anomalous") anomalous++;
+      }
+    }
+    expect(anomalous, "some images are anomalous, so boxes were compared").toBeGreaterThan(0);
+  });
+
+  it("gives the record `eagle serve --runtime onnx` gives for the same upload (but id, time and pictures)", async () => {
+    const c = cases[0] as ParityCase;
+    const models = join(work, "served");
+    rmSync(models, { recursive: true, force: true });
+    const category = String(c.verdicts[0]?.["category"]);
+    cpSync(c.export, join(models, category), { recursive: true });
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: resolve(REPO, "src"), HF_HUB_OFFLINE: "1" };
+    delete env["EAGLE_API_KEY"];
+    const server = spawn(
+      PYTHON,
+      ["-m", "eagle_iad.cli", "serve", "--runtime", "onnx", "--models", models, "--state-dir", join(work, "served-state"),
+        "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning"],
+      { cwd: REPO, env, stdio: ["ignore", "ignore", "pipe"], detached: true },
+    );
+    let log = "";
+    server.stderr?.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-5000)));
+    try {
+      const client = new EagleClient({ baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
+      const deadline = Date.now() + 240_000;
+      for (;;) {
+        try {
+          await client.health();
+          break;
+        } catch (error) {
+          if (Date.now() > deadline || server.exitCode !== null) throw new Error(`eagle serve --runtime onnx did not start: ${log}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      const local = await LocalExpert.open(c.export);
+      try {
+        for (const path of c.images.slice(0, 4)) {
+          const name = basename(path);
+          const bytes = readFileSync(path);
+          const served = (await client.inspect(bytes, category, { filename: name })) as unknown as Record<string, unknown>;
+          const ours = (await local.inspect(bytes, name)) as unknown as Record<string, unknown>;
+          expect(Object.keys(ours), name).toEqual(Object.keys(served));
+          const strip = (record: Record<string, unknown>) => {
+            const { id: _id, time: _time, pictures: _pictures, verdict, ...rest } = record;
+            const { pictures: _vp, ...v } = verdict as Record<string, unknown>;
+            return { ...rest, verdict: v };
+          };
+          expectClose(strip(ours), strip(served), name);
+        }
+      } finally {
+        await local.close();
+      }
+    } finally {
+      if (server.pid !== undefined) process.kill(-server.pid, "SIGTERM");
+    }
+  }, 300_000);
+
+  it("refuses a graph that does not match its sidecar, and a sidecar of another schema", async () => {
+    const source = (cases[0] as ParityCase).export;
+    const damaged = join(work, "damaged");
+    rmSync(damaged, { recursive: true, force: true });
+    cpSync(source, damaged, { recursive: true });
+    const graph = readFileSync(join(damaged, "model.onnx"));
+    graph.writeUInt8(graph.readUInt8(graph.length - 1) ^ 0xff, graph.length - 1);
+    writeFileSync(join(damaged, "model.onnx"), graph);
+    await expect(LocalExpert.open(join(damaged, "model.onnx"))).rejects.toThrow(
+      `${join(damaged, "model.onnx")}: does not match its sidecar (SHA-256 differs): the file was changed or corrupted after export; export the model again`,
+    );
+    const { code, stderr } = await cli(["inspect", "--local", damaged, (cases[0] as ParityCase).images[0] as string]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("does not match its sidecar (SHA-256 differs)");
+
+    const future = join(work, "future");
+    rmSync(future, { recursive: true, force: true });
+    cpSync(source, future, { recursive: true });
+    const sidecar = JSON.parse(readFileSync(join(future, "eagle-export.json"), "utf8")) as Record<string, unknown>;
+    writeFileSync(join(future, "eagle-export.json"), JSON.stringify({ ...sidecar, schema_version: 99 }));
+    await expect(LocalExpert.open(future)).rejects.toThrow(
+      `${join(future, "eagle-export.json")}: export schema version 99 is unknown to this client (it reads 1); update @eagle-iad/client or export with a matching eagle`,
+    );
+    const graphOpset = sidecar["graph"] as Record<string, unknown>;
+    writeFileSync(join(future, "eagle-export.json"), JSON.stringify({ ...sidecar, graph: { ...graphOpset, opset: 99 } }));
+    await expect(LocalExpert.open(future)).rejects.toThrow(/needs ONNX opset 99, onnxruntime-node supports up to \d+/);
+  });
+
+  it("reports an unreadable image as that image's error and carries on", async () => {
+    const c = cases[0] as ParityCase;
+    const broken = join(work, "broken.png");
+    writeFileSync(broken, "not an image");
+    const copy = join(work, "good.png");
+    copyFileSync(c.images[0] as string, copy);
+    const { code, lines } = await cli(["inspect", "--local", c.export, broken, copy]);
+    expect(code).toBe(1);
+    expect(JSON.parse(lines[0] as string)).toEqual({ image: broken, error: "broken.png: not a recognised image format (the local runtime reads PNG and JPEG)" });
+    expect((JSON.parse(lines[1] as string) as LocalInspectionRecord).score).toBeCloseTo(c.verdicts[0]?.["score"] as number, 3);
+  });
+});
