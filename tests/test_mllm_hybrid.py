@@ -311,3 +311,29 @@ def test_inspect_cli_prints_the_route(
     verdicts = json.loads(capsys.readouterr().out)
     assert [v["answered_by"]["route"] for v in verdicts] == ["caas", "engine"]
     assert [v["reply"] for v in verdicts] == [band["reply"], out_of_band["reply"]]
+
+
+def test_serve_with_hybrid_routes_each_inspection(reference: dict[str, Any], tiny_qwen: Path, engine_backend: Any,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """``eagle serve --mllm ENGINE --caas-mllm CAAS``: the service's verdicts name the route per inspection."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    rows = [r for r in reference["rows"] if r["condition"] == "eagle"]
+    band = next(r for r in rows if r["in_band"])
+    out_of_band = next(r for r in rows if not r["in_band"])
+    with Engine(engine_backend) as engine:
+        settings = ServiceSettings(models_dir=reference["models"], state_dir=tmp_path / "state",
+                                   mllm=hybrid_spec(engine.spec, f"hf:{tiny_qwen}"))  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            verdicts = []
+            for row in (band, out_of_band):
+                files = {"image": (Path(row["image"]).name, Path(row["image"]).read_bytes(), "image/png")}
+                response = client.post("/v1/inspect", files=files, data={"category": "cells"})
+                assert response.status_code == 200, response.text
+                verdicts.append(response.json()["verdict"])
+            models = client.get("/v1/models").json()
+    assert [v["answered_by"]["route"] for v in verdicts] == ["caas", "engine"]
+    assert [v["caas_applied"] for v in verdicts] == [True, False]
+    assert models["data"][0]["id"] == SERVED  # chat clients see the engine's model name
