@@ -22,6 +22,7 @@ HTTP overhead; the speed-up comes from a real serving engine.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import subprocess
@@ -120,8 +121,8 @@ def main() -> None:
         items = build_items(config)
         categories = list(shard_by_category(items))
         for category in categories:
-            ensure_expert(root / "models", category, lambda c=category: layout_training("elpv", None, c),
-                          args.limit_train, 0)  # fmt: skip
+            training = functools.partial(layout_training, "elpv", None, category)
+            ensure_expert(root / "models", category, training, args.limit_train, 0)
         set_band(root / "models", categories, items, args.band)
         engine_process = None
         engine = args.engine
@@ -145,21 +146,15 @@ def main() -> None:
     print(f"elpv, {len(items)} images ({args.limit}/category), eagle condition, random Qwen2.5-VL "
           f"w{args.hidden} L{args.layers}, {args.tokens} new tokens, torch {torch.__version__} CPU 1 thread; "
           f"engine {'given' if args.engine else 'eagle serve-mllm (transformers)'}")  # fmt: skip
-    base = None
-    print(f"\n{'mode':<13} {'images/s':>9} {'x engine':>9} {'band share':>11} {'via CAAS':>9} {'same answers':>13}")
+    rates = {name: len(rows) / sum(float(r["latency_s"]) for r in rows) for name, rows in results.items()}
     reference = {r["image"]: r["reply"] for r in results["transformers"]}
-    engine_rate = None
-    rates: dict[str, float] = {}
-    for name, rows in results.items():
-        rates[name] = len(rows) / sum(float(r["latency_s"]) for r in rows)
-    engine_rate = rates["engine"]
+    print(f"\n{'mode':<13} {'images/s':>9} {'x engine':>9} {'band share':>11} {'via CAAS':>9} {'same answers':>13}")
     for name, rows in results.items():
         band = float(np.mean([r["in_band"] for r in rows]))
         via_caas = float(np.mean([r.get("answered_by", {}).get("route") == "caas" for r in rows]))
         same = sum(reference[r["image"]] == r["reply"] for r in rows)
-        base = rates[name] / engine_rate
-        print(f"{name:<13} {rates[name]:>9.2f} {base:>9.2f} {band:>11.0%} {via_caas:>9.0%} {same:>6}/{len(rows)}")
-
+        ratio = rates[name] / rates["engine"]
+        print(f"{name:<13} {rates[name]:>9.2f} {ratio:>9.2f} {band:>11.0%} {via_caas:>9.0%} {same:>6}/{len(rows)}")
 
 if __name__ == "__main__":
     main()
