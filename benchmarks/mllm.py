@@ -17,11 +17,19 @@ Routes:
   caas+capture    both
 
     .venv/bin/python benchmarks/mllm.py [--runs 7] [--tokens 16] [--hidden 512] [--layers 8] [--threads 1]
+
+On a CUDA machine, ``--qwen7b OUT.json`` instead times one inspection with a randomly initialised
+model of the real Qwen2.5-VL-7B size (28 layers, width 3584, 32-block vision tower; bf16) through
+transformers plain, transformers CAAS and vLLM (when importable, serving the same checkpoint), and
+writes the figures as JSON. The checkpoint (~16 GB) is written to a temporary directory.
+
+    .venv/bin/python benchmarks/mllm.py --qwen7b runs/qwen7b.json [--runs 5] [--tokens 16] [--image 448 448]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -142,6 +150,133 @@ def bench_model(
     return rows
 
 
+#: Qwen2.5-VL-7B-Instruct's published dimensions (config.json of the hub checkpoint).
+QWEN25_VL_7B_TEXT: dict[str, Any] = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0},
+}
+QWEN25_VL_7B_VISION: dict[str, Any] = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "out_hidden_size": 3584,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+}
+
+
+def build_random_qwen7b(out_dir: Path, max_pixels: int) -> Path:
+    """A random bf16 Qwen2.5-VL of the 7B size, with the tiny checkpoint's byte tokenizer and processor.
+
+    Random weights time exactly like trained ones (same shapes, same kernels); the tokenizer only
+    has to cover the prompt. Built on the GPU (initialising 8 B parameters on a CPU takes minutes).
+    """
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    build_tiny_qwen2_5_vl(out_dir)  # tokenizer, processor, chat template; weights replaced below
+    config = Qwen2_5_VLConfig.from_pretrained(out_dir)
+    for key, value in QWEN25_VL_7B_TEXT.items():
+        setattr(config.text_config, key, value)
+    for key, value in QWEN25_VL_7B_VISION.items():
+        setattr(config.vision_config, key, value)
+    config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
+    for stale in out_dir.glob("model*.safetensors*"):
+        stale.unlink()
+    model.save_pretrained(out_dir)
+    del model
+    torch.cuda.empty_cache()
+    processor_config = out_dir / "processor_config.json"
+    data = json.loads(processor_config.read_text())
+    data["image_processor"]["size"] = {"longest_edge": max_pixels, "shortest_edge": 56 * 56}
+    processor_config.write_text(json.dumps(data, indent=2))
+    return out_dir
+
+
+def vllm_route(model_dir: Path, images: dict[str, np.ndarray], tokens: int) -> tuple[Callable[[], int], str]:
+    """vLLM's offline engine on the same checkpoint and the same chat messages the ``openai:`` backend sends."""
+    import vllm
+    from vllm import LLM, SamplingParams
+
+    from eagle_iad.mllm.openai_compat import OpenAIBackend
+
+    messages = OpenAIBackend("http://unused", "m").request_body(ITEMS, images, GenerateOptions())["messages"]
+    llm = LLM(model=str(model_dir), dtype="bfloat16", max_model_len=8192, gpu_memory_utilization=0.5, seed=0,
+              limit_mm_per_prompt={"image": 2})  # fmt: skip
+    params = SamplingParams(temperature=0.0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True)
+
+    def run() -> int:
+        out = llm.chat(messages, params, use_tqdm=False)
+        return len(out[0].outputs[0].token_ids)
+
+    return run, str(vllm.__version__)
+
+
+def bench_qwen7b(out: Path, runs: int, tokens: int, image: tuple[int, int]) -> dict[str, Any]:
+    """One inspection's prompt through transformers plain, transformers CAAS and vLLM; ms per route as JSON."""
+    import gc
+    import platform
+
+    import transformers
+
+    from eagle_iad.atomic import atomic_write_text
+
+    images = prompt_images(*image)
+    result: dict[str, Any] = {
+        "what": "one EAGLE inspection prompt (query + boxed copy), random Qwen2.5-VL-7B-size model, bf16, greedy",
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "image": list(image),
+        "tokens": tokens,
+        "runs": runs,
+        "ms": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="eagle_qwen7b_") as tmp:
+        model_dir = build_random_qwen7b(Path(tmp) / "qwen7b", max_pixels=image[0] * image[1])
+        backend = HFBackend(model_dir, device="cuda", dtype=torch.bfloat16, vision_attention="sdpa")
+        backend.model.generation_config.min_new_tokens = tokens
+        result["params"] = sum(p.numel() for p in backend.model.parameters())
+        result["prompt_tokens"] = len(backend.prepare(ITEMS, images).input_ids)
+        result["caas_layers"] = list(backend.resolve_layers(CaasSettings()))
+        routes: list[tuple[str, Callable[[], int]]] = [
+            ("transformers plain", backend_route(backend, images, GenerateOptions(max_new_tokens=tokens))),
+            ("transformers caas", backend_route(backend, images, GenerateOptions(max_new_tokens=tokens,
+                                                                                 caas=CaasSettings()))),
+        ]  # fmt: skip
+        result["ms"].update(interleaved_median_ms(routes, runs, tokens))
+        del backend, routes
+        gc.collect()
+        torch.cuda.empty_cache()
+        try:
+            run, version = vllm_route(model_dir, images, tokens)
+        except ImportError as exc:
+            result["vllm"] = None
+            result["vllm_note"] = f"vLLM not importable: {exc}"
+        else:
+            result["vllm"] = version
+            result["ms"].update(interleaved_median_ms([("vllm", run)], runs, tokens))
+    plain = result["ms"]["transformers plain"]
+    result["ratio_to_plain"] = {name: ms / plain for name, ms in result["ms"].items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="timed runs per route (median reported)")
@@ -150,7 +285,14 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8, help="decoder layers of the larger models")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on a shared box)")
     parser.add_argument("--image", type=int, nargs=2, default=(56, 84), metavar=("H", "W"), help="query image size")
+    parser.add_argument("--qwen7b", metavar="OUT.json", help="CUDA only: the 7B-size timing (see above) as JSON")
     args = parser.parse_args()
+    if args.qwen7b:
+        if not torch.cuda.is_available():
+            parser.exit(2, "benchmarks/mllm.py: error: --qwen7b needs a CUDA GPU (torch sees none)\n")
+        figures = bench_qwen7b(Path(args.qwen7b), args.runs, args.tokens, (args.image[0], args.image[1]))
+        print(json.dumps(figures["ms"], indent=2))
+        return
     torch.set_num_threads(args.threads)
     images = prompt_images(*args.image)
     print(

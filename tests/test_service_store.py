@@ -115,8 +115,8 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
     store.close()
 
 
-#: The inspections table as schema 3 declared it by hand, plus the additive ``reference`` column (opening an
-#: older file adds it); the columns derived from the record must match.
+#: The inspections table as schema 3 declared it by hand, plus the additive ``reference`` and ``answered_by``
+#: columns (opening an older file adds them); the columns derived from the record must match.
 V3_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
@@ -133,6 +133,7 @@ V3_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     verdict TEXT NOT NULL,
     pictures TEXT NOT NULL,
     reference TEXT,
+    answered_by TEXT,
     label TEXT,
     label_time TEXT
 );"""

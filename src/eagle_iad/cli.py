@@ -129,10 +129,20 @@ def _check_images(paths: Sequence[str | None]) -> None:
             load_rgb(path)
 
 
+def _mllm_spec(args: argparse.Namespace) -> str | None:
+    """``--mllm`` alone, or with ``--caas-mllm`` the hybrid spec that routes band inspections to CAAS."""
+    from eagle_iad.mllm import hybrid_spec
+
+    if args.caas_mllm is not None and not args.mllm:
+        raise ConfigError("--caas-mllm needs --mllm (the serving engine for the inspections outside the band)")
+    return None if not args.mllm else hybrid_spec(args.mllm, args.caas_mllm)
+
+
 def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import CaasSettings, load_backend
-    from eagle_iad.pipeline import Eagle, EagleConfig
+    from eagle_iad.pipeline import CAAS_NOT_APPLIED, Eagle, EagleConfig
 
+    spec = str(_mllm_spec(args))
     out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images([*args.images, args.template])
     expert = None
@@ -150,7 +160,7 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
         capture_attention=args.capture_attention,
         template_image=args.template,
     )
-    eagle = Eagle(expert, load_backend(args.mllm), config)
+    eagle = Eagle(expert, load_backend(spec), config)
     verdicts = [eagle.inspect(image) for image in args.images]
     if out is not None and args.capture_attention:
         with write_errors(out, "pictures written before it are complete"):
@@ -161,12 +171,15 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
     for v in verdicts:
         expert_part = "" if v.score is None else f"  expert {v.expert_decision} score {v.score:.3f} tau {v.tau:.3f}"
         caas = "  CAAS" if v.caas_applied else ""
-        print(f"{v.image}: {v.decision} (answer {v.answer}){expert_part}{caas}  reply {v.reply!r}")
+        if v.answered_by.get("caas") == CAAS_NOT_APPLIED:
+            caas = f"  CAAS {CAAS_NOT_APPLIED}"
+        route = "" if v.answered_by.get("route", "single") == "single" else f"  via {v.answered_by['route']}"
+        print(f"{v.image}: {v.decision} (answer {v.answer}){expert_part}{caas}{route}  reply {v.reply!r}")
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    if args.mllm:
+    if args.mllm or args.caas_mllm:
         return _cmd_inspect_mllm(args)
     if not args.model:
         raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
@@ -333,7 +346,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         runs_dir=args.runs,
         db_path=args.db,
         web_dir=args.web,
-        mllm=args.mllm,
+        mllm=_mllm_spec(args),
         runtime=args.runtime,
         api_key=ServiceSettings.api_key_from_env(),
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
@@ -431,7 +444,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         data=absolute(args.data),
         models=str(Path(args.models).resolve()),
         conditions=parse_conditions(args.conditions),
-        mllm=args.mllm,
+        mllm=_mllm_spec(args),
         mmad_json=absolute(args.mmad_json),
         shots=args.shots,
         tasks=args.tasks,
@@ -530,6 +543,13 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
                                 help=help_text)  # fmt: skip
 
 
+CAAS_MLLM_HELP = (
+    "in-process backend for the inspections in the expert's low-confidence band (tau <= score < s_max), where "
+    "CAAS applies; --mllm (e.g. a vLLM engine, openai:URL#model) answers all others. Same weights in both. "
+    "Without it an openai: --mllm answers band inspections too, recorded as CAAS 'not applied (backend cannot)'"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds."
@@ -575,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'eagle serve-mllm', vLLM, SGLang: no CAAS and no attention capture there; a CAAS request is answered "
         "without CAAS and reported as caas_unavailable in the verdict metadata, and --capture-attention is an error)",
     )
+    inspect.add_argument("--caas-mllm", help=CAAS_MLLM_HELP)
     inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
     inspect.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     inspect.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
@@ -644,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RUNTIMES,
         help="torch (fitted models, default) or onnx/openvino (each <models>/<category> an export folder)",
     )
+    srv.add_argument("--caas-mllm", help=CAAS_MLLM_HELP)
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     srv.add_argument("--data-root", help="server folders a fit may read must be inside this directory")
@@ -686,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--mmad-json", help="MMAD's mmad.json (with --layout mmad; paths relative to --data)")
     evp.add_argument("--models", required=True, help="expert directory: <models>/<category>, fitted when missing")
     evp.add_argument("--mllm", help="MLLM backend spec (not needed for --conditions expert)")
+    evp.add_argument("--caas-mllm", help=CAAS_MLLM_HELP)
     evp.add_argument("--conditions", default="baseline,expert,tgps,eagle",
                      help="comma-separated: baseline,expert,tgps,eagle,text-only,visual-only")  # fmt: skip
     evp.add_argument("--shots", type=int, default=0, choices=(0, 1), help="1: add a normal template image")

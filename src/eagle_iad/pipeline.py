@@ -101,6 +101,8 @@ class EagleVerdict:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The expert's nearest normal training image (:attr:`eagle_iad.verdict.ExpertVerdict.reference`).
     reference: dict[str, Any] | None = None
+    #: Which backend answered and what became of CAAS (see :func:`answered_by`).
+    answered_by: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,6 +120,31 @@ def _anomaly_decision(answer: str, question: Question) -> str | None:
     if question != ANOMALY_QUESTION:
         return None
     return {"A": "anomalous", "B": "normal"}.get(answer, UNPARSABLE)
+
+
+#: ``answered_by["caas"]`` when CAAS was wanted but the backend that answered cannot apply it.
+CAAS_NOT_APPLIED = "not applied (backend cannot)"
+
+
+def answered_by(
+    backend_name: str, reply_metadata: dict[str, Any], condition: str, caas_requested: bool, caas_applied: bool
+) -> dict[str, str]:
+    """Which backend answered (a hybrid names its engine or CAAS backend) and what became of CAAS.
+
+    Said per record because a hybrid sends band and out-of-band inspections to different backends,
+    and a CAAS request answered by an engine must read as such, never as a plain answer.
+    """
+    if caas_requested:
+        caas = "applied" if caas_applied else CAAS_NOT_APPLIED
+    elif condition == "eagle":
+        caas = "not needed (outside the band)"
+    else:
+        caas = f"off (condition {condition})"
+    return {
+        "backend": str(reply_metadata.get("backend") or backend_name),
+        "route": str(reply_metadata.get("route", "single")),
+        "caas": caas,
+    }
 
 
 class Eagle:
@@ -217,6 +244,9 @@ class Eagle:
             attention=None if reply.attention is None else reply.attention.to_dict(),
             metadata={"backend": self.backend.name, "caas_forced": self.config.force_caas, **reply.metadata},
             reference=reference,
+            answered_by=answered_by(
+                self.backend.name, reply.metadata, condition, options.caas is not None, reply.caas_applied
+            ),
         )
 
 

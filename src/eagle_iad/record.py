@@ -45,6 +45,10 @@ class InspectionRecord:
         "the nearest normal training image (index, image, bank_row, unavailable); null: stored before references",
         None,
     )
+    answered_by: dict[str, str] | None = doc(  # noqa: RUF009
+        "which MLLM backend answered (backend, route engine/caas/single, what became of CAAS); null: expert only",
+        None,
+    )
     label: str | None = doc("what the user says the part actually was (normal / anomalous); null: not labelled", None)
     label_time: str | None = doc("when the label was given", None)
 

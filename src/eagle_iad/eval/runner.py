@@ -257,6 +257,7 @@ class Worker:
             "reply": verdict.reply,
             "answer": verdict.answer,
             "parse_method": verdict.parse_method,
+            "answered_by": verdict.answered_by,
         }
         if verdict.attention is not None:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}

@@ -8,11 +8,13 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.base import (
+    HYBRID_SCHEME,
     AttentionCapture,
     Backend,
     BackendSpec,
     GenerateOptions,
     Reply,
+    hybrid_spec,
     parse_spec,
     register_backend,
     registered_backends,
@@ -27,7 +29,9 @@ def _import_builtin(scheme: str) -> None:
     if scheme == "hf":
         import eagle_iad.mllm.hf
     elif scheme == "openai":
-        import eagle_iad.mllm.openai_compat  # noqa: F401
+        import eagle_iad.mllm.openai_compat
+    elif scheme == HYBRID_SCHEME:
+        import eagle_iad.mllm.hybrid  # noqa: F401
 
 
 def load_backend(spec: str, **options: Any) -> Backend:
@@ -37,7 +41,7 @@ def load_backend(spec: str, **options: Any) -> Backend:
         _import_builtin(parsed.scheme)
     factory = registered_backends().get(parsed.scheme)
     if factory is None:
-        known = ", ".join(sorted(set(registered_backends()) | {"hf", "openai"}))
+        known = ", ".join(sorted(set(registered_backends()) | {"hf", "openai", HYBRID_SCHEME}))
         raise ConfigError(f"no MLLM backend registered for {parsed.scheme!r} (known: {known})")
     return factory(parsed, **options)
 
@@ -50,6 +54,7 @@ __all__ = [
     "GenerateOptions",
     "Reply",
     "default_caas_layers",
+    "hybrid_spec",
     "load_backend",
     "parse_spec",
     "register_backend",

@@ -8,6 +8,7 @@ one: ``hf:<hub id or local path>`` (in-process transformers) or ``openai:http://
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,10 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A parsed backend spec: ``scheme:target[#model]``."""
+    """A parsed backend spec: ``scheme:target[#model]``.
+
+    For the ``hybrid`` scheme ``target`` is the engine's spec and ``model`` the CAAS backend's.
+    """
 
     scheme: str
     target: str
@@ -148,6 +152,9 @@ def parse_spec(spec: str) -> BackendSpec:
     if not sep or not scheme or not rest:
         raise ConfigError(f"backend spec {spec!r} must look like 'hf:<model id or path>' or 'openai:<url>#<model>'")
     scheme = scheme.strip().lower()
+    if scheme == HYBRID_SCHEME:
+        engine, caas = split_hybrid_spec(spec)
+        return BackendSpec(scheme, engine, caas)
     if scheme == "openai":
         target, hash_sep, model = rest.partition("#")
         if not hash_sep or not model or not target.startswith(("http://", "https://")):
@@ -156,12 +163,53 @@ def parse_spec(spec: str) -> BackendSpec:
     return BackendSpec(scheme, rest)
 
 
+#: Scheme of the spec :func:`hybrid_spec` composes (``--mllm ENGINE --caas-mllm CAAS``).
+HYBRID_SCHEME = "hybrid"
+#: Schemes that cannot apply CAAS themselves and so cannot be a hybrid's CAAS backend.
+_NO_CAAS_SCHEMES = ("openai", HYBRID_SCHEME)
+
+
+def hybrid_spec(engine: str, caas: str | None) -> str:
+    """One spec string for ``--mllm ENGINE --caas-mllm CAAS`` (``ENGINE`` itself when ``caas`` is ``None``).
+
+    A single string, because the eval run's configuration (its hash decides whether a run may be
+    resumed), Ray workers and the service settings all carry the MLLM as one spec. JSON inside the
+    spec keeps any URL or path unambiguous.
+    """
+    if caas is None:
+        return engine
+    engine_scheme, caas_scheme = parse_spec(engine).scheme, parse_spec(caas).scheme
+    if engine_scheme == HYBRID_SCHEME:
+        raise ConfigError("--mllm must name one backend when --caas-mllm is given")
+    if caas_scheme in _NO_CAAS_SCHEMES:
+        raise ConfigError(
+            f"--caas-mllm {caas!r} cannot apply CAAS (it needs in-process attention); give an in-process "
+            "backend such as hf:/path/to/model"
+        )
+    return f"{HYBRID_SCHEME}:" + json.dumps({"caas": caas, "engine": engine}, sort_keys=True, separators=(",", ":"))
+
+
+def split_hybrid_spec(spec: str) -> tuple[str, str]:
+    """``(engine spec, CAAS spec)`` of a spec made by :func:`hybrid_spec`."""
+    _, _, rest = spec.partition(":")
+    try:
+        data = json.loads(rest)
+        engine, caas = data["engine"], data["caas"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f'hybrid spec {spec!r} must be hybrid:{{"engine": SPEC, "caas": SPEC}}') from exc
+    if not isinstance(engine, str) or not isinstance(caas, str):
+        raise ConfigError(f"hybrid spec {spec!r}: engine and caas must be spec strings")
+    return engine, caas
+
+
 def served_model_name(spec: str) -> str:
     """The name clients send as ``model``: a hub id as given, a local model directory by its folder name.
 
     A local path would reveal the host's directory layout to every client, so only its last part is used.
     """
     parsed = parse_spec(spec)
+    if parsed.scheme == HYBRID_SCHEME:  # clients see the engine's model; CAAS rides on the same weights
+        return served_model_name(parsed.target)
     if parsed.model is not None:  # a proxied openai: backend keeps its upstream model name
         return parsed.model
     target = parsed.target

@@ -125,6 +125,7 @@ def run_inspection(
         verdict=record,
         pictures=pictures,
         reference=record.get("reference"),
+        answered_by=record.get("answered_by"),
     )
     try:
         state.store.add(stored)

@@ -688,6 +688,13 @@ export interface components {
              */
             answer: string | null;
             /**
+             * Answered By
+             * @description which MLLM backend answered (backend, route engine/caas/single, what became of CAAS); null: expert only
+             */
+            answered_by?: {
+                [key: string]: string;
+            } | null;
+            /**
              * Caas Applied
              * @description whether CAAS sharpened the MLLM's attention
              */

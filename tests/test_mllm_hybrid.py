@@ -1,0 +1,339 @@
+"""The hybrid MLLM backend (``--mllm ENGINE --caas-mllm CAAS``) against a real serving engine over HTTP.
+
+The engine is ``eagle serve-mllm``'s app over the tiny random Qwen2.5-VL checkpoint, served by a
+real uvicorn on loopback; the CAAS backend is the same checkpoint in process. Greedy decoding makes
+the answers comparable exactly: a hybrid run must give the very records an in-process run gives,
+with band inspections answered by the CAAS backend and all others by the engine. The vLLM variant
+of these checks lives in ``test_vllm_engine.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import wait_s
+
+from eagle_iad.cli import main
+from eagle_iad.errors import ConfigError
+from eagle_iad.eval.runner import RESULTS
+from eagle_iad.mllm import GenerateOptions, hybrid_spec, load_backend, parse_spec, served_model_name
+from eagle_iad.mllm.base import Reply
+from eagle_iad.mllm.hybrid import HybridBackend
+from eagle_iad.pipeline import CAAS_NOT_APPLIED
+from eagle_iad.tgps.prompt import ContentItem
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+SERVED = "tiny-qwen"
+#: Record fields that must not depend on which backend answered (latency and routing do).
+SAME = ("image", "condition", "score", "tau", "s_max", "in_band", "caas_applied", "reply", "answer", "correct")
+
+
+# --- the spec: composed, parsed, refused ----------------------------------------------------------
+
+
+def test_hybrid_spec_round_trip_and_refusals() -> None:
+    engine, caas = "openai:http://127.0.0.1:8001/v1#qwen2.5-vl", "hf:/models/Qwen2.5-VL-7B-Instruct"
+    assert hybrid_spec(engine, None) == engine  # no --caas-mllm: the engine alone, the spec unchanged
+    spec = hybrid_spec(engine, caas)
+    parsed = parse_spec(spec)
+    assert (parsed.scheme, parsed.target, parsed.model) == ("hybrid", engine, caas)
+    assert served_model_name(spec) == "qwen2.5-vl"  # clients of `eagle serve` see the engine's model
+    with pytest.raises(ConfigError) as err:
+        hybrid_spec(engine, "openai:http://127.0.0.1:9/v1#m")
+    assert str(err.value) == (
+        "--caas-mllm 'openai:http://127.0.0.1:9/v1#m' cannot apply CAAS (it needs in-process attention); give an "
+        "in-process backend such as hf:/path/to/model"
+    )
+    with pytest.raises(ConfigError, match="--mllm must name one backend"):
+        hybrid_spec(spec, caas)
+    with pytest.raises(ConfigError, match="must be hybrid:"):
+        parse_spec("hybrid:not-json")
+
+
+def test_caas_mllm_without_mllm_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["inspect", str(image), "--caas-mllm", "hf:/nowhere"]) == 2
+    assert capsys.readouterr().err == (
+        "eagle: error: --caas-mllm needs --mllm (the serving engine for the inspections outside the band)\n"
+    )
+
+
+class _Recorder:
+    """A backend that answers with its own name, so a routing decision is visible in the reply."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: list[GenerateOptions] = []
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        self.seen.append(options)
+        return Reply(self.name, [], {"total_s": 0.0}, caas_applied=options.caas is not None and self.name == "caas")
+
+
+def test_route_is_the_request_s_need_for_in_process_attention() -> None:
+    from eagle_iad.mllm import CaasSettings
+
+    engine, caas = _Recorder("engine"), _Recorder("caas")
+    hybrid = HybridBackend(engine, caas)
+    plain = hybrid.generate([], {}, GenerateOptions())
+    band = hybrid.generate([], {}, GenerateOptions(caas=CaasSettings()))
+    capture = hybrid.generate([], {}, GenerateOptions(capture_attention=True))
+    assert [plain.text, band.text, capture.text] == ["engine", "caas", "caas"]
+    assert [r.metadata["route"] for r in (plain, band, capture)] == ["engine", "caas", "caas"]
+    assert band.metadata["backend"] == "caas" and band.caas_applied
+    assert len(engine.seen) == 1 and len(caas.seen) == 2
+
+
+# --- against eagle serve-mllm over real HTTP ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("hybrid_tiny") / "qwen")
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder-layout dataset of real elpv cells: 6 training normals, 3 normal + 3 cracked test cells."""
+    import shutil
+
+    from eagle_iad.data import get_layout
+
+    root = tmp_path_factory.mktemp("hybrid_cells")
+    layout = get_layout("elpv")
+    test = layout.samples(None, "mono", "test")
+    groups = {
+        "train/good": layout.samples(None, "mono", "train")[:6],
+        "test/good": [s for s in test if s.label == 0][:3],
+        "test/crack": [s for s in test if s.label == 1][:3],
+    }
+    for sub, samples in groups.items():
+        folder = root / "cells" / sub
+        folder.mkdir(parents=True)
+        for sample in samples:
+            shutil.copy(sample.path, folder / sample.path.name)
+    return root
+
+
+class DyingBackend:
+    """Serves ``after`` replies, then shuts its server down: an engine that dies mid-run."""
+
+    def __init__(self, inner: Any, after: int | None) -> None:
+        self.inner = inner
+        self.after = after
+        self.calls = 0
+        self.server: Any = None
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    def generate(
+        self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray], options: GenerateOptions
+    ) -> Reply:
+        reply: Reply = self.inner.generate(items, images, options)
+        self.calls += 1
+        if self.after is not None and self.calls >= self.after:
+            self.server.should_exit = True  # the reply in flight is still delivered; later ones are refused
+        return reply
+
+
+class Engine:
+    """``eagle serve-mllm``'s app on a fixed loopback port (a restart must come back at the same URL)."""
+
+    def __init__(self, backend: Any, port: int = 0) -> None:
+        import uvicorn
+
+        from eagle_iad.mllm.server import create_mllm_app
+
+        self.backend = DyingBackend(backend, None)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = int(self.sock.getsockname()[1])
+        app = create_mllm_app(self.backend, model_name=SERVED)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.backend.server = self.server
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def spec(self) -> str:
+        return f"openai:http://127.0.0.1:{self.port}/v1#{SERVED}"
+
+    def __enter__(self) -> Engine:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + wait_s(30)
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=wait_s(20))
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def engine_backend(tiny_qwen: Path) -> Any:
+    """The engine's model: loaded exactly as ``--mllm hf:`` / ``--caas-mllm hf:`` load it (defaults)."""
+    return load_backend(f"hf:{tiny_qwen}")
+
+
+def _eval(*argv: str) -> int:
+    return main(["eval", "--max-new-tokens", "2", *argv])
+
+
+def _records(run: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (run / RESULTS).read_text().splitlines()]
+    return sorted(rows, key=lambda r: (r["image"], r["condition"]))
+
+
+@pytest.fixture(scope="module")
+def reference(cells: Path, tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The in-process run every hybrid run must reproduce (and the fitted expert they share)."""
+    import torch
+
+    # One thread like the tests themselves (module fixtures run before ``torch_single_thread``): the
+    # expert's float32 scores differ in the last bits between thread counts, and records must be equal.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _reference(cells, tiny_qwen, tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference(cells: Path, tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from eagle_iad.expert import ExpertConfig, fit, load_expert, save
+    from eagle_iad.expert.store import change_threshold
+    from eagle_iad.images import load_rgb
+
+    tmp = tmp_path_factory.mktemp("hybrid_ref")
+    models = tmp / "models"
+    run = tmp / "run"
+    # Six training cells cannot put the largest training score above mean + 3 std (the band would be
+    # empty), so tau is set between the test cells' scores: half of them fall in the band.
+    train = sorted((cells / "cells" / "train" / "good").iterdir())
+    save(fit(train, "cells", ExpertConfig(seed=0)).model, models / "cells")
+    expert = load_expert(models / "cells")
+    scores = sorted(expert.inspect(load_rgb(path)).score for path in sorted((cells / "cells" / "test").glob("*/*")))
+    tau = (scores[2] + scores[3]) / 2
+    assert tau < expert.model.thresholds.s_max
+    change_threshold(models / "cells", why="tests: a band through the test cells", by="tests", tau=tau)
+    args = ["--data", str(cells), "--layout", "folder", "--models", str(models), "--conditions", "tgps,eagle"]
+    assert _eval(*args, "--mllm", f"hf:{tiny_qwen}", "--out", str(run)) == 0
+    rows = _records(run)
+    assert len(rows) == 12
+    band = sum(r["in_band"] for r in rows if r["condition"] == "eagle")
+    assert band == 3  # the other three score below tau
+    return {"args": args, "models": models, "rows": rows}
+
+
+def test_hybrid_eval_routes_by_band_dies_mid_run_and_resumes_identically(
+    reference: dict[str, Any], tiny_qwen: Path, engine_backend: Any, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    with Engine(engine_backend) as engine:
+        port, spec = engine.port, engine.spec
+        engine.backend.after = 3  # the engine answers three inspections, then goes away
+        argv = [*reference["args"], "--mllm", spec, "--caas-mllm", f"hf:{tiny_qwen}", "--out", str(run)]
+        assert _eval(*argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"eagle: error: {spec}: cannot reach the server: ")
+    partial = _records(run)
+    assert 3 <= len(partial) < 12  # records before the failure are kept, none for the failed inspection
+    with Engine(engine_backend, port=port):  # the engine restarts at the same address; the run resumes
+        assert _eval(*argv) == 0
+    rows = _records(run)
+    assert [{k: r[k] for k in SAME} for r in rows] == [{k: r[k] for k in SAME} for r in reference["rows"]]
+    assert [r for r in rows if r in partial] == partial  # the records before the failure are kept, not redone
+    for row in rows:
+        band = row["condition"] == "eagle" and row["in_band"]
+        who = row["answered_by"]
+        assert who["route"] == ("caas" if band else "engine"), row
+        assert who["backend"] == (f"hf:{tiny_qwen}" if band else spec)
+        assert row["caas_applied"] == band
+        assert who["caas"] == ("applied" if band else "off (condition tgps)" if row["condition"] == "tgps"
+                               else "not needed (outside the band)")  # fmt: skip
+
+
+def test_engine_alone_answers_band_cases_without_caas_and_says_so(
+    reference: dict[str, Any], cells: Path, engine_backend: Any
+) -> None:
+    from eagle_iad.expert import load_expert
+    from eagle_iad.mllm import CaasSettings
+    from eagle_iad.pipeline import Eagle, EagleConfig
+
+    rows = reference["rows"]
+    band = next(r for r in rows if r["condition"] == "eagle" and r["in_band"])
+    expert = load_expert(reference["models"] / "cells")
+    config = EagleConfig(condition="eagle", caas=CaasSettings(), max_new_tokens=2)
+    with Engine(engine_backend) as engine:
+        verdict = Eagle(expert, load_backend(engine.spec), config).inspect(band["image"])
+    assert verdict.in_band and verdict.caas_applied is False
+    assert verdict.answered_by == {"backend": engine.spec, "route": "single", "caas": CAAS_NOT_APPLIED}
+    # Without CAAS the engine's answer is the in-process plain answer, not the CAAS one.
+    plain = Eagle(expert, engine_backend, EagleConfig(condition="tgps", max_new_tokens=2)).inspect(band["image"])
+    assert verdict.reply == plain.reply
+
+
+def test_inspect_cli_prints_the_route(
+    reference: dict[str, Any], tiny_qwen: Path, engine_backend: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [r for r in reference["rows"] if r["condition"] == "eagle"]
+    band = next(r for r in rows if r["in_band"])
+    out_of_band = next(r for r in rows if not r["in_band"])
+    with Engine(engine_backend) as engine:
+        model = str(reference["models"] / "cells")
+        code = main(["inspect", band["image"], out_of_band["image"], "--model", model, "--mllm", engine.spec,
+                     "--caas-mllm", f"hf:{tiny_qwen}", "--max-new-tokens", "2", "--json"])  # fmt: skip
+    assert code == 0
+    verdicts = json.loads(capsys.readouterr().out)
+    assert [v["answered_by"]["route"] for v in verdicts] == ["caas", "engine"]
+    assert [v["reply"] for v in verdicts] == [band["reply"], out_of_band["reply"]]
+
+
+def test_serve_with_hybrid_routes_each_inspection(reference: dict[str, Any], tiny_qwen: Path, engine_backend: Any,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """``eagle serve --mllm ENGINE --caas-mllm CAAS``: the service's verdicts name the route per inspection."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    rows = [r for r in reference["rows"] if r["condition"] == "eagle"]
+    band = next(r for r in rows if r["in_band"])
+    out_of_band = next(r for r in rows if not r["in_band"])
+    with Engine(engine_backend) as engine:
+        settings = ServiceSettings(models_dir=reference["models"], state_dir=tmp_path / "state",
+                                   mllm=hybrid_spec(engine.spec, f"hf:{tiny_qwen}"))  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            verdicts = []
+            for row in (band, out_of_band):
+                files = {"image": (Path(row["image"]).name, Path(row["image"]).read_bytes(), "image/png")}
+                response = client.post("/v1/inspect", files=files, data={"category": "cells"})
+                assert response.status_code == 200, response.text
+                verdicts.append(response.json()["verdict"])
+            models = client.get("/v1/models").json()
+    assert [v["answered_by"]["route"] for v in verdicts] == ["caas", "engine"]
+    assert [v["caas_applied"] for v in verdicts] == [True, False]
+    assert models["data"][0]["id"] == SERVED  # chat clients see the engine's model name
