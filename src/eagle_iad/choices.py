@@ -20,10 +20,11 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
 
 #: Nearest-neighbour search (``eagle_iad.expert.search.make_search``).
-SEARCHES: tuple[str, ...] = ("torch", "faiss")
-#: faiss is the default: on this 2-core machine its exact search took 0.76x the time of the
-#: chunked torch search over the same 141k queries x 15.7k bank (``benchmarks/expert.py``).
-DEFAULT_SEARCH = "faiss"
+SEARCHES: tuple[str, ...] = ("torch", "faiss", "pruned")
+#: "pruned" is the default: as exact as the others (a proven subspace lower bound skips entries, the
+#: rest are compared in full), and it took 1/3 to 1/7 of the time of faiss/torch on elpv features
+#: (``benchmarks/expert.py``; README "Speed and memory").
+DEFAULT_SEARCH = "pruned"
 
 #: Threshold rules (``eagle_iad.tgps.thresholds.compute_thresholds``).
 RULES: tuple[str, ...] = ("ksigma", "mad", "quantile", "evt", "fixed")
