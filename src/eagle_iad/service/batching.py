@@ -7,8 +7,13 @@ expert becomes the leader: it waits up to ``window_s`` for more requests of the 
 until ``max_batch``), scores them all with :meth:`Expert.inspect_each` (one backbone pass per
 image, one search for all patches) and hands each request its own result; requests that arrive
 meanwhile form the next batch. Results equal unbatched ones bit for bit (see ``inspect_each``), and
-an image that fails fails only its own request. ``EAGLE_INSPECT_BATCH`` (default 16; 1 = off) sets
-the batch limit; README "Speed and memory" has the measured gain.
+an image that fails fails only its own request.
+
+It is off by default (``EAGLE_INSPECT_BATCH=1``; e.g. 16 turns it on): measured with 16 concurrent
+requests at a real ``eagle serve`` (``benchmarks/service_batching.py``) it gave 0.52-0.85x the
+images/s. Bit-identical results mean the backbone must still see each image alone (its float32
+numbers depend on the batch size), so batching only merges the search, which the pruned search has
+made cheap, while serialising the backbone passes gives up the request threads' parallelism.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from eagle_iad.errors import ConfigError
 
 #: How long a leader waits for more requests of its expert before scoring (seconds).
 DEFAULT_WINDOW_S = 0.004
-#: Requests scored together at most.
-DEFAULT_MAX_BATCH = 16
+#: Requests scored together at most; 1 = no batching (the default: see the module docstring).
+DEFAULT_MAX_BATCH = 1
 
 
 def _env_max_batch() -> int:
