@@ -184,6 +184,22 @@ def test_pruned_search_prunes_and_equals_float64_brute_force(seed: int) -> None:
         np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
+def test_pruned_search_excludes_sorted_groups_by_range() -> None:
+    # A fitted bank lists entries image by image (sorted groups, some ids absent); queries may name
+    # a group with no entries, one past the largest, or -1 (exclude nothing).
+    queries, bank = _low_rank_problem(3)
+    groups = torch.sort(torch.randint(0, 12, (bank.shape[0],), generator=torch.Generator().manual_seed(4))).values
+    groups[groups == 5] = 6
+    exclude = torch.randint(-1, 14, (queries.shape[0],), generator=torch.Generator().manual_seed(5))
+    search = PrunedExactSearch(dims=32)
+    search.fit(bank, groups)
+    assert search._group_ranges is not None  # the range path is the one under test
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, groups, exclude)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
 def test_pruned_search_ties_and_duplicate_rows_pick_the_lowest_index() -> None:
     queries, bank = _low_rank_problem(7, queries=40, bank=60, dim=64)
     # Duplicate bank rows (an exact tie at any distance) and queries that equal bank rows (distance 0).

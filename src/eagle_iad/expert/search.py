@@ -178,7 +178,7 @@ class PrunedExactSearch:
 
     name = "pruned"
 
-    def __init__(self, dims: int = 64, block_elements: int = 1 << 20, max_checks: int | None = None) -> None:
+    def __init__(self, dims: int = 64, block_elements: int = 1 << 22, max_checks: int | None = None) -> None:
         self.dims = dims
         self.block_elements = block_elements
         self.max_checks = max_checks
@@ -191,6 +191,7 @@ class PrunedExactSearch:
         self._proj_sq = torch.empty(0)
         self._proj_max = 0.0
         self._sigma = 1.0
+        self._group_ranges: tuple[torch.Tensor, torch.Tensor] | None = None
         #: Work done by the last search: queries, entries compared in full, queries left to the plain search.
         self.stats: dict[str, int] = {"queries": 0, "checked": 0, "fallback": 0}
 
@@ -198,6 +199,7 @@ class PrunedExactSearch:
         self.bank = bank.float().contiguous()
         self.bank_groups = None if bank_groups is None else bank_groups.long()
         self._plain.fit(self.bank, self.bank_groups)
+        self._group_ranges = _group_ranges(self.bank_groups)
         count, dim = self.bank.shape
         dims = min(self.dims, dim // 2)
         if dims < 1 or count < 2:
@@ -251,6 +253,23 @@ class PrunedExactSearch:
             )
         return dist, index
 
+    def _exclude(self, partial: torch.Tensor, groups: torch.Tensor) -> None:
+        """Set each query's own-group entries to inf.
+
+        A fitted bank lists its entries image by image, so a group is one column range and a block of
+        training queries holds only a few groups: filling those ranges touches a sliver of the block,
+        where comparing every query's group with every entry's would cost two passes over it.
+        """
+        assert self.bank_groups is not None
+        if self._group_ranges is None:
+            partial.masked_fill_(groups.unsqueeze(1) == self.bank_groups.unsqueeze(0), float("inf"))
+            return
+        starts, stops = self._group_ranges
+        for group in torch.unique(groups).tolist():
+            if 0 <= group < starts.numel() and starts[group] < stops[group]:
+                rows = torch.nonzero(groups == group).squeeze(1)
+                partial[rows, int(starts[group]) : int(stops[group])] = float("inf")
+
     def _search_block(
         self, block: torch.Tensor, groups: torch.Tensor | None, limit: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -264,7 +283,7 @@ class PrunedExactSearch:
         # Partial squared subspace distances |b|^2 - 2 q.b; |q|^2 is folded into the threshold.
         partial = torch.addmm(self._proj_sq.unsqueeze(0), proj, self._proj.T, beta=1.0, alpha=-2.0)
         if groups is not None and self.bank_groups is not None:
-            partial.masked_fill_(groups.unsqueeze(1) == self.bank_groups.unsqueeze(0), float("inf"))
+            self._exclude(partial, groups)
         first_value, first = partial.min(dim=1)
         alive = torch.isfinite(first_value)
         result = torch.full((count,), -1, dtype=torch.long)
@@ -310,6 +329,18 @@ class PrunedExactSearch:
         result[light] = chosen[light]
         best_dist[light] = nearest[light]
         return result, best_dist, heavy
+
+
+def _group_ranges(groups: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per group id ``g``: entries ``starts[g]:stops[g]``, when groups are sorted, non-negative and not huge."""
+    if groups is None or groups.numel() == 0:
+        return None
+    if bool((groups[1:] < groups[:-1]).any()) or int(groups.min()) < 0 or int(groups.max()) > 10 * groups.numel():
+        return None
+    ids = torch.arange(int(groups.max()) + 1)
+    starts = torch.searchsorted(groups, ids, right=False)
+    stops = torch.searchsorted(groups, ids, right=True)
+    return starts, stops
 
 
 def _principal_basis(bank: torch.Tensor, mean: torch.Tensor, dims: int, rows: int = 2048) -> torch.Tensor:
