@@ -309,12 +309,15 @@ class PrunedExactSearch:
         best = first_dist.astype(np.float64) * (1 + 2 * _gamma(dim + 2))
         # Entry j may be skipped only if |p(q) - p(b_j)| provably exceeds sigma * best. The computed
         # projections are off by at most: query (float32 centring and dot products of length D)
-        # (gamma_D sqrt(d) + 2u) |q - mean|; bank (float64, then rounded) u |p(b)| + 1e-12 |b - mean|.
+        # (gamma_D sqrt(d) + 2u) |q - mean|; bank (float64 products, then rounded to float32)
+        # u |p(b)| + 2 D u64 sqrt(d) |b - mean|.
         # The GEMM's |b|^2 - 2 q.b and |q|^2 are off by at most gamma_(d+4) (|q| + |b|)^2.
         centred64 = centred.astype(np.float64)
         centred_norm = np.sqrt(np.einsum("ij,ij->i", centred64, centred64)) * (1 + 1e-12)
         query_err = (_gamma(dim) * math.sqrt(dims) + 2 * _U32) * centred_norm * 1.01
-        bank_err = 1.01 * _U32 * self._proj_max + 1e-12 * (1 + centred_norm + best)
+        # (A bank entry that matters is within centred_norm + sigma * best of the mean.)
+        float64_projection = 2.0 * dim * 2.0**-53 * math.sqrt(dims)
+        bank_err = 1.01 * _U32 * self._proj_max + float64_projection * (1 + centred_norm + 2 * best)
         radius = best * self._sigma + query_err + bank_err
         gemm = 2 * _gamma(dims + 4) * (np.sqrt(proj_sq) + self._proj_max) ** 2
         threshold = (radius * radius + gemm - proj_sq).astype(np.float32)

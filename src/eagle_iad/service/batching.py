@@ -11,9 +11,10 @@ an image that fails fails only its own request.
 
 It is off by default (``EAGLE_INSPECT_BATCH=1``; e.g. 16 turns it on): measured with 16 concurrent
 requests at a real ``eagle serve`` (``benchmarks/service_batching.py``) it gave 0.52-0.85x the
-images/s on the shared 2-core machine at load 12, 1.05x at load 5. Bit-identical results mean the backbone must still see each image alone (its float32
-numbers depend on the batch size), so batching only merges the search, which the pruned search has
-made cheap, while serialising the backbone passes gives up the request threads' parallelism.
+images/s on the shared 2-core machine at load 12, 1.05x at load 5. Bit-identical results mean the
+backbone must still see each image alone (its float32 numbers depend on the batch size), so
+batching only merges the search, which the pruned search has made cheap, while serialising the
+backbone passes gives up the request threads' parallelism.
 """
 
 from __future__ import annotations
