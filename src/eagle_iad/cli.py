@@ -536,9 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--region-rule", help="calibrated (pixels above the category's map threshold, default) | paper (2/3 of max)"
     )
     evidence.add_argument(
-        "--position-baseline",
-        action="store_true",
-        default=None,
+        "--position-baseline", action="store_true", default=None,
         help="subtract where normal images always score high from the map (tighter boxes on aligned products)",
     )
     fit.set_defaults(func=_cmd_fit)
@@ -550,8 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
     inspect.add_argument(
-        "--candidates",
-        action="store_true",
+        "--candidates", action="store_true",
         help="on normal verdicts, draw the strongest regions as dashed yellow frames (never red boxes)",
     )
     inspect.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -635,18 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit jobs queued or running at once; more get 429 + Retry-After (default 8)")  # fmt: skip
     srv.add_argument("--max-zip-files", type=int, default=2000, help="most files in a fit zip (default 2000)")
     srv.add_argument("--max-zip-mb", type=int, default=256, help="most uncompressed MiB in a fit zip (default 256)")
-    srv.add_argument(
-        "--max-zip-ratio",
-        type=int,
-        default=100,
-        help="largest inflation ratio of a zip member over 1 MiB (default 100)",
-    )
-    srv.add_argument(
-        "--min-free-mb",
-        type=int,
-        default=64,
-        help="free MiB kept on the state folder's disk; requests crossing it get 507 (default 64)",
-    )
+    srv.add_argument("--max-zip-ratio", type=int, default=100,
+                     help="largest inflation ratio of a zip member over 1 MiB (default 100)")
+    srv.add_argument("--min-free-mb", type=int, default=64,
+                     help="free MiB kept on the state folder's disk; requests crossing it get 507 (default 64)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     srv.set_defaults(func=_cmd_serve)
 

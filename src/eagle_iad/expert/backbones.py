@@ -228,7 +228,6 @@ _BACKBONES: dict[str, Callable[[int, str | None], FeatureExtractor]] = {
     "wide_resnet50_2": lambda _size, weights: WideResNet50Extractor(weights),
 }
 
-
 def backbone_names() -> list[str]:
     """Registered backbone names."""
     return list(_BACKBONES)

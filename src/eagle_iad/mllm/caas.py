@@ -91,13 +91,13 @@ class LogitProbe:
 class AttentionRequest:
     """Per-request attention state, installed with :func:`attention_request`.
 
-        ``span`` is the query image's visual tokens in the prompt as disjoint ``[start, end)`` ranges
-        (one range for single-view families; several when separator tokens sit between an image's
-        tiles, as in Idefics3/SmolVLM image splitting); ``layers``/``alpha``
-        are the resolved CAAS settings (empty layers = no scaling). With ``capture`` the first decode
-        step (query length 1 at key length ``prompt_length + 1``) records each layer's attention row,
-        mean over heads, into ``captured``. ``probe`` is a debugging hook called with the logits; while
-    one is set every decoder layer takes the eager route (so it can see logits), SDPA layers included.
+    ``span`` is the query image's visual tokens in the prompt as disjoint ``[start, end)`` ranges
+    (one range for single-view families; several when separator tokens sit between an image's
+    tiles, as in Idefics3/SmolVLM image splitting); ``layers``/``alpha``
+    are the resolved CAAS settings (empty layers = no scaling). With ``capture`` the first decode
+    step (query length 1 at key length ``prompt_length + 1``) records each layer's attention row,
+    mean over heads, into ``captured``. ``probe`` is a debugging hook called with the logits; while
+one is set every decoder layer takes the eager route (so it can see logits), SDPA layers included.
     """
 
     span: tuple[tuple[int, int], ...] | None = None

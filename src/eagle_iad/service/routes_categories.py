@@ -252,7 +252,9 @@ FIT_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
-@router.post("/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY, response_model=schemas.JobStarted)
+@router.post(
+    "/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY, response_model=schemas.JobStarted
+)
 async def fit_category(name: str, request: Request) -> dict[str, Any]:
     """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
     state = service(request)

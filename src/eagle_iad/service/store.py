@@ -180,22 +180,9 @@ class InspectionStore:
                     f"INSERT INTO inspections (id, seq, {_COLUMNS.removeprefix('id, ')}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        record.id,
-                        seq,
-                        record.time,
-                        record.category,
-                        record.image_name,
-                        record.score,
-                        record.tau,
-                        record.s_max,
-                        record.decision,
-                        int(record.in_band),
-                        record.answer,
-                        int(record.caas_applied),
-                        json.dumps(record.verdict),
-                        json.dumps(record.pictures),
-                        record.label,
-                        record.label_time,
+                        record.id, seq, record.time, record.category, record.image_name, record.score, record.tau,
+                        record.s_max, record.decision, int(record.in_band), record.answer, int(record.caas_applied),
+                        json.dumps(record.verdict), json.dumps(record.pictures), record.label, record.label_time,
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -256,10 +243,8 @@ class InspectionStore:
         return total, [_row(row) for row in rows]
 
 
-_COLUMNS = (
-    "id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, verdict, "
-    "pictures, label, label_time"
-)
+_COLUMNS = ("id, time, category, image_name, score, tau, s_max, decision, in_band, answer, caas_applied, verdict, "
+            "pictures, label, label_time")
 
 
 def _row(row: tuple[Any, ...]) -> Inspection:
