@@ -22,8 +22,8 @@ SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
 #: Nearest-neighbour search (``eagle_iad.expert.search.make_search``).
 SEARCHES: tuple[str, ...] = ("torch", "faiss", "pruned")
 #: "pruned" is the default: as exact as the others (a proven subspace lower bound skips entries, the
-#: rest are compared in full), and it took 1/3 to 1/7 of the time of faiss/torch on elpv features
-#: (``benchmarks/expert.py``; README "Speed and memory").
+#: rest are compared in full), and it took 1/5 to 1/2 of faiss's time on elpv features, inspection and
+#: leave-own-out alike (``benchmarks/expert.py``; README "Speed and memory").
 DEFAULT_SEARCH = "pruned"
 
 #: Threshold rules (``eagle_iad.tgps.thresholds.compute_thresholds``).
