@@ -643,6 +643,12 @@ def test_row_file_gives_back_exactly_the_appended_rows(tmp_path: Path) -> None:
     picks = np.array([0, 4, 36])
     assert np.array_equal(stored.take(picks), rows[picks])
     assert type(stored.take(picks)) is np.ndarray  # a copy, not a view into a map
+    # Unordered and repeated picks spread over several read chunks come back in the order asked.
+    scattered = np.array([36, 3, 17, 3, 0, 29, 8])
+    assert np.array_equal(stored.take(scattered, chunk_rows=5), rows[scattered])
+    assert stored.take(np.array([], dtype=np.int64)).shape == (0, 6)
+    with pytest.raises(IndexError, match=r"^row index out of range for 37 rows$"):
+        stored.take(np.array([37]))
     projected = ApproximateGreedyCoreset(projection_dim=4, seed=1).project(stored)
     assert np.array_equal(projected, ApproximateGreedyCoreset(projection_dim=4, seed=1).project(rows))
     with pytest.raises(ValueError, match="contiguous row ranges only"):
