@@ -46,7 +46,7 @@ from eagle_iad.data.selection import select_training
 from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
-from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
+from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, PrunedExactSearch, TorchExactSearch
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
@@ -119,7 +119,41 @@ def bench_coreset(features: np.ndarray, reference_picks: int) -> None:
     print(f"speed-up {ref_total / fast_s:.1f}x; picks identical: {bool(np.array_equal(fast[:picks], ref))}")
 
 
+def gemm_kernel() -> str:
+    """Which BLAS runs the float32 matmuls: torch's (MKL here) and numpy's (OpenBLAS, with its core type)."""
+    blas = "MKL" if "mkl" in torch.__config__.show().lower() else "torch's BLAS"
+    isa = torch.backends.cpu.get_cpu_capability()
+    try:
+        from threadpoolctl import threadpool_info
+
+        numpy_blas = ", ".join(
+            f"{i.get('internal_api')} {i.get('architecture', '')}".strip()
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        )
+    except ImportError:
+        numpy_blas = "unknown"
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    return f"torch: {blas} {isa}; numpy: {numpy_blas or 'none'} {env or '(OPENBLAS_CORETYPE unset)'}"
+
+
 def bench_search(features: torch.Tensor, ids: torch.Tensor, selected: torch.Tensor, n: int, rows: int) -> None:
+    """Search timings at torch's thread count and at one thread.
+
+    Two threads on two cores shared with other processes spend most of each small operation waiting
+    at OpenMP barriers (an elementwise subtraction took 42 ms with two threads, 0.5 ms with one, at
+    load 5.6), so both are shown, each against the GEMM rate measured at the same thread count.
+    """
+    default = torch.get_num_threads()
+    for threads in sorted({default, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        try:
+            _bench_search(features, ids, selected, n, rows)
+        finally:
+            torch.set_num_threads(default)
+
+
+def _bench_search(features: torch.Tensor, ids: torch.Tensor, selected: torch.Tensor, n: int, rows: int) -> None:
     bank, bank_ids = features[selected].contiguous(), ids[selected].contiguous()
     unselected = features[~selected]
     step = max(1, unselected.shape[0] // rows)
@@ -131,32 +165,51 @@ def bench_search(features: torch.Tensor, ids: torch.Tensor, selected: torch.Tens
     peak = 2.0 * 1024 * dim * bank.shape[0] / gemm_s / 1e9
     print(f"\n== exact 1-NN search: {queries.shape[0]} queries x {bank.shape[0]} bank x {dim} ({load()})")
     print(
-        f"machine float32 GEMM (1024 x {dim} @ {dim} x {bank.shape[0]}, torch, "
-        f"{torch.get_num_threads()} threads): {peak:.1f} GFLOP/s"
+        f"machine float32 GEMM (1024 x {dim} @ {dim} x {bank.shape[0]}, {torch.get_num_threads()} threads): "
+        f"{peak:.1f} GFLOP/s [{gemm_kernel()}]"
     )
-    rates = {}
+    print("rates are brute-force-equivalent (2 x queries x bank x dim / time); 'pruned' does fewer FLOPs")
+    times = {}
     for name, search in searches().items():
         search.fit(bank, bank_ids)
         plain_s, _ = timed(partial(search.search, queries), repeat=2)
-        rates[name] = plain_s
+        times[name] = plain_s
         rate = flop / plain_s / 1e9
-        print(f"{name:6s} {plain_s:.2f} s = {rate:.1f} GFLOP/s = {rate / peak:.2f} of the GEMM rate")
-    print(f"faiss / torch time {rates['faiss'] / rates['torch']:.2f}x")
+        extra = ""
+        if isinstance(search, PrunedExactSearch):
+            st = search.stats
+            extra = (
+                f"; full comparisons {st['checked'] / max(1, st['queries']):.1f} per query, "
+                f"{st['fallback']} of {st['queries']} queries left to the plain search"
+            )
+        print(f"{name:6s} {plain_s:.2f} s = {rate:.1f} GFLOP/s = {rate / peak:.2f} of the GEMM rate{extra}")
+    print(
+        f"inspect search: pruned / faiss (the old default) time {times['pruned'] / times['faiss']:.2f}x, "
+        f"pruned / torch {times['pruned'] / times['torch']:.2f}x"
+    )
     subset = torch.zeros(n, dtype=torch.bool)
     subset[: max(2, n // 4)] = True
     keep = subset[ids.long()]
     sub_f, sub_ids, sub_sel = features[keep], ids[keep], selected[keep]
+    loo_flop = 2.0 * sub_f.shape[0] * bank.shape[0] * dim
     print(f"\n== leave-own-out pass vs one plain pass of the same patches ({int(subset.sum())} images)")
+    loo = {}
     for name, search in searches().items():
         search.fit(bank, bank_ids)
         own = sub_f[~sub_sel].contiguous()
         plain_s, _ = timed(partial(search.search, own))
         loo_s, _ = timed(partial(leave_own_out_scores, sub_f, sub_ids, sub_sel, search, int(subset.sum())))
-        print(f"{name:6s} plain {plain_s:.2f} s  leave-own-out {loo_s:.2f} s  ratio {loo_s / plain_s:.2f}x")
+        loo[name] = loo_s
+        rate = loo_flop / loo_s / 1e9
+        print(
+            f"{name:6s} plain {plain_s:.2f} s  leave-own-out {loo_s:.2f} s  ratio {loo_s / plain_s:.2f}x; "
+            f"leave-own-out {rate:.1f} GFLOP/s = {rate / peak:.2f} of the GEMM rate"
+        )
+    print(f"leave-own-out: pruned / faiss (the old default) time {loo['pruned'] / loo['faiss']:.2f}x")
 
 
 def searches() -> dict[str, NearestNeighbourSearch]:
-    return {"torch": TorchExactSearch(), "faiss": FaissExactSearch()}
+    return {"torch": TorchExactSearch(), "faiss": FaissExactSearch(), "pruned": PrunedExactSearch()}
 
 
 class PeakMemory:

@@ -24,12 +24,16 @@ from eagle_iad.expert import Expert, ExpertConfig, fit
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
-from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, TorchExactSearch
+from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, PrunedExactSearch, TorchExactSearch
 from eagle_iad.images import Geometry, load_rgb, to_tensor
 from eagle_iad.tgps.thresholds import MAD_SCALE, Thresholds, compute_thresholds
 
 SearchFactory = Callable[[], NearestNeighbourSearch]
-SEARCHES: dict[str, SearchFactory] = {"torch": TorchExactSearch, "faiss": FaissExactSearch}
+SEARCHES: dict[str, SearchFactory] = {
+    "torch": TorchExactSearch,
+    "faiss": FaissExactSearch,
+    "pruned": PrunedExactSearch,
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -147,6 +151,88 @@ def test_tiny_blocks_give_identical_results(block_elements: int) -> None:
         dist, index = blocked.search(queries, exclude_groups=groups)
         assert torch.equal(index, ref_index)
         assert torch.equal(dist, ref_dist)
+
+
+def _low_rank_problem(
+    seed: int, queries: int = 300, bank: int = 400, dim: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features with a dominant 16-d subspace, like backbone features, so the pruned search prunes."""
+    gen = torch.Generator().manual_seed(seed)
+    basis = torch.randn(16, dim, generator=gen) * 3
+
+    def make(n: int) -> torch.Tensor:
+        return torch.randn(n, 16, generator=gen) @ basis + 0.05 * torch.randn(n, dim, generator=gen) + 5
+
+    return make(queries), make(bank)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_search_prunes_and_equals_float64_brute_force(seed: int) -> None:
+    queries, bank = _low_rank_problem(seed)
+    gen = torch.Generator().manual_seed(50 + seed)
+    groups = torch.randint(0, 6, (bank.shape[0],), generator=gen, dtype=torch.int32)
+    exclude = torch.randint(-1, 6, (queries.shape[0],), generator=gen)
+    search = PrunedExactSearch(dims=32)
+    search.fit(bank, groups)
+    for excluded in (None, exclude):
+        dist, index = search.search(queries, exclude_groups=excluded)
+        # The subspace bound must have done the work: few full comparisons, no fallback.
+        assert search.stats["fallback"] == 0
+        assert search.stats["checked"] < 4 * queries.shape[0]
+        ref_dist, ref_index = _brute_force(queries, bank, groups, excluded)
+        assert torch.equal(index, ref_index)
+        np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+def test_pruned_search_excludes_sorted_groups_by_range() -> None:
+    # A fitted bank lists entries image by image (sorted groups, some ids absent); queries may name
+    # a group with no entries, one past the largest, or -1 (exclude nothing).
+    queries, bank = _low_rank_problem(3)
+    groups = torch.sort(torch.randint(0, 12, (bank.shape[0],), generator=torch.Generator().manual_seed(4))).values
+    groups[groups == 5] = 6
+    exclude = torch.randint(-1, 14, (queries.shape[0],), generator=torch.Generator().manual_seed(5))
+    search = PrunedExactSearch(dims=32)
+    search.fit(bank, groups)
+    assert search._group_ranges is not None  # the range path is the one under test
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, groups, exclude)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+def test_pruned_search_ties_and_duplicate_rows_pick_the_lowest_index() -> None:
+    queries, bank = _low_rank_problem(7, queries=40, bank=60, dim=64)
+    # Duplicate bank rows (an exact tie at any distance) and queries that equal bank rows (distance 0).
+    bank = torch.cat([bank, bank[:20], bank[10:30]])
+    queries = torch.cat([queries, bank[5:15], bank[45:50]])
+    groups = torch.arange(bank.shape[0], dtype=torch.int32) % 3
+    search = PrunedExactSearch(dims=16)
+    search.fit(bank, groups)
+    dist, index = search.search(queries)
+    ref_dist, ref_index = _brute_force(queries, bank)
+    assert search.stats["fallback"] == 0
+    assert torch.equal(index, ref_index)  # float64 argmin also takes the first of equal distances
+    assert torch.equal(dist[40:], torch.zeros(15))
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+    # With the copies' own group excluded, the other copy of a duplicated row is found.
+    exclude = groups.long()[index]
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, groups, exclude)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+def test_pruned_search_falls_back_where_the_bound_prunes_nothing() -> None:
+    # Isotropic random data: the subspace bound rules out almost nothing, so every query goes to the
+    # plain search and the answer is still the exact one.
+    queries, bank = _random_problem(11, queries=50, bank=200, dim=128)
+    search = PrunedExactSearch(dims=8, max_checks=4)
+    search.fit(bank)
+    dist, index = search.search(queries)
+    assert search.stats["fallback"] == 50
+    ref_dist, ref_index = _brute_force(queries, bank)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
 def test_exclusion_without_groups_is_refused() -> None:
@@ -433,6 +519,11 @@ def test_search_on_real_features_equals_float64_brute_force(kind: str, elpv_feat
         # a nearest one (an exact tie up to float32 rounding may pick either).
         np.testing.assert_allclose(dist.double().numpy(), best.numpy(), rtol=2e-6)
         np.testing.assert_allclose(reference.gather(1, index.unsqueeze(1)).squeeze(1).numpy(), best.numpy(), rtol=2e-6)
+        if isinstance(search, PrunedExactSearch):  # the subspace bound did prune real features
+            assert (
+                search.stats["checked"] + search.stats["fallback"] * bank.shape[0]
+                < queries.shape[0] * bank.shape[0] / 4
+            )
 
 
 def _naive_leave_own_out(features: np.ndarray, ids: np.ndarray, selected: np.ndarray, n_images: int) -> np.ndarray:
@@ -552,6 +643,12 @@ def test_row_file_gives_back_exactly_the_appended_rows(tmp_path: Path) -> None:
     picks = np.array([0, 4, 36])
     assert np.array_equal(stored.take(picks), rows[picks])
     assert type(stored.take(picks)) is np.ndarray  # a copy, not a view into a map
+    # Unordered and repeated picks spread over several read chunks come back in the order asked.
+    scattered = np.array([36, 3, 17, 3, 0, 29, 8])
+    assert np.array_equal(stored.take(scattered, chunk_rows=5), rows[scattered])
+    assert stored.take(np.array([], dtype=np.int64)).shape == (0, 6)
+    with pytest.raises(IndexError, match=r"^row index out of range for 37 rows$"):
+        stored.take(np.array([37]))
     projected = ApproximateGreedyCoreset(projection_dim=4, seed=1).project(stored)
     assert np.array_equal(projected, ApproximateGreedyCoreset(projection_dim=4, seed=1).project(rows))
     with pytest.raises(ValueError, match="contiguous row ranges only"):

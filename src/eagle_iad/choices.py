@@ -26,10 +26,11 @@ EXPORT_FORMATS: tuple[str, ...] = ("onnx", "openvino")
 SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
 
 #: Nearest-neighbour search (``eagle_iad.expert.search.make_search``).
-SEARCHES: tuple[str, ...] = ("torch", "faiss")
-#: faiss is the default: on this 2-core machine its exact search took 0.76x the time of the
-#: chunked torch search over the same 141k queries x 15.7k bank (``benchmarks/expert.py``).
-DEFAULT_SEARCH = "faiss"
+SEARCHES: tuple[str, ...] = ("torch", "faiss", "pruned")
+#: "pruned" is the default: as exact as the others (a proven subspace lower bound skips entries, the
+#: rest are compared in full), and it took 1/5 to 1/2 of faiss's time on elpv features, inspection and
+#: leave-own-out alike (``benchmarks/expert.py``; README "Speed and memory").
+DEFAULT_SEARCH = "pruned"
 
 #: Where ``eagle eval`` runs its work (``eagle_iad.eval.executors.EXECUTOR_REGISTRY``).
 EXECUTORS: tuple[str, ...] = ("local", "ray")

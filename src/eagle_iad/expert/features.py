@@ -81,12 +81,25 @@ class RowFile:
         data = np.fromfile(self.path, dtype=np.float32, count=count * self.dim, offset=start * self.dim * 4)
         return data.reshape(count, self.dim)
 
-    def take(self, indices: np.ndarray) -> np.ndarray:
-        """The given rows (e.g. the coreset's picks) as one array, through a map dropped on return.
+    def take(self, indices: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
+        """The given rows (e.g. the coreset's picks) as one array, in the order given.
 
-        Fancy indexing copies, so nothing refers to the map afterwards and it is unmapped at once.
+        Read range by range with plain reads, keeping only the wanted rows of each range: a memory
+        map here (as before) had the kernel fault in the pages around every picked row, so a 10%
+        coreset's gather mapped nearly the whole file (1.3 GiB of file-backed RSS at 200 cells of
+        320 px). The bytes are the same either way.
         """
         self.close()
-        mapped = np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
-        picked: np.ndarray = np.asarray(mapped[np.asarray(indices, dtype=np.int64)])
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size and (int(wanted.min()) < 0 or int(wanted.max()) >= self.rows):
+            raise IndexError(f"row index out of range for {self.rows} rows")
+        picked = np.empty((wanted.size, self.dim), dtype=np.float32)
+        order = np.argsort(wanted, kind="stable")
+        ordered = wanted[order]
+        for start in range(0, self.rows, chunk_rows):
+            lo, hi = np.searchsorted(ordered, [start, start + chunk_rows])
+            if lo == hi:
+                continue
+            block = self[start : min(self.rows, start + chunk_rows)]
+            picked[order[lo:hi]] = block[ordered[lo:hi] - start]
         return picked

@@ -362,25 +362,62 @@ class Expert:
                 offsets = np.cumsum([0] + [len(v) for v in views])
                 for index, geometry in enumerate(geometries):
                     own = slice(offsets[index], offsets[index + 1])
-                    grid = geometry.stitch(view_grids[own])
-                    reference_image, reference_row = self.reference_of(view_grids[own], view_rows[own])
-                    crop_map, full_map = self.anomaly_map(self.evidence_grid(grid), geometry)
-                    value = float(grid.max())
-                    results.append(
-                        ExpertResult(
-                            score=value,
-                            is_anomalous=self.thresholds.is_anomalous(value),
-                            in_band=self.thresholds.in_band(value),
-                            patch_scores=grid,
-                            crop_map=crop_map,
-                            anomaly_map=full_map,
-                            geometry=geometry,
-                            reference_image=reference_image,
-                            reference_row=reference_row,
-                        )
-                    )
+                    results.append(self._result(view_grids[own], view_rows[own], geometry))
                 bar.update(len(chunk))
         return results
+
+    def _result(self, view_grids: np.ndarray, view_rows: np.ndarray, geometry: ViewGeometry) -> ExpertResult:
+        grid = geometry.stitch(view_grids)
+        reference_image, reference_row = self.reference_of(view_grids, view_rows)
+        crop_map, full_map = self.anomaly_map(self.evidence_grid(grid), geometry)
+        value = float(grid.max())
+        return ExpertResult(
+            score=value,
+            is_anomalous=self.thresholds.is_anomalous(value),
+            in_band=self.thresholds.in_band(value),
+            patch_scores=grid,
+            crop_map=crop_map,
+            anomaly_map=full_map,
+            geometry=geometry,
+            reference_image=reference_image,
+            reference_row=reference_row,
+        )
+
+    @torch.no_grad()
+    def inspect_each(self, images: Sequence[np.ndarray]) -> list[ExpertResult | Exception]:
+        """Score RGB images with one backbone pass each and one search for all of their patches.
+
+        For the service's batching of concurrent requests: each image's result equals
+        :meth:`inspect` of it alone bit for bit (the backbone's float32 numbers depend on its batch
+        size, so it sees each image alone; the ``pruned`` search's answer for a patch does not
+        depend on the other queries), while the search's work is done in one call. An image whose
+        preparation, backbone pass or maps fail gets its exception in its place; the others are scored.
+        """
+        outcomes: list[ExpertResult | Exception] = []
+        prepared: list[tuple[int, torch.Tensor, ViewGeometry]] = []
+        for index, rgb in enumerate(images):
+            try:
+                tensor, geometry = prepare(rgb, self.model.config)
+                prepared.append((index, self.embed(tensor), geometry))
+                outcomes.append(ImageError("not scored"))  # replaced below
+            except Exception as exc:  # handed to that image's request alone
+                outcomes.append(exc)
+        if not prepared:
+            return outcomes
+        patches = torch.cat([embedded for _, embedded, _ in prepared])
+        count, _, dim = patches.shape
+        dist, rows = self.search.search(patches.reshape(-1, dim))
+        grids = dist.reshape(count, *self.model.grid).numpy()
+        row_grids = rows.reshape(count, *self.model.grid).numpy()
+        start = 0
+        for index, embedded, geometry in prepared:
+            views = embedded.shape[0]
+            try:
+                outcomes[index] = self._result(grids[start : start + views], row_grids[start : start + views], geometry)
+            except Exception as exc:  # e.g. a map that cannot be drawn back onto this image
+                outcomes[index] = exc
+            start += views
+        return outcomes
 
     def inspect(self, source: ImageSource | np.ndarray) -> ExpertResult:
         """Score one image."""

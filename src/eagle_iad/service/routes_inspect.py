@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import picture_stems
 from eagle_iad.service import schemas
+from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
@@ -93,7 +94,7 @@ def run_inspection(
     out = settings.files_dir / inspection_id
     link = f"/v1/files/{inspection_id}"
     try:
-        result = expert.inspect(rgb)
+        result = BATCHER.inspect(expert, rgb)  # concurrent requests of this expert share its pass
         expert_verdict = make_verdict(expert, filename, result)
         stem = picture_stems([PurePosixPath(filename).name])[0]
         write_pictures(expert_verdict, rgb, result, out, stem=stem, expert=expert)
