@@ -40,9 +40,13 @@ def test_two_same_named_images_from_different_folders_keep_their_own_pictures(tm
     out = tmp_path / "out"
     verdicts = inspect_images(expert, [good, bad], out)
     assert sorted(p.name for p in out.iterdir()) == [
-        "good_000_box.png", "good_000_heatmap.png", "logical_000_box.png", "logical_000_heatmap.png",
+        "good_000_box.png", "good_000_heatmap.png", "good_000_reference.jpg",
+        "logical_000_box.png", "logical_000_heatmap.png", "logical_000_reference.jpg",
     ]  # fmt: skip
-    assert verdicts[0].pictures == {"heatmap": str(out / "good_000_heatmap.png"), "box": str(out / "good_000_box.png")}
+    assert verdicts[0].pictures == {
+        "heatmap": str(out / "good_000_heatmap.png"), "box": str(out / "good_000_box.png"),
+        "reference": str(out / "good_000_reference.jpg"),
+    }  # fmt: skip
     assert verdicts[1].pictures["box"] == str(out / "logical_000_box.png")
     # each picture shows its own image: the heatmap overlays differ where the two inputs differ
     first = np.asarray(Image.open(out / "good_000_heatmap.png"))

@@ -131,7 +131,7 @@ def test_sigkill_during_a_burst_of_inspections_then_restart(fitted: dict[str, An
         files = state / "files"
         assert {folder.name for folder in files.iterdir()} == set(rows)  # no orphan picture folders
         for row in rows.values():
-            assert set(row["pictures"]) == {"heatmap", "box"}
+            assert set(row["pictures"]) == {"heatmap", "box", "reference"}
             for link in row["pictures"].values():
                 assert (files / link.removeprefix("/v1/files/")).is_file(), link  # no row without its pictures
         assert not [path for path in files.rglob("*") if path.name.endswith(".tmp")]
@@ -422,7 +422,7 @@ def test_fit_jobs_beyond_the_limit_answer_429(fitted: dict[str, Any], tmp_path: 
             finish(live.base, second["job"]["id"])
     finally:
         release.set()
-        backbones._BACKBONES.pop("blocking-test", None)
+        backbones._BACKBONES.remove("blocking-test")
 
 
 def test_the_services_pixel_limit_is_its_own(fitted: dict[str, Any], tmp_path: Path,

@@ -536,10 +536,13 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
         help_text = f"{option.help}{used_by}{default}"
         if option.aliases:
             help_text += f"; {', '.join(flags[1:])} is its old name"
+        if option.open_choices and option.choices:
+            help_text += f"; built in: {', '.join(option.choices)} (a plugin may add more)"
         if option.kind is bool:
             target.add_argument(*flags, dest=option.name, action="store_true", default=None, help=help_text)
         else:
-            target.add_argument(*flags, dest=option.name, type=option.kind, default=None, choices=option.choices,
+            target.add_argument(*flags, dest=option.name, type=option.kind, default=None,
+                                choices=None if option.open_choices else option.choices,
                                 help=help_text)  # fmt: skip
 
 

@@ -37,6 +37,9 @@ class FitOption:
     group: str = "expert"
     #: False: a local resource knob the service does not let a client set.
     service: bool = True
+    #: True: ``choices`` lists the built-in parts only; the part's registry checks the name when the
+    #: settings are validated, so one a plugin registered (EAGLE_PLUGINS) is accepted too.
+    open_choices: bool = False
 
     @property
     def flag(self) -> str:
@@ -49,7 +52,7 @@ PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 
 _BEFORE_RULE = (
-    FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES),
+    FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES, open_choices=True),
     FitOption("sampler", str, "greedy", "memory-bank subsampling", SAMPLERS),
     FitOption("coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)"),
     FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset"),
@@ -161,7 +164,7 @@ def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False) -> dict[
             typed = _convert(option, value)
         except (TypeError, ValueError):
             raise ConfigError(f"fit option {key}: {value!r} is not a {option.kind.__name__}") from None
-        if option.choices is not None and typed not in option.choices:
+        if option.choices is not None and not option.open_choices and typed not in option.choices:
             what = option.name.replace("_", " ")
             raise ConfigError(f"unknown {what} {typed!r}; choose one of {', '.join(option.choices)}")
         values[option.name] = typed

@@ -54,6 +54,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise self.error(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._parts)}") from None
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` if registered (a test's temporary part, a plugin being unloaded)."""
+        self._parts.pop(name, None)
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._parts)
 

@@ -24,7 +24,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from eagle_iad.errors import ConfigError, ImageError, ModelFormatError, OutputError
-from eagle_iad.expert.backbones import DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
+from eagle_iad.expert.backbones import _BACKBONES, DEFAULT_BACKBONE, BackboneId, FeatureExtractor, build_backbone
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out
@@ -125,6 +125,7 @@ class ExpertConfig:
 
     def validate(self) -> None:
         spec = THRESHOLD_RULES.get(self.rule)
+        _BACKBONES.get(self.backbone)  # the registry, so a backbone a plugin registered is accepted
         unknown = set(self.rule_params) - set(rule_params())
         if unknown:
             raise ConfigError(f"unknown threshold rule parameters {sorted(unknown)}; known: {', '.join(rule_params())}")

@@ -100,11 +100,12 @@ export const FIT_OPTIONS = {
     "type": "string"
   },
   "search": {
-    "default": "faiss",
+    "default": "pruned",
     "description": "nearest-neighbour search",
     "enum": [
       "torch",
-      "faiss"
+      "faiss",
+      "pruned"
     ],
     "type": "string"
   },

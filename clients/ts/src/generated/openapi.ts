@@ -606,10 +606,10 @@ export interface components {
             sampler: "greedy" | "random" | "all";
             /**
              * @description nearest-neighbour search
-             * @default faiss
+             * @default pruned
              * @enum {string}
              */
-            search: "torch" | "faiss";
+            search: "torch" | "faiss" | "pruned";
             /**
              * @description seed of the coreset sampler and of --limit-train's subset
              * @default 0
@@ -1262,10 +1262,10 @@ export interface operations {
                     sampler?: "greedy" | "random" | "all";
                     /**
                      * @description nearest-neighbour search
-                     * @default faiss
+                     * @default pruned
                      * @enum {string}
                      */
-                    search?: "torch" | "faiss";
+                    search?: "torch" | "faiss" | "pruned";
                     /**
                      * @description seed of the coreset sampler and of --limit-train's subset
                      * @default 0
