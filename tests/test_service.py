@@ -818,9 +818,10 @@ def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_i
         assert sorted(cli_record.pictures) == sorted(record["pictures"]) == ["box", "heatmap", "reference"]
         for kind, link in record["pictures"].items():
             assert Path(cli_record.pictures[kind]).name == link.rsplit("/", 1)[1]
-            assert Path(cli_record.pictures[kind]).read_bytes() == (
-                workspace_files(tmp_path) / link.removeprefix("/v1/files/")
-            ).read_bytes()
+            assert (
+                Path(cli_record.pictures[kind]).read_bytes()
+                == (workspace_files(tmp_path) / link.removeprefix("/v1/files/")).read_bytes()
+            )
 
 
 def workspace_files(tmp_path: Path) -> Path:
