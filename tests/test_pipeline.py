@@ -142,3 +142,58 @@ def test_eagle_with_tiny_hf_backend(hf_backends: Any) -> None:
     assert verdict.attention is not None and verdict.attention["grid"] == [1, 2, 2]
     assert verdict.answer in {"A", "B", "unparsable"}
     assert verdict.timings["total_s"] > 0
+
+
+def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
+    """One derivation: a new :class:`InspectionRecord` field must get its entry in ``record_fields``."""
+    from dataclasses import fields
+
+    from eagle_iad.pipeline import record_fields
+    from eagle_iad.record import InspectionRecord
+    from eagle_iad.verdict import make_verdict
+
+    expert = FakeExpert(1.5)
+    result = expert.inspect(RGB)
+    by_caller = {"id", "time", "category", "image_name", "verdict", "pictures", "label", "label_time"}
+    derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]
+    assert set(derived) == {f.name for f in fields(InspectionRecord)} - by_caller
+    assert derived == {"score": 1.5, "tau": TAU, "s_max": S_MAX, "decision": "anomalous", "in_band": True,
+                       "answer": None, "caas_applied": False, "reference": None, "answered_by": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("score", [0.5, 1.5, 3.0])
+def test_inspect_records_runs_the_expert_once_and_records_the_eagle_verdict(score: float) -> None:
+    from eagle_iad.pipeline import inspect_records
+
+    expert = FakeExpert(score)
+    passes: list[int] = []
+
+    def run_expert(rgbs: list[np.ndarray]) -> list[ExpertResult]:
+        passes.append(len(rgbs))
+        return [expert.inspect(rgb) for rgb in rgbs]
+
+    backend = FakeBackend(text="B")
+    eagle = Eagle(expert, backend, EagleConfig(caas=CaasSettings(alpha=0.6, layers=(9,))))  # type: ignore[arg-type]
+    records = inspect_records(
+        None, [RGB, RGB], category="widget", names=["a.png", "b.png"], ids=["1", "2"], when="t", eagle=eagle,
+        run_expert=run_expert,
+    )  # fmt: skip
+    assert passes == [2] and len(backend.calls) == 2
+    in_band = TAU <= score < S_MAX
+    for record, name, id_ in zip(records, ["a.png", "b.png"], ["1", "2"], strict=True):
+        assert (record.id, record.time, record.category, record.image_name) == (id_, "t", "widget", name)
+        assert (record.score, record.tau, record.s_max, record.in_band) == (score, TAU, S_MAX, in_band)
+        assert (record.decision, record.answer, record.caas_applied) == ("normal", "B", in_band)
+        assert record.answered_by == {"backend": "fake", "route": "single",
+                                      "caas": "applied" if in_band else "not needed (outside the band)"}  # fmt: skip
+        assert record.verdict["reply"] == "B" and record.verdict["image"] == name and record.pictures == {}
+
+
+def test_inspect_records_baseline_needs_no_expert() -> None:
+    from eagle_iad.pipeline import inspect_records
+
+    eagle = Eagle(None, FakeBackend(), EagleConfig(condition="baseline"))
+    (record,) = inspect_records(None, [RGB], category="", eagle=eagle)
+    assert record.score is None and record.decision == "anomalous" and record.image_name == "upload.png"
+    with pytest.raises(ConfigError, match="needs a fitted expert"):
+        inspect_records(None, [RGB], category="")

@@ -757,3 +757,72 @@ def test_threshold_change_is_recorded_applied_at_once_and_restorable(
         _error(call("POST", url_of(base).replace("mono", "nope"), body=b'{"tau": 1, "why": "x"}',
                     content_type="application/json"), 404, "no fitted category")  # fmt: skip
         assert str(models) not in json.dumps(change(base, {"restore": 9, "why": "no such"})[2])  # no host paths
+
+
+def _count_expert_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Images through the expert, counted where every pass goes (``Expert.inspect`` calls it too)."""
+    from eagle_iad.expert.patchcore import Expert
+
+    seen: list[int] = []
+    original = Expert.inspect_many
+
+    def counted(self: Expert, sources: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(len(sources))
+        return original(self, sources, *args, **kwargs)
+
+    monkeypatch.setattr(Expert, "inspect_many", counted)
+    return seen
+
+
+def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_image(
+    workspace: dict[str, Path], cells: dict[str, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eagle inspect`` and ``/v1/inspect`` both go through ``pipeline.inspect_records``: one expert
+    pass per image, and the same record (all but the id, the time and where the pictures live)."""
+    from eagle_iad.cli import build_parser, inspect_records, main
+    from eagle_iad.record import InspectionRecord
+    from eagle_iad.service import create_app
+
+    query = tmp_path / "query"
+    query.mkdir()
+    names = []
+    for path in [*cells["anomalous"][:1], *cells["normal"][:1]]:
+        (query / path.name).write_bytes(path.read_bytes())
+        names.append(path.name)
+    monkeypatch.chdir(query)  # relative names: the CLI's image name is then the upload's file name
+    model = str(workspace["models"] / "mono")
+    seen = _count_expert_images(monkeypatch)
+    argv = ["inspect", *names, "--model", model, "--out", str(tmp_path / "pictures"), "--json", "--quiet"]
+    assert main(argv) == 0
+    assert sum(seen) == len(names)  # one batch, each image once
+    seen.clear()
+    cli_records = inspect_records(build_parser().parse_args(argv))
+    assert sum(seen) == len(names)
+    app = create_app(_settings(workspace, tmp_path))
+    seen.clear()
+    with LiveServer(app) as live:
+        served = []
+        for name in names:
+            status, _, record = inspect_request(live.base, (query / name).read_bytes(), filename=name)
+            assert status == 200, record
+            served.append(record)
+    assert seen == [1, 1]  # the service: one pass per inspection
+
+    def comparable(record: dict[str, Any]) -> dict[str, Any]:
+        verdict = {k: v for k, v in record["verdict"].items() if k != "pictures"}
+        return {**{k: v for k, v in record.items() if k not in ("id", "time", "pictures")}, "verdict": verdict}
+
+    for cli_record, record in zip(cli_records, served, strict=True):
+        assert isinstance(cli_record, InspectionRecord)
+        assert comparable(json.loads(json.dumps(cli_record.to_dict()))) == comparable(record)
+        assert sorted(cli_record.pictures) == sorted(record["pictures"]) == ["box", "heatmap", "reference"]
+        for kind, link in record["pictures"].items():
+            assert Path(cli_record.pictures[kind]).name == link.rsplit("/", 1)[1]
+            assert (
+                Path(cli_record.pictures[kind]).read_bytes()
+                == (workspace_files(tmp_path) / link.removeprefix("/v1/files/")).read_bytes()
+            )
+
+
+def workspace_files(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "files"

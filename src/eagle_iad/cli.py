@@ -108,18 +108,6 @@ def _parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int
     return layers
 
 
-def _write_attention_overlays(verdicts: Sequence[Any], out_dir: Path) -> None:
-    """Overlays per captured layer, one unique stem per input; their paths go into the metadata."""
-    from eagle_iad.images import load_rgb
-    from eagle_iad.naming import picture_stems
-    from eagle_iad.pipeline import write_attention_overlays
-
-    for verdict, stem in zip(verdicts, picture_stems([v.image for v in verdicts]), strict=True):
-        if verdict.attention is not None:
-            written = write_attention_overlays(load_rgb(verdict.image), verdict.attention, out_dir, stem)
-            verdict.metadata["pictures"] = {kind: str(path) for kind, path in written.items()}
-
-
 def _check_images(paths: Sequence[str | None]) -> None:
     """Decode every input once before a model loads: a bad file fails in a second, not after a minute."""
     from eagle_iad.images import load_rgb
@@ -138,18 +126,35 @@ def _mllm_spec(args: argparse.Namespace) -> str | None:
     return None if not args.mllm else hybrid_spec(args.mllm, args.caas_mllm)
 
 
-def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
+def inspect_records(args: argparse.Namespace) -> list[Any]:
+    """``eagle inspect``'s :class:`eagle_iad.record.InspectionRecord` per image, from the pipeline's
+    orchestrator (the service's ``/v1/inspect`` uses the same one), pictures written under ``--out``.
+
+    With an MLLM, ``--out`` receives the attention overlays (``--capture-attention``) only, as before.
+    """
+    from eagle_iad.expert import load_expert
+    from eagle_iad.pipeline import inspect_records as run_pipeline
+
+    if not (args.mllm or args.caas_mllm):
+        if not args.model:
+            raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
+        out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
+        _check_images(args.images)
+        expert = load_expert(args.model, args.runtime)
+        with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
+            return run_pipeline(
+                expert, list(args.images), category=expert.model.category, out_dir=out, style=args.style,
+                show_candidates=args.candidates, show_progress=not args.quiet,
+            )  # fmt: skip
     from eagle_iad.mllm import CaasSettings, load_backend
-    from eagle_iad.pipeline import CAAS_NOT_APPLIED, Eagle, EagleConfig
+    from eagle_iad.pipeline import Eagle, EagleConfig
 
     spec = str(_mllm_spec(args))
     out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images([*args.images, args.template])
-    expert = None
+    loaded = None
     if args.model:
-        from eagle_iad.expert import load_expert
-
-        expert = load_expert(args.model, args.runtime)
+        loaded = load_expert(args.model, args.runtime)
     elif args.condition != "baseline":
         raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
     config = EagleConfig(
@@ -160,52 +165,60 @@ def _cmd_inspect_mllm(args: argparse.Namespace) -> int:
         capture_attention=args.capture_attention,
         template_image=args.template,
     )
-    eagle = Eagle(expert, load_backend(spec), config)
-    verdicts = [eagle.inspect(image) for image in args.images]
-    if out is not None and args.capture_attention:
-        with write_errors(out, "pictures written before it are complete"):
-            _write_attention_overlays(verdicts, out)
-    if args.json:
-        print(dumps([v.to_dict() for v in verdicts]))
-        return 0
-    for v in verdicts:
-        expert_part = "" if v.score is None else f"  expert {v.expert_decision} score {v.score:.3f} tau {v.tau:.3f}"
-        caas = "  CAAS" if v.caas_applied else ""
-        if v.answered_by.get("caas") == CAAS_NOT_APPLIED:
-            caas = f"  CAAS {CAAS_NOT_APPLIED}"
-        route = "" if v.answered_by.get("route", "single") == "single" else f"  via {v.answered_by['route']}"
-        print(f"{v.image}: {v.decision} (answer {v.answer}){expert_part}{caas}{route}  reply {v.reply!r}")
-    return 0
+    eagle = Eagle(loaded, load_backend(spec), config)
+    category = "" if loaded is None else loaded.model.category
+    attention_out = out if args.capture_attention else None
+    with write_errors(attention_out or ".", "pictures written before it are complete"):
+        return run_pipeline(
+            loaded, list(args.images), category=category, eagle=eagle, out_dir=attention_out, style=args.style,
+            expert_pictures=False,
+        )  # fmt: skip
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    if args.mllm or args.caas_mllm:
-        return _cmd_inspect_mllm(args)
-    if not args.model:
-        raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
-    from eagle_iad.expert import load_expert
-    from eagle_iad.verdict import inspect_images
+    records = inspect_records(args)
+    if not (args.mllm or args.caas_mllm):
+        return _print_expert_verdicts(args, [r.verdict for r in records])
+    from eagle_iad.pipeline import CAAS_NOT_APPLIED
 
-    out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
-    _check_images(args.images)
-    expert = load_expert(args.model, args.runtime)
-    with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
-        verdicts = inspect_images(
-            expert, list(args.images), out, args.style, show_progress=not args.quiet, show_candidates=args.candidates
-        )
+    verdicts = []
+    for record in records:
+        verdict = record.verdict
+        if args.out is not None and args.capture_attention and verdict["attention"] is not None:
+            overlays = {kind: path for kind, path in record.pictures.items() if kind.startswith("attention_L")}
+            verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": overlays}}
+        verdicts.append(verdict)
     if args.json:
-        print(dumps([v.to_dict() for v in verdicts]))
+        print(dumps(verdicts))
         return 0
     for v in verdicts:
-        band = " (low-confidence band)" if v.in_band else ""
-        print(f"{v.image}: {v.decision}{band}  score {v.score:.3f}  tau {v.tau:.3f}  s_max {v.s_max:.3f}")
-        for rank, box in enumerate(v.boxes, start=1):
-            print(f"    box #{rank} x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} score={box.score:.3f}")
-        for kind, path in v.pictures.items():
+        expert_part = "" if v["score"] is None else (
+            f"  expert {v['expert_decision']} score {v['score']:.3f} tau {v['tau']:.3f}"
+        )  # fmt: skip
+        caas = "  CAAS" if v["caas_applied"] else ""
+        if v["answered_by"].get("caas") == CAAS_NOT_APPLIED:
+            caas = f"  CAAS {CAAS_NOT_APPLIED}"
+        route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
+        print(f"{v['image']}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  reply {v['reply']!r}")
+    return 0
+
+
+def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, Any]]) -> int:
+    if args.json:
+        print(dumps(verdicts))
+        return 0
+    for v in verdicts:
+        band = " (low-confidence band)" if v["in_band"] else ""
+        numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
+        print(f"{v['image']}: {v['decision']}{band}  {numbers}")
+        for rank, box in enumerate(v["boxes"], start=1):
+            corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
+            print(f"    box #{rank} {corners} score={box['score']:.3f}")
+        for kind, path in v["pictures"].items():
             print(f"    {kind}: {path}")
-        if v.reference is not None:
-            why = "" if v.reference["unavailable"] is None else f" ({v.reference['unavailable']})"
-            print(f"    nearest normal training image: {v.reference['image']}{why}")
+        if v["reference"] is not None:
+            why = "" if v["reference"]["unavailable"] is None else f" ({v['reference']['unavailable']})"
+            print(f"    nearest normal training image: {v['reference']['image']}{why}")
     return 0
 
 

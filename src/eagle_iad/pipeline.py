@@ -1,7 +1,11 @@
 """EAGLE end to end: expert → TGPS prompt → MLLM (CAAS in the band) → parsed answer → verdict.
 
-``Eagle(expert, backend, config).inspect(image)`` is the product's one-call API; the CLI, the
-service and the eval runner call it. Conditions (docs/METHOD.md §5): ``baseline`` (MLLM alone), ``tgps``
+:func:`inspect_records` is the one orchestrator: it runs the expert once per image (a batch through
+``Expert.inspect_many``), asks the MLLM through :meth:`Eagle.inspect` when one is configured, writes
+the pictures and returns one :class:`eagle_iad.record.InspectionRecord` per image; the CLI's
+``eagle inspect`` and the service's ``/v1/inspect`` call it. :func:`record_fields` is the one place
+the record's scalar fields (score ... answered_by) are read off a verdict; the eval runner's JSONL
+records take theirs from it too. Conditions (docs/METHOD.md §5): ``baseline`` (MLLM alone), ``tgps``
 (textual prior + boxed copy), ``eagle`` (TGPS + CAAS when ``tau <= score < s_max``), and the prompt
 ablations ``text-only`` / ``visual-only`` (no CAAS, so they isolate the prompt parts).
 
@@ -13,7 +17,9 @@ boxes, the exact prompt items (images by reference), the raw reply, the parsed a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,8 @@ from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
+from eagle_iad.naming import picture_stems
+from eagle_iad.record import InspectionRecord
 from eagle_iad.tgps.answers import UNPARSABLE, parse_answer
 from eagle_iad.tgps.prompt import (
     ANOMALY_QUESTION,
@@ -40,7 +48,7 @@ from eagle_iad.tgps.prompt import (
 )
 from eagle_iad.tgps.regions import Box
 from eagle_iad.tgps.render import RenderStyle, render, save_png
-from eagle_iad.verdict import make_verdict, region_threshold
+from eagle_iad.verdict import ExpertVerdict, make_verdict, region_threshold, write_pictures
 
 _MODES: dict[str, PromptMode] = {
     "baseline": "full",
@@ -263,3 +271,106 @@ def write_attention_overlays(rgb: np.ndarray, attention: dict[str, Any], out_dir
         save_png(path, attention_overlay(rgb, capture, layer))
         written[f"attention_L{layer}"] = path
     return written
+
+
+Verdict = ExpertVerdict | EagleVerdict
+
+
+def record_fields(verdict: Verdict) -> dict[str, Any]:
+    """The inspection record's fields that a verdict decides, keyed by :class:`InspectionRecord` field.
+
+    The one derivation: the record builder and the eval runner's JSONL records both read them here,
+    so a new record field is one line in ``record.py`` plus one entry below. An expert verdict
+    (no MLLM) decides by itself: no answer, no CAAS, nobody else answered.
+    """
+    if isinstance(verdict, ExpertVerdict):
+        return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
+                "in_band": verdict.in_band, "answer": None, "caas_applied": False, "reference": verdict.reference,
+                "answered_by": None}  # fmt: skip
+    return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
+            "in_band": verdict.in_band, "answer": verdict.answer, "caas_applied": bool(verdict.caas_applied),
+            "reference": verdict.reference, "answered_by": verdict.answered_by}  # fmt: skip
+
+
+def now_iso() -> str:
+    """An inspection's time as the history stores it (UTC, ISO 8601, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def inspect_records(
+    expert: Expert | None,
+    images: Sequence[ImageSource | np.ndarray],
+    *,
+    category: str,
+    names: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    when: str | None = None,
+    eagle: Eagle | None = None,
+    question: Question | None = None,
+    out_dir: Path | None = None,
+    stems: Sequence[str] | None = None,
+    style: RenderStyle = "box",
+    show_candidates: bool = False,
+    show_progress: bool = False,
+    expert_pictures: bool = True,
+    run_expert: Callable[[list[np.ndarray]], list[ExpertResult]] | None = None,
+) -> list[InspectionRecord]:
+    """Inspect images end to end and return one record each; the only place the steps are chained.
+
+    The expert runs once per image (``run_expert``, default one batch through
+    ``expert.inspect_many``; the service passes its micro-batcher), and its result gives both the
+    pictures and, with ``eagle``, the MLLM's prompt. With ``out_dir`` the expert's pictures
+    (unless ``expert_pictures`` is off) and any attention overlays are written there, named by
+    ``stems`` (default: :func:`eagle_iad.naming.picture_stems` of ``names``); the record's
+    ``pictures`` map each kind to the written path, which the caller turns into its own links.
+    ``verdict`` is the verdict's ``to_dict()``: the expert's (no ``eagle``) or EAGLE's, attention
+    included. ``ids`` (default ``""``), ``when`` (default: now) and ``category`` are the caller's.
+    """
+    if eagle is not None and expert is None:
+        expert = eagle.expert
+    if expert is None and (eagle is None or eagle.config.condition != "baseline"):
+        raise ConfigError("an inspection needs a fitted expert (or an MLLM in the baseline condition)")
+    rgbs = [image if isinstance(image, np.ndarray) else load_rgb(image) for image in images]
+    if names is None:
+        names = ["upload.png" if isinstance(image, (bytes, np.ndarray)) else str(image) for image in images]
+    stems = picture_stems(names) if stems is None else stems
+    ids = [""] * len(rgbs) if ids is None else ids
+    needs_expert = expert is not None and (eagle is None or eagle.config.condition != "baseline")
+    results: list[ExpertResult | None] = [None] * len(rgbs)
+    if needs_expert:
+        assert expert is not None
+        if run_expert is None:
+            results = list(expert.inspect_many(rgbs, show_progress=show_progress))
+        else:
+            results = list(run_expert(rgbs))
+    records = []
+    for index, (name, stem, rgb, result) in enumerate(zip(names, stems, rgbs, results, strict=True)):
+        pictures: dict[str, str] = {}
+        expert_verdict = None
+        if result is not None:
+            assert expert is not None
+            expert_verdict = make_verdict(expert, name, result)
+            if out_dir is not None and expert_pictures:
+                write_pictures(expert_verdict, rgb, result, out_dir, style, show_candidates, stem, expert)
+                pictures.update(expert_verdict.pictures)
+        verdict: Verdict
+        if eagle is None:
+            assert expert_verdict is not None
+            verdict = expert_verdict
+        else:
+            verdict = eagle.inspect(rgb, question, name, expert_result=result)
+            if out_dir is not None and verdict.attention is not None:
+                written = write_attention_overlays(rgb, verdict.attention, out_dir, stem)
+                pictures.update({kind: str(path) for kind, path in written.items()})
+        records.append(
+            InspectionRecord(
+                id=ids[index],
+                time=now_iso() if when is None else when,
+                category=category,
+                image_name=name,
+                verdict=verdict.to_dict(),
+                pictures=pictures,
+                **record_fields(verdict),
+            )
+        )
+    return records

@@ -32,6 +32,11 @@ from eagle_iad.expert.patchcore import Expert
 from eagle_iad.mllm.base import Backend
 
 Key = tuple[str, str, str]
+#: The inspection record's fields (``eagle_iad.pipeline.record_fields``) a JSONL record carries; the
+#: rest of a JSONL record is the work item's and the reply's. Fixed lists: a new record field does
+#: not change the JSONL records of a run that is being resumed.
+EXPERT_FIELDS = ("score", "tau", "s_max", "in_band", "caas_applied")
+MLLM_FIELDS = (*EXPERT_FIELDS, "answer", "answered_by")
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
 
@@ -218,15 +223,15 @@ class Worker:
             "gold": item.answer,
         }
         if condition == "expert":
+            from eagle_iad.pipeline import record_fields
             from eagle_iad.verdict import make_verdict
 
             expert = self.expert(item.category)
             verdict = make_verdict(expert, item.image, expert.inspect(load_rgb(item.image)))
-            answer = "A" if verdict.is_anomalous else "B"
-            record.update(
-                score=verdict.score, tau=verdict.tau, s_max=verdict.s_max, in_band=verdict.in_band,
-                caas_applied=False, reply="", answer=answer, parse_method="expert",
-            )  # fmt: skip
+            fields = record_fields(verdict)
+            record.update({name: fields[name] for name in EXPERT_FIELDS})
+            # the expert "answers" the anomaly question by its decision (no MLLM reply)
+            record.update(reply="", answer="A" if verdict.is_anomalous else "B", parse_method="expert")
         else:
             verdict_dict = self._mllm(item, condition)
             record.update(verdict_dict)
@@ -236,7 +241,7 @@ class Worker:
 
     def _mllm(self, item: WorkItem, condition: str) -> dict[str, Any]:
         from eagle_iad.mllm.caas import CaasSettings
-        from eagle_iad.pipeline import Eagle, EagleConfig
+        from eagle_iad.pipeline import Eagle, EagleConfig, record_fields
 
         template = item.templates[0] if self.config.shots == 1 and item.templates else None
         config = EagleConfig(
@@ -248,17 +253,9 @@ class Worker:
         )
         expert = None if condition == "baseline" else self.expert(item.category)
         verdict = Eagle(expert, self.backend(), config).inspect(item.image, item.to_question())
-        out: dict[str, Any] = {
-            "score": verdict.score,
-            "tau": verdict.tau,
-            "s_max": verdict.s_max,
-            "in_band": verdict.in_band,
-            "caas_applied": verdict.caas_applied,
-            "reply": verdict.reply,
-            "answer": verdict.answer,
-            "parse_method": verdict.parse_method,
-            "answered_by": verdict.answered_by,
-        }
+        fields = record_fields(verdict)
+        out: dict[str, Any] = {name: fields[name] for name in MLLM_FIELDS}
+        out.update(reply=verdict.reply, parse_method=verdict.parse_method)
         if verdict.attention is not None:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
         return out

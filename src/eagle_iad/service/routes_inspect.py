@@ -2,8 +2,8 @@
 
 An inspection is the expert's verdict (no MLLM configured) or the full EAGLE verdict (MLLM
 configured: TGPS prompt, CAAS in the band), stored in the history with links to its pictures.
-The expert runs once per inspection: its result gives the pictures here and is handed to
-:class:`Eagle` for the prompt.
+:func:`eagle_iad.pipeline.inspect_records` does the inspection (the expert once, its result giving
+both the pictures and the MLLM's prompt); this route adds the id, the links, the history and metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -29,9 +30,7 @@ from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.service.store import Inspection
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
-from eagle_iad.verdict import make_verdict, write_pictures
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -58,31 +57,16 @@ def _safe_name(filename: str | None) -> str:
     return "/".join([*(part for part in clean[:-1] if part), base])
 
 
-def _ask_mllm(
-    state: ServiceState, expert: Any, rgb: Any, result: Any, filename: str, question_text: str | None,
-    attention: bool, out: Path, link: str, pictures: dict[str, str],
-) -> dict[str, Any]:  # fmt: skip
-    """The full EAGLE verdict (TGPS prompt, CAAS in the band) on the expert pass already made;
-    attention overlays are added to ``pictures``."""
-    from eagle_iad.pipeline import Eagle, EagleConfig, write_attention_overlays
-
-    assert state.queued is not None
-    question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
-    eagle = Eagle(expert, state.queued, EagleConfig(capture_attention=attention))
-    verdict = eagle.inspect(rgb, question, filename, expert_result=result)
-    record = verdict.to_dict()
-    if verdict.attention is not None:
-        stem = picture_stems([PurePosixPath(filename).name])[0]
-        written = write_attention_overlays(rgb, verdict.attention, out, stem)
-        pictures.update({kind: f"{link}/{path.name}" for kind, path in written.items()})
-        record["attention"] = None  # large; the overlays carry it
-    return record
-
-
 def run_inspection(
     state: ServiceState, category: str, data: bytes, filename: str, question_text: str | None, attention: bool
 ) -> dict[str, Any]:
-    """Score (and with an MLLM, ask about) one image; write its pictures; store and return the record."""
+    """Score (and with an MLLM, ask about) one image through the pipeline; store and return the record.
+
+    The pipeline writes the pictures into the inspection's folder; here they become
+    ``/v1/files/<id>/...`` links, and the verdict drops the raw attention (the overlays carry it).
+    """
+    from eagle_iad.pipeline import Eagle, EagleConfig, inspect_records
+
     settings = state.settings
     if state.queued is None and (question_text is not None or attention):
         raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
@@ -93,41 +77,28 @@ def run_inspection(
     inspection_id = uuid.uuid4().hex
     out = settings.files_dir / inspection_id
     link = f"/v1/files/{inspection_id}"
+    eagle = None
+    question = None
+    if state.queued is not None:
+        question = ANOMALY_QUESTION if question_text is None else Question(question_text, ("Yes.", "No."))
+        eagle = Eagle(expert, state.queued, EagleConfig(capture_attention=attention))
     try:
-        result = BATCHER.inspect(expert, rgb)  # concurrent requests of this expert share its pass
-        expert_verdict = make_verdict(expert, filename, result)
-        stem = picture_stems([PurePosixPath(filename).name])[0]
-        write_pictures(expert_verdict, rgb, result, out, stem=stem, expert=expert)
-        pictures = {kind: f"{link}/{Path(path).name}" for kind, path in expert_verdict.pictures.items()}
-        if state.queued is None:
-            record: dict[str, Any] = expert_verdict.to_dict()
-            answer, decision, caas_applied = None, expert_verdict.decision, False
-        else:
-            record = _ask_mllm(state, expert, rgb, result, filename, question_text, attention, out, link, pictures)
-            answer, decision, caas_applied = record["answer"], record["decision"], bool(record["caas_applied"])
+        (inspected,) = inspect_records(
+            expert, [rgb], category=category, names=[filename], ids=[inspection_id], eagle=eagle,
+            question=question, out_dir=out, stems=picture_stems([PurePosixPath(filename).name]),
+            run_expert=lambda rgbs: [BATCHER.inspect(expert, one) for one in rgbs],  # concurrent requests share a pass
+        )  # fmt: skip
     except BaseException as exc:
         shutil.rmtree(out, ignore_errors=True)  # a refused (429) or failed inspection leaves no orphan pictures
         if is_disk_full(exc):
             raise disk_full_error() from None
         raise
-    record["pictures"] = pictures
-    stored = Inspection(
-        id=inspection_id,
-        time=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        category=category,
-        image_name=filename,
-        score=expert_verdict.score,
-        tau=expert_verdict.tau,
-        s_max=expert_verdict.s_max,
-        decision=decision,
-        in_band=expert_verdict.in_band,
-        answer=answer,
-        caas_applied=caas_applied,
-        verdict=record,
-        pictures=pictures,
-        reference=record.get("reference"),
-        answered_by=record.get("answered_by"),
-    )
+    pictures = {kind: f"{link}/{Path(path).name}" for kind, path in inspected.pictures.items()}
+    verdict = dict(inspected.verdict)
+    if verdict.get("attention") is not None:
+        verdict["attention"] = None  # large; the overlays carry it
+    verdict["pictures"] = pictures
+    stored = replace(inspected, verdict=verdict, pictures=pictures)
     try:
         state.store.add(stored)
     except BaseException as exc:  # not in the history: its pictures go too (no row without pictures, no orphans)
@@ -135,7 +106,7 @@ def run_inspection(
         if is_disk_full(exc):
             raise disk_full_error() from None
         raise
-    state.metrics.observe_inspection(caas_applied)
+    state.metrics.observe_inspection(stored.caas_applied)
     return stored.to_dict()
 
 
