@@ -212,6 +212,18 @@ describe("inspection station", () => {
     await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
     await page.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
     await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("article img")).some((img) => img.complete && img.naturalWidth > 0));
+    // The fixture's one in-process model answered: the card says so, and what became of CAAS, in words.
+    const answered = async (where: string) => {
+      const card = page.locator(where).filter({ has: page.locator('[data-testid="answered-by"]') }).first();
+      expect(await card.locator('[data-testid="answered-by"]').textContent()).toMatch(/^Answered by hf:\/.*tiny-qwen2\.5-vl \(in-process model\)$/);
+      const inBand = (await card.getByText(/^In unsure band:/).textContent()) === "In unsure band: yes";
+      expect(await card.locator('[data-testid="caas-status"]').textContent()).toBe(
+        inBand
+          ? "CAAS applied: the expert was unsure, so the model's attention to the image was sharpened."
+          : "CAAS not needed: the expert's score is outside the unsure band.",
+      );
+    };
+    await answered('article[aria-label="Inspection of sample-crack.png"]');
 
     const pages: Array<[string, string, () => Promise<void>]> = [
       ["inspect", "#/inspect", async () => void (await page.locator('[data-testid="verdict"]').first().waitFor({ timeout: 60_000 }))],
@@ -222,6 +234,7 @@ describe("inspection station", () => {
           const table = page.getByRole("table", { name: "Inspection history" });
           await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().click();
           await page.getByRole("region", { name: "Selected inspection" }).waitFor();
+          await answered('[aria-label="Selected inspection"] article');
         },
       ],
       [

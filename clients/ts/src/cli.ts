@@ -38,8 +38,10 @@ commands:
                                           fit a category from uploads or a server folder; progress on stderr
   history [--category C] [--decision anomalous|normal|undecided] [--label normal|anomalous|labelled|unlabelled]
           [--limit N] [--offset N] [--format json|csv|jsonl]
-                                          json: one page as the service sends it; csv / jsonl: every
-                                          matching inspection (at most --limit), one row each
+                                          json: one page as the service sends it (each record's
+                                          reference.image: its nearest normal training image);
+                                          csv / jsonl: every matching inspection (at most --limit), one
+                                          row each, with reference_image and answered_by columns
   label ID normal|anomalous|none          record what inspection ID actually was (none clears it)
   picture ID --kind boxed|heatmap|reference --out FILE [--force]
                                           download a picture of inspection ID (reference: the nearest

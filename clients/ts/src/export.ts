@@ -1,7 +1,9 @@
 /**
  * History exports: CSV for spreadsheets, JSON lines for scripts. One row per inspection with the
  * image's relative path, time, category, score, threshold, band end, decision, band flag, CAAS,
- * the user's label, boxes and absolute links to its pictures. Shared by the console's download buttons and
+ * the user's label, boxes, absolute links to its pictures, the nearest normal training image (its
+ * name and picture link) and which MLLM backend answered by which route and what became of CAAS
+ * (empty for expert-only inspections). Shared by the console's download buttons and
  * `eagle-client history --format csv|jsonl`, so both give the same file.
  */
 
@@ -24,6 +26,11 @@ export const EXPORT_COLUMNS = [
   "boxes",
   "picture_box",
   "picture_heatmap",
+  "reference_image",
+  "picture_reference",
+  "answered_by_backend",
+  "answered_by_route",
+  "answered_by_caas",
 ] as const;
 
 export interface ExportBox {
@@ -50,6 +57,24 @@ export interface ExportRow {
   label: string | null;
   boxes: ExportBox[];
   pictures: Record<string, string>;
+  /** The nearest normal training image's name; null when the record has none (stored before references). */
+  reference_image: string | null;
+  /** Which backend answered, by which route, and what became of CAAS; null for expert-only inspections. */
+  answered_by: ExportAnsweredBy | null;
+}
+
+/** The record's `answered_by`: `route` is `engine` (serving engine), `caas` (in-process CAAS) or `single`. */
+export interface ExportAnsweredBy {
+  backend: string | null;
+  route: string | null;
+  caas: string | null;
+}
+
+function answeredByOf(record: InspectionRecord): ExportAnsweredBy | null {
+  const raw = record.answered_by;
+  if (raw === null || raw === undefined) return null;
+  const text = (k: string) => (typeof raw[k] === "string" ? raw[k] : null);
+  return { backend: text("backend"), route: text("route"), caas: text("caas") };
 }
 
 function boxesOf(verdict: Record<string, unknown>): ExportBox[] {
@@ -85,6 +110,8 @@ export function exportRow(record: InspectionRecord, base: string): ExportRow {
     label: record.label ?? null,
     boxes: boxesOf(record.verdict),
     pictures,
+    reference_image: record.reference?.image ?? null,
+    answered_by: answeredByOf(record),
   };
 }
 
@@ -109,6 +136,8 @@ export function toCsv(records: Iterable<InspectionRecord>, base: string): string
     const values: Array<string | number | boolean | null> = [
       row.id, row.time, row.category, row.image, row.score, row.threshold, row.band_end, row.decision,
       row.in_band, row.caas_applied, row.answer, row.label, boxes, row.pictures["box"] ?? null, row.pictures["heatmap"] ?? null,
+      row.reference_image, row.pictures["reference"] ?? null,
+      row.answered_by?.backend ?? null, row.answered_by?.route ?? null, row.answered_by?.caas ?? null,
     ];
     lines.push(values.map(csvField).join(","));
   }

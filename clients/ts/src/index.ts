@@ -42,4 +42,4 @@ export type { components, paths } from "./generated/openapi.js";
 export { FIT_OPTIONS } from "./generated/fit-options.js";
 export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
-export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportBox, type ExportRow } from "./export.js";
+export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportAnsweredBy, type ExportBox, type ExportRow } from "./export.js";

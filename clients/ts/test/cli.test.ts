@@ -66,14 +66,39 @@ describe("eagle-client", () => {
     const csv = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2", "--format", "csv"]);
     expect(csv.code).toBe(0);
     const rows = csv.stdout.trimEnd().split("\r\n");
-    expect(rows[0]).toBe("id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap");
+    expect(rows[0]).toBe(
+      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap," +
+        "reference_image,picture_reference,answered_by_backend,answered_by_route,answered_by_caas",
+    );
     expect(rows).toHaveLength(3);
     expect(rows[1]).toContain(`,mono,`);
     expect(rows[1]).toContain(`${baseUrl}/v1/files/`);
-    const jsonl = await cli(["--url", baseUrl, "history", "--format", "jsonl", "--limit", "1"]);
-    const row = JSON.parse(jsonl.stdout) as { image: string; threshold: number; pictures: Record<string, string> };
+    const jsonl = await cli(["--url", baseUrl, "history", "--category", "mono", "--format", "jsonl", "--limit", "1"]);
+    const row = JSON.parse(jsonl.stdout) as {
+      id: string;
+      in_band: boolean;
+      threshold: number;
+      pictures: Record<string, string>;
+      reference_image: string | null;
+      answered_by: { backend: string; route: string; caas: string } | null;
+    };
     expect(row.threshold).toBeGreaterThan(0);
     expect(row.pictures["heatmap"]).toMatch(new RegExp(`^${baseUrl}/v1/files/`));
+    // The fixture's service answers with one in-process model (tiny Qwen2.5-VL): route "single".
+    const stored = (await (await fetch(`${baseUrl}/v1/inspections/${row.id}`)).json()) as {
+      reference: { image: string };
+      answered_by: { backend: string; route: string; caas: string };
+    };
+    expect(row.reference_image).toBe(stored.reference.image);
+    expect(row.reference_image).toMatch(/\.png$/);
+    expect(row.pictures["reference"]).toMatch(new RegExp(`^${baseUrl}/v1/files/${row.id}/[^/]+_reference\\.jpg$`));
+    expect(row.answered_by).toEqual(stored.answered_by);
+    expect(row.answered_by).toMatchObject({ backend: expect.stringMatching(/^hf:.*tiny-qwen2\.5-vl$/), route: "single" });
+    expect(row.answered_by?.caas).toBe(row.in_band ? "applied" : "not needed (outside the band)");
+    const latest = rows.find((line) => line.startsWith(`${row.id},`)) as string;
+    expect(latest.endsWith(
+      `,${row.reference_image},${row.pictures["reference"]},${row.answered_by?.backend},single,${row.answered_by?.caas}`,
+    )).toBe(true);
     expect((await cli(["--url", baseUrl, "history", "--format", "xml"])).stderr).toContain("--format must be json, csv or jsonl");
     const labelled = await cli(["--url", baseUrl, "label", JSON.parse(jsonl.stdout).id as string, "normal"]);
     expect(labelled.code).toBe(0);
@@ -144,9 +169,11 @@ describe("eagle-client", () => {
   it("reads history with filters", async () => {
     const { code, stdout } = await cli(["--url", baseUrl, "history", "--category", "mono", "--limit", "2"]);
     expect(code).toBe(0);
-    const page = JSON.parse(stdout) as { limit: number; items: Array<{ category: string }> };
+    const page = JSON.parse(stdout) as { limit: number; items: Array<{ category: string; reference: { image: string } | null }> };
     expect(page.limit).toBe(2);
     expect(page.items.every((item) => item.category === "mono")).toBe(true);
+    // Each item names its nearest normal training image (the fixture's model records references).
+    expect(page.items.every((item) => /\.png$/.test(item.reference?.image ?? ""))).toBe(true);
   });
 
   it("refuses bad usage with exit 2 and the reason", async () => {

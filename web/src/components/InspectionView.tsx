@@ -2,7 +2,7 @@ import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
-import { decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
+import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
 import { Picture } from "./Picture";
 import { ReferencePicture } from "./ReferencePicture";
 import { ScoreScale } from "./ScoreScale";
@@ -47,6 +47,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   const reply = typeof verdict["reply"] === "string" ? verdict["reply"] : null;
   const mllm = record.answer !== null || reply !== null;
   const regions = regionsOf(verdict);
+  const answeredBy = answeredByView(record.answered_by);
   const category = categories?.find((c) => c.name === record.category);
   const domain = categoryDomain(
     category?.tau ?? record.tau,
@@ -103,6 +104,16 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               <p>
                 Answer: <strong data-testid="answer">{record.answer ?? "–"}</strong>
               </p>
+              {answeredBy ? (
+                <>
+                  <p className="small" data-testid="answered-by">
+                    Answered by <code className="backend-name">{answeredBy.backend}</code> ({answeredBy.how})
+                  </p>
+                  <p className="small" data-testid="caas-status">
+                    {answeredBy.caas}
+                  </p>
+                </>
+              ) : null}
               {reply !== null ? (
                 <blockquote className="reply" data-testid="reply" tabIndex={0}>
                   {reply || <em>(empty reply)</em>}

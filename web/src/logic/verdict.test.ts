@@ -33,3 +33,38 @@ describe("regionsOf", () => {
     expect(regionsOf({ boxes: [], candidates: [box] })).toEqual({ boxes: [], candidates: [box] });
   });
 });
+
+import { answeredByView } from "./verdict";
+
+describe("answeredByView", () => {
+  it("names the backend and its route, and says what became of CAAS in plain words", () => {
+    expect(answeredByView({ backend: "hf:/models/qwen", route: "caas", caas: "applied" })).toEqual({
+      backend: "hf:/models/qwen",
+      how: "in-process CAAS",
+      caas: "CAAS applied: the expert was unsure, so the model's attention to the image was sharpened.",
+    });
+    expect(answeredByView({ backend: "openai:http://e:8001/v1#qwen", route: "engine", caas: "not applied (backend cannot)" })).toEqual({
+      backend: "openai:http://e:8001/v1#qwen",
+      how: "serving engine",
+      caas: "CAAS not applied: the expert was unsure, but this backend cannot sharpen attention, so it answered without CAAS.",
+    });
+    expect(answeredByView({ backend: "openai:http://e:8001/v1#qwen", route: "engine", caas: "not needed (outside the band)" })?.caas).toBe(
+      "CAAS not needed: the expert's score is outside the unsure band.",
+    );
+  });
+
+  it("tells a single backend's kind by its scheme, and reads conditions and unknown states as they are", () => {
+    expect(answeredByView({ backend: "hf:/m", route: "single", caas: "off (condition plain)" })).toEqual({
+      backend: "hf:/m",
+      how: "in-process model",
+      caas: "CAAS off: the “plain” condition does not use it.",
+    });
+    expect(answeredByView({ backend: "openai:http://e/v1#m", route: "single", caas: "later" })).toMatchObject({ how: "serving engine", caas: "CAAS: later." });
+    expect(answeredByView({})).toEqual({ backend: "an unnamed backend", how: "in-process model", caas: "CAAS status not recorded." });
+  });
+
+  it("says nothing for an expert-only inspection", () => {
+    expect(answeredByView(null)).toBeNull();
+    expect(answeredByView(undefined)).toBeNull();
+  });
+});

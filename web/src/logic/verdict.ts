@@ -66,3 +66,43 @@ function regionList(value: unknown): Region[] {
 export function regionsOf(verdict: Record<string, unknown>): { boxes: Region[]; candidates: Region[] } {
   return { boxes: regionList(verdict["boxes"]), candidates: regionList(verdict["candidates"]) };
 }
+
+/**
+ * Which MLLM answered and what became of CAAS, in plain words (the record's `answered_by`).
+ * Said on every MLLM answer because a hybrid service sends band inspections to the in-process CAAS
+ * model and the rest to a serving engine; a CAAS the engine could not apply must read as such.
+ * `null` for an expert-only inspection (nothing to say).
+ */
+export interface AnsweredByView {
+  /** "Answered by <backend> (serving engine | in-process CAAS | in-process model)". */
+  backend: string;
+  how: string;
+  /** The CAAS status as a sentence. */
+  caas: string;
+}
+
+export function answeredByView(answeredBy: Record<string, string> | null | undefined): AnsweredByView | null {
+  if (!answeredBy) return null;
+  const backend = answeredBy["backend"] ?? "";
+  const route = answeredBy["route"] ?? "single";
+  const how =
+    route === "engine"
+      ? "serving engine"
+      : route === "caas"
+        ? "in-process CAAS"
+        : backend.startsWith("openai:")
+          ? "serving engine"
+          : "in-process model";
+  return { backend: backend || "an unnamed backend", how, caas: caasSentence(answeredBy["caas"] ?? null) };
+}
+
+function caasSentence(caas: string | null): string {
+  if (caas === "applied") return "CAAS applied: the expert was unsure, so the model's attention to the image was sharpened.";
+  if (caas === "not applied (backend cannot)") {
+    return "CAAS not applied: the expert was unsure, but this backend cannot sharpen attention, so it answered without CAAS.";
+  }
+  if (caas === "not needed (outside the band)") return "CAAS not needed: the expert's score is outside the unsure band.";
+  const off = caas === null ? null : /^off \(condition (.+)\)$/.exec(caas);
+  if (off) return `CAAS off: the “${off[1]}” condition does not use it.`;
+  return caas === null ? "CAAS status not recorded." : `CAAS: ${caas}.`;
+}
