@@ -49,6 +49,27 @@ def unprivileged_cli() -> list[str]:
     return [setpriv, "--bounding-set", drop, "--inh-caps", drop, *launcher]
 
 
+def copy_elpv_cells(root: Path) -> Path:
+    """A folder-layout dataset of real elpv cells in ``root/cells``: 6 training normals, 3 normal + 3 cracked tests."""
+    import shutil
+
+    from eagle_iad.data import get_layout
+
+    layout = get_layout("elpv")
+    test = layout.samples(None, "mono", "test")
+    groups = {
+        "train/good": layout.samples(None, "mono", "train")[:6],
+        "test/good": [s for s in test if s.label == 0][:3],
+        "test/crack": [s for s in test if s.label == 1][:3],
+    }
+    for sub, samples in groups.items():
+        folder = root / "cells" / sub
+        folder.mkdir(parents=True)
+        for sample in samples:
+            shutil.copy(sample.path, folder / sample.path.name)
+    return root
+
+
 def start_ray(ray: Any, **options: Any) -> None:
     """``ray.init(**options)`` that tolerates a slow machine: longer timeouts, and one retry.
 

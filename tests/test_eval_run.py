@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_ray, wait_s
+from conftest import copy_elpv_cells, start_ray, wait_s
 from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
-from eagle_iad.data import get_layout
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.mllm_metrics import caas_effect, compute_metrics, discrimination, task_accuracy
 from eagle_iad.eval.protocol import MMAD_TYPES, limit_items, mmad_items, parse_conditions
@@ -112,20 +110,7 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder-layout dataset of real elpv cells: 6 training normals, 3 normal + 3 cracked test cells."""
-    root = tmp_path_factory.mktemp("cells_data")
-    layout = get_layout("elpv")
-    test = layout.samples(None, "mono", "test")
-    groups = {
-        "train/good": layout.samples(None, "mono", "train")[:6],
-        "test/good": [s for s in test if s.label == 0][:3],
-        "test/crack": [s for s in test if s.label == 1][:3],
-    }
-    for sub, samples in groups.items():
-        folder = root / "cells" / sub
-        folder.mkdir(parents=True)
-        for sample in samples:
-            shutil.copy(sample.path, folder / sample.path.name)
-    return root
+    return copy_elpv_cells(tmp_path_factory.mktemp("cells_data"))
 
 
 def _eval(*argv: str) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_s
+from conftest import copy_elpv_cells, wait_s
 
 from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError
@@ -111,24 +111,7 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder-layout dataset of real elpv cells: 6 training normals, 3 normal + 3 cracked test cells."""
-    import shutil
-
-    from eagle_iad.data import get_layout
-
-    root = tmp_path_factory.mktemp("hybrid_cells")
-    layout = get_layout("elpv")
-    test = layout.samples(None, "mono", "test")
-    groups = {
-        "train/good": layout.samples(None, "mono", "train")[:6],
-        "test/good": [s for s in test if s.label == 0][:3],
-        "test/crack": [s for s in test if s.label == 1][:3],
-    }
-    for sub, samples in groups.items():
-        folder = root / "cells" / sub
-        folder.mkdir(parents=True)
-        for sample in samples:
-            shutil.copy(sample.path, folder / sample.path.name)
-    return root
+    return copy_elpv_cells(tmp_path_factory.mktemp("hybrid_cells"))
 
 
 class DyingBackend:
