@@ -226,6 +226,8 @@ export type ExpertVerdictRecord = {
   candidates: BoxRecord[];
   region_rule: string;
   map: Record<string, unknown>;
+  /** Always null here: an export's graph gives scores and maps, not the nearest bank rows (nor pictures). */
+  reference: null;
 };
 
 /** The verdict for one image from its score and its map in original pixels (verdict.make_verdict). */
@@ -279,5 +281,6 @@ export function makeVerdict(
       whole_frame: geometry.crop === undefined,
       region_threshold: found.threshold,
     },
+    reference: null,
   };
 }

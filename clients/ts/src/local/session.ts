@@ -52,6 +52,8 @@ export type LocalInspectionRecord = {
   caas_applied: false;
   verdict: ExpertVerdictRecord;
   pictures: Record<string, string>;
+  reference: null;
+  answered_by: null;
   label: null;
   label_time: null;
 };
@@ -213,6 +215,8 @@ export class LocalExpert {
       caas_applied: false,
       verdict,
       pictures: {},
+      reference: null,
+      answered_by: null,
       label: null,
       label_time: null,
     };
