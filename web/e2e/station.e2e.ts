@@ -174,6 +174,8 @@ describe("inspection station", () => {
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
     await page.locator('[data-testid="saved"]').getByText(/^Restored: the threshold of mono is/).waitFor();
     expect((await client.category("mono")).tau).toBe(fitted);
+    // The list reloads after the saved message: wait for the restore's own entry before counting.
+    await history.locator("li").nth(1).waitFor();
     expect(await history.locator("li").count()).toBe(2);
     expect(await history.locator("li").first().locator(".change-head").textContent()).toMatch(/^[\d.]+ → [\d.]+ \(undoes #1\) · #2 · .+ · by qe-e2e$/);
   });
