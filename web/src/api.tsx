@@ -2,7 +2,7 @@
 
 import { EagleClient, type Health } from "@eagle-iad/client";
 import type React from "react";
-import { createContext, useCallback, useContext, useEffect, useRef, useState, type DependencyList } from "react";
+import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type DependencyList } from "react";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 
 export const KEY_STORAGE = "eagle-iad.apiKey";
@@ -151,11 +151,15 @@ export function useCategoryList(): import("@eagle-iad/client").Category[] | null
   return list;
 }
 
-/** The width of an element in CSS pixels, kept current (SVG drawn at 1:1 so its text never shrinks). */
+/**
+ * The width of an element in CSS pixels, kept current (SVG drawn at 1:1 so its text never shrinks).
+ * Measured in a layout effect: the re-render at the real width happens before the browser paints, so
+ * a phone never shows (and a check never catches) a frame drawn at the fallback width and shrunk.
+ */
 export function useWidth<T extends HTMLElement>(fallback: number): [React.RefObject<T | null>, number] {
   const ref = useRef<T | null>(null);
   const [width, setWidth] = useState(fallback);
-  useEffect(() => {
+  useLayoutEffect(() => {
     const el = ref.current;
     if (!el) return;
     const update = () => {
