@@ -11,6 +11,7 @@ again under the 8 flips/rotations of the square, written as PNGs to a temporary 
     .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
     .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
     .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
+    .venv/bin/python benchmarks/expert.py --coreset-memory 200,1000 [--size 320] [--coreset-ratio 0.01]
 
 The memory fits use a small input (``--memory-size``, 64 px = 8 x 8 patches per image) and a 1%
 coreset so that 5,000 images fit in minutes on two cores; what they show is how memory grows with
@@ -85,12 +86,16 @@ def train_paths(count: int, folder: Path) -> list[Path]:
 
 
 def reference_greedy(points: np.ndarray, sq_norms: np.ndarray, min_dist: np.ndarray, picks: int) -> np.ndarray:
-    """The greedy loop as first written: one full matrix-vector product per pick."""
+    """The greedy loop as first written: one full matrix-vector product per pick, one BLAS thread
+    (the definition: a multi-threaded product rounds the rows at the threads' split differently)."""
+    from threadpoolctl import threadpool_limits
+
     chosen = np.empty(picks, dtype=np.int64)
-    for i in range(picks):
-        pick = int(np.argmax(min_dist))
-        chosen[i] = pick
-        np.minimum(min_dist, ApproximateGreedyCoreset._distances(points, sq_norms, pick), out=min_dist)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i in range(picks):
+            pick = int(np.argmax(min_dist))
+            chosen[i] = pick
+            np.minimum(min_dist, ApproximateGreedyCoreset._distances(points, sq_norms, pick), out=min_dist)
     return chosen
 
 
@@ -252,6 +257,84 @@ def memory_child(count: int, ratio: float, size: int) -> None:
         print(json.dumps({"images": count, "patches": patches, "fit_s": total, **model.timings, **monitor.stop()}))
 
 
+def coreset_memory_child(count: int, ratio: float, size: int) -> None:
+    """The fit's coreset stage alone on ``count`` images' features on disk; prints JSON.
+
+    The features are extracted first (into a scratch file, as a fit does); the peak is then reset
+    (``/proc/self/clear_refs``), so the figure is the coreset's own: resident memory above what the
+    process held before it, per training patch.
+    """
+    import gc
+
+    from eagle_iad.expert.backbones import build_backbone
+    from eagle_iad.expert.coreset import make_sampler
+    from eagle_iad.expert.features import RowFile
+    from eagle_iad.expert.patchcore import _embed_training, with_input_size
+    from eagle_iad.expert.preprocess import backbone_image_size
+
+    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+        paths = train_paths(count, Path(folder) / "png")
+        config = with_input_size(ExpertConfig(size=size, coreset_ratio=ratio), paths)
+        extractor = build_backbone(config.backbone, backbone_image_size(config))
+        features, _grid, _geometry = _embed_training(extractor, paths, config, False, None, Path(folder))
+        assert isinstance(features, RowFile)
+        features.close()
+        del extractor
+        gc.collect()
+
+        def status() -> dict[str, int]:
+            lines = Path("/proc/self/status").read_text().splitlines()
+            return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines) if v.strip().endswith("kB")}
+
+        base = status()["VmRSS"]
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        start = time.perf_counter()
+        chosen = make_sampler("greedy", ratio, 0, 128).select(features)
+        seconds = time.perf_counter() - start
+        peak = status()["VmHWM"]
+        patches = features.rows
+        print(
+            json.dumps(
+                {
+                    "images": count,
+                    "patches": patches,
+                    "picks": int(chosen.size),
+                    "coreset_s": seconds,
+                    "base_mib": base / 1024,
+                    "peak_mib": peak / 1024,
+                    "bytes_per_patch": (peak - base) * 1024 / patches,
+                }
+            )
+        )
+
+
+def bench_coreset_memory(sizes: list[int], ratio: float, size: int) -> None:
+    print(f"\n== the fit's coreset stage alone (features on disk), input {size} px, ratio {ratio} ({load()})")
+    for count in sizes:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--coreset-child",
+                str(count),
+                "--coreset-ratio",
+                str(ratio),
+                "--size",
+                str(size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{count:5d} images ({r['patches']} patches, {r['picks']} picks): coreset {r['coreset_s']:.0f} s; "
+            f"peak RSS {r['peak_mib']:.0f} MiB, {r['peak_mib'] - r['base_mib']:.0f} MiB above the "
+            f"{r['base_mib']:.0f} MiB held before = {r['bytes_per_patch']:.0f} bytes per patch  ({load()})",
+            flush=True,
+        )
+
+
 def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
     print(f"\n== whole fits in fresh processes, input {size} px, coreset ratio {ratio} ({load()})")
     for count in sizes:
@@ -294,10 +377,20 @@ def main() -> None:
     parser.add_argument("--inspect-model", help="only the inspect figures, with this saved model (runs/demo/model)")
     parser.add_argument("--size", type=int, default=320, help="input side of the main fit (fit's default 320)")
     parser.add_argument("--coreset-ratio", type=float, default=0.1, help="coreset ratio of the main fit (default 0.1)")
+    parser.add_argument(
+        "--coreset-memory", default="", help="only the coreset stage's memory at these training-set sizes (e.g. 1000)"
+    )
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--coreset-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.memory_ratio, args.memory_size)
+        return
+    if args.coreset_child:
+        coreset_memory_child(args.coreset_child, args.coreset_ratio, args.size)
+        return
+    if args.coreset_memory:
+        bench_coreset_memory([int(s) for s in args.coreset_memory.split(",")], args.coreset_ratio, args.size)
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")

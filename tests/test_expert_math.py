@@ -410,8 +410,17 @@ def _reference_greedy(features: np.ndarray, ratio: float, seed: int) -> np.ndarr
     """The greedy coreset as it was first written: one full matrix-vector product per pick.
 
     ``ApproximateGreedyCoreset`` must pick exactly these indices (its lazy, blocked evaluation
-    is an optimisation, not an approximation); kept here verbatim as the definition.
+    is an optimisation, not an approximation); kept here verbatim as the definition, run with one
+    BLAS thread: a multi-threaded matrix-vector product rounds the rows where the threads split
+    differently, so only the single-threaded loop is one definition on every machine.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _reference_greedy_body(features, ratio, seed)
+
+
+def _reference_greedy_body(features: np.ndarray, ratio: float, seed: int) -> np.ndarray:
     count, dim = features.shape
     target = max(1, int(count * ratio))
     if dim > 128:
@@ -475,6 +484,64 @@ def test_coreset_ties_go_to_the_lowest_index_like_the_reference(monkeypatch: pyt
     rng.shuffle(features)
     chosen = ApproximateGreedyCoreset(ratio=0.3, seed=1).select(features)
     assert np.array_equal(chosen, _reference_greedy(features, 0.3, 1))
+
+
+@pytest.mark.parametrize(("dim", "offset"), [
+    (256, 10.0),    # projected: float64 points in a mapped scratch file, float16 filter copy
+    (96, 10.0),     # not projected: the feature file itself is mapped, float32 loop
+    (256, 2.0e5),   # centred values too large for float16: the filter copy falls back to float32
+])  # fmt: skip
+def test_coreset_on_features_on_disk_picks_what_the_reference_picks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dim: int, offset: float
+) -> None:
+    """The fit's path (features in a :class:`RowFile`, the projection in a scratch file beside them,
+    read back a span at a time) makes the same picks as the literal loop and leaves only the
+    feature file behind."""
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "BLOCK_ROWS", 128)
+    monkeypatch.setattr(coreset, "PROJECT_ROWS", 512)  # several chunks (a multiple of GEMV_PAD)
+    spans: list[int] = []
+    original = coreset._FileRows.span
+    monkeypatch.setattr(coreset._FileRows, "span", lambda self, a, b: (spans.append(b - a), original(self, a, b))[1])
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((20, dim)) * 4.0 + offset
+    features = (centres[rng.integers(0, 20, 3001)] + rng.standard_normal((3001, dim))).astype(np.float32)
+    stored = RowFile(tmp_path / "features.f32", dim)
+    stored.append(features)
+    chosen = ApproximateGreedyCoreset(ratio=0.1, seed=2).select(stored)
+    assert np.array_equal(chosen, _reference_greedy(features, 0.1, 2))
+    assert np.array_equal(chosen, ApproximateGreedyCoreset(ratio=0.1, seed=2).select(features))
+    assert len(spans) > 10 and max(spans) <= 128  # read back a block's span at a time, never whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
+
+
+def test_coreset_projection_in_chunks_equals_one_single_threaded_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunking is what keeps features on disk out of memory; it must not change a single bit."""
+    from threadpoolctl import threadpool_limits
+
+    from eagle_iad.expert import coreset
+
+    rng = np.random.default_rng(3)
+    features = (rng.standard_normal((20001, 300)) * 2.0 + 1.0).astype(np.float32)
+    sampler = ApproximateGreedyCoreset(seed=4)
+    with threadpool_limits(limits=1, user_api="blas"):
+        whole = features @ sampler._matrix(300)
+    for rows in (512, 4096, 16384):
+        monkeypatch.setattr(coreset, "PROJECT_ROWS", rows)
+        assert np.array_equal(sampler.project(features), whole)
+
+
+def test_coreset_filter_copy_is_float16_unless_values_overflow() -> None:
+    from eagle_iad.expert.coreset import _LazyGreedy
+
+    for offset, expected in [(10.0, np.float16), (2.0e5, np.float32)]:
+        points = np.random.default_rng(0).standard_normal((300, 8)) * 100.0 + offset
+        sq_norms = np.einsum("ij,ij->i", points, points)
+        greedy = _LazyGreedy(points, sq_norms, np.ones(300, dtype=np.float32))
+        assert greedy.q.dtype == expected
+        # The copy is the centred points to the copy's precision.
+        np.testing.assert_allclose(greedy.q.astype(np.float64), points - points.mean(axis=0), rtol=1e-3, atol=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
@@ -32,8 +36,11 @@ FeatureRows = np.ndarray | RowFile
 
 Progress = Callable[[int, int], None]
 
-#: Rows projected per matrix product, so features on disk are never held in memory whole.
-PROJECT_ROWS = 1 << 14
+#: Rows per chunk of every pass over all points (projection, norms, anchors, the filter's copy), so
+#: features on disk are never held in memory whole; the projection's chunk costs 13 KiB a row in
+#: transient copies (float32 read, float64 cast, product), 52 MiB at this size. A multiple of
+#: ``GEMV_PAD``; a chunked product equals one whole product bit for bit (tested).
+PROJECT_ROWS = 1 << 12
 #: Points per block of the lazy greedy: a block's float32 copy (``2048 x 128``) stays in cache.
 BLOCK_ROWS = 2048
 #: Rows of a gathered float64 matrix-vector product are padded to a multiple of this, so every row
@@ -50,13 +57,15 @@ _EXPANSION_ERROR = 140.0
 
 
 def _one_blas_thread() -> AbstractContextManager[object]:
-    """One BLAS thread for the greedy's many small products: threads cost more than they bring there,
-    and spin badly when other processes share the cores (a 1024 x 40 product took 13 ms with two
-    threads on a loaded 2-core machine, 0.7 ms with one). Results do not depend on it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional (dev extra): only speed differs
-        return nullcontext()
+    """One BLAS thread for everything the greedy multiplies: it is part of the definition.
+
+    OpenBLAS rounds the rows where it splits a product between threads through another kernel path
+    (measured: rows 5,000 and 20,000 of a 20,001-row projection, 50,000 and 100,000 of a
+    100,002-row matrix-vector product differ in the last bit), so only the single-threaded loop gives
+    the same picks on every machine; chunked single-threaded products equal one whole product bit for
+    bit. It is also faster for the greedy's many small products (a 1024 x 40 product took 13 ms with
+    two threads on a loaded 2-core machine, 0.7 ms with one).
+    """
     limits: AbstractContextManager[object] = threadpool_limits(limits=1, user_api="blas")
     return limits
 
@@ -101,28 +110,71 @@ class ApproximateGreedyCoreset:
         """The fixed, seeded random projection (identity when already at or below the target width).
 
         The matrix is float32 Gaussian over a float64 ``sqrt``, so the product (and everything the
-        greedy computes) is float64; it is taken in row chunks (bit-identical to one product) so
+        greedy computes) is float64; it is taken in row chunks with one BLAS thread (bit-identical to
+        one single-threaded product, see :func:`_one_blas_thread`) so
         features on disk (:class:`RowFile`) are read once and never held whole.
         """
         dim = features.shape[1]
         if dim <= self.projection_dim:
             return np.ascontiguousarray(features[0 : features.shape[0]], dtype=np.float32)
-        rng = np.random.default_rng(self.seed)
-        matrix = rng.standard_normal((dim, self.projection_dim)).astype(np.float32) / np.sqrt(self.projection_dim)
+        matrix = self._matrix(dim)
         out = np.empty((features.shape[0], self.projection_dim), dtype=np.result_type(np.float32, matrix))
-        for start in range(0, features.shape[0], PROJECT_ROWS):
-            chunk = np.asarray(features[start : start + PROJECT_ROWS]).astype(np.float32, copy=False)
-            np.matmul(chunk, matrix, out=out[start : start + PROJECT_ROWS])
+        with _one_blas_thread():
+            for start in range(0, features.shape[0], PROJECT_ROWS):
+                chunk = np.asarray(features[start : start + PROJECT_ROWS]).astype(np.float32, copy=False)
+                np.matmul(chunk, matrix, out=out[start : start + PROJECT_ROWS])
         return out
 
-    def initial_distances(self, points: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
-        """Mean distance to ``starting_points`` seeded anchors: the ``min_dist`` before the first pick."""
+    def _matrix(self, dim: int) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        matrix: np.ndarray = rng.standard_normal((dim, self.projection_dim)).astype(np.float32) / np.sqrt(
+            self.projection_dim
+        )
+        return matrix
+
+    def _project_to_disk(self, features: RowFile) -> _FileRows:
+        """:meth:`project` for features on disk: the same rows, written beside them and read back as needed.
+
+        The float64 projection is the coreset's largest structure (1 KiB per training patch, 8 GiB at
+        5,000 images of 320 px), so it stays in the fit's scratch folder; the greedy reads back only
+        the rows it recomputes exactly (:class:`_FileRows`). Features already narrow enough are read
+        from their own file, without a copy.
+        """
+        features.close()
+        count, dim = features.shape
+        if dim <= self.projection_dim:
+            return _FileRows(features.path, np.dtype(np.float32), count, dim)
+        matrix = self._matrix(dim)
+        path = features.path.with_name("coreset-projection.f64")
+        dtype = np.result_type(np.float32, matrix)
+        buffer = np.empty((min(PROJECT_ROWS, count), self.projection_dim), dtype=dtype)
+        with path.open("wb") as out, _one_blas_thread():
+            for start in range(0, count, PROJECT_ROWS):
+                chunk = features[start : start + PROJECT_ROWS]
+                product = np.matmul(chunk, matrix, out=buffer[: chunk.shape[0]])
+                out.write(product.tobytes())
+        return _FileRows(path, dtype, count, self.projection_dim)
+
+    def initial_distances(self, points: Points, sq_norms: np.ndarray) -> np.ndarray:
+        """Mean distance to ``starting_points`` seeded anchors: the ``min_dist`` before the first pick.
+
+        Each anchor's distances are taken a chunk of rows at a time with one BLAS thread: equal, bit
+        for bit, to one full single-threaded product (chunks are whole kernel blocks), which is how
+        the definition is written. A multi-threaded product is not: the rows where OpenBLAS splits the
+        work between threads come out of a different kernel path (e.g. rows 50,000 and 100,000 of
+        100,002 differ in the last bit).
+        """
         count = points.shape[0]
         rng = np.random.default_rng(self.seed)
         anchors = rng.choice(count, size=min(self.starting_points, count), replace=False)
         min_dist = np.zeros(count, dtype=np.float32)
-        for anchor in anchors:
-            min_dist += self._distances(points, sq_norms, int(anchor))
+        with _one_blas_thread():
+            for anchor in anchors:
+                centre = np.array(points[int(anchor)])
+                centre_sq = sq_norms[int(anchor)]
+                for start in range(0, count, PROJECT_ROWS):
+                    rows = slice(start, start + PROJECT_ROWS)
+                    min_dist[rows] += _distances_to(points[rows], sq_norms[rows], centre, centre_sq)
         min_dist /= len(anchors)
         return min_dist
 
@@ -131,68 +183,165 @@ class ApproximateGreedyCoreset:
         target = max(1, int(count * self.ratio))
         if target >= count:
             return np.arange(count, dtype=np.int64)
-        points = self.project(features)
-        sq_norms = np.einsum("ij,ij->i", points, points)
+        if not isinstance(features, RowFile):
+            return np.sort(self._greedy(self.project(features), target, progress))
+        on_disk = self._project_to_disk(features)
+        try:
+            return np.sort(self._greedy(on_disk, target, progress))
+        finally:
+            on_disk.close()
+            if on_disk.path != features.path:  # the projection: free its disk space now
+                on_disk.path.unlink(missing_ok=True)
+
+    def _greedy(self, points: Points, target: int, progress: Progress | None) -> np.ndarray:
+        count = points.shape[0]
+        sq_norms = np.empty(count, dtype=points.dtype)
+        for start in range(0, count, PROJECT_ROWS):
+            chunk = points[start : start + PROJECT_ROWS]
+            np.einsum("ij,ij->i", chunk, chunk, out=sq_norms[start : start + PROJECT_ROWS])
         min_dist = self.initial_distances(points, sq_norms)
         with _one_blas_thread():
-            chosen = _LazyGreedy(points, sq_norms, min_dist).run(target, progress)
-        return np.sort(chosen)
+            return _LazyGreedy(points, sq_norms, min_dist).run(target, progress)
 
     @staticmethod
     def _distances(points: np.ndarray, sq_norms: np.ndarray, index: int) -> np.ndarray:
-        centre = points[index]
-        dist: np.ndarray = points @ centre
-        dist *= -2.0
-        dist += sq_norms
-        dist += sq_norms[index]
-        np.maximum(dist, 0.0, out=dist)
-        np.sqrt(dist, out=dist)
-        return dist
+        return _distances_to(points, sq_norms, points[index], sq_norms[index])
+
+
+def _distances_to(
+    points: np.ndarray, sq_norms: np.ndarray, centre: np.ndarray, centre_sq: np.floating | float
+) -> np.ndarray:
+    """The literal loop's distances from ``centre`` to every row, in its operations and order."""
+    dist: np.ndarray = points @ centre
+    dist *= -2.0
+    dist += sq_norms
+    dist += centre_sq
+    np.maximum(dist, 0.0, out=dist)
+    np.sqrt(dist, out=dist)
+    return dist
+
+
+class _FileRows:
+    """A row matrix in a scratch file, read with plain reads: a range, one row, or a range into a reused buffer.
+
+    Not a memory map: the greedy touches scattered rows, and each fault maps a whole page-cache folio
+    (measured: about 190 KiB of resident file pages per row touched), which counts towards the
+    process's memory until unmapped. Reads copy just the bytes asked for; the file's pages stay in the
+    page cache, which the kernel may reclaim. Supports the slice/int indexing the greedy uses on an
+    in-memory array, so the same code runs on both.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype[Any], count: int, dim: int) -> None:
+        self.path = path
+        self.dtype = dtype
+        self.shape = (count, dim)
+        self._row_bytes = dim * dtype.itemsize
+        self._file = path.open("rb")
+        if os.fstat(self._file.fileno()).st_size < count * self._row_bytes:
+            self._file.close()
+            raise ConfigError(f"{path}: scratch rows missing ({count * self._row_bytes} bytes expected)")
+        self._buffer = np.empty((0, dim), dtype=dtype)
+
+    def _read(self, start: int, out: np.ndarray) -> np.ndarray:
+        view = out.data.cast("B")
+        done = 0
+        while done < view.nbytes:  # a read may return less than asked
+            got = os.preadv(self._file.fileno(), [view[done:]], start * self._row_bytes + done)
+            if got <= 0:
+                raise ConfigError(f"{self.path}: scratch file ended early")
+            done += got
+        return out
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(self.shape[0])
+            return self._read(start, np.empty((max(0, stop - start), self.shape[1]), dtype=self.dtype))
+        return self._read(int(index), np.empty(self.shape[1], dtype=self.dtype))
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` in a buffer reused by the next call (the greedy's per-refresh read)."""
+        if self._buffer.shape[0] < stop - start:
+            self._buffer = np.empty((stop - start, self.shape[1]), dtype=self.dtype)
+        return self._read(start, self._buffer[: stop - start])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+#: The projected points: in memory, or in the fit's scratch folder.
+Points = np.ndarray | _FileRows
 
 
 class _LazyGreedy:
     """The blocked, lazily updated greedy loop of :class:`ApproximateGreedyCoreset` (same picks).
 
-    Exactness of the float32 filter: with ``q = fl32(p - mean)``, the float32 value ``D`` of
-    ``|q_p|^2 + |q_c|^2 - 2 q_p.q_c`` is within ``E32 = 140 u32 (|q_p| + |q_c|)^2`` of
-    ``|q_p - q_c|^2``, and ``|q_p - q_c|`` within ``s = u32 (|p - mean| + |c - mean|)`` (rounding
-    of q) of the true distance ``d``. The literal loop's value (float64, unit roundoff ``u``;
-    float32 when the features were not projected) is at least ``sqrt(d^2 - E)(1 - 2 u)`` with
-    ``E = 140 u (|p| + |c|)^2``. So if ``D >= (sqrt(m^2 (1 + 8 u) + E) + s)^2 + E32`` (with
-    slack, rounded up to float32), the loop's distance is at least the point's current
-    ``min_dist`` ``m`` and cannot change it. Every other pair is recomputed with the loop's own
-    arithmetic: the same BLAS matrix-vector product on the same rows (padded so that every row
-    takes the kernel path the full product takes), the same operations in the same order. All
-    norms are bounded by the largest over the data set.
+    Exactness of the filter: it works on ``q = fl(fl64(p - mean))``, a float16 copy of the centred
+    points (float32 if a value would overflow float16), multiplied in float32, in which the float16
+    values are exact. The float32 value ``D`` of ``|q_p|^2 + |q_c|^2 - 2 q_p.q_c`` is within
+    ``E32 = 140 u32 (|q_p| + |q_c|)^2`` of ``|q_p - q_c|^2``, and ``|q_p - q_c|`` within
+    ``s = (u_q + 2 u64)(|p - mean| + |c - mean|) + 2 sqrt(dim) eta`` of the true distance ``d``
+    (``u_q`` the copy's unit roundoff, ``eta`` half its smallest subnormal). The literal loop's value
+    (float64, unit roundoff ``u``; float32 when the features were not projected) is at least
+    ``sqrt(d^2 - E)(1 - 2 u)`` with ``E = 140 u (|p| + |c|)^2``. So if
+    ``D >= (sqrt(m^2 (1 + 8 u) + E) + s)^2 + E32`` (with slack, rounded up to float32), the loop's
+    distance is at least the point's current ``min_dist`` ``m`` and cannot change it. Every other
+    pair is recomputed with the loop's own arithmetic: the same BLAS matrix-vector product on the
+    same rows (padded so that every row takes the kernel path the full product takes), the same
+    operations in the same order. All norms are bounded by the largest over the data set.
+
+    The float16 copy (256 bytes per point, half of float32) is what the greedy keeps in memory per
+    point; the float64 points may stay in a scratch file (:class:`_FileRows`), of which each refresh
+    reads only the span of rows it recomputes and the centres it applies. The coarser
+    copy only widens the margin ``s`` (about 0.1% of the largest centred norm), so a few more pairs
+    are recomputed exactly; the picks cannot change.
     """
 
-    def __init__(self, points: np.ndarray, sq_norms: np.ndarray, min_dist: np.ndarray) -> None:
+    def __init__(self, points: Points, sq_norms: np.ndarray, min_dist: np.ndarray) -> None:
         count, dim = points.shape
         self.points = points
         self.sq_norms = sq_norms
         self.min_dist = min_dist
-        mean = points.mean(axis=0)
-        self.q = np.empty((count, dim), dtype=np.float32)
+        total = np.zeros(dim, dtype=np.float64)
+        largest = 0.0
+        for start in range(0, count, PROJECT_ROWS):
+            chunk = points[start : start + PROJECT_ROWS]
+            total += chunk.sum(axis=0, dtype=np.float64)
+            largest = max(largest, float(np.abs(chunk).max()))
+        mean = total / count
+        # Any fixed ``mean`` is valid (the bound uses the copy's own norms); it only keeps values small.
+        self.q_dtype = np.dtype(np.float16) if largest + float(np.abs(mean).max()) < 30000.0 else np.dtype(np.float32)
+        self.q = np.empty((count, dim), dtype=self.q_dtype)
+        self.q_sq = np.empty(count, dtype=np.float32)
         for start in range(0, count, PROJECT_ROWS):
             rows = slice(start, start + PROJECT_ROWS)
-            np.subtract(points[rows], mean, out=self.q[rows], casting="same_kind")
-        self.q_sq = np.einsum("ij,ij->i", self.q, self.q)
-        q_max = math.sqrt(float(self.q_sq.max()) * (1.0 + 1e-5)) * (1.0 + 2.0 * _U32) + 1e-30
+            centred = np.subtract(points[rows], mean, dtype=np.float64)
+            self.q[rows] = centred
+            wide = self.q[rows].astype(np.float32)
+            np.einsum("ij,ij->i", wide, wide, out=self.q_sq[rows])
+        del centred, wide
+        info = np.finfo(self.q_dtype)
+        u_q = float(info.eps) / 2.0
+        eta = float(info.smallest_subnormal) / 2.0
+        q_max = math.sqrt(float(self.q_sq.max()) * (1.0 + 1e-5)) + 1e-30
+        x_max = (q_max + math.sqrt(dim) * eta) / (1.0 - 2.0 * u_q)
         # The literal loop computes in the points' precision: float64 after a projection, float32
         # when the features were already narrow enough to be used as they are.
         self.unit = _U64 if points.dtype == np.float64 else _U32
         p_max = math.sqrt(float(sq_norms.max()) * (1.0 + 256.0 * self.unit)) + 1e-30
         self.e32 = _EXPANSION_ERROR * _U32 * (2.0 * q_max) ** 2 * 1.01
-        self.slack = 2.0 * q_max * _U32 * 1.01
+        self.slack = (2.0 * x_max * (u_q + 2.0 * _U64) + 2.0 * math.sqrt(dim) * eta) * 1.01
         self.e64 = _EXPANSION_ERROR * self.unit * (2.0 * p_max) ** 2 * 1.01
-        self.threshold = self._threshold(min_dist)
+        self.threshold = np.empty(count, dtype=np.float32)
+        for start in range(0, count, PROJECT_ROWS):
+            self.threshold[start : start + PROJECT_ROWS] = self._threshold(min_dist[start : start + PROJECT_ROWS])
         self.block = BLOCK_ROWS
         blocks = -(-count // self.block)
         self.block_max = np.array([min_dist[b * self.block : (b + 1) * self.block].max() for b in range(blocks)])
         self.applied = np.zeros(blocks, dtype=np.int64)
-        self.centres: list[int] = []
-        self.centre_q = np.empty((0, dim), dtype=np.float32)
+        self.centres = np.empty(0, dtype=np.int64)
+        self.centre_q = np.empty((0, dim), dtype=self.q_dtype)
         self.centre_q_sq = np.empty(0, dtype=np.float32)
+        self._wide = torch.empty((self.block, dim), dtype=torch.float32)
         self._gather = np.zeros((self.block + GEMV_PAD, dim), dtype=points.dtype)
         self._dots = np.zeros(self.block + GEMV_PAD, dtype=points.dtype)
 
@@ -203,11 +352,22 @@ class _LazyGreedy:
         bound *= 1.0 + 1e-12
         return np.nextafter(bound.astype(np.float32), np.float32(np.inf))
 
+    def _float32(self, rows: np.ndarray, out: torch.Tensor | None = None) -> np.ndarray:
+        """The copy's rows as float32 (exact); torch converts float16 about 15x faster than numpy."""
+        if rows.dtype == np.float32:
+            return rows
+        source = torch.from_numpy(rows)
+        if out is None:
+            return source.float().numpy()
+        target = out[: rows.shape[0]]
+        target.copy_(source)
+        return target.numpy()
+
     def run(self, target: int, progress: Progress | None) -> np.ndarray:
         dim = self.q.shape[1]
-        self.centre_q = np.empty((target, dim), dtype=np.float32)
+        self.centres = np.empty(target, dtype=np.int64)
+        self.centre_q = np.empty((target, dim), dtype=self.q_dtype)
         self.centre_q_sq = np.empty(target, dtype=np.float32)
-        chosen = np.empty(target, dtype=np.int64)
         step = max(1, target // 100)
         for i in range(target):
             while True:
@@ -217,20 +377,19 @@ class _LazyGreedy:
                 self._refresh(b, i)
             start = b * self.block
             pick = start + int(np.argmax(self.min_dist[start : start + self.block]))
-            chosen[i] = pick
-            self.centres.append(pick)
+            self.centres[i] = pick
             self.centre_q[i] = self.q[pick]
             self.centre_q_sq[i] = self.q_sq[pick]
             if progress is not None and (i % step == 0 or i == target - 1):
                 progress(i + 1, target)
-        return chosen
+        return self.centres.copy()
 
     def _refresh(self, b: int, upto: int) -> None:
         """Apply centres ``applied[b]:upto`` to block ``b`` and make its maximum exact."""
         start = b * self.block
         stop = min(start + self.block, self.q.shape[0])
         first = int(self.applied[b])
-        filt = self.q[start:stop] @ self.centre_q[first:upto].T
+        filt = self._float32(self.q[start:stop], self._wide) @ self._float32(self.centre_q[first:upto]).T
         filt *= -2.0
         filt += self.q_sq[start:stop, None]
         filt += self.centre_q_sq[None, first:upto]
@@ -239,20 +398,31 @@ class _LazyGreedy:
             order = np.argsort(cols, kind="stable")
             rows, cols = rows[order] + start, cols[order]
             cuts = [0, *(np.flatnonzero(cols[1:] != cols[:-1]) + 1).tolist(), cols.size]
+            low = int(rows.min())
+            span = self._span(low, int(rows.max()) + 1)
             for lo, hi in itertools.pairwise(cuts):
-                self._apply_exact(rows[lo:hi], self.centres[first + int(cols[lo])])
+                self._apply_exact(span, low, rows[lo:hi], int(self.centres[first + int(cols[lo])]))
             touched = np.unique(rows)
             self.threshold[touched] = self._threshold(self.min_dist[touched])
         self.applied[b] = upto
         self.block_max[b] = self.min_dist[start:stop].max()
 
-    def _apply_exact(self, rows: np.ndarray, centre: int) -> None:
-        """``min_dist[rows] = min(min_dist[rows], d(rows, centre))`` exactly as the literal loop does it."""
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        """Points ``start:stop``: a view in memory, one read into a reused buffer from a scratch file."""
+        if isinstance(self.points, _FileRows):
+            return self.points.span(start, stop)
+        return self.points[start:stop]
+
+    def _apply_exact(self, span: np.ndarray, low: int, rows: np.ndarray, centre: int) -> None:
+        """``min_dist[rows] = min(min_dist[rows], d(rows, centre))`` exactly as the literal loop does it.
+
+        ``span`` holds points ``low:low + len(span)``, which include ``rows``.
+        """
         count = rows.size
         padded = -(-count // GEMV_PAD) * GEMV_PAD
         # Rows past ``count`` hold stale data: harmless, each output row depends on its own row only.
         gathered = self._gather[:padded]
-        np.take(self.points, rows, axis=0, out=gathered[:count])
+        np.take(span, rows - low, axis=0, out=gathered[:count])
         dist = np.matmul(gathered, self.points[centre], out=self._dots[:padded])[:count]
         dist *= -2.0
         dist += self.sq_norms[rows]
