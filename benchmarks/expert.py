@@ -11,7 +11,7 @@ again under the 8 flips/rotations of the square, written as PNGs to a temporary 
     .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
     .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
     .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
-    .venv/bin/python benchmarks/expert.py --coreset-memory 200,1000 [--size 320] [--coreset-ratio 0.01]
+    .venv/bin/python benchmarks/expert.py --coreset-memory 200,1000 [--coreset-ratio 0.01] [--against REV]
 
 The memory fits use a small input (``--memory-size``, 64 px = 8 x 8 patches per image) and a 1%
 coreset so that 5,000 images fit in minutes on two cores; what they show is how memory grows with
@@ -257,82 +257,108 @@ def memory_child(count: int, ratio: float, size: int) -> None:
         print(json.dumps({"images": count, "patches": patches, "fit_s": total, **model.timings, **monitor.stop()}))
 
 
-def coreset_memory_child(count: int, ratio: float, size: int) -> None:
-    """The fit's coreset stage alone on ``count`` images' features on disk; prints JSON.
-
-    The features are extracted first (into a scratch file, as a fit does); the peak is then reset
-    (``/proc/self/clear_refs``), so the figure is the coreset's own: resident memory above what the
-    process held before it, per training patch.
-    """
-    import gc
-
+def extract_child(count: int, size: int, folder: Path) -> None:
+    """Write ``count`` images' training features to ``folder/features.f32``, as a fit does."""
     from eagle_iad.expert.backbones import build_backbone
-    from eagle_iad.expert.coreset import make_sampler
     from eagle_iad.expert.features import RowFile
     from eagle_iad.expert.patchcore import _embed_training, with_input_size
     from eagle_iad.expert.preprocess import backbone_image_size
 
-    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
-        paths = train_paths(count, Path(folder) / "png")
-        config = with_input_size(ExpertConfig(size=size, coreset_ratio=ratio), paths)
-        extractor = build_backbone(config.backbone, backbone_image_size(config))
-        features, _grid, _geometry = _embed_training(extractor, paths, config, False, None, Path(folder))
-        assert isinstance(features, RowFile)
-        features.close()
-        del extractor
-        gc.collect()
+    paths = train_paths(count, folder / "png")
+    config = with_input_size(ExpertConfig(size=size), paths)
+    extractor = build_backbone(config.backbone, backbone_image_size(config))
+    features, _grid, _geometry = _embed_training(extractor, paths, config, False, None, folder)
+    assert isinstance(features, RowFile)
+    features.close()
+    print(json.dumps({"rows": features.rows, "dim": features.dim}))
 
-        def status() -> dict[str, int]:
-            lines = Path("/proc/self/status").read_text().splitlines()
-            return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines) if v.strip().endswith("kB")}
 
-        base = status()["VmRSS"]
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        start = time.perf_counter()
-        chosen = make_sampler("greedy", ratio, 0, 128).select(features)
-        seconds = time.perf_counter() - start
-        peak = status()["VmHWM"]
-        patches = features.rows
-        print(
-            json.dumps(
-                {
-                    "images": count,
-                    "patches": patches,
-                    "picks": int(chosen.size),
-                    "coreset_s": seconds,
-                    "base_mib": base / 1024,
-                    "peak_mib": peak / 1024,
-                    "bytes_per_patch": (peak - base) * 1024 / patches,
-                }
-            )
+def coreset_child(folder: Path, rows: int, dim: int, ratio: float, module: str) -> None:
+    """The greedy coreset on the features in ``folder`` (this code, or a coreset module file); prints JSON."""
+    import hashlib
+    import importlib.util
+
+    from eagle_iad.expert import coreset
+    from eagle_iad.expert.features import RowFile
+
+    if module:
+        spec = importlib.util.spec_from_file_location("coreset_variant", module)
+        assert spec is not None and spec.loader is not None
+        coreset = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = coreset  # dataclasses look their module up there
+        spec.loader.exec_module(coreset)
+    features = RowFile.__new__(RowFile)  # the existing file, read only
+    features.path, features.dim, features.rows, features._writer = folder / "features.f32", dim, rows, None
+
+    def status() -> dict[str, int]:
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines) if v.strip().endswith("kB")}
+
+    base = status()["VmRSS"]
+    start = time.perf_counter()
+    chosen = coreset.ApproximateGreedyCoreset(ratio=ratio).select(features)
+    seconds = time.perf_counter() - start
+    peak = status()["VmHWM"]
+    digest = hashlib.sha256(np.ascontiguousarray(chosen, dtype=np.int64).tobytes()).hexdigest()[:16]
+    print(
+        json.dumps(
+            {"picks": int(chosen.size), "s": seconds, "base_mib": base / 1024, "peak_mib": peak / 1024, "sha": digest}
         )
+    )
 
 
-def bench_coreset_memory(sizes: list[int], ratio: float, size: int) -> None:
-    print(f"\n== the fit's coreset stage alone (features on disk), input {size} px, ratio {ratio} ({load()})")
-    for count in sizes:
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--coreset-child",
-                str(count),
-                "--coreset-ratio",
-                str(ratio),
-                "--size",
-                str(size),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{count:5d} images ({r['patches']} patches, {r['picks']} picks): coreset {r['coreset_s']:.0f} s; "
-            f"peak RSS {r['peak_mib']:.0f} MiB, {r['peak_mib'] - r['base_mib']:.0f} MiB above the "
-            f"{r['base_mib']:.0f} MiB held before = {r['bytes_per_patch']:.0f} bytes per patch  ({load()})",
-            flush=True,
-        )
+def bench_coreset_memory(sizes: list[int], ratio: float, size: int, against: str) -> None:
+    """The fit's coreset stage on real features on disk, each variant in a fresh process on the same file.
+
+    ``against`` (a git revision) adds that revision's ``coreset.py`` as a second variant, run with this
+    checkout's other modules.
+    """
+    print(f"\n== the fit's coreset stage (features on disk), input {size} px, ratio {ratio} ({load()})")
+
+    def child(*extra: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark child {extra[:2]} failed:\n{done.stderr}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="eagle-bench-") as scratch:
+        variants = [("this checkout", "")]
+        if against:
+            old = Path(scratch) / "coreset_against.py"
+            source = subprocess.run(
+                ["git", "show", f"{against}:src/eagle_iad/expert/coreset.py"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            old.write_text(source)
+            variants.append((against, str(old)))
+        for count in sizes:
+            folder = Path(scratch) / str(count)
+            folder.mkdir()
+            shape = child("--extract-child", str(count), "--size", str(size), "--folder", str(folder))
+            results = []
+            for name, module in variants:
+                r = child(
+                    "--coreset-child", str(folder), "--rows", str(shape["rows"]), "--dim", str(shape["dim"]),
+                    "--coreset-ratio", str(ratio), "--module", module,
+                )  # fmt: skip
+                results.append(r)
+                print(
+                    f"{count:5d} images ({shape['rows']} patches, {r['picks']} picks), {name}: {r['s']:.0f} s, "
+                    f"peak RSS {r['peak_mib']:.0f} MiB ({r['peak_mib'] - r['base_mib']:.0f} above the "
+                    f"{r['base_mib']:.0f} held before: {(r['peak_mib'] - r['base_mib']) * 2**20 / shape['rows']:.0f} "
+                    f"bytes per patch)  ({load()})",
+                    flush=True,
+                )
+            if len(results) == 2:
+                new, old_r = results
+                print(
+                    f"      this / {against}: time {new['s'] / old_r['s']:.2f}x, peak RSS "
+                    f"{new['peak_mib'] / old_r['peak_mib']:.2f}x; picks identical: {new['sha'] == old_r['sha']}"
+                )
+            (folder / "features.f32").unlink()
 
 
 def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
@@ -380,17 +406,27 @@ def main() -> None:
     parser.add_argument(
         "--coreset-memory", default="", help="only the coreset stage's memory at these training-set sizes (e.g. 1000)"
     )
+    parser.add_argument("--against", default="", help="with --coreset-memory: also run this git revision's coreset")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--coreset-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--extract-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--coreset-child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--dim", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--module", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.memory_ratio, args.memory_size)
         return
+    if args.extract_child:
+        extract_child(args.extract_child, args.size, Path(args.folder))
+        return
     if args.coreset_child:
-        coreset_memory_child(args.coreset_child, args.coreset_ratio, args.size)
+        coreset_child(Path(args.coreset_child), args.rows, args.dim, args.coreset_ratio, args.module)
         return
     if args.coreset_memory:
-        bench_coreset_memory([int(s) for s in args.coreset_memory.split(",")], args.coreset_ratio, args.size)
+        sizes = [int(v) for v in args.coreset_memory.split(",")]
+        bench_coreset_memory(sizes, args.coreset_ratio, args.size, args.against)
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")

@@ -501,6 +501,7 @@ def test_coreset_on_features_on_disk_picks_what_the_reference_picks(
 
     monkeypatch.setattr(coreset, "BLOCK_ROWS", 128)
     monkeypatch.setattr(coreset, "PROJECT_ROWS", 512)  # several chunks (a multiple of GEMV_PAD)
+    monkeypatch.setattr(coreset, "RECENT_CENTRES", 16)  # older centres are read back from the file
     spans: list[int] = []
     original = coreset._FileRows.span
     monkeypatch.setattr(coreset._FileRows, "span", lambda self, a, b: (spans.append(b - a), original(self, a, b))[1])
@@ -527,9 +528,23 @@ def test_coreset_projection_in_chunks_equals_one_single_threaded_product(monkeyp
     sampler = ApproximateGreedyCoreset(seed=4)
     with threadpool_limits(limits=1, user_api="blas"):
         whole = features @ sampler._matrix(300)
-    for rows in (512, 4096, 16384):
+        points = whole[:8193]
+        sq_norms = np.einsum("ij,ij->i", points, points)
+        anchors = np.random.default_rng(4).choice(8193, size=10, replace=False)
+        literal = np.zeros(8193, dtype=np.float32)
+        for anchor in anchors:
+            literal += ApproximateGreedyCoreset._distances(points, sq_norms, int(anchor))
+        literal /= 10
+    # 20,001 = 4 x 5,000 + 1 and 8,193 = 2 x 4,096 + 1: a one-row tail, which numpy would send to
+    # another BLAS routine (gemv / dot) if it were a chunk of its own.
+    for rows in (512, 4096, 5000, 16384):
         monkeypatch.setattr(coreset, "PROJECT_ROWS", rows)
         assert np.array_equal(sampler.project(features), whole)
+        assert np.array_equal(sampler.initial_distances(points, sq_norms), literal)
+    monkeypatch.setattr(coreset, "PROJECT_ROWS", 4096)
+    assert [(c.start, c.stop) for c in coreset._chunks(8193)] == [(0, 4096), (4096, 8193)]
+    assert [(c.start, c.stop) for c in coreset._chunks(8208)] == [(0, 4096), (4096, 8192), (8192, 8208)]
+    assert [(c.start, c.stop) for c in coreset._chunks(10)] == [(0, 10)]
 
 
 def test_coreset_filter_copy_is_float16_unless_values_overflow() -> None:

@@ -48,6 +48,22 @@ BLOCK_ROWS = 2048
 #: rows may not; checked by the coreset-identity tests).
 GEMV_PAD = 16
 
+
+def _chunks(count: int) -> list[slice]:
+    """Row ranges of ``PROJECT_ROWS`` for the passes over all points; a tail shorter than
+    ``GEMV_PAD`` joins the chunk before it, because numpy sends a one-row product to another BLAS
+    routine (gemv or dot instead of gemm or gemv), which rounds differently from the whole product."""
+    starts = list(range(0, count, PROJECT_ROWS))
+    if len(starts) > 1 and count - starts[-1] < GEMV_PAD:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], count], strict=True)]
+
+
+#: Picked points kept in memory for the exact recomputation when the points are on disk.
+RECENT_CENTRES = 4096
+#: Elements per float16 -> float32 copy: under torch's grain size (32,768), so it runs on one thread.
+_CONVERT_ELEMENTS = 32_000
+
 _U32 = 2.0**-24
 _U64 = 2.0**-53
 #: Rounding-error constant for ``|a|^2 + |b|^2 - 2 a.b`` in 128 dimensions: the dot product and
@@ -120,9 +136,9 @@ class ApproximateGreedyCoreset:
         matrix = self._matrix(dim)
         out = np.empty((features.shape[0], self.projection_dim), dtype=np.result_type(np.float32, matrix))
         with _one_blas_thread():
-            for start in range(0, features.shape[0], PROJECT_ROWS):
-                chunk = np.asarray(features[start : start + PROJECT_ROWS]).astype(np.float32, copy=False)
-                np.matmul(chunk, matrix, out=out[start : start + PROJECT_ROWS])
+            for rows in _chunks(features.shape[0]):
+                chunk = np.asarray(features[rows]).astype(np.float32, copy=False)
+                np.matmul(chunk, matrix, out=out[rows])
         return out
 
     def _matrix(self, dim: int) -> np.ndarray:
@@ -147,10 +163,10 @@ class ApproximateGreedyCoreset:
         matrix = self._matrix(dim)
         path = features.path.with_name("coreset-projection.f64")
         dtype = np.result_type(np.float32, matrix)
-        buffer = np.empty((min(PROJECT_ROWS, count), self.projection_dim), dtype=dtype)
+        buffer = np.empty((min(PROJECT_ROWS + GEMV_PAD, count), self.projection_dim), dtype=dtype)
         with path.open("wb") as out, _one_blas_thread():
-            for start in range(0, count, PROJECT_ROWS):
-                chunk = features[start : start + PROJECT_ROWS]
+            for rows in _chunks(count):
+                chunk = features[rows]
                 product = np.matmul(chunk, matrix, out=buffer[: chunk.shape[0]])
                 out.write(product.tobytes())
         return _FileRows(path, dtype, count, self.projection_dim)
@@ -172,8 +188,7 @@ class ApproximateGreedyCoreset:
             for anchor in anchors:
                 centre = np.array(points[int(anchor)])
                 centre_sq = sq_norms[int(anchor)]
-                for start in range(0, count, PROJECT_ROWS):
-                    rows = slice(start, start + PROJECT_ROWS)
+                for rows in _chunks(count):
                     min_dist[rows] += _distances_to(points[rows], sq_norms[rows], centre, centre_sq)
         min_dist /= len(anchors)
         return min_dist
@@ -196,9 +211,9 @@ class ApproximateGreedyCoreset:
     def _greedy(self, points: Points, target: int, progress: Progress | None) -> np.ndarray:
         count = points.shape[0]
         sq_norms = np.empty(count, dtype=points.dtype)
-        for start in range(0, count, PROJECT_ROWS):
-            chunk = points[start : start + PROJECT_ROWS]
-            np.einsum("ij,ij->i", chunk, chunk, out=sq_norms[start : start + PROJECT_ROWS])
+        for rows in _chunks(count):
+            chunk = points[rows]
+            np.einsum("ij,ij->i", chunk, chunk, out=sq_norms[rows])
         min_dist = self.initial_distances(points, sq_norms)
         with _one_blas_thread():
             return _LazyGreedy(points, sq_norms, min_dist).run(target, progress)
@@ -303,8 +318,8 @@ class _LazyGreedy:
         self.min_dist = min_dist
         total = np.zeros(dim, dtype=np.float64)
         largest = 0.0
-        for start in range(0, count, PROJECT_ROWS):
-            chunk = points[start : start + PROJECT_ROWS]
+        for rows in _chunks(count):
+            chunk = points[rows]
             total += chunk.sum(axis=0, dtype=np.float64)
             largest = max(largest, float(np.abs(chunk).max()))
         mean = total / count
@@ -312,8 +327,7 @@ class _LazyGreedy:
         self.q_dtype = np.dtype(np.float16) if largest + float(np.abs(mean).max()) < 30000.0 else np.dtype(np.float32)
         self.q = np.empty((count, dim), dtype=self.q_dtype)
         self.q_sq = np.empty(count, dtype=np.float32)
-        for start in range(0, count, PROJECT_ROWS):
-            rows = slice(start, start + PROJECT_ROWS)
+        for rows in _chunks(count):
             centred = np.subtract(points[rows], mean, dtype=np.float64)
             self.q[rows] = centred
             wide = self.q[rows].astype(np.float32)
@@ -332,14 +346,16 @@ class _LazyGreedy:
         self.slack = (2.0 * x_max * (u_q + 2.0 * _U64) + 2.0 * math.sqrt(dim) * eta) * 1.01
         self.e64 = _EXPANSION_ERROR * self.unit * (2.0 * p_max) ** 2 * 1.01
         self.threshold = np.empty(count, dtype=np.float32)
-        for start in range(0, count, PROJECT_ROWS):
-            self.threshold[start : start + PROJECT_ROWS] = self._threshold(min_dist[start : start + PROJECT_ROWS])
+        for rows in _chunks(count):
+            self.threshold[rows] = self._threshold(min_dist[rows])
         self.block = BLOCK_ROWS
         blocks = -(-count // self.block)
         self.block_max = np.array([min_dist[b * self.block : (b + 1) * self.block].max() for b in range(blocks)])
         self.applied = np.zeros(blocks, dtype=np.int64)
         self.centres = np.empty(0, dtype=np.int64)
-        self.centre_q = np.empty((0, dim), dtype=self.q_dtype)
+        self.centre_q = np.empty((0, dim), dtype=np.float32)
+        #: The last picks' points when the points are on disk (4 MiB): most refreshes apply recent picks.
+        self._recent = np.empty((RECENT_CENTRES, dim), dtype=points.dtype) if isinstance(points, _FileRows) else None
         self.centre_q_sq = np.empty(0, dtype=np.float32)
         self._wide = torch.empty((self.block, dim), dtype=torch.float32)
         self._gather = np.zeros((self.block + GEMV_PAD, dim), dtype=points.dtype)
@@ -353,20 +369,27 @@ class _LazyGreedy:
         return np.nextafter(bound.astype(np.float32), np.float32(np.inf))
 
     def _float32(self, rows: np.ndarray, out: torch.Tensor | None = None) -> np.ndarray:
-        """The copy's rows as float32 (exact); torch converts float16 about 15x faster than numpy."""
+        """The copy's rows as float32 (exact).
+
+        torch converts float16 about 15x faster than numpy, but splits a copy of more than 32,768
+        elements over all its threads, which spin when the cores are shared (a greedy on 20,000
+        points took 15 s instead of 1 s): pieces under that size stay on this thread, and torch's
+        thread count, which the rest of the process uses, is left alone.
+        """
         if rows.dtype == np.float32:
             return rows
+        target = torch.empty(rows.shape, dtype=torch.float32) if out is None else out[: rows.shape[0]]
         source = torch.from_numpy(rows)
-        if out is None:
-            return source.float().numpy()
-        target = out[: rows.shape[0]]
-        target.copy_(source)
+        step = max(1, _CONVERT_ELEMENTS // max(1, rows.shape[1]))
+        for start in range(0, rows.shape[0], step):
+            target[start : start + step].copy_(source[start : start + step])
         return target.numpy()
 
     def run(self, target: int, progress: Progress | None) -> np.ndarray:
         dim = self.q.shape[1]
         self.centres = np.empty(target, dtype=np.int64)
-        self.centre_q = np.empty((target, dim), dtype=self.q_dtype)
+        # float32 (exact for the copy's values): converted once at the pick, not at every refresh.
+        self.centre_q = np.empty((target, dim), dtype=np.float32)
         self.centre_q_sq = np.empty(target, dtype=np.float32)
         step = max(1, target // 100)
         for i in range(target):
@@ -380,6 +403,8 @@ class _LazyGreedy:
             self.centres[i] = pick
             self.centre_q[i] = self.q[pick]
             self.centre_q_sq[i] = self.q_sq[pick]
+            if self._recent is not None:
+                self._recent[i % len(self._recent)] = self.points[pick]
             if progress is not None and (i % step == 0 or i == target - 1):
                 progress(i + 1, target)
         return self.centres.copy()
@@ -389,7 +414,7 @@ class _LazyGreedy:
         start = b * self.block
         stop = min(start + self.block, self.q.shape[0])
         first = int(self.applied[b])
-        filt = self._float32(self.q[start:stop], self._wide) @ self._float32(self.centre_q[first:upto]).T
+        filt = self._float32(self.q[start:stop], self._wide) @ self.centre_q[first:upto].T
         filt *= -2.0
         filt += self.q_sq[start:stop, None]
         filt += self.centre_q_sq[None, first:upto]
@@ -401,7 +426,7 @@ class _LazyGreedy:
             low = int(rows.min())
             span = self._span(low, int(rows.max()) + 1)
             for lo, hi in itertools.pairwise(cuts):
-                self._apply_exact(span, low, rows[lo:hi], int(self.centres[first + int(cols[lo])]))
+                self._apply_exact(span, low, rows[lo:hi], first + int(cols[lo]), upto)
             touched = np.unique(rows)
             self.threshold[touched] = self._threshold(self.min_dist[touched])
         self.applied[b] = upto
@@ -413,17 +438,27 @@ class _LazyGreedy:
             return self.points.span(start, stop)
         return self.points[start:stop]
 
-    def _apply_exact(self, span: np.ndarray, low: int, rows: np.ndarray, centre: int) -> None:
-        """``min_dist[rows] = min(min_dist[rows], d(rows, centre))`` exactly as the literal loop does it.
+    def _centre(self, i: int, picked: int) -> np.ndarray:
+        """The ``i``-th centre's point, ``picked`` centres having been chosen: kept from its pick when
+        recent enough (points on disk), otherwise read."""
+        if self._recent is not None and picked - i <= len(self._recent):
+            recent: np.ndarray = self._recent[i % len(self._recent)]
+            return recent
+        row: np.ndarray = self.points[int(self.centres[i])]
+        return row
+
+    def _apply_exact(self, span: np.ndarray, low: int, rows: np.ndarray, i: int, picked: int) -> None:
+        """``min_dist[rows] = min(min_dist[rows], d(rows, centre i))`` exactly as the literal loop does it.
 
         ``span`` holds points ``low:low + len(span)``, which include ``rows``.
         """
+        centre = int(self.centres[i])
         count = rows.size
         padded = -(-count // GEMV_PAD) * GEMV_PAD
         # Rows past ``count`` hold stale data: harmless, each output row depends on its own row only.
         gathered = self._gather[:padded]
         np.take(span, rows - low, axis=0, out=gathered[:count])
-        dist = np.matmul(gathered, self.points[centre], out=self._dots[:padded])[:count]
+        dist = np.matmul(gathered, self._centre(i, picked), out=self._dots[:padded])[:count]
         dist *= -2.0
         dist += self.sq_norms[rows]
         dist += self.sq_norms[centre]
