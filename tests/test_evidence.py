@@ -299,7 +299,12 @@ def test_a_whole_frame_model_round_trips_through_the_store(whole_frame_expert: E
 
 
 def test_a_schema_1_model_inspects_exactly_as_before(tmp_path: Path) -> None:
-    """tests/data/schema1 was written by the code before whole-frame inspection (commit 6ca3bfd)."""
+    """tests/data/schema1 was written by the code before whole-frame inspection (commit 6ca3bfd).
+
+    Scores and maps agree to float32 rounding, not bit for bit: the float32 products' last bits depend on
+    the BLAS kernel the CPU selects (an AVX-512 Zen 5 differs from the AVX2 machine that wrote the
+    expectations by one unit in the last place). Decisions and boxes must be identical.
+    """
     source = DATA / "schema1"
     shutil.copytree(source / "model", tmp_path / "model")
     model = load(tmp_path / "model")
@@ -311,8 +316,9 @@ def test_a_schema_1_model_inspects_exactly_as_before(tmp_path: Path) -> None:
     results = expert.inspect_many(paths)  # batched as when the expectations were recorded
     for entry, path, result in zip(expected, paths, results, strict=True):
         verdict = make_verdict(expert, entry["image"], result)
-        assert result.score == entry["score"]
-        np.testing.assert_array_equal(result.anomaly_map, np.load(source / f"{path.stem}_map.npy"))
+        assert result.score == pytest.approx(entry["score"], rel=1e-5)
+        expected_map = np.load(source / f"{path.stem}_map.npy")
+        np.testing.assert_allclose(result.anomaly_map, expected_map, rtol=1e-5, atol=1e-6 * float(expected_map.max()))
         assert verdict.decision == entry["decision"]
         assert [{k: v for k, v in b.to_dict().items() if k != "score"} for b in verdict.boxes] == entry["boxes"]
 
