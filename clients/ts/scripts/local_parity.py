@@ -1,7 +1,7 @@
 """The Python half of the local runtime's end-to-end parity test (clients/ts/test/local-parity.test.ts).
 
 ``python local_parity.py WORK``: fits small experts with the ``eagle`` CLI on real images (elpv solar
-cells, whole-frame resize; the MVTec 3D-AD tire in the paper's centre-crop mode when
+cells, whole-frame resize and tiles; the MVTec 3D-AD tire in the paper's centre-crop mode when
 ``../shared/data/mvtec3d-tire`` is there), exports each with ``eagle export --format onnx``, inspects
 test images with ``eagle inspect --runtime onnx --json``, and writes ``WORK/parity.json``: per model
 the export folder, the images and the verdicts Python printed. The TypeScript test runs the same
@@ -56,7 +56,15 @@ def main() -> None:
             ["--layout", "elpv", "--category", "mono"],
             ["--limit-train", "6", "--size", "128"],
             pick("elpv", None, "mono", 3),
-        )
+        ),
+        # Tiles are cut and stitched inside the graph; the host resizes the whole frame as for resize.
+        model_case(
+            work,
+            "elpv-tile",
+            ["--layout", "elpv", "--category", "mono"],
+            ["--limit-train", "4", "--preprocess", "tile", "--size", "192", "--tile", "128", "--tile-overlap", "32"],
+            pick("elpv", None, "mono", 2),
+        ),
     ]
     skipped = []
     if os.environ.get("EAGLE_NO_SHARED") == "1":

@@ -1,6 +1,7 @@
 /**
  * End to end: a small expert fitted and exported by the Python CLI in this run (scripts/local_parity.py),
- * the same real images (elpv cells; the MVTec 3D-AD tire in centre-crop mode when ../shared has it)
+ * the same real images (elpv cells, whole frame and tiles; the MVTec 3D-AD tire in centre-crop mode when
+ * ../shared has it)
  * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
  * decisions, scores within 1e-4, identical boxes; the very record `eagle serve --runtime onnx` returns
  * for the same upload; then what a damaged export does.
