@@ -47,6 +47,7 @@ from eagle_iad.data.selection import select_training
 from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
+from eagle_iad.expert.patchcore import INSPECT_BATCH
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, PrunedExactSearch, TorchExactSearch
 
 
@@ -443,19 +444,35 @@ def main() -> None:
 
 
 def bench_inspect(expert: Expert, count: int) -> None:
-    """Images/s of ``eagle inspect``'s scoring: one image per call, then ``count`` images in one call."""
+    """Images/s of ``eagle inspect``'s scoring on the same ``count`` images: one image per call, then
+    all in one call, in chunks of ``INSPECT_BATCH`` (what ``eagle inspect`` uses) and of the model's
+    ``batch_size`` (what it used before).
+
+    Batching saves per-call overhead (thread hand-offs, which cost most when other work shares the
+    cores) but allocates larger transient tensors, whose fresh pages the kernel must fault in, so
+    which wins depends on the machine and its load: this prints all three.
+    """
     test: list[Sample] = get_layout("elpv").samples(None, "mono", "test")
     test_paths = [s.path for s in test[:count]]
-    expert.inspect_many(test_paths[:2])  # warm-up
-    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths[:8]])
-    batch_s, _ = timed(lambda: expert.inspect_many(test_paths))
     model = expert.model
+    expert.inspect_many(test_paths[:2])  # warm-up
+    one_s, _ = timed(lambda: [expert.inspect(p) for p in test_paths])
+    rates = {}
+    for size in dict.fromkeys((INSPECT_BATCH, model.config.batch_size)):
+        batch_s, _ = timed(lambda: expert.inspect_many(test_paths, batch=size))  # noqa: B023 (called at once)
+        rates[size] = len(test_paths) / batch_s
+    single = len(test_paths) / one_s
     print(
-        f"\n== inspect: {model.grid[0] * model.grid[1]} patches per image x bank {model.bank.shape[0]}, "
-        f"maps included ({load()})"
+        f"\n== inspect {len(test_paths)} images: {model.grid[0] * model.grid[1]} patches per image x bank "
+        f"{model.bank.shape[0]}, maps included ({load()})"
     )
     print(
-        f"one at a time {8 / one_s:.2f} images/s; batch of {len(test_paths)} {len(test_paths) / batch_s:.2f} images/s"
+        f"one at a time {single:.2f} images/s; "
+        + "; ".join(
+            f"in chunks of {size}{' (eagle inspect)' if size == INSPECT_BATCH else ' (the model batch_size)'} "
+            f"{rate:.2f} images/s ({rate / single:.2f}x)"
+            for size, rate in rates.items()
+        )
     )
 
 

@@ -15,7 +15,6 @@ frame are inside the timing for every runtime alike, as in ``eagle inspect``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -50,14 +49,12 @@ def worker(runtime: str, model: str, count: int, repeat: int) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     rates: dict[str, float] = {}
     scores: list[float] = []
-    base = expert.model.config
     for batch in BATCHES:
-        expert.model.config = dataclasses.replace(base, batch_size=batch)
-        expert.inspect_many(rgbs[:batch])  # warm-up: first-run allocations and kernel choices
+        expert.inspect_many(rgbs[:batch], batch=batch)  # warm-up: first-run allocations and kernel choices
         best = float("inf")
         for _ in range(repeat):
             start = time.perf_counter()
-            results = expert.inspect_many(rgbs)
+            results = expert.inspect_many(rgbs, batch=batch)
             best = min(best, time.perf_counter() - start)
         rates[str(batch)] = len(rgbs) / best
         scores = [r.score for r in results]

@@ -29,7 +29,7 @@ from eagle_iad.expert.export import (
     file_sha256,
     graph_opset,
 )
-from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, _progress
+from eagle_iad.expert.patchcore import INSPECT_BATCH, Expert, ExpertConfig, ExpertModel, ExpertResult, _progress
 from eagle_iad.expert.preprocess import CenterCrop, Tiles, ViewGeometry, WholeFrame, _resize_rgb, tile_origins
 from eagle_iad.images import Geometry, ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
@@ -236,14 +236,17 @@ class GraphExpert(Expert):
         raise ConfigError(f"an exported expert ({self.runtime}) scores images, not tensors; use inspect_many")
 
     def inspect_many(
-        self, sources: Sequence[ImageSource | np.ndarray], show_progress: bool = False
+        self, sources: Sequence[ImageSource | np.ndarray], show_progress: bool = False, batch: int | None = None
     ) -> list[ExpertResult]:
         """As :meth:`Expert.inspect_many`, with the graph computing score and input-sized map."""
         config = self.model.config
+        size = min(config.batch_size, INSPECT_BATCH) if batch is None else batch
+        if size < 1:
+            raise ValueError(f"batch must be at least 1, got {size}")
         results: list[ExpertResult] = []
         with _progress(len(sources), f"inspect ({self.runtime})", show_progress) as bar:
-            for start in range(0, len(sources), config.batch_size):
-                chunk = sources[start : start + config.batch_size]
+            for start in range(0, len(sources), size):
+                chunk = sources[start : start + size]
                 prepared = [host_input(s if isinstance(s, np.ndarray) else load_rgb(s), config) for s in chunk]
                 scores, maps = self.runner(np.stack([pixels for pixels, _ in prepared]))
                 for (_, geometry), value, heat in zip(prepared, scores, maps, strict=True):
