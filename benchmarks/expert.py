@@ -4,9 +4,10 @@ Prints: fit time by stage; the greedy coreset against the literal reference loop
 the same projected bank, with the picks compared; the machine's float32 GEMM throughput and the
 exact nearest-neighbour search's achieved rate as a fraction of it (faiss and torch); the
 leave-own-out training pass against one plain scoring pass of the same patches; inspection
-images/s one at a time and in a batch of 64; peak memory of whole fits by training-set size, each
-in a fresh process (``--sizes``; beyond the 441 normal elpv mono cells the set is the real cells
-again under the 8 flips/rotations of the square, written as PNGs to a temporary folder).
+images/s of 64 images one at a time and in chunks (4, as `eagle inspect`; the fit batch); peak
+memory of whole fits by training-set size, each in a fresh process (``--sizes``; beyond the 441
+normal elpv mono cells the set is the real cells again under the 8 flips/rotations of the square,
+written as PNGs to a temporary folder).
 
     .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
     .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
