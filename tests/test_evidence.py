@@ -16,7 +16,7 @@ from PIL import Image
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit, load, save
-from eagle_iad.expert.patchcore import input_map
+from eagle_iad.expert.patchcore import INSPECT_BATCH, input_map, inspect_chunk
 from eagle_iad.expert.preprocess import input_size_for, prepare, tile_origins
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, load_rgb
 from eagle_iad.tgps.calibration import TAU_POSITION, calibrate_maps, colour_range
@@ -165,6 +165,23 @@ def _defect_image(seed: int, with_defect: bool) -> np.ndarray:
     if with_defect:
         rgb[5:15, 60:72] = (250, 20, 20)
     return rgb
+
+
+def test_inspection_chunks_change_nothing_but_float_rounding(whole_frame_expert: Expert) -> None:
+    """``eagle inspect`` scores in chunks of INSPECT_BATCH; any chunk size gives the same verdicts."""
+    images = [_defect_image(60 + i, i % 3 == 0) for i in range(7)]
+    config = whole_frame_expert.model.config
+    assert inspect_chunk(config, None) == min(config.batch_size, INSPECT_BATCH)
+    assert inspect_chunk(replace(config, batch_size=2), None) == 2
+    one = [whole_frame_expert.inspect(rgb) for rgb in images]
+    for batch in (None, 3, 16):
+        results = whole_frame_expert.inspect_many(images, batch=batch)
+        assert [r.is_anomalous for r in results] == [r.is_anomalous for r in one]
+        for a, b in zip(results, one, strict=True):
+            assert a.score == pytest.approx(b.score, rel=1e-5)
+            np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="batch must be at least 1, got 0"):
+        whole_frame_expert.inspect_many(images, batch=0)
 
 
 def test_fit_sets_the_input_size_and_a_calibration_from_training_maps(whole_frame_expert: Expert) -> None:

@@ -353,9 +353,7 @@ class Expert:
         model's smaller ``batch_size``.
         """
         config = self.model.config
-        size = min(config.batch_size, INSPECT_BATCH) if batch is None else batch
-        if size < 1:
-            raise ValueError(f"batch must be at least 1, got {size}")
+        size = inspect_chunk(config, batch)
         results: list[ExpertResult] = []
         with _progress(len(sources), "inspect", show_progress) as bar:
             for start in range(0, len(sources), size):
@@ -453,6 +451,14 @@ NO_REFERENCE = f"no reference: model fitted before model schema {REFERENCE_SCHEM
 #: 16 0.66x and 0.72x; beside four busy loops, 4 gave 2.2x and 1.3x, 16 gave 1.75x. Fits keep the
 #: model's ``batch_size`` (their features are saved, so their batching is part of the fit).
 INSPECT_BATCH = 4
+
+
+def inspect_chunk(config: ExpertConfig, batch: int | None) -> int:
+    """Images per chunk of an inspection: ``batch`` if given, else :data:`INSPECT_BATCH` or the smaller fit batch."""
+    size = min(config.batch_size, INSPECT_BATCH) if batch is None else batch
+    if size < 1:
+        raise ValueError(f"batch must be at least 1, got {size}")
+    return size
 
 
 def input_map(patch_scores: np.ndarray, shape: tuple[int, int], sigma: float) -> np.ndarray:

@@ -29,7 +29,7 @@ from eagle_iad.expert.export import (
     file_sha256,
     graph_opset,
 )
-from eagle_iad.expert.patchcore import INSPECT_BATCH, Expert, ExpertConfig, ExpertModel, ExpertResult, _progress
+from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, _progress, inspect_chunk
 from eagle_iad.expert.preprocess import CenterCrop, Tiles, ViewGeometry, WholeFrame, _resize_rgb, tile_origins
 from eagle_iad.images import Geometry, ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
@@ -240,9 +240,7 @@ class GraphExpert(Expert):
     ) -> list[ExpertResult]:
         """As :meth:`Expert.inspect_many`, with the graph computing score and input-sized map."""
         config = self.model.config
-        size = min(config.batch_size, INSPECT_BATCH) if batch is None else batch
-        if size < 1:
-            raise ValueError(f"batch must be at least 1, got {size}")
+        size = inspect_chunk(config, batch)
         results: list[ExpertResult] = []
         with _progress(len(sources), f"inspect ({self.runtime})", show_progress) as bar:
             for start in range(0, len(sources), size):
