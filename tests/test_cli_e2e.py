@@ -16,6 +16,7 @@ from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
+from eagle_iad.expert.manifest import SCHEMA_VERSION
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -151,13 +152,13 @@ def test_model_from_newer_version_is_refused(
     copy = tmp_path / "model"
     shutil.copytree(elpv_model, copy)
     manifest = json.loads((copy / "model.json").read_text())
-    manifest["schema_version"] = 5  # one past the current schema (4)
+    manifest["schema_version"] = SCHEMA_VERSION + 1  # one past the current schema
     manifest["package_version"] = "9.0.0"
     (copy / "model.json").write_text(json.dumps(manifest))
     image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
     code, _, err = run(capsys, "inspect", image, "--model", str(copy), "--quiet")
     assert code == 2
-    assert "model schema 5 was written by eagle-iad 9.0.0, which is newer" in err
+    assert f"model schema {SCHEMA_VERSION + 1} was written by eagle-iad 9.0.0, which is newer" in err
 
 
 def test_fit_on_missing_folder_fails_without_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

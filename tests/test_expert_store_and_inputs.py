@@ -39,6 +39,7 @@ from eagle_iad.expert import Expert, fit, load, load_expert, save
 from eagle_iad.expert import patchcore as patchcore_module
 from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
+from eagle_iad.expert.manifest import manifest_checksum
 from eagle_iad.expert.patchcore import ExpertModel
 from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb, probe
 
@@ -142,10 +143,13 @@ def test_truncated_tensor_file_is_detected(saved: Path) -> None:
         load(saved)
 
 
-def _edit_manifest(directory: Path, **changes: Any) -> None:
+def _edit_manifest(directory: Path, reseal: bool = False, **changes: Any) -> None:
+    """Change manifest fields; ``reseal``: recompute the checksum, as a save of such a model would write it."""
     path = directory / "model.json"
     data = json.loads(path.read_text())
     data.update(changes)
+    if reseal:
+        data["checksum"] = manifest_checksum(data)
     path.write_text(json.dumps(data))
 
 
@@ -204,7 +208,7 @@ def test_unknown_setting_in_manifest(saved: Path) -> None:
 
 
 def test_different_backbone_weights_are_refused(saved: Path) -> None:
-    _edit_manifest(saved, backbone={"name": "efficientnet_lite0", "sha256": "ab" * 32})
+    _edit_manifest(saved, reseal=True, backbone={"name": "efficientnet_lite0", "sha256": "ab" * 32})
     model = load(saved)
     with pytest.raises(ModelFormatError, match="fitted with backbone efficientnet_lite0") as info:
         Expert(model)  # builds the real efficientnet_lite0, whose weights hash differs
@@ -213,6 +217,27 @@ def test_different_backbone_weights_are_refused(saved: Path) -> None:
         load_expert(saved)
     with pytest.raises(ModelFormatError, match="fitted with backbone fake"):
         Expert(dataclasses.replace(model, backbone=FakeExtractor.ident), extractor=_OtherFake())
+
+
+def test_the_checksum_covers_the_backbone_and_tensor_hashes(saved: Path, fitted: tuple[Expert, Path]) -> None:
+    """Another model's tensors with their hash typed in, or another backbone hash, are a hand edit."""
+    _edit_manifest(saved, backbone={"name": "efficientnet_lite0", "sha256": "ab" * 32})
+    with pytest.raises(ModelFormatError, match="was edited by hand"):
+        load(saved)
+    expert, _ = fitted
+    other = dataclasses.replace(expert.model, bank=expert.model.bank + 1.0)
+    for changed in ("tensors", "backbone"):
+        target = saved.parent / f"victim-{changed}"
+        save(expert.model, target)
+        donor = save(other, saved.parent / f"donor-{changed}")
+        data = json.loads((donor / "model.json").read_text())
+        if changed == "tensors":
+            (target / "tensors.safetensors").write_bytes((donor / "tensors.safetensors").read_bytes())
+        swapped = data[changed] if changed == "tensors" else {"name": "x", "sha256": "0" * 64}
+        _edit_manifest(target, **{changed: swapped})
+        with pytest.raises(ModelFormatError, match="was edited by hand") as info:
+            load(target)
+        assert str(target / "model.json") in str(info.value)
 
 
 class _OtherFake(FakeExtractor):
@@ -303,7 +328,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def _model_files(directory: Path) -> tuple[str, dict[str, bytes]]:
-    """A complete model folder's content: manifest (less the tensor hash) and tensor bytes.
+    """A complete model folder's content: manifest (less the tensor hash and the checksum covering it) and tensor bytes.
 
     Why not raw bytes: safetensors writes its metadata keys in no fixed order, so two saves of one
     model differ byte-wise (and so does the hash in the manifest) while holding the same model.
@@ -313,6 +338,7 @@ def _model_files(directory: Path) -> tuple[str, dict[str, bytes]]:
     assert store_module._is_complete(directory), f"{directory} is not a complete model"
     manifest = json.loads((directory / "model.json").read_text())
     manifest.pop("tensors")
+    manifest.pop("checksum")
     tensors = load_file(str(directory / "tensors.safetensors"))
     return json.dumps(manifest, sort_keys=True), {k: v.numpy().tobytes() for k, v in sorted(tensors.items())}
 

@@ -26,7 +26,7 @@ pytest.importorskip("openvino", reason="the deploy extra (pip install -e '.[depl
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
 from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert, save
-from eagle_iad.expert.export import SIDECAR, export_expert
+from eagle_iad.expert.export import SIDECAR, export_expert, seal_sidecar
 from eagle_iad.verdict import ExpertVerdict, inspect_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str,
     expert = load_expert(fitted["tile"])
     record = json.loads((exports["tile"] / SIDECAR).read_text())
     model = expert.model
-    assert record["schema_version"] == 1 and record["kind"] == "eagle-export" and record["format"] == "onnx"
+    assert record["schema_version"] == 2 and record["kind"] == "eagle-export" and record["format"] == "onnx"
     assert record["graph"]["sha256"] == {
         "model.onnx": hashlib.sha256((exports["tile"] / "model.onnx").read_bytes()).hexdigest()
     }
@@ -240,9 +240,31 @@ def _copy(folder: Path, into: Path) -> Path:
 
 
 def _rewrite_sidecar(folder: Path, **graph: Any) -> None:
+    """A sidecar that says ``graph`` and is sealed as an export would seal it (so only ``graph`` is wrong)."""
     record = json.loads((folder / SIDECAR).read_text())
     record["graph"].update(graph)
-    (folder / SIDECAR).write_text(json.dumps(record))
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+
+
+def test_a_sidecar_edited_by_hand_is_refused(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _copy(exports["resize"], tmp_path / "export")
+    text = (folder / SIDECAR).read_text()
+    record = json.loads(text)
+    assert record["schema_version"] == 2 and record["checksum"].startswith("sha256:")
+    edited = text.replace(f'"tau": {json.dumps(record["tau"])},', '"tau": 0.5,', 1)
+    assert edited != text
+    (folder / SIDECAR).write_text(edited)
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == (
+        f"{folder / SIDECAR}: was edited by hand (its checksum does not match its contents); export the model again"
+    )
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(json.dumps(record, indent=2))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == f"{folder / SIDECAR}: checksum is missing; the sidecar was edited by hand or is incomplete"
 
 
 def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -358,7 +380,7 @@ def test_unknown_export_schema_is_refused(
     (folder / SIDECAR).write_text(json.dumps(record))
     message = _error(capsys, "inspect", "--runtime", "openvino", "--model", str(folder), str(elpv_images[0]))
     assert message == (
-        f"{folder / SIDECAR}: export schema version 7 is unknown to this eagle (it reads 1); "
+        f"{folder / SIDECAR}: export schema version 7 is unknown to this eagle (it reads 1, 2); "
         "re-export the model with this version"
     )
 

@@ -59,7 +59,7 @@ def _as_schema_2(directory: Path) -> None:
 
 def test_a_save_carries_schema_4_a_checksum_and_an_empty_history(model_dir: Path) -> None:
     data = _manifest(model_dir)
-    assert data["schema_version"] == SCHEMA_VERSION == 4
+    assert data["schema_version"] == SCHEMA_VERSION == 5
     assert data["history"] == [] and data["checksum"] == manifest_checksum(data)
     assert data["checksum"].startswith("sha256:") and len(data["checksum"]) == 7 + 64
     assert load(model_dir).history == []
@@ -295,7 +295,7 @@ def test_threshold_on_a_schema_1_model_writes_schema_4_that_inspects_the_same(tm
     old = load(tmp_path / "model")
     change_threshold(tmp_path / "model", tau=1.5, why="station A", by="ana")
     data = _manifest(tmp_path / "model")
-    assert data["schema_version"] == 4 and data["history"][0]["before"] == old.thresholds.to_dict()
+    assert data["schema_version"] == SCHEMA_VERSION and data["history"][0]["before"] == old.thresholds.to_dict()
     assert data["training"]["references"] is None  # a re-save does not invent reference pictures
     new = load(tmp_path / "model")
     assert new.config == old.config and new.calibration is None and new.thresholds.tau == 1.5

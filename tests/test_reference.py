@@ -23,6 +23,7 @@ from tire_data import TIRE, needs_tire
 
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, fit, load, save
+from eagle_iad.expert import store as store_module
 from eagle_iad.expert.preprocess import prepare
 from eagle_iad.expert.references import REFERENCE_MAX_SIDE, thumbnail
 from eagle_iad.expert.store import SCHEMA_VERSION
@@ -101,7 +102,7 @@ def test_references_survive_save_and_load_and_are_written_beside_the_pictures(
 ) -> None:
     target = save(noise_expert.model, tmp_path / "model")
     manifest = json.loads((target / "model.json").read_text())
-    assert manifest["schema_version"] == SCHEMA_VERSION == 4
+    assert manifest["schema_version"] == SCHEMA_VERSION == 5
     assert manifest["training"]["references"] == {"format": "jpeg", "max_side": 512, "count": 5}
     loaded = Expert(load(target), extractor=FakeExtractor())
     assert loaded.model.references == noise_expert.model.references
@@ -116,7 +117,16 @@ def test_references_survive_save_and_load_and_are_written_beside_the_pictures(
 
 def test_inconsistent_reference_offsets_are_refused(noise_expert: Expert, tmp_path: Path) -> None:
     model = replace(noise_expert.model, references=noise_expert.model.references[:4])  # type: ignore[index]
-    target = save(model, tmp_path / "model")
+    target = tmp_path / "model"
+    with pytest.raises(ModelFormatError) as info:  # a save validates as a load would: nothing is written
+        save(model, target)
+    assert str(info.value) == (
+        f"{target}: the new model fails the checks every load makes, so it was not saved and the previous model is "
+        f"unchanged ({target}: inconsistent model (reference pictures do not match the training images))"
+    )
+    assert sorted(tmp_path.iterdir()) == []
+    target.mkdir()
+    store_module._write_model(model, target)  # such a folder, written by something other than save()
     with pytest.raises(ModelFormatError) as info:
         load(target)
     assert str(info.value) == f"{target}: inconsistent model (reference pictures do not match the training images)"

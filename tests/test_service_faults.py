@@ -27,6 +27,7 @@ from conftest import BlockingBackend, LiveServer, wait_s
 from test_service import KEY, ServeProcess, call, inspect_request, multipart, png, zip_of
 
 from eagle_iad.data import get_layout
+from eagle_iad.naming import CATEGORY_NAME_RULE
 from eagle_iad.service.store import INTERRUPTED
 
 MIB = 1024 * 1024
@@ -299,9 +300,10 @@ def test_hostile_uploads_are_refused_with_their_documented_answer(strict: ServeP
     assert sorted(p.name for p in fitted["models"].iterdir()) == ["mono"]
 
 
-@pytest.mark.parametrize("name", ["..", "../mono", "a/b", "a\x00b", "c" * 300, ".hidden", "-rf"])
+@pytest.mark.parametrize("name", ["..", "../mono", "a/b", "a\x00b", "c" * 300, ".hidden", "-rf", "_private", "a..b"])
 def test_bad_category_names_are_refused_everywhere(strict: ServeProcess, fitted: dict[str, Any], name: str) -> None:
-    message = "invalid category name: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' or '-')"
+    message = f"invalid category name: use {CATEGORY_NAME_RULE}"
+    assert CATEGORY_NAME_RULE == "1-64 letters, digits, '_', '.', '-', starting with a letter or digit, without '..'"
     image = fitted["images"][0]
     _error(inspect_request(strict.base, image, category=name), 400, message, "invalid_name")
     quoted = urllib.parse.quote(name, safe="")

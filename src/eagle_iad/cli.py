@@ -33,7 +33,15 @@ from eagle_iad.choices import (
 from eagle_iad.data import get_layout, layout_names, select_test, select_training
 from eagle_iad.errors import ConfigError, EagleError, OutputError
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
-from eagle_iad.outputs import SPACE_ERRNOS, check_output_path, describe_write_error, staged_folder, write_errors
+from eagle_iad.naming import category_name_problem, printable
+from eagle_iad.outputs import (
+    SPACE_ERRNOS,
+    check_output_path,
+    claim_outputs,
+    describe_write_error,
+    staged_folder,
+    write_errors,
+)
 from eagle_iad.registry import load_plugins
 
 
@@ -72,9 +80,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import check_replaceable
 
     check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
+    problem = category_name_problem(args.category)
+    if problem is not None:  # the service could never serve it
+        raise ConfigError(problem)
     given = {o.name: getattr(args, o.name) for o in fit_options() if getattr(args, o.name, None) is not None}
     preset, overrides = config_overrides(parse_fit_options(given))
     config = ExpertConfig.from_preset(preset, **overrides)
+    config.validate()  # every setting a model could not be used with is refused now, before the data is read
     layout = get_layout(args.layout)
     samples = layout.samples(_data_root(args.data, args.layout), args.category, "train")
     samples = select_training(samples, args.limit_train, config.seed)
@@ -82,6 +94,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
     out = save(expert.model, args.out)
     model = expert.model
+    for warning in model.warnings:
+        print(f"eagle: warning: {warning}", file=sys.stderr)
     summary = {
         "model": str(out),
         "category": model.category,
@@ -91,6 +105,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "tau": model.thresholds.tau,
         "s_max": model.thresholds.s_max,
         "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
+        "warnings": model.warnings,
     }
     print(dumps(summary))
     return 0
@@ -140,6 +155,10 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
             raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
         out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
         _check_images(args.images)
+        if out is not None:
+            from eagle_iad.expert.references import REFERENCE_SUFFIX
+
+            _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
         expert = load_expert(args.model, args.runtime)
         with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
             return run_pipeline(
@@ -152,6 +171,8 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     spec = str(_mllm_spec(args))
     out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images([*args.images, args.template])
+    if out is not None and args.capture_attention:
+        _claim_pictures(out, args.images, [], attention=True, inputs=[args.template] if args.template else [])
     loaded = None
     if args.model:
         loaded = load_expert(args.model, args.runtime)
@@ -169,10 +190,33 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     category = "" if loaded is None else loaded.model.category
     attention_out = out if args.capture_attention else None
     with write_errors(attention_out or ".", "pictures written before it are complete"):
-        return run_pipeline(
+        records = run_pipeline(
             loaded, list(args.images), category=category, eagle=eagle, out_dir=attention_out, style=args.style,
             expert_pictures=False,
         )  # fmt: skip
+    if attention_out is not None:  # the overlays' layers are known only now: recorded as this command's files
+        claim_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()
+                                      if k.startswith("attention_L")])  # fmt: skip
+    return records
+
+
+def _claim_pictures(
+    out: Path, images: Sequence[str], suffixes: list[str], attention: bool = False, inputs: Sequence[str] = ()
+) -> None:
+    """Refuse before any work to write a picture over an input or a file eagle did not write (outputs.claim_outputs).
+
+    The names are those the pipeline will give (:func:`eagle_iad.naming.picture_stems` of the inputs);
+    attention overlays are named by layer, so the ones already there must be eagle's own.
+    """
+    import glob
+
+    from eagle_iad.naming import picture_stems
+
+    stems = picture_stems(list(images))
+    names = [stem + suffix for stem in stems for suffix in suffixes]
+    if attention:
+        names += [Path(p).name for stem in stems for p in glob.glob(str(out / f"{glob.escape(stem)}_attn_L*.png"))]
+    claim_outputs(out, names, [*images, *inputs])
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -199,7 +243,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if v["answered_by"].get("caas") == CAAS_NOT_APPLIED:
             caas = f"  CAAS {CAAS_NOT_APPLIED}"
         route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
-        print(f"{v['image']}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  reply {v['reply']!r}")
+        print(f"{printable(v['image'])}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  "
+              f"reply {v['reply']!r}")  # fmt: skip
     return 0
 
 
@@ -210,15 +255,15 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
     for v in verdicts:
         band = " (low-confidence band)" if v["in_band"] else ""
         numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
-        print(f"{v['image']}: {v['decision']}{band}  {numbers}")
+        print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
         for rank, box in enumerate(v["boxes"], start=1):
             corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
             print(f"    box #{rank} {corners} score={box['score']:.3f}")
         for kind, path in v["pictures"].items():
-            print(f"    {kind}: {path}")
+            print(f"    {kind}: {printable(path)}")
         if v["reference"] is not None:
             why = "" if v["reference"]["unavailable"] is None else f" ({v['reference']['unavailable']})"
-            print(f"    nearest normal training image: {v['reference']['image']}{why}")
+            print(f"    nearest normal training image: {printable(v['reference']['image'])}{why}")
     return 0
 
 
@@ -546,7 +591,8 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
         plural = "s" if len(option.rules) > 1 else ""
         used_by = f"; read by rule{plural} {', '.join(option.rules)}" if option.rules else ""
         default = "" if option.default is None else f" (default {option.default})"
-        help_text = f"{option.help}{used_by}{default}"
+        allowed = "" if option.range is None else f"; allowed {option.range}"
+        help_text = f"{option.help}{used_by}{allowed}{default}"
         if option.aliases:
             help_text += f"; {', '.join(flags[1:])} is its old name"
         if option.open_choices and option.choices:

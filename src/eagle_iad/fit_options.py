@@ -17,6 +17,7 @@ from typing import Any
 
 from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
 from eagle_iad.errors import ConfigError
+from eagle_iad.ranges import Range
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, rule_params, rules_using
 
 
@@ -40,6 +41,9 @@ class FitOption:
     #: True: ``choices`` lists the built-in parts only; the part's registry checks the name when the
     #: settings are validated, so one a plugin registered (EAGLE_PLUGINS) is accepted too.
     open_choices: bool = False
+    #: The values a usable model can have (numbers only); checked when options are parsed, so an option
+    #: that could only produce a model nothing loads is refused before any work (exit 2 / 400).
+    range: Range | None = None
 
     @property
     def flag(self) -> str:
@@ -51,15 +55,23 @@ PRESET_NAMES: tuple[str, ...] = ("default", "paper")
 PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 
+#: Largest whole-frame input side (and tile, crop): bounds the backbone's activation memory per view.
+MAX_INPUT_SIDE = 4096
+#: Seeds are numpy's (unsigned 32-bit).
+MAX_SEED = 2**32 - 1
+
 _BEFORE_RULE = (
     FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES, open_choices=True),
     FitOption("sampler", str, "greedy", "memory-bank subsampling", SAMPLERS),
-    FitOption("coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)"),
-    FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset"),
+    FitOption(
+        "coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)",
+        range=Range(0, 1, low_open=True),
+    ),
+    FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset", range=Range(0, MAX_SEED)),
     FitOption("search", str, DEFAULT_SEARCH, "nearest-neighbour search", SEARCHES),
 )
 _AFTER_RULE = (
-    FitOption("batch_size", int, 16, "images per forward pass", service=False),
+    FitOption("batch_size", int, 16, "images per forward pass", service=False, range=Range(1, 1024)),
     FitOption(
         "preset",
         str,
@@ -77,11 +89,23 @@ _AFTER_RULE = (
         PREPROCESSING,
         group="evidence",
     ),
-    FitOption("size", int, 320, "long side of the whole-frame input, a multiple of 32", group="evidence"),
-    FitOption("tile", int, 256, "tile side in input pixels for preprocess tile", group="evidence"),
-    FitOption("tile_overlap", int, 64, "least overlap of neighbouring tiles", group="evidence"),
-    FitOption("resize", int, 256, "center-crop: shorter side before the crop", group="evidence"),
-    FitOption("crop", int, 224, "center-crop: square crop side", group="evidence"),
+    FitOption(
+        "size", int, 320, "long side of the whole-frame input, a multiple of 32", group="evidence",
+        range=Range(32, MAX_INPUT_SIDE),
+    ),
+    FitOption(
+        "tile", int, 256, "tile side in input pixels for preprocess tile", group="evidence",
+        range=Range(32, MAX_INPUT_SIDE),
+    ),
+    FitOption(
+        "tile_overlap", int, 64, "least overlap of neighbouring tiles", group="evidence",
+        range=Range(0, MAX_INPUT_SIDE - 1),
+    ),
+    FitOption(
+        "resize", int, 256, "center-crop: shorter side before the crop", group="evidence",
+        range=Range(32, 2 * MAX_INPUT_SIDE),
+    ),
+    FitOption("crop", int, 224, "center-crop: square crop side", group="evidence", range=Range(32, MAX_INPUT_SIDE)),
     FitOption(
         "region_rule",
         str,
@@ -109,7 +133,8 @@ def fit_options() -> tuple[FitOption, ...]:
     rule = FitOption("rule", str, DEFAULT_RULE, "threshold rule (docs/METHOD.md §2)", THRESHOLD_RULES.names())
     params = tuple(
         FitOption(
-            p.name, float, p.default, p.help, rules=rules_using(p.name), aliases=RULE_PARAM_ALIASES.get(p.name, ())
+            p.name, float, p.default, p.help, rules=rules_using(p.name), aliases=RULE_PARAM_ALIASES.get(p.name, ()),
+            range=p.range,
         )
         for p in rule_params().values()
     )
@@ -126,7 +151,16 @@ def option_default(name: str) -> Any:
     raise KeyError(name)
 
 
-def _convert(option: FitOption, raw: Any) -> Any:
+#: What a JSON client must send for each kind: no coercion, so ``"tau": true`` or ``"size": "640"`` is an
+#: error, not 1.0 and 640 (a bool is an int in Python, hence the explicit exclusions).
+_STRICT_TYPES: dict[type, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}
+
+
+def _convert(option: FitOption, raw: Any, strict: bool = False) -> Any:
+    if strict and (
+        not isinstance(raw, _STRICT_TYPES[option.kind]) or (option.kind is not bool and isinstance(raw, bool))
+    ):
+        raise TypeError(raw)
     if option.kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -144,11 +178,13 @@ def _convert(option: FitOption, raw: Any) -> Any:
     return value
 
 
-def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False) -> dict[str, Any]:
+def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False, strict: bool = False) -> dict[str, Any]:
     """Checked and typed values by canonical name, from names or aliases (``tau`` -> ``value``).
 
-    Every user mistake (an unknown name, a value of the wrong type, a choice not offered) is a
-    :class:`ConfigError` whose message the CLI prints and the service answers with 400.
+    Every user mistake (an unknown name, a value of the wrong type, a choice not offered, a number
+    outside its range) is a :class:`ConfigError` whose message the CLI prints and the service
+    answers with 400. ``strict``: values from JSON, whose types must already be right (a form's
+    fields are text and are converted).
     """
     table = [o for o in fit_options() if o.service or not service]
     by_name = {name: o for o in table for name in (o.name, *o.aliases)}
@@ -161,14 +197,24 @@ def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False) -> dict[
         if option.name in values:
             raise ConfigError(f"fit option {option.name} is given twice (as {option.name} and an older name)")
         try:
-            typed = _convert(option, value)
-        except (TypeError, ValueError):
+            typed = _convert(option, value, strict)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"fit option {key}: {value!r} is not a {option.kind.__name__}") from None
         if option.choices is not None and not option.open_choices and typed not in option.choices:
             what = option.name.replace("_", " ")
             raise ConfigError(f"unknown {what} {typed!r}; choose one of {', '.join(option.choices)}")
+        if option.range is not None:
+            option.range.check(f"fit option {key}", typed)
         values[option.name] = typed
     return values
+
+
+def check_ranges(values: Mapping[str, Any]) -> None:
+    """Every value in ``values`` (canonical names) within its option's range: the Python API's check,
+    the same table the CLI and the service parse with."""
+    for option in fit_options():
+        if option.range is not None and values.get(option.name) is not None:
+            option.range.check(option.name, values[option.name])
 
 
 def config_overrides(values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

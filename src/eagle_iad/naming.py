@@ -9,9 +9,48 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import PurePath
+
+#: The one rule for a category's name, the CLI's and the service's alike (it names a folder under the
+#: models directory and appears in URLs): 1-64 of ``A-Z a-z 0-9 _ . -``, starting with a letter or digit.
+CATEGORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CATEGORY_NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit, without '..'"
+
+
+def category_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a category's name (``None`` if it can); the CLI and the service both ask here."""
+    if CATEGORY_NAME.match(name) and ".." not in name:
+        return None
+    return f"invalid category name {printable(name)!r}: use {CATEGORY_NAME_RULE}"
+
+
+#: Longest file-name stem a picture gets, in UTF-8 bytes: with ``_heatmap.png`` and a temporary file's
+#: prefix and suffix it stays well below the 255 bytes most filesystems allow in one name.
+MAX_STEM_BYTES = 100
+
+
+def printable(name: str) -> str:
+    """``name`` with control and format characters (newlines, escape sequences, RTL overrides) as ``\\xNN``.
+
+    Why: a file name is the user's data, and a terminal acts on escape sequences in it; the text output
+    shows them escaped, as the JSON output does.
+    """
+    return "".join(
+        char if unicodedata.category(char) not in ("Cc", "Cf") else char.encode("unicode_escape").decode("ascii")
+        for char in name
+    )
+
+
+def _short(stem: str, key: str) -> str:
+    """``stem`` cut to :data:`MAX_STEM_BYTES` UTF-8 bytes (whole characters) plus 8 hex digits of ``key``'s hash."""
+    if len(stem.encode("utf-8")) <= MAX_STEM_BYTES:
+        return stem
+    cut = stem.encode("utf-8")[: MAX_STEM_BYTES - 9].decode("utf-8", errors="ignore")
+    return f"{cut}-{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def _repeated(stems: Sequence[str]) -> list[int]:
@@ -26,7 +65,8 @@ def picture_stems(names: Sequence[str]) -> list[str]:
     by their path relative to the deepest folder they have in common, separators replaced by ``_``
     (``good/000.png`` and ``logical/000.png`` give ``good_000`` and ``logical_000``). Whatever is still
     equal (the same file given twice, ``000.png`` next to ``000.jpg``) gets ``-`` and 8 hex digits of
-    a hash of its position and absolute path.
+    a hash of its position and absolute path. A stem longer than :data:`MAX_STEM_BYTES` (a 248-character
+    name, or 120 x "é") is cut there and given 8 hex digits of its path's hash, so it stays unique.
     """
     absolute = [os.path.abspath(name) for name in names]
     stems = [PurePath(name).stem or "image" for name in names]
@@ -40,7 +80,8 @@ def picture_stems(names: Sequence[str]) -> list[str]:
             relative = os.path.relpath(absolute[i], common) if common else absolute[i].lstrip(os.sep)
             parts = [part for part in PurePath(relative).with_suffix("").parts if part not in ("", os.sep)]
             stems[i] = "_".join(parts).replace(":", "") or "image"
+    stems = [_short(stem, absolute[i]) for i, stem in enumerate(stems)]
     for i in _repeated(stems):
-        digest = hashlib.sha256(f"{i}:{absolute[i]}".encode()).hexdigest()[:8]
+        digest = hashlib.sha256(f"{i}:{absolute[i]}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
         stems[i] = f"{stems[i]}-{digest}"
     return stems

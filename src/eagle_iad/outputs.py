@@ -16,13 +16,15 @@ size limit leaves the previous report as it was. A write that fails for lack of 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import OutputError
 
 #: errno values that mean "this output cannot be written here" (full disk, quota, a file size
@@ -33,6 +35,27 @@ WRITE_ERRNOS = frozenset(
 #: The subset that only a write can cause: the CLI reports these as one line wherever they happen
 #: (a fit's scratch file in ``TMPDIR`` included).
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+#: The files that make a folder a saved model or an export (their JSON's ``format`` / ``kind`` says whose):
+#: nothing but ``eagle fit`` / ``eagle export`` may write in such a folder, or the model no longer loads.
+#: The same names and values as ``expert/manifest.py`` and ``expert/export.py`` (a test checks).
+OWNED_FOLDER_MARKERS: dict[str, tuple[str, str]] = {
+    "model.json": ("format", "eagle-iad/expert"),
+    "eagle-export.json": ("kind", "eagle-export"),
+}
+
+
+def owned_folder(path: Path) -> str | None:
+    """The marker file that makes ``path`` a model or export folder, or ``None``."""
+    for name, (key, value) in OWNED_FOLDER_MARKERS.items():
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get(key) == value:
+            return name
+    return None
 
 
 def check_output_path(given: str | os.PathLike[str], what: str, example: str, from_parent: bool = False) -> Path:
@@ -61,7 +84,59 @@ def check_output_path(given: str | os.PathLike[str], what: str, example: str, fr
         raise OutputError(f"{shown}: cannot be created because {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputError(f"{shown}: cannot write in {ancestor} (permission denied)")
+    for folder in (target.parents if from_parent else (target, *target.parents)):
+        marker = owned_folder(folder)
+        if marker is not None:
+            kind = "model" if marker == "model.json" else "export"
+            raise OutputError(
+                f"{shown}: is inside the {kind} folder {folder}, which must hold only the {kind}; give a folder "
+                "outside it"
+            )
     return target
+
+
+#: The list of files EAGLE-IAD wrote into an output folder: only those may be replaced by a later run.
+LEDGER = ".eagle-outputs.json"
+LEDGER_FORMAT = "eagle-iad/outputs"
+
+
+def _ledger(folder: Path) -> set[str]:
+    try:
+        data = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return set()
+    if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT or not isinstance(data.get("files"), list):
+        return set()
+    return {str(name) for name in data["files"]}
+
+
+def claim_outputs(folder: Path, names: Iterable[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Refuse to write ``names`` into ``folder`` over an input or a file EAGLE-IAD did not write; else record them.
+
+    Why a ledger and not "never overwrite": running a command again into the same folder must refresh
+    its own pictures and reports, while a user's file that happens to have the same name (``a_box.png``
+    beside ``a.png``) must never be replaced. The folder's ``.eagle-outputs.json`` lists every file a
+    command wrote there; a name not listed that already exists is refused with one line, before
+    anything is written. ``inputs`` are the command's own input files: writing over one is refused
+    even when an earlier run wrote it.
+    """
+    wanted = sorted(set(names))
+    sources = {os.path.realpath(path) for path in inputs}
+    known = _ledger(folder)
+    for name in wanted:
+        path = folder / name
+        if os.path.realpath(path) in sources:
+            raise OutputError(
+                f"{path}: is one of this command's inputs; refusing to write over it (choose another --out)"
+            )
+        if os.path.lexists(path) and name not in known:
+            raise OutputError(
+                f"{path}: exists and was not written by eagle; refusing to replace it (move it or choose another --out)"
+            )
+    if set(wanted) - known:
+        record = {"format": LEDGER_FORMAT, "files": sorted(known | set(wanted))}
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / LEDGER, json.dumps(record, indent=1) + "\n")
 
 
 def describe_write_error(exc: OSError, where: str | os.PathLike[str] = "an output file") -> str:
@@ -89,13 +164,14 @@ def write_errors(where: str | os.PathLike[str], what: str) -> Iterator[None]:
 
 
 @contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
+def staged_folder(target: Path, ledger: bool = True) -> Iterator[Path]:
     """A private folder inside ``target`` to write a report into; moved into ``target`` on success.
 
     Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
     it elsewhere first means a full disk fails before any previous file is replaced; the moves that
     follow are renames within one folder, which need no space. The staging folder is removed in
-    every case, and a folder this created is removed again when nothing was published into it.
+    every case, and a folder this created is removed again when nothing was published into it. A file
+    already in ``target`` that EAGLE-IAD did not write is never replaced (:func:`claim_outputs`).
     """
     created = not target.exists()
     try:
@@ -109,6 +185,9 @@ def staged_folder(target: Path) -> Iterator[Path]:
     try:
         with write_errors(target, "the previous files there are unchanged"):
             yield staging
+            files = sorted(path for path in staging.rglob("*") if not path.is_dir())
+            if ledger:  # an export goes into a new folder only, so it needs none
+                claim_outputs(target, [str(path.relative_to(staging)) for path in files])
         for path in sorted(staging.rglob("*")):
             destination = target / path.relative_to(staging)
             if path.is_dir():

@@ -212,11 +212,34 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     const sidecar = JSON.parse(readFileSync(join(future, "eagle-export.json"), "utf8")) as Record<string, unknown>;
     writeFileSync(join(future, "eagle-export.json"), JSON.stringify({ ...sidecar, schema_version: 99 }));
     await expect(LocalExpert.open(future)).rejects.toThrow(
-      `${join(future, "eagle-export.json")}: export schema version 99 is unknown to this client (it reads 1); update @eagle-iad/client or export with a matching eagle`,
+      `${join(future, "eagle-export.json")}: export schema version 99 is unknown to this client (it reads 1, 2); update @eagle-iad/client or export with a matching eagle`,
     );
     const graphOpset = sidecar["graph"] as Record<string, unknown>;
-    writeFileSync(join(future, "eagle-export.json"), JSON.stringify({ ...sidecar, graph: { ...graphOpset, opset: 99 } }));
+    // Schema 1 (before sidecars carried a checksum), so only the opset differs from a readable sidecar.
+    writeFileSync(
+      join(future, "eagle-export.json"),
+      JSON.stringify({ ...sidecar, schema_version: 1, graph: { ...graphOpset, opset: 99 } }),
+    );
     await expect(LocalExpert.open(future)).rejects.toThrow(/needs ONNX opset 99, onnxruntime-node supports up to \d+/);
+  });
+
+  it("refuses a sidecar edited by hand (its checksum covers its own bytes)", async () => {
+    const source = (cases[0] as ParityCase).export;
+    const edited = join(work, "edited");
+    rmSync(edited, { recursive: true, force: true });
+    cpSync(source, edited, { recursive: true });
+    const text = readFileSync(join(edited, "eagle-export.json"), "utf8");
+    const sidecar = JSON.parse(text) as Record<string, unknown>;
+    expect(sidecar["schema_version"]).toBe(2);
+    expect(sidecar["checksum"]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    await (await LocalExpert.open(edited)).close();
+    writeFileSync(join(edited, "eagle-export.json"), text.replace(/"tau": [^,]+,/, '"tau": 0.5,'));
+    await expect(LocalExpert.open(edited)).rejects.toThrow(
+      `${join(edited, "eagle-export.json")}: was edited by hand (its checksum does not match its contents); export the model again`,
+    );
+    const { checksum: _dropped, ...unsealed } = sidecar;
+    writeFileSync(join(edited, "eagle-export.json"), JSON.stringify(unsealed, null, 2));
+    await expect(LocalExpert.open(edited)).rejects.toThrow("checksum is missing; the sidecar was edited by hand or is incomplete");
   });
 
   it("reports an unreadable image as that image's error and carries on", async () => {

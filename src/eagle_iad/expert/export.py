@@ -38,7 +38,13 @@ from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
 from eagle_iad.outputs import check_output_path, staged_folder
 from eagle_iad.tgps.calibration import fallback_calibration
 
-EXPORT_SCHEMA_VERSION = 1
+#: Schema 2 adds ``checksum``: the SHA-256 of the sidecar's own bytes (see :func:`seal_sidecar`), so a
+#: hand-edited tau is refused like a hand-edited model; schema 1 exports still load, unchecked.
+EXPORT_SCHEMA_VERSION = 2
+#: Every sidecar schema a runtime reads (the TypeScript local runtime lists the same).
+EXPORT_SCHEMA_VERSIONS = (1, 2)
+#: What stands in the ``checksum`` field while the sidecar's bytes are hashed.
+CHECKSUM_PLACEHOLDER = "sha256:" + "0" * 64
 EXPORT_KIND = "eagle-export"
 SIDECAR = "eagle-export.json"
 ONNX_FILE = "model.onnx"
@@ -292,6 +298,33 @@ def sidecar_record(expert: Expert, fmt: str, files: list[str], external: str | N
     }
 
 
+def seal_sidecar(record: dict[str, Any]) -> str:
+    """The sidecar's text with ``checksum`` set to the SHA-256 of that same text with the placeholder in it.
+
+    Why the bytes and not canonical JSON (as a model's manifest does): the TypeScript runtime checks
+    it too, and JavaScript prints numbers differently from Python, so only the file's own bytes hash
+    alike in both. An export is written once and never edited, so byte-exactness costs nothing.
+    """
+    text = json.dumps({**record, "checksum": CHECKSUM_PLACEHOLDER}, indent=2) + "\n"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text.replace(f'"checksum": "{CHECKSUM_PLACEHOLDER}"', f'"checksum": "sha256:{digest}"')
+
+
+def check_sidecar_checksum(raw: bytes, record: dict[str, Any], where: Path) -> None:
+    """Refuse a schema-2 sidecar whose bytes differ from what the export wrote (a hand edit, a corruption)."""
+    if record.get("schema_version") == 1:
+        return  # written before sidecars carried a checksum
+    recorded = record.get("checksum")
+    field = f'"checksum": "{recorded}"'.encode()
+    if not isinstance(recorded, str) or raw.count(field) != 1:
+        raise ModelFormatError(f"{where}: checksum is missing; the sidecar was edited by hand or is incomplete")
+    restored = raw.replace(field, f'"checksum": "{CHECKSUM_PLACEHOLDER}"'.encode())
+    if "sha256:" + hashlib.sha256(restored).hexdigest() != recorded:
+        raise ModelFormatError(
+            f"{where}: was edited by hand (its checksum does not match its contents); export the model again"
+        )
+
+
 def check_export_target(out: str | os.PathLike[str], fmt: str) -> Path:
     """The export folder to write, refused before any work when it is not new (or an empty folder)."""
     if fmt not in FORMATS:
@@ -312,7 +345,7 @@ def export_expert(
     """Write ``out`` (a new folder) with the graph and its sidecar; return the sidecar."""
     target = check_export_target(out, fmt)
     graph = DeployGraph(expert).eval()
-    with staged_folder(target) as staging, tempfile.TemporaryDirectory(prefix="eagle-export-") as scratch:
+    with staged_folder(target, ledger=False) as staging, tempfile.TemporaryDirectory(prefix="eagle-export-") as scratch:
         onnx_dir = staging if fmt == "onnx" else Path(scratch)
         files, external = _export_onnx(graph, onnx_dir, external_above)
         opset = graph_opset(onnx_dir / ONNX_FILE)
@@ -320,7 +353,7 @@ def export_expert(
             files, external = _export_openvino(onnx_dir / ONNX_FILE, staging), None
         record = sidecar_record(expert, fmt, files, external, opset)
         record["graph"]["sha256"] = {name: file_sha256(staging / name) for name in files}
-        (staging / SIDECAR).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (staging / SIDECAR).write_text(seal_sidecar(record), encoding="utf-8")
         if report is not None and external is not None:
             report(
                 f"the graph is larger than one 2 GiB protobuf: its tensors are in {external} beside {files[0]} "

@@ -24,7 +24,10 @@ FORMAT = "eagle-iad/expert"
 #: Schema 4 adds the reference pictures (a downsized JPEG per training image, tensors
 #: ``reference_bytes`` + ``reference_offsets``, described by ``training.references``); older models
 #: load without them and an inspection says "no reference: model fitted before model schema 4".
-SCHEMA_VERSION = 4
+#: Schema 5 widens the checksum to the tensor file's hash and the backbone's weights hash
+#: (:data:`CHECKED_FIELDS_5`), so another model's tensors with their hash typed into ``tensors.sha256``,
+#: or a swapped backbone hash, are refused as a hand edit; older schemas keep their own field list.
+SCHEMA_VERSION = 5
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.
@@ -38,6 +41,8 @@ CHECKSUM_SCHEMA = 3
 CHECKED_FIELDS = (
     "format", "schema_version", "category", "config", "grid", "thresholds", "training", "calibration", "history",
 )  # fmt: skip
+#: From schema 5: every field that decides a verdict, the tensor file's and the backbone's hashes included.
+CHECKED_FIELDS_5 = (*CHECKED_FIELDS, "backbone", "tensors")
 MANIFEST = "model.json"
 TENSORS = "tensors.safetensors"
 #: Every file a saved model consists of; a model folder holding anything else is not replaced.
@@ -45,12 +50,14 @@ MODEL_FILES = frozenset({MANIFEST, TENSORS})
 
 
 def manifest_checksum(data: dict[str, Any]) -> str:
-    """``sha256:<hex>`` over the canonical JSON (sorted keys, no spaces) of :data:`CHECKED_FIELDS`.
+    """``sha256:<hex>`` over the canonical JSON (sorted keys, no spaces) of the schema's checked fields.
 
     Canonical JSON, not the file's bytes, so re-indenting the file is harmless while any changed
     value (a tau typed in by hand) is detected.
     """
-    fields = {key: data.get(key) for key in CHECKED_FIELDS}
+    version = data.get("schema_version")
+    checked = CHECKED_FIELDS_5 if isinstance(version, int) and version >= 5 else CHECKED_FIELDS
+    fields = {key: data.get(key) for key in checked}
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -39,7 +39,7 @@ from eagle_iad.expert.preprocess import (
 )
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
-from eagle_iad.fit_options import option_default
+from eagle_iad.fit_options import MAX_INPUT_SIDE, check_ranges, option_default
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
@@ -51,8 +51,8 @@ from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, Thresholds,
 DEFAULT_PREPROCESS: str = option_default("preprocess")
 DEFAULT_SIZE: int = option_default("size")
 DEFAULT_REGION_RULE: str = option_default("region_rule")
-#: Largest whole-frame input side: bounds the backbone's activation memory per view.
-MAX_SIZE = 4096
+#: Largest whole-frame input side: bounds the backbone's activation memory per view (the fit options' range).
+MAX_SIZE = MAX_INPUT_SIDE
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,7 @@ class ExpertConfig:
                 raise ConfigError(f"tile_overlap must be in [0, tile), got {self.tile_overlap}")
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
+        check_ranges({**self.to_dict(), **self.rule_params})
 
     def views_per_image(self) -> int:
         """How many network inputs one image becomes (tiles), hence its patch count = views x grid."""
@@ -209,6 +210,9 @@ class ExpertModel:
     #: One downsized JPEG per training image, in training order (expert/references.py): what an
     #: inspection shows as its nearest normal image. ``None`` for models saved before schema 4.
     references: list[bytes] | None = None
+    #: What is degenerate about the fit although the model is usable (very few images): told to the user
+    #: when the fit ends and kept in the manifest (informational, like the timings).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -579,6 +583,60 @@ def fit(
             ) from None
 
 
+def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, config: ExpertConfig) -> None:
+    """Refuse a fit whose training images cannot all be scored against the others' bank entries.
+
+    A training image is scored against the bank minus its own patches; when the coreset kept patches
+    of one image only (a tiny ``coreset_ratio``, very few images, or identical images whose farthest
+    points all come from the first), that image has nothing to be compared with and its score is
+    infinite: no threshold can rest on it.
+    """
+    if bool(np.all(np.isfinite(scores))):
+        return
+    owners = sorted({int(i) for i in bank_ids.tolist()})
+    raise ConfigError(
+        f"the coreset keeps {int(bank_ids.shape[0])} of {patches} training patches, all from training image "
+        f"{owners[0] + 1}, so that image cannot be scored against the others (the threshold needs that): the "
+        f"training images may be identical, or the coreset is too small (coreset_ratio {config.coreset_ratio}); "
+        "give varied normal images or a larger coreset_ratio"
+    )
+
+
+def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertConfig) -> None:
+    """Refuse a learned threshold of 0: every image, a training image itself included, would be anomalous.
+
+    Scores are distances, so an image equal to a training image scores 0, and ``score >= tau`` holds
+    for every image when tau is 0. A learned tau is 0 only when every training image scores 0 against
+    the others, i.e. the images are identical (or show nothing: a constant colour).
+    """
+    if thresholds.tau > 0:
+        return
+    spread = "all score 0 against each other" if float(np.max(scores)) == 0 else "score too close to 0"
+    raise ConfigError(
+        f"the {len(scores)} training images {spread} (rule {config.rule} gives tau {thresholds.tau}), so every "
+        "image would be called anomalous: the images are identical or show no variation; give varied normal images"
+    )
+
+
+def fit_warnings(n_images: int, scores: np.ndarray) -> list[str]:
+    """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
+    warnings = []
+    if n_images < FEW_IMAGES:
+        warnings.append(
+            f"only {n_images} training images: tau rests on {n_images} leave-own-out scores, so expect false alarms "
+            f"until the model is fitted on more normal images (at least {FEW_IMAGES})"
+        )
+    if n_images >= 2 and float(np.ptp(scores)) == 0.0:
+        warnings.append(
+            f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
+        )
+    return warnings
+
+
+#: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
+FEW_IMAGES = 10
+
+
 def _fit(
     paths: Iterable[Path | str],
     category: str,
@@ -626,7 +684,9 @@ def _fit(
             features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
         )
     train_scores = own_out.image_scores
+    _check_scorable(train_scores, bank_ids, features.rows, config)
     thresholds = compute_thresholds(train_scores, config.rule, **config.rule_params)
+    _check_threshold(thresholds, train_scores, config)
     timings["train_scores_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -662,5 +722,6 @@ def _fit(
         calibration=calibration,
         map_offset=map_offset,
         references=references,
+        warnings=fit_warnings(n_images, train_scores),
     )
     return Expert(model, extractor, search)

@@ -22,10 +22,11 @@ from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.export import (
     EXPORT_KIND,
-    EXPORT_SCHEMA_VERSION,
+    EXPORT_SCHEMA_VERSIONS,
     FORMATS,
     ONNX_FILE,
     SIDECAR,
+    check_sidecar_checksum,
     file_sha256,
     graph_opset,
 )
@@ -136,17 +137,20 @@ def read_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
     folder = export_folder(path)
     where = folder / SIDECAR
     try:
-        record = json.loads(where.read_text(encoding="utf-8"))
+        raw = where.read_bytes()
+        record = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{where}: not a readable export sidecar ({exc})") from None
     if not isinstance(record, dict) or record.get("kind") != EXPORT_KIND:
-        raise ModelFormatError(f"{where}: not an eagle export sidecar (kind {record.get('kind')!r})")
+        kind = record.get("kind") if isinstance(record, dict) else None
+        raise ModelFormatError(f"{where}: not an eagle export sidecar (kind {kind!r})")
     version = record.get("schema_version")
-    if version != EXPORT_SCHEMA_VERSION:
+    if version not in EXPORT_SCHEMA_VERSIONS:
         raise ModelFormatError(
             f"{where}: export schema version {version!r} is unknown to this eagle (it reads "
-            f"{EXPORT_SCHEMA_VERSION}); re-export the model with this version"
+            f"{', '.join(map(str, EXPORT_SCHEMA_VERSIONS))}); re-export the model with this version"
         )
+    check_sidecar_checksum(raw, record, where)
     if record.get("format") not in FORMATS:
         raise ModelFormatError(f"{where}: unknown export format {record.get('format')!r}")
     try:

@@ -123,6 +123,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
         "tensors": {"file": TENSORS, "sha256": tensors_sha256},
         "history": model.history,
+        "warnings": model.warnings,
     }
     # Over the values as a reader will parse them (tuples become lists), so a load recomputes the same.
     manifest: dict[str, Any] = json.loads(json.dumps(fields))
@@ -309,6 +310,24 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     _fsync_dir(staging)
 
 
+def _validate_staged(staging: Path, target: Path) -> None:
+    """Load the staged model with every check a later load makes, before it may replace anything.
+
+    Why the load itself and not a list of checks: a model that nothing can load must never take the
+    place of one that works (a fixed threshold of -1 once replaced a working model and reported
+    success), and only the loader knows every rule a model must meet, plugins' rules included. The
+    cost is one more read of the tensor file the save has just written (in the page cache).
+    """
+    try:
+        load(staging)
+    except ModelFormatError as exc:
+        reason = str(exc).replace(str(staging), str(target))
+        raise ModelFormatError(
+            f"{target}: the new model fails the checks every load makes, so it was not saved and the previous "
+            f"model is unchanged ({reason})"
+        ) from None
+
+
 def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:
     """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
 
@@ -336,6 +355,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         _step("staging created")
         try:
             _write_model(model, staging)
+            _validate_staged(staging, target)
             _step("staged")
             if not os.path.lexists(target):
                 os.rename(staging, target)
@@ -357,6 +377,12 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
                 _fsync_dir(parent)
                 shutil.rmtree(retired, ignore_errors=True)
             _fsync_dir(parent)
+        except ValueError as exc:  # json: a non-finite number, which no load would accept either
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelFormatError(
+                f"{directory}: the new model holds a non-finite number ({exc}), so it was not saved and the previous "
+                "model is unchanged"
+            ) from None
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             reason = exc.strerror or str(exc)
@@ -475,6 +501,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         map_offset=None if map_offset is None else map_offset.float().contiguous(),
         history=history,
         references=references,
+        warnings=[str(w) for w in data.get("warnings") or []],
     )
 
 

@@ -177,7 +177,8 @@ class JobManager:
             self._on_saved(job.category)
             thresholds = expert.model.thresholds
             job.result = {"category": job.category, "tau": thresholds.tau, "s_max": thresholds.s_max,
-                          "rule": thresholds.rule, "train_images": len(job.images)}  # fmt: skip
+                          "rule": thresholds.rule, "train_images": len(job.images),
+                          "warnings": expert.model.warnings}  # fmt: skip
             job.state = "succeeded"
             job.emit("state", state="succeeded", result=job.result)
         except EagleError as exc:

@@ -134,10 +134,13 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     return describe(directory, with_scores=True)
 
 
-def _config(options: dict[str, Any]) -> ExpertConfig:
-    """The fit's settings from a client's options: the fit options table (eagle_iad/fit_options.py) checks them."""
+def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:
+    """The fit's settings from a client's options: the fit options table (eagle_iad/fit_options.py) checks them.
+
+    ``strict``: the options came as JSON, whose numbers must be numbers (a form's fields are text).
+    """
     try:
-        preset, overrides = config_overrides(parse_fit_options(options, service=True))
+        preset, overrides = config_overrides(parse_fit_options(options, service=True, strict=strict))
         config = ExpertConfig.from_preset(preset, **overrides)
         config.validate()
     except EagleError as exc:
@@ -220,6 +223,8 @@ def fit_options_schema() -> dict[str, Any]:
             entry["default"] = option.default
         if option.choices is not None:
             entry["enum"] = list(option.choices)
+        if option.range is not None:
+            entry.update(option.range.schema())
         if option.rules:
             entry["description"] += f" (rule{'s' if len(option.rules) > 1 else ''} {', '.join(option.rules)})"
         properties[option.name] = entry
@@ -278,7 +283,8 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     uploads: list[tuple[str, bytes]] = []
     options: dict[str, Any] = {}
     folder: str | None = None
-    if request.headers.get("content-type", "").startswith("application/json"):
+    as_json = request.headers.get("content-type", "").startswith("application/json")
+    if as_json:
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -286,7 +292,12 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ApiError(400, "the JSON body must be an object")
         folder = body.pop("folder", None)
-        options = dict(body.pop("options", {}) or {})
+        raw_options = body.pop("options", None)
+        if folder is not None and not isinstance(folder, str):
+            raise ApiError(400, "'folder' must be a string (a folder relative to the data root)")
+        if raw_options is not None and not isinstance(raw_options, dict):
+            raise ApiError(400, "'options' must be an object of fit options")
+        options = dict(raw_options or {})
         if body:
             raise ApiError(400, f"unknown fields {sorted(body)}")
     else:
@@ -303,7 +314,7 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
                 options[key] = value
     if (folder is None) == (not uploads):
         raise ApiError(400, "send either uploaded images / a zip as 'files' or a server 'folder', not both or none")
-    config = _config(options)
+    config = _config(options, strict=as_json)
     if folder is not None:
         images = await run_in_threadpool(_folder_images, state, str(folder))
         cleanup = None

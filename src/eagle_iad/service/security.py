@@ -28,9 +28,8 @@ from starlette.requests import Request
 from eagle_iad.errors import ImageError, ImageTooLargeError
 from eagle_iad.images import load_rgb, probe
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.naming import CATEGORY_NAME_RULE, category_name_problem
 from eagle_iad.service.storage import DISK_FULL
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_api_key(request: Request, api_key: str | None) -> None:
@@ -44,12 +43,12 @@ def check_api_key(request: Request, api_key: str | None) -> None:
 
 
 def check_name(name: str) -> str:
-    """A category name: letters, digits, ``_ . -``, at most 64, not starting with a dot, never ``..``."""
-    if not _NAME.match(name) or ".." in name:
-        raise ApiError(
-            400, "invalid category name: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' or '-')",
-            code="invalid_name",
-        )  # fmt: skip
+    """A category name by the one rule (:data:`eagle_iad.naming.CATEGORY_NAME`), or 400 ``invalid_name``.
+
+    The answer does not echo the name: it may be 300 characters of anything.
+    """
+    if category_name_problem(name) is not None:
+        raise ApiError(400, f"invalid category name: use {CATEGORY_NAME_RULE}", code="invalid_name")
     return name
 
 

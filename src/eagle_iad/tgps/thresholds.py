@@ -16,6 +16,7 @@ import numpy as np
 
 from eagle_iad.choices import DEFAULT_RULE as DEFAULT_RULE
 from eagle_iad.errors import ConfigError
+from eagle_iad.ranges import Range
 from eagle_iad.registry import Registry
 
 #: Scale that makes the median absolute deviation a consistent estimator of the standard
@@ -68,6 +69,9 @@ class RuleParam:
     name: str
     default: float | None
     help: str
+    #: The values that can give a usable threshold, checked when the fit options are parsed (before
+    #: any work) and again when a rule runs; the help text and the OpenAPI schema state it.
+    range: Range | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,9 @@ def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: f
     if data.size == 0:
         raise ConfigError("no finite training scores to set a threshold from")
     own = {p.name: params[p.name] if params.get(p.name) is not None else p.default for p in spec.params}
+    for param in spec.params:
+        if param.range is not None and own[param.name] is not None:
+            param.range.check(param.name, own[param.name])
     tau = float(spec.function(data, **own))
     if not math.isfinite(tau):
         raise ConfigError(f"threshold rule {rule!r} gave a non-finite threshold ({tau})")
@@ -137,7 +144,10 @@ def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: f
     return Thresholds(rule=rule, tau=tau, s_max=float(data.max()), params=recorded)
 
 
-_K = RuleParam("k", 3.0, "k for ksigma and mad: how many standard deviations above the centre")
+#: k < 0 would put tau below the centre of the normal scores (most normals "anomalous"); above 100
+#: no normal variation could ever reach it.
+_K = RuleParam("k", 3.0, "k for ksigma and mad: how many standard deviations above the centre", Range(0, 100))
+_PROBABILITY = Range(0, 1, low_open=True, high_open=True)
 
 
 @threshold_rule("ksigma", _K)
@@ -153,7 +163,7 @@ def _mad(data: np.ndarray, k: float) -> float:
     return median + k * MAD_SCALE * float(np.median(np.abs(data - median)))
 
 
-@threshold_rule("quantile", RuleParam("q", 0.99, "q for the quantile rule, in (0, 1)"))
+@threshold_rule("quantile", RuleParam("q", 0.99, "q for the quantile rule", _PROBABILITY))
 def _quantile(data: np.ndarray, q: float) -> float:
     """The q-quantile (linear interpolation)."""
     if not 0.0 < q < 1.0:
@@ -161,7 +171,7 @@ def _quantile(data: np.ndarray, q: float) -> float:
     return float(np.quantile(data, q))
 
 
-@threshold_rule("evt", RuleParam("p", 0.99, "p for the evt rule, in (0, 1)"))
+@threshold_rule("evt", RuleParam("p", 0.99, "p for the evt rule", _PROBABILITY))
 def _evt(data: np.ndarray, p: float) -> float:
     """The p-quantile of a generalised extreme value distribution fitted to the scores (per-image maxima)."""
     if not 0.0 < p < 1.0:
@@ -179,7 +189,8 @@ def _evt(data: np.ndarray, p: float) -> float:
 
 @threshold_rule(
     "fixed",
-    RuleParam("value", None, "the decision threshold the fixed rule sets"),
+    # Scores are distances (>= 0), so a threshold of 0 or less calls every image anomalous.
+    RuleParam("value", None, "the decision threshold the fixed rule sets", Range(0, None, low_open=True)),
     for_maps=False,
 )
 def _fixed(data: np.ndarray, value: float | None) -> float:

@@ -18,8 +18,10 @@ import { decodeImage } from "./image.js";
 
 export const SIDECAR = "eagle-export.json";
 export const EXPORT_KIND = "eagle-export";
-/** Sidecar schema versions this runtime reads. */
-export const SCHEMA_VERSIONS = [1];
+/** Sidecar schema versions this runtime reads (2 carries a checksum of its own bytes). */
+export const SCHEMA_VERSIONS = [1, 2];
+/** What stands in the sidecar's `checksum` field while its bytes are hashed (eagle_iad/expert/export.py). */
+const CHECKSUM_PLACEHOLDER = "sha256:" + "0".repeat(64);
 /** The newest default-domain ONNX opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused at load). */
 export const MAX_OPSET = 26;
 
@@ -35,6 +37,8 @@ export interface ExportSidecar {
   s_max: number;
   map: { map_tau: number; colour_scale: [number, number]; calibrated: boolean };
   regions: { rule: string };
+  /** Schema 2: `sha256:<hex>` of the sidecar's bytes with the placeholder in this field. */
+  checksum?: string;
 }
 
 /** The record the service's POST /v1/inspect returns for an expert-only inspection (InspectionRecord). */
@@ -81,8 +85,10 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
   const folder = await exportFolder(path);
   const where = join(folder, SIDECAR);
   let record: ExportSidecar;
+  let raw: Buffer;
   try {
-    record = JSON.parse(await readFile(where, "utf8")) as ExportSidecar;
+    raw = await readFile(where);
+    record = JSON.parse(raw.toString("utf8")) as ExportSidecar;
   } catch (error) {
     throw new EagleLocalError(`${where}: not a readable export sidecar (${error instanceof Error ? error.message : String(error)})`);
   }
@@ -95,6 +101,7 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
         `${SCHEMA_VERSIONS.join(", ")}); update @eagle-iad/client or export with a matching eagle`,
     );
   }
+  checkSidecarChecksum(raw, record, where);
   if (record.format !== "onnx") {
     throw new EagleLocalError(`${where}: is an ${record.format} export; the local runtime runs ONNX exports (eagle export --format onnx)`);
   }
@@ -120,6 +127,29 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
     }
   }
   return { folder, sidecar: record };
+}
+
+/**
+ * Refuse a schema-2 sidecar whose bytes differ from what `eagle export` wrote: the checksum is the
+ * SHA-256 of the file with the placeholder in its place (bytes, not parsed JSON, so that Python and
+ * JavaScript, which print numbers differently, hash alike).
+ */
+export function checkSidecarChecksum(raw: Buffer, record: ExportSidecar, where: string): void {
+  if (record.schema_version === 1) return; // written before sidecars carried a checksum
+  const recorded = record.checksum;
+  const field = Buffer.from(`"checksum": "${String(recorded)}"`, "utf8");
+  const at = typeof recorded === "string" ? raw.indexOf(field) : -1;
+  if (at < 0 || raw.indexOf(field, at + 1) >= 0) {
+    throw new EagleLocalError(`${where}: checksum is missing; the sidecar was edited by hand or is incomplete`);
+  }
+  const restored = Buffer.concat([
+    raw.subarray(0, at),
+    Buffer.from(`"checksum": "${CHECKSUM_PLACEHOLDER}"`, "utf8"),
+    raw.subarray(at + field.length),
+  ]);
+  if ("sha256:" + createHash("sha256").update(restored).digest("hex") !== recorded) {
+    throw new EagleLocalError(`${where}: was edited by hand (its checksum does not match its contents); export the model again`);
+  }
 }
 
 type Ort = typeof import("onnxruntime-node");
