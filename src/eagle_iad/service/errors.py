@@ -10,7 +10,9 @@ becomes a bare 500 with a trace.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -27,6 +29,7 @@ from eagle_iad.errors import (
     OutputError,
 )
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service.storage import disk_full_error, is_disk_full
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +60,29 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(EagleError)
     async def _engine_error(_: Request, exc: EagleError) -> JSONResponse:
+        if isinstance(exc, OutputError) and exc.__cause__ is not None and is_disk_full(exc.__cause__):
+            return disk_full_error().response()  # e.g. a threshold change whose model save found no room
         error = api_error(exc)
         if error.status >= 500:  # the operator needs to know; the client got the message
             _log.warning("%s (answered %d)", exc, error.status)
         return error.response()
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        """A full disk is 507 and a name the filesystem cannot hold addresses nothing (404), wherever they
+        happen; any other OSError is the server's fault and stays a 500 with its trace in the log."""
+        if is_disk_full(exc):
+            return disk_full_error().response()
+        if exc.errno == errno.ENAMETOOLONG:
+            return ApiError(404, "not found: a name in the path is longer than the filesystem allows",
+                            code="not_found").response()  # fmt: skip
+        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return ApiError(500, "internal error (the server log has the details)", type_="server_error").response()
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        """SQLite reports a full disk as its own error (``SQLITE_FULL``): the same 507 as any write."""
+        if is_disk_full(exc):
+            return disk_full_error().response()
+        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return ApiError(500, "internal error (the server log has the details)", type_="server_error").response()

@@ -374,6 +374,6 @@ def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: every state change and progress step of the job, then the stream ends."""
     job = _job(request, job_id)
     last = request.headers.get("last-event-id", "")
-    after = int(last) if last.isdigit() else -1
+    after = int(last) if last.isascii() and last.isdigit() else -1  # "²" is a digit to isdigit(), not to int()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(sse_stream(job, after), media_type="text/event-stream", headers=headers)

@@ -159,11 +159,15 @@ async def inspect(request: Request) -> dict[str, Any]:
         state.release_inspection(time.perf_counter() - started)
 
 
+#: Largest page offset: SQLite's integers are signed 64-bit, and no history holds 2**62 rows.
+MAX_OFFSET = 2**62
+
+
 @router.get("/inspections", response_model=schemas.InspectionPage)
 def inspections(
     request: Request,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     category: str | None = None,
     decision: Literal["anomalous", "normal", "undecided"] | None = None,
     label: Literal["normal", "anomalous", "labelled", "unlabelled"] | None = None,

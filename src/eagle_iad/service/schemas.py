@@ -54,9 +54,12 @@ class Category(_Open):
 
 
 class ThresholdChange(BaseModel):
-    """A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number)."""
+    """A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: ``"tau": true`` or ``"tau": "5"`` is refused (400), not read as 1.0 or 5.0.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     tau: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     restore: int | None = Field(default=None, ge=1)
     why: str = Field(min_length=1, max_length=500)
