@@ -145,7 +145,7 @@ def _check_pictures(out: Path, report: dict[str, Any], with_mask: bool) -> None:
     expected = {"attention.json", "curves.png", "overlays.png"} | {
         f"overlay_{c}_layer{k}.png" for c in ("baseline", "eagle") for k in layers
     }
-    assert {p.name for p in out.iterdir()} == expected  # nothing half-written left behind
+    assert {p.name for p in out.iterdir()} == expected | {".eagle-outputs.json"}  # nothing half-written left behind
     assert sorted(report["files"]) == sorted(expected)
 
 

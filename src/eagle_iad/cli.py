@@ -39,6 +39,7 @@ from eagle_iad.outputs import (
     check_output_path,
     claim_outputs,
     describe_write_error,
+    record_outputs,
     staged_folder,
     write_errors,
 )
@@ -195,8 +196,8 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
             expert_pictures=False,
         )  # fmt: skip
     if attention_out is not None:  # the overlays' layers are known only now: recorded as this command's files
-        claim_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()
-                                      if k.startswith("attention_L")])  # fmt: skip
+        record_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()
+                                       if k.startswith("attention_L")])  # fmt: skip
     return records
 
 

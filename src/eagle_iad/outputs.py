@@ -133,8 +133,15 @@ def claim_outputs(folder: Path, names: Iterable[str], inputs: Iterable[str | os.
             raise OutputError(
                 f"{path}: exists and was not written by eagle; refusing to replace it (move it or choose another --out)"
             )
-    if set(wanted) - known:
-        record = {"format": LEDGER_FORMAT, "files": sorted(known | set(wanted))}
+    record_outputs(folder, wanted)
+
+
+def record_outputs(folder: Path, names: Iterable[str]) -> None:
+    """Add ``names`` (files this command has just written into ``folder``) to its ledger."""
+    known = _ledger(folder)
+    wanted = set(names)
+    if wanted - known:
+        record = {"format": LEDGER_FORMAT, "files": sorted(known | wanted)}
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / LEDGER, json.dumps(record, indent=1) + "\n")
 
