@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eagle_iad"
 #: Lowest first. A module may import its own layer and the layers below it, never one above.
 #: Keys are module names relative to ``eagle_iad``; a package's name covers all of its modules.
 LAYERS: list[tuple[str, ...]] = [
-    ("", "errors", "atomic", "naming", "choices", "images", "outputs", "record"),  # "" is eagle_iad/__init__.py
+    # "" is eagle_iad/__init__.py
+    ("", "errors", "stops", "atomic", "naming", "choices", "images", "outputs", "scratch", "record"),
     ("registry",),
     ("data",),
     ("tgps",),

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from eagle_iad.errors import OutputError
+from eagle_iad.stops import checkpoint
 
 #: errno values that mean "this output cannot be written here" (full disk, quota, a file size
 #: limit, a read-only filesystem, permissions), as opposed to a bug.
@@ -95,7 +96,8 @@ def staged_folder(target: Path) -> Iterator[Path]:
     Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
     it elsewhere first means a full disk fails before any previous file is replaced; the moves that
     follow are renames within one folder, which need no space. The staging folder is removed in
-    every case, and a folder this created is removed again when nothing was published into it.
+    every case (a stop by SIGINT or SIGTERM included: :mod:`eagle_iad.stops`), and a folder this
+    created is removed again when nothing was published into it.
     """
     created = not target.exists()
     try:
@@ -107,6 +109,7 @@ def staged_folder(target: Path) -> Iterator[Path]:
         raise OutputError(f"{describe_write_error(exc, target)}; nothing was written") from None
     published = False
     try:
+        checkpoint("staging")  # test hook: a signal here must leave no staging folder
         with write_errors(target, "the previous files there are unchanged"):
             yield staging
         for path in sorted(staging.rglob("*")):
