@@ -208,6 +208,35 @@ def test_sigkill_leaves_scratch_that_the_next_command_removes_but_never_a_live_o
         killed.kill()
 
 
+# ------------------------------------------------------------------------------------- in-process units
+
+
+def test_a_signal_raises_stopped_once_and_a_publish_step_is_not_cut_in_two() -> None:
+    from eagle_iad.stops import Stopped, stop_on_signals, uninterrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    steps: list[str] = []
+    with pytest.raises(Stopped) as stopped, stop_on_signals():
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs here: deferred, not raised
+            steps.append("published")
+        steps.append("after")  # not reached: raised as the block ended
+    assert steps == ["published"]
+    assert (stopped.value.signal_name, stopped.value.exit_status) == ("SIGTERM", 143)
+    assert isinstance(stopped.value, KeyboardInterrupt)  # so `except Exception` never swallows it
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back
+    with pytest.raises(Stopped) as again, stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(wait_s(5))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal during the clean-up is ignored
+            time.sleep(0.01)
+            steps.append("cleaned")
+    assert (again.value.signal_name, again.value.exit_status, steps[-1]) == ("SIGINT", 130, "cleaned")
+
+
 # ------------------------------------------------------------------------------ scratch folders in-process
 
 

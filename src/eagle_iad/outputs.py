@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from eagle_iad.errors import OutputError
-from eagle_iad.stops import checkpoint
+from eagle_iad.stops import checkpoint, uninterrupted
 
 #: errno values that mean "this output cannot be written here" (full disk, quota, a file size
 #: limit, a read-only filesystem, permissions), as opposed to a bug.
@@ -112,13 +112,14 @@ def staged_folder(target: Path) -> Iterator[Path]:
         checkpoint("staging")  # test hook: a signal here must leave no staging folder
         with write_errors(target, "the previous files there are unchanged"):
             yield staging
-        for path in sorted(staging.rglob("*")):
-            destination = target / path.relative_to(staging)
-            if path.is_dir():
-                destination.mkdir(exist_ok=True)
-            else:
-                os.replace(path, destination)
-                published = True
+        with uninterrupted():  # a stop waits for the renames: never half the new report beside half the old
+            for path in sorted(staging.rglob("*")):
+                destination = target / path.relative_to(staging)
+                if path.is_dir():
+                    destination.mkdir(exist_ok=True)
+                else:
+                    os.replace(path, destination)
+                    published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not published:

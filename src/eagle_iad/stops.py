@@ -75,6 +75,9 @@ def stop_on_signals() -> Iterator[None]:
         if fired:
             return  # the first stop's clean-up is running: let it finish
         fired.append(signum)
+        if _deferring:
+            _deferred.append(signum)  # raised when the uninterruptible step ends (see :func:`uninterrupted`)
+            return
         raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
@@ -83,6 +86,24 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _deferred.clear()
+
+
+_deferring: list[bool] = []
+_deferred: list[int] = []
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A step a stop must not cut in two (publishing a report's files): a signal that arrives meanwhile
+    raises :class:`Stopped` when the block ends. Main thread only, like the handlers."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    if not _deferring and _deferred:
+        raise Stopped(_deferred.pop())
 
 
 _paused: set[str] = set()
