@@ -253,22 +253,25 @@ class JobManager:
             job.emit("state", state="succeeded", result=job.result)
         except JobInterrupted:
             with self._stop_lock:
-                if not job.finished:
+                if not job.finished:  # else shutdown() recorded it when the grace period ran out
                     self.interrupted += 1
-                    job.error = INTERRUPTED
-                    job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+                    job.interrupt()
         except EagleError as exc:
-            job.error = job.scrub(str(exc))
-            job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+            self._fail(job, job.scrub(str(exc)))
         except Exception as exc:  # a bug: reported on the job rather than lost in a worker thread
-            job.error = job.scrub(f"{type(exc).__name__}: {exc}")
-            job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+            self._fail(job, job.scrub(f"{type(exc).__name__}: {exc}"))
         finally:
             if job.cleanup is not None:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
+
+
+    def _fail(self, job: FitJob, error: str) -> None:
+        with self._stop_lock:
+            if job.finished:
+                return  # shutdown() already recorded it interrupted (and removed its uploads): keep that
+            job.error = error
+            job.state = "failed"
+            job.emit("state", state="failed", error=job.error)
 
 
 async def sse_stream(job: FitJob, after: int = -1, poll_s: float = 0.1) -> AsyncIterator[bytes]:
