@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,3 +298,40 @@ def test_the_scratch_root_is_tmpdir_unless_set(root: Path, monkeypatch: pytest.M
     assert scratch.scratch_root() == other.resolve()
     with pytest.raises(ConfigError, match="is not a directory"):
         scratch.set_root(root / "missing")
+
+
+def test_stopping_the_fit_jobs_interrupts_running_and_queued_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: the running fit stops at its next progress report, the queued one never starts,
+    neither saves, both say interrupted, and a fit submitted while stopping is refused (503)."""
+    import threading
+
+    from eagle_iad.expert import ExpertConfig
+    from eagle_iad.mllm.serving import ApiError
+    from eagle_iad.service import jobs as jobs_module
+    from eagle_iad.service.store import INTERRUPTED
+
+    started = threading.Event()
+
+    def endless_fit(images: object, category: str, config: object, progress: Callable[[str, int, int], None]) -> None:
+        started.set()
+        while True:
+            progress("features", 0, 1)  # raises JobInterrupted once the manager stops
+            time.sleep(0.01)
+
+    saved: list[object] = []
+    monkeypatch.setattr(jobs_module, "fit", endless_fit)
+    monkeypatch.setattr(jobs_module, "save", lambda *args, **kwargs: saved.append(args))
+    manager = jobs_module.JobManager(tmp_path, 1, lambda category: None)
+    running = manager.submit("a", [], ExpertConfig())
+    queued = manager.submit("b", [], ExpertConfig())
+    assert started.wait(wait_s(30))
+    manager.stop()
+    with pytest.raises(ApiError, match="the service is stopping"):
+        manager.submit("c", [], ExpertConfig())
+    assert manager.shutdown(wait_s(30)) == 0
+    for job in (running, queued):
+        assert (job.state, job.error, job.result) == ("failed", INTERRUPTED, None)
+        assert [e["state"] for e in job.events if e["event"] == "state"][-1] == "failed"
+    assert manager.interrupted == 2 and saved == []

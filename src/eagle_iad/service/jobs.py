@@ -178,9 +178,10 @@ class JobManager:
                 self._stopped_at = time.monotonic()
             self._stopping.set()
             for job_id, future in list(self._futures.items()):
-                if future.cancel():  # never started: it never will
+                job = self._jobs[job_id]
+                if not job.finished and future.cancel():  # never started: it never will
                     self.interrupted += 1
-                    self._jobs[job_id].interrupt()
+                    job.interrupt()
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, grace_s: float = 0.0) -> int:
