@@ -426,9 +426,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         jobs = state.jobs.interrupted
         stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"
         if state.jobs_left_running:  # past the grace period: their records say interrupted; do not wait
-            print(f"eagle: stopped by {stop.signal_name}: {stop.what}; {state.jobs_left_running} fit still "
-                  "running after the grace period was abandoned (its scratch is removed at the next start)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"eagle: stopped by {stop.signal_name}: {stop.what}; fit jobs still running after the "
+                  f"{settings.shutdown_grace_s} s grace period: {state.jobs_left_running}, abandoned (their scratch "
+                  "is removed at the next start)", file=sys.stderr, flush=True)  # fmt: skip
             sys.stdout.flush()
             os._exit(stop.exit_status)
         raise
