@@ -335,3 +335,37 @@ def test_stopping_the_fit_jobs_interrupts_running_and_queued_ones(
         assert (job.state, job.error, job.result) == ("failed", INTERRUPTED, None)
         assert [e["state"] for e in job.events if e["event"] == "state"][-1] == "failed"
     assert manager.interrupted == 2 and saved == []
+
+
+def test_a_fit_past_the_grace_period_is_recorded_interrupted_and_never_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit stuck between progress reports when the grace period ends: ``shutdown`` returns it as still
+    running and records it interrupted; when it does finish, it neither saves nor changes that record."""
+    import threading
+
+    from eagle_iad.expert import ExpertConfig
+    from eagle_iad.service import jobs as jobs_module
+    from eagle_iad.service.store import INTERRUPTED
+
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_fit(images: object, category: str, config: object, progress: object) -> object:
+        started.set()
+        assert release.wait(wait_s(60))
+        return object()
+
+    saved: list[object] = []
+    monkeypatch.setattr(jobs_module, "fit", stuck_fit)
+    monkeypatch.setattr(jobs_module, "save", lambda *args, **kwargs: saved.append(args))
+    manager = jobs_module.JobManager(tmp_path, 1, lambda category: None)
+    job = manager.submit("a", [], ExpertConfig())
+    assert started.wait(wait_s(30))
+    assert manager.shutdown(0.0) == 1
+    assert (job.state, job.error) == ("failed", INTERRUPTED)
+    events = len(job.events)
+    release.set()
+    deadline = time.monotonic() + wait_s(30)
+    while not all(f.done() for f in manager._futures.values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (job.state, job.error, len(job.events), saved, manager.interrupted) == ("failed", INTERRUPTED, events, [], 1)
