@@ -61,8 +61,8 @@ COMMANDS: dict[str, Command] = {
         argv=lambda i, out: ["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "3",
                              "--preset", "paper", "--resize", "72", "--crop", "64", "--out", out, "--quiet"],
         what="a model", example="./model", written="model.json",
-        full_disk="no room for the fit's scratch features (File too large); set TMPDIR to a folder on a disk "
-                  "with more free space",
+        full_disk="no room for the fit's scratch features (File too large); set --scratch (or TMPDIR) to a "
+                  "folder on a disk with more free space",
     ),
     "inspect": Command(
         argv=lambda i, out: ["inspect", i.image, "--model", str(i.models / "mono"), "--out", out, "--quiet"],

@@ -28,6 +28,7 @@ from test_service import KEY, ServeProcess, call, inspect_request, multipart, pn
 
 from eagle_iad.data import get_layout
 from eagle_iad.naming import CATEGORY_NAME_RULE
+from eagle_iad.service.settings import SHUTDOWN_GRACE_S
 from eagle_iad.service.store import INTERRUPTED
 
 MIB = 1024 * 1024
@@ -186,6 +187,56 @@ def test_sigkill_during_a_fit_keeps_the_previous_model(fitted: dict[str, Any], t
     assert sorted(p.name for p in models.iterdir()) == ["mono"]  # no staging copy left behind
     assert _snapshot(models / "mono") == before
     assert list((state / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_interrupts_the_fit_jobs_and_exits_cleanly(
+    fitted: dict[str, Any], tmp_path: Path, name: str
+) -> None:
+    """SIGTERM/SIGINT during a fit job: the conventional status, one line, the job recorded interrupted
+    (before and after a restart), its scratch removed, the previous model byte for byte. At start-up the
+    service removes scratch that a killed fit left (its lock free) in its ``--scratch`` folder."""
+    signum, status = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}[name]
+    models, state, scratch = tmp_path / "models", tmp_path / "state", tmp_path / "scratch"
+    shutil.copytree(fitted["models"], models)
+    scratch.mkdir()
+    stale = scratch / "eagle-fit-4199999-killed"  # left by a SIGKILL: nobody holds its lock
+    stale.mkdir()
+    (stale / ".eagle-scratch.lock").touch()
+    (stale / "features.f32").write_bytes(bytes(4096))
+    before = _snapshot(models / "mono")
+    args = _args(models, state, "--data-root", str(fitted["data"]), "--scratch", str(scratch))
+    server = ServeProcess(args)
+    try:
+        assert not stale.exists()
+        body = json.dumps({"folder": "many", "options": {"coreset_ratio": 0.5}}).encode()
+        status_code, _, started = call("POST", f"{server.base}/v1/categories/mono/fit", body=body,
+                                       content_type="application/json")  # fmt: skip
+        assert status_code == 202, started
+        job_id = started["job"]["id"]
+        progress = _first_progress(server.base, job_id)
+        assert progress["done"] < progress["total"], progress
+        assert [p.name.split("-")[:2] for p in scratch.iterdir()] == [["eagle", "fit"]]
+        server.process.send_signal(signum)
+        _, err = server.process.communicate(timeout=wait_s(SHUTDOWN_GRACE_S + 120))
+    finally:
+        if server.process.poll() is None:
+            _kill(server)
+    assert server.process.returncode == status, err
+    assert f"eagle: stopped by {name}: eagle serve --models {models} (1 fit job interrupted); " in err, err
+    assert "Traceback" not in err, err
+    assert list(scratch.iterdir()) == []
+    assert sorted(p.name for p in models.iterdir()) == ["mono"] and _snapshot(models / "mono") == before
+    assert list((state / "uploads").iterdir()) == []
+    with sqlite3.connect(state / "eagle.sqlite3") as db:  # recorded by the stopping service itself
+        record = json.loads(db.execute("SELECT record FROM fit_jobs WHERE id = ?", (job_id,)).fetchone()[0])
+    assert (record["state"], record["error"]) == ("failed", INTERRUPTED)
+    restarted = ServeProcess(args)
+    try:
+        job = call("GET", f"{restarted.base}/v1/jobs/{job_id}")[2]
+        assert (job["state"], job["error"], job["result"]) == ("failed", INTERRUPTED, None)
+    finally:
+        restarted.stop()
 
 
 # ----------------------------------------------------------------------------------------- full disk

@@ -10,9 +10,11 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,8 @@ from eagle_iad.outputs import (
     write_errors,
 )
 from eagle_iad.registry import load_plugins
+from eagle_iad.scratch import set_root as set_scratch_root
+from eagle_iad.stops import Stopped, stop_on_signals
 
 
 def _data_root(value: str | None, layout: str) -> Path | None:
@@ -58,6 +62,25 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset root (not needed for --layout elpv)")
     parser.add_argument("--layout", required=True, choices=layout_names(), help="dataset layout")
     parser.add_argument("--category", required=True, help="category (product) name")
+
+
+def _add_scratch_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scratch",
+        metavar="DIR",
+        help="existing folder for scratch files (a fit's features: about 5 KiB per training patch; default: "
+        "TMPDIR); stale scratch left by killed runs is removed there first (docs/OPERATIONS.md)",
+    )
+
+
+def _stopped_what(args: argparse.Namespace) -> str:
+    """What a stop cut short, for the one line ``main`` prints: the command and what it was writing."""
+    parts = [f"eagle {args.command}"]
+    for name in ("category", "model", "out", "models"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            parts.append(f"--{name} {value}")
+    return " ".join(parts)
 
 
 def _finite(value: Any) -> Any:
@@ -429,7 +452,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"eagle service on http://{args.host}:{args.port} (history: {settings.database})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    state = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # At the signal, not after the open requests: running fits start stopping now (their event
+            # streams end with them), in a thread because this handler may interrupt a database write.
+            threading.Thread(target=state.jobs.stop, name="eagle-stop", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    # uvicorn catches SIGINT/SIGTERM itself: it stops accepting, answers (or after the grace cuts) the open
+    # requests, runs the app's shutdown (fit jobs stopped, history closed), then raises the signal again,
+    # which main's handler turns into Stopped.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=settings.shutdown_grace_s)  # fmt: skip
+    try:
+        Server(config).run()
+    except Stopped as stop:
+        jobs = state.jobs.interrupted
+        stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"
+        if state.jobs_left_running:  # past the grace period: their records say interrupted; do not wait
+            print(f"eagle: stopped by {stop.signal_name}: {stop.what}; fit jobs still running after the "
+                  f"{settings.shutdown_grace_s} s grace period: {state.jobs_left_running}, abandoned (their scratch "
+                  "is removed at the next start)", file=sys.stderr, flush=True)  # fmt: skip
+            sys.stdout.flush()
+            os._exit(stop.exit_status)
+        raise
     return 0
 
 
@@ -625,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     fit.add_argument("--limit-train", type=int, default=None, help="use a seeded subset of N training images")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_scratch_arg(fit)
     evidence = fit.add_argument_group(
         "preprocessing and boxes (saved with the model; `eagle info` shows them)",
         "The default inspects the whole frame. --preset paper reproduces the published setting "
@@ -671,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--model", required=True, help="fitted model directory")
     exp.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="graph format")
     exp.add_argument("--out", required=True, help="new folder for the graph and eagle-export.json")
+    _add_scratch_arg(exp)
     exp.set_defaults(func=_cmd_export)
 
     attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (docs/METHOD.md §4)")
@@ -750,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--min-free-mb", type=int, default=64,
                      help="free MiB kept on the state folder's disk; requests crossing it get 507 (default 64)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _add_scratch_arg(srv)
     srv.set_defaults(func=_cmd_serve)
 
     oa = sub.add_parser("openapi", help="the service's OpenAPI document (the TypeScript client's source)")
@@ -787,6 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
     evp.add_argument("--seed", type=int, default=0)
     evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
+    _add_scratch_arg(evp)
     evp.set_defaults(func=_cmd_eval)
 
     info = sub.add_parser("info", help="show a fitted model's manifest")
@@ -815,6 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--coreset-ratio", type=float, default=None, help="fraction of patches kept (default 0.01)")
     demo.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of test cells")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_scratch_arg(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -827,19 +880,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except EagleError as exc:
-        print(f"eagle: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if exc.errno not in SPACE_ERRNOS:
-            raise  # not something the user can fix: a bug, keep the traceback
-        print(f"eagle: error: {describe_write_error(exc, 'a file')}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+    # One mechanism for every command, present and future: SIGINT and SIGTERM raise Stopped in the main
+    # thread, so the command's own clean-up (scratch, staging, the previous model kept) runs as for any
+    # error; then one line and the shell's status for a signal (130, 143). See eagle_iad/stops.py.
+    with stop_on_signals():
+        try:
+            set_scratch_root(getattr(args, "scratch", None))
+            return int(args.func(args))
+        except Stopped as stop:
+            what = stop.what or _stopped_what(args)
+            print(f"eagle: stopped by {stop.signal_name}: {what}; nothing half-written was kept, "
+                  "scratch and staging folders were removed", file=sys.stderr)  # fmt: skip
+            return stop.exit_status
+        except EagleError as exc:
+            print(f"eagle: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            if exc.errno not in SPACE_ERRNOS:
+                raise  # not something the user can fix: a bug, keep the traceback
+            print(f"eagle: error: {describe_write_error(exc, 'a file')}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # raised outside the main thread's handler (e.g. by a library)
+            print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)
+            return 130
+        finally:
+            set_scratch_root(None)  # in-process callers (tests) get the default back
 
 
 if __name__ == "__main__":

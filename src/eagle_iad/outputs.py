@@ -26,6 +26,7 @@ from pathlib import Path
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import OutputError
+from eagle_iad.stops import checkpoint, uninterrupted
 
 #: errno values that mean "this output cannot be written here" (full disk, quota, a file size
 #: limit, a read-only filesystem, permissions), as opposed to a bug.
@@ -177,8 +178,9 @@ def staged_folder(target: Path, ledger: bool = True) -> Iterator[Path]:
     Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
     it elsewhere first means a full disk fails before any previous file is replaced; the moves that
     follow are renames within one folder, which need no space. The staging folder is removed in
-    every case, and a folder this created is removed again when nothing was published into it. A file
-    already in ``target`` that EAGLE-IAD did not write is never replaced (:func:`claim_outputs`).
+    every case (a stop by SIGINT or SIGTERM included: :mod:`eagle_iad.stops`), and a folder this
+    created is removed again when nothing was published into it. A file already in ``target`` that
+    EAGLE-IAD did not write is never replaced (:func:`claim_outputs`).
     """
     created = not target.exists()
     try:
@@ -190,18 +192,20 @@ def staged_folder(target: Path, ledger: bool = True) -> Iterator[Path]:
         raise OutputError(f"{describe_write_error(exc, target)}; nothing was written") from None
     published = False
     try:
+        checkpoint("staging")  # test hook: a signal here must leave no staging folder
         with write_errors(target, "the previous files there are unchanged"):
             yield staging
             files = sorted(path for path in staging.rglob("*") if not path.is_dir())
             if ledger:  # an export goes into a new folder only, so it needs none
                 claim_outputs(target, [str(path.relative_to(staging)) for path in files])
-        for path in sorted(staging.rglob("*")):
-            destination = target / path.relative_to(staging)
-            if path.is_dir():
-                destination.mkdir(exist_ok=True)
-            else:
-                os.replace(path, destination)
-                published = True
+        with uninterrupted():  # a stop waits for the renames: never half the new report beside half the old
+            for path in sorted(staging.rglob("*")):
+                destination = target / path.relative_to(staging)
+                if path.is_dir():
+                    destination.mkdir(exist_ok=True)
+                else:
+                    os.replace(path, destination)
+                    published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not published:

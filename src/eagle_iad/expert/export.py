@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from eagle_iad.expert.patchcore import Expert
 from eagle_iad.expert.preprocess import FEATURE_STRIDE, tile_origins
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
 from eagle_iad.outputs import check_output_path, staged_folder
+from eagle_iad.scratch import scratch_folder
 from eagle_iad.tgps.calibration import fallback_calibration
 
 #: Schema 2 adds ``checksum``: the SHA-256 of the sidecar's own bytes (see :func:`seal_sidecar`), so a
@@ -345,8 +345,8 @@ def export_expert(
     """Write ``out`` (a new folder) with the graph and its sidecar; return the sidecar."""
     target = check_export_target(out, fmt)
     graph = DeployGraph(expert).eval()
-    with staged_folder(target, ledger=False) as staging, tempfile.TemporaryDirectory(prefix="eagle-export-") as scratch:
-        onnx_dir = staging if fmt == "onnx" else Path(scratch)
+    with staged_folder(target, ledger=False) as staging, scratch_folder("export") as scratch:
+        onnx_dir = staging if fmt == "onnx" else scratch
         files, external = _export_onnx(graph, onnx_dir, external_above)
         opset = graph_opset(onnx_dir / ONNX_FILE)
         if fmt == "openvino":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -42,6 +41,8 @@ from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make
 from eagle_iad.fit_options import MAX_INPUT_SIDE, check_ranges, option_default
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
+from eagle_iad.scratch import scratch_folder, scratch_root
+from eagle_iad.stops import checkpoint
 from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
 from eagle_iad.tgps.regions import REGION_RULES
 from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, Thresholds, compute_thresholds, rule_params
@@ -515,6 +516,7 @@ def _embed_training(
                 else:
                     stored.append(patches.numpy())
                 bar.update(len(views))
+                checkpoint("fit features")  # test hook: features on disk, the fit under way
                 if hook is not None:
                     hook("features", min(start + len(views), len(paths)), len(paths))
     finally:
@@ -567,20 +569,22 @@ def fit(
     ``progress(stage, done, total)`` is called as each stage advances (independently of the tqdm bars
     that ``show_progress`` draws), e.g. by the service to stream a fit job's progress.
 
-    The training features live in a scratch file in a private temporary folder (``TMPDIR``), so
-    memory holds only the coreset's projection and the bank; the folder is removed when the fit
-    ends, fails or is interrupted.
+    The training features live in a scratch file in a private, locked scratch folder
+    (:func:`eagle_iad.scratch.scratch_folder`: ``--scratch`` or ``TMPDIR``), so memory holds only the
+    coreset's projection and the bank; the folder is removed when the fit ends, fails or is stopped
+    (SIGINT/SIGTERM), and by the next fit's clean-up after a SIGKILL.
     """
-    with tempfile.TemporaryDirectory(prefix="eagle-fit-") as scratch:
-        try:
-            return _fit(paths, category, config, extractor, show_progress, progress, Path(scratch))
-        except OSError as exc:
-            if exc.errno not in SPACE_ERRNOS:
-                raise
-            raise OutputError(
-                f"{scratch}: no room for the fit's scratch features ({exc.strerror}); set TMPDIR to a folder "
-                "on a disk with more free space"
-            ) from None
+    root = scratch_root()
+    try:
+        with scratch_folder("fit", root) as scratch:
+            return _fit(paths, category, config, extractor, show_progress, progress, scratch)
+    except OSError as exc:
+        if exc.errno not in SPACE_ERRNOS:
+            raise
+        raise OutputError(
+            f"{root}: no room for the fit's scratch features ({exc.strerror}); set --scratch (or TMPDIR) to a "
+            "folder on a disk with more free space"
+        ) from None
 
 
 def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, config: ExpertConfig) -> None:

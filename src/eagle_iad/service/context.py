@@ -23,6 +23,7 @@ from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
+from eagle_iad.scratch import clean_stale
 from eagle_iad.service.jobs import JobManager
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
@@ -130,6 +131,7 @@ class ServiceState:
             shutil.rmtree(leftover, ignore_errors=True)
         self._drop_orphan_pictures()
         clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
+        clean_stale()  # scratch folders of fits killed (SIGKILL, out of memory) in this or any earlier process
         self.metrics = Metrics()
         self.experts = ExpertCache(settings.models_dir, settings.runtime)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
@@ -139,6 +141,7 @@ class ServiceState:
         self._inspection_lock = threading.Lock()
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None
+        self.jobs_left_running = 0
 
     def _drop_orphan_pictures(self) -> None:
         """Pictures of inspections a kill cut short (never stored), and half-written picture files."""
@@ -152,8 +155,12 @@ class ServiceState:
                 partial.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Stop the fit pool, close the history and give the state folder's lock up."""
-        self.jobs.shutdown()
+        """Stop the fit jobs (waiting at most the grace period), close the history, give the lock up.
+
+        ``jobs_left_running``: fits that did not reach a progress step within the grace period; their
+        records already say interrupted, and the caller may end the process without them.
+        """
+        self.jobs_left_running = self.jobs.shutdown(self.settings.shutdown_grace_s)
         self.store.close()
         self.lock.release()
 

@@ -18,7 +18,8 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Any, Protocol
 
 from eagle_iad.errors import EagleError
 from eagle_iad.expert import ExpertConfig, fit, save
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service.store import INTERRUPTED
 
 #: Finished jobs kept for ``GET /v1/jobs/{id}``; older finished ones are forgotten so memory stays bounded.
 KEEP_FINISHED = 200
@@ -33,6 +36,14 @@ KEEP_FINISHED = 200
 PROGRESS_INTERVAL_S = 0.05
 #: Smallest interval between two writes of a running job's progress to the database.
 PERSIST_INTERVAL_S = 1.0
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Raised in a fit's thread by its progress hook once the service is stopping.
+
+    A :class:`KeyboardInterrupt` (not an ``Exception``), so no ``except Exception`` in the fit code
+    swallows it on its way out, and every ``finally`` on the way (the scratch folder) runs.
+    """
 
 
 class JobRecords(Protocol):
@@ -67,6 +78,8 @@ class FitJob:
     records: JobRecords | None = None
     #: For a job restored from the database: its image count (the paths are gone).
     image_count: int | None = None
+    #: Set when the service stops: the next progress report raises :class:`JobInterrupted`.
+    stopping: threading.Event | None = None
     _last: dict[str, float] = field(default_factory=dict)
     _persisted: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,7 +108,10 @@ class FitJob:
         return job
 
     def report(self, stage: str, done: int, total: int) -> None:
-        """The fit hook: rate-limited per stage so a long coreset does not flood the log."""
+        """The fit hook: rate-limited per stage so a long coreset does not flood the log; it raises
+        :class:`JobInterrupted` once the service is stopping (the cooperative stop of a fit thread)."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise JobInterrupted
         now = time.monotonic()
         if done < total and now - self._last.get(stage, 0.0) < PROGRESS_INTERVAL_S:
             return
@@ -108,6 +124,14 @@ class FitJob:
         for prefix in self.redact:
             message = message.replace(prefix + "/", "").replace(prefix, "")
         return message
+
+    def interrupt(self) -> None:
+        """Record this job as cut short by the service's stop (failed, ``INTERRUPTED``), uploads removed."""
+        self.error = INTERRUPTED
+        self.state = "failed"
+        self.emit("state", state="failed", error=self.error)
+        if self.cleanup is not None:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,9 +157,47 @@ class JobManager:
         self._jobs: dict[str, FitJob] = {}
         self._on_saved = on_saved
         self._records = records
+        self._futures: dict[str, Future[None]] = {}
+        self._stopping = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped_at: float | None = None
+        #: Jobs the stop cut short (queued or running), for the one line ``eagle serve`` prints.
+        self.interrupted = 0
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop taking fits, cancel the queued ones and tell the running ones to stop (idempotent).
+
+        Returns at once: running fits stop at their next progress step, in their own threads.
+        """
+        with self._stop_lock:
+            if self._stopped_at is None:
+                self._stopped_at = time.monotonic()
+            self._stopping.set()
+            for job_id, future in list(self._futures.items()):
+                job = self._jobs[job_id]
+                if not job.finished and future.cancel():  # never started: it never will
+                    self.interrupted += 1
+                    job.interrupt()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self, grace_s: float = 0.0) -> int:
+        """:meth:`stop`, then wait for running fits until ``grace_s`` after the stop began; the number
+        still running then (their records already say interrupted; the process may exit without them)."""
+        self.stop()
+        assert self._stopped_at is not None
+        running = [future for future in self._futures.values() if not future.done()]
+        remaining = max(0.0, self._stopped_at + grace_s - time.monotonic())
+        _, left = wait_futures(running, timeout=remaining)
+        with self._stop_lock:
+            for job in self._jobs.values():
+                if not job.finished:  # still running past the grace: say so now, the thread may never
+                    self.interrupted += 1
+                    job.interrupt()
+        return len(left)
 
     def get(self, job_id: str) -> FitJob | None:
         """A job of this process, or a finished one from the database (an earlier run of the service)."""
@@ -158,21 +220,31 @@ class JobManager:
         cleanup: Path | None = None,
         redact: tuple[str, ...] = (),
     ) -> FitJob:
-        job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact,
-                     records=self._records)  # fmt: skip
-        job.emit("state", state="queued")
-        finished = [key for key, old in self._jobs.items() if old.finished]
-        for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
-            del self._jobs[key]  # oldest first: dicts keep insertion order
-        self._jobs[job.id] = job
-        self._pool.submit(self._run, job, config)
+        with self._stop_lock:
+            if self._stopping.is_set():
+                raise ApiError(503, "the service is stopping; submit the fit again once it is back",
+                               type_="server_error", code="shutting_down")  # fmt: skip
+            job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact,
+                         records=self._records, stopping=self._stopping)  # fmt: skip
+            job.emit("state", state="queued")
+            finished = [key for key, old in self._jobs.items() if old.finished]
+            for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
+                del self._jobs[key]  # oldest first: dicts keep insertion order
+                self._futures.pop(key, None)
+            self._jobs[job.id] = job
+            self._futures[job.id] = self._pool.submit(self._run, job, config)
         return job
 
     def _run(self, job: FitJob, config: ExpertConfig) -> None:
-        job.state = "running"
+        with self._stop_lock:
+            if self._stopping.is_set() or job.finished:
+                return  # stop() cancelled it, or will record it (it had started when the pool was told)
+            job.state = "running"
         job.emit("state", state="running")
         try:
             expert = fit(job.images, job.category, config, progress=job.report)
+            if self._stopping.is_set():
+                raise JobInterrupted  # fitted, but the service is stopping: the previous model stays
             save(expert.model, self.models_dir / job.category)
             self._on_saved(job.category)
             thresholds = expert.model.thresholds
@@ -181,17 +253,27 @@ class JobManager:
                           "warnings": expert.model.warnings}  # fmt: skip
             job.state = "succeeded"
             job.emit("state", state="succeeded", result=job.result)
+        except JobInterrupted:
+            with self._stop_lock:
+                if not job.finished:  # else shutdown() recorded it when the grace period ran out
+                    self.interrupted += 1
+                    job.interrupt()
         except EagleError as exc:
-            job.error = job.scrub(str(exc))
-            job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+            self._fail(job, job.scrub(str(exc)))
         except Exception as exc:  # a bug: reported on the job rather than lost in a worker thread
-            job.error = job.scrub(f"{type(exc).__name__}: {exc}")
-            job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+            self._fail(job, job.scrub(f"{type(exc).__name__}: {exc}"))
         finally:
             if job.cleanup is not None:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
+
+
+    def _fail(self, job: FitJob, error: str) -> None:
+        with self._stop_lock:
+            if job.finished:
+                return  # shutdown() already recorded it interrupted (and removed its uploads): keep that
+            job.error = error
+            job.state = "failed"
+            job.emit("state", state="failed", error=job.error)
 
 
 async def sse_stream(job: FitJob, after: int = -1, poll_s: float = 0.1) -> AsyncIterator[bytes]:

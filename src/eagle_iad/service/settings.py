@@ -13,6 +13,11 @@ from pathlib import Path
 
 #: Environment variable holding the key every ``/v1`` route requires when set.
 API_KEY_ENV = "EAGLE_API_KEY"
+#: How long ``eagle serve`` may take to stop after SIGTERM or SIGINT: requests in progress get this
+#: long to be answered (then they are cut), and fit jobs, told to stop at once, get until this long
+#: after the signal to reach their next progress step and remove their scratch. Then the history is
+#: closed and the process exits (docs/OPERATIONS.md, "Stopping and scratch space").
+SHUTDOWN_GRACE_S = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ServiceSettings:
     fit_workers: int = 1
     #: Fit jobs queued or running at once; more get 429 with Retry-After (each holds its uploaded images).
     max_fit_jobs: int = 8
+    #: Seconds a stop (SIGTERM, SIGINT) may take: see :data:`SHUTDOWN_GRACE_S`.
+    shutdown_grace_s: int = SHUTDOWN_GRACE_S
 
     def __post_init__(self) -> None:
         for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path", "web_dir"):
