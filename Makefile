@@ -29,7 +29,7 @@ $(CHROMIUM):
 
 # glibc hands large freed blocks straight back to the kernel, so each batch's activations and search
 # blocks are page-faulted in afresh; keeping them in the heap cut a 60-cell demo-settings fit's
-# system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; README, speed).
+# system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; docs/MEASUREMENTS.md, speed).
 KEEP_HEAP := MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
 
 demo: $(STAMP)
@@ -110,7 +110,7 @@ bench-evidence: $(STAMP)
 	$(BIN)/python benchmarks/evidence.py --out runs/evidence $(EVIDENCE_ARGS)
 
 # The hybrid MLLM (engine outside the band, CAAS inside) timed against transformers alone and the
-# engine alone on the same eval; figures in the README. E.g. HYBRID_ARGS="--limit 12".
+# engine alone on the same eval; figures in docs/MEASUREMENTS.md. E.g. HYBRID_ARGS="--limit 12".
 bench-hybrid: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/hybrid.py $(HYBRID_ARGS)
 
