@@ -57,7 +57,8 @@ test-busy: $(STAMP)
 	echo "test-busy: busy loops$$pids, EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN)"; \
 	EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN) $(BIN)/pytest -q $(PYTEST_ARGS)
 
-# The TypeScript client and the web console: generated code fresh, types, unit tests, then tests
+# The TypeScript client and the web console: generated code fresh, types, the console's import
+# boundaries (web/eslint.config.js), unit tests, then tests
 # against a real `eagle serve` (client) and in a real Chromium (console). Those two run with
 # EAGLE_NO_SHARED=1, i.e. as in a fresh clone without ../shared (CI has it, users do not), so a
 # fixture that starts needing the tire images fails here instead of only on a user's machine.
@@ -68,6 +69,7 @@ test-ts: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	npm run typecheck -w clients/ts
 	$(NO_SHARED) npm test -w clients/ts
 	npm run typecheck -w web
+	npm run lint -w web
 	npm test -w web
 	npm run build -w web
 	$(NO_SHARED) npm run test:e2e -w web
