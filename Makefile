@@ -29,7 +29,7 @@ $(CHROMIUM):
 
 # glibc hands large freed blocks straight back to the kernel, so each batch's activations and search
 # blocks are page-faulted in afresh; keeping them in the heap cut a 60-cell demo-settings fit's
-# system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; README, speed).
+# system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; docs/MEASUREMENTS.md, speed).
 KEEP_HEAP := MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
 
 demo: $(STAMP)
@@ -57,7 +57,8 @@ test-busy: $(STAMP)
 	echo "test-busy: busy loops$$pids, EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN)"; \
 	EAGLE_TEST_SLOWDOWN=$(BUSY_SLOWDOWN) $(BIN)/pytest -q $(PYTEST_ARGS)
 
-# The TypeScript client and the web console: generated code fresh, types, unit tests, then tests
+# The TypeScript client and the web console: generated code fresh, types, the console's import
+# boundaries (web/eslint.config.js), unit tests, then tests
 # against a real `eagle serve` (client) and in a real Chromium (console). Those two run with
 # EAGLE_NO_SHARED=1, i.e. as in a fresh clone without ../shared (CI has it, users do not), so a
 # fixture that starts needing the tire images fails here instead of only on a user's machine.
@@ -68,6 +69,7 @@ test-ts: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	npm run typecheck -w clients/ts
 	$(NO_SHARED) npm test -w clients/ts
 	npm run typecheck -w web
+	npm run lint -w web
 	npm test -w web
 	npm run build -w web
 	$(NO_SHARED) npm run test:e2e -w web
@@ -110,7 +112,7 @@ bench-evidence: $(STAMP)
 	$(BIN)/python benchmarks/evidence.py --out runs/evidence $(EVIDENCE_ARGS)
 
 # The hybrid MLLM (engine outside the band, CAAS inside) timed against transformers alone and the
-# engine alone on the same eval; figures in the README. E.g. HYBRID_ARGS="--limit 12".
+# engine alone on the same eval; figures in docs/MEASUREMENTS.md. E.g. HYBRID_ARGS="--limit 12".
 bench-hybrid: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/hybrid.py $(HYBRID_ARGS)
 

@@ -3,7 +3,7 @@
 Fits one elpv mono model (or takes ``--model``), exports it to ONNX and OpenVINO, then inspects the
 same decoded images with each runtime at batch 1, 4 (``eagle inspect``'s chunk) and 16, each runtime
 in a fresh process so its peak RSS is its own (model load, compile and inference; the images are decoded before timing).
-Prints one Markdown table: images/s, the ratio to torch, peak RSS; the README's "Deploy" table.
+Prints one Markdown table: images/s, the ratio to torch, peak RSS; docs/DEPLOY.md's "Speed and memory" table.
 
     .venv/bin/python benchmarks/export.py [--train 40] [--images 32] [--size 320] [--model DIR]
 

@@ -2,7 +2,7 @@
 
 Read from the source with ``ast`` (nothing is imported), so imports inside functions and under
 ``TYPE_CHECKING`` count too: a lazy upward import is still an upward dependency, it only hides
-until the code path runs. ``LAYERS`` is the architecture the README's ARCHITECTURE section draws;
+until the code path runs. ``LAYERS`` is the architecture docs/ARCHITECTURE.md draws;
 a new module belongs to the layer of its package, or, at the top level, must be placed here.
 """
 

@@ -13,7 +13,7 @@ from typing import Literal, TypeAlias, get_args
 
 #: Feature extractors (``eagle_iad.expert.backbones`` registers one factory per name).
 BACKBONES: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2")
-#: The backbone used when none is named; README "Choosing the default backbone" says why.
+#: The backbone used when none is named; docs/MEASUREMENTS.md, "Choosing the default backbone", says why.
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 #: Where an inspection's score and map are computed: the fitted model in torch, or an exported graph
@@ -29,7 +29,7 @@ SAMPLERS: tuple[str, ...] = ("greedy", "random", "all")
 SEARCHES: tuple[str, ...] = ("torch", "faiss", "pruned")
 #: "pruned" is the default: as exact as the others (a proven subspace lower bound skips entries, the
 #: rest are compared in full), and it took 1/5 to 1/2 of faiss's time on elpv features, inspection and
-#: leave-own-out alike (``benchmarks/expert.py``; README "Speed and memory").
+#: leave-own-out alike (``benchmarks/expert.py``; docs/MEASUREMENTS.md, "Speed and memory").
 DEFAULT_SEARCH = "pruned"
 
 #: Where ``eagle eval`` runs its work (``eagle_iad.eval.executors.EXECUTOR_REGISTRY``).

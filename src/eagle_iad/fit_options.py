@@ -50,7 +50,8 @@ class FitOption:
         return "--" + self.name.replace("_", "-")
 
 
-#: ``default`` inspects the whole frame; ``paper`` reproduces the published setting (README, "Presets").
+#: ``default`` inspects the whole frame; ``paper`` reproduces the published setting
+#: (docs/USAGE.md, "What the expert inspects, and the evidence it shows").
 PRESET_NAMES: tuple[str, ...] = ("default", "paper")
 PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")

@@ -1,4 +1,4 @@
-"""An example threshold rule added from outside the package (README, "Adding a threshold rule").
+"""An example threshold rule added from outside the package (docs/ARCHITECTURE.md, "Adding a threshold rule").
 
 ``EAGLE_PLUGINS=midrange_rule`` (with this folder on ``PYTHONPATH``) makes ``eagle fit --rule
 midrange --w 0.25`` and the service's fit option ``{"rule": "midrange", "w": 0.25}`` work.

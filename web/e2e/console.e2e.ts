@@ -3,19 +3,35 @@
  * `eagle serve` (tests/serve_fixture.py: elpv expert, tiny random Qwen2.5-VL, one evaluation run).
  */
 
+import { EagleClient } from "@eagle-iad/client";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_WORK, REPO, startServer, type RunningServer } from "./server";
-
-const ARTIFACTS = resolve(REPO, "web/e2e/artifacts");
-const CHROMIUM = process.env["CHROMIUM"] || "/usr/bin/chromium";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  FIXTURE_WORK,
+  PHONE,
+  REPO,
+  fixtureFile,
+  imagesLoaded as loaded,
+  launchBrowser,
+  measure as measurePage,
+  openInspect,
+  openPage,
+  shot as screenshot,
+  startServer,
+  type RunningServer,
+} from "./fixture";
 
 let server: RunningServer;
 let keyed: RunningServer | undefined;
+/** The service "says the service is down" stops (its own, so the shared one stays up). */
+let doomed: RunningServer | undefined;
 let browser: Browser;
+let client: EagleClient;
+/** Each test's own page, in a context of its own (storage, IndexedDB): no test leans on another's. */
+let context: BrowserContext;
 let page: Page;
 const problems: string[] = [];
 const started = Date.now();
@@ -24,52 +40,33 @@ function log(message: string): void {
   console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`);
 }
 
-async function shot(name: string): Promise<string> {
-  const path = resolve(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  return path;
-}
+const shot = (name: string) => screenshot(page, name);
+const imagesLoaded = (selector: string, timeout?: number) => loaded(page, selector, timeout);
 
-/** Wait until every <img> matching `selector` has decoded (blob: pictures fetched through the client). */
-async function imagesLoaded(selector: string, timeout = 30_000): Promise<void> {
-  await page.waitForFunction(
-    (sel) => {
-      const images = Array.from(document.querySelectorAll<HTMLImageElement>(sel));
-      return images.length > 0 && images.every((img) => img.complete && img.naturalWidth > 0);
-    },
-    selector,
-    { timeout },
-  );
+/** Store an inspection of a fixture file under `name` through the API: a test's own history rows. */
+async function seed(file: string, name: string): Promise<void> {
+  await client.inspect(fixtureFile(file), "mono", { filename: name });
 }
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [server, browser] = await Promise.all([
-    startServer(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }),
-  ]);
+  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
+  client = new EagleClient({ baseUrl: server.baseUrl });
   log(`server at ${server.baseUrl}`);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error" && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  // Playwright turns on file-chooser interception when the first "filechooser" listener is added,
-  // without waiting for the browser to confirm; a waitForEvent added just before the key press
-  // raced it (CI: the chooser opened unintercepted and the wait never resolved). A listener added
-  // here switches interception on long before any test opens a chooser.
-  page.on("filechooser", () => undefined);
+});
+
+beforeEach(async () => {
+  ({ context, page } = await openPage(browser, problems));
+});
+
+afterEach(async () => {
+  await context?.close();
 });
 
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
   await keyed?.stop();
+  await doomed?.stop();
   log("done");
 });
 
@@ -116,6 +113,7 @@ describe("web console", () => {
   });
 
   it("shows the service's message for a file that is not an image", async () => {
+    await openInspect(page, server.baseUrl);
     await page.locator('[data-testid="inspect-files"]').setInputFiles({
       name: "x.png",
       mimeType: "image/png",
@@ -130,6 +128,8 @@ describe("web console", () => {
   });
 
   it("fits a category from a server folder with live progress, then shows its histogram", async () => {
+    await page.goto(`${server.baseUrl}/`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
     await page.getByRole("link", { name: "Categories" }).click();
     await page.getByRole("heading", { name: "Categories", level: 1 }).waitFor();
     await page.getByRole("link", { name: "mono", exact: true }).waitFor();
@@ -175,10 +175,15 @@ describe("web console", () => {
   });
 
   it("lists the inspection in the history and filters by decision", async () => {
+    // This test's own rows: an inspection under its own name, and a refused upload that must not be stored.
+    await seed("sample-crack.png", "history-crack.png");
+    await expect(client.inspect(Buffer.from("this is plain text, not a picture\n"), "mono", { filename: "x.png" })).rejects.toThrow(/x\.png/);
+    await page.goto(`${server.baseUrl}/`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
     await page.getByRole("link", { name: "History" }).click();
     const table = page.getByRole("table", { name: "Inspection history" });
     await table.waitFor();
-    const ourRow = table.getByRole("row").filter({ hasText: "sample-crack.png" });
+    const ourRow = table.getByRole("row").filter({ hasText: "history-crack.png" });
     await ourRow.first().waitFor();
     expect(await table.getByText("x.png").count()).toBe(0); // refused uploads are not stored
     const label = ((await ourRow.first().locator(".decision").textContent()) ?? "").replace(/[^A-Za-z]/g, "").toLowerCase();
@@ -190,7 +195,7 @@ describe("web console", () => {
       await page.waitForFunction(() => !document.querySelector('tbody[aria-busy="true"]'));
       const badges = await table.locator("tbody .decision").allTextContents();
       for (const badge of badges) expect(badge.toLowerCase()).toContain(decision); // every row matches the filter
-      return table.getByText("sample-crack.png").count();
+      return table.getByText("history-crack.png").count();
     };
     for (const decision of ["anomalous", "normal"]) {
       expect(await showOnly(decision)).toBe(decision === label ? 1 : 0);
@@ -201,7 +206,7 @@ describe("web console", () => {
     await page.waitForFunction(() => !location.hash.includes("decision="));
     await page.getByLabel("Decision").selectOption("");
     await ourRow.first().waitFor();
-    const show = ourRow.first().getByRole("button", { name: /Show sample-crack.png/ });
+    const show = ourRow.first().getByRole("button", { name: /Show history-crack.png/ });
     await show.click();
     const detail = page.getByRole("region", { name: "Selected inspection" });
     await detail.waitFor();
@@ -214,11 +219,13 @@ describe("web console", () => {
     await shot("history");
     await page.keyboard.press("Escape"); // closes it and gives the focus back to the row's button
     await detail.waitFor({ state: "detached" });
-    await page.waitForFunction(() => document.activeElement?.getAttribute("aria-label")?.startsWith("Show sample-crack.png") === true);
+    await page.waitForFunction(() => document.activeElement?.getAttribute("aria-label")?.startsWith("Show history-crack.png") === true);
     expect(await show.evaluate((el) => el === document.activeElement)).toBe(true);
   });
 
   it("shows the evaluation run with its metrics table and histogram plot", async () => {
+    await page.goto(`${server.baseUrl}/`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
     await page.getByRole("link", { name: "Evaluations" }).click();
     await page.getByRole("heading", { name: "mono-expert", level: 2 }).waitFor();
     const metrics = page.getByRole("table", { name: "Metrics of mono-expert" });
@@ -354,6 +361,7 @@ describe("web console", () => {
   });
 
   it("retries a failed item from the queue, saying why it failed", async () => {
+    await openInspect(page, server.baseUrl);
     await page.locator('[data-testid="inspect-files"]').setInputFiles({ name: "broken.png", mimeType: "image/png", buffer: Buffer.from("not a picture") });
     const failed = page.locator("li.result").filter({ hasText: "broken.png" });
     await failed.locator('.error-banner[data-kind="invalid_image"]').waitFor({ timeout: 60_000 });
@@ -497,9 +505,11 @@ describe("web console", () => {
   });
 
   it("downloads the filtered history as CSV and JSON lines", async () => {
+    // Its own two same-named files from two folders ("keeps same-named files ..." does the same through the page).
+    for (const folder of ["cut", "hole"]) await seed("sample-good.png", `lot8/${folder}/003.png`);
     await page.goto(`${server.baseUrl}/#/history?category=mono`);
     const table = page.getByRole("table", { name: "Inspection history" });
-    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).waitFor();
+    await table.getByRole("button", { name: /^Show lot8\/cut\/003\.png/ }).waitFor();
     const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
     expect(csvDownload.suggestedFilename()).toBe("eagle-history-mono.csv");
     const csv = readFileSync((await csvDownload.path())!, "utf8").split("\r\n");
@@ -509,7 +519,7 @@ describe("web console", () => {
     );
     const total = await page.evaluate(async () => ((await (await fetch("/v1/inspections?category=mono&limit=1")).json()) as { total: number }).total);
     expect(csv.filter((line) => line !== "")).toHaveLength(total + 1);
-    for (const folder of ["cut", "hole"]) expect(csv.filter((line) => line.includes(`,lot7/${folder}/003.png,`))).toHaveLength(1);
+    for (const folder of ["cut", "hole"]) expect(csv.filter((line) => line.includes(`,lot8/${folder}/003.png,`))).toHaveLength(1);
     const [jsonDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download JSON lines" }).click()]);
     const rows = readFileSync((await jsonDownload.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { category: string; pictures: Record<string, string> });
     expect(rows).toHaveLength(total);
@@ -517,15 +527,17 @@ describe("web console", () => {
   });
 
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
+    // Its own two same-named files from two folders ("keeps same-named files ..." does the same through the page).
+    for (const folder of ["cut", "hole"]) await seed("sample-good.png", `lot9/${folder}/003.png`);
     await page.goto(`${server.baseUrl}/#/history?category=mono`);
     const table = page.getByRole("table", { name: "Inspection history" });
-    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    await table.getByRole("button", { name: /^Show lot9\/cut\/003\.png/ }).click();
     const detail = page.getByRole("region", { name: "Selected inspection" });
     const defective = detail.getByRole("group", { name: "What the part actually was" }).getByRole("button", { name: "Actually defective" });
     await defective.click();
     await page.waitForFunction(() => document.querySelector('[aria-label="What the part actually was"] [aria-pressed="true"]')?.textContent === "Actually defective");
     await detail.getByText(/^Labelled actually defective on /).waitFor();
-    const row = table.getByRole("row").filter({ has: page.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }) });
+    const row = table.getByRole("row").filter({ has: page.getByRole("button", { name: /^Show lot9\/cut\/003\.png/ }) });
     await row.locator("td.wide-only .label-badge").filter({ hasText: "Actually defective" }).waitFor();
     // The verdict itself is kept: the label sits beside it.
     expect(await row.locator(".decision").count()).toBe(1);
@@ -534,47 +546,29 @@ describe("web console", () => {
     await page.waitForFunction(() => location.hash.includes("label=anomalous"));
     await page.waitForFunction(() => !document.querySelector('tbody[aria-busy="true"]'));
     const names = await table.locator("tbody .image-cell .link-button").allTextContents();
-    expect(names).toContain("lot7/cut/003.png");
-    expect(names).not.toContain("lot7/hole/003.png");
+    expect(names).toContain("lot9/cut/003.png");
+    expect(names).not.toContain("lot9/hole/003.png");
     const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download JSON lines" }).click()]);
     expect(download.suggestedFilename()).toBe("eagle-history-mono-anomalous.jsonl");
     const rows = readFileSync((await download.path())!, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { image: string; label: string });
     expect(rows.map((r) => r.label)).toEqual(rows.map(() => "anomalous"));
-    expect(rows.map((r) => r.image)).toContain("lot7/cut/003.png");
+    expect(rows.map((r) => r.image)).toContain("lot9/cut/003.png");
 
     // Pressing the label again clears it.
     await page.getByLabel("Label", { exact: true }).selectOption("");
-    await table.getByRole("button", { name: /^Show lot7\/cut\/003\.png/ }).click();
+    await table.getByRole("button", { name: /^Show lot9\/cut\/003\.png/ }).click();
     await detail.getByRole("button", { name: "Actually defective" }).click();
     await detail.getByText(/^Not labelled/).waitFor();
     // Another row keeps a label, so the phone test below also sees a labelled row.
-    await table.getByRole("button", { name: /^Show lot7\/hole\/003\.png/ }).click();
+    await table.getByRole("button", { name: /^Show lot9\/hole\/003\.png/ }).click();
     await detail.getByRole("button", { name: "Actually normal" }).click();
     await detail.getByText(/^Labelled actually normal on /).waitFor();
     await shot("history-label");
   });
 
   it("fits a phone (390 px): no sideways scrolling and no text under 11 px on any page", async () => {
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
-    const small = await phone.newPage();
-    small.on("pageerror", (error) => problems.push(`page error (phone): ${error.message}`));
-    const measure = () =>
-      small.evaluate(() => {
-        const tiny: string[] = [];
-        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-          const text = node.textContent?.trim();
-          const el = node.parentElement;
-          if (!text || !el || el.closest(".sr-only, title, style, script")) continue;
-          const rect = el.getBoundingClientRect();
-          if (rect.width === 0 && rect.height === 0) continue; // not rendered
-          let size = parseFloat(getComputedStyle(el).fontSize);
-          const svg = el.closest("svg");
-          if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width > 0) size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
-          if (size < 11 - 1e-6) tiny.push(`${text.slice(0, 30)} (${size.toFixed(1)} px)`);
-        }
-        return { scrollWidth: document.documentElement.scrollWidth, tiny };
-      });
+    const { context: phone, page: small } = await openPage(browser, problems, PHONE, "phone");
+    const measure = () => measurePage(small);
     const check = async (where: string) => {
       const { scrollWidth, tiny } = await measure();
       expect({ where, scrollWidth, tiny }).toEqual({ where, scrollWidth: 390, tiny: [] });
@@ -588,17 +582,17 @@ describe("web console", () => {
     await small.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
     await small.waitForFunction(() => document.querySelector("article img") !== null);
     await check("inspect");
-    await small.screenshot({ path: resolve(ARTIFACTS, "phone-inspect.png"), fullPage: true });
+    await screenshot(small, "phone-inspect");
     await small.goto(`${server.baseUrl}/#/categories/mono`);
     await small.locator('[data-testid="histogram"]').waitFor();
     await check("categories");
-    await small.screenshot({ path: resolve(ARTIFACTS, "phone-categories.png"), fullPage: true });
+    await screenshot(small, "phone-categories");
     await small.goto(`${server.baseUrl}/#/history`);
     const table = small.getByRole("table", { name: "Inspection history" });
     await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().waitFor();
     // Score and decision are on screen, not cut off to the right.
     const decision = await table.locator("tbody tr").first().locator(".decision").boundingBox();
-    await small.screenshot({ path: resolve(ARTIFACTS, "phone-history-table.png"), fullPage: true });
+    await screenshot(small, "phone-history-table");
     expect({ right: decision ? decision.x + decision.width : null }).toEqual({ right: expect.any(Number) });
     expect(decision!.x + decision!.width).toBeLessThanOrEqual(390);
     await table.getByRole("button", { name: /^Show sample-crack\.png/ }).first().click();
@@ -608,31 +602,38 @@ describe("web console", () => {
     const card = await detail.boundingBox();
     expect(close !== null && card !== null && close.x + close.width <= card.x + card.width).toBe(true);
     await check("history");
-    await small.screenshot({ path: resolve(ARTIFACTS, "phone-history.png"), fullPage: true });
+    await screenshot(small, "phone-history");
     await small.goto(`${server.baseUrl}/#/evaluations`);
     await small.getByRole("table", { name: "Metrics of mono-expert" }).waitFor();
     await check("evaluations");
     const tabs = await small.locator('nav[aria-label="Pages"] a').evaluateAll((links) => links.map((a) => a.getBoundingClientRect().right));
     expect(Math.max(...tabs)).toBeLessThanOrEqual(390); // "Evaluations" is not clipped
-    await small.screenshot({ path: resolve(ARTIFACTS, "phone-evaluations.png"), fullPage: true });
+    await screenshot(small, "phone-evaluations");
     await phone.close();
   });
 
   it("says the service is down, with a retry button", async () => {
-    await server.stop();
+    // A service of its own to stop, so the shared one stays up for every other test.
+    doomed = await startServer();
+    await page.goto(`${doomed.baseUrl}/`);
+    await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
+    const before = problems.length;
+    await doomed.stop();
     await page.getByRole("link", { name: "History" }).click();
     const banner = page.locator('.error-banner[data-kind="network"]').first();
     await banner.waitFor({ timeout: 30_000 });
     expect(await banner.textContent()).toContain("Service unreachable");
     expect(await banner.getByRole("button", { name: "Retry" }).count()).toBe(1);
     await shot("service-down");
-    problems.splice(0); // the browser logs each refused connection
+    await context.close(); // nothing the stopped service causes after this is recorded
+    problems.splice(before); // the browser logs each refused connection
   });
 
   it("asks for the API key on 401, keeps it in sessionStorage and then works", async () => {
     const KEY = "e2e-secret-key";
     keyed = await startServer({ EAGLE_API_KEY: KEY });
     log(`keyed server at ${keyed.baseUrl}`);
+    const before = problems.length;
     await page.goto(`${keyed.baseUrl}/#/categories`);
     const form = page.getByRole("heading", { name: "API key required" });
     await form.waitFor({ timeout: 30_000 });
@@ -647,7 +648,8 @@ describe("web console", () => {
     // Pictures need the key too: they are fetched through the client and shown from blob: URLs.
     await page.getByRole("link", { name: "Evaluations" }).click();
     await imagesLoaded('img[alt="histogram.png of run mono-expert"]');
-    problems.splice(0); // the 401 answers are logged by the browser
+    await context.close();
+    problems.splice(before); // the 401 answers are logged by the browser
   });
 
   it("logged no script errors or CSP violations", () => {

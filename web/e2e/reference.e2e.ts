@@ -5,14 +5,11 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_WORK, REPO, startServer, type RunningServer } from "./server";
+import { FIXTURE_WORK, PHONE, REPO, launchBrowser, openInspect, openPage, shot, startServer, type RunningServer } from "./fixture";
 
-const ARTIFACTS = resolve(REPO, "web/e2e/artifacts");
-const CHROMIUM = process.env["CHROMIUM"] || "/usr/bin/chromium";
 const OLD_MODEL_REASON = "No reference: model fitted before model schema 4; refit to get one";
 
 let server: RunningServer;
@@ -50,21 +47,13 @@ async function loadedSize(where: Page, selector: string): Promise<{ width: numbe
 }
 
 async function inspect(where: Page, category: string, file: string): Promise<void> {
-  await where.goto(`${server.baseUrl}/#/inspect`);
-  const select = where.getByLabel("Category", { exact: true });
-  await select.locator(`option[value="${category}"]`).waitFor({ state: "attached" });
-  await select.selectOption(category);
-  await where.getByText(`inspected against “${category}”`).waitFor();
+  await openInspect(where, server.baseUrl, category);
   await where.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, file));
   await where.getByRole("article", { name: `Inspection of ${file}` }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
 }
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [server, browser] = await Promise.all([
-    startServer(),
-    chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--no-first-run"] }),
-  ]);
+  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
   // This run's models folder (the fixture serves a copy per port): its model saved again without
   // reference pictures by the real store code, as a model fitted before schema 4 is read.
   const models = resolve(FIXTURE_WORK, `state-${new URL(server.baseUrl).port}`, "models");
@@ -77,12 +66,7 @@ beforeAll(async () => {
   ].join("\n"), resolve(models, "mono"), resolve(models, "legacy")], {
     env: { ...process.env, PYTHONPATH: [resolve(REPO, "src"), process.env["PYTHONPATH"]].filter(Boolean).join(":") },
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  page = await context.newPage();
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error" && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
-  });
+  ({ page } = await openPage(browser, problems));
 });
 
 afterAll(async () => {
@@ -110,7 +94,7 @@ describe("nearest normal reference", () => {
     // The picture is the one stored with the inspection (the service's JPEG, not another image).
     const served = await fetch(`${server.baseUrl}/v1/inspections/${record.id}/reference`);
     expect(served.headers.get("content-type")).toBe("image/jpeg");
-    await page.screenshot({ path: resolve(ARTIFACTS, "reference-card.png"), fullPage: true });
+    await shot(page, "reference-card");
 
     await page.getByRole("link", { name: "History" }).click();
     const table = page.getByRole("table", { name: "Inspection history" });
@@ -119,7 +103,7 @@ describe("nearest normal reference", () => {
     await detail.waitFor();
     expect(await detail.locator('[data-testid="reference"] figcaption').textContent()).toBe(`Nearest normal training image: ${name}`);
     await loadedSize(page, `section[aria-label="Selected inspection"] img[alt="${alt}"]`);
-    await page.screenshot({ path: resolve(ARTIFACTS, "reference-history.png"), fullPage: true });
+    await shot(page, "reference-history");
   });
 
   it("says why there is no reference for a model fitted before model schema 4", async () => {
@@ -134,8 +118,7 @@ describe("nearest normal reference", () => {
   });
 
   it("stacks the reference under the picture on a phone (390 px) without sideways scrolling", async () => {
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
-    const small = await phone.newPage();
+    const { context: phone, page: small } = await openPage(browser, problems, PHONE, "phone");
     await inspect(small, "mono", "sample-crack.png");
     const card = small.getByRole("article", { name: "Inspection of sample-crack.png" });
     await loadedSize(small, 'article [data-testid="reference"] img');
@@ -143,7 +126,7 @@ describe("nearest normal reference", () => {
     const ref = await card.locator('[data-testid="reference"] img').boundingBox();
     expect(main !== null && ref !== null && ref.y >= main.y + main.height).toBe(true);
     expect(await small.evaluate(() => document.documentElement.scrollWidth)).toBe(390);
-    await small.screenshot({ path: resolve(ARTIFACTS, "reference-phone.png"), fullPage: true });
+    await shot(small, "reference-phone");
     await phone.close();
   });
 

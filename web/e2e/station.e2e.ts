@@ -6,15 +6,13 @@
  */
 
 import { EagleClient, type LabelledScore } from "@eagle-iad/client";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_WORK, REPO, startServer, type RunningServer } from "./server";
+import { ARTIFACTS, FIXTURE_WORK, fixtureFile, launchBrowser, measure, openPage, shot, startServer, type RunningServer } from "./fixture";
 
-const ARTIFACTS = resolve(REPO, "web/e2e/artifacts");
-const CHROMIUM = process.env["CHROMIUM"] || "/usr/bin/chromium";
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 /** axe-core's tags for WCAG 2.0, 2.1 and 2.2 at levels A and AA. */
 const WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
@@ -29,7 +27,7 @@ const problems: string[] = [];
 const seeded: Record<string, string> = {};
 
 function image(name: string): Uint8Array {
-  return readFileSync(resolve(FIXTURE_WORK, name));
+  return fixtureFile(name);
 }
 
 /** Run axe-core in the page (evaluated, not injected as a <script>: the console's CSP forbids inline scripts). */
@@ -43,36 +41,8 @@ async function axeViolations(where: string): Promise<string[]> {
   return violations.map((v) => `${where}: ${v}`);
 }
 
-/** Horizontal overflow and text under 11 px (SVG text scaled as drawn), as the phone test in console.e2e.ts measures them. */
-function measure(): Promise<{ scrollWidth: number; tiny: string[] }> {
-  return page.evaluate(() => {
-    const tiny: string[] = [];
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-      const text = node.textContent?.trim();
-      const el = node.parentElement;
-      if (!text || !el || el.closest(".sr-only, title, style, script")) continue;
-      const rect = el.getBoundingClientRect();
-      if (rect.width === 0 && rect.height === 0) continue;
-      let size = parseFloat(getComputedStyle(el).fontSize);
-      const svg = el.closest("svg");
-      if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width > 0) size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
-      if (size < 11 - 1e-6) tiny.push(`${text.slice(0, 30)} (${size.toFixed(1)} px)`);
-    }
-    return { scrollWidth: document.documentElement.scrollWidth, tiny };
-  });
-}
-
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [server, browser] = await Promise.all([
-    startServer(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }),
-  ]);
+  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
   client = new EagleClient({ baseUrl: server.baseUrl });
   // A defective cell labelled defective, and two normal cells labelled normal: the history's evidence.
   for (const [file, label] of [
@@ -84,12 +54,7 @@ beforeAll(async () => {
     await client.label(record.id, label);
     seeded[file] = record.id;
   }
-  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error" && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  ({ context, page } = await openPage(browser, problems));
 });
 
 afterAll(async () => {
@@ -134,7 +99,7 @@ describe("inspection station", () => {
     expect(await flips.count()).toBe(want.flips);
     const flipped = flips.filter({ hasText: "sample-good.png" });
     expect(await flipped.textContent()).toContain("would be flagged — now wrong");
-    await page.screenshot({ path: resolve(ARTIFACTS, "station-tuning.png"), fullPage: true });
+    await shot(page, "station-tuning");
 
     // The flipped history image opens full size; Escape closes it.
     await flipped.getByRole("button", { name: "Open sample-good.png full size" }).click();
@@ -201,7 +166,7 @@ describe("inspection station", () => {
     const table = page.locator('[data-testid="dashboard-table"]');
     expect(await table.locator("tbody tr").count()).toBe(1);
     expect(await table.locator("tbody tr th").textContent()).toBe(day);
-    await dashboard.screenshot({ path: resolve(ARTIFACTS, "station-dashboard.png") });
+    await dashboard.screenshot({ path: resolve(ARTIFACTS, "station-dashboard.png") }); // the dashboard alone, not the page
   });
 
   it("passes axe-core's WCAG 2.0/2.1/2.2 A and AA rules on every page at 1280 and 390 px, without overflow on a phone", async () => {
@@ -258,11 +223,10 @@ describe("inspection station", () => {
         await ready();
         found.push(...(await axeViolations(`${name} at ${width} px`)));
         if (width === 390) {
-          const { scrollWidth, tiny } = await measure();
+          const { scrollWidth, tiny } = await measure(page);
           expect({ name, scrollWidth, tiny }).toEqual({ name, scrollWidth: 390, tiny: [] });
         }
-        const path = resolve(ARTIFACTS, `station-${name}-${width}.png`);
-        await page.screenshot({ path, fullPage: true });
+        await shot(page, `station-${name}-${width}`);
       }
     }
     expect(found).toEqual([]);

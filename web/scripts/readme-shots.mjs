@@ -1,11 +1,12 @@
 /**
- * The README's console pictures (docs/img/console.png, console-phone.png, console-categories.png) from a
+ * The console pictures of README.md and docs/SERVICE.md (docs/img/console.png, console-phone.png,
+ * console-categories.png) from a
  * running service that has the `mono` category: inspects the fixture's two sample cells in headless
  * Chromium, then moves the category's candidate threshold to 125 to show the tuning preview.
  *
  *   node web/scripts/readme-shots.mjs http://127.0.0.1:8000 .cache/e2e-fixture docs/img
  *
- * The README's pictures were taken from an expert-only service on the browser tests' fixture
+ * The pictures were taken from an expert-only service on the browser tests' fixture
  * (`eagle serve --models <copy of .cache/e2e-fixture/models> --runs .cache/e2e-fixture/runs`) after
  * inspecting and labelling 12 elpv test cells.
  */

@@ -47,7 +47,7 @@ from eagle_iad.tgps.calibration import MapCalibration, calibrate_maps
 from eagle_iad.tgps.regions import REGION_RULES
 from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, Thresholds, compute_thresholds, rule_params
 
-#: The default preprocessing and its input size, chosen by measurement (README, "Choosing the defaults");
+#: The default preprocessing and its input size, chosen by measurement (docs/MEASUREMENTS.md, "Choosing the defaults");
 #: stated once, in the fit options table.
 DEFAULT_PREPROCESS: str = option_default("preprocess")
 DEFAULT_SIZE: int = option_default("size")
@@ -90,7 +90,7 @@ class ExpertConfig:
     #: textured edge) from the map, so the map's peak points at what is unusual *for that position*.
     #: The image score and tau are untouched (docs/METHOD.md, "Calibrated maps and boxes"). Off by
     #: default: on tire it made boxes tighter (box/defect area 5.5 -> 2.1) but cost pixel AUROC
-    #: (0.993 -> 0.956) and AUPRO (0.969 -> 0.854), so it stays an option (README table).
+    #: (0.993 -> 0.956) and AUPRO (0.969 -> 0.854), so it stays an option (docs/MEASUREMENTS.md table).
     position_baseline: bool = option_default("position_baseline")
     #: Which map pixels make the boxes (tgps/regions.py): ``calibrated`` (above the category's pixel
     #: threshold from normal training maps) or ``paper`` (2/3 of the image's own map maximum).

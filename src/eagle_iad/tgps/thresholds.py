@@ -88,7 +88,10 @@ THRESHOLD_RULES: Registry[ThresholdRule] = Registry("threshold rule")
 
 
 def threshold_rule(name: str, *params: RuleParam, for_maps: bool = True) -> Callable[[RuleFunction], RuleFunction]:
-    """Register ``function(scores, **params) -> tau`` as rule ``name`` (README, "Adding a threshold rule")."""
+    """Register ``function(scores, **params) -> tau`` as rule ``name``.
+
+    How to add one, in the package or from outside it: docs/ARCHITECTURE.md, "Adding a threshold rule".
+    """
 
     def decorate(function: RuleFunction) -> RuleFunction:
         for param in params:

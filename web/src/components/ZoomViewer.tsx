@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent, type WheelEvent } from "react";
+import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from "react";
 import { usePictureUrl } from "../api";
 import { FIT, STEP, panBy, zoomAt, type View } from "../logic/zoom";
 
@@ -49,10 +49,20 @@ export function ZoomViewer({
   };
   const zoom = (factor: number, at?: [number, number]) => setView((v) => zoomAt(v, factor, ...(at ?? centre())));
 
-  const onWheel = (event: WheelEvent) => {
-    event.preventDefault();
-    zoom(event.deltaY < 0 ? STEP : 1 / STEP, local(event.clientX, event.clientY));
-  };
+  // The wheel zooms instead of scrolling the page behind the dialog. React attaches wheel handlers as
+  // passive listeners, where preventDefault is ignored (Chrome logs an intervention to the console),
+  // so this one is a native listener registered as not passive.
+  useEffect(() => {
+    const el = viewport.current;
+    if (!el) return;
+    const onWheel = (event: WheelEvent) => {
+      event.preventDefault();
+      const rect = el.getBoundingClientRect();
+      setView((v) => zoomAt(v, event.deltaY < 0 ? STEP : 1 / STEP, event.clientX - rect.left, event.clientY - rect.top));
+    };
+    el.addEventListener("wheel", onWheel, { passive: false });
+    return () => el.removeEventListener("wheel", onWheel);
+  }, []);
   const onKey = (event: KeyboardEvent) => {
     const moves: Record<string, [number, number]> = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
     if (event.key === "+" || event.key === "=") zoom(STEP);
@@ -117,7 +127,6 @@ export function ZoomViewer({
         tabIndex={0}
         role="group"
         aria-label="Picture: wheel, pinch or +/- to zoom, drag or arrow keys to pan, 0 to fit"
-        onWheel={onWheel}
         onKeyDown={onKey}
         onPointerDown={onPointerDown}
         onPointerMove={onPointerMove}

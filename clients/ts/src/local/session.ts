@@ -12,6 +12,7 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
+import type { components } from "../generated/openapi.js";
 import { EagleLocalError } from "./errors.js";
 import { makeVerdict, mapToOriginal, prepareInput, type DecisionParams, type ExpertVerdictRecord } from "./host.js";
 import { decodeImage } from "./image.js";
@@ -41,21 +42,29 @@ export interface ExportSidecar {
   checksum?: string;
 }
 
-/** The record the service's POST /v1/inspect returns for an expert-only inspection (InspectionRecord). */
-export type LocalInspectionRecord = {
-  id: string;
-  time: string;
-  category: string;
-  image_name: string;
+/**
+ * The generated schema's named fields, without its open `[key: string]: unknown`: with the index
+ * signature left in, a misspelt or removed field would still type-check as "some other key".
+ */
+type NamedFields<T> = { [K in keyof T as string extends K ? never : number extends K ? never : K]: T[K] };
+
+/** The service's inspection record, as the OpenAPI document (hence `eagle_iad.record`) declares it. */
+type ServiceInspectionRecord = NamedFields<components["schemas"]["InspectionRecord"]>;
+
+/**
+ * The record the service's POST /v1/inspect returns for an expert-only inspection: the generated
+ * `InspectionRecord`, narrowed to what an exported expert can say (no MLLM, no pictures, no nearest
+ * normal reference, never labelled). Derived rather than written out, so a field added to, renamed in
+ * or removed from the service's record fails `inspect` below at compile time instead of drifting.
+ */
+export type LocalInspectionRecord = ServiceInspectionRecord & {
   score: number;
   tau: number;
   s_max: number;
-  decision: string;
-  in_band: boolean;
+  decision: ExpertVerdictRecord["decision"];
   answer: null;
   caas_applied: false;
   verdict: ExpertVerdictRecord;
-  pictures: Record<string, string>;
   reference: null;
   answered_by: null;
   label: null;
