@@ -17,21 +17,29 @@ export const FIT_OPTIONS = {
   "coreset_ratio": {
     "default": 0.1,
     "description": "fraction of patches kept (samplers greedy and random)",
+    "exclusiveMinimum": 0,
+    "maximum": 1,
     "type": "number"
   },
   "crop": {
     "default": 224,
     "description": "center-crop: square crop side",
+    "maximum": 4096,
+    "minimum": 32,
     "type": "integer"
   },
   "k": {
     "default": 3,
     "description": "k for ksigma and mad: how many standard deviations above the centre (rules ksigma, mad)",
+    "maximum": 100,
+    "minimum": 0,
     "type": "number"
   },
   "p": {
     "default": 0.99,
-    "description": "p for the evt rule, in (0, 1) (rule evt)",
+    "description": "p for the evt rule (rule evt)",
+    "exclusiveMaximum": 1,
+    "exclusiveMinimum": 0,
     "type": "number"
   },
   "position_baseline": {
@@ -60,7 +68,9 @@ export const FIT_OPTIONS = {
   },
   "q": {
     "default": 0.99,
-    "description": "q for the quantile rule, in (0, 1) (rule quantile)",
+    "description": "q for the quantile rule (rule quantile)",
+    "exclusiveMaximum": 1,
+    "exclusiveMinimum": 0,
     "type": "number"
   },
   "region_rule": {
@@ -75,6 +85,8 @@ export const FIT_OPTIONS = {
   "resize": {
     "default": 256,
     "description": "center-crop: shorter side before the crop",
+    "maximum": 8192,
+    "minimum": 32,
     "type": "integer"
   },
   "rule": {
@@ -112,30 +124,40 @@ export const FIT_OPTIONS = {
   "seed": {
     "default": 0,
     "description": "seed of the coreset sampler and of --limit-train's subset",
+    "maximum": 4294967295,
+    "minimum": 0,
     "type": "integer"
   },
   "size": {
     "default": 320,
     "description": "long side of the whole-frame input, a multiple of 32",
+    "maximum": 4096,
+    "minimum": 32,
     "type": "integer"
   },
   "tau": {
     "deprecated": true,
     "description": "old name of value",
+    "exclusiveMinimum": 0,
     "type": "number"
   },
   "tile": {
     "default": 256,
     "description": "tile side in input pixels for preprocess tile",
+    "maximum": 4096,
+    "minimum": 32,
     "type": "integer"
   },
   "tile_overlap": {
     "default": 64,
     "description": "least overlap of neighbouring tiles",
+    "maximum": 4095,
+    "minimum": 0,
     "type": "integer"
   },
   "value": {
     "description": "the decision threshold the fixed rule sets (rule fixed)",
+    "exclusiveMinimum": 0,
     "type": "number"
   }
 } as const;

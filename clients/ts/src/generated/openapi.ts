@@ -555,7 +555,7 @@ export interface components {
              */
             k: number;
             /**
-             * @description p for the evt rule, in (0, 1) (rule evt)
+             * @description p for the evt rule (rule evt)
              * @default 0.99
              */
             p: number;
@@ -577,7 +577,7 @@ export interface components {
              */
             preset: "default" | "paper";
             /**
-             * @description q for the quantile rule, in (0, 1) (rule quantile)
+             * @description q for the quantile rule (rule quantile)
              * @default 0.99
              */
             q: number;
@@ -951,6 +951,8 @@ export interface components {
         /**
          * ThresholdChange
          * @description A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number).
+         *
+         *     Strict: ``"tau": true`` or ``"tau": "5"`` is refused (400), not read as 1.0 or 5.0.
          */
         ThresholdChange: {
             /** By */
@@ -1211,7 +1213,7 @@ export interface operations {
                      */
                     k?: number;
                     /**
-                     * @description p for the evt rule, in (0, 1) (rule evt)
+                     * @description p for the evt rule (rule evt)
                      * @default 0.99
                      */
                     p?: number;
@@ -1233,7 +1235,7 @@ export interface operations {
                      */
                     preset?: "default" | "paper";
                     /**
-                     * @description q for the quantile rule, in (0, 1) (rule quantile)
+                     * @description q for the quantile rule (rule quantile)
                      * @default 0.99
                      */
                     q?: number;
