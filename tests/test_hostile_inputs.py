@@ -69,6 +69,8 @@ CLI_CASES = [
             "fit option value must be > 0, got 0.0"),
     CliCase("negative-k", FIT_ON % "varied" + " --k -5", "fit option k must be in [0, 100], got -5.0"),
     CliCase("negative-seed", FIT_ON % "varied" + " --seed -1", "fit option seed must be in [0, 4294967295], got -1"),
+    CliCase("seed-of-400-digits", FIT_ON % "varied" + " --seed " + "9" * 400,
+            "fit option seed must be in [0, 4294967295], got 99999999999999999999... (400 characters)"),
     CliCase("zero-coreset", FIT_ON % "varied" + " --coreset-ratio 0",
             "fit option coreset_ratio must be in (0, 1], got 0.0"),
     CliCase("quantile-one", FIT_ON % "varied" + " --rule quantile --q 1", "fit option q must be in (0, 1), got 1.0"),
@@ -278,7 +280,10 @@ def test_every_route_answers_bad_input_with_its_documented_status(live: Any) -> 
     for query in queries:
         answered.append(("GET", f"/v1/inspections?{query}", call("GET", f"{live.base}/v1/inspections?{query}")[0]))
     fit = f"{live.base}/v1/categories/part/fit"
-    for options, message in (({"tau": True}, "fit option tau: True is not a float"),
+    huge = "10000000000000000000... (401 characters)"
+    for options, message in (({"seed": 10**400}, f"fit option seed must be in [0, 4294967295], got {huge}"),
+                             ({"k": 10**400}, f"fit option k: {huge} is not a float"),
+                             ({"tau": True}, "fit option tau: True is not a float"),
                              ({"size": "640"}, "fit option size: '640' is not a int"),
                              ({"seed": -1}, "fit option seed must be in [0, 4294967295], got -1")):  # fmt: skip
         body = json.dumps({"folder": "runs", "options": options}).encode()

@@ -17,7 +17,7 @@ from typing import Any
 
 from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
 from eagle_iad.errors import ConfigError
-from eagle_iad.ranges import Range
+from eagle_iad.ranges import Range, short_repr
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, rule_params, rules_using
 
 
@@ -200,7 +200,7 @@ def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False, strict: 
         try:
             typed = _convert(option, value, strict)
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"fit option {key}: {value!r} is not a {option.kind.__name__}") from None
+            raise ConfigError(f"fit option {key}: {short_repr(value)} is not a {option.kind.__name__}") from None
         if option.choices is not None and not option.open_choices and typed not in option.choices:
             what = option.name.replace("_", " ")
             raise ConfigError(f"unknown {what} {typed!r}; choose one of {', '.join(option.choices)}")

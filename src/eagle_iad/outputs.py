@@ -111,40 +111,76 @@ def _ledger(folder: Path) -> set[str]:
     return {str(name) for name in data["files"]}
 
 
-def claim_outputs(folder: Path, names: Iterable[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
-    """Refuse to write ``names`` into ``folder`` over an input or a file EAGLE-IAD did not write; else record them.
+def check_outputs(
+    folder: Path,
+    names: Iterable[str],
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    legacy: Iterable[str] = (),
+) -> None:
+    """Refuse to write ``names`` into ``folder`` over an input or a file EAGLE-IAD did not write.
 
     Why a ledger and not "never overwrite": running a command again into the same folder must refresh
     its own pictures and reports, while a user's file that happens to have the same name (``a_box.png``
     beside ``a.png``) must never be replaced. The folder's ``.eagle-outputs.json`` lists every file a
     command wrote there; a name not listed that already exists is refused with one line, before
     anything is written. ``inputs`` are the command's own input files: writing over one is refused
-    even when an earlier run wrote it.
+    even when an earlier run wrote it. ``legacy``: files that mark a folder an earlier version of the
+    command wrote before ledgers existed (``metrics.json`` and ``report.md`` of a report): in such a
+    folder without a ledger, the names this command writes are taken as its own.
     """
     wanted = sorted(set(names))
     sources = {os.path.realpath(path) for path in inputs}
     known = _ledger(folder)
+    markers = list(legacy)
+    adopted = not (folder / LEDGER).exists() and bool(markers) and all((folder / m).is_file() for m in markers)
     for name in wanted:
         path = folder / name
         if os.path.realpath(path) in sources:
             raise OutputError(
                 f"{path}: is one of this command's inputs; refusing to write over it (choose another --out)"
             )
-        if os.path.lexists(path) and name not in known:
+        if os.path.lexists(path) and name not in known and not adopted:
             raise OutputError(
                 f"{path}: exists and was not written by eagle; refusing to replace it (move it or choose another --out)"
             )
+
+
+def claim_outputs(
+    folder: Path,
+    names: Iterable[str],
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    legacy: Iterable[str] = (),
+) -> None:
+    """:func:`check_outputs`, then record ``names`` in the ledger (for a writer that writes them next)."""
+    wanted = sorted(set(names))
+    check_outputs(folder, wanted, inputs, legacy)
     record_outputs(folder, wanted)
+
+
+@contextmanager
+def _ledger_lock(folder: Path) -> Iterator[None]:
+    """Two commands writing into one folder take turns at its ledger (neither loses the other's names)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def record_outputs(folder: Path, names: Iterable[str]) -> None:
     """Add ``names`` (files this command has just written into ``folder``) to its ledger."""
-    known = _ledger(folder)
     wanted = set(names)
-    if wanted - known:
-        record = {"format": LEDGER_FORMAT, "files": sorted(known | wanted)}
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / LEDGER, json.dumps(record, indent=1) + "\n")
+    if not wanted:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with _ledger_lock(folder):
+        known = _ledger(folder)
+        if wanted - known:
+            record = {"format": LEDGER_FORMAT, "files": sorted(known | wanted)}
+            atomic_write_text(folder / LEDGER, json.dumps(record, indent=1) + "\n")
 
 
 def describe_write_error(exc: OSError, where: str | os.PathLike[str] = "an output file") -> str:
@@ -172,7 +208,7 @@ def write_errors(where: str | os.PathLike[str], what: str) -> Iterator[None]:
 
 
 @contextmanager
-def staged_folder(target: Path, ledger: bool = True) -> Iterator[Path]:
+def staged_folder(target: Path, ledger: bool = True, legacy: tuple[str, ...] = ()) -> Iterator[Path]:
     """A private folder inside ``target`` to write a report into; moved into ``target`` on success.
 
     Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
@@ -197,7 +233,7 @@ def staged_folder(target: Path, ledger: bool = True) -> Iterator[Path]:
             yield staging
             files = sorted(path for path in staging.rglob("*") if not path.is_dir())
             if ledger:  # an export goes into a new folder only, so it needs none
-                claim_outputs(target, [str(path.relative_to(staging)) for path in files])
+                claim_outputs(target, [str(path.relative_to(staging)) for path in files], legacy=legacy)
         with uninterrupted():  # a stop waits for the renames: never half the new report beside half the old
             for path in sorted(staging.rglob("*")):
                 destination = target / path.relative_to(staging)

@@ -16,6 +16,12 @@ from typing import Any
 from eagle_iad.errors import ConfigError
 
 
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut when long: an error message names a hostile 400-digit number, it does not echo it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:20]}... ({len(text)} characters)"
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
@@ -40,7 +46,8 @@ class Range:
         return "any finite number"
 
     def contains(self, value: float) -> bool:
-        if not math.isfinite(value):
+        """Compared exactly: an int of any size is compared as an int (``float(10**400)`` overflows)."""
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -48,9 +55,9 @@ class Range:
 
     def check(self, name: str, value: Any) -> None:
         """:class:`ConfigError` naming ``name``, its range and the value when ``value`` is outside it."""
-        if isinstance(value, bool) or not isinstance(value, int | float) or not self.contains(float(value)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not self.contains(value):
             shown = "in " + str(self) if self.low is not None and self.high is not None else str(self)
-            raise ConfigError(f"{name} must be {shown}, got {value!r}")
+            raise ConfigError(f"{name} must be {shown}, got {short_repr(value)}")
 
     def schema(self) -> dict[str, float]:
         """JSON Schema keywords for the bound (OpenAPI 3.1 style: ``exclusiveMinimum`` is a number)."""

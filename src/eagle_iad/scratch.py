@@ -90,7 +90,12 @@ def clean_stale(root: Path | None = None) -> list[Path]:
         if match is None or entry.is_symlink() or not entry.is_dir():
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() and match["pending"]:
+        if match["pending"]:
+            # Being set up: its lock may not be held yet (between its creation and the flock), so only a
+            # gone owner makes it stale; its lock is never taken here.
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
             continue
         try:
             fd = os.open(entry / LOCK, os.O_RDWR | os.O_CLOEXEC)

@@ -158,6 +158,9 @@ class JobManager:
         self._on_saved = on_saved
         self._records = records
         self._futures: dict[str, Future[None]] = {}
+        #: Jobs replacing their model now: a save takes seconds and cannot be cut short without leaving
+        #: the job's record wrong, so a stop waits for it past the grace period.
+        self._saving: set[str] = set()
         self._stopping = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped_at: float | None = None
@@ -192,6 +195,11 @@ class JobManager:
         running = [future for future in self._futures.values() if not future.done()]
         remaining = max(0.0, self._stopped_at + grace_s - time.monotonic())
         _, left = wait_futures(running, timeout=remaining)
+        with self._stop_lock:
+            saving = [self._futures[job_id] for job_id in self._saving if job_id in self._futures]
+        if saving:  # a model being replaced: its record must say what happened, so the save ends first
+            wait_futures(saving)
+            left = {future for future in left if not future.done()}
         with self._stop_lock:
             for job in self._jobs.values():
                 if not job.finished:  # still running past the grace: say so now, the thread may never
@@ -243,16 +251,23 @@ class JobManager:
         job.emit("state", state="running")
         try:
             expert = fit(job.images, job.category, config, progress=job.report)
-            if self._stopping.is_set():
-                raise JobInterrupted  # fitted, but the service is stopping: the previous model stays
-            save(expert.model, self.models_dir / job.category)
+            with self._stop_lock:
+                if self._stopping.is_set() or job.finished:
+                    raise JobInterrupted  # fitted, but the service is stopping: the previous model stays
+                self._saving.add(job.id)
+            try:
+                save(expert.model, self.models_dir / job.category)
+            finally:
+                with self._stop_lock:
+                    self._saving.discard(job.id)
             self._on_saved(job.category)
             thresholds = expert.model.thresholds
-            job.result = {"category": job.category, "tau": thresholds.tau, "s_max": thresholds.s_max,
-                          "rule": thresholds.rule, "train_images": len(job.images),
-                          "warnings": expert.model.warnings}  # fmt: skip
-            job.state = "succeeded"
-            job.emit("state", state="succeeded", result=job.result)
+            with self._stop_lock:
+                job.result = {"category": job.category, "tau": thresholds.tau, "s_max": thresholds.s_max,
+                              "rule": thresholds.rule, "train_images": len(job.images),
+                              "warnings": expert.model.warnings}  # fmt: skip
+                job.state = "succeeded"
+                job.emit("state", state="succeeded", result=job.result)
         except JobInterrupted:
             with self._stop_lock:
                 if not job.finished:  # else shutdown() recorded it when the grace period ran out

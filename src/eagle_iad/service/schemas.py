@@ -60,7 +60,7 @@ class ThresholdChange(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    tau: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    tau: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # 0: every image anomalous
     restore: int | None = Field(default=None, ge=1)
     why: str = Field(min_length=1, max_length=500)
     by: str | None = Field(default=None, max_length=100)
