@@ -139,7 +139,7 @@ def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: f
     own = {p.name: params[p.name] if params.get(p.name) is not None else p.default for p in spec.params}
     for param in spec.params:
         if param.range is not None and own[param.name] is not None:
-            param.range.check(param.name, own[param.name])
+            param.range.check(f"{rule} {param.name}", own[param.name])
     tau = float(spec.function(data, **own))
     if not math.isfinite(tau):
         raise ConfigError(f"threshold rule {rule!r} gave a non-finite threshold ({tau})")
@@ -169,16 +169,12 @@ def _mad(data: np.ndarray, k: float) -> float:
 @threshold_rule("quantile", RuleParam("q", 0.99, "q for the quantile rule", _PROBABILITY))
 def _quantile(data: np.ndarray, q: float) -> float:
     """The q-quantile (linear interpolation)."""
-    if not 0.0 < q < 1.0:
-        raise ConfigError(f"quantile q must be in (0, 1), got {q}")
     return float(np.quantile(data, q))
 
 
 @threshold_rule("evt", RuleParam("p", 0.99, "p for the evt rule", _PROBABILITY))
 def _evt(data: np.ndarray, p: float) -> float:
     """The p-quantile of a generalised extreme value distribution fitted to the scores (per-image maxima)."""
-    if not 0.0 < p < 1.0:
-        raise ConfigError(f"evt p must be in (0, 1), got {p}")
     if data.size < 3 or float(data.std()) == 0.0:
         raise ConfigError("evt needs at least 3 distinct training scores")
     from scipy.stats import genextreme
