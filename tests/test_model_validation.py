@@ -181,13 +181,13 @@ def test_a_threshold_that_is_not_a_number_is_refused_by_info(
 def test_a_bank_of_the_wrong_width_is_refused(model_dir: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from eagle_iad.expert.store import _sha256
+    from eagle_iad.file_hash import file_sha256
 
     tensors = load_file(str(model_dir / "tensors.safetensors"))
     tensors["bank"] = tensors["bank"][:, :-1].contiguous()
     save_file(tensors, str(model_dir / "tensors.safetensors"))
     data = _manifest(model_dir)
-    data["tensors"]["sha256"] = _sha256(model_dir / "tensors.safetensors")
+    data["tensors"]["sha256"] = file_sha256(model_dir / "tensors.safetensors")
     _write(model_dir, data, sign=True)
     with pytest.raises(ModelFormatError, match=r"bank shape \(\d+, 31\) does not match target_dim 32"):
         load(model_dir)

@@ -33,6 +33,7 @@ from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.expert.preprocess import FEATURE_STRIDE, tile_origins
+from eagle_iad.file_hash import file_sha256 as file_sha256
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
 from eagle_iad.outputs import check_output_path, staged_folder
 from eagle_iad.scratch import scratch_folder
@@ -163,14 +164,6 @@ class DeployGraph(nn.Module):
         up = F.conv2d(up.index_select(2, self.pad_rows), self.kernel_rows)
         up = F.conv2d(up.index_select(3, self.pad_cols), self.kernel_cols)
         return score, up[:, 0]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def graph_opset(path: Path) -> int:

@@ -27,11 +27,11 @@ from eagle_iad.expert.export import (
     ONNX_FILE,
     SIDECAR,
     check_sidecar_checksum,
-    file_sha256,
     graph_opset,
 )
 from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, _progress, inspect_chunk
 from eagle_iad.expert.preprocess import CenterCrop, Tiles, ViewGeometry, WholeFrame, _resize_rgb, tile_origins
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import Geometry, ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds

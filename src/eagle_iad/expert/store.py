@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
@@ -62,11 +61,12 @@ from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
 from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
-from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum
+from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, upgraded_config
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds
@@ -83,14 +83,6 @@ _step_hook: Callable[[str], None] | None = None
 def _step(name: str) -> None:
     if _step_hook is not None:
         _step_hook(name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -183,7 +175,7 @@ def _is_complete(directory: Path) -> bool:
         return (
             isinstance(data, dict)
             and data.get("format") == FORMAT
-            and _sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
+            and file_sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
         )
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
@@ -301,7 +293,7 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
         raise OSError(code, os.strerror(code), str(tensors_path)) from exc
     _step("tensors written")
     manifest_path = staging / MANIFEST
-    manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
+    manifest_path.write_text(json.dumps(_manifest(model, file_sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
     for path in (tensors_path, manifest_path):
         os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
         with path.open("rb") as handle:
@@ -398,7 +390,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
 def _fingerprint(directory: Path) -> str | None:
     """SHA-256 of the model's ``model.json`` bytes (any schema); None when there is none to read."""
     try:
-        return _sha256(directory / MANIFEST)
+        return file_sha256(directory / MANIFEST)
     except OSError:
         return None
 
@@ -428,10 +420,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     data = read_manifest(root, verify=False)  # the specific checks below come first, the checksum last
     where = root / MANIFEST
     try:
-        config_data = dict(_require(data, "config", dict, where))
-        if data["schema_version"] == 1:
-            config_data.update(preprocess="center-crop", region_rule="paper", position_baseline=False)
-        config = ExpertConfig.from_dict(config_data)
+        config = ExpertConfig.from_dict(upgraded_config(_require(data, "config", dict, where), data["schema_version"]))
         raw_calibration = data.get("calibration")
         calibration = None if raw_calibration is None else MapCalibration.from_dict(dict(raw_calibration))
         backbone_data = _require(data, "backbone", dict, where)
@@ -450,7 +439,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")
-    if _sha256(tensor_path) != tensors_meta.get("sha256"):
+    if file_sha256(tensor_path) != tensors_meta.get("sha256"):
         raise ModelFormatError(f"{tensor_path}: checksum mismatch — the file was modified or is incomplete")
     try:
         tensors = load_file(str(tensor_path))
