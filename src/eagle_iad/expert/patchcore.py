@@ -27,15 +27,7 @@ from eagle_iad.expert.backbones import _BACKBONES, DEFAULT_BACKBONE, BackboneId,
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out
-from eagle_iad.expert.preprocess import (
-    INPUT_MULTIPLE,
-    PREPROCESSORS,
-    ViewGeometry,
-    backbone_image_size,
-    input_size_for,
-    prepare,
-    tile_origins,
-)
+from eagle_iad.expert.preprocess import ViewGeometry, backbone_image_size, input_size_for, prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import DEFAULT_SEARCH, NearestNeighbourSearch, make_search
 from eagle_iad.fit_options import MAX_INPUT_SIDE, check_ranges, option_default
@@ -133,39 +125,17 @@ class ExpertConfig:
         for param in spec.params:  # a parameter without a default must be given: say so before minutes of fitting
             if param.default is None and param.name not in self.rule_params:
                 raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")
-        if self.preprocess not in PREPROCESSORS:
-            raise ConfigError(f"unknown preprocessing {self.preprocess!r}; choose one of {', '.join(PREPROCESSORS)}")
+        mode = preprocessor_of(self)  # the registry, so a mode a plugin registered is accepted
         if self.region_rule not in REGION_RULES:
             raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {', '.join(REGION_RULES)}")
-        if self.preprocess == "center-crop":
-            if self.crop > self.resize:
-                raise ConfigError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
-            if self.crop < 32 or self.crop % 16:
-                raise ConfigError(f"crop must be a multiple of 16 and at least 32, got {self.crop}")
-        else:
-            if self.size < INPUT_MULTIPLE or self.size % INPUT_MULTIPLE:
-                raise ConfigError(
-                    f"size must be a multiple of {INPUT_MULTIPLE} and at least {INPUT_MULTIPLE}, got {self.size}"
-                )
-            if self.size > MAX_SIZE:
-                raise ConfigError(f"size {self.size} is above the limit of {MAX_SIZE} input pixels")
-        if self.preprocess == "tile":
-            if self.tile < INPUT_MULTIPLE or self.tile % INPUT_MULTIPLE or self.tile > self.size:
-                raise ConfigError(
-                    f"tile must be a multiple of {INPUT_MULTIPLE}, at least {INPUT_MULTIPLE} and at most size "
-                    f"({self.size}), got {self.tile}"
-                )
-            if not 0 <= self.tile_overlap < self.tile:
-                raise ConfigError(f"tile_overlap must be in [0, tile), got {self.tile_overlap}")
+        mode.validate(self)
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
         check_ranges({**self.to_dict(), **self.rule_params})
 
     def views_per_image(self) -> int:
         """How many network inputs one image becomes (tiles), hence its patch count = views x grid."""
-        if self.preprocess != "tile" or self.input_hw is None:
-            return 1
-        return len(tile_origins(self.input_hw[0], self.input_hw[1], self.tile, self.tile_overlap))
+        return preprocessor_of(self).views_per_image(self)
 
 
 #: Named settings: ``paper`` reproduces the published setting exactly (shorter side 256, centre crop
@@ -238,7 +208,8 @@ class ExpertResult:
     reference_row: int = -1
 
 
-def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
+def progress_bar(total: int, desc: str, enabled: bool) -> tqdm[Any]:
+    """A tqdm bar on stderr (stdout is a command's JSON), drawn only when ``enabled``."""
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
@@ -360,7 +331,7 @@ class Expert:
         config = self.model.config
         size = inspect_chunk(config, batch)
         results: list[ExpertResult] = []
-        with _progress(len(sources), "inspect", show_progress) as bar:
+        with progress_bar(len(sources), "inspect", show_progress) as bar:
             for start in range(0, len(sources), size):
                 chunk = sources[start : start + size]
                 views, geometries = [], []
@@ -496,7 +467,7 @@ def _embed_training(
     grid = (0, 0)
     geometry: ViewGeometry | None = None
     try:
-        with _progress(len(paths), "features", show_progress) as bar:
+        with progress_bar(len(paths), "features", show_progress) as bar:
             for start in range(0, len(paths), config.batch_size):
                 views = []
                 for path in paths[start : start + config.batch_size]:
@@ -541,7 +512,7 @@ def _image_shape(path: Path) -> tuple[int, int]:
 
 def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig:
     """Fix a whole-frame input size from the training images' median aspect ratio (unless already set)."""
-    if config.preprocess == "center-crop" or config.input_hw is not None:
+    if not preprocessor_of(config).sized_from_images or config.input_hw is not None:
         return config
     shapes = [_image_shape(path) for path in paths]
     aspect = float(np.median([h / w for h, w in shapes]))
@@ -673,7 +644,7 @@ def _fit(
     timings["features_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with _progress(0, "coreset", show_progress) as bar:
+    with progress_bar(0, "coreset", show_progress) as bar:
         chosen = torch.from_numpy(sampler.select(features, progress=_reporter(bar, "coreset", progress)))
     selected = torch.zeros(features.rows, dtype=torch.bool)
     selected[chosen] = True
@@ -683,7 +654,7 @@ def _fit(
 
     start = time.perf_counter()
     search.fit(bank, bank_ids)
-    with _progress(0, "training scores", show_progress) as bar:
+    with progress_bar(0, "training scores", show_progress) as bar:
         own_out = leave_own_out(
             features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
         )
