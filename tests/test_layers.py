@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eagle_iad"
 LAYERS: list[tuple[str, ...]] = [
     # "" is eagle_iad/__init__.py
     ("", "errors", "ranges", "stops", "atomic", "naming", "choices", "images", "outputs", "scratch", "record",
-     "file_hash"),
+     "file_hash", "folder_swap"),
     ("registry",),
     ("data",),
     ("tgps",),

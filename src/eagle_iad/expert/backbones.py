@@ -229,6 +229,11 @@ def backbone_names() -> list[str]:
     return list(_BACKBONES)
 
 
+def check_backbone(name: str) -> None:
+    """Refuse a backbone name nobody registered (a :class:`ConfigError` listing those known), before any work."""
+    _BACKBONES.get(name)
+
+
 def register_backbone(name: str, factory: Callable[[int, str | None], FeatureExtractor]) -> None:
     """Add a backbone: ``factory(image_size, weights_path_or_None)`` returns an extractor."""
     _BACKBONES.add(name, factory)
