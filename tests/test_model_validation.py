@@ -165,6 +165,18 @@ def test_an_unknown_rule_is_refused(model_dir: Path) -> None:
     )
 
 
+def test_an_unknown_preprocessing_is_refused(model_dir: Path) -> None:
+    """A model made with a plugin's mode, loaded without the plugin: refused by name, like a rule."""
+    data = _manifest(model_dir)
+    data["config"]["preprocess"] = "gray"
+    _write(model_dir, data, sign=True)
+    with pytest.raises(ModelFormatError) as info:
+        load(model_dir)
+    assert str(info.value) == (
+        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, tile, center-crop"
+    )
+
+
 @pytest.mark.parametrize(("value", "shown"), [("high", "'high'"), (None, "None"), (True, "True")])
 def test_a_threshold_that_is_not_a_number_is_refused_by_info(
     model_dir: Path, value: Any, shown: str, capsys: pytest.CaptureFixture[str]
