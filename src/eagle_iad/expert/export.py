@@ -31,8 +31,9 @@ from eagle_iad import __version__
 from eagle_iad.choices import EXPORT_FORMATS
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.geometry import FEATURE_STRIDE
 from eagle_iad.expert.patchcore import Expert
-from eagle_iad.expert.preprocess import FEATURE_STRIDE, preprocessor_of
+from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.file_hash import file_sha256 as file_sha256
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
 from eagle_iad.outputs import check_output_path, staged_folder
@@ -138,7 +139,7 @@ class DeployGraph(nn.Module):
         rows, cols = height // FEATURE_STRIDE, width // FEATURE_STRIDE
         if len(self.origins) == 1:
             stitched = grids[:, 0]
-        else:  # preprocess.Tiles.stitch: maximum where tiles overlap
+        else:  # geometry.Tiles.stitch: maximum where tiles overlap
             placed = []
             for index, (top, left) in enumerate(self.origins):
                 r, c = top // FEATURE_STRIDE, left // FEATURE_STRIDE

@@ -25,9 +25,10 @@ from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.features import RowFile, aggregate
+from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
 from eagle_iad.expert.patchcore import Expert, ExpertModel, extractor_for, input_map, progress_bar
-from eagle_iad.expert.preprocess import ViewGeometry, input_size_for, prepare, preprocessor_of
+from eagle_iad.expert.preprocess import input_size_for, prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import make_search
 from eagle_iad.images import load_rgb

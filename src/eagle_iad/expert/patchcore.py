@@ -29,7 +29,8 @@ from eagle_iad.expert.config import MAX_SIZE as MAX_SIZE
 from eagle_iad.expert.config import PRESETS as PRESETS
 from eagle_iad.expert.config import ExpertConfig as ExpertConfig
 from eagle_iad.expert.features import aggregate
-from eagle_iad.expert.preprocess import ViewGeometry, backbone_image_size, prepare
+from eagle_iad.expert.geometry import ViewGeometry
+from eagle_iad.expert.preprocess import backbone_image_size, prepare
 from eagle_iad.expert.search import NearestNeighbourSearch, make_search
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration

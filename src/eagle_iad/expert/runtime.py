@@ -29,8 +29,9 @@ from eagle_iad.expert.export import (
     check_sidecar_checksum,
     graph_opset,
 )
+from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, inspect_chunk, progress_bar
-from eagle_iad.expert.preprocess import ViewGeometry, preprocessor_of
+from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
