@@ -263,7 +263,7 @@ def extract_child(count: int, size: int, folder: Path) -> None:
     """Write ``count`` images' training features to ``folder/features.f32``, as a fit does."""
     from eagle_iad.expert.backbones import build_backbone
     from eagle_iad.expert.features import RowFile
-    from eagle_iad.expert.patchcore import _embed_training, with_input_size
+    from eagle_iad.expert.fitting import _embed_training, with_input_size
     from eagle_iad.expert.preprocess import backbone_image_size
 
     paths = train_paths(count, folder / "png")

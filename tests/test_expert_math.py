@@ -564,7 +564,7 @@ def elpv_features() -> np.ndarray:
     """Six real elpv cells through the real backbone: ``4704 x 1024`` float32 patch features."""
     from eagle_iad.data import get_layout
     from eagle_iad.expert.backbones import build_backbone
-    from eagle_iad.expert.patchcore import _embed_training
+    from eagle_iad.expert.fitting import _embed_training
 
     paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
     config = ExpertConfig.from_preset("paper", batch_size=6)  # 28 x 28 patches per cell

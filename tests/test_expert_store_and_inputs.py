@@ -27,6 +27,7 @@ from expert_fakes import FAKE_CONFIG as CONFIG
 from expert_fakes import FakeExtractor, noise_pngs
 from PIL import Image, ImageFile
 
+from eagle_iad import folder_swap
 from eagle_iad.errors import (
     BackboneUnavailableError,
     ConfigError,
@@ -36,7 +37,7 @@ from eagle_iad.errors import (
     OutputError,
 )
 from eagle_iad.expert import Expert, fit, load, load_expert, save
-from eagle_iad.expert import patchcore as patchcore_module
+from eagle_iad.expert import fitting as fitting_module
 from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
 from eagle_iad.expert.manifest import manifest_checksum
@@ -297,7 +298,7 @@ def test_failed_final_rename_keeps_the_old_model(
     target = save(old_model, tmp_path / "cat")
     new_model = _fit_fake(tmp_path / "other", seed=2).model
     real_rename = store_module.os.rename
-    monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)  # the two-rename path (no renameat2)
+    monkeypatch.setattr(folder_swap, "exchange", lambda a, b: False)  # the two-rename path (no renameat2)
 
     def rename(src: Any, dst: Any) -> None:
         if ".tmp-" in Path(src).name:  # moving the staged model into place
@@ -406,11 +407,11 @@ def test_kill_at_each_step_of_a_save_leaves_the_old_or_the_new_model(
     new_files = _model_files(save(new_model, tmp_path / "new-copy"))
     target = save(old_model, tmp_path / "cat")
     if mode == "renames":
-        monkeypatch.setattr(store_module, "_exchange", lambda a, b: False)
-    elif not store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy"):
+        monkeypatch.setattr(folder_swap, "exchange", lambda a, b: False)
+    elif not folder_swap.exchange(tmp_path / "old-copy", tmp_path / "new-copy"):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
     else:
-        store_module._exchange(tmp_path / "old-copy", tmp_path / "new-copy")  # swap back
+        folder_swap.exchange(tmp_path / "old-copy", tmp_path / "new-copy")  # swap back
 
     def crash(name: str) -> None:
         if name == step:
@@ -464,9 +465,9 @@ def test_interrupted_fit_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     paths = noise_pngs(tmp_path / "train", 3, seed=3)
     before = sorted(p.name for p in tmp_path.iterdir())
     if where == "features":
-        monkeypatch.setattr(patchcore_module, "_embed_training", _interrupt)
+        monkeypatch.setattr(fitting_module, "_embed_training", _interrupt)
     else:
-        monkeypatch.setattr(patchcore_module, "make_sampler", lambda *a, **k: _InterruptingSampler())
+        monkeypatch.setattr(fitting_module, "make_sampler", lambda *a, **k: _InterruptingSampler())
     with pytest.raises(KeyboardInterrupt):
         fit(paths, "cat", CONFIG, extractor=FakeExtractor())
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -165,6 +165,18 @@ def test_an_unknown_rule_is_refused(model_dir: Path) -> None:
     )
 
 
+def test_an_unknown_preprocessing_is_refused(model_dir: Path) -> None:
+    """A model made with a plugin's mode, loaded without the plugin: refused by name, like a rule."""
+    data = _manifest(model_dir)
+    data["config"]["preprocess"] = "gray"
+    _write(model_dir, data, sign=True)
+    with pytest.raises(ModelFormatError) as info:
+        load(model_dir)
+    assert str(info.value) == (
+        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, tile, center-crop"
+    )
+
+
 @pytest.mark.parametrize(("value", "shown"), [("high", "'high'"), (None, "None"), (True, "True")])
 def test_a_threshold_that_is_not_a_number_is_refused_by_info(
     model_dir: Path, value: Any, shown: str, capsys: pytest.CaptureFixture[str]
@@ -181,13 +193,13 @@ def test_a_threshold_that_is_not_a_number_is_refused_by_info(
 def test_a_bank_of_the_wrong_width_is_refused(model_dir: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from eagle_iad.expert.store import _sha256
+    from eagle_iad.file_hash import file_sha256
 
     tensors = load_file(str(model_dir / "tensors.safetensors"))
     tensors["bank"] = tensors["bank"][:, :-1].contiguous()
     save_file(tensors, str(model_dir / "tensors.safetensors"))
     data = _manifest(model_dir)
-    data["tensors"]["sha256"] = _sha256(model_dir / "tensors.safetensors")
+    data["tensors"]["sha256"] = file_sha256(model_dir / "tensors.safetensors")
     _write(model_dir, data, sign=True)
     with pytest.raises(ModelFormatError, match=r"bank shape \(\d+, 31\) does not match target_dim 32"):
         load(model_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import wait_s
-from test_service import ServeProcess, call, multipart
+from test_service import ServeProcess, call, inspect_request, multipart
 
 from eagle_iad.data import get_layout
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES
@@ -97,5 +97,101 @@ def test_plugin_rule_through_the_service(tmp_path: Path, plugin_env: dict[str, s
         form, ctype = multipart({"rule": "midrange", "w": "often"}, one)
         status, _, refused = call("POST", f"{server.base}/v1/categories/bad/fit", body=form, content_type=ctype)
         assert status == 400 and refused["error"]["message"] == "fit option w: 'often' is not a float"
+    finally:
+        server.stop()
+
+
+# A preprocessing mode registered the documented way (tests/plugins/gray_mode.py): ``gray`` scores an
+# image by its luma, so a coloured image and its own grey picture score exactly alike. That equality
+# shows the plugin's mode ran, not a built-in one, in the fit, the inspection and the export.
+
+
+@pytest.fixture
+def gray_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    path = os.pathsep.join([str(REPO / "src"), str(PLUGINS), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setenv("EAGLE_PLUGINS", "gray_mode")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return dict(os.environ)
+
+
+def _tinted_and_gray(cell: Path, folder: Path) -> tuple[Path, Path]:
+    """A colour version of an elpv cell and the grey picture the ``gray`` mode makes of it."""
+    from PIL import Image
+
+    values = np.asarray(Image.open(cell).convert("L"), dtype=np.float32)
+    tinted = np.stack([values, values * 0.6, values * 0.3], axis=2).round().astype(np.uint8)
+    luma = tinted.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    gray = np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    paths = folder / "tinted.png", folder / "gray.png"
+    Image.fromarray(tinted).save(paths[0])
+    Image.fromarray(gray).save(paths[1])
+    return paths
+
+
+def test_plugin_preprocessing_through_the_cli(tmp_path: Path, gray_env: dict[str, str], cells: list[Path]) -> None:
+    from eagle_iad.expert.preprocess import PREPROCESSORS
+
+    assert "gray" not in PREPROCESSORS  # only the subprocesses load the plugin
+
+    def eagle(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "eagle_iad.cli", *argv], env=gray_env, capture_output=True,
+                              text=True, timeout=wait_s(900))  # fmt: skip
+
+    model, export = tmp_path / "model", tmp_path / "export"
+    done = eagle("fit", "--layout", "elpv", "--category", "mono", "--limit-train", "6", "--coreset-ratio", "0.05",
+                 "--preprocess", "gray", "--size", "128", "--out", str(model), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((model / "model.json").read_text())
+    assert manifest["config"]["preprocess"] == "gray" and manifest["config"]["input_hw"] == [128, 128]
+    images = _tinted_and_gray(cells[0], tmp_path)
+    done = eagle("inspect", "--model", str(model), "--json", "--quiet", *map(str, images))
+    assert done.returncode == 0, done.stderr
+    tinted, gray = json.loads(done.stdout)
+    assert tinted["score"] == gray["score"]
+    done = eagle("export", "--model", str(model), "--format", "onnx", "--out", str(export))
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads((export / "eagle-export.json").read_text())
+    assert sidecar["preprocessing"]["mode"] == "gray" and sidecar["preprocessing"]["input_hw"] == [128, 128]
+    done = eagle("inspect", "--runtime", "onnx", "--model", str(export), "--json", "--quiet", *map(str, images))
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(done.stdout)
+    assert exported[0]["score"] == exported[1]["score"] == pytest.approx(tinted["score"], rel=1e-4)
+    help_text = eagle("fit", "--help").stdout
+    assert "--preprocess PREPROCESS" in help_text and "a plugin may add more" in help_text
+    bad = eagle("fit", "--layout", "elpv", "--category", "mono", "--preprocess", "grey", "--out",
+                str(tmp_path / "bad"), "--quiet")  # fmt: skip
+    assert bad.returncode == 2 and "unknown preprocessing 'grey'" in bad.stderr and "gray" in bad.stderr
+
+
+def test_plugin_preprocessing_through_the_service(tmp_path: Path, gray_env: dict[str, str], cells: list[Path]) -> None:
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    (data / "cells").mkdir(parents=True)
+    for path in cells:
+        (data / "cells" / path.name).write_bytes(path.read_bytes())
+    server = ServeProcess(["--models", str(models), "--data-root", str(data), "--state-dir", str(tmp_path / "state"),
+                           "--db", str(tmp_path / "history.sqlite3"), "--log-level", "warning"])  # fmt: skip
+    try:
+        options = {"preprocess": "gray", "size": 128, "coreset_ratio": 0.05}
+        body = json.dumps({"folder": "cells", "options": options}).encode()
+        status, _, started = call("POST", f"{server.base}/v1/categories/gray/fit", body=body,
+                                  content_type="application/json")  # fmt: skip
+        assert status == 202, started
+        deadline = time.monotonic() + wait_s(600)
+        job_url = f"{server.base}/v1/jobs/{started['job']['id']}"
+        while (job := call("GET", job_url)[2])["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert job["state"] == "succeeded", job
+        assert json.loads((models / "gray" / "model.json").read_text())["config"]["preprocess"] == "gray"
+        tinted, gray = (inspect_request(server.base, p.read_bytes(), category="gray", filename=p.name)
+                        for p in _tinted_and_gray(cells[0], tmp_path))  # fmt: skip
+        assert tinted[0] == gray[0] == 200, (tinted, gray)
+        assert tinted[2]["score"] == gray[2]["score"]
+        body = json.dumps({"folder": "cells", "options": {"preprocess": "grey"}}).encode()
+        status, _, refused = call("POST", f"{server.base}/v1/categories/bad/fit", body=body,
+                                  content_type="application/json")  # fmt: skip
+        assert status == 400 and "unknown preprocessing 'grey'" in refused["error"]["message"]
     finally:
         server.stop()

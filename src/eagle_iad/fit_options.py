@@ -53,6 +53,7 @@ class FitOption:
 #: ``default`` inspects the whole frame; ``paper`` reproduces the published setting
 #: (docs/USAGE.md, "What the expert inspects, and the evidence it shows").
 PRESET_NAMES: tuple[str, ...] = ("default", "paper")
+#: The built-in preprocessing modes; a plugin may register more (expert/preprocess.py's registry checks the name).
 PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 
@@ -89,6 +90,7 @@ _AFTER_RULE = (
         "resize (whole frame) | tile (large images) | center-crop (paper)",
         PREPROCESSING,
         group="evidence",
+        open_choices=True,
     ),
     FitOption(
         "size", int, 320, "long side of the whole-frame input, a multiple of 32", group="evidence",

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, fit
+    from eagle_iad.expert.config import ExpertConfig
+    from eagle_iad.expert.fitting import fit
+    from eagle_iad.expert.patchcore import Expert, ExpertModel, ExpertResult
     from eagle_iad.expert.store import load, save
 
 _LAZY = {
     "Expert": "patchcore",
-    "ExpertConfig": "patchcore",
+    "ExpertConfig": "config",
     "ExpertModel": "patchcore",
     "ExpertResult": "patchcore",
-    "fit": "patchcore",
+    "fit": "fitting",
     "load": "store",
     "save": "store",
 }

@@ -11,7 +11,6 @@ looked up as a local file first and downloaded only where a connection exists.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch import nn
 
 from eagle_iad.choices import DEFAULT_BACKBONE as DEFAULT_BACKBONE
 from eagle_iad.errors import BackboneUnavailableError, ConfigError
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.registry import Registry
 
 
@@ -47,13 +47,9 @@ class FeatureExtractor(Protocol):
 
 
 @lru_cache(maxsize=16)
-def file_sha256(path: str) -> str:
+def weights_sha256(path: str) -> str:
     """SHA-256 of a weights file (cached: the files are read-only package data)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -92,7 +88,7 @@ class EfficientNetLiteExtractor(nn.Module):
         missing = net.load_state_dict(_load_state_dict(weights), strict=True)
         del missing
         net.eval()
-        self.ident = BackboneId(f"efficientnet_lite{variant}", file_sha256(str(weights)))
+        self.ident = BackboneId(f"efficientnet_lite{variant}", weights_sha256(str(weights)))
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         stride = net._conv_stem.stride[0]
         ends: dict[int, int] = {}
@@ -211,7 +207,7 @@ class WideResNet50Extractor(nn.Module):
         except RuntimeError as exc:
             raise BackboneUnavailableError(f"{path}: not WideResNet-50-2 weights ({exc})") from exc
         self.eval()
-        self.ident = BackboneId("wide_resnet50_2", file_sha256(str(path)))
+        self.ident = BackboneId("wide_resnet50_2", weights_sha256(str(path)))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,6 +227,11 @@ _BACKBONES.add("wide_resnet50_2", lambda _size, weights: WideResNet50Extractor(w
 def backbone_names() -> list[str]:
     """Registered backbone names."""
     return list(_BACKBONES)
+
+
+def check_backbone(name: str) -> None:
+    """Refuse a backbone name nobody registered (a :class:`ConfigError` listing those known), before any work."""
+    _BACKBONES.get(name)
 
 
 def register_backbone(name: str, factory: Callable[[int, str | None], FeatureExtractor]) -> None:

@@ -31,8 +31,10 @@ from eagle_iad import __version__
 from eagle_iad.choices import EXPORT_FORMATS
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.geometry import FEATURE_STRIDE
 from eagle_iad.expert.patchcore import Expert
-from eagle_iad.expert.preprocess import FEATURE_STRIDE, tile_origins
+from eagle_iad.expert.preprocess import preprocessor_of
+from eagle_iad.file_hash import file_sha256 as file_sha256
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD
 from eagle_iad.outputs import check_output_path, staged_folder
 from eagle_iad.scratch import scratch_folder
@@ -96,22 +98,10 @@ class DeployGraph(nn.Module):
         self.extractor = expert.extractor
         self.pretrain_dim = config.pretrain_dim
         self.target_dim = config.target_dim
-        if config.preprocess == "center-crop":
-            self.input_hw = (config.crop, config.crop)
-            self.origins: tuple[tuple[int, int], ...] = ((0, 0),)
-            self.tile = config.crop
-        else:
-            if config.input_hw is None:
-                raise ModelFormatError("this model's input size was never set (fit sets it)")
-            self.input_hw = (int(config.input_hw[0]), int(config.input_hw[1]))
-            if config.preprocess == "tile":
-                self.origins = tile_origins(*self.input_hw, config.tile, config.tile_overlap)
-                self.tile = config.tile
-            else:
-                self.origins = ((0, 0),)
-                self.tile = 0
-        if config.preprocess not in ("resize", "tile", "center-crop"):
-            raise ConfigError(f"preprocessing {config.preprocess!r} has no exported form")
+        form = preprocessor_of(config).export_form(config)
+        self.input_hw = form.input_hw
+        self.origins = form.origins
+        self.tile = form.tile
         self.grid = model.grid
         bank = model.bank.float().contiguous()
         self.register_buffer("bank", bank)
@@ -131,7 +121,7 @@ class DeployGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = self.input_hw
-        # preprocess._normalise: float32 / 255, then (x - mean) / std, channels first.
+        # preprocess.normalise: float32 / 255, then (x - mean) / std, channels first.
         x = image.to(torch.float32) / 255.0
         x = ((x - self.mean) / self.std).permute(0, 3, 1, 2)
         if self.tile:
@@ -149,7 +139,7 @@ class DeployGraph(nn.Module):
         rows, cols = height // FEATURE_STRIDE, width // FEATURE_STRIDE
         if len(self.origins) == 1:
             stitched = grids[:, 0]
-        else:  # preprocess.Tiles.stitch: maximum where tiles overlap
+        else:  # geometry.Tiles.stitch: maximum where tiles overlap
             placed = []
             for index, (top, left) in enumerate(self.origins):
                 r, c = top // FEATURE_STRIDE, left // FEATURE_STRIDE
@@ -163,14 +153,6 @@ class DeployGraph(nn.Module):
         up = F.conv2d(up.index_select(2, self.pad_rows), self.kernel_rows)
         up = F.conv2d(up.index_select(3, self.pad_cols), self.kernel_cols)
         return score, up[:, 0]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def graph_opset(path: Path) -> int:
@@ -231,15 +213,8 @@ def sidecar_record(expert: Expert, fmt: str, files: list[str], external: str | N
     """The sidecar: everything a runtime needs besides the graph (docs/DEPLOY.md, "The sidecar")."""
     model = expert.model
     config = model.config
-    if config.preprocess == "center-crop":
-        input_hw = (config.crop, config.crop)
-        origins: tuple[tuple[int, int], ...] = ((0, 0),)
-    else:
-        assert config.input_hw is not None
-        input_hw = (int(config.input_hw[0]), int(config.input_hw[1]))
-        origins = ((0, 0),)
-        if config.preprocess == "tile":
-            origins = tile_origins(*input_hw, config.tile, config.tile_overlap)
+    form = preprocessor_of(config).export_form(config)
+    input_hw, origins = form.input_hw, form.origins
     calibration = model.calibration or fallback_calibration(model.thresholds)
     rule = config.region_rule if model.calibration is not None else "paper"
     height, width = input_hw

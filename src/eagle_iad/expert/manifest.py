@@ -49,6 +49,23 @@ TENSORS = "tensors.safetensors"
 MODEL_FILES = frozenset({MANIFEST, TENSORS})
 
 
+#: What schema 1 left unsaid, stated as what it meant: the paper's centre crop, the paper's box rule,
+#: no position baseline (those models were made before the other choices existed).
+SCHEMA_1_SETTINGS: dict[str, Any] = {"preprocess": "center-crop", "region_rule": "paper", "position_baseline": False}
+
+
+def upgraded_config(config: dict[str, Any], schema_version: object) -> dict[str, Any]:
+    """A manifest's ``config`` as this version reads it: a copy, with schema 1's implied settings filled in.
+
+    Why one function: the loader and ``eagle info`` must show the same settings for an old model, so
+    that what ``info`` reports is what an inspection with that model does. Torch-free, for ``info``.
+    """
+    upgraded = dict(config)
+    if schema_version == 1:
+        upgraded.update(SCHEMA_1_SETTINGS)
+    return upgraded
+
+
 def manifest_checksum(data: dict[str, Any]) -> str:
     """``sha256:<hex>`` over the canonical JSON (sorted keys, no spaces) of the schema's checked fields.
 

@@ -3,7 +3,10 @@
 The preprocessing is part of a fitted model: a memory bank only means something for inputs made
 the same way, so the mode and its sizes are saved in the model's config and chosen at fit time.
 
-Modes (a registry, ``PREPROCESSORS``):
+Modes (a :class:`~eagle_iad.registry.Registry`, ``PREPROCESSORS``; one :class:`Preprocessor` class each,
+holding everything that differs between modes: its own settings checks, the views of one image,
+the input size, the backbone's build size and the export form, so no other module asks which mode
+a model uses):
 
 ``resize`` (default)
     The whole frame, no crop: the image is resized to one fixed ``H x W`` input chosen at fit time
@@ -21,6 +24,9 @@ Modes (a registry, ``PREPROCESSORS``):
     Resize the shorter side to ``resize``, centre-crop ``crop`` (torchvision's ``Resize`` +
     ``CenterCrop``). What lies outside the crop is *not inspected*; the geometry reports that area
     so pictures can show it as such instead of as normal.
+
+A plugin adds a mode by registering a :class:`Preprocessor` (``@preprocessor("name")`` on the class);
+its name becomes a ``--preprocess`` choice and a service fit option (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -28,25 +34,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, Geometry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from eagle_iad.expert.patchcore import ExpertConfig
+from eagle_iad.expert.geometry import FEATURE_STRIDE as FEATURE_STRIDE
+from eagle_iad.expert.geometry import CenterCrop as CenterCrop
+from eagle_iad.expert.geometry import Tiles as Tiles
+from eagle_iad.expert.geometry import ViewGeometry as ViewGeometry
+from eagle_iad.expert.geometry import WholeFrame as WholeFrame
+from eagle_iad.fit_options import MAX_INPUT_SIDE
+from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, Geometry, to_tensor
+from eagle_iad.registry import Registry
 
 #: Both input sides are multiples of this, so every stride-2 layer of the backbones sees an even size
 #: (EfficientNet's static "same" padding then equals what it was built with) and the stride-16 stage
 #: tiles the input exactly.
 INPUT_MULTIPLE = 32
-#: The feature grid's stride in input pixels (the backbones' shallow stage).
-FEATURE_STRIDE = 8
 
 
 def _round_side(value: float) -> int:
@@ -60,152 +67,148 @@ def input_size_for(height: int, width: int, size: int) -> tuple[int, int]:
     return _round_side(size * height / width), size
 
 
-def _normalise(rgb: np.ndarray) -> torch.Tensor:
+def normalise(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 ``H x W x 3`` RGB → ``3 x H x W`` float32 with ImageNet statistics (the exported graph does the same)."""
     arr: np.ndarray = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
     normalised = (arr - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
 
-def _resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 RGB resized to ``height x width``, PIL bilinear (the torch path and an export host alike)."""
     if rgb.shape[:2] == (height, width):
         return rgb
     # PIL's bilinear filter antialiases when shrinking, like the centre-crop path always did.
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
 
 
-def _resize_map(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    if values.shape == (height, width):
-        return values.astype(np.float32, copy=False)
-    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+class PreprocessSettings(Protocol):
+    """The settings a mode reads (an :class:`~eagle_iad.expert.config.ExpertConfig` has them all).
 
-
-class ViewGeometry(ABC):
-    """Where the network inputs of one image came from, so its map can go back to the original."""
-
-    height: int
-    width: int
+    A protocol, not the config class, so this module needs nothing from the modules that use it.
+    """
 
     @property
-    @abstractmethod
-    def input_shape(self) -> tuple[int, int]:
-        """The map's shape in input pixels (after stitching views), what :meth:`to_original` takes."""
-
-    @abstractmethod
-    def stitch(self, grids: np.ndarray) -> np.ndarray:
-        """``V x h x w`` patch grids of the views → one patch grid over the whole input."""
-
-    @abstractmethod
-    def to_original(self, input_map: np.ndarray) -> np.ndarray:
-        """A map over the input (``input_shape``) → a map over the original ``height x width`` image."""
-
-    def inspected(self) -> np.ndarray | None:
-        """Original pixels the expert saw (``H x W`` bool); ``None`` when it saw every pixel."""
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready summary (``eagle inspect --json`` shows it beside the map statistics)."""
-        return {"input": list(self.input_shape), "whole_frame": self.inspected() is None}
+    def preprocess(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def input_hw(self) -> tuple[int, int] | None: ...
+    @property
+    def tile(self) -> int: ...
+    @property
+    def tile_overlap(self) -> int: ...
+    @property
+    def resize(self) -> int: ...
+    @property
+    def crop(self) -> int: ...
 
 
 @dataclass(frozen=True)
-class WholeFrame(ViewGeometry):
-    """One view: the whole image resized to ``input_height x input_width``."""
+class ExportForm:
+    """What the exported graph needs of a mode: its uint8 input size and the views cut from it.
 
-    height: int
-    width: int
-    input_height: int
-    input_width: int
+    ``tile`` 0: the whole input is the one view; otherwise ``tile x tile`` views at ``origins``.
+    """
 
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        return self.input_height, self.input_width
-
-    def stitch(self, grids: np.ndarray) -> np.ndarray:
-        return np.asarray(grids[0])
-
-    def to_original(self, input_map: np.ndarray) -> np.ndarray:
-        return _resize_map(input_map, self.height, self.width)
-
-
-@dataclass(frozen=True)
-class Tiles(ViewGeometry):
-    """Overlapping ``tile`` squares over the whole image resized to ``input_height x input_width``."""
-
-    height: int
-    width: int
-    input_height: int
-    input_width: int
-    tile: int
+    input_hw: tuple[int, int]
     origins: tuple[tuple[int, int], ...]
-
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        return self.input_height, self.input_width
-
-    def stitch(self, grids: np.ndarray) -> np.ndarray:
-        cell = FEATURE_STRIDE
-        out = np.full((self.input_height // cell, self.input_width // cell), -np.inf, dtype=np.float32)
-        for (top, left), grid in zip(self.origins, grids, strict=True):
-            gh, gw = grid.shape
-            window = out[top // cell : top // cell + gh, left // cell : left // cell + gw]
-            np.maximum(window, grid, out=window)
-        return out
-
-    def to_original(self, input_map: np.ndarray) -> np.ndarray:
-        return _resize_map(input_map, self.height, self.width)
+    tile: int
 
 
-@dataclass(frozen=True)
-class CenterCrop(ViewGeometry):
-    """The paper's view: shorter side resized, a centre square cropped (wraps :class:`Geometry`)."""
+class Preprocessor(ABC):
+    """One preprocessing mode: how an image becomes network input views, and every fact that follows.
 
-    inner: Geometry
+    The uint8 host form (:meth:`host_pixels`) is the mode's definition: the torch path normalises
+    those pixels (:meth:`prepare`), an export's host feeds them to the graph, which normalises and cuts
+    the same views (:meth:`export_form`), so the two cannot differ.
+    """
 
-    @property
-    def height(self) -> int:  # type: ignore[override]
-        return self.inner.height
+    #: True: the input size is fixed at fit time from the training images' aspect (``input_hw``).
+    sized_from_images: bool = True
 
-    @property
-    def width(self) -> int:  # type: ignore[override]
-        return self.inner.width
+    def validate(self, config: PreprocessSettings) -> None:
+        """Refuse settings this mode cannot use (checked with the rest in ``ExpertConfig.validate``)."""
+        check_side("size", config.size)
 
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        return self.inner.crop, self.inner.crop
+    def input_hw(self, config: PreprocessSettings) -> tuple[int, int]:
+        """The whole network input ``(H, W)`` of every image of a model."""
+        return _input_hw(config)
 
-    def stitch(self, grids: np.ndarray) -> np.ndarray:
-        return np.asarray(grids[0])
+    def origins(self, config: PreprocessSettings) -> tuple[tuple[int, int], ...]:
+        """Top-left corners of the views cut from the input (one view, the whole input, by default)."""
+        return ((0, 0),)
 
-    def to_original(self, input_map: np.ndarray) -> np.ndarray:
-        return self.inner.map_to_original(input_map)
+    def views_per_image(self, config: PreprocessSettings) -> int:
+        """How many network inputs one image becomes, hence its patch count = views x grid."""
+        return 1
 
-    def inspected(self) -> np.ndarray:
-        """Original pixels whose centre falls inside the crop window."""
-        g = self.inner
-        sy, sx = g.resized_height / g.height, g.resized_width / g.width
-        ys = (np.arange(g.height) + 0.5) * sy
-        xs = (np.arange(g.width) + 0.5) * sx
-        rows = (ys >= g.top) & (ys < g.top + g.crop)
-        cols = (xs >= g.left) & (xs < g.left + g.crop)
-        return rows[:, None] & cols[None, :]
+    def backbone_image_size(self, config: PreprocessSettings) -> int:
+        """The square size the backbone is built for (only its 'same' padding depends on it: any multiple of 32)."""
+        return INPUT_MULTIPLE * 7
+
+    @abstractmethod
+    def host_pixels(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[np.ndarray, ViewGeometry]:
+        """The uint8 ``H x W x 3`` input (``input_hw``) of one image, and how its map goes back to the frame."""
+
+    def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
+        """The ``V x 3 x h x w`` views of one image (same ``h x w`` for every image of a model) and their geometry."""
+        pixels, geometry = self.host_pixels(rgb, config)
+        return normalise(pixels)[None], geometry
+
+    def export_form(self, config: PreprocessSettings) -> ExportForm:
+        """The graph's input size and views (export.py's ``DeployGraph`` and sidecar)."""
+        return ExportForm(self.input_hw(config), self.origins(config), 0)
 
 
-#: ``prepare(rgb, config) -> (views, geometry)``: ``views`` is ``V x 3 x h x w`` (same ``h x w`` for
-#: every image of a model, so batches stack).
-Preprocessor = Callable[[np.ndarray, "ExpertConfig"], tuple[torch.Tensor, ViewGeometry]]
+def check_side(name: str, value: int) -> None:
+    """A whole-frame input side: a multiple of :data:`INPUT_MULTIPLE`, within the fit options' range."""
+    if value < INPUT_MULTIPLE or value % INPUT_MULTIPLE:
+        raise ConfigError(f"{name} must be a multiple of {INPUT_MULTIPLE} and at least {INPUT_MULTIPLE}, got {value}")
+    if value > MAX_INPUT_SIDE:
+        raise ConfigError(f"{name} {value} is above the limit of {MAX_INPUT_SIDE} input pixels")
 
 
-def _input_hw(config: ExpertConfig) -> tuple[int, int]:
+def _input_hw(config: PreprocessSettings) -> tuple[int, int]:
     if config.input_hw is None:
         raise ConfigError("this model's input size was never set (fit sets it from the training images)")
     return int(config.input_hw[0]), int(config.input_hw[1])
 
 
-def _prepare_resize(rgb: np.ndarray, config: ExpertConfig) -> tuple[torch.Tensor, ViewGeometry]:
-    height, width = rgb.shape[:2]
-    ih, iw = _input_hw(config)
-    return _normalise(_resize_rgb(rgb, ih, iw))[None], WholeFrame(height, width, ih, iw)
+#: Every preprocessing mode by name; a plugin's joins with :func:`preprocessor` (or :func:`register_preprocessor`).
+PREPROCESSORS: Registry[Preprocessor] = Registry("preprocessing")
+
+_P = TypeVar("_P", bound=type[Preprocessor])
+
+
+def preprocessor(name: str) -> Callable[[_P], _P]:
+    """Class decorator: register an instance of the class as preprocessing mode ``name``."""
+
+    def decorate(cls: _P) -> _P:
+        PREPROCESSORS.add(name, cls())
+        return cls
+
+    return decorate
+
+
+def register_preprocessor(name: str, mode: Preprocessor) -> None:
+    """Add a preprocessing mode (its name becomes a ``--preprocess`` choice and a service fit option)."""
+    PREPROCESSORS.add(name, mode)
+
+
+def preprocessor_of(config: PreprocessSettings) -> Preprocessor:
+    """The mode ``config`` names; an unknown name is a :class:`ConfigError` listing the known ones."""
+    return PREPROCESSORS.get(config.preprocess)
+
+
+@preprocessor("resize")
+class Resize(Preprocessor):
+    """The whole frame resized to the fitted ``input_hw``: one view."""
+
+    def host_pixels(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[np.ndarray, ViewGeometry]:
+        height, width = rgb.shape[:2]
+        ih, iw = _input_hw(config)
+        return np.ascontiguousarray(resize_rgb(rgb, ih, iw)), WholeFrame(height, width, ih, iw)
 
 
 def tile_origins(input_height: int, input_width: int, tile: int, overlap: int) -> tuple[tuple[int, int], ...]:
@@ -226,46 +229,83 @@ def tile_origins(input_height: int, input_width: int, tile: int, overlap: int) -
     return tuple((top, left) for top in starts(input_height) for left in starts(input_width))
 
 
-def _prepare_tile(rgb: np.ndarray, config: ExpertConfig) -> tuple[torch.Tensor, ViewGeometry]:
-    height, width = rgb.shape[:2]
-    ih, iw = _input_hw(config)
-    tile = config.tile
-    whole = _normalise(_resize_rgb(rgb, ih, iw))
-    origins = tile_origins(ih, iw, tile, config.tile_overlap)
-    views = torch.stack([whole[:, top : top + tile, left : left + tile] for top, left in origins])
-    return views.contiguous(), Tiles(height, width, ih, iw, tile, origins)
+@preprocessor("tile")
+class Tile(Preprocessor):
+    """Overlapping ``tile`` squares of the whole frame resized to the fitted ``input_hw``."""
+
+    def validate(self, config: PreprocessSettings) -> None:
+        super().validate(config)
+        if config.tile < INPUT_MULTIPLE or config.tile % INPUT_MULTIPLE or config.tile > config.size:
+            raise ConfigError(
+                f"tile must be a multiple of {INPUT_MULTIPLE}, at least {INPUT_MULTIPLE} and at most size "
+                f"({config.size}), got {config.tile}"
+            )
+        if not 0 <= config.tile_overlap < config.tile:
+            raise ConfigError(f"tile_overlap must be in [0, tile), got {config.tile_overlap}")
+
+    def origins(self, config: PreprocessSettings) -> tuple[tuple[int, int], ...]:
+        return tile_origins(*_input_hw(config), config.tile, config.tile_overlap)
+
+    def views_per_image(self, config: PreprocessSettings) -> int:
+        return 1 if config.input_hw is None else len(self.origins(config))
+
+    def host_pixels(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[np.ndarray, ViewGeometry]:
+        height, width = rgb.shape[:2]
+        ih, iw = _input_hw(config)
+        geometry = Tiles(height, width, ih, iw, config.tile, self.origins(config))
+        return np.ascontiguousarray(resize_rgb(rgb, ih, iw)), geometry
+
+    def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
+        pixels, geometry = self.host_pixels(rgb, config)
+        whole, tile = normalise(pixels), config.tile
+        views = torch.stack([whole[:, top : top + tile, left : left + tile] for top, left in self.origins(config)])
+        return views.contiguous(), geometry
+
+    def export_form(self, config: PreprocessSettings) -> ExportForm:
+        return ExportForm(self.input_hw(config), self.origins(config), config.tile)
 
 
-def _prepare_center_crop(rgb: np.ndarray, config: ExpertConfig) -> tuple[torch.Tensor, ViewGeometry]:
-    from eagle_iad.images import to_tensor
+@preprocessor("center-crop")
+class CenterCropMode(Preprocessor):
+    """The paper's: shorter side resized to ``resize``, a centre ``crop`` square; a fixed input, whatever the images."""
 
-    tensor, geometry = to_tensor(rgb, config.resize, config.crop)
-    return tensor[None], CenterCrop(geometry)
+    sized_from_images = False
+
+    def validate(self, config: PreprocessSettings) -> None:
+        if config.crop > config.resize:
+            raise ConfigError(f"crop ({config.crop}) must not exceed resize ({config.resize})")
+        if config.crop < 32 or config.crop % 16:
+            raise ConfigError(f"crop must be a multiple of 16 and at least 32, got {config.crop}")
+
+    def input_hw(self, config: PreprocessSettings) -> tuple[int, int]:
+        return config.crop, config.crop
+
+    def backbone_image_size(self, config: PreprocessSettings) -> int:
+        return config.crop
+
+    def host_pixels(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[np.ndarray, ViewGeometry]:
+        height, width = rgb.shape[:2]
+        geometry = Geometry.for_image(height, width, config.resize, config.crop)
+        image = Image.fromarray(rgb)
+        if (geometry.resized_height, geometry.resized_width) != (height, width):
+            image = image.resize((geometry.resized_width, geometry.resized_height), Image.Resampling.BILINEAR)
+        crop = config.crop
+        pixels = np.asarray(image)[geometry.top : geometry.top + crop, geometry.left : geometry.left + crop]
+        return np.ascontiguousarray(pixels), CenterCrop(geometry)
+
+    def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
+        tensor, geometry = to_tensor(rgb, config.resize, config.crop)  # torchvision's Resize + CenterCrop
+        return tensor[None], CenterCrop(geometry)
+
+    def export_form(self, config: PreprocessSettings) -> ExportForm:
+        return ExportForm(self.input_hw(config), ((0, 0),), config.crop)
 
 
-PREPROCESSORS: dict[str, Preprocessor] = {
-    "resize": _prepare_resize,
-    "tile": _prepare_tile,
-    "center-crop": _prepare_center_crop,
-}
-
-
-def register_preprocessor(name: str, prepare: Preprocessor) -> None:
-    """Add a preprocessing mode (its name becomes a ``--preprocess`` choice)."""
-    PREPROCESSORS[name] = prepare
-
-
-def prepare(rgb: np.ndarray, config: ExpertConfig) -> tuple[torch.Tensor, ViewGeometry]:
+def prepare(rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
     """The network input views of one RGB image under ``config``'s preprocessing, and their geometry."""
-    try:
-        prepare_fn = PREPROCESSORS[config.preprocess]
-    except KeyError as exc:
-        raise ConfigError(
-            f"unknown preprocessing {config.preprocess!r}; choose one of {', '.join(PREPROCESSORS)}"
-        ) from exc
-    return prepare_fn(rgb, config)
+    return preprocessor_of(config).prepare(rgb, config)
 
 
-def backbone_image_size(config: ExpertConfig) -> int:
+def backbone_image_size(config: PreprocessSettings) -> int:
     """The square size the backbone is built for (only its 'same' padding depends on it: any multiple of 32)."""
-    return config.crop if config.preprocess == "center-crop" else INPUT_MULTIPLE * 7
+    return preprocessor_of(config).backbone_image_size(config)

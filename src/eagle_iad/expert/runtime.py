@@ -27,12 +27,13 @@ from eagle_iad.expert.export import (
     ONNX_FILE,
     SIDECAR,
     check_sidecar_checksum,
-    file_sha256,
     graph_opset,
 )
-from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, _progress, inspect_chunk
-from eagle_iad.expert.preprocess import CenterCrop, Tiles, ViewGeometry, WholeFrame, _resize_rgb, tile_origins
-from eagle_iad.images import Geometry, ImageSource, load_rgb
+from eagle_iad.expert.geometry import ViewGeometry
+from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, inspect_chunk, progress_bar
+from eagle_iad.expert.preprocess import preprocessor_of
+from eagle_iad.file_hash import file_sha256
+from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
 
@@ -40,29 +41,10 @@ from eagle_iad.tgps.thresholds import Thresholds
 def host_input(rgb: np.ndarray, config: ExpertConfig) -> tuple[np.ndarray, ViewGeometry]:
     """The graph's uint8 ``H x W x 3`` input for one image, and how its map goes back to the frame.
 
-    The same PIL resize (and crop) the torch path makes before normalising, stopped at uint8.
+    The mode's own host form (:meth:`~eagle_iad.expert.preprocess.Preprocessor.host_pixels`): the
+    same PIL resize (and crop) the torch path makes before normalising, stopped at uint8.
     """
-    from PIL import Image
-
-    height, width = rgb.shape[:2]
-    if config.preprocess == "center-crop":
-        geometry = Geometry.for_image(height, width, config.resize, config.crop)
-        image = Image.fromarray(rgb)
-        if (geometry.resized_height, geometry.resized_width) != (height, width):
-            image = image.resize((geometry.resized_width, geometry.resized_height), Image.Resampling.BILINEAR)
-        crop = config.crop
-        pixels = np.asarray(image)[geometry.top : geometry.top + crop, geometry.left : geometry.left + crop]
-        return np.ascontiguousarray(pixels), CenterCrop(geometry)
-    if config.input_hw is None:
-        raise ModelFormatError("this export's input size was never set")
-    ih, iw = config.input_hw
-    pixels = np.ascontiguousarray(_resize_rgb(rgb, ih, iw))
-    if config.preprocess == "tile":
-        origins = tile_origins(ih, iw, config.tile, config.tile_overlap)
-        return pixels, Tiles(height, width, ih, iw, config.tile, origins)
-    if config.preprocess == "resize":
-        return pixels, WholeFrame(height, width, ih, iw)
-    raise ModelFormatError(f"preprocessing {config.preprocess!r} has no exported form")
+    return preprocessor_of(config).host_pixels(rgb, config)
 
 
 class GraphRunner(Protocol):
@@ -246,7 +228,7 @@ class GraphExpert(Expert):
         config = self.model.config
         size = inspect_chunk(config, batch)
         results: list[ExpertResult] = []
-        with _progress(len(sources), f"inspect ({self.runtime})", show_progress) as bar:
+        with progress_bar(len(sources), f"inspect ({self.runtime})", show_progress) as bar:
             for start in range(0, len(sources), size):
                 chunk = sources[start : start + size]
                 prepared = [host_input(s if isinstance(s, np.ndarray) else load_rgb(s), config) for s in chunk]

@@ -15,7 +15,8 @@ verifies the schema version, the tensor file's hash, every tensor's shape, the t
 >= 0, s_max the largest training score) and, from schema 3, the manifest's checksum before anything
 uses them.
 
-Saving never destroys a user's files and is crash-consistent:
+Saving never destroys a user's files and is crash-consistent (the folder swap itself, its lock and
+its recovery are eagle_iad/folder_swap.py's, for any folder):
 
 * :func:`check_replaceable` refuses any target that is not empty and not a model of this project
   (its ``model.json`` proves it), before any work starts; the CLI and the service call it first.
@@ -30,19 +31,14 @@ Saving never destroys a user's files and is crash-consistent:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,19 +58,25 @@ from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
 from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
-from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum
+from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, upgraded_config
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
+from eagle_iad.expert.preprocess import PREPROCESSORS
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
+from eagle_iad.file_hash import file_sha256
+from eagle_iad.folder_swap import (
+    clean_folder,
+    clean_leftovers_of,
+    folder_lock,
+    fsync_dir,
+    recover_if_retired,
+    staging_folder,
+    swap_in,
+)
 from eagle_iad.outputs import check_output_path
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds
-
-try:  # advisory locks serialise saves into one folder (POSIX; elsewhere saves are not serialised)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 #: Test hook: called with the name of each step of :func:`save` (a test kills the process there).
 _step_hook: Callable[[str], None] | None = None
@@ -83,22 +85,6 @@ _step_hook: Callable[[str], None] | None = None
 def _step(name: str) -> None:
     if _step_hook is not None:
         _step_hook(name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
@@ -176,6 +162,15 @@ def _is_model_manifest(path: Path) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
+def clean_leftovers(folder: str | os.PathLike[str]) -> list[str]:
+    """Recover and clean up after crashed saves of every model in ``folder``; the names concerned.
+
+    For a folder of models (the service's, at start-up): a retired model with no model in its place is
+    restored, and staging or retired copies are removed (eagle_iad/folder_swap.py).
+    """
+    return clean_folder(folder, _is_complete)
+
+
 def _is_complete(directory: Path) -> bool:
     """A model folder whose manifest is ours and whose tensor file matches the manifest's hash."""
     try:
@@ -183,96 +178,10 @@ def _is_complete(directory: Path) -> bool:
         return (
             isinstance(data, dict)
             and data.get("format") == FORMAT
-            and _sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
+            and file_sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
         )
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
-
-
-@contextmanager
-def _folder_lock(parent: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``parent`` (saves and recoveries there take turns)."""
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    fd = os.open(parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _leftovers(target: Path, kind: str) -> list[Path]:
-    """``.NAME.<kind>-XXXXXXXX`` folders next to ``target`` (exactly the names :func:`save` makes)."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.{kind}-[A-Za-z0-9_]{{8}}$")
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return []
-    return sorted(target.parent / name for name in names if pattern.match(name))
-
-
-def _recover(target: Path) -> bool:
-    """Put a retired complete model back when a crash left none at ``target``; call with the lock held."""
-    if os.path.lexists(target):
-        return False
-    retired = [path for path in _leftovers(target, "old") if _is_complete(path)]
-    if not retired:
-        return False
-    newest = max(retired, key=lambda path: path.stat().st_mtime_ns)
-    os.rename(newest, target)
-    _fsync_dir(target.parent)
-    return True
-
-
-def _clean_leftovers(target: Path) -> None:
-    """Remove what crashed saves left next to ``target``; call with the lock held (no save is running)."""
-    _recover(target)
-    for path in _leftovers(target, "tmp") + _leftovers(target, "old"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-_LEFTOVER = re.compile(r"^\.(.+)\.(tmp|old)-[A-Za-z0-9_]{8}$")
-
-
-def clean_leftovers(folder: str | os.PathLike[str]) -> list[str]:
-    """Recover and clean up after crashed saves of every model in ``folder``; the names concerned.
-
-    For a folder of models (the service's, at start-up): a retired model with no model in its place is
-    restored, and staging or retired copies are removed. Under the folder's lock, so a save running in
-    another process is never disturbed.
-    """
-    root = Path(os.path.abspath(folder))
-    try:
-        names = sorted({match.group(1) for entry in os.listdir(root) if (match := _LEFTOVER.match(entry))})
-    except OSError:
-        return []
-    if names:
-        with _folder_lock(root):
-            for name in names:
-                _clean_leftovers(root / name)
-    return names
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories with ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
-    if sys.platform != "linux":
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2  # glibc >= 2.28
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False  # an old kernel or a filesystem without exchange: fall back to two renames
-    raise OSError(code, os.strerror(code), str(a))
 
 
 def _write_model(model: ExpertModel, staging: Path) -> None:
@@ -301,13 +210,13 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
         raise OSError(code, os.strerror(code), str(tensors_path)) from exc
     _step("tensors written")
     manifest_path = staging / MANIFEST
-    manifest_path.write_text(json.dumps(_manifest(model, _sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
+    manifest_path.write_text(json.dumps(_manifest(model, file_sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
     for path in (tensors_path, manifest_path):
         os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
     os.chmod(staging, 0o755)
-    _fsync_dir(staging)
+    fsync_dir(staging)
 
 
 def _validate_staged(staging: Path, target: Path) -> None:
@@ -343,13 +252,13 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{directory}: cannot create {parent} ({exc.strerror or exc})") from None
-    with _folder_lock(parent):
-        _clean_leftovers(target)
+    with folder_lock(parent):
+        clean_leftovers_of(target, _is_complete)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
         if replacing is not None and _fingerprint(target) != replacing:
             raise ConfigError(f"{directory}: the model changed while this change was prepared; run the command again")
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+            staging = staging_folder(target)
         except OSError as exc:
             raise OutputError(f"{directory}: cannot write in {parent} ({exc.strerror or exc})") from None
         _step("staging created")
@@ -357,26 +266,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
             _write_model(model, staging)
             _validate_staged(staging, target)
             _step("staged")
-            if not os.path.lexists(target):
-                os.rename(staging, target)
-            elif _exchange(staging, target):
-                _step("exchanged")  # target: the new model; staging: the old one, removed below
-                _fsync_dir(parent)
-                shutil.rmtree(staging, ignore_errors=True)
-            else:
-                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-                os.rmdir(retired)
-                os.rename(target, retired)
-                _step("retired")
-                try:
-                    os.rename(staging, target)
-                except BaseException:
-                    os.rename(retired, target)  # put the old model back: never leave no model at all
-                    raise
-                _step("promoted")
-                _fsync_dir(parent)
-                shutil.rmtree(retired, ignore_errors=True)
-            _fsync_dir(parent)
+            swap_in(staging, target, _step)
         except ValueError as exc:  # json: a non-finite number, which no load would accept either
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelFormatError(
@@ -398,7 +288,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
 def _fingerprint(directory: Path) -> str | None:
     """SHA-256 of the model's ``model.json`` bytes (any schema); None when there is none to read."""
     try:
-        return _sha256(directory / MANIFEST)
+        return file_sha256(directory / MANIFEST)
     except OSError:
         return None
 
@@ -415,10 +305,7 @@ def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dic
     The JSON-only reader is :func:`eagle_iad.expert.manifest.read_manifest` (no torch, no recovery),
     what ``eagle info`` uses; ``verify`` is passed on to it.
     """
-    absolute = Path(os.path.abspath(directory))
-    if not os.path.lexists(absolute) and _leftovers(absolute, "old"):
-        with _folder_lock(absolute.parent):  # a save crashed between its two renames: restore the old model
-            _recover(absolute)
+    recover_if_retired(Path(os.path.abspath(directory)), _is_complete)  # a save crashed between its two renames
     return _manifest_file.read_manifest(directory, verify=verify)
 
 
@@ -428,10 +315,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     data = read_manifest(root, verify=False)  # the specific checks below come first, the checksum last
     where = root / MANIFEST
     try:
-        config_data = dict(_require(data, "config", dict, where))
-        if data["schema_version"] == 1:
-            config_data.update(preprocess="center-crop", region_rule="paper", position_baseline=False)
-        config = ExpertConfig.from_dict(config_data)
+        config = ExpertConfig.from_dict(upgraded_config(_require(data, "config", dict, where), data["schema_version"]))
         raw_calibration = data.get("calibration")
         calibration = None if raw_calibration is None else MapCalibration.from_dict(dict(raw_calibration))
         backbone_data = _require(data, "backbone", dict, where)
@@ -447,10 +331,13 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
+    if config.preprocess not in PREPROCESSORS:  # a plugin's mode is known once EAGLE_PLUGINS has loaded it
+        known = ", ".join(PREPROCESSORS.names())
+        raise ModelFormatError(f"{where}: config.preprocess is {config.preprocess!r}; known modes: {known}")
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")
-    if _sha256(tensor_path) != tensors_meta.get("sha256"):
+    if file_sha256(tensor_path) != tensors_meta.get("sha256"):
         raise ModelFormatError(f"{tensor_path}: checksum mismatch — the file was modified or is incomplete")
     try:
         tensors = load_file(str(tensor_path))

@@ -1,0 +1,313 @@
+"""Fitting PatchCore on normal images: features, coreset, leave-own-out thresholds, map calibration.
+
+Split from the expert (expert/patchcore.py), which only scores: a fit is a pipeline of steps that
+run once per category, each timed and reported, and its checks (every training image scorable, a
+threshold above 0) refuse a model nothing could use before it is saved. Returns an
+:class:`~eagle_iad.expert.patchcore.Expert` directly, so a fresh model is used without a save/load
+round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from eagle_iad.errors import ConfigError, ImageError, OutputError
+from eagle_iad.expert.backbones import FeatureExtractor
+from eagle_iad.expert.config import ExpertConfig
+from eagle_iad.expert.coreset import make_sampler
+from eagle_iad.expert.features import RowFile, aggregate
+from eagle_iad.expert.geometry import ViewGeometry
+from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.patchcore import Expert, ExpertModel, extractor_for, input_map, progress_bar
+from eagle_iad.expert.preprocess import input_size_for, prepare, preprocessor_of
+from eagle_iad.expert.references import thumbnails
+from eagle_iad.expert.search import make_search
+from eagle_iad.images import load_rgb
+from eagle_iad.outputs import SPACE_ERRNOS
+from eagle_iad.scratch import scratch_folder, scratch_root
+from eagle_iad.stops import checkpoint
+from eagle_iad.tgps.calibration import calibrate_maps
+from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
+
+#: ``progress(stage, done, total)``: the fitting stages (``features``, ``coreset``, ``training scores``)
+#: report here as they advance, so a service can stream progress without scraping tqdm output.
+FitProgress = Callable[[str, int, int], None]
+
+
+def _reporter(bar: tqdm[Any], stage: str = "", hook: FitProgress | None = None) -> Callable[[int, int], None]:
+    """Adapt a tqdm bar (and the optional ``hook``) to the ``progress(done, total)`` callbacks of the fitting steps."""
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if hook is not None:
+            hook(stage, done, total)
+
+    return report
+
+
+def _embed_training(
+    extractor: FeatureExtractor,
+    paths: Sequence[Path],
+    config: ExpertConfig,
+    show_progress: bool,
+    hook: FitProgress | None = None,
+    scratch: Path | None = None,
+) -> tuple[torch.Tensor | RowFile, tuple[int, int], ViewGeometry]:
+    """The training patches, the per-view grid and one image's geometry.
+
+    Every training image gets the same input size and views, so one geometry describes how all of
+    their patch grids stitch (what the map calibration needs). Without ``scratch`` the patches are
+    an ``n_images x (views * h * w) x D`` tensor; with ``scratch`` (a folder) each batch is appended
+    to a float32 :class:`RowFile` there (image after image, ``n_images * views * h * w`` rows)
+    instead of being concatenated in RAM, so memory stays flat as the training set grows; the
+    values are the same float32 numbers either way.
+    """
+    chunks: list[torch.Tensor] = []
+    stored = None if scratch is None else RowFile(scratch / "features.f32", config.target_dim)
+    grid = (0, 0)
+    geometry: ViewGeometry | None = None
+    try:
+        with progress_bar(len(paths), "features", show_progress) as bar:
+            for start in range(0, len(paths), config.batch_size):
+                views = []
+                for path in paths[start : start + config.batch_size]:
+                    try:
+                        rgb = load_rgb(path)
+                    except ImageError as exc:
+                        raise ImageError(f"training image rejected: {exc}") from exc
+                    tensor, geometry = prepare(rgb, config)
+                    views.append(tensor)
+                with torch.no_grad():
+                    shallow, deep = extractor(torch.cat(views))
+                    grid = (int(shallow.shape[2]), int(shallow.shape[3]))
+                    patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+                    patches = patches.reshape(len(views), -1, patches.shape[-1])
+                if stored is None:
+                    chunks.append(patches)
+                else:
+                    stored.append(patches.numpy())
+                bar.update(len(views))
+                checkpoint("fit features")  # test hook: features on disk, the fit under way
+                if hook is not None:
+                    hook("features", min(start + len(views), len(paths)), len(paths))
+    finally:
+        if stored is not None:
+            stored.close()
+    assert geometry is not None  # at least two training images were checked by the caller
+    return (torch.cat(chunks) if stored is None else stored), grid, geometry
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the header, after EXIF rotation (as :func:`load_rgb` decodes it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"training image rejected: {path}: cannot be read as an image ({exc})") from exc
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig:
+    """Fix a whole-frame input size from the training images' median aspect ratio (unless already set)."""
+    if not preprocessor_of(config).sized_from_images or config.input_hw is not None:
+        return config
+    shapes = [_image_shape(path) for path in paths]
+    aspect = float(np.median([h / w for h, w in shapes]))
+    height, width = input_size_for(round(1000 * aspect), 1000, config.size)
+    return replace(config, input_hw=(height, width))
+
+
+def _relative_names(paths: Sequence[Path]) -> list[str]:
+    """Training image names relative to their common folder (unique, and no absolute paths saved)."""
+    parents = [str(p.resolve().parent) for p in paths]
+    base = Path(os.path.commonpath(parents)) if parents else Path()
+    return [str(p.resolve().relative_to(base)) for p in paths]
+
+
+def fit(
+    paths: Iterable[Path | str],
+    category: str,
+    config: ExpertConfig | None = None,
+    extractor: FeatureExtractor | None = None,
+    show_progress: bool = False,
+    progress: FitProgress | None = None,
+) -> Expert:
+    """Fit PatchCore on normal images and set the TGPS thresholds from leave-own-out scores.
+
+    ``progress(stage, done, total)`` is called as each stage advances (independently of the tqdm bars
+    that ``show_progress`` draws), e.g. by the service to stream a fit job's progress.
+
+    The training features live in a scratch file in a private, locked scratch folder
+    (:func:`eagle_iad.scratch.scratch_folder`: ``--scratch`` or ``TMPDIR``), so memory holds only the
+    coreset's projection and the bank; the folder is removed when the fit ends, fails or is stopped
+    (SIGINT/SIGTERM), and by the next fit's clean-up after a SIGKILL.
+    """
+    root = scratch_root()
+    try:
+        with scratch_folder("fit", root) as scratch:
+            return _fit(paths, category, config, extractor, show_progress, progress, scratch)
+    except OSError as exc:
+        if exc.errno not in SPACE_ERRNOS:
+            raise
+        raise OutputError(
+            f"{root}: no room for the fit's scratch features ({exc.strerror}); set --scratch (or TMPDIR) to a "
+            "folder on a disk with more free space"
+        ) from None
+
+
+def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, config: ExpertConfig) -> None:
+    """Refuse a fit whose training images cannot all be scored against the others' bank entries.
+
+    A training image is scored against the bank minus its own patches; when the coreset kept patches
+    of one image only (a tiny ``coreset_ratio``, very few images, or identical images whose farthest
+    points all come from the first), that image has nothing to be compared with and its score is
+    infinite: no threshold can rest on it.
+    """
+    if bool(np.all(np.isfinite(scores))):
+        return
+    owners = sorted({int(i) for i in bank_ids.tolist()})
+    raise ConfigError(
+        f"the coreset keeps {int(bank_ids.shape[0])} of {patches} training patches, all from training image "
+        f"{owners[0] + 1}, so that image cannot be scored against the others (the threshold needs that): the "
+        f"training images may be identical, or the coreset is too small (coreset_ratio {config.coreset_ratio}); "
+        "give varied normal images or a larger coreset_ratio"
+    )
+
+
+def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertConfig) -> None:
+    """Refuse a learned threshold of 0: every image, a training image itself included, would be anomalous.
+
+    Scores are distances, so an image equal to a training image scores 0, and ``score >= tau`` holds
+    for every image when tau is 0. A learned tau is 0 only when every training image scores 0 against
+    the others, i.e. the images are identical (or show nothing: a constant colour).
+    """
+    if thresholds.tau > 0:
+        return
+    spread = "all score 0 against each other" if float(np.max(scores)) == 0 else "score too close to 0"
+    raise ConfigError(
+        f"the {len(scores)} training images {spread} (rule {config.rule} gives tau {thresholds.tau}), so every "
+        "image would be called anomalous: the images are identical or show no variation; give varied normal images"
+    )
+
+
+def fit_warnings(n_images: int, scores: np.ndarray) -> list[str]:
+    """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
+    warnings = []
+    if n_images < FEW_IMAGES:
+        warnings.append(
+            f"only {n_images} training images: tau rests on {n_images} leave-own-out scores, so expect false alarms "
+            f"until the model is fitted on more normal images (at least {FEW_IMAGES})"
+        )
+    if n_images >= 2 and float(np.ptp(scores)) == 0.0:
+        warnings.append(
+            f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
+        )
+    return warnings
+
+
+#: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
+FEW_IMAGES = 10
+
+
+def _fit(
+    paths: Iterable[Path | str],
+    category: str,
+    config: ExpertConfig | None,
+    extractor: FeatureExtractor | None,
+    show_progress: bool,
+    progress: FitProgress | None,
+    scratch: Path,
+) -> Expert:
+    config = config or ExpertConfig()
+    config.validate()
+    image_paths = [Path(p) for p in paths]
+    if len(image_paths) < 2:
+        raise ConfigError(
+            f"category {category!r} has {len(image_paths)} training image(s); at least 2 normal images are "
+            "needed (the threshold is learned by scoring each image against the others)"
+        )
+    config = with_input_size(config, image_paths)
+    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    search = make_search(config.search)
+    extractor = extractor or extractor_for(config)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    features, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
+    assert isinstance(features, RowFile)  # with a scratch folder: rows on disk, one chunk in memory at a time
+    n_images = len(image_paths)
+    per_image = features.rows // n_images
+    patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
+    timings["features_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with progress_bar(0, "coreset", show_progress) as bar:
+        chosen = torch.from_numpy(sampler.select(features, progress=_reporter(bar, "coreset", progress)))
+    selected = torch.zeros(features.rows, dtype=torch.bool)
+    selected[chosen] = True
+    bank = torch.from_numpy(features.take(chosen.numpy()))
+    bank_ids = patch_image_ids[chosen].contiguous()
+    timings["coreset_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    search.fit(bank, bank_ids)
+    with progress_bar(0, "training scores", show_progress) as bar:
+        own_out = leave_own_out(
+            features, patch_image_ids, selected, search, n_images, progress=_reporter(bar, "training scores", progress)
+        )
+    train_scores = own_out.image_scores
+    _check_scorable(train_scores, bank_ids, features.rows, config)
+    thresholds = compute_thresholds(train_scores, config.rule, **config.rule_params)
+    _check_threshold(thresholds, train_scores, config)
+    timings["train_scores_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    view_grids = own_out.patch_scores.reshape(n_images, -1, *grid)
+    map_offset = None
+    if config.position_baseline:
+        mean_grid = np.mean([geometry.stitch(views) for views in view_grids], axis=0, dtype=np.float64)
+        map_offset = torch.from_numpy((mean_grid - np.median(mean_grid)).astype(np.float32))
+    offset = 0.0 if map_offset is None else map_offset.numpy()
+    train_maps = (
+        input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma) for views in view_grids
+    )
+    calibration = calibrate_maps(train_maps, thresholds)
+    timings["calibration_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    references = thumbnails(image_paths)
+    timings["references_s"] = time.perf_counter() - start
+
+    model = ExpertModel(
+        category=category,
+        config=config,
+        backbone=extractor.ident,
+        grid=grid,
+        bank=bank,
+        bank_image_ids=bank_ids,
+        patch_image_ids=patch_image_ids,
+        selected=selected,
+        train_images=_relative_names(image_paths),
+        train_scores=train_scores,
+        thresholds=thresholds,
+        timings=timings,
+        calibration=calibration,
+        map_offset=map_offset,
+        references=references,
+        warnings=fit_warnings(n_images, train_scores),
+    )
+    return Expert(model, extractor, search)
