@@ -220,6 +220,16 @@ def test_different_backbone_weights_are_refused(saved: Path) -> None:
         Expert(dataclasses.replace(model, backbone=FakeExtractor.ident), extractor=_OtherFake())
 
 
+def test_an_older_schema_number_typed_over_a_checksummed_manifest_is_refused(saved: Path) -> None:
+    _edit_manifest(saved, schema_version=2)
+    with pytest.raises(ModelFormatError) as info:
+        load(saved)
+    assert str(info.value) == (
+        f"{saved / 'model.json'}: was edited by hand (schema_version 2 predates the checksum it carries); undo the "
+        "edit or refit"
+    )
+
+
 def test_the_checksum_covers_the_backbone_and_tensor_hashes(saved: Path, fitted: tuple[Expert, Path]) -> None:
     """Another model's tensors with their hash typed in, or another backbone hash, are a hand edit."""
     _edit_manifest(saved, backbone={"name": "efficientnet_lite0", "sha256": "ab" * 32})

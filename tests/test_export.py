@@ -261,6 +261,9 @@ def test_a_sidecar_edited_by_hand_is_refused(
     assert message == (
         f"{folder / SIDECAR}: was edited by hand (its checksum does not match its contents); export the model again"
     )
+    (folder / SIDECAR).write_text(json.dumps({**record, "schema_version": 1}, indent=2))  # to skip the check
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == f"{folder / SIDECAR}: was edited by hand (schema_version 1 predates the checksum it carries)"
     record.pop("checksum")
     (folder / SIDECAR).write_text(json.dumps(record, indent=2))
     message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))

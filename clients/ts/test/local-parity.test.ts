@@ -216,9 +216,10 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     );
     const graphOpset = sidecar["graph"] as Record<string, unknown>;
     // Schema 1 (before sidecars carried a checksum), so only the opset differs from a readable sidecar.
+    const { checksum: _sealed, ...unsealed } = sidecar;
     writeFileSync(
       join(future, "eagle-export.json"),
-      JSON.stringify({ ...sidecar, schema_version: 1, graph: { ...graphOpset, opset: 99 } }),
+      JSON.stringify({ ...unsealed, schema_version: 1, graph: { ...graphOpset, opset: 99 } }),
     );
     await expect(LocalExpert.open(future)).rejects.toThrow(/needs ONNX opset 99, onnxruntime-node supports up to \d+/);
   });
@@ -237,6 +238,8 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     await expect(LocalExpert.open(edited)).rejects.toThrow(
       `${join(edited, "eagle-export.json")}: was edited by hand (its checksum does not match its contents); export the model again`,
     );
+    writeFileSync(join(edited, "eagle-export.json"), JSON.stringify({ ...sidecar, schema_version: 1 }, null, 2));
+    await expect(LocalExpert.open(edited)).rejects.toThrow("was edited by hand (schema_version 1 predates the checksum it carries)");
     const { checksum: _dropped, ...unsealed } = sidecar;
     writeFileSync(join(edited, "eagle-export.json"), JSON.stringify(unsealed, null, 2));
     await expect(LocalExpert.open(edited)).rejects.toThrow("checksum is missing; the sidecar was edited by hand or is incomplete");

@@ -288,6 +288,8 @@ def seal_sidecar(record: dict[str, Any]) -> str:
 def check_sidecar_checksum(raw: bytes, record: dict[str, Any], where: Path) -> None:
     """Refuse a schema-2 sidecar whose bytes differ from what the export wrote (a hand edit, a corruption)."""
     if record.get("schema_version") == 1:
+        if "checksum" in record:  # a schema number typed over a newer sidecar, to skip the check
+            raise ModelFormatError(f"{where}: was edited by hand (schema_version 1 predates the checksum it carries)")
         return  # written before sidecars carried a checksum
     recorded = record.get("checksum")
     field = f'"checksum": "{recorded}"'.encode()

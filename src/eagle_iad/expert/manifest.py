@@ -86,9 +86,14 @@ def threshold_command(directory: str | os.PathLike[str]) -> str:
 
 def check_checksum(data: dict[str, Any], directory: str | os.PathLike[str]) -> None:
     """Refuse a schema-3 manifest whose recorded fields differ from what its last save wrote."""
-    if data.get("schema_version", 0) < CHECKSUM_SCHEMA:
-        return  # older manifests carry no checksum (see SCHEMA_VERSION)
     path = Path(directory) / MANIFEST
+    if data.get("schema_version", 0) < CHECKSUM_SCHEMA:
+        if "checksum" in data or "history" in data:  # an older schema number typed over a newer manifest
+            raise ModelFormatError(
+                f"{path}: was edited by hand (schema_version {data.get('schema_version')!r} predates the checksum "
+                "it carries); undo the edit or refit"
+            )
+        return  # older manifests carry no checksum (see SCHEMA_VERSION)
     recorded = data.get("checksum")
     if not isinstance(recorded, str):
         raise ModelFormatError(f"{path}: checksum is missing; the manifest was edited by hand or is incomplete")

@@ -75,6 +75,7 @@ from eagle_iad.folder_swap import (
     swap_in,
 )
 from eagle_iad.outputs import check_output_path
+from eagle_iad.stops import uninterrupted
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds
 
@@ -184,6 +185,10 @@ def _is_complete(directory: Path) -> bool:
         return False
 
 
+class _NonFiniteNumberError(Exception):
+    """The manifest would hold NaN or infinity (JSON has neither): the model is refused, not written."""
+
+
 def _write_model(model: ExpertModel, staging: Path) -> None:
     tensors_path = staging / TENSORS
     tensors: dict[str, torch.Tensor] = {
@@ -210,7 +215,11 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
         raise OSError(code, os.strerror(code), str(tensors_path)) from exc
     _step("tensors written")
     manifest_path = staging / MANIFEST
-    manifest_path.write_text(json.dumps(_manifest(model, file_sha256(tensors_path)), indent=2, allow_nan=False) + "\n")
+    try:
+        text = json.dumps(_manifest(model, file_sha256(tensors_path)), indent=2, allow_nan=False) + "\n"
+    except ValueError as exc:  # a non-finite number, which no load would accept either
+        raise _NonFiniteNumberError(str(exc)) from None
+    manifest_path.write_text(text)
     for path in (tensors_path, manifest_path):
         os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
         with path.open("rb") as handle:
@@ -251,7 +260,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{directory}: cannot create {parent} ({exc.strerror or exc})") from None
+        raise OutputError(f"{directory}: cannot create {parent} ({exc.strerror or exc})") from exc
     with folder_lock(parent):
         clean_leftovers_of(target, _is_complete)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
@@ -260,14 +269,15 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         try:
             staging = staging_folder(target)
         except OSError as exc:
-            raise OutputError(f"{directory}: cannot write in {parent} ({exc.strerror or exc})") from None
+            raise OutputError(f"{directory}: cannot write in {parent} ({exc.strerror or exc})") from exc
         _step("staging created")
         try:
             _write_model(model, staging)
             _validate_staged(staging, target)
             _step("staged")
-            swap_in(staging, target, _step)
-        except ValueError as exc:  # json: a non-finite number, which no load would accept either
+            with uninterrupted():  # a stop waits for the swap: "nothing half-written was kept" stays true
+                swap_in(staging, target, _step)
+        except _NonFiniteNumberError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelFormatError(
                 f"{directory}: the new model holds a non-finite number ({exc}), so it was not saved and the previous "
@@ -468,6 +478,8 @@ def change_threshold(
     if tau is not None:
         if not math.isfinite(tau) or tau < 0:
             raise ConfigError(f"--tau must be a finite number >= 0, got {tau!r}")
+        if tau == 0:  # scores are distances: score >= 0 holds for every image
+            raise ConfigError("--tau 0 would call every image anomalous, its training images too; give a tau above 0")
         after = Thresholds(rule="fixed", tau=float(tau), s_max=before.s_max, params={"value": float(tau)})
         entry["action"] = "set"
     else:

@@ -144,7 +144,11 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
  * JavaScript, which print numbers differently, hash alike).
  */
 export function checkSidecarChecksum(raw: Buffer, record: ExportSidecar, where: string): void {
-  if (record.schema_version === 1) return; // written before sidecars carried a checksum
+  if (record.schema_version === 1) {
+    // A schema number typed over a newer sidecar must not skip the check.
+    if ("checksum" in record) throw new EagleLocalError(`${where}: was edited by hand (schema_version 1 predates the checksum it carries)`);
+    return; // written before sidecars carried a checksum
+  }
   const recorded = record.checksum;
   const field = Buffer.from(`"checksum": "${String(recorded)}"`, "utf8");
   const at = typeof recorded === "string" ? raw.indexOf(field) : -1;
