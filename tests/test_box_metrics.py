@@ -242,8 +242,9 @@ def test_grid_takes_masked_images_first_and_defect_types_in_turn() -> None:
         row("a/0", "cut", True), row("a/1", "cut", True), row("a/2", "cut", True), row("b/0", "hole", True),
         row("c/0", "crack", False), row("g/0", "good", False, label=0),
     ]  # fmt: skip
-    assert [r["image"] for r in grid_rows(rows, limit=4)] == ["a/0", "b/0", "a/1", "a/2"]
-    assert [r["image"] for r in grid_rows(rows, limit=12)] == ["a/0", "b/0", "a/1", "a/2", "c/0"]
+    # Chosen types in turn (b/0 makes it in before a/3 would), then grouped by type for the grid.
+    assert [r["image"] for r in grid_rows(rows, limit=4)] == ["a/0", "a/1", "a/2", "b/0"]
+    assert [r["image"] for r in grid_rows(rows, limit=12)] == ["a/0", "a/1", "a/2", "b/0", "c/0"]
     assert grid_rows([row("g/0", "good", False, label=0)]) == []
 
 

@@ -241,8 +241,24 @@ describe("web console", () => {
     expect(value).toMatch(/^\d+\.\d{3}$/);
     const expected = JSON.parse(readFileSync(resolve(FIXTURE_WORK, "runs/mono-expert/metrics.json"), "utf8")) as {
       at_tau: { balanced_accuracy: number };
+      per_type: { n_normal: number; types: { defective: { n_images: number; image_auroc: number; recall_at_tau: number } } };
     };
     expect(value).toBe(expected.at_tau.balanced_accuracy.toFixed(3));
+    // Per defect type (issue 29): a real table with a caption and headers, its figures those of metrics.json.
+    const perType = page.getByRole("table", { name: "Per defect type of mono-expert" });
+    await perType.waitFor();
+    const types = expected.per_type.types;
+    expect(await perType.locator("thead th").allTextContents()).toEqual(["Defect type", "Images", "Image AUROC", "Recall at threshold", "Pointing"]);
+    expect(await perType.locator("tbody th[scope=row]").allTextContents()).toEqual(Object.keys(types));
+    const defective = perType.locator('tr[data-type="defective"] td');
+    expect(await defective.allTextContents()).toEqual([
+      String(types.defective.n_images),
+      types.defective.image_auroc.toFixed(3),
+      types.defective.recall_at_tau.toFixed(3),
+      "–", // elpv has no masks: pointing is undefined, not 0
+    ]);
+    expect(await perType.locator("caption").textContent()).toContain(`all ${expected.per_type.n_normal} normal test images`);
+    expect(await metrics.locator('tr[data-key^="per_type"]').count()).toBe(0); // not repeated in the flat table
     await imagesLoaded('img[alt="histogram.png of run mono-expert"]');
     await shot("evaluations");
   });
@@ -605,6 +621,9 @@ describe("web console", () => {
     await screenshot(small, "phone-history");
     await small.goto(`${server.baseUrl}/#/evaluations`);
     await small.getByRole("table", { name: "Metrics of mono-expert" }).waitFor();
+    // The per-type table fits the phone's width: every column visible without scrolling sideways.
+    const perTypeBox = await small.getByRole("table", { name: "Per defect type of mono-expert" }).boundingBox();
+    expect(perTypeBox !== null && perTypeBox.x >= 0 && perTypeBox.x + perTypeBox.width <= 390).toBe(true);
     await check("evaluations");
     const tabs = await small.locator('nav[aria-label="Pages"] a').evaluateAll((links) => links.map((a) => a.getBoundingClientRect().right));
     expect(Math.max(...tabs)).toBeLessThanOrEqual(390); // "Evaluations" is not clipped

@@ -5,6 +5,8 @@ the map localises, where masks exist; the metrics at tau say what a user gets fr
 label-free threshold TGPS relies on. The histogram (the paper's Fig. 4) shows why. The box
 measures (:mod:`eagle_iad.eval.box_metrics`) say whether the pictures point at the defect, using
 exactly the boxes the product draws (:func:`eagle_iad.verdict.make_verdict`); the boxes grid shows it.
+``per_type`` (:mod:`eagle_iad.eval.per_type`) repeats the image and box measures for each defect
+type against all normals, so a kind of defect that still passes is not averaged away.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.data import Sample
 from eagle_iad.eval.box_metrics import BoxMetrics, ImageBoxResult, evaluate_image_boxes, summarise_boxes
 from eagle_iad.eval.metrics import aupro, auroc, pixel_auroc, threshold_metrics
+from eagle_iad.eval.per_type import expert_per_type
 from eagle_iad.eval.plots import BoxPanel, boxes_grid, score_histogram
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import load_mask, load_rgb
@@ -52,6 +55,8 @@ class ExpertEvaluation:
     normal_box_counts: list[int] = field(default_factory=list, repr=False)
     #: Defect images without a ground-truth mask: left out of the pixel metrics (reported, not silent).
     defects_without_mask: int = 0
+    #: Image and box measures per defect type, each type against all normals (:func:`expert_per_type`).
+    per_type: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         hidden = {"per_image", "box_results", "normal_box_counts"}
@@ -132,6 +137,7 @@ def evaluate_expert(
         box_results=box_results,
         normal_box_counts=normal_box_counts,
         defects_without_mask=sum(s.label == 1 and s.mask_path is None for s in samples),
+        per_type=expert_per_type(per_image, thresholds.tau),
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)
@@ -157,7 +163,7 @@ def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path
     boxes_grid(
         out_dir / "boxes_grid.png",
         [_panel(row) for row in grid_rows(evaluation.per_image)],
-        f"{evaluation.category}: drawn boxes (red, by rank) and true defect (green)",
+        f"{evaluation.category}: drawn boxes (red, by rank) and true defect (green), grouped by defect type",
     )
     atomic_write_text(out_dir / "report.md", evaluation_report(evaluation))
 
@@ -166,7 +172,9 @@ def grid_rows(per_image: list[dict[str, Any]], limit: int = GRID_IMAGES) -> list
     """Up to ``limit`` anomalous images for the grid: those with masks first, defect types in turn.
 
     Taking the types in turn (sorted, then by path within a type) shows every kind of defect when
-    there are fewer than ``limit`` kinds, and the choice is the same on every run.
+    there are fewer than ``limit`` kinds, and the choice is the same on every run. The chosen images
+    are then grouped by type (masked ones first), so the grid reads type by type, like the
+    per-type table of ``report.md``.
     """
     anomalous = sorted((r for r in per_image if r["label"] == 1), key=lambda r: (r["mask"] is None, r["image"]))
     queues: dict[tuple[bool, str], list[dict[str, Any]]] = {}
@@ -179,7 +187,7 @@ def grid_rows(per_image: list[dict[str, Any]], limit: int = GRID_IMAGES) -> list
             for queue in groups:
                 if queue and len(picked) < limit:
                     picked.append(queue.pop(0))
-    return picked
+    return sorted(picked, key=lambda r: (r["mask"] is None, str(r["defect_type"]), r["image"]))
 
 
 def _panel(row: dict[str, Any]) -> BoxPanel:
@@ -188,7 +196,10 @@ def _panel(row: dict[str, Any]) -> BoxPanel:
     mask = None if row["mask"] is None else load_mask(row["mask"], shape)
     corners = [(int(b["x0"]), int(b["y0"]), int(b["x1"]), int(b["y1"])) for b in row["boxes"]]
     name = "/".join(Path(row["image"]).parts[-2:])
-    return BoxPanel(rgb, mask, corners, f"{name}\nscore {row['score']:.4g}, {row['decision']}")
+    kind = str(row["defect_type"])
+    # Label every panel with its type; MVTec-style paths already start with it, so it is not repeated.
+    label = name if name.startswith(f"{kind}/") else f"{kind}: {name}"
+    return BoxPanel(rgb, mask, corners, f"{label}\nscore {row['score']:.4g}, {row['decision']}")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -232,15 +243,46 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in rows),
         "",
+        *per_type_report(evaluation.per_type),
         "## Pictures",
         "",
         "Score histogram with tau and s_max: [histogram.png](histogram.png)",
         "",
         "![score histogram](histogram.png)",
         "",
-        "Drawn boxes (red, numbered by rank) and the true defect (green outline): [boxes_grid.png](boxes_grid.png)",
+        "Drawn boxes (red, numbered by rank) and the true defect (green outline), grouped by defect type: "
+        "[boxes_grid.png](boxes_grid.png)",
         "",
         "![boxes and ground truth](boxes_grid.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def per_type_report(per_type: dict[str, Any]) -> list[str]:
+    """``report.md``'s per-type section (empty without defect types, e.g. a normal-only split).
+
+    The normals' count and false alarms are stated once above the table: every type is scored
+    against the same normals, so repeating them in each row would suggest they differ.
+    """
+    types: dict[str, Any] = per_type.get("types") or {}
+    if not types:
+        return []
+    lines = [
+        "## Per defect type",
+        "",
+        f"Each type against all {per_type['n_normal']} normal test images ({per_type['false_alarms']} false alarms "
+        "at tau, shared by every type). Recall is the share of that type's images at or above tau; the box "
+        "measures use that type's images with a mask.",
+        "",
+        "| defect type | images | image AUROC | recall at tau | caught / missed | with mask | pointing accuracy "
+        "| mean best-box IoU | median box / defect area |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in types.items():
+        lines.append(
+            f"| {name} | {v['n_images']} | {_fmt(v['image_auroc'])} | {_fmt(v['recall_at_tau'])} | "
+            f"{v['caught']} / {v['missed']} | {v['n_with_mask']} | {_fmt(v['pointing_accuracy'])} | "
+            f"{_fmt(v['mean_best_iou'])} | {_fmt(v['median_area_ratio'], 2)} |"
+        )
+    return [*lines, ""]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from eagle_iad.eval.per_type import PER_TYPE_VERSION
 from eagle_iad.eval.protocol import ANOMALY_TYPE
 from eagle_iad.tgps.answers import UNPARSABLE
 
@@ -59,6 +60,29 @@ def discrimination(records: Iterable[Record]) -> dict[str, Any]:
         "tn": tn,
         "fn": fn,
         "unparsable": sum(1 for r in rows if r["answer"] == UNPARSABLE),
+    }
+
+
+def per_type_discrimination(records: Iterable[Record]) -> dict[str, Any]:
+    """Per defect type, the anomaly discrimination of one condition on one class (issue 29).
+
+    Each type's entry is :func:`discrimination` over all normal records plus that type's records,
+    so ``accuracy`` is the MMAD accuracy a test split holding only that type would give and
+    ``accuracy_anomalous`` is the share of that type answered "defect". The normals' false alarms
+    are the same for every type and stated once. Types only mean something within one class (one
+    product's "cut" is not another's), so this is computed per class, never over classes pooled.
+    """
+    rows = [r for r in records if r["qtype"] == ANOMALY_TYPE]
+    normals = [r for r in rows if r["label"] == 0]
+    groups: dict[str, list[Record]] = {}
+    for row in rows:
+        if row["label"] == 1:
+            groups.setdefault(str(row.get("defect_type")), []).append(row)
+    return {
+        "version": PER_TYPE_VERSION,
+        "n_normal": len(normals),
+        "false_alarms": sum(1 for r in normals if r["answer"] == "A"),
+        "types": {name: discrimination(normals + group) for name, group in sorted(groups.items())},
     }
 
 
@@ -115,6 +139,11 @@ def condition_metrics(records: Sequence[Record]) -> dict[str, Any]:
     return {"anomaly": discrimination(records), "tasks": task_accuracy(records)}
 
 
+def _class_metrics(records: Sequence[Record]) -> dict[str, Any]:
+    """:func:`condition_metrics` of one class, with its per-type discrimination (types are per class)."""
+    return {**condition_metrics(records), "per_type": per_type_discrimination(records)}
+
+
 def compute_metrics(records: Sequence[Record], conditions: Sequence[str]) -> dict[str, Any]:
     """Per condition, overall and per class; CAAS effect overall and per class. Deterministic in ``records``."""
     categories = sorted({r["category"] for r in records})
@@ -123,7 +152,7 @@ def compute_metrics(records: Sequence[Record], conditions: Sequence[str]) -> dic
         rows = [r for r in records if r["condition"] == condition]
         result["conditions"][condition] = {
             "overall": condition_metrics(rows),
-            "per_class": {c: condition_metrics([r for r in rows if r["category"] == c]) for c in categories},
+            "per_class": {c: _class_metrics([r for r in rows if r["category"] == c]) for c in categories},
         }
     if "eagle" in conditions:
         result["caas"] = {

@@ -109,6 +109,42 @@ def expert_table(expert: dict[str, Any]) -> Table:
     return head, rows
 
 
+def per_type_table(metrics: dict[str, Any]) -> Table:
+    """MLLM conditions per class and defect type: each type against all of its class's normals.
+
+    ``acc anomalous %`` is the share of that type answered "defect"; ``accuracy %`` is the MMAD
+    accuracy a test split of the normals and that type alone would give. Runs written before
+    ``per_type`` existed give no rows.
+    """
+    head = ["condition", "class", "defect type", "images", "acc anomalous %", "accuracy %", "normals", "false alarms"]
+    rows: list[list[str]] = []
+    for condition, entry in metrics["conditions"].items():
+        for category, values in entry["per_class"].items():
+            per_type = values.get("per_type") or {}
+            for name, a in (per_type.get("types") or {}).items():
+                rows.append([
+                    condition, category, name, str(a["n_anomalous"]), _fmt(a["accuracy_anomalous"], True),
+                    _fmt(a["accuracy"], True), str(per_type["n_normal"]), str(per_type["false_alarms"]),
+                ])  # fmt: skip
+    return head, rows
+
+
+def expert_per_type_table(expert: dict[str, Any]) -> Table:
+    """The expert's image and box measures per class and defect type (each type against all normals)."""
+    head = ["class", "defect type", "images", "image AUROC", "recall at tau", "caught / missed", "normals",
+            "false alarms", "pointing acc.", "mean best-box IoU", "median box/defect area"]  # fmt: skip
+    rows: list[list[str]] = []
+    for category, v in expert.items():
+        per_type = v.get("per_type") or {}
+        for name, t in (per_type.get("types") or {}).items():
+            rows.append([
+                category, name, str(t["n_images"]), _fmt(t["image_auroc"]), _fmt(t["recall_at_tau"]),
+                f"{t['caught']} / {t['missed']}", str(per_type["n_normal"]), str(per_type["false_alarms"]),
+                _fmt(t["pointing_accuracy"]), _fmt(t["mean_best_iou"]), _fmt(t["median_area_ratio"]),
+            ])  # fmt: skip
+    return head, rows
+
+
 def box_table(expert: dict[str, Any], overall: dict[str, Any] | None) -> Table:
     """Box and map quality per class, then all classes pooled (``–`` where a class has no masks)."""
     head = ["class", "anomalous with mask", "pointing acc.", "mean best-box IoU", "median box/defect area",
@@ -170,12 +206,18 @@ def write_report(out: Path, metrics: dict[str, Any], timing: dict[str, Any], pic
     sections: list[tuple[str, Table | None, str | None]] = [
         ("Anomaly discrimination (measured)", discrimination_table(metrics["mllm"]), None),
         ("Accuracy per task type (measured)", task_table(metrics["mllm"]), None),
+        ("Anomaly discrimination per defect type (measured)", per_type_table(metrics["mllm"]),
+         "Each defect type against all normal images of its class; false alarms are the normals' and the same "
+         "for every type of a class."),
         ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), None),
         ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), None),
         ("Expert boxes and maps per class (measured)", box_table(metrics["expert"], metrics.get("expert_boxes")),
          "Anomalous images with a ground-truth mask: does the map's peak lie on the defect, how well does the "
          "best drawn box fit a defect (IoU), how much larger are the boxes (median), do they touch it at all; "
          "and boxes drawn on normal images."),
+        ("Expert per defect type (measured)", expert_per_type_table(metrics["expert"]),
+         "Each defect type against all normal test images of its class: image AUROC, share of the type at or "
+         "above tau, and the box measures over the type's images with a mask."),
         ("Throughput (this machine; not part of metrics.json)", timing_table(timing), None),
         ("Published MMAD reference points (NOT measured in this run)", published_table(),
          "1-shot anomaly-discrimination accuracy as published; shown for orientation only."),

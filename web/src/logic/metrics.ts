@@ -3,7 +3,13 @@ import { formatScore } from "./scale";
 
 export type Flat = Array<[key: string, value: unknown]>;
 
-/** `{at_tau: {f1: 0.5}}` -> `[["at_tau.f1", 0.5]]`, in the object's own key order; arrays stay values. */
+/** Keys shown in tables of their own (./perType), not as rows of the flat metrics table. */
+const OWN_TABLE_KEYS = new Set(["per_type"]);
+
+/**
+ * `{at_tau: {f1: 0.5}}` -> `[["at_tau.f1", 0.5]]`, in the object's own key order; arrays stay values.
+ * `per_type` objects are left out at any depth: they have a table of their own.
+ */
 export function flattenMetrics(value: unknown, prefix = ""): Flat {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return prefix ? [[prefix, value]] : [];
@@ -12,6 +18,7 @@ export function flattenMetrics(value: unknown, prefix = ""): Flat {
   const entries = Object.entries(value as Record<string, unknown>);
   if (entries.length === 0 && prefix) return [[prefix, {}]];
   for (const [key, inner] of entries) {
+    if (OWN_TABLE_KEYS.has(key)) continue;
     const path = prefix ? `${prefix}.${key}` : key;
     out.push(...flattenMetrics(inner, path));
   }

@@ -3,6 +3,7 @@ import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { Picture } from "../components/Picture";
 import { flattenMetrics, formatMetricFor, metricLabel } from "../logic/metrics";
+import { formatRate, perTypeTables, type PerTypeTable } from "../logic/perType";
 
 export function EvaluationsPage() {
   const { client } = useApi();
@@ -38,6 +39,7 @@ export function EvaluationsPage() {
 function RunView({ run }: { run: EvaluationRun }) {
   const rows = flattenMetrics(run.metrics ?? {});
   const plots = Object.entries(run.plots ?? {});
+  const perType = perTypeTables(run.metrics ?? {});
   const command = run.run && typeof run.run["command"] === "string" ? run.run["command"] : null;
   return (
     <article className="panel run" id={`run-${run.name}`} aria-labelledby={`run-title-${run.name}`}>
@@ -47,6 +49,9 @@ function RunView({ run }: { run: EvaluationRun }) {
       </header>
       {command ? <p className="muted small"><code>{command}</code></p> : null}
       {run.error ? <ErrorBanner error={{ kind: "server", title: "Run unreadable", message: run.error, retryable: false }} /> : null}
+      {perType.map((table) => (
+        <PerTypeView key={table.scope} table={table} run={run.name} />
+      ))}
       <div className="run-grid">
         {rows.length > 0 ? (
           <div className="table-wrap">
@@ -83,5 +88,43 @@ function RunView({ run }: { run: EvaluationRun }) {
         </div>
       </div>
     </article>
+  );
+}
+
+/** Which kinds of defect still pass: one row per defect type, each against all normal test images. */
+function PerTypeView({ table, run }: { table: PerTypeTable; run: string }) {
+  const scope = table.scope ? ` (${table.scope})` : "";
+  return (
+    <div className="table-wrap per-type">
+      <table className="data-table" aria-label={`Per defect type of ${run}${scope}`}>
+        <caption>
+          Per defect type{scope}: each type against all {table.normals} normal test images ({table.falseAlarms} false alarms at the threshold, shared by every type)
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">Defect type</th>
+            <th scope="col" className="num">Images</th>
+            <th scope="col" className="num">Image AUROC</th>
+            <th scope="col" className="num">Recall at threshold</th>
+            <th scope="col" className="num">Pointing</th>
+          </tr>
+        </thead>
+        <tbody>
+          {table.rows.map((row) => (
+            <tr key={row.type} data-type={row.type}>
+              <th scope="row">{row.type}</th>
+              <td className="num">{row.images}</td>
+              <td className="num">{formatRate(row.imageAuroc)}</td>
+              <td className="num" title={row.caught === null ? undefined : `${row.caught} of ${row.images} caught`}>
+                {formatRate(row.recallAtTau)}
+              </td>
+              <td className="num" title={row.withMask === null ? undefined : `over ${row.withMask} images with a mask`}>
+                {formatRate(row.pointing)}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
