@@ -100,3 +100,18 @@ def test_links_between_docs_resolve() -> None:
 def test_readme_is_a_first_screen_not_a_manual() -> None:
     # The README is what a newcomer reads first; subjects live in docs/ (issue 22).
     assert len((REPO / "README.md").read_text(encoding="utf-8").split("\n")) <= 200
+
+
+def test_service_limits_table_is_rendered_from_the_settings_table(tmp_path: Path) -> None:
+    # docs/SERVICE.md's Limits table takes each service setting's default and flag from
+    # eagle_iad/service/limits.py; after a change, `python -m eagle_iad.service.limits_doc docs/SERVICE.md`.
+    from eagle_iad.service.limits import flagged
+    from eagle_iad.service.limits_doc import current, render, rewrite
+
+    service = REPO / "docs" / "SERVICE.md"
+    assert current(service.read_text(encoding="utf-8")) == render(), "run the command above to rewrite it"
+    assert all(f"`{flag}`" in render() for flag, _ in flagged()), "a setting of eagle serve has no row"
+    stale = tmp_path / "SERVICE.md"
+    stale.write_text(service.read_text(encoding="utf-8").replace("| 32 MiB |", "| 31 MiB |"), encoding="utf-8")
+    assert rewrite(stale) and stale.read_text(encoding="utf-8") == service.read_text(encoding="utf-8")
+    assert not rewrite(stale)

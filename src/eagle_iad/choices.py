@@ -49,3 +49,9 @@ CONDITIONS: tuple[str, ...] = get_args(Condition)
 
 #: CAAS sharpening strength (``eagle_iad.mllm.caas``; docs/METHOD.md, "CAAS").
 DEFAULT_ALPHA = 0.6
+
+#: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and 8K
+#: cameras; anything larger is almost certainly a mistake or an attack. Here, not in
+#: ``eagle_iad.images`` (which enforces it, ``EAGLE_MAX_PIXELS`` overriding it), because the service's
+#: settings table (``eagle serve --max-pixels``) and its help screen read it without torch.
+DEFAULT_MAX_PIXELS = 40_000_000

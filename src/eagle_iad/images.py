@@ -23,12 +23,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# The pixel limit (EAGLE_MAX_PIXELS overrides it), re-exported: declared where the help screens read it.
+from eagle_iad.choices import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from eagle_iad.errors import ImageError, ImageTooLargeError
 
-#: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and
-#: 8K cameras; anything larger is almost certainly a mistake or an attack. Override with the
-#: environment variable ``EAGLE_MAX_PIXELS``.
-DEFAULT_MAX_PIXELS = 40_000_000
 #: Smallest accepted side; below this the 3x3-aggregated 28x28 grid would be pure interpolation.
 MIN_SIDE = 16
 #: Largest accepted ratio of the longer to the shorter side. The expert scales the shorter side up

@@ -1,18 +1,20 @@
 """Service settings: where models, data, evaluation runs and the service's own state live, and limits.
 
 One frozen object built by the CLI (or a test) and handed to :func:`create_app`, so every limit the
-service enforces is visible in one place. The API key comes from the environment only, so it does not
-show up in ``ps`` output or shell history.
+service enforces is visible in one place. The defaults of the limits a user can change come from
+their table (:mod:`eagle_iad.service.limits`), which also makes the ``eagle serve`` flags and the doc.
+The API key comes from the environment only, so it does not show up in ``ps`` output or shell history.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-#: Environment variable holding the key every ``/v1`` route requires when set.
-API_KEY_ENV = "EAGLE_API_KEY"
+from eagle_iad.service.limits import API_KEY_ENV as API_KEY_ENV
+from eagle_iad.service.limits import default, from_env
+
 #: How long ``eagle serve`` may take to stop after SIGTERM or SIGINT: requests in progress get this
 #: long to be answered (then they are cut), and fit jobs, told to stop at once, get until this long
 #: after the signal to reach their next progress step and remove their scratch. Then the history is
@@ -38,29 +40,29 @@ class ServiceSettings:
     #: Where inspections run (``eagle serve --runtime``): ``torch`` loads fitted models; ``onnx`` and
     #: ``openvino`` load each ``<models>/<category>`` as an export folder (docs/DEPLOY.md).
     runtime: str = "torch"
-    api_key: str | None = None
+    api_key: str | None = default("api_key")
     #: Largest request body (uploads included), in bytes.
-    max_upload_bytes: int = 32 * 1024 * 1024
+    max_upload_bytes: int = default("max_upload_bytes")
     #: Largest decoded image, in pixels (checked from the header before decoding).
-    max_pixels: int = 40_000_000
+    max_pixels: int = default("max_pixels")
     #: Zip uploads: most members and most total uncompressed bytes (zip-bomb guard).
-    max_zip_files: int = 2000
-    max_zip_bytes: int = 256 * 1024 * 1024
+    max_zip_files: int = default("max_zip_files")
+    max_zip_bytes: int = default("max_zip_bytes")
     #: Zip uploads: largest inflation ratio of one member (uncompressed / compressed bytes, counted while
     #: inflating); members under 1 MiB are exempt, so only a member that could do harm is judged.
-    max_zip_ratio: int = 100
+    max_zip_ratio: int = default("max_zip_ratio")
     #: Free bytes the state folder's disk must keep: an upload or inspection that would leave less is
     #: refused with 507 before anything is written, so the history's database never hits a full disk.
-    min_free_bytes: int = 64 * 1024 * 1024
+    min_free_bytes: int = default("min_free_bytes")
     #: MLLM requests that may wait for the model; more get 429 with Retry-After.
-    mllm_queue: int = 4
+    mllm_queue: int = default("mllm_queue")
     #: Inspections in progress at once (expert and MLLM stages, waiting included); more get 429 with
     #: Retry-After, so a flood of uploads is refused instead of piling up bodies and threads.
-    max_inspections: int = 16
+    max_inspections: int = default("max_inspections")
     #: Fit jobs that may run at once (the rest wait in the pool).
     fit_workers: int = 1
     #: Fit jobs queued or running at once; more get 429 with Retry-After (each holds its uploaded images).
-    max_fit_jobs: int = 8
+    max_fit_jobs: int = default("max_fit_jobs")
     #: Seconds a stop (SIGTERM, SIGINT) may take: see :data:`SHUTDOWN_GRACE_S`.
     shutdown_grace_s: int = SHUTDOWN_GRACE_S
 
@@ -88,4 +90,5 @@ class ServiceSettings:
     @staticmethod
     def api_key_from_env() -> str | None:
         """The key from ``EAGLE_API_KEY`` (unset or empty: no authentication)."""
-        return os.environ.get(API_KEY_ENV) or None
+        key: Any = from_env("api_key")
+        return None if key is None else str(key)

@@ -1,0 +1,102 @@
+"""The ``eagle`` command: one thin subcommand per capability of the Python API.
+
+Every user-caused problem surfaces as an :class:`EagleError` and is printed as one line
+``eagle: error: ...`` with exit status 2; anything else is a bug and keeps its traceback.
+
+One module per group of commands, each declaring its flags beside its handler (``fit``: fit,
+threshold, info; ``inspect``: inspect, attention; ``evaluate``: eval-expert, eval, demo; ``export``;
+``serve``: serve-mllm, serve, openapi); the flags several commands share are declared once in
+``flags``. Only torch-free modules at the top of each: ``eagle --help``, ``--version`` and ``eagle
+info`` must start at once, so each command imports what it needs inside its handler
+(tests/test_fresh_clone.py checks this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from eagle_iad import __version__
+from eagle_iad.cli import evaluate, export, fit, inspect, serve
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.inspect import inspect_records
+from eagle_iad.cli.printing import dumps
+from eagle_iad.cli.serve import SERVE_API_KEY_ENV
+from eagle_iad.errors import EagleError
+from eagle_iad.outputs import SPACE_ERRNOS, describe_write_error
+from eagle_iad.registry import load_plugins
+from eagle_iad.scratch import set_root as set_scratch_root
+from eagle_iad.stops import Stopped, stop_on_signals
+
+__all__ = ["COMMAND_ORDER", "SERVE_API_KEY_ENV", "build_parser", "dumps", "inspect_records", "main"]
+
+#: The order ``eagle --help`` lists the commands in: the everyday ones first, as users met them.
+COMMAND_ORDER: tuple[str, ...] = (
+    "fit", "inspect", "export", "attention", "serve-mllm", "serve", "openapi",
+    "eval-expert", "eval", "info", "threshold", "demo",
+)  # fmt: skip
+
+
+def _commands() -> dict[str, Callable[[Subcommands], None]]:
+    """Every command module's subcommands, by name; a module's command missing from the order is a bug."""
+    found = {**fit.COMMANDS, **inspect.COMMANDS, **export.COMMANDS, **serve.COMMANDS, **evaluate.COMMANDS}
+    assert sorted(found) == sorted(COMMAND_ORDER), "cli.COMMAND_ORDER must list every command once"
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds."
+    )
+    parser.add_argument("--version", action="version", version=f"eagle-iad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = _commands()
+    for name in COMMAND_ORDER:
+        commands[name](sub)
+    return parser
+
+
+def _stopped_what(args: argparse.Namespace) -> str:
+    """What a stop cut short, for the one line ``main`` prints: the command and what it was writing."""
+    parts = [f"eagle {args.command}"]
+    for name in ("category", "model", "out", "models"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            parts.append(f"--{name} {value}")
+    return " ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        load_plugins()  # before the parser: a plugin's threshold rule brings its own --flags
+    except EagleError as exc:
+        print(f"eagle: error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # One mechanism for every command, present and future: SIGINT and SIGTERM raise Stopped in the main
+    # thread, so the command's own clean-up (scratch, staging, the previous model kept) runs as for any
+    # error; then one line and the shell's status for a signal (130, 143). See eagle_iad/stops.py.
+    with stop_on_signals():
+        try:
+            set_scratch_root(getattr(args, "scratch", None))
+            return int(args.func(args))
+        except Stopped as stop:
+            what = stop.what or _stopped_what(args)
+            print(f"eagle: stopped by {stop.signal_name}: {what}; nothing half-written was kept, "
+                  "scratch and staging folders were removed", file=sys.stderr)  # fmt: skip
+            return stop.exit_status
+        except EagleError as exc:
+            print(f"eagle: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            if exc.errno not in SPACE_ERRNOS:
+                raise  # not something the user can fix: a bug, keep the traceback
+            print(f"eagle: error: {describe_write_error(exc, 'a file')}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # raised outside the main thread's handler (e.g. by a library)
+            print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)
+            return 130
+        finally:
+            set_scratch_root(None)  # in-process callers (tests) get the default back

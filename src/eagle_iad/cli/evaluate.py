@@ -1,0 +1,168 @@
+"""``eagle eval-expert``, ``eagle eval`` and ``eagle demo``: measured runs that write a report folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from eagle_iad.choices import EXECUTORS
+from eagle_iad.cli.flags import (
+    Subcommands,
+    add_caas,
+    add_caas_mllm,
+    add_data_args,
+    add_mllm,
+    add_quiet,
+    add_scratch,
+    data_root,
+    mllm_spec,
+)
+from eagle_iad.cli.printing import dumps
+from eagle_iad.data import get_layout, layout_names, select_test
+from eagle_iad.errors import ConfigError
+from eagle_iad.outputs import check_output_path, staged_folder, write_errors
+
+
+def add_eval_expert(sub: Subcommands) -> None:
+    ev = sub.add_parser("eval-expert", help="image/pixel AUROC, AUPRO, metrics at tau, box quality, figures")
+    add_data_args(ev)
+    ev.add_argument("--model", required=True, help="fitted model directory")
+    ev.add_argument("--out", required=True, help="directory for report.md, metrics.json, scores.jsonl and figures")
+    ev.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of N images")
+    ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
+    add_quiet(ev)
+    ev.set_defaults(func=_cmd_eval_expert)
+
+
+def _cmd_eval_expert(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.expert_eval import evaluate_expert, write_evaluation
+    from eagle_iad.expert import load_expert
+    from eagle_iad.images import probe
+
+    out = check_output_path(args.out, "a report", "./report")
+    samples = get_layout(args.layout).samples(data_root(args.data, args.layout), args.category, "test")
+    samples = select_test(samples, args.limit_test, args.seed)
+    for sample in samples:  # headers only (cheap): a bad image or mask fails before the model loads
+        probe(sample.path)
+        if sample.mask_path is not None:
+            probe(sample.mask_path)
+    expert = load_expert(args.model)
+    start = time.perf_counter()
+    evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet)
+    with staged_folder(out) as staging:
+        write_evaluation(expert, evaluation, staging)
+    summary = evaluation.summary()
+    if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):
+        print(f"eagle: warning: {evaluation.defects_without_mask} of {evaluation.n_anomalous} defect images have "
+              "no mask; pixel AUROC and AUPRO leave them out", file=sys.stderr)  # fmt: skip
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    print(dumps(summary))
+    print(f"wrote {Path(args.out) / 'report.md'} (metrics.json, histogram.png, boxes_grid.png)", file=sys.stderr)
+    return 0
+
+
+def add_eval(sub: Subcommands) -> None:
+    evp = sub.add_parser("eval", help="EAGLE and its baselines on a dataset: MMAD metrics, report, resumable")
+    evp.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    evp.add_argument("--layout", required=True, choices=[*layout_names(), "mmad"], help="dataset layout")
+    evp.add_argument("--mmad-json", help="MMAD's mmad.json (with --layout mmad; paths relative to --data)")
+    evp.add_argument("--models", required=True, help="expert directory: <models>/<category>, fitted when missing")
+    add_mllm(evp, "MLLM backend spec (not needed for --conditions expert)")
+    add_caas_mllm(evp)
+    evp.add_argument("--conditions", default="baseline,expert,tgps,eagle",
+                     help="comma-separated: baseline,expert,tgps,eagle,text-only,visual-only")  # fmt: skip
+    evp.add_argument("--shots", type=int, default=0, choices=(0, 1), help="1: add a normal template image")
+    evp.add_argument("--tasks", default="anomaly", choices=("anomaly", "all"), help="MMAD task types to ask")
+    evp.add_argument("--attention", action="store_true", help="record attention; per-layer curves in the report")
+    evp.add_argument("--executor", default=EXECUTORS[0], choices=EXECUTORS)
+    evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
+    evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
+    evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
+    evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
+    evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
+    evp.add_argument("--max-new-tokens", type=int, default=32)
+    add_caas(evp, layers=False)
+    evp.add_argument("--seed", type=int, default=0)
+    evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
+    add_scratch(evp)
+    evp.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.executors import make_executor
+    from eagle_iad.eval.experiment import ExperimentConfig, run_experiment
+    from eagle_iad.eval.protocol import parse_conditions
+
+    out = check_output_path(args.out, "a run", "./run")
+    if args.layout != "elpv" and args.data is None:
+        raise ConfigError(f"--data is required for layout {args.layout!r}")
+
+    def absolute(path: str | None) -> str | None:
+        # Absolute paths make the config hash and the record keys independent of the working directory.
+        return None if path is None else str(Path(path).resolve())
+
+    config = ExperimentConfig(
+        layout=args.layout,
+        data=absolute(args.data),
+        models=str(Path(args.models).resolve()),
+        conditions=parse_conditions(args.conditions),
+        mllm=mllm_spec(args),
+        mmad_json=absolute(args.mmad_json),
+        shots=args.shots,
+        tasks=args.tasks,
+        attention=args.attention,
+        limit=args.limit,
+        limit_train=args.limit_train,
+        max_new_tokens=args.max_new_tokens,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+    executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
+    start = time.perf_counter()
+    with write_errors(out, "the run keeps every finished record; free space and run the same command to resume"):
+        metrics = run_experiment(config, out, executor)
+    for condition, entry in metrics["mllm"]["conditions"].items():
+        acc = entry["overall"]["anomaly"]["accuracy"]
+        print(f"{condition}: anomaly accuracy {'–' if acc is None else f'{100 * acc:.2f}%'}")
+    print(f"wrote {Path(args.out) / 'report.md'} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def add_demo(sub: Subcommands) -> None:
+    demo = sub.add_parser("demo", help="fit, evaluate and inspect elpv mono cells; write a report")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--limit-train", type=int, default=None, help="seeded subset of training cells (default: all)")
+    demo.add_argument("--size", type=int, default=None, help="whole-frame input side (default: the demo's, 224)")
+    demo.add_argument("--coreset-ratio", type=float, default=None, help="fraction of patches kept (default 0.01)")
+    demo.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of test cells")
+    add_quiet(demo)
+    add_scratch(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from eagle_iad.demo import run_demo
+
+    out = check_output_path(args.out, "a demo", "./demo")
+    with write_errors(out, "files written before it are complete"):
+        report = run_demo(
+            out,
+            train_limit=args.limit_train,
+            test_limit=args.limit_test,
+            show_progress=not args.quiet,
+            size=args.size,
+            coreset_ratio=args.coreset_ratio,
+        )
+    print(f"demo report: {report}")
+    return 0
+
+
+#: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {
+    "eval-expert": add_eval_expert,
+    "eval": add_eval,
+    "demo": add_demo,
+}

@@ -1,0 +1,108 @@
+"""The flags several commands share, each declared once, and what they mean once parsed.
+
+Why one place: a flag declared per command drifts (one help text edited, another not; a default
+changed in one command only). A command module calls these beside its own flags, so a subcommand's
+help still lists its options in the order the module adds them. Torch-free: the help screens use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TypeAlias
+
+from eagle_iad.choices import DEFAULT_ALPHA, RENDER_STYLES, RUNTIMES
+from eagle_iad.data import layout_names
+from eagle_iad.errors import ConfigError
+
+#: What ``ArgumentParser.add_subparsers`` returns: each command module adds its subcommands to it.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+CAAS_MLLM_HELP = (
+    "in-process backend for the inspections in the expert's low-confidence band (tau <= score < s_max), where "
+    "CAAS applies; --mllm (e.g. a vLLM engine, openai:URL#model) answers all others. Same weights in both. "
+    "Without it an openai: --mllm answers band inspections too, recorded as CAAS 'not applied (backend cannot)'"
+)
+LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--layout``, ``--category``: one category of a dataset on disk (read by :func:`data_root`)."""
+    parser.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    parser.add_argument("--layout", required=True, choices=layout_names(), help="dataset layout")
+    parser.add_argument("--category", required=True, help="category (product) name")
+
+
+def data_root(value: str | None, layout: str) -> Path | None:
+    """``--data`` as a path; only the elpv layout (downloaded on demand) may go without it."""
+    if value is None:
+        if layout != "elpv":
+            raise ConfigError(f"--data is required for layout {layout!r}")
+        return None
+    return Path(value)
+
+
+def add_scratch(parser: argparse.ArgumentParser) -> None:
+    """``--scratch``: :func:`eagle_iad.cli.main` points the scratch root there before the command runs."""
+    parser.add_argument(
+        "--scratch",
+        metavar="DIR",
+        help="existing folder for scratch files (a fit's features: about 5 KiB per training patch; default: "
+        "TMPDIR); stale scratch left by killed runs is removed there first (docs/OPERATIONS.md)",
+    )
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_mllm(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
+    """``--mllm SPEC``; each command says what the MLLM is for there, so the help text is the caller's."""
+    parser.add_argument("--mllm", required=required, help=help)
+
+
+def add_caas_mllm(parser: argparse.ArgumentParser) -> None:
+    """``--caas-mllm SPEC``: the band inspections' in-process backend beside ``--mllm`` (:func:`mllm_spec`)."""
+    parser.add_argument("--caas-mllm", help=CAAS_MLLM_HELP)
+
+
+def mllm_spec(args: argparse.Namespace) -> str | None:
+    """``--mllm`` alone, or with ``--caas-mllm`` the hybrid spec that routes band inspections to CAAS."""
+    from eagle_iad.mllm import hybrid_spec
+
+    if args.caas_mllm is not None and not args.mllm:
+        raise ConfigError("--caas-mllm needs --mllm (the serving engine for the inspections outside the band)")
+    return None if not args.mllm else hybrid_spec(args.mllm, args.caas_mllm)
+
+
+def add_caas(parser: argparse.ArgumentParser, *, layers: bool = True) -> None:
+    """``--alpha`` and (unless ``layers`` is False) ``--caas-layers``, read by :func:`parse_layers`."""
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
+    if layers:
+        parser.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
+
+
+def parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int, ...] | None:
+    """A comma-separated list of layer indices (None: the flag was not given)."""
+    if value is None:
+        return None
+    try:
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{option} must be comma-separated layer indices, got {value!r}") from exc
+    if not layers:
+        raise ConfigError(f"{option} is empty")
+    return layers
+
+
+def add_runtime(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--runtime``: where inspections run; the caller says what the models folder must then hold."""
+    parser.add_argument("--runtime", default="torch", choices=RUNTIMES, help=help)
+
+
+def add_style(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--style", default="box", choices=RENDER_STYLES, help="visual prompt style")
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)

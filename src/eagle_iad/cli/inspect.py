@@ -1,0 +1,244 @@
+"""``eagle inspect`` and ``eagle attention``: a fitted expert (and an MLLM) on image files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.choices import CONDITIONS
+from eagle_iad.cli.flags import (
+    Subcommands,
+    add_caas,
+    add_caas_mllm,
+    add_mllm,
+    add_quiet,
+    add_runtime,
+    add_style,
+    mllm_spec,
+    parse_layers,
+)
+from eagle_iad.cli.printing import dumps
+from eagle_iad.errors import ConfigError
+from eagle_iad.naming import printable
+from eagle_iad.outputs import check_output_path, claim_outputs, record_outputs, staged_folder, write_errors
+
+
+def add_inspect(sub: Subcommands) -> None:
+    inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
+    inspect.add_argument("images", nargs="+", help="image files")
+    inspect.add_argument("--model", help="fitted model directory (required unless --mllm with --condition baseline)")
+    inspect.add_argument("--out", help="write heatmap and boxed pictures (with --mllm: attention overlays) here")
+    add_style(inspect)
+    inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
+    inspect.add_argument(
+        "--candidates", action="store_true",
+        help="on normal verdicts, draw the strongest regions as dashed yellow frames (never red boxes)",
+    )  # fmt: skip
+    add_quiet(inspect)
+    add_runtime(inspect, "torch (a fitted model folder, default) or onnx/openvino (a folder written by 'eagle export')")
+    add_mllm(
+        inspect,
+        "MLLM backend spec: hf:Qwen/Qwen2.5-VL-7B-Instruct or hf:/path/to/model (in-process; CAAS and "
+        "attention capture), or openai:http://host:port/v1#model (an OpenAI-compatible server such as "
+        "'eagle serve-mllm', vLLM, SGLang: no CAAS and no attention capture there; a CAAS request is answered "
+        "without CAAS and reported as caas_unavailable in the verdict metadata, and --capture-attention is an error)",
+    )
+    add_caas_mllm(inspect)
+    inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
+    add_caas(inspect)
+    inspect.add_argument("--template", help="one-shot normal template image for the MLLM prompt")
+    inspect.add_argument("--max-new-tokens", type=int, default=128)
+    inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
+    inspect.set_defaults(func=_cmd_inspect)
+
+
+def _check_images(paths: Sequence[str | None]) -> None:
+    """Decode every input once before a model loads: a bad file fails in a second, not after a minute."""
+    from eagle_iad.images import load_rgb
+
+    for path in paths:
+        if path is not None:
+            load_rgb(path)
+
+
+def inspect_records(args: argparse.Namespace) -> list[Any]:
+    """``eagle inspect``'s :class:`eagle_iad.record.InspectionRecord` per image, from the pipeline's
+    orchestrator (the service's ``/v1/inspect`` uses the same one), pictures written under ``--out``.
+
+    With an MLLM, ``--out`` receives the attention overlays (``--capture-attention``) only, as before.
+    """
+    from eagle_iad.expert import load_expert
+    from eagle_iad.pipeline import inspect_records as run_pipeline
+
+    if not (args.mllm or args.caas_mllm):
+        if not args.model:
+            raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
+        out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
+        _check_images(args.images)
+        if out is not None:
+            from eagle_iad.expert.references import REFERENCE_SUFFIX
+
+            _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
+        expert = load_expert(args.model, args.runtime)
+        with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
+            return run_pipeline(
+                expert, list(args.images), category=expert.model.category, out_dir=out, style=args.style,
+                show_candidates=args.candidates, show_progress=not args.quiet,
+            )  # fmt: skip
+    from eagle_iad.mllm import CaasSettings, load_backend
+    from eagle_iad.pipeline import Eagle, EagleConfig
+
+    spec = str(mllm_spec(args))
+    out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
+    _check_images([*args.images, args.template])
+    if out is not None and args.capture_attention:
+        _claim_pictures(out, args.images, [], attention=True, inputs=[args.template] if args.template else [])
+    loaded = None
+    if args.model:
+        loaded = load_expert(args.model, args.runtime)
+    elif args.condition != "baseline":
+        raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
+    config = EagleConfig(
+        condition=args.condition,
+        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers)),
+        style=args.style,
+        max_new_tokens=args.max_new_tokens,
+        capture_attention=args.capture_attention,
+        template_image=args.template,
+    )
+    eagle = Eagle(loaded, load_backend(spec), config)
+    category = "" if loaded is None else loaded.model.category
+    attention_out = out if args.capture_attention else None
+    with write_errors(attention_out or ".", "pictures written before it are complete"):
+        records = run_pipeline(
+            loaded, list(args.images), category=category, eagle=eagle, out_dir=attention_out, style=args.style,
+            expert_pictures=False,
+        )  # fmt: skip
+    if attention_out is not None:  # the overlays' layers are known only now: recorded as this command's files
+        record_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()
+                                       if k.startswith("attention_L")])  # fmt: skip
+    return records
+
+
+def _claim_pictures(
+    out: Path, images: Sequence[str], suffixes: list[str], attention: bool = False, inputs: Sequence[str] = ()
+) -> None:
+    """Refuse before any work to write a picture over an input or a file eagle did not write (outputs.claim_outputs).
+
+    The names are those the pipeline will give (:func:`eagle_iad.naming.picture_stems` of the inputs);
+    attention overlays are named by layer, so the ones already there must be eagle's own.
+    """
+    import glob
+
+    from eagle_iad.naming import picture_stems
+
+    stems = picture_stems(list(images))
+    names = [stem + suffix for stem in stems for suffix in suffixes]
+    if attention:
+        names += [Path(p).name for stem in stems for p in glob.glob(str(out / f"{glob.escape(stem)}_attn_L*.png"))]
+    claim_outputs(out, names, [*images, *inputs])
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    records = inspect_records(args)
+    if not (args.mllm or args.caas_mllm):
+        return _print_expert_verdicts(args, [r.verdict for r in records])
+    from eagle_iad.pipeline import CAAS_NOT_APPLIED
+
+    verdicts = []
+    for record in records:
+        verdict = record.verdict
+        if args.out is not None and args.capture_attention and verdict["attention"] is not None:
+            overlays = {kind: path for kind, path in record.pictures.items() if kind.startswith("attention_L")}
+            verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": overlays}}
+        verdicts.append(verdict)
+    if args.json:
+        print(dumps(verdicts))
+        return 0
+    for v in verdicts:
+        expert_part = "" if v["score"] is None else (
+            f"  expert {v['expert_decision']} score {v['score']:.3f} tau {v['tau']:.3f}"
+        )  # fmt: skip
+        caas = "  CAAS" if v["caas_applied"] else ""
+        if v["answered_by"].get("caas") == CAAS_NOT_APPLIED:
+            caas = f"  CAAS {CAAS_NOT_APPLIED}"
+        route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
+        print(f"{printable(v['image'])}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  "
+              f"reply {v['reply']!r}")  # fmt: skip
+    return 0
+
+
+def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, Any]]) -> int:
+    if args.json:
+        print(dumps(verdicts))
+        return 0
+    for v in verdicts:
+        band = " (low-confidence band)" if v["in_band"] else ""
+        numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
+        print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
+        for rank, box in enumerate(v["boxes"], start=1):
+            corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
+            print(f"    box #{rank} {corners} score={box['score']:.3f}")
+        for kind, path in v["pictures"].items():
+            print(f"    {kind}: {printable(path)}")
+        if v["reference"] is not None:
+            why = "" if v["reference"]["unavailable"] is None else f" ({v['reference']['unavailable']})"
+            print(f"    nearest normal training image: {printable(v['reference']['image'])}{why}")
+    return 0
+
+
+def add_attention(sub: Subcommands) -> None:
+    attn = sub.add_parser("attention", help="per-layer attention on the image, plain MLLM vs EAGLE (docs/METHOD.md §4)")
+    attn.add_argument("image", help="image file")
+    attn.add_argument("--model", required=True, help="fitted expert model directory")
+    add_mllm(attn, "MLLM backend spec, e.g. hf:/path/to/Qwen2.5-VL-7B-Instruct", required=True)
+    attn.add_argument("--mask", help="ground-truth defect mask (same size as the image; non-zero = defect)")
+    attn.add_argument("--out", required=True, help="directory for attention.json, curves.png and overlays")
+    attn.add_argument(
+        "--force-caas", action="store_true", help="apply CAAS in the eagle run even outside the band (recorded)"
+    )
+    add_caas(attn)
+    attn.add_argument("--layers", help="layers to draw as overlays (default: first/middle/last CAAS layer + last)")
+    add_style(attn)
+    attn.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (>= 2; default 8)")
+    attn.add_argument("--json", action="store_true", help="print attention.json")
+    attn.set_defaults(func=_cmd_attention)
+
+
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from eagle_iad.eval.attention_analysis import AnalysisConfig, analyze, load_inputs, write_report
+    from eagle_iad.expert import load_expert
+    from eagle_iad.mllm import CaasSettings, load_backend
+
+    out = check_output_path(args.out, "a report", "./attention")
+    config = AnalysisConfig(
+        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers)),
+        force_caas=args.force_caas,
+        overlay_layers=parse_layers(args.layers, "--layers"),
+        max_new_tokens=args.max_new_tokens,
+        style=args.style,
+    )
+    rgb, mask = load_inputs(args.image, args.mask)  # a bad mask fails before any model loads
+    expert = load_expert(args.model)
+    report = analyze(rgb, args.image, expert, load_backend(args.mllm), config, mask, args.mask)
+    with staged_folder(out) as staging:
+        staged = write_report(report, rgb, staging, mask)
+    paths = {name: out / path.relative_to(staging) for name, path in staged.items()}
+    if args.json:
+        print(paths["attention"].read_text(encoding="utf-8"), end="")
+        return 0
+    caas = report.caas
+    print(f"{args.image}: CAAS {'applied' if caas['applied'] else 'not applied'} ({caas['rule']} rule), "
+          f"layers {caas['layers']}, alpha {caas['alpha']}")  # fmt: skip
+    for condition, result in report.conditions.items():
+        shares = " ".join(f"L{entry.layer}={entry.share:.3f}" for entry in result.layers)
+        print(f"  {condition}: answer {result.verdict.answer}  share {shares}")
+    print(f"wrote {len(paths)} files to {args.out}", file=sys.stderr)
+    return 0
+
+
+#: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"inspect": add_inspect, "attention": add_attention}

@@ -1,0 +1,244 @@
+"""``eagle serve-mllm``, ``eagle serve`` and ``eagle openapi``: the two HTTP services and the API's document.
+
+Both services start the same way (:func:`_run`): a warning when an address other than this machine's
+is served without a key, one line saying where, then uvicorn until a signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from eagle_iad.atomic import atomic_write_text
+from eagle_iad.cli.flags import Subcommands, add_caas_mllm, add_log_level, add_mllm, add_runtime, add_scratch, mllm_spec
+from eagle_iad.errors import ConfigError, OutputError
+from eagle_iad.outputs import write_errors
+from eagle_iad.service.limits import API_KEY_ENV, flagged, from_flags
+from eagle_iad.stops import Stopped
+
+#: Environment variable holding the bearer key ``eagle serve-mllm`` requires (unset: no key). An
+#: environment variable, not a flag, so the key does not show up in ``ps`` output or shell history.
+SERVE_API_KEY_ENV = "EAGLE_SERVE_API_KEY"
+#: uvicorn's exit status for a server that could not start (``uvicorn.run`` exits with it too).
+_STARTUP_FAILURE = 3
+
+
+def _add_address(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {port}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _run(
+    app: Any,
+    args: argparse.Namespace,
+    *,
+    open_warning: str | None,
+    banner: str,
+    grace_s: int | None = None,
+    on_signal: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``--host``/``--port`` until a signal, as ``uvicorn.run`` would.
+
+    ``open_warning`` (None: a key is set) is printed when the address is reachable from other machines.
+    ``on_signal`` runs in a thread at the signal itself, before uvicorn waits for the open requests.
+    uvicorn catches SIGINT/SIGTERM itself and raises the signal again once it has stopped, which
+    ``main``'s handler turns into :class:`~eagle_iad.stops.Stopped`.
+    """
+    import uvicorn
+
+    if open_warning is not None and not _is_loopback(args.host):
+        print(f"eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
+    print(banner, file=sys.stderr)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if on_signal is not None:
+                threading.Thread(target=on_signal, name="eagle-stop", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=grace_s)  # fmt: skip
+    server = Server(config)
+    server.run()
+    if not server.started:  # as uvicorn.run: a start-up that failed without raising is still a failure
+        sys.exit(_STARTUP_FAILURE)
+
+
+def add_serve_mllm(sub: Subcommands) -> None:
+    serve = sub.add_parser(
+        "serve-mllm",
+        help="serve an MLLM over an OpenAI-compatible /v1/chat/completions (with an 'eagle' extension for CAAS)",
+        description="Serve an MLLM backend to OpenAI clients: POST /v1/chat/completions (images as data URLs; "
+        "greedy decoding only; optional request object eagle={caas: {alpha, layers, image_index, enabled}, "
+        "capture_attention}), GET /v1/models, GET /healthz. One generation runs at a time; up to --queue "
+        "requests wait, further ones get 429 with Retry-After. Set EAGLE_SERVE_API_KEY to require "
+        "'Authorization: Bearer <key>' on /v1 (clients using the openai: backend set EAGLE_OPENAI_API_KEY).",
+    )
+    add_mllm(
+        serve,
+        "backend spec, e.g. hf:Qwen/Qwen2.5-VL-7B-Instruct (an openai: spec is proxied, without CAAS or "
+        "attention capture: replies then report caas_applied false)",
+        required=True,
+    )
+    _add_address(serve, 8001)
+    serve.add_argument("--queue", type=int, default=8, help="requests that may wait for the model (default 8)")
+    serve.add_argument("--served-model-name", help="model name clients send (default: hub id or folder name)")
+    serve.add_argument("--device", help="device for an hf backend (default: cuda if available, else cpu)")
+    serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
+    add_log_level(serve)
+    serve.set_defaults(func=_cmd_serve_mllm)
+
+
+def _cmd_serve_mllm(args: argparse.Namespace) -> int:
+    from eagle_iad.mllm import load_backend, parse_spec, served_model_name
+    from eagle_iad.mllm.server import create_mllm_app
+
+    if args.queue < 1:
+        raise ConfigError(f"--queue must be at least 1, got {args.queue}")
+    _check_port(args.port)
+    options: dict[str, Any] = {}
+    if args.device:
+        if parse_spec(args.mllm).scheme != "hf":
+            raise ConfigError("--device applies to hf: backends only")
+        options["device"] = args.device
+    backend = load_backend(args.mllm, **options)
+    name = args.served_model_name or served_model_name(args.mllm)
+    api_key = os.environ.get(SERVE_API_KEY_ENV) or None
+    app = create_mllm_app(
+        backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit, api_key=api_key
+    )
+    warning = (f"; anyone who can reach this address can use the model "
+               f"(set {SERVE_API_KEY_ENV} to require a bearer key)")  # fmt: skip
+    _run(app, args, open_warning=None if api_key else warning,
+         banner=f"serving {backend.name} as model {name!r} on http://{args.host}:{args.port}/v1")  # fmt: skip
+    return 0
+
+
+def add_serve(sub: Subcommands) -> None:
+    srv = sub.add_parser(
+        "serve",
+        help="the inspection service: categories, fit jobs, inspect, history, metrics (OpenAPI at /openapi.json)",
+        description="Serve the EAGLE-IAD HTTP API. Set EAGLE_API_KEY to require 'Authorization: Bearer <key>' "
+        "on every /v1 route and /metrics.",
+    )
+    srv.add_argument("--models", required=True, help="directory of fitted categories (<models>/<category>)")
+    add_mllm(srv, "MLLM backend spec: full EAGLE verdicts and /v1/chat/completions")
+    add_runtime(srv, "torch (fitted models, default) or onnx/openvino (each <models>/<category> an export folder)")
+    add_caas_mllm(srv)
+    _add_address(srv, 8000)
+    srv.add_argument("--data-root", help="server folders a fit may read must be inside this directory")
+    srv.add_argument("--runs", help="directory of evaluation runs listed at /v1/evaluations")
+    srv.add_argument("--state-dir", help="history, pictures and uploads (default: <models>/../eagle-service)")
+    srv.add_argument("--db", help="SQLite history file (default: <state-dir>/eagle.sqlite3)")
+    srv.add_argument("--web", help="a built web console to serve at / (default: the packaged one, built by make web)")
+    for flag, setting in flagged():  # the limits: one table declares their defaults, units and ranges
+        srv.add_argument(flag, type=setting.kind, default=setting.default, help=setting.help)
+    add_log_level(srv)
+    add_scratch(srv)
+    srv.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """``eagle serve``: build the service app from the options and run it with uvicorn."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    _check_port(args.port)
+    limits = from_flags(vars(args))  # each checked against its range; MiB flags become bytes
+    models = Path(args.models)
+    if models.exists() and not models.is_dir():
+        raise ConfigError(f"--models {models} is not a directory")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise ConfigError(f"--data-root {args.data_root} is not a directory")
+    if args.web is not None and not (Path(args.web) / "index.html").is_file():
+        raise ConfigError(f"--web {args.web} holds no index.html (build the console with 'make web')")
+    settings = ServiceSettings(
+        models_dir=models,
+        state_dir=Path(args.state_dir) if args.state_dir else models.parent / "eagle-service",
+        data_root=args.data_root,
+        runs_dir=args.runs,
+        db_path=args.db,
+        web_dir=args.web,
+        mllm=mllm_spec(args),
+        runtime=args.runtime,
+        **limits,
+    )
+    app = create_app(settings)
+    state = app.state.service
+    # At the signal, not after the open requests: running fits start stopping now (their event streams
+    # end with them); then uvicorn answers (or after the grace cuts) the open requests and runs the app's
+    # shutdown (fit jobs stopped, history closed).
+    try:
+        _run(app, args, open_warning=None if settings.api_key else f" (set {API_KEY_ENV} to require a key)",
+             banner=f"eagle service on http://{args.host}:{args.port} (history: {settings.database})",
+             grace_s=settings.shutdown_grace_s, on_signal=state.jobs.stop)  # fmt: skip
+    except Stopped as stop:
+        jobs = state.jobs.interrupted
+        stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"
+        if state.jobs_left_running:  # past the grace period: their records say interrupted; do not wait
+            print(f"eagle: stopped by {stop.signal_name}: {stop.what}; fit jobs still running after the "
+                  f"{settings.shutdown_grace_s} s grace period: {state.jobs_left_running}, abandoned (their scratch "
+                  "is removed at the next start)", file=sys.stderr, flush=True)  # fmt: skip
+            sys.stdout.flush()
+            os._exit(stop.exit_status)
+        raise
+    return 0
+
+
+def add_openapi(sub: Subcommands) -> None:
+    oa = sub.add_parser("openapi", help="the service's OpenAPI document (the TypeScript client's source)")
+    oa.add_argument("--out", help="file to write atomically (default: standard output)")
+    oa.set_defaults(func=_cmd_openapi)
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    """``eagle openapi``: the service's OpenAPI document, from which the TypeScript client is generated."""
+    import tempfile
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    target = None if args.out in (None, "-") else Path(args.out)
+    if target is not None:  # checked before the app is built: a bad path fails at once
+        if target.is_dir():
+            raise OutputError(f"{args.out}: is a directory; give a file name such as openapi.json")
+        below = next((p for p in target.parents if os.path.lexists(p)), None)
+        if below is not None and not below.is_dir():
+            raise OutputError(f"{args.out}: cannot be created because {below} is not a directory")
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
+        document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+        app.state.service.close()
+    if target is None:
+        sys.stdout.write(document)
+        return 0
+    with write_errors(target, "the previous file is unchanged"):
+        atomic_write_text(target, document)
+    return 0
+
+
+#: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {
+    "serve-mllm": add_serve_mllm,
+    "serve": add_serve,
+    "openapi": add_openapi,
+}
