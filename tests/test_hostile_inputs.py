@@ -99,6 +99,15 @@ CLI_CASES = [
             "eval-expert --data {root}/varied --layout folder --category part --model {victim} --out {victim}/r",
             "{victim}/r: is inside the model folder {victim}, which must hold only the model; give a folder "
             "outside it"),
+    CliCase("eval-negative-limit", "eval --layout elpv --models {tmp}/m --conditions expert --limit -3 --out {tmp}/r",
+            "--limit must be >= 1, got -3"),
+    CliCase("inspect-nan-alpha", "inspect {image} --model {victim} --mllm hf:/none --alpha nan",
+            "--alpha must be in [0, 1000], got nan"),
+    CliCase("eval-expert-negative-seed",
+            "eval-expert --data {root}/varied --layout folder --category part --model {victim} --out {tmp}/r --seed -2",
+            "--seed must be in [0, 4294967295], got -2"),
+    CliCase("threshold-zero", "threshold --model {victim} --tau 0 --why test",
+            "--tau 0 would call every image anomalous, its training images too; give a tau above 0"),
     CliCase("threshold-below-zero", "threshold --model {victim} --tau -1 --why test",
             "--tau must be a finite number >= 0, got -1.0"),
 ]  # fmt: skip
@@ -355,3 +364,23 @@ def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tm
         assert status == 200 and labelled["label"] == "normal"
     finally:
         server.stop()
+
+
+def test_pictures_an_older_version_wrote_are_refreshed_and_a_failed_run_leaves_no_ledger(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = tmp_path / "a.png"
+    shutil.copyfile(world["image"], a)
+    old = tmp_path / "old"  # as an older eagle left it: its pictures, no ledger
+    old.mkdir()
+    for name in ("a_heatmap.png", "a_box.png"):
+        shutil.copyfile(world["image"], old / name)
+    assert main(["inspect", str(a), "--model", str(world["model"]), "--out", str(old), "--quiet"]) == 0
+    assert json.loads((old / ".eagle-outputs.json").read_text())["files"] == [
+        "a_box.png", "a_heatmap.png", "a_reference.jpg",
+    ]  # fmt: skip
+    assert (old / "a_heatmap.png").read_bytes() != world["image"].read_bytes()  # refreshed
+    fresh = tmp_path / "fresh"
+    assert main(["inspect", str(a), "--model", str(tmp_path / "no-model"), "--out", str(fresh), "--quiet"]) == 2
+    capsys.readouterr()
+    assert not fresh.exists()  # refused before anything was written: no folder, no ledger

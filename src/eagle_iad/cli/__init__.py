@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 
 from eagle_iad import __version__
 from eagle_iad.cli import evaluate, export, fit, inspect, serve
-from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.flags import Subcommands, check_flag_ranges
 from eagle_iad.cli.inspect import inspect_records
 from eagle_iad.cli.printing import dumps
 from eagle_iad.cli.serve import SERVE_API_KEY_ENV
 from eagle_iad.errors import EagleError
+from eagle_iad.naming import printable
 from eagle_iad.outputs import SPACE_ERRNOS, describe_write_error
 from eagle_iad.registry import load_plugins
 from eagle_iad.scratch import set_root as set_scratch_root
@@ -81,19 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_on_signals():
         try:
             set_scratch_root(getattr(args, "scratch", None))
+            check_flag_ranges(args)
             return int(args.func(args))
         except Stopped as stop:
             what = stop.what or _stopped_what(args)
-            print(f"eagle: stopped by {stop.signal_name}: {what}; nothing half-written was kept, "
+            print(f"eagle: stopped by {stop.signal_name}: {printable(what)}; nothing half-written was kept, "
                   "scratch and staging folders were removed", file=sys.stderr)  # fmt: skip
             return stop.exit_status
-        except EagleError as exc:
-            print(f"eagle: error: {exc}", file=sys.stderr)
+        except EagleError as exc:  # its message names the user's files: control characters shown escaped
+            print(f"eagle: error: {printable(str(exc))}", file=sys.stderr)
             return 2
         except OSError as exc:
             if exc.errno not in SPACE_ERRNOS:
                 raise  # not something the user can fix: a bug, keep the traceback
-            print(f"eagle: error: {describe_write_error(exc, 'a file')}", file=sys.stderr)
+            print(f"eagle: error: {printable(describe_write_error(exc, 'a file'))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:  # raised outside the main thread's handler (e.g. by a library)
             print("eagle: interrupted; nothing half-written was kept", file=sys.stderr)

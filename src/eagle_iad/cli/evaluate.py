@@ -23,7 +23,12 @@ from eagle_iad.cli.flags import (
 from eagle_iad.cli.printing import dumps
 from eagle_iad.data import get_layout, layout_names, select_test
 from eagle_iad.errors import ConfigError
-from eagle_iad.outputs import check_output_path, staged_folder, write_errors
+from eagle_iad.outputs import check_output_path, check_outputs, staged_folder, write_errors
+
+#: The files every ``eval-expert`` report holds (checked against the user's files before any work), and the
+#: two that mark a report folder written before output ledgers existed (outputs.check_outputs).
+REPORT_FILES = ("report.md", "metrics.json", "scores.jsonl", "histogram.png", "boxes_grid.png")
+REPORT_MARKERS = ("metrics.json", "report.md")
 
 
 def add_eval_expert(sub: Subcommands) -> None:
@@ -49,10 +54,12 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
         probe(sample.path)
         if sample.mask_path is not None:
             probe(sample.mask_path)
+    inputs = [p for s in samples for p in (s.path, s.mask_path) if p is not None]
+    check_outputs(out, REPORT_FILES, inputs, legacy=REPORT_MARKERS)  # a user's report.md fails now, not after
     expert = load_expert(args.model)
     start = time.perf_counter()
     evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet)
-    with staged_folder(out) as staging:
+    with staged_folder(out, legacy=REPORT_MARKERS) as staging:
         write_evaluation(expert, evaluation, staging)
     summary = evaluation.summary()
     if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):

@@ -101,11 +101,10 @@ def add_info(sub: Subcommands) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from eagle_iad.expert.manifest import read_manifest
+    from eagle_iad.expert.manifest import read_manifest, upgraded_config
 
     manifest: dict[str, Any] = read_manifest(args.model)
-    if manifest["schema_version"] == 1:  # read as the paper's setting (store.OLDEST_SCHEMA)
-        manifest["config"].update(preprocess="center-crop", region_rule="paper", position_baseline=False)
+    manifest["config"] = upgraded_config(manifest["config"], manifest["schema_version"])  # as a load reads it
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
     print(dumps(manifest))

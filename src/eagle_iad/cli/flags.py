@@ -14,6 +14,8 @@ from typing import TypeAlias
 from eagle_iad.choices import DEFAULT_ALPHA, RENDER_STYLES, RUNTIMES
 from eagle_iad.data import layout_names
 from eagle_iad.errors import ConfigError
+from eagle_iad.fit_options import MAX_SEED
+from eagle_iad.ranges import Range
 
 #: What ``ArgumentParser.add_subparsers`` returns: each command module adds its subcommands to it.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -106,3 +108,30 @@ def add_style(parser: argparse.ArgumentParser) -> None:
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+
+
+#: The range of every numeric flag outside the fit options and the service settings (which carry their
+#: own), by argparse ``dest``: checked once, in :func:`eagle_iad.cli.main`, for whichever command has the
+#: flag, before its handler runs, so a negative ``--limit`` or a NaN ``--alpha`` is one line, exit 2.
+FLAG_RANGES: dict[str, Range] = {
+    "alpha": Range(0, 1000),
+    "max_new_tokens": Range(1, 65536),
+    "limit": Range(1, None),
+    "limit_test": Range(1, None),
+    "seed": Range(0, MAX_SEED),
+    "ray_workers": Range(1, 4096),
+    "ray_gpus_per_worker": Range(0, 1024),
+}
+
+
+def check_flag_ranges(args: argparse.Namespace) -> None:
+    """:class:`ConfigError` naming the first numeric flag outside :data:`FLAG_RANGES`.
+
+    ``eagle fit``'s numeric flags are fit options, checked by their own table (eagle_iad/fit_options.py).
+    """
+    if getattr(args, "command", None) == "fit":
+        return
+    for dest, allowed in FLAG_RANGES.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            allowed.check("--" + dest.replace("_", "-"), value)

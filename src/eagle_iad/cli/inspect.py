@@ -23,7 +23,7 @@ from eagle_iad.cli.flags import (
 from eagle_iad.cli.printing import dumps
 from eagle_iad.errors import ConfigError
 from eagle_iad.naming import printable
-from eagle_iad.outputs import check_output_path, claim_outputs, record_outputs, staged_folder, write_errors
+from eagle_iad.outputs import check_output_path, check_outputs, record_outputs, staged_folder, write_errors
 
 
 def add_inspect(sub: Subcommands) -> None:
@@ -84,10 +84,13 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
             _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
         expert = load_expert(args.model, args.runtime)
         with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
-            return run_pipeline(
+            records = run_pipeline(
                 expert, list(args.images), category=expert.model.category, out_dir=out, style=args.style,
                 show_candidates=args.candidates, show_progress=not args.quiet,
             )  # fmt: skip
+        if out is not None:  # only what was written goes on the ledger (no reference picture for an old model)
+            record_outputs(out, [Path(p).name for r in records for p in r.pictures.values()])
+        return records
     from eagle_iad.mllm import CaasSettings, load_backend
     from eagle_iad.pipeline import Eagle, EagleConfig
 
@@ -126,7 +129,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
 def _claim_pictures(
     out: Path, images: Sequence[str], suffixes: list[str], attention: bool = False, inputs: Sequence[str] = ()
 ) -> None:
-    """Refuse before any work to write a picture over an input or a file eagle did not write (outputs.claim_outputs).
+    """Refuse before any work to write a picture over an input or a file eagle did not write (outputs.check_outputs).
 
     The names are those the pipeline will give (:func:`eagle_iad.naming.picture_stems` of the inputs);
     attention overlays are named by layer, so the ones already there must be eagle's own.
@@ -139,7 +142,9 @@ def _claim_pictures(
     names = [stem + suffix for stem in stems for suffix in suffixes]
     if attention:
         names += [Path(p).name for stem in stems for p in glob.glob(str(out / f"{glob.escape(stem)}_attn_L*.png"))]
-    claim_outputs(out, names, [*images, *inputs])
+    # A folder an older eagle filled (no ledger yet) holds each input's heatmap: then its pictures are eagle's.
+    legacy = [f"{stem}_heatmap.png" for stem in stems] if suffixes else []
+    check_outputs(out, names, [*images, *inputs], legacy=legacy)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -208,6 +213,11 @@ def add_attention(sub: Subcommands) -> None:
     attn.set_defaults(func=_cmd_attention)
 
 
+#: The files every attention report holds, and the one that marks a report written before output ledgers.
+ATTENTION_FILES = ("attention.json", "curves.png", "overlays.png")
+ATTENTION_MARKERS = ("attention.json",)
+
+
 def _cmd_attention(args: argparse.Namespace) -> int:
     from eagle_iad.eval.attention_analysis import AnalysisConfig, analyze, load_inputs, write_report
     from eagle_iad.expert import load_expert
@@ -222,16 +232,18 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         style=args.style,
     )
     rgb, mask = load_inputs(args.image, args.mask)  # a bad mask fails before any model loads
+    inputs = [args.image, *([args.mask] if args.mask else [])]
+    check_outputs(out, ATTENTION_FILES, inputs, legacy=ATTENTION_MARKERS)  # before the models load
     expert = load_expert(args.model)
     report = analyze(rgb, args.image, expert, load_backend(args.mllm), config, mask, args.mask)
-    with staged_folder(out) as staging:
+    with staged_folder(out, legacy=ATTENTION_MARKERS) as staging:
         staged = write_report(report, rgb, staging, mask)
     paths = {name: out / path.relative_to(staging) for name, path in staged.items()}
     if args.json:
         print(paths["attention"].read_text(encoding="utf-8"), end="")
         return 0
     caas = report.caas
-    print(f"{args.image}: CAAS {'applied' if caas['applied'] else 'not applied'} ({caas['rule']} rule), "
+    print(f"{printable(args.image)}: CAAS {'applied' if caas['applied'] else 'not applied'} ({caas['rule']} rule), "
           f"layers {caas['layers']}, alpha {caas['alpha']}")  # fmt: skip
     for condition, result in report.conditions.items():
         shares = " ".join(f"L{entry.layer}={entry.share:.3f}" for entry in result.layers)
