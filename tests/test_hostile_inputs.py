@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LiveServer, wait_s
+from conftest import LiveServer
 from expert_fakes import noise_pngs
 from PIL import Image
 from test_service import ServeProcess, call, inspect_request, png
@@ -310,17 +309,11 @@ def test_every_route_answers_bad_input_with_its_documented_status(live: Any) -> 
     assert len({(m, p) for m, p, _ in answered}) > 20  # the walk saw the routes
 
 
-def _mount_tmpfs_reason() -> str | None:
-    if shutil.which("unshare") is None:
-        return "no unshare command"
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
-                           capture_output=True, text=True, timeout=wait_s(30))  # fmt: skip
-    return None if probe.returncode == 0 else f"unprivileged user namespaces unavailable: {probe.stderr.strip()}"
-
-
 def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tmp_path: Path) -> None:
     """Models and state on one 24 MiB tmpfs (a private mount): fill it, then every write route says 507."""
-    reason = _mount_tmpfs_reason()
+    from test_service_faults import _user_namespace_tmpfs
+
+    reason = _user_namespace_tmpfs()
     if reason is not None:
         pytest.skip(f"cannot simulate a full disk: {reason}")
     disk = tmp_path / "disk"
