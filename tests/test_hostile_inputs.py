@@ -21,7 +21,7 @@ import pytest
 from conftest import LiveServer
 from expert_fakes import noise_pngs
 from PIL import Image
-from test_service import ServeProcess, call, inspect_request, png
+from test_service import ServeProcess, call, inspect_request, multipart, png
 
 from eagle_iad.cli import main
 from eagle_iad.naming import CATEGORY_NAME_RULE, MAX_STEM_BYTES
@@ -310,7 +310,10 @@ def test_every_route_answers_bad_input_with_its_documented_status(live: Any) -> 
 
 
 def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tmp_path: Path) -> None:
-    """Models and state on one 24 MiB tmpfs (a private mount): fill it, then every write route says 507."""
+    """Models and state on one 24 MiB tmpfs (a private mount): fill it, then every write route says 507.
+
+    The write routes are the service's four: inspect, label, threshold change and fit.
+    """
     from test_service_faults import _user_namespace_tmpfs
 
     reason = _user_namespace_tmpfs()
@@ -347,6 +350,8 @@ def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tm
                                     body=json.dumps({"tau": 1.0, "why": "disk test"}).encode(),
                                     content_type="application/json")),
         ]  # fmt: skip
+        body, ctype = multipart({}, [("files", f"{i}.png", image, "image/png") for i in range(2)])
+        writes.append(("POST fit", call("POST", f"{base}/v1/categories/other/fit", body=body, content_type=ctype)))
         for what, (status, _, answer) in writes:
             assert (what, status, answer["error"]["code"]) == (what, 507, "insufficient_storage"), answer
         assert _snapshot(inside / "models" / "part") == model_before
