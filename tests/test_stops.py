@@ -29,6 +29,7 @@ from conftest import wait_s
 
 from eagle_iad import scratch
 from eagle_iad.data import get_layout
+from eagle_iad.outputs import record_outputs
 from eagle_iad.stops import PAUSE_ENV, PAUSED
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -121,6 +122,7 @@ def _case(command: str, fitted: dict[str, Path], work: Path, request: pytest.Fix
     previous = work / "out"
     previous.mkdir()
     (previous / "report.md").write_text("the previous report\n")
+    record_outputs(previous, ["report.md"])  # an earlier run's report: the command may replace it, a stop must not
     if command == "fit":
         return Case(["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "8", *SMALL_FIT,
                      "--out", "model"], "fit features", "model")  # fmt: skip
