@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("eval",),
     ("demo",),
     ("service",),
+    ("station",),
     ("cli",),
     ("testing",),  # test-model builders: the top, so no product module may import them
 ]

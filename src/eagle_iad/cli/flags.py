@@ -54,8 +54,8 @@ def add_scratch(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bars") -> None:
+    parser.add_argument("--quiet", action="store_true", help=help)
 
 
 def add_mllm(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -25,6 +27,7 @@ from starlette.datastructures import UploadFile
 
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import picture_stems
+from eagle_iad.record import InspectionRecord
 from eagle_iad.service import schemas
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
@@ -35,6 +38,9 @@ from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
 MAX_QUESTION_CHARS = 1000
+
+#: More rows written in an inspection's transaction (given the connection and the record being stored).
+AlsoWrite = Callable[[sqlite3.Connection, InspectionRecord], None]
 
 
 #: Folders kept in front of an upload's file name (``lot-7/cut/003.png``): enough to tell apart
@@ -58,12 +64,16 @@ def _safe_name(filename: str | None) -> str:
 
 
 def run_inspection(
-    state: ServiceState, category: str, data: bytes, filename: str, question_text: str | None, attention: bool
-) -> dict[str, Any]:
+    state: ServiceState, category: str, data: bytes, filename: str, question_text: str | None, attention: bool,
+    *, origin: tuple[str, str] | None = None, also: AlsoWrite | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Score (and with an MLLM, ask about) one image through the pipeline; store and return the record.
 
     The pipeline writes the pictures into the inspection's folder; here they become
     ``/v1/files/<id>/...`` links, and the verdict drops the raw attention (the overlays carry it).
+    A station's inspection comes through here too, so it is stored exactly as an upload is: ``origin``
+    (station, source) fills the record's ``station`` and ``source``, and ``also`` writes the station's
+    intake and outbox rows in the history row's transaction.
     """
     from eagle_iad.pipeline import Eagle, EagleConfig, inspect_records
 
@@ -99,8 +109,11 @@ def run_inspection(
         verdict["attention"] = None  # large; the overlays carry it
     verdict["pictures"] = pictures
     stored = replace(inspected, verdict=verdict, pictures=pictures)
+    if origin is not None:
+        stored = replace(stored, station=origin[0], source=origin[1])
+    final = stored
     try:
-        state.store.add(stored)
+        state.store.add(stored, None if also is None else lambda db: also(db, final))
     except BaseException as exc:  # not in the history: its pictures go too (no row without pictures, no orphans)
         shutil.rmtree(out, ignore_errors=True)
         if is_disk_full(exc):

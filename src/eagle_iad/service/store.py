@@ -6,8 +6,11 @@ guessing from columns. One connection guarded by a lock: the service writes a ro
 far below what serialising costs.
 
 Schema history: 1 = inspections; 2 adds ``fit_jobs``; 3 adds the user's label of an inspection
-(``label``: what the part actually was, ``label_time``). Older files are migrated in place when opened,
-their history untouched; a file newer than this code is refused rather than misread.
+(``label``: what the part actually was, ``label_time``); 4 adds the stations' intake and outbox
+(``station_intake``: each file a station took, by content hash; ``outbox``: each verdict a sink must
+receive, committed in the same transaction as its inspection, see :mod:`eagle_iad.station`). Older
+files are migrated in place when opened, their history untouched; a file newer than this code is
+refused rather than misread.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.record import InspectionRecord, columns, from_row, to_row
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: What a user may say an inspected part actually was (``None``: not labelled).
 LABELS = ("normal", "anomalous")
@@ -46,6 +51,33 @@ CREATE TABLE IF NOT EXISTS fit_jobs (
     created TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS station_intake (
+    station TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    record_id TEXT,
+    reason TEXT,
+    moved_to TEXT,
+    appeared REAL NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (station, digest)
+);
+CREATE INDEX IF NOT EXISTS station_intake_time ON station_intake (station, time);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    delivered REAL,
+    UNIQUE (station, sink, record_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq);
 """
 
 #: What a fit job that was queued or running when the service stopped becomes on the next start.
@@ -136,18 +168,34 @@ class InspectionStore:
         with self._lock:
             self._db.close()
 
-    def add(self, record: Inspection) -> None:
+    def add(self, record: Inspection, also: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Store ``record``; ``also`` writes more rows in the same transaction (a station's intake and
+        outbox rows: the verdict is stored with its deliveries, or neither is)."""
+        with self.transaction() as db:
+            seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM inspections").fetchone()[0])
+            marks = ", ".join("?" for _ in range(len(columns()) + 1))
+            db.execute(f"INSERT INTO inspections (seq, {_columns()}) VALUES ({marks})", (seq, *to_row(record)))
+            if also is not None:
+                also(db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction (committed when the block ends, rolled back if it
+        raises), holding the store's lock: for the station tables, which live in this file so that a
+        verdict and its deliveries commit together."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM inspections").fetchone()[0])
-                marks = ", ".join("?" for _ in range(len(columns()) + 1))
-                insert = f"INSERT INTO inspections (seq, {_columns()}) VALUES ({marks})"
-                self._db.execute(insert, (seq, *to_row(record)))
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one query (the station tables' readers), under the store's lock."""
+        with self._lock:
+            return list(self._db.execute(sql, params).fetchall())
 
     def get(self, inspection_id: str) -> Inspection | None:
         with self._lock:

@@ -754,6 +754,16 @@ export interface components {
              */
             score: number | null;
             /**
+             * Source
+             * @description where the station took it: the file's path in its hot folder (or a camera and frame time); null: uploaded
+             */
+            source?: string | null;
+            /**
+             * Station
+             * @description the station that took the image off the line; null: uploaded
+             */
+            station?: string | null;
+            /**
              * Tau
              * @description the category's decision threshold at the time
              */

@@ -69,6 +69,8 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   answered_by: null;
   label: null;
   label_time: null;
+  station: null;
+  source: null;
 };
 
 async function sha256(path: string): Promise<string> {
@@ -262,6 +264,8 @@ export class LocalExpert {
       answered_by: null,
       label: null,
       label_time: null,
+      station: null,
+      source: null,
     };
   }
 

@@ -1,0 +1,84 @@
+"""``eagle station run|status|retry``: stations declared in a TOML file (docs/STATIONS.md)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from eagle_iad.cli.flags import Subcommands, add_quiet
+from eagle_iad.cli.printing import dumps
+
+
+def add_station(sub: Subcommands) -> None:
+    station = sub.add_parser("station", help="run stations: a hot folder in, verdicts out to folders and webhooks")
+    actions = station.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="run the file's stations until stopped (SIGTERM, Ctrl-C)")
+    run.add_argument("file", help="stations.toml (docs/STATIONS.md)")
+    run.add_argument("--until-idle", action="store_true",
+                     help="stop once no image waits and every verdict is delivered or a dead letter")  # fmt: skip
+    add_quiet(run, "no line per image (start-up, pauses and dead letters are still reported)")
+    run.set_defaults(func=_cmd_run)
+    status = actions.add_parser("status", help="each station's counts, backlog, latency, sinks and warnings (JSON)")
+    status.add_argument("file", help="stations.toml")
+    status.set_defaults(func=_cmd_status)
+    retry = actions.add_parser("retry", help="put dead letters back in their sinks' queues")
+    retry.add_argument("file", help="stations.toml")
+    retry.add_argument("--station", help="only this station's")
+    retry.add_argument("--sink", help="only this sink's")
+    retry.set_defaults(func=_cmd_retry)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from eagle_iad.station.config import read_stations
+    from eagle_iad.station.runner import run_stations
+    from eagle_iad.stops import Stopped
+
+    stations = read_stations(Path(args.file))
+    try:
+        run_stations(stations, until_idle=args.until_idle, quiet=args.quiet)
+    except Stopped as stop:
+        stop.what = (f"eagle station run {args.file}: the image being inspected stays for the next start, and "
+                     "undelivered verdicts wait in the outbox")  # fmt: skip
+        raise
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from eagle_iad.service.settings import ServiceSettings
+    from eagle_iad.station.config import read_stations
+    from eagle_iad.station.status import open_read_only, station_status
+
+    stations = read_stations(Path(args.file))
+    database = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir).database
+    if not database.is_file():
+        print(dumps([{"station": s.name, "state": "never run"} for s in stations.stations]))
+        return 0
+    db = open_read_only(database)
+    try:
+        print(dumps([station_status(db, config) for config in stations.stations]))
+    finally:
+        db.close()
+    return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    import sys
+
+    from eagle_iad.service.settings import ServiceSettings
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.config import read_stations
+    from eagle_iad.station.outbox import StationTables
+
+    stations = read_stations(Path(args.file))
+    database = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir).database
+    store = InspectionStore(database)
+    try:
+        count = StationTables(store).requeue_dead(args.station, args.sink)
+    finally:
+        store.close()
+    print(f"eagle station retry: {count} dead letters back in their queues", file=sys.stderr)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"station": add_station}

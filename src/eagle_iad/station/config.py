@@ -1,0 +1,161 @@
+"""``stations.toml``: the stations one ``eagle station run`` process runs, read and checked before any work.
+
+```toml
+models = "models"                 # fitted categories, as `eagle serve --models` (relative: to this file)
+state = "eagle-service"           # history, pictures, outbox (default: eagle serve's, <models>/../eagle-service)
+
+[[station]]
+name = "line-1"
+category = "tire"
+backlog_limit = 500               # warn when more images wait
+deadline_s = 5.0                  # warn when the p95 latency (image appeared -> every sink delivered) is over
+source = { kind = "folder", path = "incoming" }
+
+[[station.sink]]
+kind = "webhook"
+url = "https://mes.example/eagle"
+secret_env = "EAGLE_WEBHOOK_SECRET"
+```
+
+Why check everything first: a station that starts and then fails on its first image at 3 a.m. is
+worse than one that refuses to start with one line naming the field. Every source and sink reads and
+checks its own table (:class:`~eagle_iad.station.parts.Options`); this module adds the file's own keys.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.naming import category_name_problem, printable
+from eagle_iad.ranges import Range
+from eagle_iad.station import sinks as _sinks  # noqa: F401  (registers the built-in sinks)
+from eagle_iad.station import sources as _sources  # noqa: F401  (registers the built-in sources)
+from eagle_iad.station.parts import REQUIRED, SINKS, SOURCES, Options, Retry, Sink, Source, StationConfigError
+
+STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+STATION_NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+BACKLOG_LIMIT = Range(1, 10**9)
+DEADLINE_S = Range(0.0, 86400.0, low_open=True)
+
+
+@dataclass
+class SinkConfig:
+    sink: Sink
+    retry: Retry
+
+
+@dataclass
+class StationConfig:
+    """One station: its name, the category that scores its images, one source and its sinks."""
+
+    name: str
+    category: str
+    source: Source
+    sinks: list[SinkConfig] = field(default_factory=list)
+    backlog_limit: int = 1000
+    deadline_s: float = 10.0
+
+
+@dataclass
+class StationsFile:
+    path: Path
+    models_dir: Path
+    state_dir: Path
+    stations: list[StationConfig]
+
+    def close(self) -> None:
+        for station in self.stations:
+            for sink in station.sinks:
+                sink.sink.close()
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise StationConfigError(f"{where} must be a table, not {value!r}")
+    return value
+
+
+def read_stations(path: Path) -> StationsFile:
+    """The checked stations of ``path``; a :class:`StationConfigError` naming the field otherwise."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise StationConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StationConfigError(f"{path}: cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StationConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    top = Options(data, str(path), base)
+    models_dir: Path = top.path("models", REQUIRED)
+    state_dir: Path = top.path("state", str(models_dir.parent / "eagle-service"))
+    top._read.add("station")
+    top.done()
+    if not models_dir.is_dir():
+        raise StationConfigError(f"{path}: models {models_dir} is not a folder of fitted categories")
+    tables = data.get("station")
+    if not isinstance(tables, list) or not tables:
+        raise StationConfigError(f"{path}: no [[station]] tables; declare at least one station")
+    stations: list[StationConfig] = []
+    for number, raw in enumerate(tables, start=1):
+        stations.append(_station(_table(raw, f"{path}: station {number}"), number, path, base, models_dir))
+    names = [s.name for s in stations]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StationConfigError(f"{path}: station names must differ; {', '.join(repeated)} is used twice")
+    return StationsFile(path, models_dir, state_dir, stations)
+
+
+def _station(table: dict[str, Any], number: int, path: Path, base: Path, models_dir: Path) -> StationConfig:
+    options = Options(table, f"{path}: station {number}", base)
+    name = options.text("name", REQUIRED)
+    if not STATION_NAME.fullmatch(name):
+        raise options.error("name", f"{printable(name)!r} is not a station name: use {STATION_NAME_RULE}")
+    where = f"{path}: station {name!r}"
+    options.where = where
+    category = options.text("category", REQUIRED)
+    problem = category_name_problem(category)
+    if problem is not None:
+        raise options.error("category", problem)
+    if not (models_dir / category).is_dir():
+        raise options.error("category", f"{category!r} is not fitted in {models_dir} (eagle fit ... --out "
+                                        f"{models_dir / category})")  # fmt: skip
+    backlog_limit = options.integer("backlog_limit", 1000, BACKLOG_LIMIT)
+    deadline_s = options.number("deadline_s", 10.0, DEADLINE_S)
+    options._read.update({"source", "sink"})
+    options.done()
+    source_table = _table(table.get("source"), f"{where}: source") if "source" in table else None
+    if source_table is None:
+        raise StationConfigError(f"{where}: source is missing (source = {{ kind = \"folder\", path = \"...\" }})")
+    source_options = Options(source_table, f"{where}: source", base)
+    kind = source_options.text("kind", REQUIRED)
+    if kind not in SOURCES:
+        raise source_options.error("kind", f"is {kind!r}; choose one of {', '.join(SOURCES.names())}")
+    source = SOURCES.get(kind)(source_options)
+    source_options.done()
+    sink_tables = table.get("sink", [])
+    if not isinstance(sink_tables, list):
+        raise StationConfigError(f"{where}: sink must be [[station.sink]] tables")
+    sinks: list[SinkConfig] = []
+    used: set[str] = set()
+    for index, raw in enumerate(sink_tables, start=1):
+        sink_options = Options(_table(raw, f"{where}: sink {index}"), f"{where}: sink {index}", base)
+        sink_kind = sink_options.text("kind", REQUIRED)
+        if sink_kind not in SINKS:
+            raise sink_options.error("kind", f"is {sink_kind!r}; choose one of {', '.join(SINKS.names())}")
+        sink_options.where = f"{where}: sink {index} ({sink_kind})"
+        default = sink_kind if sink_kind not in used else f"{sink_kind}-{index}"
+        sink_name = sink_options.text("name", default)
+        if not STATION_NAME.fullmatch(sink_name) or sink_name in used:
+            raise sink_options.error("name", f"{sink_name!r} must be a unique name of letters, digits, '_', '.', '-'")
+        used.add(sink_name)
+        sink = SINKS.get(sink_kind)(sink_options, sink_name)
+        retry = Retry.read(sink_options)
+        sink_options.done()
+        sinks.append(SinkConfig(sink, retry))
+    return StationConfig(name, category, source, sinks, backlog_limit, deadline_s)

@@ -1,0 +1,148 @@
+"""The stations' two tables in the history file: what each station took (intake) and what each sink owes (outbox).
+
+Why in the history's SQLite file: a verdict, its intake row and one outbox row per sink are written in
+the inspection's own transaction (:meth:`InspectionStore.add`'s ``also``), so after any crash either
+all of them exist or none does. A file is then never inspected twice (its content hash is in the
+intake) and never left unreported (its outbox rows wait until delivered). Delivery is at least once:
+a sink that crashed after sending but before the row was marked sends it again, with the same
+idempotency key (the record id), which the receiver uses to drop the repeat.
+
+Per sink, rows are delivered in the order they were stored (the head waits until it is delivered or
+becomes a dead letter), so a receiver sees each station's verdicts in order.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eagle_iad.service.store import InspectionStore
+from eagle_iad.station.parts import Retry
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the station already did with one content hash."""
+
+    state: str
+    record_id: str | None
+    moved_to: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Due:
+    """The head of one sink's queue."""
+
+    seq: int
+    record_id: str
+    payload: dict[str, Any]
+    attempts: int
+    next_try: float
+
+
+def backoff_s(attempts: int, retry: Retry) -> float:
+    """Seconds before try ``attempts + 1``: doubling from ``base_s``, capped at ``max_s``, half of it jittered
+    (stations restarted together do not retry in lockstep)."""
+    ceiling = min(retry.max_s, retry.base_s * 2.0 ** min(attempts - 1, 60))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class StationTables:
+    """The intake and outbox rows of the stations, over the service's :class:`InspectionStore`."""
+
+    def __init__(self, store: InspectionStore) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------ intake
+
+    def intake(self, station: str, digest: str) -> Intake | None:
+        rows = self.store.read(
+            "SELECT state, record_id, moved_to, reason FROM station_intake WHERE station = ? AND digest = ?",
+            (station, digest),
+        )
+        return None if not rows else Intake(*rows[0])
+
+    @staticmethod
+    def write_done(
+        db: sqlite3.Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,
+        appeared: float, sinks: list[str], payload: Mapping[str, Any],
+    ) -> None:  # fmt: skip
+        """In the inspection's transaction: the intake row and one outbox row per sink."""
+        now = time.time()
+        db.execute(
+            "INSERT OR REPLACE INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+            " appeared, time) VALUES (?, ?, ?, 'done', ?, NULL, ?, ?, ?)",
+            (station, digest, name, record_id, moved_to, appeared, now),
+        )
+        text = json.dumps(payload)
+        for sink in sinks:
+            db.execute(
+                "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, 0)",
+                (station, sink, record_id, text, PENDING),
+            )
+
+    def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+                " appeared, time) VALUES (?, ?, ?, 'failed', NULL, ?, NULL, ?, ?)",
+                (station, digest, name, reason, appeared, time.time()),
+            )
+
+    # ------------------------------------------------------------------ outbox
+
+    def head(self, station: str, sink: str) -> Due | None:
+        rows = self.store.read(
+            "SELECT seq, record_id, payload, attempts, next_try FROM outbox"
+            " WHERE station = ? AND sink = ? AND state = ? ORDER BY seq LIMIT 1",
+            (station, sink, PENDING),
+        )
+        if not rows:
+            return None
+        seq, record_id, payload, attempts, next_try = rows[0]
+        return Due(int(seq), str(record_id), json.loads(payload), int(attempts), float(next_try))
+
+    def delivered(self, seq: int) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE outbox SET state = ?, delivered = ?, last_error = NULL WHERE seq = ?",
+                       (DELIVERED, time.time(), seq))  # fmt: skip
+
+    def failed(self, due: Due, error: str, retry: Retry) -> bool:
+        """Count a failed try; ``True`` when it was the last (the row is now a dead letter)."""
+        attempts = due.attempts + 1
+        dead = attempts >= retry.max_attempts
+        next_try = time.time() + (0.0 if dead else backoff_s(attempts, retry))
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = ?, last_error = ?, next_try = ?, state = ? WHERE seq = ?",
+                (attempts, error[:500], next_try, DEAD if dead else PENDING, due.seq),
+            )
+        return dead
+
+    def requeue_dead(self, station: str | None = None, sink: str | None = None) -> int:
+        """Dead letters back in their queues (tries counted afresh): the user fixed the receiver."""
+        clauses, params = ["state = ?"], [DEAD]
+        if station is not None:
+            clauses.append("station = ?")
+            params.append(station)
+        if sink is not None:
+            clauses.append("sink = ?")
+            params.append(sink)
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE {' AND '.join(clauses)}", params
+            )
+        return int(cursor.rowcount)
+
+    def owed(self, station: str) -> int:
+        """Deliveries still pending for ``station`` (dead letters excluded)."""
+        rows = self.store.read("SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ?", (station, PENDING))
+        return int(rows[0][0])

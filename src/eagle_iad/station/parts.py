@@ -1,0 +1,190 @@
+"""What a station is made of: a source that yields images, sinks that receive verdicts, and their tables.
+
+Sources and sinks are each a :class:`~eagle_iad.registry.Registry`, as threshold rules and samplers
+are: a new kind (a camera, an OPC UA server, a message queue) is one file whose class registers under
+a ``kind`` name; ``stations.toml`` names that kind, and a plugin module (``EAGLE_PLUGINS``) can add one
+without touching this package. Each part reads its own options from its TOML table through
+:class:`Options`, so a bad value is one line naming the station, the part and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.ranges import Range, short_repr
+from eagle_iad.registry import Registry
+
+
+class StationConfigError(ConfigError):
+    """A station's configuration is wrong; the message names the file, station, part and field."""
+
+
+class DeliveryError(Exception):
+    """One delivery failed and may succeed later (receiver down, HTTP 5xx, timeout): retried with backoff."""
+
+
+class Options:
+    """One TOML table read field by field; every error names ``where`` (file, station, part) and the field.
+
+    Why a reader object: the same checks (type, range, unknown keys) for every source and sink, and the
+    message a user sees names exactly what to fix. :meth:`done` refuses keys no one read (a typo such as
+    ``urll`` is an error, not a silently ignored option).
+    """
+
+    def __init__(self, table: Mapping[str, Any], where: str, base: Path) -> None:
+        self.table = dict(table)
+        self.where = where
+        #: Relative paths in the file are relative to the file's folder.
+        self.base = base
+        self._read: set[str] = {"kind"}
+
+    def error(self, key: str, problem: str) -> StationConfigError:
+        return StationConfigError(f"{self.where}: {key} {problem}")
+
+    def _get(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+        self._read.add(key)
+        if key not in self.table:
+            if default is _REQUIRED:
+                raise self.error(key, "is missing")
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(key, f"must be {what}, not {value!r}")
+        if not isinstance(value, kinds):
+            raise self.error(key, f"must be {what}, not {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = None, choices: tuple[str, ...] = ()) -> Any:
+        value = self._get(key, _REQUIRED if default is _REQUIRED else default, (str,), "a string")
+        if isinstance(value, str) and not value.strip():
+            raise self.error(key, "is empty")
+        if choices and value is not None and value not in choices:
+            raise self.error(key, f"is {value!r}; choose one of {', '.join(choices)}")
+        return value
+
+    def number(self, key: str, default: float, limits: Range) -> float:
+        value = self._get(key, default, (int, float), "a number")
+        if not limits.contains(value):
+            raise self.error(key, f"must be {_shown(limits)}, not {short_repr(value)}")
+        return float(value)
+
+    def integer(self, key: str, default: int, limits: Range) -> int:
+        value = self._get(key, default, (int,), "a whole number")
+        if not limits.contains(value):
+            raise self.error(key, f"must be {_shown(limits)}, not {short_repr(value)}")
+        return int(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        return bool(self._get(key, default, (bool,), "true or false"))
+
+    def path(self, key: str, default: Any = None) -> Any:
+        value = self.text(key, default)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return (path if path.is_absolute() else self.base / path).resolve()
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self._read)
+        if unknown:
+            raise StationConfigError(f"{self.where}: unknown option {', '.join(map(repr, unknown))}")
+
+
+def _shown(limits: Range) -> str:
+    return f"in {limits}" if limits.low is not None and limits.high is not None else str(limits)
+
+
+#: Marks a required option (``Options.text("url", REQUIRED)``).
+_REQUIRED: Any = object()
+REQUIRED: Any = _REQUIRED
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One image a source hands the station: its bytes' location and where it came from."""
+
+    path: Path
+    #: What the record's ``source`` field says (the file's path; a camera's frame and time).
+    source: str
+    #: The name the history shows (the file's name).
+    name: str
+    #: When the station first saw it (``time.time()``), for the end-to-end latency.
+    appeared: float
+
+
+class Source(Protocol):
+    """Where a station's images come from."""
+
+    kind: ClassVar[str]
+
+    def describe(self) -> str:
+        """One line for the start-up log (``folder /line/incoming, moved to done/ and failed/``)."""
+
+    def poll(self) -> Iterator[Arrival]:
+        """The images complete now, oldest first; lazily (a backlog of thousands is not loaded at once)."""
+
+    def backlog(self) -> int:
+        """How many images wait (for the status and the backlog warning)."""
+
+    def planned(self, arrival: Arrival) -> Path:
+        """Where :meth:`finish` will put an inspected image (stored with its verdict, before the move)."""
+
+    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
+        """Put an inspected image at ``to`` (its :meth:`planned` place, or the one stored before a restart)."""
+
+    def refuse(self, arrival: Arrival, reason: str) -> None:
+        """Put an image that could not be inspected where the user asked, with the reason beside it."""
+
+
+class Sink(Protocol):
+    """Where a station's verdicts go; :meth:`deliver` must be idempotent for a repeated ``key``."""
+
+    kind: ClassVar[str]
+    #: The sink's name in the outbox, status and errors (``webhook``, ``webhook-2``; or the user's ``name``).
+    name: str
+    #: Tries before a verdict becomes a dead letter.
+    max_attempts: int
+
+    def describe(self) -> str: ...
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        """Send one verdict (``key``: the record id, the same on every retry); raise DeliveryError to retry."""
+
+    def close(self) -> None: ...
+
+
+class SourceFactory(Protocol):
+    def __call__(self, options: Options) -> Source: ...
+
+
+class SinkFactory(Protocol):
+    def __call__(self, options: Options, name: str) -> Sink: ...
+
+
+SOURCES: Registry[SourceFactory] = Registry("station source", StationConfigError)
+SINKS: Registry[SinkFactory] = Registry("station sink", StationConfigError)
+
+#: Every sink's retry options: tries before a dead letter, and the backoff between them.
+ATTEMPTS = Range(1, 1000)
+BACKOFF_S = Range(0.0, 3600.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a sink retries: ``max_attempts`` tries, waits doubling from ``base_s`` up to ``max_s`` (full jitter)."""
+
+    max_attempts: int
+    base_s: float
+    max_s: float
+
+    @classmethod
+    def read(cls, options: Options) -> Retry:
+        return cls(
+            options.integer("max_attempts", 10, ATTEMPTS),
+            options.number("retry_base_s", 1.0, BACKOFF_S),
+            options.number("retry_max_s", 60.0, BACKOFF_S),
+        )

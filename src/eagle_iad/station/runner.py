@@ -1,0 +1,233 @@
+"""Running stations: take each complete image, inspect it through the service's one path, store the verdict
+with its deliveries, put the image away, and deliver in the background until every sink has it.
+
+The order of the steps is what makes a crash harmless:
+
+1. read the image and hash it; a hash this station already stored is not inspected again (a crash
+   after step 3 left the file in place: it is only put away now);
+2. inspect it with :func:`eagle_iad.service.routes_inspect.run_inspection`, the code path of an upload,
+   so the record in the history is the same (plus ``station`` and ``source``);
+3. in the history row's transaction, the intake row and one outbox row per sink;
+4. move the image to ``done/`` (or write its sidecar), to the place stored in step 3.
+
+A courier thread per sink delivers its outbox rows in order, retrying with backoff, and keeps the last
+ones as dead letters. An image the station cannot read as an image goes to ``failed/`` with the reason;
+anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
+station's intake with a status saying why, and the image stays where it is for the next try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import EagleError
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.record import InspectionRecord
+from eagle_iad.service.context import ServiceState
+from eagle_iad.service.routes_inspect import run_inspection
+from eagle_iad.service.settings import ServiceSettings
+from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
+from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
+from eagle_iad.stops import checkpoint
+
+#: An upload refused for these statuses is the image's own fault (not an image, too large): it goes to failed/.
+IMAGE_FAULTS = (400, 413, 415, 422)
+#: Seconds a paused intake waits before trying its image again.
+PAUSE_RETRY_S = 5.0
+#: Images one station takes in a row before the next station's turn (one busy line does not starve another).
+TURN = 8
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Courier(threading.Thread):
+    """Delivers one sink's outbox rows, oldest first, until told to stop."""
+
+    def __init__(self, tables: StationTables, station: str, sink: SinkConfig, log: Log) -> None:
+        super().__init__(name=f"eagle-station-{station}-{sink.sink.name}", daemon=True)
+        self.tables = tables
+        self.station = station
+        self.sink = sink
+        self.log = log
+        self.wake = threading.Event()
+        self.halt = threading.Event()
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        name = self.sink.sink.name
+        while not self.halt.is_set():
+            due = self.tables.head(self.station, name)
+            if due is None:
+                self.wake.wait(1.0)
+                self.wake.clear()
+                continue
+            wait = due.next_try - time.time()
+            if wait > 0:
+                self.halt.wait(min(wait, 1.0))
+                continue
+            try:
+                self.sink.sink.deliver(due.payload, due.record_id)
+            except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
+                error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+                self.last_error = error
+                if self.tables.failed(due, error, self.sink.retry):
+                    self.log(f"eagle station {self.station}: {name} gave up on record {due.record_id} after "
+                             f"{due.attempts + 1} tries ({error}); kept as a dead letter")  # fmt: skip
+                continue
+            self.last_error = None
+            self.tables.delivered(due.seq)
+
+
+class StationRunner:
+    """One station: its source, its couriers and the intake loop's state."""
+
+    def __init__(self, config: StationConfig, state: ServiceState, log: Log, *, quiet: bool = False) -> None:
+        self.config = config
+        self.state = state
+        self.log = log
+        self.quiet = quiet
+        self.tables = StationTables(state.store)
+        try:
+            state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
+        except ApiError as exc:
+            raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
+        self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
+        self.paused: str | None = None
+        self._paused_until = 0.0
+        self._arrivals: Iterator[Arrival] | None = None
+
+    def start(self) -> None:
+        for courier in self.couriers:
+            courier.start()
+        self.log(f"eagle station {self.config.name}: {self.config.category} from {self.config.source.describe()}")
+        for courier in self.couriers:
+            self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
+
+    def stop(self, grace_s: float) -> None:
+        for courier in self.couriers:
+            courier.halt.set()
+            courier.wake.set()
+        deadline = time.monotonic() + grace_s
+        for courier in self.couriers:
+            courier.join(max(0.0, deadline - time.monotonic()))
+
+    def step(self) -> int:
+        """Take up to :data:`TURN` complete images; how many were taken (inspected, repeated or refused)."""
+        if self.paused is not None and time.monotonic() < self._paused_until:
+            return 0
+        taken = 0
+        while taken < TURN:
+            if self._arrivals is None:
+                self._arrivals = self.config.source.poll()
+            arrival = next(self._arrivals, None)
+            if arrival is None:
+                self._arrivals = None
+                break
+            if not self._take(arrival):
+                self._arrivals = None  # paused: the same image is the first one next time
+                break
+            taken += 1
+        return taken
+
+    def idle(self) -> bool:
+        """Nothing waits in the source and nothing is owed to a sink (dead letters aside)."""
+        return self.config.source.backlog() == 0 and self.tables.owed(self.config.name) == 0
+
+    def _pause(self, reason: str) -> None:
+        if self.paused != reason:
+            self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
+        self.paused = reason
+        self._paused_until = time.monotonic() + PAUSE_RETRY_S
+
+    def _take(self, arrival: Arrival) -> bool:
+        """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
+        name, source = self.config.name, self.config.source
+        try:
+            data = arrival.path.read_bytes()
+        except FileNotFoundError:
+            return True  # taken away before its turn
+        except OSError as exc:
+            self._pause(f"{arrival.path}: cannot be read: {exc.strerror or exc}")
+            return False
+        digest = hashlib.sha256(data).hexdigest()
+        prior = self.tables.intake(name, digest)
+        if prior is not None and prior.state == "done":
+            to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
+            source.finish(arrival, to, {"id": prior.record_id})
+            self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
+            return True
+        to = source.planned(arrival)
+        sinks = [courier.sink.sink.name for courier in self.couriers]
+
+        def also(db: Any, record: InspectionRecord) -> None:
+            payload = {"station": name, "record": record.to_dict(), "image": str(to), "source": arrival.source}
+            self.tables.write_done(db, name, digest, arrival.name, record.id, str(to), arrival.appeared, sinks, payload)
+
+        try:
+            record = run_inspection(self.state, self.config.category, data, arrival.name, None, False,
+                                    origin=(name, arrival.source), also=also)  # fmt: skip
+        except ApiError as exc:
+            if exc.status in IMAGE_FAULTS:
+                self._refuse(arrival, digest, exc.message)
+                return True
+            self._pause(exc.message)
+            return False
+        except EagleError as exc:
+            self._refuse(arrival, digest, str(exc))
+            return True
+        checkpoint("station stored")
+        source.finish(arrival, to, record)
+        if self.paused is not None:
+            self.log(f"eagle station {self.config.name}: intake resumed")
+            self.paused = None
+        for courier in self.couriers:
+            courier.wake.set()
+        score = record.get("score")
+        shown = "no score" if score is None else f"score {score:.4g} (tau {record.get('tau'):.4g})"
+        self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
+        return True
+
+    def _refuse(self, arrival: Arrival, digest: str, reason: str) -> None:
+        self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
+        self.config.source.refuse(arrival, reason)
+        self.log(f"eagle station {self.config.name}: {arrival.name}: not inspected: {reason}")
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            self.log(f"eagle station {self.config.name}: {line}")
+
+
+def run_stations(
+    stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, poll_s: float = 0.5, log: Log = _stderr
+) -> None:
+    """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
+    ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
+    settings = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir)
+    state = ServiceState(settings, backend=None)
+    runners: list[StationRunner] = []
+    try:
+        runners = [StationRunner(config, state, log, quiet=quiet) for config in stations.stations]
+        for runner in runners:
+            runner.start()
+        while True:
+            taken = sum(runner.step() for runner in runners)
+            if until_idle and not taken and all(runner.idle() for runner in runners):
+                break
+            if not taken:
+                time.sleep(poll_s)
+    finally:
+        for runner in runners:
+            runner.stop(settings.shutdown_grace_s)
+        stations.close()
+        state.close()

@@ -1,0 +1,66 @@
+"""The folder sink: each inspected image copied (or hard-linked) into ``normal/``, ``anomalous/`` or
+``undecided/``, its JSON record beside it.
+
+Named ``<record id>_<image name>`` so a repeated delivery (a restart, a retry) writes the same two files
+again instead of adding copies, and two images with one name never collide. Both files are written
+atomically, the record last: a ``.json`` present means its image is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from eagle_iad.atomic import atomic_write_text
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+
+DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous"}
+
+
+class FolderSink:
+    """A :class:`~eagle_iad.station.parts.Sink` writing into a folder tree the line's other tools read."""
+
+    kind: ClassVar[str] = "folder"
+
+    def __init__(self, options: Options, name: str) -> None:
+        self.name = name
+        self.folder: Path = options.path("path", REQUIRED)
+        self.link = options.flag("link", False)
+        self.max_attempts = Retry.read(options).max_attempts
+        if self.folder.exists() and not self.folder.is_dir():
+            raise options.error("path", f"{self.folder} exists and is not a folder")
+
+    def describe(self) -> str:
+        return f"folder {self.folder} ({'hard links' if self.link else 'copies'} in normal/, anomalous/, undecided/)"
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        record = payload["record"]
+        image = Path(payload["image"])
+        folder = self.folder / DECISION_FOLDERS.get(str(record.get("decision")), "undecided")
+        base = f"{key}_{Path(str(record.get('image_name') or image.name)).name}"
+        target = folder / base
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                temporary = folder / f".{base}.tmp"
+                if self.link:
+                    temporary.unlink(missing_ok=True)
+                    os.link(image, temporary)
+                else:
+                    shutil.copyfile(image, temporary)
+                os.replace(temporary, target)
+            atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
+        except FileNotFoundError as exc:
+            raise DeliveryError(f"the image is gone: {exc.filename}") from None
+        except OSError as exc:
+            raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        pass
+
+
+SINKS.add(FolderSink.kind, FolderSink)

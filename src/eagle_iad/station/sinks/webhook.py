@@ -1,0 +1,94 @@
+"""The webhook sink: each verdict POSTed as JSON, signed, with the record id as its idempotency key.
+
+The receiver can trust and de-duplicate what it gets: ``X-Eagle-Signature-256: sha256=<hex>`` is the
+HMAC-SHA256 of the exact body under a shared secret (read from the environment variable named by
+``secret_env``, so it never sits in the stations file), and ``Idempotency-Key`` is the record id,
+the same on every retry of the same verdict. Any answer but 2xx, a timeout or a refused connection is
+retried with backoff (the outbox's), then kept as a dead letter. TLS certificates are verified unless
+``verify_tls = false``; ``ca_file`` names a private CA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from eagle_iad import __version__
+from eagle_iad.ranges import Range
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+
+SIGNATURE_HEADER = "X-Eagle-Signature-256"
+TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The signature header's value for ``body`` (what a receiver recomputes and compares)."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class WebhookSink:
+    """A :class:`~eagle_iad.station.parts.Sink` POSTing to an HTTP(S) endpoint."""
+
+    kind: ClassVar[str] = "webhook"
+
+    def __init__(self, options: Options, name: str) -> None:
+        self.name = name
+        self.url: str = options.text("url", REQUIRED)
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise options.error("url", f"{self.url!r} is not an http:// or https:// URL with a host")
+        secret_env = options.text("secret_env")
+        self.secret: bytes | None = None
+        if secret_env is not None:
+            value = os.environ.get(secret_env)
+            if not value:
+                raise options.error("secret_env", f"names {secret_env}, which is not set in the environment")
+            self.secret = value.encode("utf-8")
+        self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
+        verify = options.flag("verify_tls", True)
+        ca_file = options.path("ca_file")
+        if ca_file is not None and not ca_file.is_file():
+            raise options.error("ca_file", f"{ca_file} is not a file")
+        self.max_attempts = Retry.read(options).max_attempts
+        self._context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            if not verify:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+
+    def describe(self) -> str:
+        return f"webhook {self.url} ({'signed' if self.secret else 'unsigned'}, timeout {self.timeout_s:g} s)"
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            "User-Agent": f"eagle-iad/{__version__}",
+        }
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = signature(self.secret, body)
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as answer:
+                answer.read(1 << 16)
+        except urllib.error.HTTPError as exc:
+            raise DeliveryError(f"HTTP {exc.code} from {self.url}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(f"{self.url}: {reason}") from None
+
+    def close(self) -> None:
+        pass
+
+
+SINKS.add(WebhookSink.kind, WebhookSink)

@@ -1,0 +1,3 @@
+"""The built-in station sources, one module each (importing this package registers them)."""
+
+from eagle_iad.station.sources import folder as folder

@@ -1,0 +1,456 @@
+"""Stations end to end, with real processes: a hot folder of real elpv cells, a real HTTP receiver,
+``eagle station run`` started, killed and restarted as a user's service manager would.
+
+What must hold (issue "On the line"): every image is inspected exactly once, whatever the kill;
+every sink gets every verdict at least once, in the order they were stored, with the record id as the
+idempotency key on repeats; a receiver that is down gets everything once it is back; one that always
+fails ends with dead letters while the station keeps inspecting; a bad configuration is one line
+naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import wait_s
+
+from eagle_iad.data import get_layout
+from eagle_iad.images import load_rgb
+from eagle_iad.service.store import InspectionStore
+from eagle_iad.station.config import read_stations
+from eagle_iad.station.parts import SINKS, StationConfigError
+from eagle_iad.station.sinks.webhook import SIGNATURE_HEADER
+from eagle_iad.stops import PAUSE_ENV, PAUSED
+
+SECRET = "s3cret-for-tests"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Receiver:
+    """A real HTTP endpoint recording every POST; ``fail`` makes it answer 500 (``None``: 200)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.received: list[dict[str, Any]] = []
+        self.fail = False
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Receiver:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                outer.received.append({
+                    "key": self.headers["Idempotency-Key"],
+                    "signed": hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected),
+                    "body": json.loads(body),
+                })  # fmt: skip
+                self.send_response(500 if outer.fail else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def keys(self) -> list[str]:
+        return [r["key"] for r in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real model of elpv mono cells (12 cells, 64 px) in ``models/mono``."""
+    import torch
+
+    from eagle_iad.expert import ExpertConfig, fit, save
+
+    root = tmp_path_factory.mktemp("station-models")
+    cells = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "train"))[:12]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(cells, "mono", ExpertConfig(size=64, coreset_ratio=0.05)).model, root / "models" / "mono")
+    finally:
+        torch.set_num_threads(before)
+    return root / "models"
+
+
+def _cells(count: int) -> list[Path]:
+    return sorted(s.path for s in get_layout("elpv").samples(None, "mono", "test"))[:count]
+
+
+def _drop(folder: Path, cells: list[Path]) -> list[str]:
+    """Copy ``cells`` into the hot folder as a camera would (old enough to count as complete)."""
+    folder.mkdir(exist_ok=True)
+    past = time.time() - 10
+    names = []
+    for index, cell in enumerate(cells):
+        target = folder / f"{index:04d}_{cell.name}"
+        shutil.copyfile(cell, target)
+        os.utime(target, (past + index * 0.001, past + index * 0.001))
+        names.append(target.name)
+    return names
+
+
+def _stations(work: Path, models: Path, sinks: str, source: str = "") -> Path:
+    path = work / "stations.toml"
+    path.write_text(f"""models = "{models}"
+state = "state"
+
+[[station]]
+name = "line-1"
+category = "mono"
+source = {{ kind = "folder", path = "incoming", settle_s = 0.2{source} }}
+{sinks}
+""")
+    return path
+
+
+def _webhook(port: int, **extra: Any) -> str:
+    options = "".join(f"\n{key} = {json.dumps(value)}" for key, value in extra.items())
+    return f"""
+[[station.sink]]
+kind = "webhook"
+url = "http://127.0.0.1:{port}/verdicts"
+secret_env = "EAGLE_TEST_SECRET"
+timeout_s = 5{options}
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "EAGLE_TEST_SECRET": SECRET, **extra}
+
+
+def _run(stations: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "station", *args, str(stations)],
+                          cwd=stations.parent, env=env or _env(), capture_output=True, text=True,
+                          timeout=wait_s(timeout))  # fmt: skip
+    return done.returncode, done.stderr + done.stdout
+
+
+def _history(work: Path) -> list[Any]:
+    store = InspectionStore(work / "state" / "eagle.sqlite3")
+    try:
+        return store.page(10_000, 0)[1][::-1]  # oldest first
+    finally:
+        store.close()
+
+
+def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    from eagle_iad.expert import load_expert
+
+    names = _drop(tmp_path / "incoming", _cells(6))
+    (tmp_path / "incoming" / "broken.png").write_bytes(b"not a png at all")
+    os.utime(tmp_path / "incoming" / "broken.png", (time.time() - 10, time.time() - 10))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) + '\n[[station.sink]]\nkind = "folder"\n'
+                                                                        'path = "sorted"\n')  # fmt: skip
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names  # oldest first, each once
+    assert {r.station for r in history} == {"line-1"}
+    assert [r.source for r in history] == [str(tmp_path / "incoming" / n) for n in names]
+    expert = load_expert(model_dir / "mono")  # the same verdict as the expert gives the same image
+    for record, cell in zip(history, _cells(6), strict=True):
+        result = expert.inspect(load_rgb(cell))
+        assert record.score == pytest.approx(result.score, rel=1e-5)
+        assert record.decision == ("anomalous" if result.is_anomalous else "normal")
+    assert sorted(p.name for p in (tmp_path / "incoming" / "done").iterdir()) == sorted(names)
+    assert sorted(p.name for p in (tmp_path / "incoming" / "failed").iterdir()) == ["broken.png",
+                                                                                   "broken.png.reason.txt"]  # fmt: skip
+    reason = (tmp_path / "incoming" / "failed" / "broken.png.reason.txt").read_text()
+    assert reason == "broken.png: not a recognised image format\n"
+    assert not [p for p in (tmp_path / "incoming").iterdir() if p.is_file()]
+    # the webhook: every verdict once, in order, signed, keyed by the record id
+    assert receiver.keys() == [r.id for r in history]
+    assert all(r["signed"] for r in receiver.received)
+    assert [r["body"]["record"]["score"] for r in receiver.received] == [r.score for r in history]
+    assert {r["body"]["station"] for r in receiver.received} == {"line-1"}
+    # the folder sink: each image with its record, under its decision
+    for record in history:
+        folder = tmp_path / "sorted" / str(record.decision)
+        copied = folder / f"{record.id}_{record.image_name}"
+        assert copied.read_bytes() == (tmp_path / "incoming" / "done" / record.image_name).read_bytes()
+        assert json.loads((folder / f"{copied.name}.json").read_text())["record"]["id"] == record.id
+    # status: the counts, no warnings
+    code, out = _run(stations, "status")
+    status = json.loads(out[out.index("[") :])[0]
+    assert (status["inspected"], status["failed"], status["backlog"], status["warnings"]) == (6, 1, 0, [])
+    assert status["sinks"]["webhook"]["delivered"] == 6 and status["sinks"]["folder"]["delivered"] == 6
+    assert status["latency_s"]["p50"] > 0
+    # a second run finds nothing to do, and the same content dropped again is not inspected again
+    shutil.copyfile(tmp_path / "incoming" / "done" / names[0], tmp_path / "incoming" / "again.png")
+    os.utime(tmp_path / "incoming" / "again.png", (time.time() - 10, time.time() - 10))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0 and "again.png: same content as record " + history[0].id in log, log
+    assert len(_history(tmp_path)) == 6 and len(receiver.received) == 6
+
+
+def test_killed_mid_burst_every_image_is_inspected_exactly_once_and_delivered(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    count = 200
+    cells = _cells(40) * 5  # 200 files; the same content under other names is a repeat, so make each unique
+    names = _drop(tmp_path / "incoming", cells)
+    for index, name in enumerate(names):  # a different last byte (after the PNG end): a different content hash
+        with open(tmp_path / "incoming" / name, "ab") as handle:
+            handle.write(index.to_bytes(4, "big"))
+        os.utime(tmp_path / "incoming" / name, (time.time() - 10 + index * 0.001,) * 2)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", "--quiet", str(stations)],
+                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(300)
+        while len(receiver.received) < 30:
+            assert process.poll() is None and time.monotonic() < deadline, "the station did not deliver 30 verdicts"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+    assert len(_history(tmp_path)) < count  # killed mid-burst
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert sorted(r.image_name for r in history) == sorted(names)  # every image, exactly once
+    ids = [r.id for r in history]
+    keys = receiver.keys()
+    assert set(keys) == set(ids)  # every verdict delivered at least once ...
+    first = sorted(set(keys), key=keys.index)
+    assert first == ids  # ... the first deliveries in the order the verdicts were stored
+    assert len(keys) - len(ids) <= 1  # a repeat only for the one in flight at the kill, with the same key
+
+
+def test_a_kill_between_storing_and_moving_does_not_inspect_again(model_dir: Path, tmp_path: Path) -> None:
+    names = _drop(tmp_path / "incoming", _cells(2))
+    stations = _stations(tmp_path, model_dir, "")
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=tmp_path, env=_env(**{PAUSE_ENV: "station stored"}), stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == f"{PAUSED}station stored":
+                break
+        else:
+            pytest.fail("the station ended before storing its first verdict")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+    assert [r.image_name for r in _history(tmp_path)] == names[:1]  # stored, not moved
+    assert (tmp_path / "incoming" / names[0]).exists()
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert [r.image_name for r in _history(tmp_path)] == names  # the first one not inspected twice
+    assert f"{names[0]}: same content as record" in log
+    assert sorted(p.name for p in (tmp_path / "incoming" / "done").iterdir()) == names
+
+
+def test_a_receiver_down_at_first_gets_everything_once_it_is_back(model_dir: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    names = _drop(tmp_path / "incoming", _cells(5))
+    stations = _stations(tmp_path, model_dir, _webhook(port, retry_base_s=0.2, retry_max_s=1.0, max_attempts=1000))
+    late = Receiver(port)
+    timer = threading.Timer(wait_s(8), late.start)  # nothing listens on the port for the first seconds
+    timer.start()
+    try:
+        code, log = _run(stations, "run", "--until-idle", "--quiet")
+    finally:
+        timer.cancel()
+        late.stop()
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names
+    assert late.keys() == [r.id for r in history]  # each once, in order, after the receiver came back
+
+
+def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.fail = True
+    names = _drop(tmp_path / "incoming", _cells(4))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port, retry_base_s=0.05, max_attempts=3))
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    assert [r.image_name for r in _history(tmp_path)] == names  # the station kept inspecting
+    assert len(receiver.received) == 3 * 4  # three tries each
+    assert log.count("gave up on record") == 4 and "HTTP 500" in log
+    code, out = _run(stations, "status")
+    status = json.loads(out[out.index("[") :])[0]
+    assert status["sinks"]["webhook"]["dead_letters"] == 4
+    assert status["sinks"]["webhook"]["last_error"] == f"HTTP 500 from http://127.0.0.1:{receiver.port}/verdicts"
+    assert status["warnings"] == ["4 dead letters (eagle station retry requeues them)"]
+    receiver.fail = False
+    receiver.received.clear()
+    code, log = _run(stations, "retry")
+    assert code == 0 and "4 dead letters back in their queues" in log, log
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    assert receiver.keys() == [r.id for r in _history(tmp_path)]
+
+
+def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) -> None:
+    names = _drop(tmp_path / "incoming", _cells(2))
+    stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    history = _history(tmp_path)
+    for record, name in zip(history, names, strict=True):
+        mark = json.loads((tmp_path / "incoming" / f"{name}.eagle.json").read_text())
+        assert mark == {"record_id": record.id, "decision": record.decision, "score": record.score}
+    assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == sorted([*names, *(n + ".eagle.json"
+                                                                                          for n in names)])  # fmt: skip
+
+
+CONFIG_ERRORS = [
+    # (what the stations file says, the one line the user gets after "<file>: ")
+    ('models = "{models}"\n', "no [[station]] tables; declare at least one station"),
+    ('models = "{models}"\n[[station]]\nname = "a b"\ncategory = "mono"\n',
+     "station 1: name 'a b' is not a station name: use 1-64 letters, digits, '_', '.', '-', starting with a letter "
+     "or digit"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "nope"\nsource = {{ kind = "folder", path = "in" }}\n',
+     "station 'l': category 'nope' is not fitted in {models} (eagle fit ... --out {models}/nope)"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\n', "station 'l': source is missing"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "camera" }}\n',
+     "station 'l': source: kind is 'camera'; choose one of folder"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "gone" }}\n',
+     "station 'l': source: path {work}/gone is not a folder"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\n'
+     'source = {{ kind = "folder", path = "in", settle_s = -1 }}\n',
+     "station 'l': source: settle_s must be in [0, 3600], not -1"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in", '
+     'pth = 1 }}\n', "station 'l': source: unknown option 'pth'"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "htp:/x"\n',
+     "station 'l': sink 1 (webhook): url 'htp:/x' is not an http:// or https:// URL with a host"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nsecret_env = "EAGLE_NOT_SET_ANYWHERE"\n',
+     "station 'l': sink 1 (webhook): secret_env names EAGLE_NOT_SET_ANYWHERE, which is not set in the environment"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nmax_attempts = true\n',
+     "station 'l': sink 1 (webhook): max_attempts must be a whole number, not True"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "mqtt"\n', "station 'l': sink 1: kind is 'mqtt'; choose one of folder, webhook"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
+     "station names must differ; l is used twice"),
+    ("models = [\n", "not valid TOML: "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), CONFIG_ERRORS, ids=[m[:40] for _, m in CONFIG_ERRORS])
+def test_a_bad_stations_file_is_one_line_naming_the_field(
+    model_dir: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "stations.toml"
+    path.write_text(text.format(models=model_dir))
+    with pytest.raises(StationConfigError) as caught:
+        read_stations(path)
+    assert str(caught.value).startswith(f"{path}: " + message.format(models=model_dir, work=tmp_path))
+    code, out = _run(path, "run")  # the CLI: one line, status 2, no traceback
+    assert code == 2 and out.startswith("eagle: error: " + str(path)) and "Traceback" not in out, out
+    assert out.count("\n") == 1
+
+
+PLUGIN = '''
+"""A sink from outside the package: each verdict as one line of a JSON-lines file."""
+import json
+from pathlib import Path
+
+from eagle_iad.station.parts import REQUIRED, SINKS, Retry
+
+
+class JsonLines:
+    kind = "jsonl"
+
+    def __init__(self, options, name):
+        self.name = name
+        self.path = options.path("path", REQUIRED)
+        self.max_attempts = Retry.read(options).max_attempts
+
+    def describe(self):
+        return f"jsonl {self.path}"
+
+    def deliver(self, payload, key):
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"key": key, "decision": payload["record"]["decision"]}) + "\\n")
+
+    def close(self):
+        pass
+
+
+SINKS.add("jsonl", JsonLines)
+'''
+
+
+def test_a_sink_registered_by_a_plugin_works_from_the_stations_file(model_dir: Path, tmp_path: Path) -> None:
+    """The plugin test: one file, one registration, and ``kind = "jsonl"`` runs end to end."""
+    (tmp_path / "plugin_sinks").mkdir()
+    (tmp_path / "plugin_sinks" / "jsonl_sink.py").write_text(PLUGIN)
+    _drop(tmp_path / "incoming", _cells(3))
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "jsonl"\npath = "out.jsonl"\n')
+    env = _env(EAGLE_PLUGINS="jsonl_sink", PYTHONPATH=f"{tmp_path / 'plugin_sinks'}{os.pathsep}"
+                                                      f"{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert code == 0, log
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    history = _history(tmp_path)
+    assert lines == [{"key": r.id, "decision": r.decision} for r in history]
+    assert "jsonl" not in SINKS  # registered in the station's process only
+
+
+def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
+    from eagle_iad.station.outbox import backoff_s
+    from eagle_iad.station.parts import Retry
+
+    retry = Retry(10, 1.0, 8.0)
+    for attempts, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0), (500, 8.0)]:
+        waits = np.array([backoff_s(attempts, retry) for _ in range(200)])
+        assert waits.min() >= ceiling / 2 and waits.max() <= ceiling and waits.std() > 0
