@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-busy test-ts lint typecheck web serve bench bench-mllm bench-eval bench-load bench-evidence bench-hybrid vllm-venv clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve station bench bench-mllm bench-eval bench-load bench-evidence bench-hybrid vllm-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -87,6 +87,13 @@ serve: $(STAMP) $(WEBUI)
 	test -f runs/demo/model/model.json || (echo "run 'make demo' first (it fits the elpv expert)" && exit 1)
 	mkdir -p runs/console/models && ln -sfn ../../demo/model runs/console/models/elpv-mono
 	$(BIN)/eagle serve --models runs/console/models --runs runs/demo --state-dir runs/console/state
+
+# A hot-folder station on the demo's model (examples/stations.toml): images copied into
+# runs/station/incoming are inspected and sorted into runs/station/sorted/{normal,anomalous}.
+station: $(STAMP)
+	test -f runs/demo/model/model.json || (echo "run 'make demo' first (it fits the elpv expert)" && exit 1)
+	mkdir -p runs/station/models runs/station/incoming && ln -sfn ../../demo/model runs/station/models/elpv-mono
+	$(BIN)/eagle station run examples/stations.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

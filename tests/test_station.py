@@ -454,3 +454,19 @@ def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
     for attempts, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0), (500, 8.0)]:
         waits = np.array([backoff_s(attempts, retry) for _ in range(200)])
         assert waits.min() >= ceiling / 2 and waits.max() <= ceiling and waits.std() > 0
+
+
+def test_the_example_stations_file_reads(model_dir: Path, tmp_path: Path) -> None:
+    """examples/stations.toml (``make station``) is a valid file once make has made its folders."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "stations.toml"
+    (tmp_path / "examples").mkdir()
+    shutil.copyfile(example, tmp_path / "examples" / "stations.toml")
+    station = tmp_path / "runs" / "station"
+    (station / "models").mkdir(parents=True)
+    (station / "incoming").mkdir()
+    (station / "models" / "elpv-mono").symlink_to(model_dir / "mono")
+    stations = read_stations(tmp_path / "examples" / "stations.toml")
+    assert [(s.name, s.category, [k.sink.kind for k in s.sinks]) for s in stations.stations] == [
+        ("demo-line", "elpv-mono", ["folder"])
+    ]
+    assert stations.state_dir == station / "state"
