@@ -120,6 +120,8 @@ class Source(Protocol):
     """Where a station's images come from."""
 
     kind: ClassVar[str]
+    #: Seconds between looks for new images while none is waiting (the idle part of the latency).
+    poll_s: float
 
     def describe(self) -> str:
         """One line for the start-up log (``folder /line/incoming, moved to done/ and failed/``)."""

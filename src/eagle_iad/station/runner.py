@@ -208,9 +208,7 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}: {line}")
 
 
-def run_stations(
-    stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, poll_s: float = 0.5, log: Log = _stderr
-) -> None:
+def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
     settings = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir)
@@ -225,7 +223,7 @@ def run_stations(
             if until_idle and not taken and all(runner.idle() for runner in runners):
                 break
             if not taken:
-                time.sleep(poll_s)
+                time.sleep(min(runner.config.source.poll_s for runner in runners))
     finally:
         for runner in runners:
             runner.stop(settings.shutdown_grace_s)

@@ -247,7 +247,10 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
               Close
             </button>
           </div>
-          <p className="muted small detail-id">Inspection {selected.id} · Escape closes</p>
+          <p className="muted small detail-id">
+            Inspection {selected.id}
+            {selected.station ? ` · taken by station ${selected.station} from ${selected.source ?? "its source"}` : ""} · Escape closes
+          </p>
           <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
           <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>

@@ -34,6 +34,7 @@ PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 SIDECAR_SUFFIX = ".eagle.json"
 AFTER = ("move", "sidecar")
 SETTLE_S = Range(0.0, 3600.0)
+POLL_S = Range(0.01, 60.0)
 
 
 def move_new(source: Path, folder: Path) -> Path:
@@ -65,6 +66,7 @@ class HotFolder:
         self.folder: Path = options.path("path", REQUIRED)
         self.after: str = options.text("after", "move", AFTER)
         self.settle_s = options.number("settle_s", 1.0, SETTLE_S)
+        self.poll_s = options.number("poll_s", 0.2, POLL_S)
         if not self.folder.is_dir():
             raise options.error("path", f"{self.folder} is not a folder")
         if not os.access(self.folder, os.R_OK | os.X_OK | os.W_OK):

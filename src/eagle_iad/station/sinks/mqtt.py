@@ -1,0 +1,297 @@
+"""The MQTT sink: each verdict published as JSON to a broker the line's systems (SCADA, MES, dashboards)
+already subscribe to, the last one retained, and the station's presence on a status topic.
+
+Why these topics: a subscriber picks what it wants with MQTT's wildcards, so the default topic
+``eagle/{station}/{category}/{decision}`` lets a reject gate listen to ``eagle/+/+/anomalous`` only.
+``last_topic`` holds the last verdict *retained*, so a screen that connects late shows it at once;
+``status_topic`` is ``online`` (retained) while the sink is connected and ``offline`` once it closed
+or, through the broker's last will, once the connection died without a goodbye.
+
+A verdict counts as delivered only when the broker acknowledged both publications (QoS 1: its PUBACK;
+under MQTT 5 a PUBACK with a failure reason, such as *not authorized*, is a failed try). Anything else
+(not connected, no PUBACK within ``timeout_s``) raises :class:`DeliveryError` and the outbox retries
+with its backoff: the record id is the idempotency key (in the payload's ``record.id`` and, under MQTT 5,
+the ``Idempotency-Key`` user property), the same on every retry, so a subscriber drops repeats.
+
+The connection is made on the first delivery, not at start-up (``eagle station status`` reads the same
+file and must not connect, and a broker down at start must not stop the station); once made, paho's
+network thread keeps it, reconnecting with waits from ``retry_base_s`` doubling up to ``retry_max_s``.
+paho-mqtt is an optional dependency (``pip install 'eagle-iad[mqtt]'``), imported when a stations file
+names this sink, so the other sinks work without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import ssl
+import string
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from eagle_iad.ranges import Range
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
+
+DEFAULT_TOPIC = "eagle/{station}/{category}/{decision}"
+DEFAULT_STATUS_TOPIC = "eagle/{station}/status"
+DEFAULT_LAST_TOPIC = "eagle/{station}/last"
+#: The placeholders each topic template may use (a verdict's topic may name the record; the status may not).
+VERDICT_FIELDS = ("station", "category", "decision", "id")
+LAST_FIELDS = ("station", "category")
+STATUS_FIELDS = ("station",)
+#: The user property (MQTT 5) carrying the record id, named as the webhook's header.
+KEY_PROPERTY = "Idempotency-Key"
+ONLINE, OFFLINE = "online", "offline"
+#: Seconds between keep-alive pings: the broker declares the station gone (and publishes the last
+#: will, ``offline``) after 1.5 times this without a packet.
+KEEPALIVE_S = 30
+PORT = Range(1, 65535)
+QOS = Range(0, 2)
+TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+PROTOCOLS = ("5", "3.1.1")
+
+
+def _template(options: Options, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    """A topic template read and checked now, so a typo is a start-up error and not a failed delivery."""
+    text: str = options.text(key, default)
+    shown = ", ".join(f"{{{name}}}" for name in allowed)
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise options.error(key, f"{text!r} is not a topic template ({exc}); placeholders are {shown}") from None
+    for name in names:
+        if name not in allowed:
+            raise options.error(key, f"{text!r} has the unknown placeholder {{{name}}}; use {shown}")
+    try:
+        sample = text.format(**dict.fromkeys(allowed, "x"))
+    except (ValueError, TypeError) as exc:
+        raise options.error(key, f"{text!r} is not a topic template ({exc})") from None
+    if "+" in sample or "#" in sample or "\0" in sample:
+        raise options.error(key, f"{text!r} has a wildcard (+ or #): a message is published to one topic")
+    if sample.startswith("$"):
+        raise options.error(key, f"{text!r} starts with '$', which brokers keep for themselves")
+    return text
+
+
+class MqttSink:
+    """A :class:`~eagle_iad.station.parts.Sink` publishing to an MQTT broker (paho-mqtt's client)."""
+
+    kind: ClassVar[str] = "mqtt"
+
+    def __init__(self, options: Options, name: str) -> None:
+        self.name = name
+        try:
+            import paho.mqtt.client  # noqa: F401  (checked now: a missing package is a start-up error)
+        except ImportError:
+            raise options.error("kind", "mqtt needs the paho-mqtt package: pip install 'eagle-iad[mqtt]'") from None
+        self.host: str = options.text("host", REQUIRED)
+        if "://" in self.host or "/" in self.host or any(c.isspace() for c in self.host):
+            raise options.error("host", f"{self.host!r} is not a host name or address (no scheme, no path)")
+        self.tls = options.flag("tls", False)
+        self.port = options.integer("port", 8883 if self.tls else 1883, PORT)
+        self.topic = _template(options, "topic", DEFAULT_TOPIC, VERDICT_FIELDS)
+        self.status_topic = _template(options, "status_topic", DEFAULT_STATUS_TOPIC, STATUS_FIELDS)
+        self.last_topic = _template(options, "last_topic", DEFAULT_LAST_TOPIC, LAST_FIELDS)
+        self.qos = options.integer("qos", 1, QOS)
+        self.username: str | None = options.text("username")
+        password_env = options.text("password_env")
+        self.password: str | None = None
+        if password_env is not None:
+            if self.username is None:
+                raise options.error("password_env", "needs username (MQTT sends a password only with a user name)")
+            self.password = os.environ.get(password_env)
+            if not self.password:
+                raise options.error("password_env", f"names {password_env}, which is not set in the environment")
+        ca_file = options.path("ca_file")
+        if ca_file is not None and not self.tls:
+            raise options.error("ca_file", "needs tls = true")
+        if ca_file is not None and not ca_file.is_file():
+            raise options.error("ca_file", f"{ca_file} is not a file")
+        self.client_id: str | None = options.text("client_id")
+        self.protocol: str = options.text("protocol", "5", choices=PROTOCOLS)
+        self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
+        retry = Retry.read(options)
+        self.max_attempts = retry.max_attempts
+        #: paho's reconnection waits follow the outbox's backoff (whole seconds, at least one).
+        self._reconnect_s = (max(1, math.ceil(retry.base_s)), max(1, math.ceil(retry.max_s)))
+        self._context: ssl.SSLContext | None = None
+        if self.tls:
+            self._context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._client: Client | None = None
+        self._running = False  # paho's network thread started (after the first connection)
+        self._closed = False
+        self._station = ""
+        #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
+        #: acknowledged message's reason code by message id (a failure code is a refused publication).
+        self._up = False
+        self._problem: str | None = None
+        self._acks: dict[int, ReasonCode] = {}
+
+    def describe(self) -> str:
+        security = "TLS" if self.tls else "plain"
+        user = f", user {self.username}" if self.username else ""
+        return (f"mqtt {self.host}:{self.port} {self.topic} (QoS {self.qos}, MQTT {self.protocol}, {security}{user}; "
+                f"last verdict retained on {self.last_topic}, presence on {self.status_topic})")  # fmt: skip
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        from paho.mqtt.client import MQTT_ERR_SUCCESS, error_string
+
+        station = str(payload["station"])
+        record = payload["record"]
+        fields = {
+            "station": station,
+            "category": str(record.get("category")),
+            "decision": str(record.get("decision") or "undecided"),
+            "id": key,
+        }
+        topic = self.topic.format(**fields)
+        last = self.last_topic.format(**fields)
+        client = self._connected(station)
+        body = json.dumps(payload).encode("utf-8")
+        properties = self._properties(key)
+        sent = [
+            (topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties)),
+            (last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)),
+        ]
+        deadline = time.monotonic() + self.timeout_s
+        for where, info in sent:
+            if info.rc != MQTT_ERR_SUCCESS:
+                raise DeliveryError(f"{self._broker()}: {where} not sent ({error_string(info.rc)})")
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                raise DeliveryError(f"{self._broker()}: {where} not sent ({exc})") from None
+            if not info.is_published():
+                raise DeliveryError(f"{self._broker()}: no acknowledgement for {where} within {self.timeout_s:g} s")
+            with self._changed:
+                reason = self._acks.pop(info.mid, None)
+            if reason is not None and reason.is_failure:
+                raise DeliveryError(f"{self._broker()}: the broker refused {where}: {reason}")
+
+    def close(self) -> None:
+        """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""
+        with self._lock:
+            self._closed = True
+            client, running = self._client, self._running
+            if client is None:
+                return
+            if self._up:
+                info = client.publish(self._status(), OFFLINE, qos=1, retain=True)
+                with contextlib.suppress(RuntimeError, ValueError):  # gone: the last will says the same
+                    info.wait_for_publish(self.timeout_s)
+            client.disconnect()
+            if running:
+                client.loop_stop()
+
+    # ------------------------------------------------------------------ the connection
+
+    def _broker(self) -> str:
+        return f"mqtt {self.host}:{self.port}"
+
+    def _status(self) -> str:
+        return self.status_topic.format(station=self._station)
+
+    def _properties(self, key: str) -> Properties | None:
+        if self.protocol != "5":
+            return None
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.PayloadFormatIndicator = 1  # UTF-8 text
+        properties.ContentType = "application/json"
+        properties.UserProperty = [(KEY_PROPERTY, key)]
+        return properties
+
+    def _connected(self, station: str) -> Client:
+        """The client, connected; the first call connects (and starts paho's thread, which reconnects)."""
+        with self._lock:
+            if self._closed:
+                raise DeliveryError(f"{self._broker()}: the sink is closing")
+            if self._client is None:
+                self._station = station
+                self._client = self._new_client(station)
+            client = self._client
+            if not self._running:
+                self._first_connection(client)
+        with self._changed:
+            if not self._up:
+                why = self._problem or "not connected"
+                raise DeliveryError(f"{self._broker()}: {why}; reconnecting in the background")
+        return client
+
+    def _first_connection(self, client: Client) -> None:
+        """Connect in the courier's thread, so a refused or unresolvable broker is this try's error."""
+        try:
+            client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
+        except OSError as exc:  # refused, unreachable, no such host, TLS certificate rejected
+            raise DeliveryError(f"{self._broker()}: {getattr(exc, 'strerror', None) or exc}") from None
+        client.loop_start()
+        self._running = True
+        deadline = time.monotonic() + self.timeout_s
+        with self._changed:
+            while not self._up and self._problem is None and time.monotonic() < deadline:
+                self._changed.wait(max(0.0, deadline - time.monotonic()))
+            if not self._up and self._problem is None:
+                self._problem = f"no answer to CONNECT within {self.timeout_s:g} s"
+
+    def _new_client(self, station: str) -> Client:
+        from paho.mqtt.client import Client, MQTTv5, MQTTv311
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or f"eagle-station-{station}-{self.name}",
+            protocol=MQTTv5 if self.protocol == "5" else MQTTv311,
+        )
+        client.connect_timeout = self.timeout_s
+        client.reconnect_delay_set(*self._reconnect_s)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self._context is not None:
+            client.tls_set_context(self._context)
+        client.will_set(self.status_topic.format(station=station), OFFLINE, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    # paho's network thread calls these.
+
+    def _on_connect(
+        self, client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if not reason.is_failure:
+            client.publish(self._status(), ONLINE, qos=1, retain=True)
+        with self._changed:
+            self._up = not reason.is_failure
+            self._problem = None if self._up else f"the broker refused the connection: {reason}"
+            self._changed.notify_all()
+
+    def _on_disconnect(
+        self, client: Client, userdata: Any, flags: DisconnectFlags, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        with self._changed:
+            self._up = False
+            self._problem = f"connection lost ({reason})"
+            self._changed.notify_all()
+
+    def _on_publish(
+        self, client: Client, userdata: Any, mid: int, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        with self._changed:
+            self._acks[mid] = reason
+
+
+SINKS.add(MqttSink.kind, MqttSink)
