@@ -27,6 +27,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
+# Debian's Mosquitto: tests/test_station_mqtt.py starts its own broker on a free port (the package's
+# service on port 1883, where one runs, is not used).
+MOSQUITTO := /usr/sbin/mosquitto
+$(MOSQUITTO):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
+
 # glibc hands large freed blocks straight back to the kernel, so each batch's activations and search
 # blocks are page-faulted in afresh; keeping them in the heap cut a 60-cell demo-settings fit's
 # system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; docs/MEASUREMENTS.md, speed).
@@ -37,7 +44,7 @@ demo: $(STAMP)
 
 test: test-python test-ts
 
-test-python: $(STAMP)
+test-python: $(STAMP) $(MOSQUITTO)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -49,7 +56,7 @@ test-python: $(STAMP)
 BUSY_LOOPS ?= 4
 BUSY_SLOWDOWN ?= 3
 PYTEST_ARGS ?=
-test-busy: $(STAMP)
+test-busy: $(STAMP) $(MOSQUITTO)
 	@pids=""; start=$$(date +%s); \
 	trap 'kill $$pids 2>/dev/null; echo "test-busy: $$(( $$(date +%s) - start )) s wall with $(BUSY_LOOPS) busy loops"' EXIT; \
 	trap 'exit 130' INT TERM; \

@@ -376,7 +376,7 @@ CONFIG_ERRORS = [
      '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nmax_attempts = true\n',
      "station 'l': sink 1 (webhook): max_attempts must be a whole number, not True"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
-     '[[station.sink]]\nkind = "mqtt"\n', "station 'l': sink 1: kind is 'mqtt'; choose one of folder, webhook"),
+     '[[station.sink]]\nkind = "opcua"\n', "station 'l': sink 1: kind is 'opcua'; choose one of folder, mqtt, webhook"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station names must differ; l is used twice"),

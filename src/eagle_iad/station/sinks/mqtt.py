@@ -142,7 +142,7 @@ class MqttSink:
         security = "TLS" if self.tls else "plain"
         user = f", user {self.username}" if self.username else ""
         return (f"mqtt {self.host}:{self.port} {self.topic} (QoS {self.qos}, MQTT {self.protocol}, {security}{user}; "
-                f"last verdict retained on {self.last_topic}, presence on {self.status_topic})")  # fmt: skip
+                f"last on {self.last_topic}, status on {self.status_topic})")  # fmt: skip
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         from paho.mqtt.client import MQTT_ERR_SUCCESS, error_string
@@ -284,7 +284,8 @@ class MqttSink:
     ) -> None:
         with self._changed:
             self._up = False
-            self._problem = f"connection lost ({reason})"
+            # 128 (unspecified) is paho's word for a connection that dropped; a broker's own reason is worth showing
+            self._problem = "connection lost" + ("" if reason.value == 128 else f" ({reason})")
             self._changed.notify_all()
 
     def _on_publish(

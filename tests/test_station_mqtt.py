@@ -1,0 +1,339 @@
+"""The MQTT sink against a real Mosquitto broker, with real stations (``eagle station run`` processes).
+
+What must hold: every verdict is published on ``eagle/<station>/<category>/<decision>`` in the order it was
+stored, acknowledged by the broker (QoS 1), keyed by its record id; the last one is retained on the
+``last`` topic; the status topic says ``online`` while connected and ends ``offline`` (retained) when the
+station stops; a broker that is down when the station starts gets every verdict once it is up, and the
+station neither crashes nor loses one meanwhile; a bad option is one line naming the field.
+
+Mosquitto is Debian's ``mosquitto`` (``make test-python`` installs it); the broker-backed tests skip,
+saying so, only where its binary is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import test_station
+from conftest import wait_s
+from paho.mqtt.enums import CallbackAPIVersion
+from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations
+
+from eagle_iad.station.config import read_stations
+from eagle_iad.station.parts import Options, StationConfigError
+from eagle_iad.station.sinks.mqtt import MqttSink
+from eagle_iad.station.status import open_read_only
+
+model_dir = test_station.model_dir  # the module-scoped fixture: a small real model of elpv mono cells
+
+MOSQUITTO = shutil.which("mosquitto") or next(
+    (path for path in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(path, os.X_OK)), None
+)
+needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
+
+
+class Broker:
+    """A real Mosquitto on ``port`` (127.0.0.1 only), configured in ``folder``; ``persistent`` keeps sessions
+    and retained messages across a restart (saved when it stops)."""
+
+    def __init__(self, folder: Path, port: int, *, persistent: bool = False) -> None:
+        self.folder = folder
+        self.port = port
+        self.persistent = persistent
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        assert MOSQUITTO is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        if self.persistent:
+            lines += ["persistence true", f"persistence_location {self.folder}/"]
+        else:
+            lines.append("persistence false")
+        if os.geteuid() == 0:
+            lines.append("user root")  # as root it would switch to user mosquitto, who cannot write here
+        config = self.folder / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        with open(self.folder / "mosquitto.log", "ab") as log:
+            self.process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + wait_s(30)
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"mosquitto exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mosquitto did not accept connections on port {self.port}:\n{self.log()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=wait_s(30))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.folder / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    running = Broker(tmp_path / "broker", _free_port()).start()
+    yield running
+    running.stop()
+
+
+class Subscriber:
+    """A paho client subscribed (QoS 1 unless told) to ``topic``, recording every message it gets.
+
+    ``persistent``: an MQTT 3.1.1 session the broker keeps while it is away (clean_session false), so
+    messages published meanwhile are queued for it.
+    """
+
+    def __init__(
+        self, port: int, client_id: str, *, topic: str = "eagle/#", qos: int = 1, persistent: bool = False
+    ) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        if persistent:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                                      protocol=mqtt.MQTTv311)  # fmt: skip
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+
+        def on_message(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            with self._lock:
+                self.messages.append(message)
+
+        self.client.on_message = on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=qos)
+        assert subscribed.wait(wait_s(30)), "the broker did not acknowledge the subscription"
+
+    def got(self) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait(self, done: Callable[[list[mqtt.MQTTMessage]], bool], what: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + wait_s(seconds)
+        while not done(self.got()):
+            assert time.monotonic() < deadline, f"{what}; got {[(m.topic, m.payload[:40]) for m in self.got()]}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _mqtt(port: int, **extra: Any) -> str:
+    options = "".join(f"\n{key} = {json.dumps(value)}" for key, value in extra.items())
+    return f"""
+[[station.sink]]
+kind = "mqtt"
+host = "127.0.0.1"
+port = {port}{options}
+"""
+
+
+def _verdicts(messages: list[mqtt.MQTTMessage]) -> list[mqtt.MQTTMessage]:
+    return [m for m in messages if not m.topic.endswith(("/status", "/last"))]
+
+
+def _ids(messages: list[mqtt.MQTTMessage]) -> list[str]:
+    return [json.loads(m.payload)["record"]["id"] for m in messages]
+
+
+def _statuses(messages: list[mqtt.MQTTMessage]) -> list[bytes]:
+    return [m.payload for m in messages if m.topic == "eagle/line-1/status"]
+
+
+@needs_mosquitto
+def test_every_verdict_is_published_in_order_with_the_last_one_retained(
+    model_dir: Path, tmp_path: Path, broker: Broker
+) -> None:
+    names = _drop(tmp_path / "incoming", _cells(4))
+    watcher = Subscriber(broker.port, "eagle-test-watcher")
+    try:
+        code, log = _run(_stations(tmp_path, model_dir, _mqtt(broker.port)), "run", "--until-idle")
+        assert code == 0, log
+        history = _history(tmp_path)
+        assert [r.image_name for r in history] == names
+        watcher.wait(lambda got: _statuses(got)[-1:] == [b"offline"], "the station did not say offline when it ended")
+    finally:
+        watcher.close()
+    got = watcher.got()
+    verdicts = _verdicts(got)
+    assert [m.topic for m in verdicts] == [f"eagle/line-1/mono/{r.decision or 'undecided'}" for r in history]
+    assert _ids(verdicts) == [r.id for r in history]  # each once, in stored order
+    assert all(m.qos == 1 for m in verdicts)
+    bodies = [json.loads(m.payload) for m in verdicts]  # what the webhook posts: station, record, image, source
+    assert [b["record"]["score"] for b in bodies] == [r.score for r in history]
+    assert {b["station"] for b in bodies} == {"line-1"}
+    assert [b["source"] for b in bodies] == [str(tmp_path / "incoming" / n) for n in names]
+    assert [m.properties.UserProperty for m in verdicts] == [[("Idempotency-Key", r.id)] for r in history]
+    assert _ids([m for m in got if m.topic == "eagle/line-1/last"]) == [r.id for r in history]
+    assert _statuses(got) == [b"online", b"offline"]
+    # one who subscribes afterwards gets the retained last verdict and the station's status at once
+    late = Subscriber(broker.port, "eagle-test-late", topic="eagle/line-1/+")
+    try:
+        late.wait(lambda got: len(got) >= 2, "the retained last verdict and status did not arrive")
+    finally:
+        late.close()
+    retained = {m.topic: m for m in late.got()}
+    assert set(retained) == {"eagle/line-1/last", "eagle/line-1/status"}
+    assert all(m.retain for m in retained.values())
+    assert json.loads(retained["eagle/line-1/last"].payload) == bodies[-1]
+    assert retained["eagle/line-1/status"].payload == b"offline"
+
+
+def _mqtt_outbox(work: Path) -> list[tuple[str, str | None]]:
+    """The MQTT sink's outbox rows (state, last error), read while the station runs; none before it exists."""
+    try:
+        db = open_read_only(work / "state" / "eagle.sqlite3")
+    except sqlite3.Error:
+        return []
+    try:
+        return [(str(s), e) for s, e in db.execute("SELECT state, last_error FROM outbox WHERE sink = 'mqtt'")]
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+
+
+@needs_mosquitto
+def test_a_broker_down_at_start_gets_every_verdict_once_it_is_up(model_dir: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port, persistent=True)
+    # A subscriber's session made in the broker's first life and kept across its restart: the verdicts
+    # published before the test's subscriber is back are queued for it, so none can slip past unseen.
+    broker.start()
+    Subscriber(port, "eagle-test-line", persistent=True).close()
+    broker.stop()
+    names = _drop(tmp_path / "incoming", _cells(4))
+    stations = _stations(tmp_path, model_dir, _mqtt(port, retry_base_s=0.2, retry_max_s=1.0, max_attempts=1000))
+    watcher: Subscriber | None = None
+    with open(tmp_path / "station.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                                   cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(300)
+        while not (len(rows := _mqtt_outbox(tmp_path)) == 4 and any(error for _, error in rows)):
+            assert process.poll() is None, (tmp_path / "station.log").read_text()
+            assert time.monotonic() < deadline, "the station did not inspect 4 images and try to deliver them"
+            time.sleep(0.2)
+        assert {state for state, _ in rows} == {"pending"}  # nothing delivered, nothing given up
+        assert any("Connection refused" in (error or "") for _, error in rows), rows
+        broker.start()  # the same port, some seconds after the station started
+        watcher = Subscriber(port, "eagle-test-line", persistent=True)
+        watcher.wait(lambda got: len(_verdicts(got)) >= 4, "the verdicts did not arrive once the broker was up", 120)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=wait_s(60)) == 143, (tmp_path / "station.log").read_text()
+        watcher.wait(lambda got: _statuses(got)[-1:] == [b"offline"], "the station did not say offline when stopped")
+    finally:
+        process.kill()
+        process.wait()
+        if watcher is not None:
+            watcher.close()
+        broker.stop()
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names
+    assert _ids(_verdicts(watcher.got())) == [r.id for r in history]  # each once, in stored order
+    assert {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}
+    assert "Traceback" not in (tmp_path / "station.log").read_text()
+
+
+@needs_mosquitto
+def test_the_sink_alone_speaks_mqtt_3_1_1_and_fails_cleanly_while_the_broker_is_down(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The sink without a station: MQTT 3.1.1, QoS 2, a user's topics; a refused connection is a DeliveryError."""
+    from eagle_iad.station.parts import DeliveryError
+
+    def sink(port: int) -> MqttSink:
+        table = {"kind": "mqtt", "host": "127.0.0.1", "port": port, "protocol": "3.1.1", "qos": 2, "timeout_s": 30,
+                 "topic": "plant/{category}/{id}", "last_topic": "plant/{station}/{category}/last",
+                 "status_topic": "plant/{station}/alive"}  # fmt: skip
+        return MqttSink(Options(table, "test", tmp_path), "line-mqtt")
+
+    payload = {"station": "s1", "record": {"id": "r1", "category": "mono", "decision": None}, "image": "", "source": ""}
+    down = sink(_free_port())
+    with pytest.raises(DeliveryError, match="Connection refused"):
+        down.deliver(payload, "r1")
+    down.close()  # never connected: nothing to say, nothing to wait for
+    watcher = Subscriber(broker.port, "eagle-test-plant", topic="plant/#", qos=2)
+    up = sink(broker.port)
+    try:
+        up.deliver(payload, "r1")
+        up.deliver({**payload, "record": {**payload["record"], "id": "r2", "decision": "normal"}}, "r2")
+        up.close()
+        watcher.wait(lambda got: len(got) >= 6, "the sink's messages did not arrive")
+    finally:
+        watcher.close()
+    got = watcher.got()  # the status (QoS 1) may overtake QoS 2 flows, so each is in order on its own
+    assert [(m.topic, m.qos) for m in got if m.topic != "plant/s1/alive"] == [
+        ("plant/mono/r1", 2), ("plant/s1/mono/last", 2), ("plant/mono/r2", 2), ("plant/s1/mono/last", 2),
+    ]  # fmt: skip
+    assert [(m.payload, m.qos) for m in got if m.topic == "plant/s1/alive"] == [(b"online", 1), (b"offline", 1)]
+    assert " as eagle-station-s1-line-mqtt " in broker.log()  # the client id: eagle-station-<station>-<sink name>
+
+
+CONFIG_ERRORS = [
+    # (the sink's options, the one line the user gets after "<file>: station 'l': sink 1 (mqtt): ")
+    ('host = "b"\ntopic = "eagle/{{station}}/{{line}}"\n',
+     "topic 'eagle/{station}/{line}' has the unknown placeholder {line}; use {station}, {category}, {decision}, {id}"),
+    ('host = "b"\nstatus_topic = "eagle/{{decision}}"\n',
+     "status_topic 'eagle/{decision}' has the unknown placeholder {decision}; use {station}"),
+    ('host = "b"\ntopic = "eagle/#"\n', "topic 'eagle/#' has a wildcard (+ or #): a message is published to one topic"),
+    ('host = "b"\nqos = 3\n', "qos must be in [0, 2], not 3"),
+    ('host = "b"\nusername = "line"\npassword_env = "EAGLE_NOT_SET_ANYWHERE"\n',
+     "password_env names EAGLE_NOT_SET_ANYWHERE, which is not set in the environment"),
+    ('port = 1883\n', "host is missing"),
+    ('host = "mqtt://b"\n', "host 'mqtt://b' is not a host name or address (no scheme, no path)"),
+    ('host = "b"\nca_file = "ca.pem"\n', "ca_file needs tls = true"),
+    ('host = "b"\nprotocol = "3"\n', "protocol is '3'; choose one of 5, 3.1.1"),
+    ('host = "b"\nhots = 1\n', "unknown option 'hots'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("options", "message"), CONFIG_ERRORS, ids=[m[:40] for _, m in CONFIG_ERRORS])
+def test_a_bad_mqtt_option_is_one_line_naming_the_field(
+    model_dir: Path, tmp_path: Path, options: str, message: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "stations.toml"
+    path.write_text(f'models = "{model_dir}"\n[[station]]\nname = "l"\ncategory = "mono"\n'
+                    f'source = {{ kind = "folder", path = "in" }}\n[[station.sink]]\nkind = "mqtt"\n'
+                    + options.format())  # fmt: skip
+    with pytest.raises(StationConfigError) as caught:
+        read_stations(path)
+    assert str(caught.value) == f"{path}: station 'l': sink 1 (mqtt): {message}"
+    code, out = _run(path, "run")  # the CLI: one line, status 2, no traceback
+    assert code == 2 and out.startswith("eagle: error: " + str(path)) and "Traceback" not in out, out
+    assert out.count("\n") == 1 and message in out
