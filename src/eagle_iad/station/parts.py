@@ -105,8 +105,9 @@ REQUIRED: Any = _REQUIRED
 
 @dataclass(frozen=True)
 class Arrival:
-    """One image a source hands the station: its bytes' location and where it came from."""
+    """One image a source hands the station: its bytes (or the file holding them) and where it came from."""
 
+    #: The file holding the image (a hot folder's file; for a camera frame, a name only: see ``data``).
     path: Path
     #: What the record's ``source`` field says (the file's path; a camera's frame and time).
     source: str
@@ -114,6 +115,8 @@ class Arrival:
     name: str
     #: When the station first saw it (``time.time()``), for the end-to-end latency.
     appeared: float
+    #: The encoded image itself when it is not in a file (a camera frame, PNG-encoded); ``None``: read ``path``.
+    data: bytes | None = None
 
 
 class Source(Protocol):
@@ -122,6 +125,9 @@ class Source(Protocol):
     kind: ClassVar[str]
     #: Seconds between looks for new images while none is waiting (the idle part of the latency).
     poll_s: float
+    #: Whether an image whose content this station already inspected is skipped (a hot folder: a file
+    #: seen again after a crash, or copied twice). ``False`` for a camera: a still scene repeats frames.
+    dedupe: bool
 
     def describe(self) -> str:
         """One line for the start-up log (``folder /line/incoming, moved to done/ and failed/``)."""

@@ -154,14 +154,14 @@ class StationRunner:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
         name, source = self.config.name, self.config.source
         try:
-            data = arrival.path.read_bytes()
+            data = arrival.data if arrival.data is not None else arrival.path.read_bytes()
         except FileNotFoundError:
             return True  # taken away before its turn
         except OSError as exc:
             self._pause(f"{arrival.path}: cannot be read: {exc.strerror or exc}")
             return False
         digest = hashlib.sha256(data).hexdigest()
-        prior = self.tables.intake(name, digest)
+        prior = self.tables.intake(name, digest) if source.dedupe else None
         if prior is not None and prior.state == "done":
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
             source.finish(arrival, to, {"id": prior.record_id})

@@ -61,6 +61,7 @@ class HotFolder:
     """A :class:`~eagle_iad.station.parts.Source` over one folder (not its subfolders)."""
 
     kind: ClassVar[str] = "folder"
+    dedupe = True
 
     def __init__(self, options: Options) -> None:
         self.folder: Path = options.path("path", REQUIRED)
