@@ -83,7 +83,9 @@ def wait_for(count: int, receiver: Receiver, process: subprocess.Popen[str], lim
         time.sleep(0.01)
 
 
-def station_run(work: Path, models: Path, cells: list[Path], pace: float | None, rate: float | None) -> dict[str, Any]:
+def station_run(
+    work: Path, models: Path, warmup: Path, cells: list[Path], pace: float | None, rate: float | None
+) -> dict[str, Any]:
     """One station process: a burst (``pace`` None) or paced drops; its images/s and latency percentiles."""
     receiver = Receiver()
     incoming = work / "incoming"
@@ -109,7 +111,7 @@ path = "sorted"
         if "-> folder" in line:
             break
     try:
-        drop(cells[0], incoming, "warmup.png")
+        drop(warmup, incoming, "warmup.png")  # not one of ``cells``: the same content would not be inspected again
         wait_for(1, receiver, process, 300)
         start = time.time()
         for index, cell in enumerate(cells):
@@ -158,9 +160,9 @@ def main() -> None:
         assert code == 0
         inspect_rate = len(cells) / inspect_s
         print("station, burst ...", file=sys.stderr)
-        burst = station_run(work / "burst", models, cells, None, None)
+        burst = station_run(work / "burst", models, train[0], cells, None, None)
         print(f"station, paced at {args.pace:g} x the burst's rate ...", file=sys.stderr)
-        paced = station_run(work / "paced", models, cells, args.pace, burst["images_per_s"])
+        paced = station_run(work / "paced", models, train[0], cells, args.pace, burst["images_per_s"])
     threads = torch.get_num_threads()
     print(f"\n{len(cells)} elpv cells, model of {len(train)} cells at {DEMO_SIZE} px, torch threads {threads}, "
           f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")  # fmt: skip

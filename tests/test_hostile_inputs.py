@@ -252,7 +252,9 @@ def live(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> An
     (runs / "metrics.json").write_text("{}")
     settings = ServiceSettings(models_dir=root / "models", state_dir=root / "state", runs_dir=root / "runs",
                                data_root=root)  # fmt: skip
-    app = create_app(settings)
+    from eagle_iad.station.routes import install as stations
+
+    app = create_app(settings, extensions=[stations])  # as `eagle serve` builds it: /v1/stations walked too
     with LiveServer(app) as server:
         server.app = app
         yield server

@@ -54,6 +54,8 @@ class Receiver:
         self.port = port or _free_port()
         self.received: list[dict[str, Any]] = []
         self.fail = False
+        #: Answer 301 to another path (a receiver moved): the station must not count a redirect as delivered.
+        self.redirect = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -69,7 +71,9 @@ class Receiver:
                     "signed": hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected),
                     "body": json.loads(body),
                 })  # fmt: skip
-                self.send_response(500 if outer.fail else 200)
+                self.send_response(301 if outer.redirect else 500 if outer.fail else 200)
+                if outer.redirect:
+                    self.send_header("Location", "/moved")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -357,8 +361,8 @@ CONFIG_ERRORS = [
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "nope"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station 'l': category 'nope' is not fitted in {models} (eagle fit ... --out {models}/nope)"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\n', "station 'l': source is missing"),
-    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "camera" }}\n',
-     "station 'l': source: kind is 'camera'; choose one of folder"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "scanner" }}\n',
+     "station 'l': source: kind is 'scanner'; choose one of "),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "gone" }}\n',
      "station 'l': source: path {work}/gone is not a folder"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\n'
@@ -376,11 +380,25 @@ CONFIG_ERRORS = [
      '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nmax_attempts = true\n',
      "station 'l': sink 1 (webhook): max_attempts must be a whole number, not True"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
-     '[[station.sink]]\nkind = "opcua"\n', "station 'l': sink 1: kind is 'opcua'; choose one of folder, mqtt, webhook"),
+     '[[station.sink]]\nkind = "pager"\n', "station 'l': sink 1: kind is 'pager'; choose one of folder, "),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station names must differ; l is used twice"),
     ("models = [\n", "not valid TOML: "),
+    ('models = "{models}"\nkind = "folder"\n[[station]]\nname = "l"\ncategory = "mono"\n'
+     'source = {{ kind = "folder", path = "in" }}\n', "unknown option 'kind'"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\n'
+     'source = {{ kind = "folder", path = "~nosuchuser-eagle/in" }}\n',
+     "station 'l': source: path '~nosuchuser-eagle/in' is not a usable path: "),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "http://[::1/x"\n',
+     "station 'l': sink 1 (webhook): url 'http://[::1/x' is not a URL: Invalid IPv6 URL"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "https://h/"\nca_file = "stations.toml"\n',
+     "station 'l': sink 1 (webhook): ca_file {work}/stations.toml is not a PEM certificate file: "),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "http://a/"\n[[station.sink]]\nkind = "webhook"\nurl = "http://b/"\n',
+     "station 'l': sink 1 (webhook): name is missing: 2 sinks are 'webhook', so each needs a name"),
 ]  # fmt: skip
 
 
@@ -470,3 +488,16 @@ def test_the_example_stations_file_reads(model_dir: Path, tmp_path: Path) -> Non
         ("demo-line", "elpv-mono", ["folder"])
     ]
     assert stations.state_dir == station / "state"
+
+
+def test_a_redirect_is_a_failed_delivery_not_a_silent_loss(model_dir: Path, tmp_path: Path, receiver: Receiver) -> None:
+    """urllib would follow a 301 with a body-less GET that a 2xx answers: the verdict would count as delivered."""
+    receiver.redirect = True
+    _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port, retry_base_s=0.05, max_attempts=2))
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    assert len(receiver.received) == 2  # two POSTs, no GET followed them
+    expected = (f"HTTP 301 from http://127.0.0.1:{receiver.port}/verdicts: redirected to "
+                f"http://127.0.0.1:{receiver.port}/moved; deliveries do not follow redirects")  # fmt: skip
+    assert expected in log, log

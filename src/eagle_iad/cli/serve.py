@@ -183,7 +183,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         **limits,
     )
-    app = create_app(settings)
+    from eagle_iad.station.routes import install as stations
+
+    app = create_app(settings, extensions=[stations])
     state = app.state.service
     # At the signal, not after the open requests: running fits start stopping now (their event streams
     # end with them); then uvicorn answers (or after the grace cuts) the open requests and runs the app's
@@ -225,7 +227,9 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
         if below is not None and not below.is_dir():
             raise OutputError(f"{args.out}: cannot be created because {below} is not a directory")
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"))
+        from eagle_iad.station.routes import install as stations
+
+        app = create_app(ServiceSettings(models_dir=Path(tmp), state_dir=Path(tmp) / "state"), extensions=[stations])
         document = json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
         app.state.service.close()
     if target is None:

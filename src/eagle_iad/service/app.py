@@ -9,7 +9,7 @@ and ``/v1/models`` routes are reused as they are, and its bounded worker queue i
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -133,7 +133,14 @@ def _load_backend(spec: str) -> Backend:
     return load_backend(spec)
 
 
-def create_app(settings: ServiceSettings, backend: Backend | None = None) -> FastAPI:
+#: A part added to the service by a layer above it (the stations' routes): given the app and its state
+#: before the console is mounted, it adds routes and start/stop hooks (``state.on_start``, ``on_close``).
+Extension = Callable[[FastAPI, ServiceState], None]
+
+
+def create_app(
+    settings: ServiceSettings, backend: Backend | None = None, extensions: Sequence[Extension] = ()
+) -> FastAPI:
     """The service app; ``backend`` overrides ``settings.mllm`` (tests inject fakes this way)."""
     load_plugins()  # EAGLE_PLUGINS: a plugin's threshold rule is a fit option of this service too
     routes_categories.FIT_BODY.clear()
@@ -152,6 +159,8 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if state.worker is not None:
             state.worker.start()
+        for start in state.on_start:
+            await run_in_threadpool(start)
         try:
             yield
         finally:
@@ -242,6 +251,8 @@ def create_app(settings: ServiceSettings, backend: Backend | None = None) -> Fas
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    for extend in extensions:
+        extend(app, state)
     mount_console(app, settings.web_dir)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, state=state)

@@ -11,7 +11,7 @@ import queue
 import shutil
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +142,9 @@ class ServiceState:
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None
         self.jobs_left_running = 0
+        #: Run when the app starts and (first) when it stops: parts the CLI adds to the service (its stations).
+        self.on_start: list[Callable[[], None]] = []
+        self.on_close: list[Callable[[], None]] = []
 
     def _drop_orphan_pictures(self) -> None:
         """Pictures of inspections a kill cut short (never stored), and half-written picture files."""
@@ -160,6 +163,8 @@ class ServiceState:
         ``jobs_left_running``: fits that did not reach a progress step within the grace period; their
         records already say interrupted, and the caller may end the process without them.
         """
+        for stop in self.on_close:
+            stop()
         self.jobs_left_running = self.jobs.shutdown(self.settings.shutdown_grace_s)
         self.store.close()
         self.lock.release()

@@ -15,6 +15,11 @@ from collections.abc import Callable
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def label(value: str) -> str:
+    """A label value escaped for the text format."""
+    return _label(value)
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -29,10 +34,15 @@ class Metrics:
         self._inspections = 0
         self._caas = 0
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._texts: list[Callable[[], list[str]]] = []
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Register a gauge whose value is read at scrape time."""
         self._gauges[name] = (help_text, read)
+
+    def text(self, lines: Callable[[], list[str]]) -> None:
+        """Register metric families rendered by their owner at scrape time (labelled per station and sink)."""
+        self._texts.append(lines)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -84,4 +94,6 @@ class Metrics:
         ]
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(read())}"]
+        for more in self._texts:
+            lines += more()
         return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ far below what serialising costs.
 Schema history: 1 = inspections; 2 adds ``fit_jobs``; 3 adds the user's label of an inspection
 (``label``: what the part actually was, ``label_time``); 4 adds the stations' intake and outbox
 (``station_intake``: each file a station took, by content hash; ``outbox``: each verdict a sink must
-receive, committed in the same transaction as its inspection, see :mod:`eagle_iad.station`). Older
+receive, committed in the same transaction as its inspection; ``stations``: the stations created through
+``/v1/stations``, started again with the service; see :mod:`eagle_iad.station`). Older
 files are migrated in place when opened, their history untouched; a file newer than this code is
 refused rather than misread.
 """
@@ -78,6 +79,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (station, sink, record_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq);
+CREATE TABLE IF NOT EXISTS stations (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+);
 """
 
 #: What a fit job that was queued or running when the service stopped becomes on the next start.
@@ -189,7 +196,8 @@ class InspectionStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk); COMMIT may be done
+                    self._db.execute("ROLLBACK")
                 raise
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

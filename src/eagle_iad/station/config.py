@@ -69,6 +69,9 @@ class StationsFile:
 
     def close(self) -> None:
         for station in self.stations:
+            source_close = getattr(station.source, "close", None)  # a camera's reader thread; a folder has none
+            if source_close is not None:
+                source_close()
             for sink in station.sinks:
                 sink.sink.close()
 
@@ -103,7 +106,8 @@ def read_stations(path: Path) -> StationsFile:
         raise StationConfigError(f"{path}: no [[station]] tables; declare at least one station")
     stations: list[StationConfig] = []
     for number, raw in enumerate(tables, start=1):
-        stations.append(_station(_table(raw, f"{path}: station {number}"), number, path, base, models_dir))
+        table = _table(raw, f"{path}: station {number}")
+        stations.append(station_from_table(Options(table, f"{path}: station {number}", base), models_dir))
     names = [s.name for s in stations]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -111,12 +115,13 @@ def read_stations(path: Path) -> StationsFile:
     return StationsFile(path, models_dir, state_dir, stations)
 
 
-def _station(table: dict[str, Any], number: int, path: Path, base: Path, models_dir: Path) -> StationConfig:
-    options = Options(table, f"{path}: station {number}", base)
+def station_from_table(options: Options, models_dir: Path) -> StationConfig:
+    """One station from its table (a ``[[station]]`` of the file, or the body of ``POST /v1/stations``)."""
+    table = options.table
     name = options.text("name", REQUIRED)
     if not STATION_NAME.fullmatch(name):
         raise options.error("name", f"{printable(name)!r} is not a station name: use {STATION_NAME_RULE}")
-    where = f"{path}: station {name!r}"
+    where = f"{options.where.rpartition('station')[0]}station {name!r}"
     options.where = where
     category = options.text("category", REQUIRED)
     problem = category_name_problem(category)
@@ -132,7 +137,7 @@ def _station(table: dict[str, Any], number: int, path: Path, base: Path, models_
     source_table = _table(table.get("source"), f"{where}: source") if "source" in table else None
     if source_table is None:
         raise StationConfigError(f"{where}: source is missing (source = {{ kind = \"folder\", path = \"...\" }})")
-    source_options = Options(source_table, f"{where}: source", base)
+    source_options = options.nested(source_table, f"{where}: source")
     kind = source_options.text("kind", REQUIRED)
     if kind not in SOURCES:
         raise source_options.error("kind", f"is {kind!r}; choose one of {', '.join(SOURCES.names())}")
@@ -144,13 +149,16 @@ def _station(table: dict[str, Any], number: int, path: Path, base: Path, models_
     sinks: list[SinkConfig] = []
     used: set[str] = set()
     for index, raw in enumerate(sink_tables, start=1):
-        sink_options = Options(_table(raw, f"{where}: sink {index}"), f"{where}: sink {index}", base)
+        sink_options = options.nested(_table(raw, f"{where}: sink {index}"), f"{where}: sink {index}")
         sink_kind = sink_options.text("kind", REQUIRED)
         if sink_kind not in SINKS:
             raise sink_options.error("kind", f"is {sink_kind!r}; choose one of {', '.join(SINKS.names())}")
         sink_options.where = f"{where}: sink {index} ({sink_kind})"
-        default = sink_kind if sink_kind not in used else f"{sink_kind}-{index}"
-        sink_name = sink_options.text("name", default)
+        kinds = [t.get("kind") for t in sink_tables if isinstance(t, dict)]
+        if kinds.count(sink_kind) > 1 and "name" not in raw:
+            raise sink_options.error("name", f"is missing: {kinds.count(sink_kind)} sinks are {sink_kind!r}, so each "
+                                             "needs a name (its queue of verdicts is kept under it)")  # fmt: skip
+        sink_name = sink_options.text("name", sink_kind)
         if not STATION_NAME.fullmatch(sink_name) or sink_name in used:
             raise sink_options.error("name", f"{sink_name!r} must be a unique name of letters, digits, '_', '.', '-'")
         used.add(sink_name)

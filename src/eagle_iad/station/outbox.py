@@ -142,7 +142,35 @@ class StationTables:
             )
         return int(cursor.rowcount)
 
-    def owed(self, station: str) -> int:
-        """Deliveries still pending for ``station`` (dead letters excluded)."""
-        rows = self.store.read("SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ?", (station, PENDING))
+    # ------------------------------------------------------------------ stations created through the service
+
+    def save_spec(self, name: str, spec: Mapping[str, Any], created: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO stations (name, spec, paused, created) VALUES (?, ?, 0, ?)",
+                       (name, json.dumps(spec), created))  # fmt: skip
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE stations SET paused = ? WHERE name = ?", (int(paused), name))
+
+    def delete_spec(self, name: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM stations WHERE name = ?", (name,))
+
+    def specs(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """``(name, spec, paused)`` of every station created through the service, oldest first."""
+        rows = self.store.read("SELECT name, spec, paused FROM stations ORDER BY created, name")
+        return [(str(name), dict(json.loads(spec)), bool(paused)) for name, spec, paused in rows]
+
+    def owed(self, station: str, sinks: list[str]) -> int:
+        """Deliveries still pending for ``station``'s ``sinks`` (dead letters excluded)."""
+        marks = ", ".join("?" for _ in sinks)
+        rows = self.store.read(f"SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ? AND sink IN ({marks})",
+                               (station, PENDING, *sinks))  # fmt: skip
         return int(rows[0][0])
+
+    def orphans(self, station: str, sinks: list[str]) -> dict[str, int]:
+        """Pending deliveries of ``station`` to sinks it no longer has (renamed or removed from its file)."""
+        rows = self.store.read("SELECT sink, COUNT(*) FROM outbox WHERE station = ? AND state = ? GROUP BY sink",
+                               (station, PENDING))  # fmt: skip
+        return {str(sink): int(count) for sink, count in rows if sink not in sinks}

@@ -9,6 +9,7 @@ without touching this package. Each part reads its own options from its TOML tab
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,22 @@ class Options:
     ``urll`` is an error, not a silently ignored option).
     """
 
-    def __init__(self, table: Mapping[str, Any], where: str, base: Path) -> None:
+    def __init__(
+        self, table: Mapping[str, Any], where: str, base: Path, root: Path | None = None, no_paths: str | None = None
+    ) -> None:
         self.table = dict(table)
         self.where = where
         #: Relative paths in the file are relative to the file's folder.
         self.base = base
-        self._read: set[str] = {"kind"}
+        #: Where path options must lead (a station created through the service: its data root), or None.
+        self.root = root
+        #: Why no path option is accepted at all (a service without a data root), or None.
+        self.no_paths = no_paths
+        self._read: set[str] = set()
+
+    def nested(self, table: Mapping[str, Any], where: str) -> Options:
+        """Options for a table inside this one (a station's source or sink): same base and root."""
+        return Options(table, where, self.base, self.root, self.no_paths)
 
     def error(self, key: str, problem: str) -> StationConfigError:
         return StationConfigError(f"{self.where}: {key} {problem}")
@@ -85,8 +96,25 @@ class Options:
         value = self.text(key, default)
         if value is None:
             return None
-        path = Path(value).expanduser()
-        return (path if path.is_absolute() else self.base / path).resolve()
+        if self.no_paths is not None:
+            raise self.error(key, f"names a server path, but {self.no_paths}")
+        try:
+            path = Path(value).expanduser()
+            path = (path if path.is_absolute() else self.base / path).resolve()
+        except (RuntimeError, ValueError, OSError) as exc:  # ~nosuchuser, an embedded NUL, a loop of links
+            raise self.error(key, f"{short_repr(value)} is not a usable path: {exc}") from None
+        if self.root is not None and not path.is_relative_to(self.root):
+            raise self.error(key, f"{value!r} is outside the service's data root (stations created through the "
+                                  "service read and write only inside --data-root)")  # fmt: skip
+        return path
+
+    def tls_context(self, key: str, ca_file: Path | None) -> ssl.SSLContext:
+        """A verifying TLS context (with ``ca_file``'s CA, when given); a file that is no certificate is
+        an error naming ``key``."""
+        try:
+            return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise self.error(key, f"{ca_file} is not a PEM certificate file: {exc}") from None
 
     def done(self) -> None:
         unknown = sorted(set(self.table) - self._read)

@@ -65,28 +65,37 @@ class Courier(threading.Thread):
         self.last_error: str | None = None
 
     def run(self) -> None:
-        name = self.sink.sink.name
         while not self.halt.is_set():
-            due = self.tables.head(self.station, name)
-            if due is None:
-                self.wake.wait(1.0)
-                self.wake.clear()
-                continue
-            wait = due.next_try - time.time()
-            if wait > 0:
-                self.halt.wait(min(wait, 1.0))
-                continue
             try:
-                self.sink.sink.deliver(due.payload, due.record_id)
-            except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
-                error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-                self.last_error = error
-                if self.tables.failed(due, error, self.sink.retry):
-                    self.log(f"eagle station {self.station}: {name} gave up on record {due.record_id} after "
-                             f"{due.attempts + 1} tries ({error}); kept as a dead letter")  # fmt: skip
-                continue
-            self.last_error = None
-            self.tables.delivered(due.seq)
+                self._once()
+            except Exception as exc:  # the history file busy or full: say so, wait, go on (never die silently)
+                self.last_error = f"outbox: {type(exc).__name__}: {exc}"
+                self.log(f"eagle station {self.station}: {self.sink.sink.name}: {self.last_error}; retrying in 1 s")
+                self.halt.wait(1.0)
+
+    def _once(self) -> None:
+        """One look at the head of the queue: deliver it when due, or wait a little."""
+        name = self.sink.sink.name
+        due = self.tables.head(self.station, name)
+        if due is None:
+            self.wake.wait(1.0)
+            self.wake.clear()
+            return
+        wait = due.next_try - time.time()
+        if wait > 0:
+            self.halt.wait(min(wait, 1.0))
+            return
+        try:
+            self.sink.sink.deliver(due.payload, due.record_id)
+        except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
+            error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            self.last_error = error
+            if self.tables.failed(due, error, self.sink.retry):
+                self.log(f"eagle station {self.station}: {name} gave up on record {due.record_id} after "
+                         f"{due.attempts + 1} tries ({error}); kept as a dead letter")  # fmt: skip
+            return
+        self.last_error = None
+        self.tables.delivered(due.seq)
 
 
 class StationRunner:
@@ -104,6 +113,8 @@ class StationRunner:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
+        #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
+        self.busy = False
         self._paused_until = 0.0
         self._arrivals: Iterator[Arrival] | None = None
 
@@ -113,6 +124,10 @@ class StationRunner:
         self.log(f"eagle station {self.config.name}: {self.config.category} from {self.config.source.describe()}")
         for courier in self.couriers:
             self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
+        sinks = [courier.sink.sink.name for courier in self.couriers]
+        for sink, count in self.tables.orphans(self.config.name, sinks).items():
+            self.log(f"eagle station {self.config.name}: warning: {count} verdicts wait for a sink named {sink!r}, "
+                     "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
 
     def stop(self, grace_s: float) -> None:
         for courier in self.couriers:
@@ -126,6 +141,15 @@ class StationRunner:
         """Take up to :data:`TURN` complete images; how many were taken (inspected, repeated or refused)."""
         if self.paused is not None and time.monotonic() < self._paused_until:
             return 0
+        taken = 0
+        self.busy = True
+        try:
+            taken = self._turn()
+        finally:
+            self.busy = False
+        return taken
+
+    def _turn(self) -> int:
         taken = 0
         while taken < TURN:
             if self._arrivals is None:
@@ -142,7 +166,8 @@ class StationRunner:
 
     def idle(self) -> bool:
         """Nothing waits in the source and nothing is owed to a sink (dead letters aside)."""
-        return self.config.source.backlog() == 0 and self.tables.owed(self.config.name) == 0
+        sinks = [courier.sink.sink.name for courier in self.couriers]
+        return self.config.source.backlog() == 0 and self.tables.owed(self.config.name, sinks) == 0
 
     def _pause(self, reason: str) -> None:
         if self.paused != reason:
@@ -157,6 +182,8 @@ class StationRunner:
             data = arrival.data if arrival.data is not None else arrival.path.read_bytes()
         except FileNotFoundError:
             return True  # taken away before its turn
+        except PermissionError as exc:  # the image's own fault: it must not hold up every later image
+            return self._refuse_or_pause(arrival, "", f"{arrival.name}: cannot be read: {exc.strerror or exc}")
         except OSError as exc:
             self._pause(f"{arrival.path}: cannot be read: {exc.strerror or exc}")
             return False
@@ -164,7 +191,8 @@ class StationRunner:
         prior = self.tables.intake(name, digest) if source.dedupe else None
         if prior is not None and prior.state == "done":
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
-            source.finish(arrival, to, {"id": prior.record_id})
+            if not self._put_away(arrival, to, {"id": prior.record_id}):
+                return False
             self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
             return True
         to = source.planned(arrival)
@@ -179,15 +207,14 @@ class StationRunner:
                                     origin=(name, arrival.source), also=also)  # fmt: skip
         except ApiError as exc:
             if exc.status in IMAGE_FAULTS:
-                self._refuse(arrival, digest, exc.message)
-                return True
+                return self._refuse_or_pause(arrival, digest, exc.message)
             self._pause(exc.message)
             return False
         except EagleError as exc:
-            self._refuse(arrival, digest, str(exc))
-            return True
+            return self._refuse_or_pause(arrival, digest, str(exc))
         checkpoint("station stored")
-        source.finish(arrival, to, record)
+        if not self._put_away(arrival, to, record):
+            return False  # stored: the next try only puts it away (its hash is in the intake)
         if self.paused is not None:
             self.log(f"eagle station {self.config.name}: intake resumed")
             self.paused = None
@@ -198,14 +225,146 @@ class StationRunner:
         self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
         return True
 
-    def _refuse(self, arrival: Arrival, digest: str, reason: str) -> None:
-        self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
-        self.config.source.refuse(arrival, reason)
+    def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any]) -> bool:
+        """The source's ``finish``; a failure (the disk full for a sidecar) pauses the intake instead of ending it."""
+        try:
+            self.config.source.finish(arrival, to, record)
+        except OSError as exc:
+            self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
+            return False
+        return True
+
+    def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool:
+        """Put an image that cannot be inspected aside with its reason (``True``), or pause if even that fails."""
+        try:
+            self.config.source.refuse(arrival, reason)
+        except OSError as exc:
+            self._pause(f"{arrival.name}: not inspected ({reason}), and it could not be put aside: "
+                        f"{exc.strerror or exc}")  # fmt: skip
+            return False
+        if digest:
+            self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
         self.log(f"eagle station {self.config.name}: {arrival.name}: not inspected: {reason}")
+        return True
 
     def _say(self, line: str) -> None:
         if not self.quiet:
             self.log(f"eagle station {self.config.name}: {line}")
+
+
+class Running:
+    """A station the manager runs: its runner, its intake thread and what the user or a fault made of it."""
+
+    def __init__(self, runner: StationRunner, spec: dict[str, Any] | None, log: Log) -> None:
+        self.runner = runner
+        #: The body it was created with through ``/v1/stations`` (None: declared in a stations file).
+        self.spec = spec
+        self.log = log
+        self.user_paused = False
+        #: The last unexpected error of its intake (a bug in a plugin source), until an image goes through.
+        self.error: str | None = None
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"eagle-station-{runner.config.name}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self.runner.config.name
+
+    def state(self) -> str:
+        if self.user_paused:
+            return "paused"
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.runner.paused is not None:
+            return f"waiting: {self.runner.paused}"
+        return "running"
+
+    def _loop(self) -> None:
+        source = self.runner.config.source
+        while not self.halt.is_set():
+            if self.user_paused:
+                self.halt.wait(0.2)
+                continue
+            try:
+                taken = self.runner.step()
+            except Exception as exc:  # a bug in a source must not end the station: say it, retry
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.log(f"eagle station {self.name}: intake failed: {self.error}; retrying in {PAUSE_RETRY_S:g} s")
+                self.halt.wait(PAUSE_RETRY_S)
+                continue
+            if taken:
+                self.error = None
+            else:
+                self.halt.wait(source.poll_s)
+
+
+class StationManager:
+    """The stations of one process (``eagle station run``, or ``eagle serve``'s ``/v1/stations``).
+
+    Each station's intake runs in its own thread, so a stop (SIGTERM) never cuts an image between
+    storing its verdict and putting it away: the thread finishes the image it holds, then ends.
+    """
+
+    def __init__(self, state: ServiceState, log: Log = _stderr, *, quiet: bool = False) -> None:
+        self.state = state
+        self.log = log
+        self.quiet = quiet
+        self.tables = StationTables(state.store)
+        self._lock = threading.Lock()
+        self._running: dict[str, Running] = {}
+
+    def add(self, config: StationConfig, *, spec: dict[str, Any] | None = None, paused: bool = False) -> Running:
+        """Start ``config`` (its model is loaded now: a category that cannot be loaded fails here)."""
+        with self._lock:
+            if config.name in self._running:
+                raise StationConfigError(f"station {config.name!r} exists already")
+            running = Running(StationRunner(config, self.state, self.log, quiet=self.quiet), spec, self.log)
+            running.user_paused = paused
+            self._running[config.name] = running
+        running.runner.start()
+        running.thread.start()
+        return running
+
+    def get(self, name: str) -> Running | None:
+        with self._lock:
+            return self._running.get(name)
+
+    def all(self) -> list[Running]:
+        with self._lock:
+            return list(self._running.values())
+
+    def remove(self, name: str, grace_s: float) -> bool:
+        """Stop and forget ``name``; ``False`` when there is no such station."""
+        with self._lock:
+            running = self._running.pop(name, None)
+        if running is None:
+            return False
+        self._stop(running, grace_s)
+        return True
+
+    def idle(self) -> bool:
+        return all(not r.runner.busy and r.runner.idle() for r in self.all())
+
+    def stop(self, grace_s: float) -> None:
+        """Stop every station: each finishes the image it holds (within ``grace_s``), couriers their try."""
+        running = self.all()
+        for one in running:
+            one.halt.set()
+        deadline = time.monotonic() + grace_s
+        for one in running:
+            self._stop(one, max(0.0, deadline - time.monotonic()))
+
+    @staticmethod
+    def _stop(running: Running, grace_s: float) -> None:
+        running.halt.set()
+        deadline = time.monotonic() + grace_s
+        running.thread.join(max(0.0, deadline - time.monotonic()))
+        running.runner.stop(max(0.0, deadline - time.monotonic()))
+        for sink in running.runner.config.sinks:
+            sink.sink.close()
+        close = getattr(running.runner.config.source, "close", None)
+        if callable(close):
+            close()
 
 
 def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
@@ -213,19 +372,12 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
     settings = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir)
     state = ServiceState(settings, backend=None)
-    runners: list[StationRunner] = []
+    manager = StationManager(state, log, quiet=quiet)
     try:
-        runners = [StationRunner(config, state, log, quiet=quiet) for config in stations.stations]
-        for runner in runners:
-            runner.start()
-        while True:
-            taken = sum(runner.step() for runner in runners)
-            if until_idle and not taken and all(runner.idle() for runner in runners):
-                break
-            if not taken:
-                time.sleep(min(runner.config.source.poll_s for runner in runners))
+        for config in stations.stations:
+            manager.add(config)
+        while not (until_idle and manager.idle()):
+            time.sleep(0.1)
     finally:
-        for runner in runners:
-            runner.stop(settings.shutdown_grace_s)
-        stations.close()
+        manager.stop(settings.shutdown_grace_s)
         state.close()

@@ -33,6 +33,9 @@ class FolderSink:
         self.max_attempts = Retry.read(options).max_attempts
         if self.folder.exists() and not self.folder.is_dir():
             raise options.error("path", f"{self.folder} exists and is not a folder")
+        parent = self.folder if self.folder.exists() else self.folder.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise options.error("path", f"{self.folder} cannot be created or written by this user")
 
     def describe(self) -> str:
         return f"folder {self.folder} ({'hard links' if self.link else 'copies'} in normal/, anomalous/, undecided/)"
@@ -40,6 +43,8 @@ class FolderSink:
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         record = payload["record"]
         image = Path(payload["image"])
+        if not image.exists() and payload.get("source") and Path(str(payload["source"])).is_file():
+            image = Path(str(payload["source"]))  # stored, not yet put away: the file is still where it arrived
         folder = self.folder / DECISION_FOLDERS.get(str(record.get("decision")), "undecided")
         base = f"{key}_{Path(str(record.get('image_name') or image.name)).name}"
         target = folder / base

@@ -125,7 +125,7 @@ class MqttSink:
         self._reconnect_s = (max(1, math.ceil(retry.base_s)), max(1, math.ceil(retry.max_s)))
         self._context: ssl.SSLContext | None = None
         if self.tls:
-            self._context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            self._context = options.tls_context("ca_file", ca_file)
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._client: Client | None = None

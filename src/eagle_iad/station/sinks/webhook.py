@@ -22,11 +22,17 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from eagle_iad import __version__
-from eagle_iad.ranges import Range
+from eagle_iad.ranges import Range, short_repr
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
 
 SIGNATURE_HEADER = "X-Eagle-Signature-256"
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise DeliveryError(f"HTTP {code} from {req.full_url}: redirected to {newurl}; deliveries do not follow "
+                            "redirects (set url to where they lead)")  # fmt: skip
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -42,9 +48,16 @@ class WebhookSink:
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
         self.url: str = options.text("url", REQUIRED)
-        parts = urlsplit(self.url)
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port  # raises for a port out of range
+        except ValueError as exc:
+            raise options.error("url", f"{short_repr(self.url)} is not a URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise options.error("url", f"{self.url!r} is not an http:// or https:// URL with a host")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.url):
+            raise options.error("url", f"{short_repr(self.url)} contains spaces or control characters")
+        del port
         secret_env = options.text("secret_env")
         self.secret: bytes | None = None
         if secret_env is not None:
@@ -60,10 +73,16 @@ class WebhookSink:
         self.max_attempts = Retry.read(options).max_attempts
         self._context: ssl.SSLContext | None = None
         if parts.scheme == "https":
-            self._context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            self._context = options.tls_context("ca_file", ca_file)
             if not verify:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
+
+    @property
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """An opener that follows no redirect: urllib would turn a redirected POST into a GET without its body,
+        and a 2xx to that GET would count as delivered."""
+        return urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self._context))
 
     def describe(self) -> str:
         return f"webhook {self.url} ({'signed' if self.secret else 'unsigned'}, timeout {self.timeout_s:g} s)"
@@ -79,7 +98,7 @@ class WebhookSink:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as answer:
+            with self._opener.open(request, timeout=self.timeout_s) as answer:
                 answer.read(1 << 16)
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"HTTP {exc.code} from {self.url}") from None

@@ -133,14 +133,20 @@ class HotFolder:
             mark = {"record_id": record.get("id"), "decision": record.get("decision"), "score": record.get("score")}
             atomic_write_text(arrival.path.with_name(arrival.name + SIDECAR_SUFFIX), json.dumps(mark) + "\n")
             return
-        if to.parent == self.done and not os.path.lexists(to):
+        if to.parent == self.done:
             self.done.mkdir(exist_ok=True)
             try:
-                os.link(arrival.path, to)
+                if os.path.lexists(to) and os.path.samefile(arrival.path, to):
+                    os.unlink(arrival.path)  # a kill between link and unlink: only the unlink was left to do
+                    return
+                os.link(arrival.path, to)  # never replaces: a name taken meanwhile raises FileExistsError
                 os.unlink(arrival.path)
                 return
-            except FileExistsError:
-                pass
+            except FileNotFoundError:
+                if not arrival.path.exists():
+                    return  # taken away during its inspection: nothing left to put away
+            except OSError:
+                pass  # taken meanwhile, or a file system without hard links: move_new finds a name
         move_new(arrival.path, self.done)
 
     def refuse(self, arrival: Arrival, reason: str) -> None:

@@ -1,0 +1,250 @@
+"""``/v1/stations``: stations created, listed, paused, resumed, triggered, retried and deleted through the service.
+
+A station created here is the same thing a stations file declares (its body is a ``[[station]]`` table
+as JSON, with ``sinks`` for the file's ``[[station.sink]]``) and is kept in the history file, so
+``eagle serve`` starts it again after a restart, paused or not as it was left. Path options (a hot
+folder, a folder sink) must lie inside the service's ``--data-root``: an API key must not be enough to
+make the server read or write anywhere else. ``install`` is what ``eagle serve`` adds to the app
+(``create_app(..., extensions=[install])``): the routes, the start and stop of the stations with the
+service, and their figures in ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from eagle_iad.errors import EagleError
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.context import ServiceState, require_key
+from eagle_iad.service.metrics import label
+from eagle_iad.station.config import station_from_table
+from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.parts import Options
+from eagle_iad.station.runner import Running, StationManager
+from eagle_iad.station.status import open_read_only, station_status
+
+LOG = logging.getLogger("eagle_iad.station")
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES,
+                   tags=["stations"])  # fmt: skip
+
+
+class StationBody(BaseModel):
+    """A station to create: a ``[[station]]`` table of a stations file, as JSON (docs/STATIONS.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="1-64 letters, digits, '_', '.', '-'")
+    category: str = Field(description="the fitted category that scores the station's images")
+    backlog_limit: int | None = Field(None, description="warn when more images wait (default 1000)")
+    deadline_s: float | None = Field(None, description="warn when the p95 latency is over this (default 10)")
+    source: dict[str, Any] = Field(description="the source's table: kind and its options (docs/STATIONS.md)")
+    sinks: list[dict[str, Any]] = Field(default_factory=list, description="one table per sink: kind and its options")
+
+
+class SinkInfo(BaseModel):
+    kind: str
+    pending: int
+    delivered: int
+    dead_letters: int
+    last_error: str | None
+
+
+class StationInfo(BaseModel):
+    """A station's configuration summary and figures (the JSON ``eagle station status`` prints, and its state)."""
+
+    station: str
+    category: str
+    state: str = Field(description="running, paused, waiting: <why> (intake paused by a fault), error: <what>")
+    created_by: str = Field(description="api (kept in the history, restarted with the service) or file")
+    source: str
+    inspected: int
+    failed: int
+    backlog: int
+    images_per_s: float
+    latency_s: dict[str, float] | None = Field(description="p50, p95, p99 seconds: file seen -> every sink delivered")
+    last_verdict: dict[str, Any] | None
+    sinks: dict[str, SinkInfo]
+    warnings: list[str]
+    spec: dict[str, Any] | None = Field(description="the body it was created with (null: from a stations file)")
+
+
+class Requeued(BaseModel):
+    requeued: int = Field(description="dead letters put back in their sinks' queues")
+
+
+def _manager(request: Request) -> StationManager:
+    manager: StationManager = request.app.state.stations
+    return manager
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def config_from_body(state: ServiceState, body: dict[str, Any]) -> Any:
+    """The checked station of an API body; its path options must lie inside the data root."""
+    root = state.settings.data_root
+    table = {key: value for key, value in body.items() if key != "sinks" and value is not None}
+    table["sink"] = list(body.get("sinks") or [])
+    no_paths = None if root is not None else "this service has no --data-root, so stations cannot use server folders"
+    options = Options(table, "station", root or Path.cwd(), root, no_paths)
+    return station_from_table(options, state.settings.models_dir)
+
+
+def _info(state: ServiceState, running: Running) -> dict[str, Any]:
+    database = state.settings.database
+    db = open_read_only(database)
+    try:
+        figures = station_status(db, running.runner.config)
+    finally:
+        db.close()
+    return {**figures, "state": running.state(), "created_by": "file" if running.spec is None else "api",
+            "spec": running.spec}  # fmt: skip
+
+
+def _get(request: Request, name: str) -> Running:
+    running = _manager(request).get(name)
+    if running is None:
+        raise ApiError(404, f"no station {name!r}", code="station_not_found")
+    return running
+
+
+@router.get("/stations", response_model=list[StationInfo])
+def list_stations(request: Request) -> list[dict[str, Any]]:
+    state = _state(request)
+    return [_info(state, running) for running in _manager(request).all()]
+
+
+@router.post("/stations", status_code=201, response_model=StationInfo)
+def create_station(body: StationBody, request: Request) -> dict[str, Any]:
+    state, manager = _state(request), _manager(request)
+    if manager.get(body.name) is not None:
+        raise ApiError(409, f"station {body.name!r} exists already; delete it first", code="station_exists")
+    spec = body.model_dump(exclude_none=True)
+    config = config_from_body(state, spec)
+    running = manager.add(config, spec=spec)
+    StationTables(state.store).save_spec(config.name, spec, datetime.now(UTC).isoformat())
+    return _info(state, running)
+
+
+@router.get("/stations/{name}", response_model=StationInfo)
+def get_station(name: str, request: Request) -> dict[str, Any]:
+    return _info(_state(request), _get(request, name))
+
+
+def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
+    running = _get(request, name)
+    running.user_paused = paused
+    if running.spec is not None:
+        StationTables(_state(request).store).set_paused(name, paused)
+    return _info(_state(request), running)
+
+
+@router.post("/stations/{name}/pause", response_model=StationInfo)
+def pause_station(name: str, request: Request) -> dict[str, Any]:
+    """Stop taking images (the image in hand is finished; deliveries go on)."""
+    return _set_paused(request, name, True)
+
+
+@router.post("/stations/{name}/resume", response_model=StationInfo)
+def resume_station(name: str, request: Request) -> dict[str, Any]:
+    return _set_paused(request, name, False)
+
+
+@router.post("/stations/{name}/retry", response_model=Requeued)
+def retry_station(name: str, request: Request) -> dict[str, Any]:
+    """Dead letters back in their queues, tries counted afresh (the receiver was fixed)."""
+    _get(request, name)
+    return {"requeued": StationTables(_state(request).store).requeue_dead(name)}
+
+
+@router.post("/stations/{name}/trigger", status_code=202, response_model=None)
+def trigger_station(name: str, request: Request) -> Response:
+    """Take the next frame now (a camera source with ``trigger = "http"``)."""
+    source = _get(request, name).runner.config.source
+    trigger = getattr(source, "trigger", None)
+    if not callable(trigger):
+        raise ApiError(409, f"station {name!r}'s source ({source.kind}) takes no trigger", code="no_trigger")
+    trigger()
+    return Response(status_code=202)
+
+
+@router.delete("/stations/{name}", status_code=204, response_model=None)
+def delete_station(name: str, request: Request) -> Response:
+    """Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
+    (a station created again under this name delivers them)."""
+    running = _get(request, name)
+    if running.spec is None:
+        raise ApiError(409, f"station {name!r} comes from a stations file; remove it there", code="station_from_file")
+    state = _state(request)
+    _manager(request).remove(name, state.settings.shutdown_grace_s)
+    StationTables(state.store).delete_spec(name)
+    return Response(status_code=204)
+
+
+def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
+    """Each station's figures as Prometheus families (labelled by station, and sink)."""
+    families: dict[str, tuple[str, str, list[str]]] = {
+        "eagle_station_inspected_total": ("counter", "Images a station inspected and stored.", []),
+        "eagle_station_failed_total": ("counter", "Images a station could not inspect (moved to failed/).", []),
+        "eagle_station_backlog": ("gauge", "Images waiting in a station's source.", []),
+        "eagle_station_images_per_second": ("gauge", "Images a station stored per second over the last minute.", []),
+        "eagle_station_latency_seconds": ("gauge", "End-to-end latency percentiles (file seen -> all sinks).", []),
+        "eagle_station_warnings": ("gauge", "Warnings a station shows (backlog, deadline, dead letters).", []),
+        "eagle_station_deliveries_pending": ("gauge", "Verdicts a sink still owes.", []),
+        "eagle_station_dead_letters": ("gauge", "Verdicts a sink gave up on.", []),
+    }
+    for running in manager.all():
+        info = _info(state, running)
+        station = f'station="{label(running.name)}"'
+        families["eagle_station_inspected_total"][2].append(f"eagle_station_inspected_total{{{station}}} "
+                                                            f"{info['inspected']}")  # fmt: skip
+        families["eagle_station_failed_total"][2].append(f"eagle_station_failed_total{{{station}}} {info['failed']}")
+        families["eagle_station_backlog"][2].append(f"eagle_station_backlog{{{station}}} {info['backlog']}")
+        families["eagle_station_images_per_second"][2].append(
+            f"eagle_station_images_per_second{{{station}}} {info['images_per_s']}"
+        )
+        for key, quantile in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")):
+            if info["latency_s"] is not None:
+                families["eagle_station_latency_seconds"][2].append(
+                    f'eagle_station_latency_seconds{{{station},quantile="{quantile}"}} {info["latency_s"][key]}'
+                )
+        families["eagle_station_warnings"][2].append(f"eagle_station_warnings{{{station}}} {len(info['warnings'])}")
+        for sink, figures in info["sinks"].items():
+            labels = f'{station},sink="{label(sink)}"'
+            families["eagle_station_deliveries_pending"][2].append(
+                f"eagle_station_deliveries_pending{{{labels}}} {figures['pending']}"
+            )
+            families["eagle_station_dead_letters"][2].append(
+                f"eagle_station_dead_letters{{{labels}}} {figures['dead_letters']}"
+            )
+    lines: list[str] = []
+    for name, (kind, help_text, samples) in families.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+    return lines
+
+
+def install(app: FastAPI, state: ServiceState) -> None:
+    """Add the stations to a service app: routes, start (the kept ones) and stop with it, ``/metrics``."""
+    manager = StationManager(state, LOG.info, quiet=True)
+    app.state.stations = manager
+
+    def start() -> None:
+        for name, spec, paused in StationTables(state.store).specs():
+            try:
+                manager.add(config_from_body(state, spec), spec=spec, paused=paused)
+            except EagleError as exc:  # a folder gone, a category deleted: the service starts, the log says why
+                LOG.error("station %r was not started: %s", name, exc)
+
+    state.on_start.append(start)
+    state.on_close.insert(0, lambda: manager.stop(state.settings.shutdown_grace_s))
+    state.metrics.text(lambda: _metrics(state, manager))
+    app.include_router(router)

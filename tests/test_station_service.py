@@ -1,0 +1,138 @@
+"""Stations through the service: ``/v1/stations`` create, list, pause, resume, retry, trigger, delete,
+kept across a restart of the service, shown in ``/metrics``, and confined to the data root.
+
+A real ``eagle serve`` app (``create_app`` with the stations extension, as the CLI builds it) on a real
+socket, a real hot folder of elpv cells and a real webhook receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LiveServer, wait_s
+from test_service import call
+from test_station import Receiver, _cells, _drop, model_dir  # noqa: F401  (model_dir: the module's fixture)
+
+from eagle_iad.service import ServiceSettings, create_app
+from eagle_iad.station.routes import install as stations
+
+
+def _app(root: Path, models: Path, data_root: Path | None) -> Any:
+    settings = ServiceSettings(models_dir=models, state_dir=root / "state", data_root=data_root)
+    return create_app(settings, extensions=[stations])
+
+
+def _post(base: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    status, _, answer = call("POST", base + path, body=data if data is not None else b"",
+                             content_type="application/json")  # fmt: skip
+    return status, answer
+
+
+def _until(base: str, name: str, done: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s(120)
+    while True:
+        status, _, info = call("GET", f"{base}/v1/stations/{name}")
+        assert status == 200, info
+        if done(info):
+            return dict(info)
+        assert time.monotonic() < deadline, f"{what}: {info}"
+        time.sleep(0.1)
+
+
+def _body(receiver: Receiver, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "line-1",
+        "category": "mono",
+        "source": {"kind": "folder", "path": "incoming", "settle_s": 0.2, "poll_s": 0.05},
+        "sinks": [{"kind": "webhook", "url": f"http://127.0.0.1:{receiver.port}/v"}],
+        **extra,
+    }
+
+
+@pytest.fixture
+def receiver() -> Any:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is_deleted(
+    model_dir: Path, tmp_path: Path, receiver: Receiver  # noqa: F811
+) -> None:
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    names = _drop(data / "incoming", _cells(3))
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, info = _post(live.base, "/v1/stations", _body(receiver))
+        assert status == 201, info
+        assert (info["station"], info["created_by"], info["spec"]["source"]["path"]) == ("line-1", "api", "incoming")
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 3, "three delivered")
+        assert (info["inspected"], info["state"], info["backlog"]) == (3, "running", 0)
+        status, _, history = call("GET", f"{live.base}/v1/inspections?limit=10")
+        records = history["items"][::-1]
+        assert [r["image_name"] for r in records] == names and {r["station"] for r in records} == {"line-1"}
+        assert receiver.keys() == [r["id"] for r in records]
+        # paused: a new image waits; the metrics say so
+        status, info = _post(live.base, "/v1/stations/line-1/pause")
+        assert status == 200 and info["state"] == "paused"
+        _drop(data / "incoming", _cells(5)[3:4])
+        time.sleep(1.0)
+        assert call("GET", f"{live.base}/v1/stations/line-1")[2]["inspected"] == 3
+        metrics = call("GET", f"{live.base}/metrics", raw=True)[2].decode()
+        assert 'eagle_station_inspected_total{station="line-1"} 3' in metrics
+        assert 'eagle_station_backlog{station="line-1"} 1' in metrics
+        assert 'eagle_station_deliveries_pending{station="line-1",sink="webhook"} 0' in metrics
+        # a folder source takes no trigger; a second station of the same name is refused
+        status, answer = _post(live.base, "/v1/stations/line-1/trigger")
+        assert (status, answer["error"]["message"]) == (409, "station 'line-1''s source (folder) takes no trigger")
+        status, answer = _post(live.base, "/v1/stations", _body(receiver))
+        assert (status, answer["error"]["code"]) == (409, "station_exists")
+    # the service restarts: the station comes back, still paused; resumed, it takes the waiting image
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, _, listed = call("GET", f"{live.base}/v1/stations")
+        assert [(s["station"], s["state"], s["backlog"]) for s in listed] == [("line-1", "paused", 1)]
+        status, info = _post(live.base, "/v1/stations/line-1/resume")
+        assert status == 200 and info["state"] == "running"
+        _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 4, "the fourth delivered")
+        status, _, _ = call("DELETE", f"{live.base}/v1/stations/line-1")
+        assert status == 204
+        assert call("GET", f"{live.base}/v1/stations/line-1")[0] == 404
+        assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 4  # the history stays
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert call("GET", f"{live.base}/v1/stations")[2] == []  # deleted for good
+
+
+BAD_BODIES = [
+    ({"source": {"kind": "folder", "path": "../elsewhere"}},
+     "station 'line-1': source: path '../elsewhere' is outside the service's data root"),
+    ({"source": {"kind": "folder", "path": "/etc"}}, "station 'line-1': source: path '/etc' is outside the service's"),
+    ({"category": "nope"}, "station 'line-1': category 'nope' is not fitted in "),
+    ({"sinks": [{"kind": "webhook", "url": "ftp://x/"}]},
+     "station 'line-1': sink 1 (webhook): url 'ftp://x/' is not an http:// or https:// URL with a host"),
+    ({"name": "a b"}, "station: name 'a b' is not a station name"),
+]  # fmt: skip
+
+
+def test_a_bad_station_is_a_400_naming_the_field_and_paths_stay_inside_the_data_root(
+    model_dir: Path, tmp_path: Path, receiver: Receiver  # noqa: F811
+) -> None:
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        for change, message in BAD_BODIES:
+            status, answer = _post(live.base, "/v1/stations", {**_body(receiver), **change})
+            assert status == 400 and answer["error"]["message"].startswith(message), (change, answer)
+        status, answer = _post(live.base, "/v1/stations", {**_body(receiver), "surprise": 1})
+        assert status == 400 and "surprise" in answer["error"]["message"]
+        assert call("GET", f"{live.base}/v1/stations")[2] == []
+    with LiveServer(_app(tmp_path / "b", model_dir, None)) as live:
+        status, answer = _post(live.base, "/v1/stations", _body(receiver))
+        assert (status, answer["error"]["message"]) == (
+            400, "station 'line-1': source: path names a server path, but this service has no --data-root, so "
+                 "stations cannot use server folders")  # fmt: skip
