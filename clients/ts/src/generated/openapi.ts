@@ -373,6 +373,123 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Stations */
+        get: operations["list_stations_v1_stations_get"];
+        put?: never;
+        /** Create Station */
+        post: operations["create_station_v1_stations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stations/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Station */
+        get: operations["get_station_v1_stations__name__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete Station
+         * @description Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
+         *     (a station created again under this name delivers them).
+         */
+        delete: operations["delete_station_v1_stations__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stations/{name}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause Station
+         * @description Stop taking images (the image in hand is finished; deliveries go on).
+         */
+        post: operations["pause_station_v1_stations__name__pause_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stations/{name}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume Station */
+        post: operations["resume_station_v1_stations__name__resume_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stations/{name}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry Station
+         * @description Dead letters back in their queues, tries counted afresh (the receiver was fixed).
+         */
+        post: operations["retry_station_v1_stations__name__retry_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stations/{name}/trigger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Trigger Station
+         * @description Take the next frame now (a camera source with ``trigger = "http"``).
+         */
+        post: operations["trigger_station_v1_stations__name__trigger_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -936,6 +1053,14 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** Requeued */
+        Requeued: {
+            /**
+             * Requeued
+             * @description dead letters put back in their sinks' queues
+             */
+            requeued: number;
+        };
         /** ScoreDistribution */
         ScoreDistribution: {
             /** Count */
@@ -957,6 +1082,113 @@ export interface components {
             values?: number[] | null;
         } & {
             [key: string]: unknown;
+        };
+        /** SinkInfo */
+        SinkInfo: {
+            /** Dead Letters */
+            dead_letters: number;
+            /** Delivered */
+            delivered: number;
+            /** Kind */
+            kind: string;
+            /** Last Error */
+            last_error: string | null;
+            /** Pending */
+            pending: number;
+        };
+        /**
+         * StationBody
+         * @description A station to create: a ``[[station]]`` table of a stations file, as JSON (docs/STATIONS.md).
+         */
+        StationBody: {
+            /**
+             * Backlog Limit
+             * @description warn when more images wait (default 1000)
+             */
+            backlog_limit?: number | null;
+            /**
+             * Category
+             * @description the fitted category that scores the station's images
+             */
+            category: string;
+            /**
+             * Deadline S
+             * @description warn when the p95 latency is over this (default 10)
+             */
+            deadline_s?: number | null;
+            /**
+             * Name
+             * @description 1-64 letters, digits, '_', '.', '-'
+             */
+            name: string;
+            /**
+             * Sinks
+             * @description one table per sink: kind and its options
+             */
+            sinks?: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Source
+             * @description the source's table: kind and its options (docs/STATIONS.md)
+             */
+            source: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * StationInfo
+         * @description A station's configuration summary and figures (the JSON ``eagle station status`` prints, and its state).
+         */
+        StationInfo: {
+            /** Backlog */
+            backlog: number;
+            /** Category */
+            category: string;
+            /**
+             * Created By
+             * @description api (kept in the history, restarted with the service) or file
+             */
+            created_by: string;
+            /** Failed */
+            failed: number;
+            /** Images Per S */
+            images_per_s: number;
+            /** Inspected */
+            inspected: number;
+            /** Last Verdict */
+            last_verdict: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Latency S
+             * @description p50, p95, p99 seconds: file seen -> every sink delivered
+             */
+            latency_s: {
+                [key: string]: number;
+            } | null;
+            /** Sinks */
+            sinks: {
+                [key: string]: components["schemas"]["SinkInfo"];
+            };
+            /** Source */
+            source: string;
+            /**
+             * Spec
+             * @description the body it was created with (null: from a stations file)
+             */
+            spec: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * State
+             * @description running, paused, waiting: <why> (intake paused by a fault), error: <what>
+             */
+            state: string;
+            /** Station */
+            station: string;
+            /** Warnings */
+            warnings: string[];
         };
         /**
          * ThresholdChange
@@ -1795,6 +2027,324 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": components["schemas"]["JobEvent"];
+                };
+            };
+        };
+    };
+    list_stations_v1_stations_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"][];
+                };
+            };
+        };
+    };
+    create_station_v1_stations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StationBody"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"];
+                };
+            };
+        };
+    };
+    get_station_v1_stations__name__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"];
+                };
+            };
+        };
+    };
+    delete_station_v1_stations__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    pause_station_v1_stations__name__pause_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"];
+                };
+            };
+        };
+    };
+    resume_station_v1_stations__name__resume_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"];
+                };
+            };
+        };
+    };
+    retry_station_v1_stations__name__retry_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Requeued"];
+                };
+            };
+        };
+    };
+    trigger_station_v1_stations__name__trigger_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
         };
