@@ -299,9 +299,9 @@ def test_a_kill_between_storing_and_moving_does_not_inspect_again(model_dir: Pat
 def test_a_receiver_down_at_first_gets_everything_once_it_is_back(model_dir: Path, tmp_path: Path) -> None:
     port = _free_port()
     names = _drop(tmp_path / "incoming", _cells(5))
-    stations = _stations(tmp_path, model_dir, _webhook(port, retry_base_s=0.2, retry_max_s=1.0, max_attempts=1000))
+    stations = _stations(tmp_path, model_dir, _webhook(port, retry_base_s=0.2, retry_max_s=2.0, max_attempts=1000))
     late = Receiver(port)
-    timer = threading.Timer(wait_s(8), late.start)  # nothing listens on the port for the first seconds
+    timer = threading.Timer(60, late.start)  # nothing listens on the port for the first minute (the issue's case)
     timer.start()
     try:
         code, log = _run(stations, "run", "--until-idle", "--quiet")
@@ -312,6 +312,12 @@ def test_a_receiver_down_at_first_gets_everything_once_it_is_back(model_dir: Pat
     history = _history(tmp_path)
     assert [r.image_name for r in history] == names
     assert late.keys() == [r.id for r in history]  # each once, in order, after the receiver came back
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state" / "eagle.sqlite3")
+    tries = [row[0] for row in db.execute("SELECT attempts FROM outbox ORDER BY seq")]
+    db.close()
+    assert tries[0] >= 3, tries  # the head of the queue was tried (and failed) while the receiver was down
 
 
 def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
@@ -501,3 +507,36 @@ def test_a_redirect_is_a_failed_delivery_not_a_silent_loss(model_dir: Path, tmp_
     expected = (f"HTTP 301 from http://127.0.0.1:{receiver.port}/verdicts: redirected to "
                 f"http://127.0.0.1:{receiver.port}/moved; deliveries do not follow redirects")  # fmt: skip
     assert expected in log, log
+
+
+def test_a_full_state_disk_pauses_the_intake_and_moves_nothing(model_dir: Path, tmp_path: Path) -> None:
+    """The state folder on a 3 MiB tmpfs (a private mount, as test_service_faults does): no verdict can be
+    stored, so no image may reach done/; the station says why and waits instead of failing the images."""
+    from test_service_faults import _user_namespace_tmpfs
+
+    reason = _user_namespace_tmpfs()
+    if reason is not None:
+        pytest.skip(f"cannot simulate a full disk: {reason}")
+    names = _drop(tmp_path / "incoming", _cells(2))
+    stations = _stations(tmp_path, model_dir, "")
+    (tmp_path / "state").mkdir()
+    mount = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=3m tmpfs "$0" && exec "$@"', str(tmp_path / "state")]
+    process = subprocess.Popen([*mount, sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            seen.append(line)
+            if "intake paused:" in line:
+                break
+        else:
+            pytest.fail("".join(seen))
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=wait_s(120))
+    finally:
+        process.kill()
+    assert process.returncode == 143, "".join(seen) + rest
+    paused = next(line for line in seen if "intake paused:" in line)
+    assert "eagle station line-1: intake paused: not enough free disk space for this request: " in paused, paused
+    assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing moved, nothing failed
