@@ -4,7 +4,8 @@ Fits one elpv mono model at the demo's settings (``--train`` cells, 224 px, 1% c
 run, on the same ``--images`` real test cells:
 
 1. ``eagle inspect`` in one process (pictures written, as the station writes them): images/s;
-2. ``eagle station run`` with a webhook sink (a receiver in this process) and a folder sink, fed a
+2. ``eagle station run`` with a webhook sink (a receiver in this process), a folder sink and, where Debian's
+   ``mosquitto`` is installed, an MQTT sink (a broker this script starts on a free port), fed a
    burst of all images at once (renamed into the hot folder, so ``settle_s = 0`` is safe): images/s
    from the burst's first file to its last delivery;
 3. the same station fed at ``--pace`` x the burst's rate, one image at a time: the end-to-end latency
@@ -83,9 +84,34 @@ def wait_for(count: int, receiver: Receiver, process: subprocess.Popen[str], lim
         time.sleep(0.01)
 
 
+def start_broker(work: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """A Mosquitto broker on a free loopback port (None where mosquitto is not installed)."""
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
+    if binary is None:
+        return None
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    (work / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen([binary, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("mosquitto did not start")
+
+
 def station_run(
-    work: Path, models: Path, warmup: Path, cells: list[Path], pace: float | None, rate: float | None
-) -> dict[str, Any]:
+    work: Path, models: Path, warmup: Path, cells: list[Path], pace: float | None, rate: float | None,
+    mqtt_port: int | None,
+) -> dict[str, Any]:  # fmt: skip
     """One station process: a burst (``pace`` None) or paced drops; its images/s and latency percentiles."""
     receiver = Receiver()
     incoming = work / "incoming"
@@ -103,7 +129,11 @@ url = "http://127.0.0.1:{receiver.port}/"
 [[station.sink]]
 kind = "folder"
 path = "sorted"
-""")
+""" + ("" if mqtt_port is None else f"""[[station.sink]]
+kind = "mqtt"
+host = "127.0.0.1"
+port = {mqtt_port}
+"""))
     process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", "--quiet", str(stations)],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert process.stderr is not None
@@ -159,17 +189,25 @@ def main() -> None:
         inspect_s = time.perf_counter() - start
         assert code == 0
         inspect_rate = len(cells) / inspect_s
-        print("station, burst ...", file=sys.stderr)
-        burst = station_run(work / "burst", models, train[0], cells, None, None)
-        print(f"station, paced at {args.pace:g} x the burst's rate ...", file=sys.stderr)
-        paced = station_run(work / "paced", models, train[0], cells, args.pace, burst["images_per_s"])
+        broker = start_broker(work / "broker")
+        mqtt_port = None if broker is None else broker[1]
+        try:
+            print("station, burst ...", file=sys.stderr)
+            burst = station_run(work / "burst", models, train[0], cells, None, None, mqtt_port)
+            print(f"station, paced at {args.pace:g} x the burst's rate ...", file=sys.stderr)
+            paced = station_run(work / "paced", models, train[0], cells, args.pace, burst["images_per_s"], mqtt_port)
+        finally:
+            if broker is not None:
+                broker[0].terminate()
+                broker[0].wait(30)
+    sinks = "webhook + folder" + ("" if mqtt_port is None else " + MQTT")
     threads = torch.get_num_threads()
     print(f"\n{len(cells)} elpv cells, model of {len(train)} cells at {DEMO_SIZE} px, torch threads {threads}, "
           f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")  # fmt: skip
     print("| run | images/s | p50 s | p95 s | p99 s |")
     print("|---|---|---|---|---|")
     print(f"| eagle inspect, one process | {inspect_rate:.2f} | | | |")
-    for name, run in (("station burst (webhook + folder sinks)", burst),
+    for name, run in ((f"station burst ({sinks} sinks)", burst),
                       (f"station paced at {args.pace:g} x burst rate", paced)):  # fmt: skip
         latency = run["latency_s"] or {}
         print(f"| {name} | {run['images_per_s']:.2f} | {latency.get('p50', '')} | {latency.get('p95', '')} | "
