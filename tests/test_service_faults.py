@@ -400,7 +400,6 @@ def test_every_route_needs_the_key_except_the_public_ones(fitted: dict[str, Any]
 
     from eagle_iad.service import ServiceSettings, create_app
     from eagle_iad.service.app import PUBLIC_PATHS
-
     from eagle_iad.station.routes import install as stations
 
     settings = ServiceSettings(models_dir=fitted["models"], state_dir=tmp_path / "state", api_key=KEY)
@@ -428,7 +427,8 @@ def test_every_route_needs_the_key_except_the_public_ones(fitted: dict[str, Any]
     assert public <= set(PUBLIC_PATHS) and "/healthz" in public
     assert {("GET", "/metrics"), ("GET", "/v1/files/{path:path}"), ("POST", "/v1/inspect"),
             ("GET", "/v1/evaluations/{name}/files/{path:path}"), ("POST", "/v1/chat/completions"),
-            ("GET", "/v1/models"), ("POST", "/v1/stations"), ("DELETE", "/v1/stations/{name}")} <= set(checked)  # fmt: skip
+            ("GET", "/v1/models"), ("POST", "/v1/stations"),
+            ("DELETE", "/v1/stations/{name}")} <= set(checked)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- other limits

@@ -1,0 +1,405 @@
+"""A camera or stream through OpenCV: a USB device, an RTSP/HTTP stream or a video file, one frame taken
+on a trigger (every N-th frame, every T ms, or a call to :meth:`Camera.trigger`).
+
+Why a reader thread: a live stream does not wait for the station. Its frames pile up in OpenCV's (and
+the network's) buffer while an image is inspected, and a frame read later would be seconds old. The
+reader reads every frame as it comes (``grab``; only the frames the trigger selects are decoded into
+pixels), so the frame taken is the current one and its time stamp is when it arrived. Selected frames
+wait in a small queue (:data:`QUEUE`); when the station falls behind a live source, the oldest is
+dropped (counted, and logged) rather than the newest delayed. A video file is not live: its reader
+waits for room in the queue instead of dropping, the trigger's ``every_ms`` counts in the file's own
+time (its frame rate), and the file's end finishes the source, so ``--until-idle`` ends once every
+frame the trigger selected was inspected. A stream that drops is reopened after ``reconnect_s``.
+
+:meth:`Camera.trigger` takes the next frame read, in any mode; with ``trigger = "http"`` those are the
+only frames taken. The service calls it for ``POST /v1/stations/<name>/trigger``; ``eagle station
+run`` has no HTTP route, so there a ``trigger = "http"`` camera takes no frames (it is not refused: the
+same table is valid in the service).
+
+Each frame taken is PNG-encoded (lossless: the inspection sees exactly the pixels OpenCV decoded) and
+saved as ``<frames>/<name_prefix>-<frame index>.png`` *before* it is handed over, so the verdict's
+``image`` names a file that exists when a sink (the folder sink's copy) reads it, even after a crash
+between storing the verdict and the next frame; the bytes are handed over too, not read back. A name
+already in the folder (a restart counts frames from 0 again) gets ``-1``, ``-2``, ...: a saved frame is
+never replaced. A frame the station refuses goes to ``<frames>/failed/`` with the reason beside it, as
+in a hot folder. The record's ``source`` names the camera, the frame index and the capture time (ISO
+8601, UTC, milliseconds). A still scene repeats frames, so repeated content is inspected again
+(``dedupe = False``).
+
+OpenCV is an optional dependency (``pip install 'eagle-iad[camera]'``), imported when a stations file
+names this source, so the other sources work without it. Nothing is opened while the file is read
+(``eagle station status`` reads the same file and must not take the camera from a running station),
+except that a video file is checked to be one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from eagle_iad.atomic import atomic_write_text
+from eagle_iad.ranges import Range
+from eagle_iad.station.parts import SOURCES, Arrival, Options
+from eagle_iad.station.sources.folder import move_new
+
+if TYPE_CHECKING:
+    import cv2
+
+#: Frames the trigger selected that may wait for the station; a live source drops the oldest beyond it.
+QUEUE = 8
+#: URL schemes read as a stream (anything without ``://`` is a video file's path).
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+#: The trigger modes, one of which a source uses (``every_ms = 1000`` when none is given).
+TRIGGERS = ("every_n_frames", "every_ms", "trigger")
+DEVICE = Range(0, 1023)
+EVERY_N_FRAMES = Range(1, 1_000_000)
+EVERY_MS = Range(0.0, 86_400_000.0, low_open=True)
+RECONNECT_S = Range(0.1, 3600.0)
+POLL_S = Range(0.01, 60.0)
+NAME_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: Milliseconds OpenCV's FFmpeg backend waits to open a stream, and for a frame, before giving up
+#: (then the stream counts as dropped and is reopened after ``reconnect_s``).
+OPEN_TIMEOUT_MS = 10_000
+READ_TIMEOUT_MS = 10_000
+#: Frame rate assumed for a video file that does not say its own.
+DEFAULT_FPS = 25.0
+#: Seconds between two log lines about dropped frames (the first drop is logged at once).
+DROP_LOG_S = 10.0
+#: PNG compression level (0-9): frames are encoded once and decoded once, so speed over size.
+PNG_LEVEL = 1
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (the text goes into records, logs and the status)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def stamp(at: float) -> str:
+    """``at`` (``time.time()``) as ISO 8601 in UTC with milliseconds: ``2025-03-01T08:15:02.123Z``."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Frame:
+    """One selected frame waiting for the station: the pixels (BGR, as OpenCV decodes), when and which."""
+
+    index: int
+    at: float
+    pixels: Any
+    #: The PNG bytes and the file they were saved to, once handed to the station (a second poll after a
+    #: paused intake hands the same file again).
+    png: bytes | None = None
+    file: Path | None = None
+
+
+class Camera:
+    """A :class:`~eagle_iad.station.parts.Source` over one OpenCV capture (device, stream or video file)."""
+
+    kind: ClassVar[str] = "camera"
+    dedupe = False
+
+    def __init__(self, options: Options) -> None:
+        try:
+            import cv2  # noqa: F401  (checked now: a missing package is a start-up error)
+        except ImportError:
+            raise options.error("kind", "camera needs OpenCV: pip install 'eagle-iad[camera]'") from None
+        has_device, has_url = "device" in options.table, "url" in options.table
+        if has_device and has_url:
+            raise options.error("url", "and device are both given; a source reads one camera, stream or file")
+        if not has_device and not has_url:
+            raise options.error("url", "is missing; give url (rtsp://, http://, https:// or a video file) or "
+                                       "device (a USB camera's index)")  # fmt: skip
+        self.device: int | None = options.integer("device", 0, DEVICE) if has_device else None
+        self.url: str | None = None
+        #: The video file read, or ``None`` for a device or stream (a live source).
+        self.file: Path | None = None
+        if has_url:
+            self.url = self._read_url(options)
+        modes = [key for key in TRIGGERS if key in options.table]
+        if len(modes) > 1:
+            raise options.error(modes[0], f"and {modes[1]} are both given; choose one trigger: every_n_frames, "
+                                          "every_ms or trigger = \"http\"")  # fmt: skip
+        self.every_n_frames: int | None = None
+        self.every_ms: float | None = None
+        self.http_trigger = False
+        if modes == ["every_n_frames"]:
+            self.every_n_frames = options.integer("every_n_frames", 1, EVERY_N_FRAMES)
+        elif modes == ["trigger"]:
+            self.http_trigger = options.text("trigger", None, ("http",)) == "http"
+        else:
+            self.every_ms = options.number("every_ms", 1000.0, EVERY_MS)
+        self.reconnect_s = options.number("reconnect_s", 5.0, RECONNECT_S)
+        self.poll_s = options.number("poll_s", 0.05, POLL_S)
+        self.name_prefix: str = options.text("name_prefix", "frame")
+        if not NAME_PREFIX.fullmatch(self.name_prefix):
+            raise options.error("name_prefix", f"{self.name_prefix!r} must be 1-64 letters, digits, '_', '.', '-', "
+                                               "starting with a letter or digit")  # fmt: skip
+        #: Where taken frames are saved (created at the first frame; relative: to the stations file's folder).
+        self.frames: Path = options.path("frames", "frames")
+        if self.frames.exists() and not self.frames.is_dir():
+            raise options.error("frames", f"{self.frames} exists and is not a folder")
+        parent = self.frames if self.frames.exists() else self.frames.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise options.error("frames", f"{self.frames} cannot be created or written by this user")
+        #: Where the log lines go (the reader's reconnections, dropped frames, a file that cannot be read).
+        self.log: Callable[[str], None] = _stderr
+        #: Frames the trigger selected that a live source dropped because the queue was full.
+        self.dropped = 0
+        self._queue: deque[_Frame] = deque()
+        self._lock = threading.Condition()
+        self._halt = threading.Event()
+        self._wanted = threading.Event()  # trigger(): take the next frame read
+        self._reader: threading.Thread | None = None
+        self._ended = False  # a video file read to its end (or that could not be read): no more frames
+        self._last_drop_log = -DROP_LOG_S
+
+    def _read_url(self, options: Options) -> str:
+        url: str = options.text("url")
+        if "://" in url:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in STREAM_SCHEMES or not parts.hostname:
+                raise options.error("url", f"{shown_url(url)!r} is not an rtsp://, http:// or https:// URL with a "
+                                           "host, nor a video file")  # fmt: skip
+            return url
+        path: Path = options.path("url")  # relative to the stations file's folder (and checked as every path is)
+        if not path.is_file():
+            raise options.error("url", f"{path} is not a video file (no such file)")
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise options.error("url", f"{path} cannot be read as a video by OpenCV")
+        finally:
+            capture.release()
+        self.file = path
+        return str(path)
+
+    # What the station sees.
+
+    @property
+    def what(self) -> str:
+        """The camera in words: the URL (password hidden), the file's path, or ``device N``."""
+        return shown_url(self.url) if self.url is not None else f"device {self.device}"
+
+    def describe(self) -> str:
+        if self.every_n_frames is not None:
+            trigger = "every frame" if self.every_n_frames == 1 else f"every {self.every_n_frames} frames"
+        elif self.every_ms is not None:
+            trigger = f"every {self.every_ms:g} ms" + (" of the video" if self.file is not None else "")
+        else:
+            trigger = "on each POST /v1/stations/<name>/trigger to the service"
+        then = "finished at its end" if self.file is not None else f"reopened {self.reconnect_s:g} s after it drops"
+        dropped = f"; {self.dropped} frames dropped so far" if self.dropped else ""
+        return f"camera {self.what} (a frame {trigger}, saved in {self.frames}; {then}){dropped}"
+
+    def poll(self) -> Iterator[Arrival]:
+        self._start()
+        handed = -1
+        while True:
+            with self._lock:
+                frame = next((f for f in self._queue if f.index > handed), None)
+            if frame is None:
+                return
+            handed = frame.index
+            if frame.file is None or frame.png is None:
+                problem = self._save(frame)
+                if problem is not None or frame.file is None or frame.png is None:
+                    self.log(f"eagle station: camera {self.what}: frame {frame.index} skipped: {problem}")
+                    with self._lock:
+                        self._queue.remove(frame)
+                        self._lock.notify_all()
+                    continue
+            source = f"{self.what} frame {frame.index} at {stamp(frame.at)}"
+            yield Arrival(path=frame.file, source=source, name=frame.file.name, appeared=frame.at, data=frame.png)
+
+    def backlog(self) -> int:
+        """Frames waiting; at least 1 while a video file being read has not ended (its frames are to come)."""
+        with self._lock:
+            waiting = len(self._queue)
+            if self.file is not None and self._reader is not None and not self._ended:
+                return max(waiting, 1)
+            return waiting
+
+    def planned(self, arrival: Arrival) -> Path:
+        return arrival.path
+
+    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
+        self._handed(arrival)  # the frame stays where it was saved (its planned place)
+
+    def refuse(self, arrival: Arrival, reason: str) -> None:
+        self._handed(arrival)
+        if arrival.path.is_file():
+            moved = move_new(arrival.path, self.frames / "failed")
+            atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
+
+    def trigger(self) -> None:
+        """Take the next frame read (``POST /v1/stations/<name>/trigger`` calls this in the service).
+
+        With ``trigger = "http"`` these are the only frames taken; with a periodic trigger, an extra one.
+        Calls that come before that frame is read are one: a trigger means "the scene now", and the
+        frame after it shows the scene for all of them.
+        """
+        self._wanted.set()
+
+    def close(self) -> None:
+        """Stop the reader thread (it releases the capture); frames still queued are forgotten."""
+        self._halt.set()
+        with self._lock:
+            self._lock.notify_all()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=(READ_TIMEOUT_MS / 1000) + 1.0)
+
+    # The reader thread.
+
+    def _start(self) -> None:
+        if self._reader is None and not self._halt.is_set():
+            self._reader = threading.Thread(target=self._run, name=f"eagle-camera-{self.what}", daemon=True)
+            self._reader.start()
+
+    def _handed(self, arrival: Arrival) -> None:
+        with self._lock:
+            for frame in self._queue:
+                if frame.file == arrival.path:
+                    self._queue.remove(frame)
+                    break
+            self._lock.notify_all()
+
+    def _open(self) -> cv2.VideoCapture:
+        import cv2
+
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
+        if self.device is not None:
+            return cv2.VideoCapture(self.device, cv2.CAP_ANY, params)
+        assert self.url is not None
+        return cv2.VideoCapture(self.url, cv2.CAP_ANY, params)
+
+    def _run(self) -> None:
+        index = 0  # frames read since the source started (across reopenings): names stay unique in a run
+        failing = False  # the last try to open failed (logged once, not at every try)
+        while not self._halt.is_set():
+            capture = self._open()
+            try:
+                if not capture.isOpened():
+                    if self.file is not None:
+                        self.log(f"eagle station: camera {self.what}: cannot be opened; no frames from it")
+                        break
+                    if not failing:
+                        self.log(f"eagle station: camera {self.what}: cannot be opened; trying again every "
+                                 f"{self.reconnect_s:g} s")  # fmt: skip
+                    failing = True
+                else:
+                    if failing:
+                        self.log(f"eagle station: camera {self.what}: opened")
+                    failing = False
+                    index = self._read(capture, index)
+                    if self.file is not None or self._halt.is_set():
+                        break
+                    self.log(f"eagle station: camera {self.what}: no frame for {READ_TIMEOUT_MS / 1000:g} s or the "
+                             f"stream ended; reopening in {self.reconnect_s:g} s")  # fmt: skip
+            finally:
+                capture.release()
+            self._halt.wait(self.reconnect_s)
+        with self._lock:
+            self._ended = True
+            self._lock.notify_all()
+
+    def _read(self, capture: cv2.VideoCapture, index: int) -> int:
+        """Read frames until the capture ends or fails (or the source closes); the next frame's index."""
+        import cv2
+
+        fps = capture.get(cv2.CAP_PROP_FPS) if self.file is not None else 0.0
+        if not fps > 0:  # also NaN
+            fps = DEFAULT_FPS
+        started = time.monotonic()
+        first = index
+        next_due = 0.0  # milliseconds: the first frame read is taken
+        while not self._halt.is_set():
+            if self.file is not None and self.http_trigger:  # a file waiting for triggers plays at its pace
+                self._halt.wait(max(0.0, started + (index - first) / fps - time.monotonic()))
+            if not capture.grab():
+                return index
+            at = time.time()
+            wanted = self._wanted.is_set()  # trigger(): this frame, whatever the mode
+            if wanted:
+                self._wanted.clear()
+            if self.every_n_frames is not None:
+                take = index % self.every_n_frames == 0
+            elif self.every_ms is not None:
+                now = (index - first) / fps * 1000 if self.file is not None else time.monotonic() * 1000
+                take = now >= next_due
+                if take:
+                    next_due = now + self.every_ms
+            else:
+                take = False  # trigger = "http": only on trigger()
+            if take or wanted:
+                ok, pixels = capture.retrieve()
+                if ok and pixels is not None:
+                    self._put(_Frame(index, at, pixels))
+            index += 1
+        return index
+
+    def _put(self, frame: _Frame) -> None:
+        with self._lock:
+            if self.file is not None:  # a file waits for room: none of its selected frames is lost
+                while len(self._queue) >= QUEUE and not self._halt.is_set():
+                    self._lock.wait(0.5)
+            elif len(self._queue) >= QUEUE:  # the oldest not handed to the station yet (or the oldest)
+                self._queue.remove(next((f for f in self._queue if f.file is None), self._queue[0]))
+                self.dropped += 1
+                now = time.monotonic()
+                if now - self._last_drop_log >= DROP_LOG_S:
+                    self._last_drop_log = now
+                    self.log(f"eagle station: camera {self.what}: the station is slower than the trigger; "
+                             f"{self.dropped} frames dropped so far (the oldest waiting)")  # fmt: skip
+            self._queue.append(frame)
+
+    def _save(self, frame: _Frame) -> str | None:
+        """Encode ``frame`` and save it in :attr:`frames` under a new name; what went wrong, or ``None``."""
+        png = self._encode(frame.pixels)
+        if png is None:
+            return "OpenCV could not encode it as PNG"
+        partial = self.frames / ".partial"
+        try:
+            partial.mkdir(parents=True, exist_ok=True)
+            written = partial / f"{self.name_prefix}-{frame.index:08d}.png"
+            with open(written, "wb") as handle:  # complete before it appears under its name
+                handle.write(png)
+            frame.file = move_new(written, self.frames)
+        except OSError as exc:
+            return f"cannot be saved in {self.frames}: {exc.strerror or exc}"
+        frame.png = png
+        return None
+
+    @staticmethod
+    def _encode(pixels: Any) -> bytes | None:
+        """The frame as PNG (OpenCV's BGR order written as the file's RGB), or ``None`` if it cannot be."""
+        import cv2
+
+        ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+        return bytes(encoded.tobytes()) if ok else None
+
+
+SOURCES.add(Camera.kind, Camera)

@@ -1,0 +1,392 @@
+"""The camera source (``kind = "camera"``, OpenCV) with real video: a video file written here of real elpv
+cells, and an HTTP MJPEG stream served by the test (the stand-in for an IP camera; no RTSP server needed).
+
+What must hold (issue "On the line": camera or stream through OpenCV): a frame is taken on its trigger
+(every N-th frame, every T ms, a trigger call) with its capture time in the record's ``source``; the
+station inspects exactly those frames, losslessly (the score of a stored frame is the expert's score on
+the same pixels), colours kept (a red frame stays red); a video file ends the source, so ``--until-idle``
+ends once every selected frame was inspected; a live stream keeps only the newest frames when the station
+falls behind; a bad option is one line naming the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import test_station
+from conftest import wait_s
+from test_station import _cells, _env, _history, _run
+
+from eagle_iad.images import load_rgb
+from eagle_iad.station.config import read_stations
+from eagle_iad.station.parts import Arrival, Options, StationConfigError
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed (pip install 'eagle-iad[camera]')")
+
+from eagle_iad.station.sources.camera import QUEUE, Camera  # noqa: E402  (after the OpenCV check)
+
+model_dir = test_station.model_dir  # the module-scoped fixture: a small real model of elpv mono cells
+
+SOURCE_LINE = re.compile(r"^(?P<what>.+) frame (?P<index>\d+) at (?P<at>\S+)$")
+
+
+def _frames(count: int, size: int = 300) -> list[np.ndarray]:
+    """``count`` real elpv cells (RGB, ``size`` px square), cycling through the test split's first 30."""
+    cells = [cv2.resize(load_rgb(cell), (size, size)) for cell in _cells(min(count, 30))]
+    return [cells[i % len(cells)] for i in range(count)]
+
+
+def _video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """A Motion-JPEG .avi of ``frames`` (RGB), as an opencv-python-headless build writes one."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write an MJPG .avi here"
+    for rgb in frames:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _decoded(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as OpenCV decodes it, in RGB."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def _camera_stations(work: Path, models: Path, source: str) -> Path:
+    path = work / "stations.toml"
+    path.write_text(f"""models = "{models}"
+state = "state"
+
+[[station]]
+name = "line-1"
+category = "mono"
+source = {{ kind = "camera", {source} }}
+
+[[station.sink]]
+kind = "folder"
+path = "sorted"
+""")
+    return path
+
+
+def _camera(work: Path, **table: Any) -> Camera:
+    options = Options({"kind": "camera", **table}, "test: source", work)
+    assert options.text("kind") == Camera.kind  # read by the stations file's reader, as here
+    camera = Camera(options)
+    options.done()
+    return camera
+
+
+def _drain(camera: Camera, until: int | None = None) -> list[Arrival]:
+    """Poll ``camera`` as the station does (each arrival finished) until its backlog is 0 (or ``until`` came)."""
+    taken: list[Arrival] = []
+    deadline = time.monotonic() + wait_s(60)
+    while True:
+        for arrival in camera.poll():
+            taken.append(arrival)
+            camera.finish(arrival, camera.planned(arrival), {})
+        if (camera.backlog() == 0 and until is None) or (until is not None and len(taken) >= until):
+            return taken
+        assert time.monotonic() < deadline, f"the camera handed {len(taken)} frames, then nothing for a minute"
+        time.sleep(0.02)
+
+
+def _capture_time(source: str) -> float:
+    match = SOURCE_LINE.match(source)
+    assert match is not None, source
+    at = datetime.fromisoformat(match["at"])
+    assert at.tzinfo is not None and at.utcoffset() == UTC.utcoffset(None), source
+    assert re.search(r"\.\d{3}Z$", match["at"]), source  # milliseconds, UTC
+    return at.timestamp()
+
+
+class MjpegStream:
+    """An HTTP MJPEG stream (``multipart/x-mixed-replace``) of JPEG frames at ``fps``, as IP cameras serve."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 10.0, port: int = 0) -> None:
+        self.jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
+        self.fps = fps
+        self.halt = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                sent = 0
+                try:
+                    while not outer.halt.is_set():
+                        jpeg = outer.jpegs[sent % len(outer.jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")  # fmt: skip
+                        self.wfile.flush()
+                        sent += 1
+                        outer.halt.wait(1 / outer.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stream() -> Iterator[MjpegStream]:
+    served = MjpegStream(_frames(10, size=128))
+    try:
+        capture = cv2.VideoCapture(served.url)
+        ok = capture.isOpened() and capture.read()[0]
+        capture.release()
+        if not ok:
+            pytest.skip(f"OpenCV {cv2.__version__} cannot read an HTTP MJPEG stream here (its FFmpeg backend is "
+                        f"missing or lacks http): {served.url} did not open")  # fmt: skip
+        yield served
+    finally:
+        served.stop()
+
+
+def test_a_video_file_every_tenth_frame_is_inspected_losslessly_and_the_run_ends(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """30 frames, ``every_n_frames = 10``: frames 0, 10 and 20 (the first frame read is taken, then every
+    10th), each inspected once; ``--until-idle`` ends at the file's end."""
+    from eagle_iad.expert import load_expert
+
+    video = _video(tmp_path / "line.avi", _frames(30))
+    stations = _camera_stations(tmp_path, model_dir, 'url = "line.avi", every_n_frames = 10')
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == ["frame-00000000.png", "frame-00000010.png", "frame-00000020.png"]
+    times = []
+    for record, index in zip(history, (0, 10, 20), strict=True):
+        match = SOURCE_LINE.match(str(record.source))
+        assert match is not None and match["what"] == str(video) and int(match["index"]) == index, record.source
+        times.append(_capture_time(str(record.source)))
+    assert times == sorted(times) and abs(times[0] - time.time()) < wait_s(600)
+    stored = sorted((tmp_path / "sorted").glob("*/*.png"))
+    assert len(stored) == 3, stored
+    assert sorted(p.name for p in (tmp_path / "frames").glob("*.png")) == [r.image_name for r in history]
+    decoded = _decoded(video)
+    expert = load_expert(model_dir / "mono")
+    for record, index in zip(history, (0, 10, 20), strict=True):
+        png = tmp_path / "sorted" / str(record.decision) / f"{record.id}_{record.image_name}"
+        pixels = load_rgb(png)
+        assert np.array_equal(pixels, decoded[index])  # exactly the frame OpenCV decoded: PNG is lossless
+        result = expert.inspect(pixels)
+        assert record.score == pytest.approx(result.score, rel=1e-5)
+        assert record.decision == ("anomalous" if result.is_anomalous else "normal")
+
+
+def test_a_video_file_hands_every_selected_frame_once_red_stays_red_and_ends(tmp_path: Path) -> None:
+    """A file waits for the station (no frame dropped however far behind it is), and ends the source."""
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 0] = 255
+    _video(tmp_path / "red.avi", [red] * 20)
+    camera = _camera(tmp_path, url="red.avi", every_n_frames=1, name_prefix="cam")
+    try:
+        assert camera.backlog() == 0  # nothing opened until the first poll (``eagle station status``)
+        list(camera.poll())  # starts the reader; nothing is finished, so the queue fills
+        deadline = time.monotonic() + wait_s(30)
+        while camera.backlog() < QUEUE:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert camera.backlog() == QUEUE and camera.dropped == 0  # full: the reader waits for room
+        arrivals = _drain(camera)
+        assert [a.name for a in arrivals] == [f"cam-{i:08d}.png" for i in range(20)]
+        assert camera.backlog() == 0 and camera.dropped == 0 and list(camera.poll()) == []
+        for arrival in arrivals:  # saved before being handed over, where the verdict's "image" says
+            assert arrival.data is not None and arrival.path == tmp_path / "frames" / arrival.name
+            assert camera.planned(arrival) == arrival.path and arrival.path.read_bytes() == arrival.data
+            rgb = load_rgb(arrival.data)  # the inspection's own decoder
+            assert rgb.shape == (48, 64, 3)
+            assert rgb[..., 0].min() > 200 and rgb[..., 1:].max() < 60, "the frame's colours changed"
+        assert [a.appeared for a in arrivals] == sorted(a.appeared for a in arrivals)
+        camera.refuse(arrivals[0], "too many pixels")  # as a hot folder: failed/, the reason beside it
+        assert (tmp_path / "frames" / "failed" / "cam-00000000.png").read_bytes() == arrivals[0].data
+        assert (tmp_path / "frames" / "failed" / "cam-00000000.png.reason.txt").read_text() == "too many pixels\n"
+    finally:
+        camera.close()
+    assert camera._reader is not None and not camera._reader.is_alive()
+    again = _camera(tmp_path, url="red.avi", every_n_frames=10, name_prefix="cam")
+    try:  # a second run counts from 0 again: a frame already saved is never replaced
+        assert [a.name for a in _drain(again)] == ["cam-00000000.png", "cam-00000010-1.png"]
+    finally:
+        again.close()
+
+
+def test_every_ms_on_a_video_file_counts_in_the_files_own_time(tmp_path: Path) -> None:
+    """At 10 fps, ``every_ms = 250`` takes frames 0, 3, 6, 9 (0 ms, 300 ms, ...), however fast the file is read."""
+    _video(tmp_path / "clip.avi", _frames(12, size=64), fps=10)
+    camera = _camera(tmp_path, url="clip.avi", every_ms=250)
+    try:
+        assert [a.name for a in _drain(camera)] == [f"frame-{i:08d}.png" for i in (0, 3, 6, 9)]
+    finally:
+        camera.close()
+
+
+def test_a_live_stream_keeps_the_newest_frames_when_the_station_falls_behind(
+    tmp_path: Path, stream: MjpegStream
+) -> None:
+    camera = _camera(tmp_path, url=stream.url, every_n_frames=1, reconnect_s=0.5)
+    try:
+        list(camera.poll())  # starts the reader, and takes nothing
+        deadline = time.monotonic() + wait_s(60)
+        while camera.dropped < 3:
+            assert time.monotonic() < deadline, "no frame was dropped although none was taken"
+            time.sleep(0.05)
+        assert camera.backlog() == QUEUE
+        arrivals = list(camera.poll())[:QUEUE]
+        indexes = [int(a.name[len("frame-") : -len(".png")]) for a in arrivals]
+        assert len(indexes) == QUEUE and indexes == sorted(set(indexes)) and indexes[0] >= 3  # the newest, in order
+        assert "frames dropped so far" in camera.describe()
+        assert all(a.source.startswith(f"{stream.url} frame ") for a in arrivals)
+    finally:
+        camera.close()
+    assert camera._reader is not None and not camera._reader.is_alive()
+
+
+def test_a_stream_that_drops_is_reopened(tmp_path: Path, stream: MjpegStream) -> None:
+    first = MjpegStream(_frames(3, size=64))
+    port = first.server.server_address[1]
+    lines: list[str] = []
+    camera = _camera(tmp_path, url=first.url, every_n_frames=1, reconnect_s=0.2)
+    camera.log = lines.append
+    second = None
+    try:
+        before = _drain(camera, until=2)
+        first.stop()  # the connection closes: the stream ended
+        deadline = time.monotonic() + wait_s(60)
+        while not any("cannot be opened" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        second = MjpegStream(_frames(3, size=64), port=port)
+        after = _drain(camera, until=2)
+        assert int(after[0].name[6:14]) > int(before[-1].name[6:14])  # frames counted on across the reopening
+        assert [line.split(": ", 2)[2] for line in lines[:3]] == [
+            "no frame for 10 s or the stream ended; reopening in 0.2 s",
+            "cannot be opened; trying again every 0.2 s",
+            "opened",
+        ], lines
+    finally:
+        camera.close()
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_an_http_trigger_takes_the_next_frame_only(tmp_path: Path, stream: MjpegStream) -> None:
+    camera = _camera(tmp_path, url=stream.url, trigger="http")
+    try:
+        list(camera.poll())
+        time.sleep(1.0)  # frames flow (10 fps), none is taken without a trigger
+        assert list(camera.poll()) == [] and camera.backlog() == 0
+        asked = time.time()
+        camera.trigger()
+        (arrival,) = _drain(camera, until=1)
+        assert arrival.appeared >= asked - 0.01 and arrival.data is not None
+        time.sleep(0.5)
+        assert list(camera.poll()) == []  # one trigger, one frame
+    finally:
+        camera.close()
+
+
+def test_a_station_on_an_mjpeg_stream_takes_a_frame_every_300_ms(
+    model_dir: Path, tmp_path: Path, stream: MjpegStream
+) -> None:
+    stations = _camera_stations(tmp_path, model_dir, f'url = "{stream.url}", every_ms = 300')
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(180)
+        while len(list((tmp_path / "sorted").glob("*/*.png"))) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, "the station did not store 3 frames"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+    assert process.returncode == 143, log
+    history = _history(tmp_path)
+    assert len(history) >= 2, log
+    times = [_capture_time(str(r.source)) for r in history]
+    assert all(str(r.source).startswith(f"{stream.url} frame ") for r in history)
+    assert all(later - earlier >= 0.2 for earlier, later in itertools.pairwise(times)), times
+    assert len(list((tmp_path / "sorted").glob("*/*.png"))) == len(history)
+
+
+CONFIG_ERRORS = [
+    # (the source table's options, the one line the user gets after "<file>: station 'line-1': source: ")
+    ('device = 0, url = "line.avi"', "url and device are both given"),
+    ("every_ms = 100", "url is missing; give url (rtsp://, http://, https:// or a video file) or device"),
+    ('url = "line.avi", every_n_frames = 5, every_ms = 100',
+     'every_n_frames and every_ms are both given; choose one trigger: every_n_frames, every_ms or trigger = "http"'),
+    ('url = "line.avi", every_ms = 100, trigger = "http"', "every_ms and trigger are both given"),
+    ('url = "gone.avi"', "url {work}/gone.avi is not a video file (no such file)"),
+    ('url = "notes.txt"', "url {work}/notes.txt cannot be read as a video by OpenCV"),
+    ('url = "ftp://camera/x"', "url 'ftp://camera/x' is not an rtsp://, http:// or https:// URL with a host"),
+    ('url = "rtsp://admin:hunter2@/x"', "url 'rtsp://admin:***@/x' is not an rtsp://"),
+    ('url = "line.avi", every_n_frames = 0', "every_n_frames must be in [1, 1000000], not 0"),
+    ('url = "line.avi", every_ms = 0', "every_ms must be in (0, 86400000], not 0"),
+    ('url = "line.avi", trigger = "gpio"', "trigger is 'gpio'; choose one of http"),
+    ("device = -1", "device must be in [0, 1023], not -1"),
+    ('url = "line.avi", name_prefix = "a/b"', "name_prefix 'a/b' must be 1-64 letters"),
+    ('url = "line.avi", frames = "line.avi"', "frames {work}/line.avi exists and is not a folder"),
+    ('url = "line.avi", fps = 5', "unknown option 'fps'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("options", "message"), CONFIG_ERRORS, ids=[m[:40] for _, m in CONFIG_ERRORS])
+def test_a_bad_camera_option_is_one_line_naming_the_field(
+    model_dir: Path, tmp_path: Path, options: str, message: str
+) -> None:
+    _video(tmp_path / "line.avi", _frames(2, size=32))
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    stations = _camera_stations(tmp_path, model_dir, options)
+    with pytest.raises(StationConfigError) as caught:
+        read_stations(stations)
+    expected = f"{stations}: station 'line-1': source: " + message.format(work=tmp_path)
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_cli_says_a_missing_video_file_in_one_line(model_dir: Path, tmp_path: Path) -> None:
+    stations = _camera_stations(tmp_path, model_dir, 'url = "gone.avi", every_n_frames = 10')
+    code, out = _run(stations, "run")
+    assert code == 2 and out == (f"eagle: error: {stations}: station 'line-1': source: url {tmp_path}/gone.avi is "
+                                 "not a video file (no such file)\n"), out  # fmt: skip
