@@ -1,0 +1,466 @@
+"""The OPC UA sink: each verdict written to variables of a PLC's (or SCADA's) OPC UA server.
+
+Why write to the PLC's own variables: a line's controller already speaks OPC UA, and a reject gate
+wants a flag and a number in its own address space, not a message to parse. The stations file maps
+the fields the sink knows (``decision``, ``anomalous``, ``score``, ``tau``, ``time``, ``record_id``,
+``image``, ``station``) to node ids (``ns=3;s="DB_Vision"."Verdict"``, ``nsu=urn:plc;i=42``); each
+node id is parsed at start-up, so a typo is a start-up error and not a failed delivery.
+
+A verdict is two Write requests: every mapped field but ``record_id`` first, then ``record_id`` alone,
+only once the first was accepted, so a PLC that watches ``record_id`` (a data-change trigger) reads a
+complete verdict the moment it changes. The value written has the variable's own data type, read from
+the server once per connection (``score`` into a ``Float`` variable is a float32; ``anomalous`` into an
+``Int16`` is 0 or 1; ``time`` into a ``DateTime`` is a date); a variable of ``BaseDataType`` gets the
+field's own type (String, Boolean, Double). A node that is not on the server, a data type the field
+cannot be written as, a refused write (``BadNotWritable``, ``BadUserAccessDenied``), a refused session
+or an unreachable server raises :class:`DeliveryError`, naming the node or the endpoint, and the
+outbox retries with its backoff; the record id is the idempotency key (rewriting a verdict rewrites
+the same values).
+
+The connection is made on the first delivery, not at start-up (``eagle station status`` reads the
+same file and must not connect, and a server that is down at start must not stop the station); it is
+then kept. A request that fails because the connection was lost (the PLC restarted) is tried once more
+on a fresh connection in the same try; any other failure drops the connection, and the next try makes
+a new one. asyncua is asyncio: the sink owns a private event loop in a thread of its own, which the
+courier's :meth:`deliver` hands each verdict to, and :meth:`close` disconnects and stops. Security
+policy ``None`` only for now (no signing, no encryption, no certificates): a server that demands a
+secure channel refuses the session, and the error says so. asyncua is an optional dependency
+(``pip install 'eagle-iad[opcua]'``), imported when a stations file names this sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from eagle_iad.ranges import Range, short_repr
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+
+if TYPE_CHECKING:
+    from asyncua import ua
+    from asyncua.client.client import Client
+
+TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+
+#: The fields the sink can write, and what each one is: ``text``, ``time`` (ISO 8601 text, or a date),
+#: ``flag`` (a boolean) or ``number`` (a double).
+FIELDS: dict[str, str] = {
+    "decision": "text",
+    "anomalous": "flag",
+    "score": "number",
+    "tau": "number",
+    "time": "time",
+    "record_id": "text",
+    "image": "text",
+    "station": "text",
+}
+#: The variant type written to a variable whose data type says nothing (``BaseDataType``).
+DEFAULT_TYPE = {"text": "String", "time": "String", "flag": "Boolean", "number": "Double"}
+_INTEGERS = {"SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64"}
+_TEXT = {"String", "LocalizedText"}
+#: The variable data types (OPC UA built-in types) each kind of field can be written as.
+ACCEPTED = {
+    "text": _TEXT,
+    "time": _TEXT | {"DateTime"},
+    "flag": {"Boolean", "Float", "Double"} | _INTEGERS | _TEXT,
+    "number": {"Float", "Double"} | _TEXT,
+}
+#: The field written last, alone, so a PLC triggered by its change reads a complete verdict.
+LAST = "record_id"
+#: The highest numeric id of an OPC UA built-in data type (i=1 Boolean ... i=25 DiagnosticInfo).
+_BUILTIN_TYPES = 25
+_BASE_DATA_TYPE = 24
+#: A request refused with a status code naming one of these failed for the connection's sake, not the request's.
+_CONNECTION_WORDS = ("Session", "SecureChannel", "Connect", "Shutdown", "Halted", "Timeout", "Communication")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One field and the node it goes to, as the stations file wrote it and parsed."""
+
+    field: str
+    text: str
+    node: Any  # asyncua.ua.NodeId (or ExpandedNodeId for an ``nsu=`` id), resolved per connection
+
+
+def _targets(options: Options) -> list[Target]:
+    """``nodes`` read and checked now (fields known, node ids well formed), ``record_id`` last."""
+    from asyncua import ua
+    from asyncua.ua.uaerrors import UaError
+
+    table = options._get("nodes", REQUIRED, (dict,), "a table of field = node id")  # Options has no public table
+    known = ", ".join(FIELDS)
+    if not table:
+        raise options.error("nodes", f"is empty; map at least one of {known} to a node id")
+    targets: list[Target] = []
+    seen: dict[str, str] = {}
+    for field, text in table.items():
+        key = f"nodes.{field}"
+        if field not in FIELDS:
+            raise options.error(key, f"is not a field the sink writes; use {known}")
+        if not isinstance(text, str) or not text.strip():
+            raise options.error(key, f"must be a node id such as 'ns=2;s=Verdict', not {text!r}")
+        try:
+            node = ua.NodeId.from_string(text.strip())
+        except (UaError, ValueError):
+            raise options.error(key, f"{text!r} is not an OPC UA node id; write e.g. 'ns=2;s=Verdict', "
+                                     "'ns=3;i=1001' or 'nsu=urn:plc;s=Verdict'") from None  # fmt: skip
+        if node.Identifier in ("", None):
+            raise options.error(key, f"{text!r} has an empty identifier")
+        if getattr(node, "ServerIndex", None):
+            raise options.error(key, f"{text!r} names another server (svr=); name a node of the endpoint's server")
+        canonical = node.to_string()
+        if canonical in seen:
+            raise options.error(key, f"{text!r} is the node nodes.{seen[canonical]} already names")
+        seen[canonical] = field
+        targets.append(Target(field, text.strip(), node))
+    return sorted(targets, key=lambda target: target.field == LAST)  # stable: the file's order, record_id last
+
+
+def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Every field's value for one verdict (a missing score or threshold is NaN)."""
+    record = payload["record"]
+    decision = record.get("decision")
+
+    def number(value: Any) -> float:
+        return math.nan if value is None else float(value)
+
+    return {
+        "decision": str(decision or "undecided"),
+        "anomalous": decision == "anomalous",
+        "score": number(record.get("score")),
+        "tau": number(record.get("tau")),
+        "time": str(record.get("time") or ""),
+        "record_id": key,
+        "image": str(payload.get("image") or ""),
+        "station": str(payload.get("station") or ""),
+    }
+
+
+def _converted(value: Any, type_name: str) -> Any:
+    """``value`` as the variable's built-in type (``type_name`` is one :data:`ACCEPTED` allows for its field)."""
+    from asyncua import ua
+
+    if type_name in _TEXT:
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return ua.LocalizedText(text) if type_name == "LocalizedText" else text
+    if type_name == "Boolean":
+        return bool(value)
+    if type_name in _INTEGERS:
+        return int(value)
+    if type_name == "DateTime":
+        return datetime.fromisoformat(value)
+    return float(value)
+
+
+class _LostError(Exception):
+    """The connection failed under a request: worth one more go on a fresh connection."""
+
+
+class OpcUaSink:
+    """A :class:`~eagle_iad.station.parts.Sink` writing to variables of an OPC UA server (asyncua's client)."""
+
+    kind: ClassVar[str] = "opcua"
+
+    def __init__(self, options: Options, name: str) -> None:
+        self.name = name
+        try:
+            import asyncua  # noqa: F401  (checked now: a missing package is a start-up error)
+        except ImportError:
+            raise options.error("kind", "opcua needs the asyncua package: pip install 'eagle-iad[opcua]'") from None
+        self.endpoint: str = options.text("endpoint", REQUIRED).strip()
+        try:
+            parts = urlsplit(self.endpoint)
+        except ValueError as exc:
+            raise options.error("endpoint", f"{short_repr(self.endpoint)} is not a URL: {exc}") from None
+        if parts.scheme != "opc.tcp" or not parts.hostname:
+            raise options.error("endpoint", f"{short_repr(self.endpoint)} is not an opc.tcp://host:port/... endpoint")
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise options.error("endpoint", f"{self.endpoint!r} has a port that is not a number from 0 to 65535"
+                                ) from None  # fmt: skip
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.endpoint):
+            raise options.error("endpoint", f"{short_repr(self.endpoint)} contains spaces or control characters")
+        if "@" in parts.netloc:
+            raise options.error("endpoint", "has a user in it; use username and password_env (the password stays "
+                                            "out of the file)")  # fmt: skip
+        self.targets = _targets(options)
+        self.username: str | None = options.text("username")
+        password_env = options.text("password_env")
+        self.password: str | None = None
+        if password_env is not None:
+            if self.username is None:
+                raise options.error("password_env", "needs username (OPC UA sends a password only with a user name)")
+            self.password = os.environ.get(password_env)
+            if not self.password:
+                raise options.error("password_env", f"names {password_env}, which is not set in the environment")
+        self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
+        self.max_attempts = Retry.read(options).max_attempts
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._inflight: concurrent.futures.Future[None] | None = None
+        #: Owned by the loop's thread: the connection, and per target its node id and variant type on it.
+        self._client: Client | None = None
+        self._resolved: list[tuple[Target, ua.NodeId, str]] | None = None
+
+    def describe(self) -> str:
+        mapped = ", ".join(f"{t.field} -> {t.text}" for t in self.targets)
+        user = f"user {self.username}" if self.username else "anonymous"
+        return f"opcua {self.endpoint}: {mapped} ({user}, security None, timeout {self.timeout_s:g} s)"
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        values = _values(payload, key)
+        with self._lock:
+            if self._closed:
+                raise DeliveryError(f"{self.endpoint}: the sink is closing")
+            loop = self._started()
+            future = asyncio.run_coroutine_threadsafe(self._deliver(values), loop)
+            self._inflight = future
+        # connect, read the data types, two writes (and all of it once more on a fresh connection)
+        guard = 10 * self.timeout_s + 5
+        try:
+            future.result(timeout=guard)
+        except concurrent.futures.CancelledError:
+            raise DeliveryError(f"{self.endpoint}: the sink is closing") from None
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise DeliveryError(f"{self.endpoint}: no answer within {guard:g} s") from None
+        finally:
+            with self._lock:
+                self._inflight = None
+
+    def close(self) -> None:
+        """Disconnect (closing the session) and stop the sink's event loop."""
+        with self._lock:
+            self._closed = True
+            loop, thread, inflight = self._loop, self._thread, self._inflight
+        if loop is None or thread is None:
+            return
+        if inflight is not None:
+            inflight.cancel()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._drop(), loop).result(timeout=self.timeout_s + 1)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(self.timeout_s + 1)
+        if not thread.is_alive():
+            loop.close()
+
+    # ------------------------------------------------------------------ the event loop's thread
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        """The sink's event loop, running in its own thread (started at the first delivery)."""
+        if self._loop is None:
+            # asyncua reports every hiccup on its own logger (a traceback for a session it could not
+            # close); the sink reports what matters as each try's error, so it is quiet unless configured
+            quiet = logging.getLogger("asyncua")
+            if quiet.level == logging.NOTSET:
+                quiet.setLevel(logging.CRITICAL)
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name=f"eagle-opcua-{self.name}", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
+
+    async def _deliver(self, values: Mapping[str, Any]) -> None:
+        fresh = self._client is None
+        while True:
+            try:
+                resolved = await self._connected()
+                await self._write(resolved, values)
+                return
+            except _LostError as exc:
+                await self._drop()
+                if fresh:
+                    raise DeliveryError(f"{self.endpoint}: {exc}") from None
+                fresh = True  # the connection died since the last verdict (a PLC restart): once more, anew
+
+    async def _connected(self) -> list[tuple[Target, ua.NodeId, str]]:
+        """Each target's node id and variant type on a live connection (made and checked if there is none)."""
+        from asyncua.client.client import Client
+
+        if self._client is None:
+            client = Client(self.endpoint, timeout=self.timeout_s)
+            if self.username is not None:
+                client.set_user(self.username)
+            if self.password is not None:
+                client.set_password(self.password)
+            try:
+                await asyncio.wait_for(client.connect(), self.timeout_s)
+            except BaseException as exc:
+                await self._close_quietly(client)  # what the half-made connection started (tasks, socket)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise DeliveryError(f"{self.endpoint}: cannot connect ({self._why(exc)})") from None
+            self._client = client
+        if self._resolved is None:
+            self._resolved = await self._resolve(self._client)
+        return self._resolved
+
+    async def _resolve(self, client: Client) -> list[tuple[Target, ua.NodeId, str]]:
+        """Every target's node on this server (``nsu=`` resolved), checked to exist, with its variant type."""
+        from asyncua.ua.attribute_ids import AttributeIds
+
+        try:
+            nodes = [await self._node_id(client, target) for target in self.targets]
+            results = await client.uaclient.read(_read_parameters(nodes, AttributeIds.DataType))
+        except (DeliveryError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise self._failed(exc, "reading the nodes' data types") from None
+        resolved = []
+        for target, node, result in zip(self.targets, nodes, results, strict=True):
+            status = result.StatusCode
+            if status is not None and not status.is_good():
+                raise self._node_error(target, status, "reading its data type")
+            data_type = result.Value.Value if result.Value is not None else None
+            type_name = await self._type_name(client, target, node, data_type)
+            if type_name not in ACCEPTED[FIELDS[target.field]]:
+                raise DeliveryError(
+                    f"node {target.text} on {self.endpoint} holds {type_name}; {target.field} cannot be written "
+                    f"as {type_name} (it takes {', '.join(sorted(ACCEPTED[FIELDS[target.field]]))})"
+                )
+            resolved.append((target, node, type_name))
+        return resolved
+
+    async def _node_id(self, client: Client, target: Target) -> ua.NodeId:
+        from asyncua import ua
+
+        uri = getattr(target.node, "NamespaceUri", None)
+        if not uri:
+            return ua.NodeId(target.node.Identifier, target.node.NamespaceIndex, target.node.NodeIdType)
+        namespaces = await client.get_namespace_array()
+        if uri not in namespaces:
+            raise DeliveryError(f"node {target.text}: the namespace {uri} is not on {self.endpoint}")
+        return ua.NodeId(target.node.Identifier, ua.Int16(namespaces.index(uri)), target.node.NodeIdType)
+
+    async def _type_name(self, client: Client, target: Target, node: ua.NodeId, data_type: Any) -> str:
+        """The built-in type a variable of ``data_type`` holds (the field's own for ``BaseDataType``)."""
+        from asyncua import ua
+
+        builtin = (
+            isinstance(data_type, ua.NodeId)
+            and data_type.NamespaceIndex == 0
+            and isinstance(data_type.Identifier, int)
+            and 1 <= data_type.Identifier <= _BUILTIN_TYPES
+        )
+        if builtin:
+            identifier = int(data_type.Identifier)
+            if identifier == _BASE_DATA_TYPE:
+                return DEFAULT_TYPE[FIELDS[target.field]]
+            return ua.VariantType(identifier).name
+        try:  # a subtype (UtcTime, an enumeration, a PLC's own type): asyncua walks up to a built-in one
+            variant = await client.get_node(node).read_data_type_as_variant_type()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, f"reading the data type of node {target.text}") from None
+        return DEFAULT_TYPE[FIELDS[target.field]] if variant.name == "Variant" else str(variant.name)
+
+    async def _write(self, resolved: list[tuple[Target, ua.NodeId, str]], values: Mapping[str, Any]) -> None:
+        """The fields but ``record_id`` in one Write request, then ``record_id`` in a second one."""
+        from asyncua import ua
+        from asyncua.ua.attribute_ids import AttributeIds
+
+        first = [item for item in resolved if item[0].field != LAST]
+        last = [item for item in resolved if item[0].field == LAST]
+        for batch in (first, last):
+            if not batch:
+                continue
+            params = ua.WriteParameters()
+            for target, node, type_name in batch:
+                item = ua.WriteValue()
+                item.NodeId = node
+                item.AttributeId = AttributeIds.Value
+                # the value alone, no timestamps: many PLCs refuse a write that sets them (BadWriteNotSupported)
+                variant = ua.Variant(_converted(values[target.field], type_name), ua.VariantType[type_name])
+                item.Value = _value_only(variant)
+                params.NodesToWrite.append(item)
+            assert self._client is not None
+            try:
+                results = await self._client.uaclient.write(params)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise self._failed(exc, "the write") from None
+            for (target, _, _), status in zip(batch, results, strict=True):
+                if not status.is_good():
+                    self._resolved = None  # the address space may have changed (a PLC program download)
+                    raise self._node_error(target, status, "the write")
+
+    def _node_error(self, target: Target, status: ua.StatusCode, doing: str) -> DeliveryError:
+        if status.name in ("BadNodeIdUnknown", "BadNodeIdInvalid"):
+            return DeliveryError(f"node {target.text} does not exist on {self.endpoint}")
+        return DeliveryError(f"node {target.text} on {self.endpoint}: {doing} was refused: {status.name}")
+
+    async def _drop(self) -> None:
+        """Close the connection (quietly: it may be dead already) and forget what was read through it."""
+        client, self._client, self._resolved = self._client, None, None
+        if client is not None:
+            await self._close_quietly(client)
+
+    async def _close_quietly(self, client: Client) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), self.timeout_s)
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+    def _failed(self, exc: Exception, doing: str) -> Exception:
+        """A request's failure: the connection's (:class:`_LostError`), or the server's refusal of it."""
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        if isinstance(exc, UaStatusCodeError) and not any(word in self._why(exc) for word in _CONNECTION_WORDS):
+            return DeliveryError(f"{self.endpoint}: {doing} was refused: {self._why(exc)}")
+        return _LostError(self._why(exc))
+
+    def _why(self, exc: BaseException) -> str:
+        """A failure in words: the status code's name, the socket's reason, or a timeout."""
+        from asyncua import ua
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            return f"no answer within {self.timeout_s:g} s"
+        if isinstance(exc, UaStatusCodeError):
+            name = ua.StatusCode(exc.code).name
+            secure = " (the server may demand a secure channel; this sink speaks security None)"
+            hint = secure if "Security" in name else ""
+            return f"{name}{hint}"
+        if isinstance(exc, OSError) and exc.errno:
+            return os.strerror(exc.errno)
+        return str(exc) or type(exc).__name__
+
+
+def _read_parameters(nodes: list[Any], attribute: Any) -> Any:
+    from asyncua import ua
+
+    params = ua.ReadParameters()
+    for node in nodes:
+        item = ua.ReadValueId()
+        item.NodeId = node
+        item.AttributeId = attribute
+        params.NodesToRead.append(item)
+    return params
+
+
+def _value_only(variant: Any) -> Any:
+    """A DataValue with the value and nothing else (older asyncua names its status field StatusCode_)."""
+    from asyncua import ua
+
+    names = {field.name for field in dataclasses.fields(ua.DataValue)}
+    return ua.DataValue(variant, **{"StatusCode_" if "StatusCode_" in names else "StatusCode": None})
+
+
+SINKS.add(OpcUaSink.kind, OpcUaSink)
