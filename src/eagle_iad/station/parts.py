@@ -9,6 +9,7 @@ without touching this package. Each part reads its own options from its TOML tab
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -108,6 +109,25 @@ class Options:
                                   "service read and write only inside --data-root)")  # fmt: skip
         return path
 
+    def secret(self, key: str) -> str | None:
+        """The value of the environment variable the option ``key`` names (a password, a signing secret).
+
+        A secret is named, never written in the stations file. A station created through the service
+        (``root`` set) may name only variables starting with :data:`SERVICE_SECRET_PREFIX`: otherwise an API
+        key would be enough to have any of the server's variables (``EAGLE_API_KEY`` itself) sent as a
+        password to an endpoint the caller controls.
+        """
+        name = self.text(key)
+        if name is None:
+            return None
+        if self.root is not None and not name.startswith(SERVICE_SECRET_PREFIX):
+            raise self.error(key, f"names {name}; a station created through the service may only use variables "
+                                  f"starting with {SERVICE_SECRET_PREFIX}")  # fmt: skip
+        value = os.environ.get(name)
+        if not value:
+            raise self.error(key, f"names {name}, which is not set in the environment")
+        return value
+
     def tls_context(self, key: str, ca_file: Path | None) -> ssl.SSLContext:
         """A verifying TLS context (with ``ca_file``'s CA, when given); a file that is no certificate is
         an error naming ``key``."""
@@ -125,6 +145,9 @@ class Options:
 def _shown(limits: Range) -> str:
     return f"in {limits}" if limits.low is not None and limits.high is not None else str(limits)
 
+
+#: The environment variables a station created through the service may name for its secrets.
+SERVICE_SECRET_PREFIX = "EAGLE_STATION_"
 
 #: Marks a required option (``Options.text("url", REQUIRED)``).
 _REQUIRED: Any = object()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import ssl
 import string
 import threading
@@ -103,14 +102,9 @@ class MqttSink:
         self.last_topic = _template(options, "last_topic", DEFAULT_LAST_TOPIC, LAST_FIELDS)
         self.qos = options.integer("qos", 1, QOS)
         self.username: str | None = options.text("username")
-        password_env = options.text("password_env")
-        self.password: str | None = None
-        if password_env is not None:
-            if self.username is None:
-                raise options.error("password_env", "needs username (MQTT sends a password only with a user name)")
-            self.password = os.environ.get(password_env)
-            if not self.password:
-                raise options.error("password_env", f"names {password_env}, which is not set in the environment")
+        if self.username is None and options.table.get("password_env") is not None:
+            raise options.error("password_env", "needs username (MQTT sends a password only with a user name)")
+        self.password: str | None = options.secret("password_env")
         ca_file = options.path("ca_file")
         if ca_file is not None and not self.tls:
             raise options.error("ca_file", "needs tls = true")

@@ -198,14 +198,9 @@ class OpcUaSink:
                                             "out of the file)")  # fmt: skip
         self.targets = _targets(options)
         self.username: str | None = options.text("username")
-        password_env = options.text("password_env")
-        self.password: str | None = None
-        if password_env is not None:
-            if self.username is None:
-                raise options.error("password_env", "needs username (OPC UA sends a password only with a user name)")
-            self.password = os.environ.get(password_env)
-            if not self.password:
-                raise options.error("password_env", f"names {password_env}, which is not set in the environment")
+        if self.username is None and options.table.get("password_env") is not None:
+            raise options.error("password_env", "needs username (OPC UA sends a password only with a user name)")
+        self.password: str | None = options.secret("password_env")
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
         self.max_attempts = Retry.read(options).max_attempts
         self._lock = threading.Lock()

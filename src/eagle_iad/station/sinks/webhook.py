@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -58,13 +57,8 @@ class WebhookSink:
         if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.url):
             raise options.error("url", f"{short_repr(self.url)} contains spaces or control characters")
         del port
-        secret_env = options.text("secret_env")
-        self.secret: bytes | None = None
-        if secret_env is not None:
-            value = os.environ.get(secret_env)
-            if not value:
-                raise options.error("secret_env", f"names {secret_env}, which is not set in the environment")
-            self.secret = value.encode("utf-8")
+        secret = options.secret("secret_env")
+        self.secret: bytes | None = None if secret is None else secret.encode("utf-8")
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
         verify = options.flag("verify_tls", True)
         ca_file = options.path("ca_file")
