@@ -31,10 +31,9 @@ import pytest
 import test_station
 from conftest import wait_s
 from paho.mqtt.enums import CallbackAPIVersion
-from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations
+from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations, assert_refused
 
-from eagle_iad.station.config import read_stations
-from eagle_iad.station.parts import Options, StationConfigError
+from eagle_iad.station.parts import Options
 from eagle_iad.station.sinks.mqtt import MqttSink
 from eagle_iad.station.status import open_read_only
 
@@ -331,9 +330,4 @@ def test_a_bad_mqtt_option_is_one_line_naming_the_field(
     path.write_text(f'models = "{model_dir}"\n[[station]]\nname = "l"\ncategory = "mono"\n'
                     f'source = {{ kind = "folder", path = "in" }}\n[[station.sink]]\nkind = "mqtt"\n'
                     + options.format())  # fmt: skip
-    with pytest.raises(StationConfigError) as caught:
-        read_stations(path)
-    assert str(caught.value) == f"{path}: station 'l': sink 1 (mqtt): {message}"
-    code, out = _run(path, "run")  # the CLI: one line, status 2, no traceback
-    assert code == 2 and out.startswith("eagle: error: " + str(path)) and "Traceback" not in out, out
-    assert out.count("\n") == 1 and message in out
+    assert_refused(path, f"{path}: station 'l': sink 1 (mqtt): {message}", cli=message == CONFIG_ERRORS[0][1])
