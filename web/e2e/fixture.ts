@@ -7,6 +7,7 @@
  */
 
 import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { FIXTURE_WORK, REPO } from "./server";
@@ -97,6 +98,24 @@ export function measure(page: Page): Promise<{ scrollWidth: number; tiny: string
     }
     return { scrollWidth: document.documentElement.scrollWidth, tiny };
   });
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+/** axe-core's tags for WCAG 2.0, 2.1 and 2.2 at levels A and AA. */
+export const WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+/**
+ * axe-core's WCAG 2.x A/AA violations on the page as it is, each prefixed with `where` (evaluated, not
+ * injected as a <script>: the console's CSP forbids inline scripts).
+ */
+export async function axeViolations(page: Page, where: string): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async (tags) => {
+    const axe = (window as unknown as { axe: { run: (ctx: Document, options: object) => Promise<{ violations: Array<{ id: string; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: "tag", values: tags }, resultTypes: ["violations"] });
+    return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")})`);
+  }, WCAG_TAGS);
+  return violations.map((v) => `${where}: ${v}`);
 }
 
 /** A file of the fixture (tests/serve_fixture.py's work folder), e.g. "sample-crack.png". */

@@ -8,6 +8,7 @@ import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { InspectPage } from "./pages/InspectPage";
+import { StationsPage } from "./pages/StationsPage";
 import { QueueProvider, useQueue } from "./queue";
 
 const TITLES: Record<Page, string> = {
@@ -15,6 +16,7 @@ const TITLES: Record<Page, string> = {
   categories: "Categories",
   history: "History",
   evaluations: "Evaluations",
+  stations: "Stations",
 };
 
 function useHashRoute() {
@@ -153,6 +155,7 @@ export function App() {
             {route.page === "categories" ? <CategoriesPage selected={route.item} /> : null}
             {route.page === "history" ? <HistoryPage params={route.params} /> : null}
             {route.page === "evaluations" ? <EvaluationsPage /> : null}
+            {route.page === "stations" ? <StationsPage /> : null}
           </div>
         )}
       </main>

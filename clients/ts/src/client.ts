@@ -31,6 +31,18 @@ export type CategoryEvidence = Schemas["CategoryEvidence"];
 /** One UTC day of a category's history (or `day: "all"`): inspections, rejects, scores, labels vs verdicts. */
 export type DayFigures = Schemas["DayFigures"];
 export type CategoryDashboard = Schemas["CategoryDashboard"];
+/**
+ * A station to create (`POST /v1/stations`): a `[[station]]` table of a stations file as JSON, `sinks`
+ * for its `[[station.sink]]` tables (docs/STATIONS.md). Path options (a hot folder, a folder sink) must
+ * lie inside the service's `--data-root`; relative ones are resolved against it.
+ */
+export type StationBody = Schemas["StationBody"];
+/** A station's state, figures (backlog, images/s, latency p50/p95/p99, last verdict, sinks) and warnings. */
+export type StationInfo = Schemas["StationInfo"];
+/** One sink of a station: verdicts pending, delivered, given up on (dead letters), and its last error. */
+export type SinkInfo = Schemas["SinkInfo"];
+/** What {@link EagleClient.retryStation} put back in the sinks' queues. */
+export type Requeued = Schemas["Requeued"];
 
 /** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
 export type Decision = "anomalous" | "normal" | "undecided";
@@ -105,6 +117,8 @@ export interface FitWatch {
   signal?: AbortSignal;
 }
 
+type Method = "GET" | "POST" | "PUT" | "DELETE";
+
 const sleepMs = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function toBlob(data: ImageInput): Blob {
@@ -174,7 +188,7 @@ export class EagleClient {
    * have reached the service is not repeated behind the caller's back.
    */
   private async send(
-    method: "GET" | "POST" | "PUT",
+    method: Method,
     path: string,
     body?: () => BodyInit,
     extraHeaders: Record<string, string> = {},
@@ -213,7 +227,7 @@ export class EagleClient {
     }
   }
 
-  private async json<T>(method: "GET" | "POST" | "PUT", path: string, body?: () => BodyInit, headers?: Record<string, string>,
+  private async json<T>(method: Method, path: string, body?: () => BodyInit, headers?: Record<string, string>,
     signal?: AbortSignal): Promise<T> {
     const response = await this.send(method, path, body, headers, signal);
     return (await response.json()) as T;
@@ -404,7 +418,65 @@ export class EagleClient {
     return response.blob();
   }
 
-  /** Prometheus metrics text. */
+  /** A request whose answer has no body to read (202, 204): resolves once the service said yes. */
+  private async empty(method: Method, path: string, signal?: AbortSignal): Promise<void> {
+    const response = await this.send(method, path, undefined, {}, signal);
+    await response.body?.cancel();
+  }
+
+  private stationPath(name: string, action = ""): string {
+    return `/v1/stations/${encodeURIComponent(name)}${action ? `/${action}` : ""}`;
+  }
+
+  /** Every station the service runs (created through the API or from a stations file), with its figures. */
+  listStations(signal?: AbortSignal): Promise<StationInfo[]> {
+    return this.json<StationInfo[]>("GET", "/v1/stations", undefined, {}, signal);
+  }
+
+  /** One station's state, figures and warnings (404 `station_not_found` for an unknown name). */
+  getStation(name: string, signal?: AbortSignal): Promise<StationInfo> {
+    return this.json<StationInfo>("GET", this.stationPath(name), undefined, {}, signal);
+  }
+
+  /**
+   * Create and start a station; the service keeps it and starts it again after a restart. A 400 names
+   * the field at fault (a path outside the data root, an unknown category or option); 409
+   * `station_exists` when the name is taken.
+   */
+  createStation(body: StationBody, signal?: AbortSignal): Promise<StationInfo> {
+    const text = JSON.stringify(body);
+    return this.json<StationInfo>("POST", "/v1/stations", () => text, { "Content-Type": "application/json" }, signal);
+  }
+
+  /** Stop taking images (the image in hand is finished; deliveries go on); resolves with the station. */
+  pauseStation(name: string, signal?: AbortSignal): Promise<StationInfo> {
+    return this.json<StationInfo>("POST", this.stationPath(name, "pause"), undefined, {}, signal);
+  }
+
+  /** Take images again after {@link pauseStation}; resolves with the station. */
+  resumeStation(name: string, signal?: AbortSignal): Promise<StationInfo> {
+    return this.json<StationInfo>("POST", this.stationPath(name, "resume"), undefined, {}, signal);
+  }
+
+  /** Put a station's dead letters back in their sinks' queues, tries counted afresh (the receiver was fixed). */
+  retryStation(name: string, signal?: AbortSignal): Promise<Requeued> {
+    return this.json<Requeued>("POST", this.stationPath(name, "retry"), undefined, {}, signal);
+  }
+
+  /** Take the next frame now (a camera source with `trigger = "http"`; 409 `no_trigger` for any other source). */
+  triggerStation(name: string, signal?: AbortSignal): Promise<void> {
+    return this.empty("POST", this.stationPath(name, "trigger"), signal);
+  }
+
+  /**
+   * Stop and forget a station created through the API (409 `station_from_file` for one a stations file
+   * declares). Its inspections stay in the history, its undelivered verdicts in the outbox.
+   */
+  deleteStation(name: string, signal?: AbortSignal): Promise<void> {
+    return this.empty("DELETE", this.stationPath(name), signal);
+  }
+
+  /** Prometheus metrics text (with each station's figures: `eagle_station_*`). */
   async metrics(signal?: AbortSignal): Promise<string> {
     return (await this.send("GET", "/metrics", undefined, {}, signal)).text();
   }

@@ -34,7 +34,11 @@ export {
   type PictureKind,
   type Reference,
   type LabelledScore,
+  type Requeued,
   type ScoreDistribution,
+  type SinkInfo,
+  type StationBody,
+  type StationInfo,
   type ThresholdChange,
 } from "./client.js";
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";

@@ -23,6 +23,10 @@ describe("parseRoute", () => {
   it("tolerates a missing slash", () => {
     expect(parseRoute("#categories").page).toBe("categories");
   });
+  it("knows the Stations page", () => {
+    expect(parseRoute("#/stations")).toMatchObject({ page: "stations", item: null });
+    expect(formatRoute("stations")).toBe("#/stations");
+  });
 });
 
 describe("formatRoute", () => {

@@ -1,0 +1,235 @@
+/**
+ * The Stations page in a real browser against a real `eagle serve` (tests/serve_fixture.py): a station
+ * created through the form on a hot folder inside the fixture's data root, a real elpv cell dropped in
+ * (node fs) and its verdict on the page, pause and resume, delete with its confirm step; a station in
+ * trouble (backlog over its limit, a webhook nobody answers) with its warnings, dead letters and Retry;
+ * axe-core's WCAG 2.x A/AA rules on the page at 1280 and 390 px. Screenshots land in web/e2e/artifacts.
+ */
+
+import { EagleClient, type StationInfo } from "@eagle-iad/client";
+import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { FIXTURE_WORK, PHONE, axeViolations, launchBrowser, measure, openPage, shot, startServer, type RunningServer } from "./fixture";
+import { freePort } from "./server";
+
+let server: RunningServer;
+let browser: Browser;
+let client: EagleClient;
+let context: BrowserContext;
+let page: Page;
+const problems: string[] = [];
+/** Unique per run: the fixture's data root is shared by every server it starts. */
+const tag = `${process.pid}-${Date.now().toString(36)}`;
+const DATA = resolve(FIXTURE_WORK, "data");
+const folders = {
+  line: `e2e-hot-${tag}`,
+  sorted: `e2e-sorted-${tag}`,
+  trouble: `e2e-trouble-${tag}`,
+};
+const LINE = `e2e-line-${tag}`;
+const TROUBLE = `e2e-trouble-${tag}`;
+
+/** Drop a fixture cell into a hot folder as a camera would: written under a name never taken, then renamed. */
+function drop(file: string, folder: string, name: string): void {
+  const target = join(DATA, folder, name);
+  copyFileSync(resolve(FIXTURE_WORK, file), `${target}.part`);
+  renameSync(`${target}.part`, target);
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+}
+
+/** The row of a station in the (desktop) table. */
+function row(name: string): Locator {
+  return page.getByRole("table", { name: "Stations" }).locator(`tr[data-station="${name}"]`);
+}
+
+async function openStations(): Promise<void> {
+  await page.goto(`${server.baseUrl}/#/stations`);
+  await page.getByRole("heading", { name: "Stations", level: 1 }).waitFor();
+}
+
+beforeAll(async () => {
+  for (const folder of [folders.line, folders.trouble]) mkdirSync(join(DATA, folder), { recursive: true });
+  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
+  client = new EagleClient({ baseUrl: server.baseUrl });
+});
+
+beforeEach(async () => {
+  ({ context, page } = await openPage(browser, problems));
+});
+
+afterEach(async () => {
+  await context?.close();
+});
+
+afterAll(async () => {
+  for (const name of [LINE, TROUBLE]) await client?.deleteStation(name).catch(() => undefined);
+  await browser?.close();
+  await server?.stop();
+  for (const folder of Object.values(folders)) rmSync(join(DATA, folder), { recursive: true, force: true });
+});
+
+describe("stations page", () => {
+  it("creates a station through the form, shows the dropped cell's verdict, pauses, resumes and deletes it", async () => {
+    await openStations();
+    await page.getByText(/^No station yet/).waitFor({ timeout: 60_000 });
+    const create = page.getByRole("region", { name: "Create a station" });
+    expect(await create.locator('[data-testid="create-blocked"]').textContent()).toBe("Enter a name for the station.");
+    await create.getByLabel("Name").fill(LINE);
+    const category = create.getByLabel("Category");
+    await category.locator('option[value="mono"]').waitFor({ state: "attached" });
+    await category.selectOption("mono");
+    await create.getByLabel("Hot folder (relative to the data root)").fill(folders.line);
+    await create.getByLabel("Settle time (seconds)").fill("0.2");
+    await create.getByLabel("Folder sink (relative to the data root)").fill(folders.sorted);
+    expect(await create.locator('[data-testid="create-blocked"]').count()).toBe(0);
+    await create.getByRole("button", { name: "Create station" }).click();
+    await create.getByText(`Created ${LINE}: images written into its hot folder are inspected against mono.`).waitFor();
+    const line = row(LINE);
+    await line.waitFor();
+    expect(await line.locator('[data-testid="station-state"]').textContent()).toBe("▶Running");
+    expect(await line.locator('[data-field="inspected"]').textContent()).toBe("0");
+    expect(await line.locator('[data-field="last-verdict"]').textContent()).toBe("none yet");
+    // The form's body reached the service as typed.
+    const made = await client.getStation(LINE);
+    expect(made.spec).toMatchObject({ name: LINE, category: "mono", source: { kind: "folder", path: folders.line, settle_s: 0.2 }, sinks: [{ kind: "folder", path: folders.sorted }] });
+
+    // A real cell into the hot folder: the page, refreshing on its own, shows it inspected and its verdict.
+    drop("sample-crack.png", folders.line, "cell-01.png");
+    await page.waitForFunction((name) => document.querySelector(`tr[data-station="${name}"] [data-field="inspected"]`)?.textContent === "1", LINE, {
+      timeout: 90_000,
+    });
+    const verdict = line.locator('[data-testid="last-verdict"]');
+    await verdict.waitFor();
+    let info: StationInfo = made;
+    await until("the delivery to the folder sink", async () => {
+      info = await client.getStation(LINE);
+      return info.sinks["folder"]?.delivered === 1;
+    });
+    const last = info.last_verdict as { decision: string | null; score: number; image: string };
+    const label = last.decision === "anomalous" ? "Anomalous" : last.decision === "normal" ? "Normal" : "Undecided";
+    expect(await verdict.locator(".decision").textContent()).toContain(label);
+    expect(await verdict.textContent()).toContain("cell-01.png");
+    expect(await verdict.textContent()).toMatch(/score \d+(\.\d+)?/);
+    await page.waitForFunction(
+      (name) => document.querySelector(`tr[data-station="${name}"] [data-field="sinks"]`)?.textContent?.includes("1 delivered · 0 pending · 0 dead letters"),
+      LINE,
+      { timeout: 30_000 },
+    );
+    expect(await line.locator('[data-field="latency"]').textContent()).toMatch(/^p50 [\d.]+ sp95 [\d.]+ sp99 [\d.]+ sdeadline 10.0 s$/);
+    expect(await page.locator('[data-testid="station-warnings"]').textContent()).toBe("");
+    await shot(page, "stations-line-1280");
+
+    // Pause and resume: the button says what it will do, and keeps the keyboard focus.
+    const pause = line.getByRole("button", { name: `Pause ${LINE}` });
+    await pause.click();
+    await line.locator('[data-testid="station-state"]', { hasText: "Paused" }).waitFor();
+    expect((await client.getStation(LINE)).state).toBe("paused");
+    const resume = line.getByRole("button", { name: `Resume ${LINE}` });
+    expect(await resume.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await page.locator('[data-testid="station-notice"]').textContent()).toBe(`${LINE} is paused: it takes no new images (deliveries go on).`);
+    await resume.click();
+    await line.locator('[data-testid="station-state"]', { hasText: "Running" }).waitFor();
+    expect((await client.getStation(LINE)).state).toBe("running");
+
+    // Delete asks first; Cancel puts the focus back; confirming removes the row and the station.
+    const remove = line.getByRole("button", { name: `Delete ${LINE}` });
+    await remove.click();
+    const confirm = line.getByRole("group", { name: new RegExp(`^Delete ${LINE}\\?`) });
+    await confirm.waitFor();
+    expect(await confirm.getByRole("button", { name: "Cancel" }).evaluate((el) => el === document.activeElement)).toBe(true);
+    await confirm.getByRole("button", { name: "Cancel" }).click();
+    await remove.waitFor();
+    expect(await remove.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect((await client.getStation(LINE)).station).toBe(LINE); // still there
+    await remove.click();
+    await confirm.getByRole("button", { name: "Yes, delete" }).click();
+    await line.waitFor({ state: "detached" });
+    expect(await page.locator('[data-testid="station-notice"]').textContent()).toBe(`${LINE} is deleted; its inspections stay in the history.`);
+    await expect(client.getStation(LINE)).rejects.toMatchObject({ status: 404, code: "station_not_found" });
+    expect(await page.getByRole("heading", { name: "Stations", level: 1 }).evaluate((el) => el === document.activeElement)).toBe(true);
+  });
+
+  it("shows the service's refusal of a hot folder outside the data root in the error banner", async () => {
+    await openStations();
+    const create = page.getByRole("region", { name: "Create a station" });
+    await create.getByLabel("Name").fill(`e2e-outside-${tag}`);
+    await create.getByLabel("Category").locator('option[value="mono"]').waitFor({ state: "attached" });
+    await create.getByLabel("Category").selectOption("mono");
+    await create.getByLabel("Hot folder (relative to the data root)").fill("/tmp");
+    await create.getByRole("button", { name: "Create station" }).click();
+    const banner = create.locator(".error-banner");
+    await banner.waitFor();
+    expect(await banner.getAttribute("role")).toBe("alert");
+    expect(await banner.locator("strong").textContent()).toBe("Request refused (400)");
+    expect(await banner.textContent()).toContain(`station 'e2e-outside-${tag}': source: path '/tmp' is outside the service's data root`);
+    expect((await client.listStations()).map((s) => s.station)).not.toContain(`e2e-outside-${tag}`);
+  });
+
+  it("warns about a station in trouble, retries its dead letters, and passes axe at 1280 and 390 px", async () => {
+    // A webhook nobody answers (one try each: dead letters at once) and a backlog limit of 1.
+    const port = await freePort();
+    await client.createStation({
+      name: TROUBLE,
+      category: "mono",
+      backlog_limit: 1,
+      source: { kind: "folder", path: folders.trouble, settle_s: 0.2, poll_s: 0.1 },
+      sinks: [{ kind: "webhook", name: "mes", url: `http://127.0.0.1:${port}/verdicts`, max_attempts: 1, timeout_s: 2 }],
+    });
+    drop("sample-good.png", folders.trouble, "cell-01.png");
+    await until("the dead letter", async () => (await client.getStation(TROUBLE)).sinks["mes"]?.dead_letters === 1);
+    await client.pauseStation(TROUBLE);
+    drop("sample-crack.png", folders.trouble, "cell-02.png");
+    drop("data/mono-good/00.png", folders.trouble, "cell-03.png");
+    const info = await client.getStation(TROUBLE);
+    expect(info.warnings).toEqual(["backlog 2 is over the limit 1", "1 dead letters (eagle station retry requeues them)"]);
+
+    await openStations();
+    const warnings = page.locator('[data-testid="station-warnings"]');
+    await warnings.getByText("backlog 2 is over the limit 1").waitFor({ timeout: 30_000 });
+    expect(await warnings.getAttribute("role")).toBe("status");
+    expect(await warnings.locator("li").allTextContents()).toEqual([
+      `⚠ ${TROUBLE}: backlog 2 is over the limit 1`,
+      `⚠ ${TROUBLE}: 1 dead letters (eagle station retry requeues them)`,
+    ]);
+    const trouble = row(TROUBLE);
+    expect(await trouble.getAttribute("class")).toBe("has-warning");
+    expect(await trouble.locator('[data-field="backlog"] .over').textContent()).toBe("2");
+    const sink = trouble.locator('[data-sink="mes"]');
+    expect(await sink.textContent()).toContain("0 delivered · 0 pending · 1 dead letter");
+    expect(await sink.locator(".sink-error").textContent()).toMatch(/^last error: /);
+    await shot(page, "stations-1280");
+    const found = await axeViolations(page, "stations at 1280 px");
+
+    // Retry: the dead letter goes back in the queue (and, the webhook still down, dies again).
+    await trouble.getByRole("button", { name: `Retry 1 dead letter of ${TROUBLE}` }).click();
+    await page.locator('[data-testid="station-notice"]').getByText(`1 dead letter of ${TROUBLE} back in their queues.`).waitFor();
+    await until("the dead letter again", async () => (await client.getStation(TROUBLE)).sinks["mes"]?.dead_letters === 1);
+
+    // At phone width the stations are cards: same figures, no sideways scrolling, no tiny text.
+    await page.setViewportSize(PHONE);
+    const card = page.getByRole("article", { name: TROUBLE });
+    await card.waitFor();
+    await card.getByRole("button", { name: `Retry 1 dead letter of ${TROUBLE}` }).waitFor({ timeout: 30_000 });
+    expect(await card.locator('[data-testid="station-state"]').textContent()).toBe("❚❚Paused");
+    expect(await card.locator('[data-field="inspected"]').textContent()).toBe("1");
+    const { scrollWidth, tiny } = await measure(page);
+    expect({ scrollWidth, tiny }).toEqual({ scrollWidth: PHONE.width, tiny: [] });
+    await shot(page, "stations-390");
+    found.push(...(await axeViolations(page, "stations at 390 px")));
+    expect(found).toEqual([]);
+  });
+
+  it("logged no script errors or CSP violations", () => {
+    expect(problems).toEqual([]);
+  });
+});

@@ -1,0 +1,137 @@
+import type { StationInfo } from "@eagle-iad/client";
+import { describe, expect, it } from "vitest";
+import {
+  EMPTY_FORM,
+  allWarnings,
+  deadLetters,
+  formatImagesPerSecond,
+  formatSeconds,
+  formatVerdictTime,
+  isPaused,
+  lastVerdictOf,
+  latencyText,
+  limitsOf,
+  sinkCounts,
+  stateView,
+  stationBody,
+  stationFormProblem,
+} from "./stations";
+
+function station(extra: Partial<StationInfo> = {}): StationInfo {
+  return {
+    station: "line-1",
+    category: "mono",
+    state: "running",
+    created_by: "api",
+    source: "folder /data/hot",
+    inspected: 3,
+    failed: 0,
+    backlog: 0,
+    images_per_s: 0.05,
+    latency_s: { p50: 0.4123, p95: 1.5, p99: 12.25 },
+    last_verdict: { image: "a.png", record_id: "r1", time: 1_700_000_000.5, decision: "anomalous", score: 142.31 },
+    sinks: {
+      folder: { kind: "folder", pending: 1, delivered: 2, dead_letters: 0, last_error: null },
+      hook: { kind: "webhook", pending: 0, delivered: 0, dead_letters: 2, last_error: "HTTP 500" },
+    },
+    warnings: [],
+    spec: { name: "line-1", category: "mono", backlog_limit: 50, source: { kind: "folder", path: "hot" } },
+    ...extra,
+  };
+}
+
+describe("stateView", () => {
+  it("reads the service's states, keeping the reason", () => {
+    expect(stateView("running")).toEqual({ tone: "running", label: "Running", detail: null });
+    expect(stateView("paused")).toEqual({ tone: "paused", label: "Paused", detail: null });
+    expect(stateView("waiting: disk full: no space")).toEqual({ tone: "waiting", label: "Waiting", detail: "disk full: no space" });
+    expect(stateView("error: OSError: gone")).toEqual({ tone: "error", label: "Error", detail: "OSError: gone" });
+    expect(stateView("strange").tone).toBe("error");
+    expect(isPaused(station({ state: "paused" }))).toBe(true);
+    expect(isPaused(station())).toBe(false);
+  });
+});
+
+describe("figures", () => {
+  it("reads the last verdict field by field", () => {
+    expect(lastVerdictOf(station())).toEqual({ decision: "anomalous", score: 142.31, time: 1_700_000_000.5, image: "a.png", recordId: "r1" });
+    expect(lastVerdictOf(station({ last_verdict: null }))).toBeNull();
+    expect(lastVerdictOf(station({ last_verdict: { decision: null, score: "x" } }))).toEqual({
+      decision: null,
+      score: null,
+      time: null,
+      image: null,
+      recordId: null,
+    });
+  });
+
+  it("formats latency, throughput and time", () => {
+    expect(formatSeconds(0.4123)).toBe("0.412 s");
+    expect(formatSeconds(1.5)).toBe("1.50 s");
+    expect(formatSeconds(12.25)).toBe("12.3 s");
+    expect(formatSeconds(null)).toBe("–");
+    expect(latencyText(station().latency_s)).toBe("p50 0.412 s · p95 1.50 s · p99 12.3 s");
+    expect(latencyText(null)).toBe("no image delivered yet");
+    expect(formatImagesPerSecond(0)).toBe("0");
+    expect(formatImagesPerSecond(0.05)).toBe("0.05");
+    expect(formatImagesPerSecond(12.34)).toBe("12.3");
+    expect(formatVerdictTime(null)).toBe("–");
+    const now = new Date(2027, 0, 2, 15, 0, 0);
+    const today = new Date(2027, 0, 2, 9, 30, 0).getTime() / 1000;
+    const before = new Date(2027, 0, 1, 9, 30, 0).getTime() / 1000;
+    expect(formatVerdictTime(today, now)).toBe(new Date(today * 1000).toLocaleTimeString());
+    expect(formatVerdictTime(before, now)).toBe(new Date(before * 1000).toLocaleString());
+  });
+
+  it("counts dead letters, describes sinks, collects warnings and reads the limits", () => {
+    expect(deadLetters(station())).toBe(2);
+    expect(sinkCounts({ kind: "folder", pending: 1, delivered: 2, dead_letters: 1, last_error: null })).toEqual([
+      { text: "2 delivered", warn: false },
+      { text: "1 pending", warn: false },
+      { text: "1 dead letter", warn: true },
+    ]);
+    expect(sinkCounts({ kind: "folder", pending: 0, delivered: 0, dead_letters: 0, last_error: null })[2]).toEqual({ text: "0 dead letters", warn: false });
+    const warned = station({ station: "b", warnings: ["backlog 60 is over the limit 50", "2 dead letters"] });
+    expect(allWarnings([station(), warned])).toEqual([
+      { station: "b", warning: "backlog 60 is over the limit 50" },
+      { station: "b", warning: "2 dead letters" },
+    ]);
+    expect(limitsOf(station())).toEqual({ backlog: 50, deadlineS: 10 });
+    expect(limitsOf(station({ spec: null }))).toEqual({ backlog: 1000, deadlineS: 10 });
+  });
+});
+
+describe("the create form", () => {
+  const filled = { ...EMPTY_FORM, name: "line-1", category: "mono", folder: " hot/line-1 " };
+
+  it("says what is missing or wrong, first problem first", () => {
+    expect(stationFormProblem(EMPTY_FORM)).toBe("Enter a name for the station.");
+    expect(stationFormProblem({ ...filled, name: "-x" })).toMatch(/^The name may only use/);
+    expect(stationFormProblem({ ...filled, name: "a".repeat(65) })).toMatch(/^The name may only use/);
+    expect(stationFormProblem({ ...filled, category: "" })).toBe("Choose the category that scores the station's images.");
+    expect(stationFormProblem({ ...filled, folder: " " })).toBe("Enter the hot folder (inside the service's data root).");
+    expect(stationFormProblem({ ...filled, settleS: "-1" })).toMatch(/^Settle time/);
+    expect(stationFormProblem({ ...filled, settleS: "" })).toMatch(/^Settle time/);
+    expect(stationFormProblem({ ...filled, backlogLimit: "2.5" })).toMatch(/^Backlog limit/);
+    expect(stationFormProblem({ ...filled, deadlineS: "0" })).toMatch(/^Deadline/);
+    expect(stationFormProblem({ ...filled, webhookUrl: "htp:/x" })).toMatch(/^The webhook URL/);
+    expect(stationFormProblem(filled)).toBeNull();
+  });
+
+  it("builds the body: a folder source and the sinks filled in", () => {
+    expect(stationBody(filled)).toEqual({ name: "line-1", category: "mono", source: { kind: "folder", path: "hot/line-1", settle_s: 1 }, sinks: [] });
+    expect(
+      stationBody({ ...filled, settleS: "0.5", backlogLimit: "20", deadlineS: "2.5", sinkFolder: "sorted", webhookUrl: "http://mes.local/hook" }),
+    ).toEqual({
+      name: "line-1",
+      category: "mono",
+      backlog_limit: 20,
+      deadline_s: 2.5,
+      source: { kind: "folder", path: "hot/line-1", settle_s: 0.5 },
+      sinks: [
+        { kind: "folder", path: "sorted" },
+        { kind: "webhook", url: "http://mes.local/hook" },
+      ],
+    });
+  });
+});

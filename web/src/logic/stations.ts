@@ -1,0 +1,189 @@
+/**
+ * The Stations page's arithmetic: a station's state and last verdict read out of the service's answer,
+ * its figures in words, and the create form checked and turned into a `POST /v1/stations` body.
+ */
+
+import type { SinkInfo, StationBody, StationInfo } from "@eagle-iad/client";
+
+/** How often the page asks for the stations' figures while it is visible. */
+export const REFRESH_MS = 2000;
+
+/** The service's rule for station names (src/eagle_iad/station/config.py: STATION_NAME). */
+export const STATION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const STATION_NAME_RULE = "1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit.";
+
+/** The service's defaults when a station sets no limit (docs/STATIONS.md). */
+export const DEFAULT_BACKLOG_LIMIT = 1000;
+export const DEFAULT_DEADLINE_S = 10;
+
+export type StateTone = "running" | "paused" | "waiting" | "error";
+
+export interface StateView {
+  tone: StateTone;
+  label: string;
+  /** Why it waits, or what went wrong (the service's words); null for running and paused. */
+  detail: string | null;
+}
+
+/** `running`, `paused`, `waiting: <why>` (intake paused by a fault), `error: <what>`. */
+export function stateView(state: string): StateView {
+  const [head = "", ...rest] = state.split(":");
+  const detail = rest.join(":").trim() || null;
+  switch (head.trim()) {
+    case "running":
+      return { tone: "running", label: "Running", detail: null };
+    case "paused":
+      return { tone: "paused", label: "Paused", detail: null };
+    case "waiting":
+      return { tone: "waiting", label: "Waiting", detail };
+    case "error":
+      return { tone: "error", label: "Error", detail };
+    default:
+      return { tone: "error", label: state || "Unknown", detail: null };
+  }
+}
+
+export function isPaused(info: StationInfo): boolean {
+  return stateView(info.state).tone === "paused";
+}
+
+export interface LastVerdict {
+  decision: string | null;
+  score: number | null;
+  /** Unix seconds the verdict was stored. */
+  time: number | null;
+  image: string | null;
+  recordId: string | null;
+}
+
+/** The last verdict of a station (`last_verdict` is a free-form object in the schema: read it field by field). */
+export function lastVerdictOf(info: StationInfo): LastVerdict | null {
+  const raw = info.last_verdict;
+  if (!raw || typeof raw !== "object") return null;
+  const text = (key: string) => (typeof raw[key] === "string" ? (raw[key] as string) : null);
+  const number = (key: string) => (typeof raw[key] === "number" && Number.isFinite(raw[key]) ? (raw[key] as number) : null);
+  return { decision: text("decision"), score: number("score"), time: number("time"), image: text("image"), recordId: text("record_id") };
+}
+
+/** Seconds as the latency column shows them: "0.412 s", "3.21 s", "42.5 s", "–". */
+export function formatSeconds(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (value < 1) return `${value.toFixed(3)} s`;
+  if (value < 10) return `${value.toFixed(2)} s`;
+  return `${value.toFixed(1)} s`;
+}
+
+/** "p50 0.412 s · p95 0.801 s · p99 0.950 s", or "no image delivered yet". */
+export function latencyText(latency: StationInfo["latency_s"]): string {
+  if (!latency) return "no image delivered yet";
+  return (["p50", "p95", "p99"] as const).map((q) => `${q} ${formatSeconds(latency[q])}`).join(" · ");
+}
+
+/** Images per second over the last minute: "0.05", "12.3". */
+export function formatImagesPerSecond(value: number): string {
+  if (!Number.isFinite(value)) return "–";
+  if (value === 0) return "0";
+  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+}
+
+/** When a verdict was stored: the time alone today, date and time before. */
+export function formatVerdictTime(unixSeconds: number | null, now: Date = new Date()): string {
+  if (unixSeconds === null) return "–";
+  const date = new Date(unixSeconds * 1000);
+  return date.toDateString() === now.toDateString() ? date.toLocaleTimeString() : date.toLocaleString();
+}
+
+/** The station's limits as configured (a station from a stations file has no spec: the defaults are assumed). */
+export function limitsOf(info: StationInfo): { backlog: number; deadlineS: number } {
+  const spec = info.spec ?? {};
+  const backlog = typeof spec["backlog_limit"] === "number" ? spec["backlog_limit"] : DEFAULT_BACKLOG_LIMIT;
+  const deadlineS = typeof spec["deadline_s"] === "number" ? spec["deadline_s"] : DEFAULT_DEADLINE_S;
+  return { backlog, deadlineS };
+}
+
+/** The sinks in the service's order, with their names. */
+export function sinksOf(info: StationInfo): Array<[string, SinkInfo]> {
+  return Object.entries(info.sinks);
+}
+
+export function deadLetters(info: StationInfo): number {
+  return sinksOf(info).reduce((sum, [, sink]) => sum + sink.dead_letters, 0);
+}
+
+/** A sink's counts in words ("3 delivered", "1 pending", "2 dead letters"), `warn` on dead letters present. */
+export function sinkCounts(sink: SinkInfo): Array<{ text: string; warn: boolean }> {
+  return [
+    { text: `${sink.delivered} delivered`, warn: false },
+    { text: `${sink.pending} pending`, warn: false },
+    { text: `${sink.dead_letters} dead letter${sink.dead_letters === 1 ? "" : "s"}`, warn: sink.dead_letters > 0 },
+  ];
+}
+
+/** Every warning of every station, for the page's summary. */
+export function allWarnings(stations: readonly StationInfo[]): Array<{ station: string; warning: string }> {
+  return stations.flatMap((info) => info.warnings.map((warning) => ({ station: info.station, warning })));
+}
+
+/** What the create form holds, as typed. */
+export interface StationForm {
+  name: string;
+  category: string;
+  folder: string;
+  settleS: string;
+  backlogLimit: string;
+  deadlineS: string;
+  sinkFolder: string;
+  webhookUrl: string;
+}
+
+export const EMPTY_FORM: StationForm = {
+  name: "",
+  category: "",
+  folder: "",
+  settleS: "1",
+  backlogLimit: "",
+  deadlineS: "",
+  sinkFolder: "",
+  webhookUrl: "",
+};
+
+function numberOf(text: string): number | null {
+  const trimmed = text.trim();
+  if (trimmed === "") return null;
+  const value = Number(trimmed);
+  return Number.isFinite(value) ? value : Number.NaN;
+}
+
+/** Why the form cannot be sent yet, in words; null when it can (the service still checks everything). */
+export function stationFormProblem(form: StationForm): string | null {
+  if (form.name === "") return "Enter a name for the station.";
+  if (!STATION_NAME.test(form.name)) return `The name may only use ${STATION_NAME_RULE}`;
+  if (form.category === "") return "Choose the category that scores the station's images.";
+  if (form.folder.trim() === "") return "Enter the hot folder (inside the service's data root).";
+  const settle = numberOf(form.settleS);
+  if (settle === null || Number.isNaN(settle) || settle < 0 || settle > 3600) return "Settle time: a number of seconds from 0 to 3600.";
+  const backlog = numberOf(form.backlogLimit);
+  if (backlog !== null && (!Number.isInteger(backlog) || backlog < 1)) return "Backlog limit: a whole number of images, at least 1.";
+  const deadline = numberOf(form.deadlineS);
+  if (deadline !== null && (Number.isNaN(deadline) || deadline <= 0 || deadline > 86400)) return "Deadline: a number of seconds above 0 (at most 86400).";
+  const url = form.webhookUrl.trim();
+  if (url !== "" && !/^https?:\/\/[^\s/?#]+/i.test(url)) return "The webhook URL must start with http:// or https:// and name a host.";
+  return null;
+}
+
+/** The `POST /v1/stations` body of a checked form: a folder source, then the sinks that were filled in. */
+export function stationBody(form: StationForm): StationBody {
+  const body: StationBody = {
+    name: form.name,
+    category: form.category,
+    source: { kind: "folder", path: form.folder.trim(), settle_s: numberOf(form.settleS) ?? 1 },
+    sinks: [],
+  };
+  const backlog = numberOf(form.backlogLimit);
+  if (backlog !== null) body.backlog_limit = backlog;
+  const deadline = numberOf(form.deadlineS);
+  if (deadline !== null) body.deadline_s = deadline;
+  if (form.sinkFolder.trim() !== "") body.sinks?.push({ kind: "folder", path: form.sinkFolder.trim() });
+  if (form.webhookUrl.trim() !== "") body.sinks?.push({ kind: "webhook", url: form.webhookUrl.trim() });
+  return body;
+}

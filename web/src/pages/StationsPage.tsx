@@ -1,0 +1,634 @@
+import type { StationInfo } from "@eagle-iad/client";
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
+import { useApi, useAsync } from "../api";
+import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { DecisionBadge } from "../components/InspectionView";
+import { SelectField } from "../components/SelectField";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { formatScore } from "../logic/scale";
+import {
+  EMPTY_FORM,
+  REFRESH_MS,
+  STATION_NAME,
+  STATION_NAME_RULE,
+  allWarnings,
+  deadLetters,
+  formatImagesPerSecond,
+  formatSeconds,
+  formatVerdictTime,
+  isPaused,
+  lastVerdictOf,
+  limitsOf,
+  sinkCounts,
+  sinksOf,
+  stateView,
+  stationBody,
+  stationFormProblem,
+  type StationForm,
+} from "../logic/stations";
+
+/** Below this width the stations are cards, not table rows (the table has nine columns). */
+const NARROW = "(max-width: 1100px)";
+
+type Action = "pause" | "resume" | "retry" | "delete";
+
+/** Whether the browser tab is visible: the page stops asking for figures while it is hidden. */
+function useVisible(): boolean {
+  const [visible, setVisible] = useState(() => document.visibilityState !== "hidden");
+  useEffect(() => {
+    const update = () => setVisible(document.visibilityState !== "hidden");
+    document.addEventListener("visibilitychange", update);
+    return () => document.removeEventListener("visibilitychange", update);
+  }, []);
+  return visible;
+}
+
+/** Whether a media query matches, kept current (one layout is rendered, not both hidden by CSS). */
+function useMedia(query: string): boolean {
+  const [matches, setMatches] = useState(() => window.matchMedia(query).matches);
+  useEffect(() => {
+    const list = window.matchMedia(query);
+    const update = () => setMatches(list.matches);
+    update();
+    list.addEventListener("change", update);
+    return () => list.removeEventListener("change", update);
+  }, [query]);
+  return matches;
+}
+
+/**
+ * The stations, asked for again {@link REFRESH_MS} after each answer while the tab is visible (never two
+ * requests at once); stops when the page unmounts. An error stays shown until an answer succeeds.
+ */
+function useStationList() {
+  const { client, requireKey } = useApi();
+  const visible = useVisible();
+  const [stations, setStations] = useState<StationInfo[] | undefined>(undefined);
+  const [error, setError] = useState<UserError | null>(null);
+  const [updated, setUpdated] = useState<Date | null>(null);
+  const [nonce, setNonce] = useState(0);
+
+  useEffect(() => {
+    if (!visible) return;
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = () => {
+      client
+        .listStations(controller.signal)
+        .then(
+          (list) => {
+            if (controller.signal.aborted) return;
+            setStations(list);
+            setError(null);
+            setUpdated(new Date());
+          },
+          (reason: unknown) => {
+            if (controller.signal.aborted) return;
+            if (isUnauthorised(reason)) requireKey();
+            setError(describeError(reason));
+          },
+        )
+        .finally(() => {
+          if (!controller.signal.aborted) timer = setTimeout(tick, REFRESH_MS);
+        });
+    };
+    tick();
+    return () => {
+      controller.abort();
+      clearTimeout(timer);
+    };
+  }, [client, requireKey, visible, nonce]);
+
+  const reload = useCallback(() => setNonce((n) => n + 1), []);
+  const replace = useCallback((info: StationInfo) => {
+    setStations((list) => {
+      if (!list) return [info];
+      return list.some((s) => s.station === info.station) ? list.map((s) => (s.station === info.station ? info : s)) : [...list, info];
+    });
+  }, []);
+  const remove = useCallback((name: string) => setStations((list) => list?.filter((s) => s.station !== name)), []);
+  return { stations, error, updated, reload, replace, remove };
+}
+
+function nameId(name: string): string {
+  return `station-${name}`;
+}
+
+export function StationsPage() {
+  const { client, requireKey } = useApi();
+  const { stations, error, updated, reload, replace, remove } = useStationList();
+  const narrow = useMedia(NARROW);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<UserError | null>(null);
+  const [notice, setNotice] = useState("");
+  const headingRef = useRef<HTMLHeadingElement>(null);
+
+  const act = async (info: StationInfo, action: Action) => {
+    if (busy !== null) return;
+    const name = info.station;
+    setBusy(name);
+    setActionError(null);
+    setNotice("");
+    try {
+      if (action === "pause" || action === "resume") {
+        const next = action === "pause" ? await client.pauseStation(name) : await client.resumeStation(name);
+        replace(next);
+        setNotice(action === "pause" ? `${name} is paused: it takes no new images (deliveries go on).` : `${name} takes images again.`);
+      } else if (action === "retry") {
+        const { requeued } = await client.retryStation(name);
+        setNotice(`${requeued} dead letter${requeued === 1 ? "" : "s"} of ${name} back in their queues.`);
+        // The Retry button goes with the dead letters: keep the keyboard where it was, on the station.
+        document.getElementById(nameId(name))?.focus();
+      } else {
+        await client.deleteStation(name);
+        setConfirming(null);
+        remove(name);
+        setNotice(`${name} is deleted; its inspections stay in the history.`);
+        headingRef.current?.focus();
+      }
+      reload();
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setActionError(describeError(reason));
+      if (action === "delete") setConfirming(null);
+    } finally {
+      setBusy(null);
+    }
+  };
+
+  const controls: ActionsProps = {
+    busy,
+    confirming,
+    onAct: (info, action) => void act(info, action),
+    onAskDelete: (name) => setConfirming(name),
+    onCancelDelete: () => setConfirming(null),
+  };
+  const warnings = allWarnings(stations ?? []);
+
+  return (
+    <section aria-labelledby="stations-title">
+      <div className="page-head">
+        <h1 id="stations-title" ref={headingRef} tabIndex={-1}>
+          Stations
+        </h1>
+        <p className="lede">
+          Hot folders on the line: each complete image is inspected and its verdict delivered to the station's sinks. The figures refresh every{" "}
+          {REFRESH_MS / 1000} s while this page is visible{updated ? ` (last at ${updated.toLocaleTimeString()})` : ""}.
+        </p>
+      </div>
+      {error ? <ErrorBanner error={error} onRetry={reload} /> : null}
+      {!stations && !error ? <Loading label="Loading stations…" /> : null}
+      <div role="status" className="station-warnings" data-testid="station-warnings">
+        {warnings.length > 0 ? (
+          <ul aria-label="Warnings">
+            {warnings.map(({ station, warning }) => (
+              <li key={`${station}:${warning}`} className="warning">
+                <span aria-hidden="true">⚠ </span>
+                <strong>{station}</strong>: {warning}
+              </li>
+            ))}
+          </ul>
+        ) : null}
+      </div>
+      {actionError ? <ErrorBanner error={actionError} /> : null}
+      <p className="muted small station-notice" role="status" data-testid="station-notice">
+        {notice}
+      </p>
+      {stations && stations.length === 0 ? (
+        <p className="notice">No station yet: create one below, or start the service with a stations file.</p>
+      ) : null}
+      {stations && stations.length > 0 ? (
+        narrow ? (
+          <StationCards stations={stations} controls={controls} />
+        ) : (
+          <StationTable stations={stations} controls={controls} />
+        )
+      ) : null}
+      <CreateStationForm onCreated={(info) => (replace(info), reload())} />
+    </section>
+  );
+}
+
+interface ActionsProps {
+  busy: string | null;
+  confirming: string | null;
+  onAct: (info: StationInfo, action: Action) => void;
+  onAskDelete: (name: string) => void;
+  onCancelDelete: () => void;
+}
+
+function StationTable({ stations, controls }: { stations: StationInfo[]; controls: ActionsProps }) {
+  return (
+    <div className="table-wrap panel flush">
+      <table className="data-table stations-table" aria-label="Stations">
+        <thead>
+          <tr>
+            <th scope="col">Station</th>
+            <th scope="col">State</th>
+            <th scope="col" className="num">Inspected</th>
+            <th scope="col" className="num">Backlog</th>
+            <th scope="col" className="num">Images/s</th>
+            <th scope="col">Latency</th>
+            <th scope="col">Last verdict</th>
+            <th scope="col">Sinks</th>
+            <th scope="col">Actions</th>
+          </tr>
+        </thead>
+        <tbody>
+          {stations.map((info) => {
+            const limits = limitsOf(info);
+            return (
+              <tr key={info.station} data-station={info.station} className={info.warnings.length > 0 ? "has-warning" : undefined}>
+                <th scope="row" className="station-name">
+                  <strong id={nameId(info.station)} tabIndex={-1}>
+                    {info.station}
+                  </strong>
+                  <span className="muted small">
+                    {info.category} · <SourceText info={info} />
+                  </span>
+                  <RowWarnings info={info} />
+                </th>
+                <td>
+                  <StateBadge state={info.state} />
+                </td>
+                <td className="num" data-field="inspected">
+                  {info.inspected}
+                  {info.failed > 0 ? <span className="muted small block">{info.failed} refused</span> : null}
+                </td>
+                <td className="num" data-field="backlog">
+                  <span className={info.backlog > limits.backlog ? "over" : undefined}>{info.backlog}</span>
+                  <span className="muted small block">limit {limits.backlog}</span>
+                </td>
+                <td className="num" data-field="images-per-s">
+                  {formatImagesPerSecond(info.images_per_s)}
+                </td>
+                <td data-field="latency">
+                  <Latency info={info} deadlineS={limits.deadlineS} />
+                </td>
+                <td data-field="last-verdict">
+                  <LastVerdictView info={info} />
+                </td>
+                <td data-field="sinks">
+                  <SinksView info={info} />
+                </td>
+                <td>
+                  <StationActions info={info} {...controls} />
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function StationCards({ stations, controls }: { stations: StationInfo[]; controls: ActionsProps }) {
+  return (
+    <ul className="station-cards" aria-label="Stations">
+      {stations.map((info) => {
+        const limits = limitsOf(info);
+        return (
+          <li key={info.station}>
+            <article
+              className={`panel station-card${info.warnings.length > 0 ? " has-warning" : ""}`}
+              aria-labelledby={nameId(info.station)}
+              data-station={info.station}
+            >
+              <header className="detail-head">
+                <h2 id={nameId(info.station)} tabIndex={-1} className="detail-title">
+                  {info.station}
+                </h2>
+                <StateBadge state={info.state} />
+              </header>
+              <p className="muted small station-source">
+                {info.category} · <SourceText info={info} />
+              </p>
+              <RowWarnings info={info} />
+              <dl className="facts station-facts">
+                <div>
+                  <dt>Inspected</dt>
+                  <dd data-field="inspected">
+                    {info.inspected}
+                    {info.failed > 0 ? ` (${info.failed} refused)` : ""}
+                  </dd>
+                </div>
+                <div>
+                  <dt>Backlog</dt>
+                  <dd data-field="backlog">
+                    <span className={info.backlog > limits.backlog ? "over" : undefined}>{info.backlog}</span>
+                    <span className="muted small"> of {limits.backlog}</span>
+                  </dd>
+                </div>
+                <div>
+                  <dt>Images/s</dt>
+                  <dd data-field="images-per-s">{formatImagesPerSecond(info.images_per_s)}</dd>
+                </div>
+                <div>
+                  <dt>Latency</dt>
+                  <dd data-field="latency">
+                    <Latency info={info} deadlineS={limits.deadlineS} />
+                  </dd>
+                </div>
+                <div>
+                  <dt>Last verdict</dt>
+                  <dd data-field="last-verdict">
+                    <LastVerdictView info={info} />
+                  </dd>
+                </div>
+              </dl>
+              <h3 className="station-sinks-title">Sinks</h3>
+              <div data-field="sinks">
+                <SinksView info={info} />
+              </div>
+              <StationActions info={info} {...controls} />
+            </article>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+/** The hot folder as the station was created with it (relative to the data root), else the service's description. */
+function SourceText({ info }: { info: StationInfo }) {
+  const source = info.spec?.["source"];
+  const path = source && typeof source === "object" ? (source as Record<string, unknown>)["path"] : undefined;
+  return (
+    <span className="station-path">
+      {typeof path === "string" ? `hot folder ${path}` : info.source}
+      {info.created_by === "file" ? " · from a stations file" : ""}
+    </span>
+  );
+}
+
+function RowWarnings({ info }: { info: StationInfo }) {
+  if (info.warnings.length === 0) return null;
+  return (
+    <ul className="row-warnings" aria-label={`Warnings of ${info.station}`}>
+      {info.warnings.map((warning) => (
+        <li key={warning}>
+          <span aria-hidden="true">⚠ </span>
+          {warning}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+const STATE_SYMBOL = { running: "▶", paused: "❚❚", waiting: "…", error: "!" } as const;
+
+function StateBadge({ state }: { state: string }) {
+  const view = stateView(state);
+  return (
+    <span className="state-cell">
+      <span className={`state-badge state-${view.tone}`} data-testid="station-state">
+        <span aria-hidden="true" className="state-symbol">
+          {STATE_SYMBOL[view.tone]}
+        </span>
+        {view.label}
+      </span>
+      {view.detail ? <span className="small state-detail">{view.detail}</span> : null}
+    </span>
+  );
+}
+
+function Latency({ info, deadlineS }: { info: StationInfo; deadlineS: number }) {
+  const latency = info.latency_s;
+  if (!latency) return <span className="muted small">no image delivered yet</span>;
+  return (
+    <span className="latency">
+      <span>p50 {formatSeconds(latency["p50"])}</span>
+      <span className={(latency["p95"] ?? 0) > deadlineS ? "over" : undefined}>p95 {formatSeconds(latency["p95"])}</span>
+      <span>p99 {formatSeconds(latency["p99"])}</span>
+      <span className="muted small">deadline {formatSeconds(deadlineS)}</span>
+    </span>
+  );
+}
+
+function LastVerdictView({ info }: { info: StationInfo }) {
+  const last = lastVerdictOf(info);
+  if (!last) return <span className="muted small">none yet</span>;
+  return (
+    <span className="last-verdict" data-testid="last-verdict">
+      <DecisionBadge decision={last.decision} size="small" />
+      <span className="nowrap">score {formatScore(last.score)}</span>
+      <span className="muted small">
+        {formatVerdictTime(last.time)}
+        {last.image ? ` · ${last.image}` : ""}
+      </span>
+    </span>
+  );
+}
+
+function SinksView({ info }: { info: StationInfo }) {
+  const sinks = sinksOf(info);
+  if (sinks.length === 0) return <span className="muted small">no sinks</span>;
+  return (
+    <ul className="sinks">
+      {sinks.map(([name, sink]) => (
+        <li key={name} data-sink={name}>
+          <strong>{name}</strong>
+          {sink.kind !== name ? <span className="muted small"> ({sink.kind})</span> : null}
+          <span className="block small">
+            {sinkCounts(sink).map((part, index) => (
+              <span key={part.text}>
+                {index > 0 ? " · " : ""}
+                <span className={part.warn ? "over" : undefined}>{part.text}</span>
+              </span>
+            ))}
+          </span>
+          {sink.last_error ? <span className="block small sink-error">last error: {sink.last_error}</span> : null}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDelete }: { info: StationInfo } & ActionsProps) {
+  const name = info.station;
+  const paused = isPaused(info);
+  const dead = deadLetters(info);
+  const isConfirming = confirming === name;
+  // aria-disabled, not disabled: a focused button that turns disabled drops the keyboard focus.
+  const waiting = busy !== null;
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  const deleteRef = useRef<HTMLButtonElement>(null);
+  const wasConfirming = useRef(false);
+  const questionId = useId();
+
+  useEffect(() => {
+    if (isConfirming) cancelRef.current?.focus();
+    else if (wasConfirming.current) deleteRef.current?.focus();
+    wasConfirming.current = isConfirming;
+  }, [isConfirming]);
+
+  const run = (action: Action) => {
+    if (!waiting) onAct(info, action);
+  };
+
+  if (isConfirming) {
+    return (
+      <div className="station-actions confirm" role="group" aria-labelledby={questionId}>
+        <span id={questionId} className="small">
+          Delete {name}? It stops taking images; its inspections stay in the history.
+        </span>
+        <button type="button" className="button danger small-button" aria-disabled={waiting} onClick={() => run("delete")}>
+          {busy === name ? "Deleting…" : "Yes, delete"}
+        </button>
+        <button type="button" ref={cancelRef} className="button secondary small-button" onClick={onCancelDelete}>
+          Cancel
+        </button>
+      </div>
+    );
+  }
+  return (
+    <div className="station-actions" role="group" aria-label={`Actions for ${name}`}>
+      <button type="button" className="button secondary small-button" aria-disabled={waiting} aria-label={`${paused ? "Resume" : "Pause"} ${name}`}
+        onClick={() => run(paused ? "resume" : "pause")}>
+        {paused ? "Resume" : "Pause"}
+      </button>
+      {dead > 0 ? (
+        <button type="button" className="button secondary small-button" aria-disabled={waiting}
+          aria-label={`Retry ${dead} dead letter${dead === 1 ? "" : "s"} of ${name}`} onClick={() => run("retry")}>
+          Retry {dead} dead letter{dead === 1 ? "" : "s"}
+        </button>
+      ) : null}
+      {info.created_by === "file" ? (
+        <span className="muted small">From a stations file: remove it there.</span>
+      ) : (
+        <button type="button" ref={deleteRef} className="button secondary small-button" aria-disabled={waiting} aria-label={`Delete ${name}`}
+          onClick={() => !waiting && onAskDelete(name)}>
+          Delete
+        </button>
+      )}
+    </div>
+  );
+}
+
+function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => void }) {
+  const { client, requireKey } = useApi();
+  const id = useId();
+  const categories = useAsync((signal) => client.categories(signal), [client]);
+  const [form, setForm] = useState<StationForm>(EMPTY_FORM);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const [created, setCreated] = useState<StationInfo | null>(null);
+
+  const names = (categories.data ?? []).filter((c) => !c.error).map((c) => c.name);
+  const problem = busy ? "Creating the station…" : stationFormProblem(form);
+  const set = (key: keyof StationForm) => (value: string) => setForm((f) => ({ ...f, [key]: value }));
+  const nameInvalid = form.name !== "" && !STATION_NAME.test(form.name);
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (problem !== null) return;
+    setBusy(true);
+    setError(null);
+    setCreated(null);
+    try {
+      const info = await client.createStation(stationBody(form));
+      setCreated(info);
+      setForm((f) => ({ ...EMPTY_FORM, category: f.category, settleS: f.settleS }));
+      onCreated(info);
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="panel" aria-labelledby={`${id}-title`}>
+      <h2 id={`${id}-title`}>Create a station</h2>
+      <p className="muted small">
+        A hot folder inside the service's data root (relative to it; the folder must exist): each image written into it is inspected once it has
+        not changed for the settle time, then moved to <code>done/</code>. The service keeps the station and starts it again after a restart.
+      </p>
+      <form onSubmit={submit} className="fit-form station-form" aria-labelledby={`${id}-title`} noValidate>
+        <div className="field-row">
+          <div className="field">
+            <label htmlFor={`${id}-name`}>Name</label>
+            <input id={`${id}-name`} value={form.name} onChange={(e) => set("name")(e.target.value)} placeholder="e.g. line-1"
+              aria-invalid={nameInvalid} aria-describedby={`${id}-name-hint`} autoComplete="off" required />
+            <span id={`${id}-name-hint`} className={`hint${nameInvalid ? " invalid" : ""}`}>
+              {STATION_NAME_RULE}
+            </span>
+          </div>
+          <SelectField id={`${id}-category`} label="Category" value={form.category} options={names} empty="Choose a category"
+            onChange={set("category")} />
+        </div>
+        {categories.error ? <ErrorBanner error={categories.error} onRetry={categories.reload} compact /> : null}
+        <div className="field-row">
+          <div className="field">
+            <label htmlFor={`${id}-folder`}>Hot folder (relative to the data root)</label>
+            <input id={`${id}-folder`} value={form.folder} onChange={(e) => set("folder")(e.target.value)} placeholder="e.g. line-1/incoming"
+              autoComplete="off" required />
+          </div>
+          <div className="field">
+            <label htmlFor={`${id}-settle`}>Settle time (seconds)</label>
+            <input id={`${id}-settle`} type="number" min={0} max={3600} step="any" inputMode="decimal" value={form.settleS}
+              onChange={(e) => set("settleS")(e.target.value)} aria-describedby={`${id}-settle-hint`} />
+            <span id={`${id}-settle-hint`} className="hint">
+              How long a file must stay unchanged to count as complete.
+            </span>
+          </div>
+        </div>
+        <div className="field-row">
+          <div className="field">
+            <label htmlFor={`${id}-backlog`}>Backlog limit (optional)</label>
+            <input id={`${id}-backlog`} type="number" min={1} step={1} inputMode="numeric" value={form.backlogLimit} placeholder="1000"
+              onChange={(e) => set("backlogLimit")(e.target.value)} aria-describedby={`${id}-limits-hint`} />
+          </div>
+          <div className="field">
+            <label htmlFor={`${id}-deadline`}>Deadline for p95 latency, s (optional)</label>
+            <input id={`${id}-deadline`} type="number" min={0} step="any" inputMode="decimal" value={form.deadlineS} placeholder="10"
+              onChange={(e) => set("deadlineS")(e.target.value)} aria-describedby={`${id}-limits-hint`} />
+          </div>
+        </div>
+        <span id={`${id}-limits-hint`} className="hint">
+          The station shows a warning when more images than this wait, or when its p95 latency is over the deadline.
+        </span>
+        <fieldset className="field station-sinks">
+          <legend>Deliver verdicts to (optional)</legend>
+          <div className="field-row">
+            <div className="field">
+              <label htmlFor={`${id}-sink-folder`}>Folder sink (relative to the data root)</label>
+              <input id={`${id}-sink-folder`} value={form.sinkFolder} onChange={(e) => set("sinkFolder")(e.target.value)} placeholder="e.g. line-1/sorted"
+                autoComplete="off" aria-describedby={`${id}-sink-folder-hint`} />
+              <span id={`${id}-sink-folder-hint`} className="hint">
+                Images copied into normal/, anomalous/ or undecided/ with their records.
+              </span>
+            </div>
+            <div className="field">
+              <label htmlFor={`${id}-webhook`}>Webhook URL</label>
+              <input id={`${id}-webhook`} type="url" value={form.webhookUrl} onChange={(e) => set("webhookUrl")(e.target.value)}
+                placeholder="https://mes.example/verdicts" autoComplete="off" aria-describedby={`${id}-webhook-hint`} />
+              <span id={`${id}-webhook-hint`} className="hint">
+                Each verdict POSTed as JSON, retried until delivered.
+              </span>
+            </div>
+          </div>
+        </fieldset>
+        <div className="actions">
+          <button type="submit" className="button primary" aria-disabled={problem !== null} aria-describedby={problem ? `${id}-blocked` : undefined}>
+            {busy ? "Creating…" : "Create station"}
+          </button>
+          {problem ? (
+            <span id={`${id}-blocked`} className="hint" data-testid="create-blocked">
+              {problem}
+            </span>
+          ) : null}
+        </div>
+      </form>
+      {created ? (
+        <p className="success" role="status">
+          <span aria-hidden="true">✓ </span>Created {created.station}: images written into its hot folder are inspected against {created.category}.
+        </p>
+      ) : null}
+      {error ? <ErrorBanner error={error} /> : null}
+    </section>
+  );
+}
