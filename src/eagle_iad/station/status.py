@@ -88,7 +88,7 @@ def station_status(db: sqlite3.Connection, config: StationConfig) -> dict[str, A
         warnings.append(f"p95 latency {latency['p95']:g} s is over the deadline {config.deadline_s:g} s")
     dead = sum(s["dead_letters"] for s in sinks.values())
     if dead:
-        warnings.append(f"{dead} dead letters (eagle station retry requeues them)")
+        warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} (eagle station retry requeues them)")
     return {
         "station": name,
         "category": config.category,
