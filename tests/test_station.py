@@ -309,6 +309,9 @@ def test_a_receiver_down_at_first_gets_everything_once_it_is_back(model_dir: Pat
         timer.cancel()
         late.stop()
     assert code == 0, log
+    # the start-up probe (a connect, no request) found nobody listening: a warning, and the station ran
+    assert (f"eagle station line-1: warning: sink webhook: http://127.0.0.1:{port}/verdicts: Connection refused; "
+            "verdicts wait in the outbox until it is reachable\n") in log, log  # fmt: skip
     history = _history(tmp_path)
     assert [r.image_name for r in history] == names
     assert late.keys() == [r.id for r in history]  # each once, in order, after the receiver came back
@@ -516,6 +519,85 @@ def test_a_redirect_is_a_failed_delivery_not_a_silent_loss(model_dir: Path, tmp_
     expected = (f"HTTP 301 from http://127.0.0.1:{receiver.port}/verdicts: redirected to "
                 f"http://127.0.0.1:{receiver.port}/moved; deliveries do not follow redirects")  # fmt: skip
     assert expected in log, log
+
+
+def _certificate(folder: Path, name: str, san: str) -> Path:
+    """A self-signed certificate (its own CA) for ``san``, with its key, in ``folder/<name>.pem``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (it makes the test's certificates)")
+    pem = folder / f"{name}.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={san}", "-keyout", str(pem), "-out", str(pem)],
+                   check=True, capture_output=True, timeout=wait_s(60))  # fmt: skip
+    return pem
+
+
+class TlsListener:
+    """A TLS server on 127.0.0.1 that completes handshakes and closes: enough for the webhook's start-up probe."""
+
+    def __init__(self, pem: Path) -> None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pem)
+        self.handshakes = 0
+        self._sock = context.wrap_socket(socket.create_server(("127.0.0.1", 0)), server_side=True)
+        self._sock.settimeout(0.2)
+        self.port = int(self._sock.getsockname()[1])
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._halt.is_set():
+            try:
+                conn, _ = self._sock.accept()  # the handshake happens here
+            except OSError:  # a timeout, or a client that refused the certificate
+                continue
+            self.handshakes += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(wait_s(10))
+        self._sock.close()
+
+
+def test_the_webhook_probe_connects_only_and_refuses_a_certificate_that_fails_verification(tmp_path: Path) -> None:
+    """At start-up the webhook sink connects (and shakes hands over TLS) but sends nothing: a receiver that is
+    down is a warning; a certificate that fails verification is one line naming ``ca_file`` or ``url``."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.webhook import WebhookSink
+
+    where = "stations.toml: station 'l': sink 1 (webhook)"
+
+    def sink(url: str, **extra: Any) -> WebhookSink:
+        return WebhookSink(Options({"url": url, "timeout_s": 5, **extra}, where, tmp_path), "webhook")
+
+    down = _free_port()
+    assert sink(f"http://127.0.0.1:{down}/v").probe() == f"http://127.0.0.1:{down}/v: Connection refused"
+    good = _certificate(tmp_path, "receiver", "IP:127.0.0.1")
+    other = _certificate(tmp_path, "elsewhere", "DNS:elsewhere.example")
+    for pem in (good, other):
+        listener = TlsListener(pem)
+        url = f"https://127.0.0.1:{listener.port}/v"
+        try:
+            with pytest.raises(StationConfigError) as caught:
+                sink(url).probe()  # self-signed: no CA this sink trusts signed it
+            assert str(caught.value) == (f"{where}: ca_file: the TLS certificate of 127.0.0.1:{listener.port} "
+                                         "failed verification (self-signed certificate); name the CA that signed it "
+                                         "in ca_file")  # fmt: skip
+            if pem == good:
+                assert sink(url, ca_file=str(pem)).probe() is None
+                assert sink(url, verify_tls=False).probe() is None
+            else:
+                with pytest.raises(StationConfigError) as caught:
+                    sink(url, ca_file=str(pem)).probe()
+                assert str(caught.value).startswith(f"{where}: url {url}: the TLS certificate is not for 127.0.0.1 "
+                                                    "(IP address mismatch"), caught.value  # fmt: skip
+        finally:
+            listener.close()
 
 
 def test_a_full_state_disk_pauses_the_intake_and_moves_nothing(model_dir: Path, tmp_path: Path) -> None:

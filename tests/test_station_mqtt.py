@@ -4,7 +4,8 @@ What must hold: every verdict is published on ``eagle/<station>/<category>/<deci
 stored, acknowledged by the broker (QoS 1), keyed by its record id; the last one is retained on the
 ``last`` topic; the status topic says ``online`` while connected and ends ``offline`` (retained) when the
 station stops; a broker that is down when the station starts gets every verdict once it is up, and the
-station neither crashes nor loses one meanwhile; a bad option is one line naming the field.
+station neither crashes nor loses one meanwhile (its start-up probe only warns); a bad option, or a password
+the broker refuses at start, is one line naming the field.
 
 Mosquitto is Debian's ``mosquitto`` (``make test-python`` installs it); the broker-backed tests skip,
 saying so, only where its binary is missing.
@@ -33,8 +34,8 @@ from conftest import wait_s
 from paho.mqtt.enums import CallbackAPIVersion
 from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations, assert_refused
 
-from eagle_iad.station.parts import Options
-from eagle_iad.station.sinks.mqtt import MqttSink
+from eagle_iad.station.parts import Options, StationConfigError
+from eagle_iad.station.sinks.mqtt import PROTOCOLS, MqttSink
 from eagle_iad.station.status import open_read_only
 
 model_dir = test_station.model_dir  # the module-scoped fixture: a small real model of elpv mono cells
@@ -47,18 +48,24 @@ needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not
 
 class Broker:
     """A real Mosquitto on ``port`` (127.0.0.1 only), configured in ``folder``; ``persistent`` keeps sessions
-    and retained messages across a restart (saved when it stops)."""
+    and retained messages across a restart (saved when it stops); ``password_file`` (``mosquitto_passwd``'s)
+    admits only its users."""
 
-    def __init__(self, folder: Path, port: int, *, persistent: bool = False) -> None:
+    def __init__(self, folder: Path, port: int, *, persistent: bool = False, password_file: Path | None = None) -> None:
         self.folder = folder
         self.port = port
         self.persistent = persistent
+        self.password_file = password_file
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
         assert MOSQUITTO is not None
         self.folder.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if self.password_file is None:
+            lines.append("allow_anonymous true")
+        else:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         if self.persistent:
             lines += ["persistence true", f"persistence_location {self.folder}/"]
         else:
@@ -248,6 +255,9 @@ def test_a_broker_down_at_start_gets_every_verdict_once_it_is_up(model_dir: Path
             time.sleep(0.2)
         assert {state for state, _ in rows} == {"pending"}  # nothing delivered, nothing given up
         assert any("Connection refused" in (error or "") for _, error in rows), rows
+        # the start-up probe found the broker down: a warning, and the station runs on
+        assert (f"eagle station line-1: warning: sink mqtt: mqtt 127.0.0.1:{port}: Connection refused; verdicts "
+                "wait in the outbox until it is reachable\n") in (tmp_path / "station.log").read_text()  # fmt: skip
         broker.start()  # the same port, some seconds after the station started
         watcher = Subscriber(port, "eagle-test-line", persistent=True)
         watcher.wait(lambda got: len(_verdicts(got)) >= 4, "the verdicts did not arrive once the broker was up", 120)
@@ -301,6 +311,55 @@ def test_the_sink_alone_speaks_mqtt_3_1_1_and_fails_cleanly_while_the_broker_is_
     ]  # fmt: skip
     assert [(m.payload, m.qos) for m in got if m.topic == "plant/s1/alive"] == [(b"online", 1), (b"offline", 1)]
     assert " as eagle-station-s1-line-mqtt " in broker.log()  # the client id: eagle-station-<station>-<sink name>
+
+
+@needs_mosquitto
+def test_credentials_the_broker_refuses_stop_the_station_at_start(model_dir: Path, tmp_path: Path) -> None:
+    """A broker with a password file: the right password passes the start-up probe (which publishes nothing),
+    a wrong one or none is one line naming password_env or username, and ``eagle station run`` exits 2."""
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd is not installed (it makes the broker's password file)")
+    password_file = tmp_path / "passwords"
+    subprocess.run([passwd, "-b", "-c", str(password_file), "line", "right-password"], check=True,
+                   capture_output=True, timeout=wait_s(60))  # fmt: skip
+    password_file.chmod(0o600)
+    broker = Broker(tmp_path / "broker", _free_port(), password_file=password_file).start()
+    where = "stations.toml: station 'line-1': sink 1 (mqtt)"
+
+    def probe(protocol: str, password: str | None) -> str | None:
+        table: dict[str, Any] = {"host": "127.0.0.1", "port": broker.port, "protocol": protocol, "timeout_s": 10}
+        if password is not None:
+            os.environ["EAGLE_TEST_MQTT_PASSWORD"] = password
+            table.update(username="line", password_env="EAGLE_TEST_MQTT_PASSWORD")
+        try:
+            return MqttSink(Options(table, where, tmp_path), "mqtt").probe()
+        finally:
+            os.environ.pop("EAGLE_TEST_MQTT_PASSWORD", None)
+
+    try:
+        for protocol in PROTOCOLS:
+            assert probe(protocol, "right-password") is None
+            with pytest.raises(StationConfigError) as caught:
+                probe(protocol, "wrong")
+            assert str(caught.value) == (f"{where}: password_env: mqtt 127.0.0.1:{broker.port} refused the user line: "
+                                         "Not authorized (check username, and the password in "
+                                         "EAGLE_TEST_MQTT_PASSWORD)")  # fmt: skip
+            with pytest.raises(StationConfigError) as caught:
+                probe(protocol, None)
+            assert str(caught.value) == (f"{where}: username: mqtt 127.0.0.1:{broker.port} refused an anonymous "
+                                         "connection: Not authorized (set username and password_env)")  # fmt: skip
+        # the whole station: refused before anything runs, with that one line and exit status 2
+        names = _drop(tmp_path / "incoming", _cells(1))
+        sink = _mqtt(broker.port, username="line", password_env="EAGLE_TEST_MQTT_PASSWORD")
+        stations = _stations(tmp_path, model_dir, sink)
+        code, out = _run(stations, "run", "--until-idle", env=_env(EAGLE_TEST_MQTT_PASSWORD="wrong"))
+        assert (code, out) == (2, f"eagle: error: {stations}: station 'line-1': sink 1 (mqtt): password_env: mqtt "
+                                  f"127.0.0.1:{broker.port} refused the user line: Not authorized (check username, "
+                                  "and the password in EAGLE_TEST_MQTT_PASSWORD)\n")  # fmt: skip
+        assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing was taken
+    finally:
+        broker.stop()
 
 
 CONFIG_ERRORS = [

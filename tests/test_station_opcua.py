@@ -3,10 +3,11 @@
 What must hold (issue "On the line": verdict, score, time and record id written to a PLC's server): after a
 run the server's variables hold the last verdict; every verdict was written, in stored order, its other
 fields first and ``record_id`` last and alone, so a PLC triggered by ``record_id`` reads a complete verdict;
-each value has the variable's own data type; a node the server does not have makes every verdict a dead
-letter naming the node while the station keeps inspecting; a server down at start gets every verdict once
-it is up, and one restarted under a live connection costs no failed try; a bad option is one line naming
-the field.
+each value has the variable's own data type; a node the server does not have when the station starts is
+one line naming the field (``eagle station run`` exits 2, ``POST /v1/stations`` answers 400), and one that
+goes away later makes every verdict a dead letter naming the node while the station keeps inspecting; a
+server down at start is a warning and gets every verdict once it is up, and one restarted under a live
+connection costs no failed try; a bad option is one line naming the field.
 
 The server is asyncua's own, in a thread of the test process with its own event loop, on a free port of
 127.0.0.1; every Write request it serves is recorded (its PostWrite callback), in order.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +34,7 @@ import test_station
 from conftest import wait_s
 from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations, assert_refused
 
-from eagle_iad.station.parts import DeliveryError, Options
+from eagle_iad.station.parts import DeliveryError, Options, StationConfigError
 from eagle_iad.station.status import open_read_only
 
 asyncua = pytest.importorskip("asyncua", reason="asyncua is not installed (pip install 'eagle-iad[opcua]')")
@@ -132,6 +134,16 @@ class PlcServer:
 
         return asyncio.run_coroutine_threadsafe(read(), self._loop).result(wait_s(30))
 
+    def remove(self, name: str) -> None:
+        """Delete the variable ``name`` (a PLC program download that dropped it), in the server's own loop."""
+        assert self._loop is not None and self._server is not None
+        server = self._server
+
+        async def delete() -> None:
+            await server.delete_nodes([server.get_node(ua.NodeId(name, 2))])
+
+        asyncio.run_coroutine_threadsafe(delete(), self._loop).result(wait_s(30))
+
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
@@ -195,21 +207,86 @@ def test_every_verdict_is_written_in_order_with_the_record_id_last(
     assert "Traceback" not in log and "asyncua" not in log  # asyncua's own chatter stays out of the station's log
 
 
-def test_a_node_missing_on_the_server_ends_in_dead_letters_naming_it(
+def test_a_node_missing_on_the_server_is_refused_at_start_with_one_line(
     model_dir: Path, tmp_path: Path, plc: PlcServer
 ) -> None:
-    names = _drop(tmp_path / "incoming", _cells(3))
+    """The start-up probe reads the nodes: one the server does not have stops ``eagle station run`` before any
+    of its stations takes an image (a sound one declared first included), with one line naming the field."""
+    names = _drop(tmp_path / "incoming", _cells(1))
+    (tmp_path / "incoming-2").mkdir()
+    nodes = {"decision": "ns=2;s=Verdict", "record_id": "ns=2;s=Nope"}
+    stations = _stations(tmp_path, model_dir, "")
+    with open(stations, "a") as file:
+        file.write('[[station]]\nname = "line-2"\ncategory = "mono"\n'
+                   'source = { kind = "folder", path = "incoming-2" }\n' + _opcua(plc.endpoint, nodes))  # fmt: skip
+    code, out = _run(stations, "run", "--until-idle")
+    assert (code, out) == (2, f"eagle: error: {stations}: station 'line-2': sink 1 (opcua): nodes.record_id: node "
+                              f"ns=2;s=Nope does not exist on {plc.endpoint}\n")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # line-1 took nothing either
+    assert plc.written() == []
+
+
+def test_a_node_missing_on_the_server_is_a_400_through_the_service(
+    model_dir: Path, tmp_path: Path, plc: PlcServer
+) -> None:
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _post
+
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    body = {"name": "line-1", "category": "mono", "source": {"kind": "folder", "path": "incoming"},
+            "sinks": [{"kind": "opcua", "endpoint": plc.endpoint, "nodes": {"decision": "ns=2;s=Nope"},
+                       "timeout_s": 5}]}  # fmt: skip
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, answer = _post(live.base, "/v1/stations", body)
+        assert (status, answer["error"]["message"]) == (
+            400, f"station 'line-1': sink 1 (opcua): nodes.decision: node ns=2;s=Nope does not exist on {plc.endpoint}"
+        ), answer  # fmt: skip
+        assert call("GET", f"{live.base}/v1/stations")[2] == []  # not created, not kept
+
+
+def test_a_node_gone_after_start_ends_in_dead_letters_naming_it(model_dir: Path, tmp_path: Path) -> None:
+    """The node is there when the station starts (the probe passes) and gone before the first verdict (a PLC
+    program download): every verdict becomes a dead letter naming the node, and the station keeps inspecting."""
+    plc = PlcServer(_free_port(), {**VARIABLES, "Missing": ("String", None)}).start()
+    (tmp_path / "incoming").mkdir()
     nodes = {"decision": "ns=2;s=Verdict", "record_id": "ns=2;s=Missing"}
     stations = _stations(tmp_path, model_dir, _opcua(plc.endpoint, nodes, max_attempts=2, retry_base_s=0.05))
-    code, log = _run(stations, "run", "--until-idle", "--quiet")
-    assert code == 0, log
+    log_path = tmp_path / "station.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", "--quiet",
+                                    str(stations)], cwd=tmp_path, env=_env(), stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(300)
+        while f"-> opcua {plc.endpoint}" not in log_path.read_text():  # started: the probe passed
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the station did not start"
+            time.sleep(0.1)
+        plc.remove("Missing")
+        names = _drop(tmp_path / "incoming", _cells(3))
+        while not (len(rows := _outbox(tmp_path)) == 3 and {state for state, _ in rows} == {"dead"}):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"the verdicts did not end as dead letters: {rows}"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=wait_s(60)) == 143, log_path.read_text()
+    finally:
+        process.kill()
+        process.wait()
+        try:
+            written = plc.written()
+        finally:
+            plc.stop()
+    log = log_path.read_text()
     assert [r.image_name for r in _history(tmp_path)] == names  # the station kept inspecting
     expected = f"node ns=2;s=Missing does not exist on {plc.endpoint}"
     assert log.count("gave up on record") == 3 and f"after 2 tries ({expected})" in log, log
     status = _status(stations)
     assert status["sinks"]["opcua"]["dead_letters"] == 3
     assert status["sinks"]["opcua"]["last_error"] == expected
-    assert plc.written() == []  # nothing of a verdict is written while one of its nodes is missing
+    assert written == []  # nothing of a verdict is written while one of its nodes is missing
 
 
 def _outbox(work: Path) -> list[tuple[str, str | None]]:
@@ -243,6 +320,9 @@ def test_a_server_down_at_start_gets_every_verdict_once_it_is_up(model_dir: Path
             time.sleep(0.2)
         assert {state for state, _ in rows} == {"pending"}  # nothing delivered, nothing given up
         assert any(f"{plc.endpoint}: cannot connect (Connection refused)" == error for _, error in rows), rows
+        # the start-up probe found the server down: a warning, and the station runs on
+        assert (f"eagle station line-1: warning: sink opcua: {plc.endpoint}: cannot connect (Connection refused); "
+                "verdicts wait in the outbox until it is reachable\n") in (tmp_path / "station.log").read_text()
         plc.start()  # the same port, some seconds after the station started
         assert process.wait(timeout=wait_s(300)) == 0, (tmp_path / "station.log").read_text()
     finally:
@@ -296,10 +376,13 @@ def test_the_sink_alone_writes_each_variable_as_its_own_type_and_survives_restar
              "image": "ns=2;s=Image"}  # fmt: skip
     sink = _sink(plc.endpoint, nodes)
     assert not _sink_threads()  # nothing runs or connects before the first delivery
+    assert sink.probe() == f"{plc.endpoint}: cannot connect (Connection refused)"  # down: only a warning
     with pytest.raises(DeliveryError, match=r"cannot connect \(Connection refused\)$"):
         sink.deliver(PAYLOAD, "r1")
     plc.start()
     try:
+        assert sink.probe() is None  # every node there, every data type one its field can be written as
+        assert plc.written() == []  # the probe reads, never writes
         sink.deliver(PAYLOAD, "r1")
         first, last = plc.written()
         assert [name for name, _ in first] == ["Verdict", "Flag", "Level", "Limit", "When", "Station", "Image"]
@@ -324,12 +407,19 @@ def test_the_sink_alone_writes_each_variable_as_its_own_type_and_survives_restar
             mistyped.deliver(PAYLOAD, "r3")
         assert str(caught.value) == (f"node ns=2;s=When on {plc.endpoint} holds DateTime; score cannot be written "
                                      "as DateTime (it takes Double, Float, LocalizedText, String)")  # fmt: skip
+        with pytest.raises(StationConfigError) as refused:  # at start-up the same is one line naming the field
+            mistyped.probe()
+        assert str(refused.value) == f"test: nodes.score: {caught.value}"
         missing = _sink(plc.endpoint, {"decision": "ns=7;i=4242"})
         with pytest.raises(DeliveryError, match=rf"^node ns=7;i=4242 does not exist on {plc.endpoint}$"):
             missing.deliver(PAYLOAD, "r3")
         unknown = _sink(plc.endpoint, {"decision": "nsu=urn:not:here;s=Verdict"})
         with pytest.raises(DeliveryError, match="the namespace urn:not:here is not on"):
             unknown.deliver(PAYLOAD, "r3")
+        with pytest.raises(StationConfigError, match=r"^test: nodes\.decision: node nsu=urn:not:here;s=Verdict: the "
+                                                     "namespace urn:not:here is not on"):  # fmt: skip
+            unknown.probe()
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("eagle-probe-")]  # probes joined
         for each in (sink, mistyped, missing, unknown):
             each.close()
         assert not _sink_threads()  # close stopped every sink's event loop

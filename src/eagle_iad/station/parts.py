@@ -200,7 +200,17 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """Where a station's verdicts go; :meth:`deliver` must be idempotent for a repeated ``key``."""
+    """Where a station's verdicts go; :meth:`deliver` must be idempotent for a repeated ``key``.
+
+    Optional, looked up with ``getattr`` (a plugin sink need not have it): ``probe(self) -> str | None``,
+    called once when a station starts (before anything runs), to look at the receiver without delivering
+    anything. It raises :class:`StationConfigError` naming the field for what is certainly a configuration
+    error (a node the server does not have, credentials the broker refuses, a certificate that fails
+    verification), and returns one line for a receiver that is merely unreachable now (refused, no answer:
+    a warning, since its verdicts wait in the outbox), or ``None`` when all is well. It respects the sink's
+    timeout and leaves no thread or connection behind; the real connection is still made at the first
+    delivery.
+    """
 
     kind: ClassVar[str]
     #: The sink's name in the outbox, status and errors (``webhook``, ``webhook-2``; or the user's ``name``).

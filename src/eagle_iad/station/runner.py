@@ -98,6 +98,24 @@ class Courier(threading.Thread):
         self.tables.delivered(due.seq)
 
 
+def _probe(sink: SinkConfig) -> str | None:
+    """The sink's optional start-up look at its receiver: why it is unreachable now, or ``None``.
+
+    A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
+    any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
+    """
+    probe = getattr(sink.sink, "probe", None)
+    if not callable(probe):
+        return None
+    try:
+        why = probe()
+    except StationConfigError:
+        raise
+    except Exception as exc:
+        return f"the start-up check failed: {type(exc).__name__}: {exc}"
+    return None if why is None else str(why)
+
+
 class StationRunner:
     """One station: its source, its couriers and the intake loop's state."""
 
@@ -111,6 +129,8 @@ class StationRunner:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
         except ApiError as exc:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
+        #: What the sinks' probes found unreachable at start (logged by :meth:`start`).
+        self.unreachable = [(sink.sink.name, why) for sink in config.sinks if (why := _probe(sink)) is not None]
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
         #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
@@ -124,6 +144,9 @@ class StationRunner:
         self.log(f"eagle station {self.config.name}: {self.config.category} from {self.config.source.describe()}")
         for courier in self.couriers:
             self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
+        for sink, why in self.unreachable:
+            self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}; verdicts wait in the outbox "
+                     "until it is reachable")  # fmt: skip
         sinks = [courier.sink.sink.name for courier in self.couriers]
         for sink, count in self.tables.orphans(self.config.name, sinks).items():
             self.log(f"eagle station {self.config.name}: warning: {count} verdicts wait for a sink named {sink!r}, "
@@ -314,13 +337,30 @@ class StationManager:
         self._running: dict[str, Running] = {}
 
     def add(self, config: StationConfig, *, spec: dict[str, Any] | None = None, paused: bool = False) -> Running:
-        """Start ``config`` (its model is loaded now: a category that cannot be loaded fails here)."""
+        """Start ``config`` (its model is loaded and its sinks probed now: a category that cannot be loaded, or
+        a receiver that answers that the configuration is wrong, fails here)."""
+        return self._launch(self._prepare(config), spec, paused)
+
+    def add_all(self, configs: list[StationConfig]) -> None:
+        """Start every station of ``configs`` once all of them loaded their models and probed their sinks: one
+        that cannot start refuses them all before any takes an image."""
+        for runner in [self._prepare(config) for config in configs]:
+            self._launch(runner, None, False)
+
+    def _prepare(self, config: StationConfig) -> StationRunner:
         with self._lock:
             if config.name in self._running:
                 raise StationConfigError(f"station {config.name!r} exists already")
-            running = Running(StationRunner(config, self.state, self.log, quiet=self.quiet), spec, self.log)
+        # outside the lock: loading a model and probing the sinks take seconds, which must not hold up the others
+        return StationRunner(config, self.state, self.log, quiet=self.quiet)
+
+    def _launch(self, runner: StationRunner, spec: dict[str, Any] | None, paused: bool) -> Running:
+        with self._lock:
+            if runner.config.name in self._running:
+                raise StationConfigError(f"station {runner.config.name!r} exists already")
+            running = Running(runner, spec, self.log)
             running.user_paused = paused
-            self._running[config.name] = running
+            self._running[runner.config.name] = running
         running.runner.start()
         running.thread.start()
         return running
@@ -374,8 +414,7 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     state = ServiceState(settings, backend=None)
     manager = StationManager(state, log, quiet=quiet)
     try:
-        for config in stations.stations:
-            manager.add(config)
+        manager.add_all(stations.stations)
         while not (until_idle and manager.idle()):
             time.sleep(0.1)
     finally:

@@ -16,6 +16,9 @@ the ``Idempotency-Key`` user property), the same on every retry, so a subscriber
 The connection is made on the first delivery, not at start-up (``eagle station status`` reads the same
 file and must not connect, and a broker down at start must not stop the station); once made, paho's
 network thread keeps it, reconnecting with waits from ``retry_base_s`` doubling up to ``retry_max_s``.
+When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
+published): a broker that refuses the credentials or whose certificate fails verification refuses the
+station with one line naming the field; one that is down or silent is a warning.
 paho-mqtt is an optional dependency (``pip install 'eagle-iad[mqtt]'``), imported when a stations file
 names this sink, so the other sinks work without it.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import select
 import ssl
 import string
 import threading
@@ -33,7 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
@@ -57,6 +61,11 @@ PORT = Range(1, 65535)
 QOS = Range(0, 2)
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
 PROTOCOLS = ("5", "3.1.1")
+#: CONNACK reason codes (MQTT 5; paho gives MQTT 3.1.1's return codes as these) that are the configuration's
+#: fault, and the option that is wrong: any other refusal (the broker busy, unavailable) is only a warning.
+REFUSED_FIELD = {132: "protocol", 133: "client_id", 134: "password_env", 135: "password_env"}
+#: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
+_HOST_MISMATCH = (62, 64)
 
 
 def _template(options: Options, key: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -88,6 +97,7 @@ class MqttSink:
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
+        self.where = options.where
         try:
             import paho.mqtt.client  # noqa: F401  (checked now: a missing package is a start-up error)
         except ImportError:
@@ -105,6 +115,7 @@ class MqttSink:
         if self.username is None and options.table.get("password_env") is not None:
             raise options.error("password_env", "needs username (MQTT sends a password only with a user name)")
         self.password: str | None = options.secret("password_env")
+        self._password_env: str | None = options.table.get("password_env")
         ca_file = options.path("ca_file")
         if ca_file is not None and not self.tls:
             raise options.error("ca_file", "needs tls = true")
@@ -172,6 +183,87 @@ class MqttSink:
                 reason = self._acks.pop(info.mid, None)
             if reason is not None and reason.is_failure:
                 raise DeliveryError(f"{self._broker()}: the broker refused {where}: {reason}")
+
+    def probe(self) -> str | None:
+        """Connect once, as the sink will, and disconnect: why the broker is unreachable now, or None.
+
+        Runs in the caller's thread (paho's loop driven by hand, no network thread) within ``timeout_s`` for
+        the connection and ``timeout_s`` for the CONNACK; no will is set and nothing is published, so the
+        status topic is untouched. Credentials the broker refuses, a protocol or client id it rejects, or a
+        certificate that fails verification raise :class:`StationConfigError` naming the field.
+        """
+        from paho.mqtt.client import MQTT_ERR_SUCCESS, Client, MQTTv5, MQTTv311
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or f"eagle-station-{self._probe_station}-{self.name}",
+            protocol=MQTTv5 if self.protocol == "5" else MQTTv311,
+        )
+        client.connect_timeout = self.timeout_s
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self._context is not None:
+            client.tls_set_context(self._context)
+        answers: list[ReasonCode] = []
+        client.on_connect = lambda client, userdata, flags, reason, properties: answers.append(reason)
+        try:
+            try:
+                client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
+            except ssl.SSLCertVerificationError as exc:
+                raise self._certificate_error(exc) from None
+            except TimeoutError:
+                return f"{self._broker()}: no answer within {self.timeout_s:g} s"
+            except OSError as exc:  # refused, unreachable, no such host, a TLS handshake that failed
+                return f"{self._broker()}: {getattr(exc, 'strerror', None) or exc}"
+            deadline = time.monotonic() + self.timeout_s
+            while not answers:
+                sock, left = client.socket(), deadline - time.monotonic()
+                if sock is None:
+                    return f"{self._broker()}: the connection closed before the broker answered"
+                if left <= 0:
+                    return f"{self._broker()}: no answer to CONNECT within {self.timeout_s:g} s"
+                writing = [sock] if client.want_write() else []
+                readable, writable, _ = select.select([sock], writing, [], left)
+                rc = client.loop_read() if readable else MQTT_ERR_SUCCESS
+                if rc == MQTT_ERR_SUCCESS and writable:
+                    rc = client.loop_write()
+                if rc != MQTT_ERR_SUCCESS and not answers:
+                    return f"{self._broker()}: the connection closed before the broker answered"
+            reason = answers[0]
+            if not reason.is_failure:
+                client.disconnect()  # written at once (no network thread), then the socket is closed
+                return None
+            key = REFUSED_FIELD.get(reason.value)
+            if key == "password_env" and self.password is None:
+                key = "username"
+            if key is None:
+                return f"{self._broker()}: the broker refused the connection: {reason}"
+            if key == "password_env":
+                what, hint = f"the user {self.username}", f" (check username, and the password in {self._password_env})"
+            elif key == "username":
+                what, hint = "an anonymous connection", " (set username and password_env)"
+            else:
+                what, hint = "the connection", ""
+            raise StationConfigError(f"{self.where}: {key}: {self._broker()} refused {what}: {reason}{hint}")
+        finally:
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+
+    @property
+    def _probe_station(self) -> str:
+        """The station's name as the client id's default needs it (``<file>: station 'line-1': sink 1 ...``)."""
+        _, _, rest = self.where.rpartition("station '")  # a station name has no quote; a file's path might
+        return rest.partition("'")[0] or "station"
+
+    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> StationConfigError:
+        reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
+        if exc.verify_code in _HOST_MISMATCH:
+            return StationConfigError(f"{self.where}: host {self.host}: the broker's TLS certificate is not for "
+                                      f"this host ({reason})")  # fmt: skip
+        return StationConfigError(f"{self.where}: ca_file: the TLS certificate of {self._broker()} failed "
+                                  f"verification ({reason}); name the CA that signed it in ca_file")  # fmt: skip
 
     def close(self) -> None:
         """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""

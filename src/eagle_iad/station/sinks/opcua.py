@@ -19,9 +19,12 @@ the same values).
 
 The connection is made on the first delivery, not at start-up (``eagle station status`` reads the
 same file and must not connect, and a server that is down at start must not stop the station); it is
-then kept. A request that fails because the connection was lost (the PLC restarted) is tried once more
-on a fresh connection in the same try; any other failure drops the connection, and the next try makes
-a new one. asyncua is asyncio: the sink owns a private event loop in a thread of its own, which the
+then kept. A request that fails because the connection was lost (the PLC restarted) is tried once
+more on a fresh connection in the same try; any other failure drops the connection, and the next try
+makes a new one. When a station starts, :meth:`OpcUaSink.probe` connects once, reads the nodes' data
+types and disconnects: a node the server does not have, a data type the field cannot be written as or
+a user the server refuses stops the station with one line naming the field; a server that is down is
+only a warning. asyncua is asyncio: the sink owns a private event loop in a thread of its own, which the
 courier's :meth:`deliver` hands each verdict to, and :meth:`close` disconnects and stops. Security
 policy ``None`` only for now (no signing, no encryption, no certificates): a server that demands a
 secure channel refuses the session, and the error says so. asyncua is an optional dependency
@@ -45,7 +48,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
 
 if TYPE_CHECKING:
     from asyncua import ua
@@ -83,6 +86,8 @@ _BUILTIN_TYPES = 25
 _BASE_DATA_TYPE = 24
 #: A request refused with a status code naming one of these failed for the connection's sake, not the request's.
 _CONNECTION_WORDS = ("Session", "SecureChannel", "Connect", "Shutdown", "Halted", "Timeout", "Communication")
+#: A session refused with one of these status codes is the user's (``username``, ``password_env``) fault.
+_IDENTITY_REFUSED = ("BadIdentityTokenInvalid", "BadIdentityTokenRejected", "BadUserAccessDenied")
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,15 @@ class _LostError(Exception):
     """The connection failed under a request: worth one more go on a fresh connection."""
 
 
+class _NodeError(DeliveryError):
+    """A mapped node the server does not have, or cannot take the field's values: the configuration's fault
+    (a failed try for a delivery; at start-up, :meth:`OpcUaSink.probe` refuses the station)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class OpcUaSink:
     """A :class:`~eagle_iad.station.parts.Sink` writing to variables of an OPC UA server (asyncua's client)."""
 
@@ -175,6 +189,7 @@ class OpcUaSink:
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
+        self.where = options.where
         try:
             import asyncua  # noqa: F401  (checked now: a missing package is a start-up error)
         except ImportError:
@@ -238,6 +253,68 @@ class OpcUaSink:
             with self._lock:
                 self._inflight = None
 
+    def probe(self) -> str | None:
+        """Connect once, check every mapped node exists and takes its field, disconnect: why the server is
+        unreachable now, or None.
+
+        A node that is not there, a data type the field cannot be written as, or a user the server refuses
+        raises :class:`StationConfigError` naming the field. The check runs on an event loop of its own in a
+        short-lived thread (the caller may be inside one), joined before returning: the sink's own loop and
+        connection are still made at the first delivery.
+        """
+        _quiet_asyncua()
+        outcome: list[str | BaseException | None] = []
+
+        def run() -> None:
+            try:
+                outcome.append(asyncio.run(self._probe()))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"eagle-probe-{self.name}", daemon=True)
+        thread.start()
+        guard = 4 * self.timeout_s + 5  # connect, read, (a subtype's read,) disconnect: each within timeout_s
+        thread.join(guard)
+        if not outcome:
+            return f"{self.endpoint}: no answer within {guard:g} s"
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _probe(self) -> str | None:
+        from asyncua.client.client import Client
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        client = Client(self.endpoint, timeout=self.timeout_s)
+        if self.username is not None:
+            client.set_user(self.username)
+        if self.password is not None:
+            client.set_password(self.password)
+        try:
+            await asyncio.wait_for(client.connect(), self.timeout_s)
+        except Exception as exc:
+            await self._close_quietly(client)
+            why = self._why(exc)
+            if isinstance(exc, UaStatusCodeError) and why in _IDENTITY_REFUSED:
+                key = "password_env" if self.password is not None else "username"
+                who = f"the user {self.username}" if self.username else "an anonymous session"
+                raise StationConfigError(f"{self.where}: {key}: {self.endpoint} refused {who}: {why}") from None
+            return f"{self.endpoint}: cannot connect ({why})"
+        try:
+            await asyncio.wait_for(self._resolve(client), 2 * self.timeout_s)
+        except _NodeError as exc:
+            raise StationConfigError(f"{self.where}: nodes.{exc.field}: {exc}") from None
+        except DeliveryError as exc:  # a read refused (not the node's absence): the first delivery says more
+            return str(exc)
+        except _LostError as exc:
+            return f"{self.endpoint}: {exc}"
+        except TimeoutError:
+            return f"{self.endpoint}: no answer within {self.timeout_s:g} s"
+        finally:
+            await self._close_quietly(client)
+        return None
+
     def close(self) -> None:
         """Disconnect (closing the session) and stop the sink's event loop."""
         with self._lock:
@@ -259,11 +336,7 @@ class OpcUaSink:
     def _started(self) -> asyncio.AbstractEventLoop:
         """The sink's event loop, running in its own thread (started at the first delivery)."""
         if self._loop is None:
-            # asyncua reports every hiccup on its own logger (a traceback for a session it could not
-            # close); the sink reports what matters as each try's error, so it is quiet unless configured
-            quiet = logging.getLogger("asyncua")
-            if quiet.level == logging.NOTSET:
-                quiet.setLevel(logging.CRITICAL)
+            _quiet_asyncua()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name=f"eagle-opcua-{self.name}", daemon=True)
             thread.start()
@@ -324,9 +397,10 @@ class OpcUaSink:
             data_type = result.Value.Value if result.Value is not None else None
             type_name = await self._type_name(client, target, node, data_type)
             if type_name not in ACCEPTED[FIELDS[target.field]]:
-                raise DeliveryError(
+                raise _NodeError(
+                    target.field,
                     f"node {target.text} on {self.endpoint} holds {type_name}; {target.field} cannot be written "
-                    f"as {type_name} (it takes {', '.join(sorted(ACCEPTED[FIELDS[target.field]]))})"
+                    f"as {type_name} (it takes {', '.join(sorted(ACCEPTED[FIELDS[target.field]]))})",
                 )
             resolved.append((target, node, type_name))
         return resolved
@@ -339,7 +413,7 @@ class OpcUaSink:
             return ua.NodeId(target.node.Identifier, target.node.NamespaceIndex, target.node.NodeIdType)
         namespaces = await client.get_namespace_array()
         if uri not in namespaces:
-            raise DeliveryError(f"node {target.text}: the namespace {uri} is not on {self.endpoint}")
+            raise _NodeError(target.field, f"node {target.text}: the namespace {uri} is not on {self.endpoint}")
         return ua.NodeId(target.node.Identifier, ua.Int16(namespaces.index(uri)), target.node.NodeIdType)
 
     async def _type_name(self, client: Client, target: Target, node: ua.NodeId, data_type: Any) -> str:
@@ -398,7 +472,7 @@ class OpcUaSink:
 
     def _node_error(self, target: Target, status: ua.StatusCode, doing: str) -> DeliveryError:
         if status.name in ("BadNodeIdUnknown", "BadNodeIdInvalid"):
-            return DeliveryError(f"node {target.text} does not exist on {self.endpoint}")
+            return _NodeError(target.field, f"node {target.text} does not exist on {self.endpoint}")
         return DeliveryError(f"node {target.text} on {self.endpoint}: {doing} was refused: {status.name}")
 
     async def _drop(self) -> None:
@@ -436,6 +510,14 @@ class OpcUaSink:
         if isinstance(exc, OSError) and exc.errno:
             return os.strerror(exc.errno)
         return str(exc) or type(exc).__name__
+
+
+def _quiet_asyncua() -> None:
+    """asyncua reports every hiccup on its own logger (a traceback for a session it could not close); the
+    sink reports what matters as each try's error, so it is quiet unless configured."""
+    quiet = logging.getLogger("asyncua")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.CRITICAL)
 
 
 def _read_parameters(nodes: list[Any], attribute: Any) -> Any:

@@ -6,6 +6,10 @@ HMAC-SHA256 of the exact body under a shared secret (read from the environment v
 the same on every retry of the same verdict. Any answer but 2xx, a timeout or a refused connection is
 retried with backoff (the outbox's), then kept as a dead letter. TLS certificates are verified unless
 ``verify_tls = false``; ``ca_file`` names a private CA.
+
+At start-up :meth:`WebhookSink.probe` only connects (and, for ``https``, makes the TLS handshake): a POST
+would be a delivery. A receiver that does not answer is a warning (its verdicts wait in the outbox); a
+certificate that fails verification is a configuration error naming ``url`` or ``ca_file``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -22,10 +27,12 @@ from urllib.parse import urlsplit
 
 from eagle_iad import __version__
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
 
 SIGNATURE_HEADER = "X-Eagle-Signature-256"
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+#: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
+_HOST_MISMATCH = (62, 64)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -46,6 +53,7 @@ class WebhookSink:
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
+        self.where = options.where
         self.url: str = options.text("url", REQUIRED)
         try:
             parts = urlsplit(self.url)
@@ -56,7 +64,8 @@ class WebhookSink:
             raise options.error("url", f"{self.url!r} is not an http:// or https:// URL with a host")
         if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.url):
             raise options.error("url", f"{short_repr(self.url)} contains spaces or control characters")
-        del port
+        self._host: str = parts.hostname
+        self._port = port or (443 if parts.scheme == "https" else 80)
         secret = options.secret("secret_env")
         self.secret: bytes | None = None if secret is None else secret.encode("utf-8")
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
@@ -99,6 +108,35 @@ class WebhookSink:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"{self.url}: {reason}") from None
+
+    def probe(self) -> str | None:
+        """Connect (and shake hands over TLS) without sending a request: why the receiver is unreachable, or None.
+
+        A certificate that fails verification raises :class:`StationConfigError` naming ``url`` (a certificate
+        for another host) or ``ca_file`` (signed by a CA this sink does not trust). With a proxy in the
+        environment (``https_proxy``, ...) the receiver is reached through it, so nothing is checked here.
+        """
+        scheme = urlsplit(self.url).scheme
+        if scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(self._host):
+            return None
+        try:
+            with socket.create_connection((self._host, self._port), timeout=self.timeout_s) as raw:
+                if self._context is not None:
+                    with self._context.wrap_socket(raw, server_hostname=self._host):
+                        pass  # the handshake (and the certificate's check) happens on wrapping
+        except ssl.SSLCertVerificationError as exc:
+            reason = str(exc.verify_message or exc.reason or exc).rstrip(".")
+            if exc.verify_code in _HOST_MISMATCH:
+                raise StationConfigError(f"{self.where}: url {self.url}: the TLS certificate is not for "
+                                         f"{self._host} ({reason})") from None  # fmt: skip
+            raise StationConfigError(f"{self.where}: ca_file: the TLS certificate of {self._host}:{self._port} "
+                                     f"failed verification ({reason}); name the CA that signed it in ca_file"
+                                     ) from None  # fmt: skip
+        except TimeoutError:
+            return f"{self.url}: no answer within {self.timeout_s:g} s"
+        except OSError as exc:
+            return f"{self.url}: {exc.strerror or exc}"
+        return None
 
     def close(self) -> None:
         pass
