@@ -282,15 +282,21 @@ class OpcUaSink:
             raise result
         return result
 
-    async def _probe(self) -> str | None:
+    def _new_client(self) -> Client:
+        """A client for the endpoint with the sink's timeout and credentials (not connected yet)."""
         from asyncua.client.client import Client
-        from asyncua.ua.uaerrors import UaStatusCodeError
 
         client = Client(self.endpoint, timeout=self.timeout_s)
         if self.username is not None:
             client.set_user(self.username)
         if self.password is not None:
             client.set_password(self.password)
+        return client
+
+    async def _probe(self) -> str | None:
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        client = self._new_client()
         try:
             await asyncio.wait_for(client.connect(), self.timeout_s)
         except Exception as exc:
@@ -358,14 +364,9 @@ class OpcUaSink:
 
     async def _connected(self) -> list[tuple[Target, ua.NodeId, str]]:
         """Each target's node id and variant type on a live connection (made and checked if there is none)."""
-        from asyncua.client.client import Client
 
         if self._client is None:
-            client = Client(self.endpoint, timeout=self.timeout_s)
-            if self.username is not None:
-                client.set_user(self.username)
-            if self.password is not None:
-                client.set_password(self.password)
+            client = self._new_client()
             try:
                 await asyncio.wait_for(client.connect(), self.timeout_s)
             except BaseException as exc:
