@@ -30,12 +30,15 @@ def test_a_v1_file_is_migrated_in_place_keeping_its_history(tmp_path: Path) -> N
     store = InspectionStore(path)
     total, rows = store.page(10, 0)
     assert total == 1 and rows[0].id == "a" and rows[0].caas_applied is True and rows[0].label is None
+    assert rows[0].station is None and rows[0].source is None  # schema 4's columns, empty for an upload
     assert store.set_label("a", "normal", "t2") is not None  # the migrated table takes labels
     assert store.caas_counts() == (1, 1)
     store.save_job({"id": "j", "created": "c", "state": "succeeded"})
     store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"fit_jobs", "station_intake", "outbox", "stations"} <= tables
 
 
 def test_a_newer_file_is_refused(tmp_path: Path) -> None:
@@ -43,7 +46,7 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     InspectionStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(ConfigError, match="history schema 99 is not the 3"):
+    with pytest.raises(ConfigError, match="history schema 99 is not the 4"):
         InspectionStore(path)
 
 
@@ -115,9 +118,10 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
     store.close()
 
 
-#: The inspections table as schema 3 declared it by hand, plus the additive ``reference`` and ``answered_by``
-#: columns (opening an older file adds them); the columns derived from the record must match.
-V3_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
+#: The inspections table as schema 4 declares it by hand: schema 3's columns, the additive ``reference`` and
+#: ``answered_by`` columns, and 4's ``station`` and ``source`` (opening an older file adds them); the columns
+#: derived from the record must match.
+V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
     time TEXT NOT NULL,
@@ -135,14 +139,16 @@ V3_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     reference TEXT,
     answered_by TEXT,
     label TEXT,
-    label_time TEXT
+    label_time TEXT,
+    station TEXT,
+    source TEXT
 );"""
 
 
-def test_the_columns_derived_from_the_record_are_schema_3() -> None:
+def test_the_columns_derived_from_the_record_are_schema_4() -> None:
     from eagle_iad.service.store import _inspections_table
 
-    assert _inspections_table() == V3_INSPECTIONS
+    assert _inspections_table() == V4_INSPECTIONS
 
 
 def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
@@ -173,8 +179,8 @@ def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
         store.add(new)
         assert store.get("new") == new
         assert store.get("old") == Wider(**old.to_dict())  # stored before the field existed: None
-        assert store_module.SCHEMA_VERSION == 3
+        assert store_module.SCHEMA_VERSION == 4
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone() == (3,)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (4,)
