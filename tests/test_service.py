@@ -61,9 +61,10 @@ def call(
     content_type: str | None = None,
     key: str | None = None,
     raw: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """One HTTP request; returns (status, lower-cased headers, decoded JSON or raw bytes)."""
-    headers = {} if content_type is None else {"Content-Type": content_type}
+    headers = {**(headers or {}), **({} if content_type is None else {"Content-Type": content_type})}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
@@ -209,9 +210,10 @@ def _error(response: tuple[int, dict[str, str], Any], status: int, *needles: str
 
 def inspect_request(base: str, data: bytes, category: str = "mono", filename: str = "cell.png",
                     content_type: str = "image/png", key: str | None = None,
+                    headers: Mapping[str, str] | None = None,
                     **fields: str) -> tuple[int, dict[str, str], Any]:  # fmt: skip
     body, ctype = multipart({"category": category, **fields}, [("image", filename, data, content_type)])
-    return call("POST", f"{base}/v1/inspect", body=body, content_type=ctype, key=key)
+    return call("POST", f"{base}/v1/inspect", body=body, content_type=ctype, key=key, headers=headers)
 
 
 def test_health_openapi_and_metrics(server: ServeProcess) -> None:
@@ -280,6 +282,41 @@ def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, lis
     many_pixels = np.zeros((1100, 1000, 3), dtype=np.uint8)  # compresses small but has 1.1 MP
     _error(inspect_request(server.base, png(many_pixels)), 413, "pixels")
     _error(inspect_request(server.base, cells["normal"][0].read_bytes(), question="Is it cracked?"), 400, "--mllm")
+
+
+def test_an_idempotency_key_stores_one_record_per_upload(server: ServeProcess, cells: dict[str, list[Path]]) -> None:
+    """A reloaded console or a retrying client sends an upload again: with its key, the history keeps one record."""
+
+    def total() -> int:
+        return int(call("GET", f"{server.base}/v1/inspections?limit=1")[2]["total"])
+
+    data = cells["anomalous"][1].read_bytes()
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    before = total()
+    answers: list[tuple[int, dict[str, str], Any]] = []
+    tries = [threading.Thread(target=lambda: answers.append(inspect_request(server.base, data, headers=key)))
+             for _ in range(3)]  # fmt: skip
+    for thread in tries:  # at once: the later ones wait for the first instead of inspecting too
+        thread.start()
+    for thread in tries:
+        thread.join()
+    assert [status for status, _, _ in answers] == [200, 200, 200], answers
+    assert answers[0][2] == answers[1][2] == answers[2][2]  # the one record, field for field
+    assert sorted(head.get("idempotent-replayed", "") for _, head, _ in answers) == ["", "true", "true"]
+    assert total() == before + 1
+    status, head, again = inspect_request(server.base, data, headers=key)  # a retry long after: the stored record
+    assert status == 200 and again == answers[0][2] and head["idempotent-replayed"] == "true"
+    assert total() == before + 1
+    other = cells["normal"][0].read_bytes()
+    reused = inspect_request(server.base, other, headers=key)
+    _error(reused, 422, "was already used for another request", "send a new key with each upload")
+    assert reused[2]["error"]["code"] == "idempotency_key_reused"
+    for bad in ("with space", "x" * 256, "zelle-ä"):
+        refused = inspect_request(server.base, other, headers={"Idempotency-Key": bad})
+        _error(refused, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    assert total() == before + 1
+    assert inspect_request(server.base, other)[0] == inspect_request(server.base, other)[0] == 200
+    assert total() == before + 3  # without a key, each upload is an inspection (as before)
 
 
 def _events(base: str, job_id: str) -> list[dict[str, Any]]:

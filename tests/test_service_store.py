@@ -38,7 +38,7 @@ def test_a_v1_file_is_migrated_in_place_keeping_its_history(tmp_path: Path) -> N
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"fit_jobs", "station_intake", "outbox", "stations"} <= tables
+    assert {"fit_jobs", "station_intake", "outbox", "stations", "idempotency"} <= tables
 
 
 def test_a_newer_file_is_refused(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     InspectionStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(ConfigError, match="history schema 99 is not the 4"):
+    with pytest.raises(ConfigError, match="history schema 99 is not the 5"):
         InspectionStore(path)
 
 
@@ -179,8 +179,8 @@ def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
         store.add(new)
         assert store.get("new") == new
         assert store.get("old") == Wider(**old.to_dict())  # stored before the field existed: None
-        assert store_module.SCHEMA_VERSION == 4
+        assert store_module.SCHEMA_VERSION == 5
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone() == (4,)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (5,)

@@ -23,6 +23,7 @@ import {
   startServer,
   type RunningServer,
 } from "./fixture";
+import { scoreLine } from "../src/logic/scale";
 
 let server: RunningServer;
 let keyed: RunningServer | undefined;
@@ -374,6 +375,44 @@ describe("web console", () => {
     }
     expect((await page.locator('[data-testid="queue-count"]').allTextContents()).join("")).not.toMatch(/waiting/); // nothing left
     log("reload: queued images survived and were inspected");
+  });
+
+  it("stores an image once when the page is reloaded while it is being inspected", async () => {
+    await openInspect(page, server.baseUrl);
+    const name = `midway-${Date.now()}.png`;
+    // The upload reaches the service (which inspects and stores it) but its answer never reaches the
+    // page: the reload comes first, as when an inspector reloads during a slow inspection.
+    let reached: Promise<unknown> | undefined;
+    await page.route("**/v1/inspect", (route) => {
+      reached = route.fetch();
+    });
+    await page.locator('[data-testid="inspect-files"]').setInputFiles({ name, mimeType: "image/png", buffer: fixtureFile("sample-good.png") });
+    await expect.poll(() => reached !== undefined, { timeout: 60_000 }).toBe(true);
+    await reached;
+    const stored = async () => (await client.history({ limit: 50 })).items.filter((item) => item.image_name === name);
+    expect(await stored()).toHaveLength(1);
+    await page.waitForFunction(async (wanted) => {
+      const db = await new Promise<IDBDatabase>((ok, fail) => {
+        const req = indexedDB.open("eagle-iad-console");
+        req.onsuccess = () => ok(req.result);
+        req.onerror = () => fail(req.error);
+      });
+      const items = await new Promise<Array<{ name: string }>>((ok) => {
+        const req = db.transaction("inspect-queue").objectStore("inspect-queue").getAll();
+        req.onsuccess = () => ok(req.result as Array<{ name: string }>);
+      });
+      db.close();
+      return items.some((i) => i.name === wanted);
+    }, name);
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+    await page.reload();
+    // The queue sends the image again under the same key: the service answers with the stored record.
+    const card = page.getByRole("article", { name: `Inspection of ${name}` });
+    await card.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    const records = await stored();
+    expect(records).toHaveLength(1);
+    expect(await card.locator('[data-testid="score-line"]').textContent()).toContain(scoreLine(records[0]!.score, records[0]!.tau));
+    log("reload mid-inspection: one record");
   });
 
   it("retries a failed item from the queue, saying why it failed", async () => {

@@ -4,6 +4,7 @@
  */
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { newIdempotencyKey } from "@eagle-iad/client";
 import { useApi } from "./api";
 import { describeError, isUnauthorised } from "./logic/errors";
 import { counts, finish, newItems, nextToRun, restore, retryItem, type Counts, type QueueItem } from "./logic/queue";
@@ -39,7 +40,8 @@ export function useQueue(): InspectQueue {
   return queue;
 }
 
-const makeId = (): string => (typeof crypto !== "undefined" && "randomUUID" in crypto ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`);
+// Random 128-bit ids (also where crypto.randomUUID is missing: a console served over plain http on a LAN).
+const makeId = newIdempotencyKey;
 
 export function QueueProvider({ children }: { children: ReactNode }) {
   const { client, requireKey } = useApi();
@@ -89,7 +91,11 @@ export function QueueProvider({ children }: { children: ReactNode }) {
     const next = nextToRun(items);
     if (!next || !next.file) return;
     setItems((prev) => prev.map((i) => (i.id === next.id ? { ...i, status: "running" } : i)));
-    const options: { filename: string; question?: string; attention?: boolean } = { filename: next.name };
+    // The item's id is its upload key: sent again after a reload, it answers with the first try's record.
+    const options: { filename: string; idempotencyKey: string; question?: string; attention?: boolean } = {
+      filename: next.name,
+      idempotencyKey: next.id,
+    };
     if (next.question !== null) options.question = next.question;
     if (next.attention) options.attention = true;
     client.inspect(next.file, next.category, options).then(

@@ -84,7 +84,20 @@ export interface InspectOptions {
   attention?: boolean;
   /** The name the history and picture files use (default: the File's name, else `image.png`). */
   filename?: string;
+  /**
+   * Names this upload for the service, which stores one record per key and answers a repeat with it
+   * (`Idempotency-Key`). Default: a new random key per call, reused by this call's own retries (a
+   * dropped connection is then retried too). Pass your own to survive a restart of your program,
+   * e.g. a queued item's id: sending it again can never store the image twice.
+   */
+  idempotencyKey?: string;
   signal?: AbortSignal;
+}
+
+/** A random key for one upload: 128 bits as hex (`getRandomValues` also exists outside secure contexts). */
+export function newIdempotencyKey(): string {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** What the user says an inspected part actually was; `null` clears it. */
@@ -184,8 +197,9 @@ export class EagleClient {
 
   /**
    * One request with retries. `body` is a factory so every attempt sends a fresh body (a consumed
-   * stream cannot be re-sent). Only GETs are retried after a connection failure: a POST that may
-   * have reached the service is not repeated behind the caller's back.
+   * stream cannot be re-sent). Only GETs and requests carrying an `Idempotency-Key` are retried after
+   * a connection failure: any other POST that may have reached the service is not repeated behind the
+   * caller's back, while a keyed one is answered with the first try's result if it did.
    */
   private async send(
     method: Method,
@@ -203,7 +217,8 @@ export class EagleClient {
         response = await this.fetchImpl(this.url(path), init);
       } catch (error) {
         if (signal?.aborted) throw error;
-        if (method === "GET" && attempt < this.maxRetries) {
+        const repeatable = method === "GET" || "Idempotency-Key" in extraHeaders;
+        if (repeatable && attempt < this.maxRetries) {
           const waitMs = retryDelayMs(attempt + 1, null, this.maxRetryWaitS);
           this.onRetry?.({ attempt: attempt + 1, waitMs, status: null, path });
           await this.sleep(waitMs);
@@ -277,7 +292,8 @@ export class EagleClient {
       if (options.attention) data.append("attention", "true");
       return data;
     };
-    return this.json<InspectionRecord>("POST", "/v1/inspect", form, {}, options.signal);
+    const key = { "Idempotency-Key": options.idempotencyKey ?? newIdempotencyKey() };
+    return this.json<InspectionRecord>("POST", "/v1/inspect", form, key, options.signal);
   }
 
   /** Start a fit job and return at once; follow it with {@link jobEvents} or {@link waitForJob}. */

@@ -7,6 +7,7 @@
  */
 export {
   EagleClient,
+  newIdempotencyKey,
   PICTURE_KINDS,
   type Category,
   type CategoryDashboard,

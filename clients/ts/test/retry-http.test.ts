@@ -90,7 +90,7 @@ describe("429 with Retry-After", () => {
 });
 
 describe("unreachable service", () => {
-  it("retries a GET, never a POST, and names the address", async () => {
+  it("retries a GET and a keyed upload, never another POST, and names the address", async () => {
     const url = await serve(() => undefined);
     await new Promise<void>((resolve) => server?.close(() => resolve()));
     server = undefined;
@@ -101,8 +101,35 @@ describe("unreachable service", () => {
     expect((getError as Error).message).toContain(`cannot reach the EAGLE service at ${url}`);
     expect(waits).toEqual([500, 1000]);
     waits.length = 0;
+    await expect(client.changeThreshold("tire", { tau: 1, reason: "r" } as never)).rejects.toBeInstanceOf(EagleNetworkError);
+    expect(waits).toEqual([]); // a POST without a key may have reached the service: never repeated
     await expect(client.inspect(new Uint8Array([1]), "tire")).rejects.toBeInstanceOf(EagleNetworkError);
-    expect(waits).toEqual([]);
+    expect(waits).toEqual([500, 1000]); // an upload carries its key: a repeat cannot store it twice
+  });
+
+  it("sends one key per upload, the same on every retry of it", async () => {
+    const keys: Array<string | undefined> = [];
+    let calls = 0;
+    const url = await serve((req, res) => {
+      keys.push(req.headers["idempotency-key"] as string | undefined);
+      calls += 1;
+      if (calls === 1) {
+        res.socket?.destroy(); // the connection drops after the service read the upload
+        return;
+      }
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ id: "r1" }));
+    });
+    const client = new EagleClient({ baseUrl: url, maxRetries: 2, sleep: async () => undefined });
+    expect(await client.inspect(new Uint8Array([1]), "tire")).toEqual({ id: "r1" });
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).toBe(keys[0]);
+    await client.inspect(new Uint8Array([1]), "tire");
+    expect(keys[2]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[2]).not.toBe(keys[0]); // a new upload, a new key
+    await client.inspect(new Uint8Array([1]), "tire", { idempotencyKey: "queue-item-7" });
+    expect(keys[3]).toBe("queue-item-7");
   });
 });
 

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { EagleApiError, EagleClient, EagleFitError, type JobEvent } from "../src/index.js";
+import { EagleApiError, EagleClient, EagleFitError, newIdempotencyKey, type JobEvent } from "../src/index.js";
 import { sharedServer } from "./fixture.js";
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
@@ -74,6 +74,22 @@ describe("inspect", () => {
     const page = await client.history({ limit: 5 });
     expect(page.total).toBe(before + 1);
     expect(page.items[0]?.id).toBe(record.id);
+  });
+
+  it("stores one record per upload key: a repeat answers with it, another image under it is refused", async () => {
+    const before = (await client.history({ limit: 1 })).total;
+    const image = await readFile(join(fixture, "sample-crack.png"));
+    const key = newIdempotencyKey();
+    const first = await client.inspect(image, "mono", { filename: "again.png", idempotencyKey: key });
+    const again = await client.inspect(image, "mono", { filename: "again.png", idempotencyKey: key });
+    expect(again).toEqual(first);
+    expect((await client.history({ limit: 1 })).total).toBe(before + 1);
+    const other = await readFile(join(fixture, "sample-good.png"));
+    await expect(client.inspect(other, "mono", { idempotencyKey: key })).rejects.toMatchObject({
+      status: 422,
+      code: "idempotency_key_reused",
+    });
+    expect((await client.history({ limit: 1 })).total).toBe(before + 1);
   });
 
   it("reads one inspection back and downloads its nearest normal reference", async () => {

@@ -24,6 +24,7 @@ from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.scratch import clean_stale
+from eagle_iad.service.idempotency import InFlight
 from eagle_iad.service.jobs import JobManager
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
@@ -137,6 +138,7 @@ class ServiceState:
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
         self.backend = backend
         self.inspections_in_progress = 0
+        self.idempotent = InFlight()  # upload keys whose first request is running (service/idempotency.py)
         self._recent_inspection_s: deque[float] = deque(maxlen=32)
         self._inspection_lock = threading.Lock()
         self.worker: GenerationWorker | None = None

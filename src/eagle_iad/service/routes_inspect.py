@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -28,7 +28,7 @@ from starlette.datastructures import UploadFile
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import picture_stems
 from eagle_iad.record import InspectionRecord
-from eagle_iad.service import schemas
+from eagle_iad.service import idempotency, schemas
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
@@ -125,6 +125,17 @@ def run_inspection(
 
 #: The multipart body this route parses by hand, described for OpenAPI clients.
 INSPECT_BODY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": idempotency.HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
+            "description": "one key per upload (e.g. a UUID): a repeat with the same key answers with the first "
+            "try's record (header Idempotent-Replayed: true) instead of inspecting again; the same key with "
+            "another image, category or question is refused (422 idempotency_key_reused)",
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -146,8 +157,11 @@ INSPECT_BODY: dict[str, Any] = {
 
 
 @router.post("/inspect", openapi_extra=INSPECT_BODY, response_model=schemas.InspectionRecord)
-async def inspect(request: Request) -> dict[str, Any]:
-    """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false)."""
+async def inspect(request: Request, response: Response) -> dict[str, Any]:
+    """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false).
+
+    With an Idempotency-Key header, a repeat of the upload answers with the first try's record.
+    """
     state = service(request)
     form = await request.form(max_files=1, max_fields=8, max_part_size=state.settings.max_upload_bytes)
     image = form.get("image")
@@ -161,13 +175,37 @@ async def inspect(request: Request) -> dict[str, Any]:
                                  or len(question) > MAX_QUESTION_CHARS):  # fmt: skip
         raise ApiError(400, f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
     attention = str(form.get("attention", "false")).lower() in ("1", "true", "yes")
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     data = await image.read()
     name = check_name(category)
+    filename = _safe_name(image.filename)
+    if key is None:
+        return await _inspect_admitted(state, name, data, filename, question, attention, None)
+    sent = idempotency.fingerprint(name, data, question, attention)
+    async with state.idempotent.claim(key):
+        found = await run_in_threadpool(state.store.by_idempotency_key, key)
+        if found is not None:
+            if found[0] != sent:
+                raise idempotency.reused_error(key)
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+            return found[1].to_dict()
+
+        def remember(db: sqlite3.Connection, record: InspectionRecord) -> None:
+            db.execute("INSERT INTO idempotency (key, fingerprint, record_id, created) VALUES (?, ?, ?, ?)",
+                       (key, sent, record.id, record.time))  # fmt: skip
+
+        return await _inspect_admitted(state, name, data, filename, question, attention, remember)
+
+
+async def _inspect_admitted(
+    state: ServiceState, name: str, data: bytes, filename: str, question: str | None, attention: bool,
+    also: AlsoWrite | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One inspection counted against ``max_inspections`` (429 beyond it), run off the event loop."""
     state.admit_inspection()
     started = time.perf_counter()
     try:
-        filename = _safe_name(image.filename)
-        return await run_in_threadpool(run_inspection, state, name, data, filename, question, attention)
+        return await run_in_threadpool(run_inspection, state, name, data, filename, question, attention, also=also)
     finally:
         state.release_inspection(time.perf_counter() - started)
 

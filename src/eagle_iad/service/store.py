@@ -9,7 +9,9 @@ Schema history: 1 = inspections; 2 adds ``fit_jobs``; 3 adds the user's label of
 (``label``: what the part actually was, ``label_time``); 4 adds the stations' intake and outbox
 (``station_intake``: each file a station took, by content hash; ``outbox``: each verdict a sink must
 receive, committed in the same transaction as its inspection; ``stations``: the stations created through
-``/v1/stations``, started again with the service; see :mod:`eagle_iad.station`). Older
+``/v1/stations``, started again with the service; see :mod:`eagle_iad.station`); 5 adds ``idempotency``
+(an upload's ``Idempotency-Key``, what was sent under it and the record it made: a repeat answers with
+that record, so a reloaded console or a retrying client never stores an image twice). Older
 files are migrated in place when opened, their history untouched; a file newer than this code is
 refused rather than misread.
 """
@@ -27,7 +29,7 @@ from typing import Any
 from eagle_iad.errors import ConfigError
 from eagle_iad.record import InspectionRecord, columns, from_row, to_row
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: What a user may say an inspected part actually was (``None``: not labelled).
 LABELS = ("normal", "anomalous")
@@ -79,6 +81,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (station, sink, record_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stations (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -205,6 +213,16 @@ class InspectionStore:
         with self._lock:
             return list(self._db.execute(sql, params).fetchall())
 
+    def by_idempotency_key(self, key: str) -> tuple[str, Inspection] | None:
+        """``(fingerprint, record)`` stored under an upload's ``Idempotency-Key``; ``None`` if the key is new."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT fingerprint, {_columns('i.')} FROM idempotency k JOIN inspections i ON i.id = k.record_id "
+                "WHERE k.key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else (str(row[0]), _row(row[1:]))
+
     def get(self, inspection_id: str) -> Inspection | None:
         with self._lock:
             row = self._db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
@@ -281,8 +299,8 @@ class InspectionStore:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def _columns() -> str:
-    return ", ".join(column.name for column in columns())
+def _columns(prefix: str = "") -> str:
+    return ", ".join(prefix + column.name for column in columns())
 
 
 def _row(row: tuple[Any, ...]) -> Inspection:

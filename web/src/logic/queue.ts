@@ -1,7 +1,8 @@
 /**
  * The inspection queue's state, apart from React and storage: what an item is, how a batch is added,
- * and how a saved queue comes back after a reload (an item that was being inspected runs again,
- * since its answer never arrived: a duplicate in the history is better than a lost image).
+ * and how a saved queue comes back after a reload (an item that was being inspected is sent again,
+ * since its answer never arrived; its id is the upload's Idempotency-Key, so if the first try did
+ * reach the service the repeat answers with that record instead of storing the image twice).
  */
 
 import type { InspectionRecord } from "@eagle-iad/client";
@@ -10,6 +11,7 @@ import type { UserError } from "./errors";
 export type ItemStatus = "queued" | "running" | "done" | "failed";
 
 export interface QueueItem {
+  /** Unique per item, kept in IndexedDB with it: also the upload's Idempotency-Key. */
   id: string;
   /** The name the service records: the path inside a picked folder, else the file name. */
   name: string;

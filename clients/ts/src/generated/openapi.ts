@@ -237,6 +237,8 @@ export interface paths {
         /**
          * Inspect
          * @description Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false).
+         *
+         *     With an Idempotency-Key header, a repeat of the upload answers with the first try's record.
          */
         post: operations["inspect_v1_inspect_post"];
         delete?: never;
@@ -1736,7 +1738,10 @@ export interface operations {
     inspect_v1_inspect_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description one key per upload (e.g. a UUID): a repeat with the same key answers with the first try's record (header Idempotent-Replayed: true) instead of inspecting again; the same key with another image, category or question is refused (422 idempotency_key_reused) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
