@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -252,11 +253,14 @@ def test_categories(server: ServeProcess) -> None:
 
 
 def test_inspect_history_and_pictures(server: ServeProcess, cells: dict[str, list[Path]]) -> None:
-    status, _, record = inspect_request(server.base, cells["anomalous"][0].read_bytes(), filename="../../evil name.png")
+    sent = "../../Zelle 7 (Charge B) ä.png"
+    status, _, record = inspect_request(server.base, cells["anomalous"][0].read_bytes(), filename=sent)
     assert status == 200, record
     assert record["category"] == "mono" and record["decision"] in ("anomalous", "normal")
     assert record["tau"] > 0 and record["answer"] is None and record["caas_applied"] is False
-    assert record["image_name"] == "evil_name.png"  # the client's file name is reduced to a safe base name
+    assert record["image_name"] == "Zelle 7 (Charge B) ä.png"  # the name kept exactly; never a path out
+    for link in record["pictures"].values():  # the pictures' own file names are safe: links need no escaping
+        assert re.fullmatch(r"/v1/files/[0-9a-f]{32}/Zelle_7__Charge_B____[a-z]+\.(png|jpg)", link), link
     assert record["verdict"]["boxes"] is not None and set(record["pictures"]) == {"heatmap", "box", "reference"}
     status, head, picture = call("GET", server.base + record["pictures"]["heatmap"], raw=True)
     assert status == 200 and head["content-type"] == "image/png" and picture.startswith(b"\x89PNG")

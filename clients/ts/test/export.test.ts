@@ -99,6 +99,15 @@ describe("history export", () => {
     );
     expect(csvField("=HYPERLINK(1)")).toBe("'=HYPERLINK(1)");
     expect(csvField(-1.5)).toBe("-1.5");
+    // File names are kept exactly by the service, so a name can be a formula: each is defused in the CSV.
+    for (const name of ["=1+2.png", "+1.png", "-1.png", "@SUM(A1).png", "=HYPERLINK(\"x\",\"y\").png"]) {
+      const line = toCsv([{ ...record, image_name: name }], "http://h").split("\r\n")[1] as string;
+      const field = line.split(",")[3] as string;
+      expect(field.startsWith("'") || field.startsWith("\"'")).toBe(true);
+    }
+    expect(toCsv([{ ...record, image_name: "Zelle 7 (Charge B) ä.png" }], "http://h").split("\r\n")[1]).toContain(
+      ",Zelle 7 (Charge B) ä.png,",
+    );
     expect(csvField(null)).toBe("");
   });
 

@@ -62,7 +62,7 @@ describe("inspect", () => {
     const image = await readFile(join(fixture, "sample-crack.png"));
     const record = await client.inspect(image, "mono", { filename: "crack 01.png" });
     expect(record.category).toBe("mono");
-    expect(record.image_name).toBe("crack_01.png");
+    expect(record.image_name).toBe("crack 01.png"); // the name as sent, spaces and all
     expect(record.score).toBeGreaterThan(0);
     expect(record.verdict.condition).toBe("eagle");
     expect(typeof record.answer).toBe("string"); // the tiny MLLM's (random) reply, never a canned one

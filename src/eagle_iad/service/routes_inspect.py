@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from eagle_iad.mllm.serving import ApiError
-from eagle_iad.naming import picture_stems
+from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service import idempotency, schemas
 from eagle_iad.service.batching import BATCHER
@@ -47,20 +47,31 @@ AlsoWrite = Callable[[sqlite3.Connection, InspectionRecord], None]
 #: same-named files from different folders, short enough for a table column.
 MAX_NAME_FOLDERS = 3
 
+#: Longest part of a kept name, in characters (a file system allows 255 bytes in one name).
+MAX_NAME_PART = 255
 
-def _safe_name(filename: str | None) -> str:
-    """The upload's name with up to three folders, each part reduced to a safe alphabet.
 
-    The folders are kept because ``cut/003.png`` and ``hole/003.png`` are different images that a
-    user must be able to tell apart in the history; ``..``, ``.`` and empty parts are dropped, so the
-    name never points anywhere (pictures are named by the base name inside the inspection's folder).
+def upload_name(filename: str | None) -> str:
+    """The upload's name as its owner knows it, with up to three folders: kept exactly (Unicode, spaces,
+    brackets), so the history matches the files on disk.
+
+    The folders are kept because ``cut/003.png`` and ``hole/003.png`` are different images that a user
+    must be able to tell apart in the history. Only what could mislead is changed: ``..``, ``.`` and
+    empty parts are dropped (the name is never a path: it names no file, see :func:`storage_stem`), and
+    control and format characters (newlines, escape sequences, RTL overrides) are written as ``\\xNN``
+    escapes, as the CLI prints them.
     """
     parts = [part for part in re.split(r"[\\/]", filename or "") if part not in ("", ".", "..")]
-    clean = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).lstrip(".")[:80] for part in parts[-(MAX_NAME_FOLDERS + 1) :]]
-    base = clean[-1] if clean else ""
-    if not base:
-        return "upload.png"
-    return "/".join([*(part for part in clean[:-1] if part), base])
+    kept = [printable(part)[:MAX_NAME_PART] for part in parts[-(MAX_NAME_FOLDERS + 1) :]]
+    return "/".join(part for part in kept if part.strip()) or "upload.png"
+
+
+def storage_stem(name: str) -> str:
+    """The stem of the pictures' file names for an upload named ``name``: its base name's stem in a safe
+    alphabet (``A-Z a-z 0-9 _ . -``, no leading dot), so the ``/v1/files/<id>/...`` links need no
+    escaping; the record keeps the real name (:func:`upload_name`)."""
+    stem = PurePosixPath(PurePosixPath(name).name).stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".")[:80] or "image"
 
 
 def run_inspection(
@@ -95,7 +106,7 @@ def run_inspection(
     try:
         (inspected,) = inspect_records(
             expert, [rgb], category=category, names=[filename], ids=[inspection_id], eagle=eagle,
-            question=question, out_dir=out, stems=picture_stems([PurePosixPath(filename).name]),
+            question=question, out_dir=out, stems=[storage_stem(filename)],
             run_expert=lambda rgbs: [BATCHER.inspect(expert, one) for one in rgbs],  # concurrent requests share a pass
         )  # fmt: skip
     except BaseException as exc:
@@ -178,7 +189,7 @@ async def inspect(request: Request, response: Response) -> dict[str, Any]:
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     data = await image.read()
     name = check_name(category)
-    filename = _safe_name(image.filename)
+    filename = upload_name(image.filename)
     if key is None:
         return await _inspect_admitted(state, name, data, filename, question, attention, None)
     sent = idempotency.fingerprint(name, data, question, attention)
