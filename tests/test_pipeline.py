@@ -31,7 +31,9 @@ class FakeExpert:
         self.score = score
         self.thresholds = Thresholds("fixed", TAU, S_MAX)
         config = ExpertConfig(preprocess="center-crop", region_rule="paper")
-        self.model = SimpleNamespace(category="widget", calibration=None, config=config)
+        # Training scores with mean 0.6 and standard deviation 0.5: the near-threshold margin is 0.5.
+        self.model = SimpleNamespace(category="widget", calibration=None, config=config,
+                                     train_scores=np.array([0.1, 1.1]))  # fmt: skip
 
     def inspect(self, rgb: np.ndarray) -> ExpertResult:
         height, width = rgb.shape[:2]
@@ -159,10 +161,11 @@ def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
     derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]
     assert set(derived) == {f.name for f in fields(InspectionRecord)} - by_caller
     assert derived == {"score": 1.5, "tau": TAU, "s_max": S_MAX, "decision": "anomalous", "in_band": True,
-                       "answer": None, "caas_applied": False, "reference": None, "answered_by": None}  # fmt: skip
+                       "answer": None, "caas_applied": False, "reference": None, "answered_by": None,
+                       "near_threshold": False}  # fmt: skip  # |1.5 - 1.0| is not below the margin 0.5
 
 
-@pytest.mark.parametrize("score", [0.5, 1.5, 3.0])
+@pytest.mark.parametrize("score", [0.5, 0.8, 1.2, 1.5, 3.0])
 def test_inspect_records_runs_the_expert_once_and_records_the_eagle_verdict(score: float) -> None:
     from eagle_iad.pipeline import inspect_records
 
@@ -185,9 +188,20 @@ def test_inspect_records_runs_the_expert_once_and_records_the_eagle_verdict(scor
         assert (record.id, record.time, record.category, record.image_name) == (id_, "t", "widget", name)
         assert (record.score, record.tau, record.s_max, record.in_band) == (score, TAU, S_MAX, in_band)
         assert (record.decision, record.answer, record.caas_applied) == ("normal", "B", in_band)
+        assert record.near_threshold is (score in (0.8, 1.2))  # 0.5 and 1.5 are exactly the margin 0.5 away
         assert record.answered_by == {"backend": "fake", "route": "single",
                                       "caas": "applied" if in_band else "not needed (outside the band)"}  # fmt: skip
         assert record.verdict["reply"] == "B" and record.verdict["image"] == name and record.pictures == {}
+
+
+def test_the_near_threshold_margin_is_one_standard_deviation_of_the_training_scores() -> None:
+    from eagle_iad.tgps.thresholds import is_near, near_margin
+
+    scores = np.array([1.0, 2.0, 3.0, 4.0, np.nan])  # a non-finite score is left out
+    assert near_margin(scores) == pytest.approx(np.std([1.0, 2.0, 3.0, 4.0]))  # 1.118...
+    assert near_margin(np.array([2.0, 2.0])) is None and near_margin(np.empty(0)) is None  # no spread to judge by
+    assert [is_near(s, 5.0, 1.118) for s in (3.8, 3.9, 5.0, 6.1, 6.2)] == [False, True, True, True, False]
+    assert is_near(None, 5.0, 1.0) is None and is_near(4.0, 5.0, None) is None
 
 
 def test_inspect_records_baseline_needs_no_expert() -> None:

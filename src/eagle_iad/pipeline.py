@@ -111,6 +111,8 @@ class EagleVerdict:
     reference: dict[str, Any] | None = None
     #: Which backend answered and what became of CAAS (see :func:`answered_by`).
     answered_by: dict[str, str] = field(default_factory=dict)
+    #: The expert's score is close to tau on either side (:attr:`eagle_iad.verdict.ExpertVerdict.near_threshold`).
+    near_threshold: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,13 +196,14 @@ class Eagle:
         boxes: list[Box] = []
         boxed_ref: str | None = None
         reference: dict[str, Any] | None = None
+        near_threshold: bool | None = None
         timings: dict[str, float] = {}
         if condition != "baseline" and self.expert is not None:
             result = expert_result if expert_result is not None else self.expert.inspect(rgb)
             verdict = make_verdict(self.expert, name, result)
             score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
             expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes
-            reference = verdict.reference
+            reference, near_threshold = verdict.reference, verdict.near_threshold
             prior = "anomalous" if verdict.is_anomalous else "normal"
             if verdict.is_anomalous and _MODES[condition] != "text-only":
                 boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
@@ -255,6 +258,7 @@ class Eagle:
             answered_by=answered_by(
                 self.backend.name, reply.metadata, condition, options.caas is not None, reply.caas_applied
             ),
+            near_threshold=near_threshold,
         )
 
 
@@ -286,10 +290,11 @@ def record_fields(verdict: Verdict) -> dict[str, Any]:
     if isinstance(verdict, ExpertVerdict):
         return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
                 "in_band": verdict.in_band, "answer": None, "caas_applied": False, "reference": verdict.reference,
-                "answered_by": None}  # fmt: skip
+                "answered_by": None, "near_threshold": verdict.near_threshold}  # fmt: skip
     return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
             "in_band": verdict.in_band, "answer": verdict.answer, "caas_applied": bool(verdict.caas_applied),
-            "reference": verdict.reference, "answered_by": verdict.answered_by}  # fmt: skip
+            "reference": verdict.reference, "answered_by": verdict.answered_by,
+            "near_threshold": verdict.near_threshold}  # fmt: skip
 
 
 def now_iso() -> str:

@@ -51,6 +51,11 @@ class InspectionRecord:
     )
     label: str | None = doc("what the user says the part actually was (normal / anomalous); null: not labelled", None)
     label_time: str | None = doc("when the label was given", None)
+    near_threshold: bool | None = doc(
+        "the score is within one standard deviation of the training scores of tau, on either side: a second look "
+        "is advised; null: unknown (stored before this field, or a model without training scores)",
+        None,
+    )
     station: str | None = doc("the station that took the image off the line; null: uploaded", None)
     source: str | None = doc(
         "where the station took it: the file's path in its hot folder (or a camera and frame time); null: uploaded",

@@ -31,6 +31,7 @@ from eagle_iad.tgps.render import (
     save_png,
     with_legend,
 )
+from eagle_iad.tgps.thresholds import is_near, near_margin
 
 
 @dataclass
@@ -62,6 +63,10 @@ class ExpertVerdict:
     #: the model's training images, its ``image`` name, the ``bank_row`` that links them, and
     #: ``unavailable`` (why no picture can be shown) or ``None``. ``None`` when the search found none.
     reference: dict[str, Any] | None = None
+    #: ``|score - tau|`` is below the category's near-threshold margin (one standard deviation of its
+    #: training scores, :func:`eagle_iad.tgps.thresholds.near_margin`): a second look is advised, whichever
+    #: side of tau the score fell. ``None`` when the model kept no training scores (an exported model).
+    near_threshold: bool | None = None
 
     @property
     def is_anomalous(self) -> bool:
@@ -126,6 +131,7 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         region_rule=rule,
         map={**_map_record(expert, result), "region_threshold": found.threshold},
         reference=reference_record(expert, result),
+        near_threshold=is_near(result.score, thresholds.tau, near_margin(expert.model.train_scores)),
     )
 
 

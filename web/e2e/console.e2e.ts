@@ -440,7 +440,7 @@ describe("web console", () => {
     await page.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
     const latest = await page.evaluate(async () => {
       const body = (await (await fetch("/v1/inspections?limit=5")).json()) as {
-        items: Array<{ image_name: string; score: number; tau: number; verdict: { boxes: unknown[]; candidates: unknown[] } }>;
+        items: Array<{ image_name: string; score: number; tau: number; near_threshold: boolean | null; verdict: { boxes: unknown[]; candidates: unknown[] } }>;
       };
       return body.items.find((item) => item.image_name === "00.png")!;
     });
@@ -482,7 +482,10 @@ describe("web console", () => {
     expect(order).toBeTruthy();
     expect(await card.locator('[data-testid="score-line"]').textContent()).toMatch(/^score \d+(\.\d+)? — threshold \d+(\.\d+)?$/);
     const category = await page.evaluate(async () => (await (await fetch("/v1/categories/mono")).json()) as { tau: number; s_max: number });
-    expect(await card.locator('[data-testid="band-line"]').count()).toBe(category.s_max > category.tau ? 1 : 0);
+    // The band line only for a score inside the band; the caution only on a close call (either side of tau).
+    expect(await card.locator('[data-testid="band-line"]').count()).toBe(latest.score >= category.tau && latest.score < category.s_max ? 1 : 0);
+    expect(await card.locator('[data-testid="caution-line"]').count()).toBe(latest.near_threshold ? 1 : 0);
+    expect(typeof latest.near_threshold).toBe("boolean"); // the service says, for a model with training scores
     // One fixed scale per category: the threshold sits at the same place on every mono card, and
     // the bar is not red before it.
     const marks = await page.locator('[data-testid="threshold-mark"] line').evaluateAll((lines) => lines.map((l) => l.getAttribute("x1")));

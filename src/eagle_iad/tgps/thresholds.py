@@ -201,3 +201,31 @@ def _fixed(data: np.ndarray, value: float | None) -> float:
 
 #: The built-in rule names, in order (plugins add to :data:`THRESHOLD_RULES`, not to this).
 RULES: tuple[str, ...] = THRESHOLD_RULES.names()
+
+
+#: How many standard deviations of the normal training scores count as "close to the threshold".
+NEAR_SPREADS = 1.0
+
+
+def near_margin(train_scores: np.ndarray) -> float | None:
+    """The margin around tau within which a verdict deserves a second look, on either side.
+
+    Why: a score just under tau is as doubtful as one just over it, and a normal scoring far below tau is
+    not doubtful at all; the console once cautioned on every card and on neither of those. One standard
+    deviation of the training scores (the unit the default ``ksigma`` rule measures tau in) is how far a
+    normal part's score typically moves, so a score closer to tau than that could have fallen either
+    side. ``None`` without at least two finite training scores (an exported model keeps none).
+    """
+    finite = np.asarray(train_scores, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 2:
+        return None
+    spread = float(finite.std())
+    return NEAR_SPREADS * spread if spread > 0 else None
+
+
+def is_near(score: float | None, tau: float | None, margin: float | None) -> bool | None:
+    """``|score - tau| < margin``: close enough to the threshold for a second look; ``None`` when unknown."""
+    if score is None or tau is None or margin is None or not math.isfinite(score):
+        return None
+    return abs(score - tau) < margin

@@ -1,7 +1,7 @@
 import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
-import { bandLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
+import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
 import { Picture } from "./Picture";
 import { ReferencePicture } from "./ReferencePicture";
@@ -56,6 +56,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
     category?.training_scores?.max ?? null,
   );
   const band = bandLine(record.score, record.tau, record.s_max, mllm);
+  const caution = cautionLine(record.near_threshold, record.score, record.tau);
   const label = (kind: string) => (kind === "box" && regions.boxes.length === 0 ? "Image" : pictureLabel(kind));
   const Heading = headingLevel === 2 ? "h2" : "h3";
   return (
@@ -74,6 +75,11 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
           <p className="score-line" data-testid="score-line">
             {scoreLine(record.score, record.tau)}
           </p>
+          {caution ? (
+            <p className="caution-line" data-testid="caution-line">
+              {caution}
+            </p>
+          ) : null}
           {band ? (
             <p className="band-line small" data-testid="band-line">
               {band}

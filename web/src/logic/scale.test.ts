@@ -60,7 +60,7 @@ describe("formatScore", () => {
   });
 });
 
-import { bandLine, categoryDomain, scaleStops, scoreLine } from "./scale";
+import { bandLine, cautionLine, categoryDomain, scaleStops, scoreLine } from "./scale";
 
 describe("categoryDomain", () => {
   it("is fixed by the category alone: below the lowest training score to one span above the top", () => {
@@ -96,9 +96,20 @@ describe("plain language", () => {
   it("reads score and threshold", () => {
     expect(scoreLine(182.345, 181.8)).toBe("score 182.3 — threshold 181.8");
   });
-  it("explains the unsure band only when it is not empty", () => {
-    expect(bandLine(50, 100, 90, true)).toBeNull();
-    expect(bandLine(50, 100, 120, true)).toBe("Unsure band 100.0–120.0: the expert is unsure there, so the MLLM looks again with sharpened attention (CAAS).");
-    expect(bandLine(110, 100, 120, false)).toBe("This score is in the unsure band 100.0–120.0: the expert is unsure there; a second look is advised.");
+  it("explains the unsure band only for a score inside it", () => {
+    expect(bandLine(110, 100, 90, true)).toBeNull(); // an empty band
+    expect(bandLine(50, 100, 120, true)).toBeNull(); // below the band: nothing to say
+    expect(bandLine(120, 100, 120, false)).toBeNull(); // at s_max: above every training score
+    expect(bandLine(110, 100, 120, true)).toBe(
+      "The score is in the unsure band 100.0–120.0 (from the threshold to the highest normal training score), so the MLLM looked again with sharpened attention (CAAS).",
+    );
+    expect(bandLine(110, 100, 120, false)).toBe("The score is in the unsure band 100.0–120.0: above the threshold but not above every normal training image.");
+  });
+  it("cautions on a close call on either side of the threshold, never on a clear verdict", () => {
+    expect(cautionLine(true, 99, 100)).toMatch(/^Close call: the score is just below the threshold, .* A second look is advised\.$/);
+    expect(cautionLine(true, 101, 100)).toMatch(/^Close call: the score is just above the threshold, /);
+    expect(cautionLine(false, 20, 100)).toBeNull();
+    expect(cautionLine(null, 99, 100)).toBeNull(); // stored before the service said
+    expect(cautionLine(undefined, 99, 100)).toBeNull();
   });
 });

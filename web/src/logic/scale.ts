@@ -120,13 +120,23 @@ export function scoreLine(score: number | null, tau: number | null): string {
   return `score ${formatScore(score)} — threshold ${formatScore(tau)}`;
 }
 
-/** One line on the unsure band, or null when it is empty (s_max <= tau) or unknown. */
+/**
+ * The caution on a verdict that could have gone either way, or null on a clear one. The service marks a
+ * record `near_threshold` when its score is within one standard deviation of the category's training
+ * scores of tau, on either side (README: "Reading a verdict"): a cracked part just under the threshold
+ * gets it as surely as a normal one just over it, and a normal part far below gets none.
+ */
+export function cautionLine(nearThreshold: boolean | null | undefined, score: number | null, tau: number | null): string | null {
+  if (nearThreshold !== true || score === null || tau === null) return null;
+  const side = score >= tau ? "just above" : "just below";
+  return `Close call: the score is ${side} the threshold, within the normal variation of this product's scores, so the verdict could have gone either way. A second look is advised.`;
+}
+
+/** What the unsure band did for this inspection, or null when its score is outside the band (or the band is empty). */
 export function bandLine(score: number | null, tau: number | null, sMax: number | null, mllm: boolean): string | null {
-  if (tau === null || sMax === null || !(sMax > tau)) return null;
+  if (tau === null || sMax === null || !(sMax > tau) || score === null || !(score >= tau && score < sMax)) return null;
   const range = `${formatScore(tau)}–${formatScore(sMax)}`;
-  const inside = score !== null && score >= tau && score < sMax;
-  const what = mllm
-    ? "the expert is unsure there, so the MLLM looks again with sharpened attention (CAAS)"
-    : "the expert is unsure there; a second look is advised";
-  return inside ? `This score is in the unsure band ${range}: ${what}.` : `Unsure band ${range}: ${what}.`;
+  return mllm
+    ? `The score is in the unsure band ${range} (from the threshold to the highest normal training score), so the MLLM looked again with sharpened attention (CAAS).`
+    : `The score is in the unsure band ${range}: above the threshold but not above every normal training image.`;
 }

@@ -854,6 +854,11 @@ export interface components {
              */
             label_time?: string | null;
             /**
+             * Near Threshold
+             * @description the score is within one standard deviation of the training scores of tau, on either side: a second look is advised; null: unknown (stored before this field, or a model without training scores)
+             */
+            near_threshold?: boolean | null;
+            /**
              * Pictures
              * @description picture kind (heatmap, box, reference, attention_L<n>) -> /v1/files/... link
              */
