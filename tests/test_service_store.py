@@ -119,7 +119,7 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
 
 
 #: The inspections table as schema 4 declares it by hand: schema 3's columns, the additive ``reference`` and
-#: ``answered_by`` columns, and 4's ``station`` and ``source``, and the additive ``near_threshold`` (opening an
+#: ``answered_by`` columns, and 4's ``station`` and ``source``, and the additive ``label_by`` and ``near_threshold`` (opening an
 #: older file adds them); the columns derived from the record must match.
 V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     id TEXT PRIMARY KEY,
@@ -140,6 +140,7 @@ V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     answered_by TEXT,
     label TEXT,
     label_time TEXT,
+    label_by TEXT,
     near_threshold INTEGER,
     station TEXT,
     source TEXT

@@ -13,6 +13,7 @@ import {
   FIXTURE_WORK,
   PHONE,
   REPO,
+  axeViolations,
   fixtureFile,
   imagesLoaded as loaded,
   launchBrowser,
@@ -27,6 +28,8 @@ import { scoreLine } from "../src/logic/scale";
 
 let server: RunningServer;
 let keyed: RunningServer | undefined;
+/** The keyed server's EAGLE_API_KEY: an admin named EAGLE_API_KEY. */
+const KEY = "e2e-secret-key";
 /** The service "says the service is down" stops (its own, so the shared one stays up). */
 let doomed: RunningServer | undefined;
 let browser: Browser;
@@ -691,7 +694,6 @@ describe("web console", () => {
   });
 
   it("asks for the API key on 401, keeps it in sessionStorage and then works", async () => {
-    const KEY = "e2e-secret-key";
     keyed = await startServer({ EAGLE_API_KEY: KEY });
     log(`keyed server at ${keyed.baseUrl}`);
     const before = problems.length;
@@ -711,6 +713,59 @@ describe("web console", () => {
     await imagesLoaded('img[alt="histogram.png of run mono-expert"]');
     await context.close();
     problems.splice(before); // the 401 answers are logged by the browser
+  });
+
+  it("shows who is signed in and, in place of what the role cannot do, which role it needs (390 and 1280 px, axe)", async () => {
+    keyed ??= await startServer({ EAGLE_API_KEY: KEY });
+    const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });
+    const suffix = Date.now().toString(36);
+    const viewer = await admin.addKey(`vic-${suffix}`, "viewer");
+    const operator = await admin.addKey(`anna-${suffix}`, "operator");
+    const stored = await admin.inspect(fixtureFile("sample-good.png"), "mono", { filename: `roles-${suffix}.png` });
+    const violations: string[] = [];
+    for (const [viewport, tag] of [[PHONE, "phone"], [{ width: 1280, height: 800 }, "desktop"]] as const) {
+      for (const who of [viewer, operator]) {
+        const { context: own, page: p } = await openPage(browser, problems, viewport, `${tag}-${who.role}`);
+        await p.addInitScript((key) => sessionStorage.setItem("eagle-iad.apiKey", key), who.key);
+        await p.goto(`${keyed.baseUrl}/#/inspect`);
+        await p.getByTestId("signed-in").waitFor({ timeout: 30_000 });
+        expect(await p.getByTestId("signed-in").textContent()).toBe(`Signed in as ${who.name} (${who.role})`);
+        const dropzone = p.getByRole("button", { name: /Drop images here/ });
+        if (who.role === "viewer") {
+          expect(await p.getByTestId("role-note").textContent()).toBe(
+            `Inspecting images needs the operator role; ${who.name} is a viewer. An admin can give you a key with that role.`,
+          );
+          expect(await dropzone.count()).toBe(0);
+        } else {
+          await dropzone.waitFor();
+          expect(await p.getByTestId("role-note").count()).toBe(0);
+        }
+        violations.push(...(await axeViolations(p, `${tag} ${who.role} inspect`)));
+        await p.goto(`${keyed.baseUrl}/#/categories`);
+        await p.getByRole("table", { name: "Fitted categories" }).waitFor({ timeout: 30_000 });
+        await p.getByText("Fitting a category needs the engineer role").waitFor(); // neither may fit
+        expect(await p.getByRole("heading", { name: "Fit a new category" }).count()).toBe(0);
+        violations.push(...(await axeViolations(p, `${tag} ${who.role} categories`)));
+        await p.goto(`${keyed.baseUrl}/#/history`);
+        await p.getByRole("button", { name: new RegExp(`^Show roles-${suffix}\\.png`) }).click();
+        const detail = p.getByRole("region", { name: "Selected inspection" });
+        await detail.waitFor();
+        const labelling = detail.getByRole("group", { name: "What the part actually was" });
+        if (who.role === "viewer") {
+          await detail.getByText(`Labelling an inspection needs the operator role; ${who.name} is a viewer.`, { exact: false }).waitFor();
+          expect(await labelling.count()).toBe(0);
+        } else {
+          await labelling.waitFor();
+        }
+        violations.push(...(await axeViolations(p, `${tag} ${who.role} history`)));
+        const { scrollWidth } = await measurePage(p);
+        expect({ tag, role: who.role, scrollWidth }).toEqual({ tag, role: who.role, scrollWidth: viewport.width });
+        if (tag === "phone") await screenshot(p, `roles-${who.role}-history`);
+        await own.close();
+      }
+    }
+    expect(violations).toEqual([]);
+    expect((await admin.inspection(stored.id)).label).toBeNull(); // nobody above could label it
   });
 
   it("logged no script errors or CSP violations", () => {

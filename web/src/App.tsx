@@ -1,7 +1,8 @@
-import { EagleClient, type Health } from "@eagle-iad/client";
+import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner } from "./components/ErrorBanner";
+import { signedInLine } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { PAGES, formatRoute, parseRoute, type Page } from "./logic/route";
 import { CategoriesPage } from "./pages/CategoriesPage";
@@ -37,6 +38,7 @@ export function App() {
   const [healthError, setHealthError] = useState<UserError | null>(null);
   const [healthNonce, setHealthNonce] = useState(0);
   const [retry, setRetry] = useState<RetryNotice | null>(null);
+  const [me, setMe] = useState<Me | null>(null);
 
   const client = useMemo(
     () =>
@@ -84,9 +86,20 @@ export function App() {
     return () => controller.abort();
   }, [client]);
 
+  // Who the key is: shown in the top bar; pages hide what its role cannot do.
+  useEffect(() => {
+    const controller = new AbortController();
+    setMe(null);
+    client.me(controller.signal).then(
+      (who) => setMe(who),
+      () => undefined, // 401: the key form shows (above); an older service without /v1/me: every control shows
+    );
+    return () => controller.abort();
+  }, [client]);
+
   const requireKey = useCallback(() => setNeedKey(true), []);
   const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
-  const api: Api = useMemo(() => ({ client, health, requireKey, refreshHealth }), [client, health, requireKey, refreshHealth]);
+  const api: Api = useMemo(() => ({ client, health, me, requireKey, refreshHealth }), [client, health, me, requireKey, refreshHealth]);
 
   useEffect(() => {
     document.title = `${TITLES[route.page]} · EAGLE-IAD`;
@@ -130,6 +143,11 @@ export function App() {
           ) : (
             <span className="muted">connecting…</span>
           )}
+          {me ? (
+            <span className="signed-in" data-testid="signed-in">
+              {signedInLine(me)}
+            </span>
+          ) : null}
           {apiKey ? (
             <button type="button" className="link-button light" onClick={() => saveKey("")}>
               Forget key

@@ -1,6 +1,6 @@
 /** The client, the service's health and the "key required" switch, shared by every page. */
 
-import { EagleClient, type Health } from "@eagle-iad/client";
+import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import type React from "react";
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type DependencyList } from "react";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
@@ -16,6 +16,8 @@ export interface RetryNotice {
 export interface Api {
   client: EagleClient;
   health: Health | null;
+  /** Who the key is and its role (null until the service said, or if it cannot: every control shows). */
+  me: Me | null;
   /** Called by any request answered 401: the app shows the API key form. */
   requireKey: () => void;
   refreshHealth: () => void;

@@ -41,6 +41,23 @@ export type StationBody = Schemas["StationBody"];
 export type StationInfo = Schemas["StationInfo"];
 /** One sink of a station: verdicts pending, delivered, given up on (dead letters), and its last error. */
 export type SinkInfo = Schemas["SinkInfo"];
+/** Who the client's key is: name, role, what the role may do, and whether the service is open (no keys). */
+export type Me = Schemas["Me"];
+/** A role, ordered: each may do what the ones before it may. */
+export type Role = Me["role"];
+export const ROLES: readonly Role[] = ["viewer", "operator", "engineer", "admin"];
+/** Whether `role` may do what `needed` may (roles are ordered). */
+export function roleAllows(role: Role, needed: Role): boolean {
+  return ROLES.indexOf(role) >= ROLES.indexOf(needed);
+}
+/** A named key as listed (never the key itself). */
+export type KeyInfo = Schemas["KeyInfo"];
+/** A key just added: the key itself is in `key`, shown this once. */
+export type CreatedKey = Schemas["CreatedKey"];
+/** One page of the audit log (who changed what), newest first. */
+export type AuditPage = Schemas["AuditPage"];
+export type AuditRow = Schemas["AuditRow"];
+
 /** What {@link EagleClient.retryStation} put back in the sinks' queues. */
 export type Requeued = Schemas["Requeued"];
 
@@ -490,6 +507,41 @@ export class EagleClient {
    */
   deleteStation(name: string, signal?: AbortSignal): Promise<void> {
     return this.empty("DELETE", this.stationPath(name), signal);
+  }
+
+  /** Who this client's key is, and its role (the console shows it and hides what the role cannot do). */
+  me(signal?: AbortSignal): Promise<Me> {
+    return this.json<Me>("GET", "/v1/me", undefined, {}, signal);
+  }
+
+  /** Every named key (admin). */
+  async keys(signal?: AbortSignal): Promise<KeyInfo[]> {
+    return (await this.json<Schemas["KeyList"]>("GET", "/v1/keys", undefined, {}, signal)).keys;
+  }
+
+  /** Add a named key with a role (admin); the answer's `key` is the only time the key is shown. */
+  addKey(name: string, role: Role, signal?: AbortSignal): Promise<CreatedKey> {
+    const body = JSON.stringify({ name, role });
+    return this.json<CreatedKey>("POST", "/v1/keys", () => body, { "Content-Type": "application/json" }, signal);
+  }
+
+  /** Revoke a key (admin): refused from its next request on. */
+  revokeKey(name: string, signal?: AbortSignal): Promise<KeyInfo> {
+    return this.json<KeyInfo>("DELETE", `/v1/keys/${encodeURIComponent(name)}`, undefined, {}, signal);
+  }
+
+  /** One page of the audit log, newest first (admin). */
+  audit(query: { limit?: number; offset?: number; actor?: string } = {}, signal?: AbortSignal): Promise<AuditPage> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const search = params.size ? `?${params}` : "";
+    return this.json<AuditPage>("GET", `/v1/audit${search}`, undefined, {}, signal);
+  }
+
+  /** The whole audit log as CSV, oldest first (admin). */
+  async auditCsv(actor?: string, signal?: AbortSignal): Promise<string> {
+    const search = actor ? `?actor=${encodeURIComponent(actor)}` : "";
+    return (await this.send("GET", `/v1/audit.csv${search}`, undefined, {}, signal)).text();
   }
 
   /** Prometheus metrics text (with each station's figures: `eagle_station_*`). */

@@ -7,7 +7,15 @@
  */
 export {
   EagleClient,
+  ROLES,
   newIdempotencyKey,
+  roleAllows,
+  type AuditPage,
+  type AuditRow,
+  type CreatedKey,
+  type KeyInfo,
+  type Me,
+  type Role,
   PICTURE_KINDS,
   type Category,
   type CategoryDashboard,

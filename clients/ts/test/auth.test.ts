@@ -41,4 +41,39 @@ describe("with EAGLE_API_KEY", () => {
     const plain = await fetch(server.baseUrl + (record.pictures.box as string));
     expect(plain.status).toBe(401);
   });
+
+  it("names keys with roles: each is refused what its role cannot do, and the audit log names who changed what", async () => {
+    const admin = new EagleClient({ baseUrl: server.baseUrl, apiKey: KEY });
+    expect(await admin.me()).toMatchObject({ name: "EAGLE_API_KEY", role: "admin", open: false });
+    const suffix = Date.now().toString(36);
+    const viewerKey = await admin.addKey(`vic-${suffix}`, "viewer");
+    const operatorKey = await admin.addKey(`anna-${suffix}`, "operator");
+    expect(viewerKey.key).toMatch(/^eagle_/);
+    const viewer = new EagleClient({ baseUrl: server.baseUrl, apiKey: viewerKey.key });
+    const operator = new EagleClient({ baseUrl: server.baseUrl, apiKey: operatorKey.key });
+    expect(await viewer.me()).toMatchObject({ name: `vic-${suffix}`, role: "viewer", may: ["viewer"] });
+    const image = await readFile(join(FIXTURE_WORK, "sample-good.png"));
+    await expect(viewer.inspect(image, "mono")).rejects.toMatchObject({
+      status: 403,
+      code: "forbidden",
+      message: `vic-${suffix} is a viewer; this needs the operator role or above`,
+    });
+    expect((await viewer.categories()).length).toBeGreaterThan(0); // reading is a viewer's
+    const record = await operator.inspect(image, "mono");
+    const labelled = await operator.label(record.id, "normal");
+    expect(labelled.label_by).toBe(`anna-${suffix}`);
+    await expect(operator.keys()).rejects.toMatchObject({ status: 403, code: "forbidden" });
+    await admin.revokeKey(`vic-${suffix}`);
+    await expect(viewer.categories()).rejects.toMatchObject({ status: 401, code: "invalid_api_key" });
+    const log = await admin.audit({ limit: 10 });
+    expect(log.items.slice(0, 4).map((row) => [row.actor, row.method, row.route])).toEqual([
+      ["EAGLE_API_KEY", "DELETE", "/v1/keys/{name}"],
+      [`anna-${suffix}`, "PUT", "/v1/inspections/{inspection_id}/label"],
+      ["EAGLE_API_KEY", "POST", "/v1/keys"],
+      ["EAGLE_API_KEY", "POST", "/v1/keys"],
+    ]);
+    const csv = await admin.auditCsv(`anna-${suffix}`);
+    expect(csv.split("\r\n")[0]).toBe("seq,time,actor,role,method,route,path,status");
+    expect(csv.trim().split("\r\n")).toHaveLength(2);
+  });
 });

@@ -139,8 +139,9 @@ def add_serve(sub: Subcommands) -> None:
     srv = sub.add_parser(
         "serve",
         help="the inspection service: categories, fit jobs, inspect, history, metrics (OpenAPI at /openapi.json)",
-        description="Serve the EAGLE-IAD HTTP API. Set EAGLE_API_KEY to require 'Authorization: Bearer <key>' "
-        "on every /v1 route and /metrics.",
+        description="Serve the EAGLE-IAD HTTP API. Add named keys with roles ('eagle keys add NAME --role R') "
+        "or set EAGLE_API_KEY (one admin key) to require 'Authorization: Bearer <key>' on every /v1 route and "
+        "/metrics; without either, the service is open to one local user.",
     )
     srv.add_argument("--models", required=True, help="directory of fitted categories (<models>/<category>)")
     add_mllm(srv, "MLLM backend spec: full EAGLE verdicts and /v1/chat/completions")
@@ -191,7 +192,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # end with them); then uvicorn answers (or after the grace cuts) the open requests and runs the app's
     # shutdown (fit jobs stopped, history closed).
     try:
-        _run(app, args, open_warning=None if settings.api_key else f" (set {API_KEY_ENV} to require a key)",
+        keyed = settings.api_key is not None or state.keys.any_active()
+        _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
              banner=f"eagle service on http://{args.host}:{args.port} (history: {settings.database})",
              grace_s=settings.shutdown_grace_s, on_signal=state.jobs.stop)  # fmt: skip
     except Stopped as stop:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,7 +26,8 @@ from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.registry import load_plugins
-from eagle_iad.service import errors, routes_categories, routes_inspect, routes_tuning, schemas
+from eagle_iad.service import errors, routes_access, routes_categories, routes_inspect, routes_tuning, schemas
+from eagle_iad.service.access import INSPECTING, VIEWER, Caller
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
@@ -127,6 +130,34 @@ class RequestMetrics:
                                                time.perf_counter() - start)  # fmt: skip
 
 
+class AuditWrites:
+    """Write each successful change to the audit log (:mod:`eagle_iad.service.audit`): every request that is
+    not a read, whose route is audited and that answered below 400, with the caller the route identified."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        known = scope.get("state", {})
+        who = known.get("caller")
+        if isinstance(who, Caller) and known.get("audited") and status[0] < 400:
+            route = str(getattr(scope.get("route"), "path", scope["path"]))
+            when = datetime.now(UTC).isoformat(timespec="milliseconds")
+            await run_in_threadpool(self.state.audit.write, when, who, scope["method"], route, scope["path"], status[0])
+
+
 def _load_backend(spec: str) -> Backend:
     from eagle_iad.mllm import load_backend
 
@@ -151,8 +182,9 @@ def create_app(
     mllm_app: FastAPI | None = None
     if backend is not None:
         name = served_model_name(settings.mllm) if settings.mllm else backend.name
+        # No key of its own: its routes are added below behind this service's keys and roles.
         mllm_app = create_mllm_app(backend, model_name=name, queue_size=settings.mllm_queue,
-                                   max_body_bytes=settings.max_upload_bytes, api_key=settings.api_key)  # fmt: skip
+                                   max_body_bytes=settings.max_upload_bytes, api_key=None)  # fmt: skip
         state.attach_worker(mllm_app.state.worker)
 
     @asynccontextmanager
@@ -172,17 +204,23 @@ def create_app(
         title="EAGLE-IAD service",
         version=__version__,
         description="Fit PatchCore experts, inspect images (expert or full EAGLE verdicts), browse history, "
-        "evaluation runs and metrics. Every /v1 route needs the API key when EAGLE_API_KEY is set.",
+        "evaluation runs and metrics. With keys (eagle keys add, or EAGLE_API_KEY) every /v1 route needs one, "
+        "and each route needs a role: viewer, operator, engineer or admin.",
         lifespan=lifespan,
     )
     app.state.service = state
     app.include_router(routes_categories.router)
     app.include_router(routes_inspect.router)
     app.include_router(routes_tuning.router)
+    app.include_router(routes_access.router)
     if mllm_app is not None:
+        # serve-mllm's own routes, each behind a role like every /v1 route (chat is inference: an operator's).
         for route in mllm_app.router.routes:
-            if getattr(route, "path", None) in ("/v1/chat/completions", "/v1/models"):
-                app.router.routes.append(route)
+            path = getattr(route, "path", None)
+            if isinstance(route, APIRoute) and path in ("/v1/chat/completions", "/v1/models"):
+                role = INSPECTING if path == "/v1/chat/completions" else VIEWER
+                app.add_api_route(path, route.endpoint, methods=sorted(route.methods or ()),
+                                  dependencies=[Depends(require_key), *role])  # fmt: skip
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -234,7 +272,7 @@ def create_app(
 
     # Behind the key like every /v1 route: request counts and latencies describe the traffic. Only /healthz,
     # the OpenAPI document and docs, and the console's static files are open (PUBLIC_PATHS).
-    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key)])
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key), *VIEWER])
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -256,4 +294,5 @@ def create_app(
     mount_console(app, settings.web_dir)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, state=state)
+    app.add_middleware(AuditWrites, state=state)
     return app

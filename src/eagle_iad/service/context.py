@@ -24,11 +24,13 @@ from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.scratch import clean_stale
+from eagle_iad.service.access import caller
+from eagle_iad.service.audit import AuditLog
 from eagle_iad.service.idempotency import InFlight
 from eagle_iad.service.jobs import JobManager
+from eagle_iad.service.keys import KeyTable
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
-from eagle_iad.service.security import check_api_key
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.service.store import InspectionStore
 from eagle_iad.tgps.prompt import ContentItem
@@ -134,6 +136,8 @@ class ServiceState:
         clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         clean_stale()  # scratch folders of fits killed (SIGKILL, out of memory) in this or any earlier process
         self.metrics = Metrics()
+        self.keys = KeyTable(self.store)
+        self.audit = AuditLog(self.store)
         self.experts = ExpertCache(settings.models_dir, settings.runtime)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
         self.backend = backend
@@ -204,5 +208,6 @@ def service(request: Request) -> ServiceState:
 
 
 def require_key(request: Request) -> None:
-    """Route dependency: the API key check for every ``/v1`` route."""
-    check_api_key(request, service(request).settings.api_key)
+    """Router dependency: every ``/v1`` route needs a caller (401 otherwise); the route's own
+    :func:`eagle_iad.service.access.requires` then checks the caller's role (403)."""
+    caller(request)

@@ -28,6 +28,7 @@ from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
+from eagle_iad.service.access import ENGINEER, VIEWER, caller
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -77,7 +78,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     }
 
 
-@router.get("/categories", response_model=schemas.CategoryList)
+@router.get("/categories", dependencies=VIEWER, response_model=schemas.CategoryList)
 def list_categories(request: Request) -> dict[str, Any]:
     state = service(request)
     items = []
@@ -91,7 +92,7 @@ def list_categories(request: Request) -> dict[str, Any]:
     return {"categories": items}
 
 
-@router.get("/categories/{name}", response_model=schemas.Category)
+@router.get("/categories/{name}", dependencies=VIEWER, response_model=schemas.Category)
 def get_category(name: str, request: Request) -> dict[str, Any]:
     directory = service(request).settings.models_dir / check_name(name)
     if not (directory / MANIFEST).is_file():
@@ -103,7 +104,7 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
 
-@router.post("/categories/{name}/threshold", response_model=schemas.Category)
+@router.post("/categories/{name}/threshold", dependencies=ENGINEER, response_model=schemas.Category)
 def change_category_threshold(name: str, change: schemas.ThresholdChange, request: Request) -> dict[str, Any]:
     """Set the category's tau (or restore an earlier one), recorded in the model's history.
 
@@ -121,7 +122,7 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     if not change.why.strip():
         raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)")
     try:
-        change_threshold(directory, why=change.why, by=(change.by or "").strip() or "api", tau=change.tau,
+        change_threshold(directory, why=change.why, by=_changed_by(request, change.by), tau=change.tau,
                          restore=change.restore)  # fmt: skip
     except (ConfigError, ModelFormatError) as exc:
         reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
@@ -132,6 +133,13 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
         raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
     state.experts.drop(name)
     return describe(directory, with_scores=True)
+
+
+def _changed_by(request: Request, claimed: str | None) -> str:
+    """Who the model's history records: the key's name. Only in the open local mode (one user, no keys)
+    may the request name someone (``by``), as before; a keyed caller cannot record another name."""
+    who = caller(request)
+    return ((claimed or "").strip() or "api") if who.open else who.name
 
 
 def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:
@@ -268,7 +276,11 @@ FIT_BODY: dict[str, Any] = fit_body()
 
 
 @router.post(
-    "/categories/{name}/fit", status_code=202, openapi_extra=FIT_BODY, response_model=schemas.JobStarted
+    "/categories/{name}/fit",
+    dependencies=ENGINEER,
+    status_code=202,
+    openapi_extra=FIT_BODY,
+    response_model=schemas.JobStarted,
 )
 async def fit_category(name: str, request: Request) -> dict[str, Any]:
     """Start a fit from uploaded images / a zip (multipart ``files``) or a server ``folder`` (form or JSON)."""
@@ -355,7 +367,7 @@ def _job(request: Request, job_id: str) -> Any:
     return job
 
 
-@router.get("/jobs/{job_id}", response_model=schemas.Job)
+@router.get("/jobs/{job_id}", dependencies=VIEWER, response_model=schemas.Job)
 def get_job(job_id: str, request: Request) -> dict[str, Any]:
     job = _job(request, job_id)
     result: dict[str, Any] = job.to_dict()
@@ -369,7 +381,7 @@ EVENTS_RESPONSE: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-@router.get("/jobs/{job_id}/events", responses=EVENTS_RESPONSE, response_class=StreamingResponse)
+@router.get("/jobs/{job_id}/events", dependencies=VIEWER, responses=EVENTS_RESPONSE, response_class=StreamingResponse)
 def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: every state change and progress step of the job, then the stream ends."""
     job = _job(request, job_id)

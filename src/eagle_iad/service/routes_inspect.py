@@ -29,6 +29,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service import idempotency, schemas
+from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, caller
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
@@ -167,7 +168,7 @@ INSPECT_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/inspect", openapi_extra=INSPECT_BODY, response_model=schemas.InspectionRecord)
+@router.post("/inspect", dependencies=INSPECTING, openapi_extra=INSPECT_BODY, response_model=schemas.InspectionRecord)
 async def inspect(request: Request, response: Response) -> dict[str, Any]:
     """Multipart: ``image`` (file), ``category``, optional ``question`` and ``attention`` (true/false).
 
@@ -225,7 +226,7 @@ async def _inspect_admitted(
 MAX_OFFSET = 2**62
 
 
-@router.get("/inspections", response_model=schemas.InspectionPage)
+@router.get("/inspections", dependencies=VIEWER, response_model=schemas.InspectionPage)
 def inspections(
     request: Request,
     limit: int = Query(50, ge=1, le=500),
@@ -248,7 +249,7 @@ def inspections(
             "items": [row.to_dict() for row in rows]}  # fmt: skip
 
 
-@router.get("/inspections/{inspection_id}", response_model=schemas.InspectionRecord)
+@router.get("/inspections/{inspection_id}", dependencies=VIEWER, response_model=schemas.InspectionRecord)
 def inspection(inspection_id: str, request: Request) -> dict[str, Any]:
     """One stored inspection by id (what ``eagle-client picture`` reads its picture links from)."""
     stored = service(request).store.get(inspection_id)
@@ -257,7 +258,7 @@ def inspection(inspection_id: str, request: Request) -> dict[str, Any]:
     return stored.to_dict()
 
 
-@router.put("/inspections/{inspection_id}/label", response_model=schemas.InspectionRecord)
+@router.put("/inspections/{inspection_id}/label", dependencies=OPERATOR, response_model=schemas.InspectionRecord)
 def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
     """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
 
@@ -265,7 +266,7 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     figures can compare the two (false alarms, misses).
     """
     when = datetime.now(UTC).isoformat(timespec="milliseconds")
-    stored = service(request).store.set_label(inspection_id, body.label, when)
+    stored = service(request).store.set_label(inspection_id, body.label, when, by=caller(request).name)
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()
@@ -276,7 +277,7 @@ NO_REFERENCE_RECORDED = "no reference: this inspection was made before reference
 
 
 @router.get(
-    "/inspections/{inspection_id}/reference",
+    "/inspections/{inspection_id}/reference", dependencies=VIEWER,
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}, "description": "the nearest normal training image (JPEG)"}},
 )
@@ -302,7 +303,7 @@ def inspection_reference(inspection_id: str, request: Request) -> FileResponse:
     return FileResponse(target, media_type="image/jpeg")
 
 
-@router.get("/evaluations", response_model=schemas.EvaluationList)
+@router.get("/evaluations", dependencies=VIEWER, response_model=schemas.EvaluationList)
 def evaluations(request: Request) -> dict[str, Any]:
     """Run directories under the runs dir that hold a ``metrics.json`` (``eagle eval`` / ``eval-expert``)."""
     runs_dir = service(request).settings.runs_dir
@@ -339,7 +340,7 @@ def _plots(directory: Path) -> dict[str, str]:
     }
 
 
-@router.get("/evaluations/{name}/files/{path:path}")
+@router.get("/evaluations/{name}/files/{path:path}", dependencies=VIEWER)
 def evaluation_file(name: str, path: str, request: Request) -> FileResponse:
     """A figure of an evaluation run (PNG only); the path must stay inside that run's directory."""
     runs_dir = service(request).settings.runs_dir
@@ -354,7 +355,7 @@ def evaluation_file(name: str, path: str, request: Request) -> FileResponse:
     return FileResponse(target, media_type="image/png")
 
 
-@router.get("/files/{path:path}")
+@router.get("/files/{path:path}", dependencies=VIEWER)
 def files(path: str, request: Request) -> FileResponse:
     """A picture written by an inspection; the path must stay inside the service's files dir."""
     target = resolve_inside(service(request).settings.files_dir, path, "file")

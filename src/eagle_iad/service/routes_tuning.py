@@ -18,6 +18,7 @@ from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert.store import MANIFEST, read_manifest
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
+from eagle_iad.service.access import VIEWER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name
 
@@ -65,7 +66,7 @@ def _evaluation_items(runs_dir: Path | None, category: str) -> list[dict[str, An
     return items
 
 
-@router.get("/categories/{name}/evidence", response_model=schemas.CategoryEvidence)
+@router.get("/categories/{name}/evidence", dependencies=VIEWER, response_model=schemas.CategoryEvidence)
 def category_evidence(name: str, request: Request) -> dict[str, Any]:
     """Scores whose truth is known, for previewing a threshold: labelled history items, then evaluation images.
 
@@ -87,7 +88,7 @@ def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
 
-@router.get("/categories/{name}/dashboard", response_model=schemas.CategoryDashboard)
+@router.get("/categories/{name}/dashboard", dependencies=VIEWER, response_model=schemas.CategoryDashboard)
 def category_dashboard(name: str, request: Request) -> dict[str, Any]:
     """Per UTC day from the history: inspections, rejects, score range, and false alarms and misses on labels.
 

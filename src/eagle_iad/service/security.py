@@ -15,7 +15,6 @@ message that says what was wrong, never echoing a secret.
 
 from __future__ import annotations
 
-import hmac
 import io
 import re
 import stat
@@ -23,23 +22,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from starlette.requests import Request
 
 from eagle_iad.errors import ImageError, ImageTooLargeError
 from eagle_iad.images import load_rgb, probe
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import CATEGORY_NAME_RULE, category_name_problem
 from eagle_iad.service.storage import DISK_FULL
-
-
-def check_api_key(request: Request, api_key: str | None) -> None:
-    """Require ``Authorization: Bearer <key>`` (or ``X-API-Key``) when a key is configured."""
-    if api_key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    offered = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(offered.encode(), api_key.encode()):
-        raise ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", code="invalid_api_key")
 
 
 def check_name(name: str) -> str:

@@ -11,7 +11,9 @@ Schema history: 1 = inspections; 2 adds ``fit_jobs``; 3 adds the user's label of
 receive, committed in the same transaction as its inspection; ``stations``: the stations created through
 ``/v1/stations``, started again with the service; see :mod:`eagle_iad.station`); 5 adds ``idempotency``
 (an upload's ``Idempotency-Key``, what was sent under it and the record it made: a repeat answers with
-that record, so a reloaded console or a retrying client never stores an image twice). Older
+that record, so a reloaded console or a retrying client never stores an image twice), ``api_keys`` (named
+keys with roles, as digests: :mod:`eagle_iad.service.keys`) and ``audit`` (who changed what:
+:mod:`eagle_iad.service.audit`). Older
 files are migrated in place when opened, their history untouched; a file newer than this code is
 refused rather than misread.
 """
@@ -86,6 +88,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
     fingerprint TEXT NOT NULL,
     record_id TEXT NOT NULL,
     created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    revoked TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS stations (
     name TEXT PRIMARY KEY,
@@ -228,14 +247,15 @@ class InspectionStore:
             row = self._db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
         return None if row is None else _row(row)
 
-    def set_label(self, inspection_id: str, label: str | None, when: str) -> Inspection | None:
-        """Record (or with ``None`` clear) what the part actually was; ``None`` when there is no such inspection."""
+    def set_label(self, inspection_id: str, label: str | None, when: str, by: str | None = None) -> Inspection | None:
+        """Record (or with ``None`` clear) what the part actually was, and who said so; ``None`` when there is
+        no such inspection."""
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE inspections SET label = ?, label_time = ? WHERE id = ?",
-                (label, None if label is None else when, inspection_id),
+                "UPDATE inspections SET label = ?, label_time = ?, label_by = ? WHERE id = ?",
+                (label, None if label is None else when, None if label is None else by, inspection_id),
             )
         return None if cursor.rowcount == 0 else self.get(inspection_id)
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
+from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import station_from_table
@@ -117,13 +118,13 @@ def _get(request: Request, name: str) -> Running:
     return running
 
 
-@router.get("/stations", response_model=list[StationInfo])
+@router.get("/stations", dependencies=VIEWER, response_model=list[StationInfo])
 def list_stations(request: Request) -> list[dict[str, Any]]:
     state = _state(request)
     return [_info(state, running) for running in _manager(request).all()]
 
 
-@router.post("/stations", status_code=201, response_model=StationInfo)
+@router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
 def create_station(body: StationBody, request: Request) -> dict[str, Any]:
     state, manager = _state(request), _manager(request)
     if manager.get(body.name) is not None:
@@ -135,7 +136,7 @@ def create_station(body: StationBody, request: Request) -> dict[str, Any]:
     return _info(state, running)
 
 
-@router.get("/stations/{name}", response_model=StationInfo)
+@router.get("/stations/{name}", dependencies=VIEWER, response_model=StationInfo)
 def get_station(name: str, request: Request) -> dict[str, Any]:
     return _info(_state(request), _get(request, name))
 
@@ -148,25 +149,25 @@ def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
     return _info(_state(request), running)
 
 
-@router.post("/stations/{name}/pause", response_model=StationInfo)
+@router.post("/stations/{name}/pause", dependencies=OPERATOR, response_model=StationInfo)
 def pause_station(name: str, request: Request) -> dict[str, Any]:
     """Stop taking images (the image in hand is finished; deliveries go on)."""
     return _set_paused(request, name, True)
 
 
-@router.post("/stations/{name}/resume", response_model=StationInfo)
+@router.post("/stations/{name}/resume", dependencies=OPERATOR, response_model=StationInfo)
 def resume_station(name: str, request: Request) -> dict[str, Any]:
     return _set_paused(request, name, False)
 
 
-@router.post("/stations/{name}/retry", response_model=Requeued)
+@router.post("/stations/{name}/retry", dependencies=OPERATOR, response_model=Requeued)
 def retry_station(name: str, request: Request) -> dict[str, Any]:
     """Dead letters back in their queues, tries counted afresh (the receiver was fixed)."""
     _get(request, name)
     return {"requeued": StationTables(_state(request).store).requeue_dead(name)}
 
 
-@router.post("/stations/{name}/trigger", status_code=202, response_model=None)
+@router.post("/stations/{name}/trigger", dependencies=OPERATOR, status_code=202, response_model=None)
 def trigger_station(name: str, request: Request) -> Response:
     """Take the next frame now (a camera source with ``trigger = "http"``)."""
     source = _get(request, name).runner.config.source
@@ -177,7 +178,7 @@ def trigger_station(name: str, request: Request) -> Response:
     return Response(status_code=202)
 
 
-@router.delete("/stations/{name}", status_code=204, response_model=None)
+@router.delete("/stations/{name}", dependencies=ENGINEER, status_code=204, response_model=None)
 def delete_station(name: str, request: Request) -> Response:
     """Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
     (a station created again under this name delivers them)."""

@@ -5,7 +5,9 @@ import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatScore } from "../logic/scale";
 import { flagged, formatRate, previewThreshold, roundTo, sliderRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
+import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
+import { RoleGate } from "./RoleGate";
 import { Histogram } from "./Histogram";
 import { Picture } from "./Picture";
 import { ZoomViewer } from "./ZoomViewer";
@@ -40,7 +42,7 @@ export function ThresholdTuner({
   evidence: CategoryEvidence | undefined;
   onChanged: (updated: Category) => void;
 }) {
-  const { client, requireKey } = useApi();
+  const { client, me, requireKey } = useApi();
   const id = useId();
   const tau = category.tau ?? null;
   const training = category.training_scores?.values ?? [];
@@ -192,15 +194,18 @@ export function ThresholdTuner({
           onClose={() => setZoomed(null)}
         />
       ) : null}
+      <RoleGate needed="engineer" what="Changing the threshold">
       <form className="tuner-save" onSubmit={submit}>
         <div className="field grow">
           <label htmlFor={`${id}-why`}>Why (kept in the model's history)</label>
           <textarea id={`${id}-why`} ref={whyField} rows={2} maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
         </div>
-        <div className="field">
-          <label htmlFor={`${id}-by`}>Your name (optional)</label>
-          <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
-        </div>
+        {me === null || me.open ? (
+          <div className="field">
+            <label htmlFor={`${id}-by`}>Your name (optional)</label>
+            <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
+          </div>
+        ) : null /* with a key, the history records the key's name */}
         <div className="actions">
           <button type="submit" className="button primary" disabled={blocked !== null} aria-describedby={blocked ? `${id}-blocked` : undefined}>
             Save threshold {formatScore(candidate)}
@@ -212,6 +217,7 @@ export function ThresholdTuner({
           ) : null}
         </div>
       </form>
+      </RoleGate>
       {error ? <ErrorBanner error={error} compact /> : null}
       {saved ? (
         <p className="success" role="status" data-testid="saved">
@@ -238,7 +244,7 @@ export function ThresholdTuner({
               <p className="change-why" data-field="why">
                 {h.why ?? ""}
               </p>
-              {typeof h.before?.tau === "number" && h.before.tau !== tau ? (
+              {typeof h.before?.tau === "number" && h.before.tau !== tau && allows(me, "engineer") ? (
                 <button
                   type="button"
                   className="button secondary small-button"

@@ -2,6 +2,7 @@ import { FIT_OPTIONS, type Category, type FitOptions, type FitSource, type Job, 
 import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { RoleGate } from "../components/RoleGate";
 import { CategoryDashboard } from "../components/CategoryDashboard";
 import { SelectField } from "../components/SelectField";
 import { ThresholdTuner } from "../components/ThresholdTuner";
@@ -28,7 +29,9 @@ export function CategoriesPage({ selected }: { selected: string | null }) {
       {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
       {list.data ? <CategoryTable categories={list.data} selected={selected} /> : null}
       {selected ? <CategoryDetail key={selected} name={selected} onChanged={list.reload} /> : null}
-      <FitForm onFitted={list.reload} />
+      <RoleGate needed="engineer" what="Fitting a category">
+        <FitForm onFitted={list.reload} />
+      </RoleGate>
     </section>
   );
 }

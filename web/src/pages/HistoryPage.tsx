@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { RoleGate } from "../components/RoleGate";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
@@ -251,7 +252,9 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             Inspection {selected.id}
             {selected.station ? ` · taken by station ${selected.station} from ${selected.source ?? "its source"}` : ""} · Escape closes
           </p>
-          <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
+          <RoleGate needed="operator" what="Labelling an inspection">
+            <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
+          </RoleGate>
           <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>
       ) : null}

@@ -2,6 +2,7 @@ import type { Category } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState, type DragEvent, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { RoleGate } from "../components/RoleGate";
 import { InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { uploadName } from "../logic/queue";
@@ -93,6 +94,7 @@ export function InspectPage() {
           No category is fitted yet. <a href="#/categories">Fit one on the Categories page.</a>
         </div>
       ) : null}
+      <RoleGate needed="operator" what="Inspecting images">
       <form className="panel inspect-form" onSubmit={(e: FormEvent) => e.preventDefault()}>
         <SelectField id={ids.category} label="Category" value={category} options={usable.map((c) => c.name)}
           disabled={usable.length === 0} onChange={setCategory} />
@@ -165,6 +167,7 @@ export function InspectPage() {
           }}
         />
       </form>
+      </RoleGate>
 
       {items.length > 0 ? (
         <div className="results-head">

@@ -2,6 +2,8 @@ import type { StationInfo } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { RoleGate } from "../components/RoleGate";
+import { allows } from "../logic/access";
 import { DecisionBadge } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
@@ -205,7 +207,9 @@ export function StationsPage() {
           <StationTable stations={stations} controls={controls} />
         )
       ) : null}
-      <CreateStationForm onCreated={(info) => (replace(info), reload())} />
+      <RoleGate needed="engineer" what="Creating a station">
+        <CreateStationForm onCreated={(info) => (replace(info), reload())} />
+      </RoleGate>
     </section>
   );
 }
@@ -467,6 +471,9 @@ function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDe
   const run = (action: Action) => {
     if (!waiting) onAct(info, action);
   };
+  const { me } = useApi();
+  const operate = allows(me, "operator");
+  const manage = allows(me, "engineer");
 
   if (isConfirming) {
     return (
@@ -485,11 +492,15 @@ function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDe
   }
   return (
     <div className="station-actions" role="group" aria-label={`Actions for ${name}`}>
-      <button type="button" className="button secondary small-button" aria-disabled={waiting} aria-label={`${paused ? "Resume" : "Pause"} ${name}`}
-        onClick={() => run(paused ? "resume" : "pause")}>
-        {paused ? "Resume" : "Pause"}
-      </button>
-      {dead > 0 ? (
+      {operate ? (
+        <button type="button" className="button secondary small-button" aria-disabled={waiting} aria-label={`${paused ? "Resume" : "Pause"} ${name}`}
+          onClick={() => run(paused ? "resume" : "pause")}>
+          {paused ? "Resume" : "Pause"}
+        </button>
+      ) : (
+        <span className="muted small">Pausing needs the operator role.</span>
+      )}
+      {dead > 0 && operate ? (
         <button type="button" className="button secondary small-button" aria-disabled={waiting}
           aria-label={`Retry ${dead} dead letter${dead === 1 ? "" : "s"} of ${name}`} onClick={() => run("retry")}>
           Retry {dead} dead letter{dead === 1 ? "" : "s"}
@@ -497,7 +508,7 @@ function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDe
       ) : null}
       {info.created_by === "file" ? (
         <span className="muted small">From a stations file: remove it there.</span>
-      ) : (
+      ) : !manage ? null : (
         <button type="button" ref={deleteRef} className="button secondary small-button" aria-disabled={waiting} aria-label={`Delete ${name}`}
           onClick={() => !waiting && onAskDelete(name)}>
           Delete

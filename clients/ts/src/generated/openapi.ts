@@ -36,6 +36,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit
+         * @description Every change made through the API, newest first: who (key name and role), when, which route.
+         */
+        get: operations["audit_v1_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit Csv
+         * @description The audit log as CSV (a field a spreadsheet would run as a formula is defused).
+         */
+        get: operations["audit_csv_v1_audit_csv_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/categories": {
         parameters: {
             query?: never;
@@ -375,6 +415,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Keys
+         * @description Every key ever added (revoked ones with the time), never the keys themselves.
+         */
+        get: operations["list_keys_v1_keys_get"];
+        put?: never;
+        /**
+         * Add Key
+         * @description A new named key with a role; the answer holds the key, which is not stored and cannot be shown again.
+         */
+        post: operations["add_key_v1_keys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Key
+         * @description Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name.
+         */
+        delete: operations["revoke_key_v1_keys__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Me
+         * @description Who this key is and what its role may do.
+         */
+        get: operations["me_v1_me_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/stations": {
         parameters: {
             query?: never;
@@ -496,6 +600,34 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AuditPage */
+        AuditPage: {
+            /** Items */
+            items: components["schemas"]["AuditRow"][];
+            /** Next Offset */
+            next_offset: number | null;
+            /** Total */
+            total: number;
+        };
+        /** AuditRow */
+        AuditRow: {
+            /** Actor */
+            actor: string;
+            /** Method */
+            method: string;
+            /** Path */
+            path: string;
+            /** Role */
+            role: string;
+            /** Route */
+            route: string;
+            /** Seq */
+            seq: number;
+            /** Status */
+            status: number;
+            /** Time */
+            time: string;
+        };
         /** Category */
         Category: {
             /** Backbone */
@@ -563,6 +695,25 @@ export interface components {
             categories: components["schemas"]["Category"][];
         } & {
             [key: string]: unknown;
+        };
+        /** CreatedKey */
+        CreatedKey: {
+            /** Created */
+            created: string;
+            /**
+             * Key
+             * @description the key itself: shown this once, stored only as a digest
+             */
+            key: string;
+            /** Name */
+            name: string;
+            /** Revoked */
+            revoked: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "viewer" | "operator" | "engineer" | "admin";
         };
         /** DayFigures */
         DayFigures: {
@@ -849,6 +1000,11 @@ export interface components {
              */
             label?: string | null;
             /**
+             * Label By
+             * @description who gave the label: the API key's name (local: the open single-user mode)
+             */
+            label_by?: string | null;
+            /**
              * Label Time
              * @description when the label was given
              */
@@ -1002,6 +1158,25 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** KeyInfo */
+        KeyInfo: {
+            /** Created */
+            created: string;
+            /** Name */
+            name: string;
+            /** Revoked */
+            revoked: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "viewer" | "operator" | "engineer" | "admin";
+        };
+        /** KeyList */
+        KeyList: {
+            /** Keys */
+            keys: components["schemas"]["KeyInfo"][];
+        };
         /**
          * LabelledScore
          * @description One image whose truth is known: a labelled history item or an evaluation run's test image.
@@ -1043,6 +1218,49 @@ export interface components {
         LabelRequest: {
             /** Label */
             label: ("normal" | "anomalous") | null;
+        };
+        /**
+         * Me
+         * @description The caller: the key's name and role, what the role may do, and whether the service is open.
+         */
+        Me: {
+            /**
+             * May
+             * @description this role and every role below it
+             */
+            may: ("viewer" | "operator" | "engineer" | "admin")[];
+            /** Name */
+            name: string;
+            /**
+             * Open
+             * @description no keys at all: one local user with every role
+             */
+            open: boolean;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "viewer" | "operator" | "engineer" | "admin";
+            /**
+             * Roles
+             * @description every role and what it may do
+             */
+            roles: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * NewKey
+         * @description ``POST /v1/keys``: a name (letters, digits, '_', '.', '-') and a role.
+         */
+        NewKey: {
+            /** Name */
+            name: string;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "viewer" | "operator" | "engineer" | "admin";
         };
         /**
          * Reference
@@ -1257,6 +1475,89 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    audit_v1_audit_get: {
+        parameters: {
+            query?: {
+                actor?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+        };
+    };
+    audit_csv_v1_audit_csv_get: {
+        parameters: {
+            query?: {
+                actor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the whole audit log, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": unknown;
                     "text/plain": string;
                 };
             };
@@ -2037,6 +2338,164 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": components["schemas"]["JobEvent"];
+                };
+            };
+        };
+    };
+    list_keys_v1_keys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyList"];
+                };
+            };
+        };
+    };
+    add_key_v1_keys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewKey"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedKey"];
+                };
+            };
+        };
+    };
+    revoke_key_v1_keys__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyInfo"];
+                };
+            };
+        };
+    };
+    me_v1_me_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
                 };
             };
         };

@@ -1,0 +1,93 @@
+"""``eagle keys add|list|revoke``: the service's named API keys, each with a role (docs/SERVICE.md, "Users")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.printing import dumps
+
+if TYPE_CHECKING:
+    from eagle_iad.service.keys import KeyTable
+    from eagle_iad.service.store import InspectionStore
+
+
+def add_keys(sub: Subcommands) -> None:
+    keys = sub.add_parser("keys", help="the service's named API keys and their roles (viewer to admin)",
+                          description="Keys live in the service's history file, as digests; a running service "
+                          "sees a new or revoked key at its next request.")  # fmt: skip
+    actions = keys.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a key: printed once, stored only as a digest")
+    add.add_argument("name", help="who holds it (letters, digits, '_', '.', '-'): labels and the audit log show it")
+    add.add_argument("--role", required=True, choices=["viewer", "operator", "engineer", "admin"],
+                     help="viewer: read; operator: also inspect and label; engineer: also fit and thresholds; "
+                     "admin: also keys and the audit log")  # fmt: skip
+    listing = actions.add_parser("list", help="every key (never the key itself), revoked ones with the time (JSON)")
+    revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
+    revoke.add_argument("name")
+    for parser, func in ((add, _cmd_add), (listing, _cmd_list), (revoke, _cmd_revoke)):
+        parser.add_argument("--models", help="the service's --models (its state folder: <models>/../eagle-service)")
+        parser.add_argument("--state-dir", help="the service's --state-dir")
+        parser.add_argument("--db", help="the service's --db (default: <state-dir>/eagle.sqlite3)")
+        parser.set_defaults(func=func)
+
+
+def _table(args: argparse.Namespace) -> tuple[InspectionStore, KeyTable]:
+    """The key table in the history file ``eagle serve`` uses with the same flags."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.keys import KeyTable
+    from eagle_iad.service.store import InspectionStore
+
+    if args.db:
+        database = Path(args.db)
+    elif args.state_dir:
+        database = Path(args.state_dir) / "eagle.sqlite3"
+    elif args.models:
+        database = Path(args.models).parent / "eagle-service" / "eagle.sqlite3"
+    else:
+        raise ConfigError("say where the service keeps its history: --models, --state-dir or --db, as eagle serve has")
+    store = InspectionStore(database)
+    return store, KeyTable(store)
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from eagle_iad.service.keys import parse_role
+
+    store, table = _table(args)
+    try:
+        key = table.add(args.name, parse_role(args.role))
+    finally:
+        store.close()
+    print(key)
+    print(f"eagle keys: added {args.name!r} ({args.role}); the key above is shown only now", file=sys.stderr)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    store, table = _table(args)
+    try:
+        print(dumps([info.to_dict() for info in table.list()]))
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+
+    store, table = _table(args)
+    try:
+        info = table.revoke(args.name)
+    except KeyError:
+        raise ConfigError(f"no key named {args.name!r} (eagle keys list shows them)") from None
+    finally:
+        store.close()
+    print(dumps(info.to_dict()))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"keys": add_keys}

@@ -1,0 +1,159 @@
+"""Who is calling and what they may do: named API keys with roles, checked per route.
+
+Why: one shared key let anyone who could inspect also move a threshold or delete a station, and a label
+or a threshold change recorded no person. Now each key has a name and a role, and every route declares
+the least role it needs with :func:`requires`; ``tests/test_access.py`` walks every route of the app, so
+a route added without a role fails the suite instead of being open to every key.
+
+The roles, each allowed what the one before it is, plus:
+
+- ``viewer``: read: categories, history, pictures, evaluations, dashboards, stations, metrics;
+- ``operator``: inspect, label inspections, pause, resume and trigger stations, retry dead letters;
+- ``engineer``: fit, change a threshold, create and delete stations;
+- ``admin``: add and revoke keys, read the audit log.
+
+Where callers come from, first match wins: a key from the key table (``eagle keys add``; stored as a
+SHA-256 digest, never the key), the single ``EAGLE_API_KEY`` of earlier versions (an admin named
+``EAGLE_API_KEY``), or, when neither exists, the open local mode: one user, named ``local``, with every
+role, as before (``eagle serve`` warns when that is not on loopback).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Protocol
+
+from fastapi import Depends, Request
+
+from eagle_iad.mllm.serving import ApiError
+
+
+class Role(IntEnum):
+    """Ordered: a role may do everything the roles below it may."""
+
+    viewer = 1
+    operator = 2
+    engineer = 3
+    admin = 4
+
+
+ROLE_HELP = {
+    Role.viewer: "read: categories, history, pictures, evaluations, dashboards, stations, metrics",
+    Role.operator: "also inspect, label, pause/resume/trigger stations, retry dead letters",
+    Role.engineer: "also fit, change thresholds, create and delete stations",
+    Role.admin: "also add and revoke keys, read the audit log",
+}
+
+#: The caller's name in the open local mode (no keys at all).
+LOCAL = "local"
+#: The name the single key of ``EAGLE_API_KEY`` goes by.
+ENV_KEY_NAME = "EAGLE_API_KEY"
+#: A key's prefix: tells an EAGLE key apart in a config file or a leaked log.
+KEY_PREFIX = "eagle_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's name, its role, and whether the service is open (no keys at all)."""
+
+    name: str
+    role: Role
+    open: bool = False
+
+
+def new_key() -> str:
+    """A fresh API key: 256 random bits, URL-safe."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(key: str) -> str:
+    """What the key table stores: the key's SHA-256. A key has 256 random bits, so a fast hash is enough
+    (a slow password hash guards low-entropy secrets); the key itself is shown once and never stored."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def offered_key(request: Request) -> str | None:
+    """``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; ``None`` when neither is sent."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+#: Looks a key's digest up: ``(name, role)`` of a key that is not revoked, else ``None``.
+KeyLookup = Callable[[str], tuple[str, Role] | None]
+
+
+def identify(request: Request, env_key: str | None, lookup: KeyLookup, any_keys: Callable[[], bool]) -> Caller:
+    """The caller of ``request``, or 401 when keys exist and none of them was sent."""
+    offered = offered_key(request)
+    if offered is not None:
+        found = lookup(digest(offered))
+        if found is not None:
+            return Caller(found[0], found[1])
+        if env_key is not None and hmac.compare_digest(offered.encode(), env_key.encode()):
+            return Caller(ENV_KEY_NAME, Role.admin)
+    elif env_key is None and not any_keys():
+        return Caller(LOCAL, Role.admin, open=True)
+    raise ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", code="invalid_api_key")
+
+
+class _Keys(Protocol):
+    def lookup(self, key_digest: str) -> tuple[str, Role] | None: ...
+    def any_active(self) -> bool: ...
+
+
+def caller(request: Request) -> Caller:
+    """Who sent ``request`` (401 when keys exist and none was sent); worked out once per request from the
+    app's service state (its ``settings.api_key`` and key table)."""
+    known = getattr(request.state, "caller", None)
+    if isinstance(known, Caller):
+        return known
+    state = request.app.state.service
+    keys: _Keys = state.keys
+    who = identify(request, state.settings.api_key, keys.lookup, keys.any_active)
+    request.state.caller = who
+    return who
+
+
+def requires(role: Role, *, audited: bool = True) -> Any:
+    """A route's access rule: callers below ``role`` get 403 naming who they are and what is needed.
+
+    ``audited``: a successful write (any method but GET) through this route is written to the audit log
+    with the caller's name (:mod:`eagle_iad.service.audit`); inspections are not (they are the history).
+    """
+
+    def check(request: Request) -> Caller:
+        who = caller(request)
+        if who.role < role:
+            raise ApiError(
+                403,
+                f"{who.name} is a {who.role.name}; this needs the {role.name} role or above",
+                type_="permission_error",
+                code="forbidden",
+            )
+        request.state.audited = audited
+        return who
+
+    check.role = role  # type: ignore[attr-defined]  # read by the route walk in tests/test_access.py
+    return Depends(check)
+
+
+def route_role(dependencies: list[Any]) -> Role | None:
+    """The role a route's dependencies require (``None``: none declared); for the route walk and the docs."""
+    roles = [getattr(d.call, "role", None) for d in dependencies]
+    found = [r for r in roles if isinstance(r, Role)]
+    return found[0] if len(found) == 1 else None
+
+
+#: The routes' ``dependencies=``: one per role (inspections, the history's own rows, are not audited).
+VIEWER = [requires(Role.viewer)]
+OPERATOR = [requires(Role.operator)]
+ENGINEER = [requires(Role.engineer)]
+ADMIN = [requires(Role.admin)]
+INSPECTING = [requires(Role.operator, audited=False)]

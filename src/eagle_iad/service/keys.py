@@ -1,0 +1,93 @@
+"""The key table: named API keys with roles, stored as digests in the history's SQLite file.
+
+Why in the history file: a key's name is what the audit log and the labels record, so keys and what
+they did live and are backed up together; ``eagle keys`` writes the same file while the service runs
+(SQLite's WAL lets both), and a revoked key stops working at its next request (keys are looked up per
+request, never cached). A revoked key's row stays (its name still explains the audit log) and its name
+cannot be given to a new key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.naming import CATEGORY_NAME, printable
+from eagle_iad.service.access import Role, digest, new_key
+from eagle_iad.service.store import InspectionStore
+
+#: A key's name: what labels, thresholds and the audit log show (``anna.k``, ``line-2-camera``).
+NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as listed: never the key itself."""
+
+    name: str
+    role: str
+    created: str
+    revoked: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "created": self.created, "revoked": self.revoked}
+
+
+def check_key_name(name: str) -> str:
+    if not CATEGORY_NAME.match(name) or ".." in name:
+        raise ConfigError(f"invalid key name {printable(name)[:80]!r}: use {NAME_RULE}")
+    return name
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role[text]
+    except KeyError:
+        names = ", ".join(role.name for role in Role)
+        raise ConfigError(f"unknown role {printable(text)[:40]!r}: use one of {names}") from None
+
+
+class KeyTable:
+    """Add, list, revoke and look up keys in the store's ``api_keys`` table."""
+
+    def __init__(self, store: InspectionStore) -> None:
+        self.store = store
+
+    def add(self, name: str, role: Role) -> str:
+        """A new key for ``name`` with ``role``; the key is returned once and only its digest is kept."""
+        check_key_name(name)
+        key = new_key()
+        with self.store.transaction() as db:
+            row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                why = f"was revoked on {row[0]}; names are not reused" if row[0] else "exists; revoke it first"
+                raise ConfigError(f"key {name!r} {why} (choose another name)")
+            db.execute("INSERT INTO api_keys (name, role, digest, created, revoked) VALUES (?, ?, ?, ?, NULL)",
+                       (name, role.name, digest(key), _now()))  # fmt: skip
+        return key
+
+    def revoke(self, name: str) -> KeyInfo:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise KeyError(name)
+            if row[0] is None:
+                db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (_now(), name))
+        return next(info for info in self.list() if info.name == name)
+
+    def list(self) -> list[KeyInfo]:
+        rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY rowid")
+        return [KeyInfo(str(n), str(r), str(c), None if v is None else str(v)) for n, r, c, v in rows]
+
+    def lookup(self, key_digest: str) -> tuple[str, Role] | None:
+        rows = self.store.read("SELECT name, role FROM api_keys WHERE digest = ? AND revoked IS NULL", (key_digest,))
+        return None if not rows else (str(rows[0][0]), Role[str(rows[0][1])])
+
+    def any_active(self) -> bool:
+        return bool(self.store.read("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,219 @@
+"""Named keys with roles: every route declares the least role it needs, and every change says who made it.
+
+The route walk builds the app as ``eagle serve`` does (stations and the MLLM's routes included) and reads
+each route's declared role: a route added without one, or with another than this file's table, fails
+here. Then each route is called over real HTTP with a key of each role: below the route's role 403,
+at or above it anything but 401/403. The rest follows one shift: an operator labels, an engineer moves a
+threshold, a viewer is refused, an admin adds and revokes a key, and the audit log lists exactly the
+changes that succeeded, by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BlockingBackend, LiveServer
+from test_service import call, inspect_request
+from test_service_faults import _every_route
+
+from eagle_iad.data import get_layout
+from eagle_iad.service.access import Role, route_role
+
+#: What each route needs; changing a route's role, or adding a route, means changing this table on purpose.
+ROLES: dict[tuple[str, str], str] = {
+    ("GET", "/metrics"): "viewer",
+    ("GET", "/v1/categories"): "viewer",
+    ("GET", "/v1/categories/{name}"): "viewer",
+    ("POST", "/v1/categories/{name}/threshold"): "engineer",
+    ("POST", "/v1/categories/{name}/fit"): "engineer",
+    ("GET", "/v1/jobs/{job_id}"): "viewer",
+    ("GET", "/v1/jobs/{job_id}/events"): "viewer",
+    ("POST", "/v1/inspect"): "operator",
+    ("GET", "/v1/inspections"): "viewer",
+    ("GET", "/v1/inspections/{inspection_id}"): "viewer",
+    ("PUT", "/v1/inspections/{inspection_id}/label"): "operator",
+    ("GET", "/v1/inspections/{inspection_id}/reference"): "viewer",
+    ("GET", "/v1/evaluations"): "viewer",
+    ("GET", "/v1/evaluations/{name}/files/{path:path}"): "viewer",
+    ("GET", "/v1/files/{path:path}"): "viewer",
+    ("GET", "/v1/categories/{name}/evidence"): "viewer",
+    ("GET", "/v1/categories/{name}/dashboard"): "viewer",
+    ("GET", "/v1/me"): "viewer",
+    ("GET", "/v1/keys"): "admin",
+    ("POST", "/v1/keys"): "admin",
+    ("DELETE", "/v1/keys/{name}"): "admin",
+    ("GET", "/v1/audit"): "admin",
+    ("GET", "/v1/audit.csv"): "admin",
+    ("GET", "/v1/stations"): "viewer",
+    ("POST", "/v1/stations"): "engineer",
+    ("GET", "/v1/stations/{name}"): "viewer",
+    ("POST", "/v1/stations/{name}/pause"): "operator",
+    ("POST", "/v1/stations/{name}/resume"): "operator",
+    ("POST", "/v1/stations/{name}/retry"): "operator",
+    ("POST", "/v1/stations/{name}/trigger"): "operator",
+    ("DELETE", "/v1/stations/{name}"): "engineer",
+    ("POST", "/v1/chat/completions"): "operator",
+    ("GET", "/v1/models"): "viewer",
+}
+
+#: One person per role (the names the audit log and the labels will show).
+PEOPLE = {"viewer": "vic", "operator": "anna", "engineer": "eve", "admin": "ada"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/mono fitted on 8 real elpv cells."""
+    import torch
+
+    from eagle_iad.expert import fit, save
+
+    layout = get_layout("elpv")
+    train = sorted(s.path for s in layout.samples(None, "mono", "train"))
+    root = tmp_path_factory.mktemp("access")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(train[:8], "mono").model, root / "models" / "mono")
+    finally:
+        torch.set_num_threads(before)
+    return root / "models"
+
+
+def _app(models: Path, state: Path, api_key: str | None = None, mllm: bool = False) -> Any:
+    """The app as `eagle serve` builds it; ``mllm``: with the MLLM's routes (a backend that never answers)."""
+    from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.station.routes import install as stations
+
+    settings = ServiceSettings(models_dir=models, state_dir=state, api_key=api_key)
+    return create_app(settings, backend=BlockingBackend() if mllm else None, extensions=[stations])
+
+
+def _keys(state: Path) -> dict[str, str]:
+    """A key for each person, added as ``eagle keys add`` does (before the service starts)."""
+    from eagle_iad.cli import main
+
+    keys = {}
+    for role, name in PEOPLE.items():
+        out = io.StringIO()
+        with redirect_stdout(out):
+            assert main(["keys", "add", name, "--role", role, "--state-dir", str(state)]) == 0
+        keys[role] = out.getvalue().strip()
+    return keys
+
+
+def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path, tmp_path: Path) -> None:
+    from fastapi.routing import APIRoute
+
+    from eagle_iad.service.app import PUBLIC_PATHS
+
+    keys = _keys(tmp_path / "state")
+    app = _app(models, tmp_path / "state", mllm=True)
+    declared: dict[tuple[str, str], str] = {}
+    for path, methods, route in _every_route(app):
+        if not isinstance(route, APIRoute) or path in PUBLIC_PATHS:
+            continue
+        role = route_role(route.dependant.dependencies)
+        assert role is not None, f"{methods} {path} declares no role: add dependencies=VIEWER (or another)"
+        for method in methods:
+            declared[(method, path)] = role.name
+    assert declared == ROLES
+    with LiveServer(app) as live:
+        for (method, path), needed in ROLES.items():
+            url = live.base + path.replace("{path:path}", "x/y.png").replace("{", "").replace("}", "")
+            body = b"{}" if method in ("POST", "PUT") else None
+            for role, key in keys.items():
+                status, _, answer = call(method, url, body=body, content_type="application/json", key=key)
+                if Role[role] < Role[needed]:
+                    assert status == 403, (method, path, role, status)
+                    assert answer["error"]["code"] == "forbidden"
+                    assert answer["error"]["message"] == (
+                        f"{PEOPLE[role]} is a {role}; this needs the {needed} role or above"
+                    )
+                else:
+                    assert status not in (401, 403), (method, path, role, status, answer)
+            assert call(method, url, body=body, content_type="application/json")[0] == 401  # no key
+        # Every write above was refused or failed (no such station, an empty body): none is in the log.
+        assert call("GET", f"{live.base}/v1/audit", key=keys["admin"])[2]["total"] == 0
+
+
+def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tmp_path: Path) -> None:
+    from eagle_iad.cli import main
+
+    state = tmp_path / "state"
+    keys = _keys(state)
+    cell = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "test"))[0].read_bytes()
+    with LiveServer(_app(models, state)) as live:
+        for role, name in PEOPLE.items():
+            status, _, me = call("GET", f"{live.base}/v1/me", key=keys[role])
+            assert status == 200 and (me["name"], me["role"], me["open"]) == (name, role, False)
+            assert me["may"] == [r.name for r in Role if r <= Role[role]]
+        status, _, record = inspect_request(live.base, cell, key=keys["operator"])
+        assert status == 200, record
+        label = json.dumps({"label": "normal"}).encode()
+        url = f"{live.base}/v1/inspections/{record['id']}/label"
+        refused = call("PUT", url, body=label, content_type="application/json", key=keys["viewer"])
+        assert refused[0] == 403
+        assert refused[2]["error"]["message"] == "vic is a viewer; this needs the operator role or above"
+        status, _, labelled = call("PUT", url, body=label, content_type="application/json", key=keys["operator"])
+        assert status == 200 and (labelled["label"], labelled["label_by"]) == ("normal", "anna")
+        change = json.dumps({"tau": 123.0, "why": "new batch of glass", "by": "someone else"}).encode()
+        status, _, category = call("POST", f"{live.base}/v1/categories/mono/threshold", body=change,
+                                   content_type="application/json", key=keys["engineer"])  # fmt: skip
+        assert status == 200 and category["tau"] == 123.0
+        assert category["history"][-1]["by"] == "eve"  # a keyed caller cannot record another name
+        new = json.dumps({"name": "line-2", "role": "operator"}).encode()
+        status, _, created = call("POST", f"{live.base}/v1/keys", body=new, content_type="application/json",
+                                  key=keys["admin"])  # fmt: skip
+        assert status == 201 and created["name"] == "line-2" and created["key"].startswith("eagle_")
+        assert call("GET", f"{live.base}/v1/me", key=created["key"])[2]["name"] == "line-2"
+        again = call("POST", f"{live.base}/v1/keys", body=json.dumps({"name": "line-2", "role": "admin"}).encode(),
+                     content_type="application/json", key=keys["admin"])  # fmt: skip
+        assert again[0] == 409 and again[2]["error"]["code"] == "key_exists"
+        listed = call("GET", f"{live.base}/v1/keys", key=keys["admin"])[2]["keys"]
+        assert [k["name"] for k in listed] == ["vic", "anna", "eve", "ada", "line-2"]
+        assert all("key" not in k and "digest" not in k for k in listed)  # never the key, nor its digest
+        status, _, revoked = call("DELETE", f"{live.base}/v1/keys/line-2", key=keys["admin"])
+        assert status == 200 and revoked["revoked"] is not None
+        assert call("GET", f"{live.base}/v1/me", key=created["key"])[0] == 401  # refused from its next request
+        # `eagle keys` on the service's machine, while it runs: seen at the next request, no restart.
+        with redirect_stdout(io.StringIO()):
+            assert main(["keys", "revoke", "vic", "--state-dir", str(state)]) == 0
+        assert call("GET", f"{live.base}/v1/me", key=keys["viewer"])[0] == 401
+        status, _, log = call("GET", f"{live.base}/v1/audit", key=keys["admin"])
+        rows = [(r["actor"], r["role"], r["method"], r["route"], r["status"]) for r in reversed(log["items"])]
+        assert rows == [  # the refused label, the 409, the inspection and every read are not changes
+            ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200),
+            ("eve", "engineer", "POST", "/v1/categories/{name}/threshold", 200),
+            ("ada", "admin", "POST", "/v1/keys", 201),
+            ("ada", "admin", "DELETE", "/v1/keys/{name}", 200),
+        ]
+        assert log["items"][-1]["path"] == f"/v1/inspections/{record['id']}/label"
+        status, head, text = call("GET", f"{live.base}/v1/audit.csv?actor=eve", key=keys["admin"], raw=True)
+        assert status == 200 and head["content-type"].startswith("text/csv")
+        table = list(csv.reader(io.StringIO(text.decode())))
+        assert table[0] == ["seq", "time", "actor", "role", "method", "route", "path", "status"]
+        assert [row[2:] for row in table[1:]] == [
+            ["eve", "engineer", "POST", "/v1/categories/{name}/threshold", "/v1/categories/mono/threshold", "200"]
+        ]
+
+
+def test_open_mode_and_the_single_environment_key(models: Path, tmp_path: Path) -> None:
+    """No keys at all: one local user with every role, as before. EAGLE_API_KEY alone: an admin by that name."""
+    with LiveServer(_app(models, tmp_path / "open")) as live:
+        status, _, me = call("GET", f"{live.base}/v1/me")
+        assert status == 200 and (me["name"], me["role"], me["open"]) == ("local", "admin", True)
+        change = json.dumps({"tau": 50.0, "why": "try", "by": "kim"}).encode()
+        status, _, category = call("POST", f"{live.base}/v1/categories/mono/threshold", body=change,
+                                   content_type="application/json")  # fmt: skip
+        assert status == 200 and category["history"][-1]["by"] == "kim"  # one user: the name given is kept
+        assert call("GET", f"{live.base}/v1/audit")[2]["items"][0]["actor"] == "local"
+    with LiveServer(_app(models, tmp_path / "env", api_key="s3cret")) as live:
+        assert call("GET", f"{live.base}/v1/me")[0] == 401
+        me = call("GET", f"{live.base}/v1/me", key="s3cret")[2]
+        assert (me["name"], me["role"], me["open"]) == ("EAGLE_API_KEY", "admin", False)

@@ -1,0 +1,23 @@
+import type { Me } from "@eagle-iad/client";
+import { describe, expect, it } from "vitest";
+import { allows, refusalLine, signedInLine } from "./access";
+
+const me = (role: Me["role"], open = false): Me => ({ name: open ? "local" : "anna", role, open, may: [], roles: {} });
+
+describe("access", () => {
+  it("allows a role what it and the roles below may do", () => {
+    expect(allows(me("operator"), "viewer")).toBe(true);
+    expect(allows(me("operator"), "operator")).toBe(true);
+    expect(allows(me("operator"), "engineer")).toBe(false);
+    expect(allows(me("viewer"), "operator")).toBe(false);
+    expect(allows(me("admin"), "engineer")).toBe(true);
+    expect(allows(null, "admin")).toBe(true); // not known yet: the service still refuses
+  });
+  it("says who is signed in and why a control is missing", () => {
+    expect(signedInLine(me("operator"))).toBe("Signed in as anna (operator)");
+    expect(signedInLine(me("admin", true))).toBe("Open: no keys (one local user)");
+    expect(refusalLine(me("viewer"), "operator", "Inspecting")).toBe(
+      "Inspecting needs the operator role; anna is a viewer. An admin can give you a key with that role.",
+    );
+  });
+});
