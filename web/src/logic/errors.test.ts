@@ -18,6 +18,12 @@ describe("describeError", () => {
   it("shows the service's own message for an invalid image", () => {
     const e = describeError(new EagleApiError("x.png: cannot identify image file", 400, "invalid_image"));
     expect(e).toEqual({ kind: "invalid_image", title: "Not a usable image", message: "x.png: cannot identify image file", retryable: false });
+    expect(describeError(new EagleApiError("vic is a viewer; this needs the operator role or above", 403, "forbidden"))).toEqual({
+      kind: "forbidden",
+      title: "Not allowed for your role",
+      message: "vic is a viewer; this needs the operator role or above",
+      retryable: false,
+    });
   });
   it("says the service is busy when its inspection limit refused the request", () => {
     const e = describeError(new EagleApiError("16 inspections are in progress", 429, "too_many_inspections", 3));

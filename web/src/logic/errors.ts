@@ -5,6 +5,7 @@ import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/clie
 export type ErrorKind =
   | "network"
   | "unauthorised"
+  | "forbidden"
   | "invalid_image"
   | "busy"
   | "category_not_found"
@@ -53,6 +54,7 @@ export function describeError(error: unknown): UserError {
         retryable: true,
       };
     }
+    if (status === 403 || code === "forbidden") return { kind: "forbidden", title: "Not allowed for your role", message, retryable: false };
     if (code === "invalid_image") return { kind: "invalid_image", title: "Not a usable image", message, retryable: false };
     if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };
     if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };

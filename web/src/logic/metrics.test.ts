@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { flattenMetrics, formatMetric } from "./metrics";
+import { flattenMetrics, formatMetric, metricExplanation } from "./metrics";
 
 describe("flattenMetrics", () => {
   it("flattens nested objects to dotted keys in order", () => {
@@ -56,5 +56,15 @@ describe("metric labels and formats", () => {
     expect(formatMetricFor("at_tau.f1", 0.33333333)).toBe("0.333");
     expect(formatMetricFor("tau", 142.34120897305476)).toBe("142.3");
     expect(formatMetricFor("pixel_auroc", null)).toBe("–");
+  });
+});
+
+describe("metricExplanation", () => {
+  it("explains a metric in one sentence, nested or not, and leaves counts of images alone", () => {
+    expect(metricExplanation("image_auroc")).toBe(
+      "How well the scores rank defective images above normal ones, whatever the threshold: 1 is perfect, 0.5 is chance.",
+    );
+    expect(metricExplanation("at_tau.fn")).toBe("Defective images called normal: the failure that costs most on a line.");
+    expect(metricExplanation("n_normal")).toBeNull();
   });
 });

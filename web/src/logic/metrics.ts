@@ -72,6 +72,37 @@ const LEAF_LABELS: Record<string, string> = {
   defects_without_mask: "Defective images without a mask",
 };
 
+/** One sentence per metric, for a reader who does not know the term (shown under its name). */
+const EXPLANATIONS: Record<string, string> = {
+  image_auroc: "How well the scores rank defective images above normal ones, whatever the threshold: 1 is perfect, 0.5 is chance.",
+  pixel_auroc: "The same ranking for single pixels: do pixels inside the defect masks score higher than the rest?",
+  aupro: "How much of each defect region the heatmap covers before too many normal pixels light up (1 is best).",
+  tau: "The decision threshold: a score at or above it is called defective. Set from normal images alone.",
+  s_max: "The highest score of a normal training image; between the threshold and this, the expert is unsure.",
+  balanced_accuracy: "The mean of the share of defects caught and the share of normal images passed: 0.5 is chance.",
+  accuracy: "The share of test images called right.",
+  precision: "Of the images called defective, the share that really were.",
+  recall: "Of the defective images, the share that were caught.",
+  f1: "One number balancing precision and recall (their harmonic mean).",
+  false_alarm_rate: "Of the normal images, the share wrongly called defective.",
+  miss_rate: "Of the defective images, the share let through as normal.",
+  tp: "Defective images called defective.",
+  fp: "Normal images called defective.",
+  tn: "Normal images called normal.",
+  fn: "Defective images called normal: the failure that costs most on a line.",
+  pointing_accuracy: "Of the defective images with a mask, the share whose strongest box lies on the defect.",
+  mean_best_iou: "How well the best box overlaps the defect's own box, averaged (1 is a perfect fit).",
+  median_area_ratio: "Box area over defect area, the middle value: near 1 means tight boxes, large means loose ones.",
+  touch_rate: "The share of boxes that touch a defect at all.",
+  normal_boxes: "Boxes drawn on normal test images (there should be few).",
+};
+
+/** The sentence under a metric's name, or null for one that needs none (counts of images, names). */
+export function metricExplanation(key: string): string | null {
+  const parts = key.split(".");
+  return EXPLANATIONS[parts[parts.length - 1] ?? key] ?? null;
+}
+
 const GROUP_LABELS: Record<string, string> = {
   at_tau: "at the threshold",
   boxes: "boxes",

@@ -41,6 +41,9 @@ describe("inspection queue", () => {
     expect(failed[1]).toMatchObject({ status: "failed", error, file: blob });
     expect(counts(failed)).toEqual({ waiting: 0, done: 1, failed: 1 });
     expect(retryItem(failed, items[1]!.id)[1]).toMatchObject({ status: "queued", error: undefined });
+    const broken = { kind: "invalid_image" as const, title: "Not a usable image", message: "not an image", retryable: false };
+    const refused = finish(done, items[1]!.id, { error: broken });
+    expect(retryItem(refused, items[1]!.id)[1]).toMatchObject({ status: "failed", error: broken }); // never succeeds
   });
 
   it("restores a saved queue in order, running again the item a reload interrupted", () => {

@@ -82,8 +82,11 @@ export function finish(items: readonly QueueItem[], id: string, outcome: { recor
   });
 }
 
+/** Queue a failed item again, if its failure was one a retry can cure (`retryable`). */
 export function retryItem(items: readonly QueueItem[], id: string): QueueItem[] {
-  return items.map((i) => (i.id === id && i.status === "failed" && i.file ? { ...i, status: "queued", error: undefined } : i));
+  return items.map((i) =>
+    i.id === id && i.status === "failed" && i.file && i.error?.retryable !== false ? { ...i, status: "queued", error: undefined } : i,
+  );
 }
 
 export interface Counts {

@@ -44,12 +44,12 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
         <thead>
           <tr>
             <th scope="col">Name</th>
-            <th scope="col">Backbone</th>
+            <th scope="col" className="wide-only">Backbone</th>
             <th scope="col" className="num">Threshold</th>
             <th scope="col" className="num">Band end</th>
-            <th scope="col">Rule</th>
-            <th scope="col" className="num">Train images</th>
-            <th scope="col">Created</th>
+            <th scope="col" className="wide-only">Rule</th>
+            <th scope="col" className="num wide-only">Train images</th>
+            <th scope="col" className="wide-only">Created</th>
           </tr>
         </thead>
         <tbody>
@@ -64,10 +64,10 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
                 </td>
               ) : (
                 <>
-                  <td>{c.backbone ?? "–"}</td>
+                  <td className="wide-only">{c.backbone ?? "–"}</td>
                   <td className="num">{formatScore(c.tau)}</td>
                   <td className="num">{formatScore(c.s_max)}</td>
-                  <td>
+                  <td className="wide-only">
                     {c.rule ?? "–"}
                     {c.rule_params && Object.keys(c.rule_params).length > 0 ? (
                       <span className="muted small">
@@ -78,8 +78,8 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
                       </span>
                     ) : null}
                   </td>
-                  <td className="num">{c.train_images ?? "–"}</td>
-                  <td>{formatDate(c.created)}</td>
+                  <td className="num wide-only">{c.train_images ?? "–"}</td>
+                  <td className="wide-only">{formatDate(c.created)}</td>
                 </>
               )}
             </tr>

@@ -2,7 +2,7 @@ import type { EvaluationRun } from "@eagle-iad/client";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { Picture } from "../components/Picture";
-import { flattenMetrics, formatMetricFor, metricLabel } from "../logic/metrics";
+import { flattenMetrics, formatMetricFor, metricExplanation, metricLabel } from "../logic/metrics";
 import { formatRate, perTypeTables, type PerTypeTable } from "../logic/perType";
 
 export function EvaluationsPage() {
@@ -66,7 +66,8 @@ function RunView({ run }: { run: EvaluationRun }) {
                 {rows.map(([key, value]) => (
                   <tr key={key} data-key={key}>
                     <th scope="row" title={key}>
-                      {metricLabel(key)}
+                      <span className="metric-name">{metricLabel(key)}</span>
+                      {metricExplanation(key) ? <span className="metric-help">{metricExplanation(key)}</span> : null}
                     </th>
                     <td className="num">{formatMetricFor(key, value)}</td>
                   </tr>

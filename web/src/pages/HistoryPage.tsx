@@ -291,8 +291,9 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
     <div className="label-control">
       <div className="toggle-group" role="group" aria-label="What the part actually was">
         {(["normal", "anomalous"] as const).map((label) => (
-          <button key={label} type="button" className="toggle" aria-pressed={current === label} disabled={busy}
-            onClick={() => void set(current === label ? null : label)}>
+          // aria-disabled, not disabled: a pressed button that turned disabled dropped the keyboard focus.
+          <button key={label} type="button" className="toggle" aria-pressed={current === label} aria-disabled={busy}
+            onClick={() => !busy && void set(current === label ? null : label)}>
             {LABEL_WORDS[label]}
           </button>
         ))}

@@ -193,7 +193,9 @@ export function InspectPage() {
                 {item.status === "queued" ? <p className="muted">Waiting…</p> : null}
                 {item.status === "running" ? <Loading label={`Inspecting with ${item.category}…`} /> : null}
                 {item.status === "failed" && item.error ? (
-                  <ErrorBanner error={{ ...item.error, retryable: true }} onRetry={() => queue.retry(item.id)} />
+                  // Retry only where trying again can help (a busy or unreachable service), never for a file
+                  // that cannot succeed (not an image, too large, no such category).
+                  <ErrorBanner error={item.error} onRetry={() => queue.retry(item.id)} />
                 ) : null}
               </div>
             )}
