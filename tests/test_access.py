@@ -178,29 +178,45 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
         listed = call("GET", f"{live.base}/v1/keys", key=keys["admin"])[2]["keys"]
         assert [k["name"] for k in listed] == ["vic", "anna", "eve", "ada", "line-2"]
         assert all("key" not in k and "digest" not in k for k in listed)  # never the key, nor its digest
+        for bad, why in (("anna\n", "invalid key name"), ("local", "is reserved"), ("EAGLE_API_KEY", "is reserved")):
+            refused = call("POST", f"{live.base}/v1/keys", body=json.dumps({"name": bad, "role": "admin"}).encode(),
+                           content_type="application/json", key=keys["admin"])  # fmt: skip
+            assert refused[0] == 400 and why in refused[2]["error"]["message"], (bad, refused)
         status, _, revoked = call("DELETE", f"{live.base}/v1/keys/line-2", key=keys["admin"])
         assert status == 200 and revoked["revoked"] is not None
+        twice = call("DELETE", f"{live.base}/v1/keys/line-2", key=keys["admin"])
+        assert twice[0] == 409 and twice[2]["error"]["code"] == "already_revoked"  # not a second change
+        last = call("DELETE", f"{live.base}/v1/keys/ada", key=keys["admin"])
+        assert last[0] == 409 and last[2]["error"]["message"] == "'ada' is the last admin key: add another admin first"
         assert call("GET", f"{live.base}/v1/me", key=created["key"])[0] == 401  # refused from its next request
         # `eagle keys` on the service's machine, while it runs: seen at the next request, no restart.
         with redirect_stdout(io.StringIO()):
             assert main(["keys", "revoke", "vic", "--state-dir", str(state)]) == 0
         assert call("GET", f"{live.base}/v1/me", key=keys["viewer"])[0] == 401
         status, _, log = call("GET", f"{live.base}/v1/audit", key=keys["admin"])
-        rows = [(r["actor"], r["role"], r["method"], r["route"], r["status"]) for r in reversed(log["items"])]
-        assert rows == [  # the refused label, the 409, the inspection and every read are not changes
-            ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200),
-            ("eve", "engineer", "POST", "/v1/categories/{name}/threshold", 200),
-            ("ada", "admin", "POST", "/v1/keys", 201),
-            ("ada", "admin", "DELETE", "/v1/keys/{name}", 200),
+        rows = [(r["actor"], r["role"], r["method"], r["route"], r["status"], r["detail"])
+                for r in reversed(log["items"])]  # fmt: skip
+        assert rows == [  # the refused label, the 409s, the inspection and every read are not changes
+            ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200, "label normal"),
+            ("eve", "engineer", "POST", "/v1/categories/{name}/threshold", 200, "tau 123.0: new batch of glass"),
+            ("ada", "admin", "POST", "/v1/keys", 201, "added line-2 (operator)"),
+            ("ada", "admin", "DELETE", "/v1/keys/{name}", 200, "revoked line-2 (operator)"),
         ]
         assert log["items"][-1]["path"] == f"/v1/inspections/{record['id']}/label"
         status, head, text = call("GET", f"{live.base}/v1/audit.csv?actor=eve", key=keys["admin"], raw=True)
         assert status == 200 and head["content-type"].startswith("text/csv")
         table = list(csv.reader(io.StringIO(text.decode())))
-        assert table[0] == ["seq", "time", "actor", "role", "method", "route", "path", "status"]
+        assert table[0] == ["seq", "time", "actor", "role", "method", "route", "path", "status", "detail"]
         assert [row[2:] for row in table[1:]] == [
-            ["eve", "engineer", "POST", "/v1/categories/{name}/threshold", "/v1/categories/mono/threshold", "200"]
-        ]
+            ["eve", "engineer", "POST", "/v1/categories/{name}/threshold", "/v1/categories/mono/threshold", "200",
+             "tau 123.0: new batch of glass"]
+        ]  # fmt: skip
+        # Every key revoked: the door locks, it does not open (the open mode is only for a service that never had keys).
+        with redirect_stdout(io.StringIO()):
+            for name in ("anna", "eve", "ada"):
+                assert main(["keys", "revoke", name, "--state-dir", str(state)]) == 0
+        assert call("GET", f"{live.base}/v1/me")[0] == 401
+        assert call("GET", f"{live.base}/v1/me", key=keys["admin"])[0] == 401
 
 
 def test_open_mode_and_the_single_environment_key(models: Path, tmp_path: Path) -> None:

@@ -118,9 +118,9 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
     store.close()
 
 
-#: The inspections table as schema 4 declares it by hand: schema 3's columns, the additive ``reference`` and
-#: ``answered_by`` columns, and 4's ``station`` and ``source``, and the additive ``label_by`` and ``near_threshold`` (opening an
-#: older file adds them); the columns derived from the record must match.
+#: The inspections table as schema 5 declares it by hand: schema 3's columns, the additive ``reference``,
+#: ``answered_by``, ``label_by`` and ``near_threshold``, and 4's ``station`` and ``source`` (opening an older
+#: file adds the missing ones); the columns derived from the record must match.
 V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,

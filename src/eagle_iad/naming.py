@@ -23,7 +23,7 @@ CATEGORY_NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a lette
 
 def category_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a category's name (``None`` if it can); the CLI and the service both ask here."""
-    if CATEGORY_NAME.match(name) and ".." not in name:
+    if CATEGORY_NAME.fullmatch(name) and ".." not in name:  # fullmatch: "$" alone lets "mono\n" through
         return None
     return f"invalid category name {printable(name)!r}: use {CATEGORY_NAME_RULE}"
 
@@ -33,6 +33,15 @@ def category_name_problem(name: str) -> str | None:
 MAX_STEM_BYTES = 100
 
 
+#: Unicode categories written as escapes: controls, format characters (RTL overrides), lone surrogates (a
+#: file name that is not UTF-8) and the line and paragraph separators.
+_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _escape(char: str) -> str:
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 def printable(name: str) -> str:
     """``name`` with control and format characters (newlines, escape sequences, RTL overrides) as ``\\xNN``.
 
@@ -40,7 +49,7 @@ def printable(name: str) -> str:
     shows them escaped, as the JSON output does.
     """
     return "".join(
-        char if unicodedata.category(char) not in ("Cc", "Cf") else char.encode("unicode_escape").decode("ascii")
+        char if unicodedata.category(char) not in _ESCAPED else _escape(char)
         for char in name
     )
 

@@ -73,7 +73,8 @@ describe("with EAGLE_API_KEY", () => {
       ["EAGLE_API_KEY", "POST", "/v1/keys"],
     ]);
     const csv = await admin.auditCsv(`anna-${suffix}`);
-    expect(csv.split("\r\n")[0]).toBe("seq,time,actor,role,method,route,path,status");
+    expect(csv.split("\r\n")[0]).toBe("seq,time,actor,role,method,route,path,status,detail");
+    expect(csv.split("\r\n")[1]).toMatch(/,label normal$/);
     expect(csv.trim().split("\r\n")).toHaveLength(2);
   });
 });

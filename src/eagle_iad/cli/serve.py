@@ -192,7 +192,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # end with them); then uvicorn answers (or after the grace cuts) the open requests and runs the app's
     # shutdown (fit jobs stopped, history closed).
     try:
-        keyed = settings.api_key is not None or state.keys.any_active()
+        keyed = settings.api_key is not None or state.keys.any_ever()
         _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
              banner=f"eagle service on http://{args.host}:{args.port} (history: {settings.database})",
              grace_s=settings.shutdown_grace_s, on_signal=state.jobs.stop)  # fmt: skip

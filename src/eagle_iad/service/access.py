@@ -15,7 +15,8 @@ The roles, each allowed what the one before it is, plus:
 Where callers come from, first match wins: a key from the key table (``eagle keys add``; stored as a
 SHA-256 digest, never the key), the single ``EAGLE_API_KEY`` of earlier versions (an admin named
 ``EAGLE_API_KEY``), or, when neither exists, the open local mode: one user, named ``local``, with every
-role, as before (``eagle serve`` warns when that is not on loopback).
+role, as before (``eagle serve`` warns when that is not on loopback). Once a key was ever added the service
+is never open again: revoking every key locks it (``eagle keys add`` on its machine opens it to a new key).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def identify(request: Request, env_key: str | None, lookup: KeyLookup, any_keys:
 
 class _Keys(Protocol):
     def lookup(self, key_digest: str) -> tuple[str, Role] | None: ...
-    def any_active(self) -> bool: ...
+    def any_ever(self) -> bool: ...
 
 
 def caller(request: Request) -> Caller:
@@ -116,7 +117,7 @@ def caller(request: Request) -> Caller:
         return known
     state = request.app.state.service
     keys: _Keys = state.keys
-    who = identify(request, state.settings.api_key, keys.lookup, keys.any_active)
+    who = identify(request, state.settings.api_key, keys.lookup, keys.any_ever)
     request.state.caller = who
     return who
 
@@ -142,6 +143,12 @@ def requires(role: Role, *, audited: bool = True) -> Any:
 
     check.role = role  # type: ignore[attr-defined]  # read by the route walk in tests/test_access.py
     return Depends(check)
+
+
+def audit_detail(request: Request, text: str) -> None:
+    """What a change did, in a few words, for its audit row ("label normal", "tau 123.0", "added anna
+    (operator)"): the route and path say where, this says what."""
+    request.state.audit_detail = text[:500]
 
 
 def route_role(dependencies: list[Any]) -> Role | None:

@@ -142,20 +142,19 @@ class AuditWrites:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        status = [500]
 
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
+        async def record_then_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and int(message["status"]) < 400:
+                known = scope.get("state", {})
+                who = known.get("caller")
+                if isinstance(who, Caller) and known.get("audited"):
+                    route = str(getattr(scope.get("route"), "path", scope["path"]))
+                    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+                    await run_in_threadpool(self.state.audit.write, when, who, scope["method"], route, scope["path"],
+                                            int(message["status"]), known.get("audit_detail"))  # fmt: skip
             await send(message)
 
-        await self.app(scope, receive, watch)
-        known = scope.get("state", {})
-        who = known.get("caller")
-        if isinstance(who, Caller) and known.get("audited") and status[0] < 400:
-            route = str(getattr(scope.get("route"), "path", scope["path"]))
-            when = datetime.now(UTC).isoformat(timespec="milliseconds")
-            await run_in_threadpool(self.state.audit.write, when, who, scope["method"], route, scope["path"], status[0])
+        await self.app(scope, receive, record_then_send)
 
 
 def _load_backend(spec: str) -> Backend:

@@ -2,8 +2,10 @@
 
 Why automatic: a log that each route must remember to write is a log with holes. The service's
 middleware writes a row for every request that is not a GET, whose route is audited (``requires(...,
-audited=True)``, the default) and that succeeded, with the caller's name and role, the route template
-and the concrete path; so a route added later is audited without a line of its own. Inspections are
+audited=True)``, the default) and that succeeded, with the caller's name and role, the route template,
+the concrete path and, where the route says it (``audit_detail``), what changed ("label normal"); so a
+route added later is audited without a line of its own. The row is written before the answer starts:
+a change the client was told succeeded is in the log, or the client is told it failed. Inspections are
 not audited (the history is their record); labels, thresholds, fits, stations and keys are.
 """
 
@@ -16,18 +18,20 @@ from typing import Any
 from eagle_iad.service.access import Caller
 from eagle_iad.service.store import InspectionStore
 
-COLUMNS = ("seq", "time", "actor", "role", "method", "route", "path", "status")
+COLUMNS = ("seq", "time", "actor", "role", "method", "route", "path", "status", "detail")
 
 
 class AuditLog:
     def __init__(self, store: InspectionStore) -> None:
         self.store = store
 
-    def write(self, time: str, caller: Caller, method: str, route: str, path: str, status: int) -> None:
+    def write(self, time: str, caller: Caller, method: str, route: str, path: str, status: int,
+              detail: str | None = None) -> None:  # fmt: skip
         with self.store.transaction() as db:
             db.execute(
-                "INSERT INTO audit (time, actor, role, method, route, path, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time, caller.name, caller.role.name, method, route, path, status),
+                "INSERT INTO audit (time, actor, role, method, route, path, status, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time, caller.name, caller.role.name, method, route, path, status, detail),
             )
 
     def page(self, limit: int, offset: int, actor: str | None = None) -> tuple[int, list[dict[str, Any]]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.naming import CATEGORY_NAME, printable
-from eagle_iad.service.access import Role, digest, new_key
+from eagle_iad.service.access import ENV_KEY_NAME, LOCAL, Role, digest, new_key
 from eagle_iad.service.store import InspectionStore
 
 #: A key's name: what labels, thresholds and the audit log show (``anna.k``, ``line-2-camera``).
@@ -35,9 +35,15 @@ class KeyInfo:
         return {"name": self.name, "role": self.role, "created": self.created, "revoked": self.revoked}
 
 
+#: Names the service gives callers itself: a key named so would pass for the open mode or the environment's key.
+RESERVED = (LOCAL, ENV_KEY_NAME)
+
+
 def check_key_name(name: str) -> str:
-    if not CATEGORY_NAME.match(name) or ".." in name:
+    if not CATEGORY_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(f"invalid key name {printable(name)[:80]!r}: use {NAME_RULE}")
+    if name in RESERVED:
+        raise ConfigError(f"key name {name!r} is reserved (the service's own name for a caller); choose another name")
     return name
 
 
@@ -69,13 +75,18 @@ class KeyTable:
         return key
 
     def revoke(self, name: str) -> KeyInfo:
+        """Revoke ``name``'s key; :class:`KeyError` if there is none, :class:`ConfigError` if it already is."""
         with self.store.transaction() as db:
             row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise KeyError(name)
-            if row[0] is None:
-                db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (_now(), name))
+            if row[0] is not None:
+                raise ConfigError(f"key {name!r} was already revoked on {row[0]}")
+            db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (_now(), name))
         return next(info for info in self.list() if info.name == name)
+
+    def active_admins(self) -> int:
+        return int(self.store.read("SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked IS NULL")[0][0])
 
     def list(self) -> list[KeyInfo]:
         rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY rowid")
@@ -85,8 +96,10 @@ class KeyTable:
         rows = self.store.read("SELECT name, role FROM api_keys WHERE digest = ? AND revoked IS NULL", (key_digest,))
         return None if not rows else (str(rows[0][0]), Role[str(rows[0][1])])
 
-    def any_active(self) -> bool:
-        return bool(self.store.read("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1"))
+    def any_ever(self) -> bool:
+        """Whether any key was ever added, revoked ones included: once keys exist the service is never open
+        again, so revoking the last key locks the door instead of opening it."""
+        return bool(self.store.read("SELECT 1 FROM api_keys LIMIT 1"))
 
 
 def _now() -> str:

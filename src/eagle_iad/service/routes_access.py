@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ADMIN, ROLE_HELP, VIEWER, Role, caller
+from eagle_iad.service.access import ADMIN, ROLE_HELP, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.keys import parse_role
 
@@ -67,6 +67,7 @@ class AuditRow(BaseModel):
     route: str
     path: str
     status: int
+    detail: str | None = Field(description="what changed, where the route says it (label normal, tau 123.0: why)")
 
 
 class AuditPage(BaseModel):
@@ -97,19 +98,32 @@ def add_key(body: NewKey, request: Request) -> dict[str, Any]:
     try:
         key = table.add(body.name, parse_role(body.role))
     except ConfigError as exc:
-        status, code = (409, "key_exists") if "choose another name" in str(exc) else (400, "invalid_name")
+        taken = " exists;" in str(exc) or " was revoked " in str(exc)  # a name in use, or used before
+        status, code = (409, "key_exists") if taken else (400, "invalid_name")
         raise ApiError(status, str(exc), code=code) from None
     info = next(info for info in table.list() if info.name == body.name)
+    audit_detail(request, f"added {body.name} ({body.role})")
     return {**info.to_dict(), "key": key}
 
 
 @router.delete("/keys/{name}", dependencies=ADMIN, response_model=KeyInfo)
 def revoke_key(name: str, request: Request) -> dict[str, Any]:
-    """Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name."""
+    """Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name.
+
+    The last admin key is not revoked here (409): nobody could then add or revoke keys through the API;
+    ``eagle keys revoke`` on the service's machine can."""
+    table = service(request).keys
+    known = {info.name: info for info in table.list()}
+    if name not in known:
+        raise ApiError(404, "no key with that name", code="not_found")
+    if known[name].role == "admin" and known[name].revoked is None and table.active_admins() == 1:
+        raise ApiError(409, f"{name!r} is the last admin key: add another admin first", code="last_admin")
     try:
-        return service(request).keys.revoke(name).to_dict()
-    except KeyError:
-        raise ApiError(404, "no key with that name", code="not_found") from None
+        info = table.revoke(name)
+    except ConfigError as exc:
+        raise ApiError(409, str(exc), code="already_revoked") from None
+    audit_detail(request, f"revoked {name} ({info.role})")
+    return info.to_dict()
 
 
 #: Largest page offset (SQLite's integers are signed 64-bit).

@@ -28,7 +28,7 @@ from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, VIEWER, caller
+from eagle_iad.service.access import ENGINEER, VIEWER, audit_detail, caller
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -132,6 +132,8 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
             status, code = 409, "model_invalid"
         raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
     state.experts.drop(name)
+    what = f"tau {change.tau}" if change.tau is not None else f"restore {change.restore}"
+    audit_detail(request, f"{what}: {change.why}")
     return describe(directory, with_scores=True)
 
 

@@ -29,7 +29,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service import idempotency, schemas
-from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, caller
+from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, audit_detail, caller
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
@@ -267,6 +267,7 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     """
     when = datetime.now(UTC).isoformat(timespec="milliseconds")
     stored = service(request).store.set_label(inspection_id, body.label, when, by=caller(request).name)
+    audit_detail(request, f"label {body.label or 'cleared'}")
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()

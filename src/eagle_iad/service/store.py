@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS audit (
     method TEXT NOT NULL,
     route TEXT NOT NULL,
     path TEXT NOT NULL,
-    status INTEGER NOT NULL
+    status INTEGER NOT NULL,
+    detail TEXT
 );
 CREATE TABLE IF NOT EXISTS stations (
     name TEXT PRIMARY KEY,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER
+from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER, audit_detail
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import station_from_table
@@ -133,6 +133,8 @@ def create_station(body: StationBody, request: Request) -> dict[str, Any]:
     config = config_from_body(state, spec)
     running = manager.add(config, spec=spec)
     StationTables(state.store).save_spec(config.name, spec, datetime.now(UTC).isoformat())
+    sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
+    audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
     return _info(state, running)
 
 

@@ -30,7 +30,7 @@ from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service.context import ServiceState
-from eagle_iad.service.routes_inspect import run_inspection
+from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables
@@ -226,7 +226,7 @@ class StationRunner:
             self.tables.write_done(db, name, digest, arrival.name, record.id, str(to), arrival.appeared, sinks, payload)
 
         try:
-            record = run_inspection(self.state, self.config.category, data, arrival.name, None, False,
+            record = run_inspection(self.state, self.config.category, data, upload_name(arrival.name), None, False,
                                     origin=(name, arrival.source), also=also)  # fmt: skip
         except ApiError as exc:
             if exc.status in IMAGE_FAULTS:

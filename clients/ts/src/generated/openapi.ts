@@ -452,6 +452,9 @@ export interface paths {
         /**
          * Revoke Key
          * @description Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name.
+         *
+         *     The last admin key is not revoked here (409): nobody could then add or revoke keys through the API;
+         *     ``eagle keys revoke`` on the service's machine can.
          */
         delete: operations["revoke_key_v1_keys__name__delete"];
         options?: never;
@@ -613,6 +616,11 @@ export interface components {
         AuditRow: {
             /** Actor */
             actor: string;
+            /**
+             * Detail
+             * @description what changed, where the route says it (label normal, tau 123.0: why)
+             */
+            detail: string | null;
             /** Method */
             method: string;
             /** Path */
