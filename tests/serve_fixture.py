@@ -28,9 +28,9 @@ from eagle_iad.data import get_layout
 #: The category the suites inspect and fit against (also the model's directory name).
 CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
-READY = ".prepared-v5"
+READY = ".prepared-v6"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
-          "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png")  # fmt: skip
+          "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png", "sample-noise.png")  # fmt: skip
 
 
 class FixtureError(Exception):
@@ -75,6 +75,12 @@ def prepare(work: Path, train_images: int) -> None:
     for name, label in (("sample-good.png", 0), ("sample-crack.png", 1)):
         source = next(s.path for s in test if s.label == label)
         shutil.copyfile(source, work / name)
+    # A frame of noise (a camera fault): not like the training cells at all, so "unrecognised".
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(work / "sample-noise.png")
     (work / READY).write_text("ok\n")
 
 

@@ -32,7 +32,7 @@ class FakeExpert:
         self.thresholds = Thresholds("fixed", TAU, S_MAX)
         config = ExpertConfig(preprocess="center-crop", region_rule="paper")
         # Training scores with mean 0.6 and standard deviation 0.5: the near-threshold margin is 0.5.
-        self.model = SimpleNamespace(category="widget", calibration=None, config=config,
+        self.model = SimpleNamespace(category="widget", calibration=None, config=config, coverage=None,
                                      train_scores=np.array([0.1, 1.1]))  # fmt: skip
 
     def inspect(self, rgb: np.ndarray) -> ExpertResult:
@@ -156,13 +156,14 @@ def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
 
     expert = FakeExpert(1.5)
     result = expert.inspect(RGB)
-    by_caller = {"id", "time", "category", "image_name", "verdict", "pictures", "label", "label_time", "station",
-                 "source"}
+    by_caller = {"id", "time", "category", "image_name", "verdict", "pictures", "label", "label_time", "label_by",
+                 "station", "source"}
     derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]
     assert set(derived) == {f.name for f in fields(InspectionRecord)} - by_caller
     assert derived == {"score": 1.5, "tau": TAU, "s_max": S_MAX, "decision": "anomalous", "in_band": True,
                        "answer": None, "caas_applied": False, "reference": None, "answered_by": None,
-                       "near_threshold": False}  # fmt: skip  # |1.5 - 1.0| is not below the margin 0.5
+                       "near_threshold": False, "unrecognised": None}  # fmt: skip
+    # near_threshold: |1.5 - 1.0| is not below the margin 0.5; unrecognised: the fake has no coverage
 
 
 @pytest.mark.parametrize("score", [0.5, 0.8, 1.2, 1.5, 3.0])

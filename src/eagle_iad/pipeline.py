@@ -113,6 +113,9 @@ class EagleVerdict:
     answered_by: dict[str, str] = field(default_factory=dict)
     #: The expert's score is close to tau on either side (:attr:`eagle_iad.verdict.ExpertVerdict.near_threshold`).
     near_threshold: bool | None = None
+    #: The image is not like the training images (:attr:`eagle_iad.verdict.ExpertVerdict.unrecognised`): the
+    #: MLLM was asked without the expert's prior or boxes, which describe a product this image is not.
+    unrecognised: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,6 +200,7 @@ class Eagle:
         boxed_ref: str | None = None
         reference: dict[str, Any] | None = None
         near_threshold: bool | None = None
+        unrecognised: bool | None = None
         timings: dict[str, float] = {}
         if condition != "baseline" and self.expert is not None:
             result = expert_result if expert_result is not None else self.expert.inspect(rgb)
@@ -204,7 +208,8 @@ class Eagle:
             score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
             expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes
             reference, near_threshold = verdict.reference, verdict.near_threshold
-            prior = "anomalous" if verdict.is_anomalous else "normal"
+            unrecognised = verdict.unrecognised
+            prior = None if unrecognised else "anomalous" if verdict.is_anomalous else "normal"
             if verdict.is_anomalous and _MODES[condition] != "text-only":
                 boxed_ref = f"{Path(name).stem}_{self.config.style}.png"
                 threshold = region_threshold(verdict)
@@ -259,6 +264,7 @@ class Eagle:
                 self.backend.name, reply.metadata, condition, options.caas is not None, reply.caas_applied
             ),
             near_threshold=near_threshold,
+            unrecognised=unrecognised,
         )
 
 
@@ -290,11 +296,12 @@ def record_fields(verdict: Verdict) -> dict[str, Any]:
     if isinstance(verdict, ExpertVerdict):
         return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
                 "in_band": verdict.in_band, "answer": None, "caas_applied": False, "reference": verdict.reference,
-                "answered_by": None, "near_threshold": verdict.near_threshold}  # fmt: skip
+                "answered_by": None, "near_threshold": verdict.near_threshold,
+                "unrecognised": verdict.unrecognised}  # fmt: skip
     return {"score": verdict.score, "tau": verdict.tau, "s_max": verdict.s_max, "decision": verdict.decision,
             "in_band": verdict.in_band, "answer": verdict.answer, "caas_applied": bool(verdict.caas_applied),
             "reference": verdict.reference, "answered_by": verdict.answered_by,
-            "near_threshold": verdict.near_threshold}  # fmt: skip
+            "near_threshold": verdict.near_threshold, "unrecognised": verdict.unrecognised}  # fmt: skip
 
 
 def now_iso() -> str:

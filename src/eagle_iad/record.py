@@ -57,6 +57,11 @@ class InspectionRecord:
         "is advised; null: unknown (stored before this field, or a model without training scores)",
         None,
     )
+    unrecognised: bool | None = doc(
+        "the image is not like the category's training images at all (noise, a blocked camera, another product): "
+        "the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check",
+        None,
+    )
     station: str | None = doc("the station that took the image off the line; null: uploaded", None)
     source: str | None = doc(
         "where the station took it: the file's path in its hot folder (or a camera and frame time); null: uploaded",

@@ -33,6 +33,9 @@ from eagle_iad.tgps.render import (
 )
 from eagle_iad.tgps.thresholds import is_near, near_margin
 
+#: The decision on an image that is not like the training images at all (expert/coverage.py).
+UNRECOGNISED = "unrecognised"
+
 
 @dataclass
 class ExpertVerdict:
@@ -67,6 +70,12 @@ class ExpertVerdict:
     #: training scores, :func:`eagle_iad.tgps.thresholds.near_margin`): a second look is advised, whichever
     #: side of tau the score fell. ``None`` when the model kept no training scores (an exported model).
     near_threshold: bool | None = None
+    #: The share of the image's patches beyond what the category's normal patches cover, and whether that
+    #: makes it "unrecognised": not like the training images at all (noise, a blocked camera, another
+    #: product; expert/coverage.py). Then the decision is ``unrecognised`` and no box is drawn. ``None``:
+    #: a model saved before coverage existed, or an exported one.
+    foreign_share: float | None = None
+    unrecognised: bool | None = None
 
     @property
     def is_anomalous(self) -> bool:
@@ -116,6 +125,17 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
     baseline = None if calibration is None else calibration.colour_min
     found = find_boxes(result.anomaly_map, rule, map_tau, baseline, min_area_fraction=_cell_fraction(result))
     regions = found.boxes
+    coverage = expert.model.coverage
+    unrecognised = None if coverage is None else coverage.unrecognised(result.foreign_share)
+    if unrecognised:  # not a defect of this product: no decision on it, and no box around everything
+        return ExpertVerdict(
+            image=name, category=expert.model.category, score=result.score, tau=thresholds.tau,
+            s_max=thresholds.s_max, decision=UNRECOGNISED, in_band=False, boxes=[], width=result.geometry.width,
+            height=result.geometry.height, candidates=[], region_rule=rule,
+            map={**_map_record(expert, result), "region_threshold": found.threshold},
+            reference=reference_record(expert, result), near_threshold=False,
+            foreign_share=result.foreign_share, unrecognised=True,
+        )  # fmt: skip
     return ExpertVerdict(
         image=name,
         category=expert.model.category,
@@ -132,6 +152,8 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         map={**_map_record(expert, result), "region_threshold": found.threshold},
         reference=reference_record(expert, result),
         near_threshold=is_near(result.score, thresholds.tau, near_margin(expert.model.train_scores)),
+        foreign_share=result.foreign_share,
+        unrecognised=unrecognised,
     )
 
 

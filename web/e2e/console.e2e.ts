@@ -423,6 +423,19 @@ describe("web console", () => {
     log("reload mid-inspection: one record");
   });
 
+  it("says a frame unlike the product is not recognised, without a defect box", async () => {
+    await openInspect(page, server.baseUrl);
+    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-noise.png"));
+    const card = page.getByRole("article", { name: "Inspection of sample-noise.png" });
+    await card.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    const stored = (await client.history({ limit: 20 })).items.find((item) => item.image_name === "sample-noise.png")!;
+    expect(stored.unrecognised).toBe(true);
+    expect(await card.getByTestId("unrecognised-line").textContent()).toMatch(/^Not recognised: this image is not like the training images of “mono”/);
+    expect(await card.getByRole("button", { name: "Boxed" }).count()).toBe(0);
+    expect(await axeViolations(page, "unrecognised card")).toEqual([]);
+    await shot("inspect-unrecognised");
+  });
+
   it("says why an item failed, and offers no Retry for a file that can never succeed", async () => {
     await openInspect(page, server.baseUrl);
     await page.locator('[data-testid="inspect-files"]').setInputFiles({ name: "broken.png", mimeType: "image/png", buffer: Buffer.from("not a picture") });

@@ -105,7 +105,8 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         // The service's InspectionRecord keys, expert only.
         expect(Object.keys(record), where).toEqual([
           "id", "time", "category", "image_name", "score", "tau", "s_max", "decision", "in_band", "answer", "caas_applied",
-          "verdict", "pictures", "reference", "answered_by", "label", "label_time", "station", "source",
+          "verdict", "pictures", "reference", "answered_by", "label", "label_time", "label_by", "near_threshold",
+          "unrecognised", "station", "source",
         ]);
         expect(record.image_name, where).toBe(names[index]);
         expect(record.decision, where).toBe(python["decision"]);

@@ -183,6 +183,8 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
     for v in verdicts:
         band = " (low-confidence band)" if v["in_band"] else ""
         band += " (close call: look again)" if v.get("near_threshold") else ""
+        if v.get("unrecognised"):
+            band = f" (not like the training images: {v['foreign_share']:.0%} of it is beyond them; no boxes)"
         numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
         print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
         for rank, box in enumerate(v["boxes"], start=1):

@@ -24,6 +24,7 @@ from eagle_iad.errors import ConfigError, ImageError, OutputError
 from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
 from eagle_iad.expert.coreset import make_sampler
+from eagle_iad.expert.coverage import fit_coverage
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
@@ -309,5 +310,6 @@ def _fit(
         map_offset=map_offset,
         references=references,
         warnings=fit_warnings(n_images, train_scores),
+        coverage=fit_coverage(own_out.patch_scores.reshape(n_images, -1)),
     )
     return Expert(model, extractor, search)

@@ -28,6 +28,7 @@ from eagle_iad.expert.config import DEFAULT_SIZE as DEFAULT_SIZE
 from eagle_iad.expert.config import MAX_SIZE as MAX_SIZE
 from eagle_iad.expert.config import PRESETS as PRESETS
 from eagle_iad.expert.config import ExpertConfig as ExpertConfig
+from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.preprocess import backbone_image_size, prepare
@@ -69,6 +70,9 @@ class ExpertModel:
     #: What is degenerate about the fit although the model is usable (very few images): told to the user
     #: when the fit ends and kept in the manifest (informational, like the timings).
     warnings: list[str] = field(default_factory=list)
+    #: How far normal patches reach, and what share beyond that makes an image unrecognised
+    #: (expert/coverage.py); ``None`` for models saved before it existed.
+    coverage: Coverage | None = None
 
 
 @dataclass
@@ -91,6 +95,8 @@ class ExpertResult:
     #: highest-scoring patch, and that bank row: the nearest normal reference (docs/METHOD.md).
     reference_image: int = -1
     reference_row: int = -1
+    #: The share of the image's patches beyond the category's coverage radius; ``None`` when unknown.
+    foreign_share: float | None = None
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> tqdm[Any]:
@@ -235,6 +241,7 @@ class Expert:
             geometry=geometry,
             reference_image=reference_image,
             reference_row=reference_row,
+            foreign_share=None if self.model.coverage is None else self.model.coverage.share(grid),
         )
 
     @torch.no_grad()

@@ -52,6 +52,7 @@ from eagle_iad import __version__
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.manifest import FORMAT as FORMAT
 from eagle_iad.expert.manifest import MANIFEST as MANIFEST
 from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
@@ -108,6 +109,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
+        "coverage": None if model.coverage is None else model.coverage.to_dict(),
         "tensors": {"file": TENSORS, "sha256": tensors_sha256},
         "history": model.history,
         "warnings": model.warnings,
@@ -338,6 +340,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         train_images = [str(x) for x in training["images"]]
         train_scores = np.asarray(training["scores"], dtype=np.float64)
         history = list(data.get("history") or [])
+        raw_coverage = data.get("coverage")  # absent from models saved before it existed: no such check
+        coverage = None if raw_coverage is None else Coverage.from_dict(dict(raw_coverage))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -399,6 +403,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         history=history,
         references=references,
         warnings=[str(w) for w in data.get("warnings") or []],
+        coverage=coverage,
     )
 
 

@@ -75,6 +75,12 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
           <p className="score-line" data-testid="score-line">
             {scoreLine(record.score, record.tau)}
           </p>
+          {record.unrecognised ? (
+            <p className="caution-line" data-testid="unrecognised-line">
+              Not recognised: this image is not like the training images of “{record.category}” (another product, a
+              blocked or dirty camera, a bad exposure?). It is not judged as a defect, and no boxes are drawn.
+            </p>
+          ) : null}
           {caution ? (
             <p className="caution-line" data-testid="caution-line">
               {caution}

@@ -7,6 +7,7 @@ describe("decisionView", () => {
     expect(decisionView("normal").symbol).toBe("✓");
     expect(decisionView(null).tone).toBe("undecided");
     expect(decisionView("other").label).toBe("Undecided");
+    expect(decisionView("unrecognised")).toEqual({ tone: "undecided", label: "Not recognised", symbol: "!" });
   });
 });
 

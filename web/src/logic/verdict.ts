@@ -14,6 +14,8 @@ export function decisionView(decision: string | null | undefined): DecisionView 
       return { tone: "anomalous", label: "Anomalous", symbol: "✕" };
     case "normal":
       return { tone: "normal", label: "Normal", symbol: "✓" };
+    case "unrecognised":
+      return { tone: "undecided", label: "Not recognised", symbol: "!" };
     default:
       return { tone: "undecided", label: "Undecided", symbol: "?" };
   }

@@ -1062,6 +1062,11 @@ export interface components {
              */
             time: string;
             /**
+             * Unrecognised
+             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check
+             */
+            unrecognised?: boolean | null;
+            /**
              * Verdict
              * @description the expert verdict (no MLLM) or the full EAGLE verdict record
              */

@@ -69,6 +69,10 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   answered_by: null;
   label: null;
   label_time: null;
+  label_by: null;
+  /** The export carries no training scores (close call) nor patch grid (coverage): unknown, as the service says for it. */
+  near_threshold: null;
+  unrecognised: null;
   station: null;
   source: null;
 };
@@ -264,6 +268,9 @@ export class LocalExpert {
       answered_by: null,
       label: null,
       label_time: null,
+      label_by: null,
+      near_threshold: null,
+      unrecognised: null,
       station: null,
       source: null,
     };

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
 
-DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous"}
+DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous", "unrecognised": "unrecognised"}
 
 
 class FolderSink:

@@ -143,7 +143,8 @@ def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
 
     return {
         "decision": str(decision or "undecided"),
-        "anomalous": decision == "anomalous",
+        # A part the expert cannot recognise as this product must not pass a gate that reads only this flag.
+        "anomalous": decision in ("anomalous", "unrecognised"),
         "score": number(record.get("score")),
         "tau": number(record.get("tau")),
         "time": str(record.get("time") or ""),
