@@ -30,7 +30,8 @@ CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
 READY = ".prepared-v6"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
-          "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png", "sample-noise.png")  # fmt: skip
+          "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png",
+          "sample-noise.png")  # fmt: skip
 
 
 class FixtureError(Exception):
