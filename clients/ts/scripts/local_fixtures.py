@@ -195,6 +195,9 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
                     calibration=calibration,
                     category="fixture",
                     config=SimpleNamespace(region_rule=rule, preprocess=preprocess),
+                    # What an exported model keeps: no training scores, no coverage (both checks unknown).
+                    train_scores=np.empty(0),
+                    coverage=None,
                 ),
             )
             result = ExpertResult(

@@ -228,6 +228,10 @@ export type ExpertVerdictRecord = {
   map: Record<string, unknown>;
   /** Always null here: an export's graph gives scores and maps, not the nearest bank rows (nor pictures). */
   reference: null;
+  /** Null: an export keeps no training scores (close call) nor patch grid (coverage), as Python's runtime says. */
+  near_threshold: null;
+  foreign_share: null;
+  unrecognised: null;
 };
 
 /** The verdict for one image from its score and its map in original pixels (verdict.make_verdict). */
@@ -282,5 +286,8 @@ export function makeVerdict(
       region_threshold: found.threshold,
     },
     reference: null,
+    near_threshold: null,
+    foreign_share: null,
+    unrecognised: null,
   };
 }
