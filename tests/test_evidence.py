@@ -223,6 +223,28 @@ def test_normal_verdicts_get_no_boxes_only_candidates(whole_frame_expert: Expert
     assert top.score == pytest.approx(max(b.score for b in anomalous.boxes))
 
 
+def test_box_strength_and_legend_read_on_the_image_score_scale(whole_frame_expert: Expert) -> None:
+    """The strongest box's tag is the image's score; each box's is the largest patch score under it."""
+    expert = whole_frame_expert
+    result = expert.inspect(_defect_image(41, True))
+    verdict = make_verdict(expert, "a.png", result)
+    top = verdict.boxes[0]
+    assert top.patch_score == pytest.approx(verdict.score, rel=1e-6)
+    assert top.score < verdict.score  # the smoothed map's peak is lower: not what a person compares with tau
+    # a reference computation: each cell of the 8x12 grid covers 7.5 x 7.5 original pixels of the 60x90 image
+    for box in verdict.boxes:
+        rows = range(int(box.y0 // 7.5), int(np.ceil(box.y1 / 7.5)))
+        cols = range(int(box.x0 // 7.5), int(np.ceil(box.x1 / 7.5)))
+        assert box.patch_score <= max(result.patch_scores[r, c] for r in rows for c in cols) + 1e-5
+    assert [b["patch_score"] for b in verdict.to_dict()["boxes"]] == [b.patch_score for b in verdict.boxes]
+    calibration = expert.model.calibration
+    assert calibration is not None
+    factor = verdict.tau / calibration.map_tau
+    low, high = verdict.legend_scale()
+    assert (low, high) == pytest.approx((calibration.colour_min * factor, calibration.colour_max * factor))
+    assert (verdict.tau - low) / (high - low) == pytest.approx(TAU_POSITION)  # the threshold where map_tau was
+
+
 def test_calibrated_boxes_are_the_pixels_above_map_tau(whole_frame_expert: Expert) -> None:
     expert = whole_frame_expert
     result = expert.inspect(_defect_image(41, True))
@@ -337,7 +359,8 @@ def test_a_schema_1_model_inspects_exactly_as_before(tmp_path: Path) -> None:
         expected_map = np.load(source / f"{path.stem}_map.npy")
         np.testing.assert_allclose(result.anomaly_map, expected_map, rtol=1e-5, atol=1e-6 * float(expected_map.max()))
         assert verdict.decision == entry["decision"]
-        assert [{k: v for k, v in b.to_dict().items() if k != "score"} for b in verdict.boxes] == entry["boxes"]
+        later = ("score", "patch_score")  # fields added after this model's schema
+        assert [{k: v for k, v in b.to_dict().items() if k not in later} for b in verdict.boxes] == entry["boxes"]
 
 
 def test_position_baseline_takes_out_where_normal_images_always_score_high(tmp_path: Path) -> None:

@@ -207,9 +207,18 @@ def test_bad_maps_and_parameters_raise() -> None:
 def test_box_to_dict_is_json_ready() -> None:
     (box,) = extract_regions(_rect_map((50, 50), (5, 6, 20, 30, 2.0)))
     data = box.to_dict()
-    assert data == {"x0": 5, "y0": 6, "x1": 20, "y1": 30, "peak": 1.0, "area": 15 * 24, "score": 2.0}
+    expected = {"x0": 5, "y0": 6, "x1": 20, "y1": 30, "peak": 1.0, "area": 15 * 24, "score": 2.0, "patch_score": None}
+    assert data == expected
+    patches = _rect_map((50, 50), (5, 6, 20, 30, 2.0))
+    patches[10, 10] = 3.5  # under the region: its largest patch score
+    patches[40, 40] = 9.0  # outside it: not the region's
+    (scored,) = extract_regions(_rect_map((50, 50), (5, 6, 20, 30, 2.0)), patch_values=patches)
+    data = scored.to_dict()
+    assert data["patch_score"] == 3.5
     assert all(type(v) in (int, float) for v in data.values())
     json.dumps(data)
+    with pytest.raises(ValueError, match=r"patch values \(4, 4\) do not match the map \(50, 50\)"):
+        extract_regions(_rect_map((50, 50), (5, 6, 20, 30, 2.0)), patch_values=np.zeros((4, 4)))
 
 
 @pytest.mark.parametrize(("height", "width"), [(300, 400), (500, 375), (224, 224), (256, 640)])

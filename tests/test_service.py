@@ -238,7 +238,7 @@ def test_health_openapi_and_metrics(server: ServeProcess) -> None:
         assert name in body
 
 
-def test_categories(server: ServeProcess) -> None:
+def test_categories(server: ServeProcess, workspace: dict[str, Path]) -> None:
     status, _, listing = call("GET", f"{server.base}/v1/categories")
     assert status == 200 and [c["name"] for c in listing["categories"]] == ["mono"]
     summary = listing["categories"][0]
@@ -247,6 +247,12 @@ def test_categories(server: ServeProcess) -> None:
     status, _, detail = call("GET", f"{server.base}/v1/categories/mono")
     assert status == 200 and detail["training_scores"]["count"] == 8 and len(detail["training_scores"]["values"]) == 8
     assert sum(detail["training_scores"]["histogram"]["counts"]) == 8
+    # The heatmaps' legend on the score's scale: the colour range times tau / map_tau, the threshold at tau.
+    calibration = json.loads((workspace["models"] / "mono" / "model.json").read_text())["calibration"]
+    factor = detail["tau"] / calibration["map_tau"]
+    low, high = calibration["colour_min"] * factor, calibration["colour_max"] * factor
+    assert detail["map_legend"] == pytest.approx({"low": low, "high": high, "threshold": detail["tau"]})
+    assert summary["map_legend"] == detail["map_legend"]
     _error(call("GET", f"{server.base}/v1/categories/nothing"), 404, "nothing")
     _error(call("GET", f"{server.base}/v1/categories/.."), 400, "invalid category name")
     _error(call("GET", f"{server.base}/v1/categories/..%2F..%2Fetc"), 404)  # the encoded slash never matches a name
@@ -533,6 +539,73 @@ def test_labels_correct_the_verdict_beside_it(server: ServeProcess, cells: dict[
     _error(call("PUT", f"{server.base}/v1/inspections/nothing/label", body=b'{"label": "normal"}',
                 content_type="application/json"), 404, "no inspection 'nothing'")  # fmt: skip
     _error(call("GET", f"{server.base}/v1/inspections?label=maybe"), 400, "label")
+
+
+class Feed:
+    """A live ``/v1/inspections/events`` connection read frame by frame (real HTTP, no client library)."""
+
+    def __init__(self, base: str, query: str = "", last_event_id: str | None = None) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=wait_s(60))
+        headers = {"Accept": "text/event-stream", **({} if last_event_id is None else {"Last-Event-ID": last_event_id})}
+        self.connection.request("GET", f"/v1/inspections/events{query}", headers=headers)
+        self.response = self.connection.getresponse()
+
+    def frame(self) -> dict[str, str]:
+        """The next frame's fields (comment-only frames included, as ``{":": text}``)."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.response.readline().decode()
+            if line in ("\n", ""):
+                return fields
+            key, _, value = line.rstrip("\n").partition(":")
+            fields[key or ":"] = value.strip()
+
+    def event(self) -> dict[str, str]:
+        while True:
+            frame = self.frame()
+            if frame.get("event"):
+                return frame
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def test_the_history_feed_streams_each_new_inspection_and_resumes(
+    server: ServeProcess, cells: dict[str, list[Path]]
+) -> None:
+    everything, other = Feed(server.base), Feed(server.base, "?category=elsewhere")
+    try:
+        assert everything.response.status == 200
+        assert everything.response.getheader("Content-Type", "").startswith("text/event-stream")
+        assert everything.frame() == {"retry": "2000", ":": "feed open"}
+        other.frame()
+        status, _, record = inspect_request(server.base, cells["normal"][0].read_bytes(), filename="feed-1.png")
+        assert status == 200
+        first = everything.event()
+        data = json.loads(first["data"])
+        assert first["event"] == "inspection" and first["id"] == str(data["seq"])
+        assert {k: data[k] for k in ("id", "time", "category", "image_name", "decision", "station")} == {
+            "id": record["id"], "time": record["time"], "category": "mono", "image_name": "feed-1.png",
+            "decision": record["decision"], "station": None}  # fmt: skip
+        status, _, second_record = inspect_request(server.base, cells["normal"][0].read_bytes(), filename="feed-2.png")
+        second = everything.event()
+        assert json.loads(second["data"])["id"] == second_record["id"] and int(second["id"]) > int(first["id"])
+    finally:
+        everything.close()
+    # A client that lost the connection resumes after the last event it saw: nothing lost, nothing repeated.
+    resumed = Feed(server.base, last_event_id=first["id"])
+    try:
+        resumed.frame()
+        assert json.loads(resumed.event()["data"])["id"] == second_record["id"]
+    finally:
+        resumed.close()
+    # Another category's feed saw neither; a bad category name is refused before the stream opens.
+    other.connection.sock.settimeout(3)  # type: ignore[union-attr]
+    with pytest.raises(TimeoutError):
+        other.event()
+    other.close()
+    _error(call("GET", f"{server.base}/v1/inspections/events?category=.."), 400, "invalid category name")
 
 
 def test_openapi_document_matches_the_generated_client(capsys: pytest.CaptureFixture[str]) -> None:
@@ -867,3 +940,4 @@ def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_i
 
 def workspace_files(tmp_path: Path) -> Path:
     return tmp_path / "state" / "files"
+

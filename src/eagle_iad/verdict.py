@@ -19,7 +19,7 @@ from eagle_iad.expert.preprocess import FEATURE_STRIDE
 from eagle_iad.expert.references import REFERENCE_SUFFIX
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.naming import picture_stems
-from eagle_iad.tgps.calibration import fallback_calibration
+from eagle_iad.tgps.calibration import fallback_calibration, legend_scale
 from eagle_iad.tgps.regions import Box, find_boxes
 from eagle_iad.tgps.render import (
     RenderStyle,
@@ -86,6 +86,11 @@ class ExpertVerdict:
         low, high = self.map["colour_scale"]
         return float(low), float(high)
 
+    def legend_scale(self) -> tuple[float, float]:
+        """The heatmap's colour scale on the image score's scale, the threshold at tau."""
+        low, high = self.colour_scale
+        return legend_scale(low, high, float(self.map["map_tau"]), self.tau)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["boxes"] = [dict(box.to_dict(), rank=rank) for rank, box in enumerate(self.boxes, start=1)]
@@ -116,6 +121,23 @@ def _cell_fraction(result: ExpertResult) -> float:
     return min(0.001, (FEATURE_STRIDE / input_height) * (FEATURE_STRIDE / input_width))
 
 
+def patch_map(result: ExpertResult) -> np.ndarray | None:
+    """The raw patch grid drawn cell by cell over the original image: what a box's ``patch_score`` reads.
+
+    Each feature cell keeps its own score (no smoothing), so the largest value under a region is a
+    patch score on the image score's scale; the cell holding the image's score carries it exactly.
+    ``None`` for an exported model, whose graph keeps its patch grid inside.
+    """
+    grid = np.asarray(result.patch_scores, dtype=np.float32)
+    finite = grid[np.isfinite(grid)]
+    if grid.ndim != 2 or finite.size == 0:
+        return None
+    grid = np.where(np.isfinite(grid), grid, finite.min())  # a tile layout's uncovered cells, if any
+    height, width = result.geometry.input_shape
+    cells = grid.repeat(-(-height // grid.shape[0]), axis=0).repeat(-(-width // grid.shape[1]), axis=1)
+    return result.geometry.to_original(np.ascontiguousarray(cells[:height, :width]))
+
+
 def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdict:
     """Turn a raw expert result into a verdict: boxes only when anomalous, ranked, in original coordinates."""
     thresholds = expert.thresholds
@@ -123,7 +145,8 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
     rule = expert.model.config.region_rule if calibration is not None else "paper"
     map_tau = None if calibration is None else calibration.map_tau
     baseline = None if calibration is None else calibration.colour_min
-    found = find_boxes(result.anomaly_map, rule, map_tau, baseline, min_area_fraction=_cell_fraction(result))
+    found = find_boxes(result.anomaly_map, rule, map_tau, baseline, min_area_fraction=_cell_fraction(result),
+                       patch_values=patch_map(result))  # fmt: skip
     regions = found.boxes
     coverage = expert.model.coverage
     unrecognised = None if coverage is None else coverage.unrecognised(result.foreign_share)
@@ -183,8 +206,8 @@ def heatmap_picture(verdict: ExpertVerdict, rgb: np.ndarray, result: ExpertResul
     overlay = heatmap_overlay(
         rgb, result.anomaly_map, scale=verdict.colour_scale, inspected=result.geometry.inspected()
     )
-    marks = {"map tau": float(verdict.map["map_tau"])}
-    return with_legend(overlay, verdict.colour_scale, marks, f"anomaly map ({verdict.category}, score units)")
+    marks = {"threshold": verdict.tau}
+    return with_legend(overlay, verdict.legend_scale(), marks, f"anomaly map ({verdict.category}, on the score scale)")
 
 
 def evidence_picture(

@@ -204,7 +204,7 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
                 score=score,
                 is_anomalous=thresholds.is_anomalous(score),
                 in_band=thresholds.in_band(score),
-                patch_scores=crop_map,
+                patch_scores=np.empty((0, 0), dtype=np.float32),  # an exported model keeps no patch grid
                 crop_map=crop_map,
                 anomaly_map=full,
                 geometry=geometry,

@@ -33,6 +33,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
+from eagle_iad.tgps.calibration import MapCalibration, colour_range, legend_scale
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -59,6 +60,13 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     """A category's public summary from its manifest (no host paths, no training image names)."""
     manifest = read_manifest(directory)
     thresholds = manifest["thresholds"]
+    raw = manifest.get("calibration")
+    tau = float(thresholds["tau"])
+    if raw is None:  # a schema-1 model: its colours run from 0 to tau at two thirds (calibration.fallback_calibration)
+        low, high = colour_range(0.0, tau)
+    else:
+        calibration = MapCalibration.from_dict(dict(raw))
+        low, high = legend_scale(calibration.colour_min, calibration.colour_max, calibration.map_tau, tau)
     distribution = _distribution(list(manifest["training"]["scores"]))
     if not with_scores:
         distribution.pop("values", None)
@@ -74,6 +82,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "train_images": len(manifest["training"]["images"]),
         "bank_size": manifest["training"].get("bank_size"),
         "training_scores": distribution,
+        "map_legend": {"low": low, "high": high, "threshold": tau},
         **({"history": list(manifest.get("history", []))} if with_scores else {}),
     }
 

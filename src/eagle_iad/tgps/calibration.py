@@ -59,6 +59,22 @@ class MapCalibration:
         return calibration
 
 
+def score_factor(map_tau: float, tau: float) -> float:
+    """Map units → the image score's scale: the factor that puts the map's threshold on tau.
+
+    ``map_tau`` is the image rule applied to the training maps' maxima, so a map value at it is for a
+    pixel what tau is for an image; scaling by ``tau / map_tau`` lets the heatmap's legend and the
+    score read on one scale, the threshold at tau (docs/METHOD.md). 1 where either is not positive.
+    """
+    return tau / map_tau if map_tau > 0.0 and tau > 0.0 else 1.0
+
+
+def legend_scale(colour_min: float, colour_max: float, map_tau: float, tau: float) -> tuple[float, float]:
+    """The heatmap's colour scale on the image score's scale (see :func:`score_factor`)."""
+    factor = score_factor(map_tau, tau)
+    return colour_min * factor, colour_max * factor
+
+
 def colour_range(low: float, tau: float) -> tuple[float, float]:
     """``[low, high]`` with ``tau`` at :data:`TAU_POSITION` of the scale (a degenerate range is widened)."""
     span = max(tau - low, 1e-6 * max(1.0, abs(tau)))

@@ -41,8 +41,12 @@ class Box:
     y1: int
     peak: float
     area: int
-    #: The region's largest map value in the category's score units (what a person compares with tau).
+    #: The region's largest map value in the category's score units (smoothed; the boxes are cut on it).
     score: float = 0.0
+    #: The region's largest *patch* score: the image score's own scale, so the strongest region's value
+    #: is the image's score (what a person compares with tau). ``None`` where no patch grid is known
+    #: (an exported model keeps only the smoothed map).
+    patch_score: float | None = None
 
     @property
     def width(self) -> int:
@@ -69,6 +73,7 @@ class Box:
             "peak": float(self.peak),
             "area": int(self.area),
             "score": float(self.score),
+            "patch_score": None if self.patch_score is None else float(self.patch_score),
         }
 
 
@@ -185,7 +190,14 @@ def _union(a: Box, b: Box) -> Box:
         peak=max(a.peak, b.peak),
         area=a.area + b.area,
         score=max(a.score, b.score),
+        patch_score=_larger(a.patch_score, b.patch_score),
     )
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return max(a, b)
 
 
 def _merge_pass(boxes: list[Box], merge_iou: float, max_centre_distance: float) -> list[Box]:
@@ -232,6 +244,7 @@ def extract_regions(
     merge_centre_fraction: float = 0.02,
     *,
     threshold: float | None = None,
+    patch_values: np.ndarray | None = None,
 ) -> list[Box]:
     """Boxes around the strongest anomalous regions of a map in original image coordinates.
 
@@ -245,6 +258,9 @@ def extract_regions(
     With ``threshold`` (score units, the ``calibrated`` rule) the map is binarised at that absolute
     value instead of a fraction of its own maximum, and there is no median fallback: a region is
     exactly the pixels whose evidence exceeds what normal maps of the category reach.
+
+    ``patch_values`` (the patch grid drawn cell by cell over the original image, same shape as the
+    map) gives each box its ``patch_score``: the largest value under the region's own pixels.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -252,6 +268,8 @@ def extract_regions(
         raise ValueError("merge_iou and merge_centre_fraction must not be negative")
     _validate_fractions(binarise_ratio, min_area_fraction)
     arr = _validate_map(anomaly_map)
+    if patch_values is not None and patch_values.shape != arr.shape:
+        raise ValueError(f"patch values {patch_values.shape} do not match the map {arr.shape}")
     norm = _normalise(arr)
     if norm is None:
         return []
@@ -268,6 +286,10 @@ def extract_regions(
         # so this is far cheaper than ndimage.maximum, which sorts every pixel of the image.
         inside = labels[ys, xs] == label
         window = norm[ys, xs][inside]
+        patch_score = None
+        if patch_values is not None:
+            top = float(patch_values[ys, xs][inside].max())
+            patch_score = top if math.isfinite(top) else None
         boxes.append(
             Box(
                 x0=int(xs.start),
@@ -277,6 +299,7 @@ def extract_regions(
                 peak=float(window.max()),
                 area=int(areas[label]),
                 score=float(arr[ys, xs][inside].max()),
+                patch_score=patch_score,
             )
         )
     merged = merge_boxes(boxes, (arr.shape[0], arr.shape[1]), merge_iou, merge_centre_fraction)
@@ -303,6 +326,7 @@ def find_boxes(
     baseline: float | None = None,
     top_k: int = 3,
     min_area_fraction: float = 0.001,
+    patch_values: np.ndarray | None = None,
 ) -> Regions:
     """The boxes a region rule draws on a map (original coordinates, strongest first).
 
@@ -313,18 +337,21 @@ def find_boxes(
     the distance map's non-zero floor taken out, which is what kept the paper's rule from boxing
     nearly the whole object. ``min_area_fraction`` applies to the calibrated rule only (the paper
     fixes 0.1%): the threshold already rejects speckle, so the caller lets regions as small as one
-    feature cell through, which matters when a large image is inspected in tiles.
+    feature cell through, which matters when a large image is inspected in tiles. ``patch_values``:
+    as in :func:`extract_regions`.
     """
     if rule not in REGION_RULES:
         raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(REGION_RULES)}")
     if rule == "paper" or map_tau is None:
-        return Regions(extract_regions(anomaly_map, top_k=top_k), None)
+        return Regions(extract_regions(anomaly_map, top_k=top_k, patch_values=patch_values), None)
     threshold = map_tau
     top = float(np.max(anomaly_map))
     if top < map_tau:
         floor = map_tau if baseline is None else min(baseline, top)
         threshold = floor + (2.0 / 3.0) * (top - floor)
-    boxes = extract_regions(anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=threshold)
+    boxes = extract_regions(
+        anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=threshold, patch_values=patch_values
+    )
     if not boxes:  # a flat map: nothing stands out from the rest
-        return Regions(extract_regions(anomaly_map, top_k=1), None)
+        return Regions(extract_regions(anomaly_map, top_k=1, patch_values=patch_values), None)
     return Regions(boxes, threshold)

@@ -2,7 +2,9 @@ import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
-import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf } from "../logic/verdict";
+import { legendOf } from "../logic/legend";
+import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf, regionStrength, type Region } from "../logic/verdict";
+import { MapLegend } from "./MapLegend";
 import { Picture } from "./Picture";
 import { ReferencePicture } from "./ReferencePicture";
 import { ScoreScale } from "./ScoreScale";
@@ -57,6 +59,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   );
   const band = bandLine(record.score, record.tau, record.s_max, mllm);
   const caution = cautionLine(record.near_threshold, record.score, record.tau);
+  const legend = legendOf(verdict, record.tau, category);
   const label = (kind: string) => (kind === "box" && regions.boxes.length === 0 ? "Image" : pictureLabel(kind));
   const Heading = headingLevel === 2 ? "h2" : "h3";
   return (
@@ -158,18 +161,15 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               {zoomed && shown ? (
                 <ZoomViewer name={record.image_name} kinds={kinds} links={record.pictures} label={label} initial={shown} onClose={closeZoom} />
               ) : null}
-              {shown === "heatmap" ? (
-                <p className="muted small" data-testid="heatmap-key">
-                  Colours on the category's fixed scale (legend under the picture, threshold marked); hatched grey: border the expert
-                  does not inspect, not "normal".
-                </p>
-              ) : null}
+              {shown === "heatmap" && legend ? <MapLegend legend={legend} category={record.category} /> : null}
               <p className="small" data-testid="regions">
                 {regions.boxes.length > 0
                   ? `${regions.boxes.length} region${regions.boxes.length === 1 ? "" : "s"} boxed, strongest first.`
                   : record.score !== null && record.tau !== null && record.score >= record.tau
                     ? "No region stood out enough to box."
-                    : "No boxes: the expert's score is below the threshold."}
+                    : record.unrecognised
+                      ? "No boxes: the image is not like the training images."
+                      : "No boxes: the expert's score is below the threshold."}
                 {regions.boxes.length === 0 && regions.candidates.length > 0 ? (
                   <>
                     {" "}
@@ -180,15 +180,8 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                   </>
                 ) : null}
               </p>
-              {showCandidates ? (
-                <ol className="candidates small" id={candidatesId}>
-                  {regions.candidates.map((box, i) => (
-                    <li key={i}>
-                      x {box.x0}–{box.x1}, y {box.y0}–{box.y1}, peak {formatScore(box.peak)}
-                    </li>
-                  ))}
-                </ol>
-              ) : null}
+              {regions.boxes.length > 0 ? <RegionList regions={regions.boxes} tau={record.tau} testId="box-list" /> : null}
+              {showCandidates ? <RegionList regions={regions.candidates} tau={record.tau} testId="candidate-list" id={candidatesId} /> : null}
             </>
           ) : (
             <p className="muted">No pictures.</p>
@@ -196,5 +189,23 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
         </div>
       </div>
     </article>
+  );
+}
+
+/** Each region's strength on the score's scale, against the threshold, and where it is. */
+function RegionList({ regions, tau, testId, id }: { regions: Region[]; tau: number | null; testId: string; id?: string }) {
+  return (
+    <ol className="regions small" id={id} data-testid={testId}>
+      {regions.map((box, i) => {
+        const strength = regionStrength(box);
+        const side = strength === null || tau === null ? "" : strength >= tau ? " (at or above the threshold)" : " (below the threshold)";
+        return (
+          <li key={i}>
+            #{i + 1}: strength {formatScore(strength)}
+            {side}, at x {box.x0}–{box.x1}, y {box.y0}–{box.y1}
+          </li>
+        );
+      })}
+    </ol>
   );
 }

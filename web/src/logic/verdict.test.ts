@@ -25,7 +25,16 @@ describe("orderPictures", () => {
   });
 });
 
-import { regionsOf } from "./verdict";
+import { regionsOf, regionStrength } from "./verdict";
+
+describe("regionStrength", () => {
+  it("reads the patch score (the image score's scale), else the map's value", () => {
+    const box = { x0: 1, y0: 2, x1: 3, y1: 4, peak: 1, score: 161.5 };
+    expect(regionStrength({ ...box, patch_score: 166.7 })).toBe(166.7);
+    expect(regionStrength({ ...box, patch_score: null })).toBe(161.5);
+    expect(regionStrength({ x0: 1, y0: 2, x1: 3, y1: 4, peak: 1 })).toBeNull();
+  });
+});
 
 describe("regionsOf", () => {
   it("reads boxes and candidates, skipping malformed entries", () => {

@@ -51,6 +51,20 @@ export interface Region {
   x1: number;
   y1: number;
   peak: number;
+  /** The region's largest map value (smoothed, the map's units). */
+  score?: number;
+  /** The region's largest patch score, on the image score's scale; null from an exported model. */
+  patch_score?: number | null;
+}
+
+/**
+ * A region's strength as a person should read it: its largest patch score, on the same scale as the
+ * image's score and the threshold (the strongest region's is the image's score). An exported model keeps
+ * no patch grid: then the map's value, the one its picture's tag shows.
+ */
+export function regionStrength(region: Region): number | null {
+  if (typeof region.patch_score === "number") return region.patch_score;
+  return typeof region.score === "number" ? region.score : null;
 }
 
 function regionList(value: unknown): Region[] {

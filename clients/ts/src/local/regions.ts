@@ -21,6 +21,8 @@ export interface Box {
   area: number;
   /** The region's largest map value in score units. */
   score: number;
+  /** The region's largest patch score: `null` here, as for every exported model (the graph keeps no patch grid). */
+  patch_score: null;
 }
 
 /** A 2-D map, row-major. */
@@ -148,6 +150,7 @@ function union(a: Box, b: Box): Box {
     peak: Math.max(a.peak, b.peak),
     area: a.area + b.area,
     score: Math.max(a.score, b.score),
+    patch_score: null,
   };
 }
 
@@ -241,6 +244,7 @@ export function extractRegions(map: FloatMap, options: ExtractOptions = {}): Box
         peak: peak[l] as number,
         area: area[l] as number,
         score: score[l] as number,
+        patch_score: null,
       });
     }
   }

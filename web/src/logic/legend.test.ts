@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { jetColour, jetStops, legendFraction, legendOf } from "./legend";
+
+describe("legendOf", () => {
+  it("puts the record's map threshold on tau: the colour scale times tau / map_tau", () => {
+    const verdict = { map: { colour_scale: [60, 120], map_tau: 100 } };
+    const legend = legendOf(verdict, 150, null);
+    expect(legend).toEqual({ low: 90, high: 180, threshold: 150 });
+    expect(legendFraction(150, legend!)).toBeCloseTo(2 / 3);
+  });
+
+  it("falls back to the category's legend when the record has no map (an MLLM inspection)", () => {
+    const category = { map_legend: { low: 1, high: 4, threshold: 3 } };
+    expect(legendOf({ boxes: [] }, 3, category)).toEqual(category.map_legend);
+    expect(legendOf({}, null, null)).toBeNull();
+    expect(legendOf({ map: { colour_scale: [1, "x"], map_tau: 2 } }, 3, { map_legend: null })).toBeNull();
+  });
+
+  it("keeps a map without a positive threshold in its own units", () => {
+    expect(legendOf({ map: { colour_scale: [0, 3], map_tau: 0 } }, 2, null)).toEqual({ low: 0, high: 3, threshold: 2 });
+  });
+});
+
+describe("legendFraction", () => {
+  it("clamps to the bar's ends", () => {
+    const legend = { low: 10, high: 20, threshold: 15 };
+    expect([legendFraction(5, legend), legendFraction(12.5, legend), legendFraction(30, legend)]).toEqual([0, 0.25, 1]);
+  });
+});
+
+describe("jetColour", () => {
+  it("is matplotlib's jet (colormaps['jet'](t, bytes=True))", () => {
+    // Printed by colormaps['jet']([0, 0.25, 0.5, 0.75, 1], bytes=True) with matplotlib 3.x.
+    expect([0, 0.25, 0.5, 0.75, 1].map(jetColour)).toEqual([
+      "rgb(0, 0, 127)",
+      "rgb(0, 128, 255)",
+      "rgb(124, 255, 121)",
+      "rgb(255, 148, 0)",
+      "rgb(127, 0, 0)",
+    ]);
+    expect(jetStops()[0]).toEqual({ offset: 0, colour: "rgb(0, 0, 127)" });
+    expect(jetStops().at(-1)).toEqual({ offset: 1, colour: "rgb(127, 0, 0)" });
+  });
+});
+
+describe("jetColour at every tenth", () => {
+  it("matches matplotlib byte for byte", () => {
+    // colormaps['jet'](np.linspace(0, 1, 11), bytes=True)
+    const expected = [[0, 0, 127], [0, 0, 241], [0, 76, 255], [0, 176, 255], [41, 255, 205], [124, 255, 121], [205, 255, 41], [255, 196, 0], [255, 103, 0], [241, 7, 0], [127, 0, 0]];
+    expect(Array.from({ length: 11 }, (_, i) => jetColour(i / 10))).toEqual(expected.map(([r, g, b]) => `rgb(${r}, ${g}, ${b})`));
+  });
+});
