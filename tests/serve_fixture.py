@@ -28,7 +28,7 @@ from eagle_iad.data import get_layout
 #: The category the suites inspect and fit against (also the model's directory name).
 CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
-READY = ".prepared-v6"
+READY = ".prepared-v7"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
           "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png",
           "sample-noise.png")  # fmt: skip

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertResult
@@ -157,7 +159,7 @@ def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
     expert = FakeExpert(1.5)
     result = expert.inspect(RGB)
     by_caller = {"id", "time", "category", "image_name", "verdict", "pictures", "label", "label_time", "label_by",
-                 "station", "source"}
+                 "station", "source", "image_sha256"}
     derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]
     assert set(derived) == {f.name for f in fields(InspectionRecord)} - by_caller
     assert derived == {"score": 1.5, "tau": TAU, "s_max": S_MAX, "decision": "anomalous", "in_band": True,
@@ -211,5 +213,25 @@ def test_inspect_records_baseline_needs_no_expert() -> None:
     eagle = Eagle(None, FakeBackend(), EagleConfig(condition="baseline"))
     (record,) = inspect_records(None, [RGB], category="", eagle=eagle)
     assert record.score is None and record.decision == "anomalous" and record.image_name == "upload.png"
+    assert record.image_sha256 is None  # a decoded frame has no file bytes to name it by
+
+
+def test_a_record_names_its_image_file_by_the_sha256_of_its_bytes(tmp_path: Path) -> None:
+    import hashlib
+
+    from eagle_iad.pipeline import inspect_records
+
+    path = tmp_path / "cell.png"
+    Image.fromarray(RGB).save(path)
+    data = path.read_bytes()
+    eagle = Eagle(None, FakeBackend(), EagleConfig(condition="baseline"))
+    on_disk, uploaded, frame = inspect_records(None, [path, data, RGB], category="", eagle=eagle)
+    assert on_disk.image_sha256 == uploaded.image_sha256 == hashlib.sha256(data).hexdigest()
+    assert frame.image_sha256 is None
+
+
+def test_inspect_records_baseline_refuses_without_an_expert_when_one_is_needed() -> None:
+    from eagle_iad.pipeline import inspect_records
+
     with pytest.raises(ConfigError, match="needs a fitted expert"):
         inspect_records(None, [RGB], category="")

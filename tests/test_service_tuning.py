@@ -108,3 +108,39 @@ def test_evidence_lists_labelled_history_then_evaluation_images_without_host_pat
     assert (items[4]["run"], items[4]["run_tau"]) == ("eval-mono", 12.5)
     assert "/host/" not in json.dumps(answer)
     assert client.get("/v1/categories/nope/evidence").status_code == 404
+
+
+def test_evidence_counts_each_image_file_once(models: Path, tmp_path: Path) -> None:
+    """The same file labelled in the history and scored by evaluation runs is one image in the preview."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    runs = tmp_path / "runs"
+    for run, rows in (("run-1", [("good/001.png", 0, 9.5, "aa"), ("good/002.png", 0, 8.0, "cc")]),
+                      ("run-2", [("good/001.png", 0, 9.6, "aa"), ("crack/003.png", 1, 31.0, "bb"),
+                                 ("crack/004.png", 1, 29.0, None)])):  # fmt: skip
+        (runs / run).mkdir(parents=True)
+        (runs / run / "metrics.json").write_text(json.dumps({"category": "mono", "tau": 12.5}))
+        lines = [{"image": f"/data/{image}", "label": label, "defect_type": image.split("/")[0], "score": score,
+                  **({} if digest is None else {"sha256": digest})}
+                 for image, label, score, digest in rows]  # fmt: skip
+        (runs / run / "scores.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runs_dir=runs)
+    store = InspectionStore(settings.database)
+    history = [("h0", "001.png", 9.4, "normal", "aa"), ("h1", "001 again.png", 9.4, "anomalous", "aa"),
+               ("h2", "old.png", 5.0, "normal", None), ("h3", "003.png", 31.0, "anomalous", "bb")]  # fmt: skip
+    for index, (ident, name, score, label, digest) in enumerate(history):
+        time = f"2026-12-0{index + 1}T08:00:00.000+00:00"
+        store.add(Inspection(id=ident, time=time, category="mono", image_name=name, score=score, tau=12.0, s_max=None,
+                             decision="normal", in_band=False, answer=None, caas_applied=False, verdict={}, pictures={},
+                             label=label, label_time=time, image_sha256=digest))  # fmt: skip
+    store.close()
+    with TestClient(create_app(settings)) as test_client:
+        items = test_client.get("/v1/categories/mono/evidence").json()["items"]
+    assert [(i["id"], i["label"], i.get("also")) for i in items] == [
+        ("h1", "anomalous", ["h0", "run-1/good/001.png", "run-2/good/001.png"]),  # the newest word on file "aa"
+        ("h2", "normal", None),  # no digest (stored before digests): counted as it is
+        ("h3", "anomalous", ["run-2/crack/003.png"]),
+        ("run-1/good/002.png", "normal", None),
+        ("run-2/crack/004.png", "anomalous", None),  # a run row without a digest
+    ]
+    assert "sha256" not in json.dumps(items)

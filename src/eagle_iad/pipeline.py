@@ -16,6 +16,7 @@ boxes, the exact prompt items (images by reference), the raw reply, the parsed a
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.patchcore import Expert, ExpertResult
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
@@ -343,6 +345,7 @@ def inspect_records(
     if expert is None and (eagle is None or eagle.config.condition != "baseline"):
         raise ConfigError("an inspection needs a fitted expert (or an MLLM in the baseline condition)")
     rgbs = [image if isinstance(image, np.ndarray) else load_rgb(image) for image in images]
+    digests = [image_digest(image) for image in images]
     if names is None:
         names = ["upload.png" if isinstance(image, (bytes, np.ndarray)) else str(image) for image in images]
     stems = picture_stems(names) if stems is None else stems
@@ -383,6 +386,16 @@ def inspect_records(
                 verdict=verdict.to_dict(),
                 pictures=pictures,
                 **record_fields(verdict),
+                image_sha256=digests[index],
             )
         )
     return records
+
+
+def image_digest(image: ImageSource | np.ndarray) -> str | None:
+    """The SHA-256 of an image file's bytes (uploaded or on disk); ``None`` for a frame already decoded."""
+    if isinstance(image, np.ndarray):
+        return None
+    if isinstance(image, bytes):
+        return hashlib.sha256(image).hexdigest()
+    return file_sha256(image)

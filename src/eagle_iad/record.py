@@ -67,6 +67,12 @@ class InspectionRecord:
         "where the station took it: the file's path in its hot folder (or a camera and frame time); null: uploaded",
         None,
     )
+    image_sha256: str | None = doc(
+        "the SHA-256 of the image file's bytes, so the same file is known as one image wherever it was scored "
+        "(the threshold preview counts an image in the history and in an evaluation run once); null: stored "
+        "before this field, or an in-memory frame",
+        None,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The API's JSON for this record (field order is the class's)."""

@@ -6,6 +6,7 @@
  */
 
 import { EagleClient, type LabelledScore } from "@eagle-iad/client";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -131,10 +132,26 @@ describe("inspection station", () => {
     expect(after.tau).toBe(candidate);
     seeded["after-change.png"] = after.id;
 
-    // Restore the fitted threshold (recorded too, with its own reason).
-    await page.getByLabel("Why (kept in the model's history)").fill("e2e: back to the fit");
+    // Restore the fitted threshold: its reason is asked beside its button, and a missing one is said
+    // there, alone (not beside the green "Saved" of the change before).
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
+    const restore = row.getByRole("form", { name: /^Restore [\d.]+$/ });
+    const reason = restore.getByLabel(/^Why restore [\d.]+\? \(kept in the model's history\)$/);
+    expect(await reason.evaluate((el) => el === document.activeElement)).toBe(true);
+    await restore.getByRole("button", { name: /^Restore [\d.]+$/ }).click();
+    await restore.locator(".error-banner").getByText("A reason is needed").waitFor();
+    expect(await page.locator('[data-testid="saved"]').count()).toBe(0);
+    expect(await page.locator(".tuner .error-banner").count()).toBe(1);
+    const near = await restore.evaluate((form) => {
+      const field = form.querySelector("input")!.getBoundingClientRect();
+      const button = form.querySelector('button[type="submit"]')!.getBoundingClientRect();
+      return Math.hypot(field.left - button.left, field.top - button.top);
+    });
+    expect(near).toBeLessThan(300); // beside, not a page away
+    await reason.fill("e2e: back to the fit");
+    await restore.getByRole("button", { name: /^Restore [\d.]+$/ }).click();
     await page.locator('[data-testid="saved"]').getByText(/^Restored: the threshold of mono is/).waitFor();
+    expect(await page.locator(".tuner .error-banner").count()).toBe(0);
     expect((await client.category("mono")).tau).toBe(fitted);
     // The list reloads after the saved message: wait for the restore's own entry before counting.
     await history.locator("li").nth(1).waitFor();
@@ -229,6 +246,28 @@ describe("inspection station", () => {
       }
     }
     expect(found).toEqual([]);
+  });
+
+  it("counts an image once when it is both in the history and in an evaluation run", async () => {
+    // The evaluation run's first test image, inspected and labelled through the service as a user would.
+    const row = JSON.parse(readFileSync(resolve(FIXTURE_WORK, "runs/mono-expert/scores.jsonl"), "utf8").split("\n")[0] as string) as {
+      image: string;
+      label: number;
+      defect_type: string | null;
+    };
+    const fileName = row.image.split("/").pop() as string;
+    const before = await client.categoryEvidence("mono");
+    const record = await client.inspect(new Uint8Array(readFileSync(row.image)), "mono", { filename: `again-${fileName}` });
+    await client.label(record.id, row.label === 1 ? "anomalous" : "normal");
+    const after = await client.categoryEvidence("mono");
+    expect(after.items).toHaveLength(before.items.length); // one image more in the history, one less counted from the run
+    const kept = after.items.find((i) => i.id === record.id) as LabelledScore;
+    const runEntry = `mono-expert/${row.defect_type ? `${row.defect_type}/` : ""}${fileName}`;
+    expect(kept.also).toEqual([runEntry]);
+    expect(after.items.some((i) => i.id === runEntry)).toBe(false);
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    await page.reload();
+    await page.locator('[data-testid="tuner"]').getByText(`(${after.items.length}: labelled history items and evaluation images, each image file counted once`).waitFor({ timeout: 60_000 });
   });
 
   it("logged no script errors or CSP violations", () => {

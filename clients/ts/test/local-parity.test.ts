@@ -6,6 +6,7 @@
  * decisions, scores within 1e-4, identical boxes; the very record `eagle serve --runtime onnx` returns
  * for the same upload; then what a damaged export does.
  */
+import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 
@@ -106,9 +107,10 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         expect(Object.keys(record), where).toEqual([
           "id", "time", "category", "image_name", "score", "tau", "s_max", "decision", "in_band", "answer", "caas_applied",
           "verdict", "pictures", "reference", "answered_by", "label", "label_time", "label_by", "near_threshold",
-          "unrecognised", "station", "source",
+          "unrecognised", "station", "source", "image_sha256",
         ]);
         expect(record.image_name, where).toBe(names[index]);
+        expect(record.image_sha256, where).toBe(createHash("sha256").update(readFileSync(c.images[index] as string)).digest("hex"));
         expect(record.decision, where).toBe(python["decision"]);
         expect(record.in_band, where).toBe(python["in_band"]);
         expect(Math.abs(record.score - (python["score"] as number)), `${where} score`).toBeLessThanOrEqual(1e-4 * Math.abs(python["score"] as number));

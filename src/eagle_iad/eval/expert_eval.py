@@ -27,6 +27,7 @@ from eagle_iad.eval.metrics import aupro, auroc, pixel_auroc, threshold_metrics
 from eagle_iad.eval.per_type import expert_per_type
 from eagle_iad.eval.plots import BoxPanel, boxes_grid, score_histogram
 from eagle_iad.expert.patchcore import Expert
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import load_mask, load_rgb
 from eagle_iad.verdict import make_verdict
 
@@ -97,6 +98,8 @@ def evaluate_expert(
             verdict = make_verdict(expert, str(sample.path), result)
             row: dict[str, Any] = {
                 "image": str(sample.path),
+                # the file's identity: the threshold preview counts it once when it is in the history too
+                "sha256": file_sha256(sample.path),
                 "label": sample.label,
                 "defect_type": sample.defect_type,
                 "score": result.score,

@@ -58,12 +58,36 @@ def _evaluation_items(runs_dir: Path | None, category: str) -> list[dict[str, An
                     continue
                 image = PurePath(str(row.get("image", "")))
                 name = f"{row['defect_type']}/{image.name}" if row.get("defect_type") else image.name
+                digest = row.get("sha256")
                 items.append({"source": "evaluation", "id": f"{run.name}/{name}", "name": name,
                               "score": float(row["score"]), "label": "anomalous" if row["label"] == 1 else "normal",
-                              "run": run.name, "run_tau": None if run_tau is None else float(run_tau)})  # fmt: skip
+                              "run": run.name, "run_tau": None if run_tau is None else float(run_tau),
+                              "sha256": digest if isinstance(digest, str) else None})  # fmt: skip
         except (json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError, TypeError, AttributeError):
             continue  # an unreadable run offers no evidence; /v1/evaluations says why
     return items
+
+
+def count_once(history: list[dict[str, Any]], evaluation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each image file once, by its SHA-256: an image labelled in the history and scored by an evaluation run
+    (or inspected twice, or in two runs) would otherwise count twice in the preview's rates.
+
+    The history's newest labelled inspection of a file speaks for it (the user's latest word, scored by the
+    latest model), then the runs in name order; the others are named in its ``also``. Items without a
+    digest (stored before digests, or a run written before them) are each counted, as before.
+    """
+    kept: dict[str, dict[str, Any]] = {}
+    chosen: set[int] = set()
+    for item in [*reversed(history), *evaluation]:
+        digest = item.pop("sha256", None)
+        if digest is None:
+            chosen.add(id(item))
+        elif digest in kept:
+            kept[digest].setdefault("also", []).append(item["id"])
+        else:
+            kept[digest] = item
+            chosen.add(id(item))
+    return [item for item in [*history, *evaluation] if id(item) in chosen]
 
 
 @router.get("/categories/{name}/evidence", dependencies=VIEWER, response_model=schemas.CategoryEvidence)
@@ -73,15 +97,16 @@ def category_evidence(name: str, request: Request) -> dict[str, Any]:
     History items are the inspections of this category the user labelled (oldest first); evaluation
     items are the test images of runs whose ``metrics.json`` names the model's category. A run scored
     by an older fit of the model may not match today's scores: each item carries its run and the
-    threshold that run used.
+    threshold that run used. Each image file counts once (:func:`count_once`).
     """
     state = service(request)
     manifest = _manifest(state, name)
     history = [{"source": "history", "id": row.id, "name": row.image_name, "score": row.score, "label": row.label,
-                "time": row.time, "pictures": row.pictures} for row in state.store.labelled(name)]  # fmt: skip
+                "time": row.time, "pictures": row.pictures, "sha256": row.image_sha256}
+               for row in state.store.labelled(name)]  # fmt: skip
     category = str(manifest.get("category", name))
-    return {"category": name, "tau": manifest["thresholds"]["tau"],
-            "items": history + _evaluation_items(state.settings.runs_dir, category)}  # fmt: skip
+    items = count_once(history, _evaluation_items(state.settings.runs_dir, category))
+    return {"category": name, "tau": manifest["thresholds"]["tau"], "items": items}
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -56,6 +56,11 @@ export function ThresholdTuner({
   const [error, setError] = useState<UserError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [zoomed, setZoomed] = useState<LabelledScore | null>(null);
+  /** The change whose Restore was asked for: its reason is asked right beside its button. */
+  const [restoring, setRestoring] = useState<number | null>(null);
+  const [restoreWhy, setRestoreWhy] = useState("");
+  /** Where the last message belongs: the save form, or the restore of one change. */
+  const [messageAt, setMessageAt] = useState<"form" | number>("form");
   const whyField = useRef<HTMLTextAreaElement>(null);
 
   const preview = previewThreshold(items, candidate, tau);
@@ -72,20 +77,27 @@ export function ThresholdTuner({
 
   const blocked = busy ? "Saving…" : same ? "Move the threshold first: this is the one in use." : why.trim() === "" ? "Say why the threshold changes (it is kept in the model's history)." : null;
 
-  const send = async (change: { tau?: number; restore?: number }, done: (c: Category) => string) => {
-    if (why.trim() === "") {
-      setError({ kind: "invalid_request", title: "A reason is needed", message: "Say in “Why” why the threshold changes: every change is kept in the model's history.", retryable: false });
-      whyField.current?.focus();
+  /** Save a change with its reason; the message (one at a time, red or green) is shown where it was asked. */
+  const send = async (change: { tau?: number; restore?: number }, reason: string, at: "form" | number, done: (c: Category) => string) => {
+    setMessageAt(at);
+    setSaved(null);
+    if (reason.trim() === "") {
+      setError({ kind: "invalid_request", title: "A reason is needed", message: "Say why the threshold changes: every change is kept in the model's history.", retryable: false });
+      if (at === "form") whyField.current?.focus();
       return;
     }
     setBusy(true);
     setError(null);
-    setSaved(null);
     try {
-      const updated = await client.changeThreshold(category.name, { ...change, why: why.trim(), by: by.trim() || null });
+      const updated = await client.changeThreshold(category.name, { ...change, why: reason.trim(), by: by.trim() || null });
       if (typeof updated.tau === "number") setFromNumber(updated.tau);
       setSaved(done(updated));
-      setWhy("");
+      if (at === "form") setWhy("");
+      else {
+        setRestoreWhy("");
+        setRestoring(null);
+        setMessageAt("form"); // the change's row is gone from under the message: say it at the form
+      }
       onChanged(updated);
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();
@@ -95,10 +107,22 @@ export function ThresholdTuner({
     }
   };
 
+  const messages = (at: "form" | number) =>
+    messageAt !== at ? null : (
+      <>
+        {error ? <ErrorBanner error={error} compact /> : null}
+        {saved ? (
+          <p className="success" role="status" data-testid="saved">
+            {saved}
+          </p>
+        ) : null}
+      </>
+    );
+
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (busy || same) return;
-    void send({ tau: candidate }, (c) => `Saved: the threshold of ${c.name} is now ${formatScore(c.tau)}; the next inspection uses it.`);
+    void send({ tau: candidate }, why, "form", (c) => `Saved: the threshold of ${c.name} is now ${formatScore(c.tau)}; the next inspection uses it.`);
   };
 
   const summary =
@@ -116,7 +140,7 @@ export function ThresholdTuner({
       <h3 id={`${id}-title`}>Tune the threshold</h3>
       <p className="muted small">
         An image scoring at or above the threshold is flagged defective. Try a value: the preview counts what it would do on images whose truth is
-        known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images, the ticks on the axis: green normal, red defective)`}.
+        known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images, each image file counted once; the ticks on the axis: green normal, red defective)`}.
       </p>
       {category.training_scores?.histogram ? (
         <Histogram
@@ -218,12 +242,7 @@ export function ThresholdTuner({
         </div>
       </form>
       </RoleGate>
-      {error ? <ErrorBanner error={error} compact /> : null}
-      {saved ? (
-        <p className="success" role="status" data-testid="saved">
-          {saved}
-        </p>
-      ) : null}
+      {messages("form")}
       <h3 id={`${id}-history`}>Threshold changes</h3>
       {history.length === 0 ? (
         <p className="muted small">None yet: the threshold is the one set by the fit ({category.rule ?? "its rule"}).</p>
@@ -245,15 +264,53 @@ export function ThresholdTuner({
                 {h.why ?? ""}
               </p>
               {typeof h.before?.tau === "number" && h.before.tau !== tau && allows(me, "engineer") ? (
-                <button
-                  type="button"
-                  className="button secondary small-button"
-                  disabled={busy}
-                  aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
-                  onClick={() => void send({ restore: h.change }, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`)}
-                >
-                  Restore {formatScore(h.before.tau)}
-                </button>
+                restoring === h.change ? (
+                  <form
+                    className="restore-form"
+                    aria-label={`Restore ${formatScore(h.before.tau)}`}
+                    onSubmit={(event) => {
+                      event.preventDefault();
+                      if (busy) return;
+                      void send({ restore: h.change }, restoreWhy, h.change, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`);
+                    }}
+                  >
+                    <div className="field grow">
+                      <label htmlFor={`${id}-restore-why`}>Why restore {formatScore(h.before.tau)}? (kept in the model's history)</label>
+                      <input id={`${id}-restore-why`} autoFocus maxLength={500} value={restoreWhy} onChange={(e) => setRestoreWhy(e.target.value)} />
+                    </div>
+                    <div className="actions">
+                      <button type="submit" className="button primary small-button" disabled={busy}>
+                        Restore {formatScore(h.before.tau)}
+                      </button>
+                      <button
+                        type="button"
+                        className="button secondary small-button"
+                        onClick={() => {
+                          setRestoring(null);
+                          setError(null);
+                        }}
+                      >
+                        Cancel
+                      </button>
+                    </div>
+                    {messages(h.change)}
+                  </form>
+                ) : (
+                  <button
+                    type="button"
+                    className="button secondary small-button"
+                    disabled={busy}
+                    aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
+                    onClick={() => {
+                      setRestoring(h.change);
+                      setRestoreWhy("");
+                      setError(null);
+                      setSaved(null);
+                    }}
+                  >
+                    Restore {formatScore(h.before.tau)}…
+                  </button>
+                )
               ) : null}
             </li>
           ))}
@@ -291,6 +348,12 @@ function FlipList({
                 {text}
                 <span className={`flip-effect ${effect}`}>{effect === "fixed" ? " — now right" : " — now wrong"}</span>
                 {item.source === "evaluation" ? <span className="muted small"> · evaluation {item.run}</span> : null}
+                {item.also && item.also.length > 0 ? (
+                  <span className="muted small">
+                    {" "}
+                    · the same file as {item.also.join(", ")} (counted once)
+                  </span>
+                ) : null}
               </span>
             </li>
           );

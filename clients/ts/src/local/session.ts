@@ -75,6 +75,8 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   unrecognised: null;
   station: null;
   source: null;
+  /** The SHA-256 of the image's bytes, as the service records it. */
+  image_sha256: string;
 };
 
 async function sha256(path: string): Promise<string> {
@@ -273,6 +275,7 @@ export class LocalExpert {
       unrecognised: null,
       station: null,
       source: null,
+      image_sha256: createHash("sha256").update(data).digest("hex"),
     };
   }
 
