@@ -37,6 +37,7 @@ ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/inspect"): "operator",
     ("GET", "/v1/inspections"): "viewer",
     ("GET", "/v1/inspections/{inspection_id}"): "viewer",
+    ("GET", "/v1/inspections/events"): "viewer",
     ("PUT", "/v1/inspections/{inspection_id}/label"): "operator",
     ("GET", "/v1/inspections/{inspection_id}/reference"): "viewer",
     ("GET", "/v1/evaluations"): "viewer",
@@ -126,6 +127,8 @@ def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path,
     with LiveServer(app) as live:
         for (method, path), needed in ROLES.items():
             url = live.base + path.replace("{path:path}", "x/y.png").replace("{", "").replace("}", "")
+            if path == "/v1/inspections/events":
+                url += "?category=.."  # past the role check, a 400 instead of a feed that never ends
             body = b"{}" if method in ("POST", "PUT") else None
             for role, key in keys.items():
                 status, _, answer = call(method, url, body=body, content_type="application/json", key=key)

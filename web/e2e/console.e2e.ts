@@ -105,6 +105,15 @@ describe("web console", () => {
     expect(await heatmap.getAttribute("aria-pressed")).toBe("true");
     await imagesLoaded('article img[alt^="Heatmap of sample-crack.png"]');
     expect(await page.evaluate(() => document.querySelector<HTMLImageElement>('article img[alt^="Heatmap"]')?.src.startsWith("blob:"))).toBe(true);
+    // One scale where a person looks: the console's own legend marks the card's threshold, in its own
+    // readable text, and the strongest box's strength is the image's score.
+    const [, shownScore, shownTau] = /^score (\S+) — threshold (\S+)$/.exec((await result.locator('[data-testid="score-line"]').textContent()) ?? "")!;
+    const legend = result.locator('[data-testid="map-legend"]');
+    expect(await legend.locator("svg text").allTextContents()).toContain(`threshold ${shownTau}`);
+    expect(await legend.locator("svg text").first().evaluate((t) => parseFloat(getComputedStyle(t).fontSize))).toBeGreaterThanOrEqual(12);
+    expect(await result.locator('[data-testid="box-list"] li').first().textContent()).toMatch(
+      new RegExp(`^#1: strength ${shownScore!.replace(".", "\\.")} \\(at or above the threshold\\), at x `),
+    );
 
     const reply = result.locator('[data-testid="reply"]');
     expect(((await reply.textContent()) ?? "").length).toBeGreaterThan(0);
@@ -227,6 +236,24 @@ describe("web console", () => {
     expect(await show.evaluate((el) => el === document.activeElement)).toBe(true);
   });
 
+  it("counts inspections stored while History is open, live, and shows them on request", async () => {
+    await page.goto(`${server.baseUrl}/#/history`);
+    const table = page.getByRole("table", { name: "Inspection history" });
+    await table.waitFor();
+    const status = page.locator('[data-testid="live-status"]');
+    await status.getByText("Live: new inspections are counted here as they are stored.").waitFor({ timeout: 60_000 });
+    // Someone else inspects (another station, another browser): the rows stay put, a line counts them.
+    await seed("sample-good.png", "live-1.png");
+    await seed("sample-good.png", "live-2.png");
+    await status.getByText("2 new inspections").waitFor({ timeout: 60_000 });
+    expect(await table.getByText("live-1.png").count()).toBe(0);
+    await screenshot(page, "history-live");
+    await status.getByRole("button", { name: "Show the newest" }).click();
+    await table.getByText("live-2.png").waitFor();
+    await table.getByText("live-1.png").waitFor();
+    await status.getByText("Live: new inspections are counted here as they are stored.").waitFor();
+  });
+
   it("shows the evaluation run with its metrics table and histogram plot", async () => {
     await page.goto(`${server.baseUrl}/`);
     await page.getByRole("heading", { name: "Inspect", level: 1 }).waitFor();
@@ -336,6 +363,21 @@ describe("web console", () => {
     }
     log("dropped images inspected with attention overlays");
     await shot("inspect-attention");
+
+    // The batch's counts by outcome, and a filter per outcome that shows only those results.
+    const shown = async () => (await page.locator('.results [data-testid="verdict"]').allTextContents()).map((t) => t.replace(/^[^A-Za-z]+/, ""));
+    const verdicts = await shown();
+    const tally = (label: string) => verdicts.filter((v) => v === label).length;
+    const status = (await page.locator('[data-testid="queue-status"]').textContent()) ?? "";
+    expect(status).toContain(`${verdicts.length} inspected (${tally("Anomalous")} anomalous, ${tally("Normal")} normal`);
+    const filters = page.getByRole("group", { name: "Show results" });
+    expect(await filters.getByRole("button").allTextContents()).toContain(`All ${verdicts.length}`);
+    const pick = tally("Undecided") > 0 ? "Undecided" : tally("Anomalous") > 0 ? "Anomalous" : "Normal";
+    await filters.getByRole("button", { name: new RegExp(`^${pick} \\d+$`) }).click();
+    expect(await shown()).toEqual(Array(tally(pick)).fill(pick));
+    await screenshot(page, "inspect-batch-filtered");
+    await filters.getByRole("button", { name: /^All \d+$/ }).click();
+    expect(await shown()).toHaveLength(verdicts.length);
   });
 
   it("keeps a batch going across a page switch, and what is still queued across a reload", async () => {
@@ -527,7 +569,7 @@ describe("web console", () => {
       return [heat.naturalHeight, raw.naturalHeight];
     }, original);
     expect(heights[0]).toBeGreaterThan(heights[1]!);
-    expect(await card.locator('[data-testid="heatmap-key"]').textContent()).toContain("hatched grey: border the expert does not inspect");
+    expect(await card.locator('[data-testid="map-legend"] figcaption').textContent()).toContain("Hatched grey: a border the expert does not inspect");
     await shot("inspect-normal");
 
     // Full size with zoom and pan: keyboard, wheel, toggles inside; Escape closes and gives focus back.

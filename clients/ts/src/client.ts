@@ -19,6 +19,7 @@ export type InspectionRecord = Schemas["InspectionRecord"];
 export type InspectionPage = Schemas["InspectionPage"];
 export type Job = Schemas["Job"];
 export type JobEvent = Schemas["JobEvent"];
+export type InspectionEvent = Schemas["InspectionEvent"];
 export type JobStarted = Schemas["JobStarted"];
 export type EvaluationRun = Schemas["EvaluationRun"];
 export type ErrorBody = Schemas["ErrorBody"];
@@ -358,6 +359,38 @@ export class EagleClient {
       if (!finished && reconnects >= this.maxRetries) {
         throw new EagleNetworkError(`the event stream of job ${id} kept ending before the job finished`);
       }
+    }
+  }
+
+  /**
+   * Each inspection stored from now on (or of one `category`), as it is stored: the history's live feed.
+   * Runs until `signal` aborts; a dropped stream (a restart, a network blip) is resumed with
+   * `Last-Event-ID`, so no inspection is missed or told twice. `onOpen` is called each time the feed is
+   * (re)connected, e.g. to say "live" in a UI.
+   */
+  async *inspectionEvents(options: { category?: string; signal?: AbortSignal; onOpen?: () => void } = {}): AsyncGenerator<InspectionEvent> {
+    let lastId: string | null = null;
+    const query = options.category ? `?category=${encodeURIComponent(options.category)}` : "";
+    for (let failures = 0; !options.signal?.aborted; ) {
+      const headers: Record<string, string> = { Accept: "text/event-stream" };
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      try {
+        const response = await this.send("GET", `/v1/inspections/events${query}`, undefined, headers, options.signal);
+        if (!response.body) throw new EagleNetworkError("the history's event stream has no body");
+        options.onOpen?.();
+        failures = 0;
+        for await (const frame of readSse(response.body)) {
+          if (frame.event !== "inspection") continue;
+          if (frame.id !== null) lastId = frame.id;
+          yield JSON.parse(frame.data) as InspectionEvent;
+        }
+      } catch (error) {
+        if (options.signal?.aborted) return;
+        // The service's own refusal (401, 403, 400) will not change by asking again; a dropped connection may.
+        if (error instanceof EagleApiError || ++failures > this.maxRetries) throw error;
+      }
+      if (options.signal?.aborted) return;
+      await this.sleep(retryDelayMs(failures + 1, null, this.maxRetryWaitS));
     }
   }
 

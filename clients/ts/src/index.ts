@@ -28,6 +28,7 @@ export {
   type FitOptions,
   type FitSource,
   type FitWatch,
+  type InspectionEvent,
   type Health,
   type HistoryQuery,
   type ImageInput,

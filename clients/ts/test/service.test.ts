@@ -161,6 +161,24 @@ describe("history", () => {
   });
 });
 
+describe("live history", () => {
+  it("tells each inspection as it is stored, and stops when aborted", async () => {
+    const abort = new AbortController();
+    let opened = 0;
+    const feed = client.inspectionEvents({ category: "mono", signal: abort.signal, onOpen: () => opened++ })[Symbol.asyncIterator]();
+    const next = feed.next(); // connects
+    const deadline = Date.now() + 60_000;
+    while (opened === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(opened).toBe(1);
+    const record = await client.inspect(await readFile(join(fixture, "sample-good.png")), "mono", { filename: "live feed.png" });
+    const { value } = await next;
+    expect(value).toMatchObject({ id: record.id, category: "mono", image_name: "live feed.png", decision: record.decision, station: null });
+    expect(typeof value?.seq).toBe("number");
+    abort.abort();
+    expect((await feed.next()).done).toBe(true);
+  }, 180_000);
+});
+
 describe("fit", () => {
   it("fits from a server folder, reporting ordered progress, and the category appears", async () => {
     const events: JobEvent[] = [];

@@ -195,7 +195,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         keyed = settings.api_key is not None or state.keys.any_ever()
         _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
              banner=f"eagle service on http://{args.host}:{args.port} (history: {settings.database})",
-             grace_s=settings.shutdown_grace_s, on_signal=state.jobs.stop)  # fmt: skip
+             grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop)  # fmt: skip
     except Stopped as stop:
         jobs = state.jobs.interrupted
         stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"

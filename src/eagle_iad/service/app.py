@@ -283,6 +283,7 @@ def create_app(
         if app.openapi_schema is None:
             document = base_openapi()
             document["components"]["schemas"]["JobEvent"] = schemas.JobEvent.model_json_schema()
+            document["components"]["schemas"]["InspectionEvent"] = schemas.InspectionEvent.model_json_schema()
             document["components"]["schemas"]["FitOptions"] = routes_categories.fit_options_schema()
             app.openapi_schema = document
         return app.openapi_schema

@@ -148,6 +148,9 @@ class ServiceState:
         self.worker: GenerationWorker | None = None
         self.queued: QueuedBackend | None = None
         self.jobs_left_running = 0
+        #: Set when the service is stopping (at the signal, before the open requests are answered): live
+        #: feeds end so that they do not hold the stop up for the whole grace period.
+        self.stopping = threading.Event()
         #: Run when the app starts and (first) when it stops: parts the CLI adds to the service (its stations).
         self.on_start: list[Callable[[], None]] = []
         self.on_close: list[Callable[[], None]] = []
@@ -163,12 +166,18 @@ class ServiceState:
             for partial in folder.glob(".*.tmp"):  # save_png's temporary files
                 partial.unlink(missing_ok=True)
 
+    def begin_stop(self) -> None:
+        """At the stop signal: live feeds end and running fits start stopping, before open requests finish."""
+        self.stopping.set()
+        self.jobs.stop()
+
     def close(self) -> None:
         """Stop the fit jobs (waiting at most the grace period), close the history, give the lock up.
 
         ``jobs_left_running``: fits that did not reach a progress step within the grace period; their
         records already say interrupted, and the caller may end the process without them.
         """
+        self.stopping.set()
         for stop in self.on_close:
             stop()
         self.jobs_left_running = self.jobs.shutdown(self.settings.shutdown_grace_s)

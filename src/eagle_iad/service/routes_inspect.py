@@ -8,6 +8,7 @@ both the pictures and the MLLM's prompt); this route adds the id, the links, the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -32,6 +33,7 @@ from eagle_iad.service import idempotency, schemas
 from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, audit_detail, caller
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
+from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
@@ -120,7 +122,8 @@ def run_inspection(
     if verdict.get("attention") is not None:
         verdict["attention"] = None  # large; the overlays carry it
     verdict["pictures"] = pictures
-    stored = replace(inspected, verdict=verdict, pictures=pictures)
+    # the file's bytes name it (the image was decoded once above, so the pipeline sees pixels, not the file)
+    stored = replace(inspected, verdict=verdict, pictures=pictures, image_sha256=hashlib.sha256(data).hexdigest())
     if origin is not None:
         stored = replace(stored, station=origin[0], source=origin[1])
     final = stored
@@ -247,6 +250,27 @@ def inspections(
     next_offset = offset + len(rows) if offset + len(rows) < total else None
     return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
             "items": [row.to_dict() for row in rows]}  # fmt: skip
+
+
+#: The live feed, described for OpenAPI clients (each ``data:`` line is one InspectionEvent).
+FEED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/InspectionEvent"}}},
+          "description": "server-sent events; each data line is an InspectionEvent"}
+}  # fmt: skip
+
+
+@router.get("/inspections/events", dependencies=VIEWER, responses=FEED_RESPONSE, response_class=StreamingResponse)
+def inspection_feed(request: Request, category: str | None = None) -> StreamingResponse:
+    """Server-sent events: an ``inspection`` event (seq, id, time, category, image_name, decision, station)
+    for each inspection stored from now on (or after ``Last-Event-ID``), optionally of one ``category``.
+
+    The stream stays open until the client leaves or the service stops; resume with ``Last-Event-ID``.
+    """
+    state = service(request)
+    after = after_from(request.headers.get("last-event-id"), state)
+    feed = inspection_events(state, after, None if category is None else check_name(category))
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(feed, media_type="text/event-stream", headers=headers)
 
 
 @router.get("/inspections/{inspection_id}", dependencies=VIEWER, response_model=schemas.InspectionRecord)

@@ -35,6 +35,12 @@ class ScoreDistribution(_Open):
     values: list[float] | None = None
 
 
+class MapLegend(_Open):
+    low: float
+    high: float
+    threshold: float
+
+
 class Category(_Open):
     name: str
     category: str | None = None
@@ -47,6 +53,8 @@ class Category(_Open):
     train_images: int | None = None
     bank_size: int | None = None
     training_scores: ScoreDistribution | None = None
+    #: The heatmaps' colour scale on the score's scale, the threshold at tau (the console draws its legend).
+    map_legend: MapLegend | None = None
     #: Threshold changes since the fit, oldest first (who, when, why, before/after); the detail only.
     history: list[dict[str, Any]] | None = None
     #: Set instead of the fields above when the category's manifest cannot be read.
@@ -165,6 +173,18 @@ class Health(_Open):
     fit_jobs_pending: int
 
 
+class InspectionEvent(_Open):
+    """One ``inspection`` event of ``GET /v1/inspections/events``: an inspection was stored (fetch it by id)."""
+
+    seq: int
+    id: str
+    time: str
+    category: str
+    image_name: str
+    decision: str | None = None
+    station: str | None = None
+
+
 class JobEvent(_Open):
     """One server-sent event of a fit job (``event: state`` or ``event: progress``; ``id`` = ``seq``)."""
 
@@ -211,6 +231,9 @@ class LabelledScore(_Open):
     #: Evaluation only: the run, and the threshold it was judged against.
     run: str | None = None
     run_tau: float | None = None
+    #: The same image file (by its SHA-256) elsewhere in the evidence, counted here once: the ids of the
+    #: other inspections of it and of the evaluation runs' entries for it.
+    also: list[str] | None = None
 
 
 class CategoryEvidence(_Open):

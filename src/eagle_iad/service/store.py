@@ -296,6 +296,24 @@ class InspectionStore:
             ).fetchall()
         return total, [_row(row) for row in rows]
 
+    def last_seq(self) -> int:
+        """The storage number of the newest inspection (0 for an empty history): where a live feed starts."""
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM inspections").fetchone()[0])
+
+    def since(self, after: int, category: str | None = None, limit: int = 100) -> list[tuple[int, Inspection]]:
+        """Inspections stored after ``after`` (a storage number), oldest first, at most ``limit``: a live feed."""
+        params: list[object]
+        where, params = "WHERE seq > ?", [after]
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, {_columns()} FROM inspections {where} ORDER BY seq LIMIT ?", [*params, limit]
+            ).fetchall()
+        return [(int(row[0]), _row(row[1:])) for row in rows]
+
     def labelled(self, category: str) -> list[Inspection]:
         """Every labelled inspection of ``category`` with a score, oldest first (the threshold preview's evidence)."""
         with self._lock:

@@ -1,6 +1,6 @@
 import type { InspectionRecord } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { counts, finish, newItems, nextToRun, restore, retryItem, uploadName, type QueueItem } from "./queue";
+import { batchFilters, counts, filterBatch, finish, newItems, nextToRun, outcomeOf, restore, retryItem, uploadName, type QueueItem } from "./queue";
 
 const blob = new Blob(["x"]);
 let n = 0;
@@ -28,7 +28,7 @@ describe("inspection queue", () => {
     expect(nextToRun(items)?.name).toBe("cut/003.png");
     const running = items.map((i, k) => (k === 0 ? { ...i, status: "running" as const } : i));
     expect(nextToRun(running)).toBeNull();
-    expect(counts(running)).toEqual({ waiting: 2, done: 0, failed: 0 });
+    expect(counts(running)).toEqual({ waiting: 2, done: 0, failed: 0, anomalous: 0, normal: 0, unrecognised: 0, undecided: 0 });
   });
 
   it("drops the image once inspected, keeps it for a retry when failed", () => {
@@ -39,7 +39,7 @@ describe("inspection queue", () => {
     const error = { kind: "busy" as const, title: "Busy", message: "queue full", retryable: true };
     const failed = finish(done, items[1]!.id, { error });
     expect(failed[1]).toMatchObject({ status: "failed", error, file: blob });
-    expect(counts(failed)).toEqual({ waiting: 0, done: 1, failed: 1 });
+    expect(counts(failed)).toEqual({ waiting: 0, done: 1, failed: 1, anomalous: 0, normal: 0, unrecognised: 0, undecided: 1 });
     expect(retryItem(failed, items[1]!.id)[1]).toMatchObject({ status: "queued", error: undefined });
     const broken = { kind: "invalid_image" as const, title: "Not a usable image", message: "not an image", retryable: false };
     const refused = finish(done, items[1]!.id, { error: broken });
@@ -60,5 +60,48 @@ describe("inspection queue", () => {
     const old = batch().map((i, k) => ({ ...i, id: `d${k}`, added: k, status: "done" as const, file: null, record }));
     const waiting = { ...batch()[0]!, id: "w", added: 0.5 };
     expect(restore([...old, waiting], 1).map((i) => i.id)).toEqual(["w", "d1"]);
+  });
+});
+
+describe("a batch's counts and filters", () => {
+  const item = (id: string, status: QueueItem["status"], record?: Partial<InspectionRecord>): QueueItem => ({
+    id,
+    name: `${id}.png`,
+    file: null,
+    category: "mono",
+    question: null,
+    attention: false,
+    status,
+    added: 0,
+    ...(record ? { record: record as InspectionRecord } : {}),
+  });
+  const items = [
+    item("a1", "done", { decision: "anomalous" }),
+    item("n1", "done", { decision: "normal" }),
+    item("a2", "done", { decision: "anomalous" }),
+    item("u1", "done", { decision: "unrecognised", unrecognised: true }),
+    item("x1", "done", { decision: null }),
+    item("f1", "failed"),
+    item("w1", "queued"),
+  ];
+
+  it("counts each outcome once", () => {
+    expect(items.map(outcomeOf)).toEqual(["anomalous", "normal", "anomalous", "unrecognised", "undecided", "failed", "waiting"]);
+    expect(counts(items)).toEqual({ waiting: 1, done: 5, failed: 1, anomalous: 2, normal: 1, unrecognised: 1, undecided: 1 });
+  });
+
+  it("offers a filter per outcome present, and filters by it", () => {
+    expect(batchFilters(counts(items)).map((f) => `${f.label} ${f.count}`)).toEqual([
+      "All 7",
+      "Anomalous 2",
+      "Normal 1",
+      "Not recognised 1",
+      "Undecided 1",
+      "Failed 1",
+    ]);
+    expect(batchFilters(counts(items.slice(0, 3))).map((f) => f.filter)).toEqual(["all", "anomalous", "normal"]);
+    expect(filterBatch(items, "anomalous").map((i) => i.id)).toEqual(["a1", "a2"]);
+    expect(filterBatch(items, "failed").map((i) => i.id)).toEqual(["f1"]);
+    expect(filterBatch(items, "all")).toHaveLength(7);
   });
 });

@@ -89,16 +89,60 @@ export function retryItem(items: readonly QueueItem[], id: string): QueueItem[] 
   );
 }
 
+/** What became of an item, as a batch's counts and filters group it. */
+export type Outcome = "waiting" | "anomalous" | "normal" | "unrecognised" | "undecided" | "failed";
+
+export function outcomeOf(item: QueueItem): Outcome {
+  if (item.status === "queued" || item.status === "running") return "waiting";
+  if (item.status === "failed") return "failed";
+  const record = item.record;
+  if (record?.unrecognised === true || record?.decision === "unrecognised") return "unrecognised";
+  if (record?.decision === "anomalous") return "anomalous";
+  if (record?.decision === "normal") return "normal";
+  return "undecided";
+}
+
 export interface Counts {
   waiting: number;
   done: number;
   failed: number;
+  /** Of the done ones, by decision. */
+  anomalous: number;
+  normal: number;
+  unrecognised: number;
+  undecided: number;
 }
 
 export function counts(items: readonly QueueItem[]): Counts {
+  const of = (outcome: Outcome) => items.filter((i) => outcomeOf(i) === outcome).length;
   return {
-    waiting: items.filter((i) => i.status === "queued" || i.status === "running").length,
+    waiting: of("waiting"),
     done: items.filter((i) => i.status === "done").length,
-    failed: items.filter((i) => i.status === "failed").length,
+    failed: of("failed"),
+    anomalous: of("anomalous"),
+    normal: of("normal"),
+    unrecognised: of("unrecognised"),
+    undecided: of("undecided"),
   };
+}
+
+/** A batch's filters: everything, or one outcome. */
+export type BatchFilter = "all" | Exclude<Outcome, "waiting">;
+
+/** The filters worth offering for these counts (an outcome nothing has is left out), with their labels. */
+export function batchFilters(c: Counts): Array<{ filter: BatchFilter; label: string; count: number }> {
+  const all = c.waiting + c.done + c.failed;
+  const options: Array<{ filter: BatchFilter; label: string; count: number }> = [
+    { filter: "all", label: "All", count: all },
+    { filter: "anomalous", label: "Anomalous", count: c.anomalous },
+    { filter: "normal", label: "Normal", count: c.normal },
+    { filter: "unrecognised", label: "Not recognised", count: c.unrecognised },
+    { filter: "undecided", label: "Undecided", count: c.undecided },
+    { filter: "failed", label: "Failed", count: c.failed },
+  ];
+  return options.filter((o) => o.filter === "all" || o.filter === "anomalous" || o.filter === "normal" || o.count > 0);
+}
+
+export function filterBatch(items: readonly QueueItem[], filter: BatchFilter): QueueItem[] {
+  return filter === "all" ? [...items] : items.filter((i) => outcomeOf(i) === filter);
 }

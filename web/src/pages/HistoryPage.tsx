@@ -33,6 +33,30 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     [client, key],
   );
   const [selected, setSelected] = useState<InspectionRecord | null>(null);
+  // The history as it grows (a live feed of the category shown): ids of inspections stored since this
+  // page's rows were loaded, for a "N new" line rather than rows jumping under the reader's eyes.
+  const [fresh, setFresh] = useState<string[]>([]);
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    const abort = new AbortController();
+    const options: Parameters<typeof client.inspectionEvents>[0] = { signal: abort.signal, onOpen: () => setLive(true) };
+    if (filter.category) options.category = filter.category;
+    void (async () => {
+      try {
+        for await (const event of client.inspectionEvents(options)) setFresh((ids) => (ids.includes(event.id) ? ids : [...ids, event.id]));
+      } catch {
+        setLive(false); // the feed gave up (the service is gone, or the key lost its access): Refresh still works
+      }
+    })();
+    return () => abort.abort();
+  }, [client, filter.category]);
+  const reload = page.reload;
+  const showNew = useCallback(() => {
+    setFresh([]);
+    if (filter.offset > 0) window.location.hash = formatRoute("history", null, filterToParams({ ...filter, offset: 0 }));
+    else reload();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [reload, key]);
   const detailRef = useRef<HTMLElement>(null);
   const headingRef = useRef<HTMLHeadingElement>(null);
   // The detail opens below the table: move there (scroll and focus) so keyboard and screen-reader
@@ -103,6 +127,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   };
   const data = page.data;
   const info = data ? pageInfo(data.total, filter.limit, filter.offset, data.items.length) : null;
+  const unseen = fresh.filter((freshId) => !data?.items.some((r) => r.id === freshId)).length;
 
   return (
     <section aria-labelledby="history-title">
@@ -143,7 +168,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           onChange={(value) => go(withFilter(filter, { limit: Number(value) }))}
         />
         <div className="field actions-end">
-          <button type="button" className="button secondary" onClick={page.reload}>
+          <button type="button" className="button secondary" onClick={showNew}>
             Refresh
           </button>
         </div>
@@ -156,6 +181,22 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           </button>
         </div>
       </form>
+      <div className="live-line" role="status" data-testid="live-status">
+        {unseen > 0 ? (
+          <>
+            <strong data-testid="new-count">
+              {unseen} new inspection{unseen === 1 ? "" : "s"}
+              {filter.category ? ` of ${filter.category}` : ""}
+            </strong>{" "}
+            since this list was loaded.{" "}
+            <button type="button" className="link-button" onClick={showNew}>
+              Show the newest
+            </button>
+          </>
+        ) : live ? (
+          <span className="muted small">Live: new inspections are counted here as they are stored.</span>
+        ) : null}
+      </div>
       {exportError ? <ErrorBanner error={exportError} /> : null}
       {page.error ? <ErrorBanner error={page.error} onRetry={page.reload} /> : null}
       {page.loading && !data ? <Loading label="Loading history…" /> : null}

@@ -5,7 +5,7 @@ import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
 import { InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
-import { uploadName } from "../logic/queue";
+import { batchFilters, filterBatch, uploadName, type BatchFilter } from "../logic/queue";
 import { useQueue } from "../queue";
 
 const CATEGORY_KEY = "eagle-iad.category";
@@ -80,6 +80,16 @@ export function InspectPage() {
   };
 
   const { waiting: pending, failed, done } = queue.counts;
+  const [filter, setFilter] = useState<BatchFilter>("all");
+  const filters = batchFilters(queue.counts);
+  const active = filters.some((f) => f.filter === filter) ? filter : "all"; // a filter whose items were cleared falls back
+  const shownItems = filterBatch(items, active);
+  const decided = [
+    done > 0 ? `${queue.counts.anomalous} anomalous` : "",
+    done > 0 ? `${queue.counts.normal} normal` : "",
+    queue.counts.unrecognised > 0 ? `${queue.counts.unrecognised} not recognised` : "",
+    queue.counts.undecided > 0 ? `${queue.counts.undecided} undecided` : "",
+  ].filter(Boolean);
 
   return (
     <section aria-labelledby="inspect-title">
@@ -174,7 +184,8 @@ export function InspectPage() {
           <h2>Results</h2>
           <p className="muted" role="status" data-testid="queue-status">
             {pending > 0 ? `${pending} image${pending === 1 ? "" : "s"} waiting · ` : ""}
-            {done} inspected{failed > 0 ? ` · ${failed} failed` : ""}
+            {done} inspected{decided.length > 0 ? ` (${decided.join(", ")})` : ""}
+            {failed > 0 ? ` · ${failed} failed` : ""}
             {pending > 0 ? (queue.persistent === false ? " · kept in this tab only" : " · kept if you leave or reload") : ""}
           </p>
           <button type="button" className="button secondary" onClick={queue.clearFinished}>
@@ -182,8 +193,18 @@ export function InspectPage() {
           </button>
         </div>
       ) : null}
+      {items.length > 1 ? (
+        <div className="toggle-group batch-filter" role="group" aria-label="Show results">
+          {filters.map((f) => (
+            <button key={f.filter} type="button" className="toggle" aria-pressed={active === f.filter} onClick={() => setFilter(f.filter)}>
+              {f.label} <span className="count">{f.count}</span>
+            </button>
+          ))}
+        </div>
+      ) : null}
+      {items.length > 0 && shownItems.length === 0 ? <p className="muted" data-testid="filter-empty">None in this batch.</p> : null}
       <ol className="results">
-        {[...items].reverse().map((item) => (
+        {[...shownItems].reverse().map((item) => (
           <li key={item.id} className="result">
             {item.status === "done" && item.record ? (
               <InspectionView record={item.record} />

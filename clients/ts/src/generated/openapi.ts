@@ -149,7 +149,7 @@ export interface paths {
          *     History items are the inspections of this category the user labelled (oldest first); evaluation
          *     items are the test images of runs whose ``metrics.json`` names the model's category. A run scored
          *     by an older fit of the model may not match today's scores: each item carries its run and the
-         *     threshold that run used.
+         *     threshold that run used. Each image file counts once (:func:`count_once`).
          */
         get: operations["category_evidence_v1_categories__name__evidence_get"];
         put?: never;
@@ -370,6 +370,29 @@ export interface paths {
          *     none (a model fitted before model schema 4, or an inspection made before references existed).
          */
         get: operations["inspection_reference_v1_inspections__inspection_id__reference_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/inspections/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Inspection Feed
+         * @description Server-sent events: an ``inspection`` event (seq, id, time, category, image_name, decision, station)
+         *     for each inspection stored from now on (or after ``Last-Event-ID``), optionally of one ``category``.
+         *
+         *     The stream stays open until the client leaves or the service stops; resume with ``Last-Event-ID``.
+         */
+        get: operations["inspection_feed_v1_inspections_events_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -652,6 +675,7 @@ export interface components {
             history?: {
                 [key: string]: unknown;
             }[] | null;
+            map_legend?: components["schemas"]["MapLegend"] | null;
             /** Name */
             name: string;
             /** Rule */
@@ -940,6 +964,34 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * InspectionEvent
+         * @description One ``inspection`` event of ``GET /v1/inspections/events``: an inspection was stored (fetch it by id).
+         */
+        InspectionEvent: {
+            /** Category */
+            category: string;
+            /**
+             * Decision
+             * @default null
+             */
+            decision: string | null;
+            /** Id */
+            id: string;
+            /** Image Name */
+            image_name: string;
+            /** Seq */
+            seq: number;
+            /**
+             * Station
+             * @default null
+             */
+            station: string | null;
+            /** Time */
+            time: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** InspectionPage */
         InspectionPage: {
             /** Items */
@@ -997,6 +1049,11 @@ export interface components {
              * @description the uploaded file's name
              */
             image_name: string;
+            /**
+             * Image Sha256
+             * @description the SHA-256 of the image file's bytes, so the same file is known as one image wherever it was scored (the threshold preview counts an image in the history and in an evaluation run once); null: stored before this field, or an in-memory frame
+             */
+            image_sha256?: string | null;
             /**
              * In Band
              * @description tau <= score < s_max: the expert was unsure, CAAS applies
@@ -1195,6 +1252,8 @@ export interface components {
          * @description One image whose truth is known: a labelled history item or an evaluation run's test image.
          */
         LabelledScore: {
+            /** Also */
+            also?: string[] | null;
             /** Id */
             id: string;
             /**
@@ -1231,6 +1290,17 @@ export interface components {
         LabelRequest: {
             /** Label */
             label: ("normal" | "anomalous") | null;
+        };
+        /** MapLegend */
+        MapLegend: {
+            /** High */
+            high: number;
+            /** Low */
+            low: number;
+            /** Threshold */
+            threshold: number;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * Me
@@ -2271,6 +2341,46 @@ export interface operations {
                 };
                 content: {
                     "image/jpeg": unknown;
+                };
+            };
+        };
+    };
+    inspection_feed_v1_inspections_events_get: {
+        parameters: {
+            query?: {
+                category?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description server-sent events; each data line is an InspectionEvent */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["InspectionEvent"];
                 };
             };
         };

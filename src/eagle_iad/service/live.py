@@ -1,0 +1,60 @@
+"""The history as it grows: ``GET /v1/inspections/events`` streams each new inspection as it is stored.
+
+Why a feed: a shift watches History while others (and the line's stations) inspect; without one, the
+page shows what was there when it was opened. The feed polls the history's storage number rather than
+hooking the writers, so an inspection stored by any writer (an upload, a station, another process on
+the same history file) is seen, and a reconnecting client resumes from its ``Last-Event-ID`` (the
+storage number) with nothing lost or repeated. Each event is small (who, what, when); the page fetches
+the records it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+
+from eagle_iad.service.context import ServiceState
+
+#: How often the feed looks for new inspections (seconds): a person watching sees them within this.
+POLL_S = 1.0
+#: A comment line this often keeps proxies from closing a quiet feed and lets a gone client be noticed.
+HEARTBEAT_S = 15.0
+#: Events read per look: a burst (a station's backlog) is sent in pieces, in order.
+BATCH = 100
+
+
+def after_from(last_event_id: str | None, state: ServiceState) -> int:
+    """Where a feed starts: after the client's ``Last-Event-ID`` when it resumes, else after the newest now."""
+    value = (last_event_id or "").strip()
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return state.store.last_seq()
+
+
+async def inspection_events(state: ServiceState, after: int, category: str | None) -> AsyncIterator[bytes]:
+    """``text/event-stream`` frames: one ``inspection`` event per stored inspection after ``after``.
+
+    Ends when the service stops (so a stop is not held up by open feeds); the client reconnects to the
+    next service with its ``Last-Event-ID``.
+    """
+    yield b"retry: 2000\n: feed open\n\n"
+    quiet_since = time.monotonic()
+    while not state.stopping.is_set():
+        rows = await run_in_threadpool(state.store.since, after, category, BATCH)
+        for seq, row in rows:
+            data = {"seq": seq, "id": row.id, "time": row.time, "category": row.category,
+                    "image_name": row.image_name, "decision": row.decision, "station": row.station}  # fmt: skip
+            yield f"id: {seq}\nevent: inspection\ndata: {json.dumps(data)}\n\n".encode()
+            after = seq
+        if rows:
+            quiet_since = time.monotonic()
+            if len(rows) == BATCH:
+                continue  # more are waiting: no pause
+        elif time.monotonic() - quiet_since >= HEARTBEAT_S:
+            yield b": still here\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(POLL_S)
