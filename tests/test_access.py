@@ -38,6 +38,7 @@ ROLES: dict[tuple[str, str], str] = {
     ("GET", "/v1/inspections"): "viewer",
     ("GET", "/v1/inspections/{inspection_id}"): "viewer",
     ("GET", "/v1/inspections/events"): "viewer",
+    ("GET", "/v1/review"): "viewer",
     ("PUT", "/v1/inspections/{inspection_id}/label"): "operator",
     ("GET", "/v1/inspections/{inspection_id}/reference"): "viewer",
     ("GET", "/v1/evaluations"): "viewer",

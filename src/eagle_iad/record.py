@@ -52,6 +52,7 @@ class InspectionRecord:
     label: str | None = doc("what the user says the part actually was (normal / anomalous); null: not labelled", None)
     label_time: str | None = doc("when the label was given", None)
     label_by: str | None = doc("who gave the label: the API key's name (local: the open single-user mode)", None)
+    label_note: str | None = doc("the labeller's note (what they saw, why), up to 500 characters", None)
     near_threshold: bool | None = doc(
         "the score is within one standard deviation of the training scores of tau, on either side: a second look "
         "is advised; null: unknown (stored before this field, or a model without training scores)",

@@ -190,8 +190,11 @@ describe("inspection station", () => {
     const select = page.getByLabel("Category", { exact: true });
     await select.locator('option[value="mono"]').waitFor({ state: "attached" });
     await select.selectOption("mono");
-    await page.locator('[data-testid="inspect-files"]').setInputFiles(resolve(FIXTURE_WORK, "sample-crack.png"));
+    // Two images: the batch's counts and filters are on the page too.
+    await page.locator('[data-testid="inspect-files"]').setInputFiles([resolve(FIXTURE_WORK, "sample-crack.png"), resolve(FIXTURE_WORK, "sample-good.png")]);
     await page.getByRole("article", { name: "Inspection of sample-crack.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    await page.getByRole("article", { name: "Inspection of sample-good.png" }).locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    await page.getByRole("group", { name: "Show results" }).waitFor();
     await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("article img")).some((img) => img.complete && img.naturalWidth > 0));
     // The fixture's one in-process model answered: the card says so, and what became of CAAS, in words.
     const answered = async (where: string) => {
@@ -207,7 +210,17 @@ describe("inspection station", () => {
     await answered('article[aria-label="Inspection of sample-crack.png"]');
 
     const pages: Array<[string, string, () => Promise<void>]> = [
-      ["inspect", "#/inspect", async () => void (await page.locator('[data-testid="verdict"]').first().waitFor({ timeout: 60_000 }))],
+      [
+        "inspect",
+        "#/inspect",
+        async () => {
+          // The heatmap with the console's own legend and the list of boxes on the score's scale.
+          const card = page.getByRole("article", { name: "Inspection of sample-crack.png" });
+          await card.locator('[data-testid="verdict"]').waitFor({ timeout: 60_000 });
+          await card.getByRole("button", { name: "Heatmap" }).click();
+          await card.locator('[data-testid="map-legend"]').waitFor();
+        },
+      ],
       [
         "history",
         "#/history",
@@ -225,6 +238,9 @@ describe("inspection station", () => {
           await page.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
           await page.getByLabel("Threshold value").fill("110");
           await page.locator('[data-testid="flips"]').waitFor();
+          // The restore form, which asks for its reason beside its button.
+          await page.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 2\)$/ }).click();
+          await page.getByRole("form", { name: /^Restore [\d.]+$/ }).waitFor();
         },
       ],
       ["evaluations", "#/evaluations", async () => void (await page.getByRole("table", { name: "Metrics of mono-expert" }).waitFor({ timeout: 60_000 }))],

@@ -106,7 +106,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         // The service's InspectionRecord keys, expert only.
         expect(Object.keys(record), where).toEqual([
           "id", "time", "category", "image_name", "score", "tau", "s_max", "decision", "in_band", "answer", "caas_applied",
-          "verdict", "pictures", "reference", "answered_by", "label", "label_time", "label_by", "near_threshold",
+          "verdict", "pictures", "reference", "answered_by", "label", "label_time", "label_by", "label_note", "near_threshold",
           "unrecognised", "station", "source", "image_sha256",
         ]);
         expect(record.image_name, where).toBe(names[index]);

@@ -30,27 +30,36 @@ def add_keys(sub: Subcommands) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
     revoke.add_argument("name")
     for parser, func in ((add, _cmd_add), (listing, _cmd_list), (revoke, _cmd_revoke)):
-        parser.add_argument("--models", help="the service's --models (its state folder: <models>/../eagle-service)")
-        parser.add_argument("--state-dir", help="the service's --state-dir")
-        parser.add_argument("--db", help="the service's --db (default: <state-dir>/eagle.sqlite3)")
+        add_history_flags(parser)
         parser.set_defaults(func=func)
+
+
+def add_history_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that find the history file ``eagle serve`` uses (the same flags as serve's)."""
+    parser.add_argument("--models", help="the service's --models (its state folder: <models>/../eagle-service)")
+    parser.add_argument("--state-dir", help="the service's --state-dir")
+    parser.add_argument("--db", help="the service's --db (default: <state-dir>/eagle.sqlite3)")
+
+
+def history_file(args: argparse.Namespace) -> Path:
+    """The history file named by :func:`add_history_flags`' flags."""
+    from eagle_iad.errors import ConfigError
+
+    if args.db:
+        return Path(args.db)
+    if args.state_dir:
+        return Path(args.state_dir) / "eagle.sqlite3"
+    if args.models:
+        return Path(args.models).parent / "eagle-service" / "eagle.sqlite3"
+    raise ConfigError("say where the service keeps its history: --models, --state-dir or --db, as eagle serve has")
 
 
 def _table(args: argparse.Namespace) -> tuple[InspectionStore, KeyTable]:
     """The key table in the history file ``eagle serve`` uses with the same flags."""
-    from eagle_iad.errors import ConfigError
     from eagle_iad.service.keys import KeyTable
     from eagle_iad.service.store import InspectionStore
 
-    if args.db:
-        database = Path(args.db)
-    elif args.state_dir:
-        database = Path(args.state_dir) / "eagle.sqlite3"
-    elif args.models:
-        database = Path(args.models).parent / "eagle-service" / "eagle.sqlite3"
-    else:
-        raise ConfigError("say where the service keeps its history: --models, --state-dir or --db, as eagle serve has")
-    store = InspectionStore(database)
+    store = InspectionStore(history_file(args))
     return store, KeyTable(store)
 
 

@@ -164,3 +164,10 @@ OPERATOR = [requires(Role.operator)]
 ENGINEER = [requires(Role.engineer)]
 ADMIN = [requires(Role.admin)]
 INSPECTING = [requires(Role.operator, audited=False)]
+
+
+def acting_name(request: Request, claimed: str | None, default: str) -> str:
+    """Who a write records: the key's name. Only in the open local mode (one user, no keys) may the request
+    name someone (``claimed``, else ``default``); a keyed caller cannot record another name."""
+    who = caller(request)
+    return ((claimed or "").strip() or default) if who.open else who.name

@@ -28,7 +28,7 @@ from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, VIEWER, audit_detail, caller
+from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -147,10 +147,8 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
 
 
 def _changed_by(request: Request, claimed: str | None) -> str:
-    """Who the model's history records: the key's name. Only in the open local mode (one user, no keys)
-    may the request name someone (``by``), as before; a keyed caller cannot record another name."""
-    who = caller(request)
-    return ((claimed or "").strip() or "api") if who.open else who.name
+    """Who the model's history records (service/access.py's acting_name; "api" when the open mode names none)."""
+    return acting_name(request, claimed, "api")
 
 
 def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:

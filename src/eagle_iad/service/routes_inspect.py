@@ -29,8 +29,9 @@ from starlette.datastructures import UploadFile
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
+from eagle_iad.review import review_page
 from eagle_iad.service import idempotency, schemas
-from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, audit_detail, caller
+from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, acting_name, audit_detail, caller
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
@@ -252,6 +253,20 @@ def inspections(
             "items": [row.to_dict() for row in rows]}  # fmt: skip
 
 
+@router.get("/review", dependencies=VIEWER, response_model=schemas.ReviewPage)
+def review_queue(
+    request: Request,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    category: str | None = None,
+) -> dict[str, Any]:
+    """The review queue, oldest first: unlabelled inspections a person should look at, each with its reasons
+    (unsure band, close call, not recognised, the MLLM disagreeing with the expert, no decision). Labelling one
+    (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is."""
+    total, rows = service(request).store.review(limit, offset, None if category is None else check_name(category))
+    return review_page(total, limit, offset, list(rows))
+
+
 #: The live feed, described for OpenAPI clients (each ``data:`` line is one InspectionEvent).
 FEED_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/InspectionEvent"}}},
@@ -290,7 +305,9 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     figures can compare the two (false alarms, misses).
     """
     when = datetime.now(UTC).isoformat(timespec="milliseconds")
-    stored = service(request).store.set_label(inspection_id, body.label, when, by=caller(request).name)
+    by = acting_name(request, body.by, caller(request).name)
+    note = (body.note or "").strip() or None
+    stored = service(request).store.set_label(inspection_id, body.label, when, by=by, note=note)
     audit_detail(request, f"label {body.label or 'cleared'}")
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")

@@ -141,6 +141,33 @@ class LabelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     label: Literal["normal", "anomalous"] | None
+    #: What the labeller saw or why (kept with the label).
+    note: str | None = Field(default=None, max_length=500)
+    #: Who labels, in the open local mode only (one user, no keys); with a key the key's name is recorded.
+    by: str | None = Field(default=None, max_length=100)
+
+
+class ReviewReason(_Open):
+    code: str
+    words: str
+
+
+class ReviewItem(_Open):
+    """One inspection in the review queue and why it is there."""
+
+    record: InspectionRecord
+    reasons: list[ReviewReason]
+
+
+class ReviewPage(_Open):
+    """``GET /v1/review``: the queue, oldest first; ``total`` is how many are left to review."""
+
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = None
+    reasons: list[ReviewReason]
+    items: list[ReviewItem]
 
 
 class InspectionPage(_Open):

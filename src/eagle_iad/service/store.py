@@ -30,6 +30,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.record import InspectionRecord, columns, from_row, to_row
+from eagle_iad.review import REASONS, Reason, queued_condition, reason_columns, reasons_of
 
 SCHEMA_VERSION = 5
 
@@ -248,15 +249,18 @@ class InspectionStore:
             row = self._db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
         return None if row is None else _row(row)
 
-    def set_label(self, inspection_id: str, label: str | None, when: str, by: str | None = None) -> Inspection | None:
-        """Record (or with ``None`` clear) what the part actually was, and who said so; ``None`` when there is
-        no such inspection."""
+    def set_label(
+        self, inspection_id: str, label: str | None, when: str, by: str | None = None, note: str | None = None
+    ) -> Inspection | None:
+        """Record (or with ``None`` clear) what the part actually was, who said so and their note; ``None`` when
+        there is no such inspection."""
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE inspections SET label = ?, label_time = ?, label_by = ? WHERE id = ?",
-                (label, None if label is None else when, None if label is None else by, inspection_id),
+                "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ? WHERE id = ?",
+                (label, None if label is None else when, None if label is None else by,
+                 None if label is None else note, inspection_id),
             )
         return None if cursor.rowcount == 0 else self.get(inspection_id)
 
@@ -313,6 +317,24 @@ class InspectionStore:
                 f"SELECT seq, {_columns()} FROM inspections {where} ORDER BY seq LIMIT ?", [*params, limit]
             ).fetchall()
         return [(int(row[0]), _row(row[1:])) for row in rows]
+
+    def review(
+        self, limit: int, offset: int = 0, category: str | None = None
+    ) -> tuple[int, list[tuple[Inspection, list[Reason]]]]:
+        """The review queue, oldest first (a queue is worked through in the order it filled): ``(total, rows)``,
+        each row with its reasons (eagle_iad/review.py)."""
+        where, params = queued_condition(), list[object]()
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM inspections WHERE {where}", params).fetchone()[0])
+            rows = self._db.execute(
+                f"SELECT {reason_columns()}, {_columns()} FROM inspections WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        count = len(REASONS)
+        return total, [(_row(row[count:]), reasons_of(tuple(row[:count]))) for row in rows]
 
     def labelled(self, category: str) -> list[Inspection]:
         """Every labelled inspection of ``category`` with a score, oldest first (the threshold preview's evidence)."""

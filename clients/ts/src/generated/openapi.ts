@@ -505,6 +505,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Review Queue
+         * @description The review queue, oldest first: unlabelled inspections a person should look at, each with its reasons
+         *     (unsure band, close call, not recognised, the MLLM disagreeing with the expert, no decision). Labelling one
+         *     (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is.
+         */
+        get: operations["review_queue_v1_review_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/stations": {
         parameters: {
             query?: never;
@@ -1070,6 +1092,11 @@ export interface components {
              */
             label_by?: string | null;
             /**
+             * Label Note
+             * @description the labeller's note (what they saw, why), up to 500 characters
+             */
+            label_note?: string | null;
+            /**
              * Label Time
              * @description when the label was given
              */
@@ -1288,8 +1315,12 @@ export interface components {
          * @description ``PUT /v1/inspections/{id}/label``: what the part actually was; ``null`` clears the label.
          */
         LabelRequest: {
+            /** By */
+            by?: string | null;
             /** Label */
             label: ("normal" | "anomalous") | null;
+            /** Note */
+            note?: string | null;
         };
         /** MapLegend */
         MapLegend: {
@@ -1368,6 +1399,46 @@ export interface components {
              * @description dead letters put back in their sinks' queues
              */
             requeued: number;
+        };
+        /**
+         * ReviewItem
+         * @description One inspection in the review queue and why it is there.
+         */
+        ReviewItem: {
+            /** Reasons */
+            reasons: components["schemas"]["ReviewReason"][];
+            record: components["schemas"]["InspectionRecord"];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ReviewPage
+         * @description ``GET /v1/review``: the queue, oldest first; ``total`` is how many are left to review.
+         */
+        ReviewPage: {
+            /** Items */
+            items: components["schemas"]["ReviewItem"][];
+            /** Limit */
+            limit: number;
+            /** Next Offset */
+            next_offset?: number | null;
+            /** Offset */
+            offset: number;
+            /** Reasons */
+            reasons: components["schemas"]["ReviewReason"][];
+            /** Total */
+            total: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ReviewReason */
+        ReviewReason: {
+            /** Code */
+            code: string;
+            /** Words */
+            words: string;
+        } & {
+            [key: string]: unknown;
         };
         /** ScoreDistribution */
         ScoreDistribution: {
@@ -2619,6 +2690,48 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Me"];
+                };
+            };
+        };
+    };
+    review_queue_v1_review_get: {
+        parameters: {
+            query?: {
+                category?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewPage"];
                 };
             };
         };

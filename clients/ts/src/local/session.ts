@@ -70,6 +70,7 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   label: null;
   label_time: null;
   label_by: null;
+  label_note: null;
   /** The export carries no training scores (close call) nor patch grid (coverage): unknown, as the service says for it. */
   near_threshold: null;
   unrecognised: null;
@@ -271,6 +272,7 @@ export class LocalExpert {
       label: null,
       label_time: null,
       label_by: null,
+      label_note: null,
       near_threshold: null,
       unrecognised: null,
       station: null,

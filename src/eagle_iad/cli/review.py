@@ -1,0 +1,95 @@
+"""``eagle review list|label``: the review queue from a terminal (docs/SERVICE.md, "Review").
+
+The queue is the service's (eagle_iad/review.py says what enters it and why); this reads and labels the
+same history file ``eagle serve`` uses, so a shift can work through it without the console, and a
+running service sees each label at once (the history is one SQLite file in WAL mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.keys import add_history_flags, history_file
+from eagle_iad.cli.printing import dumps
+
+#: What a reviewer may say a part was; "defective" is the console's word for the history's "anomalous".
+VERDICTS = {"normal": "normal", "defective": "anomalous", "anomalous": "anomalous"}
+
+
+def add_review(sub: Subcommands) -> None:
+    review = sub.add_parser("review", help="the review queue: unsure verdicts waiting for a person",
+                            description="Inspections in the unsure band, close calls, images not like the "
+                            "training images and MLLM answers that disagree with the expert wait here until "
+                            "someone labels them.")  # fmt: skip
+    actions = review.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the queue, oldest first, each with why it is there")
+    listing.add_argument("--category", help="only this category")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="the page as JSON (the service's GET /v1/review)")
+    label = actions.add_parser("label", help="say what the part actually was: it leaves the queue")
+    label.add_argument("inspection", help="the inspection's id (eagle review list shows it)")
+    label.add_argument("verdict", choices=sorted(VERDICTS), help="what the part actually was")
+    label.add_argument("--note", default=None, help="what you saw, or why (kept with the label, 500 characters)")
+    label.add_argument("--by", default=None, help="your name (default: your login name)")
+    for parser, func in ((listing, _cmd_list), (label, _cmd_label)):
+        add_history_flags(parser)
+        parser.set_defaults(func=func)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.store import InspectionStore
+
+    path = history_file(args)
+    if not path.is_file():
+        raise ConfigError(f"no history at {path}: has eagle serve run with these flags?")
+    return InspectionStore(path)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.review import review_page
+
+    if not 1 <= args.limit <= 500:
+        raise ConfigError(f"--limit must be 1-500, got {args.limit}")
+    store = _store(args)
+    try:
+        total, rows = store.review(args.limit, 0, args.category)
+    finally:
+        store.close()
+    if args.json:
+        print(dumps(review_page(total, args.limit, 0, list(rows))))
+        return 0
+    print(f"{total} to review{'' if len(rows) == total else f' (the oldest {len(rows)} shown)'}")
+    for row, reasons in rows:
+        score = "–" if row.score is None else f"{row.score:.2f}"
+        tau = "–" if row.tau is None else f"{row.tau:.2f}"
+        print(f"{row.id}  {row.time}  {row.category}  {row.image_name}  score {score} / threshold {tau}  "
+              f"{row.decision or 'undecided'}: {'; '.join(r.words for r in reasons)}")  # fmt: skip
+    return 0
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+
+    note = (args.note or "").strip() or None
+    if note is not None and len(note) > 500:
+        raise ConfigError(f"--note is {len(note)} characters; at most 500")
+    by = (args.by or "").strip() or getpass.getuser()
+    store = _store(args)
+    try:
+        when = datetime.now(UTC).isoformat(timespec="milliseconds")
+        stored = store.set_label(args.inspection, VERDICTS[args.verdict], when, by=by, note=note)
+    finally:
+        store.close()
+    if stored is None:
+        raise ConfigError(f"no inspection {args.inspection!r} in {history_file(args)}")
+    print(dumps(stored.to_dict()))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"review": add_review}

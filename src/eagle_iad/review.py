@@ -1,0 +1,64 @@
+"""The review queue: the inspections a person should look at, and why (docs/SERVICE.md, "Review").
+
+EAGLE already knows where it is unsure; a shift should not have to hunt for those verdicts in History.
+An unlabelled inspection is queued for each reason it has, declared once here: the SQL condition the
+history filters on and the words the CLI, the API and the console show come from the same entry, so a
+reason added here is queued, explained and counted everywhere. A label (normal / defective) takes an
+inspection out of the queue; "skip" is the reviewer's own and changes nothing stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+#: The expert's decision inside an EAGLE verdict (absent from an expert-only verdict).
+_EXPERT = "json_extract(verdict, '$.expert_decision')"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an inspection needs a person: its code, its words, and its condition on the history's columns."""
+
+    code: str
+    words: str
+    condition: str
+
+
+REASONS: tuple[Reason, ...] = (
+    Reason("band", "in the unsure band: the expert is unsure between its threshold and the band end", "in_band = 1"),
+    Reason("close_call", "a close call: the score is within the normal variation of the threshold",
+           "near_threshold = 1"),
+    Reason("unrecognised", "not like the training images (another product, a blocked camera?)", "unrecognised = 1"),
+    Reason("disagreement", "the MLLM's answer disagrees with the expert's decision",
+           f"{_EXPERT} IS NOT NULL AND decision IS NOT NULL AND decision != {_EXPERT}"),
+    Reason("undecided", "no decision: the MLLM's reply could not be read",
+           f"{_EXPERT} IS NOT NULL AND decision IS NULL"),
+)
+
+
+def queued_condition() -> str:
+    """The history rows in the queue: not yet labelled, with at least one reason."""
+    return "label IS NULL AND (" + " OR ".join(f"({reason.condition})" for reason in REASONS) + ")"
+
+
+def reason_columns() -> str:
+    """One 0/1 column per reason, in :data:`REASONS` order, to select beside a row."""
+    return ", ".join(f"CASE WHEN {reason.condition} THEN 1 ELSE 0 END" for reason in REASONS)
+
+
+def reasons_of(flags: tuple[int, ...]) -> list[Reason]:
+    """The reasons whose column (from :func:`reason_columns`) is set."""
+    return [reason for reason, flag in zip(REASONS, flags, strict=True) if flag]
+
+
+def review_page(total: int, limit: int, offset: int, rows: list[tuple[Any, list[Reason]]]) -> dict[str, Any]:
+    """The queue as the API answers it (and ``eagle review list --json`` prints it): ``rows`` are history
+    rows (anything with ``to_dict()``) with their reasons."""
+    def said(reasons: Iterable[Reason]) -> list[dict[str, str]]:
+        return [{"code": reason.code, "words": reason.words} for reason in reasons]
+
+    next_offset = offset + len(rows) if offset + len(rows) < total else None
+    return {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset, "reasons": said(REASONS),
+            "items": [{"record": row.to_dict(), "reasons": said(reasons)} for row, reasons in rows]}  # fmt: skip
