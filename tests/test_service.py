@@ -578,13 +578,15 @@ def test_the_history_feed_streams_each_new_inspection_and_resumes(
     try:
         assert everything.response.status == 200
         assert everything.response.getheader("Content-Type", "").startswith("text/event-stream")
-        assert everything.frame() == {"retry": "2000", ":": "feed open"}
+        opening = everything.frame()
+        assert opening["retry"] == "2000" and opening[":"] == "feed open" and opening["id"].isdigit()
         other.frame()
         status, _, record = inspect_request(server.base, cells["normal"][0].read_bytes(), filename="feed-1.png")
         assert status == 200
         first = everything.event()
         data = json.loads(first["data"])
         assert first["event"] == "inspection" and first["id"] == str(data["seq"])
+        assert int(first["id"]) > int(opening["id"])  # the opening frame said where the feed stood
         assert {k: data[k] for k in ("id", "time", "category", "image_name", "decision", "station")} == {
             "id": record["id"], "time": record["time"], "category": "mono", "image_name": "feed-1.png",
             "decision": record["decision"], "station": None}  # fmt: skip
@@ -596,10 +598,16 @@ def test_the_history_feed_streams_each_new_inspection_and_resumes(
     # A client that lost the connection resumes after the last event it saw: nothing lost, nothing repeated.
     resumed = Feed(server.base, last_event_id=first["id"])
     try:
-        resumed.frame()
+        assert resumed.frame()["id"] == first["id"]
         assert json.loads(resumed.event()["data"])["id"] == second_record["id"]
     finally:
         resumed.close()
+    # An id from another history (a replaced file) is no promise: the feed starts from the newest record.
+    foreign = Feed(server.base, last_event_id="999999999")
+    try:
+        assert foreign.frame()["id"] == second["id"]
+    finally:
+        foreign.close()
     # Another category's feed saw neither; a bad category name is refused before the stream opens.
     other.connection.sock.settimeout(3)  # type: ignore[union-attr]
     with pytest.raises(TimeoutError):

@@ -19,7 +19,7 @@ from eagle_iad.expert.preprocess import FEATURE_STRIDE
 from eagle_iad.expert.references import REFERENCE_SUFFIX
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.naming import picture_stems
-from eagle_iad.tgps.calibration import fallback_calibration, legend_scale
+from eagle_iad.tgps.calibration import fallback_calibration, legend_scale, score_factor
 from eagle_iad.tgps.regions import Box, find_boxes
 from eagle_iad.tgps.render import (
     RenderStyle,
@@ -85,6 +85,11 @@ class ExpertVerdict:
     def colour_scale(self) -> tuple[float, float]:
         low, high = self.map["colour_scale"]
         return float(low), float(high)
+
+    @property
+    def map_factor(self) -> float:
+        """Map units → the image score's scale (:func:`eagle_iad.tgps.calibration.score_factor`)."""
+        return score_factor(float(self.map["map_tau"]), self.tau)
 
     def legend_scale(self) -> tuple[float, float]:
         """The heatmap's colour scale on the image score's scale, the threshold at tau."""
@@ -206,7 +211,9 @@ def heatmap_picture(verdict: ExpertVerdict, rgb: np.ndarray, result: ExpertResul
     overlay = heatmap_overlay(
         rgb, result.anomaly_map, scale=verdict.colour_scale, inspected=result.geometry.inspected()
     )
-    marks = {"threshold": verdict.tau}
+    # the threshold sits where map_tau does; a degenerate map_tau (no factor) is marked as itself
+    map_tau = float(verdict.map["map_tau"])
+    marks = {"threshold": verdict.tau} if verdict.map_factor != 1.0 or map_tau == verdict.tau else {"map tau": map_tau}
     return with_legend(overlay, verdict.legend_scale(), marks, f"anomaly map ({verdict.category}, on the score scale)")
 
 
@@ -226,7 +233,7 @@ def evidence_picture(
         threshold = region_threshold(verdict)
         out = render(rgb, result.anomaly_map, verdict.boxes, style, threshold=threshold)
         if style == "box":
-            out = label_boxes(out, verdict.boxes)
+            out = label_boxes(out, verdict.boxes, verdict.map_factor)
     else:
         out = draw_candidates(rgb, verdict.candidates) if show_candidates else rgb.copy()
     inspected = result.geometry.inspected()

@@ -17,6 +17,15 @@ export type Category = Schemas["Category"];
 export type ScoreDistribution = Schemas["ScoreDistribution"];
 export type InspectionRecord = Schemas["InspectionRecord"];
 export type InspectionPage = Schemas["InspectionPage"];
+export type ReviewPage = Schemas["ReviewPage"];
+export type ReviewItem = Schemas["ReviewItem"];
+
+/** A label's extras: the labeller's note, and (open local mode only) their name. */
+export interface LabelOptions {
+  note?: string | null;
+  by?: string | null;
+  signal?: AbortSignal;
+}
 export type Job = Schemas["Job"];
 export type JobEvent = Schemas["JobEvent"];
 export type InspectionEvent = Schemas["InspectionEvent"];
@@ -380,8 +389,8 @@ export class EagleClient {
         options.onOpen?.();
         failures = 0;
         for await (const frame of readSse(response.body)) {
+          if (frame.id !== null) lastId = frame.id; // the opening frame and heartbeats carry the position too
           if (frame.event !== "inspection") continue;
-          if (frame.id !== null) lastId = frame.id;
           yield JSON.parse(frame.data) as InspectionEvent;
         }
       } catch (error) {
@@ -424,10 +433,25 @@ export class EagleClient {
    * Record what an inspected part actually was (`normal` / `anomalous`), or clear it with `null`.
    * The verdict stays as it was; resolves with the updated record.
    */
-  label(id: string, label: Label | null, signal?: AbortSignal): Promise<InspectionRecord> {
-    const body = JSON.stringify({ label });
+  label(id: string, label: Label | null, options: AbortSignal | LabelOptions = {}): Promise<InspectionRecord> {
+    const { note, by, signal } = options instanceof AbortSignal ? { note: undefined, by: undefined, signal: options } : options;
+    const body = JSON.stringify({ label, ...(note ? { note } : {}), ...(by ? { by } : {}) });
     return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
+  }
+
+  /**
+   * The review queue, oldest first: unlabelled inspections a person should look at (unsure band, close
+   * call, not recognised, the MLLM disagreeing with the expert, no decision), each with its reasons.
+   * Labelling one takes it out.
+   */
+  review(query: { limit?: number; offset?: number; category?: string; signal?: AbortSignal } = {}): Promise<ReviewPage> {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined) params.set("limit", String(query.limit));
+    if (query.offset !== undefined) params.set("offset", String(query.offset));
+    if (query.category) params.set("category", query.category);
+    const suffix = params.size > 0 ? `?${params.toString()}` : "";
+    return this.json<ReviewPage>("GET", `/v1/review${suffix}`, undefined, {}, query.signal);
   }
 
   /** One stored inspection by id (404 `not_found` for an unknown id). */

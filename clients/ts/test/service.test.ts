@@ -161,6 +161,23 @@ describe("history", () => {
   });
 });
 
+describe("review", () => {
+  it("lists the queue with each item's reasons, and a label with a note takes an item out", async () => {
+    // The tiny random MLLM's replies cannot be read: its inspections have no decision, so they wait for a person.
+    await client.inspect(await readFile(join(fixture, "sample-good.png")), "mono", { filename: "review me.png" });
+    const before = await client.review({ category: "mono", limit: 500 });
+    expect(before.total).toBeGreaterThan(0);
+    expect(before.reasons.map((r) => r.code)).toEqual(["band", "close_call", "unrecognised", "disagreement", "undecided"]);
+    const first = before.items[0]!;
+    expect(first.reasons.length).toBeGreaterThan(0);
+    const labelled = await client.label(first.record.id, "normal", { note: "checked under the lamp", by: "Anna (shift B)" });
+    expect([labelled.label, labelled.label_note, labelled.label_by]).toEqual(["normal", "checked under the lamp", "Anna (shift B)"]); // no keys: the open mode records the name given
+    const after = await client.review({ category: "mono", limit: 500 });
+    expect(after.total).toBe(before.total - 1);
+    expect(after.items.some((i) => i.record.id === first.record.id)).toBe(false);
+  });
+});
+
 describe("live history", () => {
   it("tells each inspection as it is stored, and stops when aborted", async () => {
     const abort = new AbortController();

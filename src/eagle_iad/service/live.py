@@ -30,9 +30,10 @@ BATCH = 100
 def after_from(last_event_id: str | None, state: ServiceState) -> int:
     """Where a feed starts: after the client's ``Last-Event-ID`` when it resumes, else after the newest now."""
     value = (last_event_id or "").strip()
+    newest = state.store.last_seq()
     if value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    return state.store.last_seq()
+        return min(int(value), newest)  # an id from another history file (replaced, another instance): from now
+    return newest
 
 
 async def inspection_events(state: ServiceState, after: int, category: str | None) -> AsyncIterator[bytes]:
@@ -41,7 +42,8 @@ async def inspection_events(state: ServiceState, after: int, category: str | Non
     Ends when the service stops (so a stop is not held up by open feeds); the client reconnects to the
     next service with its ``Last-Event-ID``.
     """
-    yield b"retry: 2000\n: feed open\n\n"
+    # The opening frame carries the position too, so a client that saw no event yet resumes from here.
+    yield f"retry: 2000\nid: {after}\n: feed open\n\n".encode()
     quiet_since = time.monotonic()
     while not state.stopping.is_set():
         rows = await run_in_threadpool(state.store.since, after, category, BATCH)
@@ -55,6 +57,6 @@ async def inspection_events(state: ServiceState, after: int, category: str | Non
             if len(rows) == BATCH:
                 continue  # more are waiting: no pause
         elif time.monotonic() - quiet_since >= HEARTBEAT_S:
-            yield b": still here\n\n"
+            yield f"id: {after}\n: still here\n\n".encode()
             quiet_since = time.monotonic()
         await asyncio.sleep(POLL_S)

@@ -43,9 +43,9 @@ class Box:
     area: int
     #: The region's largest map value in the category's score units (smoothed; the boxes are cut on it).
     score: float = 0.0
-    #: The region's largest *patch* score: the image score's own scale, so the strongest region's value
-    #: is the image's score (what a person compares with tau). ``None`` where no patch grid is known
-    #: (an exported model keeps only the smoothed map).
+    #: The region's largest *patch* score: the image score's own scale, so the region over the image's
+    #: highest-scoring patch carries the image's score (what a person compares with tau). ``None`` where
+    #: no patch grid is known (an exported model keeps only the smoothed map).
     patch_score: float | None = None
 
     @property

@@ -211,12 +211,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def label_boxes(out: np.ndarray, boxes: list[Box]) -> np.ndarray:
+def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> np.ndarray:
     """Tag each box with its rank and strength (``#1 166.70``) at its top-left corner, on a copy.
 
-    The strength is the region's largest patch score, on the image score's scale (the strongest
-    region's tag is the image's score); an exported model, which keeps no patch grid, tags the
-    region's map peak.
+    The strength is the region's largest patch score, on the image score's scale (the box over the
+    image's highest-scoring patch carries the image's score); an exported model keeps no patch grid,
+    so its tag is the region's map peak times ``map_factor`` (``tau / map_tau``: the legend's scale).
 
     These tags are for people; the MLLM's visual prompt keeps plain red frames, as the prompt text
     describes them.
@@ -226,7 +226,7 @@ def label_boxes(out: np.ndarray, boxes: list[Box]) -> np.ndarray:
     height, width = out.shape[:2]
     font = _font(max(10, min(height, width) // 25))
     for rank, box in enumerate(boxes, start=1):
-        text = f"#{rank} {box.score if box.patch_score is None else box.patch_score:.2f}"
+        text = f"#{rank} {box.score * map_factor if box.patch_score is None else box.patch_score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left + 4, bottom - top + 4
         x = min(max(0, box.x0), max(0, width - tw))

@@ -2,7 +2,7 @@ import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
-import { legendOf } from "../logic/legend";
+import { legendOf, verdictMapFactor } from "../logic/legend";
 import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf, regionStrength, type Region } from "../logic/verdict";
 import { MapLegend } from "./MapLegend";
 import { Picture } from "./Picture";
@@ -60,6 +60,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   const band = bandLine(record.score, record.tau, record.s_max, mllm);
   const caution = cautionLine(record.near_threshold, record.score, record.tau);
   const legend = legendOf(verdict, record.tau, category);
+  const factor = verdictMapFactor(verdict, record.tau);
   const label = (kind: string) => (kind === "box" && regions.boxes.length === 0 ? "Image" : pictureLabel(kind));
   const Heading = headingLevel === 2 ? "h2" : "h3";
   return (
@@ -180,8 +181,10 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                   </>
                 ) : null}
               </p>
-              {regions.boxes.length > 0 ? <RegionList regions={regions.boxes} tau={record.tau} testId="box-list" /> : null}
-              {showCandidates ? <RegionList regions={regions.candidates} tau={record.tau} testId="candidate-list" id={candidatesId} /> : null}
+              {regions.boxes.length > 0 ? <RegionList regions={regions.boxes} tau={record.tau} factor={factor} testId="box-list" /> : null}
+              {showCandidates ? (
+                <RegionList regions={regions.candidates} tau={record.tau} factor={factor} testId="candidate-list" id={candidatesId} />
+              ) : null}
             </>
           ) : (
             <p className="muted">No pictures.</p>
@@ -193,11 +196,11 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
 }
 
 /** Each region's strength on the score's scale, against the threshold, and where it is. */
-function RegionList({ regions, tau, testId, id }: { regions: Region[]; tau: number | null; testId: string; id?: string }) {
+function RegionList({ regions, tau, factor, testId, id }: { regions: Region[]; tau: number | null; factor: number; testId: string; id?: string }) {
   return (
     <ol className="regions small" id={id} data-testid={testId}>
       {regions.map((box, i) => {
-        const strength = regionStrength(box);
+        const strength = regionStrength(box, factor);
         const side = strength === null || tau === null ? "" : strength >= tau ? " (at or above the threshold)" : " (below the threshold)";
         return (
           <li key={i}>

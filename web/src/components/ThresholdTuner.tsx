@@ -62,6 +62,7 @@ export function ThresholdTuner({
   /** Where the last message belongs: the save form, or the restore of one change. */
   const [messageAt, setMessageAt] = useState<"form" | number>("form");
   const whyField = useRef<HTMLTextAreaElement>(null);
+  const savedRef = useRef<HTMLParagraphElement>(null);
 
   const preview = previewThreshold(items, candidate, tau);
   const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
@@ -96,7 +97,8 @@ export function ThresholdTuner({
       else {
         setRestoreWhy("");
         setRestoring(null);
-        setMessageAt("form"); // the change's row is gone from under the message: say it at the form
+        setMessageAt("form"); // the restore form is gone: say it at the form, and keep the keyboard there
+        requestAnimationFrame(() => savedRef.current?.focus());
       }
       onChanged(updated);
     } catch (reason) {
@@ -112,7 +114,7 @@ export function ThresholdTuner({
       <>
         {error ? <ErrorBanner error={error} compact /> : null}
         {saved ? (
-          <p className="success" role="status" data-testid="saved">
+          <p className="success" role="status" data-testid="saved" ref={at === "form" ? savedRef : undefined} tabIndex={-1}>
             {saved}
           </p>
         ) : null}
@@ -286,8 +288,13 @@ export function ThresholdTuner({
                         type="button"
                         className="button secondary small-button"
                         onClick={() => {
+                          const change = h.change;
                           setRestoring(null);
                           setError(null);
+                          // back to the Restore button the form replaced
+                          requestAnimationFrame(() =>
+                            document.querySelector<HTMLElement>(`[data-restore="${change}"]`)?.focus(),
+                          );
                         }}
                       >
                         Cancel
@@ -301,6 +308,7 @@ export function ThresholdTuner({
                     className="button secondary small-button"
                     disabled={busy}
                     aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
+                    data-restore={h.change}
                     onClick={() => {
                       setRestoring(h.change);
                       setRestoreWhy("");

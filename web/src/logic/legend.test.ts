@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jetColour, jetStops, legendFraction, legendOf } from "./legend";
+import { jetColour, jetStops, legendFraction, legendOf, mapFactor, verdictMapFactor } from "./legend";
 
 describe("legendOf", () => {
   it("puts the record's map threshold on tau: the colour scale times tau / map_tau", () => {
@@ -16,8 +16,12 @@ describe("legendOf", () => {
     expect(legendOf({ map: { colour_scale: [1, "x"], map_tau: 2 } }, 3, { map_legend: null })).toBeNull();
   });
 
-  it("keeps a map without a positive threshold in its own units", () => {
-    expect(legendOf({ map: { colour_scale: [0, 3], map_tau: 0 } }, 2, null)).toEqual({ low: 0, high: 3, threshold: 2 });
+  it("keeps a map without a positive threshold in its own units, its own threshold marked", () => {
+    expect(legendOf({ map: { colour_scale: [0, 3], map_tau: 0 } }, 2, null)).toEqual({ low: 0, high: 3, threshold: 0 });
+    expect(mapFactor(0, 2)).toBe(1);
+    expect(mapFactor(100, 150)).toBe(1.5);
+    expect(verdictMapFactor({ map: { map_tau: 100 } }, 150)).toBe(1.5);
+    expect(verdictMapFactor({ boxes: [] }, 150)).toBe(1);
   });
 });
 

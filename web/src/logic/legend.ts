@@ -26,13 +26,26 @@ export function legendOf(verdict: Record<string, unknown>, tau: number | null, c
     const scale = m["colour_scale"];
     const mapTau = m["map_tau"];
     if (Array.isArray(scale) && finite(scale[0]) && finite(scale[1]) && finite(mapTau)) {
-      const factor = mapTau > 0 && tau > 0 ? tau / mapTau : 1;
-      return { low: scale[0] * factor, high: scale[1] * factor, threshold: tau };
+      const factor = mapFactor(mapTau, tau);
+      // A degenerate map threshold (no factor): the map's own units, its own threshold marked.
+      return { low: scale[0] * factor, high: scale[1] * factor, threshold: mapTau > 0 && tau > 0 ? tau : mapTau };
     }
   }
   const known = category?.map_legend;
   if (known && finite(known.low) && finite(known.high) && finite(known.threshold) && known.high > known.low) return known;
   return null;
+}
+
+/** Map units → the score's scale: `tau / map_tau`, or 1 when either is not positive (calibration.score_factor). */
+export function mapFactor(mapTau: number | null | undefined, tau: number | null | undefined): number {
+  return finite(mapTau) && finite(tau) && mapTau > 0 && tau > 0 ? tau / mapTau : 1;
+}
+
+/** The verdict's map factor (1 without a map record: an EAGLE verdict, whose boxes carry patch scores). */
+export function verdictMapFactor(verdict: Record<string, unknown>, tau: number | null): number {
+  const map = verdict["map"];
+  if (typeof map !== "object" || map === null) return 1;
+  return mapFactor((map as Record<string, unknown>)["map_tau"] as number | undefined, tau);
 }
 
 /** Where `value` sits along the legend, 0 (cold end) to 1 (hot end), clamped. */

@@ -32,6 +32,8 @@ describe("regionStrength", () => {
     const box = { x0: 1, y0: 2, x1: 3, y1: 4, peak: 1, score: 161.5 };
     expect(regionStrength({ ...box, patch_score: 166.7 })).toBe(166.7);
     expect(regionStrength({ ...box, patch_score: null })).toBe(161.5);
+    expect(regionStrength({ ...box, patch_score: null }, 2)).toBe(323); // an export's map value, on the score's scale
+    expect(regionStrength({ ...box, patch_score: 166.7 }, 2)).toBe(166.7);
     expect(regionStrength({ x0: 1, y0: 2, x1: 3, y1: 4, peak: 1 })).toBeNull();
   });
 });

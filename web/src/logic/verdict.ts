@@ -59,12 +59,13 @@ export interface Region {
 
 /**
  * A region's strength as a person should read it: its largest patch score, on the same scale as the
- * image's score and the threshold (the strongest region's is the image's score). An exported model keeps
- * no patch grid: then the map's value, the one its picture's tag shows.
+ * image's score and the threshold (the box over the highest-scoring patch carries the image's score). An
+ * exported model keeps no patch grid: then the map's value times `mapFactor` (tau / map_tau, the legend's
+ * scale), as its picture's tag shows.
  */
-export function regionStrength(region: Region): number | null {
+export function regionStrength(region: Region, mapFactor = 1): number | null {
   if (typeof region.patch_score === "number") return region.patch_score;
-  return typeof region.score === "number" ? region.score : null;
+  return typeof region.score === "number" ? region.score * mapFactor : null;
 }
 
 function regionList(value: unknown): Region[] {

@@ -11,6 +11,9 @@ import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 
+/** New records counted at most (then "999+"): a page left open all week must not grow without bound. */
+const MAX_FRESH = 999;
+
 /** The small picture of a row: the image as inspected (boxed when anomalous). */
 function thumbnail(record: InspectionRecord): string | undefined {
   return record.pictures["box"] ?? record.pictures["heatmap"];
@@ -37,19 +40,30 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   // page's rows were loaded, for a "N new" line rather than rows jumping under the reader's eyes.
   const [fresh, setFresh] = useState<string[]>([]);
   const [live, setLive] = useState(false);
+  // New records are unlabelled: under a label filter other than "unlabelled" none would ever be listed.
+  const countable = filter.label === null || filter.label === "unlabelled";
   useEffect(() => {
+    setFresh([]); // other filters, other rows: count afresh
+    setLive(false);
+    if (!countable) return;
     const abort = new AbortController();
     const options: Parameters<typeof client.inspectionEvents>[0] = { signal: abort.signal, onOpen: () => setLive(true) };
     if (filter.category) options.category = filter.category;
+    const wanted = filter.decision;
     void (async () => {
       try {
-        for await (const event of client.inspectionEvents(options)) setFresh((ids) => (ids.includes(event.id) ? ids : [...ids, event.id]));
+        for await (const event of client.inspectionEvents(options)) {
+          const decision = event.decision === "anomalous" || event.decision === "normal" ? event.decision : "undecided";
+          if (wanted && decision !== wanted) continue; // the list would not show it
+          setFresh((ids) => (ids.includes(event.id) || ids.length >= MAX_FRESH ? ids : [...ids, event.id]));
+        }
       } catch {
         setLive(false); // the feed gave up (the service is gone, or the key lost its access): Refresh still works
       }
     })();
     return () => abort.abort();
-  }, [client, filter.category]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, key]);
   const reload = page.reload;
   const showNew = useCallback(() => {
     setFresh([]);
@@ -181,11 +195,15 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           </button>
         </div>
       </form>
-      <div className="live-line" role="status" data-testid="live-status">
+      {/* Announced once when new records start arriving, not at every one (a busy line stores one a second). */}
+      <p className="sr-only" role="status">
+        {unseen > 0 ? "New inspections have arrived; Show the newest lists them." : ""}
+      </p>
+      <div className="live-line" data-testid="live-status">
         {unseen > 0 ? (
           <>
             <strong data-testid="new-count">
-              {unseen} new inspection{unseen === 1 ? "" : "s"}
+              {unseen >= MAX_FRESH ? `${MAX_FRESH}+` : unseen} new inspection{unseen === 1 ? "" : "s"}
               {filter.category ? ` of ${filter.category}` : ""}
             </strong>{" "}
             since this list was loaded.{" "}

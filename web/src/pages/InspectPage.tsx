@@ -61,9 +61,11 @@ export function InspectPage() {
   }, [category]);
 
   const { add: enqueue } = queue;
+  const [filter, setFilter] = useState<BatchFilter>("all");
   const add = useCallback(
     (files: ReadonlyArray<{ file: File; path?: string }>) => {
       if (files.length === 0 || !category) return;
+      setFilter("all"); // new images are never hidden behind an earlier filter
       const q = mllm && question.trim() ? question.trim() : null;
       enqueue(
         files.map(({ file, path }) => ({ file, name: uploadName(file, path) })),
@@ -80,7 +82,6 @@ export function InspectPage() {
   };
 
   const { waiting: pending, failed, done } = queue.counts;
-  const [filter, setFilter] = useState<BatchFilter>("all");
   const filters = batchFilters(queue.counts);
   const active = filters.some((f) => f.filter === filter) ? filter : "all"; // a filter whose items were cleared falls back
   const shownItems = filterBatch(items, active);
@@ -193,7 +194,7 @@ export function InspectPage() {
           </button>
         </div>
       ) : null}
-      {items.length > 1 ? (
+      {items.length > 0 ? (
         <div className="toggle-group batch-filter" role="group" aria-label="Show results">
           {filters.map((f) => (
             <button key={f.filter} type="button" className="toggle" aria-pressed={active === f.filter} onClick={() => setFilter(f.filter)}>
