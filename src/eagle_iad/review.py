@@ -15,6 +15,8 @@ from typing import Any
 
 #: The expert's decision inside an EAGLE verdict (absent from an expert-only verdict).
 _EXPERT = "json_extract(verdict, '$.expert_decision')"
+#: A decision that says something about the part (an unreadable reply is stored as 'unparsable').
+_DECIDED = "IN ('anomalous', 'normal')"
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,9 @@ REASONS: tuple[Reason, ...] = (
            "near_threshold = 1"),
     Reason("unrecognised", "not like the training images (another product, a blocked camera?)", "unrecognised = 1"),
     Reason("disagreement", "the MLLM's answer disagrees with the expert's decision",
-           f"{_EXPERT} IS NOT NULL AND decision IS NOT NULL AND decision != {_EXPERT}"),
+           f"{_EXPERT} {_DECIDED} AND decision {_DECIDED} AND decision != {_EXPERT}"),
     Reason("undecided", "no decision: the MLLM's reply could not be read",
-           f"{_EXPERT} IS NOT NULL AND decision IS NULL"),
+           f"{_EXPERT} IS NOT NULL AND (decision IS NULL OR decision NOT {_DECIDED})"),
 )
 
 

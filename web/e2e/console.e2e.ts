@@ -646,6 +646,57 @@ describe("web console", () => {
     expect(rows.every((row) => row.category === "mono" && row.pictures["heatmap"]!.startsWith(`${server.baseUrl}/v1/files/`))).toBe(true);
   });
 
+  it("works through the review queue with the keyboard alone: why each waits, N / D / S / B, the count left (1280 and 390 px, axe)", async () => {
+    // The tiny random MLLM's replies cannot be read: its inspections have no decision and wait for a person.
+    await seed("sample-good.png", "review-a.png");
+    await seed("sample-crack.png", "review-b.png");
+    const queued = await client.review({ category: "mono", limit: 500 });
+    expect(queued.total).toBeGreaterThanOrEqual(2);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const left = page.locator('[data-testid="review-left"]');
+    await left.getByText(`${queued.total} left to review`).waitFor({ timeout: 60_000 });
+    const first = queued.items[0]!;
+    const second = queued.items[1]!;
+    const shown = page.getByRole("article", { name: `Inspection of ${first.record.image_name}` });
+    await shown.waitFor();
+    expect(await page.locator('[data-testid="review-reasons"] li').allTextContents()).toEqual(first.reasons.map((r) => r.words));
+    expect(await axeViolations(page, "review at 1280")).toEqual([]);
+    await screenshot(page, "review-1280");
+
+    // A note, then D: the first is labelled defective with the note; the second shows.
+    await page.getByLabel("Note (optional: what you saw, why)").fill("hairline at the busbar");
+    await page.keyboard.press("Tab"); // out of the note field (onto the first decision): keys are decisions again
+    await page.keyboard.press("d");
+    await left.getByText(`${queued.total - 1} left to review`).waitFor();
+    await page.getByRole("article", { name: `Inspection of ${second.record.image_name}` }).waitFor();
+    const stored = await client.inspection(first.record.id);
+    expect([stored.label, stored.label_note, stored.label_by]).toEqual(["anomalous", "hairline at the busbar", "local"]);
+    // S skips (nothing stored), B comes back, N labels it normal.
+    await page.keyboard.press("s");
+    await left.getByText(/Skipped: it stays in the queue\./).waitFor();
+    expect((await client.inspection(second.record.id)).label).toBeNull();
+    await page.keyboard.press("b");
+    await page.getByRole("article", { name: `Inspection of ${second.record.image_name}` }).waitFor();
+    await page.keyboard.press("n");
+    await left.getByText(`${queued.total - 2} left to review`).waitFor();
+    expect((await client.inspection(second.record.id)).label).toBe("normal");
+    expect((await client.review({ category: "mono", limit: 500 })).total).toBe(queued.total - 2);
+
+    // At phone width: no sideways scrolling, axe-clean.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    await left.waitFor({ timeout: 60_000 });
+    const { scrollWidth } = await measurePage(page);
+    expect(scrollWidth).toBe(390);
+    expect(await axeViolations(page, "review at 390")).toEqual([]);
+    await screenshot(page, "review-390");
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
     // Its own two same-named files from two folders ("keeps same-named files ..." does the same through the page).
     for (const folder of ["cut", "hole"]) await seed("sample-good.png", `lot9/${folder}/003.png`);

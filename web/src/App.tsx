@@ -9,11 +9,13 @@ import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { InspectPage } from "./pages/InspectPage";
+import { ReviewPage } from "./pages/ReviewPage";
 import { StationsPage } from "./pages/StationsPage";
 import { QueueProvider, useQueue } from "./queue";
 
 const TITLES: Record<Page, string> = {
   inspect: "Inspect",
+  review: "Review",
   categories: "Categories",
   history: "History",
   evaluations: "Evaluations",
@@ -170,6 +172,7 @@ export function App() {
         ) : (
           <div key={`${apiKey}:${route.page}`} className="page">
             {route.page === "inspect" ? <InspectPage /> : null}
+            {route.page === "review" ? <ReviewPage /> : null}
             {route.page === "categories" ? <CategoriesPage selected={route.item} /> : null}
             {route.page === "history" ? <HistoryPage params={route.params} /> : null}
             {route.page === "evaluations" ? <EvaluationsPage /> : null}

@@ -1,6 +1,6 @@
-/** Hash routing: `#/inspect`, `#/categories[/<name>]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`. */
+/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`. */
 
-export const PAGES = ["inspect", "categories", "history", "evaluations", "stations"] as const;
+export const PAGES = ["inspect", "review", "categories", "history", "evaluations", "stations"] as const;
 export type Page = (typeof PAGES)[number];
 
 export interface Route {

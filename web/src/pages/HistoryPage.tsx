@@ -41,7 +41,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   const [fresh, setFresh] = useState<string[]>([]);
   const [live, setLive] = useState(false);
   // New records are unlabelled: under a label filter other than "unlabelled" none would ever be listed.
-  const countable = filter.label === null || filter.label === "unlabelled";
+  const countable = !filter.label || filter.label === "unlabelled";
   useEffect(() => {
     setFresh([]); // other filters, other rows: count afresh
     setLive(false);

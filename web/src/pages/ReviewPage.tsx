@@ -1,0 +1,206 @@
+import type { ReviewItem } from "@eagle-iad/client";
+import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { useApi, useAsync } from "../api";
+import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { InspectionView } from "../components/InspectionView";
+import { RoleGate } from "../components/RoleGate";
+import { SelectField } from "../components/SelectField";
+import { allows } from "../logic/access";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { REVIEW_KEYS, actionForKey, leftLine, leftToReview, nextPosition, type ReviewAction } from "../logic/review";
+
+/** Items fetched at a time; the next ones are fetched when these are worked through. */
+const BATCH = 50;
+
+/**
+ * The review queue, one inspection at a time: why it waits, its verdict, heatmap, boxes, nearest normal
+ * reference and score on the category's scale, and four decisions by button or by key (N normal, D
+ * defective, S skip, B back). A decision is a label with the reviewer's name, the time and a note.
+ */
+export function ReviewPage() {
+  const { client, me, requireKey } = useApi();
+  const id = useId();
+  const [category, setCategory] = useState("");
+  const [round, setRound] = useState(0); // a new round fetches the queue again
+  const categories = useAsync((signal) => client.categories(signal), [client]);
+  // Skipped items stay in the queue, at its front (it is oldest first): the next fetch starts after them.
+  const [skipped, setSkipped] = useState<string[]>([]);
+  const skippedRef = useRef<string[]>([]);
+  skippedRef.current = skipped;
+  const queue = useAsync(
+    (signal) => client.review({ limit: BATCH, offset: skippedRef.current.length, ...(category ? { category } : {}), signal }),
+    [client, category, round],
+  );
+  const [items, setItems] = useState<ReviewItem[]>([]);
+  const [position, setPosition] = useState(0);
+  const [labelled, setLabelled] = useState<Record<string, "normal" | "anomalous">>({});
+  const [note, setNote] = useState("");
+  const [by, setBy] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const [said, setSaid] = useState("");
+  const decisions = useRef<HTMLDivElement>(null);
+
+  const current = items[position] ?? null;
+  // Skipped ones are still left; a relabel here counts once.
+  const left = leftToReview(queue.data?.total ?? 0, Object.keys(labelled).length);
+  const canLabel = allows(me, "operator");
+
+  useEffect(() => {
+    const fetched = queue.data?.items ?? [];
+    setItems(fetched.filter((item) => !skippedRef.current.includes(item.record.id)));
+    setPosition(0);
+    setLabelled({});
+  }, [queue.data]);
+
+  const act = useCallback(
+    async (action: ReviewAction) => {
+      if (busy) return;
+      if (action === "back" || action === "skip") {
+        if (action === "skip" && current) setSkipped((ids) => (ids.includes(current.record.id) ? ids : [...ids, current.record.id]));
+        setPosition((p) => nextPosition(p, items.length, action));
+        setSaid(action === "back" ? "Back to the previous one." : "Skipped: it stays in the queue.");
+        setNote("");
+        return;
+      }
+      if (!current || !canLabel) return;
+      setBusy(true);
+      setError(null);
+      try {
+        await client.label(current.record.id, action, { note: note.trim() || null, by: by.trim() || null });
+        setLabelled((all) => ({ ...all, [current.record.id]: action }));
+        setSaid(`${current.record.image_name}: labelled actually ${action === "normal" ? "normal" : "defective"}.`);
+        setNote("");
+        setPosition((p) => nextPosition(p, items.length, action));
+      } catch (reason) {
+        if (isUnauthorised(reason)) requireKey();
+        setError(describeError(reason));
+      } finally {
+        setBusy(false);
+      }
+    },
+    [busy, current, canLabel, client, note, by, items.length, requireKey],
+  );
+
+  // The keys work anywhere on the page except while typing (the note, the name) or in the zoom dialog.
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      if (event.altKey || event.ctrlKey || event.metaKey) return;
+      const target = event.target;
+      if (target instanceof HTMLElement && (target.closest("input, textarea, select, dialog") || target.isContentEditable)) return;
+      const action = actionForKey(event.key);
+      if (!action || (!canLabel && (action === "normal" || action === "anomalous"))) return;
+      event.preventDefault();
+      void act(action);
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [act, canLabel]);
+
+  const finishedBatch = queue.data !== undefined && position >= items.length;
+  const more = queue.data !== undefined && queue.data.total > skipped.length + Object.keys(labelled).length;
+
+  return (
+    <section aria-labelledby="review-title">
+      <div className="page-head">
+        <h1 id="review-title">Review</h1>
+        <p className="lede">
+          Verdicts the expert or the MLLM was unsure of, oldest first: look, then say what the part actually was. Keys: N normal, D defective, S skip, B back.
+          Each decision is stored as a label with your name.
+        </p>
+      </div>
+      <form className="panel filters" aria-label="Which queue" onSubmit={(e) => e.preventDefault()}>
+        <SelectField
+          id={`${id}-cat`}
+          label="Category"
+          value={category}
+          empty="All categories"
+          options={(categories.data ?? []).filter((c) => !c.error).map((c) => c.name)}
+          onChange={(value) => {
+            skippedRef.current = [];
+            setSkipped([]);
+            setCategory(value);
+          }}
+        />
+        {me === null || me.open ? (
+          <div className="field">
+            <label htmlFor={`${id}-by`}>Your name (optional)</label>
+            <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
+          </div>
+        ) : null /* with a key, the label records the key's name */}
+      </form>
+      {queue.error ? <ErrorBanner error={queue.error} onRetry={queue.reload} /> : null}
+      {queue.loading && !queue.data ? <Loading label="Loading the review queue…" /> : null}
+      {queue.data ? (
+        <p className="review-left" role="status" data-testid="review-left">
+          {leftLine(left)}
+          {said ? <span className="muted"> · {said}</span> : null}
+        </p>
+      ) : null}
+      {current ? (
+        <div className="review-item">
+          <section className="panel review-why" aria-label="Why it waits">
+            <h2 className="small-heading">Why it waits</h2>
+            <ul data-testid="review-reasons">
+              {current.reasons.map((reason) => (
+                <li key={reason.code}>{reason.words}</li>
+              ))}
+            </ul>
+            {current.record.id in labelled ? (
+              <p className="notice small">You labelled this one actually {labelled[current.record.id] === "normal" ? "normal" : "defective"}; a decision now replaces it.</p>
+            ) : null}
+          </section>
+          <RoleGate needed="operator" what="Labelling">
+            <div className="panel review-decide">
+              <div className="field grow">
+                <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
+                <input id={`${id}-note`} maxLength={500} value={note} onChange={(e) => setNote(e.target.value)} />
+              </div>
+              <div className="review-buttons" role="group" aria-label="Decision" ref={decisions}>
+                {REVIEW_KEYS.map(({ key, action, label }) => (
+                  <button
+                    key={key}
+                    type="button"
+                    className={`button ${action === "normal" || action === "anomalous" ? "primary" : "secondary"}`}
+                    aria-keyshortcuts={key}
+                    disabled={busy || (action === "back" && position === 0)}
+                    onClick={() => void act(action)}
+                  >
+                    {label} <kbd aria-hidden="true">{key}</kbd>
+                  </button>
+                ))}
+              </div>
+              {error ? <ErrorBanner error={error} compact /> : null}
+            </div>
+          </RoleGate>
+          <InspectionView key={current.record.id} record={current.record} headingLevel={2} />
+        </div>
+      ) : null}
+      {finishedBatch ? (
+        <div className="panel review-done" data-testid="review-done">
+          {more || skipped.length > 0 ? (
+            <>
+              <p>{more ? "These are done; more are waiting." : `Done, but for the ${skipped.length} you skipped.`}</p>
+              <button
+                type="button"
+                className="button primary"
+                onClick={() => {
+                  if (!more) {
+                    skippedRef.current = [];
+                    setSkipped([]);
+                  }
+                  setRound((r) => r + 1);
+                }}
+              >
+                {more ? "Fetch the next ones" : "Review the skipped ones"}
+              </button>
+            </>
+          ) : (
+            <p>Nothing waits for a person{category ? ` in ${category}` : ""}: every unsure verdict has a label.</p>
+          )}
+        </div>
+      ) : null}
+    </section>
+  );
+}
+
