@@ -281,6 +281,8 @@ def test_every_route_answers_bad_input_with_its_documented_status(live: Any) -> 
         url = live.base + path.replace("{path:path}", f"{LONG}/{LONG}.png")
         for name in ("name", "inspection_id", "job_id"):
             url = url.replace("{" + name + "}", LONG)
+        if path == "/v1/inspections/events":
+            url += f"?category={LONG}"  # hostile, and a 400: the feed itself never ends (tested in test_service.py)
         for method in methods:
             for body in bodies if method in ("POST", "PUT") else [None]:
                 status = call(method, url, body=body, content_type="application/json")[0]
