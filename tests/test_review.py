@@ -25,7 +25,7 @@ ROWS: list[tuple[str, str, bool, bool | None, bool | None, str | None, str | Non
     ("foreign", "mono", False, False, True, "unrecognised", None, None),
     ("disagree", "mono", False, False, False, "normal", "anomalous", None),  # the MLLM said no, the expert yes
     ("agree", "mono", False, False, False, "anomalous", "anomalous", None),
-    ("unread", "mono", False, None, None, None, "normal", None),  # a custom question: no anomaly decision
+    ("unread", "mono", False, None, None, None, "normal", None),  # a custom question: no anomaly decision, not queued
     ("garbled", "mono", False, False, False, "unparsable", "anomalous", None),  # a reply that cannot be read
     ("odd", "mono", False, False, True, "normal", "unrecognised", None),  # not a disagreement: not recognised
     ("other", "tiles", True, False, False, "anomalous", None, None),
@@ -49,13 +49,12 @@ def test_the_queue_holds_each_unsure_unlabelled_inspection_with_its_reasons(tmp_
     store = InspectionStore(tmp_path / "h.sqlite3")
     try:
         total, rows = store.review(50)
-        assert total == 8
+        assert total == 7
         assert [(row.id, [r.code for r in reasons]) for row, reasons in rows] == [
             ("band", ["band", "close_call"]),
             ("close", ["close_call"]),
             ("foreign", ["unrecognised"]),
             ("disagree", ["disagreement"]),
-            ("unread", ["undecided"]),
             ("garbled", ["undecided"]),
             ("odd", ["unrecognised"]),
             ("other", ["band"]),
@@ -64,10 +63,10 @@ def test_the_queue_holds_each_unsure_unlabelled_inspection_with_its_reasons(tmp_
         assert [row.id for row, _ in store.review(50, 0, "tiles")[1]] == ["other"]
         labelled = store.set_label("close", "normal", "2026-12-04T09:00:00.000+00:00", by="anna", note="dust, wiped")
         assert labelled is not None and (labelled.label_by, labelled.label_note) == ("anna", "dust, wiped")
-        assert store.review(50)[0] == 7
+        assert store.review(50)[0] == 6
         cleared = store.set_label("close", None, "2026-12-04T09:01:00.000+00:00", by="anna")
         assert cleared is not None and (cleared.label, cleared.label_by, cleared.label_note) == (None, None, None)
-        assert store.review(50)[0] == 8  # back in the queue
+        assert store.review(50)[0] == 7  # back in the queue
     finally:
         store.close()
 
@@ -79,7 +78,7 @@ def test_the_api_serves_the_queue_and_a_label_with_a_note_takes_an_item_out(tmp_
     _history(settings.database)
     with TestClient(create_app(settings)) as client:
         page = client.get("/v1/review", params={"limit": 2}).json()
-        assert (page["total"], page["limit"], page["offset"], page["next_offset"]) == (8, 2, 0, 2)
+        assert (page["total"], page["limit"], page["offset"], page["next_offset"]) == (7, 2, 0, 2)
         assert page["reasons"] == [{"code": r.code, "words": r.words} for r in REASONS]
         first = page["items"][0]
         assert first["record"]["id"] == "band" and first["record"]["image_name"] == "band.png"
@@ -93,7 +92,7 @@ def test_the_api_serves_the_queue_and_a_label_with_a_note_takes_an_item_out(tmp_
         assert (record["label"], record["label_by"], record["label_note"]) == ("anomalous", "Anna (shift B)",
                                                                                 "crack at the busbar")  # fmt: skip
         assert [i["record"]["id"] for i in client.get("/v1/review").json()["items"]] == [
-            "close", "foreign", "disagree", "unread", "garbled", "odd", "other"]  # fmt: skip
+            "close", "foreign", "disagree", "garbled", "odd", "other"]  # fmt: skip
         assert client.get("/v1/review", params={"category": "tiles"}).json()["total"] == 1
         too_long = client.put("/v1/inspections/close/label", json={"label": "normal", "note": "x" * 501})
         assert too_long.status_code == 400
@@ -107,7 +106,7 @@ def test_eagle_review_lists_and_labels_from_a_terminal(tmp_path: Path, capsys: p
     _history(db)
     assert main(["review", "list", "--db", str(db), "--category", "mono", "--limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "7 to review (the oldest 2 shown)"
+    assert lines[0] == "6 to review (the oldest 2 shown)"
     assert lines[1] == ("band  2026-12-04T08:01:00.000+00:00  mono  band.png  score 2.00 / threshold 5.00  anomalous: "
                         f"{REASONS[0].words}; {REASONS[1].words}")  # fmt: skip
     assert lines[2].startswith("close  ") and lines[2].endswith(f"normal: {REASONS[1].words}")

@@ -35,8 +35,9 @@ REASONS: tuple[Reason, ...] = (
     Reason("unrecognised", "not like the training images (another product, a blocked camera?)", "unrecognised = 1"),
     Reason("disagreement", "the MLLM's answer disagrees with the expert's decision",
            f"{_EXPERT} {_DECIDED} AND decision {_DECIDED} AND decision != {_EXPERT}"),
+    # Only an unreadable reply: a custom question's inspection has no anomaly decision by design (NULL).
     Reason("undecided", "no decision: the MLLM's reply could not be read",
-           f"{_EXPERT} IS NOT NULL AND (decision IS NULL OR decision NOT {_DECIDED})"),
+           f"{_EXPERT} IS NOT NULL AND decision = 'unparsable'"),
 )
 
 

@@ -24,6 +24,7 @@ import {
   startServer,
   type RunningServer,
 } from "./fixture";
+import { leftLine } from "../src/logic/review";
 import { scoreLine } from "../src/logic/scale";
 
 let server: RunningServer;
@@ -657,7 +658,7 @@ describe("web console", () => {
     await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
     await page.getByLabel("Category", { exact: true }).selectOption("mono");
     const left = page.locator('[data-testid="review-left"]');
-    await left.getByText(`${queued.total} left to review`).waitFor({ timeout: 60_000 });
+    await left.getByText(leftLine(queued.total)).waitFor({ timeout: 60_000 });
     const first = queued.items[0]!;
     const second = queued.items[1]!;
     const shown = page.getByRole("article", { name: `Inspection of ${first.record.image_name}` });
@@ -670,18 +671,18 @@ describe("web console", () => {
     await page.getByLabel("Note (optional: what you saw, why)").fill("hairline at the busbar");
     await page.keyboard.press("Tab"); // out of the note field (onto the first decision): keys are decisions again
     await page.keyboard.press("d");
-    await left.getByText(`${queued.total - 1} left to review`).waitFor();
+    await left.getByText(leftLine(queued.total - 1)).waitFor();
     await page.getByRole("article", { name: `Inspection of ${second.record.image_name}` }).waitFor();
     const stored = await client.inspection(first.record.id);
     expect([stored.label, stored.label_note, stored.label_by]).toEqual(["anomalous", "hairline at the busbar", "local"]);
     // S skips (nothing stored), B comes back, N labels it normal.
     await page.keyboard.press("s");
-    await left.getByText(/Skipped: it stays in the queue\./).waitFor();
+    await left.getByText(`Skipped ${second.record.image_name} (it stays in the queue)`, { exact: false }).waitFor();
     expect((await client.inspection(second.record.id)).label).toBeNull();
     await page.keyboard.press("b");
     await page.getByRole("article", { name: `Inspection of ${second.record.image_name}` }).waitFor();
     await page.keyboard.press("n");
-    await left.getByText(`${queued.total - 2} left to review`).waitFor();
+    await left.getByText(leftLine(queued.total - 2)).waitFor();
     expect((await client.inspection(second.record.id)).label).toBe("normal");
     expect((await client.review({ category: "mono", limit: 500 })).total).toBe(queued.total - 2);
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.keys import add_history_flags, history_file
 from eagle_iad.cli.printing import dumps
+from eagle_iad.naming import printable
 
 #: What a reviewer may say a part was; "defective" is the console's word for the history's "anomalous".
 VERDICTS = {"normal": "normal", "defective": "anomalous", "anomalous": "anomalous"}
@@ -79,7 +80,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     note = (args.note or "").strip() or None
     if note is not None and len(note) > 500:
         raise ConfigError(f"--note is {len(note)} characters; at most 500")
-    by = (args.by or "").strip() or getpass.getuser()
+    by = printable((args.by or "").strip()) or getpass.getuser()
     store = _store(args)
     try:
         when = datetime.now(UTC).isoformat(timespec="milliseconds")

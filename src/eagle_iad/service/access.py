@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from fastapi import Depends, Request
 
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.naming import printable
 
 
 class Role(IntEnum):
@@ -170,4 +171,4 @@ def acting_name(request: Request, claimed: str | None, default: str) -> str:
     """Who a write records: the key's name. Only in the open local mode (one user, no keys) may the request
     name someone (``claimed``, else ``default``); a keyed caller cannot record another name."""
     who = caller(request)
-    return ((claimed or "").strip() or default) if who.open else who.name
+    return (printable((claimed or "").strip()) or default) if who.open else who.name

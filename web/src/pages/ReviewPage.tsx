@@ -39,7 +39,6 @@ export function ReviewPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
   const [said, setSaid] = useState("");
-  const decisions = useRef<HTMLDivElement>(null);
 
   const current = items[position] ?? null;
   // Skipped ones are still left; a relabel here counts once.
@@ -53,39 +52,59 @@ export function ReviewPage() {
     setLabelled({});
   }, [queue.data]);
 
+  // Who comes next, for the announcement (a screen reader hears which part it is now looking at).
+  const nextName = (to: number) => items[to]?.record.image_name ?? null;
+  const busyRef = useRef(false); // a second key press while a label is being saved is ignored
+
   const act = useCallback(
     async (action: ReviewAction) => {
-      if (busy) return;
+      if (busyRef.current) return;
+      setError(null);
       if (action === "back" || action === "skip") {
-        if (action === "skip" && current) setSkipped((ids) => (ids.includes(current.record.id) ? ids : [...ids, current.record.id]));
-        setPosition((p) => nextPosition(p, items.length, action));
-        setSaid(action === "back" ? "Back to the previous one." : "Skipped: it stays in the queue.");
+        if (action === "skip" && !current) return; // past the end: nothing to skip (back still works)
+        if (current && action === "skip" && !(current.record.id in labelled)) {
+          // A labelled item is not skipped: it has left the queue (skipped ones are counted for the next fetch).
+          const id = current.record.id;
+          setSkipped((ids) => (ids.includes(id) ? ids : [...ids, id]));
+        }
+        const to = nextPosition(position, items.length, action);
+        setPosition(to);
+        const next = nextName(to);
+        setSaid(`${action === "back" || !current ? "Back" : `Skipped ${current.record.image_name} (it stays in the queue)`}${next ? `; now ${next}` : ""}.`);
         setNote("");
         return;
       }
       if (!current || !canLabel) return;
+      busyRef.current = true;
       setBusy(true);
-      setError(null);
       try {
-        await client.label(current.record.id, action, { note: note.trim() || null, by: by.trim() || null });
-        setLabelled((all) => ({ ...all, [current.record.id]: action }));
-        setSaid(`${current.record.image_name}: labelled actually ${action === "normal" ? "normal" : "defective"}.`);
+        const id = current.record.id;
+        await client.label(id, action, { note: note.trim() || null, by: by.trim() || null });
+        setLabelled((all) => ({ ...all, [id]: action }));
+        setSkipped((ids) => ids.filter((other) => other !== id)); // skipped, then labelled after all: not skipped
+        const to = nextPosition(position, items.length, action);
+        const next = nextName(to);
+        setSaid(`${current.record.image_name}: labelled actually ${action === "normal" ? "normal" : "defective"}${next ? `; now ${next}` : ""}.`);
         setNote("");
-        setPosition((p) => nextPosition(p, items.length, action));
+        setPosition(to);
       } catch (reason) {
         if (isUnauthorised(reason)) requireKey();
         setError(describeError(reason));
       } finally {
+        busyRef.current = false;
         setBusy(false);
       }
     },
-    [busy, current, canLabel, client, note, by, items.length, requireKey],
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [current, canLabel, client, note, by, items, position, labelled, requireKey],
   );
 
   // The keys work anywhere on the page except while typing (the note, the name) or in the zoom dialog.
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
-      if (event.altKey || event.ctrlKey || event.metaKey) return;
+      // A held key would label part after part unseen; a modifier means another shortcut.
+      if (event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (document.querySelector("dialog[open]")) return; // the zoom viewer has the keys
       const target = event.target;
       if (target instanceof HTMLElement && (target.closest("input, textarea, select, dialog") || target.isContentEditable)) return;
       const action = actionForKey(event.key);
@@ -98,6 +117,11 @@ export function ReviewPage() {
   }, [act, canLabel]);
 
   const finishedBatch = queue.data !== undefined && position >= items.length;
+  const doneRef = useRef<HTMLDivElement>(null);
+  // At the end of a batch the decision buttons are gone: the keyboard goes to what comes next.
+  useEffect(() => {
+    if (finishedBatch && items.length > 0) doneRef.current?.focus();
+  }, [finishedBatch, items.length]);
   const more = queue.data !== undefined && queue.data.total > skipped.length + Object.keys(labelled).length;
 
   return (
@@ -156,7 +180,7 @@ export function ReviewPage() {
                 <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
                 <input id={`${id}-note`} maxLength={500} value={note} onChange={(e) => setNote(e.target.value)} />
               </div>
-              <div className="review-buttons" role="group" aria-label="Decision" ref={decisions}>
+              <div className="review-buttons" role="group" aria-label="Decision">
                 {REVIEW_KEYS.map(({ key, action, label }) => (
                   <button
                     key={key}
@@ -177,7 +201,7 @@ export function ReviewPage() {
         </div>
       ) : null}
       {finishedBatch ? (
-        <div className="panel review-done" data-testid="review-done">
+        <div className="panel review-done" data-testid="review-done" ref={doneRef} tabIndex={-1}>
           {more || skipped.length > 0 ? (
             <>
               <p>{more ? "These are done; more are waiting." : `Done, but for the ${skipped.length} you skipped.`}</p>
@@ -198,6 +222,11 @@ export function ReviewPage() {
           ) : (
             <p>Nothing waits for a person{category ? ` in ${category}` : ""}: every unsure verdict has a label.</p>
           )}
+          {items.length > 0 ? (
+            <button type="button" className="button secondary" aria-keyshortcuts="B" onClick={() => void act("back")}>
+              Back to the last one <kbd aria-hidden="true">B</kbd>
+            </button>
+          ) : null}
         </div>
       ) : null}
     </section>
