@@ -3,7 +3,7 @@ import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatScore } from "../logic/scale";
-import { flagged, formatRate, previewThreshold, roundTo, sliderRange } from "../logic/tuning";
+import { flagged, formatRate, previewThreshold, roundTo, sameFileLine, sliderRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
@@ -359,7 +359,7 @@ function FlipList({
                 {item.also && item.also.length > 0 ? (
                   <span className="muted small">
                     {" "}
-                    · the same file as {item.also.join(", ")} (counted once)
+                    · {sameFileLine(item.also)}
                   </span>
                 ) : null}
               </span>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dayGeometry, formatPercent, formatRate, previewThreshold, roundTo, sliderRange, type Known } from "./tuning";
+import { dayGeometry, formatPercent, formatRate, previewThreshold, roundTo, sameFileLine, sliderRange, type Known } from "./tuning";
 
 const item = (id: string, score: number, label: Known["label"]): Known => ({ id, name: `${id}.png`, score, label });
 // Normal images at 1, 5, 9 and 12; defects at 8, 10, 15 and 30.
@@ -90,5 +90,15 @@ describe("dayGeometry", () => {
     ]);
     expect(g.days[0]?.range).toEqual({ top: 50, bottom: 100, mean: 75 });
     expect(g.days[1]?.range).toBeNull();
+  });
+});
+
+describe("sameFileLine", () => {
+  it("names evaluation entries and counts other inspections", () => {
+    expect(sameFileLine(["mono-expert/good/001.png"])).toBe("the same file is also evaluation mono-expert/good/001.png (counted once)");
+    expect(sameFileLine(["d5f35b0386e4", "ab12", "run-2/crack/003.png"])).toBe(
+      "the same file is also 2 more inspections of it and evaluation run-2/crack/003.png (counted once)",
+    );
+    expect(sameFileLine(["d5f35b0386e4"])).toBe("the same file is also 1 more inspection of it (counted once)");
   });
 });

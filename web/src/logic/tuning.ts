@@ -52,6 +52,20 @@ export function previewThreshold<T extends Known>(items: readonly T[], candidate
   return { tau: candidate, normals, anomalies, falseAlarms, misses, flips };
 }
 
+/**
+ * Where else the same image file is in the evidence, in words: evaluation entries by run and name
+ * (`<run>/<image>`), other inspections of it by count (their ids say nothing to a person).
+ */
+export function sameFileLine(also: readonly string[]): string {
+  const runs = also.filter((id) => id.includes("/"));
+  const inspections = also.length - runs.length;
+  const parts = [
+    ...(inspections > 0 ? [`${inspections} more inspection${inspections === 1 ? "" : "s"} of it`] : []),
+    ...runs.map((entry) => `evaluation ${entry}`),
+  ];
+  return `the same file is also ${parts.join(" and ")} (counted once)`;
+}
+
 /** "2 of 5 (40%)", or "none labelled" when there is nothing to count against. */
 export function formatRate(part: number, whole: number): string {
   if (whole === 0) return "none labelled";
