@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from eagle_iad.choices import SAMPLERS as SAMPLERS
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert.features import RowFile
+from eagle_iad.expert.search import TorchExactSearch
 from eagle_iad.registry import Registry
 
 #: Training patches as rows: in memory, or on disk read back a range at a time.
@@ -87,11 +88,30 @@ def _one_blas_thread() -> AbstractContextManager[object]:
 
 
 class Sampler(Protocol):
-    """Chooses which training patches form the memory bank."""
+    """Chooses which training patches form the memory bank, at a fit and when a fitted bank grows."""
 
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         """Sorted int64 indices into ``features`` (``N x D`` float32)."""
         ...
+
+    def extend(
+        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+    ) -> Extension:
+        """Which rows of ``new`` (new normal patches) join ``bank`` by the rule :meth:`select` chose it by.
+
+        Why its own method: ``eagle teach`` adds images to a fitted model without the old training
+        patches (a model keeps only its bank), so each sampler says how its rule continues from a bank.
+        ``radius``: the covering radius the bank was chosen to, if known (else found from the bank).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Extension:
+    """The rows of the new patches that join the bank (sorted), and the covering radius used (None: none)."""
+
+    chosen: np.ndarray
+    radius: float | None
 
 
 @dataclass(frozen=True)
@@ -221,6 +241,50 @@ class ApproximateGreedyCoreset:
     @staticmethod
     def _distances(points: np.ndarray, sq_norms: np.ndarray, index: int) -> np.ndarray:
         return _distances_to(points, sq_norms, points[index], sq_norms[index])
+
+    def covering_radius(self, bank: np.ndarray) -> float:
+        """The distance (projected) at which the greedy stopped: the smallest distance between two bank rows.
+
+        Why that is the radius: every pick was the point farthest from the centres before it, and
+        those farthest distances only shrink, so the last pick's distance to its nearest earlier
+        centre, ``r_k``, is the smallest of them, and no two centres are closer than the later one's
+        own pick distance. Hence ``r_k`` is exactly the minimum pairwise distance of the bank: found
+        from the bank alone, so a model saved before it was recorded can still be taught.
+        """
+        points = torch.from_numpy(np.ascontiguousarray(self.project(bank), dtype=np.float32))
+        if points.shape[0] < 2:
+            return 0.0
+        own = torch.arange(points.shape[0], dtype=torch.int64)
+        search = TorchExactSearch()
+        search.fit(points, own)
+        dist, _ = search.search(points, exclude_groups=own)
+        return float(dist.min())
+
+    def extend(
+        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+    ) -> Extension:
+        """Continue the greedy from ``bank``: pick new patches farthest from every centre until the
+        farthest is within the bank's covering radius (docs/METHOD.md, "Teaching normal images").
+
+        The new points start with their distance to the nearest bank row (the state the greedy would
+        be in had the bank's centres been applied to them); the picks then follow the same lazy loop
+        as a fit, stopped by the radius instead of a count. Not the picks a refit on the union would
+        make (those depend on every old patch, which a model does not keep), but the same covering
+        guarantee for the new images: each of their patches ends within ``radius`` of a bank row.
+        """
+        if radius is None:
+            radius = self.covering_radius(bank)
+        if new.shape[0] == 0:
+            return Extension(np.empty(0, dtype=np.int64), radius)
+        points = self.project(new)
+        search = TorchExactSearch()
+        search.fit(torch.from_numpy(np.ascontiguousarray(self.project(bank), dtype=np.float32)))
+        dist, _ = search.search(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)))
+        min_dist = dist.numpy().astype(np.float32)
+        sq_norms = np.einsum("ij,ij->i", points, points)
+        with _one_blas_thread():
+            picks = _LazyGreedy(points, sq_norms, min_dist).run(points.shape[0], progress, radius=radius)
+        return Extension(np.sort(picks), radius)
 
 
 def _distances_to(
@@ -385,7 +449,8 @@ class _LazyGreedy:
             target[start : start + step].copy_(source[start : start + step])
         return target.numpy()
 
-    def run(self, target: int, progress: Progress | None) -> np.ndarray:
+    def run(self, target: int, progress: Progress | None, radius: float | None = None) -> np.ndarray:
+        """The first ``target`` picks, or fewer: none is made once every point is within ``radius``."""
         dim = self.q.shape[1]
         self.centres = np.empty(target, dtype=np.int64)
         # float32 (exact for the copy's values): converted once at the pick, not at every refresh.
@@ -400,6 +465,10 @@ class _LazyGreedy:
                 self._refresh(b, i)
             start = b * self.block
             pick = start + int(np.argmax(self.min_dist[start : start + self.block]))
+            if radius is not None and self.min_dist[pick] <= radius:  # covered: every point within radius
+                if progress is not None:
+                    progress(i, i)
+                return self.centres[:i].copy()
             self.centres[i] = pick
             self.centre_q[i] = self.q[pick]
             self.centre_q_sq[i] = self.q_sq[pick]
@@ -480,6 +549,15 @@ class RandomSampler:
         rng = np.random.default_rng(self.seed)
         return np.sort(rng.choice(count, size=min(target, count), replace=False)).astype(np.int64)
 
+    def extend(
+        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+    ) -> Extension:
+        """The same share of the new patches, drawn at random (seeded by the bank's size, so reproducible)."""
+        count = new.shape[0]
+        target = min(count, max(1, int(count * self.ratio))) if count else 0
+        rng = np.random.default_rng([self.seed, bank.shape[0]])
+        return Extension(np.sort(rng.choice(count, size=target, replace=False)).astype(np.int64), None)
+
 
 @dataclass(frozen=True)
 class IdentitySampler:
@@ -487,6 +565,12 @@ class IdentitySampler:
 
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
+
+    def extend(
+        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+    ) -> Extension:
+        """Every new patch, as at a fit."""
+        return Extension(np.arange(new.shape[0], dtype=np.int64), None)
 
 
 #: ``factory(ratio, seed, projection_dim) -> Sampler`` by name; the names are declared in ``choices.SAMPLERS``.
