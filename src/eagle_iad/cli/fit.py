@@ -107,6 +107,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     manifest["config"] = upgraded_config(manifest["config"], manifest["schema_version"])  # as a load reads it
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
+    manifest["training"].pop("map_maxima", None)
     print(dumps(manifest))
     return 0
 

@@ -283,10 +283,15 @@ def _fit(
         mean_grid = np.mean([geometry.stitch(views) for views in view_grids], axis=0, dtype=np.float64)
         map_offset = torch.from_numpy((mean_grid - np.median(mean_grid)).astype(np.float32))
     offset = 0.0 if map_offset is None else map_offset.numpy()
-    train_maps = (
-        input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma) for views in view_grids
-    )
-    calibration = calibrate_maps(train_maps, thresholds)
+    maxima: list[float] = []
+
+    def train_maps() -> Iterable[np.ndarray]:
+        for views in view_grids:
+            smooth = input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma)
+            maxima.append(float(smooth.max()))  # kept: a teach recomputes map_tau from them
+            yield smooth
+
+    calibration = calibrate_maps(train_maps(), thresholds)
     timings["calibration_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -311,5 +316,6 @@ def _fit(
         references=references,
         warnings=fit_warnings(n_images, train_scores),
         coverage=fit_coverage(own_out.patch_scores.reshape(n_images, -1)),
+        map_maxima=np.asarray(maxima, dtype=np.float64),
     )
     return Expert(model, extractor, search)

@@ -27,7 +27,10 @@ FORMAT = "eagle-iad/expert"
 #: Schema 5 widens the checksum to the tensor file's hash and the backbone's weights hash
 #: (:data:`CHECKED_FIELDS_5`), so another model's tensors with their hash typed into ``tensors.sha256``,
 #: or a swapped backbone hash, are refused as a hand edit; older schemas keep their own field list.
-SCHEMA_VERSION = 5
+#: Schema 6 adds ``training.map_maxima`` (each training image's map maximum) and
+#: ``training.coreset_radius``, what ``eagle teach`` continues from; older models load and are taught
+#: with the approximations docs/METHOD.md states ("Teaching normal images").
+SCHEMA_VERSION = 6
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

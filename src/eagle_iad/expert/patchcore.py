@@ -73,6 +73,13 @@ class ExpertModel:
     #: How far normal patches reach, and what share beyond that makes an image unrecognised
     #: (expert/coverage.py); ``None`` for models saved before it existed.
     coverage: Coverage | None = None
+    #: Each training image's leave-own-out map maximum, in training order: what ``map_tau`` is computed
+    #: from, kept so that a teach (expert/teach.py) recomputes it without the old maps. ``None``: saved
+    #: before schema 6 (a teach then scales ``map_tau`` with tau, and says so).
+    map_maxima: np.ndarray | None = None
+    #: The greedy coreset's covering radius in its projection (``ApproximateGreedyCoreset.covering_radius``):
+    #: found by the first teach and kept, so later teaches do not search the bank for it. ``None``: unknown.
+    coreset_radius: float | None = None
 
 
 @dataclass

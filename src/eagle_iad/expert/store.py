@@ -106,6 +106,8 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             "patches": int(model.patch_image_ids.shape[0]),
             "bank_size": int(model.bank.shape[0]),
             "references": None if model.references is None else _references_record(len(model.references)),
+            "map_maxima": None if model.map_maxima is None else [float(m) for m in model.map_maxima],
+            "coreset_radius": model.coreset_radius,
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -342,6 +344,10 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         history = list(data.get("history") or [])
         raw_coverage = data.get("coverage")  # absent from models saved before it existed: no such check
         coverage = None if raw_coverage is None else Coverage.from_dict(dict(raw_coverage))
+        raw_maxima = training.get("map_maxima")  # schema 6
+        map_maxima = None if raw_maxima is None else np.asarray(raw_maxima, dtype=np.float64)
+        raw_radius = training.get("coreset_radius")
+        coreset_radius = None if raw_radius is None else float(raw_radius)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -376,6 +382,10 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         problems.append("selected patches do not match the bank size")
     if train_scores.shape != (n_images,):
         problems.append("training scores do not match the number of training images")
+    if map_maxima is not None and (map_maxima.shape != (n_images,) or not bool(np.all(np.isfinite(map_maxima)))):
+        problems.append("training.map_maxima must hold one finite number per training image")
+    if coreset_radius is not None and not (math.isfinite(coreset_radius) and coreset_radius >= 0):
+        problems.append(f"training.coreset_radius must be a finite number >= 0, got {coreset_radius!r}")
     map_offset = tensors.get("map_offset")
     if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
@@ -404,6 +414,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         references=references,
         warnings=[str(w) for w in data.get("warnings") or []],
         coverage=coverage,
+        map_maxima=map_maxima,
+        coreset_radius=coreset_radius,
     )
 
 
@@ -492,6 +504,11 @@ def change_threshold(
         if not 1 <= restore <= len(model.history):
             known = f"1..{len(model.history)}" if model.history else "none yet"
             raise ConfigError(f"--restore {restore}: no such change in {directory} (changes: {known})")
+        if model.history[restore - 1].get("action") == "teach":
+            raise ConfigError(
+                f"--restore {restore}: change {restore} taught images to the model, which a threshold restore "
+                "cannot undo (refit without those images)"
+            )
         old = Thresholds.from_dict(model.history[restore - 1]["before"])
         after = Thresholds(rule=old.rule, tau=old.tau, s_max=before.s_max, params=old.params)
         entry["action"] = "restore"

@@ -94,13 +94,26 @@ def calibrate_maps(train_maps: Iterable[np.ndarray], thresholds: Thresholds) -> 
         maxima.append(float(flat.max()))
         step = max(1, flat.size // _SAMPLE_PER_MAP)
         samples.append(flat[::step])
+    return calibration_from(np.asarray(maxima), float(np.median(np.concatenate(samples))), thresholds)
+
+
+def calibration_from(maxima: np.ndarray, low: float, thresholds: Thresholds) -> MapCalibration:
+    """The calibration from the training maps' maxima (one per image) and their median pixel ``low``.
+
+    Split from :func:`calibrate_maps` so that a taught model (expert/teach.py) recomputes ``map_tau``
+    from the kept maxima plus the new images' without the old maps.
+    """
     for_maps = THRESHOLD_RULES.get(thresholds.rule).for_maps
     rule = thresholds.rule if for_maps else "ksigma"
     params = dict(thresholds.params) if for_maps else {}
-    map_tau = compute_thresholds(np.asarray(maxima), rule, **params).tau
-    low = float(np.median(np.concatenate(samples)))
+    map_tau = compute_thresholds(np.asarray(maxima, dtype=np.float64), rule, **params).tau
     colour_min, colour_max = colour_range(low, map_tau)
     return MapCalibration(map_tau=map_tau, colour_min=colour_min, colour_max=colour_max, rule=rule)
+
+
+def map_low(calibration: MapCalibration) -> float:
+    """The median training-map pixel a calibration was made from (``colour_range`` keeps it as the cold end)."""
+    return calibration.colour_min
 
 
 def fallback_calibration(thresholds: Thresholds) -> MapCalibration:
