@@ -54,6 +54,16 @@ def history_file(args: argparse.Namespace) -> Path:
     raise ConfigError("say where the service keeps its history: --models, --state-dir or --db, as eagle serve has")
 
 
+def files_folder(args: argparse.Namespace) -> Path:
+    """The service's pictures folder (``<state-dir>/files``) for :func:`add_history_flags`' flags; with
+    ``--db`` alone, the folder beside the history file (the default layout)."""
+    if args.state_dir:
+        return Path(args.state_dir) / "files"
+    if args.models and not args.db:
+        return Path(args.models).parent / "eagle-service" / "files"
+    return history_file(args).parent / "files"
+
+
 def _table(args: argparse.Namespace) -> tuple[InspectionStore, KeyTable]:
     """The key table in the history file ``eagle serve`` uses with the same flags."""
     from eagle_iad.service.keys import KeyTable

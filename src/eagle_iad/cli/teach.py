@@ -1,0 +1,102 @@
+"""``eagle teach``: fold normal images into a fitted model without a refit (docs/USAGE.md, "Teaching").
+
+The images are files or folders (every image inside, sorted); with the service's history flags the
+history's labels guard the teach: an image labelled defective there is refused, and every labelled
+defect whose image the service kept is rescored with the taught model before it is saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eagle_iad.cli.fit import _who
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.keys import add_history_flags, files_folder, history_file
+from eagle_iad.cli.printing import dumps
+
+if TYPE_CHECKING:
+    from eagle_iad.expert.teach import KnownDefect
+
+
+def add_teach(sub: Subcommands) -> None:
+    teach = sub.add_parser(
+        "teach",
+        help="fold normal images (false alarms, a new batch) into a fitted model in seconds, on the record",
+        description="Embed only the new images, grow the memory bank by the fit's own rule and recompute tau, "
+        "s_max and the map scale, then save the model atomically with a history entry (who, when, why, the images, "
+        "tau before and after). An image that scores far above the training images, or one the history labels "
+        "defective, is refused unless --force; so is a teach after which a labelled defect would pass.",
+    )
+    teach.add_argument("images", nargs="+", help="normal image files, or folders of them")
+    teach.add_argument("--model", required=True, help="fitted model directory (changed in place)")
+    teach.add_argument("--why", required=True, help="why these images are normal (kept in the model's history)")
+    teach.add_argument("--by", help="who teaches (default: the login name)")
+    teach.add_argument("--force", action="store_true", help="teach even what the guards refuse (recorded)")
+    add_history_flags(teach)
+    teach.set_defaults(func=_cmd_teach)
+
+
+def _images(arguments: list[str]) -> list[Path]:
+    from eagle_iad.data import IMAGE_EXTENSIONS
+    from eagle_iad.errors import ConfigError
+
+    paths: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not found:
+                raise ConfigError(f"{path}: no images in this folder; nothing was taught")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder; nothing was taught")
+    return paths
+
+
+def _cmd_teach(args: argparse.Namespace) -> int:
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    images = [TeachImage(str(path), path) for path in _images(args.images)]
+    digests: dict[str, str] = {}
+    known: list[KnownDefect] = []
+    if args.models or args.state_dir or args.db:
+        from eagle_iad.errors import ConfigError
+        from eagle_iad.service.store import InspectionStore
+        from eagle_iad.service.teaching import history_guard
+
+        database = history_file(args)
+        if not database.is_file():
+            raise ConfigError(f"no history at {database}: has eagle serve run with these flags?")
+        store = InspectionStore(database)
+        try:
+            from eagle_iad.expert.manifest import read_manifest
+
+            category = str(read_manifest(args.model).get("category", Path(args.model).name))
+            digests, known = history_guard(store, files_folder(args), category)
+        finally:
+            store.close()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total:
+            print(f"{stage}: {done}/{total}", file=sys.stderr)
+
+    result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
+                   labelled_defective=digests, known_defects=known, progress=progress)  # fmt: skip
+    entry = result.entry
+    print(dumps({
+        "model": args.model, "change": entry["change"], "images": len(entry["images"]),
+        "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
+        "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"],
+        "defects_checked": entry["defects_checked"], "defects_passing": entry["defects_passing"],
+        "forced": entry["forced"], "seconds": round(result.seconds, 2),
+    }))  # fmt: skip
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"teach": add_teach}

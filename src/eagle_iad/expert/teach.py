@@ -1,0 +1,314 @@
+"""Teaching a fitted model new normal images without a refit (docs/METHOD.md, "Teaching normal images").
+
+Why: the same normal variation (a new batch of material, a lighting change) keeps raising the same
+false alarms until the model has seen it, and a refit takes minutes to hours. A teach embeds only the
+new images, grows the memory bank by the fit's own rule (the sampler's ``extend``: for the greedy
+coreset, continue from the bank until the new patches are covered as tightly as the fit covered its
+own) and recomputes tau, s_max, the map calibration and the coverage from the leave-own-out scores,
+the new images' exactly, the old images' as kept (what is exact and what is approximate is in
+docs/METHOD.md). Then it is saved like any model (atomic, crash-consistent, refused with
+:class:`~eagle_iad.errors.ConflictError` when the model changed meanwhile), after three guards:
+
+* every image must decode before anything is computed (one bad file refuses the whole teach);
+* an image the model scores far above its largest training score, or one the history labels
+  defective, is refused unless forced: teaching a defect would teach the model to pass it;
+* every known defect (the history's images labelled defective) is rescored with the taught model
+  before it is kept, and a teach after which one of them would pass is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.expert.coreset import make_sampler
+from eagle_iad.expert.coverage import Coverage
+from eagle_iad.expert.features import aggregate
+from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.patchcore import Expert, ExpertModel, input_map
+from eagle_iad.expert.preprocess import prepare
+from eagle_iad.expert.references import thumbnail
+from eagle_iad.expert.search import make_search
+from eagle_iad.expert.store import _fingerprint, load, save
+from eagle_iad.images import load_rgb
+from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
+from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
+
+#: An image is "far above" the model's normal scores, and refused unless forced, when it scores more
+#: than ``s_max + GUARD_SPREADS * (s_max - median)``: farther above the largest training score than
+#: that score is above the typical one. Measured with benchmarks/teach.py (docs/METHOD.md).
+GUARD_SPREADS = 1.0
+
+#: ``progress(stage, done, total)`` for the stages ``features``, ``coreset``, ``training scores``, ``defects``.
+TeachProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TeachImage:
+    """One image offered to a teach: a name to report it by and its bytes (or a path)."""
+
+    name: str
+    source: bytes | Path
+
+    def read(self) -> bytes:
+        return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()
+
+
+@dataclass(frozen=True)
+class KnownDefect:
+    """An image the history says was defective: rescored after a teach (``where``: the inspection id)."""
+
+    where: str
+    source: bytes | Path
+
+
+@dataclass
+class TeachResult:
+    """The taught model and what the teach did: the history entry (kept with the model) and the report."""
+
+    model: ExpertModel
+    entry: dict[str, Any]
+    seconds: float
+
+
+def guard_limit(thresholds: Thresholds, scores: np.ndarray) -> float:
+    """The score above which an image is too unlike the training images to be taught as normal."""
+    median = float(np.median(scores))
+    return thresholds.s_max + GUARD_SPREADS * max(thresholds.s_max - median, 0.0)
+
+
+def _decode(images: Sequence[TeachImage]) -> list[tuple[np.ndarray, str]]:
+    """Every image's pixels and SHA-256, or :class:`ImageError` naming the first that cannot be used."""
+    decoded = []
+    for image in images:
+        try:
+            data = image.read()
+        except OSError as exc:
+            raise ImageError(f"{image.name}: cannot be read ({exc.strerror or exc}); nothing was taught") from None
+        try:
+            rgb = load_rgb(data)
+        except ImageError as exc:
+            raise ImageError(f"{image.name}: {exc}; nothing was taught") from None
+        decoded.append((rgb, hashlib.sha256(data).hexdigest()))
+    return decoded
+
+
+@torch.no_grad()
+def _embed(expert: Expert, rgbs: Sequence[np.ndarray], progress: TeachProgress | None) -> torch.Tensor:
+    """``N x P x D`` patches, batched as a fit batches its training images (the same numbers)."""
+    config = expert.model.config
+    chunks = []
+    for start in range(0, len(rgbs), config.batch_size):
+        views = [prepare(rgb, config)[0] for rgb in rgbs[start : start + config.batch_size]]
+        shallow, deep = expert.extractor(torch.cat(views))
+        patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+        chunks.append(patches.reshape(len(views), -1, patches.shape[-1]))
+        if progress is not None:
+            progress("features", min(start + len(views), len(rgbs)), len(rgbs))
+    return torch.cat(chunks)
+
+
+def _map_maxima(expert: Expert, patch_scores: np.ndarray, rgbs: Sequence[np.ndarray]) -> np.ndarray:
+    """Each new image's leave-own-out map maximum, drawn as a fit draws its training maps."""
+    config = expert.model.config
+    offset = 0.0 if expert.model.map_offset is None else expert.model.map_offset.numpy()
+    maxima = []
+    for views, rgb in zip(patch_scores.reshape(len(rgbs), -1, *expert.model.grid), rgbs, strict=True):
+        geometry = prepare(rgb, config)[1]
+        maxima.append(float(input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma).max()))
+    return np.asarray(maxima, dtype=np.float64)
+
+
+def _calibration(model: ExpertModel, maxima: np.ndarray | None, thresholds: Thresholds) -> MapCalibration | None:
+    """The map calibration after a teach: exact from every image's map maximum when the model kept them;
+    for a model saved before schema 6, the old one scaled by the change of tau (an approximation)."""
+    old = model.calibration
+    if old is None or old.rule == "legacy":
+        return old
+    if maxima is not None:
+        fresh = calibration_from(maxima, map_low(old), thresholds)
+        return fresh
+    factor = thresholds.tau / model.thresholds.tau if model.thresholds.tau > 0 else 1.0
+    return dataclasses.replace(old, map_tau=old.map_tau * factor)
+
+
+def _thresholds(model: ExpertModel, scores: np.ndarray) -> Thresholds:
+    """The same rule and parameters on all scores; a tau set by hand (``fixed``) stays, s_max follows."""
+    return compute_thresholds(scores, model.thresholds.rule, **model.thresholds.params)
+
+
+def _names(images: Sequence[TeachImage], change: int) -> list[str]:
+    """Training-image names for the new images: under ``taught-<change>/``, unique, no host paths."""
+    names = []
+    for index, image in enumerate(images):
+        base = Path(image.name).name or f"image-{index + 1}"
+        names.append(f"taught-{change}/{index + 1:04d}-{base}")
+    return names
+
+
+def teach(
+    directory: str | Path,
+    images: Sequence[TeachImage],
+    *,
+    why: str,
+    by: str,
+    force: bool = False,
+    labelled_defective: Mapping[str, str] | None = None,
+    known_defects: Sequence[KnownDefect] = (),
+    expert: Expert | None = None,
+    progress: TeachProgress | None = None,
+) -> TeachResult:
+    """Fold ``images`` (normal) into the model at ``directory`` and save it, or refuse with the reason.
+
+    ``labelled_defective`` maps an image's SHA-256 to where it is labelled defective (an inspection
+    id): such an image is refused unless ``force``. ``known_defects`` are rescored with the taught
+    model before it is saved. ``expert``: the loaded model, when the caller has it (its backbone is
+    reused); it must be the one in ``directory``.
+    """
+    started = time.perf_counter()
+    if not why.strip():
+        raise ConfigError("--why must say why these images are normal (it is kept in the model's history)")
+    if not images:
+        raise ConfigError("give at least one image to teach")
+    decoded = _decode(images)
+    refused = []
+    for image, (_, digest) in zip(images, decoded, strict=True):
+        where = (labelled_defective or {}).get(digest)
+        if where is not None:
+            refused.append(f"{image.name} is labelled defective in the history (inspection {where})")
+    loaded_from = _fingerprint(Path(directory))
+    model = load(directory) if expert is None else expert.model
+    expert = expert or Expert(model)
+    config = model.config
+    rgbs = [rgb for rgb, _ in decoded]
+    features = _embed(expert, rgbs, progress)
+    count, per_image, dim = features.shape
+    trained = model.patch_image_ids.shape[0] // len(model.train_images)
+    if per_image != trained:  # the input size is fixed in the config, so this is a bug, not bad input
+        raise ConfigError(f"the images give {per_image} patches each, the model's training images {trained}")
+    flat = features.reshape(-1, dim)
+    before_dist, _ = expert.search.search(flat)
+    scores_before = before_dist.reshape(count, -1).amax(dim=1).double().numpy()
+    limit = guard_limit(model.thresholds, model.train_scores)
+    for image, score in zip(images, scores_before, strict=True):
+        if score > limit:
+            refused.append(f"{image.name} scores {score:.4g}, far above the largest normal score "
+                           f"{model.thresholds.s_max:.4g} (limit {limit:.4g}): it looks defective")  # fmt: skip
+    if refused and not force:
+        raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
+
+    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    bank = model.bank.numpy()
+    radius = model.coreset_radius
+    if config.sampler == "greedy" and radius is None:
+        radius = sampler.covering_radius(bank)  # type: ignore[attr-defined]
+
+    def coreset_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("coreset", done, total)
+
+    extension = sampler.extend(bank, flat.numpy(), radius, coreset_progress)
+    chosen = torch.from_numpy(extension.chosen)
+    n_old = len(model.train_images)
+    new_ids = torch.arange(n_old, n_old + count, dtype=torch.int32).repeat_interleave(per_image)
+    new_selected = torch.zeros(flat.shape[0], dtype=torch.bool)
+    new_selected[chosen] = True
+    grown = torch.cat([model.bank, flat[chosen]]).contiguous()
+    grown_ids = torch.cat([model.bank_image_ids, new_ids[chosen]]).contiguous()
+    search = make_search(config.search)
+    search.fit(grown, grown_ids)
+
+    def score_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("training scores", done, total)
+
+    own_out = leave_own_out(flat, new_ids, new_selected, search, n_old + count, progress=score_progress)
+    new_scores = own_out.image_scores[n_old:]
+    if not bool(np.all(np.isfinite(new_scores))):
+        raise ConfigError("a taught image cannot be scored against the bank without its own patches")
+    scores = np.concatenate([model.train_scores, new_scores])
+    thresholds = _thresholds(model, scores)
+    if thresholds.tau <= 0:
+        raise ConfigError(f"the taught model's tau would be {thresholds.tau}; nothing was taught")
+    patch_scores = np.asarray(own_out.patch_scores).reshape(count, -1)
+    new_maxima = _map_maxima(expert, patch_scores, rgbs)
+    maxima = None if model.map_maxima is None else np.concatenate([model.map_maxima, new_maxima])
+    coverage = model.coverage
+    if coverage is not None:
+        finite = patch_scores[np.isfinite(patch_scores)]
+        radius_after = max(coverage.radius, float(finite.max())) if finite.size else coverage.radius
+        coverage = Coverage(radius=radius_after, limit=coverage.limit)
+    change = len(model.history) + 1
+    names = _names(images, change)
+    entry: dict[str, Any] = {
+        "change": change,
+        "action": "teach",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "why": why.strip(),
+        "before": model.thresholds.to_dict(),
+        "after": thresholds.to_dict(),
+        "images": [
+            {"name": name, "sha256": digest, "score_before": float(before), "score": float(after)}
+            for name, (_, digest), before, after in zip(names, decoded, scores_before, new_scores, strict=True)
+        ],
+        "bank_before": int(model.bank.shape[0]),
+        "bank_after": int(grown.shape[0]),
+        "forced": refused if refused else None,
+    }
+    taught = dataclasses.replace(
+        model,
+        bank=grown,
+        bank_image_ids=grown_ids,
+        patch_image_ids=torch.cat([model.patch_image_ids, new_ids]).contiguous(),
+        selected=torch.cat([model.selected, new_selected]).contiguous(),
+        train_images=[*model.train_images, *names],
+        train_scores=scores,
+        thresholds=thresholds,
+        calibration=_calibration(model, maxima, thresholds),
+        coverage=coverage,
+        references=None if model.references is None else [*model.references, *(thumbnail(rgb) for rgb in rgbs)],
+        history=[*model.history, entry],
+        map_maxima=maxima,
+        coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
+    )
+    candidate = Expert(taught, expert.extractor, search)
+    hidden = _hidden_defects(candidate, known_defects, progress)
+    entry["defects_checked"] = len(known_defects)
+    entry["defects_passing"] = hidden
+    if hidden and not force:
+        listed = ", ".join(f"{h['where']} (score {h['score']:.4g} < tau {thresholds.tau:.4g})" for h in hidden)
+        raise ConfigError(f"not taught: the taught model would pass {len(hidden)} image(s) labelled defective: "
+                          f"{listed} (check those labels and images, or force the teach)")  # fmt: skip
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    save(taught, directory, replacing=loaded_from)
+    return TeachResult(taught, entry, time.perf_counter() - started)
+
+
+def _hidden_defects(
+    candidate: Expert, known: Sequence[KnownDefect], progress: TeachProgress | None
+) -> list[dict[str, Any]]:
+    """The known defects the taught model would pass (score below tau); unreadable ones are skipped."""
+    hidden = []
+    for done, defect in enumerate(known, start=1):
+        try:
+            data = defect.source if isinstance(defect.source, bytes) else Path(defect.source).read_bytes()
+            result = candidate.inspect(data)
+        except (OSError, ImageError):
+            continue  # its image is gone or unreadable: nothing to check it against
+        if not result.is_anomalous and math.isfinite(result.score):
+            hidden.append({"where": defect.where, "score": result.score})
+        if progress is not None:
+            progress("defects", done, len(known))
+    return hidden

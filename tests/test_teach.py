@@ -1,0 +1,330 @@
+"""``eagle teach``: the greedy continued from a bank, the taught model against reference computations, the
+guards that keep a defect from being taught, and the same teach through the CLI and the service.
+
+The coreset tests check the continuation against the literal loop (same picks) and the covering radius
+against the greedy's own last pick distance; the model tests recompute the new images' leave-own-out
+scores by brute force, and tau, s_max and the map threshold by the rules, from the saved numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from eagle_iad.data import get_layout
+from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.expert.coreset import ApproximateGreedyCoreset, _LazyGreedy
+from eagle_iad.tgps.thresholds import compute_thresholds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _points(count: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((12, dim)) * 4.0
+    return (centres[rng.integers(0, 12, count)] + rng.standard_normal((count, dim))).astype(np.float64)
+
+
+def _literal_continuation(points: np.ndarray, min_dist: np.ndarray, radius: float) -> np.ndarray:
+    """The definition: pick the farthest point until every point is within ``radius`` (float64 updates)."""
+    min_dist = min_dist.copy()
+    sq = np.einsum("ij,ij->i", points, points)
+    picks = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        while True:
+            pick = int(np.argmax(min_dist))
+            if min_dist[pick] <= radius:
+                break
+            picks.append(pick)
+            dist = points @ points[pick]
+            dist *= -2.0
+            dist += sq
+            dist += sq[pick]
+            np.maximum(dist, 0.0, out=dist)
+            np.sqrt(dist, out=dist)
+            np.minimum(min_dist, dist, out=min_dist)
+    return np.array(picks, dtype=np.int64)
+
+
+@pytest.mark.parametrize("radius", [2.0, 4.5])
+def test_the_lazy_greedy_stopped_by_a_radius_picks_what_the_literal_loop_picks(radius: float) -> None:
+    points = _points(5000, 24, 1)
+    min_dist = np.random.default_rng(2).uniform(0.0, 12.0, 5000).astype(np.float32)
+    sq = np.einsum("ij,ij->i", points, points)
+    with threadpool_limits(limits=1, user_api="blas"):
+        lazy = _LazyGreedy(points, sq, min_dist.copy()).run(5000, None, radius=radius)
+    literal = _literal_continuation(points, min_dist, radius)
+    assert len(literal) > 10
+    assert np.array_equal(lazy, literal)
+
+
+def test_the_covering_radius_is_the_greedys_last_pick_distance() -> None:
+    """No projection (16 dims): the bank's smallest pairwise distance is min_dist at the greedy's last pick."""
+    points = _points(3000, 16, 3).astype(np.float32)
+    sampler = ApproximateGreedyCoreset(ratio=0.05, seed=0)
+    chosen = sampler.select(points)
+    sq = np.einsum("ij,ij->i", points, points)
+    min_dist = sampler.initial_distances(points, sq)
+    last = 0.0
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(chosen.size):  # the literal loop (its picks are ``chosen``, tests/test_expert_math.py)
+            pick = int(np.argmax(min_dist))
+            last = float(min_dist[pick])
+            dist = np.sqrt(np.maximum(sq + sq[pick] - 2.0 * (points @ points[pick]), 0.0))
+            np.minimum(min_dist, dist, out=min_dist)
+    bank = points[chosen].astype(np.float64)
+    pairwise = np.linalg.norm(bank[:, None, :] - bank[None, :, :], axis=2)
+    np.fill_diagonal(pairwise, np.inf)
+    radius = sampler.covering_radius(points[chosen])
+    assert radius == pytest.approx(float(pairwise.min()), rel=1e-5)
+    assert radius == pytest.approx(last, rel=1e-5)
+
+
+def test_extend_covers_every_new_patch_within_the_radius_and_adds_nothing_already_covered() -> None:
+    points = _points(6000, 200, 4).astype(np.float32)  # 200 dims: projected to 128, as real features are
+    sampler = ApproximateGreedyCoreset(ratio=0.1, seed=0)
+    bank = points[sampler.select(points[:4000])]
+    radius = sampler.covering_radius(bank)
+    extension = sampler.extend(bank, points[4000:], radius)
+    assert extension.radius == radius and 0 < extension.chosen.size < 2000
+    grown = sampler.project(np.concatenate([bank, points[4000:][extension.chosen]]))
+    new = sampler.project(points[4000:])
+    nearest = np.sqrt(((new[:, None, :] - grown[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    assert float(nearest.max()) <= radius * (1 + 1e-5)
+    again = sampler.extend(np.concatenate([bank, points[4000:][extension.chosen]]), points[4000:], radius)
+    assert again.chosen.size == 0  # the same images once more: already covered
+
+
+# ----------------------------------------------------------------------------------------------- the model
+
+
+@pytest.fixture(scope="module")
+def cells() -> dict[str, list[Path]]:
+    layout = get_layout("elpv")
+    train = [s.path for s in layout.samples(None, "mono", "train")]
+    test = layout.samples(None, "mono", "test")
+    return {
+        "base": train[:10],
+        "extra": train[10:13],
+        "cracked": [s.path for s in test if s.label == 1][:40],
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(cells: dict[str, list[Path]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from eagle_iad.expert import fit, save
+
+    folder = tmp_path_factory.mktemp("teach") / "mono"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(cells["base"], "mono").model, folder)
+    finally:
+        torch.set_num_threads(before)
+    return folder
+
+
+def _copy(model: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "mono"
+    shutil.copytree(model, target)
+    return target
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    old = load(model_dir)
+    result = teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana")
+    new = load(model_dir)
+    n_old, n_new = len(old.train_images), len(cells["extra"])
+    assert len(new.train_images) == n_old + n_new
+    assert new.train_images[n_old:] == [f"taught-1/{i + 1:04d}-{p.name}" for i, p in enumerate(cells["extra"])]
+    # The old bank is kept as it was; the rows added belong to the new images.
+    assert torch.equal(new.bank[: old.bank.shape[0]], old.bank)
+    assert set(new.bank_image_ids[old.bank.shape[0] :].tolist()) <= set(range(n_old, n_old + n_new))
+    assert new.coreset_radius is not None and new.coreset_radius > 0
+    # The new images' scores: their unselected patches against the bank without their own rows (brute force).
+    per_image = old.patch_image_ids.shape[0] // n_old
+    assert new.patch_image_ids.shape[0] == (n_old + n_new) * per_image
+    from eagle_iad.expert import Expert
+
+    expert = Expert(new)
+    from eagle_iad.expert.teach import _embed
+    from eagle_iad.images import load_rgb
+
+    features = _embed(expert, [load_rgb(p) for p in cells["extra"]], None).reshape(-1, new.bank.shape[1])
+    distances = torch.cdist(features.double(), new.bank.double())
+    own = new.patch_image_ids[n_old * per_image :].long()[:, None] == new.bank_image_ids.long()[None, :]
+    distances[own] = float("inf")
+    nearest = distances.min(dim=1).values.reshape(n_new, per_image)
+    unselected = ~new.selected[n_old * per_image :].reshape(n_new, per_image)
+    expected = [float(nearest[i][unselected[i]].max()) for i in range(n_new)]
+    np.testing.assert_allclose(new.train_scores[n_old:], expected, rtol=1e-5)
+    np.testing.assert_array_equal(new.train_scores[:n_old], old.train_scores)  # kept (docs/METHOD.md)
+    # tau and s_max by the rule on all scores; the map threshold by the rule on all map maxima.
+    assert new.thresholds == compute_thresholds(new.train_scores, old.thresholds.rule, **old.thresholds.params)
+    assert new.map_maxima is not None and old.map_maxima is not None and new.map_maxima.shape == (n_old + n_new,)
+    np.testing.assert_array_equal(new.map_maxima[:n_old], old.map_maxima)
+    assert new.calibration is not None and old.calibration is not None
+    map_tau = compute_thresholds(new.map_maxima, old.calibration.rule, **old.thresholds.params).tau
+    assert new.calibration.map_tau == pytest.approx(map_tau, rel=1e-12)
+    assert new.references is not None and len(new.references) == n_old + n_new
+    entry = new.history[-1]
+    assert entry == result.entry
+    assert (entry["action"], entry["by"], entry["why"], entry["change"]) == ("teach", "ana", "new batch", 1)
+    assert entry["before"] == old.thresholds.to_dict() and entry["after"] == new.thresholds.to_dict()
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in cells["extra"]]
+    assert [i["sha256"] for i in entry["images"]] == digests
+    assert (entry["bank_before"], entry["bank_after"]) == (old.bank.shape[0], new.bank.shape[0])
+    # A taught image now scores at most what it scored before (its own patches are covered).
+    after = expert.inspect_many(cells["extra"])
+    for image, scored in zip(entry["images"], after, strict=True):
+        assert scored.score <= image["score_before"] + 1e-3
+    # A threshold restore cannot undo a teach.
+    from eagle_iad.expert.store import change_threshold
+
+    with pytest.raises(ConfigError, match="change 1 taught images to the model, which a threshold restore cannot"):
+        change_threshold(model_dir, why="undo", by="ana", restore=1)
+
+
+def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    before = _files(model_dir)
+    images = [TeachImage("good.png", cells["extra"][0]), TeachImage("broken.png", b"\x89PNG\r\n\x1a\nnot a png")]
+    with pytest.raises(ImageError, match=r"^broken\.png: .*; nothing was taught$"):
+        teach(model_dir, images, why="x", by="ana")
+    with pytest.raises(ConfigError, match="--why must say why"):
+        teach(model_dir, images[:1], why="  ", by="ana")
+    assert _files(model_dir) == before
+
+
+def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    from eagle_iad.expert import Expert
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import KnownDefect, TeachImage, guard_limit, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    model = load(model_dir)
+    expert = Expert(model)
+    limit = guard_limit(model.thresholds, model.train_scores)
+    assert limit == model.thresholds.s_max + (model.thresholds.s_max - float(np.median(model.train_scores)))
+    from PIL import Image
+
+    far = tmp_path / "red-block.png"  # a cracked cell with a red block on it: far from any normal cell
+    pixels = np.asarray(Image.open(cells["cracked"][0]).convert("RGB")).copy()
+    pixels[100:200, 100:200] = (255, 0, 0)
+    Image.fromarray(pixels).save(far)
+    assert expert.inspect(far).score > limit
+    before = _files(model_dir)
+    with pytest.raises(ConfigError, match=rf"not taught: {far.name} scores [0-9.]+, far above the largest normal"):
+        teach(model_dir, [TeachImage(far.name, far)], why="x", by="ana")
+    extra = cells["extra"][0]
+    digest = hashlib.sha256(extra.read_bytes()).hexdigest()
+    with pytest.raises(ConfigError, match=rf"{extra.name} is labelled defective in the history \(inspection abc\)"):
+        teach(model_dir, [TeachImage(extra.name, extra)], why="x", by="ana", labelled_defective={digest: "abc"})
+    # A known defect that the taught model would pass: teaching that very image (below the limit) hides it.
+    cracked = cells["cracked"][0]
+    assert expert.inspect(cracked).score <= limit
+    with pytest.raises(ConfigError, match=r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score"):
+        teach(model_dir, [TeachImage(cracked.name, cracked)], why="x", by="ana",
+              known_defects=[KnownDefect("d1", cracked)])  # fmt: skip
+    assert _files(model_dir) == before
+    forced = teach(model_dir, [TeachImage(far.name, far)], why="it is normal, really", by="ana", force=True,
+                   known_defects=[KnownDefect("d1", far), KnownDefect("gone", tmp_path / "missing.png")])  # fmt: skip
+    assert forced.entry["forced"] == [forced.entry["forced"][0]] and "far above" in forced.entry["forced"][0]
+    assert forced.entry["defects_checked"] == 2 and [d["where"] for d in forced.entry["defects_passing"]] == ["d1"]
+
+
+def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
+    model_dir = _copy(fitted, tmp_path)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in cells["extra"][:2]:
+        shutil.copy(path, folder / path.name)
+    run = subprocess.run(
+        [sys.executable, "-m", "eagle_iad.cli", "teach", str(folder), "--model", str(model_dir), "--why", "batch 7",
+         "--by", "ana"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    manifest = json.loads((model_dir / "model.json").read_text())
+    assert (answer["change"], answer["images"], answer["tau"]) == (1, 2, manifest["thresholds"]["tau"])
+    assert manifest["history"][0]["by"] == "ana" and len(manifest["training"]["images"]) == 12
+    missing = subprocess.run(
+        [sys.executable, "-m", "eagle_iad.cli", "teach", str(tmp_path / "nope.png"), "--model", str(model_dir),
+         "--why", "x"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    nope = tmp_path / "nope.png"
+    assert missing.stderr.strip() == f"eagle: error: {nope}: no such file or folder; nothing was taught"
+
+
+# ----------------------------------------------------------------------------------------------- the service
+
+
+def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(fitted, models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", data_root=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        ids = []
+        for path in cells["extra"][:2]:
+            answer = client.post(
+                "/v1/inspect", data={"category": "mono"}, files={"image": (path.name, path.read_bytes(), "image/png")}
+            )
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.json()["id"])
+            kept = tmp_path / "state" / "files" / ids[-1] / "image"
+            assert kept.read_bytes() == path.read_bytes()
+        assert client.get(f"/v1/files/{ids[0]}/image").status_code == 404  # kept, not served
+        body: dict[str, Any] = {"inspections": ids, "why": "new batch of glass", "by": "ana"}
+        taught = client.post("/v1/categories/mono/teach", json=body)
+        assert taught.status_code == 200, taught.text
+        change, category = taught.json()["change"], taught.json()["category"]
+        assert category["train_images"] == 12 and category["history"][-1] == change
+        assert [i["name"] for i in change["images"]] == [
+            f"taught-1/{n + 1:04d}-{i}-{p.name}" for n, (i, p) in enumerate(zip(ids, cells["extra"][:2], strict=True))
+        ]
+        unknown = client.post("/v1/categories/mono/teach", json={"inspections": ["nope"], "why": "x"})
+        assert (unknown.status_code, unknown.json()["error"]["message"]) == (
+            400, "category 'mono': no inspection 'nope' in the history; nothing was taught",
+        )  # fmt: skip
+        empty = client.post("/v1/categories/mono/teach", json={"why": "x"})
+        assert empty.status_code == 400 and "give the inspections to teach" in empty.json()["error"]["message"]
+        # A labelled defect guards the teach: the same image labelled defective is refused.
+        labelled = client.put(f"/v1/inspections/{ids[0]}/label", json={"label": "anomalous"})
+        assert labelled.status_code == 200, labelled.text
+        refused = client.post("/v1/categories/mono/teach", json={"inspections": [ids[0]], "why": "x"})
+        assert refused.status_code == 400
+        assert f"is labelled defective in the history (inspection {ids[0]})" in refused.json()["error"]["message"]
+        assert client.post("/v1/categories/nope/teach", json={"inspections": ids, "why": "x"}).status_code == 404
