@@ -35,6 +35,13 @@ export type ErrorBody = Schemas["ErrorBody"];
 /** A recorded threshold change: `tau` (a new threshold) or `restore` (the number of a change to undo), and why. */
 export type ThresholdChange = Schemas["ThresholdChange"];
 export type Reference = Schemas["Reference"];
+/**
+ * Normal images to fold into a category's model without a refit: inspections from the history (their kept
+ * images, e.g. those labelled "actually normal") and/or a folder under the server's data root, and why.
+ */
+export type TeachRequest = Schemas["TeachRequest"];
+/** The teach's record (kept in the model's history: images, scores, tau before and after) and the category. */
+export type TeachAnswer = Schemas["TeachAnswer"];
 /** An image whose truth is known (a labelled history item or an evaluation run's test image) and its score. */
 export type LabelledScore = Schemas["LabelledScore"];
 export type CategoryEvidence = Schemas["CategoryEvidence"];
@@ -295,6 +302,17 @@ export class EagleClient {
   changeThreshold(name: string, change: ThresholdChange, signal?: AbortSignal): Promise<Category> {
     const body = JSON.stringify(change);
     return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/threshold`, () => body,
+      { "Content-Type": "application/json" }, signal);
+  }
+
+  /**
+   * Teach a category's model normal images (false alarms, a new batch) in seconds, on the record. Refused (400)
+   * when an image looks defective or is labelled so, or a labelled defect would then pass, unless `force`;
+   * 409 when the model changed meanwhile. The next inspection uses the taught model.
+   */
+  teach(name: string, request: TeachRequest, signal?: AbortSignal): Promise<TeachAnswer> {
+    const body = JSON.stringify(request);
+    return this.json<TeachAnswer>("POST", `/v1/categories/${encodeURIComponent(name)}/teach`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 

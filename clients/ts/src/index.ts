@@ -52,6 +52,8 @@ export {
   type SinkInfo,
   type StationBody,
   type StationInfo,
+  type TeachAnswer,
+  type TeachRequest,
   type ThresholdChange,
 } from "./client.js";
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";

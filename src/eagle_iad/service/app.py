@@ -26,7 +26,15 @@ from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.registry import load_plugins
-from eagle_iad.service import errors, routes_access, routes_categories, routes_inspect, routes_tuning, schemas
+from eagle_iad.service import (
+    errors,
+    routes_access,
+    routes_categories,
+    routes_inspect,
+    routes_teach,
+    routes_tuning,
+    schemas,
+)
 from eagle_iad.service.access import INSPECTING, VIEWER, Caller
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
@@ -209,6 +217,7 @@ def create_app(
     )
     app.state.service = state
     app.include_router(routes_categories.router)
+    app.include_router(routes_teach.router)
     app.include_router(routes_inspect.router)
     app.include_router(routes_tuning.router)
     app.include_router(routes_access.router)

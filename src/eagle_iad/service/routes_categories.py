@@ -165,7 +165,7 @@ def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:
     return config
 
 
-def _folder_images(state: ServiceState, folder: str) -> list[Path]:
+def folder_images(state: ServiceState, folder: str) -> list[Path]:
     root = state.settings.data_root
     directory = resolve_inside(root, folder)
     if not directory.is_dir():
@@ -337,7 +337,7 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
         raise ApiError(400, "send either uploaded images / a zip as 'files' or a server 'folder', not both or none")
     config = _config(options, strict=as_json)
     if folder is not None:
-        images = await run_in_threadpool(_folder_images, state, str(folder))
+        images = await run_in_threadpool(folder_images, state, str(folder))
         cleanup = None
     else:
         cleanup = state.settings.uploads_dir / uuid.uuid4().hex

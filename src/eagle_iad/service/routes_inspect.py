@@ -37,6 +37,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
+from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -129,6 +130,8 @@ def run_inspection(
         stored = replace(stored, station=origin[0], source=origin[1])
     final = stored
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        kept_image(settings.files_dir, inspection_id).write_bytes(data)  # what a teach or a defect check reads
         state.store.add(stored, None if also is None else lambda db: also(db, final))
     except BaseException as exc:  # not in the history: its pictures go too (no row without pictures, no orphans)
         shutil.rmtree(out, ignore_errors=True)
@@ -401,7 +404,7 @@ def evaluation_file(name: str, path: str, request: Request) -> FileResponse:
 def files(path: str, request: Request) -> FileResponse:
     """A picture written by an inspection; the path must stay inside the service's files dir."""
     target = resolve_inside(service(request).settings.files_dir, path, "file")
-    if not target.is_file():
-        raise ApiError(404, f"no file {path!r}", code="not_found")
     media = {".png": "image/png", ".jpg": "image/jpeg"}.get(target.suffix)
+    if not target.is_file() or media is None:  # pictures only: the kept upload (service/teaching.py) is not served
+        raise ApiError(404, f"no file {path!r}", code="not_found")
     return FileResponse(target, media_type=media)

@@ -74,6 +74,26 @@ class ThresholdChange(BaseModel):
     by: str | None = Field(default=None, max_length=100)
 
 
+class TeachRequest(BaseModel):
+    """Normal images to fold into a category's model (``eagle teach``): inspections from the history (their
+    kept images, e.g. the ones labelled "actually normal") and/or a folder under the data root."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    inspections: list[str] = Field(default_factory=list, max_length=500)
+    folder: str | None = Field(default=None, max_length=1000)
+    why: str = Field(min_length=1, max_length=500)
+    by: str | None = Field(default=None, max_length=100)
+    #: Teach although an image looks defective or is labelled so, or a labelled defect would then pass.
+    force: bool = False
+
+
+class TeachAnswer(_Open):
+    """The teach's record (kept in the model's history: images, scores, tau before/after) and the category."""
+
+    change: dict[str, Any]
+    category: Category
+
+
 class CategoryList(_Open):
     categories: list[Category]
 

@@ -346,6 +346,15 @@ class InspectionStore:
             ).fetchall()
         return [_row(row) for row in rows]
 
+    def labelled_defective(self) -> list[Inspection]:
+        """Every inspection labelled defective (``anomalous``), any category, oldest first: what a teach must
+        not take for normal, and the images it rescores (service/teaching.py)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_columns()} FROM inspections WHERE label = 'anomalous' ORDER BY seq"
+            ).fetchall()
+        return [_row(row) for row in rows]
+
     def daily(self, category: str) -> list[dict[str, Any]]:
         """Per UTC day, in one pass: inspections, rejects, scores and the labels against the verdicts.
 

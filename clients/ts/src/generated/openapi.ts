@@ -180,6 +180,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/categories/{name}/teach": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Teach Category
+         * @description Teach the category's model these normal images; the next inspection uses the taught model.
+         */
+        post: operations["teach_category_v1_categories__name__teach_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/categories/{name}/threshold": {
         parameters: {
             query?: never;
@@ -1570,6 +1590,39 @@ export interface components {
             warnings: string[];
         };
         /**
+         * TeachAnswer
+         * @description The teach's record (kept in the model's history: images, scores, tau before/after) and the category.
+         */
+        TeachAnswer: {
+            category: components["schemas"]["Category"];
+            /** Change */
+            change: {
+                [key: string]: unknown;
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * TeachRequest
+         * @description Normal images to fold into a category's model (``eagle teach``): inspections from the history (their
+         *     kept images, e.g. the ones labelled "actually normal") and/or a folder under the data root.
+         */
+        TeachRequest: {
+            /** By */
+            by?: string | null;
+            /** Folder */
+            folder?: string | null;
+            /**
+             * Force
+             * @default false
+             */
+            force: boolean;
+            /** Inspections */
+            inspections?: string[];
+            /** Why */
+            why: string;
+        };
+        /**
          * ThresholdChange
          * @description A recorded threshold change: give ``tau`` (a new threshold) or ``restore`` (a change's number).
          *
@@ -2028,6 +2081,50 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobStarted"];
+                };
+            };
+        };
+    };
+    teach_category_v1_categories__name__teach_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeachRequest"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeachAnswer"];
                 };
             };
         };

@@ -1,0 +1,58 @@
+"""``POST /v1/categories/{name}/teach``: fold normal images into a fitted model without a refit.
+
+The same teach as ``eagle teach`` (expert/teach.py): the images are inspections from the history (the
+images the service kept, e.g. those labelled "actually normal") and/or a folder under the data root;
+every image is decoded before anything changes, an image that looks defective or is labelled defective
+is refused unless forced, and a teach after which a labelled defect would pass is refused unless
+forced. The model is replaced atomically; a concurrent threshold change or teach answers 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
+from eagle_iad.expert.store import MANIFEST
+from eagle_iad.expert.teach import TeachImage, teach
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.access import ENGINEER, acting_name, audit_detail
+from eagle_iad.service.context import require_key, service
+from eagle_iad.service.routes_categories import describe, folder_images
+from eagle_iad.service.security import check_name
+from eagle_iad.service.teaching import history_guard, inspection_images
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
+
+
+@router.post("/categories/{name}/teach", dependencies=ENGINEER, response_model=schemas.TeachAnswer)
+def teach_category(name: str, request_body: schemas.TeachRequest, request: Request) -> dict[str, Any]:
+    """Teach the category's model these normal images; the next inspection uses the taught model."""
+    state = service(request)
+    directory = state.settings.models_dir / check_name(name)
+    if not (directory / MANIFEST).is_file():
+        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+    if not request_body.why.strip():
+        raise ApiError(400, "'why' must say why these images are normal (it is kept in the model's history)")
+    files_dir = state.settings.files_dir
+    try:
+        images = inspection_images(state.store, files_dir, name, request_body.inspections)
+        if request_body.folder is not None:
+            images += [TeachImage(path.name, path) for path in folder_images(state, request_body.folder)]
+        if not images:
+            raise ConfigError("give the inspections to teach, or a folder of normal images")
+        digests, known = history_guard(state.store, files_dir, name)
+        result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, "api"),
+                       force=request_body.force, labelled_defective=digests, known_defects=known)  # fmt: skip
+    except (ConfigError, ImageError, ModelFormatError) as exc:
+        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
+        reason = reason.replace(str(files_dir) + "/", "")
+        if "changed while" in reason:
+            raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
+        status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "not_taught")
+        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+    state.experts.drop(name)
+    audit_detail(request, f"taught {len(images)} image(s): {request_body.why}")
+    return {"change": result.entry, "category": describe(directory, with_scores=True)}
