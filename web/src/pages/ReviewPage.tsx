@@ -5,9 +5,11 @@ import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { InspectionView } from "../components/InspectionView";
 import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
+import { TeachPanel } from "../components/TeachPanel";
 import { allows } from "../logic/access";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { REVIEW_KEYS, actionForKey, leftLine, leftToReview, nextPosition, type ReviewAction } from "../logic/review";
+import type { TeachCandidate } from "../logic/teach";
 
 /** Items fetched at a time; the next ones are fetched when these are worked through. */
 const BATCH = 50;
@@ -39,6 +41,8 @@ export function ReviewPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
   const [said, setSaid] = useState("");
+  // Parts labelled actually normal on this visit, across fetches: what "Teach these N" offers to teach.
+  const [toTeach, setToTeach] = useState<TeachCandidate[]>([]);
 
   const current = items[position] ?? null;
   // Skipped ones are still left; a relabel here counts once.
@@ -81,6 +85,11 @@ export function ReviewPage() {
         const id = current.record.id;
         await client.label(id, action, { note: note.trim() || null, by: by.trim() || null });
         setLabelled((all) => ({ ...all, [id]: action }));
+        const { category: partOf, image_name: imageName } = current.record;
+        setToTeach((all) => [
+          ...all.filter((candidate) => candidate.id !== id),
+          ...(action === "normal" ? [{ id, category: partOf, imageName }] : []),
+        ]);
         setSkipped((ids) => ids.filter((other) => other !== id)); // skipped, then labelled after all: not skipped
         const to = nextPosition(position, items.length, action);
         const next = nextName(to);
@@ -229,6 +238,7 @@ export function ReviewPage() {
           ) : null}
         </div>
       ) : null}
+      <TeachPanel candidates={toTeach} onTaught={(ids) => setToTeach((all) => all.filter((candidate) => !ids.includes(candidate.id)))} />
     </section>
   );
 }

@@ -1,0 +1,103 @@
+import { useId, useState, type FormEvent } from "react";
+import { useApi } from "../api";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { byCategory, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
+import { ErrorBanner } from "./ErrorBanner";
+import { RoleGate } from "./RoleGate";
+
+/**
+ * "Teach these N": the parts labelled actually normal here are folded into their category's model, so the
+ * same normal variation stops raising the same false alarm (POST /v1/categories/{name}/teach). One form per
+ * category; the service refuses an image that looks defective or is labelled so, and a teach after which a
+ * labelled defect would pass, with the reason, unless the engineer teaches anyway.
+ */
+export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
+  const groups = byCategory(candidates);
+  if (groups.length === 0) return null;
+  return (
+    <div className="panel teach-panel" data-testid="teach-panel">
+      <h2>Teach the model what you said was normal</h2>
+      <p className="muted small">
+        Taught images join the category's normal images in seconds, without a refit; the threshold is recomputed and the change is kept in the
+        model's history.
+      </p>
+      <RoleGate needed="engineer" what="Teaching the model">
+        {groups.map(([category, items]) => (
+          <TeachForm key={category} category={category} items={items} onTaught={onTaught} />
+        ))}
+      </RoleGate>
+    </div>
+  );
+}
+
+function TeachForm({ category, items, onTaught }: { category: string; items: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
+  const { client, me, requireKey } = useApi();
+  const id = useId();
+  const [why, setWhy] = useState("");
+  const [by, setBy] = useState("");
+  const [force, setForce] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+  const [done, setDone] = useState("");
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (!why.trim()) {
+      setError({ kind: "invalid_request", title: "Say why", message: "Say why these parts are normal: it is kept in the model's history.", retryable: false });
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    setDone("");
+    try {
+      const answer = await client.teach(category, {
+        inspections: items.map((item) => item.id),
+        why: why.trim(),
+        by: by.trim() || null,
+        force,
+      });
+      const change = answer.change as { before: { tau: number }; after: { tau: number }; bank_before: number; bank_after: number };
+      setDone(taughtLine(category, items.length, { before: change.before.tau, after: change.after.tau },
+        { before: change.bank_before, after: change.bank_after }));
+      setWhy("");
+      setForce(false);
+      onTaught(items.map((item) => item.id));
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form className="teach-form" onSubmit={(event) => void submit(event)} aria-labelledby={`${id}-title`}>
+      <h3 id={`${id}-title`}>
+        {category}: {items.length === 1 ? "1 part" : `${items.length} parts`} ({items.map((item) => item.imageName).join(", ")})
+      </h3>
+      <div className="field grow">
+        <label htmlFor={`${id}-why`}>Why are they normal? (kept in the model's history)</label>
+        <textarea id={`${id}-why`} rows={2} maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+      </div>
+      {me === null || me.open ? (
+        <div className="field">
+          <label htmlFor={`${id}-by`}>Your name (optional)</label>
+          <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
+        </div>
+      ) : null}
+      <div className="field checkbox">
+        <input id={`${id}-force`} type="checkbox" checked={force} onChange={(e) => setForce(e.target.checked)} />
+        <label htmlFor={`${id}-force`}>Teach even what the checks refuse (kept on the record)</label>
+      </div>
+      <div className="actions">
+        <button type="submit" className="button primary" disabled={busy}>
+          {busy ? "Teaching…" : teachLabel(items.length, category)}
+        </button>
+      </div>
+      {error ? <ErrorBanner error={error} compact /> : null}
+      <p role="status" className="small" data-testid="teach-done">
+        {done}
+      </p>
+    </form>
+  );
+}

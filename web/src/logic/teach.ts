@@ -1,0 +1,39 @@
+/** Which parts labelled "actually normal" on the Review page can be taught, and the line a teach leaves. */
+
+export interface TeachCandidate {
+  id: string;
+  category: string;
+  imageName: string;
+}
+
+/** The candidates grouped by category (a teach changes one category's model), categories in name order. */
+export function byCategory(candidates: readonly TeachCandidate[]): Array<[string, TeachCandidate[]]> {
+  const groups = new Map<string, TeachCandidate[]>();
+  for (const candidate of candidates) {
+    const group = groups.get(candidate.category) ?? [];
+    group.push(candidate);
+    groups.set(candidate.category, group);
+  }
+  return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The button's words: "Teach these 3 to mono". */
+export function teachLabel(count: number, category: string): string {
+  return `Teach ${count === 1 ? "this one" : `these ${count}`} to ${category}`;
+}
+
+/** What a finished teach did, in one sentence (tau before and after, bank size). */
+export function taughtLine(
+  category: string,
+  count: number,
+  tau: { before: number; after: number },
+  bank: { before: number; after: number },
+): string {
+  const images = count === 1 ? "1 image" : `${count} images`;
+  const change = tau.before === tau.after ? `tau stays ${fmt(tau.after)}` : `tau ${fmt(tau.before)} → ${fmt(tau.after)}`;
+  return `Taught ${images} to ${category}: ${change}, memory bank ${bank.before} → ${bank.after} patches. The next inspection uses it.`;
+}
+
+function fmt(value: number): string {
+  return value.toPrecision(4);
+}
