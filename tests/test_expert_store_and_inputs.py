@@ -42,6 +42,7 @@ from eagle_iad.expert import store as store_module
 from eagle_iad.expert.backbones import BackboneId, WideResNet50Extractor, build_backbone
 from eagle_iad.expert.manifest import manifest_checksum
 from eagle_iad.expert.patchcore import ExpertModel
+from eagle_iad.expert.versions import list_versions
 from eagle_iad.images import DEFAULT_MAX_PIXELS, MIN_SIDE, load_rgb, probe
 
 # --------------------------------------------------------------------------- helpers
@@ -98,7 +99,9 @@ def test_save_load_round_trip(fitted: tuple[Expert, Path], tmp_path: Path) -> No
     expert, query = fitted
     target = save(expert.model, tmp_path / "models" / "cat")
     assert target == tmp_path / "models" / "cat"
-    assert sorted(p.name for p in target.iterdir()) == ["model.json", "tensors.safetensors"]
+    assert sorted(p.name for p in target.iterdir()) == ["model.json", "tensors.safetensors", "versions"]
+    for name in ("model.json", "tensors.safetensors"):  # version 1 is the saved files themselves, linked
+        assert (target / "versions" / "1" / name).samefile(target / name)
     loaded = load(target)
     _assert_models_equal(expert.model, loaded)
     assert loaded.created == expert.model.created
@@ -117,7 +120,9 @@ def test_save_load_round_trip(fitted: tuple[Expert, Path], tmp_path: Path) -> No
 
 def test_saved_directory_contains_no_pickle(fitted: tuple[Expert, Path], tmp_path: Path) -> None:
     target = save(fitted[0].model, tmp_path / "cat")
-    for path in target.iterdir():
+    files = [path for path in target.rglob("*") if path.is_file()]
+    assert len(files) == 4  # the model's two files and version 1's links to them
+    for path in files:
         data = path.read_bytes()
         assert not data.startswith(b"\x80"), f"{path.name} looks like a pickle"
         assert b"PK\x03\x04" not in data[:4]
@@ -394,7 +399,7 @@ def test_save_into_an_empty_folder_and_file_modes(fitted: tuple[Expert, Path], t
     save(fitted[0].model, target)
     _assert_models_equal(load(target), fitted[0].model)
     modes = {p.name: p.stat().st_mode & 0o777 for p in [target, *target.iterdir()]}
-    assert modes == {"empty": 0o755, "model.json": 0o644, "tensors.safetensors": 0o644}
+    assert modes == {"empty": 0o755, "model.json": 0o644, "tensors.safetensors": 0o644, "versions": 0o755}
 
 
 def _crash_steps() -> list[tuple[str, str]]:
@@ -445,6 +450,8 @@ def test_kill_at_each_step_of_a_save_leaves_the_old_or_the_new_model(
         assert _model_files(target) == expected  # on disk, before any reader ran
     _assert_models_equal(load(target), new_model if swapped else old_model)  # a reader recovers the retired copy
     assert _model_files(target) == expected
+    listed = list_versions(target)  # the versions came with the folder: the current model is the newest one
+    assert [v["version"] for v in listed] == ([1, 2] if swapped else [1]) and listed[-1]["current"]
     save(new_model, target)  # the next save cleans what the crash left
     assert _leftovers(tmp_path) == [] and _model_files(target) == new_files
 

@@ -199,7 +199,7 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     # A threshold restore cannot undo a teach.
     from eagle_iad.expert.store import change_threshold
 
-    with pytest.raises(ConfigError, match="change 1 taught images to the model, which a threshold restore cannot"):
+    with pytest.raises(ConfigError, match="change 1 taught images to the model, which a threshold restore cannot undo"):
         change_threshold(model_dir, why="undo", by="ana", restore=1)
 
 

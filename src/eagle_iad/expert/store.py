@@ -65,6 +65,8 @@ from eagle_iad.expert.preprocess import PREPROCESSORS
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
+from eagle_iad.expert.versions import VERSIONS, version_folder
+from eagle_iad.expert.versions import carry as carry_versions
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.folder_swap import (
     clean_folder,
@@ -149,7 +151,7 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
                     f"{given}: holds {len(entries)} entries and is not an EAGLE-IAD model ({MANIFEST} with format "
                     f"{FORMAT!r} is missing); refusing to replace it; choose an empty or new folder"
                 )
-            extra = [name for name in entries if name not in MODEL_FILES]
+            extra = [name for name in entries if name not in MODEL_FILES and name != VERSIONS]
             if extra:
                 shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
                 raise OutputError(
@@ -211,7 +213,9 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
         save_file(
             tensors,
             str(tensors_path),
-            metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION)},
+            # One key: safetensors writes the metadata map in a random order, and identical tensors must give
+            # identical bytes so that versions share them (expert/versions.py); model.json has the schema.
+            metadata={"format": FORMAT},
         )
     except SafetensorError as exc:  # the Rust writer reports a full disk as text ("... (os error 28)")
         found = re.search(r"os error (\d+)", str(exc))
@@ -277,6 +281,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         _step("staging created")
         try:
             _write_model(model, staging)
+            carry_versions(target, staging)
             _validate_staged(staging, target)
             _step("staged")
             with uninterrupted():  # a stop waits for the swap: "nothing half-written was kept" stays true
@@ -504,10 +509,12 @@ def change_threshold(
         if not 1 <= restore <= len(model.history):
             known = f"1..{len(model.history)}" if model.history else "none yet"
             raise ConfigError(f"--restore {restore}: no such change in {directory} (changes: {known})")
-        if model.history[restore - 1].get("action") == "teach":
+        undoes = {"teach": "taught images to the model", "rollback": "rolled the model back to an earlier version"}
+        what = undoes.get(str(model.history[restore - 1].get("action")))
+        if what is not None:
             raise ConfigError(
-                f"--restore {restore}: change {restore} taught images to the model, which a threshold restore "
-                "cannot undo (refit without those images)"
+                f"--restore {restore}: change {restore} {what}, which a threshold restore cannot undo "
+                "(eagle rollback --to VERSION puts back an earlier version; eagle versions lists them)"
             )
         old = Thresholds.from_dict(model.history[restore - 1]["before"])
         after = Thresholds(rule=old.rule, tau=old.tau, s_max=before.s_max, params=old.params)
@@ -520,3 +527,38 @@ def change_threshold(
     changed = dataclasses.replace(model, thresholds=after, history=[*model.history, entry])
     save(changed, directory, replacing=loaded_from)
     return changed, entry
+
+
+def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -> tuple[ExpertModel, dict[str, Any]]:
+    """Make version ``to`` the current model again, as a new version that says so (docs/USAGE.md, "Versions").
+
+    Why a new version and not a deletion: what was rolled back stays on record and can itself be
+    restored. The model is version ``to``'s (bank, training images, thresholds, history) plus a
+    ``rollback`` entry (who, when, why, the thresholds before and after); its tensor file is a link
+    to the version's (no copy). Saved through :func:`save`: atomic, and refused with "changed while"
+    when another change landed meanwhile. Returns the saved model and the entry.
+    """
+    if not why.strip():
+        raise ConfigError("--why must say why the model goes back (it is kept in the model's history)")
+    loaded_from = _fingerprint(Path(directory))
+    current = load(directory)
+    try:
+        folder = version_folder(directory, to)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if file_sha256(folder / MANIFEST) == loaded_from:
+        raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
+    older = load(folder)
+    entry: dict[str, Any] = {
+        "change": len(older.history) + 1,
+        "action": "rollback",
+        "to": to,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "why": why.strip(),
+        "before": current.thresholds.to_dict(),
+        "after": older.thresholds.to_dict(),
+    }
+    restored = dataclasses.replace(older, history=[*older.history, entry])
+    save(restored, directory, replacing=loaded_from)
+    return restored, entry

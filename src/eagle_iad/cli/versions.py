@@ -1,0 +1,70 @@
+"""``eagle versions`` and ``eagle rollback``: a model's numbered versions, and going back to one.
+
+Every fit, threshold change, teach and rollback saves a numbered version inside the model's folder
+(expert/versions.py); these commands list them with what made each, and make an earlier one current.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from eagle_iad.cli.fit import _who
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.printing import dumps
+
+
+def add_versions(sub: Subcommands) -> None:
+    versions = sub.add_parser("versions", help="a model's versions: what made each (fit, threshold, teach, rollback)",
+                              description="Every fit, threshold change, teach and rollback is a numbered version "
+                              "kept in the model's folder, sharing unchanged files by hard link.")  # fmt: skip
+    versions.add_argument("--model", required=True, help="fitted model directory")
+    versions.add_argument("--json", action="store_true", help="the versions as JSON")
+    versions.set_defaults(func=_cmd_versions)
+
+
+def add_rollback(sub: Subcommands) -> None:
+    rollback = sub.add_parser("rollback", help="make an earlier version of a model current again, on the record",
+                              description="Saves version N's model (bank, images, thresholds) as a new version "
+                              "that says it rolled back, atomically; nothing is deleted.")  # fmt: skip
+    rollback.add_argument("--model", required=True, help="fitted model directory")
+    rollback.add_argument("--to", type=int, required=True, metavar="N", help="the version to go back to")
+    rollback.add_argument("--why", required=True, help="why (kept in the model's history)")
+    rollback.add_argument("--by", help="who (default: the login name)")
+    rollback.set_defaults(func=_cmd_rollback)
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from eagle_iad.expert.versions import disk_use, list_versions
+
+    listed = list_versions(args.model)
+    if args.json:
+        print(dumps({"model": args.model, "versions": listed, "disk_bytes": disk_use(args.model)}))
+        return 0
+    for version in listed:
+        what = str(version["action"])
+        if version.get("images_added"):
+            what += f" +{len(version['images_added'])} images"
+        if version.get("to") is not None:
+            what += f" to {version['to']}"
+        who = f" by {version['by']}" if version.get("by") else ""
+        why = f": {version['why']}" if version.get("why") else ""
+        mark = "*" if version["current"] else " "
+        size = f"{version['train_images']} images, bank {version['bank_size']}"
+        added = f"+{version['bytes_added'] / 1e6:.1f} MB"
+        head = f"{mark}{version['version']:>4}  {version['at']}  {what}{who}{why}"
+        print(f"{head}  tau {version['tau']:.6g}  {size}  {added}")
+    print(f"{len(listed)} versions, {disk_use(args.model) / 1e6:.1f} MB on disk (* = current)")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from eagle_iad.expert.store import rollback
+
+    model, entry = rollback(args.model, to=args.to, why=args.why, by=args.by or _who())
+    print(dumps({"model": args.model, "rolled_back_to": args.to, "tau": model.thresholds.tau,
+                 "previous_tau": entry["before"]["tau"], "train_images": len(model.train_images)}))  # fmt: skip
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"versions": add_versions, "rollback": add_rollback}

@@ -1,0 +1,163 @@
+"""Every saved model is a numbered version, kept inside the model's folder (docs/USAGE.md, "Versions").
+
+Layout, beside the current ``model.json`` and ``tensors.safetensors``::
+
+    versions/1/model.json, tensors.safetensors     the fit
+    versions/2/...                                 a threshold change, a teach, a rollback, ...
+
+Why inside the model's folder: a save already writes a complete new folder and swaps it in whole
+(eagle_iad/folder_swap.py), so carrying the versions into that folder makes a new version and the new
+current model appear in the same atomic step, and a SIGKILL at any point leaves the old folder with its
+versions or the new one with one more; a model folder copied elsewhere keeps its history. Why hard links:
+the carried versions and the current files are links to the files earlier saves wrote, never copies,
+and a tensor file identical to an earlier version's (a threshold change, a rollback) is replaced by a
+link to it, so ten threshold changes cost one tensor file, not ten. Files are never changed in place
+(every save writes new ones), so sharing them is safe. Where the filesystem has no hard links they
+are copied (correct, only larger).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.expert.manifest import MANIFEST, TENSORS, read_manifest
+from eagle_iad.folder_swap import fsync_dir
+
+VERSIONS = "versions"
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # no hard links here (another filesystem, a FAT stick): a copy is correct, only larger
+        shutil.copy2(source, target)
+
+
+def _numbers(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(child.name) for child in folder.iterdir() if child.name.isdigit() and child.is_dir())
+
+
+def _tensor_digest(folder: Path) -> str | None:
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        digest = data.get("tensors", {}).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
+
+
+def carry(target: Path, staging: Path) -> int:
+    """Link ``target``'s versions into ``staging`` and add ``staging``'s model as the next one; its number.
+
+    A model saved before versions existed becomes version 1 first. ``staging``'s tensor file is
+    replaced by a link to an earlier version's identical one (same SHA-256 in its manifest).
+    """
+    carried = staging / VERSIONS
+    carried.mkdir()
+    earlier = target / VERSIONS
+    numbers = _numbers(earlier)
+    for number in numbers:
+        (carried / str(number)).mkdir()
+        for name in (MANIFEST, TENSORS):
+            _link(earlier / str(number) / name, carried / str(number) / name)
+    if not numbers and (target / MANIFEST).is_file() and (target / TENSORS).is_file():
+        (carried / "1").mkdir()
+        for name in (MANIFEST, TENSORS):
+            _link(target / name, carried / "1" / name)
+        numbers = [1]
+    digest = _tensor_digest(staging)
+    for number in reversed(numbers):
+        if digest is not None and _tensor_digest(carried / str(number)) == digest:
+            shared = staging / f".{TENSORS}.link"
+            _link(carried / str(number) / TENSORS, shared)
+            os.replace(shared, staging / TENSORS)
+            break
+    number = (numbers[-1] if numbers else 0) + 1
+    (carried / str(number)).mkdir()
+    for name in (MANIFEST, TENSORS):
+        _link(staging / name, carried / str(number) / name)
+    for folder in [*(carried / str(n) for n in [*numbers, number]), carried]:
+        os.chmod(folder, 0o755)  # readable like the model's own folder, whatever the umask
+        fsync_dir(folder)  # the links are durable before the swap makes them the model's
+    fsync_dir(staging)
+    return number
+
+
+def _action(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What made a version: its newest history entry, or the fit when it has none."""
+    history = manifest.get("history") or []
+    if not history:
+        return {"action": "fit", "at": manifest.get("created"), "by": None, "why": None}
+    entry = history[-1]
+    action = str(entry.get("action", "set"))
+    described = {"action": "threshold" if action in ("set", "restore") else action, "at": entry.get("at"),
+                 "by": entry.get("by"), "why": entry.get("why")}  # fmt: skip
+    if action == "teach":
+        described["images_added"] = [str(image.get("name")) for image in entry.get("images", [])]
+    if action == "rollback":
+        described["to"] = entry.get("to")
+    if action == "restore":
+        described["restored"] = entry.get("restored")
+    return described
+
+
+def list_versions(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every version of the model at ``directory``, oldest first: number, what made it (action, when, who,
+    why), its thresholds and size, whether it is the current model, and the bytes it added on disk.
+
+    A model saved before versions existed lists itself as version 1 (it becomes one at its next save).
+    """
+    root = Path(directory)
+    folder = root / VERSIONS
+    numbers = _numbers(folder)
+    places = [(number, folder / str(number)) for number in numbers] or [(1, root)]
+    current = os.stat(root / MANIFEST)
+    seen: set[tuple[int, int]] = set()
+    listed = []
+    for number, place in places:
+        manifest = read_manifest(place)
+        added = 0
+        for name in (MANIFEST, TENSORS):
+            info = os.stat(place / name)
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                added += info.st_size
+        info = os.stat(place / MANIFEST)
+        thresholds, training = manifest["thresholds"], manifest["training"]
+        listed.append({
+            "version": number,
+            **_action(manifest),
+            "current": (info.st_dev, info.st_ino) == (current.st_dev, current.st_ino),
+            "tau": thresholds["tau"], "s_max": thresholds["s_max"], "rule": thresholds["rule"],
+            "train_images": len(training["images"]), "bank_size": training.get("bank_size"),
+            "bytes_added": added,
+        })  # fmt: skip
+    return listed
+
+
+def version_folder(directory: str | os.PathLike[str], number: int) -> Path:
+    """The folder of version ``number``, or :class:`ValueError` naming the versions there are."""
+    numbers = _numbers(Path(directory) / VERSIONS)
+    if number not in numbers:
+        known = f"{numbers[0]}..{numbers[-1]}" if numbers else "only the current model, saved before versions"
+        raise ValueError(f"no version {number} of {os.fspath(directory)} (versions: {known})")
+    return Path(directory) / VERSIONS / str(number)
+
+
+def disk_use(directory: str | os.PathLike[str]) -> int:
+    """Bytes the model folder takes with all of its versions, each shared file counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in Path(directory).rglob("*"):
+        if path.is_file():
+            info = path.stat()
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
+    return total

@@ -1,0 +1,158 @@
+"""Every saved model is a numbered version: listed with what made it, sharing unchanged files by hard link,
+and rolled back atomically, from the Python API, the CLI and the service."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eagle_iad.data import get_layout
+from eagle_iad.errors import ConfigError
+from eagle_iad.expert import Expert, fit, save
+from eagle_iad.expert.store import change_threshold, load, rollback
+from eagle_iad.expert.teach import TeachImage, teach
+from eagle_iad.expert.versions import disk_use, list_versions
+
+
+@pytest.fixture(scope="module")
+def cells() -> list[Path]:
+    return [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:12]]
+
+
+@pytest.fixture(scope="module")
+def fitted(cells: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("versions") / "mono"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(cells[:10], "mono").model, folder)
+    finally:
+        torch.set_num_threads(before)
+    return folder
+
+
+@pytest.fixture
+def model_dir(fitted: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "mono"
+    shutil.copytree(fitted, target)  # copies (not links): this test's versions are its own
+    return target
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def test_ten_threshold_changes_share_one_tensor_file(model_dir: Path) -> None:
+    tensors = _size(model_dir / "tensors.safetensors")
+    for number in range(9):
+        change_threshold(model_dir, why=f"change {number}", by="ana", tau=100.0 + number)
+    listed = list_versions(model_dir)
+    assert [v["version"] for v in listed] == list(range(1, 11))
+    assert [v["action"] for v in listed] == ["fit"] + ["threshold"] * 9
+    assert [v["tau"] for v in listed[1:]] == [100.0 + n for n in range(9)]
+    assert [v["current"] for v in listed] == [False] * 9 + [True]
+    assert (listed[1]["by"], listed[1]["why"]) == ("ana", "change 0")
+    assert listed[0]["bytes_added"] > tensors and all(v["bytes_added"] < 20_000 for v in listed[1:])
+    for number in range(1, 11):  # one tensor file on disk, linked from every version and the current model
+        assert (model_dir / "versions" / str(number) / "tensors.safetensors").samefile(
+            model_dir / "tensors.safetensors"
+        )
+    assert disk_use(model_dir) == sum(v["bytes_added"] for v in listed) < tensors * 1.05
+
+
+def test_a_teach_is_a_version_and_a_rollback_puts_the_fit_back(model_dir: Path, cells: list[Path]) -> None:
+    fitted_model = load(model_dir)
+    taught = teach(model_dir, [TeachImage(p.name, p) for p in cells[10:12]], why="new batch", by="ana").model
+    change_threshold(model_dir, why="stricter", by="bo", tau=taught.thresholds.tau * 0.9)
+    listed = list_versions(model_dir)
+    assert [(v["version"], v["action"]) for v in listed] == [(1, "fit"), (2, "teach"), (3, "threshold")]
+    assert listed[1]["images_added"] == [f"taught-1/{n + 1:04d}-{p.name}" for n, p in enumerate(cells[10:12])]
+    assert (listed[1]["train_images"], listed[1]["bank_size"]) == (12, taught.bank.shape[0])
+    before = disk_use(model_dir)
+    _restored, entry = rollback(model_dir, to=1, why="the teach was a mistake", by="cy")
+    assert (entry["action"], entry["to"], entry["by"], entry["why"]) == ("rollback", 1, "cy", "the teach was a mistake")
+    current = load(model_dir)
+    assert torch.equal(current.bank, fitted_model.bank) and current.train_images == fitted_model.train_images
+    assert current.thresholds == fitted_model.thresholds and current.history == [entry]
+    listed = list_versions(model_dir)
+    assert (listed[-1]["version"], listed[-1]["action"], listed[-1]["to"], listed[-1]["current"]) == (
+        4,
+        "rollback",
+        1,
+        True,
+    )
+    assert disk_use(model_dir) - before < 20_000  # the fit's tensor file is linked again, not copied
+    assert (model_dir / "tensors.safetensors").samefile(model_dir / "versions" / "1" / "tensors.safetensors")
+    image = cells[11]  # taught in version 2: the rolled-back model scores it as the fit did
+    assert Expert(current).inspect(image).score == pytest.approx(Expert(fitted_model).inspect(image).score, rel=1e-6)
+    with pytest.raises(ConfigError, match=r"version 4 is the current model already"):
+        rollback(model_dir, to=4, why="x", by="cy")
+    with pytest.raises(ConfigError, match=r"no version 9 of .* \(versions: 1\.\.4\)"):
+        rollback(model_dir, to=9, why="x", by="cy")
+    with pytest.raises(ConfigError, match="change 1 rolled the model back to an earlier version, which a threshold"):
+        change_threshold(model_dir, why="x", by="cy", restore=1)
+
+
+def test_a_model_saved_before_versions_becomes_version_1(model_dir: Path) -> None:
+    shutil.rmtree(model_dir / "versions")
+    assert [v["version"] for v in list_versions(model_dir)] == [1]
+    change_threshold(model_dir, why="first change", by="ana", tau=99.0)
+    assert [(v["version"], v["action"]) for v in list_versions(model_dir)] == [(1, "fit"), (2, "threshold")]
+
+
+def test_eagle_versions_and_rollback_on_the_command_line(model_dir: Path) -> None:
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+
+    def eagle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eagle_iad.cli", *args], capture_output=True, text=True, timeout=600
+        )
+
+    listed = eagle("versions", "--model", str(model_dir), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [v["version"] for v in json.loads(listed.stdout)["versions"]] == [1, 2]
+    text = eagle("versions", "--model", str(model_dir)).stdout.splitlines()
+    assert text[1].startswith("*   2  ") and "threshold by ana: try  tau 99  10 images" in text[1]
+    assert text[-1].startswith("2 versions, ") and text[-1].endswith(" MB on disk (* = current)")
+    back = eagle("rollback", "--model", str(model_dir), "--to", "1", "--why", "too strict", "--by", "ana")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["previous_tau"] == 99.0
+    refused = eagle("rollback", "--model", str(model_dir), "--to", "7", "--why", "x")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"eagle: error: no version 7 of {model_dir} (versions: 1..3)"
+
+
+def test_the_service_lists_versions_and_rolls_back(model_dir: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.move(str(model_dir), models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state")
+    with TestClient(create_app(settings)) as client:
+        changed = client.post("/v1/categories/mono/threshold", json={"tau": 98.0, "why": "try", "by": "ana"})
+        assert changed.status_code == 200, changed.text
+        versions = client.get("/v1/categories/mono/versions").json()
+        assert [(v["version"], v["action"], v["current"]) for v in versions["versions"]] == [
+            (1, "fit", False), (2, "threshold", True),
+        ]  # fmt: skip
+        assert versions["disk_bytes"] == disk_use(models / "mono")
+        back = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "too strict", "by": "ana"})
+        assert back.status_code == 200, back.text
+        assert (
+            back.json()["tau"] == versions["versions"][0]["tau"] and back.json()["history"][-1]["action"] == "rollback"
+        )
+        again = client.post("/v1/categories/mono/rollback", json={"to": 3, "why": "x"})
+        assert (again.status_code, again.json()["error"]["message"]) == (
+            400, "category 'mono': version 3 is the current model already; nothing to roll back",
+        )  # fmt: skip
+        assert client.get("/v1/categories/nope/versions").status_code == 404
