@@ -32,6 +32,8 @@ ROLES: dict[tuple[str, str], str] = {
     ("GET", "/v1/categories/{name}"): "viewer",
     ("POST", "/v1/categories/{name}/threshold"): "engineer",
     ("POST", "/v1/categories/{name}/teach"): "engineer",
+    ("GET", "/v1/categories/{name}/versions"): "viewer",
+    ("POST", "/v1/categories/{name}/rollback"): "engineer",
     ("POST", "/v1/categories/{name}/fit"): "engineer",
     ("GET", "/v1/jobs/{job_id}"): "viewer",
     ("GET", "/v1/jobs/{job_id}/events"): "viewer",

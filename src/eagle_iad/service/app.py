@@ -33,6 +33,7 @@ from eagle_iad.service import (
     routes_inspect,
     routes_teach,
     routes_tuning,
+    routes_versions,
     schemas,
 )
 from eagle_iad.service.access import INSPECTING, VIEWER, Caller
@@ -218,6 +219,7 @@ def create_app(
     app.state.service = state
     app.include_router(routes_categories.router)
     app.include_router(routes_teach.router)
+    app.include_router(routes_versions.router)
     app.include_router(routes_inspect.router)
     app.include_router(routes_tuning.router)
     app.include_router(routes_access.router)

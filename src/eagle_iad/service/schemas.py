@@ -94,6 +94,46 @@ class TeachAnswer(_Open):
     category: Category
 
 
+class ModelVersion(_Open):
+    """One saved version of a category's model: what made it, its thresholds and size, the disk it added."""
+
+    version: int
+    #: fit, threshold, teach or rollback.
+    action: str
+    at: str | None = None
+    by: str | None = None
+    why: str | None = None
+    current: bool
+    tau: float
+    s_max: float
+    rule: str
+    train_images: int
+    bank_size: int | None = None
+    #: Bytes of files this version added on disk (files shared with earlier versions are not counted again).
+    bytes_added: int
+    #: A teach: the names of the images it added.
+    images_added: list[str] | None = None
+    #: A rollback: the version it went back to.
+    to: int | None = None
+    #: A threshold restore: the change it undid.
+    restored: int | None = None
+
+
+class VersionList(_Open):
+    versions: list[ModelVersion]
+    #: The model folder with every version, each shared file counted once.
+    disk_bytes: int
+
+
+class RollbackRequest(BaseModel):
+    """Make version ``to`` of a category's model current again, and why."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    to: int = Field(ge=1)
+    why: str = Field(min_length=1, max_length=500)
+    by: str | None = Field(default=None, max_length=100)
+
+
 class CategoryList(_Open):
     categories: list[Category]
 

@@ -1,0 +1,63 @@
+"""``/v1/categories/{name}/versions`` and ``/rollback``: a category's model versions, and going back to one.
+
+The same versions as ``eagle versions`` / ``eagle rollback`` (expert/versions.py): every fit, threshold
+change, teach and rollback is a numbered version kept in the model's folder. A rollback saves the
+chosen version as a new one, atomically; the next inspection uses it; a concurrent change answers 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from eagle_iad.errors import ConfigError, ModelFormatError
+from eagle_iad.expert.store import MANIFEST, rollback
+from eagle_iad.expert.versions import disk_use, list_versions
+from eagle_iad.mllm.serving import ApiError
+from eagle_iad.service import schemas
+from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
+from eagle_iad.service.context import require_key, service
+from eagle_iad.service.routes_categories import describe
+from eagle_iad.service.security import check_name
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
+
+
+def _model(request: Request, name: str) -> Any:
+    directory = service(request).settings.models_dir / check_name(name)
+    if not (directory / MANIFEST).is_file():
+        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+    return directory
+
+
+@router.get("/categories/{name}/versions", dependencies=VIEWER, response_model=schemas.VersionList)
+def category_versions(name: str, request: Request) -> dict[str, Any]:
+    """Every version of the category's model, oldest first, with what made it and the disk it takes."""
+    directory = _model(request, name)
+    try:
+        return {"versions": list_versions(directory), "disk_bytes": disk_use(directory)}
+    except (ModelFormatError, KeyError, TypeError, OSError) as exc:
+        reason = str(exc).replace(str(directory.parent) + "/", "")
+        raise ApiError(409, f"category {name!r}: its versions cannot be read: {reason}", code="model_invalid") from None
+
+
+@router.post("/categories/{name}/rollback", dependencies=ENGINEER, response_model=schemas.Category)
+def rollback_category(name: str, change: schemas.RollbackRequest, request: Request) -> dict[str, Any]:
+    """Make version ``to`` current again (as a new version on the record); the next inspection uses it."""
+    state = service(request)
+    directory = _model(request, name)
+    if not change.why.strip():
+        raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
+    try:
+        rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, "api"))
+    except (ConfigError, ModelFormatError) as exc:
+        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
+        reason = reason.replace(str(directory), name).replace("--why", "why")
+        if "changed while" in reason:
+            raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
+        status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "invalid_rollback")
+        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+    state.experts.drop(name)
+    audit_detail(request, f"rollback to version {change.to}: {change.why}")
+    return describe(directory, with_scores=True)
