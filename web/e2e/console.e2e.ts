@@ -698,6 +698,71 @@ describe("web console", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("teaches the parts labelled normal from the review page, then shows the new version, a diff, and rolls back (1280 and 390 px, axe)", async () => {
+    // Its own category, so the other tests' models stay as they were.
+    const job = await client.fit("e2e-teach", { folder: "mono-good" });
+    expect(job.state).toBe("succeeded");
+    for (const name of ["teach-a.png", "teach-b.png"]) {
+      await client.inspect(fixtureFile("sample-good.png"), "e2e-teach", { filename: name });
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("e2e-teach");
+    const left = page.locator('[data-testid="review-left"]');
+    await left.getByText(leftLine(2)).waitFor({ timeout: 60_000 });
+    await page.getByRole("article", { name: "Inspection of teach-a.png" }).waitFor();
+    await page.keyboard.press("n");
+    await page.getByRole("article", { name: "Inspection of teach-b.png" }).waitFor();
+    await page.keyboard.press("n");
+    await left.getByText(leftLine(0)).waitFor();
+    const panel = page.locator('[data-testid="teach-panel"]');
+    await panel.getByRole("heading", { name: "e2e-teach: 2 parts (teach-a.png, teach-b.png)" }).waitFor();
+    expect(await axeViolations(page, "teach panel at 1280")).toEqual([]);
+    await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
+    expect(await panel.getByRole("alert").textContent()).toContain("Say why these parts are normal");
+    await panel.getByLabel("Why are they normal? (kept in the model's history)").fill("new batch of cells");
+    await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
+    // A cell unlike the six the category was fitted on scores far above them: refused, with the reason.
+    await panel.getByRole("alert").getByText(/teach-a\.png scores [\d.]+, far above the largest normal score/).waitFor({ timeout: 120_000 });
+    expect((await client.versions("e2e-teach")).versions).toHaveLength(1);
+    await panel.getByLabel("Teach even what the checks refuse (kept on the record)").check();
+    await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
+    await page.locator('[data-testid="teach-done"]').getByText(/^Taught 2 images to e2e-teach: tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\.$/).waitFor({ timeout: 120_000 });
+    expect(await panel.count()).toBe(0); // taught: nothing left to offer
+    const versions = await client.versions("e2e-teach");
+    expect(versions.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", true]]);
+    expect(versions.versions[1]!.images_added).toHaveLength(2);
+    const taught = (await client.category("e2e-teach")).history?.at(-1) as { action: string; why: string; by: string; forced: string[] };
+    expect([taught.action, taught.why, taught.by, taught.forced.length]).toEqual(["teach", "new batch of cells", "api", 2]);
+
+    // The category page: the versions, a diff of the fit and the teach, and a rollback asked for its reason.
+    await page.goto(`${server.baseUrl}/#/categories/e2e-teach`);
+    const list = page.locator('[data-testid="versions"]');
+    await list.locator('[data-version="2"]').getByText("2: taught 2 images").waitFor({ timeout: 60_000 });
+    const diff = page.locator('[data-testid="version-diff"]');
+    expect(await diff.getByRole("row", { name: /Training images/ }).locator("td").allTextContents()).toEqual(["6", "8"]);
+    await list.getByRole("button", { name: "Roll back to version 1" }).click();
+    await page.getByLabel("Why go back to version 1? (kept in the model's history)").fill("the batch was mislabelled");
+    expect(await axeViolations(page, "versions at 1280")).toEqual([]);
+    await screenshot(page, "versions-1280");
+    await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Roll back to version 1" }).click();
+    await page.locator('[data-testid="rollback-done"]').getByText(/^Rolled e2e-teach back to version 1: the threshold is /).waitFor({ timeout: 60_000 });
+    await list.locator('[data-version="3"]').getByText("3: rollback to version 1").waitFor();
+    const after = await client.versions("e2e-teach");
+    expect(after.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", false], [3, "rollback", true]]);
+    expect((await client.category("e2e-teach")).train_images).toBe(6);
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    await list.locator('[data-version="3"]').waitFor({ timeout: 60_000 });
+    const { scrollWidth } = await measurePage(page);
+    expect(scrollWidth).toBe(390);
+    expect(await axeViolations(page, "versions at 390")).toEqual([]);
+    await screenshot(page, "versions-390");
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
     // Its own two same-named files from two folders ("keeps same-named files ..." does the same through the page).
     for (const folder of ["cut", "hole"]) await seed("sample-good.png", `lot9/${folder}/003.png`);

@@ -42,6 +42,11 @@ export type Reference = Schemas["Reference"];
 export type TeachRequest = Schemas["TeachRequest"];
 /** The teach's record (kept in the model's history: images, scores, tau before and after) and the category. */
 export type TeachAnswer = Schemas["TeachAnswer"];
+/** One saved version of a category's model: what made it (fit, threshold, teach, rollback), its thresholds, its disk. */
+export type ModelVersion = Schemas["ModelVersion"];
+export type VersionList = Schemas["VersionList"];
+/** Make version `to` of a category's model current again, and why. */
+export type RollbackRequest = Schemas["RollbackRequest"];
 /** An image whose truth is known (a labelled history item or an evaluation run's test image) and its score. */
 export type LabelledScore = Schemas["LabelledScore"];
 export type CategoryEvidence = Schemas["CategoryEvidence"];
@@ -313,6 +318,18 @@ export class EagleClient {
   teach(name: string, request: TeachRequest, signal?: AbortSignal): Promise<TeachAnswer> {
     const body = JSON.stringify(request);
     return this.json<TeachAnswer>("POST", `/v1/categories/${encodeURIComponent(name)}/teach`, () => body,
+      { "Content-Type": "application/json" }, signal);
+  }
+
+  /** Every version of a category's model, oldest first, and the disk the folder takes with all of them. */
+  versions(name: string, signal?: AbortSignal): Promise<VersionList> {
+    return this.json<VersionList>("GET", `/v1/categories/${encodeURIComponent(name)}/versions`, undefined, {}, signal);
+  }
+
+  /** Make an earlier version current again (saved as a new version that says so); the next inspection uses it. */
+  rollback(name: string, request: RollbackRequest, signal?: AbortSignal): Promise<Category> {
+    const body = JSON.stringify(request);
+    return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/rollback`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 

@@ -52,7 +52,10 @@ export {
   type SinkInfo,
   type StationBody,
   type StationInfo,
+  type ModelVersion,
+  type RollbackRequest,
   type TeachAnswer,
+  type VersionList,
   type TeachRequest,
   type ThresholdChange,
 } from "./client.js";

@@ -13,24 +13,51 @@ import { RoleGate } from "./RoleGate";
  */
 export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
   const groups = byCategory(candidates);
-  if (groups.length === 0) return null;
+  // What the last teach did: kept here, as its form goes once its parts are taught.
+  const [done, setDone] = useState("");
   return (
-    <div className="panel teach-panel" data-testid="teach-panel">
-      <h2>Teach the model what you said was normal</h2>
-      <p className="muted small">
-        Taught images join the category's normal images in seconds, without a refit; the threshold is recomputed and the change is kept in the
-        model's history.
+    <>
+      <p role="status" className="small teach-done" data-testid="teach-done">
+        {done}
       </p>
-      <RoleGate needed="engineer" what="Teaching the model">
-        {groups.map(([category, items]) => (
-          <TeachForm key={category} category={category} items={items} onTaught={onTaught} />
-        ))}
-      </RoleGate>
-    </div>
+      {groups.length > 0 ? (
+        <div className="panel teach-panel" data-testid="teach-panel">
+          <h2>Teach the model what you said was normal</h2>
+          <p className="muted small">
+            Taught images join the category's normal images in seconds, without a refit; the threshold is recomputed and the change is kept in the
+            model's history.
+          </p>
+          <RoleGate needed="engineer" what="Teaching the model">
+            {groups.map(([category, items]) => (
+              <TeachForm
+                key={category}
+                category={category}
+                items={items}
+                onStart={() => setDone("")}
+                onTaught={(ids, line) => {
+                  setDone(line);
+                  onTaught(ids);
+                }}
+              />
+            ))}
+          </RoleGate>
+        </div>
+      ) : null}
+    </>
   );
 }
 
-function TeachForm({ category, items, onTaught }: { category: string; items: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
+function TeachForm({
+  category,
+  items,
+  onStart,
+  onTaught,
+}: {
+  category: string;
+  items: TeachCandidate[];
+  onStart: () => void;
+  onTaught: (ids: string[], line: string) => void;
+}) {
   const { client, me, requireKey } = useApi();
   const id = useId();
   const [why, setWhy] = useState("");
@@ -38,7 +65,6 @@ function TeachForm({ category, items, onTaught }: { category: string; items: Tea
   const [force, setForce] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
-  const [done, setDone] = useState("");
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -48,7 +74,7 @@ function TeachForm({ category, items, onTaught }: { category: string; items: Tea
     }
     setBusy(true);
     setError(null);
-    setDone("");
+    onStart();
     try {
       const answer = await client.teach(category, {
         inspections: items.map((item) => item.id),
@@ -57,11 +83,9 @@ function TeachForm({ category, items, onTaught }: { category: string; items: Tea
         force,
       });
       const change = answer.change as { before: { tau: number }; after: { tau: number }; bank_before: number; bank_after: number };
-      setDone(taughtLine(category, items.length, { before: change.before.tau, after: change.after.tau },
-        { before: change.bank_before, after: change.bank_after }));
-      setWhy("");
-      setForce(false);
-      onTaught(items.map((item) => item.id));
+      const line = taughtLine(category, items.length, { before: change.before.tau, after: change.after.tau },
+        { before: change.bank_before, after: change.bank_after });
+      onTaught(items.map((item) => item.id), line); // this form goes: its parts are taught
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();
       setError(describeError(reason));
@@ -95,9 +119,6 @@ function TeachForm({ category, items, onTaught }: { category: string; items: Tea
         </button>
       </div>
       {error ? <ErrorBanner error={error} compact /> : null}
-      <p role="status" className="small" data-testid="teach-done">
-        {done}
-      </p>
     </form>
   );
 }

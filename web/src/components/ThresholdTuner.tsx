@@ -18,6 +18,8 @@ interface Change {
   by?: string;
   why?: string;
   action?: string;
+  /** A rollback's version. */
+  to?: number;
   restored?: number;
   before?: { tau?: number };
   after?: { tau?: number };
@@ -257,6 +259,8 @@ export function ThresholdTuner({
                   {formatScore(h.before?.tau)} → {formatScore(h.after?.tau)}
                 </strong>
                 {h.action === "restore" && h.restored ? <span className="muted small"> (undoes #{h.restored})</span> : null}
+                {h.action === "teach" ? <span className="muted small"> (taught images)</span> : null}
+                {h.action === "rollback" ? <span className="muted small"> (rollback to version {h.to ?? "?"})</span> : null}
                 <span className="muted small">
                   {" "}
                   · #{h.change} · <span data-field="at">{when(h.at)}</span> · by <span data-field="by">{h.by ?? "–"}</span>
@@ -265,7 +269,8 @@ export function ThresholdTuner({
               <p className="change-why" data-field="why">
                 {h.why ?? ""}
               </p>
-              {typeof h.before?.tau === "number" && h.before.tau !== tau && allows(me, "engineer") ? (
+              {/* a teach or a rollback is undone by a rollback (the versions below), not by a threshold restore */}
+              {typeof h.before?.tau === "number" && h.before.tau !== tau && h.action !== "teach" && h.action !== "rollback" && allows(me, "engineer") ? (
                 restoring === h.change ? (
                   <form
                     className="restore-form"

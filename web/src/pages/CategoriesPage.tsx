@@ -6,6 +6,7 @@ import { RoleGate } from "../components/RoleGate";
 import { CategoryDashboard } from "../components/CategoryDashboard";
 import { SelectField } from "../components/SelectField";
 import { ThresholdTuner } from "../components/ThresholdTuner";
+import { VersionTimeline } from "../components/VersionTimeline";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
@@ -152,6 +153,9 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
       ) : null}
       {evidence.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null}
       {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} /> : null}
+      {c && !c.error ? (
+        <VersionTimeline name={name} changed={c.history?.length ?? 0} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
+      ) : null}
       {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
     </section>
   );

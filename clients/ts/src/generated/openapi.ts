@@ -180,6 +180,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/categories/{name}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rollback Category
+         * @description Make version ``to`` current again (as a new version on the record); the next inspection uses it.
+         */
+        post: operations["rollback_category_v1_categories__name__rollback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/categories/{name}/teach": {
         parameters: {
             query?: never;
@@ -219,6 +239,26 @@ export interface paths {
          *     changes cannot both win: the later save sees the model changed and answers 409.
          */
         post: operations["change_category_threshold_v1_categories__name__threshold_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/categories/{name}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Category Versions
+         * @description Every version of the category's model, oldest first, with what made it and the disk it takes.
+         */
+        get: operations["category_versions_v1_categories__name__versions_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1384,6 +1424,44 @@ export interface components {
             };
         };
         /**
+         * ModelVersion
+         * @description One saved version of a category's model: what made it, its thresholds and size, the disk it added.
+         */
+        ModelVersion: {
+            /** Action */
+            action: string;
+            /** At */
+            at?: string | null;
+            /** Bank Size */
+            bank_size?: number | null;
+            /** By */
+            by?: string | null;
+            /** Bytes Added */
+            bytes_added: number;
+            /** Current */
+            current: boolean;
+            /** Images Added */
+            images_added?: string[] | null;
+            /** Restored */
+            restored?: number | null;
+            /** Rule */
+            rule: string;
+            /** S Max */
+            s_max: number;
+            /** Tau */
+            tau: number;
+            /** To */
+            to?: number | null;
+            /** Train Images */
+            train_images: number;
+            /** Version */
+            version: number;
+            /** Why */
+            why?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * NewKey
          * @description ``POST /v1/keys``: a name (letters, digits, '_', '.', '-') and a role.
          */
@@ -1459,6 +1537,18 @@ export interface components {
             words: string;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * RollbackRequest
+         * @description Make version ``to`` of a category's model current again, and why.
+         */
+        RollbackRequest: {
+            /** By */
+            by?: string | null;
+            /** To */
+            to: number;
+            /** Why */
+            why: string;
         };
         /** ScoreDistribution */
         ScoreDistribution: {
@@ -1637,6 +1727,15 @@ export interface components {
             tau?: number | null;
             /** Why */
             why: string;
+        };
+        /** VersionList */
+        VersionList: {
+            /** Disk Bytes */
+            disk_bytes: number;
+            /** Versions */
+            versions: components["schemas"]["ModelVersion"][];
+        } & {
+            [key: string]: unknown;
         };
     };
     responses: never;
@@ -2085,6 +2184,50 @@ export interface operations {
             };
         };
     };
+    rollback_category_v1_categories__name__rollback_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RollbackRequest"];
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Category"];
+                };
+            };
+        };
+    };
     teach_category_v1_categories__name__teach_post: {
         parameters: {
             query?: never;
@@ -2169,6 +2312,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Category"];
+                };
+            };
+        };
+    };
+    category_versions_v1_categories__name__versions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionList"];
                 };
             };
         };

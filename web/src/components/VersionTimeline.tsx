@@ -1,0 +1,193 @@
+import type { ModelVersion } from "@eagle-iad/client";
+import { useId, useState, type FormEvent } from "react";
+import { useApi, useAsync } from "../api";
+import { allows } from "../logic/access";
+import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { formatScore } from "../logic/scale";
+import { formatBytes, versionDiff, whatMadeIt } from "../logic/versions";
+import { ErrorBanner, Loading } from "./ErrorBanner";
+import { RoleGate } from "./RoleGate";
+
+function when(value: string | null | undefined): string {
+  if (!value) return "–";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? value : date.toLocaleString();
+}
+
+/**
+ * A category's model versions, newest first: what made each (fit, threshold change, teach, rollback), who,
+ * when and why, its threshold and size, the disk it added; a diff of any two; and a rollback to any earlier one
+ * (engineer), asked for its reason beside its button. `changed` is anything that changes when the model does
+ * (the category's history length), so the list is fetched again after a change made elsewhere on the page.
+ */
+export function VersionTimeline({ name, changed, onChanged }: { name: string; changed: unknown; onChanged: () => void }) {
+  const { client, me } = useApi();
+  const id = useId();
+  const [round, setRound] = useState(0);
+  const listed = useAsync((signal) => client.versions(name, signal), [client, name, changed, round]);
+  const versions = listed.data?.versions ?? [];
+  const [pick, setPick] = useState<{ a: number | null; b: number | null }>({ a: null, b: null });
+  const newest = versions.at(-1)?.version ?? null;
+  const a = versions.find((v) => v.version === (pick.a ?? versions.at(-2)?.version)) ?? null;
+  const b = versions.find((v) => v.version === (pick.b ?? newest)) ?? null;
+  const [rolling, setRolling] = useState<number | null>(null);
+  const [done, setDone] = useState("");
+
+  return (
+    <section className="versions" aria-labelledby={`${id}-title`}>
+      <h3 id={`${id}-title`}>Versions</h3>
+      {listed.error ? <ErrorBanner error={listed.error} onRetry={listed.reload} compact /> : null}
+      {listed.loading && !listed.data ? <Loading /> : null}
+      {listed.data ? (
+        <p className="muted small" data-testid="versions-disk">
+          {versions.length === 1 ? "1 version" : `${versions.length} versions`}, {formatBytes(listed.data.disk_bytes)} on disk in all
+          (unchanged files are shared between versions).
+        </p>
+      ) : null}
+      <p role="status" className="small" data-testid="rollback-done">
+        {done}
+      </p>
+      {versions.length > 1 && a && b ? (
+        <div className="version-diff">
+          <div className="version-pick">
+            <label htmlFor={`${id}-a`}>Compare version</label>
+            <select id={`${id}-a`} value={a.version} onChange={(e) => setPick((p) => ({ ...p, a: Number(e.target.value) }))}>
+              {versions.map((v) => (
+                <option key={v.version} value={v.version}>
+                  {v.version}: {whatMadeIt(v)}
+                </option>
+              ))}
+            </select>
+            <label htmlFor={`${id}-b`}>with</label>
+            <select id={`${id}-b`} value={b.version} onChange={(e) => setPick((p) => ({ ...p, b: Number(e.target.value) }))}>
+              {versions.map((v) => (
+                <option key={v.version} value={v.version}>
+                  {v.version}: {whatMadeIt(v)}
+                </option>
+              ))}
+            </select>
+          </div>
+          <table className="diff-table" data-testid="version-diff">
+            <caption className="sr-only">
+              Version {a.version} compared with version {b.version}
+            </caption>
+            <thead>
+              <tr>
+                <th scope="col"></th>
+                <th scope="col">Version {a.version}</th>
+                <th scope="col">Version {b.version}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {versionDiff(a, b, versions).map((row) => (
+                <tr key={row.label} className={row.changed ? "changed" : undefined}>
+                  <th scope="row">{row.label}</th>
+                  <td>{row.a}</td>
+                  <td>{row.b}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      <ol className="changes" reversed aria-labelledby={`${id}-title`} data-testid="versions">
+        {[...versions].reverse().map((v) => (
+          <li key={v.version} className="change" data-version={v.version}>
+            <p className="change-head">
+              <strong>
+                {v.version}: {whatMadeIt(v)}
+              </strong>
+              {v.current ? <span className="badge"> current</span> : null}
+              <span className="muted small">
+                {" "}
+                · {when(v.at)} · by {v.by ?? "–"} · τ {formatScore(v.tau)} · {v.train_images} images · bank {v.bank_size ?? "–"} · +
+                {formatBytes(v.bytes_added)}
+              </span>
+            </p>
+            {v.why ? <p className="change-why">{v.why}</p> : null}
+            {!v.current && allows(me, "engineer") ? (
+              rolling === v.version ? (
+                <RollbackForm
+                  name={name}
+                  version={v}
+                  onCancel={() => {
+                    setRolling(null);
+                    requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-rollback="${v.version}"]`)?.focus());
+                  }}
+                  onDone={(line) => {
+                    setRolling(null);
+                    setDone(line);
+                    setRound((r) => r + 1);
+                    onChanged();
+                  }}
+                />
+              ) : (
+                <button
+                  type="button"
+                  className="button secondary small-button"
+                  data-rollback={v.version}
+                  onClick={() => {
+                    setDone("");
+                    setRolling(v.version);
+                  }}
+                >
+                  Roll back to version {v.version}
+                </button>
+              )
+            ) : null}
+          </li>
+        ))}
+      </ol>
+      {versions.some((v) => !v.current) ? (
+        <RoleGate needed="engineer" what="Rolling the model back">
+          {null}
+        </RoleGate>
+      ) : null}
+    </section>
+  );
+}
+
+function RollbackForm({ name, version, onCancel, onDone }: { name: string; version: ModelVersion; onCancel: () => void; onDone: (line: string) => void }) {
+  const { client, requireKey } = useApi();
+  const id = useId();
+  const [why, setWhy] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UserError | null>(null);
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (busy) return;
+    if (!why.trim()) {
+      setError({ kind: "invalid_request", title: "Say why", message: "Say why the model goes back: it is kept in the model's history.", retryable: false });
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const category = await client.rollback(name, { to: version.version, why: why.trim() });
+      onDone(`Rolled ${name} back to version ${version.version}: the threshold is ${formatScore(category.tau)}. The next inspection uses it.`);
+    } catch (reason) {
+      if (isUnauthorised(reason)) requireKey();
+      setError(describeError(reason));
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form className="restore-form" aria-label={`Roll back to version ${version.version}`} onSubmit={(event) => void submit(event)}>
+      <div className="field grow">
+        <label htmlFor={`${id}-why`}>Why go back to version {version.version}? (kept in the model's history)</label>
+        <input id={`${id}-why`} autoFocus maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+      </div>
+      <div className="actions">
+        <button type="submit" className="button primary small-button" disabled={busy}>
+          Roll back to version {version.version}
+        </button>
+        <button type="button" className="button secondary small-button" onClick={onCancel}>
+          Cancel
+        </button>
+      </div>
+      {error ? <ErrorBanner error={error} compact /> : null}
+    </form>
+  );
+}

@@ -1,0 +1,46 @@
+import type { ModelVersion } from "@eagle-iad/client";
+import { describe, expect, it } from "vitest";
+import { formatBytes, versionDiff, whatMadeIt } from "./versions";
+
+const base: ModelVersion = {
+  version: 1, action: "fit", at: "2026-12-01T08:00:00+00:00", by: null, why: null, current: false,
+  tau: 117.5045, s_max: 121.04, rule: "ksigma", train_images: 10, bank_size: 1600, bytes_added: 6_700_000,
+};
+const versions: ModelVersion[] = [
+  base,
+  { ...base, version: 2, action: "teach", images_added: ["taught-1/0001-a.png", "taught-1/0002-b.png"], tau: 114.697, train_images: 12, bank_size: 1900, bytes_added: 8_000_000 },
+  { ...base, version: 3, action: "threshold", tau: 110, rule: "fixed", train_images: 12, bank_size: 1900, bytes_added: 3000 },
+  { ...base, version: 4, action: "rollback", to: 1, current: true, bytes_added: 3100 },
+  { ...base, version: 5, action: "threshold", restored: 2 },
+];
+
+describe("model versions", () => {
+  it("say what made each", () => {
+    expect(versions.map(whatMadeIt)).toEqual([
+      "fit", "taught 2 images", "threshold change", "rollback to version 1", "threshold restored (undoes change #2)",
+    ]);
+  });
+
+  it("diff two versions field by field, in either order, with the images taught between them", () => {
+    const rows = versionDiff(versions[0]!, versions[2]!, versions);
+    expect(rows.map((row) => [row.label, row.a, row.b, row.changed])).toEqual([
+      ["Made by", "fit", "threshold change", true],
+      ["Threshold (τ)", "117.50", "110.00", true],
+      ["Unsure band end (s_max)", "121.04", "121.04", false],
+      ["Rule", "ksigma", "fixed", true],
+      ["Training images", "10", "12", true],
+      ["Memory bank (patches)", "1600", "1900", true],
+      ["Taught images in one only", "–", "taught-1/0001-a.png, taught-1/0002-b.png", true],
+    ]);
+    expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
+    // The rollback to the fit holds the fit's images: nothing taught differs, only what made it.
+    expect(versionDiff(versions[0]!, versions[3]!, versions).filter((row) => row.changed).map((row) => row.label)).toEqual([
+      "Made by",
+    ]);
+    expect(versionDiff(versions[3]!, versions[2]!, versions).at(-1)?.b).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
+  });
+
+  it("formats disk sizes", () => {
+    expect([formatBytes(512), formatBytes(3100), formatBytes(6_700_000)]).toEqual(["512 B", "3.1 kB", "6.7 MB"]);
+  });
+});

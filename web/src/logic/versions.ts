@@ -1,0 +1,86 @@
+/** A category's model versions: one line each, and the difference between two of them. */
+import type { ModelVersion } from "@eagle-iad/client";
+
+/** What made a version, in words: "fit", "threshold change", "taught 3 images", "rollback to version 2". */
+export function whatMadeIt(version: ModelVersion): string {
+  switch (version.action) {
+    case "fit":
+      return "fit";
+    case "threshold":
+      return version.restored ? `threshold restored (undoes change #${version.restored})` : "threshold change";
+    case "teach": {
+      const count = version.images_added?.length ?? 0;
+      return `taught ${count === 1 ? "1 image" : `${count} images`}`;
+    }
+    case "rollback":
+      return `rollback to version ${version.to ?? "?"}`;
+    default:
+      return version.action;
+  }
+}
+
+export interface DiffRow {
+  label: string;
+  a: string;
+  b: string;
+  changed: boolean;
+}
+
+function num(value: number | null | undefined): string {
+  return value === null || value === undefined ? "–" : value.toPrecision(5);
+}
+
+/** Field by field, version `a` against version `b` (either order), with the images taught in between. */
+export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly ModelVersion[]): DiffRow[] {
+  const rows: DiffRow[] = [
+    { label: "Made by", a: whatMadeIt(a), b: whatMadeIt(b), changed: false },
+    { label: "Threshold (τ)", a: num(a.tau), b: num(b.tau), changed: a.tau !== b.tau },
+    { label: "Unsure band end (s_max)", a: num(a.s_max), b: num(b.s_max), changed: a.s_max !== b.s_max },
+    { label: "Rule", a: a.rule, b: b.rule, changed: a.rule !== b.rule },
+    { label: "Training images", a: String(a.train_images), b: String(b.train_images), changed: a.train_images !== b.train_images },
+    {
+      label: "Memory bank (patches)",
+      a: String(a.bank_size ?? "–"),
+      b: String(b.bank_size ?? "–"),
+      changed: a.bank_size !== b.bank_size,
+    },
+  ];
+  rows[0]!.changed = rows[0]!.a !== rows[0]!.b;
+  const inA = taughtImages(a, all);
+  const inB = taughtImages(b, all);
+  const onlyA = inA.filter((name) => !inB.includes(name));
+  const onlyB = inB.filter((name) => !inA.includes(name));
+  if (onlyA.length > 0 || onlyB.length > 0) {
+    rows.push({ label: "Taught images in one only", a: onlyA.join(", ") || "–", b: onlyB.join(", ") || "–", changed: true });
+  }
+  return rows;
+}
+
+/**
+ * The images a version's model was taught, following its lineage: a teach adds to the version before it, a
+ * threshold change keeps the version before it, a rollback takes the version it went back to, a fit has none.
+ */
+export function taughtImages(version: ModelVersion, all: readonly ModelVersion[], depth = 0): string[] {
+  if (depth > all.length) return []; // a malformed lineage (a rollback to itself): stop rather than loop
+  const byNumber = (n: number | null | undefined) => all.find((v) => v.version === n);
+  switch (version.action) {
+    case "fit":
+      return [];
+    case "rollback": {
+      const target = byNumber(version.to);
+      return target ? taughtImages(target, all, depth + 1) : [];
+    }
+    default: {
+      const before = byNumber(version.version - 1);
+      const earlier = before ? taughtImages(before, all, depth + 1) : [];
+      return version.action === "teach" ? [...earlier, ...(version.images_added ?? [])] : earlier;
+    }
+  }
+}
+
+/** "12.3 MB" for a byte count. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1_000_000) return `${(bytes / 1000).toFixed(1)} kB`;
+  return `${(bytes / 1_000_000).toFixed(1)} MB`;
+}
