@@ -141,7 +141,8 @@ def _copy(model: Path, tmp_path: Path) -> Path:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """Every file of a model folder, its versions included, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
@@ -223,7 +224,7 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
 ) -> None:
     from eagle_iad.expert import Expert
     from eagle_iad.expert.store import load
-    from eagle_iad.expert.teach import KnownDefect, TeachImage, guard_limit, teach
+    from eagle_iad.expert.teach import LabelledImage, TeachImage, guard_limit, teach
 
     model_dir = _copy(fitted, tmp_path)
     model = load(model_dir)
@@ -249,12 +250,16 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     assert expert.inspect(cracked).score <= limit
     with pytest.raises(ConfigError, match=r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score"):
         teach(model_dir, [TeachImage(cracked.name, cracked)], why="x", by="ana",
-              known_defects=[KnownDefect("d1", cracked)])  # fmt: skip
+              labelled=[LabelledImage("d1", cracked)])  # fmt: skip
     assert _files(model_dir) == before
     forced = teach(model_dir, [TeachImage(far.name, far)], why="it is normal, really", by="ana", force=True,
-                   known_defects=[KnownDefect("d1", far), KnownDefect("gone", tmp_path / "missing.png")])  # fmt: skip
+                   labelled=[LabelledImage("d1", far), LabelledImage("gone", tmp_path / "missing.png"),
+                             LabelledImage("n1", cells["extra"][1], "normal")])  # fmt: skip
     assert forced.entry["forced"] == [forced.entry["forced"][0]] and "far above" in forced.entry["forced"][0]
-    assert forced.entry["defects_checked"] == 2 and [d["where"] for d in forced.entry["defects_passing"]] == ["d1"]
+    assert forced.entry["defects_checked"] == 1 and [d["where"] for d in forced.entry["defects_passing"]] == ["d1"]
+    # The labelled images scored before and after (the missing one left out): the defect now passes.
+    assert forced.entry["labelled"]["images"] == 2
+    assert forced.entry["labelled"]["before"]["misses"] == 0 and forced.entry["labelled"]["after"]["misses"] == 1
 
 
 def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
@@ -328,3 +333,65 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert refused.status_code == 400
         assert f"is labelled defective in the history (inspection {ids[0]})" in refused.json()["error"]["message"]
         assert client.post("/v1/categories/nope/teach", json={"inspections": ids, "why": "x"}).status_code == 404
+
+
+def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    from eagle_iad.expert.store import change_threshold, load
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    changed: list[str] = []
+
+    def meanwhile(stage: str, done: int, total: int) -> None:  # another user's change lands mid-teach
+        if stage == "features" and not changed:
+            change_threshold(model_dir, why="meanwhile", by="bo", tau=99.0)
+            changed.append(stage)
+
+    with pytest.raises(ConfigError, match="the model changed while this change was prepared; run the command again"):
+        teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"][:1]], why="x", by="ana", progress=meanwhile)
+    kept = load(model_dir)
+    assert kept.thresholds.tau == 99.0 and [e["why"] for e in kept.history] == ["meanwhile"]
+
+
+#: The child of the crash test: teaches one image and SIGKILLs itself at the save step named in argv[3].
+_CRASHING_TEACH = """
+import os, signal, sys
+from pathlib import Path
+from eagle_iad.expert import store
+from eagle_iad.expert.teach import TeachImage, teach
+
+def crash(name):
+    if name == sys.argv[3]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store._step_hook = crash
+image = Path(sys.argv[2])
+teach(sys.argv[1], [TeachImage(image.name, image)], why="x", by="ana")
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("step", ["staging created", "tensors written", "staged", "exchanged", "saved"])
+def test_kill_at_each_step_of_a_teach_leaves_the_old_or_the_taught_model(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, step: str
+) -> None:
+    """A real process SIGKILLed at each step of the teach's save (a fork would inherit torch's threads)."""
+    import signal
+
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.versions import list_versions
+
+    model_dir = _copy(fitted, tmp_path)
+    before = _files(model_dir)
+    child = subprocess.run([sys.executable, "-c", _CRASHING_TEACH, str(model_dir), str(cells["extra"][0]), step],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    model = load(model_dir)  # a reader recovers a retired copy, if the crash left one
+    taught = step in ("exchanged", "saved")
+    assert len(model.train_images) == (11 if taught else 10)
+    listed = list_versions(model_dir)
+    assert [v["action"] for v in listed] == (["fit", "teach"] if taught else ["fit"]) and listed[-1]["current"]
+    if not taught:
+        assert _files(model_dir) == before

@@ -19,7 +19,7 @@ from eagle_iad.cli.keys import add_history_flags, files_folder, history_file
 from eagle_iad.cli.printing import dumps
 
 if TYPE_CHECKING:
-    from eagle_iad.expert.teach import KnownDefect
+    from eagle_iad.expert.teach import LabelledImage
 
 
 def add_teach(sub: Subcommands) -> None:
@@ -64,7 +64,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
 
     images = [TeachImage(str(path), path) for path in _images(args.images)]
     digests: dict[str, str] = {}
-    known: list[KnownDefect] = []
+    labelled: list[LabelledImage] = []
     if args.models or args.state_dir or args.db:
         from eagle_iad.errors import ConfigError
         from eagle_iad.service.store import InspectionStore
@@ -78,7 +78,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
             from eagle_iad.expert.manifest import read_manifest
 
             category = str(read_manifest(args.model).get("category", Path(args.model).name))
-            digests, known = history_guard(store, files_folder(args), category)
+            digests, labelled = history_guard(store, files_folder(args), category)
         finally:
             store.close()
 
@@ -87,13 +87,13 @@ def _cmd_teach(args: argparse.Namespace) -> int:
             print(f"{stage}: {done}/{total}", file=sys.stderr)
 
     result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
-                   labelled_defective=digests, known_defects=known, progress=progress)  # fmt: skip
+                   labelled_defective=digests, labelled=labelled, progress=progress)  # fmt: skip
     entry = result.entry
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
         "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"],
-        "defects_checked": entry["defects_checked"], "defects_passing": entry["defects_passing"],
+        "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],
         "forced": entry["forced"], "seconds": round(result.seconds, 2),
     }))  # fmt: skip
     return 0

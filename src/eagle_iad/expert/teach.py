@@ -12,8 +12,9 @@ docs/METHOD.md). Then it is saved like any model (atomic, crash-consistent, refu
 * every image must decode before anything is computed (one bad file refuses the whole teach);
 * an image the model scores far above its largest training score, or one the history labels
   defective, is refused unless forced: teaching a defect would teach the model to pass it;
-* every known defect (the history's images labelled defective) is rescored with the taught model
-  before it is kept, and a teach after which one of them would pass is refused unless forced.
+* every labelled image (the history's, whose image was kept) is scored before and after: the false
+  alarms and misses on them go into the record, and a teach after which a labelled defect would pass
+  is refused unless forced.
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ class TeachImage:
 
 
 @dataclass(frozen=True)
-class KnownDefect:
-    """An image the history says was defective: rescored after a teach (``where``: the inspection id)."""
+class LabelledImage:
+    """An image whose truth a person gave (``label`` normal or anomalous; ``where``: the inspection id): each
+    is scored by the model before and after a teach, and a labelled defect that would then pass stops it."""
 
     where: str
     source: bytes | Path
+    label: str = "anomalous"
 
 
 @dataclass
@@ -165,16 +168,17 @@ def teach(
     by: str,
     force: bool = False,
     labelled_defective: Mapping[str, str] | None = None,
-    known_defects: Sequence[KnownDefect] = (),
+    labelled: Sequence[LabelledImage] = (),
     expert: Expert | None = None,
     progress: TeachProgress | None = None,
 ) -> TeachResult:
     """Fold ``images`` (normal) into the model at ``directory`` and save it, or refuse with the reason.
 
     ``labelled_defective`` maps an image's SHA-256 to where it is labelled defective (an inspection
-    id): such an image is refused unless ``force``. ``known_defects`` are rescored with the taught
-    model before it is saved. ``expert``: the loaded model, when the caller has it (its backbone is
-    reused); it must be the one in ``directory``.
+    id): such an image is refused unless ``force``. ``labelled`` images are scored by the model before
+    and after (their false alarms and misses go into the record) before the taught model is saved.
+    ``expert``: the loaded model, when the caller has it (its backbone is reused); it must be the one
+    in ``directory``.
     """
     started = time.perf_counter()
     if not why.strip():
@@ -284,8 +288,12 @@ def teach(
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
     )
     candidate = Expert(taught, expert.extractor, search)
-    hidden = _hidden_defects(candidate, known_defects, progress)
-    entry["defects_checked"] = len(known_defects)
+    before = _score_labelled(expert, labelled, "labelled (before)", progress)
+    after = _score_labelled(candidate, labelled, "labelled (after)", progress)
+    entry["labelled"] = {"images": len(after), "before": _errors(before), "after": _errors(after)}
+    hidden = [{"where": image.where, "score": score} for image, score, anomalous in after
+              if image.label == "anomalous" and not anomalous]  # fmt: skip
+    entry["defects_checked"] = sum(1 for image, _, _ in after if image.label == "anomalous")
     entry["defects_passing"] = hidden
     if hidden and not force:
         listed = ", ".join(f"{h['where']} (score {h['score']:.4g} < tau {thresholds.tau:.4g})" for h in hidden)
@@ -296,19 +304,27 @@ def teach(
     return TeachResult(taught, entry, time.perf_counter() - started)
 
 
-def _hidden_defects(
-    candidate: Expert, known: Sequence[KnownDefect], progress: TeachProgress | None
-) -> list[dict[str, Any]]:
-    """The known defects the taught model would pass (score below tau); unreadable ones are skipped."""
-    hidden = []
-    for done, defect in enumerate(known, start=1):
+def _score_labelled(
+    expert: Expert, labelled: Sequence[LabelledImage], stage: str, progress: TeachProgress | None
+) -> list[tuple[LabelledImage, float, bool]]:
+    """Each labelled image's score and decision; one whose image is gone or unreadable is left out."""
+    scored = []
+    for done, image in enumerate(labelled, start=1):
         try:
-            data = defect.source if isinstance(defect.source, bytes) else Path(defect.source).read_bytes()
-            result = candidate.inspect(data)
+            data = image.source if isinstance(image.source, bytes) else Path(image.source).read_bytes()
+            result = expert.inspect(data)
         except (OSError, ImageError):
-            continue  # its image is gone or unreadable: nothing to check it against
-        if not result.is_anomalous and math.isfinite(result.score):
-            hidden.append({"where": defect.where, "score": result.score})
+            continue  # nothing to score it by
+        if math.isfinite(result.score):
+            scored.append((image, result.score, result.is_anomalous))
         if progress is not None:
-            progress("defects", done, len(known))
-    return hidden
+            progress(stage, done, len(labelled))
+    return scored
+
+
+def _errors(scored: list[tuple[LabelledImage, float, bool]]) -> dict[str, int]:
+    """False alarms (labelled normal, called anomalous) and misses (labelled defective, passed)."""
+    return {
+        "false_alarms": sum(1 for image, _, anomalous in scored if image.label == "normal" and anomalous),
+        "misses": sum(1 for image, _, anomalous in scored if image.label == "anomalous" and not anomalous),
+    }

@@ -117,7 +117,7 @@ def list_versions(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     folder = root / VERSIONS
     numbers = _numbers(folder)
     places = [(number, folder / str(number)) for number in numbers] or [(1, root)]
-    current = os.stat(root / MANIFEST)
+    current = (root / MANIFEST).read_bytes()  # by content: a copied folder (cp -r) has its own inodes
     seen: set[tuple[int, int]] = set()
     listed = []
     for number, place in places:
@@ -128,12 +128,11 @@ def list_versions(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
                 added += info.st_size
-        info = os.stat(place / MANIFEST)
         thresholds, training = manifest["thresholds"], manifest["training"]
         listed.append({
             "version": number,
             **_action(manifest),
-            "current": (info.st_dev, info.st_ino) == (current.st_dev, current.st_ino),
+            "current": (place / MANIFEST).read_bytes() == current,
             "tau": thresholds["tau"], "s_max": thresholds["s_max"], "rule": thresholds["rule"],
             "train_images": len(training["images"]), "bank_size": training.get("bank_size"),
             "bytes_added": added,

@@ -43,9 +43,9 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
             images += [TeachImage(path.name, path) for path in folder_images(state, request_body.folder)]
         if not images:
             raise ConfigError("give the inspections to teach, or a folder of normal images")
-        digests, known = history_guard(state.store, files_dir, name)
+        digests, labelled = history_guard(state.store, files_dir, name)
         result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, "api"),
-                       force=request_body.force, labelled_defective=digests, known_defects=known)  # fmt: skip
+                       force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
     except (ConfigError, ImageError, ModelFormatError) as exc:
         reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
         reason = reason.replace(str(files_dir) + "/", "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.expert.teach import KnownDefect, TeachImage
+from eagle_iad.expert.teach import LabelledImage, TeachImage
 from eagle_iad.service.store import InspectionStore
 
 #: The inspected image's bytes, as uploaded, beside its pictures in ``<files>/<id>/``.
@@ -41,15 +41,17 @@ def inspection_images(store: InspectionStore, files_dir: Path, category: str, id
     return images
 
 
-def history_guard(store: InspectionStore, files_dir: Path, category: str) -> tuple[dict[str, str], list[KnownDefect]]:
+def history_guard(
+    store: InspectionStore, files_dir: Path, category: str
+) -> tuple[dict[str, str], list[LabelledImage]]:
     """``(digest -> inspection id)`` of every image labelled defective in any category, and this category's
-    labelled defects whose images were kept (to be rescored by the taught model)."""
-    digests: dict[str, str] = {}
-    known: list[KnownDefect] = []
-    for record in store.labelled_defective():
-        if record.image_sha256:
-            digests.setdefault(record.image_sha256, record.id)
-        path = kept_image(files_dir, record.id)
-        if record.category == category and path.is_file():
-            known.append(KnownDefect(record.id, path))
-    return digests, known
+    labelled inspections whose images were kept (scored by the model before and after the teach)."""
+    digests = {
+        record.image_sha256: record.id for record in reversed(store.labelled_defective()) if record.image_sha256
+    }  # the oldest inspection names a digest labelled more than once
+    labelled = [
+        LabelledImage(record.id, kept_image(files_dir, record.id), str(record.label))
+        for record in store.labelled(category)
+        if record.label in ("normal", "anomalous") and kept_image(files_dir, record.id).is_file()
+    ]
+    return digests, labelled
