@@ -476,6 +476,9 @@ class _InterruptingSampler:
     def select(self, features: np.ndarray, progress: object = None) -> np.ndarray:
         raise KeyboardInterrupt
 
+    def select_covering(self, features: np.ndarray, progress: object = None) -> np.ndarray:
+        raise KeyboardInterrupt
+
 
 @pytest.mark.parametrize("where", ["features", "sampler"])
 def test_interrupted_fit_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:

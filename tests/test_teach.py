@@ -88,6 +88,7 @@ def test_the_covering_radius_is_the_greedys_last_pick_distance() -> None:
     radius = sampler.covering_radius(points[chosen])
     assert radius == pytest.approx(float(pairwise.min()), rel=1e-5)
     assert radius == pytest.approx(last, rel=1e-5)
+    assert sampler.select_covering(points).radius == pytest.approx(radius, rel=1e-5)  # what a fit keeps
 
 
 def test_extend_covers_every_new_patch_within_the_radius_and_adds_nothing_already_covered() -> None:
@@ -103,6 +104,17 @@ def test_extend_covers_every_new_patch_within_the_radius_and_adds_nothing_alread
     assert float(nearest.max()) <= radius * (1 + 1e-5)
     again = sampler.extend(np.concatenate([bank, points[4000:][extension.chosen]]), points[4000:], radius)
     assert again.chosen.size == 0  # the same images once more: already covered
+    # Starting from the nearest rows in feature space (an upper bound): a few more picks, the same cover.
+    from eagle_iad.expert.search import TorchExactSearch
+
+    search = TorchExactSearch()
+    search.fit(torch.from_numpy(bank))
+    _, nearest = search.search(torch.from_numpy(points[4000:]))
+    bounded = sampler.extend(bank, points[4000:], radius, nearest=nearest.numpy())
+    assert bounded.chosen.size >= extension.chosen.size
+    grown = sampler.project(np.concatenate([bank, points[4000:][bounded.chosen]]))
+    nearest_after = np.sqrt(((new[:, None, :] - grown[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    assert float(nearest_after.max()) <= radius * (1 + 1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -159,7 +171,10 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     # The old bank is kept as it was; the rows added belong to the new images.
     assert torch.equal(new.bank[: old.bank.shape[0]], old.bank)
     assert set(new.bank_image_ids[old.bank.shape[0] :].tolist()) <= set(range(n_old, n_old + n_new))
-    assert new.coreset_radius is not None and new.coreset_radius > 0
+    assert old.coreset_radius is not None  # recorded by the fit: the greedy's last pick distance
+    sampler = ApproximateGreedyCoreset(ratio=old.config.coreset_ratio, seed=old.config.seed)
+    assert old.coreset_radius == pytest.approx(sampler.covering_radius(old.bank.numpy()), rel=1e-4)
+    assert new.coreset_radius == old.coreset_radius
     # The new images' scores: their unselected patches against the bank without their own rows (brute force).
     per_image = old.patch_image_ids.shape[0] // n_old
     assert new.patch_image_ids.shape[0] == (n_old + n_new) * per_image

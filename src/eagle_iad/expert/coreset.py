@@ -95,14 +95,24 @@ class Sampler(Protocol):
         ...
 
     def extend(
-        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+        self,
+        bank: np.ndarray,
+        new: np.ndarray,
+        radius: float | None = None,
+        progress: Progress | None = None,
+        nearest: np.ndarray | None = None,
     ) -> Extension:
         """Which rows of ``new`` (new normal patches) join ``bank`` by the rule :meth:`select` chose it by.
 
         Why its own method: ``eagle teach`` adds images to a fitted model without the old training
         patches (a model keeps only its bank), so each sampler says how its rule continues from a bank.
         ``radius``: the covering radius the bank was chosen to, if known (else found from the bank).
+        ``nearest``: each new patch's nearest bank row in feature space, if the caller has searched.
         """
+        ...
+
+    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
+        """:meth:`select`, with the covering radius it reached when the rule has one (kept with the model)."""
         ...
 
 
@@ -214,21 +224,27 @@ class ApproximateGreedyCoreset:
         return min_dist
 
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
+        return self.select_covering(features, progress).chosen
+
+    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
+        """The picks and the last pick's distance, which is the bank's covering radius (:meth:`covering_radius`)."""
         count = features.shape[0]
         target = max(1, int(count * self.ratio))
         if target >= count:
-            return np.arange(count, dtype=np.int64)
+            return Extension(np.arange(count, dtype=np.int64), None)
         if not isinstance(features, RowFile):
-            return np.sort(self._greedy(self.project(features), target, progress))
+            picks, radius = self._greedy(self.project(features), target, progress)
+            return Extension(np.sort(picks), radius)
         on_disk = self._project_to_disk(features)
         try:
-            return np.sort(self._greedy(on_disk, target, progress))
+            picks, radius = self._greedy(on_disk, target, progress)
+            return Extension(np.sort(picks), radius)
         finally:
             on_disk.close()
             if on_disk.path != features.path:  # the projection: free its disk space now
                 on_disk.path.unlink(missing_ok=True)
 
-    def _greedy(self, points: Points, target: int, progress: Progress | None) -> np.ndarray:
+    def _greedy(self, points: Points, target: int, progress: Progress | None) -> tuple[np.ndarray, float]:
         count = points.shape[0]
         sq_norms = np.empty(count, dtype=points.dtype)
         for rows in _chunks(count):
@@ -236,7 +252,9 @@ class ApproximateGreedyCoreset:
             np.einsum("ij,ij->i", chunk, chunk, out=sq_norms[rows])
         min_dist = self.initial_distances(points, sq_norms)
         with _one_blas_thread():
-            return _LazyGreedy(points, sq_norms, min_dist).run(target, progress)
+            greedy = _LazyGreedy(points, sq_norms, min_dist)
+            picks = greedy.run(target, progress)
+        return picks, greedy.last_distance
 
     @staticmethod
     def _distances(points: np.ndarray, sq_norms: np.ndarray, index: int) -> np.ndarray:
@@ -261,7 +279,12 @@ class ApproximateGreedyCoreset:
         return float(dist.min())
 
     def extend(
-        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+        self,
+        bank: np.ndarray,
+        new: np.ndarray,
+        radius: float | None = None,
+        progress: Progress | None = None,
+        nearest: np.ndarray | None = None,
     ) -> Extension:
         """Continue the greedy from ``bank``: pick new patches farthest from every centre until the
         farthest is within the bank's covering radius (docs/METHOD.md, "Teaching normal images").
@@ -271,16 +294,25 @@ class ApproximateGreedyCoreset:
         as a fit, stopped by the radius instead of a count. Not the picks a refit on the union would
         make (those depend on every old patch, which a model does not keep), but the same covering
         guarantee for the new images: each of their patches ends within ``radius`` of a bank row.
+
+        With ``nearest`` (each new patch's nearest bank row in feature space, which a teach has from
+        its guard's search) a point starts at its projected distance to that row instead: at least its
+        projected distance to the nearest row, so the loop may pick a few points it need not, never
+        leaves one uncovered, and skips a search of every new patch against the projected bank.
         """
         if radius is None:
             radius = self.covering_radius(bank)
         if new.shape[0] == 0:
             return Extension(np.empty(0, dtype=np.int64), radius)
         points = self.project(new)
-        search = TorchExactSearch()
-        search.fit(torch.from_numpy(np.ascontiguousarray(self.project(bank), dtype=np.float32)))
-        dist, _ = search.search(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)))
-        min_dist = dist.numpy().astype(np.float32)
+        if nearest is not None:
+            rows = self.project(bank[nearest])
+            min_dist = np.sqrt(((points - rows) ** 2).sum(axis=1)).astype(np.float32)
+        else:
+            search = TorchExactSearch()
+            search.fit(torch.from_numpy(np.ascontiguousarray(self.project(bank), dtype=np.float32)))
+            dist, _ = search.search(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)))
+            min_dist = dist.numpy().astype(np.float32)
         sq_norms = np.einsum("ij,ij->i", points, points)
         with _one_blas_thread():
             picks = _LazyGreedy(points, sq_norms, min_dist).run(points.shape[0], progress, radius=radius)
@@ -424,6 +456,8 @@ class _LazyGreedy:
         self._wide = torch.empty((self.block, dim), dtype=torch.float32)
         self._gather = np.zeros((self.block + GEMV_PAD, dim), dtype=points.dtype)
         self._dots = np.zeros(self.block + GEMV_PAD, dtype=points.dtype)
+        #: The distance of the latest pick from the centres before it (0 before any pick).
+        self.last_distance = 0.0
 
     def _threshold(self, min_dist: np.ndarray) -> np.ndarray:
         """Float32 bound on the filter value below which a pair must be recomputed (rounded up)."""
@@ -469,6 +503,7 @@ class _LazyGreedy:
                 if progress is not None:
                     progress(i, i)
                 return self.centres[:i].copy()
+            self.last_distance = float(self.min_dist[pick])  # the last one is the covering radius
             self.centres[i] = pick
             self.centre_q[i] = self.q[pick]
             self.centre_q_sq[i] = self.q_sq[pick]
@@ -549,8 +584,16 @@ class RandomSampler:
         rng = np.random.default_rng(self.seed)
         return np.sort(rng.choice(count, size=min(target, count), replace=False)).astype(np.int64)
 
+    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
+        return Extension(self.select(features, progress), None)
+
     def extend(
-        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+        self,
+        bank: np.ndarray,
+        new: np.ndarray,
+        radius: float | None = None,
+        progress: Progress | None = None,
+        nearest: np.ndarray | None = None,
     ) -> Extension:
         """The same share of the new patches, drawn at random (seeded by the bank's size, so reproducible)."""
         count = new.shape[0]
@@ -566,8 +609,16 @@ class IdentitySampler:
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
 
+    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
+        return Extension(self.select(features, progress), None)
+
     def extend(
-        self, bank: np.ndarray, new: np.ndarray, radius: float | None = None, progress: Progress | None = None
+        self,
+        bank: np.ndarray,
+        new: np.ndarray,
+        radius: float | None = None,
+        progress: Progress | None = None,
+        nearest: np.ndarray | None = None,
     ) -> Extension:
         """Every new patch, as at a fit."""
         return Extension(np.arange(new.shape[0], dtype=np.int64), None)

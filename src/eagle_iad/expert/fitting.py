@@ -257,7 +257,8 @@ def _fit(
 
     start = time.perf_counter()
     with progress_bar(0, "coreset", show_progress) as bar:
-        chosen = torch.from_numpy(sampler.select(features, progress=_reporter(bar, "coreset", progress)))
+        selection = sampler.select_covering(features, progress=_reporter(bar, "coreset", progress))
+        chosen = torch.from_numpy(selection.chosen)
     selected = torch.zeros(features.rows, dtype=torch.bool)
     selected[chosen] = True
     bank = torch.from_numpy(features.take(chosen.numpy()))
@@ -317,5 +318,6 @@ def _fit(
         warnings=fit_warnings(n_images, train_scores),
         coverage=fit_coverage(own_out.patch_scores.reshape(n_images, -1)),
         map_maxima=np.asarray(maxima, dtype=np.float64),
+        coreset_radius=selection.radius,
     )
     return Expert(model, extractor, search)

@@ -202,7 +202,7 @@ def teach(
     if per_image != trained:  # the input size is fixed in the config, so this is a bug, not bad input
         raise ConfigError(f"the images give {per_image} patches each, the model's training images {trained}")
     flat = features.reshape(-1, dim)
-    before_dist, _ = expert.search.search(flat)
+    before_dist, nearest = expert.search.search(flat)
     scores_before = before_dist.reshape(count, -1).amax(dim=1).double().numpy()
     limit = guard_limit(model.thresholds, model.train_scores)
     for image, score in zip(images, scores_before, strict=True):
@@ -222,7 +222,7 @@ def teach(
         if progress is not None:
             progress("coreset", done, total)
 
-    extension = sampler.extend(bank, flat.numpy(), radius, coreset_progress)
+    extension = sampler.extend(bank, flat.numpy(), radius, coreset_progress, nearest=nearest.numpy())
     chosen = torch.from_numpy(extension.chosen)
     n_old = len(model.train_images)
     new_ids = torch.arange(n_old, n_old + count, dtype=torch.int32).repeat_interleave(per_image)
