@@ -273,7 +273,7 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     assert forced.entry["forced"] == [forced.entry["forced"][0]] and "far above" in forced.entry["forced"][0]
     assert forced.entry["defects_checked"] == 1 and [d["where"] for d in forced.entry["defects_passing"]] == ["d1"]
     # The labelled images scored before and after (the missing one left out): the defect now passes.
-    assert forced.entry["labelled"]["images"] == 2
+    assert forced.entry["labelled"]["before"]["images"] == forced.entry["labelled"]["after"]["images"] == 2
     assert forced.entry["labelled"]["before"]["misses"] == 0 and forced.entry["labelled"]["after"]["misses"] == 1
 
 
@@ -348,6 +348,21 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert refused.status_code == 400
         assert f"is labelled defective in the history (inspection {ids[0]})" in refused.json()["error"]["message"]
         assert client.post("/v1/categories/nope/teach", json={"inspections": ids, "why": "x"}).status_code == 404
+        # A threshold change records the labelled history's figures at the tau before and after, as a teach does.
+        score = client.get(f"/v1/inspections/{ids[0]}").json()["score"]
+        tau = client.get("/v1/categories/mono").json()["tau"]
+        changed = client.post("/v1/categories/mono/threshold", json={"tau": score + 1.0, "why": "looser"})
+        assert changed.status_code == 200, changed.text
+        entry = changed.json()["history"][-1]
+        assert entry["labelled"] == {
+            "before": {"images": 1, "false_alarms": 0, "misses": int(score < tau)},
+            "after": {"images": 1, "false_alarms": 0, "misses": 1},
+        }
+        versions = client.get("/v1/categories/mono/versions").json()["versions"]
+        assert [v["action"] for v in versions] == ["fit", "teach", "threshold"]
+        assert versions[-1]["labelled"] == entry["labelled"]
+        assert versions[1]["labelled"] == {"before": {"images": 0, "false_alarms": 0, "misses": 0},
+                                           "after": {"images": 0, "false_alarms": 0, "misses": 0}}  # fmt: skip
 
 
 def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(

@@ -474,8 +474,12 @@ def change_threshold(
     by: str,
     tau: float | None = None,
     restore: int | None = None,
+    labelled_errors: Callable[[float], dict[str, int]] | None = None,
 ) -> tuple[ExpertModel, dict[str, Any]]:
     """Set tau (``tau``) or put back the thresholds that change ``restore`` replaced, on the record.
+
+    ``labelled_errors(tau)``: the false alarms and misses on the labelled history at a tau (the service
+    passes one); kept in the entry for the tau before and after, so each version says what it changed.
 
     Why a command and not an edit of ``model.json``: a threshold decides every verdict, so who changed
     it, when, why and from what must stay with the model (its ``history``); a hand edit leaves no such
@@ -524,6 +528,8 @@ def change_threshold(
         raise ConfigError(f"{directory}: tau is already {before.tau!r} with rule {before.rule!r}; nothing to change")
     entry["before"] = before.to_dict()
     entry["after"] = after.to_dict()
+    if labelled_errors is not None:
+        entry["labelled"] = {"before": labelled_errors(before.tau), "after": labelled_errors(after.tau)}
     changed = dataclasses.replace(model, thresholds=after, history=[*model.history, entry])
     save(changed, directory, replacing=loaded_from)
     return changed, entry

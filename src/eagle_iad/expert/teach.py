@@ -290,7 +290,7 @@ def teach(
     candidate = Expert(taught, expert.extractor, search)
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after = _score_labelled(candidate, labelled, "labelled (after)", progress)
-    entry["labelled"] = {"images": len(after), "before": _errors(before), "after": _errors(after)}
+    entry["labelled"] = {"before": _errors(before), "after": _errors(after)}
     hidden = [{"where": image.where, "score": score} for image, score, anomalous in after
               if image.label == "anomalous" and not anomalous]  # fmt: skip
     entry["defects_checked"] = sum(1 for image, _, _ in after if image.label == "anomalous")
@@ -325,6 +325,7 @@ def _score_labelled(
 def _errors(scored: list[tuple[LabelledImage, float, bool]]) -> dict[str, int]:
     """False alarms (labelled normal, called anomalous) and misses (labelled defective, passed)."""
     return {
+        "images": len(scored),
         "false_alarms": sum(1 for image, _, anomalous in scored if image.label == "normal" and anomalous),
         "misses": sum(1 for image, _, anomalous in scored if image.label == "anomalous" and not anomalous),
     }

@@ -98,6 +98,8 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
     action = str(entry.get("action", "set"))
     described = {"action": "threshold" if action in ("set", "restore") else action, "at": entry.get("at"),
                  "by": entry.get("by"), "why": entry.get("why")}  # fmt: skip
+    if isinstance(entry.get("labelled"), dict):  # the labelled history's false alarms and misses, before/after
+        described["labelled"] = entry["labelled"]
     if action == "teach":
         described["images_added"] = [str(image.get("name")) for image in entry.get("images", [])]
     if action == "rollback":

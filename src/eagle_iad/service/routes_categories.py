@@ -12,6 +12,7 @@ import json
 import shutil
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,9 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     if not change.why.strip():
         raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)")
     try:
+        errors = labelled_errors(state.store.labelled(name))
         change_threshold(directory, why=change.why, by=_changed_by(request, change.by), tau=change.tau,
-                         restore=change.restore)  # fmt: skip
+                         restore=change.restore, labelled_errors=errors)  # fmt: skip
     except (ConfigError, ModelFormatError) as exc:
         reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
         reason = reason.replace("--restore", "restore").replace("--tau", "tau")
@@ -144,6 +146,20 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     what = f"tau {change.tau}" if change.tau is not None else f"restore {change.restore}"
     audit_detail(request, f"{what}: {change.why}")
     return describe(directory, with_scores=True)
+
+
+def labelled_errors(records: list[Any]) -> Callable[[float], dict[str, int]]:
+    """False alarms and misses at a tau on labelled history items, by the score each was given."""
+    scored = [(float(r.score), r.label) for r in records if r.score is not None and r.label in ("normal", "anomalous")]
+
+    def at(tau: float) -> dict[str, int]:
+        return {
+            "images": len(scored),
+            "false_alarms": sum(1 for score, label in scored if label == "normal" and score >= tau),
+            "misses": sum(1 for score, label in scored if label == "anomalous" and score < tau),
+        }
+
+    return at
 
 
 def _changed_by(request: Request, claimed: str | None) -> str:

@@ -117,6 +117,10 @@ class ModelVersion(_Open):
     to: int | None = None
     #: A threshold restore: the change it undid.
     restored: int | None = None
+    #: The labelled history's figures before and after the change (a teach: its kept labelled images
+    #: rescored; a threshold change: their recorded scores against each tau), each with images,
+    #: false_alarms and misses; null when unknown (a fit, a rollback, a change from the command line).
+    labelled: dict[str, dict[str, int]] | None = None
 
 
 class VersionList(_Open):

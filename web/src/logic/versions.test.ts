@@ -9,7 +9,10 @@ const base: ModelVersion = {
 const versions: ModelVersion[] = [
   base,
   { ...base, version: 2, action: "teach", images_added: ["taught-1/0001-a.png", "taught-1/0002-b.png"], tau: 114.697, train_images: 12, bank_size: 1900, bytes_added: 8_000_000 },
-  { ...base, version: 3, action: "threshold", tau: 110, rule: "fixed", train_images: 12, bank_size: 1900, bytes_added: 3000 },
+  {
+    ...base, version: 3, action: "threshold", tau: 110, rule: "fixed", train_images: 12, bank_size: 1900, bytes_added: 3000,
+    labelled: { before: { images: 20, false_alarms: 3, misses: 1 }, after: { images: 20, false_alarms: 1, misses: 2 } },
+  },
   { ...base, version: 4, action: "rollback", to: 1, current: true, bytes_added: 3100 },
   { ...base, version: 5, action: "threshold", restored: 2 },
 ];
@@ -30,6 +33,8 @@ describe("model versions", () => {
       ["Rule", "ksigma", "fixed", true],
       ["Training images", "10", "12", true],
       ["Memory bank (patches)", "1600", "1900", true],
+      ["Labelled history: false alarms", "–", "1 of 20", true],
+      ["Labelled history: misses", "–", "2 of 20", true],
       ["Taught images in one only", "–", "taught-1/0001-a.png, taught-1/0002-b.png", true],
     ]);
     expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("taught-1/0001-a.png, taught-1/0002-b.png");

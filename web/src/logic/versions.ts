@@ -46,6 +46,14 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
     },
   ];
   rows[0]!.changed = rows[0]!.a !== rows[0]!.b;
+  // What each version did on the labelled history when it was made (unknown for a fit or a rollback).
+  for (const [label, key] of [["Labelled history: false alarms", "false_alarms"], ["Labelled history: misses", "misses"]] as const) {
+    const of = (v: ModelVersion) => {
+      const after = v.labelled?.after;
+      return after ? `${after[key] ?? 0} of ${after.images ?? 0}` : "–";
+    };
+    if (a.labelled || b.labelled) rows.push({ label, a: of(a), b: of(b), changed: of(a) !== of(b) });
+  }
   const inA = taughtImages(a, all);
   const inB = taughtImages(b, all);
   const onlyA = inA.filter((name) => !inB.includes(name));

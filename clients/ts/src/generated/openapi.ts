@@ -1442,6 +1442,12 @@ export interface components {
             current: boolean;
             /** Images Added */
             images_added?: string[] | null;
+            /** Labelled */
+            labelled?: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            } | null;
             /** Restored */
             restored?: number | null;
             /** Rule */
