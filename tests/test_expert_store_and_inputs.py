@@ -473,10 +473,9 @@ def _interrupt(*_args: object, **_kwargs: object) -> NoReturn:
 
 
 class _InterruptingSampler:
-    def select(self, features: np.ndarray, progress: object = None) -> np.ndarray:
-        raise KeyboardInterrupt
+    """A plugin-style sampler with ``select`` only (no ``select_covering``): a fit still calls it."""
 
-    def select_covering(self, features: np.ndarray, progress: object = None) -> np.ndarray:
+    def select(self, features: np.ndarray, progress: object = None) -> np.ndarray:
         raise KeyboardInterrupt
 
 

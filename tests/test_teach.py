@@ -260,13 +260,28 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     digest = hashlib.sha256(extra.read_bytes()).hexdigest()
     with pytest.raises(ConfigError, match=rf"{extra.name} is labelled defective in the history \(inspection abc\)"):
         teach(model_dir, [TeachImage(extra.name, extra)], why="x", by="ana", labelled_defective={digest: "abc"})
-    # A known defect that the taught model would pass: teaching that very image (below the limit) hides it.
-    cracked = cells["cracked"][0]
-    assert expert.inspect(cracked).score <= limit
+    # A labelled defect the model catches and the taught model would pass: teaching that very image hides it.
+    spot = tmp_path / "red-spot.png"  # a 10-pixel red spot: caught (above tau), yet under the guard's limit
+    pixels = np.asarray(Image.open(cells["cracked"][0]).convert("RGB")).copy()
+    pixels[150:160, 150:160] = (255, 0, 0)
+    Image.fromarray(pixels).save(spot)
+    assert model.thresholds.tau <= expert.inspect(spot).score <= limit
     with pytest.raises(ConfigError, match=r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score"):
-        teach(model_dir, [TeachImage(cracked.name, cracked)], why="x", by="ana",
-              labelled=[LabelledImage("d1", cracked)])  # fmt: skip
+        teach(model_dir, [TeachImage(spot.name, spot)], why="x", by="ana", labelled=[LabelledImage("d1", spot)])
     assert _files(model_dir) == before
+    # A labelled defect the model already missed does not stop a teach (it is not the teach's doing).
+    missed = cells["cracked"][0]
+    assert expert.inspect(missed).score < model.thresholds.tau
+    other = _copy(fitted, tmp_path / "other")
+    allowed = teach(other, [TeachImage(extra.name, extra)], why="x", by="ana", labelled=[LabelledImage("m1", missed)])
+    assert allowed.entry["defects_passing"] == [] and allowed.entry["labelled"]["before"]["misses"] == 1
+    # The same file twice, or once more later: taught once, the rest listed as skipped.
+    twice = teach(other, [TeachImage("a.png", cells["extra"][1]), TeachImage("b.png", cells["extra"][1]),
+                          TeachImage("c.png", extra)], why="x", by="ana")  # fmt: skip
+    assert [i["name"] for i in twice.entry["images"]] == ["taught-2/0001-a.png"]
+    assert twice.entry["skipped"] == ["b.png", "c.png"]
+    with pytest.raises(ConfigError, match=r"every image was taught to this model already \(d\.png\); nothing"):
+        teach(other, [TeachImage("d.png", extra)], why="x", by="ana")
     forced = teach(model_dir, [TeachImage(far.name, far)], why="it is normal, really", by="ana", force=True,
                    labelled=[LabelledImage("d1", far), LabelledImage("gone", tmp_path / "missing.png"),
                              LabelledImage("n1", cells["extra"][1], "normal")])  # fmt: skip

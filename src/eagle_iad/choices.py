@@ -55,3 +55,8 @@ DEFAULT_ALPHA = 0.6
 #: ``eagle_iad.images`` (which enforces it, ``EAGLE_MAX_PIXELS`` overriding it), because the service's
 #: settings table (``eagle serve --max-pixels``) and its help screen read it without torch.
 DEFAULT_MAX_PIXELS = 40_000_000
+
+#: Images one ``eagle teach`` (or ``POST /v1/categories/{name}/teach``) takes: their features are held
+#: in memory (about 6.5 MB an image at 320 px), and a teach of more is closer to a refit than to a
+#: correction (benchmarks/teach.py). Here, torch-free, so the service's request schema states it too.
+MAX_TEACH_IMAGES = 100

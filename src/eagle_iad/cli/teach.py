@@ -73,12 +73,14 @@ def _cmd_teach(args: argparse.Namespace) -> int:
         database = history_file(args)
         if not database.is_file():
             raise ConfigError(f"no history at {database}: has eagle serve run with these flags?")
+        pictures = files_folder(args)
+        if not pictures.is_dir():
+            raise ConfigError(f"no pictures folder at {pictures}: give the service's --state-dir, so the labelled "
+                              "images can be checked")  # fmt: skip
         store = InspectionStore(database)
         try:
-            from eagle_iad.expert.manifest import read_manifest
-
-            category = str(read_manifest(args.model).get("category", Path(args.model).name))
-            digests, labelled = history_guard(store, files_folder(args), category)
+            # The service names a category by its model's folder, whatever the manifest says.
+            digests, labelled = history_guard(store, pictures, Path(args.model).resolve().name)
         finally:
             store.close()
 

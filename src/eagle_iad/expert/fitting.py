@@ -23,7 +23,7 @@ from tqdm import tqdm
 from eagle_iad.errors import ConfigError, ImageError, OutputError
 from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
-from eagle_iad.expert.coreset import make_sampler
+from eagle_iad.expert.coreset import Extension, make_sampler
 from eagle_iad.expert.coverage import fit_coverage
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.geometry import ViewGeometry
@@ -257,7 +257,11 @@ def _fit(
 
     start = time.perf_counter()
     with progress_bar(0, "coreset", show_progress) as bar:
-        selection = sampler.select_covering(features, progress=_reporter(bar, "coreset", progress))
+        report = _reporter(bar, "coreset", progress)
+        if hasattr(sampler, "select_covering"):
+            selection = sampler.select_covering(features, progress=report)
+        else:  # a plugin sampler written before select_covering: its picks, no radius
+            selection = Extension(sampler.select(features, progress=report), None)
         chosen = torch.from_numpy(selection.chosen)
     selected = torch.zeros(features.rows, dtype=torch.bool)
     selected[chosen] = True

@@ -77,8 +77,8 @@ class ExpertModel:
     #: from, kept so that a teach (expert/teach.py) recomputes it without the old maps. ``None``: saved
     #: before schema 6 (a teach then scales ``map_tau`` with tau, and says so).
     map_maxima: np.ndarray | None = None
-    #: The greedy coreset's covering radius in its projection (``ApproximateGreedyCoreset.covering_radius``):
-    #: found by the first teach and kept, so later teaches do not search the bank for it. ``None``: unknown.
+    #: The greedy coreset's covering radius in its projection (its last pick's distance): recorded by the fit
+    #: (schema 6), found from the bank by the first teach of an older model. ``None``: unknown or not greedy.
     coreset_radius: float | None = None
 
 

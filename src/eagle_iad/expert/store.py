@@ -80,7 +80,7 @@ from eagle_iad.folder_swap import (
 from eagle_iad.outputs import check_output_path
 from eagle_iad.stops import uninterrupted
 from eagle_iad.tgps.calibration import MapCalibration
-from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds, compute_thresholds
 
 #: Test hook: called with the name of each step of :func:`save` (a test kills the process there).
 _step_hook: Callable[[str], None] | None = None
@@ -522,6 +522,8 @@ def change_threshold(
             )
         old = Thresholds.from_dict(model.history[restore - 1]["before"])
         after = Thresholds(rule=old.rule, tau=old.tau, s_max=before.s_max, params=old.params)
+        if old.rule != "fixed":  # a learned rule gives its tau on today's training scores (a teach may have added some)
+            after = compute_thresholds(model.train_scores, old.rule, **old.params)
         entry["action"] = "restore"
         entry["restored"] = restore
     if after == before:

@@ -13,8 +13,8 @@ docs/METHOD.md). Then it is saved like any model (atomic, crash-consistent, refu
 * an image the model scores far above its largest training score, or one the history labels
   defective, is refused unless forced: teaching a defect would teach the model to pass it;
 * every labelled image (the history's, whose image was kept) is scored before and after: the false
-  alarms and misses on them go into the record, and a teach after which a labelled defect would pass
-  is refused unless forced.
+  alarms and misses on them go into the record, and a teach after which a labelled defect the model
+  caught would pass is refused unless forced.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
@@ -50,6 +51,9 @@ from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
 #: than ``s_max + GUARD_SPREADS * (s_max - median)``: farther above the largest training score than
 #: that score is above the typical one. Measured with benchmarks/teach.py (docs/METHOD.md).
 GUARD_SPREADS = 1.0
+
+#: Images one teach takes (choices.MAX_TEACH_IMAGES: the service's request schema states it too).
+MAX_IMAGES = MAX_TEACH_IMAGES
 
 #: ``progress(stage, done, total)`` for the stages ``features``, ``coreset``, ``training scores``, ``defects``.
 TeachProgress = Callable[[str, int, int], None]
@@ -140,8 +144,15 @@ def _calibration(model: ExpertModel, maxima: np.ndarray | None, thresholds: Thre
     if old is None or old.rule == "legacy":
         return old
     if maxima is not None:
-        fresh = calibration_from(maxima, map_low(old), thresholds)
-        return fresh
+        # The map keeps the rule it was calibrated with (a tau set by hand says nothing about maps).
+        rule = old.rule
+        params = thresholds.params if thresholds.rule == rule else {}
+        for entry in model.history:  # the fit's parameters, kept as the first change's "before"
+            first = entry.get("before") or {}
+            if first.get("rule") == rule and thresholds.rule != rule:
+                params = dict(first.get("params") or {})
+            break
+        return calibration_from(maxima, map_low(old), Thresholds(rule=rule, tau=0.0, s_max=0.0, params=params))
     factor = thresholds.tau / model.thresholds.tau if model.thresholds.tau > 0 else 1.0
     return dataclasses.replace(old, map_tau=old.map_tau * factor)
 
@@ -169,22 +180,24 @@ def teach(
     force: bool = False,
     labelled_defective: Mapping[str, str] | None = None,
     labelled: Sequence[LabelledImage] = (),
-    expert: Expert | None = None,
     progress: TeachProgress | None = None,
 ) -> TeachResult:
     """Fold ``images`` (normal) into the model at ``directory`` and save it, or refuse with the reason.
 
     ``labelled_defective`` maps an image's SHA-256 to where it is labelled defective (an inspection
     id): such an image is refused unless ``force``. ``labelled`` images are scored by the model before
-    and after (their false alarms and misses go into the record) before the taught model is saved.
-    ``expert``: the loaded model, when the caller has it (its backbone is reused); it must be the one
-    in ``directory``.
+    and after (their false alarms and misses go into the record) before the taught model is saved. A
+    file given twice, or taught to this model before (its SHA-256 is in the history), is taught once
+    and listed as ``skipped``: a copy would score near 0 against its twin and pull tau down.
     """
     started = time.perf_counter()
     if not why.strip():
         raise ConfigError("--why must say why these images are normal (it is kept in the model's history)")
     if not images:
         raise ConfigError("give at least one image to teach")
+    if len(images) > MAX_IMAGES:
+        raise ConfigError(f"{len(images)} images: a teach takes at most {MAX_IMAGES} (teach them in parts, or refit "
+                          "on all the normal images); nothing was taught")  # fmt: skip
     decoded = _decode(images)
     refused = []
     for image, (_, digest) in zip(images, decoded, strict=True):
@@ -192,8 +205,22 @@ def teach(
         if where is not None:
             refused.append(f"{image.name} is labelled defective in the history (inspection {where})")
     loaded_from = _fingerprint(Path(directory))
-    model = load(directory) if expert is None else expert.model
-    expert = expert or Expert(model)
+    model = load(directory)
+    known = {str(i.get("sha256")) for e in model.history if e.get("action") == "teach" for i in e.get("images", [])}
+    kept, skipped = [], []
+    for image, (rgb, digest) in zip(images, decoded, strict=True):
+        if digest in known:
+            skipped.append(image.name)
+        else:
+            known.add(digest)
+            kept.append((image, rgb, digest))
+    if not kept:
+        if refused and not force:
+            raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
+        raise ConfigError(f"every image was taught to this model already ({', '.join(skipped)}); nothing was taught")
+    images = [image for image, _, _ in kept]
+    decoded = [(rgb, digest) for _, rgb, digest in kept]
+    expert = Expert(model)
     config = model.config
     rgbs = [rgb for rgb, _ in decoded]
     features = _embed(expert, rgbs, progress)
@@ -213,6 +240,8 @@ def teach(
         raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
 
     sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    if not hasattr(sampler, "extend"):  # a plugin sampler written before teaching existed
+        raise ConfigError(f"sampler {config.sampler!r} cannot extend a fitted bank; refit on all the normal images")
     bank = model.bank.numpy()
     radius = model.coreset_radius
     if config.sampler == "greedy" and radius is None:
@@ -270,6 +299,7 @@ def teach(
         "bank_before": int(model.bank.shape[0]),
         "bank_after": int(grown.shape[0]),
         "forced": refused if refused else None,
+        "skipped": skipped or None,
     }
     taught = dataclasses.replace(
         model,
@@ -291,8 +321,10 @@ def teach(
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after = _score_labelled(candidate, labelled, "labelled (after)", progress)
     entry["labelled"] = {"before": _errors(before), "after": _errors(after)}
+    caught = {image.where for image, _, anomalous in before if image.label == "anomalous" and anomalous}
+    # Only a defect the model caught and would now pass stops a teach; one it already missed is not its doing.
     hidden = [{"where": image.where, "score": score} for image, score, anomalous in after
-              if image.label == "anomalous" and not anomalous]  # fmt: skip
+              if image.label == "anomalous" and not anomalous and image.where in caught]  # fmt: skip
     entry["defects_checked"] = sum(1 for image, _, _ in after if image.label == "anomalous")
     entry["defects_passing"] = hidden
     if hidden and not force:
@@ -307,18 +339,23 @@ def teach(
 def _score_labelled(
     expert: Expert, labelled: Sequence[LabelledImage], stage: str, progress: TeachProgress | None
 ) -> list[tuple[LabelledImage, float, bool]]:
-    """Each labelled image's score and decision; one whose image is gone or unreadable is left out."""
-    scored = []
-    for done, image in enumerate(labelled, start=1):
+    """Each labelled image's score and decision, a few images per backbone pass; one whose image is gone
+    or unreadable is left out."""
+    readable: list[tuple[LabelledImage, np.ndarray]] = []
+    for image in labelled:
         try:
-            data = image.source if isinstance(image.source, bytes) else Path(image.source).read_bytes()
-            result = expert.inspect(data)
+            readable.append((image, load_rgb(image.source if isinstance(image.source, bytes) else Path(image.source))))
         except (OSError, ImageError):
             continue  # nothing to score it by
-        if math.isfinite(result.score):
-            scored.append((image, result.score, result.is_anomalous))
+    scored = []
+    step = 8
+    for start in range(0, len(readable), step):
+        chunk = readable[start : start + step]
+        for (image, _), result in zip(chunk, expert.inspect_many([rgb for _, rgb in chunk]), strict=True):
+            if math.isfinite(result.score):
+                scored.append((image, result.score, result.is_anomalous))
         if progress is not None:
-            progress(stage, done, len(labelled))
+            progress(stage, min(start + step, len(readable)), len(readable))
     return scored
 
 

@@ -61,12 +61,15 @@ def carry(target: Path, staging: Path) -> int:
     carried = staging / VERSIONS
     carried.mkdir()
     earlier = target / VERSIONS
-    numbers = _numbers(earlier)
+    every = _numbers(earlier)
+    # A version missing a file (pruned by hand, a partial copy) is left behind: it could not be loaded, and
+    # must not stop the save. The next number still follows the highest, so numbers are never reused.
+    numbers = [n for n in every if all((earlier / str(n) / name).is_file() for name in (MANIFEST, TENSORS))]
     for number in numbers:
         (carried / str(number)).mkdir()
         for name in (MANIFEST, TENSORS):
             _link(earlier / str(number) / name, carried / str(number) / name)
-    if not numbers and (target / MANIFEST).is_file() and (target / TENSORS).is_file():
+    if not every and (target / MANIFEST).is_file() and (target / TENSORS).is_file():
         (carried / "1").mkdir()
         for name in (MANIFEST, TENSORS):
             _link(target / name, carried / "1" / name)
@@ -78,7 +81,7 @@ def carry(target: Path, staging: Path) -> int:
             _link(carried / str(number) / TENSORS, shared)
             os.replace(shared, staging / TENSORS)
             break
-    number = (numbers[-1] if numbers else 0) + 1
+    number = max([*every, *numbers], default=0) + 1
     (carried / str(number)).mkdir()
     for name in (MANIFEST, TENSORS):
         _link(staging / name, carried / str(number) / name)

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
+from eagle_iad.errors import ConfigError, ImageError, ModelFormatError, OutputError
 from eagle_iad.expert.store import MANIFEST
 from eagle_iad.expert.teach import TeachImage, teach
 from eagle_iad.mllm.serving import ApiError
@@ -46,12 +46,14 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
         digests, labelled = history_guard(state.store, files_dir, name)
         result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, "api"),
                        force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
-    except (ConfigError, ImageError, ModelFormatError) as exc:
+    except (ConfigError, ImageError, ModelFormatError, OutputError) as exc:
         reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
         reason = reason.replace(str(files_dir) + "/", "")
         if "changed while" in reason:
             raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
         status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "not_taught")
+        if isinstance(exc, OutputError):  # the model folder could not be written: nothing changed
+            status, code = 500, "not_saved"
         raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
     state.experts.drop(name)
     audit_detail(request, f"taught {len(images)} image(s): {request_body.why}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from eagle_iad.errors import ConfigError, ModelFormatError
+from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.store import MANIFEST, rollback
 from eagle_iad.expert.versions import disk_use, list_versions
 from eagle_iad.mllm.serving import ApiError
@@ -51,12 +51,14 @@ def rollback_category(name: str, change: schemas.RollbackRequest, request: Reque
         raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
     try:
         rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, "api"))
-    except (ConfigError, ModelFormatError) as exc:
+    except (ConfigError, ModelFormatError, OutputError) as exc:
         reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
         reason = reason.replace(str(directory), name).replace("--why", "why")
         if "changed while" in reason:
             raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
         status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "invalid_rollback")
+        if isinstance(exc, OutputError):  # the model folder could not be written: nothing changed
+            status, code = 500, "not_saved"
         raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
     state.experts.drop(name)
     audit_detail(request, f"rollback to version {change.to}: {change.why}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from eagle_iad import record
+from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.record import field_docs, field_types
 
 
@@ -79,7 +80,7 @@ class TeachRequest(BaseModel):
     kept images, e.g. the ones labelled "actually normal") and/or a folder under the data root."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    inspections: list[str] = Field(default_factory=list, max_length=500)
+    inspections: list[str] = Field(default_factory=list, max_length=MAX_TEACH_IMAGES)
     folder: str | None = Field(default=None, max_length=1000)
     why: str = Field(min_length=1, max_length=500)
     by: str | None = Field(default=None, max_length=100)

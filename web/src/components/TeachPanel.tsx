@@ -1,7 +1,7 @@
 import { useId, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
-import { byCategory, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
+import { byCategory, namesLine, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
 import { ErrorBanner } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 
@@ -97,7 +97,7 @@ function TeachForm({
   return (
     <form className="teach-form" onSubmit={(event) => void submit(event)} aria-labelledby={`${id}-title`}>
       <h3 id={`${id}-title`}>
-        {category}: {items.length === 1 ? "1 part" : `${items.length} parts`} ({items.map((item) => item.imageName).join(", ")})
+        {category}: {items.length === 1 ? "1 part" : `${items.length} parts`} ({namesLine(items.map((item) => item.imageName))})
       </h3>
       <div className="field grow">
         <label htmlFor={`${id}-why`}>Why are they normal? (kept in the model's history)</label>

@@ -1,5 +1,5 @@
 import type { ModelVersion } from "@eagle-iad/client";
-import { useId, useState, type FormEvent } from "react";
+import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { allows } from "../logic/access";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
@@ -32,6 +32,7 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
   const b = versions.find((v) => v.version === (pick.b ?? newest)) ?? null;
   const [rolling, setRolling] = useState<number | null>(null);
   const [done, setDone] = useState("");
+  const doneRef = useRef<HTMLParagraphElement>(null);
 
   return (
     <section className="versions" aria-labelledby={`${id}-title`}>
@@ -44,7 +45,7 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
           (unchanged files are shared between versions).
         </p>
       ) : null}
-      <p role="status" className="small" data-testid="rollback-done">
+      <p role="status" className="small" data-testid="rollback-done" ref={doneRef} tabIndex={-1}>
         {done}
       </p>
       {versions.length > 1 && a && b ? (
@@ -119,6 +120,7 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
                     setDone(line);
                     setRound((r) => r + 1);
                     onChanged();
+                    requestAnimationFrame(() => doneRef.current?.focus()); // the form is gone: focus what it did
                   }}
                 />
               ) : (

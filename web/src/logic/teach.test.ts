@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byCategory, taughtLine, teachLabel } from "./teach";
+import { byCategory, namesLine, taughtLine, teachLabel } from "./teach";
 
 describe("teaching from the review queue", () => {
   it("groups the parts labelled normal by category, in name order, keeping their order", () => {
@@ -13,6 +13,12 @@ describe("teaching from the review queue", () => {
       ["tire", ["a", "c"]],
     ]);
     expect(byCategory([])).toEqual([]);
+  });
+
+  it("names a few parts, then counts the rest", () => {
+    expect(namesLine(["a.png", "b.png"])).toBe("a.png, b.png");
+    expect(namesLine(["a", "b", "c", "d", "e"])).toBe("a, b, c and 2 more");
+    expect(namesLine([])).toBe("");
   });
 
   it("says what it will do and what it did", () => {

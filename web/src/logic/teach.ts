@@ -17,6 +17,12 @@ export function byCategory(candidates: readonly TeachCandidate[]): Array<[string
   return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** Up to `shown` names, then how many more: "a.png, b.png, c.png and 7 more". */
+export function namesLine(names: readonly string[], shown = 3): string {
+  const listed = names.slice(0, shown).join(", ");
+  return names.length > shown ? `${listed} and ${names.length - shown} more` : listed;
+}
+
 /** The button's words: "Teach these 3 to mono". */
 export function teachLabel(count: number, category: string): string {
   return `Teach ${count === 1 ? "this one" : `these ${count}`} to ${category}`;
