@@ -316,7 +316,7 @@ def test_every_route_answers_bad_input_with_its_documented_status(live: Any) -> 
 def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tmp_path: Path) -> None:
     """Models and state on one 24 MiB tmpfs (a private mount): fill it, then every write route says 507.
 
-    The write routes are the service's four: inspect, label, threshold change and fit.
+    The write routes: inspect, label, threshold change, fit and teach (a rollback saves as they do).
     """
     from test_service_faults import _user_namespace_tmpfs
 
@@ -356,6 +356,9 @@ def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tm
         ]  # fmt: skip
         body, ctype = multipart({}, [("files", f"{i}.png", image, "image/png") for i in range(2)])
         writes.append(("POST fit", call("POST", f"{base}/v1/categories/other/fit", body=body, content_type=ctype)))
+        teach = {"inspections": [record["id"]], "why": "disk test", "force": True}
+        writes.append(("POST teach", call("POST", f"{base}/v1/categories/part/teach", body=json.dumps(teach).encode(),
+                                          content_type="application/json")))  # fmt: skip
         for what, (status, _, answer) in writes:
             assert (what, status, answer["error"]["code"]) == (what, 507, "insufficient_storage"), answer
         assert _snapshot(inside / "models" / "part") == model_before

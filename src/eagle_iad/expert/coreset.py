@@ -571,8 +571,18 @@ class _LazyGreedy:
         self.min_dist[rows] = np.minimum(self.min_dist[rows], dist)
 
 
+class _NoRadius:
+    """For samplers whose rule is not a cover: :meth:`Sampler.select_covering` is their picks, no radius."""
+
+    def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
+        return Extension(self.select(features, progress), None)
+
+
 @dataclass(frozen=True)
-class RandomSampler:
+class RandomSampler(_NoRadius):
     """Uniform random subset: a cheap baseline for ablations."""
 
     ratio: float = 0.1
@@ -583,9 +593,6 @@ class RandomSampler:
         target = max(1, int(count * self.ratio))
         rng = np.random.default_rng(self.seed)
         return np.sort(rng.choice(count, size=min(target, count), replace=False)).astype(np.int64)
-
-    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
-        return Extension(self.select(features, progress), None)
 
     def extend(
         self,
@@ -603,14 +610,11 @@ class RandomSampler:
 
 
 @dataclass(frozen=True)
-class IdentitySampler:
+class IdentitySampler(_NoRadius):
     """Keep every patch (exact PatchCore without subsampling; memory and time grow 10x)."""
 
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
         return np.arange(features.shape[0], dtype=np.int64)
-
-    def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
-        return Extension(self.select(features, progress), None)
 
     def extend(
         self,

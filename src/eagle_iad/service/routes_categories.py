@@ -135,17 +135,37 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
         errors = labelled_errors(state.store.labelled(name))
         change_threshold(directory, why=change.why, by=_changed_by(request, change.by), tau=change.tau,
                          restore=change.restore, labelled_errors=errors)  # fmt: skip
-    except (ConfigError, ModelFormatError) as exc:
-        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
-        reason = reason.replace("--restore", "restore").replace("--tau", "tau")
-        status, code = (409, "model_changed") if "changed while" in reason else (400, "invalid_threshold")
-        if isinstance(exc, ModelFormatError):
-            status, code = 409, "model_invalid"
-        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+    except (ConfigError, ModelFormatError, OutputError) as exc:
+        raise change_refused(name, exc, directory, "invalid_threshold") from None
     state.experts.drop(name)
     what = f"tau {change.tau}" if change.tau is not None else f"restore {change.restore}"
     audit_detail(request, f"{what}: {change.why}")
     return describe(directory, with_scores=True)
+
+
+def change_refused(name: str, exc: Exception, directory: Path, refused_code: str, *also: Path) -> ApiError:
+    """The answer to a model change (threshold, teach, rollback) the engine refused, without host paths.
+
+    400 ``refused_code`` for what the request asked wrongly, 409 ``model_changed`` when another change
+    landed meanwhile (nothing was lost: run it again), 409 ``model_invalid`` for a model that fails its
+    checks, 507 for a full disk and 500 ``not_saved`` when the folder could not be written otherwise (the
+    model is unchanged either way). ``also``:
+    more server folders whose paths the message must not show.
+    """
+    reason = str(exc).replace(str(directory) + ": ", "").replace(str(directory.parent) + "/", "")
+    for folder in also:
+        reason = reason.replace(str(folder) + "/", "")
+    reason = reason.replace(str(directory), name)
+    for flag in ("--restore", "--tau", "--why"):
+        reason = reason.replace(flag, flag[2:])
+    status, code = (409, "model_changed") if "changed while" in reason else (400, refused_code)
+    if isinstance(exc, ModelFormatError):
+        status, code = 409, "model_invalid"
+    if isinstance(exc, OutputError):
+        if exc.__cause__ is not None and is_disk_full(exc.__cause__):
+            return disk_full_error()  # 507, as every write route answers a full disk
+        status, code = 500, "not_saved"
+    return ApiError(status, f"category {name!r}: {reason}", code=code)
 
 
 def labelled_errors(records: list[Any]) -> Callable[[float], dict[str, int]]:

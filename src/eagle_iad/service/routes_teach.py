@@ -20,7 +20,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.routes_categories import describe, folder_images
+from eagle_iad.service.routes_categories import change_refused, describe, folder_images
 from eagle_iad.service.security import check_name
 from eagle_iad.service.teaching import history_guard, inspection_images
 
@@ -47,14 +47,7 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
         result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, "api"),
                        force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
     except (ConfigError, ImageError, ModelFormatError, OutputError) as exc:
-        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
-        reason = reason.replace(str(files_dir) + "/", "")
-        if "changed while" in reason:
-            raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
-        status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "not_taught")
-        if isinstance(exc, OutputError):  # the model folder could not be written: nothing changed
-            status, code = 500, "not_saved"
-        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+        raise change_refused(name, exc, directory, "not_taught", files_dir) from None
     state.experts.drop(name)
     audit_detail(request, f"taught {len(images)} image(s): {request_body.why}")
     return {"change": result.entry, "category": describe(directory, with_scores=True)}

@@ -18,7 +18,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.routes_categories import describe
+from eagle_iad.service.routes_categories import change_refused, describe
 from eagle_iad.service.security import check_name
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -52,14 +52,7 @@ def rollback_category(name: str, change: schemas.RollbackRequest, request: Reque
     try:
         rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, "api"))
     except (ConfigError, ModelFormatError, OutputError) as exc:
-        reason = str(exc).replace(str(directory) + ": ", "").replace(str(state.settings.models_dir) + "/", "")
-        reason = reason.replace(str(directory), name).replace("--why", "why")
-        if "changed while" in reason:
-            raise ApiError(409, f"category {name!r}: {reason}", code="model_changed") from None
-        status, code = (409, "model_invalid") if isinstance(exc, ModelFormatError) else (400, "invalid_rollback")
-        if isinstance(exc, OutputError):  # the model folder could not be written: nothing changed
-            status, code = 500, "not_saved"
-        raise ApiError(status, f"category {name!r}: {reason}", code=code) from None
+        raise change_refused(name, exc, directory, "invalid_rollback") from None
     state.experts.drop(name)
     audit_detail(request, f"rollback to version {change.to}: {change.why}")
     return describe(directory, with_scores=True)
