@@ -82,9 +82,16 @@ function TeachForm({
         by: by.trim() || null,
         force,
       });
-      const change = answer.change as { before: { tau: number }; after: { tau: number }; bank_before: number; bank_after: number };
-      const line = taughtLine(category, items.length, { before: change.before.tau, after: change.after.tau },
-        { before: change.bank_before, after: change.bank_after });
+      const change = answer.change as {
+        before: { tau: number };
+        after: { tau: number };
+        bank_before: number;
+        bank_after: number;
+        images: unknown[];
+        skipped: string[] | null;
+      };
+      const line = taughtLine(category, change.images.length, { before: change.before.tau, after: change.after.tau },
+        { before: change.bank_before, after: change.bank_after }, change.skipped?.length ?? 0);
       onTaught(items.map((item) => item.id), line); // this form goes: its parts are taught
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();

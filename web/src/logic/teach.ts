@@ -34,10 +34,12 @@ export function taughtLine(
   count: number,
   tau: { before: number; after: number },
   bank: { before: number; after: number },
+  skipped = 0,
 ): string {
   const images = count === 1 ? "1 image" : `${count} images`;
+  const also = skipped > 0 ? ` (${skipped} skipped: taught before or given twice)` : "";
   const change = tau.before === tau.after ? `tau stays ${fmt(tau.after)}` : `tau ${fmt(tau.before)} → ${fmt(tau.after)}`;
-  return `Taught ${images} to ${category}: ${change}, memory bank ${bank.before} → ${bank.after} patches. The next inspection uses it.`;
+  return `Taught ${images} to ${category}${also}: ${change}, memory bank ${bank.before} → ${bank.after} patches. The next inspection uses it.`;
 }
 
 function fmt(value: number): string {
