@@ -95,7 +95,10 @@ def start_ray(ray: Any, **options: Any) -> None:
                                                          type(exc).__name__, exc)  # fmt: skip
 
 
-MLLM_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm")
+MLLM_FAMILIES = (
+    "qwen2_5_vl", "qwen2_vl", "llava", "llava_next", "llava_onevision", "internvl", "idefics3", "smolvlm",
+    "qwen3_vl", "glm4v", "gemma3", "minicpmv4_6", "minicpmv4_7",
+)  # fmt: skip
 #: Where the tiny-MLLM tests run: ``cpu`` by default; ``EAGLE_TEST_DEVICE=cuda`` on a GPU machine
 #: runs the same exactness checks in bf16 there.
 MLLM_TEST_DEVICE = os.environ.get("EAGLE_TEST_DEVICE", "cpu")

@@ -16,6 +16,7 @@ from eagle_iad.mllm.families.base import ImageTokens, leading_tokens, split_runs
 from eagle_iad.mllm.families.idefics3 import global_view_images
 from eagle_iad.mllm.families.internvl import thumbnail_images
 from eagle_iad.mllm.families.llava_next import base_view_images
+from eagle_iad.mllm.families.minicpmv import source_view_images
 from eagle_iad.tgps.prompt import PromptRequest, build_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -48,6 +49,13 @@ def test_default_layers_and_settings() -> None:
     assert default_caas_layers(32) == tuple(range(10, 17))
     assert default_caas_layers(4) == (1, 2)
     assert default_caas_layers(1) == (0,)
+    # Hybrid language models: the band keeps its attention layers, or takes the one nearest its middle.
+    assert default_caas_layers(4, "minicpmv4_6", (1, 3)) == (1,)
+    assert default_caas_layers(32, None, tuple(range(3, 32, 4))) == (11, 15)  # band 10..16
+    assert default_caas_layers(8, None, (0, 7)) == (0,)  # band 3..4: both 3.5 away, the lower one
+    assert default_caas_layers(8, None, (6, 7)) == (6,)
+    with pytest.raises(ConfigError, match="no softmax-attention layer"):
+        default_caas_layers(8, None, ())
     with pytest.raises(ConfigError):
         CaasSettings(alpha=-0.1)
     with pytest.raises(ConfigError):
@@ -68,6 +76,11 @@ def test_every_declared_family_is_found_by_model_type() -> None:
         "internvl": "internvl",
         "idefics3": "idefics3",
         "smolvlm": "smolvlm",
+        "qwen3_vl": "qwen3_vl",
+        "glm4v": "glm4v",
+        "gemma3": "gemma3",
+        "minicpmv4_6": "minicpmv4_6",
+        "minicpmv4_7": "minicpmv4_7",
     }
     for model_type, name in expected.items():
         family = family_for(model_type)
@@ -139,6 +152,37 @@ def test_internvl_spans_from_hand_built_ids() -> None:
         thumbnail_images([start, *[ctx] * 6, end], ctx, 4)
 
 
+def test_minicpmv_spans_from_hand_built_ids() -> None:
+    """MiniCPM-V: <image> opens an image (its source view is the grid), <slice> runs join it."""
+    img, start, end, s_start, s_end, nl, txt = 9, 7, 8, 5, 6, 4, 1
+    first = [start, img, img, img, img, end, s_start, img, img, s_end, s_start, img, img, s_end]
+    ids = [txt, *first, txt, start, *[img] * 4, end, txt]
+    sizes = [(8, 8), (8, 4), (8, 4), (8, 8)]  # patches per view, in run order: 16x mode gives h*w/16 tokens
+    tiled, single = source_view_images(ids, img, start, s_start, sizes, 16)
+    assert tiled.ranges == ((2, 6), (8, 10), (12, 14)) and tiled.grid_ranges == ((2, 6),) and tiled.grid == (1, 2, 2)
+    assert single.ranges == ((17, 21),) and single.grid_ranges == single.ranges
+    assert source_view_images([start, *[img] * 8, end], img, start, s_start, [(4, 8)], 4)[0].grid == (1, 2, 4)
+    with pytest.raises(ConfigError, match="a run of 4 tokens for a 8x4-patch view"):
+        source_view_images(ids, img, start, s_start, [(8, 8), (8, 4), (8, 4), (8, 4)], 16)
+    with pytest.raises(ConfigError, match="neither opens an image"):
+        source_view_images([txt, img, img, img, img, nl], img, start, s_start, [(8, 8)], 16)
+    with pytest.raises(ConfigError, match="4 image-token runs for 3"):
+        source_view_images(ids, img, start, s_start, sizes[:3], 16)
+
+
+def test_gemma3_refuses_views_it_cannot_attribute(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    """Pan-and-scan crops are told from the next image only by text: a prompt with more views than images is refused."""
+    backend = hf_backends("gemma3")
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    ((span,),) = prepared.images.spans
+    assert span[1] - span[0] == 4 and prepared.images.grids == [(1, 2, 2)]
+    from eagle_iad.mllm.families.base import image_spans
+
+    doubled = [*prepared.input_ids, *prepared.input_ids[span[0] : span[1]]]  # a second view, as a crop would add
+    with pytest.raises(ConfigError, match="2 image views for 1 images: pan-and-scan crops"):
+        image_spans(backend.family, backend.config, backend.processor, prepared.inputs, doubled, 1)
+
+
 def test_token_cell_and_upsampling_place_a_token_in_its_image_cell() -> None:
     # Qwen2.5-VL: image_grid_thw (1, 4, 6) with 2x2 merge -> (1, 2, 3); token 4 = row 1, col 1.
     assert token_cell(4, (1, 2, 3)) == (0, 1, 1)
@@ -183,7 +227,16 @@ def test_layer_metrics() -> None:
     assert family_for("qwen2_5_vl").grid_coverage(56, 84) is None
 
 
-@pytest.mark.parametrize(("family", "grid", "tokens"), [("qwen2_5_vl", (1, 2, 3), 6), ("llava", (1, 4, 4), 16)])
+@pytest.mark.parametrize(
+    ("family", "grid", "tokens"),
+    [
+        ("qwen2_5_vl", (1, 2, 3), 6),
+        ("llava", (1, 4, 4), 16),
+        ("qwen3_vl", (1, 2, 3), 6),
+        ("glm4v", (1, 2, 3), 6),
+        ("gemma3", (1, 2, 2), 4),
+    ],
+)
 def test_real_processor_grid_matches_query_run(
     family: str, grid: tuple[int, int, int], tokens: int, hf_backends: Any, prompt_images: dict[str, np.ndarray]
 ) -> None:

@@ -49,6 +49,12 @@ CONDITIONS: tuple[str, ...] = get_args(Condition)
 
 #: CAAS sharpening strength (``eagle_iad.mllm.caas``; docs/METHOD.md, "CAAS").
 DEFAULT_ALPHA = 0.6
+#: When CAAS scales: in the prompt's prefill and every decoding step ("all", so the first answer
+#: token, computed in prefill, is sharpened too), or in decoding steps only ("decode", the reference
+#: attention-editing tool's default). docs/METHOD.md, "When CAAS acts", says why "all" is the default.
+CaasPhase: TypeAlias = Literal["all", "decode"]
+CAAS_PHASES: tuple[str, ...] = get_args(CaasPhase)
+DEFAULT_CAAS_PHASE: CaasPhase = "all"
 
 #: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and 8K
 #: cameras; anything larger is almost certainly a mistake or an attack. Here, not in

@@ -54,6 +54,20 @@ class Prepared:
     sizes: list[tuple[int, int]]
 
 
+#: ``layer_types`` entries of layers that compute softmax attention (what CAAS scales and capture reads);
+#: hybrid language models mark their other layers differently ("linear_attention", "mamba", ...).
+ATTENTION_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+
+
+def attention_layers(text_config: Any) -> tuple[int, ...]:
+    """The decoder layers with softmax attention: all of them, unless ``layer_types`` says otherwise."""
+    layers = int(text_config.num_hidden_layers)
+    types = getattr(text_config, "layer_types", None)
+    if not types:
+        return tuple(range(layers))
+    return tuple(index for index, kind in enumerate(types[:layers]) if kind in ATTENTION_LAYER_TYPES)
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -120,10 +134,11 @@ class HFBackend:
         self.model.eval()
         self.config = self.model.config
         self.num_layers = int(self.config.get_text_config().num_hidden_layers)
+        self.attention_layers = attention_layers(self.config.get_text_config())
         self._check_attention_dispatch()
 
     def _check_attention_dispatch(self) -> None:
-        """Fail at load, not silently at inference, if CAAS could not reach every decoder layer."""
+        """Fail at load, not silently at inference, if CAAS could not reach every attention layer."""
         text_impl = self.config.get_text_config()._attn_implementation
         if text_impl != self.text_attention:
             raise ConfigError(
@@ -135,10 +150,9 @@ class HFBackend:
             for module in self.model.modules()
             if getattr(module, "is_causal", False) and hasattr(module, "q_proj")
         }
-        if not set(range(self.num_layers)) <= indices:
-            raise ConfigError(
-                f"{self.model_ref}: decoder attention modules do not expose layer_idx 0..{self.num_layers - 1}"
-            )
+        if not set(self.attention_layers) <= indices:
+            missing = sorted(set(self.attention_layers) - indices)
+            raise ConfigError(f"{self.model_ref}: decoder attention modules do not expose layer_idx {missing}")
 
     @property
     def name(self) -> str:
@@ -148,10 +162,17 @@ class HFBackend:
         """Explicit layers (validated) or the model's default band."""
         layers = settings.layers
         if layers is None:
-            layers = default_caas_layers(self.num_layers, self.config.model_type)
+            hybrid = None if len(self.attention_layers) == self.num_layers else self.attention_layers
+            layers = default_caas_layers(self.num_layers, self.config.model_type, hybrid)
         bad = [layer for layer in layers if layer >= self.num_layers]
         if bad:
             raise ConfigError(f"CAAS layers {bad} out of range for a {self.num_layers}-layer language model")
+        linear = [layer for layer in layers if layer not in self.attention_layers]
+        if linear:
+            raise ConfigError(
+                f"CAAS layers {linear} compute linear attention (no attention logits to scale); "
+                f"this model's attention layers are {list(self.attention_layers)}"
+            )
         return tuple(sorted(set(layers)))
 
     def prepare(self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> Prepared:
@@ -176,6 +197,7 @@ class HFBackend:
         if options.caas is not None:
             request.layers = frozenset(self.resolve_layers(options.caas))
             request.alpha = float(options.caas.alpha)
+            request.phase = options.caas.phase
         return request
 
     def generate(
@@ -205,7 +227,9 @@ class HFBackend:
                 pad_token_id=tokenizer.pad_token_id,
             )
         generated = [int(i) for i in out.sequences[0, len(prepared.input_ids) :].tolist()]
-        if options.caas is not None and request.span is not None and request.scaled_layers != request.layers:
+        decoded = len(generated) > 1  # the first token comes from the prefill; any further one from a decode step
+        expect_scaling = options.caas is not None and request.span is not None and (request.phase == "all" or decoded)
+        if expect_scaling and request.scaled_layers != request.layers:
             missing = sorted(request.layers - request.scaled_layers)
             raise RuntimeError(f"CAAS was not applied in layers {missing}; the attention dispatch is broken")
         logits = torch.stack([step[0] for step in out.logits]).float().cpu()
@@ -241,6 +265,7 @@ class HFBackend:
     def _caas_record(self, request: AttentionRequest) -> dict[str, Any]:
         return {
             "alpha": request.alpha,
+            "phase": request.phase,
             "layers": sorted(request.layers),
             "scaled_layers": sorted(request.scaled_layers),
             "span": None if request.span is None else [list(pair) for pair in request.span],

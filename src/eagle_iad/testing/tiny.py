@@ -1,7 +1,7 @@
 """Tiny randomly initialised MLLMs built from REAL transformers configs (docs/METHOD.md).
 
 No MLLM weights are reachable here, so tests build small random models of the real architectures
-(Qwen2.5-VL, Qwen2-VL, LLaVA), with a locally built byte-level tokenizer that carries the family's
+(every family of :mod:`eagle_iad.mllm.families`), with a locally built byte-level tokenizer that carries the family's
 special tokens, the family's real chat template and the real processor classes, and save them with
 ``save_pretrained``. The backend then loads them *by local path*, so the exact code path used with
 real checkpoints (config dispatch, processor, chat template, image-token expansion, generation,
@@ -82,6 +82,36 @@ INTERNVL_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
 )
 
+#: zai-org/GLM-4.1V-9B-Thinking chat template, reduced to what a one-turn image-text prompt renders
+#: ("[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>...<|assistant|>\n").
+GLM4V_CHAT_TEMPLATE = (
+    "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+#: google/gemma-3-*-it chat template, reduced to user turns of images and text ("<start_of_image>" per
+#: image, which the processor expands; "<start_of_turn>model\n" to answer).
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+#: openbmb/MiniCPM-V-4.6 style ChatML: each image is the tokenizer's image token, which the processor
+#: expands into the source view and its slices.
+MINICPMV_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|image_pad|>{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 QWEN_SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -108,6 +138,41 @@ SMOLVLM_SPECIALS = [
     *IDEFICS3_SPECIALS[2:],
 ]
 LLAVA_ONEVISION_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+GLM4V_SPECIALS = [
+    "<|endoftext|>",
+    "[gMASK]",
+    "<sop>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|video|>",
+]
+GEMMA3_SPECIALS = [
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
+MINICPMV_ROLES = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "image_start_token": "<image>",
+    "image_end_token": "</image>",
+    "slice_start_token": "<slice>",
+    "slice_end_token": "</slice>",
+    "image_id_start_token": "<image_id>",
+    "image_id_end_token": "</image_id>",
+}
+MINICPMV_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *MINICPMV_ROLES.values()]
 
 
 def _training_corpus() -> list[str]:
@@ -553,6 +618,245 @@ def build_tiny_smolvlm(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     )  # fmt: skip
 
 
+def build_tiny_qwen3_vl(out_dir: Path, layers: int = 4, seed: int = 0, hidden: int = 64) -> Path:
+    """A 4-layer Qwen3-VL (Qwen3VLConfig: 16 px patches, deepstack into decoder layers 0 and 1).
+
+    A 56x84 query resizes to 64x96 (multiples of 32), a 4x6 patch grid merged to 2x3 = 6 tokens.
+    """
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from eagle_iad.mllm.families.qwen3_vl import Qwen3VLImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(QWEN_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = _qwen_text(len(tokenizer), layers, hidden)
+    text["rope_parameters"] |= {"mrope_interleaved": True}
+    config = Qwen3VLConfig(
+        text_config=text | {"head_dim": hidden // _heads(hidden), "eos_token_id": ids["<|im_end|>"]},
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": hidden,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": [0, 1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=32 * 32, max_pixels=64 * 96, patch_size=16, merge_size=2, temporal_patch_size=2
+    )
+    processor = Qwen3VLImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "Qwen3VLProcessor")
+
+
+def build_tiny_glm4v(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer GLM-4V (Glm4vConfig: Qwen2-VL-style vision, GLM text with half-head M-RoPE).
+
+    The processor's pixel limits count both temporal frames of a still image (``2 * h * w``), so a
+    56x84 query keeps its size: a 4x6 patch grid merged to 2x3 = 6 tokens.
+    """
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+    from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
+
+    from eagle_iad.mllm.families.glm4v import Glm4vImageOnlyProcessor
+
+    tokenizer = _byte_tokenizer(GLM4V_SPECIALS, eos_token="<|user|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in GLM4V_SPECIALS}
+    config = Glm4vConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+            # head dim 16, half rotary: 8 rotated dims = 4 frequencies split (t, h, w) as [8, 12, 12] of 32.
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [1, 1, 2],
+                "rope_theta": 10000.0,
+                "partial_rotary_factor": 0.5,
+            },
+            "eos_token_id": ids["<|user|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "image_size": 28,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+    )
+    torch.manual_seed(seed)
+    model = Glm4vForConditionalGeneration(config).eval()
+    image_processor = Glm4vImageProcessorPil(
+        size={"shortest_edge": 2 * 28 * 28, "longest_edge": 2 * 56 * 84},
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    processor = Glm4vImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=GLM4V_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, "Glm4vProcessor")
+
+
+def build_tiny_gemma3(out_dir: Path, layers: int = 4, seed: int = 0, sliding_window: int = 32) -> Path:
+    """A 4-layer Gemma 3 (Gemma3Config: SigLIP vision, Gemma 3 text with sliding/full layers alternating).
+
+    56 px SigLIP input, 14 px patches: a 4x4 patch grid pooled to ``mm_tokens_per_image = 4`` (2x2).
+    The sliding window (32 keys) is shorter than the test prompts, so decoding evicts image keys
+    from the sliding layers' caches: the case CAAS must shift its span for.
+    """
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    roles = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    tokenizer = _byte_tokenizer(
+        GEMMA3_SPECIALS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", extra_special_tokens=roles
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in GEMMA3_SPECIALS}
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "max_position_embeddings": 1024,
+            "sliding_window": sliding_window,
+            "sliding_window_pattern": 2,
+            "eos_token_id": [ids["<eos>"], ids["<end_of_turn>"]],
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<bos>"],
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=4,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    image_processor = Gemma3ImageProcessorPil(size={"height": 56, "width": 56})
+    processor = Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=4
+    )
+    return _save(model, processor, out_dir)
+
+
+def _build_minicpmv(out_dir: Path, layers: int, seed: int, version: str) -> Path:
+    """MiniCPM-V 4.6 and 4.7 share the vision tower, the slicing and the Qwen3.5 hybrid text model."""
+    import transformers
+    from transformers.models.minicpmv4_6.image_processing_pil_minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
+
+    from eagle_iad.mllm.families import minicpmv
+
+    config_cls = getattr(transformers, f"MiniCPMV{version}Config")
+    model_cls = getattr(transformers, f"MiniCPMV{version}ForConditionalGeneration")
+    processor_cls = getattr(minicpmv, f"MiniCPMV{version}ImageOnlyProcessor")
+    tokenizer = _byte_tokenizer(
+        MINICPMV_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>", extra_special_tokens=MINICPMV_ROLES
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in MINICPMV_SPECIALS}
+    markers = {}
+    if version == "4_7":  # 4.7's canvas M-RoPE places each view by its markers' ids
+        markers = {
+            f"{name}_id": ids[MINICPMV_ROLES[f"{name}_token"]]
+            for name in ("image_start", "image_end", "slice_start", "slice_end")
+        }
+    config = config_cls(
+        text_config={
+            "model_type": "qwen3_5_text",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "max_position_embeddings": 1024,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 4,
+            # Qwen3.5's pattern (three linear-attention layers per attention layer), at depth 4: every other.
+            "layer_types": ["linear_attention", "full_attention"] * (layers // 2),
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 7,
+        },
+        insert_layer_id=0,
+        image_size=56,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        **markers,
+    )
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    # 7 px patches at a 56 px scale: the source view is 8x8 patches = 2x2 tokens ("16x"); a 56x84
+    # image adds a 1x2 row of 8x8-patch slices.
+    image_processor = MiniCPMV4_6ImageProcessorPil(scale_resolution=56, max_slice_nums=4, patch_size=7)
+    processor = processor_cls(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=MINICPMV_CHAT_TEMPLATE
+    )
+    return _save(model, processor, out_dir, f"MiniCPMV{version}Processor")
+
+
+def build_tiny_minicpmv4_6(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer MiniCPM-V 4.6 (MiniCPMV4_6Config: SigLIP-style vision with window merger, Qwen3.5 text)."""
+    return _build_minicpmv(out_dir, layers, seed, "4_6")
+
+
+def build_tiny_minicpmv4_7(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer MiniCPM-V 4.7 (MiniCPMV4_7Config: 4.6's parts with canvas M-RoPE)."""
+    return _build_minicpmv(out_dir, layers, seed, "4_7")
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen2_vl": build_tiny_qwen2_vl,
@@ -562,4 +866,9 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "llava_next": build_tiny_llava_next,
     "llava_onevision": build_tiny_llava_onevision,
     "internvl": build_tiny_internvl,
+    "qwen3_vl": build_tiny_qwen3_vl,
+    "glm4v": build_tiny_glm4v,
+    "gemma3": build_tiny_gemma3,
+    "minicpmv4_6": build_tiny_minicpmv4_6,
+    "minicpmv4_7": build_tiny_minicpmv4_7,
 }

@@ -10,7 +10,7 @@ subset lying on a known grid (what attention capture maps onto the image).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -212,3 +212,107 @@ def load_pil_processor(path: str | Path, image_only_processor: Any, **kwargs: An
     if image_only_processor is None or is_torchvision_available():
         return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
     return image_only_processor.from_pretrained(path, backend="pil", **kwargs)
+
+
+def image_only(stock: Any, video_processor: Callable[[], Any] | None = None, **members: Any) -> type:
+    """A subclass of the real processor class ``stock`` that is loaded and built without a video processor.
+
+    Why: transformers 5 declares a video processor on most families' processors, and loading one
+    needs torchvision (a multi-GB CUDA build here) although an inspection prompt never holds video.
+    The subclass's ``__init__`` has ``stock``'s signature minus ``video_processor`` — transformers
+    reads that signature to decide what to load and which saved settings to pass, so every setting
+    the checkpoint saved still arrives — and calls ``stock.__init__`` with ``video_processor()``
+    (``None`` unless the stock class reads the video processor's settings at construction). The
+    mixin below sits between ``stock`` and ``ProcessorMixin`` in the MRO and takes the video
+    processor out of the attribute list, in whatever order ``stock`` passes its attributes.
+    All image and text handling stays the stock class's. ``members`` add or override methods.
+    """
+    import inspect
+
+    from transformers.processing_utils import ProcessorMixin
+
+    stock_signature = inspect.signature(stock.__init__)
+    stock_attributes = list(stock.get_attributes())
+    signature = stock_signature.replace(
+        parameters=[p for name, p in stock_signature.parameters.items() if name != "video_processor"]
+    )
+
+    class WithoutVideo(ProcessorMixin):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            named = dict(zip(stock_attributes, args, strict=False))
+            video = named.pop("video_processor", kwargs.pop("video_processor", None))
+            ProcessorMixin.__init__(self, **named, **kwargs)
+            self.video_processor = video
+
+    def construct(self: Any, arguments: dict[str, Any], extra: dict[str, Any]) -> None:
+        video = None if video_processor is None else video_processor()
+        stock.__init__(self, video_processor=video, **arguments, **extra)
+
+    init = _init_with_signature(signature, construct)
+    name = f"{stock.__name__}ImageOnly"
+    namespace = {"__init__": init, "__module__": __name__, "__qualname__": name, **members}
+    namespace["__doc__"] = f"{stock.__name__} without the (torchvision-only) video processor."
+    return type(name, (stock, WithoutVideo), namespace)
+
+
+def _init_with_signature(signature: Any, construct: Callable[..., None]) -> Callable[..., None]:
+    """An ``__init__`` whose *code object* has ``signature``'s parameters: ``construct(self, named, extra)``.
+
+    transformers' ``from_args_and_dict`` reads the accepted settings from ``__init__.__code__``'s
+    variable names (not from ``inspect.signature``), so the parameters must be real ones; the
+    function is compiled from the signature's parameter names, with its defaults passed by
+    reference (never rendered into source).
+    """
+    import inspect
+
+    params: list[str] = []
+    names: list[str] = []
+    extra = "{}"
+    defaults: dict[str, Any] = {}
+    for index, param in enumerate(signature.parameters.values()):
+        if not param.name.isidentifier():
+            raise ConfigError(f"processor parameter {param.name!r} is not an identifier")
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            params.append(f"**{param.name}")
+            extra = param.name
+            continue
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise ConfigError("a processor __init__ with *args cannot be given an image-only subclass")
+        elif param.default is inspect.Parameter.empty:
+            params.append(param.name)
+        else:
+            defaults[f"_default_{index}"] = param.default
+            params.append(f"{param.name}=_default_{index}")
+        names.append(param.name)
+    body = ", ".join(f"{name!r}: {name}" for name in names[1:])
+    source = f"def __init__({', '.join(params)}):\n    _construct({names[0]}, {{{body}}}, {extra})\n"
+    namespace: dict[str, Any] = {"_construct": construct, **defaults}
+    exec(compile(source, "<image-only processor>", "exec"), namespace)  # names checked above
+    init: Callable[..., None] = namespace["__init__"]
+    return init
+
+
+@dataclass(frozen=True)
+class FamilyBase:
+    """What most families share: the config's ``image_token_id``, a processor loaded with the PIL
+    image processor (the image-only subclass where the stock class needs torchvision), and a grid
+    covering the whole image. A family module subclasses it and states only its differences —
+    above all :meth:`image_tokens`, which is where families really differ."""
+
+    name: str
+    model_types: tuple[str, ...]
+    image_only_processor: Any = None
+
+    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
+        return load_pil_processor(path, self.image_only_processor, **kwargs)
+
+    def image_token_id(self, config: Any) -> int:
+        return int(config.image_token_id)
+
+    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        return None  # the grid's view is a resize of the whole image: nothing is cropped
+
+    def image_tokens(
+        self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
+    ) -> list[ImageTokens]:
+        raise NotImplementedError(f"family {self.name} does not say where its images' tokens are")

@@ -36,7 +36,8 @@ This needs no image count from the processor (which discards rows/cols) and hold
 whose text lies between images.
 
 SmolVLM's processor declares a video processor that needs torchvision; without torchvision we
-load :class:`SmolVLMImageOnlyProcessor`, the real class with the video attribute left out.
+load its image-only subclass (:func:`~eagle_iad.mllm.families.base.image_only`), whose chat
+template rendering skips the video defaults.
 """
 
 from __future__ import annotations
@@ -44,39 +45,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from transformers import SmolVLMProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, Range, image_token_runs, load_pil_processor
+from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, Range, image_only, image_token_runs
 
 GLOBAL_IMAGE_TOKEN = "<global-img>"
 
 
-class SmolVLMImageOnlyProcessor(SmolVLMProcessor):  # type: ignore[misc]
-    """SmolVLM processor without the (torchvision-only) video processor."""
+def _generic_chat_template(self: Any, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+    """The generic template rendering: SmolVLM's override only adds the video processor's frame-
+    sampling defaults (``num_frames``, ``fps``), which need the absent video processor."""
+    from transformers.processing_utils import ProcessorMixin
 
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        image_seq_len: int = 169,
-        chat_template: Any = None,
-        **kwargs: Any,
-    ):
-        # Every saved processor setting is named here: the loader passes only what the signature names.
-        super().__init__(
-            image_processor, tokenizer, None, image_seq_len=image_seq_len, chat_template=chat_template, **kwargs
-        )
+    return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
-    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
-        """The generic template rendering: SmolVLM's override only adds the video processor's frame-
-        sampling defaults (``num_frames``, ``fps``), which need the absent video processor."""
-        from transformers.processing_utils import ProcessorMixin
 
-        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+SmolVLMImageOnlyProcessor = image_only(SmolVLMProcessor, apply_chat_template=_generic_chat_template)
 
 
 def global_view_images(
@@ -105,21 +92,8 @@ def global_view_images(
 
 
 @dataclass(frozen=True)
-class Idefics3Family:
+class Idefics3Family(FamilyBase):
     """Idefics3 / SmolVLM family knowledge (see the module docstring for spans and grid)."""
-
-    name: str
-    model_types: tuple[str, ...]
-    image_only_processor: Any = None
-
-    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        return load_pil_processor(path, self.image_only_processor, **kwargs)
-
-    def image_token_id(self, config: Any) -> int:
-        return int(config.image_token_id)
-
-    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        return None  # the global view is the whole image resized to a square: nothing is cropped
 
     def image_tokens(
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int

@@ -22,7 +22,7 @@ from the map (they count in the attention *share*): the tile layout depends on t
 ratio and the tiles' grid has a different resolution from the thumbnail's.
 
 InternVL's processor declares a video processor that needs torchvision; without torchvision we
-load :class:`InternVLImageOnlyProcessor`, the real class with the video attribute left out.
+load its image-only subclass (:func:`~eagle_iad.mllm.families.base.image_only`).
 """
 
 from __future__ import annotations
@@ -30,30 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from transformers import InternVLProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, load_pil_processor, trailing_tokens
+from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, image_only, image_token_runs, trailing_tokens
 
-
-class InternVLImageOnlyProcessor(InternVLProcessor):  # type: ignore[misc]
-    """InternVL processor without the (torchvision-only) video processor."""
-
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        image_seq_length: int = 256,
-        chat_template: Any = None,
-        **kwargs: Any,
-    ):
-        # Every saved processor setting is named here: the loader passes only what the signature names.
-        super().__init__(
-            image_processor, tokenizer, None, image_seq_length=image_seq_length, chat_template=chat_template, **kwargs
-        )
+InternVLImageOnlyProcessor = image_only(InternVLProcessor)
 
 
 def thumbnail_images(input_ids: Sequence[int], image_token_id: int, image_seq_length: int) -> list[ImageTokens]:
@@ -73,20 +57,8 @@ def thumbnail_images(input_ids: Sequence[int], image_token_id: int, image_seq_le
 
 
 @dataclass(frozen=True)
-class InternVLFamily:
+class InternVLFamily(FamilyBase):
     """InternVL (3 / 3.5, ``-hf`` checkpoints) family knowledge (see the module docstring)."""
-
-    name: str = "internvl"
-    model_types: tuple[str, ...] = ("internvl",)
-
-    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        return load_pil_processor(path, InternVLImageOnlyProcessor, **kwargs)
-
-    def image_token_id(self, config: Any) -> int:
-        return int(config.image_token_id)
-
-    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        return None  # the thumbnail (or a lone tile) is a square resize of the whole image
 
     def image_tokens(
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
@@ -94,4 +66,4 @@ class InternVLFamily:
         return thumbnail_images(input_ids, self.image_token_id(config), int(processor.image_seq_length))
 
 
-INTERNVL = InternVLFamily()
+INTERNVL = InternVLFamily("internvl", ("internvl",), InternVLImageOnlyProcessor)

@@ -9,27 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, one_run_per_image
+from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, one_run_per_image
 
 
 @dataclass(frozen=True)
-class LlavaFamily:
-    """LLaVA-1.5 family knowledge."""
-
-    name: str = "llava"
-    model_types: tuple[str, ...] = ("llava",)
-
-    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-
-    def image_token_id(self, config: Any) -> int:
-        return int(config.image_token_id)
+class LlavaFamily(FamilyBase):
+    """LLaVA-1.5 family knowledge (its processor has no video processor: the stock class loads)."""
 
     def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
         # CLIP preprocessing: resize the shorter side, then centre-crop a square.
@@ -51,4 +39,4 @@ class LlavaFamily:
         return one_run_per_image(input_ids, self.image_token_id(config), self.grids(config, inputs, n_images))
 
 
-LLAVA = LlavaFamily()
+LLAVA = LlavaFamily("llava", ("llava",))

@@ -28,50 +28,28 @@ different, image-dependent resolution and, in OneVision, may be resampled, so it
 map 1:1 onto image regions.
 
 OneVision's processor declares a video processor that needs torchvision; without torchvision we
-load :class:`LlavaOnevisionImageOnlyProcessor`, the real class with the video attribute left out.
+load its image-only subclass (:func:`~eagle_iad.mllm.families.base.image_only`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from transformers import LlavaOnevisionProcessor
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import ImageTokens, image_token_runs, leading_tokens, load_pil_processor, split_runs
+from eagle_iad.mllm.families.base import (
+    FamilyBase,
+    ImageTokens,
+    image_only,
+    image_token_runs,
+    leading_tokens,
+    split_runs,
+)
 
-
-class LlavaOnevisionImageOnlyProcessor(LlavaOnevisionProcessor):  # type: ignore[misc]
-    """LLaVA-OneVision processor without the (torchvision-only) video processor."""
-
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        num_image_tokens: int | None = None,
-        vision_feature_select_strategy: str | None = None,
-        chat_template: Any = None,
-        image_token: str = "<image>",
-        video_token: str = "<video>",
-        vision_aspect_ratio: str = "anyres_max_9",
-        **kwargs: Any,
-    ):
-        # Every saved processor setting is named here: the loader passes only what the signature names.
-        super().__init__(
-            image_processor,
-            tokenizer,
-            None,
-            num_image_tokens=num_image_tokens,
-            vision_feature_select_strategy=vision_feature_select_strategy,
-            chat_template=chat_template,
-            image_token=image_token,
-            video_token=video_token,
-            vision_aspect_ratio=vision_aspect_ratio,
-            **kwargs,
-        )
+LlavaOnevisionImageOnlyProcessor = image_only(LlavaOnevisionProcessor)
 
 
 def image_token_counts(processor: Any, inputs: Any, n_images: int) -> list[int]:
@@ -97,21 +75,8 @@ def base_view_images(
 
 
 @dataclass(frozen=True)
-class LlavaAnyresFamily:
+class LlavaAnyresFamily(FamilyBase):
     """LLaVA-NeXT / LLaVA-OneVision family knowledge (see the module docstring)."""
-
-    name: str
-    model_types: tuple[str, ...]
-    image_only_processor: Any = None
-
-    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
-        return load_pil_processor(path, self.image_only_processor, **kwargs)
-
-    def image_token_id(self, config: Any) -> int:
-        return int(config.image_token_id)
-
-    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        return None  # the base view is a square resize of the whole image
 
     def image_tokens(
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int

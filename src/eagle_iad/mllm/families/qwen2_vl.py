@@ -2,12 +2,13 @@
 
 The processor cuts an image into 14 px patches on a ``(t, h, w)`` grid (``image_grid_thw``), and the
 vision merger fuses each 2x2 block into one language token, in row-major order of the merged grid,
-so an image yields ``t * h/2 * w/2`` tokens laid out on ``(t, h/2, w/2)``.
+so an image yields ``t * h/2 * w/2`` tokens laid out on ``(t, h/2, w/2)``, one run between
+``<|vision_start|>`` and ``<|vision_end|>``. Qwen3-VL and GLM-4V follow the same layout
+(``qwen3_vl.py``, ``glm4v.py`` state only their differences).
 
-transformers 5's Qwen processors declare a video processor, which needs torchvision. An inspection
-tool never sends video, and torchvision must not be required, so without torchvision we load
-:class:`QwenImageOnlyProcessor` / :class:`Qwen25ImageOnlyProcessor`: subclasses of the real
-processors with the video attribute left out; all image and text handling is the real class's.
+The processors declare a video processor, which needs torchvision; an inspection tool never sends
+video, so without torchvision the image-only subclass (:func:`~eagle_iad.mllm.families.base.image_only`)
+is loaded. With torchvision the stock class is, with its default (fast) image processor.
 """
 
 from __future__ import annotations
@@ -19,30 +20,12 @@ from typing import Any
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from eagle_iad.mllm.families.base import ImageTokens, one_run_per_image
-
-
-class QwenImageOnlyProcessor(Qwen2VLProcessor):  # type: ignore[misc]
-    """Qwen2-VL processor without the (torchvision-only) video processor."""
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class Qwen25ImageOnlyProcessor(Qwen2_5_VLProcessor):  # type: ignore[misc]
-    """Qwen2.5-VL processor without the (torchvision-only) video processor."""
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, image_only, one_run_per_image
 
 
 @dataclass(frozen=True)
-class QwenVLFamily:
-    """Qwen2-VL / Qwen2.5-VL family knowledge."""
-
-    name: str
-    model_types: tuple[str, ...]
-    image_only_processor: Any
+class QwenVLFamily(FamilyBase):
+    """Qwen2-VL / Qwen2.5-VL family knowledge (and every family whose processor returns ``image_grid_thw``)."""
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
         from transformers.utils import is_torchvision_available
@@ -52,12 +35,6 @@ class QwenVLFamily:
 
             return AutoProcessor.from_pretrained(path, **kwargs)
         return self.image_only_processor.from_pretrained(path, backend="pil", **kwargs)
-
-    def image_token_id(self, config: Any) -> int:
-        return int(config.image_token_id)
-
-    def grid_coverage(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        return None  # Qwen resizes the whole image (to multiples of 28); nothing is cropped.
 
     def grids(self, config: Any, inputs: Any, n_images: int) -> list[tuple[int, int, int]]:
         merge = int(config.vision_config.spatial_merge_size)
@@ -71,9 +48,12 @@ class QwenVLFamily:
     def image_tokens(
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
     ) -> list[ImageTokens]:
-        # One <|image_pad|> run per image (between <|vision_start|> and <|vision_end|>), all on the grid.
+        # One image-pad run per image (between the vision markers), all on the grid.
         return one_run_per_image(input_ids, self.image_token_id(config), self.grids(config, inputs, n_images))
 
+
+QwenImageOnlyProcessor = image_only(Qwen2VLProcessor)
+Qwen25ImageOnlyProcessor = image_only(Qwen2_5_VLProcessor)
 
 QWEN2_5_VL = QwenVLFamily("qwen2_5_vl", ("qwen2_5_vl",), Qwen25ImageOnlyProcessor)
 QWEN2_VL = QwenVLFamily("qwen2_vl", ("qwen2_vl",), QwenImageOnlyProcessor)
