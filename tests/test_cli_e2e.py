@@ -227,7 +227,7 @@ def test_inspect_with_mllm_eagle(
     spec = f"hf:{tiny_mllm_dirs['qwen2_5_vl']}"
     code, out, _ = run(
         capsys, "inspect", *images, "--model", str(elpv_model), "--mllm", spec, "--max-new-tokens", "2",
-        "--caas-layers", "0,3", "--alpha", "0.5", "--json", "--quiet",
+        "--caas-layers", "0,3", "--alpha", "0.5", "--caas-phase", "decode", "--json", "--quiet",
     )  # fmt: skip
     assert code == 0
     verdicts = json.loads(out)
@@ -238,6 +238,7 @@ def test_inspect_with_mllm_eagle(
         assert v["caas_applied"] == v["in_band"]
         if v["caas_applied"]:
             assert v["caas_settings"]["layers"] == [0, 3] and v["caas_settings"]["alpha"] == 0.5
+            assert v["caas_settings"]["phase"] == "decode"
         roles = [item["role"] for item in v["prompt"] if item["type"] == "image"]
         assert roles == (["query", "boxed"] if v["expert_decision"] == "anomalous" else ["query"])
         assert v["answer"] in {"A", "B", "unparsable"}

@@ -111,6 +111,7 @@ def test_caas_through_eagle_extension_equals_in_process(
     eagle = body["eagle"]
     assert eagle["caas_applied"] is True and eagle["layers_scaled"] == [1, 2] and eagle["query_image_index"] == 1
     assert eagle["caas"]["alpha"] == 5.0 and eagle["caas"]["span"] == local.caas_settings["span"]
+    assert eagle["caas"]["phase"] == "all"
     attention = eagle["attention"]
     assert attention is not None and sorted(attention["per_layer"]) == [str(i) for i in range(backend.num_layers)]
     # Disabled CAAS is plain generation, and is reported as not applied.
@@ -121,6 +122,15 @@ def test_caas_through_eagle_extension_equals_in_process(
     )
     assert status == 200 and body["choices"][0]["message"]["content"] == plain.text
     assert body["eagle"]["caas_applied"] is False and body["eagle"]["layers_scaled"] == []
+    # phase "decode" travels too: the same answer as in process with that phase.
+    decode = CaasSettings(alpha=5.0, layers=(1, 2), phase="decode")
+    local = backend.generate(ITEMS_TEMPLATE, prompt_images, GenerateOptions(max_new_tokens=NEW_TOKENS, caas=decode))
+    extension = {"caas": {"alpha": 5.0, "layers": [1, 2], "phase": "decode", "image_index": 1}}
+    status, _, body = http(
+        "POST", f"{live.base}/v1/chat/completions", chat(content_parts(ITEMS_TEMPLATE, prompt_images), eagle=extension)
+    )
+    assert status == 200 and body["choices"][0]["message"]["content"] == local.text
+    assert body["eagle"]["caas"]["phase"] == "decode"
 
 
 def _error(response: tuple[int, dict[str, str], Any], expected_status: int, *needles: str) -> None:
@@ -158,6 +168,7 @@ def test_requests_refused_with_clear_errors(live: LiveServer, prompt_images: dic
     audio = {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
     _error(http("POST", url, chat([text, audio])), 400, "input_audio", "'text', 'image_url'")
     _error(http("POST", url, chat([text, good_image], eagle={"caas": {"layers": []}})), 400, "layers is empty")
+    _error(http("POST", url, chat([text, good_image], eagle={"caas": {"phase": "prefill"}})), 400, "phase", "decode")
     _error(http("POST", url, chat([])), 400, "no content")
     _error(http("POST", url, chat([good_image] * 9)), 400, "9 images", "at most 8")
     url_text = good_image["image_url"]["url"]  # type: ignore[index]

@@ -41,9 +41,18 @@ COMMAND_ORDER: tuple[str, ...] = (
 
 def _commands() -> dict[str, Callable[[Subcommands], None]]:
     """Every command module's subcommands, by name; a module's command missing from the order is a bug."""
-    found = {**fit.COMMANDS, **inspect.COMMANDS, **export.COMMANDS, **serve.COMMANDS, **evaluate.COMMANDS,
-             **station.COMMANDS, **review.COMMANDS, **teach.COMMANDS, **versions.COMMANDS,
-             **keys.COMMANDS}
+    found = {
+        **fit.COMMANDS,
+        **inspect.COMMANDS,
+        **export.COMMANDS,
+        **serve.COMMANDS,
+        **evaluate.COMMANDS,
+        **station.COMMANDS,
+        **review.COMMANDS,
+        **teach.COMMANDS,
+        **versions.COMMANDS,
+        **keys.COMMANDS,
+    }
     assert sorted(found) == sorted(COMMAND_ORDER), "cli.COMMAND_ORDER must list every command once"
     return found
 

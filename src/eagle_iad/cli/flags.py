@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TypeAlias
 
-from eagle_iad.choices import DEFAULT_ALPHA, RENDER_STYLES, RUNTIMES
+from eagle_iad.choices import CAAS_PHASES, DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, RENDER_STYLES, RUNTIMES
 from eagle_iad.data import layout_names
 from eagle_iad.errors import ConfigError
 from eagle_iad.fit_options import MAX_SEED
@@ -78,8 +78,15 @@ def mllm_spec(args: argparse.Namespace) -> str | None:
 
 
 def add_caas(parser: argparse.ArgumentParser, *, layers: bool = True) -> None:
-    """``--alpha`` and (unless ``layers`` is False) ``--caas-layers``, read by :func:`parse_layers`."""
+    """``--alpha``, ``--caas-phase`` and (unless ``layers`` is False) ``--caas-layers`` (:func:`parse_layers`)."""
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="CAAS alpha (default %(default)s)")
+    parser.add_argument(
+        "--caas-phase",
+        choices=CAAS_PHASES,
+        default=DEFAULT_CAAS_PHASE,
+        help="when CAAS scales: 'all' = prefill and decoding, so the first answer token too; 'decode' = "
+        "decoding steps only, as the reference attention-editing tool (default %(default)s; docs/METHOD.md)",
+    )
     if layers:
         parser.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
 

@@ -106,7 +106,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
         raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
     config = EagleConfig(
         condition=args.condition,
-        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers)),
+        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers), phase=args.caas_phase),
         style=args.style,
         max_new_tokens=args.max_new_tokens,
         capture_attention=args.capture_attention,
@@ -228,7 +228,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out, "a report", "./attention")
     config = AnalysisConfig(
-        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers)),
+        caas=CaasSettings(alpha=args.alpha, layers=parse_layers(args.caas_layers), phase=args.caas_phase),
         force_caas=args.force_caas,
         overlay_layers=parse_layers(args.layers, "--layers"),
         max_new_tokens=args.max_new_tokens,

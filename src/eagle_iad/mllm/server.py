@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from eagle_iad.choices import DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.errors import BackendError, EagleError, ImageError
 from eagle_iad.images import load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
@@ -105,6 +106,7 @@ class CaasRequest(_Strict):
     enabled: bool = True
     alpha: float = Field(default=DEFAULT_ALPHA, ge=0.0, allow_inf_nan=False)
     layers: list[int] | None = None
+    phase: CaasPhase = DEFAULT_CAAS_PHASE
     image_index: int = Field(default=0, ge=0)
 
 
@@ -253,7 +255,7 @@ def build_job(
             raise ApiError(400, "eagle.caas.layers is empty; omit it for the model's default CAAS layers")
         try:
             layers = None if caas_request.layers is None else tuple(caas_request.layers)
-            caas = CaasSettings(alpha=caas_request.alpha, layers=layers)
+            caas = CaasSettings(alpha=caas_request.alpha, layers=layers, phase=caas_request.phase)
         except EagleError as exc:
             raise ApiError(400, f"eagle.caas: {exc}") from exc
     options = GenerateOptions(max_new_tokens=max_tokens, caas=caas, capture_attention=eagle.capture_attention)
