@@ -82,6 +82,19 @@ def test_conditions_and_limit() -> None:
 # --- the store ----------------------------------------------------------------------------------
 
 
+def test_caas_phase_enters_the_config_hash_only_when_not_the_default() -> None:
+    from dataclasses import replace
+
+    from eagle_iad.eval.experiment import ExperimentConfig
+    from eagle_iad.eval.runner import config_hash
+
+    base = ExperimentConfig(layout="folder", data="/d", models="/m", conditions=("expert",))
+    assert "caas_phase" not in base.as_dict()
+    decode = replace(base, caas_phase="decode")
+    assert decode.as_dict() == {**base.as_dict(), "caas_phase": "decode"}
+    assert config_hash(decode.as_dict()) != config_hash(base.as_dict())
+
+
 def test_store_truncates_a_torn_line_and_refuses_another_config(tmp_path: Path) -> None:
     store = RunStore(tmp_path, {"a": 1})
     store.append({"image": "x", "question_id": "q", "condition": "eagle"})
@@ -151,7 +164,10 @@ def test_mvtec_layout_end_to_end(tiny_qwen: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert _eval("--data", str(TIRE), "--layout", "mvtec", "--models", str(tmp_path / "models"),
                  "--mllm", f"hf:{tiny_qwen}", "--conditions", "baseline,expert,eagle", "--limit", "2",
-                 "--limit-train", "4", "--shots", "1", "--out", str(run)) == 0  # fmt: skip
+                 "--limit-train", "4", "--shots", "1", "--caas-phase", "decode", "--out", str(run)) == 0  # fmt: skip
+    # A non-default CAAS phase is part of the run's configuration (the default is left out, so runs made
+    # before the option existed keep their hash and resume).
+    assert json.loads((run / "run.json").read_text())["config"]["caas_phase"] == "decode"
     metrics = json.loads((run / "metrics.json").read_text())
     anomaly = metrics["mllm"]["conditions"]["expert"]["overall"]["anomaly"]
     assert (anomaly["n_normal"], anomaly["n_anomalous"]) == (1, 1)

@@ -3,7 +3,9 @@
 :func:`inspect_records` is the one orchestrator: it runs the expert once per image (a batch through
 ``Expert.inspect_many``), asks the MLLM through :meth:`Eagle.inspect` when one is configured, writes
 the pictures and returns one :class:`eagle_iad.record.InspectionRecord` per image; the CLI's
-``eagle inspect`` and the service's ``/v1/inspect`` call it. :func:`record_fields` is the one place
+``eagle inspect`` and the service's ``/v1/inspect`` call it. ``eagle eval``, which asks several
+conditions about each image, takes the expert stage alone (:func:`expert_pass`) once per image and
+hands its result to each condition's :meth:`Eagle.inspect`. :func:`record_fields` is the one place
 the record's scalar fields (score ... answered_by) are read off a verdict; the eval runner's JSONL
 records take theirs from it too. Conditions (docs/METHOD.md §5): ``baseline`` (MLLM alone), ``tgps``
 (textual prior + boxed copy), ``eagle`` (TGPS + CAAS when ``tau <= score < s_max``), and the prompt
@@ -162,6 +164,22 @@ def answered_by(
     }
 
 
+def uses_expert(condition: str) -> bool:
+    """Whether ``condition`` reads the expert's result: every one but ``baseline`` (the MLLM alone)."""
+    return condition != "baseline"
+
+
+def expert_pass(expert: Expert, image: np.ndarray) -> ExpertResult:
+    """The expert stage of one inspection on its own: what :meth:`Eagle.inspect` runs unless handed a result.
+
+    A step of its own so that a caller asking several conditions or questions about one image
+    (``eagle eval``) runs it once and hands the result to each :meth:`Eagle.inspect` and to
+    :func:`eagle_iad.verdict.make_verdict`. One image per backbone pass, as in :meth:`Eagle.inspect`,
+    so the numbers are the same bit for bit (a backbone's float32 output depends on its batch).
+    """
+    return expert.inspect(image)
+
+
 class Eagle:
     """Expert + MLLM backend + config; :meth:`inspect` gives an :class:`EagleVerdict` per image."""
 
@@ -185,7 +203,8 @@ class Eagle:
         """Run the configured condition on one image (a path, encoded bytes or an RGB array).
 
         ``expert_result`` is this image's expert pass when the caller already ran it (the service
-        renders the expert's pictures from it first): the expert then runs once per inspection.
+        renders the expert's pictures from it first; ``eagle eval`` asks every condition of an image
+        with one :func:`expert_pass`): the expert then runs once per image, not once per call.
         """
         start = time.perf_counter()
         question = question or ANOMALY_QUESTION
@@ -204,8 +223,8 @@ class Eagle:
         near_threshold: bool | None = None
         unrecognised: bool | None = None
         timings: dict[str, float] = {}
-        if condition != "baseline" and self.expert is not None:
-            result = expert_result if expert_result is not None else self.expert.inspect(rgb)
+        if uses_expert(condition) and self.expert is not None:
+            result = expert_result if expert_result is not None else expert_pass(self.expert, rgb)
             verdict = make_verdict(self.expert, name, result)
             score, tau, s_max = verdict.score, verdict.tau, verdict.s_max
             expert_decision, in_band, boxes = verdict.decision, verdict.in_band, verdict.boxes

@@ -125,6 +125,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         limit_train=args.limit_train,
         max_new_tokens=args.max_new_tokens,
         alpha=args.alpha,
+        caas_phase=args.caas_phase,
         seed=args.seed,
     )
     executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)

@@ -1,10 +1,11 @@
 """``eagle eval``: the paper's experiment as one resumable command (docs/METHOD.md §5).
 
 Steps: build the work items (MMAD json or a layout), open/resume the run store, fit any missing
-expert into ``--models``, run every condition through an executor, then compute metrics and write
-``metrics.json``, ``timing.json``, ``report.md`` and ``report.html`` with pictures. Metrics come
-only from the stored records (sorted by key) and the deterministic expert evaluation, so a resumed
-run reproduces an uninterrupted one exactly; timings live in ``timing.json`` alone.
+expert into ``--models``, run every condition through an executor (each image's expert result is
+computed once and kept in ``RUN/expert-cache``: :mod:`eagle_iad.eval.expert_cache`), then compute
+metrics and write ``metrics.json``, ``timing.json``, ``report.md`` and ``report.html`` with pictures.
+Metrics come only from the stored records (sorted by key) and the deterministic expert evaluation,
+so a resumed run reproduces an uninterrupted one exactly; timings live in ``timing.json`` alone.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.choices import DEFAULT_ALPHA
+from eagle_iad.choices import DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.data import Sample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
+from eagle_iad.eval.expert_cache import CACHE_DIR
 from eagle_iad.eval.expert_eval import ExpertEvaluation, evaluate_expert, pool_boxes, write_evaluation
 from eagle_iad.eval.mllm_metrics import compute_metrics
 from eagle_iad.eval.protocol import (
@@ -52,6 +54,7 @@ class ExperimentConfig:
     max_new_tokens: int = 32
     alpha: float = DEFAULT_ALPHA
     seed: int = 0
+    caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
 
     def __post_init__(self) -> None:
         if self.shots not in (0, 1):
@@ -64,6 +67,9 @@ class ExperimentConfig:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["conditions"] = list(self.conditions)
+        if self.caas_phase == DEFAULT_CAAS_PHASE:
+            # Runs made before the option existed scaled in every phase: their hash stays valid to resume.
+            del data["caas_phase"]
         return data
 
 
@@ -146,6 +152,8 @@ def run_experiment(config: ExperimentConfig, out: Path, executor: Executor | Non
             attention=config.attention,
             max_new_tokens=config.max_new_tokens,
             alpha=config.alpha,
+            caas_phase=config.caas_phase,
+            expert_cache=str(out / CACHE_DIR),
         )
         (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
         return _finish(config, items, out, store.records(), store.hash)

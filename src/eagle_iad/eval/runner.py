@@ -23,12 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.choices import DEFAULT_ALPHA
+from eagle_iad.choices import DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.data.selection import subsample
 from eagle_iad.errors import ConfigError
+from eagle_iad.eval.expert_cache import CacheKey, ExpertCache
 from eagle_iad.eval.protocol import WorkItem
-from eagle_iad.expert.patchcore import Expert
+from eagle_iad.expert.patchcore import Expert, ExpertResult
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.mllm.base import Backend
 
 Key = tuple[str, str, str]
@@ -149,9 +153,13 @@ class WorkerConfig:
     attention: bool = False
     max_new_tokens: int = 32
     alpha: float = DEFAULT_ALPHA
+    caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
     fit_limit: int | None = None
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
+    #: The run folder's expert cache (``RUN/expert-cache``, :mod:`eagle_iad.eval.expert_cache`); ``None``:
+    #: each image's expert result is still computed once, but kept only while its items are answered.
+    expert_cache: str | None = None
 
 
 def ensure_expert(
@@ -174,19 +182,49 @@ def ensure_expert(
     return save(expert.model, target)
 
 
+@dataclass
+class _Image:
+    """The image being answered: its pixels, and its expert result once something asked for it."""
+
+    category: str
+    path: str
+    rgb: np.ndarray
+    result: ExpertResult | None = None
+
+
 class Worker:
-    """Holds one MLLM backend and an expert cache; answers one category's items under every condition."""
+    """Holds one MLLM backend and the loaded experts; answers one category's items under every condition.
+
+    Every condition goes through the pipeline; the expert's result for an image is computed once
+    (:func:`eagle_iad.pipeline.expert_pass`) and handed to each condition and question that reads it,
+    from memory while the image's items are answered and from the run's expert cache after that.
+    """
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self._experts: dict[str, Expert] = {}
+        self._model_sha256: dict[str, str] = {}
         self._backend: Backend | None = None
+        self._image: _Image | None = None
+        self._cache = None if config.expert_cache is None else ExpertCache(Path(config.expert_cache))
 
     def expert(self, category: str) -> Expert:
         if category not in self._experts:
             from eagle_iad.expert import load_expert
+            from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
 
-            self._experts[category] = load_expert(Path(self.config.models_dir) / category)
+            folder = Path(self.config.models_dir) / category
+            # The model's identity for the expert cache, read on both sides of the load: a save landing
+            # in between would otherwise file one model's results under the other's identity.
+            identity = file_sha256(folder / MODEL_MANIFEST)
+            expert = load_expert(folder)
+            if file_sha256(folder / MODEL_MANIFEST) != identity:
+                raise ConfigError(
+                    f"{folder} changed while it was loaded (a fit or `eagle threshold` beside this run?); "
+                    "run the same command again to resume once it is done"
+                )
+            self._model_sha256[category] = identity
+            self._experts[category] = expert
         return self._experts[category]
 
     def backend(self) -> Backend:
@@ -197,6 +235,36 @@ class Worker:
                 raise ConfigError("--mllm is required for conditions other than 'expert'")
             self._backend = load_backend(self.config.mllm, **self.config.backend_options)
         return self._backend
+
+    def image(self, item: WorkItem) -> _Image:
+        """``item``'s image, decoded once for all its conditions and questions (they come in a row)."""
+        if self._image is None or (self._image.category, self._image.path) != (item.category, item.image):
+            from eagle_iad.images import load_rgb
+
+            self._image = _Image(item.category, item.image, load_rgb(item.image))
+        return self._image
+
+    def expert_result(self, item: WorkItem) -> ExpertResult:
+        """``item``'s expert result: from memory, else the run's expert cache, else one expert pass."""
+        image = self.image(item)
+        if image.result is None:
+            image.result = self._stored_or_computed(image)
+        return image.result
+
+    def _stored_or_computed(self, image: _Image) -> ExpertResult:
+        from eagle_iad import __version__
+        from eagle_iad.pipeline import expert_pass
+
+        expert = self.expert(image.category)
+        if self._cache is None:
+            return expert_pass(expert, image.rgb)
+        key = CacheKey(image.path, file_sha256(image.path), self._model_sha256[image.category], __version__)
+        found = self._cache.get(image.category, key)
+        if found is not None:
+            return found
+        result = expert_pass(expert, image.rgb)
+        self._cache.put(image.category, key, result)
+        return result
 
     def run(self, items: Sequence[WorkItem], done: set[Key]) -> Iterator[dict[str, Any]]:
         """Records for every (item, condition) not in ``done``; one at a time so each is stored at once."""
@@ -209,8 +277,7 @@ class Worker:
                 yield self.answer(item, condition)
 
     def answer(self, item: WorkItem, condition: str) -> dict[str, Any]:
-        from eagle_iad.images import load_rgb
-
+        """One record; its ``latency_s`` includes the image's expert pass only where that pass ran."""
         start = time.perf_counter()
         record: dict[str, Any] = {
             "image": item.image,
@@ -227,7 +294,7 @@ class Worker:
             from eagle_iad.verdict import make_verdict
 
             expert = self.expert(item.category)
-            verdict = make_verdict(expert, item.image, expert.inspect(load_rgb(item.image)))
+            verdict = make_verdict(expert, item.image, self.expert_result(item))
             fields = record_fields(verdict)
             record.update({name: fields[name] for name in EXPERT_FIELDS})
             # the expert "answers" the anomaly question by its decision (no MLLM reply)
@@ -241,18 +308,20 @@ class Worker:
 
     def _mllm(self, item: WorkItem, condition: str) -> dict[str, Any]:
         from eagle_iad.mllm.caas import CaasSettings
-        from eagle_iad.pipeline import Eagle, EagleConfig, record_fields
+        from eagle_iad.pipeline import Eagle, EagleConfig, record_fields, uses_expert
 
         template = item.templates[0] if self.config.shots == 1 and item.templates else None
         config = EagleConfig(
             condition=condition,  # type: ignore[arg-type]  # checked by parse_conditions / EagleConfig
-            caas=CaasSettings(alpha=self.config.alpha),
+            caas=CaasSettings(alpha=self.config.alpha, phase=self.config.caas_phase),
             max_new_tokens=self.config.max_new_tokens,
             capture_attention=self.config.attention,
             template_image=template,
         )
-        expert = None if condition == "baseline" else self.expert(item.category)
-        verdict = Eagle(expert, self.backend(), config).inspect(item.image, item.to_question())
+        expert = self.expert(item.category) if uses_expert(condition) else None
+        result = self.expert_result(item) if uses_expert(condition) else None
+        eagle = Eagle(expert, self.backend(), config)
+        verdict = eagle.inspect(self.image(item).rgb, item.to_question(), item.image, expert_result=result)
         fields = record_fields(verdict)
         out: dict[str, Any] = {name: fields[name] for name in MLLM_FIELDS}
         out.update(reply=verdict.reply, parse_method=verdict.parse_method)

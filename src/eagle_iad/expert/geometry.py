@@ -8,7 +8,7 @@ with how a mode makes its pixels, so a new mode reuses these (or adds one beside
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -137,3 +137,32 @@ class CenterCrop(ViewGeometry):
         rows = (ys >= g.top) & (ys < g.top + g.crop)
         cols = (xs >= g.left) & (xs < g.left + g.crop)
         return rows[:, None] & cols[None, :]
+
+
+def geometry_to_dict(geometry: ViewGeometry) -> dict[str, Any] | None:
+    """A geometry as JSON-ready data (``eagle eval``'s expert cache stores results with it).
+
+    ``None`` for a geometry this module does not define (a plugin's subclass included): its results
+    are then not stored rather than stored as a look-alike. A new geometry here adds its case and one
+    in :func:`geometry_from_dict`; tests/test_eval_expert_cache.py round-trips every subclass found here.
+    """
+    if type(geometry) is WholeFrame:
+        return {"kind": "whole-frame", **asdict(geometry)}
+    if type(geometry) is Tiles:
+        return {"kind": "tiles", **asdict(geometry), "origins": [list(origin) for origin in geometry.origins]}
+    if type(geometry) is CenterCrop:
+        return {"kind": "center-crop", **asdict(geometry.inner)}
+    return None
+
+
+def geometry_from_dict(data: dict[str, Any]) -> ViewGeometry:
+    """The geometry :func:`geometry_to_dict` gave ``data`` for (``ValueError`` for an unknown kind)."""
+    fields = {key: value for key, value in data.items() if key != "kind"}
+    kind = data.get("kind")
+    if kind == "whole-frame":
+        return WholeFrame(**fields)
+    if kind == "tiles":
+        return Tiles(**{**fields, "origins": tuple((int(top), int(left)) for top, left in fields["origins"])})
+    if kind == "center-crop":
+        return CenterCrop(Geometry(**fields))
+    raise ValueError(f"unknown geometry kind {kind!r}")
