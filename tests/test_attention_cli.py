@@ -41,9 +41,24 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 #: elpv cells are 300x300. Qwen2.5-VL (tiny processor: <= 6272 px) resizes them to 56x56 = a 4x4 patch
 #: grid, 2x2-merged to (1, 2, 2): one token per 150x150 quadrant. LLaVA (56 px CLIP, square: no crop)
 #: has a 4x4 patch grid: one token per 75x75 block.
-GRIDS = {"qwen2_5_vl": (1, 2, 2), "llava": (1, 4, 4)}
+GRIDS = {
+    "qwen2_5_vl": (1, 2, 2),
+    "llava": (1, 4, 4),
+    "qwen3_vl": (1, 2, 2),
+    "glm4v": (1, 2, 2),
+    "gemma3": (1, 2, 2),
+    "minicpmv4_6": (1, 2, 2),
+}
 #: The hand-made mask of each family: exactly one grid cell ``(row, col)``.
-MASK_CELL = {"qwen2_5_vl": (0, 1), "llava": (1, 2)}
+MASK_CELL = {"qwen2_5_vl": (0, 1), "llava": (1, 2), "qwen3_vl": (1, 0), "glm4v": (0, 1), "gemma3": (1, 1)}
+MASK_CELL["minicpmv4_6"] = (0, 0)
+#: The hybrid MiniCPM-V's attention layers (1 and 3; 0 and 2 are linear attention) and default CAAS layer.
+ATTENTION_LAYERS = {"minicpmv4_6": [1, 3]}
+CAAS_LAYERS = {"minicpmv4_6": [1]}
+#: Gemma 3's sliding layers (window 32 in the tiny model) no longer hold the image when the answer starts.
+EVICTED = {"gemma3": {0, 2}}
+#: Families whose 300 px query has more visual tokens than its grid (MiniCPM-V: source view + slices).
+SLICED = {"minicpmv4_6"}
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +137,10 @@ def test_any_non_zero_mask_pixel_is_defect(tmp_path: Path) -> None:
 
 
 def test_default_overlay_layers() -> None:
-    assert default_overlay_layers((9, 10, 11, 12, 13, 14), 28) == [9, 12, 14, 27]
-    assert default_overlay_layers((1, 2), 4) == [1, 2, 3]
-    assert default_overlay_layers((), 4) == [3]
+    assert default_overlay_layers((9, 10, 11, 12, 13, 14), range(28)) == [9, 12, 14, 27]
+    assert default_overlay_layers((1, 2), range(4)) == [1, 2, 3]
+    assert default_overlay_layers((1,), (1, 3)) == [1, 3]  # hybrid: the last attention layer
+    assert default_overlay_layers((), range(4)) == [3]
 
 
 # --- the command, end to end ----------------------------------------------------------------------
@@ -149,7 +165,7 @@ def _check_pictures(out: Path, report: dict[str, Any], with_mask: bool) -> None:
     assert sorted(report["files"]) == sorted(expected)
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava"])
+@pytest.mark.parametrize("family", list(GRIDS))
 def test_attention_command_with_one_cell_mask_and_forced_caas(
     family: str,
     elpv_expert_dir: Path,
@@ -171,9 +187,11 @@ def test_attention_command_with_one_cell_mask_and_forced_caas(
     assert report["mllm"] == f"hf:{tiny_mllm_dirs[family]}" and report["num_layers"] == 4
     caas = report["caas"]
     assert caas["rule"] == "forced" and caas["force_caas"] and caas["applied"]
-    assert caas["layers"] == [1, 2] and caas["scaled_layers"] == [1, 2] and caas["alpha"] == 0.6
+    expected_caas = CAAS_LAYERS.get(family, [1, 2])
+    assert caas["layers"] == expected_caas and caas["scaled_layers"] == expected_caas and caas["alpha"] == 0.6
     assert caas["in_band"] == (caas["tau"] <= caas["score"] < caas["s_max"])
-    assert report["overlay_layers"] == [1, 2, 3]
+    layers = ATTENTION_LAYERS.get(family, [0, 1, 2, 3])
+    assert report["overlay_layers"] == sorted({*expected_caas, layers[-1]})
     assert set(report["conditions"]) == {"baseline", "eagle"}
     row, col = MASK_CELL[family]
     t, h, w = GRIDS[family]
@@ -182,12 +200,19 @@ def test_attention_command_with_one_cell_mask_and_forced_caas(
         assert condition["grid"] == list(GRIDS[family]) and condition["family"] == family
         assert condition["caas_applied"] == (name == "eagle")
         assert condition["prompt_images"][0] == "query"
-        assert [entry["layer"] for entry in condition["layers"]] == [0, 1, 2, 3]
+        assert [entry["layer"] for entry in condition["layers"]] == layers
         for entry in condition["layers"]:
             values = np.asarray(condition["attention"]["per_layer"][str(entry["layer"])], dtype=np.float64)
             assert values.shape == (t * h * w,)
             assert 0.0 <= entry["share"] <= 1.0
-            assert entry["share"] == pytest.approx(values.sum(), rel=1e-5)
+            if entry["layer"] in EVICTED.get(family, set()):
+                assert entry["share"] == 0.0 and not values.any()
+                assert entry["concentration"] is None and entry["peak_in_mask"] is None
+                continue
+            if family in SLICED:
+                assert entry["share"] > values.sum()  # the slices' tokens count in the share, not on the grid
+            else:
+                assert entry["share"] == pytest.approx(values.sum(), rel=1e-5)
             # Hand computation: one cell of h*w equal cells -> weight share of that cell * (h*w).
             assert entry["concentration"] == pytest.approx(values[cell_index] / values.sum() * (h * w), rel=1e-4)
             assert entry["peak_in_mask"] == (int(np.argmax(values)) == cell_index)

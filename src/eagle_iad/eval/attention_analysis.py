@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,13 @@ def caas_layers(backend: Backend, settings: CaasSettings, num_layers: int) -> tu
     return default_caas_layers(num_layers)
 
 
-def default_overlay_layers(caas: tuple[int, ...], num_layers: int) -> list[int]:
-    """First, middle and last CAAS layer plus the last decoder layer (where the answer is formed)."""
-    picked = {num_layers - 1}
+def default_overlay_layers(caas: tuple[int, ...], attention_layers: Sequence[int]) -> list[int]:
+    """First, middle and last CAAS layer plus the last attention layer (where the answer is formed).
+
+    ``attention_layers``: the decoder layers with captured attention, all of them except in hybrid
+    models, whose linear-attention layers have no attention weights to show.
+    """
+    picked = {attention_layers[-1]}
     if caas:
         picked |= {caas[0], caas[len(caas) // 2], caas[-1]}
     return sorted(picked)
@@ -187,14 +192,17 @@ def analyze(
         ),
     }
     results = {condition: _run(eagle, rgb, name, mask, condition) for condition, eagle in runs.items()}
-    num_layers = len(results["baseline"].layers)
+    captured = [entry.layer for entry in results["baseline"].layers]
+    num_layers = int(getattr(backend, "num_layers", len(captured)))
     layers = caas_layers(backend, config.caas, num_layers)
     overlay = list(config.overlay_layers) if config.overlay_layers is not None else None
     if overlay is None:
-        overlay = default_overlay_layers(layers, num_layers)
-    bad = [layer for layer in overlay if not 0 <= layer < num_layers]
-    if bad or not overlay:
+        overlay = default_overlay_layers(layers, captured)
+    bad = [layer for layer in overlay if layer not in captured]
+    if (bad or not overlay) and captured == list(range(num_layers)):
         raise ConfigError(f"--layers {bad or overlay} outside the model's decoder layers 0..{num_layers - 1}")
+    if bad or not overlay:
+        raise ConfigError(f"--layers {bad or overlay}: not attention layers of this model (those are {captured})")
     eagle_verdict = results["eagle"].verdict
     caas = {
         "rule": "forced" if config.force_caas else "band",
@@ -227,7 +235,8 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
     fig = Figure(figsize=CURVES_WITH_MASK_SIZE_IN if with_mask else CURVES_SIZE_IN, dpi=DPI)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(2 if with_mask else 1, 1, index + 1) for index in range(2 if with_mask else 1)]
-    x = list(range(report.num_layers))
+    # One point per layer with attention: every decoder layer, or a hybrid model's attention layers.
+    x = [entry.layer for entry in next(iter(report.conditions.values())).layers]
     for condition, result in report.conditions.items():
         axes[0].plot(x, _series(result, "share"), marker="o", color=_COLOURS.get(condition), label=condition)
     axes[0].set_ylabel("attention share on query image")

@@ -91,8 +91,10 @@ def layer_metrics(
         total = float(image_map.sum())
         empty = total <= 0.0 or area == 0.0
         concentration = None if empty else float(image_map[mask].sum()) / total / area
+        # No attention on the image at all (a sliding window that no longer holds it): no peak either.
         peak = np.unravel_index(int(np.argmax(image_map)), image_map.shape)
-        out.append(LayerAttention(layer, capture.share[layer], concentration, bool(mask[peak])))
+        in_mask = None if total <= 0.0 else bool(mask[peak])
+        out.append(LayerAttention(layer, capture.share[layer], concentration, in_mask))
     return out
 
 
