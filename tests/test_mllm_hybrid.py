@@ -320,3 +320,28 @@ def test_serve_with_hybrid_routes_each_inspection(reference: dict[str, Any], tin
     assert [v["answered_by"]["route"] for v in verdicts] == ["caas", "engine"]
     assert [v["caas_applied"] for v in verdicts] == [True, False]
     assert models["data"][0]["id"] == SERVED  # chat clients see the engine's model name
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "glm4v", "gemma3", "minicpmv4_6"])
+def test_hybrid_route_on_the_newer_families(
+    family: str, reference: dict[str, Any], tiny_mllm_dirs: dict[str, Path]
+) -> None:
+    """The hybrid route with each newer family as both engine and in-process CAAS model: a band case is
+    answered in process with CAAS, the other by the engine, each exactly as the in-process backend answers."""
+    from eagle_iad.expert import load_expert
+    from eagle_iad.mllm import CaasSettings
+    from eagle_iad.pipeline import Eagle, EagleConfig
+
+    rows = [r for r in reference["rows"] if r["condition"] == "eagle"]
+    cases = [next(r for r in rows if r["in_band"]), next(r for r in rows if not r["in_band"])]
+    expert = load_expert(reference["models"] / "cells")
+    spec = f"hf:{tiny_mllm_dirs[family]}"
+    local = load_backend(spec)
+    config = EagleConfig(condition="eagle", caas=CaasSettings(), max_new_tokens=2)
+    expected = [Eagle(expert, local, config).inspect(row["image"]) for row in cases]
+    with Engine(local) as engine:
+        hybrid = load_backend(hybrid_spec(engine.spec, spec))
+        verdicts = [Eagle(expert, hybrid, config).inspect(row["image"]) for row in cases]
+    assert [v.answered_by["route"] for v in verdicts] == ["caas", "engine"]
+    assert [v.caas_applied for v in verdicts] == [True, False] == [e.caas_applied for e in expected]
+    assert [v.reply for v in verdicts] == [e.reply for e in expected]
