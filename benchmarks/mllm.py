@@ -233,27 +233,33 @@ def vllm_route(model_dir: Path, images: dict[str, np.ndarray], tokens: int) -> t
     return run, str(vllm.__version__)
 
 
-def bench_qwen7b(out: Path, runs: int, tokens: int, image: tuple[int, int]) -> dict[str, Any]:
-    """One inspection's prompt through transformers plain, transformers CAAS and vLLM; ms per route as JSON."""
-    import gc
+def _setting(what: str, device: str, image: tuple[int, int], tokens: int, runs: int) -> dict[str, Any]:
+    """What a GPU figure was measured on, written beside it (device, library versions, prompt size)."""
     import platform
 
     import transformers
 
-    from eagle_iad.atomic import atomic_write_text
-
-    images = prompt_images(*image)
-    result: dict[str, Any] = {
-        "what": "one EAGLE inspection prompt (query + boxed copy), random Qwen2.5-VL-7B-size model, bf16, greedy",
-        "device": torch.cuda.get_device_name(0),
+    return {
+        "what": what,
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "image": list(image),
         "tokens": tokens,
         "runs": runs,
-        "ms": {},
     }
+
+
+def bench_qwen7b(out: Path, runs: int, tokens: int, image: tuple[int, int]) -> dict[str, Any]:
+    """One inspection's prompt through transformers plain, transformers CAAS and vLLM; ms per route as JSON."""
+    import gc
+
+    from eagle_iad.atomic import atomic_write_text
+
+    images = prompt_images(*image)
+    what = "one EAGLE inspection prompt (query + boxed copy), random Qwen2.5-VL-7B-size model, bf16, greedy"
+    result = _setting(what, "cuda", image, tokens, runs) | {"ms": {}}
     with tempfile.TemporaryDirectory(prefix="eagle_qwen7b_") as tmp:
         model_dir = build_random_qwen7b(Path(tmp) / "qwen7b", max_pixels=image[0] * image[1])
         backend = HFBackend(model_dir, device="cuda", dtype=torch.bfloat16, vision_attention="sdpa")
@@ -438,25 +444,12 @@ def bench_real_size(
 ) -> dict[str, Any]:
     """:func:`bench_family_phases` for each family at its released size; written as JSON to ``out``."""
     import gc
-    import platform
-
-    import transformers
 
     from eagle_iad.atomic import atomic_write_text
 
     images = prompt_images(*image)
-    result: dict[str, Any] = {
-        "what": "one EAGLE inspection prompt (query + boxed copy), random weights at released sizes, greedy",
-        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "image": list(image),
-        "tokens": tokens,
-        "runs": runs,
-        "shrink": shrink,
-        "families": {},
-    }
+    what = "one EAGLE inspection prompt (query + boxed copy), random weights at released sizes, greedy"
+    result = _setting(what, device, image, tokens, runs) | {"shrink": shrink, "families": {}}
     for family in families:
         with tempfile.TemporaryDirectory(prefix=f"eagle_{family}_") as tmp:
             model_dir = build_real_size(family, Path(tmp) / family, device, shrink)
