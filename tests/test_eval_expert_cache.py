@@ -266,3 +266,12 @@ def test_a_model_saved_during_its_load_is_refused(
     worker = Worker(WorkerConfig(("expert",), str(models), None, expert_cache=str(tmp_path / CACHE_DIR)))
     with pytest.raises(ConfigError, match="changed while it was loaded"):
         worker.expert("cells")
+
+
+def test_a_missing_model_is_named_by_the_loader_not_a_raw_file_error(tmp_path: Path) -> None:
+    from eagle_iad.errors import EagleError
+
+    worker = Worker(WorkerConfig(conditions=("expert",), models_dir=str(tmp_path), mllm=None))
+    with pytest.raises(EagleError) as caught:
+        worker.expert("absent")
+    assert "absent" in str(caught.value) and not isinstance(caught.value, FileNotFoundError)

@@ -297,3 +297,43 @@ def test_internvl_query_run_is_tiles_then_thumbnail(hf_backends: Any, prompt_ima
     assert tokens[start - 1] == "<img>" and tokens[end] == "</img>"
     assert end - start == 12  # 56x84 -> 2 tiles + thumbnail, 4 tokens each
     assert prepared.images.images[0].grid_ranges == ((end - 4, end),)
+
+
+def test_image_only_keeps_the_stock_signature_and_refuses_what_it_cannot_place() -> None:
+    """The generated ``__init__``: stock parameters minus ``video_processor``, keyword-only kept so."""
+    import inspect
+
+    from transformers.processing_utils import ProcessorMixin
+
+    from eagle_iad.mllm.families.base import image_only
+
+    class Stock(ProcessorMixin):  # type: ignore[misc]
+        def __init__(self, image_processor: Any = None, tokenizer: Any = None, video_processor: Any = None,
+                     chat_template: Any = None, *, seq_len: int = 4, **kwargs: Any) -> None:  # fmt: skip
+            self.seq_len = seq_len
+            super().__init__(image_processor, tokenizer, video_processor, chat_template=chat_template, **kwargs)
+
+    made = image_only(Stock)
+    assert str(inspect.signature(made.__init__)) == (
+        "(self, image_processor=None, tokenizer=None, chat_template=None, *, seq_len=4, **kwargs)"
+    )
+    assert made.__init__.__code__.co_varnames[:4] == ("self", "image_processor", "tokenizer", "chat_template")
+    assert made.get_attributes() == ["image_processor", "tokenizer"]
+    with pytest.raises(TypeError, match="positional"):
+        made(None, None, "template", 8)  # seq_len is keyword-only, as in the stock class
+
+    class Overflowing(ProcessorMixin):  # type: ignore[misc]
+        def __init__(self, image_processor: Any = None, video_processor: Any = None, **kwargs: Any) -> None:
+            super().__init__(image_processor, video_processor, "a third positional argument", **kwargs)
+
+    with pytest.raises(TypeError, match="3 positional arguments"):
+        image_only(Overflowing)()
+
+
+def test_reasoning_templates_are_asked_not_to_think(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    """MiniCPM-V's Qwen3.5 template writes an empty thinking block when told not to think: the answer comes first."""
+    backend = hf_backends("minicpmv4_6")
+    assert backend.family.chat_template_kwargs == {"enable_thinking": False}
+    prepared = backend.prepare(build_prompt(PromptRequest("q.png")), prompt_images)
+    assert prepared.text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert family_for("llava").chat_template_kwargs == {}

@@ -302,6 +302,18 @@ def test_concurrent_requests_match_sequential(
                 np.testing.assert_array_equal(reply.attention.per_layer[layer], values)
 
 
+def test_a_request_serves_one_generation(hf_backends: Any, prompt_images: dict[str, np.ndarray]) -> None:
+    """A request counts the positions each layer saw; reusing it would misplace the span, so it is refused."""
+    backend = hf_backends("qwen2_5_vl")
+    prepared = backend.prepare(ITEMS, prompt_images)
+    request = backend._request(prepared, GenerateOptions(caas=CaasSettings()))
+    with torch.inference_mode(), attention_request(request):
+        backend.model.generate(**prepared.inputs.to(backend.device), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    assert request.seen == dict.fromkeys(range(backend.num_layers), len(prepared.input_ids) + 1)
+    with pytest.raises(ValueError, match="serves one generate call"), attention_request(request):
+        pass
+
+
 def test_no_request_outside_generate() -> None:
     from eagle_iad.mllm.caas import active_request
 
@@ -435,6 +447,9 @@ def test_decode_phase_scales_only_decoding_steps(
     )
     assert single.caas_settings is not None and single.caas_settings["scaled_layers"] == []
     assert single.token_ids == plain.token_ids[:1]
+    # ...and the reply does not claim CAAS it did not apply, saying why.
+    assert single.caas_applied is False and "phase decode" in single.metadata["caas_not_applied"]
+    assert decode_only.caas_applied is True and "caas_not_applied" not in decode_only.metadata
     with pytest.raises(ConfigError, match="CAAS phase must be one of all, decode"):
         CaasSettings(phase="prefill")  # type: ignore[arg-type]
 

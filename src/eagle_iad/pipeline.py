@@ -152,7 +152,7 @@ def answered_by(
     and a CAAS request answered by an engine must read as such, never as a plain answer.
     """
     if caas_requested:
-        caas = "applied" if caas_applied else CAAS_NOT_APPLIED
+        caas = "applied" if caas_applied else str(reply_metadata.get("caas_not_applied", CAAS_NOT_APPLIED))
     elif condition == "eagle":
         caas = "not needed (outside the band)"
     else:

@@ -158,6 +158,15 @@ def default_overlay_layers(caas: tuple[int, ...], attention_layers: Sequence[int
     return sorted(picked)
 
 
+def _check_overlay(overlay: list[int], attention_layers: list[int], num_layers: int) -> None:
+    """Overlay layers must be layers with attention to show (all, except a hybrid model's linear ones)."""
+    bad = [layer for layer in overlay if layer not in attention_layers]
+    if (bad or not overlay) and attention_layers == list(range(num_layers)):
+        raise ConfigError(f"--layers {bad or overlay} outside the model's decoder layers 0..{num_layers - 1}")
+    if bad or not overlay:
+        raise ConfigError(f"--layers {bad or overlay}: not attention layers of this model ({attention_layers} are)")
+
+
 def _run(eagle: Eagle, rgb: np.ndarray, name: str, mask: np.ndarray | None, condition: str) -> ConditionResult:
     verdict = eagle.inspect(rgb, name=name)
     if verdict.attention is None:
@@ -191,6 +200,10 @@ def analyze(
             ),
         ),
     }
+    known = getattr(backend, "attention_layers", None)
+    if config.overlay_layers is not None and known is not None:
+        # Checked before two generations run; backends that cannot say are checked after them.
+        _check_overlay(list(config.overlay_layers), list(known), int(getattr(backend, "num_layers", len(known))))
     results = {condition: _run(eagle, rgb, name, mask, condition) for condition, eagle in runs.items()}
     captured = [entry.layer for entry in results["baseline"].layers]
     num_layers = int(getattr(backend, "num_layers", len(captured)))
@@ -198,11 +211,7 @@ def analyze(
     overlay = list(config.overlay_layers) if config.overlay_layers is not None else None
     if overlay is None:
         overlay = default_overlay_layers(layers, captured)
-    bad = [layer for layer in overlay if layer not in captured]
-    if (bad or not overlay) and captured == list(range(num_layers)):
-        raise ConfigError(f"--layers {bad or overlay} outside the model's decoder layers 0..{num_layers - 1}")
-    if bad or not overlay:
-        raise ConfigError(f"--layers {bad or overlay}: not attention layers of this model (those are {captured})")
+    _check_overlay(overlay, captured, num_layers)
     eagle_verdict = results["eagle"].verdict
     caas = {
         "rule": "forced" if config.force_caas else "band",

@@ -216,7 +216,11 @@ class Worker:
             folder = Path(self.config.models_dir) / category
             # The model's identity for the expert cache, read on both sides of the load: a save landing
             # in between would otherwise file one model's results under the other's identity.
-            identity = file_sha256(folder / MODEL_MANIFEST)
+            try:
+                identity = file_sha256(folder / MODEL_MANIFEST)
+            except OSError:
+                load_expert(folder)  # says clearly what is missing or unreadable
+                raise
             expert = load_expert(folder)
             if file_sha256(folder / MODEL_MANIFEST) != identity:
                 raise ConfigError(

@@ -52,8 +52,9 @@ class LayerAttention:
 
     ``concentration`` and ``peak_in_mask`` are ``None`` when there is no mask to score against
     (an image without ground truth) and ``concentration`` also when it is undefined (an empty
-    mask, or no attention on the covered part of the image): ``None`` is written to JSON as
-    ``null``, where a NaN would make the file invalid for strict readers.
+    mask, or no attention on the covered part of the image); ``peak_in_mask`` also when the image
+    got no attention at all (its keys evicted from a sliding window: there is no peak). ``None`` is
+    written to JSON as ``null``, where a NaN would make the file invalid for strict readers.
     """
 
     layer: int

@@ -143,7 +143,13 @@ _REQUEST: contextvars.ContextVar[AttentionRequest | None] = contextvars.ContextV
 
 @contextlib.contextmanager
 def attention_request(request: AttentionRequest) -> Iterator[AttentionRequest]:
-    """Make ``request`` the active attention state for this thread/context."""
+    """Make ``request`` the active attention state for this thread/context, for one ``generate`` call.
+
+    A request counts the positions each layer has seen (:attr:`AttentionRequest.seen`), so a used
+    one would place its span wrongly in a second generation: it is refused rather than reused.
+    """
+    if request.seen or request.captured or request.scaled_layers:
+        raise ValueError("an AttentionRequest serves one generate call; build a new one for the next")
     token = _REQUEST.set(request)
     try:
         yield request
@@ -247,18 +253,21 @@ def _make_attention(delegate_eager: bool) -> Callable[..., tuple[torch.Tensor, t
         if scaling is None:
             scaling = float(query.shape[-1]) ** -0.5
         offset = 0
+        decoding = False
         if request is not None and layer is not None:
             # Where this layer's keys end (prompt + generated so far); the cache may hold fewer.
             seen = request.seen.get(layer, 0) + query.shape[2]
             request.seen[layer] = seen
             offset = max(seen - key.shape[2], 0)
+            # A decoding step's queries lie after the prompt (a 1-token prefill chunk does not).
+            decoding = seen - query.shape[2] >= request.prompt_length
         scale = (
             request is not None
             and request.span is not None
             and causal
             and layer is not None
             and layer in request.layers
-            and (request.phase == "all" or query.shape[2] == 1)
+            and (request.phase == "all" or decoding)
         )
         capture = (
             request is not None

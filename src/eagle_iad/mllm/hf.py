@@ -179,7 +179,9 @@ class HFBackend:
         """Chat template + processor; locate every image's visual tokens (the query's by its item index)."""
         image_items = [item for item in items if isinstance(item, ImageItem)]
         pil = [_to_pil(item.ref, images) for item in image_items]
-        text = self.processor.apply_chat_template(_messages(items), add_generation_prompt=True, tokenize=False)
+        text = self.processor.apply_chat_template(
+            _messages(items), add_generation_prompt=True, tokenize=False, **self.family.chat_template_kwargs
+        )
         inputs = self.processor(text=[text], images=pil or None, return_tensors="pt")
         input_ids = [int(i) for i in inputs["input_ids"][0].tolist()]
         spans = image_spans(self.family, self.config, self.processor, inputs, input_ids, len(image_items))
@@ -238,7 +240,7 @@ class HFBackend:
             text=tokenizer.decode(generated, skip_special_tokens=True),
             token_ids=generated,
             timings={"prepare_s": prepared_s, "generate_s": total_s - prepared_s, "total_s": total_s},
-            caas_applied=options.caas is not None,
+            caas_applied=options.caas is not None and bool(request.scaled_layers),
             caas_settings=self._caas_record(request) if options.caas is not None else None,
             attention=self._capture(prepared, request) if options.capture_attention else None,
             metadata={
@@ -250,6 +252,8 @@ class HFBackend:
                 "finish_reason": self._finish_reason(generated, options.max_new_tokens),
             },
         )
+        if options.caas is not None and not request.scaled_layers:
+            reply.metadata["caas_not_applied"] = "not applied (phase decode: the answer ended before a decoding step)"
         if options.capture_attention and reply.attention is None:
             reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
         return reply, logits

@@ -104,12 +104,14 @@ GEMMA3_CHAT_TEMPLATE = (
 )
 
 #: openbmb/MiniCPM-V-4.6 style ChatML: each image is the tokenizer's image token, which the processor
-#: expands into the source view and its slices.
+#: expands into the source view and its slices; ``enable_thinking=False`` writes Qwen3.5's empty
+#: thinking block, so the answer starts at once.
 MINICPMV_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<|image_pad|>{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
 )
 
 QWEN_SPECIALS = [

@@ -11,7 +11,7 @@ subset lying on a known grid (what attention capture maps onto the image).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,6 +109,11 @@ class Family(Protocol):
 
     @property
     def model_types(self) -> tuple[str, ...]: ...
+
+    @property
+    def chat_template_kwargs(self) -> dict[str, Any]:
+        """Settings the checkpoint's chat template reads (e.g. ``enable_thinking``)."""
+        ...
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
         """The family's processor (image processor + tokenizer + chat template)."""
@@ -239,6 +244,8 @@ def image_only(stock: Any, video_processor: Callable[[], Any] | None = None, **m
 
     class WithoutVideo(ProcessorMixin):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if len(args) > len(stock_attributes):
+                raise TypeError(f"{stock.__name__} passed {len(args)} positional arguments for {stock_attributes}")
             named = dict(zip(stock_attributes, args, strict=False))
             video = named.pop("video_processor", kwargs.pop("video_processor", None))
             ProcessorMixin.__init__(self, **named, **kwargs)
@@ -269,9 +276,13 @@ def _init_with_signature(signature: Any, construct: Callable[..., None]) -> Call
     names: list[str] = []
     extra = "{}"
     defaults: dict[str, Any] = {}
+    keyword_only = False
     for index, param in enumerate(signature.parameters.values()):
         if not param.name.isidentifier():
             raise ConfigError(f"processor parameter {param.name!r} is not an identifier")
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and not keyword_only:
+            params.append("*")  # keyword-only stays keyword-only (and may follow defaulted parameters)
+            keyword_only = True
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             params.append(f"**{param.name}")
             extra = param.name
@@ -302,6 +313,10 @@ class FamilyBase:
     name: str
     model_types: tuple[str, ...]
     image_only_processor: Any = None
+    #: Passed to the checkpoint's chat template. Reasoning checkpoints (GLM-4.1V-Thinking, Qwen3.5
+    #: under MiniCPM-V 4.6) otherwise open their answer with a ``<think>`` block, and an inspection's
+    #: answer is its first tokens; templates without the setting ignore it.
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
         return load_pil_processor(path, self.image_only_processor, **kwargs)

@@ -14,9 +14,10 @@ are some crops..." + one such sequence per crop.
 markers are text tokens). **Grid**: the original view's ``S`` tokens (the first of the image), a
 square resize of the whole image, so coverage ``None``. Which views belong to which image is
 not in the ids (only the crops' introductory *text* says so), and the processor drops its
-``num_crops``: so each image must be one view — pan-and-scan off, as the released checkpoints'
-processors ship — and a prompt whose views outnumber its images is refused with that reason,
-rather than scaling a crop as if it were the next image.
+``num_crops``: so each image must be one view. The family loads the processor with pan-and-scan
+off (as the released checkpoints ship it), and a prompt whose views still outnumber its images (a
+processor built elsewhere) is refused with that reason rather than scaling a crop as if it were
+the next image.
 
 Two things differ from the other families and are handled in :mod:`eagle_iad.mllm.caas`: the
 language model lets an image's tokens attend to each other both ways (its mask says so; CAAS
@@ -29,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eagle_iad.errors import ConfigError
@@ -38,6 +40,12 @@ from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, image_token_ru
 @dataclass(frozen=True)
 class Gemma3Family(FamilyBase):
     """Gemma 3 family knowledge (see the module docstring); its processor has no video processor."""
+
+    def load_processor(self, path: str | Path, **kwargs: Any) -> Any:
+        processor = super().load_processor(path, **kwargs)
+        # One view per image: crops could not be told from the next image (module docstring).
+        processor.image_processor.do_pan_and_scan = False
+        return processor
 
     def image_tokens(
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
@@ -53,7 +61,7 @@ class Gemma3Family(FamilyBase):
         if views != n_images:
             raise ConfigError(
                 f"{views:g} image views for {n_images} images: pan-and-scan crops cannot be told from the next "
-                "image; load the processor with do_pan_and_scan=False"
+                "image; turn the image processor's do_pan_and_scan off"
             )
         return [
             ImageTokens(ranges, (1, side, side), leading_tokens(ranges, per_view))

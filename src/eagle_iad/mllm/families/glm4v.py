@@ -16,4 +16,6 @@ from eagle_iad.mllm.families.qwen2_vl import QwenVLFamily
 
 Glm4vImageOnlyProcessor = image_only(Glm4vProcessor)
 
-GLM4V = QwenVLFamily("glm4v", ("glm4v",), Glm4vImageOnlyProcessor)
+#: GLM-4.1V-Thinking / GLM-4.5V templates reason first unless ``enable_thinking`` is off (an
+#: inspection's answer must be its first tokens); templates without the switch ignore it.
+GLM4V = QwenVLFamily("glm4v", ("glm4v",), Glm4vImageOnlyProcessor, {"enable_thinking": False})

@@ -95,5 +95,7 @@ class MiniCPMVFamily(FamilyBase):
 MiniCPMV4_6ImageOnlyProcessor = image_only(MiniCPMV4_6Processor, MiniCPMV4_6VideoProcessor)
 MiniCPMV4_7ImageOnlyProcessor = image_only(MiniCPMV4_7Processor, MiniCPMV4_6VideoProcessor)
 
-MINICPMV4_6 = MiniCPMVFamily("minicpmv4_6", ("minicpmv4_6",), MiniCPMV4_6ImageOnlyProcessor)
-MINICPMV4_7 = MiniCPMVFamily("minicpmv4_7", ("minicpmv4_7",), MiniCPMV4_7ImageOnlyProcessor)
+#: Qwen3.5's template thinks first unless told not to: an inspection's answer must be its first tokens.
+NO_THINKING = {"enable_thinking": False}
+MINICPMV4_6 = MiniCPMVFamily("minicpmv4_6", ("minicpmv4_6",), MiniCPMV4_6ImageOnlyProcessor, NO_THINKING)
+MINICPMV4_7 = MiniCPMVFamily("minicpmv4_7", ("minicpmv4_7",), MiniCPMV4_7ImageOnlyProcessor, NO_THINKING)

@@ -18,4 +18,5 @@ from eagle_iad.mllm.families.qwen2_vl import QwenVLFamily
 
 Qwen3VLImageOnlyProcessor = image_only(Qwen3VLProcessor)
 
-QWEN3_VL = QwenVLFamily("qwen3_vl", ("qwen3_vl",), Qwen3VLImageOnlyProcessor)
+#: Qwen3-VL's Thinking checkpoints reason first unless ``enable_thinking`` is off; Instruct ignores it.
+QWEN3_VL = QwenVLFamily("qwen3_vl", ("qwen3_vl",), Qwen3VLImageOnlyProcessor, {"enable_thinking": False})
