@@ -13,6 +13,7 @@ written as PNGs to a temporary folder).
     .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
     .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
     .venv/bin/python benchmarks/expert.py --coreset-memory 200,1000 [--coreset-ratio 0.01] [--against REV]
+    .venv/bin/python benchmarks/expert.py --pooling [--train 10] [--inspect 16] [--size 320]
 
 The memory fits use a small input (``--memory-size``, 64 px = 8 x 8 patches per image) and a 1%
 coreset so that 5,000 images fit in minutes on two cores; what they show is how memory grows with
@@ -409,6 +410,7 @@ def main() -> None:
         "--coreset-memory", default="", help="only the coreset stage's memory at these training-set sizes (e.g. 1000)"
     )
     parser.add_argument("--against", default="", help="with --coreset-memory: also run this git revision's coreset")
+    parser.add_argument("--pooling", action="store_true", help="only: channel pooling, one product vs the reference")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--extract-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--coreset-child", default="", help=argparse.SUPPRESS)
@@ -426,6 +428,10 @@ def main() -> None:
     if args.coreset_child:
         coreset_child(Path(args.coreset_child), args.rows, args.dim, args.coreset_ratio, args.module)
         return
+    if args.pooling:
+        with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
+            bench_pooling(train_paths(args.train, Path(folder)), args.inspect, args.size)
+        return
     if args.coreset_memory:
         sizes = [int(v) for v in args.coreset_memory.split(",")]
         bench_coreset_memory(sizes, args.coreset_ratio, args.size, args.against)
@@ -442,6 +448,41 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([5000] if args.with_5000 else [])
     if sizes:
         bench_memory(sizes, args.memory_ratio, args.memory_size)
+
+
+def bench_pooling(paths: list[Path], count: int, size: int) -> None:
+    """The channel pooling as one matrix product against PatchCore's pool-after-pool reference.
+
+    Both on the backbone's real stage maps (``size`` px), and both inside ``Expert.inspect`` of the
+    same ``count`` test cells with a model fitted on ``paths`` (the module's ``aggregate`` swapped
+    for the reference), interleaved, best of 3; the scores must agree to float rounding.
+    """
+    import eagle_iad.expert.patchcore as patchcore_module
+    from eagle_iad.expert import ExpertConfig, fit
+    from eagle_iad.expert.features import aggregate, aggregate_reference
+
+    expert = fit(paths, "bench", ExpertConfig(size=size, seed=0))
+    test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")[:count]]
+    variants = {"reference poolings": aggregate_reference, "one product": aggregate}
+    best: dict[str, float] = dict.fromkeys(variants, float("inf"))
+    scores: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, function in variants.items():
+            patchcore_module.aggregate = function  # type: ignore[attr-defined]
+            try:
+                expert.inspect(test[0])  # warm-up (cached pooling map, allocator)
+                seconds, results = timed(lambda: [expert.inspect(p) for p in test])
+            finally:
+                patchcore_module.aggregate = aggregate  # type: ignore[attr-defined]
+            best[name] = min(best[name], seconds)
+            scores[name] = [float(r.score) for r in results]
+    difference = max(abs(a - b) for a, b in zip(*scores.values(), strict=True))
+    print(f"\n== channel pooling: inspect {len(test)} elpv cells at {size} px ({load()})")
+    reference = len(test) / best["reference poolings"]
+    for name in variants:
+        rate = len(test) / best[name]
+        print(f"{name:<20} {rate:6.2f} images/s  {rate / reference:5.2f}x")
+    print(f"largest score difference {difference:.3g} (scores around {np.median(scores['one product']):.3g})")
 
 
 def bench_inspect(expert: Expert, count: int) -> None:

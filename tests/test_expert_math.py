@@ -939,3 +939,23 @@ def test_map_to_original_rejects_wrong_shape() -> None:
     g = Geometry.for_image(300, 400, 256, 224)
     with pytest.raises(ValueError, match="expected a 224x224 map"):
         g.map_to_original(np.zeros((28, 28), dtype=np.float32))
+
+
+@pytest.mark.parametrize(("shallow", "deep"), [(40, 112), (48, 120), (7, 13), (300, 200), (512, 1024)])
+def test_one_product_channel_pooling_equals_the_reference_poolings(shallow: int, deep: int) -> None:
+    """The combined pooling map gives PatchCore's pool-after-pool patches to float rounding, for
+    widths whose adaptive windows are uneven (7, 13) and above the product's cut-off (the reference runs)."""
+    from eagle_iad.expert.features import MATMUL_MAX_CHANNELS, aggregate, aggregate_reference, channel_pooling
+
+    generator = torch.Generator().manual_seed(shallow)
+    maps = torch.randn(2, shallow, 12, 10, generator=generator), torch.randn(2, deep, 6, 5, generator=generator)
+    for pretrain, target in ((1024, 1024), (256, 384)):
+        fast, slow = aggregate(*maps, pretrain, target), aggregate_reference(*maps, pretrain, target)
+        assert fast.shape == slow.shape == (2, 120, target)
+        torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-6)
+        if shallow + deep > MATMUL_MAX_CHANNELS:
+            assert torch.equal(fast, slow)  # wide stages keep the poolings themselves
+    pooling = channel_pooling(shallow, deep, 1024, 1024, torch.float32, torch.device("cpu"))
+    # Every output averages two stage features, each an average of one or two channels: rows sum the weights.
+    assert pooling.shape == (shallow + deep, 1024) and torch.all(pooling >= 0)
+    torch.testing.assert_close(pooling.sum(dim=0), torch.ones(1024))
