@@ -956,6 +956,12 @@ def test_one_product_channel_pooling_equals_the_reference_poolings(shallow: int,
         if shallow + deep > MATMUL_MAX_CHANNELS:
             assert torch.equal(fast, slow)  # wide stages keep the poolings themselves
     pooling = channel_pooling(shallow, deep, 1024, 1024, torch.float32, torch.device("cpu"))
-    # Every output averages two stage features, each an average of one or two channels: rows sum the weights.
+    # The matrix is the poolings' own map: the reference applied to the identity (each pooling is linear).
+    eye = torch.eye(shallow + deep, dtype=torch.float64)
+    first = torch.nn.functional.adaptive_avg_pool1d(eye[:, None, :shallow], 1024).squeeze(1)
+    second = torch.nn.functional.adaptive_avg_pool1d(eye[:, None, shallow:], 1024).squeeze(1)
+    mapped = torch.nn.functional.adaptive_avg_pool1d(torch.cat((first, second), dim=1)[:, None, :], 1024).squeeze(1)
+    assert torch.equal(pooling, mapped.float())
+    # Every output averages two stage features, each an average of one or two channels: columns sum to one.
     assert pooling.shape == (shallow + deep, 1024) and torch.all(pooling >= 0)
     torch.testing.assert_close(pooling.sum(dim=0), torch.ones(1024))

@@ -79,16 +79,28 @@ def channel_pooling(
 ) -> torch.Tensor:
     """The ``(C1 + C2) x target_dim`` matrix of the reference's two channel poolings, in one map.
 
-    Built by running the reference poolings on the identity (each pooling is linear), so it is
-    their map by construction, for any widths: row ``c`` is what channel ``c`` contributes to each
-    output feature. Cached: a backbone has one pair of widths.
+    Row ``c`` is what channel ``c`` contributes to each output feature. Built in numpy from
+    ``adaptive_avg_pool1d``'s windows (output ``i`` of ``n`` from ``m`` inputs averages inputs
+    ``floor(i m / n)`` to ``ceil((i + 1) m / n)``), so an exported graph holds it as one constant
+    rather than the ops that made it; the test checks it against the poolings themselves. Cached:
+    a backbone has one pair of widths.
     """
-    eye = torch.eye(shallow_channels + deep_channels, dtype=torch.float64)
-    first = F.adaptive_avg_pool1d(eye[:, None, :shallow_channels], pretrain_dim).squeeze(1)
-    second = F.adaptive_avg_pool1d(eye[:, None, shallow_channels:], pretrain_dim).squeeze(1)
-    stacked = torch.cat((first, second), dim=1)[:, None, :]
-    combined = F.adaptive_avg_pool1d(stacked, target_dim).squeeze(1)
-    return combined.to(dtype=dtype, device=device).contiguous()
+    first = _adaptive_average(shallow_channels, pretrain_dim)
+    second = _adaptive_average(deep_channels, pretrain_dim)
+    stages = np.zeros((shallow_channels + deep_channels, 2 * pretrain_dim))
+    stages[:shallow_channels, :pretrain_dim] = first
+    stages[shallow_channels:, pretrain_dim:] = second
+    combined = stages @ _adaptive_average(2 * pretrain_dim, target_dim)
+    return torch.from_numpy(combined).to(dtype=dtype, device=device).contiguous()
+
+
+def _adaptive_average(inputs: int, outputs: int) -> np.ndarray:
+    """``adaptive_avg_pool1d`` from ``inputs`` to ``outputs`` features as an ``inputs x outputs`` matrix."""
+    matrix = np.zeros((inputs, outputs))
+    for index in range(outputs):
+        start, end = (index * inputs) // outputs, -(-((index + 1) * inputs) // outputs)
+        matrix[start:end, index] = 1.0 / (end - start)
+    return matrix
 
 
 class RowFile:
