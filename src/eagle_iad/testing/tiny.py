@@ -611,7 +611,7 @@ def build_tiny_smolvlm(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-    from eagle_iad.mllm.families.idefics3 import SmolVLMImageOnlyProcessor
+    from eagle_iad.mllm.families.smolvlm import SmolVLMImageOnlyProcessor
 
     return _build_idefics_like(
         out_dir, layers, seed, SMOLVLM_SPECIALS, SMOLVLM_CHAT_TEMPLATE, ("<|im_start|>", "<|im_end|>"),

@@ -11,13 +11,14 @@ from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.families.base import Family, ImageTokens, image_token_runs
 from eagle_iad.mllm.families.gemma3 import GEMMA3
 from eagle_iad.mllm.families.glm4v import GLM4V
-from eagle_iad.mllm.families.idefics3 import IDEFICS3, SMOLVLM
+from eagle_iad.mllm.families.idefics3 import IDEFICS3
 from eagle_iad.mllm.families.internvl import INTERNVL
 from eagle_iad.mllm.families.llava import LLAVA
 from eagle_iad.mllm.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from eagle_iad.mllm.families.minicpmv import MINICPMV4_6, MINICPMV4_7
 from eagle_iad.mllm.families.qwen2_vl import QWEN2_5_VL, QWEN2_VL
 from eagle_iad.mllm.families.qwen3_vl import QWEN3_VL
+from eagle_iad.mllm.families.smolvlm import SMOLVLM
 
 FAMILIES: tuple[Family, ...] = (
     QWEN2_5_VL, QWEN2_VL, QWEN3_VL, GLM4V, LLAVA, LLAVA_NEXT, LLAVA_ONEVISION, INTERNVL, IDEFICS3, SMOLVLM, GEMMA3,

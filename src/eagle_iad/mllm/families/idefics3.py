@@ -35,9 +35,7 @@ preceded by ``<global-img>``; every image-token run up to and including it belon
 This needs no image count from the processor (which discards rows/cols) and holds for prompts
 whose text lies between images.
 
-SmolVLM's processor declares a video processor that needs torchvision; without torchvision we
-load its image-only subclass (:func:`~eagle_iad.mllm.families.base.image_only`), whose chat
-template rendering skips the video defaults.
+SmolVLM shares all of this (``smolvlm.py`` states its differences).
 """
 
 from __future__ import annotations
@@ -47,23 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import SmolVLMProcessor
-
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, Range, image_only, image_token_runs
+from eagle_iad.mllm.families.base import FamilyBase, ImageTokens, Range, image_token_runs
 
 GLOBAL_IMAGE_TOKEN = "<global-img>"
-
-
-def _generic_chat_template(self: Any, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
-    """The generic template rendering: SmolVLM's override only adds the video processor's frame-
-    sampling defaults (``num_frames``, ``fps``), which need the absent video processor."""
-    from transformers.processing_utils import ProcessorMixin
-
-    return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
-
-
-SmolVLMImageOnlyProcessor = image_only(SmolVLMProcessor, apply_chat_template=_generic_chat_template)
 
 
 def global_view_images(
@@ -105,4 +90,3 @@ class Idefics3Family(FamilyBase):
 
 
 IDEFICS3 = Idefics3Family("idefics3", ("idefics3",))
-SMOLVLM = Idefics3Family("smolvlm", ("smolvlm",), SmolVLMImageOnlyProcessor)
