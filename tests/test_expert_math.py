@@ -7,6 +7,7 @@ against a direct re-implementation written here, on tiny inputs so the file runs
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ SEARCHES: dict[str, SearchFactory] = {
     "torch": TorchExactSearch,
     "faiss": FaissExactSearch,
     "pruned": PrunedExactSearch,
+    # The same search with its bank split into clusters however small (by default only large banks are).
+    "pruned-clustered": functools.partial(PrunedExactSearch, clusters=8),
 }
 
 
@@ -167,12 +170,13 @@ def _low_rank_problem(
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_pruned_search_prunes_and_equals_float64_brute_force(seed: int) -> None:
+@pytest.mark.parametrize("clusters", [None, 8])
+def test_pruned_search_prunes_and_equals_float64_brute_force(seed: int, clusters: int | None) -> None:
     queries, bank = _low_rank_problem(seed)
     gen = torch.Generator().manual_seed(50 + seed)
     groups = torch.randint(0, 6, (bank.shape[0],), generator=gen, dtype=torch.int32)
     exclude = torch.randint(-1, 6, (queries.shape[0],), generator=gen)
-    search = PrunedExactSearch(dims=32)
+    search = PrunedExactSearch(dims=32, clusters=clusters)
     search.fit(bank, groups)
     for excluded in (None, exclude):
         dist, index = search.search(queries, exclude_groups=excluded)
@@ -184,14 +188,52 @@ def test_pruned_search_prunes_and_equals_float64_brute_force(seed: int) -> None:
         np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
-def test_pruned_search_excludes_sorted_groups_by_range() -> None:
+def test_clustered_search_skips_far_clusters_and_equals_float64_brute_force() -> None:
+    # Patches of several kinds (a mixture of low-rank blobs): a query's own kind's clusters are the
+    # only ones its bound cannot rule out, so most subspace comparisons are skipped.
+    parts = [_low_rank_problem(20 + kind, queries=40, bank=80, dim=64) for kind in range(6)]
+    # Each kind moved 150 along its own axis: far apart, with norms small enough for float32 products.
+    queries = torch.cat([q + 150.0 * torch.eye(64)[kind] for kind, (q, _) in enumerate(parts)])
+    bank = torch.cat([b + 150.0 * torch.eye(64)[kind] for kind, (_, b) in enumerate(parts)])
+    groups = torch.arange(bank.shape[0], dtype=torch.int32) % 5
+    exclude = torch.arange(queries.shape[0]) % 6 - 1
+    search = PrunedExactSearch(dims=16, clusters=12)
+    search.fit(bank, groups)
+    for excluded in (None, exclude):
+        dist, index = search.search(queries, exclude_groups=excluded)
+        ref_dist, ref_index = _brute_force(queries, bank, groups, excluded)
+        assert torch.equal(index, ref_index)
+        np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+        assert search.stats["compared"] < 0.4 * queries.shape[0] * bank.shape[0]
+
+
+def test_clustered_search_whose_nearest_cluster_is_all_excluded_searches_the_rest() -> None:
+    # Two far-apart blobs, each one group: a query in blob A that excludes A's group has no candidate
+    # in its nearest clusters and must still get its exact nearest entry in blob B.
+    queries, bank = _low_rank_problem(12, queries=60, bank=200, dim=64)
+    bank = torch.cat([bank, bank[:100] + 400.0])
+    groups = torch.cat([torch.zeros(200, dtype=torch.int32), torch.ones(100, dtype=torch.int32)])
+    exclude = torch.zeros(60, dtype=torch.long)
+    exclude[::2] = -1
+    search = PrunedExactSearch(dims=16, clusters=6)
+    search.fit(bank, groups)
+    assert all(bool((groups[torch.from_numpy(rows)] == groups[int(rows[0])]).all()) for rows in search._members)
+    dist, index = search.search(queries, exclude_groups=exclude)
+    ref_dist, ref_index = _brute_force(queries, bank, groups, exclude)
+    assert torch.equal(index, ref_index)
+    assert bool((index[1::2] >= 200).all())
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("clusters", [None, 8])
+def test_pruned_search_excludes_sorted_groups_by_range(clusters: int | None) -> None:
     # A fitted bank lists entries image by image (sorted groups, some ids absent); queries may name
     # a group with no entries, one past the largest, or -1 (exclude nothing).
     queries, bank = _low_rank_problem(3)
     groups = torch.sort(torch.randint(0, 12, (bank.shape[0],), generator=torch.Generator().manual_seed(4))).values
     groups[groups == 5] = 6
     exclude = torch.randint(-1, 14, (queries.shape[0],), generator=torch.Generator().manual_seed(5))
-    search = PrunedExactSearch(dims=32)
+    search = PrunedExactSearch(dims=32, clusters=clusters)
     search.fit(bank, groups)
     assert search._group_ranges is not None  # the range path is the one under test
     dist, index = search.search(queries, exclude_groups=exclude)
@@ -200,13 +242,14 @@ def test_pruned_search_excludes_sorted_groups_by_range() -> None:
     np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
-def test_pruned_search_ties_and_duplicate_rows_pick_the_lowest_index() -> None:
+@pytest.mark.parametrize("clusters", [None, 8])
+def test_pruned_search_ties_and_duplicate_rows_pick_the_lowest_index(clusters: int | None) -> None:
     queries, bank = _low_rank_problem(7, queries=40, bank=60, dim=64)
     # Duplicate bank rows (an exact tie at any distance) and queries that equal bank rows (distance 0).
     bank = torch.cat([bank, bank[:20], bank[10:30]])
     queries = torch.cat([queries, bank[5:15], bank[45:50]])
     groups = torch.arange(bank.shape[0], dtype=torch.int32) % 3
-    search = PrunedExactSearch(dims=16)
+    search = PrunedExactSearch(dims=16, clusters=clusters)
     search.fit(bank, groups)
     dist, index = search.search(queries)
     ref_dist, ref_index = _brute_force(queries, bank)
@@ -222,11 +265,12 @@ def test_pruned_search_ties_and_duplicate_rows_pick_the_lowest_index() -> None:
     np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
-def test_pruned_search_falls_back_where_the_bound_prunes_nothing() -> None:
+@pytest.mark.parametrize("clusters", [None, 8])
+def test_pruned_search_falls_back_where_the_bound_prunes_nothing(clusters: int | None) -> None:
     # Isotropic random data: the subspace bound rules out almost nothing, so every query goes to the
     # plain search and the answer is still the exact one.
     queries, bank = _random_problem(11, queries=50, bank=200, dim=128)
-    search = PrunedExactSearch(dims=8, max_checks=4)
+    search = PrunedExactSearch(dims=8, max_checks=4, clusters=clusters)
     search.fit(bank)
     dist, index = search.search(queries)
     assert search.stats["fallback"] == 50
