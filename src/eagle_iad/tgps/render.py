@@ -184,6 +184,12 @@ def render(
     return out
 
 
+#: zlib level of every picture written. Level 1 encodes an inspection's two pictures 3.8x faster than
+#: Pillow's default 6 for files 27% larger (measured on 300 x 352 elpv pictures: 9.5 against 35.8 ms
+#: an image, 147 against 116 kB): at the default 6 the encoding was a fifth of an inspection's time.
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write ``rgb`` as PNG atomically (temp file in the same directory, then ``os.replace``).
 
@@ -195,7 +201,7 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(np.ascontiguousarray(rgb)).save(handle, format="PNG")
+            Image.fromarray(np.ascontiguousarray(rgb)).save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
