@@ -137,7 +137,10 @@ def main() -> None:
             cells = select_training(get_layout("elpv").samples(None, "mono", "train"), args.train, 0)
             print(f"fitting a 320 px model on {len(cells)} elpv mono cells ...", flush=True)
             model = str(folder / "model")
-            save(fit([s.path for s in cells], "bench", ExpertConfig()).model, model)
+            fitted = fit([s.path for s in cells], "bench", ExpertConfig()).model
+            save(fitted, model)
+            stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in fitted.timings.items())
+            print(f"fit: {stages}; bank {fitted.bank.shape[0]} x {fitted.bank.shape[1]}", flush=True)
         images = test_images(args.images)
         sources = {
             "after (this code)": str(ROOT / "src"),
