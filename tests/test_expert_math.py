@@ -1009,3 +1009,16 @@ def test_one_product_channel_pooling_equals_the_reference_poolings(shallow: int,
     # Every output averages two stage features, each an average of one or two channels: columns sum to one.
     assert pooling.shape == (shallow + deep, 1024) and torch.all(pooling >= 0)
     torch.testing.assert_close(pooling.sum(dim=0), torch.ones(1024))
+
+
+def test_fit_warns_when_the_low_confidence_band_is_empty() -> None:
+    from eagle_iad.expert.fitting import fit_warnings
+
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    empty = fit_warnings(10, scores, Thresholds(tau=10.5, s_max=10.0, rule="ksigma", params={"k": 3.0}))
+    assert empty == [
+        "tau (10.5) is not below the largest training score s_max (10), so the low-confidence band "
+        "tau <= score < s_max is empty: no verdict is marked unsure and CAAS never acts (docs/METHOD.md, "
+        "'Decision and low-confidence band'); the verdicts themselves are unaffected"
+    ]
+    assert fit_warnings(10, scores, Thresholds(tau=9.5, s_max=10.0, rule="ksigma", params={"k": 3.0})) == []

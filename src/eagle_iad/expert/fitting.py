@@ -205,7 +205,7 @@ def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertC
     )
 
 
-def fit_warnings(n_images: int, scores: np.ndarray) -> list[str]:
+def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | None = None) -> list[str]:
     """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
     warnings = []
     if n_images < FEW_IMAGES:
@@ -216,6 +216,12 @@ def fit_warnings(n_images: int, scores: np.ndarray) -> list[str]:
     if n_images >= 2 and float(np.ptp(scores)) == 0.0:
         warnings.append(
             f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
+        )
+    if thresholds is not None and thresholds.tau >= thresholds.s_max:
+        warnings.append(
+            f"tau ({thresholds.tau:.4g}) is not below the largest training score s_max ({thresholds.s_max:.4g}), so "
+            "the low-confidence band tau <= score < s_max is empty: no verdict is marked unsure and CAAS never "
+            "acts (docs/METHOD.md, 'Decision and low-confidence band'); the verdicts themselves are unaffected"
         )
     return warnings
 
@@ -319,7 +325,7 @@ def _fit(
         calibration=calibration,
         map_offset=map_offset,
         references=references,
-        warnings=fit_warnings(n_images, train_scores),
+        warnings=fit_warnings(n_images, train_scores, thresholds),
         coverage=fit_coverage(own_out.patch_scores.reshape(n_images, -1)),
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
