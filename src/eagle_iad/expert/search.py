@@ -162,6 +162,10 @@ CLUSTERS_PER_ROOT = 0.75
 #: Lloyd iterations of the bank's k-means: enough for clusters tight enough to skip, on a sample.
 KMEANS_ITERATIONS = 8
 
+#: Candidate pairs measured in full per step: small enough that the two gathered blocks (4 MB each at
+#: 1,024 dims) reuse heap memory instead of fresh pages the kernel must fault in each time.
+PAIR_CHUNK = 1024
+
 #: Unit roundoff of float32 (round to nearest): every bound below is stated in multiples of it.
 _U32 = 2.0**-24
 
@@ -363,7 +367,7 @@ class PrunedExactSearch:
         with two threads against 0.5 ms with one), which made the pruned search no faster than the
         full product there.
         """
-        queries, centred, proj, proj_sq = self._project(block)
+        queries, centred_norm, proj, proj_sq = self._project(block)
         # Partial squared subspace distances |b|^2 - 2 q.b; |q|^2 is folded into the threshold.
         partial = torch.addmm(
             self._proj_sq.unsqueeze(0), torch.from_numpy(proj), self._proj.T, beta=1.0, alpha=-2.0
@@ -375,7 +379,7 @@ class PrunedExactSearch:
         first = partial.argmin(axis=1)
         alive = np.isfinite(partial[np.arange(count), first])
         first = np.where(alive, first, 0)
-        first_dist, threshold, _ = self._bound(queries, centred, proj_sq, first, alive)
+        first_dist, threshold, _ = self._bound(queries, centred_norm, proj_sq, first, alive)
         # numpy's 2-D nonzero is ~8x slower than a flat one plus a divmod (it builds each index
         # column element by element); on a 320-px model it was the search's largest single cost.
         pair_rows, pair_cols = np.divmod(np.flatnonzero(partial <= threshold[:, None]), partial.shape[1])
@@ -389,7 +393,7 @@ class PrunedExactSearch:
         Rows whose nearest cluster holds only excluded entries (their own image's, in a
         leave-own-out pass) have no first candidate here and are answered by :meth:`_search_block`.
         """
-        queries, centred, proj, proj_sq = self._project(block)
+        queries, centred_norm, proj, proj_sq = self._project(block)
         count = queries.shape[0]
         proj64 = proj.astype(np.float64)
         # Squared distances to the centres in float64; the expansion's rounding (at most a few
@@ -419,7 +423,7 @@ class PrunedExactSearch:
             found = np.isfinite(partial[np.arange(mine.size), local])
             first[mine] = rows[local]
             alive[mine] = found
-        first_dist, threshold, radius = self._bound(queries, centred, proj_sq, first, alive)
+        first_dist, threshold, radius = self._bound(queries, centred_norm, proj_sq, first, alive)
         # A cluster whose every member's projection is provably farther than the radius is skipped.
         reach = centre_dist - self._cluster_radius[None, :] <= radius[:, None]
         reach &= alive[:, None]
@@ -453,7 +457,7 @@ class PrunedExactSearch:
             leaders = order[np.r_[True, pair_rows[order][1:] != pair_rows[order][:-1]]]
             second = first.copy()
             second[pair_rows[leaders]] = pair_cols[leaders]
-            second_dist, second_threshold, _ = self._bound(queries, centred, proj_sq, second, alive)
+            second_dist, second_threshold, _ = self._bound(queries, centred_norm, proj_sq, second, alive)
             better = second_dist < first_dist
             first = np.where(better, second, first)
             first_dist = np.where(better, second_dist, first_dist)
@@ -482,16 +486,19 @@ class PrunedExactSearch:
         return partial
 
     def _project(self, block: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The queries, centred, projected onto the basis (float32) and their projections' squared norms (float64)."""
+        """The queries, their distances from the bank's mean (float64, rounded up), their float32 projections
+        onto the basis and those projections' squared norms (float64)."""
         assert self._basis is not None
         queries = block.numpy()
         centred = queries - self._mean.numpy()
         proj = (torch.from_numpy(centred) @ self._basis).numpy()
         proj64 = proj.astype(np.float64)
-        return queries, centred, proj, np.einsum("ij,ij->i", proj64, proj64)
+        # Squares and sums in float64 (einsum casts in small buffers: no float64 copy of the block).
+        centred_norm = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64)) * (1 + 1e-12)
+        return queries, centred_norm, proj, np.einsum("ij,ij->i", proj64, proj64)
 
     def _bound(
-        self, queries: np.ndarray, centred: np.ndarray, proj_sq: np.ndarray, first: np.ndarray, alive: np.ndarray
+        self, queries: np.ndarray, centred_norm: np.ndarray, proj_sq: np.ndarray, first: np.ndarray, alive: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each query's first candidate's full distance, the entry test's threshold and the subspace radius.
 
@@ -501,8 +508,7 @@ class PrunedExactSearch:
         """
         assert self._basis is not None
         dim, dims = self._basis.shape
-        diff = queries - self.bank.numpy()[first]
-        first_dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        first_dist = self._pair_distances(queries, np.arange(queries.shape[0]), first)
         # An upper bound on that candidate's true full distance (a float32 norm is within gamma_(D+2)).
         best = first_dist.astype(np.float64) * (1 + 2 * _gamma(dim + 2))
         # Entry j may be skipped only if |p(q) - p(b_j)| provably exceeds sigma * best. The computed
@@ -510,8 +516,6 @@ class PrunedExactSearch:
         # (gamma_D sqrt(d) + 2u) |q - mean|; bank (float64 products, then rounded to float32)
         # u |p(b)| + 2 D u64 sqrt(d) |b - mean|.
         # The GEMM's |b|^2 - 2 q.b and |q|^2 are off by at most gamma_(d+4) (|q| + |b|)^2.
-        centred64 = centred.astype(np.float64)
-        centred_norm = np.sqrt(np.einsum("ij,ij->i", centred64, centred64)) * (1 + 1e-12)
         query_err = (_gamma(dim) * math.sqrt(dims) + 2 * _U32) * centred_norm * 1.01
         # (A bank entry that matters is within centred_norm + sigma * best of the mean.)
         float64_projection = 2.0 * dim * 2.0**-53 * math.sqrt(dims)
@@ -522,6 +526,16 @@ class PrunedExactSearch:
         threshold = np.nextafter(threshold, np.float32(np.inf))  # the cast rounded to nearest
         threshold[~alive] = -np.inf
         return first_dist, threshold, radius
+
+    def _pair_distances(self, queries: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``|queries[rows] - bank[cols]|`` pair by pair, in float32, :data:`PAIR_CHUNK` pairs a step."""
+        bank = self.bank.numpy()
+        dist = np.empty(rows.size, dtype=np.float32)
+        for start in range(0, rows.size, PAIR_CHUNK):
+            r, c = rows[start : start + PAIR_CHUNK], cols[start : start + PAIR_CHUNK]
+            pair_diff = queries[r] - bank[c]
+            dist[start : start + PAIR_CHUNK] = np.sqrt(np.einsum("ij,ij->i", pair_diff, pair_diff))
+        return dist
 
     def _resolve(
         self,
@@ -542,11 +556,7 @@ class PrunedExactSearch:
         pair_rows, pair_cols = pair_rows[keep], pair_cols[keep]
         light = alive & ~heavy_mask
         self.stats["checked"] += int(light.sum()) + int(pair_rows.size)
-        dist = np.empty(pair_rows.size, dtype=np.float32)
-        for start in range(0, pair_rows.size, 8192):
-            r, c = pair_rows[start : start + 8192], pair_cols[start : start + 8192]
-            pair_diff = queries[r] - bank[c]
-            dist[start : start + 8192] = np.sqrt(np.einsum("ij,ij->i", pair_diff, pair_diff))
+        dist = self._pair_distances(queries, pair_rows, pair_cols)
         nearest = first_dist.copy()
         np.minimum.at(nearest, pair_rows, dist)
         # Ties (equal float32 distances): the lowest bank index, as a float64 brute force's argmin.
