@@ -207,7 +207,8 @@ def test_clustered_search_skips_far_clusters_and_equals_float64_brute_force() ->
         assert search.stats["compared"] < 0.4 * queries.shape[0] * bank.shape[0]
 
 
-def test_clustered_search_whose_nearest_cluster_is_all_excluded_searches_the_rest() -> None:
+@pytest.mark.parametrize("block_elements", [1 << 22, 600])
+def test_clustered_search_whose_nearest_cluster_is_all_excluded_searches_the_rest(block_elements: int) -> None:
     # Two far-apart blobs, each one group: a query in blob A that excludes A's group has no candidate
     # in its nearest clusters and must still get its exact nearest entry in blob B.
     queries, bank = _low_rank_problem(12, queries=60, bank=200, dim=64)
@@ -215,7 +216,8 @@ def test_clustered_search_whose_nearest_cluster_is_all_excluded_searches_the_res
     groups = torch.cat([torch.zeros(200, dtype=torch.int32), torch.ones(100, dtype=torch.int32)])
     exclude = torch.zeros(60, dtype=torch.long)
     exclude[::2] = -1
-    search = PrunedExactSearch(dims=16, clusters=6)
+    # (600 elements: the rows without a candidate go to the whole-bank search two at a time.)
+    search = PrunedExactSearch(dims=16, clusters=6, block_elements=block_elements)
     search.fit(bank, groups)
     assert all(bool((groups[torch.from_numpy(rows)] == groups[int(rows[0])]).all()) for rows in search._members)
     dist, index = search.search(queries, exclude_groups=exclude)
@@ -1022,3 +1024,6 @@ def test_fit_warns_when_the_low_confidence_band_is_empty() -> None:
         "'Decision and low-confidence band'); the verdicts themselves are unaffected"
     ]
     assert fit_warnings(10, scores, Thresholds(tau=9.5, s_max=10.0, rule="ksigma", params={"k": 3.0})) == []
+    # Below 10 images only the few-images warning: ksigma's tau is above every score there by construction.
+    few = fit_warnings(9, scores[:9], Thresholds(tau=10.5, s_max=9.0, rule="ksigma", params={"k": 3.0}))
+    assert len(few) == 1 and few[0].startswith("only 9 training images")

@@ -217,7 +217,10 @@ def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | Non
         warnings.append(
             f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
         )
-    if thresholds is not None and thresholds.tau >= thresholds.s_max:
+    # Below FEW_IMAGES the rule's tau is nearly always above every score (no score of n lies more than
+    # sqrt(n - 1) standard deviations above their mean, so the default ksigma's k = 3 puts tau above
+    # all of n <= 10), and the warning above already says tau is rough.
+    if thresholds is not None and n_images >= FEW_IMAGES and thresholds.tau >= thresholds.s_max:
         warnings.append(
             f"tau ({thresholds.tau:.4g}) is not below the largest training score s_max ({thresholds.s_max:.4g}), so "
             "the low-confidence band tau <= score < s_max is empty: no verdict is marked unsure and CAAS never "

@@ -431,8 +431,11 @@ class PrunedExactSearch:
         found_cols: list[np.ndarray] = []
         found_partial: list[np.ndarray] = []
         compared = 0
+        # Pairs found per query: one past the limit, a query is left to the plain search (as in
+        # _search_block) and compared with no further cluster, which bounds the pairs kept.
+        counts = np.zeros(count, dtype=np.int64)
         for cluster, rows in enumerate(self._members):
-            mine = np.flatnonzero(reach[:, cluster])
+            mine = np.flatnonzero(reach[:, cluster] & (counts <= limit))
             if mine.size == 0:
                 continue
             compared += mine.size * rows.size
@@ -444,10 +447,15 @@ class PrunedExactSearch:
             found_rows.append(mine[hit_rows])
             found_cols.append(rows[hit_cols])
             found_partial.append(partial.reshape(-1)[hits])
+            counts += np.bincount(mine[hit_rows], minlength=count)
         self.stats["compared"] += compared
         pair_rows = np.concatenate(found_rows) if found_rows else np.empty(0, dtype=np.int64)
         pair_cols = np.concatenate(found_cols) if found_cols else np.empty(0, dtype=np.int64)
         pair_partial = np.concatenate(found_partial) if found_partial else np.empty(0, dtype=np.float32)
+        crowded = counts > limit
+        if crowded.any():  # their pairs are dropped before any sorting; the plain search answers them
+            kept = ~crowded[pair_rows]
+            pair_rows, pair_cols, pair_partial = pair_rows[kept], pair_cols[kept], pair_partial[kept]
         # The nearest cluster's best is a weaker first candidate than the whole bank's subspace
         # nearest, which is among the pairs found (it is no farther in the subspace than the first
         # candidate is in full). Where it is nearer in full, it tightens the test, and the pairs
@@ -464,15 +472,21 @@ class PrunedExactSearch:
             threshold = np.where(better, second_threshold, threshold)
             keep = pair_partial <= threshold[pair_rows]
             pair_rows, pair_cols = pair_rows[keep], pair_cols[keep]
-        result, best_dist, heavy = self._resolve(queries, first, first_dist, alive, pair_rows, pair_cols, limit)
+        live = alive & ~crowded
+        result, best_dist, heavy = self._resolve(queries, first, first_dist, live, pair_rows, pair_cols, limit)
+        heavy_rows = [heavy.numpy(), np.flatnonzero(crowded)]
+        # No candidate in the nearest cluster: the whole bank, as without clusters, in blocks of the
+        # same bounded size as _search_block's own.
         missing = np.flatnonzero(~alive)
-        if missing.size:  # no candidate in the nearest cluster: the whole bank, as without clusters
-            sub_groups = None if groups is None else groups[torch.from_numpy(missing)]
-            found, found_dist, sub_heavy = self._search_block(block[torch.from_numpy(missing)], sub_groups, limit)
-            result[torch.from_numpy(missing)] = found
-            best_dist[torch.from_numpy(missing)] = found_dist
-            heavy = torch.cat([heavy, torch.from_numpy(missing)[sub_heavy]])
-        return result, best_dist, heavy
+        step = max(1, self.block_elements // max(1, self.bank.shape[0]))
+        for start in range(0, missing.size, step):
+            piece = torch.from_numpy(missing[start : start + step])
+            sub_groups = None if groups is None else groups[piece]
+            found, found_dist, sub_heavy = self._search_block(block[piece], sub_groups, limit)
+            result[piece] = found
+            best_dist[piece] = found_dist
+            heavy_rows.append(piece[sub_heavy].numpy())
+        return result, best_dist, torch.from_numpy(np.unique(np.concatenate(heavy_rows)))
 
     def _cluster_partial(self, proj: torch.Tensor, rows: np.ndarray, cluster: int) -> np.ndarray:
         """``|b|^2 - 2 q.b`` in the subspace for queries ``rows`` against one cluster's members."""
