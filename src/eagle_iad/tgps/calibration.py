@@ -93,7 +93,7 @@ def calibrate_maps(train_maps: Iterable[np.ndarray], thresholds: Thresholds) -> 
         flat = np.asarray(values, dtype=np.float32).ravel()
         maxima.append(float(flat.max()))
         step = max(1, flat.size // _SAMPLE_PER_MAP)
-        samples.append(flat[::step])
+        samples.append(flat[::step].copy())  # a copy: a strided view would keep every whole map alive
     return calibration_from(np.asarray(maxima), float(np.median(np.concatenate(samples))), thresholds)
 
 
