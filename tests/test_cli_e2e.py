@@ -47,6 +47,7 @@ def test_tire_fit_and_eval_expert_well_above_chance(tmp_path: Path, capsys: pyte
     summary = json.loads(out)
     assert summary["train_images"] == 60
     assert summary["bank_size"] == int(60 * 32 * 40 * 0.1)  # whole 300x400 frame at a 256x320 input
+    assert summary["train_patches"] == summary["coreset_from"] == 60 * 32 * 40  # under coreset_points: all
     assert summary["tau"] > 0 and summary["s_max"] > 0
 
     ev = tmp_path / "eval"

@@ -22,7 +22,7 @@ from torch.nn.functional import interpolate
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.expert import Expert, ExpertConfig, fit
-from eagle_iad.expert.coreset import ApproximateGreedyCoreset
+from eagle_iad.expert.coreset import ApproximateGreedyCoreset, FeatureRows
 from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, PrunedExactSearch, TorchExactSearch
@@ -563,6 +563,88 @@ def test_coreset_on_features_on_disk_picks_what_the_reference_picks(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
 
 
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool
+) -> None:
+    """Above ``points`` patches the greedy runs on a seeded uniform sample: its picks are the literal
+    loop's picks on exactly those rows, mapped back to the training patches' numbering, the same from
+    features in memory and on disk, and the sample's scratch file is gone afterwards."""
+    from eagle_iad.expert import coreset
+
+    monkeypatch.setattr(coreset, "PROJECT_ROWS", 512)  # the sample is copied in several chunks
+    rng = np.random.default_rng(21)
+    centres = rng.standard_normal((20, 256)) * 4.0 + 10.0
+    features = (centres[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, 256))).astype(np.float32)
+    sample = coreset.sample_rows(5000, 1200, 3)
+    assert sample.shape == (1200,) and np.array_equal(sample, np.unique(sample))
+    assert np.array_equal(sample, coreset.sample_rows(5000, 1200, 3))  # seeded
+    assert not np.array_equal(sample, coreset.sample_rows(5000, 1200, 4))
+    expected = sample[_reference_greedy(features[sample], 0.1, 3)]
+    source: FeatureRows = features
+    if on_disk:
+        source = RowFile(tmp_path / "features.f32", 256)
+        source.append(features)
+    selection = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=1200).select_covering(source)
+    assert selection.chosen.shape == (120,)  # ratio of the sample, not of every patch
+    assert np.array_equal(selection.chosen, expected)
+    exact = ApproximateGreedyCoreset(ratio=0.1, seed=3).select_covering(features[sample])
+    assert selection.radius == exact.radius  # the radius the sample was covered to
+    if on_disk:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
+    # At or below ``points`` patches nothing is sampled: the paper's greedy on every patch.
+    assert np.array_equal(
+        ApproximateGreedyCoreset(ratio=0.1, seed=3, points=5000).select(features),
+        ApproximateGreedyCoreset(ratio=0.1, seed=3).select(features),
+    )
+
+
+def test_random_sampler_keeps_its_ratio_of_at_most_points_patches() -> None:
+    from eagle_iad.expert.coreset import RandomSampler, make_sampler
+
+    features = np.zeros((5000, 4), dtype=np.float32)
+    assert make_sampler("random", 0.1, 0, points=1200).select(features).shape == (120,)
+    assert make_sampler("random", 0.1, 0, points=0).select(features).shape == (500,)
+    assert np.array_equal(RandomSampler(0.1, 0, points=9000).select(features), RandomSampler(0.1, 0).select(features))
+    with pytest.raises(ConfigError, match="coreset points must be >= 0"):
+        make_sampler("greedy", 0.1, 0, points=-1)
+
+
+def test_coreset_points_default_paper_preset_and_models_saved_before() -> None:
+    """The default chooses from at most CORESET_POINTS patches; the paper's preset, and a model saved
+    before the option (which chose from every patch), from all."""
+    from eagle_iad.fit_options import CORESET_POINTS
+
+    assert ExpertConfig().coreset_points == CORESET_POINTS == 400_000
+    assert ExpertConfig.from_preset("paper").coreset_points == 0
+    saved = ExpertConfig().to_dict()
+    assert ExpertConfig.from_dict(saved).coreset_points == CORESET_POINTS
+    del saved["coreset_points"]
+    assert ExpertConfig.from_dict(saved).coreset_points == 0
+
+
+def test_fit_with_a_small_coreset_points_keeps_the_sample_greedys_picks(tmp_path: Path) -> None:
+    """The option reaches the fit: its bank is the sampled greedy's picks, and the model says so."""
+    from dataclasses import replace
+
+    from eagle_iad.expert.coreset import ApproximateGreedyCoreset as Greedy
+
+    paths = noise_pngs(tmp_path / "train", 10, seed=5)
+    config = replace(FAKE_CONFIG, coreset_points=200)
+    expert = fit(paths, "noise", config, extractor=FakeExtractor())
+    model = expert.model
+    full = fit(paths, "noise", replace(FAKE_CONFIG, coreset_points=0), extractor=FakeExtractor()).model
+    features = full.patch_image_ids.numel()
+    sampler = Greedy(config.coreset_ratio, config.projection_dim, config.seed, points=200)
+    tensors = torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths])
+    embedded = torch.cat([expert.embed(tensors[i : i + config.batch_size]) for i in range(0, 10, config.batch_size)])
+    flat = embedded.reshape(features, -1).numpy()
+    assert features > 200
+    assert np.array_equal(model.selected.nonzero().squeeze(1).numpy(), sampler.select(flat))
+    assert model.bank.shape[0] == int(200 * config.coreset_ratio) < full.bank.shape[0]
+    assert model.config.coreset_points == 200
+
+
 def test_coreset_projection_in_chunks_equals_one_single_threaded_product(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunking is what keeps features on disk out of memory; it must not change a single bit."""
     from threadpoolctl import threadpool_limits
@@ -749,7 +831,9 @@ def test_streamed_fit_equals_the_same_computation_in_memory(tmp_path: Path) -> N
     tensors = torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths])
     in_memory = torch.cat([expert.embed(tensors[i : i + config.batch_size]) for i in range(0, 10, config.batch_size)])
     features = in_memory.reshape(-1, in_memory.shape[-1])
-    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    sampler = make_sampler(
+        config.sampler, config.coreset_ratio, config.seed, config.projection_dim, config.coreset_points
+    )
     chosen = torch.from_numpy(sampler.select(features.numpy()))
     assert torch.equal(model.selected.nonzero().squeeze(1), chosen)
     assert torch.equal(model.bank, features[chosen])  # the float32 originals, bit for bit

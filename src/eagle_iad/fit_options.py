@@ -61,6 +61,11 @@ REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 MAX_INPUT_SIDE = 4096
 #: Seeds are numpy's (unsigned 32-bit).
 MAX_SEED = 2**32 - 1
+#: The default coreset chooses from at most this many patches (250 images at 320 px): the exact 10%
+#: greedy up to there, a sample beyond, so a fit's coreset stage stops growing with the training set
+#: (docs/METHOD.md, "Large training sets").
+CORESET_POINTS = 400_000
+MAX_CORESET_POINTS = 2**40
 
 _BEFORE_RULE = (
     FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES, open_choices=True),
@@ -68,6 +73,12 @@ _BEFORE_RULE = (
     FitOption(
         "coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)",
         range=Range(0, 1, low_open=True),
+    ),
+    FitOption(
+        "coreset_points", int, CORESET_POINTS,
+        "the coreset is chosen from at most this many training patches, a seeded uniform sample "
+        "(0 = all, the paper's rule; docs/METHOD.md)",
+        range=Range(0, MAX_CORESET_POINTS),
     ),
     FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset", range=Range(0, MAX_SEED)),
     FitOption("search", str, DEFAULT_SEARCH, "nearest-neighbour search", SEARCHES),

@@ -49,6 +49,8 @@ class ExpertConfig:
     target_dim: int = 1024
     sampler: str = option_default("sampler")
     coreset_ratio: float = option_default("coreset_ratio")
+    #: The coreset chooses from at most this many training patches (0: all, the paper's exact rule).
+    coreset_points: int = option_default("coreset_points")
     projection_dim: int = 128
     seed: int = option_default("seed")
     search: str = DEFAULT_SEARCH
@@ -84,6 +86,8 @@ class ExpertConfig:
             values["rule_params"] = {k: float(v) for k, v in legacy.items() if v is not None}
         if "rule_params" in values:
             values["rule_params"] = {str(k): float(v) for k, v in dict(values["rule_params"]).items()}
+        # Models saved before the option chose their coreset from every patch.
+        values.setdefault("coreset_points", 0)
         if values.get("input_hw") is not None:
             values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
         return cls(**values)
@@ -127,5 +131,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crop": 224,
         "region_rule": "paper",
         "position_baseline": False,
+        "coreset_points": 0,
     },
 }

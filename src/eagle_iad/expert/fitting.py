@@ -251,7 +251,9 @@ def _fit(
             "needed (the threshold is learned by scoring each image against the others)"
         )
     config = with_input_size(config, image_paths)
-    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    sampler = make_sampler(
+        config.sampler, config.coreset_ratio, config.seed, config.projection_dim, config.coreset_points
+    )
     search = make_search(config.search)
     extractor = extractor or extractor_for(config)
     timings: dict[str, float] = {}

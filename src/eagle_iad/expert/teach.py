@@ -239,7 +239,9 @@ def teach(
     if refused and not force:
         raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
 
-    sampler = make_sampler(config.sampler, config.coreset_ratio, config.seed, config.projection_dim)
+    sampler = make_sampler(
+        config.sampler, config.coreset_ratio, config.seed, config.projection_dim, config.coreset_points
+    )
     if not hasattr(sampler, "extend"):  # a plugin sampler written before teaching existed
         raise ConfigError(f"sampler {config.sampler!r} cannot extend a fitted bank; refit on all the normal images")
     bank = model.bank.numpy()

@@ -14,6 +14,13 @@ export const FIT_OPTIONS = {
     ],
     "type": "string"
   },
+  "coreset_points": {
+    "default": 400000,
+    "description": "the coreset is chosen from at most this many training patches, a seeded uniform sample (0 = all, the paper's rule; docs/METHOD.md)",
+    "maximum": 1099511627776,
+    "minimum": 0,
+    "type": "integer"
+  },
   "coreset_ratio": {
     "default": 0.1,
     "description": "fraction of patches kept (samplers greedy and random)",

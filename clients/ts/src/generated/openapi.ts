@@ -924,6 +924,11 @@ export interface components {
              */
             backbone: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
             /**
+             * @description the coreset is chosen from at most this many training patches, a seeded uniform sample (0 = all, the paper's rule; docs/METHOD.md)
+             * @default 400000
+             */
+            coreset_points: number;
+            /**
              * @description fraction of patches kept (samplers greedy and random)
              * @default 0.1
              */
@@ -2055,6 +2060,11 @@ export interface operations {
                      * @enum {string}
                      */
                     backbone?: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
+                    /**
+                     * @description the coreset is chosen from at most this many training patches, a seeded uniform sample (0 = all, the paper's rule; docs/METHOD.md)
+                     * @default 400000
+                     */
+                    coreset_points?: number;
                     /**
                      * @description fraction of patches kept (samplers greedy and random)
                      * @default 0.1
