@@ -7,11 +7,13 @@ leave-own-out training pass against one plain scoring pass of the same patches; 
 images/s of 64 images one at a time and in chunks (4, as `eagle inspect`; the fit batch); peak
 memory of whole fits by training-set size, each in a fresh process (``--sizes``; beyond the 441
 normal elpv mono cells the set is the real cells again under the 8 flips/rotations of the square,
-written as PNGs to a temporary folder).
+then those 3% darker per round, written as PNGs to a temporary folder).
 
     .venv/bin/python benchmarks/expert.py [--train 200] [--reference-picks 300] [--sizes 200,1000] [--with-5000]
     .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,1000,5000 [--memory-size 64]
     .venv/bin/python benchmarks/expert.py --inspect-model runs/demo/model
+    .venv/bin/python benchmarks/expert.py --memory-only --sizes 200,5000 --memory-size 320 --memory-ratio 0.1 -k M
+    .venv/bin/python benchmarks/expert.py --inspect-models M/fit-200-320px,M/fit-5000-320px
     .venv/bin/python benchmarks/expert.py --coreset-memory 200,1000 [--coreset-ratio 0.01] [--against REV]
     .venv/bin/python benchmarks/expert.py --pooling [--train 10] [--inspect 16] [--size 320]
 
@@ -51,6 +53,7 @@ from eagle_iad.expert.coreset import ApproximateGreedyCoreset
 from eagle_iad.expert.leave_own_out import leave_own_out_scores
 from eagle_iad.expert.patchcore import INSPECT_BATCH
 from eagle_iad.expert.search import FaissExactSearch, NearestNeighbourSearch, PrunedExactSearch, TorchExactSearch
+from eagle_iad.expert.store import save
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
@@ -68,7 +71,8 @@ def load() -> str:
 
 
 def train_paths(count: int, folder: Path) -> list[Path]:
-    """``count`` elpv mono training cells: the real ones, then flipped/rotated copies as PNGs."""
+    """``count`` elpv mono training cells: the real ones, then flipped/rotated copies as PNGs, then
+    those again 3% darker per round (so that no two are identical: an identical copy scores 0)."""
     cells = get_layout("elpv").samples(None, "mono", "train")
     if count <= len(cells):
         return [s.path for s in select_training(cells, count, 0)]
@@ -82,6 +86,9 @@ def train_paths(count: int, folder: Path) -> list[Path]:
         rgb = load_rgb(cells[i % len(cells)].path)
         variant = (i // len(cells)) % 8
         rgb = np.rot90(rgb[:, ::-1] if variant >= 4 else rgb, k=variant % 4)
+        shade = i // (8 * len(cells))  # past the 8 symmetries (3,528 cells): 3% darker a round, not copies
+        if shade:
+            rgb = np.clip(rgb.astype(np.float32) * (1.0 - 0.03 * shade), 0, 255).astype(np.uint8)
         path = folder / f"cell_{i}.png"
         Image.fromarray(np.ascontiguousarray(rgb)).save(path)
         paths.append(path)
@@ -248,16 +255,21 @@ class PeakMemory:
         }
 
 
-def memory_child(count: int, ratio: float, size: int) -> None:
-    """One fit in this (fresh) process; prints its timings and peak memory as JSON."""
+def memory_child(count: int, ratio: float, size: int, keep: str) -> None:
+    """One fit in this (fresh) process; prints its timings and peak memory as JSON (and saves the
+    model under ``keep``, if given, for ``benchmarks/inspect_stages.py --model``)."""
     with tempfile.TemporaryDirectory(prefix="eagle-bench-") as folder:
         paths = train_paths(count, Path(folder))
         monitor = PeakMemory()
         start = time.perf_counter()
         model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio, size=size)).model
         total = time.perf_counter() - start
+        peak = monitor.stop()
+        if keep:
+            save(model, Path(keep) / f"fit-{count}-{size}px")
         patches = int(model.selected.numel())
-        print(json.dumps({"images": count, "patches": patches, "fit_s": total, **model.timings, **monitor.stop()}))
+        bank = int(model.bank.shape[0])
+        print(json.dumps({"images": count, "patches": patches, "bank": bank, "fit_s": total, **model.timings, **peak}))
 
 
 def extract_child(count: int, size: int, folder: Path) -> None:
@@ -364,7 +376,7 @@ def bench_coreset_memory(sizes: list[int], ratio: float, size: int, against: str
             (folder / "features.f32").unlink()
 
 
-def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
+def bench_memory(sizes: list[int], ratio: float, size: int, keep: str) -> None:
     print(f"\n== whole fits in fresh processes, input {size} px, coreset ratio {ratio} ({load()})")
     for count in sizes:
         out = subprocess.run(
@@ -377,6 +389,8 @@ def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
                 str(ratio),
                 "--memory-size",
                 str(size),
+                "--keep-models",
+                keep,
             ],
             capture_output=True,
             text=True,
@@ -384,8 +398,10 @@ def bench_memory(sizes: list[int], ratio: float, size: int) -> None:
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(
-            f"{count:5d} images ({r['patches']} patches): fit {r['fit_s']:.0f} s (features {r['features_s']:.0f} / "
-            f"coreset {r['coreset_s']:.0f} / training scores {r['train_scores_s']:.0f}); "
+            f"{count:5d} images ({r['patches']} patches, bank {r['bank']}): fit {r['fit_s']:.0f} s "
+            f"(features {r['features_s']:.0f} / coreset {r['coreset_s']:.0f} / training scores "
+            f"{r['train_scores_s']:.0f} / map calibration {r['calibration_s']:.0f} / "
+            f"references {r['references_s']:.0f}); "
             f"peak RSS {r['peak_rss_mib']:.0f} MiB (anonymous {r['peak_anon_mib']:.0f}, "
             f"file-backed {r['peak_file_mib']:.0f})  ({load()})",
             flush=True,
@@ -403,7 +419,9 @@ def main() -> None:
     parser.add_argument("--memory-ratio", type=float, default=0.01, help="coreset ratio of the memory fits")
     parser.add_argument("--memory-size", type=int, default=64, help="input side of the memory fits (8 x 8 patches)")
     parser.add_argument("--memory-only", action="store_true", help="only the memory fits")
+    parser.add_argument("-k", "--keep-models", default="", help="save each memory fit's model in this folder")
     parser.add_argument("--inspect-model", help="only the inspect figures, with this saved model (runs/demo/model)")
+    parser.add_argument("--inspect-models", help="only: inspection speed of these saved models (comma-separated)")
     parser.add_argument("--size", type=int, default=320, help="input side of the main fit (fit's default 320)")
     parser.add_argument("--coreset-ratio", type=float, default=0.1, help="coreset ratio of the main fit (default 0.1)")
     parser.add_argument(
@@ -420,7 +438,7 @@ def main() -> None:
     parser.add_argument("--module", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.memory_ratio, args.memory_size)
+        memory_child(args.memory_child, args.memory_ratio, args.memory_size, args.keep_models)
         return
     if args.extract_child:
         extract_child(args.extract_child, args.size, Path(args.folder))
@@ -438,6 +456,9 @@ def main() -> None:
         return
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
+    if args.inspect_models:
+        bench_inspect_models(args.inspect_models.split(","), args.inspect)
+        return
     if args.inspect_model:
         bench_inspect(load_expert(args.inspect_model), args.inspect)
         return
@@ -447,7 +468,7 @@ def main() -> None:
             main_fit(paths, args)
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([5000] if args.with_5000 else [])
     if sizes:
-        bench_memory(sizes, args.memory_ratio, args.memory_size)
+        bench_memory(sizes, args.memory_ratio, args.memory_size, args.keep_models)
 
 
 def bench_pooling(paths: list[Path], count: int, size: int) -> None:
@@ -483,6 +504,30 @@ def bench_pooling(paths: list[Path], count: int, size: int) -> None:
         rate = len(test) / best[name]
         print(f"{name:<20} {rate:6.2f} images/s  {rate / reference:5.2f}x")
     print(f"largest score difference {difference:.3g} (scores around {np.median(scores['one product']):.3g})")
+
+
+def bench_inspect_models(paths: list[str], count: int, repeat: int = 3) -> None:
+    """Images/s of ``eagle inspect``'s scoring with each saved model on the same ``count`` elpv test
+    cells, rounds interleaved (best of ``repeat``) so that a change in the machine's load hits every
+    model alike, and each model's rate as a ratio to the first's: e.g. a model fitted on 5,000 images
+    against one fitted on 200 (its bank, hence its search, is what differs)."""
+    test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")[:count]]
+    experts = [load_expert(p) for p in paths]
+    for expert in experts:
+        expert.inspect_many(test[:2])  # warm-up
+    best = [float("inf")] * len(experts)
+    for _ in range(repeat):
+        for i, expert in enumerate(experts):
+            seconds, _ = timed(lambda: expert.inspect_many(test, batch=INSPECT_BATCH))  # noqa: B023 (called at once)
+            best[i] = min(best[i], seconds)
+    print(f"\n== inspect {len(test)} images with each model, best of {repeat} ({load()})")
+    for path, expert, seconds in zip(paths, experts, best, strict=True):
+        model = expert.model
+        rate = len(test) / seconds
+        print(
+            f"{path}: {len(model.train_images)} training images, bank {model.bank.shape[0]}: {rate:.2f} images/s "
+            f"({seconds / best[0]:.2f}x the first's time)"
+        )
 
 
 def bench_inspect(expert: Expert, count: int) -> None:
