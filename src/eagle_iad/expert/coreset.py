@@ -335,9 +335,10 @@ def sample_rows(count: int, points: int, seed: int) -> np.ndarray:
     Why a sample: the greedy's cost grows with patches x picks, so with the picks a fixed share of
     the patches it grows with the square of the training set (a day at 5,000 images of 320 px). A
     uniform sample of a fixed size keeps the bank and the fit's coreset time bounded; a normal pattern
-    seen in a share ``f`` of the patches is missing from the sample with probability ``(1 - f)^points``
-    (below 1e-17 for a pattern in one image of 5,000 at 400,000 points and 1,600 patches an image). Its
-    stream is seeded apart from the projection's, so both stay reproducible (docs/METHOD.md).
+    seen in a share ``f`` of the patches is missing from it with probability about ``(1 - f)^points``
+    (e^-80 for one image's worth of 5,000 at 400,000 points), a pattern of a single patch is kept with
+    probability ``points / count`` (docs/METHOD.md, "Large training sets"). Its stream is seeded apart
+    from the projection's, so both stay reproducible.
     """
     if points >= count:
         return np.arange(count, dtype=np.int64)
