@@ -599,6 +599,20 @@ def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
     )
 
 
+def test_coreset_from_a_sample_leaves_no_scratch_file_when_interrupted(tmp_path: Path) -> None:
+    stored = RowFile(tmp_path / "features.f32", 256)
+    stored.append(np.random.default_rng(2).standard_normal((3000, 256)).astype(np.float32))
+
+    def interrupt(done: int, total: int) -> None:
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == ["coreset-projection.f64", "coreset-sample.f32", "features.f32"]  # the sample's own
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ApproximateGreedyCoreset(ratio=0.1, seed=0, points=1000).select_covering(stored, interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
+
+
 def test_random_sampler_keeps_its_ratio_of_at_most_points_patches() -> None:
     from eagle_iad.expert.coreset import RandomSampler, make_sampler
 
@@ -608,6 +622,18 @@ def test_random_sampler_keeps_its_ratio_of_at_most_points_patches() -> None:
     assert np.array_equal(RandomSampler(0.1, 0, points=9000).select(features), RandomSampler(0.1, 0).select(features))
     with pytest.raises(ConfigError, match="coreset points must be >= 0"):
         make_sampler("greedy", 0.1, 0, points=-1)
+
+
+def test_a_plugin_sampler_factory_of_three_arguments_still_works() -> None:
+    """Factories registered before ``points`` existed take (ratio, seed, projection_dim)."""
+    from eagle_iad.expert.coreset import SAMPLER_REGISTRY, RandomSampler, make_sampler
+
+    SAMPLER_REGISTRY.add("three-argument-plugin", lambda ratio, seed, _dim: RandomSampler(ratio=ratio, seed=seed))
+    try:
+        sampler = make_sampler("three-argument-plugin", 0.1, 0, points=1200)
+        assert sampler.select(np.zeros((5000, 4), dtype=np.float32)).shape == (500,)  # every patch, as before
+    finally:
+        SAMPLER_REGISTRY.remove("three-argument-plugin")
 
 
 def test_coreset_points_default_paper_preset_and_models_saved_before() -> None:

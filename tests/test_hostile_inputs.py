@@ -72,17 +72,21 @@ CLI_CASES = [
             "fit option seed must be in [0, 4294967295], got 99999999999999999999... (400 characters)"),
     CliCase("zero-coreset", FIT_ON % "varied" + " --coreset-ratio 0",
             "fit option coreset_ratio must be in (0, 1], got 0.0"),
+    CliCase("negative-coreset-points", FIT_ON % "varied" + " --coreset-points -1",
+            "fit option coreset_points must be in [0, 1099511627776], got -1"),
     CliCase("quantile-one", FIT_ON % "varied" + " --rule quantile --q 1", "fit option q must be in (0, 1), got 1.0"),
     CliCase("huge-batch", FIT_ON % "varied" + " --batch-size 100000",
             "fit option batch_size must be in [1, 1024], got 100000"),
     CliCase("coreset-of-one-patch", FIT_ON % "varied" + " --coreset-ratio 1e-9",
             "the coreset keeps 1 of 768 training patches, all from training image 12, so that image cannot be scored "
             "against the others (the threshold needs that): the training images may be identical, or the coreset "
-            "is too small (coreset_ratio 1e-09); give varied normal images or a larger coreset_ratio"),
+            "is too small (coreset_ratio 1e-09, coreset_points 400000); give varied normal images or a larger "
+            "coreset_ratio"),
     CliCase("three-images-tiny-coreset", FIT_ON % "three" + " --coreset-ratio 0.01",
             "the coreset keeps 1 of 192 training patches, all from training image 1, so that image cannot be scored "
             "against the others (the threshold needs that): the training images may be identical, or the coreset "
-            "is too small (coreset_ratio 0.01); give varied normal images or a larger coreset_ratio"),
+            "is too small (coreset_ratio 0.01, coreset_points 400000); give varied normal images or a larger "
+            "coreset_ratio"),
     CliCase("identical-images", FIT_ON % "identical" + " --sampler all",
             "the 12 training images all score 0 against each other (rule ksigma gives tau 0.0), so every image would "
             "be called anomalous: the images are identical or show no variation; give varied normal images"),

@@ -77,7 +77,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
     out = save(expert.model, args.out)
     model = expert.model
-    patches = int(model.selected.numel())
+    patches, points = int(model.selected.numel()), model.config.coreset_points
     for warning in model.warnings:
         print(f"eagle: warning: {warning}", file=sys.stderr)
     summary = {
@@ -87,7 +87,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "bank_size": int(model.bank.shape[0]),
         # The coreset's pool: every training patch, or a sample of coreset_points of them (docs/METHOD.md).
         "train_patches": patches,
-        "coreset_from": min(patches, model.config.coreset_points) if model.config.coreset_points else patches,
+        "coreset_from": min(patches, points) if points and model.config.sampler == "greedy" else patches,
         "rule": model.thresholds.rule,
         "tau": model.thresholds.tau,
         "s_max": model.thresholds.s_max,

@@ -13,6 +13,7 @@ instead runs it *lazily in blocks* and gets exactly the same picks (see its docs
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import os
@@ -689,5 +690,14 @@ SAMPLER_REGISTRY.add("all", lambda _ratio, _seed, _dim, _points: IdentitySampler
 
 
 def make_sampler(name: str, ratio: float, seed: int, projection_dim: int = 128, points: int = 0) -> Sampler:
-    """Sampler by name: ``greedy`` (default), ``random`` or ``all``; ``points``: the most patches it chooses from."""
-    return SAMPLER_REGISTRY.get(name)(ratio, seed, projection_dim, points)
+    """Sampler by name: ``greedy`` (default), ``random`` or ``all``; ``points``: the most patches it chooses from.
+
+    A plugin's factory written before ``points`` existed takes three arguments; it still works, and
+    chooses from every patch as it always did.
+    """
+    factory: Callable[..., Sampler] = SAMPLER_REGISTRY.get(name)
+    try:
+        takes_points = len(inspect.signature(factory).parameters) >= 4
+    except (TypeError, ValueError):  # no signature to read (a builtin): assume the current one
+        takes_points = True
+    return factory(ratio, seed, projection_dim, points) if takes_points else factory(ratio, seed, projection_dim)

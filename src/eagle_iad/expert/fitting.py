@@ -184,8 +184,8 @@ def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, co
     raise ConfigError(
         f"the coreset keeps {int(bank_ids.shape[0])} of {patches} training patches, all from training image "
         f"{owners[0] + 1}, so that image cannot be scored against the others (the threshold needs that): the "
-        f"training images may be identical, or the coreset is too small (coreset_ratio {config.coreset_ratio}); "
-        "give varied normal images or a larger coreset_ratio"
+        f"training images may be identical, or the coreset is too small (coreset_ratio {config.coreset_ratio}, "
+        f"coreset_points {config.coreset_points}); give varied normal images or a larger coreset_ratio"
     )
 
 
