@@ -406,7 +406,6 @@ class PrunedExactSearch:
         centre_dist = np.sqrt(np.maximum(centre_sq - slack, 0.0))
         nearest = centre_sq.argmin(axis=1)
         own = None if groups is None or self.bank_groups is None else groups.numpy()
-        member_groups = None if own is None else self.bank_groups.numpy()  # type: ignore[union-attr]
         first = np.zeros(count, dtype=np.int64)
         alive = np.zeros(count, dtype=bool)
         order = np.argsort(nearest, kind="stable")
@@ -416,9 +415,7 @@ class PrunedExactSearch:
             mine = order[cuts[cluster] : cuts[cluster + 1]]
             if mine.size == 0:
                 continue
-            partial = self._cluster_partial(proj_t, mine, cluster)
-            if own is not None and member_groups is not None:
-                partial[own[mine][:, None] == member_groups[rows][None, :]] = np.inf
+            partial = self._cluster_partial(proj_t, mine, cluster, own)
             local = partial.argmin(axis=1)
             found = np.isfinite(partial[np.arange(mine.size), local])
             first[mine] = rows[local]
@@ -439,9 +436,7 @@ class PrunedExactSearch:
             if mine.size == 0:
                 continue
             compared += mine.size * rows.size
-            partial = self._cluster_partial(proj_t, mine, cluster)
-            if own is not None and member_groups is not None:
-                partial[own[mine][:, None] == member_groups[rows][None, :]] = np.inf
+            partial = self._cluster_partial(proj_t, mine, cluster, own)
             hits = np.flatnonzero(partial <= threshold[mine][:, None])
             hit_rows, hit_cols = np.divmod(hits, rows.size)
             found_rows.append(mine[hit_rows])
@@ -488,8 +483,11 @@ class PrunedExactSearch:
             heavy_rows.append(piece[sub_heavy].numpy())
         return result, best_dist, torch.from_numpy(np.unique(np.concatenate(heavy_rows)))
 
-    def _cluster_partial(self, proj: torch.Tensor, rows: np.ndarray, cluster: int) -> np.ndarray:
-        """``|b|^2 - 2 q.b`` in the subspace for queries ``rows`` against one cluster's members."""
+    def _cluster_partial(
+        self, proj: torch.Tensor, rows: np.ndarray, cluster: int, own: np.ndarray | None
+    ) -> np.ndarray:
+        """``|b|^2 - 2 q.b`` in the subspace for queries ``rows`` against one cluster's members; inf
+        where a member belongs to the query's own group (``own``: each query's group, if excluding)."""
         partial: np.ndarray = torch.addmm(
             self._member_sq[cluster].unsqueeze(0),
             proj[torch.from_numpy(rows)],
@@ -497,6 +495,9 @@ class PrunedExactSearch:
             beta=1.0,
             alpha=-2.0,
         ).numpy()
+        if own is not None and self.bank_groups is not None:
+            members = self.bank_groups.numpy()[self._members[cluster]]
+            partial[own[rows][:, None] == members[None, :]] = np.inf
         return partial
 
     def _project(self, block: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
