@@ -264,7 +264,9 @@ def test_a_live_stream_keeps_the_newest_frames_when_the_station_falls_behind(
 ) -> None:
     camera = _camera(tmp_path, url=stream.url, every_n_frames=1, reconnect_s=0.5)
     try:
-        list(camera.poll())  # starts the reader, and takes nothing
+        # Starts the reader; on a busy machine a frame may already have arrived, and is then handed
+        # over here: a frame handed to the station is kept until it is done with, never dropped.
+        early = [int(a.name[len("frame-") : -len(".png")]) for a in camera.poll()]
         deadline = time.monotonic() + wait_s(60)
         while camera.dropped < 3:
             assert time.monotonic() < deadline, "no frame was dropped although none was taken"
@@ -272,7 +274,9 @@ def test_a_live_stream_keeps_the_newest_frames_when_the_station_falls_behind(
         assert camera.backlog() == QUEUE
         arrivals = list(camera.poll())[:QUEUE]
         indexes = [int(a.name[len("frame-") : -len(".png")]) for a in arrivals]
-        assert len(indexes) == QUEUE and indexes == sorted(set(indexes)) and indexes[0] >= 3  # the newest, in order
+        fresh = [i for i in indexes if i not in early]
+        assert len(indexes) == QUEUE and indexes == sorted(set(indexes))  # in order
+        assert indexes[: len(early)] == early and fresh[0] >= 3 + len(early)  # the newest of the rest
         assert "frames dropped so far" in camera.describe()
         assert all(a.source.startswith(f"{stream.url} frame ") for a in arrivals)
     finally:
