@@ -196,6 +196,51 @@ def test_fit_sets_the_input_size_and_a_calibration_from_training_maps(whole_fram
     assert (calibration.map_tau - low) / (high - low) == pytest.approx(TAU_POSITION)
 
 
+@pytest.mark.parametrize(
+    ("size", "native_up_to", "long_side", "expected"),
+    [
+        (320, 512, 400.0, 416),  # a 400-px tire keeps its resolution, rounded up to 32
+        (320, 512, 300.0, 320),  # smaller than size: size, as without the option
+        (320, 512, 320.0, 320),
+        (320, 512, 513.0, 320),  # larger than native_up_to: downscaled to size (tiles are for large images)
+        (320, 512, 512.0, 512),
+        (320, 0, 400.0, 320),  # off (the default)
+        (64, 128, 90.0, 96),
+    ],
+)
+def test_native_side_keeps_small_images_at_their_own_resolution(
+    size: int, native_up_to: int, long_side: float, expected: int
+) -> None:
+    from eagle_iad.expert.fitting import native_side
+
+    assert native_side(size, native_up_to, long_side) == expected
+
+
+def test_fit_with_native_up_to_records_the_long_side_it_used(tmp_path: Path) -> None:
+    """60x90 images: at size 64 they are downscaled (input 32x64); with native_up_to 128 they keep 90 px,
+    rounded up to 96 (input 64x96), and the saved model says so; the option is off by default and for
+    models saved before it (their input size is already fixed)."""
+    from eagle_iad.expert.fitting import with_input_size
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"n{i}.png")
+        Image.fromarray(np.clip(120 + rng.normal(0, 10, (60, 90, 3)), 0, 255).astype(np.uint8)).save(paths[-1])
+    config = replace(FAKE_CONFIG, preprocess="resize", size=64, region_rule="calibrated")
+    assert with_input_size(config, paths).input_hw == (32, 64)
+    assert with_input_size(replace(config, native_up_to=80), paths).input_hw == (32, 64)
+    expert = fit(paths, "native", replace(config, native_up_to=128), extractor=FakeExtractor())
+    assert (expert.model.config.size, expert.model.config.input_hw, expert.model.grid) == (96, (64, 96), (8, 12))
+    save(expert.model, tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert (loaded.config.size, loaded.config.native_up_to, loaded.config.input_hw) == (96, 128, (64, 96))
+    assert ExpertConfig().native_up_to == 0 and ExpertConfig.from_preset("paper").native_up_to == 0
+    saved = ExpertConfig().to_dict()
+    del saved["native_up_to"]
+    assert ExpertConfig.from_dict(saved).native_up_to == 0
+
+
 def test_calibration_applies_the_image_rule_to_training_map_maxima() -> None:
     maps = [np.full((4, 4), v, dtype=np.float32) for v in (1.0, 2.0, 3.0)]
     maps[0][0, 0] = 0.0

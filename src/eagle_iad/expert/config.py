@@ -37,6 +37,9 @@ class ExpertConfig:
     preprocess: str = DEFAULT_PREPROCESS
     #: Long side of the whole-frame input (``resize`` and ``tile``); the other side follows the aspect.
     size: int = DEFAULT_SIZE
+    #: Training images whose median long side lies in ``(size, native_up_to]`` are inspected at that long side
+    #: (rounded up to 32) rather than downscaled: a fit-time choice, recorded in ``size`` and ``input_hw``.
+    native_up_to: int = option_default("native_up_to")
     #: The fixed ``(H, W)`` input of ``resize``/``tile``, set by :func:`fit` from the training images.
     input_hw: tuple[int, int] | None = None
     #: ``tile``: the square tile (input pixels) and the least overlap between neighbouring tiles.
@@ -86,8 +89,9 @@ class ExpertConfig:
             values["rule_params"] = {k: float(v) for k, v in legacy.items() if v is not None}
         if "rule_params" in values:
             values["rule_params"] = {str(k): float(v) for k, v in dict(values["rule_params"]).items()}
-        # Models saved before the option chose their coreset from every patch.
+        # Models saved before the options chose their coreset from every patch and downscaled every image.
         values.setdefault("coreset_points", 0)
+        values.setdefault("native_up_to", 0)
         if values.get("input_hw") is not None:
             values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
         return cls(**values)
@@ -132,5 +136,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "region_rule": "paper",
         "position_baseline": False,
         "coreset_points": 0,
+        "native_up_to": 0,
     },
 }

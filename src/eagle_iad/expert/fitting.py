@@ -29,7 +29,7 @@ from eagle_iad.expert.features import RowFile, aggregate
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
 from eagle_iad.expert.patchcore import Expert, ExpertModel, extractor_for, input_map, progress_bar
-from eagle_iad.expert.preprocess import input_size_for, prepare, preprocessor_of
+from eagle_iad.expert.preprocess import INPUT_MULTIPLE, input_size_for, prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import make_search
 from eagle_iad.images import load_rgb
@@ -123,13 +123,27 @@ def _image_shape(path: Path) -> tuple[int, int]:
 
 
 def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig:
-    """Fix a whole-frame input size from the training images' median aspect ratio (unless already set)."""
+    """Fix a whole-frame input size from the training images' median aspect ratio (unless already set).
+
+    The long side is ``size``, or the images' own median long side (rounded up to a multiple of 32)
+    where that lies above ``size`` and at most ``native_up_to``: downscaling a 400-px tire to 320 lost
+    the detail that ranks its defects (docs/METHOD.md), while images much larger than that are the
+    tile mode's. Both results are recorded in the model (``size``, ``input_hw``).
+    """
     if not preprocessor_of(config).sized_from_images or config.input_hw is not None:
         return config
     shapes = [_image_shape(path) for path in paths]
     aspect = float(np.median([h / w for h, w in shapes]))
-    height, width = input_size_for(round(1000 * aspect), 1000, config.size)
-    return replace(config, input_hw=(height, width))
+    size = native_side(config.size, config.native_up_to, float(np.median([max(shape) for shape in shapes])))
+    height, width = input_size_for(round(1000 * aspect), 1000, size)
+    return replace(config, size=size, input_hw=(height, width))
+
+
+def native_side(size: int, native_up_to: int, long_side: float) -> int:
+    """``size``, or ``long_side`` rounded up to a multiple of 32 where ``size < long_side <= native_up_to``."""
+    if size < long_side <= native_up_to:
+        return int(-(-long_side // INPUT_MULTIPLE) * INPUT_MULTIPLE)
+    return size
 
 
 def _relative_names(paths: Sequence[Path]) -> list[str]:

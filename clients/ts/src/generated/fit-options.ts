@@ -42,6 +42,13 @@ export const FIT_OPTIONS = {
     "minimum": 0,
     "type": "number"
   },
+  "native_up_to": {
+    "default": 0,
+    "description": "training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)",
+    "maximum": 4096,
+    "minimum": 0,
+    "type": "integer"
+  },
   "p": {
     "default": 0.99,
     "description": "p for the evt rule (rule evt)",

@@ -944,6 +944,11 @@ export interface components {
              */
             k: number;
             /**
+             * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)
+             * @default 0
+             */
+            native_up_to: number;
+            /**
              * @description p for the evt rule (rule evt)
              * @default 0.99
              */
@@ -2084,6 +2089,11 @@ export interface operations {
                      * @default 3
                      */
                     k?: number;
+                    /**
+                     * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)
+                     * @default 0
+                     */
+                    native_up_to?: number;
                     /**
                      * @description p for the evt rule (rule evt)
                      * @default 0.99
