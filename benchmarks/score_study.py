@@ -23,8 +23,13 @@ image AUROC, and the recall a threshold could reach at one false alarm among the
 per-type image AUROC and recall at the ksigma tau follow. ``native`` is the training images' median
 long side rounded up to a multiple of 32 (tire 400 px -> 416; elpv 300 px -> 320, the default).
 
-    .venv/bin/python benchmarks/score_study.py [--sizes 320,native,448] [--datasets tire,elpv]
-        [--limit-train N] [--limit-test N] [--out DIR]
+    .venv/bin/python benchmarks/score_study.py [--sizes 320,native,448] [--varied-size 320]
+        [--datasets tire,elpv,tire-varied,elpv-varied] [--limit-train N] [--limit-test N] [--out DIR]
+
+``tire-varied`` and ``elpv-varied`` are the same images cropped to a seeded 70-100% of each side (the
+defect's mask kept inside) and turned by a seeded multiple of 90 degrees, training and test alike:
+images whose sizes and orientations vary. On them the product's fixed input (every image stretched to
+the median aspect) is compared with each image at its own aspect ratio and one pixel scale.
 
 Tire is read from ``../shared/data/mvtec3d-tire`` (skipped with a message when absent); elpv
 (mono) uses the demo's 200 seeded training cells unless ``--limit-train`` says otherwise.
@@ -377,7 +382,9 @@ def markdown(rows: list[dict[str, Any]], baseline_s: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default="320,native,448", help="comma-separated long sides, or native")
-    parser.add_argument("--datasets", default="tire,elpv", help="comma-separated: tire, elpv")
+    parser.add_argument(
+        "--datasets", default="tire,elpv,tire-varied,elpv-varied", help="comma-separated: tire, elpv, and their -varied"
+    )
     parser.add_argument("--varied-size", type=int, default=320, help="long side for the -varied sets")
     parser.add_argument("--limit-train", type=int, default=None, help="seeded training subset per dataset")
     parser.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced test subset")
