@@ -722,8 +722,9 @@ def elpv_features() -> np.ndarray:
 
     paths = [s.path for s in get_layout("elpv").samples(None, "mono", "train")[:6]]
     config = ExpertConfig.from_preset("paper", batch_size=6)  # 28 x 28 patches per cell
-    embedded, _grid, _geometry = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False)
-    features = embedded.reshape(-1, embedded.shape[-1]).numpy()
+    embedded = _embed_training(build_backbone(config.backbone, config.crop), paths, config, False).features
+    assert isinstance(embedded, torch.Tensor)
+    features = embedded.numpy()
     assert features.shape == (6 * 28 * 28, 1024)
     return features
 

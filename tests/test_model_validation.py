@@ -173,7 +173,7 @@ def test_an_unknown_preprocessing_is_refused(model_dir: Path) -> None:
     with pytest.raises(ModelFormatError) as info:
         load(model_dir)
     assert str(info.value) == (
-        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, tile, center-crop"
+        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, scale, tile, center-crop"
     )
 
 

@@ -157,7 +157,7 @@ def test_plugin_preprocessing_through_the_cli(tmp_path: Path, gray_env: dict[str
     assert done.returncode == 0, done.stderr
     exported = json.loads(done.stdout)
     assert exported[0]["score"] == exported[1]["score"] == pytest.approx(tinted["score"], rel=1e-4)
-    help_text = eagle("fit", "--help").stdout
+    help_text = " ".join(eagle("fit", "--help").stdout.split())  # argparse wraps at the terminal's width
     assert "--preprocess PREPROCESS" in help_text and "a plugin may add more" in help_text
     bad = eagle("fit", "--layout", "elpv", "--category", "mono", "--preprocess", "grey", "--out",
                 str(tmp_path / "bad"), "--quiet")  # fmt: skip

@@ -184,7 +184,7 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     from eagle_iad.expert.teach import _embed
     from eagle_iad.images import load_rgb
 
-    features = _embed(expert, [load_rgb(p) for p in cells["extra"]], None).reshape(-1, new.bank.shape[1])
+    features = _embed(expert, [load_rgb(p) for p in cells["extra"]], None)[0]
     distances = torch.cdist(features.double(), new.bank.double())
     own = new.patch_image_ids[n_old * per_image :].long()[:, None] == new.bank_image_ids.long()[None, :]
     distances[own] = float("inf")

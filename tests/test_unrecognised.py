@@ -71,9 +71,9 @@ def test_the_coverage_is_the_farthest_training_patch_and_survives_a_save(fitted:
 def test_too_few_training_images_keep_no_coverage() -> None:
     from eagle_iad.expert.coverage import fit_coverage
 
-    rows = np.arange(9 * 4, dtype=np.float32).reshape(9, 4)
-    assert fit_coverage(rows) is None  # nine images: four elpv cells left normal cells 88% "foreign"
-    assert fit_coverage(np.vstack([rows, rows[:1]])).radius == 35.0  # ten: the farthest patch
+    rows = np.arange(9 * 4, dtype=np.float32)
+    assert fit_coverage(rows, 9) is None  # nine images: four elpv cells left normal cells 88% "foreign"
+    assert fit_coverage(np.append(rows, [np.inf, 3.0]), 10).radius == 35.0  # ten: the farthest finite patch
 
 
 @pytest.mark.parametrize("kind", ["noise", "black", "grey", "checkerboard"])

@@ -54,7 +54,7 @@ class FitOption:
 #: (docs/USAGE.md, "What the expert inspects, and the evidence it shows").
 PRESET_NAMES: tuple[str, ...] = ("default", "paper")
 #: The built-in preprocessing modes; a plugin may register more (expert/preprocess.py's registry checks the name).
-PREPROCESSING: tuple[str, ...] = ("resize", "tile", "center-crop")
+PREPROCESSING: tuple[str, ...] = ("resize", "scale", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 
 #: Largest whole-frame input side (and tile, crop): bounds the backbone's activation memory per view.
@@ -102,7 +102,7 @@ _AFTER_RULE = (
         "preprocess",
         str,
         "resize",
-        "resize (whole frame) | tile (large images) | center-crop (paper)",
+        "resize (whole frame) | scale (own aspect) | tile (large images) | center-crop (paper)",
         PREPROCESSING,
         group="evidence",
         open_choices=True,

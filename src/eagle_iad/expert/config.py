@@ -42,6 +42,8 @@ class ExpertConfig:
     native_up_to: int = option_default("native_up_to")
     #: The fixed ``(H, W)`` input of ``resize``/``tile``, set by :func:`fit` from the training images.
     input_hw: tuple[int, int] | None = None
+    #: ``scale``: input pixels per image pixel, set by :func:`fit` (the training images' median long side to ``size``).
+    pixel_scale: float | None = None
     #: ``tile``: the square tile (input pixels) and the least overlap between neighbouring tiles.
     tile: int = option_default("tile")
     tile_overlap: int = option_default("tile_overlap")
@@ -116,6 +118,11 @@ class ExpertConfig:
         if self.region_rule not in REGION_RULES:
             raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {', '.join(REGION_RULES)}")
         mode.validate(self)
+        if self.position_baseline and not mode.fixed_grid:
+            raise ConfigError(
+                f"position_baseline needs one patch grid for every image; preprocess {self.preprocess!r} gives each "
+                "image its own"
+            )
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
         check_ranges({**self.to_dict(), **self.rule_params})

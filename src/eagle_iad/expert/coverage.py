@@ -57,11 +57,10 @@ class Coverage:
         return cls(radius=radius, limit=limit)
 
 
-def fit_coverage(train_patch_scores: np.ndarray) -> Coverage | None:
-    """The coverage of a fit from its training patches' leave-own-out distances, one row per image;
+def fit_coverage(train_patch_scores: np.ndarray, n_images: int) -> Coverage | None:
+    """The coverage of a fit from its training patches' leave-own-out distances (all images' patches);
     ``None`` for fewer than :data:`MIN_IMAGES` images or without a finite distance."""
-    rows = train_patch_scores.reshape(train_patch_scores.shape[0], -1)
-    finite = rows[np.isfinite(rows)]
-    if rows.shape[0] < MIN_IMAGES or finite.size == 0:
+    finite = train_patch_scores[np.isfinite(train_patch_scores)]
+    if n_images < MIN_IMAGES or finite.size == 0:
         return None
     return Coverage(radius=float(finite.max()))

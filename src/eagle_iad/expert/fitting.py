@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,28 @@ def _reporter(bar: tqdm[Any], stage: str = "", hook: FitProgress | None = None) 
     return report
 
 
+@dataclass(frozen=True)
+class TrainingPatches:
+    """The training patches (image after image) and, per image, its patch grid and geometry.
+
+    Every image of a fixed-grid mode has the same grid and views; a ``scale`` model's images each have
+    their own (their input follows their shape), so the fit splits its per-patch results by ``counts``.
+    """
+
+    features: torch.Tensor | RowFile
+    grids: list[tuple[int, int]]
+    geometries: list[ViewGeometry]
+    counts: list[int]
+
+    def split(self, values: np.ndarray) -> list[np.ndarray]:
+        """Per-patch values (training order) as each image's ``views x h x w`` grids."""
+        out, start = [], 0
+        for count, grid in zip(self.counts, self.grids, strict=True):
+            out.append(values[start : start + count].reshape(-1, *grid))
+            start += count
+        return out
+
+
 def _embed_training(
     extractor: FeatureExtractor,
     paths: Sequence[Path],
@@ -64,49 +86,59 @@ def _embed_training(
     show_progress: bool,
     hook: FitProgress | None = None,
     scratch: Path | None = None,
-) -> tuple[torch.Tensor | RowFile, tuple[int, int], ViewGeometry]:
-    """The training patches, the per-view grid and one image's geometry.
+) -> TrainingPatches:
+    """The training patches, each image's grid, geometry and patch count.
 
-    Every training image gets the same input size and views, so one geometry describes how all of
-    their patch grids stitch (what the map calibration needs). Without ``scratch`` the patches are
-    an ``n_images x (views * h * w) x D`` tensor; with ``scratch`` (a folder) each batch is appended
-    to a float32 :class:`RowFile` there (image after image, ``n_images * views * h * w`` rows)
-    instead of being concatenated in RAM, so memory stays flat as the training set grows; the
-    values are the same float32 numbers either way.
+    Images share a backbone pass in batches of ``batch_size``, split where the input size changes (a
+    ``scale`` model's images have their own). Without ``scratch`` the patches are an
+    ``N x D`` tensor; with ``scratch`` (a folder) each batch is appended to a float32 :class:`RowFile`
+    there (image after image) instead of being concatenated in RAM, so memory stays flat as the
+    training set grows; the values are the same float32 numbers either way.
     """
     chunks: list[torch.Tensor] = []
     stored = None if scratch is None else RowFile(scratch / "features.f32", config.target_dim)
-    grid = (0, 0)
-    geometry: ViewGeometry | None = None
+    grids: list[tuple[int, int]] = []
+    geometries: list[ViewGeometry] = []
+    counts: list[int] = []
+
+    def run(views: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            shallow, deep = extractor(torch.cat(views))
+            grid = (int(shallow.shape[2]), int(shallow.shape[3]))
+            patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+            patches = patches.reshape(len(views), -1, patches.shape[-1])
+        grids.extend([grid] * len(views))
+        counts.extend([int(patches.shape[1])] * len(views))
+        if stored is None:
+            chunks.append(patches.reshape(-1, patches.shape[-1]))
+        else:
+            stored.append(patches.numpy())
+
     try:
         with progress_bar(len(paths), "features", show_progress) as bar:
             for start in range(0, len(paths), config.batch_size):
-                views = []
+                views: list[torch.Tensor] = []
                 for path in paths[start : start + config.batch_size]:
                     try:
                         rgb = load_rgb(path)
                     except ImageError as exc:
                         raise ImageError(f"training image rejected: {exc}") from exc
                     tensor, geometry = prepare(rgb, config)
+                    if views and tensor.shape != views[0].shape:  # another input size: its own pass
+                        run(views)
+                        views = []
                     views.append(tensor)
-                with torch.no_grad():
-                    shallow, deep = extractor(torch.cat(views))
-                    grid = (int(shallow.shape[2]), int(shallow.shape[3]))
-                    patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-                    patches = patches.reshape(len(views), -1, patches.shape[-1])
-                if stored is None:
-                    chunks.append(patches)
-                else:
-                    stored.append(patches.numpy())
-                bar.update(len(views))
+                    geometries.append(geometry)
+                run(views)
+                bar.update(min(config.batch_size, len(paths) - start))
                 checkpoint("fit features")  # test hook: features on disk, the fit under way
                 if hook is not None:
-                    hook("features", min(start + len(views), len(paths)), len(paths))
+                    hook("features", min(start + config.batch_size, len(paths)), len(paths))
     finally:
         if stored is not None:
             stored.close()
-    assert geometry is not None  # at least two training images were checked by the caller
-    return (torch.cat(chunks) if stored is None else stored), grid, geometry
+    features = torch.cat(chunks) if stored is None else stored
+    return TrainingPatches(features, grids, geometries, counts)
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
@@ -122,7 +154,9 @@ def _image_shape(path: Path) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
-def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig:
+def with_input_size(
+    config: ExpertConfig, paths: Sequence[Path], shapes: Sequence[tuple[int, int]] | None = None
+) -> ExpertConfig:
     """Fix a whole-frame input size from the training images' median aspect ratio (unless already set).
 
     The long side is ``size``, or the images' own median long side (rounded up to a multiple of 32)
@@ -132,11 +166,13 @@ def with_input_size(config: ExpertConfig, paths: Sequence[Path]) -> ExpertConfig
     """
     if not preprocessor_of(config).sized_from_images or config.input_hw is not None:
         return config
-    shapes = [_image_shape(path) for path in paths]
+    shapes = list(shapes) if shapes is not None else [_image_shape(path) for path in paths]
     aspect = float(np.median([h / w for h, w in shapes]))
     size = native_side(config.size, config.native_up_to, float(np.median([max(shape) for shape in shapes])))
     height, width = input_size_for(round(1000 * aspect), 1000, size)
-    return replace(config, size=size, input_hw=(height, width))
+    sized = replace(config, size=size, input_hw=(height, width))
+    fields: dict[str, Any] = dict(preprocessor_of(config).fitted_fields(sized, shapes))
+    return replace(sized, **fields)
 
 
 def native_side(size: int, native_up_to: int, long_side: float) -> int:
@@ -245,6 +281,34 @@ def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | Non
 
 #: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
 FEW_IMAGES = 10
+#: Training images whose aspect ratios differ by more than this factor are stretched differently by one
+#: fixed input; the ``scale`` mode keeps each one's own (a warning says so).
+ASPECT_SPREAD = 1.1
+
+
+def stretch_warning(config: ExpertConfig, shapes: Sequence[tuple[int, int]]) -> list[str]:
+    """A warning where one fixed input stretches training images of different aspect ratios differently.
+
+    Measured (docs/MEASUREMENTS.md, "The defects that still pass"): on tire images cropped and turned at
+    random, each image at its own aspect (``--preprocess scale``) ranked defects at image AUROC 0.797
+    against 0.692; on images of one shape the two modes are the same. Not the default: a ``scale`` model
+    cannot be exported (one graph has one input size).
+    """
+    mode = preprocessor_of(config)
+    whole = mode.sized_from_images and mode.fixed_grid and mode.views_per_image(config) == 1  # not tiles
+    if not whole or config.input_hw is None or not shapes:
+        return []
+    aspects = [h / w for h, w in shapes]
+    low, high = min(aspects), max(aspects)
+    if high / low <= ASPECT_SPREAD:
+        return []
+    height, width = config.input_hw
+    return [
+        f"the training images' aspect ratios (height / width) range from {low:.3g} to {high:.3g}, and preprocess "
+        f"{config.preprocess!r} stretches every image to {height}x{width}; --preprocess scale keeps each image's own "
+        "aspect at one pixel scale, which ranked defects better on images that vary (docs/MEASUREMENTS.md, "
+        "'The defects that still pass'), but cannot be exported"
+    ]
 
 
 def _fit(
@@ -264,7 +328,8 @@ def _fit(
             f"category {category!r} has {len(image_paths)} training image(s); at least 2 normal images are "
             "needed (the threshold is learned by scoring each image against the others)"
         )
-    config = with_input_size(config, image_paths)
+    shapes = [_image_shape(path) for path in image_paths] if preprocessor_of(config).sized_from_images else []
+    config = with_input_size(config, image_paths, shapes)
     sampler = make_sampler(
         config.sampler, config.coreset_ratio, config.seed, config.projection_dim, config.coreset_points
     )
@@ -273,11 +338,12 @@ def _fit(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    features, grid, geometry = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
+    training = _embed_training(extractor, image_paths, config, show_progress, progress, scratch)
+    features = training.features
     assert isinstance(features, RowFile)  # with a scratch folder: rows on disk, one chunk in memory at a time
     n_images = len(image_paths)
-    per_image = features.rows // n_images
-    patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(per_image)
+    patch_image_ids = torch.arange(n_images, dtype=torch.int32).repeat_interleave(torch.tensor(training.counts))
+    grid = training.grids[0]  # every image's, but a ``scale`` model's: the first training image's
     timings["features_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -307,16 +373,18 @@ def _fit(
     timings["train_scores_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    view_grids = own_out.patch_scores.reshape(n_images, -1, *grid)
+    view_grids = training.split(own_out.patch_scores)
+    geometries = training.geometries
     map_offset = None
-    if config.position_baseline:
-        mean_grid = np.mean([geometry.stitch(views) for views in view_grids], axis=0, dtype=np.float64)
+    if config.position_baseline:  # a fixed-grid mode (validated): every stitched grid has one shape
+        stitched = [g.stitch(views) for g, views in zip(geometries, view_grids, strict=True)]
+        mean_grid = np.mean(stitched, axis=0, dtype=np.float64)
         map_offset = torch.from_numpy((mean_grid - np.median(mean_grid)).astype(np.float32))
     offset = 0.0 if map_offset is None else map_offset.numpy()
     maxima: list[float] = []
 
     def train_maps() -> Iterable[np.ndarray]:
-        for views in view_grids:
+        for geometry, views in zip(geometries, view_grids, strict=True):
             smooth = input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma)
             maxima.append(float(smooth.max()))  # kept: a teach recomputes map_tau from them
             yield smooth
@@ -344,8 +412,8 @@ def _fit(
         calibration=calibration,
         map_offset=map_offset,
         references=references,
-        warnings=fit_warnings(n_images, train_scores, thresholds),
-        coverage=fit_coverage(own_out.patch_scores.reshape(n_images, -1)),
+        warnings=fit_warnings(n_images, train_scores, thresholds) + stretch_warning(config, shapes),
+        coverage=fit_coverage(own_out.patch_scores, n_images),
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
     )

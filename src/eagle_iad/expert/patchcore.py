@@ -31,7 +31,7 @@ from eagle_iad.expert.config import ExpertConfig as ExpertConfig
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import ViewGeometry
-from eagle_iad.expert.preprocess import backbone_image_size, prepare
+from eagle_iad.expert.preprocess import FEATURE_STRIDE, backbone_image_size, prepare
 from eagle_iad.expert.search import NearestNeighbourSearch, make_search
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
@@ -160,9 +160,15 @@ class Expert:
     def _search_views(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Patch-score grids and the nearest bank row of every patch (both ``B x h x w``)."""
         patches = self.embed(batch)
-        count, _, dim = patches.shape
+        count, per_view, dim = patches.shape
+        grid = self._grid_of(batch, per_view)
         dist, rows = self.search.search(patches.reshape(-1, dim))
-        return dist.reshape(count, *self.model.grid).numpy(), rows.reshape(count, *self.model.grid).numpy()
+        return dist.reshape(count, *grid).numpy(), rows.reshape(count, *grid).numpy()
+
+    def _grid_of(self, views: torch.Tensor, per_view: int) -> tuple[int, int]:
+        """The fitted grid, or (a ``scale`` model's image of another shape) the one its input size gives."""
+        grid = self.model.grid
+        return grid if grid[0] * grid[1] == per_view else view_grid(views)
 
     def reference_of(self, view_grids: np.ndarray, view_rows: np.ndarray) -> tuple[int, int]:
         """The training image and bank row nearest to the highest-scoring patch of one image's views.
@@ -225,11 +231,12 @@ class Expert:
                     tensor, geometry = prepare(rgb, config)
                     views.append(tensor)
                     geometries.append(geometry)
-                view_grids, view_rows = self._search_views(torch.cat(views))
-                offsets = np.cumsum([0] + [len(v) for v in views])
-                for index, geometry in enumerate(geometries):
-                    own = slice(offsets[index], offsets[index + 1])
-                    results.append(self._result(view_grids[own], view_rows[own], geometry))
+                for run, run_geometries in _same_shape_runs(views, geometries):
+                    view_grids, view_rows = self._search_views(torch.cat(run))
+                    offsets = np.cumsum([0] + [len(v) for v in run])
+                    for index, geometry in enumerate(run_geometries):
+                        own = slice(offsets[index], offsets[index + 1])
+                        results.append(self._result(view_grids[own], view_rows[own], geometry))
                 bar.update(len(chunk))
         return results
 
@@ -262,34 +269,54 @@ class Expert:
         preparation, backbone pass or maps fail gets its exception in its place; the others are scored.
         """
         outcomes: list[ExpertResult | Exception] = []
-        prepared: list[tuple[int, torch.Tensor, ViewGeometry]] = []
+        prepared: list[tuple[int, torch.Tensor, tuple[int, int], ViewGeometry]] = []
         for index, rgb in enumerate(images):
             try:
                 tensor, geometry = prepare(rgb, self.model.config)
-                prepared.append((index, self.embed(tensor), geometry))
+                embedded = self.embed(tensor)
+                prepared.append((index, embedded, self._grid_of(tensor, embedded.shape[1]), geometry))
                 outcomes.append(ImageError("not scored"))  # replaced below
             except Exception as exc:  # handed to that image's request alone
                 outcomes.append(exc)
         if not prepared:
             return outcomes
-        patches = torch.cat([embedded for _, embedded, _ in prepared])
-        count, _, dim = patches.shape
-        dist, rows = self.search.search(patches.reshape(-1, dim))
-        grids = dist.reshape(count, *self.model.grid).numpy()
-        row_grids = rows.reshape(count, *self.model.grid).numpy()
+        # One search for every patch of every image (each image's grid may differ: a ``scale`` model).
+        patches = torch.cat([embedded.reshape(-1, embedded.shape[-1]) for _, embedded, _, _ in prepared])
+        dist, rows = self.search.search(patches)
         start = 0
-        for index, embedded, geometry in prepared:
-            views = embedded.shape[0]
+        for index, embedded, grid, geometry in prepared:
+            views, stop = embedded.shape[0], start + embedded.shape[0] * embedded.shape[1]
             try:
-                outcomes[index] = self._result(grids[start : start + views], row_grids[start : start + views], geometry)
+                grids = dist[start:stop].reshape(views, *grid).numpy()
+                row_grids = rows[start:stop].reshape(views, *grid).numpy()
+                outcomes[index] = self._result(grids, row_grids, geometry)
             except Exception as exc:  # e.g. a map that cannot be drawn back onto this image
                 outcomes[index] = exc
-            start += views
+            start = stop
         return outcomes
 
     def inspect(self, source: ImageSource | np.ndarray) -> ExpertResult:
         """Score one image."""
         return self.inspect_many([source])[0]
+
+
+def view_grid(views: torch.Tensor) -> tuple[int, int]:
+    """The patch grid of prepared ``V x 3 x H x W`` views: one patch per 8 x 8 input pixels (the stride-8 stage)."""
+    return int(views.shape[-2]) // FEATURE_STRIDE, int(views.shape[-1]) // FEATURE_STRIDE
+
+
+def _same_shape_runs(
+    views: list[torch.Tensor], geometries: list[ViewGeometry]
+) -> list[tuple[list[torch.Tensor], list[ViewGeometry]]]:
+    """Consecutive images whose views have one shape, to share a backbone pass (all of them, but in ``scale``)."""
+    runs: list[tuple[list[torch.Tensor], list[ViewGeometry]]] = []
+    for tensor, geometry in zip(views, geometries, strict=True):
+        if runs and runs[-1][0][0].shape[1:] == tensor.shape[1:]:
+            runs[-1][0].append(tensor)
+            runs[-1][1].append(geometry)
+        else:
+            runs.append(([tensor], [geometry]))
+    return runs
 
 
 class ReferenceUnavailableError(Exception):

@@ -20,6 +20,13 @@ a model uses):
     ``size``, e.g. 1024) and cut into overlapping ``tile x tile`` squares, each embedded on its own
     (bounded activation memory, the receptive field of the training tiles). Patch grids are stitched
     back by their maximum where tiles overlap, so the image score stays the maximum patch score.
+``scale``
+    Each image at its own aspect ratio and one pixel scale: every side times the factor that puts the
+    training images' median long side at ``size`` (``pixel_scale``, fixed at fit time), rounded to a
+    multiple of 32. Nothing is stretched, so an image cropped or turned differently from the others keeps
+    its shapes' proportions and size; the patch grid differs from image to image (the memory bank does not
+    care). On images of one size it is the same input as ``resize``. An exported graph has one input
+    size, so this mode is not exported.
 ``center-crop`` (the paper's setting, ``--preset paper``)
     Resize the shorter side to ``resize``, centre-crop ``crop`` (torchvision's ``Resize`` +
     ``CenterCrop``). What lies outside the crop is *not inspected*; the geometry reports that area
@@ -40,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.geometry import FEATURE_STRIDE as FEATURE_STRIDE
 from eagle_iad.expert.geometry import CenterCrop as CenterCrop
 from eagle_iad.expert.geometry import Tiles as Tiles
@@ -102,6 +109,8 @@ class PreprocessSettings(Protocol):
     def resize(self) -> int: ...
     @property
     def crop(self) -> int: ...
+    @property
+    def pixel_scale(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,13 @@ class Preprocessor(ABC):
 
     #: True: the input size is fixed at fit time from the training images' aspect (``input_hw``).
     sized_from_images: bool = True
+    #: True: every image gives the same patch grid (``input_hw``), which a map offset, an exported graph and
+    #: a fixed patch count per training image rely on; False: each image's grid follows its own shape.
+    fixed_grid: bool = True
+
+    def fitted_fields(self, config: PreprocessSettings, shapes: list[tuple[int, int]]) -> dict[str, float]:
+        """Settings beyond ``input_hw`` the mode fixes from the training images' ``(H, W)`` at fit time."""
+        return {}
 
     def validate(self, config: PreprocessSettings) -> None:
         """Refuse settings this mode cannot use (checked with the rest in ``ExpertConfig.validate``)."""
@@ -209,6 +225,40 @@ class Resize(Preprocessor):
         height, width = rgb.shape[:2]
         ih, iw = _input_hw(config)
         return np.ascontiguousarray(resize_rgb(rgb, ih, iw)), WholeFrame(height, width, ih, iw)
+
+
+@preprocessor("scale")
+class OwnScale(Preprocessor):
+    """Each image at its own aspect ratio, every side times the fitted ``pixel_scale``: one view, its own grid."""
+
+    fixed_grid = False
+
+    def fitted_fields(self, config: PreprocessSettings, shapes: list[tuple[int, int]]) -> dict[str, float]:
+        return {"pixel_scale": config.size / float(np.median([max(shape) for shape in shapes]))}
+
+    def own_input(self, height: int, width: int, config: PreprocessSettings) -> tuple[int, int]:
+        """This image's input: each side times ``pixel_scale``, rounded to a multiple of 32, within the limit."""
+        if config.pixel_scale is None:
+            raise ConfigError("this model's pixel scale was never set (fit sets it from the training images)")
+        scale = float(config.pixel_scale)
+        ih, iw = _round_side(height * scale), _round_side(width * scale)
+        if max(ih, iw) > MAX_INPUT_SIDE:
+            raise ImageError(
+                f"image of {width}x{height} px would be {iw}x{ih} input pixels at this model's scale ({scale:.4g}), "
+                f"above the limit of {MAX_INPUT_SIDE}; inspect images of about the training images' size"
+            )
+        return ih, iw
+
+    def host_pixels(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[np.ndarray, ViewGeometry]:
+        height, width = rgb.shape[:2]
+        ih, iw = self.own_input(height, width, config)
+        return np.ascontiguousarray(resize_rgb(rgb, ih, iw)), WholeFrame(height, width, ih, iw)
+
+    def export_form(self, config: PreprocessSettings) -> ExportForm:
+        raise ConfigError(
+            "preprocess 'scale' gives each image its own input size, and an exported graph has one; "
+            "refit with --preprocess resize to export"
+        )
 
 
 def tile_origins(input_height: int, input_width: int, tile: int, overlap: int) -> tuple[tuple[int, int], ...]:

@@ -61,7 +61,7 @@ from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, upgraded_config
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
-from eagle_iad.expert.preprocess import PREPROCESSORS
+from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
@@ -328,6 +328,16 @@ def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dic
     return _manifest_file.read_manifest(directory, verify=verify)
 
 
+def _patches_per_image_fit(patch_ids: torch.Tensor, n_images: int, config: ExpertConfig, grid: tuple[int, int]) -> bool:
+    """Image after image, each with the mode's patch count (fixed grid) or at least one patch (``scale``)."""
+    if preprocessor_of(config).fixed_grid:
+        return bool(patch_ids.shape[0] == n_images * config.views_per_image() * grid[0] * grid[1])
+    ids = patch_ids.long()
+    if ids.numel() == 0 or bool((ids[1:] < ids[:-1]).any()) or int(ids[0]) != 0 or int(ids[-1]) != n_images - 1:
+        return False
+    return bool((torch.bincount(ids, minlength=n_images) > 0).all())
+
+
 def load(directory: str | os.PathLike[str]) -> ExpertModel:
     """Load and verify a model directory; every inconsistency raises :class:`ModelFormatError`."""
     root = Path(directory)
@@ -380,8 +390,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         problems.append(f"bank shape {tuple(bank.shape)} does not match target_dim {config.target_dim}")
     if tensors["bank_image_ids"].shape != (bank.shape[0],):
         problems.append("bank_image_ids length differs from the bank")
-    per_image = config.views_per_image() * grid[0] * grid[1]
-    if patch_ids.shape != selected.shape or patch_ids.shape[0] != n_images * per_image:
+    if patch_ids.shape != selected.shape or not _patches_per_image_fit(patch_ids, n_images, config, grid):
         problems.append("per-patch bookkeeping does not match the number of training images")
     if int(selected.sum()) != bank.shape[0]:
         problems.append("selected patches do not match the bank size")

@@ -39,7 +39,7 @@ from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out
 from eagle_iad.expert.patchcore import Expert, ExpertModel, input_map
-from eagle_iad.expert.preprocess import prepare
+from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.store import _fingerprint, load, save
@@ -112,26 +112,47 @@ def _decode(images: Sequence[TeachImage]) -> list[tuple[np.ndarray, str]]:
 
 
 @torch.no_grad()
-def _embed(expert: Expert, rgbs: Sequence[np.ndarray], progress: TeachProgress | None) -> torch.Tensor:
-    """``N x P x D`` patches, batched as a fit batches its training images (the same numbers)."""
+def _embed(
+    expert: Expert, rgbs: Sequence[np.ndarray], progress: TeachProgress | None
+) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
+    """All new patches (image after image), each image's patch count and grid, batched as a fit batches
+    its training images (the same numbers: a batch is split where the input size changes, in ``scale``)."""
     config = expert.model.config
-    chunks = []
+    chunks: list[torch.Tensor] = []
+    counts: list[int] = []
+    grids: list[tuple[int, int]] = []
     for start in range(0, len(rgbs), config.batch_size):
         views = [prepare(rgb, config)[0] for rgb in rgbs[start : start + config.batch_size]]
-        shallow, deep = expert.extractor(torch.cat(views))
-        patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-        chunks.append(patches.reshape(len(views), -1, patches.shape[-1]))
+        runs: list[list[torch.Tensor]] = []
+        for tensor in views:
+            if runs and runs[-1][0].shape == tensor.shape:
+                runs[-1].append(tensor)
+            else:
+                runs.append([tensor])
+        for run in runs:
+            shallow, deep = expert.extractor(torch.cat(run))
+            patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+            per_image = patches.shape[1] * run[0].shape[0]  # views x patches per view
+            chunks.append(patches.reshape(-1, patches.shape[-1]))
+            counts.extend([per_image] * len(run))
+            grids.extend([(int(shallow.shape[2]), int(shallow.shape[3]))] * len(run))
         if progress is not None:
             progress("features", min(start + len(views), len(rgbs)), len(rgbs))
-    return torch.cat(chunks)
+    return torch.cat(chunks), counts, grids
 
 
-def _map_maxima(expert: Expert, patch_scores: np.ndarray, rgbs: Sequence[np.ndarray]) -> np.ndarray:
+def _split(values: np.ndarray, counts: Sequence[int], grids: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Per-patch values of the new images as each image's ``views x h x w`` grids."""
+    ends = np.cumsum(counts)
+    return [values[end - n : end].reshape(-1, *grid) for end, n, grid in zip(ends, counts, grids, strict=True)]
+
+
+def _map_maxima(expert: Expert, view_grids: Sequence[np.ndarray], rgbs: Sequence[np.ndarray]) -> np.ndarray:
     """Each new image's leave-own-out map maximum, drawn as a fit draws its training maps."""
     config = expert.model.config
     offset = 0.0 if expert.model.map_offset is None else expert.model.map_offset.numpy()
     maxima = []
-    for views, rgb in zip(patch_scores.reshape(len(rgbs), -1, *expert.model.grid), rgbs, strict=True):
+    for views, rgb in zip(view_grids, rgbs, strict=True):
         geometry = prepare(rgb, config)[1]
         maxima.append(float(input_map(geometry.stitch(views) - offset, geometry.input_shape, config.sigma).max()))
     return np.asarray(maxima, dtype=np.float64)
@@ -223,14 +244,14 @@ def teach(
     expert = Expert(model)
     config = model.config
     rgbs = [rgb for rgb, _ in decoded]
-    features = _embed(expert, rgbs, progress)
-    count, per_image, dim = features.shape
+    flat, counts, grids = _embed(expert, rgbs, progress)
+    count = len(counts)
     trained = model.patch_image_ids.shape[0] // len(model.train_images)
-    if per_image != trained:  # the input size is fixed in the config, so this is a bug, not bad input
-        raise ConfigError(f"the images give {per_image} patches each, the model's training images {trained}")
-    flat = features.reshape(-1, dim)
+    if preprocessor_of(config).fixed_grid and set(counts) != {trained}:  # a bug, not bad input: the size is fixed
+        raise ConfigError(f"the images give {sorted(set(counts))} patches each, the model's training images {trained}")
+    starts = np.cumsum([0, *counts[:-1]])
     before_dist, nearest = expert.search.search(flat)
-    scores_before = before_dist.reshape(count, -1).amax(dim=1).double().numpy()
+    scores_before = np.maximum.reduceat(before_dist.double().numpy(), starts)
     limit = guard_limit(model.thresholds, model.train_scores)
     for image, score in zip(images, scores_before, strict=True):
         if score > limit:
@@ -256,7 +277,7 @@ def teach(
     extension = sampler.extend(bank, flat.numpy(), radius, coreset_progress, nearest=nearest.numpy())
     chosen = torch.from_numpy(extension.chosen)
     n_old = len(model.train_images)
-    new_ids = torch.arange(n_old, n_old + count, dtype=torch.int32).repeat_interleave(per_image)
+    new_ids = torch.arange(n_old, n_old + count, dtype=torch.int32).repeat_interleave(torch.tensor(counts))
     new_selected = torch.zeros(flat.shape[0], dtype=torch.bool)
     new_selected[chosen] = True
     grown = torch.cat([model.bank, flat[chosen]]).contiguous()
@@ -276,8 +297,8 @@ def teach(
     thresholds = _thresholds(model, scores)
     if thresholds.tau <= 0:
         raise ConfigError(f"the taught model's tau would be {thresholds.tau}; nothing was taught")
-    patch_scores = np.asarray(own_out.patch_scores).reshape(count, -1)
-    new_maxima = _map_maxima(expert, patch_scores, rgbs)
+    patch_scores = np.asarray(own_out.patch_scores)
+    new_maxima = _map_maxima(expert, _split(patch_scores, counts, grids), rgbs)
     maxima = None if model.map_maxima is None else np.concatenate([model.map_maxima, new_maxima])
     coverage = model.coverage
     if coverage is not None:

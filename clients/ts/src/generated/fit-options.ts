@@ -63,9 +63,10 @@ export const FIT_OPTIONS = {
   },
   "preprocess": {
     "default": "resize",
-    "description": "resize (whole frame) | tile (large images) | center-crop (paper)",
+    "description": "resize (whole frame) | scale (own aspect) | tile (large images) | center-crop (paper)",
     "enum": [
       "resize",
+      "scale",
       "tile",
       "center-crop"
     ],

@@ -959,11 +959,11 @@ export interface components {
              */
             position_baseline: boolean;
             /**
-             * @description resize (whole frame) | tile (large images) | center-crop (paper)
+             * @description resize (whole frame) | scale (own aspect) | tile (large images) | center-crop (paper)
              * @default resize
              * @enum {string}
              */
-            preprocess: "resize" | "tile" | "center-crop";
+            preprocess: "resize" | "scale" | "tile" | "center-crop";
             /**
              * @description default (whole frame) | paper (shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given explicitly override the preset
              * @default default
@@ -2105,11 +2105,11 @@ export interface operations {
                      */
                     position_baseline?: boolean;
                     /**
-                     * @description resize (whole frame) | tile (large images) | center-crop (paper)
+                     * @description resize (whole frame) | scale (own aspect) | tile (large images) | center-crop (paper)
                      * @default resize
                      * @enum {string}
                      */
-                    preprocess?: "resize" | "tile" | "center-crop";
+                    preprocess?: "resize" | "scale" | "tile" | "center-crop";
                     /**
                      * @description default (whole frame) | paper (shorter side 256, centre crop 224, boxes at 2/3 of the map maximum); options given explicitly override the preset
                      * @default default
