@@ -282,7 +282,7 @@ def extract_child(count: int, size: int, folder: Path) -> None:
     paths = train_paths(count, folder / "png")
     config = with_input_size(ExpertConfig(size=size), paths)
     extractor = build_backbone(config.backbone, backbone_image_size(config))
-    features, _grid, _geometry = _embed_training(extractor, paths, config, False, None, folder)
+    features = _embed_training(extractor, paths, config, False, None, folder).features
     assert isinstance(features, RowFile)
     features.close()
     print(json.dumps({"rows": features.rows, "dim": features.dim}))

@@ -28,8 +28,9 @@ long side rounded up to a multiple of 32 (tire 400 px -> 416; elpv 300 px -> 320
 
 ``tire-varied`` and ``elpv-varied`` are the same images cropped to a seeded 70-100% of each side (the
 defect's mask kept inside) and turned by a seeded multiple of 90 degrees, training and test alike:
-images whose sizes and orientations vary. On them the product's fixed input (every image stretched to
-the median aspect) is compared with each image at its own aspect ratio and one pixel scale.
+images whose sizes and orientations vary. On them the product's fixed input (``resize``: every image
+stretched to the median aspect) is compared with ``--preprocess scale`` (each image at its own aspect
+ratio and one pixel scale).
 
 Tire is read from ``../shared/data/mvtec3d-tire`` (skipped with a message when absent); elpv
 (mono) uses the demo's 200 seeded training cells unless ``--limit-train`` says otherwise.
@@ -57,13 +58,8 @@ from eagle_iad.data.selection import select_test, select_training
 from eagle_iad.errors import EagleError
 from eagle_iad.eval.metrics import auroc
 from eagle_iad.expert import Expert, ExpertConfig, fit
-from eagle_iad.expert.coreset import make_sampler
-from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.fitting import _image_shape
-from eagle_iad.expert.leave_own_out import leave_own_out
-from eagle_iad.expert.patchcore import extractor_for
-from eagle_iad.expert.preprocess import INPUT_MULTIPLE, prepare
-from eagle_iad.expert.search import make_search
+from eagle_iad.expert.preprocess import prepare
 from eagle_iad.images import load_rgb
 from eagle_iad.tgps.thresholds import compute_thresholds
 
@@ -292,70 +288,23 @@ def vary(samples: Sequence[Sample], folder: Path, seed: int) -> list[Sample]:
     return out
 
 
-def own_scale_input(shape: tuple[int, int], scale: float) -> tuple[int, int]:
-    """An image's input at a fixed pixel scale: each side times ``scale``, rounded to a multiple of 32."""
-    return tuple(max(INPUT_MULTIPLE, round(side * scale / INPUT_MULTIPLE) * INPUT_MULTIPLE) for side in shape)  # type: ignore[return-value]
-
-
-@torch.no_grad()
-def fixed_scale(
-    train: Sequence[Sample], test: Sequence[Sample], size: int
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Fit and score with each image at its own aspect ratio and one pixel scale, from the product's parts.
-
-    The scale puts the training images' median long side at ``size``; every image keeps its shape, so
-    patch grids differ from image to image (the bank does not care). The coreset, search and
-    leave-own-out pass are the product's (``make_sampler``, ``make_search``, ``leave_own_out``).
-    Returns the training and test scores, the fit's seconds and the inspection seconds per image.
-    """
-    start = time.perf_counter()
-    config = ExpertConfig(size=size)
-    scale = size / float(np.median([max(_image_shape(s.path)) for s in train]))
-    extractor = extractor_for(replace(config, input_hw=(size, size)))
-
-    def embed(sample: Sample) -> torch.Tensor:
-        rgb = load_rgb(sample.path)
-        shaped = replace(config, input_hw=own_scale_input(rgb.shape[:2], scale))
-        tensor, _ = prepare(rgb, shaped)
-        shallow, deep = extractor(tensor)
-        return aggregate(shallow, deep, config.pretrain_dim, config.target_dim).reshape(-1, config.target_dim)
-
-    rows = [embed(s) for s in train]
-    features = torch.cat(rows).numpy()
-    ids = torch.cat([torch.full((r.shape[0],), i, dtype=torch.int32) for i, r in enumerate(rows)])
-    sampler = make_sampler(
-        config.sampler, config.coreset_ratio, config.seed, config.projection_dim, config.coreset_points
-    )
-    chosen = torch.from_numpy(sampler.select_covering(features).chosen)
-    selected = torch.zeros(features.shape[0], dtype=torch.bool)
-    selected[chosen] = True
-    search = make_search(config.search)
-    search.fit(torch.from_numpy(features[chosen.numpy()]), ids[chosen].contiguous())
-    train_scores = leave_own_out(torch.from_numpy(features), ids, selected, search, len(train)).image_scores
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    test_scores = np.array([float(search.search(embed(s))[0].max()) for s in test])
-    return np.asarray(train_scores), test_scores, fit_s, (time.perf_counter() - start) / max(1, len(test))
-
-
 def run_varied(
     train: list[Sample], test: list[Sample], size: int, folder: Path, seed: int
 ) -> tuple[list[Sample], dict[str, tuple[np.ndarray, np.ndarray, float]], dict[str, float]]:
-    """Today's fixed input against a fixed pixel scale, on varied copies of one data set's images."""
+    """Today's fixed input (``resize``) against ``--preprocess scale`` on varied copies of one data set."""
     train_v = vary(train, folder / "train", seed)
     test_v = vary(test, folder / "test", seed + 1)
-    start = time.perf_counter()
-    expert = fit([s.path for s in train_v], "varied", ExpertConfig(size=size))
-    fixed_fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = np.array([r.score for r in expert.inspect_many([s.path for s in test_v])])
-    fixed_per_image = (time.perf_counter() - start) / len(test_v)
-    own_train, own_test, own_fit_s, own_per_image = fixed_scale(train_v, test_v, size)
-    found = {
-        f"{size} fixed input (today)": (np.asarray(expert.model.train_scores), scores, fixed_per_image),
-        f"{size} own aspect, fixed scale": (own_train, own_test, own_per_image),
-    }
-    return test_v, found, {"fixed_input_fit_s": fixed_fit_s, "fixed_scale_fit_s": own_fit_s}
+    found: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    fit_times: dict[str, float] = {}
+    for mode, label in (("resize", "fixed input (today)"), ("scale", "own aspect, fixed scale (--preprocess scale)")):
+        start = time.perf_counter()
+        expert = fit([s.path for s in train_v], "varied", ExpertConfig(size=size, preprocess=mode))
+        fit_times[f"{mode}_fit_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = np.array([r.score for r in expert.inspect_many([s.path for s in test_v])])
+        per_image = (time.perf_counter() - start) / len(test_v)
+        found[f"{size} {label}"] = (np.asarray(expert.model.train_scores), scores, per_image)
+    return test_v, found, fit_times
 
 
 def markdown(rows: list[dict[str, Any]], baseline_s: dict[str, float]) -> str:
