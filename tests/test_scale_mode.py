@@ -82,7 +82,8 @@ def test_each_image_keeps_its_own_grid_and_the_training_scores_are_leave_own_out
 
 def test_inspection_of_mixed_shapes_batched_or_alone_and_after_a_reload(tmp_path: Path) -> None:
     expert = fit(_pngs(tmp_path / "train", SHAPES, seed=4), "many", replace(CONFIG, preprocess="scale"))
-    shapes = [(72, 150), (60, 90), (150, 72), (40, 40)]
+    # (90, 60): a portrait image in a mostly landscape model, as many patches as the first image's, transposed.
+    shapes = [(72, 150), (60, 90), (90, 60), (150, 72), (40, 40)]
     probes = _pngs(tmp_path / "probe", shapes, seed=5)
     alone = [expert.inspect(p) for p in probes]
     for result, (height, width) in zip(alone, shapes, strict=True):
@@ -90,7 +91,7 @@ def test_inspection_of_mixed_shapes_batched_or_alone_and_after_a_reload(tmp_path
         assert result.patch_scores.shape == (ih // 8, iw // 8)
         assert result.anomaly_map.shape == (height, width)
         assert result.score == float(result.patch_scores.max())
-    batched = expert.inspect_many(probes, batch=4)
+    batched = expert.inspect_many(probes, batch=5)
     each = expert.inspect_each([np.asarray(Image.open(p).convert("RGB")) for p in probes])
     for one, two, three in zip(alone, batched, each, strict=True):
         assert not isinstance(three, Exception)
@@ -104,6 +105,10 @@ def test_inspection_of_mixed_shapes_batched_or_alone_and_after_a_reload(tmp_path
 def test_what_needs_one_input_size_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^position_baseline needs one patch grid for every image; preprocess "):
         replace(CONFIG, preprocess="scale", position_baseline=True).validate()
+    with pytest.raises(
+        ConfigError, match=r"^preprocess 'scale' with an input_hw needs its pixel_scale too; leave both"
+    ):
+        replace(CONFIG, preprocess="scale", input_hw=(64, 96)).validate()
     expert = fit(_pngs(tmp_path / "train", SHAPES[:4], seed=6), "few", replace(CONFIG, preprocess="scale"))
     from eagle_iad.expert.export import export_expert
 

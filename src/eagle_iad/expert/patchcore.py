@@ -31,7 +31,7 @@ from eagle_iad.expert.config import ExpertConfig as ExpertConfig
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import ViewGeometry
-from eagle_iad.expert.preprocess import FEATURE_STRIDE, backbone_image_size, prepare
+from eagle_iad.expert.preprocess import FEATURE_STRIDE, backbone_image_size, prepare, preprocessor_of
 from eagle_iad.expert.search import NearestNeighbourSearch, make_search
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
@@ -166,9 +166,17 @@ class Expert:
         return dist.reshape(count, *grid).numpy(), rows.reshape(count, *grid).numpy()
 
     def _grid_of(self, views: torch.Tensor, per_view: int) -> tuple[int, int]:
-        """The fitted grid, or (a ``scale`` model's image of another shape) the one its input size gives."""
-        grid = self.model.grid
-        return grid if grid[0] * grid[1] == per_view else view_grid(views)
+        """The fitted grid, or (a ``scale`` model, whose images each have their own) the one the input size gives.
+
+        Not chosen by the patch count: a portrait image in a landscape-trained ``scale`` model has as many
+        patches as the fitted grid, in the transposed shape.
+        """
+        if preprocessor_of(self.model.config).fixed_grid:
+            return self.model.grid
+        grid = view_grid(views)
+        if grid[0] * grid[1] != per_view:  # a backbone whose stride-8 stage is not at 1/8 of the input
+            raise ModelFormatError(f"{per_view} patches per view do not form the {grid[0]}x{grid[1]} grid of its input")
+        return grid
 
     def reference_of(self, view_grids: np.ndarray, view_rows: np.ndarray) -> tuple[int, int]:
         """The training image and bank row nearest to the highest-scoring patch of one image's views.

@@ -25,7 +25,8 @@ a model uses):
     training images' median long side at ``size`` (``pixel_scale``, fixed at fit time), rounded to a
     multiple of 32. Nothing is stretched, so an image cropped or turned differently from the others keeps
     its shapes' proportions and size; the patch grid differs from image to image (the memory bank does not
-    care). On images of one size it is the same input as ``resize``. An exported graph has one input
+    care). On images of one size it is the same input as ``resize`` (up to rare rounding ties of the
+    aspect ratio, docs/METHOD.md). An exported graph has one input
     size, so this mode is not exported.
 ``center-crop`` (the paper's setting, ``--preset paper``)
     Resize the shorter side to ``resize``, centre-crop ``crop`` (torchvision's ``Resize`` +
@@ -232,6 +233,11 @@ class OwnScale(Preprocessor):
     """Each image at its own aspect ratio, every side times the fitted ``pixel_scale``: one view, its own grid."""
 
     fixed_grid = False
+
+    def validate(self, config: PreprocessSettings) -> None:
+        super().validate(config)
+        if config.input_hw is not None and config.pixel_scale is None:  # the fit sets both, or neither is given
+            raise ConfigError("preprocess 'scale' with an input_hw needs its pixel_scale too; leave both to the fit")
 
     def fitted_fields(self, config: PreprocessSettings, shapes: list[tuple[int, int]]) -> dict[str, float]:
         return {"pixel_scale": config.size / float(np.median([max(shape) for shape in shapes]))}

@@ -335,7 +335,9 @@ def _patches_per_image_fit(patch_ids: torch.Tensor, n_images: int, config: Exper
     ids = patch_ids.long()
     if ids.numel() == 0 or bool((ids[1:] < ids[:-1]).any()) or int(ids[0]) != 0 or int(ids[-1]) != n_images - 1:
         return False
-    return bool((torch.bincount(ids, minlength=n_images) > 0).all())
+    counts = torch.bincount(ids, minlength=n_images)
+    # ``grid`` is the first training image's: its patch count must be the first image's.
+    return bool((counts > 0).all()) and int(counts[0]) == config.views_per_image() * grid[0] * grid[1]
 
 
 def load(directory: str | os.PathLike[str]) -> ExpertModel:
