@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-busy test-ts lint typecheck web serve station bench bench-mllm bench-eval bench-load bench-evidence bench-hybrid vllm-venv clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve station bench bench-mllm bench-eval bench-load bench-evidence bench-study bench-hybrid vllm-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -127,6 +127,10 @@ bench-evidence: $(STAMP)
 
 # The hybrid MLLM (engine outside the band, CAAS inside) timed against transformers alone and the
 # engine alone on the same eval; figures in docs/MEASUREMENTS.md. E.g. HYBRID_ARGS="--limit 12".
+# Issue 29's study: sizes, flips, an image statistic, pyramids, threshold rules, own aspect (about 55 min).
+bench-study: $(STAMP)
+	$(BIN)/python benchmarks/score_study.py --out runs/score-study $(STUDY_ARGS)
+
 bench-hybrid: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/hybrid.py $(HYBRID_ARGS)
 

@@ -22,23 +22,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.atomic import atomic_write_text
-from eagle_iad.data import Sample, get_layout
-from eagle_iad.data.selection import select_test, select_training
+from real_sets import real_set
+from run_record import write_run_record
+
+from eagle_iad.data import Sample
 from eagle_iad.errors import EagleError
 from eagle_iad.eval.expert_eval import evaluate_expert
 from eagle_iad.expert import ExpertConfig, fit
 from eagle_iad.expert.patchcore import PRESETS
 
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-#: The demo's elpv training subset (``eagle demo --limit-train``), so the numbers match what a new user sees.
-ELPV_TRAIN = 200
 FORMAT_VERSION = 1
 
 #: Variant name -> ExpertConfig overrides. The first variant on the command line is the cost baseline.
@@ -112,18 +109,11 @@ def datasets(
 ) -> dict[str, tuple[list[Sample], list[Sample]]]:
     out: dict[str, tuple[list[Sample], list[Sample]]] = {}
     for name in names:
-        if name == "tire":
-            if not TIRE.exists():
-                print(f"[evidence] skipping tire: no data at {TIRE}", file=sys.stderr)
-                continue
-            layout, root, category, default_train = get_layout("mvtec"), TIRE, "tire", None
-        elif name == "elpv":
-            layout, root, category, default_train = get_layout("elpv"), None, elpv_category, ELPV_TRAIN
-        else:
+        if name not in ("tire", "elpv"):
             raise VariantError(f"unknown dataset {name!r}; known: tire, elpv")
-        train = select_training(layout.samples(root, category, "train"), limit_train or default_train, seed)
-        test = select_test(layout.samples(root, category, "test"), limit_test, seed)
-        out[name if name == "tire" else f"elpv-{category}"] = (train, test)
+        found = real_set(name, limit_train, limit_test, seed, elpv_category, tag="evidence")
+        if found is not None:
+            out[name if name == "tire" else f"elpv-{elpv_category}"] = found
     return out
 
 
@@ -225,16 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     print(table)
     if out is not None:
-        command = "python benchmarks/evidence.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        document = {
-            "format_version": FORMAT_VERSION,
-            "command": command,
-            "variants": {name: VARIANTS[name] for name in names},
-            "rows": rows,
-        }
-        atomic_write_text(out / "evidence.json", json.dumps(document, indent=2) + "\n")
-        atomic_write_text(out / "evidence.md", f"`{command}`\n\n{table}")
-        print(f"wrote {out / 'evidence.md'} and {out / 'evidence.json'}", file=sys.stderr)
+        variants = {name: VARIANTS[name] for name in names}
+        document = {"format_version": FORMAT_VERSION, "variants": variants, "rows": rows}
+        write_run_record(out, "evidence", argv, document, table)
     return 0
 
 

@@ -51,10 +51,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from real_sets import real_set
+from run_record import write_run_record
 
-from eagle_iad.atomic import atomic_write_text
-from eagle_iad.data import Sample, get_layout
-from eagle_iad.data.selection import select_test, select_training
+from eagle_iad.data import Sample
 from eagle_iad.errors import EagleError
 from eagle_iad.eval.metrics import auroc
 from eagle_iad.expert import Expert, ExpertConfig, fit
@@ -63,8 +63,6 @@ from eagle_iad.expert.preprocess import prepare
 from eagle_iad.images import load_rgb
 from eagle_iad.tgps.thresholds import compute_thresholds
 
-TIRE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec3d-tire"
-ELPV_TRAIN = 200
 RULES = ("ksigma", "mad", "quantile", "evt")
 FORMAT_VERSION = 1
 #: 1.4826 x MAD estimates the standard deviation of normally distributed values (as the mad rule).
@@ -181,22 +179,12 @@ def native_size(samples: Sequence[Sample]) -> int:
 def datasets(names: list[str], limit_train: int | None, limit_test: int | None, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
-        if name == "tire":
-            if not TIRE.exists():
-                print(f"[score-study] skipping tire: no data at {TIRE}", file=sys.stderr)
-                continue
-            layout, root, category, default_train = get_layout("mvtec"), TIRE, "tire", None
-        elif name == "elpv":
-            layout, root, category, default_train = get_layout("elpv"), None, "mono", ELPV_TRAIN
-        elif name.endswith("-varied"):
-            base = name.removesuffix("-varied")
-            out[name] = datasets([base], limit_train, limit_test, seed)[base]
-            continue
-        else:
+        base = name.removesuffix("-varied")
+        if base not in ("tire", "elpv"):
             raise EagleError(f"unknown dataset {name!r}; known: tire, elpv, tire-varied, elpv-varied")
-        train = select_training(layout.samples(root, category, "train"), limit_train or default_train, seed)
-        test = select_test(layout.samples(root, category, "test"), limit_test, seed)
-        out[name] = (train, test)
+        found = real_set(base, limit_train, limit_test, seed, tag="score-study")
+        if found is not None:
+            out[name] = found
     return out
 
 
@@ -313,7 +301,8 @@ def markdown(rows: list[dict[str, Any]], baseline_s: dict[str, float]) -> str:
     types = sorted({t for row in rows if row["data"] == "tire" for t in row["per_type"]})
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["data"], row["variant"], f"{row['image_auroc']:.3f}", f"{row['recall_at_1fa']:.3f}"]
+        ceiling = "–" if row["recall_at_1fa"] is None else f"{row['recall_at_1fa']:.3f}"  # under 2 normals: none
+        cells = [row["data"], row["variant"], f"{row['image_auroc']:.3f}", ceiling]
         cells += [f"{row[r]['recall']:.3f} / {row[r]['false_alarms']} of {row['n_normal']}" for r in RULES]
         cells.append(f"{row['seconds_per_image'] / baseline_s[row['data']]:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
@@ -389,12 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, baseline_s)
     print(table)
     if args.out:
-        out = Path(args.out)
-        command = "python benchmarks/score_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        document = {"format_version": FORMAT_VERSION, "command": command, "checks": checks, "rows": rows}
-        atomic_write_text(out / "score_study.json", json.dumps(document, indent=2) + "\n")
-        atomic_write_text(out / "score_study.md", f"`{command}`\n\n{table}")
-        print(f"wrote {out / 'score_study.md'}", file=sys.stderr)
+        document = {"format_version": FORMAT_VERSION, "checks": checks, "rows": rows}
+        write_run_record(Path(args.out), "score_study", argv, document, table)
     return 0
 
 

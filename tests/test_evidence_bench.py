@@ -3,24 +3,15 @@ and the table is formatted from the rows as documented."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+from bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def evidence() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("evidence_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["evidence_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("evidence")
 
 
 def test_backbone_variants_override_only_the_backbone(evidence: ModuleType) -> None:

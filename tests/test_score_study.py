@@ -3,29 +3,21 @@ image's score, its varied copies keep the defect, and its table reads its rows."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from bench_scripts import load_benchmark
 from PIL import Image
 
 from eagle_iad.data import Sample
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "score_study.py"
-
 
 @pytest.fixture(scope="module")
 def study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("score_study_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["score_study_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("score_study")
 
 
 def test_fold_keeps_the_base_score_unless_the_other_is_more_unusual(study: ModuleType) -> None:
