@@ -25,10 +25,18 @@ from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
 from eagle_iad.expert.coreset import Extension, make_sampler
 from eagle_iad.expert.coverage import fit_coverage
-from eagle_iad.expert.features import RowFile, aggregate
+from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
-from eagle_iad.expert.patchcore import Expert, ExpertModel, extractor_for, input_map, progress_bar
+from eagle_iad.expert.patchcore import (
+    Expert,
+    ExpertModel,
+    embed_runs,
+    extractor_for,
+    input_map,
+    progress_bar,
+    split_grids,
+)
 from eagle_iad.expert.preprocess import INPUT_MULTIPLE, input_size_for, prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import make_search
@@ -72,11 +80,7 @@ class TrainingPatches:
 
     def split(self, values: np.ndarray) -> list[np.ndarray]:
         """Per-patch values (training order) as each image's ``views x h x w`` grids."""
-        out, start = [], 0
-        for count, grid in zip(self.counts, self.grids, strict=True):
-            out.append(values[start : start + count].reshape(-1, *grid))
-            start += count
-        return out
+        return split_grids(values, self.counts, self.grids)
 
 
 def _embed_training(
@@ -101,19 +105,6 @@ def _embed_training(
     geometries: list[ViewGeometry] = []
     counts: list[int] = []
 
-    def run(views: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            shallow, deep = extractor(torch.cat(views))
-            grid = (int(shallow.shape[2]), int(shallow.shape[3]))
-            patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-            patches = patches.reshape(len(views), -1, patches.shape[-1])
-        grids.extend([grid] * len(views))
-        counts.extend([int(patches.shape[1])] * len(views))
-        if stored is None:
-            chunks.append(patches.reshape(-1, patches.shape[-1]))
-        else:
-            stored.append(patches.numpy())
-
     try:
         with progress_bar(len(paths), "features", show_progress) as bar:
             for start in range(0, len(paths), config.batch_size):
@@ -124,12 +115,15 @@ def _embed_training(
                     except ImageError as exc:
                         raise ImageError(f"training image rejected: {exc}") from exc
                     tensor, geometry = prepare(rgb, config)
-                    if views and tensor.shape != views[0].shape:  # another input size: its own pass
-                        run(views)
-                        views = []
                     views.append(tensor)
                     geometries.append(geometry)
-                run(views)
+                patches, batch_counts, batch_grids = embed_runs(extractor, views, config)
+                counts.extend(batch_counts)
+                grids.extend(batch_grids)
+                if stored is None:
+                    chunks.append(patches)
+                else:
+                    stored.append(patches.numpy())
                 bar.update(min(config.batch_size, len(paths) - start))
                 checkpoint("fit features")  # test hook: features on disk, the fit under way
                 if hook is not None:

@@ -239,10 +239,10 @@ class Expert:
                     tensor, geometry = prepare(rgb, config)
                     views.append(tensor)
                     geometries.append(geometry)
-                for run, run_geometries in _same_shape_runs(views, geometries):
-                    view_grids, view_rows = self._search_views(torch.cat(run))
-                    offsets = np.cumsum([0] + [len(v) for v in run])
-                    for index, geometry in enumerate(run_geometries):
+                for run in same_shape_runs(views):
+                    view_grids, view_rows = self._search_views(torch.cat(views[run]))
+                    offsets = np.cumsum([0] + [len(v) for v in views[run]])
+                    for index, geometry in enumerate(geometries[run]):
                         own = slice(offsets[index], offsets[index + 1])
                         results.append(self._result(view_grids[own], view_rows[own], geometry))
                 bar.update(len(chunk))
@@ -313,18 +313,43 @@ def view_grid(views: torch.Tensor) -> tuple[int, int]:
     return int(views.shape[-2]) // FEATURE_STRIDE, int(views.shape[-1]) // FEATURE_STRIDE
 
 
-def _same_shape_runs(
-    views: list[torch.Tensor], geometries: list[ViewGeometry]
-) -> list[tuple[list[torch.Tensor], list[ViewGeometry]]]:
-    """Consecutive images whose views have one shape, to share a backbone pass (all of them, but in ``scale``)."""
-    runs: list[tuple[list[torch.Tensor], list[ViewGeometry]]] = []
-    for tensor, geometry in zip(views, geometries, strict=True):
-        if runs and runs[-1][0][0].shape[1:] == tensor.shape[1:]:
-            runs[-1][0].append(tensor)
-            runs[-1][1].append(geometry)
-        else:
-            runs.append(([tensor], [geometry]))
+def same_shape_runs(views: Sequence[torch.Tensor]) -> list[slice]:
+    """Consecutive stretches of prepared images whose views share one shape (all of them, but in ``scale``).
+
+    Such a stretch can share one backbone pass; fit, teach and inspection all cut a batch this way, so a
+    teach embeds an image with the very numbers a fit on it would have.
+    """
+    runs: list[slice] = []
+    start = 0
+    for index in range(1, len(views) + 1):
+        if index == len(views) or views[index].shape != views[start].shape:
+            runs.append(slice(start, index))
+            start = index
     return runs
+
+
+@torch.no_grad()
+def embed_runs(
+    extractor: FeatureExtractor, views: Sequence[torch.Tensor], config: ExpertConfig
+) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
+    """Prepared images' patches (image after image, ``N x D``), each image's patch count and view grid."""
+    chunks: list[torch.Tensor] = []
+    counts: list[int] = []
+    grids: list[tuple[int, int]] = []
+    for run in same_shape_runs(views):
+        images = list(views[run])
+        shallow, deep = extractor(torch.cat(images))
+        patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
+        chunks.append(patches.reshape(-1, patches.shape[-1]))
+        counts.extend([patches.shape[1] * images[0].shape[0]] * len(images))  # views x patches per view
+        grids.extend([(int(shallow.shape[2]), int(shallow.shape[3]))] * len(images))
+    return torch.cat(chunks), counts, grids
+
+
+def split_grids(values: np.ndarray, counts: Sequence[int], grids: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Per-patch values (image after image) as each image's ``views x h x w`` grids."""
+    ends = np.cumsum(counts)
+    return [values[end - n : end].reshape(-1, *grid) for end, n, grid in zip(ends, counts, grids, strict=True)]
 
 
 class ReferenceUnavailableError(Exception):

@@ -36,9 +36,8 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.leave_own_out import leave_own_out
-from eagle_iad.expert.patchcore import Expert, ExpertModel, input_map
+from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
@@ -116,35 +115,20 @@ def _embed(
     expert: Expert, rgbs: Sequence[np.ndarray], progress: TeachProgress | None
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
     """All new patches (image after image), each image's patch count and grid, batched as a fit batches
-    its training images (the same numbers: a batch is split where the input size changes, in ``scale``)."""
+    its training images (``embed_runs``, so the same numbers)."""
     config = expert.model.config
     chunks: list[torch.Tensor] = []
     counts: list[int] = []
     grids: list[tuple[int, int]] = []
     for start in range(0, len(rgbs), config.batch_size):
         views = [prepare(rgb, config)[0] for rgb in rgbs[start : start + config.batch_size]]
-        runs: list[list[torch.Tensor]] = []
-        for tensor in views:
-            if runs and runs[-1][0].shape == tensor.shape:
-                runs[-1].append(tensor)
-            else:
-                runs.append([tensor])
-        for run in runs:
-            shallow, deep = expert.extractor(torch.cat(run))
-            patches = aggregate(shallow, deep, config.pretrain_dim, config.target_dim)
-            per_image = patches.shape[1] * run[0].shape[0]  # views x patches per view
-            chunks.append(patches.reshape(-1, patches.shape[-1]))
-            counts.extend([per_image] * len(run))
-            grids.extend([(int(shallow.shape[2]), int(shallow.shape[3]))] * len(run))
+        patches, batch_counts, batch_grids = embed_runs(expert.extractor, views, config)
+        chunks.append(patches)
+        counts.extend(batch_counts)
+        grids.extend(batch_grids)
         if progress is not None:
             progress("features", min(start + len(views), len(rgbs)), len(rgbs))
     return torch.cat(chunks), counts, grids
-
-
-def _split(values: np.ndarray, counts: Sequence[int], grids: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Per-patch values of the new images as each image's ``views x h x w`` grids."""
-    ends = np.cumsum(counts)
-    return [values[end - n : end].reshape(-1, *grid) for end, n, grid in zip(ends, counts, grids, strict=True)]
 
 
 def _map_maxima(expert: Expert, view_grids: Sequence[np.ndarray], rgbs: Sequence[np.ndarray]) -> np.ndarray:
@@ -298,7 +282,7 @@ def teach(
     if thresholds.tau <= 0:
         raise ConfigError(f"the taught model's tau would be {thresholds.tau}; nothing was taught")
     patch_scores = np.asarray(own_out.patch_scores)
-    new_maxima = _map_maxima(expert, _split(patch_scores, counts, grids), rgbs)
+    new_maxima = _map_maxima(expert, split_grids(patch_scores, counts, grids), rgbs)
     maxima = None if model.map_maxima is None else np.concatenate([model.map_maxima, new_maxima])
     coverage = model.coverage
     if coverage is not None:
