@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("", "errors", "ranges", "stops", "atomic", "naming", "choices", "images", "outputs", "scratch", "record", "review",
      "file_hash", "folder_swap"),
     ("registry",),
+    ("history",),
     ("data",),
     ("tgps",),
     ("fit_options",),

@@ -1,0 +1,195 @@
+"""Where the inspection history lives, named by a URL: ``sqlite:///path`` (one station) or
+``postgresql://...`` (a plant's replicas sharing one history).
+
+Why a backend is a small object and not an ORM: the history's SQL is a few dozen plain statements
+written once for SQLite; the two dialects differ in a handful of places (placeholders, JSON access,
+column types, how a write transaction begins, how processes exclude each other), and a backend
+answers exactly those. Everything else (the schema derived from the inspection record, the
+migrations, the queries) is shared, so one test of the store covers both.
+
+A backend registers under its URL scheme (``@history_backend("postgresql")``), like every other
+interchangeable part (:mod:`eagle_iad.registry`).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.registry import Registry
+
+
+class Cursor(Protocol):
+    """What a statement returns (``sqlite3.Cursor`` and ``psycopg.Cursor`` both are one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The one method the history's SQL needs: a statement in SQLite's dialect (``?`` placeholders),
+    which a backend translates to its own."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """A named lock held across processes (and, with PostgreSQL, machines) until :meth:`release`, or
+    until the holder dies: a lock a killed process held is never left behind."""
+
+    def release(self) -> None: ...
+
+
+class HistoryBackend(ABC):
+    """One kind of database for the history. Subclasses register with :func:`history_backend`."""
+
+    #: The URL scheme (``sqlite``, ``postgresql``).
+    scheme: str = ""
+    #: Several processes may use one history at once (replicas): pictures of an inspection another
+    #: process is writing may exist before its row, and start-up must not take them for orphans.
+    shared: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @abstractmethod
+    def connect(self) -> Connection:
+        """A new connection, in autocommit mode (transactions are begun explicitly by :meth:`begin`)."""
+
+    @abstractmethod
+    def alive(self, db: Connection) -> bool:
+        """``db`` can still be used (a database restart breaks a client/server connection)."""
+
+    @abstractmethod
+    def close(self, db: Connection) -> None: ...
+
+    @abstractmethod
+    def begin(self, db: Connection) -> None:
+        """Begin a write transaction that no other writer can interleave with (SQLite: ``BEGIN
+        IMMEDIATE``; PostgreSQL: ``BEGIN`` plus, where order matters, :meth:`serialize`)."""
+
+    def serialize(self, db: Connection, what: str) -> None:
+        """Inside a transaction: wait until no other transaction holds ``what``, then hold it to the end.
+
+        Why: an inspection's storage number is the previous one plus one, and a live feed reads "every
+        row after the last one I saw"; two replicas numbering at once would collide or commit out of
+        order. SQLite's ``BEGIN IMMEDIATE`` already serialises every writer, so it needs nothing here.
+        """
+        return None
+
+    @abstractmethod
+    def in_transaction(self, db: Connection) -> bool: ...
+
+    @abstractmethod
+    def columns(self, db: Connection, table: str) -> set[str]:
+        """The column names ``table`` has now (for migrations that add columns)."""
+
+    @abstractmethod
+    def ddl(self, sql: str) -> str:
+        """A ``CREATE``/``ALTER`` statement written with SQLite's types in this backend's."""
+
+    @abstractmethod
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        """``exc`` is a write refused because a unique key was already taken (by another replica)."""
+
+    @abstractmethod
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """``exc`` means the database cannot be used right now (locked, unreachable): answer 503."""
+
+    @abstractmethod
+    def try_lock(self, name: str) -> Lease | None:
+        """Hold the lock called ``name`` (``fit:tire``), or ``None`` at once if another process holds it."""
+
+    def describe(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return redact(self.url)
+
+
+#: History backends by URL scheme.
+BACKENDS: Registry[Callable[[str], HistoryBackend]] = Registry("history backend")
+
+
+def history_backend(scheme: str) -> Callable[[type[HistoryBackend]], type[HistoryBackend]]:
+    """Register a backend class for URLs ``scheme://...``."""
+
+    def decorate(cls: type[HistoryBackend]) -> type[HistoryBackend]:
+        cls.scheme = scheme
+        BACKENDS.add(scheme, cls)
+        return cls
+
+    return decorate
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def history_url(value: str | Path) -> str:
+    """A history URL from what a user gives: a URL, or a plain path (an SQLite file, as ``--db`` took)."""
+    text = str(value)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def open_backend(value: str | Path) -> HistoryBackend:
+    """The backend for a history URL (or SQLite path); an unknown scheme names the known ones."""
+    url = history_url(value)
+    scheme = url.split("://", 1)[0].lower()
+    scheme = {"postgres": "postgresql", "postgresql+psycopg": "postgresql"}.get(scheme, scheme)
+    if scheme not in BACKENDS:
+        raise ConfigError(
+            f"history {redact(url)}: unknown kind of database {scheme!r}; use one of "
+            + ", ".join(f"{name}://..." for name in BACKENDS.names())
+        )
+    return BACKENDS.get(scheme)(url)
+
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
+_JSON_FIELD = re.compile(r"json_extract\((\w+(?:\.\w+)?), '\$\.(\w+)'\)")
+
+
+def positional_to_format(sql: str) -> str:
+    """SQLite's ``?`` placeholders as ``%s`` (psycopg's), with a literal ``%`` doubled; text inside
+    quotes is left alone. ``json_extract(col, '$.key')`` becomes PostgreSQL's ``(col::jsonb ->> 'key')``."""
+    sql = _JSON_FIELD.sub(r"(\1::jsonb ->> '\2')", sql)
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return "%s" if token == "?" else "%%" if token == "%" else token
+
+    return _TOKENS.sub(one, sql)
+
+
+@contextmanager
+def transaction(backend: HistoryBackend, db: Connection) -> Iterator[Connection]:
+    """``db`` inside one write transaction: committed when the block ends, rolled back if it raises."""
+    backend.begin(db)
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back itself (a full disk), COMMIT may be done, and a lost PostgreSQL
+        # connection cannot roll back at all (the server did): the error that got here is the one to raise.
+        if backend.alive(db) and backend.in_transaction(db):
+            with suppress(Exception):
+                db.execute("ROLLBACK")
+        raise

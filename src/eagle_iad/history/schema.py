@@ -1,0 +1,191 @@
+"""The history's tables, derived from the one inspection record, and their versioned migrations.
+
+One schema for every backend: the statements are written with SQLite's types and each backend's
+:meth:`~eagle_iad.history.backend.HistoryBackend.ddl` names its own (``BIGINT``, ``DOUBLE PRECISION``,
+identity columns in PostgreSQL). A ``schema_version`` table makes a migration explicit instead of
+guessing from columns; a database newer than this code is refused rather than misread.
+
+Versions (:data:`MIGRATIONS`): 1 = inspections; 2 adds ``fit_jobs``; 3 the user's label of an inspection
+(``label``, ``label_time``); 4 the stations' intake and outbox (``station_intake``: each file a station
+took, by content hash; ``outbox``: each verdict a sink must receive, committed in the same transaction as
+its inspection; ``stations``: the stations created through ``/v1/stations``); 5 ``idempotency`` (an
+upload's ``Idempotency-Key`` and the record it made), ``api_keys`` (named keys with roles, as digests) and
+``audit`` (who changed what); 6 ``api_keys.seq``, the order keys were added (PostgreSQL has no rowid), filled
+for the keys already there. Steps 1-5 only added tables, or nullable columns the record declares, so one
+idempotent step (create what is missing, add the record's missing columns) performs any of them, and rows
+already stored keep their values; a step that must fill or rewrite data has its own function
+(:func:`_number_keys`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.history.backend import Connection, HistoryBackend, transaction
+from eagle_iad.record import columns
+
+SCHEMA_VERSION = 6
+
+#: What each version added (``eagle db upgrade`` prints the steps it applied).
+MIGRATIONS: dict[int, str] = {
+    1: "inspections",
+    2: "fit_jobs (fit jobs outlive the service)",
+    3: "the user's label of an inspection (label, label_time, label_by, label_note)",
+    4: "station_intake, outbox and stations (the line's hot folders and sinks)",
+    5: "idempotency, api_keys and audit (exactly-once uploads, named keys, who changed what)",
+    6: "api_keys.seq (keys listed in the order they were added, in every backend; SQLite had its rowid)",
+}
+
+
+def _inspections_table() -> str:
+    """``CREATE TABLE inspections`` from the record's fields (``seq``, the storage order, after ``id``)."""
+    lines = []
+    for column in columns():
+        if column.name == "id":
+            lines += ["    id TEXT PRIMARY KEY", "    seq INTEGER NOT NULL UNIQUE"]
+        else:
+            lines.append(f"    {column.name} {column.sql_type}{'' if column.nullable else ' NOT NULL'}")
+    return "CREATE TABLE IF NOT EXISTS inspections (\n" + ",\n".join(lines) + "\n)"
+
+
+def statements() -> list[str]:
+    """Every ``CREATE`` of the current schema, in SQLite's dialect, each safe to run again."""
+    return [
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        _inspections_table(),
+        "CREATE INDEX IF NOT EXISTS inspections_category ON inspections (category, seq)",
+        """CREATE TABLE IF NOT EXISTS fit_jobs (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    record TEXT NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS station_intake (
+    station TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    record_id TEXT,
+    reason TEXT,
+    moved_to TEXT,
+    appeared REAL NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (station, digest)
+)""",
+        "CREATE INDEX IF NOT EXISTS station_intake_time ON station_intake (station, time)",
+        """CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    delivered REAL,
+    UNIQUE (station, sink, record_id)
+)""",
+        "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq)",
+        """CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    created TEXT NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    seq INTEGER,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    revoked TEXT
+)""",
+        """CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    detail TEXT
+)""",
+        """CREATE TABLE IF NOT EXISTS stations (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+)""",
+    ]
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What :func:`upgrade` found and did."""
+
+    before: int | None  # None: a new, empty database
+    after: int
+    added_columns: tuple[str, ...]
+
+    def describe(self, where: str) -> str:
+        if self.before is None:
+            return f"history {where}: created at schema {self.after}"
+        if self.before == self.after and not self.added_columns:
+            return f"history {where}: schema {self.after}, up to date"
+        steps = [f"{v}: {MIGRATIONS[v]}" for v in range(self.before + 1, self.after + 1)]
+        added = f"; added columns {', '.join(self.added_columns)}" if self.added_columns else ""
+        return f"history {where}: schema {self.before} -> {self.after} ({'; '.join(steps) or 'no new version'}{added})"
+
+
+def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
+    """Bring the database to :data:`SCHEMA_VERSION` in one transaction (all of it, or nothing).
+
+    Serialised across processes (replicas starting together migrate once; the others find it done).
+    A database newer than this code, or with a version that never existed, is refused untouched.
+    """
+    with transaction(backend, db):
+        backend.serialize(db, "schema")
+        for statement in statements():
+            db.execute(backend.ddl(statement))
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        before = None if row is None else int(row[0])
+        if before is not None and (before > SCHEMA_VERSION or before < 1):
+            newer = before > SCHEMA_VERSION
+            raise ConfigError(
+                f"history {backend.describe()}: schema {before} is "
+                + ("newer than this eagle-iad reads (upgrade eagle-iad)" if newer else "not one eagle-iad ever wrote")
+                + f"; this version reads schema {SCHEMA_VERSION}"
+            )
+        if before is not None and before < 6:
+            _number_keys(backend, db)
+        present = backend.columns(db, "inspections")
+        missing = [column for column in columns() if column.name not in present]
+        for column in missing:
+            if not column.nullable:
+                raise ConfigError(f"history column {column.name} cannot be added to stored rows: make it nullable")
+            db.execute(backend.ddl(f"ALTER TABLE inspections ADD COLUMN {column.name} {column.sql_type}"))
+        if before is None:
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif before != SCHEMA_VERSION:
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    return Upgrade(before, SCHEMA_VERSION, tuple(column.name for column in missing))
+
+
+def _number_keys(backend: HistoryBackend, db: Connection) -> None:
+    """Schema 6: ``api_keys.seq`` added and filled, in the order (time added, then name) of the keys there."""
+    if "seq" not in backend.columns(db, "api_keys"):
+        db.execute(backend.ddl("ALTER TABLE api_keys ADD COLUMN seq INTEGER"))
+    db.execute(
+        "UPDATE api_keys SET seq = (SELECT COUNT(*) FROM api_keys k WHERE k.created < api_keys.created "
+        "OR (k.created = api_keys.created AND k.name <= api_keys.name)) WHERE seq IS NULL"
+    )
+
+
+def version(backend: HistoryBackend, db: Connection) -> int | None:
+    """The database's schema version, without changing anything (``None``: no history there yet)."""
+    if "version" not in backend.columns(db, "schema_version"):
+        return None
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return None if row is None else int(row[0])

@@ -1,0 +1,102 @@
+"""The embedded default: the history in one SQLite file, owned by one ``eagle serve``.
+
+Why SQLite for one station: one file, no server, transactional; WAL mode lets readers (history pages)
+run while an inspection is written. Its named locks are the process's own (one service owns the file:
+:mod:`eagle_iad.service.lock`), so a fit of one category still runs once at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.history.backend import Connection, Cursor, HistoryBackend, Lease, history_backend
+
+#: Locks held in this process, by (file, name): two services in one process (tests) keep theirs apart.
+_held: set[tuple[str, str]] = set()
+_held_lock = threading.Lock()
+
+
+class _ProcessLease:
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+
+    def release(self) -> None:
+        with _held_lock:
+            _held.discard(self.key)
+
+
+class _Sqlite:
+    """``sqlite3.Connection`` seen through :class:`Connection` (its ``execute`` already takes ``?``)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.raw = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.raw.execute(sql, params)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@history_backend("sqlite")
+class SqliteHistory(HistoryBackend):
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (SQLAlchemy's form: the path follows
+    the third slash), or a plain path."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        rest = url.split("://", 1)[1]
+        if not rest.startswith("/") or not rest[1:].strip("/"):
+            raise ConfigError(f"history {url}: an SQLite URL is sqlite:///relative/file or sqlite:////absolute/file")
+        self.path = Path(unquote(rest[1:])).expanduser().resolve()
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def connect(self) -> Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"history {self.path}: cannot be opened ({exc})") from None
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return _Sqlite(db)
+
+    def alive(self, db: Connection) -> bool:
+        return True
+
+    def close(self, db: Connection) -> None:
+        db.close()
+
+    def begin(self, db: Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+
+    def in_transaction(self, db: Connection) -> bool:
+        return cast(_Sqlite, db).raw.in_transaction
+
+    def columns(self, db: Connection, table: str) -> set[str]:
+        return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def ddl(self, sql: str) -> str:
+        return sql
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError)
+
+    def try_lock(self, name: str) -> Lease | None:
+        key = (str(self.path), name)
+        with _held_lock:
+            if key in _held:
+                return None
+            _held.add(key)
+        return _ProcessLease(key)
