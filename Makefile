@@ -11,7 +11,7 @@ WEBUI := src/eagle_iad/service/webui/index.html
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-python test-busy test-ts lint typecheck web serve station bench bench-mllm bench-eval bench-load bench-evidence bench-study bench-hybrid vllm-venv clean
+.PHONY: demo test test-python test-busy test-ts lint typecheck web serve station bench bench-mllm bench-eval bench-load bench-evidence bench-study bench-hybrid bench-plant vllm-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,14 @@ $(MOSQUITTO):
 	$(SUDO) apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
 
+# Debian's PostgreSQL: tests/postgres_server.py starts its own cluster in a temporary folder on a free port
+# (the package's own cluster, where one runs, is not used).
+POSTGRES := /usr/lib/postgresql
+$(POSTGRES):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql || \
+		echo "make: postgresql could not be installed; the PostgreSQL tests will skip and say so"
+
 # glibc hands large freed blocks straight back to the kernel, so each batch's activations and search
 # blocks are page-faulted in afresh; keeping them in the heap cut a 60-cell demo-settings fit's
 # system time from 6.2 to 1.5 CPU-seconds and its page faults 5x (same results; docs/MEASUREMENTS.md, speed).
@@ -44,7 +52,7 @@ demo: $(STAMP)
 
 test: test-python test-ts
 
-test-python: $(STAMP) $(MOSQUITTO)
+test-python: $(STAMP) $(MOSQUITTO) $(POSTGRES)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -56,7 +64,7 @@ test-python: $(STAMP) $(MOSQUITTO)
 BUSY_LOOPS ?= 4
 BUSY_SLOWDOWN ?= 3
 PYTEST_ARGS ?=
-test-busy: $(STAMP) $(MOSQUITTO)
+test-busy: $(STAMP) $(MOSQUITTO) $(POSTGRES)
 	@pids=""; start=$$(date +%s); \
 	trap 'kill $$pids 2>/dev/null; echo "test-busy: $$(( $$(date +%s) - start )) s wall with $(BUSY_LOOPS) busy loops"' EXIT; \
 	trap 'exit 130' INT TERM; \
@@ -119,6 +127,11 @@ bench-eval: $(STAMP)
 
 bench-load: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load.py $(LOAD_ARGS)
+
+# One vs two replicas on one PostgreSQL history, and what PostgreSQL adds per stored inspection
+# against SQLite (docs/PLANT.md); starts its own PostgreSQL cluster on a free port.
+bench-plant: $(STAMP) $(POSTGRES)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/plant.py $(PLANT_ARGS)
 
 # Expert variants (preprocessing, resolution, region rule, backbone) on tire and elpv: one Markdown
 # table of ranking, at-tau and box quality with fit/inspect cost. E.g. EVIDENCE_ARGS="--limit-test 40".

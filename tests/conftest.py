@@ -251,3 +251,18 @@ class BlockingBackend:
         self.started.set()
         assert self.release.wait(wait_s(30))
         return Reply(text="A", token_ids=[1], timings={"total_s": 0.0}, caas_applied=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Any:
+    """A real PostgreSQL server for the session (eagle_iad/testing/postgres.py), or a skip saying why not."""
+    from eagle_iad.testing.postgres import PostgresServer, skip_reason
+
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer(slowdown=wait_s(1.0)).start()
+    try:
+        yield server
+    finally:
+        server.stop()

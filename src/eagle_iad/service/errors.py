@@ -86,3 +86,16 @@ def install(app: FastAPI) -> None:
             return disk_full_error().response()
         _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return ApiError(500, "internal error (the server log has the details)", type_="server_error").response()
+
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL history possible: nothing to map
+        return
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _history_unreachable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        """The shared history's server went away (restarted, network): 503, the next request reconnects."""
+        _log.warning("%s %s: the history database is unreachable (%s)", request.method, request.url.path,
+                     " ".join(str(exc).split()))  # fmt: skip
+        return ApiError(503, "the history database is unreachable; retry shortly", type_="server_error",
+                        code="history_unavailable", headers={"Retry-After": "2"}).response()  # fmt: skip

@@ -66,11 +66,13 @@ class KeyTable:
         check_key_name(name)
         key = new_key()
         with self.store.transaction() as db:
+            self.store.backend.serialize(db, "api_keys")  # replicas adding keys at once: one order, no lost name
             row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 why = f"was revoked on {row[0]}; names are not reused" if row[0] else "exists; revoke it first"
                 raise ConfigError(f"key {name!r} {why} (choose another name)")
-            db.execute("INSERT INTO api_keys (name, role, digest, created, revoked) VALUES (?, ?, ?, ?, NULL)",
+            db.execute("INSERT INTO api_keys (name, role, digest, created, revoked, seq) VALUES (?, ?, ?, ?, NULL, "
+                       "(SELECT COALESCE(MAX(seq), 0) + 1 FROM api_keys))",
                        (name, role.name, digest(key), _now()))  # fmt: skip
         return key
 
@@ -89,7 +91,7 @@ class KeyTable:
         return int(self.store.read("SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked IS NULL")[0][0])
 
     def list(self) -> list[KeyInfo]:
-        rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY rowid")
+        rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY seq")
         return [KeyInfo(str(n), str(r), str(c), None if v is None else str(v)) for n, r, c, v in rows]
 
     def lookup(self, key_digest: str) -> tuple[str, Role] | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.history import history_url
 from eagle_iad.service.limits import API_KEY_ENV as API_KEY_ENV
 from eagle_iad.service.limits import default, from_env
 
@@ -34,6 +35,12 @@ class ServiceSettings:
     #: Evaluation run directories (``eagle eval`` / ``eagle eval-expert`` outputs) listed by ``/v1/evaluations``.
     runs_dir: Path | None = None
     db_path: Path | None = None
+    #: The history as a URL (``postgresql://...`` for replicas sharing one; docs/PLANT.md); it takes the
+    #: place of ``db_path``. None: the SQLite file ``database``.
+    history: str | None = None
+    #: Pictures (and each inspection's kept image) served at ``/v1/files/...``; replicas sharing a history
+    #: share this folder too (a shared mount). None: ``<state_dir>/files``.
+    files: Path | None = None
     #: A built web console to serve at ``/`` (None: the one packaged with eagle_iad, when built).
     web_dir: Path | None = None
     mllm: str | None = None
@@ -67,7 +74,7 @@ class ServiceSettings:
     shutdown_grace_s: int = SHUTDOWN_GRACE_S
 
     def __post_init__(self) -> None:
-        for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path", "web_dir"):
+        for name in ("models_dir", "state_dir", "data_root", "runs_dir", "db_path", "web_dir", "files"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser().resolve())
@@ -78,9 +85,14 @@ class ServiceSettings:
         return self.db_path or self.state_dir / "eagle.sqlite3"
 
     @property
+    def history_url(self) -> str:
+        """Where the history is, as a URL (:mod:`eagle_iad.history`)."""
+        return history_url(self.history or self.database)
+
+    @property
     def files_dir(self) -> Path:
         """Pictures served at ``/v1/files/...``."""
-        return self.state_dir / "files"
+        return self.files or self.state_dir / "files"
 
     @property
     def uploads_dir(self) -> Path:

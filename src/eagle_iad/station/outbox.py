@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from eagle_iad.history.backend import Connection
 from eagle_iad.service.store import InspectionStore
 from eagle_iad.station.parts import Retry
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+#: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend.
+_REPLACE_INTAKE = (
+    " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"
+    " record_id = excluded.record_id, reason = excluded.reason, moved_to = excluded.moved_to,"
+    " appeared = excluded.appeared, time = excluded.time"
+)
 
 
 @dataclass(frozen=True)
@@ -72,14 +79,14 @@ class StationTables:
 
     @staticmethod
     def write_done(
-        db: sqlite3.Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,
+        db: Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,
         appeared: float, sinks: list[str], payload: Mapping[str, Any],
     ) -> None:  # fmt: skip
         """In the inspection's transaction: the intake row and one outbox row per sink."""
         now = time.time()
         db.execute(
-            "INSERT OR REPLACE INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-            " appeared, time) VALUES (?, ?, ?, 'done', ?, NULL, ?, ?, ?)",
+            "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+            " appeared, time) VALUES (?, ?, ?, 'done', ?, NULL, ?, ?, ?)" + _REPLACE_INTAKE,
             (station, digest, name, record_id, moved_to, appeared, now),
         )
         text = json.dumps(payload)
@@ -92,8 +99,8 @@ class StationTables:
     def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
         with self.store.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-                " appeared, time) VALUES (?, ?, ?, 'failed', NULL, ?, NULL, ?, ?)",
+                "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+                " appeared, time) VALUES (?, ?, ?, 'failed', NULL, ?, NULL, ?, ?)" + _REPLACE_INTAKE,
                 (station, digest, name, reason, appeared, time.time()),
             )
 

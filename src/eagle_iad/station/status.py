@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eagle_iad.history import open_backend
+from eagle_iad.history.backend import Connection, Cursor
+from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.station.config import StationConfig
 
 #: Images the latency percentiles are computed over (the most recent).
@@ -24,11 +28,27 @@ LATENCY_WINDOW = 1000
 RATE_WINDOW_S = 60.0
 
 
-def open_read_only(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+def open_read_only(database: Path | str) -> Connection:
+    """A connection that reads the history: SQLite read-only (the running station keeps writing), or the
+    shared database a history URL names."""
+    backend = open_backend(database)
+    if isinstance(backend, SqliteHistory):
+        return _ReadOnly(sqlite3.connect(f"file:{backend.path}?mode=ro", uri=True))
+    return backend.connect()
 
 
-def station_status(db: sqlite3.Connection, config: StationConfig) -> dict[str, Any]:
+class _ReadOnly:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.raw = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.raw.execute(sql, params)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
     """One station's figures (the JSON ``eagle station status`` prints)."""
     name = config.name
     now = time.time()
@@ -43,7 +63,8 @@ def station_status(db: sqlite3.Connection, config: StationConfig) -> dict[str, A
         rows = db.execute(
             "SELECT MAX(o.delivered) - i.appeared FROM station_intake i JOIN outbox o "
             "ON o.station = i.station AND o.record_id = i.record_id WHERE i.station = ? AND i.state = 'done' "
-            "GROUP BY i.record_id HAVING SUM(o.state != 'delivered') = 0 ORDER BY MAX(o.delivered) DESC LIMIT ?",
+            "GROUP BY i.record_id, i.appeared HAVING SUM(CASE WHEN o.state <> 'delivered' THEN 1 ELSE 0 END) = 0 "
+            "ORDER BY MAX(o.delivered) DESC LIMIT ?",
             (name, LATENCY_WINDOW),
         ).fetchall()
     else:

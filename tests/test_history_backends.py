@@ -1,0 +1,365 @@
+"""The history on both backends: the same operations give the same answers on SQLite and on a real
+PostgreSQL (eagle_iad/testing/postgres.py), both migrate an older schema, and what replicas rely on holds
+(one storage order, named locks that die with their holder, a unique key lost to another writer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from conftest import wait_s
+
+from eagle_iad.cli import main
+from eagle_iad.errors import ConfigError
+from eagle_iad.history import BACKENDS, history_backend, open_backend
+from eagle_iad.history.backend import positional_to_format, redact
+from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION
+from eagle_iad.history.sqlite import SqliteHistory
+from eagle_iad.service.access import Caller
+from eagle_iad.service.audit import AuditLog
+from eagle_iad.service.keys import KeyTable, parse_role
+from eagle_iad.service.store import AlreadyStoredError, Inspection, InspectionStore
+from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.parts import Retry
+from eagle_iad.testing.postgres import free_port
+
+
+def _record(index: int, **changes: Any) -> Inspection:
+    values: dict[str, Any] = dict(
+        id=f"i{index:03d}", time=f"2026-12-0{1 + index % 3}T10:00:{index % 60:02d}+00:00", category="c" if index % 4
+        else "d", image_name=f"{index}.png", score=float(index % 7), tau=3.0, s_max=5.0,
+        decision="anomalous" if index % 7 >= 3 else "normal", in_band=3 <= index % 7 < 5, answer=None,
+        caas_applied=index % 5 == 0, verdict={"expert_decision": "anomalous" if index % 7 >= 3 else "normal",
+        "n": index}, pictures={"heatmap": f"/v1/files/i{index:03d}/heatmap.png"},
+        image_sha256=f"{index:064x}",
+    )  # fmt: skip
+    values.update(changes)
+    return Inspection(**values)
+
+
+def scenario(store: InspectionStore) -> dict[str, Any]:
+    """Every kind of statement the service makes, and what each read returns."""
+    out: dict[str, Any] = {}
+    tables = StationTables(store)
+    for index in range(12):
+        record = _record(index)
+        if index == 5:  # an MLLM that disagreed with the expert: in the review queue for that reason
+            record = _record(index, decision="normal", answer="No.")
+        if index % 3 == 0:  # a station's verdict: intake and outbox rows in the inspection's transaction
+            store.add(
+                record,
+                lambda db, r=record: StationTables.write_done(
+                    db, "line1", r.image_sha256 or "", r.image_name, r.id, "done/x", 1.0, ["mqtt", "file"], {"id": r.id}
+                ),
+            )
+        else:
+            store.add(record)
+    out["page"] = store.page(5, 2)
+    out["page_filtered"] = store.page(50, 0, category="c", decision="anomalous")
+    out["undecided"] = store.page(50, 0, decision="undecided")[0]
+    out["get"] = store.get("i004")
+    out["label"] = store.set_label("i004", "anomalous", "2026-12-05T00:00:00+00:00", by="ana", note="crack")
+    store.set_label("i006", "normal", "2026-12-05T00:00:01+00:00", by="bo")
+    out["labelled"] = store.labelled("c")
+    out["labelled_defective"] = store.labelled_defective()
+    out["review"] = [(record.id, [reason.code for reason in reasons]) for record, reasons in store.review(50, 0)[1]]
+    out["review_total"] = store.review(50, 0, "c")[0]
+    out["daily"] = store.daily("c")
+    out["since"] = [(seq, record.id) for seq, record in store.since(4, "c", limit=3)]
+    out["last_seq"] = store.last_seq()
+    out["caas"] = store.caas_counts()
+    with store.transaction() as db:
+        db.execute("INSERT INTO idempotency (key, fingerprint, record_id, created) VALUES (?, ?, ?, ?)",
+                   ("k1", "f1", "i002", "t"))  # fmt: skip
+    out["by_key"] = store.by_idempotency_key("k1")
+    out["by_missing_key"] = store.by_idempotency_key("nope")
+    store.save_job({"id": "j1", "created": "c1", "category": "c", "state": "running"})
+    store.save_job({"id": "j2", "created": "c2", "category": "c", "state": "succeeded"})
+    out["interrupted"] = store.interrupt_unfinished_jobs()
+    out["job"] = store.load_job("j1")
+    keys = KeyTable(store)
+    keys.add("ana", parse_role("engineer"))
+    keys.add("bo", parse_role("viewer"))
+    keys.revoke("bo")
+    out["keys"] = [(info.name, str(info.role), info.revoked is not None) for info in keys.list()]
+    out["admins"] = keys.active_admins()
+    audit = AuditLog(store)
+    audit.write("t1", Caller("ana", parse_role("engineer")), "POST", "/v1/x", "/v1/x", 200, "tau 3")
+    out["audit"] = [{k: v for k, v in row.items() if k != "seq"} for row in audit.page(10, 0)[1]]
+    out["intake"] = tables.intake("line1", _record(3).image_sha256 or "")
+    tables.write_failed("line1", "ff", "bad.png", "not an image", 2.0)
+    tables.write_failed("line1", "ff", "bad.png", "still not an image", 3.0)  # a retried file replaces its row
+    out["failed_intake"] = tables.intake("line1", "ff")
+    head = tables.head("line1", "mqtt")
+    assert head is not None
+    tables.delivered(head.seq)
+    second = tables.head("line1", "mqtt")
+    assert second is not None
+    out["dead"] = tables.failed(second, "broker down", Retry(max_attempts=1, base_s=0.1, max_s=1.0))
+    out["requeued"] = tables.requeue_dead("line1", "mqtt")
+    out["owed"] = tables.owed("line1", ["mqtt", "file"])
+    heads = (tables.head("line1", "mqtt"), tables.head("line1", "file"))
+    out["heads"] = [(due.record_id, due.attempts) for due in heads if due is not None]
+    tables.save_spec("line2", {"kind": "folder"}, "c1")
+    tables.set_paused("line2", True)
+    out["specs"] = tables.specs()
+    return out
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> str:
+    url: str = postgres.new_database()
+    return url
+
+
+def test_the_same_operations_give_the_same_answers_on_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
+    lite = InspectionStore(tmp_path / "h.sqlite3")
+    pg = InspectionStore(pg_url)
+    try:
+        expected, got = scenario(lite), scenario(pg)
+    finally:
+        lite.close()
+        pg.close()
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == expected[key], key
+    # and the answers are the right ones, not merely equal
+    assert expected["page"][0] == 12 and [r.id for r in expected["page"][1]] == ["i009", "i008", "i007", "i006", "i005"]
+    assert expected["daily"][0]["day"] == "2026-12-01" and sum(day["inspections"] for day in expected["daily"]) == 9
+    assert expected["since"] == [(6, "i005"), (7, "i006"), (8, "i007")]
+    assert expected["interrupted"] == 1 and expected["job"]["state"] == "failed"
+    assert expected["keys"] == [("ana", "engineer", False), ("bo", "viewer", True)]
+    assert ("i005", ["disagreement"]) in expected["review"]
+    assert expected["failed_intake"].reason == "still not an image"
+    assert expected["dead"] is True and expected["requeued"] == 1
+
+
+OLD_SCHEMA_5 = [  # an older eagle-iad's history: no label_by/label_note/image_sha256... columns, api_keys without seq
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES (5)",
+    "CREATE TABLE inspections (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, time TEXT NOT NULL, "
+    "category TEXT NOT NULL, image_name TEXT NOT NULL, score REAL, tau REAL, s_max REAL, decision TEXT, "
+    "in_band INTEGER NOT NULL, answer TEXT, caas_applied INTEGER NOT NULL, verdict TEXT NOT NULL, "
+    "pictures TEXT NOT NULL, label TEXT, label_time TEXT, station TEXT, source TEXT)",
+    "INSERT INTO inspections VALUES ('a', 1, 't', 'tire', 'x.png', 2.0, 1.0, 3.0, 'anomalous', 1, 'A', 1, '{}', "
+    "'{}', 'normal', 't2', NULL, NULL)",
+    "CREATE TABLE api_keys (name TEXT PRIMARY KEY, role TEXT NOT NULL, digest TEXT NOT NULL UNIQUE, "
+    "created TEXT NOT NULL, revoked TEXT)",
+    "INSERT INTO api_keys VALUES ('zoe', 'admin', 'd1', '2026-12-01T08:00:00+00:00', NULL)",
+    "INSERT INTO api_keys VALUES ('bo', 'viewer', 'd2', '2026-12-01T09:00:00+00:00', NULL)",
+    "INSERT INTO api_keys VALUES ('al', 'viewer', 'd3', '2026-12-01T09:00:00+00:00', NULL)",
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    for statement in OLD_SCHEMA_5:
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    db.close()
+    assert main(["db", "status", "--history", url]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["schema"] == 5 and status["this_version_reads"] == SCHEMA_VERSION == 6
+    assert status["pending"] == [{"version": 6, "adds": MIGRATIONS[6]}]
+    assert main(["db", "upgrade", "--history", url]) == 0
+    said = capsys.readouterr().err
+    assert f"schema 5 -> 6 (6: {MIGRATIONS[6]}; added columns " in said and "label_by" in said, said
+    assert main(["db", "upgrade", "--history", url]) == 0
+    assert "schema 6, up to date" in capsys.readouterr().err
+    store = InspectionStore(url)
+    try:
+        (row,) = store.page(5, 0)[1]
+        kept = (row.id, row.label, row.label_by, row.caas_applied, row.image_sha256)
+        assert kept == ("a", "normal", None, True, None)
+        keys = KeyTable(store)
+        keys.add("ana", parse_role("admin"))  # numbered after the keys that were there
+        assert [info.name for info in keys.list()] == ["zoe", "al", "bo", "ana"]  # by time added, then name
+        assert store.upgrade.before == 6 and store.upgrade.added_columns == ()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_newer_history_is_refused_untouched(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = str(tmp_path / "new.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    InspectionStore(url).close()
+    backend = open_backend(url)
+    db = backend.connect()
+    db.execute("UPDATE schema_version SET version = 99")
+    db.close()
+    with pytest.raises(ConfigError, match="schema 99 is newer than this eagle-iad reads"):
+        InspectionStore(url)
+    db = backend.connect()
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 99
+    db.close()
+
+
+def test_replicas_number_their_inspections_in_one_order(pg_url: str) -> None:
+    """Two writers at once (two replicas' connections): every storage number once, 1..N, and a live feed
+    that reads "after the last one I saw" misses none."""
+    stores = [InspectionStore(pg_url), InspectionStore(pg_url)]
+    seen: list[int] = []
+    done = threading.Event()
+
+    def feed() -> None:  # the live feed's reader, polling while both write
+        reader = InspectionStore(pg_url)
+        last = 0
+        try:
+            while not done.is_set() or last < 60:
+                for seq, _ in reader.since(last):
+                    seen.append(seq)
+                    last = seq
+                time.sleep(0.001)
+        finally:
+            reader.close()
+
+    def write(store: InspectionStore, start: int) -> None:
+        for index in range(start, start + 30):
+            store.add(_record(index))
+
+    threads = [threading.Thread(target=write, args=(store, 30 * n)) for n, store in enumerate(stores)]
+    reader = threading.Thread(target=feed)
+    reader.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(wait_s(120))
+    done.set()
+    reader.join(wait_s(120))
+    try:
+        assert seen == list(range(1, 61))
+        assert stores[0].page(100, 0)[0] == 60
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_an_idempotency_key_lost_to_another_replica_keeps_nothing(pg_url: str) -> None:
+    first, second = InspectionStore(pg_url), InspectionStore(pg_url)
+
+    def remember(key: str, record_id: str) -> Any:
+        return lambda db: db.execute(
+            "INSERT INTO idempotency (key, fingerprint, record_id, created) VALUES (?, ?, ?, ?)",
+            (key, "f", record_id, "t"),
+        )
+
+    try:
+        first.add(_record(1), remember("k", "i001"))
+        with pytest.raises(AlreadyStoredError):
+            second.add(_record(2), remember("k", "i002"))
+        assert second.get("i002") is None and second.page(10, 0)[0] == 1
+        second.add(_record(3))  # the connection is usable after the refused transaction
+        found = second.by_idempotency_key("k")
+        assert found is not None and found[1].id == "i001"
+    finally:
+        first.close()
+        second.close()
+
+
+_HOLD = """
+import sys, time
+from eagle_iad.history import open_backend
+lease = open_backend(sys.argv[1]).try_lock("fit:tire")
+print("held" if lease is not None else "busy", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_named_lock_excludes_other_processes_and_dies_with_its_holder(pg_url: str) -> None:
+    backend = open_backend(pg_url)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, pg_url], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ})  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert backend.try_lock("fit:tire") is None  # another process holds it
+        other = backend.try_lock("fit:wheel")  # another name is free
+        assert other is not None
+        other.release()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=wait_s(30))
+        deadline = time.monotonic() + wait_s(30)
+        while (lease := backend.try_lock("fit:tire")) is None:  # the server ends the dead session's locks
+            assert time.monotonic() < deadline, "the killed holder's lock was never released"
+            time.sleep(0.05)
+        assert backend.try_lock("fit:tire") is None  # held again, now by this process
+        lease.release()
+        again = backend.try_lock("fit:tire")
+        assert again is not None
+        again.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_sqlite_locks_are_the_processes_own_per_file(tmp_path: Path) -> None:
+    one, two = open_backend(tmp_path / "a.sqlite3"), open_backend(tmp_path / "b.sqlite3")
+    lease = one.try_lock("fit:c")
+    assert lease is not None and one.try_lock("fit:c") is None
+    other = two.try_lock("fit:c")  # another history's lock of the same name
+    assert other is not None
+    lease.release()
+    other.release()
+    again = one.try_lock("fit:c")
+    assert again is not None
+    again.release()
+
+
+def test_history_urls_are_checked_and_passwords_never_shown(tmp_path: Path) -> None:
+    assert isinstance(open_backend(f"sqlite:///{tmp_path}/h.sqlite3"), SqliteHistory)
+    assert open_backend(f"sqlite:///{tmp_path}/h.sqlite3").describe() == str(tmp_path / "h.sqlite3")
+    with pytest.raises(ConfigError, match=r"^history mysql://u:\*\*\*@h/db: unknown kind of database "
+                       r"'mysql'; use one of postgresql://\.\.\., sqlite://\.\.\.$"):  # fmt: skip
+        open_backend("mysql://u:secret@h/db")
+    with pytest.raises(ConfigError, match="sqlite:///relative/file or sqlite:////absolute/file"):
+        open_backend("sqlite://")
+    assert redact("postgresql://eagle:s3cret@db.plant:5433/eagle") == "postgresql://eagle:***@db.plant:5433/eagle"
+    port = free_port()  # nothing listens there
+    with pytest.raises(ConfigError) as refused:
+        InspectionStore(f"postgresql://eagle:s3cret@127.0.0.1:{port}/eagle")
+    message = str(refused.value)
+    assert message.startswith(f"history postgresql://eagle:***@127.0.0.1:{port}/eagle: cannot connect (")
+    assert "s3cret" not in message
+
+
+def test_sql_is_translated_outside_quotes_only() -> None:
+    assert positional_to_format("SELECT '?%' || x FROM t WHERE a = ? AND b LIKE '%?' AND c % 2 = ?") == (
+        "SELECT '?%' || x FROM t WHERE a = %s AND b LIKE '%?' AND c %% 2 = %s"
+    )
+    assert positional_to_format("SELECT json_extract(verdict, '$.expert_decision') FROM i") == (
+        "SELECT (verdict::jsonb ->> 'expert_decision') FROM i"
+    )
+
+
+def test_a_backend_registered_by_a_plugin_serves_the_history(tmp_path: Path) -> None:
+    """One class, one registration: a new scheme works wherever a history URL is taken."""
+
+    @history_backend("sqlite-audited")
+    class Audited(SqliteHistory):
+        opened: ClassVar[list[str]] = []
+
+        def connect(self) -> Any:
+            Audited.opened.append(str(self.path))
+            return super().connect()
+
+    try:
+        store = InspectionStore(f"sqlite-audited:///{tmp_path}/h.sqlite3")
+        store.add(_record(1))
+        assert store.get("i001") == _record(1) and Audited.opened == [str(tmp_path / "h.sqlite3")]
+        store.close()
+        assert main(["db", "upgrade", "--history", f"sqlite-audited:///{tmp_path}/h.sqlite3"]) == 0
+        assert len(Audited.opened) == 2
+    finally:
+        BACKENDS.remove("sqlite-audited")
