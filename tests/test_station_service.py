@@ -140,3 +140,55 @@ def test_a_bad_station_is_a_400_naming_the_field_and_paths_stay_inside_the_data_
         assert (status, answer["error"]["message"]) == (
             400, "station 'line-1': source: path names a server path, but this service has no --data-root, so "
                  "stations cannot use server folders")  # fmt: skip
+
+
+def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stopped_ones(
+    model_dir: Path, tmp_path: Path, receiver: Receiver, postgres: Any  # noqa: F811
+) -> None:
+    """Two services on one PostgreSQL history (docs/PLANT.md): the station runs on the replica it was created
+    through; the other answers 409 for its figures but pauses and deletes it through the shared table; when
+    the first stops, the other takes the station over and delivers what was waiting."""
+    from eagle_iad.station.ownership import SYNC_INTERVAL_S
+
+    url = postgres.new_database()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+
+    def replica(name: str) -> Any:
+        settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / name, data_root=data, history=url,
+                                   files=tmp_path / "files")  # fmt: skip
+        return LiveServer(create_app(settings, extensions=[stations]))
+
+    with replica("b") as b:
+        with replica("a") as a:
+            status, info = _post(a.base, "/v1/stations", _body(receiver))
+            assert status == 201, info
+            status, answer = _post(b.base, "/v1/stations", _body(receiver))
+            assert (status, answer["error"]["code"]) == (409, "station_exists")
+            status, _, answer = call("GET", f"{b.base}/v1/stations/line-1")
+            assert (status, answer["error"]["code"]) == (409, "station_elsewhere")
+            assert call("GET", f"{b.base}/v1/stations")[2] == []  # b runs none
+            _drop(data / "incoming", _cells(2))
+            _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 2, "two delivered by a")
+            assert _post(b.base, "/v1/stations/line-1/pause")[0] == 202  # through the table: a follows
+            _until(a.base, "line-1", lambda i: i["state"] == "paused", "a paused through b")
+            _drop(data / "incoming", _cells(3)[2:3])
+            time.sleep(2 * SYNC_INTERVAL_S / 5)
+            assert call("GET", f"{a.base}/v1/stations/line-1")[2]["inspected"] == 2
+            assert _post(b.base, "/v1/stations/line-1/resume")[0] == 202
+            _until(a.base, "line-1", lambda i: i["state"] == "running", "a resumed through b")
+            _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 3, "the third delivered by a")
+        # a stopped: its lock is gone, and b takes the station over at its next look at the table
+        _drop(data / "incoming", _cells(4)[3:4])
+        deadline = time.monotonic() + wait_s(60)
+        while call("GET", f"{b.base}/v1/stations/line-1")[0] != 200:
+            assert time.monotonic() < deadline, "b never took the station over"
+            time.sleep(0.2)
+        info = _until(b.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 4, "the fourth, by b")
+        assert info["inspected"] == 4 and info["created_by"] == "api"
+        records = call("GET", f"{b.base}/v1/inspections?limit=10")[2]["items"]
+        assert len(records) == 4 and len({r["source"] for r in records}) == 4  # each image once, none twice
+        assert sorted(receiver.keys()) == sorted(r["id"] for r in records)
+        status, _, _ = call("DELETE", f"{b.base}/v1/stations/line-1")
+        assert status == 204
+        assert call("GET", f"{b.base}/v1/stations")[2] == []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eagle_iad.cli.db import add_history_flags, history_location
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
@@ -34,42 +34,12 @@ def add_keys(sub: Subcommands) -> None:
         parser.set_defaults(func=func)
 
 
-def add_history_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that find the history file ``eagle serve`` uses (the same flags as serve's)."""
-    parser.add_argument("--models", help="the service's --models (its state folder: <models>/../eagle-service)")
-    parser.add_argument("--state-dir", help="the service's --state-dir")
-    parser.add_argument("--db", help="the service's --db (default: <state-dir>/eagle.sqlite3)")
-
-
-def history_file(args: argparse.Namespace) -> Path:
-    """The history file named by :func:`add_history_flags`' flags."""
-    from eagle_iad.errors import ConfigError
-
-    if args.db:
-        return Path(args.db)
-    if args.state_dir:
-        return Path(args.state_dir) / "eagle.sqlite3"
-    if args.models:
-        return Path(args.models).parent / "eagle-service" / "eagle.sqlite3"
-    raise ConfigError("say where the service keeps its history: --models, --state-dir or --db, as eagle serve has")
-
-
-def files_folder(args: argparse.Namespace) -> Path:
-    """The service's pictures folder (``<state-dir>/files``) for :func:`add_history_flags`' flags; with
-    ``--db`` alone, the folder beside the history file (the default layout)."""
-    if args.state_dir:
-        return Path(args.state_dir) / "files"
-    if args.models and not args.db:
-        return Path(args.models).parent / "eagle-service" / "files"
-    return history_file(args).parent / "files"
-
-
 def _table(args: argparse.Namespace) -> tuple[InspectionStore, KeyTable]:
     """The key table in the history file ``eagle serve`` uses with the same flags."""
     from eagle_iad.service.keys import KeyTable
     from eagle_iad.service.store import InspectionStore
 
-    store = InspectionStore(history_file(args))
+    store = InspectionStore(history_location(args))
     return store, KeyTable(store)
 
 

@@ -11,11 +11,16 @@ import argparse
 import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from eagle_iad.cli.db import add_history_flags, history_location, open_history
 from eagle_iad.cli.flags import Subcommands
-from eagle_iad.cli.keys import add_history_flags, history_file
 from eagle_iad.cli.printing import dumps
+from eagle_iad.history.backend import redact
 from eagle_iad.naming import printable
+
+if TYPE_CHECKING:
+    from eagle_iad.service.store import InspectionStore
 
 #: What a reviewer may say a part was; "defective" is the console's word for the history's "anomalous".
 VERDICTS = {"normal": "normal", "defective": "anomalous", "anomalous": "anomalous"}
@@ -41,14 +46,8 @@ def add_review(sub: Subcommands) -> None:
         parser.set_defaults(func=func)
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from eagle_iad.errors import ConfigError
-    from eagle_iad.service.store import InspectionStore
-
-    path = history_file(args)
-    if not path.is_file():
-        raise ConfigError(f"no history at {path}: has eagle serve run with these flags?")
-    return InspectionStore(path)
+def _store(args: argparse.Namespace) -> InspectionStore:
+    return open_history(args)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -88,7 +87,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if stored is None:
-        raise ConfigError(f"no inspection {args.inspection!r} in {history_file(args)}")
+        raise ConfigError(f"no inspection {args.inspection!r} in {redact(history_location(args))}")
     print(dumps(stored.to_dict()))
     return 0
 

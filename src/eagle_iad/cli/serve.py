@@ -19,6 +19,7 @@ from typing import Any
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.cli.flags import Subcommands, add_caas_mllm, add_log_level, add_mllm, add_runtime, add_scratch, mllm_spec
 from eagle_iad.errors import ConfigError, OutputError
+from eagle_iad.history.backend import redact
 from eagle_iad.outputs import write_errors
 from eagle_iad.service.limits import API_KEY_ENV, flagged, from_flags
 from eagle_iad.stops import Stopped
@@ -151,13 +152,27 @@ def add_serve(sub: Subcommands) -> None:
     srv.add_argument("--data-root", help="server folders a fit may read must be inside this directory")
     srv.add_argument("--runs", help="directory of evaluation runs listed at /v1/evaluations")
     srv.add_argument("--state-dir", help="history, pictures and uploads (default: <models>/../eagle-service)")
-    srv.add_argument("--db", help="SQLite history file (default: <state-dir>/eagle.sqlite3)")
+    srv.add_argument("--history", help="the history: an SQLite file (default: <state-dir>/eagle.sqlite3) or a "
+                     "database URL, postgresql://user@host/db, shared by replicas (docs/PLANT.md)")  # fmt: skip
+    srv.add_argument("--db", help=argparse.SUPPRESS)  # the earlier name of --history for an SQLite file
+    srv.add_argument("--files", help="pictures of the inspections (default: <state-dir>/files); replicas sharing "
+                     "a history share this folder too")  # fmt: skip
     srv.add_argument("--web", help="a built web console to serve at / (default: the packaged one, built by make web)")
     for flag, setting in flagged():  # the limits: one table declares their defaults, units and ranges
         srv.add_argument(flag, type=setting.kind, default=setting.default, help=setting.help)
     add_log_level(srv)
     add_scratch(srv)
     srv.set_defaults(func=_cmd_serve)
+
+
+def _history(args: argparse.Namespace) -> str | None:
+    """``--history`` (or its older name ``--db``), as a URL; None: the default file in the state folder."""
+    from eagle_iad.history import history_url
+
+    if args.history and args.db:
+        raise ConfigError("give the history once: --history (or its older name --db), not both")
+    given = args.history or args.db
+    return None if not given else history_url(given)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -178,7 +193,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir) if args.state_dir else models.parent / "eagle-service",
         data_root=args.data_root,
         runs_dir=args.runs,
-        db_path=args.db,
+        history=_history(args),
+        files=args.files,
         web_dir=args.web,
         mllm=mllm_spec(args),
         runtime=args.runtime,
@@ -194,7 +210,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         keyed = settings.api_key is not None or state.keys.any_ever()
         _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
-             banner=f"eagle service on http://{args.host}:{args.port} (history: {settings.database})",
+             banner=f"eagle service on http://{args.host}:{args.port} (history: {redact(settings.history_url)})",
              grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop)  # fmt: skip
     except Stopped as stop:
         jobs = state.jobs.interrupted

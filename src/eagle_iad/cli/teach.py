@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eagle_iad.cli.db import add_history_flags, files_folder, open_history
 from eagle_iad.cli.fit import _who
 from eagle_iad.cli.flags import Subcommands
-from eagle_iad.cli.keys import add_history_flags, files_folder, history_file
 from eagle_iad.cli.printing import dumps
 
 if TYPE_CHECKING:
@@ -65,19 +65,16 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     images = [TeachImage(str(path), path) for path in _images(args.images)]
     digests: dict[str, str] = {}
     labelled: list[LabelledImage] = []
-    if args.models or args.state_dir or args.db:
+    if args.models or args.state_dir or args.db or args.history:
         from eagle_iad.errors import ConfigError
-        from eagle_iad.service.store import InspectionStore
         from eagle_iad.service.teaching import history_guard
 
-        database = history_file(args)
-        if not database.is_file():
-            raise ConfigError(f"no history at {database}: has eagle serve run with these flags?")
+        store = open_history(args)
         pictures = files_folder(args)
         if not pictures.is_dir():
+            store.close()
             raise ConfigError(f"no pictures folder at {pictures}: give the service's --state-dir, so the labelled "
                               "images can be checked")  # fmt: skip
-        store = InspectionStore(database)
         try:
             # The service names a category by its model's folder, whatever the manifest says.
             digests, labelled = history_guard(store, pictures, Path(args.model).resolve().name)

@@ -10,6 +10,7 @@ import math
 import queue
 import shutil
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,13 +28,17 @@ from eagle_iad.scratch import clean_stale
 from eagle_iad.service.access import caller
 from eagle_iad.service.audit import AuditLog
 from eagle_iad.service.idempotency import InFlight
-from eagle_iad.service.jobs import JobManager
+from eagle_iad.service.jobs import JobManager, job_lock
 from eagle_iad.service.keys import KeyTable
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.service.store import InspectionStore
 from eagle_iad.tgps.prompt import ContentItem
+
+#: Seconds a pictures folder without a history row must be left alone when replicas share the history:
+#: far longer than any inspection takes to store its row after writing its pictures.
+ORPHAN_AGE_S = 600
 
 
 class ExpertCache:
@@ -124,12 +129,13 @@ class ServiceState:
         self.lock = StateLock(settings.state_dir)
         self.lock.acquire()
         try:
-            self.store = InspectionStore(settings.database)
+            self.store = InspectionStore(settings.history_url)
         except BaseException:
             self.lock.release()
             raise
-        # Fits cut short by the last stop will never finish: say so, and drop their uploaded images.
-        self.store.interrupt_unfinished_jobs()
+        # Fits cut short by the last stop will never finish: say so, and drop their uploaded images. With
+        # a shared history, only those no live replica is running (each holds its job's lock).
+        self.store.interrupt_unfinished_jobs(lambda job: self.store.backend.try_lock(job_lock(job["id"])))
         for leftover in settings.uploads_dir.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
         self._drop_orphan_pictures()
@@ -139,7 +145,8 @@ class ServiceState:
         self.keys = KeyTable(self.store)
         self.audit = AuditLog(self.store)
         self.experts = ExpertCache(settings.models_dir, settings.runtime)
-        self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store)
+        self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store,
+                               self.store.backend.try_lock)  # fmt: skip
         self.backend = backend
         self.inspections_in_progress = 0
         self.idempotent = InFlight()  # upload keys whose first request is running (service/idempotency.py)
@@ -156,9 +163,16 @@ class ServiceState:
         self.on_close: list[Callable[[], None]] = []
 
     def _drop_orphan_pictures(self) -> None:
-        """Pictures of inspections a kill cut short (never stored), and half-written picture files."""
+        """Pictures of inspections a kill cut short (never stored), and half-written picture files.
+
+        With a shared history another replica may be writing an inspection's pictures now, before its
+        row: there, only folders untouched for :data:`ORPHAN_AGE_S` are taken for orphans.
+        """
+        oldest = time.time() - ORPHAN_AGE_S if self.store.shared else math.inf
         for folder in self.settings.files_dir.iterdir():
             if not folder.is_dir() or folder.is_symlink():
+                continue
+            if folder.stat().st_mtime > oldest:
                 continue
             if not self.store.has_inspection(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)

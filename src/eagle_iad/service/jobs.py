@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from eagle_iad.errors import EagleError
 from eagle_iad.expert import ExpertConfig, fit, save
+from eagle_iad.history.backend import Lease
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service.store import INTERRUPTED
 
@@ -80,6 +81,8 @@ class FitJob:
     image_count: int | None = None
     #: Set when the service stops: the next progress report raises :class:`JobInterrupted`.
     stopping: threading.Event | None = None
+    #: The category's fit lock, held from submission until the job ends (:func:`fit_lock`).
+    lease: Lease | None = None
     _last: dict[str, float] = field(default_factory=dict)
     _persisted: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +98,9 @@ class FitJob:
         if self.records is not None and (event == "state" or now - self._persisted >= PERSIST_INTERVAL_S):
             self._persisted = now
             self.records.save_job(self.to_dict())
+        if event == "state" and self.finished and self.lease is not None:
+            lease, self.lease = self.lease, None
+            lease.release()  # after the record says how it ended: the next fit of the category may start
 
     @classmethod
     def restored(cls, record: dict[str, Any]) -> FitJob:
@@ -146,13 +152,54 @@ class FitJob:
         }
 
 
+def fit_lock(category: str) -> str:
+    """The lock a fit of ``category`` holds from submission to its end, in the history's database: with
+    replicas sharing a history (docs/PLANT.md), a category is fitted by one of them at a time, never twice."""
+    return f"fit:{category}"
+
+
+def job_lock(job_id: str) -> str:
+    """The lock a job holds while it is queued or running: free while its record says running, the
+    process running it has died (the database ended its locks with its connection)."""
+    return f"job:{job_id}"
+
+
+class _Leases:
+    """Several locks released as one, last taken first."""
+
+    def __init__(self, leases: list[Lease]) -> None:
+        self._leases = leases
+
+    def release(self) -> None:
+        while self._leases:
+            self._leases.pop().release()
+
+
+def claim_all(claim: Callable[[str], Lease | None], names: list[str]) -> Lease | None:
+    """Every lock in ``names``, or none of them (``None``) if another process holds any."""
+    held: list[Lease] = []
+    for name in names:
+        lease = claim(name)
+        if lease is None:
+            _Leases(held).release()
+            return None
+        held.append(lease)
+    return _Leases(held)
+
+
 class JobManager:
-    """Runs fit jobs in a thread pool; ``on_saved(category)`` lets the app drop a cached expert."""
+    """Runs fit jobs in a thread pool; ``on_saved(category)`` lets the app drop a cached expert.
+
+    ``claim(name)``: takes a named lock across processes (the history backend's ``try_lock``), or ``None``
+    when another holds it; a fit of a category already queued or running anywhere is refused with 409.
+    """
 
     def __init__(
-        self, models_dir: Path, workers: int, on_saved: Callable[[str], None], records: JobRecords | None = None
-    ) -> None:
+        self, models_dir: Path, workers: int, on_saved: Callable[[str], None], records: JobRecords | None = None,
+        claim: Callable[[str], Lease | None] | None = None,
+    ) -> None:  # fmt: skip
         self.models_dir = models_dir
+        self._claim = claim
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eagle-fit")
         self._jobs: dict[str, FitJob] = {}
         self._on_saved = on_saved
@@ -212,6 +259,14 @@ class JobManager:
         job = self._jobs.get(job_id)
         if job is None and self._records is not None:
             record = self._records.load_job(job_id)
+            if record is not None and record.get("state") in ("queued", "running") and self._claim is not None:
+                lease = self._claim(job_lock(job_id))  # free: the replica running it has died
+                if lease is not None:
+                    try:
+                        record.update(state="failed", error=INTERRUPTED)
+                        self._records.save_job(record)
+                    finally:
+                        lease.release()
             job = None if record is None else FitJob.restored(record)
         return job
 
@@ -232,9 +287,22 @@ class JobManager:
             if self._stopping.is_set():
                 raise ApiError(503, "the service is stopping; submit the fit again once it is back",
                                type_="server_error", code="shutting_down")  # fmt: skip
-            job = FitJob(id=uuid.uuid4().hex, category=category, images=images, cleanup=cleanup, redact=redact,
-                         records=self._records, stopping=self._stopping)  # fmt: skip
-            job.emit("state", state="queued")
+            lease = None
+            job_id = uuid.uuid4().hex
+            if self._claim is not None:
+                lease = claim_all(self._claim, [fit_lock(category), job_lock(job_id)])
+                if lease is None:
+                    raise ApiError(409, f"a fit of {category!r} is already queued or running (on this service or "
+                                   "a replica sharing its history); wait for it to end, then fit again",
+                                   code="fit_in_progress")  # fmt: skip
+            job = FitJob(id=job_id, category=category, images=images, cleanup=cleanup, redact=redact,
+                         records=self._records, stopping=self._stopping, lease=lease)  # fmt: skip
+            try:
+                job.emit("state", state="queued")
+            except BaseException:  # its record could not be stored: no job, so no lock either
+                if lease is not None:
+                    lease.release()
+                raise
             finished = [key for key, old in self._jobs.items() if old.finished]
             for key in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
                 del self._jobs[key]  # oldest first: dicts keep insertion order

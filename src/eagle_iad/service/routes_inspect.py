@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import shutil
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
@@ -37,6 +37,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
+from eagle_iad.service.store import AlreadyStoredError
 from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -45,7 +46,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 MAX_QUESTION_CHARS = 1000
 
 #: More rows written in an inspection's transaction (given the connection and the record being stored).
-AlsoWrite = Callable[[sqlite3.Connection, InspectionRecord], None]
+AlsoWrite = Callable[[Connection, InspectionRecord], None]
 
 
 #: Folders kept in front of an upload's file name (``lot-7/cut/003.png``): enough to tell apart
@@ -209,11 +210,22 @@ async def inspect(request: Request, response: Response) -> dict[str, Any]:
             response.headers[idempotency.REPLAYED_HEADER] = "true"
             return found[1].to_dict()
 
-        def remember(db: sqlite3.Connection, record: InspectionRecord) -> None:
+        def remember(db: Connection, record: InspectionRecord) -> None:
             db.execute("INSERT INTO idempotency (key, fingerprint, record_id, created) VALUES (?, ?, ?, ?)",
                        (key, sent, record.id, record.time))  # fmt: skip
 
-        return await _inspect_admitted(state, name, data, filename, question, attention, remember)
+        try:
+            return await _inspect_admitted(state, name, data, filename, question, attention, remember)
+        except AlreadyStoredError:
+            # A replica sharing the history stored this key while we inspected (a retry that reached two
+            # replicas): ours was not kept, and the answer is the record the key names, as on one service.
+            found = await run_in_threadpool(state.store.by_idempotency_key, key)
+            if found is None:
+                raise
+            if found[0] != sent:
+                raise idempotency.reused_error(key) from None
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+            return found[1].to_dict()
 
 
 async def _inspect_admitted(

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER, audit_detail
@@ -27,6 +26,7 @@ from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import station_from_table
 from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.ownership import StationOwnership
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationManager
 from eagle_iad.station.status import open_read_only, station_status
@@ -101,8 +101,7 @@ def config_from_body(state: ServiceState, body: dict[str, Any]) -> Any:
 
 
 def _info(state: ServiceState, running: Running) -> dict[str, Any]:
-    database = state.settings.database
-    db = open_read_only(database)
+    db = open_read_only(state.settings.history_url)
     try:
         figures = station_status(db, running.runner.config)
     finally:
@@ -111,9 +110,28 @@ def _info(state: ServiceState, running: Running) -> dict[str, Any]:
             "spec": running.spec}  # fmt: skip
 
 
+def _ownership(request: Request) -> StationOwnership:
+    ownership: StationOwnership = request.app.state.station_ownership
+    return ownership
+
+
+def _elsewhere(request: Request, name: str) -> tuple[dict[str, Any], bool] | None:
+    """``(spec, paused)`` of a station the shared table holds and another replica runs (None: not such)."""
+    state = _state(request)
+    if not state.store.shared:
+        return None
+    for found, spec, paused in StationTables(state.store).specs():
+        if found == name:
+            return spec, paused
+    return None
+
+
 def _get(request: Request, name: str) -> Running:
     running = _manager(request).get(name)
     if running is None:
+        if _elsewhere(request, name) is not None:
+            raise ApiError(409, f"station {name!r} runs on another replica sharing this history; ask that one (or "
+                           "pause, resume or delete it from here)", code="station_elsewhere")  # fmt: skip
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     return running
 
@@ -127,11 +145,18 @@ def list_stations(request: Request) -> list[dict[str, Any]]:
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
 def create_station(body: StationBody, request: Request) -> dict[str, Any]:
     state, manager = _state(request), _manager(request)
-    if manager.get(body.name) is not None:
+    if manager.get(body.name) is not None or _elsewhere(request, body.name) is not None:
         raise ApiError(409, f"station {body.name!r} exists already; delete it first", code="station_exists")
     spec = body.model_dump(exclude_none=True)
     config = config_from_body(state, spec)
-    running = manager.add(config, spec=spec)
+    ownership = _ownership(request)
+    if not ownership.claim(config.name):
+        raise ApiError(409, f"station {body.name!r} is being created through another replica", code="station_exists")
+    try:
+        running = manager.add(config, spec=spec)
+    except BaseException:
+        ownership.release(config.name)
+        raise
     StationTables(state.store).save_spec(config.name, spec, datetime.now(UTC).isoformat())
     sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
     audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
@@ -143,7 +168,10 @@ def get_station(name: str, request: Request) -> dict[str, Any]:
     return _info(_state(request), _get(request, name))
 
 
-def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
+def _set_paused(request: Request, name: str, paused: bool) -> Any:
+    if _manager(request).get(name) is None and _elsewhere(request, name) is not None:
+        StationTables(_state(request).store).set_paused(name, paused)  # its replica follows within SYNC_INTERVAL_S
+        return Response(status_code=202)
     running = _get(request, name)
     running.user_paused = paused
     if running.spec is not None:
@@ -152,13 +180,14 @@ def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
 
 
 @router.post("/stations/{name}/pause", dependencies=OPERATOR, response_model=StationInfo)
-def pause_station(name: str, request: Request) -> dict[str, Any]:
-    """Stop taking images (the image in hand is finished; deliveries go on)."""
+def pause_station(name: str, request: Request) -> Any:
+    """Stop taking images (the image in hand is finished; deliveries go on). 202 without a body: the station
+    runs on another replica sharing the history, which pauses it within seconds (docs/PLANT.md)."""
     return _set_paused(request, name, True)
 
 
 @router.post("/stations/{name}/resume", dependencies=OPERATOR, response_model=StationInfo)
-def resume_station(name: str, request: Request) -> dict[str, Any]:
+def resume_station(name: str, request: Request) -> Any:
     return _set_paused(request, name, False)
 
 
@@ -184,12 +213,16 @@ def trigger_station(name: str, request: Request) -> Response:
 def delete_station(name: str, request: Request) -> Response:
     """Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
     (a station created again under this name delivers them)."""
+    state = _state(request)
+    if _manager(request).get(name) is None and _elsewhere(request, name) is not None:
+        StationTables(state.store).delete_spec(name)  # its replica stops it within SYNC_INTERVAL_S
+        return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
         raise ApiError(409, f"station {name!r} comes from a stations file; remove it there", code="station_from_file")
-    state = _state(request)
     _manager(request).remove(name, state.settings.shutdown_grace_s)
     StationTables(state.store).delete_spec(name)
+    _ownership(request).release(name)
     return Response(status_code=204)
 
 
@@ -239,15 +272,14 @@ def install(app: FastAPI, state: ServiceState) -> None:
     """Add the stations to a service app: routes, start (the kept ones) and stop with it, ``/metrics``."""
     manager = StationManager(state, LOG.info, quiet=True)
     app.state.stations = manager
+    ownership = StationOwnership(state, manager, lambda spec: config_from_body(state, spec))
+    app.state.station_ownership = ownership
 
-    def start() -> None:
-        for name, spec, paused in StationTables(state.store).specs():
-            try:
-                manager.add(config_from_body(state, spec), spec=spec, paused=paused)
-            except EagleError as exc:  # a folder gone, a category deleted: the service starts, the log says why
-                LOG.error("station %r was not started: %s", name, exc)
+    def stop() -> None:
+        manager.stop(state.settings.shutdown_grace_s)
+        ownership.close()
 
-    state.on_start.append(start)
-    state.on_close.insert(0, lambda: manager.stop(state.settings.shutdown_grace_s))
+    state.on_start.append(ownership.start)
+    state.on_close.insert(0, stop)
     state.metrics.text(lambda: _metrics(state, manager))
     app.include_router(router)

@@ -1,0 +1,130 @@
+"""``eagle db upgrade|status``: the history database's schema; and the flags every command that reads
+the service's history shares (keys, review, teach, db), so each finds the history ``eagle serve`` uses.
+
+Why an explicit upgrade when opening a history already migrates it: replicas sharing one PostgreSQL are
+upgraded one at a time, and a plant's database administrator runs the migration once, before the new
+version starts anywhere, rather than letting the first replica to start do it (docs/PLANT.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.printing import dumps
+
+if TYPE_CHECKING:
+    from eagle_iad.service.store import InspectionStore
+
+#: Where ``eagle serve`` keeps its history when no flag says: ``<state-dir>/eagle.sqlite3``.
+SQLITE_NAME = "eagle.sqlite3"
+
+
+def add_history_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that find the history ``eagle serve`` uses (the same flags as serve's)."""
+    parser.add_argument("--models", help="the service's --models (its state folder: <models>/../eagle-service)")
+    parser.add_argument("--state-dir", help="the service's --state-dir")
+    parser.add_argument("--history", help="the service's --history: a database URL (postgresql://...) or an SQLite "
+                        "file (default: <state-dir>/eagle.sqlite3)")  # fmt: skip
+    parser.add_argument("--db", help=argparse.SUPPRESS)  # the earlier name of --history for an SQLite file
+    parser.add_argument("--files", help="the service's --files (pictures; default: <state-dir>/files)")
+
+
+def history_location(args: argparse.Namespace) -> str:
+    """The history named by :func:`add_history_flags`' flags: a URL, or an SQLite file's path."""
+    from eagle_iad.errors import ConfigError
+
+    given = [value for value in (args.history, args.db) if value]
+    if len(given) == 2:
+        raise ConfigError("give the history once: --history (or its older name --db), not both")
+    if given:
+        return str(given[0])
+    if args.state_dir:
+        return str(Path(args.state_dir) / SQLITE_NAME)
+    if args.models:
+        return str(Path(args.models).parent / "eagle-service" / SQLITE_NAME)
+    raise ConfigError("say where the service keeps its history: --models, --state-dir or --history, as eagle serve has")
+
+
+def files_folder(args: argparse.Namespace) -> Path:
+    """The service's pictures folder for :func:`add_history_flags`' flags: ``--files``, else
+    ``<state-dir>/files``; with an SQLite ``--history`` alone, the folder beside it (the default layout)."""
+    from eagle_iad.errors import ConfigError
+
+    if args.files:
+        return Path(args.files)
+    if args.state_dir:
+        return Path(args.state_dir) / "files"
+    location = history_location(args)
+    if args.models and not (args.history or args.db):
+        return Path(args.models).parent / "eagle-service" / "files"
+    if "://" in location:
+        raise ConfigError("say where the service keeps its pictures: --files or --state-dir, as eagle serve has")
+    return Path(location).parent / "files"
+
+
+def open_history(args: argparse.Namespace) -> InspectionStore:
+    """The service's history, which must exist already (an SQLite file is not created by a reader)."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.store import InspectionStore
+
+    location = history_location(args)
+    if "://" not in location and not Path(location).is_file():
+        raise ConfigError(f"no history at {location}: has eagle serve run with these flags?")
+    return InspectionStore(location)
+
+
+def add_db(sub: Subcommands) -> None:
+    db = sub.add_parser("db", help="the history database: migrate it to this version's schema, or show its version",
+                        description="The history is an SQLite file (one service) or a PostgreSQL database (replicas; "
+                        "docs/PLANT.md). Opening it migrates it too; 'eagle db upgrade' does it once, before the "
+                        "replicas start.")  # fmt: skip
+    actions = db.add_subparsers(dest="action", required=True)
+    upgrade = actions.add_parser("upgrade", help="migrate the history to this version's schema (in one transaction)")
+    status = actions.add_parser("status", help="the history's schema version and this version's (JSON)")
+    for parser, func in ((upgrade, _cmd_upgrade), (status, _cmd_status)):
+        add_history_flags(parser)
+        parser.set_defaults(func=func)
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from eagle_iad.history import open_backend
+    from eagle_iad.history.schema import upgrade
+
+    backend = open_backend(history_location(args))
+    db = backend.connect()
+    try:
+        done = upgrade(backend, db)
+    finally:
+        backend.close(db)
+    print(done.describe(backend.describe()), file=sys.stderr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.history import open_backend
+    from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, version
+
+    location = history_location(args)
+    if "://" not in location and not Path(location).is_file():
+        raise ConfigError(f"no history at {location}: has eagle serve run with these flags?")
+    backend = open_backend(location)
+    db = backend.connect()
+    try:
+        found = version(backend, db)
+    finally:
+        backend.close(db)
+    pending = [] if found is None or found >= SCHEMA_VERSION else list(range(found + 1, SCHEMA_VERSION + 1))
+    print(dumps({"history": backend.describe(), "backend": backend.scheme, "schema": found,
+                 "this_version_reads": SCHEMA_VERSION,
+                 "pending": [{"version": v, "adds": MIGRATIONS[v]} for v in pending]}))  # fmt: skip
+    return 0
+
+
+#: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"db": add_db}

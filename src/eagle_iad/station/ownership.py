@@ -1,0 +1,111 @@
+"""Which replica runs which station, when replicas share one history (docs/PLANT.md).
+
+Why: a station created through ``/v1/stations`` is kept in the history's ``stations`` table, and every
+replica sharing that history starts with the same table. Two replicas watching one hot folder would
+inspect each file twice and deliver two verdicts. So each station runs where its lock is held
+(``station:<name>`` in the database, dropped by the server when the holder dies): a replica starts the
+stations whose lock it gets, and every :data:`SYNC_INTERVAL_S` it looks at the table again, taking over
+the stations of a replica that died, and following pauses and deletions made through another replica.
+With one service on its own SQLite file the lock is the process's own, so it runs every station, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from eagle_iad.errors import EagleError
+from eagle_iad.history.backend import Lease
+from eagle_iad.service.context import ServiceState
+from eagle_iad.station.config import StationConfig
+from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.runner import StationManager
+
+#: Seconds between a replica's looks at the shared station table: the most a dead replica's stations wait
+#: for another to take them over, and a pause or deletion through another replica to take effect.
+SYNC_INTERVAL_S = 5.0
+
+LOG = logging.getLogger("eagle_iad.station")
+
+
+def station_lock(name: str) -> str:
+    return f"station:{name}"
+
+
+class StationOwnership:
+    """The stations of the ``stations`` table this replica holds, and the loop that keeps them in step."""
+
+    def __init__(
+        self, state: ServiceState, manager: StationManager, configure: Callable[[dict[str, Any]], StationConfig]
+    ) -> None:
+        self.state = state
+        self.manager = manager
+        self.configure = configure
+        self._leases: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def claim(self, name: str) -> bool:
+        """Hold ``name``'s lock (``False``: another replica runs it)."""
+        lease = self.state.store.backend.try_lock(station_lock(name))
+        if lease is None:
+            return False
+        with self._lock:
+            old = self._leases.pop(name, None)
+            self._leases[name] = lease
+        if old is not None:
+            old.release()
+        return True
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            lease = self._leases.pop(name, None)
+        if lease is not None:
+            lease.release()
+
+    def sync(self) -> None:
+        """Start the table's stations this replica can claim; stop those deleted, follow pauses, elsewhere."""
+        specs = {name: (spec, paused) for name, spec, paused in StationTables(self.state.store).specs()}
+        for running in self.manager.all():
+            if running.spec is None:
+                continue  # from a stations file: not the table's
+            if running.name not in specs:  # deleted through another replica
+                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
+                self.release(running.name)
+                LOG.info("station %r was deleted through another replica; stopped here", running.name)
+            else:
+                running.user_paused = specs[running.name][1]
+        for name, (spec, paused) in specs.items():
+            if self.manager.get(name) is not None or not self.claim(name):
+                continue
+            try:
+                self.manager.add(self.configure(spec), spec=spec, paused=paused)
+            except EagleError as exc:  # a folder gone, a category deleted: the service starts, the log says why
+                self.release(name)
+                LOG.error("station %r was not started: %s", name, exc)
+
+    def start(self) -> None:
+        """One sync now; with a shared history, one every :data:`SYNC_INTERVAL_S` until the service stops."""
+        self.sync()
+        if not self.state.store.shared:
+            return
+        self._thread = threading.Thread(target=self._loop, name="eagle-station-ownership", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self.state.stopping.wait(SYNC_INTERVAL_S):
+            try:
+                self.sync()
+            except Exception as exc:  # the history unreachable for a while: try again at the next turn
+                LOG.warning("stations: could not look at the shared station table (%s); retrying", exc)
+
+    def close(self) -> None:
+        """At the stop, after the stations have stopped: the locks go, so another replica takes them over."""
+        if self._thread is not None:
+            self._thread.join(SYNC_INTERVAL_S + 1)
+        with self._lock:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            lease.release()
