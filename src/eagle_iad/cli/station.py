@@ -45,16 +45,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from eagle_iad.service.settings import ServiceSettings
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.status import open_read_only, station_status
 
     stations = read_stations(Path(args.file))
-    database = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir).database
-    if not database.is_file():
+    settings = stations.settings()
+    if settings.history is None and not settings.database.is_file():
         print(dumps([{"station": s.name, "state": "never run"} for s in stations.stations]))
         return 0
-    db = open_read_only(database)
+    db = open_read_only(settings.history_url)
     try:
         print(dumps([station_status(db, config) for config in stations.stations]))
     finally:
@@ -65,14 +64,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_retry(args: argparse.Namespace) -> int:
     import sys
 
-    from eagle_iad.service.settings import ServiceSettings
     from eagle_iad.service.store import InspectionStore
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.outbox import StationTables
 
     stations = read_stations(Path(args.file))
-    database = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir).database
-    store = InspectionStore(database)
+    store = InspectionStore(stations.settings().history_url)
     try:
         count = StationTables(store).requeue_dead(args.station, args.sink)
     finally:

@@ -28,12 +28,15 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.ranges import Range
 from eagle_iad.station import sinks as _sinks  # noqa: F401  (registers the built-in sinks)
 from eagle_iad.station import sources as _sources  # noqa: F401  (registers the built-in sources)
+
+if TYPE_CHECKING:
+    from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.station.parts import REQUIRED, SINKS, SOURCES, Options, Retry, Sink, Source, StationConfigError
 
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -66,6 +69,17 @@ class StationsFile:
     models_dir: Path
     state_dir: Path
     stations: list[StationConfig]
+    #: The history as a URL (``postgresql://...``, shared with replicas: docs/PLANT.md); None: the state folder's file.
+    history: str | None = None
+    #: The pictures folder (shared with replicas); None: ``<state>/files``.
+    files: Path | None = None
+
+    def settings(self) -> ServiceSettings:
+        """The service settings this file's stations run under (the same history and folders as ``eagle serve``)."""
+        from eagle_iad.service.settings import ServiceSettings
+
+        return ServiceSettings(models_dir=self.models_dir, state_dir=self.state_dir, history=self.history,
+                               files=self.files)  # fmt: skip
 
     def close(self) -> None:
         for station in self.stations:
@@ -97,6 +111,8 @@ def read_stations(path: Path) -> StationsFile:
     top = Options(data, str(path), base)
     models_dir: Path = top.path("models", REQUIRED)
     state_dir: Path = top.path("state", str(models_dir.parent / "eagle-service"))
+    history: str | None = top.text("history")
+    files: Path | None = top.path("files")
     top._read.add("station")
     top.done()
     if not models_dir.is_dir():
@@ -112,7 +128,7 @@ def read_stations(path: Path) -> StationsFile:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise StationConfigError(f"{path}: station names must differ; {', '.join(repeated)} is used twice")
-    return StationsFile(path, models_dir, state_dir, stations)
+    return StationsFile(path, models_dir, state_dir, stations, history, files)
 
 
 def station_from_table(options: Options, models_dir: Path) -> StationConfig:

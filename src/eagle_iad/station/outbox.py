@@ -26,6 +26,11 @@ from eagle_iad.station.parts import Retry
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
+def station_lock(name: str) -> str:
+    """The lock held by the one process that runs station ``name`` (several share a PostgreSQL history)."""
+    return f"station:{name}"
+
+
 #: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend.
 _REPLACE_INTAKE = (
     " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"

@@ -20,7 +20,7 @@ from eagle_iad.errors import EagleError
 from eagle_iad.history.backend import Lease
 from eagle_iad.service.context import ServiceState
 from eagle_iad.station.config import StationConfig
-from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.runner import StationManager
 
 #: Seconds between a replica's looks at the shared station table: the most a dead replica's stations wait
@@ -28,10 +28,6 @@ from eagle_iad.station.runner import StationManager
 SYNC_INTERVAL_S = 5.0
 
 LOG = logging.getLogger("eagle_iad.station")
-
-
-def station_lock(name: str) -> str:
-    return f"station:{name}"
 
 
 class StationOwnership:

@@ -31,9 +31,8 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
-from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
-from eagle_iad.station.outbox import StationTables
+from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
 from eagle_iad.stops import checkpoint
 
@@ -410,13 +409,23 @@ class StationManager:
 def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
-    settings = ServiceSettings(models_dir=stations.models_dir, state_dir=stations.state_dir)
+    settings = stations.settings()
     state = ServiceState(settings, backend=None)
     manager = StationManager(state, log, quiet=quiet)
+    leases = []
     try:
+        for station in stations.stations:  # with a shared history, another process may run it already
+            lease = state.store.backend.try_lock(station_lock(station.name))
+            if lease is None:
+                where = state.store.backend.describe()
+                raise StationConfigError(f"{stations.path}: station {station.name!r} runs in another process sharing "
+                                         f"the history {where}; stop it there first")  # fmt: skip
+            leases.append(lease)
         manager.add_all(stations.stations)
         while not (until_idle and manager.idle()):
             time.sleep(0.1)
     finally:
         manager.stop(settings.shutdown_grace_s)
+        for lease in leases:
+            lease.release()
         state.close()
