@@ -7,7 +7,8 @@ What it runs, all on this machine:
 - the demo's model (elpv mono cells at the demo's settings: 224 px, 1% coreset), fitted once;
 - per variant, fresh ``eagle serve`` processes and ``--requests`` inspections of held-out cells from
   ``--concurrency`` client threads: one replica on SQLite, one on PostgreSQL, and two on one PostgreSQL
-  with the requests alternating between them (what a round-robin reverse proxy does);
+  with the requests alternating between them (what a round-robin reverse proxy does); then one client
+  at a time on SQLite and on PostgreSQL (the latency an inspection pays, end to end, without queueing);
 - the history alone: ``--writes`` inspection records stored one after another with the service's own
   store, SQLite against PostgreSQL (median and p95 ms per record): the latency PostgreSQL adds.
 
@@ -184,18 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         bodies = [multipart(path.read_bytes(), path.name) for path in test]
         variants: dict[str, dict[str, Any]] = {}
         plans = [
-            ("1 replica, SQLite", 1, None),
-            ("1 replica, PostgreSQL", 1, "pg"),
-            ("2 replicas, PostgreSQL", 2, "pg"),
+            ("1 replica, SQLite", 1, None, args.concurrency),
+            ("1 replica, PostgreSQL", 1, "pg", args.concurrency),
+            ("2 replicas, PostgreSQL", 2, "pg", args.concurrency),
+            ("1 replica, SQLite, one at a time", 1, None, 1),
+            ("1 replica, PostgreSQL, one at a time", 1, "pg", 1),
         ]
-        for name, count, kind in plans:
+        for name, count, kind, concurrency in plans:
             history = server.new_database() if kind == "pg" else None
             files = work / f"files-{len(variants)}"
             replicas = [Replica(work / "models", work / f"state-{len(variants)}-{n}", history, files)
                         for n in range(count)]  # fmt: skip
             try:
-                print(f"[{name}] {args.requests} inspections, concurrency {args.concurrency} ...", file=sys.stderr)
-                variants[name] = load(replicas, bodies, args.requests, args.concurrency)
+                print(f"[{name}] {args.requests} inspections, concurrency {concurrency} ...", file=sys.stderr)
+                variants[name] = {**load(replicas, bodies, args.requests, concurrency), "concurrency": concurrency}
             finally:
                 for replica in replicas:
                     replica.stop()
@@ -204,11 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    base = variants["1 replica, SQLite"]["images_per_s"]
-    rows = ["| variant | images/s | vs 1 replica on SQLite | p50 ms | p95 ms |", "|---|---|---|---|---|"]
+    rows = ["| variant | clients | images/s | vs 1 replica on SQLite | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
     for name, figures in variants.items():
-        rows.append(f"| {name} | {figures['images_per_s']:.2f} | {figures['images_per_s'] / base:.2f}x | "
-                    f"{figures['p50_ms']:.0f} | {figures['p95_ms']:.0f} |")  # fmt: skip
+        base = variants["1 replica, SQLite" + (", one at a time" if figures["concurrency"] == 1 else "")]
+        rows.append(f"| {name} | {figures['concurrency']} | {figures['images_per_s']:.2f} | "
+                    f"{figures['images_per_s'] / base['images_per_s']:.2f}x | {figures['p50_ms']:.0f} | "
+                    f"{figures['p95_ms']:.0f} |")  # fmt: skip
     rows += ["", "| history | store one record, median ms | p95 ms |", "|---|---|---|",
              f"| SQLite (WAL, synchronous=NORMAL) | {lite['median_ms']:.2f} | {lite['p95_ms']:.2f} |",
              f"| PostgreSQL (local, same machine) | {pg['median_ms']:.2f} | {pg['p95_ms']:.2f} |",

@@ -18,9 +18,9 @@ import pytest
 from conftest import wait_s
 
 from eagle_iad.cli import main
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, HistoryUnavailableError
 from eagle_iad.history import BACKENDS, history_backend, open_backend
-from eagle_iad.history.backend import positional_to_format, redact
+from eagle_iad.history.backend import positional_to_format, redact, scrub
 from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION
 from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.service.access import Caller
@@ -216,8 +216,9 @@ def test_replicas_number_their_inspections_in_one_order(pg_url: str) -> None:
     def feed() -> None:  # the live feed's reader, polling while both write
         reader = InspectionStore(pg_url)
         last = 0
+        deadline = time.monotonic() + wait_s(300)
         try:
-            while not done.is_set() or last < 60:
+            while (not done.is_set() or last < 60) and time.monotonic() < deadline:
                 for seq, _ in reader.since(last):
                     seen.append(seq)
                     last = seq
@@ -363,3 +364,44 @@ def test_a_backend_registered_by_a_plugin_serves_the_history(tmp_path: Path) -> 
         assert len(Audited.opened) == 2
     finally:
         BACKENDS.remove("sqlite-audited")
+
+
+def test_passwords_are_hidden_however_the_url_is_written() -> None:
+    assert redact("postgresql://u:p%zzsecret@h/db") == "postgresql://u:***@h/db"
+    assert redact("postgresql://u:pw@h1:5432,h2:5433/db?sslmode=require") == (
+        "postgresql://u:***@h1:5432,h2:5433/db?sslmode=require"
+    )
+    assert redact("postgresql://u@h/db?sslmode=require&password=hunter2&x=1") == (
+        "postgresql://u@h/db?sslmode=require&password=***&x=1"
+    )
+    assert redact("postgresql://h/db") == "postgresql://h/db"
+    assert scrub(
+        'invalid percent-encoded token: "p%zzsecret" and hunter2', "postgresql://u:p%zzsecret@h/db?password=hunter2"
+    ) == ('invalid percent-encoded token: "***" and ***')
+
+
+def test_a_history_that_goes_away_after_start_is_unavailable_not_misconfigured(postgres: Any, pg_url: str) -> None:
+    """A connection that worked once and fails now is HistoryUnavailableError (the service's 503); a lost lock
+    connection says so through held(), and releasing it does not raise."""
+    import psycopg
+
+    store = InspectionStore(pg_url)
+    store.add(_record(1))
+    backend = store.backend
+    lease = backend.try_lock("fit:c")
+    assert lease is not None and lease.held()
+    with postgres.connect("postgres") as admin:  # end every session of this database, as a restart would
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (pg_url.rsplit("/", 1)[1],),
+        )
+    assert not lease.held()
+    lease.release()  # no error: the server released it with the session
+    with pytest.raises(psycopg.OperationalError):  # the request that meets the dropped connection (503)
+        store.page(5, 0)
+    assert store.page(5, 0)[0] == 1  # the next one connects again
+    store.close()
+    moved = type(backend)(pg_url.replace(f":{postgres.port}/", f":{free_port()}/"))
+    moved.opened = True  # it had connected before: the server is away now, not the URL wrong
+    with pytest.raises(HistoryUnavailableError, match="cannot connect"):
+        moved.connect()

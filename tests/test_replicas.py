@@ -177,8 +177,13 @@ def test_a_category_is_fitted_by_one_replica_at_a_time(fitted: dict[str, Any], t
         assert status == 409 and refused["error"]["code"] == "fit_in_progress", refused
         status, _, seen = call("GET", f"{b.base}/v1/jobs/{job_id}")  # the job's record is shared too
         assert status == 200 and seen["state"] == "running"
-        _kill(a)  # the lock dies with its holder's connection
-        dead = call("GET", f"{b.base}/v1/jobs/{job_id}")[2]  # and the job's record says so at once
+        status, _, refused = call("GET", f"{b.base}/v1/jobs/{job_id}/events")  # its stream is on a
+        assert status == 409 and refused["error"]["code"] == "job_elsewhere", refused
+        _kill(a)  # the lock dies with its holder's connection (once the server sees the session end)
+        deadline = time.monotonic() + wait_s(60)
+        while (dead := call("GET", f"{b.base}/v1/jobs/{job_id}")[2])["state"] == "running":
+            assert time.monotonic() < deadline, dead
+            time.sleep(0.2)
         assert (dead["state"], dead["error"]) == ("failed", INTERRUPTED), dead
         deadline = time.monotonic() + wait_s(60)
         while True:

@@ -33,6 +33,15 @@ class BackboneUnavailableError(EagleError):
     """Backbone weights that are not present locally and cannot be downloaded."""
 
 
+class HistoryUnavailableError(EagleError):
+    """The history's database cannot be reached now (a server restarting, the network): retry later.
+
+    Distinct from :class:`ConfigError` (a URL that can never work) so that a service answers 503, which
+    clients retry, rather than 400; its message may name the server, so the service logs it and answers
+    without it.
+    """
+
+
 class OutputError(EagleError):
     """An output location that cannot be written without destroying what is already there."""
 

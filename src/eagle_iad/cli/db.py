@@ -69,13 +69,22 @@ def files_folder(args: argparse.Namespace) -> Path:
 
 def open_history(args: argparse.Namespace) -> InspectionStore:
     """The service's history, which must exist already (an SQLite file is not created by a reader)."""
-    from eagle_iad.errors import ConfigError
     from eagle_iad.service.store import InspectionStore
 
     location = history_location(args)
-    if "://" not in location and not Path(location).is_file():
-        raise ConfigError(f"no history at {location}: has eagle serve run with these flags?")
+    _must_exist(location)
     return InspectionStore(location)
+
+
+def _must_exist(location: str) -> None:
+    """Refuse an SQLite history that is not there (a reader must not create an empty one by a typo)."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.history import open_backend
+    from eagle_iad.history.sqlite import SqliteHistory
+
+    backend = open_backend(location)
+    if isinstance(backend, SqliteHistory) and not backend.path.is_file():
+        raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?")
 
 
 def add_db(sub: Subcommands) -> None:
@@ -106,13 +115,11 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from eagle_iad.errors import ConfigError
     from eagle_iad.history import open_backend
     from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, version
 
     location = history_location(args)
-    if "://" not in location and not Path(location).is_file():
-        raise ConfigError(f"no history at {location}: has eagle serve run with these flags?")
+    _must_exist(location)
     backend = open_backend(location)
     db = backend.connect()
     try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.registry import Registry
@@ -49,7 +49,12 @@ class Lease(Protocol):
     """A named lock held across processes (and, with PostgreSQL, machines) until :meth:`release`, or
     until the holder dies: a lock a killed process held is never left behind."""
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Give the lock up; never raises (a lock whose connection is gone is released already)."""
+
+    def held(self) -> bool:
+        """Still held: ``False`` once the database dropped the holder's connection (a restart, a failover),
+        after which another process may hold it, so whatever it guarded must stop."""
 
 
 class HistoryBackend(ABC):
@@ -132,14 +137,33 @@ def history_backend(scheme: str) -> Callable[[type[HistoryBackend]], type[Histor
     return decorate
 
 
+_USERINFO_PASSWORD = re.compile(r"(://[^/@?#]*?:)[^/@?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def secrets_of(url: str) -> list[str]:
+    """The passwords ``url`` carries (in its user part or a ``password=`` parameter), raw and decoded:
+    what :func:`redact` hides, and what an error message quoting the URL must not show."""
+    found = []
+    user = re.search(r"://[^/@?#]*?:([^/@?#]*)@", url)
+    if user and user.group(1):
+        found.append(user.group(1))
+    found += [m.group(1) for m in re.finditer(r"[?&]password=([^&#]*)", url, re.IGNORECASE) if m.group(1)]
+    return sorted({*found, *(unquote(f) for f in found)} - {""}, key=len, reverse=True)
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with any password replaced by ``***`` (several hosts, odd characters and bad percent
+    escapes included: nothing here parses the URL beyond finding where a password is)."""
+    url = _USERINFO_PASSWORD.sub(r"\1***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message) with the passwords of ``url`` replaced by ``***``."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def history_url(value: str | Path) -> str:

@@ -12,10 +12,11 @@ libpq parameters pass through). psycopg is the ``eagle-iad[postgresql]`` extra.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, HistoryUnavailableError
 from eagle_iad.history.backend import (
     Connection,
     Cursor,
@@ -24,6 +25,7 @@ from eagle_iad.history.backend import (
     history_backend,
     positional_to_format,
     redact,
+    scrub,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
 
 #: Seconds a connection attempt may take before the history is reported unreachable.
 CONNECT_TIMEOUT_S = 10
+#: TCP keepalives (libpq's parameters): an idle lock connection whose server went away is noticed within
+#: about 25 s by the kernel, not hours, so :meth:`_AdvisoryLease.held` turns false promptly.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+_log = logging.getLogger(__name__)
 
 
 def _psycopg() -> Any:
@@ -74,8 +81,20 @@ class _AdvisoryLease:
             return
         try:
             self._db.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        except Exception:  # the connection is gone, and the server released the lock with it
+            _log.debug("advisory lock %d: its connection was gone at release", self._key)
         finally:
             self._db.close()
+
+    def held(self) -> bool:
+        """The lock's session is alive (a session lock lasts as long as its session): one round trip."""
+        if self._db.closed or self._db.broken:
+            return False
+        try:
+            self._db.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
 
 
 @history_backend("postgresql")
@@ -88,6 +107,8 @@ class PostgresHistory(HistoryBackend):
         super().__init__(url)
         _, rest = url.split("://", 1)
         self.conninfo = f"postgresql://{rest}"
+        #: A connection was made once: a later failure is the server being away, not a wrong URL.
+        self.opened = False
         if not rest.strip("/"):
             raise ConfigError(f"history {redact(url)}: say which server and database (postgresql://host/database)")
 
@@ -95,12 +116,17 @@ class PostgresHistory(HistoryBackend):
         pg = _psycopg()
         try:
             connection: psycopg.Connection[Any] = pg.connect(
-                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="eagle-iad"
+                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="eagle-iad",
+                **KEEPALIVES,
             )
-            return connection
         except pg.Error as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ConfigError(f"history {self.describe()}: cannot connect ({reason})") from None
+            reason = scrub(" ".join(str(exc).split()) or type(exc).__name__, self.url)
+            message = f"history {self.describe()}: cannot connect ({reason})"
+            if self.opened:  # it worked before: the server is restarting or unreachable for now (503)
+                raise HistoryUnavailableError(message) from None
+            raise ConfigError(message) from None
+        self.opened = True
+        return connection
 
     def connect(self) -> Connection:
         return _Postgres(self._connect_raw())

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.history.backend import Connection, Cursor, HistoryBackend, Lease, history_backend
@@ -25,10 +24,16 @@ _held_lock = threading.Lock()
 class _ProcessLease:
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
+        self._held = True
 
     def release(self) -> None:
         with _held_lock:
-            _held.discard(self.key)
+            if self._held:
+                _held.discard(self.key)
+            self._held = False
+
+    def held(self) -> bool:
+        return self._held
 
 
 class _Sqlite:
@@ -54,7 +59,7 @@ class SqliteHistory(HistoryBackend):
         rest = url.split("://", 1)[1]
         if not rest.startswith("/") or not rest[1:].strip("/"):
             raise ConfigError(f"history {url}: an SQLite URL is sqlite:///relative/file or sqlite:////absolute/file")
-        self.path = Path(unquote(rest[1:])).expanduser().resolve()
+        self.path = Path(rest[1:]).expanduser().resolve()
 
     def describe(self) -> str:
         return str(self.path)

@@ -146,7 +146,7 @@ class ServiceState:
         self.audit = AuditLog(self.store)
         self.experts = ExpertCache(settings.models_dir, settings.runtime)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store,
-                               self.store.backend.try_lock)  # fmt: skip
+                               self.store.backend.try_lock, exclusive=self.store.shared)  # fmt: skip
         self.backend = backend
         self.inspections_in_progress = 0
         self.idempotent = InFlight()  # upload keys whose first request is running (service/idempotency.py)

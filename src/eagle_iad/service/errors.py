@@ -23,6 +23,7 @@ from eagle_iad.errors import (
     ConfigError,
     DataError,
     EagleError,
+    HistoryUnavailableError,
     ImageError,
     ImageTooLargeError,
     ModelFormatError,
@@ -38,6 +39,7 @@ _log = logging.getLogger(__name__)
 STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
     (BackendError, 502, "server_error", "backend_error"),  # the MLLM upstream failed
     (BackboneUnavailableError, 503, "server_error", "backbone_unavailable"),  # weights missing on the host
+    (HistoryUnavailableError, 503, "server_error", "history_unavailable"),  # the shared history away for now
     (ImageTooLargeError, 413, "invalid_request_error", "too_many_pixels"),
     (ImageError, 400, "invalid_request_error", "invalid_image"),
     (ConfigError, 400, "invalid_request_error", "invalid_option"),
@@ -55,6 +57,11 @@ def api_error(exc: EagleError) -> ApiError:
     return ApiError(400, str(exc), code="invalid_request")
 
 
+def _unavailable() -> JSONResponse:
+    return ApiError(503, "the history database is unreachable; retry shortly", type_="server_error",
+                    code="history_unavailable", headers={"Retry-After": "2"}).response()  # fmt: skip
+
+
 def install(app: FastAPI) -> None:
     """Answer every :class:`EagleError` a route lets escape through :func:`api_error`."""
 
@@ -66,6 +73,12 @@ def install(app: FastAPI) -> None:
         if error.status >= 500:  # the operator needs to know; the client got the message
             _log.warning("%s (answered %d)", exc, error.status)
         return error.response()
+
+    @app.exception_handler(HistoryUnavailableError)
+    async def _history_away(request: Request, exc: HistoryUnavailableError) -> JSONResponse:
+        """The shared history cannot be reached now: 503 (clients retry), its server named only in the log."""
+        _log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return _unavailable()
 
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:
@@ -97,5 +110,4 @@ def install(app: FastAPI) -> None:
         """The shared history's server went away (restarted, network): 503, the next request reconnects."""
         _log.warning("%s %s: the history database is unreachable (%s)", request.method, request.url.path,
                      " ".join(str(exc).split()))  # fmt: skip
-        return ApiError(503, "the history database is unreachable; retry shortly", type_="server_error",
-                        code="history_unavailable", headers={"Retry-After": "2"}).response()  # fmt: skip
+        return _unavailable()

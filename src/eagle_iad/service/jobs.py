@@ -81,8 +81,10 @@ class FitJob:
     image_count: int | None = None
     #: Set when the service stops: the next progress report raises :class:`JobInterrupted`.
     stopping: threading.Event | None = None
-    #: The category's fit lock, held from submission until the job ends (:func:`fit_lock`).
+    #: The job's locks (:func:`job_lock`, and :func:`fit_lock` with replicas), held from submission to its end.
     lease: Lease | None = None
+    #: Read from the history, not run by this process (an earlier run's, or another replica's).
+    remote: bool = False
     _last: dict[str, float] = field(default_factory=dict)
     _persisted: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,19 +97,21 @@ class FitJob:
         with self._lock:
             self.events.append({"event": event, "seq": len(self.events), "time": time.time(), **data})
         now = time.monotonic()
-        if self.records is not None and (event == "state" or now - self._persisted >= PERSIST_INTERVAL_S):
-            self._persisted = now
-            self.records.save_job(self.to_dict())
-        if event == "state" and self.finished and self.lease is not None:
-            lease, self.lease = self.lease, None
-            lease.release()  # after the record says how it ended: the next fit of the category may start
+        try:
+            if self.records is not None and (event == "state" or now - self._persisted >= PERSIST_INTERVAL_S):
+                self._persisted = now
+                self.records.save_job(self.to_dict())
+        finally:
+            if event == "state" and self.finished and self.lease is not None:
+                lease, self.lease = self.lease, None
+                lease.release()  # after the record says how it ended (or failed to): the next fit may start
 
     @classmethod
     def restored(cls, record: dict[str, Any]) -> FitJob:
         """A finished job from the database: its record, and its final state as the only event."""
         job = cls(id=str(record["id"]), category=str(record["category"]), images=[], state=str(record["state"]),
                   created=str(record["created"]), error=record.get("error"), result=record.get("result"),
-                  progress=record.get("progress"), image_count=int(record.get("images", 0)))  # fmt: skip
+                  progress=record.get("progress"), image_count=int(record.get("images", 0)), remote=True)  # fmt: skip
         final = {"state": job.state, **({"error": job.error} if job.error else {}),
                  **({"result": job.result} if job.result else {})}  # fmt: skip
         job.events.append({"event": "state", "seq": 0, "time": time.time(), **final})
@@ -152,6 +156,12 @@ class FitJob:
         }
 
 
+#: A fit whose locks the database dropped (a restart, a failover) before it saved: another replica may be
+#: fitting the category now, so this one must not replace the model.
+LOST_LOCK = ("the connection holding this fit's lock to the history was lost before the model was saved (the "
+             "database restarted?); the previous model is unchanged: start the fit again")  # fmt: skip
+
+
 def fit_lock(category: str) -> str:
     """The lock a fit of ``category`` holds from submission to its end, in the history's database: with
     replicas sharing a history (docs/PLANT.md), a category is fitted by one of them at a time, never twice."""
@@ -172,7 +182,10 @@ class _Leases:
 
     def release(self) -> None:
         while self._leases:
-            self._leases.pop().release()
+            self._leases.pop().release()  # never raises (Lease.release)
+
+    def held(self) -> bool:
+        return all(lease.held() for lease in self._leases)
 
 
 def claim_all(claim: Callable[[str], Lease | None], names: list[str]) -> Lease | None:
@@ -191,15 +204,20 @@ class JobManager:
     """Runs fit jobs in a thread pool; ``on_saved(category)`` lets the app drop a cached expert.
 
     ``claim(name)``: takes a named lock across processes (the history backend's ``try_lock``), or ``None``
-    when another holds it; a fit of a category already queued or running anywhere is refused with 409.
+    when another holds it. Each job holds its own lock while it is queued or running (a job whose lock is
+    free while its record says running has died with its process); with ``exclusive`` (replicas sharing a
+    history) it also holds its category's, and a fit of a category queued or running anywhere is refused
+    with 409. One service on its own history queues a second fit of a category, as it always did.
     """
 
     def __init__(
         self, models_dir: Path, workers: int, on_saved: Callable[[str], None], records: JobRecords | None = None,
-        claim: Callable[[str], Lease | None] | None = None,
+        claim: Callable[[str], Lease | None] | None = None, exclusive: bool = False,
     ) -> None:  # fmt: skip
         self.models_dir = models_dir
         self._claim = claim
+        #: One fit per category at a time (replicas sharing a history); else a second one waits in the pool.
+        self._exclusive = exclusive
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eagle-fit")
         self._jobs: dict[str, FitJob] = {}
         self._on_saved = on_saved
@@ -260,11 +278,13 @@ class JobManager:
         if job is None and self._records is not None:
             record = self._records.load_job(job_id)
             if record is not None and record.get("state") in ("queued", "running") and self._claim is not None:
-                lease = self._claim(job_lock(job_id))  # free: the replica running it has died
+                lease = self._claim(job_lock(job_id))  # free: the replica running it has died, or just ended it
                 if lease is not None:
                     try:
-                        record.update(state="failed", error=INTERRUPTED)
-                        self._records.save_job(record)
+                        record = self._records.load_job(job_id)  # again, under the lock: it may have just ended
+                        if record is not None and record.get("state") in ("queued", "running"):
+                            record.update(state="failed", error=INTERRUPTED)
+                            self._records.save_job(record)
                     finally:
                         lease.release()
             job = None if record is None else FitJob.restored(record)
@@ -290,7 +310,8 @@ class JobManager:
             lease = None
             job_id = uuid.uuid4().hex
             if self._claim is not None:
-                lease = claim_all(self._claim, [fit_lock(category), job_lock(job_id)])
+                names = [fit_lock(category)] if self._exclusive else []
+                lease = claim_all(self._claim, [*names, job_lock(job_id)])
                 if lease is None:
                     raise ApiError(409, f"a fit of {category!r} is already queued or running (on this service or "
                                    "a replica sharing its history); wait for it to end, then fit again",
@@ -316,9 +337,11 @@ class JobManager:
             if self._stopping.is_set() or job.finished:
                 return  # stop() cancelled it, or will record it (it had started when the pool was told)
             job.state = "running"
-        job.emit("state", state="running")
         try:
+            job.emit("state", state="running")
             expert = fit(job.images, job.category, config, progress=job.report)
+            if job.lease is not None and not job.lease.held():  # the database dropped its locks meanwhile
+                raise EagleError(LOST_LOCK)
             with self._stop_lock:
                 if self._stopping.is_set() or job.finished:
                     raise JobInterrupted  # fitted, but the service is stopping: the previous model stays

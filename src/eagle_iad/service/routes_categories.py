@@ -428,8 +428,15 @@ EVENTS_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 @router.get("/jobs/{job_id}/events", dependencies=VIEWER, responses=EVENTS_RESPONSE, response_class=StreamingResponse)
 def job_events(job_id: str, request: Request) -> StreamingResponse:
-    """Server-sent events: every state change and progress step of the job, then the stream ends."""
+    """Server-sent events: every state change and progress step of the job, then the stream ends.
+
+    A job another replica sharing the history runs has no events here: 409 ``job_elsewhere`` (its record,
+    ``GET /v1/jobs/{id}``, is shared; its stream is on its replica).
+    """
     job = _job(request, job_id)
+    if job.remote and not job.finished:
+        raise ApiError(409, f"job {job_id} runs on another replica sharing this history; its events stream there "
+                       f"(GET /v1/jobs/{job_id} here reads its record)", code="job_elsewhere")  # fmt: skip
     last = request.headers.get("last-event-id", "")
     after = int(last) if last.isascii() and last.isdigit() else -1  # "²" is a digit to isdigit(), not to int()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -109,6 +109,11 @@ class InspectionStore:
             if claim is not None and lease is None:
                 continue  # its replica is alive and holds the lock
             try:
+                if lease is not None:  # again, under its lock: its replica may have just ended it
+                    again = self.load_job(str(job_id))
+                    if again is None or again.get("state") not in ("queued", "running"):
+                        continue
+                    record = again
                 record.update(state="failed", error=INTERRUPTED)
                 with self._lock:
                     self._run("UPDATE fit_jobs SET record = ? WHERE id = ?", (json.dumps(record), job_id))

@@ -67,20 +67,30 @@ class StationOwnership:
         for running in self.manager.all():
             if running.spec is None:
                 continue  # from a stations file: not the table's
-            if running.name not in specs:  # deleted through another replica
+            with self._lock:
+                lease = self._leases.get(running.name)
+            if lease is not None and not lease.held():  # the database dropped our lock: another may run it now
+                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
+                self.release(running.name)
+                LOG.warning("station %r: its lock in the history was lost (a database restart?); stopped here, "
+                            "to be started again by whichever replica takes the lock", running.name)  # fmt: skip
+            elif running.name not in specs:  # deleted through another replica
                 self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
                 self.release(running.name)
                 LOG.info("station %r was deleted through another replica; stopped here", running.name)
             else:
                 running.user_paused = specs[running.name][1]
         for name, (spec, paused) in specs.items():
-            if self.manager.get(name) is not None or not self.claim(name):
+            if self.manager.get(name) is not None or self.stopping or not self.claim(name):
                 continue
             try:
                 self.manager.add(self.configure(spec), spec=spec, paused=paused)
-            except EagleError as exc:  # a folder gone, a category deleted: the service starts, the log says why
+            except Exception as exc:  # a folder gone, a category deleted: the service runs, the log says why
                 self.release(name)
-                LOG.error("station %r was not started: %s", name, exc)
+                if isinstance(exc, EagleError):
+                    LOG.error("station %r was not started: %s", name, exc)
+                else:
+                    LOG.exception("station %r was not started", name)
 
     def start(self) -> None:
         """One sync now; with a shared history, one every :data:`SYNC_INTERVAL_S` until the service stops."""
@@ -97,10 +107,18 @@ class StationOwnership:
             except Exception as exc:  # the history unreachable for a while: try again at the next turn
                 LOG.warning("stations: could not look at the shared station table (%s); retrying", exc)
 
+    @property
+    def stopping(self) -> bool:
+        return self.state.stopping.is_set()
+
+    def stop_loop(self) -> None:
+        """At the stop, before the stations stop: no sync may start a station after that."""
+        if self._thread is not None:
+            self._thread.join(SYNC_INTERVAL_S + 60)
+
     def close(self) -> None:
         """At the stop, after the stations have stopped: the locks go, so another replica takes them over."""
-        if self._thread is not None:
-            self._thread.join(SYNC_INTERVAL_S + 1)
+        self.stop_loop()
         with self._lock:
             leases, self._leases = list(self._leases.values()), {}
         for lease in leases:

@@ -152,12 +152,19 @@ def create_station(body: StationBody, request: Request) -> dict[str, Any]:
     ownership = _ownership(request)
     if not ownership.claim(config.name):
         raise ApiError(409, f"station {body.name!r} is being created through another replica", code="station_exists")
+    tables = StationTables(state.store)
     try:
-        running = manager.add(config, spec=spec)
+        # Kept first: a replica's look at the table between the start and the save must not take the new
+        # station for one deleted through another replica.
+        tables.save_spec(config.name, spec, datetime.now(UTC).isoformat())
+        try:
+            running = manager.add(config, spec=spec)
+        except BaseException:
+            tables.delete_spec(config.name)
+            raise
     except BaseException:
         ownership.release(config.name)
         raise
-    StationTables(state.store).save_spec(config.name, spec, datetime.now(UTC).isoformat())
     sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
     audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
     return _info(state, running)
@@ -276,6 +283,7 @@ def install(app: FastAPI, state: ServiceState) -> None:
     app.state.station_ownership = ownership
 
     def stop() -> None:
+        ownership.stop_loop()  # state.stopping is set: the loop ends at its next wake, starting nothing more
         manager.stop(state.settings.shutdown_grace_s)
         ownership.close()
 

@@ -488,6 +488,9 @@ export interface paths {
         /**
          * Job Events
          * @description Server-sent events: every state change and progress step of the job, then the stream ends.
+         *
+         *     A job another replica sharing the history runs has no events here: 409 ``job_elsewhere`` (its record,
+         *     ``GET /v1/jobs/{id}``, is shared; its stream is on its replica).
          */
         get: operations["job_events_v1_jobs__job_id__events_get"];
         put?: never;
