@@ -56,6 +56,52 @@ def _literal_continuation(points: np.ndarray, min_dist: np.ndarray, radius: floa
     return np.array(picks, dtype=np.int64)
 
 
+def test_extending_a_bank_skips_covered_points_and_picks_what_the_literal_loop_over_all_picks() -> None:
+    """A new point already within the radius of its nearest bank row is left out of the loop (it can never
+    be picked, and its distance decides nothing): the picks are the literal loop's over every new point."""
+    sampler = ApproximateGreedyCoreset(ratio=0.1, seed=0)
+    bank = _points(2000, 24, 3).astype(np.float32)
+    new = _points(3000, 24, 4).astype(np.float32)
+    nearest = torch.cdist(torch.from_numpy(new).double(), torch.from_numpy(bank).double()).argmin(dim=1).numpy()
+    points = sampler.project(new)
+    used, where = np.unique(nearest, return_inverse=True)
+    rows = sampler.project(bank[used])[where.reshape(-1)]
+    min_dist = np.sqrt(((points - rows) ** 2).sum(axis=1)).astype(np.float32)
+    radius = float(np.quantile(min_dist, 0.25))  # a quarter of the new points are covered already
+    extension = sampler.extend(bank, new, radius, nearest=nearest)
+    literal = _literal_continuation(points, min_dist, radius)
+    assert len(literal) > 10 and extension.radius == radius
+    assert np.array_equal(extension.chosen, np.sort(literal))
+    assert sampler.extend(bank, new, float(min_dist.max()), nearest=nearest).chosen.size == 0  # all covered
+
+
+def test_the_added_images_leave_own_out_is_the_whole_grown_banks() -> None:
+    """A teach's scores from the guard's distances and a search of the added rows equal a search of the
+    whole grown bank with the own image excluded."""
+    from eagle_iad.expert.leave_own_out import leave_own_out, leave_own_out_added
+    from eagle_iad.expert.search import make_search
+
+    old = torch.from_numpy(_points(3000, 32, 5).astype(np.float32))
+    new = torch.from_numpy(_points(1200, 32, 6).astype(np.float32))
+    ids = torch.arange(4, dtype=torch.int32).repeat_interleave(300)  # 4 new images of 300 patches
+    chosen = torch.from_numpy(np.random.default_rng(7).choice(1200, 150, replace=False)).sort().values
+    selected = torch.zeros(1200, dtype=torch.bool)
+    selected[chosen] = True
+    old_search = make_search("pruned")
+    old_search.fit(old, torch.full((3000,), 99, dtype=torch.int32))  # other images' rows
+    base, _ = old_search.search(new)
+    added = make_search("pruned")
+    added.fit(new[chosen].contiguous(), ids[chosen].contiguous())
+    fast = leave_own_out_added(new, ids, selected, base, added, 4)
+    grown = make_search("pruned")
+    grown.fit(torch.cat([old, new[chosen]]), torch.cat([torch.full((3000,), 99, dtype=torch.int32), ids[chosen]]))
+    whole = leave_own_out(new, ids, selected, grown, 4)
+    np.testing.assert_allclose(fast.patch_scores, whole.patch_scores, rtol=1e-6)
+    np.testing.assert_allclose(fast.image_scores, whole.image_scores, rtol=1e-6)
+    none = leave_own_out_added(new, ids, torch.zeros(1200, dtype=torch.bool), base, None, 4)
+    np.testing.assert_array_equal(none.patch_scores, base.numpy())  # nothing added: the old bank's distances
+
+
 @pytest.mark.parametrize("radius", [2.0, 4.5])
 def test_the_lazy_greedy_stopped_by_a_radius_picks_what_the_literal_loop_picks(radius: float) -> None:
     points = _points(5000, 24, 1)

@@ -317,17 +317,26 @@ class ApproximateGreedyCoreset:
             return Extension(np.empty(0, dtype=np.int64), radius)
         points = self.project(new)
         if nearest is not None:
-            rows = self.project(bank[nearest])
+            used, where = np.unique(nearest, return_inverse=True)  # project each bank row once, not per patch
+            rows = self.project(bank[used])[where.reshape(-1)]
             min_dist = np.sqrt(((points - rows) ** 2).sum(axis=1)).astype(np.float32)
+            del rows
         else:
             search = TorchExactSearch()
             search.fit(torch.from_numpy(np.ascontiguousarray(self.project(bank), dtype=np.float32)))
             dist, _ = search.search(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)))
             min_dist = dist.numpy().astype(np.float32)
+        # A point already within the radius can never be picked (the loop stops once the farthest point
+        # is within it, and until then the farthest is beyond it), and its distance never decides a pick:
+        # the loop over the others alone makes the same picks.
+        open_rows = np.flatnonzero(min_dist > radius)
+        if open_rows.size == 0:
+            return Extension(np.empty(0, dtype=np.int64), radius)
+        points, min_dist = points[open_rows], min_dist[open_rows]
         sq_norms = np.einsum("ij,ij->i", points, points)
         with _one_blas_thread():
             picks = _LazyGreedy(points, sq_norms, min_dist).run(points.shape[0], progress, radius=radius)
-        return Extension(np.sort(picks), radius)
+        return Extension(np.sort(open_rows[picks]), radius)
 
 
 def sample_rows(count: int, points: int, seed: int) -> np.ndarray:

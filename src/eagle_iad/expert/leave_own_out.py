@@ -61,11 +61,6 @@ def leave_own_out(
     """
     if n_images < 2:
         raise ConfigError("leave-own-out training scores need at least 2 training images")
-    use = ~selected
-    fully_selected = torch.ones(n_images, dtype=torch.bool)
-    fully_selected[patch_image_ids[use].long()] = False
-    if bool(fully_selected.any()):
-        use = use | fully_selected[patch_image_ids.long()]
     total = features.shape[0]
     patch_scores = torch.empty(total, dtype=torch.float32)
     for start in range(0, total, chunk_rows):
@@ -76,9 +71,62 @@ def leave_own_out(
         patch_scores[start:stop] = dist.float()
         if progress is not None:
             progress(stop, total)
+    return LeaveOwnOut(image_scores=_image_scores(patch_scores, patch_image_ids, selected, n_images),
+                       patch_scores=patch_scores.numpy())  # fmt: skip
+
+
+def _image_scores(
+    patch_scores: torch.Tensor, patch_image_ids: torch.Tensor, selected: torch.Tensor, n_images: int
+) -> np.ndarray:
+    """Per image, the largest score of its unselected patches (all of its patches if every one was selected)."""
+    use = ~selected
+    fully_selected = torch.ones(n_images, dtype=torch.bool)
+    fully_selected[patch_image_ids[use].long()] = False
+    if bool(fully_selected.any()):
+        use = use | fully_selected[patch_image_ids.long()]
     scores = torch.full((n_images,), float("-inf"), dtype=torch.float64)
     scores.scatter_reduce_(0, patch_image_ids[use].long(), patch_scores[use].double(), reduce="amax")
-    return LeaveOwnOut(image_scores=scores.numpy(), patch_scores=patch_scores.numpy())
+    result: np.ndarray = scores.numpy()
+    return result
+
+
+@torch.no_grad()
+def leave_own_out_added(
+    features: torch.Tensor,
+    patch_image_ids: torch.Tensor,
+    selected: torch.Tensor,
+    base_dist: torch.Tensor,
+    added_search: NearestNeighbourSearch | None,
+    n_images: int,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_rows: int = LOO_CHUNK_ROWS,
+) -> LeaveOwnOut:
+    """Leave-own-out of images added to a fitted bank (a teach), without searching the old bank again.
+
+    The grown bank is the old bank, whose rows all come from other images, plus the rows chosen from
+    the added images. So a new patch's distance to the grown bank minus its own image's rows is the
+    smaller of its distance to the old bank (``base_dist``: the teach's guard has measured it) and its
+    distance to the chosen rows of the *other* added images (``added_search``, fitted on those rows with
+    their image ids ``0 .. n_images - 1``, which ``patch_image_ids`` uses too; ``None`` when no row was
+added): the same minimum a
+    search of the whole grown bank finds, for a search of the few added rows. Both searches are exact;
+    the value of one pair's distance may differ in the last float32 bit between the two searches'
+    code paths, not more.
+    """
+    total = features.shape[0]
+    patch_scores = torch.empty(total, dtype=torch.float32)
+    for start in range(0, total, chunk_rows):
+        stop = min(total, start + chunk_rows)
+        base = base_dist[start:stop].float()
+        if added_search is None:
+            patch_scores[start:stop] = base
+        else:
+            dist, _ = added_search.search(features[start:stop], exclude_groups=patch_image_ids[start:stop].long())
+            patch_scores[start:stop] = torch.minimum(dist.float(), base)
+        if progress is not None:
+            progress(stop, total)
+    return LeaveOwnOut(image_scores=_image_scores(patch_scores, patch_image_ids, selected, n_images),
+                       patch_scores=patch_scores.numpy())  # fmt: skip
 
 
 def leave_own_out_scores(

@@ -36,7 +36,7 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.leave_own_out import leave_own_out_added
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
@@ -273,8 +273,15 @@ def teach(
         if progress is not None:
             progress("training scores", done, total)
 
-    own_out = leave_own_out(flat, new_ids, new_selected, search, n_old + count, progress=score_progress)
-    new_scores = own_out.image_scores[n_old:]
+    # The new images' scores: their distances to the old bank (the guard's) and to the rows of the other
+    # new images chosen into the bank; the old images' scores stay as they were (docs/METHOD.md).
+    local_ids = new_ids - n_old
+    added = None
+    if chosen.numel():
+        added = make_search(config.search)
+        added.fit(flat[chosen].contiguous(), local_ids[chosen].contiguous())
+    own_out = leave_own_out_added(flat, local_ids, new_selected, before_dist, added, count, progress=score_progress)
+    new_scores = own_out.image_scores
     if not bool(np.all(np.isfinite(new_scores))):
         raise ConfigError("a taught image cannot be scored against the bank without its own patches")
     scores = np.concatenate([model.train_scores, new_scores])
