@@ -146,8 +146,8 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
     model_dir: Path, tmp_path: Path, receiver: Receiver, postgres: Any  # noqa: F811
 ) -> None:
     """Two services on one PostgreSQL history (docs/PLANT.md): the station runs on the replica it was created
-    through; the other answers 409 for its figures but pauses and deletes it through the shared table; when
-    the first stops, the other takes the station over and delivers what was waiting."""
+    through; the other shows its figures from the shared tables and pauses, resumes and deletes it through
+    them; when the first stops, the other takes the station over and delivers what was waiting."""
     from eagle_iad.station.ownership import SYNC_INTERVAL_S
 
     url = postgres.new_database()
@@ -165,17 +165,25 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
             assert status == 201, info
             status, answer = _post(b.base, "/v1/stations", _body(receiver))
             assert (status, answer["error"]["code"]) == (409, "station_exists")
-            status, _, answer = call("GET", f"{b.base}/v1/stations/line-1")
+            status, answer = _post(b.base, "/v1/stations/line-1/trigger")  # only its replica has its source
             assert (status, answer["error"]["code"]) == (409, "station_elsewhere")
-            assert call("GET", f"{b.base}/v1/stations")[2] == []  # b runs none
             _drop(data / "incoming", _cells(2))
             _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 2, "two delivered by a")
-            assert _post(b.base, "/v1/stations/line-1/pause")[0] == 202  # through the table: a follows
+            # b shows it too, from the shared tables (one dashboard behind a proxy), all but its backlog
+            (seen,) = call("GET", f"{b.base}/v1/stations")[2]
+            assert (seen["station"], seen["state"], seen["inspected"]) == ("line-1", "running: on another replica", 2)
+            assert seen["sinks"]["webhook"]["delivered"] == 2 and seen["created_by"] == "api"
+            assert seen["warnings"] == ["backlog not visible here: the station runs on another replica (its figures "
+                                        "are shared)"]  # fmt: skip
+            assert call("GET", f"{b.base}/v1/stations/line-1")[2] == seen
+            status, paused = _post(b.base, "/v1/stations/line-1/pause")  # through the table: a follows
+            assert (status, paused["state"]) == (200, "paused")
             _until(a.base, "line-1", lambda i: i["state"] == "paused", "a paused through b")
             _drop(data / "incoming", _cells(3)[2:3])
             time.sleep(2 * SYNC_INTERVAL_S / 5)
             assert call("GET", f"{a.base}/v1/stations/line-1")[2]["inspected"] == 2
-            assert _post(b.base, "/v1/stations/line-1/resume")[0] == 202
+            status, resumed = _post(b.base, "/v1/stations/line-1/resume")
+            assert (status, resumed["state"]) == (200, "running: on another replica")
             _until(a.base, "line-1", lambda i: i["state"] == "running", "a resumed through b")
             _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 3, "the third delivered by a")
         # a stopped: its lock is gone, and b takes the station over at its next look at the table

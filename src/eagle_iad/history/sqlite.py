@@ -36,7 +36,7 @@ class _ProcessLease:
         return self._held
 
 
-class _Sqlite:
+class SqliteConnection:
     """``sqlite3.Connection`` seen through :class:`Connection` (its ``execute`` already takes ``?``)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -72,7 +72,7 @@ class SqliteHistory(HistoryBackend):
             raise ConfigError(f"history {self.path}: cannot be opened ({exc})") from None
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        return _Sqlite(db)
+        return SqliteConnection(db)
 
     def alive(self, db: Connection) -> bool:
         return True
@@ -84,7 +84,7 @@ class SqliteHistory(HistoryBackend):
         db.execute("BEGIN IMMEDIATE")
 
     def in_transaction(self, db: Connection) -> bool:
-        return cast(_Sqlite, db).raw.in_transaction
+        return cast(SqliteConnection, db).raw.in_transaction
 
     def columns(self, db: Connection, table: str) -> set[str]:
         return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}

@@ -12,6 +12,7 @@ service, and their figures in ``/metrics``.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,12 @@ from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER, audit_detail
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
-from eagle_iad.station.config import station_from_table
+from eagle_iad.station.config import StationConfig, station_from_table
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationManager
-from eagle_iad.station.status import open_read_only, station_status
+from eagle_iad.station.status import StationFacts, open_read_only, station_figures, station_status
 
 LOG = logging.getLogger("eagle_iad.station")
 
@@ -130,16 +131,46 @@ def _get(request: Request, name: str) -> Running:
     running = _manager(request).get(name)
     if running is None:
         if _elsewhere(request, name) is not None:
-            raise ApiError(409, f"station {name!r} runs on another replica sharing this history; ask that one (or "
-                           "pause, resume or delete it from here)", code="station_elsewhere")  # fmt: skip
+            raise ApiError(409, f"station {name!r} runs on another replica sharing this history; only that one can "
+                           "do this", code="station_elsewhere")  # fmt: skip
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     return running
+
+
+def _remote_info(state: ServiceState, name: str, spec: dict[str, Any], paused: bool) -> dict[str, Any]:
+    """A station another replica runs, as this one sees it: its figures from the shared tables (all but its
+    backlog, which only its replica sees), its state as the shared table says."""
+    source = spec.get("source") or {}
+    where = next((str(source[key]) for key in ("path", "url", "device") if source.get(key) is not None), "")
+    defaults = {f.name: f.default for f in fields(StationConfig)}
+    sinks = [(str(sink.get("name") or sink.get("kind")), str(sink.get("kind"))) for sink in spec.get("sinks", [])]
+    facts = StationFacts(
+        name, str(spec.get("category")), f"{source.get('kind')} {where} (on another replica)".replace("  ", " "),
+        None, sinks, int(spec.get("backlog_limit", defaults["backlog_limit"])),
+        float(spec.get("deadline_s", defaults["deadline_s"])),
+    )  # fmt: skip
+    db = open_read_only(state.settings.history_url)
+    try:
+        figures = station_figures(db, facts)
+    finally:
+        db.close()
+    return {**figures, "state": "paused" if paused else "running: on another replica", "created_by": "api",
+            "spec": spec}  # fmt: skip
+
+
+def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
+    """The shared table's stations this replica does not run (none with one service on its own history)."""
+    state, manager = _state(request), _manager(request)
+    if not state.store.shared:
+        return []
+    return [row for row in StationTables(state.store).specs() if manager.get(row[0]) is None]
 
 
 @router.get("/stations", dependencies=VIEWER, response_model=list[StationInfo])
 def list_stations(request: Request) -> list[dict[str, Any]]:
     state = _state(request)
-    return [_info(state, running) for running in _manager(request).all()]
+    here = [_info(state, running) for running in _manager(request).all()]
+    return here + [_remote_info(state, *row) for row in _remote_specs(request)]
 
 
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
@@ -172,13 +203,15 @@ def create_station(body: StationBody, request: Request) -> dict[str, Any]:
 
 @router.get("/stations/{name}", dependencies=VIEWER, response_model=StationInfo)
 def get_station(name: str, request: Request) -> dict[str, Any]:
+    if _manager(request).get(name) is None and (found := _elsewhere(request, name)) is not None:
+        return _remote_info(_state(request), name, *found)
     return _info(_state(request), _get(request, name))
 
 
-def _set_paused(request: Request, name: str, paused: bool) -> Any:
-    if _manager(request).get(name) is None and _elsewhere(request, name) is not None:
+def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
+    if _manager(request).get(name) is None and (found := _elsewhere(request, name)) is not None:
         StationTables(_state(request).store).set_paused(name, paused)  # its replica follows within SYNC_INTERVAL_S
-        return Response(status_code=202)
+        return _remote_info(_state(request), name, found[0], paused)
     running = _get(request, name)
     running.user_paused = paused
     if running.spec is not None:
@@ -187,21 +220,22 @@ def _set_paused(request: Request, name: str, paused: bool) -> Any:
 
 
 @router.post("/stations/{name}/pause", dependencies=OPERATOR, response_model=StationInfo)
-def pause_station(name: str, request: Request) -> Any:
-    """Stop taking images (the image in hand is finished; deliveries go on). 202 without a body: the station
-    runs on another replica sharing the history, which pauses it within seconds (docs/PLANT.md)."""
+def pause_station(name: str, request: Request) -> dict[str, Any]:
+    """Stop taking images (the image in hand is finished; deliveries go on). A station another replica
+    sharing the history runs is paused there within seconds (docs/PLANT.md)."""
     return _set_paused(request, name, True)
 
 
 @router.post("/stations/{name}/resume", dependencies=OPERATOR, response_model=StationInfo)
-def resume_station(name: str, request: Request) -> Any:
+def resume_station(name: str, request: Request) -> dict[str, Any]:
     return _set_paused(request, name, False)
 
 
 @router.post("/stations/{name}/retry", dependencies=OPERATOR, response_model=Requeued)
 def retry_station(name: str, request: Request) -> dict[str, Any]:
     """Dead letters back in their queues, tries counted afresh (the receiver was fixed)."""
-    _get(request, name)
+    if _elsewhere(request, name) is None:
+        _get(request, name)  # 404 for no such station (one that runs elsewhere: its outbox is shared)
     return {"requeued": StationTables(_state(request).store).requeue_dead(name)}
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eagle_iad.history import open_backend
-from eagle_iad.history.backend import Connection, Cursor
-from eagle_iad.history.sqlite import SqliteHistory
+from eagle_iad.history.backend import Connection
+from eagle_iad.history.sqlite import SqliteConnection, SqliteHistory
 from eagle_iad.station.config import StationConfig
 
 #: Images the latency percentiles are computed over (the most recent).
@@ -33,23 +33,39 @@ def open_read_only(database: Path | str) -> Connection:
     shared database a history URL names."""
     backend = open_backend(database)
     if isinstance(backend, SqliteHistory):
-        return _ReadOnly(sqlite3.connect(f"file:{backend.path}?mode=ro", uri=True))
+        return SqliteConnection(sqlite3.connect(f"file:{backend.path}?mode=ro", uri=True))
     return backend.connect()
 
 
-class _ReadOnly:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.raw = db
+@dataclass(frozen=True)
+class StationFacts:
+    """What the figures need to know of a station besides its tables: from its running configuration, or
+    (a station another replica runs) from the spec kept in the history."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        return self.raw.execute(sql, params)
+    name: str
+    category: str
+    source: str
+    #: Images waiting in its source (``None``: not visible from this process).
+    backlog: int | None
+    #: ``(name, kind)`` of each sink.
+    sinks: list[tuple[str, str]]
+    backlog_limit: int
+    deadline_s: float
 
-    def close(self) -> None:
-        self.raw.close()
+    @classmethod
+    def of(cls, config: StationConfig) -> StationFacts:
+        return cls(config.name, config.category, config.source.describe(), config.source.backlog(),
+                   [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
+                   config.deadline_s)  # fmt: skip
 
 
 def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
     """One station's figures (the JSON ``eagle station status`` prints)."""
+    return station_figures(db, StationFacts.of(config))
+
+
+def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
+    """One station's figures from its tables and ``config``."""
     name = config.name
     now = time.time()
 
@@ -77,15 +93,15 @@ def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
         {f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 95, 99)} if latencies.size else None
     )
     sinks: dict[str, dict[str, Any]] = {}
-    for sink in config.sinks:
+    for sink_name, kind in config.sinks:
         counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox WHERE station = ? AND sink = ? GROUP BY state",
-                                 (name, sink.sink.name)).fetchall())  # fmt: skip
+                                 (name, sink_name)).fetchall())  # fmt: skip
         error = db.execute(
             "SELECT last_error FROM outbox WHERE station = ? AND sink = ? AND last_error IS NOT NULL "
-            "ORDER BY seq DESC LIMIT 1", (name, sink.sink.name),
+            "ORDER BY seq DESC LIMIT 1", (name, sink_name),
         ).fetchone()  # fmt: skip
-        sinks[sink.sink.name] = {
-            "kind": sink.sink.kind,
+        sinks[sink_name] = {
+            "kind": kind,
             "pending": int(counts.get("pending", 0)),
             "delivered": int(counts.get("delivered", 0)),
             "dead_letters": int(counts.get("dead", 0)),
@@ -101,8 +117,10 @@ def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
         last_verdict = {"image": last[0], "record_id": last[1], "time": last[2],
                         "decision": None if decision is None else decision[0],
                         "score": None if decision is None else decision[1]}  # fmt: skip
-    backlog = config.source.backlog()
+    backlog = config.backlog or 0
     warnings = []
+    if config.backlog is None:
+        warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
     if backlog > config.backlog_limit:
         warnings.append(f"backlog {backlog} is over the limit {config.backlog_limit}")
     if latency is not None and latency["p95"] > config.deadline_s:
@@ -113,7 +131,7 @@ def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
     return {
         "station": name,
         "category": config.category,
-        "source": config.source.describe(),
+        "source": config.source,
         "inspected": inspected,
         "failed": failed,
         "backlog": backlog,

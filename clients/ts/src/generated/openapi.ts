@@ -641,8 +641,8 @@ export interface paths {
         put?: never;
         /**
          * Pause Station
-         * @description Stop taking images (the image in hand is finished; deliveries go on). 202 without a body: the station
-         *     runs on another replica sharing the history, which pauses it within seconds (docs/PLANT.md).
+         * @description Stop taking images (the image in hand is finished; deliveries go on). A station another replica
+         *     sharing the history runs is paused there within seconds (docs/PLANT.md).
          */
         post: operations["pause_station_v1_stations__name__pause_post"];
         delete?: never;
