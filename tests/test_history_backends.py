@@ -20,7 +20,7 @@ from conftest import wait_s
 from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError, HistoryUnavailableError
 from eagle_iad.history import BACKENDS, history_backend, open_backend
-from eagle_iad.history.backend import positional_to_format, redact, scrub
+from eagle_iad.history.backend import positional_to_format, redact, scrub, secrets_of
 from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION
 from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.service.access import Caller
@@ -375,6 +375,14 @@ def test_passwords_are_hidden_however_the_url_is_written() -> None:
         "postgresql://u@h/db?sslmode=require&password=***&x=1"
     )
     assert redact("postgresql://h/db") == "postgresql://h/db"
+    # what libpq reads as the password, whatever it holds: '?', '#', '@', and '#' in a parameter
+    assert redact("postgresql://u:pa?ss@host/db") == "postgresql://u:***@host/db"
+    assert redact("postgresql://u:pa#ss@host/db") == "postgresql://u:***@host/db"
+    assert redact("postgresql://u:p@ss@host/db") == "postgresql://u:***@host/db"
+    assert redact("postgresql://u@h/db?password=ab#cd") == "postgresql://u@h/db?password=***"
+    assert redact("postgresql://u:pw@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    assert set(secrets_of("postgresql://u:pa?ss@host/db")) >= {"pa?ss"}
+    assert scrub("could not translate host name", "postgresql://u:a@h/db") == "could not translate host name"
     assert scrub(
         'invalid percent-encoded token: "p%zzsecret" and hunter2', "postgresql://u:p%zzsecret@h/db?password=hunter2"
     ) == ('invalid percent-encoded token: "***" and ***')

@@ -137,32 +137,59 @@ def history_backend(scheme: str) -> Callable[[type[HistoryBackend]], type[Histor
     return decorate
 
 
-_USERINFO_PASSWORD = re.compile(r"(://[^/@?#]*?:)[^/@?#]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def _authority(url: str) -> tuple[int, int] | None:
+    """Where the ``user[:password]@host`` part of ``url`` starts and ends (``None``: no ``scheme://``)."""
+    if "://" not in url:
+        return None
+    start = url.index("://") + 3
+    slash = url.find("/", start)
+    return start, len(url) if slash < 0 else slash
 
 
 def secrets_of(url: str) -> list[str]:
-    """The passwords ``url`` carries (in its user part or a ``password=`` parameter), raw and decoded:
-    what :func:`redact` hides, and what an error message quoting the URL must not show."""
+    """The passwords ``url`` carries, raw and decoded, longest first: what :func:`redact` hides and what
+    :func:`scrub` removes from a driver's message. The password is what libpq itself reads (when psycopg
+    is installed), and, read here: everything between the first ``:`` of the user part and its last
+    ``@`` (so ``?``, ``#`` and ``@`` inside a password count), and every ``password=`` parameter."""
     found = []
-    user = re.search(r"://[^/@?#]*?:([^/@?#]*)@", url)
-    if user and user.group(1):
-        found.append(user.group(1))
-    found += [m.group(1) for m in re.finditer(r"[?&]password=([^&#]*)", url, re.IGNORECASE) if m.group(1)]
+    where = _authority(url)
+    if where is not None:
+        authority = url[where[0] : where[1]]
+        user, at, _ = authority.rpartition("@")
+        if at and ":" in user:
+            found.append(user.split(":", 1)[1])
+    found += [m.group(1) for m in re.finditer(r"[?&]password=([^&]*)", url, re.IGNORECASE)]
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        found.append(str(conninfo_to_dict(url).get("password") or ""))
+    except Exception:  # no psycopg, or a URL libpq cannot read: what was found above
+        pass
     return sorted({*found, *(unquote(f) for f in found)} - {""}, key=len, reverse=True)
 
 
 def redact(url: str) -> str:
     """``url`` with any password replaced by ``***`` (several hosts, odd characters and bad percent
     escapes included: nothing here parses the URL beyond finding where a password is)."""
-    url = _USERINFO_PASSWORD.sub(r"\1***@", url)
+    where = _authority(url)
+    if where is not None:
+        authority = url[where[0] : where[1]]
+        user, at, host = authority.rpartition("@")
+        if at and ":" in user:
+            authority = f"{user.split(':', 1)[0]}:***@{host}"
+        url = url[: where[0]] + authority + url[where[1] :]
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` (a driver's error message) with the passwords of ``url`` replaced by ``***``."""
+    """``text`` (a driver's error message) with the passwords of ``url`` replaced by ``***`` (those of
+    three characters or more: a shorter one would blank letters of every word, and guards little)."""
     for secret in secrets_of(url):
-        text = text.replace(secret, "***")
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
     return text
 
 

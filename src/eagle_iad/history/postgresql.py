@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 #: Seconds a connection attempt may take before the history is reported unreachable.
 CONNECT_TIMEOUT_S = 10
-#: TCP keepalives (libpq's parameters): an idle lock connection whose server went away is noticed within
-#: about 25 s by the kernel, not hours, so :meth:`_AdvisoryLease.held` turns false promptly.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+#: TCP keepalives and a user timeout (libpq's parameters): an idle lock connection whose server went away
+#: is noticed within about 25 s, and a statement sent into a silent network within 20 s, not the kernel's
+#: 15 minutes of retransmissions, so :meth:`_AdvisoryLease.held` answers promptly.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+              "tcp_user_timeout": 20000}  # fmt: skip
 
 _log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import threading
 import time
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from eagle_iad.errors import EagleError
+from eagle_iad.errors import EagleError, HistoryUnavailableError
 from eagle_iad.expert import ExpertConfig, fit, save
 from eagle_iad.history.backend import Lease
 from eagle_iad.mllm.serving import ApiError
@@ -53,6 +54,9 @@ class JobRecords(Protocol):
     def save_job(self, record: dict[str, Any]) -> None: ...
 
     def load_job(self, job_id: str) -> dict[str, Any] | None: ...
+
+
+_log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -100,7 +104,14 @@ class FitJob:
         try:
             if self.records is not None and (event == "state" or now - self._persisted >= PERSIST_INTERVAL_S):
                 self._persisted = now
-                self.records.save_job(self.to_dict())
+                try:
+                    self.records.save_job(self.to_dict())
+                except Exception:
+                    if event == "state":
+                        raise
+                    # A progress step that could not be recorded (the history away for a moment): the fit
+                    # goes on, and the next step or its end records it.
+                    _log.warning("fit job %s: its progress could not be recorded", self.id, exc_info=True)
         finally:
             if event == "state" and self.finished and self.lease is not None:
                 lease, self.lease = self.lease, None
@@ -191,12 +202,16 @@ class _Leases:
 def claim_all(claim: Callable[[str], Lease | None], names: list[str]) -> Lease | None:
     """Every lock in ``names``, or none of them (``None``) if another process holds any."""
     held: list[Lease] = []
-    for name in names:
-        lease = claim(name)
-        if lease is None:
-            _Leases(held).release()
-            return None
-        held.append(lease)
+    try:
+        for name in names:
+            lease = claim(name)
+            if lease is None:
+                _Leases(held).release()
+                return None
+            held.append(lease)
+    except BaseException:  # the database went away half-way: none of them stays held
+        _Leases(held).release()
+        raise
     return _Leases(held)
 
 
@@ -364,6 +379,8 @@ class JobManager:
                 if not job.finished:  # else shutdown() recorded it when the grace period ran out
                     self.interrupted += 1
                     job.interrupt()
+        except HistoryUnavailableError:
+            self._fail(job, "the history database was unreachable during the fit; start the fit again")
         except EagleError as exc:
             self._fail(job, job.scrub(str(exc)))
         except Exception as exc:  # a bug: reported on the job rather than lost in a worker thread

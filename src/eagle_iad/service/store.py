@@ -94,7 +94,7 @@ class InspectionStore:
     def interrupt_unfinished_jobs(self, claim: Callable[[dict[str, Any]], Lease | None] | None = None) -> int:
         """Mark jobs left queued or running by a stopped service as failed (they will never finish).
 
-        ``claim``: the lock a live job holds (its category's fit lock); a job whose lock another process
+        ``claim``: the lock a live job holds (its job lock); a job whose lock another process
         still holds is running on another replica and is left alone. Without it, every unfinished job is
         taken for dead (one service owns the history).
         """

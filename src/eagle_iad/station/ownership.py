@@ -41,6 +41,9 @@ class StationOwnership:
         self.configure = configure
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
+        #: Held by :meth:`sync` and by the routes that change stations (create, pause, resume, delete), so a
+        #: sync never acts on a table it read before such a change.
+        self.changing = threading.RLock()
         self._thread: threading.Thread | None = None
 
     def claim(self, name: str) -> bool:
@@ -63,6 +66,10 @@ class StationOwnership:
 
     def sync(self) -> None:
         """Start the table's stations this replica can claim; stop those deleted, follow pauses, elsewhere."""
+        with self.changing:
+            self._sync()
+
+    def _sync(self) -> None:
         specs = {name: (spec, paused) for name, spec, paused in StationTables(self.state.store).specs()}
         for running in self.manager.all():
             if running.spec is None:

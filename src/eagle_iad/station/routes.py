@@ -175,6 +175,11 @@ def list_stations(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
 def create_station(body: StationBody, request: Request) -> dict[str, Any]:
+    with _ownership(request).changing:
+        return _create(body, request)
+
+
+def _create(body: StationBody, request: Request) -> dict[str, Any]:
     state, manager = _state(request), _manager(request)
     if manager.get(body.name) is not None or _elsewhere(request, body.name) is not None:
         raise ApiError(409, f"station {body.name!r} exists already; delete it first", code="station_exists")
@@ -209,6 +214,11 @@ def get_station(name: str, request: Request) -> dict[str, Any]:
 
 
 def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
+    with _ownership(request).changing:
+        return _set_paused_now(request, name, paused)
+
+
+def _set_paused_now(request: Request, name: str, paused: bool) -> dict[str, Any]:
     if _manager(request).get(name) is None and (found := _elsewhere(request, name)) is not None:
         StationTables(_state(request).store).set_paused(name, paused)  # its replica follows within SYNC_INTERVAL_S
         return _remote_info(_state(request), name, found[0], paused)
@@ -254,6 +264,11 @@ def trigger_station(name: str, request: Request) -> Response:
 def delete_station(name: str, request: Request) -> Response:
     """Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
     (a station created again under this name delivers them)."""
+    with _ownership(request).changing:
+        return _delete(name, request)
+
+
+def _delete(name: str, request: Request) -> Response:
     state = _state(request)
     if _manager(request).get(name) is None and _elsewhere(request, name) is not None:
         StationTables(state.store).delete_spec(name)  # its replica stops it within SYNC_INTERVAL_S

@@ -406,6 +406,10 @@ class StationManager:
             close()
 
 
+#: Seconds between checks that ``eagle station run`` still holds its stations' locks in a shared history.
+LEASE_CHECK_S = 5.0
+
+
 def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
@@ -422,8 +426,15 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
                                          f"the history {where}; stop it there first")  # fmt: skip
             leases.append(lease)
         manager.add_all(stations.stations)
+        checked = time.monotonic()
         while not (until_idle and manager.idle()):
             time.sleep(0.1)
+            if leases and time.monotonic() - checked >= LEASE_CHECK_S:
+                checked = time.monotonic()
+                lost = [s.name for s, lease in zip(stations.stations, leases, strict=True) if not lease.held()]
+                if lost:  # the database dropped our locks (a restart): another process may take these now
+                    raise StationConfigError(f"{stations.path}: lost the lock of station(s) {', '.join(lost)} in the "
+                                             "history (the database restarted?); stopped, start again")  # fmt: skip
     finally:
         manager.stop(settings.shutdown_grace_s)
         for lease in leases:
