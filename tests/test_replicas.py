@@ -4,7 +4,6 @@ pictures folder (docs/PLANT.md). Real processes (SIGKILL needs one) on a real Po
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import threading
@@ -14,7 +13,7 @@ from typing import Any
 
 from conftest import wait_s
 from test_service import ServeProcess, call, inspect_request
-from test_service_faults import _first_progress, _kill, fitted
+from test_service_faults import Burst, _first_progress, _kill, fitted
 
 from eagle_iad.service.store import INTERRUPTED, InspectionStore
 
@@ -96,33 +95,12 @@ def test_a_burst_over_two_replicas_loses_nothing_when_one_is_killed(
     url = postgres.new_database()
     a = _replica(fitted, fitted["models"], tmp_path, url, "a")
     b = _replica(fitted, fitted["models"], tmp_path, url, "b")
-    answered: dict[int, dict[str, Any]] = {}
-    cut: list[int] = []
-    refused: list[tuple[int, Any]] = []
-
-    def one(index: int) -> None:
-        target = a if index % 2 else b
-        image = fitted["images"][index % len(fitted["images"])]
-        try:
-            status, _, body = inspect_request(target.base, image, filename=f"burst{index:02d}.png")
-        except (OSError, http.client.HTTPException):  # the killed replica's connections
-            cut.append(index)
-            return
-        if status == 200:
-            answered[index] = body
-        else:
-            refused.append((status, body))
-
+    burst = Burst(lambda index: (a if index % 2 else b).base, fitted["images"], 16)
     try:
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + wait_s(180)
-        while sum(index % 2 for index in answered) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        burst.start().wait_until(lambda answered: sum(index % 2 for index in answered) >= 2)
         _kill(a)
-        for thread in threads:
-            thread.join(wait_s(120))
+        burst.join(wait_s(120))
+        answered, cut, refused = burst.answered, burst.cut, burst.refused
         assert not refused, refused
         assert all(index % 2 == 0 for index in range(16) if index not in answered and index not in cut)
         assert not [index for index in cut if index % 2 == 0]  # the survivor's requests were all answered

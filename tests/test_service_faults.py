@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,47 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
+class Burst:
+    """``count`` concurrent inspections of ``images`` (request ``i`` to ``base_of(i)``, named ``burstNN.png``),
+    sorted as they end: answered (200, the record by index), refused (another status) or cut (the
+    connection reset or closed mid-answer, as a kill does)."""
+
+    def __init__(self, base_of: Callable[[int], str], images: list[bytes], count: int) -> None:
+        self.base_of = base_of
+        self.images = images
+        self.answered: dict[int, dict[str, Any]] = {}
+        self.cut: list[int] = []
+        self.refused: list[tuple[int, Any]] = []
+        self.threads = [threading.Thread(target=self._one, args=(i,)) for i in range(count)]
+
+    def _one(self, index: int) -> None:
+        image = self.images[index % len(self.images)]
+        try:
+            status, _, body = inspect_request(self.base_of(index), image, filename=f"burst{index:02d}.png")
+        except (OSError, http.client.HTTPException):
+            self.cut.append(index)
+            return
+        if status == 200:
+            self.answered[index] = body
+        else:
+            self.refused.append((status, body))
+
+    def start(self) -> Burst:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def wait_until(self, enough: Callable[[dict[int, dict[str, Any]]], bool]) -> None:
+        """Until ``enough(answered)``, every request ended, or a generous deadline."""
+        deadline = time.monotonic() + wait_s(180)
+        while not enough(self.answered) and time.monotonic() < deadline and any(t.is_alive() for t in self.threads):
+            time.sleep(0.005)
+
+    def join(self, timeout_s: float) -> None:
+        for thread in self.threads:
+            thread.join(timeout_s)
+
+
 # --------------------------------------------------------------------------------------------- kills
 
 
@@ -91,31 +132,11 @@ def test_sigkill_during_a_burst_of_inspections_then_restart(fitted: dict[str, An
     state = tmp_path / "state"
     args = _args(fitted["models"], state)
     server = ServeProcess(args)
-    answered: dict[int, dict[str, Any]] = {}
-    cut: list[int] = []
-    refused: list[tuple[int, Any]] = []
-
-    def one(index: int) -> None:
-        image = fitted["images"][index % len(fitted["images"])]
-        try:
-            status, _, body = inspect_request(server.base, image, filename=f"burst{index:02d}.png")
-        except (OSError, http.client.HTTPException):  # connection reset or closed mid-answer by the kill
-            cut.append(index)
-            return
-        if status == 200:
-            answered[index] = body
-        else:
-            refused.append((status, body))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]  # under --max-inspections (16)
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + wait_s(180)
-    while len(answered) < 3 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
-        time.sleep(0.005)
+    burst = Burst(lambda index: server.base, fitted["images"], 12).start()  # under --max-inspections (16)
+    burst.wait_until(lambda answered: len(answered) >= 3)
     _kill(server)
-    for thread in threads:
-        thread.join(wait_s(60))
+    burst.join(wait_s(60))
+    answered, cut, refused = burst.answered, burst.cut, burst.refused
     assert not refused, refused
     assert len(answered) >= 3 and cut, f"{len(answered)} answered, {len(cut)} cut: the kill missed the burst"
 

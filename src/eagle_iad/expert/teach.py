@@ -266,8 +266,6 @@ def teach(
     new_selected[chosen] = True
     grown = torch.cat([model.bank, flat[chosen]]).contiguous()
     grown_ids = torch.cat([model.bank_image_ids, new_ids[chosen]]).contiguous()
-    search = make_search(config.search)
-    search.fit(grown, grown_ids)
 
     def score_progress(done: int, total: int) -> None:
         if progress is not None:
@@ -331,9 +329,12 @@ def teach(
         map_maxima=maxima,
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
     )
-    candidate = Expert(taught, expert.extractor, search)
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
-    after = _score_labelled(candidate, labelled, "labelled (after)", progress)
+    after: list[tuple[LabelledImage, float, bool]] = []
+    if labelled:  # the taught model's search is built only to score them: a load builds its own
+        search = make_search(config.search)
+        search.fit(grown, grown_ids)
+        after = _score_labelled(Expert(taught, expert.extractor, search), labelled, "labelled (after)", progress)
     entry["labelled"] = {"before": _errors(before), "after": _errors(after)}
     caught = {image.where for image, _, anomalous in before if image.label == "anomalous" and anomalous}
     # Only a defect the model caught and would now pass stops a teach; one it already missed is not its doing.
