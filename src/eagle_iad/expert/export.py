@@ -32,6 +32,7 @@ from eagle_iad.choices import EXPORT_FORMATS
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import FEATURE_STRIDE
+from eagle_iad.expert.graph_search import GraphSearch
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.file_hash import file_sha256 as file_sha256
@@ -79,8 +80,6 @@ def reflect_indices(length: int, radius: int) -> np.ndarray:
 class DeployGraph(nn.Module):
     """uint8 ``N x H x W x 3`` RGB → (``score`` ``N``, ``map`` ``N x H x W``), as :class:`Expert` computes them."""
 
-    bank: torch.Tensor
-    bank_sq: torch.Tensor
     offset: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
@@ -103,9 +102,7 @@ class DeployGraph(nn.Module):
         self.origins = form.origins
         self.tile = form.tile
         self.grid = model.grid
-        bank = model.bank.float().contiguous()
-        self.register_buffer("bank", bank)
-        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
+        self.search = GraphSearch(model.bank)
         offset = model.map_offset
         height, width = self.input_hw
         cells = (height // FEATURE_STRIDE, width // FEATURE_STRIDE)
@@ -131,10 +128,8 @@ class DeployGraph(nn.Module):
         shallow, deep = self.extractor(x)
         patches = aggregate(shallow, deep, self.pretrain_dim, self.target_dim)
         queries = patches.reshape(-1, self.target_dim)
-        # search.TorchExactSearch: the expansion picks the neighbour, its distance is recomputed directly.
-        d2 = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.bank.T, beta=1.0, alpha=-2.0)
-        nearest = d2.argmin(dim=1)
-        dist = torch.linalg.vector_norm(queries - self.bank[nearest], dim=1)
+        # graph_search.GraphSearch finds the nearest row exactly; its distance is recomputed directly.
+        _, dist = self.search(queries)
         grids = dist.reshape(-1, len(self.origins), self.grid[0], self.grid[1])
         rows, cols = height // FEATURE_STRIDE, width // FEATURE_STRIDE
         if len(self.origins) == 1:
@@ -209,7 +204,9 @@ def _export_openvino(onnx_path: Path, folder: Path) -> list[str]:
     return [OPENVINO_XML, OPENVINO_BIN]
 
 
-def sidecar_record(expert: Expert, fmt: str, files: list[str], external: str | None, opset: int) -> dict[str, Any]:
+def sidecar_record(
+    expert: Expert, fmt: str, files: list[str], external: str | None, opset: int, search: dict[str, Any]
+) -> dict[str, Any]:
     """The sidecar: everything a runtime needs besides the graph (docs/DEPLOY.md, "The sidecar")."""
     model = expert.model
     config = model.config
@@ -235,6 +232,7 @@ def sidecar_record(expert: Expert, fmt: str, files: list[str], external: str | N
                 "map": {"dtype": "float32", "shape": ["N", height, width]},
             },
         },
+        "search": search,
         "backbone": {"name": model.backbone.name, "sha256": model.backbone.sha256},
         "grid": list(model.grid),
         "preprocessing": {
@@ -328,7 +326,8 @@ def export_expert(
         opset = graph_opset(onnx_dir / ONNX_FILE)
         if fmt == "openvino":
             files, external = _export_openvino(onnx_dir / ONNX_FILE, staging), None
-        record = sidecar_record(expert, fmt, files, external, opset)
+        patches = len(graph.origins) * graph.grid[0] * graph.grid[1]
+        record = sidecar_record(expert, fmt, files, external, opset, graph.search.describe(patches))
         record["graph"]["sha256"] = {name: file_sha256(staging / name) for name in files}
         (staging / SIDECAR).write_text(seal_sidecar(record), encoding="utf-8")
         if report is not None and external is not None:

@@ -73,7 +73,6 @@ def _neighbourhoods(shallow: torch.Tensor, deep: torch.Tensor) -> tuple[torch.Te
     return shallow, deep
 
 
-@functools.lru_cache(maxsize=32)
 def channel_pooling(
     shallow_channels: int, deep_channels: int, pretrain_dim: int, target_dim: int, dtype: torch.dtype, device: Any
 ) -> torch.Tensor:
@@ -82,16 +81,28 @@ def channel_pooling(
     Row ``c`` is what channel ``c`` contributes to each output feature. Built in numpy from
     ``adaptive_avg_pool1d``'s windows (output ``i`` of ``n`` from ``m`` inputs averages inputs
     ``floor(i m / n)`` to ``ceil((i + 1) m / n)``), so an exported graph holds it as one constant
-    rather than the ops that made it; the test checks it against the poolings themselves. Cached:
-    a backbone has one pair of widths.
+    rather than the ops that made it; the test checks it against the poolings themselves.
+
+    The numpy array is cached (a backbone has one pair of widths), never the tensor: a tensor made
+    while ``torch.export`` traces belongs to that trace, and a cached one made the process's next
+    export fail its trace and fall back to a strict one that never finished.
     """
+    array = _pooling_array(shallow_channels, deep_channels, pretrain_dim, target_dim, dtype == torch.float32)
+    return torch.from_numpy(array).to(dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=32)
+def _pooling_array(
+    shallow_channels: int, deep_channels: int, pretrain_dim: int, target_dim: int, single: bool
+) -> np.ndarray:
+    """:func:`channel_pooling`'s matrix in float64, or rounded once to float32 when ``single``."""
     first = _adaptive_average(shallow_channels, pretrain_dim)
     second = _adaptive_average(deep_channels, pretrain_dim)
     stages = np.zeros((shallow_channels + deep_channels, 2 * pretrain_dim))
     stages[:shallow_channels, :pretrain_dim] = first
     stages[shallow_channels:, pretrain_dim:] = second
     combined = stages @ _adaptive_average(2 * pretrain_dim, target_dim)
-    return torch.from_numpy(combined).to(dtype=dtype, device=device).contiguous()
+    return np.ascontiguousarray(combined.astype(np.float32) if single else combined)
 
 
 def _adaptive_average(inputs: int, outputs: int) -> np.ndarray:

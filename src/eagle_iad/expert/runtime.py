@@ -184,6 +184,16 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
     )
 
 
+def _images_per_run(record: dict[str, Any], where: Path) -> int:
+    search = record.get("search")
+    if search is None:
+        return 1 << 30
+    value = search.get("images_per_run") if isinstance(search, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ModelFormatError(f"{where}: malformed sidecar (search.images_per_run {value!r})")
+    return value
+
+
 class GraphExpert(Expert):
     """An :class:`Expert` whose score and map come from an exported graph (``onnx`` or ``openvino``)."""
 
@@ -206,6 +216,9 @@ class GraphExpert(Expert):
                 raise ModelFormatError(
                     f"{graph}: declares opset {opset} but its sidecar says {declared!r}; export the model again"
                 )
+        #: Images per run of the graph (the sidecar's ``search.images_per_run``; an export written
+        #: before it has none, and its graph takes each chunk whole, as it did).
+        self.per_run = _images_per_run(record, folder / SIDECAR)
         if runtime == "onnx":
             if fmt != "onnx":
                 raise ConfigError(
@@ -232,7 +245,10 @@ class GraphExpert(Expert):
             for start in range(0, len(sources), size):
                 chunk = sources[start : start + size]
                 prepared = [host_input(s if isinstance(s, np.ndarray) else load_rgb(s), config) for s in chunk]
-                scores, maps = self.runner(np.stack([pixels for pixels, _ in prepared]))
+                pixels = np.stack([p for p, _ in prepared])
+                runs = [self.runner(pixels[i : i + self.per_run]) for i in range(0, len(pixels), self.per_run)]
+                scores = np.concatenate([score for score, _ in runs])
+                maps = np.concatenate([heat for _, heat in runs])
                 for (_, geometry), value, heat in zip(prepared, scores, maps, strict=True):
                     score = float(value)
                     results.append(

@@ -241,7 +241,7 @@ class PrunedExactSearch:
             self._basis = None
             return
         self._mean = self.bank.mean(dim=0)
-        basis = _principal_basis(self.bank, self._mean, dims)
+        basis = principal_basis(self.bank, self._mean, dims)
         self._basis = basis.float().contiguous()
         # |V32^T x| <= sigma |x|: V64 is orthonormal to ~1e-15 and each V32 entry is within u of it.
         self._sigma = 1.0 + _U32 * math.sqrt(dims) * 1.01 + 1e-12
@@ -608,7 +608,7 @@ def _group_ranges(groups: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tens
     return starts, stops
 
 
-def _principal_basis(bank: torch.Tensor, mean: torch.Tensor, dims: int, rows: int = 2048) -> torch.Tensor:
+def principal_basis(bank: torch.Tensor, mean: torch.Tensor, dims: int, rows: int = 2048) -> torch.Tensor:
     """A float64 orthonormal ``D x dims`` basis near the bank's top principal directions.
 
     Subspace iteration on a row sample with a fixed seed (deterministic, a fraction of a dense
