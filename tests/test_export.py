@@ -194,6 +194,49 @@ def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str,
     assert sorted(openvino["graph"]["sha256"]) == ["model.bin", "model.xml"]
 
 
+def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
+    fitted: dict[str, Path],
+    exports: dict[str, Path],
+    elpv_images: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``search.images_per_run`` sizes each run (the distance block's memory); a chunk is cut into such runs."""
+    from eagle_iad.expert.graph_search import SUBSPACE_ELEMENTS
+
+    record = json.loads((exports["resize"] / SIDECAR).read_text())
+    model = load_expert(fitted["resize"]).model
+    rows, patches = model.bank.shape[0], model.grid[0] * model.grid[1]
+    assert record["search"] == {
+        "method": "subspace candidates, proven, else the full bank",
+        "bank_rows": rows,
+        "subspace_dims": 128,
+        "candidates": 8,
+        "images_per_run": max(1, SUBSPACE_ELEMENTS // (patches * rows)),
+    }
+    folder = _copy(exports["resize"], tmp_path / "export")
+    record["search"]["images_per_run"] = 2
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    graph_expert = load_expert(folder, "onnx")
+    seen: list[int] = []
+    runner = graph_expert.runner
+
+    def counting(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(len(images))
+        return runner(images)
+
+    graph_expert.runner = counting
+    fed = graph_expert.inspect_many(elpv_images[:5], batch=5)
+    assert seen == [2, 2, 1]
+    whole = load_expert(exports["resize"], "onnx").inspect_many(elpv_images[:5], batch=5)
+    assert [r.score for r in fed] == [r.score for r in whole]
+    record["search"]["images_per_run"] = 0
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == f"{folder / SIDECAR}: malformed sidecar (search.images_per_run 0)"
+
+
 def test_fresh_process_inspect_matches_torch(
     fitted: dict[str, Path], exports: dict[str, Path], elpv_images: list[Path]
 ) -> None:
