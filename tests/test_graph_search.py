@@ -143,3 +143,22 @@ def test_the_exported_search_is_exact_with_none_some_or_all_queries_unproven(tmp
         np.testing.assert_array_equal(nearest, expected_rows.numpy())
         np.testing.assert_allclose(dist, expected_dist.numpy(), rtol=1e-6)
         _assert_exact(nearest, dist, queries, bank)
+
+
+@pytest.mark.parametrize("columns", [40, 300, 1000, 5000])
+def test_the_two_step_selection_finds_the_smallest_partials(columns: int) -> None:
+    """Blocks ranked by their minimum, then the best blocks searched: the same values as one top-k over the row."""
+    from eagle_iad.expert.graph_search import BLOCK, PAD_PARTIAL
+
+    search = GraphSearch(_clustered(200, 32, 7), dims=8, candidates=8)
+    gen = torch.Generator().manual_seed(columns)
+    partial = torch.randn(64, columns, generator=gen)
+    partial[:8, : columns // 2] = partial[:8, : columns // 2].round()  # ties
+    partial[8:16] = partial[8:16] + torch.arange(columns) * 0.01  # the smallest all in the first block
+    padded = torch.cat([partial, torch.full((64, -columns % BLOCK), PAD_PARTIAL)], dim=1)
+    values, rows = search._smallest(padded)
+    expected = torch.topk(partial, 9, dim=1, largest=False, sorted=True).values
+    assert torch.equal(values, expected)
+    assert torch.equal(partial.gather(1, rows), expected[:, :8])
+    assert len({tuple(r) for r in rows.sort(dim=1).values.tolist()}) > 1 and int(rows.max()) < columns
+    assert all(len(set(r)) == 8 for r in rows.tolist())
