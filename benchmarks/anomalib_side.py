@@ -29,12 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 BATCHES = (1, 4)
 
 
-def _cells(split: str, count: int) -> list[str]:
+def _cells(split: Literal["train", "test"], count: int) -> list[str]:
     from eagle_iad.data import get_layout
 
     return [str(s.path) for s in get_layout("elpv").samples(None, "mono", split)][:count]
