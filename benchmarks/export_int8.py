@@ -2,7 +2,8 @@
 
 For each set: fit at the defaults (or take ``--elpv-model`` / ``--tire-model``), export to OpenVINO,
 quantize the backbone's convolutions with NNCF's post-training quantization calibrated on the
-model's own training images, and inspect every test image with both graphs. The search, the
+set's seeded training images, as many as the model has (its own, for a model fitted here or by
+``eagle fit --limit-train`` with the same count), and inspect every test image with both graphs. The search, the
 smoothing and everything after the backbone stay float32 (quantizing them moved scores by up to 5x:
 the search's proof and distances need float32). Prints per set: decisions at tau alike, image AUROC
 of each, the largest score change, ms per image of each, and whether the issue's acceptance check

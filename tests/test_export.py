@@ -212,7 +212,7 @@ def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
         "bank_rows": rows,
         "subspace_dims": 128,
         "candidates": 8,
-        "images_per_run": max(1, SUBSPACE_ELEMENTS // (patches * rows)),
+        "images_per_run": max(1, SUBSPACE_ELEMENTS // (patches * (-(-rows // 128) * 128 + 8 * 1024))),
     }
     folder = _copy(exports["resize"], tmp_path / "export")
     record["search"]["images_per_run"] = 2
@@ -230,8 +230,19 @@ def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
     fed = graph_expert.inspect_many(elpv_images[:5], batch=5)
     assert seen == [2, 2, 1]
     whole = load_expert(exports["resize"], "onnx").inspect_many(elpv_images[:5], batch=5)
-    assert [r.score for r in fed] == [r.score for r in whole]
-    record["search"]["images_per_run"] = 0
+    assert [r.score for r in fed] == pytest.approx([r.score for r in whole], rel=1e-6)
+    # An export written before the entry takes each chunk whole, and runs as it did.
+    record.pop("search")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    older = load_expert(folder, "onnx")
+    seen.clear()
+    older_runner = older.runner
+    older.runner = lambda images: (seen.append(len(images)), older_runner(images))[1]
+    assert [r.score for r in older.inspect_many(elpv_images[:5], batch=5)] == pytest.approx(
+        [r.score for r in whole], rel=1e-6
+    )
+    assert seen == [5]
+    record["search"] = {"images_per_run": 0}
     (folder / SIDECAR).write_text(seal_sidecar(record))
     message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
     assert message == f"{folder / SIDECAR}: malformed sidecar (search.images_per_run 0)"

@@ -67,6 +67,7 @@ def test_the_search_is_exact_whether_or_not_the_subspace_proves_it(
         bank, queries = _isotropic(3000, 96, 0), _isotropic(700, 96, 1)
     search = GraphSearch(bank, dims=dims, candidates=candidates)
     assert search.pruned and search.dims == dims
+    assert GraphSearch(bank, dims=64).dims == 96 // 4  # never more than a quarter of the features
     with torch.no_grad():
         _, _, proven = search.prove(queries)
         nearest, dist = search(queries)
@@ -162,3 +163,24 @@ def test_the_two_step_selection_finds_the_smallest_partials(columns: int) -> Non
     assert torch.equal(partial.gather(1, rows), expected[:, :8])
     assert len({tuple(r) for r in rows.sort(dim=1).values.tolist()}) > 1 and int(rows.max()) < columns
     assert all(len(set(r)) == 8 for r in rows.tolist())
+
+
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+def test_no_row_the_threshold_rules_out_is_nearer_than_the_kept_one(offset: float) -> None:
+    """The bound itself, pair by pair: every row at most as far as the kept candidate (float64) passes it.
+
+    The exactness tests above see only final answers, which a bound too tight for its rounding would
+    still get right whenever the true nearest row happens to be among the candidates.
+    """
+    bank = _clustered(2500, 128, 8) + offset  # an offset makes every squared norm, and every rounding, large
+    queries = torch.cat([_near(bank, 200, 9), bank[:20], _isotropic(40, 128, 10) * 3 + offset])
+    search = GraphSearch(bank, dims=16, candidates=4)
+    with torch.no_grad():
+        partial, centred_norm, proj_sq = search.subspace(queries)
+        nearest, dist, _ = search.prove(queries)
+        threshold = search.threshold(dist, centred_norm, proj_sq)
+    true = torch.cdist(queries.double(), bank.double())
+    kept = true.gather(1, nearest.unsqueeze(1))
+    rows, cols = torch.nonzero(true <= kept, as_tuple=True)
+    assert rows.numel() >= len(queries)
+    assert bool((partial[rows, cols] <= threshold[rows]).all())

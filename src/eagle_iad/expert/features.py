@@ -83,10 +83,21 @@ def channel_pooling(
     ``floor(i m / n)`` to ``ceil((i + 1) m / n)``), so an exported graph holds it as one constant
     rather than the ops that made it; the test checks it against the poolings themselves.
 
-    The numpy array is cached (a backbone has one pair of widths), never the tensor: a tensor made
+    The numpy array is cached (a backbone has one pair of widths), never a CPU tensor: a tensor made
     while ``torch.export`` traces belongs to that trace, and a cached one made the process's next
     export fail its trace and fall back to a strict one that never finished.
     """
+    if torch.device(device).type != "cpu":  # no export traces there; keep the copy on the device
+        return _device_pooling(shallow_channels, deep_channels, pretrain_dim, target_dim, dtype, device)
+    array = _pooling_array(shallow_channels, deep_channels, pretrain_dim, target_dim, dtype == torch.float32)
+    return torch.from_numpy(array).to(dtype=dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_pooling(
+    shallow_channels: int, deep_channels: int, pretrain_dim: int, target_dim: int, dtype: torch.dtype, device: Any
+) -> torch.Tensor:
+    """:func:`channel_pooling` on an accelerator, copied there once (on the CPU it costs nothing to rebuild)."""
     array = _pooling_array(shallow_channels, deep_channels, pretrain_dim, target_dim, dtype == torch.float32)
     return torch.from_numpy(array).to(dtype=dtype, device=device)
 

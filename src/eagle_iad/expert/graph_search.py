@@ -18,11 +18,15 @@ What the graph does instead, per query (every step a fixed-shape tensor operatio
 4. the few queries where that proof fails are compared with the whole bank in full, as before
    (``NonZero`` picks them; on elpv's 200-cell model 0.02% of queries at the defaults).
 
-So the answer is the full search's nearest row for every query, whatever the data; the basis and
-the two sizes decide only the speed. The bound is the one ``PrunedExactSearch._bound`` proves for
-the torch path, with the terms that path computes in float64 (the query's distance from the bank's
-mean, its projection's squared norm) rounded outward for float32, and one more margin for the
-float32 arithmetic of the threshold itself.
+So every query gets the row the full search would give it, whatever the data (up to the float32
+rounding of the ``|b|^2 - 2 q.b`` expansion that ranks the measured candidates, as the full search
+ranks the whole bank); the basis and the two sizes decide only the speed. The proof holds for
+float32 arithmetic: a runtime computing in TF32, fp16 or bf16 voids it.
+
+The bound is the one ``PrunedExactSearch._bound`` proves for the torch path, with the terms that
+path computes in float64 (the query's distance from the bank's mean, its projection's squared
+norm) rounded outward for float32, and one more margin for the float32 arithmetic of the
+threshold itself.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from eagle_iad.expert.search import principal_basis
 GRAPH_DIMS = 128
 #: Rows measured in full per query.
 GRAPH_CANDIDATES = 8
-#: The most subspace distances (queries x bank rows, float32) one run of the graph should hold: the
-#: host feeds it that many images at a time. A 320-px image against a 32,000-row bank is already
-#: 51 million (205 MB); a batch of 16 at once took 5 GB and ran slower than one image at a time.
+#: The most floats one run of the graph should hold in its per-query tensors (each query's subspace
+#: partials against every bank row, and its candidates' full rows): the host feeds it that many
+#: images at a time. A 320-px image against a 32,000-row bank is already 64 million (256 MB); a
+#: batch of 16 at once took 5 GB and ran slower than one image at a time.
 SUBSPACE_ELEMENTS = 1 << 26
 #: Bank columns per block of the two-step selection (:meth:`GraphSearch._smallest`).
 BLOCK = 128
@@ -51,9 +56,9 @@ PAD_PARTIAL = 1e30
 _U32 = 2.0**-24
 
 
-def images_per_run(patches_per_image: int, bank_rows: int) -> int:
-    """Images the host feeds the graph at a time, so its distance block stays near :data:`SUBSPACE_ELEMENTS`."""
-    return max(1, SUBSPACE_ELEMENTS // max(1, patches_per_image * bank_rows))
+def images_per_run(patches_per_image: int, floats_per_query: int) -> int:
+    """Images the host feeds the graph at a time, so its largest tensors stay near :data:`SUBSPACE_ELEMENTS`."""
+    return max(1, SUBSPACE_ELEMENTS // max(1, patches_per_image * floats_per_query))
 
 
 def _gamma(n: int) -> float:
@@ -82,10 +87,10 @@ class GraphSearch(nn.Module):
         count, dim = bank.shape
         self.register_buffer("bank", bank)
         self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
-        self.dims = min(dims, dim // 2)
+        #: At most a quarter of the features: the subspace product must be a fraction of the full one.
+        self.dims = min(dims, dim // 4)
         self.candidates = candidates
-        #: The subspace pays only where it is a small fraction of the full product and the bank is
-        #: larger than the rows measured: else the plain product is the whole search.
+        #: And the bank must be larger than the rows measured: else the plain product is the search.
         self.pruned = self.dims >= 1 and count > 4 * (candidates + 1)
         if not self.pruned:
             for name in ("mean", "basis", "table"):
@@ -127,8 +132,15 @@ class GraphSearch(nn.Module):
             "bank_rows": rows,
             "subspace_dims": self.dims if self.pruned else None,
             "candidates": self.candidates if self.pruned else None,
-            "images_per_run": images_per_run(patches_per_image, rows),
+            "images_per_run": images_per_run(patches_per_image, self.floats_per_query()),
         }
+
+    def floats_per_query(self) -> int:
+        """The largest per-query tensors a run holds: its partials (padded rows) and its candidates' rows."""
+        rows, dim = self.bank.shape
+        if not self.pruned:
+            return int(rows)
+        return int(self.table.shape[1] + self.candidates * dim)
 
     def forward(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each query's nearest bank row and its distance ``|q - b|``, computed directly (not by expansion)."""
@@ -143,23 +155,38 @@ class GraphSearch(nn.Module):
         return nearest.index_put((unproven,), found), dist.index_put((unproven,), found_dist)
 
     def prove(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The nearest of each query's subspace candidates, its distance, and whether it is proven the nearest row."""
+        """The nearest of each query's subspace candidates, its distance, and whether no other row is nearer."""
         k = self.candidates
-        centred = queries - self.mean
-        proj = centred @ self.basis
-        # Upper bound on |q - mean| and lower bound on |p|^2 (the torch path has both in float64).
-        centred_norm = torch.linalg.vector_norm(centred, dim=1) * self.norm_up
-        proj_sq = (proj * proj).sum(dim=1)
-        ones = torch.ones_like(proj_sq).unsqueeze(1)
-        values, picked = self._smallest(torch.cat([proj, ones], dim=1) @ self.table)
-        # The candidates are ranked by the expansion (as the plain search ranks the whole bank) and
-        # the one kept is measured directly: that distance is what the bound below needs.
+        partial, centred_norm, proj_sq = self.subspace(queries)
+        values, picked = self._smallest(partial)
+        # The candidates are ranked by the expansion, as the plain search (and the torch path's
+        # TorchExactSearch) ranks the whole bank, so a candidate nearer than the kept one by less
+        # than the expansion's float32 rounding may be passed over, as there; the one kept is
+        # measured directly, which is what the bound needs.
         dots = torch.bmm(self.bank[picked], queries.unsqueeze(2)).squeeze(2)
         best = (self.bank_sq[picked] - 2 * dots).argmin(dim=1)
         nearest = picked.gather(1, best.unsqueeze(1)).squeeze(1)
         dist = torch.linalg.vector_norm(queries - self.bank[nearest], dim=1)
-        # PrunedExactSearch._bound: a row whose subspace partial exceeds the threshold is no nearer,
-        # and every row not measured has a partial of at least the (k+1)-th smallest.
+        # Every row not measured has a partial of at least the (k+1)-th smallest.
+        return nearest, dist, values[:, k] > self.threshold(dist, centred_norm, proj_sq)
+
+    def subspace(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each query's partials ``|P_b|^2 - 2 p.P_b`` against every (padded) bank row, an upper bound on
+        ``|q - mean|`` and a lower bound on ``|p|^2`` (the torch path computes both in float64)."""
+        centred = queries - self.mean
+        proj = centred @ self.basis
+        centred_norm = torch.linalg.vector_norm(centred, dim=1) * self.norm_up
+        proj_sq = (proj * proj).sum(dim=1)
+        ones = torch.ones_like(proj_sq).unsqueeze(1)
+        return torch.cat([proj, ones], dim=1) @ self.table, centred_norm, proj_sq
+
+    def threshold(self, dist: torch.Tensor, centred_norm: torch.Tensor, proj_sq: torch.Tensor) -> torch.Tensor:
+        """PrunedExactSearch._bound: a row whose computed partial exceeds this is no nearer than ``dist``.
+
+        The constants are Python floats the graph holds in float32 (each off by at most u); the
+        ``1 + 8u`` on the radius covers those and the radius' own four float32 operations, and the
+        last term the rounding of forming the threshold from its three parts.
+        """
         best_up = dist * self.dist_up
         radius = (
             best_up * self.sigma
@@ -169,8 +196,7 @@ class GraphSearch(nn.Module):
         ) * (1 + 8 * _U32)
         gemm = self.gemm * (torch.sqrt(proj_sq) + self.proj_max) ** 2
         threshold = radius * radius + gemm - proj_sq * self.sq_low
-        threshold = threshold + 8 * _U32 * (radius * radius + gemm + proj_sq)
-        return nearest, dist, values[:, k] > threshold
+        return threshold + 8 * _U32 * (radius * radius + gemm + proj_sq)
 
     def _smallest(self, partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k + 1`` smallest partials of each row (ascending) and the bank rows of the first ``k``.
@@ -186,7 +212,10 @@ class GraphSearch(nn.Module):
         blocks = partial.reshape(count, -1, BLOCK)
         taken = min(k + 1, blocks.shape[1])
         _, chosen = torch.topk(blocks.amin(dim=2), taken, dim=1, largest=False, sorted=False)
-        within = blocks.gather(1, chosen.unsqueeze(2).expand(-1, -1, BLOCK)).reshape(count, taken * BLOCK)
+        # One row gather from the (rows x blocks) x BLOCK view: a gather along the blocks axis needs
+        # its index expanded to every column first, which cost ONNX Runtime more than the gather.
+        flat = (chosen + torch.arange(count).unsqueeze(1) * blocks.shape[1]).reshape(-1)
+        within = blocks.reshape(-1, BLOCK)[flat].reshape(count, taken * BLOCK)
         values, where = torch.topk(within, k + 1, dim=1, largest=False, sorted=True)
         first = where[:, :k]
         rows = chosen.gather(1, torch.div(first, BLOCK, rounding_mode="floor")) * BLOCK + torch.remainder(first, BLOCK)

@@ -184,10 +184,15 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
     )
 
 
+#: Images per run for an export written before the sidecar said (no limit: each chunk whole).
+WHOLE_CHUNK = 1 << 30
+
+
 def _images_per_run(record: dict[str, Any], where: Path) -> int:
+    """The sidecar's ``search.images_per_run``, refused when present but not a positive integer."""
     search = record.get("search")
     if search is None:
-        return 1 << 30
+        return WHOLE_CHUNK
     value = search.get("images_per_run") if isinstance(search, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ModelFormatError(f"{where}: malformed sidecar (search.images_per_run {value!r})")
