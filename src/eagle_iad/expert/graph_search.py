@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from eagle_iad.expert.search import principal_basis
+from eagle_iad.expert.search import U32, gamma32, principal_basis
 
 #: Subspace directions the graph compares in. On elpv and tire features (1,024-d) 128 directions
 #: leave about one query in 5,000 unproven with 8 candidates; 64 leave one in five.
@@ -53,17 +53,11 @@ BLOCK = 128
 #: The partial of a padding column: finite (it passes through a product) and above any real one,
 #: which is at most ``|P_b|^2 + 2 |p| |P_b|`` of feature norms in the hundreds.
 PAD_PARTIAL = 1e30
-_U32 = 2.0**-24
 
 
 def images_per_run(patches_per_image: int, floats_per_query: int) -> int:
     """Images the host feeds the graph at a time, so its largest tensors stay near :data:`SUBSPACE_ELEMENTS`."""
     return max(1, SUBSPACE_ELEMENTS // max(1, patches_per_image * floats_per_query))
-
-
-def _gamma(n: int) -> float:
-    """Higham's gamma_n: the relative error bound of an ``n``-term float32 dot product."""
-    return n * _U32 / (1.0 - n * _U32)
 
 
 def exact_nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
@@ -114,15 +108,15 @@ class GraphSearch(nn.Module):
         self.register_buffer("table", torch.cat([table, padding]).T.contiguous())
         self.proj_max = float(proj.double().norm(dim=1).max())
         # |V32^T x| <= sigma |x|: V64 is orthonormal to ~1e-15 and each V32 entry is within u of it.
-        self.sigma = 1.0 + _U32 * math.sqrt(self.dims) * 1.01 + 1e-12
+        self.sigma = 1.0 + U32 * math.sqrt(self.dims) * 1.01 + 1e-12
         dims = self.dims
-        self.query_err = (_gamma(dim) * math.sqrt(dims) + 2 * _U32) * 1.01
+        self.query_err = (gamma32(dim) * math.sqrt(dims) + 2 * U32) * 1.01
         self.float64_projection = 2.0 * dim * 2.0**-53 * math.sqrt(dims)
-        self.bank_err = 1.01 * _U32 * self.proj_max
-        self.gemm = 2 * _gamma(dims + 4)
-        self.dist_up = 1 + 2 * _gamma(dim + 2)
-        self.norm_up = 1 + 2 * _gamma(dim + 2)
-        self.sq_low = 1 - 2 * _gamma(dims + 2)
+        self.bank_err = 1.01 * U32 * self.proj_max
+        self.gemm = 2 * gamma32(dims + 4)
+        self.dist_up = 1 + 2 * gamma32(dim + 2)
+        self.norm_up = 1 + 2 * gamma32(dim + 2)
+        self.sq_low = 1 - 2 * gamma32(dims + 2)
 
     def describe(self, patches_per_image: int) -> dict[str, object]:
         """The sidecar's ``search`` entry: how the graph searches, and how many images to feed it a run."""
@@ -193,10 +187,10 @@ class GraphSearch(nn.Module):
             + self.query_err * centred_norm
             + self.bank_err
             + self.float64_projection * (1 + centred_norm + 2 * best_up)
-        ) * (1 + 8 * _U32)
+        ) * (1 + 8 * U32)
         gemm = self.gemm * (torch.sqrt(proj_sq) + self.proj_max) ** 2
         threshold = radius * radius + gemm - proj_sq * self.sq_low
-        return threshold + 8 * _U32 * (radius * radius + gemm + proj_sq)
+        return threshold + 8 * U32 * (radius * radius + gemm + proj_sq)
 
     def _smallest(self, partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k + 1`` smallest partials of each row (ascending) and the bank rows of the first ``k``.

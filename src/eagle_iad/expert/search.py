@@ -166,13 +166,14 @@ KMEANS_ITERATIONS = 8
 #: 1,024 dims) reuse heap memory instead of fresh pages the kernel must fault in each time.
 PAIR_CHUNK = 1024
 
-#: Unit roundoff of float32 (round to nearest): every bound below is stated in multiples of it.
-_U32 = 2.0**-24
+#: Unit roundoff of float32 (round to nearest): every bound below, and graph_search.py's, is stated
+#: in multiples of it.
+U32 = 2.0**-24
 
 
-def _gamma(n: int) -> float:
+def gamma32(n: int) -> float:
     """Higham's gamma_n = n u / (1 - n u): the relative error bound of an ``n``-term float32 dot product."""
-    return n * _U32 / (1.0 - n * _U32)
+    return n * U32 / (1.0 - n * U32)
 
 
 class PrunedExactSearch:
@@ -244,7 +245,7 @@ class PrunedExactSearch:
         basis = principal_basis(self.bank, self._mean, dims)
         self._basis = basis.float().contiguous()
         # |V32^T x| <= sigma |x|: V64 is orthonormal to ~1e-15 and each V32 entry is within u of it.
-        self._sigma = 1.0 + _U32 * math.sqrt(dims) * 1.01 + 1e-12
+        self._sigma = 1.0 + U32 * math.sqrt(dims) * 1.01 + 1e-12
         basis64 = self._basis.double()
         mean64 = self._mean.double()
         proj = torch.empty(count, dims, dtype=torch.float32)
@@ -525,18 +526,18 @@ class PrunedExactSearch:
         dim, dims = self._basis.shape
         first_dist = self._pair_distances(queries, np.arange(queries.shape[0]), first)
         # An upper bound on that candidate's true full distance (a float32 norm is within gamma_(D+2)).
-        best = first_dist.astype(np.float64) * (1 + 2 * _gamma(dim + 2))
+        best = first_dist.astype(np.float64) * (1 + 2 * gamma32(dim + 2))
         # Entry j may be skipped only if |p(q) - p(b_j)| provably exceeds sigma * best. The computed
         # projections are off by at most: query (float32 centring and dot products of length D)
         # (gamma_D sqrt(d) + 2u) |q - mean|; bank (float64 products, then rounded to float32)
         # u |p(b)| + 2 D u64 sqrt(d) |b - mean|.
         # The GEMM's |b|^2 - 2 q.b and |q|^2 are off by at most gamma_(d+4) (|q| + |b|)^2.
-        query_err = (_gamma(dim) * math.sqrt(dims) + 2 * _U32) * centred_norm * 1.01
+        query_err = (gamma32(dim) * math.sqrt(dims) + 2 * U32) * centred_norm * 1.01
         # (A bank entry that matters is within centred_norm + sigma * best of the mean.)
         float64_projection = 2.0 * dim * 2.0**-53 * math.sqrt(dims)
-        bank_err = 1.01 * _U32 * self._proj_max + float64_projection * (1 + centred_norm + 2 * best)
+        bank_err = 1.01 * U32 * self._proj_max + float64_projection * (1 + centred_norm + 2 * best)
         radius = best * self._sigma + query_err + bank_err
-        gemm = 2 * _gamma(dims + 4) * (np.sqrt(proj_sq) + self._proj_max) ** 2
+        gemm = 2 * gamma32(dims + 4) * (np.sqrt(proj_sq) + self._proj_max) ** 2
         threshold = (radius * radius + gemm - proj_sq).astype(np.float32)
         threshold = np.nextafter(threshold, np.float32(np.inf))  # the cast rounded to nearest
         threshold[~alive] = -np.inf
