@@ -422,6 +422,9 @@ def main() -> None:
     parser.add_argument("-k", "--keep-models", default="", help="save each memory fit's model in this folder")
     parser.add_argument("--inspect-model", help="only the inspect figures, with this saved model (runs/demo/model)")
     parser.add_argument("--inspect-models", help="only: inspection speed of these saved models (comma-separated)")
+    parser.add_argument(
+        "--inspect-images", default="", help="with --inspect-models: the images under this folder, not elpv test cells"
+    )
     parser.add_argument("--size", type=int, default=320, help="input side of the main fit (fit's default 320)")
     parser.add_argument("--coreset-ratio", type=float, default=0.1, help="coreset ratio of the main fit (default 0.1)")
     parser.add_argument(
@@ -457,7 +460,8 @@ def main() -> None:
 
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, {load()}")
     if args.inspect_models:
-        bench_inspect_models(args.inspect_models.split(","), args.inspect)
+        images = Path(args.inspect_images) if args.inspect_images else None
+        bench_inspect_models(args.inspect_models.split(","), args.inspect, images=images)
         return
     if args.inspect_model:
         bench_inspect(load_expert(args.inspect_model), args.inspect)
@@ -506,12 +510,16 @@ def bench_pooling(paths: list[Path], count: int, size: int) -> None:
     print(f"largest score difference {difference:.3g} (scores around {np.median(scores['one product']):.3g})")
 
 
-def bench_inspect_models(paths: list[str], count: int, repeat: int = 3) -> None:
+def bench_inspect_models(paths: list[str], count: int, repeat: int = 3, images: Path | None = None) -> None:
     """Images/s of ``eagle inspect``'s scoring with each saved model on the same ``count`` elpv test
-    cells, rounds interleaved (best of ``repeat``) so that a change in the machine's load hits every
-    model alike, and each model's rate as a ratio to the first's: e.g. a model fitted on 5,000 images
-    against one fitted on 200 (its bank, hence its search, is what differs)."""
-    test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")[:count]]
+    cells (or the first ``count`` PNGs under ``images``, sorted), rounds interleaved (best of ``repeat``)
+    so that a change in the machine's load hits every model alike, and each model's rate as a ratio to
+    the first's: e.g. a model fitted on 5,000 images against one fitted on 200 (its bank, hence its
+    search, is what differs), or one product's model at two input sizes."""
+    if images is not None:
+        test = sorted(images.rglob("*.png"))[:count]
+    else:
+        test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")[:count]]
     experts = [load_expert(p) for p in paths]
     for expert in experts:
         expert.inspect_many(test[:2])  # warm-up

@@ -22,8 +22,11 @@ image AUROC, and the recall a threshold could reach at one false alarm among the
 (the variant's ceiling, chosen with the test labels, so not a setting a user can have). On tire the
 per-type image AUROC and recall at the ksigma tau follow. ``native`` is the training images' median
 long side rounded up to a multiple of 32 (tire 400 px -> 416; elpv 300 px -> 320, the default).
+Each size is fitted at each ``--exposures`` setting (``image``, the default since issue 29's study:
+each image's brightness and contrast set to ImageNet's; ``none``: the pixels' own); the rows are
+labelled ``size/exposure``, and pyramids pair sizes of one exposure.
 
-    .venv/bin/python benchmarks/score_study.py [--sizes 320,native,448] [--varied-size 320]
+    .venv/bin/python benchmarks/score_study.py [--sizes 320,native,448] [--exposures none,image] [--varied-size 320]
         [--datasets tire,elpv,tire-varied,elpv-varied] [--limit-train N] [--limit-test N] [--out DIR]
 
 ``tire-varied`` and ``elpv-varied`` are the same images cropped to a seeded 70-100% of each side (the
@@ -188,10 +191,10 @@ def datasets(names: list[str], limit_train: int | None, limit_test: int | None, 
     return out
 
 
-def run_size(size: int, train: list[Sample], test: list[Sample]) -> dict[str, Any]:
-    """Fit at one input size and score both image sets every way."""
+def run_size(size: int, train: list[Sample], test: list[Sample], exposure: str = "image") -> dict[str, Any]:
+    """Fit at one input size and exposure and score both image sets every way."""
     start = time.perf_counter()
-    expert = fit([s.path for s in train], "study", replace(ExpertConfig(), size=size))
+    expert = fit([s.path for s in train], "study", replace(ExpertConfig(), size=size, exposure=exposure))
     fit_s = time.perf_counter() - start
     train_passes, train_desc = score_all(expert, train, training=True)
     test_passes, test_desc = score_all(expert, test, training=False)
@@ -225,6 +228,8 @@ def variants(runs: dict[str, dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.
     labels = list(runs)
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
+            if a.split("/")[1:] != b.split("/")[1:]:  # a pyramid folds two sizes of one exposure
+                continue
             for way in ("plain", "flip"):
                 ta, tb = out[f"{a} {way}"], out[f"{b} {way}"]
                 train, test = fold((ta[0], ta[1]), (tb[0], tb[1]))
@@ -323,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--datasets", default="tire,elpv,tire-varied,elpv-varied", help="comma-separated: tire, elpv, and their -varied"
     )
+    parser.add_argument(
+        "--exposures", default="none,image", help="comma-separated exposure settings to fit each size at"
+    )
     parser.add_argument("--varied-size", type=int, default=320, help="long side for the -varied sets")
     parser.add_argument("--limit-train", type=int, default=None, help="seeded training subset per dataset")
     parser.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced test subset")
@@ -356,19 +364,21 @@ def main(argv: list[str] | None = None) -> int:
                 if size not in sizes:
                     sizes.append(size)
             runs: dict[str, dict[str, Any]] = {}
-            for size in sizes:
-                print(f"[score-study] {name} at {size} px: {len(train)} train, {len(test)} test", file=sys.stderr)
-                run = run_size(size, train, test)
-                runs[str(size)] = run
-                checks[f"{name} {size}"] = {
+            exposures = [e.strip() for e in args.exposures.split(",") if e.strip()]
+            for size, exposure in ((size, exposure) for exposure in exposures for size in sizes):
+                label = f"{size}/{exposure}"
+                print(f"[score-study] {name} at {label}: {len(train)} train, {len(test)} test", file=sys.stderr)
+                run = run_size(size, train, test, exposure)
+                runs[label] = run
+                checks[f"{name} {label}"] = {
                     "input_hw": run["input_hw"],
                     "fit_s": run["fit_s"],
                     "test_plain_vs_inspect_max_diff": float(np.max(np.abs(run["test"].plain - run["inspect_scores"]))),
                     "train_plain_vs_fit_max_diff": float(np.max(np.abs(run["train"].plain - run["fit_train_scores"]))),
                 }
-                print(f"[score-study] {json.dumps(checks[f'{name} {size}'])}", file=sys.stderr)
+                print(f"[score-study] {json.dumps(checks[f'{name} {label}'])}", file=sys.stderr)
             found = variants(runs)
-            baseline_s[name] = found[f"{sizes[0]} plain"][2]
+            baseline_s[name] = found[f"{next(iter(runs))} plain"][2]
             for variant, (train_scores, test_scores, seconds) in found.items():
                 row = measure(train_scores, test_scores, test)
                 rows.append({"data": name, "variant": variant, "seconds_per_image": seconds, **row})

@@ -66,16 +66,14 @@ def test_vary_crops_and_turns_but_keeps_the_defect_inside(study: ModuleType, tmp
 
 def test_a_small_run_scores_as_the_product_does(study: ModuleType, tmp_path: Path) -> None:
     pytest.importorskip("elpv_dataset", reason="elpv-dataset is installed by make")
-    assert (
-        study.main(
-            ["--datasets", "elpv", "--sizes", "96", "--limit-train", "4", "--limit-test", "6", "--out", str(tmp_path)]
-        )
-        == 0
-    )
+    args = ["--datasets", "elpv", "--sizes", "96", "--exposures", "none,image", "--limit-train", "4"]
+    assert study.main([*args, "--limit-test", "6", "--out", str(tmp_path)]) == 0
     document = json.loads((tmp_path / "score_study.json").read_text())
-    assert document["checks"]["elpv 96"]["test_plain_vs_inspect_max_diff"] == 0.0
-    assert document["checks"]["elpv 96"]["train_plain_vs_fit_max_diff"] == 0.0
+    for label in ("96/none", "96/image"):
+        assert document["checks"][f"elpv {label}"]["test_plain_vs_inspect_max_diff"] == 0.0
+        assert document["checks"][f"elpv {label}"]["train_plain_vs_fit_max_diff"] == 0.0
     variants = [row["variant"] for row in document["rows"]]
-    assert variants == ["96 plain", "96 flip", "96 global", "96 flip+global"]
+    ways = ["plain", "flip", "global", "flip+global"]
+    assert variants == [f"96/{e} {w}" for e in ("none", "image") for w in ways]  # no pyramid across exposures
     table = (tmp_path / "score_study.md").read_text()
-    assert "| elpv | 96 plain |" in table and "1.00x |" in table
+    assert "| elpv | 96/none plain |" in table and "1.00x |" in table
