@@ -37,9 +37,13 @@ class FakeExtractor:
         return f8, torch.tanh(self.conv16(f8))
 
 
-#: The paper's centre crop keeps these tests' numbers as they were before whole-frame inspection.
+#: The paper's centre crop keeps these tests' numbers as they were before whole-frame inspection, and
+#: exposure ``none`` and ``native_up_to`` 0 as they were before issue 29 made them defaults (their own
+#: tests set them).
 FAKE_CONFIG = ExpertConfig(
     preprocess="center-crop",
+    exposure="none",
+    native_up_to=0,
     region_rule="paper",
     position_baseline=False,
     resize=72,

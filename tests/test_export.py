@@ -37,8 +37,8 @@ MAP_ATOL = 1e-3
 OTHER_BACKBONES = ("efficientnet_lite1", "efficientnet_lite2")
 
 MODES: dict[str, dict[str, Any]] = {
-    "resize": {"preprocess": "resize", "size": 128},
-    "tile": {"preprocess": "tile", "size": 192, "tile": 128, "tile_overlap": 32},
+    "resize": {"preprocess": "resize", "size": 128, "native_up_to": 0},
+    "tile": {"preprocess": "tile", "size": 192, "native_up_to": 0, "tile": 128, "tile_overlap": 32},
     "center-crop": {"preprocess": "center-crop", "resize": 128, "crop": 96},
 }
 
@@ -454,7 +454,7 @@ def test_tire_export_matches_torch(tmp_path: Path) -> None:
     """Real tire images (normal and each defect type) through a tiny resize model in both runtimes."""
     train = sorted((TIRE / "tire" / "train" / "good").glob("*.png"))[:4]
     images = [sorted((TIRE / "tire" / "test" / kind).glob("*.png"))[0] for kind in ("good", "cut", "hole", "combined")]
-    expert = fit(train, "tire", ExpertConfig(size=128, batch_size=4))
+    expert = fit(train, "tire", ExpertConfig(size=128, native_up_to=0, batch_size=4))
     model = save(expert.model, tmp_path / "model")
     out = tmp_path / "export"
     export_expert(load_expert(model), "onnx", out)

@@ -35,8 +35,13 @@ def test_choices_and_defaults_are_the_implementations() -> None:
 def test_old_names_still_work_and_mistakes_are_refused() -> None:
     assert parse_fit_options({"rule": "fixed", "tau": "2.5"}) == {"rule": "fixed", "value": 2.5}
     assert config_overrides(parse_fit_options({"k": 2, "preset": "paper", "size": "640"})) == (
-        "paper", {"size": 640, "rule_params": {"k": 2.0}},
+        "paper", {"size": 640, "native_up_to": 0, "rule_params": {"k": 2.0}},
     )  # fmt: skip
+    # a size the user gives is the size; with native_up_to given too, both stand
+    assert config_overrides(parse_fit_options({"size": 224, "native_up_to": 512})) == (
+        "default", {"size": 224, "native_up_to": 512},
+    )  # fmt: skip
+    assert config_overrides(parse_fit_options({"coreset_ratio": 0.05})) == ("default", {"coreset_ratio": 0.05})
     args = build_parser().parse_args(["fit", "--layout", "elpv", "--category", "mono", "--out", "m", "--tau", "7"])
     assert (args.value, args.k) == (7.0, None)  # unset flags stay None: the preset and ExpertConfig decide
     with pytest.raises(ConfigError) as info:

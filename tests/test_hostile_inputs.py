@@ -78,7 +78,7 @@ CLI_CASES = [
     CliCase("huge-batch", FIT_ON % "varied" + " --batch-size 100000",
             "fit option batch_size must be in [1, 1024], got 100000"),
     CliCase("coreset-of-one-patch", FIT_ON % "varied" + " --coreset-ratio 1e-9",
-            "the coreset keeps 1 of 768 training patches, all from training image 12, so that image cannot be scored "
+            "the coreset keeps 1 of 768 training patches, all from training image 6, so that image cannot be scored "
             "against the others (the threshold needs that): the training images may be identical, or the coreset "
             "is too small (coreset_ratio 1e-09, coreset_points 400000); give varied normal images or a larger "
             "coreset_ratio"),

@@ -18,7 +18,7 @@ from eagle_iad.expert import Expert, ExpertConfig, fit, load, save
 from eagle_iad.expert.preprocess import prepare
 
 #: Small inputs keep the real backbone fast; real EfficientNet-Lite0 weights, everything else the product's.
-CONFIG = ExpertConfig(size=64, coreset_ratio=0.25, batch_size=4)
+CONFIG = ExpertConfig(size=64, native_up_to=0, coreset_ratio=0.25, batch_size=4)
 SHAPES = [(60, 90), (90, 60), (48, 120), (75, 75), (60, 90), (66, 99), (90, 60), (54, 81), (81, 54), (72, 96)]
 
 

@@ -18,7 +18,7 @@ from eagle_iad.service.batching import InspectBatcher
 @pytest.fixture(scope="module")
 def expert() -> Expert:
     cells = get_layout("elpv").samples(None, "mono", "train")[:6]
-    return fit([c.path for c in cells], "mono", ExpertConfig(size=64, coreset_ratio=0.1))
+    return fit([c.path for c in cells], "mono", ExpertConfig(size=64, native_up_to=0, coreset_ratio=0.1))
 
 
 def _test_images(count: int) -> list[np.ndarray]:

@@ -114,7 +114,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        save(fit(cells, "mono", ExpertConfig(size=64, coreset_ratio=0.05)).model, root / "models" / "mono")
+        config = ExpertConfig(size=64, native_up_to=0, coreset_ratio=0.05)
+        save(fit(cells, "mono", config).model, root / "models" / "mono")
     finally:
         torch.set_num_threads(before)
     return root / "models"

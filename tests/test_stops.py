@@ -89,7 +89,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        save(fit(cells, "mono", ExpertConfig(size=64, coreset_ratio=0.01)).model, root / "model")
+        save(fit(cells, "mono", ExpertConfig(size=64, native_up_to=0, coreset_ratio=0.01)).model, root / "model")
     finally:
         torch.set_num_threads(before)
     test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")]

@@ -307,9 +307,9 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     with pytest.raises(ConfigError, match=rf"{extra.name} is labelled defective in the history \(inspection abc\)"):
         teach(model_dir, [TeachImage(extra.name, extra)], why="x", by="ana", labelled_defective={digest: "abc"})
     # A labelled defect the model catches and the taught model would pass: teaching that very image hides it.
-    spot = tmp_path / "red-spot.png"  # a 10-pixel red spot: caught (above tau), yet under the guard's limit
+    spot = tmp_path / "red-spot.png"  # an 8-pixel red spot: caught (above tau), yet under the guard's limit
     pixels = np.asarray(Image.open(cells["cracked"][0]).convert("RGB")).copy()
-    pixels[150:160, 150:160] = (255, 0, 0)
+    pixels[150:158, 150:158] = (255, 0, 0)  # 164 against tau 155 and the limit 174 (10 px: 188, 6 px: 133)
     Image.fromarray(pixels).save(spot)
     assert model.thresholds.tau <= expert.inspect(spot).score <= limit
     with pytest.raises(ConfigError, match=r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score"):

@@ -75,6 +75,7 @@ def run_demo(
     layout = get_layout("elpv")
     config = ExpertConfig(
         size=DEMO_SIZE if size is None else size,
+        native_up_to=0,  # the demo's size is chosen, as an explicit --size is (fit_options.config_overrides)
         coreset_ratio=DEMO_CORESET_RATIO if coreset_ratio is None else coreset_ratio,
     )
     config.validate()

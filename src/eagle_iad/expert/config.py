@@ -14,7 +14,7 @@ from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, check_backbone
 from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.expert.search import DEFAULT_SEARCH
-from eagle_iad.fit_options import MAX_INPUT_SIDE, check_ranges, option_default
+from eagle_iad.fit_options import EXPOSURES, MAX_INPUT_SIDE, check_ranges, option_default
 from eagle_iad.tgps.regions import REGION_RULES
 from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, rule_params
 
@@ -35,6 +35,9 @@ class ExpertConfig:
     #: How an image becomes the network input (expert/preprocess.py): ``resize`` (whole frame, default),
     #: ``tile`` (overlapping tiles of a larger whole-frame input) or ``center-crop`` (the paper's).
     preprocess: str = DEFAULT_PREPROCESS
+    #: ``image``: each input's brightness and contrast set to ImageNet's before the backbone (preprocess.expose);
+    #: ``none``: the pixels' own (the paper's; every model saved before the setting reads as ``none``).
+    exposure: str = option_default("exposure")
     #: Long side of the whole-frame input (``resize`` and ``tile``); the other side follows the aspect.
     size: int = DEFAULT_SIZE
     #: Training images whose median long side lies in ``(size, native_up_to]`` are inspected at that long side
@@ -94,6 +97,7 @@ class ExpertConfig:
         # Models saved before the options chose their coreset from every patch and downscaled every image.
         values.setdefault("coreset_points", 0)
         values.setdefault("native_up_to", 0)
+        values.setdefault("exposure", "none")  # and before schema 8 took each image's pixels as they were
         if values.get("input_hw") is not None:
             values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
         return cls(**values)
@@ -115,6 +119,8 @@ class ExpertConfig:
             if param.default is None and param.name not in self.rule_params:
                 raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")
         mode = preprocessor_of(self)  # the registry, so a mode a plugin registered is accepted
+        if self.exposure not in EXPOSURES:
+            raise ConfigError(f"unknown exposure {self.exposure!r}; choose one of {', '.join(EXPOSURES)}")
         if self.region_rule not in REGION_RULES:
             raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {', '.join(REGION_RULES)}")
         mode.validate(self)
@@ -144,5 +150,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "position_baseline": False,
         "coreset_points": 0,
         "native_up_to": 0,
+        "exposure": "none",
     },
 }

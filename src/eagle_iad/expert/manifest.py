@@ -33,7 +33,9 @@ FORMAT = "eagle-iad/expert"
 #: Schema 7 adds the config settings ``native_up_to`` and ``pixel_scale`` and the ``scale`` preprocessing
 #: (each training image with its own patch count); a schema-6 model reads as ``native_up_to`` 0 and no
 #: pixel scale. The number moved so that an older eagle-iad says "upgrade" instead of naming the settings.
-SCHEMA_VERSION = 7
+#: Schema 8 adds the config setting ``exposure``; a model of schema 7 or older reads as ``exposure`` none (its
+#: pixels as they are), so it inspects exactly as when it was saved.
+SCHEMA_VERSION = 8
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

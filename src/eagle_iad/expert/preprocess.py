@@ -33,6 +33,10 @@ a model uses):
     ``CenterCrop``). What lies outside the crop is *not inspected*; the geometry reports that area
     so pictures can show it as such instead of as normal.
 
+Every mode's input pixels then take the model's ``exposure`` (:func:`expose`): ``image`` (the default)
+gives each image one brightness and contrast before the backbone sees it; ``none`` (``--preset paper``)
+keeps the pixels' own.
+
 A plugin adds a mode by registering a :class:`Preprocessor` (``@preprocessor("name")`` on the class);
 its name becomes a ``--preprocess`` choice and a service fit option (docs/ARCHITECTURE.md).
 """
@@ -54,7 +58,7 @@ from eagle_iad.expert.geometry import CenterCrop as CenterCrop
 from eagle_iad.expert.geometry import Tiles as Tiles
 from eagle_iad.expert.geometry import ViewGeometry as ViewGeometry
 from eagle_iad.expert.geometry import WholeFrame as WholeFrame
-from eagle_iad.fit_options import MAX_INPUT_SIDE
+from eagle_iad.fit_options import EXPOSURES, MAX_INPUT_SIDE
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, Geometry, to_tensor
 from eagle_iad.registry import Registry
 
@@ -75,9 +79,37 @@ def input_size_for(height: int, width: int, size: int) -> tuple[int, int]:
     return _round_side(size * height / width), size
 
 
-def normalise(rgb: np.ndarray) -> torch.Tensor:
+#: ``exposure`` ``image``: every input's grey mean and spread (over its pixels and channels, in ``[0, 1]``)
+#: become ImageNet's, averaged over the channels: the brightness and contrast the backbone was trained on.
+EXPOSURE_MEAN = float(np.mean(IMAGENET_MEAN))
+EXPOSURE_SPREAD = float(np.mean(IMAGENET_STD))
+#: A spread below one grey level counts as one: a flat image is not amplified into its noise (or divided by 0).
+EXPOSURE_MIN_SPREAD = 1.0 / 255.0
+
+
+def expose(arr: np.ndarray, exposure: str) -> np.ndarray:
+    """``H x W x 3`` float32 pixels in ``[0, 1]`` at the model's exposure (docs/METHOD.md, "Exposure").
+
+    Why: on a dark product (tire, grey level 19 of 255) ImageNet features barely respond, and a normal
+    image photographed a little darker or flatter than the training images scores above them as a
+    whole; one gain and offset per image (colours kept) removes both. Measured on tire and elpv it
+    raised image AUROC on both (docs/MEASUREMENTS.md). Statistics in float64; the exported graph
+    (expert/export.py) computes the same in float32.
+    """
+    if exposure == "none":
+        return arr
+    if exposure != "image":
+        raise ConfigError(f"unknown exposure {exposure!r}; choose one of {', '.join(EXPOSURES)}")
+    mean = float(arr.mean(dtype=np.float64))
+    spread = float(arr.std(dtype=np.float64))
+    gain = EXPOSURE_SPREAD / max(spread, EXPOSURE_MIN_SPREAD)
+    out: np.ndarray = (arr - np.float32(mean)) * np.float32(gain) + np.float32(EXPOSURE_MEAN)
+    return out
+
+
+def normalise(rgb: np.ndarray, exposure: str = "none") -> torch.Tensor:
     """uint8 ``H x W x 3`` RGB → ``3 x H x W`` float32 with ImageNet statistics (the exported graph does the same)."""
-    arr: np.ndarray = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    arr: np.ndarray = expose(np.asarray(rgb, dtype=np.float32) / np.float32(255.0), exposure)
     normalised = (arr - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
@@ -112,6 +144,8 @@ class PreprocessSettings(Protocol):
     def crop(self) -> int: ...
     @property
     def pixel_scale(self) -> float | None: ...
+    @property
+    def exposure(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +205,7 @@ class Preprocessor(ABC):
     def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
         """The ``V x 3 x h x w`` views of one image (same ``h x w`` for every image of a model) and their geometry."""
         pixels, geometry = self.host_pixels(rgb, config)
-        return normalise(pixels)[None], geometry
+        return normalise(pixels, config.exposure)[None], geometry
 
     def export_form(self, config: PreprocessSettings) -> ExportForm:
         """The graph's input size and views (export.py's ``DeployGraph`` and sidecar)."""
@@ -313,7 +347,7 @@ class Tile(Preprocessor):
 
     def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
         pixels, geometry = self.host_pixels(rgb, config)
-        whole, tile = normalise(pixels), config.tile
+        whole, tile = normalise(pixels, config.exposure), config.tile
         views = torch.stack([whole[:, top : top + tile, left : left + tile] for top, left in self.origins(config)])
         return views.contiguous(), geometry
 
@@ -350,6 +384,8 @@ class CenterCropMode(Preprocessor):
         return np.ascontiguousarray(pixels), CenterCrop(geometry)
 
     def prepare(self, rgb: np.ndarray, config: PreprocessSettings) -> tuple[torch.Tensor, ViewGeometry]:
+        if config.exposure != "none":  # the statistics are the crop's, as in the exported graph
+            return super().prepare(rgb, config)
         tensor, geometry = to_tensor(rgb, config.resize, config.crop)  # torchvision's Resize + CenterCrop
         return tensor[None], CenterCrop(geometry)
 

@@ -35,6 +35,15 @@ export const FIT_OPTIONS = {
     "minimum": 32,
     "type": "integer"
   },
+  "exposure": {
+    "default": "image",
+    "description": "image (each image's brightness and contrast set to ImageNet's before the backbone) | none (the pixels' own, the paper's)",
+    "enum": [
+      "image",
+      "none"
+    ],
+    "type": "string"
+  },
   "k": {
     "default": 3,
     "description": "k for ksigma and mad: how many standard deviations above the centre (rules ksigma, mad)",
@@ -43,8 +52,8 @@ export const FIT_OPTIONS = {
     "type": "number"
   },
   "native_up_to": {
-    "default": 0,
-    "description": "training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)",
+    "default": 512,
+    "description": "training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)",
     "maximum": 4096,
     "minimum": 0,
     "type": "integer"

@@ -943,13 +943,19 @@ export interface components {
              */
             crop: number;
             /**
+             * @description image (each image's brightness and contrast set to ImageNet's before the backbone) | none (the pixels' own, the paper's)
+             * @default image
+             * @enum {string}
+             */
+            exposure: "image" | "none";
+            /**
              * @description k for ksigma and mad: how many standard deviations above the centre (rules ksigma, mad)
              * @default 3
              */
             k: number;
             /**
-             * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)
-             * @default 0
+             * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)
+             * @default 512
              */
             native_up_to: number;
             /**
@@ -2084,6 +2090,12 @@ export interface operations {
                      * @default 224
                      */
                     crop?: number;
+                    /**
+                     * @description image (each image's brightness and contrast set to ImageNet's before the backbone) | none (the pixels' own, the paper's)
+                     * @default image
+                     * @enum {string}
+                     */
+                    exposure?: "image" | "none";
                     /** @description normal images, or one zip of them */
                     files?: string[];
                     /** @description a folder relative to the data root */
@@ -2094,8 +2106,8 @@ export interface operations {
                      */
                     k?: number;
                     /**
-                     * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0, the default: always size)
-                     * @default 0
+                     * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)
+                     * @default 512
                      */
                     native_up_to?: number;
                     /**
