@@ -194,7 +194,9 @@ def datasets(names: list[str], limit_train: int | None, limit_test: int | None, 
 def run_size(size: int, train: list[Sample], test: list[Sample], exposure: str = "image") -> dict[str, Any]:
     """Fit at one input size and exposure and score both image sets every way."""
     start = time.perf_counter()
-    expert = fit([s.path for s in train], "study", replace(ExpertConfig(), size=size, exposure=exposure))
+    # the size is the input's long side here (``native`` is a size of the study's own), as an explicit --size is
+    config = replace(ExpertConfig(), size=size, native_up_to=0, exposure=exposure)
+    expert = fit([s.path for s in train], "study", config)
     fit_s = time.perf_counter() - start
     train_passes, train_desc = score_all(expert, train, training=True)
     test_passes, test_desc = score_all(expert, test, training=False)
@@ -282,17 +284,20 @@ def vary(samples: Sequence[Sample], folder: Path, seed: int) -> list[Sample]:
 
 
 def run_varied(
-    train: list[Sample], test: list[Sample], size: int, folder: Path, seed: int
+    train: list[Sample], test: list[Sample], size: int, folder: Path, seed: int, exposures: Sequence[str] = ("image",)
 ) -> tuple[list[Sample], dict[str, tuple[np.ndarray, np.ndarray, float]], dict[str, float]]:
-    """Today's fixed input (``resize``) against ``--preprocess scale`` on varied copies of one data set."""
+    """The fixed input (``resize``) against ``--preprocess scale`` on varied copies of a data set, each exposure."""
     train_v = vary(train, folder / "train", seed)
     test_v = vary(test, folder / "test", seed + 1)
     found: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     fit_times: dict[str, float] = {}
-    for mode, label in (("resize", "fixed input (today)"), ("scale", "own aspect, fixed scale (--preprocess scale)")):
+    modes = (("resize", "fixed input"), ("scale", "own aspect, fixed scale (--preprocess scale)"))
+    for exposure, (mode, label) in ((e, m) for e in exposures for m in modes):
         start = time.perf_counter()
-        expert = fit([s.path for s in train_v], "varied", ExpertConfig(size=size, preprocess=mode))
-        fit_times[f"{mode}_fit_s"] = time.perf_counter() - start
+        config = ExpertConfig(size=size, native_up_to=0, preprocess=mode, exposure=exposure)
+        expert = fit([s.path for s in train_v], "varied", config)
+        label = f"{label}, exposure {exposure}"
+        fit_times[f"{mode}_{exposure}_fit_s"] = time.perf_counter() - start
         start = time.perf_counter()
         scores = np.array([r.score for r in expert.inspect_many([s.path for s in test_v])])
         per_image = (time.perf_counter() - start) / len(test_v)
@@ -351,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"[score-study] {name}: {len(train)} train, {len(test)} test, cropped and turned",
                         file=sys.stderr,
                     )
-                    test_v, found_v, fit_times = run_varied(train, test, args.varied_size, Path(folder), args.seed)
+                    exposures = [e.strip() for e in args.exposures.split(",") if e.strip()]
+                    test_v, found_v, fit_times = run_varied(
+                        train, test, args.varied_size, Path(folder), args.seed, exposures
+                    )
                     checks[name] = fit_times
                     baseline_s[name] = next(iter(found_v.values()))[2]
                     for variant, (train_scores, test_scores, seconds) in found_v.items():
