@@ -125,7 +125,7 @@ def eagle_worker(weights: str, train: list[str], test: list[str], size: int, rep
 
     os.environ["EAGLE_WRN50_WEIGHTS"] = weights
     start = time.perf_counter()
-    expert = fit(train, "mono", ExpertConfig(backbone="wide_resnet50_2", size=size))
+    expert = fit(train, "mono", ExpertConfig(backbone="wide_resnet50_2", size=size, native_up_to=0))
     fit_s = time.perf_counter() - start
     images = [load_rgb(p) for p in test]
     rates = _rates(lambda chunk: expert.inspect_many(chunk, batch=len(chunk)), images, repeat)

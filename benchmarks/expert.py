@@ -262,7 +262,7 @@ def memory_child(count: int, ratio: float, size: int, keep: str) -> None:
         paths = train_paths(count, Path(folder))
         monitor = PeakMemory()
         start = time.perf_counter()
-        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio, size=size)).model
+        model = fit(paths, "bench", ExpertConfig(coreset_ratio=ratio, size=size, native_up_to=0)).model
         total = time.perf_counter() - start
         peak = monitor.stop()
         if keep:
@@ -280,7 +280,7 @@ def extract_child(count: int, size: int, folder: Path) -> None:
     from eagle_iad.expert.preprocess import backbone_image_size
 
     paths = train_paths(count, folder / "png")
-    config = with_input_size(ExpertConfig(size=size), paths)
+    config = with_input_size(ExpertConfig(size=size, native_up_to=0), paths)
     extractor = build_backbone(config.backbone, backbone_image_size(config))
     features = _embed_training(extractor, paths, config, False, None, folder).features
     assert isinstance(features, RowFile)
@@ -486,7 +486,7 @@ def bench_pooling(paths: list[Path], count: int, size: int) -> None:
     from eagle_iad.expert import ExpertConfig, fit
     from eagle_iad.expert.features import aggregate, aggregate_reference
 
-    expert = fit(paths, "bench", ExpertConfig(size=size, seed=0))
+    expert = fit(paths, "bench", ExpertConfig(size=size, native_up_to=0, seed=0))
     test = [s.path for s in get_layout("elpv").samples(None, "mono", "test")[:count]]
     variants = {"reference poolings": aggregate_reference, "one product": aggregate}
     best: dict[str, float] = dict.fromkeys(variants, float("inf"))
@@ -572,7 +572,8 @@ def bench_inspect(expert: Expert, count: int) -> None:
 
 
 def main_fit(paths: list[Path], args: argparse.Namespace) -> None:
-    fit_s, expert = timed(lambda: fit(paths, "bench", ExpertConfig(size=args.size, coreset_ratio=args.coreset_ratio)))
+    config = ExpertConfig(size=args.size, native_up_to=0, coreset_ratio=args.coreset_ratio)
+    fit_s, expert = timed(lambda: fit(paths, "bench", config))
     model, t = expert.model, expert.model.timings
     print(f"\n== fit on {args.train} elpv mono cells ({load()})")
     print(

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model is None:
             train = [s.path for s in get_layout("elpv").samples(None, "mono", "train")][: args.train]
-            expert = fit(train, "mono", ExpertConfig(size=args.size))
+            expert = fit(train, "mono", ExpertConfig(size=args.size, native_up_to=0))
             model = str(save(expert.model, root / "model"))
         expert = load_expert(model)
         bank = tuple(expert.model.bank.shape)

@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         layout = get_layout("elpv")
         train = sorted(s.path for s in layout.samples(None, "mono", "train"))[: args.train]
         test = sorted((s.path for s in layout.samples(None, "mono", "test")), key=str)[:48]
-        config = ExpertConfig(size=DEMO_SIZE, coreset_ratio=DEMO_CORESET_RATIO)
+        config = ExpertConfig(size=DEMO_SIZE, native_up_to=0, coreset_ratio=DEMO_CORESET_RATIO)
         print(f"fitting the demo's model on {len(train)} cells ...", file=sys.stderr, flush=True)
         save(fit(train, "mono", config).model, work / "models" / "mono")
         bodies = [multipart(path.read_bytes(), path.name) for path in test]

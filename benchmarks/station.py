@@ -179,7 +179,8 @@ def main() -> None:
         work = Path(tmp)
         models = work / "models"
         print(f"fitting {len(train)} cells at {DEMO_SIZE} px ...", file=sys.stderr)
-        save(fit(train, "mono", ExpertConfig(size=DEMO_SIZE, coreset_ratio=DEMO_CORESET_RATIO)).model, models / "mono")
+        config = ExpertConfig(size=DEMO_SIZE, native_up_to=0, coreset_ratio=DEMO_CORESET_RATIO)  # as the demo
+        save(fit(train, "mono", config).model, models / "mono")
         print(f"eagle inspect on {len(cells)} cells in one process ...", file=sys.stderr)
         from eagle_iad.cli import main as eagle
 

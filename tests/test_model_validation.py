@@ -65,6 +65,23 @@ def test_a_save_carries_schema_4_a_checksum_and_an_empty_history(model_dir: Path
     assert load(model_dir).history == []
 
 
+def test_a_schema_7_model_reads_and_shows_the_settings_it_was_saved_without(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model saved before exposure (schema 7) and before native_up_to / coreset_points: the load and
+    ``eagle info`` both read what their absence meant (the pixels' own exposure, every image at ``size``)."""
+    data = _manifest(model_dir)
+    data["schema_version"] = 7
+    for name in ("exposure", "native_up_to", "coreset_points"):
+        del data["config"][name]
+    _write(model_dir, data, sign=True)
+    config = load(model_dir).config
+    assert (config.exposure, config.native_up_to, config.coreset_points) == ("none", 0, 0)
+    assert main(["info", "--model", str(model_dir)]) == 0
+    shown = json.loads(capsys.readouterr().out)["config"]
+    assert (shown["exposure"], shown["native_up_to"], shown["coreset_points"]) == ("none", 0, 0)
+
+
 def test_a_hand_edited_tau_is_refused_with_the_command_to_use(model_dir: Path) -> None:
     data = _manifest(model_dir)
     data["thresholds"]["tau"] = 500.0

@@ -70,6 +70,7 @@ def test_a_small_run_scores_as_the_product_does(study: ModuleType, tmp_path: Pat
     assert study.main([*args, "--limit-test", "6", "--out", str(tmp_path)]) == 0
     document = json.loads((tmp_path / "score_study.json").read_text())
     for label in ("96/none", "96/image"):
+        assert document["checks"][f"elpv {label}"]["input_hw"] == [96, 96]  # the size named, not the cells' own 300
         assert document["checks"][f"elpv {label}"]["test_plain_vs_inspect_max_diff"] == 0.0
         assert document["checks"][f"elpv {label}"]["train_plain_vs_fit_max_diff"] == 0.0
     variants = [row["variant"] for row in document["rows"]]

@@ -57,8 +57,8 @@ PRESET_NAMES: tuple[str, ...] = ("default", "paper")
 PREPROCESSING: tuple[str, ...] = ("resize", "scale", "tile", "center-crop")
 REGION_RULE_NAMES: tuple[str, ...] = ("calibrated", "paper")
 #: ``image`` (default): each input's grey mean and spread set to ImageNet's before the backbone; ``none``: the
-#: pixels' own (the paper's, and every model saved before the setting). On tire image AUROC rose 0.778 -> 0.86 and on
-#: elpv 0.951 -> 0.96 (docs/METHOD.md, "Exposure").
+#: pixels' own (the paper's, and every model saved before the setting). On tire image AUROC rose 0.778 -> 0.868 and on
+#: elpv 0.951 -> 0.954 (docs/METHOD.md, "Exposure").
 EXPOSURES: tuple[str, ...] = ("image", "none")
 
 #: Largest whole-frame input side (and tile, crop): bounds the backbone's activation memory per view.
@@ -127,7 +127,7 @@ _AFTER_RULE = (
         "native_up_to", int, NATIVE_UP_TO,
         "training images whose median long side is above size and at most this many pixels are inspected at "
         "that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when "
-        "--size is given without it)",
+        "size is given without it)",
         group="evidence", range=Range(0, MAX_INPUT_SIDE),
     ),
     FitOption(

@@ -12,6 +12,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, check_backbone
+from eagle_iad.expert.manifest import SETTINGS_BEFORE_THEM
 from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.expert.search import DEFAULT_SEARCH
 from eagle_iad.fit_options import EXPOSURES, MAX_INPUT_SIDE, check_ranges, option_default
@@ -41,7 +42,9 @@ class ExpertConfig:
     #: Long side of the whole-frame input (``resize`` and ``tile``); the other side follows the aspect.
     size: int = DEFAULT_SIZE
     #: Training images whose median long side lies in ``(size, native_up_to]`` are inspected at that long side
-    #: (rounded up to 32) rather than downscaled: a fit-time choice, recorded in ``size`` and ``input_hw``.
+    #: (rounded up to 32) rather than downscaled: a fit-time choice, recorded in ``size`` and ``input_hw``. The
+    #: CLI and the service set it to 0 when a size is given without it (fit_options.config_overrides); a
+    #: config built here keeps the default, so code that means "this size" says ``native_up_to=0``.
     native_up_to: int = option_default("native_up_to")
     #: The fixed ``(H, W)`` input of ``resize``/``tile``, set by :func:`fit` from the training images.
     input_hw: tuple[int, int] | None = None
@@ -94,10 +97,9 @@ class ExpertConfig:
             values["rule_params"] = {k: float(v) for k, v in legacy.items() if v is not None}
         if "rule_params" in values:
             values["rule_params"] = {str(k): float(v) for k, v in dict(values["rule_params"]).items()}
-        # Models saved before the options chose their coreset from every patch and downscaled every image.
-        values.setdefault("coreset_points", 0)
-        values.setdefault("native_up_to", 0)
-        values.setdefault("exposure", "none")  # and before schema 8 took each image's pixels as they were
+        # Models (and exports) saved before a setting existed did what its absence means (manifest.upgraded_config).
+        for name, value in SETTINGS_BEFORE_THEM.items():
+            values.setdefault(name, value)
         if values.get("input_hw") is not None:
             values["input_hw"] = (int(values["input_hw"][0]), int(values["input_hw"][1]))
         return cls(**values)

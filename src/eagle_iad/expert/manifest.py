@@ -62,8 +62,13 @@ MODEL_FILES = frozenset({MANIFEST, TENSORS})
 SCHEMA_1_SETTINGS: dict[str, Any] = {"preprocess": "center-crop", "region_rule": "paper", "position_baseline": False}
 
 
+#: Settings added after a model could be saved, as what a model saved without them did: its coreset from every
+#: patch, every image downscaled to ``size``, the pixels' own exposure (schema 8).
+SETTINGS_BEFORE_THEM: dict[str, Any] = {"coreset_points": 0, "native_up_to": 0, "exposure": "none"}
+
+
 def upgraded_config(config: dict[str, Any], schema_version: object) -> dict[str, Any]:
-    """A manifest's ``config`` as this version reads it: a copy, with schema 1's implied settings filled in.
+    """A manifest's ``config`` as this version reads it: a copy, with what older schemas left unsaid filled in.
 
     Why one function: the loader and ``eagle info`` must show the same settings for an old model, so
     that what ``info`` reports is what an inspection with that model does. Torch-free, for ``info``.
@@ -71,6 +76,8 @@ def upgraded_config(config: dict[str, Any], schema_version: object) -> dict[str,
     upgraded = dict(config)
     if schema_version == 1:
         upgraded.update(SCHEMA_1_SETTINGS)
+    for name, value in SETTINGS_BEFORE_THEM.items():
+        upgraded.setdefault(name, value)
     return upgraded
 
 

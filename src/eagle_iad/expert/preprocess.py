@@ -107,8 +107,11 @@ def expose(arr: np.ndarray, exposure: str) -> np.ndarray:
     return out
 
 
-def normalise(rgb: np.ndarray, exposure: str = "none") -> torch.Tensor:
-    """uint8 ``H x W x 3`` RGB → ``3 x H x W`` float32 with ImageNet statistics (the exported graph does the same)."""
+def normalise(rgb: np.ndarray, exposure: str) -> torch.Tensor:
+    """uint8 ``H x W x 3`` RGB → ``3 x H x W`` float32 at ``exposure`` with ImageNet statistics (as the exported graph).
+
+    ``exposure`` has no default: a mode that overrides ``prepare`` must pass the model's, or be told so.
+    """
     arr: np.ndarray = expose(np.asarray(rgb, dtype=np.float32) / np.float32(255.0), exposure)
     normalised = (arr - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))

@@ -53,7 +53,7 @@ export const FIT_OPTIONS = {
   },
   "native_up_to": {
     "default": 512,
-    "description": "training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)",
+    "description": "training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when size is given without it)",
     "maximum": 4096,
     "minimum": 0,
     "type": "integer"

@@ -954,7 +954,7 @@ export interface components {
              */
             k: number;
             /**
-             * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)
+             * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when size is given without it)
              * @default 512
              */
             native_up_to: number;
@@ -2106,7 +2106,7 @@ export interface operations {
                      */
                     k?: number;
                     /**
-                     * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when --size is given without it)
+                     * @description training images whose median long side is above size and at most this many pixels are inspected at that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when size is given without it)
                      * @default 512
                      */
                     native_up_to?: number;
