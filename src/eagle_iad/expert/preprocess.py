@@ -92,7 +92,7 @@ def expose(arr: np.ndarray, exposure: str) -> np.ndarray:
 
     Why: on a dark product (tire, grey level 19 of 255) ImageNet features barely respond, and a normal
     image photographed a little darker or flatter than the training images scores above them as a
-    whole; one gain and offset per image (colours kept) removes both. Measured on tire and elpv it
+    whole; one gain and offset per image, the same for every channel, removes both. Measured on tire and elpv it
     raised image AUROC on both (docs/MEASUREMENTS.md). Statistics in float64; the exported graph
     (expert/export.py) computes the same in float32.
     """
