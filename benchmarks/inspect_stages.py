@@ -1,14 +1,18 @@
 """Where an inspection's time goes, stage by stage, for this code and an earlier revision, in one run.
 
-Both revisions score the same images with the same saved model (by default one fitted here at the
-defaults: whole frame 320 px, 10% greedy coreset, on ``--train`` elpv mono cells). Each revision
-runs in its own child process (the earlier one from a ``git worktree`` of ``--against``, default
-de9f86a, the code of issue 26's "today"); the children alternate, ``--repeat`` times, and each
-stage keeps its best time. A child times the steps ``eagle inspect --out`` chains, in its chunks of
-4 images: decode, preprocess, backbone, pooling (the patch aggregation), search, map (stitching,
-upsampling, blur), regions (the verdict with its boxes) and pictures (heatmap and boxed picture,
-rendered and written), then the whole of ``pipeline.inspect_records`` with pictures, end to end.
-The verdicts of both must agree; the largest score difference is printed.
+Both revisions score the same images with the same saved model: by default one that the earlier
+revision fits at its defaults (whole frame 320 px, 10% greedy coreset, on ``--train`` elpv mono
+cells), since an earlier revision cannot read a model saved by a later schema while this code reads
+every earlier one (as ``exposure none``, the setting such models were fitted with). A third run
+times this code with a model it fits at today's defaults (``--exposure image`` since issue 29): what
+a user gets now, with its own verdicts. Each run is its own child process (the earlier revision from
+a ``git worktree`` of ``--against``, default de9f86a, the code of issue 26's "today"); the children
+alternate, ``--repeat`` times, and each stage keeps its best time. A child times the steps ``eagle
+inspect --out`` chains, in its chunks of 4 images: decode, preprocess, backbone, pooling (the patch
+aggregation), search, map (stitching, upsampling, blur), regions (the verdict with its boxes) and
+pictures (heatmap and boxed picture, rendered and written), then the whole of
+``pipeline.inspect_records`` with pictures, end to end. The verdicts of the two revisions on the
+same model must agree; the largest score difference is printed.
 
     .venv/bin/python benchmarks/inspect_stages.py [--train 200] [--images 48] [--repeat 3] [--against REV] [--model DIR]
 
@@ -127,30 +131,31 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="eagle-stages-") as scratch:
         folder = Path(scratch)
-        model = args.model
-        if not model:
-            from eagle_iad.data import get_layout
-            from eagle_iad.data.selection import select_training
-            from eagle_iad.expert import ExpertConfig, fit
-            from eagle_iad.expert.store import save
-
-            cells = select_training(get_layout("elpv").samples(None, "mono", "train"), args.train, 0)
-            print(f"fitting a 320 px model on {len(cells)} elpv mono cells ...", flush=True)
-            model = str(folder / "model")
-            fitted = fit([s.path for s in cells], "bench", ExpertConfig()).model
-            save(fitted, model)
-            stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in fitted.timings.items())
-            print(f"fit: {stages}; bank {fitted.bank.shape[0]} x {fitted.bank.shape[1]}", flush=True)
-        images = test_images(args.images)
-        sources = {
-            "after (this code)": str(ROOT / "src"),
-            f"before ({args.against})": str(worktree(args.against, folder / "before")),
-        }
-        best: dict[str, dict[str, Any]] = {}
+        before_src = str(worktree(args.against, folder / "before"))
+        this_src = str(ROOT / "src")
+        # (name, code on the path, model): the first two share a model, so their verdicts must agree.
+        runs: list[tuple[str, str, str]] = []
         try:
+            if args.model:
+                runs = [
+                    (f"before ({args.against})", before_src, args.model),
+                    ("after (this code)", this_src, args.model),
+                ]
+            else:
+                cells = training_cells(args.train)
+                print(f"fitting 320 px models on {len(cells)} elpv mono cells (each revision's defaults)", flush=True)
+                shared = fit_with(before_src, cells, folder / "model-before")
+                today = fit_with(this_src, cells, folder / "model-today")
+                runs = [
+                    (f"before ({args.against})", before_src, shared),
+                    ("after (this code)", this_src, shared),
+                    ("this code, today's defaults", this_src, today),
+                ]
+            images = test_images(args.images)
+            best: dict[str, dict[str, Any]] = {}
             for _ in range(args.repeat):
-                for name, src in sources.items():
-                    out = folder / "out" / name.split()[0]
+                for name, src, model in runs:
+                    out = folder / "out" / str(len(best))
                     out.mkdir(parents=True, exist_ok=True)
                     env = {**os.environ, "PYTHONPATH": src}
                     request = json.dumps({"model": model, "images": images, "out": str(out)})
@@ -164,26 +169,60 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder / "before")],
                            check=False, capture_output=True)  # fmt: skip
-        report(best, len(images), model)
+        report(best, len(images), runs[0][2])
+
+
+def training_cells(count: int) -> list[str]:
+    from eagle_iad.data import get_layout
+    from eagle_iad.data.selection import select_training
+
+    return [str(s.path) for s in select_training(get_layout("elpv").samples(None, "mono", "train"), count, 0)]
+
+
+#: A fit at the defaults of whichever ``eagle_iad`` is on the child's path, saved in its own schema.
+FIT_CHILD = """import json, sys
+from eagle_iad.expert import ExpertConfig, fit
+from eagle_iad.expert.store import save
+paths, out = json.loads(sys.argv[1])
+fitted = fit(paths, "bench", ExpertConfig()).model
+save(fitted, out)
+stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in fitted.timings.items())
+print(f"fit: {stages}; bank {fitted.bank.shape[0]} x {fitted.bank.shape[1]}", flush=True)
+"""
+
+
+def fit_with(src: str, cells: list[str], out: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": src}
+    subprocess.run([sys.executable, "-c", FIT_CHILD, json.dumps([cells, str(out)])], env=env, check=True)
+    return str(out)
 
 
 def report(best: dict[str, dict[str, Any]], count: int, model: str) -> None:
-    after, before = best.values()
     names = list(best)
-    print(f"\n== inspect {count} elpv mono test cells, model {model}, best of each ({load()})")
-    print(f"| stage | {names[1]} ms/image | {names[0]} ms/image | ratio |")
-    print("|---|---|---|---|")
+    before = best[names[0]]
+    print(f"\n== inspect {count} elpv mono test cells, shared model {model}, best of each ({load()})")
+    columns = [f"{name} ms/image" for name in names] + [f"ratio ({name})" for name in names[1:]]
+    print(f"| stage | {' | '.join(columns)} |")
+    print("|---" * (len(columns) + 1) + "|")
+
+    def row(label: str, values: list[float], higher_is_better: bool = False) -> None:
+        ratios = [(v / values[0] if higher_is_better else values[0] / v) for v in values[1:]]
+        cells = " | ".join(f"{v:.2f}" if higher_is_better else f"{v:.1f}" for v in values)
+        print(f"| {label} | {cells} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+
     for stage in STAGES:
-        old, new = before["stages"][stage] * 1000 / count, after["stages"][stage] * 1000 / count
-        print(f"| {stage} | {old:.1f} | {new:.1f} | {old / new:.2f}x |")
-    old_sum, new_sum = sum(before["stages"].values()), sum(after["stages"].values())
-    print(f"| all stages | {old_sum * 1000 / count:.1f} | {new_sum * 1000 / count:.1f} | {old_sum / new_sum:.2f}x |")
-    old_rate, new_rate = count / before["end_to_end"], count / after["end_to_end"]
+        row(stage, [best[name]["stages"][stage] * 1000 / count for name in names])
+    row("all stages", [sum(best[name]["stages"].values()) * 1000 / count for name in names])
     end_to_end = "end to end (`inspect_records` with pictures), images/s"
-    print(f"| {end_to_end} | {old_rate:.2f} | {new_rate:.2f} | {new_rate / old_rate:.2f}x |")
+    row(end_to_end, [count / best[name]["end_to_end"] for name in names], higher_is_better=True)
+    after = best[names[1]]
     decisions = sum(a[1] == b[1] for a, b in zip(before["verdicts"], after["verdicts"], strict=True))
     difference = max(abs(a[0] - b[0]) for a, b in zip(before["verdicts"], after["verdicts"], strict=True))
-    print(f"\nsame decision on {decisions} of {count} images; largest score difference {difference:.3g}")
+    print(f"\nsame model: same decision on {decisions} of {count} images; largest score difference {difference:.3g}")
+    if len(names) > 2:
+        today = best[names[2]]
+        alike = sum(a[1] == b[1] for a, b in zip(before["verdicts"], today["verdicts"], strict=True))
+        print(f"today's defaults (their own model): the same decision as the earlier revision on {alike} of {count}")
 
 
 def load() -> str:
