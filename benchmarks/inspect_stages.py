@@ -5,7 +5,8 @@ revision fits at its defaults (whole frame 320 px, 10% greedy coreset, on ``--tr
 cells), since an earlier revision cannot read a model saved by a later schema while this code reads
 every earlier one (as ``exposure none``, the setting such models were fitted with). A third run
 times this code with a model it fits at today's defaults (``--exposure image`` since issue 29): what
-a user gets now, with its own verdicts. Each run is its own child process (the earlier revision from
+a user gets now, with its own verdicts (not with ``--model``, which both revisions must be able to
+read). Each run is its own child process (the earlier revision from
 a ``git worktree`` of ``--against``, default de9f86a, the code of issue 26's "today"); the children
 alternate, ``--repeat`` times, and each stage keeps its best time. A child times the steps ``eagle
 inspect --out`` chains, in its chunks of 4 images: decode, preprocess, backbone, pooling (the patch
@@ -121,7 +122,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48, help="elpv mono test cells to inspect")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each revision (best kept)")
     parser.add_argument("--against", default=DEFAULT_AGAINST, help="the earlier revision (git)")
-    parser.add_argument("--model", default="", help="a saved model to use instead of fitting one")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a saved model for both revisions instead of fitting one (one --against can read: de9f86a reads "
+        "schema <= 6); no third run",
+    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,8 +150,8 @@ def main() -> None:
             else:
                 cells = training_cells(args.train)
                 print(f"fitting 320 px models on {len(cells)} elpv mono cells (each revision's defaults)", flush=True)
-                shared = fit_with(before_src, cells, folder / "model-before")
-                today = fit_with(this_src, cells, folder / "model-today")
+                shared = fit_with(f"{args.against} (the shared model)", before_src, cells, folder / "model-before")
+                today = fit_with("this code (today's defaults)", this_src, cells, folder / "model-today")
                 runs = [
                     (f"before ({args.against})", before_src, shared),
                     ("after (this code)", this_src, shared),
@@ -154,13 +160,15 @@ def main() -> None:
             images = test_images(args.images)
             best: dict[str, dict[str, Any]] = {}
             for _ in range(args.repeat):
-                for name, src, model in runs:
-                    out = folder / "out" / str(len(best))
+                for index, (name, src, model) in enumerate(runs):
+                    out = folder / "out" / str(index)
                     out.mkdir(parents=True, exist_ok=True)
                     env = {**os.environ, "PYTHONPATH": src}
                     request = json.dumps({"model": model, "images": images, "out": str(out)})
-                    done = subprocess.run([sys.executable, __file__, "--child", request], env=env, check=True,
+                    done = subprocess.run([sys.executable, __file__, "--child", request], env=env, check=False,
                                           capture_output=True, text=True)  # fmt: skip
+                    if done.returncode:
+                        raise SystemExit(f"{name} failed on {model}:\n{done.stderr.strip()}")
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                     kept = best.setdefault(name, result)
                     for stage in STAGES:
@@ -191,7 +199,8 @@ print(f"fit: {stages}; bank {fitted.bank.shape[0]} x {fitted.bank.shape[1]}", fl
 """
 
 
-def fit_with(src: str, cells: list[str], out: Path) -> str:
+def fit_with(label: str, src: str, cells: list[str], out: Path) -> str:
+    print(f"{label}:", flush=True)
     env = {**os.environ, "PYTHONPATH": src}
     subprocess.run([sys.executable, "-c", FIT_CHILD, json.dumps([cells, str(out)])], env=env, check=True)
     return str(out)
