@@ -466,6 +466,25 @@ def _reference_greedy(features: np.ndarray, ratio: float, seed: int) -> np.ndarr
         return _reference_greedy_body(features, ratio, seed)
 
 
+def _distances_to_rows(points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Every point's float64 distance to each of ``points[rows]``, by the plain difference."""
+    return np.stack([np.sqrt(((points - points[row]) ** 2).sum(axis=1)) for row in rows], axis=1)
+
+
+def _reference_cover(points: np.ndarray, bank: np.ndarray, candidates: np.ndarray, radius: float) -> np.ndarray:
+    """The greedy continued literally over ``candidates`` (none in ``bank``) from ``bank``: the farthest
+    candidate from every centre joins, until each is within ``radius``; the rows it added, sorted."""
+    min_dist = _distances_to_rows(points, bank)[candidates].min(axis=1).astype(np.float32)  # stored as float32
+    added = []
+    while True:
+        best = int(np.argmax(min_dist))
+        if min_dist[best] <= radius:
+            return np.sort(np.asarray(added, dtype=np.int64))
+        added.append(int(candidates[best]))
+        step = np.sqrt(((points[candidates] - points[candidates[best]]) ** 2).sum(axis=1))
+        min_dist = np.minimum(min_dist, step.astype(np.float32))
+
+
 def _reference_greedy_body(features: np.ndarray, ratio: float, seed: int) -> np.ndarray:
     count, dim = features.shape
     target = max(1, int(count * ratio))
@@ -563,35 +582,54 @@ def test_coreset_on_features_on_disk_picks_what_the_reference_picks(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
 
 
-@pytest.mark.parametrize("on_disk", [False, True])
+@pytest.mark.parametrize(("on_disk", "dim"), [(False, 256), (True, 256), (False, 64)])
 def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool, dim: int
 ) -> None:
     """Above ``points`` patches the greedy runs on a seeded uniform sample: its picks are the literal
-    loop's picks on exactly those rows, mapped back to the training patches' numbering, the same from
-    features in memory and on disk, and the sample's scratch file is gone afterwards."""
+    loop's picks on exactly those rows, mapped back to the training patches' numbering; then the loop,
+    continued over the patches outside the sample (a seeded sample of them when they are more than
+    ``points``), adds those it needs until each is within the sample's radius. The same from features in
+    memory and on disk, and the scratch files are gone after."""
     from eagle_iad.expert import coreset
 
     monkeypatch.setattr(coreset, "PROJECT_ROWS", 512)  # the sample is copied in several chunks
     rng = np.random.default_rng(21)
-    centres = rng.standard_normal((20, 256)) * 4.0 + 10.0
-    features = (centres[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, 256))).astype(np.float32)
+    centres = rng.standard_normal((20, dim)) * 4.0 + 10.0
+    features = (centres[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, dim))).astype(np.float32)
     sample = coreset.sample_rows(5000, 1200, 3)
     assert sample.shape == (1200,) and np.array_equal(sample, np.unique(sample))
     assert np.array_equal(sample, coreset.sample_rows(5000, 1200, 3))  # seeded
     assert not np.array_equal(sample, coreset.sample_rows(5000, 1200, 4))
-    expected = sample[_reference_greedy(features[sample], 0.1, 3)]
+    picked = sample[_reference_greedy(features[sample], 0.1, 3)]
+    exact = ApproximateGreedyCoreset(ratio=0.1, seed=3).select_covering(features[sample])
+    assert exact.radius is not None
+    points = ApproximateGreedyCoreset(seed=3).project(features).astype(np.float64)
+    outside = np.setdiff1d(np.arange(5000), sample)
+    rest = coreset.completion_rows(5000, sample, 1200, 3)  # 3,800 outside: a seeded 1,200 of them
+    assert rest.shape == (1200,) and np.array_equal(rest, np.unique(rest)) and np.isin(rest, outside).all()
+    assert np.array_equal(rest, coreset.completion_rows(5000, sample, 1200, 3))
+    assert np.array_equal(coreset.completion_rows(5000, sample, 3800, 3), outside)  # not more: all of them
+    added = _reference_cover(points, picked, rest, exact.radius)
+    assert 0 < added.size < rest.size  # the data has patches the sample's bank leaves uncovered
     source: FeatureRows = features
     if on_disk:
-        source = RowFile(tmp_path / "features.f32", 256)
+        source = RowFile(tmp_path / "features.f32", dim)
         source.append(features)
     selection = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=1200).select_covering(source)
-    assert selection.chosen.shape == (120,)  # ratio of the sample, not of every patch
-    assert np.array_equal(selection.chosen, expected)
-    exact = ApproximateGreedyCoreset(ratio=0.1, seed=3).select_covering(features[sample])
-    assert selection.radius == exact.radius  # the radius the sample was covered to
+    assert np.array_equal(selection.chosen, np.sort(np.concatenate([picked, added])))
+    assert selection.radius == exact.radius  # the radius the sample was covered to, and now the rest too
+    covered = np.concatenate([sample, rest])
+    assert _distances_to_rows(points, selection.chosen)[covered].min(axis=1).max() <= exact.radius * (1 + 1e-6)
+    assert _distances_to_rows(points, picked)[covered].min(axis=1).max() > exact.radius * 1.05  # sample's alone: not
+    # Up to twice ``points`` patches the completion covers every patch.
+    wide = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=2500).select_covering(source)
+    assert wide.radius is not None
+    assert _distances_to_rows(points, wide.chosen).min(axis=1).max() <= wide.radius * (1 + 1e-6)
     if on_disk:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
+    # A ratio of 1 keeps every patch, sampled or not, as the paper's rule does.
+    assert np.array_equal(ApproximateGreedyCoreset(ratio=1.0, points=1200).select(source), np.arange(5000))
     # At or below ``points`` patches nothing is sampled: the paper's greedy on every patch.
     assert np.array_equal(
         ApproximateGreedyCoreset(ratio=0.1, seed=3, points=5000).select(features),
@@ -650,7 +688,7 @@ def test_coreset_points_default_paper_preset_and_models_saved_before() -> None:
 
 
 def test_fit_with_a_small_coreset_points_keeps_the_sample_greedys_picks(tmp_path: Path) -> None:
-    """The option reaches the fit: its bank is the sampled greedy's picks, and the model says so."""
+    """The option reaches the fit: its bank is the sampled greedy's picks, completed, and the model says so."""
     from dataclasses import replace
 
     from eagle_iad.expert.coreset import ApproximateGreedyCoreset as Greedy
@@ -667,7 +705,8 @@ def test_fit_with_a_small_coreset_points_keeps_the_sample_greedys_picks(tmp_path
     flat = embedded.reshape(features, -1).numpy()
     assert features > 200
     assert np.array_equal(model.selected.nonzero().squeeze(1).numpy(), sampler.select(flat))
-    assert model.bank.shape[0] == int(200 * config.coreset_ratio) < full.bank.shape[0]
+    # The sample's share, plus the patches outside it that the greedy needs to cover them; fewer than all.
+    assert int(200 * config.coreset_ratio) < model.bank.shape[0] < full.bank.shape[0]
     assert model.config.coreset_points == 200
 
 
