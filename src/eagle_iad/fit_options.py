@@ -66,9 +66,9 @@ MAX_INPUT_SIDE = 4096
 #: Seeds are numpy's (unsigned 32-bit).
 MAX_SEED = 2**32 - 1
 #: The default coreset's greedy chooses from at most this many patches (250 images at 320 px): the exact
-#: 10% greedy up to there; beyond, the greedy on a sample of this many, then the patches outside it that
-#: its bank leaves farther than its radius, so the quadratic stage stops growing with the training set
-#: (docs/METHOD.md, "Large training sets").
+#: 10% greedy up to there; beyond, the greedy on a sample of this many, then continued over up to as many
+#: patches outside it until each is within the sample's radius, so the quadratic stage stops growing with
+#: the training set (docs/METHOD.md, "Large training sets").
 CORESET_POINTS = 400_000
 MAX_CORESET_POINTS = 2**40
 #: Training images whose median long side is above ``size`` and at most this are inspected at that long side: a
@@ -88,8 +88,8 @@ _BEFORE_RULE = (
     FitOption(
         "coreset_points", int, CORESET_POINTS,
         "beyond this many training patches the coreset's greedy runs on a seeded uniform sample of this many, "
-        "then adds the patches outside it that are farther than the sample's covering radius from its bank "
-        "(0 = every patch, the paper's rule; docs/METHOD.md)",
+        "then continues over up to this many patches outside the sample until each is within the sample's "
+        "covering radius (0 = every patch, the paper's rule; docs/METHOD.md)",
         range=Range(0, MAX_CORESET_POINTS),
     ),
     FitOption("seed", int, 0, "seed of the coreset sampler and of --limit-train's subset", range=Range(0, MAX_SEED)),

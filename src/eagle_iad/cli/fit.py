@@ -85,8 +85,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "category": model.category,
         "train_images": len(model.train_images),
         "bank_size": int(model.bank.shape[0]),
-        # The greedy's pool: every training patch, or a sample of coreset_points of them, whose bank then
-        # covers the rest (docs/METHOD.md, "Large training sets").
+        # The greedy's pool: every training patch, or a sample of coreset_points of them, continued over
+        # up to as many more (docs/METHOD.md, "Large training sets").
         "train_patches": patches,
         "coreset_from": min(patches, points) if points and model.config.sampler == "greedy" else patches,
         "rule": model.thresholds.rule,
