@@ -149,8 +149,8 @@ class ApproximateGreedyCoreset:
     seed: int = 0
     starting_points: int = 10
     #: Most training patches the greedy chooses from (0: all, the paper's rule); above it, ``ratio`` of a
-    #: seeded uniform sample of this many (:func:`sample_rows`), then what covers the rest to the
-    #: sample's radius (:meth:`_complete`).
+    #: seeded uniform sample of this many (:func:`sample_rows`), then the greedy continued over up to as
+    #: many patches outside it until each is within the sample's radius (:meth:`_complete`).
     points: int = 0
 
     def __post_init__(self) -> None:
@@ -416,8 +416,8 @@ def sample_rows(count: int, points: int, seed: int) -> np.ndarray:
     the patches it grows with the square of the training set (a day at 5,000 images of 320 px). A
     greedy on a uniform sample of a fixed size keeps that stage bounded; a normal pattern seen in a
     share ``f`` of the patches is missing from the sample with probability about ``(1 - f)^points``
-    (e^-80 for one image's worth of 5,000 at 400,000 points), and the patches the sample misses that
-    its bank does not cover are added after it (:meth:`ApproximateGreedyCoreset._complete`;
+    (e^-80 for one image's worth of 5,000 at 400,000 points), and the greedy is then continued over up
+    to ``points`` of the patches the sample misses (:meth:`ApproximateGreedyCoreset._complete`;
     docs/METHOD.md, "Large training sets"). Its stream is seeded apart from the projection's, so both
     stay reproducible.
     """
