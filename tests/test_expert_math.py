@@ -622,19 +622,18 @@ def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
     covered = np.concatenate([sample, rest])
     assert _distances_to_rows(points, selection.chosen)[covered].min(axis=1).max() <= exact.radius * (1 + 1e-6)
     assert _distances_to_rows(points, picked)[covered].min(axis=1).max() > exact.radius * 1.05  # sample's alone: not
-    # Up to twice ``points`` patches the completion covers every patch.
-    wide = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=2500).select_covering(source)
-    assert wide.radius is not None
-    assert _distances_to_rows(points, wide.chosen).min(axis=1).max() <= wide.radius * (1 + 1e-6)
     if on_disk:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
     # A ratio of 1 keeps every patch, sampled or not, as the paper's rule does.
     assert np.array_equal(ApproximateGreedyCoreset(ratio=1.0, points=1200).select(source), np.arange(5000))
-    # At or below ``points`` patches nothing is sampled: the paper's greedy on every patch.
+    # Up to twice ``points`` patches nothing is sampled: the paper's greedy on every patch, from memory or disk.
+    assert (coreset.samples(5000, 2500), coreset.samples(5000, 2499), coreset.samples(5000, 0)) == (False, True, False)
     assert np.array_equal(
-        ApproximateGreedyCoreset(ratio=0.1, seed=3, points=5000).select(features),
+        ApproximateGreedyCoreset(ratio=0.1, seed=3, points=2500).select(source),
         ApproximateGreedyCoreset(ratio=0.1, seed=3).select(features),
     )
+    # What ``eagle fit`` reports the greedy chose from: the sample and the second sample it completed over.
+    assert [coreset.greedy_pool(5000, p) for p in (1200, 2499, 2500, 0)] == [2400, 4998, 5000, 5000]
 
 
 def test_coreset_from_a_sample_leaves_no_scratch_file_when_interrupted(tmp_path: Path) -> None:
@@ -703,7 +702,7 @@ def test_fit_with_a_small_coreset_points_keeps_the_sample_greedys_picks(tmp_path
     tensors = torch.stack([to_tensor(load_rgb(p), config.resize, config.crop)[0] for p in paths])
     embedded = torch.cat([expert.embed(tensors[i : i + config.batch_size]) for i in range(0, 10, config.batch_size)])
     flat = embedded.reshape(features, -1).numpy()
-    assert features > 200
+    assert features > 2 * 200  # above twice points: sampled
     assert np.array_equal(model.selected.nonzero().squeeze(1).numpy(), sampler.select(flat))
     # The sample's share, plus the patches outside it that the greedy needs to cover them; fewer than all.
     assert int(200 * config.coreset_ratio) < model.bank.shape[0] < full.bank.shape[0]

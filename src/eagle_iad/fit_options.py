@@ -65,10 +65,10 @@ EXPOSURES: tuple[str, ...] = ("image", "none")
 MAX_INPUT_SIDE = 4096
 #: Seeds are numpy's (unsigned 32-bit).
 MAX_SEED = 2**32 - 1
-#: The default coreset's greedy chooses from at most this many patches (250 images at 320 px): the exact
-#: 10% greedy up to there; beyond, the greedy on a sample of this many, then continued over up to as many
-#: patches outside it until each is within the sample's radius, so the quadratic stage stops growing with
-#: the training set (docs/METHOD.md, "Large training sets").
+#: The default coreset's sample: the exact 10% greedy up to twice this many patches (500 images at 320 px),
+#: where it costs at most four times the sample's; beyond, the greedy on a sample of this many, then continued
+#: over as many patches outside it until each is within the sample's radius, so the quadratic stage stops
+#: growing with the training set (docs/METHOD.md, "Large training sets").
 CORESET_POINTS = 400_000
 MAX_CORESET_POINTS = 2**40
 #: Training images whose median long side is above ``size`` and at most this are inspected at that long side: a
@@ -87,8 +87,8 @@ _BEFORE_RULE = (
     ),
     FitOption(
         "coreset_points", int, CORESET_POINTS,
-        "beyond this many training patches the coreset's greedy runs on a seeded uniform sample of this many, "
-        "then continues over up to this many patches outside the sample until each is within the sample's "
+        "beyond twice this many training patches the coreset's greedy runs on a seeded uniform sample of this "
+        "many, then continues over as many patches outside the sample until each is within the sample's "
         "covering radius (0 = every patch, the paper's rule; docs/METHOD.md)",
         range=Range(0, MAX_CORESET_POINTS),
     ),

@@ -60,6 +60,7 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert import ExpertConfig, fit, save
+    from eagle_iad.expert.coreset import greedy_pool
     from eagle_iad.expert.store import check_replaceable
 
     check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
@@ -85,10 +86,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "category": model.category,
         "train_images": len(model.train_images),
         "bank_size": int(model.bank.shape[0]),
-        # The greedy's pool: every training patch, or a sample of coreset_points of them, continued over
-        # up to as many more (docs/METHOD.md, "Large training sets").
+        # The greedy's pool: every training patch, or a sample of coreset_points of them and a second of as
+        # many that it is completed over (docs/METHOD.md, "Large training sets").
         "train_patches": patches,
-        "coreset_from": min(patches, points) if points and model.config.sampler == "greedy" else patches,
+        "coreset_from": greedy_pool(patches, points) if model.config.sampler == "greedy" else patches,
         "rule": model.thresholds.rule,
         "tau": model.thresholds.tau,
         "s_max": model.thresholds.s_max,

@@ -148,9 +148,10 @@ class ApproximateGreedyCoreset:
     projection_dim: int = 128
     seed: int = 0
     starting_points: int = 10
-    #: Most training patches the greedy chooses from (0: all, the paper's rule); above it, ``ratio`` of a
-    #: seeded uniform sample of this many (:func:`sample_rows`), then the greedy continued over up to as
-    #: many patches outside it until each is within the sample's radius (:meth:`_complete`).
+    #: The sample's size (0: never sample, the paper's rule): above twice this many training patches
+    #: (:func:`samples`), ``ratio`` of a seeded uniform sample of this many (:func:`sample_rows`), then the
+    #: greedy continued over as many patches outside it until each is within the sample's radius
+    #: (:meth:`_complete`).
     points: int = 0
 
     def __post_init__(self) -> None:
@@ -236,11 +237,13 @@ class ApproximateGreedyCoreset:
     def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
         """The picks and the last pick's distance, which is the bank's covering radius (:meth:`covering_radius`)."""
         count = features.shape[0]
-        if 0 < self.points < count:
+        if max(1, int(count * self.ratio)) >= count:  # a ratio of 1 keeps every patch, sampled or not
+            return Extension(np.arange(count, dtype=np.int64), None)
+        if samples(count, self.points):
             sample = sample_rows(count, self.points, self.seed)
             with _sampled(features, sample) as rows:
                 inner = replace(self, points=0).select_covering(rows, progress)
-                if inner.radius is None:  # ratio 1 kept the whole sample: keep every patch, as the exact rule
+                if inner.radius is None:  # the sample's greedy kept all of it (a sample of one patch): keep all
                     return Extension(np.arange(count, dtype=np.int64), None)
                 # From the sample's scratch file (a tenth of the features), not a pass over all of them.
                 bank = rows.take(inner.chosen) if isinstance(rows, RowFile) else rows[inner.chosen]
@@ -248,8 +251,6 @@ class ApproximateGreedyCoreset:
             rest = completion_rows(count, sample, self.points, self.seed)
             return Extension(self._complete(features, rest, chosen, bank, inner.radius, progress), inner.radius)
         target = max(1, int(count * self.ratio))
-        if target >= count:
-            return Extension(np.arange(count, dtype=np.int64), None)
         if not isinstance(features, RowFile):
             picks, radius = self._greedy(self.project(features), target, progress)
             return Extension(np.sort(picks), radius)
@@ -409,6 +410,30 @@ class ApproximateGreedyCoreset:
         return Extension(np.sort(open_rows[picks]), radius)
 
 
+#: The greedy runs on every patch up to this many times ``points``: there its work (patches x picks, each a
+#: share of the patches) is at most the square of this times the sample's greedy, and the sample would save
+#: little, since its completion searches every other patch anyway.
+EXACT_UP_TO = 2
+
+
+def samples(count: int, points: int) -> bool:
+    """Whether a greedy coreset with ``points`` (0: never) over ``count`` patches runs on a sample.
+
+    Why not from ``points`` on: up to twice ``points`` the exact greedy costs at most four times the sample's,
+    and it is the paper's rule, so a fit's decisions are the exact greedy's wherever they can be at that
+    cost. A sample's bank, even completed (:meth:`ApproximateGreedyCoreset._complete`), is smaller than the
+    exact rule's, and on tire, where the sample was 80% of the patches, it caught fewer defects at tau
+    (docs/METHOD.md, "Large training sets").
+    """
+    return points > 0 and count > EXACT_UP_TO * points
+
+
+def greedy_pool(count: int, points: int) -> int:
+    """How many of ``count`` training patches the greedy with ``points`` picks from or covers: all of them,
+    or a sample of ``points`` and a second of as many that it completes over (what ``eagle fit`` reports)."""
+    return 2 * points if samples(count, points) else count
+
+
 def sample_rows(count: int, points: int, seed: int) -> np.ndarray:
     """The sorted rows a coreset chooses from when there are more than ``points`` training patches.
 
@@ -432,9 +457,9 @@ def completion_rows(count: int, sample: np.ndarray, points: int, seed: int) -> n
     more than ``points``, a seeded uniform sample of ``points`` (its own stream, apart from the sample's).
 
     Why bounded: the completion's search and its picks grow with the rows it covers, and every pick costs
-    every later inspection; so up to twice ``points`` patches (500 images at 320 px) every patch is
-    covered, and beyond, the completion costs what a second sample does (docs/METHOD.md, "Large
-    training sets").
+    every later inspection, so the completion costs what a second sample does (docs/METHOD.md, "Large
+    training sets"). A fit samples only above twice ``points`` patches (:func:`samples`), so there it is
+    always a sample; "all of them" is for callers with other sizes.
     """
     rest = np.setdiff1d(np.arange(count, dtype=np.int64), sample, assume_unique=True)
     if rest.size <= points:

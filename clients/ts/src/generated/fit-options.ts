@@ -16,7 +16,7 @@ export const FIT_OPTIONS = {
   },
   "coreset_points": {
     "default": 400000,
-    "description": "beyond this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over up to this many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)",
+    "description": "beyond twice this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over as many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)",
     "maximum": 1099511627776,
     "minimum": 0,
     "type": "integer"

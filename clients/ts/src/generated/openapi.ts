@@ -928,7 +928,7 @@ export interface components {
              */
             backbone: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
             /**
-             * @description beyond this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over up to this many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)
+             * @description beyond twice this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over as many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)
              * @default 400000
              */
             coreset_points: number;
@@ -2076,7 +2076,7 @@ export interface operations {
                      */
                     backbone?: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" | "wide_resnet50_2";
                     /**
-                     * @description beyond this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over up to this many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)
+                     * @description beyond twice this many training patches the coreset's greedy runs on a seeded uniform sample of this many, then continues over as many patches outside the sample until each is within the sample's covering radius (0 = every patch, the paper's rule; docs/METHOD.md)
                      * @default 400000
                      */
                     coreset_points?: number;
