@@ -636,6 +636,24 @@ def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
     assert [coreset.greedy_pool(5000, p) for p in (1200, 2499, 2500, 0)] == [2400, 4998, 5000, 5000]
 
 
+def test_a_sampled_coreset_reports_one_rising_count() -> None:
+    """The sample's picks, the completion's search and its picks report as one count that only rises (a bar
+    or a service's progress that went back to 0 twice read as a stage going backwards), ending complete."""
+    rng = np.random.default_rng(21)
+    centres = rng.standard_normal((20, 64)) * 4.0 + 10.0
+    features = (centres[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, 64))).astype(np.float32)
+    calls: list[tuple[int, int]] = []
+    sampler = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=1200)
+    chosen = sampler.select(features, lambda d, t: calls.append((d, t)))
+    dones, totals = [d for d, _ in calls], [t for _, t in calls[:-1]]
+    assert dones == sorted(dones) and totals == sorted(totals) and all(d <= t for d, t in calls)
+    assert totals[0] == 120 + 1200  # the sample's picks, then the search of the 1,200 rows completed over
+    assert len(set(totals)) == 2  # grown once, by the rows the search left beyond the radius
+    # The cover stops once every row is within the radius, before picking all of them: the count ends
+    # complete at the picks made (the total comes down to them).
+    assert calls[-1] == (1200 + chosen.size, 1200 + chosen.size) and calls[-1][1] < totals[-1]
+
+
 def test_coreset_from_a_sample_leaves_no_scratch_file_when_interrupted(tmp_path: Path) -> None:
     stored = RowFile(tmp_path / "features.f32", 256)
     stored.append(np.random.default_rng(2).standard_normal((3000, 256)).astype(np.float32))

@@ -241,14 +241,14 @@ class ApproximateGreedyCoreset:
             return Extension(np.arange(count, dtype=np.int64), None)
         if samples(count, self.points):
             sample = sample_rows(count, self.points, self.seed)
+            rest = completion_rows(count, sample, self.points, self.seed)
             with _sampled(features, sample) as rows:
-                inner = replace(self, points=0).select_covering(rows, progress)
+                inner = replace(self, points=0).select_covering(rows, _phase(progress, 0, rest.size))
                 if inner.radius is None:  # the sample's greedy kept all of it (a sample of one patch): keep all
                     return Extension(np.arange(count, dtype=np.int64), None)
                 # From the sample's scratch file (a tenth of the features), not a pass over all of them.
                 bank = rows.take(inner.chosen) if isinstance(rows, RowFile) else rows[inner.chosen]
             chosen = sample[inner.chosen]
-            rest = completion_rows(count, sample, self.points, self.seed)
             return Extension(self._complete(features, rest, chosen, bank, inner.radius, progress), inner.radius)
         target = max(1, int(count * self.ratio))
         if not isinstance(features, RowFile):
@@ -294,6 +294,7 @@ class ApproximateGreedyCoreset:
         float32 rounding of the search (a relative 1e-6), which decides only borderline picks.
         """
         dim = features.shape[1]
+        scanned = _phase(progress, chosen.size, 0)  # after the sample's picks; the cover's picks come after
         # The search's projection: float32 on every BLAS thread (an eighth of the float64 one's time over
         # millions of rows); the greedy gets the float64 projection of the far rows alone.
         matrix = self._matrix(dim).astype(np.float32) if dim > self.projection_dim else None
@@ -313,12 +314,15 @@ class ApproximateGreedyCoreset:
             rows.append(wanted[far])
             points.append(self.project(chunk[far]))
             dists.append(dist[far].astype(np.float32))
-            if progress is not None:
-                progress(start + wanted.size, rest.size)
+            if scanned is not None:
+                scanned(start + wanted.size, rest.size)
         far_rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
         if far_rows.size == 0:
+            if progress is not None:
+                progress(chosen.size + rest.size, chosen.size + rest.size)
             return chosen
-        picks = self._cover(np.concatenate(points), np.concatenate(dists), radius, progress)
+        cover = _phase(progress, chosen.size + rest.size, 0)
+        picks = self._cover(np.concatenate(points), np.concatenate(dists), radius, cover)
         return np.sort(np.concatenate([chosen, far_rows[picks]]))
 
     @staticmethod
@@ -432,6 +436,24 @@ def greedy_pool(count: int, points: int) -> int:
     """How many of ``count`` training patches the greedy with ``points`` picks from or covers: all of them,
     or a sample of ``points`` and a second of as many that it completes over (what ``eagle fit`` reports)."""
     return 2 * points if samples(count, points) else count
+
+
+def _phase(progress: Progress | None, before: int, after: int) -> Progress | None:
+    """One phase of the coreset stage on the stage's one progress count: ``done`` of the phase's ``total``
+    is reported as ``before + done`` of ``before + total + after``.
+
+    Why: a sampled coreset is three phases (the sample's picks, the search of the rows it completes over,
+    the picks that cover them), and a bar or a service's progress that restarts at 0 twice reads as a
+    stage that went back; this way the count only rises, and the total grows once, by the cover's
+    candidates, when the search has found them.
+    """
+    if progress is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        progress(before + done, before + total + after)
+
+    return report
 
 
 def sample_rows(count: int, points: int, seed: int) -> np.ndarray:
