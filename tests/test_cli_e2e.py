@@ -48,7 +48,7 @@ def test_tire_fit_and_eval_expert_well_above_chance(tmp_path: Path, capsys: pyte
     assert summary["train_images"] == 60
     # the whole 300x400 frame at its own resolution (native_up_to 512): a 320x416 input, 40 x 52 patches
     assert summary["bank_size"] == int(60 * 40 * 52 * 0.1)
-    assert summary["train_patches"] == summary["coreset_from"] == 60 * 40 * 52  # under coreset_points: all
+    assert summary["train_patches"] == summary["coreset_from"] == 60 * 40 * 52  # under twice coreset_points: all
     assert summary["tau"] > 0 and summary["s_max"] > 0
 
     ev = tmp_path / "eval"

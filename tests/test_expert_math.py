@@ -586,7 +586,7 @@ def test_coreset_on_features_on_disk_picks_what_the_reference_picks(
 def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool, dim: int
 ) -> None:
-    """Above ``points`` patches the greedy runs on a seeded uniform sample: its picks are the literal
+    """Above twice ``points`` patches the greedy runs on a seeded uniform sample: its picks are the literal
     loop's picks on exactly those rows, mapped back to the training patches' numbering; then the loop,
     continued over the patches outside the sample (a seeded sample of them when they are more than
     ``points``), adds those it needs until each is within the sample's radius. The same from features in
@@ -624,8 +624,12 @@ def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
     assert _distances_to_rows(points, picked)[covered].min(axis=1).max() > exact.radius * 1.05  # sample's alone: not
     if on_disk:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["features.f32"]
-    # A ratio of 1 keeps every patch, sampled or not, as the paper's rule does.
-    assert np.array_equal(ApproximateGreedyCoreset(ratio=1.0, points=1200).select(source), np.arange(5000))
+    # A sample of one patch is kept whole, and the completion covers one more patch to radius 0: two rows.
+    assert ApproximateGreedyCoreset(ratio=0.1, seed=3, points=1).select(features).size == 2
+    # A ratio of 1 keeps every patch, as the paper's rule does, without drawing (or copying) a sample.
+    with monkeypatch.context() as patch:
+        patch.setattr(coreset, "sample_rows", lambda *_: pytest.fail("sampled at a ratio of 1"))
+        assert np.array_equal(ApproximateGreedyCoreset(ratio=1.0, points=1200).select(source), np.arange(5000))
     # Up to twice ``points`` patches nothing is sampled: the paper's greedy on every patch, from memory or disk.
     assert (coreset.samples(5000, 2500), coreset.samples(5000, 2499), coreset.samples(5000, 0)) == (False, True, False)
     assert np.array_equal(
@@ -633,7 +637,8 @@ def test_coreset_from_a_sample_picks_what_the_reference_picks_on_the_sample(
         ApproximateGreedyCoreset(ratio=0.1, seed=3).select(features),
     )
     # What ``eagle fit`` reports the greedy chose from: the sample and the second sample it completed over.
-    assert [coreset.greedy_pool(5000, p) for p in (1200, 2499, 2500, 0)] == [2400, 4998, 5000, 5000]
+    assert [coreset.greedy_pool(5000, p, 0.1) for p in (1200, 2499, 2500, 0)] == [2400, 4998, 5000, 5000]
+    assert coreset.greedy_pool(5000, 1200, 1.0) == 5000  # a ratio of 1 keeps every patch
 
 
 def test_a_sampled_coreset_reports_one_rising_count() -> None:
@@ -646,9 +651,11 @@ def test_a_sampled_coreset_reports_one_rising_count() -> None:
     sampler = ApproximateGreedyCoreset(ratio=0.1, seed=3, points=1200)
     chosen = sampler.select(features, lambda d, t: calls.append((d, t)))
     dones, totals = [d for d, _ in calls], [t for _, t in calls[:-1]]
-    assert dones == sorted(dones) and totals == sorted(totals) and all(d <= t for d, t in calls)
-    assert totals[0] == 120 + 1200  # the sample's picks, then the search of the 1,200 rows completed over
-    assert len(set(totals)) == 2  # grown once, by the rows the search left beyond the radius
+    assert dones == sorted(dones) and totals == sorted(totals)
+    assert all(d < t for d, t in calls[:-1])  # complete only at the end
+    # The sample's picks, then the search of the 1,200 rows completed over (one step left open for the
+    # cover), then the cover's candidates: the rows the search left beyond the radius.
+    assert totals[0] == 120 + 1200 and len(set(totals)) == 3 and 120 + 1200 + 1 in totals
     # The cover stops once every row is within the radius, before picking all of them: the count ends
     # complete at the picks made (the total comes down to them).
     assert calls[-1] == (1200 + chosen.size, 1200 + chosen.size) and calls[-1][1] < totals[-1]
@@ -692,7 +699,7 @@ def test_a_plugin_sampler_factory_of_three_arguments_still_works() -> None:
 
 
 def test_coreset_points_default_paper_preset_and_models_saved_before() -> None:
-    """The default chooses from at most CORESET_POINTS patches; the paper's preset, and a model saved
+    """The default samples CORESET_POINTS patches above twice as many; the paper's preset, and a model saved
     before the option (which chose from every patch), from all."""
     from eagle_iad.fit_options import CORESET_POINTS
 

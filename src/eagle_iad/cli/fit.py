@@ -89,7 +89,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         # The greedy's pool: every training patch, or a sample of coreset_points of them and a second of as
         # many that it is completed over (docs/METHOD.md, "Large training sets").
         "train_patches": patches,
-        "coreset_from": greedy_pool(patches, points) if model.config.sampler == "greedy" else patches,
+        "coreset_from": (
+            greedy_pool(patches, points, model.config.coreset_ratio) if model.config.sampler == "greedy" else patches
+        ),
         "rule": model.thresholds.rule,
         "tau": model.thresholds.tau,
         "s_max": model.thresholds.s_max,

@@ -60,7 +60,7 @@ class ExpertConfig:
     target_dim: int = 1024
     sampler: str = option_default("sampler")
     coreset_ratio: float = option_default("coreset_ratio")
-    #: The coreset chooses from at most this many training patches (0: all, the paper's exact rule).
+    #: The greedy coreset's sample size, used above twice this many training patches (0: never, the paper's rule).
     coreset_points: int = option_default("coreset_points")
     projection_dim: int = 128
     seed: int = option_default("seed")

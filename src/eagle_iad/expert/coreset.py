@@ -244,12 +244,12 @@ class ApproximateGreedyCoreset:
             rest = completion_rows(count, sample, self.points, self.seed)
             with _sampled(features, sample) as rows:
                 inner = replace(self, points=0).select_covering(rows, _phase(progress, 0, rest.size))
-                if inner.radius is None:  # the sample's greedy kept all of it (a sample of one patch): keep all
-                    return Extension(np.arange(count, dtype=np.int64), None)
+                # A sample of one patch is kept whole and has no radius: the completion then covers to 0.
+                radius = 0.0 if inner.radius is None else inner.radius
                 # From the sample's scratch file (a tenth of the features), not a pass over all of them.
                 bank = rows.take(inner.chosen) if isinstance(rows, RowFile) else rows[inner.chosen]
             chosen = sample[inner.chosen]
-            return Extension(self._complete(features, rest, chosen, bank, inner.radius, progress), inner.radius)
+            return Extension(self._complete(features, rest, chosen, bank, radius, progress), radius)
         target = max(1, int(count * self.ratio))
         if not isinstance(features, RowFile):
             picks, radius = self._greedy(self.project(features), target, progress)
@@ -294,7 +294,8 @@ class ApproximateGreedyCoreset:
         float32 rounding of the search (a relative 1e-6), which decides only borderline picks.
         """
         dim = features.shape[1]
-        scanned = _phase(progress, chosen.size, 0)  # after the sample's picks; the cover's picks come after
+        # After the sample's picks; one step stays open for the cover's picks, whose count the search finds.
+        scanned = _phase(progress, chosen.size, 1)
         # The search's projection: float32 on every BLAS thread (an eighth of the float64 one's time over
         # millions of rows); the greedy gets the float64 projection of the far rows alone.
         matrix = self._matrix(dim).astype(np.float32) if dim > self.projection_dim else None
@@ -432,10 +433,13 @@ def samples(count: int, points: int) -> bool:
     return points > 0 and count > EXACT_UP_TO * points
 
 
-def greedy_pool(count: int, points: int) -> int:
-    """How many of ``count`` training patches the greedy with ``points`` picks from or covers: all of them,
-    or a sample of ``points`` and a second of as many that it completes over (what ``eagle fit`` reports)."""
-    return 2 * points if samples(count, points) else count
+def greedy_pool(count: int, points: int, ratio: float) -> int:
+    """How many of ``count`` training patches the greedy with ``points`` and ``ratio`` picks from or covers
+    (what ``eagle fit`` reports): all of them, kept whole at a ratio of 1 or chosen from by the exact
+    greedy, or a sample of ``points`` and a second of as many that it completes over."""
+    if max(1, int(count * ratio)) >= count or not samples(count, points):
+        return count
+    return 2 * points
 
 
 def _phase(progress: Progress | None, before: int, after: int) -> Progress | None:
@@ -444,8 +448,9 @@ def _phase(progress: Progress | None, before: int, after: int) -> Progress | Non
 
     Why: a sampled coreset is three phases (the sample's picks, the search of the rows it completes over,
     the picks that cover them), and a bar or a service's progress that restarts at 0 twice reads as a
-    stage that went back; this way the count only rises, and the total grows once, by the cover's
-    candidates, when the search has found them.
+    stage that went back; this way the count only rises and reaches the total only at the end. The total
+    is a bound until then: it grows once, by the cover's candidates when the search has found them, and
+    comes down to the picks made when every candidate is covered.
     """
     if progress is None:
         return None
@@ -457,7 +462,7 @@ def _phase(progress: Progress | None, before: int, after: int) -> Progress | Non
 
 
 def sample_rows(count: int, points: int, seed: int) -> np.ndarray:
-    """The sorted rows a coreset chooses from when there are more than ``points`` training patches.
+    """The sorted rows a coreset chooses from when it samples (above twice ``points`` patches, :func:`samples`).
 
     Why a sample: the greedy's cost grows with patches x picks, so with the picks a fixed share of
     the patches it grows with the square of the training set (a day at 5,000 images of 320 px). A
@@ -777,7 +782,9 @@ class RandomSampler(_NoRadius):
 
     ratio: float = 0.1
     seed: int = 0
-    #: As the greedy's: ``ratio`` of at most this many patches is kept (0: of all).
+    #: ``ratio`` of at most this many patches is kept (0: of all), the size of the greedy's sample; the greedy
+    #: samples only above twice as many, since below that its exact rule is affordable, and it adds the
+    #: completion's picks, so at one setting the two banks' sizes differ.
     points: int = 0
 
     def select(self, features: FeatureRows, progress: Progress | None = None) -> np.ndarray:
@@ -822,7 +829,7 @@ class IdentitySampler(_NoRadius):
 
 
 #: ``factory(ratio, seed, projection_dim, points) -> Sampler`` by name; the names are declared in
-#: ``choices.SAMPLERS``. ``points``: the most training patches the rule chooses from (0: all).
+#: ``choices.SAMPLERS``. ``points``: the option ``coreset_points`` (0: every patch), which each rule reads its way.
 SAMPLER_REGISTRY: Registry[Callable[[float, int, int, int], Sampler]] = Registry("sampler")
 SAMPLER_REGISTRY.add(
     "greedy",
@@ -833,7 +840,7 @@ SAMPLER_REGISTRY.add("all", lambda _ratio, _seed, _dim, _points: IdentitySampler
 
 
 def make_sampler(name: str, ratio: float, seed: int, projection_dim: int = 128, points: int = 0) -> Sampler:
-    """Sampler by name: ``greedy`` (default), ``random`` or ``all``; ``points``: the most patches it chooses from.
+    """Sampler by name: ``greedy`` (default), ``random`` or ``all``; ``points``: ``coreset_points``, read by each rule.
 
     A plugin's factory written before ``points`` existed takes three arguments; it still works, and
     chooses from every patch as it always did.
