@@ -237,7 +237,7 @@ class ApproximateGreedyCoreset:
     def select_covering(self, features: FeatureRows, progress: Progress | None = None) -> Extension:
         """The picks and the last pick's distance, which is the bank's covering radius (:meth:`covering_radius`)."""
         count = features.shape[0]
-        target = _picks(count, self.ratio)
+        target = kept_rows(count, self.ratio)
         if target >= count:  # a ratio of 1 keeps every patch, sampled or not
             return Extension(np.arange(count, dtype=np.int64), None)
         if samples(count, self.points):
@@ -437,12 +437,12 @@ def greedy_pool(count: int, points: int, ratio: float) -> int:
     """How many of ``count`` training patches the greedy with ``points`` and ``ratio`` picks from or covers
     (what ``eagle fit`` reports): all of them, kept whole at a ratio of 1 or chosen from by the exact
     greedy, or a sample of ``points`` and a second of as many that it completes over."""
-    if _picks(count, ratio) >= count or not samples(count, points):
+    if kept_rows(count, ratio) >= count or not samples(count, points):
         return count
     return 2 * points
 
 
-def _picks(count: int, ratio: float) -> int:
+def kept_rows(count: int, ratio: float) -> int:
     """How many of ``count`` patches the greedy keeps at ``ratio`` (at least one), as a fit and
     :func:`greedy_pool` both count them."""
     return max(1, int(count * ratio))
