@@ -437,9 +437,14 @@ def greedy_pool(count: int, points: int, ratio: float) -> int:
     """How many of ``count`` training patches the greedy with ``points`` and ``ratio`` picks from or covers
     (what ``eagle fit`` reports): all of them, kept whole at a ratio of 1 or chosen from by the exact
     greedy, or a sample of ``points`` and a second of as many that it completes over."""
-    if kept_rows(count, ratio) >= count or not samples(count, points):
-        return count
-    return 2 * points
+    return 2 * points if greedy_samples(count, points, ratio) else count
+
+
+def greedy_samples(count: int, points: int, ratio: float) -> bool:
+    """Whether the greedy with ``points`` and ``ratio`` chooses from a sample of ``count`` patches: above twice
+    ``points`` (:func:`samples`), unless the ratio keeps every patch. What ``eagle fit`` reports and what the
+    fit warns of (``expert/fitting.py``, ``sample_warning``) both ask this."""
+    return kept_rows(count, ratio) < count and samples(count, points)
 
 
 def kept_rows(count: int, ratio: float) -> int:

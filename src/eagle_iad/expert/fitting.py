@@ -23,7 +23,7 @@ from tqdm import tqdm
 from eagle_iad.errors import ConfigError, ImageError, OutputError
 from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
-from eagle_iad.expert.coreset import Extension, kept_rows, make_sampler, samples
+from eagle_iad.expert.coreset import Extension, greedy_samples, kept_rows, make_sampler
 from eagle_iad.expert.coverage import fit_coverage
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
@@ -314,11 +314,9 @@ def sample_warning(config: ExpertConfig, patches: int, bank_rows: int) -> list[s
     (docs/METHOD.md, "Large training sets"): tau 2.0-4.6 above the exact greedy's at equal false alarms; a
     threshold rule that allowed for the sparser bank, tried, lowered tau by 0.35-0.82 only.
     """
-    if config.sampler != "greedy" or not samples(patches, config.coreset_points):
+    if config.sampler != "greedy" or not greedy_samples(patches, config.coreset_points, config.coreset_ratio):
         return []
     exact = kept_rows(patches, config.coreset_ratio)
-    if exact >= patches:
-        return []
     return [
         f"the greedy coreset chose from a sample: {patches:,} training patches are more than twice --coreset-points "
         f"{config.coreset_points:,}, so the fit's bank has {bank_rows:,} rows where the exact greedy keeps {exact:,}; "
