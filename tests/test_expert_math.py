@@ -281,6 +281,51 @@ def test_pruned_search_falls_back_where_the_bound_prunes_nothing(clusters: int |
     np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("clusters", [None, 8])
+def test_pruned_search_splits_queries_between_threads_with_the_same_answers(
+    clusters: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Enough queries for a block per thread: each thread's block must come back at its own offset,
+    # with its crowded queries (max_checks 6 leaves some to the plain search) and its work counted.
+    from eagle_iad.expert import search as search_module
+
+    pools: list[int] = []
+
+    class CountingPool(search_module.ThreadPoolExecutor):
+        def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+
+    monkeypatch.setattr(search_module, "ThreadPoolExecutor", CountingPool)
+    queries, bank = _low_rank_problem(3, queries=1500, bank=400, dim=64)
+    queries[::7] = torch.randn(queries[::7].shape, generator=torch.Generator().manual_seed(9)) * 40
+    gen = torch.Generator().manual_seed(5)
+    groups = torch.randint(0, 6, (bank.shape[0],), generator=gen, dtype=torch.int32)
+    exclude = torch.randint(-1, 6, (queries.shape[0],), generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        answers = {}
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            search = PrunedExactSearch(dims=16, max_checks=6, clusters=clusters)
+            search.fit(bank, groups)
+            answers[count] = search.search(queries, exclude_groups=exclude), dict(search.stats)
+        monkeypatch.setattr(search_module, "MAX_THREADS", 2)
+        capped = search.search(queries, exclude_groups=exclude)
+    finally:
+        torch.set_num_threads(threads)
+    # One thread: no pool; three: 1,500 queries in blocks of 512, 512 and 476; at most two: two of 750.
+    assert pools == [3, 2]
+    ((dist, index), stats), ((dist_one, index_one), stats_one) = answers[3], answers[1]
+    assert torch.equal(capped[0], dist) and torch.equal(capped[1], index)
+    ref_dist, ref_index = _brute_force(queries, bank, groups, exclude)
+    assert torch.equal(index, ref_index)
+    np.testing.assert_allclose(dist.double().numpy(), ref_dist.numpy(), rtol=1e-5)
+    assert torch.equal(dist, dist_one) and torch.equal(index, index_one)
+    assert 0 < stats["fallback"] < queries.shape[0] and stats["fallback"] == stats_one["fallback"]
+    assert stats["queries"] == 1500 and stats["checked"] > 0 and stats["compared"] > 0
+
+
 def test_exclusion_without_groups_is_refused() -> None:
     queries, bank = _random_problem(0, queries=4, bank=5, dim=8)
     search = TorchExactSearch()

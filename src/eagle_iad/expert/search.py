@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -162,6 +163,13 @@ CLUSTERS_PER_ROOT = 0.75
 #: Lloyd iterations of the bank's k-means: enough for clusters tight enough to skip, on a sample.
 KMEANS_ITERATIONS = 8
 
+#: Fewest queries a block of the pruned search is cut to so that every thread has one: below that a
+#: block's fixed costs (projection, first candidates, cluster bookkeeping) outweigh the second core.
+MIN_PARALLEL_ROWS = 512
+#: Most threads one search uses, whatever torch's count: each block in flight holds its own transient
+#: arrays (tens of MB at ``block_elements``), and the per-cluster loop's Python steps share one GIL.
+MAX_THREADS = 8
+
 #: Candidate pairs measured in full per step: small enough that the two gathered blocks (4 MB each at
 #: 1,024 dims) reuse heap memory instead of fresh pages the kernel must fault in each time.
 PAIR_CHUNK = 1024
@@ -200,6 +208,15 @@ class PrunedExactSearch:
     the query's bound: by the triangle inequality no member can then pass the entry test, so the
     answer is the same while the subspace products shrink to the clusters that can matter (on a
     320-px model's 32,000-entry bank to 43%).
+
+    Blocks of queries are searched on as many threads as torch uses (``torch.get_num_threads()``,
+    at most :data:`MAX_THREADS`), an inspection's few thousand patches cut into one block per
+    thread. Why threads: most of a block's time is numpy's single-threaded elementwise passes and
+    small products, which release the GIL, so a second block uses the second core; one block with
+    two-thread products left it mostly idle (tire's 416-px model: 72 against 121-136 ms an image).
+    Each query's nearest entry is exact whatever its block, so the split changes no answer (a test
+    compares one thread and three bit for bit); each block in flight holds its own transient arrays
+    (``block_elements`` bounds one).
     """
 
     name = "pruned"
@@ -321,17 +338,35 @@ class PrunedExactSearch:
             rows = max(256, min(16384, self.block_elements // (4 * len(self._members))))
         else:
             rows = max(1, self.block_elements // max(1, size))
-        for start in range(0, count, rows):
+        workers = max(1, min(MAX_THREADS, torch.get_num_threads()))
+        # Enough blocks for every worker (an inspection's few thousand patches would otherwise be one
+        # or two uneven blocks), but none so small that its fixed costs dominate.
+        rows = max(1, min(rows, max(MIN_PARALLEL_ROWS, -(-count // workers))))
+        starts = list(range(0, count, rows))
+
+        def one_block(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, int]]:
+            tally = {"checked": 0, "compared": 0}
             block = queries[start : start + rows]
             groups = None if exclude_groups is None else exclude_groups[start : start + rows].long()
-            if self._members:
-                found, found_dist, heavy = self._search_clustered(block, groups, limit)
-            else:
-                found, found_dist, heavy = self._search_block(block, groups, limit)
+            with torch.no_grad():  # grad mode is per thread
+                if self._members:
+                    found, found_dist, heavy = self._search_clustered(block, groups, limit, tally)
+                else:
+                    found, found_dist, heavy = self._search_block(block, groups, limit, tally)
+            return found, found_dist, heavy, tally
+
+        if workers == 1 or len(starts) == 1:
+            results = [one_block(start) for start in starts]
+        else:
+            with ThreadPoolExecutor(max_workers=min(workers, len(starts)), thread_name_prefix="eagle-search") as pool:
+                results = list(pool.map(one_block, starts))
+        for start, (found, found_dist, heavy, tally) in zip(starts, results, strict=True):
             index[start : start + rows] = found
             dist[start : start + rows] = found_dist
             if heavy.numel():
                 heavy_rows.append(heavy + start)
+            for key, value in tally.items():
+                self.stats[key] += value
         if heavy_rows:
             heavy = torch.cat(heavy_rows)
             self.stats["fallback"] = int(heavy.numel())
@@ -358,7 +393,7 @@ class PrunedExactSearch:
                 partial[rows, int(starts[group]) : int(stops[group])] = np.inf
 
     def _search_block(
-        self, block: torch.Tensor, groups: torch.Tensor | None, limit: int
+        self, block: torch.Tensor, groups: torch.Tensor | None, limit: int, tally: dict[str, int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Nearest entries of one block of queries, their distances, and the rows left to the plain search.
 
@@ -376,7 +411,7 @@ class PrunedExactSearch:
         if groups is not None and self.bank_groups is not None:
             self._exclude(partial, groups.numpy())
         count = queries.shape[0]
-        self.stats["compared"] += partial.size
+        tally["compared"] += partial.size
         first = partial.argmin(axis=1)
         alive = np.isfinite(partial[np.arange(count), first])
         first = np.where(alive, first, 0)
@@ -384,10 +419,10 @@ class PrunedExactSearch:
         # numpy's 2-D nonzero is ~8x slower than a flat one plus a divmod (it builds each index
         # column element by element); on a 320-px model it was the search's largest single cost.
         pair_rows, pair_cols = np.divmod(np.flatnonzero(partial <= threshold[:, None]), partial.shape[1])
-        return self._resolve(queries, first, first_dist, alive, pair_rows, pair_cols, limit)
+        return self._resolve(queries, first, first_dist, alive, pair_rows, pair_cols, limit, tally)
 
     def _search_clustered(
-        self, block: torch.Tensor, groups: torch.Tensor | None, limit: int
+        self, block: torch.Tensor, groups: torch.Tensor | None, limit: int, tally: dict[str, int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`_search_block` comparing each query only with the clusters its bound cannot rule out.
 
@@ -444,7 +479,7 @@ class PrunedExactSearch:
             found_cols.append(rows[hit_cols])
             found_partial.append(partial.reshape(-1)[hits])
             counts += np.bincount(mine[hit_rows], minlength=count)
-        self.stats["compared"] += compared
+        tally["compared"] += compared
         pair_rows = np.concatenate(found_rows) if found_rows else np.empty(0, dtype=np.int64)
         pair_cols = np.concatenate(found_cols) if found_cols else np.empty(0, dtype=np.int64)
         pair_partial = np.concatenate(found_partial) if found_partial else np.empty(0, dtype=np.float32)
@@ -469,7 +504,7 @@ class PrunedExactSearch:
             keep = pair_partial <= threshold[pair_rows]
             pair_rows, pair_cols = pair_rows[keep], pair_cols[keep]
         live = alive & ~crowded
-        result, best_dist, heavy = self._resolve(queries, first, first_dist, live, pair_rows, pair_cols, limit)
+        result, best_dist, heavy = self._resolve(queries, first, first_dist, live, pair_rows, pair_cols, limit, tally)
         heavy_rows = [heavy.numpy(), np.flatnonzero(crowded)]
         # No candidate in the nearest cluster: the whole bank, as without clusters, in blocks of the
         # same bounded size as _search_block's own.
@@ -478,7 +513,7 @@ class PrunedExactSearch:
         for start in range(0, missing.size, step):
             piece = torch.from_numpy(missing[start : start + step])
             sub_groups = None if groups is None else groups[piece]
-            found, found_dist, sub_heavy = self._search_block(block[piece], sub_groups, limit)
+            found, found_dist, sub_heavy = self._search_block(block[piece], sub_groups, limit, tally)
             result[piece] = found
             best_dist[piece] = found_dist
             heavy_rows.append(piece[sub_heavy].numpy())
@@ -562,6 +597,7 @@ class PrunedExactSearch:
         pair_rows: np.ndarray,
         pair_cols: np.ndarray,
         limit: int,
+        tally: dict[str, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The nearest of each query's first candidate and the entries that passed its test (measured in full)."""
         count = queries.shape[0]
@@ -571,7 +607,7 @@ class PrunedExactSearch:
         keep = (pair_cols != first[pair_rows]) & ~heavy_mask[pair_rows]
         pair_rows, pair_cols = pair_rows[keep], pair_cols[keep]
         light = alive & ~heavy_mask
-        self.stats["checked"] += int(light.sum()) + int(pair_rows.size)
+        tally["checked"] += int(light.sum()) + int(pair_rows.size)
         dist = self._pair_distances(queries, pair_rows, pair_cols)
         nearest = first_dist.copy()
         np.minimum.at(nearest, pair_rows, dist)
