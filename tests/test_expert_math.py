@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -324,6 +326,8 @@ def test_pruned_search_splits_queries_between_threads_with_the_same_answers(
     assert torch.equal(dist, dist_one) and torch.equal(index, index_one)
     assert 0 < stats["fallback"] < queries.shape[0] and stats["fallback"] == stats_one["fallback"]
     assert stats["queries"] == 1500 and stats["checked"] > 0 and stats["compared"] > 0
+    if clusters is None:  # every block compares each of its queries with the whole bank: all blocks counted
+        assert stats["compared"] == stats_one["compared"] == 1500 * 400
 
 
 def test_exclusion_without_groups_is_refused() -> None:
@@ -1278,3 +1282,55 @@ def test_sample_warning_only_where_the_greedy_samples() -> None:
     assert sample_warning(replace(config, coreset_ratio=1.0), 2001, 2001) == []
     assert sample_warning(replace(config, sampler="random"), 2001, 200) == []
     assert sample_warning(replace(config, coreset_points=0), 10**7, 10**6) == []
+
+
+def test_pruned_search_runs_its_blocks_inline_where_no_thread_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the interpreter has begun to shut down (or at a thread limit) a pool cannot take work:
+    # the search must still answer, one block after another, rather than fail.
+    from eagle_iad.expert import search as search_module
+
+    class RefusingPool(search_module.ThreadPoolExecutor):
+        def submit(self, *args: object, **kwargs: object) -> Any:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    queries, bank = _low_rank_problem(4, queries=1200, bank=300, dim=64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        search = PrunedExactSearch(dims=16)
+        search.fit(bank)
+        expected = search.search(queries)
+        monkeypatch.setattr(search_module, "ThreadPoolExecutor", RefusingPool)
+        dist, index = search.search(queries)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(dist, expected[0]) and torch.equal(index, expected[1])
+    assert torch.equal(index, _brute_force(queries, bank)[1])
+
+
+def test_pruned_search_stops_at_a_failing_block_without_running_the_queued_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stop (or any error) raised in one block must not wait for every queued block to be searched.
+    queries, bank = _low_rank_problem(5, queries=4000, bank=300, dim=64)
+    search = PrunedExactSearch(dims=16, block_elements=512 * 300)  # blocks of 512 queries
+    search.fit(bank)
+    calls: list[int] = []
+    original = search._search_block
+
+    def failing(block: torch.Tensor, *args: Any) -> Any:
+        calls.append(block.shape[0])
+        if len(calls) == 1:
+            raise KeyboardInterrupt("stopped")
+        time.sleep(0.2)
+        return original(block, *args)
+
+    monkeypatch.setattr(search, "_search_block", failing)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # 2 workers for 8 blocks (the last of 416)
+        with pytest.raises(KeyboardInterrupt, match="stopped"):
+            search.search(queries)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) < 8

@@ -153,6 +153,9 @@ class FaissExactSearch:
         return _exact_distances(queries, self.bank, index), index
 
 
+#: One block's nearest entries, their distances, its rows left to the plain search and its work counts.
+_Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, int]]
+
 #: Banks smaller than this are searched without clusters: measured on a 9,600-entry bank (a 320-px
 #: model of 60 images) clusters made the search 1.2x slower, on a 32,000-entry one (200 images)
 #: 1.5x faster (``benchmarks/inspect_stages.py``; the per-cluster products are small and many).
@@ -344,22 +347,18 @@ class PrunedExactSearch:
         rows = max(1, min(rows, max(MIN_PARALLEL_ROWS, -(-count // workers))))
         starts = list(range(0, count, rows))
 
-        def one_block(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, int]]:
+        def one_block(start: int) -> _Block:
             tally = {"checked": 0, "compared": 0}
-            block = queries[start : start + rows]
-            groups = None if exclude_groups is None else exclude_groups[start : start + rows].long()
             with torch.no_grad():  # grad mode is per thread
+                block = queries[start : start + rows]
+                groups = None if exclude_groups is None else exclude_groups[start : start + rows].long()
                 if self._members:
                     found, found_dist, heavy = self._search_clustered(block, groups, limit, tally)
                 else:
                     found, found_dist, heavy = self._search_block(block, groups, limit, tally)
             return found, found_dist, heavy, tally
 
-        if workers == 1 or len(starts) == 1:
-            results = [one_block(start) for start in starts]
-        else:
-            with ThreadPoolExecutor(max_workers=min(workers, len(starts)), thread_name_prefix="eagle-search") as pool:
-                results = list(pool.map(one_block, starts))
+        results = self._in_threads(one_block, starts, workers)
         for start, (found, found_dist, heavy, tally) in zip(starts, results, strict=True):
             index[start : start + rows] = found
             dist[start : start + rows] = found_dist
@@ -374,6 +373,26 @@ class PrunedExactSearch:
                 queries[heavy], None if exclude_groups is None else exclude_groups[heavy]
             )
         return dist, index
+
+    @staticmethod
+    def _in_threads(work: Callable[[int], _Block], starts: list[int], workers: int) -> list[_Block]:
+        """``work`` of every block, on up to ``workers`` threads (in order; inline where one is enough).
+
+        A failing block stops the rest (queued blocks are cancelled, not run before the error is
+        raised). Where no thread can be started (the interpreter is shutting down, or a thread limit
+        is reached) the blocks run one after another: the answers are the same.
+        """
+        if workers == 1 or len(starts) == 1:
+            return [work(start) for start in starts]
+        try:
+            pool = ThreadPoolExecutor(max_workers=min(workers, len(starts)), thread_name_prefix="eagle-search")
+            futures = [pool.submit(work, start) for start in starts]
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown", "can't start new thread"
+            return [work(start) for start in starts]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _exclude(self, partial: np.ndarray, groups: np.ndarray) -> None:
         """Set each query's own-group entries to inf.
@@ -397,11 +416,11 @@ class PrunedExactSearch:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Nearest entries of one block of queries, their distances, and the rows left to the plain search.
 
-        The two products run in torch (BLAS threads pay off there); everything elementwise runs in
-        numpy, single-threaded: on two cores shared with other processes each of torch's parallel
-        elementwise operations waited at a thread barrier (a 1,337 x 1,024 subtraction took 42 ms
-        with two threads against 0.5 ms with one), which made the pruned search no faster than the
-        full product there.
+        The two products run in torch (BLAS threads pay off there, beside the other blocks' threads);
+        everything elementwise runs in numpy, single-threaded within a block: on two cores shared
+        with other processes each of torch's parallel elementwise operations waited at a thread
+        barrier (a 1,337 x 1,024 subtraction took 42 ms with two threads against 0.5 ms with one),
+        which made the pruned search no faster than the full product there.
         """
         queries, centred_norm, proj, proj_sq = self._project(block)
         # Partial squared subspace distances |b|^2 - 2 q.b; |q|^2 is folded into the threshold.
