@@ -253,6 +253,9 @@ def test_categories(server: ServeProcess, workspace: dict[str, Path]) -> None:
     low, high = calibration["colour_min"] * factor, calibration["colour_max"] * factor
     assert detail["map_legend"] == pytest.approx({"low": low, "high": high, "threshold": detail["tau"]})
     assert summary["map_legend"] == detail["map_legend"]
+    # The model's warnings as its manifest keeps them (eight images are too few for a trusted tau).
+    warnings = json.loads((workspace["models"] / "mono" / "model.json").read_text())["warnings"]
+    assert detail["warnings"] == summary["warnings"] == warnings and warnings[0].startswith("only 8 training images:")
     _error(call("GET", f"{server.base}/v1/categories/nothing"), 404, "nothing")
     _error(call("GET", f"{server.base}/v1/categories/.."), 400, "invalid category name")
     _error(call("GET", f"{server.base}/v1/categories/..%2F..%2Fetc"), 404)  # the encoded slash never matches a name

@@ -265,6 +265,46 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
         change_threshold(model_dir, why="undo", by="ana", restore=1)
 
 
+def test_a_models_threshold_warnings_follow_its_teaches_and_threshold_changes(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning about the threshold describes the scores and tau it came from: a teach or a threshold change
+    recomputes it, where the fit's words were kept before (a taught model still said the fit's tau)."""
+    import dataclasses
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert.model_warnings import fit_warnings, rewarned
+    from eagle_iad.expert.store import change_threshold, load
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    old = load(model_dir)
+    # Ten images: ksigma's k = 3 puts tau above every score (docs/METHOD.md), so the band is empty.
+    assert old.warnings == fit_warnings(10, old.train_scores, old.thresholds)
+    assert len(old.warnings) == 1 and old.warnings[0].startswith(f"tau ({old.thresholds.tau:.4g}) is not below")
+    # What describes the fit and not the threshold stays, in its place after the threshold's.
+    noted = dataclasses.replace(old, warnings=[*old.warnings, "a note of the fit"])
+    higher = dataclasses.replace(old.thresholds, tau=old.thresholds.tau + 1)
+    moved = rewarned(noted, old.train_scores, higher)
+    assert moved == [*fit_warnings(10, old.train_scores, higher), "a note of the fit"] and moved[0] != old.warnings[0]
+
+    taught = teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana").model
+    assert taught.thresholds.tau != old.thresholds.tau
+    assert load(model_dir).warnings == taught.warnings == fit_warnings(13, taught.train_scores, taught.thresholds)
+    assert taught.warnings != old.warnings  # the fit's tau is no longer in them
+
+    below = float(np.median(taught.train_scores))  # a tau under s_max opens the band: no warning is left
+    assert change_threshold(model_dir, why="band", by="ana", tau=below)[0].warnings == []
+    capsys.readouterr()
+    above = taught.thresholds.s_max + 1
+    assert main(["threshold", "--model", str(model_dir), "--tau", str(above), "--why", "shut", "--by", "ana"]) == 0
+    out, err = capsys.readouterr()
+    expected = fit_warnings(13, taught.train_scores, load(model_dir).thresholds)
+    assert len(expected) == 1 and expected[0].startswith(f"tau ({above:.4g}) is not below")
+    assert json.loads(out)["warnings"] == expected == load(model_dir).warnings
+    assert err == f"eagle: warning: {expected[0]}\n"
+
+
 def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
     fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
 ) -> None:

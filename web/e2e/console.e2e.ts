@@ -183,6 +183,10 @@ describe("web console", () => {
     await histogram.waitFor();
     expect(await histogram.getAttribute("aria-label")).toMatch(/^Training scores of e2e-small: 6 training scores in \d+ bins/);
     expect(await histogram.locator("rect").count()).toBeGreaterThan(0);
+    // The model's own warnings, as its manifest keeps them: six images are too few for a trusted tau.
+    const modelWarnings = await page.locator('[data-testid="model-warnings"] li').allTextContents();
+    expect(modelWarnings).toHaveLength(1);
+    expect(modelWarnings[0]).toMatch(/^⚠ only 6 training images: tau rests on 6 leave-own-out scores, so expect false alarms/);
     expect(await page.locator('[data-testid="tau-line"]').count()).toBe(1);
     expect(page.url()).toContain("#/categories/e2e-small");
     await shot("categories");

@@ -159,8 +159,11 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
         raise ConfigError("--why is required: say why the threshold changes (it is kept in the model's history)")
     model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
                                     by=args.by or _who())  # fmt: skip
+    for warning in model.warnings:
+        print(f"eagle: warning: {warning}", file=sys.stderr)
     print(dumps({"model": args.model, "change": entry["change"], "tau": model.thresholds.tau,
-                 "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule}))  # fmt: skip
+                 "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule,
+                 "warnings": model.warnings}))  # fmt: skip
     return 0
 
 

@@ -88,12 +88,14 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
                    labelled_defective=digests, labelled=labelled, progress=progress)  # fmt: skip
     entry = result.entry
+    for warning in result.model.warnings:
+        print(f"eagle: warning: {warning}", file=sys.stderr)
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
         "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"],
         "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],
-        "forced": entry["forced"], "seconds": round(result.seconds, 2),
+        "forced": entry["forced"], "seconds": round(result.seconds, 2), "warnings": result.model.warnings,
     }))  # fmt: skip
     return 0
 

@@ -28,6 +28,7 @@ from eagle_iad.expert.coverage import fit_coverage
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.model_warnings import fit_warnings
 from eagle_iad.expert.patchcore import (
     Expert,
     ExpertModel,
@@ -249,32 +250,6 @@ def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertC
     )
 
 
-def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | None = None) -> list[str]:
-    """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
-    warnings = []
-    if n_images < FEW_IMAGES:
-        warnings.append(
-            f"only {n_images} training images: tau rests on {n_images} leave-own-out scores, so expect false alarms "
-            f"until the model is fitted on more normal images (at least {FEW_IMAGES})"
-        )
-    if n_images >= 2 and float(np.ptp(scores)) == 0.0:
-        warnings.append(
-            f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
-        )
-    # Below FEW_IMAGES the rule's tau is nearly always above every score (no score of n lies more than
-    # sqrt(n - 1) standard deviations above their mean, so the default ksigma's k = 3 puts tau above
-    # all of n <= 10), and the warning above already says tau is rough.
-    if thresholds is not None and n_images >= FEW_IMAGES and thresholds.tau >= thresholds.s_max:
-        warnings.append(
-            f"tau ({thresholds.tau:.4g}) is not below the largest training score s_max ({thresholds.s_max:.4g}), so "
-            "the low-confidence band tau <= score < s_max is empty: no verdict is marked unsure and CAAS never "
-            "acts (docs/METHOD.md, 'Decision and low-confidence band'); the verdicts themselves are unaffected"
-        )
-    return warnings
-
-
-#: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
-FEW_IMAGES = 10
 #: Training images whose aspect ratios differ by more than this factor are stretched differently by one
 #: fixed input; the ``scale`` mode keeps each one's own (a warning says so).
 ASPECT_SPREAD = 1.1

@@ -60,6 +60,7 @@ from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, upgraded_config
+from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
@@ -543,7 +544,12 @@ def change_threshold(
     entry["after"] = after.to_dict()
     if labelled_errors is not None:
         entry["labelled"] = {"before": labelled_errors(before.tau), "after": labelled_errors(after.tau)}
-    changed = dataclasses.replace(model, thresholds=after, history=[*model.history, entry])
+    changed = dataclasses.replace(
+        model,
+        thresholds=after,
+        history=[*model.history, entry],
+        warnings=rewarned(model, model.train_scores, after),
+    )
     save(changed, directory, replacing=loaded_from)
     return changed, entry
 

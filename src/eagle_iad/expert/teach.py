@@ -37,6 +37,7 @@ from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.leave_own_out import leave_own_out_added
+from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
@@ -328,6 +329,7 @@ def teach(
         history=[*model.history, entry],
         map_maxima=maxima,
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
+        warnings=rewarned(model, scores, thresholds),
     )
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after: list[tuple[LabelledImage, float, bool]] = []

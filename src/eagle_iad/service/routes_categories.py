@@ -84,6 +84,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "bank_size": manifest["training"].get("bank_size"),
         "training_scores": distribution,
         "map_legend": {"low": low, "high": high, "threshold": tau},
+        "warnings": [str(warning) for warning in manifest.get("warnings") or []],
         **({"history": list(manifest.get("history", []))} if with_scores else {}),
     }
 

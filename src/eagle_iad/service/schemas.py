@@ -58,6 +58,9 @@ class Category(_Open):
     map_legend: MapLegend | None = None
     #: Threshold changes since the fit, oldest first (who, when, why, before/after); the detail only.
     history: list[dict[str, Any]] | None = None
+    #: What is degenerate about the model although it is usable (very few images, an empty low-confidence
+    #: band, a coreset chosen from a sample), as the fit, the last teach or threshold change left them.
+    warnings: list[str] | None = None
     #: Set instead of the fields above when the category's manifest cannot be read.
     error: str | None = None
 

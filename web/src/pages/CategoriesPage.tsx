@@ -107,6 +107,17 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
       </div>
       {detail.error ? <ErrorBanner error={detail.error} onRetry={detail.reload} /> : null}
       {detail.loading && !c ? <Loading /> : null}
+      {c && !c.error && c.warnings?.length ? (
+        // What the fit, or the last teach or threshold change, found degenerate about the model although it works.
+        <ul className="model-warnings" aria-label="Model warnings" data-testid="model-warnings">
+          {c.warnings.map((warning) => (
+            <li key={warning} className="warning">
+              <span aria-hidden="true">⚠ </span>
+              {warning}
+            </li>
+          ))}
+        </ul>
+      ) : null}
       {c && !c.error ? (
         <div className="detail-grid">
           <ThresholdTuner category={c} evidence={evidence.data} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />

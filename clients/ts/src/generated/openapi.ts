@@ -777,6 +777,8 @@ export interface components {
             /** Train Images */
             train_images?: number | null;
             training_scores?: components["schemas"]["ScoreDistribution"] | null;
+            /** Warnings */
+            warnings?: string[] | null;
         } & {
             [key: string]: unknown;
         };

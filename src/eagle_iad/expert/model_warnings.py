@@ -1,0 +1,57 @@
+"""The warnings a usable model carries about its threshold, and how they follow the model as it changes.
+
+Split from the fit (expert/fitting.py) because three changes make them: a fit computes them, and a
+teach (expert/teach.py) or a threshold change (expert/store.py, ``change_threshold``) moves the
+training scores or tau they were computed from. A warning kept from the fit would then say what is no
+longer true ("only 8 training images" after ten were taught) or miss what now is (an empty band under
+a tau set by hand).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eagle_iad.expert.patchcore import ExpertModel
+from eagle_iad.tgps.thresholds import Thresholds
+
+#: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
+FEW_IMAGES = 10
+
+
+def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | None = None) -> list[str]:
+    """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
+    warnings = []
+    if n_images < FEW_IMAGES:
+        warnings.append(
+            f"only {n_images} training images: tau rests on {n_images} leave-own-out scores, so expect false alarms "
+            f"until the model is fitted on more normal images (at least {FEW_IMAGES})"
+        )
+    if n_images >= 2 and float(np.ptp(scores)) == 0.0:
+        warnings.append(
+            f"every training image scores {float(scores[0])!r}: the images vary too little to set a threshold"
+        )
+    # Below FEW_IMAGES the rule's tau is nearly always above every score (no score of n lies more than
+    # sqrt(n - 1) standard deviations above their mean, so the default ksigma's k = 3 puts tau above
+    # all of n <= 10), and the warning above already says tau is rough.
+    if thresholds is not None and n_images >= FEW_IMAGES and thresholds.tau >= thresholds.s_max:
+        warnings.append(
+            f"tau ({thresholds.tau:.4g}) is not below the largest training score s_max ({thresholds.s_max:.4g}), so "
+            "the low-confidence band tau <= score < s_max is empty: no verdict is marked unsure and CAAS never "
+            "acts (docs/METHOD.md, 'Decision and low-confidence band'); the verdicts themselves are unaffected"
+        )
+    return warnings
+
+
+def rewarned(model: ExpertModel, scores: np.ndarray, thresholds: Thresholds) -> list[str]:
+    """``model``'s warnings once its training scores become ``scores`` and its thresholds ``thresholds``.
+
+    The threshold warnings the model carries for its present state are found by computing them again
+    from its saved scores and thresholds (the same function on the same numbers gives the same words),
+    not by matching their wording, and replaced by those of the new state. The rest describe the fit
+    (a stretch of differing aspect ratios, a coreset chosen from a sample) and stay. A model whose
+    threshold warnings were worded by an older release keeps them as they are, since they cannot be
+    told from the fit's others.
+    """
+    present = fit_warnings(len(model.train_scores), model.train_scores, model.thresholds)
+    kept = [warning for warning in model.warnings if warning not in present]
+    return fit_warnings(len(scores), scores, thresholds) + kept
