@@ -716,10 +716,16 @@ describe("web console", () => {
     const left = page.locator('[data-testid="review-left"]');
     await left.getByText(leftLine(2)).waitFor({ timeout: 60_000 });
     await page.getByRole("article", { name: "Inspection of teach-a.png" }).waitFor();
-    await page.keyboard.press("n");
+    // Enter on "Actually normal", twice: the button keeps the keyboard while a label is saved, so the
+    // second Enter decides the next part (a disabled button dropped the focus to the page).
+    const normal = page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually normal/ });
+    await normal.focus();
+    await page.keyboard.press("Enter");
     await page.getByRole("article", { name: "Inspection of teach-b.png" }).waitFor();
-    await page.keyboard.press("n");
+    await page.waitForFunction(() => document.activeElement?.textContent?.startsWith("Actually normal") === true);
+    await page.keyboard.press("Enter");
     await left.getByText(leftLine(0)).waitFor();
+    expect((await client.history({ category: "e2e-teach" })).items.map((r) => r.label)).toEqual(["normal", "normal"]);
     const panel = page.locator('[data-testid="teach-panel"]');
     await panel.getByRole("heading", { name: "e2e-teach: 2 parts (teach-a.png, teach-b.png)" }).waitFor();
     expect(await axeViolations(page, "teach panel at 1280")).toEqual([]);
@@ -730,11 +736,14 @@ describe("web console", () => {
     // A cell unlike the six the category was fitted on scores far above them: refused, with the reason.
     await panel.getByRole("alert").getByText(/teach-a\.png scores [\d.]+, far above the largest normal score/).waitFor({ timeout: 120_000 });
     expect((await client.versions("e2e-teach")).versions).toHaveLength(1);
+    expect(await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).evaluate((el) => el === document.activeElement)).toBe(true);
     await panel.getByLabel("Teach even what the checks refuse (kept on the record)").check();
     await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
     // The same file twice: taught once, the other skipped (a copy would pull tau down).
     await page.locator('[data-testid="teach-done"]').getByText(/^Taught 1 image to e2e-teach \(1 skipped: taught before or given twice\): tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\.$/).waitFor({ timeout: 120_000 });
     expect(await panel.count()).toBe(0); // taught: nothing left to offer
+    // The form went with its button: the keyboard is on what the teach did.
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "teach-done");
     const versions = await client.versions("e2e-teach");
     expect(versions.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", true]]);
     expect(versions.versions[1]!.images_added).toHaveLength(1);
@@ -757,6 +766,10 @@ describe("web console", () => {
     const after = await client.versions("e2e-teach");
     expect(after.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", false], [3, "rollback", true]]);
     expect((await client.category("e2e-teach")).train_images).toBe(6);
+    // The tuner follows the threshold the rollback put back: no change is left pending that nobody asked for.
+    const restored = (await client.category("e2e-teach")).tau as number;
+    expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Move the threshold first: this is the one in use.");
+    expect(Number(await page.getByLabel("Threshold value").inputValue())).toBeCloseTo(restored, 1);
 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();

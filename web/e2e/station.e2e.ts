@@ -123,6 +123,8 @@ describe("inspection station", () => {
     await page.getByLabel("Your name (optional)").fill("qe-e2e");
     await save.click();
     await page.locator('[data-testid="saved"]').getByText(/^Saved: the threshold of mono is now/).waitFor();
+    // Saved, the button is disabled (nothing to save): the keyboard is on the message, not dropped to the page.
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "saved");
     const history = page.locator('[data-testid="threshold-history"]');
     const row = history.locator("li").first();
     await row.waitFor();

@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from "react";
+import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { byCategory, namesLine, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
@@ -15,9 +15,10 @@ export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidat
   const groups = byCategory(candidates);
   // What the last teach did: kept here, as its form goes once its parts are taught.
   const [done, setDone] = useState("");
+  const doneRef = useRef<HTMLParagraphElement>(null);
   return (
     <>
-      <p role="status" className="small teach-done" data-testid="teach-done">
+      <p role="status" className="small teach-done" data-testid="teach-done" ref={doneRef} tabIndex={-1}>
         {done}
       </p>
       {groups.length > 0 ? (
@@ -37,6 +38,8 @@ export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidat
                 onTaught={(ids, line) => {
                   setDone(line);
                   onTaught(ids);
+                  // The form, and the button pressed, are gone: the keyboard goes to what the teach did.
+                  requestAnimationFrame(() => doneRef.current?.focus());
                 }}
               />
             ))}
@@ -68,6 +71,7 @@ function TeachForm({
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
+    if (busy) return;
     if (!why.trim()) {
       setError({ kind: "invalid_request", title: "Say why", message: "Say why these parts are normal: it is kept in the model's history.", retryable: false });
       return;
@@ -121,7 +125,8 @@ function TeachForm({
         <label htmlFor={`${id}-force`}>Teach even what the checks refuse (kept on the record)</label>
       </div>
       <div className="actions">
-        <button type="submit" className="button primary" disabled={busy}>
+        {/* aria-disabled, not disabled: a focused button that turns disabled drops the keyboard focus. */}
+        <button type="submit" className="button primary" aria-disabled={busy}>
           {busy ? "Teaching…" : teachLabel(items.length, category)}
         </button>
       </div>

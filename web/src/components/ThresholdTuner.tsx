@@ -1,5 +1,5 @@
 import type { Category, CategoryEvidence, LabelledScore } from "@eagle-iad/client";
-import { useId, useRef, useState, type FormEvent } from "react";
+import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatScore } from "../logic/scale";
@@ -78,6 +78,18 @@ export function ThresholdTuner({
     setSaved(null);
   };
 
+  // The threshold in use changed under the tuner (a rollback, a teach): the trial value follows it, or the
+  // old one would show as a change nobody asked for, one Save away from undoing the rollback.
+  const shownTau = useRef(tau);
+  useEffect(() => {
+    if (tau === shownTau.current) return;
+    shownTau.current = tau;
+    if (tau !== null) {
+      setCandidate(tau);
+      setText(String(roundTo(tau, range.step)));
+    }
+  }, [tau, range.step]);
+
   const blocked = busy ? "Saving…" : same ? "Move the threshold first: this is the one in use." : why.trim() === "" ? "Say why the threshold changes (it is kept in the model's history)." : null;
 
   /** Save a change with its reason; the message (one at a time, red or green) is shown where it was asked. */
@@ -99,9 +111,10 @@ export function ThresholdTuner({
       else {
         setRestoreWhy("");
         setRestoring(null);
-        setMessageAt("form"); // the restore form is gone: say it at the form, and keep the keyboard there
-        requestAnimationFrame(() => savedRef.current?.focus());
+        setMessageAt("form"); // the restore form is gone: say it at the form
       }
+      // Saved, the button is disabled (nothing to save) or the restore form gone: the keyboard goes to what was said.
+      requestAnimationFrame(() => savedRef.current?.focus());
       onChanged(updated);
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();

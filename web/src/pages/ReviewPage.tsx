@@ -49,11 +49,20 @@ export function ReviewPage() {
   const left = leftToReview(queue.data?.total ?? 0, Object.keys(labelled).length);
   const canLabel = allows(me, "operator");
 
+  const decideRef = useRef<HTMLDivElement>(null);
+  const statusRef = useRef<HTMLParagraphElement>(null);
+  // Set when the next ones are asked for from the end of a batch, whose panel (and button) then goes.
+  const fetchedNext = useRef(false);
   useEffect(() => {
     const fetched = queue.data?.items ?? [];
     setItems(fetched.filter((item) => !skippedRef.current.includes(item.record.id)));
     setPosition(0);
     setLabelled({});
+    if (fetchedNext.current && queue.data) {
+      fetchedNext.current = false;
+      // The keyboard goes to the first decision on the new part (the count left where one cannot label).
+      requestAnimationFrame(() => (decideRef.current?.querySelector("button") ?? statusRef.current)?.focus());
+    }
   }, [queue.data]);
 
   // Who comes next, for the announcement (a screen reader hears which part it is now looking at).
@@ -165,7 +174,7 @@ export function ReviewPage() {
       {queue.error ? <ErrorBanner error={queue.error} onRetry={queue.reload} /> : null}
       {queue.loading && !queue.data ? <Loading label="Loading the review queue…" /> : null}
       {queue.data ? (
-        <p className="review-left" role="status" data-testid="review-left">
+        <p className="review-left" role="status" data-testid="review-left" ref={statusRef} tabIndex={-1}>
           {leftLine(left)}
           {said ? <span className="muted"> · {said}</span> : null}
         </p>
@@ -189,19 +198,26 @@ export function ReviewPage() {
                 <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
                 <input id={`${id}-note`} maxLength={500} value={note} onChange={(e) => setNote(e.target.value)} />
               </div>
-              <div className="review-buttons" role="group" aria-label="Decision">
-                {REVIEW_KEYS.map(({ key, action, label }) => (
-                  <button
-                    key={key}
-                    type="button"
-                    className={`button ${action === "normal" || action === "anomalous" ? "primary" : "secondary"}`}
-                    aria-keyshortcuts={key}
-                    disabled={busy || (action === "back" && position === 0)}
-                    onClick={() => void act(action)}
-                  >
-                    {label} <kbd aria-hidden="true">{key}</kbd>
-                  </button>
-                ))}
+              <div className="review-buttons" role="group" aria-label="Decision" ref={decideRef}>
+                {REVIEW_KEYS.map(({ key, action, label }) => {
+                  // aria-disabled, not disabled: the button just pressed keeps the keyboard focus while the
+                  // label is saved (and Back at the first part), so Enter again decides the next part.
+                  const off = busy || (action === "back" && position === 0);
+                  return (
+                    <button
+                      key={key}
+                      type="button"
+                      className={`button ${action === "normal" || action === "anomalous" ? "primary" : "secondary"}`}
+                      aria-keyshortcuts={key}
+                      aria-disabled={off}
+                      onClick={() => {
+                        if (!off) void act(action);
+                      }}
+                    >
+                      {label} <kbd aria-hidden="true">{key}</kbd>
+                    </button>
+                  );
+                })}
               </div>
               {error ? <ErrorBanner error={error} compact /> : null}
             </div>
@@ -222,6 +238,7 @@ export function ReviewPage() {
                     skippedRef.current = [];
                     setSkipped([]);
                   }
+                  fetchedNext.current = true;
                   setRound((r) => r + 1);
                 }}
               >
