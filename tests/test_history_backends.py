@@ -413,3 +413,19 @@ def test_a_history_that_goes_away_after_start_is_unavailable_not_misconfigured(p
     moved.opened = True  # it had connected before: the server is away now, not the URL wrong
     with pytest.raises(HistoryUnavailableError, match="cannot connect"):
         moved.connect()
+
+
+def test_a_file_that_is_not_a_history_database_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "fake.sqlite3"
+    fake.write_text("garbage, not a database\n" * 100)
+    with pytest.raises(ConfigError) as refused:
+        open_backend(fake).connect()
+    assert str(refused.value) == (
+        f"history {fake}: not an EAGLE-IAD history database (file is not a database); give the history file that "
+        "eagle serve or eagle station writes, or a new path"
+    )
+    assert main(["review", "list", "--history", str(fake)]) == 2
+    assert capsys.readouterr().err == f"eagle: error: {refused.value}\n"
+    assert fake.read_text() == "garbage, not a database\n" * 100  # left as it was

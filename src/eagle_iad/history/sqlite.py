@@ -70,8 +70,18 @@ class SqliteHistory(HistoryBackend):
             db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"history {self.path}: cannot be opened ({exc})") from None
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        try:  # the first statement reads the file: one that is not a database (or is damaged) fails here
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError:
+            db.close()
+            raise  # locked, busy: the callers' retry handles it (is_unavailable)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise ConfigError(
+                f"history {self.path}: not an EAGLE-IAD history database ({exc}); give the history file that "
+                "eagle serve or eagle station writes, or a new path"
+            ) from None
         return SqliteConnection(db)
 
     def alive(self, db: Connection) -> bool:
