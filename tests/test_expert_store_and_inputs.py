@@ -100,8 +100,12 @@ def test_save_load_round_trip(fitted: tuple[Expert, Path], tmp_path: Path) -> No
     target = save(expert.model, tmp_path / "models" / "cat")
     assert target == tmp_path / "models" / "cat"
     assert sorted(p.name for p in target.iterdir()) == ["model.json", "tensors.safetensors", "versions"]
-    for name in ("model.json", "tensors.safetensors"):  # version 1 is the saved files themselves, linked
-        assert (target / "versions" / "1" / name).samefile(target / name)
+    # Version 1 is the saved files: the tensors linked, the manifest a copy (an edit in place of the current
+    # model.json must leave the version intact, to roll back to).
+    assert (target / "versions" / "1" / "tensors.safetensors").samefile(target / "tensors.safetensors")
+    version_manifest = target / "versions" / "1" / "model.json"
+    assert version_manifest.read_bytes() == (target / "model.json").read_bytes()
+    assert not version_manifest.samefile(target / "model.json")
     loaded = load(target)
     _assert_models_equal(expert.model, loaded)
     assert loaded.created == expert.model.created

@@ -238,9 +238,14 @@ def test_threshold_set_records_who_when_why_and_the_old_value(
     old = fitted.thresholds
     code, out, err = _cli(capsys, "threshold", "--model", str(model_dir), "--tau", "2.5", "--why", "line 3 too strict",
                           "--by", "ana")  # fmt: skip
-    assert (code, err) == (0, "")
+    # The model's warnings for its new state, as a fit prints them: four images are too few for a trusted tau.
+    from eagle_iad.expert.model_warnings import fit_warnings
+
+    warned = fit_warnings(4, fitted.train_scores, load(model_dir).thresholds)
+    assert len(warned) == 1 and warned[0].startswith("only 4 training images: ")
+    assert (code, err) == (0, f"eagle: warning: {warned[0]}\n")
     assert json.loads(out) == {"model": str(model_dir), "change": 1, "tau": 2.5, "previous_tau": old.tau,
-                               "rule": "fixed"}  # fmt: skip
+                               "rule": "fixed", "warnings": warned}  # fmt: skip
     model = load(model_dir)  # loads: the change went through the recorded path, checksum included
     assert (model.thresholds.tau, model.thresholds.rule, model.thresholds.s_max) == (2.5, "fixed", old.s_max)
     assert model.thresholds.params == {"value": 2.5}

@@ -63,7 +63,9 @@ def test_ten_threshold_changes_share_one_tensor_file(model_dir: Path) -> None:
         assert (model_dir / "versions" / str(number) / "tensors.safetensors").samefile(
             model_dir / "tensors.safetensors"
         )
-    assert disk_use(model_dir) == sum(v["bytes_added"] for v in listed) < tensors * 1.05
+    # Besides the versions' files, the current model.json: a copy of version 10's (an edit in place must not reach it).
+    current = _size(model_dir / "model.json")
+    assert disk_use(model_dir) == sum(v["bytes_added"] for v in listed) + current < tensors * 1.05
 
 
 def test_a_teach_is_a_version_and_a_rollback_puts_the_fit_back(model_dir: Path, cells: list[Path]) -> None:
@@ -155,4 +157,129 @@ def test_the_service_lists_versions_and_rolls_back(model_dir: Path, tmp_path: Pa
         assert (again.status_code, again.json()["error"]["message"]) == (
             400, "category 'mono': version 3 is the current model already; nothing to roll back",
         )  # fmt: skip
+        (models / "mono" / "versions" / "2" / "model.json").write_text("{")  # corrupt: listed apart, no host path
+        damaged = client.get("/v1/categories/mono/versions").json()
+        assert [v["version"] for v in damaged["versions"]] == [1, 3]
+        assert damaged["damaged"] == [
+            {"version": 2, "problem": "mono/versions/2/model.json: corrupt manifest (Expecting property name "
+             "enclosed in double quotes: line 1 column 2 (char 1))"},
+        ]  # fmt: skip
         assert client.get("/v1/categories/nope/versions").status_code == 404
+
+
+def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> None:
+    """The current model after a rollback is the version's plus a history entry: the same model, not a new one."""
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    rollback(model_dir, to=1, why="too strict", by="ana")
+    with pytest.raises(ConfigError, match=r"version 1 is the current model already; nothing to roll back$"):
+        rollback(model_dir, to=1, why="again", by="ana")
+    assert [v["version"] for v in list_versions(model_dir)] == [1, 2, 3]  # no version 4, identical to 3
+
+
+def test_a_rollback_recovers_a_model_json_edited_in_place_or_destroyed(model_dir: Path) -> None:
+    """model.json is a copy of its version's, so an edit in place leaves the version intact to roll back to,
+    and a rollback to it is not refused because the current model cannot be loaded."""
+    from eagle_iad.errors import ModelFormatError
+
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    kept = (model_dir / "versions" / "2" / "model.json").read_bytes()
+    with open(model_dir / "model.json", "r+", encoding="utf-8") as edited:  # in place: the same inode
+        text = edited.read()
+        edited.seek(0)
+        edited.write(text.replace('"tau": 99.0', '"tau": 50.0', 1))
+    assert (model_dir / "versions" / "2" / "model.json").read_bytes() == kept
+    with pytest.raises(ModelFormatError, match="edited by hand"):
+        load(model_dir)
+    assert [v["current"] for v in list_versions(model_dir)] == [False, False]  # nothing current is intact
+    restored, entry = rollback(model_dir, to=2, why="undo my hand edit", by="ana")
+    assert restored.thresholds.tau == 99.0 and load(model_dir).thresholds.tau == 99.0
+    assert "edited by hand" in entry["before"]["unreadable"] and "tau" not in entry["before"]
+    (model_dir / "model.json").write_text("[]")  # destroyed: still a model folder, by its versions
+    restored, entry = rollback(model_dir, to=1, why="start again", by="ana")
+    assert load(model_dir).thresholds == load(model_dir / "versions" / "1").thresholds
+    assert "not an EAGLE-IAD expert model" in entry["before"]["unreadable"]
+
+
+def test_damaged_versions_are_listed_apart_and_words_shown_escaped(model_dir: Path) -> None:
+    import contextlib
+    import io
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert.versions import read_versions
+
+    def versions() -> list[str]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["versions", "--model", str(model_dir)]) == 0
+        return out.getvalue().splitlines()
+
+    change_threshold(model_dir, why="fake\n*  99  2026-01-01  fit \x1b[31mRED", by="eve\x1b]0;pwned\x07", tau=99.0)
+    change_threshold(model_dir, why="next", by="ana", tau=98.0)
+    lines = versions()  # who and why are anyone's words: no forged line, no escape sequence reaches the terminal
+    assert len(lines) == 4 and "\x1b" not in "".join(lines) and "\x07" not in "".join(lines)
+    assert " threshold by eve\\x1b]0;pwned\\x07: fake\\n*  99  2026-01-01  fit \\x1b[31mRED  tau 99 " in lines[1]
+    (model_dir / "versions" / "1" / "tensors.safetensors").unlink()  # pruned by hand
+    (model_dir / "versions" / "2" / "model.json").write_text("{")  # corrupt
+    listed, damaged = read_versions(model_dir)
+    assert [v["version"] for v in listed] == [3] and listed[0]["current"]
+    assert damaged[0] == {"version": 1, "problem": "No such file or directory (tensors.safetensors)"}
+    corrupt = f"{model_dir / 'versions' / '2' / 'model.json'}: corrupt manifest"
+    assert damaged[1]["version"] == 2 and damaged[1]["problem"].startswith(corrupt)
+    lines = versions()
+    assert lines[0] == "!   1  damaged: No such file or directory (tensors.safetensors)"
+    assert lines[1].startswith(f"!   2  damaged: {corrupt}")
+    assert lines[2].startswith("*   3  ") and "threshold by ana: next  tau 98" in lines[2]
+    assert lines[3].startswith("1 versions, 2 damaged (!: cannot be rolled back to), ")
+
+
+def test_a_listing_of_no_model_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eagle_iad.cli import main
+
+    assert main(["versions", "--model", str(tmp_path / "nowhere")]) == 2
+    nowhere = tmp_path / "nowhere"
+    assert capsys.readouterr().err == f"eagle: error: {nowhere}: no model directory here (run `eagle fit` first)\n"
+    assert main(["versions", "--model", str(tmp_path)]) == 2
+    missing = "not an EAGLE-IAD model directory (model.json is missing)"
+    assert capsys.readouterr().err == f"eagle: error: {tmp_path}: {missing}\n"
+
+
+def test_a_change_run_inside_the_model_folder_is_refused_before_any_work(
+    model_dir: Path, cells: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eagle_iad.expert import teach as teach_module
+
+    monkeypatch.chdir(model_dir)
+    monkeypatch.setattr(teach_module, "_decode", lambda *_: pytest.fail("decoded the images before refusing"))
+    expected = (
+        r"^\.: the model folder is the current directory \(or holds it\), and a change replaces the folder whole; run "
+        rf"the command from outside it \(cd {model_dir.parent}, then --model mono\)$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        teach(".", [TeachImage(cells[11].name, cells[11])], why="x", by="ana")
+    with pytest.raises(ConfigError, match=expected):
+        change_threshold(".", why="x", by="ana", tau=99.0)
+    with pytest.raises(ConfigError, match=expected):
+        rollback(".", to=1, why="x", by="ana")
+
+
+def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert import store
+
+    def stop_in_the_swap(step: str) -> None:
+        if step == "exchanged":  # a Ctrl-C in the middle of the swap: it waits for the swap's end
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(store, "_step_hook", stop_in_the_swap)
+    assert main(["threshold", "--model", str(model_dir), "--tau", "97", "--why", "x", "--by", "ana"]) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        f"eagle: stopped by SIGINT: {model_dir}: the new model was saved just before the stop (eagle versions lists "
+        "it); nothing half-written was kept, scratch and staging folders were removed\n"
+    )
+    assert load(model_dir).thresholds.tau == 97.0 and len(list_versions(model_dir)) == 2

@@ -35,35 +35,50 @@ def add_rollback(sub: Subcommands) -> None:
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
-    from eagle_iad.expert.versions import disk_use, list_versions
+    from eagle_iad.expert.versions import disk_use, read_versions
+    from eagle_iad.naming import printable
 
-    listed = list_versions(args.model)
+    listed, damaged = read_versions(args.model)
     if args.json:
-        print(dumps({"model": args.model, "versions": listed, "disk_bytes": disk_use(args.model)}))
+        print(dumps({"model": args.model, "versions": listed, "damaged": damaged, "disk_bytes": disk_use(args.model)}))
         return 0
+    lines = []
     for version in listed:
         what = str(version["action"])
         if version.get("images_added"):
             what += f" +{len(version['images_added'])} images"
         if version.get("to") is not None:
             what += f" to {version['to']}"
-        who = f" by {version['by']}" if version.get("by") else ""
-        why = f": {version['why']}" if version.get("why") else ""
+        # Who and why are anyone's words (the service takes them too): a newline or an escape sequence in
+        # them would forge a line or act on the terminal, so they are shown escaped.
+        who = f" by {printable(str(version['by']))}" if version.get("by") else ""
+        why = f": {printable(str(version['why']))}" if version.get("why") else ""
         mark = "*" if version["current"] else " "
         size = f"{version['train_images']} images, bank {version['bank_size']}"
         added = f"+{version['bytes_added'] / 1e6:.1f} MB"
         head = f"{mark}{version['version']:>4}  {version['at']}  {what}{who}{why}"
-        print(f"{head}  tau {version['tau']:.6g}  {size}  {added}")
-    print(f"{len(listed)} versions, {disk_use(args.model) / 1e6:.1f} MB on disk (* = current)")
+        lines.append((int(version["version"]), f"{head}  tau {version['tau']:.6g}  {size}  {added}"))
+    for broken in damaged:
+        lines.append((int(broken["version"]), f"!{broken['version']:>4}  damaged: {printable(str(broken['problem']))}"))
+    for _, line in sorted(lines):
+        print(line)
+    note = f", {len(damaged)} damaged (!: cannot be rolled back to)" if damaged else ""
+    print(f"{len(listed)} versions{note}, {disk_use(args.model) / 1e6:.1f} MB on disk (* = current)")
     return 0
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
+    import sys
+
     from eagle_iad.expert.store import rollback
 
     model, entry = rollback(args.model, to=args.to, why=args.why, by=args.by or _who())
+    for warning in model.warnings:
+        print(f"eagle: warning: {warning}", file=sys.stderr)
+    # previous_tau is null where the model rolled back from could not be read (the rollback recovered it).
     print(dumps({"model": args.model, "rolled_back_to": args.to, "tau": model.thresholds.tau,
-                 "previous_tau": entry["before"]["tau"], "train_images": len(model.train_images)}))  # fmt: skip
+                 "previous_tau": entry["before"].get("tau"), "train_images": len(model.train_images),
+                 "warnings": model.warnings}))  # fmt: skip
     return 0
 
 

@@ -135,18 +135,24 @@ def check_thresholds(data: dict[str, Any], directory: str | os.PathLike[str]) ->
             )
 
 
+def model_root(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a path, or :class:`ModelFormatError` where it is not a folder with a ``model.json``."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
+    if not (root / MANIFEST).is_file():
+        raise ModelFormatError(f"{root}: not an EAGLE-IAD model directory ({MANIFEST} is missing)")
+    return root
+
+
 def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
     """Read and check ``model.json`` (format, schema version, thresholds, checksum) without the tensors.
 
     ``verify=False`` skips the threshold and checksum checks, for :func:`eagle_iad.expert.store.load`,
     which makes them itself after the more specific field and tensor checks.
     """
-    root = Path(directory)
-    if not root.is_dir():
-        raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
+    root = model_root(directory)
     path = root / MANIFEST
-    if not path.is_file():
-        raise ModelFormatError(f"{root}: not an EAGLE-IAD model directory ({MANIFEST} is missing)")
     try:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -59,7 +59,7 @@ from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
 from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
-from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, upgraded_config
+from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, model_root, upgraded_config
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
@@ -79,7 +79,7 @@ from eagle_iad.folder_swap import (
     swap_in,
 )
 from eagle_iad.outputs import check_output_path
-from eagle_iad.stops import uninterrupted
+from eagle_iad.stops import Stopped, uninterrupted
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds, compute_thresholds
 
@@ -147,7 +147,7 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
         except OSError as exc:
             raise OutputError(f"{given}: cannot be read ({exc.strerror})") from None
         if entries:
-            if not _is_model_manifest(target / MANIFEST):
+            if not _is_model_manifest(target / MANIFEST) and not _holds_versions(target):
                 raise OutputError(
                     f"{given}: holds {len(entries)} entries and is not an EAGLE-IAD model ({MANIFEST} with format "
                     f"{FORMAT!r} is missing); refusing to replace it; choose an empty or new folder"
@@ -160,6 +160,30 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
                     "or choose a new folder"
                 )
     return target
+
+
+def check_changeable(directory: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, a change (teach, threshold, rollback) whose save would be refused at the end.
+
+    Why: a teach embeds its images and scores them before it saves, and the save replaces the model folder
+    whole, which it cannot do to the folder the command runs in; refused only then, the work was wasted
+    and the reason read as one for a new fit's folder.
+    """
+    target = model_root(directory).resolve()  # not a model at all: said as such, not as a fit's folder
+    here = Path.cwd().resolve()
+    if here == target or target in here.parents:
+        raise ConfigError(
+            f"{directory}: the model folder is the current directory (or holds it), and a change replaces the folder "
+            f"whole; run the command from outside it (cd {target.parent}, then --model {target.name})"
+        )
+    check_replaceable(directory)
+
+
+def _holds_versions(folder: Path) -> bool:
+    """Whether ``folder`` keeps versions of a model: a model folder even where its own manifest is damaged,
+    which a rollback to one of them replaces (:func:`rollback`)."""
+    versions = folder / VERSIONS
+    return versions.is_dir() and any(_is_model_manifest(child / MANIFEST) for child in versions.iterdir())
 
 
 def _is_model_manifest(path: Path) -> bool:
@@ -280,6 +304,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         except OSError as exc:
             raise OutputError(f"{directory}: cannot write in {parent} ({exc.strerror or exc})") from exc
         _step("staging created")
+        swapped = False
         try:
             _write_model(model, staging)
             carry_versions(target, staging)
@@ -287,6 +312,7 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
             _step("staged")
             with uninterrupted():  # a stop waits for the swap: "nothing half-written was kept" stays true
                 swap_in(staging, target, _step)
+                swapped = True
         except _NonFiniteNumberError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelFormatError(
@@ -298,6 +324,11 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
             reason = exc.strerror or str(exc)
             message = f"{directory}: cannot write the model ({reason}); the previous model is unchanged"
             raise OutputError(message) from exc
+        except Stopped as stop:
+            shutil.rmtree(staging, ignore_errors=True)
+            if swapped:  # the stop waited for the swap, which completed: the change is saved, and must say so
+                stop.what = f"{directory}: the new model was saved just before the stop (eagle versions lists it)"
+            raise
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -504,6 +535,7 @@ def change_threshold(
         raise ConfigError("give either --tau VALUE or --restore N")
     if not why.strip():
         raise ConfigError("--why must say why the threshold changes (it is kept in the model's history)")
+    check_changeable(directory)
     loaded_from = _fingerprint(Path(directory))
     model = load(directory)
     before = model.thresholds
@@ -554,6 +586,17 @@ def change_threshold(
     return changed, entry
 
 
+def _same_model(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two manifests describe the same model: all but the record of how each came about.
+
+    Why not the manifests' bytes: a rollback's model is the version's plus a history entry, so a second
+    rollback to the same version, or one to a version a threshold restore already matches, would add a
+    version identical to the current one.
+    """
+    record = {"history", "checksum", "package_version"}
+    return {k: v for k, v in one.items() if k not in record} == {k: v for k, v in other.items() if k not in record}
+
+
 def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -> tuple[ExpertModel, dict[str, Any]]:
     """Make version ``to`` the current model again, as a new version that says so (docs/USAGE.md, "Versions").
 
@@ -565,15 +608,21 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
     """
     if not why.strip():
         raise ConfigError("--why must say why the model goes back (it is kept in the model's history)")
+    check_changeable(directory)
     loaded_from = _fingerprint(Path(directory))
-    current = load(directory)
+    try:
+        before: dict[str, Any] = load(directory).thresholds.to_dict()
+    except ModelFormatError as exc:
+        # The current model cannot be used (edited by hand, a file damaged): going back to an intact version
+        # is how it is recovered, so that is not refused; the entry keeps why the model it replaced failed.
+        before = {"unreadable": str(exc)}
     try:
         folder = version_folder(directory, to)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if file_sha256(folder / MANIFEST) == loaded_from:
-        raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
     older = load(folder)
+    if "unreadable" not in before and _same_model(read_manifest(folder), read_manifest(directory)):
+        raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
     entry: dict[str, Any] = {
         "change": len(older.history) + 1,
         "action": "rollback",
@@ -581,7 +630,7 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "by": by,
         "why": why.strip(),
-        "before": current.thresholds.to_dict(),
+        "before": before,
         "after": older.thresholds.to_dict(),
     }
     restored = dataclasses.replace(older, history=[*older.history, entry])

@@ -42,7 +42,7 @@ from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_ma
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
-from eagle_iad.expert.store import _fingerprint, load, save
+from eagle_iad.expert.store import _fingerprint, check_changeable, load, save
 from eagle_iad.images import load_rgb
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
 from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
@@ -201,6 +201,7 @@ def teach(
         raise ConfigError("--why must say why these images are normal (it is kept in the model's history)")
     if not images:
         raise ConfigError("give at least one image to teach")
+    check_changeable(directory)
     if len(images) > MAX_IMAGES:
         raise ConfigError(f"{len(images)} images: a teach takes at most {MAX_IMAGES} (teach them in parts, or refit "
                           "on all the normal images); nothing was taught")  # fmt: skip

@@ -9,10 +9,11 @@ Why inside the model's folder: a save already writes a complete new folder and s
 (eagle_iad/folder_swap.py), so carrying the versions into that folder makes a new version and the new
 current model appear in the same atomic step, and a SIGKILL at any point leaves the old folder with its
 versions or the new one with one more; a model folder copied elsewhere keeps its history. Why hard links:
-the carried versions and the current files are links to the files earlier saves wrote, never copies,
+the carried versions and the current tensors are links to the files earlier saves wrote, never copies,
 and a tensor file identical to an earlier version's (a threshold change, a rollback) is replaced by a
 link to it, so ten threshold changes cost one tensor file, not ten. Files are never changed in place
-(every save writes new ones), so sharing them is safe. Where the filesystem has no hard links they
+(every save writes new ones), so sharing them is safe; only the current ``model.json``, which a person
+may edit, is a copy of its version's. Where the filesystem has no hard links they
 are copied (correct, only larger).
 """
 
@@ -24,7 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.expert.manifest import MANIFEST, TENSORS, read_manifest
+from eagle_iad.errors import ModelFormatError
+from eagle_iad.expert.manifest import MANIFEST, TENSORS, model_root, read_manifest
 from eagle_iad.folder_swap import fsync_dir
 
 VERSIONS = "versions"
@@ -83,8 +85,13 @@ def carry(target: Path, staging: Path) -> int:
             break
     number = max([*every, *numbers], default=0) + 1
     (carried / str(number)).mkdir()
-    for name in (MANIFEST, TENSORS):
-        _link(staging / name, carried / str(number) / name)
+    # The manifest is copied, not linked: model.json is the file people open, and an edit of it in place
+    # (an editor that writes in place, `>`) would otherwise change the version it came from as well, leaving
+    # nothing intact to roll back to. It is small; the tensors, never edited by hand, stay shared.
+    shutil.copy2(staging / MANIFEST, carried / str(number) / MANIFEST)
+    with open(carried / str(number) / MANIFEST, "rb") as copied:
+        os.fsync(copied.fileno())  # durable before the swap, like the files the save wrote
+    _link(staging / TENSORS, carried / str(number) / TENSORS)
     for folder in [*(carried / str(n) for n in [*numbers, number]), carried]:
         os.chmod(folder, 0o755)  # readable like the model's own folder, whatever the umask
         fsync_dir(folder)  # the links are durable before the swap makes them the model's
@@ -113,36 +120,53 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_versions(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every version of the model at ``directory``, oldest first: number, what made it (action, when, who,
-    why), its thresholds and size, whether it is the current model, and the bytes it added on disk.
+    """Every readable version of the model at ``directory``, oldest first (:func:`read_versions`)."""
+    return read_versions(directory)[0]
 
-    A model saved before versions existed lists itself as version 1 (it becomes one at its next save).
+
+def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The versions of the model at ``directory``, oldest first, and those that cannot be read.
+
+    Each readable one: number, what made it (action, when, who, why), its thresholds and size, whether
+    it is the current model, and the bytes it added on disk. Each damaged one (a file missing, pruned by
+    hand; a manifest edited or corrupt): its number and the problem. Why listed apart and not refused
+    whole: one damaged old version must not hide the others, which are what a rollback needs (a save
+    leaves a version missing a file behind, :func:`carry`). A model saved before versions existed lists
+    itself as version 1 (it becomes one at its next save). :class:`ModelFormatError` where ``directory``
+    holds no model at all.
     """
-    root = Path(directory)
+    root = model_root(directory)
     folder = root / VERSIONS
     numbers = _numbers(folder)
     places = [(number, folder / str(number)) for number in numbers] or [(1, root)]
     current = (root / MANIFEST).read_bytes()  # by content: a copied folder (cp -r) has its own inodes
     seen: set[tuple[int, int]] = set()
-    listed = []
+    listed: list[dict[str, Any]] = []
+    damaged: list[dict[str, Any]] = []
     for number, place in places:
-        manifest = read_manifest(place)
+        try:
+            manifest = read_manifest(place)
+            files = [os.stat(place / name) for name in (MANIFEST, TENSORS)]
+            thresholds, training = manifest["thresholds"], manifest["training"]
+            described = {
+                "version": number,
+                **_action(manifest),
+                "current": (place / MANIFEST).read_bytes() == current,
+                "tau": thresholds["tau"], "s_max": thresholds["s_max"], "rule": thresholds["rule"],
+                "train_images": len(training["images"]), "bank_size": training.get("bank_size"),
+            }  # fmt: skip
+        except (ModelFormatError, OSError, KeyError, TypeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            missing = f" ({Path(exc.filename).name})" if isinstance(exc, OSError) and exc.filename else ""
+            damaged.append({"version": number, "problem": f"{problem}{missing}"})
+            continue
         added = 0
-        for name in (MANIFEST, TENSORS):
-            info = os.stat(place / name)
+        for info in files:
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
                 added += info.st_size
-        thresholds, training = manifest["thresholds"], manifest["training"]
-        listed.append({
-            "version": number,
-            **_action(manifest),
-            "current": (place / MANIFEST).read_bytes() == current,
-            "tau": thresholds["tau"], "s_max": thresholds["s_max"], "rule": thresholds["rule"],
-            "train_images": len(training["images"]), "bank_size": training.get("bank_size"),
-            "bytes_added": added,
-        })  # fmt: skip
-    return listed
+        listed.append({**described, "bytes_added": added})
+    return listed, damaged
 
 
 def version_folder(directory: str | os.PathLike[str], number: int) -> Path:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.store import MANIFEST, rollback
-from eagle_iad.expert.versions import disk_use, list_versions
+from eagle_iad.expert.versions import disk_use, read_versions
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
@@ -36,7 +36,10 @@ def category_versions(name: str, request: Request) -> dict[str, Any]:
     """Every version of the category's model, oldest first, with what made it and the disk it takes."""
     directory = _model(request, name)
     try:
-        return {"versions": list_versions(directory), "disk_bytes": disk_use(directory)}
+        listed, damaged = read_versions(directory)
+        hidden = str(directory.parent) + "/"  # no host paths in an answer
+        damaged = [{**broken, "problem": str(broken["problem"]).replace(hidden, "")} for broken in damaged]
+        return {"versions": listed, "damaged": damaged, "disk_bytes": disk_use(directory)}
     except (ModelFormatError, KeyError, TypeError, OSError) as exc:
         reason = str(exc).replace(str(directory.parent) + "/", "")
         raise ApiError(409, f"category {name!r}: its versions cannot be read: {reason}", code="model_invalid") from None

@@ -127,8 +127,18 @@ class ModelVersion(_Open):
     labelled: dict[str, dict[str, int]] | None = None
 
 
+class DamagedVersion(_Open):
+    """A version whose files cannot be read (one missing, pruned by hand; a manifest edited or corrupt)."""
+
+    version: int
+    problem: str
+
+
 class VersionList(_Open):
     versions: list[ModelVersion]
+    #: Versions that cannot be read, and why: listed apart so that one does not hide the others (they cannot
+    #: be rolled back to).
+    damaged: list[DamagedVersion] = []
     #: The model folder with every version, each shared file counted once.
     disk_bytes: int
 

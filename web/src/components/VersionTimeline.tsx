@@ -45,6 +45,17 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
           (unchanged files are shared between versions).
         </p>
       ) : null}
+      {listed.data?.damaged?.length ? (
+        // Versions whose files cannot be read (pruned by hand, edited): said apart, as they cannot be rolled back to.
+        <ul className="model-warnings" aria-label="Damaged versions" data-testid="versions-damaged">
+          {listed.data.damaged.map((broken) => (
+            <li key={broken.version} className="warning">
+              <span aria-hidden="true">⚠ </span>
+              Version {broken.version} cannot be read, so it cannot be rolled back to: {broken.problem}
+            </li>
+          ))}
+        </ul>
+      ) : null}
       <p role="status" className="small" data-testid="rollback-done" ref={doneRef} tabIndex={-1}>
         {done}
       </p>

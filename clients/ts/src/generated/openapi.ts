@@ -835,6 +835,18 @@ export interface components {
              */
             role: "viewer" | "operator" | "engineer" | "admin";
         };
+        /**
+         * DamagedVersion
+         * @description A version whose files cannot be read (one missing, pruned by hand; a manifest edited or corrupt).
+         */
+        DamagedVersion: {
+            /** Problem */
+            problem: string;
+            /** Version */
+            version: number;
+        } & {
+            [key: string]: unknown;
+        };
         /** DayFigures */
         DayFigures: {
             /** Day */
@@ -1758,6 +1770,11 @@ export interface components {
         };
         /** VersionList */
         VersionList: {
+            /**
+             * Damaged
+             * @default []
+             */
+            damaged: components["schemas"]["DamagedVersion"][];
             /** Disk Bytes */
             disk_bytes: number;
             /** Versions */
