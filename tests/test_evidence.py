@@ -294,7 +294,8 @@ def test_normal_verdicts_get_no_boxes_only_candidates(whole_frame_expert: Expert
 def test_box_strength_and_legend_read_on_the_image_score_scale(whole_frame_expert: Expert) -> None:
     """The strongest box's tag is the image's score; each box's is the largest patch score under it."""
     expert = whole_frame_expert
-    result = expert.inspect(_defect_image(41, True))
+    rgb = _defect_image(41, True)
+    result = expert.inspect(rgb)
     verdict = make_verdict(expert, "a.png", result)
     top = verdict.boxes[0]
     assert top.patch_score == pytest.approx(verdict.score, rel=1e-6)
@@ -311,6 +312,17 @@ def test_box_strength_and_legend_read_on_the_image_score_scale(whole_frame_exper
     low, high = verdict.legend_scale()
     assert (low, high) == pytest.approx((calibration.colour_min * factor, calibration.colour_max * factor))
     assert (verdict.tau - low) / (high - low) == pytest.approx(TAU_POSITION)  # the threshold where map_tau was
+    # A tau so small the scaled range underflows (any tau above 0 is accepted): the legend is widened as
+    # colour_range widens one, so the picture still draws, where it divided by zero and every inspection failed.
+    from dataclasses import replace
+
+    from eagle_iad.tgps.calibration import colour_range
+    from eagle_iad.verdict import heatmap_picture
+
+    tiny = replace(verdict, tau=5e-324)
+    assert tiny.legend_scale() == colour_range(0.0, 5e-324) and tiny.legend_scale()[1] > tiny.legend_scale()[0]
+    picture = heatmap_picture(tiny, rgb, result)
+    assert picture.ndim == 3 and picture.shape[2] == 3
 
 
 def test_calibrated_boxes_are_the_pixels_above_map_tau(whole_frame_expert: Expert) -> None:

@@ -423,8 +423,8 @@ def test_a_file_that_is_not_a_history_database_is_named_not_a_traceback(
     with pytest.raises(ConfigError) as refused:
         open_backend(fake).connect()
     assert str(refused.value) == (
-        f"history {fake}: not an EAGLE-IAD history database (file is not a database); give the history file that "
-        "eagle serve or eagle station writes, or a new path"
+        f"history {fake}: not a database, or a damaged one (file is not a database); give the history file that "
+        "eagle serve or eagle station writes (a damaged one: restore it from a backup), or a new path"
     )
     assert main(["review", "list", "--history", str(fake)]) == 2
     assert capsys.readouterr().err == f"eagle: error: {refused.value}\n"

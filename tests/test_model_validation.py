@@ -87,8 +87,9 @@ def test_a_hand_edited_tau_is_refused_with_the_command_to_use(model_dir: Path) -
     data["thresholds"]["tau"] = 500.0
     _write(model_dir, data, sign=False)
     expected = (
-        f"{model_dir / 'model.json'}: was edited by hand (its checksum does not match its fields); undo the edit "
-        f"or refit. To change the threshold, use: eagle threshold --model {model_dir} --tau VALUE --why TEXT"
+        f"{model_dir / 'model.json'}: was edited by hand (its checksum does not match its fields); undo the edit, "
+        f"roll back to a version (eagle versions --model {model_dir} lists them) or refit. To change the threshold, "
+        f"use: eagle threshold --model {model_dir} --tau VALUE --why TEXT"
     )
     with pytest.raises(ModelFormatError) as info:
         load(model_dir)

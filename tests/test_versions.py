@@ -272,7 +272,8 @@ def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
     from eagle_iad.expert import store
 
     def stop_in_the_swap(step: str) -> None:
-        if step == "exchanged":  # a Ctrl-C in the middle of the swap: it waits for the swap's end
+        # A Ctrl-C in the middle of the swap (either kind: one exchange, or two renames): it waits for its end.
+        if step in ("exchanged", "retired"):
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(store, "_step_hook", stop_in_the_swap)
@@ -283,3 +284,80 @@ def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
         "it); nothing half-written was kept, scratch and staging folders were removed\n"
     )
     assert load(model_dir).thresholds.tau == 97.0 and len(list_versions(model_dir)) == 2
+
+
+#: The child of the crash test: rolls back a damaged model by two renames (no exchange) and dies between them.
+_CRASHING_ROLLBACK = """
+import os, signal, sys
+from eagle_iad import folder_swap
+from eagle_iad.expert import store
+
+def crash(name):
+    if name == "retired":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+folder_swap.exchange = lambda a, b: False  # the two-rename swap of a filesystem without RENAME_EXCHANGE
+store._step_hook = crash
+store.rollback(sys.argv[1], to=1, why="recover", by="ana")
+sys.exit(3)
+"""
+
+
+def test_a_crash_while_a_rollback_recovers_a_damaged_model_keeps_its_versions(model_dir: Path) -> None:
+    """The damaged model retired between the two renames is put back (versions and all), not cleaned away."""
+    import signal
+
+    from eagle_iad.expert.store import clean_leftovers
+
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    (model_dir / "model.json").write_text("[]")  # destroyed: the rollback is what recovers it
+    child = subprocess.run([sys.executable, "-c", _CRASHING_ROLLBACK, str(model_dir)], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert not model_dir.exists()  # between the renames: the model folder is under another name
+    clean_leftovers(model_dir.parent)  # what the service does at start, and every save first
+    assert (model_dir / "model.json").read_text() == "[]"  # the damaged model is back, with its versions
+    assert [v["version"] for v in list_versions(model_dir)] == [1, 2]
+    rollback(model_dir, to=1, why="recover", by="ana")
+    assert load(model_dir).thresholds == load(model_dir / "versions" / "1").thresholds
+    assert [p.name for p in model_dir.parent.iterdir()] == ["mono"]  # no leftovers
+
+
+def test_versions_and_a_rollback_recover_a_model_whose_model_json_was_deleted(model_dir: Path) -> None:
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    (model_dir / "model.json").unlink()
+    assert [(v["version"], v["current"]) for v in list_versions(model_dir)] == [(1, False), (2, False)]
+    _restored, entry = rollback(model_dir, to=2, why="model.json was deleted", by="ana")
+    assert entry["before"] == {"unreadable": "mono: not an EAGLE-IAD model directory (model.json is missing)"}
+    assert load(model_dir).thresholds.tau == 99.0 and list_versions(model_dir)[-1]["current"]
+
+
+def test_the_service_says_a_missing_tensor_file_and_recovers_by_a_rollback(
+    model_dir: Path, cells: list[Path], tmp_path: Path
+) -> None:
+    """A fitted category whose tensor file is gone is not "no fitted category" (404) but a damaged one (409),
+    and a rollback through the service recovers it, its reason kept without the host's path."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.move(str(model_dir), models / "mono")
+    change_threshold(models / "mono", why="try", by="ana", tau=99.0)
+    (models / "mono" / "tensors.safetensors").unlink()
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state")
+    image = {"image": (cells[0].name, cells[0].read_bytes(), "image/png")}
+    with TestClient(create_app(settings)) as client:
+        missing = client.post("/v1/inspect", files=image, data={"category": "mono"})
+        assert (missing.status_code, missing.json()["error"]["code"]) == (409, "model_invalid")
+        assert missing.json()["error"]["message"] == (
+            "category 'mono' cannot be loaded: tensors.safetensors is missing (its versions, "
+            "GET /v1/categories/mono/versions, can be rolled back to)"
+        )
+        back = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "the tensors were deleted"})
+        assert back.status_code == 200, back.text
+        assert back.json()["history"][-1]["before"] == {"unreadable": "mono: tensors.safetensors is missing"}
+        assert str(tmp_path) not in back.text
+        assert client.post("/v1/inspect", files=image, data={"category": "mono"}).status_code == 200

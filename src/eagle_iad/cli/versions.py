@@ -35,9 +35,11 @@ def add_rollback(sub: Subcommands) -> None:
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
+    from eagle_iad.expert.store import recover_model
     from eagle_iad.expert.versions import disk_use, read_versions
     from eagle_iad.naming import printable
 
+    recover_model(args.model)
     listed, damaged = read_versions(args.model)
     if args.json:
         print(dumps({"model": args.model, "versions": listed, "damaged": damaged, "disk_bytes": disk_use(args.model)}))

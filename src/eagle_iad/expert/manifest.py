@@ -114,7 +114,8 @@ def check_checksum(data: dict[str, Any], directory: str | os.PathLike[str]) -> N
         raise ModelFormatError(f"{path}: checksum is missing; the manifest was edited by hand or is incomplete")
     if recorded != manifest_checksum(data):
         raise ModelFormatError(
-            f"{path}: was edited by hand (its checksum does not match its fields); undo the edit or refit. "
+            f"{path}: was edited by hand (its checksum does not match its fields); undo the edit, roll back to a "
+            f"version (eagle versions --model {os.fspath(directory)} lists them) or refit. "
             f"To change the threshold, use: {threshold_command(directory)}"
         )
 

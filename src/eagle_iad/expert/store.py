@@ -169,7 +169,10 @@ def check_changeable(directory: str | os.PathLike[str]) -> None:
     whole, which it cannot do to the folder the command runs in; refused only then, the work was wasted
     and the reason read as one for a new fit's folder.
     """
-    target = model_root(directory).resolve()  # not a model at all: said as such, not as a fit's folder
+    recover_model(directory)
+    if not _holds_versions(Path(directory)):  # a model.json deleted: a rollback to a version recovers it
+        model_root(directory)  # not a model at all: said as such, not as a fit's folder
+    target = Path(directory).resolve()
     here = Path.cwd().resolve()
     if here == target or target in here.parents:
         raise ConfigError(
@@ -179,11 +182,20 @@ def check_changeable(directory: str | os.PathLike[str]) -> None:
     check_replaceable(directory)
 
 
+def recover_model(directory: str | os.PathLike[str]) -> None:
+    """Before reading a model's folder by other means than :func:`load`: put back the retired copy a save
+    that crashed between its two renames left (eagle_iad/folder_swap.py), so it is not read as missing."""
+    recover_if_retired(Path(os.path.abspath(directory)), _is_complete)
+
+
 def _holds_versions(folder: Path) -> bool:
     """Whether ``folder`` keeps versions of a model: a model folder even where its own manifest is damaged,
     which a rollback to one of them replaces (:func:`rollback`)."""
     versions = folder / VERSIONS
-    return versions.is_dir() and any(_is_model_manifest(child / MANIFEST) for child in versions.iterdir())
+    try:
+        return versions.is_dir() and any(_is_model_manifest(child / MANIFEST) for child in versions.iterdir())
+    except OSError:  # unreadable: not known to be a model's
+        return False
 
 
 def _is_model_manifest(path: Path) -> bool:
@@ -204,16 +216,23 @@ def clean_leftovers(folder: str | os.PathLike[str]) -> list[str]:
 
 
 def _is_complete(directory: Path) -> bool:
-    """A model folder whose manifest is ours and whose tensor file matches the manifest's hash."""
+    """A model folder to keep after a crashed save: its manifest ours and its tensor file the manifest's, or
+    one that keeps versions although its own files are damaged.
+
+    Why the second: a rollback replaces such a folder (it recovers a model that no longer loads), and a
+    crash between the two renames of a swap must put it back, versions and all, not leave it for the
+    clean-up to remove.
+    """
     try:
         data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        return (
+        complete = (
             isinstance(data, dict)
             and data.get("format") == FORMAT
             and file_sha256(directory / TENSORS) == data.get("tensors", {}).get("sha256")
         )
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
+        complete = False
+    return complete or _holds_versions(directory)
 
 
 class _NonFiniteNumberError(Exception):
@@ -586,15 +605,30 @@ def change_threshold(
     return changed, entry
 
 
-def _same_model(one: dict[str, Any], other: dict[str, Any]) -> bool:
-    """Whether two manifests describe the same model: all but the record of how each came about.
+def _same_model(one: ExpertModel, one_at: Path, other: ExpertModel, other_at: Path) -> bool:
+    """Whether two loaded models are the same model: everything a save writes but the record of how each
+    came about (history).
 
     Why not the manifests' bytes: a rollback's model is the version's plus a history entry, so a second
     rollback to the same version, or one to a version a threshold restore already matches, would add a
-    version identical to the current one.
+    version identical to the current one. Why from the loaded models: a version saved under an older
+    schema reads as today's, as it would be saved (:func:`_manifest` writes both the same way).
     """
-    record = {"history", "checksum", "package_version"}
-    return {k: v for k, v in one.items() if k not in record} == {k: v for k, v in other.items() if k not in record}
+
+    def written(model: ExpertModel, at: Path) -> dict[str, Any]:
+        manifest = _manifest(dataclasses.replace(model, history=[]), str(read_manifest(at)["tensors"]["sha256"]))
+        manifest.pop("checksum", None)
+        return manifest
+
+    return written(one, one_at) == written(other, other_at)
+
+
+def _from_folder(message: str, directory: str | os.PathLike[str]) -> str:
+    """``message`` with the model folder's path shortened to its name (no host path in a kept record)."""
+    name = Path(directory).name
+    for shown in sorted({os.fspath(directory), str(Path(directory)), os.path.abspath(directory)}, key=len)[::-1]:
+        message = message.replace(shown, name)
+    return message
 
 
 def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -> tuple[ExpertModel, dict[str, Any]]:
@@ -610,18 +644,21 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
         raise ConfigError("--why must say why the model goes back (it is kept in the model's history)")
     check_changeable(directory)
     loaded_from = _fingerprint(Path(directory))
+    current: ExpertModel | None
     try:
-        before: dict[str, Any] = load(directory).thresholds.to_dict()
+        current = load(directory)
+        before: dict[str, Any] = current.thresholds.to_dict()
     except ModelFormatError as exc:
         # The current model cannot be used (edited by hand, a file damaged): going back to an intact version
-        # is how it is recovered, so that is not refused; the entry keeps why the model it replaced failed.
-        before = {"unreadable": str(exc)}
+        # is how it is recovered, so that is not refused; the entry keeps why the model it replaced failed,
+        # named from the model's folder (the record travels with it, and the service shows it).
+        current, before = None, {"unreadable": _from_folder(str(exc), directory)}
     try:
         folder = version_folder(directory, to)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     older = load(folder)
-    if "unreadable" not in before and _same_model(read_manifest(folder), read_manifest(directory)):
+    if current is not None and _same_model(older, folder, current, Path(directory)):
         raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
     entry: dict[str, Any] = {
         "change": len(older.history) + 1,

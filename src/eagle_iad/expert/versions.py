@@ -133,13 +133,17 @@ def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any
     whole: one damaged old version must not hide the others, which are what a rollback needs (a save
     leaves a version missing a file behind, :func:`carry`). A model saved before versions existed lists
     itself as version 1 (it becomes one at its next save). :class:`ModelFormatError` where ``directory``
-    holds no model at all.
+    holds no model at all. Call :func:`eagle_iad.expert.store.recover_model` first: a save that crashed
+    between its two renames left the folder under another name.
     """
-    root = model_root(directory)
+    root = Path(directory)
     folder = root / VERSIONS
     numbers = _numbers(folder)
+    if not numbers:  # versions kept make a model's folder, its own model.json deleted or not
+        model_root(directory)
     places = [(number, folder / str(number)) for number in numbers] or [(1, root)]
-    current = (root / MANIFEST).read_bytes()  # by content: a copied folder (cp -r) has its own inodes
+    # By content: a copied folder (cp -r) has its own inodes. None: deleted (a rollback recovers the model).
+    current = (root / MANIFEST).read_bytes() if (root / MANIFEST).is_file() else None
     seen: set[tuple[int, int]] = set()
     listed: list[dict[str, Any]] = []
     damaged: list[dict[str, Any]] = []

@@ -79,8 +79,8 @@ class SqliteHistory(HistoryBackend):
         except sqlite3.DatabaseError as exc:
             db.close()
             raise ConfigError(
-                f"history {self.path}: not an EAGLE-IAD history database ({exc}); give the history file that "
-                "eagle serve or eagle station writes, or a new path"
+                f"history {self.path}: not a database, or a damaged one ({exc}); give the history file that "
+                "eagle serve or eagle station writes (a damaged one: restore it from a backup), or a new path"
             ) from None
         return SqliteConnection(db)
 

@@ -55,7 +55,12 @@ class ExpertCache:
         try:
             names = (MANIFEST, TENSORS) if self.runtime == "torch" else (SIDECAR,)
             stats = [(directory / name).stat() for name in names]
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if (directory / MANIFEST).is_file():  # a fitted category whose other file is gone: not a missing one
+                missing = Path(exc.filename).name if exc.filename else "a model file"
+                raise ApiError(409, f"category {category!r} cannot be loaded: {missing} is missing (its versions, "
+                               f"GET /v1/categories/{category}/versions, can be rolled back to)",
+                               code="model_invalid") from None  # fmt: skip
             raise ApiError(404, f"no fitted category {category!r}", code="category_not_found") from None
         return tuple(v for s in stats for v in (s.st_ino, s.st_mtime_ns, s.st_size))
 

@@ -157,8 +157,9 @@ def change_refused(name: str, exc: Exception, directory: Path, refused_code: str
     for folder in also:
         reason = reason.replace(str(folder) + "/", "")
     reason = reason.replace(str(directory), name)
-    for flag in ("--restore", "--tau", "--why"):
-        reason = reason.replace(flag, flag[2:])
+    for flag in ("--restore", "--tau", "--why"):  # a field of the request, where a message opens with the flag
+        if reason.startswith(flag):  # (not inside a command it names: that stays a command one can run)
+            reason = flag[2:] + reason[len(flag) :]
     status, code = (409, "model_changed") if "changed while" in reason else (400, refused_code)
     if isinstance(exc, ModelFormatError):
         status, code = 409, "model_invalid"

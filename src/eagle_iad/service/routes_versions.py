@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
-from eagle_iad.expert.store import MANIFEST, rollback
-from eagle_iad.expert.versions import disk_use, read_versions
+from eagle_iad.expert.store import MANIFEST, recover_model, rollback
+from eagle_iad.expert.versions import VERSIONS, disk_use, read_versions
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
@@ -26,7 +26,9 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 
 def _model(request: Request, name: str) -> Any:
     directory = service(request).settings.models_dir / check_name(name)
-    if not (directory / MANIFEST).is_file():
+    recover_model(directory)  # a save that crashed between its two renames left it under another name
+    # Versions kept make a category too, its model.json deleted: listed, and recovered by a rollback.
+    if not (directory / MANIFEST).is_file() and not (directory / VERSIONS).is_dir():
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     return directory
 

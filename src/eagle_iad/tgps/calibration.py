@@ -70,9 +70,15 @@ def score_factor(map_tau: float, tau: float) -> float:
 
 
 def legend_scale(colour_min: float, colour_max: float, map_tau: float, tau: float) -> tuple[float, float]:
-    """The heatmap's colour scale on the image score's scale (see :func:`score_factor`)."""
+    """The heatmap's colour scale on the image score's scale (see :func:`score_factor`).
+
+    Widened as :func:`colour_range` widens one where it has no width: a tau set so small (5e-324 is
+    accepted, as any tau above 0) that the scaled range underflows to a point would leave the legend
+    dividing by zero, and every inspection of the category failing.
+    """
     factor = score_factor(map_tau, tau)
-    return colour_min * factor, colour_max * factor
+    low, high = colour_min * factor, colour_max * factor
+    return (low, high) if high > low else colour_range(low, tau)
 
 
 def colour_range(low: float, tau: float) -> tuple[float, float]:

@@ -248,7 +248,15 @@ export function ThresholdTuner({
           </div>
         ) : null /* with a key, the history records the key's name */}
         <div className="actions">
-          <button type="submit" className="button primary" disabled={blocked !== null} aria-describedby={blocked ? `${id}-blocked` : undefined}>
+          {/* While saving, aria-disabled (the pressed button keeps the keyboard focus, also when the save fails);
+              otherwise disabled until there is something to save. */}
+          <button
+            type="submit"
+            className="button primary"
+            disabled={blocked !== null && !busy}
+            aria-disabled={busy || undefined}
+            aria-describedby={blocked ? `${id}-blocked` : undefined}
+          >
             Save threshold {formatScore(candidate)}
           </button>
           {blocked ? (
@@ -299,7 +307,8 @@ export function ThresholdTuner({
                       <input id={`${id}-restore-why`} autoFocus maxLength={500} value={restoreWhy} onChange={(e) => setRestoreWhy(e.target.value)} />
                     </div>
                     <div className="actions">
-                      <button type="submit" className="button primary small-button" disabled={busy}>
+                      {/* aria-disabled while saving: a focused button that turns disabled drops the keyboard focus */}
+                      <button type="submit" className="button primary small-button" aria-disabled={busy}>
                         Restore {formatScore(h.before.tau)}
                       </button>
                       <button
@@ -324,10 +333,11 @@ export function ThresholdTuner({
                   <button
                     type="button"
                     className="button secondary small-button"
-                    disabled={busy}
+                    aria-disabled={busy}
                     aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
                     data-restore={h.change}
                     onClick={() => {
+                      if (busy) return;
                       setRestoring(h.change);
                       setRestoreWhy("");
                       setError(null);
