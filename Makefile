@@ -23,23 +23,27 @@ $(NODE_STAMP): package.json package-lock.json clients/ts/package.json web/packag
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+# apt waits for the package database's lock (an unattended upgrade at boot, another install) instead of
+# failing at once: a fresh CI machine often holds it for its first minutes.
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+
 $(CHROMIUM):
-	$(SUDO) apt-get update -q
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	$(APT) update -q
+	$(APT) install -y -q chromium
 
 # Debian's Mosquitto: tests/test_station_mqtt.py starts its own broker on a free port (the package's
 # service on port 1883, where one runs, is not used).
 MOSQUITTO := /usr/sbin/mosquitto
 $(MOSQUITTO):
-	$(SUDO) apt-get update -q
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
+	$(APT) update -q
+	$(APT) install -y -q mosquitto
 
 # Debian's PostgreSQL: eagle_iad/testing/postgres.py (the tests' fixture) starts its own cluster in a temporary folder on a free port
 # (the package's own cluster, where one runs, is not used).
 POSTGRES := /usr/lib/postgresql
 $(POSTGRES):
-	$(SUDO) apt-get update -q || true
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql || \
+	$(APT) update -q || true
+	$(APT) install -y -q postgresql || \
 		echo "make: postgresql could not be installed; the PostgreSQL tests will skip and say so"
 
 # glibc hands large freed blocks straight back to the kernel, so each batch's activations and search

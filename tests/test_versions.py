@@ -361,3 +361,29 @@ def test_the_service_says_a_missing_tensor_file_and_recovers_by_a_rollback(
         assert back.json()["history"][-1]["before"] == {"unreadable": "mono: tensors.safetensors is missing"}
         assert str(tmp_path) not in back.text
         assert client.post("/v1/inspect", files=image, data={"category": "mono"}).status_code == 200
+
+
+def test_the_service_lists_a_category_whose_model_json_was_deleted_and_recovers_it(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.move(str(model_dir), models / "mono")
+    (models / "mono" / "model.json").unlink()
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state")
+    with TestClient(create_app(settings)) as client:
+        reason = "mono: not an EAGLE-IAD model directory (model.json is missing)"
+        [listed] = client.get("/v1/categories").json()["categories"]
+        assert (listed["name"], listed["error"], listed["tau"]) == ("mono", reason, None)
+        detail = client.get("/v1/categories/mono")
+        assert (detail.status_code, detail.json()["error"]["code"]) == (409, "model_invalid")
+        assert [v["version"] for v in client.get("/v1/categories/mono/versions").json()["versions"]] == [1]
+        back = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "model.json was deleted"})
+        assert back.status_code == 200, back.text
+        assert back.json()["history"][-1]["before"] == {"unreadable": reason}
+        assert client.get("/v1/categories/mono").status_code == 200

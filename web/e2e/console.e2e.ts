@@ -4,7 +4,7 @@
  */
 
 import { EagleClient } from "@eagle-iad/client";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
@@ -779,6 +779,23 @@ describe("web console", () => {
     expect(await axeViolations(page, "versions at 390")).toEqual([]);
     await screenshot(page, "versions-390");
     await page.setViewportSize({ width: 1280, height: 900 });
+
+    // A model that no longer loads (its model.json destroyed): the page says so and still offers its versions,
+    // and a rollback to one of them recovers it.
+    const port = new URL(server.baseUrl).port;
+    writeFileSync(resolve(FIXTURE_WORK, `state-${port}`, "models", "e2e-teach", "model.json"), "[]");
+    await page.reload();
+    await page.getByRole("alert").filter({ hasText: "Model unreadable" }).waitFor({ timeout: 60_000 });
+    await list.locator('[data-version="3"]').waitFor({ timeout: 60_000 });
+    await list.getByRole("button", { name: "Roll back to version 2" }).click();
+    await page.getByLabel("Why go back to version 2? (kept in the model's history)").fill("model.json was overwritten");
+    await page.getByRole("form", { name: "Roll back to version 2" }).getByRole("button", { name: "Roll back to version 2" }).click();
+    await page.locator('[data-testid="rollback-done"]').getByText(/^Rolled e2e-teach back to version 2: /).waitFor({ timeout: 60_000 });
+    await list.locator('[data-version="4"]').getByText("4: rollback to version 2").waitFor({ timeout: 60_000 });
+    const recovered = await client.category("e2e-teach");
+    expect(recovered.train_images).toBe(7);
+    expect((recovered.history?.at(-1) as { before: { unreadable: string } }).before.unreadable).toMatch(/^e2e-teach\/model\.json: not an EAGLE-IAD expert model/);
+    expect(await axeViolations(page, "versions of a recovered model at 1280")).toEqual([]);
   });
 
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {

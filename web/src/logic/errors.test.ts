@@ -47,6 +47,11 @@ describe("describeError", () => {
     expect(describeError(new EagleApiError("no fitted category 'x'", 404, "category_not_found")).kind).toBe("category_not_found");
     expect(describeError(new EagleApiError("no job", 404, "job_not_found")).kind).toBe("not_found");
   });
+  it("tells a model that cannot be read (a rollback recovers it) from other refusals", () => {
+    const e = describeError(new EagleApiError("category 'x' cannot be read: x: model.json is missing", 409, "model_invalid"));
+    expect(e).toMatchObject({ kind: "model_invalid", title: "Model unreadable", retryable: false });
+    expect(describeError(new EagleApiError("changed", 409, "model_changed")).kind).toBe("invalid_request");
+  });
   it("maps the remaining statuses", () => {
     expect(describeError(new EagleApiError("too big", 413, "payload_too_large")).kind).toBe("too_large");
     expect(describeError(new EagleApiError("boom", 500)).kind).toBe("server");

@@ -9,6 +9,7 @@ export type ErrorKind =
   | "invalid_image"
   | "busy"
   | "category_not_found"
+  | "model_invalid"
   | "not_found"
   | "too_large"
   | "invalid_request"
@@ -57,6 +58,8 @@ export function describeError(error: unknown): UserError {
     if (status === 403 || code === "forbidden") return { kind: "forbidden", title: "Not allowed for your role", message, retryable: false };
     if (code === "invalid_image") return { kind: "invalid_image", title: "Not a usable image", message, retryable: false };
     if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };
+    // A fitted category whose model cannot be read (edited by hand, a file deleted): a rollback recovers it.
+    if (code === "model_invalid") return { kind: "model_invalid", title: "Model unreadable", message, retryable: false };
     if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };
     if (status === 413) return { kind: "too_large", title: "Too large", message, retryable: false };
     if (status >= 500) return { kind: "server", title: `Service error (${status})`, message, retryable: true };

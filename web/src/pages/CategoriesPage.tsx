@@ -1,5 +1,5 @@
 import { FIT_OPTIONS, type Category, type FitOptions, type FitSource, type Job, type JobEvent } from "@eagle-iad/client";
-import { useId, useRef, useState, type FormEvent } from "react";
+import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
@@ -97,6 +97,15 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
   const evidence = useAsync((signal) => client.categoryEvidence(name, signal), [client, name]);
   const c = detail.data;
   const scores = c?.training_scores;
+  // The versions are shown for a readable model, and for one that cannot be read (a rollback recovers it);
+  // kept through the reload a rollback starts, so what the rollback said is not lost with the list.
+  const readable = Boolean(c && !c.error);
+  const unreadable = detail.error?.kind === "model_invalid";
+  const [hadVersions, setHadVersions] = useState(false);
+  useEffect(() => {
+    if (!detail.loading) setHadVersions(readable || unreadable);
+  }, [detail.loading, readable, unreadable]);
+  const showVersions = readable || unreadable || (detail.loading && hadVersions);
   return (
     <section className="panel detail" aria-labelledby="category-detail-title">
       <div className="detail-head">
@@ -162,10 +171,11 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
           </dl>
         </div>
       ) : null}
-      {evidence.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null}
+      {evidence.error && !detail.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null /* one banner for one cause */}
       {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} /> : null}
-      {c && !c.error ? (
-        <VersionTimeline name={name} changed={c.history?.length ?? 0} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
+      {showVersions ? (
+        // Also for a model that cannot be read: rolling back to one of its versions is how it is recovered.
+        <VersionTimeline name={name} changed={c?.history?.length ?? detail.error?.message ?? 0} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
       ) : null}
       {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
     </section>
