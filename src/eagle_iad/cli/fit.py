@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eagle_iad.cli.flags import Subcommands, add_data_args, add_quiet, add_scratch, data_root
-from eagle_iad.cli.printing import dumps
+from eagle_iad.cli.printing import dumps, print_warnings
 from eagle_iad.data import get_layout, select_training
 from eagle_iad.errors import ConfigError
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
@@ -79,8 +79,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = save(expert.model, args.out)
     model = expert.model
     patches, points = int(model.selected.numel()), model.config.coreset_points
-    for warning in model.warnings:
-        print(f"eagle: warning: {warning}", file=sys.stderr)
+    print_warnings(model.warnings)
     summary = {
         "model": str(out),
         "category": model.category,
@@ -159,8 +158,7 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
         raise ConfigError("--why is required: say why the threshold changes (it is kept in the model's history)")
     model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
                                     by=args.by or _who())  # fmt: skip
-    for warning in model.warnings:
-        print(f"eagle: warning: {warning}", file=sys.stderr)
+    print_warnings(model.warnings)
     print(dumps({"model": args.model, "change": entry["change"], "tau": model.thresholds.tau,
                  "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule,
                  "warnings": model.warnings}))  # fmt: skip

@@ -7,6 +7,8 @@ degenerate model) become null instead of the ``NaN`` Python's json writes and ot
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,3 +28,9 @@ def _finite(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Indented JSON that is always valid JSON: non-finite numbers become null, never ``NaN``."""
     return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """A model's warnings on stderr, one line each, the same way after a fit, teach, threshold or rollback."""
+    for warning in warnings:
+        print(f"eagle: warning: {warning}", file=sys.stderr)

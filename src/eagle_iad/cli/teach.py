@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from eagle_iad.cli.db import add_history_flags, files_folder, open_history
 from eagle_iad.cli.fit import _who
 from eagle_iad.cli.flags import Subcommands
-from eagle_iad.cli.printing import dumps
+from eagle_iad.cli.printing import dumps, print_warnings
 
 if TYPE_CHECKING:
     from eagle_iad.expert.teach import LabelledImage
@@ -88,8 +88,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
                    labelled_defective=digests, labelled=labelled, progress=progress)  # fmt: skip
     entry = result.entry
-    for warning in result.model.warnings:
-        print(f"eagle: warning: {warning}", file=sys.stderr)
+    print_warnings(result.model.warnings)
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from eagle_iad.cli.fit import _who
 from eagle_iad.cli.flags import Subcommands
-from eagle_iad.cli.printing import dumps
+from eagle_iad.cli.printing import dumps, print_warnings
 
 
 def add_versions(sub: Subcommands) -> None:
@@ -70,13 +70,10 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    import sys
-
     from eagle_iad.expert.store import rollback
 
     model, entry = rollback(args.model, to=args.to, why=args.why, by=args.by or _who())
-    for warning in model.warnings:
-        print(f"eagle: warning: {warning}", file=sys.stderr)
+    print_warnings(model.warnings)
     # previous_tau is null where the model rolled back from could not be read (the rollback recovered it).
     print(dumps({"model": args.model, "rolled_back_to": args.to, "tau": model.thresholds.tau,
                  "previous_tau": entry["before"].get("tau"), "train_images": len(model.train_images),

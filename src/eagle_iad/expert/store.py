@@ -170,7 +170,7 @@ def check_changeable(directory: str | os.PathLike[str]) -> None:
     and the reason read as one for a new fit's folder.
     """
     recover_model(directory)
-    if not _holds_versions(Path(directory)):  # a model.json deleted: a rollback to a version recovers it
+    if not is_model_folder(Path(directory)):  # (a model.json deleted: a rollback to a version recovers it)
         model_root(directory)  # not a model at all: said as such, not as a fit's folder
     target = Path(directory).resolve()
     here = Path.cwd().resolve()
@@ -186,6 +186,12 @@ def recover_model(directory: str | os.PathLike[str]) -> None:
     """Before reading a model's folder by other means than :func:`load`: put back the retired copy a save
     that crashed between its two renames left (eagle_iad/folder_swap.py), so it is not read as missing."""
     recover_if_retired(Path(os.path.abspath(directory)), _is_complete)
+
+
+def is_model_folder(directory: Path) -> bool:
+    """A model's folder: its ``model.json``, or versions kept where its ``model.json`` was deleted (listed as
+    unreadable, and recovered by a rollback to one of them)."""
+    return (directory / MANIFEST).is_file() or _holds_versions(directory)
 
 
 def _holds_versions(folder: Path) -> bool:

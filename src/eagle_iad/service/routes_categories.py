@@ -25,8 +25,7 @@ from starlette.datastructures import UploadFile
 from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
-from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, read_manifest
-from eagle_iad.expert.versions import VERSIONS
+from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
@@ -90,18 +89,12 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     }
 
 
-def _is_category(directory: Path) -> bool:
-    """A fitted category's folder: its model.json, or versions kept where model.json was deleted (listed as
-    unreadable, and recovered by a rollback to one of them)."""
-    return (directory / MANIFEST).is_file() or (directory / VERSIONS).is_dir()
-
-
 @router.get("/categories", dependencies=VIEWER, response_model=schemas.CategoryList)
 def list_categories(request: Request) -> dict[str, Any]:
     state = service(request)
     items = []
     for directory in sorted(state.settings.models_dir.iterdir()):
-        if directory.name.startswith(".") or not _is_category(directory):
+        if directory.name.startswith(".") or not is_model_folder(directory):
             continue
         try:
             items.append(describe(directory, with_scores=False))
@@ -113,7 +106,7 @@ def list_categories(request: Request) -> dict[str, Any]:
 @router.get("/categories/{name}", dependencies=VIEWER, response_model=schemas.Category)
 def get_category(name: str, request: Request) -> dict[str, Any]:
     directory = service(request).settings.models_dir / check_name(name)
-    if not _is_category(directory):
+    if not is_model_folder(directory):
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     try:
         return describe(directory, with_scores=True)

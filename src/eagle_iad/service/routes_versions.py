@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
-from eagle_iad.expert.store import MANIFEST, recover_model, rollback
-from eagle_iad.expert.versions import VERSIONS, disk_use, read_versions
+from eagle_iad.expert.store import is_model_folder, recover_model, rollback
+from eagle_iad.expert.versions import disk_use, read_versions
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
@@ -27,8 +27,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 def _model(request: Request, name: str) -> Any:
     directory = service(request).settings.models_dir / check_name(name)
     recover_model(directory)  # a save that crashed between its two renames left it under another name
-    # Versions kept make a category too, its model.json deleted: listed, and recovered by a rollback.
-    if not (directory / MANIFEST).is_file() and not (directory / VERSIONS).is_dir():
+    if not is_model_folder(directory):  # versions kept count, its model.json deleted: a rollback recovers it
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     return directory
 
