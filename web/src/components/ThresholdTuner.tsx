@@ -65,6 +65,15 @@ export function ThresholdTuner({
   const [messageAt, setMessageAt] = useState<"form" | number>("form");
   const whyField = useRef<HTMLTextAreaElement>(null);
   const savedRef = useRef<HTMLParagraphElement>(null);
+  // Saved, the button is disabled (nothing to save) or the restore form gone: the keyboard goes to what was
+  // said. In an effect, after the message is drawn: a frame callback could run before React commits it.
+  const focusSaved = useRef(false);
+  useEffect(() => {
+    if (saved && focusSaved.current) {
+      focusSaved.current = false;
+      savedRef.current?.focus();
+    }
+  }, [saved]);
 
   const preview = previewThreshold(items, candidate, tau);
   const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
@@ -113,8 +122,7 @@ export function ThresholdTuner({
         setRestoring(null);
         setMessageAt("form"); // the restore form is gone: say it at the form
       }
-      // Saved, the button is disabled (nothing to save) or the restore form gone: the keyboard goes to what was said.
-      requestAnimationFrame(() => savedRef.current?.focus());
+      focusSaved.current = true; // the message is focused once it is drawn (the effect below)
       onChanged(updated);
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();

@@ -58,12 +58,14 @@ export function ReviewPage() {
     setItems(fetched.filter((item) => !skippedRef.current.includes(item.record.id)));
     setPosition(0);
     setLabelled({});
-    if (fetchedNext.current && queue.data) {
-      fetchedNext.current = false;
-      // The keyboard goes to the first decision on the new part (the count left where one cannot label).
-      requestAnimationFrame(() => (decideRef.current?.querySelector("button") ?? statusRef.current)?.focus());
-    }
   }, [queue.data]);
+  // Once the fetched ones are drawn, the keyboard goes to the first decision on the new part (the count left
+  // where one cannot label). An effect on the drawn items: before they are, there is no button to focus.
+  useEffect(() => {
+    if (!fetchedNext.current) return; // items change only when a fetch arrives (the effect above)
+    fetchedNext.current = false;
+    (decideRef.current?.querySelector("button") ?? statusRef.current)?.focus();
+  }, [items]);
 
   // Who comes next, for the announcement (a screen reader hears which part it is now looking at).
   const nextName = (to: number) => items[to]?.record.image_name ?? null;
