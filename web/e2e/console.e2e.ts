@@ -756,12 +756,17 @@ describe("web console", () => {
     await list.locator('[data-version="2"]').getByText("2: taught 1 image").waitFor({ timeout: 60_000 });
     const diff = page.locator('[data-testid="version-diff"]');
     expect(await diff.getByRole("row", { name: /Training images/ }).locator("td").allTextContents()).toEqual(["6", "7"]);
+    // Cancel gives the keyboard back to the button that opened the form (the form and its buttons are gone).
+    await list.getByRole("button", { name: "Roll back to version 1" }).click();
+    await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Cancel" }).click();
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-rollback") === "1");
     await list.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByLabel("Why go back to version 1? (kept in the model's history)").fill("the batch was mislabelled");
     expect(await axeViolations(page, "versions at 1280")).toEqual([]);
     await screenshot(page, "versions-1280");
     await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Roll back to version 1" }).click();
     await page.locator('[data-testid="rollback-done"]').getByText(/^Rolled e2e-teach back to version 1: the threshold is /).waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "rollback-done");
     await list.locator('[data-version="3"]').getByText("3: rollback to version 1").waitFor();
     const after = await client.versions("e2e-teach");
     expect(after.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", false], [3, "rollback", true]]);

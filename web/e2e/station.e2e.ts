@@ -136,6 +136,10 @@ describe("inspection station", () => {
 
     // Restore the fitted threshold: its reason is asked beside its button, and a missing one is said
     // there, alone (not beside the green "Saved" of the change before).
+    // Cancel first: the keyboard goes back to the Restore button the form replaced.
+    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
+    await row.getByRole("form", { name: /^Restore [\d.]+$/ }).getByRole("button", { name: "Cancel" }).click();
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-restore") === "1");
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
     const restore = row.getByRole("form", { name: /^Restore [\d.]+$/ });
     const reason = restore.getByLabel(/^Why restore [\d.]+\? \(kept in the model's history\)$/);

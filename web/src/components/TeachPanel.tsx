@@ -4,6 +4,7 @@ import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { byCategory, namesLine, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
 import { ErrorBanner } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
+import { useFocusAfterRender } from "./useFocusAfterRender";
 
 /**
  * "Teach these N": the parts labelled actually normal here are folded into their category's model, so the
@@ -16,6 +17,7 @@ export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidat
   // What the last teach did: kept here, as its form goes once its parts are taught.
   const [done, setDone] = useState("");
   const doneRef = useRef<HTMLParagraphElement>(null);
+  const focusAfterRender = useFocusAfterRender();
   return (
     <>
       <p role="status" className="small teach-done" data-testid="teach-done" ref={doneRef} tabIndex={-1}>
@@ -39,7 +41,7 @@ export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidat
                   setDone(line);
                   onTaught(ids);
                   // The form, and the button pressed, are gone: the keyboard goes to what the teach did.
-                  requestAnimationFrame(() => doneRef.current?.focus());
+                  focusAfterRender(() => doneRef.current);
                 }}
               />
             ))}

@@ -7,6 +7,7 @@ import { flagged, formatRate, previewThreshold, roundTo, sameFileLine, sliderRan
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
+import { useFocusAfterRender } from "./useFocusAfterRender";
 import { RoleGate } from "./RoleGate";
 import { Histogram } from "./Histogram";
 import { Picture } from "./Picture";
@@ -65,6 +66,7 @@ export function ThresholdTuner({
   const [messageAt, setMessageAt] = useState<"form" | number>("form");
   const whyField = useRef<HTMLTextAreaElement>(null);
   const savedRef = useRef<HTMLParagraphElement>(null);
+  const focusAfterRender = useFocusAfterRender();
   // Saved, the button is disabled (nothing to save) or the restore form gone: the keyboard goes to what was
   // said. In an effect, after the message is drawn: a frame callback could run before React commits it.
   const focusSaved = useRef(false);
@@ -327,9 +329,7 @@ export function ThresholdTuner({
                           setRestoring(null);
                           setError(null);
                           // back to the Restore button the form replaced
-                          requestAnimationFrame(() =>
-                            document.querySelector<HTMLElement>(`[data-restore="${change}"]`)?.focus(),
-                          );
+                          focusAfterRender(() => document.querySelector<HTMLElement>(`[data-restore="${change}"]`));
                         }}
                       >
                         Cancel

@@ -7,6 +7,7 @@ import { formatScore } from "../logic/scale";
 import { formatBytes, versionDiff, whatMadeIt } from "../logic/versions";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
+import { useFocusAfterRender } from "./useFocusAfterRender";
 
 function when(value: string | null | undefined): string {
   if (!value) return "–";
@@ -33,6 +34,7 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
   const [rolling, setRolling] = useState<number | null>(null);
   const [done, setDone] = useState("");
   const doneRef = useRef<HTMLParagraphElement>(null);
+  const focusAfterRender = useFocusAfterRender();
 
   return (
     <section className="versions" aria-labelledby={`${id}-title`}>
@@ -124,14 +126,14 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
                   version={v}
                   onCancel={() => {
                     setRolling(null);
-                    requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-rollback="${v.version}"]`)?.focus());
+                    focusAfterRender(() => document.querySelector<HTMLElement>(`[data-rollback="${v.version}"]`));
                   }}
                   onDone={(line) => {
                     setRolling(null);
                     setDone(line);
                     setRound((r) => r + 1);
                     onChanged();
-                    requestAnimationFrame(() => doneRef.current?.focus()); // the form is gone: focus what it did
+                    focusAfterRender(() => doneRef.current); // the form is gone: focus what it did
                   }}
                 />
               ) : (

@@ -6,6 +6,7 @@ import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
+import { useFocusAfterRender } from "../components/useFocusAfterRender";
 import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
@@ -82,14 +83,13 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     // Only when another inspection opens: a label change updates the record but keeps the focus.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [selected?.id]);
+  const focusAfterRender = useFocusAfterRender();
+  const selectedId = selected?.id ?? null;
   const close = useCallback(() => {
-    setSelected((current) => {
-      if (current) {
-        requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(current.id)}"]`)?.focus());
-      }
-      return null;
-    });
-  }, []);
+    setSelected(null);
+    // back to the row's button, once the detail is gone
+    if (selectedId !== null) focusAfterRender(() => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(selectedId)}"]`));
+  }, [selectedId, focusAfterRender]);
   useEffect(() => {
     if (!selected) return;
     const onKey = (event: KeyboardEvent) => {
