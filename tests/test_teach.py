@@ -102,6 +102,57 @@ def test_the_added_images_leave_own_out_is_the_whole_grown_banks() -> None:
     np.testing.assert_array_equal(none.patch_scores, base.numpy())  # nothing added: the old bank's distances
 
 
+def test_the_kept_patches_are_each_images_highest_scoring_and_the_floor_the_next() -> None:
+    """select_tails against a sort done by hand: top k of the scored patches (ties by patch order), the
+    (k+1)-th score as the floor (0 when an image has no more), and an image whose every patch was
+    selected is scored over all of them, as leave_own_out scores it."""
+    from eagle_iad.expert.tails import select_tails
+
+    scores = np.array([5, 1, 7, 7, 3, 9, 2, 4, 8, 6], dtype=np.float32)
+    ids = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2], dtype=torch.int32)
+    selected = torch.tensor([0, 0, 0, 0, 1, 1, 0, 0, 1, 1], dtype=torch.bool)  # image 2: every patch selected
+    features = np.arange(10, dtype=np.float32)[:, None].repeat(3, axis=1)
+    tails = select_tails(scores, ids, selected, 3, lambda rows: features[rows], per_image=2)
+    # image 0 scores patches 0-3: 7 (2), 7 (3), then 5 (0) is the floor; image 1: 4 (7), 2 (6), no floor;
+    # image 2: all of its patches, 8 (8), 6 (9).
+    assert tails.rows[:, 0].tolist() == [2, 3, 7, 6, 8, 9]
+    assert tails.image_ids.tolist() == [0, 0, 1, 1, 2, 2]
+    assert tails.floors.tolist() == [5.0, 0.0, 0.0]
+
+
+def test_old_images_are_rescored_exactly_from_their_kept_patches_or_bounded_above() -> None:
+    """rescore against the brute-force score of every patch after rows are added: equal where it says
+    exact; where the kept patches all fell below the floor, the floor, which is at least the true score."""
+    from eagle_iad.expert.leave_own_out import leave_own_out
+    from eagle_iad.expert.search import make_search
+    from eagle_iad.expert.tails import rescore, select_tails
+
+    rng = np.random.default_rng(3)
+    patches = torch.from_numpy(_points(2000, 16, 11).astype(np.float32))  # 10 images of 200 patches
+    ids = torch.arange(10, dtype=torch.int32).repeat_interleave(200)
+    selected = torch.zeros(2000, dtype=torch.bool)
+    selected[torch.from_numpy(rng.choice(2000, 300, replace=False))] = True
+    search = make_search("pruned")
+    search.fit(patches[selected].contiguous(), ids[selected].contiguous())
+    before = leave_own_out(patches, ids, selected, search, 10)
+    tails = select_tails(before.patch_scores, ids, selected, 10, lambda rows: patches[rows], per_image=3)
+    # Rows added near some of each image's highest-scoring patches (a teach of look-alike images).
+    order = np.argsort(-before.patch_scores)
+    near = patches[torch.from_numpy(order[:40].copy())] + 0.01
+    added = make_search("pruned")
+    added.fit(near.contiguous())
+    rescored = rescore(tails, search, added, 10)
+    grown = make_search("pruned")
+    others = torch.full((40,), 99, dtype=torch.int32)  # the added rows are no old image's own
+    grown.fit(torch.cat([patches[selected], near]), torch.cat([ids[selected], others]))
+    truth = leave_own_out(patches, ids, selected, grown, 10).image_scores
+    assert 0 < int(rescored.exact.sum()) < 10  # both cases are exercised
+    np.testing.assert_allclose(rescored.scores[rescored.exact], truth[rescored.exact], rtol=1e-6)
+    assert bool(np.all(rescored.scores[~rescored.exact] >= truth[~rescored.exact] - 1e-5))
+    np.testing.assert_array_equal(rescored.scores[~rescored.exact], tails.floors[~rescored.exact])
+    assert bool(np.all(rescored.scores <= before.image_scores + 1e-5))  # adding rows never raises a score
+
+
 @pytest.mark.parametrize("radius", [2.0, 4.5])
 def test_the_lazy_greedy_stopped_by_a_radius_picks_what_the_literal_loop_picks(radius: float) -> None:
     points = _points(5000, 24, 1)
@@ -238,7 +289,22 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     unselected = ~new.selected[n_old * per_image :].reshape(n_new, per_image)
     expected = [float(nearest[i][unselected[i]].max()) for i in range(n_new)]
     np.testing.assert_allclose(new.train_scores[n_old:], expected, rtol=1e-5)
-    np.testing.assert_array_equal(new.train_scores[:n_old], old.train_scores)  # kept (docs/METHOD.md)
+    # The old images' scores: exact from their kept patches, as a brute force over all of their patches finds
+    # them against the grown bank; some are lower than the fit's (a taught row came nearer).
+    old_features = _embed(expert, [load_rgb(p) for p in cells["base"]], None)[0]
+    old_distances = torch.cdist(old_features.double(), new.bank.double())
+    old_own = new.patch_image_ids[: n_old * per_image].long()[:, None] == new.bank_image_ids.long()[None, :]
+    old_distances[old_own] = float("inf")
+    old_nearest = old_distances.min(dim=1).values.reshape(n_old, per_image)
+    old_unselected = ~new.selected[: n_old * per_image].reshape(n_old, per_image)
+    exact_old = [float(old_nearest[i][old_unselected[i]].max()) for i in range(n_old)]
+    assert result.entry["rescored"] == {"exact": n_old, "bounded": 0}
+    np.testing.assert_allclose(new.train_scores[:n_old], exact_old, rtol=1e-5)
+    assert int(np.sum(new.train_scores[:n_old] < old.train_scores - 1e-3)) >= 1
+    # The taught model keeps the new images' highest-scoring patches too: a second teach rescores them.
+    assert old.tails is not None and new.tails is not None
+    assert torch.equal(new.tails.rows[: old.tails.rows.shape[0]], old.tails.rows)
+    assert np.bincount(new.tails.image_ids.numpy(), minlength=n_old + n_new).tolist() == [8] * (n_old + n_new)
     # tau and s_max by the rule on all scores; the map threshold by the rule on all map maxima.
     assert new.thresholds == compute_thresholds(new.train_scores, old.thresholds.rule, **old.thresholds.params)
     assert new.map_maxima is not None and old.map_maxima is not None and new.map_maxima.shape == (n_old + n_new,)
@@ -263,6 +329,41 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
 
     with pytest.raises(ConfigError, match="change 1 taught images to the model, which a threshold restore cannot undo"):
         change_threshold(model_dir, why="undo", by="ana", restore=1)
+
+
+def test_a_model_without_kept_patches_keeps_its_old_scores_and_damaged_ones_are_refused(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A model saved before schema 9 has no kept patches: a teach keeps its old images' scores (an upper
+    bound, as before) and says so; kept patches that do not match the training images fail the load."""
+    import dataclasses
+
+    from safetensors.torch import load_file, save_file
+
+    from eagle_iad.errors import ModelFormatError
+    from eagle_iad.expert.store import load, save
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = tmp_path / "older"
+    old = dataclasses.replace(load(fitted), tails=None)
+    save(old, model_dir)
+    result = teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana")
+    assert result.entry["rescored"] is None and result.model.tails is None
+    np.testing.assert_array_equal(result.model.train_scores[: len(old.train_images)], old.train_scores)
+
+    damaged = _copy(fitted, tmp_path)
+    tensors = load_file(str(damaged / "tensors.safetensors"))
+    tensors["tail_image_ids"] = tensors["tail_image_ids"].flip(0).contiguous()  # not image after image
+    save_file(tensors, str(damaged / "tensors.safetensors"))
+    from eagle_iad.expert.manifest import manifest_checksum
+    from eagle_iad.file_hash import file_sha256
+
+    data = json.loads((damaged / "model.json").read_text())
+    data["tensors"]["sha256"] = file_sha256(damaged / "tensors.safetensors")
+    data["checksum"] = manifest_checksum(data)
+    (damaged / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match=r"the kept patches \(tail_\*\) do not match the 10 training images"):
+        load(damaged)
 
 
 def test_a_models_threshold_warnings_follow_its_teaches_and_threshold_changes(
@@ -392,6 +493,8 @@ def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[P
     answer = json.loads(run.stdout)
     manifest = json.loads((model_dir / "model.json").read_text())
     assert (answer["change"], answer["images"], answer["tau"]) == (1, 2, manifest["thresholds"]["tau"])
+    assert answer["rescored"] == manifest["history"][0]["rescored"] == {"exact": 10, "bounded": 0}
+    assert manifest["training"]["tails"] == {"per_image": 8, "rows": 12 * 8}
     assert manifest["history"][0]["by"] == "ana" and len(manifest["training"]["images"]) == 12
     missing = subprocess.run(
         [sys.executable, "-m", "eagle_iad.cli", "teach", str(tmp_path / "nope.png"), "--model", str(model_dir),

@@ -92,7 +92,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
-        "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"],
+        "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"], "rescored": entry["rescored"],
         "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],
         "forced": entry["forced"], "seconds": round(result.seconds, 2), "warnings": result.model.warnings,
     }))  # fmt: skip

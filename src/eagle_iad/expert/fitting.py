@@ -41,6 +41,7 @@ from eagle_iad.expert.patchcore import (
 from eagle_iad.expert.preprocess import INPUT_MULTIPLE, input_size_for, prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import make_search
+from eagle_iad.expert.tails import select_tails
 from eagle_iad.images import load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.scratch import scratch_folder, scratch_root
@@ -362,6 +363,8 @@ def _fit(
     _check_scorable(train_scores, bank_ids, features.rows, config)
     thresholds = compute_thresholds(train_scores, config.rule, **config.rule_params)
     _check_threshold(thresholds, train_scores, config)
+    # Each image's highest-scoring patches, from the rows on disk: what lets a teach rescore it exactly.
+    tails = select_tails(own_out.patch_scores, patch_image_ids, selected, n_images, features.take)
     timings["train_scores_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -410,5 +413,6 @@ def _fit(
         coverage=fit_coverage(own_out.patch_scores, n_images),
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
+        tails=tails,
     )
     return Expert(model, extractor, search)

@@ -75,15 +75,22 @@ def leave_own_out(
                        patch_scores=patch_scores.numpy())  # fmt: skip
 
 
-def _image_scores(
-    patch_scores: torch.Tensor, patch_image_ids: torch.Tensor, selected: torch.Tensor, n_images: int
-) -> np.ndarray:
-    """Per image, the largest score of its unselected patches (all of its patches if every one was selected)."""
+def scored_mask(patch_image_ids: torch.Tensor, selected: torch.Tensor, n_images: int) -> torch.Tensor:
+    """The patches an image's score is taken over: its unselected ones, or all of an image whose every
+    patch was selected (tiny sets: an image must have a score)."""
     use = ~selected
     fully_selected = torch.ones(n_images, dtype=torch.bool)
     fully_selected[patch_image_ids[use].long()] = False
     if bool(fully_selected.any()):
         use = use | fully_selected[patch_image_ids.long()]
+    return use
+
+
+def _image_scores(
+    patch_scores: torch.Tensor, patch_image_ids: torch.Tensor, selected: torch.Tensor, n_images: int
+) -> np.ndarray:
+    """Per image, the largest score of its unselected patches (all of its patches if every one was selected)."""
+    use = scored_mask(patch_image_ids, selected, n_images)
     scores = torch.full((n_images,), float("-inf"), dtype=torch.float64)
     scores.scatter_reduce_(0, patch_image_ids[use].long(), patch_scores[use].double(), reduce="amax")
     result: np.ndarray = scores.numpy()

@@ -35,7 +35,10 @@ FORMAT = "eagle-iad/expert"
 #: pixel scale. The number moved so that an older eagle-iad says "upgrade" instead of naming the settings.
 #: Schema 8 adds the config setting ``exposure``; a model of schema 7 or older reads as ``exposure`` none (its
 #: pixels as they are), so it inspects exactly as when it was saved.
-SCHEMA_VERSION = 8
+#: Schema 9 adds each training image's highest-scoring patches (tensors ``tail_rows``, ``tail_image_ids``,
+#: ``tail_floors``, described by ``training.tails``), from which a teach rescores the old images exactly
+#: (expert/tails.py); an older model loads without them and a teach keeps its old images' scores.
+SCHEMA_VERSION = 9
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

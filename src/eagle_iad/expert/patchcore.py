@@ -33,6 +33,7 @@ from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.preprocess import FEATURE_STRIDE, backbone_image_size, prepare, preprocessor_of
 from eagle_iad.expert.search import NearestNeighbourSearch, make_search
+from eagle_iad.expert.tails import Tails
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
@@ -80,6 +81,10 @@ class ExpertModel:
     #: The greedy coreset's covering radius in its projection (its last pick's distance): recorded by the fit
     #: (schema 6), found from the bank by the first teach of an older model. ``None``: unknown or not greedy.
     coreset_radius: float | None = None
+    #: Each training image's highest-scoring patches and the largest score of the rest (expert/tails.py):
+    #: what lets a teach rescore the old images exactly. ``None``: saved before schema 9 (a teach then
+    #: keeps the old images' scores, an upper bound).
+    tails: Tails | None = None
 
 
 @dataclass

@@ -66,6 +66,7 @@ from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
+from eagle_iad.expert.tails import Tails
 from eagle_iad.expert.versions import VERSIONS, version_folder
 from eagle_iad.expert.versions import carry as carry_versions
 from eagle_iad.file_hash import file_sha256
@@ -111,6 +112,9 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             "references": None if model.references is None else _references_record(len(model.references)),
             "map_maxima": None if model.map_maxima is None else [float(m) for m in model.map_maxima],
             "coreset_radius": model.coreset_radius,
+            "tails": None
+            if model.tails is None
+            else {"per_image": model.tails.per_image, "rows": int(model.tails.rows.shape[0])},
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -255,6 +259,10 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     }
     if model.map_offset is not None:
         tensors["map_offset"] = model.map_offset.float().contiguous()
+    if model.tails is not None:
+        tensors["tail_rows"] = model.tails.rows.float().contiguous()
+        tensors["tail_image_ids"] = model.tails.image_ids.to(torch.int32).contiguous()
+        tensors["tail_floors"] = torch.from_numpy(np.ascontiguousarray(model.tails.floors, dtype=np.float64))
     if model.references is not None:
         data, offsets = pack_references(model.references)
         tensors["reference_bytes"] = torch.from_numpy(data)
@@ -422,6 +430,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         map_maxima = None if raw_maxima is None else np.asarray(raw_maxima, dtype=np.float64)
         raw_radius = training.get("coreset_radius")
         coreset_radius = None if raw_radius is None else float(raw_radius)
+        raw_tails = training.get("tails")  # schema 9
+        tails_per_image = None if raw_tails is None else int(dict(raw_tails)["per_image"])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -463,6 +473,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
     references = _references(tensors, training.get("references"), n_images, problems)
+    tails = _tails(tensors, tails_per_image, n_images, config.target_dim, problems)
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
     _check_statistics(thresholds, train_scores, history, where)
@@ -489,7 +500,43 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         coverage=coverage,
         map_maxima=map_maxima,
         coreset_radius=coreset_radius,
+        tails=tails,
     )
+
+
+def _tails(
+    tensors: dict[str, torch.Tensor], per_image: int | None, n_images: int, dim: int, problems: list[str]
+) -> Tails | None:
+    """The kept highest-scoring patches (schema 9), checked against the manifest; ``None`` when the model has
+    none. Why so strict: a teach takes the old images' scores from them, so a wrong row would move tau."""
+    names = ("tail_rows", "tail_image_ids", "tail_floors")
+    present = [name for name in names if name in tensors]
+    if per_image is None and not present:
+        return None
+    if per_image is None or len(present) != len(names) or per_image < 1:
+        problems.append("training.tails and the tensors tail_rows, tail_image_ids, tail_floors must come together")
+        return None
+    rows, ids, floors = (tensors[name] for name in names)
+    counts = torch.bincount(ids.long().clamp(min=0), minlength=n_images) if ids.ndim == 1 else None
+    if (
+        rows.ndim != 2
+        or rows.shape[1] != dim
+        or ids.shape != (rows.shape[0],)
+        or floors.shape != (n_images,)
+        or counts is None
+        or counts.shape[0] != n_images
+        or bool((ids < 0).any())
+        or bool((ids[1:] < ids[:-1]).any())
+        or bool((counts < 1).any())
+        or bool((counts > per_image).any())
+        or not bool(torch.isfinite(rows).all())
+        or not bool(torch.isfinite(floors).all())
+        or bool((floors < 0).any())
+    ):
+        problems.append(f"the kept patches (tail_*) do not match the {n_images} training images")
+        return None
+    return Tails(rows=rows.float().contiguous(), image_ids=ids.to(torch.int32), floors=floors.double().numpy(),
+                 per_image=per_image)  # fmt: skip
 
 
 def _references(

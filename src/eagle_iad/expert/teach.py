@@ -5,8 +5,8 @@ false alarms until the model has seen it, and a refit takes minutes to hours. A 
 new images, grows the memory bank by the fit's own rule (the sampler's ``extend``: for the greedy
 coreset, continue from the bank until the new patches are covered as tightly as the fit covered its
 own) and recomputes tau, s_max, the map calibration and the coverage from the leave-own-out scores,
-the new images' exactly, the old images' as kept (what is exact and what is approximate is in
-docs/METHOD.md). Then it is saved like any model (atomic, crash-consistent, refused with
+the new images' exactly, the old images' from their kept highest-scoring patches (what is exact and
+what is approximate is in docs/METHOD.md). Then it is saved like any model (atomic, crash-consistent, refused with
 :class:`~eagle_iad.errors.ConflictError` when the model changed meanwhile), after three guards:
 
 * every image must decode before anything is computed (one bad file refuses the whole teach);
@@ -43,6 +43,7 @@ from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.store import _fingerprint, check_changeable, load, save
+from eagle_iad.expert.tails import rescore, select_tails
 from eagle_iad.images import load_rgb
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
 from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
@@ -274,7 +275,8 @@ def teach(
             progress("training scores", done, total)
 
     # The new images' scores: their distances to the old bank (the guard's) and to the rows of the other
-    # new images chosen into the bank; the old images' scores stay as they were (docs/METHOD.md).
+    # new images chosen into the bank. The old images': from their kept highest-scoring patches where the
+    # model has them (exact, or an upper bound where it cannot tell), else as they were (docs/METHOD.md).
     local_ids = new_ids - n_old
     added = None
     if chosen.numel():
@@ -284,7 +286,21 @@ def teach(
     new_scores = own_out.image_scores
     if not bool(np.all(np.isfinite(new_scores))):
         raise ConfigError("a taught image cannot be scored against the bank without its own patches")
-    scores = np.concatenate([model.train_scores, new_scores])
+    if model.tails is None:
+        old_scores, exact_old, tails = model.train_scores, None, None
+    else:
+        added_old = None
+        if chosen.numel():  # the added rows without image groups: none of them is an old image's own
+            added_old = make_search(config.search)
+            added_old.fit(flat[chosen].contiguous())
+        rescored = rescore(model.tails, expert.search, added_old, n_old)
+        # Never above the score kept: the bank only grew (a float32 rounding of the search aside).
+        old_scores = np.minimum(rescored.scores, model.train_scores)
+        exact_old = int(rescored.exact.sum())
+        new_tails = select_tails(own_out.patch_scores, local_ids, new_selected, count, lambda rows: flat[rows],
+                                 model.tails.per_image)  # fmt: skip
+        tails = model.tails + dataclasses.replace(new_tails, image_ids=new_tails.image_ids + n_old)
+    scores = np.concatenate([old_scores, new_scores])
     thresholds = _thresholds(model, scores)
     if thresholds.tau <= 0:
         raise ConfigError(f"the taught model's tau would be {thresholds.tau}; nothing was taught")
@@ -310,6 +326,9 @@ def teach(
             {"name": name, "sha256": digest, "score_before": float(before), "score": float(after)}
             for name, (_, digest), before, after in zip(names, decoded, scores_before, new_scores, strict=True)
         ],
+        # How the old images' scores were found: how many exactly from their kept patches, the others bounded
+        # above; None: kept as they were (a model saved before schema 9).
+        "rescored": None if exact_old is None else {"exact": exact_old, "bounded": n_old - exact_old},
         "bank_before": int(model.bank.shape[0]),
         "bank_after": int(grown.shape[0]),
         "forced": refused if refused else None,
@@ -330,6 +349,7 @@ def teach(
         history=[*model.history, entry],
         map_maxima=maxima,
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
+        tails=tails,
         warnings=rewarned(model, scores, thresholds),
     )
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
