@@ -26,7 +26,7 @@ from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.scratch import clean_stale
 from eagle_iad.service.access import caller
-from eagle_iad.service.audit import AuditLog
+from eagle_iad.service.audit import PENDING, AuditLog
 from eagle_iad.service.idempotency import InFlight
 from eagle_iad.service.jobs import JobManager, job_lock
 from eagle_iad.service.keys import KeyTable
@@ -148,7 +148,8 @@ class ServiceState:
         clean_stale()  # scratch folders of fits killed (SIGKILL, out of memory) in this or any earlier process
         self.metrics = Metrics()
         self.keys = KeyTable(self.store)
-        self.audit = AuditLog(self.store)
+        self.audit = AuditLog(self.store, settings.state_dir / PENDING)
+        self.audit.drain()  # rows journalled while the log was busy, before this start
         self.experts = ExpertCache(settings.models_dir, settings.runtime)
         self.jobs = JobManager(settings.models_dir, settings.fit_workers, self.experts.drop, self.store,
                                self.store.backend.try_lock, exclusive=self.store.shared)  # fmt: skip

@@ -1,0 +1,103 @@
+"""The audit log's journal: a change whose row finds the history busy is answered, its row kept and moved in.
+
+A threshold change is saved as files before its audit row is written. Here another connection holds the
+history's write lock (as ``eagle keys add``, a station or a replica can) while an engineer moves a
+threshold over real HTTP: the change is answered 200 (not a 500 the client would retry, for a change
+that took effect), its row waits in ``audit-pending.jsonl``, and once the lock is gone the next read of
+the log has it, once, with the journal emptied; a journal left by a stop is moved in at the next start
+without writing a row twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LiveServer
+from test_service import call
+
+from eagle_iad.data import get_layout
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/mono fitted on 8 real elpv cells."""
+    import torch
+
+    from eagle_iad.expert import fit, save
+
+    train = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "train"))
+    root = tmp_path_factory.mktemp("audit") / "models"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        save(fit(train[:8], "mono").model, root / "mono")
+    finally:
+        torch.set_num_threads(before)
+    return root
+
+
+def _app(models: Path, state: Path) -> Any:
+    from eagle_iad.service import ServiceSettings, create_app
+
+    return create_app(ServiceSettings(models_dir=models, state_dir=state))
+
+
+def _threshold(base: str, tau: float) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"tau": tau, "why": f"audit journal {tau}"}).encode()
+    status, _, answer = call("POST", f"{base}/v1/categories/mono/threshold", body=body,
+                             content_type="application/json")  # fmt: skip
+    return status, answer
+
+
+def _rows(base: str) -> list[tuple[str, str, int, str | None]]:
+    status, _, page = call("GET", f"{base}/v1/audit?limit=100")
+    assert status == 200, page
+    return [(r["method"], r["route"], r["status"], r["detail"]) for r in reversed(page["items"])]
+
+
+def test_a_change_whose_audit_row_finds_the_history_busy_is_answered_and_the_row_kept(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eagle_iad.service import audit
+
+    monkeypatch.setattr(audit, "AUDIT_WAIT_S", 0.2)  # one try (SQLite itself waits 5 s), then the journal
+    state = tmp_path / "state"
+    journal = state / audit.PENDING
+    route = "/v1/categories/{name}/threshold"
+    with LiveServer(_app(models, state)) as live:
+        assert _threshold(live.base, 120.0)[0] == 200
+        holder = sqlite3.connect(str(state / "eagle.sqlite3"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the history
+        try:
+            status, answer = _threshold(live.base, 123.0)
+            assert status == 200 and answer["tau"] == 123.0  # the change took effect, and says so
+            kept = [json.loads(line) for line in journal.read_text().splitlines()]
+            assert [(r["method"], r["route"], r["status"], r["actor"]) for r in kept] == [("POST", route, 200, "local")]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        rows = _rows(live.base)  # a read of the log moves the journal in first
+        assert [r[:3] for r in rows] == [("POST", route, 200), ("POST", route, 200)]
+        assert not journal.exists()
+        assert _threshold(live.base, 125.0)[0] == 200
+        assert len(_rows(live.base)) == 3
+
+    # A journal left by a stop (its last row already in the log: a drain cut short after its commit) is moved
+    # in at the next start, each row once.
+    stored = sqlite3.connect(str(state / "eagle.sqlite3"))
+    last = stored.execute("SELECT time, actor, role, method, route, path, status, detail FROM audit "
+                          "ORDER BY seq DESC LIMIT 1").fetchone()  # fmt: skip
+    stored.close()
+    fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
+    again = dict(zip(fields, last, strict=True))
+    new = {**again, "time": "2026-12-06T07:00:00.000+00:00", "path": "/v1/categories/other/threshold"}
+    journal.write_text(json.dumps(again) + "\n" + json.dumps(new) + "\n" + '{"time": "cut short')
+    with LiveServer(_app(models, state)) as live:
+        assert not journal.exists()
+        status, _, page = call("GET", f"{live.base}/v1/audit?limit=100")
+        paths = [r["path"] for r in reversed(page["items"])]
+        assert paths == ["/v1/categories/mono/threshold"] * 3 + ["/v1/categories/other/threshold"]
