@@ -357,9 +357,112 @@ def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) ->
     history = _history(tmp_path)
     for record, name in zip(history, names, strict=True):
         mark = json.loads((tmp_path / "incoming" / f"{name}.eagle.json").read_text())
-        assert mark == {"record_id": record.id, "decision": record.decision, "score": record.score}
+        info = (tmp_path / "incoming" / name).stat()  # what the sidecar describes: another file there is new
+        assert mark == {"record_id": record.id, "decision": record.decision, "score": record.score,
+                        "size": info.st_size, "mtime_ns": info.st_mtime_ns}  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == sorted([*names, *(n + ".eagle.json"
                                                                                           for n in names)])  # fmt: skip
+
+
+REPLACER = '''
+"""Test plugin: during the station's first inspection, another image is put under the name being inspected
+(written under a temporary name and renamed over it, as a camera does)."""
+import os
+from pathlib import Path
+
+from eagle_iad.station import runner
+
+target, other = os.environ["EAGLE_TEST_REPLACE"].split(os.pathsep)
+real = runner.run_inspection
+done = []
+
+
+def replacing(*args, **kwargs):
+    if not done:
+        done.append(True)
+        Path(target + ".new").write_bytes(Path(other).read_bytes())
+        os.replace(target + ".new", target)
+    return real(*args, **kwargs)
+
+
+runner.run_inspection = replacing
+'''
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_replaced_while_inspected_is_not_filed_under_the_old_verdict(model_dir: Path, tmp_path: Path) -> None:
+    """The image at a name changes during its inspection: the verdict goes with the bytes inspected (in done/
+    and in the folder sink), and the new image stays for the next poll and gets its own verdict."""
+    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    other = _cells(2)[1]
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "replacer.py").write_text(REPLACER)
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n')
+    env = _env(EAGLE_PLUGINS="replacer", EAGLE_TEST_REPLACE=f"{tmp_path / 'incoming' / name}{os.pathsep}{other}",
+               PYTHONPATH=f"{tmp_path / 'plugin'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_sha256 for r in history] == [_sha(_cells(1)[0]), _sha(other)], log  # each inspected once
+    assert [r.image_name for r in history] == [name, name]
+    done = tmp_path / "incoming" / "done"
+    stem, suffix = os.path.splitext(name)
+    assert {p.name: _sha(p) for p in done.iterdir()} == {name: _sha(_cells(1)[0]), f"{stem}-1{suffix}": _sha(other)}
+    assert not [p for p in (tmp_path / "incoming").iterdir() if p.is_file()]
+    for record in history:  # each copy is the image its verdict is about
+        copied = tmp_path / "sorted" / str(record.decision) / f"{record.id}_{name}"
+        assert _sha(copied) == record.image_sha256
+
+
+def test_sidecar_mode_inspects_a_new_image_under_an_inspected_name(model_dir: Path, tmp_path: Path) -> None:
+    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    image = tmp_path / "incoming" / name
+    shutil.copyfile(_cells(2)[1], image)  # the camera writes the next part under the same name
+    os.utime(image, (time.time() - 5, time.time() - 5))
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_sha256 for r in history] == [_sha(_cells(1)[0]), _sha(_cells(2)[1])]
+    mark = json.loads((tmp_path / "incoming" / f"{name}.eagle.json").read_text())
+    assert mark["record_id"] == history[1].id
+    assert (mark["size"], mark["mtime_ns"]) == (image.stat().st_size, image.stat().st_mtime_ns)
+
+
+def test_a_name_of_255_bytes_arriving_twice_is_put_away_under_a_shortened_name(model_dir: Path, tmp_path: Path) -> None:
+    """``<name>-1`` and the folder sink's ``<record id>_<name>`` would be over NAME_MAX: the stem is cut, the suffix
+    kept, and neither the intake nor the deliveries stop."""
+    long = "é" * 60 + "a" * (255 - 120 - 4) + ".png"  # 255 bytes in UTF-8
+    broken = "b" * 251 + ".png"
+    assert len(long.encode()) == len(broken.encode()) == 255
+    incoming = tmp_path / "incoming"
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n'
+                                              "max_attempts = 1\n")  # fmt: skip
+    for cell in _cells(2):
+        incoming.mkdir(exist_ok=True)
+        shutil.copyfile(cell, incoming / long)
+        (incoming / broken).write_bytes(b"not an image " + cell.name.encode())
+        for path in (incoming / long, incoming / broken):
+            os.utime(path, (time.time() - 5, time.time() - 5))
+        code, log = _run(stations, "run", "--until-idle", "--quiet", timeout=120)
+        assert code == 0 and "paused" not in log and "gave up" not in log, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == [long, long]
+    done = sorted(p.name for p in (incoming / "done").iterdir())
+    assert done == sorted([long, "é" * 60 + "a" * (255 - 120 - 6) + "-1.png"])
+    failed = sorted(p.name for p in (incoming / "failed").iterdir())
+    assert len(failed) == 4 and all(len(n.encode()) <= 255 for n in failed), failed
+    assert sum(n.endswith(".png.reason.txt") for n in failed) == 2 and sum(n.endswith(".png") for n in failed) == 2
+    for record in history:
+        (copy,) = [p for p in (tmp_path / "sorted" / str(record.decision)).glob(f"{record.id}_*.png")]
+        assert copy.name.startswith(f"{record.id}_éé") and len(copy.name.encode()) <= 255
+        assert _sha(copy) == record.image_sha256
+        assert json.loads(copy.with_name(copy.name + ".json").read_text())["record"]["id"] == record.id
 
 
 CONFIG_ERRORS = [

@@ -33,6 +33,18 @@ def category_name_problem(name: str) -> str | None:
 MAX_STEM_BYTES = 100
 
 
+#: Longest file name most file systems allow in one name, in bytes (ext4, XFS, btrfs, tmpfs: NAME_MAX).
+NAME_MAX = 255
+
+
+def fit_name(stem: str, tail: str, limit: int = NAME_MAX) -> str:
+    """``stem + tail``, whole characters cut off the end of ``stem`` until it is at most ``limit`` bytes in
+    the file system's encoding (a name over NAME_MAX is refused: "File name too long")."""
+    while stem and len(os.fsencode(stem + tail)) > limit:
+        stem = stem[:-1]
+    return stem + tail
+
+
 #: Unicode categories written as escapes: controls, format characters (RTL overrides), lone surrogates (a
 #: file name that is not UTF-8) and the line and paragraph separators.
 _ESCAPED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})

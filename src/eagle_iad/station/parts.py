@@ -166,8 +166,12 @@ class Arrival:
     name: str
     #: When the station first saw it (``time.time()``), for the end-to-end latency.
     appeared: float
-    #: The encoded image itself when it is not in a file (a camera frame, PNG-encoded); ``None``: read ``path``.
+    #: The encoded image itself when it is not in a file (a camera frame, PNG-encoded); ``None``: read ``path``
+    #: (the station then hands the source's ``finish`` and ``refuse`` the bytes it read, here).
     data: bytes | None = None
+    #: What the file was when the station read it (device, inode, size, modification time in ns), or ``None``:
+    #: a file replaced under the same name meanwhile is another image, which a source must not put away as this one.
+    identity: tuple[int, int, int, int] | None = None
 
 
 class Source(Protocol):

@@ -19,10 +19,12 @@ station's intake with a status saying why, and the image stays where it is for t
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +203,14 @@ class StationRunner:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
         name, source = self.config.name, self.config.source
         try:
-            data = arrival.data if arrival.data is not None else arrival.path.read_bytes()
+            if arrival.data is not None:
+                data = arrival.data
+            else:  # the bytes and which file they came from, read together: see Arrival.identity
+                with open(arrival.path, "rb") as handle:
+                    data = handle.read()
+                    info = os.fstat(handle.fileno())
+                arrival = replace(arrival, data=data, identity=(info.st_dev, info.st_ino, info.st_size,
+                                                                info.st_mtime_ns))  # fmt: skip
         except FileNotFoundError:
             return True  # taken away before its turn
         except PermissionError as exc:  # the image's own fault: it must not hold up every later image

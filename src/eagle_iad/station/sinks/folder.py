@@ -8,6 +8,7 @@ atomically, the record last: a ``.json`` present means its image is complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+
+#: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
+JSON_RESERVE = len(".json") + 10
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous", "unrecognised": "unrecognised"}
 
@@ -43,20 +57,32 @@ class FolderSink:
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         record = payload["record"]
         image = Path(payload["image"])
-        if not image.exists() and payload.get("source") and Path(str(payload["source"])).is_file():
-            image = Path(str(payload["source"]))  # stored, not yet put away: the file is still where it arrived
+        # stored, not yet put away: the file is still where it arrived
+        places = [image, *([Path(str(payload["source"]))] if payload.get("source") else [])]
+        expected = record.get("image_sha256")
         folder = self.folder / DECISION_FOLDERS.get(str(record.get("decision")), "undecided")
-        base = f"{key}_{Path(str(record.get('image_name') or image.name)).name}"
+        name = Path(str(record.get("image_name") or image.name)).name
+        stem, suffix = os.path.splitext(f"{key}_{name}")
+        base = fit_name(stem, suffix, NAME_MAX - JSON_RESERVE)  # a long name still fits with its .json
         target = folder / base
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if not target.exists():
                 temporary = folder / f".{base}.tmp"
-                if self.link:
+                for place in places:
+                    if not place.is_file():
+                        continue
                     temporary.unlink(missing_ok=True)
-                    os.link(image, temporary)
+                    if self.link:
+                        os.link(place, temporary)
+                    else:
+                        shutil.copyfile(place, temporary)
+                    if expected is None or _sha256(temporary) == expected:
+                        break  # the bytes inspected, not another image put under the same name since
                 else:
-                    shutil.copyfile(image, temporary)
+                    temporary.unlink(missing_ok=True)
+                    gone = "replaced by another since it was inspected" if any(p.is_file() for p in places) else "gone"
+                    raise DeliveryError(f"the image is {gone}: {image}")
                 os.replace(temporary, target)
             atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
         except FileNotFoundError as exc:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, Options
 
@@ -32,17 +34,35 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Names a writer uses while a file is not complete yet.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 SIDECAR_SUFFIX = ".eagle.json"
+REASON_SUFFIX = ".reason.txt"
+#: NAME_MAX bytes a name in failed/ leaves free: its ``.reason.txt``, written atomically (a 10-byte temporary name).
+REASON_RESERVE = len(REASON_SUFFIX) + 10
 AFTER = ("move", "sidecar")
 SETTLE_S = Range(0.0, 3600.0)
 POLL_S = Range(0.01, 60.0)
 
 
-def move_new(source: Path, folder: Path) -> Path:
-    """Move ``source`` into ``folder`` under its name, or ``name-1``, ``name-2``, ... if taken; never replace."""
+def numbered(name: str, n: int, reserve: int = 0) -> str:
+    """``name`` (``n`` 0), else ``<stem>-<n><suffix>``; the stem cut so the name leaves ``reserve`` bytes of
+    NAME_MAX free (a 255-byte name arriving twice must still get a ``-1``, its suffix kept)."""
+    if n == 0 and len(os.fsencode(name)) <= NAME_MAX - reserve:
+        return name
+    stem, suffix = os.path.splitext(name)
+    return fit_name(stem, f"{f'-{n}' if n else ''}{suffix}", NAME_MAX - reserve)
+
+
+def identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one file from another put under the same name: device, inode, size, modification time."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = None) -> Path:
+    """Move ``source`` into ``folder`` under ``name`` (default: its own), or ``name-1``, ``name-2``, ... if
+    taken; never replace. ``reserve``: bytes of NAME_MAX to leave for a file named after it."""
     folder.mkdir(exist_ok=True)
-    stem, suffix = source.stem, source.suffix
+    name = source.name if name is None else name
     for n in range(100_000):
-        target = folder / (source.name if n == 0 else f"{stem}-{n}{suffix}")
+        target = folder / numbered(name, n, reserve)
         try:
             os.link(source, target)  # fails if target exists: no race can make it replace a file
         except FileExistsError:
@@ -54,7 +74,7 @@ def move_new(source: Path, folder: Path) -> Path:
             return target
         os.unlink(source)
         return target
-    raise OSError(f"{folder}: no free name for {source.name}")
+    raise OSError(f"{folder}: no free name for {name}")
 
 
 class HotFolder:
@@ -75,6 +95,9 @@ class HotFolder:
         self.done = self.folder / "done"
         self.failed = self.folder / "failed"
         self._first_seen: dict[str, float] = {}
+        #: Sidecars read: name -> (the sidecar's own stat, the (size, mtime_ns) it describes or None), so a
+        #: poll stats each sidecar but reads only new or changed ones.
+        self._sidecars: dict[str, tuple[tuple[int, int, int], tuple[int, int] | None]] = {}
 
     def describe(self) -> str:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
@@ -94,11 +117,36 @@ class HotFolder:
                     continue
                 if not stat.S_ISREG(info.st_mode):
                     continue
-                if self.after == "sidecar" and os.path.lexists(self.folder / (name + SIDECAR_SUFFIX)):
+                if self.after == "sidecar" and self._marked(name, info):
                     continue
                 found.append((info.st_mtime_ns, name))
         found.sort()
         return found
+
+    def _marked(self, name: str, info: os.stat_result) -> bool:
+        """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
+        image written under a name already inspected is a new arrival. A sidecar written before sidecars
+        recorded what they describe marks its name, as it always did."""
+        sidecar = self.folder / (name + SIDECAR_SUFFIX)
+        try:
+            mark = os.stat(sidecar, follow_symlinks=False)
+        except FileNotFoundError:
+            self._sidecars.pop(name, None)
+            return False
+        key = (mark.st_ino, mark.st_size, mark.st_mtime_ns)
+        cached = self._sidecars.get(name)
+        if cached is None or cached[0] != key:
+            described: tuple[int, int] | None = None
+            try:
+                data = json.loads(sidecar.read_bytes())
+                if isinstance(data, dict) and isinstance(data.get("size"), int) and isinstance(data.get("mtime_ns"),
+                                                                                                  int):  # fmt: skip
+                    described = (data["size"], data["mtime_ns"])
+            except (OSError, ValueError):
+                pass  # unreadable: it marks the name, as before
+            cached = (key, described)
+            self._sidecars[name] = cached
+        return cached[1] is None or cached[1] == (info.st_size, info.st_mtime_ns)
 
     def backlog(self) -> int:
         return len(self._candidates())
@@ -117,21 +165,63 @@ class HotFolder:
             yield Arrival(path=path, source=str(path), name=name, appeared=first)
         for gone in set(self._first_seen) - names:
             del self._first_seen[gone]
+        for gone in set(self._sidecars) - names:
+            del self._sidecars[gone]
 
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
             return arrival.path
-        target: Path = self.done / arrival.name
         n = 0
+        target: Path = self.done / numbered(arrival.name, 0)
         while os.path.lexists(target):
             n += 1
-            target = self.done / f"{arrival.path.stem}-{n}{arrival.path.suffix}"
+            target = self.done / numbered(arrival.name, n)
         return target
+
+    @staticmethod
+    def _still(arrival: Arrival) -> bool:
+        """Whether the file at the arrival's path is still the one the station read (not replaced since)."""
+        if arrival.identity is None:
+            return True
+        try:
+            return identity(os.stat(arrival.path, follow_symlinks=False)) == arrival.identity
+        except FileNotFoundError:
+            return False
+
+    def _mark(self, arrival: Arrival, mark: dict[str, Any]) -> None:
+        if arrival.identity is not None:  # what the sidecar describes: another file under this name is new
+            mark.update(size=arrival.identity[2], mtime_ns=arrival.identity[3])
+        atomic_write_text(arrival.path.with_name(arrival.name + SIDECAR_SUFFIX), json.dumps(mark) + "\n")
+
+    @staticmethod
+    def _keep_read(arrival: Arrival, to: Path, reserve: int = 0) -> Path | None:
+        """The bytes the station read put at ``to`` (or a free ``-n`` name beside it), when the file they came
+        from was replaced meanwhile: the new file stays where it is for the next poll. ``None``: no bytes."""
+        if arrival.data is None:
+            return None
+        to.parent.mkdir(exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".eagle-", dir=to.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(arrival.data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)
+            if os.path.lexists(to) and to.read_bytes() == arrival.data:
+                return to  # a kill after the first try wrote it
+            return move_new(Path(temporary), to.parent, reserve, to.name)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
 
     def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
         if self.after == "sidecar":
-            mark = {"record_id": record.get("id"), "decision": record.get("decision"), "score": record.get("score")}
-            atomic_write_text(arrival.path.with_name(arrival.name + SIDECAR_SUFFIX), json.dumps(mark) + "\n")
+            if not self._still(arrival):
+                return  # replaced while inspected: the new file has no sidecar of its own, so it is taken next
+            self._mark(arrival, {"record_id": record.get("id"), "decision": record.get("decision"),
+                                 "score": record.get("score")})  # fmt: skip
+            return
+        if not self._still(arrival):
+            self._keep_read(arrival, to)  # the inspected image goes where its verdict says; the new one stays
             return
         if to.parent == self.done:
             self.done.mkdir(exist_ok=True)
@@ -140,6 +230,10 @@ class HotFolder:
                     os.unlink(arrival.path)  # a kill between link and unlink: only the unlink was left to do
                     return
                 os.link(arrival.path, to)  # never replaces: a name taken meanwhile raises FileExistsError
+                if arrival.identity is not None and identity(os.stat(to)) != arrival.identity:
+                    os.unlink(to)  # replaced between the look and the link: that file is the next poll's
+                    self._keep_read(arrival, to)
+                    return
                 os.unlink(arrival.path)
                 return
             except FileNotFoundError:
@@ -151,11 +245,17 @@ class HotFolder:
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         if self.after == "sidecar":
-            mark = json.dumps({"error": reason}) + "\n"
-            atomic_write_text(arrival.path.with_name(arrival.name + SIDECAR_SUFFIX), mark)
+            if self._still(arrival):
+                self._mark(arrival, {"error": reason})
             return
-        moved = move_new(arrival.path, self.failed)
-        atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
+        if self._still(arrival):
+            moved = move_new(arrival.path, self.failed, REASON_RESERVE)
+        else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
+            kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, REASON_RESERVE), REASON_RESERVE)
+            if kept is None:
+                return
+            moved = kept
+        atomic_write_text(moved.with_name(moved.name + REASON_SUFFIX), reason + "\n")
 
 
 SOURCES.add(HotFolder.kind, HotFolder)
