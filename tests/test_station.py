@@ -364,29 +364,44 @@ def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) ->
                                                                                           for n in names)])  # fmt: skip
 
 
-REPLACER = '''
-"""Test plugin: during the station's first inspection, another image is put under the name being inspected
-(written under a temporary name and renamed over it, as a camera does)."""
+DURING = '''
+"""Test plugin: something happens during the station's first inspection, as EAGLE_TEST_DURING says:
+``replace<sep>name<sep>other`` puts other's bytes under name (a temporary name renamed over it, as a camera
+does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``sigterm`` stops the process."""
 import os
+import signal
 from pathlib import Path
 
 from eagle_iad.station import runner
 
-target, other = os.environ["EAGLE_TEST_REPLACE"].split(os.pathsep)
+what, *paths = os.environ["EAGLE_TEST_DURING"].split(os.pathsep)
 real = runner.run_inspection
 done = []
 
 
-def replacing(*args, **kwargs):
+def during(*args, **kwargs):
     if not done:
         done.append(True)
-        Path(target + ".new").write_bytes(Path(other).read_bytes())
-        os.replace(target + ".new", target)
+        if what == "replace":
+            Path(paths[0] + ".new").write_bytes(Path(paths[1]).read_bytes())
+            os.replace(paths[0] + ".new", paths[0])
+        elif what == "rename":
+            os.rename(paths[0], paths[1])
+        elif what == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
     return real(*args, **kwargs)
 
 
-runner.run_inspection = replacing
+runner.run_inspection = during
 '''
+
+
+def _during(tmp_path: Path, *what: str | Path) -> dict[str, str]:
+    """The environment of a station run with the :data:`DURING` plugin doing ``what`` in its first inspection."""
+    (tmp_path / "plugin").mkdir(exist_ok=True)
+    (tmp_path / "plugin" / "during.py").write_text(DURING)
+    return _env(EAGLE_PLUGINS="during", EAGLE_TEST_DURING=os.pathsep.join(map(str, what)),
+                PYTHONPATH=f"{tmp_path / 'plugin'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
 
 
 def _sha(path: Path) -> str:
@@ -398,11 +413,8 @@ def test_a_file_replaced_while_inspected_is_not_filed_under_the_old_verdict(mode
     and in the folder sink), and the new image stays for the next poll and gets its own verdict."""
     (name,) = _drop(tmp_path / "incoming", _cells(1))
     other = _cells(2)[1]
-    (tmp_path / "plugin").mkdir()
-    (tmp_path / "plugin" / "replacer.py").write_text(REPLACER)
     stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n')
-    env = _env(EAGLE_PLUGINS="replacer", EAGLE_TEST_REPLACE=f"{tmp_path / 'incoming' / name}{os.pathsep}{other}",
-               PYTHONPATH=f"{tmp_path / 'plugin'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
+    env = _during(tmp_path, "replace", tmp_path / "incoming" / name, other)
     code, log = _run(stations, "run", "--until-idle", env=env)
     assert code == 0, log
     history = _history(tmp_path)
@@ -463,6 +475,20 @@ def test_a_name_of_255_bytes_arriving_twice_is_put_away_under_a_shortened_name(m
         assert copy.name.startswith(f"{record.id}_éé") and len(copy.name.encode()) <= 255
         assert _sha(copy) == record.image_sha256
         assert json.loads(copy.with_name(copy.name + ".json").read_text())["record"]["id"] == record.id
+
+
+def test_until_idle_with_the_hot_folder_gone_says_so_in_one_line(model_dir: Path, tmp_path: Path) -> None:
+    """The folder taken away while the station runs: ``--until-idle`` cannot see a backlog, says so once, and
+    ends (no traceback); the image it was inspecting keeps its verdict."""
+    _drop(tmp_path / "incoming", _cells(2))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "rename", tmp_path / "incoming",
+                                                                  tmp_path / "unmounted"))  # fmt: skip
+    assert code == 0 and "Traceback" not in log, log
+    line = (f"eagle station line-1: no backlog visible (No such file or directory: {tmp_path / 'incoming'}); "
+            "counted as none waiting\n")  # fmt: skip
+    assert log.count(line) == 1, log
+    assert len(_history(tmp_path)) == 1
 
 
 CONFIG_ERRORS = [

@@ -138,6 +138,8 @@ class StationRunner:
         self.busy = False
         self._paused_until = 0.0
         self._arrivals: Iterator[Arrival] | None = None
+        #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
+        self._unseen: str | None = None
 
     def start(self) -> None:
         for courier in self.couriers:
@@ -191,7 +193,17 @@ class StationRunner:
     def idle(self) -> bool:
         """Nothing waits in the source and nothing is owed to a sink (dead letters aside)."""
         sinks = [courier.sink.sink.name for courier in self.couriers]
-        return self.config.source.backlog() == 0 and self.tables.owed(self.config.name, sinks) == 0
+        try:
+            backlog = self.config.source.backlog()
+        except OSError as exc:  # the hot folder gone (unmounted, deleted): no backlog this process can see
+            unseen = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            if self._unseen != unseen:
+                self._unseen = unseen
+                self.log(f"eagle station {self.config.name}: no backlog visible ({unseen}); counted as none waiting")
+            backlog = 0
+        else:
+            self._unseen = None
+        return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
 
     def _pause(self, reason: str) -> None:
         if self.paused != reason:
