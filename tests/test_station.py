@@ -523,6 +523,8 @@ CONFIG_ERRORS = [
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station names must differ; l is used twice"),
+    ('models = "{models}"\nstate = "stations.toml"\n', "state {work}/stations.toml is not a folder"),
+    ('models = "{models}"\nfiles = "stations.toml"\n', "files {work}/stations.toml is not a folder"),
     ("models = [\n", "not valid TOML: "),
     ('models = "{models}"\nkind = "folder"\n[[station]]\nname = "l"\ncategory = "mono"\n'
      'source = {{ kind = "folder", path = "in" }}\n', "unknown option 'kind'"),
@@ -563,6 +565,19 @@ def test_a_bad_stations_file_is_one_line_naming_the_field(
     path.write_text(text.format(models=model_dir))
     expected = f"{path}: " + message.format(models=model_dir, work=tmp_path)
     assert_refused(path, expected, cli=message in (CONFIG_ERRORS[0][1], CONFIG_ERRORS[-1][1]))
+
+
+@pytest.mark.parametrize("key", ["state", "files"])
+def test_a_state_or_files_folder_that_cannot_be_made_is_one_line_naming_it(
+    model_dir: Path, tmp_path: Path, key: str
+) -> None:
+    (tmp_path / "incoming").mkdir()
+    stations = _stations(tmp_path, model_dir, "")
+    kept = "" if key == "state" else 'state = "state"\n'
+    stations.write_text(stations.read_text().replace('state = "state"\n', f'{kept}{key} = "/proc/nope/{key}"\n'))
+    code, out = _run(stations, "run")
+    assert (code, out) == (2, f"eagle: error: {stations}: {key} /proc/nope/{key} cannot be created: No such file or "
+                              "directory\n"), out  # fmt: skip
 
 
 PLUGIN = '''

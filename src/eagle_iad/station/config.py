@@ -74,6 +74,17 @@ class StationsFile:
     #: The pictures folder (shared with replicas); None: ``<state>/files``.
     files: Path | None = None
 
+    def make_folders(self) -> None:
+        """Create the state and pictures folders, or one line naming the field (``state``, ``files``) that
+        cannot be: before anything else is opened."""
+        settings = self.settings()
+        for key, folder in (("state", settings.state_dir), ("files", settings.files_dir)):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise StationConfigError(f"{self.path}: {key} {folder} cannot be created: {why}") from None
+
     def settings(self) -> ServiceSettings:
         """The service settings this file's stations run under (the same history and folders as ``eagle serve``)."""
         from eagle_iad.service.settings import ServiceSettings
@@ -115,6 +126,9 @@ def read_stations(path: Path) -> StationsFile:
     files: Path | None = top.path("files")
     top._read.add("station")
     top.done()
+    for key, folder in (("state", state_dir), ("files", files)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise top.error(key, f"{folder} is not a folder")
     if not models_dir.is_dir():
         raise StationConfigError(f"{path}: models {models_dir} is not a folder of fitted categories")
     tables = data.get("station")

@@ -435,6 +435,7 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
     settings = stations.settings()
+    stations.make_folders()
     state = ServiceState(settings, backend=None)
     manager = StationManager(state, log, quiet=quiet)
     leases = []
