@@ -523,6 +523,9 @@ CONFIG_ERRORS = [
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station names must differ; l is used twice"),
+    ('models = "{models}"\n[[station]]\nname = "a"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station]]\nname = "b"\ncategory = "mono"\nsource = {{ kind = "folder", path = "./x/../in/" }}\n',
+     "stations 'a' and 'b' both take the images of {work}/in; give each station its own folder"),
     ('models = "{models}"\nstate = "stations.toml"\n', "state {work}/stations.toml is not a folder"),
     ('models = "{models}"\nfiles = "stations.toml"\n', "files {work}/stations.toml is not a folder"),
     ("models = [\n", "not valid TOML: "),

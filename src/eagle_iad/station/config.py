@@ -142,6 +142,14 @@ def read_stations(path: Path) -> StationsFile:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise StationConfigError(f"{path}: station names must differ; {', '.join(repeated)} is used twice")
+    folders: dict[Path, str] = {}
+    for station in stations:  # two stations on one hot folder would each inspect (and race to move) every image
+        folder = getattr(station.source, "folder", None) if station.source.kind == "folder" else None
+        if isinstance(folder, Path):
+            other = folders.setdefault(folder.resolve(), station.name)
+            if other != station.name:
+                raise StationConfigError(f"{path}: stations {other!r} and {station.name!r} both take the images of "
+                                         f"{folder.resolve()}; give each station its own folder")  # fmt: skip
     return StationsFile(path, models_dir, state_dir, stations, history, files)
 
 
