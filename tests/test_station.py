@@ -370,6 +370,7 @@ DURING = '''
 does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``sigterm`` stops the process."""
 import os
 import signal
+import time
 from pathlib import Path
 
 from eagle_iad.station import runner
@@ -389,6 +390,7 @@ def during(*args, **kwargs):
             os.rename(paths[0], paths[1])
         elif what == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the stop is under way before this image is done
     return real(*args, **kwargs)
 
 
@@ -489,6 +491,16 @@ def test_until_idle_with_the_hot_folder_gone_says_so_in_one_line(model_dir: Path
             "counted as none waiting\n")  # fmt: skip
     assert log.count(line) == 1, log
     assert len(_history(tmp_path)) == 1
+
+
+def test_a_stop_finishes_the_image_being_inspected_and_starts_no_other(model_dir: Path, tmp_path: Path) -> None:
+    names = _drop(tmp_path / "incoming", _cells(4))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", env=_during(tmp_path, "sigterm"))
+    assert code == 143 and "eagle: stopped by SIGTERM" in log, log
+    assert [r.image_name for r in _history(tmp_path)] == names[:1], log
+    assert sorted(p.name for p in (tmp_path / "incoming" / "done").iterdir()) == names[:1]
+    assert sorted(p.name for p in (tmp_path / "incoming").iterdir() if p.is_file()) == names[1:]  # for the next start
 
 
 CONFIG_ERRORS = [

@@ -138,6 +138,8 @@ class StationRunner:
         self.busy = False
         self._paused_until = 0.0
         self._arrivals: Iterator[Arrival] | None = None
+        #: Set to stop (SIGTERM, a station removed): the image being inspected is finished, no other is started.
+        self.halt = threading.Event()
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
 
@@ -177,7 +179,7 @@ class StationRunner:
 
     def _turn(self) -> int:
         taken = 0
-        while taken < TURN:
+        while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
             if self._arrivals is None:
                 self._arrivals = self.config.source.poll()
             arrival = next(self._arrivals, None)
@@ -306,7 +308,7 @@ class Running:
         self.user_paused = False
         #: The last unexpected error of its intake (a bug in a plugin source), until an image goes through.
         self.error: str | None = None
-        self.halt = threading.Event()
+        self.halt = runner.halt  # one flag: the loop ends, and a turn takes no further image
         self.thread = threading.Thread(target=self._loop, name=f"eagle-station-{runner.config.name}", daemon=True)
 
     @property
