@@ -503,6 +503,16 @@ def test_a_stop_finishes_the_image_being_inspected_and_starts_no_other(model_dir
     assert sorted(p.name for p in (tmp_path / "incoming").iterdir() if p.is_file()) == names[1:]  # for the next start
 
 
+def test_a_newline_in_a_file_name_is_escaped_in_the_log(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "incoming").mkdir()
+    image = tmp_path / "incoming" / "part\nforged.png"
+    shutil.copyfile(_cells(1)[0], image)
+    os.utime(image, (time.time() - 5, time.time() - 5))
+    code, log = _run(_stations(tmp_path, model_dir, ""), "run", "--until-idle")
+    assert code == 0, log
+    assert "eagle station line-1: part\\nforged.png: " in log and "\nforged.png" not in log, log
+
+
 CONFIG_ERRORS = [
     # (what the stations file says, the one line the user gets after "<file>: ")
     ('models = "{models}"\n', "no [[station]] tables; declare at least one station"),

@@ -30,6 +30,7 @@ from typing import Any
 
 from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
@@ -50,6 +51,16 @@ Log = Callable[[str], None]
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _escaping(log: Log) -> Log:
+    """``log`` with control characters escaped: a line names files, and a file name is the user's data (a
+    newline in one must not forge a second line, nor an escape sequence act on the terminal)."""
+
+    def escaped(line: str) -> None:
+        log(printable(line))
+
+    return escaped
 
 
 class Courier(threading.Thread):
@@ -123,7 +134,7 @@ class StationRunner:
     def __init__(self, config: StationConfig, state: ServiceState, log: Log, *, quiet: bool = False) -> None:
         self.config = config
         self.state = state
-        self.log = log
+        self.log = log = _escaping(log)
         self.quiet = quiet
         self.tables = StationTables(state.store)
         try:
@@ -352,7 +363,7 @@ class StationManager:
 
     def __init__(self, state: ServiceState, log: Log = _stderr, *, quiet: bool = False) -> None:
         self.state = state
-        self.log = log
+        self.log = _escaping(log)
         self.quiet = quiet
         self.tables = StationTables(state.store)
         self._lock = threading.Lock()
