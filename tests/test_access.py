@@ -13,13 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from contextlib import redirect_stdout
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BlockingBackend, LiveServer
-from test_service import call, inspect_request
+from conftest import BlockingBackend, LiveServer, wait_s
+from test_service import Feed, call, inspect_request, multipart
 from test_service_faults import _every_route
 
 from eagle_iad.data import get_layout
@@ -240,3 +243,71 @@ def test_open_mode_and_the_single_environment_key(models: Path, tmp_path: Path) 
         assert call("GET", f"{live.base}/v1/me")[0] == 401
         me = call("GET", f"{live.base}/v1/me", key="s3cret")[2]
         assert (me["name"], me["role"], me["open"]) == ("EAGLE_API_KEY", "admin", False)
+
+
+@contextmanager
+def blocking_backbone() -> Iterator[threading.Event]:
+    """A fit backbone ``blocking-test`` (weight-free) whose first pass waits until the event it yields is set:
+    a fit job that stays running while the test does something else."""
+    import torch
+    from expert_fakes import FakeExtractor
+
+    from eagle_iad.expert import backbones
+
+    release = threading.Event()
+
+    class Blocking(FakeExtractor):
+        def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            assert release.wait(wait_s(60))
+            return super().__call__(images)
+
+    backbones.register_backbone("blocking-test", lambda _size, _weights: Blocking())
+    try:
+        yield release
+    finally:
+        release.set()
+        backbones._BACKBONES.remove("blocking-test")
+
+
+def _fit(base: str, category: str, key: str | None) -> tuple[int, Any]:
+    """``POST /v1/categories/{category}/fit`` of two elpv cells with the ``blocking-test`` backbone."""
+    cells = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "train"))[:2]
+    files = [("files", path.name, path.read_bytes(), "image/png") for path in cells]
+    body, ctype = multipart({"backbone": "blocking-test"}, files)
+    status, _, answer = call("POST", f"{base}/v1/categories/{category}/fit", body=body, content_type=ctype, key=key)
+    return status, answer
+
+
+def _finished(base: str, job_id: str, key: str | None) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s(120)
+    while True:
+        job = call("GET", f"{base}/v1/jobs/{job_id}", key=key)[2]
+        if job["state"] in ("succeeded", "failed"):
+            return dict(job)
+        assert time.monotonic() < deadline, f"the fit did not finish: {job}"
+        time.sleep(0.05)
+
+
+def test_a_revoked_key_loses_its_live_feeds(models: Path, tmp_path: Path) -> None:
+    """A feed is checked once when it opens, and again as it streams: revoking the key ends it."""
+    state = tmp_path / "state"
+    keys = _keys(state)
+    with blocking_backbone() as release, LiveServer(_app(models, state)) as live:
+        history = Feed(live.base, key=keys["viewer"])
+        assert history.response.status == 200 and history.frame()[":"] == "feed open"
+        status, started = _fit(live.base, "drawer", keys["engineer"])
+        assert status == 202, started
+        job = Feed(live.base, key=keys["viewer"], path=f"/v1/jobs/{started['job']['id']}/events")
+        assert job.response.status == 200 and job.event()["event"] == "state"
+        assert call("DELETE", f"{live.base}/v1/keys/vic", key=keys["admin"])[0] == 200
+        cell = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "test"))[0].read_bytes()
+        assert inspect_request(live.base, cell, key=keys["operator"])[0] == 200
+        for feed, what in ((history, "feed"), (job, "stream")):
+            feed.connection.sock.settimeout(wait_s(15))  # type: ignore[union-attr]
+            rest = feed.response.read().decode()  # the stream ends: no event after the revocation
+            assert "event: inspection" not in rest, rest
+            assert rest.endswith(f": access ended: the key was revoked or its role no longer allows this {what}\n\n")
+            feed.close()
+        assert call("GET", f"{live.base}/v1/jobs/{started['job']['id']}", key=keys["viewer"])[0] == 401
+        release.set()
+        assert _finished(live.base, started["job"]["id"], keys["engineer"])["state"] == "succeeded"

@@ -547,11 +547,14 @@ def test_labels_correct_the_verdict_beside_it(server: ServeProcess, cells: dict[
 class Feed:
     """A live ``/v1/inspections/events`` connection read frame by frame (real HTTP, no client library)."""
 
-    def __init__(self, base: str, query: str = "", last_event_id: str | None = None) -> None:
+    def __init__(self, base: str, query: str = "", last_event_id: str | None = None, key: str | None = None,
+                 path: str = "/v1/inspections/events") -> None:  # fmt: skip
         host, port = base.removeprefix("http://").split(":")
         self.connection = http.client.HTTPConnection(host, int(port), timeout=wait_s(60))
         headers = {"Accept": "text/event-stream", **({} if last_event_id is None else {"Last-Event-ID": last_event_id})}
-        self.connection.request("GET", f"/v1/inspections/events{query}", headers=headers)
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        self.connection.request("GET", f"{path}{query}", headers=headers)
         self.response = self.connection.getresponse()
 
     def frame(self) -> dict[str, str]:

@@ -123,6 +123,26 @@ def caller(request: Request) -> Caller:
     return who
 
 
+def still_allowed(request: Request, role: Role) -> Callable[[], bool]:
+    """For an answer that outlives its request (a live feed): whether ``request``'s caller still may have it.
+
+    The route's check ran once, when the stream opened; a feed stays open for hours, so it asks this at
+    each poll and ends once the key is revoked (or the role no longer allows ``role``, or keys were added
+    since the open mode let it in). Blocking (it reads the key table): call it in a thread.
+    """
+    state = request.app.state.service
+    keys: _Keys = state.keys
+
+    def check() -> bool:
+        try:
+            who = identify(request, state.settings.api_key, keys.lookup, keys.any_ever)
+        except ApiError:
+            return False
+        return who.role >= role
+
+    return check
+
+
 def requires(role: Role, *, audited: bool = True) -> Any:
     """A route's access rule: callers below ``role`` get 403 naming who they are and what is needed.
 

@@ -399,13 +399,29 @@ class JobManager:
             job.emit("state", state="failed", error=job.error)
 
 
-async def sse_stream(job: FitJob, after: int = -1, poll_s: float = 0.1) -> AsyncIterator[bytes]:
+#: How often a job's stream asks whether its caller's key still works (seconds).
+RECHECK_S = 1.0
+#: The comment a stream ends with once its caller's key was revoked (or its role no longer reads).
+ACCESS_ENDED = b": access ended: the key was revoked or its role no longer allows this stream\n\n"
+
+
+async def sse_stream(
+    job: FitJob, after: int = -1, poll_s: float = 0.1, allowed: Callable[[], bool] | None = None
+) -> AsyncIterator[bytes]:
     """Every event of ``job`` with ``seq > after`` as ``text/event-stream`` frames, until it finishes.
 
     ``after`` is the client's ``Last-Event-ID`` (a reconnecting EventSource resumes where it stopped).
+    ``allowed`` (:func:`eagle_iad.service.access.still_allowed`) is asked every :data:`RECHECK_S`: once it
+    says no (the key was revoked), the stream ends with nothing more.
     """
     sent = max(0, after + 1)
+    checked = time.monotonic()
     while True:
+        if allowed is not None and time.monotonic() - checked >= RECHECK_S:
+            if not await asyncio.to_thread(allowed):
+                yield ACCESS_ENDED
+                return
+            checked = time.monotonic()
         events = job.events[sent:]
         for event in events:
             yield f"id: {event['seq']}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n".encode()

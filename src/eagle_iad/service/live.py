@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,8 @@ POLL_S = 1.0
 HEARTBEAT_S = 15.0
 #: Events read per look: a burst (a station's backlog) is sent in pieces, in order.
 BATCH = 100
+#: The comment a feed ends with once its caller's key was revoked (or its role no longer reads).
+ACCESS_ENDED = b": access ended: the key was revoked or its role no longer allows this feed\n\n"
 
 
 def after_from(last_event_id: str | None, state: ServiceState) -> int:
@@ -36,16 +38,23 @@ def after_from(last_event_id: str | None, state: ServiceState) -> int:
     return newest
 
 
-async def inspection_events(state: ServiceState, after: int, category: str | None) -> AsyncIterator[bytes]:
+async def inspection_events(
+    state: ServiceState, after: int, category: str | None, allowed: Callable[[], bool] | None = None
+) -> AsyncIterator[bytes]:
     """``text/event-stream`` frames: one ``inspection`` event per stored inspection after ``after``.
 
     Ends when the service stops (so a stop is not held up by open feeds); the client reconnects to the
-    next service with its ``Last-Event-ID``.
+    next service with its ``Last-Event-ID``. ``allowed`` (:func:`eagle_iad.service.access.still_allowed`)
+    is asked before each look: once it says no (the key was revoked) the feed ends, sending nothing more;
+    the client's reconnection is then refused (401).
     """
     # The opening frame carries the position too, so a client that saw no event yet resumes from here.
     yield f"retry: 2000\nid: {after}\n: feed open\n\n".encode()
     quiet_since = time.monotonic()
     while not state.stopping.is_set():
+        if allowed is not None and not await run_in_threadpool(allowed):
+            yield ACCESS_ENDED
+            return
         rows = await run_in_threadpool(state.store.since, after, category, BATCH)
         for seq, row in rows:
             data = {"seq": seq, "id": row.id, "time": row.time, "category": row.category,

@@ -29,7 +29,7 @@ from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
+from eagle_iad.service.access import ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -442,4 +442,5 @@ def job_events(job_id: str, request: Request) -> StreamingResponse:
     last = request.headers.get("last-event-id", "")
     after = int(last) if last.isascii() and last.isdigit() else -1  # "²" is a digit to isdigit(), not to int()
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(sse_stream(job, after), media_type="text/event-stream", headers=headers)
+    allowed = still_allowed(request, Role.viewer)  # asked about every second: a revoked key's stream ends
+    return StreamingResponse(sse_stream(job, after, allowed=allowed), media_type="text/event-stream", headers=headers)

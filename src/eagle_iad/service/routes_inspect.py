@@ -31,7 +31,16 @@ from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.review import review_page
 from eagle_iad.service import idempotency, schemas
-from eagle_iad.service.access import INSPECTING, OPERATOR, VIEWER, acting_name, audit_detail, caller
+from eagle_iad.service.access import (
+    INSPECTING,
+    OPERATOR,
+    VIEWER,
+    Role,
+    acting_name,
+    audit_detail,
+    caller,
+    still_allowed,
+)
 from eagle_iad.service.batching import BATCHER
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
@@ -296,9 +305,11 @@ def inspection_feed(request: Request, category: str | None = None) -> StreamingR
 
     The stream stays open until the client leaves or the service stops; resume with ``Last-Event-ID``.
     """
+    # (or until the caller's key is revoked: checked at each poll; docs/SERVICE.md)
     state = service(request)
     after = after_from(request.headers.get("last-event-id"), state)
-    feed = inspection_events(state, after, None if category is None else check_name(category))
+    allowed = still_allowed(request, Role.viewer)  # asked at each poll: a revoked key's feed ends
+    feed = inspection_events(state, after, None if category is None else check_name(category), allowed)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(feed, media_type="text/event-stream", headers=headers)
 
