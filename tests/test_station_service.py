@@ -142,6 +142,30 @@ def test_a_bad_station_is_a_400_naming_the_field_and_paths_stay_inside_the_data_
                  "stations cannot use server folders")  # fmt: skip
 
 
+def test_a_stations_credentials_and_host_paths_are_not_shown(model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A viewer reads stations: a webhook's password and query (a signature) and the data root's host path
+    are not in any answer (the list, one station, the create and pause answers, the audit log)."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    secret_url = "https://user:S3cr3tPw@hooks.example/verdicts?sig=abc"
+    body = {"name": "line-1", "category": "mono", "source": {"kind": "folder", "path": str(data / "incoming")},
+            "sinks": [{"kind": "webhook", "url": secret_url}]}  # fmt: skip
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, created = _post(live.base, "/v1/stations", body)
+        assert status == 201, created
+        answers = [created, _post(live.base, "/v1/stations/line-1/pause")[1]]
+        answers += [call("GET", f"{live.base}/v1/stations{path}")[2] for path in ("", "/line-1")]
+        for answer in answers:
+            text = json.dumps(answer)
+            assert "S3cr3tPw" not in text and "sig=abc" not in text and str(data) not in text, text
+        info = answers[-1]
+        assert info["spec"]["sinks"] == [{"kind": "webhook", "url": "https://user:***@hooks.example/verdicts?…"}]
+        assert info["spec"]["source"]["path"] == "incoming"
+        assert info["source"].startswith("folder incoming (")
+        audit = json.dumps(call("GET", f"{live.base}/v1/audit")[2])
+        assert "S3cr3tPw" not in audit and "sig=abc" not in audit and str(data) not in audit
+
+
 def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stopped_ones(
     model_dir: Path, tmp_path: Path, receiver: Receiver, postgres: Any  # noqa: F811
 ) -> None:

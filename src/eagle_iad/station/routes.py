@@ -12,10 +12,12 @@ service, and their figures in ``/metrics``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,14 +103,62 @@ def config_from_body(state: ServiceState, body: dict[str, Any]) -> Any:
     return station_from_table(options, state.settings.models_dir)
 
 
+#: A URL in a spec, a source's description or a delivery error (``https://…``, ``rtsp://…``, ``opc.tcp://…``).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a viewer may see it: its password ``***`` and its query and fragment ``…`` (a webhook's
+    ``?sig=``, a camera's ``?token=``): a viewer key must not be enough to read a line's credentials."""
+    try:
+        parts = urlsplit(url)
+        password, host, port = parts.password, parts.hostname or "", parts.port
+    except ValueError:  # not a URL after all (a port out of range): keep only its scheme and host part
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://{rest.split('@')[-1].split('/')[0].split('?')[0]}/…"
+    netloc = parts.netloc
+    if password is not None:
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{parts.username}:***@{host}" + (f":{port}" if port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc, query="…" if parts.query else "",
+                                     fragment="…" if parts.fragment else ""))  # fmt: skip
+
+
+def _shown_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    kept = url.rstrip(".,;:)")  # the punctuation of the sentence the URL ends ("HTTP 500 from <url>: ...")
+    return shown_url(kept) + url[len(kept):]
+
+
+def _public(state: ServiceState, value: Any) -> Any:
+    """``value`` (a station's answer) with every URL shown by :func:`shown_url` and every host path under the
+    data root (or the state or models folder) relative to it, as the rest of the API shows paths."""
+    if isinstance(value, dict):
+        return {key: _public(state, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_public(state, item) for item in value]
+    if not isinstance(value, str):
+        return value
+    text = _URL.sub(_shown_match, value)
+    settings = state.settings
+    roots = {str(root) for root in (settings.data_root, settings.state_dir, settings.models_dir) if root is not None}
+    for root in sorted((root for root in roots if root not in ("", "/")), key=len, reverse=True):  # longest first
+        text = re.sub(re.escape(root) + r"(/|(?![^\s'\"(),;]))", lambda m: "" if m.group(1) == "/" else ".", text)
+    return text
+
+
+def _public_info(state: ServiceState, info: dict[str, Any]) -> dict[str, Any]:
+    return {key: _public(state, value) for key, value in info.items()}
+
+
 def _info(state: ServiceState, running: Running) -> dict[str, Any]:
     db = open_read_only(state.settings.history_url)
     try:
         figures = station_status(db, running.runner.config)
     finally:
         db.close()
-    return {**figures, "state": running.state(), "created_by": "file" if running.spec is None else "api",
-            "spec": running.spec}  # fmt: skip
+    return _public_info(state, {**figures, "state": running.state(), "created_by": "file" if running.spec is None
+                                else "api", "spec": running.spec})  # fmt: skip
 
 
 def _ownership(request: Request) -> StationOwnership:
@@ -154,8 +204,8 @@ def _remote_info(state: ServiceState, name: str, spec: dict[str, Any], paused: b
         figures = station_figures(db, facts)
     finally:
         db.close()
-    return {**figures, "state": "paused" if paused else "running: on another replica", "created_by": "api",
-            "spec": spec}  # fmt: skip
+    return _public_info(state, {**figures, "state": "paused" if paused else "running: on another replica",
+                                "created_by": "api", "spec": spec})  # fmt: skip
 
 
 def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
