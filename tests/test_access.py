@@ -311,3 +311,31 @@ def test_a_revoked_key_loses_its_live_feeds(models: Path, tmp_path: Path) -> Non
         assert call("GET", f"{live.base}/v1/jobs/{started['job']['id']}", key=keys["viewer"])[0] == 401
         release.set()
         assert _finished(live.base, started["job"]["id"], keys["engineer"])["state"] == "succeeded"
+
+
+def test_a_fit_does_not_overwrite_a_change_saved_while_it_ran(models: Path, tmp_path: Path) -> None:
+    """A fit replaces the model it was submitted over, or none: a threshold change saved meanwhile (or a
+    model appearing where there was none) fails the fit with ``model_changed`` and is kept."""
+    import shutil
+
+    here = tmp_path / "models"
+    shutil.copytree(models / "mono", here / "mono")
+    with blocking_backbone() as release, LiveServer(_app(here, tmp_path / "state")) as live:
+        jobs = []
+        for category in ("mono", "fresh"):
+            status, started = _fit(live.base, category, None)
+            assert status == 202, started
+            jobs.append(started["job"]["id"])
+        change = json.dumps({"tau": 77.0, "why": "saved while the fit ran"}).encode()
+        status, _, changed = call("POST", f"{live.base}/v1/categories/mono/threshold", body=change,
+                                  content_type="application/json")  # fmt: skip
+        assert status == 200 and changed["tau"] == 77.0, changed
+        shutil.copytree(here / "mono", here / "fresh")  # a model where the fit found none (another process's)
+        fresh = json.loads((here / "fresh" / "model.json").read_text())
+        release.set()
+        for job_id in jobs:
+            job = _finished(live.base, job_id, None)
+            assert (job["state"], job["error_code"]) == ("failed", "model_changed"), job
+            assert job["error"].startswith("the model changed while fitting"), job
+        assert call("GET", f"{live.base}/v1/categories/mono")[2]["tau"] == 77.0  # the change is kept
+        assert json.loads((here / "fresh" / "model.json").read_text()) == fresh

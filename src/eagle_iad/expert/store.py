@@ -312,6 +312,20 @@ def _validate_staged(staging: Path, target: Path) -> None:
         ) from None
 
 
+class ModelChangedError(ConfigError):
+    """A save derived from one model found another in its folder (a concurrent change): nothing was written."""
+
+
+#: :func:`model_fingerprint` of a folder holding no model: a save given it as ``replacing`` expects none there.
+NO_MODEL = "none"
+
+
+def model_fingerprint(directory: str | os.PathLike[str]) -> str:
+    """What ``save(..., replacing=)`` compares: the model's :func:`_fingerprint`, or :data:`NO_MODEL` when the
+    folder holds none (so a save that expected no model is refused if one appeared meanwhile)."""
+    return _fingerprint(Path(directory)) or NO_MODEL
+
+
 def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:
     """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
 
@@ -319,7 +333,8 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
     failed write (full disk, permissions) raises it too, with the previous model left as it was.
     ``replacing``: :func:`_fingerprint` of the model this save was derived from; if the folder holds another
     one by the time the lock is held (a concurrent change), nothing is written and
-    :class:`ConfigError` says to run again, so no change is silently lost.
+    :class:`ModelChangedError` says to run again, so no change is silently lost. ``None``: no check;
+    :data:`NO_MODEL` (:func:`model_fingerprint` of an empty folder): there must still be no model.
     """
     target = check_replaceable(directory)
     parent = target.parent
@@ -330,8 +345,10 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
     with folder_lock(parent):
         clean_leftovers_of(target, _is_complete)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
-        if replacing is not None and _fingerprint(target) != replacing:
-            raise ConfigError(f"{directory}: the model changed while this change was prepared; run the command again")
+        if replacing is not None and (_fingerprint(target) or NO_MODEL) != replacing:
+            raise ModelChangedError(
+                f"{directory}: the model changed while this change was prepared; run the command again"
+            )
         try:
             staging = staging_folder(target)
         except OSError as exc:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from eagle_iad.errors import EagleError, HistoryUnavailableError
 from eagle_iad.expert import ExpertConfig, fit, save
+from eagle_iad.expert.store import ModelChangedError, model_fingerprint
 from eagle_iad.history.backend import Lease
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service.store import INTERRUPTED
@@ -73,7 +74,12 @@ class FitJob:
     state: str = "queued"  # queued -> running -> succeeded | failed
     created: str = field(default_factory=_now)
     error: str | None = None
+    #: Why it failed, for a client to act on (``model_changed``); ``None`` for other failures.
+    error_code: str | None = None
     result: dict[str, Any] | None = None
+    #: The model's :func:`~eagle_iad.expert.store.model_fingerprint` when the fit was submitted: the fitted
+    #: model replaces only that one (a threshold change, teach or rollback saved meanwhile is not lost).
+    replacing: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     progress: dict[str, Any] | None = None
     cleanup: Path | None = None
@@ -122,8 +128,10 @@ class FitJob:
         """A finished job from the database: its record, and its final state as the only event."""
         job = cls(id=str(record["id"]), category=str(record["category"]), images=[], state=str(record["state"]),
                   created=str(record["created"]), error=record.get("error"), result=record.get("result"),
+                  error_code=record.get("error_code"),
                   progress=record.get("progress"), image_count=int(record.get("images", 0)), remote=True)  # fmt: skip
         final = {"state": job.state, **({"error": job.error} if job.error else {}),
+                 **({"error_code": job.error_code} if job.error_code else {}),
                  **({"result": job.result} if job.result else {})}  # fmt: skip
         job.events.append({"event": "state", "seq": 0, "time": time.time(), **final})
         return job
@@ -155,7 +163,7 @@ class FitJob:
             shutil.rmtree(self.cleanup, ignore_errors=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "id": self.id,
             "category": self.category,
             "state": self.state,
@@ -165,7 +173,14 @@ class FitJob:
             "error": self.error,
             "result": self.result,
         }
+        if self.error_code is not None:
+            record["error_code"] = self.error_code
+        return record
 
+
+#: A fit that found another model in its folder than the one there when it was submitted.
+MODEL_CHANGED = ("the model changed while fitting (a threshold change, teach or rollback was saved meanwhile); this "
+                 "fit was not saved, so that change is kept: fit again to replace the model")  # fmt: skip
 
 #: A fit whose locks the database dropped (a restart, a failover) before it saved: another replica may be
 #: fitting the category now, so this one must not replace the model.
@@ -331,8 +346,15 @@ class JobManager:
                     raise ApiError(409, f"a fit of {category!r} is already queued or running (on this service or "
                                    "a replica sharing its history); wait for it to end, then fit again",
                                    code="fit_in_progress")  # fmt: skip
+            try:
+                replacing = model_fingerprint(self.models_dir / category)  # what the fitted model may replace
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                raise
             job = FitJob(id=job_id, category=category, images=images, cleanup=cleanup, redact=redact,
-                         records=self._records, stopping=self._stopping, lease=lease)  # fmt: skip
+                         records=self._records, stopping=self._stopping, lease=lease,
+                         replacing=replacing)  # fmt: skip
             try:
                 job.emit("state", state="queued")
             except BaseException:  # its record could not be stored: no job, so no lock either
@@ -362,7 +384,7 @@ class JobManager:
                     raise JobInterrupted  # fitted, but the service is stopping: the previous model stays
                 self._saving.add(job.id)
             try:
-                save(expert.model, self.models_dir / job.category)
+                save(expert.model, self.models_dir / job.category, replacing=job.replacing)
             finally:
                 with self._stop_lock:
                     self._saving.discard(job.id)
@@ -379,6 +401,8 @@ class JobManager:
                 if not job.finished:  # else shutdown() recorded it when the grace period ran out
                     self.interrupted += 1
                     job.interrupt()
+        except ModelChangedError:
+            self._fail(job, MODEL_CHANGED, code="model_changed")
         except HistoryUnavailableError:
             self._fail(job, "the history database was unreachable during the fit; start the fit again")
         except EagleError as exc:
@@ -390,13 +414,14 @@ class JobManager:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
 
 
-    def _fail(self, job: FitJob, error: str) -> None:
+    def _fail(self, job: FitJob, error: str, code: str | None = None) -> None:
         with self._stop_lock:
             if job.finished:
                 return  # shutdown() already recorded it interrupted (and removed its uploads): keep that
             job.error = error
+            job.error_code = code
             job.state = "failed"
-            job.emit("state", state="failed", error=job.error)
+            job.emit("state", state="failed", error=job.error, **({"error_code": code} if code else {}))
 
 
 #: How often a job's stream asks whether its caller's key still works (seconds).
