@@ -339,3 +339,28 @@ def test_a_fit_does_not_overwrite_a_change_saved_while_it_ran(models: Path, tmp_
             assert job["error"].startswith("the model changed while fitting"), job
         assert call("GET", f"{live.base}/v1/categories/mono")[2]["tau"] == 77.0  # the change is kept
         assert json.loads((here / "fresh" / "model.json").read_text()) == fresh
+
+
+def _add_key(base: str, name: str, role: str, key: str | None = None) -> tuple[int, Any]:
+    body = json.dumps({"name": name, "role": role}).encode()
+    status, _, answer = call("POST", f"{base}/v1/keys", body=body, content_type="application/json", key=key)
+    return status, answer
+
+
+def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) -> None:
+    """An open service's first key must be an admin: from then on every call needs a key, and without an
+    admin nobody could add or revoke keys through the API again (as ``last_admin`` keeps for revoking)."""
+    with LiveServer(_app(models, tmp_path / "state")) as live:
+        status, refused = _add_key(live.base, "anna", "operator")
+        assert (status, refused["error"]["code"]) == (409, "first_key_not_admin"), refused
+        assert refused["error"]["message"].startswith("the first key must be an admin")
+        assert call("GET", f"{live.base}/v1/me")[2]["open"] is True  # still open: nothing was added
+        status, ada = _add_key(live.base, "ada", "admin")
+        assert status == 201, ada
+        status, anna = _add_key(live.base, "anna", "operator", key=ada["key"])  # no longer the first: any role
+        assert status == 201 and anna["role"] == "operator", anna
+        assert call("GET", f"{live.base}/v1/me")[0] == 401
+    # With EAGLE_API_KEY the service is not open: an admin exists, so a first named key may be anything.
+    with LiveServer(_app(models, tmp_path / "env", api_key="s3cret")) as live:
+        assert _add_key(live.base, "line-2", "viewer", key="s3cret")[0] == 201
+

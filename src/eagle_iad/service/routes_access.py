@@ -94,7 +94,13 @@ def list_keys(request: Request) -> dict[str, Any]:
 @router.post("/keys", dependencies=ADMIN, status_code=201, response_model=CreatedKey)
 def add_key(body: NewKey, request: Request) -> dict[str, Any]:
     """A new named key with a role; the answer holds the key, which is not stored and cannot be shown again."""
+    # In the open mode (no keys yet, no EAGLE_API_KEY) the first key must be an admin (409 first_key_not_admin):
+    # from the first key on every call needs one, and nobody could then add or revoke keys through the API
+    # (what the rule last_admin keeps for revoking).
     table = service(request).keys
+    if caller(request).open and body.role != Role.admin.name:
+        raise ApiError(409, f"the first key must be an admin: once it exists every call needs a key, and a "
+                       f"{body.role} could not add or revoke keys; add an admin key first", code="first_key_not_admin")
     try:
         key = table.add(body.name, parse_role(body.role))
     except ConfigError as exc:
