@@ -364,3 +364,18 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
     with LiveServer(_app(models, tmp_path / "env", api_key="s3cret")) as live:
         assert _add_key(live.base, "line-2", "viewer", key="s3cret")[0] == 201
 
+
+
+def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``local``, ``EAGLE_API_KEY`` and ``api`` (what an open-mode change that names no one records) are no
+    key's name, whatever their case, through the API and through ``eagle keys add``."""
+    from eagle_iad.cli import main
+
+    state = tmp_path / "state"
+    with LiveServer(_app(models, state)) as live:
+        for name in ("LOCAL", "Local", "eagle_api_key", "api", "API"):
+            status, refused = _add_key(live.base, name, "admin")
+            assert status == 400 and f"key name {name!r} is reserved" in refused["error"]["message"], refused
+            assert main(["keys", "add", name, "--role", "admin", "--state-dir", str(state)]) != 0
+            assert f"key name {name!r} is reserved" in capsys.readouterr().err
+        assert _add_key(live.base, "ada", "admin")[0] == 201

@@ -55,6 +55,8 @@ ROLE_HELP = {
 LOCAL = "local"
 #: The name the single key of ``EAGLE_API_KEY`` goes by.
 ENV_KEY_NAME = "EAGLE_API_KEY"
+#: The name an open-mode change records when the request names no one (a threshold, teach or rollback).
+API_NAME = "api"
 #: A key's prefix: tells an EAGLE key apart in a config file or a leaked log.
 KEY_PREFIX = "eagle_"
 

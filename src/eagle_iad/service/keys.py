@@ -15,7 +15,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.naming import CATEGORY_NAME, printable
-from eagle_iad.service.access import ENV_KEY_NAME, LOCAL, Role, digest, new_key
+from eagle_iad.service.access import API_NAME, ENV_KEY_NAME, LOCAL, Role, digest, new_key
 from eagle_iad.service.store import InspectionStore
 
 #: A key's name: what labels, thresholds and the audit log show (``anna.k``, ``line-2-camera``).
@@ -35,14 +35,17 @@ class KeyInfo:
         return {"name": self.name, "role": self.role, "created": self.created, "revoked": self.revoked}
 
 
-#: Names the service gives callers itself: a key named so would pass for the open mode or the environment's key.
-RESERVED = (LOCAL, ENV_KEY_NAME)
+#: Names the service gives callers itself: a key named so would pass for the open mode, the environment's key
+#: or an open-mode change that named no one. Compared ignoring case (``LOCAL`` reads as ``local`` in a log).
+RESERVED = (LOCAL, ENV_KEY_NAME, API_NAME)
 
 
 def check_key_name(name: str) -> str:
+    """``name`` if a key may have it (``eagle keys add`` and ``POST /v1/keys`` both check here), else
+    :class:`ConfigError`."""
     if not CATEGORY_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(f"invalid key name {printable(name)[:80]!r}: use {NAME_RULE}")
-    if name in RESERVED:
+    if name.casefold() in {reserved.casefold() for reserved in RESERVED}:
         raise ConfigError(f"key name {name!r} is reserved (the service's own name for a caller); choose another name")
     return name
 

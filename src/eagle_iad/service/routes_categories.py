@@ -29,7 +29,7 @@ from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
+from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
@@ -186,7 +186,7 @@ def labelled_errors(records: list[Any]) -> Callable[[float], dict[str, int]]:
 
 def _changed_by(request: Request, claimed: str | None) -> str:
     """Who the model's history records (service/access.py's acting_name; "api" when the open mode names none)."""
-    return acting_name(request, claimed, "api")
+    return acting_name(request, claimed, API_NAME)
 
 
 def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:

@@ -18,7 +18,7 @@ from eagle_iad.expert.store import MANIFEST
 from eagle_iad.expert.teach import TeachImage, teach
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, acting_name, audit_detail
+from eagle_iad.service.access import API_NAME, ENGINEER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.routes_categories import change_refused, describe, folder_images
 from eagle_iad.service.security import check_name
@@ -44,7 +44,7 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
         if not images:
             raise ConfigError("give the inspections to teach, or a folder of normal images")
         digests, labelled = history_guard(state.store, files_dir, name)
-        result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, "api"),
+        result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, API_NAME),
                        force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
     except (ConfigError, ImageError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "not_taught", files_dir) from None

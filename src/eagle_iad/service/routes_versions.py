@@ -16,7 +16,7 @@ from eagle_iad.expert.store import is_model_folder, recover_model, rollback
 from eagle_iad.expert.versions import disk_use, read_versions
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, VIEWER, acting_name, audit_detail
+from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.routes_categories import change_refused, describe
 from eagle_iad.service.security import check_name
@@ -54,7 +54,7 @@ def rollback_category(name: str, change: schemas.RollbackRequest, request: Reque
     if not change.why.strip():
         raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
     try:
-        rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, "api"))
+        rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, API_NAME))
     except (ConfigError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "invalid_rollback") from None
     state.experts.drop(name)
