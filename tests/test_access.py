@@ -379,3 +379,21 @@ def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: py
             assert main(["keys", "add", name, "--role", "admin", "--state-dir", str(state)]) != 0
             assert f"key name {name!r} is reserved" in capsys.readouterr().err
         assert _add_key(live.base, "ada", "admin")[0] == 201
+
+
+def test_a_fit_records_who_started_it(models: Path, tmp_path: Path) -> None:
+    """A fit through the API names its caller: in the model (its first version's ``by``) and its audit row."""
+    state = tmp_path / "state"
+    keys = _keys(state)
+    with blocking_backbone() as release, LiveServer(_app(tmp_path / "models", state)) as live:
+        release.set()
+        status, started = _fit(live.base, "drawer", keys["engineer"])
+        assert status == 202, started
+        assert _finished(live.base, started["job"]["id"], keys["viewer"])["state"] == "succeeded"
+        status, _, listed = call("GET", f"{live.base}/v1/categories/drawer/versions", key=keys["viewer"])
+        assert status == 200 and [(v["action"], v["by"]) for v in listed["versions"]] == [("fit", "eve")], listed
+        rows = call("GET", f"{live.base}/v1/audit", key=keys["admin"])[2]["items"]
+        assert [(r["actor"], r["route"], r["detail"]) for r in rows] == [
+            ("eve", "/v1/categories/{name}/fit", f"fit drawer: 2 images (uploaded), job {started['job']['id']}")
+        ]
+    assert json.loads((tmp_path / "models" / "drawer" / "model.json").read_text())["fitted_by"] == "eve"

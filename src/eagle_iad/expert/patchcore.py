@@ -85,6 +85,9 @@ class ExpertModel:
     #: what lets a teach rescore the old images exactly. ``None``: saved before schema 9 (a teach then
     #: keeps the old images' scores, an upper bound).
     tails: Tails | None = None
+    #: Who fitted it (the service: the API key's name); ``None``: not recorded (``eagle fit``, older models).
+    #: What its first version's ``by`` shows (expert/versions.py).
+    fitted_by: str | None = None
 
 
 @dataclass

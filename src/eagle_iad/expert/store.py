@@ -99,6 +99,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "package_version": __version__,
         "created": model.created,
+        **({} if model.fitted_by is None else {"fitted_by": model.fitted_by}),  # absent: not recorded
         "category": model.category,
         "config": model.config.to_dict(),
         "backbone": {"name": model.backbone.name, "sha256": model.backbone.sha256},
@@ -518,6 +519,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         map_maxima=map_maxima,
         coreset_radius=coreset_radius,
         tails=tails,
+        fitted_by=None if data.get("fitted_by") is None else str(data["fitted_by"]),
     )
 
 

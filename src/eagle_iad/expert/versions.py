@@ -103,7 +103,7 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
     """What made a version: its newest history entry, or the fit when it has none."""
     history = manifest.get("history") or []
     if not history:
-        return {"action": "fit", "at": manifest.get("created"), "by": None, "why": None}
+        return {"action": "fit", "at": manifest.get("created"), "by": manifest.get("fitted_by"), "why": None}
     entry = history[-1]
     action = str(entry.get("action", "set"))
     described = {"action": "threshold" if action in ("set", "restore") else action, "at": entry.get("at"),

@@ -12,6 +12,7 @@ fitted model itself is saved atomically, so it is either there or not).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -80,6 +81,8 @@ class FitJob:
     #: The model's :func:`~eagle_iad.expert.store.model_fingerprint` when the fit was submitted: the fitted
     #: model replaces only that one (a threshold change, teach or rollback saved meanwhile is not lost).
     replacing: str | None = None
+    #: Who started it (the API key's name): the fitted model records it (``fitted_by``).
+    by: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     progress: dict[str, Any] | None = None
     cleanup: Path | None = None
@@ -332,6 +335,7 @@ class JobManager:
         config: ExpertConfig,
         cleanup: Path | None = None,
         redact: tuple[str, ...] = (),
+        by: str | None = None,
     ) -> FitJob:
         with self._stop_lock:
             if self._stopping.is_set():
@@ -354,7 +358,7 @@ class JobManager:
                 raise
             job = FitJob(id=job_id, category=category, images=images, cleanup=cleanup, redact=redact,
                          records=self._records, stopping=self._stopping, lease=lease,
-                         replacing=replacing)  # fmt: skip
+                         replacing=replacing, by=by)  # fmt: skip
             try:
                 job.emit("state", state="queued")
             except BaseException:  # its record could not be stored: no job, so no lock either
@@ -377,6 +381,7 @@ class JobManager:
         try:
             job.emit("state", state="running")
             expert = fit(job.images, job.category, config, progress=job.report)
+            model = dataclasses.replace(expert.model, fitted_by=job.by)
             if job.lease is not None and not job.lease.held():  # the database dropped its locks meanwhile
                 raise EagleError(LOST_LOCK)
             with self._stop_lock:
@@ -384,16 +389,16 @@ class JobManager:
                     raise JobInterrupted  # fitted, but the service is stopping: the previous model stays
                 self._saving.add(job.id)
             try:
-                save(expert.model, self.models_dir / job.category, replacing=job.replacing)
+                save(model, self.models_dir / job.category, replacing=job.replacing)
             finally:
                 with self._stop_lock:
                     self._saving.discard(job.id)
             self._on_saved(job.category)
-            thresholds = expert.model.thresholds
+            thresholds = model.thresholds
             with self._stop_lock:
                 job.result = {"category": job.category, "tau": thresholds.tau, "s_max": thresholds.s_max,
                               "rule": thresholds.rule, "train_images": len(job.images),
-                              "warnings": expert.model.warnings}  # fmt: skip
+                              "warnings": model.warnings}  # fmt: skip
                 job.state = "succeeded"
                 job.emit("state", state="succeeded", result=job.result)
         except JobInterrupted:

@@ -28,6 +28,7 @@ from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.naming import printable
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
 from eagle_iad.service.context import ServiceState, require_key, service
@@ -397,13 +398,15 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     redact = tuple(sorted((str(path) for path in folders if path), key=len, reverse=True))  # longest first
     try:
         _admit_fit(state)  # again, with no await before the submit: concurrent requests cannot overshoot
-        job = state.jobs.submit(name, images, config, cleanup, redact)
+        job = state.jobs.submit(name, images, config, cleanup, redact, by=acting_name(request, None, API_NAME))
     except BaseException as exc:  # the job's record could not be stored: no job, so no uploads either
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
         if is_disk_full(exc):
             raise disk_full_error() from None
         raise
+    source = f"folder {printable(str(folder))[:200]}" if folder is not None else "uploaded"
+    audit_detail(request, f"fit {name}: {len(images)} images ({source}), job {job.id}")
     return {"job": job.to_dict(), "links": {"self": f"/v1/jobs/{job.id}", "events": f"/v1/jobs/{job.id}/events"}}
 
 
