@@ -1009,7 +1009,8 @@ def test_row_file_gives_back_exactly_the_appended_rows(tmp_path: Path) -> None:
     assert type(stored.take(picks)) is np.ndarray  # a copy, not a view into a map
     # Unordered and repeated picks spread over several read chunks come back in the order asked.
     scattered = np.array([36, 3, 17, 3, 0, 29, 8])
-    assert np.array_equal(stored.take(scattered, chunk_rows=5), rows[scattered])
+    assert np.array_equal(stored.take(scattered, chunk_rows=5), rows[scattered])  # whole ranges read
+    assert np.array_equal(stored.take(scattered), rows[scattered])  # a few rows of a range: read row by row
     assert stored.take(np.array([], dtype=np.int64)).shape == (0, 6)
     with pytest.raises(IndexError, match=r"^row index out of range for 37 rows$"):
         stored.take(np.array([37]))

@@ -117,12 +117,14 @@ def test_the_kept_patches_are_each_images_highest_scoring_and_the_floor_the_next
     # image 2: all of its patches, 8 (8), 6 (9).
     assert tails.rows[:, 0].tolist() == [2, 3, 7, 6, 8, 9]
     assert tails.image_ids.tolist() == [0, 0, 1, 1, 2, 2]
+    assert tails.distances.tolist() == [7, 7, 4, 2, 8, 6]
     assert tails.floors.tolist() == [5.0, 0.0, 0.0]
 
 
 def test_old_images_are_rescored_exactly_from_their_kept_patches_or_bounded_above() -> None:
     """rescore against the brute-force score of every patch after rows are added: equal where it says
-    exact; where the kept patches all fell below the floor, the floor, which is at least the true score."""
+    exact; where the kept patches all fell below the floor, the floor, which is at least the true score;
+    the kept distances lowered to the added rows are each patch's distance to the grown bank."""
     from eagle_iad.expert.leave_own_out import leave_own_out
     from eagle_iad.expert.search import make_search
     from eagle_iad.expert.tails import rescore, select_tails
@@ -141,16 +143,20 @@ def test_old_images_are_rescored_exactly_from_their_kept_patches_or_bounded_abov
     near = patches[torch.from_numpy(order[:40].copy())] + 0.01
     added = make_search("pruned")
     added.fit(near.contiguous())
-    rescored = rescore(tails, search, added, 10)
+    rescored = rescore(tails, added, 10)
     grown = make_search("pruned")
     others = torch.full((40,), 99, dtype=torch.int32)  # the added rows are no old image's own
     grown.fit(torch.cat([patches[selected], near]), torch.cat([ids[selected], others]))
-    truth = leave_own_out(patches, ids, selected, grown, 10).image_scores
+    whole = leave_own_out(patches, ids, selected, grown, 10)
+    truth = whole.image_scores
     assert 0 < int(rescored.exact.sum()) < 10  # both cases are exercised
     np.testing.assert_allclose(rescored.scores[rescored.exact], truth[rescored.exact], rtol=1e-6)
     assert bool(np.all(rescored.scores[~rescored.exact] >= truth[~rescored.exact] - 1e-5))
     np.testing.assert_array_equal(rescored.scores[~rescored.exact], tails.floors[~rescored.exact])
     assert bool(np.all(rescored.scores <= before.image_scores + 1e-5))  # adding rows never raises a score
+    mine = [np.flatnonzero(((ids == i) & ~selected).numpy()) for i in range(10)]
+    kept = np.concatenate([m[np.argsort(-before.patch_scores[m], kind="stable")[:3]] for m in mine])
+    np.testing.assert_allclose(rescored.tails.distances, whole.patch_scores[kept], rtol=1e-6)
 
 
 @pytest.mark.parametrize("radius", [2.0, 4.5])
@@ -225,6 +231,7 @@ def cells() -> dict[str, list[Path]]:
     return {
         "base": train[:10],
         "extra": train[10:13],
+        "more": train[13:15],
         "cracked": [s.path for s in test if s.label == 1][:40],
     }
 
@@ -305,6 +312,22 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     assert old.tails is not None and new.tails is not None
     assert torch.equal(new.tails.rows[: old.tails.rows.shape[0]], old.tails.rows)
     assert np.bincount(new.tails.image_ids.numpy(), minlength=n_old + n_new).tolist() == [8] * (n_old + n_new)
+    # A second teach rescores all thirteen from their kept patches (the first teach's new ones included, with
+    # their ids shifted and their own rows left out): a brute force over every patch of the grown bank again.
+    second = teach(model_dir, [TeachImage(p.name, p) for p in cells["more"]], why="second batch", by="ana")
+    grown = load(model_dir)
+    n_all = n_old + n_new
+    assert second.entry["rescored"] == {"exact": n_all, "bounded": 0}
+    every = torch.cat([old_features, features])
+    all_distances = torch.cdist(every.double(), grown.bank.double())
+    all_own = grown.patch_image_ids[: n_all * per_image].long()[:, None] == grown.bank_image_ids.long()[None, :]
+    all_distances[all_own] = float("inf")
+    all_nearest = all_distances.min(dim=1).values.reshape(n_all, per_image)
+    all_unselected = ~grown.selected[: n_all * per_image].reshape(n_all, per_image)
+    exact_all = [float(all_nearest[i][all_unselected[i]].max()) for i in range(n_all)]
+    np.testing.assert_allclose(grown.train_scores[:n_all], exact_all, rtol=1e-5)
+    model_dir = _copy(fitted, tmp_path / "again")  # what follows starts from the first teach's state
+    teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana")
     # tau and s_max by the rule on all scores; the map threshold by the rule on all map maxima.
     assert new.thresholds == compute_thresholds(new.train_scores, old.thresholds.rule, **old.thresholds.params)
     assert new.map_maxima is not None and old.map_maxima is not None and new.map_maxima.shape == (n_old + n_new,)

@@ -8,6 +8,7 @@ Euclidean nearest-neighbour search can compare.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -125,6 +126,10 @@ def _adaptive_average(inputs: int, outputs: int) -> np.ndarray:
     return matrix
 
 
+#: A range of a row file from which at most 1/SPARSE_SHARE of the rows are wanted is read row by row.
+SPARSE_SHARE = 64
+
+
 class RowFile:
     """A float32 row matrix in a raw scratch file, written in appended batches and read back in row ranges.
 
@@ -181,10 +186,19 @@ class RowFile:
         picked = np.empty((wanted.size, self.dim), dtype=np.float32)
         order = np.argsort(wanted, kind="stable")
         ordered = wanted[order]
-        for start in range(0, self.rows, chunk_rows):
-            lo, hi = np.searchsorted(ordered, [start, start + chunk_rows])
-            if lo == hi:
-                continue
-            block = self[start : min(self.rows, start + chunk_rows)]
-            picked[order[lo:hi]] = block[ordered[lo:hi] - start]
+        row_bytes = self.dim * 4
+        with self.path.open("rb") as handle:
+            for start in range(0, self.rows, chunk_rows):
+                lo, hi = np.searchsorted(ordered, [start, start + chunk_rows])
+                if lo == hi:
+                    continue
+                if hi - lo <= chunk_rows // SPARSE_SHARE:
+                    # A few rows of the range (a fit's kept patches: 8 an image): read those rows alone,
+                    # not the whole range, or gathering them would read the whole file once more.
+                    for at in range(lo, hi):
+                        data = os.pread(handle.fileno(), row_bytes, int(ordered[at]) * row_bytes)
+                        picked[order[at]] = np.frombuffer(data, dtype=np.float32)
+                    continue
+                block = self[start : min(self.rows, start + chunk_rows)]
+                picked[order[lo:hi]] = block[ordered[lo:hi] - start]
         return picked

@@ -36,8 +36,9 @@ FORMAT = "eagle-iad/expert"
 #: Schema 8 adds the config setting ``exposure``; a model of schema 7 or older reads as ``exposure`` none (its
 #: pixels as they are), so it inspects exactly as when it was saved.
 #: Schema 9 adds each training image's highest-scoring patches (tensors ``tail_rows``, ``tail_image_ids``,
-#: ``tail_floors``, described by ``training.tails``), from which a teach rescores the old images exactly
-#: (expert/tails.py); an older model loads without them and a teach keeps its old images' scores.
+#: ``tail_distances``, ``tail_floors``, described by ``training.tails``), from which a teach rescores the
+#: old images exactly (expert/tails.py); an older model loads without them and a teach keeps its old
+#: images' scores.
 SCHEMA_VERSION = 9
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre

@@ -263,6 +263,7 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
     if model.tails is not None:
         tensors["tail_rows"] = model.tails.rows.float().contiguous()
         tensors["tail_image_ids"] = model.tails.image_ids.to(torch.int32).contiguous()
+        tensors["tail_distances"] = torch.from_numpy(np.ascontiguousarray(model.tails.distances, dtype=np.float32))
         tensors["tail_floors"] = torch.from_numpy(np.ascontiguousarray(model.tails.floors, dtype=np.float64))
     if model.references is not None:
         data, offsets = pack_references(model.references)
@@ -449,7 +450,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         raw_radius = training.get("coreset_radius")
         coreset_radius = None if raw_radius is None else float(raw_radius)
         raw_tails = training.get("tails")  # schema 9
-        tails_per_image = None if raw_tails is None else int(dict(raw_tails)["per_image"])
+        tails = None if raw_tails is None else {key: int(raw_tails[key]) for key in ("per_image", "rows")}
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -491,7 +492,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
     references = _references(tensors, training.get("references"), n_images, problems)
-    tails = _tails(tensors, tails_per_image, n_images, config.target_dim, problems)
+    kept = _tails(tensors, tails, n_images, config.target_dim, problems)
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
     _check_statistics(thresholds, train_scores, history, where)
@@ -518,44 +519,51 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         coverage=coverage,
         map_maxima=map_maxima,
         coreset_radius=coreset_radius,
-        tails=tails,
+        tails=kept,
         fitted_by=None if data.get("fitted_by") is None else str(data["fitted_by"]),
     )
 
 
 def _tails(
-    tensors: dict[str, torch.Tensor], per_image: int | None, n_images: int, dim: int, problems: list[str]
+    tensors: dict[str, torch.Tensor], described: dict[str, int] | None, n_images: int, dim: int, problems: list[str]
 ) -> Tails | None:
     """The kept highest-scoring patches (schema 9), checked against the manifest; ``None`` when the model has
     none. Why so strict: a teach takes the old images' scores from them, so a wrong row would move tau."""
-    names = ("tail_rows", "tail_image_ids", "tail_floors")
+    names = ("tail_rows", "tail_image_ids", "tail_distances", "tail_floors")
     present = [name for name in names if name in tensors]
-    if per_image is None and not present:
+    if described is None and not present:
         return None
-    if per_image is None or len(present) != len(names) or per_image < 1:
-        problems.append("training.tails and the tensors tail_rows, tail_image_ids, tail_floors must come together")
+    per_image = 0 if described is None else described["per_image"]
+    if described is None or len(present) != len(names) or per_image < 1:
+        problems.append("training.tails and the tensors " + ", ".join(names) + " must come together")
         return None
-    rows, ids, floors = (tensors[name] for name in names)
-    counts = torch.bincount(ids.long().clamp(min=0), minlength=n_images) if ids.ndim == 1 else None
+    rows, ids, distances, floors = (tensors[name] for name in names)
+    shaped = (
+        rows.ndim == 2
+        and rows.shape == (described["rows"], dim)
+        and ids.shape == (rows.shape[0],)
+        and distances.shape == (rows.shape[0],)
+        and floors.shape == (n_images,)
+    )
+    counts = torch.bincount(ids.long().clamp(0, max(n_images - 1, 0)), minlength=n_images) if shaped else None
     if (
-        rows.ndim != 2
-        or rows.shape[1] != dim
-        or ids.shape != (rows.shape[0],)
-        or floors.shape != (n_images,)
-        or counts is None
-        or counts.shape[0] != n_images
+        counts is None
         or bool((ids < 0).any())
+        or bool((ids >= n_images).any())
         or bool((ids[1:] < ids[:-1]).any())
         or bool((counts < 1).any())
         or bool((counts > per_image).any())
+        or bool((floors[counts < per_image] != 0).any())  # an image with every scored patch kept has no rest
         or not bool(torch.isfinite(rows).all())
+        or not bool(torch.isfinite(distances).all())
+        or bool((distances < 0).any())
         or not bool(torch.isfinite(floors).all())
         or bool((floors < 0).any())
     ):
         problems.append(f"the kept patches (tail_*) do not match the {n_images} training images")
         return None
-    return Tails(rows=rows.float().contiguous(), image_ids=ids.to(torch.int32), floors=floors.double().numpy(),
-                 per_image=per_image)  # fmt: skip
+    return Tails(rows=rows.float().contiguous(), image_ids=ids.to(torch.int32), distances=distances.float().numpy(),
+                 floors=floors.double().numpy(), per_image=per_image)  # fmt: skip
 
 
 def _references(

@@ -4,11 +4,13 @@ Why: a training image's leave-own-out score is its largest patch distance to the
 rows, and a teach only adds rows, so it can only lower that score, and only where an added row comes
 nearer than the bank did. A model keeps no old features, so before schema 9 a teach kept the old
 scores as they were: an upper bound, which held tau up (on tire at 50 images taught, 79.40 against
-78.31 exact). Keeping the ``k`` highest-scoring patches of each image (``rows``) and the largest
-score of the others (``floors``) is enough to recompute it: after any number of added rows, the
-image's score is ``max(largest tail distance now, the rest)`` and the rest is at most the floor.
-When the tail's largest distance is still at or above the floor, that is the exact score; else
-the floor is an upper bound, never below the exact one (docs/METHOD.md, "Teaching normal images").
+78.31 exact). Keeping the ``k`` highest-scoring patches of each image (``rows``), their distance to
+the bank without their image's rows (``distances``) and the largest score of the others (``floors``)
+is enough to recompute it: a teach lowers each kept distance to the added rows where they are nearer
+(a search of the few added rows, not of the bank), and the image's score is ``max(largest kept
+distance, the rest)``, the rest being at most the floor. When the largest kept distance is still at
+or above the floor, that is the exact score; else the floor is an upper bound, never below the exact
+one (docs/METHOD.md, "Teaching normal images").
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ TAIL_PATCHES = 8
 @dataclass(frozen=True)
 class Tails:
     """The kept patches: ``rows`` (``M x D`` features, image after image), ``image_ids`` (``M``, each
-    row's training image) and ``floors`` (one per image: the largest leave-own-out distance among its
-    scored patches that are not kept, 0 when all are), with ``per_image`` the most kept of one image."""
+    row's training image), ``distances`` (``M``, each row's distance to the bank without its image's
+    rows, as the model's bank stands) and ``floors`` (one per image: the largest leave-own-out distance
+    among its scored patches that are not kept, 0 when all are), with ``per_image`` the most kept of one
+    image."""
 
     rows: torch.Tensor
     image_ids: torch.Tensor
+    distances: np.ndarray
     floors: np.ndarray
     per_image: int
 
@@ -44,6 +49,7 @@ class Tails:
         return Tails(
             rows=torch.cat([self.rows, other.rows]).contiguous(),
             image_ids=torch.cat([self.image_ids, other.image_ids]).contiguous(),
+            distances=np.concatenate([self.distances, other.distances]),
             floors=np.concatenate([self.floors, other.floors]),
             per_image=self.per_image,
         )
@@ -57,8 +63,9 @@ def select_tails(
     take: Callable[[np.ndarray], np.ndarray | torch.Tensor],
     per_image: int = TAIL_PATCHES,
 ) -> Tails:
-    """Each image's ``per_image`` highest-scoring scored patches (``take(indices)`` gives their features)
-    and the largest score of the rest. Ties are broken by patch order, so the choice is reproducible."""
+    """Each image's ``per_image`` highest-scoring scored patches (``take(indices)`` gives their features,
+    ``patch_scores`` their distances) and the largest score of the rest. Ties are broken by patch order,
+    so the choice is reproducible."""
     ids = patch_image_ids.numpy().astype(np.int64)
     use = scored_mask(patch_image_ids, selected, n_images).numpy()
     candidates = np.flatnonzero(use)
@@ -80,6 +87,7 @@ def select_tails(
     return Tails(
         rows=rows_t.float().contiguous(),
         image_ids=torch.from_numpy(ids[chosen].astype(np.int32)),
+        distances=patch_scores[chosen].astype(np.float32),
         floors=floors,
         per_image=per_image,
     )
@@ -87,28 +95,27 @@ def select_tails(
 
 @dataclass(frozen=True)
 class Rescored:
-    """Old images' scores after rows were added: ``scores`` and which of them are ``exact`` (else bounds)."""
+    """Old images' scores after rows were added: ``scores``, which of them are ``exact`` (else bounds), and
+    the ``tails`` with their distances lowered to the added rows."""
 
     scores: np.ndarray
     exact: np.ndarray
+    tails: Tails
 
 
 @torch.no_grad()
-def rescore(
-    tails: Tails, old_search: NearestNeighbourSearch, added: NearestNeighbourSearch | None, n_images: int
-) -> Rescored:
-    """Each image's leave-own-out score against the old bank plus the added rows.
+def rescore(tails: Tails, added: NearestNeighbourSearch | None, n_images: int) -> Rescored:
+    """Each image's leave-own-out score once the rows ``added`` searches are in the bank.
 
-    ``old_search`` is fitted on the old bank with its image ids (an image's own rows are left out);
-    ``added`` on the rows added, none of which are an old image's own (``None``: none added).
+    None of the added rows is an old image's own, so a kept patch's distance to the grown bank minus its
+    image's rows is the smaller of its kept distance and its distance to the added rows (``None``: none).
     """
-    if tails.rows.shape[0] == 0:
-        return Rescored(scores=tails.floors.copy(), exact=np.zeros(n_images, dtype=bool))
-    dist, _ = old_search.search(tails.rows, exclude_groups=tails.image_ids.long())
-    if added is not None:
+    distances = tails.distances.astype(np.float32)
+    if added is not None and tails.rows.shape[0]:
         nearer, _ = added.search(tails.rows)
-        dist = torch.minimum(dist.float(), nearer.float())
+        distances = np.minimum(distances, nearer.float().numpy())
     largest = np.full(n_images, -np.inf)
-    np.maximum.at(largest, tails.image_ids.numpy().astype(np.int64), dist.double().numpy())
+    np.maximum.at(largest, tails.image_ids.numpy().astype(np.int64), distances.astype(np.float64))
     exact = largest >= tails.floors
-    return Rescored(scores=np.maximum(largest, tails.floors), exact=exact)
+    lowered = Tails(tails.rows, tails.image_ids, distances, tails.floors, tails.per_image)
+    return Rescored(scores=np.maximum(largest, tails.floors), exact=exact, tails=lowered)

@@ -293,13 +293,12 @@ def teach(
         if chosen.numel():  # the added rows without image groups: none of them is an old image's own
             added_old = make_search(config.search)
             added_old.fit(flat[chosen].contiguous())
-        rescored = rescore(model.tails, expert.search, added_old, n_old)
-        # Never above the score kept: the bank only grew (a float32 rounding of the search aside).
-        old_scores = np.minimum(rescored.scores, model.train_scores)
+        rescored = rescore(model.tails, added_old, n_old)
+        old_scores = rescored.scores
         exact_old = int(rescored.exact.sum())
         new_tails = select_tails(own_out.patch_scores, local_ids, new_selected, count, lambda rows: flat[rows],
                                  model.tails.per_image)  # fmt: skip
-        tails = model.tails + dataclasses.replace(new_tails, image_ids=new_tails.image_ids + n_old)
+        tails = rescored.tails + dataclasses.replace(new_tails, image_ids=new_tails.image_ids + n_old)
     scores = np.concatenate([old_scores, new_scores])
     thresholds = _thresholds(model, scores)
     if thresholds.tau <= 0:
