@@ -101,3 +101,32 @@ def test_a_change_whose_audit_row_finds_the_history_busy_is_answered_and_the_row
         status, _, page = call("GET", f"{live.base}/v1/audit?limit=100")
         paths = [r["path"] for r in reversed(page["items"])]
         assert paths == ["/v1/categories/mono/threshold"] * 3 + ["/v1/categories/other/threshold"]
+
+
+def test_the_journal_survives_a_line_cut_short_and_a_row_the_log_refuses(tmp_path: Path) -> None:
+    """A row appended after a line a crash cut short is read back; a journalled row the log refuses (here one
+    SQLite cannot bind) goes to the rejected file and the rows after it still go in; NUL and newlines in a
+    detail are written escaped."""
+    from eagle_iad.service import audit
+    from eagle_iad.service.access import Caller, Role
+    from eagle_iad.service.store import InspectionStore
+
+    store = InspectionStore(f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    journal = tmp_path / audit.PENDING
+    log = audit.AuditLog(store, journal)
+    fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
+    refused = dict(zip(fields, ("t1", "eve", "engineer", "POST", "/r", "/p1", {"not": "bindable"}, None), strict=True))
+    journal.write_text(json.dumps(refused) + "\n" + '{"time": "cut sh')
+    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, "kept"))
+    assert [row[0] for row in log._pending(journal)] == ["t1", "t2"]
+    caller = Caller(name="eve", role=Role.engineer)
+    assert log.write("t3", caller, "POST", "/r", "/p3", 200, "why\x00 with\nlines") is True
+    assert not journal.exists()
+    assert [json.loads(line)["time"] for line in (tmp_path / audit.REJECTED).read_text().splitlines()] == ["t1"]
+    total, rows = log.page(10, 0)
+    assert total == 2
+    assert [(r["time"], r["path"], r["detail"]) for r in reversed(rows)] == [
+        ("t2", "/p2", "kept"),
+        ("t3", "/p3", "why\\x00 with\\nlines"),
+    ]
+    store.close()

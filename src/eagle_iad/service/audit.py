@@ -12,7 +12,9 @@ written, so a row that cannot be written must not turn a change that took effect
 client would retry. A busy history (another writer holds it: ``eagle keys``, a station, a replica) is
 waited for up to :data:`AUDIT_WAIT_S`; after that, or on any other failure, the row is appended to
 ``audit-pending.jsonl`` in the state folder (fsynced) and the answer goes out. The next audit write, a
-read of the log and the service's start move journalled rows into the log, each once.
+read of the log and the service's start move journalled rows into the log, each once and each on its
+own: a row the log refuses outright goes to ``audit-rejected.jsonl`` for a person to read, and holds
+up no other row.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time as clock
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.naming import printable
 from eagle_iad.service.access import Caller
 from eagle_iad.service.store import InspectionStore
 
@@ -38,6 +41,8 @@ _FIELDS = COLUMNS[1:]
 AUDIT_WAIT_S = 20.0
 #: The journal of rows the log could not take yet, in the state folder.
 PENDING = "audit-pending.jsonl"
+#: Journalled rows the log refused (not busy: refused, as a row it can never take), kept for a person.
+REJECTED = "audit-rejected.jsonl"
 
 _INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 #: A journalled row already in the log: the same change (to the millisecond) by the same caller.
@@ -50,17 +55,25 @@ class AuditLog:
     def __init__(self, store: InspectionStore, journal: Path | None = None) -> None:
         self.store = store
         self.journal = journal
-        self._journal_lock = threading.Lock()
+        self._journal_lock = threading.RLock()  # held by a drain that appends to its own file
+        self._drain_lock = threading.Lock()
 
     def write(self, time: str, caller: Caller, method: str, route: str, path: str, status: int,
               detail: str | None = None) -> bool:  # fmt: skip
-        """Write one row (journalled rows first); ``False`` when it went to the journal instead."""
-        row = (time, caller.name, caller.role.name, method, route, path, status, detail)
+        """Write one row (journalled rows first); ``False`` when it went to the journal instead.
+
+        The path and detail are written with control characters escaped (a ``why`` is the caller's text:
+        a NUL in it is a row PostgreSQL refuses, a newline a forged line in the CSV).
+        """
+        row = (time, caller.name, caller.role.name, method, route, printable(path), status,
+               None if detail is None else printable(detail))  # fmt: skip
+        self.drain()
         deadline = clock.monotonic() + AUDIT_WAIT_S
         delay = 0.05
         while True:
             try:
-                self._insert([row])
+                with self.store.transaction() as db:
+                    db.execute(_INSERT, row)
                 return True
             except Exception as exc:
                 if self.store.backend.is_unavailable(exc) and clock.monotonic() + delay < deadline:
@@ -69,37 +82,49 @@ class AuditLog:
                     continue
                 if self.journal is None:
                     raise
-                self._append(row, exc)
+                self._append(self.journal, row)
+                log.error("audit: the log could not take a row (%s); kept in %s until it can", exc, self.journal)
                 return False
 
     def drain(self) -> None:
-        """Move journalled rows into the log (each once); left in the journal if the log cannot take them now."""
-        if self.journal is None or not self.journal.exists():
-            return
+        """Move journalled rows into the log, each once and each on its own (one the log refuses goes to
+        ``audit-rejected.jsonl`` and blocks no other); what the log cannot take yet waits for the next drain."""
+        if self.journal is None or not self._drain_lock.acquire(blocking=False):
+            return  # no journal, or another thread is draining it
         try:
-            self._insert([])
-        except Exception as exc:
-            log.warning("audit: %s still holds rows the log cannot take yet (%s)", self.journal, exc)
+            draining = self.journal.with_name(self.journal.name + ".draining")
+            with self._journal_lock:  # appends wait only for this rename
+                if self.journal.exists():
+                    if draining.exists():  # an earlier drain left rows: they go first
+                        for entry in self._pending(self.journal):
+                            self._append(draining, entry)
+                        self.journal.unlink()
+                    else:
+                        os.replace(self.journal, draining)
+            if not draining.exists():
+                return
+            rejected = self.journal.with_name(REJECTED)
+            for entry in self._pending(draining):
+                try:
+                    with self.store.transaction() as db:
+                        if db.execute(_WRITTEN, (entry[0], entry[1], entry[3], entry[5], entry[6])).fetchone() is None:
+                            db.execute(_INSERT, entry)
+                except Exception as exc:
+                    if self.store.backend.is_unavailable(exc):
+                        log.warning("audit: %s still holds rows the log cannot take yet (%s)", draining, exc)
+                        return
+                    self._append(rejected, entry)
+                    log.error("audit: the log refused a journalled row (%s); kept in %s", exc, rejected)
+            draining.unlink()
+        finally:
+            self._drain_lock.release()
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        """The journal's rows, then ``rows``, in one transaction; the journal is emptied once they are in.
-        A journalled row already in the log (a drain cut short after its commit) is not written twice."""
-        with self._journal_lock:
-            pending = self._pending()
-            with self.store.transaction() as db:
-                for entry in pending:
-                    if db.execute(_WRITTEN, (entry[0], entry[1], entry[3], entry[5], entry[6])).fetchone() is None:
-                        db.execute(_INSERT, entry)
-                for entry in rows:
-                    db.execute(_INSERT, entry)
-            if pending and self.journal is not None:
-                self.journal.unlink(missing_ok=True)
-
-    def _pending(self) -> list[tuple[Any, ...]]:
-        if self.journal is None or not self.journal.exists():
+    @staticmethod
+    def _pending(journal: Path) -> list[tuple[Any, ...]]:
+        if not journal.exists():
             return []
         rows = []
-        for line in self.journal.read_text(encoding="utf-8").splitlines():
+        for line in journal.read_text(encoding="utf-8").splitlines():
             try:
                 data = json.loads(line)
                 rows.append(tuple(data[name] for name in _FIELDS))
@@ -107,13 +132,16 @@ class AuditLog:
                 continue  # a line cut short by a crash while appending: its change was answered as failed
         return rows
 
-    def _append(self, row: tuple[Any, ...], exc: BaseException) -> None:
-        assert self.journal is not None
-        with self._journal_lock, self.journal.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n")
+    def _append(self, journal: Path, row: tuple[Any, ...]) -> None:
+        """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own."""
+        line = (json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n").encode()
+        with self._journal_lock, journal.open("a+b") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
+                line = b"\n" + line
+            handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
-        log.error("audit: the log could not take a row (%s); kept in %s until it can", exc, self.journal)
 
     def page(self, limit: int, offset: int, actor: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Newest first: ``(total, rows)``."""
