@@ -349,6 +349,124 @@ def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
     assert receiver.keys() == [r.id for r in _history(tmp_path)]
 
 
+class Running:
+    """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
+
+    def __init__(self, stations: Path, *args: str) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", *args,
+                                         str(stations)], cwd=stations.parent, env=_env(), stderr=subprocess.PIPE,
+                                        text=True)  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def until(self, done: Any, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + wait_s(timeout)
+        while not done():
+            assert self.process.poll() is None, f"the station ended: {self.log()}"
+            assert time.monotonic() < deadline, f"{what}: {self.log()}"
+            time.sleep(0.05)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=wait_s(60))
+        finally:
+            self.process.kill()
+            self._reader.join(10)
+        return code
+
+
+def _status(stations: Path) -> dict[str, Any]:
+    code, out = _run(stations, "status")
+    assert code == 0, out
+    return dict(json.loads(out[out.index("[") :])[0])
+
+
+def _attempts(work: Path) -> list[int]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{work / 'state' / 'eagle.sqlite3'}?mode=ro", uri=True)
+    try:
+        return [int(row[0]) for row in db.execute("SELECT attempts FROM outbox ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and_a_status_warning(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The receiver refuses connections while the station runs: one log line says so (not one per retry), the
+    status names the sink, how many verdicts wait, since when and the error; one line when it is back."""
+    import re
+
+    port = _free_port()
+    _drop(tmp_path / "incoming", _cells(3))
+    stations = _stations(tmp_path, model_dir, _webhook(port, retry_base_s=0.05, retry_max_s=0.2, max_attempts=1000))
+    url = f"http://127.0.0.1:{port}/verdicts"
+    station = Running(stations, "--quiet")
+    late = Receiver(port)
+    try:
+        station.until(lambda: station.saw("is failing"), "no line saying the sink fails")
+        station.until(lambda: len(_attempts(tmp_path)) == 3 and _attempts(tmp_path)[0] >= 10, "ten failed tries")
+        status = _status(stations)
+        assert (status["state"], status["sinks"]["webhook"]["pending"]) == ("running", 3), status
+        (warning,) = status["warnings"]
+        assert re.fullmatch(rf"sink webhook: 3 verdicts undelivered, the oldest stored \d+ s ago \(\S+\); last error: "
+                            rf"{re.escape(url)}: .*Connection refused.*", warning), warning  # fmt: skip
+        late.start()
+        station.until(lambda: len(late.received) == 3 and station.saw("delivers again"), "the verdicts delivered")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+        late.stop()
+    log = station.log()
+    failing = [line for line in station.lines if "is failing" in line]
+    assert len(failing) == 1 and log.count("sink webhook delivers again") == 1, log  # not a line per retry
+    assert re.fullmatch(rf"eagle station line-1: warning: sink webhook is failing: {re.escape(url)}: .*Connection "
+                        r"refused.*; (1 verdict waits|[23] verdicts wait) in the outbox \(retried with backoff; a "
+                        r"line when it delivers again\)\n", failing[0]), failing[0]  # fmt: skip
+    assert re.search(r"eagle station line-1: sink webhook delivers again, after \d+ failed tries over \d+ s; "
+                     r"(1 verdict waits|[02] verdicts wait) in the outbox\n", log), log  # fmt: skip
+    status = _status(stations)
+    assert (status["state"], status["warnings"], status["sinks"]["webhook"]["delivered"]) == ("not running", [], 3)
+
+
+def test_a_paused_intake_shows_in_the_status_until_it_resumes(model_dir: Path, tmp_path: Path) -> None:
+    """``done`` is a file: the first image is inspected but cannot be put away, so the intake pauses; the
+    status of the running station says so (its state and a warning), not only its log."""
+    (name, _) = _drop(tmp_path / "incoming", _cells(2))
+    (tmp_path / "incoming" / "done").write_text("not a folder")
+    stations = _stations(tmp_path, model_dir, "")
+    station = Running(stations)
+    try:
+        station.until(lambda: station.saw("intake paused:"), "no pause")
+        why = f"{name}: inspected, but it could not be put away: File exists"
+        status = _status(stations)
+        assert status["state"] == f"waiting: {why}", status
+        (warning,) = status["warnings"]
+        assert warning.startswith("intake paused for ") and warning.endswith(f" s: {why}; retried every 5 s"), warning
+        (tmp_path / "incoming" / "done").unlink()
+        station.until(lambda: station.saw("intake resumed") and len(_history(tmp_path)) == 2, "no resume")
+        status = _status(stations)
+        assert (status["state"], status["warnings"]) == ("running", []), status
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    assert _status(stations)["state"] == "not running"
+
+
 def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) -> None:
     names = _drop(tmp_path / "incoming", _cells(2))
     stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')

@@ -46,7 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
-    from eagle_iad.station.status import open_read_only, station_status
+    from eagle_iad.station.status import open_read_only, read_intake, station_status
 
     stations = read_stations(Path(args.file))
     settings = stations.settings()
@@ -55,7 +55,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     db = open_read_only(settings.history_url)
     try:
-        print(dumps([station_status(db, config) for config in stations.stations]))
+        shown = []
+        for config in stations.stations:  # the state as the process running it says: running, waiting: <why>
+            intake = read_intake(settings.state_dir, config.name)
+            state = "not running" if intake is None else intake.state()
+            shown.append({"station": config.name, "state": state, **station_status(db, config, intake)})
+        print(dumps(shown))
     finally:
         db.close()
     return 0

@@ -154,7 +154,7 @@ def _public_info(state: ServiceState, info: dict[str, Any]) -> dict[str, Any]:
 def _info(state: ServiceState, running: Running) -> dict[str, Any]:
     db = open_read_only(state.settings.history_url)
     try:
-        figures = station_status(db, running.runner.config)
+        figures = station_status(db, running.runner.config, running.runner.intake())
     finally:
         db.close()
     return _public_info(state, {**figures, "state": running.state(), "created_by": "file" if running.spec is None

@@ -37,12 +37,11 @@ from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
+from eagle_iad.station.status import PAUSE_RETRY_S, Intake, write_intake
 from eagle_iad.stops import checkpoint
 
 #: An upload refused for these statuses is the image's own fault (not an image, too large): it goes to failed/.
 IMAGE_FAULTS = (400, 413, 415, 422)
-#: Seconds a paused intake waits before trying its image again.
-PAUSE_RETRY_S = 5.0
 #: Images one station takes in a row before the next station's turn (one busy line does not starve another).
 TURN = 8
 
@@ -75,6 +74,10 @@ class Courier(threading.Thread):
         self.wake = threading.Event()
         self.halt = threading.Event()
         self.last_error: str | None = None
+        #: When the first of the current run of failed tries failed (``None``: the last try delivered), and
+        #: how many failed since: the log says when a sink starts failing and when it delivers again, once each.
+        self.failing_since: float | None = None
+        self.failures = 0
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -102,12 +105,32 @@ class Courier(threading.Thread):
         except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
             self.last_error = error
-            if self.tables.failed(due, error, self.sink.retry):
+            dead = self.tables.failed(due, error, self.sink.retry)
+            self.failures += 1
+            if self.failing_since is None:  # one line when the sink starts failing, not one per retry
+                self.failing_since = time.monotonic()
+                waiting = self.tables.owed(self.station, [name])
+                self.log(f"eagle station {self.station}: warning: sink {name} is failing: {error}; "
+                         f"{_verdicts(waiting)} in the outbox (retried with backoff; a line when it delivers again)"
+                         )  # fmt: skip
+            if dead:
                 self.log(f"eagle station {self.station}: {name} gave up on record {due.record_id} after "
                          f"{due.attempts + 1} tries ({error}); kept as a dead letter")  # fmt: skip
             return
         self.last_error = None
         self.tables.delivered(due.seq)
+        if self.failing_since is not None:
+            took = time.monotonic() - self.failing_since
+            failures, self.failing_since, self.failures = self.failures, None, 0
+            waiting = self.tables.owed(self.station, [name])
+            self.log(f"eagle station {self.station}: sink {name} delivers again, after {failures} failed "
+                     f"tr{'y' if failures == 1 else 'ies'} over {took:.0f} s; {_verdicts(waiting)} in the "
+                     "outbox")  # fmt: skip
+
+
+def _verdicts(count: int) -> str:
+    """``1 verdict waits``, ``3 verdicts wait``."""
+    return f"{count} verdict waits" if count == 1 else f"{count} verdicts wait"
 
 
 def _probe(sink: SinkConfig) -> str | None:
@@ -145,6 +168,8 @@ class StationRunner:
         self.unreachable = [(sink.sink.name, why) for sink in config.sinks if (why := _probe(sink)) is not None]
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
+        #: When the intake paused (seconds since the epoch), while it is.
+        self.paused_since: float | None = None
         #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
         self.busy = False
         self._paused_until = 0.0
@@ -154,7 +179,15 @@ class StationRunner:
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
 
+    def intake(self) -> Intake:
+        return Intake(self.paused, self.paused_since)
+
+    def _say_intake(self, running: bool = True) -> None:
+        """Tell ``eagle station status`` (another process) how the intake is, or that it stopped."""
+        write_intake(self.state.settings.state_dir, self.config.name, self.intake() if running else None)
+
     def start(self) -> None:
+        self._say_intake()
         for courier in self.couriers:
             courier.start()
         self.log(f"eagle station {self.config.name}: {self.config.category} from {self.config.source.describe()}")
@@ -175,6 +208,7 @@ class StationRunner:
         deadline = time.monotonic() + grace_s
         for courier in self.couriers:
             courier.join(max(0.0, deadline - time.monotonic()))
+        self._say_intake(running=False)
 
     def step(self) -> int:
         """Take up to :data:`TURN` complete images; how many were taken (inspected, repeated or refused)."""
@@ -196,10 +230,12 @@ class StationRunner:
             arrival = next(self._arrivals, None)
             if arrival is None:
                 self._arrivals = None
+                self._resume()  # nothing left that it paused on (the image taken away meanwhile)
                 break
             if not self._take(arrival):
                 self._arrivals = None  # paused: the same image is the first one next time
                 break
+            self._resume()
             taken += 1
         return taken
 
@@ -219,10 +255,21 @@ class StationRunner:
         return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
 
     def _pause(self, reason: str) -> None:
-        if self.paused != reason:
-            self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
-        self.paused = reason
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
+        if self.paused == reason:
+            return
+        self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
+        self.paused = reason
+        if self.paused_since is None:
+            self.paused_since = time.time()
+        self._say_intake()
+
+    def _resume(self) -> None:
+        if self.paused is None:
+            return
+        self.log(f"eagle station {self.config.name}: intake resumed")
+        self.paused = self.paused_since = None
+        self._say_intake()
 
     def _take(self, arrival: Arrival) -> bool:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
@@ -271,9 +318,6 @@ class StationRunner:
         checkpoint("station stored")
         if not self._put_away(arrival, to, record):
             return False  # stored: the next try only puts it away (its hash is in the intake)
-        if self.paused is not None:
-            self.log(f"eagle station {self.config.name}: intake resumed")
-            self.paused = None
         for courier in self.couriers:
             courier.wake.set()
         score = record.get("score")

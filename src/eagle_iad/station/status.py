@@ -9,14 +9,18 @@ latency of an image is from when the station first saw it to when its last sink 
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.history import open_backend
 from eagle_iad.history.backend import Connection
 from eagle_iad.history.sqlite import SqliteConnection, SqliteHistory
@@ -26,6 +30,71 @@ from eagle_iad.station.config import StationConfig
 LATENCY_WINDOW = 1000
 #: Seconds the images/s figure is averaged over.
 RATE_WINDOW_S = 60.0
+#: Seconds a paused intake waits before trying its image again.
+PAUSE_RETRY_S = 5.0
+#: The folder of the state folder where each running station says how its intake is (``<name>.json``).
+INTAKE_FOLDER = "stations"
+
+
+def unseen(exc: OSError) -> str:
+    """An error met looking at a source's backlog, in words (``No such file or directory: /x/incoming``)."""
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``: an age as a person reads it."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """How a running station's intake is: taking images (``paused`` None) or paused, why and since when."""
+
+    paused: str | None = None
+    #: When the intake paused (seconds since the epoch).
+    since: float | None = None
+
+    def state(self) -> str:
+        return "running" if self.paused is None else f"waiting: {self.paused}"
+
+
+def intake_file(state_dir: Path, station: str) -> Path:
+    return state_dir / INTAKE_FOLDER / f"{station}.json"
+
+
+def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
+    """What a running station's process says of its intake, for ``eagle station status`` (another process) to
+    read; ``None``: the station stopped. Best effort: a state folder that is full (a reason to pause) must not
+    stop the station, so a failure to write is ignored (the log says why the intake paused)."""
+    path = intake_file(state_dir, station)
+    try:
+        if intake is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since}))
+    except OSError:
+        pass
+
+
+def read_intake(state_dir: Path, station: str) -> Intake | None:
+    """What the process running ``station`` last said of its intake; ``None``: no process runs it (none wrote
+    the file, or the one that did has ended, a kill included)."""
+    try:
+        data = json.loads(intake_file(state_dir, station).read_bytes())
+        pid = int(data["pid"])
+        os.kill(pid, 0)
+    except PermissionError:  # a process of another user: alive
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    paused, since = data.get("paused"), data.get("since")
+    return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None)
 
 
 def open_read_only(database: Path | str) -> Connection:
@@ -51,17 +120,41 @@ class StationFacts:
     sinks: list[tuple[str, str]]
     backlog_limit: int
     deadline_s: float
+    #: Why the backlog could not be seen here (the hot folder gone), when it could not.
+    backlog_error: str | None = None
+    #: How its intake is (``None``: not known here, or not running).
+    intake: Intake | None = None
 
     @classmethod
-    def of(cls, config: StationConfig) -> StationFacts:
-        return cls(config.name, config.category, config.source.describe(), config.source.backlog(),
+    def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
+        backlog: int | None = None
+        error: str | None = None
+        try:
+            backlog = config.source.backlog()
+        except OSError as exc:  # the hot folder gone (unmounted, deleted): say so, not a traceback or a 500
+            error = unseen(exc)
+        except Exception as exc:  # a plugin source's bug: the figures must still answer
+            error = f"{type(exc).__name__}: {exc}"
+        return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
-                   config.deadline_s)  # fmt: skip
+                   config.deadline_s, error, intake)  # fmt: skip
 
 
-def station_status(db: Connection, config: StationConfig) -> dict[str, Any]:
-    """One station's figures (the JSON ``eagle station status`` prints)."""
-    return station_figures(db, StationFacts.of(config))
+def station_status(db: Connection, config: StationConfig, intake: Intake | None = None) -> dict[str, Any]:
+    """One station's figures (the JSON ``eagle station status`` prints); ``intake``: how its intake is, as the
+    process running it says."""
+    return station_figures(db, StationFacts.of(config, intake))
+
+
+def _age(db: Connection, record_id: str, now: float) -> tuple[str, float] | None:
+    """When record ``record_id`` was stored (ISO 8601, as the history has it) and how many seconds ago."""
+    row = db.execute("SELECT time FROM inspections WHERE id = ?", (record_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    try:
+        return str(row[0]), now - datetime.fromisoformat(str(row[0])).timestamp()
+    except ValueError:
+        return None
 
 
 def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
@@ -107,6 +200,23 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
             "dead_letters": int(counts.get("dead", 0)),
             "last_error": None if error is None else error[0],
         }
+    failing = []  # sinks whose undelivered verdicts wait behind a failed try: name them, how many, how long
+    for sink_name, figures in sinks.items():
+        if not figures["pending"]:
+            continue
+        head = db.execute(
+            "SELECT record_id, last_error FROM outbox WHERE station = ? AND sink = ? AND state = 'pending' "
+            "AND attempts > 0 AND last_error IS NOT NULL ORDER BY seq LIMIT 1", (name, sink_name),
+        ).fetchone()  # fmt: skip
+        if head is None:
+            continue
+        oldest = db.execute("SELECT record_id FROM outbox WHERE station = ? AND sink = ? AND state = 'pending' "
+                            "ORDER BY seq LIMIT 1", (name, sink_name)).fetchone()  # fmt: skip
+        age = None if oldest is None else _age(db, str(oldest[0]), now)
+        count = figures["pending"]
+        since = "" if age is None else f", the oldest stored {duration(age[1])} ago ({age[0]})"
+        failing.append(f"sink {sink_name}: {count} verdict{'' if count == 1 else 's'} undelivered{since}; "
+                       f"last error: {head[1]}")  # fmt: skip
     last = db.execute(
         "SELECT name, record_id, time FROM station_intake WHERE station = ? AND state = 'done' ORDER BY time DESC "
         "LIMIT 1", (name,),
@@ -119,13 +229,20 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
                         "score": None if decision is None else decision[1]}  # fmt: skip
     backlog = config.backlog or 0
     warnings = []
-    if config.backlog is None:
+    intake = config.intake
+    if intake is not None and intake.paused is not None:
+        since = "" if intake.since is None else f" for {duration(now - intake.since)}"
+        warnings.append(f"intake paused{since}: {intake.paused}; retried every {PAUSE_RETRY_S:g} s")
+    if config.backlog_error is not None:
+        warnings.append(f"no backlog visible ({config.backlog_error}); counted as none waiting")
+    elif config.backlog is None:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
     if backlog > config.backlog_limit:
         warnings.append(f"backlog {backlog} is over the limit {config.backlog_limit}")
     if latency is not None and latency["p95"] > config.deadline_s:
         warnings.append(f"p95 latency {latency['p95']:g} s is over the deadline {config.deadline_s:g} s")
     dead = sum(s["dead_letters"] for s in sinks.values())
+    warnings += failing
     if dead:
         warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} (eagle station retry requeues them)")
     return {
