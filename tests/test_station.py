@@ -467,6 +467,41 @@ def test_a_paused_intake_shows_in_the_status_until_it_resumes(model_dir: Path, t
     assert _status(stations)["state"] == "not running"
 
 
+def test_a_file_is_complete_after_settle_s_unchanged_on_the_stations_clock_whatever_the_writers_clock(
+    tmp_path: Path,
+) -> None:
+    """Writers on other machines (NFS, SMB) stamp files with their own clocks: one an hour behind is still
+    writing (it must not be read half-way), one an hour ahead has finished (it must not wait an hour). A file
+    counts as complete once its size and modification time stayed the same for ``settle_s`` between polls."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 1.0, "poll_s": 0.05}, "source", tmp_path))
+    now = time.time()
+    for name, mtime in (("behind.png", now - 3600), ("ahead.png", now + 3600), ("old.png", now - 10)):
+        (incoming / name).write_bytes(b"half an image")
+        os.utime(incoming / name, (mtime, mtime))
+
+    def taken() -> list[str]:
+        return [arrival.name for arrival in folder.poll()]
+
+    start = time.monotonic()
+    assert taken() == []  # just seen: even old.png waits settle_s (it may have just landed from a slow clock)
+    time.sleep(0.5)
+    with open(incoming / "behind.png", "ab") as handle:  # the writer an hour behind goes on writing
+        handle.write(b", the rest")
+    os.utime(incoming / "behind.png", (now - 3599, now - 3599))
+    assert taken() == []
+    time.sleep(max(0.0, start + 1.1 - time.monotonic()))
+    assert taken() == ["old.png", "ahead.png"]  # unchanged for settle_s: not later, whatever their stamps say
+    time.sleep(1.1)
+    assert taken() == ["behind.png", "old.png", "ahead.png"]  # oldest (by stamp) first, as before
+    at_once = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    assert len([arrival for arrival in at_once.poll()]) == 3  # settle_s 0: a writer that renames complete files
+
+
 def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) -> None:
     names = _drop(tmp_path / "incoming", _cells(2))
     stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')

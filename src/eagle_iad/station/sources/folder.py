@@ -1,8 +1,11 @@
 """The hot folder: images dropped into a folder are inspected once complete, then moved or marked.
 
-Complete means untouched for ``settle_s`` seconds (a camera or copy still writing keeps changing the
-file's modification time); a writer that writes ``.name.tmp`` or ``name.part`` and renames is never
-read half-way, because names starting with a dot or ending in ``.tmp``/``.part`` are not taken.
+Complete means unchanged (size and modification time) for ``settle_s`` seconds of the station's own clock,
+as successive polls see it: a camera or copy still writing keeps changing them. The file's modification
+time is compared only with itself, never with the station's clock, so a writer on another machine whose
+clock is behind (NFS, SMB) is not read half-way, nor one whose clock is ahead held back. A writer that
+writes ``.name.tmp`` or ``name.part`` and renames is never read half-way, because names starting with a
+dot or ending in ``.tmp``/``.part`` are not taken.
 Oldest first (modification time, then name), found by listing the folder: a backlog of thousands is
 stat-ed, never loaded, and each image is read only when its turn comes.
 
@@ -94,7 +97,10 @@ class HotFolder:
             raise options.error("path", f"{self.folder} cannot be read and written by this user")
         self.done = self.folder / "done"
         self.failed = self.folder / "failed"
+        #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
+        #: Per name, the (size, mtime_ns) the polls saw last and since when (monotonic) they have been the same.
+        self._unchanged: dict[str, tuple[tuple[int, int], float]] = {}
         #: Sidecars read: name -> (the sidecar's own stat, the (size, mtime_ns) it describes or None), so a
         #: poll stats each sidecar but reads only new or changed ones.
         self._sidecars: dict[str, tuple[tuple[int, int, int], tuple[int, int] | None]] = {}
@@ -103,8 +109,9 @@ class HotFolder:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
         return f"folder {self.folder} (complete after {self.settle_s:g} s untouched; {then})"
 
-    def _candidates(self) -> list[tuple[int, str]]:
-        found: list[tuple[int, str]] = []
+    def _candidates(self) -> list[tuple[int, str, int]]:
+        """``(mtime_ns, name, size)`` of each image waiting, oldest first."""
+        found: list[tuple[int, str, int]] = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
@@ -119,7 +126,7 @@ class HotFolder:
                     continue
                 if self.after == "sidecar" and self._marked(name, info):
                     continue
-                found.append((info.st_mtime_ns, name))
+                found.append((info.st_mtime_ns, name, info.st_size))
         found.sort()
         return found
 
@@ -152,12 +159,17 @@ class HotFolder:
         return len(self._candidates())
 
     def poll(self) -> Iterator[Arrival]:
-        now = time.time()
+        now, clock = time.time(), time.monotonic()
         names = set()
-        for mtime_ns, name in self._candidates():
+        for mtime_ns, name, size in self._candidates():
             names.add(name)
             first = self._first_seen.setdefault(name, now)
-            if now - mtime_ns / 1e9 < self.settle_s:
+            seen = (size, mtime_ns)
+            last = self._unchanged.get(name)
+            if last is None or last[0] != seen:  # new, or changed since the last poll: settle_s from now
+                last = (seen, clock)
+                self._unchanged[name] = last
+            if clock - last[1] < self.settle_s:
                 continue  # still being written (or just written): its turn comes on a later poll
             path = self.folder / name
             if not path.is_file():
@@ -165,6 +177,8 @@ class HotFolder:
             yield Arrival(path=path, source=str(path), name=name, appeared=first)
         for gone in set(self._first_seen) - names:
             del self._first_seen[gone]
+        for gone in set(self._unchanged) - names:
+            del self._unchanged[gone]
         for gone in set(self._sidecars) - names:
             del self._sidecars[gone]
 
