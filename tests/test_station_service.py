@@ -107,6 +107,36 @@ def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is
         assert call("GET", f"{live.base}/v1/stations")[2] == []  # deleted for good
 
 
+def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_a_500(
+    model_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """The same warnings as ``eagle station status``: a webhook refusing connections, with its verdicts waiting;
+    then the hot folder taken away (unmounted): the status says there is no backlog to see, not a 500."""
+    from test_station import _free_port
+
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    _drop(data / "incoming", _cells(2))
+    port = _free_port()  # nothing listens there
+    body = {**_body(Receiver(port)), "sinks": [{"kind": "webhook", "url": f"http://127.0.0.1:{port}/v",
+                                                "retry_base_s": 0.05, "retry_max_s": 0.2, "max_attempts": 1000}]}
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, info = _post(live.base, "/v1/stations", body)
+        assert status == 201, info
+        info = _until(live.base, "line-1", lambda i: i["inspected"] == 2 and i["warnings"], "a warning")
+        (warning,) = info["warnings"]
+        assert warning.startswith("sink webhook: 2 verdicts undelivered, the oldest stored ") and warning.endswith(
+            f"; last error: http://127.0.0.1:{port}/v: [Errno 111] Connection refused"), warning  # fmt: skip
+        (data / "incoming").rename(data / "unmounted")
+        status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+        assert status == 200, info
+        assert info["backlog"] == 0 and info["warnings"][0] == (
+            f"no backlog visible (No such file or directory: {data / 'incoming'}); counted as none waiting")
+        assert call("GET", f"{live.base}/v1/stations")[0] == 200
+        metrics = call("GET", f"{live.base}/metrics", raw=True)[2].decode()
+        assert 'eagle_station_warnings{station="line-1"} 2' in metrics
+
+
 BAD_BODIES = [
     ({"source": {"kind": "folder", "path": "../elsewhere"}},
      "station 'line-1': source: path '../elsewhere' is outside the service's data root"),
