@@ -32,7 +32,7 @@ import pytest
 import test_station
 from conftest import wait_s
 from paho.mqtt.enums import CallbackAPIVersion
-from test_station import _cells, _drop, _env, _free_port, _history, _run, _stations, assert_refused
+from test_station import Running, _cells, _drop, _env, _free_port, _history, _run, _stations, _status, assert_refused
 
 from eagle_iad.station.parts import Options, StationConfigError
 from eagle_iad.station.sinks.mqtt import PROTOCOLS, MqttSink
@@ -276,6 +276,36 @@ def test_a_broker_down_at_start_gets_every_verdict_once_it_is_up(model_dir: Path
     assert _ids(_verdicts(watcher.got())) == [r.id for r in history]  # each once, in stored order
     assert {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}
     assert "Traceback" not in (tmp_path / "station.log").read_text()
+
+
+@needs_mosquitto
+def test_a_broker_stopped_mid_run_is_one_line_and_a_status_warning_until_it_is_back(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port).start()
+    _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, model_dir, _mqtt(port, retry_base_s=0.1, retry_max_s=0.5, max_attempts=1000))
+    station = Running(stations, "--quiet")
+    try:
+        station.until(lambda: [state for state, _ in _mqtt_outbox(tmp_path)] == ["delivered"], "the first verdict")
+        broker.stop()
+        _drop(tmp_path / "incoming", _cells(3)[1:])
+        station.until(lambda: station.saw("sink mqtt is failing") and len(_mqtt_outbox(tmp_path)) == 3, "a line")
+        (warning,) = _status(stations)["warnings"]
+        assert warning.startswith("sink mqtt: 2 verdicts undelivered, the oldest stored ") and (
+            f"; last error: mqtt 127.0.0.1:{port}: " in warning), warning  # fmt: skip
+        broker.start()
+        station.until(lambda: {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}, "all delivered")
+        station.until(lambda: station.saw("sink mqtt delivers again"), "no line saying it delivers again")
+        assert _status(stations)["warnings"] == []
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+        broker.stop()
+    log = station.log()
+    assert log.count("sink mqtt is failing") == 1 and log.count("sink mqtt delivers again") == 1, log
+    assert len(_history(tmp_path)) == 3 and "Traceback" not in log
 
 
 @needs_mosquitto
