@@ -517,6 +517,33 @@ def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) ->
                                                                                           for n in names)])  # fmt: skip
 
 
+def test_sidecar_mode_takes_names_too_long_for_a_plain_sidecar_and_the_rest_of_the_folder(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """``<name>.eagle.json`` is over NAME_MAX for a 245-byte name (its stat fails: File name too long) and
+    leaves no room for the atomic write's temporary name from 235 bytes on: such an image gets a sidecar with
+    a shortened name (the stem cut, a hash of the full name added), and neither stops the rest of the folder."""
+    incoming = tmp_path / "incoming"
+    names = _drop(incoming, _cells(3))
+    for index, length in ((0, 240), (1, 255)):  # 240: the sidecar itself fits, its temporary name does not
+        long = incoming / (f"{index}" * (length - 4) + ".png")
+        os.rename(incoming / names[index], long)
+        names[index] = long.name
+    stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')
+    code, log = _run(stations, "run", "--until-idle", "--quiet", timeout=120)
+    assert code == 0 and "failed" not in log and "paused" not in log, log
+    history = _history(tmp_path)
+    assert sorted(r.image_name for r in history) == sorted(names), log
+    marks = sorted(p.name for p in incoming.iterdir() if p.name.endswith(".eagle.json"))
+    assert len(marks) == 3 and all(len(m.encode()) <= 245 for m in marks), marks
+    assert names[2] + ".eagle.json" in marks  # a name that fits keeps its plain sidecar
+    for record in history:
+        (mark,) = [m for m in marks if m.startswith(record.image_name[:200])]
+        assert json.loads((incoming / mark).read_text())["record_id"] == record.id
+    code, log = _run(stations, "run", "--until-idle", "--quiet", timeout=120)
+    assert code == 0 and len(_history(tmp_path)) == 3, log  # each marked: none inspected again
+
+
 DURING = '''
 """Test plugin: something happens during the station's first inspection, as EAGLE_TEST_DURING says:
 ``replace<sep>name<sep>other`` puts other's bytes under name (a temporary name renamed over it, as a camera

@@ -12,12 +12,14 @@ stat-ed, never loaded, and each image is read only when its turn comes.
 What becomes of a file (``after``): ``move`` (default) puts it in ``done/`` or ``failed/`` inside the
 folder (with ``<name>.reason.txt`` beside a failed one); ``sidecar`` leaves it in place and writes
 ``<name>.eagle.json`` beside it (the record id and decision, or the reason), which also marks it as
-taken. A move never replaces a file: a name already in ``done/`` gets ``-1``, ``-2``, ... Symbolic
+taken; a name too long for that gets ``<stem cut>~<hash of the name>.eagle.json`` (see :func:`sidecar_name`).
+A move never replaces a file: a name already in ``done/`` gets ``-1``, ``-2``, ... Symbolic
 links are not followed (a link could make the station read, then move, a file outside the folder).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -38,8 +40,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 SIDECAR_SUFFIX = ".eagle.json"
 REASON_SUFFIX = ".reason.txt"
+#: Bytes an atomic write adds to a name for its temporary file (``.<name>.`` and 8 random characters).
+ATOMIC_RESERVE = 10
 #: NAME_MAX bytes a name in failed/ leaves free: its ``.reason.txt``, written atomically (a 10-byte temporary name).
-REASON_RESERVE = len(REASON_SUFFIX) + 10
+REASON_RESERVE = len(REASON_SUFFIX) + ATOMIC_RESERVE
 AFTER = ("move", "sidecar")
 SETTLE_S = Range(0.0, 3600.0)
 POLL_S = Range(0.01, 60.0)
@@ -52,6 +56,18 @@ def numbered(name: str, n: int, reserve: int = 0) -> str:
         return name
     stem, suffix = os.path.splitext(name)
     return fit_name(stem, f"{f'-{n}' if n else ''}{suffix}", NAME_MAX - reserve)
+
+
+def sidecar_name(name: str) -> str:
+    """The sidecar of image ``name``: ``<name>.eagle.json`` where that fits NAME_MAX with its atomic write's
+    temporary name, else the stem cut and ``~`` plus 16 hex digits of the full name's SHA-256 added (a 245-byte
+    name would otherwise make even a look at its sidecar fail with "File name too long"). The shortened name
+    still maps to one image, and never to another image's plain sidecar (``~<hex>`` is no image suffix)."""
+    plain = name + SIDECAR_SUFFIX
+    if len(os.fsencode(plain)) <= NAME_MAX - ATOMIC_RESERVE:
+        return plain
+    tag = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return fit_name(name, f"~{tag}{SIDECAR_SUFFIX}", NAME_MAX - ATOMIC_RESERVE)
 
 
 def identity(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -134,10 +150,10 @@ class HotFolder:
         """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
         image written under a name already inspected is a new arrival. A sidecar written before sidecars
         recorded what they describe marks its name, as it always did."""
-        sidecar = self.folder / (name + SIDECAR_SUFFIX)
+        sidecar = self.folder / sidecar_name(name)
         try:
             mark = os.stat(sidecar, follow_symlinks=False)
-        except FileNotFoundError:
+        except OSError:  # none (or none this process can see): the image is taken, and its sidecar written then
             self._sidecars.pop(name, None)
             return False
         key = (mark.st_ino, mark.st_size, mark.st_mtime_ns)
@@ -205,7 +221,10 @@ class HotFolder:
     def _mark(self, arrival: Arrival, mark: dict[str, Any]) -> None:
         if arrival.identity is not None:  # what the sidecar describes: another file under this name is new
             mark.update(size=arrival.identity[2], mtime_ns=arrival.identity[3])
-        atomic_write_text(arrival.path.with_name(arrival.name + SIDECAR_SUFFIX), json.dumps(mark) + "\n")
+        name = sidecar_name(arrival.name)
+        if name != arrival.name + SIDECAR_SUFFIX:
+            mark["image"] = arrival.name  # a shortened sidecar name: which image it is about, in full
+        atomic_write_text(arrival.path.with_name(name), json.dumps(mark) + "\n")
 
     @staticmethod
     def _keep_read(arrival: Arrival, to: Path, reserve: int = 0) -> Path | None:
