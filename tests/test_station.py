@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_s
+from conftest import unprivileged_cli, wait_s
 
 from eagle_iad.data import get_layout
 from eagle_iad.images import load_rgb
@@ -352,11 +352,13 @@ def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
 class Running:
     """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
 
-    def __init__(self, stations: Path, *args: str) -> None:
+    def __init__(
+        self, stations: Path, *args: str, env: dict[str, str] | None = None, launcher: list[str] | None = None
+    ) -> None:
         self.lines: list[str] = []
-        self.process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", *args,
-                                         str(stations)], cwd=stations.parent, env=_env(), stderr=subprocess.PIPE,
-                                        text=True)  # fmt: skip
+        launcher = launcher or [sys.executable, "-m", "eagle_iad.cli"]
+        self.process = subprocess.Popen([*launcher, "station", "run", *args, str(stations)], cwd=stations.parent,
+                                        env=env or _env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -547,7 +549,8 @@ def test_sidecar_mode_takes_names_too_long_for_a_plain_sidecar_and_the_rest_of_t
 DURING = '''
 """Test plugin: something happens during the station's first inspection, as EAGLE_TEST_DURING says:
 ``replace<sep>name<sep>other`` puts other's bytes under name (a temporary name renamed over it, as a camera
-does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``sigterm`` stops the process."""
+does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``chmod<sep>folder<sep>mode`` (octal) changes
+its permissions, ``sigterm`` stops the process."""
 import os
 import signal
 import time
@@ -568,6 +571,8 @@ def during(*args, **kwargs):
             os.replace(paths[0] + ".new", paths[0])
         elif what == "rename":
             os.rename(paths[0], paths[1])
+        elif what == "chmod":
+            os.chmod(paths[0], int(paths[1], 8))
         elif what == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the stop is under way before this image is done
@@ -671,6 +676,34 @@ def test_until_idle_with_the_hot_folder_gone_says_so_in_one_line(model_dir: Path
             "counted as none waiting\n")  # fmt: skip
     assert log.count(line) == 1, log
     assert len(_history(tmp_path)) == 1
+
+
+def test_until_idle_waits_while_the_hot_folder_cannot_be_listed(model_dir: Path, tmp_path: Path) -> None:
+    """Only a folder that is gone (ENOENT, ENOTDIR) counts as none waiting: one the station may no longer list
+    (EACCES here; EIO, ESTALE alike) may still hold images, so ``--until-idle`` says so once and waits."""
+    launcher = unprivileged_cli()  # root would list it anyway
+    incoming = tmp_path / "incoming"
+    names = _drop(incoming, _cells(2))
+    stations = _stations(tmp_path, model_dir, "")
+    station = Running(stations, "--until-idle", env=_during(tmp_path, "chmod", incoming, "300"), launcher=launcher)
+    try:
+        station.until(lambda: station.saw("no backlog visible"), "no line saying the backlog cannot be seen")
+        shutil.copyfile(_cells(3)[2], incoming / "late.png")  # an image waits that the station cannot see
+        os.utime(incoming / "late.png", (time.time() - 10, time.time() - 10))
+        time.sleep(1)  # --until-idle looks ten times a second: it must not end meanwhile
+        assert station.process.poll() is None, station.log()
+        os.chmod(incoming, 0o755)
+        code = station.process.wait(timeout=wait_s(120))
+        station._reader.join(10)
+    finally:
+        os.chmod(incoming, 0o755)
+        station.process.kill()
+    log = station.log()
+    assert code == 0, log
+    assert [r.image_name for r in _history(tmp_path)] == [*names, "late.png"], log
+    line = (f"eagle station line-1: warning: no backlog visible (Permission denied: {incoming}); not idle while "
+            "images may wait there, looking again\n")  # fmt: skip
+    assert log.count(line) == 1, log
 
 
 def test_a_stop_finishes_the_image_being_inspected_and_starts_no_other(model_dir: Path, tmp_path: Path) -> None:

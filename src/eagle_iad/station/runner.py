@@ -37,7 +37,7 @@ from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
-from eagle_iad.station.status import PAUSE_RETRY_S, Intake, write_intake
+from eagle_iad.station.status import PAUSE_RETRY_S, Intake, gone, unseen, write_intake
 from eagle_iad.stops import checkpoint
 
 #: An upload refused for these statuses is the image's own fault (not an image, too large): it goes to failed/.
@@ -240,15 +240,25 @@ class StationRunner:
         return taken
 
     def idle(self) -> bool:
-        """Nothing waits in the source and nothing is owed to a sink (dead letters aside)."""
+        """Nothing waits in the source and nothing is owed to a sink (dead letters aside).
+
+        A hot folder that is gone (unmounted, deleted: ENOENT or ENOTDIR on the folder itself) has no backlog
+        this process can see, and counts as none waiting; any other error looking at it (EACCES, EIO, ESTALE)
+        may hide images that wait, so it is not idle, and the next look tries again.
+        """
         sinks = [courier.sink.sink.name for courier in self.couriers]
         try:
             backlog = self.config.source.backlog()
-        except OSError as exc:  # the hot folder gone (unmounted, deleted): no backlog this process can see
-            unseen = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            if self._unseen != unseen:
-                self._unseen = unseen
-                self.log(f"eagle station {self.config.name}: no backlog visible ({unseen}); counted as none waiting")
+        except OSError as exc:
+            why = unseen(exc)
+            is_gone = gone(exc, getattr(self.config.source, "folder", None))
+            if self._unseen != why:
+                self._unseen = why
+                then = "counted as none waiting" if is_gone else "not idle while images may wait there, looking again"
+                self.log(f"eagle station {self.config.name}: {'' if is_gone else 'warning: '}no backlog visible "
+                         f"({why}); {then}")  # fmt: skip
+            if not is_gone:
+                return False
             backlog = 0
         else:
             self._unseen = None

@@ -9,6 +9,7 @@ latency of an image is from when the station first saw it to when its last sink 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -39,6 +40,17 @@ INTAKE_FOLDER = "stations"
 def unseen(exc: OSError) -> str:
     """An error met looking at a source's backlog, in words (``No such file or directory: /x/incoming``)."""
     return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+
+
+def gone(exc: OSError, folder: Path | None = None) -> bool:
+    """Whether ``exc``, met looking at a source's backlog, says its folder itself is gone (unmounted, deleted:
+    ENOENT or ENOTDIR on ``folder``, when the source has one): then no image waits there that this process could
+    take. Anything else (EACCES, EIO, ESTALE, a name too long) may hide images that still wait."""
+    if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+        return False
+    if folder is None or exc.filename is None:
+        return True
+    return os.path.abspath(os.fsdecode(exc.filename)) == os.path.abspath(folder)
 
 
 def duration(seconds: float) -> str:
@@ -124,20 +136,25 @@ class StationFacts:
     backlog_error: str | None = None
     #: How its intake is (``None``: not known here, or not running).
     intake: Intake | None = None
+    #: Whether ``backlog_error`` says the folder is gone (none waiting), not that images may wait unseen.
+    backlog_gone: bool = True
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
         backlog: int | None = None
         error: str | None = None
+        is_gone = True
         try:
             backlog = config.source.backlog()
         except OSError as exc:  # the hot folder gone (unmounted, deleted): say so, not a traceback or a 500
             error = unseen(exc)
+            is_gone = gone(exc, getattr(config.source, "folder", None))
         except Exception as exc:  # a plugin source's bug: the figures must still answer
             error = f"{type(exc).__name__}: {exc}"
+            is_gone = False
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
-                   config.deadline_s, error, intake)  # fmt: skip
+                   config.deadline_s, error, intake, is_gone)  # fmt: skip
 
 
 def station_status(db: Connection, config: StationConfig, intake: Intake | None = None) -> dict[str, Any]:
@@ -234,7 +251,8 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
         since = "" if intake.since is None else f" for {duration(now - intake.since)}"
         warnings.append(f"intake paused{since}: {intake.paused}; retried every {PAUSE_RETRY_S:g} s")
     if config.backlog_error is not None:
-        warnings.append(f"no backlog visible ({config.backlog_error}); counted as none waiting")
+        then = "counted as none waiting" if config.backlog_gone else "images may wait there unseen"
+        warnings.append(f"no backlog visible ({config.backlog_error}); {then}")
     elif config.backlog is None:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
     if backlog > config.backlog_limit:
