@@ -504,6 +504,31 @@ def test_a_file_is_complete_after_settle_s_unchanged_on_the_stations_clock_whate
     assert len([arrival for arrival in at_once.poll()]) == 3  # settle_s 0: a writer that renames complete files
 
 
+def test_sidecar_mode_reads_a_sidecar_again_only_once_it_changed(tmp_path: Path) -> None:
+    """A poll stats each sidecar and reads only new or changed ones (a folder of thousands of inspected images
+    is not thousands of reads a poll): a sidecar rewritten in place with its size and stamp kept is not read
+    again, one whose stamp changed is."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    image = incoming / "a.png"
+    image.write_bytes(b"x" * 1000)
+    info = image.stat()
+    sidecar = incoming / "a.png.eagle.json"
+    sidecar.write_text(json.dumps({"record_id": "r", "size": 1000, "mtime_ns": info.st_mtime_ns}))
+    assert [a.name for a in folder.poll()] == [] and [a.name for a in folder.poll()] == []  # marked
+    stamp = sidecar.stat().st_mtime_ns
+    with open(sidecar, "r+") as handle:  # in place, the same length: now it describes another file
+        handle.write(json.dumps({"record_id": "r", "size": 1001, "mtime_ns": info.st_mtime_ns}))
+    os.utime(sidecar, ns=(stamp, stamp))
+    assert [a.name for a in folder.poll()] == []  # what it read before: the sidecar was not read again
+    os.utime(sidecar, ns=(stamp + 1000, stamp + 1000))
+    assert [a.name for a in folder.poll()] == ["a.png"]  # changed: read again, and it marks another file
+
+
 def test_sidecar_mode_leaves_images_in_place(model_dir: Path, tmp_path: Path) -> None:
     names = _drop(tmp_path / "incoming", _cells(2))
     stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')

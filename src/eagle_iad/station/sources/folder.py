@@ -125,8 +125,9 @@ class HotFolder:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
         return f"folder {self.folder} (complete after {self.settle_s:g} s untouched; {then})"
 
-    def _candidates(self) -> list[tuple[int, str, int]]:
-        """``(mtime_ns, name, size)`` of each image waiting, oldest first."""
+    def _candidates(self, listed: set[str] | None = None) -> list[tuple[int, str, int]]:
+        """``(mtime_ns, name, size)`` of each image waiting, oldest first; ``listed`` gets the name of every image
+        file in the folder, waiting or marked by its sidecar."""
         found: list[tuple[int, str, int]] = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
@@ -140,6 +141,8 @@ class HotFolder:
                     continue
                 if not stat.S_ISREG(info.st_mode):
                     continue
+                if listed is not None:
+                    listed.add(name)
                 if self.after == "sidecar" and self._marked(name, info):
                     continue
                 found.append((info.st_mtime_ns, name, info.st_size))
@@ -177,7 +180,8 @@ class HotFolder:
     def poll(self) -> Iterator[Arrival]:
         now, clock = time.time(), time.monotonic()
         names = set()
-        for mtime_ns, name, size in self._candidates():
+        listed: set[str] = set()
+        for mtime_ns, name, size in self._candidates(listed):
             names.add(name)
             first = self._first_seen.setdefault(name, now)
             seen = (size, mtime_ns)
@@ -195,7 +199,7 @@ class HotFolder:
             del self._first_seen[gone]
         for gone in set(self._unchanged) - names:
             del self._unchanged[gone]
-        for gone in set(self._sidecars) - names:
+        for gone in set(self._sidecars) - listed:  # the images still there keep theirs, marked ones included
             del self._sidecars[gone]
 
     def planned(self, arrival: Arrival) -> Path:
