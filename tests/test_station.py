@@ -641,6 +641,28 @@ def test_a_file_replaced_while_inspected_is_not_filed_under_the_old_verdict(mode
         assert _sha(copied) == record.image_sha256
 
 
+def test_a_file_rewritten_with_the_same_bytes_while_inspected_is_put_away_as_usual(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Its inode and stamp change, its bytes do not (a writer that rewrites a file unchanged; a file system whose
+    inode numbers are not stable, as CIFS noserverino or some FUSE): it is the image inspected, moved to done/
+    once, not copied there and left behind. The same bytes dropped again under that name are not kept twice."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "replace", incoming / name, _cells(1)[0]))
+    assert code == 0 and "same content" not in log, log
+    assert [r.image_sha256 for r in _history(tmp_path)] == [_sha(_cells(1)[0])]
+    assert {p.name: _sha(p) for p in (incoming / "done").iterdir()} == {name: _sha(_cells(1)[0])}, log
+    assert not [p for p in incoming.iterdir() if p.is_file()], log
+    shutil.copyfile(_cells(1)[0], incoming / name)  # dropped again: done/ holds these very bytes under this name
+    os.utime(incoming / name, (time.time() - 10, time.time() - 10))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0 and f"{name}: same content as record {_history(tmp_path)[0].id}" in log, log
+    assert {p.name: _sha(p) for p in (incoming / "done").iterdir()} == {name: _sha(_cells(1)[0])}, log
+    assert not [p for p in incoming.iterdir() if p.is_file()], log
+
+
 def test_sidecar_mode_inspects_a_new_image_under_an_inspected_name(model_dir: Path, tmp_path: Path) -> None:
     (name,) = _drop(tmp_path / "incoming", _cells(1))
     stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')

@@ -19,6 +19,7 @@ links are not followed (a link could make the station read, then move, a file ou
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -94,6 +95,22 @@ def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = No
         os.unlink(source)
         return target
     raise OSError(f"{folder}: no free name for {name}")
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether the regular file at ``path`` (not following a link) holds exactly ``data``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symbolic link: not a file the station took
+            return False
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return False
+        return handle.read(len(data) + 1) == data
 
 
 class HotFolder:
@@ -213,18 +230,31 @@ class HotFolder:
         return target
 
     @staticmethod
-    def _still(arrival: Arrival) -> bool:
-        """Whether the file at the arrival's path is still the one the station read (not replaced since)."""
-        if arrival.identity is None:
-            return True
-        try:
-            return identity(os.stat(arrival.path, follow_symlinks=False)) == arrival.identity
-        except FileNotFoundError:
-            return False
+    def _holds(path: Path, arrival: Arrival) -> os.stat_result | None:
+        """The file at ``path`` (not following a link) when it holds the image the station read, else ``None``.
 
-    def _mark(self, arrival: Arrival, mark: dict[str, Any]) -> None:
+        The same file (device, inode, size, modification time) holds it; where that differs, a file with the
+        very bytes read does too: a writer that rewrote it unchanged, or a file system whose inode numbers are
+        not stable (CIFS ``noserverino``, some FUSE), must not make it "replaced" (it would be copied to done/
+        and left behind, then found again at every poll).
+        """
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if arrival.identity is None or identity(info) == arrival.identity:
+            return info
+        if arrival.data is None or not stat.S_ISREG(info.st_mode) or info.st_size != len(arrival.data):
+            return None
+        return info if _same_bytes(path, arrival.data) else None
+
+    def _still(self, arrival: Arrival) -> os.stat_result | None:
+        """The file at the arrival's path when it is still the image the station read (not replaced since)."""
+        return self._holds(arrival.path, arrival)
+
+    def _mark(self, arrival: Arrival, mark: dict[str, Any], info: os.stat_result) -> None:
         if arrival.identity is not None:  # what the sidecar describes: another file under this name is new
-            mark.update(size=arrival.identity[2], mtime_ns=arrival.identity[3])
+            mark.update(size=info.st_size, mtime_ns=info.st_mtime_ns)
         name = sidecar_name(arrival.name)
         if name != arrival.name + SIDECAR_SUFFIX:
             mark["image"] = arrival.name  # a shortened sidecar name: which image it is about, in full
@@ -252,22 +282,26 @@ class HotFolder:
 
     def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
         if self.after == "sidecar":
-            if not self._still(arrival):
+            info = self._still(arrival)
+            if info is None:
                 return  # replaced while inspected: the new file has no sidecar of its own, so it is taken next
             self._mark(arrival, {"record_id": record.get("id"), "decision": record.get("decision"),
-                                 "score": record.get("score")})  # fmt: skip
+                                 "score": record.get("score")}, info)  # fmt: skip
             return
-        if not self._still(arrival):
+        if self._still(arrival) is None:
             self._keep_read(arrival, to)  # the inspected image goes where its verdict says; the new one stays
             return
         if to.parent == self.done:
             self.done.mkdir(exist_ok=True)
             try:
-                if os.path.lexists(to) and os.path.samefile(arrival.path, to):
-                    os.unlink(arrival.path)  # a kill between link and unlink: only the unlink was left to do
+                if os.path.lexists(to) and (os.path.samefile(arrival.path, to) or (
+                        arrival.data is not None and _same_bytes(to, arrival.data))):  # fmt: skip
+                    # a kill between link and unlink (only the unlink was left to do), or these very bytes
+                    # filed there already (the same content dropped again under its name): not kept twice
+                    os.unlink(arrival.path)
                     return
                 os.link(arrival.path, to)  # never replaces: a name taken meanwhile raises FileExistsError
-                if arrival.identity is not None and identity(os.stat(to)) != arrival.identity:
+                if self._holds(to, arrival) is None:
                     os.unlink(to)  # replaced between the look and the link: that file is the next poll's
                     self._keep_read(arrival, to)
                     return
@@ -282,10 +316,11 @@ class HotFolder:
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         if self.after == "sidecar":
-            if self._still(arrival):
-                self._mark(arrival, {"error": reason})
+            info = self._still(arrival)
+            if info is not None:
+                self._mark(arrival, {"error": reason}, info)
             return
-        if self._still(arrival):
+        if self._still(arrival) is not None:
             moved = move_new(arrival.path, self.failed, REASON_RESERVE)
         else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
             kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, REASON_RESERVE), REASON_RESERVE)
