@@ -575,7 +575,8 @@ DURING = '''
 """Test plugin: something happens during the station's first inspection, as EAGLE_TEST_DURING says:
 ``replace<sep>name<sep>other`` puts other's bytes under name (a temporary name renamed over it, as a camera
 does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``chmod<sep>folder<sep>mode`` (octal) changes
-its permissions, ``sigterm`` stops the process."""
+its permissions, ``occupy<sep>file`` writes other bytes at file (another name in done/ taken meanwhile),
+``replace-occupy<sep>name<sep>other<sep>file`` does both, ``sigterm`` stops the process."""
 import os
 import signal
 import time
@@ -596,6 +597,12 @@ def during(*args, **kwargs):
             os.replace(paths[0] + ".new", paths[0])
         elif what == "rename":
             os.rename(paths[0], paths[1])
+        if what in ("occupy", "replace-occupy"):
+            Path(paths[-1]).parent.mkdir(exist_ok=True)
+            Path(paths[-1]).write_bytes(b"another file, put there meanwhile")
+        if what == "replace-occupy":
+            Path(paths[0] + ".new").write_bytes(Path(paths[1]).read_bytes())
+            os.replace(paths[0] + ".new", paths[0])
         elif what == "chmod":
             os.chmod(paths[0], int(paths[1], 8))
         elif what == "sigterm":
@@ -661,6 +668,34 @@ def test_a_file_rewritten_with_the_same_bytes_while_inspected_is_put_away_as_usu
     assert code == 0 and f"{name}: same content as record {_history(tmp_path)[0].id}" in log, log
     assert {p.name: _sha(p) for p in (incoming / "done").iterdir()} == {name: _sha(_cells(1)[0])}, log
     assert not [p for p in incoming.iterdir() if p.is_file()], log
+
+
+@pytest.mark.parametrize("replaced", [False, True], ids=["kept", "replaced"])
+def test_an_image_put_away_under_another_name_than_planned_is_delivered_from_there(
+    model_dir: Path, tmp_path: Path, replaced: bool
+) -> None:
+    """``done/<name>`` is taken during the inspection, so the image goes to ``done/<name>-1`` (moved, or the bytes
+    read written there when the file was also replaced): the stored place and the sinks' payload say so, and
+    the folder sink copies the image inspected instead of dead-lettering."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    other = _cells(2)[1]
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n'
+                                              "max_attempts = 3\nretry_base_s = 0.05\n")  # fmt: skip
+    occupied = incoming / "done" / name
+    what = ("replace-occupy", incoming / name, other, occupied) if replaced else ("occupy", occupied)
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, *what))
+    assert code == 0 and "gave up" not in log, log
+    history = _history(tmp_path)
+    assert [r.image_sha256 for r in history] == [_sha(_cells(1)[0]), *([_sha(other)] if replaced else [])], log
+    stem, suffix = os.path.splitext(name)
+    first = incoming / "done" / f"{stem}-1{suffix}"
+    assert _sha(first) == history[0].image_sha256 and occupied.read_bytes().startswith(b"another file"), log
+    for record in history:
+        copy = tmp_path / "sorted" / str(record.decision) / f"{record.id}_{name}"
+        assert _sha(copy) == record.image_sha256
+    payload = json.loads((tmp_path / "sorted" / str(history[0].decision) / f"{history[0].id}_{name}.json").read_text())
+    assert payload["image"] == str(first)
 
 
 def test_sidecar_mode_inspects_a_new_image_under_an_inspected_name(model_dir: Path, tmp_path: Path) -> None:

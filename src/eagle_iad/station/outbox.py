@@ -101,6 +101,20 @@ class StationTables:
                 (station, sink, record_id, text, PENDING),
             )
 
+    def moved(self, station: str, digest: str, record_id: str, moved_to: str) -> None:
+        """The image of ``record_id`` was put at ``moved_to``, not where its intake row and payloads said (a name
+        taken meanwhile: ``-1``): both say so now, so a sink and a repeat find it there."""
+        with self.store.transaction() as db:
+            db.execute("UPDATE station_intake SET moved_to = ? WHERE station = ? AND digest = ? AND record_id = ?",
+                       (moved_to, station, digest, record_id))  # fmt: skip
+            rows = db.execute("SELECT seq, payload FROM outbox WHERE station = ? AND record_id = ?",
+                              (station, record_id)).fetchall()  # fmt: skip
+            for seq, text in rows:
+                payload = json.loads(text)
+                if isinstance(payload, dict) and payload.get("image") != moved_to:
+                    payload["image"] = moved_to
+                    db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
+
     def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
         with self.store.transaction() as db:
             db.execute(

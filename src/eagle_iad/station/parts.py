@@ -196,8 +196,9 @@ class Source(Protocol):
     def planned(self, arrival: Arrival) -> Path:
         """Where :meth:`finish` will put an inspected image (stored with its verdict, before the move)."""
 
-    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
-        """Put an inspected image at ``to`` (its :meth:`planned` place, or the one stored before a restart)."""
+    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
+        """Put an inspected image at ``to`` (its :meth:`planned` place, or the one stored before a restart); the
+        place actually used when that is another (``to`` taken meanwhile: ``<name>-1``), else ``None``."""
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         """Put an image that could not be inspected where the user asked, with the reason beside it."""

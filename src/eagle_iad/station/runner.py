@@ -304,7 +304,7 @@ class StationRunner:
         prior = self.tables.intake(name, digest) if source.dedupe else None
         if prior is not None and prior.state == "done":
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
-            if not self._put_away(arrival, to, {"id": prior.record_id}):
+            if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
             self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
             return True
@@ -326,7 +326,7 @@ class StationRunner:
         except EagleError as exc:
             return self._refuse_or_pause(arrival, digest, str(exc))
         checkpoint("station stored")
-        if not self._put_away(arrival, to, record):
+        if not self._put_away(arrival, to, record, digest):
             return False  # stored: the next try only puts it away (its hash is in the intake)
         for courier in self.couriers:
             courier.wake.set()
@@ -335,10 +335,14 @@ class StationRunner:
         self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
         return True
 
-    def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any]) -> bool:
-        """The source's ``finish``; a failure (the disk full for a sidecar) pauses the intake instead of ending it."""
+    def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False) -> bool:
+        """The source's ``finish``; a failure (the disk full for a sidecar) pauses the intake instead of ending it.
+        An image put elsewhere than ``to`` (that name taken meanwhile: ``-1``) is stored and delivered from there
+        (``repeat``: a content already inspected, whose record and deliveries stay as they are)."""
         try:
-            self.config.source.finish(arrival, to, record)
+            actual = self.config.source.finish(arrival, to, record)
+            if actual is not None and actual != to and not repeat:
+                self.tables.moved(self.config.name, digest, str(record["id"]), str(actual))
         except OSError as exc:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False

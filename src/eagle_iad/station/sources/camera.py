@@ -245,8 +245,9 @@ class Camera:
     def planned(self, arrival: Arrival) -> Path:
         return arrival.path
 
-    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
+    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
         self._handed(arrival)  # the frame stays where it was saved (its planned place)
+        return None
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         self._handed(arrival)

@@ -280,17 +280,20 @@ class HotFolder:
         finally:
             Path(temporary).unlink(missing_ok=True)
 
-    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> None:
+    def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
         if self.after == "sidecar":
             info = self._still(arrival)
             if info is None:
-                return  # replaced while inspected: the new file has no sidecar of its own, so it is taken next
+                return None  # replaced while inspected: the new file has no sidecar of its own, so it is taken next
             self._mark(arrival, {"record_id": record.get("id"), "decision": record.get("decision"),
                                  "score": record.get("score")}, info)  # fmt: skip
-            return
-        if self._still(arrival) is None:
-            self._keep_read(arrival, to)  # the inspected image goes where its verdict says; the new one stays
-            return
+            return None
+        if self._still(arrival) is None:  # the inspected bytes go where its verdict says; the new file stays
+            return self._keep_read(arrival, to)
+        return self._move(arrival, to)
+
+    def _move(self, arrival: Arrival, to: Path) -> Path | None:
+        """Move the file read to ``to``, or a free ``-n`` name beside it; where it went (``None``: nowhere)."""
         if to.parent == self.done:
             self.done.mkdir(exist_ok=True)
             try:
@@ -299,20 +302,19 @@ class HotFolder:
                     # a kill between link and unlink (only the unlink was left to do), or these very bytes
                     # filed there already (the same content dropped again under its name): not kept twice
                     os.unlink(arrival.path)
-                    return
+                    return to
                 os.link(arrival.path, to)  # never replaces: a name taken meanwhile raises FileExistsError
                 if self._holds(to, arrival) is None:
                     os.unlink(to)  # replaced between the look and the link: that file is the next poll's
-                    self._keep_read(arrival, to)
-                    return
+                    return self._keep_read(arrival, to)
                 os.unlink(arrival.path)
-                return
+                return to
             except FileNotFoundError:
                 if not arrival.path.exists():
-                    return  # taken away during its inspection: nothing left to put away
+                    return None  # taken away during its inspection: nothing left to put away
             except OSError:
                 pass  # taken meanwhile, or a file system without hard links: move_new finds a name
-        move_new(arrival.path, self.done)
+        return move_new(arrival.path, self.done)
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         if self.after == "sidecar":
