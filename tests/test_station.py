@@ -668,6 +668,11 @@ def test_a_file_rewritten_with_the_same_bytes_while_inspected_is_put_away_as_usu
     assert code == 0 and f"{name}: same content as record {_history(tmp_path)[0].id}" in log, log
     assert {p.name: _sha(p) for p in (incoming / "done").iterdir()} == {name: _sha(_cells(1)[0])}, log
     assert not [p for p in incoming.iterdir() if p.is_file()], log
+    shutil.copyfile(_cells(1)[0], incoming / "again.png")  # under another name: put away under its own
+    os.utime(incoming / "again.png", (time.time() - 10, time.time() - 10))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0 and "again.png: same content as record" in log, log
+    assert sorted(p.name for p in (incoming / "done").iterdir()) == sorted([name, "again.png"]), log
 
 
 @pytest.mark.parametrize("replaced", [False, True], ids=["kept", "replaced"])

@@ -59,6 +59,15 @@ def numbered(name: str, n: int, reserve: int = 0) -> str:
     return fit_name(stem, f"{f'-{n}' if n else ''}{suffix}", NAME_MAX - reserve)
 
 
+def named_after(candidate: str, name: str, reserve: int = 0) -> bool:
+    """Whether ``candidate`` is ``name`` or one of its :func:`numbered` names (``<stem>-<n><suffix>``)."""
+    stem = os.path.splitext(candidate)[0]
+    number = stem.rpartition("-")[2]
+    if number.isascii() and number.isdigit() and numbered(name, int(number), reserve) == candidate:
+        return True
+    return numbered(name, 0, reserve) == candidate
+
+
 def sidecar_name(name: str) -> str:
     """The sidecar of image ``name``: ``<name>.eagle.json`` where that fits NAME_MAX with its atomic write's
     temporary name, else the stem cut and ``~`` plus 16 hex digits of the full name's SHA-256 added (a 245-byte
@@ -298,9 +307,11 @@ class HotFolder:
             self.done.mkdir(exist_ok=True)
             try:
                 if os.path.lexists(to) and (os.path.samefile(arrival.path, to) or (
-                        arrival.data is not None and _same_bytes(to, arrival.data))):  # fmt: skip
+                        arrival.data is not None and named_after(to.name, arrival.name)
+                        and _same_bytes(to, arrival.data))):  # fmt: skip
                     # a kill between link and unlink (only the unlink was left to do), or these very bytes
-                    # filed there already (the same content dropped again under its name): not kept twice
+                    # filed there already under this name (dropped again, or kept when a file system without
+                    # stable inode numbers made the file look replaced): not kept twice
                     os.unlink(arrival.path)
                     return to
                 os.link(arrival.path, to)  # never replaces: a name taken meanwhile raises FileExistsError
