@@ -576,7 +576,8 @@ DURING = '''
 ``replace<sep>name<sep>other`` puts other's bytes under name (a temporary name renamed over it, as a camera
 does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``chmod<sep>folder<sep>mode`` (octal) changes
 its permissions, ``occupy<sep>file`` writes other bytes at file (another name in done/ taken meanwhile),
-``replace-occupy<sep>name<sep>other<sep>file`` does both, ``sigterm`` stops the process."""
+``replace-occupy<sep>name<sep>other<sep>file`` does both, ``append<sep>name`` has a writer add to name right
+after the station read it (before it is inspected), ``sigterm`` stops the process."""
 import os
 import signal
 import time
@@ -611,7 +612,38 @@ def during(*args, **kwargs):
     return real(*args, **kwargs)
 
 
+class Late:
+    """The station's handle on the image: the writer adds the rest right after the station read it."""
+
+    def __init__(self, handle, path):
+        self.handle, self.path = handle, path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    def fileno(self):
+        return self.handle.fileno()
+
+    def read(self, *args):
+        data = self.handle.read(*args)
+        if not done:
+            done.append(True)
+            with open(self.path, "ab") as more:
+                more.write(b"the rest, written late")
+        return data
+
+
+def late_open(path, *args, **kwargs):
+    handle = open(path, *args, **kwargs)
+    return Late(handle, path) if str(path) == paths[0] else handle
+
+
 runner.run_inspection = during
+if what == "append":
+    runner.open = late_open
 '''
 
 
@@ -701,6 +733,21 @@ def test_an_image_put_away_under_another_name_than_planned_is_delivered_from_the
         assert _sha(copy) == record.image_sha256
     payload = json.loads((tmp_path / "sorted" / str(history[0].decision) / f"{history[0].id}_{name}.json").read_text())
     assert payload["image"] == str(first)
+
+
+def test_a_file_still_growing_while_read_is_left_for_a_later_poll(model_dir: Path, tmp_path: Path) -> None:
+    """The writer adds to the file while the station reads it (settled, then written again): the bytes read are
+    not the file, so it is left, settles again and is inspected whole; never a verdict on part of an image
+    filed with the whole one."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "append", incoming / name))
+    assert code == 0, log
+    assert f"{name}: still being written; left for a later poll" in log, log
+    (record,) = _history(tmp_path)
+    whole = incoming / "done" / name
+    assert whole.read_bytes().endswith(b"the rest, written late") and record.image_sha256 == _sha(whole), log
 
 
 def test_sidecar_mode_inspects_a_new_image_under_an_inspected_name(model_dir: Path, tmp_path: Path) -> None:

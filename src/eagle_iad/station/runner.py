@@ -128,6 +128,11 @@ class Courier(threading.Thread):
                      "outbox")  # fmt: skip
 
 
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one file from another (device, inode, size, modification time): see ``Arrival.identity``."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def _verdicts(count: int) -> str:
     """``1 verdict waits``, ``3 verdicts wait``."""
     return f"{count} verdict waits" if count == 1 else f"{count} verdicts wait"
@@ -289,10 +294,13 @@ class StationRunner:
                 data = arrival.data
             else:  # the bytes and which file they came from, read together: see Arrival.identity
                 with open(arrival.path, "rb") as handle:
+                    before = _identity(os.fstat(handle.fileno()))
                     data = handle.read()
-                    info = os.fstat(handle.fileno())
-                arrival = replace(arrival, data=data, identity=(info.st_dev, info.st_ino, info.st_size,
-                                                                info.st_mtime_ns))  # fmt: skip
+                    after = _identity(os.fstat(handle.fileno()))
+                if before != after or after[2] != len(data):  # written to while read: not the file's bytes
+                    self._say(f"{arrival.name}: still being written; left for a later poll")
+                    return True
+                arrival = replace(arrival, data=data, identity=after)
         except FileNotFoundError:
             return True  # taken away before its turn
         except PermissionError as exc:  # the image's own fault: it must not hold up every later image
