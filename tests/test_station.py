@@ -840,6 +840,40 @@ def test_until_idle_waits_while_the_hot_folder_cannot_be_listed(model_dir: Path,
     assert log.count(line) == 1, log
 
 
+def test_a_hot_folder_gone_while_running_is_one_line_a_waiting_state_and_one_line_when_it_is_back(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The folder unmounted under a running station (no ``--until-idle``): one line when the intake starts
+    failing and one when it resumes, not one per retry; meanwhile the station says it waits, and why."""
+    from eagle_iad.station.status import read_intake
+
+    incoming = tmp_path / "incoming"
+    _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, "")
+    station = Running(stations)
+    try:
+        station.until(lambda: (incoming / "done").is_dir() and not [p for p in incoming.iterdir() if p.is_file()],
+                      "the first image put away")  # fmt: skip
+        incoming.rename(tmp_path / "unmounted")
+        station.until(lambda: station.saw("intake paused"), "no line saying the folder is gone")
+        why = f"images cannot be listed: No such file or directory: {incoming}"
+        intake = read_intake(tmp_path / "state", "line-1")  # what eagle station status shows as its state
+        assert intake is not None and intake.state() == f"waiting: {why}", station.log()
+        time.sleep(wait_s(11))  # two more tries, 5 s apart: no line for either
+        (tmp_path / "unmounted").rename(incoming)
+        shutil.copyfile(_cells(2)[1], incoming / "next.png")
+        os.utime(incoming / "next.png", (time.time() - 10, time.time() - 10))
+        station.until(lambda: station.saw("intake resumed") and len(_history(tmp_path)) == 2, "no resume")
+        assert _status(stations)["state"] == "running"
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    log = station.log()
+    assert "intake failed" not in log, log
+    assert log.count(f"eagle station line-1: intake paused: {why}; retrying every 5 s\n") == 1, log
+    assert log.count("intake paused") == 1 and log.count("eagle station line-1: intake resumed\n") == 1, log
+
+
 def test_a_stop_finishes_the_image_being_inspected_and_starts_no_other(model_dir: Path, tmp_path: Path) -> None:
     names = _drop(tmp_path / "incoming", _cells(4))
     stations = _stations(tmp_path, model_dir, "")

@@ -232,7 +232,15 @@ class StationRunner:
         while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
             if self._arrivals is None:
                 self._arrivals = self.config.source.poll()
-            arrival = next(self._arrivals, None)
+            try:
+                arrival = next(self._arrivals, None)
+            except OSError as exc:  # the hot folder gone (unmounted, deleted) or not listable: wait, in one line
+                self._arrivals = None
+                self._pause(f"images cannot be listed: {unseen(exc)}")
+                break
+            except BaseException:
+                self._arrivals = None  # a source that raised is listed afresh next time
+                raise
             if arrival is None:
                 self._arrivals = None
                 self._resume()  # nothing left that it paused on (the image taken away meanwhile)
@@ -278,6 +286,12 @@ class StationRunner:
         if self.paused_since is None:
             self.paused_since = time.time()
         self._say_intake()
+
+    def fail(self, error: str) -> None:
+        """The intake raised ``error`` (a plugin source's bug): paused as for any other reason, so it is one
+        line when it starts failing and one when it resumes, and the status says so meanwhile."""
+        self._arrivals = None
+        self._pause(f"intake failed: {error}")
 
     def _resume(self) -> None:
         if self.paused is None:
@@ -409,14 +423,14 @@ class Running:
                 continue
             try:
                 taken = self.runner.step()
-            except Exception as exc:  # a bug in a source must not end the station: say it, retry
+            except Exception as exc:  # a bug in a source must not end the station: say it (once), retry
                 self.error = f"{type(exc).__name__}: {exc}"
-                self.log(f"eagle station {self.name}: intake failed: {self.error}; retrying in {PAUSE_RETRY_S:g} s")
+                self.runner.fail(self.error)
                 self.halt.wait(PAUSE_RETRY_S)
                 continue
-            if taken:
-                self.error = None
-            else:
+            if self.runner.paused is None:
+                self.error = None  # a step went through: the intake works again (its resume said so)
+            if not taken:
                 self.halt.wait(source.poll_s)
 
 
