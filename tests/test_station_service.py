@@ -8,6 +8,7 @@ socket, a real hot folder of elpv cells and a real webhook receiver.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,15 @@ def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_
         (data / "incoming").rename(data / "unmounted")
         status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
         assert status == 200, info
-        assert info["backlog"] == 0 and info["warnings"][0] == (
-            f"no backlog visible (No such file or directory: {data / 'incoming'}); counted as none waiting")
+        # The folder shown relative to the data root, as every path in the API; the intake may also have paused
+        # on it already (its own warning), so the warnings are found by what they say, not by their place.
+        assert info["backlog"] == 0
+        assert "no backlog visible (No such file or directory: incoming); counted as none waiting" in info["warnings"]
         assert call("GET", f"{live.base}/v1/stations")[0] == 200
         metrics = call("GET", f"{live.base}/metrics", raw=True)[2].decode()
-        assert 'eagle_station_warnings{station="line-1"} 2' in metrics
+        shown = call("GET", f"{live.base}/v1/stations/line-1")[2]["warnings"]
+        assert re.search(r'eagle_station_warnings\{station="line-1"\} ([23])', metrics), metrics
+        assert len(shown) in (2, 3)
 
 
 BAD_BODIES = [
