@@ -300,8 +300,9 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
             </label>
           </div>
         </fieldset>
+        {/* Keyed: the two are different inputs (a file picker, uncontrolled; a text field, controlled), not one */}
         {source === "files" ? (
-          <div className="field">
+          <div className="field" key="files">
             <label htmlFor={`${id}-files`}>Files</label>
             <input
               ref={fileInput}
@@ -314,7 +315,7 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
             <span className="hint">{files.length > 0 ? `${files.length} file${files.length === 1 ? "" : "s"} chosen` : "No files chosen"}</span>
           </div>
         ) : (
-          <div className="field">
+          <div className="field" key="folder">
             <label htmlFor={`${id}-folder`}>Folder under the service's data root</label>
             <input id={`${id}-folder`} value={folder} onChange={(e) => setFolder(e.target.value)} placeholder="e.g. tire-good" autoComplete="off" />
           </div>
