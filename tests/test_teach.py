@@ -261,6 +261,18 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _brute_force(model: Any, features: torch.Tensor, per_image: int) -> np.ndarray:
+    """Each of the first images' leave-own-out score (``features``: all of their patches, image after image):
+    its unselected patches' largest distance to the model's bank without its own rows, in float64."""
+    count = features.shape[0] // per_image
+    distances = torch.cdist(features.double(), model.bank.double())
+    own = model.patch_image_ids[: count * per_image].long()[:, None] == model.bank_image_ids.long()[None, :]
+    distances[own] = float("inf")
+    nearest = distances.min(dim=1).values.reshape(count, per_image)
+    unselected = ~model.selected[: count * per_image].reshape(count, per_image)
+    return np.asarray([float(nearest[i][unselected[i]].max()) for i in range(count)])
+
+
 def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
     from eagle_iad.expert.store import load
     from eagle_iad.expert.teach import TeachImage, teach
@@ -289,24 +301,13 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     from eagle_iad.images import load_rgb
 
     features = _embed(expert, [load_rgb(p) for p in cells["extra"]], None)[0]
-    distances = torch.cdist(features.double(), new.bank.double())
-    own = new.patch_image_ids[n_old * per_image :].long()[:, None] == new.bank_image_ids.long()[None, :]
-    distances[own] = float("inf")
-    nearest = distances.min(dim=1).values.reshape(n_new, per_image)
-    unselected = ~new.selected[n_old * per_image :].reshape(n_new, per_image)
-    expected = [float(nearest[i][unselected[i]].max()) for i in range(n_new)]
-    np.testing.assert_allclose(new.train_scores[n_old:], expected, rtol=1e-5)
+    old_features = _embed(expert, [load_rgb(p) for p in cells["base"]], None)[0]
+    everyone = torch.cat([old_features, features])
+    np.testing.assert_allclose(new.train_scores[n_old:], _brute_force(new, everyone, per_image)[n_old:], rtol=1e-5)
     # The old images' scores: exact from their kept patches, as a brute force over all of their patches finds
     # them against the grown bank; some are lower than the fit's (a taught row came nearer).
-    old_features = _embed(expert, [load_rgb(p) for p in cells["base"]], None)[0]
-    old_distances = torch.cdist(old_features.double(), new.bank.double())
-    old_own = new.patch_image_ids[: n_old * per_image].long()[:, None] == new.bank_image_ids.long()[None, :]
-    old_distances[old_own] = float("inf")
-    old_nearest = old_distances.min(dim=1).values.reshape(n_old, per_image)
-    old_unselected = ~new.selected[: n_old * per_image].reshape(n_old, per_image)
-    exact_old = [float(old_nearest[i][old_unselected[i]].max()) for i in range(n_old)]
     assert result.entry["rescored"] == {"exact": n_old, "bounded": 0}
-    np.testing.assert_allclose(new.train_scores[:n_old], exact_old, rtol=1e-5)
+    np.testing.assert_allclose(new.train_scores[:n_old], _brute_force(new, everyone, per_image)[:n_old], rtol=1e-5)
     assert int(np.sum(new.train_scores[:n_old] < old.train_scores - 1e-3)) >= 1
     # The taught model keeps the new images' highest-scoring patches too: a second teach rescores them.
     assert old.tails is not None and new.tails is not None
@@ -318,14 +319,7 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     grown = load(model_dir)
     n_all = n_old + n_new
     assert second.entry["rescored"] == {"exact": n_all, "bounded": 0}
-    every = torch.cat([old_features, features])
-    all_distances = torch.cdist(every.double(), grown.bank.double())
-    all_own = grown.patch_image_ids[: n_all * per_image].long()[:, None] == grown.bank_image_ids.long()[None, :]
-    all_distances[all_own] = float("inf")
-    all_nearest = all_distances.min(dim=1).values.reshape(n_all, per_image)
-    all_unselected = ~grown.selected[: n_all * per_image].reshape(n_all, per_image)
-    exact_all = [float(all_nearest[i][all_unselected[i]].max()) for i in range(n_all)]
-    np.testing.assert_allclose(grown.train_scores[:n_all], exact_all, rtol=1e-5)
+    np.testing.assert_allclose(grown.train_scores[:n_all], _brute_force(grown, everyone, per_image), rtol=1e-5)
     model_dir = _copy(fitted, tmp_path / "again")  # what follows starts from the first teach's state
     teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana")
     # tau and s_max by the rule on all scores; the map threshold by the rule on all map maxima.
