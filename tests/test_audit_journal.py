@@ -130,3 +130,42 @@ def test_the_journal_survives_a_line_cut_short_and_a_row_the_log_refuses(tmp_pat
         ("t3", "/p3", "why\\x00 with\\nlines"),
     ]
     store.close()
+
+
+def test_a_busy_log_keeps_the_journal_and_a_refused_row_is_set_aside_once(tmp_path: Path) -> None:
+    """A drain that finds the log busy keeps every row for the next one (nothing set aside for a passing
+    state); the row the log refuses is set aside once, however many drains follow; and a journal that cannot
+    be moved at all (its rejected file unwritable) does not stop a new row from being written."""
+    from eagle_iad.service import audit
+    from eagle_iad.service.access import Caller, Role
+    from eagle_iad.service.store import InspectionStore
+
+    database = tmp_path / "history.sqlite3"
+    store = InspectionStore(f"sqlite:///{database}")
+    journal = tmp_path / audit.PENDING
+    draining = tmp_path / (audit.PENDING + ".draining")
+    rejected = tmp_path / audit.REJECTED
+    log = audit.AuditLog(store, journal)
+    fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
+    refused = dict(zip(fields, ("t1", "eve", "engineer", "POST", "/r", "/p1", {"not": "bindable"}, None), strict=True))
+    fine = {**refused, "time": "t2", "path": "/p2", "status": 200}
+    journal.write_text(json.dumps(refused) + "\n" + json.dumps(fine) + "\n")
+    holder = sqlite3.connect(str(database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        log.drain()  # busy (SQLite waits its 5 s): both rows stay, none is set aside
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [row[0] for row in log._pending(draining)] == ["t1", "t2"] and not rejected.exists()
+    for _ in range(3):
+        log.drain()
+    assert [json.loads(line)["time"] for line in rejected.read_text().splitlines()] == ["t1"]
+    assert not draining.exists() and [r["time"] for r in log.page(10, 0)[1]] == ["t2"]
+
+    rejected.unlink()
+    rejected.mkdir()  # the set-aside file cannot be written: the drain fails
+    journal.write_text(json.dumps(refused) + "\n")
+    assert log.write("t3", Caller(name="eve", role=Role.engineer), "POST", "/r", "/p3", 200) is True
+    assert [r["time"] for r in log.page(10, 0)[1]] == ["t3", "t2"]
+    store.close()

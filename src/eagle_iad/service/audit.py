@@ -29,6 +29,7 @@ import time as clock
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import printable
 from eagle_iad.service.access import Caller
 from eagle_iad.service.store import InspectionStore
@@ -92,32 +93,42 @@ class AuditLog:
         if self.journal is None or not self._drain_lock.acquire(blocking=False):
             return  # no journal, or another thread is draining it
         try:
-            draining = self.journal.with_name(self.journal.name + ".draining")
-            with self._journal_lock:  # appends wait only for this rename
-                if self.journal.exists():
-                    if draining.exists():  # an earlier drain left rows: they go first
-                        for entry in self._pending(self.journal):
-                            self._append(draining, entry)
-                        self.journal.unlink()
-                    else:
-                        os.replace(self.journal, draining)
-            if not draining.exists():
-                return
-            rejected = self.journal.with_name(REJECTED)
-            for entry in self._pending(draining):
-                try:
-                    with self.store.transaction() as db:
-                        if db.execute(_WRITTEN, (entry[0], entry[1], entry[3], entry[5], entry[6])).fetchone() is None:
-                            db.execute(_INSERT, entry)
-                except Exception as exc:
-                    if self.store.backend.is_unavailable(exc):
-                        log.warning("audit: %s still holds rows the log cannot take yet (%s)", draining, exc)
-                        return
-                    self._append(rejected, entry)
-                    log.error("audit: the log refused a journalled row (%s); kept in %s", exc, rejected)
-            draining.unlink()
+            self._drain(self.journal)
+        except Exception:  # the journal's own trouble (a full disk): never the caller's row or read
+            log.exception("audit: the journal %s could not be moved into the log", self.journal)
         finally:
             self._drain_lock.release()
+
+    def _drain(self, journal: Path) -> None:
+        """The journal renamed to ``.draining`` (appends go on to a new journal meanwhile), then its rows in
+        one by one; the file is rewritten without each row once it is in or set aside."""
+        draining = journal.with_name(journal.name + ".draining")
+        with self._journal_lock:  # appends wait only for this rename
+            if journal.exists():
+                if draining.exists():  # an earlier drain left rows: they go first
+                    for entry in self._pending(journal):
+                        self._append(draining, entry)
+                    journal.unlink()
+                else:
+                    os.replace(journal, draining)
+        if not draining.exists():
+            return
+        rejected = journal.with_name(REJECTED)
+        rows = self._pending(draining)
+        for index, entry in enumerate(rows):
+            try:
+                with self.store.transaction() as db:
+                    if db.execute(_WRITTEN, (entry[0], entry[1], entry[3], entry[5], entry[6])).fetchone() is None:
+                        db.execute(_INSERT, entry)
+            except Exception as exc:
+                if not _refused(exc):  # busy, away, read-only, damaged: the rows wait for the next drain
+                    self._keep(draining, rows[index:])
+                    log.warning("audit: %s still holds rows the log cannot take yet (%s)", draining, exc)
+                    return
+                self._append(rejected, entry)
+                self._keep(draining, rows[index + 1 :])  # so a later drain does not refuse it again
+                log.error("audit: the log refused a journalled row (%s); kept in %s", exc, rejected)
+        draining.unlink()
 
     @staticmethod
     def _pending(journal: Path) -> list[tuple[Any, ...]]:
@@ -131,6 +142,12 @@ class AuditLog:
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash while appending: its change was answered as failed
         return rows
+
+    @staticmethod
+    def _keep(journal: Path, rows: list[tuple[Any, ...]]) -> None:
+        """``journal`` rewritten (atomically) to hold just ``rows``."""
+        text = "".join(json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n" for row in rows)
+        atomic_write_text(journal, text)
 
     def _append(self, journal: Path, row: tuple[Any, ...]) -> None:
         """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own."""
@@ -163,6 +180,12 @@ class AuditLog:
         for row in rows:
             writer.writerow([_defuse(value) for value in row])
         return out.getvalue()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the log refused the row itself (a value it cannot store, a constraint): never retried. Anything
+    else (busy, unreachable, read-only, damaged) is the database's state, which passes: the row waits."""
+    return type(exc).__name__ in ("IntegrityError", "DataError", "ProgrammingError")
 
 
 def _defuse(value: Any) -> Any:
