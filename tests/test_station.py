@@ -1182,3 +1182,25 @@ def test_a_full_state_disk_pauses_the_intake_and_moves_nothing(model_dir: Path, 
     paused = next(line for line in seen if "intake paused:" in line)
     assert "eagle station line-1: intake paused: not enough free disk space for this request: " in paused, paused
     assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing moved, nothing failed
+
+
+def test_sidecar_mode_a_file_refused_unread_is_marked_as_that_file_only(tmp_path: Path) -> None:
+    """An image refused before it was read (a permission error) gets a sidecar that records its size and stamp:
+    a fixed or replaced file under that name is a new arrival, not marked forever by the old refusal."""
+    from eagle_iad.station.parts import Arrival, Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    image = incoming / "a.png"
+    image.write_bytes(b"x" * 100)
+    (arrival,) = folder.poll()
+    folder.refuse(Arrival(path=arrival.path, source=arrival.source, name=arrival.name, appeared=arrival.appeared),
+                  "a.png: cannot be read: Permission denied")  # fmt: skip
+    info = image.stat()
+    mark = json.loads((incoming / "a.png.eagle.json").read_text())
+    assert mark == {"error": "a.png: cannot be read: Permission denied", "size": 100, "mtime_ns": info.st_mtime_ns}
+    assert [a.name for a in folder.poll()] == []  # the very file refused: marked
+    image.write_bytes(b"y" * 120)  # fixed: another file under that name
+    assert [a.name for a in folder.poll()] == ["a.png"]

@@ -262,8 +262,9 @@ class HotFolder:
         return self._holds(arrival.path, arrival)
 
     def _mark(self, arrival: Arrival, mark: dict[str, Any], info: os.stat_result) -> None:
-        if arrival.identity is not None:  # what the sidecar describes: another file under this name is new
-            mark.update(size=info.st_size, mtime_ns=info.st_mtime_ns)
+        # what the sidecar describes (a refused file's too, one that could not be read included): another file
+        # under this name is new
+        mark.update(size=info.st_size, mtime_ns=info.st_mtime_ns)
         name = sidecar_name(arrival.name)
         if name != arrival.name + SIDECAR_SUFFIX:
             mark["image"] = arrival.name  # a shortened sidecar name: which image it is about, in full
