@@ -1204,3 +1204,29 @@ def test_sidecar_mode_a_file_refused_unread_is_marked_as_that_file_only(tmp_path
     assert [a.name for a in folder.poll()] == []  # the very file refused: marked
     image.write_bytes(b"y" * 120)  # fixed: another file under that name
     assert [a.name for a in folder.poll()] == ["a.png"]
+
+
+def test_sidecar_mode_a_sidecar_forgotten_by_another_thread_meanwhile_does_not_end_the_poll(tmp_path: Path) -> None:
+    """backlog() (idle(), the status, /metrics) looks at sidecars from other threads and forgets one whose
+    sidecar is gone: it may do so between the poll's look at what it knows and its pruning."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    class Racing(dict):  # type: ignore[type-arg]
+        def __iter__(self) -> Iterator[Any]:
+            keys = list(super().__iter__())
+            for key in keys:  # another thread's _marked pops each right after the poll's snapshot
+                self.pop(key, None)
+            return iter(keys)
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    image = incoming / "a.png"
+    image.write_bytes(b"x" * 10)
+    (incoming / "a.png.eagle.json").write_text(json.dumps({"record_id": "r"}))
+    assert [a.name for a in folder.poll()] == []
+    folder._sidecars = Racing(folder._sidecars)
+    image.unlink()
+    (incoming / "b.png").write_bytes(b"y" * 10)
+    assert [a.name for a in folder.poll()] == ["b.png"]

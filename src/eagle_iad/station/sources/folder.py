@@ -221,12 +221,14 @@ class HotFolder:
             if not path.is_file():
                 continue  # taken away meanwhile
             yield Arrival(path=path, source=str(path), name=name, appeared=first)
+        # pop, not del: backlog() (from idle(), the status, /metrics) runs _marked in other threads, which may
+        # have popped a name meanwhile
         for gone in set(self._first_seen) - names:
-            del self._first_seen[gone]
+            self._first_seen.pop(gone, None)
         for gone in set(self._unchanged) - names:
-            del self._unchanged[gone]
+            self._unchanged.pop(gone, None)
         for gone in set(self._sidecars) - listed:  # the images still there keep theirs, marked ones included
-            del self._sidecars[gone]
+            self._sidecars.pop(gone, None)
 
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
