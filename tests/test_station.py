@@ -1230,3 +1230,46 @@ def test_sidecar_mode_a_sidecar_forgotten_by_another_thread_meanwhile_does_not_e
     image.unlink()
     (incoming / "b.png").write_bytes(b"y" * 10)
     assert [a.name for a in folder.poll()] == ["b.png"]
+
+
+def test_a_file_the_listing_cannot_stat_is_skipped_with_one_line_and_the_rest_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO or ESTALE on one file's stat (a bad sector, a stale NFS handle) skips that file, said once, not at
+    every poll; the rest of the folder is taken and the intake goes on."""
+    import errno
+
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    class Entry:
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self.entry, self.name = entry, entry.name
+
+        def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+            if self.name == "bad.png":
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return self.entry.stat(follow_symlinks=follow_symlinks)
+
+    class Listing:
+        def __init__(self, path: Any) -> None:
+            self.listing = real(path)
+
+        def __enter__(self) -> Iterator[Entry]:
+            return (Entry(entry) for entry in self.listing.__enter__())
+
+        def __exit__(self, *exc: Any) -> None:
+            self.listing.__exit__(*exc)
+
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", Listing)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    lines: list[str] = []
+    folder.log = lines.append
+    (incoming / "bad.png").write_bytes(b"x")
+    (incoming / "good.png").write_bytes(b"y")
+    assert [a.name for a in folder.poll()] == ["good.png"]
+    assert [a.name for a in folder.poll()] == ["good.png"] and folder.backlog() == 1
+    assert len(lines) == 1 and "bad.png: cannot be looked at (Input/output error)" in lines[0], lines

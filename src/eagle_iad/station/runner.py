@@ -37,6 +37,7 @@ from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
+from eagle_iad.station.sources.folder import HotFolder
 from eagle_iad.station.status import PAUSE_RETRY_S, Intake, gone, unseen, write_intake
 from eagle_iad.stops import checkpoint
 
@@ -164,6 +165,8 @@ class StationRunner:
         self.state = state
         self.log = log = _escaping(log)
         self.quiet = quiet
+        if isinstance(config.source, HotFolder):
+            config.source.log = log  # its lines (a file it cannot look at) go where the station's go
         self.tables = StationTables(state.store)
         try:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image

@@ -24,9 +24,10 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,6 +79,10 @@ def sidecar_name(name: str) -> str:
         return plain
     tag = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     return fit_name(name, f"~{tag}{SIDECAR_SUFFIX}", NAME_MAX - ATOMIC_RESERVE)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def identity(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -146,6 +151,11 @@ class HotFolder:
         #: Sidecars read: name -> (the sidecar's own stat, the (size, mtime_ns) it describes or None), so a
         #: poll stats each sidecar but reads only new or changed ones.
         self._sidecars: dict[str, tuple[tuple[int, int, int], tuple[int, int] | None]] = {}
+        #: Images the listing could not stat (EIO, ESTALE: skipped, the rest of the folder taken), with why as
+        #: last logged: one line per name when it starts failing, not one every poll.
+        self._unseen: dict[str, str] = {}
+        #: Where the log lines go (the station sets its own).
+        self.log: Callable[[str], None] = _stderr
 
     def describe(self) -> str:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
@@ -165,6 +175,16 @@ class HotFolder:
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # this file's fault (EIO, ESTALE): skipped, the rest of the folder taken
+                    if listed is not None:
+                        listed.add(name)  # still there: its sidecar's look kept, its line not said again
+                    why = exc.strerror or str(exc)
+                    if self._unseen.get(name) != why:
+                        self._unseen[name] = why
+                        self.log(f"eagle station: folder {self.folder}: {name}: cannot be looked at ({why}); "
+                                 "skipped until it can")  # fmt: skip
+                    continue
+                self._unseen.pop(name, None)
                 if not stat.S_ISREG(info.st_mode):
                     continue
                 if listed is not None:
@@ -229,6 +249,8 @@ class HotFolder:
             self._unchanged.pop(gone, None)
         for gone in set(self._sidecars) - listed:  # the images still there keep theirs, marked ones included
             self._sidecars.pop(gone, None)
+        for gone in set(self._unseen) - listed:
+            self._unseen.pop(gone, None)
 
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
