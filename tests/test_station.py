@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -636,14 +637,17 @@ class Late:
         return data
 
 
-def late_open(path, *args, **kwargs):
-    handle = open(path, *args, **kwargs)
+real_open = runner._open_image
+
+
+def late_open(path):
+    handle = real_open(path)
     return Late(handle, path) if str(path) == paths[0] else handle
 
 
 runner.run_inspection = during
 if what == "append":
-    runner.open = late_open
+    runner._open_image = late_open
 '''
 
 
@@ -1273,3 +1277,42 @@ def test_a_file_the_listing_cannot_stat_is_skipped_with_one_line_and_the_rest_ta
     assert [a.name for a in folder.poll()] == ["good.png"]
     assert [a.name for a in folder.poll()] == ["good.png"] and folder.backlog() == 1
     assert len(lines) == 1 and "bad.png: cannot be looked at (Input/output error)" in lines[0], lines
+
+
+def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_on(tmp_path: Path) -> None:
+    """Put under an image's name after the listing saw a file there: a symbolic link is not followed (it could
+    make the station read a file outside the folder) and a FIFO not waited on (a read blocks for a writer
+    forever); each is refused with one clear reason, moved to failed/ itself (a link's target stays where it is)."""
+    from types import SimpleNamespace
+
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.runner import StationRunner
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the station's")
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    for name in ("link.png", "fifo.png"):
+        (incoming / name).write_bytes(b"x")
+    arrivals = list(folder.poll())
+    for name in ("link.png", "fifo.png"):
+        (incoming / name).unlink()
+    (incoming / "link.png").symlink_to(outside)
+    os.mkfifo(incoming / "fifo.png")
+    lines: list[str] = []
+    runner = StationRunner.__new__(StationRunner)
+    runner.config, runner.log, runner.quiet = SimpleNamespace(name="line-1", source=folder), lines.append, False
+    started = time.monotonic()
+    assert all(runner._take(arrival) for arrival in arrivals)
+    assert time.monotonic() - started < 10, lines
+    assert sorted(lines) == [
+        "eagle station line-1: fifo.png: not inspected: fifo.png: cannot be read: not a regular file",
+        "eagle station line-1: link.png: not inspected: link.png: cannot be read: a symbolic link, not followed",
+    ]
+    assert (incoming / "failed" / "link.png").is_symlink() and outside.read_bytes() == b"not the station's"
+    assert stat.S_ISFIFO(os.lstat(incoming / "failed" / "fifo.png").st_mode)
+    assert (incoming / "failed" / "fifo.png.reason.txt").read_text() == (
+        "fifo.png: cannot be read: not a regular file\n"
+    )

@@ -18,15 +18,17 @@ station's intake with a status saying why, and the image stays where it is for t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
@@ -132,6 +134,29 @@ class Courier(threading.Thread):
 def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
     """What tells one file from another (device, inode, size, modification time): see ``Arrival.identity``."""
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+class NotAFileError(OSError):
+    """The image's name holds a symbolic link or something not a regular file (a FIFO, a device)."""
+
+
+def _open_image(path: Path) -> BinaryIO:
+    """The regular file at ``path``, opened to read: a symbolic link is not followed (:class:`NotAFileError`, as it
+    would make the station read a file outside the folder) and a FIFO not waited on (opened without blocking,
+    then refused: a read would wait for a writer forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFileError(exc.errno, "a symbolic link, not followed") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFileError(errno.EINVAL, "not a regular file")
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _verdicts(count: int) -> str:
@@ -310,7 +335,7 @@ class StationRunner:
             if arrival.data is not None:
                 data = arrival.data
             else:  # the bytes and which file they came from, read together: see Arrival.identity
-                with open(arrival.path, "rb") as handle:
+                with _open_image(arrival.path) as handle:
                     before = _identity(os.fstat(handle.fileno()))
                     data = handle.read()
                     after = _identity(os.fstat(handle.fileno()))
@@ -320,7 +345,7 @@ class StationRunner:
                 arrival = replace(arrival, data=data, identity=after)
         except FileNotFoundError:
             return True  # taken away before its turn
-        except PermissionError as exc:  # the image's own fault: it must not hold up every later image
+        except (PermissionError, NotAFileError) as exc:  # the image's own fault: it must not hold up every later image
             return self._refuse_or_pause(arrival, "", f"{arrival.name}: cannot be read: {exc.strerror or exc}")
         except OSError as exc:
             self._pause(f"{arrival.path}: cannot be read: {exc.strerror or exc}")

@@ -98,7 +98,8 @@ def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = No
     for n in range(100_000):
         target = folder / numbered(name, n, reserve)
         try:
-            os.link(source, target)  # fails if target exists: no race can make it replace a file
+            # fails if target exists: no race can make it replace a file; a link refused is moved, not its target
+            os.link(source, target, follow_symlinks=False)
         except FileExistsError:
             continue
         except OSError:  # a file system without hard links: check, then rename
