@@ -1316,3 +1316,59 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     assert (incoming / "failed" / "fifo.png.reason.txt").read_text() == (
         "fifo.png: cannot be read: not a regular file\n"
     )
+
+
+def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_every_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some FUSE file systems report a size other than the bytes a read gives, and keep it: the file does not
+    change while read, so it is not "still being written" (it would be left, and said, at every poll, and
+    --until-idle never end): the bytes read are inspected (here: refused) once."""
+    from types import SimpleNamespace
+
+    from eagle_iad.errors import EagleError
+    from eagle_iad.station import runner as runner_module
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.runner import StationRunner
+    from eagle_iad.station.sources.folder import HotFolder
+
+    class Short:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> Short:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.handle.close()
+
+        def fileno(self) -> int:
+            return int(self.handle.fileno())
+
+        def read(self) -> bytes:
+            return bytes(self.handle.read())[:-5]
+
+    real_open = runner_module._open_image
+    monkeypatch.setattr(runner_module, "_open_image", lambda path: Short(real_open(path)))
+    inspected: list[bytes] = []
+
+    def inspect(state: Any, category: str, data: bytes, *args: Any, **kwargs: Any) -> Any:
+        inspected.append(data)
+        raise EagleError("not an image")
+
+    monkeypatch.setattr(runner_module, "run_inspection", inspect)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "a.png").write_bytes(b"x" * 100)
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    folder.dedupe = False
+    lines: list[str] = []
+    runner = StationRunner.__new__(StationRunner)
+    runner.config, runner.log, runner.quiet = SimpleNamespace(name="line-1", source=folder), lines.append, False
+    runner.config = SimpleNamespace(name="line-1", source=folder, category="mono")
+    runner.state, runner.couriers = None, []
+    runner.tables = SimpleNamespace(write_failed=lambda *args: None)
+    (arrival,) = folder.poll()
+    assert runner._take(arrival) and inspected == [b"x" * 95]
+    assert lines == ["eagle station line-1: a.png: not inspected: not an image"], lines
+    assert list(folder.poll()) == [] and (incoming / "failed" / "a.png").exists()

@@ -339,9 +339,11 @@ class StationRunner:
                     before = _identity(os.fstat(handle.fileno()))
                     data = handle.read()
                     after = _identity(os.fstat(handle.fileno()))
-                if before != after or after[2] != len(data):  # written to while read: not the file's bytes
+                if before != after:  # written to while read: not the file's bytes
                     self._say(f"{arrival.name}: still being written; left for a later poll")
                     return True
+                # a size that differs from the bytes read while the file stays the same (some FUSE file systems
+                # report it so): what the file gives is read as it is, once, not left for every later poll
                 arrival = replace(arrival, data=data, identity=after)
         except FileNotFoundError:
             return True  # taken away before its turn
