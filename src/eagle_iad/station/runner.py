@@ -18,17 +18,15 @@ station's intake with a status saying why, and the image stays where it is for t
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from eagle_iad.errors import EagleError
 from eagle_iad.mllm.serving import ApiError
@@ -39,7 +37,8 @@ from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
-from eagle_iad.station.sources.folder import HotFolder
+from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
+from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import PAUSE_RETRY_S, Intake, gone, unseen, write_intake
 from eagle_iad.stops import checkpoint
 
@@ -129,34 +128,6 @@ class Courier(threading.Thread):
             self.log(f"eagle station {self.station}: sink {name} delivers again, after {failures} failed "
                      f"tr{'y' if failures == 1 else 'ies'} over {took:.0f} s; {_verdicts(waiting)} in the "
                      "outbox")  # fmt: skip
-
-
-def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells one file from another (device, inode, size, modification time): see ``Arrival.identity``."""
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-
-
-class NotAFileError(OSError):
-    """The image's name holds a symbolic link or something not a regular file (a FIFO, a device)."""
-
-
-def _open_image(path: Path) -> BinaryIO:
-    """The regular file at ``path``, opened to read: a symbolic link is not followed (:class:`NotAFileError`, as it
-    would make the station read a file outside the folder) and a FIFO not waited on (opened without blocking,
-    then refused: a read would wait for a writer forever)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotAFileError(exc.errno, "a symbolic link, not followed") from None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotAFileError(errno.EINVAL, "not a regular file")
-        return open(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _verdicts(count: int) -> str:
@@ -336,9 +307,9 @@ class StationRunner:
                 data = arrival.data
             else:  # the bytes and which file they came from, read together: see Arrival.identity
                 with _open_image(arrival.path) as handle:
-                    before = _identity(os.fstat(handle.fileno()))
+                    before = identity(os.fstat(handle.fileno()))
                     data = handle.read()
-                    after = _identity(os.fstat(handle.fileno()))
+                    after = identity(os.fstat(handle.fileno()))
                 if before != after:  # written to while read: not the file's bytes
                     self._say(f"{arrival.name}: still being written; left for a later poll")
                     return True

@@ -8,7 +8,6 @@ atomically, the record last: a ``.json`` present means its image is complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,19 +16,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
 
 #: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
 JSON_RESERVE = len(".json") + 10
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous", "unrecognised": "unrecognised"}
@@ -77,7 +69,7 @@ class FolderSink:
                         os.link(place, temporary)
                     else:
                         shutil.copyfile(place, temporary)
-                    if expected is None or _sha256(temporary) == expected:
+                    if expected is None or file_sha256(temporary) == expected:
                         break  # the bytes inspected, not another image put under the same name since
                 else:
                     temporary.unlink(missing_ok=True)

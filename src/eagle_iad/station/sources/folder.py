@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import NAME_MAX, fit_name
@@ -112,20 +112,36 @@ def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = No
     raise OSError(f"{folder}: no free name for {name}")
 
 
+class NotAFileError(OSError):
+    """The image's name holds a symbolic link or something not a regular file (a FIFO, a device)."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """The regular file at ``path``, opened to read: a symbolic link is not followed (:class:`NotAFileError`, as it
+    would make the station read a file outside the folder) and a FIFO not waited on (opened without blocking,
+    then refused: a read would wait for a writer forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFileError(exc.errno, "a symbolic link, not followed") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFileError(errno.EINVAL, "not a regular file")
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _same_bytes(path: Path, data: bytes) -> bool:
     """Whether the regular file at ``path`` (not following a link) holds exactly ``data``."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except (FileNotFoundError, IsADirectoryError):
+        with open_regular(path) as handle:
+            return handle.read(len(data) + 1) == data
+    except (FileNotFoundError, NotAFileError):
         return False
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symbolic link: not a file the station took
-            return False
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return False
-        return handle.read(len(data) + 1) == data
 
 
 class HotFolder:
