@@ -58,6 +58,7 @@ test: test-python test-ts
 
 test-python: $(STAMP) $(MOSQUITTO) $(POSTGRES)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -116,6 +117,7 @@ station: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -51,8 +51,10 @@ def main() -> int:
         sets.append(("tire", "mvtec", "tire", SHARED_TIRE))
     else:
         print(f"(tire left out: no images at {SHARED_TIRE})")
-    print("| set | images | scoring ms/img | verdict ms/img without | with patch score | ratio "
-          "| share of an inspection | box #1 = score |")
+    print(
+        "| set | images | scoring ms/img | verdict ms/img without | with patch score | ratio "
+        "| share of an inspection | box #1 = score |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, layout_name, category, root in sets:
         layout = get_layout(layout_name)
@@ -75,8 +77,10 @@ def main() -> int:
         exact = sum(1 for v in anomalous if v.boxes[0].patch_score == v.score)
         added = with_score - without
         share = added / (scoring + without)
-        print(f"| {name} | {len(test)} | {scoring * 1e3:.1f} | {without * 1e3:.2f} | {with_score * 1e3:.2f} | "
-              f"{with_score / without:.2f}x | {share:.1%} | {exact} of {len(anomalous)} |")
+        print(
+            f"| {name} | {len(test)} | {scoring * 1e3:.1f} | {without * 1e3:.2f} | {with_score * 1e3:.2f} | "
+            f"{with_score / without:.2f}x | {share:.1%} | {exact} of {len(anomalous)} |"
+        )
     return 0
 
 

@@ -156,5 +156,6 @@ def main() -> None:
         ratio = rates[name] / rates["engine"]
         print(f"{name:<13} {rates[name]:>9.2f} {ratio:>9.2f} {band:>11.0%} {via_caas:>9.0%} {same:>6}/{len(rows)}")
 
+
 if __name__ == "__main__":
     main()

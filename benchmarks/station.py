@@ -117,7 +117,8 @@ def station_run(
     incoming = work / "incoming"
     incoming.mkdir(parents=True)
     stations = work / "stations.toml"
-    stations.write_text(f"""models = "{models}"
+    stations.write_text(
+        f"""models = "{models}"
 state = "state"
 [[station]]
 name = "bench"
@@ -129,11 +130,17 @@ url = "http://127.0.0.1:{receiver.port}/"
 [[station.sink]]
 kind = "folder"
 path = "sorted"
-""" + ("" if mqtt_port is None else f"""[[station.sink]]
+"""
+        + (
+            ""
+            if mqtt_port is None
+            else f"""[[station.sink]]
 kind = "mqtt"
 host = "127.0.0.1"
 port = {mqtt_port}
-"""))
+"""
+        )
+    )
     process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", "--quiet", str(stations)],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert process.stderr is not None

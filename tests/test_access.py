@@ -365,7 +365,6 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
         assert _add_key(live.base, "line-2", "viewer", key="s3cret")[0] == 201
 
 
-
 def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``local``, ``EAGLE_API_KEY`` and ``api`` (what an open-mode change that names no one records) are no
     key's name, whatever their case, through the API and through ``eagle keys add``."""

@@ -62,8 +62,20 @@ def compute(workdir: Path) -> dict[str, Any]:
     test = get_layout("elpv").samples(None, "mono", "test")
     images = [s.path for s in test if s.label == 1][:2] + [s.path for s in test if s.label == 0][:2]
     model, out = workdir / "model", workdir / "pictures"
-    fit_args = ["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "8", "--out", str(model), "--quiet",
-                "--exposure", "none"]
+    fit_args = [
+        "fit",
+        "--layout",
+        "elpv",
+        "--category",
+        "mono",
+        "--limit-train",
+        "8",
+        "--out",
+        str(model),
+        "--quiet",
+        "--exposure",
+        "none",
+    ]
     with redirect_stdout(io.StringIO()) as fitted:
         assert main(fit_args) == 0
     with redirect_stdout(io.StringIO()) as inspected:

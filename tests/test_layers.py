@@ -19,8 +19,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eagle_iad"
 #: Keys are module names relative to ``eagle_iad``; a package's name covers all of its modules.
 LAYERS: list[tuple[str, ...]] = [
     # "" is eagle_iad/__init__.py
-    ("", "errors", "ranges", "stops", "atomic", "naming", "choices", "images", "outputs", "scratch", "record", "review",
-     "file_hash", "folder_swap"),
+    (
+        "",
+        "errors",
+        "ranges",
+        "stops",
+        "atomic",
+        "naming",
+        "choices",
+        "images",
+        "outputs",
+        "scratch",
+        "record",
+        "review",
+        "file_hash",
+        "folder_swap",
+    ),
     ("registry",),
     ("history",),
     ("data",),

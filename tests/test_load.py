@@ -23,8 +23,9 @@ SCRIPT = REPO / "benchmarks" / "load.py"
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=wait_s(180))
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=wait_s(180)
+    )
 
 
 def test_non_loopback_host_is_refused() -> None:

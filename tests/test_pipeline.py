@@ -158,8 +158,21 @@ def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
 
     expert = FakeExpert(1.5)
     result = expert.inspect(RGB)
-    by_caller = {"id", "time", "category", "image_name", "verdict", "pictures", "label", "label_time", "label_by",
-                 "label_note", "station", "source", "image_sha256"}
+    by_caller = {
+        "id",
+        "time",
+        "category",
+        "image_name",
+        "verdict",
+        "pictures",
+        "label",
+        "label_time",
+        "label_by",
+        "label_note",
+        "station",
+        "source",
+        "image_sha256",
+    }
     derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]
     assert set(derived) == {f.name for f in fields(InspectionRecord)} - by_caller
     assert derived == {"score": 1.5, "tau": TAU, "s_max": S_MAX, "decision": "anomalous", "in_band": True,

@@ -954,4 +954,3 @@ def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_i
 
 def workspace_files(tmp_path: Path) -> Path:
     return tmp_path / "state" / "files"
-

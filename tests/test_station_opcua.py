@@ -321,8 +321,10 @@ def test_a_server_down_at_start_gets_every_verdict_once_it_is_up(model_dir: Path
         assert {state for state, _ in rows} == {"pending"}  # nothing delivered, nothing given up
         assert any(f"{plc.endpoint}: cannot connect (Connection refused)" == error for _, error in rows), rows
         # the start-up probe found the server down: a warning, and the station runs on
-        assert (f"eagle station line-1: warning: sink opcua: {plc.endpoint}: cannot connect (Connection refused); "
-                "verdicts wait in the outbox until it is reachable\n") in (tmp_path / "station.log").read_text()
+        assert (
+            f"eagle station line-1: warning: sink opcua: {plc.endpoint}: cannot connect (Connection refused); "
+            "verdicts wait in the outbox until it is reachable\n"
+        ) in (tmp_path / "station.log").read_text()
         plc.start()  # the same port, some seconds after the station started
         assert process.wait(timeout=wait_s(300)) == 0, (tmp_path / "station.log").read_text()
     finally:

@@ -63,7 +63,9 @@ def receiver() -> Any:
 
 
 def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is_deleted(
-    model_dir: Path, tmp_path: Path, receiver: Receiver  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
@@ -109,7 +111,8 @@ def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is
 
 
 def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_a_500(
-    model_dir: Path, tmp_path: Path  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """The same warnings as ``eagle station status``: a webhook refusing connections, with its verdicts waiting;
     then the hot folder taken away (unmounted): the status says there is no backlog to see, not a 500."""
@@ -119,8 +122,18 @@ def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_
     (data / "incoming").mkdir(parents=True)
     _drop(data / "incoming", _cells(2))
     port = _free_port()  # nothing listens there
-    body = {**_body(Receiver(port)), "sinks": [{"kind": "webhook", "url": f"http://127.0.0.1:{port}/v",
-                                                "retry_base_s": 0.05, "retry_max_s": 0.2, "max_attempts": 1000}]}
+    body = {
+        **_body(Receiver(port)),
+        "sinks": [
+            {
+                "kind": "webhook",
+                "url": f"http://127.0.0.1:{port}/v",
+                "retry_base_s": 0.05,
+                "retry_max_s": 0.2,
+                "max_attempts": 1000,
+            }
+        ],
+    }
     with LiveServer(_app(tmp_path, model_dir, data)) as live:
         status, info = _post(live.base, "/v1/stations", body)
         assert status == 201, info
@@ -158,7 +171,9 @@ BAD_BODIES = [
 
 
 def test_a_bad_station_is_a_400_naming_the_field_and_paths_stay_inside_the_data_root(
-    model_dir: Path, tmp_path: Path, receiver: Receiver  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
@@ -202,7 +217,10 @@ def test_a_stations_credentials_and_host_paths_are_not_shown(model_dir: Path, tm
 
 
 def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stopped_ones(
-    model_dir: Path, tmp_path: Path, receiver: Receiver, postgres: Any  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
 ) -> None:
     """Two services on one PostgreSQL history (docs/PLANT.md): the station runs on the replica it was created
     through; the other shows its figures from the shared tables and pauses, resumes and deletes it through

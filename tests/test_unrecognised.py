@@ -1,4 +1,4 @@
-""""Not this product": an image unlike every training image is unrecognised, not a defect with a box around it.
+""" "Not this product": an image unlike every training image is unrecognised, not a defect with a box around it.
 
 A real elpv expert (16 mono cells, efficientnet_lite0) is shown a frame of noise, a black frame, a grey
 frame, a checkerboard and (where ../shared has it) a tire: each must be unrecognised, with no box. Its

@@ -48,7 +48,6 @@ if not VLLM_PYTHON.is_file():
     )
 
 
-
 def _vllm_cannot_run() -> str | None:
     """Why this environment's vLLM cannot serve Qwen2.5-VL (its model module fails to import), or None."""
     probe = subprocess.run(

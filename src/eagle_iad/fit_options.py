@@ -82,11 +82,16 @@ _BEFORE_RULE = (
     FitOption("backbone", str, DEFAULT_BACKBONE, "feature extractor", BACKBONES, open_choices=True),
     FitOption("sampler", str, "greedy", "memory-bank subsampling", SAMPLERS),
     FitOption(
-        "coreset_ratio", float, 0.1, "fraction of patches kept (samplers greedy and random)",
+        "coreset_ratio",
+        float,
+        0.1,
+        "fraction of patches kept (samplers greedy and random)",
         range=Range(0, 1, low_open=True),
     ),
     FitOption(
-        "coreset_points", int, CORESET_POINTS,
+        "coreset_points",
+        int,
+        CORESET_POINTS,
         "beyond twice this many training patches the coreset's greedy runs on a seeded uniform sample of this "
         "many, then continues over as many patches outside the sample until each is within the sample's "
         "covering radius (0 = every patch, the paper's rule; docs/METHOD.md)",
@@ -116,32 +121,54 @@ _AFTER_RULE = (
         open_choices=True,
     ),
     FitOption(
-        "exposure", str, EXPOSURES[0],
+        "exposure",
+        str,
+        EXPOSURES[0],
         "image (each image's brightness and contrast set to ImageNet's before the backbone) | none (the pixels' own, "
         "the paper's)",
-        EXPOSURES, group="evidence",
+        EXPOSURES,
+        group="evidence",
     ),
     FitOption(
-        "size", int, 320, "long side of the whole-frame input, a multiple of 32", group="evidence",
+        "size",
+        int,
+        320,
+        "long side of the whole-frame input, a multiple of 32",
+        group="evidence",
         range=Range(32, MAX_INPUT_SIDE),
     ),
     FitOption(
-        "native_up_to", int, NATIVE_UP_TO,
+        "native_up_to",
+        int,
+        NATIVE_UP_TO,
         "training images whose median long side is above size and at most this many pixels are inspected at "
         "that long side (rounded up to a multiple of 32), not downscaled to size (0: always size; off when "
         "size is given without it)",
-        group="evidence", range=Range(0, MAX_INPUT_SIDE),
+        group="evidence",
+        range=Range(0, MAX_INPUT_SIDE),
     ),
     FitOption(
-        "tile", int, 256, "tile side in input pixels for preprocess tile", group="evidence",
+        "tile",
+        int,
+        256,
+        "tile side in input pixels for preprocess tile",
+        group="evidence",
         range=Range(32, MAX_INPUT_SIDE),
     ),
     FitOption(
-        "tile_overlap", int, 64, "least overlap of neighbouring tiles", group="evidence",
+        "tile_overlap",
+        int,
+        64,
+        "least overlap of neighbouring tiles",
+        group="evidence",
         range=Range(0, MAX_INPUT_SIDE - 1),
     ),
     FitOption(
-        "resize", int, 256, "center-crop: shorter side before the crop", group="evidence",
+        "resize",
+        int,
+        256,
+        "center-crop: shorter side before the crop",
+        group="evidence",
         range=Range(32, 2 * MAX_INPUT_SIDE),
     ),
     FitOption("crop", int, 224, "center-crop: square crop side", group="evidence", range=Range(32, MAX_INPUT_SIDE)),
@@ -172,7 +199,12 @@ def fit_options() -> tuple[FitOption, ...]:
     rule = FitOption("rule", str, DEFAULT_RULE, "threshold rule (docs/METHOD.md §2)", THRESHOLD_RULES.names())
     params = tuple(
         FitOption(
-            p.name, float, p.default, p.help, rules=rules_using(p.name), aliases=RULE_PARAM_ALIASES.get(p.name, ()),
+            p.name,
+            float,
+            p.default,
+            p.help,
+            rules=rules_using(p.name),
+            aliases=RULE_PARAM_ALIASES.get(p.name, ()),
             range=p.range,
         )
         for p in rule_params().values()

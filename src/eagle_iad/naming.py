@@ -60,10 +60,7 @@ def printable(name: str) -> str:
     Why: a file name is the user's data, and a terminal acts on escape sequences in it; the text output
     shows them escaped, as the JSON output does.
     """
-    return "".join(
-        char if unicodedata.category(char) not in _ESCAPED else _escape(char)
-        for char in name
-    )
+    return "".join(char if unicodedata.category(char) not in _ESCAPED else _escape(char) for char in name)
 
 
 def _short(stem: str, key: str) -> str:

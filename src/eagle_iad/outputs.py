@@ -85,7 +85,7 @@ def check_output_path(given: str | os.PathLike[str], what: str, example: str, fr
         raise OutputError(f"{shown}: cannot be created because {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputError(f"{shown}: cannot write in {ancestor} (permission denied)")
-    for folder in (target.parents if from_parent else (target, *target.parents)):
+    for folder in target.parents if from_parent else (target, *target.parents):
         marker = owned_folder(folder)
         if marker is not None:
             kind = "model" if marker == "model.json" else "export"

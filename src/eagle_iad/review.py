@@ -30,14 +30,21 @@ class Reason:
 
 REASONS: tuple[Reason, ...] = (
     Reason("band", "in the unsure band: the expert is unsure between its threshold and the band end", "in_band = 1"),
-    Reason("close_call", "a close call: the score is within the normal variation of the threshold",
-           "near_threshold = 1"),
+    Reason(
+        "close_call", "a close call: the score is within the normal variation of the threshold", "near_threshold = 1"
+    ),
     Reason("unrecognised", "not like the training images (another product, a blocked camera?)", "unrecognised = 1"),
-    Reason("disagreement", "the MLLM's answer disagrees with the expert's decision",
-           f"{_EXPERT} {_DECIDED} AND decision {_DECIDED} AND decision != {_EXPERT}"),
+    Reason(
+        "disagreement",
+        "the MLLM's answer disagrees with the expert's decision",
+        f"{_EXPERT} {_DECIDED} AND decision {_DECIDED} AND decision != {_EXPERT}",
+    ),
     # Only an unreadable reply: a custom question's inspection has no anomaly decision by design (NULL).
-    Reason("undecided", "no decision: the MLLM's reply could not be read",
-           f"{_EXPERT} IS NOT NULL AND decision = 'unparsable'"),
+    Reason(
+        "undecided",
+        "no decision: the MLLM's reply could not be read",
+        f"{_EXPERT} IS NOT NULL AND decision = 'unparsable'",
+    ),
 )
 
 
@@ -59,6 +66,7 @@ def reasons_of(flags: tuple[int, ...]) -> list[Reason]:
 def review_page(total: int, limit: int, offset: int, rows: list[tuple[Any, list[Reason]]]) -> dict[str, Any]:
     """The queue as the API answers it (and ``eagle review list --json`` prints it): ``rows`` are history
     rows (anything with ``to_dict()``) with their reasons."""
+
     def said(reasons: Iterable[Reason]) -> list[dict[str, str]]:
         return [{"code": reason.code, "words": reason.words} for reason in reasons]
 

@@ -84,8 +84,6 @@ class RayExecutor:
                     sink(record)
 
 
-
-
 #: ``factory(address, num_workers, gpus_per_worker) -> Executor`` by name.
 EXECUTOR_REGISTRY: Registry[Callable[[str | None, int, float], Executor]] = Registry("executor")
 EXECUTOR_REGISTRY.add("local", lambda _address, _workers, _gpus: LocalExecutor())

@@ -110,15 +110,15 @@ def leave_own_out_added(
 ) -> LeaveOwnOut:
     """Leave-own-out of images added to a fitted bank (a teach), without searching the old bank again.
 
-    The grown bank is the old bank, whose rows all come from other images, plus the rows chosen from
-    the added images. So a new patch's distance to the grown bank minus its own image's rows is the
-    smaller of its distance to the old bank (``base_dist``: the teach's guard has measured it) and its
-    distance to the chosen rows of the *other* added images (``added_search``, fitted on those rows with
-    their image ids ``0 .. n_images - 1``, which ``patch_image_ids`` uses too; ``None`` when no row was
-added): the same minimum a
-    search of the whole grown bank finds, for a search of the few added rows. Both searches are exact;
-    the value of one pair's distance may differ in the last float32 bit between the two searches'
-    code paths, not more.
+        The grown bank is the old bank, whose rows all come from other images, plus the rows chosen from
+        the added images. So a new patch's distance to the grown bank minus its own image's rows is the
+        smaller of its distance to the old bank (``base_dist``: the teach's guard has measured it) and its
+        distance to the chosen rows of the *other* added images (``added_search``, fitted on those rows with
+        their image ids ``0 .. n_images - 1``, which ``patch_image_ids`` uses too; ``None`` when no row was
+    added): the same minimum a
+        search of the whole grown bank finds, for a search of the few added rows. Both searches are exact;
+        the value of one pair's distance may differ in the last float32 bit between the two searches'
+        code paths, not more.
     """
     total = features.shape[0]
     patch_scores = torch.empty(total, dtype=torch.float32)

@@ -397,5 +397,3 @@ def input_map(patch_scores: np.ndarray, shape: tuple[int, int], sigma: float) ->
     up = F.interpolate(grid, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     smooth: np.ndarray = gaussian_filter(up, sigma=sigma).astype(np.float32)
     return smooth
-
-

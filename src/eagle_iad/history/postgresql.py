@@ -118,7 +118,10 @@ class PostgresHistory(HistoryBackend):
         pg = _psycopg()
         try:
             connection: psycopg.Connection[Any] = pg.connect(
-                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="eagle-iad",
+                self.conninfo,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="eagle-iad",
                 **KEEPALIVES,
             )
         except pg.Error as exc:

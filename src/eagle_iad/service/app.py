@@ -265,6 +265,7 @@ def create_app(
         return float(state.worker.waiting if state.worker is not None else 0)
 
     state.metrics.gauge("eagle_mllm_queue_depth", "MLLM requests waiting for the model.", queue_depth)
+
     def history_caas_rate() -> float:
         total, caas = state.store.caas_counts()
         return caas / total if total else 0.0

@@ -59,6 +59,7 @@ class ConsoleFiles(StaticFiles):
                     raise HTTPException(405)
             scope.pop("endpoint", None)  # counted as "unmatched", not as a console file
             raise HTTPException(404)
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))

@@ -418,7 +418,6 @@ class JobManager:
             if job.cleanup is not None:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
 
-
     def _fail(self, job: FitJob, error: str, code: str | None = None) -> None:
         with self._stop_lock:
             if job.finished:

@@ -99,8 +99,12 @@ def add_key(body: NewKey, request: Request) -> dict[str, Any]:
     # (what the rule last_admin keeps for revoking).
     table = service(request).keys
     if caller(request).open and body.role != Role.admin.name:
-        raise ApiError(409, f"the first key must be an admin: once it exists every call needs a key, and a "
-                       f"{body.role} could not add or revoke keys; add an admin key first", code="first_key_not_admin")
+        raise ApiError(
+            409,
+            f"the first key must be an admin: once it exists every call needs a key, and a "
+            f"{body.role} could not add or revoke keys; add an admin key first",
+            code="first_key_not_admin",
+        )
     try:
         key = table.add(body.name, parse_role(body.role))
     except ConfigError as exc:

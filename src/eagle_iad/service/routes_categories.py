@@ -40,7 +40,6 @@ from eagle_iad.tgps.calibration import MapCalibration, colour_range, legend_scal
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
 
-
 def _distribution(scores: list[float]) -> dict[str, Any]:
     values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:

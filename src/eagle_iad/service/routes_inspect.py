@@ -181,7 +181,7 @@ INSPECT_BODY: dict[str, Any] = {
                 }
             }
         },
-    }
+    },
 }
 
 
@@ -345,7 +345,8 @@ NO_REFERENCE_RECORDED = "no reference: this inspection was made before reference
 
 
 @router.get(
-    "/inspections/{inspection_id}/reference", dependencies=VIEWER,
+    "/inspections/{inspection_id}/reference",
+    dependencies=VIEWER,
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}, "description": "the nearest normal training image (JPEG)"}},
 )

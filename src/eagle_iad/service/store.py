@@ -189,8 +189,13 @@ class InspectionStore:
         with self._lock:
             cursor = self._run(
                 "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ? WHERE id = ?",
-                (label, None if label is None else when, None if label is None else by,
-                 None if label is None else note, inspection_id),
+                (
+                    label,
+                    None if label is None else when,
+                    None if label is None else by,
+                    None if label is None else note,
+                    inspection_id,
+                ),
             )
         return None if cursor.rowcount == 0 else self.get(inspection_id)
 
@@ -280,9 +285,7 @@ class InspectionStore:
         """Every inspection labelled defective (``anomalous``), any category, oldest first: what a teach must
         not take for normal, and the images it rescores (service/teaching.py)."""
         with self._lock:
-            rows = self._run(
-                f"SELECT {_columns()} FROM inspections WHERE label = 'anomalous' ORDER BY seq"
-            ).fetchall()
+            rows = self._run(f"SELECT {_columns()} FROM inspections WHERE label = 'anomalous' ORDER BY seq").fetchall()
         return [_row(row) for row in rows]
 
     def daily(self, category: str) -> list[dict[str, Any]]:

@@ -41,9 +41,7 @@ def inspection_images(store: InspectionStore, files_dir: Path, category: str, id
     return images
 
 
-def history_guard(
-    store: InspectionStore, files_dir: Path, category: str
-) -> tuple[dict[str, str], list[LabelledImage]]:
+def history_guard(store: InspectionStore, files_dir: Path, category: str) -> tuple[dict[str, str], list[LabelledImage]]:
     """``(digest -> inspection id)`` of every image labelled defective in any category, and this category's
     labelled inspections whose images were kept (scored by the model before and after the teach)."""
     digests = {

@@ -174,7 +174,7 @@ def station_from_table(options: Options, models_dir: Path) -> StationConfig:
     options.done()
     source_table = _table(table.get("source"), f"{where}: source") if "source" in table else None
     if source_table is None:
-        raise StationConfigError(f"{where}: source is missing (source = {{ kind = \"folder\", path = \"...\" }})")
+        raise StationConfigError(f'{where}: source is missing (source = {{ kind = "folder", path = "..." }})')
     source_options = options.nested(source_table, f"{where}: source")
     kind = source_options.text("kind", REQUIRED)
     if kind not in SOURCES:

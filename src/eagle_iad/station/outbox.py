@@ -26,6 +26,7 @@ from eagle_iad.station.parts import Retry
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
+
 def station_lock(name: str) -> str:
     """The lock held by the one process that runs station ``name`` (several share a PostgreSQL history)."""
     return f"station:{name}"

@@ -127,7 +127,7 @@ def shown_url(url: str) -> str:
 def _shown_match(match: re.Match[str]) -> str:
     url = match.group(0)
     kept = url.rstrip(".,;:)")  # the punctuation of the sentence the URL ends ("HTTP 500 from <url>: ...")
-    return shown_url(kept) + url[len(kept):]
+    return shown_url(kept) + url[len(kept) :]
 
 
 def _public(state: ServiceState, value: Any) -> Any:
@@ -340,8 +340,11 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
         "eagle_station_backlog": ("gauge", "Images waiting in a station's source.", []),
         "eagle_station_images_per_second": ("gauge", "Images a station stored per second over the last minute.", []),
         "eagle_station_latency_seconds": ("gauge", "End-to-end latency percentiles (file seen -> all sinks).", []),
-        "eagle_station_warnings": ("gauge", "Warnings a station shows (backlog, deadline, failing sinks, dead "
-                                   "letters, paused intake).", []),
+        "eagle_station_warnings": (
+            "gauge",
+            "Warnings a station shows (backlog, deadline, failing sinks, dead letters, paused intake).",
+            [],
+        ),
         "eagle_station_deliveries_pending": ("gauge", "Verdicts a sink still owes.", []),
         "eagle_station_dead_letters": ("gauge", "Verdicts a sink gave up on.", []),
     }

@@ -199,9 +199,7 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
             "LIMIT ?", (name, LATENCY_WINDOW),
         ).fetchall()  # fmt: skip
     latencies = np.array([float(row[0]) for row in rows if row[0] is not None])
-    latency = (
-        {f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 95, 99)} if latencies.size else None
-    )
+    latency = {f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 95, 99)} if latencies.size else None
     sinks: dict[str, dict[str, Any]] = {}
     for sink_name, kind in config.sinks:
         counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox WHERE station = ? AND sink = ? GROUP BY state",
