@@ -366,13 +366,15 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
 
 
 def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``local``, ``EAGLE_API_KEY`` and ``api`` (what an open-mode change that names no one records) are no
-    key's name, whatever their case, through the API and through ``eagle keys add``."""
+    """``local``, ``EAGLE_API_KEY``, ``api`` (what an open-mode change that names no one records) and every
+    role's name (``Admin``: an audit row would read "Admin (viewer)") are no key's name, whatever their case,
+    through the API and through ``eagle keys add``."""
     from eagle_iad.cli import main
 
     state = tmp_path / "state"
+    roles = [name for role in Role for name in (role.name, role.name.upper(), role.name.capitalize())]
     with LiveServer(_app(models, state)) as live:
-        for name in ("LOCAL", "Local", "eagle_api_key", "api", "API"):
+        for name in ("LOCAL", "Local", "eagle_api_key", "api", "API", *roles):
             status, refused = _add_key(live.base, name, "admin")
             assert status == 400 and f"key name {name!r} is reserved" in refused["error"]["message"], refused
             assert main(["keys", "add", name, "--role", "admin", "--state-dir", str(state)]) != 0

@@ -36,8 +36,10 @@ class KeyInfo:
 
 
 #: Names the service gives callers itself: a key named so would pass for the open mode, the environment's key
-#: or an open-mode change that named no one. Compared ignoring case (``LOCAL`` reads as ``local`` in a log).
-RESERVED = (LOCAL, ENV_KEY_NAME, API_NAME)
+#: or an open-mode change that named no one; and the roles' names: a key named ``admin`` would read as a role
+#: where the audit log and the key list show a name beside its role ("admin (viewer)"). Compared ignoring
+#: case (``LOCAL`` reads as ``local`` in a log).
+RESERVED = (LOCAL, ENV_KEY_NAME, API_NAME, *(role.name for role in Role))
 
 
 def check_key_name(name: str) -> str:
@@ -46,7 +48,8 @@ def check_key_name(name: str) -> str:
     if not CATEGORY_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(f"invalid key name {printable(name)[:80]!r}: use {NAME_RULE}")
     if name.casefold() in {reserved.casefold() for reserved in RESERVED}:
-        raise ConfigError(f"key name {name!r} is reserved (the service's own name for a caller); choose another name")
+        raise ConfigError(f"key name {name!r} is reserved (a role's or the service's own name for a caller); "
+                          "choose another name")  # fmt: skip
     return name
 
 
