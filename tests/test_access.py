@@ -198,7 +198,17 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
         assert twice[0] == 409 and twice[2]["error"]["code"] == "already_revoked"  # not a second change
         last = call("DELETE", f"{live.base}/v1/keys/ada", key=keys["admin"])
         assert last[0] == 409 and last[2]["error"]["message"] == "'ada' is the last admin key: add another admin first"
-        assert call("GET", f"{live.base}/v1/me", key=created["key"])[0] == 401  # refused from its next request
+        status, _, gone = call("GET", f"{live.base}/v1/me", key=created["key"])  # refused from its next request
+        # The holder has the key already: saying it was revoked, and when, tells them nothing new. An unknown
+        # key is told nothing more than before (a guess learns nothing).
+        assert (status, gone["error"]["code"]) == (401, "revoked_api_key"), gone
+        assert (
+            gone["error"]["message"] == f"this key (line-2) was revoked at {revoked['revoked']}; ask an admin "
+            "for a new key"
+        )
+        status, _, unknown = call("GET", f"{live.base}/v1/me", key=created["key"][:-2] + "xx")
+        assert (status, unknown["error"]["code"]) == (401, "invalid_api_key"), unknown
+        assert unknown["error"]["message"] == "missing or wrong API key (send Authorization: Bearer <key>)"
         # `eagle keys` on the service's machine, while it runs: seen at the next request, no restart.
         with redirect_stdout(io.StringIO()):
             assert main(["keys", "revoke", "vic", "--state-dir", str(state)]) == 0

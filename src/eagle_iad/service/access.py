@@ -89,26 +89,43 @@ def offered_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-#: Looks a key's digest up: ``(name, role)`` of a key that is not revoked, else ``None``.
-KeyLookup = Callable[[str], tuple[str, Role] | None]
+@dataclass(frozen=True)
+class KeyRow:
+    """A key found by its digest: its name, role, and when it was revoked (``None``: it is not)."""
+
+    name: str
+    role: Role
+    revoked: str | None
+
+
+#: Looks a key's digest up: the key's row, revoked or not, else ``None`` (one query either way).
+KeyLookup = Callable[[str], KeyRow | None]
 
 
 def identify(request: Request, env_key: str | None, lookup: KeyLookup, any_keys: Callable[[], bool]) -> Caller:
-    """The caller of ``request``, or 401 when keys exist and none of them was sent."""
+    """The caller of ``request``, or 401 when keys exist and none of them was sent.
+
+    A revoked key is told so, and when (``revoked_api_key``): its holder has the key, so this tells them
+    nothing they could not know, and spares them hunting a typo. Any other key sent is told only that it is
+    missing or wrong (``invalid_api_key``), so a guess learns nothing.
+    """
     offered = offered_key(request)
     if offered is not None:
         found = lookup(digest(offered))
-        if found is not None:
-            return Caller(found[0], found[1])
+        if found is not None and found.revoked is None:
+            return Caller(found.name, found.role)
         if env_key is not None and hmac.compare_digest(offered.encode(), env_key.encode()):
             return Caller(ENV_KEY_NAME, Role.admin)
+        if found is not None:
+            raise ApiError(401, f"this key ({found.name}) was revoked at {found.revoked}; ask an admin for a new key",
+                           code="revoked_api_key")  # fmt: skip
     elif env_key is None and not any_keys():
         return Caller(LOCAL, Role.admin, open=True)
     raise ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)", code="invalid_api_key")
 
 
 class _Keys(Protocol):
-    def lookup(self, key_digest: str) -> tuple[str, Role] | None: ...
+    def lookup(self, key_digest: str) -> KeyRow | None: ...
     def any_ever(self) -> bool: ...
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.naming import CATEGORY_NAME, printable
-from eagle_iad.service.access import API_NAME, ENV_KEY_NAME, LOCAL, Role, digest, new_key
+from eagle_iad.service.access import API_NAME, ENV_KEY_NAME, LOCAL, KeyRow, Role, digest, new_key
 from eagle_iad.service.store import InspectionStore
 
 #: A key's name: what labels, thresholds and the audit log show (``anna.k``, ``line-2-camera``).
@@ -100,9 +100,13 @@ class KeyTable:
         rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY seq")
         return [KeyInfo(str(n), str(r), str(c), None if v is None else str(v)) for n, r, c, v in rows]
 
-    def lookup(self, key_digest: str) -> tuple[str, Role] | None:
-        rows = self.store.read("SELECT name, role FROM api_keys WHERE digest = ? AND revoked IS NULL", (key_digest,))
-        return None if not rows else (str(rows[0][0]), Role[str(rows[0][1])])
+    def lookup(self, key_digest: str) -> KeyRow | None:
+        """The key with this digest, revoked or not (:func:`~eagle_iad.service.access.identify` says which)."""
+        rows = self.store.read("SELECT name, role, revoked FROM api_keys WHERE digest = ?", (key_digest,))
+        if not rows:
+            return None
+        name, role, revoked = rows[0]
+        return KeyRow(str(name), Role[str(role)], None if revoked is None else str(revoked))
 
     def any_ever(self) -> bool:
         """Whether any key was ever added, revoked ones included: once keys exist the service is never open

@@ -39,6 +39,10 @@ export function describeError(error: unknown): UserError {
   }
   if (error instanceof EagleApiError) {
     const { status, code, message } = error;
+    if (code === "revoked_api_key") {
+      // The holder's own key, revoked: the service says when (an unknown key is told nothing more).
+      return { kind: "unauthorised", title: "API key revoked", message, retryable: false };
+    }
     if (status === 401 || code === "invalid_api_key") {
       return { kind: "unauthorised", title: "API key required", message: "The service needs a valid API key.", retryable: false };
     }
