@@ -375,6 +375,90 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
         assert _add_key(live.base, "line-2", "viewer", key="s3cret")[0] == 201
 
 
+@contextmanager
+def keys_checked_together(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Two key additions held at their name check (after the open-mode caller was let in, before anything is
+    stored) until both are there: the interleaving a race of two first keys may take, every time."""
+    from eagle_iad.service import keys
+
+    both = threading.Barrier(2, timeout=wait_s(10))
+    check = keys.check_key_name
+
+    def held(name: str) -> str:
+        both.wait()
+        return check(name)
+
+    monkeypatch.setattr(keys, "check_key_name", held)
+    yield
+
+
+def test_two_first_keys_at_once_add_one(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two callers of an open service each add "the first key" at once: both were let in by the open mode,
+    and a check before the insert would let both add one; checked in the insert's transaction, exactly one is
+    added and the other is told the service is no longer open (401)."""
+    with LiveServer(_app(models, tmp_path / "state")) as live, keys_checked_together(monkeypatch):
+        answers: dict[str, tuple[int, Any]] = {}
+        threads = [threading.Thread(target=lambda n=name: answers.update({n: _add_key(live.base, n, "admin")}))
+                   for name in ("ada", "bob")]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(wait_s(30))
+        statuses = sorted(status for status, _ in answers.values())
+        assert statuses == [201, 401], answers
+        (winner,) = [name for name, (status, _) in answers.items() if status == 201]
+        (loser,) = [answer for status, answer in answers.values() if status == 401]
+        assert loser["error"]["code"] == "service_not_open", loser
+        assert loser["error"]["message"].startswith("another key was added first, so the service is no longer open")
+        listed = call("GET", f"{live.base}/v1/keys", key=answers[winner][1]["key"])[2]["keys"]
+        assert [(k["name"], k["role"]) for k in listed] == [(winner, "admin")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_first_key_rule_holds_in_each_history(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """The same race on the key table itself, on both histories (PostgreSQL: replicas sharing one): of an
+    admin and an operator added at once by open-mode callers, at most the admin is added, and never both."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.keys import KeyTable
+    from eagle_iad.service.store import InspectionStore
+
+    url = str(tmp_path / "history.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres").new_database()
+    store = InspectionStore(url)
+    table = KeyTable(store)
+    outcomes: dict[str, str] = {}
+
+    def add(name: str, role: Role) -> None:
+        try:
+            table.add(name, role, open_mode=True)
+            outcomes[name] = "added"
+        except ConfigError as exc:
+            outcomes[name] = getattr(exc, "code", str(exc))
+
+    try:
+        for round_, roles in enumerate(((Role.admin, Role.admin), (Role.admin, Role.operator))):
+            if round_:  # a fresh, open table
+                with store.transaction() as db:
+                    db.execute("DELETE FROM api_keys")
+            outcomes.clear()
+            with keys_checked_together(monkeypatch):
+                threads = [
+                    threading.Thread(target=add, args=(f"{role.name}-{i}", role)) for i, role in enumerate(roles)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(wait_s(30))
+            added = [info.name for info in table.list()]
+            assert len(added) == 1 and added[0].startswith("admin"), (outcomes, added)
+            assert sorted(outcomes.values()) in (
+                ["added", "service_not_open"], ["added", "first_key_not_admin"]
+            ), outcomes  # fmt: skip
+    finally:
+        store.close()
+
+
 def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``local``, ``EAGLE_API_KEY``, ``api`` (what an open-mode change that names no one records) and every
     role's name (``Admin``: an audit row would read "Admin (viewer)") are no key's name, whatever their case,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eagle_iad.errors import ConfigError
+from eagle_iad.history.backend import Connection
 from eagle_iad.naming import CATEGORY_NAME, printable
 from eagle_iad.service.access import API_NAME, ENV_KEY_NAME, LOCAL, KeyRow, Role, digest, new_key
 from eagle_iad.service.store import InspectionStore
@@ -53,6 +54,29 @@ def check_key_name(name: str) -> str:
     return name
 
 
+class FirstKeyError(ConfigError):
+    """An open-mode caller's key refused: ``code`` ``first_key_not_admin`` (the first key must be an admin) or
+    ``service_not_open`` (a key was added since the request came in: the caller now needs one)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _check_first_key(db: Connection, role: Role) -> None:
+    """Inside :meth:`KeyTable.add`'s transaction: an open-mode caller may add only the first key, an admin.
+
+    Why an admin: from the first key on every call needs one, and without an admin nobody could add or revoke
+    keys through the API again (what the ``last_admin`` rule keeps for revoking)."""
+    if db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None:
+        raise FirstKeyError("another key was added first, so the service is no longer open: every call needs a "
+                            "key now (ask that key's holder, an admin, for one)", "service_not_open")  # fmt: skip
+    if role != Role.admin:
+        raise FirstKeyError(f"the first key must be an admin: once it exists every call needs a key, and a "
+                            f"{role.name} could not add or revoke keys; add an admin key first",
+                            "first_key_not_admin")  # fmt: skip
+
+
 def parse_role(text: str) -> Role:
     try:
         return Role[text]
@@ -67,12 +91,21 @@ class KeyTable:
     def __init__(self, store: InspectionStore) -> None:
         self.store = store
 
-    def add(self, name: str, role: Role) -> str:
-        """A new key for ``name`` with ``role``; the key is returned once and only its digest is kept."""
+    def add(self, name: str, role: Role, *, open_mode: bool = False) -> str:
+        """A new key for ``name`` with ``role``; the key is returned once and only its digest is kept.
+
+        ``open_mode``: the caller was let in by the open mode (no key ever added, no ``EAGLE_API_KEY``), whose
+        only grant here is the first key, an admin (:class:`FirstKeyError` otherwise). Checked in the insert's
+        transaction, after :meth:`~eagle_iad.history.backend.HistoryBackend.serialize`: two first-key requests
+        at once (two threads, two replicas) both found the service open, and checked before it they would both
+        add a key; here exactly one does, and the other finds the service no longer open.
+        """
         check_key_name(name)
         key = new_key()
         with self.store.transaction() as db:
             self.store.backend.serialize(db, "api_keys")  # replicas adding keys at once: one order, no lost name
+            if open_mode:
+                _check_first_key(db, role)
             row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 why = f"was revoked on {row[0]}; names are not reused" if row[0] else "exists; revoke it first"

@@ -18,7 +18,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ADMIN, ROLE_HELP, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.keys import parse_role
+from eagle_iad.service.keys import FirstKeyError, parse_role
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -94,19 +94,14 @@ def list_keys(request: Request) -> dict[str, Any]:
 @router.post("/keys", dependencies=ADMIN, status_code=201, response_model=CreatedKey)
 def add_key(body: NewKey, request: Request) -> dict[str, Any]:
     """A new named key with a role; the answer holds the key, which is not stored and cannot be shown again."""
-    # In the open mode (no keys yet, no EAGLE_API_KEY) the first key must be an admin (409 first_key_not_admin):
-    # from the first key on every call needs one, and nobody could then add or revoke keys through the API
-    # (what the rule last_admin keeps for revoking).
+    # In the open mode (no keys yet, no EAGLE_API_KEY) the only key that may be added is the first, an admin:
+    # checked in the insert's own transaction (keys.py), so two first keys at once cannot both pass.
     table = service(request).keys
-    if caller(request).open and body.role != Role.admin.name:
-        raise ApiError(
-            409,
-            f"the first key must be an admin: once it exists every call needs a key, and a "
-            f"{body.role} could not add or revoke keys; add an admin key first",
-            code="first_key_not_admin",
-        )
     try:
-        key = table.add(body.name, parse_role(body.role))
+        key = table.add(body.name, parse_role(body.role), open_mode=caller(request).open)
+    except FirstKeyError as exc:
+        status = 401 if exc.code == "service_not_open" else 409  # no longer open: this caller needs a key now
+        raise ApiError(status, str(exc), code=exc.code) from None
     except ConfigError as exc:
         taken = " exists;" in str(exc) or " was revoked " in str(exc)  # a name in use, or used before
         status, code = (409, "key_exists") if taken else (400, "invalid_name")
