@@ -942,6 +942,7 @@ def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_i
 
     for cli_record, record in zip(cli_records, served, strict=True):
         assert isinstance(cli_record, InspectionRecord)
+        assert cli_record.model_version == record["model_version"] == 1  # the model that scored it, both ways
         assert comparable(json.loads(json.dumps(cli_record.to_dict()))) == comparable(record)
         assert sorted(cli_record.pictures) == sorted(record["pictures"]) == ["box", "heatmap", "reference"]
         for kind, link in record["pictures"].items():

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -165,6 +166,48 @@ def test_the_service_lists_versions_and_rolls_back(model_dir: Path, tmp_path: Pa
              "enclosed in double quotes: line 1 column 2 (char 1))"},
         ]  # fmt: skip
         assert client.get("/v1/categories/nope/versions").status_code == 404
+
+
+def test_each_inspection_records_the_model_version_that_scored_it(
+    model_dir: Path, cells: list[Path], tmp_path: Path
+) -> None:
+    """Over real HTTP: after a threshold change, a teach and a rollback, the next inspection's record (as
+    answered and as stored) names the version each made, the number ``eagle versions`` lists as current."""
+    from conftest import LiveServer
+    from test_service import call, inspect_request
+
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.move(str(model_dir), models / "mono")
+    image = cells[11].read_bytes()
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state")
+    with LiveServer(create_app(settings)) as live:
+
+        def inspected() -> dict[str, Any]:
+            status, _, record = inspect_request(live.base, image)
+            assert status == 200, record
+            stored = call("GET", f"{live.base}/v1/inspections/{record['id']}")[2]
+            assert stored["model_version"] == record["model_version"], (stored, record)
+            return dict(record)
+
+        def post(path: str, body: dict[str, Any]) -> None:
+            status, _, answer = call("POST", f"{live.base}/v1/categories/mono/{path}", body=json.dumps(body).encode(),
+                                     content_type="application/json")  # fmt: skip
+            assert status == 200, answer
+
+        first = inspected()
+        assert first["model_version"] == 1  # a model saved before versions: version 1, as eagle versions lists it
+        post("threshold", {"tau": 98.0, "why": "try"})
+        assert inspected()["model_version"] == 2
+        post("teach", {"inspections": [first["id"]], "why": "a good cell"})
+        assert inspected()["model_version"] == 3
+        post("rollback", {"to": 1, "why": "back to the fit"})
+        assert inspected()["model_version"] == 4
+        current = [v["version"] for v in list_versions(models / "mono") if v["current"]]
+        assert current == [4]
 
 
 def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> None:

@@ -347,6 +347,7 @@ def inspect_records(
     show_progress: bool = False,
     expert_pictures: bool = True,
     run_expert: Callable[[list[np.ndarray]], list[ExpertResult]] | None = None,
+    model_version: int | None = None,
 ) -> list[InspectionRecord]:
     """Inspect images end to end and return one record each; the only place the steps are chained.
 
@@ -357,7 +358,8 @@ def inspect_records(
     ``stems`` (default: :func:`eagle_iad.naming.picture_stems` of ``names``); the record's
     ``pictures`` map each kind to the written path, which the caller turns into its own links.
     ``verdict`` is the verdict's ``to_dict()``: the expert's (no ``eagle``) or EAGLE's, attention
-    included. ``ids`` (default ``""``), ``when`` (default: now) and ``category`` are the caller's.
+    included. ``ids`` (default ``""``), ``when`` (default: now), ``category`` and ``model_version`` (the
+    expert's :func:`~eagle_iad.expert.versions.current_version` when it was loaded) are the caller's.
     """
     if eagle is not None and expert is None:
         expert = eagle.expert
@@ -406,6 +408,7 @@ def inspect_records(
                 pictures=pictures,
                 **record_fields(verdict),
                 image_sha256=digests[index],
+                model_version=model_version,
             )
         )
     return records

@@ -74,6 +74,12 @@ class InspectionRecord:
         "before this field, or an in-memory frame",
         None,
     )
+    model_version: int | None = doc(
+        "the number of the category's model version that scored it (GET /v1/categories/<name>/versions, eagle "
+        "versions: each fit, teach, threshold change and rollback makes one), so a result can be traced to the "
+        "model that gave it; null: stored before this field, or no model version (an export, the MLLM alone)",
+        None,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The API's JSON for this record (field order is the class's)."""

@@ -70,7 +70,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
 
     With an MLLM, ``--out`` receives the attention overlays (``--capture-attention``) only, as before.
     """
-    from eagle_iad.expert import load_expert
+    from eagle_iad.expert import load_versioned
     from eagle_iad.pipeline import inspect_records as run_pipeline
 
     if not (args.mllm or args.caas_mllm):
@@ -82,11 +82,11 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
             from eagle_iad.expert.references import REFERENCE_SUFFIX
 
             _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
-        expert = load_expert(args.model, args.runtime)
+        expert, version = load_versioned(args.model, args.runtime)
         with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
             records = run_pipeline(
                 expert, list(args.images), category=expert.model.category, out_dir=out, style=args.style,
-                show_candidates=args.candidates, show_progress=not args.quiet,
+                show_candidates=args.candidates, show_progress=not args.quiet, model_version=version,
             )  # fmt: skip
         if out is not None:  # only what was written goes on the ledger (no reference picture for an old model)
             record_outputs(out, [Path(p).name for r in records for p in r.pictures.values()])
@@ -99,9 +99,9 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     _check_images([*args.images, args.template])
     if out is not None and args.capture_attention:
         _claim_pictures(out, args.images, [], attention=True, inputs=[args.template] if args.template else [])
-    loaded = None
+    loaded, version = None, None
     if args.model:
-        loaded = load_expert(args.model, args.runtime)
+        loaded, version = load_versioned(args.model, args.runtime)
     elif args.condition != "baseline":
         raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
     config = EagleConfig(
@@ -118,7 +118,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     with write_errors(attention_out or ".", "pictures written before it are complete"):
         records = run_pipeline(
             loaded, list(args.images), category=category, eagle=eagle, out_dir=attention_out, style=args.style,
-            expert_pictures=False,
+            expert_pictures=False, model_version=version,
         )  # fmt: skip
     if attention_out is not None:  # the overlays' layers are known only now: recorded as this command's files
         record_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()

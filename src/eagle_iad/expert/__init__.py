@@ -40,6 +40,31 @@ def load_expert(directory: str | Path, runtime: str = "torch") -> Expert:
     return Expert(load(directory))
 
 
+#: Loads in a row that may each find the model changed meanwhile before its version is left unknown.
+VERSION_TRIES = 3
+
+
+def load_versioned(directory: str | Path, runtime: str = "torch") -> tuple[Expert, int | None]:
+    """:func:`load_expert` and the number of the model version loaded (what an inspection records as its
+    ``model_version``; :func:`eagle_iad.expert.versions.current_version`), ``None`` for an export (no versions).
+
+    Why the version is read before and after the load: a save swaps the model folder whole at any moment, so
+    a number read once could name the model before or after the one loaded; the same number on both sides is
+    the loaded model's (numbers only grow). A model changed at every try is left ``None``: unknown, not wrong.
+    """
+    from eagle_iad.expert.versions import current_version
+
+    if runtime != "torch":
+        return load_expert(directory, runtime), None
+    for _ in range(VERSION_TRIES):
+        before = current_version(directory)
+        expert = load_expert(directory, runtime)
+        version = current_version(directory)
+        if version == before:
+            return expert, version
+    return expert, None
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
@@ -49,4 +74,14 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["Expert", "ExpertConfig", "ExpertModel", "ExpertResult", "fit", "load", "load_expert", "save"]
+__all__ = [
+    "Expert",
+    "ExpertConfig",
+    "ExpertModel",
+    "ExpertResult",
+    "fit",
+    "load",
+    "load_expert",
+    "load_versioned",
+    "save",
+]

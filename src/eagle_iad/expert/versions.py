@@ -173,6 +173,34 @@ def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any
     return listed, damaged
 
 
+def current_version(directory: str | os.PathLike[str]) -> int | None:
+    """The number of the version the model at ``directory`` is now: the one whose ``model.json`` has the
+    current one's bytes, as :func:`read_versions` marks ``current`` (the highest, should two match); 1 for a
+    model saved before versions (what it is listed as); ``None`` where none matches (``model.json`` edited by
+    hand, or deleted) or there is no model.
+
+    Why by content: each save's manifest differs from every earlier one (its history, its time), and a
+    model folder copied elsewhere (``cp -r``) keeps the numbers but not the links. Only manifests of the
+    current one's size are read, so this costs a few ``stat`` calls per version.
+    """
+    root = Path(directory)
+    try:
+        current = (root / MANIFEST).read_bytes()
+    except OSError:
+        return None
+    numbers = _numbers(root / VERSIONS)
+    if not numbers:
+        return 1
+    for number in reversed(numbers):
+        manifest = root / VERSIONS / str(number) / MANIFEST
+        try:
+            if manifest.stat().st_size == len(current) and manifest.read_bytes() == current:
+                return number
+        except OSError:
+            continue  # a damaged version (read_versions lists it apart): not the current one
+    return None
+
+
 def version_folder(directory: str | os.PathLike[str], number: int) -> Path:
     """The folder of version ``number``, or :class:`ValueError` naming the versions there are."""
     numbers = _numbers(Path(directory) / VERSIONS)

@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import Request
 
 from eagle_iad.errors import ModelFormatError
-from eagle_iad.expert import Expert, load_expert
+from eagle_iad.expert import Expert, load_versioned
 from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
@@ -42,13 +42,14 @@ ORPHAN_AGE_S = 600
 
 
 class ExpertCache:
-    """Loaded experts per category, reloaded when the model directory's files change (a refit)."""
+    """Loaded experts per category, each with the number of the model version it is (what an inspection
+    records), reloaded when the model directory's files change (a refit, a teach, a threshold change)."""
 
     def __init__(self, models_dir: Path, runtime: str = "torch") -> None:
         self.models_dir = models_dir
         self.runtime = runtime
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, ...], Expert]] = {}
+        self._cache: dict[str, tuple[tuple[int, ...], Expert, int | None]] = {}
 
     def _signature(self, category: str) -> tuple[int, ...]:
         directory = self.models_dir / category
@@ -65,18 +66,22 @@ class ExpertCache:
         return tuple(v for s in stats for v in (s.st_ino, s.st_mtime_ns, s.st_size))
 
     def get(self, category: str) -> Expert:
+        return self.loaded(category)[0]
+
+    def loaded(self, category: str) -> tuple[Expert, int | None]:
+        """The category's expert and the number of its model version (:func:`~eagle_iad.expert.load_versioned`)."""
         with self._lock:
             signature = self._signature(category)
             cached = self._cache.get(category)
             if cached is not None and cached[0] == signature:
-                return cached[1]
+                return cached[1], cached[2]
             try:
-                expert = load_expert(self.models_dir / category, self.runtime)
+                expert, version = load_versioned(self.models_dir / category, self.runtime)
             except ModelFormatError as exc:
                 reason = str(exc).replace(str(self.models_dir) + "/", "")  # no host paths in answers
                 raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
-            self._cache[category] = (signature, expert)
-            return expert
+            self._cache[category] = (signature, expert, version)
+            return expert, version
 
     def drop(self, category: str) -> None:
         with self._lock:

@@ -107,7 +107,7 @@ def run_inspection(
     if state.queued is None and (question_text is not None or attention):
         raise ApiError(400, "questions and attention need an MLLM (start the service with --mllm)", code="no_mllm")
     rgb = sniff_image(data, filename, settings.max_pixels)
-    expert = state.experts.get(category)
+    expert, model_version = state.experts.loaded(category)
     # The pictures: a heatmap and a boxed copy (attention overlays with an MLLM), a few times the RGB bytes.
     check_free_space(settings.files_dir, 4 * rgb.nbytes, settings.min_free_bytes)
     inspection_id = uuid.uuid4().hex
@@ -123,6 +123,7 @@ def run_inspection(
             expert, [rgb], category=category, names=[filename], ids=[inspection_id], eagle=eagle,
             question=question, out_dir=out, stems=[storage_stem(filename)],
             run_expert=lambda rgbs: [BATCHER.inspect(expert, one) for one in rgbs],  # concurrent requests share a pass
+            model_version=model_version,
         )  # fmt: skip
     except BaseException as exc:
         shutil.rmtree(out, ignore_errors=True)  # a refused (429) or failed inspection leaves no orphan pictures

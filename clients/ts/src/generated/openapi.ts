@@ -1196,6 +1196,11 @@ export interface components {
              */
             label_time?: string | null;
             /**
+             * Model Version
+             * @description the number of the category's model version that scored it (GET /v1/categories/<name>/versions, eagle versions: each fit, teach, threshold change and rollback makes one), so a result can be traced to the model that gave it; null: stored before this field, or no model version (an export, the MLLM alone)
+             */
+            model_version?: number | null;
+            /**
              * Near Threshold
              * @description the score is within one standard deviation of the training scores of tau, on either side: a second look is advised; null: unknown (stored before this field, or a model without training scores)
              */

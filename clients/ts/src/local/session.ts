@@ -78,6 +78,8 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   source: null;
   /** The SHA-256 of the image's bytes, as the service records it. */
   image_sha256: string;
+  /** An export keeps no model versions: none, as the service says for an export it serves. */
+  model_version: null;
 };
 
 async function sha256(path: string): Promise<string> {
@@ -278,6 +280,7 @@ export class LocalExpert {
       station: null,
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
+      model_version: null,
     };
   }
 
