@@ -275,6 +275,58 @@ def test_damaged_versions_are_listed_apart_and_words_shown_escaped(model_dir: Pa
     assert lines[3].startswith("1 versions, 2 damaged (!: cannot be rolled back to), ")
 
 
+def test_verify_lists_a_version_whose_tensors_do_not_match_and_a_rollback_to_it_is_refused(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle versions`` only stats files (fast); ``--verify`` reads each tensor file once (a shared one once
+    for all its versions, with a bar on stderr when big) and lists one whose SHA-256 is not its manifest's as
+    damaged. A rollback to such a version is refused, naming the version, and changes nothing."""
+    import os
+
+    from eagle_iad.cli import main
+    from eagle_iad.cli import versions as versions_cli
+    from eagle_iad.expert.versions import read_versions
+
+    change_threshold(model_dir, why="looser", by="ana", tau=98.0)
+    change_threshold(model_dir, why="looser still", by="ana", tau=99.0)
+    first = model_dir / "versions" / "1" / "tensors.safetensors"
+    changed = bytearray(first.read_bytes())
+    changed[-1] ^= 0xFF  # same size, one byte off: a listing by stat cannot tell
+    replaced = first.with_name("replaced")
+    replaced.write_bytes(bytes(changed))
+    os.replace(replaced, first)  # its own file now: versions 2 and 3 keep the intact one
+    assert main(["versions", "--model", str(model_dir)]) == 0
+    plain = capsys.readouterr()
+    assert "damaged" not in plain.out and plain.out.splitlines()[-1].startswith("3 versions, ")  # unchanged
+    hashed: list[Path] = []
+    monkeypatch.setattr(versions_cli, "PROGRESS_BYTES", 0)  # every file big enough for a bar
+    real = versions_cli._hash_with_progress
+
+    def counted(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(versions_cli, "_hash_with_progress", counted)
+    assert main(["versions", "--model", str(model_dir), "--verify"]) == 0
+    verified = capsys.readouterr()
+    problem = ("tensors.safetensors does not match the SHA-256 its model.json records (changed or cut short since "
+               "it was saved); the model cannot be loaded from it")  # fmt: skip
+    lines = verified.out.splitlines()
+    assert lines[0] == f"!   1  damaged: {problem}"
+    assert [line[:5] for line in lines[1:3]] == ["    2", "*   3"]
+    assert lines[3].startswith("2 versions, 1 damaged (!: cannot be rolled back to), ")
+    assert len(hashed) == 2  # version 1's own file, then the one versions 2 and 3 share: each read once
+    assert "eagle versions: hashing 1/tensors.safetensors" in verified.err
+    assert main(["versions", "--model", str(model_dir), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["damaged"] == [{"version": 1, "problem": problem}]
+    assert read_versions(model_dir)[1] == []  # without verify: not read
+    before = sorted(p.name for p in (model_dir / "versions").iterdir())
+    with pytest.raises(Exception, match=r"version 1 cannot be rolled back to: .*checksum mismatch") as refused:
+        rollback(model_dir, to=1, why="back", by="ana")
+    assert "eagle versions --verify" in str(refused.value)
+    assert sorted(p.name for p in (model_dir / "versions").iterdir()) == before  # nothing saved
+
+
 def test_a_listing_of_no_model_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from eagle_iad.cli import main
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 
 #: Bytes read per block while hashing.
 BLOCK = 1 << 20
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Lower-case hex SHA-256 of the file at ``path`` (an ``OSError`` if it cannot be read)."""
+def file_sha256(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
+    """Lower-case hex SHA-256 of the file at ``path`` (an ``OSError`` if it cannot be read).
+
+    ``progress``: called with each block's size as it is read (a progress bar over a multi-gigabyte file)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(BLOCK), b""):
             digest.update(block)
+            if progress is not None:
+                progress(len(block))
     return digest.hexdigest()

@@ -7,7 +7,9 @@ Every fit, threshold change, teach and rollback saves a numbered version inside 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from eagle_iad.cli.fit import _who
 from eagle_iad.cli.flags import Subcommands
@@ -20,6 +22,9 @@ def add_versions(sub: Subcommands) -> None:
                               "kept in the model's folder, sharing unchanged files by hard link.")  # fmt: skip
     versions.add_argument("--model", required=True, help="fitted model directory")
     versions.add_argument("--json", action="store_true", help="the versions as JSON")
+    versions.add_argument("--verify", action="store_true",
+                          help="also read every version's tensor file and list one whose SHA-256 differs from "
+                          "what its model.json records as damaged (slower: reads them whole)")  # fmt: skip
     versions.set_defaults(func=_cmd_versions)
 
 
@@ -34,13 +39,33 @@ def add_rollback(sub: Subcommands) -> None:
     rollback.set_defaults(func=_cmd_rollback)
 
 
+#: Tensor files from this size on are hashed with a progress bar on stderr (``--verify``): a smaller one is read
+#: in well under a second, and a bar for it would only flicker.
+PROGRESS_BYTES = 64 << 20
+
+
+def _hash_with_progress(path: Path) -> str:
+    """:func:`~eagle_iad.file_hash.file_sha256`, with a bar on stderr (stdout is the listing) for a big file."""
+    from tqdm import tqdm
+
+    from eagle_iad.file_hash import file_sha256
+
+    size = path.stat().st_size
+    if size < PROGRESS_BYTES:
+        return file_sha256(path)
+    where = f"{path.parent.name}/{path.name}" if path.parent.parent.name == "versions" else path.name
+    with tqdm(total=size, desc=f"eagle versions: hashing {where}", unit="B", unit_scale=True, file=sys.stderr,
+              leave=False, dynamic_ncols=True) as bar:  # fmt: skip
+        return file_sha256(path, progress=bar.update)
+
+
 def _cmd_versions(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import recover_model
     from eagle_iad.expert.versions import disk_use, read_versions
     from eagle_iad.naming import printable
 
     recover_model(args.model)
-    listed, damaged = read_versions(args.model)
+    listed, damaged = read_versions(args.model, verify=args.verify, hasher=_hash_with_progress)
     if args.json:
         print(dumps({"model": args.model, "versions": listed, "damaged": damaged, "disk_bytes": disk_use(args.model)}))
         return 0

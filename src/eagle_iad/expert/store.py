@@ -737,7 +737,13 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
         folder = version_folder(directory, to)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    older = load(folder)
+    try:
+        older = load(folder)  # checked whole, its tensor file's SHA-256 included: a damaged version is refused
+    except ModelFormatError as exc:
+        raise ModelFormatError(
+            f"{directory}: version {to} cannot be rolled back to: {_from_folder(str(exc), directory)}; nothing "
+            "was changed (eagle versions --verify lists the versions that can be)"
+        ) from None
     if current is not None and _same_model(older, folder, current, Path(directory)):
         raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
     entry: dict[str, Any] = {

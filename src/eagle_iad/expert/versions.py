@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert.manifest import MANIFEST, TENSORS, model_root, read_manifest
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.folder_swap import fsync_dir
 
 VERSIONS = "versions"
@@ -124,7 +126,26 @@ def list_versions(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return read_versions(directory)[0]
 
 
-def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+#: Hashes one tensor file (:func:`eagle_iad.file_hash.file_sha256`, or one that also draws progress).
+Hasher = Callable[[Path], str]
+
+
+def tensor_mismatch(place: Path, manifest: dict[str, Any], hasher: Hasher = file_sha256) -> str | None:
+    """Why the tensor file in ``place`` is not the one ``manifest`` records (its SHA-256 differs), else ``None``.
+
+    Why worth saying apart: the file is read whole, which a listing does not do (fast: it only stats), but a
+    load and a rollback do, and refuse it; a file changed in place is shared by hard link with every version
+    saved since the last fit or teach, which are damaged with it (docs/USAGE.md, "Versions")."""
+    recorded = (manifest.get("tensors") or {}).get("sha256")
+    if hasher(place / TENSORS) == recorded:
+        return None
+    return (f"{TENSORS} does not match the SHA-256 its {MANIFEST} records (changed or cut short since it was "
+            "saved); the model cannot be loaded from it")  # fmt: skip
+
+
+def read_versions(
+    directory: str | os.PathLike[str], *, verify: bool = False, hasher: Hasher = file_sha256
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The versions of the model at ``directory``, oldest first, and those that cannot be read.
 
     Each readable one: number, what made it (action, when, who, why), its thresholds and size, whether
@@ -135,6 +156,10 @@ def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any
     itself as version 1 (it becomes one at its next save). :class:`ModelFormatError` where ``directory``
     holds no model at all. Call :func:`eagle_iad.expert.store.recover_model` first: a save that crashed
     between its two renames left the folder under another name.
+
+    ``verify``: also read every tensor file and list a version whose file does not match its manifest's
+    SHA-256 as damaged (:func:`tensor_mismatch`); a file several versions share (a hard link) is hashed once.
+    Off by default: a listing then only stats files, fast whatever the model's size.
     """
     root = Path(directory)
     folder = root / VERSIONS
@@ -145,6 +170,7 @@ def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any
     # By content: a copied folder (cp -r) has its own inodes. None: deleted (a rollback recovers the model).
     current = (root / MANIFEST).read_bytes() if (root / MANIFEST).is_file() else None
     seen: set[tuple[int, int]] = set()
+    hashed: dict[tuple[int, int], str | None] = {}  # a shared tensor file's mismatch, by (device, inode)
     listed: list[dict[str, Any]] = []
     damaged: list[dict[str, Any]] = []
     for number, place in places:
@@ -159,7 +185,14 @@ def read_versions(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any
                 "tau": thresholds["tau"], "s_max": thresholds["s_max"], "rule": thresholds["rule"],
                 "train_images": len(training["images"]), "bank_size": training.get("bank_size"),
             }  # fmt: skip
-        except (ModelFormatError, OSError, KeyError, TypeError) as exc:
+            if verify:
+                shared = (files[1].st_dev, files[1].st_ino)
+                if shared not in hashed:
+                    hashed[shared] = tensor_mismatch(place, manifest, hasher)
+                if hashed[shared] is not None:
+                    damaged.append({"version": number, "problem": hashed[shared]})
+                    continue
+        except (ModelFormatError, OSError, KeyError, TypeError, AttributeError) as exc:
             problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             missing = f" ({Path(exc.filename).name})" if isinstance(exc, OSError) and exc.filename else ""
             damaged.append({"version": number, "problem": f"{problem}{missing}"})
