@@ -280,11 +280,11 @@ class StationRunner:
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
         if self.paused == reason:
             return
-        self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
         self.paused = reason
         if self.paused_since is None:
             self.paused_since = time.time()
-        self._say_intake()
+        self._say_intake()  # before the line: whoever reads the line and then the status finds them agreeing
+        self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
 
     def fail(self, error: str) -> None:
         """The intake raised ``error`` (a plugin source's bug): paused as for any other reason, so it is one
@@ -295,9 +295,9 @@ class StationRunner:
     def _resume(self) -> None:
         if self.paused is None:
             return
-        self.log(f"eagle station {self.config.name}: intake resumed")
         self.paused = self.paused_since = None
         self._say_intake()
+        self.log(f"eagle station {self.config.name}: intake resumed")
 
     def _take(self, arrival: Arrival) -> bool:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
