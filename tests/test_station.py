@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -737,6 +737,62 @@ def test_an_image_put_away_under_another_name_than_planned_is_delivered_from_the
         assert _sha(copy) == record.image_sha256
     payload = json.loads((tmp_path / "sorted" / str(history[0].decision) / f"{history[0].id}_{name}.json").read_text())
     assert payload["image"] == str(first)
+
+
+def _kill_after_storing(stations: Path, env: dict[str, str], meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Run ``stations`` until it stored its first verdict (before filing the image), call ``meanwhile``, kill it."""
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=stations.parent, env={**env, PAUSE_ENV: "station stored"}, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip() == f"{PAUSED}station stored":
+                break
+        else:
+            pytest.fail("the station ended before storing its verdict")
+        meanwhile()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_no_sink_is_sent_the_planned_place_of_an_image_filed_under_another_name(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``done/<name>`` is taken during the inspection and the station is killed after storing the verdict, before
+    filing the image: while it waits there, the webhook is sent nothing (the payload would name ``done/<name>``,
+    where the image never goes); the restart files it at ``done/<name>-1`` and delivers that place."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+
+    def nothing_sent() -> None:
+        time.sleep(3)  # a courier looks at its queue at least once a second
+        assert receiver.received == []
+
+    _kill_after_storing(stations, _during(tmp_path, "occupy", incoming / "done" / name), nothing_sent)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    stem, suffix = os.path.splitext(name)
+    assert [r["body"]["image"] for r in receiver.received] == [str(incoming / "done" / f"{stem}-1{suffix}")], log
+
+
+def test_a_verdict_whose_image_was_taken_away_before_it_was_filed_is_still_delivered(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Killed between storing and filing, and the image removed before the restart: its delivery is not held
+    forever (blocking the sink's queue, and ``--until-idle``), it goes with the place planned for it."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    _kill_after_storing(stations, _env())
+    (incoming / name).unlink()
+    code, log = _run(stations, "run", "--until-idle", timeout=120)
+    assert code == 0 and "1 deliveries of images never filed" in log, log
+    assert [r["body"]["image"] for r in receiver.received] == [str(incoming / "done" / name)], log
 
 
 def test_a_file_still_growing_while_read_is_left_for_a_later_poll(model_dir: Path, tmp_path: Path) -> None:

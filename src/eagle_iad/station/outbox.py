@@ -25,6 +25,10 @@ from eagle_iad.service.store import InspectionStore
 from eagle_iad.station.parts import Retry
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+#: ``next_try`` of the outbox rows of an image not yet filed: never due before :meth:`StationTables.filed` says
+#: where the image went (a name taken meanwhile puts it at ``-1``), so no sink is sent a path it is not at.
+#: Still pending, so it holds its sink's queue in order and counts as owed.
+HELD = 1e18
 
 
 def station_lock(name: str) -> str:
@@ -88,7 +92,8 @@ class StationTables:
         db: Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,
         appeared: float, sinks: list[str], payload: Mapping[str, Any],
     ) -> None:  # fmt: skip
-        """In the inspection's transaction: the intake row and one outbox row per sink."""
+        """In the inspection's transaction: the intake row and one outbox row per sink, held (:data:`HELD`) until
+        :meth:`filed` gives them the path the image was filed at."""
         now = time.time()
         db.execute(
             "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
@@ -98,23 +103,37 @@ class StationTables:
         text = json.dumps(payload)
         for sink in sinks:
             db.execute(
-                "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, 0)",
-                (station, sink, record_id, text, PENDING),
+                "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)",
+                (station, sink, record_id, text, PENDING, HELD),
             )
 
-    def moved(self, station: str, digest: str, record_id: str, moved_to: str) -> None:
-        """The image of ``record_id`` was put at ``moved_to``, not where its intake row and payloads said (a name
-        taken meanwhile: ``-1``): both say so now, so a sink and a repeat find it there."""
+    def filed(self, station: str, digest: str, record_id: str, at: str, *, first: bool) -> None:
+        """The image of ``record_id`` is filed at ``at``: its held outbox rows name that path and become due, in one
+        transaction (a sink never sees the path planned when another file took that name meanwhile: ``-1``).
+
+        The intake row says ``at`` too when this is the image's ``first`` filing, or when rows were still held (a
+        crash between storing and filing: this is its first filing after all); a later copy of the same content
+        (a repeat) leaves the record's place as it is.
+        """
         with self.store.transaction() as db:
-            db.execute("UPDATE station_intake SET moved_to = ? WHERE station = ? AND digest = ? AND record_id = ?",
-                       (moved_to, station, digest, record_id))  # fmt: skip
-            rows = db.execute("SELECT seq, payload FROM outbox WHERE station = ? AND record_id = ?",
-                              (station, record_id)).fetchall()  # fmt: skip
+            rows = db.execute("SELECT seq, payload FROM outbox WHERE station = ? AND record_id = ? AND state = ?"
+                              " AND next_try = ?", (station, record_id, PENDING, HELD)).fetchall()  # fmt: skip
+            if first or rows:
+                db.execute("UPDATE station_intake SET moved_to = ? WHERE station = ? AND digest = ? AND record_id = ?",
+                           (at, station, digest, record_id))  # fmt: skip
             for seq, text in rows:
                 payload = json.loads(text)
-                if isinstance(payload, dict) and payload.get("image") != moved_to:
-                    payload["image"] = moved_to
-                    db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
+                if isinstance(payload, dict):
+                    payload["image"] = at
+                db.execute("UPDATE outbox SET payload = ?, next_try = 0 WHERE seq = ?", (json.dumps(payload), seq))
+
+    def release_held(self, station: str) -> int:
+        """Make due every held row of ``station`` (images a crash or a failed put-away left unfiled, and gone from
+        its source since): they go with the path planned for them, the best one known; how many."""
+        with self.store.transaction() as db:
+            cursor = db.execute("UPDATE outbox SET next_try = 0 WHERE station = ? AND state = ? AND next_try = ?",
+                                (station, PENDING, HELD))  # fmt: skip
+        return int(cursor.rowcount)
 
     def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
         with self.store.transaction() as db:

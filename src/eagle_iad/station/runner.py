@@ -7,8 +7,10 @@ The order of the steps is what makes a crash harmless:
    after step 3 left the file in place: it is only put away now);
 2. inspect it with :func:`eagle_iad.service.routes_inspect.run_inspection`, the code path of an upload,
    so the record in the history is the same (plus ``station`` and ``source``);
-3. in the history row's transaction, the intake row and one outbox row per sink;
-4. move the image to ``done/`` (or write its sidecar), to the place stored in step 3.
+3. in the history row's transaction, the intake row and one outbox row per sink, held (not yet due);
+4. move the image to ``done/`` (or write its sidecar), to the place stored in step 3 or, that name taken
+   meanwhile, beside it (``-1``); then the place it went is stored and the outbox rows become due, in one
+   transaction, so no sink is ever sent a path the image is not at.
 
 A courier thread per sink delivers its outbox rows in order, retrying with backoff, and keeps the last
 ones as dead letters. An image the station cannot read as an image goes to ``failed/`` with the reason;
@@ -99,8 +101,9 @@ class Courier(threading.Thread):
             self.wake.clear()
             return
         wait = due.next_try - time.time()
-        if wait > 0:
-            self.halt.wait(min(wait, 1.0))
+        if wait > 0:  # a backoff, or an image not filed yet: the put-away wakes it once the row is due
+            self.wake.wait(min(wait, 1.0))
+            self.wake.clear()
             return
         try:
             self.sink.sink.deliver(due.payload, due.record_id)
@@ -182,6 +185,9 @@ class StationRunner:
         self.halt = threading.Event()
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
+        #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
+        #: failed): once a poll took everything its source holds, those images are gone and the rows go as planned.
+        self._unfiled = True
 
     def intake(self) -> Intake:
         return Intake(self.paused, self.paused_since)
@@ -236,6 +242,8 @@ class StationRunner:
             except OSError as exc:  # the hot folder gone (unmounted, deleted) or not listable: wait, in one line
                 self._arrivals = None
                 self._pause(f"images cannot be listed: {unseen(exc)}")
+                if gone(exc, getattr(self.config.source, "folder", None)):
+                    self._release_unfiled()  # no image of it is left to file
                 break
             except BaseException:
                 self._arrivals = None  # a source that raised is listed afresh next time
@@ -243,6 +251,8 @@ class StationRunner:
             if arrival is None:
                 self._arrivals = None
                 self._resume()  # nothing left that it paused on (the image taken away meanwhile)
+                if self._unfiled and self._drained():
+                    self._release_unfiled()
                 break
             if not self._take(arrival):
                 self._arrivals = None  # paused: the same image is the first one next time
@@ -276,7 +286,31 @@ class StationRunner:
             self._unseen = None
         return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
 
+    def _drained(self) -> bool:
+        """No image waits in the source (a poll took all): one left unfiled is not there to be filed any more."""
+        try:
+            return self.config.source.backlog() == 0
+        except OSError:
+            return False  # not seen: maybe there; the next poll looks again
+
+    def _release_unfiled(self) -> None:
+        """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`) once they are gone from the
+        source, so a sink's queue is never stuck behind an image taken away; called between images only."""
+        if not self._unfiled:
+            return
+        self._unfiled = False
+        released = self.tables.release_held(self.config.name)
+        if released:
+            self.log(f"eagle station {self.config.name}: {released} deliveries of images never filed (gone from the "
+                     "source) go with the place planned for them")  # fmt: skip
+            self._wake_couriers()
+
+    def _wake_couriers(self) -> None:
+        for courier in self.couriers:
+            courier.wake.set()
+
     def _pause(self, reason: str) -> None:
+        self._unfiled = True  # an image stored but maybe not filed: its rows wait until it is, or it is gone
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
         if self.paused == reason:
             return
@@ -351,24 +385,25 @@ class StationRunner:
         checkpoint("station stored")
         if not self._put_away(arrival, to, record, digest):
             return False  # stored: the next try only puts it away (its hash is in the intake)
-        for courier in self.couriers:
-            courier.wake.set()
         score = record.get("score")
         shown = "no score" if score is None else f"score {score:.4g} (tau {record.get('tau'):.4g})"
         self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
         return True
 
     def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False) -> bool:
-        """The source's ``finish``; a failure (the disk full for a sidecar) pauses the intake instead of ending it.
-        An image put elsewhere than ``to`` (that name taken meanwhile: ``-1``) is stored and delivered from there
-        (``repeat``: a content already inspected, whose record and deliveries stay as they are)."""
+        """The source's ``finish``, then the place the image went stored and its deliveries made due (see
+        :meth:`StationTables.filed`); a failure (the disk full for a sidecar) pauses the intake instead of ending
+        it. An image put elsewhere than ``to`` (that name taken meanwhile: ``-1``) is stored and delivered from
+        there (``repeat``: a content already inspected, whose record stays where it is, unless a crash left it
+        unfiled)."""
         try:
             actual = self.config.source.finish(arrival, to, record)
-            if actual is not None and actual != to and not repeat:
-                self.tables.moved(self.config.name, digest, str(record["id"]), str(actual))
         except OSError as exc:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
+        at = to if actual is None else actual
+        self.tables.filed(self.config.name, digest, str(record["id"]), str(at), first=not repeat)
+        self._wake_couriers()
         return True
 
     def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool:
