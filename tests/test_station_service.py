@@ -20,6 +20,7 @@ from test_station import Receiver, _cells, _drop, model_dir  # noqa: F401  (mode
 
 from eagle_iad.service import ServiceSettings, create_app
 from eagle_iad.station.routes import install as stations
+from eagle_iad.station.status import read_intake
 
 
 def _app(root: Path, models: Path, data_root: Path | None) -> Any:
@@ -108,6 +109,32 @@ def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is
         assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 4  # the history stays
     with LiveServer(_app(tmp_path, model_dir, data)) as live:
         assert call("GET", f"{live.base}/v1/stations")[2] == []  # deleted for good
+
+
+def test_a_pause_and_resume_through_the_api_is_what_the_state_file_says(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``eagle station status`` (another process) reads the station's state file: a station paused through the
+    API shows ``paused`` there, also after the service restarts, and ``running`` once resumed."""
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    state = tmp_path / "state"
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        assert _said(state) == "running"
+        assert _post(live.base, "/v1/stations/line-1/pause")[0] == 200
+        assert _said(state) == "paused"
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        assert _said(state) == "paused"
+        assert _post(live.base, "/v1/stations/line-1/resume")[0] == 200
+        assert _said(state) == "running"
+
+
+def _said(state: Path) -> str:
+    """The state of ``line-1`` as its state file says, as ``eagle station status`` shows it."""
+    intake = read_intake(state, "line-1")
+    return "not running" if intake is None else intake.state()
 
 
 def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_a_500(

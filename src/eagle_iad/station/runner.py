@@ -175,6 +175,8 @@ class StationRunner:
         self.unreachable = [(sink.sink.name, why) for sink in config.sinks if (why := _probe(sink)) is not None]
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
+        #: Paused by the user (the API's pause): see :attr:`Running.user_paused`.
+        self.user_paused = False
         #: When the intake paused (seconds since the epoch), while it is.
         self.paused_since: float | None = None
         #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
@@ -190,7 +192,14 @@ class StationRunner:
         self._unfiled = True
 
     def intake(self) -> Intake:
-        return Intake(self.paused, self.paused_since)
+        return Intake(self.paused, self.paused_since, self.user_paused)
+
+    def set_user_paused(self, paused: bool) -> None:
+        """Paused or resumed by the user: said in the state file at once, so ``eagle station status`` (another
+        process, reading only that file) shows ``paused`` as the API does."""
+        if paused != self.user_paused:
+            self.user_paused = paused
+            self._say_intake()
 
     def _say_intake(self, running: bool = True) -> None:
         """Tell ``eagle station status`` (another process) how the intake is, or that it stopped."""
@@ -432,7 +441,6 @@ class Running:
         #: The body it was created with through ``/v1/stations`` (None: declared in a stations file).
         self.spec = spec
         self.log = log
-        self.user_paused = False
         #: The last unexpected error of its intake (a bug in a plugin source), until an image goes through.
         self.error: str | None = None
         self.halt = runner.halt  # one flag: the loop ends, and a turn takes no further image
@@ -441,6 +449,15 @@ class Running:
     @property
     def name(self) -> str:
         return self.runner.config.name
+
+    @property
+    def user_paused(self) -> bool:
+        """Paused by the user: takes no image until resumed (the runner keeps it, to say it in the state file)."""
+        return self.runner.user_paused
+
+    @user_paused.setter
+    def user_paused(self, paused: bool) -> None:
+        self.runner.set_user_paused(paused)
 
     def state(self) -> str:
         if self.user_paused:
@@ -507,8 +524,8 @@ class StationManager:
         with self._lock:
             if runner.config.name in self._running:
                 raise StationConfigError(f"station {runner.config.name!r} exists already")
+            runner.user_paused = paused  # said in the state file by its start, below
             running = Running(runner, spec, self.log)
-            running.user_paused = paused
             self._running[runner.config.name] = running
         running.runner.start()
         running.thread.start()

@@ -65,13 +65,18 @@ def duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Intake:
-    """How a running station's intake is: taking images (``paused`` None) or paused, why and since when."""
+    """How a running station's intake is: taking images (``paused`` None) or paused, why and since when; or
+    paused by the user (``eagle serve``'s pause), which is what its state shows first, as the API's does."""
 
     paused: str | None = None
     #: When the intake paused (seconds since the epoch).
     since: float | None = None
+    #: Paused by the user: takes no image until resumed.
+    user_paused: bool = False
 
     def state(self) -> str:
+        if self.user_paused:
+            return "paused"
         return "running" if self.paused is None else f"waiting: {self.paused}"
 
 
@@ -89,7 +94,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
             path.unlink(missing_ok=True)
             return
         path.parent.mkdir(exist_ok=True)
-        atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since}))
+        atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since,
+                                            "user_paused": intake.user_paused}))  # fmt: skip
     except OSError:
         pass
 
@@ -106,7 +112,8 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     paused, since = data.get("paused"), data.get("since")
-    return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None)
+    return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
+                  data.get("user_paused") is True)  # fmt: skip
 
 
 def open_read_only(database: Path | str) -> Connection:
