@@ -1004,6 +1004,9 @@ CONFIG_ERRORS = [
      '[[station.sink]]\nkind = "webhook"\nurl = "https://h/"\nca_file = "stations.toml"\n',
      "station 'l': sink 1 (webhook): ca_file {work}/stations.toml is not a PEM certificate file: "),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
+     '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nca_file = "stations.toml"\n',
+     "station 'l': sink 1 (webhook): ca_file needs an https:// url (this url is plain http://: no TLS to verify)"),
+    ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station.sink]]\nkind = "webhook"\nurl = "http://a/"\n[[station.sink]]\nkind = "webhook"\nurl = "http://b/"\n',
      "station 'l': sink 1 (webhook): name is missing: 2 sinks are 'webhook', so each needs a name"),
 ]  # fmt: skip

@@ -190,6 +190,8 @@ BAD_BODIES = [
     ({"sinks": [{"kind": "webhook", "url": "ftp://x/"}]},
      "station 'line-1': sink 1 (webhook): url 'ftp://x/' is not an http:// or https:// URL with a host"),
     ({"name": "a b"}, "station: name 'a b' is not a station name"),
+    ({"sinks": [{"kind": "webhook", "url": "http://127.0.0.1:9/", "ca_file": "incoming"}]},
+     "station 'line-1': sink 1 (webhook): ca_file needs an https:// url (this url is plain http://"),
     # an API key must not be enough to have the server send one of its variables to the caller's endpoint
     ({"sinks": [{"kind": "webhook", "url": "http://127.0.0.1:9/", "secret_env": "EAGLE_API_KEY"}]},
      "station 'line-1': sink 1 (webhook): secret_env names EAGLE_API_KEY; a station created through the service may "
