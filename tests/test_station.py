@@ -350,6 +350,17 @@ def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
     assert receiver.keys() == [r.id for r in _history(tmp_path)]
 
 
+def test_retry_before_any_station_ran_creates_nothing_and_says_there_is_nothing_to_retry(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "incoming").mkdir()
+    stations = _stations(tmp_path, model_dir, "")
+    code, out = _run(stations, "retry")
+    assert (code, out) == (2, f"eagle: error: {stations}: nothing to retry: no station of this file has run yet (no "
+                              f"history at {tmp_path / 'state' / 'eagle.sqlite3'})\n")  # fmt: skip
+    assert not (tmp_path / "state").exists()
+
+
 class Running:
     """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
 

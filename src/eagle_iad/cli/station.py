@@ -50,7 +50,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     stations = read_stations(Path(args.file))
     settings = stations.settings()
-    if settings.history is None and not settings.database.is_file():
+    if not stations.has_run():
         print(dumps([{"station": s.name, "state": "never run"} for s in stations.stations]))
         return 0
     db = open_read_only(settings.history_url)
@@ -72,8 +72,12 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     from eagle_iad.service.store import InspectionStore
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.parts import StationConfigError
 
     stations = read_stations(Path(args.file))
+    if not stations.has_run():  # opening the history would create the state folder for nothing
+        raise StationConfigError(f"{stations.path}: nothing to retry: no station of this file has run yet (no "
+                                 f"history at {stations.settings().database})")  # fmt: skip
     store = InspectionStore(stations.settings().history_url)
     try:
         count = StationTables(store).requeue_dead(args.station, args.sink)

@@ -85,6 +85,12 @@ class StationsFile:
                 why = exc.strerror or exc
                 raise StationConfigError(f"{self.path}: {key} {folder} cannot be created: {why}") from None
 
+    def has_run(self) -> bool:
+        """Whether its history exists (a shared database, or the state folder's file): a command that only reads
+        or fixes what a run left (status, retry) looks first, since opening the history would create it."""
+        settings = self.settings()
+        return settings.history is not None or settings.database.is_file()
+
     def settings(self) -> ServiceSettings:
         """The service settings this file's stations run under (the same history and folders as ``eagle serve``)."""
         from eagle_iad.service.settings import ServiceSettings
