@@ -361,6 +361,16 @@ def test_retry_before_any_station_ran_creates_nothing_and_says_there_is_nothing_
     assert not (tmp_path / "state").exists()
 
 
+def test_an_unknown_station_is_one_line_naming_the_known_ones(model_dir: Path, tmp_path: Path) -> None:
+    """``--station`` naming no station of the file is a mistake to say, not 0 dead letters requeued quietly."""
+    (tmp_path / "incoming").mkdir()
+    stations = _stations(tmp_path, model_dir, "")
+    code, out = _run(stations, "retry", "--station", "nosuch")
+    assert (code, out) == (2, f"eagle: error: {stations}: --station 'nosuch' is not a station of this file (its "
+                              "stations: line-1)\n")  # fmt: skip
+    assert not (tmp_path / "state").exists()
+
+
 class Running:
     """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
 

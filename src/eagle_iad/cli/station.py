@@ -24,7 +24,7 @@ def add_station(sub: Subcommands) -> None:
     status.set_defaults(func=_cmd_status)
     retry = actions.add_parser("retry", help="put dead letters back in their sinks' queues")
     retry.add_argument("file", help="stations.toml")
-    retry.add_argument("--station", help="only this station's")
+    retry.add_argument("--station", help="only this station's (a name the file declares)")
     retry.add_argument("--sink", help="only this sink's")
     retry.set_defaults(func=_cmd_retry)
 
@@ -75,6 +75,8 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     from eagle_iad.station.parts import StationConfigError
 
     stations = read_stations(Path(args.file))
+    if args.station is not None:
+        stations.named(args.station)
     if not stations.has_run():  # opening the history would create the state folder for nothing
         raise StationConfigError(f"{stations.path}: nothing to retry: no station of this file has run yet (no "
                                  f"history at {stations.settings().database})")  # fmt: skip

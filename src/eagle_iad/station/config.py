@@ -85,6 +85,16 @@ class StationsFile:
                 why = exc.strerror or exc
                 raise StationConfigError(f"{self.path}: {key} {folder} cannot be created: {why}") from None
 
+    def named(self, name: str) -> StationConfig:
+        """The station called ``name`` (a command's ``--station``); one that is not in the file is refused, naming
+        the ones that are: a typo must not select nothing and report 0 quietly."""
+        for station in self.stations:
+            if station.name == name:
+                return station
+        known = ", ".join(station.name for station in self.stations)
+        raise StationConfigError(f"{self.path}: --station {printable(name)!r} is not a station of this file (its "
+                                 f"stations: {known})")  # fmt: skip
+
     def has_run(self) -> bool:
         """Whether its history exists (a shared database, or the state folder's file): a command that only reads
         or fixes what a run left (status, retry) looks first, since opening the history would create it."""
