@@ -305,6 +305,37 @@ def test_a_named_lock_excludes_other_processes_and_dies_with_its_holder(pg_url: 
             holder.wait()
 
 
+def test_the_server_drops_a_vanished_replicas_locks_within_seconds_not_hours(pg_url: str) -> None:
+    """A replica whose machine lost power never closes its connections: the server ends them (and their
+    locks: the replica's stations and fits) only when its own TCP keepalives give up, which by the operating
+    system's default is after more than two hours. Every connection the history opens asks for the same
+    prompt keepalives on the server's side as on the client's (a lock connection sits idle at the server)."""
+    from eagle_iad.history.postgresql import KEEPALIVES
+
+    backend = open_backend(pg_url)
+    lease = backend.try_lock("station:line-1")
+    history = backend.connect()
+    try:
+        assert lease is not None
+        for db in (lease._db, history):  # type: ignore[attr-defined]
+            shown = {
+                name: str(db.execute(f"SHOW {name}").fetchone()[0])
+                for name in (
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                    "tcp_user_timeout",
+                )
+            }
+            assert shown == {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3",
+                             "tcp_user_timeout": "20000"}, shown  # fmt: skip
+        assert KEEPALIVES["keepalives_idle"] == 10 and KEEPALIVES["tcp_user_timeout"] == 20000
+    finally:
+        history.close()
+        if lease is not None:
+            lease.release()
+
+
 def test_sqlite_locks_are_the_processes_own_per_file(tmp_path: Path) -> None:
     one, two = open_backend(tmp_path / "a.sqlite3"), open_backend(tmp_path / "b.sqlite3")
     lease = one.try_lock("fit:c")
