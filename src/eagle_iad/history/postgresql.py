@@ -12,7 +12,9 @@ libpq parameters pass through). psycopg is the ``eagle-iad[postgresql]`` extra.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -72,6 +74,33 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"eagle-iad:{name}".encode()).digest()[:8], "big", signed=True)
 
 
+#: What stands for U+0000, which PostgreSQL's text cannot hold (SQLite's can): the replacement character.
+NUL_STAND_IN = "\ufffd"
+#: ``\u0000`` in JSON text (after an even number of backslashes: an escape, not an escaped backslash).
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _storable(value: Any) -> Any:
+    r"""``value`` as PostgreSQL can take it: U+0000 in text becomes U+FFFD, as does a ``\u0000`` escape in
+    JSON text (``verdict::jsonb`` refuses it, which would break every review query for one such row).
+
+    Why here: text reaches the history from URLs, operators' notes and MLLM answers; on SQLite a NUL is
+    stored and an id holding one is simply not found, so on PostgreSQL it must not be a 500 instead. A
+    lookup by such a text finds nothing either way: no stored text holds U+0000 here.
+    """
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", NUL_STAND_IN)
+    if "\\u0000" in value and value[:1] in '{["':
+        try:
+            json.loads(value)
+        except ValueError:
+            return value  # not JSON: a user's own backslashes, kept as typed
+        value = _JSON_NUL.sub(r"\1\\ufffd", value)
+    return value
+
+
 class _Postgres:
     """A psycopg connection speaking the history's SQLite dialect (``?`` placeholders, ``json_extract``)."""
 
@@ -79,7 +108,7 @@ class _Postgres:
         self.raw = db
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        return cast(Cursor, self.raw.execute(positional_to_format(sql), tuple(params)))
+        return cast(Cursor, self.raw.execute(positional_to_format(sql), tuple(_storable(p) for p in params)))
 
     def close(self) -> None:
         self.raw.close()
