@@ -306,3 +306,52 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
         status, _, _ = call("DELETE", f"{b.base}/v1/stations/line-1")
         assert status == 204
         assert call("GET", f"{b.base}/v1/stations")[2] == []
+
+
+def test_a_replica_whose_station_lock_the_database_dropped_takes_no_further_image(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database restart (or failover) ends every replica's station locks at once; another replica may take a
+    station's lock at its next look at the table, while the replica running it notices only at its own next
+    look (up to SYNC_INTERVAL_S later). Both took the same images meanwhile: each inspected and delivered twice.
+    A station now checks that it still holds its lock before each image, and takes none once it does not."""
+    import eagle_iad.station.ownership as ownership
+    from eagle_iad.history import open_backend
+    from eagle_iad.station.outbox import station_lock
+
+    monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)  # no look at the table during the test
+    url = postgres.new_database()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "a", data_root=data, history=url,
+                               files=tmp_path / "files")  # fmt: skip
+    with LiveServer(create_app(settings, extensions=[stations])) as a:
+        status, info = _post(a.base, "/v1/stations", _body(receiver))
+        assert status == 201, info
+        _drop(data / "incoming", _cells(1))
+        _until(a.base, "line-1", lambda i: i["inspected"] == 1, "the first image")
+        admin = open_backend(url).connect()
+        try:  # as a restart does: the server ends the session holding the station's lock
+            ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+            assert [row[0] for row in ended.fetchall()] == [True]
+            other = None
+            deadline = time.monotonic() + wait_s(30)
+            while (other := open_backend(url).try_lock(station_lock("line-1"))) is None:  # another replica's
+                assert time.monotonic() < deadline, "the ended session's lock was never released"
+                time.sleep(0.05)
+            try:
+                _drop(data / "incoming", _cells(3)[1:])
+                time.sleep(wait_s(3))
+                assert call("GET", f"{a.base}/v1/stations/line-1")[2]["inspected"] == 1
+                left = sorted(p.name for p in (data / "incoming").glob("*.png"))  # for the replica holding the lock
+                assert len(left) == 2, left
+                info = call("GET", f"{a.base}/v1/stations/line-1")[2]
+                assert info["state"].startswith("waiting: this station's lock in the history was lost"), info
+            finally:
+                other.release()
+        finally:
+            admin.close()

@@ -58,6 +58,19 @@ class StationOwnership:
             old.release()
         return True
 
+    def holds(self, name: str) -> Callable[[], bool] | None:
+        """Whether this replica still holds ``name``'s lock, asked by its station before each image (``None``
+        with one service on its own history: no other process can take it)."""
+        if not self.state.store.shared:
+            return None
+
+        def held() -> bool:
+            with self._lock:
+                lease = self._leases.get(name)
+            return lease is not None and lease.held()
+
+        return held
+
     def release(self, name: str) -> None:
         with self._lock:
             lease = self._leases.pop(name, None)
@@ -91,7 +104,7 @@ class StationOwnership:
             if self.manager.get(name) is not None or self.stopping or not self.claim(name):
                 continue
             try:
-                self.manager.add(self.configure(spec), spec=spec, paused=paused)
+                self.manager.add(self.configure(spec), spec=spec, paused=paused, owns=self.holds(name))
             except Exception as exc:  # a folder gone, a category deleted: the service runs, the log says why
                 self.release(name)
                 if isinstance(exc, EagleError):

@@ -244,7 +244,7 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
         # station for one deleted through another replica.
         tables.save_spec(config.name, spec, datetime.now(UTC).isoformat())
         try:
-            running = manager.add(config, spec=spec)
+            running = manager.add(config, spec=spec, owns=ownership.holds(config.name))
         except BaseException:
             tables.delete_spec(config.name)
             raise

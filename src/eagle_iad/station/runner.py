@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,10 @@ def _probe(sink: SinkConfig) -> str | None:
     return None if why is None else str(why)
 
 
+#: Why a station takes no image once its lock in a shared history is gone.
+LOST_LOCK = "this station's lock in the history was lost (a database restart?); another process may run it now"
+
+
 class StationRunner:
     """One station: its source, its couriers and the intake loop's state."""
 
@@ -185,6 +189,11 @@ class StationRunner:
         self._arrivals: Iterator[Arrival] | None = None
         #: Set to stop (SIGTERM, a station removed): the image being inspected is finished, no other is started.
         self.halt = threading.Event()
+        #: With a shared history: whether this process still holds the station's lock, asked before each image.
+        #: A database restart ends every lock at once and another replica may take the station's at once; this
+        #: process sees it here, not only at its next look at the station table (SYNC_INTERVAL_S later), so
+        #: the two never take the same images meanwhile. ``None``: the station is this process's alone.
+        self.owns: Callable[[], bool] | None = None
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
         #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
@@ -262,6 +271,10 @@ class StationRunner:
                 self._resume()  # nothing left that it paused on (the image taken away meanwhile)
                 if self._unfiled and self._drained():
                     self._release_unfiled()
+                break
+            if self.owns is not None and not self.owns():
+                self._arrivals = None
+                self._pause(LOST_LOCK)  # its process stops it at its next look at the station table
                 break
             if not self._take(arrival):
                 self._arrivals = None  # paused: the same image is the first one next time
@@ -502,15 +515,22 @@ class StationManager:
         self._lock = threading.Lock()
         self._running: dict[str, Running] = {}
 
-    def add(self, config: StationConfig, *, spec: dict[str, Any] | None = None, paused: bool = False) -> Running:
+    def add(
+        self, config: StationConfig, *, spec: dict[str, Any] | None = None, paused: bool = False,
+        owns: Callable[[], bool] | None = None,
+    ) -> Running:  # fmt: skip
         """Start ``config`` (its model is loaded and its sinks probed now: a category that cannot be loaded, or
-        a receiver that answers that the configuration is wrong, fails here)."""
-        return self._launch(self._prepare(config), spec, paused)
+        a receiver that answers that the configuration is wrong, fails here). ``owns``: whether this process
+        still holds the station's lock in a shared history (:attr:`StationRunner.owns`)."""
+        runner = self._prepare(config)
+        runner.owns = owns
+        return self._launch(runner, spec, paused)
 
-    def add_all(self, configs: list[StationConfig]) -> None:
+    def add_all(self, configs: list[StationConfig], owns: Mapping[str, Callable[[], bool]] | None = None) -> None:
         """Start every station of ``configs`` once all of them loaded their models and probed their sinks: one
         that cannot start refuses them all before any takes an image."""
         for runner in [self._prepare(config) for config in configs]:
+            runner.owns = None if owns is None else owns.get(runner.config.name)
             self._launch(runner, None, False)
 
     def _prepare(self, config: StationConfig) -> StationRunner:
@@ -593,7 +613,9 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
                 raise StationConfigError(f"{stations.path}: station {station.name!r} runs in another process sharing "
                                          f"the history {where}; stop it there first")  # fmt: skip
             leases.append(lease)
-        manager.add_all(stations.stations)
+        # With a shared history another process may take a lock this one lost: each station asks before each image.
+        owns = {s.name: lease.held for s, lease in zip(stations.stations, leases, strict=True)}
+        manager.add_all(stations.stations, owns if state.store.shared else None)
         checked = time.monotonic()
         while not (until_idle and manager.idle()):
             time.sleep(0.1)
