@@ -14,6 +14,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,6 +140,50 @@ def test_fit_never_replaces_a_folder_with_user_files(live: LiveServer, tmp_path:
     assert error["code"] == "category_not_replaceable" and str(tmp_path) not in str(error["message"])
     assert (folder / "thesis.txt").read_text() == "three years" and sorted(os.listdir(folder)) == ["thesis.txt"]
     assert list((tmp_path / "state" / "uploads").iterdir()) == []
+
+
+def test_a_replica_starts_without_one_history_query_per_picture_folder(
+    tmp_path: Path, postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up's look for pictures without a row asked the history about each folder in turn: one round
+    trip per inspection ever kept, which on a plant's PostgreSQL with half a million inspections held a
+    restarting replica up for many minutes before it answered. It now asks about them in batches."""
+    import time
+
+    from eagle_iad.history.postgresql import _Postgres
+
+    url = postgres.new_database()
+    files = tmp_path / "files"
+    store = InspectionStore(url)
+    old = time.time() - 3600  # older than ORPHAN_AGE_S: every folder is looked at
+    try:
+        for index in range(1200):
+            name = f"{index:032x}"
+            (files / name).mkdir(parents=True)
+            (files / name / "a_heatmap.png").write_bytes(b"picture")
+            if index % 2 == 0:  # half of them stored, half orphans of killed inspections
+                store.add(Inspection(id=name, time="t", category="c", image_name="a.png", score=1.0, tau=1.0,
+                                     s_max=2.0, decision="normal", in_band=False, answer=None, caas_applied=False,
+                                     verdict={}, pictures={}))  # fmt: skip
+            os.utime(files / name, (old, old))
+    finally:
+        store.close()
+    statements: list[str] = []
+    execute = _Postgres.execute
+
+    def counted(db: Any, sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return execute(db, sql, params)
+
+    monkeypatch.setattr(_Postgres, "execute", counted)
+    models = tmp_path / "models"
+    models.mkdir()
+    app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state", history=url, files=files))
+    try:
+        assert sorted(p.name for p in files.iterdir()) == [f"{i:032x}" for i in range(0, 1200, 2)]
+        assert len(statements) < 100, len(statements)
+    finally:
+        app.state.service.close()
 
 
 def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:

@@ -180,12 +180,13 @@ class ServiceState:
         row: there, only folders untouched for :data:`ORPHAN_AGE_S` are taken for orphans.
         """
         oldest = time.time() - ORPHAN_AGE_S if self.store.shared else math.inf
-        for folder in self.settings.files_dir.iterdir():
-            if not folder.is_dir() or folder.is_symlink():
-                continue
-            if folder.stat().st_mtime > oldest:
-                continue
-            if not self.store.has_inspection(folder.name):
+        # An inspection's folder is named by its id (hex); a folder with another kind of name is left alone.
+        folders = [folder for folder in self.settings.files_dir.iterdir()
+                   if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime <= oldest
+                   and folder.name.isascii()]  # fmt: skip
+        stored = self.store.stored_ids([folder.name for folder in folders])  # in batches, not a query per folder
+        for folder in folders:
+            if folder.name not in stored:
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
             for partial in folder.glob(".*.tmp"):  # save_png's temporary files

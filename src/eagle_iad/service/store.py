@@ -123,6 +123,18 @@ class InspectionStore:
                     lease.release()
         return changed
 
+    def stored_ids(self, inspection_ids: Sequence[str], batch: int = 500) -> set[str]:
+        """Which of ``inspection_ids`` have a row: one query per ``batch`` ids (a replica's start-up looks at
+        every picture folder, and a round trip each to a plant's PostgreSQL would take minutes)."""
+        found: set[str] = set()
+        for start in range(0, len(inspection_ids), batch):
+            chunk = list(inspection_ids[start : start + batch])
+            marks = ", ".join("?" for _ in chunk)
+            with self._lock:
+                rows = self._run(f"SELECT id FROM inspections WHERE id IN ({marks})", chunk).fetchall()
+            found.update(str(row[0]) for row in rows)
+        return found
+
     def has_inspection(self, inspection_id: str) -> bool:
         with self._lock:
             row = self._run("SELECT 1 FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
