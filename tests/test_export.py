@@ -496,3 +496,37 @@ def test_service_runs_an_export(
     )
     corners = [tuple(b[k] for k in ("x0", "y0", "x1", "y1")) for b in verdict["boxes"] + verdict["candidates"]]
     assert corners == _corners(reference.boxes + reference.candidates) and corners
+
+
+def test_a_service_running_exports_lists_them_as_its_categories(
+    fitted: dict[str, Path], exports: dict[str, Path], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: ``GET /v1/categories`` listed only fitted model folders, so it answered an
+    empty list (and ``/v1/categories/mono`` 404) while ``/v1/inspect`` ran the category: the console, whose
+    inspection card picks from that list, could inspect nothing. The exports are listed from their sidecars."""
+    from test_service import call
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(exports["resize"], models / "mono")
+    _copy(exports["tile"], models / "tiles")
+    (models / "broken").mkdir()
+    (models / "broken" / SIDECAR).write_text("{")
+    _copy(fitted["resize"], models / "fitted")  # a fitted model is not what this service runs
+    sidecar = json.loads((exports["resize"] / SIDECAR).read_text())
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    with live_server(create_app(settings)) as live:
+        status, _, listed = call("GET", f"{live.base}/v1/categories")
+        assert status == 200, listed
+        assert [item["name"] for item in listed["categories"]] == ["broken", "mono", "tiles"]
+        broken, mono, _ = listed["categories"]
+        assert broken["error"].startswith("broken/eagle-export.json: not a readable export sidecar"), broken
+        assert (mono["category"], mono["tau"], mono["s_max"], mono["backbone"]) == (
+            "mono", sidecar["tau"], sidecar["s_max"], sidecar["backbone"]["name"],
+        )  # fmt: skip
+        assert mono["map_legend"]["threshold"] == sidecar["tau"] and mono["export"] == "onnx"
+        status, _, one = call("GET", f"{live.base}/v1/categories/mono")
+        assert status == 200 and one["tau"] == sidecar["tau"], one
+        assert call("GET", f"{live.base}/v1/categories/fitted")[0] == 404

@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
+from eagle_iad.expert.export import EXPORT_KIND, SIDECAR, check_sidecar_checksum
 from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
@@ -89,28 +90,78 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     }
 
 
+def describe_export(directory: Path) -> dict[str, Any]:
+    """An export folder's public summary from its sidecar (``eagle serve --runtime onnx|openvino``): what
+    :func:`describe` gives of a fitted model, but the training scores and threshold history an export does
+    not carry. The graph's SHA-256 is checked when the category loads, not here (a listing stays quick)."""
+    where = directory / SIDECAR
+    try:
+        raw = where.read_bytes()
+        record = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{where}: not a readable export sidecar ({exc})") from None
+    if not isinstance(record, dict) or record.get("kind") != EXPORT_KIND:
+        raise ModelFormatError(f"{where}: not an eagle export sidecar")
+    check_sidecar_checksum(raw, record, where)
+    thresholds = record["thresholds"]
+    tau = float(record["tau"])
+    raw_calibration = record["map"].get("calibration")
+    if raw_calibration is None:
+        low, high = colour_range(0.0, tau)
+    else:
+        calibration = MapCalibration.from_dict(dict(raw_calibration))
+        low, high = legend_scale(calibration.colour_min, calibration.colour_max, calibration.map_tau, tau)
+    return {
+        "name": directory.name,
+        "category": record.get("category", directory.name),
+        "backbone": record["backbone"]["name"],
+        "tau": tau,
+        "s_max": float(record["s_max"]),
+        "rule": thresholds["rule"],
+        "rule_params": thresholds.get("params", {}),
+        "created": (record.get("source") or {}).get("created"),
+        "map_legend": {"low": low, "high": high, "threshold": tau},
+        "warnings": [],
+        "export": record.get("format"),
+    }
+
+
+def _runs(state: ServiceState, directory: Path) -> bool:
+    """``directory`` holds what this service runs: a fitted model, or with ``--runtime onnx|openvino`` an export."""
+    if state.settings.runtime == "torch":
+        return is_model_folder(directory)
+    return (directory / SIDECAR).is_file()
+
+
+def _summary(state: ServiceState, directory: Path, with_scores: bool) -> dict[str, Any]:
+    if state.settings.runtime == "torch":
+        return describe(directory, with_scores=with_scores)
+    return describe_export(directory)
+
+
 @router.get("/categories", dependencies=VIEWER, response_model=schemas.CategoryList)
 def list_categories(request: Request) -> dict[str, Any]:
     state = service(request)
     items = []
     for directory in sorted(state.settings.models_dir.iterdir()):
-        if directory.name.startswith(".") or not is_model_folder(directory):
+        if directory.name.startswith(".") or not _runs(state, directory):
             continue
         try:
-            items.append(describe(directory, with_scores=False))
-        except (ModelFormatError, KeyError, TypeError) as exc:
+            items.append(_summary(state, directory, with_scores=False))
+        except (ModelFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
             items.append({"name": directory.name, "error": str(exc).replace(str(directory.parent) + "/", "")})
     return {"categories": items}
 
 
 @router.get("/categories/{name}", dependencies=VIEWER, response_model=schemas.Category)
 def get_category(name: str, request: Request) -> dict[str, Any]:
-    directory = service(request).settings.models_dir / check_name(name)
-    if not is_model_folder(directory):
+    state = service(request)
+    directory = state.settings.models_dir / check_name(name)
+    if not _runs(state, directory):
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     try:
-        return describe(directory, with_scores=True)
-    except (ModelFormatError, KeyError, TypeError) as exc:
+        return _summary(state, directory, with_scores=True)
+    except (ModelFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
         reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
