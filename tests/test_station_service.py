@@ -355,3 +355,43 @@ def test_a_replica_whose_station_lock_the_database_dropped_takes_no_further_imag
                 other.release()
         finally:
             admin.close()
+
+
+def test_stations_answer_503_while_a_shared_history_is_away_and_reuse_the_services_connection(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+) -> None:
+    """``GET /v1/stations`` opened a new connection to the history for every station it listed, each through a
+    backend that had never connected: a server refusing new connections (at max_connections) read as a wrong
+    URL, 400 ``invalid_option`` with the server's name and its error in the answer, though the service's own
+    connection worked. The figures now come through that connection; with the database away, the same 503
+    ``history_unavailable`` (with Retry-After) as every other route."""
+    url = postgres.new_database()
+    database = url.rsplit("/", 1)[1]
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "a", data_root=data, history=url,
+                               files=tmp_path / "files")  # fmt: skip
+    with LiveServer(create_app(settings, extensions=[stations])) as a:
+        status, info = _post(a.base, "/v1/stations", _body(receiver))
+        assert status == 201, info
+        _drop(data / "incoming", _cells(1))
+        _until(a.base, "line-1", lambda i: i["inspected"] == 1, "the first image")
+        with postgres.connect("postgres") as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')  # as a server at max_connections
+            try:
+                status, _, listed = call("GET", f"{a.base}/v1/stations")  # the service's connection is still there
+                assert status == 200 and [i["inspected"] for i in listed] == [1], listed
+                assert call("GET", f"{a.base}/v1/stations/line-1")[0] == 200
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+                status, headers, answer = call("GET", f"{a.base}/v1/stations")
+                assert (status, answer["error"]["code"]) == (503, "history_unavailable"), answer
+                assert "retry-after" in headers and "127.0.0.1" not in json.dumps(answer), answer
+            finally:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        deadline = time.monotonic() + wait_s(30)
+        while call("GET", f"{a.base}/v1/stations")[0] != 200:  # the next request connects again
+            assert time.monotonic() < deadline, "the stations never answered again"
+            time.sleep(0.2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,8 +152,45 @@ def _public_info(state: ServiceState, info: dict[str, Any]) -> dict[str, Any]:
     return {key: _public(state, value) for key, value in info.items()}
 
 
+class _Rows:
+    """A query's rows, read whole, as a cursor answers them."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+        self.rowcount = len(rows)
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+
+class _StoreReader:
+    """The service's own history connection as a reader of station figures (a shared history).
+
+    Why not a connection of its own per station: a listing opened one per station it showed, each through a
+    backend that had never connected, so with the database away it read as a wrong URL (400 with the server's
+    name and error) instead of the 503 ``history_unavailable`` every other route gives; and every console
+    poll cost the database as many connections as there are stations."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self._store = state.store
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        return _Rows(self._store.read(sql, params))
+
+    def close(self) -> None:
+        """Nothing to close: the connection is the service's."""
+
+
+def _reader(state: ServiceState) -> Any:
+    """Where station figures are read: the service's connection to a shared history, or SQLite read-only."""
+    return _StoreReader(state) if state.store.shared else open_read_only(state.settings.history_url)
+
+
 def _info(state: ServiceState, running: Running) -> dict[str, Any]:
-    db = open_read_only(state.settings.history_url)
+    db = _reader(state)
     try:
         figures = station_status(db, running.runner.config, running.runner.intake())
     finally:
@@ -199,7 +237,7 @@ def _remote_info(state: ServiceState, name: str, spec: dict[str, Any], paused: b
         None, sinks, int(spec.get("backlog_limit", defaults["backlog_limit"])),
         float(spec.get("deadline_s", defaults["deadline_s"])),
     )  # fmt: skip
-    db = open_read_only(state.settings.history_url)
+    db = _reader(state)
     try:
         figures = station_figures(db, facts)
     finally:
