@@ -102,17 +102,29 @@ web: $(NODE_STAMP)
 $(WEBUI):
 	$(MAKE) web
 
-# The console on http://127.0.0.1:8000 with the demo's elpv expert (run `make demo` first).
-serve: $(STAMP) $(WEBUI)
+# The demo's model copied to $(1) for the console or a station, once. A copy, not a symbolic link: a teach,
+# threshold change or rollback (the console's Review and category pages) replaces the category's folder
+# whole, which is refused on a link. A link an earlier `make serve` made is replaced; a copy is kept
+# (with what was taught to it), and a newer `make demo` is named, not copied over it.
+define demo_model_copy
 	test -f runs/demo/model/model.json || (echo "run 'make demo' first (it fits the elpv expert)" && exit 1)
-	mkdir -p runs/console/models && ln -sfn ../../demo/model runs/console/models/elpv-mono
+	mkdir -p $(dir $(1))
+	if [ -L $(1) ]; then rm $(1); fi
+	if [ ! -d $(1) ]; then rm -rf $(dir $(1)).$(notdir $(1)).copying && cp -a runs/demo/model $(dir $(1)).$(notdir $(1)).copying && mv $(dir $(1)).$(notdir $(1)).copying $(1); \
+	elif [ runs/demo/model/model.json -nt $(1)/model.json ]; then \
+		echo "make: $(1) is the copy of an earlier make demo's model; delete it to use runs/demo/model's"; fi
+endef
+
+# The console on http://127.0.0.1:8000 with (a copy of) the demo's elpv expert (run `make demo` first).
+serve: $(STAMP) $(WEBUI)
+	$(call demo_model_copy,runs/console/models/elpv-mono)
 	$(BIN)/eagle serve --models runs/console/models --runs runs/demo --state-dir runs/console/state
 
 # A hot-folder station on the demo's model (examples/stations.toml): images copied into
 # runs/station/incoming are inspected and sorted into runs/station/sorted/{normal,anomalous}.
 station: $(STAMP)
-	test -f runs/demo/model/model.json || (echo "run 'make demo' first (it fits the elpv expert)" && exit 1)
-	mkdir -p runs/station/models runs/station/incoming && ln -sfn ../../demo/model runs/station/models/elpv-mono
+	$(call demo_model_copy,runs/station/models/elpv-mono)
+	mkdir -p runs/station/incoming
 	$(BIN)/eagle station run examples/stations.toml
 
 lint: $(STAMP)

@@ -140,3 +140,29 @@ def test_only_tire_data_looks_for_the_shared_folder() -> None:
         if path.name not in ("tire_data.py", "test_fresh_clone.py") and pattern.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(("target", "served"), [("serve", "runs/console/models"), ("station", "runs/station/models")])
+def test_make_serve_and_station_give_a_copy_of_the_demo_model_not_a_link(
+    tmp_path: Path, target: str, served: str
+) -> None:
+    # A teach, threshold change or rollback replaces the category's folder whole, which a symbolic link
+    # refuses: with a link, the console's "Teach these N" the README offers answered 500 not_saved.
+    lines = subprocess.run(
+        ["make", "-s", "-n", "-o", ".venv/.installed", "-o", "src/eagle_iad/service/webui/index.html", target],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=wait_s(60),
+    ).stdout.splitlines()  # fmt: skip
+    setup = "\n".join(line for line in lines if "bin/eagle " not in line)
+    demo = tmp_path / "runs" / "demo" / "model"
+    demo.mkdir(parents=True)
+    (demo / "model.json").write_text("{}")
+    category = tmp_path / served / "elpv-mono"
+    category.parent.mkdir(parents=True)
+    category.symlink_to(os.path.relpath(demo, category.parent))  # what an earlier `make serve` left
+    subprocess.run(["sh", "-ec", setup], cwd=tmp_path, check=True, timeout=wait_s(60))
+    assert not category.is_symlink() and (category / "model.json").read_text() == "{}"
+    (category / "model.json").write_text('{"taught": 1}')
+    subprocess.run(["sh", "-ec", setup], cwd=tmp_path, check=True, timeout=wait_s(60))  # keeps what was taught
+    assert (category / "model.json").read_text() == '{"taught": 1}'
+    assert (demo / "model.json").read_text() == "{}"
+    assert sorted(p.name for p in category.parent.iterdir()) == ["elpv-mono"]
