@@ -148,6 +148,16 @@ def test_inspect_bad_image_is_a_clear_error(
     assert err.strip() == f"eagle: error: {bad}: not a recognised image format"
 
 
+def test_inspect_of_a_folder_says_to_give_its_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    # The images are checked before the model loads, so no model is needed to see the refusal.
+    code, out, err = run(capsys, "inspect", f"{folder}/", "--model", str(tmp_path / "model"), "--quiet")
+    assert code == 2
+    assert out == ""
+    assert err.strip() == f"eagle: error: {folder}: is a folder; eagle inspect takes image files (give {folder}/*.png)"
+
+
 def test_model_from_newer_version_is_refused(
     elpv_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

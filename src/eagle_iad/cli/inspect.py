@@ -60,6 +60,9 @@ def _check_images(paths: Sequence[str | None]) -> None:
     from eagle_iad.images import load_rgb
 
     for path in paths:
+        if path is not None and Path(path).is_dir():  # else "not a regular file", which names no way out
+            shown = printable(path).rstrip("/")
+            raise ConfigError(f"{shown}: is a folder; eagle inspect takes image files (give {shown}/*.png)")
         if path is not None:
             load_rgb(path)
 
