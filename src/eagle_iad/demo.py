@@ -24,7 +24,7 @@ from eagle_iad.verdict import inspect_images
 
 CATEGORY = "mono"
 #: The demo's own settings, chosen so that all 441 training cells fit and 460 test cells are scored in
-#: about three minutes on two cores (docs/MEASUREMENTS.md, "The demo's settings"). Search and leave-own-out cost grow
+#: minutes on two cores (48 s quiet; docs/MEASUREMENTS.md, "The demo's settings"). Search and leave-own-out cost grow
 #: with patches per image x bank size; elpv cells are 300 x 300 pixels, so an input of 224 loses
 #: little, and a 1% coreset keeps PatchCore's quality (its paper's ablation) at a tenth of the bank.
 DEMO_SIZE = 224
@@ -122,7 +122,7 @@ def run_demo(
         f"Test: {evaluation.n_normal} defect-free + {evaluation.n_anomalous} defective cells (defect probability 1).",
         f"Settings: whole-frame input {config.size} px (the cells are 300 x 300), coreset ratio "
         f"{config.coreset_ratio:g} (bank {expert.model.bank.shape[0]} of {expert.model.selected.numel()} patches); "
-        "chosen so the whole demo takes about three minutes on two cores "
+        "chosen so the whole demo takes minutes on two cores, about one on a quiet machine, longer under load "
         '(docs/MEASUREMENTS.md, "The demo\'s settings"); '
         "`eagle fit` defaults to 320 px and 0.1.",
         "",
