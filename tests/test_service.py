@@ -887,6 +887,22 @@ def test_threshold_change_is_recorded_applied_at_once_and_restorable(
         assert str(models) not in json.dumps(change(base, {"restore": 9, "why": "no such"})[2])  # no host paths
 
 
+def test_a_change_to_a_linked_category_says_what_the_server_must_do(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """A category folder that is a symbolic link cannot be swapped whole: the answer names the link, not
+    the engine's "give the folder itself", which an API caller cannot do (an earlier `make serve` linked)."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "mono").symlink_to(workspace["models"] / "mono")
+    app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))
+    body = json.dumps({"tau": 1.0, "why": "fewer false alarms"}).encode()
+    with LiveServer(app) as live:
+        answer = call("POST", f"{live.base}/v1/categories/mono/threshold", body=body, content_type="application/json")
+    _error(answer, 500, "category 'mono': its folder under the service's --models is a symbolic link")
+    assert "give the folder itself" not in json.dumps(answer[2]) and str(models) not in json.dumps(answer[2])
+
+
 def _count_expert_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Images through the expert, counted where every pass goes (``Expert.inspect`` calls it too)."""
     from eagle_iad.expert.patchcore import Expert

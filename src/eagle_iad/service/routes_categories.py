@@ -217,6 +217,9 @@ def change_refused(name: str, exc: Exception, directory: Path, refused_code: str
     if isinstance(exc, OutputError):
         if exc.__cause__ is not None and is_disk_full(exc.__cause__):
             return disk_full_error()  # 507, as every write route answers a full disk
+        if directory.is_symlink():  # the engine's "give the folder itself" names nothing an API caller can do
+            reason = ("its folder under the service's --models is a symbolic link, and a change replaces the "
+                      "folder whole; serve a copy of the model in place of the link to change it here")  # fmt: skip
         status, code = 500, "not_saved"
     return ApiError(status, f"category {name!r}: {reason}", code=code)
 
