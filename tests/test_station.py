@@ -1452,3 +1452,69 @@ def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_ever
     assert runner._take(arrival) and inspected == [b"x" * 95]
     assert lines == ["eagle station line-1: a.png: not inspected: not an image"], lines
     assert list(folder.poll()) == [] and (incoming / "failed" / "a.png").exists()
+
+
+def _runner(tmp_path: Path, models: Path, sinks: str = "", source: str = "") -> tuple[Any, Any, list[str]]:
+    """One station of a stations file run in this process, step by step: its runner, its service state, its log."""
+    from eagle_iad.service.context import ServiceState
+    from eagle_iad.station.runner import StationRunner
+
+    stations = read_stations(_stations(tmp_path, models, sinks or _webhook(1), source))
+    stations.make_folders()
+    state = ServiceState(stations.settings(), backend=None)
+    lines: list[str] = []
+    return StationRunner(stations.stations[0], state, lines.append), state, lines
+
+
+def _outbox(state: Any) -> list[tuple[dict[str, Any], float]]:
+    return [(json.loads(payload), float(next_try)) for payload, next_try in
+            state.store.read("SELECT payload, next_try FROM outbox ORDER BY seq")]  # fmt: skip
+
+
+def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_as_planned(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image went to ``done/<name>-1`` (its planned name taken meanwhile), then the history refused to store
+    that (the database locked): the intake pauses saying so, its outbox rows stay held while the folder is empty
+    (released, they would name ``done/<name>``, where the image is not), and once the history takes it again the
+    place is stored first: the rows and the intake say ``-1``, and nothing is "never filed"."""
+    import sqlite3
+
+    from eagle_iad.station.outbox import HELD
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, lines = _runner(tmp_path, model_dir)
+    stem, suffix = os.path.splitext(name)
+    (incoming / "done").mkdir()
+    finish = runner.config.source.finish
+
+    def taken_meanwhile(arrival: Any, to: Path, record: Any) -> Any:
+        to.write_bytes(b"another file")
+        return finish(arrival, to, record)
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(runner.config.source, "finish", taken_meanwhile)
+    monkeypatch.setattr(runner.tables, "filed", locked)
+    runner.step()  # the first look only starts the file's settling time
+    time.sleep(0.3)
+    runner.step()
+    record_id = runner.state.store.read("SELECT record_id FROM station_intake")[0][0]
+    assert runner.paused == (f"record {record_id} was put at {incoming / 'done' / f'{stem}-1{suffix}'}, but the "
+                             "history could not store that: OperationalError: database is locked"), lines  # fmt: skip
+    assert not (incoming / name).exists() and [r[1] for r in _outbox(state)] == [HELD]
+    runner._paused_until = 0.0
+    runner.step()  # still refused: nothing is released although the folder is empty
+    assert [r[1] for r in _outbox(state)] == [HELD] and runner.paused is not None
+    monkeypatch.undo()
+    runner._paused_until = 0.0
+    runner.step()
+    filed = str(incoming / "done" / f"{stem}-1{suffix}")
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(filed, 0.0)], lines
+    assert state.store.read("SELECT moved_to FROM station_intake")[0][0] == filed
+    assert runner.paused is None and lines[-1].endswith("intake resumed"), lines
+    assert not any("never filed" in line for line in lines), lines
+    state.close()
+

@@ -199,6 +199,10 @@ class StationRunner:
         #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
         #: failed): once a poll took everything its source holds, those images are gone and the rows go as planned.
         self._unfiled = True
+        #: An image put away whose place the history could not store (the database locked or away): its record's
+        #: ``(digest, record id, place, first)``, stored first at each step. While it is owed no held row is
+        #: released, as that would send the planned place where the image may have gone to ``-1``.
+        self._owed: tuple[str, str, str, bool] | None = None
 
     def intake(self) -> Intake:
         return Intake(self.paused, self.paused_since, self.user_paused)
@@ -251,6 +255,8 @@ class StationRunner:
         return taken
 
     def _turn(self) -> int:
+        if not self._file_owed():  # this process's own image, put away: its place is stored first
+            return 0
         taken = 0
         while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
             if self._arrivals is None:
@@ -318,7 +324,7 @@ class StationRunner:
     def _release_unfiled(self) -> None:
         """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`) once they are gone from the
         source, so a sink's queue is never stuck behind an image taken away; called between images only."""
-        if not self._unfiled:
+        if not self._unfiled or self._owed is not None:
             return
         self._unfiled = False
         released = self.tables.release_held(self.config.name)
@@ -424,7 +430,22 @@ class StationRunner:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
         at = to if actual is None else actual
-        self.tables.filed(self.config.name, digest, str(record["id"]), str(at), first=not repeat)
+        self._owed = (digest, str(record["id"]), str(at), not repeat)
+        return self._file_owed()
+
+    def _file_owed(self) -> bool:
+        """Store the place of the image last put away, if not stored yet (see :attr:`_owed`), and make its
+        deliveries due; ``False`` (the intake paused) when the history cannot take it now."""
+        if self._owed is None:
+            return True
+        digest, record_id, at, first = self._owed
+        try:
+            self.tables.filed(self.config.name, digest, record_id, at, first=first)
+        except Exception as exc:  # the database locked, full or away: the image is filed, only its place is owed
+            self._pause(f"record {record_id} was put at {at}, but the history could not store that: "
+                        f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        self._owed = None
         self._wake_couriers()
         return True
 
