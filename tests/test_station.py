@@ -1518,3 +1518,32 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     assert not any("never filed" in line for line in lines), lines
     state.close()
 
+
+def test_a_station_that_lost_its_lock_neither_resumes_nor_releases_the_shared_outbox_on_an_empty_folder(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The lock lost and no image waiting: the station stays waiting (lock lost), says nothing resumed, and leaves
+    the held rows of the station alone (in a shared outbox they may be the new holder's, filing its image now)."""
+    from eagle_iad.station.outbox import HELD, PENDING
+    from eagle_iad.station.runner import LOST_LOCK
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, lines = _runner(tmp_path, model_dir)
+    runner._unfiled = False
+    runner.owns = lambda: False
+    runner.step()  # the first look only starts the file's settling time
+    time.sleep(0.3)
+    runner.step()
+    assert runner.paused == LOST_LOCK and (incoming / name).exists()
+    (incoming / name).unlink()  # taken by the replica holding the lock, which files it now
+    with state.store.transaction() as db:
+        db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)",
+                   ("line-1", "webhook", "r1", json.dumps({"image": "planned"}), PENDING, HELD))  # fmt: skip
+    for _ in range(2):
+        runner._paused_until = 0.0
+        runner.step()
+        assert runner.paused == LOST_LOCK and runner.intake().state() != "running"
+    assert [r[1] for r in _outbox(state)] == [HELD]
+    assert not any("resumed" in line or "never filed" in line for line in lines), lines
+    state.close()

@@ -254,8 +254,20 @@ class StationRunner:
             self.busy = False
         return taken
 
+    def _lost(self) -> bool:
+        """Whether this process no longer holds the station's lock (see :attr:`owns`): then the intake pauses."""
+        if self.owns is None or self.owns():
+            return False
+        self._arrivals = None
+        self._pause(LOST_LOCK)  # its process stops it at its next look at the station table
+        return True
+
     def _turn(self) -> int:
-        if not self._file_owed():  # this process's own image, put away: its place is stored first
+        if not self._file_owed():  # this process's own image, put away: its place is stored, lock or not
+            return 0
+        # a paused intake resumes and held rows are released below even when no image waits: only by the lock's
+        # holder (a replica that took it may be filing its images, whose rows are held in the shared outbox)
+        if (self.paused is not None or self._unfiled) and self._lost():
             return 0
         taken = 0
         while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
@@ -278,9 +290,7 @@ class StationRunner:
                 if self._unfiled and self._drained():
                     self._release_unfiled()
                 break
-            if self.owns is not None and not self.owns():
-                self._arrivals = None
-                self._pause(LOST_LOCK)  # its process stops it at its next look at the station table
+            if self._lost():  # asked before each image
                 break
             if not self._take(arrival):
                 self._arrivals = None  # paused: the same image is the first one next time
