@@ -812,7 +812,7 @@ def test_a_verdict_whose_image_was_taken_away_before_it_was_filed_is_still_deliv
     _kill_after_storing(stations, _env())
     (incoming / name).unlink()
     code, log = _run(stations, "run", "--until-idle", timeout=120)
-    assert code == 0 and "1 deliveries of images never filed" in log, log
+    assert code == 0 and "image never filed (gone from the source); 1 deliveries go with" in log, log
     assert [r["body"]["image"] for r in receiver.received] == [str(incoming / "done" / name)], log
 
 
@@ -1546,4 +1546,88 @@ def test_a_station_that_lost_its_lock_neither_resumes_nor_releases_the_shared_ou
         assert runner.paused == LOST_LOCK and runner.intake().state() != "running"
     assert [r[1] for r in _outbox(state)] == [HELD]
     assert not any("resumed" in line or "never filed" in line for line in lines), lines
+    state.close()
+
+
+def test_a_held_delivery_of_an_image_taken_away_is_released_while_other_images_still_wait(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored, then not filed (a crash), and the image taken away: its held deliveries go with the planned place
+    after the next full poll, one line naming the record, although the folder is never empty (another image
+    being written keeps a backlog); before, they waited for an empty folder, and the sink's queue with them."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, lines = _runner(tmp_path, model_dir)
+    monkeypatch.setattr(runner, "_put_away", lambda *args, **kwargs: False)  # killed before filing
+    runner.step()
+    time.sleep(0.3)
+    runner.step()
+    monkeypatch.undo()
+    assert [r[1] for r in _outbox(state)] != [0.0] and len(_outbox(state)) == 1
+    state.close()
+    (incoming / name).unlink()
+    (incoming / "growing.png").write_bytes(b"not complete yet")  # never settles: the backlog stays 1
+    again, state, lines = _runner(tmp_path, model_dir)  # the restart
+    again.step()
+    assert again.config.source.backlog() == 1
+    record_id = state.store.read("SELECT record_id FROM station_intake")[0][0]
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(incoming / "done" / name), 0.0)], lines
+    assert f"record {record_id}: image never filed (gone from the source); 1 deliveries go with the place " \
+           f"planned for it, {incoming / 'done' / name}" in "\n".join(lines), lines  # fmt: skip
+    state.close()
+
+
+def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_there_after_the_restart(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moved to ``done/<name>-1`` (its planned name taken meanwhile), then the process ended before the history
+    stored that: the restart finds the image there by its content and delivers that place, not the planned one."""
+    import sqlite3
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, _ = _runner(tmp_path, model_dir)
+    (incoming / "done").mkdir()
+    finish = runner.config.source.finish
+
+    def taken_meanwhile(arrival: Any, to: Path, record: Any) -> Any:
+        to.write_bytes(b"another file")
+        return finish(arrival, to, record)
+
+    def ended(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(runner.config.source, "finish", taken_meanwhile)
+    monkeypatch.setattr(runner.tables, "filed", ended)
+    runner.step()
+    time.sleep(0.3)
+    runner.step()
+    monkeypatch.undo()
+    state.close()  # the process ends with the place owed
+    again, state, lines = _runner(tmp_path, model_dir)
+    again.step()
+    stem, suffix = os.path.splitext(name)
+    filed = str(incoming / "done" / f"{stem}-1{suffix}")
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(filed, 0.0)], lines
+    assert state.store.read("SELECT moved_to FROM station_intake")[0][0] == filed
+    assert any(f"its image was found put away at {filed}; delivered from there" in line for line in lines), lines
+    state.close()
+
+
+def test_deliveries_are_due_at_once_where_the_planned_place_is_final(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sidecar mode leaves the image where it is, as a camera does its frame: the verdict's deliveries are due as it
+    is stored (a crash before the sidecar is written holds nothing: no held row can block the sink's queue while
+    the source always has a backlog, a camera reading a video)."""
+    from eagle_iad.station.sources.camera import Camera
+
+    assert Camera.moves_files is False
+    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    runner, state, _ = _runner(tmp_path, model_dir, source=', after = "sidecar"')
+    monkeypatch.setattr(runner, "_put_away", lambda *args, **kwargs: False)  # killed before the sidecar
+    runner.step()
+    time.sleep(0.3)
+    runner.step()
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(tmp_path / "incoming" / name), 0.0)]
     state.close()

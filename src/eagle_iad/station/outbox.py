@@ -55,6 +55,17 @@ class Intake:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A record whose deliveries wait for its image's filing: its content hash, name and planned place (``None``
+    where its intake row is gone)."""
+
+    record_id: str
+    digest: str | None
+    name: str | None
+    planned: str | None
+
+
+@dataclass(frozen=True)
 class Due:
     """The head of one sink's queue."""
 
@@ -90,10 +101,11 @@ class StationTables:
     @staticmethod
     def write_done(
         db: Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,
-        appeared: float, sinks: list[str], payload: Mapping[str, Any],
+        appeared: float, sinks: list[str], payload: Mapping[str, Any], *, held: bool = True,
     ) -> None:  # fmt: skip
         """In the inspection's transaction: the intake row and one outbox row per sink, held (:data:`HELD`) until
-        :meth:`filed` gives them the path the image was filed at."""
+        :meth:`filed` gives them the path the image was filed at; due at once where that place is final (not
+        ``held``: a source whose put-away never moves the image, see :attr:`Source.moves_files`)."""
         now = time.time()
         db.execute(
             "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
@@ -104,7 +116,7 @@ class StationTables:
         for sink in sinks:
             db.execute(
                 "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)",
-                (station, sink, record_id, text, PENDING, HELD),
+                (station, sink, record_id, text, PENDING, HELD if held else 0.0),
             )
 
     def filed(self, station: str, digest: str, record_id: str, at: str, *, first: bool) -> None:
@@ -127,12 +139,28 @@ class StationTables:
                     payload["image"] = at
                 db.execute("UPDATE outbox SET payload = ?, next_try = 0 WHERE seq = ?", (json.dumps(payload), seq))
 
-    def release_held(self, station: str) -> int:
-        """Make due every held row of ``station`` (images a crash or a failed put-away left unfiled, and gone from
-        its source since): they go with the path planned for them, the best one known; how many."""
+    def held(self, station: str) -> list[Held]:
+        """The records of ``station`` whose outbox rows are held (images a crash or a failed put-away left
+        unfiled), oldest first, with what the intake says of each."""
+        rows = self.store.read(
+            "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to FROM outbox o LEFT JOIN station_intake i"
+            " ON i.station = o.station AND i.record_id = o.record_id AND i.state = 'done'"
+            " WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
+            " GROUP BY o.record_id, i.digest, i.name, i.moved_to ORDER BY MIN(o.seq)",
+            (station, PENDING, HELD),
+        )
+        return [Held(str(record_id), digest, name, planned) for record_id, _, digest, name, planned in rows]
+
+    def release_held(self, station: str, record_id: str | None = None) -> int:
+        """Make due the held rows of ``station`` (of its record ``record_id`` only, if given): images a crash or a
+        failed put-away left unfiled, and gone from its source since; they go with the path planned for them, the
+        best one known. How many."""
+        where, params = "station = ? AND state = ? AND next_try = ?", [station, PENDING, HELD]
+        if record_id is not None:
+            where += " AND record_id = ?"
+            params.append(record_id)
         with self.store.transaction() as db:
-            cursor = db.execute("UPDATE outbox SET next_try = 0 WHERE station = ? AND state = ? AND next_try = ?",
-                                (station, PENDING, HELD))  # fmt: skip
+            cursor = db.execute(f"UPDATE outbox SET next_try = 0 WHERE {where}", params)
         return int(cursor.rowcount)
 
     def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:

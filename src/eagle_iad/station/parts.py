@@ -175,7 +175,19 @@ class Arrival:
 
 
 class Source(Protocol):
-    """Where a station's images come from."""
+    """Where a station's images come from.
+
+    Optional, looked up with ``getattr`` (a plugin source need not have them):
+
+    - ``moves_files: bool`` (default ``True``): whether :meth:`finish` may put an image elsewhere than its
+      :meth:`planned` place (a name taken meanwhile: ``-1``), so its deliveries are held until the place is
+      known. ``False`` (a camera, a folder in sidecar mode): the planned place is final, the deliveries are due
+      as the verdict is stored.
+    - ``waiting(name, digest) -> bool`` and ``filed_at(name, digest, planned) -> Path | None``: whether the image
+      is still in the source (its next put-away files it), and where an image with that content was put (at
+      ``planned`` or a ``-n`` name beside it). With them the deliveries of an image a crash left unfiled are
+      resolved one by one after each full poll; without them, all at once when the source has no backlog.
+    """
 
     kind: ClassVar[str]
     #: Seconds between looks for new images while none is waiting (the idle part of the latency).

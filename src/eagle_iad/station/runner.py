@@ -7,10 +7,14 @@ The order of the steps is what makes a crash harmless:
    after step 3 left the file in place: it is only put away now);
 2. inspect it with :func:`eagle_iad.service.routes_inspect.run_inspection`, the code path of an upload,
    so the record in the history is the same (plus ``station`` and ``source``);
-3. in the history row's transaction, the intake row and one outbox row per sink, held (not yet due);
+3. in the history row's transaction, the intake row and one outbox row per sink, held (not yet due) where
+   the source may move the image elsewhere than planned (due at once for a camera, or a sidecar);
 4. move the image to ``done/`` (or write its sidecar), to the place stored in step 3 or, that name taken
    meanwhile, beside it (``-1``); then the place it went is stored and the outbox rows become due, in one
-   transaction, so no sink is ever sent a path the image is not at.
+   transaction (a history refusing that transaction pauses the intake, and the place is stored first at
+   the next step). A crash between the move and that transaction: the restart finds the image by its
+   content at the planned place or a ``-n`` name beside it; only an image gone from everywhere is
+   delivered with its planned place.
 
 A courier thread per sink delivers its outbox rows in order, retrying with backoff, and keeps the last
 ones as dead letters. An image the station cannot read as an image goes to ``failed/`` with the reason;
@@ -197,7 +201,7 @@ class StationRunner:
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
         #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
-        #: failed): once a poll took everything its source holds, those images are gone and the rows go as planned.
+        #: failed): looked at after the next full poll, record by record (see :meth:`_resolve_unfiled`).
         self._unfiled = True
         #: An image put away whose place the history could not store (the database locked or away): its record's
         #: ``(digest, record id, place, first)``, stored first at each step. While it is owed no held row is
@@ -279,7 +283,7 @@ class StationRunner:
                 self._arrivals = None
                 self._pause(f"images cannot be listed: {unseen(exc)}")
                 if gone(exc, getattr(self.config.source, "folder", None)):
-                    self._release_unfiled()  # no image of it is left to file
+                    self._resolve_unfiled(gone=True)  # no image of it is left to file
                 break
             except BaseException:
                 self._arrivals = None  # a source that raised is listed afresh next time
@@ -287,8 +291,7 @@ class StationRunner:
             if arrival is None:
                 self._arrivals = None
                 self._resume()  # nothing left that it paused on (the image taken away meanwhile)
-                if self._unfiled and self._drained():
-                    self._release_unfiled()
+                self._resolve_unfiled()
                 break
             if self._lost():  # asked before each image
                 break
@@ -331,17 +334,42 @@ class StationRunner:
         except OSError:
             return False  # not seen: maybe there; the next poll looks again
 
-    def _release_unfiled(self) -> None:
-        """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`) once they are gone from the
-        source, so a sink's queue is never stuck behind an image taken away; called between images only."""
+    def _resolve_unfiled(self, gone: bool = False) -> None:
+        """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`), so a sink's queue is never
+        stuck behind an image taken away; called between images only (``gone``: the source itself is gone).
+
+        Where the source can say (``waiting``, ``filed_at``: a hot folder), record by record after each full poll:
+        an image still in the source is left to its next put-away, one found put away (a crash after the move)
+        is delivered from where it is, and the rest go with the place planned for them, a line each. Other
+        sources: all at once, once the source has no backlog. A source that never moves an image
+        (``moves_files`` false) holds none, and an older run's held rows go with their planned place, final.
+        """
         if not self._unfiled or self._owed is not None:
             return
+        source, station = self.config.source, self.config.name
+        waiting, filed_at = getattr(source, "waiting", None), getattr(source, "filed_at", None)
+        moves = getattr(source, "moves_files", True)
+        look = moves and callable(waiting) and callable(filed_at)
+        if moves and not look and not (gone or self._drained()):
+            return
         self._unfiled = False
-        released = self.tables.release_held(self.config.name)
-        if released:
-            self.log(f"eagle station {self.config.name}: {released} deliveries of images never filed (gone from the "
-                     "source) go with the place planned for them")  # fmt: skip
-            self._wake_couriers()
+        for held in self.tables.held(station):
+            planned = held.planned or "unknown"
+            if look and held.digest and held.name and held.planned and callable(waiting) and callable(filed_at):
+                if not gone and waiting(held.name, held.digest):
+                    self._unfiled = True  # its repeat put-away files it; looked at again after the next poll
+                    continue
+                at = filed_at(held.name, held.digest, Path(held.planned))
+                if at is not None:
+                    self.tables.filed(station, held.digest, held.record_id, str(at), first=True)
+                    self.log(f"eagle station {station}: record {held.record_id}: its image was found put away at "
+                             f"{at}; delivered from there")  # fmt: skip
+                    continue
+            count = self.tables.release_held(station, held.record_id)
+            why = "never filed (gone from the source)" if moves else "filed where planned"
+            self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go with "
+                     f"the place planned for it, {planned}")  # fmt: skip
+        self._wake_couriers()
 
     def _wake_couriers(self) -> None:
         for courier in self.couriers:
@@ -408,7 +436,8 @@ class StationRunner:
 
         def also(db: Any, record: InspectionRecord) -> None:
             payload = {"station": name, "record": record.to_dict(), "image": str(to), "source": arrival.source}
-            self.tables.write_done(db, name, digest, arrival.name, record.id, str(to), arrival.appeared, sinks, payload)
+            self.tables.write_done(db, name, digest, arrival.name, record.id, str(to), arrival.appeared, sinks, payload,
+                                   held=getattr(source, "moves_files", True))  # fmt: skip
 
         try:
             record = run_inspection(self.state, self.config.category, data, upload_name(arrival.name), None, False,

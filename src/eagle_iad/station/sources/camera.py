@@ -118,6 +118,7 @@ class Camera:
 
     kind: ClassVar[str] = "camera"
     dedupe = False
+    moves_files = False  # a frame stays where it was saved: its planned place
 
     def __init__(self, options: Options) -> None:
         try:

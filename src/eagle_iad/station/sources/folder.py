@@ -144,6 +144,18 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
+def _digest_of(path: Path) -> str | None:
+    """The SHA-256 of the regular file at ``path`` (not following a link), or ``None`` where there is none."""
+    try:
+        with open_regular(path) as handle:
+            digest = hashlib.sha256()
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except OSError:
+        return None
+
+
 class HotFolder:
     """A :class:`~eagle_iad.station.parts.Source` over one folder (not its subfolders)."""
 
@@ -160,6 +172,8 @@ class HotFolder:
         if not os.access(self.folder, os.R_OK | os.X_OK | os.W_OK):
             raise options.error("path", f"{self.folder} cannot be read and written by this user")
         self.done = self.folder / "done"
+        #: Sidecar mode leaves each image where it is, its planned place (see Source.moves_files).
+        self.moves_files = self.after == "move"
         self.failed = self.folder / "failed"
         #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
@@ -268,6 +282,27 @@ class HotFolder:
             self._sidecars.pop(gone, None)
         for gone in set(self._unseen) - listed:
             self._unseen.pop(gone, None)
+
+    def waiting(self, name: str, digest: str) -> bool:
+        """Whether image ``name`` is still in the folder with content ``digest`` (a poll takes it again)."""
+        return _digest_of(self.folder / name) == digest
+
+    def filed_at(self, name: str, digest: str, planned: Path) -> Path | None:
+        """Where an image named ``name`` with content ``digest`` was put: at ``planned``, or under ``name`` or
+        one of its ``-n`` names in the same folder (a name taken meanwhile); ``None``: not there."""
+        if _digest_of(planned) == digest:
+            return planned
+        try:
+            with os.scandir(planned.parent) as entries:
+                names = sorted(
+                    e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
+                )
+        except OSError:
+            return None
+        for candidate in names:
+            if _digest_of(planned.parent / candidate) == digest:
+                return planned.parent / candidate
+        return None
 
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
