@@ -1631,3 +1631,41 @@ def test_deliveries_are_due_at_once_where_the_planned_place_is_final(
     runner.step()
     assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(tmp_path / "incoming" / name), 0.0)]
     state.close()
+
+
+def test_the_state_file_is_written_one_snapshot_at_a_time_and_not_after_the_stop(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's pause and the intake thread both write the station's state file: the one that builds its snapshot
+    first writes it first (an older one never lands last), and a pause after the stop does not bring back the file
+    the stop removed (``eagle station status`` would show a stopped station as paused)."""
+    import eagle_iad.station.runner as runner_module
+    from eagle_iad.station.status import intake_file, read_intake
+
+    (tmp_path / "incoming").mkdir()
+    runner, state, _ = _runner(tmp_path, model_dir)
+    runner.start()
+    path = intake_file(state.settings.state_dir, runner.config.name)
+    write = runner_module.write_intake
+    writing = threading.Event()
+
+    def slow(state_dir: Path, station: str, intake: Any) -> None:
+        if not writing.is_set():
+            writing.set()
+            time.sleep(0.5)  # the intake thread's snapshot, written late
+        write(state_dir, station, intake)
+
+    monkeypatch.setattr(runner_module, "write_intake", slow)
+    thread = threading.Thread(target=runner._pause, args=("the disk is full",))
+    thread.start()
+    writing.wait(5)
+    runner.set_user_paused(True)
+    thread.join()
+    said = read_intake(state.settings.state_dir, runner.config.name)
+    assert said is not None and said.user_paused and said.paused == "the disk is full"
+    runner.stop(1.0)
+    assert not path.exists()
+    runner.set_user_paused(False)
+    runner._pause("another reason")
+    assert not path.exists()
+    state.close()

@@ -207,6 +207,10 @@ class StationRunner:
         #: ``(digest, record id, place, first)``, stored first at each step. While it is owed no held row is
         #: released, as that would send the planned place where the image may have gone to ``-1``.
         self._owed: tuple[str, str, str, bool] | None = None
+        #: The state file is written by the API's pause and resume and by the intake thread: one at a time, each
+        #: from the state as it is then (an older snapshot never lands last), and none once :meth:`stop` removed it.
+        self._said = threading.Lock()
+        self._stopped = False
 
     def intake(self) -> Intake:
         return Intake(self.paused, self.paused_since, self.user_paused)
@@ -219,8 +223,12 @@ class StationRunner:
             self._say_intake()
 
     def _say_intake(self, running: bool = True) -> None:
-        """Tell ``eagle station status`` (another process) how the intake is, or that it stopped."""
-        write_intake(self.state.settings.state_dir, self.config.name, self.intake() if running else None)
+        """Tell ``eagle station status`` (another process) how the intake is, or that it stopped (for good)."""
+        with self._said:
+            if self._stopped:
+                return
+            self._stopped = not running
+            write_intake(self.state.settings.state_dir, self.config.name, self.intake() if running else None)
 
     def start(self) -> None:
         self._say_intake()
