@@ -1459,7 +1459,9 @@ def _runner(tmp_path: Path, models: Path, sinks: str = "", source: str = "") -> 
     from eagle_iad.service.context import ServiceState
     from eagle_iad.station.runner import StationRunner
 
-    stations = read_stations(_stations(tmp_path, models, sinks or _webhook(1), source))
+    # A webhook no one listens on (port 1), its secret_env dropped: this process's environment has no secret.
+    webhook = _webhook(1).replace('secret_env = "EAGLE_TEST_SECRET"\n', "")
+    stations = read_stations(_stations(tmp_path, models, sinks or webhook, source))
     stations.make_folders()
     state = ServiceState(stations.settings(), backend=None)
     lines: list[str] = []
