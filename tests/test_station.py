@@ -1199,6 +1199,21 @@ class TlsListener:
         self._sock.close()
 
 
+def test_a_webhook_with_verify_tls_false_and_a_plain_http_url_is_refused(tmp_path: Path) -> None:
+    """``verify_tls = false`` with ``http://`` would turn off nothing: refused like ``ca_file`` with ``http://``,
+    not accepted silently (the user may believe the url is TLS); with ``https://`` it is accepted."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.webhook import WebhookSink
+
+    where = "stations.toml: station 'l': sink 1 (webhook)"
+    with pytest.raises(StationConfigError) as caught:
+        WebhookSink(Options({"url": "http://h/v", "verify_tls": False}, where, tmp_path), "webhook")
+    assert str(caught.value) == (f"{where}: verify_tls = false needs an https:// url (this url is plain http://: "
+                                 "no TLS to verify)")  # fmt: skip
+    assert WebhookSink(Options({"url": "http://h/v", "verify_tls": True}, where, tmp_path), "webhook").url
+    assert WebhookSink(Options({"url": "https://h/v", "verify_tls": False}, where, tmp_path), "webhook").url
+
+
 def test_the_webhook_probe_connects_only_and_refuses_a_certificate_that_fails_verification(tmp_path: Path) -> None:
     """At start-up the webhook sink connects (and shakes hands over TLS) but sends nothing: a receiver that is
     down is a warning; a certificate that fails verification is one line naming ``ca_file`` or ``url``."""

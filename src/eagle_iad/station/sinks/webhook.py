@@ -5,8 +5,8 @@ HMAC-SHA256 of the exact body under a shared secret (read from the environment v
 ``secret_env``, so it never sits in the stations file), and ``Idempotency-Key`` is the record id,
 the same on every retry of the same verdict. Any answer but 2xx, a timeout or a refused connection is
 retried with backoff (the outbox's), then kept as a dead letter. TLS certificates are verified unless
-``verify_tls = false``; ``ca_file`` names a private CA (with an ``https://`` url only: with ``http://`` it
-would verify nothing, so it is refused rather than ignored).
+``verify_tls = false``; ``ca_file`` names a private CA (both with an ``https://`` url only: with ``http://``
+there is nothing to verify, so either is refused rather than ignored).
 
 At start-up :meth:`WebhookSink.probe` only connects (and, for ``https``, makes the TLS handshake): a POST
 would be a delivery. A receiver that does not answer is a warning (its verdicts wait in the outbox); a
@@ -74,6 +74,9 @@ class WebhookSink:
         ca_file = options.path("ca_file")
         if ca_file is not None and parts.scheme != "https":  # it would be ignored: the user believes it verifies
             raise options.error("ca_file", "needs an https:// url (this url is plain http://: no TLS to verify)")
+        if not verify and parts.scheme != "https":  # nothing to turn off: the user may believe the url is TLS
+            raise options.error("verify_tls", "= false needs an https:// url (this url is plain http://: no TLS to "
+                                              "verify)")  # fmt: skip
         if ca_file is not None and not ca_file.is_file():
             raise options.error("ca_file", f"{ca_file} is not a file")
         self.max_attempts = Retry.read(options).max_attempts
