@@ -371,6 +371,38 @@ def test_an_unknown_station_is_one_line_naming_the_known_ones(model_dir: Path, t
     assert not (tmp_path / "state").exists()
 
 
+def test_an_unknown_sink_is_one_line_naming_the_known_ones_and_a_sink_only_in_the_outbox_is_retried(
+    tmp_path: Path,
+) -> None:
+    """``--sink`` naming no sink is a mistake to say, not 0 dead letters requeued quietly; a sink removed from the
+    file whose dead letters are still in the outbox is a name to accept (its rows go back in its queue)."""
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "models" / "mono").mkdir(parents=True)  # a category folder is all the file's check needs
+    stations = _stations(tmp_path, tmp_path / "models", '[[station.sink]]\nkind = "folder"\nname = "sorted"\n'
+                                                         'path = "sorted"\n')  # fmt: skip
+    code, out = _run(stations, "retry", "--sink", "nosuch")  # before any run: the file's sinks only
+    assert (code, out) == (2, f"eagle: error: {stations}: --sink 'nosuch' is not a sink of this file's stations "
+                              "(their sinks: sorted)\n")  # fmt: skip
+    assert not (tmp_path / "state").exists()
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            for sink, record in (("sorted", "r1"), ("old", "r2"), ("old", "r3")):
+                db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, attempts) "
+                           "VALUES ('line-1', ?, ?, '{}', 'dead', 3)", (sink, record))  # fmt: skip
+    finally:
+        store.close()
+    for args in (["--sink", "nosuch"], ["--station", "line-1", "--sink", "nosuch"]):
+        code, out = _run(stations, "retry", *args)
+        who = "station 'line-1' (its" if "--station" in args else "this file's stations (their"
+        assert (code, out) == (2, f"eagle: error: {stations}: --sink 'nosuch' is not a sink of {who} sinks: sorted; "
+                                  "only in the outbox: old)\n")  # fmt: skip
+    code, out = _run(stations, "retry", "--sink", "old")
+    assert (code, out) == (0, "eagle station retry: 2 dead letters back in their queues\n")
+    code, out = _run(stations, "retry", "--station", "line-1", "--sink", "sorted")
+    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+
+
 class Running:
     """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
 

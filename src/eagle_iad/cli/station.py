@@ -25,7 +25,7 @@ def add_station(sub: Subcommands) -> None:
     retry = actions.add_parser("retry", help="put dead letters back in their sinks' queues")
     retry.add_argument("file", help="stations.toml")
     retry.add_argument("--station", help="only this station's (a name the file declares)")
-    retry.add_argument("--sink", help="only this sink's")
+    retry.add_argument("--sink", help="only this sink's (a sink the file declares, or one still in the outbox)")
     retry.set_defaults(func=_cmd_retry)
 
 
@@ -77,12 +77,17 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     stations = read_stations(Path(args.file))
     if args.station is not None:
         stations.named(args.station)
+    if args.sink is not None and not stations.has_run():  # no outbox yet: the file's sinks only
+        stations.check_sink(args.sink, args.station, [])
     if not stations.has_run():  # opening the history would create the state folder for nothing
         raise StationConfigError(f"{stations.path}: nothing to retry: no station of this file has run yet (no "
                                  f"history at {stations.settings().database})")  # fmt: skip
     store = InspectionStore(stations.settings().history_url)
     try:
-        count = StationTables(store).requeue_dead(args.station, args.sink)
+        tables = StationTables(store)
+        if args.sink is not None:  # a sink removed from the file may still have rows in the outbox
+            stations.check_sink(args.sink, args.station, tables.outbox_sinks(args.station))
+        count = tables.requeue_dead(args.station, args.sink)
     finally:
         store.close()
     print(f"eagle station retry: {count} dead letters back in their queues", file=sys.stderr)

@@ -95,6 +95,21 @@ class StationsFile:
         raise StationConfigError(f"{self.path}: --station {printable(name)!r} is not a station of this file (its "
                                  f"stations: {known})")  # fmt: skip
 
+    def check_sink(self, name: str, station: str | None, in_outbox: list[str]) -> None:
+        """Refuse ``name`` (a command's ``--sink``, with its ``--station`` if any) unless a sink of that station (of
+        any station) has it, or the outbox does (``in_outbox``: a sink removed from the file may still have rows):
+        one line naming the sinks, not 0 rows requeued quietly."""
+        chosen = self.stations if station is None else [self.named(station)]
+        configured = list(dict.fromkeys(sink.sink.name for config in chosen for sink in config.sinks))
+        if name in configured or name in in_outbox:
+            return
+        known = ", ".join(configured) or "none"
+        only = [sink for sink in dict.fromkeys(in_outbox) if sink not in configured]
+        if only:
+            known += f"; only in the outbox: {', '.join(printable(sink) for sink in only)}"
+        who = "this file's stations (their" if station is None else f"station {station!r} (its"
+        raise StationConfigError(f"{self.path}: --sink {printable(name)!r} is not a sink of {who} sinks: {known})")
+
     def has_run(self) -> bool:
         """Whether its history exists (a shared database, or the state folder's file): a command that only reads
         or fixes what a run left (status, retry) looks first, since opening the history would create it."""

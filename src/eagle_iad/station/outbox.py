@@ -216,6 +216,13 @@ class StationTables:
             )
         return int(cursor.rowcount)
 
+    def outbox_sinks(self, station: str | None = None) -> list[str]:
+        """The sinks that have rows in the outbox (of ``station``, or any), sorted: a sink removed from the
+        stations file may still have some."""
+        where, params = ("WHERE station = ? ", (station,)) if station is not None else ("", ())
+        return [str(row[0]) for row in self.store.read(f"SELECT DISTINCT sink FROM outbox {where}ORDER BY sink",
+                                                       params)]  # fmt: skip
+
     # ------------------------------------------------------------------ stations created through the service
 
     def save_spec(self, name: str, spec: Mapping[str, Any], created: str) -> None:
