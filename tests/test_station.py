@@ -403,6 +403,24 @@ def test_an_unknown_sink_is_one_line_naming_the_known_ones_and_a_sink_only_in_th
     assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
 
 
+def test_the_status_says_when_the_last_verdict_was_stored_in_utc_iso_8601(tmp_path: Path) -> None:
+    """``last_verdict.time_iso`` is the time as the records' ``time`` reads (UTC, ISO 8601, milliseconds), not
+    only the epoch seconds ``time`` (kept: the console and other JSON readers take it as a number)."""
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "models" / "mono").mkdir(parents=True)
+    stations = _stations(tmp_path, tmp_path / "models", "")
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            db.execute("INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to, "
+                       "appeared, time) VALUES ('line-1', 'd1', 'a.png', 'done', 'r1', NULL, NULL, ?, ?)",
+                       (1796550740.0, 1796550741.3))  # fmt: skip
+    finally:
+        store.close()
+    last = _status(stations)["last_verdict"]
+    assert (last["image"], last["time"], last["time_iso"]) == ("a.png", 1796550741.3, "2026-12-06T09:52:21.300+00:00")
+
+
 class Running:
     """``eagle station run`` (no ``--until-idle``) as a service manager starts it, its stderr read line by line."""
 

@@ -22,7 +22,6 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
 from eagle_iad.naming import picture_stems
-from eagle_iad.record import InspectionRecord
+from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.tgps.answers import UNPARSABLE, parse_answer
 from eagle_iad.tgps.prompt import (
     ANOMALY_QUESTION,
@@ -327,7 +326,7 @@ def record_fields(verdict: Verdict) -> dict[str, Any]:
 
 def now_iso() -> str:
     """An inspection's time as the history stores it (UTC, ISO 8601, milliseconds)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_time()
 
 
 def inspect_records(

@@ -14,7 +14,14 @@ import json
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
+
+
+def iso_time(seconds: float | None = None) -> str:
+    """A time as the history's records have it (UTC, ISO 8601, milliseconds): ``seconds`` since the epoch, or now."""
+    when = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    return when.isoformat(timespec="milliseconds")
 
 
 def doc(text: str, default: Any = MISSING) -> Any:

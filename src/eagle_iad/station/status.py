@@ -25,6 +25,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.history import open_backend
 from eagle_iad.history.backend import Connection
 from eagle_iad.history.sqlite import SqliteConnection, SqliteHistory
+from eagle_iad.record import iso_time
 from eagle_iad.station.config import StationConfig
 
 #: Images the latency percentiles are computed over (the most recent).
@@ -246,7 +247,9 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
     last_verdict = None
     if last is not None:
         decision = db.execute("SELECT decision, score FROM inspections WHERE id = ?", (last[1],)).fetchone()
-        last_verdict = {"image": last[0], "record_id": last[1], "time": last[2],
+        stored = None if last[2] is None else float(last[2])  # seconds since the epoch (the console reads them)
+        last_verdict = {"image": last[0], "record_id": last[1], "time": stored,
+                        "time_iso": None if stored is None else iso_time(stored),
                         "decision": None if decision is None else decision[0],
                         "score": None if decision is None else decision[1]}  # fmt: skip
     backlog = config.backlog or 0
