@@ -285,6 +285,29 @@ def test_large_graph_goes_to_external_data(fitted: dict[str, Path], tmp_path: Pa
     )
 
 
+def test_the_sidecar_is_moved_into_place_after_the_graph(
+    fitted: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar marks an export complete (a service watching the folder loads what it names): it is the last
+    file moved into the export folder, each move a rename, so no one sees a sidecar whose graph is not there."""
+    moved: list[tuple[str, str]] = []
+    replace = os.replace
+
+    def recording(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        replace(src, dst, *args, **kwargs)
+        if Path(dst).parent.name in ("openvino", "split"):
+            moved.append((Path(dst).parent.name, Path(dst).name))
+
+    monkeypatch.setattr(os, "replace", recording)
+    expert = load_expert(fitted["resize"])
+    export_expert(expert, "onnx", tmp_path / "split", external_above=0)
+    export_expert(expert, "openvino", tmp_path / "openvino")
+    for name, files in (("split", ["model.onnx", "model.onnx.data"]), ("openvino", ["model.bin", "model.xml"])):
+        order = [file for folder, file in moved if folder == name]
+        assert sorted(order[:-1]) == files and order[-1] == SIDECAR, moved
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted([*files, SIDECAR])
+
+
 # ----------------------------------------------------------------------------------------- bad input
 
 

@@ -208,8 +208,12 @@ def write_errors(where: str | os.PathLike[str], what: str) -> Iterator[None]:
 
 
 @contextmanager
-def staged_folder(target: Path, ledger: bool = True, legacy: tuple[str, ...] = ()) -> Iterator[Path]:
-    """A private folder inside ``target`` to write a report into; moved into ``target`` on success.
+def staged_folder(
+    target: Path, ledger: bool = True, legacy: tuple[str, ...] = (), last: tuple[str, ...] = ()
+) -> Iterator[Path]:
+    """A private folder inside ``target`` to write a report into; moved into ``target`` on success, file by file
+    (each a rename), the files named in ``last`` after all others: a file that marks the set complete (an
+    export's sidecar) must not be seen before what it names.
 
     Why: a report is a set of files that must agree (metrics, figures, the page linking them). Writing
     it elsewhere first means a full disk fails before any previous file is replaced; the moves that
@@ -235,7 +239,7 @@ def staged_folder(target: Path, ledger: bool = True, legacy: tuple[str, ...] = (
             if ledger:  # an export goes into a new folder only, so it needs none
                 claim_outputs(target, [str(path.relative_to(staging)) for path in files], legacy=legacy)
         with uninterrupted():  # a stop waits for the renames: never half the new report beside half the old
-            for path in sorted(staging.rglob("*")):
+            for path in sorted(staging.rglob("*"), key=lambda p: (str(p.relative_to(staging)) in last, p)):
                 destination = target / path.relative_to(staging)
                 if path.is_dir():
                     destination.mkdir(exist_ok=True)

@@ -344,10 +344,11 @@ def export_expert(
     external_above: int = EXTERNAL_DATA_BYTES,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``out`` (a new folder) with the graph and its sidecar; return the sidecar."""
+    """Write ``out`` (a new folder) with the graph and its sidecar, the sidecar last; return the sidecar."""
     target = check_export_target(out, fmt)
     graph = DeployGraph(expert).eval()
-    with staged_folder(target, ledger=False) as staging, scratch_folder("export") as scratch:
+    # the sidecar marks an export complete (a service watching the folder loads what it names): moved in last
+    with staged_folder(target, ledger=False, last=(SIDECAR,)) as staging, scratch_folder("export") as scratch:
         onnx_dir = staging if fmt == "onnx" else scratch
         files, external = _export_onnx(graph, onnx_dir, external_above)
         opset = graph_opset(onnx_dir / ONNX_FILE)
