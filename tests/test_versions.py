@@ -357,6 +357,41 @@ def test_a_change_run_inside_the_model_folder_is_refused_before_any_work(
         rollback(".", to=1, why="x", by="ana")
 
 
+def test_a_change_through_a_symbolic_link_says_to_give_the_folder_it_points_to(
+    model_dir: Path,
+    cells: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A teach, threshold change or rollback of a model folder given as a symbolic link is refused (the change
+    replaces the folder whole), naming the folder the link points to, relative to here where it is below; not
+    "give the folder itself or a new folder": a new folder fits ``eagle fit --out`` only."""
+    from eagle_iad.cli import main
+
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "current").symlink_to(model_dir)
+    monkeypatch.chdir(tmp_path)
+    commands = (
+        ["teach", str(cells[11]), "--model", "links/current", "--why", "x"],
+        ["threshold", "--model", "links/current", "--tau", "99", "--why", "x"],
+        ["rollback", "--model", "links/current", "--to", "1", "--why", "x"],
+    )
+    for command in commands:
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            "eagle: error: links/current: is a symbolic link to mono, and a change replaces the model folder whole; "
+            "give the folder it points to (--model mono)\n"
+        )
+    monkeypatch.chdir(tmp_path / "links")  # the model is not below here: named in full
+    assert main(["threshold", "--model", "current", "--tau", "99", "--why", "x"]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: current: is a symbolic link to {model_dir}, and a change replaces the model folder whole; "
+        f"give the folder it points to (--model {model_dir})\n"
+    )
+    assert [v["version"] for v in list_versions(model_dir)] == [1]  # nothing changed
+
+
 def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

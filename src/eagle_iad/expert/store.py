@@ -179,6 +179,12 @@ def check_changeable(directory: str | os.PathLike[str]) -> None:
         model_root(directory)  # not a model at all: said as such, not as a fit's folder
     target = Path(directory).resolve()
     here = Path.cwd().resolve()
+    # a save cannot replace the model through a link; check_output_path's "or a new folder" fits a fit's --out only:
+    # name the folder it points to (from here when it is below)
+    if os.path.islink(os.path.abspath(directory)):
+        pointed = os.path.relpath(target, here) if target.is_relative_to(here) else str(target)
+        raise OutputError(f"{directory}: is a symbolic link to {pointed}, and a change replaces the model folder "
+                          f"whole; give the folder it points to (--model {pointed})")  # fmt: skip
     if here == target or target in here.parents:
         raise ConfigError(
             f"{directory}: the model folder is the current directory (or holds it), and a change replaces the folder "
