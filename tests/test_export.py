@@ -553,3 +553,38 @@ def test_a_service_running_exports_lists_them_as_its_categories(
         status, _, one = call("GET", f"{live.base}/v1/categories/mono")
         assert status == 200 and one["tau"] == sidecar["tau"], one
         assert call("GET", f"{live.base}/v1/categories/fitted")[0] == 404
+
+
+def test_a_service_running_exports_says_why_it_cannot_change_their_thresholds_teach_or_roll_them_back(
+    exports: dict[str, Path], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: a threshold change, teach, the versions and a rollback of a category it runs
+    answered 404 "no fitted category" without saying why; they answer 409 saying the category is an export and
+    that the change needs the fitted model, served with the torch runtime. A name it does not run is still 404."""
+    from test_service import call
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(exports["resize"], models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    why = {"why": "test"}
+    asks = {
+        "a threshold change": ("POST", "threshold", {"tau": 1.0, **why}),
+        "teaching": ("POST", "teach", {"inspections": ["x"], **why}),
+        "listing its versions": ("GET", "versions", None),
+        "a rollback": ("POST", "rollback", {"to": 1, **why}),
+    }
+    with live_server(create_app(settings)) as live:
+        for what, (method, route, request) in asks.items():
+            body = None if request is None else json.dumps(request).encode()
+            kind = None if request is None else "application/json"
+            status, _, answer = call(method, f"{live.base}/v1/categories/mono/{route}", body=body, content_type=kind)
+            assert (status, answer["error"]["code"]) == (409, "needs_fitted_model"), answer
+            assert answer["error"]["message"] == (
+                f"category 'mono' is an export this service runs (--runtime onnx): {what} needs the fitted model "
+                "(serve the fitted models with eagle serve --runtime torch)"
+            )
+            status, _, answer = call(method, f"{live.base}/v1/categories/nosuch/{route}", body=body, content_type=kind)
+            assert (status, answer["error"]["code"]) == (404, "category_not_found"), answer

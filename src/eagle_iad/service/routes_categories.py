@@ -133,6 +133,17 @@ def _runs(state: ServiceState, directory: Path) -> bool:
     return (directory / SIDECAR).is_file()
 
 
+def not_fitted(state: ServiceState, directory: Path, name: str, what: str) -> ApiError:
+    """The answer to a change (``what``: a threshold change, teaching, a rollback) of a category that has no fitted
+    model: 409 when it is an export this service runs (``--runtime onnx|openvino``), saying that the change needs
+    the fitted model and a service that runs it; 404 otherwise."""
+    if state.settings.runtime != "torch" and (directory / SIDECAR).is_file():
+        return ApiError(409, f"category {name!r} is an export this service runs (--runtime {state.settings.runtime}): "
+                             f"{what} needs the fitted model (serve the fitted models with eagle serve --runtime "
+                             "torch)", code="needs_fitted_model")  # fmt: skip
+    return ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+
+
 def _summary(state: ServiceState, directory: Path, with_scores: bool) -> dict[str, Any]:
     if state.settings.runtime == "torch":
         return describe(directory, with_scores=with_scores)
@@ -178,7 +189,7 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     state = service(request)
     directory = state.settings.models_dir / check_name(name)
     if not (directory / MANIFEST).is_file():
-        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+        raise not_fitted(state, directory, name, "a threshold change")
     if (change.tau is None) == (change.restore is None):
         raise ApiError(400, "give either 'tau' (a new threshold) or 'restore' (the number of a change to undo)")
     if not change.why.strip():

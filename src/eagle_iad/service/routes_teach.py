@@ -20,7 +20,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.routes_categories import change_refused, describe, folder_images
+from eagle_iad.service.routes_categories import change_refused, describe, folder_images, not_fitted
 from eagle_iad.service.security import check_name
 from eagle_iad.service.teaching import history_guard, inspection_images
 
@@ -33,7 +33,7 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
     state = service(request)
     directory = state.settings.models_dir / check_name(name)
     if not (directory / MANIFEST).is_file():
-        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+        raise not_fitted(state, directory, name, "teaching")
     if not request_body.why.strip():
         raise ApiError(400, "'why' must say why these images are normal (it is kept in the model's history)")
     files_dir = state.settings.files_dir

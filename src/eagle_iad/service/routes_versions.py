@@ -18,24 +18,25 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, acting_name, audit_detail
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.routes_categories import change_refused, describe
+from eagle_iad.service.routes_categories import change_refused, describe, not_fitted
 from eagle_iad.service.security import check_name
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
 
-def _model(request: Request, name: str) -> Any:
-    directory = service(request).settings.models_dir / check_name(name)
+def _model(request: Request, name: str, what: str) -> Any:
+    state = service(request)
+    directory = state.settings.models_dir / check_name(name)
     recover_model(directory)  # a save that crashed between its two renames left it under another name
     if not is_model_folder(directory):  # versions kept count, its model.json deleted: a rollback recovers it
-        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+        raise not_fitted(state, directory, name, what)
     return directory
 
 
 @router.get("/categories/{name}/versions", dependencies=VIEWER, response_model=schemas.VersionList)
 def category_versions(name: str, request: Request) -> dict[str, Any]:
     """Every version of the category's model, oldest first, with what made it and the disk it takes."""
-    directory = _model(request, name)
+    directory = _model(request, name, "listing its versions")
     try:
         listed, damaged = read_versions(directory)
         hidden = str(directory.parent) + "/"  # no host paths in an answer
@@ -50,7 +51,7 @@ def category_versions(name: str, request: Request) -> dict[str, Any]:
 def rollback_category(name: str, change: schemas.RollbackRequest, request: Request) -> dict[str, Any]:
     """Make version ``to`` current again (as a new version on the record); the next inspection uses it."""
     state = service(request)
-    directory = _model(request, name)
+    directory = _model(request, name, "a rollback")
     if not change.why.strip():
         raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
     try:
