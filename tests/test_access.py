@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import AbstractContextManager, contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -414,24 +414,65 @@ def test_two_first_keys_at_once_add_one(models: Path, tmp_path: Path, monkeypatc
         assert [(k["name"], k["role"]) for k in listed] == [(winner, "admin")]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@contextmanager
+def first_holder_waits_for_a_waiter(monkeypatch: pytest.MonkeyPatch, url: str) -> Iterator[None]:
+    """On PostgreSQL: the first transaction to hold a :meth:`serialize` lock keeps it until the server shows
+    another transaction waiting for it (``pg_locks``), so the other has begun and sent its lock statement
+    before the first commits: the interleaving that tells a snapshot taken at that statement, every time."""
+    import psycopg
+
+    from eagle_iad.history.postgresql import PostgresHistory
+
+    serialize = PostgresHistory.serialize
+    first = threading.Lock()
+
+    def held(self: PostgresHistory, db: Any, what: str) -> None:
+        serialize(self, db, what)
+        if not first.acquire(blocking=False):
+            return
+        deadline = time.monotonic() + wait_s(10)
+        with psycopg.connect(url, autocommit=True) as watcher:
+            while time.monotonic() < deadline:
+                row = watcher.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                if row.fetchone()[0]:
+                    return
+                time.sleep(0.01)
+        raise AssertionError("no second transaction waited for the lock")
+
+    monkeypatch.setattr(PostgresHistory, "serialize", held)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(PostgresHistory, "serialize", serialize)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "postgresql-repeatable-read"])
 def test_the_first_key_rule_holds_in_each_history(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    """The same race on the key table itself, on both histories (PostgreSQL: replicas sharing one): of an
-    admin and an operator added at once by open-mode callers, at most the admin is added, and never both."""
+    """The same race on the key table itself, on both histories (PostgreSQL: two replicas sharing one, each
+    with its own store and connection, so only the database keeps them apart): of an admin and an operator
+    added at once by open-mode callers, at most the admin is added, and never both. Also where the plant's
+    DBA made ``repeatable read`` the database's default isolation: a snapshot taken when the transaction
+    began, before the wait for the other, would show neither the other's key."""
     from eagle_iad.errors import ConfigError
     from eagle_iad.service.keys import KeyTable
     from eagle_iad.service.store import InspectionStore
 
-    url = str(tmp_path / "history.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres").new_database()
-    store = InspectionStore(url)
+    url = str(tmp_path / "history.sqlite3")
+    if kind == "sqlite":
+        stores = [InspectionStore(url)]
+    else:
+        settings = {"default_transaction_isolation": "repeatable read"} if kind.endswith("read") else {}
+        url = request.getfixturevalue("postgres").new_database(**settings)
+        stores = [InspectionStore(url), InspectionStore(url)]  # two replicas
+    store = stores[0]
     table = KeyTable(store)
     outcomes: dict[str, str] = {}
 
-    def add(name: str, role: Role) -> None:
+    def add(index: int, name: str, role: Role) -> None:
         try:
-            table.add(name, role, open_mode=True)
+            KeyTable(stores[index % len(stores)]).add(name, role, open_mode=True)
             outcomes[name] = "added"
         except ConfigError as exc:
             outcomes[name] = getattr(exc, "code", str(exc))
@@ -442,9 +483,12 @@ def test_the_first_key_rule_holds_in_each_history(
                 with store.transaction() as db:
                     db.execute("DELETE FROM api_keys")
             outcomes.clear()
-            with keys_checked_together(monkeypatch):
+            together: AbstractContextManager[None] = (
+                nullcontext() if kind == "sqlite" else first_holder_waits_for_a_waiter(monkeypatch, url)
+            )
+            with keys_checked_together(monkeypatch), together:
                 threads = [
-                    threading.Thread(target=add, args=(f"{role.name}-{i}", role)) for i, role in enumerate(roles)
+                    threading.Thread(target=add, args=(i, f"{role.name}-{i}", role)) for i, role in enumerate(roles)
                 ]
                 for thread in threads:
                     thread.start()
@@ -456,7 +500,8 @@ def test_the_first_key_rule_holds_in_each_history(
                 ["added", "service_not_open"], ["added", "first_key_not_admin"]
             ), outcomes  # fmt: skip
     finally:
-        store.close()
+        for each in stores:
+            each.close()
 
 
 def test_reserved_key_names_ignore_case(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -245,9 +245,12 @@ def test_a_newer_history_is_refused_untouched(kind: str, tmp_path: Path, request
     db.close()
 
 
-def test_replicas_number_their_inspections_in_one_order(pg_url: str) -> None:
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
+def test_replicas_number_their_inspections_in_one_order(postgres: Any, isolation: str) -> None:
     """Two writers at once (two replicas' connections): every storage number once, 1..N, and a live feed
-    that reads "after the last one I saw" misses none."""
+    that reads "after the last one I saw" misses none. Also on a database whose default isolation is
+    ``repeatable read``, where a snapshot taken before the wait for the lock would number alike."""
+    pg_url = postgres.new_database(default_transaction_isolation=isolation)
     stores = [InspectionStore(pg_url), InspectionStore(pg_url)]
     seen: list[int] = []
     done = threading.Event()

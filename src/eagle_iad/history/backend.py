@@ -83,7 +83,10 @@ class HistoryBackend(ABC):
     @abstractmethod
     def begin(self, db: Connection) -> None:
         """Begin a write transaction that no other writer can interleave with (SQLite: ``BEGIN
-        IMMEDIATE``; PostgreSQL: ``BEGIN`` plus, where order matters, :meth:`serialize`)."""
+        IMMEDIATE``; PostgreSQL: ``BEGIN ISOLATION LEVEL READ COMMITTED`` plus, where order matters,
+        :meth:`serialize`). Each statement after a :meth:`serialize` must see what the transaction that
+        held it before committed: a snapshot fixed earlier (PostgreSQL's ``repeatable read``, which a
+        server's ``default_transaction_isolation`` may make the default) would not."""
 
     def serialize(self, db: Connection, what: str) -> None:
         """Inside a transaction: wait until no other transaction holds ``what``, then hold it to the end.

@@ -196,7 +196,11 @@ class PostgresHistory(HistoryBackend):
         db.close()
 
     def begin(self, db: Connection) -> None:
-        db.execute("BEGIN")
+        # READ COMMITTED whatever the server's default_transaction_isolation: each statement sees what was
+        # committed before it, so after serialize()'s wait the next statement sees what the holder wrote. A
+        # 'repeatable read' default would fix the snapshot at the lock statement, before the wait: two first
+        # keys would both find no key, two replicas would number an inspection alike.
+        db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
 
     def serialize(self, db: Connection, what: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(what),))

@@ -111,11 +111,19 @@ class PostgresServer:
 
         return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5)
 
-    def new_database(self) -> str:
-        """A fresh, empty database's URL (each test its own, so none sees another's rows)."""
+    def new_database(self, **settings: str) -> str:
+        """A fresh, empty database's URL (each test its own, so none sees another's rows).
+
+        ``settings``: defaults for every session on it, as a plant's DBA may set them
+        (``default_transaction_isolation="repeatable read"``: ``ALTER DATABASE ... SET``).
+        """
         name = f"t_{uuid.uuid4().hex[:12]}"
         with self.connect("postgres") as db:
             db.execute(f"CREATE DATABASE {name}")
+            for setting, value in settings.items():
+                if not setting.isidentifier():
+                    raise ValueError(f"not a setting's name: {setting!r}")
+                db.execute(f"ALTER DATABASE {name} SET {setting} = '{value.replace(chr(39), chr(39) * 2)}'")
         return self.url(name)
 
     def stop(self) -> None:
