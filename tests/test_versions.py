@@ -210,6 +210,25 @@ def test_each_inspection_records_the_model_version_that_scored_it(
         assert current == [4]
 
 
+def test_a_version_folder_loaded_as_the_model_is_that_version(model_dir: Path, tmp_path: Path) -> None:
+    """``--model models/cat/versions/2``: its inspections record version 2, not the 1 of a model saved before
+    versions; another folder in a model's ``versions`` is no known version, and a model that merely lives
+    in a folder called ``versions`` is still a model of its own."""
+    from eagle_iad.expert import load_versioned
+    from eagle_iad.expert.versions import current_version
+
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    change_threshold(model_dir, why="again", by="ana", tau=98.0)
+    assert current_version(model_dir) == 3
+    assert [current_version(model_dir / "versions" / str(n)) for n in (1, 2, 3)] == [1, 2, 3]
+    assert load_versioned(model_dir / "versions" / "2")[1] == 2
+    shutil.copytree(model_dir / "versions" / "2", model_dir / "versions" / "old")
+    assert current_version(model_dir / "versions" / "old") is None
+    elsewhere = tmp_path / "versions" / "7"  # not in a model: a model of its own, saved before versions
+    shutil.copytree(model_dir / "versions" / "1", elsewhere)
+    assert current_version(elsewhere) == 1
+
+
 def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> None:
     """The current model after a rollback is the version's plus a history entry: the same model, not a new one."""
     change_threshold(model_dir, why="try", by="ana", tau=99.0)

@@ -212,6 +212,9 @@ def current_version(directory: str | os.PathLike[str]) -> int | None:
     model saved before versions (what it is listed as); ``None`` where none matches (``model.json`` edited by
     hand, or deleted) or there is no model.
 
+    A version folder loaded as a model itself (``--model models/cat/versions/3``: a folder in a model's
+    ``versions``) is that version, 3, not a model saved before versions; any other folder there, ``None``.
+
     Why by content: each save's manifest differs from every earlier one (its history, its time), and a
     model folder copied elsewhere (``cp -r``) keeps the numbers but not the links. Only manifests of the
     current one's size are read, so this costs a few ``stat`` calls per version.
@@ -223,6 +226,9 @@ def current_version(directory: str | os.PathLike[str]) -> int | None:
         return None
     numbers = _numbers(root / VERSIONS)
     if not numbers:
+        real = root.resolve()
+        if real.parent.name == VERSIONS and (real.parent.parent / MANIFEST).is_file():  # in a model's versions
+            return int(real.name) if real.name.isdigit() else None
         return 1
     for number in reversed(numbers):
         manifest = root / VERSIONS / str(number) / MANIFEST
