@@ -588,3 +588,42 @@ def test_a_service_running_exports_says_why_it_cannot_change_their_thresholds_te
             )
             status, _, answer = call(method, f"{live.base}/v1/categories/nosuch/{route}", body=body, content_type=kind)
             assert (status, answer["error"]["code"]) == (404, "category_not_found"), answer
+
+
+def test_a_service_running_exports_lists_those_its_runtime_refuses_with_the_reason(
+    exports: dict[str, Path], tmp_path: Path, live_server: Any
+) -> None:
+    """The listing checked less of a sidecar than the load (not its schema version, format, graph files, nor
+    whether this runtime runs its format), so an export every inspection refuses was listed as fine. Each is
+    now listed, and answered by ``/v1/categories/<name>``, with the load's own reason."""
+    from test_service import call
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    newer = _copy(exports["resize"], models / "newer")
+    record = json.loads((newer / SIDECAR).read_text())
+    (newer / SIDECAR).write_text(json.dumps({**record, "schema_version": 7}))
+    unknown = _copy(exports["resize"], models / "unknown")
+    record.pop("checksum")
+    (unknown / SIDECAR).write_text(seal_sidecar({**record, "format": "tflite"}))
+    (_copy(exports["resize"], models / "no-graph") / "model.onnx").unlink()
+    _copy(exports["resize-openvino"], models / "vino")
+    _copy(exports["resize"], models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    expected = {
+        "newer": "newer/eagle-export.json: export schema version 7 is unknown to this eagle",
+        "unknown": "unknown/eagle-export.json: unknown export format 'tflite'",
+        "no-graph": "no-graph/model.onnx: graph file named by the sidecar is missing",
+        "vino": "vino: is an openvino export; --runtime onnx runs ONNX exports (use --runtime openvino)",
+    }
+    with live_server(create_app(settings)) as live:
+        listed = {item["name"]: item for item in call("GET", f"{live.base}/v1/categories")[2]["categories"]}
+        assert sorted(listed) == ["mono", "newer", "no-graph", "unknown", "vino"]
+        assert listed["mono"].get("error") is None and listed["mono"]["export"] == "onnx"
+        for name, reason in expected.items():
+            assert (listed[name].get("error") or "").startswith(reason), listed[name]
+            status, _, answer = call("GET", f"{live.base}/v1/categories/{name}")
+            assert (status, answer["error"]["code"]) == (409, "model_invalid"), answer
+            assert answer["error"]["message"].startswith(f"category {name!r} cannot be read: {reason}"), answer

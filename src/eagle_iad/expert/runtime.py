@@ -114,8 +114,10 @@ def export_folder(path: str | Path) -> Path:
     return folder
 
 
-def read_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The export folder and its verified sidecar: schema, files present and matching their SHA-256."""
+def parse_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The export folder and its sidecar, checked as far as a listing may without hashing the graph: an
+    eagle export of a schema this eagle reads, its own checksum, a known format, and each graph file it names
+    present with a SHA-256 listed. :func:`read_sidecar` adds the graph's hashes (what a load needs)."""
     folder = export_folder(path)
     where = folder / SIDECAR
     try:
@@ -142,10 +144,26 @@ def read_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise ModelFormatError(f"{where}: malformed sidecar (graph {exc})") from None
     if graph_file not in hashes:
         raise ModelFormatError(f"{where}: the sidecar lists no SHA-256 for its graph {graph_file}")
-    for name, expected in hashes.items():
+    for name in hashes:
         file = folder / name
         if Path(name).name != name or not file.is_file():
             raise ModelFormatError(f"{file}: graph file named by the sidecar is missing")
+    return folder, record
+
+
+def check_runtime(folder: Path, record: dict[str, Any], runtime: str) -> None:
+    """:class:`ConfigError` where ``runtime`` does not run this export's format (onnx runs ONNX exports only)."""
+    fmt = record["format"]
+    if runtime == "onnx" and fmt != "onnx":
+        raise ConfigError(f"{folder}: is an {fmt} export; --runtime onnx runs ONNX exports (use --runtime {fmt})")
+
+
+def read_sidecar(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The export folder and its verified sidecar: :func:`parse_sidecar`'s checks, and each graph file
+    matching its SHA-256."""
+    folder, record = parse_sidecar(path)
+    for name, expected in dict(record["graph"]["sha256"]).items():
+        file = folder / name
         if file_sha256(file) != expected:
             raise ModelFormatError(
                 f"{file}: does not match its sidecar (SHA-256 differs): the file was changed or corrupted "
@@ -211,7 +229,6 @@ class GraphExpert(Expert):
         self.export = record
         self.runtime = runtime
         self.model = _model_record(record, folder / SIDECAR)
-        fmt = record["format"]
         graph = folder / str(record["graph"]["file"])
         declared = record["graph"].get("opset")
         opset = None
@@ -224,11 +241,8 @@ class GraphExpert(Expert):
         #: Images per run of the graph (the sidecar's ``search.images_per_run``; an export written
         #: before it has none, and its graph takes each chunk whole, as it did).
         self.per_run = _images_per_run(record, folder / SIDECAR)
+        check_runtime(folder, record, runtime)
         if runtime == "onnx":
-            if fmt != "onnx":
-                raise ConfigError(
-                    f"{folder}: is an {fmt} export; --runtime onnx runs ONNX exports (use --runtime {fmt})"
-                )
             self.runner: GraphRunner = OnnxRunner(graph, int(declared))
         else:
             self.runner = OpenVinoRunner(graph, opset)

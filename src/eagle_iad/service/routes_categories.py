@@ -25,7 +25,8 @@ from starlette.datastructures import UploadFile
 from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
-from eagle_iad.expert.export import EXPORT_KIND, SIDECAR, check_sidecar_checksum
+from eagle_iad.expert.export import SIDECAR
+from eagle_iad.expert.runtime import check_runtime, parse_sidecar
 from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
@@ -58,17 +59,22 @@ def _distribution(scores: list[float]) -> dict[str, Any]:
     }
 
 
+def map_legend(raw_calibration: Any, tau: float) -> dict[str, float]:
+    """The heat map's legend at ``tau`` from a model's map calibration (a manifest's ``calibration``, an
+    export sidecar's ``map.calibration``)."""
+    if raw_calibration is None:  # a schema-1 model: colours from 0 to tau at two thirds (fallback_calibration)
+        low, high = colour_range(0.0, tau)
+    else:
+        calibration = MapCalibration.from_dict(dict(raw_calibration))
+        low, high = legend_scale(calibration.colour_min, calibration.colour_max, calibration.map_tau, tau)
+    return {"low": low, "high": high, "threshold": tau}
+
+
 def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     """A category's public summary from its manifest (no host paths, no training image names)."""
     manifest = read_manifest(directory)
     thresholds = manifest["thresholds"]
-    raw = manifest.get("calibration")
     tau = float(thresholds["tau"])
-    if raw is None:  # a schema-1 model: its colours run from 0 to tau at two thirds (calibration.fallback_calibration)
-        low, high = colour_range(0.0, tau)
-    else:
-        calibration = MapCalibration.from_dict(dict(raw))
-        low, high = legend_scale(calibration.colour_min, calibration.colour_max, calibration.map_tau, tau)
     distribution = _distribution(list(manifest["training"]["scores"]))
     if not with_scores:
         distribution.pop("values", None)
@@ -84,33 +90,23 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "train_images": len(manifest["training"]["images"]),
         "bank_size": manifest["training"].get("bank_size"),
         "training_scores": distribution,
-        "map_legend": {"low": low, "high": high, "threshold": tau},
+        "map_legend": map_legend(manifest.get("calibration"), tau),
         "warnings": [str(warning) for warning in manifest.get("warnings") or []],
         **({"history": list(manifest.get("history", []))} if with_scores else {}),
     }
 
 
-def describe_export(directory: Path) -> dict[str, Any]:
+def describe_export(directory: Path, runtime: str) -> dict[str, Any]:
     """An export folder's public summary from its sidecar (``eagle serve --runtime onnx|openvino``): what
     :func:`describe` gives of a fitted model, but the training scores and threshold history an export does
-    not carry. The graph's SHA-256 is checked when the category loads, not here (a listing stays quick)."""
-    where = directory / SIDECAR
-    try:
-        raw = where.read_bytes()
-        record = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{where}: not a readable export sidecar ({exc})") from None
-    if not isinstance(record, dict) or record.get("kind") != EXPORT_KIND:
-        raise ModelFormatError(f"{where}: not an eagle export sidecar")
-    check_sidecar_checksum(raw, record, where)
+    not carry. The sidecar is checked as the runtime checks it (:func:`~eagle_iad.expert.runtime.parse_sidecar`:
+    schema version, checksum, format, graph files present; and that ``runtime`` runs its format), so an export
+    the category's load would refuse is listed with that error; only the graph's SHA-256 waits for the load
+    (a listing stays quick)."""
+    folder, record = parse_sidecar(directory)
+    check_runtime(folder, record, runtime)
     thresholds = record["thresholds"]
     tau = float(record["tau"])
-    raw_calibration = record["map"].get("calibration")
-    if raw_calibration is None:
-        low, high = colour_range(0.0, tau)
-    else:
-        calibration = MapCalibration.from_dict(dict(raw_calibration))
-        low, high = legend_scale(calibration.colour_min, calibration.colour_max, calibration.map_tau, tau)
     return {
         "name": directory.name,
         "category": record.get("category", directory.name),
@@ -120,7 +116,7 @@ def describe_export(directory: Path) -> dict[str, Any]:
         "rule": thresholds["rule"],
         "rule_params": thresholds.get("params", {}),
         "created": (record.get("source") or {}).get("created"),
-        "map_legend": {"low": low, "high": high, "threshold": tau},
+        "map_legend": map_legend(record["map"].get("calibration"), tau),
         "warnings": [],
         "export": record.get("format"),
     }
@@ -147,7 +143,7 @@ def not_fitted(state: ServiceState, directory: Path, name: str, what: str) -> Ap
 def _summary(state: ServiceState, directory: Path, with_scores: bool) -> dict[str, Any]:
     if state.settings.runtime == "torch":
         return describe(directory, with_scores=with_scores)
-    return describe_export(directory)
+    return describe_export(directory, state.settings.runtime)
 
 
 @router.get("/categories", dependencies=VIEWER, response_model=schemas.CategoryList)
@@ -159,7 +155,7 @@ def list_categories(request: Request) -> dict[str, Any]:
             continue
         try:
             items.append(_summary(state, directory, with_scores=False))
-        except (ModelFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
             items.append({"name": directory.name, "error": str(exc).replace(str(directory.parent) + "/", "")})
     return {"categories": items}
 
@@ -172,7 +168,7 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     try:
         return _summary(state, directory, with_scores=True)
-    except (ModelFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
         reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
