@@ -19,6 +19,7 @@ from eagle_iad.expert import Expert, fit, save
 from eagle_iad.expert.store import change_threshold, load, rollback
 from eagle_iad.expert.teach import TeachImage, teach
 from eagle_iad.expert.versions import disk_use, list_versions
+from eagle_iad.file_hash import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +345,38 @@ def test_verify_lists_a_version_whose_tensors_do_not_match_and_a_rollback_to_it_
         rollback(model_dir, to=1, why="back", by="ana")
     assert "eagle versions --verify" in str(refused.value)
     assert sorted(p.name for p in (model_dir / "versions").iterdir()) == before  # nothing saved
+
+
+def test_verify_compares_a_shared_tensor_file_with_each_versions_own_manifest(model_dir: Path) -> None:
+    """Versions 1-3 share one tensor file (a hard link) but 3's manifest records another SHA-256: the file is
+    hashed once, and 3 is listed as damaged although 1 and 2, checked first, match."""
+    import os
+
+    from eagle_iad.expert.manifest import manifest_checksum
+    from eagle_iad.expert.versions import read_versions
+
+    change_threshold(model_dir, why="looser", by="ana", tau=98.0)
+    change_threshold(model_dir, why="looser still", by="ana", tau=99.0)
+    third = model_dir / "versions" / "3"
+    assert (
+        os.stat(third / "tensors.safetensors").st_ino
+        == os.stat(model_dir / "versions" / "2" / "tensors.safetensors").st_ino
+    )
+    manifest = json.loads((third / "model.json").read_text())
+    manifest["tensors"]["sha256"] = "0" * 64
+    manifest["checksum"] = manifest_checksum(manifest)  # sealed as a save seals it: only the hash is wrong
+    edited = third / "edited.json"
+    edited.write_text(json.dumps(manifest))
+    os.replace(edited, third / "model.json")  # its own file: version 2's manifest (and the current one) unchanged
+    hashed: list[Path] = []
+
+    def counted(path: Path) -> str:
+        hashed.append(path)
+        return file_sha256(path)
+
+    listed, damaged = read_versions(model_dir, verify=True, hasher=counted)
+    assert [v["version"] for v in listed] == [1, 2] and [d["version"] for d in damaged] == [3], damaged
+    assert len(hashed) == 1  # the one file all three share (threshold changes keep the tensors): once
 
 
 def test_a_listing_of_no_model_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -136,8 +136,12 @@ def tensor_mismatch(place: Path, manifest: dict[str, Any], hasher: Hasher = file
     Why worth saying apart: the file is read whole, which a listing does not do (fast: it only stats), but a
     load and a rollback do, and refuse it; a file changed in place is shared by hard link with every version
     saved since the last fit or teach, which are damaged with it (docs/USAGE.md, "Versions")."""
-    recorded = (manifest.get("tensors") or {}).get("sha256")
-    if hasher(place / TENSORS) == recorded:
+    return _mismatch(hasher(place / TENSORS), manifest)
+
+
+def _mismatch(digest: str, manifest: dict[str, Any]) -> str | None:
+    """Why a tensor file with SHA-256 ``digest`` is not the one ``manifest`` records, else ``None``."""
+    if digest == (manifest.get("tensors") or {}).get("sha256"):
         return None
     return (f"{TENSORS} does not match the SHA-256 its {MANIFEST} records (changed or cut short since it was "
             "saved); the model cannot be loaded from it")  # fmt: skip
@@ -158,7 +162,8 @@ def read_versions(
     between its two renames left the folder under another name.
 
     ``verify``: also read every tensor file and list a version whose file does not match its manifest's
-    SHA-256 as damaged (:func:`tensor_mismatch`); a file several versions share (a hard link) is hashed once.
+    SHA-256 as damaged (:func:`tensor_mismatch`); a file several versions share (a hard link) is hashed once,
+    and its hash compared with each version's manifest.
     Off by default: a listing then only stats files, fast whatever the model's size.
     """
     root = Path(directory)
@@ -170,7 +175,7 @@ def read_versions(
     # By content: a copied folder (cp -r) has its own inodes. None: deleted (a rollback recovers the model).
     current = (root / MANIFEST).read_bytes() if (root / MANIFEST).is_file() else None
     seen: set[tuple[int, int]] = set()
-    hashed: dict[tuple[int, int], str | None] = {}  # a shared tensor file's mismatch, by (device, inode)
+    hashed: dict[tuple[int, int], str] = {}  # a shared tensor file's SHA-256, by (device, inode)
     listed: list[dict[str, Any]] = []
     damaged: list[dict[str, Any]] = []
     for number, place in places:
@@ -188,9 +193,11 @@ def read_versions(
             if verify:
                 shared = (files[1].st_dev, files[1].st_ino)
                 if shared not in hashed:
-                    hashed[shared] = tensor_mismatch(place, manifest, hasher)
-                if hashed[shared] is not None:
-                    damaged.append({"version": number, "problem": hashed[shared]})
+                    hashed[shared] = hasher(place / TENSORS)
+                # Compared with each version's own manifest: one shared file may match one and not another.
+                mismatch = _mismatch(hashed[shared], manifest)
+                if mismatch is not None:
+                    damaged.append({"version": number, "problem": mismatch})
                     continue
         except (ModelFormatError, OSError, KeyError, TypeError, AttributeError) as exc:
             problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
