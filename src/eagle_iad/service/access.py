@@ -105,9 +105,9 @@ KeyLookup = Callable[[str], KeyRow | None]
 def identify(request: Request, env_key: str | None, lookup: KeyLookup, any_keys: Callable[[], bool]) -> Caller:
     """The caller of ``request``, or 401 when keys exist and none of them was sent.
 
-    A revoked key is told so, and when (``revoked_api_key``): its holder has the key, so this tells them
-    nothing they could not know, and spares them hunting a typo. Any other key sent is told only that it is
-    missing or wrong (``invalid_api_key``), so a guess learns nothing.
+    A revoked key is told so, and when (``revoked_api_key``), which spares its holder hunting a typo; not whose
+    it was: keys are revoked because they leaked, and a leaked key's holder must not learn whose it was. Any
+    other key sent is told only that it is missing or wrong (``invalid_api_key``), so a guess learns nothing.
     """
     offered = offered_key(request)
     if offered is not None:
@@ -117,7 +117,7 @@ def identify(request: Request, env_key: str | None, lookup: KeyLookup, any_keys:
         if env_key is not None and hmac.compare_digest(offered.encode(), env_key.encode()):
             return Caller(ENV_KEY_NAME, Role.admin)
         if found is not None:
-            raise ApiError(401, f"this key ({found.name}) was revoked at {found.revoked}; ask an admin for a new key",
+            raise ApiError(401, f"this key was revoked at {found.revoked}; ask an admin for a new key",
                            code="revoked_api_key")  # fmt: skip
     elif env_key is None and not any_keys():
         return Caller(LOCAL, Role.admin, open=True)

@@ -16,7 +16,7 @@ describe("describeError", () => {
     expect(isUnauthorised(new EagleApiError("x", 403))).toBe(false);
   });
   it("says a revoked key was revoked, and when, in the service's words", () => {
-    const message = "this key (anna) was revoked at 2026-01-02T03:04:05+00:00; ask an admin for a new key";
+    const message = "this key was revoked at 2026-01-02T03:04:05+00:00; ask an admin for a new key";
     const error = new EagleApiError(message, 401, "revoked_api_key");
     expect(describeError(error)).toEqual({ kind: "unauthorised", title: "API key revoked", message, retryable: false });
     expect(isUnauthorised(error)).toBe(true);
