@@ -165,7 +165,9 @@ def test_text_with_a_nul_character_is_stored_and_looked_up_on_postgresql_as_on_s
     """PostgreSQL's text cannot hold U+0000 (SQLite's can): an id in a URL (``/v1/jobs/%00``), an operator's
     note or an MLLM's answer with one failed with a traceback there (500, the label or the inspection lost),
     and a verdict whose JSON held ``\\u0000`` broke every review query (``verdict::jsonb``) for good. Now
-    each is stored with U+FFFD in its place and a lookup by such a name finds nothing, as on SQLite."""
+    each is stored with U+FFFD in its place. A lookup's NUL becomes U+FFFD too: a made-up id holding one finds
+    nothing, as on SQLite, while a text stored with U+FFFD in its place is found by it (SQLite tells the two
+    apart)."""
     answers = []
     for store in (InspectionStore(tmp_path / "h.sqlite3"), InspectionStore(pg_url)):
         try:
@@ -173,12 +175,14 @@ def test_text_with_a_nul_character_is_stored_and_looked_up_on_postgresql_as_on_s
                              "question": "is it \x00 broken?", "note": "a \\u0000 b"})  # fmt: skip
             store.add(record)
             store.add(_record(2))
+            store.add(_record(7, id="i\ufffd7"))
             review = [(r.id, [reason.code for reason in why]) for r, why in store.review(50, 0)[1]]
             labelled = store.set_label("i001", "normal", "2026-12-05T00:00:00+00:00", by="ana\x00", note="x\x00y")
             assert labelled is not None
             answers.append(
                 {
                     "missing": (store.get("i\x00"), store.load_job("j\x00"), store.by_idempotency_key("k\x00")),
+                    "stand-in": store.get("i\x007") is not None,
                     "review": review,
                     "kept": (
                         labelled.answer,
@@ -193,6 +197,7 @@ def test_text_with_a_nul_character_is_stored_and_looked_up_on_postgresql_as_on_s
             store.close()
     lite, pg = answers
     assert lite["missing"] == pg["missing"] == (None, None, None)
+    assert (lite["stand-in"], pg["stand-in"]) == (False, True)
     assert lite["review"] == pg["review"] == [("i001", ["disagreement"])]
     assert pg["kept"] == ("No.\ufffd", "ana\ufffd", "x\ufffdy", "a \\u0000 b", "is it \ufffd broken?")
     assert lite["kept"] == ("No.\x00", "ana\x00", "x\x00y", "a \\u0000 b", "is it \x00 broken?")

@@ -85,8 +85,11 @@ def _storable(value: Any) -> Any:
     JSON text (``verdict::jsonb`` refuses it, which would break every review query for one such row).
 
     Why here: text reaches the history from URLs, operators' notes and MLLM answers; on SQLite a NUL is
-    stored and an id holding one is simply not found, so on PostgreSQL it must not be a 500 instead. A
-    lookup by such a text finds nothing either way: no stored text holds U+0000 here.
+    stored and an id holding one is simply not found, so on PostgreSQL it must not be a 500 instead.
+
+    A lookup's parameters pass through here too, so its U+0000 becomes U+FFFD as well: it finds what was
+    stored from the same text (as on SQLite), and also what was stored with U+FFFD in that place, which
+    SQLite tells apart. An id in a URL holding a NUL still finds nothing: the service's ids are hex.
     """
     if not isinstance(value, str):
         return value
