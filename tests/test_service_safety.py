@@ -187,17 +187,24 @@ def test_a_replica_starts_without_one_history_query_per_picture_folder(
 
 
 def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
+    """A picture folder named by an inspection id (32 hex digits) without a row is an inspection a kill cut
+    short, and goes; a folder named otherwise is none of the service's and stays, whatever its name (an
+    ASCII one was removed, a non-ASCII one kept)."""
+    kept, orphan = "0" * 31 + "a", "0" * 31 + "b"
     state = tmp_path / "state"
     store = InspectionStore(state / "eagle.sqlite3")
-    store.add(Inspection(id="kept", time="t", category="c", image_name="a.png", score=1.0, tau=1.0, s_max=2.0,
+    store.add(Inspection(id=kept, time="t", category="c", image_name="a.png", score=1.0, tau=1.0, s_max=2.0,
                          decision="normal", in_band=False, answer=None, caas_applied=False, verdict={},
-                         pictures={"heatmap": "/v1/files/kept/a_heatmap.png"}))  # fmt: skip
+                         pictures={"heatmap": f"/v1/files/{kept}/a_heatmap.png"}))  # fmt: skip
     store.close()
-    (state / "files" / "kept").mkdir(parents=True)
-    (state / "files" / "kept" / "a_heatmap.png").write_bytes(b"picture")
-    (state / "files" / "kept" / ".a_box.png.x1y2.tmp").write_bytes(b"half")  # a kill during save_png
-    (state / "files" / "orphan").mkdir()
-    (state / "files" / "orphan" / "b_heatmap.png").write_bytes(b"never stored")  # killed before store.add
+    (state / "files" / kept).mkdir(parents=True)
+    (state / "files" / kept / "a_heatmap.png").write_bytes(b"picture")
+    (state / "files" / kept / ".a_box.png.x1y2.tmp").write_bytes(b"half")  # a kill during save_png
+    (state / "files" / orphan).mkdir()
+    (state / "files" / orphan / "b_heatmap.png").write_bytes(b"never stored")  # killed before store.add
+    for other in ("notes", "grün", orphan.upper(), orphan + "0"):  # no id of the service's: not its folders
+        (state / "files" / other).mkdir()
+        (state / "files" / other / "x").write_bytes(b"someone's own")
     models = tmp_path / "models"
     expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
     save(expert.model, models / "cat")
@@ -207,7 +214,8 @@ def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
     app = create_app(ServiceSettings(models_dir=models, state_dir=state))
     try:
         left = sorted(str(p.relative_to(state / "files")) for p in (state / "files").rglob("*"))
-        assert left == ["kept", "kept/a_heatmap.png"]
+        others = sorted(("notes", "grün", orphan.upper(), orphan + "0"))
+        assert left == sorted([kept, f"{kept}/a_heatmap.png", *others, *(f"{other}/x" for other in others)])
         assert sorted(os.listdir(models)) == ["cat"] and load(models / "cat").category == "cat"
     finally:
         app.state.service.close()

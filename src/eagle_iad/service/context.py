@@ -33,7 +33,7 @@ from eagle_iad.service.keys import KeyTable
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
 from eagle_iad.service.settings import ServiceSettings
-from eagle_iad.service.store import InspectionStore
+from eagle_iad.service.store import InspectionStore, is_inspection_id
 from eagle_iad.tgps.prompt import ContentItem
 
 #: Seconds a pictures folder without a history row must be left alone when replicas share the history:
@@ -180,10 +180,11 @@ class ServiceState:
         row: there, only folders untouched for :data:`ORPHAN_AGE_S` are taken for orphans.
         """
         oldest = time.time() - ORPHAN_AGE_S if self.store.shared else math.inf
-        # An inspection's folder is named by its id (hex); a folder with another kind of name is left alone.
+        # An inspection's folder is named by its id (store.new_inspection_id: 32 hex digits); a folder with
+        # another kind of name is none of the service's (someone's own, beside them) and is left alone.
         folders = [folder for folder in self.settings.files_dir.iterdir()
-                   if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime <= oldest
-                   and folder.name.isascii()]  # fmt: skip
+                   if is_inspection_id(folder.name) and folder.is_dir() and not folder.is_symlink()
+                   and folder.stat().st_mtime <= oldest]  # fmt: skip
         stored = self.store.stored_ids([folder.name for folder in folders])  # in batches, not a query per folder
         for folder in folders:
             if folder.name not in stored:

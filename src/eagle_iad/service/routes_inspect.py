@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.service.store import AlreadyStoredError
+from eagle_iad.service.store import AlreadyStoredError, new_inspection_id
 from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -110,7 +109,7 @@ def run_inspection(
     expert, model_version = state.experts.loaded(category)
     # The pictures: a heatmap and a boxed copy (attention overlays with an MLLM), a few times the RGB bytes.
     check_free_space(settings.files_dir, 4 * rgb.nbytes, settings.min_free_bytes)
-    inspection_id = uuid.uuid4().hex
+    inspection_id = new_inspection_id()
     out = settings.files_dir / inspection_id
     link = f"/v1/files/{inspection_id}"
     eagle = None

@@ -10,7 +10,9 @@ database dropped (a PostgreSQL restart) is opened again at the next use.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,19 @@ INTERRUPTED = "interrupted: the service stopped before this fit finished; start 
 
 #: The stored inspection is the one inspection record (eagle_iad/record.py); the columns derive from it.
 Inspection = InspectionRecord
+
+#: How the service names an inspection (and its picture folder): :func:`new_inspection_id`.
+_INSPECTION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_inspection_id() -> str:
+    """A new inspection's id, which names its picture folder too: 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+def is_inspection_id(name: str) -> bool:
+    """``name`` is an id :func:`new_inspection_id` may give (a folder named otherwise is not the service's)."""
+    return _INSPECTION_ID.fullmatch(name) is not None
 
 
 class AlreadyStoredError(Exception):
