@@ -1700,6 +1700,191 @@ def test_deliveries_are_due_at_once_where_the_planned_place_is_final(
     state.close()
 
 
+def _held_and_not_filed(
+    tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any, list[str], str]:
+    """One image inspected and stored, then the process "killed" before it was filed: its deliveries held."""
+    from eagle_iad.station.outbox import HELD
+
+    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    runner, state, lines = _runner(tmp_path, models)
+    runner.config.source.settle_s = 0.0  # taken at the first look
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_put_away", lambda *args, **kwargs: False)
+        runner.step()
+    assert [r[1] for r in _outbox(state)] == [HELD]
+    return runner, state, lines, name
+
+
+def test_a_hot_folder_that_cannot_be_looked_at_says_unknown_not_that_the_image_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ENOENT and ENOTDIR say an image is not there: a read or listing that fails otherwise (EACCES, EIO,
+    ESTALE) raises, and so does a look into a folder that is itself gone (an unmounted folder is not empty)."""
+    import errno
+
+    import eagle_iad.station.sources.folder as folder_module
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming, data = tmp_path / "incoming", b"the image's bytes"
+    (incoming / "done").mkdir(parents=True)
+    folder = HotFolder(Options({"path": "incoming"}, "source", tmp_path))
+    digest, planned = hashlib.sha256(data).hexdigest(), incoming / "done" / "a.png"
+    (incoming / "a.png").write_bytes(data)
+    assert folder.waiting("a.png", digest) and folder.filed_at("a.png", digest, planned) is None
+    opened = folder_module.open_regular
+
+    def failing(path: Path) -> Any:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module, "open_regular", failing)
+        with pytest.raises(OSError, match="Input/output error"):
+            folder.waiting("a.png", digest)
+        with pytest.raises(OSError, match="Input/output error"):
+            folder.filed_at("a.png", digest, planned)
+    (incoming / "a.png").rename(incoming / "done" / "a-1.png")
+    assert not folder.waiting("a.png", digest)
+    assert folder.filed_at("a.png", digest, planned) == incoming / "done" / "a-1.png"
+    scandir = os.scandir
+
+    def stale(path: Any) -> Any:
+        if Path(path) == incoming / "done":
+            raise OSError(errno.ESTALE, "Stale file handle", str(path))
+        return scandir(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module.os, "scandir", stale)
+        with pytest.raises(OSError, match="Stale file handle"):
+            folder.filed_at("a.png", digest, planned)
+    assert opened is folder_module.open_regular
+    (incoming / "done" / "a-1.png").unlink()
+    assert not folder.waiting("a.png", digest) and folder.filed_at("a.png", digest, planned) is None
+    incoming.rename(tmp_path / "unmounted")
+    with pytest.raises(FileNotFoundError):
+        folder.waiting("a.png", digest)
+    with pytest.raises(FileNotFoundError):
+        folder.filed_at("a.png", digest, planned)
+
+
+def test_deliveries_held_for_an_image_that_cannot_be_looked_at_stay_held_not_released_as_never_filed(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after moving the image to ``done/<name>-1`` and before storing that; at the restart ``done/`` reads
+    fail (EIO): the deliveries stay held (one line saying why, not one per poll), nothing says "never filed", and
+    once ``done/`` reads again they go with the place the image is at."""
+    import errno
+
+    import eagle_iad.station.sources.folder as folder_module
+    from eagle_iad.station.outbox import HELD
+
+    runner, state, lines, name = _held_and_not_filed(tmp_path, model_dir, monkeypatch)
+    done = tmp_path / "incoming" / "done"
+    done.mkdir()
+    stem, suffix = os.path.splitext(name)
+    filed = done / f"{stem}-1{suffix}"
+    (tmp_path / "incoming" / name).rename(filed)
+    opened = folder_module.open_regular
+
+    def failing(path: Path) -> Any:
+        if Path(path).parent == done:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return opened(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module, "open_regular", failing)
+        for _ in range(3):
+            runner.step()
+            assert [r[1] for r in _outbox(state)] == [HELD] and runner._unfiled, lines
+    assert not any("never filed" in line for line in lines), lines
+    record_id = state.store.read("SELECT record_id FROM station_intake")[0][0]
+    said = f"record {record_id}: cannot tell where its image is (Input/output error: {done / name})"
+    assert sum(said in line for line in lines) == 1, lines
+    runner.step()
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(filed), 0.0)], lines
+    assert not runner._unfiled and not any("never filed" in line for line in lines), lines
+    state.close()
+
+
+def test_deliveries_held_for_images_of_an_unmounted_folder_stay_held(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot folder gone (unmounted) with a verdict's deliveries held: they stay held (its image may be in the
+    folder, or in its done/, once it is back), and go once the folder is back and the image found."""
+    from eagle_iad.station.outbox import HELD
+
+    runner, state, lines, name = _held_and_not_filed(tmp_path, model_dir, monkeypatch)
+    incoming = tmp_path / "incoming"
+    (incoming / "done").mkdir()
+    (incoming / name).rename(incoming / "done" / name)
+    incoming.rename(tmp_path / "unmounted")
+    for _ in range(2):
+        runner._paused_until = 0.0
+        runner.step()
+        assert runner.paused is not None and runner.paused.startswith("images cannot be listed"), lines
+        assert [r[1] for r in _outbox(state)] == [HELD], lines
+    assert not any("never filed" in line for line in lines), lines
+    (tmp_path / "unmounted").rename(incoming)
+    runner._paused_until = 0.0
+    runner.step()
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(incoming / "done" / name), 0.0)], lines
+    assert runner.paused is None and lines[-1].endswith("intake resumed"), lines
+    state.close()
+
+
+@pytest.mark.parametrize("refusing", ["held", "release_held"])
+def test_a_history_refusing_the_look_at_held_deliveries_pauses_the_intake_and_keeps_them_held(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusing: str
+) -> None:
+    """The image taken away before it was filed, and the history locked when the held deliveries are looked at:
+    the intake pauses naming the error (no exception out of the step: the station would show it as a plugin's
+    bug, after a line saying the intake resumed), the deliveries stay held, and the next try releases them."""
+    import sqlite3
+
+    from eagle_iad.station.outbox import HELD
+
+    runner, state, lines, name = _held_and_not_filed(tmp_path, model_dir, monkeypatch)
+    (tmp_path / "incoming" / name).unlink()
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.tables, refusing, locked)
+        assert runner.step() == 0
+        assert runner.paused == ("the deliveries held for images not filed yet could not be looked at: "
+                                 "OperationalError: database is locked"), lines  # fmt: skip
+        assert [r[1] for r in _outbox(state)] == [HELD] and runner._unfiled, lines
+    assert not any("resumed" in line for line in lines), lines
+    runner._paused_until = 0.0
+    runner.step()
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(tmp_path / "incoming" / "done" / name), 0.0)]
+    assert not runner._unfiled and runner.paused is None and lines[-1].endswith("intake resumed"), lines
+    state.close()
+
+
+def test_a_station_that_lost_its_lock_releases_nothing_when_its_folder_is_gone(model_dir: Path, tmp_path: Path) -> None:
+    """The hot folder gone and the lock lost meanwhile: the release of held rows asks for the lock too, so a
+    source whose planned place is final releases no held row (in a shared outbox, the new holder's)."""
+    from eagle_iad.station.outbox import HELD, PENDING
+    from eagle_iad.station.runner import LOST_LOCK
+
+    (tmp_path / "incoming").mkdir()
+    runner, state, lines = _runner(tmp_path, model_dir)
+    runner.config.source.moves_files = False  # its held rows are an older run's: released as they are
+    runner._unfiled = False
+    runner.owns = lambda: False
+    with state.store.transaction() as db:
+        db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)",
+                   ("line-1", "webhook", "r1", json.dumps({"image": "planned"}), PENDING, HELD))  # fmt: skip
+    (tmp_path / "incoming").rename(tmp_path / "unmounted")
+    runner.step()
+    assert runner.paused == LOST_LOCK and [r[1] for r in _outbox(state)] == [HELD], lines
+    assert not any("filed where planned" in line for line in lines), lines
+    state.close()
+
+
 def test_the_state_file_is_written_one_snapshot_at_a_time_and_not_after_the_stop(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -203,6 +203,8 @@ class StationRunner:
         #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
         #: failed): looked at after the next full poll, record by record (see :meth:`_resolve_unfiled`).
         self._unfiled = True
+        #: Records whose image the source could not look at, with why as last said (one line each, not one a poll).
+        self._unknown: dict[str, str] = {}
         #: An image put away whose place the history could not store (the database locked or away): its record's
         #: ``(digest, record id, place, first)``, stored first at each step. While it is owed no held row is
         #: released, as that would send the planned place where the image may have gone to ``-1``.
@@ -291,15 +293,17 @@ class StationRunner:
                 self._arrivals = None
                 self._pause(f"images cannot be listed: {unseen(exc)}")
                 if gone(exc, getattr(self.config.source, "folder", None)):
-                    self._resolve_unfiled(gone=True)  # no image of it is left to file
+                    # an unmounted folder is not an empty one: rows of its images stay held (the source cannot
+                    # say where they are); only a source that never moves an image releases an older run's
+                    self._resolve_unfiled()
                 break
             except BaseException:
                 self._arrivals = None  # a source that raised is listed afresh next time
                 raise
             if arrival is None:
                 self._arrivals = None
-                self._resume()  # nothing left that it paused on (the image taken away meanwhile)
-                self._resolve_unfiled()
+                if self._resolve_unfiled():
+                    self._resume()  # nothing left that it paused on (the image taken away meanwhile)
                 break
             if self._lost():  # asked before each image
                 break
@@ -342,42 +346,68 @@ class StationRunner:
         except OSError:
             return False  # not seen: maybe there; the next poll looks again
 
-    def _resolve_unfiled(self, gone: bool = False) -> None:
+    def _resolve_unfiled(self) -> bool:
         """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`), so a sink's queue is never
-        stuck behind an image taken away; called between images only (``gone``: the source itself is gone).
+        stuck behind an image taken away; called between images only. ``False``: the intake paused (the lock lost,
+        or the history refused a look or an update: the rows stay held, and are looked at again at the next try).
 
         Where the source can say (``waiting``, ``filed_at``: a hot folder), record by record after each full poll:
         an image still in the source is left to its next put-away, one found put away (a crash after the move)
-        is delivered from where it is, and the rest go with the place planned for them, a line each. Other
-        sources: all at once, once the source has no backlog. A source that never moves an image
-        (``moves_files`` false) holds none, and an older run's held rows go with their planned place, final.
+        is delivered from where it is, and the rest go with the place planned for them, a line each. A record
+        whose image the source cannot look at (EACCES, EIO, a stale handle, the folder unmounted) stays held, and
+        is looked at again after the next poll. Other sources: all at once, once the source has no backlog. A
+        source that never moves an image (``moves_files`` false) holds none, and an older run's held rows go
+        with their planned place, final.
         """
         if not self._unfiled or self._owed is not None:
-            return
+            return True
+        if self.owns is not None and self._lost():  # every release asks: the rows may be the lock holder's now
+            return False
         source, station = self.config.source, self.config.name
         waiting, filed_at = getattr(source, "waiting", None), getattr(source, "filed_at", None)
         moves = getattr(source, "moves_files", True)
         look = moves and callable(waiting) and callable(filed_at)
-        if moves and not look and not (gone or self._drained()):
-            return
-        self._unfiled = False
-        for held in self.tables.held(station):
-            planned = held.planned or "unknown"
-            if look and held.digest and held.name and held.planned and callable(waiting) and callable(filed_at):
-                if not gone and waiting(held.name, held.digest):
-                    self._unfiled = True  # its repeat put-away files it; looked at again after the next poll
-                    continue
-                at = filed_at(held.name, held.digest, Path(held.planned))
-                if at is not None:
-                    self.tables.filed(station, held.digest, held.record_id, str(at), first=True)
-                    self.log(f"eagle station {station}: record {held.record_id}: its image was found put away at "
-                             f"{at}; delivered from there")  # fmt: skip
-                    continue
-            count = self.tables.release_held(station, held.record_id)
-            why = "never filed (gone from the source)" if moves else "filed where planned"
-            self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go with "
-                     f"the place planned for it, {planned}")  # fmt: skip
+        if moves and not look and not self._drained():
+            return True
+        unresolved = False
+        unknown: dict[str, str] = {}
+        try:
+            for held in self.tables.held(station):
+                planned = held.planned or "unknown"
+                if look and held.digest and held.name and held.planned and callable(waiting) and callable(filed_at):
+                    try:
+                        if waiting(held.name, held.digest):
+                            unresolved = True  # its repeat put-away files it; looked at again after the next poll
+                            continue
+                        at = filed_at(held.name, held.digest, Path(held.planned))
+                    except OSError as exc:  # neither there nor not there: held, looked at again after the next poll
+                        unresolved = True
+                        why = unseen(exc)
+                        unknown[held.record_id] = why
+                        if self._unknown.get(held.record_id) != why:
+                            self.log(f"eagle station {station}: record {held.record_id}: cannot tell where its "
+                                     f"image is ({why}); its deliveries stay held, looked at again after the next "
+                                     "poll")  # fmt: skip
+                        continue
+                    if at is not None:
+                        self.tables.filed(station, held.digest, held.record_id, str(at), first=True)
+                        self.log(f"eagle station {station}: record {held.record_id}: its image was found put away "
+                                 f"at {at}; delivered from there")  # fmt: skip
+                        continue
+                count = self.tables.release_held(station, held.record_id)
+                why = "never filed (gone from the source)" if moves else "filed where planned"
+                self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go "
+                         f"with the place planned for it, {planned}")  # fmt: skip
+        except Exception as exc:  # the database locked, full or away: held rows stay held, looked at next try
+            self._unknown.update(unknown)
+            self._wake_couriers()  # what was released before the failure
+            self._pause(f"the deliveries held for images not filed yet could not be looked at: "
+                        f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        self._unknown = unknown  # said once per record and reason, while it lasts
+        self._unfiled = unresolved
         self._wake_couriers()
+        return True
 
     def _wake_couriers(self) -> None:
         for courier in self.couriers:

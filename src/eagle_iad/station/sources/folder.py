@@ -144,16 +144,26 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
+#: The errors that say a name holds nothing (ENOENT, ENOTDIR); any other (EACCES, EIO, ESTALE) says nothing of it.
+ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
 def _digest_of(path: Path) -> str | None:
-    """The SHA-256 of the regular file at ``path`` (not following a link), or ``None`` where there is none."""
+    """The SHA-256 of the regular file at ``path`` (not following a link), or ``None`` where there is none (nothing
+    under that name, or a link or other file that is not a regular one). Any other error (EACCES, EIO, ESTALE, a
+    dropped NFS mount) is raised: whether the file is there is unknown, not "not there"."""
     try:
         with open_regular(path) as handle:
             digest = hashlib.sha256()
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
             return digest.hexdigest()
-    except OSError:
+    except NotAFileError:
         return None
+    except OSError as exc:
+        if exc.errno in ABSENT:
+            return None
+        raise
 
 
 class HotFolder:
@@ -284,25 +294,52 @@ class HotFolder:
             self._unseen.pop(gone, None)
 
     def waiting(self, name: str, digest: str) -> bool:
-        """Whether image ``name`` is still in the folder with content ``digest`` (a poll takes it again)."""
-        return _digest_of(self.folder / name) == digest
+        """Whether image ``name`` is still in the folder with content ``digest`` (a poll takes it again; in sidecar
+        mode, one its sidecar does not mark yet). Raises :class:`OSError` where that is unknown: the image or the
+        folder could not be looked at (EACCES, EIO, ESTALE, the folder itself gone: an unmounted folder is not an
+        empty one)."""
+        path = self.folder / name
+        if _digest_of(path) != digest:
+            self._present()
+            return False
+        if self.after == "sidecar":
+            try:
+                info = os.stat(path, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno in ABSENT:
+                    return False
+                raise
+            return not self._marked(name, info)
+        return True
 
     def filed_at(self, name: str, digest: str, planned: Path) -> Path | None:
         """Where an image named ``name`` with content ``digest`` was put: at ``planned``, or under ``name`` or
-        one of its ``-n`` names in the same folder (a name taken meanwhile); ``None``: not there."""
+        one of its ``-n`` names in the same folder (a name taken meanwhile; in sidecar mode only ``planned``, the
+        image's own place); ``None``: not there. Raises :class:`OSError` where that is unknown (see
+        :meth:`waiting`)."""
         if _digest_of(planned) == digest:
             return planned
-        try:
-            with os.scandir(planned.parent) as entries:
-                names = sorted(
-                    e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
-                )
-        except OSError:
-            return None
+        names: list[str] = []
+        if self.after == "move":
+            try:
+                with os.scandir(planned.parent) as entries:
+                    names = sorted(
+                        e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
+                    )
+            except OSError as exc:
+                if exc.errno not in ABSENT:
+                    raise
         for candidate in names:
             if _digest_of(planned.parent / candidate) == digest:
                 return planned.parent / candidate
+        self._present()
         return None
+
+    def _present(self) -> None:
+        """Raise :class:`OSError` unless the folder itself is there: "not found" in a folder that is gone
+        (unmounted, deleted) says nothing of where its images are."""
+        if not stat.S_ISDIR(os.stat(self.folder).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(self.folder))
 
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
