@@ -191,3 +191,26 @@ def test_a_field_added_to_the_record_becomes_a_column_of_an_existing_file(
         store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (6,)
+
+
+def test_the_held_deliveries_are_found_by_an_index_made_at_the_next_open_of_an_existing_file(tmp_path: Path) -> None:
+    """A station looks for its held deliveries (station, state, next_try) after every full poll: an index serves
+    that look, and a file of the same schema version made before the index existed gets it at its next open,
+    its version unchanged (an older eagle-iad still reads it)."""
+    from eagle_iad.station.outbox import HELD, PENDING, StationTables
+
+    path = tmp_path / "h.sqlite3"
+    InspectionStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX IF EXISTS outbox_held")  # as a file written before the index existed
+    store = InspectionStore(path)
+    try:
+        assert store.upgrade.before == store.upgrade.after == SCHEMA_VERSION
+        assert StationTables(store).held("line-1") == []
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT record_id FROM outbox WHERE station = ? AND state = ? AND "
+                          "next_try = ?", ("line-1", PENDING, HELD)).fetchall()  # fmt: skip
+    assert any("outbox_held" in str(row[-1]) for row in plan), plan

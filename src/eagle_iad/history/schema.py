@@ -15,6 +15,10 @@ for the keys already there. Steps 1-5 only added tables, or nullable columns the
 idempotent step (create what is missing, add the record's missing columns) performs any of them, and rows
 already stored keep their values; a step that must fill or rewrite data has its own function
 (:func:`_number_keys`).
+
+An index is no version: every open runs every ``CREATE ... IF NOT EXISTS`` above, so an index added later
+(``outbox_held``) is made in a history of the same version at its next open, and an older eagle-iad,
+which reads that version too, reads the history as before (it never names the index).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def statements() -> list[str]:
     UNIQUE (station, sink, record_id)
 )""",
         "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq)",
+        # the deliveries held for images not filed yet (StationTables.held, release_held): no version of its own
+        "CREATE INDEX IF NOT EXISTS outbox_held ON outbox (station, state, next_try)",
         """CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
