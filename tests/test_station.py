@@ -403,6 +403,37 @@ def test_an_unknown_sink_is_one_line_naming_the_known_ones_and_a_sink_only_in_th
     assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
 
 
+def test_retry_requeues_only_the_dead_letters_of_this_files_stations(tmp_path: Path) -> None:
+    """A shared history holds other files' stations: ``retry`` (``--sink`` too) requeues this file's stations' dead
+    letters only, and a sink only another file's station has in the outbox is not a name it accepts."""
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "models" / "mono").mkdir(parents=True)  # a category folder is all the file's check needs
+    stations = _stations(tmp_path, tmp_path / "models", '[[station.sink]]\nkind = "folder"\nname = "sorted"\n'
+                                                         'path = "sorted"\n')  # fmt: skip
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    rows = (("line-1", "old", "r1"), ("line-9", "old", "r2"), ("line-9", "theirs", "r3"), ("line-9", "sorted", "r4"))
+    try:
+        with store.transaction() as db:
+            for station, sink, record in rows:
+                db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, attempts) "
+                           "VALUES (?, ?, ?, '{}', 'dead', 3)", (station, sink, record))  # fmt: skip
+    finally:
+        store.close()
+    code, out = _run(stations, "retry", "--sink", "theirs")
+    assert (code, out) == (2, f"eagle: error: {stations}: --sink 'theirs' is not a sink of this file's stations "
+                              "(their sinks: sorted; only in the outbox: old)\n")  # fmt: skip
+    code, out = _run(stations, "retry", "--sink", "old")
+    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+    code, out = _run(stations, "retry")
+    assert (code, out) == (0, "eagle station retry: 0 dead letters back in their queues\n")
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    try:
+        dead = store.read("SELECT station, sink FROM outbox WHERE state = 'dead' ORDER BY record_id")
+    finally:
+        store.close()
+    assert [tuple(row) for row in dead] == [("line-9", "old"), ("line-9", "theirs"), ("line-9", "sorted")]
+
+
 def test_the_status_says_when_the_last_verdict_was_stored_in_utc_iso_8601(tmp_path: Path) -> None:
     """``last_verdict.time_iso`` is the time as the records' ``time`` reads (UTC, ISO 8601, milliseconds), not
     only the epoch seconds ``time`` (kept: the console and other JSON readers take it as a number)."""

@@ -85,9 +85,11 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     store = InspectionStore(stations.settings().history_url)
     try:
         tables = StationTables(store)
+        # this file's stations only: a shared history (PostgreSQL) holds other files' stations and their rows
+        names = [args.station] if args.station is not None else [config.name for config in stations.stations]
         if args.sink is not None:  # a sink removed from the file may still have rows in the outbox
-            stations.check_sink(args.sink, args.station, tables.outbox_sinks(args.station))
-        count = tables.requeue_dead(args.station, args.sink)
+            stations.check_sink(args.sink, args.station, tables.outbox_sinks(names))
+        count = tables.requeue_dead(names, args.sink)
     finally:
         store.close()
     print(f"eagle station retry: {count} dead letters back in their queues", file=sys.stderr)

@@ -201,12 +201,17 @@ class StationTables:
             )
         return dead
 
-    def requeue_dead(self, station: str | None = None, sink: str | None = None) -> int:
-        """Dead letters back in their queues (tries counted afresh): the user fixed the receiver."""
+    def requeue_dead(self, station: str | list[str] | None = None, sink: str | None = None) -> int:
+        """Dead letters back in their queues (tries counted afresh): the user fixed the receiver. ``station``: one
+        station's, or those of the stations named (a stations file's: a shared history holds other files'), or
+        (``None``) every station's."""
         clauses, params = ["state = ?"], [DEAD]
-        if station is not None:
-            clauses.append("station = ?")
-            params.append(station)
+        names = [station] if isinstance(station, str) else station
+        if names is not None:
+            if not names:
+                return 0
+            clauses.append(f"station IN ({', '.join('?' for _ in names)})")
+            params.extend(names)
         if sink is not None:
             clauses.append("sink = ?")
             params.append(sink)
@@ -216,12 +221,15 @@ class StationTables:
             )
         return int(cursor.rowcount)
 
-    def outbox_sinks(self, station: str | None = None) -> list[str]:
-        """The sinks that have rows in the outbox (of ``station``, or any), sorted: a sink removed from the
-        stations file may still have some."""
-        where, params = ("WHERE station = ? ", (station,)) if station is not None else ("", ())
+    def outbox_sinks(self, station: str | list[str] | None = None) -> list[str]:
+        """The sinks that have rows in the outbox (of ``station``, or of the stations named, or any), sorted: a
+        sink removed from the stations file may still have some."""
+        names = [station] if isinstance(station, str) else station
+        if names is not None and not names:
+            return []
+        where = "" if names is None else f"WHERE station IN ({', '.join('?' for _ in names)}) "
         return [str(row[0]) for row in self.store.read(f"SELECT DISTINCT sink FROM outbox {where}ORDER BY sink",
-                                                       params)]  # fmt: skip
+                                                       names or ())]  # fmt: skip
 
     # ------------------------------------------------------------------ stations created through the service
 
