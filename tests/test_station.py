@@ -1712,22 +1712,68 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
     state.close()
 
 
-def test_deliveries_are_due_at_once_where_the_planned_place_is_final(
+def test_sidecar_mode_delivers_once_the_sidecar_is_written(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Sidecar mode leaves the image where it is, as a camera does its frame: the verdict's deliveries are due as it
-    is stored (a crash before the sidecar is written holds nothing: no held row can block the sink's queue while
-    the source always has a backlog, a camera reading a video)."""
+    """Sidecar mode holds the verdict's deliveries until ``<image>.eagle.json`` is written, as a move does until the
+    image is in ``done/``: a sidecar that cannot be written (the disk full) pauses the intake with nothing due, and
+    the next try writes it, then makes them due with the image's own place. A camera's frame, for which nothing is
+    written, is due at once."""
+    import errno
+
+    import eagle_iad.station.sources.folder as folder_module
+    from eagle_iad.station.outbox import HELD
     from eagle_iad.station.sources.camera import Camera
 
     assert Camera.moves_files is False
-    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, lines = _runner(tmp_path, model_dir, source=', after = "sidecar"')
+    runner.config.source.settle_s = 0.0  # taken at the first look
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module, "atomic_write_text", full)
+        runner.step()
+    assert runner.paused == f"{name}: inspected, but it could not be put away: No space left on device", lines
+    assert [r[1] for r in _outbox(state)] == [HELD] and not (incoming / f"{name}.eagle.json").exists()
+    runner._paused_until = 0.0
+    runner.step()  # the same content again: only its sidecar is written, then its deliveries are due
+    assert (incoming / f"{name}.eagle.json").exists() and runner.paused is None, lines
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(incoming / name), 0.0)], lines
+    state.close()
+
+
+def test_sidecar_mode_a_kill_after_the_sidecar_delivers_from_the_image_s_place_after_the_restart(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar written, then the process ended before its deliveries were made due: the restart finds the image
+    marked by its sidecar (not taken again) and delivers its place; one without its sidecar is taken again."""
+    from eagle_iad.station.outbox import HELD
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
     runner, state, _ = _runner(tmp_path, model_dir, source=', after = "sidecar"')
-    monkeypatch.setattr(runner, "_put_away", lambda *args, **kwargs: False)  # killed before the sidecar
-    runner.step()
-    time.sleep(0.3)
-    runner.step()
-    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(tmp_path / "incoming" / name), 0.0)]
+    runner.config.source.settle_s = 0.0
+    finish = runner.config.source.finish
+
+    def killed(arrival: Any, to: Path, record: Any, *args: Any, **kwargs: Any) -> bool:
+        finish(arrival, to, record)
+        return False
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_put_away", killed)
+        runner.step()
+    assert [r[1] for r in _outbox(state)] == [HELD] and (incoming / f"{name}.eagle.json").exists()
+    state.close()
+    again, state, lines = _runner(tmp_path, model_dir, source=', after = "sidecar"')
+    again.step()
+    assert [(r[0]["image"], r[1]) for r in _outbox(state)] == [(str(incoming / name), 0.0)], lines
+    assert any(f"its image was found put away at {incoming / name}; delivered from there" in line
+               for line in lines), lines  # fmt: skip
+    assert len(state.store.read("SELECT id FROM inspections")) == 1
     state.close()
 
 

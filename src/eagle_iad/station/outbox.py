@@ -104,8 +104,8 @@ class StationTables:
         appeared: float, sinks: list[str], payload: Mapping[str, Any], *, held: bool = True,
     ) -> None:  # fmt: skip
         """In the inspection's transaction: the intake row and one outbox row per sink, held (:data:`HELD`) until
-        :meth:`filed` gives them the path the image was filed at; due at once where that place is final (not
-        ``held``: a source whose put-away never moves the image, see :attr:`Source.moves_files`)."""
+        :meth:`filed` gives them the path the image was filed at; due at once where that place is final and
+        nothing is written for it (not ``held``: a camera, see :attr:`Source.moves_files`)."""
         now = time.time()
         db.execute(
             "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"

@@ -179,10 +179,11 @@ class Source(Protocol):
 
     Optional, looked up with ``getattr`` (a plugin source need not have them):
 
-    - ``moves_files: bool`` (default ``True``): whether :meth:`finish` may put an image elsewhere than its
-      :meth:`planned` place (a name taken meanwhile: ``-1``), so its deliveries are held until the place is
-      known. ``False`` (a camera, a folder in sidecar mode): the planned place is final, the deliveries are due
-      as the verdict is stored.
+    - ``moves_files: bool`` (default ``True``): whether the deliveries wait for :meth:`finish`, which may put an
+      image elsewhere than its :meth:`planned` place (a name taken meanwhile: ``-1``) or write something for it
+      (a folder in sidecar mode: its ``.eagle.json``), so they are held until it is done and the place known.
+      ``False`` (a camera): the planned place is final and nothing is written, the deliveries are due as the
+      verdict is stored.
     - ``waiting(name, digest) -> bool`` and ``filed_at(name, digest, planned) -> Path | None``: whether the image
       is still in the source (its next put-away files it), and where an image with that content was put (at
       ``planned`` or a ``-n`` name beside it). With them the deliveries of an image a crash left unfiled are

@@ -7,10 +7,11 @@ The order of the steps is what makes a crash harmless:
    after step 3 left the file in place: it is only put away now);
 2. inspect it with :func:`eagle_iad.service.routes_inspect.run_inspection`, the code path of an upload,
    so the record in the history is the same (plus ``station`` and ``source``);
-3. in the history row's transaction, the intake row and one outbox row per sink, held (not yet due) where
-   the source may move the image elsewhere than planned (due at once for a camera, or a sidecar);
-4. move the image to ``done/`` (or write its sidecar), to the place stored in step 3 or, that name taken
-   meanwhile, beside it (``-1``); then the place it went is stored and the outbox rows become due, in one
+3. in the history row's transaction, the intake row and one outbox row per sink, held (not yet due) until
+   the image is put away (due at once for a camera's frame, whose planned place is final);
+4. move the image to ``done/`` (or write its sidecar, the image left at its planned place), to the place
+   stored in step 3 or, that name taken meanwhile, beside it (``-1``); then the place it went is stored and
+   the outbox rows become due, in one
    transaction (a history refusing that transaction pauses the intake, and the place is stored first at
    the next step). A crash between the move and that transaction: the restart finds the image by its
    content at the planned place or a ``-n`` name beside it; only an image gone from everywhere is
@@ -356,8 +357,8 @@ class StationRunner:
         is delivered from where it is, and the rest go with the place planned for them, a line each. A record
         whose image the source cannot look at (EACCES, EIO, a stale handle, the folder unmounted) stays held, and
         is looked at again after the next poll. Other sources: all at once, once the source has no backlog. A
-        source that never moves an image (``moves_files`` false) holds none, and an older run's held rows go
-        with their planned place, final.
+        source whose deliveries never wait (``moves_files`` false: a camera) holds none, and an older run's held
+        rows go with their planned place, final.
         """
         if not self._unfiled or self._owed is not None:
             return True

@@ -182,8 +182,10 @@ class HotFolder:
         if not os.access(self.folder, os.R_OK | os.X_OK | os.W_OK):
             raise options.error("path", f"{self.folder} cannot be read and written by this user")
         self.done = self.folder / "done"
-        #: Sidecar mode leaves each image where it is, its planned place (see Source.moves_files).
-        self.moves_files = self.after == "move"
+        #: The deliveries wait until the image is put away (see Source.moves_files): moved, maybe to ``-1``, or
+        #: in sidecar mode left where it is (its planned place) once its sidecar is written, so a sink is never
+        #: told of an image whose ``.eagle.json`` is not there (a crash before it, a full disk).
+        self.moves_files = True
         self.failed = self.folder / "failed"
         #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
