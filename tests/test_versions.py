@@ -228,6 +228,12 @@ def test_a_version_folder_loaded_as_the_model_is_that_version(model_dir: Path, t
     elsewhere = tmp_path / "versions" / "7"  # not in a model: a model of its own, saved before versions
     shutil.copytree(model_dir / "versions" / "1", elsewhere)
     assert current_version(elsewhere) == 1
+    for name in ("\u00b2", "\u0663"):  # digits to str.isdigit, but no version's name: "²" made int() raise, "٣" read 3
+        shutil.copytree(model_dir / "versions" / "2", model_dir / "versions" / name)
+        assert current_version(model_dir / "versions" / name) is None
+    assert [v["version"] for v in list_versions(model_dir)] == [1, 2, 3]
+    (model_dir / "model.json").unlink()  # the model's own manifest gone: its versions are still its versions
+    assert [current_version(model_dir / "versions" / str(n)) for n in (1, 2, 3)] == [1, 2, 3]
 
 
 def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> None:

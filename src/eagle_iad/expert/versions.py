@@ -41,10 +41,16 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _number(name: str) -> int | None:
+    """The version a folder's name numbers (ASCII digits only: ``"²"`` and ``"٣"`` are digits to
+    :meth:`str.isdigit` but no version's name, and ``int`` reads the second as 3), else ``None``."""
+    return int(name) if name.isascii() and name.isdigit() else None
+
+
 def _numbers(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
-    return sorted(int(child.name) for child in folder.iterdir() if child.name.isdigit() and child.is_dir())
+    return sorted(n for child in folder.iterdir() if (n := _number(child.name)) is not None and child.is_dir())
 
 
 def _tensor_digest(folder: Path) -> str | None:
@@ -221,6 +227,8 @@ def current_version(directory: str | os.PathLike[str]) -> int | None:
 
     A version folder loaded as a model itself (``--model models/cat/versions/3``: a folder in a model's
     ``versions``) is that version, 3, not a model saved before versions; any other folder there, ``None``.
+    A model's ``versions`` is one beside the model's ``model.json`` or ``tensors.safetensors``: either
+    says it (a model whose ``model.json`` is missing still numbers its versions).
 
     Why by content: each save's manifest differs from every earlier one (its history, its time), and a
     model folder copied elsewhere (``cp -r``) keeps the numbers but not the links. Only manifests of the
@@ -234,8 +242,9 @@ def current_version(directory: str | os.PathLike[str]) -> int | None:
     numbers = _numbers(root / VERSIONS)
     if not numbers:
         real = root.resolve()
-        if real.parent.name == VERSIONS and (real.parent.parent / MANIFEST).is_file():  # in a model's versions
-            return int(real.name) if real.name.isdigit() else None
+        model = real.parent.parent
+        if real.parent.name == VERSIONS and any((model / name).is_file() for name in (MANIFEST, TENSORS)):
+            return _number(real.name)  # in a model's versions
         return 1
     for number in reversed(numbers):
         manifest = root / VERSIONS / str(number) / MANIFEST
