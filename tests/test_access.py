@@ -431,7 +431,11 @@ def first_holder_waits_for_a_waiter(monkeypatch: pytest.MonkeyPatch, url: str) -
         deadline = time.monotonic() + wait_s(10)
         with psycopg.connect(url, autocommit=True) as watcher:
             while time.monotonic() < deadline:
-                row = watcher.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                # this test's database only: the cluster is shared with other tests' databases (parallel runs)
+                row = watcher.execute(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
                 if row.fetchone()[0]:
                     return
                 time.sleep(0.01)
