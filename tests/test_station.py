@@ -974,6 +974,27 @@ def test_until_idle_with_the_hot_folder_gone_says_so_in_one_line(model_dir: Path
     assert len(_history(tmp_path)) == 1
 
 
+def test_until_idle_with_the_hot_folder_gone_ends_with_the_held_deliveries_kept_for_the_next_run(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The folder taken away during an inspection, with a sink: the image was stored but could not be filed, so its
+    delivery is held (where the image went is not known). ``--until-idle`` says so once and ends instead of
+    waiting for a folder that is gone; the next run, the folder back, files the image and delivers it."""
+    (name,) = _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    env = _during(tmp_path, "rename", tmp_path / "incoming", tmp_path / "unmounted")
+    code, log = _run(stations, "run", "--until-idle", env=env, timeout=120)
+    assert code == 0 and "Traceback" not in log, log
+    assert log.count("1 delivery held for an image not filed yet stays for the next run") == 1, log
+    assert receiver.received == [], log
+    (tmp_path / "unmounted").rename(tmp_path / "incoming")
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    (body,) = [r["body"] for r in receiver.received]
+    assert body["image"] == str(tmp_path / "incoming" / "done" / name), body
+    assert (tmp_path / "incoming" / "done" / name).is_file()
+
+
 def test_until_idle_waits_while_the_hot_folder_cannot_be_listed(model_dir: Path, tmp_path: Path) -> None:
     """Only a folder that is gone (ENOENT, ENOTDIR) counts as none waiting: one the station may no longer list
     (EACCES here; EIO, ESTALE alike) may still hold images, so ``--until-idle`` says so once and waits."""

@@ -251,11 +251,13 @@ class StationTables:
         rows = self.store.read("SELECT name, spec, paused FROM stations ORDER BY created, name")
         return [(str(name), dict(json.loads(spec)), bool(paused)) for name, spec, paused in rows]
 
-    def owed(self, station: str, sinks: list[str]) -> int:
-        """Deliveries still pending for ``station``'s ``sinks`` (dead letters excluded)."""
+    def owed(self, station: str, sinks: list[str], *, held: bool = True) -> int:
+        """Deliveries still pending for ``station``'s ``sinks`` (dead letters excluded; ``held=False``: those held
+        for an image not filed yet excluded too)."""
         marks = ", ".join("?" for _ in sinks)
-        rows = self.store.read(f"SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ? AND sink IN ({marks})",
-                               (station, PENDING, *sinks))  # fmt: skip
+        unheld = "" if held else " AND next_try <> ?"
+        rows = self.store.read(f"SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ? AND sink IN ({marks})"
+                               f"{unheld}", (station, PENDING, *sinks, *([] if held else [HELD])))  # fmt: skip
         return int(rows[0][0])
 
     def orphans(self, station: str, sinks: list[str]) -> dict[str, int]:

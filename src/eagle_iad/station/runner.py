@@ -201,6 +201,8 @@ class StationRunner:
         self.owns: Callable[[], bool] | None = None
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
+        #: How many held deliveries :meth:`idle` last said stay for the next run (the folder gone).
+        self._held_said = 0
         #: Outbox rows may be held for an image that was never filed (a crash before this start, a put-away that
         #: failed): looked at after the next full poll, record by record (see :meth:`_resolve_unfiled`).
         self._unfiled = True
@@ -335,9 +337,17 @@ class StationRunner:
                          f"({why}); {then}")  # fmt: skip
             if not is_gone:
                 return False
-            backlog = 0
-        else:
-            self._unseen = None
+            # Deliveries held for an image stored but not filed wait for the folder (to find where the image is):
+            # not for this run, which would wait for a folder that is gone; the next run resolves them.
+            owed = self.tables.owed(self.config.name, sinks, held=False)
+            held = self.tables.owed(self.config.name, sinks) - owed
+            if held and owed == 0 and self._held_said != held:  # said once, not at every look
+                self._held_said = held
+                self.log(f"eagle station {self.config.name}: {held} deliver{'y' if held == 1 else 'ies'} held for "
+                         f"{'an image' if held == 1 else 'images'} not filed yet stay{'s' if held == 1 else ''} for "
+                         "the next run (the folder is gone)")  # fmt: skip
+            return owed == 0
+        self._unseen = None
         return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
 
     def _drained(self) -> bool:
