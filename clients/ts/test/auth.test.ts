@@ -64,7 +64,7 @@ describe("with EAGLE_API_KEY", () => {
     expect(labelled.label_by).toBe(`anna-${suffix}`);
     await expect(operator.keys()).rejects.toMatchObject({ status: 403, code: "forbidden" });
     await admin.revokeKey(`vic-${suffix}`);
-    await expect(viewer.categories()).rejects.toMatchObject({ status: 401, code: "invalid_api_key" });
+    await expect(viewer.categories()).rejects.toMatchObject({ status: 401, code: "revoked_api_key" }); // told it was revoked, not that it is wrong
     const log = await admin.audit({ limit: 10 });
     expect(log.items.slice(0, 4).map((row) => [row.actor, row.method, row.route])).toEqual([
       ["EAGLE_API_KEY", "DELETE", "/v1/keys/{name}"],
