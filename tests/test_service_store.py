@@ -202,7 +202,8 @@ def test_the_held_deliveries_are_found_by_an_index_made_at_the_next_open_of_an_e
     path = tmp_path / "h.sqlite3"
     InspectionStore(path).close()
     with sqlite3.connect(path) as db:
-        db.execute("DROP INDEX IF EXISTS outbox_held")  # as a file written before the index existed
+        db.execute("DROP INDEX IF EXISTS outbox_held")  # as a file written before the indexes existed
+        db.execute("DROP INDEX IF EXISTS station_intake_record")
     store = InspectionStore(path)
     try:
         assert store.upgrade.before == store.upgrade.after == SCHEMA_VERSION
@@ -213,4 +214,7 @@ def test_the_held_deliveries_are_found_by_an_index_made_at_the_next_open_of_an_e
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         plan = db.execute("EXPLAIN QUERY PLAN SELECT record_id FROM outbox WHERE station = ? AND state = ? AND "
                           "next_try = ?", ("line-1", PENDING, HELD)).fetchall()  # fmt: skip
+        joined = db.execute("EXPLAIN QUERY PLAN SELECT i.name FROM station_intake i WHERE i.station = ? AND "
+                            "i.record_id = ?", ("line-1", "x")).fetchall()  # fmt: skip
     assert any("outbox_held" in str(row[-1]) for row in plan), plan
+    assert any("station_intake_record" in str(row[-1]) for row in joined), joined  # the join to each held record

@@ -985,7 +985,7 @@ def test_until_idle_with_the_hot_folder_gone_ends_with_the_held_deliveries_kept_
     env = _during(tmp_path, "rename", tmp_path / "incoming", tmp_path / "unmounted")
     code, log = _run(stations, "run", "--until-idle", env=env, timeout=120)
     assert code == 0 and "Traceback" not in log, log
-    assert log.count("1 delivery held for an image not filed yet stays for the next run") == 1, log
+    assert log.count("1 delivery waits for images not filed yet and stays for the next run") == 1, log
     assert receiver.received == [], log
     (tmp_path / "unmounted").rename(tmp_path / "incoming")
     code, log = _run(stations, "run", "--until-idle")
@@ -2018,4 +2018,37 @@ def test_the_state_file_is_written_one_snapshot_at_a_time_and_not_after_the_stop
     runner.set_user_paused(False)
     runner._pause("another reason")
     assert not path.exists()
+    state.close()
+
+
+def test_with_the_hot_folder_gone_a_delivery_queued_behind_a_held_one_does_not_keep_until_idle_running(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A sink's rows go in order, so one due row behind a row held for an image not filed yet cannot go while the
+    folder (where that image is) is gone: :meth:`idle` counts neither, says so once, and ``--until-idle`` ends;
+    a due row ahead of the held one still keeps it running (it can go)."""
+    from eagle_iad.station.outbox import HELD
+
+    (tmp_path / "incoming").mkdir()
+    runner, state, lines = _runner(tmp_path, model_dir)
+    sink = runner.couriers[0].sink.sink.name
+    (tmp_path / "incoming").rename(tmp_path / "unmounted")  # the folder gone
+
+    def queue(record_id: str, next_try: float) -> None:
+        with state.store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, "
+                       "'pending', ?)", ("line-1", sink, record_id, "{}", next_try))  # fmt: skip
+
+    queue("ahead", 0.0)
+    queue("held", HELD)
+    queue("behind", 0.0)
+    assert runner.idle() is False  # "ahead" can go
+    with state.store.transaction() as db:
+        db.execute("DELETE FROM outbox WHERE record_id = 'ahead'")
+    assert [runner.idle(), runner.idle()] == [True, True]
+    line = (
+        "eagle station line-1: 2 deliveries wait for images not filed yet and stay for the next run (the folder "
+        "is gone)"
+    )
+    assert lines.count(line) == 1, lines
     state.close()

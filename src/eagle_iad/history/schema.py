@@ -17,8 +17,8 @@ already stored keep their values; a step that must fill or rewrite data has its 
 (:func:`_number_keys`).
 
 An index is no version: every open runs every ``CREATE ... IF NOT EXISTS`` above, so an index added later
-(``outbox_held``) is made in a history of the same version at its next open, and an older eagle-iad,
-which reads that version too, reads the history as before (it never names the index).
+(``outbox_held``, ``station_intake_record``) is made in a history of the same version at its next open, and an
+older eagle-iad, which reads that version too, reads the history as before (it never names the index).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def statements() -> list[str]:
         "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq)",
         # the deliveries held for images not filed yet (StationTables.held, release_held): no version of its own
         "CREATE INDEX IF NOT EXISTS outbox_held ON outbox (station, state, next_try)",
+        # ... and their intake rows, joined by record (StationTables.held): no version of its own either
+        "CREATE INDEX IF NOT EXISTS station_intake_record ON station_intake (station, record_id)",
         """CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,

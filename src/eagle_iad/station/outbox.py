@@ -252,13 +252,16 @@ class StationTables:
         return [(str(name), dict(json.loads(spec)), bool(paused)) for name, spec, paused in rows]
 
     def owed(self, station: str, sinks: list[str], *, held: bool = True) -> int:
-        """Deliveries still pending for ``station``'s ``sinks`` (dead letters excluded; ``held=False``: those held
-        for an image not filed yet excluded too)."""
+        """Deliveries still pending for ``station``'s ``sinks`` (dead letters excluded). ``held=False``: only those
+        that can go now, so neither one held for an image not filed yet nor one queued behind such a row of its
+        sink (a sink's rows go in order)."""
         marks = ", ".join("?" for _ in sinks)
-        unheld = "" if held else " AND next_try <> ?"
-        rows = self.store.read(f"SELECT COUNT(*) FROM outbox WHERE station = ? AND state = ? AND sink IN ({marks})"
-                               f"{unheld}", (station, PENDING, *sinks, *([] if held else [HELD])))  # fmt: skip
-        return int(rows[0][0])
+        query = f"SELECT COUNT(*) FROM outbox o WHERE o.station = ? AND o.state = ? AND o.sink IN ({marks})"
+        if held:
+            return int(self.store.read(query, (station, PENDING, *sinks))[0][0])
+        query += (" AND o.next_try <> ? AND NOT EXISTS (SELECT 1 FROM outbox h WHERE h.station = o.station AND"
+                  " h.sink = o.sink AND h.state = ? AND h.next_try = ? AND h.seq < o.seq)")  # fmt: skip
+        return int(self.store.read(query, (station, PENDING, *sinks, HELD, PENDING, HELD))[0][0])
 
     def orphans(self, station: str, sinks: list[str]) -> dict[str, int]:
         """Pending deliveries of ``station`` to sinks it no longer has (renamed or removed from its file)."""

@@ -337,15 +337,17 @@ class StationRunner:
                          f"({why}); {then}")  # fmt: skip
             if not is_gone:
                 return False
-            # Deliveries held for an image stored but not filed wait for the folder (to find where the image is):
-            # not for this run, which would wait for a folder that is gone; the next run resolves them.
+            # Deliveries held for an image stored but not filed wait for the folder (to find where the image is),
+            # and so do those queued behind them: not for this run, which would wait for a folder that is gone;
+            # the next run resolves them.
             owed = self.tables.owed(self.config.name, sinks, held=False)
-            held = self.tables.owed(self.config.name, sinks) - owed
-            if held and owed == 0 and self._held_said != held:  # said once, not at every look
-                self._held_said = held
-                self.log(f"eagle station {self.config.name}: {held} deliver{'y' if held == 1 else 'ies'} held for "
-                         f"{'an image' if held == 1 else 'images'} not filed yet stay{'s' if held == 1 else ''} for "
-                         "the next run (the folder is gone)")  # fmt: skip
+            waiting = self.tables.owed(self.config.name, sinks) - owed
+            if waiting and owed == 0 and self._held_said != waiting:  # said once, not at every look
+                self._held_said = waiting
+                one = waiting == 1
+                self.log(f"eagle station {self.config.name}: {waiting} deliver{'y' if one else 'ies'} "
+                         f"wait{'s' if one else ''} for images not filed yet and stay{'s' if one else ''} for the "
+                         "next run (the folder is gone)")  # fmt: skip
             return owed == 0
         self._unseen = None
         return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
