@@ -274,21 +274,7 @@ def test_killed_mid_burst_every_image_is_inspected_exactly_once_and_delivered(
 def test_a_kill_between_storing_and_moving_does_not_inspect_again(model_dir: Path, tmp_path: Path) -> None:
     names = _drop(tmp_path / "incoming", _cells(2))
     stations = _stations(tmp_path, model_dir, "")
-    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
-                               cwd=tmp_path, env=_env(**{PAUSE_ENV: "station stored"}), stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.strip() == f"{PAUSED}station stored":
-                break
-        else:
-            pytest.fail("the station ended before storing its first verdict")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=wait_s(60))
-    finally:
-        process.kill()
-        process.communicate()
+    _kill_after_storing(stations, _env())
     assert [r.image_name for r in _history(tmp_path)] == names[:1]  # stored, not moved
     assert (tmp_path / "incoming" / names[0]).exists()
     code, log = _run(stations, "run", "--until-idle")
@@ -1585,6 +1571,24 @@ def _runner(tmp_path: Path, models: Path, sinks: str = "", source: str = "") -> 
     return StationRunner(stations.stations[0], state, lines.append), state, lines
 
 
+def _taken_meanwhile_then_not_stored(runner: Any, monkeypatch: pytest.MonkeyPatch, error: str) -> None:
+    """The image's planned place taken by another file during its inspection (so it goes to ``-1``), then the
+    history refusing to store where it went with ``error``."""
+    import sqlite3
+
+    finish = runner.config.source.finish
+
+    def taken_meanwhile(arrival: Any, to: Path, record: Any) -> Any:
+        to.write_bytes(b"another file")
+        return finish(arrival, to, record)
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError(error)
+
+    monkeypatch.setattr(runner.config.source, "finish", taken_meanwhile)
+    monkeypatch.setattr(runner.tables, "filed", refused)
+
+
 def _outbox(state: Any) -> list[tuple[dict[str, Any], float]]:
     return [(json.loads(payload), float(next_try)) for payload, next_try in
             state.store.read("SELECT payload, next_try FROM outbox ORDER BY seq")]  # fmt: skip
@@ -1597,7 +1601,6 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     that (the database locked): the intake pauses saying so, its outbox rows stay held while the folder is empty
     (released, they would name ``done/<name>``, where the image is not), and once the history takes it again the
     place is stored first: the rows and the intake say ``-1``, and nothing is "never filed"."""
-    import sqlite3
 
     from eagle_iad.station.outbox import HELD
 
@@ -1606,17 +1609,7 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     runner, state, lines = _runner(tmp_path, model_dir)
     stem, suffix = os.path.splitext(name)
     (incoming / "done").mkdir()
-    finish = runner.config.source.finish
-
-    def taken_meanwhile(arrival: Any, to: Path, record: Any) -> Any:
-        to.write_bytes(b"another file")
-        return finish(arrival, to, record)
-
-    def locked(*args: Any, **kwargs: Any) -> None:
-        raise sqlite3.OperationalError("database is locked")
-
-    monkeypatch.setattr(runner.config.source, "finish", taken_meanwhile)
-    monkeypatch.setattr(runner.tables, "filed", locked)
+    _taken_meanwhile_then_not_stored(runner, monkeypatch, "database is locked")
     runner.step()  # the first look only starts the file's settling time
     time.sleep(0.3)
     runner.step()
@@ -1701,23 +1694,12 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
 ) -> None:
     """Moved to ``done/<name>-1`` (its planned name taken meanwhile), then the process ended before the history
     stored that: the restart finds the image there by its content and delivers that place, not the planned one."""
-    import sqlite3
 
     incoming = tmp_path / "incoming"
     (name,) = _drop(incoming, _cells(1))
     runner, state, _ = _runner(tmp_path, model_dir)
     (incoming / "done").mkdir()
-    finish = runner.config.source.finish
-
-    def taken_meanwhile(arrival: Any, to: Path, record: Any) -> Any:
-        to.write_bytes(b"another file")
-        return finish(arrival, to, record)
-
-    def ended(*args: Any, **kwargs: Any) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    monkeypatch.setattr(runner.config.source, "finish", taken_meanwhile)
-    monkeypatch.setattr(runner.tables, "filed", ended)
+    _taken_meanwhile_then_not_stored(runner, monkeypatch, "disk I/O error")
     runner.step()
     time.sleep(0.3)
     runner.step()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +310,22 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
         assert call("GET", f"{b.base}/v1/stations")[2] == []
 
 
+@contextmanager
+def _one_inspected(models: Path, tmp_path: Path, receiver: Receiver, url: str) -> Iterator[tuple[Any, Path]]:
+    """A service on the shared history ``url`` whose station ``line-1`` (created through the API) has inspected
+    one image: the live server and the data root."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "a", data_root=data, history=url,
+                               files=tmp_path / "files")  # fmt: skip
+    with LiveServer(create_app(settings, extensions=[stations])) as a:
+        status, info = _post(a.base, "/v1/stations", _body(receiver))
+        assert status == 201, info
+        _drop(data / "incoming", _cells(1))
+        _until(a.base, "line-1", lambda i: i["inspected"] == 1, "the first image")
+        yield a, data
+
+
 def test_a_replica_whose_station_lock_the_database_dropped_takes_no_further_image(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,
@@ -325,15 +343,7 @@ def test_a_replica_whose_station_lock_the_database_dropped_takes_no_further_imag
 
     monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)  # no look at the table during the test
     url = postgres.new_database()
-    data = tmp_path / "data"
-    (data / "incoming").mkdir(parents=True)
-    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "a", data_root=data, history=url,
-                               files=tmp_path / "files")  # fmt: skip
-    with LiveServer(create_app(settings, extensions=[stations])) as a:
-        status, info = _post(a.base, "/v1/stations", _body(receiver))
-        assert status == 201, info
-        _drop(data / "incoming", _cells(1))
-        _until(a.base, "line-1", lambda i: i["inspected"] == 1, "the first image")
+    with _one_inspected(model_dir, tmp_path, receiver, url) as (a, data):
         admin = open_backend(url).connect()
         try:  # as a restart does: the server ends the session holding the station's lock
             ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
@@ -370,15 +380,7 @@ def test_stations_answer_503_while_a_shared_history_is_away_and_reuse_the_servic
     ``history_unavailable`` (with Retry-After) as every other route."""
     url = postgres.new_database()
     database = url.rsplit("/", 1)[1]
-    data = tmp_path / "data"
-    (data / "incoming").mkdir(parents=True)
-    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "a", data_root=data, history=url,
-                               files=tmp_path / "files")  # fmt: skip
-    with LiveServer(create_app(settings, extensions=[stations])) as a:
-        status, info = _post(a.base, "/v1/stations", _body(receiver))
-        assert status == 201, info
-        _drop(data / "incoming", _cells(1))
-        _until(a.base, "line-1", lambda i: i["inspected"] == 1, "the first image")
+    with _one_inspected(model_dir, tmp_path, receiver, url) as (a, _):
         with postgres.connect("postgres") as admin:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')  # as a server at max_connections
             try:
