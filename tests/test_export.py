@@ -590,6 +590,59 @@ def test_a_service_running_exports_says_why_it_cannot_change_their_thresholds_te
             assert (status, answer["error"]["code"]) == (404, "category_not_found"), answer
 
 
+def test_a_service_running_exports_answers_their_dashboard_and_evidence_and_why_no_reference(
+    exports: dict[str, Path], elpv_images: list[Path], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: the dashboard and the threshold preview's evidence read only fitted models'
+    manifests, so they answered 404 "no fitted category" for every category the service runs (the console's
+    category page had neither). They are the history read against the threshold, which the sidecar carries: they
+    answer as for a fitted model. An export's inspection has no nearest normal (an export keeps no training
+    images): its reference answers 409 ``needs_fitted_model`` rather than 404 "made before references"."""
+    from test_service import call, multipart
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(exports["resize"], models / "mono")
+    (models / "broken").mkdir()
+    (models / "broken" / SIDECAR).write_text("{")
+    sidecar = json.loads((exports["resize"] / SIDECAR).read_text())
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    body, ctype = multipart({"category": "mono"}, [("image", "cell.png", elpv_images[0].read_bytes(), "image/png")])
+    with live_server(create_app(settings)) as live:
+        status, _, record = call("POST", f"{live.base}/v1/inspect", body=body, content_type=ctype)
+        assert status == 200 and record["model_version"] is None, record
+        label = json.dumps({"label": "normal"}).encode()
+        url = f"{live.base}/v1/inspections/{record['id']}/label"
+        assert call("PUT", url, body=label, content_type="application/json")[0] == 200
+
+        status, _, dashboard = call("GET", f"{live.base}/v1/categories/mono/dashboard")
+        assert status == 200, dashboard
+        assert (dashboard["category"], dashboard["totals"]["inspections"], dashboard["totals"]["labelled_normal"]) == (
+            "mono", 1, 1,
+        )  # fmt: skip
+        status, _, evidence = call("GET", f"{live.base}/v1/categories/mono/evidence")
+        assert status == 200, evidence
+        assert evidence["tau"] == sidecar["tau"]
+        assert [(item["source"], item["id"], item["label"]) for item in evidence["items"]] == [
+            ("history", record["id"], "normal")
+        ]
+
+        status, _, answer = call("GET", f"{live.base}/v1/inspections/{record['id']}/reference")
+        assert (status, answer["error"]["code"]) == (409, "needs_fitted_model"), answer
+        assert "keeps no training images" in answer["error"]["message"]
+
+        for route in ("dashboard", "evidence"):
+            status, _, answer = call("GET", f"{live.base}/v1/categories/nosuch/{route}")
+            assert (status, answer["error"]["code"]) == (404, "category_not_found"), answer
+            status, _, answer = call("GET", f"{live.base}/v1/categories/broken/{route}")
+            assert (status, answer["error"]["code"]) == (409, "model_invalid"), answer
+            assert "not a readable export sidecar" in answer["error"]["message"]
+        status, _, listed = call("GET", f"{live.base}/v1/categories/mono")
+        assert listed["export"] == "onnx"
+
+
 def test_a_service_running_exports_lists_those_its_runtime_refuses_with_the_reason(
     exports: dict[str, Path], tmp_path: Path, live_server: Any
 ) -> None:

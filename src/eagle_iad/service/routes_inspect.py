@@ -24,9 +24,10 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from eagle_iad.expert.export import SIDECAR
 from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
-from eagle_iad.naming import printable
+from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.review import review_page
 from eagle_iad.service import idempotency, schemas
@@ -340,6 +341,17 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     return stored.to_dict()
 
 
+def scored_by_export(state: ServiceState, stored: InspectionRecord) -> bool:
+    """Whether ``stored`` was scored by an export this service runs: its category is an export folder here
+    (``--runtime onnx|openvino``) and the record names no model version (an export has none; a fitted model's
+    inspection names the version that scored it)."""
+    if state.settings.runtime == "torch" or stored.model_version is not None:
+        return False
+    if category_name_problem(stored.category) is not None:
+        return False  # a record stored under a name no folder can have
+    return (state.settings.models_dir / stored.category / SIDECAR).is_file()
+
+
 #: Why an inspection stored before reference pictures existed has none.
 NO_REFERENCE_RECORDED = "no reference: this inspection was made before references were recorded"
 
@@ -355,7 +367,9 @@ def inspection_reference(inspection_id: str, request: Request) -> FileResponse:
 
     Stored with the inspection, not looked up in the current model, so a refit category still shows
     the image that was nearest when the inspection was made. 404 ``no_reference`` says why there is
-    none (a model fitted before model schema 4, or an inspection made before references existed).
+    none (a model fitted before model schema 4, or an inspection made before references existed); 409
+    ``needs_fitted_model`` for an inspection an export scored (``--runtime onnx|openvino``): an export keeps
+    no training images, so it has no nearest normal to show, and "made before references" would mislead.
     """
     state = service(request)
     stored = state.store.get(inspection_id)
@@ -365,6 +379,11 @@ def inspection_reference(inspection_id: str, request: Request) -> FileResponse:
     if link is None:
         reference = stored.verdict.get("reference")
         why = reference.get("unavailable") if isinstance(reference, dict) else None
+        if why is None and scored_by_export(state, stored):
+            raise ApiError(409, f"inspection {inspection_id!r} was scored by an export this service runs (--runtime "
+                                f"{state.settings.runtime}), which keeps no training images: its nearest normal "
+                                "reference needs the fitted model (serve the fitted models with eagle serve --runtime "
+                                "torch)", code="needs_fitted_model")  # fmt: skip
         raise ApiError(404, why or NO_REFERENCE_RECORDED, code="no_reference")
     target = resolve_inside(state.settings.files_dir, link.removeprefix("/v1/files/"), "file")
     if not target.is_file():

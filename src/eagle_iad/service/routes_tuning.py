@@ -14,7 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from eagle_iad.errors import ModelFormatError
+from eagle_iad.errors import ConfigError, ModelFormatError
+from eagle_iad.expert.export import SIDECAR
+from eagle_iad.expert.runtime import check_runtime, parse_sidecar
 from eagle_iad.expert.store import MANIFEST, read_manifest
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
@@ -26,7 +28,24 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 
 
 def _manifest(state: ServiceState, name: str) -> dict[str, Any]:
+    """What the evidence and the dashboard need of a category (its ``category`` and ``thresholds.tau``): the
+    fitted model's manifest, or, for an export this service runs (``--runtime onnx|openvino``), its sidecar.
+
+    Both answers are the history and the evaluation runs read against the threshold, which an export's
+    sidecar carries as the manifest does; reading only manifests answered 404 "no fitted category" for every
+    category such a service runs, so the console's category page had no dashboard and no threshold preview.
+    An export's sidecar is checked as the category listing checks it (409 ``model_invalid`` when it would not
+    load); a name this service does not run is 404.
+    """
     directory = state.settings.models_dir / check_name(name)
+    if state.settings.runtime != "torch" and (directory / SIDECAR).is_file():
+        try:
+            folder, record = parse_sidecar(directory)
+            check_runtime(folder, record, state.settings.runtime)
+            return {"category": record.get("category", name), "thresholds": {"tau": float(record["tau"])}}
+        except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError) as exc:
+            reason = str(exc).replace(str(directory.parent) + "/", "")
+            raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
     if not (directory / MANIFEST).is_file():
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     try:
@@ -123,7 +142,7 @@ def category_dashboard(name: str, request: Request) -> dict[str, Any]:
     ``null`` when the denominator is zero. A category without inspections has no days.
     """
     state = service(request)
-    _manifest(state, name)  # 404 for an unknown category, rather than an empty dashboard
+    _manifest(state, name)  # 404 for a category this service does not run, rather than an empty dashboard
     days = state.store.daily(name)
     counted = ("inspections", "scored", "rejected", "flagged", "in_band", "labelled_normal", "labelled_anomalous",
                "false_alarms", "misses")  # fmt: skip

@@ -61,6 +61,11 @@ class Category(_Open):
     #: What is degenerate about the model although it is usable (very few images, an empty low-confidence
     #: band, a coreset chosen from a sample), as the fit, the last teach or threshold change left them.
     warnings: list[str] | None = None
+    #: The export's format (``onnx``, ``openvino``) where this service runs an export (``eagle serve --runtime
+    #: onnx|openvino``); null: a fitted model. An export has no versions, training images or training scores,
+    #: so a threshold change, a teach, the versions and a nearest normal reference answer 409
+    #: ``needs_fitted_model``; the dashboard and the threshold preview (read-only) answer as for a fitted model.
+    export: str | None = None
     #: Set instead of the fields above when the category's manifest cannot be read.
     error: str | None = None
 

@@ -427,7 +427,9 @@ export interface paths {
          *
          *     Stored with the inspection, not looked up in the current model, so a refit category still shows
          *     the image that was nearest when the inspection was made. 404 ``no_reference`` says why there is
-         *     none (a model fitted before model schema 4, or an inspection made before references existed).
+         *     none (a model fitted before model schema 4, or an inspection made before references existed); 409
+         *     ``needs_fitted_model`` for an inspection an export scored (``--runtime onnx|openvino``): an export keeps
+         *     no training images, so it has no nearest normal to show, and "made before references" would mislead.
          */
         get: operations["inspection_reference_v1_inspections__inspection_id__reference_get"];
         put?: never;
@@ -757,6 +759,8 @@ export interface components {
             created?: string | null;
             /** Error */
             error?: string | null;
+            /** Export */
+            export?: string | null;
             /** History */
             history?: {
                 [key: string]: unknown;
