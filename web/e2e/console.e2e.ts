@@ -121,6 +121,10 @@ describe("web console", () => {
     expect(await result.locator('[data-testid="answer"]').textContent()).not.toBe("");
     expect(await result.getByText(/CAAS applied:/).textContent()).toMatch(/CAAS applied: (yes|no)/);
     expect(await result.getByText(/In unsure band:/).textContent()).toMatch(/: (yes|no)/);
+    // The model version that scored it, named as the Versions timeline names it, linking to the category's page.
+    const version = result.locator('[data-testid="model-version"] a');
+    expect(await version.textContent()).toMatch(/^version \d+$/);
+    expect(await version.getAttribute("href")).toBe("#/categories/mono");
     const path = await shot("inspect");
     // The README's picture is refreshed on request only, so a test run never dirties the checkout.
     if (process.env["EAGLE_UPDATE_README_SHOT"] === "1") copyFileSync(path, resolve(REPO, "docs/img/console.png"));
@@ -206,6 +210,11 @@ describe("web console", () => {
     expect(await table.getByText("x.png").count()).toBe(0); // refused uploads are not stored
     const label = ((await ourRow.first().locator(".decision").textContent()) ?? "").replace(/[^A-Za-z]/g, "").toLowerCase();
     expect(["anomalous", "normal", "undecided"]).toContain(label);
+    // The Model column: the version that scored it, compact ("v3"), the full name on hover.
+    const stored = (await client.history({ category: "mono", limit: 200 })).items.find((r) => r.image_name === "history-crack.png")!;
+    const versionCell = ourRow.first().locator('[data-field="model-version"]');
+    expect(await versionCell.textContent()).toBe(`v${stored.model_version}`);
+    expect(await versionCell.getAttribute("title")).toBe(`version ${stored.model_version}`);
 
     const showOnly = async (decision: string) => {
       await page.getByLabel("Decision").selectOption(decision);

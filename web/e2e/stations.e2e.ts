@@ -115,9 +115,14 @@ describe("stations page", () => {
       info = await client.getStation(LINE);
       return info.sinks["folder"]?.delivered === 1;
     });
-    const last = info.last_verdict as { decision: string | null; score: number; image: string };
+    const last = info.last_verdict as { decision: string | null; score: number; image: string; time_iso: string };
     const label = last.decision === "anomalous" ? "Anomalous" : last.decision === "normal" ? "Normal" : "Undecided";
     expect(await verdict.locator(".decision").textContent()).toContain(label);
+    // When: local time to read, the service's UTC ISO instant in the <time> element's datetime and title.
+    const when = verdict.locator("time");
+    expect(await when.getAttribute("datetime")).toBe(last.time_iso);
+    expect(await when.getAttribute("title")).toBe(last.time_iso);
+    expect(await when.textContent()).toBe(await page.evaluate((iso) => new Date(iso).toLocaleTimeString(), last.time_iso));
     expect(await verdict.textContent()).toContain("cell-01.png");
     expect(await verdict.textContent()).toMatch(/score \d+(\.\d+)?/);
     await page.waitForFunction(

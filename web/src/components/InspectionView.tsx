@@ -3,6 +3,8 @@ import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { legendOf, verdictMapFactor } from "../logic/legend";
+import { formatRoute } from "../logic/route";
+import { modelVersionText } from "../logic/versions";
 import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf, regionStrength, type Region } from "../logic/verdict";
 import { MapLegend } from "./MapLegend";
 import { Picture } from "./Picture";
@@ -97,6 +99,19 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
           ) : null}
           <ScoreScale score={record.score} tau={record.tau} sMax={record.s_max} domain={domain} />
           <dl className="facts">
+            <div>
+              <dt>Model</dt>
+              <dd data-testid="model-version">
+                {typeof record.model_version === "number" ? (
+                  // The category page lists this version in its Versions timeline (what made it, its threshold).
+                  <a href={formatRoute("categories", record.category)} title={`The versions of ${record.category}`}>
+                    {modelVersionText(record.model_version)}
+                  </a>
+                ) : (
+                  <span className="muted">{modelVersionText(record.model_version)}</span>
+                )}
+              </dd>
+            </div>
             {expertDecision ? (
               <div>
                 <dt>Expert alone</dt>

@@ -29,7 +29,7 @@ function station(extra: Partial<StationInfo> = {}): StationInfo {
     backlog: 0,
     images_per_s: 0.05,
     latency_s: { p50: 0.4123, p95: 1.5, p99: 12.25 },
-    last_verdict: { image: "a.png", record_id: "r1", time: 1_700_000_000.5, decision: "anomalous", score: 142.31 },
+    last_verdict: { image: "a.png", record_id: "r1", time: 1_700_000_000.5, time_iso: "2023-11-14T22:13:20.500+00:00", decision: "anomalous", score: 142.31 },
     sinks: {
       folder: { kind: "folder", pending: 1, delivered: 2, dead_letters: 0, last_error: null },
       hook: { kind: "webhook", pending: 0, delivered: 0, dead_letters: 2, last_error: "HTTP 500" },
@@ -54,12 +54,22 @@ describe("stateView", () => {
 
 describe("figures", () => {
   it("reads the last verdict field by field", () => {
-    expect(lastVerdictOf(station())).toEqual({ decision: "anomalous", score: 142.31, time: 1_700_000_000.5, image: "a.png", recordId: "r1" });
+    expect(lastVerdictOf(station())).toEqual({
+      decision: "anomalous",
+      score: 142.31,
+      time: 1_700_000_000.5,
+      timeIso: "2023-11-14T22:13:20.500+00:00",
+      image: "a.png",
+      recordId: "r1",
+    });
+    // A service before time_iso: the ISO is made from the seconds (for the page's <time dateTime>).
+    expect(lastVerdictOf(station({ last_verdict: { decision: "normal", time: 1_700_000_000.5 } }))?.timeIso).toBe("2023-11-14T22:13:20.500Z");
     expect(lastVerdictOf(station({ last_verdict: null }))).toBeNull();
     expect(lastVerdictOf(station({ last_verdict: { decision: null, score: "x" } }))).toEqual({
       decision: null,
       score: null,
       time: null,
+      timeIso: null,
       image: null,
       recordId: null,
     });

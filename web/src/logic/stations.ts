@@ -52,6 +52,8 @@ export interface LastVerdict {
   score: number | null;
   /** Unix seconds the verdict was stored. */
   time: number | null;
+  /** The same instant in UTC ISO 8601 (the service's `time_iso`, or made from `time` by an older service). */
+  timeIso: string | null;
   image: string | null;
   recordId: string | null;
 }
@@ -62,7 +64,22 @@ export function lastVerdictOf(info: StationInfo): LastVerdict | null {
   if (!raw || typeof raw !== "object") return null;
   const text = (key: string) => (typeof raw[key] === "string" ? (raw[key] as string) : null);
   const number = (key: string) => (typeof raw[key] === "number" && Number.isFinite(raw[key]) ? (raw[key] as number) : null);
-  return { decision: text("decision"), score: number("score"), time: number("time"), image: text("image"), recordId: text("record_id") };
+  const time = number("time");
+  return {
+    decision: text("decision"),
+    score: number("score"),
+    time,
+    timeIso: text("time_iso") ?? isoOf(time),
+    image: text("image"),
+    recordId: text("record_id"),
+  };
+}
+
+/** Unix seconds as UTC ISO 8601 (what a `<time dateTime>` holds), or null where there is no valid time. */
+function isoOf(unixSeconds: number | null): string | null {
+  if (unixSeconds === null) return null;
+  const date = new Date(unixSeconds * 1000);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
 /** Seconds as the latency column shows them: "0.412 s", "3.21 s", "42.5 s", "–". */

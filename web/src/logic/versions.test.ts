@@ -1,6 +1,6 @@
 import type { ModelVersion } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { formatBytes, versionDiff, whatMadeIt } from "./versions";
+import { formatBytes, modelVersionShort, modelVersionText, versionDiff, whatMadeIt } from "./versions";
 
 const base: ModelVersion = {
   version: 1, action: "fit", at: "2026-12-01T08:00:00+00:00", by: null, why: null, current: false,
@@ -47,5 +47,15 @@ describe("model versions", () => {
 
   it("formats disk sizes", () => {
     expect([formatBytes(512), formatBytes(3100), formatBytes(6_700_000)]).toEqual(["512 B", "3.1 kB", "6.7 MB"]);
+  });
+});
+
+describe("the model version an inspection names", () => {
+  it("names it as the timeline does, or says why there is none", () => {
+    expect(modelVersionText(3)).toBe("version 3");
+    expect(modelVersionText(null)).toBe("no version recorded (an export, or stored before versions)");
+    expect(modelVersionText(undefined)).toBe(modelVersionText(null));
+    expect(modelVersionShort(12)).toBe("v12");
+    expect(modelVersionShort(null)).toBe("–");
   });
 });

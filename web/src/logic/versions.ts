@@ -92,3 +92,18 @@ export function formatBytes(bytes: number): string {
   if (bytes < 1_000_000) return `${(bytes / 1000).toFixed(1)} kB`;
   return `${(bytes / 1_000_000).toFixed(1)} MB`;
 }
+
+/**
+ * The model version that scored an inspection (its record's `model_version`), as the Versions timeline names it:
+ * "version 3". Null names no version: an export scored it (an export has no versions), or it was stored before
+ * records named their version; said so, rather than a bare dash, since a missing number would otherwise look
+ * like a fault.
+ */
+export function modelVersionText(version: number | null | undefined): string {
+  return typeof version === "number" ? `version ${version}` : "no version recorded (an export, or stored before versions)";
+}
+
+/** The same, compact, for a table column: "v3", or "–". */
+export function modelVersionShort(version: number | null | undefined): string {
+  return typeof version === "number" ? `v${version}` : "–";
+}

@@ -10,6 +10,7 @@ import { useFocusAfterRender } from "../components/useFocusAfterRender";
 import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
+import { modelVersionShort, modelVersionText } from "../logic/versions";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 
 /** New records counted at most (then "999+"): a page left open all week must not grow without bound. */
@@ -233,13 +234,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                   <th scope="col" className="wide-only">Label</th>
                   <th scope="col" className="wide-only">Time</th>
                   <th scope="col" className="wide-only">Category</th>
+                  <th scope="col" className="wide-only">Model</th>
                   <th scope="col" className="wide-only">CAAS</th>
                 </tr>
               </thead>
               <tbody aria-busy={page.loading}>
                 {data.items.length === 0 ? (
                   <tr>
-                    <td colSpan={8} className="empty">
+                    <td colSpan={9} className="empty">
                       No inspections match these filters.
                     </td>
                   </tr>
@@ -278,6 +280,9 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                     </td>
                     <td className="nowrap wide-only">{new Date(r.time).toLocaleString()}</td>
                     <td className="wide-only">{r.category}</td>
+                    <td className="wide-only nowrap" data-field="model-version" title={modelVersionText(r.model_version)}>
+                      {modelVersionShort(r.model_version)}
+                    </td>
                     <td className="wide-only">{r.caas_applied ? "applied" : "–"}</td>
                   </tr>
                 ))}

@@ -419,7 +419,14 @@ function LastVerdictView({ info }: { info: StationInfo }) {
       <DecisionBadge decision={last.decision} size="small" />
       <span className="nowrap">score {formatScore(last.score)}</span>
       <span className="muted small">
-        {formatVerdictTime(last.time)}
+        {/* local time to read; the exact UTC instant in dateTime (machines) and title (a hover) */}
+        {last.timeIso ? (
+          <time dateTime={last.timeIso} title={last.timeIso} data-testid="last-verdict-time">
+            {formatVerdictTime(last.time)}
+          </time>
+        ) : (
+          formatVerdictTime(last.time)
+        )}
         {last.image ? ` · ${last.image}` : ""}
       </span>
     </span>
