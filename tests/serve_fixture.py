@@ -8,9 +8,11 @@ never a faked answer), an evaluation run written by ``eagle eval-expert`` so ``/
 metrics and plots, and a data root with a folder of normal cells for fits from a server folder (and a
 folder of undecodable ``.png`` files, for a fit job that fails).
 
-Usage: ``python tests/serve_fixture.py --work DIR --port N [--mllm-queue N]`` (``EAGLE_API_KEY``
-passes through). Preparation is cached in ``DIR`` (a marker file is written last), then the process
-*becomes* ``eagle serve`` (exec), so the caller stops the server by signalling the pid it started.
+Usage: ``python tests/serve_fixture.py --work DIR --port N [--mllm-queue N] [--runtime onnx]``
+(``EAGLE_API_KEY`` passes through; ``--runtime onnx`` serves an ONNX export of the model instead, as
+``eagle serve --runtime onnx`` on export folders does, exported once into ``DIR/exports``).
+Preparation is cached in ``DIR`` (a marker file is written last), then the process *becomes*
+``eagle serve`` (exec), so the caller stops the server by signalling the pid it started.
 A failure is one line on stderr and exit status 2, which the Node suites show as the reason.
 """
 
@@ -90,6 +92,18 @@ def prepare(work: Path, train_images: int) -> None:
     (work / READY).write_text("ok\n")
 
 
+def export(work: Path) -> Path:
+    """``DIR/exports``: an ONNX export of each model (``eagle export``), made once. Apart from :func:`prepare`'s
+    cache, since only the suites that serve an export pay for it; the export writes its sidecar last, so a
+    folder with one is whole."""
+    exports = work / "exports"
+    target = exports / CATEGORY
+    if not (target / "eagle-export.json").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        _eagle("export", "--model", str(work / "models" / CATEGORY), "--format", "onnx", "--out", str(target))
+    return exports
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="cache directory for models, MLLM, runs and data")
@@ -97,11 +111,14 @@ def main() -> None:
     parser.add_argument("--state-dir", help="service state (default: a fresh <work>/state-<port>)")
     parser.add_argument("--train-images", type=int, default=12)
     parser.add_argument("--mllm-queue", type=int, default=4, help="MLLM requests that may wait (1: 429s come fast)")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="onnx: serve an ONNX export of the model (eagle serve --runtime onnx)")  # fmt: skip
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
     work = Path(args.work).resolve()
     try:
         prepare(work, args.train_images)
+        served = export(work) if args.runtime == "onnx" else work / "models"
     except (FixtureError, OSError) as error:
         sys.exit(f"serve_fixture.py: cannot prepare {work}: {error}")
     if args.prepare_only:
@@ -109,13 +126,14 @@ def main() -> None:
     state = Path(args.state_dir) if args.state_dir else work / f"state-{args.port}"
     shutil.rmtree(state, ignore_errors=True)
     models = state / "models"
-    shutil.copytree(work / "models", models)  # fits made by a test land in this run's copy only
+    shutil.copytree(served, models)  # fits made by a test land in this run's copy only
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     command = [sys.executable, "-m", "eagle_iad.cli", "serve", "--models", str(models),
                "--mllm", f"hf:{work / 'tiny-qwen2.5-vl'}", "--runs", str(work / "runs"),
                "--data-root", str(work / "data"), "--state-dir", str(state), "--host", "127.0.0.1",
-               "--port", str(args.port), "--mllm-queue", str(args.mllm_queue), "--log-level", "warning"]  # fmt: skip
+               "--port", str(args.port), "--mllm-queue", str(args.mllm_queue), "--log-level", "warning",
+               "--runtime", args.runtime]  # fmt: skip
     os.execv(sys.executable, command)
 
 

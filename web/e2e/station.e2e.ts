@@ -296,3 +296,73 @@ describe("inspection station", () => {
     expect(problems).toEqual([]);
   });
 });
+
+describe("a service running an ONNX export (eagle serve --runtime onnx)", () => {
+  let exported: RunningServer;
+  let exportClient: EagleClient;
+  let exportContext: BrowserContext;
+  let exportPage: Page;
+  const exportProblems: string[] = [];
+  let inspected = "";
+
+  beforeAll(async () => {
+    exported = await startServer({}, 300_000, ["--runtime", "onnx"]);
+    exportClient = new EagleClient({ baseUrl: exported.baseUrl });
+    const record = await exportClient.inspect(image("sample-crack.png"), "mono", { filename: "export-crack.png" });
+    await exportClient.label(record.id, "anomalous");
+    inspected = record.id;
+    ({ context: exportContext, page: exportPage } = await openPage(browser, exportProblems, undefined, "export"));
+  });
+
+  afterAll(async () => {
+    await exportContext?.close();
+    await exported?.stop();
+  });
+
+  it("shows the category's dashboard and threshold preview, says what needs the fitted model, and passes axe (1280 and 390 px)", async () => {
+    // The routes answer from the sidecar (they were 404 "no fitted category", and the page showed error banners).
+    const figures = await exportClient.categoryDashboard("mono");
+    expect(figures.totals).toMatchObject({ inspections: 1, labelled_anomalous: 1 });
+    expect((await exportClient.categoryEvidence("mono")).items.filter((i) => i.source === "history").map((i) => i.id)).toEqual([inspected]);
+    const found: string[] = [];
+    for (const width of [1280, 390]) {
+      await exportPage.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+      await exportPage.goto(`${exported.baseUrl}/#/categories/mono`);
+      await exportPage.reload();
+      await exportPage.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
+      await exportPage.locator('[data-testid="preview-summary"]').getByText(/false alarms/).waitFor();
+      expect(await exportPage.locator('[data-testid="runs-as"]').textContent()).toBe("ONNX export");
+      expect(await exportPage.locator('[data-testid="needs-fitted-model"]').textContent()).toMatch(
+        /^Changing the threshold needs the fitted model: the service runs an ONNX export of this category \(eagle serve --runtime onnx\)/,
+      );
+      expect(await exportPage.locator('[data-testid="export-note"]').textContent()).toContain("Rolling back, teaching or listing the versions needs the fitted model");
+      expect(await exportPage.getByRole("button", { name: /^Save threshold/ }).count()).toBe(0);
+      expect(await exportPage.locator('[data-testid="versions"]').count()).toBe(0);
+      expect(await exportPage.locator(".error-banner").count()).toBe(0);
+      found.push(...(await axeOn(exportPage, `export category at ${width} px`)));
+      if (width === 390) {
+        const { scrollWidth, tiny } = await measure(exportPage);
+        expect({ scrollWidth, tiny }).toEqual({ scrollWidth: 390, tiny: [] });
+      }
+      await shot(exportPage, `export-category-${width}`);
+
+      // The inspection: no model version (an export has none) and no nearest normal, each said why.
+      await exportPage.goto(`${exported.baseUrl}/#/history`);
+      const table = exportPage.getByRole("table", { name: "Inspection history" });
+      await table.getByRole("button", { name: /^Show export-crack\.png/ }).first().click();
+      const detail = exportPage.getByRole("region", { name: "Selected inspection" });
+      await detail.waitFor();
+      expect(await detail.locator('[data-testid="model-version"]').textContent()).toBe("no version recorded (an export, or stored before versions)");
+      // Said once the category list is in (which tells an export): until then the generic reason stands.
+      await expect.poll(() => detail.locator('[data-testid="reference-unavailable"]').textContent()).toMatch(/^A nearest normal reference needs the fitted model: /);
+      if (width === 1280) expect(await table.locator('[data-field="model-version"]').first().textContent()).toBe("–");
+      found.push(...(await axeOn(exportPage, `export history at ${width} px`)));
+      await shot(exportPage, `export-history-${width}`);
+    }
+    expect(found).toEqual([]);
+  });
+
+  it("logged no script errors", () => {
+    expect(exportProblems).toEqual([]);
+  });
+});

@@ -167,7 +167,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               </div>
               <div className="picture-pair">
                 <div>{link && shown ? <Picture key={link} link={link} alt={`${label(shown)} of ${record.image_name}`} /> : null}</div>
-                <ReferencePicture record={record} />
+                <ReferencePicture record={record} exported={category?.export ?? null} />
               </div>
               {link && shown ? (
                 <button type="button" className="link-button zoom-open" ref={opener} onClick={() => setZoomed(true)}>

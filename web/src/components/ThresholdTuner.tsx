@@ -2,6 +2,7 @@ import type { Category, CategoryEvidence, LabelledScore } from "@eagle-iad/clien
 import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { needsFittedModelLine } from "../logic/exported";
 import { formatScore } from "../logic/scale";
 import { flagged, formatRate, previewThreshold, roundTo, sameFileLine, sliderRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
@@ -49,6 +50,7 @@ export function ThresholdTuner({
   const id = useId();
   const tau = category.tau ?? null;
   const training = category.training_scores?.values ?? [];
+  const exportedLine = needsFittedModelLine(category.export, "Changing the threshold");
   const items = evidence?.items ?? [];
   const range = sliderRange([...training, ...items.map((i) => i.score), tau, category.s_max]);
   const [candidate, setCandidate] = useState<number>(tau ?? range.min);
@@ -245,6 +247,12 @@ export function ThresholdTuner({
           onClose={() => setZoomed(null)}
         />
       ) : null}
+      {exportedLine ? (
+        // An export's threshold is fixed in its sidecar: the preview above stands, saving needs the fitted model.
+        <p className="notice" data-testid="needs-fitted-model">
+          {exportedLine}
+        </p>
+      ) : (
       <RoleGate needed="engineer" what="Changing the threshold">
       <form className="tuner-save" onSubmit={submit}>
         <div className="field grow">
@@ -277,6 +285,7 @@ export function ThresholdTuner({
         </div>
       </form>
       </RoleGate>
+      )}
       {messages("form")}
       <h3 id={`${id}-history`}>Threshold changes</h3>
       {history.length === 0 ? (

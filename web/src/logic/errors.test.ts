@@ -21,6 +21,15 @@ describe("describeError", () => {
     expect(describeError(error)).toEqual({ kind: "unauthorised", title: "API key revoked", message, retryable: false });
     expect(isUnauthorised(error)).toBe(true);
   });
+  it("says a change of an export needs the fitted model, in the service's words, and not as 'not found'", () => {
+    const message = "category 'mono' is an export this service runs (--runtime onnx): teaching needs the fitted model";
+    expect(describeError(new EagleApiError(message, 409, "needs_fitted_model"))).toEqual({
+      kind: "needs_fitted_model",
+      title: "Needs the fitted model",
+      message,
+      retryable: false,
+    });
+  });
   it("shows the service's own message for an invalid image", () => {
     const e = describeError(new EagleApiError("x.png: cannot identify image file", 400, "invalid_image"));
     expect(e).toEqual({ kind: "invalid_image", title: "Not a usable image", message: "x.png: cannot identify image file", retryable: false });

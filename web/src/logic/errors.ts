@@ -10,6 +10,7 @@ export type ErrorKind =
   | "busy"
   | "category_not_found"
   | "model_invalid"
+  | "needs_fitted_model"
   | "not_found"
   | "too_large"
   | "invalid_request"
@@ -64,6 +65,9 @@ export function describeError(error: unknown): UserError {
     if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };
     // A fitted category whose model cannot be read (edited by hand, a file deleted): a rollback recovers it.
     if (code === "model_invalid") return { kind: "model_invalid", title: "Model unreadable", message, retryable: false };
+    // A change (threshold, teach, rollback) or a view (versions, nearest normal) an export cannot have: the
+    // service runs an exported model (eagle serve --runtime onnx|openvino); its message says what to serve instead.
+    if (code === "needs_fitted_model") return { kind: "needs_fitted_model", title: "Needs the fitted model", message, retryable: false };
     if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };
     if (status === 413) return { kind: "too_large", title: "Too large", message, retryable: false };
     if (status >= 500) return { kind: "server", title: `Service error (${status})`, message, retryable: true };

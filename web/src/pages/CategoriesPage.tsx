@@ -8,6 +8,7 @@ import { SelectField } from "../components/SelectField";
 import { ThresholdTuner } from "../components/ThresholdTuner";
 import { VersionTimeline } from "../components/VersionTimeline";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { exportFormatName, needsFittedModelLine } from "../logic/exported";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 
@@ -105,7 +106,10 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
   useEffect(() => {
     if (!detail.loading) setHadVersions(readable || unreadable);
   }, [detail.loading, readable, unreadable]);
-  const showVersions = readable || unreadable || (detail.loading && hadVersions);
+  // An export (eagle serve --runtime onnx|openvino) has no versions: said in place of the timeline, not fetched
+  // for a 409 needs_fitted_model banner.
+  const exportedLine = needsFittedModelLine(c?.export, "Rolling back, teaching or listing the versions");
+  const showVersions = !exportedLine && (readable || unreadable || (detail.loading && hadVersions));
   return (
     <section className="panel detail" aria-labelledby="category-detail-title">
       <div className="detail-head">
@@ -131,6 +135,12 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
         <div className="detail-grid">
           <ThresholdTuner category={c} evidence={evidence.data} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
           <dl className="facts vertical">
+            {c.export ? (
+              <div>
+                <dt>Runs as</dt>
+                <dd data-testid="runs-as">{exportFormatName(c.export)} export</dd>
+              </div>
+            ) : null}
             <div>
               <dt>Backbone</dt>
               <dd>{c.backbone ?? "–"}</dd>
@@ -153,7 +163,7 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
             </div>
             <div>
               <dt>Memory bank</dt>
-              <dd>{c.bank_size ?? "–"} patches</dd>
+              <dd>{c.bank_size == null ? "–" : `${c.bank_size} patches`}</dd>
             </div>
             {scores ? (
               <div>
@@ -173,6 +183,12 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
       ) : null}
       {evidence.error && !detail.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null /* one banner for one cause */}
       {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} /> : null}
+      {exportedLine ? (
+        <section className="versions" aria-labelledby="category-export-title" data-testid="export-note">
+          <h3 id="category-export-title">Versions</h3>
+          <p className="notice">{exportedLine}</p>
+        </section>
+      ) : null}
       {showVersions ? (
         // Also for a model that cannot be read: rolling back to one of its versions is how it is recovered.
         <VersionTimeline name={name} changed={c?.history?.length ?? detail.error?.message ?? 0} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
