@@ -35,7 +35,7 @@ def _manifest(state: ServiceState, name: str) -> dict[str, Any]:
     sidecar carries as the manifest does; reading only manifests answered 404 "no fitted category" for every
     category such a service runs, so the console's category page had no dashboard and no threshold preview.
     An export's sidecar is checked as the category listing checks it (409 ``model_invalid`` when it would not
-    load); a name this service does not run is 404.
+    load); a folder with neither a sidecar (under those runtimes) nor a manifest is 404.
     """
     directory = state.settings.models_dir / check_name(name)
     if state.settings.runtime != "torch" and (directory / SIDECAR).is_file():
@@ -142,7 +142,7 @@ def category_dashboard(name: str, request: Request) -> dict[str, Any]:
     ``null`` when the denominator is zero. A category without inspections has no days.
     """
     state = service(request)
-    _manifest(state, name)  # 404 for a category this service does not run, rather than an empty dashboard
+    _manifest(state, name)  # 404 for an unknown category, rather than an empty dashboard
     days = state.store.daily(name)
     counted = ("inspections", "scored", "rejected", "flagged", "in_band", "labelled_normal", "labelled_anomalous",
                "false_alarms", "misses")  # fmt: skip
