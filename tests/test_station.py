@@ -666,13 +666,16 @@ DURING = '''
 does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``chmod<sep>folder<sep>mode`` (octal) changes
 its permissions, ``occupy<sep>file`` writes other bytes at file (another name in done/ taken meanwhile),
 ``replace-occupy<sep>name<sep>other<sep>file`` does both, ``append<sep>name`` has a writer add to name right
-after the station read it (before it is inspected), ``sigterm`` stops the process."""
+after the station read it (before it is inspected), ``sigterm`` stops the process; ``say-searches`` says on
+stderr each time the station looks for an image by its content (a held delivery resolved so)."""
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 from eagle_iad.station import runner
+from eagle_iad.station.sources.folder import HotFolder
 
 what, *paths = os.environ["EAGLE_TEST_DURING"].split(os.pathsep)
 real = runner.run_inspection
@@ -736,6 +739,14 @@ def late_open(path):
 runner.run_inspection = during
 if what == "append":
     runner._open_image = late_open
+if what == "say-searches":
+    real_filed_at = HotFolder.filed_at
+
+    def filed_at(self, name, digest, planned):
+        print(f"eagle test: {name} looked for by its content", file=sys.stderr, flush=True)
+        return real_filed_at(self, name, digest, planned)
+
+    HotFolder.filed_at = filed_at
 '''
 
 
@@ -1603,10 +1614,12 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     place is stored first: the rows and the intake say ``-1``, and nothing is "never filed"."""
 
     from eagle_iad.station.outbox import HELD
+    from eagle_iad.station.status import owed_file
 
     incoming = tmp_path / "incoming"
     (name,) = _drop(incoming, _cells(1))
     runner, state, lines = _runner(tmp_path, model_dir)
+    kept = owed_file(tmp_path / "state", "line-1")
     stem, suffix = os.path.splitext(name)
     (incoming / "done").mkdir()
     _taken_meanwhile_then_not_stored(runner, monkeypatch, "database is locked")
@@ -1620,6 +1633,7 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     runner._paused_until = 0.0
     runner.step()  # still refused: nothing is released although the folder is empty
     assert [r[1] for r in _outbox(state)] == [HELD] and runner.paused is not None
+    assert json.loads(kept.read_text())["at"] == str(incoming / "done" / f"{stem}-1{suffix}")
     monkeypatch.undo()
     runner._paused_until = 0.0
     runner.step()
@@ -1628,6 +1642,7 @@ def test_a_place_the_history_could_not_store_is_stored_first_and_never_released_
     assert state.store.read("SELECT moved_to FROM station_intake")[0][0] == filed
     assert runner.paused is None and lines[-1].endswith("intake resumed"), lines
     assert not any("never filed" in line for line in lines), lines
+    assert not kept.exists()
     state.close()
 
 
@@ -1693,7 +1708,9 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Moved to ``done/<name>-1`` (its planned name taken meanwhile), then the process ended before the history
-    stored that: the restart finds the image there by its content and delivers that place, not the planned one."""
+    stored that, and before the place could be kept in its file (a kill, the state folder full): the restart finds
+    the image there by its content and delivers that place, not the planned one."""
+    from eagle_iad.station.status import owed_file
 
     incoming = tmp_path / "incoming"
     (name,) = _drop(incoming, _cells(1))
@@ -1705,6 +1722,7 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
     runner.step()
     monkeypatch.undo()
     state.close()  # the process ends with the place owed
+    owed_file(tmp_path / "state", "line-1").unlink()  # as if killed before it was kept
     again, state, lines = _runner(tmp_path, model_dir)
     again.step()
     stem, suffix = os.path.splitext(name)
@@ -1713,6 +1731,63 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
     assert state.store.read("SELECT moved_to FROM station_intake")[0][0] == filed
     assert any(f"its image was found put away at {filed}; delivered from there" in line for line in lines), lines
     state.close()
+
+
+def _refuse_filings(work: Path, refused: bool) -> None:
+    """Make the history itself refuse (or take again) the write that stores where an image was filed: a trigger
+    aborting any change of ``station_intake.moved_to``, as a database would refuse it (locked, full, read-only)."""
+    import sqlite3
+
+    db = sqlite3.connect(work / "state" / "eagle.sqlite3")
+    try:
+        with db:
+            db.execute("CREATE TRIGGER refuse_filing BEFORE UPDATE OF moved_to ON station_intake BEGIN "
+                       "SELECT RAISE(ABORT, 'filing refused'); END" if refused else
+                       "DROP TRIGGER refuse_filing")  # fmt: skip
+    finally:
+        db.close()
+
+
+def test_a_place_the_history_refused_survives_a_stop_and_the_next_run_stores_it_exactly(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``eagle station run`` puts an image at ``done/<name>-1`` (its planned name taken meanwhile) and the history
+    refuses to store that place; the station is stopped while the place is owed. The place was kept in
+    ``<state>/stations/owed/line-1.json``: the next run stores that exact place first (one line saying so), with
+    no search by content, the webhook gets the verdict with that place, and the file is gone."""
+    from eagle_iad.station.status import owed_file
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    code, log = _run(stations, "run", "--until-idle")  # the history made: nothing to inspect yet
+    assert code == 0, log
+    _refuse_filings(tmp_path, True)
+    (name,) = _drop(incoming, _cells(1))
+    stem, suffix = os.path.splitext(name)
+    filed = incoming / "done" / f"{stem}-1{suffix}"
+    kept = owed_file(tmp_path / "state", "line-1")
+    running = Running(stations, env=_during(tmp_path, "occupy", incoming / "done" / name))
+    try:
+        running.until(lambda: running.saw("but the history could not store that"), "the place refused")
+        owed = json.loads(kept.read_text()) if kept.exists() else None
+        time.sleep(1.5)  # a courier looks at its queue at least once a second: the held delivery is not sent
+    finally:
+        code = running.stop()
+    assert code == 143, running.log()
+    (record,) = _history(tmp_path)
+    assert filed.exists() and not (incoming / name).exists() and receiver.received == [], running.log()
+    _refuse_filings(tmp_path, False)
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "say-searches"))
+    assert code == 0, log
+    assert (f"eagle station line-1: record {record.id}: the place of its image, owed to the history since an "
+            f"earlier run, is stored: {filed}; delivered from there") in log, log  # fmt: skip
+    assert "looked for by its content" not in log and "found put away" not in log, log
+    assert [(r["key"], r["body"]["image"]) for r in receiver.received] == [(record.id, str(filed))], log
+    assert owed == {"station": "line-1", "digest": record.image_sha256, "record_id": record.id, "at": str(filed),
+                    "first": True}, running.log()  # fmt: skip
+    assert not kept.exists()
+    assert _status(stations)["sinks"]["webhook"]["delivered"] == 1
 
 
 def test_sidecar_mode_delivers_once_the_sidecar_is_written(

@@ -13,7 +13,9 @@ The order of the steps is what makes a crash harmless:
    stored in step 3 or, that name taken meanwhile, beside it (``-1``); then the place it went is stored and
    the outbox rows become due, in one
    transaction (a history refusing that transaction pauses the intake, and the place is stored first at
-   the next step). A crash between the move and that transaction: the restart finds the image by its
+   the next step; meanwhile it is kept in ``<state>/stations/owed/<station>.json``, so a stop before the
+   history takes it is stored first by the next run, exactly). A crash between the move and that
+   transaction (or a state folder that could not keep the file): the restart finds the image by its
    content at the planned place or a ``-n`` name beside it; only an image gone from everywhere is
    delivered with its planned place.
 
@@ -46,7 +48,18 @@ from eagle_iad.station.outbox import StationTables, station_lock
 from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
-from eagle_iad.station.status import PAUSE_RETRY_S, Intake, gone, unseen, write_intake
+from eagle_iad.station.status import (
+    PAUSE_RETRY_S,
+    Intake,
+    OwedFiling,
+    forget_owed,
+    gone,
+    owed_file,
+    read_owed,
+    unseen,
+    write_intake,
+    write_owed,
+)
 from eagle_iad.stops import checkpoint
 
 #: An upload refused for these statuses is the image's own fault (not an image, too large): it goes to failed/.
@@ -208,10 +221,22 @@ class StationRunner:
         self._unfiled = True
         #: Records whose image the source could not look at, with why as last said (one line each, not one a poll).
         self._unknown: dict[str, str] = {}
-        #: An image put away whose place the history could not store (the database locked or away): its record's
-        #: ``(digest, record id, place, first)``, stored first at each step. While it is owed no held row is
-        #: released, as that would send the planned place where the image may have gone to ``-1``.
-        self._owed: tuple[str, str, str, bool] | None = None
+        #: An image put away whose place the history could not store (the database locked or away), stored first
+        #: at each step. While it is owed no held row is released, as that would send the planned place where the
+        #: image may have gone to ``-1``. Kept in a file beside the state file too (:meth:`_keep_owed`), so a
+        #: restart stores that exact place first instead of looking for the image by its content (which cannot
+        #: tell a copy of the same bytes from the image itself, nor find an image moved on since).
+        self._owed: OwedFiling | None = None
+        #: Whether :attr:`_owed` is in its file (written once per owed filing, not at every retry).
+        self._owed_kept = False
+        #: Whether :attr:`_owed` came from the file (an earlier run's): said in one line once stored.
+        self._owed_before = False
+        try:
+            self._owed = read_owed(state.settings.state_dir, config.name)
+        except ValueError as exc:  # not a file this module wrote: held rows are resolved by content, as without it
+            log(f"eagle station {config.name}: warning: {exc}; ignored (images not filed are looked for by their "
+                "content)")  # fmt: skip
+        self._owed_kept = self._owed_before = self._owed is not None
         #: The state file is written by the API's pause and resume and by the intake thread: one at a time, each
         #: from the state as it is then (an older snapshot never lands last), and none once :meth:`stop` removed it.
         self._said = threading.Lock()
@@ -520,24 +545,61 @@ class StationRunner:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
         at = to if actual is None else actual
-        self._owed = (digest, str(record["id"]), str(at), not repeat)
+        self._owed = OwedFiling(digest, str(record["id"]), str(at), not repeat)
+        self._owed_kept = self._owed_before = False
         return self._file_owed()
 
     def _file_owed(self) -> bool:
         """Store the place of the image last put away, if not stored yet (see :attr:`_owed`), and make its
-        deliveries due; ``False`` (the intake paused) when the history cannot take it now."""
-        if self._owed is None:
+        deliveries due; ``False`` (the intake paused) when the history cannot take it now (the place is then kept
+        in a file, for a restart)."""
+        owed = self._owed
+        if owed is None:
             return True
-        digest, record_id, at, first = self._owed
         try:
-            self.tables.filed(self.config.name, digest, record_id, at, first=first)
+            self.tables.filed(self.config.name, owed.digest, owed.record_id, owed.at, first=owed.first)
         except Exception as exc:  # the database locked, full or away: the image is filed, only its place is owed
-            self._pause(f"record {record_id} was put at {at}, but the history could not store that: "
+            self._keep_owed(owed)
+            self._pause(f"record {owed.record_id} was put at {owed.at}, but the history could not store that: "
                         f"{type(exc).__name__}: {exc}")  # fmt: skip
             return False
         self._owed = None
+        if self._owed_kept:
+            self._owed_kept = False
+            self._forget_owed()
+        if self._owed_before:
+            self._owed_before = False
+            self.log(f"eagle station {self.config.name}: record {owed.record_id}: the place of its image, owed to "
+                     f"the history since an earlier run, is stored: {owed.at}; delivered from there")  # fmt: skip
         self._wake_couriers()
         return True
+
+    def _keep_owed(self, owed: OwedFiling) -> None:
+        """Write ``owed`` to its file (once), so a stop before the history takes it loses nothing. The history is
+        what refused it, so it cannot hold it; the state folder can. A state folder that cannot take it either is
+        one line: a restart then looks for the image by its content, as before there was a file."""
+        if self._owed_kept:
+            return
+        state_dir = self.state.settings.state_dir
+        try:
+            write_owed(state_dir, self.config.name, owed)
+        except OSError as exc:
+            self.log(f"eagle station {self.config.name}: warning: the place of record {owed.record_id}'s image "
+                     f"({owed.at}) could not be kept in {owed_file(state_dir, self.config.name)} "
+                     f"({exc.strerror or exc}); stopped before the history stores it, the next run looks for the "
+                     "image by its content")  # fmt: skip
+            return
+        self._owed_kept = True
+
+    def _forget_owed(self) -> None:
+        """The owed place is stored: its file goes. One that cannot be removed is only a line: the next run
+        stores the same place again, which changes nothing."""
+        state_dir = self.state.settings.state_dir
+        try:
+            forget_owed(state_dir, self.config.name)
+        except OSError as exc:
+            self.log(f"eagle station {self.config.name}: warning: {owed_file(state_dir, self.config.name)} could "
+                     f"not be removed ({exc.strerror or exc}); the next run stores the same place again")  # fmt: skip
 
     def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool:
         """Put an image that cannot be inspected aside with its reason (``True``), or pause if even that fails."""

@@ -117,6 +117,60 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   data.get("user_paused") is True)  # fmt: skip
 
 
+#: The folder of :data:`INTAKE_FOLDER` where a station keeps the place of an image its history refused to store.
+OWED_FOLDER = "owed"
+
+
+@dataclass(frozen=True)
+class OwedFiling:
+    """An image put away whose place the history could not store (the database locked, full or away): its
+    record's content hash, id, the place it went, and whether this was the image's first filing (not a repeat
+    of a content already inspected, whose record keeps its place)."""
+
+    digest: str
+    record_id: str
+    at: str
+    first: bool
+
+
+def owed_file(state_dir: Path, station: str) -> Path:
+    return state_dir / INTAKE_FOLDER / OWED_FOLDER / f"{station}.json"
+
+
+def write_owed(state_dir: Path, station: str, owed: OwedFiling) -> None:
+    """Keep ``owed`` where a restart finds it: beside the station's state file, not in the history, which is
+    what just refused it. Written atomically (fsynced, then renamed), so a kill leaves the previous file or
+    this one, never half of it; only the process holding the station's lock runs it, so one writer at a time.
+    Raises :class:`OSError` (the state folder full): the caller says so, and a restart falls back on finding
+    the image by its content."""
+    path = owed_file(state_dir, station)
+    atomic_write_text(path, json.dumps({"station": station, "digest": owed.digest, "record_id": owed.record_id,
+                                        "at": owed.at, "first": owed.first}))  # fmt: skip
+
+
+def read_owed(state_dir: Path, station: str) -> OwedFiling | None:
+    """The filing ``station`` still owes its history (a run stopped before the history took it), or ``None``.
+    Raises :class:`ValueError` for a file that is not one this module wrote (the caller says so and goes on
+    without it: the restart then finds the image by its content, as without the file)."""
+    path = owed_file(state_dir, station)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read: {exc}") from None
+    fields = ("digest", "record_id", "at")
+    if (not isinstance(data, dict) or data.get("station") != station or not isinstance(data.get("first"), bool)
+            or not all(isinstance(data.get(key), str) and data[key] for key in fields)):  # fmt: skip
+        raise ValueError(f"{path}: not an owed filing of station {station!r}")
+    return OwedFiling(data["digest"], data["record_id"], data["at"], data["first"])
+
+
+def forget_owed(state_dir: Path, station: str) -> None:
+    """The history stored the owed place: the file goes (raises :class:`OSError` if it cannot be removed)."""
+    owed_file(state_dir, station).unlink(missing_ok=True)
+
+
 def open_read_only(database: Path | str) -> Connection:
     """A connection that reads the history: SQLite read-only (the running station keeps writing), or the
     shared database a history URL names."""
