@@ -1300,7 +1300,8 @@ class TlsListener:
 
 def test_a_webhook_with_verify_tls_false_and_a_plain_http_url_is_refused(tmp_path: Path) -> None:
     """``verify_tls = false`` with ``http://`` would turn off nothing: refused like ``ca_file`` with ``http://``,
-    not accepted silently (the user may believe the url is TLS); with ``https://`` it is accepted."""
+    not accepted silently (the user may believe the url is TLS); with ``https://`` it is accepted. Earlier versions
+    accepted both, so the line says what fixes a file written then: which file, station, sink and option."""
     from eagle_iad.station.parts import Options
     from eagle_iad.station.sinks.webhook import WebhookSink
 
@@ -1308,7 +1309,14 @@ def test_a_webhook_with_verify_tls_false_and_a_plain_http_url_is_refused(tmp_pat
     with pytest.raises(StationConfigError) as caught:
         WebhookSink(Options({"url": "http://h/v", "verify_tls": False}, where, tmp_path), "webhook")
     assert str(caught.value) == (f"{where}: verify_tls = false needs an https:// url (this url is plain http://: "
-                                 "no TLS to verify)")  # fmt: skip
+                                 "no TLS to verify); remove verify_tls from this sink (over http:// it did nothing), "
+                                 "or give it an https:// url")  # fmt: skip
+    (tmp_path / "ca.pem").write_text("not read: refused before")
+    with pytest.raises(StationConfigError) as caught:
+        WebhookSink(Options({"url": "http://h/v", "ca_file": "ca.pem"}, where, tmp_path), "webhook")
+    assert str(caught.value) == (f"{where}: ca_file needs an https:// url (this url is plain http://: no TLS to "
+                                 "verify); remove ca_file from this sink (over http:// it did nothing), or give it an "
+                                 "https:// url")  # fmt: skip
     assert WebhookSink(Options({"url": "http://h/v", "verify_tls": True}, where, tmp_path), "webhook").url
     assert WebhookSink(Options({"url": "https://h/v", "verify_tls": False}, where, tmp_path), "webhook").url
 

@@ -32,6 +32,10 @@ from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Ret
 
 SIGNATURE_HEADER = "X-Eagle-Signature-256"
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
+#: Why ``verify_tls = false`` or ``ca_file`` is refused with an ``http://`` url, and what fixes it (removing the
+#: option changes nothing: over plain HTTP there was no certificate to verify).
+PLAIN_HTTP = "(this url is plain http://: no TLS to verify)"
+PLAIN_HTTP_FIX = "remove {key} from this sink (over http:// it did nothing), or give it an https:// url"
 #: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
 _HOST_MISMATCH = (62, 64)
 
@@ -72,11 +76,14 @@ class WebhookSink:
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
         verify = options.flag("verify_tls", True)
         ca_file = options.path("ca_file")
-        if ca_file is not None and parts.scheme != "https":  # it would be ignored: the user believes it verifies
-            raise options.error("ca_file", "needs an https:// url (this url is plain http://: no TLS to verify)")
-        if not verify and parts.scheme != "https":  # nothing to turn off: the user may believe the url is TLS
-            raise options.error("verify_tls", "= false needs an https:// url (this url is plain http://: no TLS to "
-                                              "verify)")  # fmt: skip
+        # Refused rather than ignored: the user may believe the url is TLS. Earlier versions accepted both, so a
+        # station kept from then stops here at its start: the message says what fixes it (removing the option).
+        if ca_file is not None and parts.scheme != "https":
+            raise options.error("ca_file", f"needs an https:// url {PLAIN_HTTP}; "
+                                           f"{PLAIN_HTTP_FIX.format(key='ca_file')}")  # fmt: skip
+        if not verify and parts.scheme != "https":
+            raise options.error("verify_tls", f"= false needs an https:// url {PLAIN_HTTP}; "
+                                              f"{PLAIN_HTTP_FIX.format(key='verify_tls')}")  # fmt: skip
         if ca_file is not None and not ca_file.is_file():
             raise options.error("ca_file", f"{ca_file} is not a file")
         self.max_attempts = Retry.read(options).max_attempts
