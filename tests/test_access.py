@@ -66,6 +66,7 @@ ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/stations/{name}/retry"): "operator",
     ("POST", "/v1/stations/{name}/trigger"): "operator",
     ("DELETE", "/v1/stations/{name}"): "engineer",
+    ("PATCH", "/v1/stations/{name}"): "engineer",
     ("POST", "/v1/chat/completions"): "operator",
     ("GET", "/v1/models"): "viewer",
 }
@@ -136,7 +137,7 @@ def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path,
             url = live.base + path.replace("{path:path}", "x/y.png").replace("{", "").replace("}", "")
             if path == "/v1/inspections/events":
                 url += "?category=.."  # past the role check, a 400 instead of a feed that never ends
-            body = b"{}" if method in ("POST", "PUT") else None
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else None
             for role, key in keys.items():
                 status, _, answer = call(method, url, body=body, content_type="application/json", key=key)
                 if Role[role] < Role[needed]:

@@ -8,7 +8,9 @@ socket, a real hot folder of elpv cells and a real webhook receiver.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +113,96 @@ def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is
         assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 4  # the history stays
     with LiveServer(_app(tmp_path, model_dir, data)) as live:
         assert call("GET", f"{live.base}/v1/stations")[2] == []  # deleted for good
+
+
+def _patch(base: str, name: str, patch: Any) -> tuple[int, Any]:
+    status, _, answer = call("PATCH", f"{base}/v1/stations/{name}", body=json.dumps(patch).encode(),
+                             content_type="application/json")  # fmt: skip
+    return status, answer
+
+
+def test_a_kept_station_a_newer_check_refuses_says_how_to_fix_it_and_a_patch_fixes_it_in_place(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A station kept by an earlier version with ``verify_tls = false`` on an ``http://`` webhook (accepted then,
+    refused since) does not start after the upgrade: one line names the station, the sink, the option and the
+    exact ``PATCH`` that fixes it; the station is listed as not started (not a 404), cannot be created again under
+    its name, and that ``PATCH`` starts it in place, its records and name kept, also after the next restart."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    url = f"http://127.0.0.1:{receiver.port}/v"
+    body = _body(receiver, sinks=[{"kind": "folder", "path": "sorted"}, {"kind": "webhook", "url": url}])
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        _drop(data / "incoming", _cells(1))
+        _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "the first delivered")
+    db = sqlite3.connect(tmp_path / "state" / "eagle.sqlite3")  # as the earlier version kept it
+    try:
+        with db:
+            spec = json.loads(db.execute("SELECT spec FROM stations WHERE name = 'line-1'").fetchone()[0])
+            spec["sinks"][1]["verify_tls"] = False
+            db.execute("UPDATE stations SET spec = ? WHERE name = 'line-1'", (json.dumps(spec),))
+    finally:
+        db.close()
+    why = (
+        "station 'line-1': sink 2 (webhook): verify_tls = false needs an https:// url (this url is plain http://: "
+        "no TLS to verify); remove verify_tls from this sink (over http:// it did nothing), or give it an https:// "
+        "url; it was created through /v1/stations and is kept in the history: fix it there, keeping its records "
+        "and undelivered verdicts, with curl -X PATCH http://<service>/v1/stations/line-1 -H 'Authorization: "
+        "Bearer <engineer key>' -H 'Content-Type: application/json' -d '{\"sinks\": [{}, {\"verify_tls\": null}]}'"
+    )
+    caplog.set_level(logging.INFO, logger="eagle_iad.station")
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        said = [r.getMessage() for r in caplog.records if "not started" in r.getMessage()]
+        assert said == [f"station 'line-1' was not started: {why}"], said
+        status, _, listed = call("GET", f"{live.base}/v1/stations")
+        assert status == 200 and [(s["station"], s["state"]) for s in listed] == [("line-1", f"error: not started: "
+                                                                                               f"{why}")]  # fmt: skip
+        status, answer = _post(live.base, "/v1/stations", body)
+        assert (status, answer["error"]["code"]) == (409, "station_exists")
+        # still wrong: 400 naming the field, and nothing changed
+        status, answer = _patch(live.base, "line-1", {"sinks": [{}, {"verify_tls": None, "timeout_s": 0}]})
+        assert status == 400 and answer["error"]["message"].startswith("station 'line-1': sink 2 (webhook): "
+                                                                       "timeout_s "), answer  # fmt: skip
+        assert call("GET", f"{live.base}/v1/stations/line-1")[2]["state"].startswith("error: not started: ")
+        # the patch the line gives: started in place
+        status, info = _patch(live.base, "line-1", {"sinks": [{}, {"verify_tls": None}]})
+        assert (status, info["state"], info["spec"]["sinks"]) == (200, "running", body["sinks"]), info
+        _drop(data / "incoming", _cells(2)[1:])
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 2, "the second delivered")
+        assert (info["inspected"], info["sinks"]["folder"]["delivered"]) == (2, 2)
+    caplog.clear()
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:  # fixed for good
+        assert [(s["station"], s["state"]) for s in call("GET", f"{live.base}/v1/stations")[2]] == [
+            ("line-1", "running")
+        ]
+        assert not [r for r in caplog.records if "not started" in r.getMessage()]
+
+
+def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_leaves_it_as_it_was(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``PATCH`` on a running station: a refused change (a bad field, a new name, a body that is not an object)
+    is a 400 and the station runs on as it was; an accepted one restarts it with the change, paused if it was."""
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        assert _patch(live.base, "nosuch", {"deadline_s": 3})[0] == 404
+        for patch, code in (({"deadline_s": -1}, 400), ({"name": "line-2"}, 400), ({"sinks": {"kind": "x"}}, 400)):
+            status, answer = _patch(live.base, "line-1", patch)
+            assert status == code, answer
+        status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+        assert (info["state"], info["spec"]) == ("running", _body(receiver)), info
+        assert _post(live.base, "/v1/stations/line-1/pause")[0] == 200
+        status, info = _patch(live.base, "line-1", {"deadline_s": 3, "sinks": [None]})
+        assert (status, info["state"], info["sinks"]) == (200, "paused", {}), info
+        assert info["spec"] == {**{k: v for k, v in _body(receiver).items() if k != "sinks"}, "deadline_s": 3,
+                                "sinks": []}  # fmt: skip
 
 
 def test_a_pause_and_resume_through_the_api_is_what_the_state_file_says(

@@ -169,7 +169,7 @@ export interface FitWatch {
   signal?: AbortSignal;
 }
 
-type Method = "GET" | "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 const sleepMs = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -571,6 +571,19 @@ export class EagleClient {
   createStation(body: StationBody, signal?: AbortSignal): Promise<StationInfo> {
     const text = JSON.stringify(body);
     return this.json<StationInfo>("POST", "/v1/stations", () => text, { "Content-Type": "application/json" }, signal);
+  }
+
+  /**
+   * Change a station created through the API in place (its name, records and undelivered verdicts stay), and
+   * start it with the change: `patch` holds only the fields to change, `null` removing one, and `sinks` one
+   * object per sink by position (`{ sinks: [{}, { verify_tls: null }] }` changes the second sink only). It is
+   * what fixes a kept station that a newer check refuses at the start (its state `error: not started: ...`
+   * names the patch). A 400 names the field at fault and leaves the station as it was.
+   */
+  updateStation(name: string, patch: Record<string, unknown>, signal?: AbortSignal): Promise<StationInfo> {
+    const text = JSON.stringify(patch);
+    const headers = { "Content-Type": "application/json" };
+    return this.json<StationInfo>("PATCH", this.stationPath(name), () => text, headers, signal);
   }
 
   /** Stop taking images (the image in hand is finished; deliveries go on); resolves with the station. */

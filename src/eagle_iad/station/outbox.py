@@ -238,6 +238,11 @@ class StationTables:
             db.execute("INSERT INTO stations (name, spec, paused, created) VALUES (?, ?, 0, ?)",
                        (name, json.dumps(spec), created))  # fmt: skip
 
+    def update_spec(self, name: str, spec: Mapping[str, Any]) -> None:
+        """A kept station's body changed (``PATCH /v1/stations/{name}``): its name, records and outbox stay."""
+        with self.store.transaction() as db:
+            db.execute("UPDATE stations SET spec = ? WHERE name = ?", (json.dumps(spec), name))
+
     def set_paused(self, name: str, paused: bool) -> None:
         with self.store.transaction() as db:
             db.execute("UPDATE stations SET paused = ? WHERE name = ?", (int(paused), name))

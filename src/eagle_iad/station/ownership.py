@@ -11,9 +11,10 @@ With one service on its own SQLite file the lock is the process's own, so it run
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from eagle_iad.errors import EagleError
@@ -28,6 +29,48 @@ from eagle_iad.station.runner import StationManager
 SYNC_INTERVAL_S = 5.0
 
 LOG = logging.getLogger("eagle_iad.station")
+
+
+def upgrade_patch(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``PATCH /v1/stations/{name}`` body that makes a kept station valid again after a check added since it
+    was created, or ``None`` when no such check refuses it. Known: a webhook with an ``http://`` url and
+    ``verify_tls = false`` or a ``ca_file``, accepted by earlier versions and refused now (over plain HTTP they
+    did nothing, so removing them changes nothing but lets the station start)."""
+    sinks = spec.get("sinks")
+    if not isinstance(sinks, list):
+        return None
+    patches: list[dict[str, Any]] = []
+    for sink in sinks:
+        plain = isinstance(sink, dict) and sink.get("kind") == "webhook" and str(sink.get("url", "")).startswith(
+            "http://")  # fmt: skip
+        drop: dict[str, Any] = {}
+        if plain and isinstance(sink, dict):
+            if "verify_tls" in sink and sink["verify_tls"] is not True:
+                drop["verify_tls"] = None
+            if sink.get("ca_file") is not None:
+                drop["ca_file"] = None
+        patches.append(drop)
+    while patches and not patches[-1]:
+        patches.pop()
+    return {"sinks": patches} if patches else None
+
+
+def not_started_hint(name: str, spec: Mapping[str, Any]) -> str:
+    """What to do about a kept station that did not start: it lives in the history, not in a file the user can
+    edit, so the line says how to change it in place (its records, outbox and name stay), as a command."""
+    patch = upgrade_patch(spec)
+    if patch is not None:
+        body = json.dumps(patch)
+        return (
+            f"; it was created through /v1/stations and is kept in the history: fix it there, keeping its "
+            f"records and undelivered verdicts, with curl -X PATCH http://<service>/v1/stations/{name} "
+            f"-H 'Authorization: Bearer <engineer key>' -H 'Content-Type: application/json' -d '{body}'"
+        )
+    return (
+        f"; it was created through /v1/stations and is kept in the history: fix it there with "
+        f"PATCH /v1/stations/{name} (a JSON object of the fields to change; each sink by its position in "
+        '"sinks", null removes a field), or remove it with DELETE /v1/stations/{name}'
+    )
 
 
 class StationOwnership:
@@ -45,6 +88,10 @@ class StationOwnership:
         #: sync never acts on a table it read before such a change.
         self.changing = threading.RLock()
         self._thread: threading.Thread | None = None
+        #: Kept stations this replica claimed but could not start (a newer check refuses their spec, a folder
+        #: gone), with why and what fixes it: shown by ``GET /v1/stations`` as ``error: not started: <why>``, and
+        #: logged once per reason, not at every sync.
+        self.not_started: dict[str, str] = {}
 
     def claim(self, name: str) -> bool:
         """Hold ``name``'s lock (``False``: another replica runs it)."""
@@ -98,19 +145,34 @@ class StationOwnership:
                 self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
                 self.release(running.name)
                 LOG.info("station %r was deleted through another replica; stopped here", running.name)
+            elif running.spec != specs[running.name][0]:  # changed through another replica: started again below
+                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
+                self.release(running.name)
+                LOG.info("station %r was changed through another replica; starting it again", running.name)
             else:
                 running.user_paused = specs[running.name][1]
+        for gone in set(self.not_started) - set(specs):
+            self.not_started.pop(gone, None)
         for name, (spec, paused) in specs.items():
-            if self.manager.get(name) is not None or self.stopping or not self.claim(name):
+            if self.manager.get(name) is not None or self.stopping:
+                continue
+            if not self.claim(name):
+                self.not_started.pop(name, None)  # another replica holds it (and may run it)
                 continue
             try:
                 self.manager.add(self.configure(spec), spec=spec, paused=paused, owns=self.holds(name))
             except Exception as exc:  # a folder gone, a category deleted: the service runs, the log says why
                 self.release(name)
-                if isinstance(exc, EagleError):
-                    LOG.error("station %r was not started: %s", name, exc)
-                else:
-                    LOG.exception("station %r was not started", name)
+                why = f"{exc}{not_started_hint(name, spec)}" if isinstance(exc, EagleError) else \
+                    f"{type(exc).__name__}: {exc}"  # fmt: skip
+                if self.not_started.get(name) != why:  # once per reason, not at every sync of a shared history
+                    if isinstance(exc, EagleError):
+                        LOG.error("station %r was not started: %s", name, why)
+                    else:
+                        LOG.exception("station %r was not started", name)
+                self.not_started[name] = why
+            else:
+                self.not_started.pop(name, None)
 
     def start(self) -> None:
         """One sync now; with a shared history, one every :data:`SYNC_INTERVAL_S` until the service stops."""

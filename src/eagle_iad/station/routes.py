@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from eagle_iad.mllm.serving import ApiError
@@ -205,11 +205,12 @@ def _ownership(request: Request) -> StationOwnership:
 
 
 def _elsewhere(request: Request, name: str) -> tuple[dict[str, Any], bool] | None:
-    """``(spec, paused)`` of a station the shared table holds and another replica runs (None: not such)."""
-    state = _state(request)
-    if not state.store.shared:
+    """``(spec, paused)`` of a station the table keeps and this replica does not run (None: not such): another
+    replica sharing the history runs it, or it was not started (a newer check refuses its spec, a folder gone;
+    see :attr:`StationOwnership.not_started`), and is still there to be fixed, paused or deleted."""
+    if _manager(request).get(name) is not None:
         return None
-    for found, spec, paused in StationTables(state.store).specs():
+    for found, spec, paused in StationTables(_state(request).store).specs():
         if found == name:
             return spec, paused
     return None
@@ -219,15 +220,22 @@ def _get(request: Request, name: str) -> Running:
     running = _manager(request).get(name)
     if running is None:
         if _elsewhere(request, name) is not None:
+            why = _ownership(request).not_started.get(name)
+            if why is not None or not _state(request).store.shared:
+                raise ApiError(409, f"station {name!r} was not started: {why or 'not yet'}",
+                               code="station_not_started")  # fmt: skip
             raise ApiError(409, f"station {name!r} runs on another replica sharing this history; only that one can "
                            "do this", code="station_elsewhere")  # fmt: skip
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     return running
 
 
-def _remote_info(state: ServiceState, name: str, spec: dict[str, Any], paused: bool) -> dict[str, Any]:
+def _remote_info(
+    state: ServiceState, name: str, spec: dict[str, Any], paused: bool, not_started: str | None = None
+) -> dict[str, Any]:  # fmt: skip
     """A station another replica runs, as this one sees it: its figures from the shared tables (all but its
-    backlog, which only its replica sees), its state as the shared table says."""
+    backlog, which only its replica sees), its state as the shared table says; or one kept but not started
+    (``not_started``: why, and what fixes it), its state ``error: not started: <why>``."""
     source = spec.get("source") or {}
     where = next((str(source[key]) for key in ("path", "url", "device") if source.get(key) is not None), "")
     defaults = {f.name: f.default for f in fields(StationConfig)}
@@ -242,15 +250,21 @@ def _remote_info(state: ServiceState, name: str, spec: dict[str, Any], paused: b
         figures = station_figures(db, facts)
     finally:
         db.close()
-    return _public_info(state, {**figures, "state": "paused" if paused else "running: on another replica",
-                                "created_by": "api", "spec": spec})  # fmt: skip
+    if not_started is not None or not state.store.shared:
+        shown = f"error: not started: {not_started or 'not yet'}"
+    else:
+        shown = "paused" if paused else "running: on another replica"
+    return _public_info(state, {**figures, "state": shown, "created_by": "api", "spec": spec})
+
+
+def _kept_info(request: Request, name: str, spec: dict[str, Any], paused: bool) -> dict[str, Any]:
+    """:func:`_remote_info` of a kept station this replica does not run, with why if it could not start it."""
+    return _remote_info(_state(request), name, spec, paused, _ownership(request).not_started.get(name))
 
 
 def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
-    """The shared table's stations this replica does not run (none with one service on its own history)."""
+    """The table's stations this replica does not run: another replica's, or kept but not started."""
     state, manager = _state(request), _manager(request)
-    if not state.store.shared:
-        return []
     return [row for row in StationTables(state.store).specs() if manager.get(row[0]) is None]
 
 
@@ -258,7 +272,7 @@ def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
 def list_stations(request: Request) -> list[dict[str, Any]]:
     state = _state(request)
     here = [_info(state, running) for running in _manager(request).all()]
-    return here + [_remote_info(state, *row) for row in _remote_specs(request)]
+    return here + [_kept_info(request, *row) for row in _remote_specs(request)]
 
 
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
@@ -270,7 +284,8 @@ def create_station(body: StationBody, request: Request) -> dict[str, Any]:
 def _create(body: StationBody, request: Request) -> dict[str, Any]:
     state, manager = _state(request), _manager(request)
     if manager.get(body.name) is not None or _elsewhere(request, body.name) is not None:
-        raise ApiError(409, f"station {body.name!r} exists already; delete it first", code="station_exists")
+        raise ApiError(409, f"station {body.name!r} exists already; change it with PATCH /v1/stations/{body.name}, "
+                       "or delete it first", code="station_exists")  # fmt: skip
     spec = body.model_dump(exclude_none=True)
     config = config_from_body(state, spec)
     ownership = _ownership(request)
@@ -294,10 +309,104 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
     return _info(state, running)
 
 
+def _merge(target: Any, patch: Any) -> Any:
+    """JSON Merge Patch (RFC 7396): an object's fields replaced one by one, ``null`` removing one."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge(merged.get(key), value)
+    return merged
+
+
+def patched_spec(spec: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """``spec`` changed by ``patch``: a JSON merge patch, except that ``sinks`` is merged sink by sink, by position
+    (``{"sinks": [{}, {"verify_tls": null}]}`` removes a field of the second sink and keeps the first as it is;
+    ``null`` in place of a sink removes it, one past the end adds one), so a change needs neither the whole body
+    nor the sinks' credentials, which ``GET`` does not show."""
+    if not isinstance(patch, dict):
+        raise ApiError(400, "the body of PATCH /v1/stations/{name} is a JSON object of the fields to change",
+                       code="invalid_option")  # fmt: skip
+    changed = _merge(spec, {key: value for key, value in patch.items() if key != "sinks"})
+    if "sinks" not in patch:
+        return dict(changed)
+    sinks = patch["sinks"]
+    if sinks is None:
+        changed.pop("sinks", None)
+        return dict(changed)
+    if not isinstance(sinks, list) or not all(sink is None or isinstance(sink, dict) for sink in sinks):
+        raise ApiError(400, "sinks: a list with one object (the fields to change) or null (remove it) per sink, by "
+                       "position", code="invalid_option")  # fmt: skip
+    old = list(spec.get("sinks") or [])
+    merged = []
+    for index in range(max(len(old), len(sinks))):
+        if index >= len(sinks):
+            merged.append(old[index])
+        elif sinks[index] is not None:
+            merged.append(_merge(old[index] if index < len(old) else {}, sinks[index]))
+    changed["sinks"] = merged
+    return dict(changed)
+
+
+@router.patch("/stations/{name}", dependencies=ENGINEER, response_model=StationInfo)
+def update_station(
+    name: str, request: Request, patch: Annotated[dict[str, Any], Body(description="the fields to change")]
+) -> dict[str, Any]:  # fmt: skip
+    """Change a station created through the service, in place: its name, records and undelivered verdicts stay.
+    What fixes a kept station a newer check refuses at the start (the log line says the exact patch)."""
+    with _ownership(request).changing:
+        return _update(name, patch, request)
+
+
+def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any]:
+    state, manager, ownership = _state(request), _manager(request), _ownership(request)
+    running = manager.get(name)
+    if running is not None and running.spec is None:
+        raise ApiError(409, f"station {name!r} comes from a stations file; change it there", code="station_from_file")
+    kept = next(((spec, paused) for found, spec, paused in StationTables(state.store).specs() if found == name), None)
+    if kept is None:
+        raise ApiError(404, f"no station {name!r}", code="station_not_found")
+    old, paused = kept
+    spec = patched_spec(old, patch)
+    if spec.get("name") != name:
+        raise ApiError(400, f"name: a station's name cannot change (create {spec.get('name')!r} with POST "
+                       "/v1/stations)", code="invalid_option")  # fmt: skip
+    config = config_from_body(state, spec)  # 400 naming the field (or an unknown one): the station stays as it was
+    tables = StationTables(state.store)
+    if running is not None:  # here: stopped, and started with the change; started as it was if that fails
+        paused = running.user_paused
+        manager.remove(name, state.settings.shutdown_grace_s)
+        try:
+            started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
+        except BaseException:
+            try:
+                manager.add(config_from_body(state, old), spec=old, paused=paused, owns=ownership.holds(name))
+            except Exception:
+                LOG.exception("station %r: not started again as it was after a refused change", name)
+            raise
+    elif ownership.claim(name):  # kept but not started (or its replica gone): started here with the change
+        try:
+            started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
+        except BaseException:
+            ownership.release(name)
+            raise
+        ownership.not_started.pop(name, None)
+    else:  # another replica runs it: it starts it again with the change within SYNC_INTERVAL_S
+        tables.update_spec(name, spec)
+        audit_detail(request, f"changed {name}: {sorted(patch)}")
+        return _kept_info(request, name, spec, paused)
+    tables.update_spec(name, spec)
+    audit_detail(request, f"changed {name}: {sorted(patch)}")
+    return _info(state, started)
+
+
 @router.get("/stations/{name}", dependencies=VIEWER, response_model=StationInfo)
 def get_station(name: str, request: Request) -> dict[str, Any]:
-    if _manager(request).get(name) is None and (found := _elsewhere(request, name)) is not None:
-        return _remote_info(_state(request), name, *found)
+    if (found := _elsewhere(request, name)) is not None:
+        return _kept_info(request, name, *found)
     return _info(_state(request), _get(request, name))
 
 
@@ -307,9 +416,9 @@ def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
 
 
 def _set_paused_now(request: Request, name: str, paused: bool) -> dict[str, Any]:
-    if _manager(request).get(name) is None and (found := _elsewhere(request, name)) is not None:
+    if (found := _elsewhere(request, name)) is not None:
         StationTables(_state(request).store).set_paused(name, paused)  # its replica follows within SYNC_INTERVAL_S
-        return _remote_info(_state(request), name, found[0], paused)
+        return _kept_info(request, name, found[0], paused)
     running = _get(request, name)
     running.user_paused = paused
     if running.spec is not None:
@@ -358,8 +467,9 @@ def delete_station(name: str, request: Request) -> Response:
 
 def _delete(name: str, request: Request) -> Response:
     state = _state(request)
-    if _manager(request).get(name) is None and _elsewhere(request, name) is not None:
+    if _elsewhere(request, name) is not None:
         StationTables(state.store).delete_spec(name)  # its replica stops it within SYNC_INTERVAL_S
+        _ownership(request).not_started.pop(name, None)
         return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:

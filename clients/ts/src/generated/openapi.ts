@@ -629,7 +629,12 @@ export interface paths {
         delete: operations["delete_station_v1_stations__name__delete"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Update Station
+         * @description Change a station created through the service, in place: its name, records and undelivered verdicts stay.
+         *     What fixes a kept station a newer check refuses at the start (the log line says the exact patch).
+         */
+        patch: operations["update_station_v1_stations__name__patch"];
         trace?: never;
     };
     "/v1/stations/{name}/pause": {
@@ -3241,6 +3246,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    update_station_v1_stations__name__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StationInfo"];
+                };
             };
         };
     };
