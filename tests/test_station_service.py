@@ -187,15 +187,28 @@ def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_l
     tmp_path: Path,
     receiver: Receiver,
 ) -> None:
-    """``PATCH`` on a running station: a refused change (a bad field, a new name, a body that is not an object)
-    is a 400 and the station runs on as it was; an accepted one restarts it with the change, paused if it was."""
+    """``PATCH`` on a running station: a refused change (a bad field, a new name, a body that is not an object, a
+    receiver whose certificate fails the start-up check) is a 400 and the station runs on as it was; an accepted
+    one restarts it with the change, paused if it was."""
+    from test_station import TlsListener, _certificate
+
     (tmp_path / "data" / "incoming").mkdir(parents=True)
+    listener = TlsListener(_certificate(tmp_path, "receiver", "IP:127.0.0.1"))
+    untrusted = {"sinks": [{"url": f"https://127.0.0.1:{listener.port}/v"}]}
     with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
         assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
         assert _patch(live.base, "nosuch", {"deadline_s": 3})[0] == 404
-        for patch, code in (({"deadline_s": -1}, 400), ({"name": "line-2"}, 400), ({"sinks": {"kind": "x"}}, 400)):
-            status, answer = _patch(live.base, "line-1", patch)
-            assert status == code, answer
+        try:
+            for patch, says in (
+                ({"deadline_s": -1}, "deadline_s"),
+                ({"name": "line-2"}, "name: a station's name"),
+                ({"sinks": {"kind": "x"}}, "sinks: a list"),
+                (untrusted, "failed verification"),
+            ):
+                status, answer = _patch(live.base, "line-1", patch)
+                assert status == 400 and says in answer["error"]["message"], answer
+        finally:
+            listener.close()
         status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
         assert (info["state"], info["spec"]) == ("running", _body(receiver)), info
         assert _post(live.base, "/v1/stations/line-1/pause")[0] == 200

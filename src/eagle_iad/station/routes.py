@@ -381,11 +381,14 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
         manager.remove(name, state.settings.shutdown_grace_s)
         try:
             started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
-        except BaseException:
+        except BaseException as refused:
             try:
                 manager.add(config_from_body(state, old), spec=old, paused=paused, owns=ownership.holds(name))
-            except Exception:
-                LOG.exception("station %r: not started again as it was after a refused change", name)
+            except Exception as exc:  # kept as it was, listed as not started (its next change or restart starts it)
+                ownership.not_started[name] = f"{type(exc).__name__}: {exc}"
+                ownership.release(name)  # a replica's next sync may start it (this one's included)
+                LOG.error("station %r was not started again as it was, after a change refused (%s): %s", name,
+                          refused, exc)  # fmt: skip
             raise
     elif ownership.claim(name):  # kept but not started (or its replica gone): started here with the change
         try:
