@@ -7,10 +7,15 @@ Every reason of eagle_iad/review.py is exercised by a row made for it, next to r
 from __future__ import annotations
 
 import json
+import threading
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LiveServer, wait_s
 from fastapi.testclient import TestClient
 
 from eagle_iad.review import REASONS
@@ -32,7 +37,7 @@ ROWS: list[tuple[str, str, bool, bool | None, bool | None, str | None, str | Non
 ]
 
 
-def _history(path: Path) -> None:
+def _history(path: Path | str) -> None:
     store = InspectionStore(path)
     for index, (ident, category, in_band, near, foreign, decision, expert, label) in enumerate(ROWS):
         time = f"2026-12-04T08:{index:02d}:00.000+00:00"
@@ -120,3 +125,124 @@ def test_eagle_review_lists_and_labels_from_a_terminal(tmp_path: Path, capsys: p
     assert f"no inspection 'nope' in {db}" in capsys.readouterr().err
     assert main(["review", "list", "--db", str(tmp_path / "missing.sqlite3")]) == 2
     assert "no history at" in capsys.readouterr().err
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON)`` of one real HTTP request (errors included: their JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=wait_s(30)) as answer:
+            return int(answer.status), dict(json.loads(answer.read()))
+    except urllib.error.HTTPError as refused:
+        return int(refused.code), dict(json.loads(refused.read()))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_label_based_on_a_revision_someone_moved_is_refused_and_theirs_is_kept(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two operators on one part: each label carries the ``label_revision`` its operator saw, so the second
+    is refused (409 ``label_changed``, naming who labelled it and when) instead of silently replacing the
+    first, which stays stored. On PostgreSQL the two work on two replicas sharing the history, and two labels
+    sent at the same moment on the same revision: exactly one is stored. Without ``expected_revision`` a label
+    is stored as before (the last wins), so older clients keep working."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    url = str(tmp_path / "h.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres").new_database()
+    _history(url)
+    replicas = 1 if kind == "sqlite" else 2
+    apps = [create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / f"state{i}",
+                                       history=url, files=tmp_path / "files")) for i in range(replicas)]  # fmt: skip
+    with ExitStack() as serving:
+        servers = [serving.enter_context(LiveServer(app)) for app in apps]
+        ana, kai = servers[0].base + "/v1/inspections", servers[-1].base + "/v1/inspections"
+        seen_by_ana = _http("GET", f"{ana}/band")[1]
+        seen_by_kai = _http("GET", f"{kai}/band")[1]
+        assert seen_by_ana["label_revision"] is None  # never labelled: revision 0, sent as it is (null)
+        based_on_ana, based_on_kai = seen_by_ana["label_revision"], seen_by_kai["label_revision"]
+        status, stored = _http(
+            "PUT",
+            f"{ana}/band/label",
+            {"label": "anomalous", "note": "crack", "by": "ana", "expected_revision": based_on_ana},
+        )
+        assert status == 200 and (stored["label"], stored["label_revision"]) == ("anomalous", 1), stored
+        status, refused = _http(
+            "PUT", f"{kai}/band/label", {"label": "normal", "by": "kai", "expected_revision": based_on_kai}
+        )
+        assert status == 409 and refused["error"]["code"] == "label_changed", refused
+        message = refused["error"]["message"]
+        assert f"labelled anomalous by ana at {stored['label_time']} (note: crack)" in message, message
+        assert "you saw revision 0, it is at 1" in message and "your label was not stored" in message, message
+        kept = _http("GET", f"{kai}/band")[1]
+        assert (kept["label"], kept["label_by"], kept["label_note"], kept["label_revision"]) == (
+            "anomalous", "ana", "crack", 1)  # fmt: skip
+        # kai looked again (revision 1) and still disagrees: now it is stored, as revision 2
+        status, relabelled = _http("PUT", f"{kai}/band/label", {"label": "normal", "by": "kai", "expected_revision": 1})
+        assert status == 200 and (relabelled["label_by"], relabelled["label_revision"]) == ("kai", 2), relabelled
+        # a clear is a revision too: a label based on the one before it is refused, saying it was cleared
+        assert _http("PUT", f"{ana}/band/label", {"label": None, "expected_revision": 2})[0] == 200
+        status, refused = _http("PUT", f"{kai}/band/label", {"label": "normal", "by": "kai", "expected_revision": 2})
+        assert status == 409 and "now cleared" in refused["error"]["message"], refused
+        assert _http("GET", f"{ana}/band")[1]["label"] is None
+        # without expected_revision: no check, the last label wins (clients from before revisions)
+        status, unchecked = _http("PUT", f"{kai}/band/label", {"label": "normal", "by": "kai"})
+        assert status == 200 and (unchecked["label"], unchecked["label_revision"]) == ("normal", 4), unchecked
+
+        # the same revision sent by both at the same moment: one label is stored, the other refused
+        answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        start = threading.Barrier(2)
+
+        def label(who: str, base: str, verdict: str) -> None:
+            start.wait(wait_s(10))
+            answers[who] = _http("PUT", f"{base}/close/label", {"label": verdict, "by": who, "expected_revision": 0})
+
+        threads = [threading.Thread(target=label, args=("ana", ana, "anomalous")),
+                   threading.Thread(target=label, args=("kai", kai, "normal"))]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(wait_s(30))
+        assert sorted(status for status, _ in answers.values()) == [200, 409], answers
+        winner = next(who for who, (status, _) in answers.items() if status == 200)
+        stored = _http("GET", f"{ana}/close")[1]
+        assert (stored["label_by"], stored["label_revision"]) == (winner, 1), stored
+
+
+def test_eagle_review_label_with_the_revision_seen_keeps_a_label_given_since(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle review label --expected-revision N`` has the API's protection: a part someone labelled since is
+    left as they labelled it, and the error names them; ``eagle review list`` shows the revision of a part
+    labelled and cleared before (0, never labelled, goes unsaid)."""
+    from eagle_iad.cli import main
+
+    db = tmp_path / "h.sqlite3"
+    _history(db)
+    store = InspectionStore(db)
+    try:
+        store.set_label("close", "normal", "2026-12-04T09:00:00.000+00:00", by="anna")
+        store.set_label("close", None, "2026-12-04T09:01:00.000+00:00", by="anna")  # back in the queue, revision 2
+        first = store.set_label("band", "anomalous", "2026-12-04T09:02:00.000+00:00", by="anna", expected=0)
+        assert first is not None and first.label_revision == 1
+    finally:
+        store.close()
+    assert main(["review", "list", "--db", str(db), "--category", "mono"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[1].startswith("close  ") and listed[1].endswith("  (label revision 2)"), listed
+    assert "label revision" not in listed[2], listed  # never labelled: no revision shown
+    assert main(["review", "label", "band", "normal", "--by", "kai", "--expected-revision", "0", "--db", str(db)]) == 2
+    said = capsys.readouterr().err
+    assert "you saw revision 0, it is at 1" in said and "labelled anomalous by anna at 2026-12-04T09:02" in said, said
+    store = InspectionStore(db)
+    try:
+        kept = store.get("band")
+        assert kept is not None and (kept.label, kept.label_by, kept.label_revision) == ("anomalous", "anna", 1)
+    finally:
+        store.close()
+    assert (
+        main(["review", "label", "close", "defective", "--by", "kai", "--expected-revision", "2", "--db", str(db)]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["label_revision"] == 3
+    assert main(["review", "label", "close", "normal", "--expected-revision", "-1", "--db", str(db)]) == 2
+    assert "--expected-revision" in capsys.readouterr().err

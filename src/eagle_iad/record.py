@@ -60,6 +60,12 @@ class InspectionRecord:
     label_time: str | None = doc("when the label was given", None)
     label_by: str | None = doc("who gave the label: the API key's name (local: the open single-user mode)", None)
     label_note: str | None = doc("the labeller's note (what they saw, why), up to 500 characters", None)
+    label_revision: int | None = doc(
+        "how many times the label was given, changed or cleared (each time one more); a label request that sends "
+        "the revision it saw as expected_revision is refused (409 label_changed) if it moved since; null: never "
+        "labelled (revision 0)",
+        None,
+    )
     near_threshold: bool | None = doc(
         "the score is within one standard deviation of the training scores of tau, on either side: a second look "
         "is advised; null: unknown (stored before this field, or a model without training scores)",

@@ -126,6 +126,7 @@ FLAG_RANGES: dict[str, Range] = {
     "limit": Range(1, None),
     "limit_test": Range(1, None),
     "seed": Range(0, MAX_SEED),
+    "expected_revision": Range(0, None),  # eagle review label: a label revision (0: never labelled)
     "ray_workers": Range(1, 4096),
     "ray_gpus_per_worker": Range(0, 1024),
 }

@@ -41,6 +41,10 @@ def add_review(sub: Subcommands) -> None:
     label.add_argument("verdict", choices=sorted(VERDICTS), help="what the part actually was")
     label.add_argument("--note", default=None, help="what you saw, or why (kept with the label, 500 characters)")
     label.add_argument("--by", default=None, help="your name (default: your login name)")
+    label.add_argument("--expected-revision", type=int, default=None, metavar="N",
+                       help="the label revision you looked at (eagle review list shows it; 0: never labelled): "
+                       "if someone labelled the part since, nothing is stored and the error says who and when "
+                       "(default: no check, the last label wins)")  # fmt: skip
     for parser, func in ((listing, _cmd_list), (label, _cmd_label)):
         add_history_flags(parser)
         parser.set_defaults(func=func)
@@ -68,13 +72,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for row, reasons in rows:
         score = "–" if row.score is None else f"{row.score:.2f}"
         tau = "–" if row.tau is None else f"{row.tau:.2f}"
+        # A part labelled and cleared again is at a later revision than 0: --expected-revision needs it.
+        revision = f"  (label revision {row.label_revision})" if row.label_revision else ""
         print(f"{row.id}  {row.time}  {row.category}  {row.image_name}  score {score} / threshold {tau}  "
-              f"{row.decision or 'undecided'}: {'; '.join(r.words for r in reasons)}")  # fmt: skip
+              f"{row.decision or 'undecided'}: {'; '.join(r.words for r in reasons)}{revision}")  # fmt: skip
     return 0
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
     from eagle_iad.errors import ConfigError
+    from eagle_iad.service.store import LabelChangedError
 
     note = (args.note or "").strip() or None
     if note is not None and len(note) > 500:
@@ -83,7 +90,10 @@ def _cmd_label(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         when = datetime.now(UTC).isoformat(timespec="milliseconds")
-        stored = store.set_label(args.inspection, VERDICTS[args.verdict], when, by=by, note=note)
+        stored = store.set_label(args.inspection, VERDICTS[args.verdict], when, by=by, note=note,
+                                 expected=args.expected_revision)  # fmt: skip
+    except LabelChangedError as exc:  # the service's 409 label_changed, in the same words
+        raise ConfigError(str(exc)) from None
     finally:
         store.close()
     if stored is None:

@@ -46,7 +46,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.service.store import AlreadyStoredError, new_inspection_id
+from eagle_iad.service.store import AlreadyStoredError, LabelChangedError, new_inspection_id
 from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -329,13 +329,22 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
 
     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
-    figures can compare the two (false alarms, misses).
+    figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
+    ``label_revision`` the caller saw) a label given meanwhile by someone else is never overwritten
+    unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept.
     """
     when = datetime.now(UTC).isoformat(timespec="milliseconds")
     by = acting_name(request, body.by, caller(request).name)
     note = (body.note or "").strip() or None
-    stored = service(request).store.set_label(inspection_id, body.label, when, by=by, note=note)
+    # Sent as null counts (a record never labelled has label_revision null, which a client passes on as it is);
+    # left out is no check: a client from before revisions labels as it always did.
+    expected = (body.expected_revision or 0) if "expected_revision" in body.model_fields_set else None
     audit_detail(request, f"label {body.label or 'cleared'}")
+    try:
+        stored = service(request).store.set_label(inspection_id, body.label, when, by=by, note=note, expected=expected)
+    except LabelChangedError as exc:
+        audit_detail(request, f"label {body.label or 'cleared'} refused: changed since revision {expected}")
+        raise ApiError(409, str(exc), code="label_changed") from None
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()

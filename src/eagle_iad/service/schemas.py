@@ -228,6 +228,10 @@ class LabelRequest(BaseModel):
     note: str | None = Field(default=None, max_length=500)
     #: Who labels, in the open local mode only (one user, no keys); with a key the key's name is recorded.
     by: str | None = Field(default=None, max_length=100)
+    #: The record's ``label_revision`` this label is based on (``null`` or 0: never labelled). When the stored
+    #: revision moved since (someone else labelled the part meanwhile), the label is refused with 409
+    #: ``label_changed`` and theirs is kept. Left out: no check, the last label wins (clients before revisions).
+    expected_revision: int | None = Field(default=None, ge=0)
 
 
 class ReviewReason(_Open):

@@ -55,6 +55,33 @@ class AlreadyStoredError(Exception):
     stored meanwhile by another replica); nothing of this write was kept."""
 
 
+class LabelChangedError(Exception):
+    """A label based on a revision that is no longer the stored one: someone else labelled (or cleared) the
+    inspection since the caller looked, and their label is kept. ``current`` is the record as stored now."""
+
+    def __init__(self, expected: int, current: Inspection) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(label_changed_message(expected, current))
+
+
+def label_changed_message(expected: int, current: Inspection) -> str:
+    """What a refused label says: the revision the caller saw, what the label is now, who gave it and when
+    (so two operators on one part know whose decision stands and can talk), and that nothing was stored."""
+    now = current.label_revision or 0
+    if current.label is None:
+        what = "cleared" if now else "not labelled"  # (a revision > 0 without a label: cleared since)
+    else:
+        who, at = current.label_by or "someone", current.label_time or "an unknown time"
+        what = f"labelled {current.label} by {who} at {at}"
+        if current.label_note:
+            what += f" (note: {current.label_note})"
+    return (
+        f"inspection {current.id}: its label changed since you looked (you saw revision {expected}, it is at "
+        f"{now}): now {what}; your label was not stored: look at it again, then label it if you still disagree"
+    )
+
+
 class InspectionStore:
     """Append and page through inspections; thread-safe (one connection, one lock)."""
 
@@ -207,24 +234,42 @@ class InspectionStore:
         return None if row is None else _row(row)
 
     def set_label(
-        self, inspection_id: str, label: str | None, when: str, by: str | None = None, note: str | None = None
-    ) -> Inspection | None:
+        self, inspection_id: str, label: str | None, when: str, by: str | None = None, note: str | None = None,
+        expected: int | None = None,
+    ) -> Inspection | None:  # fmt: skip
         """Record (or with ``None`` clear) what the part actually was, who said so and their note; ``None`` when
-        there is no such inspection."""
+        there is no such inspection. Each call moves the record's ``label_revision`` on by one.
+
+        ``expected``: the ``label_revision`` the caller based its label on (0: never labelled); if the stored
+        one moved since (another operator labelled the part meanwhile), nothing is written and
+        :class:`LabelChangedError` says what is stored now. The check and the write are one ``UPDATE``, so
+        two labels based on the same revision cannot both pass, in SQLite (one writer at a time) and in
+        PostgreSQL (the second waits for the first's row lock, then finds the revision moved). ``None``:
+        no check (the last label wins, as before revisions existed).
+        """
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
+        values = (
+            label,
+            None if label is None else when,
+            None if label is None else by,
+            None if label is None else note,
+        )
+        sql = (
+            "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ?, "
+            "label_revision = COALESCE(label_revision, 0) + 1 WHERE id = ?"
+        )
         with self._lock:
-            cursor = self._run(
-                "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ? WHERE id = ?",
-                (
-                    label,
-                    None if label is None else when,
-                    None if label is None else by,
-                    None if label is None else note,
-                    inspection_id,
-                ),
-            )
-        return None if cursor.rowcount == 0 else self.get(inspection_id)
+            if expected is None:
+                cursor = self._run(sql, (*values, inspection_id))
+            else:
+                cursor = self._run(sql + " AND COALESCE(label_revision, 0) = ?", (*values, inspection_id, expected))
+        if cursor.rowcount == 0:
+            current = self.get(inspection_id)
+            if current is None or expected is None:
+                return None
+            raise LabelChangedError(expected, current)
+        return self.get(inspection_id)
 
     def page(
         self, limit: int, offset: int, category: str | None = None, decision: str | None = None,
