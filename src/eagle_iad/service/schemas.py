@@ -231,7 +231,12 @@ class LabelRequest(BaseModel):
     #: The record's ``label_revision`` this label is based on (``null`` or 0: never labelled). When the stored
     #: revision moved since (someone else labelled the part meanwhile), the label is refused with 409
     #: ``label_changed`` and theirs is kept. Left out: no check, the last label wins (clients before revisions).
-    expected_revision: int | None = Field(default=None, ge=0)
+    expected_revision: int | None = Field(
+        default=None,
+        ge=0,
+        description="the record's label_revision this label is based on (null or 0: never labelled); if it moved "
+        "since, 409 label_changed and the stored label is kept; left out: no check (the last label wins)",
+    )
 
 
 class ReviewReason(_Open):
