@@ -42,7 +42,10 @@ commands:
                                           reference.image: its nearest normal training image);
                                           csv / jsonl: every matching inspection (at most --limit), one
                                           row each, with reference_image and answered_by columns
-  label ID normal|anomalous|none          record what inspection ID actually was (none clears it)
+  label ID normal|anomalous|none [--expected-revision N]
+                                          record what inspection ID actually was (none clears it); with
+                                          the record's label_revision you looked at (0: never labelled),
+                                          refused if someone labelled it since (the error names them)
   picture ID --kind boxed|heatmap|reference --out FILE [--force]
                                           download a picture of inspection ID (reference: the nearest
                                           normal training image); FILE is never replaced without --force
@@ -181,6 +184,7 @@ async function run(argv: string[]): Promise<number> {
       offset: { type: "string" },
       format: { type: "string" },
       label: { type: "string" },
+      "expected-revision": { type: "string" },
       kind: { type: "string" },
       out: { type: "string" },
       force: { type: "boolean" },
@@ -322,7 +326,8 @@ async function run(argv: string[]): Promise<number> {
       if (rest.length !== 2 || id === undefined || !["normal", "anomalous", "none"].includes(value ?? "")) {
         throw new UsageError("label takes an inspection ID and normal, anomalous or none");
       }
-      print(await client.label(id, value === "none" ? null : (value as "normal" | "anomalous")));
+      const expectedRevision = integer("expected-revision", values["expected-revision"]);
+      print(await client.label(id, value === "none" ? null : (value as "normal" | "anomalous"), expectedRevision === undefined ? {} : { expectedRevision }));
       return 0;
     }
     case "evaluations":

@@ -24,6 +24,12 @@ export type ReviewItem = Schemas["ReviewItem"];
 export interface LabelOptions {
   note?: string | null;
   by?: string | null;
+  /**
+   * The record's `label_revision` the label is based on (`null` or 0: never labelled). If someone else
+   * labelled the part since, the call throws an `EagleApiError` 409 `label_changed` whose message names who
+   * and when, and their label is kept. Left out (`undefined`): no check, the last label wins.
+   */
+  expectedRevision?: number | null;
   signal?: AbortSignal;
 }
 export type Job = Schemas["Job"];
@@ -466,11 +472,18 @@ export class EagleClient {
 
   /**
    * Record what an inspected part actually was (`normal` / `anomalous`), or clear it with `null`.
-   * The verdict stays as it was; resolves with the updated record.
+   * The verdict stays as it was; resolves with the updated record. Pass `expectedRevision` (the record's
+   * `label_revision` as you read it) so that a label someone else gave meanwhile is not overwritten unseen.
    */
   label(id: string, label: Label | null, options: AbortSignal | LabelOptions = {}): Promise<InspectionRecord> {
-    const { note, by, signal } = options instanceof AbortSignal ? { note: undefined, by: undefined, signal: options } : options;
-    const body = JSON.stringify({ label, ...(note ? { note } : {}), ...(by ? { by } : {}) });
+    const { note, by, expectedRevision, signal }: LabelOptions = options instanceof AbortSignal ? { signal: options } : options;
+    const body = JSON.stringify({
+      label,
+      ...(note ? { note } : {}),
+      ...(by ? { by } : {}),
+      // null is sent as null (never labelled: the service checks it as revision 0); undefined is no check
+      ...(expectedRevision !== undefined ? { expected_revision: expectedRevision } : {}),
+    });
     return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
   }

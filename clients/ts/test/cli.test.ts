@@ -100,9 +100,18 @@ describe("eagle-client", () => {
       `,${row.reference_image},${row.pictures["reference"]},${row.answered_by?.backend},single,${row.answered_by?.caas}`,
     )).toBe(true);
     expect((await cli(["--url", baseUrl, "history", "--format", "xml"])).stderr).toContain("--format must be json, csv or jsonl");
-    const labelled = await cli(["--url", baseUrl, "label", JSON.parse(jsonl.stdout).id as string, "normal"]);
+    const labelledId = row.id;
+    const seen = (((await (await fetch(`${baseUrl}/v1/inspections/${labelledId}`)).json()) as { label_revision: number | null }).label_revision ?? 0);
+    const labelled = await cli(["--url", baseUrl, "label", labelledId, "normal"]);
     expect(labelled.code).toBe(0);
-    expect(JSON.parse(labelled.stdout)).toMatchObject({ label: "normal" });
+    expect(JSON.parse(labelled.stdout)).toMatchObject({ label: "normal", label_revision: seen + 1 });
+    // based on the revision before that label: refused, the label kept; based on the current one: stored
+    const stale = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen)]);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain(`you saw revision ${seen}, it is at ${seen + 1}: now labelled normal by `);
+    const current = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen + 1)]);
+    expect(JSON.parse(current.stdout)).toMatchObject({ label: "anomalous", label_revision: seen + 2 });
+    expect((await cli(["--url", baseUrl, "label", labelledId, "normal"])).code).toBe(0); // as it was, for what follows
     const onlyLabelled = await cli(["--url", baseUrl, "history", "--label", "normal", "--format", "csv"]);
     expect(onlyLabelled.stdout.trimEnd().split("\r\n").slice(1).every((line) => line.includes(",normal,"))).toBe(true);
     expect((await cli(["--url", baseUrl, "label", "x", "maybe"])).code).toBe(2);

@@ -404,7 +404,9 @@ export interface paths {
          * @description Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
          *
          *     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
-         *     figures can compare the two (false alarms, misses).
+         *     figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
+         *     ``label_revision`` the caller saw) a label given meanwhile by someone else is never overwritten
+         *     unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept.
          */
         put: operations["label_inspection_v1_inspections__inspection_id__label_put"];
         post?: never;
@@ -1200,6 +1202,11 @@ export interface components {
              */
             label_note?: string | null;
             /**
+             * Label Revision
+             * @description how many times the label was given, changed or cleared (each time one more); a label request that sends the revision it saw as expected_revision is refused (409 label_changed) if it moved since; null: never labelled (revision 0)
+             */
+            label_revision?: number | null;
+            /**
              * Label Time
              * @description when the label was given
              */
@@ -1425,6 +1432,11 @@ export interface components {
         LabelRequest: {
             /** By */
             by?: string | null;
+            /**
+             * Expected Revision
+             * @description the record's label_revision this label is based on (null or 0: never labelled); if it moved since, 409 label_changed and the stored label is kept; left out: no check (the last label wins)
+             */
+            expected_revision?: number | null;
             /** Label */
             label: ("normal" | "anomalous") | null;
             /** Note */

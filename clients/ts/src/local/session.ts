@@ -71,6 +71,7 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   label_time: null;
   label_by: null;
   label_note: null;
+  label_revision: null;
   /** The export carries no training scores (close call) nor patch grid (coverage): unknown, as the service says for it. */
   near_threshold: null;
   unrecognised: null;
@@ -275,6 +276,7 @@ export class LocalExpert {
       label_time: null,
       label_by: null,
       label_note: null,
+      label_revision: null,
       near_threshold: null,
       unrecognised: null,
       station: null,
