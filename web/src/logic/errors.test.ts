@@ -1,6 +1,6 @@
 import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { describeError, isUnauthorised } from "./errors";
+import { describeError, isLabelChanged, isUnauthorised } from "./errors";
 
 describe("describeError", () => {
   it("maps a network failure to a retryable 'unreachable' state", () => {
@@ -61,6 +61,21 @@ describe("describeError", () => {
   it("tells a missing category from other 404s", () => {
     expect(describeError(new EagleApiError("no fitted category 'x'", 404, "category_not_found")).kind).toBe("category_not_found");
     expect(describeError(new EagleApiError("no job", 404, "job_not_found")).kind).toBe("not_found");
+  });
+  it("says a label was refused because someone else labelled the part meanwhile, naming them in the service's words", () => {
+    const message =
+      "inspection 3f2a: its label changed since you looked (you saw revision 0, it is at 1): now labelled anomalous by " +
+      "ana at 2026-12-06T12:01:02.345+00:00 (note: crack); your label was not stored: look at it again, then label it if you still disagree";
+    const error = new EagleApiError(message, 409, "label_changed");
+    expect(describeError(error)).toEqual({
+      kind: "label_changed",
+      title: "Labelled by someone else meanwhile",
+      message: `${message} It is shown again here as it is stored now.`,
+      retryable: false,
+    });
+    expect(isLabelChanged(error)).toBe(true);
+    expect(isLabelChanged(new EagleApiError("changed", 409, "model_changed"))).toBe(false);
+    expect(isLabelChanged(new EagleApiError("no inspection 'x'", 404, "not_found"))).toBe(false);
   });
   it("tells a model that cannot be read (a rollback recovers it) from other refusals", () => {
     const e = describeError(new EagleApiError("category 'x' cannot be read: x: model.json is missing", 409, "model_invalid"));

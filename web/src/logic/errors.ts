@@ -11,6 +11,7 @@ export type ErrorKind =
   | "category_not_found"
   | "model_invalid"
   | "needs_fitted_model"
+  | "label_changed"
   | "not_found"
   | "too_large"
   | "invalid_request"
@@ -68,6 +69,16 @@ export function describeError(error: unknown): UserError {
     // A change (threshold, teach, rollback) or a view (versions, nearest normal) an export cannot have: the
     // service runs an exported model (eagle serve --runtime onnx|openvino); its message says what to serve instead.
     if (code === "needs_fitted_model") return { kind: "needs_fitted_model", title: "Needs the fitted model", message, retryable: false };
+    if (code === "label_changed") {
+      // Someone else labelled the part since it was shown here: the service kept their label and names who and
+      // when; the page shows the part again as it is now, so this decision is made again on what is stored.
+      return {
+        kind: "label_changed",
+        title: "Labelled by someone else meanwhile",
+        message: `${message} It is shown again here as it is stored now.`,
+        retryable: false,
+      };
+    }
     if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };
     if (status === 413) return { kind: "too_large", title: "Too large", message, retryable: false };
     if (status >= 500) return { kind: "server", title: `Service error (${status})`, message, retryable: true };
@@ -78,6 +89,11 @@ export function describeError(error: unknown): UserError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return { kind: "unknown", title: "Something went wrong", message, retryable: true };
+}
+
+/** A label refused because the part was labelled (or cleared) by someone else since it was shown: reload it. */
+export function isLabelChanged(error: unknown): boolean {
+  return error instanceof EagleApiError && error.status === 409 && error.code === "label_changed";
 }
 
 export function isUnauthorised(error: unknown): boolean {

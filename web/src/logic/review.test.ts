@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { actionForKey, leftLine, leftToReview, nextPosition } from "./review";
+import { actionForKey, leftLine, leftToReview, nextPosition, storedLabelLine, withRecord } from "./review";
 
 describe("the review keys", () => {
   it("maps N, D, S, B (either case) and the left arrow, nothing else", () => {
@@ -23,5 +23,25 @@ describe("the review cursor", () => {
     expect(leftToReview(12, 3)).toBe(9);
     expect(leftToReview(2, 5)).toBe(0);
     expect([leftLine(0), leftLine(1), leftLine(7)]).toEqual(["Nothing left to review", "1 left to review", "7 left to review"]);
+  });
+});
+
+describe("a part labelled meanwhile", () => {
+  it("replaces only that part's record, so the next decision is based on what is stored now", () => {
+    const items: Array<{ record: { id: string; label_revision: number | null }; reasons: string[] }> = [
+      { record: { id: "a", label_revision: null }, reasons: ["band"] },
+      { record: { id: "b", label_revision: null }, reasons: ["close_call"] },
+    ];
+    const reloaded = withRecord(items, { id: "b", label_revision: 1 });
+    expect(reloaded).toEqual([items[0], { record: { id: "b", label_revision: 1 }, reasons: ["close_call"] }]);
+    expect(items[1]?.record.label_revision).toBeNull(); // the fetched list is not changed in place
+  });
+  it("says what it is labelled now, by whom and when", () => {
+    const at = (iso: string) => (iso === "2026-12-06T12:01:02Z" ? "6 Dec 2026, 12:01" : "?");
+    expect(storedLabelLine({ label: "anomalous", label_by: "ana", label_time: "2026-12-06T12:01:02Z" }, at)).toBe(
+      "Labelled actually defective by ana on 6 Dec 2026, 12:01.",
+    );
+    expect(storedLabelLine({ label: "normal", label_by: null, label_time: null }, at)).toBe("Labelled actually normal.");
+    expect(storedLabelLine({ label: null }, at)).toBeNull();
   });
 });

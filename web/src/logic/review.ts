@@ -38,3 +38,24 @@ export function leftToReview(total: number, labelledHere: number): number {
 export function leftLine(left: number): string {
   return left === 0 ? "Nothing left to review" : `${left} left to review`;
 }
+
+/**
+ * The fetched items with `record` in place of the one with its id: after a label stored here (so a relabel
+ * here is based on the revision this visit stored), and after a label refused because someone else labelled
+ * the part meanwhile (so the page shows, and a new decision is based on, what is stored now).
+ */
+export function withRecord<Item extends { record: { id: string } }>(items: Item[], record: Item["record"]): Item[] {
+  return items.map((item) => (item.record.id === record.id ? { ...item, record } : item));
+}
+
+/** What the part is labelled now, by whom and when ("Labelled actually defective by ana on …"); null: not labelled. */
+export function storedLabelLine(
+  record: { label?: string | null; label_by?: string | null; label_time?: string | null },
+  formatTime: (iso: string) => string = (iso) => new Date(iso).toLocaleString(),
+): string | null {
+  if (record.label !== "normal" && record.label !== "anomalous") return null;
+  const what = record.label === "normal" ? "normal" : "defective";
+  const by = record.label_by ? ` by ${record.label_by}` : "";
+  const when = record.label_time ? ` on ${formatTime(record.label_time)}` : "";
+  return `Labelled actually ${what}${by}${when}.`;
+}

@@ -11,7 +11,7 @@ import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
-import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { describeError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
 
 /** New records counted at most (then "999+"): a page left open all week must not grow without bound. */
 const MAX_FRESH = 999;
@@ -317,7 +317,8 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             {selected.station ? ` · taken by station ${selected.station} from ${selected.source ?? "its source"}` : ""} · Escape closes
           </p>
           <RoleGate needed="operator" what="Labelling an inspection">
-            <LabelControl record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
+            {/* keyed: a refusal shown for one inspection does not stay when another is opened */}
+            <LabelControl key={selected.id} record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
           </RoleGate>
           <InspectionView key={selected.id} record={selected} headingLevel={3} />
         </section>
@@ -333,7 +334,11 @@ function LabelBadge({ label }: { label: string | null }) {
   return <span className={`label-badge label-${label}`}>{LABEL_WORDS[label]}</span>;
 }
 
-/** "Correct the verdict": what the part actually was, stored beside the verdict (never replacing it). */
+/**
+ * "Correct the verdict": what the part actually was, stored beside the verdict (never replacing it). Each label
+ * names the revision shown, so one given meanwhile by someone else is not replaced unseen: the refusal says
+ * who and when, and the inspection is shown again as stored (its label, the revision to decide on).
+ */
 function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabelled: (record: InspectionRecord) => void }) {
   const { client, requireKey } = useApi();
   const [busy, setBusy] = useState(false);
@@ -343,10 +348,17 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
     setBusy(true);
     setError(null);
     try {
-      onLabelled(await client.label(record.id, label));
+      onLabelled(await client.label(record.id, label, { expectedRevision: record.label_revision ?? 0 }));
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();
       setError(describeError(reason));
+      if (isLabelChanged(reason)) {
+        try {
+          onLabelled(await client.inspection(record.id)); // the same key: this refusal stays shown beside it
+        } catch {
+          /* the refusal's message stands; reopening the inspection shows it as stored */
+        }
+      }
     } finally {
       setBusy(false);
     }

@@ -7,8 +7,17 @@ import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
 import { TeachPanel } from "../components/TeachPanel";
 import { allows } from "../logic/access";
-import { describeError, isUnauthorised, type UserError } from "../logic/errors";
-import { REVIEW_KEYS, actionForKey, leftLine, leftToReview, nextPosition, type ReviewAction } from "../logic/review";
+import { describeError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
+import {
+  REVIEW_KEYS,
+  actionForKey,
+  leftLine,
+  leftToReview,
+  nextPosition,
+  storedLabelLine,
+  withRecord,
+  type ReviewAction,
+} from "../logic/review";
 import type { TeachCandidate } from "../logic/teach";
 
 /** Items fetched at a time; the next ones are fetched when these are worked through. */
@@ -92,9 +101,15 @@ export function ReviewPage() {
       if (!current || !canLabel) return;
       busyRef.current = true;
       setBusy(true);
+      const id = current.record.id;
       try {
-        const id = current.record.id;
-        await client.label(id, action, { note: note.trim() || null, by: by.trim() || null });
+        // Based on the revision shown: a label someone else gave since is not replaced unseen (409 label_changed).
+        const stored = await client.label(id, action, {
+          note: note.trim() || null,
+          by: by.trim() || null,
+          expectedRevision: current.record.label_revision ?? 0,
+        });
+        setItems((all) => withRecord(all, stored)); // a relabel here (after Back) is based on this one
         setLabelled((all) => ({ ...all, [id]: action }));
         const { category: partOf, image_name: imageName } = current.record;
         setToTeach((all) => [
@@ -110,6 +125,16 @@ export function ReviewPage() {
       } catch (reason) {
         if (isUnauthorised(reason)) requireKey();
         setError(describeError(reason));
+        if (isLabelChanged(reason)) {
+          // Someone else labelled it meanwhile: show it as stored now (their label, the revision a new decision
+          // is based on). The message already says who and when; a failed reload leaves the item as it was.
+          try {
+            const fresh = await client.inspection(id);
+            setItems((all) => withRecord(all, fresh));
+          } catch {
+            /* the refusal's message stands; the next fetch of the queue has the part as stored */
+          }
+        }
       } finally {
         busyRef.current = false;
         setBusy(false);
@@ -192,6 +217,11 @@ export function ReviewPage() {
             </ul>
             {current.record.id in labelled ? (
               <p className="notice small">You labelled this one actually {labelled[current.record.id] === "normal" ? "normal" : "defective"}; a decision now replaces it.</p>
+            ) : current.record.label ? (
+              // labelled elsewhere since the queue was fetched (a refused decision reloaded it)
+              <p className="notice small" data-testid="review-labelled-elsewhere">
+                {storedLabelLine(current.record)} A decision now replaces it.
+              </p>
             ) : null}
           </section>
           <RoleGate needed="operator" what="Labelling">
