@@ -342,8 +342,7 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     audit_detail(request, f"label {body.label or 'cleared'}")
     try:
         stored = service(request).store.set_label(inspection_id, body.label, when, by=by, note=note, expected=expected)
-    except LabelChangedError as exc:
-        audit_detail(request, f"label {body.label or 'cleared'} refused: changed since revision {expected}")
+    except LabelChangedError as exc:  # a refused request is no change: the audit log has no row for it
         raise ApiError(409, str(exc), code="label_changed") from None
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
