@@ -812,6 +812,32 @@ describe("web console", () => {
     expect(await axeViolations(page, "versions of a recovered model at 1280")).toEqual([]);
   });
 
+  it("keeps a label someone else gave while the review page showed the part: says who and when, shows it again as stored", async () => {
+    // After the teach test: a part labelled defective here may be a copy of the image that test teaches.
+    await seed("sample-good.png", "review-race.png");
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const queued = await client.review({ category: "mono", limit: 1 });
+    const first = queued.items[0]!;
+    await page.getByRole("article", { name: `Inspection of ${first.record.image_name}` }).waitFor({ timeout: 60_000 });
+    // Another operator labels the part shown here, through another client, based on what they saw.
+    const theirs = await client.label(first.record.id, "normal", { by: "ana", note: "dust", expectedRevision: first.record.label_revision ?? 0 });
+    await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually defective/ }).focus(); // keys act off the form
+    await page.keyboard.press("d");
+    const alert = page.getByRole("alert").filter({ hasText: "Labelled by someone else meanwhile" });
+    await alert.getByText(/now labelled normal by ana at .* \(note: dust\); your label was not stored/).waitFor();
+    await page.locator('[data-testid="review-labelled-elsewhere"]').getByText(/^Labelled actually normal by ana on /).waitFor();
+    const kept = await client.inspection(first.record.id);
+    expect([kept.label, kept.label_by, kept.label_revision]).toEqual(["normal", "ana", theirs.label_revision]);
+    // Seen now, and still defective to this reviewer: the decision is based on their label and stored.
+    await page.keyboard.press("d");
+    await page.getByRole("article", { name: `Inspection of ${first.record.image_name}` }).waitFor({ state: "detached" });
+    const relabelled = await client.inspection(first.record.id);
+    expect([relabelled.label, relabelled.label_by, relabelled.label_revision]).toEqual(["anomalous", "local", (theirs.label_revision ?? 0) + 1]);
+  });
+
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
     // Its own two same-named files from two folders ("keeps same-named files ..." does the same through the page).
     for (const folder of ["cut", "hole"]) await seed("sample-good.png", `lot9/${folder}/003.png`);
