@@ -666,8 +666,9 @@ DURING = '''
 does), ``rename<sep>folder<sep>to`` takes the hot folder away, ``chmod<sep>folder<sep>mode`` (octal) changes
 its permissions, ``occupy<sep>file`` writes other bytes at file (another name in done/ taken meanwhile),
 ``replace-occupy<sep>name<sep>other<sep>file`` does both, ``append<sep>name`` has a writer add to name right
-after the station read it (before it is inspected), ``sigterm`` stops the process; ``say-searches`` says on
-stderr each time the station looks for an image by its content (a held delivery resolved so)."""
+after the station read it (before it is inspected), ``restart<sep>name`` has a writer start name again after it
+settled (half of it written when the station opens it, the rest once it was read), ``sigterm`` stops the process;
+``say-searches`` says on stderr each time the station looks for an image by its content (a held delivery resolved so)."""
 import os
 import signal
 import sys
@@ -728,6 +729,22 @@ class Late:
         return data
 
 
+class Restarted(Late):
+    """The station's handle on a file its writer started again after it settled: half of it is there (and stays so
+    while the station reads it); the writer writes the whole once the station is done reading."""
+
+    def __init__(self, handle, path, whole):
+        super().__init__(handle, path)
+        self.whole = whole
+
+    def read(self, *args):
+        return self.handle.read(*args)
+
+    def __exit__(self, *exc):
+        self.handle.close()
+        Path(self.path).write_bytes(self.whole)
+
+
 real_open = runner._open_image
 
 
@@ -736,9 +753,20 @@ def late_open(path):
     return Late(handle, path) if str(path) == paths[0] else handle
 
 
+def restarted_open(path):
+    if str(path) != paths[0] or done:
+        return real_open(path)
+    done.append(True)
+    whole = Path(path).read_bytes()
+    Path(path).write_bytes(whole[: len(whole) // 2])
+    return Restarted(real_open(path), path, whole)
+
+
 runner.run_inspection = during
 if what == "append":
     runner._open_image = late_open
+elif what == "restart":
+    runner._open_image = restarted_open
 if what == "say-searches":
     real_filed_at = HotFolder.filed_at
 
@@ -907,6 +935,22 @@ def test_a_file_still_growing_while_read_is_left_for_a_later_poll(model_dir: Pat
     (record,) = _history(tmp_path)
     whole = incoming / "done" / name
     assert whole.read_bytes().endswith(b"the rest, written late") and record.image_sha256 == _sha(whole), log
+
+
+def test_a_file_changed_between_settling_and_the_read_is_left_for_a_later_poll(model_dir: Path, tmp_path: Path) -> None:
+    """The file settled, then its writer started it again before the station read it: half of it is there, and
+    it stays so while the station reads it (nothing changes during the read). The bytes read are not the file
+    that settled (its size and stamp differ from the settled ones), so they are neither inspected nor refused as
+    a broken image: the file is left, settles again once whole, and is inspected whole, once."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "restart", incoming / name))
+    assert code == 0, log
+    assert f"{name}: changed since it settled; left for a later poll" in log and "not inspected" not in log, log
+    (record,) = _history(tmp_path)
+    assert record.image_sha256 == _sha(_cells(1)[0]) == _sha(incoming / "done" / name), log
+    assert not (incoming / "failed").exists(), log
 
 
 def test_sidecar_mode_inspects_a_new_image_under_an_inspected_name(model_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.ranges import Range, short_repr
@@ -154,6 +154,17 @@ _REQUIRED: Any = object()
 REQUIRED: Any = _REQUIRED
 
 
+class Settled(NamedTuple):
+    """What a source saw of a file when it counted it complete (its stat, as its last look before yielding it).
+
+    The station compares the file it reads with it: bytes read from a file that changed since it settled
+    may be a half-written one (a writer that started again).
+    """
+
+    size: int
+    mtime_ns: int
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One image a source hands the station: its bytes (or the file holding them) and where it came from."""
@@ -172,6 +183,10 @@ class Arrival:
     #: What the file was when the station read it (device, inode, size, modification time in ns), or ``None``:
     #: a file replaced under the same name meanwhile is another image, which a source must not put away as this one.
     identity: tuple[int, int, int, int] | None = None
+    #: The file as the source last saw it before counting it complete (``None``: a source that does not say, or a
+    #: frame in memory). The station inspects only bytes read from a file still of that size and modification
+    #: time; one changed since is left for a later poll, where it settles again.
+    settled: Settled | None = None
 
 
 class Source(Protocol):

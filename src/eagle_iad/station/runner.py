@@ -489,6 +489,13 @@ class StationRunner:
                 if before != after:  # written to while read: not the file's bytes
                     self._say(f"{arrival.name}: still being written; left for a later poll")
                     return True
+                settled = arrival.settled
+                if settled is not None and (after[2], after[3]) != (settled.size, settled.mtime_ns):
+                    # changed between settling and the read (a writer that started again, or another file renamed
+                    # over it): the bytes may be a half-written file, however still they kept while read; the next
+                    # poll sees the change and the file settles again before it is read
+                    self._say(f"{arrival.name}: changed since it settled; left for a later poll")
+                    return True
                 # a size that differs from the bytes read while the file stays the same (some FUSE file systems
                 # report it so): what the file gives is read as it is, once, not left for every later poll
                 arrival = replace(arrival, data=data, identity=after)

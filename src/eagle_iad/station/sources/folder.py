@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, ClassVar
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, Options
+from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, Options, Settled
 
 #: The image files a hot folder takes (by suffix, any case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -88,6 +88,11 @@ def _stderr(line: str) -> None:
 def identity(info: os.stat_result) -> tuple[int, int, int, int]:
     """What tells one file from another put under the same name: device, inode, size, modification time."""
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def look(info: os.stat_result) -> Settled:
+    """What :attr:`Arrival.settled` and a sidecar keep of a file's stat."""
+    return Settled(info.st_size, info.st_mtime_ns)
 
 
 def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = None) -> Path:
@@ -204,10 +209,10 @@ class HotFolder:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
         return f"folder {self.folder} (complete after {self.settle_s:g} s untouched; {then})"
 
-    def _candidates(self, listed: set[str] | None = None) -> list[tuple[int, str, int]]:
-        """``(mtime_ns, name, size)`` of each image waiting, oldest first; ``listed`` gets the name of every image
+    def _candidates(self, listed: set[str] | None = None) -> list[tuple[int, str, Settled]]:
+        """``(mtime_ns, name, stat)`` of each image waiting, oldest first; ``listed`` gets the name of every image
         file in the folder, waiting or marked by its sidecar."""
-        found: list[tuple[int, str, int]] = []
+        found: list[tuple[int, str, Settled]] = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
@@ -232,13 +237,13 @@ class HotFolder:
                     continue
                 if listed is not None:
                     listed.add(name)
-                if self.after == "sidecar" and self._marked(name, info):
+                if self.after == "sidecar" and self._marked(name, look(info)):
                     continue
-                found.append((info.st_mtime_ns, name, info.st_size))
+                found.append((info.st_mtime_ns, name, look(info)))
         found.sort()
         return found
 
-    def _marked(self, name: str, info: os.stat_result) -> bool:
+    def _marked(self, name: str, info: Settled) -> bool:
         """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
         image written under a name already inspected is a new arrival. A sidecar written before sidecars
         recorded what they describe marks its name, as it always did."""
@@ -261,7 +266,7 @@ class HotFolder:
                 pass  # unreadable: it marks the name, as before
             cached = (key, described)
             self._sidecars[name] = cached
-        return cached[1] is None or cached[1] == (info.st_size, info.st_mtime_ns)
+        return cached[1] is None or cached[1] == (info.size, info.mtime_ns)
 
     def backlog(self) -> int:
         return len(self._candidates())
@@ -270,10 +275,10 @@ class HotFolder:
         now, clock = time.time(), time.monotonic()
         names = set()
         listed: set[str] = set()
-        for mtime_ns, name, size in self._candidates(listed):
+        for mtime_ns, name, stat_now in self._candidates(listed):
             names.add(name)
             first = self._first_seen.setdefault(name, now)
-            seen = (size, mtime_ns)
+            seen = (stat_now.size, mtime_ns)
             last = self._unchanged.get(name)
             if last is None or last[0] != seen:  # new, or changed since the last poll: settle_s from now
                 last = (seen, clock)
@@ -283,7 +288,8 @@ class HotFolder:
             path = self.folder / name
             if not path.is_file():
                 continue  # taken away meanwhile
-            yield Arrival(path=path, source=str(path), name=name, appeared=first)
+            # settled: as this listing saw it, unchanged for settle_s; the station reads it only if it still is
+            yield Arrival(path=path, source=str(path), name=name, appeared=first, settled=stat_now)
         # pop, not del: backlog() (from idle(), the status, /metrics) runs _marked in other threads, which may
         # have popped a name meanwhile
         for gone in set(self._first_seen) - names:
@@ -311,7 +317,7 @@ class HotFolder:
                 if exc.errno in ABSENT:
                     return False
                 raise
-            return not self._marked(name, info)
+            return not self._marked(name, look(info))
         return True
 
     def filed_at(self, name: str, digest: str, planned: Path) -> Path | None:
