@@ -10,6 +10,7 @@ naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -809,6 +810,75 @@ def test_a_file_replaced_while_inspected_is_not_filed_under_the_old_verdict(mode
     for record in history:  # each copy is the image its verdict is about
         copied = tmp_path / "sorted" / str(record.decision) / f"{record.id}_{name}"
         assert _sha(copied) == record.image_sha256
+
+
+def test_sidecar_mode_a_file_replaced_while_inspected_keeps_the_bytes_inspected_with_their_verdict(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """After = "sidecar", the image at a name changes during its inspection: no sidecar says that verdict of the
+    new bytes; the bytes inspected are kept in done/ with a sidecar describing that copy, and the verdict's place
+    (the folder sink's copy, its payload) is that copy; the new image is inspected as a new arrival, its sidecar
+    beside it describing it."""
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    other = _cells(2)[1]
+    sink = '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\nmax_attempts = 3\nretry_base_s = 0.05\n'
+    stations = _stations(tmp_path, model_dir, sink, source=', after = "sidecar"')
+    code, log = _run(stations, "run", "--until-idle", env=_during(tmp_path, "replace", incoming / name, other))
+    assert code == 0 and "gave up" not in log, log
+    assert f"{name}: replaced while inspected; the bytes inspected (record " in log, log
+    history = _history(tmp_path)
+    assert [r.image_sha256 for r in history] == [_sha(_cells(1)[0]), _sha(other)], log  # each inspected once
+    image, kept = incoming / name, incoming / "done" / name
+    places = [image, kept]
+    assert _sha(image) == history[1].image_sha256 and _sha(kept) == history[0].image_sha256
+    for record, place in zip(history[::-1], places, strict=True):  # each sidecar describes the file beside it
+        mark = json.loads(place.with_name(place.name + ".eagle.json").read_text())
+        info = place.stat()
+        assert (mark["record_id"], mark["size"], mark["mtime_ns"]) == (record.id, info.st_size, info.st_mtime_ns)
+    for record, place in zip(history, places[::-1], strict=True):  # each verdict's place holds its bytes
+        copied = tmp_path / "sorted" / str(record.decision) / f"{record.id}_{name}"
+        assert _sha(copied) == record.image_sha256
+        assert json.loads(copied.with_name(copied.name + ".json").read_text())["image"] == str(place)
+    code, log = _run(stations, "run", "--until-idle")  # each marked: none inspected again
+    assert code == 0 and len(_history(tmp_path)) == 2, log
+
+
+def test_sidecar_mode_a_file_replaced_while_its_sidecar_is_written_is_not_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image is replaced right as its sidecar is written, by a file of the same size and stamp (a camera
+    writing same-sized frames within its file system's stamp resolution): the sidecar would describe the new
+    file as inspected. It is looked at again after the write: that sidecar is removed, the bytes inspected are
+    kept in done/ with their own, and the new file is a new arrival."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources import folder as hot
+    from eagle_iad.station.sources.folder import HotFolder, identity
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    folder.log = lambda line: None
+    image = incoming / "a.png"
+    image.write_bytes(b"x" * 100)
+    (arrival,) = folder.poll()
+    info = image.stat()
+    read = dataclasses.replace(arrival, data=b"x" * 100, identity=identity(info))
+    real = hot.atomic_write_text
+
+    def replaced_meanwhile(path: Path, text: str) -> None:
+        real(path, text)
+        if path == incoming / "a.png.eagle.json":
+            (incoming / "new.tmp").write_bytes(b"y" * 100)
+            os.utime(incoming / "new.tmp", ns=(info.st_atime_ns, info.st_mtime_ns))
+            os.replace(incoming / "new.tmp", image)
+
+    monkeypatch.setattr(hot, "atomic_write_text", replaced_meanwhile)
+    kept = folder.finish(read, image, {"id": "r1", "decision": "normal", "score": 0.5})
+    assert image.read_bytes() == b"y" * 100 and not (incoming / "a.png.eagle.json").exists()
+    assert kept == incoming / "done" / "a.png" and kept.read_bytes() == b"x" * 100
+    assert json.loads((incoming / "done" / "a.png.eagle.json").read_text())["record_id"] == "r1"
+    assert [a.name for a in folder.poll()] == ["a.png"]
 
 
 def test_a_file_rewritten_with_the_same_bytes_while_inspected_is_put_away_as_usual(

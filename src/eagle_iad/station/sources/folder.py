@@ -13,6 +13,9 @@ What becomes of a file (``after``): ``move`` (default) puts it in ``done/`` or `
 folder (with ``<name>.reason.txt`` beside a failed one); ``sidecar`` leaves it in place and writes
 ``<name>.eagle.json`` beside it (the record id and decision, or the reason), which also marks it as
 taken; a name too long for that gets ``<stem cut>~<hash of the name>.eagle.json`` (see :func:`sidecar_name`).
+A sidecar describes one file (its size and modification time): another file under the name is a new arrival. An
+image replaced while inspected keeps no sidecar of the old verdict: in either mode the bytes inspected go to ``done/``
+(``failed/``) with their verdict (in sidecar mode with a sidecar describing that copy), and the new file is taken next.
 A move never replaces a file: a name already in ``done/`` gets ``-1``, ``-2``, ... Symbolic
 links are not followed (a link could make the station read, then move, a file outside the folder).
 """
@@ -322,24 +325,26 @@ class HotFolder:
 
     def filed_at(self, name: str, digest: str, planned: Path) -> Path | None:
         """Where an image named ``name`` with content ``digest`` was put: at ``planned``, or under ``name`` or
-        one of its ``-n`` names in the same folder (a name taken meanwhile; in sidecar mode only ``planned``, the
-        image's own place); ``None``: not there. Raises :class:`OSError` where that is unknown (see
+        one of its ``-n`` names in the same folder (a name taken meanwhile; in sidecar mode, ``planned`` is the
+        image's own place, and ``done/`` holds the bytes inspected of an image replaced while inspected, see
+        :meth:`finish`); ``None``: not there. Raises :class:`OSError` where that is unknown (see
         :meth:`waiting`)."""
         if _digest_of(planned) == digest:
             return planned
         names: list[str] = []
-        if self.after == "move":
-            try:
-                with os.scandir(planned.parent) as entries:
-                    names = sorted(
-                        e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
-                    )
-            except OSError as exc:
-                if exc.errno not in ABSENT:
-                    raise
+        # in sidecar mode, done/: the bytes inspected are kept there when the image was replaced while inspected
+        beside = planned.parent if self.after == "move" else self.done
+        try:
+            with os.scandir(beside) as entries:
+                names = sorted(
+                    e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
+                )
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
         for candidate in names:
-            if _digest_of(planned.parent / candidate) == digest:
-                return planned.parent / candidate
+            if _digest_of(beside / candidate) == digest:
+                return beside / candidate
         self._present()
         return None
 
@@ -382,14 +387,50 @@ class HotFolder:
         """The file at the arrival's path when it is still the image the station read (not replaced since)."""
         return self._holds(arrival.path, arrival)
 
-    def _mark(self, arrival: Arrival, mark: dict[str, Any], info: os.stat_result) -> None:
-        # what the sidecar describes (a refused file's too, one that could not be read included): another file
-        # under this name is new
-        mark.update(size=info.st_size, mtime_ns=info.st_mtime_ns)
-        name = sidecar_name(arrival.name)
-        if name != arrival.name + SIDECAR_SUFFIX:
-            mark["image"] = arrival.name  # a shortened sidecar name: which image it is about, in full
-        atomic_write_text(arrival.path.with_name(name), json.dumps(mark) + "\n")
+    @staticmethod
+    def _mark(image: Path, mark: Mapping[str, Any], info: os.stat_result) -> Path:
+        """Write the sidecar of the file at ``image``; where it went. It says what file it describes (``info``'s
+        size and modification time; a refused file's too, one that could not be read included): another file
+        under that name is new."""
+        said = {**mark, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        name = sidecar_name(image.name)
+        if name != image.name + SIDECAR_SUFFIX:
+            said["image"] = image.name  # a shortened sidecar name: which image it is about, in full
+        target = image.with_name(name)
+        atomic_write_text(target, json.dumps(said) + "\n")
+        return target
+
+    def _mark_in_place(self, arrival: Arrival, mark: Mapping[str, Any]) -> bool:
+        """Write the sidecar beside the image while its name holds the file the station read, and look again once
+        it is written; whether it stands.
+
+        A sidecar describes a file by size and modification time only: one written for a file replaced while it
+        was inspected, by one with the same size and stamp (a camera writing same-sized frames within its file
+        system's stamp resolution), would mark the new file inspected. So the file is looked at again after the
+        write, and a sidecar written for a file replaced meanwhile is removed: the new file is a new arrival.
+        """
+        info = self._still(arrival)
+        if info is None:
+            return False
+        written = self._mark(arrival.path, mark, info)
+        if self._still(arrival) is not None:
+            return True
+        written.unlink(missing_ok=True)
+        return False
+
+    def _keep_marked(self, arrival: Arrival, folder: Path, mark: Mapping[str, Any], why: str) -> Path | None:
+        """Sidecar mode, the image replaced while inspected: the bytes read kept in ``folder`` (``done/`` or
+        ``failed/``, a free ``-n`` name there) with a sidecar describing that copy, so the verdict's place holds
+        the bytes it is about; the new file stays in place, unmarked, and is taken at the next poll as a new
+        arrival. Where they went; ``None``: no bytes to keep (a file not read)."""
+        kept = self._keep_read(arrival, folder / numbered(arrival.name, 0))
+        if kept is None:
+            return None
+        self._mark(kept, mark, os.stat(kept, follow_symlinks=False))
+        self.log(f"eagle station: folder {self.folder}: {arrival.name}: replaced while inspected; the bytes "
+                 f"inspected ({why}) are kept at {kept} with their sidecar; the new file is taken as a new arrival"
+                 )  # fmt: skip
+        return kept
 
     @staticmethod
     def _keep_read(arrival: Arrival, to: Path, reserve: int = 0) -> Path | None:
@@ -413,12 +454,12 @@ class HotFolder:
 
     def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
         if self.after == "sidecar":
-            info = self._still(arrival)
-            if info is None:
-                return None  # replaced while inspected: the new file has no sidecar of its own, so it is taken next
-            self._mark(arrival, {"record_id": record.get("id"), "decision": record.get("decision"),
-                                 "score": record.get("score")}, info)  # fmt: skip
-            return None
+            mark = {"record_id": record.get("id"), "decision": record.get("decision"), "score": record.get("score")}
+            if self._mark_in_place(arrival, mark) or not os.path.lexists(arrival.path):
+                return None  # marked; or taken away while inspected: nothing there to mark, nor anything kept
+            # replaced while inspected: the new bytes get no sidecar (they are taken next); the verdict's place
+            # must hold the bytes it is about
+            return self._keep_marked(arrival, self.done, mark, f"record {record.get('id')}")
         if self._still(arrival) is None:  # the inspected bytes go where its verdict says; the new file stays
             return self._keep_read(arrival, to)
         return self._move(arrival, to)
@@ -451,9 +492,9 @@ class HotFolder:
 
     def refuse(self, arrival: Arrival, reason: str) -> None:
         if self.after == "sidecar":
-            info = self._still(arrival)
-            if info is not None:
-                self._mark(arrival, {"error": reason}, info)
+            mark = {"error": reason}
+            if not self._mark_in_place(arrival, mark) and os.path.lexists(arrival.path):
+                self._keep_marked(arrival, self.failed, mark, "refused")  # none kept of a file not read
             return
         if self._still(arrival) is not None:
             moved = move_new(arrival.path, self.failed, REASON_RESERVE)
