@@ -169,10 +169,13 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "EAGLE_TEST_SECRET": SECRET, **extra}
 
 
-def _run(stations: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "station", *args, str(stations)],
-                          cwd=stations.parent, env=env or _env(), capture_output=True, text=True,
-                          timeout=wait_s(timeout))  # fmt: skip
+def _run(
+    stations: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+    launcher: list[str] | None = None,
+) -> tuple[int, str]:  # fmt: skip
+    launcher = launcher or [sys.executable, "-m", "eagle_iad.cli"]
+    done = subprocess.run([*launcher, "station", *args, str(stations)], cwd=stations.parent, env=env or _env(),
+                          capture_output=True, text=True, timeout=wait_s(timeout))  # fmt: skip
     return done.returncode, done.stderr + done.stdout
 
 
@@ -1520,10 +1523,63 @@ def test_sidecar_mode_a_file_refused_unread_is_marked_as_that_file_only(tmp_path
                   "a.png: cannot be read: Permission denied")  # fmt: skip
     info = image.stat()
     mark = json.loads((incoming / "a.png.eagle.json").read_text())
-    assert mark == {"error": "a.png: cannot be read: Permission denied", "size": 100, "mtime_ns": info.st_mtime_ns}
+    assert mark == {"error": "a.png: cannot be read: Permission denied", "size": 100, "mtime_ns": info.st_mtime_ns,
+                    "mode": info.st_mode, "ctime_ns": info.st_ctime_ns}  # fmt: skip
     assert [a.name for a in folder.poll()] == []  # the very file refused: marked
     image.write_bytes(b"y" * 120)  # fixed: another file under that name
     assert [a.name for a in folder.poll()] == ["a.png"]
+
+
+def test_sidecar_mode_a_file_refused_unread_is_taken_again_once_its_permissions_change(tmp_path: Path) -> None:
+    """A chmod (chown, an ACL) that may make a refused file readable changes neither its size nor its stamp: the
+    refusal of a file not read also records its mode and ctime, as the listing saw them before the read failed,
+    so the file whose permissions changed is taken again; a refusal of bytes read (not an image) stays put."""
+    from eagle_iad.station.parts import Arrival, Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    for name in ("unread.png", "broken.png"):
+        (incoming / name).write_bytes(b"not an image")
+        os.chmod(incoming / name, 0o200)
+    unread, broken = sorted(folder.poll(), key=lambda arrival: arrival.name != "unread.png")
+    assert unread.settled is not None and stat.S_IMODE(unread.settled.mode) == 0o200
+    os.chmod(incoming / "unread.png", 0o644)  # fixed right as the open failed: its refusal must not mark the fix
+    folder.refuse(unread, "unread.png: cannot be read: Permission denied")
+    folder.refuse(dataclasses.replace(broken, data=b"not an image"), "broken.png: not a recognised image format")
+    assert [a.name for a in folder.poll()] == ["unread.png"]
+    again = Arrival(path=unread.path, source=unread.source, name=unread.name, appeared=unread.appeared)
+    folder.refuse(again, "unread.png: cannot be read: Permission denied")  # no listing's look: the file as it is now
+    assert [a.name for a in folder.poll()] == []
+    os.chmod(incoming / "unread.png", 0o600)
+    os.chmod(incoming / "broken.png", 0o644)
+    assert [a.name for a in folder.poll()] == ["unread.png"]
+
+
+def test_sidecar_mode_an_unreadable_image_is_inspected_once_the_operator_fixed_its_permissions(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """End to end, as a user whom permissions bind: the image cannot be read, so it gets a refusal sidecar; the
+    operator's chmod makes it readable, and the next run inspects it (its sidecar now its verdict)."""
+    launcher = unprivileged_cli()  # root would read it anyway
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    image = incoming / name
+    os.chmod(image, 0o000)
+    stations = _stations(tmp_path, model_dir, "", source=', after = "sidecar"')
+    try:
+        code, log = _run(stations, "run", "--until-idle", launcher=launcher)
+    finally:
+        os.chmod(image, 0o644)
+    assert code == 0 and f"{name}: not inspected: {name}: cannot be read: Permission denied" in log, log
+    sidecar = incoming / f"{name}.eagle.json"
+    assert json.loads(sidecar.read_text())["error"] == f"{name}: cannot be read: Permission denied"
+    assert _history(tmp_path) == []
+    code, log = _run(stations, "run", "--until-idle", launcher=launcher)
+    assert code == 0 and "not inspected" not in log, log
+    (record,) = _history(tmp_path)
+    assert record.image_sha256 == _sha(image) and json.loads(sidecar.read_text())["record_id"] == record.id
 
 
 def test_sidecar_mode_a_sidecar_forgotten_by_another_thread_meanwhile_does_not_end_the_poll(tmp_path: Path) -> None:

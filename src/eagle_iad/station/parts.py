@@ -158,11 +158,14 @@ class Settled(NamedTuple):
     """What a source saw of a file when it counted it complete (its stat, as its last look before yielding it).
 
     The station compares the file it reads with it: bytes read from a file that changed since it settled
-    may be a half-written one (a writer that started again).
+    may be a half-written one (a writer that started again). ``ctime_ns`` and ``mode`` date a refusal of a
+    file that could not be read: a later ``chmod`` changes them, so the fixed file is tried again.
     """
 
     size: int
     mtime_ns: int
+    ctime_ns: int
+    mode: int
 
 
 @dataclass(frozen=True)

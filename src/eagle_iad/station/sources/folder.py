@@ -13,9 +13,10 @@ What becomes of a file (``after``): ``move`` (default) puts it in ``done/`` or `
 folder (with ``<name>.reason.txt`` beside a failed one); ``sidecar`` leaves it in place and writes
 ``<name>.eagle.json`` beside it (the record id and decision, or the reason), which also marks it as
 taken; a name too long for that gets ``<stem cut>~<hash of the name>.eagle.json`` (see :func:`sidecar_name`).
-A sidecar describes one file (its size and modification time): another file under the name is a new arrival. An
-image replaced while inspected keeps no sidecar of the old verdict: in either mode the bytes inspected go to ``done/``
-(``failed/``) with their verdict (in sidecar mode with a sidecar describing that copy), and the new file is taken next.
+A sidecar describes one file (its size and modification time; a refusal of a file that could not be read, its mode
+and ctime too): another file under the name, or the same file made readable, is a new arrival. An image replaced
+while inspected keeps no sidecar of the old verdict: in either mode the bytes inspected go to ``done/`` (``failed/``)
+with their verdict (in sidecar mode with a sidecar describing that copy), and the new file is taken next.
 A move never replaces a file: a name already in ``done/`` gets ``-1``, ``-2``, ... Symbolic
 links are not followed (a link could make the station read, then move, a file outside the folder).
 """
@@ -94,8 +95,18 @@ def identity(info: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def look(info: os.stat_result) -> Settled:
-    """What :attr:`Arrival.settled` and a sidecar keep of a file's stat."""
-    return Settled(info.st_size, info.st_mtime_ns)
+    """What a sidecar and :attr:`Arrival.settled` keep of a file's stat."""
+    return Settled(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+
+
+#: What a sidecar says of the file it describes (see :func:`described`), in that order.
+MARK_FIELDS = ("size", "mtime_ns", "mode", "ctime_ns")
+
+
+def described(info: Settled, fields: int) -> tuple[int, ...]:
+    """The first ``fields`` of what a sidecar says of the file it describes, taken from ``info``: size and
+    modification time (2), plus mode and ctime (4) for a refusal of a file that could not be read."""
+    return (info.size, info.mtime_ns, info.mode, info.ctime_ns)[:fields]
 
 
 def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = None) -> Path:
@@ -199,9 +210,9 @@ class HotFolder:
         self._first_seen: dict[str, float] = {}
         #: Per name, the (size, mtime_ns) the polls saw last and since when (monotonic) they have been the same.
         self._unchanged: dict[str, tuple[tuple[int, int], float]] = {}
-        #: Sidecars read: name -> (the sidecar's own stat, the (size, mtime_ns) it describes or None), so a
+        #: Sidecars read: name -> (the sidecar's own stat, what it describes or None: see :func:`described`), so a
         #: poll stats each sidecar but reads only new or changed ones.
-        self._sidecars: dict[str, tuple[tuple[int, int, int], tuple[int, int] | None]] = {}
+        self._sidecars: dict[str, tuple[tuple[int, int, int], tuple[int, ...] | None]] = {}
         #: Images the listing could not stat (EIO, ESTALE: skipped, the rest of the folder taken), with why as
         #: last logged: one line per name when it starts failing, not one every poll.
         self._unseen: dict[str, str] = {}
@@ -248,8 +259,10 @@ class HotFolder:
 
     def _marked(self, name: str, info: Settled) -> bool:
         """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
-        image written under a name already inspected is a new arrival. A sidecar written before sidecars
-        recorded what they describe marks its name, as it always did."""
+        image written under a name already inspected is a new arrival. A refusal of a file that could not be
+        read also says its mode and ctime: a ``chmod`` (or ``chown``, an ACL) that may have made it readable
+        changes them, so the fixed file is tried again instead of staying marked. A sidecar written before
+        sidecars recorded what they describe marks its name, as it always did."""
         sidecar = self.folder / sidecar_name(name)
         try:
             mark = os.stat(sidecar, follow_symlinks=False)
@@ -259,17 +272,19 @@ class HotFolder:
         key = (mark.st_ino, mark.st_size, mark.st_mtime_ns)
         cached = self._sidecars.get(name)
         if cached is None or cached[0] != key:
-            described: tuple[int, int] | None = None
+            said: tuple[int, ...] | None = None
             try:
                 data = json.loads(sidecar.read_bytes())
-                if isinstance(data, dict) and isinstance(data.get("size"), int) and isinstance(data.get("mtime_ns"),
-                                                                                                  int):  # fmt: skip
-                    described = (data["size"], data["mtime_ns"])
+                if isinstance(data, dict):
+                    numbers = {key: data[key] for key in MARK_FIELDS if isinstance(data.get(key), int)}
+                    if "size" in numbers and "mtime_ns" in numbers:
+                        fields = MARK_FIELDS if len(numbers) == len(MARK_FIELDS) else MARK_FIELDS[:2]
+                        said = tuple(numbers[key] for key in fields)
             except (OSError, ValueError):
                 pass  # unreadable: it marks the name, as before
-            cached = (key, described)
+            cached = (key, said)
             self._sidecars[name] = cached
-        return cached[1] is None or cached[1] == (info.size, info.mtime_ns)
+        return cached[1] is None or cached[1] == described(info, len(cached[1]))
 
     def backlog(self) -> int:
         return len(self._candidates())
@@ -388,11 +403,14 @@ class HotFolder:
         return self._holds(arrival.path, arrival)
 
     @staticmethod
-    def _mark(image: Path, mark: Mapping[str, Any], info: os.stat_result) -> Path:
+    def _mark(image: Path, mark: Mapping[str, Any], info: os.stat_result, unread: Settled | None = None) -> Path:
         """Write the sidecar of the file at ``image``; where it went. It says what file it describes (``info``'s
-        size and modification time; a refused file's too, one that could not be read included): another file
-        under that name is new."""
+        size and modification time: another file under that name is new); ``unread``, for a refusal of a file
+        that could not be read: also its mode and ctime as the listing saw them before the read failed, so a
+        ``chmod`` since (which changes neither size nor modification time) makes it new too."""
         said = {**mark, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        if unread is not None:
+            said.update(mode=unread.mode, ctime_ns=unread.ctime_ns)
         name = sidecar_name(image.name)
         if name != image.name + SIDECAR_SUFFIX:
             said["image"] = image.name  # a shortened sidecar name: which image it is about, in full
@@ -401,19 +419,31 @@ class HotFolder:
         return target
 
     def _mark_in_place(self, arrival: Arrival, mark: Mapping[str, Any]) -> bool:
-        """Write the sidecar beside the image while its name holds the file the station read, and look again once
-        it is written; whether it stands.
+        """Write the sidecar beside the image while its name holds the file the station read (of a file not read:
+        the one the listing saw, same size and modification time), and look again once it is written; whether
+        it stands.
 
         A sidecar describes a file by size and modification time only: one written for a file replaced while it
         was inspected, by one with the same size and stamp (a camera writing same-sized frames within its file
         system's stamp resolution), would mark the new file inspected. So the file is looked at again after the
         write, and a sidecar written for a file replaced meanwhile is removed: the new file is a new arrival.
+        A file not read that changed since its listing (a link or FIFO put under its name, a writer) is not
+        marked: what failed to open may not be what is there now, which the next poll takes again.
         """
-        info = self._still(arrival)
+        unread = arrival.data is None  # refused before it could be read (permission denied): see _mark
+        settled = arrival.settled if unread else None
+
+        def holds() -> os.stat_result | None:
+            info = self._still(arrival)
+            if info is None or settled is None or described(look(info), 2) == described(settled, 2):
+                return info
+            return None
+
+        info = holds()
         if info is None:
             return False
-        written = self._mark(arrival.path, mark, info)
-        if self._still(arrival) is not None:
+        written = self._mark(arrival.path, mark, info, (settled or look(info)) if unread else None)
+        if holds() is not None:
             return True
         written.unlink(missing_ok=True)
         return False
