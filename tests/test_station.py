@@ -672,7 +672,8 @@ its permissions, ``occupy<sep>file`` writes other bytes at file (another name in
 ``replace-occupy<sep>name<sep>other<sep>file`` does both, ``append<sep>name`` has a writer add to name right
 after the station read it (before it is inspected), ``restart<sep>name`` has a writer start name again after it
 settled (half of it written when the station opens it, the rest once it was read), ``sigterm`` stops the process;
-``say-searches`` says on stderr each time the station looks for an image by its content (a held delivery resolved so)."""
+``say-searches`` says on stderr each time the station looks for an image by its content (a held delivery
+resolved so)."""
 import os
 import signal
 import sys
