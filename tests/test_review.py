@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
@@ -207,6 +208,87 @@ def test_a_label_based_on_a_revision_someone_moved_is_refused_and_theirs_is_kept
         winner = next(who for who, (status, _) in answers.items() if status == 200)
         stored = _http("GET", f"{ana}/close")[1]
         assert (stored["label_by"], stored["label_revision"]) == (winner, 1), stored
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
+def test_a_label_waiting_for_another_replicas_label_is_refused_not_unreachable(postgres: Any, isolation: str) -> None:
+    """Two replicas label one part on the same revision, the second while the first's write still holds the
+    row: once the first commits, the second is refused with the label now stored (409 ``label_changed``),
+    also on a database whose default isolation is ``repeatable read``, where a statement that waited for the
+    row would otherwise fail to serialise (a psycopg ``OperationalError``: 503 "history unreachable")."""
+    import psycopg
+
+    from eagle_iad.service.store import LabelChangedError
+
+    url = postgres.new_database(default_transaction_isolation=isolation)
+    _history(url)
+    store = InspectionStore(url)
+    other = psycopg.connect(url, autocommit=True)  # the first replica, its label written but not committed yet
+    try:
+        other.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        other.execute("UPDATE inspections SET label = 'anomalous', label_by = 'ana', label_time = 't', "
+                      "label_revision = 1 WHERE id = 'band'")  # fmt: skip
+        outcome: list[BaseException | Inspection | None] = []
+
+        def label() -> None:
+            try:
+                outcome.append(store.set_label("band", "normal", "2026-12-04T09:00:00.000+00:00", by="kai", expected=0))
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=label)
+        thread.start()
+        deadline = time.monotonic() + wait_s(30)
+        while time.monotonic() < deadline:  # until the second waits for the first's row lock
+            waiting = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()
+            if waiting is not None and waiting[0]:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the second label never waited for the first")
+        other.execute("COMMIT")
+        thread.join(wait_s(30))
+        assert len(outcome) == 1 and isinstance(outcome[0], LabelChangedError), outcome
+        assert outcome[0].current.label_by == "ana" and outcome[0].current.label_revision == 1
+        kept = store.get("band")
+        assert kept is not None and (kept.label, kept.label_by, kept.label_revision) == ("anomalous", "ana", 1)
+    finally:
+        other.close()
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_stored_label_is_answered_with_what_this_request_stored(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record a label answers with is the one its own write stored, even when another replica labels the
+    part right after it: not a later read, which would show the other's label as if it were this one's."""
+    url = str(tmp_path / "h.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres").new_database()
+    _history(url)
+    store, replica = InspectionStore(url), InspectionStore(url)
+    reads = store.get
+
+    def read_after_another_label(inspection_id: str) -> Inspection | None:
+        replica.set_label(inspection_id, "normal", "2026-12-04T09:00:01.000+00:00", by="kai")  # lands in between
+        return reads(inspection_id)
+
+    try:
+        monkeypatch.setattr(store, "get", read_after_another_label)
+        stored = store.set_label("band", "anomalous", "2026-12-04T09:00:00.000+00:00", by="ana", note="crack",
+                                 expected=0)  # fmt: skip
+        assert stored is not None
+        assert (stored.label, stored.label_by, stored.label_note, stored.label_revision) == (
+            "anomalous", "ana", "crack", 1)  # fmt: skip
+        assert stored.label_time == "2026-12-04T09:00:00.000+00:00" and stored.id == "band"
+        unchecked = store.set_label("close", "normal", "2026-12-04T09:00:02.000+00:00", by="ana")
+        assert unchecked is not None and (unchecked.label_by, unchecked.label_revision) == ("ana", 1)
+        assert store.set_label("nope", "normal", "2026-12-04T09:00:03.000+00:00", expected=0) is None
+        assert store.set_label("nope", "normal", "2026-12-04T09:00:03.000+00:00") is None
+    finally:
+        store.close()
+        replica.close()
 
 
 def test_eagle_review_label_with_the_revision_seen_keeps_a_label_given_since(

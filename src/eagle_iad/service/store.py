@@ -246,6 +246,12 @@ class InspectionStore:
         two labels based on the same revision cannot both pass, in SQLite (one writer at a time) and in
         PostgreSQL (the second waits for the first's row lock, then finds the revision moved). ``None``:
         no check (the last label wins, as before revisions existed).
+
+        The ``UPDATE`` runs in the store's write transaction, which PostgreSQL runs at ``read committed``
+        whatever the server's default: at ``repeatable read`` the second of two labels would fail to
+        serialise after that wait (a 503, "history unreachable") instead of being refused. It answers with
+        the row it wrote (``RETURNING``), so a label another replica gives right after is never passed off
+        as this one.
         """
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
@@ -259,17 +265,21 @@ class InspectionStore:
             "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ?, "
             "label_revision = COALESCE(label_revision, 0) + 1 WHERE id = ?"
         )
-        with self._lock:
+        returning = f" RETURNING {_columns()}"
+        with self.transaction() as db:
             if expected is None:
-                cursor = self._run(sql, (*values, inspection_id))
+                written = db.execute(sql + returning, (*values, inspection_id)).fetchall()
             else:
-                cursor = self._run(sql + " AND COALESCE(label_revision, 0) = ?", (*values, inspection_id, expected))
-        if cursor.rowcount == 0:
-            current = self.get(inspection_id)
-            if current is None or expected is None:
-                return None
-            raise LabelChangedError(expected, current)
-        return self.get(inspection_id)
+                check = " AND COALESCE(label_revision, 0) = ?"
+                written = db.execute(sql + check + returning, (*values, inspection_id, expected)).fetchall()
+            current = None
+            if not written and expected is not None:  # refused or no such inspection: what is stored now
+                current = db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+        if written:
+            return _row(written[0])
+        if current is None or expected is None:
+            return None
+        raise LabelChangedError(expected, _row(current))
 
     def page(
         self, limit: int, offset: int, category: str | None = None, decision: str | None = None,
