@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { actionForKey, leftLine, leftToReview, nextPosition, storedLabelLine, withRecord } from "./review";
+import {
+  actionForKey,
+  labelledSinceFetched,
+  leftLine,
+  leftToReview,
+  nextPosition,
+  storedLabelLine,
+  withRecord,
+  withoutCandidate,
+  withoutDecision,
+} from "./review";
 
 describe("the review keys", () => {
   it("maps N, D, S, B (either case) and the left arrow, nothing else", () => {
@@ -43,5 +53,27 @@ describe("a part labelled meanwhile", () => {
     );
     expect(storedLabelLine({ label: "normal", label_by: null, label_time: null }, at)).toBe("Labelled actually normal.");
     expect(storedLabelLine({ label: null }, at)).toBeNull();
+  });
+  it("forgets this visit's earlier decision on a part whose new one was refused: nothing to show or teach of it", () => {
+    const labelled: Record<string, "normal" | "anomalous"> = { a: "normal", b: "normal", c: "anomalous" };
+    const toTeach = [
+      { id: "a", category: "mono", imageName: "a.png" },
+      { id: "b", category: "mono", imageName: "b.png" },
+    ];
+    expect(withoutDecision(labelled, "b")).toEqual({ a: "normal", c: "anomalous" });
+    expect("b" in withoutDecision(labelled, "b")).toBe(false); // the page asks `id in labelled`
+    expect(withoutCandidate(toTeach, "b")).toEqual([{ id: "a", category: "mono", imageName: "a.png" }]);
+    expect(labelled).toEqual({ a: "normal", b: "normal", c: "anomalous" }); // not changed in place
+    expect(toTeach).toHaveLength(2);
+    // never decided here: nothing to forget
+    expect([withoutDecision(labelled, "z"), withoutCandidate(toTeach, "z")]).toEqual([labelled, toTeach]);
+  });
+  it("counts a part labelled since the queue was fetched once, whoever labelled it; a cleared one is left again", () => {
+    const fetched = [{ record: { label: null } }, { record: { label: null } }, { record: { label: null } }];
+    expect(labelledSinceFetched(fetched)).toBe(0);
+    // labelled here (relabelled after Back: still one), and one shown again as someone else labelled it
+    const now = [{ record: { label: "anomalous" } }, { record: { label: "normal" } }, { record: { label: null } }];
+    expect(labelledSinceFetched(now)).toBe(2);
+    expect(leftToReview(7, labelledSinceFetched(now))).toBe(5);
   });
 });

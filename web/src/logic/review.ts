@@ -34,6 +34,14 @@ export function leftToReview(total: number, labelledHere: number): number {
   return Math.max(0, total - labelledHere);
 }
 
+/**
+ * How many of the fetched items are labelled now (they were not when fetched: the queue holds unlabelled parts),
+ * here or, as a refused decision showed, by someone else: what {@link leftToReview} takes off the total.
+ */
+export function labelledSinceFetched(items: ReadonlyArray<{ record: { label?: string | null } }>): number {
+  return items.filter((item) => item.record.label === "normal" || item.record.label === "anomalous").length;
+}
+
 /** "3 left to review" / "1 left to review" / "Nothing left to review". */
 export function leftLine(left: number): string {
   return left === 0 ? "Nothing left to review" : `${left} left to review`;
@@ -58,4 +66,18 @@ export function storedLabelLine(
   const by = record.label_by ? ` by ${record.label_by}` : "";
   const when = record.label_time ? ` on ${formatTime(record.label_time)}` : "";
   return `Labelled actually ${what}${by}${when}.`;
+}
+
+/**
+ * This visit's decisions less its one on `id`: after a decision on a part this visit labelled before (then
+ * Back) is refused because someone else labelled it since, their label stands, so the page shows the label
+ * stored now, not this visit's earlier one.
+ */
+export function withoutDecision<Decision>(labelled: Record<string, Decision>, id: string): Record<string, Decision> {
+  return Object.fromEntries(Object.entries(labelled).filter(([other]) => other !== id));
+}
+
+/** What "Teach these N" offers less the part `id` (its normal label here was refused: someone else's stands). */
+export function withoutCandidate<Candidate extends { id: string }>(toTeach: Candidate[], id: string): Candidate[] {
+  return toTeach.filter((candidate) => candidate.id !== id);
 }

@@ -12,10 +12,13 @@ import {
   REVIEW_KEYS,
   actionForKey,
   leftLine,
+  labelledSinceFetched,
   leftToReview,
   nextPosition,
   storedLabelLine,
   withRecord,
+  withoutCandidate,
+  withoutDecision,
   type ReviewAction,
 } from "../logic/review";
 import type { TeachCandidate } from "../logic/teach";
@@ -54,8 +57,8 @@ export function ReviewPage() {
   const [toTeach, setToTeach] = useState<TeachCandidate[]>([]);
 
   const current = items[position] ?? null;
-  // Skipped ones are still left; a relabel here counts once.
-  const left = leftToReview(queue.data?.total ?? 0, Object.keys(labelled).length);
+  // Skipped ones are still left; a relabel here counts once, and so does a part someone else labelled meanwhile.
+  const left = leftToReview(queue.data?.total ?? 0, labelledSinceFetched(items));
   const canLabel = allows(me, "operator");
 
   const decideRef = useRef<HTMLDivElement>(null);
@@ -113,7 +116,7 @@ export function ReviewPage() {
         setLabelled((all) => ({ ...all, [id]: action }));
         const { category: partOf, image_name: imageName } = current.record;
         setToTeach((all) => [
-          ...all.filter((candidate) => candidate.id !== id),
+          ...withoutCandidate(all, id),
           ...(action === "normal" ? [{ id, category: partOf, imageName }] : []),
         ]);
         setSkipped((ids) => ids.filter((other) => other !== id)); // skipped, then labelled after all: not skipped
@@ -128,6 +131,10 @@ export function ReviewPage() {
         if (isLabelChanged(reason)) {
           // Someone else labelled it meanwhile: show it as stored now (their label, the revision a new decision
           // is based on). The message already says who and when; a failed reload leaves the item as it was.
+          // A decision this visit gave it before (then Back) no longer stands: theirs does, so the page shows
+          // their label, not "You labelled this one…", and "Teach these N" no longer offers it.
+          setLabelled((all) => withoutDecision(all, id));
+          setToTeach((all) => withoutCandidate(all, id));
           try {
             const fresh = await client.inspection(id);
             setItems((all) => withRecord(all, fresh));
