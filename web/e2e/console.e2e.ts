@@ -836,6 +836,28 @@ describe("web console", () => {
     await page.getByRole("article", { name: `Inspection of ${first.record.image_name}` }).waitFor({ state: "detached" });
     const relabelled = await client.inspection(first.record.id);
     expect([relabelled.label, relabelled.label_by, relabelled.label_revision]).toEqual(["anomalous", "local", (theirs.label_revision ?? 0) + 1]);
+
+    // Back to it and decided normal here (offered to teach), then back again while another operator labels it
+    // defective: this visit's decision is refused and forgotten, so the page shows theirs and offers nothing to teach.
+    const article = page.getByRole("article", { name: `Inspection of ${first.record.image_name}` });
+    await page.keyboard.press("b");
+    await article.waitFor();
+    await page.keyboard.press("n");
+    await article.waitFor({ state: "detached" });
+    const teach = page.locator('[data-testid="teach-panel"]');
+    await teach.waitFor();
+    await page.keyboard.press("b");
+    await article.waitFor();
+    await page.getByText(/^You labelled this one actually normal/).waitFor();
+    const mine = await client.inspection(first.record.id);
+    const again = await client.label(first.record.id, "anomalous", { by: "ana", expectedRevision: mine.label_revision ?? 0 });
+    await page.keyboard.press("n");
+    await alert.getByText(/now labelled anomalous by ana at .*; your label was not stored/).waitFor();
+    await page.locator('[data-testid="review-labelled-elsewhere"]').getByText(/^Labelled actually defective by ana on /).waitFor();
+    expect(await page.getByText(/^You labelled this one/).count()).toBe(0);
+    await teach.waitFor({ state: "detached" });
+    const stands = await client.inspection(first.record.id);
+    expect([stands.label, stands.label_by, stands.label_revision]).toEqual(["anomalous", "ana", again.label_revision]);
   });
 
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
