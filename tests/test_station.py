@@ -1912,6 +1912,63 @@ def test_an_image_put_away_under_another_name_before_a_crash_is_delivered_from_t
     state.close()
 
 
+def test_an_owed_place_out_of_date_at_the_start_is_dropped_not_stored_over_a_newer_one(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """An owed filing left by an earlier run (``<state>/stations/owed/<station>.json``) is applied at the start
+    only while the history still holds the record's deliveries or still says the place planned for it. A file
+    older than what the history says since (another run found the image and filed it, it moved on) is dropped in
+    one line: the newer place stays, and the deliveries name it."""
+    from eagle_iad.station.status import owed_file
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, _ = _runner(tmp_path, model_dir)
+    runner.step()
+    time.sleep(0.3)
+    runner.step()
+    ((record_id, digest, planned),) = state.store.read("SELECT record_id, digest, moved_to FROM station_intake")
+    assert planned == str(incoming / "done" / name) and [r[1] for r in _outbox(state)] == [0.0]
+    newer = str(incoming / "done" / "moved-on.png")
+    with state.store.transaction() as db:  # filed since by another run, elsewhere
+        db.execute("UPDATE station_intake SET moved_to = ?", (newer,))
+    stale = str(incoming / "done" / "old-place.png")
+    kept = owed_file(tmp_path / "state", "line-1")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps({"station": "line-1", "digest": digest, "record_id": record_id, "at": stale,
+                                "first": True, "planned": planned}))  # fmt: skip
+    state.close()
+    again, state, lines = _runner(tmp_path, model_dir)
+    again.start()
+    try:
+        again.step()
+        assert state.store.read("SELECT moved_to FROM station_intake")[0][0] == newer, lines
+        assert [r[0]["image"] for r in _outbox(state)] == [planned]
+        assert not kept.exists()
+        assert (f"eagle station line-1: record {record_id}: the place of its image kept since an earlier run "
+                f"({stale}) is out of date (the history says {newer}, and holds none of its deliveries); "
+                "dropped") in lines, lines  # fmt: skip
+    finally:
+        again.stop(1.0)
+        state.close()
+
+
+def test_an_owed_filing_is_written_durably_its_folder_synced_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owed file is what a restart needs when the history refused the place: its folder is fsynced after the
+    atomic rename, so a power loss right after cannot lose its name."""
+    import eagle_iad.atomic as atomic
+    from eagle_iad.station.status import OwedFiling, owed_file, read_owed, write_owed
+
+    synced: list[Path] = []
+    monkeypatch.setattr(atomic, "sync_folder", synced.append)
+    owed = OwedFiling("ab" * 32, "r1", "done/x-1.png", True, "done/x.png")
+    write_owed(tmp_path, "line-1", owed)
+    assert synced == [owed_file(tmp_path, "line-1").parent]
+    assert read_owed(tmp_path, "line-1") == owed
+
+
 def _refuse_filings(work: Path, refused: bool) -> None:
     """Make the history itself refuse (or take again) the write that stores where an image was filed: a trigger
     aborting any change of ``station_intake.moved_to``, as a database would refuse it (locked, full, read-only)."""
@@ -1964,7 +2021,7 @@ def test_a_place_the_history_refused_survives_a_stop_and_the_next_run_stores_it_
     assert "looked for by its content" not in log and "found put away" not in log, log
     assert [(r["key"], r["body"]["image"]) for r in receiver.received] == [(record.id, str(filed))], log
     assert owed == {"station": "line-1", "digest": record.image_sha256, "record_id": record.id, "at": str(filed),
-                    "first": True}, running.log()  # fmt: skip
+                    "first": True, "planned": str(incoming / "done" / name)}, running.log()  # fmt: skip
     assert not kept.exists()
     assert _status(stations)["sinks"]["webhook"]["delivered"] == 1
 

@@ -231,12 +231,6 @@ class StationRunner:
         self._owed_kept = False
         #: Whether :attr:`_owed` came from the file (an earlier run's): said in one line once stored.
         self._owed_before = False
-        try:
-            self._owed = read_owed(state.settings.state_dir, config.name)
-        except ValueError as exc:  # not a file this module wrote: held rows are resolved by content, as without it
-            log(f"eagle station {config.name}: warning: {exc}; ignored (images not filed are looked for by their "
-                "content)")  # fmt: skip
-        self._owed_kept = self._owed_before = self._owed is not None
         #: The state file is written by the API's pause and resume and by the intake thread: one at a time, each
         #: from the state as it is then (an older snapshot never lands last), and none once :meth:`stop` removed it.
         self._said = threading.Lock()
@@ -261,6 +255,14 @@ class StationRunner:
             write_intake(self.state.settings.state_dir, self.config.name, self.intake() if running else None)
 
     def start(self) -> None:
+        # Read now, not when the runner was built: a runner that replaces a running one (a PATCH) is built while
+        # the old one still runs, and may still keep a filing in this file until it stops.
+        try:
+            self._owed = read_owed(self.state.settings.state_dir, self.config.name)
+        except ValueError as exc:  # not a file this module wrote: held rows are resolved by content, as without it
+            self.log(f"eagle station {self.config.name}: warning: {exc}; ignored (images not filed are looked for "
+                     "by their content)")  # fmt: skip
+        self._owed_kept = self._owed_before = self._owed is not None
         self._say_intake()
         for courier in self.couriers:
             courier.start()
@@ -552,7 +554,7 @@ class StationRunner:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
         at = to if actual is None else actual
-        self._owed = OwedFiling(digest, str(record["id"]), str(at), not repeat)
+        self._owed = OwedFiling(digest, str(record["id"]), str(at), not repeat, str(to))
         self._owed_kept = self._owed_before = False
         return self._file_owed()
 
@@ -564,6 +566,8 @@ class StationRunner:
         if owed is None:
             return True
         try:
+            if self._owed_before and not self._still_owed(owed):
+                return True
             self.tables.filed(self.config.name, owed.digest, owed.record_id, owed.at, first=owed.first)
         except Exception as exc:  # the database locked, full or away: the image is filed, only its place is owed
             self._keep_owed(owed)
@@ -580,6 +584,29 @@ class StationRunner:
                      f"the history since an earlier run, is stored: {owed.at}; delivered from there")  # fmt: skip
         self._wake_couriers()
         return True
+
+    def _still_owed(self, owed: OwedFiling) -> bool:
+        """Whether an earlier run's owed filing (from its file) still says something the history lacks: the
+        record's rows are still held, or its stored place is still the one planned for it. Otherwise another run
+        filed the image since (found by its content, or moved on), and storing this older place would overwrite
+        the newer one: the file is dropped, in one line."""
+        name = self.config.name
+        if any(held.record_id == owed.record_id for held in self.tables.held(name)):
+            return True
+        prior = self.tables.intake(name, owed.digest)
+        stored = None if prior is None or prior.record_id != owed.record_id else prior.moved_to
+        if owed.first and owed.planned is not None and stored == owed.planned:
+            return True
+        self._owed = None
+        self._owed_before = False
+        if self._owed_kept:
+            self._owed_kept = False
+            self._forget_owed()
+        self.log(f"eagle station {name}: record {owed.record_id}: the place of its image kept since an earlier run "
+                 f"({owed.at}) is out of date (the history says {stored or 'nothing of it'}, and holds none of its "
+                 "deliveries); dropped")  # fmt: skip
+        self._wake_couriers()
+        return False
 
     def _keep_owed(self, owed: OwedFiling) -> None:
         """Write ``owed`` to its file (once), so a stop before the history takes it loses nothing. The history is

@@ -131,6 +131,10 @@ class OwedFiling:
     record_id: str
     at: str
     first: bool
+    #: The place planned for the image when it was stored (the intake's ``moved_to`` until a filing is stored):
+    #: a restart applies the file only while the history still says that, or still holds the record's rows
+    #: (``None``: a file written before this was kept; only held rows then make it apply).
+    planned: str | None = None
 
 
 def owed_file(state_dir: Path, station: str) -> Path:
@@ -142,10 +146,12 @@ def write_owed(state_dir: Path, station: str, owed: OwedFiling) -> None:
     what just refused it. Written atomically (fsynced, then renamed), so a kill leaves the previous file or
     this one, never half of it; only the process holding the station's lock runs it, so one writer at a time.
     Raises :class:`OSError` (the state folder full): the caller says so, and a restart falls back on finding
-    the image by its content."""
+    the image by its content. The folder is fsynced after the rename: a power loss right after must not lose
+    the file the history could not take."""
     path = owed_file(state_dir, station)
     atomic_write_text(path, json.dumps({"station": station, "digest": owed.digest, "record_id": owed.record_id,
-                                        "at": owed.at, "first": owed.first}))  # fmt: skip
+                                        "at": owed.at, "first": owed.first, "planned": owed.planned}),
+                      durable=True)  # fmt: skip
 
 
 def read_owed(state_dir: Path, station: str) -> OwedFiling | None:
@@ -163,7 +169,9 @@ def read_owed(state_dir: Path, station: str) -> OwedFiling | None:
     if (not isinstance(data, dict) or data.get("station") != station or not isinstance(data.get("first"), bool)
             or not all(isinstance(data.get(key), str) and data[key] for key in fields)):  # fmt: skip
         raise ValueError(f"{path}: not an owed filing of station {station!r}")
-    return OwedFiling(data["digest"], data["record_id"], data["at"], data["first"])
+    planned = data.get("planned")
+    return OwedFiling(data["digest"], data["record_id"], data["at"], data["first"],
+                      planned if isinstance(planned, str) and planned else None)  # fmt: skip
 
 
 def forget_owed(state_dir: Path, station: str) -> None:
