@@ -203,6 +203,8 @@ def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_l
                 ({"deadline_s": -1}, "deadline_s"),
                 ({"name": "line-2"}, "name: a station's name"),
                 ({"sinks": {"kind": "x"}}, "sinks: a list"),
+                ({"sink": "junk"}, "station 'line-1': sink: Extra inputs are not permitted"),  # as POST refuses it
+                ({"category": 3}, "station 'line-1': category: Input should be a valid string"),
                 (untrusted, "failed verification"),
             ):
                 status, answer = _patch(live.base, "line-1", patch)
@@ -216,6 +218,104 @@ def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_l
         assert (status, info["state"], info["sinks"]) == (200, "paused", {}), info
         assert info["spec"] == {**{k: v for k, v in _body(receiver).items() if k != "sinks"}, "deadline_s": 3,
                                 "sinks": []}  # fmt: skip
+
+
+def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An inspection longer than the service's shutdown grace is in flight when a ``PATCH`` comes: the old run is
+    not left behind inspecting while the changed one polls the same folder (which took the image again: two
+    records, two deliveries). The change is refused (409 ``station_busy``, Retry-After) and the station runs on as
+    it was; once the image is done, the same change goes through, and the image was inspected and delivered once."""
+    import threading
+
+    import eagle_iad.station.runner as runner_module
+
+    inspecting = threading.Event()
+    inspect = runner_module.run_inspection
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        inspecting.set()
+        time.sleep(4.0)
+        return inspect(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
+    with LiveServer(create_app(settings, extensions=[stations])) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        _drop(data / "incoming", _cells(1))
+        assert inspecting.wait(wait_s(60)), "never inspected"
+        status, headers, answer = call("PATCH", f"{live.base}/v1/stations/line-1", content_type="application/json",
+                                       body=json.dumps({"deadline_s": 3}).encode())  # fmt: skip
+        assert (status, answer["error"]["code"], headers.get("retry-after")) == (409, "station_busy", "2"), answer
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "the image delivered")
+        assert (info["state"], info["spec"]) == ("running", _body(receiver)), info
+        status, info = _patch(live.base, "line-1", {"deadline_s": 3})  # nothing in hand now: changed
+        assert (status, info["spec"]["deadline_s"]) == (200, 3), info
+        time.sleep(1.0)
+        assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
+        assert len(receiver.keys()) == 1
+
+
+def test_a_patch_saves_the_spec_before_the_station_starts_and_puts_it_back_if_the_start_fails(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The changed station starts with its new spec already in the table (a replica's look at the table meanwhile
+    must not take it for one changed elsewhere and start the old spec again); a start that fails puts the old spec
+    back, and the station runs as it was."""
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.parts import StationConfigError
+    from eagle_iad.station.runner import StationRunner
+
+    seen: list[dict[str, Any]] = []
+    start = StationRunner.start
+
+    def starting(self: Any) -> None:
+        kept = {name: spec for name, spec, _ in StationTables(self.state.store).specs()}
+        seen.append(kept[self.config.name])
+        if kept[self.config.name].get("deadline_s") == 4:
+            raise StationConfigError("refused at its start")
+        start(self)
+
+    monkeypatch.setattr(StationRunner, "start", starting)
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    app = _app(tmp_path, model_dir, tmp_path / "data")
+    with LiveServer(app) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        status, info = _patch(live.base, "line-1", {"deadline_s": 3})
+        assert status == 200, info
+        assert seen[-1] == {**_body(receiver), "deadline_s": 3}
+        status, answer = _patch(live.base, "line-1", {"deadline_s": 4})
+        assert (status, answer["error"]["message"]) == (400, "refused at its start"), answer
+        (kept,) = StationTables(app.state.service.store).specs()
+        assert kept[1] == {**_body(receiver), "deadline_s": 3}
+        info = call("GET", f"{live.base}/v1/stations/line-1")[2]
+        assert (info["state"], info["spec"]["deadline_s"]) == ("running", 3), info
+
+
+def test_deleting_a_station_removes_the_place_it_owed_its_history(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """An owed filing (``<state>/stations/owed/<station>.json``) belongs to the station's run: deleted, the station
+    takes it along, so one created again under its name never stores an old run's place."""
+    from eagle_iad.station.status import OwedFiling, owed_file, write_owed
+
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        write_owed(tmp_path / "state", "line-1", OwedFiling("ab" * 32, "r1", "done/x.png", True, "done/x.png"))
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        assert not owed_file(tmp_path / "state", "line-1").exists()
 
 
 def test_a_pause_and_resume_through_the_api_is_what_the_state_file_says(
@@ -413,6 +513,97 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
         status, _, _ = call("DELETE", f"{b.base}/v1/stations/line-1")
         assert status == 204
         assert call("GET", f"{b.base}/v1/stations")[2] == []
+
+
+def test_a_replica_refuses_a_change_its_station_would_not_start_with_and_the_owner_keeps_it_running(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``PATCH`` through a replica that does not run the station is checked there as the owner checks it (its
+    model, its sinks' start-up checks): a receiver whose certificate fails is a 400 there too, not a stop on the
+    owner. A spec in the table the owner cannot start anyway (written by an older replica, a category deleted
+    meanwhile) leaves the station running as it was there, its spec written back, in one line; it never runs
+    nowhere."""
+    from test_station import TlsListener, _certificate
+
+    import eagle_iad.station.ownership as ownership
+    from eagle_iad.station.outbox import StationTables
+
+    monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)  # the test says when each replica looks at the table
+    url = postgres.new_database()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+
+    def replica(name: str) -> Any:
+        settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / name, data_root=data, history=url,
+                                   files=tmp_path / "files")  # fmt: skip
+        return create_app(settings, extensions=[stations])
+
+    app_a, app_b = replica("a"), replica("b")
+    listener = TlsListener(_certificate(tmp_path, "receiver", "IP:127.0.0.1"))
+    caplog.set_level(logging.INFO, logger="eagle_iad.station")
+    with LiveServer(app_a) as a, LiveServer(app_b) as b:
+        try:
+            assert _post(a.base, "/v1/stations", _body(receiver))[0] == 201
+            status, answer = _patch(b.base, "line-1", {"sinks": [{"url": f"https://127.0.0.1:{listener.port}/v"}]})
+            assert status == 400 and "failed verification" in answer["error"]["message"], answer
+        finally:
+            listener.close()
+        tables = StationTables(app_b.state.service.store)
+        assert [spec for _, spec, _ in tables.specs()] == [_body(receiver)]
+        tables.update_spec("line-1", {**_body(receiver), "category": "nosuch"})
+        app_a.state.station_ownership.sync()
+        info = call("GET", f"{a.base}/v1/stations/line-1")[2]
+        assert (info["state"], info["spec"]) == ("running", _body(receiver)), info
+        assert [spec for _, spec, _ in tables.specs()] == [_body(receiver)]
+        said = [r.getMessage() for r in caplog.records if "does not start here" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("station 'line-1': the change made through another replica"), said
+        _drop(data / "incoming", _cells(1))
+        _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered by a, as it was")
+
+
+def test_a_station_that_runs_nowhere_is_listed_as_not_started_while_another_replica_holds_its_lock(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kept station no replica can start: a replica whose look at the table finds its lock held by another one
+    (trying it in turn) still lists it as not started, with why, not as "running: on another replica"."""
+    from datetime import UTC, datetime
+
+    import eagle_iad.station.ownership as ownership
+    from eagle_iad.history import open_backend
+    from eagle_iad.station.outbox import StationTables, station_lock
+
+    monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)
+    url = postgres.new_database()
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "b", data_root=tmp_path / "data",
+                               history=url, files=tmp_path / "files")  # fmt: skip
+    app = create_app(settings, extensions=[stations])
+    with LiveServer(app) as b:
+        StationTables(app.state.service.store).save_spec("line-1", {**_body(receiver), "category": "nosuch"},
+                                                         datetime.now(UTC).isoformat())  # fmt: skip
+        app.state.station_ownership.sync()
+        (seen,) = call("GET", f"{b.base}/v1/stations")[2]
+        assert seen["state"].startswith("error: not started: station 'line-1': category "), seen
+        lease = open_backend(url).try_lock(station_lock("line-1"))  # another replica, trying it now
+        assert lease is not None
+        try:
+            app.state.station_ownership.sync()
+            (again,) = call("GET", f"{b.base}/v1/stations")[2]
+            assert again["state"] == seen["state"], again
+            assert call("GET", f"{b.base}/v1/stations/line-1")[2]["state"] == seen["state"]
+            status, answer = _post(b.base, "/v1/stations/line-1/trigger")
+            assert (status, answer["error"]["code"]) == (409, "station_not_started"), answer
+        finally:
+            lease.release()
 
 
 @contextmanager

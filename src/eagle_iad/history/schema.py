@@ -18,7 +18,9 @@ already stored keep their values; a step that must fill or rewrite data has its 
 
 An index is no version: every open runs every ``CREATE ... IF NOT EXISTS`` above, so an index added later
 (``outbox_held``, ``station_intake_record``) is made in a history of the same version at its next open, and an
-older eagle-iad, which reads that version too, reads the history as before (it never names the index).
+older eagle-iad, which reads that version too, reads the history as before (it never names the index). So is
+``station_faults`` (why a kept station could not be started, by the replica that last tried: shared, so every
+replica lists a station that runs nowhere as not started), a table an older eagle-iad never names.
 """
 
 from __future__ import annotations
@@ -125,6 +127,13 @@ def statements() -> list[str]:
     spec TEXT NOT NULL,
     paused INTEGER NOT NULL DEFAULT 0,
     created TEXT NOT NULL
+)""",
+        # no version: like an index, made at the next open of a history of the same version, and never named
+        # by an older eagle-iad (which shows a station it cannot start as before)
+        """CREATE TABLE IF NOT EXISTS station_faults (
+    name TEXT PRIMARY KEY,
+    why TEXT NOT NULL,
+    time TEXT NOT NULL
 )""",
     ]
 

@@ -250,6 +250,22 @@ class StationTables:
     def delete_spec(self, name: str) -> None:
         with self.store.transaction() as db:
             db.execute("DELETE FROM stations WHERE name = ?", (name,))
+            db.execute("DELETE FROM station_faults WHERE name = ?", (name,))
+
+    def set_fault(self, name: str, why: str, at: str) -> None:
+        """Kept station ``name`` could not be started by the replica that claimed it: why (until one starts it)."""
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO station_faults (name, why, time) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                       " SET why = excluded.why, time = excluded.time", (name, why, at))  # fmt: skip
+
+    def clear_fault(self, name: str) -> None:
+        """``name`` runs (the replica holding its lock started it), or was deleted."""
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM station_faults WHERE name = ?", (name,))
+
+    def faults(self) -> dict[str, str]:
+        """Why each kept station that runs nowhere could not be started, as the last replica that tried said."""
+        return {str(name): str(why) for name, why in self.store.read("SELECT name, why FROM station_faults")}
 
     def specs(self) -> list[tuple[str, dict[str, Any], bool]]:
         """``(name, spec, paused)`` of every station created through the service, oldest first."""

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from eagle_iad.errors import EagleError
@@ -22,7 +23,8 @@ from eagle_iad.history.backend import Lease
 from eagle_iad.service.context import ServiceState
 from eagle_iad.station.config import StationConfig
 from eagle_iad.station.outbox import StationTables, station_lock
-from eagle_iad.station.runner import StationManager
+from eagle_iad.station.runner import Running, StationBusyError, StationManager
+from eagle_iad.station.status import forget_owed
 
 #: Seconds between a replica's looks at the shared station table: the most a dead replica's stations wait
 #: for another to take them over, and a pause or deletion through another replica to take effect.
@@ -73,6 +75,15 @@ def not_started_hint(name: str, spec: Mapping[str, Any]) -> str:
     )
 
 
+def forget_owed_quietly(state: ServiceState, name: str) -> None:
+    """Station ``name`` was deleted: the place of an image it owed its history goes with it (a station created
+    again under that name must not store a place of another run's image)."""
+    try:
+        forget_owed(state.settings.state_dir, name)
+    except OSError as exc:
+        LOG.warning("station %r: its owed filing could not be removed (%s)", name, exc)
+
+
 class StationOwnership:
     """The stations of the ``stations`` table this replica holds, and the loop that keeps them in step."""
 
@@ -90,8 +101,35 @@ class StationOwnership:
         self._thread: threading.Thread | None = None
         #: Kept stations this replica claimed but could not start (a newer check refuses their spec, a folder
         #: gone), with why and what fixes it: shown by ``GET /v1/stations`` as ``error: not started: <why>``, and
-        #: logged once per reason, not at every sync.
+        #: logged once per reason, not at every sync. Kept in the shared ``station_faults`` table too (see
+        #: :meth:`failed`), so a replica that does not hold the lock lists a station that runs nowhere as such.
         self.not_started: dict[str, str] = {}
+
+    def failed(self, name: str, why: str) -> None:
+        """``name`` could not be started here: said here and in the shared table, for every replica's listing."""
+        self.not_started[name] = why
+        try:
+            StationTables(self.state.store).set_fault(name, why, datetime.now(UTC).isoformat())
+        except Exception as exc:  # the history away: this replica's listing says it still
+            LOG.warning("station %r: could not keep why it was not started in the history (%s)", name, exc)
+
+    def started(self, name: str) -> None:
+        """``name`` runs here (this replica holds its lock): no replica lists it as not started any more."""
+        had = self.not_started.pop(name, None)
+        try:
+            StationTables(self.state.store).clear_fault(name)
+        except Exception as exc:
+            if had is not None:
+                LOG.warning("station %r: could not clear why it was not started in the history (%s)", name, exc)
+
+    def why_not_started(self, name: str, faults: Mapping[str, str] | None = None) -> str | None:
+        """Why ``name`` (kept, not run by this replica) was not started: this replica's try, or the last one's of
+        any replica (``faults``: the shared table, read once for a listing); ``None``: it runs elsewhere."""
+        if name in self.not_started:
+            return self.not_started[name]
+        if faults is None:
+            faults = StationTables(self.state.store).faults()
+        return faults.get(name)
 
     def claim(self, name: str) -> bool:
         """Hold ``name``'s lock (``False``: another replica runs it)."""
@@ -144,15 +182,15 @@ class StationOwnership:
             elif running.name not in specs:  # deleted through another replica
                 self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
                 self.release(running.name)
+                forget_owed_quietly(self.state, running.name)
                 LOG.info("station %r was deleted through another replica; stopped here", running.name)
-            elif running.spec != specs[running.name][0]:  # changed through another replica: started again below
-                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
-                self.release(running.name)
-                LOG.info("station %r was changed through another replica; starting it again", running.name)
+            elif running.spec != specs[running.name][0]:  # changed through another replica: restarted in place
+                self._restart(running, *specs[running.name])
             else:
                 running.user_paused = specs[running.name][1]
         for gone in set(self.not_started) - set(specs):
             self.not_started.pop(gone, None)
+            forget_owed_quietly(self.state, gone)
         for name, (spec, paused) in specs.items():
             if self.manager.get(name) is not None or self.stopping:
                 continue
@@ -170,9 +208,45 @@ class StationOwnership:
                         LOG.error("station %r was not started: %s", name, why)
                     else:
                         LOG.exception("station %r was not started", name)
-                self.not_started[name] = why
+                self.failed(name, why)
             else:
-                self.not_started.pop(name, None)
+                self.started(name)
+
+    def _restart(self, running: Running, spec: dict[str, Any], paused: bool) -> None:
+        """Start ``running`` again with ``spec`` (changed through another replica), in place: its lock held all the
+        while, so no replica takes the station between the stop and the start. A spec that does not start here
+        (its model, a sink's start-up check) leaves it running as it was, that spec written back to the table;
+        an old run still finishing an image leaves it as it was until the next sync."""
+        name, grace = running.name, self.state.settings.shutdown_grace_s
+        try:
+            runner = self.manager.prepare(self.configure(spec), owns=self.holds(name))
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EagleError) else str(exc)
+            LOG.error("station %r: the change made through another replica does not start here (%s); it runs on as "
+                      "it was, and its spec is written back to the table", name, why)  # fmt: skip
+            if running.spec is not None:
+                StationTables(self.state.store).update_spec(name, running.spec)
+            return
+        try:
+            self.manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace)
+        except StationBusyError:
+            runner.close()
+            LOG.warning("station %r was changed through another replica; its run here is still finishing an image, "
+                        "so it runs on as it was until the next look at the table", name)  # fmt: skip
+            return
+        except Exception as exc:  # stopped, and the change failed to start: started again as it was
+            LOG.error("station %r: the change made through another replica failed to start (%s); started again as "
+                      "it was, and its spec written back to the table", name, exc)  # fmt: skip
+            old = running.spec
+            if old is not None:
+                StationTables(self.state.store).update_spec(name, old)
+                try:
+                    self.manager.add(self.configure(old), spec=old, paused=paused, owns=self.holds(name))
+                except Exception as again:
+                    self.release(name)
+                    self.failed(name, f"{type(again).__name__}: {again}")
+            return
+        LOG.info("station %r was changed through another replica; started again with the change", name)
 
     def start(self) -> None:
         """One sync now; with a shared history, one every :data:`SYNC_INTERVAL_S` until the service stops."""

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
@@ -30,7 +30,7 @@ from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import StationConfig, station_from_table
 from eagle_iad.station.outbox import StationTables
-from eagle_iad.station.ownership import StationOwnership
+from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationManager
 from eagle_iad.station.status import StationFacts, open_read_only, station_figures, station_status
@@ -220,7 +220,7 @@ def _get(request: Request, name: str) -> Running:
     running = _manager(request).get(name)
     if running is None:
         if _elsewhere(request, name) is not None:
-            why = _ownership(request).not_started.get(name)
+            why = _ownership(request).why_not_started(name)
             if why is not None or not _state(request).store.shared:
                 raise ApiError(409, f"station {name!r} was not started: {why or 'not yet'}",
                                code="station_not_started")  # fmt: skip
@@ -257,9 +257,12 @@ def _remote_info(
     return _public_info(state, {**figures, "state": shown, "created_by": "api", "spec": spec})
 
 
-def _kept_info(request: Request, name: str, spec: dict[str, Any], paused: bool) -> dict[str, Any]:
-    """:func:`_remote_info` of a kept station this replica does not run, with why if it could not start it."""
-    return _remote_info(_state(request), name, spec, paused, _ownership(request).not_started.get(name))
+def _kept_info(
+    request: Request, name: str, spec: dict[str, Any], paused: bool, faults: dict[str, str] | None = None
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`_remote_info` of a kept station this replica does not run, with why if it was not started (by this
+    replica, or by the last one that tried: a station whose lock nobody runs is not "on another replica")."""
+    return _remote_info(_state(request), name, spec, paused, _ownership(request).why_not_started(name, faults))
 
 
 def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
@@ -272,7 +275,9 @@ def _remote_specs(request: Request) -> list[tuple[str, dict[str, Any], bool]]:
 def list_stations(request: Request) -> list[dict[str, Any]]:
     state = _state(request)
     here = [_info(state, running) for running in _manager(request).all()]
-    return here + [_kept_info(request, *row) for row in _remote_specs(request)]
+    remote = _remote_specs(request)
+    faults = StationTables(state.store).faults() if remote else {}
+    return here + [_kept_info(request, *row, faults=faults) for row in remote]
 
 
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
@@ -361,6 +366,18 @@ def update_station(
         return _update(name, patch, request)
 
 
+def checked_body(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` checked as ``POST /v1/stations`` checks its body (no key it does not know, each field's type):
+    a 400 naming the field, so a ``PATCH`` never keeps what a ``POST`` refuses."""
+    try:
+        StationBody.model_validate(spec)
+    except ValidationError as exc:
+        said = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                         for error in exc.errors())  # fmt: skip
+        raise ApiError(400, f"station {spec.get('name')!r}: {said}", code="invalid_option") from None
+    return spec
+
+
 def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any]:
     state, manager, ownership = _state(request), _manager(request), _ownership(request)
     running = manager.get(name)
@@ -374,34 +391,49 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
     if spec.get("name") != name:
         raise ApiError(400, f"name: a station's name cannot change (create {spec.get('name')!r} with POST "
                        "/v1/stations)", code="invalid_option")  # fmt: skip
+    checked_body(spec)
     config = config_from_body(state, spec)  # 400 naming the field (or an unknown one): the station stays as it was
     tables = StationTables(state.store)
-    if running is not None:  # here: stopped, and started with the change; started as it was if that fails
+    grace = state.settings.shutdown_grace_s
+    if running is not None:
+        # Built and checked first (its model loaded, its sinks probed): a change that cannot start leaves the
+        # station running as it was. Then the spec is saved and the old run stopped; the new one starts only once
+        # the old one's intake and couriers have ended (409, the old one running on, if not within the grace).
+        old = running.spec or old
         paused = running.user_paused
-        manager.remove(name, state.settings.shutdown_grace_s)
+        runner = manager.prepare(config, owns=ownership.holds(name))
+        tables.update_spec(name, spec)
         try:
-            started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
+            started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace)
         except BaseException as refused:
-            try:
-                manager.add(config_from_body(state, old), spec=old, paused=paused, owns=ownership.holds(name))
-            except Exception as exc:  # kept as it was, listed as not started (its next change or restart starts it)
-                ownership.not_started[name] = f"{type(exc).__name__}: {exc}"
-                ownership.release(name)  # a replica's next sync may start it (this one's included)
-                LOG.error("station %r was not started again as it was, after a change refused (%s): %s", name,
-                          refused, exc)  # fmt: skip
+            tables.update_spec(name, old)
+            runner.close()
+            if manager.get(name) is None:  # stopped, and the change failed to start: started again as it was
+                try:
+                    manager.add(config_from_body(state, old), spec=old, paused=paused, owns=ownership.holds(name))
+                except Exception as exc:  # kept as it was, listed as not started (its next change starts it)
+                    ownership.release(name)  # a replica's next sync may start it (this one's included)
+                    ownership.failed(name, f"{type(exc).__name__}: {exc}")
+                    LOG.error("station %r was not started again as it was, after a change refused (%s): %s", name,
+                              refused, exc)  # fmt: skip
             raise
     elif ownership.claim(name):  # kept but not started (or its replica gone): started here with the change
         try:
-            started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
+            tables.update_spec(name, spec)
+            try:
+                started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
+            except BaseException:
+                tables.update_spec(name, old)
+                raise
         except BaseException:
             ownership.release(name)
             raise
-        ownership.not_started.pop(name, None)
-    else:  # another replica runs it: it starts it again with the change within SYNC_INTERVAL_S
+        ownership.started(name)
+    else:  # another replica runs it: checked here as it will be there, then restarted there within SYNC_INTERVAL_S
+        manager.prepare(config).close()  # its model and its sinks' start-up checks: a 400 here, not a stop there
         tables.update_spec(name, spec)
         audit_detail(request, f"changed {name}: {sorted(patch)}")
         return _kept_info(request, name, spec, paused)
-    tables.update_spec(name, spec)
     audit_detail(request, f"changed {name}: {sorted(patch)}")
     return _info(state, started)
 
@@ -473,6 +505,7 @@ def _delete(name: str, request: Request) -> Response:
     if _elsewhere(request, name) is not None:
         StationTables(state.store).delete_spec(name)  # its replica stops it within SYNC_INTERVAL_S
         _ownership(request).not_started.pop(name, None)
+        forget_owed_quietly(state, name)
         return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
@@ -480,6 +513,7 @@ def _delete(name: str, request: Request) -> Response:
     _manager(request).remove(name, state.settings.shutdown_grace_s)
     StationTables(state.store).delete_spec(name)
     _ownership(request).release(name)
+    forget_owed_quietly(state, name)  # a station created again under its name must not store an old run's place
     return Response(status_code=204)
 
 

@@ -100,15 +100,31 @@ class Courier(threading.Thread):
         #: how many failed since: the log says when a sink starts failing and when it delivers again, once each.
         self.failing_since: float | None = None
         self.failures = 0
+        #: The look at :attr:`halt` that ends the thread and :meth:`resume` are one at a time: a resume either
+        #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
+        self._gate = threading.Lock()
+        self._ended = False
 
     def run(self) -> None:
-        while not self.halt.is_set():
+        while True:
+            with self._gate:
+                if self.halt.is_set():
+                    self._ended = True
+                    return
             try:
                 self._once()
             except Exception as exc:  # the history file busy or full: say so, wait, go on (never die silently)
                 self.last_error = f"outbox: {type(exc).__name__}: {exc}"
                 self.log(f"eagle station {self.station}: {self.sink.sink.name}: {self.last_error}; retrying in 1 s")
                 self.halt.wait(1.0)
+
+    def resume(self) -> bool:
+        """Take back a stop not yet acted on: ``True`` if the thread goes on delivering, ``False`` if it ended."""
+        with self._gate:
+            if self._ended:
+                return False
+            self.halt.clear()
+            return True
 
     def _once(self) -> None:
         """One look at the head of the queue: deliver it when due, or wait a little."""
@@ -172,6 +188,17 @@ def _probe(sink: SinkConfig) -> str | None:
     except Exception as exc:
         return f"the start-up check failed: {type(exc).__name__}: {exc}"
     return None if why is None else str(why)
+
+
+class StationBusyError(ApiError):
+    """An earlier run of a station still inspects an image or delivers a verdict past the stop's grace: the
+    station is not started (again) meanwhile, or both would take the same image."""
+
+    def __init__(self, name: str, *, kept: bool = False) -> None:
+        then = "it runs on as it was; try again in a moment" if kept else "try again in a moment"
+        super().__init__(409, f"station {name!r}: its run is still finishing the image or delivery it had in hand "
+                         f"when it was asked to stop (longer than the service's shutdown grace); {then}",
+                         code="station_busy", headers={"Retry-After": "2"})  # fmt: skip
 
 
 #: Why a station takes no image once its lock in a shared history is gone.
@@ -278,13 +305,35 @@ class StationRunner:
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
 
     def stop(self, grace_s: float) -> None:
-        for courier in self.couriers:
-            courier.halt.set()
-            courier.wake.set()
+        self.halt_couriers()
         deadline = time.monotonic() + grace_s
         for courier in self.couriers:
             courier.join(max(0.0, deadline - time.monotonic()))
         self._say_intake(running=False)
+
+    def halt_couriers(self) -> None:
+        for courier in self.couriers:
+            courier.halt.set()
+            courier.wake.set()
+
+    def resume_couriers(self) -> None:
+        """Couriers stopped by :meth:`halt_couriers` deliver again: each goes on, or a new one takes its sink."""
+        for index, courier in enumerate(self.couriers):
+            if courier.resume():
+                continue
+            again = Courier(self.tables, self.config.name, courier.sink, self.log)
+            again.last_error, again.failing_since, again.failures = courier.last_error, courier.failing_since, \
+                courier.failures  # fmt: skip
+            self.couriers[index] = again
+            again.start()
+
+    def close(self) -> None:
+        """Close the sinks and the source (the runner stopped, or never started: a replacement refused)."""
+        for sink in self.config.sinks:
+            sink.sink.close()
+        close = getattr(self.config.source, "close", None)
+        if callable(close):
+            close()
 
     def step(self) -> int:
         """Take up to :data:`TURN` complete images; how many were taken (inspected, repeated or refused)."""
@@ -664,7 +713,13 @@ class Running:
         #: The last unexpected error of its intake (a bug in a plugin source), until an image goes through.
         self.error: str | None = None
         self.halt = runner.halt  # one flag: the loop ends, and a turn takes no further image
-        self.thread = threading.Thread(target=self._loop, name=f"eagle-station-{runner.config.name}", daemon=True)
+        #: The loop's look at :attr:`halt` that ends it and :meth:`resume` are one at a time (see :meth:`resume`).
+        self._gate = threading.Lock()
+        self._ended = False
+        self.thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._loop, name=f"eagle-station-{self.runner.config.name}", daemon=True)
 
     @property
     def name(self) -> str:
@@ -688,9 +743,44 @@ class Running:
             return f"waiting: {self.runner.paused}"
         return "running"
 
+    def alive(self) -> bool:
+        """Whether its intake thread or one of its couriers still runs (a stop waits for none of them past its
+        grace: an inspection of a large image, a delivery to a slow receiver)."""
+        return self.thread.is_alive() or any(courier.is_alive() for courier in self.runner.couriers)
+
+    def halt_all(self) -> None:
+        """Tell the intake and the couriers to stop: the image in hand is finished, each courier's try too."""
+        self.halt.set()
+        self.runner.halt_couriers()
+
+    def wait(self, grace_s: float) -> bool:
+        """Wait up to ``grace_s`` for the intake thread and the couriers to end: whether all of them did."""
+        deadline = time.monotonic() + grace_s
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        for courier in self.runner.couriers:
+            courier.join(max(0.0, deadline - time.monotonic()))
+        return not self.alive()
+
+    def resume(self) -> None:
+        """Take back a stop that did not end in time (:meth:`halt_all`, :meth:`wait`): the station runs on as it
+        was, the image in hand finished by the same thread, or a new thread takes the next one."""
+        with self._gate:
+            going = not self._ended
+            self.halt.clear()
+        if not going:
+            self.thread.join()
+            self._ended = False
+            self.thread = self._new_thread()
+            self.thread.start()
+        self.runner.resume_couriers()
+
     def _loop(self) -> None:
         source = self.runner.config.source
-        while not self.halt.is_set():
+        while True:
+            with self._gate:
+                if self.halt.is_set():
+                    self._ended = True
+                    return
             if self.user_paused:
                 self.halt.wait(0.2)
                 continue
@@ -721,6 +811,9 @@ class StationManager:
         self.tables = StationTables(state.store)
         self._lock = threading.Lock()
         self._running: dict[str, Running] = {}
+        #: Stations removed whose intake thread or a courier had not ended within the grace (an inspection or a
+        #: delivery in flight): no station of that name starts until they have, or it would take the same image.
+        self._stopping: dict[str, Running] = {}
 
     def add(
         self, config: StationConfig, *, spec: dict[str, Any] | None = None, paused: bool = False,
@@ -744,19 +837,63 @@ class StationManager:
         with self._lock:
             if config.name in self._running:
                 raise StationConfigError(f"station {config.name!r} exists already")
+        return self.prepare(config)
+
+    def prepare(self, config: StationConfig, owns: Callable[[], bool] | None = None) -> StationRunner:
+        """A runner of ``config``, checked (its model loaded, its sinks probed) but not started: what
+        :meth:`replace` starts, or what a change is checked with (then :meth:`StationRunner.close`)."""
         # outside the lock: loading a model and probing the sinks take seconds, which must not hold up the others
-        return StationRunner(config, self.state, self.log, quiet=self.quiet)
+        runner = StationRunner(config, self.state, self.log, quiet=self.quiet)
+        runner.owns = owns
+        return runner
+
+    def _refuse_while_stopping(self, name: str) -> None:
+        """Under :attr:`_lock`: :class:`StationBusyError` while an earlier run of ``name`` still has a thread."""
+        old = self._stopping.get(name)
+        if old is None:
+            return
+        if old.alive():
+            raise StationBusyError(name)
+        del self._stopping[name]
 
     def _launch(self, runner: StationRunner, spec: dict[str, Any] | None, paused: bool) -> Running:
         with self._lock:
             if runner.config.name in self._running:
                 raise StationConfigError(f"station {runner.config.name!r} exists already")
+            self._refuse_while_stopping(runner.config.name)
             runner.user_paused = paused  # said in the state file by its start, below
             running = Running(runner, spec, self.log)
             self._running[runner.config.name] = running
-        running.runner.start()
+        try:
+            running.runner.start()
+        except BaseException:
+            with self._lock:
+                self._running.pop(runner.config.name, None)
+            raise
         running.thread.start()
         return running
+
+    def replace(
+        self, name: str, runner: StationRunner, *, spec: dict[str, Any] | None, paused: bool, grace_s: float
+    ) -> Running:  # fmt: skip
+        """Stop ``name`` and start ``runner`` (built and checked by :meth:`prepare`) in its place, once the old
+        one's intake thread and couriers have really ended: two never take the same image, nor deliver the same
+        verdict. One that does not end within ``grace_s`` (an inspection or a delivery in flight) is resumed as it
+        was and :class:`StationBusyError` raised; ``runner`` is then not started (the caller closes it)."""
+        with self._lock:
+            old = self._running.get(name)
+        if old is None:
+            raise StationConfigError(f"station {name!r} is not running here")
+        old.halt_all()
+        if not old.wait(grace_s):
+            old.resume()
+            raise StationBusyError(name, kept=True)
+        with self._lock:
+            if self._running.get(name) is old:
+                del self._running[name]
+        old.runner.stop(0.0)  # every thread ended: only says the intake stopped
+        old.runner.close()
+        return self._launch(runner, spec, paused)
 
     def get(self, name: str) -> Running | None:
         with self._lock:
@@ -767,12 +904,16 @@ class StationManager:
             return list(self._running.values())
 
     def remove(self, name: str, grace_s: float) -> bool:
-        """Stop and forget ``name``; ``False`` when there is no such station."""
+        """Stop and forget ``name``; ``False`` when there is no such station. A thread of it that has not ended
+        within ``grace_s`` (an inspection in flight) keeps any station of that name from starting until it has."""
         with self._lock:
             running = self._running.pop(name, None)
         if running is None:
             return False
         self._stop(running, grace_s)
+        if running.alive():
+            with self._lock:
+                self._stopping[name] = running
         return True
 
     def idle(self) -> bool:
