@@ -402,12 +402,16 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
         old = running.spec or old
         paused = running.user_paused
         runner = manager.prepare(config, owns=ownership.holds(name))
-        tables.update_spec(name, spec)
         try:
+            tables.update_spec(name, spec)
             started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace)
         except BaseException as refused:
-            tables.update_spec(name, old)
             runner.close()
+            try:
+                tables.update_spec(name, old)
+            except Exception as exc:  # the history away: the answer says what refused the change first
+                LOG.error("station %r: its previous spec could not be written back after a change refused (%s): "
+                          "%s", name, refused, exc)  # fmt: skip
             if manager.get(name) is None:  # stopped, and the change failed to start: started again as it was
                 try:
                     manager.add(config_from_body(state, old), spec=old, paused=paused, owns=ownership.holds(name))

@@ -867,6 +867,7 @@ class StationManager:
         try:
             running.runner.start()
         except BaseException:
+            runner.halt_couriers()  # those it started before it failed
             with self._lock:
                 self._running.pop(runner.config.name, None)
             raise
