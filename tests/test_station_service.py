@@ -263,6 +263,51 @@ def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
         assert len(receiver.keys()) == 1
 
 
+def test_a_station_deleted_mid_inspection_is_not_created_again_until_its_old_run_ended(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``DELETE`` waits for the image in hand only up to the shutdown grace; a station created again under the
+    name meanwhile would find that image still in the folder and inspect it again. It is refused (409
+    ``station_busy``) until the old run ended; then it starts, and the image was inspected once."""
+    import threading
+
+    import eagle_iad.station.runner as runner_module
+
+    inspecting, done = threading.Event(), threading.Event()
+    inspect = runner_module.run_inspection
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        inspecting.set()
+        time.sleep(4.0)
+        try:
+            return inspect(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
+    with LiveServer(create_app(settings, extensions=[stations])) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        _drop(data / "incoming", _cells(1))
+        assert inspecting.wait(wait_s(60)), "never inspected"
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        status, answer = _post(live.base, "/v1/stations", _body(receiver))
+        assert (status, answer["error"]["code"]) == (409, "station_busy"), answer
+        assert done.wait(wait_s(60))
+        deadline = time.monotonic() + wait_s(30)
+        while (status := _post(live.base, "/v1/stations", _body(receiver))[0]) == 409:
+            assert time.monotonic() < deadline, "never created again"
+            time.sleep(0.1)
+        assert status == 201
+        time.sleep(1.0)
+        assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
+
+
 def test_a_patch_saves_the_spec_before_the_station_starts_and_puts_it_back_if_the_start_fails(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,
