@@ -612,6 +612,65 @@ def test_a_replica_refuses_a_change_its_station_would_not_start_with_and_the_own
         _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered by a, as it was")
 
 
+def test_a_change_through_another_replica_waits_for_the_image_in_hand_and_keeps_the_lock(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replica running a station changed through another one restarts it in place: while an inspection longer
+    than its shutdown grace is in flight it runs on as it was (and keeps the station's lock: no replica takes the
+    station meanwhile), and once the image is done the next look at the table starts the change; the image was
+    inspected once."""
+    import threading
+
+    import eagle_iad.station.ownership as ownership
+    import eagle_iad.station.runner as runner_module
+    from eagle_iad.history import open_backend
+    from eagle_iad.station.outbox import station_lock
+
+    inspecting, done = threading.Event(), threading.Event()
+    inspect = runner_module.run_inspection
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        inspecting.set()
+        time.sleep(4.0)
+        try:
+            return inspect(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)
+    url = postgres.new_database()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+
+    def replica(name: str) -> Any:
+        settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / name, data_root=data, history=url,
+                                   files=tmp_path / "files", shutdown_grace_s=1)  # fmt: skip
+        return create_app(settings, extensions=[stations])
+
+    app_a = replica("a")
+    with LiveServer(app_a) as a, LiveServer(replica("b")) as b:
+        assert _post(a.base, "/v1/stations", _body(receiver))[0] == 201
+        _drop(data / "incoming", _cells(1))
+        assert inspecting.wait(wait_s(60)), "never inspected"
+        status, info = _patch(b.base, "line-1", {"deadline_s": 3})
+        assert status == 200, info
+        app_a.state.station_ownership.sync()  # the image is in hand: a runs on as it was
+        assert call("GET", f"{a.base}/v1/stations/line-1")[2]["spec"] == _body(receiver)
+        assert open_backend(url).try_lock(station_lock("line-1")) is None  # a holds the lock all the while
+        assert done.wait(wait_s(60))
+        _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "the image delivered")
+        app_a.state.station_ownership.sync()
+        info = call("GET", f"{a.base}/v1/stations/line-1")[2]
+        assert (info["state"], info["spec"]["deadline_s"]) == ("running", 3), info
+        assert call("GET", f"{a.base}/v1/inspections?limit=10")[2]["total"] == 1
+        assert len(receiver.keys()) == 1
+
+
 def test_a_station_that_runs_nowhere_is_listed_as_not_started_while_another_replica_holds_its_lock(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,
