@@ -41,6 +41,32 @@ def _check_port(port: int) -> None:
         raise ConfigError(f"--port must be 0..65535, got {port}")
 
 
+#: The engine's loggers (stations, the audit journal, fits, the history): what ``--log-level`` shows of them.
+APP_LOGGER = "eagle_iad"
+
+
+def log_app_to_stderr(level: str) -> None:
+    """Print the engine's own log lines on stderr at ``level``, in uvicorn's format.
+
+    Why: uvicorn's ``log_level`` configures uvicorn's loggers only. The engine logs through
+    ``logging.getLogger("eagle_iad...")``, which reached Python's last-resort handler, warnings and up, so a
+    served station's lines (a sink failing, a verdict kept as a dead letter, an image not inspected, the
+    intake paused) were never printed, at any ``--log-level``. Calling it again replaces its handler.
+    """
+    import logging
+
+    logger = logging.getLogger(APP_LOGGER)
+    for handler in list(logger.handlers):
+        if getattr(handler, "eagle_serve", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    handler.eagle_serve = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False  # printed once, here, not again by a root handler someone else set up
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -71,6 +97,7 @@ def _run(
     if open_warning is not None and not _is_loopback(args.host):
         print(f"eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
     print(banner, file=sys.stderr)
+    log_app_to_stderr(args.log_level)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -37,6 +37,14 @@ from eagle_iad.station.status import StationFacts, open_read_only, station_figur
 
 LOG = logging.getLogger("eagle_iad.station")
 
+
+def station_log(line: str) -> None:
+    """A served station's line at its level: a warning (``... : warning: ...``, a dead letter, an image not
+    inspected) as one, so ``--log-level warning`` keeps those and drops the start-up and recovery lines."""
+    warns = any(mark in line for mark in (": warning: ", " gave up on record ", ": not inspected: "))
+    (LOG.warning if warns else LOG.info)(line)
+
+
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES,
                    tags=["stations"])  # fmt: skip
 
@@ -569,7 +577,7 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
 
 def install(app: FastAPI, state: ServiceState) -> None:
     """Add the stations to a service app: routes, start (the kept ones) and stop with it, ``/metrics``."""
-    manager = StationManager(state, LOG.info, quiet=True)
+    manager = StationManager(state, station_log, quiet=True)
     app.state.stations = manager
     ownership = StationOwnership(state, manager, lambda spec: config_from_body(state, spec))
     app.state.station_ownership = ownership
