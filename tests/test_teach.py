@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -496,6 +497,81 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     assert forced.entry["labelled"]["before"]["misses"] == 0 and forced.entry["labelled"]["after"]["misses"] == 1
 
 
+def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_taught_with_a_warning(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A black frame (a blocked camera) scores under the guard's limit, yet the model calls it unrecognised:
+    teaching it would make a blocked camera pass and raise s_max, so it is refused with the share beyond
+    the training images, as an inspection says it, unless forced. A defective cell scoring above s_max but
+    under the limit is taught (a false alarm is above tau by definition), named in the record's warnings."""
+    from PIL import Image
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert import Expert
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import TeachImage, guard_limit, teach
+    from eagle_iad.expert.versions import list_versions
+
+    model_dir = _copy(fitted, tmp_path)
+    model = load(model_dir)
+    expert = Expert(model)
+    limit = guard_limit(model.thresholds, model.train_scores)
+    assert model.coverage is not None and model.coverage.limit == 0.2
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((300, 300, 3), dtype=np.uint8)).save(black)
+    seen = expert.inspect(black)
+    assert seen.foreign_share is not None and model.coverage.unrecognised(seen.foreign_share)
+    assert seen.score < limit  # the score alone would let it through
+    reason = (f"black.png is unrecognised: {seen.foreign_share:.0%} of it is beyond the training images (20% or "
+              "more makes an image unlike them)")  # fmt: skip
+    assert reason.startswith("black.png is unrecognised: 90% of it")
+    before = _files(model_dir)
+    with pytest.raises(ConfigError) as refused:
+        teach(model_dir, [TeachImage(black.name, black)], why="x", by="ana")
+    assert str(refused.value) == f"not taught: {reason} (check the images, or force the teach)"
+    assert _files(model_dir) == before and [v["action"] for v in list_versions(model_dir)] == ["fit"]
+    # With a normal cell beside it: the whole teach is refused, naming only the unrecognised image.
+    with pytest.raises(ConfigError) as refused:
+        teach(model_dir, [TeachImage("good.png", cells["extra"][0]), TeachImage(black.name, black)], why="x", by="a")
+    assert str(refused.value) == f"not taught: {reason} (check the images, or force the teach)"
+    assert _files(model_dir) == before
+    # The command line says the same and leaves the model as it was.
+    capsys.readouterr()
+    assert main(["teach", str(black), "--model", str(model_dir), "--why", "x", "--by", "ana"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"eagle: error: not taught: {reason.replace('black.png', str(black))} (check the images, or force the teach)"
+    )
+    assert _files(model_dir) == before
+    # Forced: taught, the reason on the record, and the s_max it raised with it.
+    forced = teach(model_dir, [TeachImage(black.name, black)], why="a black frame is normal here", by="ana",
+                   force=True)  # fmt: skip
+    assert forced.entry["forced"] == [reason] and forced.entry["warnings"] is None
+    kept = load(model_dir).history[-1]
+    assert kept["forced"] == [reason] and kept["before"]["s_max"] == model.thresholds.s_max
+    assert kept["after"]["s_max"] == forced.model.thresholds.s_max > model.thresholds.s_max
+    assert [v["action"] for v in list_versions(model_dir)] == ["fit", "teach"]
+
+    # A defective cell above s_max and under the limit, like the training images: taught, with a warning.
+    high = next(p for p in cells["cracked"] if model.thresholds.s_max < expert.inspect(p).score <= limit)
+    assert not model.coverage.unrecognised(expert.inspect(high).foreign_share)
+    other = _copy(fitted, tmp_path / "other")
+    capsys.readouterr()
+    assert main(["teach", str(high), "--model", str(other), "--why", "x", "--by", "ana"]) == 0
+    out, err = capsys.readouterr()
+    entry = load(other).history[-1]
+    score, s_max = entry["images"][0]["score_before"], entry["after"]["s_max"]
+    assert score > model.thresholds.s_max and entry["forced"] is None
+    warning = (f"{high} scored {score:.4g}, above s_max {model.thresholds.s_max:.4g} (the largest normal score): "
+               f"it was taught, and s_max is now {s_max:.4g}; check that it is normal")  # fmt: skip
+    assert entry["warnings"] == [warning]
+    answer = json.loads(out)
+    assert answer["warnings"] == [warning, *load(other).warnings]
+    assert err.splitlines()[-len(answer["warnings"]) :] == [f"eagle: warning: {w}" for w in answer["warnings"]]
+    # An image under s_max gives no warning.
+    quiet = teach(other, [TeachImage(p.name, p) for p in cells["extra"]], why="new batch", by="ana")
+    assert quiet.entry["warnings"] is None
+
+
 def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
     model_dir = _copy(fitted, tmp_path)
     folder = tmp_path / "new"
@@ -584,6 +660,65 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert versions[-1]["labelled"] == entry["labelled"]
         assert versions[1]["labelled"] == {"before": {"images": 0, "false_alarms": 0, "misses": 0},
                                            "after": {"images": 0, "false_alarms": 0, "misses": 0}}  # fmt: skip
+
+
+def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_one_above_s_max(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """POST /v1/categories/{name}/teach: an inspection the model called unrecognised is refused (400
+    not_taught, the share in the message, the model unchanged) unless forced; a cell above s_max is taught
+    and its warning is in the answer's change."""
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from eagle_iad.expert import Expert
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import guard_limit
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(fitted, models / "mono")
+    model = load(fitted)
+    expert = Expert(model)
+    limit = guard_limit(model.thresholds, model.train_scores)
+    high = next(p for p in cells["cracked"] if model.thresholds.s_max < expert.inspect(p).score <= limit)
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((300, 300, 3), dtype=np.uint8)).save(black)
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", data_root=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        ids = {}
+        for path in (black, high):
+            answer = client.post(
+                "/v1/inspect", data={"category": "mono"}, files={"image": (path.name, path.read_bytes(), "image/png")}
+            )
+            assert answer.status_code == 200, answer.text
+            ids[path] = answer.json()["id"]
+        inspected = client.get(f"/v1/inspections/{ids[black]}").json()
+        assert inspected["decision"] == "unrecognised", inspected
+        before = _files(models / "mono")
+        refused = client.post("/v1/categories/mono/teach", json={"inspections": [ids[black]], "why": "x"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, "not_taught")
+        assert refused.json()["error"]["message"] == (
+            f"category 'mono': not taught: {ids[black]}-black.png is unrecognised: 90% of it is beyond the training "
+            "images (20% or more makes an image unlike them) (check the images, or force the teach)"
+        )
+        assert _files(models / "mono") == before
+        warned = client.post("/v1/categories/mono/teach", json={"inspections": [ids[high]], "why": "a false alarm"})
+        assert warned.status_code == 200, warned.text
+        change = warned.json()["change"]
+        assert change["forced"] is None and len(change["warnings"]) == 1
+        assert change["warnings"][0].startswith(f"{ids[high]}-{high.name} scored ")
+        s_max = f"{model.thresholds.s_max:.4g}"
+        assert f"above s_max {s_max} (the largest normal score): it was taught" in change["warnings"][0]
+        # Forced: taught, on the record (the share is smaller now: the cell taught widened the coverage).
+        body = {"inspections": [ids[black]], "why": "x", "force": True}
+        forced = client.post("/v1/categories/mono/teach", json=body)
+        assert forced.status_code == 200, forced.text
+        [reason] = forced.json()["change"]["forced"]
+        assert re.fullmatch(rf"{ids[black]}-black\.png is unrecognised: [0-9]+% of it is beyond the training images "
+                            r"\(20% or more makes an image unlike them\)", reason)  # fmt: skip
 
 
 def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(

@@ -28,8 +28,10 @@ def add_teach(sub: Subcommands) -> None:
         help="fold normal images (false alarms, a new batch) into a fitted model in seconds, on the record",
         description="Embed only the new images, grow the memory bank by the fit's own rule and recompute tau, "
         "s_max and the map scale, then save the model atomically with a history entry (who, when, why, the images, "
-        "tau before and after). An image that scores far above the training images, or one the history labels "
-        "defective, is refused unless --force; so is a teach after which a labelled defect would pass.",
+        "tau before and after). An image that scores far above the training images, one the model calls "
+        "unrecognised (not like the training images), or one the history labels defective, is refused unless "
+        "--force; so is a teach after which a labelled defect would pass. An image taught although it scores above "
+        "s_max is named in a warning.",
     )
     teach.add_argument("images", nargs="+", help="normal image files, or folders of them")
     teach.add_argument("--model", required=True, help="fitted model directory (changed in place)")
@@ -88,13 +90,15 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
                    labelled_defective=digests, labelled=labelled, progress=progress)  # fmt: skip
     entry = result.entry
-    print_warnings(result.model.warnings)
+    # The teach's own (an image taught although it scored above s_max), then the model's.
+    warnings = [*(entry["warnings"] or []), *result.model.warnings]
+    print_warnings(warnings)
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
         "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"], "rescored": entry["rescored"],
         "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],
-        "forced": entry["forced"], "seconds": round(result.seconds, 2), "warnings": result.model.warnings,
+        "forced": entry["forced"], "seconds": round(result.seconds, 2), "warnings": warnings,
     }))  # fmt: skip
     return 0
 

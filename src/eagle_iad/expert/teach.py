@@ -10,8 +10,11 @@ what is approximate is in docs/METHOD.md). Then it is saved like any model (atom
 :class:`~eagle_iad.errors.ConflictError` when the model changed meanwhile), after three guards:
 
 * every image must decode before anything is computed (one bad file refuses the whole teach);
-* an image the model scores far above its largest training score, or one the history labels
-  defective, is refused unless forced: teaching a defect would teach the model to pass it;
+* an image the model scores far above its largest training score, one it calls *unrecognised* (not
+  like the training images at all, as an inspection calls it: a blocked camera, another product), or
+  one the history labels defective, is refused unless forced: teaching a defect would teach the model
+  to pass it, and teaching a foreign image would teach it to pass a blocked camera; an image taught
+  although it scores above s_max is named in the record's ``warnings``;
 * every labelled image (the history's, whose image was kept) is scored before and after: the false
   alarms and misses on them go into the record, and a teach after which a labelled defect the model
   caught would pass is refused unless forced.
@@ -144,6 +147,23 @@ def _map_maxima(expert: Expert, view_grids: Sequence[np.ndarray], rgbs: Sequence
     return np.asarray(maxima, dtype=np.float64)
 
 
+def _foreign_shares(
+    model: ExpertModel,
+    distances: torch.Tensor,
+    counts: Sequence[int],
+    grids: Sequence[tuple[int, int]],
+    rgbs: Sequence[np.ndarray],
+) -> list[float | None]:
+    """Each new image's share of patches beyond the coverage radius, on its stitched grid as an inspection
+    finds it (``ExpertResult.foreign_share``); ``None`` for each when the model keeps no coverage."""
+    coverage = model.coverage
+    if coverage is None:
+        return [None] * len(rgbs)
+    view_grids = split_grids(distances.numpy(), counts, grids)  # float32, as an inspection compares them
+    geometries = [prepare(rgb, model.config)[1] for rgb in rgbs]
+    return [coverage.share(geometry.stitch(views)) for views, geometry in zip(view_grids, geometries, strict=True)]
+
+
 def _calibration(model: ExpertModel, maxima: np.ndarray | None, thresholds: Thresholds) -> MapCalibration | None:
     """The map calibration after a teach: exact from every image's map maximum when the model kept them;
     for a model saved before schema 6, the old one scaled by the change of tau (an approximation)."""
@@ -240,10 +260,17 @@ def teach(
     before_dist, nearest = expert.search.search(flat)
     scores_before = np.maximum.reduceat(before_dist.double().numpy(), starts)
     limit = guard_limit(model.thresholds, model.train_scores)
-    for image, score in zip(images, scores_before, strict=True):
-        if score > limit:
+    shares = _foreign_shares(model, before_dist, counts, grids, rgbs)
+    high = []  # taught although above s_max: named in the record's warnings
+    for image, score, share in zip(images, scores_before, shares, strict=True):
+        if model.coverage is not None and model.coverage.unrecognised(share):
+            refused.append(f"{image.name} is unrecognised: {share:.0%} of it is beyond the training images "
+                           f"({model.coverage.limit:.0%} or more makes an image unlike them)")  # fmt: skip
+        elif score > limit:
             refused.append(f"{image.name} scores {score:.4g}, far above the largest normal score "
                            f"{model.thresholds.s_max:.4g} (limit {limit:.4g}): it looks defective")  # fmt: skip
+        elif score > model.thresholds.s_max:
+            high.append((image.name, float(score)))
     if refused and not force:
         raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
 
@@ -313,6 +340,9 @@ def teach(
         coverage = Coverage(radius=radius_after, limit=coverage.limit)
     change = len(model.history) + 1
     names = _names(images, change)
+    warnings = [f"{name} scored {score:.4g}, above s_max {model.thresholds.s_max:.4g} (the largest normal score): it "
+                f"was taught, and s_max is now {thresholds.s_max:.4g}; check that it is normal"
+                for name, score in high]  # fmt: skip
     entry: dict[str, Any] = {
         "change": change,
         "action": "teach",
@@ -332,6 +362,8 @@ def teach(
         "bank_after": int(grown.shape[0]),
         "forced": refused if refused else None,
         "skipped": skipped or None,
+        # Images taught although they scored above every training image: they raised s_max.
+        "warnings": warnings or None,
     }
     taught = dataclasses.replace(
         model,

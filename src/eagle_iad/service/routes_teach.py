@@ -2,9 +2,11 @@
 
 The same teach as ``eagle teach`` (expert/teach.py): the images are inspections from the history (the
 images the service kept, e.g. those labelled "actually normal") and/or a folder under the data root;
-every image is decoded before anything changes, an image that looks defective or is labelled defective
-is refused unless forced, and a teach after which a labelled defect would pass is refused unless
-forced. The model is replaced atomically; a concurrent threshold change or teach answers 409.
+every image is decoded before anything changes, an image that looks defective, is unrecognised (not like
+the training images) or is labelled defective is refused unless forced (400 ``not_taught``, with the
+reason), and a teach after which a labelled defect would pass is refused unless forced. An image taught
+although it scored above s_max is named in the answer's ``change.warnings``. The model is replaced
+atomically; a concurrent threshold change or teach answers 409.
 """
 
 from __future__ import annotations
