@@ -1,7 +1,7 @@
 import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
-import { byCategory, namesLine, taughtLine, teachLabel, type TeachCandidate } from "../logic/teach";
+import { byCategory, namesLine, taughtLine, teachLabel, teachNotes, type TeachCandidate } from "../logic/teach";
 import { ErrorBanner } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 import { useFocusAfterRender } from "./useFocusAfterRender";
@@ -9,8 +9,10 @@ import { useFocusAfterRender } from "./useFocusAfterRender";
 /**
  * "Teach these N": the parts labelled actually normal here are folded into their category's model, so the
  * same normal variation stops raising the same false alarm (POST /v1/categories/{name}/teach). One form per
- * category; the service refuses an image that looks defective or is labelled so, and a teach after which a
- * labelled defect would pass, with the reason, unless the engineer teaches anyway.
+ * category; the service refuses an image that looks defective, is unrecognised (not like the training images)
+ * or is labelled defective, and a teach after which a labelled defect would pass, with the reason (shown under
+ * the form), unless the engineer teaches anyway; what was forced, and an image taught although it scored above
+ * s_max, follow the line the teach leaves.
  */
 export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
   const groups = byCategory(candidates);
@@ -95,9 +97,13 @@ function TeachForm({
         bank_after: number;
         images: unknown[];
         skipped: string[] | null;
+        forced?: string[] | null;
+        warnings?: string[] | null;
       };
-      const line = taughtLine(category, change.images.length, { before: change.before.tau, after: change.after.tau },
+      const taught = taughtLine(category, change.images.length, { before: change.before.tau, after: change.after.tau },
         { before: change.bank_before, after: change.bank_after }, change.skipped?.length ?? 0);
+      const notes = teachNotes(change.forced, change.warnings);
+      const line = notes ? `${taught} ${notes}` : taught;
       onTaught(items.map((item) => item.id), line); // this form goes: its parts are taught
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();

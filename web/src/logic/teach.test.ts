@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byCategory, namesLine, taughtLine, teachLabel } from "./teach";
+import { byCategory, namesLine, taughtLine, teachLabel, teachNotes } from "./teach";
 
 describe("teaching from the review queue", () => {
   it("groups the parts labelled normal by category, in name order, keeping their order", () => {
@@ -31,6 +31,17 @@ describe("teaching from the review queue", () => {
     );
     expect(taughtLine("mono", 1, { before: 5, after: 5 }, { before: 10, after: 12 }, 2)).toBe(
       "Taught 1 image to mono (2 skipped: taught before or given twice): tau stays 5.000, memory bank 10 → 12 patches. The next inspection uses it.",
+    );
+  });
+
+  it("names what a teach was forced past and the images it took above s_max", () => {
+    expect(teachNotes(null, null)).toBe("");
+    expect(teachNotes([], undefined)).toBe("");
+    const warning = "a-cell.png scored 141.8, above s_max 135 (the largest normal score): it was taught, and s_max is now 141.8; check that it is normal";
+    expect(teachNotes(null, [warning])).toBe(`Warning: ${warning}.`);
+    const forced = "b-black.png is unrecognised: 90% of it is beyond the training images (20% or more makes an image unlike them)";
+    expect(teachNotes([forced], [warning, warning])).toBe(
+      `Taught although the checks refused: ${forced}. Warnings: ${warning}; ${warning}.`,
     );
   });
 });

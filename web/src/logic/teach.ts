@@ -42,6 +42,18 @@ export function taughtLine(
   return `Taught ${images} to ${category}${also}: ${change}, memory bank ${bank.before} → ${bank.after} patches. The next inspection uses it.`;
 }
 
+/**
+ * What a finished teach asks the engineer to look at, after its line: the checks it was forced past
+ * (`forced`) and the images it took although they scored above every normal image (`warnings`: they raised
+ * s_max, so the unsure band grew). "" when there is nothing.
+ */
+export function teachNotes(forced: readonly string[] | null | undefined, warnings: readonly string[] | null | undefined): string {
+  const notes: string[] = [];
+  if (forced && forced.length > 0) notes.push(`Taught although the checks refused: ${forced.join("; ")}.`);
+  if (warnings && warnings.length > 0) notes.push(`${warnings.length === 1 ? "Warning" : "Warnings"}: ${warnings.join("; ")}.`);
+  return notes.join(" ");
+}
+
 function fmt(value: number): string {
   return value.toPrecision(4);
 }
