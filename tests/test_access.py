@@ -111,7 +111,7 @@ def _keys(state: Path) -> dict[str, str]:
     for role, name in PEOPLE.items():
         out = io.StringIO()
         with redirect_stdout(out):
-            assert main(["keys", "add", name, "--role", role, "--state-dir", str(state)]) == 0
+            assert main(["keys", "add", name, "--role", role, "--state-dir", str(state), "--create"]) == 0
         keys[role] = out.getvalue().strip()
     return keys
 
@@ -540,3 +540,26 @@ def test_a_fit_records_who_started_it(models: Path, tmp_path: Path) -> None:
             ("eve", "/v1/categories/{name}/fit", f"fit drawer: 2 images (uploaded), job {started['job']['id']}")
         ]
     assert json.loads((tmp_path / "models" / "drawer" / "model.json").read_text())["fitted_by"] == "eve"
+
+
+def test_eagle_keys_refuses_a_history_that_is_not_there_unless_told_to_start_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped or defaulted state folder gets no key the running service would never accept: ``eagle keys``
+    refuses a missing history as ``eagle review`` does; ``keys add --create`` starts a new service's history."""
+    from eagle_iad.cli import main
+
+    typo = tmp_path / "typo-state"
+    assert main(["keys", "add", "zed", "--role", "admin", "--state-dir", str(typo)]) == 2
+    assert capsys.readouterr() == ("", f"eagle: error: no history at {typo / 'eagle.sqlite3'}: has eagle serve run "
+                                   "with these flags? (a new service's first key: eagle keys add ... --create)\n")  # fmt: skip
+    assert not typo.exists()
+    for action in (["list"], ["revoke", "zed"]):
+        assert main(["keys", *action, "--state-dir", str(typo)]) == 2
+        assert capsys.readouterr().err == (f"eagle: error: no history at {typo / 'eagle.sqlite3'}: has eagle serve "
+                                           "run with these flags?\n")  # fmt: skip
+    assert not typo.exists()
+    assert main(["keys", "add", "zed", "--role", "admin", "--state-dir", str(typo), "--create"]) == 0
+    capsys.readouterr()
+    assert (typo / "eagle.sqlite3").is_file()
+    assert main(["keys", "add", "ann", "--role", "viewer", "--state-dir", str(typo)]) == 0  # now it is there

@@ -67,24 +67,37 @@ def files_folder(args: argparse.Namespace) -> Path:
     return Path(location).parent / "files"
 
 
+def state_folder(args: argparse.Namespace) -> Path | None:
+    """The service's state folder for :func:`add_history_flags`' flags (``--state-dir``, else
+    ``<models>/../eagle-service``, else the folder of an SQLite ``--history``); ``None`` for a database URL
+    alone."""
+    if args.state_dir:
+        return Path(args.state_dir)
+    if args.models and not (args.history or args.db):
+        return Path(args.models).parent / "eagle-service"
+    location = history_location(args)
+    return None if "://" in location else Path(location).parent
+
+
 def open_history(args: argparse.Namespace) -> InspectionStore:
     """The service's history, which must exist already (an SQLite file is not created by a reader)."""
     from eagle_iad.service.store import InspectionStore
 
     location = history_location(args)
-    _must_exist(location)
+    must_exist(location)
     return InspectionStore(location)
 
 
-def _must_exist(location: str) -> None:
-    """Refuse an SQLite history that is not there (a reader must not create an empty one by a typo)."""
+def must_exist(location: str, hint: str = "") -> None:
+    """Refuse an SQLite history that is not there (a reader, or ``eagle keys``, must not create an empty one
+    by a typo: a key added there is one the running service never sees). ``hint``: what to do instead."""
     from eagle_iad.errors import ConfigError
     from eagle_iad.history import open_backend
     from eagle_iad.history.sqlite import SqliteHistory
 
     backend = open_backend(location)
     if isinstance(backend, SqliteHistory) and not backend.path.is_file():
-        raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?")
+        raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?{hint}")
 
 
 def add_db(sub: Subcommands) -> None:
@@ -119,7 +132,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, version
 
     location = history_location(args)
-    _must_exist(location)
+    must_exist(location)
     backend = open_backend(location)
     db = backend.connect()
     try:

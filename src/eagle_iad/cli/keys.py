@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, history_location
+from eagle_iad.cli.db import add_history_flags, history_location, must_exist
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
@@ -26,6 +26,9 @@ def add_keys(sub: Subcommands) -> None:
     add.add_argument("--role", required=True, choices=["viewer", "operator", "engineer", "admin"],
                      help="viewer: read; operator: also inspect and label; engineer: also fit and thresholds; "
                      "admin: also keys and the audit log")  # fmt: skip
+    add.add_argument("--create", action="store_true",
+                     help="start the history if there is none yet (a new service's first key, before eagle serve "
+                     "first runs); without it a missing history is refused, so a mistyped folder gets no key")  # fmt: skip
     listing = actions.add_parser("list", help="every key (never the key itself), revoked ones with the time (JSON)")
     revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
     revoke.add_argument("name")
@@ -35,11 +38,17 @@ def add_keys(sub: Subcommands) -> None:
 
 
 def _table(args: argparse.Namespace) -> tuple[InspectionStore, KeyTable]:
-    """The key table in the history file ``eagle serve`` uses with the same flags."""
+    """The key table in the history file ``eagle serve`` uses with the same flags, which must exist unless
+    ``keys add --create`` says to start it (a key in a new history by a mistyped folder would be one the
+    running service never accepts)."""
     from eagle_iad.service.keys import KeyTable
     from eagle_iad.service.store import InspectionStore
 
-    store = InspectionStore(history_location(args))
+    location = history_location(args)
+    if not getattr(args, "create", False):
+        hint = " (a new service's first key: eagle keys add ... --create)" if args.func is _cmd_add else ""
+        must_exist(location, hint)
+    store = InspectionStore(location)
     return store, KeyTable(store)
 
 
