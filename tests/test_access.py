@@ -551,8 +551,8 @@ def test_eagle_keys_refuses_a_history_that_is_not_there_unless_told_to_start_it(
 
     typo = tmp_path / "typo-state"
     assert main(["keys", "add", "zed", "--role", "admin", "--state-dir", str(typo)]) == 2
-    assert capsys.readouterr() == ("", f"eagle: error: no history at {typo / 'eagle.sqlite3'}: has eagle serve run "
-                                   "with these flags? (a new service's first key: eagle keys add ... --create)\n")  # fmt: skip
+    missing = f"eagle: error: no history at {typo / 'eagle.sqlite3'}: has eagle serve run with these flags?"
+    assert capsys.readouterr() == ("", f"{missing} (a new service's first key: eagle keys add ... --create)\n")
     assert not typo.exists()
     for action in (["list"], ["revoke", "zed"]):
         assert main(["keys", *action, "--state-dir", str(typo)]) == 2

@@ -328,3 +328,61 @@ def test_eagle_review_label_with_the_revision_seen_keeps_a_label_given_since(
     assert json.loads(capsys.readouterr().out)["label_revision"] == 3
     assert main(["review", "label", "close", "normal", "--expected-revision", "-1", "--db", str(db)]) == 2
     assert "--expected-revision" in capsys.readouterr().err
+
+
+def test_the_decision_filter_tells_unrecognised_from_undecided(tmp_path: Path) -> None:
+    """``decision=unrecognised`` is a filter value (declared once, in eagle_iad/review.py) and
+    ``decision=undecided`` no longer answers images that were not recognised."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    _history(settings.database)
+    with TestClient(create_app(settings)) as client:
+
+        def ids(decision: str) -> list[str]:
+            answer = client.get("/v1/inspections", params={"decision": decision})
+            assert answer.status_code == 200, answer.text
+            return [item["id"] for item in answer.json()["items"]]
+
+        assert ids("unrecognised") == ["foreign"]
+        assert ids("undecided") == ["garbled", "unread"]
+        refused = client.get("/v1/inspections", params={"decision": "maybe"})
+        assert refused.status_code == 400
+        assert "'anomalous', 'normal', 'unrecognised' or 'undecided'" in refused.json()["error"]["message"]
+
+
+def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle review label`` writes the audit row the API writes; without ``--note`` a relabel with the
+    same label keeps the note, a changed label drops it, and ``--note ''`` clears it."""
+    from eagle_iad.cli import main
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    _history(settings.database)
+    state = ["--state-dir", str(settings.state_dir)]
+
+    def label(*words: str) -> dict[str, Any]:
+        assert main(["review", "label", *words, "--by", "kai", *state]) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    assert label("close", "normal", "--note", "dust, wiped")["label_note"] == "dust, wiped"
+    assert label("close", "normal")["label_note"] == "dust, wiped"  # the same label: the note stays
+    assert label("close", "defective")["label_note"] is None  # another label: the old note does not fit it
+    assert label("close", "anomalous", "--note", "crack")["label_note"] == "crack"
+    assert label("close", "anomalous", "--note", "")["label_note"] is None  # said: cleared
+    with TestClient(create_app(settings)) as client:
+        rows = client.get("/v1/audit").json()["items"]
+        newest = rows[0]
+        assert tuple(newest[k] for k in ("actor", "role", "method", "route", "path", "status", "detail")) == (
+            "kai", "operator", "PUT", "/v1/inspections/{inspection_id}/label", "/v1/inspections/close/label", 200,
+            "label anomalous (eagle review label)")  # fmt: skip
+        assert len(rows) == 5
+        # the API takes the CLI's word too, stored as the history's
+        answer = client.put("/v1/inspections/band/label", json={"label": "defective"})
+        assert answer.status_code == 200 and answer.json()["label"] == "anomalous"
+        assert client.get("/v1/audit").json()["items"][0]["detail"] == "label anomalous"
+        refused = client.put("/v1/inspections/band/label", json={"label": "broken"})
+        assert refused.status_code == 400
+        assert "'normal', 'anomalous' or 'defective'" in refused.json()["error"]["message"]

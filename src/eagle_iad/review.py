@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+#: What the history's decision filter takes (``GET /v1/inspections?decision=``, the console's History):
+#: the final decision ``anomalous`` or ``normal``; ``unrecognised``, an image not like the training images
+#: (the expert's decision, no MLLM answer); ``undecided``, none of these (an unreadable MLLM reply, a custom
+#: question without an anomaly decision).
+DecisionFilter = Literal["anomalous", "normal", "unrecognised", "undecided"]
+DECISION_FILTERS: tuple[str, ...] = get_args(DecisionFilter)
+
+#: The words a label may be given in (``PUT /v1/inspections/{id}/label``, ``eagle review label``) and what
+#: each is stored as: "defective" is the console's word for the history's "anomalous".
+LabelWord = Literal["normal", "anomalous", "defective"]
+LABEL_WORDS: dict[str, str] = {"normal": "normal", "anomalous": "anomalous", "defective": "anomalous"}
 
 #: The expert's decision inside an EAGLE verdict (absent from an expert-only verdict).
 _EXPERT = "json_extract(verdict, '$.expert_decision')"

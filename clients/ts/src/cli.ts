@@ -36,7 +36,7 @@ commands:
                                           prints the service's record (expert only: no question, no pictures)
   fit NAME (--folder DIR | FILE...) [--option key=value ...]
                                           fit a category from uploads or a server folder; progress on stderr
-  history [--category C] [--decision anomalous|normal|undecided] [--label normal|anomalous|labelled|unlabelled]
+  history [--category C] [--decision anomalous|normal|unrecognised|undecided] [--label normal|anomalous|labelled|unlabelled]
           [--limit N] [--offset N] [--format json|csv|jsonl]
                                           json: one page as the service sends it (each record's
                                           reference.image: its nearest normal training image);
@@ -281,8 +281,8 @@ async function run(argv: string[]): Promise<number> {
     }
     case "history": {
       const decision = values.decision;
-      if (decision !== undefined && !["anomalous", "normal", "undecided"].includes(decision)) {
-        throw new UsageError("--decision must be anomalous, normal or undecided");
+      if (decision !== undefined && !["anomalous", "normal", "unrecognised", "undecided"].includes(decision)) {
+        throw new UsageError("--decision must be anomalous, normal, unrecognised or undecided");
       }
       const label = values.label;
       if (label !== undefined && !["normal", "anomalous", "labelled", "unlabelled"].includes(label)) {

@@ -7,7 +7,7 @@
  */
 
 import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
-import type { components } from "./generated/openapi.js";
+import type { components, operations } from "./generated/openapi.js";
 import { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 import { readSse } from "./sse.js";
 
@@ -89,8 +89,9 @@ export type AuditRow = Schemas["AuditRow"];
 /** What {@link EagleClient.retryStation} put back in the sinks' queues. */
 export type Requeued = Schemas["Requeued"];
 
-/** A final decision as the history filters it; `undecided`: an unparsable MLLM reply, or a custom question. */
-export type Decision = "anomalous" | "normal" | "undecided";
+/** A final decision as the history filters it (`unrecognised`: not like the training images; `undecided`:
+ * none of these, an unparsable MLLM reply or a custom question): generated from the service's filter. */
+export type Decision = NonNullable<NonNullable<operations["inspections_v1_inspections_get"]["parameters"]["query"]>["decision"]>;
 
 /** Image bytes: a browser `File`/`Blob`, or bytes read in Node. */
 export type ImageInput = Blob | Uint8Array | ArrayBuffer;

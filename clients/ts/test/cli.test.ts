@@ -188,7 +188,7 @@ describe("eagle-client", () => {
   it("refuses bad usage with exit 2 and the reason", async () => {
     const decision = await cli(["--url", baseUrl, "history", "--decision", "maybe"]);
     expect(decision.code).toBe(2);
-    expect(decision.stderr).toContain("--decision must be anomalous, normal or undecided");
+    expect(decision.stderr).toContain("--decision must be anomalous, normal, unrecognised or undecided");
     const unknown = await cli(["frobnicate"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate"');

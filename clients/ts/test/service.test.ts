@@ -135,8 +135,12 @@ describe("history", () => {
   it("filters by category and decision and pages without gaps", async () => {
     const all = await client.history({ limit: 500 });
     const undecided = await client.history({ decision: "undecided", limit: 500 });
-    const expected = all.items.filter((r) => r.decision !== "anomalous" && r.decision !== "normal").map((r) => r.id);
+    const decided = ["anomalous", "normal", "unrecognised"];
+    const expected = all.items.filter((r) => !decided.includes(r.decision ?? "")).map((r) => r.id);
     expect(undecided.items.map((r) => r.id)).toEqual(expected);
+    const unrecognised = await client.history({ decision: "unrecognised", limit: 500 });
+    const notRecognised = all.items.filter((r) => r.decision === "unrecognised").map((r) => r.id);
+    expect(unrecognised.items.map((r) => r.id)).toEqual(notRecognised);
     expect((await client.history({ category: "missing" })).total).toBe(0);
     const paged: string[] = [];
     for await (const record of client.historyAll({ limit: 1 })) paged.push(record.id);

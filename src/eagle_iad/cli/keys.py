@@ -27,8 +27,9 @@ def add_keys(sub: Subcommands) -> None:
                      help="viewer: read; operator: also inspect and label; engineer: also fit and thresholds; "
                      "admin: also keys and the audit log")  # fmt: skip
     add.add_argument("--create", action="store_true",
-                     help="start the history if there is none yet (a new service's first key, before eagle serve "
-                     "first runs); without it a missing history is refused, so a mistyped folder gets no key")  # fmt: skip
+                     help="start the history if there is none yet (a new service's first key, before "
+                     "eagle serve first runs); without it a missing history is refused: "
+                     "a mistyped folder gets no key")  # fmt: skip
     listing = actions.add_parser("list", help="every key (never the key itself), revoked ones with the time (JSON)")
     revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
     revoke.add_argument("name")

@@ -13,17 +13,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, history_location, open_history
+from eagle_iad.cli.db import add_history_flags, history_location, open_history, state_folder
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 from eagle_iad.history.backend import redact
 from eagle_iad.naming import printable
+from eagle_iad.review import LABEL_WORDS
 
 if TYPE_CHECKING:
     from eagle_iad.service.store import InspectionStore
 
-#: What a reviewer may say a part was; "defective" is the console's word for the history's "anomalous".
-VERDICTS = {"normal": "normal", "defective": "anomalous", "anomalous": "anomalous"}
+#: What a reviewer may say a part was (the API's words): "defective" is stored as "anomalous".
+VERDICTS = LABEL_WORDS
+#: The API route a CLI label stands for: its audit row reads as the API's (``GET /v1/audit``).
+LABEL_ROUTE = "/v1/inspections/{inspection_id}/label"
 
 
 def add_review(sub: Subcommands) -> None:
@@ -39,7 +42,10 @@ def add_review(sub: Subcommands) -> None:
     label = actions.add_parser("label", help="say what the part actually was: it leaves the queue")
     label.add_argument("inspection", help="the inspection's id (eagle review list shows it)")
     label.add_argument("verdict", choices=sorted(VERDICTS), help="what the part actually was")
-    label.add_argument("--note", default=None, help="what you saw, or why (kept with the label, 500 characters)")
+    label.add_argument("--note", default=None,
+                       help="what you saw, or why (kept with the label, 500 characters); left out, a relabel "
+                       "with the label the part has keeps its note, a changed label has none; "
+                       "--note '' clears it")  # fmt: skip
     label.add_argument("--by", default=None, help="your name (default: your login name)")
     label.add_argument("--expected-revision", type=int, default=None, metavar="N",
                        help="the label revision you looked at (eagle review list shows it; 0: never labelled): "
@@ -87,11 +93,14 @@ def _cmd_label(args: argparse.Namespace) -> int:
     if note is not None and len(note) > 500:
         raise ConfigError(f"--note is {len(note)} characters; at most 500")
     by = printable((args.by or "").strip()) or getpass.getuser()
+    label = VERDICTS[args.verdict]
     store = _store(args)
     try:
         when = datetime.now(UTC).isoformat(timespec="milliseconds")
-        stored = store.set_label(args.inspection, VERDICTS[args.verdict], when, by=by, note=note,
-                                 expected=args.expected_revision)  # fmt: skip
+        stored = store.set_label(args.inspection, label, when, by=by, note=note,
+                                 expected=args.expected_revision, keep_note=args.note is None)  # fmt: skip
+        if stored is not None:
+            _audit(args, store, when, by, label)
     except LabelChangedError as exc:  # the service's 409 label_changed, in the same words
         raise ConfigError(str(exc)) from None
     finally:
@@ -100,6 +109,21 @@ def _cmd_label(args: argparse.Namespace) -> int:
         raise ConfigError(f"no inspection {args.inspection!r} in {redact(history_location(args))}")
     print(dumps(stored.to_dict()))
     return 0
+
+
+def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, label: str) -> None:
+    """The audit row ``PUT /v1/inspections/{id}/label`` writes, for a label given here: the same route,
+    path and detail, the reviewer's name as actor with the operator role (the role a label needs), and the
+    detail saying it came from this command. A busy history is waited for as the service waits; then the
+    row goes to the state folder's ``audit-pending.jsonl``, which the service moves into the log."""
+    from eagle_iad.service.access import Caller, Role
+    from eagle_iad.service.audit import PENDING, AuditLog
+
+    folder = state_folder(args)
+    journal = None if folder is None or not folder.is_dir() else folder / PENDING
+    path = LABEL_ROUTE.replace("{inspection_id}", args.inspection)
+    AuditLog(store, journal).write(when, Caller(by, Role.operator), "PUT", LABEL_ROUTE, path, 200,
+                                   f"label {label} (eagle review label)")  # fmt: skip
 
 
 COMMANDS: dict[str, Callable[[Subcommands], None]] = {"review": add_review}

@@ -29,7 +29,7 @@ from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.record import InspectionRecord
-from eagle_iad.review import review_page
+from eagle_iad.review import LABEL_WORDS, DecisionFilter, review_page
 from eagle_iad.service import idempotency, schemas
 from eagle_iad.service.access import (
     INSPECTING,
@@ -261,14 +261,15 @@ def inspections(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     category: str | None = None,
-    decision: Literal["anomalous", "normal", "undecided"] | None = None,
+    decision: DecisionFilter | None = None,
     label: Literal["normal", "anomalous", "labelled", "unlabelled"] | None = None,
 ) -> dict[str, Any]:
     """The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
 
-    ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
-    custom question without an anomaly decision) and ``label`` (the user's: ``normal``, ``anomalous``,
-    ``labelled``, ``unlabelled``) filter the rows; ``total`` counts the filtered rows.
+    ``category`` and ``decision`` (``anomalous``, ``normal``, ``unrecognised``: not like the training images,
+    ``undecided``: none of those, an unparsable MLLM reply or a custom question without an anomaly decision)
+    and ``label`` (the user's: ``normal``, ``anomalous``, ``labelled``, ``unlabelled``) filter the rows;
+    ``total`` counts the filtered rows.
     """
     total, rows = service(request).store.page(
         limit, offset, None if category is None else check_name(category), decision, label
@@ -326,7 +327,8 @@ def inspection(inspection_id: str, request: Request) -> dict[str, Any]:
 
 @router.put("/inspections/{inspection_id}/label", dependencies=OPERATOR, response_model=schemas.InspectionRecord)
 def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
-    """Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
+    """Record what the inspected part actually was (``normal`` / ``anomalous``, or ``defective``: the same,
+    stored as ``anomalous``), or clear it with ``null``.
 
     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
     figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
@@ -339,9 +341,10 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     # Sent as null counts (a record never labelled has label_revision null, which a client passes on as it is);
     # left out is no check: a client from before revisions labels as it always did.
     expected = (body.expected_revision or 0) if "expected_revision" in body.model_fields_set else None
-    audit_detail(request, f"label {body.label or 'cleared'}")
+    label = None if body.label is None else LABEL_WORDS[body.label]  # "defective" is stored as "anomalous"
+    audit_detail(request, f"label {label or 'cleared'}")
     try:
-        stored = service(request).store.set_label(inspection_id, body.label, when, by=by, note=note, expected=expected)
+        stored = service(request).store.set_label(inspection_id, label, when, by=by, note=note, expected=expected)
     except LabelChangedError as exc:  # a refused request is no change: the audit log has no row for it
         raise ApiError(409, str(exc), code="label_changed") from None
     if stored is None:

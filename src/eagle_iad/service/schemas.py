@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from eagle_iad import record
 from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.record import field_docs, field_types
+from eagle_iad.review import LabelWord
 
 
 class _Open(BaseModel):
@@ -223,7 +224,8 @@ class LabelRequest(BaseModel):
     """``PUT /v1/inspections/{id}/label``: what the part actually was; ``null`` clears the label."""
 
     model_config = ConfigDict(extra="forbid")
-    label: Literal["normal", "anomalous"] | None
+    #: ``defective`` is accepted as the console's and ``eagle review label``'s word, stored as ``anomalous``.
+    label: LabelWord | None
     #: What the labeller saw or why (kept with the label).
     note: str | None = Field(default=None, max_length=500)
     #: Who labels, in the open local mode only (one user, no keys); with a key the key's name is recorded.

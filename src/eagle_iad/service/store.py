@@ -24,7 +24,7 @@ from eagle_iad.history.backend import transaction as _transaction
 from eagle_iad.history.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.history.schema import Upgrade, upgrade
 from eagle_iad.record import InspectionRecord, columns, from_row, to_row
-from eagle_iad.review import REASONS, Reason, queued_condition, reason_columns, reasons_of
+from eagle_iad.review import DECISION_FILTERS, REASONS, Reason, queued_condition, reason_columns, reasons_of
 
 #: What a user may say an inspected part actually was (``None``: not labelled).
 LABELS = ("normal", "anomalous")
@@ -235,7 +235,7 @@ class InspectionStore:
 
     def set_label(
         self, inspection_id: str, label: str | None, when: str, by: str | None = None, note: str | None = None,
-        expected: int | None = None,
+        expected: int | None = None, keep_note: bool = False,
     ) -> Inspection | None:  # fmt: skip
         """Record (or with ``None`` clear) what the part actually was, who said so and their note; ``None`` when
         there is no such inspection. Each call moves the record's ``label_revision`` on by one.
@@ -246,6 +246,10 @@ class InspectionStore:
         two labels based on the same revision cannot both pass, in SQLite (one writer at a time) and in
         PostgreSQL (the second waits for the first's row lock, then finds the revision moved). ``None``:
         no check (the last label wins, as before revisions existed).
+
+        ``keep_note`` (with ``note`` ``None``): a relabel with the label it already has keeps the stored note
+        (``eagle review label ID normal`` without ``--note`` does not erase what was written); a changed
+        label drops it (a note about a defect does not describe a normal part). Decided in the same ``UPDATE``.
 
         The ``UPDATE`` runs in the store's write transaction, which PostgreSQL runs at ``read committed``
         whatever the server's default: at ``repeatable read`` the second of two labels would fail to
@@ -261,8 +265,12 @@ class InspectionStore:
             None if label is None else by,
             None if label is None else note,
         )
+        note_sql = "?"
+        if keep_note and note is None and label is not None:  # SET sees the row as it was: the stored label decides
+            note_sql = "CASE WHEN label = ? THEN label_note ELSE NULL END"
+            values = (values[0], values[1], values[2], label)
         sql = (
-            "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ?, "
+            f"UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = {note_sql}, "
             "label_revision = COALESCE(label_revision, 0) + 1 WHERE id = ?"
         )
         returning = f" RETURNING {_columns()}"
@@ -287,8 +295,9 @@ class InspectionStore:
     ) -> tuple[int, list[Inspection]]:  # fmt: skip
         """Newest first: ``(total, rows)`` for ``limit`` rows after skipping ``offset``.
 
-        ``decision`` filters on the final decision: ``anomalous``, ``normal`` or ``undecided`` (no verdict:
-        the MLLM's reply was unparsable, or a custom question has no anomaly decision). ``label`` filters on
+        ``decision`` filters on the final decision: ``anomalous``, ``normal``, ``unrecognised`` (not like the
+        training images) or ``undecided`` (none of those: the MLLM's reply was unparsable, or a custom question
+        has no anomaly decision). ``label`` filters on
         the user's label: ``normal``, ``anomalous``, ``labelled`` (either) or ``unlabelled``.
         """
         clauses: list[str] = []
@@ -296,8 +305,9 @@ class InspectionStore:
         if category:
             clauses.append("category = ?")
             params.append(category)
-        if decision == "undecided":
-            clauses.append("(decision IS NULL OR decision NOT IN ('anomalous', 'normal'))")
+        if decision == "undecided":  # the filter's other values, declared in eagle_iad.review, are decisions
+            decided = ", ".join(f"'{value}'" for value in DECISION_FILTERS if value != "undecided")
+            clauses.append(f"(decision IS NULL OR decision NOT IN ({decided}))")
         elif decision:
             clauses.append("decision = ?")
             params.append(decision)

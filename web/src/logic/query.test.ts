@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_LIMIT, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter } from "./query";
+import { DECISIONS, DEFAULT_LIMIT, decisionFilterOf, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter } from "./query";
 
 describe("filterFromParams", () => {
   it("reads valid values", () => {
@@ -11,6 +11,20 @@ describe("filterFromParams", () => {
     expect(filter).toEqual({ category: null, decision: null, limit: DEFAULT_LIMIT, offset: 25 });
     expect(filterFromParams(new URLSearchParams("limit=9999")).limit).toBe(500);
     expect(filterFromParams(new URLSearchParams("limit=0")).limit).toBe(1);
+  });
+});
+
+describe("the decision filter", () => {
+  it("offers unrecognised apart from undecided, as the service filters", () => {
+    expect(DECISIONS).toEqual(["anomalous", "normal", "unrecognised", "undecided"]);
+    expect(filterFromParams(new URLSearchParams("decision=unrecognised")).decision).toBe("unrecognised");
+    expect(["anomalous", "normal", "unrecognised", "unparsable", null].map(decisionFilterOf)).toEqual([
+      "anomalous",
+      "normal",
+      "unrecognised",
+      "undecided",
+      "undecided",
+    ]);
   });
 });
 

@@ -2,7 +2,13 @@
 
 import type { Decision, LabelFilter } from "@eagle-iad/client";
 
-export const DECISIONS: readonly Decision[] = ["anomalous", "normal", "undecided"];
+/** The decision filter's values (the service's, src/eagle_iad/review.py DecisionFilter). */
+export const DECISIONS: readonly Decision[] = ["anomalous", "normal", "unrecognised", "undecided"];
+
+/** Which decision filter a stored decision falls under (a live event's, to know if the list would show it). */
+export function decisionFilterOf(decision: string | null | undefined): Decision {
+  return decision === "anomalous" || decision === "normal" || decision === "unrecognised" ? decision : "undecided";
+}
 /** The label filter's values with their words (the user's correction, not the verdict). */
 export const LABEL_FILTERS: ReadonlyArray<readonly [LabelFilter, string]> = [
   ["anomalous", "Actually defective"],

@@ -7,7 +7,7 @@ import { RoleGate } from "../components/RoleGate";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { useFocusAfterRender } from "../components/useFocusAfterRender";
-import { DECISIONS, LABEL_FILTERS, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
+import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
@@ -55,7 +55,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     void (async () => {
       try {
         for await (const event of client.inspectionEvents(options)) {
-          const decision = event.decision === "anomalous" || event.decision === "normal" ? event.decision : "undecided";
+          const decision = decisionFilterOf(event.decision);
           if (wanted && decision !== wanted) continue; // the list would not show it
           setFresh((ids) => (ids.includes(event.id) || ids.length >= MAX_FRESH ? ids : [...ids, event.id]));
         }

@@ -358,9 +358,10 @@ export interface paths {
          * Inspections
          * @description The history, newest first, ``limit`` rows from ``offset``; ``next_offset`` is null on the last page.
          *
-         *     ``category`` and ``decision`` (``anomalous``, ``normal``, ``undecided``: an unparsable MLLM reply or a
-         *     custom question without an anomaly decision) and ``label`` (the user's: ``normal``, ``anomalous``,
-         *     ``labelled``, ``unlabelled``) filter the rows; ``total`` counts the filtered rows.
+         *     ``category`` and ``decision`` (``anomalous``, ``normal``, ``unrecognised``: not like the training images,
+         *     ``undecided``: none of those, an unparsable MLLM reply or a custom question without an anomaly decision)
+         *     and ``label`` (the user's: ``normal``, ``anomalous``, ``labelled``, ``unlabelled``) filter the rows;
+         *     ``total`` counts the filtered rows.
          */
         get: operations["inspections_v1_inspections_get"];
         put?: never;
@@ -401,7 +402,8 @@ export interface paths {
         get?: never;
         /**
          * Label Inspection
-         * @description Record what the inspected part actually was (``normal`` / ``anomalous``), or clear it with ``null``.
+         * @description Record what the inspected part actually was (``normal`` / ``anomalous``, or ``defective``: the same,
+         *     stored as ``anomalous``), or clear it with ``null``.
          *
          *     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
          *     figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
@@ -1438,7 +1440,7 @@ export interface components {
              */
             expected_revision?: number | null;
             /** Label */
-            label: ("normal" | "anomalous") | null;
+            label: ("normal" | "anomalous" | "defective") | null;
             /** Note */
             note?: string | null;
         };
@@ -2619,7 +2621,7 @@ export interface operations {
         parameters: {
             query?: {
                 category?: string | null;
-                decision?: ("anomalous" | "normal" | "undecided") | null;
+                decision?: ("anomalous" | "normal" | "unrecognised" | "undecided") | null;
                 label?: ("normal" | "anomalous" | "labelled" | "unlabelled") | null;
                 limit?: number;
                 offset?: number;
