@@ -69,10 +69,10 @@ def test_second_service_on_one_state_folder_refuses_to_start(tmp_path: Path) -> 
         assert call("GET", f"{first.base}/healthz")[0] == 200
         first.process.send_signal(signal.SIGKILL)  # dies holding the lock: the file stays, the lock does not
         first.process.wait(timeout=wait_s(60))
-        assert (state / "eagle-serve.lock").read_text() == f"{first.process.pid}\n"
+        assert (state / "eagle-serve.lock").read_text() == f"{first.process.pid}\neagle serve\n"
         third = ServeProcess(args)  # a stale lock file is taken over
         try:
-            assert (state / "eagle-serve.lock").read_text() == f"{third.process.pid}\n"
+            assert (state / "eagle-serve.lock").read_text() == f"{third.process.pid}\neagle serve\n"
             assert not in_flight.parent.exists()  # now the owner, its start-up cleaned the dead one's upload
         finally:
             third.stop()
@@ -219,3 +219,31 @@ def test_start_up_cleans_what_a_killed_service_left(tmp_path: Path) -> None:
         assert sorted(os.listdir(models)) == ["cat"] and load(models / "cat").category == "cat"
     finally:
         app.state.service.close()
+
+
+def test_a_busy_state_folder_names_the_command_that_holds_it(tmp_path: Path) -> None:
+    """A station holds its state folder as a service does: the second one's message names a station, not a
+    service (the command is recorded in the lock file); a lock file from before that names only the pid."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.lock import LOCK_FILE, StateLock, set_holder
+
+    state = tmp_path / "state"
+    held = StateLock(state)
+    set_holder("eagle station run")
+    try:
+        held.acquire()
+    finally:
+        set_holder("eagle serve")
+    try:
+        assert (state / LOCK_FILE).read_text() == f"{os.getpid()}\neagle station run\n"
+        with pytest.raises(ConfigError) as refused:
+            StateLock(state).acquire()
+        assert str(refused.value) == (f"another eagle station run (pid {os.getpid()}) is using the state folder "
+                                      f"{state}; stop it or give this one a different --state-dir")  # fmt: skip
+        os.truncate(state / LOCK_FILE, 0)
+        (state / LOCK_FILE).write_text("4242\n")  # written by an earlier version: the pid alone
+        with pytest.raises(ConfigError) as refused:
+            StateLock(state).acquire()
+        assert str(refused.value).startswith("another eagle process (pid 4242) is using the state folder")
+    finally:
+        held.release()

@@ -28,6 +28,7 @@ from eagle_iad.naming import printable
 from eagle_iad.outputs import SPACE_ERRNOS, describe_write_error
 from eagle_iad.registry import load_plugins
 from eagle_iad.scratch import set_root as set_scratch_root
+from eagle_iad.service.lock import set_holder as set_lock_holder
 from eagle_iad.stops import Stopped, stop_on_signals
 
 __all__ = ["COMMAND_ORDER", "SERVE_API_KEY_ENV", "build_parser", "dumps", "inspect_records", "main"]
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command being run, as a person typed it: ``eagle serve``, ``eagle station run``."""
+    action = getattr(args, "action", None)
+    return f"eagle {args.command}" + (f" {action}" if isinstance(action, str) else "")
+
+
 def _stopped_what(args: argparse.Namespace) -> str:
     """What a stop cut short, for the one line ``main`` prints: the command and what it was writing."""
     parts = [f"eagle {args.command}"]
@@ -95,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_on_signals():
         try:
             set_scratch_root(getattr(args, "scratch", None))
+            set_lock_holder(_command(args))
             check_flag_ranges(args)
             return int(args.func(args))
         except Stopped as stop:

@@ -4,7 +4,8 @@ Why: a second service on the same folder would clean up the first one's in-fligh
 and both would write one history. The lock is ``flock`` on ``<state-dir>/eagle-serve.lock``, held by
 an open descriptor, so the kernel drops it when the process ends however it ends (SIGKILL included):
 a lock file left behind by a dead process is not locked and is simply taken over. The file holds the
-holder's pid, for the message the second service prints.
+holder's pid and command (``eagle serve``, ``eagle station run``: both serve a state folder), for the
+message the second one prints: it names what holds the folder, so a station is not taken for a service.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, one servic
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = "eagle-serve.lock"
+
+#: What this process is, written in the lock file for the message a second one prints: the ``eagle``
+#: command that runs it (``eagle_iad.cli.main`` says which); a program that builds the app itself is a service.
+_holder = "eagle serve"
+
+
+def set_holder(command: str) -> None:
+    """Say which command this process runs (``eagle station run``), for the lock file."""
+    global _holder
+    _holder = " ".join(command.split())[:100] or "eagle serve"
 
 
 class StateLock:
@@ -37,14 +48,17 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # held by a live process (a stale file from a dead one is never locked)
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            lines = os.read(fd, 256).decode(errors="replace").splitlines()
             os.close(fd)
+            pid = lines[0].strip() if lines and lines[0].strip() else "?"
+            # a lock written before the command was recorded says only the pid: then any eagle process
+            command = lines[1].strip() if len(lines) > 1 and lines[1].strip() else "eagle process"
             raise ConfigError(
-                f"another eagle serve (pid {holder}) is using the state folder {self.path.parent}; stop it or "
+                f"another {command} (pid {pid}) is using the state folder {self.path.parent}; stop it or "
                 "give this one a different --state-dir"
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()}\n{_holder}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
