@@ -309,3 +309,28 @@ def test_demo_and_openapi_outputs_are_checked_first(
     assert main(argv) == 2
     assert capsys.readouterr().err == f"eagle: error: {message}\n"
     assert _files(tmp_path) == {"notes.txt": b"keep me"}
+
+
+class _ClosedPipe:
+    """Standard output whose reader went away (``eagle ... | head`` once head has its lines)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle ... | head``: standard output closed early ends the command with 141 (SIGPIPE's status, as
+    ``cat`` has) and no BrokenPipeError traceback, for every command (handled once, in ``eagle_iad.cli.main``):
+    what a command writes in one call and what is left in the buffer for the flush at its end alike."""
+    import sys
+
+    from eagle_iad.cli import main
+
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["openapi"]) == 141
+    assert capsys.readouterr().err == ""

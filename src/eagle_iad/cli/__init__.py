@@ -72,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status when standard output's reader went away (``| head``): a command killed by SIGPIPE's.
+BROKEN_PIPE_STATUS = 141
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what was still buffered for a
+    closed pipe does not print "Exception ignored ... BrokenPipeError" after a quiet exit."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a caller (tests): nothing to flush at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def _command(args: argparse.Namespace) -> str:
     """The command being run, as a person typed it: ``eagle serve``, ``eagle station run``."""
     action = getattr(args, "action", None)
@@ -104,7 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_scratch_root(getattr(args, "scratch", None))
             set_lock_holder(_command(args))
             check_flag_ranges(args)
-            return int(args.func(args))
+            status = int(args.func(args))
+            sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+            return status
+        except BrokenPipeError:  # `eagle ... | head`: the reader has what it wanted; stop as `cat` would
+            _drop_stdout()
+            return BROKEN_PIPE_STATUS
         except Stopped as stop:
             what = stop.what or _stopped_what(args)
             print(f"eagle: stopped by {stop.signal_name}: {printable(what)}; nothing half-written was kept, "
