@@ -386,3 +386,30 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
         refused = client.put("/v1/inspections/band/label", json={"label": "broken"})
         assert refused.status_code == 400
         assert "'normal', 'anomalous' or 'defective'" in refused.json()["error"]["message"]
+
+
+def test_an_unknown_category_is_refused_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped ``--category`` (``?category=``) is an error naming the known categories (the history's
+    and the models'), not "0 to review"; a category with a model but no inspection yet is an empty queue."""
+    from eagle_iad.cli import main
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    (settings.models_dir / "glass").mkdir(parents=True)
+    _history(settings.database)
+    flags = ["--state-dir", str(settings.state_dir), "--models", str(settings.models_dir)]
+    assert main(["review", "list", "--category", "mnoo", *flags]) == 2
+    assert capsys.readouterr().err == "eagle: error: no category 'mnoo'; known categories: glass, mono, tiles\n"
+    assert main(["review", "list", "--category", "mnoo", "--state-dir", str(settings.state_dir)]) == 2
+    assert capsys.readouterr().err == "eagle: error: no category 'mnoo'; known categories: mono, tiles\n"
+    assert main(["review", "list", "--category", "glass", *flags]) == 0
+    assert capsys.readouterr().out == "0 to review\n"
+    with TestClient(create_app(settings)) as client:
+        refused = client.get("/v1/review", params={"category": "mnoo"})
+        assert refused.status_code == 404
+        error = refused.json()["error"]
+        assert error["code"] == "category_not_found"
+        assert error["message"] == "no category 'mnoo'; known categories: glass, mono, tiles"
+        assert client.get("/v1/review", params={"category": "glass"}).json()["total"] == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 #: What the history's decision filter takes (``GET /v1/inspections?decision=``, the console's History):
@@ -58,6 +59,24 @@ REASONS: tuple[Reason, ...] = (
         f"{_EXPERT} IS NOT NULL AND decision = 'unparsable'",
     ),
 )
+
+
+def model_names(models: Path | None) -> list[str]:
+    """The category folders of a models folder (a category fitted but never inspected is one too)."""
+    if models is None or not models.is_dir():
+        return []
+    return [d.name for d in models.iterdir() if d.is_dir() and not d.name.startswith(".")]
+
+
+def unknown_category(name: str, known: Iterable[str]) -> str | None:
+    """Why ``name`` is no category to review (a typo would otherwise read as "0 to review"), naming the
+    known ones: those in the history and those with a model; ``None`` when it is one of them."""
+    names = sorted(set(known))
+    if name in names:
+        return None
+    if not names:
+        return f"no category {name!r}: the history has no inspections and there are no models yet"
+    return f"no category {name!r}; known categories: {', '.join(names)}"
 
 
 def queued_condition() -> str:

@@ -11,6 +11,7 @@ import argparse
 import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eagle_iad.cli.db import add_history_flags, history_location, open_history, state_folder
@@ -18,7 +19,7 @@ from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 from eagle_iad.history.backend import redact
 from eagle_iad.naming import printable
-from eagle_iad.review import LABEL_WORDS
+from eagle_iad.review import LABEL_WORDS, model_names, unknown_category
 
 if TYPE_CHECKING:
     from eagle_iad.service.store import InspectionStore
@@ -68,6 +69,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be 1-500, got {args.limit}")
     store = _store(args)
     try:
+        if args.category is not None:
+            models = model_names(Path(args.models) if args.models else None)
+            problem = unknown_category(args.category, [*store.categories(), *models])
+            if problem is not None:  # a typo must not read as "0 to review"
+                raise ConfigError(problem)
         total, rows = store.review(args.limit, 0, args.category)
     finally:
         store.close()

@@ -29,7 +29,7 @@ from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.record import InspectionRecord
-from eagle_iad.review import LABEL_WORDS, DecisionFilter, review_page
+from eagle_iad.review import LABEL_WORDS, DecisionFilter, model_names, review_page, unknown_category
 from eagle_iad.service import idempotency, schemas
 from eagle_iad.service.access import (
     INSPECTING,
@@ -288,8 +288,15 @@ def review_queue(
 ) -> dict[str, Any]:
     """The review queue, oldest first: unlabelled inspections a person should look at, each with its reasons
     (unsure band, close call, not recognised, the MLLM disagreeing with the expert, no decision). Labelling one
-    (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is."""
-    total, rows = service(request).store.review(limit, offset, None if category is None else check_name(category))
+    (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is. A ``category``
+    neither in the history nor among the models is 404 ``category_not_found``, naming the known ones."""
+    state = service(request)
+    if category is not None:
+        check_name(category)
+        problem = unknown_category(category, [*state.store.categories(), *model_names(state.settings.models_dir)])
+        if problem is not None:  # a typo must not read as an empty queue
+            raise ApiError(404, problem, code="category_not_found")
+    total, rows = state.store.review(limit, offset, category)
     return review_page(total, limit, offset, list(rows))
 
 

@@ -363,6 +363,12 @@ class InspectionStore:
         count = len(REASONS)
         return total, [(_row(row[count:]), reasons_of(tuple(row[:count]))) for row in rows]
 
+    def categories(self) -> list[str]:
+        """Every category the history holds an inspection of, sorted."""
+        with self._lock:
+            rows = self._run("SELECT DISTINCT category FROM inspections ORDER BY category").fetchall()
+        return [str(row[0]) for row in rows]
+
     def labelled(self, category: str) -> list[Inspection]:
         """Every labelled inspection of ``category`` with a score, oldest first (the threshold preview's evidence)."""
         with self._lock:

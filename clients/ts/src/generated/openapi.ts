@@ -585,7 +585,8 @@ export interface paths {
          * Review Queue
          * @description The review queue, oldest first: unlabelled inspections a person should look at, each with its reasons
          *     (unsure band, close call, not recognised, the MLLM disagreeing with the expert, no decision). Labelling one
-         *     (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is.
+         *     (``PUT /v1/inspections/{id}/label``) takes it out; ``reasons`` lists every reason there is. A ``category``
+         *     neither in the history nor among the models is 404 ``category_not_found``, naming the known ones.
          */
         get: operations["review_queue_v1_review_get"];
         put?: never;
