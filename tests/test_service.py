@@ -971,3 +971,29 @@ def test_cli_and_service_inspect_give_the_same_record_with_one_expert_pass_per_i
 
 def workspace_files(tmp_path: Path) -> Path:
     return tmp_path / "state" / "files"
+
+
+def test_serve_refuses_a_missing_models_folder_and_a_model_given_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--models`` mistyped is refused (not created, serving nothing); a model's own folder is refused with
+    the way to serve it: its parent, or a link in a models folder."""
+    from eagle_iad.cli import main
+
+    missing = tmp_path / "nonexist"
+    assert main(["serve", "--models", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: --models {missing}: no such folder; give the folder of fitted categories "
+        "(<models>/<category>/model.json), or create it first for a new, empty service\n"
+    )
+    assert not missing.exists()
+    model = tmp_path / "demo" / "model"
+    model.mkdir(parents=True)
+    (model / "model.json").write_text("{}")
+    assert main(["serve", "--models", str(model), "--state-dir", str(tmp_path / "state")]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: --models {model} is a model itself, not a folder of models (<models>/<category>): give a "
+        f"folder holding it as <category>, e.g. its parent --models {model.parent} (which serves it as 'model'), "
+        f"or link it into one: mkdir -p models && ln -s {model} models/<category>\n"
+    )
+    assert not (tmp_path / "state").exists()

@@ -202,6 +202,25 @@ def _history(args: argparse.Namespace) -> str | None:
     return None if not given else history_url(given)
 
 
+def check_models_folder(models: Path) -> None:
+    """Refuse a ``--models`` that is not a folder of fitted categories: a missing one (a typo would start an
+    empty service, creating the folder) and a model's own folder (it would serve no category at all)."""
+    from eagle_iad.expert.export import SIDECAR
+    from eagle_iad.expert.manifest import MANIFEST
+
+    if not models.exists():
+        raise ConfigError(f"--models {models}: no such folder; give the folder of fitted categories "
+                          f"(<models>/<category>/{MANIFEST}), or create it first for a new, empty service")  # fmt: skip
+    if not models.is_dir():
+        raise ConfigError(f"--models {models} is not a directory")
+    if (models / MANIFEST).is_file() or (models / SIDECAR).is_file():
+        where = models.resolve()
+        raise ConfigError(f"--models {models} is a model itself, not a folder of models (<models>/<category>): "
+                          f"give a folder holding it as <category>, e.g. its parent --models {where.parent} (which "
+                          f"serves it as {where.name!r}), or link it into one: mkdir -p models && ln -s {where} "
+                          "models/<category>")  # fmt: skip
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     """``eagle serve``: build the service app from the options and run it with uvicorn."""
     from eagle_iad.service import ServiceSettings, create_app
@@ -209,8 +228,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _check_port(args.port)
     limits = from_flags(vars(args))  # each checked against its range; MiB flags become bytes
     models = Path(args.models)
-    if models.exists() and not models.is_dir():
-        raise ConfigError(f"--models {models} is not a directory")
+    check_models_folder(models)
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise ConfigError(f"--data-root {args.data_root} is not a directory")
     if args.web is not None and not (Path(args.web) / "index.html").is_file():
