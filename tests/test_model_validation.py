@@ -357,3 +357,30 @@ def test_a_change_made_meanwhile_is_not_overwritten(model_dir: Path, monkeypatch
     assert str(info.value) == f"{model_dir}: the model changed while this change was prepared; run the command again"
     model = load(model_dir)
     assert model.thresholds.tau == 7.0 and [e["by"] for e in model.history] == ["ben"]
+
+
+def test_the_service_names_a_hand_edited_model_with_commands_that_work_from_anywhere(
+    fitted_dir: Path, tmp_path: Path
+) -> None:
+    """The service's answer hides host paths, yet the commands it suggests keep a path that works from any
+    folder (``<models>/elpv-mono``, said what it is), not the bare category (which only works from inside
+    the models folder)."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    model = Path(shutil.copytree(fitted_dir, models / "elpv-mono"))
+    data = _manifest(model)
+    data["thresholds"]["tau"] = 500.0
+    _write(model, data, sign=False)
+    with TestClient(create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))) as client:
+        answer = client.get("/v1/categories/elpv-mono")
+    assert answer.status_code == 409
+    assert answer.json()["error"]["message"] == (
+        "category 'elpv-mono' cannot be read: elpv-mono/model.json: was edited by hand (its checksum does not match "
+        "its fields); undo the edit, roll back to a version (eagle versions --model <models>/elpv-mono lists them) "
+        "or refit. To change the threshold, use: eagle threshold --model <models>/elpv-mono --tau VALUE --why TEXT "
+        "(<models>: the service's --models folder)"
+    )
+    assert str(tmp_path) not in answer.text

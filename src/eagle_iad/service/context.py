@@ -32,6 +32,7 @@ from eagle_iad.service.jobs import JobManager, job_lock
 from eagle_iad.service.keys import KeyTable
 from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
+from eagle_iad.service.security import hide_models_dir
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.service.store import InspectionStore, is_inspection_id
 from eagle_iad.tgps.prompt import ContentItem
@@ -78,7 +79,7 @@ class ExpertCache:
             try:
                 expert, version = load_versioned(self.models_dir / category, self.runtime)
             except ModelFormatError as exc:
-                reason = str(exc).replace(str(self.models_dir) + "/", "")  # no host paths in answers
+                reason = hide_models_dir(str(exc), self.models_dir)  # no host paths in answers
                 raise ApiError(409, f"category {category!r} cannot be loaded: {reason}", code="model_invalid") from None
             self._cache[category] = (signature, expert, version)
             return expert, version

@@ -35,7 +35,7 @@ from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
 from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.jobs import sse_stream
-from eagle_iad.service.security import check_name, extract_zip, resolve_inside, sniff_image
+from eagle_iad.service.security import check_name, extract_zip, hide_models_dir, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.tgps.calibration import MapCalibration, colour_range, legend_scale
 
@@ -156,7 +156,7 @@ def list_categories(request: Request) -> dict[str, Any]:
         try:
             items.append(_summary(state, directory, with_scores=False))
         except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            items.append({"name": directory.name, "error": str(exc).replace(str(directory.parent) + "/", "")})
+            items.append({"name": directory.name, "error": hide_models_dir(str(exc), directory.parent)})
     return {"categories": items}
 
 
@@ -169,7 +169,7 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
     try:
         return _summary(state, directory, with_scores=True)
     except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        reason = str(exc).replace(str(directory.parent) + "/", "")  # no host paths in answers
+        reason = hide_models_dir(str(exc), directory.parent)  # no host paths in answers
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
 

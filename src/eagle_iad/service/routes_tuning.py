@@ -22,7 +22,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import VIEWER
 from eagle_iad.service.context import ServiceState, require_key, service
-from eagle_iad.service.security import check_name
+from eagle_iad.service.security import check_name, hide_models_dir
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -44,14 +44,14 @@ def _manifest(state: ServiceState, name: str) -> dict[str, Any]:
             check_runtime(folder, record, state.settings.runtime)
             return {"category": record.get("category", name), "thresholds": {"tau": float(record["tau"])}}
         except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError) as exc:
-            reason = str(exc).replace(str(directory.parent) + "/", "")
+            reason = hide_models_dir(str(exc), directory.parent)
             raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
     if not (directory / MANIFEST).is_file():
         raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
     try:
         return read_manifest(directory)
     except (ModelFormatError, KeyError, TypeError) as exc:
-        reason = str(exc).replace(str(directory.parent) + "/", "")
+        reason = hide_models_dir(str(exc), directory.parent)
         raise ApiError(409, f"category {name!r} cannot be read: {reason}", code="model_invalid") from None
 
 

@@ -40,6 +40,22 @@ def check_name(name: str) -> str:
     return name
 
 
+#: What stands for the service's models folder in a command an answer suggests (no host path is shown).
+MODELS_PLACEHOLDER = "<models>"
+
+
+def hide_models_dir(text: str, models_dir: Path) -> str:
+    """An error's text for an answer, without host paths: the models folder is cut from each path (a model's
+    file reads ``elpv-mono/model.json``), but a command the text suggests (``eagle versions --model …``) keeps
+    a path that works from any folder, ``<models>/elpv-mono``, with what ``<models>`` is: cut to the bare
+    category it would fail unless run from inside the models folder."""
+    prefix = str(models_dir) + "/"
+    shown = text.replace(f"--model {prefix}", f"--model {MODELS_PLACEHOLDER}/").replace(prefix, "")
+    if f"--model {MODELS_PLACEHOLDER}/" in shown:
+        shown += f" ({MODELS_PLACEHOLDER}: the service's --models folder)"
+    return shown
+
+
 def resolve_inside(root: Path | None, relative: str, what: str = "folder") -> Path:
     """``root/relative`` resolved, refused unless it stays inside ``root`` (no ``..``, no absolute, no symlink out)."""
     if root is None:
