@@ -371,3 +371,31 @@ def test_a_fit_past_the_grace_period_is_recorded_interrupted_and_never_saves(
     while not all(f.done() for f in manager._futures.values()) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert (job.state, job.error, len(job.events), saved, manager.interrupted) == ("failed", INTERRUPTED, events, [], 1)
+
+
+def test_a_stopped_station_says_what_its_stop_did(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line a stopped ``eagle station run`` prints says what the stop does, as docs/STATIONS.md does:
+    the image being inspected is finished unless that takes past the grace period, then it stays."""
+    from types import SimpleNamespace
+
+    from eagle_iad.cli import main
+    from eagle_iad.service.settings import SHUTDOWN_GRACE_S
+    from eagle_iad.station import config, runner
+    from eagle_iad.stops import Stopped
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise Stopped(signal.SIGINT)
+
+    assert SHUTDOWN_GRACE_S == 10
+    read = SimpleNamespace(settings=lambda: SimpleNamespace(shutdown_grace_s=SHUTDOWN_GRACE_S))
+    monkeypatch.setattr(config, "read_stations", lambda path: read)
+    monkeypatch.setattr(runner, "run_stations", stopped)
+    assert main(["station", "run", "examples/stations.toml"]) == 130
+    assert capsys.readouterr().err == (
+        "eagle: stopped by SIGINT: eagle station run examples/stations.toml: the image being inspected was finished "
+        "(stored and put away), or, not finished within the 10 s grace period, stays for the next start; no other "
+        "image was taken, and undelivered verdicts wait in the outbox; nothing half-written was kept, scratch and "
+        "staging folders were removed\n"
+    )

@@ -37,11 +37,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stations = read_stations(Path(args.file))
     try:
         run_stations(stations, until_idle=args.until_idle, quiet=args.quiet)
-    except Stopped as stop:
-        stop.what = (f"eagle station run {args.file}: the image being inspected stays for the next start, and "
-                     "undelivered verdicts wait in the outbox")  # fmt: skip
+    except Stopped as stop:  # what run_stations' stop did (StationManager.stop; docs/STATIONS.md says the same)
+        stop.what = stopped_station_what(args.file, stations.settings().shutdown_grace_s)
         raise
     return 0
+
+
+def stopped_station_what(file: str, grace_s: float) -> str:
+    """What a stopped ``eagle station run`` did: each station finished the image it held (stored and put
+    away), unless that took past the grace period, when the image stays in its source for the next start;
+    no other image was taken; verdicts not delivered wait in the outbox."""
+    return (f"eagle station run {file}: the image being inspected was finished (stored and put away), or, not "
+            f"finished within the {grace_s:g} s grace period, stays for the next start; no other image was taken, "
+            "and undelivered verdicts wait in the outbox")  # fmt: skip
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
