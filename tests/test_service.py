@@ -509,7 +509,7 @@ def test_evaluations(server: ServeProcess) -> None:
 
 def test_history_filters_by_decision(server: ServeProcess) -> None:
     totals = {}
-    for decision in ("anomalous", "normal", "undecided"):
+    for decision in ("anomalous", "normal", "unrecognised", "undecided"):  # a partition of the history
         status, _, page = call("GET", f"{server.base}/v1/inspections?limit=500&decision={decision}")
         assert status == 200
         assert all((item["decision"] == decision) if decision != "undecided" else item["decision"] is None
