@@ -413,3 +413,26 @@ def test_an_unknown_category_is_refused_naming_the_known_ones(
         assert error["code"] == "category_not_found"
         assert error["message"] == "no category 'mnoo'; known categories: glass, mono, tiles"
         assert client.get("/v1/review", params={"category": "glass"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_relabel_keeps_the_note_of_an_unchanged_label_on_each_backend(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The store's ``keep_note``, decided inside the ``UPDATE`` (the stored label as it was), on SQLite and
+    PostgreSQL alike."""
+    where = str(tmp_path / "h.sqlite3") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    _history(where)
+    store = InspectionStore(where)
+    try:
+        when = "2026-12-04T09:00:00.000+00:00"
+        first = store.set_label("close", "normal", when, by="kai", note="dust")
+        assert first is not None and first.label_note == "dust"
+        kept = store.set_label("close", "normal", when, by="kai", keep_note=True)
+        assert kept is not None and (kept.label, kept.label_note, kept.label_revision) == ("normal", "dust", 2)
+        changed = store.set_label("close", "anomalous", when, by="kai", keep_note=True)
+        assert changed is not None and (changed.label, changed.label_note) == ("anomalous", None)
+        said = store.set_label("close", "anomalous", when, by="kai", note="crack", keep_note=True)
+        assert said is not None and said.label_note == "crack"
+    finally:
+        store.close()
