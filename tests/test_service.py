@@ -994,6 +994,7 @@ def test_serve_refuses_a_missing_models_folder_and_a_model_given_as_one(
     assert capsys.readouterr().err == (
         f"eagle: error: --models {model} is a model itself, not a folder of models (<models>/<category>): give a "
         f"folder holding it as <category>, e.g. its parent --models {model.parent} (which serves it as 'model'), "
-        f"or link it into one: mkdir -p models && ln -s {model} models/<category>\n"
+        "or copy it into one (a linked model cannot be taught or rolled back by the service): "
+        f"mkdir -p models && cp -r {model} models/<category>\n"
     )
     assert not (tmp_path / "state").exists()

@@ -217,7 +217,8 @@ def check_models_folder(models: Path) -> None:
         where = models.resolve()
         raise ConfigError(f"--models {models} is a model itself, not a folder of models (<models>/<category>): "
                           f"give a folder holding it as <category>, e.g. its parent --models {where.parent} (which "
-                          f"serves it as {where.name!r}), or link it into one: mkdir -p models && ln -s {where} "
+                          f"serves it as {where.name!r}), or copy it into one (a linked model cannot be taught or "
+                          f"rolled back by the service): mkdir -p models && cp -r {where} "
                           "models/<category>")  # fmt: skip
 
 
