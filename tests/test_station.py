@@ -58,6 +58,8 @@ class Receiver:
         self.fail = False
         #: Answer 301 to another path (a receiver moved): the station must not count a redirect as delivered.
         self.redirect = False
+        #: The status to answer each POST with, from its idempotency key (``None``: as ``fail`` and ``redirect`` say).
+        self.answer: Callable[[str], int] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,7 +75,8 @@ class Receiver:
                     "signed": hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected),
                     "body": json.loads(body),
                 })  # fmt: skip
-                self.send_response(301 if outer.redirect else 500 if outer.fail else 200)
+                answer = None if outer.answer is None else outer.answer(self.headers["Idempotency-Key"])
+                self.send_response(answer or (301 if outer.redirect else 500 if outer.fail else 200))
                 if outer.redirect:
                     self.send_header("Location", "/moved")
                 self.send_header("Content-Length", "0")
@@ -499,6 +502,95 @@ def _attempts(work: Path) -> list[int]:
         db.close()
 
 
+def test_a_receiver_down_longer_than_ten_tries_at_the_default_max_attempts_gets_every_verdict_in_order(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's case: a webhook down for minutes at the default ``max_attempts`` (only the backoff made short
+    here). An unreachable receiver is retried without limit, its head blocking the rows behind it: no verdict
+    becomes a dead letter, the status says how often the first in line was tried, and once the receiver listens
+    it gets all of them, once each, in the order they were stored (earlier: dead letters after 10 tries, and the
+    later verdicts delivered before the oldest)."""
+    port = _free_port()
+    _drop(tmp_path / "incoming", _cells(3))
+    stations = _stations(tmp_path, model_dir, _webhook(port, retry_base_s=0.05, retry_max_s=0.1))
+    station = Running(stations, "--quiet")
+    late = Receiver(port)
+    try:
+        station.until(lambda: station.saw("is failing"), "no line saying the sink fails")
+        tried = lambda: len(_attempts(tmp_path)) == 3 and _attempts(tmp_path)[0] >= 15  # noqa: E731
+        station.until(lambda: station.saw("gave up") or tried(), "fifteen failed tries of the first verdict")
+        assert not station.saw("gave up"), station.log()  # the receiver is unreachable: not a dead letter
+        status = _status(stations)
+        assert (status["sinks"]["webhook"]["pending"], status["sinks"]["webhook"]["dead_letters"]) == (3, 0), status
+        (warning,) = status["warnings"]
+        assert "3 verdicts undelivered" in warning and "the first in line tried " in warning, warning
+        late.start()
+        station.until(lambda: len(late.received) >= 3, "the verdicts delivered once the receiver listens")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+        late.stop()
+    assert late.keys() == [r.id for r in _history(tmp_path)], station.log()  # each once, in stored order
+    assert "gave up" not in station.log()
+
+
+def test_a_receiver_busy_is_retried_past_ten_tries_and_one_refusing_a_verdict_makes_it_a_dead_letter(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """At the default ``max_attempts``: 503 and 429 say "not now", retried however often (here 15 times, more than
+    the ten tries that used to end in a dead letter); a 422 refuses the verdict, which becomes a dead letter after
+    REFUSED_ATTEMPTS refusals in a row, and the verdicts behind it then go, in order."""
+    from eagle_iad.station.parts import REFUSED_ATTEMPTS
+
+    posts: list[str] = []
+    first: list[str] = []
+
+    def answer(key: str) -> int:
+        posts.append(key)
+        first[:] = first or [key]
+        if len(posts) <= 12:
+            return 503
+        if len(posts) <= 15:
+            return 429
+        return 422 if key == first[0] else 200
+
+    receiver.answer = answer
+    _drop(tmp_path / "incoming", _cells(3))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port, retry_base_s=0.02, retry_max_s=0.05))
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    ids = [r.id for r in _history(tmp_path)]
+    assert posts == [ids[0]] * (15 + REFUSED_ATTEMPTS) + ids[1:], posts  # the head blocked the rows behind it
+    assert log.count("gave up on record") == 1, log
+    assert f"gave up on record {ids[0]} after {15 + REFUSED_ATTEMPTS} tries (HTTP 422 from " in log, log
+    status = _status(stations)
+    assert (status["sinks"]["webhook"]["dead_letters"], status["sinks"]["webhook"]["delivered"]) == (1, 2), status
+
+
+def test_a_dead_letter_requeued_goes_ahead_of_the_rows_stored_after_it(tmp_path: Path) -> None:
+    """``eagle station retry`` puts a dead letter back at its place in the line (its ``seq``): it is delivered
+    before every row still pending that was stored after it."""
+    from eagle_iad.station.outbox import StationTables
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            for record, state in (("r1", "delivered"), ("r2", "dead"), ("r3", "pending"), ("r4", "dead")):
+                db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, attempts) "
+                           "VALUES ('line-1', 'webhook', ?, '{}', ?, 3)", (record, state))  # fmt: skip
+        tables = StationTables(store)
+        head = tables.head("line-1", "webhook")
+        assert head is not None and head.record_id == "r3"
+        assert tables.requeue_dead("line-1") == 2
+        order = []
+        while (head := tables.head("line-1", "webhook")) is not None:
+            order.append(head.record_id)
+            tables.delivered(head.seq)
+        assert order == ["r2", "r3", "r4"]
+    finally:
+        store.close()
+
+
 def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and_a_status_warning(
     model_dir: Path, tmp_path: Path
 ) -> None:
@@ -518,7 +610,8 @@ def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and
         status = _status(stations)
         assert (status["state"], status["sinks"]["webhook"]["pending"]) == ("running", 3), status
         (warning,) = status["warnings"]
-        assert re.fullmatch(rf"sink webhook: 3 verdicts undelivered, the oldest stored \d+ s ago \(\S+\); last error: "
+        assert re.fullmatch(rf"sink webhook: 3 verdicts undelivered, the oldest stored \d+ s ago \(\S+\); the first "
+                            rf"in line tried \d+ times; last error: "
                             rf"{re.escape(url)}: .*Connection refused.*", warning), warning  # fmt: skip
         late.start()
         station.until(lambda: len(late.received) == 3 and station.saw("delivers again"), "the verdicts delivered")

@@ -8,7 +8,10 @@ a sink that crashed after sending but before the row was marked sends it again, 
 idempotency key (the record id), which the receiver uses to drop the repeat.
 
 Per sink, rows are delivered in the order they were stored (the head waits until it is delivered or
-becomes a dead letter), so a receiver sees each station's verdicts in order.
+becomes a dead letter), so a receiver sees each station's verdicts in order. By default only a verdict the
+receiver refuses becomes a dead letter (see :meth:`Retry.gives_up`); one it cannot be reached for waits, and the
+rows behind it too. A dead letter requeued (:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again
+ahead of every row still pending that was stored after it.
 """
 
 from __future__ import annotations
@@ -189,10 +192,11 @@ class StationTables:
             db.execute("UPDATE outbox SET state = ?, delivered = ?, last_error = NULL WHERE seq = ?",
                        (DELIVERED, time.time(), seq))  # fmt: skip
 
-    def failed(self, due: Due, error: str, retry: Retry) -> bool:
-        """Count a failed try; ``True`` when it was the last (the row is now a dead letter)."""
+    def failed(self, due: Due, error: str, retry: Retry, refusals: int = 0) -> bool:
+        """Count a failed try (the last ``refusals`` tries of it refused by the receiver); ``True`` when it was the
+        last (the row is now a dead letter: see :meth:`Retry.gives_up`)."""
         attempts = due.attempts + 1
-        dead = attempts >= retry.max_attempts
+        dead = retry.gives_up(attempts, refusals)
         next_try = time.time() + (0.0 if dead else backoff_s(attempts, retry))
         with self.store.transaction() as db:
             db.execute(

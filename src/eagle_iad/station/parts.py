@@ -26,7 +26,16 @@ class StationConfigError(ConfigError):
 
 
 class DeliveryError(Exception):
-    """One delivery failed and may succeed later (receiver down, HTTP 5xx, timeout): retried with backoff."""
+    """One delivery failed and may succeed later (the receiver down or unreachable: connection refused or reset,
+    a name that does not resolve, a timeout, HTTP 5xx, 408 or 429, a broker away): retried with backoff, and by
+    default without limit (see :class:`Retry`), the rows behind it waiting in order."""
+
+
+class RefusedError(DeliveryError):
+    """The receiver answered and refused this verdict (HTTP 4xx other than 408 and 429, a message the broker
+    rejects, a node the server will not write, an image the folder sink no longer finds): trying again is
+    unlikely to help, so after :data:`REFUSED_ATTEMPTS` such tries (or ``max_attempts``, when set) the verdict
+    becomes a dead letter and the rows behind it go on."""
 
 
 class Options:
@@ -251,13 +260,15 @@ class Sink(Protocol):
     kind: ClassVar[str]
     #: The sink's name in the outbox, status and errors (``webhook``, ``webhook-2``; or the user's ``name``).
     name: str
-    #: Tries before a verdict becomes a dead letter.
+    #: Tries before a verdict becomes a dead letter; 0 (the default, :data:`UNLIMITED`): a receiver that cannot be
+    #: reached is tried until it can, and only a refusal (:class:`RefusedError`) ends as a dead letter.
     max_attempts: int
 
     def describe(self) -> str: ...
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
-        """Send one verdict (``key``: the record id, the same on every retry); raise DeliveryError to retry."""
+        """Send one verdict (``key``: the record id, the same on every retry); raise DeliveryError to retry,
+        RefusedError when the receiver refused it (anything else counts as a refusal too: a bug)."""
 
     def close(self) -> None: ...
 
@@ -273,14 +284,20 @@ class SinkFactory(Protocol):
 SOURCES: Registry[SourceFactory] = Registry("station source", StationConfigError)
 SINKS: Registry[SinkFactory] = Registry("station sink", StationConfigError)
 
-#: Every sink's retry options: tries before a dead letter, and the backoff between them.
-ATTEMPTS = Range(1, 1000)
+#: Every sink's retry options: tries before a dead letter (0: see :data:`UNLIMITED`), and the backoff between them.
+ATTEMPTS = Range(0, 1000)
 BACKOFF_S = Range(0.0, 3600.0, low_open=True)
+#: ``max_attempts``'s default: a receiver that cannot be reached is tried until it can (each verdict delivered, in
+#: order, however long it is down); a verdict the receiver refuses becomes a dead letter after REFUSED_ATTEMPTS.
+UNLIMITED = 0
+#: With ``max_attempts`` 0: tries refused by the receiver (:class:`RefusedError`) before a dead letter.
+REFUSED_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
 class Retry:
-    """How a sink retries: ``max_attempts`` tries, waits doubling from ``base_s`` up to ``max_s`` (full jitter)."""
+    """How a sink retries: waits doubling from ``base_s`` up to ``max_s`` (full jitter), until delivered or, with
+    ``max_attempts`` set, that many tries; unset (0), only refusals end as a dead letter (:meth:`gives_up`)."""
 
     max_attempts: int
     base_s: float
@@ -289,7 +306,14 @@ class Retry:
     @classmethod
     def read(cls, options: Options) -> Retry:
         return cls(
-            options.integer("max_attempts", 10, ATTEMPTS),
+            options.integer("max_attempts", UNLIMITED, ATTEMPTS),
             options.number("retry_base_s", 1.0, BACKOFF_S),
             options.number("retry_max_s", 60.0, BACKOFF_S),
         )
+
+    def gives_up(self, attempts: int, refusals: int) -> bool:
+        """Whether a verdict tried ``attempts`` times, of which the receiver refused the last ``refusals``, is a dead
+        letter now: ``max_attempts`` tries where set, else :data:`REFUSED_ATTEMPTS` refusals in a row."""
+        if self.max_attempts != UNLIMITED:
+            return attempts >= self.max_attempts
+        return refusals >= REFUSED_ATTEMPTS

@@ -19,9 +19,10 @@ The order of the steps is what makes a crash harmless:
    content at the planned place or a ``-n`` name beside it; only an image gone from everywhere is
    delivered with its planned place.
 
-A courier thread per sink delivers its outbox rows in order, retrying with backoff, and keeps the last
-ones as dead letters. An image the station cannot read as an image goes to ``failed/`` with the reason;
-anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
+A courier thread per sink delivers its outbox rows in order, retrying with backoff: a receiver that cannot be
+reached is tried until it can (the rows behind the head wait), and a verdict the receiver refuses ends as a
+dead letter (see :meth:`Retry.gives_up`). An image the station cannot read as an image goes to ``failed/`` with
+the reason; anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
 station's intake with a status saying why, and the image stays where it is for the next try.
 """
 
@@ -45,7 +46,7 @@ from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
-from eagle_iad.station.parts import Arrival, DeliveryError, StationConfigError
+from eagle_iad.station.parts import Arrival, DeliveryError, RefusedError, StationConfigError
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -104,6 +105,8 @@ class Courier(threading.Thread):
         #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
         self._gate = threading.Lock()
         self._ended = False
+        #: The outbox row (``seq``) the receiver refused last, and how many times in a row (see Retry.gives_up).
+        self._refused: tuple[int, int] = (-1, 0)
 
     def run(self) -> None:
         while True:
@@ -144,7 +147,12 @@ class Courier(threading.Thread):
         except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
             self.last_error = error
-            dead = self.tables.failed(due, error, self.sink.retry)
+            # refused by the receiver, or a sink's bug (anything but a DeliveryError or an OSError): counted towards
+            # a dead letter; a receiver that cannot be reached is not (by default: tried until it can be)
+            refused = isinstance(exc, RefusedError) or not isinstance(exc, DeliveryError | OSError)
+            seq, count = self._refused
+            self._refused = (due.seq, (count if seq == due.seq else 0) + 1) if refused else (-1, 0)
+            dead = self.tables.failed(due, error, self.sink.retry, self._refused[1])
             self.failures += 1
             if self.failing_since is None:  # one line when the sink starts failing, not one per retry
                 self.failing_since = time.monotonic()

@@ -290,7 +290,7 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
         if not figures["pending"]:
             continue
         head = db.execute(
-            "SELECT record_id, last_error FROM outbox WHERE station = ? AND sink = ? AND state = 'pending' "
+            "SELECT record_id, last_error, attempts FROM outbox WHERE station = ? AND sink = ? AND state = 'pending' "
             "AND attempts > 0 AND last_error IS NOT NULL ORDER BY seq LIMIT 1", (name, sink_name),
         ).fetchone()  # fmt: skip
         if head is None:
@@ -300,7 +300,9 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
         age = None if oldest is None else _age(db, str(oldest[0]), now)
         count = figures["pending"]
         since = "" if age is None else f", the oldest stored {duration(age[1])} ago ({age[0]})"
+        tries = int(head[2])  # the head of the line: the rows behind it wait for it (their order is kept)
         failing.append(f"sink {sink_name}: {count} verdict{'' if count == 1 else 's'} undelivered{since}; "
+                       f"the first in line tried {tries} time{'' if tries == 1 else 's'}; "
                        f"last error: {head[1]}")  # fmt: skip
     last = db.execute(
         "SELECT name, record_id, time FROM station_intake WHERE station = ? AND state = 'done' ORDER BY time DESC "

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.naming import NAME_MAX, fit_name
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry
 
 #: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
 JSON_RESERVE = len(".json") + 10
@@ -74,11 +74,11 @@ class FolderSink:
                 else:
                     temporary.unlink(missing_ok=True)
                     gone = "replaced by another since it was inspected" if any(p.is_file() for p in places) else "gone"
-                    raise DeliveryError(f"the image is {gone}: {image}")
+                    raise RefusedError(f"the image is {gone}: {image}")  # never there again: a dead letter, in time
                 os.replace(temporary, target)
             atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
         except FileNotFoundError as exc:
-            raise DeliveryError(f"the image is gone: {exc.filename}") from None
+            raise RefusedError(f"the image is gone: {exc.filename}") from None
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
 

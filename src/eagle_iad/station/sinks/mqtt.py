@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, StationConfigError
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
@@ -57,6 +57,10 @@ ONLINE, OFFLINE = "online", "offline"
 #: Seconds between keep-alive pings: the broker declares the station gone (and publishes the last
 #: will, ``offline``) after 1.5 times this without a packet.
 KEEPALIVE_S = 30
+#: PUBACK reasons (MQTT 5) that refuse the message itself: implementation specific error, not authorized, topic name
+#: invalid, payload format invalid. A dead letter in time (RefusedError); any other failure (unspecified, quota
+#: exceeded, packet identifier in use) is retried as a broker that is away is.
+REFUSED_REASONS = (0x83, 0x87, 0x90, 0x99)
 PORT = Range(1, 65535)
 QOS = Range(0, 2)
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
@@ -182,7 +186,8 @@ class MqttSink:
             with self._changed:
                 reason = self._acks.pop(info.mid, None)
             if reason is not None and reason.is_failure:
-                raise DeliveryError(f"{self._broker()}: the broker refused {where}: {reason}")
+                refused = RefusedError if reason.value in REFUSED_REASONS else DeliveryError
+                raise refused(f"{self._broker()}: the broker refused {where}: {reason}")
 
     def probe(self) -> str | None:
         """Connect once, as the sink will, and disconnect: why the broker is unreachable now, or None.

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, StationConfigError
 
 if TYPE_CHECKING:
     from asyncua import ua
@@ -170,11 +170,16 @@ def _converted(value: Any, type_name: str) -> Any:
     return float(value)
 
 
+#: A node's statuses that refuse the value for good (the server will not take it, however often asked): such a
+#: verdict ends as a dead letter (RefusedError); any other bad status is retried as an unreachable server is.
+REFUSED_STATUSES = ("BadNotWritable", "BadUserAccessDenied", "BadTypeMismatch", "BadOutOfRange")
+
+
 class _LostError(Exception):
     """The connection failed under a request: worth one more go on a fresh connection."""
 
 
-class _NodeError(DeliveryError):
+class _NodeError(RefusedError):
     """A mapped node the server does not have, or cannot take the field's values: the configuration's fault
     (a failed try for a delivery; at start-up, :meth:`OpcUaSink.probe` refuses the station)."""
 
@@ -475,7 +480,8 @@ class OpcUaSink:
     def _node_error(self, target: Target, status: ua.StatusCode, doing: str) -> DeliveryError:
         if status.name in ("BadNodeIdUnknown", "BadNodeIdInvalid"):
             return _NodeError(target.field, f"node {target.text} does not exist on {self.endpoint}")
-        return DeliveryError(f"node {target.text} on {self.endpoint}: {doing} was refused: {status.name}")
+        refused = RefusedError if status.name in REFUSED_STATUSES else DeliveryError
+        return refused(f"node {target.text} on {self.endpoint}: {doing} was refused: {status.name}")
 
     async def _drop(self) -> None:
         """Close the connection (quietly: it may be dead already) and forget what was read through it."""

@@ -4,7 +4,8 @@ The receiver can trust and de-duplicate what it gets: ``X-Eagle-Signature-256: s
 HMAC-SHA256 of the exact body under a shared secret (read from the environment variable named by
 ``secret_env``, so it never sits in the stations file), and ``Idempotency-Key`` is the record id,
 the same on every retry of the same verdict. Any answer but 2xx, a timeout or a refused connection is
-retried with backoff (the outbox's), then kept as a dead letter. TLS certificates are verified unless
+retried with backoff (the outbox's): a receiver that cannot be reached, a 5xx, 408 or 429 until it delivers (by
+default), a 4xx refusal until it is a dead letter (see :meth:`Retry.gives_up`). TLS certificates are verified unless
 ``verify_tls = false``; ``ca_file`` names a private CA (both with an ``https://`` url only: with ``http://``
 there is nothing to verify, so either is refused rather than ignored).
 
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 from eagle_iad import __version__
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, Retry, StationConfigError
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, StationConfigError
 
 SIGNATURE_HEADER = "X-Eagle-Signature-256"
 TIMEOUT_S = Range(0.0, 600.0, low_open=True)
@@ -38,6 +39,9 @@ PLAIN_HTTP = "(this url is plain http://: no TLS to verify)"
 PLAIN_HTTP_FIX = "remove {key} from this sink (over http:// it did nothing), or give it an https:// url"
 #: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
 _HOST_MISMATCH = (62, 64)
+#: The 4xx answers that say "not now" (request timeout, too many requests): retried as a receiver that is down is;
+#: any other 4xx refuses the verdict (:class:`RefusedError`).
+RETRIED_4XX = (408, 429)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -117,6 +121,8 @@ class WebhookSink:
             with self._opener.open(request, timeout=self.timeout_s) as answer:
                 answer.read(1 << 16)
         except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500 and exc.code not in RETRIED_4XX:  # this request refused: a dead letter, in time
+                raise RefusedError(f"HTTP {exc.code} from {self.url}") from None
             raise DeliveryError(f"HTTP {exc.code} from {self.url}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
