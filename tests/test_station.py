@@ -143,7 +143,7 @@ def _drop(folder: Path, cells: list[Path]) -> list[str]:
     return names
 
 
-def _stations(work: Path, models: Path, sinks: str, source: str = "") -> Path:
+def _stations(work: Path, models: Path, sinks: str, source: str = "", settle_s: float = 0.2) -> Path:
     path = work / "stations.toml"
     path.write_text(f"""models = "{models}"
 state = "state"
@@ -151,7 +151,7 @@ state = "state"
 [[station]]
 name = "line-1"
 category = "mono"
-source = {{ kind = "folder", path = "incoming", settle_s = 0.2{source} }}
+source = {{ kind = "folder", path = "incoming", settle_s = {settle_s}{source} }}
 {sinks}
 """)
     return path
@@ -589,6 +589,43 @@ def test_a_dead_letter_requeued_goes_ahead_of_the_rows_stored_after_it(tmp_path:
         assert order == ["r2", "r3", "r4"]
     finally:
         store.close()
+
+
+def test_a_writer_that_stalls_longer_than_settle_s_gets_its_image_inspected_whole_not_refused(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Half a PNG written, then a stall longer than ``settle_s``: the file settles, cannot be decoded, and is left
+    in the folder (not sent to failed/ for good); once the writer writes the rest it settles again and is
+    inspected whole. A file that stays unchanged and undecodable is refused after UNDECODABLE_SETTLES settle
+    periods, with the reason beside it."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    data = _cells(1)[0].read_bytes()
+    image = incoming / "stalled.png"
+    image.write_bytes(data[: len(data) // 2])
+    stations = _stations(tmp_path, model_dir, "", settle_s=1.0)
+    station = Running(stations)
+    try:
+        station.until(lambda: station.saw("stalled.png: cannot be decoded yet"), "the half image left in place")
+        assert image.exists() and not (incoming / "failed").exists(), station.log()
+        with image.open("ab") as handle:  # the writer goes on
+            handle.write(data[len(data) // 2 :])
+        station.until(lambda: (incoming / "done" / "stalled.png").exists(), "the whole image inspected")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    assert "not inspected" not in station.log() and not (incoming / "failed").exists(), station.log()
+    assert (incoming / "done" / "stalled.png").read_bytes() == data
+    assert [r.image_name for r in _history(tmp_path)] == ["stalled.png"]
+
+    broken = incoming / "broken.png"
+    broken.write_bytes(data[: len(data) // 2])
+    stations = _stations(tmp_path, model_dir, "", settle_s=0.2)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert "broken.png: cannot be decoded yet" in log and "broken.png: not inspected" in log, log
+    assert (incoming / "failed" / "broken.png").read_bytes() == data[: len(data) // 2]
+    assert "truncated" in (incoming / "failed" / "broken.png.reason.txt").read_text()
 
 
 def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and_a_status_warning(

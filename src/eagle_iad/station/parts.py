@@ -215,6 +215,9 @@ class Source(Protocol):
       is still in the source (its next put-away files it), and where an image with that content was put (at
       ``planned`` or a ``-n`` name beside it). With them the deliveries of an image a crash left unfiled are
       resolved one by one after each full poll; without them, all at once when the source has no backlog.
+    - ``undecodable(arrival) -> float | None``: the station could not decode the image of a settled file; the
+      seconds it is still given (it is left where it is, and handed over again once it settled again: a writer
+      that stalled half-way), or ``None`` to refuse it now. Without it, such an image is refused at once.
     """
 
     kind: ClassVar[str]

@@ -22,7 +22,8 @@ The order of the steps is what makes a crash harmless:
 A courier thread per sink delivers its outbox rows in order, retrying with backoff: a receiver that cannot be
 reached is tried until it can (the rows behind the head wait), and a verdict the receiver refuses ends as a
 dead letter (see :meth:`Retry.gives_up`). An image the station cannot read as an image goes to ``failed/`` with
-the reason; anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
+the reason (one that cannot be decoded only once it stayed so a while: see :meth:`HotFolder.undecodable`);
+anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
 station's intake with a status saying why, and the image stays where it is for the next try.
 """
 
@@ -38,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.errors import EagleError
+from eagle_iad.errors import EagleError, ImageError, ImageTooLargeError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord
@@ -585,11 +586,16 @@ class StationRunner:
             record = run_inspection(self.state, self.config.category, data, upload_name(arrival.name), None, False,
                                     origin=(name, arrival.source), also=also)  # fmt: skip
         except ApiError as exc:
+            if exc.code == "invalid_image" and self._not_settled(arrival, exc.message):
+                return True
             if exc.status in IMAGE_FAULTS:
                 return self._refuse_or_pause(arrival, digest, exc.message)
             self._pause(exc.message)
             return False
         except EagleError as exc:
+            undecodable = isinstance(exc, ImageError) and not isinstance(exc, ImageTooLargeError)
+            if undecodable and self._not_settled(arrival, str(exc)):
+                return True
             return self._refuse_or_pause(arrival, digest, str(exc))
         checkpoint("station stored")
         if not self._put_away(arrival, to, record, digest):
@@ -597,6 +603,17 @@ class StationRunner:
         score = record.get("score")
         shown = "no score" if score is None else f"score {score:.4g} (tau {record.get('tau'):.4g})"
         self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
+        return True
+
+    def _not_settled(self, arrival: Arrival, reason: str) -> bool:
+        """Whether an image that could not be decoded is left in its source for now (its writer may have stalled
+        half-way, longer than it took to settle: see :meth:`HotFolder.undecodable`) rather than refused."""
+        undecodable = getattr(self.config.source, "undecodable", None)
+        left = undecodable(arrival) if callable(undecodable) else None
+        if left is None:
+            return False
+        self._say(f"{arrival.name}: cannot be decoded yet ({reason}); left in place and tried again once it settles "
+                  f"again (refused if it stays so, unchanged, {left:.0f} s more)")  # fmt: skip
         return True
 
     def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False) -> bool:

@@ -52,6 +52,11 @@ ATOMIC_RESERVE = 10
 REASON_RESERVE = len(REASON_SUFFIX) + ATOMIC_RESERVE
 AFTER = ("move", "sidecar")
 SETTLE_S = Range(0.0, 3600.0)
+#: A settled file that cannot be decoded as an image may be one whose writer stalled longer than ``settle_s``
+#: half-way (a truncated PNG): it is left in the folder and tried again each time it settles again, and refused
+#: (``failed/``) only once it stayed unchanged and undecodable for this many ``settle_s`` (at once with
+#: ``settle_s`` 0: a writer that renames complete files into the folder).
+UNDECODABLE_SETTLES = 10
 POLL_S = Range(0.01, 60.0)
 
 
@@ -216,6 +221,9 @@ class HotFolder:
         #: Images the listing could not stat (EIO, ESTALE: skipped, the rest of the folder taken), with why as
         #: last logged: one line per name when it starts failing, not one every poll.
         self._unseen: dict[str, str] = {}
+        #: Settled files that could not be decoded: name -> the (size, mtime_ns) they had and since when (monotonic)
+        #: they have had it undecodable (see :meth:`undecodable`).
+        self._undecodable: dict[str, tuple[tuple[int, int], float]] = {}
         #: Where the log lines go (the station sets its own).
         self.log: Callable[[str], None] = _stderr
 
@@ -314,10 +322,32 @@ class HotFolder:
             self._first_seen.pop(gone, None)
         for gone in set(self._unchanged) - names:
             self._unchanged.pop(gone, None)
+        for gone in set(self._undecodable) - names:
+            self._undecodable.pop(gone, None)
         for gone in set(self._sidecars) - listed:  # the images still there keep theirs, marked ones included
             self._sidecars.pop(gone, None)
         for gone in set(self._unseen) - listed:
             self._unseen.pop(gone, None)
+
+    def undecodable(self, arrival: Arrival) -> float | None:
+        """The station could not decode the settled file of ``arrival`` (truncated, not an image yet): ``None`` when
+        it has stayed so, unchanged, for :data:`UNDECODABLE_SETTLES` times ``settle_s`` (refuse it now); else the
+        seconds it is still given. It is then counted as not settled: left in the folder, and a poll hands it over
+        again only once it stayed unchanged ``settle_s`` once more (a writer that goes on meanwhile changes it, and
+        it settles as a new file would)."""
+        if arrival.settled is None:
+            return None
+        name, seen, clock = arrival.name, (arrival.settled.size, arrival.settled.mtime_ns), time.monotonic()
+        first = self._undecodable.get(name)
+        if first is None or first[0] != seen:
+            first = (seen, clock)
+            self._undecodable[name] = first
+        left = UNDECODABLE_SETTLES * self.settle_s - (clock - first[1])
+        if left <= 0:
+            self._undecodable.pop(name, None)
+            return None
+        self._unchanged[name] = (seen, clock)  # settles again before its next try
+        return left
 
     def waiting(self, name: str, digest: str) -> bool:
         """Whether image ``name`` is still in the folder with content ``digest`` (a poll takes it again; in sidecar
