@@ -1474,6 +1474,21 @@ def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
         assert waits.min() >= ceiling / 2 and waits.max() <= ceiling and waits.std() > 0
 
 
+def test_by_default_only_refusals_end_as_dead_letters_and_an_explicit_max_attempts_ends_any_failure() -> None:
+    """``max_attempts`` 0 (the default): an unreachable receiver never makes a dead letter, REFUSED_ATTEMPTS
+    refusals in a row do; set, it counts every try, as before."""
+    from eagle_iad.station.parts import REFUSED_ATTEMPTS, Options, Retry
+
+    default = Retry.read(Options({}, "sink 1 (webhook)", Path(".")))
+    assert default.max_attempts == 0
+    assert not default.gives_up(100_000, 0) and not default.gives_up(100_000, REFUSED_ATTEMPTS - 1)
+    assert default.gives_up(REFUSED_ATTEMPTS, REFUSED_ATTEMPTS)
+    three = Retry.read(Options({"max_attempts": 3}, "sink 1 (webhook)", Path(".")))
+    assert [three.gives_up(n, 0) for n in (1, 2, 3)] == [False, False, True]
+    with pytest.raises(StationConfigError, match=r"max_attempts must be in \[0, 1000\], not -1"):
+        Retry.read(Options({"max_attempts": -1}, "sink 1 (webhook)", Path(".")))
+
+
 def test_the_example_stations_file_reads(model_dir: Path, tmp_path: Path) -> None:
     """examples/stations.toml (``make station``) is a valid file once make has made its folders."""
     example = Path(__file__).resolve().parents[1] / "examples" / "stations.toml"
