@@ -269,8 +269,9 @@ def test_a_station_deleted_mid_inspection_is_not_created_again_until_its_old_run
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``DELETE`` waits for the image in hand only up to the shutdown grace; a station created again under the
-    name meanwhile would find that image still in the folder and inspect it again. It is refused (409
+    """``DELETE`` waits for the image in hand only up to the shutdown grace (past it: 409 ``station_busy``, the
+    station running on, unless ``?discard_pending=true``); a station created again under the name meanwhile
+    would find that image still in the folder and inspect it again. It is refused (409
     ``station_busy``) until the old run ended; then it starts, and the image was inspected once."""
     import threading
 
@@ -295,7 +296,11 @@ def test_a_station_deleted_mid_inspection_is_not_created_again_until_its_old_run
         assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
         _drop(data / "incoming", _cells(1))
         assert inspecting.wait(wait_s(60)), "never inspected"
-        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        # the image in hand will owe its sink a verdict: refused unless dropped, the station running on
+        status, _, answer = call("DELETE", f"{live.base}/v1/stations/line-1")
+        assert (status, answer["error"]["code"]) == (409, "station_busy"), answer
+        assert not done.is_set()
+        assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
         status, answer = _post(live.base, "/v1/stations", _body(receiver))
         assert (status, answer["error"]["code"]) == (409, "station_busy"), answer
         assert done.wait(wait_s(60))
@@ -362,6 +367,88 @@ def test_deleting_a_station_removes_the_place_it_owed_its_history(
         write_owed(tmp_path / "state", "line-1", OwedFiling("ab" * 32, "r1", "done/x.png", True, "done/x.png"))
         assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
         assert not owed_file(tmp_path / "state", "line-1").exists()
+
+
+def test_a_deleted_station_is_forgotten_and_one_created_again_under_its_name_starts_clean(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``DELETE`` stops and forgets: refused (409 ``station_undelivered``, naming how many) while its sinks owe
+    verdicts, the station running on; with ``?discard_pending=true`` its intake and outbox go, so a new station
+    under that name delivers none of the old one's verdicts to its own sinks, counts from zero, and inspects an
+    image of the same content again. Its inspections stay in the history."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    receiver.fail = True  # the old station's receiver is down: its verdict stays pending
+    old_sink = {"kind": "webhook", "url": f"http://127.0.0.1:{receiver.port}/old", "max_attempts": 1000}
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", {**_body(receiver), "sinks": [old_sink]})[0] == 201
+        _drop(data / "incoming", _cells(1))
+        _until(live.base, "line-1", lambda i: i["inspected"] == 1 and i["sinks"]["webhook"]["pending"] == 1,
+               "inspected, its verdict pending")  # fmt: skip
+        status, _, answer = call("DELETE", f"{live.base}/v1/stations/line-1")
+        said = (
+            "station 'line-1': its sinks still owe 1 verdict (1 pending, 0 dead letters); deleting it would drop "
+            "them. Let them be delivered (GET /v1/stations/line-1 shows each sink's pending; POST "
+            "/v1/stations/line-1/retry requeues dead letters), or delete it with ?discard_pending=true to drop them"
+        )
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "station_undelivered", said)
+        assert call("GET", f"{live.base}/v1/stations/line-1")[2]["state"] == "running"  # left as it was
+        assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
+        old_record = call("GET", f"{live.base}/v1/inspections?limit=10")[2]["items"][0]["id"]
+        # the same name, the same sink name, a receiver that works; an image of the same content
+        receiver.fail = False
+        receiver.received.clear()
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        fresh = call("GET", f"{live.base}/v1/stations/line-1")[2]
+        assert (fresh["inspected"], fresh["sinks"]["webhook"]["pending"], fresh["last_verdict"]) == (0, 0, None)
+        _drop(data / "incoming", _cells(1))
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered")
+        time.sleep(1.0)  # an old verdict would have gone by now
+        history = call("GET", f"{live.base}/v1/inspections?limit=10")[2]
+        assert history["total"] == 2  # the old station's inspection stays; the image was inspected again
+        new_record = history["items"][0]["id"]
+        assert new_record != old_record and receiver.keys() == [new_record]
+        assert (info["inspected"], info["sinks"]["webhook"]["pending"]) == (1, 0)
+        cell = _cells(1)[0]
+        assert sorted(p.name for p in (data / "incoming" / "done").iterdir()) == sorted(
+            [f"0000_{cell.name}", f"0000_{cell.stem}-1{cell.suffix}"])  # fmt: skip
+        # nothing owed: deleted at once
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+
+
+def test_a_station_created_under_a_name_with_rows_left_over_takes_none_of_them(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """Rows an earlier station of the name left (a delete of an earlier version kept them; a run that finished
+    its image after its delete) are removed when a station is created under that name: its sinks never get
+    them, and an image they say was taken is inspected."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert call("GET", f"{live.base}/v1/stations")[2] == []
+        cell = _cells(1)[0]
+        import hashlib
+
+        digest = hashlib.sha256(cell.read_bytes()).hexdigest()
+        db = sqlite3.connect(tmp_path / "state" / "eagle.sqlite3")
+        with db:
+            db.execute("INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+                       " appeared, time) VALUES ('line-1', ?, 'x.png', 'done', 'old-record', NULL, 'done/x.png', 0, 0)",
+                       (digest,))  # fmt: skip
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES"
+                       " ('line-1', 'webhook', 'old-record', '{}', 'pending', 0)")  # fmt: skip
+        db.close()
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        _drop(data / "incoming", [cell])
+        _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered")
+        time.sleep(1.0)
+        keys = receiver.keys()
+        assert "old-record" not in keys and len(keys) == 1
+        assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
 
 
 def test_a_pause_and_resume_through_the_api_is_what_the_state_file_says(

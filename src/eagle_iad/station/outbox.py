@@ -251,10 +251,35 @@ class StationTables:
         with self.store.transaction() as db:
             db.execute("UPDATE stations SET paused = ? WHERE name = ?", (int(paused), name))
 
-    def delete_spec(self, name: str) -> None:
+    def delete_spec(self, name: str, *, forget: bool = False) -> None:
+        """Station ``name`` is no longer kept; with ``forget`` (``DELETE /v1/stations/{name}``) its intake and
+        outbox rows go too, in the same transaction (see :meth:`forget`)."""
         with self.store.transaction() as db:
             db.execute("DELETE FROM stations WHERE name = ?", (name,))
             db.execute("DELETE FROM station_faults WHERE name = ?", (name,))
+            if forget:
+                self._forget(db, name)
+
+    def undelivered(self, station: str) -> tuple[int, int]:
+        """``(pending, dead)``: verdicts of ``station`` its sinks still owe, and those they gave up on."""
+        rows = self.store.read("SELECT state, COUNT(*) FROM outbox WHERE station = ? AND state IN (?, ?) GROUP BY"
+                               " state", (station, PENDING, DEAD))  # fmt: skip
+        counts = {str(state): int(count) for state, count in rows}
+        return counts.get(PENDING, 0), counts.get(DEAD, 0)
+
+    def forget(self, station: str) -> tuple[int, int]:
+        """Remove what ``station`` took (its intake rows: counters, repeats) and what its sinks owe or delivered
+        (its outbox rows), so a station of that name starts clean: none of the old one's verdicts goes to the new
+        one's sinks, and an image the old one inspected is inspected again. Its inspections stay in the history.
+        ``(intake rows, outbox rows)`` removed."""
+        with self.store.transaction() as db:
+            return self._forget(db, station)
+
+    @staticmethod
+    def _forget(db: Connection, station: str) -> tuple[int, int]:
+        intake = db.execute("DELETE FROM station_intake WHERE station = ?", (station,)).rowcount
+        outbox = db.execute("DELETE FROM outbox WHERE station = ?", (station,)).rowcount
+        return int(intake), int(outbox)
 
     def set_fault(self, name: str, why: str, at: str) -> None:
         """Kept station ``name`` could not be started by the replica that claimed it: why (until one starts it)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eagle_iad.mllm.serving import ApiError
@@ -32,7 +32,7 @@ from eagle_iad.station.config import StationConfig, station_from_table
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
-from eagle_iad.station.runner import Running, StationManager
+from eagle_iad.station.runner import Running, StationBusyError, StationManager
 from eagle_iad.station.status import StationFacts, open_read_only, station_figures, station_status
 
 LOG = logging.getLogger("eagle_iad.station")
@@ -306,6 +306,7 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
         raise ApiError(409, f"station {body.name!r} is being created through another replica", code="station_exists")
     tables = StationTables(state.store)
     try:
+        _start_clean(manager, tables, config.name)
         # Kept first: a replica's look at the table between the start and the save must not take the new
         # station for one deleted through another replica.
         tables.save_spec(config.name, spec, datetime.now(UTC).isoformat())
@@ -320,6 +321,19 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
     sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
     audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
     return _info(state, running)
+
+
+def _start_clean(manager: StationManager, tables: StationTables, name: str) -> None:
+    """A new station ``name`` (its lock held) takes over nothing of an earlier one: intake and outbox rows still
+    under that name (written by a run that finished its last image after its delete, by a station deleted through
+    another replica before that one stopped it, or by a delete of an earlier version, which kept them) are
+    removed, so its sinks never get an old station's verdicts. 409 ``station_busy`` while a run of that name
+    here has not ended: it could still write some."""
+    manager.check_startable(name)
+    intake, outbox = tables.forget(name)
+    if intake or outbox:
+        LOG.warning("station %r: removed %d intake rows and %d outbox rows left by an earlier station of that name; "
+                    "the new one starts clean", name, intake, outbox)  # fmt: skip
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -504,26 +518,67 @@ def trigger_station(name: str, request: Request) -> Response:
     return Response(status_code=202)
 
 
+#: ``DELETE /v1/stations/{name}?discard_pending=true``: delete a station whose sinks still owe verdicts.
+DISCARD_PENDING = Query(False, description="delete the station even though its sinks still owe verdicts (pending "
+                        "deliveries, dead letters): they are dropped with it; without it such a delete is 409 "
+                        "station_undelivered, the station left as it was")  # fmt: skip
+
+
+def _verdicts_count(count: int) -> str:
+    return f"{count} verdict{'' if count == 1 else 's'}"
+
+
+def _refuse_undelivered(tables: StationTables, name: str) -> None:
+    """409 ``station_undelivered`` naming how many verdicts ``name``'s sinks still owe (pending, dead letters):
+    deleting the station drops them, which only ``?discard_pending=true`` asks for."""
+    pending, dead = tables.undelivered(name)
+    if not pending and not dead:
+        return
+    letters = "dead letter" if dead == 1 else "dead letters"
+    raise ApiError(409, f"station {name!r}: its sinks still owe {_verdicts_count(pending + dead)} ({pending} pending, "
+                   f"{dead} {letters}); deleting it would drop them. Let them be delivered (GET /v1/stations/{name} "
+                   f"shows each sink's pending; POST /v1/stations/{name}/retry requeues dead letters), or delete it "
+                   "with ?discard_pending=true to drop them", code="station_undelivered")  # fmt: skip
+
+
 @router.delete("/stations/{name}", dependencies=ENGINEER, status_code=204, response_model=None)
-def delete_station(name: str, request: Request) -> Response:
-    """Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
-    (a station created again under this name delivers them)."""
+def delete_station(name: str, request: Request, discard_pending: bool = DISCARD_PENDING) -> Response:
+    """Stop and forget the station: its intake (counters, repeats it knows) and its outbox go, so a station
+    created again under this name starts clean; its inspections stay in the history. 409
+    ``station_undelivered`` while its sinks still owe verdicts (pending or dead letters), the station left as it
+    was, unless ``?discard_pending=true``."""
     with _ownership(request).changing:
-        return _delete(name, request)
+        return _delete(name, request, discard_pending)
 
 
-def _delete(name: str, request: Request) -> Response:
+def _delete(name: str, request: Request, discard: bool) -> Response:
     state = _state(request)
+    tables = StationTables(state.store)
     if _elsewhere(request, name) is not None:
-        StationTables(state.store).delete_spec(name)  # its replica stops it within SYNC_INTERVAL_S
+        if not discard:
+            _refuse_undelivered(tables, name)
+        tables.delete_spec(name, forget=True)  # its replica stops it within SYNC_INTERVAL_S
         _ownership(request).not_started.pop(name, None)
         forget_owed_quietly(state, name)
         return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
         raise ApiError(409, f"station {name!r} comes from a stations file; remove it there", code="station_from_file")
-    _manager(request).remove(name, state.settings.shutdown_grace_s)
-    StationTables(state.store).delete_spec(name)
+    # Intake and couriers halted first, so what the sinks owe is counted with nothing moving: a verdict stored
+    # after the count would otherwise be dropped unasked. Refused: the station runs on as it was.
+    grace = state.settings.shutdown_grace_s
+    running.halt_all()
+    ended = running.wait(grace)
+    if not discard:
+        try:
+            if not ended and running.runner.config.sinks:  # an image in hand may still owe its sinks a verdict
+                raise StationBusyError(name, kept=True)
+            _refuse_undelivered(tables, name)
+        except BaseException:
+            running.resume()
+            raise
+    _manager(request).remove(name, grace if ended else 0.0)
+    tables.delete_spec(name, forget=True)
     _ownership(request).release(name)
     forget_owed_quietly(state, name)  # a station created again under its name must not store an old run's place
     return Response(status_code=204)

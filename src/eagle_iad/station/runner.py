@@ -881,6 +881,11 @@ class StationManager:
             raise StationBusyError(name)
         del self._stopping[name]
 
+    def check_startable(self, name: str) -> None:
+        """:class:`StationBusyError` while an earlier run of ``name`` still has a thread (it may still write)."""
+        with self._lock:
+            self._refuse_while_stopping(name)
+
     def _launch(self, runner: StationRunner, spec: dict[str, Any] | None, paused: bool) -> Running:
         with self._lock:
             if runner.config.name in self._running:
