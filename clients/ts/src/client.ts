@@ -32,6 +32,12 @@ export interface LabelOptions {
   expectedRevision?: number | null;
   signal?: AbortSignal;
 }
+/** {@link EagleClient.deleteStation}'s options. */
+export interface DeleteStationOptions {
+  /** Delete it even though its sinks still owe verdicts (pending deliveries, dead letters): they are dropped. */
+  discardPending?: boolean;
+  signal?: AbortSignal;
+}
 export type Job = Schemas["Job"];
 export type JobEvent = Schemas["JobEvent"];
 export type InspectionEvent = Schemas["InspectionEvent"];
@@ -622,10 +628,15 @@ export class EagleClient {
 
   /**
    * Stop and forget a station created through the API (409 `station_from_file` for one a stations file
-   * declares). Its inspections stay in the history, its undelivered verdicts in the outbox.
+   * declares): its intake and outbox go, so a station created again under the name starts clean; its
+   * inspections stay in the history. While its sinks still owe verdicts (pending or dead letters) the call
+   * throws an `EagleApiError` 409 `station_undelivered` naming how many, and the station runs on; pass
+   * `{ discardPending: true }` to delete it anyway, dropping them.
    */
-  deleteStation(name: string, signal?: AbortSignal): Promise<void> {
-    return this.empty("DELETE", this.stationPath(name), signal);
+  deleteStation(name: string, options: AbortSignal | DeleteStationOptions = {}): Promise<void> {
+    const { discardPending, signal }: DeleteStationOptions = options instanceof AbortSignal ? { signal: options } : options;
+    const suffix = discardPending ? "?discard_pending=true" : "";
+    return this.empty("DELETE", `${this.stationPath(name)}${suffix}`, signal);
   }
 
   /** Who this client's key is, and its role (the console shows it and hides what the role cannot do). */

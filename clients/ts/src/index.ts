@@ -29,6 +29,7 @@ export {
   type FitSource,
   type FitWatch,
   type InspectionEvent,
+  type DeleteStationOptions,
   type LabelOptions,
   type ReviewItem,
   type ReviewPage,

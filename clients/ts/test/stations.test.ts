@@ -36,7 +36,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  if (created) await client.deleteStation(name).catch(() => undefined);
+  if (created) await client.deleteStation(name, { discardPending: true }).catch(() => undefined);
   if (fixture) {
     rmSync(join(fixture, "data", hot), { recursive: true, force: true });
     rmSync(join(fixture, "data", sorted), { recursive: true, force: true });
@@ -122,6 +122,39 @@ describe("stations", () => {
       () => client.deleteStation("no-such-station"),
     ]) {
       await expect(call()).rejects.toMatchObject({ status: 404, code: "station_not_found", message: "no station 'no-such-station'" });
+    }
+  });
+
+  it("refuses to delete a station whose sink still owes a verdict, unless told to drop it", async () => {
+    const owing = `${name}-owing`;
+    const folder = `${hot}-owing`;
+    mkdirSync(join(fixture, "data", folder), { recursive: true });
+    try {
+      await client.createStation({
+        name: owing,
+        category: "mono",
+        source: { kind: "folder", path: folder, settle_s: 0.2, poll_s: 0.1 },
+        // nothing listens on port 9: the verdict stays pending
+        sinks: [{ kind: "webhook", url: "http://127.0.0.1:9/down", max_attempts: 1000 }],
+      });
+      const target = join(fixture, "data", folder, "cell-02.png");
+      copyFileSync(join(fixture, "sample-crack.png"), `${target}.part`);
+      renameSync(`${target}.part`, target);
+      await until("the verdict to wait for delivery", async () => (await client.getStation(owing)).sinks["webhook"]?.pending === 1);
+      const error = await client.deleteStation(owing).catch((reason: unknown) => reason);
+      expect(error).toBeInstanceOf(EagleApiError);
+      expect(error).toMatchObject({ status: 409, code: "station_undelivered" });
+      expect((error as EagleApiError).message).toBe(
+        `station '${owing}': its sinks still owe 1 verdict (1 pending, 0 dead letters); deleting it would drop them. ` +
+          `Let them be delivered (GET /v1/stations/${owing} shows each sink's pending; POST /v1/stations/${owing}/retry ` +
+          "requeues dead letters), or delete it with ?discard_pending=true to drop them",
+      );
+      expect((await client.getStation(owing)).state).toBe("running");
+      await client.deleteStation(owing, { discardPending: true });
+      await expect(client.getStation(owing)).rejects.toMatchObject({ status: 404 });
+    } finally {
+      await client.deleteStation(owing, { discardPending: true }).catch(() => undefined);
+      rmSync(join(fixture, "data", folder), { recursive: true, force: true });
     }
   });
 

@@ -628,8 +628,10 @@ export interface paths {
         post?: never;
         /**
          * Delete Station
-         * @description Stop and forget the station; its inspections stay in the history, its undelivered verdicts in the outbox
-         *     (a station created again under this name delivers them).
+         * @description Stop and forget the station: its intake (counters, repeats it knows) and its outbox go, so a station
+         *     created again under this name starts clean; its inspections stay in the history. 409
+         *     ``station_undelivered`` while its sinks still owe verdicts (pending or dead letters), the station left as it
+         *     was, unless ``?discard_pending=true``.
          */
         delete: operations["delete_station_v1_stations__name__delete"];
         options?: never;
@@ -3228,7 +3230,10 @@ export interface operations {
     };
     delete_station_v1_stations__name__delete: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description delete the station even though its sinks still owe verdicts (pending deliveries, dead letters): they are dropped with it; without it such a delete is 409 station_undelivered, the station left as it was */
+                discard_pending?: boolean;
+            };
             header?: never;
             path: {
                 name: string;
