@@ -2,7 +2,8 @@
  * The Stations page in a real browser against a real `eagle serve` (tests/serve_fixture.py): a station
  * created through the form on a hot folder inside the fixture's data root, a real elpv cell dropped in
  * (node fs) and its verdict on the page, pause and resume, delete with its confirm step; a station in
- * trouble (backlog over its limit, a webhook nobody answers) with its warnings, dead letters and Retry;
+ * trouble (backlog over its limit, a webhook nobody answers) with its warnings, dead letters and Retry, and its
+ * delete refused while it owes a verdict, then done with "Delete and drop them";
  * axe-core's WCAG 2.x A/AA rules on the page at 1280 and 390 px. Screenshots land in web/e2e/artifacts.
  */
 
@@ -72,7 +73,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  for (const name of [LINE, TROUBLE]) await client?.deleteStation(name).catch(() => undefined);
+  for (const name of [LINE, TROUBLE]) await client?.deleteStation(name, { discardPending: true }).catch(() => undefined);
   await browser?.close();
   await server?.stop();
   for (const folder of Object.values(folders)) rmSync(join(DATA, folder), { recursive: true, force: true });
@@ -235,6 +236,24 @@ describe("stations page", () => {
     await shot(page, "stations-390");
     found.push(...(await axeViolations(page, "stations at 390 px")));
     expect(found).toEqual([]);
+
+    // Delete: refused while its sink owes a verdict (the service's 409 says how many), asked again with that
+    // message, the focus on Cancel; "Delete and drop them" deletes it anyway.
+    await card.getByRole("button", { name: `Delete ${TROUBLE}` }).click();
+    await card.getByRole("group", { name: new RegExp(`^Delete ${TROUBLE}\\?`) }).getByRole("button", { name: "Yes, delete" }).click();
+    const owing = card.getByRole("group", { name: new RegExp(`^Delete ${TROUBLE} anyway\\?`) });
+    await owing.waitFor();
+    expect(await owing.locator('[role="alert"]').textContent()).toBe(
+      `Delete ${TROUBLE} anyway? station '${TROUBLE}': its sinks still owe 1 verdict (0 pending, 1 dead letter); deleting it would ` +
+        `drop them. Let them be delivered (GET /v1/stations/${TROUBLE} shows each sink's pending; POST /v1/stations/${TROUBLE}/retry ` +
+        "requeues dead letters), or delete it with ?discard_pending=true to drop them",
+    );
+    expect(await owing.getByRole("button", { name: "Cancel" }).evaluate((el) => el === document.activeElement)).toBe(true);
+    expect((await client.getStation(TROUBLE)).station).toBe(TROUBLE); // still there
+    await owing.getByRole("button", { name: "Delete and drop them" }).click();
+    await card.waitFor({ state: "detached" });
+    expect(await page.locator('[data-testid="station-notice"]').textContent()).toBe(`${TROUBLE} is deleted; its inspections stay in the history.`);
+    await expect(client.getStation(TROUBLE)).rejects.toMatchObject({ status: 404, code: "station_not_found" });
   });
 
   it("logged no script errors or CSP violations", () => {

@@ -1,4 +1,4 @@
-import type { StationInfo } from "@eagle-iad/client";
+import { EagleApiError, type StationInfo } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
@@ -32,7 +32,14 @@ import {
 /** Below this width the stations are cards, not table rows (the table has nine columns). */
 const NARROW = "(max-width: 1100px)";
 
-type Action = "pause" | "resume" | "retry" | "delete";
+/** ``discard``: delete a station whose sinks still owe verdicts, dropping them (after a 409 said how many). */
+type Action = "pause" | "resume" | "retry" | "delete" | "discard";
+
+/** A delete refused because the station's sinks still owe verdicts: the service's message, naming how many. */
+interface Owing {
+  name: string;
+  message: string;
+}
 
 /** Whether the browser tab is visible: the page stops asking for figures while it is hidden. */
 function useVisible(): boolean {
@@ -122,6 +129,7 @@ export function StationsPage() {
   const narrow = useMedia(NARROW);
   const [busy, setBusy] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
+  const [owing, setOwing] = useState<Owing | null>(null);
   const [actionError, setActionError] = useState<UserError | null>(null);
   const [notice, setNotice] = useState("");
   const headingRef = useRef<HTMLHeadingElement>(null);
@@ -143,8 +151,9 @@ export function StationsPage() {
         // The Retry button goes with the dead letters: keep the keyboard where it was, on the station.
         document.getElementById(nameId(name))?.focus();
       } else {
-        await client.deleteStation(name);
+        await client.deleteStation(name, { discardPending: action === "discard" });
         setConfirming(null);
+        setOwing(null);
         remove(name);
         setNotice(`${name} is deleted; its inspections stay in the history.`);
         headingRef.current?.focus();
@@ -152,8 +161,16 @@ export function StationsPage() {
       reload();
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();
+      if (action === "delete" && reason instanceof EagleApiError && reason.code === "station_undelivered") {
+        // Asked again, with what deleting would drop: the station runs on until the user says to drop them.
+        setOwing({ name, message: reason.message });
+        return;
+      }
       setActionError(describeError(reason));
-      if (action === "delete") setConfirming(null);
+      if (action === "delete" || action === "discard") {
+        setConfirming(null);
+        setOwing(null);
+      }
     } finally {
       setBusy(null);
     }
@@ -162,9 +179,10 @@ export function StationsPage() {
   const controls: ActionsProps = {
     busy,
     confirming,
+    owing,
     onAct: (info, action) => void act(info, action),
-    onAskDelete: (name) => setConfirming(name),
-    onCancelDelete: () => setConfirming(null),
+    onAskDelete: (name) => (setConfirming(name), setOwing(null)),
+    onCancelDelete: () => (setConfirming(null), setOwing(null)),
   };
   const warnings = allWarnings(stations ?? []);
 
@@ -217,6 +235,8 @@ export function StationsPage() {
 interface ActionsProps {
   busy: string | null;
   confirming: string | null;
+  /** The delete of this station was refused: its sinks still owe verdicts (offer to drop them). */
+  owing: Owing | null;
   onAct: (info: StationInfo, action: Action) => void;
   onAskDelete: (name: string) => void;
   onCancelDelete: () => void;
@@ -457,7 +477,7 @@ function SinksView({ info }: { info: StationInfo }) {
   );
 }
 
-function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDelete }: { info: StationInfo } & ActionsProps) {
+function StationActions({ info, busy, confirming, owing, onAct, onAskDelete, onCancelDelete }: { info: StationInfo } & ActionsProps) {
   const name = info.station;
   const paused = isPaused(info);
   const dead = deadLetters(info);
@@ -469,11 +489,14 @@ function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDe
   const wasConfirming = useRef(false);
   const questionId = useId();
 
+  const isOwing = isConfirming && owing?.name === name;
+
   useEffect(() => {
+    // Asked (or asked again, with what deleting would drop): the focus on Cancel, the safe answer.
     if (isConfirming) cancelRef.current?.focus();
     else if (wasConfirming.current) deleteRef.current?.focus();
     wasConfirming.current = isConfirming;
-  }, [isConfirming]);
+  }, [isConfirming, isOwing]);
 
   const run = (action: Action) => {
     if (!waiting) onAct(info, action);
@@ -482,6 +505,21 @@ function StationActions({ info, busy, confirming, onAct, onAskDelete, onCancelDe
   const operate = allows(me, "operator");
   const manage = allows(me, "engineer");
 
+  if (isOwing && owing) {
+    return (
+      <div className="station-actions confirm" role="group" aria-labelledby={questionId}>
+        <span id={questionId} className="small" role="alert">
+          Delete {name} anyway? {owing.message}
+        </span>
+        <button type="button" className="button danger small-button" aria-disabled={waiting} onClick={() => run("discard")}>
+          {busy === name ? "Deleting…" : "Delete and drop them"}
+        </button>
+        <button type="button" ref={cancelRef} className="button secondary small-button" onClick={onCancelDelete}>
+          Cancel
+        </button>
+      </div>
+    );
+  }
   if (isConfirming) {
     return (
       <div className="station-actions confirm" role="group" aria-labelledby={questionId}>
