@@ -1280,8 +1280,9 @@ def test_a_hot_folder_gone_while_running_is_one_line_a_waiting_state_and_one_lin
     stations = _stations(tmp_path, model_dir, "")
     station = Running(stations)
     try:
-        station.until(lambda: (incoming / "done").is_dir() and not [p for p in incoming.iterdir() if p.is_file()],
-                      "the first image put away")  # fmt: skip
+        station.until(lambda: (incoming / "done").is_dir() and not [p for p in incoming.iterdir() if p.is_file() and
+                                                                     p.name != ".eagle-station.lock"],
+                      "the first image put away (the running station's lock file stays)")  # fmt: skip
         incoming.rename(tmp_path / "unmounted")
         station.until(lambda: station.saw("intake paused"), "no line saying the folder is gone")
         why = f"images cannot be listed: No such file or directory: {incoming}"
@@ -2490,3 +2491,73 @@ def test_with_the_hot_folder_gone_a_delivery_queued_behind_a_held_one_does_not_k
     )
     assert lines.count(line) == 1, lines
     state.close()
+
+
+def _folder_station(work: Path, models: Path, name: str, folder: Path, source: str = "") -> Path:
+    """A stations file in ``work`` (its own state folder) with one station ``name`` on ``folder``."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "stations.toml"
+    path.write_text(f"""models = "{models}"
+state = "state"
+
+[[station]]
+name = "{name}"
+category = "mono"
+source = {{ kind = "folder", path = "{folder}", settle_s = 0.2{source} }}
+""")
+    return path
+
+
+def _holding(lock: Path, process: subprocess.Popen[str]) -> dict[str, Any]:
+    """What the lock file says once ``process`` holds it (it started)."""
+    deadline = time.monotonic() + wait_s(120)
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            said = json.loads(lock.read_text() or "null")
+        except (OSError, ValueError):
+            said = None
+        if isinstance(said, dict) and said.get("pid") == process.pid:
+            return said
+        assert time.monotonic() < deadline, "the first station never locked its folder"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("after", ["move", "sidecar"])
+def test_a_second_process_on_a_hot_folder_is_refused_naming_the_holder_and_starts_once_it_stopped(
+    model_dir: Path, tmp_path: Path, after: str
+) -> None:
+    """Two ``eagle station run`` (own state folders, stations of other names) on one hot folder: the second is one
+    line naming the folder and who holds it (pid, host, station, state folder), exit 2, and inspects nothing; the
+    lock file is never taken for an image, and goes with the first's stop, after which the second runs."""
+    incoming = tmp_path / "incoming"
+    names = _drop(incoming, _cells(2))
+    source = f', after = "{after}"'
+    first = _folder_station(tmp_path / "a", model_dir, "line-a", incoming, source)
+    second = _folder_station(tmp_path / "b", model_dir, "line-b", incoming, source)
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(first)], cwd=first.parent,
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        lock = incoming / ".eagle-station.lock"
+        said = _holding(lock, process)
+        state = tmp_path / "a" / "state"
+        assert said == {"pid": process.pid, "host": socket.gethostname(), "station": "line-a", "state": str(state)}
+        code, log = _run(second, "run", "--until-idle")
+        assert (code, log) == (2, (
+            f"eagle: error: station 'line-b': hot folder {incoming} is taken by another station (pid {process.pid} on "
+            f"{socket.gethostname()}, station 'line-a', state folder {state}); two stations on one folder would each "
+            "inspect every image: stop that one first, or give this station its own folder\n"))  # fmt: skip
+        assert not (tmp_path / "b" / "state" / "eagle.sqlite3").exists() or _history(tmp_path / "b") == []
+        deadline = time.monotonic() + wait_s(120)
+        while len(_history(tmp_path / "a")) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "the first station never inspected both"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=wait_s(60))
+    assert process.returncode == 143, out
+    assert sorted(r.image_name for r in _history(tmp_path / "a")) == sorted(names)  # the lock file never taken
+    assert not lock.exists()  # gone with its holder's stop
+    code, log = _run(second, "run", "--until-idle")
+    assert code == 0, log
+    assert _history(tmp_path / "b") == []  # both inspected already (by the first): nothing left for the second

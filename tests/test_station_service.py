@@ -885,3 +885,47 @@ def test_stations_answer_503_while_a_shared_history_is_away_and_reuse_the_servic
         while call("GET", f"{a.base}/v1/stations")[0] != 200:  # the next request connects again
             assert time.monotonic() < deadline, "the stations never answered again"
             time.sleep(0.2)
+
+
+def test_a_hot_folder_another_station_takes_is_refused_and_a_kept_station_on_it_listed_not_started(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """One station per hot folder: a second one created on it (another name) is 409 ``folder_in_use`` naming the
+    holder; a kept station whose folder another process holds (an ``eagle station run``) is not started at the
+    service's start, listed as such with that reason."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    incoming = data / "incoming"
+    incoming.mkdir(parents=True)
+    state = tmp_path / "state"
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        status, answer = _post(live.base, "/v1/stations", _body(receiver, name="line-2"))
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", (
+            f"station 'line-2': hot folder {incoming} is taken by another station (pid {os.getpid()} on "
+            f"{socket.gethostname()}, station 'line-1', state folder {state}); two stations on one folder would each "
+            "inspect every image: stop that one first, or give this station its own folder"))  # fmt: skip
+        assert [s["station"] for s in call("GET", f"{live.base}/v1/stations")[2]] == ["line-1"]
+    assert not (incoming / ".eagle-station.lock").exists()  # released with the service's stop
+    # another process takes the folder; the service starts again: its kept station is not started, and says why
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from eagle_iad.station.sources.folder_lock import lock_folder; "
+        f"lock_folder(Path({str(incoming)!r}), 'other', Path('/srv/other-state')); print('held', flush=True); "
+        "sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            listed = call("GET", f"{live.base}/v1/stations")[2]
+            said = (
+                f"error: not started: station 'line-1': hot folder incoming is taken by another station (pid "
+                f"{holder.pid} on {socket.gethostname()}, station 'other', state folder /srv/other-state)"
+            )
+            assert [(s["station"], s["state"].split(";")[0]) for s in listed] == [("line-1", said)]
+    finally:
+        holder.communicate("", timeout=wait_s(30))

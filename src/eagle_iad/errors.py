@@ -50,5 +50,9 @@ class ConfigError(EagleError):
     """An option or configuration value outside what is supported."""
 
 
+class FolderInUseError(ConfigError):
+    """A hot folder another station (in this process or another, maybe on another host) takes the images of."""
+
+
 class BackendError(EagleError):
     """An MLLM backend that cannot be reached or answers with an error."""

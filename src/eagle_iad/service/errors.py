@@ -23,6 +23,7 @@ from eagle_iad.errors import (
     ConfigError,
     DataError,
     EagleError,
+    FolderInUseError,
     HistoryUnavailableError,
     ImageError,
     ImageTooLargeError,
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
     (HistoryUnavailableError, 503, "server_error", "history_unavailable"),  # the shared history away for now
     (ImageTooLargeError, 413, "invalid_request_error", "too_many_pixels"),
     (ImageError, 400, "invalid_request_error", "invalid_image"),
+    (FolderInUseError, 409, "invalid_request_error", "folder_in_use"),  # another station takes its images
     (ConfigError, 400, "invalid_request_error", "invalid_option"),
     (DataError, 422, "invalid_request_error", "invalid_data"),
     (ModelFormatError, 409, "invalid_request_error", "model_invalid"),

@@ -291,6 +291,9 @@ class StationRunner:
             write_intake(self.state.settings.state_dir, self.config.name, self.intake() if running else None)
 
     def start(self) -> None:
+        claim = getattr(self.config.source, "claim", None)
+        if callable(claim):  # a hot folder: one station on it, whichever process (sources/folder_lock.py)
+            claim(self.config.name, self.state.settings.state_dir)
         # Read now, not when the runner was built: a runner that replaces a running one (a PATCH) is built while
         # the old one still runs, and may still keep a filing in this file until it stops.
         try:
@@ -898,6 +901,9 @@ class StationManager:
             running.runner.start()
         except BaseException:
             runner.halt_couriers()  # those it started before it failed
+            release = getattr(runner.config.source, "release", None)
+            if callable(release):  # the hot folder it locked
+                release()
             with self._lock:
                 self._running.pop(runner.config.name, None)
             raise

@@ -39,6 +39,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, Options, Settled
+from eagle_iad.station.sources.folder_lock import FolderLock, lock_folder
 
 #: The image files a hot folder takes (by suffix, any case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -226,6 +227,23 @@ class HotFolder:
         self._undecodable: dict[str, tuple[tuple[int, int], float]] = {}
         #: Where the log lines go (the station sets its own).
         self.log: Callable[[str], None] = _stderr
+        #: The folder's lock while a station runs on it (:meth:`claim`; see folder_lock.py).
+        self._lock: FolderLock | None = None
+
+    def claim(self, station: str, state_dir: Path) -> None:
+        """Hold the folder for ``station`` while it runs: another station on it, in any process sharing the file
+        system, is refused (:class:`~eagle_iad.errors.FolderInUseError` naming the holder)."""
+        if self._lock is None:
+            self._lock = lock_folder(self.folder, station, state_dir)
+
+    def release(self) -> None:
+        """Drop the folder's lock (the station stopped, or did not start); again: nothing."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    def close(self) -> None:
+        self.release()
 
     def describe(self) -> str:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
