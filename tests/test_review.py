@@ -291,6 +291,92 @@ def test_a_stored_label_is_answered_with_what_this_request_stored(
         replica.close()
 
 
+class _SqliteBefore335:
+    """A connection as SQLite 3.34 (RHEL 9's python3.11) answers: ``RETURNING`` is a syntax error. Once the
+    label's ``UPDATE`` ran, another replica tries to label the same part (it must wait for this transaction)."""
+
+    def __init__(self, raw: Any, replica: InspectionStore, log: list[str]) -> None:
+        self.raw, self.replica, self.log = raw, replica, log
+        self.threads: list[threading.Thread] = []
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        import sqlite3
+
+        if "RETURNING" in sql:
+            raise sqlite3.OperationalError('near "RETURNING": syntax error')
+        cursor = self.raw.execute(sql, params)
+        if sql.startswith("UPDATE inspections SET label") and not self.threads:
+            thread = threading.Thread(target=self._label_meanwhile, args=(params[4],))
+            thread.start()
+            self.threads.append(thread)
+            time.sleep(0.2)  # time for the replica to reach BEGIN IMMEDIATE and wait there
+        return cursor
+
+    def _label_meanwhile(self, inspection_id: str) -> None:
+        self.replica.set_label(inspection_id, "normal", "2026-12-04T09:00:09.000+00:00", by="kai")
+        self.log.append("kai")
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@pytest.mark.parametrize("version", [(3, 34, 1), (3, 35, 0)])
+def test_a_label_on_sqlite_before_3_35_answers_as_returning_does(
+    version: tuple[int, int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 (RHEL 9's python3.11 links 3.34.1) has no ``UPDATE ... RETURNING``: the label is
+    written, then its row read back in the same ``BEGIN IMMEDIATE`` transaction, and the answers are those of
+    the ``RETURNING`` path: the row this request stored (not a replica's label given right after), a
+    revision someone moved refused with what is stored now (409 ``label_changed``), ``None`` for no such
+    inspection."""
+    import sqlite3
+
+    from eagle_iad.service.store import LabelChangedError
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
+    url = str(tmp_path / "h.sqlite3")
+    _history(url)
+    store, replica = InspectionStore(url), InspectionStore(url)
+    log: list[str] = []
+    old = _SqliteBefore335(store._db.raw, replica, log)  # type: ignore[attr-defined]
+    if version < (3, 35):
+        store._db = old
+    try:
+        stored = store.set_label("band", "anomalous", "2026-12-04T09:00:00.000+00:00", by="ana", note="crack",
+                                 expected=0)  # fmt: skip
+        assert stored is not None
+        assert (stored.id, stored.label, stored.label_by, stored.label_note, stored.label_revision) == (
+            "band", "anomalous", "ana", "crack", 1)  # fmt: skip
+        assert stored.label_time == "2026-12-04T09:00:00.000+00:00"
+        for thread in old.threads:  # the replica's label, which waited for this one, comes after it
+            thread.join(wait_s(30))
+        if version < (3, 35):
+            assert log == ["kai"]
+            after = store.get("band")
+            assert after is not None and (after.label, after.label_by, after.label_revision) == ("normal", "kai", 2)
+        moved = 2 if version < (3, 35) else 1
+        with pytest.raises(LabelChangedError) as refused:
+            store.set_label("band", "normal", "2026-12-04T09:00:01.000+00:00", by="lea", expected=0)
+        assert refused.value.expected == 0
+        assert (refused.value.current.label_by, refused.value.current.label_revision) == (
+            "kai" if version < (3, 35) else "ana", moved)  # fmt: skip
+        unchecked = store.set_label("close", "normal", "2026-12-04T09:00:02.000+00:00", by="ana", note="dust")
+        assert unchecked is not None
+        assert (unchecked.id, unchecked.label_by, unchecked.label_revision) == ("close", "ana", 1)
+        kept = store.set_label("close", "normal", "2026-12-04T09:00:03.000+00:00", by="ana", keep_note=True,
+                               expected=1)  # fmt: skip
+        assert kept is not None and (kept.label_note, kept.label_revision) == ("dust", 2)
+        cleared = store.set_label("close", None, "2026-12-04T09:00:04.000+00:00", expected=2)
+        assert cleared is not None and (cleared.label, cleared.label_by, cleared.label_revision) == (None, None, 3)
+        assert store.set_label("nope", "normal", "2026-12-04T09:00:05.000+00:00", expected=0) is None
+        assert store.set_label("nope", "normal", "2026-12-04T09:00:05.000+00:00") is None
+    finally:
+        for thread in old.threads:
+            thread.join(wait_s(30))
+        store.close()
+        replica.close()
+
+
 def test_eagle_review_label_with_the_revision_seen_keeps_a_label_given_since(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

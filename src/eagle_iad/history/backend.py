@@ -69,6 +69,11 @@ class HistoryBackend(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @property
+    def returning(self) -> bool:
+        """Whether ``UPDATE ... RETURNING`` is understood (PostgreSQL: always; SQLite: from 3.35)."""
+        return True
+
     @abstractmethod
     def connect(self) -> Connection:
         """A new connection, in autocommit mode (transactions are begun explicitly by :meth:`begin`)."""

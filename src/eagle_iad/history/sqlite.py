@@ -64,6 +64,11 @@ class SqliteHistory(HistoryBackend):
     def describe(self) -> str:
         return str(self.path)
 
+    @property
+    def returning(self) -> bool:
+        # The library Python links, not the module's: RHEL 9's python3.11 links SQLite 3.34.1
+        return sqlite3.sqlite_version_info >= (3, 35)
+
     def connect(self) -> Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

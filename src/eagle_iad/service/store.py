@@ -255,7 +255,8 @@ class InspectionStore:
         whatever the server's default: at ``repeatable read`` the second of two labels would fail to
         serialise after that wait (a 503, "history unreachable") instead of being refused. It answers with
         the row it wrote (``RETURNING``), so a label another replica gives right after is never passed off
-        as this one.
+        as this one. SQLite before 3.35 has no ``RETURNING``: there the row is read back by a ``SELECT`` in
+        the same ``BEGIN IMMEDIATE`` transaction, which no other writer can enter before it commits.
         """
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
@@ -273,16 +274,19 @@ class InspectionStore:
             f"UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = {note_sql}, "
             "label_revision = COALESCE(label_revision, 0) + 1 WHERE id = ?"
         )
-        returning = f" RETURNING {_columns()}"
+        params: tuple[Any, ...] = (*values, inspection_id)
+        if expected is not None:
+            sql += " AND COALESCE(label_revision, 0) = ?"
+            params = (*params, expected)
+        select = f"SELECT {_columns()} FROM inspections WHERE id = ?"
         with self.transaction() as db:
-            if expected is None:
-                written = db.execute(sql + returning, (*values, inspection_id)).fetchall()
-            else:
-                check = " AND COALESCE(label_revision, 0) = ?"
-                written = db.execute(sql + check + returning, (*values, inspection_id, expected)).fetchall()
+            if self.backend.returning:
+                written = db.execute(f"{sql} RETURNING {_columns()}", params).fetchall()
+            else:  # SQLite before 3.35: its BEGIN IMMEDIATE keeps every other writer out until the SELECT
+                written = db.execute(select, (inspection_id,)).fetchall() if db.execute(sql, params).rowcount else []
             current = None
             if not written and expected is not None:  # refused or no such inspection: what is stored now
-                current = db.execute(f"SELECT {_columns()} FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+                current = db.execute(select, (inspection_id,)).fetchone()
         if written:
             return _row(written[0])
         if current is None or expected is None:
