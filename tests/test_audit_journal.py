@@ -169,3 +169,60 @@ def test_a_busy_log_keeps_the_journal_and_a_refused_row_is_set_aside_once(tmp_pa
     assert log.write("t3", Caller(name="eve", role=Role.engineer), "POST", "/r", "/p3", 200) is True
     assert [r["time"] for r in log.page(10, 0)[1]] == ["t3", "t2"]
     store.close()
+
+
+def test_another_process_only_appends_to_the_journal_and_an_append_a_drain_renamed_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log that does not drain (``eagle review label``, another process than the service) writes its row,
+    or appends it to the journal when the history stays busy, and never renames, rewrites or removes the
+    journal; an append whose file the service's drain renamed as it wrote is written again to the new
+    journal, and the service's drain puts it in the log once."""
+    import os
+
+    from eagle_iad.service import audit
+    from eagle_iad.service.access import Caller, Role
+    from eagle_iad.service.store import InspectionStore
+
+    database = tmp_path / "history.sqlite3"
+    store = InspectionStore(f"sqlite:///{database}")
+    journal = tmp_path / audit.PENDING
+    draining = tmp_path / (audit.PENDING + ".draining")
+    fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
+    waiting = dict(zip(fields, ("t0", "eve", "engineer", "POST", "/r", "/p0", 200, None), strict=True))
+    journal.write_text(json.dumps(waiting) + "\n")
+    cli = audit.AuditLog(store, journal, drains=False)
+    cli_user = Caller(name="cli:ana", role=Role.operator)
+    assert cli.write("t1", cli_user, "PUT", "/r", "/p1", 200, "label normal by ana") is True
+    cli.drain()
+    assert journal.read_text() == json.dumps(waiting) + "\n" and not draining.exists()
+    assert [r["time"] for r in cli.page(10, 0)[1]] == ["t1"]
+
+    monkeypatch.setattr(audit, "AUDIT_WAIT_S", 0.2)
+    holder = sqlite3.connect(str(database), isolation_level=None)
+    holder.execute("PRAGMA busy_timeout = 0")
+    holder.execute("BEGIN IMMEDIATE")
+    store._db.raw.execute("PRAGMA busy_timeout = 0")  # type: ignore[attr-defined]
+    fsync, renamed = os.fsync, [False]
+
+    def the_service_renames_meanwhile(fd: int) -> None:  # between the append and its check
+        fsync(fd)
+        if not renamed[0]:  # and appends another row to a new journal
+            renamed[0] = True
+            os.replace(journal, draining)
+            journal.write_text(json.dumps({**waiting, "time": "t3", "path": "/p3"}) + "\n")
+
+    monkeypatch.setattr(os, "fsync", the_service_renames_meanwhile)
+    try:
+        assert cli.write("t2", cli_user, "PUT", "/r", "/p2", 200, "label anomalous by ana") is False
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert [row[0] for row in cli._pending(draining)] == ["t0", "t2"]  # it landed in the renamed file
+    assert [row[0] for row in cli._pending(journal)] == ["t3", "t2"]  # and again in the journal
+    service = audit.AuditLog(store, journal)
+    service.drain()
+    assert not journal.exists() and not draining.exists()
+    assert [r["time"] for r in service.page(10, 0)[1]] == ["t3", "t2", "t0", "t1"]
+    store.close()

@@ -438,16 +438,26 @@ def test_the_decision_filter_tells_unrecognised_from_undecided(tmp_path: Path) -
 
 
 def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``eagle review label`` writes the audit row the API writes; without ``--note`` a relabel with the
-    same label keeps the note, a changed label drops it, and ``--note ''`` clears it."""
+    """``eagle review label`` writes the audit row the API writes, its actor ``cli:<login name>`` (``--by``
+    is anyone's word: it goes in the detail), and leaves the service's journal to the service; without
+    ``--note`` a relabel with the same label keeps the note, a changed label drops it, and ``--note ''``
+    clears it."""
+    import getpass
+
     from eagle_iad.cli import main
     from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.service.audit import PENDING
 
+    monkeypatch.setattr(getpass, "getuser", lambda: "ana-os")
     settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
     _history(settings.database)
     state = ["--state-dir", str(settings.state_dir)]
+    journalled = {"time": "2026-12-04T08:59:00.000+00:00", "actor": "eve", "role": "engineer", "method": "POST",
+                  "route": "/r", "path": "/p", "status": 200, "detail": None}  # fmt: skip
+    journal = settings.state_dir / PENDING
+    journal.write_text(json.dumps(journalled) + "\n")  # the service's: it alone moves it into the log
 
     def label(*words: str) -> dict[str, Any]:
         assert main(["review", "label", *words, "--by", "kai", *state]) == 0
@@ -458,13 +468,15 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
     assert label("close", "defective")["label_note"] is None  # another label: the old note does not fit it
     assert label("close", "anomalous", "--note", "crack")["label_note"] == "crack"
     assert label("close", "anomalous", "--note", "")["label_note"] is None  # said: cleared
+    assert journal.read_text() == json.dumps(journalled) + "\n"
+    assert sorted(p.name for p in settings.state_dir.iterdir() if p.name.startswith("audit")) == [PENDING]
     with TestClient(create_app(settings)) as client:
         rows = client.get("/v1/audit").json()["items"]
-        newest = rows[0]
+        assert len(rows) == 6 and rows[0]["actor"] == "eve"  # the journal, moved in by the service as it started
+        newest = rows[1]
         assert tuple(newest[k] for k in ("actor", "role", "method", "route", "path", "status", "detail")) == (
-            "kai", "operator", "PUT", "/v1/inspections/{inspection_id}/label", "/v1/inspections/close/label", 200,
-            "label anomalous (eagle review label)")  # fmt: skip
-        assert len(rows) == 5
+            "cli:ana-os", "operator", "PUT", "/v1/inspections/{inspection_id}/label", "/v1/inspections/close/label",
+            200, "label anomalous by kai (eagle review label)")  # fmt: skip
         # the API takes the CLI's word too, stored as the history's
         answer = client.put("/v1/inspections/band/label", json={"label": "defective"})
         assert answer.status_code == 200 and answer.json()["label"] == "anomalous"

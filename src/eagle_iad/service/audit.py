@@ -53,9 +53,14 @@ log = logging.getLogger("eagle_iad.service")
 
 
 class AuditLog:
-    def __init__(self, store: InspectionStore, journal: Path | None = None) -> None:
+    def __init__(self, store: InspectionStore, journal: Path | None = None, drains: bool = True) -> None:
+        """``drains``: this log moves journalled rows into the log. Only the service's does: another process
+        (``eagle review label``) writing to the same state folder passes ``False`` and only appends to the
+        journal when the log refuses its row, since the service's drain is guarded by its own threads' locks,
+        which another process does not see."""
         self.store = store
         self.journal = journal
+        self.drains = drains
         self._journal_lock = threading.RLock()  # held by a drain that appends to its own file
         self._drain_lock = threading.Lock()
 
@@ -68,7 +73,8 @@ class AuditLog:
         """
         row = (time, caller.name, caller.role.name, method, route, printable(path), status,
                None if detail is None else printable(detail))  # fmt: skip
-        self.drain()
+        if self.drains:
+            self.drain()
         deadline = clock.monotonic() + AUDIT_WAIT_S
         delay = 0.05
         while True:
@@ -90,8 +96,8 @@ class AuditLog:
     def drain(self) -> None:
         """Move journalled rows into the log, each once and each on its own (one the log refuses goes to
         ``audit-rejected.jsonl`` and blocks no other); what the log cannot take yet waits for the next drain."""
-        if self.journal is None or not self._drain_lock.acquire(blocking=False):
-            return  # no journal, or another thread is draining it
+        if self.journal is None or not self.drains or not self._drain_lock.acquire(blocking=False):
+            return  # no journal, another process's log (the service drains), or another thread is draining it
         try:
             self._drain(self.journal)
         except Exception:  # the journal's own trouble (a full disk): never the caller's row or read
@@ -101,18 +107,22 @@ class AuditLog:
 
     def _drain(self, journal: Path) -> None:
         """The journal renamed to ``.draining`` (appends go on to a new journal meanwhile), then its rows in
-        one by one; the file is rewritten without each row once it is in or set aside."""
+        one by one; the file is rewritten without each row once it is in or set aside. Rows an earlier drain
+        left in ``.draining`` go first; the journal is renamed only once they are all in. Only ever renamed,
+        never copied: an append from another process that lands in the renamed file sees the rename and
+        appends again (:meth:`_append`), and the repeated row is found in the log (``_WRITTEN``)."""
         draining = journal.with_name(journal.name + ".draining")
-        with self._journal_lock:  # appends wait only for this rename
-            if journal.exists():
-                if draining.exists():  # an earlier drain left rows: they go first
-                    for entry in self._pending(journal):
-                        self._append(draining, entry)
-                    journal.unlink()
-                else:
+        for _ in range(2):  # what an earlier drain left, then the journal
+            with self._journal_lock:  # appends wait only for this rename
+                if not draining.exists():
+                    if not journal.exists():
+                        return
                     os.replace(journal, draining)
-        if not draining.exists():
-            return
+            if not self._drain_file(journal, draining):
+                return
+
+    def _drain_file(self, journal: Path, draining: Path) -> bool:
+        """``draining``'s rows into the log; ``False`` when some must wait for a later drain."""
         rejected = journal.with_name(REJECTED)
         rows = self._pending(draining)
         for index, entry in enumerate(rows):
@@ -124,11 +134,12 @@ class AuditLog:
                 if not _refused(exc):  # busy, away, read-only, damaged: the rows wait for the next drain
                     self._keep(draining, rows[index:])
                     log.warning("audit: %s still holds rows the log cannot take yet (%s)", draining, exc)
-                    return
+                    return False
                 self._append(rejected, entry)
                 self._keep(draining, rows[index + 1 :])  # so a later drain does not refuse it again
                 log.error("audit: the log refused a journalled row (%s); kept in %s", exc, rejected)
         draining.unlink()
+        return True
 
     @staticmethod
     def _pending(journal: Path) -> list[tuple[Any, ...]]:
@@ -150,15 +161,24 @@ class AuditLog:
         atomic_write_text(journal, text)
 
     def _append(self, journal: Path, row: tuple[Any, ...]) -> None:
-        """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own."""
-        line = (json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n").encode()
-        with self._journal_lock, journal.open("a+b") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
-                line = b"\n" + line
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own.
+
+        If the file was renamed meanwhile (the service, another process, began a drain as this wrote), the
+        line is written again to the journal now at the path: the drain may have read the renamed file
+        before the line reached it. A row the drain took both times is written to the log once."""
+        text = (json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n").encode()
+        with self._journal_lock:
+            while True:
+                with journal.open("a+b") as handle:
+                    line = text
+                    end = handle.seek(0, os.SEEK_END)
+                    if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
+                        line = b"\n" + line
+                    handle.write(line)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    if _same_file(os.fstat(handle.fileno()), journal):
+                        return
 
     def page(self, limit: int, offset: int, actor: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Newest first: ``(total, rows)``."""
@@ -180,6 +200,15 @@ class AuditLog:
         for row in rows:
             writer.writerow([_defuse(value) for value in row])
         return out.getvalue()
+
+
+def _same_file(written: os.stat_result, path: Path) -> bool:
+    """Whether ``path`` still names the file ``written`` describes (not renamed away since it was opened)."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (written.st_dev, written.st_ino)
 
 
 def _refused(exc: BaseException) -> bool:
