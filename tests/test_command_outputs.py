@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -333,4 +333,92 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
 
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     assert main(["openapi"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def _replace_stdout(monkeypatch: pytest.MonkeyPatch, fd: int) -> None:
+    """Standard output on ``fd`` (a pipe's write end), closed at the test's end (a buffered text file)."""
+    import io
+    import sys
+
+    stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w", closefd=True)), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stream)
+
+
+def _openapi_does(monkeypatch: pytest.MonkeyPatch, body: Callable[[], None]) -> None:
+    """``eagle openapi`` replaced by ``body``: any command's own work."""
+    import eagle_iad.cli.serve as serve
+
+    def run(args: object) -> int:
+        body()
+        return 0
+
+    monkeypatch.setattr(serve, "_cmd_openapi", run)
+
+
+def test_a_real_pipe_whose_reader_went_away_ends_quietly_written_or_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle ... | head`` over a real pipe: the BrokenPipeError of a print to it, and of the flush of what
+    is still buffered at the end, is 141 without a word; so is one the command raised while standard
+    output is that closed pipe (it polls as an error)."""
+    import sys
+
+    from eagle_iad.cli import main
+
+    def write_a_lot() -> None:
+        for _ in range(2000):
+            print("x" * 100)
+
+    for body in (write_a_lot, lambda: print("short, still buffered"), _raise_broken_pipe):
+        read, write = os.pipe()
+        os.close(read)  # head has its lines
+        _replace_stdout(monkeypatch, write)
+        _openapi_does(monkeypatch, body)
+        try:
+            assert main(["openapi"]) == 141
+        finally:
+            with suppress(OSError):
+                sys.stdout.close()
+        assert capsys.readouterr().err == ""
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A BrokenPipeError from anything but standard output (a subprocess's pipe, a dead worker's, a
+    plugin's socket) is a failure, not a reader that went away: it reaches the interpreter as any other
+    unexpected error does (its traceback, status 1), not a silent 141; with standard output a live pipe, a
+    file or a stream of the caller's."""
+    import sys
+
+    from eagle_iad.cli import main
+
+    def half_then_a_worker_dies() -> None:
+        print("half the answer")
+        _raise_broken_pipe()
+
+    read, write = os.pipe()
+    try:
+        _replace_stdout(monkeypatch, write)
+        _openapi_does(monkeypatch, half_then_a_worker_dies)
+        with pytest.raises(BrokenPipeError):
+            main(["openapi"])
+        sys.stdout.close()
+        assert os.read(read, 100) == b"half the answer\n"  # the reader is there: what was written reached it
+    finally:
+        os.close(read)
+    _replace_stdout(monkeypatch, os.open(tmp_path / "out.txt", os.O_WRONLY | os.O_CREAT))
+    with pytest.raises(BrokenPipeError):
+        main(["openapi"])  # standard output a file
+    sys.stdout.close()
+    assert (tmp_path / "out.txt").read_text() == "half the answer\n"
+    monkeypatch.undo()
+    _openapi_does(monkeypatch, _raise_broken_pipe)
+    with pytest.raises(BrokenPipeError):
+        main(["openapi"])  # standard output is pytest's capture
     assert capsys.readouterr().err == ""

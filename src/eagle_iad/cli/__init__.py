@@ -76,6 +76,38 @@ def build_parser() -> argparse.ArgumentParser:
 BROKEN_PIPE_STATUS = 141
 
 
+def _stdout_is_broken() -> bool:
+    """Whether standard output is the pipe whose reader went away, after a BrokenPipeError: writing what is
+    still buffered for it fails the same way, or (nothing buffered) the pipe reports an error: a pipe's
+    write end with no reader left polls as ``POLLERR``. Any other broken pipe is the command's failure."""
+    import os
+    import select
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # closed or otherwise failing: not the reader going away
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a caller (tests): its flush said it is fine
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        import stat
+
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False  # a file or a terminal: EPIPE does not come from writing to it
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except OSError:
+        return False
+
+
 def _drop_stdout() -> None:
     """Point standard output at /dev/null, so the interpreter's last flush of what was still buffered for a
     closed pipe does not print "Exception ignored ... BrokenPipeError" after a quiet exit."""
@@ -126,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
             return status
         except BrokenPipeError:  # `eagle ... | head`: the reader has what it wanted; stop as `cat` would
+            if not _stdout_is_broken():  # a subprocess's pipe, a worker's, a plugin's socket: a real failure
+                raise
             _drop_stdout()
             return BROKEN_PIPE_STATUS
         except Stopped as stop:
