@@ -8,10 +8,12 @@ For each set (elpv mono; the tire when ../shared has it) at the defaults:
    relative difference, and the seconds of each (teach: load, embed, extend, rescore, save; refit:
    fit and save) with the ratio.
 2. **Effect.** Split the normal test images in two halves (even and odd positions); teach the base
-   model the false alarms of the first half; print false alarms on the second half and recall on the
-   defects before and after.
-3. **Guard.** How many defects and how many false alarms score above the guard limit (refused unless
-   forced), the check that stops a defect from being taught as normal.
+   model the false alarms of the first half that the guard lets through (not unrecognised, not above
+   the guard limit: ``teach`` refuses those unless forced); print false alarms on the second half and
+   recall on the defects before and after.
+3. **Guard.** How many defects and how many false alarms score above the guard limit, and how many the
+   base model calls unrecognised (both refused unless forced): the checks that stop a defect, or an
+   image unlike the training images, from being taught as normal.
 
 For the middle N, a second refit on the same images with another coreset seed is compared with the
 first: how much two refits differ by themselves, the yardstick for the teach's agreement.
@@ -57,6 +59,19 @@ def _alike(first: Any, second: Any, paths: list[Path]) -> tuple[float, str]:
     return float(np.mean(~differ)), f"{flagged} of {int(differ.sum())} ({int((near_a | near_b).sum())} in all)"
 
 
+def _guarded(
+    candidates: list[int], scores: np.ndarray, unrecognised: np.ndarray, limit: float
+) -> tuple[list[int], str]:
+    """The images among ``candidates`` that ``teach`` takes without ``force``, and the Effect table's "refused
+    by the guard" cell: how many it refuses and why (unrecognised, or scoring above the guard limit)."""
+    allowed = [i for i in candidates if not unrecognised[i] and scores[i] <= limit]
+    refused = len(candidates) - len(allowed)
+    if not refused:
+        return allowed, "0"
+    foreign = sum(1 for i in candidates if unrecognised[i])
+    return allowed, f"{refused} ({foreign} unrecognised, {refused - foreign} above the limit)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=int, default=180, help="training images of the model that is taught")
@@ -93,8 +108,9 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     guard = [
-        "| set | defects above the guard limit | false alarms above it | normal images above it |",
-        "|---|---|---|---|",
+        "| set | defects above the guard limit | false alarms above it | normal images above it "
+        "| unrecognised: defects / false alarms / normal images |",
+        "|---|---|---|---|---|",
     ]
     try:
         for name, layout_name, category, root in sets:
@@ -113,6 +129,10 @@ def main() -> int:
             base_results = base_expert.inspect_many(test_paths)
             base_scores = np.asarray([r.score for r in base_results])
             base_decisions = np.asarray([r.is_anomalous for r in base_results])
+            coverage = base_expert.model.coverage  # teach refuses what it calls unrecognised, as it refuses a score
+            base_foreign = np.asarray(
+                [bool(coverage is not None and coverage.unrecognised(r.foreign_share)) for r in base_results]
+            )
             for size in args.sizes:
                 extra = train[args.base : args.base + size]
                 if len(extra) < size:
@@ -157,7 +177,7 @@ def main() -> int:
             half_a, half_b = normal[0::2], normal[1::2]
             limit = guard_limit(base_expert.model.thresholds, base_expert.model.train_scores)
             false_a = [int(i) for i in half_a if base_decisions[i]]
-            allowed = [i for i in false_a if base_scores[i] <= limit]
+            allowed, refused = _guarded(false_a, base_scores, base_foreign, limit)
             defects = labels == 1
             effect_dir = work / f"{category}-effect"
             shutil.copytree(base_dir, effect_dir)
@@ -170,7 +190,7 @@ def main() -> int:
             else:
                 after_decisions, tau_after = base_decisions, base_expert.model.thresholds.tau
             effect.append(
-                f"| {name} | {len(allowed)} | {len(false_a) - len(allowed)} | {int(base_decisions[half_b].sum())} of "
+                f"| {name} | {len(allowed)} | {refused} | {int(base_decisions[half_b].sum())} of "
                 f"{len(half_b)} | {int(after_decisions[half_b].sum())} of {len(half_b)} | "
                 f"{base_decisions[defects].mean():.3f} | {after_decisions[defects].mean():.3f} | "
                 f"{base_expert.model.thresholds.tau:.3f} | {tau_after:.3f} |"
@@ -180,7 +200,10 @@ def main() -> int:
             guard.append(
                 f"| {name} | {int((base_scores[defects] > limit).sum())} of {int(defects.sum())} | "
                 f"{int((base_scores[false_all] > limit).sum())} of {int(false_all.sum())} | "
-                f"{int((base_scores[labels == 0] > limit).sum())} of {int((labels == 0).sum())} |"
+                f"{int((base_scores[labels == 0] > limit).sum())} of {int((labels == 0).sum())} | "
+                f"{int(base_foreign[defects].sum())} of {int(defects.sum())} / "
+                f"{int(base_foreign[false_all].sum())} of {int(false_all.sum())} / "
+                f"{int(base_foreign[labels == 0].sum())} of {int((labels == 0).sum())} |"
             )
             print(guard[-1], flush=True)
     finally:
