@@ -156,6 +156,12 @@ OLD_SCHEMA_5 = [  # an older eagle-iad's history: no label_by/label_note/image_s
     "INSERT INTO api_keys VALUES ('zoe', 'admin', 'd1', '2026-12-01T08:00:00+00:00', NULL)",
     "INSERT INTO api_keys VALUES ('bo', 'viewer', 'd2', '2026-12-01T09:00:00+00:00', NULL)",
     "INSERT INTO api_keys VALUES ('al', 'viewer', 'd3', '2026-12-01T09:00:00+00:00', NULL)",
+    # an outbox without refusals (added at the next open, no version of its own)
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, station TEXT NOT NULL, sink TEXT NOT NULL, "
+    "record_id TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', "
+    "attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, last_error TEXT, delivered REAL, "
+    "UNIQUE (station, sink, record_id))",
+    "INSERT INTO outbox (station, sink, record_id, payload, attempts) VALUES ('line-1', 'webhook', 'a', '{}', 4)",
 ]
 
 
@@ -231,6 +237,8 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         keys.add("ana", parse_role("admin"))  # numbered after the keys that were there
         assert [info.name for info in keys.list()] == ["zoe", "al", "bo", "ana"]  # by time added, then name
         assert store.upgrade.before == 6 and store.upgrade.added_columns == ()
+        head = StationTables(store).head("line-1", "webhook")
+        assert head is not None and (head.record_id, head.attempts, head.refusals) == ("a", 4, 0)
     finally:
         store.close()
 

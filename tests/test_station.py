@@ -539,7 +539,7 @@ def test_a_receiver_busy_is_retried_past_ten_tries_and_one_refusing_a_verdict_ma
 ) -> None:
     """At the default ``max_attempts``: 503 and 429 say "not now", retried however often (here 15 times, more than
     the ten tries that used to end in a dead letter); a 422 refuses the verdict, which becomes a dead letter after
-    REFUSED_ATTEMPTS refusals in a row, and the verdicts behind it then go, in order."""
+    REFUSED_ATTEMPTS refusals, and the verdicts behind it then go, in order."""
     from eagle_iad.station.parts import REFUSED_ATTEMPTS
 
     posts: list[str] = []
@@ -587,6 +587,58 @@ def test_a_dead_letter_requeued_goes_ahead_of_the_rows_stored_after_it(tmp_path:
             order.append(head.record_id)
             tables.delivered(head.seq)
         assert order == ["r2", "r3", "r4"]
+    finally:
+        store.close()
+
+
+def test_refusals_are_counted_in_the_outbox_row_whatever_fails_between_them_and_a_requeue_counts_afresh(
+    tmp_path: Path,
+) -> None:
+    """A receiver flapping between refusing a verdict (422) and being unreachable (503) still makes it a dead letter
+    after REFUSED_ATTEMPTS refusals in all (earlier: counted in a row, reset by every 503, so the head waited forever
+    and every verdict behind it too); a courier built afresh (a restart, a PATCH) goes on counting from the row; a
+    requeued dead letter is counted afresh (earlier: one more refusal made it a dead letter again)."""
+    from eagle_iad.station.config import SinkConfig
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.parts import REFUSED_ATTEMPTS, DeliveryError, RefusedError, Retry
+    from eagle_iad.station.runner import Courier
+
+    class Flapping:
+        kind, name = "test", "webhook"
+
+        def __init__(self) -> None:
+            self.tries = 0
+
+        def deliver(self, payload: dict[str, Any], key: str) -> None:
+            self.tries += 1
+            raise (RefusedError if self.tries % 2 else DeliveryError)(f"try {self.tries}")
+
+        def close(self) -> None:
+            pass
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'webhook', 'r1', '{}')")
+        tables, sink, lines = StationTables(store), Flapping(), []
+        config = SinkConfig(sink, Retry(0, 0.0, 0.0))  # type: ignore[arg-type]  # no backoff: each call tries
+        courier = Courier(tables, "line-1", config, lines.append)
+        for _ in range(2 * REFUSED_ATTEMPTS - 3):  # refused, unreachable, refused, ...: REFUSED_ATTEMPTS - 1 refusals
+            courier._once()
+        courier = Courier(tables, "line-1", config, lines.append)  # rebuilt: the count is the row's
+        courier._once()  # unreachable: not a refusal, and no reset either
+        assert tables.undelivered("line-1") == (1, 0)
+        courier._once()  # the REFUSED_ATTEMPTS-th refusal
+        assert tables.head("line-1", "webhook") is None and tables.undelivered("line-1") == (0, 1)
+        assert sum("gave up on record r1" in line for line in lines) == 1, lines
+        assert tables.requeue_dead("line-1") == 1
+        head = tables.head("line-1", "webhook")
+        assert head is not None and (head.attempts, head.refusals) == (0, 0)
+        courier._once()  # unreachable
+        courier._once()  # a refusal after the requeue: the first, not the eleventh
+        assert tables.undelivered("line-1") == (1, 0)
+        head = tables.head("line-1", "webhook")
+        assert head is not None and (head.attempts, head.refusals) == (2, 1)
     finally:
         store.close()
 
@@ -1477,7 +1529,7 @@ def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
 
 def test_by_default_only_refusals_end_as_dead_letters_and_an_explicit_max_attempts_ends_any_failure() -> None:
     """``max_attempts`` 0 (the default): an unreachable receiver never makes a dead letter, REFUSED_ATTEMPTS
-    refusals in a row do; set, it counts every try, as before."""
+    refusals of the verdict do; set, it counts every try, as before."""
     from eagle_iad.station.parts import REFUSED_ATTEMPTS, Options, Retry
 
     default = Retry.read(Options({}, "sink 1 (webhook)", Path(".")))

@@ -20,7 +20,10 @@ An index is no version: every open runs every ``CREATE ... IF NOT EXISTS`` above
 (``outbox_held``, ``station_intake_record``) is made in a history of the same version at its next open, and an
 older eagle-iad, which reads that version too, reads the history as before (it never names the index). So is
 ``station_faults`` (why a kept station could not be started, by the replica that last tried: shared, so every
-replica lists a station that runs nowhere as not started), a table an older eagle-iad never names.
+replica lists a station that runs nowhere as not started), a table an older eagle-iad never names, and so is
+``outbox.refusals`` (how many tries of that row the receiver refused, in total: :meth:`Retry.gives_up`), added to
+an outbox without it at the next open with its default 0; an older eagle-iad never names it and its inserts
+leave it at 0.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def statements() -> list[str]:
     next_try REAL NOT NULL DEFAULT 0,
     last_error TEXT,
     delivered REAL,
+    refusals INTEGER NOT NULL DEFAULT 0,
     UNIQUE (station, sink, record_id)
 )""",
         "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq)",
@@ -177,6 +181,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             )
         if before is not None and before < 6:
             _number_keys(backend, db)
+        if "refusals" not in backend.columns(db, "outbox"):  # no version of its own (see above)
+            db.execute(backend.ddl("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0"))
         present = backend.columns(db, "inspections")
         missing = [column for column in columns() if column.name not in present]
         for column in missing:

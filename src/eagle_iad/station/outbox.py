@@ -9,8 +9,9 @@ idempotency key (the record id), which the receiver uses to drop the repeat.
 
 Per sink, rows are delivered in the order they were stored (the head waits until it is delivered or
 becomes a dead letter), so a receiver sees each station's verdicts in order. By default only a verdict the
-receiver refuses becomes a dead letter (see :meth:`Retry.gives_up`); one it cannot be reached for waits, and the
-rows behind it too. A dead letter requeued (:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again
+receiver refuses becomes a dead letter (see :meth:`Retry.gives_up`: its row's ``refusals``, counted in the row so a
+restart or a receiver that flaps between refusing and being unreachable neither resets nor hides them); one it
+cannot be reached for waits, and the rows behind it too. A dead letter requeued (:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again
 ahead of every row still pending that was stored after it.
 """
 
@@ -77,6 +78,8 @@ class Due:
     payload: dict[str, Any]
     attempts: int
     next_try: float
+    #: Tries of this row the receiver refused, in total since it was stored or last requeued.
+    refusals: int = 0
 
 
 def backoff_s(attempts: int, retry: Retry) -> float:
@@ -178,35 +181,37 @@ class StationTables:
 
     def head(self, station: str, sink: str) -> Due | None:
         rows = self.store.read(
-            "SELECT seq, record_id, payload, attempts, next_try FROM outbox"
+            "SELECT seq, record_id, payload, attempts, next_try, refusals FROM outbox"
             " WHERE station = ? AND sink = ? AND state = ? ORDER BY seq LIMIT 1",
             (station, sink, PENDING),
         )
         if not rows:
             return None
-        seq, record_id, payload, attempts, next_try = rows[0]
-        return Due(int(seq), str(record_id), json.loads(payload), int(attempts), float(next_try))
+        seq, record_id, payload, attempts, next_try, refusals = rows[0]
+        return Due(int(seq), str(record_id), json.loads(payload), int(attempts), float(next_try), int(refusals))
 
     def delivered(self, seq: int) -> None:
         with self.store.transaction() as db:
             db.execute("UPDATE outbox SET state = ?, delivered = ?, last_error = NULL WHERE seq = ?",
                        (DELIVERED, time.time(), seq))  # fmt: skip
 
-    def failed(self, due: Due, error: str, retry: Retry, refusals: int = 0) -> bool:
-        """Count a failed try (the last ``refusals`` tries of it refused by the receiver); ``True`` when it was the
-        last (the row is now a dead letter: see :meth:`Retry.gives_up`)."""
+    def failed(self, due: Due, error: str, retry: Retry, *, refused: bool = False) -> bool:
+        """Count a failed try (``refused``: the receiver refused the verdict, counted in the row's ``refusals``, which
+        no other kind of failure resets); ``True`` when it was the last (the row is now a dead letter: see
+        :meth:`Retry.gives_up`)."""
         attempts = due.attempts + 1
+        refusals = due.refusals + int(refused)
         dead = retry.gives_up(attempts, refusals)
         next_try = time.time() + (0.0 if dead else backoff_s(attempts, retry))
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE outbox SET attempts = ?, last_error = ?, next_try = ?, state = ? WHERE seq = ?",
-                (attempts, error[:500], next_try, DEAD if dead else PENDING, due.seq),
+                "UPDATE outbox SET attempts = ?, refusals = ?, last_error = ?, next_try = ?, state = ? WHERE seq = ?",
+                (attempts, refusals, error[:500], next_try, DEAD if dead else PENDING, due.seq),
             )
         return dead
 
     def requeue_dead(self, station: str | list[str] | None = None, sink: str | None = None) -> int:
-        """Dead letters back in their queues (tries counted afresh): the user fixed the receiver. ``station``: one
+        """Dead letters back in their queues (tries and refusals counted afresh): the user fixed the receiver. ``station``: one
         station's, or those of the stations named (a stations file's: a shared history holds other files'), or
         (``None``) every station's."""
         clauses, params = ["state = ?"], [DEAD]
@@ -221,7 +226,8 @@ class StationTables:
             params.append(sink)
         with self.store.transaction() as db:
             cursor = db.execute(
-                f"UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE {' AND '.join(clauses)}", params
+                f"UPDATE outbox SET state = 'pending', attempts = 0, refusals = 0, next_try = 0 WHERE {' AND '.join(clauses)}",
+                params,
             )
         return int(cursor.rowcount)
 

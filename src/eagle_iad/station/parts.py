@@ -315,8 +315,10 @@ class Retry:
         )
 
     def gives_up(self, attempts: int, refusals: int) -> bool:
-        """Whether a verdict tried ``attempts`` times, of which the receiver refused the last ``refusals``, is a dead
-        letter now: ``max_attempts`` tries where set, else :data:`REFUSED_ATTEMPTS` refusals in a row."""
+        """Whether a verdict tried ``attempts`` times, of which the receiver refused ``refusals`` (in total, whatever
+        failed in between: a receiver flapping between refusing it and being unreachable still ends it; counted in its
+        outbox row, so a restart does not reset them; a requeue does), is a dead letter now: ``max_attempts`` tries
+        where set, else :data:`REFUSED_ATTEMPTS` refusals."""
         if self.max_attempts != UNLIMITED:
             return attempts >= self.max_attempts
         return refusals >= REFUSED_ATTEMPTS

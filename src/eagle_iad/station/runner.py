@@ -106,8 +106,6 @@ class Courier(threading.Thread):
         #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
         self._gate = threading.Lock()
         self._ended = False
-        #: The outbox row (``seq``) the receiver refused last, and how many times in a row (see Retry.gives_up).
-        self._refused: tuple[int, int] = (-1, 0)
 
     def run(self) -> None:
         while True:
@@ -151,9 +149,8 @@ class Courier(threading.Thread):
             # refused by the receiver, or a sink's bug (anything but a DeliveryError or an OSError): counted towards
             # a dead letter; a receiver that cannot be reached is not (by default: tried until it can be)
             refused = isinstance(exc, RefusedError) or not isinstance(exc, DeliveryError | OSError)
-            seq, count = self._refused
-            self._refused = (due.seq, (count if seq == due.seq else 0) + 1) if refused else (-1, 0)
-            dead = self.tables.failed(due, error, self.sink.retry, self._refused[1])
+            # (counted in the outbox row: neither a restart nor an unreachable try in between resets it)
+            dead = self.tables.failed(due, error, self.sink.retry, refused=refused)
             self.failures += 1
             if self.failing_since is None:  # one line when the sink starts failing, not one per retry
                 self.failing_since = time.monotonic()
