@@ -1614,6 +1614,58 @@ class TlsListener:
         self._sock.close()
 
 
+def test_the_webhook_retries_a_malformed_answer_and_401_403_404_and_refuses_other_4xx(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A malformed HTTP answer (a bad status line, a body cut short, a header line too long) is no refusal of the
+    verdict: retried as an unreachable receiver is (earlier: http.client's exception, not an OSError, counted as a
+    refusal, a dead letter in time). 401, 403 and 404 describe the receiver as a whole (a token expired, a route not
+    deployed): retried too; 400, 409, 410, 413, 415 and 422 refuse the verdict."""
+    from eagle_iad.station.parts import DeliveryError, Options, RefusedError
+    from eagle_iad.station.sinks.webhook import WebhookSink
+
+    where = "stations.toml: station 'l': sink 1 (webhook)"
+
+    def sink(port: int) -> WebhookSink:
+        return WebhookSink(Options({"url": f"http://127.0.0.1:{port}/v", "timeout_s": 5}, where, tmp_path), "webhook")
+
+    codes: list[int] = []
+    receiver.answer = lambda key: codes[-1]
+    for code in (401, 403, 404, 408, 429, 503):
+        codes.append(code)
+        with pytest.raises(DeliveryError) as caught:
+            sink(receiver.port).deliver({"n": 1}, "k")
+        assert type(caught.value) is DeliveryError and str(caught.value) == (
+            f"HTTP {code} from http://127.0.0.1:{receiver.port}/v"
+        )
+    for code in (400, 409, 410, 413, 415, 422):
+        codes.append(code)
+        with pytest.raises(RefusedError, match=f"^HTTP {code} from "):
+            sink(receiver.port).deliver({"n": 1}, "k")
+    answers = {
+        "BadStatusLine": b"garbage\r\n\r\n",
+        "IncompleteRead": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # no chunk size
+        "LineTooLong": b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * 70000 + b"\r\n\r\n",
+    }
+    for name, answer in answers.items():
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+
+            def reply(server: socket.socket = server, answer: bytes = answer) -> None:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+            thread = threading.Thread(target=reply, daemon=True)
+            thread.start()
+            with pytest.raises(DeliveryError) as caught:
+                sink(port).deliver({"n": 1}, "k")
+            thread.join(wait_s(10))
+        assert type(caught.value) is DeliveryError, name
+        assert str(caught.value).startswith(f"http://127.0.0.1:{port}/v: malformed HTTP answer ({name}: "), caught.value
+
+
 def test_a_webhook_with_verify_tls_false_and_a_plain_http_url_is_refused(tmp_path: Path) -> None:
     """``verify_tls = false`` with ``http://`` would turn off nothing: refused like ``ca_file`` with ``http://``,
     not accepted silently (the user may believe the url is TLS); with ``https://`` it is accepted. Earlier versions

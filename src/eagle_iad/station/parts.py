@@ -27,12 +27,13 @@ class StationConfigError(ConfigError):
 
 class DeliveryError(Exception):
     """One delivery failed and may succeed later (the receiver down or unreachable: connection refused or reset,
-    a name that does not resolve, a timeout, HTTP 5xx, 408 or 429, a broker away): retried with backoff, and by
-    default without limit (see :class:`Retry`), the rows behind it waiting in order."""
+    a name that does not resolve, a timeout, HTTP 5xx, 401, 403, 404, 408 or 429, a malformed HTTP answer, a broker
+    away): retried with backoff, and by default without limit (see :class:`Retry`), the rows behind it waiting in
+    order."""
 
 
 class RefusedError(DeliveryError):
-    """The receiver answered and refused this verdict (HTTP 4xx other than 408 and 429, a message the broker
+    """The receiver answered and refused this verdict (HTTP 4xx other than 401, 403, 404, 408 and 429, a message the broker
     rejects, a node the server will not write, an image the folder sink no longer finds): trying again is
     unlikely to help, so after :data:`REFUSED_ATTEMPTS` such tries (or ``max_attempts``, when set) the verdict
     becomes a dead letter and the rows behind it go on."""

@@ -4,8 +4,9 @@ The receiver can trust and de-duplicate what it gets: ``X-Eagle-Signature-256: s
 HMAC-SHA256 of the exact body under a shared secret (read from the environment variable named by
 ``secret_env``, so it never sits in the stations file), and ``Idempotency-Key`` is the record id,
 the same on every retry of the same verdict. Any answer but 2xx, a timeout or a refused connection is
-retried with backoff (the outbox's): a receiver that cannot be reached, a 5xx, 408 or 429 until it delivers (by
-default), a 4xx refusal until it is a dead letter (see :meth:`Retry.gives_up`). TLS certificates are verified unless
+retried with backoff (the outbox's): a receiver that cannot be reached, a malformed answer, a 5xx, 401, 403, 404,
+408 or 429 until it delivers (by default: see :data:`RETRIED_4XX`), any other 4xx, refusing the verdict, until it is
+a dead letter (see :meth:`Retry.gives_up`). TLS certificates are verified unless
 ``verify_tls = false``; ``ca_file`` names a private CA (both with an ``https://`` url only: with ``http://``
 there is nothing to verify, so either is refused rather than ignored).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import socket
 import ssl
@@ -39,9 +41,12 @@ PLAIN_HTTP = "(this url is plain http://: no TLS to verify)"
 PLAIN_HTTP_FIX = "remove {key} from this sink (over http:// it did nothing), or give it an https:// url"
 #: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
 _HOST_MISMATCH = (62, 64)
-#: The 4xx answers that say "not now" (request timeout, too many requests): retried as a receiver that is down is;
-#: any other 4xx refuses the verdict (:class:`RefusedError`).
-RETRIED_4XX = (408, 429)
+#: The 4xx answers that say "not now" (request timeout, too many requests), and those that describe the receiver as
+#: a whole rather than this verdict (401, 403: credentials it no longer accepts, an expired token; 404: a route not
+#: deployed, a wrong path): retried as a receiver that is down is (without limit by default; the status names the
+#: failing sink), so fixing the receiver delivers every verdict in order instead of leaving a dead letter each.
+#: Any other 4xx (400, 409, 410, 413, 415, 422, ...) refuses the verdict (:class:`RefusedError`).
+RETRIED_4XX = (401, 403, 404, 408, 429)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -127,6 +132,9 @@ class WebhookSink:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"{self.url}: {reason}") from None
+        except http.client.HTTPException as exc:  # no valid HTTP answer (BadStatusLine, IncompleteRead, LineTooLong):
+            # the receiver or something between, not this verdict: retried as an unreachable receiver is
+            raise DeliveryError(f"{self.url}: malformed HTTP answer ({type(exc).__name__}: {exc})") from None
 
     def probe(self) -> str | None:
         """Connect (and shake hands over TLS) without sending a request: why the receiver is unreachable, or None.
