@@ -2219,6 +2219,37 @@ def test_an_owed_filing_is_written_durably_its_folder_synced_after_the_rename(
     assert read_owed(tmp_path, "line-1") == owed
 
 
+@pytest.mark.parametrize("code", ["EINVAL", "ENOTSUP", "EBADF"])
+def test_an_owed_filing_on_a_file_system_that_cannot_sync_a_folder_is_kept_not_reported_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    """CIFS and some FUSE file systems refuse a folder's fsync (EINVAL, ENOTSUP, EBADF) after the rename is done:
+    the owed file is in place, so that is no failed write (earlier: every retry wrote it again and logged that it
+    "could not be kept"). Any other error of the folder's fsync (EIO) still is one."""
+    import errno
+
+    from eagle_iad.station.status import OwedFiling, read_owed, write_owed
+
+    real = os.fsync
+    raised: list[int] = []
+    failure = [getattr(errno, code)]
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raised.append(failure[0])
+            raise OSError(failure[0], os.strerror(failure[0]))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    owed = OwedFiling("ab" * 32, "r1", "done/x-1.png", True, "done/x.png")
+    write_owed(tmp_path, "line-1", owed)
+    assert raised == [getattr(errno, code)] and read_owed(tmp_path, "line-1") == owed
+    failure[0] = errno.EIO
+    with pytest.raises(OSError) as caught:
+        write_owed(tmp_path, "line-1", owed)
+    assert caught.value.errno == errno.EIO
+
+
 def _refuse_filings(work: Path, refused: bool) -> None:
     """Make the history itself refuse (or take again) the write that stores where an image was filed: a trigger
     aborting any change of ``station_intake.moved_to``, as a database would refuse it (locked, full, read-only)."""

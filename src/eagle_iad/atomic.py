@@ -6,6 +6,7 @@ The text goes to a temporary file in the destination folder, is fsynced, and is 
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -31,11 +32,20 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> Non
         sync_folder(path.parent)
 
 
+#: What a folder's fsync raises on file systems that cannot sync a folder (CIFS, some FUSE ones): the rename is done
+#: and the file in place, as durable as that file system makes it; nothing a retry would change.
+UNSYNCABLE_FOLDER = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+
+
 def sync_folder(folder: Path) -> None:
-    """Make ``folder``'s entries (a rename into it, a file removed) durable."""
+    """Make ``folder``'s entries (a rename into it, a file removed) durable, where its file system can (see
+    :data:`UNSYNCABLE_FOLDER`: those errors are ignored, not taken for a write that failed)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in UNSYNCABLE_FOLDER:
+            raise
     finally:
         os.close(fd)
 
