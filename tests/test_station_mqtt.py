@@ -344,6 +344,32 @@ def test_the_sink_alone_speaks_mqtt_3_1_1_and_fails_cleanly_while_the_broker_is_
 
 
 @needs_mosquitto
+def test_a_probe_while_the_sink_is_connected_does_not_push_it_off(tmp_path: Path, broker: Broker) -> None:
+    """A probe (a PATCH looks at the broker while the station runs) connects with a client id of its own: the live
+    connection stays (earlier: the same id, so the broker took it over, published its retained last will
+    ``offline``, then ``online`` again, and a PUBACK in flight was lost: a verdict sent twice)."""
+    where = "stations.toml: station 's1': sink 1 (mqtt)"
+    table = {"kind": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout_s": 30}
+    payload = {"station": "s1", "record": {"id": "r1", "category": "mono", "decision": None}, "image": "", "source": ""}
+    watcher = Subscriber(broker.port, "eagle-test-watcher", topic="eagle/s1/status")
+    live = MqttSink(Options(table, where, tmp_path), "mqtt")
+    try:
+        live.deliver(payload, "r1")
+        watcher.wait(lambda got: [m.payload for m in got] == [b"online"], "the live sink did not say online")
+        assert MqttSink(Options(table, where, tmp_path), "mqtt").probe() is None
+        assert MqttSink(Options(table, where, tmp_path), "mqtt").probe() is None
+        live.deliver({**payload, "record": {**payload["record"], "id": "r2"}}, "r2")
+        live.close()
+        watcher.wait(lambda got: len(got) >= 2, "the live sink did not say offline")
+    finally:
+        watcher.close()
+    assert [m.payload for m in watcher.got()] == [b"online", b"offline"], broker.log()  # said once each, at close
+    log = broker.log()
+    assert log.count(" as eagle-station-s1-mqtt ") == 1, log  # the live client connected once, never taken over
+    assert log.count(" as eagle-station-s1-mqtt-probe-") == 2, log
+
+
+@needs_mosquitto
 def test_credentials_the_broker_refuses_stop_the_station_at_start(model_dir: Path, tmp_path: Path) -> None:
     """A broker with a password file: the right password passes the start-up probe (which publishes nothing),
     a wrong one or none is one line naming password_env or username, and ``eagle station run`` exits 2."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import secrets
 import select
 import ssl
 import string
@@ -193,16 +194,18 @@ class MqttSink:
         """Connect once, as the sink will, and disconnect: why the broker is unreachable now, or None.
 
         Runs in the caller's thread (paho's loop driven by hand, no network thread) within ``timeout_s`` for
-        the connection and ``timeout_s`` for the CONNACK; no will is set and nothing is published, so the
-        status topic is untouched. Credentials the broker refuses, a protocol or client id it rejects, or a
-        certificate that fails verification raise :class:`StationConfigError` naming the field.
+        the connection and ``timeout_s`` for the CONNACK; with a client id of its own (:meth:`_probe_id`: a
+        probe while the station runs, at a ``PATCH``, must not push the live connection off), no will set and
+        nothing published, so the status topic is untouched. Credentials the broker refuses, a protocol it
+        rejects, or a certificate that fails verification raise :class:`StationConfigError` naming the field; a
+        client id it rejects is the probe's own, which says nothing of the sink's (not checked).
         """
         from paho.mqtt.client import MQTT_ERR_SUCCESS, Client, MQTTv5, MQTTv311
         from paho.mqtt.enums import CallbackAPIVersion
 
         client = Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.client_id or f"eagle-station-{self._probe_station}-{self.name}",
+            client_id=self._probe_id(),
             protocol=MQTTv5 if self.protocol == "5" else MQTTv311,
         )
         client.connect_timeout = self.timeout_s
@@ -240,6 +243,8 @@ class MqttSink:
                 client.disconnect()  # written at once (no network thread), then the socket is closed
                 return None
             key = REFUSED_FIELD.get(reason.value)
+            if key == "client_id":  # the probe's own id, not the one the station connects with: nothing known of it
+                return None
             if key == "password_env" and self.password is None:
                 key = "username"
             if key is None:
@@ -255,6 +260,12 @@ class MqttSink:
             sock = client.socket()
             if sock is not None:
                 sock.close()
+
+    def _probe_id(self) -> str:
+        """The probe's client id: its own (``<the sink's client id>-probe-<random hex>``), never the live
+        connection's, which a broker would take over: it would drop the live client (publishing its retained
+        last will, ``offline``, then ``online`` again) and lose a PUBACK in flight (a verdict sent twice)."""
+        return f"{self.client_id or f'eagle-station-{self._probe_station}-{self.name}'}-probe-{secrets.token_hex(4)}"
 
     @property
     def _probe_station(self) -> str:
