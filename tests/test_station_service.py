@@ -929,3 +929,58 @@ def test_a_hot_folder_another_station_takes_is_refused_and_a_kept_station_on_it_
             assert [(s["station"], s["state"].split(";")[0]) for s in listed] == [("line-1", said)]
     finally:
         holder.communicate("", timeout=wait_s(30))
+
+
+def test_a_stale_not_started_row_of_a_station_running_here_is_cleared_at_the_next_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``station_faults`` row left by another replica's failed start, whose clear failed when this replica started
+    the station (the history away a moment: :meth:`StationOwnership.started` goes on), is cleared at the next sync
+    (earlier: kept, so every other replica answered 409 station_not_started for a station that runs)."""
+    import threading
+    from types import SimpleNamespace
+
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.ownership import StationOwnership
+
+    class Manager:
+        def __init__(self) -> None:
+            self.runs: dict[str, Any] = {}
+
+        def all(self) -> list[Any]:
+            return list(self.runs.values())
+
+        def get(self, name: str) -> Any:
+            return self.runs.get(name)
+
+        def add(self, config: Any, *, spec: dict[str, Any], paused: bool, owns: Any) -> None:
+            self.runs[config.name] = SimpleNamespace(name=config.name, spec=spec, user_paused=paused)
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        tables = StationTables(store)
+        tables.save_spec("line-1", {"name": "line-1"}, "2026-12-06T00:00:00+00:00")
+        tables.set_fault("line-1", "FileNotFoundError: a folder gone", "2026-12-06T00:00:00+00:00")  # another replica
+        settings = SimpleNamespace(state_dir=tmp_path / "state", shutdown_grace_s=1.0)
+        state = SimpleNamespace(store=store, settings=settings, stopping=threading.Event())
+        manager = Manager()
+        configure = lambda spec: SimpleNamespace(name=spec["name"])  # noqa: E731
+        ownership = StationOwnership(state, manager, configure)  # type: ignore[arg-type]
+        real, refused = StationTables.clear_fault, [1, 2]  # the history away for the first sync
+
+        def clear_fault(self: StationTables, name: str) -> None:
+            if refused:
+                refused.pop()
+                raise sqlite3.OperationalError("database is locked")
+            real(self, name)
+
+        monkeypatch.setattr(StationTables, "clear_fault", clear_fault)
+        ownership.sync()
+        assert list(manager.runs) == ["line-1"] and ownership.not_started == {}
+        assert tables.faults() == {"line-1": "FileNotFoundError: a folder gone"}  # the clears in that sync failed
+        ownership.sync()  # the history back
+        assert tables.faults() == {}
+        assert ownership.why_not_started("line-1") is None  # what another replica answers: it runs (somewhere)
+    finally:
+        store.close()

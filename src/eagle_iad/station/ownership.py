@@ -114,7 +114,8 @@ class StationOwnership:
             LOG.warning("station %r: could not keep why it was not started in the history (%s)", name, exc)
 
     def started(self, name: str) -> None:
-        """``name`` runs here (this replica holds its lock): no replica lists it as not started any more."""
+        """``name`` runs here (this replica holds its lock): no replica lists it as not started any more (a clear
+        that fails here is done again at the next sync: :meth:`_clear_stale_faults`)."""
         had = self.not_started.pop(name, None)
         try:
             StationTables(self.state.store).clear_fault(name)
@@ -211,6 +212,24 @@ class StationOwnership:
                 self.failed(name, why)
             else:
                 self.started(name)
+        self._clear_stale_faults(specs)
+
+    def _clear_stale_faults(self, specs: Mapping[str, Any]) -> None:
+        """Clear the ``station_faults`` rows of the kept stations that run here (this replica holds their locks):
+        stale, as a clear that failed when one started (the history away a moment: :meth:`started` goes on) would
+        keep every other replica answering 409 ``station_not_started`` for a station that runs. At every sync:
+        one read of the table, a write only where such a row is there; a failure is said and tried at the next."""
+        running = {run.name for run in self.manager.all() if run.spec is not None and run.name in specs}
+        if not running:
+            return
+        tables = StationTables(self.state.store)
+        try:
+            for name in sorted(running & set(tables.faults())):
+                tables.clear_fault(name)
+                LOG.info("station %r runs here: its stale 'not started' in the history is cleared", name)
+        except Exception as exc:  # the history away: the next sync tries again
+            LOG.warning("stations: could not clear a stale 'not started' of a station running here (%s); trying "
+                        "again at the next look at the table", exc)  # fmt: skip
 
     def _restart(self, running: Running, spec: dict[str, Any], paused: bool) -> None:
         """Start ``running`` again with ``spec`` (changed through another replica), in place: its lock held all the
