@@ -619,7 +619,9 @@ def test_refusals_are_counted_in_the_outbox_row_whatever_fails_between_them_and_
     store = InspectionStore(tmp_path / "eagle.sqlite3")
     try:
         with store.transaction() as db:
-            db.execute("INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'webhook', 'r1', '{}')")
+            db.execute(
+                "INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'webhook', 'r1', '{}')"
+            )
         tables, sink, lines = StationTables(store), Flapping(), []
         config = SinkConfig(sink, Retry(0, 0.0, 0.0))  # type: ignore[arg-type]  # no backoff: each call tries
         courier = Courier(tables, "line-1", config, lines.append)

@@ -9,10 +9,11 @@ idempotency key (the record id), which the receiver uses to drop the repeat.
 
 Per sink, rows are delivered in the order they were stored (the head waits until it is delivered or
 becomes a dead letter), so a receiver sees each station's verdicts in order. By default only a verdict the
-receiver refuses becomes a dead letter (see :meth:`Retry.gives_up`: its row's ``refusals``, counted in the row so a
-restart or a receiver that flaps between refusing and being unreachable neither resets nor hides them); one it
-cannot be reached for waits, and the rows behind it too. A dead letter requeued (:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again
-ahead of every row still pending that was stored after it.
+receiver refuses becomes a dead letter (see :meth:`Retry.gives_up`: its row's ``refusals``, counted in the row
+so a restart or a receiver that flaps between refusing and being unreachable neither resets nor hides them); one
+it cannot be reached for waits, and the rows behind it too. A dead letter requeued
+(:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again ahead of every row still pending that was
+stored after it.
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ class StationTables:
         return dead
 
     def requeue_dead(self, station: str | list[str] | None = None, sink: str | None = None) -> int:
-        """Dead letters back in their queues (tries and refusals counted afresh): the user fixed the receiver. ``station``: one
-        station's, or those of the stations named (a stations file's: a shared history holds other files'), or
-        (``None``) every station's."""
+        """Dead letters back in their queues (tries and refusals counted afresh): the user fixed the receiver.
+        ``station``: one station's, or those of the stations named (a stations file's: a shared history holds other
+        files'), or (``None``) every station's."""
         clauses, params = ["state = ?"], [DEAD]
         names = [station] if isinstance(station, str) else station
         if names is not None:
@@ -225,10 +226,8 @@ class StationTables:
             clauses.append("sink = ?")
             params.append(sink)
         with self.store.transaction() as db:
-            cursor = db.execute(
-                f"UPDATE outbox SET state = 'pending', attempts = 0, refusals = 0, next_try = 0 WHERE {' AND '.join(clauses)}",
-                params,
-            )
+            afresh = "state = 'pending', attempts = 0, refusals = 0, next_try = 0"
+            cursor = db.execute(f"UPDATE outbox SET {afresh} WHERE {' AND '.join(clauses)}", params)
         return int(cursor.rowcount)
 
     def outbox_sinks(self, station: str | list[str] | None = None) -> list[str]:

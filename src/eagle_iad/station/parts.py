@@ -33,8 +33,8 @@ class DeliveryError(Exception):
 
 
 class RefusedError(DeliveryError):
-    """The receiver answered and refused this verdict (HTTP 4xx other than 401, 403, 404, 408 and 429, a message the broker
-    rejects, a node the server will not write, an image the folder sink no longer finds): trying again is
+    """The receiver answered and refused this verdict (HTTP 4xx other than 401, 403, 404, 408 and 429, a message the
+    broker rejects, a node the server will not write, an image the folder sink no longer finds): trying again is
     unlikely to help, so after :data:`REFUSED_ATTEMPTS` such tries (or ``max_attempts``, when set) the verdict
     becomes a dead letter and the rows behind it go on."""
 
