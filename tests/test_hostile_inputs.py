@@ -347,11 +347,11 @@ def test_every_write_route_answers_507_on_a_full_disk(world: dict[str, Path], tm
         status, _, record = inspect_request(server.base, image, category="part")
         assert status == 200, record
         model_before = _snapshot(inside / "models" / "part")
-        with (inside / "filler").open("wb") as handle:
+        # Unbuffered: a write the full disk cut short leaves nothing in a buffer for close() to fail on.
+        with (inside / "filler").open("wb", buffering=0) as handle:
             try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
+                while handle.write(b"\0" * 65536):
+                    pass
             except OSError:
                 pass
         base = server.base
