@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,26 @@ def receiver() -> Any:
     server = Receiver().start()
     yield server
     server.stop()
+
+
+def _slow_inspections(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Every station inspection takes 4 s more, longer than a 1-s shutdown grace: set when one starts, and when
+    one ends (what a change or a delete must wait for)."""
+    import eagle_iad.station.runner as runner_module
+
+    inspecting, done = threading.Event(), threading.Event()
+    inspect = runner_module.run_inspection
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        inspecting.set()
+        time.sleep(4.0)
+        try:
+            return inspect(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    return inspecting, done
 
 
 def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is_deleted(
@@ -231,19 +252,8 @@ def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
     not left behind inspecting while the changed one polls the same folder (which took the image again: two
     records, two deliveries). The change is refused (409 ``station_busy``, Retry-After) and the station runs on as
     it was; once the image is done, the same change goes through, and the image was inspected and delivered once."""
-    import threading
 
-    import eagle_iad.station.runner as runner_module
-
-    inspecting = threading.Event()
-    inspect = runner_module.run_inspection
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        inspecting.set()
-        time.sleep(4.0)
-        return inspect(*args, **kwargs)
-
-    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    inspecting, _ = _slow_inspections(monkeypatch)
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
     settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
@@ -273,22 +283,8 @@ def test_a_station_deleted_mid_inspection_is_not_created_again_until_its_old_run
     station running on, unless ``?discard_pending=true``); a station created again under the name meanwhile
     would find that image still in the folder and inspect it again. It is refused (409
     ``station_busy``) until the old run ended; then it starts, and the image was inspected once."""
-    import threading
 
-    import eagle_iad.station.runner as runner_module
-
-    inspecting, done = threading.Event(), threading.Event()
-    inspect = runner_module.run_inspection
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        inspecting.set()
-        time.sleep(4.0)
-        try:
-            return inspect(*args, **kwargs)
-        finally:
-            done.set()
-
-    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    inspecting, done = _slow_inspections(monkeypatch)
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
     settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
@@ -710,25 +706,12 @@ def test_a_change_through_another_replica_waits_for_the_image_in_hand_and_keeps_
     than its shutdown grace is in flight it runs on as it was (and keeps the station's lock: no replica takes the
     station meanwhile), and once the image is done the next look at the table starts the change; the image was
     inspected once."""
-    import threading
 
     import eagle_iad.station.ownership as ownership
-    import eagle_iad.station.runner as runner_module
     from eagle_iad.history import open_backend
     from eagle_iad.station.outbox import station_lock
 
-    inspecting, done = threading.Event(), threading.Event()
-    inspect = runner_module.run_inspection
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        inspecting.set()
-        time.sleep(4.0)
-        try:
-            return inspect(*args, **kwargs)
-        finally:
-            done.set()
-
-    monkeypatch.setattr(runner_module, "run_inspection", slow)
+    inspecting, done = _slow_inspections(monkeypatch)
     monkeypatch.setattr(ownership, "SYNC_INTERVAL_S", 3600.0)
     url = postgres.new_database()
     data = tmp_path / "data"
