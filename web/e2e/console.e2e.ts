@@ -782,8 +782,9 @@ describe("web console", () => {
     expect((await client.category("e2e-teach")).train_images).toBe(6);
     // The tuner follows the threshold the rollback put back: no change is left pending that nobody asked for.
     const restored = (await client.category("e2e-teach")).tau as number;
+    // The tuner reloads the category after the rollback: wait for it rather than read it once (a busy machine).
+    await expect.poll(async () => Number(await page.getByLabel("Threshold value").inputValue()), { timeout: 30_000 }).toBeCloseTo(restored, 1);
     expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Move the threshold first: this is the one in use.");
-    expect(Number(await page.getByLabel("Threshold value").inputValue())).toBeCloseTo(restored, 1);
 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
