@@ -1,4 +1,4 @@
-/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`. */
+/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>[?version=<n>]]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`. */
 
 export const PAGES = ["inspect", "review", "categories", "history", "evaluations", "stations"] as const;
 export type Page = (typeof PAGES)[number];
@@ -38,4 +38,26 @@ export function parseRoute(hash: string): Route {
 export function formatRoute(page: Page, item: string | null = null, params?: URLSearchParams): string {
   const query = params && params.size > 0 ? `?${params.toString()}` : "";
   return `#/${page}${item ? `/${encodeURIComponent(item)}` : ""}${query}`;
+}
+
+/**
+ * The model version a category link points at: `#/categories/<name>?version=3` opens the category at version 3
+ * in its Versions timeline (an inspection's "version 3" links there). `none`: no `version` parameter (an
+ * ordinary visit: nothing is scrolled to or focused); `invalid`: one that is not a version number (said on the
+ * page, not ignored), its text as given.
+ */
+export type VersionTarget = { kind: "none" } | { kind: "version"; version: number } | { kind: "invalid"; raw: string };
+
+/** The `version` parameter of a route, read as a {@link VersionTarget}. */
+export function versionTarget(params: URLSearchParams): VersionTarget {
+  const raw = params.get("version");
+  if (raw === null) return { kind: "none" };
+  const text = raw.trim();
+  if (!/^\d{1,9}$/.test(text)) return { kind: "invalid", raw };
+  return { kind: "version", version: Number(text) };
+}
+
+/** The hash of a category's page opened at one of its model versions (its entry in the Versions timeline). */
+export function categoryVersionRoute(category: string, version: number): string {
+  return formatRoute("categories", category, new URLSearchParams({ version: String(version) }));
 }

@@ -1,6 +1,6 @@
 import type { ModelVersion } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { formatBytes, modelVersionShort, modelVersionText, versionDiff, whatMadeIt } from "./versions";
+import { formatBytes, modelVersionShort, modelVersionText, versionDiff, versionLanding, whatMadeIt } from "./versions";
 
 const base: ModelVersion = {
   version: 1, action: "fit", at: "2026-12-01T08:00:00+00:00", by: null, why: null, current: false,
@@ -57,5 +57,49 @@ describe("the model version an inspection names", () => {
     expect(modelVersionText(undefined)).toBe(modelVersionText(null));
     expect(modelVersionShort(12)).toBe("v12");
     expect(modelVersionShort(null)).toBe("–");
+  });
+});
+
+describe("versionLanding", () => {
+  const listed = { versions: [{ version: 1 }, { version: 2 }, { version: 4 }], damaged: [{ version: 3 }] };
+  it("lands on the entry of a listed version, the oldest included", () => {
+    expect(versionLanding({ kind: "version", version: 4 }, "mono", listed)).toEqual({ kind: "entry", version: 4 });
+    expect(versionLanding({ kind: "version", version: 1 }, "mono", listed)).toEqual({ kind: "entry", version: 1 });
+  });
+  it("lands on a damaged version's line", () => {
+    expect(versionLanding({ kind: "version", version: 3 }, "mono", listed)).toEqual({ kind: "damaged", version: 3 });
+  });
+  it("does nothing on an ordinary visit", () => {
+    expect(versionLanding({ kind: "none" }, "mono", listed)).toEqual({ kind: "none" });
+    expect(versionLanding({ kind: "none" }, "mono", { versions: [] }, "onnx")).toEqual({ kind: "none" });
+  });
+  it("says a version that is gone, with the versions kept", () => {
+    expect(versionLanding({ kind: "version", version: 9 }, "mono", listed)).toEqual({
+      kind: "note",
+      text: "There is no version 9 of mono (any more): the versions kept are 1 to 4, listed below.",
+    });
+    expect(versionLanding({ kind: "version", version: 0 }, "tire", { versions: [{ version: 1 }] })).toEqual({
+      kind: "note",
+      text: "There is no version 0 of tire (any more): the only version kept is version 1, listed below.",
+    });
+    expect(versionLanding({ kind: "version", version: 2 }, "tire", { versions: [], damaged: [{ version: 1 }] })).toEqual({
+      kind: "note",
+      text: "There is no version 2 of tire (any more): it has no readable version.",
+    });
+  });
+  it("says a parameter that is not a version number", () => {
+    expect(versionLanding({ kind: "invalid", raw: "abc" }, "mono", listed)).toEqual({
+      kind: "note",
+      text: "The link asks for version “abc” of mono, which is not a version number: the versions of mono are listed below.",
+    });
+  });
+  it("says an export keeps no versions", () => {
+    const onnx =
+      "The link points to version 3 of mono, which cannot be shown: the service runs an ONNX export of this category " +
+      "(eagle serve --runtime onnx), which keeps no versions. Serve the fitted model (eagle serve --runtime torch) to see its versions.";
+    expect(versionLanding({ kind: "version", version: 3 }, "mono", { versions: [] }, "onnx")).toEqual({ kind: "note", text: onnx });
+    expect(versionLanding({ kind: "invalid", raw: "x" }, "mono", { versions: [] }, "openvino")).toMatchObject({
+      text: expect.stringMatching(/^The link points to a version of mono, which cannot be shown: the service runs an OpenVINO export /),
+    });
   });
 });

@@ -1,5 +1,7 @@
 /** A category's model versions: one line each, and the difference between two of them. */
 import type { ModelVersion } from "@eagle-iad/client";
+import { exportFormatName } from "./exported";
+import type { VersionTarget } from "./route";
 
 /** What made a version, in words: "fit", "threshold change", "taught 3 images", "rollback to version 2". */
 export function whatMadeIt(version: ModelVersion): string {
@@ -106,4 +108,49 @@ export function modelVersionText(version: number | null | undefined): string {
 /** The same, compact, for a table column: "v3", or "–". */
 export function modelVersionShort(version: number | null | undefined): string {
   return typeof version === "number" ? `v${version}` : "–";
+}
+
+/**
+ * Where a link to one model version (`#/categories/<name>?version=3`, a {@link VersionTarget}) lands in the
+ * category's Versions timeline: `entry` (the version is listed: scroll to it and mark it), `damaged` (it is
+ * kept but cannot be read: its line in the damaged list), or `note` with what to say instead (the version
+ * is gone, the parameter is not a version number, or the service runs an export, which keeps no versions).
+ * `none` for a visit without a version. A link is never met with silence: the reader followed it for a reason.
+ */
+export type VersionLanding =
+  | { kind: "none" }
+  | { kind: "entry"; version: number }
+  | { kind: "damaged"; version: number }
+  | { kind: "note"; text: string };
+
+export function versionLanding(
+  target: VersionTarget,
+  name: string,
+  listed: { versions: readonly { version: number }[]; damaged?: readonly { version: number }[] | null },
+  exportFormat?: string | null,
+): VersionLanding {
+  if (target.kind === "none") return { kind: "none" };
+  if (exportFormat) {
+    const what = target.kind === "version" ? `version ${target.version} of ${name}` : `a version of ${name}`;
+    return {
+      kind: "note",
+      text:
+        `The link points to ${what}, which cannot be shown: the service runs an ${exportFormatName(exportFormat)} export of this ` +
+        `category (eagle serve --runtime ${exportFormat}), which keeps no versions. Serve the fitted model (eagle serve --runtime torch) to see its versions.`,
+    };
+  }
+  if (target.kind === "invalid") {
+    return { kind: "note", text: `The link asks for version “${target.raw}” of ${name}, which is not a version number: the versions of ${name} are listed below.` };
+  }
+  const { version } = target;
+  if (listed.versions.some((v) => v.version === version)) return { kind: "entry", version };
+  if (listed.damaged?.some((v) => v.version === version)) return { kind: "damaged", version };
+  const numbers = listed.versions.map((v) => v.version);
+  const kept =
+    numbers.length === 0
+      ? "it has no readable version"
+      : numbers.length === 1
+        ? `the only version kept is version ${numbers[0]}, listed below`
+        : `the versions kept are ${Math.min(...numbers)} to ${Math.max(...numbers)}, listed below`;
+  return { kind: "note", text: `There is no version ${version} of ${name} (any more): ${kept}.` };
 }
