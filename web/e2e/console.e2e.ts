@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
+  ARTIFACTS,
   FIXTURE_WORK,
   PHONE,
   REPO,
@@ -124,7 +125,7 @@ describe("web console", () => {
     // The model version that scored it, named as the Versions timeline names it, linking to the category's page.
     const version = result.locator('[data-testid="model-version"] a');
     expect(await version.textContent()).toMatch(/^version \d+$/);
-    expect(await version.getAttribute("href")).toBe("#/categories/mono");
+    expect(await version.getAttribute("href")).toBe(`#/categories/mono?version=${/^version (\d+)$/.exec((await version.textContent())!)![1]}`);
     const path = await shot("inspect");
     // The README's picture is refreshed on request only, so a test run never dirties the checkout.
     if (process.env["EAGLE_UPDATE_README_SHOT"] === "1") copyFileSync(path, resolve(REPO, "docs/img/console.png"));
@@ -811,6 +812,143 @@ describe("web console", () => {
     expect(recovered.train_images).toBe(7);
     expect((recovered.history?.at(-1) as { before: { unreadable: string } }).before.unreadable).toMatch(/^e2e-teach\/model\.json: not an EAGLE-IAD expert model/);
     expect(await axeViolations(page, "versions of a recovered model at 1280")).toEqual([]);
+  });
+
+  it("follows an inspection's model version to its entry in the Versions timeline: scrolled to, marked, focused; a gone version said (1280 and 390 px, axe)", async () => {
+    // Its own category: inspected at version 1, then five threshold changes (versions 2 to 6), so version 1 is the
+    // oldest, last in the newest-first timeline, below the fold.
+    expect((await client.fit("e2e-link", { folder: "mono-good" })).state).toBe("succeeded");
+    const record = await client.inspect(fixtureFile("sample-good.png"), "e2e-link", { filename: "link-old.png" });
+    expect(record.model_version).toBe(1);
+    let tau = (await client.category("e2e-link")).tau as number;
+    for (let step = 1; step <= 5; step++) await client.changeThreshold("e2e-link", { tau: (tau += 1), why: `step ${step}` });
+    expect((await client.versions("e2e-link")).versions.map((v) => v.version)).toEqual([1, 2, 3, 4, 5, 6]);
+
+    // The versions list answers only when released (a slow service): the link must land once it is drawn.
+    let held: Promise<void> = Promise.resolve();
+    let release = () => undefined as void;
+    const hold = () => (held = new Promise<void>((open) => (release = open)));
+    // A fresh load of an address (not a reload, which would restore the scroll position).
+    const open = async (hash: string) => {
+      await page.goto("about:blank");
+      await page.goto(`${server.baseUrl}/${hash}`);
+    };
+    await page.route(/\/v1\/categories\/e2e-link\/versions$/, async (route) => {
+      await held;
+      await route.continue();
+    });
+    const list = page.locator('[data-testid="versions"]');
+    const landedOn = () => page.evaluate(() => document.activeElement?.getAttribute("data-version") ?? document.activeElement?.getAttribute("data-testid") ?? document.activeElement?.tagName);
+    const inView = (selector: string) =>
+      page.locator(selector).evaluate((el) => {
+        const box = el.getBoundingClientRect();
+        return box.top >= 0 && box.bottom <= window.innerHeight;
+      });
+
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/history?category=e2e-link`);
+    await page.getByRole("table", { name: "Inspection history" }).getByRole("button", { name: /^Show link-old\.png/ }).click();
+    const link = page.getByRole("region", { name: "Selected inspection" }).locator('[data-testid="model-version"] a');
+    expect(await link.textContent()).toBe("version 1");
+    expect(await link.getAttribute("href")).toBe("#/categories/e2e-link?version=1");
+    hold();
+    // From the keyboard: the link focused, Enter.
+    await link.focus();
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => location.hash === "#/categories/e2e-link?version=1");
+    await page.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
+    await page.locator("section.versions .loading").waitFor(); // the timeline is still waiting for its list
+    expect(await page.locator("[data-landing]").count()).toBe(0);
+    release();
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-version") === "1", undefined, { timeout: 60_000 });
+    const oldest = list.locator('[data-version="1"]');
+    expect(await oldest.getAttribute("class")).toBe("change linked");
+    expect(await page.locator('[data-testid="linked-version"]').allTextContents()).toEqual(["linked version"]);
+    expect(await oldest.locator('[data-testid="linked-version"]').count()).toBe(1);
+    expect(await list.locator(".linked").count()).toBe(1);
+    expect(await inView('[data-testid="versions"] [data-version="1"]')).toBe(true);
+    expect(await page.evaluate(() => window.scrollY)).toBeGreaterThan(0); // it was below the fold
+    expect(await axeViolations(page, "linked version at 1280")).toEqual([]);
+    await page.screenshot({ path: resolve(ARTIFACTS, "version-link-1280-view.png") });
+    await shot("version-link-1280");
+
+    // An ordinary visit (no version in the address): nothing marked, scrolled or focused.
+    hold();
+    release();
+    await open("#/categories/e2e-link");
+    await list.locator('[data-version="6"]').waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
+    expect(await page.locator("[data-landing], .linked").count()).toBe(0);
+    expect(await landedOn()).toBe("BODY");
+    expect(await page.evaluate(() => window.scrollY)).toBe(0);
+
+    // The keyboard moved elsewhere before the list came in: the entry is shown and marked, the focus stays put.
+    hold();
+    await open("#/categories/e2e-link?version=2");
+    const tauField = page.getByLabel("Threshold value");
+    await tauField.focus();
+    release();
+    await list.locator('[data-version="2"].linked').waitFor({ timeout: 60_000 });
+    expect(await tauField.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await inView('[data-testid="versions"] [data-version="2"]')).toBe(true);
+
+    // A version that no longer exists: said, in place of silence, and focused.
+    await open("#/categories/e2e-link?version=99");
+    const note = page.locator('[data-testid="version-link-note"]');
+    await note.waitFor({ timeout: 60_000 });
+    expect(await note.textContent()).toBe("There is no version 99 of e2e-link (any more): the versions kept are 1 to 6, listed below.");
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "version-link-note");
+    expect(await page.locator(".linked").count()).toBe(0);
+    expect(await axeViolations(page, "gone version at 1280")).toEqual([]);
+    await shot("version-link-gone-1280");
+    // Not a version number at all: said too.
+    await open("#/categories/e2e-link?version=latest");
+    await note.waitFor({ timeout: 60_000 });
+    expect(await note.textContent()).toBe("The link asks for version “latest” of e2e-link, which is not a version number: the versions of e2e-link are listed below.");
+
+    // At phone width: the same landing, no sideways scrolling, axe-clean.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await open("#/categories/e2e-link?version=1");
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-version") === "1", undefined, { timeout: 60_000 });
+    expect(await inView('[data-testid="versions"] [data-version="1"]')).toBe(true);
+    const { scrollWidth } = await measurePage(page);
+    expect(scrollWidth).toBe(390);
+    expect(await axeViolations(page, "linked version at 390")).toEqual([]);
+    await page.screenshot({ path: resolve(ARTIFACTS, "version-link-390-view.png") });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.unroute(/\/v1\/categories\/e2e-link\/versions$/);
+  });
+
+  it("shows each row's model version at phone width in the row's stacked line, and as the Model column at 1280 (axe at both)", async () => {
+    await seed("sample-good.png", "phone-model.png");
+    const stored = (await client.history({ category: "mono", limit: 200 })).items.find((r) => r.image_name === "phone-model.png")!;
+    expect(typeof stored.model_version).toBe("number");
+    const n = stored.model_version as number;
+    const found: string[] = [];
+    for (const width of [390, 1280]) {
+      await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+      await page.goto(`${server.baseUrl}/#/history?category=mono`);
+      const row = page.getByRole("table", { name: "Inspection history" }).getByRole("row").filter({ hasText: "phone-model.png" });
+      await row.first().waitFor();
+      const column = row.first().locator('[data-field="model-version"]');
+      const stacked = row.first().locator('[data-field="model-version-narrow"]');
+      // What is on screen, and what a screen reader reads (the Model header is hidden with its column at 390).
+      expect(await column.isVisible()).toBe(width === 1280);
+      expect(await stacked.isVisible()).toBe(width === 390);
+      expect(await column.textContent()).toBe(`v${n}`);
+      expect(await stacked.locator('[aria-hidden="true"]').textContent()).toBe(`model v${n}`);
+      expect(await stacked.locator(".sr-only").textContent()).toBe(`model version ${n}`);
+      if (width === 390) {
+        expect(await row.first().locator(".narrow-only").textContent()).toMatch(new RegExp(`^mono · model v${n}model version ${n} · \\S`));
+        const box = await stacked.boundingBox();
+        expect(box !== null && box.x >= 0 && box.x + box.width <= 390).toBe(true);
+        expect((await measurePage(page)).scrollWidth).toBe(390);
+      }
+      found.push(...(await axeViolations(page, `history model at ${width}`)));
+      await shot(`history-model-${width}`);
+    }
+    expect(found).toEqual([]);
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("keeps a label someone else gave while the review page showed the part: says who and when, shows it again as stored", async () => {

@@ -4,7 +4,7 @@ import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from 
 import { ErrorBanner } from "./components/ErrorBanner";
 import { signedInLine } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
-import { PAGES, formatRoute, parseRoute, type Page } from "./logic/route";
+import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
 import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
 import { HistoryPage } from "./pages/HistoryPage";
@@ -173,7 +173,7 @@ export function App() {
           <div key={`${apiKey}:${route.page}`} className="page">
             {route.page === "inspect" ? <InspectPage /> : null}
             {route.page === "review" ? <ReviewPage /> : null}
-            {route.page === "categories" ? <CategoriesPage selected={route.item} /> : null}
+            {route.page === "categories" ? <CategoriesPage selected={route.item} version={versionTarget(route.params)} /> : null}
             {route.page === "history" ? <HistoryPage params={route.params} /> : null}
             {route.page === "evaluations" ? <EvaluationsPage /> : null}
             {route.page === "stations" ? <StationsPage /> : null}

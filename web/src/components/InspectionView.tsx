@@ -3,7 +3,7 @@ import { useCallback, useId, useRef, useState } from "react";
 import { useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { legendOf, verdictMapFactor } from "../logic/legend";
-import { formatRoute } from "../logic/route";
+import { categoryVersionRoute } from "../logic/route";
 import { modelVersionText } from "../logic/versions";
 import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf, regionStrength, type Region } from "../logic/verdict";
 import { MapLegend } from "./MapLegend";
@@ -103,8 +103,8 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               <dt>Model</dt>
               <dd data-testid="model-version">
                 {typeof record.model_version === "number" ? (
-                  // The category page lists this version in its Versions timeline (what made it, its threshold).
-                  <a href={formatRoute("categories", record.category)} title={`The versions of ${record.category}`}>
+                  // The category page at this version in its Versions timeline (what made it, its threshold).
+                  <a href={categoryVersionRoute(record.category, record.model_version)} title={`This version among the versions of ${record.category}`}>
                     {modelVersionText(record.model_version)}
                   </a>
                 ) : (

@@ -4,10 +4,12 @@ import { useApi, useAsync } from "../api";
 import { allows } from "../logic/access";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatScore } from "../logic/scale";
-import { formatBytes, versionDiff, whatMadeIt } from "../logic/versions";
+import type { VersionTarget } from "../logic/route";
+import { formatBytes, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 import { useFocusAfterRender } from "./useFocusAfterRender";
+import { useLandOn } from "./useLandOn";
 
 function when(value: string | null | undefined): string {
   if (!value) return "–";
@@ -20,8 +22,20 @@ function when(value: string | null | undefined): string {
  * when and why, its threshold and size, the disk it added; a diff of any two; and a rollback to any earlier one
  * (engineer), asked for its reason beside its button. `changed` is anything that changes when the model does
  * (the category's history length), so the list is fetched again after a change made elsewhere on the page.
+ * `target`: the version a link points at (`#/categories/<name>?version=3`, an inspection's "version 3"): once the
+ * list is in, its entry is scrolled to, marked and focused (or what to say instead: no such version).
  */
-export function VersionTimeline({ name, changed, onChanged }: { name: string; changed: unknown; onChanged: () => void }) {
+export function VersionTimeline({
+  name,
+  changed,
+  onChanged,
+  target = { kind: "none" },
+}: {
+  name: string;
+  changed: unknown;
+  onChanged: () => void;
+  target?: VersionTarget;
+}) {
   const { client, me } = useApi();
   const id = useId();
   const [round, setRound] = useState(0);
@@ -35,10 +49,23 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
   const [done, setDone] = useState("");
   const doneRef = useRef<HTMLParagraphElement>(null);
   const focusAfterRender = useFocusAfterRender();
+  // Where a link to one version lands: its entry (or its damaged line), or a note saying why it cannot.
+  const landing = listed.data ? versionLanding(target, name, listed.data) : ({ kind: "none" } as const);
+  const isLinked = (kind: "entry" | "damaged", version: number) => (landing.kind === "entry" || landing.kind === "damaged") && landing.kind === kind && landing.version === version;
+  const sectionRef = useRef<HTMLElement>(null);
+  useLandOn(
+    landing.kind === "none" ? null : landing.kind === "note" ? `note:${landing.text}` : `${landing.kind}:${landing.version}`,
+    () => sectionRef.current?.querySelector<HTMLElement>("[data-landing]"),
+  );
 
   return (
-    <section className="versions" aria-labelledby={`${id}-title`}>
+    <section className="versions" aria-labelledby={`${id}-title`} ref={sectionRef}>
       <h3 id={`${id}-title`}>Versions</h3>
+      {landing.kind === "note" ? (
+        <p className="notice" data-testid="version-link-note" data-landing tabIndex={-1}>
+          {landing.text}
+        </p>
+      ) : null}
       {listed.error ? <ErrorBanner error={listed.error} onRetry={listed.reload} compact /> : null}
       {listed.loading && !listed.data ? <Loading /> : null}
       {listed.data ? (
@@ -51,9 +78,15 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
         // Versions whose files cannot be read (pruned by hand, edited): said apart, as they cannot be rolled back to.
         <ul className="model-warnings" aria-label="Damaged versions" data-testid="versions-damaged">
           {listed.data.damaged.map((broken) => (
-            <li key={broken.version} className="warning">
+            <li
+              key={broken.version}
+              className={`warning${isLinked("damaged", broken.version) ? " linked" : ""}`}
+              data-version={broken.version}
+              {...(isLinked("damaged", broken.version) ? { "data-landing": true, tabIndex: -1 } : {})}
+            >
               <span aria-hidden="true">⚠ </span>
               Version {broken.version} cannot be read, so it cannot be rolled back to: {broken.problem}
+              {isLinked("damaged", broken.version) ? <LinkedBadge /> : null}
             </li>
           ))}
         </ul>
@@ -106,12 +139,18 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
       ) : null}
       <ol className="changes" reversed aria-labelledby={`${id}-title`} data-testid="versions">
         {[...versions].reverse().map((v) => (
-          <li key={v.version} className="change" data-version={v.version}>
+          <li
+            key={v.version}
+            className={`change${isLinked("entry", v.version) ? " linked" : ""}`}
+            data-version={v.version}
+            {...(isLinked("entry", v.version) ? { "data-landing": true, tabIndex: -1 } : {})}
+          >
             <p className="change-head">
               <strong>
                 {v.version}: {whatMadeIt(v)}
               </strong>
               {v.current ? <span className="badge"> current</span> : null}
+              {isLinked("entry", v.version) ? <LinkedBadge /> : null}
               <span className="muted small">
                 {" "}
                 · {when(v.at)} · by {v.by ?? "–"} · τ {formatScore(v.tau)} · {v.train_images} images · bank {v.bank_size ?? "–"} · +
@@ -159,6 +198,15 @@ export function VersionTimeline({ name, changed, onChanged }: { name: string; ch
         </RoleGate>
       ) : null}
     </section>
+  );
+}
+
+/** The mark on the version a link pointed at (besides its outline): in words, so it is not told by colour alone. */
+function LinkedBadge() {
+  return (
+    <span className="linked-badge" data-testid="linked-version">
+      linked version
+    </span>
   );
 }
 

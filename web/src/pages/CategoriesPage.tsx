@@ -6,11 +6,13 @@ import { RoleGate } from "../components/RoleGate";
 import { CategoryDashboard } from "../components/CategoryDashboard";
 import { SelectField } from "../components/SelectField";
 import { ThresholdTuner } from "../components/ThresholdTuner";
+import { useLandOn } from "../components/useLandOn";
 import { VersionTimeline } from "../components/VersionTimeline";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { exportFormatName, needsFittedModelLine } from "../logic/exported";
-import { formatRoute } from "../logic/route";
+import { formatRoute, type VersionTarget } from "../logic/route";
 import { formatScore } from "../logic/scale";
+import { versionLanding } from "../logic/versions";
 
 function formatDate(value: string | null | undefined): string {
   if (!value) return "–";
@@ -18,7 +20,8 @@ function formatDate(value: string | null | undefined): string {
   return Number.isNaN(date.getTime()) ? value : date.toLocaleString();
 }
 
-export function CategoriesPage({ selected }: { selected: string | null }) {
+/** `version`: the model version a link points at (`#/categories/<name>?version=3`), shown in the Versions timeline. */
+export function CategoriesPage({ selected, version = { kind: "none" } }: { selected: string | null; version?: VersionTarget }) {
   const { client } = useApi();
   const list = useAsync((signal) => client.categories(signal), [client]);
   return (
@@ -30,7 +33,7 @@ export function CategoriesPage({ selected }: { selected: string | null }) {
       {list.error ? <ErrorBanner error={list.error} onRetry={list.reload} /> : null}
       {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
       {list.data ? <CategoryTable categories={list.data} selected={selected} /> : null}
-      {selected ? <CategoryDetail key={selected} name={selected} onChanged={list.reload} /> : null}
+      {selected ? <CategoryDetail key={selected} name={selected} version={version} onChanged={list.reload} /> : null}
       <RoleGate needed="engineer" what="Fitting a category">
         <FitForm onFitted={list.reload} />
       </RoleGate>
@@ -92,7 +95,7 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
   );
 }
 
-function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => void }) {
+function CategoryDetail({ name, version, onChanged }: { name: string; version: VersionTarget; onChanged: () => void }) {
   const { client } = useApi();
   const detail = useAsync((signal) => client.category(name, signal), [client, name]);
   const evidence = useAsync((signal) => client.categoryEvidence(name, signal), [client, name]);
@@ -110,6 +113,10 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
   // for a 409 needs_fitted_model banner.
   const exportedLine = needsFittedModelLine(c?.export, "Rolling back, teaching or listing the versions");
   const showVersions = !exportedLine && (readable || unreadable || (detail.loading && hadVersions));
+  // A link to one version of an export: said in the note, which is scrolled to (an export has no timeline).
+  const exportLanding = c?.export ? versionLanding(version, name, { versions: [] }, c.export) : null;
+  const exportNote = useRef<HTMLParagraphElement>(null);
+  useLandOn(exportLanding?.kind === "note" ? `export:${exportLanding.text}` : null, () => exportNote.current);
   return (
     <section className="panel detail" aria-labelledby="category-detail-title">
       <div className="detail-head">
@@ -186,12 +193,22 @@ function CategoryDetail({ name, onChanged }: { name: string; onChanged: () => vo
       {exportedLine ? (
         <section className="versions" aria-labelledby="category-export-title" data-testid="export-note">
           <h3 id="category-export-title">Versions</h3>
+          {exportLanding?.kind === "note" ? (
+            <p className="notice" data-testid="version-link-note" tabIndex={-1} ref={exportNote}>
+              {exportLanding.text}
+            </p>
+          ) : null}
           <p className="notice">{exportedLine}</p>
         </section>
       ) : null}
       {showVersions ? (
         // Also for a model that cannot be read: rolling back to one of its versions is how it is recovered.
-        <VersionTimeline name={name} changed={c?.history?.length ?? detail.error?.message ?? 0} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
+        <VersionTimeline
+          name={name}
+          target={version}
+          changed={c?.history?.length ?? detail.error?.message ?? 0}
+          onChanged={() => (detail.reload(), evidence.reload(), onChanged())}
+        />
       ) : null}
       {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
     </section>

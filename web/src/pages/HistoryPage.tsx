@@ -261,8 +261,20 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                         aria-label={`Show ${r.image_name} from ${r.time}`}>
                         {r.image_name}
                       </button>
+                      {/* At phone width the wide-only columns (label, time, category, model) fold into this line. */}
                       <span className="narrow-only muted small">
-                        {r.category} · {new Date(r.time).toLocaleString()}
+                        {r.category}
+                        {typeof r.model_version === "number" ? (
+                          <>
+                            {" · "}
+                            <span className="nowrap" data-field="model-version-narrow">
+                              <span aria-hidden="true">model {modelVersionShort(r.model_version)}</span>
+                              <span className="sr-only">model {modelVersionText(r.model_version)}</span>
+                            </span>
+                          </>
+                        ) : null}
+                        {" · "}
+                        {new Date(r.time).toLocaleString()}
                         {r.label ? (
                           <>
                             {" · "}
