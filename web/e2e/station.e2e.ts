@@ -346,6 +346,21 @@ describe("a service running an ONNX export (eagle serve --runtime onnx)", () => 
       }
       await shot(exportPage, `export-category-${width}`);
 
+      // A link to one version of it (an old link, or one copied from a fitted service): said, not silently dropped.
+      await exportPage.goto("about:blank");
+      await exportPage.goto(`${exported.baseUrl}/#/categories/mono?version=1`);
+      const linkNote = exportPage.locator('[data-testid="version-link-note"]');
+      await linkNote.waitFor({ timeout: 60_000 });
+      expect(await linkNote.textContent()).toBe(
+        "The link points to version 1 of mono, which cannot be shown here. Rolling back, teaching or listing the versions needs the " +
+          "fitted model: the service runs an ONNX export of this category (eagle serve --runtime onnx), which keeps no training images " +
+          "or versions. Serve the fitted model (eagle serve --runtime torch) for that.",
+      );
+      await exportPage.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "version-link-note");
+      expect(await exportPage.locator('[data-testid="versions"]').count()).toBe(0);
+      found.push(...(await axeOn(exportPage, `export category linked at a version at ${width} px`)));
+      await shot(exportPage, `export-category-version-link-${width}`);
+
       // The inspection: no model version (an export has none) and no nearest normal, each said why.
       await exportPage.goto(`${exported.baseUrl}/#/history`);
       const table = exportPage.getByRole("table", { name: "Inspection history" });

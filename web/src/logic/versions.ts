@@ -1,6 +1,5 @@
 /** A category's model versions: one line each, and the difference between two of them. */
 import type { ModelVersion } from "@eagle-iad/client";
-import { exportFormatName } from "./exported";
 import type { VersionTarget } from "./route";
 
 /** What made a version, in words: "fit", "threshold change", "taught 3 images", "rollback to version 2". */
@@ -114,7 +113,8 @@ export function modelVersionShort(version: number | null | undefined): string {
  * Where a link to one model version (`#/categories/<name>?version=3`, a {@link VersionTarget}) lands in the
  * category's Versions timeline: `entry` (the version is listed: scroll to it and mark it), `damaged` (it is
  * kept but cannot be read: its line in the damaged list), or `note` with what to say instead (the version
- * is gone, the parameter is not a version number, or the service runs an export, which keeps no versions).
+ * is gone, the parameter is not a version number, or the service runs an export, which keeps no versions: then
+ * the page follows the note with the export's own line, `needsFittedModelLine` in exported.ts, which says why).
  * `none` for a visit without a version. A link is never met with silence: the reader followed it for a reason.
  */
 export type VersionLanding =
@@ -132,12 +132,7 @@ export function versionLanding(
   if (target.kind === "none") return { kind: "none" };
   if (exportFormat) {
     const what = target.kind === "version" ? `version ${target.version} of ${name}` : `a version of ${name}`;
-    return {
-      kind: "note",
-      text:
-        `The link points to ${what}, which cannot be shown: the service runs an ${exportFormatName(exportFormat)} export of this ` +
-        `category (eagle serve --runtime ${exportFormat}), which keeps no versions. Serve the fitted model (eagle serve --runtime torch) to see its versions.`,
-    };
+    return { kind: "note", text: `The link points to ${what}, which cannot be shown here.` };
   }
   if (target.kind === "invalid") {
     return { kind: "note", text: `The link asks for version “${target.raw}” of ${name}, which is not a version number: the versions of ${name} are listed below.` };

@@ -194,11 +194,13 @@ function CategoryDetail({ name, version, onChanged }: { name: string; version: V
         <section className="versions" aria-labelledby="category-export-title" data-testid="export-note">
           <h3 id="category-export-title">Versions</h3>
           {exportLanding?.kind === "note" ? (
+            // A link to one version: what became of it, then why, in one notice (the keyboard lands on it).
             <p className="notice" data-testid="version-link-note" tabIndex={-1} ref={exportNote}>
-              {exportLanding.text}
+              {exportLanding.text} {exportedLine}
             </p>
-          ) : null}
-          <p className="notice">{exportedLine}</p>
+          ) : (
+            <p className="notice">{exportedLine}</p>
+          )}
         </section>
       ) : null}
       {showVersions ? (
