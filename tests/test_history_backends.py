@@ -225,7 +225,15 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     assert status["pending"] == [{"version": 6, "adds": MIGRATIONS[6]}]
     assert main(["db", "upgrade", "--history", url]) == 0
     said = capsys.readouterr().err
-    assert f"schema 5 -> 6 (6: {MIGRATIONS[6]}; added columns " in said and "label_by" in said, said
+    # every change it made, those of no version of their own (outbox.refusals, the indexes) too
+    assert said == (
+        f"history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; added tables fit_jobs, station_intake, "
+        "idempotency, audit, stations, station_faults; added columns inspections.answered_by, "
+        "inspections.image_sha256, inspections.label_by, inspections.label_note, inspections.label_revision, "
+        "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
+        "outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, outbox_due, "
+        "outbox_held, station_intake_record)\n"
+    )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert "schema 6, up to date" in capsys.readouterr().err
     store = InspectionStore(url)
@@ -241,6 +249,29 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         assert head is not None and (head.record_id, head.attempts, head.refusals) == ("a", 4, 0)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schema-6 history an earlier eagle-iad of schema 6 wrote: no ``outbox.refusals``, no ``station_faults``, no
+    ``outbox_held`` index (none has a version of its own). ``eagle db upgrade`` adds them and says so, each one,
+    instead of 'up to date' or a list without them."""
+    url = str(tmp_path / "six.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    InspectionStore(url).close()
+    backend = open_backend(url)
+    db = backend.connect()
+    for statement in ("ALTER TABLE outbox DROP COLUMN refusals", "DROP TABLE station_faults", "DROP INDEX outbox_held"):
+        db.execute(statement)
+    db.close()
+    assert main(["db", "upgrade", "--history", url]) == 0
+    assert capsys.readouterr().err == (
+        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
+        "outbox.refusals; added indexes outbox_held)\n"
+    )
+    assert main(["db", "upgrade", "--history", url]) == 0
+    assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -109,6 +109,11 @@ class HistoryBackend(ABC):
     def columns(self, db: Connection, table: str) -> set[str]:
         """The column names ``table`` has now (for migrations that add columns)."""
 
+    def indexes(self, db: Connection) -> set[str]:
+        """The index names the database has now, so ``eagle db upgrade`` can say which it made; a backend that
+        does not say (a plugin's) has its new indexes left out of that list, nothing else."""
+        return set()
+
     @abstractmethod
     def ddl(self, sql: str) -> str:
         """A ``CREATE``/``ALTER`` statement written with SQLite's types in this backend's."""

@@ -23,11 +23,13 @@ older eagle-iad, which reads that version too, reads the history as before (it n
 replica lists a station that runs nowhere as not started), a table an older eagle-iad never names, and so is
 ``outbox.refusals`` (how many tries of that row the receiver refused, in total: :meth:`Retry.gives_up`), added to
 an outbox without it at the next open with its default 0; an older eagle-iad never names it and its inserts
-leave it at 0.
+leave it at 0. :class:`Upgrade` lists each table, column and index an open added, these included, so ``eagle db
+upgrade`` says every change it made.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from eagle_iad.errors import ConfigError
@@ -142,22 +144,37 @@ def statements() -> list[str]:
     ]
 
 
+#: The tables and indexes :func:`statements` makes, by name, in their order there.
+_TABLES = [m.group(1) for m in (re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", sql) for sql in statements()) if m]
+_INDEXES = [m.group(1) for m in (re.match(r"CREATE INDEX IF NOT EXISTS (\w+)", sql) for sql in statements()) if m]
+
+
 @dataclass(frozen=True)
 class Upgrade:
-    """What :func:`upgrade` found and did."""
+    """What :func:`upgrade` found and did: every table, column (``table.column``) and index it added, so ``eagle
+    db upgrade`` says each change it made, those of no version of their own (``outbox.refusals``) too."""
 
     before: int | None  # None: a new, empty database
     after: int
     added_columns: tuple[str, ...]
+    added_tables: tuple[str, ...] = ()
+    added_indexes: tuple[str, ...] = ()
 
     def describe(self, where: str) -> str:
         if self.before is None:
             return f"history {where}: created at schema {self.after}"
-        if self.before == self.after and not self.added_columns:
+        made = [(what, names) for what, names in (("tables", self.added_tables), ("columns", self.added_columns),
+                                                   ("indexes", self.added_indexes)) if names]  # fmt: skip
+        if self.before == self.after and not made:
             return f"history {where}: schema {self.after}, up to date"
         steps = [f"{v}: {MIGRATIONS[v]}" for v in range(self.before + 1, self.after + 1)]
-        added = f"; added columns {', '.join(self.added_columns)}" if self.added_columns else ""
+        added = "".join(f"; added {what} {', '.join(names)}" for what, names in made)
         return f"history {where}: schema {self.before} -> {self.after} ({'; '.join(steps) or 'no new version'}{added})"
+
+
+def _layout(backend: HistoryBackend, db: Connection) -> tuple[dict[str, set[str]], set[str]]:
+    """The columns of each of the schema's tables (none: not there) and which of its indexes are there."""
+    return {table: backend.columns(db, table) for table in _TABLES}, backend.indexes(db) & set(_INDEXES)
 
 
 def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
@@ -168,6 +185,7 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
     """
     with transaction(backend, db):
         backend.serialize(db, "schema")
+        tables, indexes = _layout(backend, db)
         for statement in statements():
             db.execute(backend.ddl(statement))
         row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -193,7 +211,13 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif before != SCHEMA_VERSION:
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    return Upgrade(before, SCHEMA_VERSION, tuple(column.name for column in missing))
+        now, indexes_now = _layout(backend, db)
+    return Upgrade(
+        before, SCHEMA_VERSION,
+        tuple(f"{table}.{name}" for table in _TABLES if tables[table] for name in sorted(now[table] - tables[table])),
+        tuple(table for table in _TABLES if not tables[table]),
+        tuple(index for index in _INDEXES if index in indexes_now - indexes),
+    )  # fmt: skip
 
 
 def _number_keys(backend: HistoryBackend, db: Connection) -> None:

@@ -104,6 +104,9 @@ class SqliteHistory(HistoryBackend):
     def columns(self, db: Connection, table: str) -> set[str]:
         return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
 
+    def indexes(self, db: Connection) -> set[str]:
+        return {str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+
     def ddl(self, sql: str) -> str:
         return sql
 
