@@ -256,22 +256,34 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A schema-6 history an earlier eagle-iad of schema 6 wrote: no ``outbox.refusals``, no ``station_faults``, no
-    ``outbox_held`` index (none has a version of its own). ``eagle db upgrade`` adds them and says so, each one,
-    instead of 'up to date' or a list without them."""
+    ``outbox_held`` index, no ``station_intake.files`` (none has a version of its own). ``eagle db upgrade`` adds
+    them and says so, each one, instead of 'up to date' or a list without them; each refusal stored before counts
+    as the one file it counted for, and a content refused again after counts one more."""
     url = str(tmp_path / "six.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
-    InspectionStore(url).close()
+    store = InspectionStore(url)
+    StationTables(store).write_failed("line-1", "d1", "a.png", "empty", 1.0)
+    StationTables(store).write_failed("line-1", "d2", "b.png", "not an image", 2.0)
+    store.close()
     backend = open_backend(url)
     db = backend.connect()
-    for statement in ("ALTER TABLE outbox DROP COLUMN refusals", "DROP TABLE station_faults", "DROP INDEX outbox_held"):
+    for statement in ("ALTER TABLE outbox DROP COLUMN refusals", "DROP TABLE station_faults", "DROP INDEX outbox_held",
+                      "ALTER TABLE station_intake DROP COLUMN files"):  # fmt: skip
         db.execute(statement)
     db.close()
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
         f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
-        "outbox.refusals; added indexes outbox_held)\n"
+        "station_intake.files, outbox.refusals; added indexes outbox_held)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"
+    store = InspectionStore(url)
+    try:
+        StationTables(store).write_failed("line-1", "d1", "c.png", "empty", 3.0)  # the same content, another file
+        counted = store.read("SELECT digest, name, files FROM station_intake WHERE state = 'failed' ORDER BY digest")
+        assert [tuple(row) for row in counted] == [("d1", "c.png", 2), ("d2", "b.png", 1)]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -190,6 +190,38 @@ def _history(work: Path) -> list[Any]:
         store.close()
 
 
+def test_the_failed_count_counts_each_refused_file_not_each_content_and_survives_a_restart(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Three empty files are one content refused three times: ``failed`` (the figure the service's
+    ``eagle_station_failed_total`` and the console's "N refused" show) counts files, as ``failed/`` holds them
+    (a file that cannot be read at all, which has no content hash, counts too: see
+    :func:`test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_on`). A restart reads the
+    same count from the history, and one more empty file adds one."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    past = time.time() - 10
+    for name in ("a.png", "b.png", "c.png"):
+        (incoming / name).write_bytes(b"")
+        os.utime(incoming / name, (past, past))
+    stations = _stations(tmp_path, model_dir, "")
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    refused = ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in (incoming / "failed").iterdir()) == sorted(
+        refused + [f"{name}.reason.txt" for name in refused]
+    )
+    assert (_status(stations)["inspected"], _status(stations)["failed"]) == (0, 3)
+    code, log = _run(stations, "run", "--until-idle")  # a restart: nothing new, the same count
+    assert code == 0, log
+    assert (_status(stations)["inspected"], _status(stations)["failed"]) == (0, 3)
+    (incoming / "d.png").write_bytes(b"")
+    os.utime(incoming / "d.png", (past, past))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (_status(stations)["inspected"], _status(stations)["failed"]) == (0, 4)
+
+
 def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
     model_dir: Path, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -1927,11 +1959,16 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     (incoming / "link.png").symlink_to(outside)
     os.mkfifo(incoming / "fifo.png")
     lines: list[str] = []
+    refused: list[tuple[str, str, str]] = []
     runner = StationRunner.__new__(StationRunner)
     runner.config, runner.log, runner.quiet = SimpleNamespace(name="line-1", source=folder), lines.append, False
+    runner.tables = SimpleNamespace(write_failed=lambda station, digest, name, *_: refused.append((station, digest,
+                                                                                                  name)))  # fmt: skip
     started = time.monotonic()
     assert all(runner._take(arrival) for arrival in arrivals)
     assert time.monotonic() - started < 10, lines
+    # counted among the station's refused files, with no content hash (none was read)
+    assert sorted(refused) == [("line-1", "", "fifo.png"), ("line-1", "", "link.png")]
     assert sorted(lines) == [
         "eagle station line-1: fifo.png: not inspected: fifo.png: cannot be read: not a regular file",
         "eagle station line-1: link.png: not inspected: link.png: cannot be read: a symbolic link, not followed",

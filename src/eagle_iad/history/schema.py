@@ -23,7 +23,10 @@ older eagle-iad, which reads that version too, reads the history as before (it n
 replica lists a station that runs nowhere as not started), a table an older eagle-iad never names, and so is
 ``outbox.refusals`` (how many tries of that row the receiver refused, in total: :meth:`Retry.gives_up`), added to
 an outbox without it at the next open with its default 0; an older eagle-iad never names it and its inserts
-leave it at 0. :class:`Upgrade` lists each table, column and index an open added, these included, so ``eagle db
+leave it at 0. So is ``station_intake.files`` (how many files of that content the station refused, each
+counted: three empty files are three refusals of one content), added with its default 1, what each row counted
+for before; an older eagle-iad's inserts leave it at 1 and its repeated refusal of one content at the count it
+had, as it counted. :class:`Upgrade` lists each table, column and index an open added, these included, so ``eagle db
 upgrade`` says every change it made.
 """
 
@@ -81,6 +84,7 @@ def statements() -> list[str]:
     moved_to TEXT,
     appeared REAL NOT NULL,
     time REAL NOT NULL,
+    files INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (station, digest)
 )""",
         "CREATE INDEX IF NOT EXISTS station_intake_time ON station_intake (station, time)",
@@ -201,6 +205,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             _number_keys(backend, db)
         if "refusals" not in backend.columns(db, "outbox"):  # no version of its own (see above)
             db.execute(backend.ddl("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0"))
+        if "files" not in backend.columns(db, "station_intake"):  # nor this one
+            db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN files INTEGER NOT NULL DEFAULT 1"))
         present = backend.columns(db, "inspections")
         missing = [column for column in columns() if column.name not in present]
         for column in missing:

@@ -41,11 +41,13 @@ def station_lock(name: str) -> str:
     return f"station:{name}"
 
 
-#: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend.
+#: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend; a
+#: content refused again (another empty file) keeps the count of its refused files (``files``, one per file).
 _REPLACE_INTAKE = (
     " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"
     " record_id = excluded.record_id, reason = excluded.reason, moved_to = excluded.moved_to,"
-    " appeared = excluded.appeared, time = excluded.time"
+    " appeared = excluded.appeared, time = excluded.time, files = CASE WHEN station_intake.state = 'failed'"
+    " AND excluded.state = 'failed' THEN station_intake.files + 1 ELSE 1 END"
 )
 
 
@@ -171,6 +173,9 @@ class StationTables:
         return int(cursor.rowcount)
 
     def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
+        """One file refused: its content's row says so, and counts it (``files``: the status's ``failed`` counts
+        files, not contents). ``digest`` ``""``: a file that could not be read, which has no content hash; those
+        share that row, each counted all the same."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"

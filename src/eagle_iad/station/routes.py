@@ -588,7 +588,7 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
     """Each station's figures as Prometheus families (labelled by station, and sink)."""
     families: dict[str, tuple[str, str, list[str]]] = {
         "eagle_station_inspected_total": ("counter", "Images a station inspected and stored.", []),
-        "eagle_station_failed_total": ("counter", "Images a station could not inspect (moved to failed/).", []),
+        "eagle_station_failed_total": ("counter", "Files a station refused (not inspected), each one counted.", []),
         "eagle_station_backlog": ("gauge", "Images waiting in a station's source.", []),
         "eagle_station_images_per_second": ("gauge", "Images a station stored per second over the last minute.", []),
         "eagle_station_latency_seconds": ("gauge", "End-to-end latency percentiles (file seen -> all sinks).", []),

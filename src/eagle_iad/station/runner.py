@@ -717,8 +717,8 @@ class StationRunner:
             self._pause(f"{arrival.name}: not inspected ({reason}), and it could not be put aside: "
                         f"{exc.strerror or exc}")  # fmt: skip
             return False
-        if digest:
-            self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
+        # counted even unread (no digest): the status's failed counts each file refused
+        self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
         self.log(f"eagle station {self.config.name}: {arrival.name}: not inspected: {reason}")
         return True
 

@@ -253,7 +253,9 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
         return db.execute(sql, params).fetchone()[0]
 
     inspected = int(one("SELECT COUNT(*) FROM station_intake WHERE station = ? AND state = 'done'", name))
-    failed = int(one("SELECT COUNT(*) FROM station_intake WHERE station = ? AND state = 'failed'", name))
+    # files refused, each counted (three empty files are three, though one content: StationTables.write_failed)
+    failed = int(one("SELECT COALESCE(SUM(files), 0) FROM station_intake WHERE station = ? AND state = 'failed'",
+                     name))  # fmt: skip
     recent = int(one("SELECT COUNT(*) FROM station_intake WHERE station = ? AND time >= ?", name, now - RATE_WINDOW_S))
     if config.sinks:
         rows = db.execute(
