@@ -518,6 +518,30 @@ def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_
         assert len(shown) in (2, 3)
 
 
+def test_a_dead_letter_warning_names_what_requeues_it_in_the_service(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """A station of the service is out of ``eagle station retry``'s reach (that reads a stations file): its
+    dead-letter warning names the console's Retry and the route, and the route requeues them."""
+    receiver.answer = lambda key: 422  # the receiver refuses every verdict: a dead letter at the first try
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    _drop(data / "incoming", _cells(1))
+    body = _body(receiver)
+    body["sinks"][0]["max_attempts"] = 1
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["dead_letters"] == 1, "a dead letter")
+        assert info["warnings"] == ["1 dead letter (the console's Retry on the Stations page, or POST "
+                                    "/v1/stations/line-1/retry, requeues them)"]  # fmt: skip
+        receiver.answer = None
+        assert _post(live.base, "/v1/stations/line-1/retry") == (200, {"requeued": 1})
+        info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered")
+        assert info["warnings"] == []
+
+
 BAD_BODIES = [
     ({"source": {"kind": "folder", "path": "../elsewhere"}},
      "station 'line-1': source: path '../elsewhere' is outside the service's data root"),

@@ -33,7 +33,7 @@ from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationBusyError, StationManager
-from eagle_iad.station.status import StationFacts, open_read_only, station_figures, station_status
+from eagle_iad.station.status import StationFacts, open_read_only, service_retry, station_figures, station_status
 
 LOG = logging.getLogger("eagle_iad.station")
 
@@ -200,7 +200,7 @@ def _reader(state: ServiceState) -> Any:
 def _info(state: ServiceState, running: Running) -> dict[str, Any]:
     db = _reader(state)
     try:
-        figures = station_status(db, running.runner.config, running.runner.intake())
+        figures = station_status(db, running.runner.config, running.runner.intake(), service_retry(running.name))
     finally:
         db.close()
     return _public_info(state, {**figures, "state": running.state(), "created_by": "file" if running.spec is None
@@ -251,7 +251,7 @@ def _remote_info(
     facts = StationFacts(
         name, str(spec.get("category")), f"{source.get('kind')} {where} (on another replica)".replace("  ", " "),
         None, sinks, int(spec.get("backlog_limit", defaults["backlog_limit"])),
-        float(spec.get("deadline_s", defaults["deadline_s"])),
+        float(spec.get("deadline_s", defaults["deadline_s"])), retry=service_retry(name),
     )  # fmt: skip
     db = _reader(state)
     try:

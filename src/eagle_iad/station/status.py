@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,10 @@ class StationFacts:
     intake: Intake | None = None
     #: Whether ``backlog_error`` says the folder is gone (none waiting), not that images may wait unseen.
     backlog_gone: bool = True
+    #: What requeues its dead letters where it runs, as the dead-letter warning names it: ``eagle station retry``
+    #: for a stations file's station; a station of the service (:func:`service_retry`) is out of that command's
+    #: reach, which reads a stations file.
+    retry: str = "eagle station retry"
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -227,10 +231,18 @@ class StationFacts:
                    config.deadline_s, error, intake, is_gone)  # fmt: skip
 
 
-def station_status(db: Connection, config: StationConfig, intake: Intake | None = None) -> dict[str, Any]:
+def service_retry(name: str) -> str:
+    """What requeues the dead letters of station ``name`` of the service: the console's button, or its route."""
+    return f"the console's Retry on the Stations page, or POST /v1/stations/{name}/retry,"
+
+
+def station_status(
+    db: Connection, config: StationConfig, intake: Intake | None = None, retry: str | None = None
+) -> dict[str, Any]:  # fmt: skip
     """One station's figures (the JSON ``eagle station status`` prints); ``intake``: how its intake is, as the
-    process running it says."""
-    return station_figures(db, StationFacts.of(config, intake))
+    process running it says; ``retry``: what requeues its dead letters there (see :attr:`StationFacts.retry`)."""
+    facts = StationFacts.of(config, intake)
+    return station_figures(db, facts if retry is None else replace(facts, retry=retry))
 
 
 def _age(db: Connection, record_id: str, now: float) -> tuple[str, float] | None:
@@ -336,7 +348,7 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
     dead = sum(s["dead_letters"] for s in sinks.values())
     warnings += failing
     if dead:
-        warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} (eagle station retry requeues them)")
+        warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)")
     return {
         "station": name,
         "category": config.category,
