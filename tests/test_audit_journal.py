@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, wait_s
 from test_service import call
 
 from eagle_iad.data import get_layout
@@ -171,21 +171,14 @@ def test_a_busy_log_keeps_the_journal_and_a_refused_row_is_set_aside_once(tmp_pa
     store.close()
 
 
-def test_another_process_only_appends_to_the_journal_and_an_append_a_drain_renamed_is_written_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A log that does not drain (``eagle review label``, another process than the service) writes its row,
-    or appends it to the journal when the history stays busy, and never renames, rewrites or removes the
-    journal; an append whose file the service's drain renamed as it wrote is written again to the new
-    journal, and the service's drain puts it in the log once."""
-    import os
-
+def test_another_process_only_appends_to_the_journal(tmp_path: Path) -> None:
+    """A log that does not drain (``eagle review label``, another process than the service) writes its row to
+    the log, and never renames, rewrites or removes the journal, which the service's drain moves in."""
     from eagle_iad.service import audit
     from eagle_iad.service.access import Caller, Role
     from eagle_iad.service.store import InspectionStore
 
-    database = tmp_path / "history.sqlite3"
-    store = InspectionStore(f"sqlite:///{database}")
+    store = InspectionStore(f"sqlite:///{tmp_path / 'history.sqlite3'}")
     journal = tmp_path / audit.PENDING
     draining = tmp_path / (audit.PENDING + ".draining")
     fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
@@ -197,32 +190,86 @@ def test_another_process_only_appends_to_the_journal_and_an_append_a_drain_renam
     cli.drain()
     assert journal.read_text() == json.dumps(waiting) + "\n" and not draining.exists()
     assert [r["time"] for r in cli.page(10, 0)[1]] == ["t1"]
-
-    monkeypatch.setattr(audit, "AUDIT_WAIT_S", 0.2)
-    holder = sqlite3.connect(str(database), isolation_level=None)
-    holder.execute("PRAGMA busy_timeout = 0")
-    holder.execute("BEGIN IMMEDIATE")
-    store._db.raw.execute("PRAGMA busy_timeout = 0")  # type: ignore[attr-defined]
-    fsync, renamed = os.fsync, [False]
-
-    def the_service_renames_meanwhile(fd: int) -> None:  # between the append and its check
-        fsync(fd)
-        if not renamed[0]:  # and appends another row to a new journal
-            renamed[0] = True
-            os.replace(journal, draining)
-            journal.write_text(json.dumps({**waiting, "time": "t3", "path": "/p3"}) + "\n")
-
-    monkeypatch.setattr(os, "fsync", the_service_renames_meanwhile)
-    try:
-        assert cli.write("t2", cli_user, "PUT", "/r", "/p2", 200, "label anomalous by ana") is False
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    monkeypatch.setattr(os, "fsync", fsync)
-    assert [row[0] for row in cli._pending(draining)] == ["t0", "t2"]  # it landed in the renamed file
-    assert [row[0] for row in cli._pending(journal)] == ["t3", "t2"]  # and again in the journal
     service = audit.AuditLog(store, journal)
     service.drain()
     assert not journal.exists() and not draining.exists()
-    assert [r["time"] for r in service.page(10, 0)[1]] == ["t3", "t2", "t0", "t1"]
+    assert [r["time"] for r in service.page(10, 0)[1]] == ["t0", "t1"]  # newest first: t0 moved in after t1
+    store.close()
+
+
+#: One process appending ``count`` rows of its own to the journal, as ``eagle review label`` does when the log is busy.
+_APPENDER = """
+import sys
+from pathlib import Path
+from eagle_iad.service.audit import AuditLog
+from eagle_iad.service.store import InspectionStore
+
+history, journal, who, count = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+store = InspectionStore(history)
+log = AuditLog(store, journal, drains=False)
+print("ready", flush=True)
+sys.stdin.readline()
+for index in range(count):
+    log._append(journal, (f"t{index:04d}", who, "operator", "PUT", "/r", f"/{who}/{index}", 200, None))
+store.close()
+"""
+
+
+def test_rows_appended_by_two_processes_while_the_service_drains_are_each_in_the_log_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real processes append 300 rows each to the journal while the service's log drains it over and over
+    (renaming it each time it finds rows): every row is in the log exactly once, and no drain finds a row it
+    already wrote (earlier an append that the rename cut off was written again, and only the log's look for
+    the same row kept it from being doubled)."""
+    import logging
+    import subprocess
+    import sys
+    import time
+
+    from eagle_iad.service import audit
+    from eagle_iad.service.store import InspectionStore
+
+    caplog.set_level(logging.INFO, logger="eagle_iad.service")
+    read: list[tuple[Any, ...]] = []  # every row a drain took from the journal (each file is read once here)
+    pending = audit.AuditLog._pending
+
+    def reading(path: Path) -> list[tuple[Any, ...]]:
+        rows = pending(path)
+        read.extend(rows)
+        return rows
+
+    monkeypatch.setattr(audit.AuditLog, "_pending", staticmethod(reading))
+    history = f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    store = InspectionStore(history)
+    journal = tmp_path / audit.PENDING
+    service = audit.AuditLog(store, journal)
+    count = 300
+    command = [sys.executable, "-c", _APPENDER, history, str(journal)]
+    pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    appenders = [subprocess.Popen([*command, who, str(count)], **pipes) for who in ("ana", "bo")]
+    try:
+        for appender in appenders:
+            assert appender.stdout is not None and appender.stdout.readline() == "ready\n"
+        for appender in appenders:
+            assert appender.stdin is not None
+            appender.stdin.write("go\n")
+            appender.stdin.close()
+        drains = 0
+        while any(appender.poll() is None for appender in appenders) or journal.exists():
+            service.drain()
+            drains += 1
+            time.sleep(0.001)
+        assert [appender.wait(wait_s(120)) for appender in appenders] == [0, 0]
+    finally:
+        for appender in appenders:
+            if appender.poll() is None:
+                appender.kill()
+                appender.wait()
+    service.drain()
+    total, rows = service.page(10 * count, 0)
+    assert (total, len(read)) == (2 * count, 2 * count), drains
+    assert sorted(r["path"] for r in rows) == sorted(f"/{who}/{i}" for who in ("ana", "bo") for i in range(count))
+    assert not journal.exists() and not (tmp_path / (audit.PENDING + ".draining")).exists()
+    assert [r.getMessage() for r in caplog.records if "in the log already" in r.getMessage()] == []
     store.close()

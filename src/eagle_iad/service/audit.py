@@ -15,17 +15,25 @@ waited for up to :data:`AUDIT_WAIT_S`; after that, or on any other failure, the 
 read of the log and the service's start move journalled rows into the log, each once and each on its
 own: a row the log refuses outright goes to ``audit-rejected.jsonl`` for a person to read, and holds
 up no other row.
+
+Why a lock file: the journal has writers in several processes (the service, ``eagle review label``) and one
+drainer (the service), which renames it to take its rows. Each append and that rename hold an exclusive
+``flock`` on ``audit-pending.jsonl.lock`` beside the journal, so an append lands whole in the file before the
+rename or in the new journal after it: each row is journalled once, none lost, none written twice.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import logging
 import os
 import threading
 import time as clock
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,8 @@ AUDIT_WAIT_S = 20.0
 PENDING = "audit-pending.jsonl"
 #: Journalled rows the log refused (not busy: refused, as a row it can never take), kept for a person.
 REJECTED = "audit-rejected.jsonl"
+#: Beside a journal, ``<journal>.lock``: held by an append and by the drain's rename, in every process.
+LOCK_SUFFIX = ".lock"
 
 _INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 #: A journalled row already in the log: the same change (to the millisecond) by the same caller.
@@ -56,8 +66,9 @@ class AuditLog:
     def __init__(self, store: InspectionStore, journal: Path | None = None, drains: bool = True) -> None:
         """``drains``: this log moves journalled rows into the log. Only the service's does: another process
         (``eagle review label``) writing to the same state folder passes ``False`` and only appends to the
-        journal when the log refuses its row, since the service's drain is guarded by its own threads' locks,
-        which another process does not see."""
+        journal when the log refuses its row (the journal's lock file keeps its appends and the service's rename
+        apart; two drains would also need the service's own threads' locks, which another process does not
+        see)."""
         self.store = store
         self.journal = journal
         self.drains = drains
@@ -108,16 +119,19 @@ class AuditLog:
     def _drain(self, journal: Path) -> None:
         """The journal renamed to ``.draining`` (appends go on to a new journal meanwhile), then its rows in
         one by one; the file is rewritten without each row once it is in or set aside. Rows an earlier drain
-        left in ``.draining`` go first; the journal is renamed only once they are all in. Only ever renamed,
-        never copied: an append from another process that lands in the renamed file sees the rename and
-        appends again (:meth:`_append`), and the repeated row is found in the log (``_WRITTEN``)."""
+        left in ``.draining`` go first; the journal is renamed only once they are all in. The rename holds the
+        journal's lock (:func:`_locked`), so an append of any process is in the file whole before it, or in the
+        new journal after it."""
         draining = journal.with_name(journal.name + ".draining")
         for _ in range(2):  # what an earlier drain left, then the journal
             with self._journal_lock:  # appends wait only for this rename
                 if not draining.exists():
                     if not journal.exists():
                         return
-                    os.replace(journal, draining)
+                    with _locked(journal):
+                        if not journal.exists():
+                            return
+                        os.replace(journal, draining)
             if not self._drain_file(journal, draining):
                 return
 
@@ -130,6 +144,9 @@ class AuditLog:
                 with self.store.transaction() as db:
                     if db.execute(_WRITTEN, (entry[0], entry[1], entry[3], entry[5], entry[6])).fetchone() is None:
                         db.execute(_INSERT, entry)
+                    else:  # a drain stopped between writing it and rewriting the file: in the log once
+                        log.info("audit: a journalled row is in the log already, not written again: %s %s %s by %s",
+                                 entry[0], entry[3], entry[5], entry[1])  # fmt: skip
             except Exception as exc:
                 if not _refused(exc):  # busy, away, read-only, damaged: the rows wait for the next drain
                     self._keep(draining, rows[index:])
@@ -161,24 +178,18 @@ class AuditLog:
         atomic_write_text(journal, text)
 
     def _append(self, journal: Path, row: tuple[Any, ...]) -> None:
-        """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own.
-
-        If the file was renamed meanwhile (the service, another process, began a drain as this wrote), the
-        line is written again to the journal now at the path: the drain may have read the renamed file
-        before the line reached it. A row the drain took both times is written to the log once."""
+        """One row as a line of ``journal``, fsynced; after a line a crash cut short, on a line of its own. Under
+        the journal's lock (:func:`_locked`): a drain (the service's, whichever process this is) renames the file
+        before this opens it or after this wrote it, never in between."""
         text = (json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n").encode()
-        with self._journal_lock:
-            while True:
-                with journal.open("a+b") as handle:
-                    line = text
-                    end = handle.seek(0, os.SEEK_END)
-                    if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
-                        line = b"\n" + line
-                    handle.write(line)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    if _same_file(os.fstat(handle.fileno()), journal):
-                        return
+        with self._journal_lock, _locked(journal), journal.open("a+b") as handle:
+            line = text
+            end = handle.seek(0, os.SEEK_END)
+            if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
+                line = b"\n" + line
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def page(self, limit: int, offset: int, actor: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Newest first: ``(total, rows)``."""
@@ -202,13 +213,17 @@ class AuditLog:
         return out.getvalue()
 
 
-def _same_file(written: os.stat_result, path: Path) -> bool:
-    """Whether ``path`` still names the file ``written`` describes (not renamed away since it was opened)."""
+@contextmanager
+def _locked(journal: Path) -> Iterator[None]:
+    """Hold ``journal``'s lock (an exclusive ``flock`` on ``<journal>.lock``), shared by every process that writes
+    the journal or renames it. The lock file is never removed: a holder's file removed under a waiter would let
+    two hold locks on two files."""
+    fd = os.open(journal.with_name(journal.name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        now = path.stat()
-    except FileNotFoundError:
-        return False
-    return (now.st_dev, now.st_ino) == (written.st_dev, written.st_ino)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _refused(exc: BaseException) -> bool:
