@@ -309,6 +309,49 @@ def test_a_station_deleted_mid_inspection_is_not_created_again_until_its_old_run
         assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
 
 
+def test_a_hot_folder_stays_locked_until_a_deleted_stations_image_past_the_grace_is_finished(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A station deleted while its thread finishes an image past the shutdown grace still moves that image out of
+    its hot folder: a station of another name created on the folder meanwhile would take the same image and
+    inspect it again. The folder stays locked until that thread ended (409 ``folder_in_use``); then the other
+    station starts, and the image was inspected once."""
+    import os
+    import socket
+
+    inspecting, done = _slow_inspections(monkeypatch)
+    data = tmp_path / "data"
+    incoming = data / "incoming"
+    incoming.mkdir(parents=True)
+    settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
+    with LiveServer(create_app(settings, extensions=[stations])) as live:
+        assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
+        (name,) = _drop(incoming, _cells(1))
+        assert inspecting.wait(wait_s(60)), "never inspected"
+        assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
+        assert not done.is_set()
+        status, answer = _post(live.base, "/v1/stations", _body(receiver, name="line-2"))
+        said = (
+            f"station 'line-2': hot folder {incoming} is taken by another station (pid {os.getpid()} on "
+            f"{socket.gethostname()}, station 'line-1', state folder {settings.state_dir}); two stations on one "
+            "folder would each inspect every image: stop that one first, or give this station its own folder"
+        )
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", said)
+        assert done.wait(wait_s(60))
+        deadline = time.monotonic() + wait_s(30)
+        while (status := _post(live.base, "/v1/stations", _body(receiver, name="line-2"))[0]) == 409:
+            assert time.monotonic() < deadline, "the folder was never released"
+            time.sleep(0.1)
+        assert status == 201
+        assert (incoming / "done" / name).exists()
+        time.sleep(1.0)
+        assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
+        assert call("GET", f"{live.base}/v1/stations/line-2")[2]["inspected"] == 0
+
+
 def test_a_patch_saves_the_spec_before_the_station_starts_and_puts_it_back_if_the_start_fails(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,

@@ -741,10 +741,12 @@ class Running:
         #: The loop's look at :attr:`halt` that ends it and :meth:`resume` are one at a time (see :meth:`resume`).
         self._gate = threading.Lock()
         self._ended = False
+        #: The source is closed by the intake thread as it ends (:meth:`close_source`, a stop past the grace).
+        self._close_at_end = False
         self.thread = self._new_thread()
 
     def _new_thread(self) -> threading.Thread:
-        return threading.Thread(target=self._loop, name=f"eagle-station-{self.runner.config.name}", daemon=True)
+        return threading.Thread(target=self._run, name=f"eagle-station-{self.runner.config.name}", daemon=True)
 
     @property
     def name(self) -> str:
@@ -798,6 +800,27 @@ class Running:
             self.thread = self._new_thread()
             self.thread.start()
         self.runner.resume_couriers()
+
+    def close_source(self) -> None:
+        """Close the source (a hot folder's lock released) once the intake thread has ended: now if it has (or
+        never started), else by that thread as it ends. A thread still finishing an image past the stop's grace
+        may still move a file in the folder: until it ends, the folder stays locked, so no other station on it
+        starts and takes the same image."""
+        with self._gate:
+            if self.thread.is_alive() and not self._ended:
+                self._close_at_end = True
+                return
+        _close_source(self.runner)
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._gate:
+                self._ended = True
+                close = self._close_at_end
+            if close:
+                _close_source(self.runner)
 
     def _loop(self) -> None:
         source = self.runner.config.source
@@ -970,9 +993,13 @@ class StationManager:
         running.runner.stop(max(0.0, deadline - time.monotonic()))
         for sink in running.runner.config.sinks:
             sink.sink.close()
-        close = getattr(running.runner.config.source, "close", None)
-        if callable(close):
-            close()
+        running.close_source()  # past the grace: by the intake thread as it ends, its folder locked until then
+
+
+def _close_source(runner: StationRunner) -> None:
+    close = getattr(runner.config.source, "close", None)
+    if callable(close):
+        close()
 
 
 #: Seconds between checks that ``eagle station run`` still holds its stations' locks in a shared history.

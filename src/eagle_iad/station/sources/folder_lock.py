@@ -7,9 +7,11 @@ each with a station of another name, watched the same folder unseen. So a hot fo
 ``flock`` on a lock file in the folder when it starts and drops it when it stops; the second is refused with
 who holds it (pid, host, station, state folder), written in the file by the holder.
 
-The file is removed by its holder at the stop (the folder's listing shows nothing of it while no station runs;
-a killed holder leaves it, which is harmless: the lock went with the process). A lock taken on a file that
-was removed meanwhile is let go and taken again on the file now there, so two never hold locks on two files.
+The file is removed by its holder at the stop, once its intake thread has ended (a thread finishing an image
+past the stop's grace still moves it: see ``Running.close_source``). The folder's listing shows nothing of it
+while no station runs; a killed holder leaves it, which is harmless: the lock went with the process. A lock
+taken on a file that was removed meanwhile is let go and taken again on the file now there, so two never hold
+locks on two files.
 
 Limits: on a local file system the lock is the kernel's. On NFS, Linux turns ``flock`` into a whole-file POSIX
 lock held by the server (NFSv4) or its lock manager (NFSv3 ``lockd``/``statd``), so it holds across hosts,
