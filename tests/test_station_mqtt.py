@@ -34,7 +34,7 @@ from conftest import wait_s
 from paho.mqtt.enums import CallbackAPIVersion
 from test_station import Running, _cells, _drop, _env, _free_port, _history, _run, _stations, _status, assert_refused
 
-from eagle_iad.station.parts import Options, StationConfigError
+from eagle_iad.station.parts import NotChecked, Options, StationConfigError
 from eagle_iad.station.sinks.mqtt import PROTOCOLS, MqttSink
 from eagle_iad.station.status import open_read_only
 
@@ -43,6 +43,10 @@ model_dir = test_station.model_dir  # the module-scoped fixture: a small real mo
 MOSQUITTO = shutil.which("mosquitto") or next(
     (path for path in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(path, os.X_OK)), None
 )
+#: Mosquitto's dynamic security plugin, which can bind a user to one client id (Debian ships it with mosquitto).
+DYNSEC = next((path for path in ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                                 "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+                                 "/usr/lib/mosquitto_dynamic_security.so") if os.path.exists(path)), None)  # fmt: skip
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto)")
 
 
@@ -51,18 +55,25 @@ class Broker:
     and retained messages across a restart (saved when it stops); ``password_file`` (``mosquitto_passwd``'s)
     admits only its users."""
 
-    def __init__(self, folder: Path, port: int, *, persistent: bool = False, password_file: Path | None = None) -> None:
+    def __init__(
+        self, folder: Path, port: int, *, persistent: bool = False, password_file: Path | None = None,
+        dynsec: Path | None = None,
+    ) -> None:  # fmt: skip
         self.folder = folder
         self.port = port
         self.persistent = persistent
         self.password_file = password_file
+        #: The dynamic security plugin's configuration (its clients, each maybe bound to one client id).
+        self.dynsec = dynsec
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
         assert MOSQUITTO is not None
         self.folder.mkdir(parents=True, exist_ok=True)
         lines = [f"listener {self.port} 127.0.0.1"]
-        if self.password_file is None:
+        if self.dynsec is not None:
+            lines += ["allow_anonymous false", f"plugin {DYNSEC}", f"plugin_opt_config_file {self.dynsec}"]
+        elif self.password_file is None:
             lines.append("allow_anonymous true")
         else:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
@@ -414,6 +425,67 @@ def test_credentials_the_broker_refuses_stop_the_station_at_start(model_dir: Pat
                                   f"127.0.0.1:{broker.port} refused the user line: Not authorized (check username, "
                                   "and the password in EAGLE_TEST_MQTT_PASSWORD)\n")  # fmt: skip
         assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing was taken
+    finally:
+        broker.stop()
+
+
+@needs_mosquitto
+def test_a_broker_admitting_only_the_sinks_client_id_is_a_start_up_warning_not_a_refusal(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A broker that binds the user to the sink's ``client_id`` (mosquitto's dynamic security) refuses the
+    start-up probe's own id with *not authorized*, as it refuses a wrong password: the two cannot be told apart,
+    and a probe under the sink's id would push its live connection off. So the probe says it could not check, in
+    one warning, and the station starts and delivers as its own id (earlier: refused for a right password)."""
+    import re
+
+    ctrl = shutil.which("mosquitto_ctrl")
+    if ctrl is None or DYNSEC is None:
+        pytest.skip("mosquitto_ctrl or mosquitto's dynamic security plugin is not installed")
+    config = tmp_path / "dynsec.json"
+    subprocess.run([ctrl, "dynsec", "init", str(config), "admin", "right-password"], check=True, capture_output=True,
+                   timeout=wait_s(60))  # fmt: skip
+    security = json.loads(config.read_text())
+    admin = security["clients"][0]  # its password's hash, for a user of our own bound to one client id
+    security["clients"].append({**admin, "username": "line", "textName": "line 1", "clientid": "line-1-sink",
+                                "roles": []})  # fmt: skip
+    security["defaultACLAccess"] = dict.fromkeys(("publishClientSend", "publishClientReceive", "subscribe",
+                                                  "unsubscribe"), True)  # fmt: skip
+    config.write_text(json.dumps(security))
+    broker = Broker(tmp_path / "broker", _free_port(), dynsec=config).start()
+    where = "stations.toml: station 'line-1': sink 1 (mqtt)"
+    said = (rf"mqtt 127\.0\.0\.1:{broker.port} refused the check, connecting as line-1-sink-probe-[0-9a-f]{{8}} \(Not "
+            r"authorized\): the credentials, or a broker that admits only client_id line-1-sink, which refuses any "
+            r"other id alike \(a check under that id would push the live connection off\)")  # fmt: skip
+
+    def probe(protocol: str, password: str) -> None:
+        table = {"host": "127.0.0.1", "port": broker.port, "protocol": protocol, "timeout_s": 10, "username": "line",
+                 "password_env": "EAGLE_TEST_MQTT_PASSWORD", "client_id": "line-1-sink"}  # fmt: skip
+        os.environ["EAGLE_TEST_MQTT_PASSWORD"] = password
+        try:
+            MqttSink(Options(table, where, tmp_path), "mqtt").probe()
+        finally:
+            os.environ.pop("EAGLE_TEST_MQTT_PASSWORD", None)
+
+    try:
+        for protocol in PROTOCOLS:
+            for password in ("right-password", "wrong"):  # alike, as the broker answers both alike
+                with pytest.raises(NotChecked) as caught:
+                    probe(protocol, password)
+                assert re.fullmatch(said, str(caught.value)), str(caught.value)
+        # the whole station: one warning, and the verdict delivered as line-1-sink
+        _drop(tmp_path / "incoming", _cells(1))
+        sink = _mqtt(broker.port, username="line", password_env="EAGLE_TEST_MQTT_PASSWORD", client_id="line-1-sink")
+        stations = _stations(tmp_path, model_dir, sink)
+        code, out = _run(stations, "run", "--until-idle", env=_env(EAGLE_TEST_MQTT_PASSWORD="right-password"))
+        assert code == 0, out
+        (warning,) = [line for line in out.splitlines() if "warning" in line]
+        assert re.fullmatch(rf"eagle station line-1: warning: sink mqtt: not checked at start: {said}; the sink "
+                            r"connects at its first delivery, and a refusal then shows as the sink failing \(in this "
+                            r"log and the status\)", warning), warning  # fmt: skip
+        code, out = _run(stations, "status", env=_env(EAGLE_TEST_MQTT_PASSWORD="right-password"))
+        assert json.loads(out[out.index("[") :])[0]["sinks"]["mqtt"]["delivered"] == 1, out
+        assert " as line-1-sink " in broker.log()
     finally:
         broker.stop()
 

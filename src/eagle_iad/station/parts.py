@@ -39,6 +39,12 @@ class RefusedError(DeliveryError):
     becomes a dead letter and the rows behind it go on."""
 
 
+class NotChecked(Exception):  # noqa: N818  (not an error: the station starts)
+    """A sink's start-up probe could not look at its receiver, for a reason that says nothing of the configuration
+    (a broker that admits only the sink's own client id refused the probe's): one warning line naming why, and the
+    station starts; the sink's first delivery tells, a refusal then showing as the sink failing."""
+
+
 class Options:
     """One TOML table read field by field; every error names ``where`` (file, station, part) and the field.
 
@@ -256,7 +262,8 @@ class Sink(Protocol):
     anything. It raises :class:`StationConfigError` naming the field for what is certainly a configuration
     error (a node the server does not have, credentials the broker refuses, a certificate that fails
     verification), and returns one line for a receiver that is merely unreachable now (refused, no answer:
-    a warning, since its verdicts wait in the outbox), or ``None`` when all is well. It respects the sink's
+    a warning, since its verdicts wait in the outbox), or ``None`` when all is well; it raises :class:`NotChecked`
+    when it could not look at all (a warning too). It respects the sink's
     timeout and leaves no thread or connection behind; the real connection is still made at the first
     delivery.
     """

@@ -47,7 +47,7 @@ from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import StationTables, station_lock
-from eagle_iad.station.parts import Arrival, DeliveryError, RefusedError, StationConfigError
+from eagle_iad.station.parts import Arrival, DeliveryError, NotChecked, RefusedError, StationConfigError
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -179,7 +179,8 @@ def _verdicts(count: int) -> str:
 
 
 def _probe(sink: SinkConfig) -> str | None:
-    """The sink's optional start-up look at its receiver: why it is unreachable now, or ``None``.
+    """The sink's optional start-up look at its receiver: the warning it gives (the receiver unreachable now, or
+    the look not made: :class:`NotChecked`), or ``None``.
 
     A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
     any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
@@ -187,13 +188,17 @@ def _probe(sink: SinkConfig) -> str | None:
     probe = getattr(sink.sink, "probe", None)
     if not callable(probe):
         return None
+    reachable = "; verdicts wait in the outbox until it is reachable"
     try:
         why = probe()
     except StationConfigError:
         raise
+    except NotChecked as exc:
+        return (f"not checked at start: {exc}; the sink connects at its first delivery, and a refusal then shows "
+                "as the sink failing (in this log and the status)")  # fmt: skip
     except Exception as exc:
-        return f"the start-up check failed: {type(exc).__name__}: {exc}"
-    return None if why is None else str(why)
+        return f"the start-up check failed: {type(exc).__name__}: {exc}{reachable}"
+    return None if why is None else f"{why}{reachable}"
 
 
 class StationBusyError(ApiError):
@@ -226,7 +231,7 @@ class StationRunner:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
         except ApiError as exc:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
-        #: What the sinks' probes found unreachable at start (logged by :meth:`start`).
+        #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         self.unreachable = [(sink.sink.name, why) for sink in config.sinks if (why := _probe(sink)) is not None]
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
@@ -306,8 +311,7 @@ class StationRunner:
         for courier in self.couriers:
             self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
         for sink, why in self.unreachable:
-            self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}; verdicts wait in the outbox "
-                     "until it is reachable")  # fmt: skip
+            self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}")
         sinks = [courier.sink.sink.name for courier in self.couriers]
         for sink, count in self.tables.orphans(self.config.name, sinks).items():
             self.log(f"eagle station {self.config.name}: warning: {count} verdicts wait for a sink named {sink!r}, "

@@ -18,7 +18,8 @@ file and must not connect, and a broker down at start must not stop the station)
 network thread keeps it, reconnecting with waits from ``retry_base_s`` doubling up to ``retry_max_s``.
 When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
-station with one line naming the field; one that is down or silent is a warning.
+station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
+the probe's own client id (not checked: :class:`~eagle_iad.station.parts.NotChecked`).
 paho-mqtt is an optional dependency (``pip install 'eagle-iad[mqtt]'``), imported when a stations file
 names this sink, so the other sinks work without it.
 """
@@ -38,7 +39,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, StationConfigError
+from eagle_iad.station.parts import (
+    REQUIRED,
+    SINKS,
+    DeliveryError,
+    NotChecked,
+    Options,
+    RefusedError,
+    Retry,
+    StationConfigError,
+)
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
@@ -195,18 +205,20 @@ class MqttSink:
 
         Runs in the caller's thread (paho's loop driven by hand, no network thread) within ``timeout_s`` for
         the connection and ``timeout_s`` for the CONNACK; with a client id of its own (:meth:`_probe_id`: a
-        probe while the station runs, at a ``PATCH``, must not push the live connection off), no will set and
-        nothing published, so the status topic is untouched. Credentials the broker refuses, a protocol it
-        rejects, or a certificate that fails verification raise :class:`StationConfigError` naming the field; a
-        client id it rejects is the probe's own, which says nothing of the sink's (not checked).
+        probe while the station runs, at a ``PATCH``, or on another replica, must not push the live connection
+        off), no will set and nothing published, so the status topic is untouched. Credentials the broker refuses,
+        a protocol it rejects, or a certificate that fails verification raise :class:`StationConfigError` naming
+        the field. A client id it rejects is the probe's own, which says nothing of the sink's: :class:`NotChecked`
+        (a warning); so is *not authorized* or *bad user name or password* with ``client_id`` set, as a broker that
+        admits only that id (mosquitto's dynamic security binds a user to one) answers the probe's id so too, and
+        the two cannot be told apart without connecting as the sink, which the live connection forbids.
         """
         from paho.mqtt.client import MQTT_ERR_SUCCESS, Client, MQTTv5, MQTTv311
         from paho.mqtt.enums import CallbackAPIVersion
 
+        probe_id = self._probe_id()
         client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._probe_id(),
-            protocol=MQTTv5 if self.protocol == "5" else MQTTv311,
+            CallbackAPIVersion.VERSION2, client_id=probe_id, protocol=MQTTv5 if self.protocol == "5" else MQTTv311
         )
         client.connect_timeout = self.timeout_s
         if self.username is not None:
@@ -243,8 +255,8 @@ class MqttSink:
                 client.disconnect()  # written at once (no network thread), then the socket is closed
                 return None
             key = REFUSED_FIELD.get(reason.value)
-            if key == "client_id":  # the probe's own id, not the one the station connects with: nothing known of it
-                return None
+            if key == "client_id" or (key == "password_env" and self.client_id is not None):
+                raise NotChecked(self._not_checked(probe_id, str(reason), key == "client_id"))
             if key == "password_env" and self.password is None:
                 key = "username"
             if key is None:
@@ -260,6 +272,16 @@ class MqttSink:
             sock = client.socket()
             if sock is not None:
                 sock.close()
+
+    def _not_checked(self, probe_id: str, reason: str, id_refused: bool) -> str:
+        """Why the probe says nothing of the sink: the broker refused the probe's own client id (``id_refused``), or
+        refused it in words that may mean its id or the credentials."""
+        said = f"{self._broker()} refused the check's own client id {probe_id} ({reason})"
+        if id_refused:
+            return said
+        return (f"{self._broker()} refused the check, connecting as {probe_id} ({reason}): the credentials, or a "
+                f"broker that admits only client_id {self.client_id}, which refuses any other id alike (a check "
+                "under that id would push the live connection off)")  # fmt: skip
 
     def _probe_id(self) -> str:
         """The probe's client id: its own (``<the sink's client id>-probe-<random hex>``), never the live
