@@ -49,6 +49,9 @@ DEADLINE_S = Range(0.0, 86400.0, low_open=True)
 class SinkConfig:
     sink: Sink
     retry: Retry
+    #: Whether the sink is sent the station's refusals too (images it could not inspect), in the verdicts' queue:
+    #: the option ``refusals`` every sink takes (default true), as ``name`` and the retry options.
+    refusals: bool = True
 
 
 @dataclass
@@ -233,6 +236,7 @@ def station_from_table(options: Options, models_dir: Path) -> StationConfig:
         used.add(sink_name)
         sink = SINKS.get(sink_kind)(sink_options, sink_name)
         retry = Retry.read(sink_options)
+        refusals = sink_options.flag("refusals", True)
         sink_options.done()
-        sinks.append(SinkConfig(sink, retry))
+        sinks.append(SinkConfig(sink, retry, refusals))
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s)

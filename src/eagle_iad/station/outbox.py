@@ -14,14 +14,20 @@ so a restart or a receiver that flaps between refusing and being unreachable nei
 it cannot be reached for waits, and the rows behind it too. A dead letter requeued
 (:meth:`StationTables.requeue_dead`) keeps its ``seq``: it goes again ahead of every row still pending that was
 stored after it.
+
+An image the station refuses (it cannot be inspected: see :meth:`StationTables.write_failed`) is delivered the same
+way: its intake row (``failed``) and one outbox row per sink that takes refusals, in one transaction, held until the
+image is put aside, then due in the same queues as the verdicts, keyed ``refused-<...>`` (see :func:`refusal_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,18 +42,44 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 HELD = 1e18
 
 
+#: What the idempotency key of a refusal starts with (a record id is 32 hex digits: the two never collide).
+REFUSED_PREFIX = "refused-"
+
+
+def refusal_key(station: str, name: str, digest: str, settled: tuple[int, int] | None, again: str | None) -> str:
+    """The idempotency key of a refusal (its outbox rows' ``record_id``).
+
+    Why not one rule for both: a refusal is an event (this file refused now), not a content, so bytes refused
+    before and dropped again (a camera writing one empty ``current.png`` per part) are another part, told anew.
+    With the bytes read (``digest``): a new random key, except ``again``, the key of this very file's refusal
+    stored earlier whose deliveries are still held (a crash, or a put-aside that failed, between storing it and
+    putting the file aside): refused again, it keeps that key, so it is sent once. A file that could not be read
+    has no digest, and a crash loses any memory of it outside the outbox: its key is derived from the station,
+    its name and what the listing saw of it (``settled``: size and modification time), so refusing the same file
+    again after a restart gives the same key, and the rows already stored under it are not written twice
+    (a receiver drops a repeat by its key anyway).
+    """
+    if digest:
+        return again or f"{REFUSED_PREFIX}{uuid.uuid4().hex}"
+    seen = "" if settled is None else f"{settled[0]}:{settled[1]}"
+    tag = hashlib.sha256("\0".join((station, name, seen)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{REFUSED_PREFIX}{tag}"
+
+
 def station_lock(name: str) -> str:
     """The lock held by the one process that runs station ``name`` (several share a PostgreSQL history)."""
     return f"station:{name}"
 
 
 #: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend; a
-#: content refused again (another empty file) keeps the count of its refused files (``files``, one per file).
+#: content refused again (another empty file) keeps the count of its refused files (``files``, one per file; the
+#: same file refused again under its held key after a crash is not counted twice).
 _REPLACE_INTAKE = (
     " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"
     " record_id = excluded.record_id, reason = excluded.reason, moved_to = excluded.moved_to,"
     " appeared = excluded.appeared, time = excluded.time, files = CASE WHEN station_intake.state = 'failed'"
-    " AND excluded.state = 'failed' THEN station_intake.files + 1 ELSE 1 END"
+    " AND excluded.state = 'failed' THEN station_intake.files + CASE WHEN excluded.record_id IS NOT NULL AND"
+    " station_intake.record_id = excluded.record_id THEN 0 ELSE 1 END ELSE 1 END"
 )
 
 
@@ -153,7 +185,7 @@ class StationTables:
         unfiled), oldest first, with what the intake says of each."""
         rows = self.store.read(
             "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to FROM outbox o LEFT JOIN station_intake i"
-            " ON i.station = o.station AND i.record_id = o.record_id AND i.state = 'done'"
+            " ON i.station = o.station AND i.record_id = o.record_id AND i.state IN ('done', 'failed')"
             " WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
             " GROUP BY o.record_id, i.digest, i.name, i.moved_to ORDER BY MIN(o.seq)",
             (station, PENDING, HELD),
@@ -172,16 +204,50 @@ class StationTables:
             cursor = db.execute(f"UPDATE outbox SET next_try = 0 WHERE {where}", params)
         return int(cursor.rowcount)
 
-    def write_failed(self, station: str, digest: str, name: str, reason: str, appeared: float) -> None:
-        """One file refused: its content's row says so, and counts it (``files``: the status's ``failed`` counts
-        files, not contents). ``digest`` ``""``: a file that could not be read, which has no content hash; those
-        share that row, each counted all the same."""
+    def write_failed(
+        self, station: str, digest: str, name: str, reason: str, appeared: float, *, key: str | None = None,
+        planned: str | None = None, sinks: Sequence[str] = (), payload: Mapping[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """A refusal, in one transaction: the intake row (``failed``, under ``key`` and the ``planned`` place) and
+        one outbox row per sink of ``sinks``, held until :meth:`filed` says where the file was put aside. So a crash
+        leaves both or neither, and the rows wait in each sink's queue behind the verdicts stored before.
+
+        The intake row counts the file (``files``: the status's ``failed`` counts files, not contents), unless it
+        is this file refused again under its held ``key`` after a crash. ``digest`` ``""``: a file that could not be
+        read, which has no content hash; those share one row (no key, no place: each refusal's own key is in its
+        outbox rows), each counted all the same.
+
+        Rows already stored under ``key`` (this file refused again: see :func:`refusal_key`) are kept as they are,
+        delivered or not, instead of being written twice."""
+        now = time.time()
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-                " appeared, time) VALUES (?, ?, ?, 'failed', NULL, ?, NULL, ?, ?)" + _REPLACE_INTAKE,
-                (station, digest, name, reason, appeared, time.time()),
+                " appeared, time) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)" + _REPLACE_INTAKE,
+                (station, digest, name, key if digest else None, reason, planned if digest else None, appeared, now),
             )
+            if key is None or payload is None:
+                return
+            text = json.dumps(payload)
+            for sink in sinks:
+                db.execute(
+                    "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (station, sink, record_id) DO NOTHING",
+                    (station, sink, key, text, PENDING, HELD),
+                )
+
+    def held_refusal(self, station: str, digest: str, name: str) -> str | None:
+        """The key of the refusal of ``name`` with content ``digest`` whose deliveries are still held (stored, the
+        file not put aside yet: a crash or a failed put-aside since), or ``None``."""
+        if not digest:
+            return None
+        rows = self.store.read(
+            "SELECT i.record_id FROM station_intake i WHERE i.station = ? AND i.digest = ? AND i.name = ?"
+            " AND i.state = 'failed' AND i.record_id IS NOT NULL AND EXISTS (SELECT 1 FROM outbox o"
+            " WHERE o.station = i.station AND o.record_id = i.record_id AND o.state = ? AND o.next_try = ?)",
+            (station, digest, name, PENDING, HELD),
+        )
+        return None if not rows else str(rows[0][0])
 
     # ------------------------------------------------------------------ outbox
 

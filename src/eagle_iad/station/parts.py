@@ -208,6 +208,20 @@ class Arrival:
     settled: Settled | None = None
 
 
+#: The ``event`` of a refusal's payload: an image the station could not inspect (a verdict's payload has no
+#: ``event``; it has ``record``). See docs/STATIONS.md, "Refused images are delivered", for every field.
+REFUSED = "refused"
+
+
+def refusal(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """What a refusal's payload says of it (its ``refused`` object: ``id``, ``category``, ``image_name``,
+    ``image_sha256``, ``reason``, ``time``), or ``None`` for a verdict: how a sink tells the two apart."""
+    if payload.get("event") != REFUSED:
+        return None
+    said = payload.get("refused")
+    return said if isinstance(said, Mapping) else {}
+
+
 class Source(Protocol):
     """Where a station's images come from.
 
@@ -225,6 +239,9 @@ class Source(Protocol):
     - ``undecodable(arrival) -> float | None``: the station could not decode the image of a settled file; the
       seconds it is still given (it is left where it is, and handed over again once it settled again: a writer
       that stalled half-way), or ``None`` to refuse it now. Without it, such an image is refused at once.
+    - ``planned_refusal(arrival) -> Path``: where :meth:`refuse` will put an image (stored with the refusal before
+      it is put aside, and what its deliveries say if a crash leaves it unfiled and gone). Without it: the image's
+      own place (``arrival.path``).
     """
 
     kind: ClassVar[str]
@@ -250,8 +267,10 @@ class Source(Protocol):
         """Put an inspected image at ``to`` (its :meth:`planned` place, or the one stored before a restart); the
         place actually used when that is another (``to`` taken meanwhile: ``<name>-1``), else ``None``."""
 
-    def refuse(self, arrival: Arrival, reason: str) -> None:
-        """Put an image that could not be inspected where the user asked, with the reason beside it."""
+    def refuse(self, arrival: Arrival, reason: str) -> Path | None:
+        """Put an image that could not be inspected where the user asked, with the reason beside it; where it went
+        (the refusal's deliveries say that place), or ``None``: where ``planned_refusal`` said, if the source has
+        it, else where it was (nothing was moved)."""
 
 
 class Sink(Protocol):
@@ -278,8 +297,10 @@ class Sink(Protocol):
     def describe(self) -> str: ...
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
-        """Send one verdict (``key``: the record id, the same on every retry); raise DeliveryError to retry,
-        RefusedError when the receiver refused it (anything else counts as a refusal too: a bug)."""
+        """Send one verdict (``key``: the record id, the same on every retry), or one refusal of an image (see
+        :func:`refusal`: no ``record``; ``key`` is ``refused-<...>``) to a sink that takes them (the sink's option
+        ``refusals``, default true); raise DeliveryError to retry, RefusedError when the receiver refused it
+        (anything else counts as a refusal too: a bug)."""
 
     def close(self) -> None: ...
 

@@ -22,7 +22,8 @@ The order of the steps is what makes a crash harmless:
 A courier thread per sink delivers its outbox rows in order, retrying with backoff: a receiver that cannot be
 reached is tried until it can (the rows behind the head wait), and a verdict the receiver refuses ends as a
 dead letter (see :meth:`Retry.gives_up`). An image the station cannot read as an image goes to ``failed/`` with
-the reason (one that cannot be decoded only once it stayed so a while: see :meth:`HotFolder.undecodable`);
+the reason (one that cannot be decoded only once it stayed so a while: see :meth:`HotFolder.undecodable`), and the
+refusal to every sink that takes refusals, in the same steps as a verdict (see :meth:`StationRunner._refuse_or_pause`);
 anything that is not the image's fault (the disk full, the model being refitted or gone) pauses the
 station's intake with a status saying why, and the image stays where it is for the next try.
 """
@@ -42,12 +43,12 @@ from typing import Any
 from eagle_iad.errors import EagleError, ImageError, ImageTooLargeError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
-from eagle_iad.record import InspectionRecord
+from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
-from eagle_iad.station.outbox import StationTables, station_lock
-from eagle_iad.station.parts import Arrival, DeliveryError, NotChecked, RefusedError, StationConfigError
+from eagle_iad.station.outbox import REFUSED_PREFIX, StationTables, refusal_key, station_lock
+from eagle_iad.station.parts import REFUSED, Arrival, DeliveryError, NotChecked, RefusedError, StationConfigError
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -497,6 +498,13 @@ class StationRunner:
                                  f"at {at}; delivered from there")  # fmt: skip
                         continue
                 count = self.tables.release_held(station, held.record_id)
+                if held.digest is None and held.record_id.startswith(REFUSED_PREFIX):
+                    # a file that could not be read, refused before a stop: no content to look for it by; refused
+                    # again, it goes where planned under the same key (refusal_key), so it is not sent twice
+                    self.log(f"eagle station {station}: refusal {held.record_id} (a file that could not be read) "
+                             f"was not put aside before the last stop; {count} deliveries go with the place "
+                             "planned for it")  # fmt: skip
+                    continue
                 why = "never filed (gone from the source)" if moves else "filed where planned"
                 self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go "
                          f"with the place planned for it, {planned}")  # fmt: skip
@@ -714,17 +722,45 @@ class StationRunner:
                      f"not be removed ({exc.strerror or exc}); the next run stores the same place again")  # fmt: skip
 
     def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool:
-        """Put an image that cannot be inspected aside with its reason (``True``), or pause if even that fails."""
+        """Put an image that cannot be inspected aside with its reason and tell every sink that takes refusals
+        (``True``), or pause if the history or the put-aside fails (the image stays for the next try).
+
+        In the steps of a verdict (see the module), so no sink misses a refusal and none is told of a place the
+        image is not at: the intake row (``failed``) and the held outbox rows in one transaction, then the image
+        put aside, then where it went stored and the rows made due (:meth:`_file_owed`). A crash in between
+        leaves held rows that the next start resolves as a verdict's: the image refused again keeps the key (see
+        :func:`refusal_key`), one found put aside is delivered from there, one gone with the place planned.
+        ``digest``: ``""`` for a file that could not be read.
+        """
+        name, source = self.config.name, self.config.source
+        planned_refusal = getattr(source, "planned_refusal", None)
+        planned = Path(planned_refusal(arrival)) if callable(planned_refusal) else arrival.path
+        sinks = [courier.sink.sink.name for courier in self.couriers if courier.sink.refusals]
+        settled = None if arrival.settled is None else (arrival.settled.size, arrival.settled.mtime_ns)
         try:
-            self.config.source.refuse(arrival, reason)
+            again = self.tables.held_refusal(name, digest, arrival.name)
+            key = refusal_key(name, arrival.name, digest, settled, again)
+            payload = {"event": REFUSED, "station": name, "image": str(planned), "source": arrival.source,
+                       "refused": {"id": key, "category": self.config.category, "image_name": arrival.name,
+                                   "image_sha256": digest or None, "reason": reason, "time": iso_time()}}  # fmt: skip
+            self.tables.write_failed(name, digest, arrival.name, reason, arrival.appeared, key=key,
+                                     planned=str(planned), sinks=sinks, payload=payload)  # fmt: skip
+        except Exception as exc:  # the database locked, full or away: nothing stored, the image stays for the next try
+            self._pause(f"{arrival.name}: not inspected ({reason}), and the history could not store that: "
+                        f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        checkpoint("station refusal stored")
+        try:
+            actual = source.refuse(arrival, reason)
         except OSError as exc:
             self._pause(f"{arrival.name}: not inspected ({reason}), and it could not be put aside: "
                         f"{exc.strerror or exc}")  # fmt: skip
             return False
-        # counted even unread (no digest): the status's failed counts each file refused
-        self.tables.write_failed(self.config.name, digest, arrival.name, reason, arrival.appeared)
-        self.log(f"eagle station {self.config.name}: {arrival.name}: not inspected: {reason}")
-        return True
+        self.log(f"eagle station {name}: {arrival.name}: not inspected: {reason}")
+        at = planned if actual is None else Path(actual)
+        self._owed = OwedFiling(digest, key, str(at), True, str(planned))
+        self._owed_kept = self._owed_before = False
+        return self._file_owed()  # False: put aside, its place stored first at the next step
 
     def _say(self, line: str) -> None:
         if not self.quiet:

@@ -125,7 +125,8 @@ OWED_FOLDER = "owed"
 class OwedFiling:
     """An image put away whose place the history could not store (the database locked, full or away): its
     record's content hash, id, the place it went, and whether this was the image's first filing (not a repeat
-    of a content already inspected, whose record keeps its place)."""
+    of a content already inspected, whose record keeps its place). A refusal's too: its key as ``record_id``, and
+    no content hash (``""``) for a file that could not be read."""
 
     digest: str
     record_id: str
@@ -165,8 +166,9 @@ def read_owed(state_dir: Path, station: str) -> OwedFiling | None:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read: {exc}") from None
-    fields = ("digest", "record_id", "at")
+    fields = ("record_id", "at")
     if (not isinstance(data, dict) or data.get("station") != station or not isinstance(data.get("first"), bool)
+            or not isinstance(data.get("digest"), str)
             or not all(isinstance(data.get(key), str) and data[key] for key in fields)):  # fmt: skip
         raise ValueError(f"{path}: not an owed filing of station {station!r}")
     planned = data.get("planned")

@@ -50,7 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import SOURCES, Arrival, Options
-from eagle_iad.station.sources.folder import move_new
+from eagle_iad.station.sources.folder import move_new, numbered
 
 if TYPE_CHECKING:
     import cv2
@@ -250,11 +250,21 @@ class Camera:
         self._handed(arrival)  # the frame stays where it was saved (its planned place)
         return None
 
-    def refuse(self, arrival: Arrival, reason: str) -> None:
+    def planned_refusal(self, arrival: Arrival) -> Path:
+        """Where :meth:`refuse` will put the frame: the first free name in ``<frames>/failed/``."""
+        n, target = 0, self.frames / "failed" / numbered(arrival.path.name, 0)
+        while os.path.lexists(target):
+            n += 1
+            target = self.frames / "failed" / numbered(arrival.path.name, n)
+        return target
+
+    def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         self._handed(arrival)
-        if arrival.path.is_file():
-            moved = move_new(arrival.path, self.frames / "failed")
-            atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
+        if not arrival.path.is_file():
+            return None
+        moved = move_new(arrival.path, self.frames / "failed")
+        atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
+        return moved
 
     def trigger(self) -> None:
         """Take the next frame read (``POST /v1/stations/<name>/trigger`` calls this in the service).

@@ -568,20 +568,32 @@ class HotFolder:
                 pass  # taken meanwhile, or a file system without hard links: move_new finds a name
         return move_new(arrival.path, self.done)
 
-    def refuse(self, arrival: Arrival, reason: str) -> None:
+    def planned_refusal(self, arrival: Arrival) -> Path:
+        """Where :meth:`refuse` will put the image: the first free name in ``failed/``, or (sidecar mode) its place."""
+        if self.after == "sidecar":
+            return arrival.path
+        n = 0
+        target: Path = self.failed / numbered(arrival.name, 0, REASON_RESERVE)
+        while os.path.lexists(target):
+            n += 1
+            target = self.failed / numbered(arrival.name, n, REASON_RESERVE)
+        return target
+
+    def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         if self.after == "sidecar":
             mark = {"error": reason}
-            if not self._mark_in_place(arrival, mark) and os.path.lexists(arrival.path):
-                self._keep_marked(arrival, self.failed, mark, "refused")  # none kept of a file not read
-            return
+            if self._mark_in_place(arrival, mark) or not os.path.lexists(arrival.path):
+                return arrival.path  # marked; or taken away meanwhile: nothing there to mark, nor anything kept
+            return self._keep_marked(arrival, self.failed, mark, "refused")  # none kept of a file not read
         if self._still(arrival) is not None:
             moved = move_new(arrival.path, self.failed, REASON_RESERVE)
         else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
             kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, REASON_RESERVE), REASON_RESERVE)
             if kept is None:
-                return
+                return None
             moved = kept
         atomic_write_text(moved.with_name(moved.name + REASON_SUFFIX), reason + "\n")
+        return moved
 
 
 SOURCES.add(HotFolder.kind, HotFolder)
