@@ -1,9 +1,10 @@
 """The folder sink: each inspected image copied (or hard-linked) into ``normal/``, ``anomalous/`` or
-``undecided/``, its JSON record beside it.
+``undecided/``, its JSON record beside it; each image the station refused into ``refused/``, with its refusal.
 
-Named ``<record id>_<image name>`` so a repeated delivery (a restart, a retry) writes the same two files
-again instead of adding copies, and two images with one name never collide. Both files are written
-atomically, the record last: a ``.json`` present means its image is complete.
+Named ``<record id>_<image name>`` (``<refused-...>_<image name>``) so a repeated delivery (a restart, a retry)
+writes the same two files again instead of adding copies, and two images with one name never collide. Both files
+are written atomically, the record last: a ``.json`` present means its image is complete (a refusal's ``.json``
+may stand alone: see :meth:`FolderSink._deliver_refusal`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any, ClassVar
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.naming import NAME_MAX, fit_name
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry
+from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, refusal
 
 #: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
 JSON_RESERVE = len(".json") + 10
 
 
 DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous", "unrecognised": "unrecognised"}
+#: Where the images the station refused go, each with its refusal's JSON.
+REFUSED_FOLDER = "refused"
 
 
 class FolderSink:
@@ -44,9 +47,14 @@ class FolderSink:
             raise options.error("path", f"{self.folder} cannot be created or written by this user")
 
     def describe(self) -> str:
-        return f"folder {self.folder} ({'hard links' if self.link else 'copies'} in normal/, anomalous/, undecided/)"
+        how = "hard links" if self.link else "copies"
+        return f"folder {self.folder} ({how} in normal/, anomalous/, undecided/; refused images in refused/)"
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        refused = refusal(payload)
+        if refused is not None:
+            self._deliver_refusal(payload, refused, key)
+            return
         record = payload["record"]
         image = Path(payload["image"])
         # stored, not yet put away: the file is still where it arrived
@@ -81,6 +89,52 @@ class FolderSink:
             raise RefusedError(f"the image is gone: {exc.filename}") from None
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
+
+    def _deliver_refusal(self, payload: Mapping[str, Any], refused: Mapping[str, Any], key: str) -> None:
+        """``refused/<key>_<name>``: the refused image, from where the station put it (or where it arrived), and
+        its refusal's JSON beside it. An image that is gone (removed from ``failed/``), unreadable (the reason it
+        was refused, often) or other bytes than those refused gets no copy: the JSON alone is written, since the
+        refusal is what the reader of this folder must learn, and a copy that can never be made must not turn it
+        into a dead letter. Only writing into this folder failing is a failed try."""
+        folder = self.folder / REFUSED_FOLDER
+        image = Path(str(payload.get("image") or ""))
+        name = Path(str(refused.get("image_name") or image.name or "image")).name
+        stem, suffix = os.path.splitext(f"{key}_{name}")
+        base = fit_name(stem, suffix, NAME_MAX - JSON_RESERVE)
+        target = folder / base
+        places = [Path(str(place)) for place in (payload.get("image"), payload.get("source")) if place]
+        expected = refused.get("image_sha256")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                temporary = folder / f".{base}.tmp"
+                if self._copy_readable(places, temporary, expected):
+                    os.replace(temporary, target)
+            atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
+        except OSError as exc:
+            raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
+
+    def _copy_readable(self, places: list[Path], temporary: Path, expected: Any) -> bool:
+        """The first of ``places`` that can be opened (and holds the bytes ``expected``, when known) copied or linked
+        to ``temporary``; ``False`` when none can. Raises :class:`OSError` for a failure to write ``temporary``."""
+        for place in places:
+            temporary.unlink(missing_ok=True)
+            if self.link:
+                try:
+                    os.link(place, temporary, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+            else:
+                try:
+                    source = open(place, "rb")  # noqa: SIM115  (closed below; an open that fails is no copy)
+                except OSError:  # gone, unreadable, a folder: the next place, else no copy
+                    continue
+                with source, open(temporary, "wb") as copy:
+                    shutil.copyfileobj(source, copy)
+            if expected is None or file_sha256(temporary) == expected:
+                return True
+        temporary.unlink(missing_ok=True)
+        return False
 
     def close(self) -> None:
         pass

@@ -7,6 +7,10 @@ Why these topics: a subscriber picks what it wants with MQTT's wildcards, so the
 ``status_topic`` is ``online`` (retained) while the sink is connected and ``offline`` once it closed
 or, through the broker's last will, once the connection died without a goodbye.
 
+An image the station refused (see :func:`~eagle_iad.station.parts.refusal`) is published on ``topic`` only, with
+``{decision}`` as ``refused`` (``eagle/line-1/tire/refused``): never on ``last_topic``, whose retained message stays
+the last verdict (a screen must not show a refusal where it shows the last part's decision).
+
 A verdict counts as delivered only when the broker acknowledged both publications (QoS 1: its PUBACK;
 under MQTT 5 a PUBACK with a failure reason, such as *not authorized*, is a failed try). Anything else
 (not connected, no PUBACK within ``timeout_s``) raises :class:`DeliveryError` and the outbox retries
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import (
+    REFUSED,
     REQUIRED,
     SINKS,
     DeliveryError,
@@ -48,6 +53,7 @@ from eagle_iad.station.parts import (
     RefusedError,
     Retry,
     StationConfigError,
+    refusal,
 )
 
 if TYPE_CHECKING:
@@ -168,11 +174,12 @@ class MqttSink:
         from paho.mqtt.client import MQTT_ERR_SUCCESS, error_string
 
         station = str(payload["station"])
-        record = payload["record"]
+        refused_image = refusal(payload)
+        record = payload["record"] if refused_image is None else refused_image
         fields = {
             "station": station,
             "category": str(record.get("category")),
-            "decision": str(record.get("decision") or "undecided"),
+            "decision": REFUSED if refused_image is not None else str(record.get("decision") or "undecided"),
             "id": key,
         }
         topic = self.topic.format(**fields)
@@ -180,10 +187,9 @@ class MqttSink:
         client = self._connected(station)
         body = json.dumps(payload).encode("utf-8")
         properties = self._properties(key)
-        sent = [
-            (topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties)),
-            (last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)),
-        ]
+        sent = [(topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties))]
+        if refused_image is None:  # a refusal is no verdict: the retained last verdict stays the last verdict
+            sent.append((last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)))
         deadline = time.monotonic() + self.timeout_s
         for where, info in sent:
             if info.rc != MQTT_ERR_SUCCESS:

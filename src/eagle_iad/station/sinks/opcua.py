@@ -3,8 +3,12 @@
 Why write to the PLC's own variables: a line's controller already speaks OPC UA, and a reject gate
 wants a flag and a number in its own address space, not a message to parse. The stations file maps
 the fields the sink knows (``decision``, ``anomalous``, ``score``, ``tau``, ``time``, ``record_id``,
-``image``, ``station``) to node ids (``ns=3;s="DB_Vision"."Verdict"``, ``nsu=urn:plc;i=42``); each
+``image``, ``station``, ``reason``) to node ids (``ns=3;s="DB_Vision"."Verdict"``, ``nsu=urn:plc;i=42``); each
 node id is parsed at start-up, so a typo is a start-up error and not a failed delivery.
+
+An image the station refused is written as a verdict is, in the same two requests: ``decision`` ``refused``,
+``anomalous`` true (a part that was not inspected must not pass a gate reading only that flag), ``score`` and
+``tau`` NaN, ``reason`` why (a verdict writes ``""`` there), ``record_id`` the refusal's key (``refused-...``).
 
 A verdict is two Write requests: every mapped field but ``record_id`` first, then ``record_id`` alone,
 only once the first was accepted, so a PLC that watches ``record_id`` (a data-change trigger) reads a
@@ -48,7 +52,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, StationConfigError
+from eagle_iad.station.parts import (
+    REFUSED,
+    REQUIRED,
+    SINKS,
+    DeliveryError,
+    Options,
+    RefusedError,
+    Retry,
+    StationConfigError,
+    refusal,
+)
 
 if TYPE_CHECKING:
     from asyncua import ua
@@ -67,6 +81,7 @@ FIELDS: dict[str, str] = {
     "record_id": "text",
     "image": "text",
     "station": "text",
+    "reason": "text",
 }
 #: The variant type written to a variable whose data type says nothing (``BaseDataType``).
 DEFAULT_TYPE = {"text": "String", "time": "String", "flag": "Boolean", "number": "Double"}
@@ -134,7 +149,20 @@ def _targets(options: Options) -> list[Target]:
 
 
 def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """Every field's value for one verdict (a missing score or threshold is NaN)."""
+    """Every field's value for one verdict (a missing score or threshold is NaN), or one refusal."""
+    refused = refusal(payload)
+    if refused is not None:
+        return {
+            "decision": REFUSED,
+            "anomalous": True,  # not inspected: a gate that reads only this flag must not pass the part
+            "score": math.nan,
+            "tau": math.nan,
+            "time": str(refused.get("time") or ""),
+            "record_id": key,
+            "image": str(payload.get("image") or ""),
+            "station": str(payload.get("station") or ""),
+            "reason": str(refused.get("reason") or ""),
+        }
     record = payload["record"]
     decision = record.get("decision")
 
@@ -151,6 +179,7 @@ def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
         "record_id": key,
         "image": str(payload.get("image") or ""),
         "station": str(payload.get("station") or ""),
+        "reason": "",  # a refusal's reason, written before, does not stay beside a verdict
     }
 
 

@@ -10,6 +10,10 @@ a dead letter (see :meth:`Retry.gives_up`). TLS certificates are verified unless
 ``verify_tls = false``; ``ca_file`` names a private CA (both with an ``https://`` url only: with ``http://``
 there is nothing to verify, so either is refused rather than ignored).
 
+An image the station refused is POSTed the same way, its body a refusal (``"event": "refused"``, ``refused`` in
+place of ``record``: see :func:`~eagle_iad.station.parts.refusal`) and its ``Idempotency-Key`` the refusal's key
+(``refused-...``), so a receiver tells it from a verdict by the body alone.
+
 At start-up :meth:`WebhookSink.probe` only connects (and, for ``https``, makes the TLS handshake): a POST
 would be a delivery. A receiver that does not answer is a warning (its verdicts wait in the outbox); a
 certificate that fails verification is a configuration error naming ``url`` or ``ca_file``.
