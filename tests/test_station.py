@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -249,11 +251,14 @@ def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
     reason = (tmp_path / "incoming" / "failed" / "broken.png.reason.txt").read_text()
     assert reason == "broken.png: not a recognised image format\n"
     assert not [p for p in (tmp_path / "incoming").iterdir() if p.is_file()]
-    # the webhook: every verdict once, in order, signed, keyed by the record id
-    assert receiver.keys() == [r.id for r in history]
+    # the webhook: every verdict once, in order, signed, keyed by the record id; then the refusal (it waited for
+    # its writer: 10 x settle_s)
+    *verdicts, refused = receiver.received
+    assert [r["key"] for r in verdicts] == [r.id for r in history]
     assert all(r["signed"] for r in receiver.received)
-    assert [r["body"]["record"]["score"] for r in receiver.received] == [r.score for r in history]
+    assert [r["body"]["record"]["score"] for r in verdicts] == [r.score for r in history]
     assert {r["body"]["station"] for r in receiver.received} == {"line-1"}
+    assert refused["body"]["event"] == "refused" and refused["key"] == refused["body"]["refused"]["id"]
     # the folder sink: each image with its record, under its decision
     for record in history:
         folder = tmp_path / "sorted" / str(record.decision)
@@ -264,14 +269,14 @@ def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
     code, out = _run(stations, "status")
     status = json.loads(out[out.index("[") :])[0]
     assert (status["inspected"], status["failed"], status["backlog"], status["warnings"]) == (6, 1, 0, [])
-    assert status["sinks"]["webhook"]["delivered"] == 6 and status["sinks"]["folder"]["delivered"] == 6
+    assert status["sinks"]["webhook"]["delivered"] == 7 and status["sinks"]["folder"]["delivered"] == 7
     assert status["latency_s"]["p50"] > 0
     # a second run finds nothing to do, and the same content dropped again is not inspected again
     shutil.copyfile(tmp_path / "incoming" / "done" / names[0], tmp_path / "incoming" / "again.png")
     os.utime(tmp_path / "incoming" / "again.png", (time.time() - 10, time.time() - 10))
     code, log = _run(stations, "run", "--until-idle")
     assert code == 0 and "again.png: same content as record " + history[0].id in log, log
-    assert len(_history(tmp_path)) == 6 and len(receiver.received) == 6
+    assert len(_history(tmp_path)) == 6 and len(receiver.received) == 7
 
 
 def test_killed_mid_burst_every_image_is_inspected_exactly_once_and_delivered(
@@ -1156,18 +1161,22 @@ def test_an_image_put_away_under_another_name_than_planned_is_delivered_from_the
     assert payload["image"] == str(first)
 
 
-def _kill_after_storing(stations: Path, env: dict[str, str], meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Run ``stations`` until it stored its first verdict (before filing the image), call ``meanwhile``, kill it."""
-    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
-                               cwd=stations.parent, env={**env, PAUSE_ENV: "station stored"}, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+def _kill_after_storing(
+    stations: Path, env: dict[str, str], meanwhile: Callable[[], None] = lambda: None, *,
+    point: str = "station stored", launcher: list[str] | None = None,
+) -> None:  # fmt: skip
+    """Run ``stations`` until it stored its first verdict (before filing the image), call ``meanwhile``, kill it.
+    ``point``: ``station refusal stored`` for its first refusal (stored, the image not put aside yet)."""
+    launcher = launcher or [sys.executable, "-m", "eagle_iad.cli"]
+    process = subprocess.Popen([*launcher, "station", "run", str(stations)], cwd=stations.parent,
+                               env={**env, PAUSE_ENV: point}, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert process.stderr is not None
         for line in process.stderr:
-            if line.strip() == f"{PAUSED}station stored":
+            if line.strip() == f"{PAUSED}{point}":
                 break
         else:
-            pytest.fail("the station ended before storing its verdict")
+            pytest.fail(f"the station ended before {point!r}")
         meanwhile()
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=wait_s(60))
@@ -1936,14 +1945,29 @@ def test_a_file_the_listing_cannot_stat_is_skipped_with_one_line_and_the_rest_ta
     assert len(lines) == 1 and "bad.png: cannot be looked at (Input/output error)" in lines[0], lines
 
 
+def _bare_runner(tmp_path: Path, source: Any, lines: list[str]) -> Any:
+    """A runner of station ``line-1`` on ``source`` with no model and no sink: only its intake (refusals stored in
+    a history of its own under ``tmp_path``), its lines in ``lines``."""
+    from types import SimpleNamespace
+
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.runner import StationRunner
+
+    runner = StationRunner.__new__(StationRunner)
+    runner.config = SimpleNamespace(name="line-1", source=source, category="mono")
+    runner.log, runner.quiet, runner.couriers = lines.append, False, []
+    runner.state = SimpleNamespace(settings=SimpleNamespace(state_dir=tmp_path / "state"))
+    runner.tables = StationTables(InspectionStore(tmp_path / "bare.sqlite3"))
+    runner._owed, runner._owed_kept, runner._owed_before = None, False, False
+    return runner
+
+
 def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_on(tmp_path: Path) -> None:
     """Put under an image's name after the listing saw a file there: a symbolic link is not followed (it could
     make the station read a file outside the folder) and a FIFO not waited on (a read blocks for a writer
     forever); each is refused with one clear reason, moved to failed/ itself (a link's target stays where it is)."""
-    from types import SimpleNamespace
 
     from eagle_iad.station.parts import Options
-    from eagle_iad.station.runner import StationRunner
     from eagle_iad.station.sources.folder import HotFolder
 
     incoming = tmp_path / "incoming"
@@ -1959,16 +1983,12 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     (incoming / "link.png").symlink_to(outside)
     os.mkfifo(incoming / "fifo.png")
     lines: list[str] = []
-    refused: list[tuple[str, str, str]] = []
-    runner = StationRunner.__new__(StationRunner)
-    runner.config, runner.log, runner.quiet = SimpleNamespace(name="line-1", source=folder), lines.append, False
-    runner.tables = SimpleNamespace(write_failed=lambda station, digest, name, *_: refused.append((station, digest,
-                                                                                                  name)))  # fmt: skip
+    runner = _bare_runner(tmp_path, folder, lines)
     started = time.monotonic()
     assert all(runner._take(arrival) for arrival in arrivals)
     assert time.monotonic() - started < 10, lines
-    # counted among the station's refused files, with no content hash (none was read)
-    assert sorted(refused) == [("line-1", "", "fifo.png"), ("line-1", "", "link.png")]
+    # counted among the station's refused files, with no content hash (none was read): one row, two files
+    assert runner.tables.store.read("SELECT digest, files, record_id FROM station_intake") == [("", 2, None)]
     assert sorted(lines) == [
         "eagle station line-1: fifo.png: not inspected: fifo.png: cannot be read: not a regular file",
         "eagle station line-1: link.png: not inspected: link.png: cannot be read: a symbolic link, not followed",
@@ -1986,12 +2006,10 @@ def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_ever
     """Some FUSE file systems report a size other than the bytes a read gives, and keep it: the file does not
     change while read, so it is not "still being written" (it would be left, and said, at every poll, and
     --until-idle never end): the bytes read are inspected (here: refused) once."""
-    from types import SimpleNamespace
 
     from eagle_iad.errors import EagleError
     from eagle_iad.station import runner as runner_module
     from eagle_iad.station.parts import Options
-    from eagle_iad.station.runner import StationRunner
     from eagle_iad.station.sources.folder import HotFolder
 
     class Short:
@@ -2025,11 +2043,7 @@ def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_ever
     folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
     folder.dedupe = False
     lines: list[str] = []
-    runner = StationRunner.__new__(StationRunner)
-    runner.config, runner.log, runner.quiet = SimpleNamespace(name="line-1", source=folder), lines.append, False
-    runner.config = SimpleNamespace(name="line-1", source=folder, category="mono")
-    runner.state, runner.couriers = None, []
-    runner.tables = SimpleNamespace(write_failed=lambda *args: None)
+    runner = _bare_runner(tmp_path, folder, lines)
     (arrival,) = folder.poll()
     assert runner._take(arrival) and inspected == [b"x" * 95]
     assert lines == ["eagle station line-1: a.png: not inspected: not an image"], lines
@@ -2735,3 +2749,207 @@ def test_a_second_process_on_a_hot_folder_is_refused_naming_the_holder_and_start
     code, log = _run(second, "run", "--until-idle")
     assert code == 0, log
     assert _history(tmp_path / "b") == []  # both inspected already (by the first): nothing left for the second
+
+
+# ---------------------------------------------------------------------------------------------- refusals delivered
+
+BROKEN = b"not a png at all"
+
+
+def _folder_sink(path: str = "sorted") -> str:
+    return f'\n[[station.sink]]\nkind = "folder"\npath = "{path}"\n'
+
+
+def _rows(work: Path, sql: str) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{work / 'state' / 'eagle.sqlite3'}?mode=ro", uri=True)
+    try:
+        return [tuple(row) for row in db.execute(sql)]
+    finally:
+        db.close()
+
+
+def test_a_refused_image_reaches_every_sink_in_order_between_the_verdicts(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A corrupt image dropped between the second and the third of four cells (refused at once: ``settle_s = 0``, a
+    writer that renames complete files in): the webhook gets verdict, verdict, refusal, verdict, verdict, the
+    refusal signed, keyed ``refused-<hex>``, with exactly its fields and no record; the folder sink files it under
+    ``refused/`` with its JSON; the status counts it once (``failed``), and it is no verdict (``last_verdict``)."""
+    incoming = tmp_path / "incoming"
+    names = _drop(incoming, _cells(4))
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    between = os.stat(incoming / names[1]).st_mtime_ns + 500_000  # the cells are 1 ms apart
+    os.utime(broken, ns=(between, between))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) + _folder_sink(), settle_s=0)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names
+    keys = receiver.keys()
+    assert len(keys) == 5 and keys[:2] + keys[3:] == [r.id for r in history], keys
+    refusal = receiver.received[2]
+    key, body = refusal["key"], refusal["body"]
+    assert re.fullmatch(r"refused-[0-9a-f]{32}", key) and refusal["signed"]
+    failed = incoming / "failed" / "broken.png"
+    assert failed.read_bytes() == BROKEN
+    reason = "broken.png: not a recognised image format"
+    assert body == {
+        "event": "refused", "station": "line-1", "image": str(failed), "source": str(broken),
+        "refused": {"id": key, "category": "mono", "image_name": "broken.png",
+                    "image_sha256": hashlib.sha256(BROKEN).hexdigest(), "reason": reason,
+                    "time": body["refused"]["time"]},
+    }  # fmt: skip
+    refused_at = datetime.fromisoformat(body["refused"]["time"])
+    assert datetime.fromisoformat(history[1].time) <= refused_at <= datetime.fromisoformat(history[2].time)
+    assert f"eagle station line-1: broken.png: not inspected: {reason}" in log
+    # the folder sink: the refused image and its refusal under refused/, nothing under a decision's folder
+    copy = tmp_path / "sorted" / "refused" / f"{key}_broken.png"
+    assert copy.read_bytes() == BROKEN
+    assert json.loads((copy.parent / f"{copy.name}.json").read_text()) == body
+    assert not any("broken" in p.name for p in (tmp_path / "sorted").glob("[!r]*/*"))
+    # the intake row and each sink's row, stored together under the key; the place it went stored
+    assert _rows(tmp_path, "SELECT name, record_id, reason, moved_to FROM station_intake WHERE state = 'failed'") == [
+        ("broken.png", key, reason, str(failed))
+    ]
+    assert _rows(tmp_path, f"SELECT sink, state FROM outbox WHERE record_id = '{key}' ORDER BY seq") == [
+        ("webhook", "delivered"), ("folder", "delivered")
+    ]  # fmt: skip
+    status = _status(stations)
+    assert (status["inspected"], status["failed"], status["warnings"]) == (4, 1, [])
+    assert status["last_verdict"]["record_id"] == history[-1].id
+    assert status["sinks"]["webhook"]["delivered"] == 5 and status["sinks"]["folder"]["delivered"] == 5
+
+
+def test_a_sink_with_refusals_false_is_sent_the_verdicts_only(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``refusals = false`` (an option every sink takes): that sink's queue holds verdicts only; the others still get
+    the refusal."""
+    names = _drop(tmp_path / "incoming", _cells(2))
+    (tmp_path / "incoming" / "broken.png").write_bytes(BROKEN)
+    sinks = _webhook(receiver.port, refusals=False) + _folder_sink()
+    code, log = _run(_stations(tmp_path, model_dir, sinks, settle_s=0), "run", "--until-idle")
+    assert code == 0, log
+    assert receiver.keys() == [r.id for r in _history(tmp_path)] and len(names) == 2
+    (refused,) = _rows(tmp_path, "SELECT sink, record_id FROM outbox WHERE record_id LIKE 'refused-%'")
+    assert refused[0] == "folder" and (tmp_path / "sorted" / "refused" / f"{refused[1]}_broken.png").exists()
+
+
+def test_a_kill_between_storing_a_refusal_and_putting_the_image_aside_delivers_it_once(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Killed right after the refusal's transaction: its intake row and each sink's row are there together, held
+    (nothing sent: the image is still in the folder, not where a sink would be told it is). The restart refuses
+    it again under the same key and delivers it once, from ``failed/``."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) + _folder_sink(), settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal stored")
+    ((key, planned),) = _rows(tmp_path, "SELECT record_id, moved_to FROM station_intake WHERE state = 'failed'")
+    held = _rows(tmp_path, "SELECT sink, record_id, state, next_try FROM outbox ORDER BY seq")
+    assert held == [("webhook", key, "pending", 1e18), ("folder", key, "pending", 1e18)]
+    assert broken.exists() and planned == str(incoming / "failed" / "broken.png") and receiver.received == []
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert receiver.keys() == [key], log
+    assert receiver.received[0]["body"]["image"] == planned and Path(planned).read_bytes() == BROKEN
+    assert len(_rows(tmp_path, "SELECT * FROM outbox")) == 2 and _status(stations)["failed"] == 1
+
+
+def test_a_refusal_the_history_cannot_store_leaves_neither_its_intake_row_nor_its_deliveries(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The outbox refusing the refusal's rows (a trigger, as a database refusing the write) rolls its intake row
+    back too: no ``failed`` count, no delivery, and the image left in the folder with the intake paused, saying
+    so; once the history takes it, the next try refuses it and delivers it."""
+    import sqlite3
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port), settle_s=0)
+    code, log = _run(stations, "run", "--until-idle")  # the history made: nothing to inspect yet
+    assert code == 0, log
+    db = sqlite3.connect(tmp_path / "state" / "eagle.sqlite3")
+    with db:
+        db.execute("CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'outbox full'); END")
+    db.close()
+    (incoming / "broken.png").write_bytes(BROKEN)
+    running = Running(stations)
+    try:
+        running.until(lambda: running.saw("and the history could not store that"), "the refusal not stored")
+    finally:
+        code = running.stop()
+    assert code == 143, running.log()
+    assert "broken.png: not inspected (broken.png: not a recognised image format), and the history could not store " \
+           "that: IntegrityError: outbox full" in running.log()  # fmt: skip
+    assert _rows(tmp_path, "SELECT * FROM station_intake") == [] and _rows(tmp_path, "SELECT * FROM outbox") == []
+    assert (incoming / "broken.png").exists() and not (incoming / "failed").exists() and receiver.received == []
+    db = sqlite3.connect(tmp_path / "state" / "eagle.sqlite3")
+    with db:
+        db.execute("DROP TRIGGER refuse_outbox")
+    db.close()
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert [r["body"]["refused"]["image_name"] for r in receiver.received] == ["broken.png"]
+    assert _status(stations)["failed"] == 1
+
+
+def test_an_unreadable_image_is_delivered_once_under_a_stable_key_across_a_kill(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A file that cannot be read has no content hash: its refusal's key is derived from the station, its name, size
+    and modification time, so the refusal stored before a kill and the one made again after the restart are one
+    delivery. The folder sink, which cannot copy it, writes the refusal's JSON alone (no dead letter); the
+    ``failed`` count, which never counted files not read, stays as it was."""
+    launcher = unprivileged_cli()  # root would read it anyway
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    image = incoming / name
+    os.chmod(image, 0)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) + _folder_sink(), settle_s=0)
+    failed = incoming / "failed" / name
+    try:
+        _kill_after_storing(stations, _env(), point="station refusal stored", launcher=launcher)
+        ((key, state),) = set(_rows(tmp_path, "SELECT record_id, state FROM outbox"))
+        assert re.fullmatch(r"refused-[0-9a-f]{32}", key) and state == "pending" and image.exists()
+        code, log = _run(stations, "run", "--until-idle", launcher=launcher)
+    finally:
+        for path in (image, failed):
+            if path.exists():
+                os.chmod(path, 0o644)
+    assert code == 0, log
+    assert receiver.keys() == [key], log
+    reason = f"{name}: cannot be read: Permission denied"
+    body = receiver.received[0]["body"]
+    assert body == {
+        "event": "refused", "station": "line-1", "image": str(failed), "source": str(image),
+        "refused": {"id": key, "category": "mono", "image_name": name, "image_sha256": None, "reason": reason,
+                    "time": body["refused"]["time"]},
+    }  # fmt: skip
+    assert failed.exists() and "gone from the source" not in log
+    json_only = tmp_path / "sorted" / "refused" / f"{key}_{name}.json"
+    assert json.loads(json_only.read_text()) == body and not json_only.with_suffix("").exists()
+    assert _rows(tmp_path, "SELECT sink, state FROM outbox ORDER BY seq") == [("webhook", "delivered"),
+                                                                              ("folder", "delivered")]  # fmt: skip
+    assert _status(stations)["failed"] == 0
+
+
+def test_the_folder_sink_writes_a_refusal_whose_image_is_gone_without_a_dead_letter(tmp_path: Path) -> None:
+    """The refused image removed from ``failed/`` (and from where it arrived) before the folder sink got to it: the
+    refusal's JSON is written alone; the try succeeds."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.folder import FolderSink
+
+    sink = FolderSink(Options({"path": "sorted"}, "sink", tmp_path), "folder")
+    payload = {"event": "refused", "station": "line-1", "image": str(tmp_path / "failed" / "gone.png"),
+               "source": str(tmp_path / "gone.png"), "refused": {"id": "refused-1", "image_name": "gone.png",
+                                                                 "image_sha256": "ab", "reason": "empty"}}  # fmt: skip
+    sink.deliver(payload, "refused-1")
+    sink.deliver(payload, "refused-1")  # a repeat rewrites the same file
+    assert [p.name for p in (tmp_path / "sorted" / "refused").iterdir()] == ["refused-1_gone.png.json"]
+    assert json.loads((tmp_path / "sorted" / "refused" / "refused-1_gone.png.json").read_text()) == payload
