@@ -518,3 +518,48 @@ def test_a_bad_mqtt_option_is_one_line_naming_the_field(
                     f'source = {{ kind = "folder", path = "in" }}\n[[station.sink]]\nkind = "mqtt"\n'
                     + options.format())  # fmt: skip
     assert_refused(path, f"{path}: station 'l': sink 1 (mqtt): {message}", cli=message == CONFIG_ERRORS[0][1])
+
+
+@needs_mosquitto
+def test_a_refused_image_is_published_on_its_refused_topic_and_leaves_the_retained_last_verdict(
+    model_dir: Path, tmp_path: Path, broker: Broker
+) -> None:
+    """A corrupt image after two cells: published once, in order after their verdicts, on
+    ``eagle/line-1/mono/refused`` (a subscriber to ``eagle/+/+/anomalous`` does not get it; one to ``eagle/#`` tells it
+    by the topic and the body), keyed by its refusal's key; the retained ``last`` topic still holds the last verdict,
+    not the refusal."""
+    names = _drop(tmp_path / "incoming", _cells(2))
+    broken = tmp_path / "incoming" / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    os.utime(broken, (time.time() - 5, time.time() - 5))  # after the cells
+    watcher = Subscriber(broker.port, "eagle-test-watcher")
+    try:
+        code, log = _run(_stations(tmp_path, model_dir, _mqtt(broker.port), settle_s=0), "run", "--until-idle")
+        assert code == 0, log
+        watcher.wait(lambda got: _statuses(got)[-1:] == [b"offline"], "the station did not say offline when it ended")
+    finally:
+        watcher.close()
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names
+    got = watcher.got()
+    *verdicts, refused = _verdicts(got)
+    assert [m.topic for m in verdicts] == [f"eagle/line-1/mono/{r.decision}" for r in history]
+    assert _ids(verdicts) == [r.id for r in history]
+    body = json.loads(refused.payload)
+    key = body["refused"]["id"]
+    assert refused.topic == "eagle/line-1/mono/refused" and not refused.retain and refused.qos == 1
+    assert body == {
+        "event": "refused", "station": "line-1", "image": str(tmp_path / "incoming" / "failed" / "broken.png"),
+        "source": str(broken), "refused": {"id": key, "category": "mono", "image_name": "broken.png",
+                                           "image_sha256": body["refused"]["image_sha256"],
+                                           "reason": "broken.png: not a recognised image format",
+                                           "time": body["refused"]["time"]},
+    }  # fmt: skip
+    assert key.startswith("refused-") and refused.properties.UserProperty == [("Idempotency-Key", key)]
+    assert _ids([m for m in got if m.topic == "eagle/line-1/last"]) == [r.id for r in history]  # not the refusal
+    late = Subscriber(broker.port, "eagle-test-late", topic="eagle/line-1/last")
+    try:
+        late.wait(lambda got: len(got) >= 1, "the retained last verdict did not arrive")
+    finally:
+        late.close()
+    assert _ids(late.got()) == [history[-1].id]

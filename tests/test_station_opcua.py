@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -444,11 +445,11 @@ CONFIG_ERRORS = [
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = "ns=2;s=V"\n',
      "nodes must be a table of field = node id, not 'ns=2;s=V'"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{}}\n',
-     "nodes is empty; map at least one of decision, anomalous, score, tau, time, record_id, image, station to a "
-     "node id"),
+     "nodes is empty; map at least one of decision, anomalous, score, tau, time, record_id, image, station, reason "
+     "to a node id"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{ verdict = "ns=2;s=V" }}\n',
      "nodes.verdict is not a field the sink writes; use decision, anomalous, score, tau, time, record_id, image, "
-     "station"),
+     "station, reason"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{ score = "ns=2;x=Score" }}\n',
      "nodes.score 'ns=2;x=Score' is not an OPC UA node id; write e.g. 'ns=2;s=Verdict', 'ns=3;i=1001' or "
      "'nsu=urn:plc;s=Verdict'"),
@@ -478,3 +479,33 @@ def test_a_bad_opcua_option_is_one_line_naming_the_field(
                     f'source = {{ kind = "folder", path = "in" }}\n[[station.sink]]\nkind = "opcua"\n'
                     + options.format())  # fmt: skip
     assert_refused(path, f"{path}: station 'l': sink 1 (opcua): {message}", cli=message == CONFIG_ERRORS[0][1])
+
+
+def test_a_refused_image_is_written_as_refused_with_its_reason_and_its_key_last(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A corrupt image after a cell: the same two Write requests as a verdict, in order after it: ``refused`` with
+    the reason (a ``reason`` node; a verdict writes ``""`` there) and a NaN score, then the refusal's key alone."""
+    plc = PlcServer(_free_port(), {**VARIABLES, "Reason": ("String", None)}).start()
+    try:
+        (name,) = _drop(tmp_path / "incoming", _cells(1))
+        broken = tmp_path / "incoming" / "broken.png"
+        broken.write_bytes(b"not a png at all")
+        os.utime(broken, (time.time() - 5, time.time() - 5))  # after the cell
+        nodes = {**NODES, "reason": "ns=2;s=Reason"}
+        stations = _stations(tmp_path, model_dir, _opcua(plc.endpoint, nodes), settle_s=0)
+        code, log = _run(stations, "run", "--until-idle")
+        assert code == 0, log
+        (record,) = _history(tmp_path)
+        writes, values = plc.written(), plc.values()
+    finally:
+        plc.stop()
+    reason = "broken.png: not a recognised image format"
+    key = values["RecordId"]
+    assert key.startswith("refused-") and record.image_name == name
+    assert writes[:2] == [[("Verdict", record.decision), ("Score", record.score), ("Reason", "")],
+                          [("RecordId", record.id)]]  # fmt: skip
+    (verdict, score, said), last = writes[2], writes[3]
+    assert verdict == ("Verdict", "refused") and said == ("Reason", reason) and last == [("RecordId", key)]
+    assert score[0] == "Score" and math.isnan(score[1]) and len(writes) == 4
+    assert values["Verdict"] == "refused" and values["Reason"] == reason
