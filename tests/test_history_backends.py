@@ -98,6 +98,15 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     tables.write_failed("line1", "ff", "bad.png", "not an image", 2.0)
     tables.write_failed("line1", "ff", "bad.png", "still not an image", 3.0)  # a retried file replaces its row
     out["failed_intake"] = tables.intake("line1", "ff")
+    for _ in range(2):  # a refusal stored again (refused again after a crash): its row is not written twice
+        tables.write_failed("line1", "fe", "empty.png", "empty", 4.0, key="refused-1", planned="failed/empty.png",
+                            sinks=["mqtt"], payload={"event": "refused"})  # fmt: skip
+    out["refused_intake"] = tables.intake("line1", "fe")
+    out["held_refusal"] = tables.held_refusal("line1", "fe", "empty.png")
+    assert out["held_refusal"] == "refused-1"
+    assert [r[0] for r in store.read("SELECT record_id FROM outbox WHERE record_id = ?", ("refused-1",))] == [
+        "refused-1"
+    ]
     head = tables.head("line1", "mqtt")
     assert head is not None
     tables.delivered(head.seq)
