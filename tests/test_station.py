@@ -1166,9 +1166,10 @@ def _kill_after_storing(
     point: str = "station stored", launcher: list[str] | None = None,
 ) -> None:  # fmt: skip
     """Run ``stations`` until it stored its first verdict (before filing the image), call ``meanwhile``, kill it.
-    ``point``: ``station refusal stored`` for its first refusal (stored, the image not put aside yet)."""
+    ``point``: ``station refusal stored`` for its first refusal (stored, the image not put aside yet). With
+    ``--until-idle``: a station that never gets there ends (a failure), rather than running on."""
     launcher = launcher or [sys.executable, "-m", "eagle_iad.cli"]
-    process = subprocess.Popen([*launcher, "station", "run", str(stations)], cwd=stations.parent,
+    process = subprocess.Popen([*launcher, "station", "run", "--until-idle", str(stations)], cwd=stations.parent,
                                env={**env, PAUSE_ENV: point}, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert process.stderr is not None
