@@ -1546,10 +1546,13 @@ SINKS.add("jsonl", JsonLines)
 
 
 def test_a_sink_registered_by_a_plugin_works_from_the_stations_file(model_dir: Path, tmp_path: Path) -> None:
-    """The plugin test: one file, one registration, and ``kind = "jsonl"`` runs end to end."""
+    """The plugin test: one file, one registration, and ``kind = "jsonl"`` runs end to end. The plugin predates
+    refusals (it reads ``payload["record"]`` and has no ``takes_refusals``): a broken image is refused but not
+    sent to it, so it neither fails on it nor holds its queue."""
     (tmp_path / "plugin_sinks").mkdir()
     (tmp_path / "plugin_sinks" / "jsonl_sink.py").write_text(PLUGIN)
     _drop(tmp_path / "incoming", _cells(3))
+    (tmp_path / "incoming" / "zz-broken.png").write_bytes(b"not an image")
     stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "jsonl"\npath = "out.jsonl"\n')
     env = _env(EAGLE_PLUGINS="jsonl_sink", PYTHONPATH=f"{tmp_path / 'plugin_sinks'}{os.pathsep}"
                                                       f"{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
@@ -1558,6 +1561,8 @@ def test_a_sink_registered_by_a_plugin_works_from_the_stations_file(model_dir: P
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     history = _history(tmp_path)
     assert lines == [{"key": r.id, "decision": r.decision} for r in history]
+    assert len(history) == 3 and (tmp_path / "incoming" / "failed" / "zz-broken.png").exists(), log
+    assert "dead letter" not in log, log
     assert "jsonl" not in SINKS  # registered in the station's process only
 
 

@@ -50,7 +50,8 @@ class SinkConfig:
     sink: Sink
     retry: Retry
     #: Whether the sink is sent the station's refusals too (images it could not inspect), in the verdicts' queue:
-    #: the option ``refusals`` every sink takes (default true), as ``name`` and the retry options.
+    #: the option ``refusals`` every sink takes (default: its class's ``takes_refusals``, true for the built-in sinks,
+    #: false for a plugin that does not say), as ``name`` and the retry options.
     refusals: bool = True
 
 
@@ -236,7 +237,9 @@ def station_from_table(options: Options, models_dir: Path) -> StationConfig:
         used.add(sink_name)
         sink = SINKS.get(sink_kind)(sink_options, sink_name)
         retry = Retry.read(sink_options)
-        refusals = sink_options.flag("refusals", True)
+        # a plugin sink written before refusals existed reads payload["record"]: sent refusals only where its
+        # class says it takes them (the built-in sinks do), or its table asks for them
+        refusals = sink_options.flag("refusals", bool(getattr(type(sink), "takes_refusals", False)))
         sink_options.done()
         sinks.append(SinkConfig(sink, retry, refusals))
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s)

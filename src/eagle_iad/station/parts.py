@@ -285,6 +285,11 @@ class Sink(Protocol):
     when it could not look at all (a warning too). It respects the sink's
     timeout and leaves no thread or connection behind; the real connection is still made at the first
     delivery.
+
+    An optional class attribute ``takes_refusals`` (a bool) says whether :meth:`deliver` understands refusals:
+    it is the default of the sink's option ``refusals``. A plugin sink without it is sent verdicts only unless
+    its table says ``refusals = true``, so one written before refusals existed (reading ``payload["record"]``)
+    does not fail on them.
     """
 
     kind: ClassVar[str]
@@ -299,8 +304,8 @@ class Sink(Protocol):
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         """Send one verdict (``key``: the record id, the same on every retry), or one refusal of an image (see
         :func:`refusal`: no ``record``; ``key`` is ``refused-<...>``) to a sink that takes them (the sink's option
-        ``refusals``, default true); raise DeliveryError to retry, RefusedError when the receiver refused it
-        (anything else counts as a refusal too: a bug)."""
+        ``refusals``, default ``takes_refusals``); raise DeliveryError to retry, RefusedError when the receiver
+        refused it (anything else counts as a refusal too: a bug)."""
 
     def close(self) -> None: ...
 

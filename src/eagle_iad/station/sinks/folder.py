@@ -34,6 +34,7 @@ class FolderSink:
     """A :class:`~eagle_iad.station.parts.Sink` writing into a folder tree the line's other tools read."""
 
     kind: ClassVar[str] = "folder"
+    takes_refusals: ClassVar[bool] = True
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name

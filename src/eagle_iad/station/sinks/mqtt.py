@@ -115,6 +115,7 @@ class MqttSink:
     """A :class:`~eagle_iad.station.parts.Sink` publishing to an MQTT broker (paho-mqtt's client)."""
 
     kind: ClassVar[str] = "mqtt"
+    takes_refusals: ClassVar[bool] = True
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name

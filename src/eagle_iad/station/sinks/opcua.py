@@ -221,6 +221,7 @@ class OpcUaSink:
     """A :class:`~eagle_iad.station.parts.Sink` writing to variables of an OPC UA server (asyncua's client)."""
 
     kind: ClassVar[str] = "opcua"
+    takes_refusals: ClassVar[bool] = True
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name

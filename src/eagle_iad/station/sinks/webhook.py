@@ -68,6 +68,7 @@ class WebhookSink:
     """A :class:`~eagle_iad.station.parts.Sink` POSTing to an HTTP(S) endpoint."""
 
     kind: ClassVar[str] = "webhook"
+    takes_refusals: ClassVar[bool] = True
 
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
