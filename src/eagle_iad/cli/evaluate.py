@@ -38,6 +38,12 @@ def add_eval_expert(sub: Subcommands) -> None:
     ev.add_argument("--out", required=True, help="directory for report.md, metrics.json, scores.jsonl and figures")
     ev.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of N images")
     ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
+    ev.add_argument(
+        "--allow-category-mismatch",
+        action="store_true",
+        help="evaluate a model fitted on another category than --category (e.g. to measure transfer); the "
+        "report then names both. Without it such a model is refused",
+    )
     add_quiet(ev)
     ev.set_defaults(func=_cmd_eval_expert)
 
@@ -57,6 +63,7 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     inputs = [p for s in samples for p in (s.path, s.mask_path) if p is not None]
     check_outputs(out, REPORT_FILES, inputs, legacy=REPORT_MARKERS)  # a user's report.md fails now, not after
     expert = load_expert(args.model)
+    check_category(expert.model.category, args.category, args.model, args.allow_category_mismatch)
     start = time.perf_counter()
     evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet)
     with staged_folder(out, legacy=REPORT_MARKERS) as staging:
@@ -69,6 +76,19 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     print(dumps(summary))
     print(f"wrote {Path(args.out) / 'report.md'} (metrics.json, histogram.png, boxes_grid.png)", file=sys.stderr)
     return 0
+
+
+def check_category(model_category: str, data_category: str, model: str, allowed: bool) -> None:
+    """:class:`ConfigError` naming both categories when the model was fitted on another one than the data's.
+
+    One wrong ``--model`` in a sweep would otherwise give a plausible table of the wrong model's numbers.
+    """
+    if model_category != data_category and not allowed:
+        raise ConfigError(
+            f"{model} is a model of category {model_category!r}, but --category is {data_category!r}; give the "
+            f"model fitted on {data_category!r}, or --allow-category-mismatch to evaluate it on {data_category!r} "
+            "anyway (the report then names both)"
+        )
 
 
 def add_eval(sub: Subcommands) -> None:

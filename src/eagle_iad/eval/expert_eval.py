@@ -39,6 +39,7 @@ GRID_IMAGES = 12
 class ExpertEvaluation:
     """Metrics and per-image scores of one expert on one test split."""
 
+    #: The model's category (its ``model.json``).
     category: str
     n_normal: int
     n_anomalous: int
@@ -58,6 +59,16 @@ class ExpertEvaluation:
     defects_without_mask: int = 0
     #: Image and box measures per defect type, each type against all normals (:func:`expert_per_type`).
     per_type: dict[str, Any] = field(default_factory=dict)
+    #: The test images' category when it differs from the model's (``eagle eval-expert
+    #: --allow-category-mismatch``); None when they agree.
+    data_category: str | None = None
+
+    @property
+    def heading(self) -> str:
+        """The category the report and figures are headed with: both names when model and data differ."""
+        if self.data_category is None:
+            return self.category
+        return f"{self.data_category} (evaluated with a model of {self.category})"
 
     def summary(self) -> dict[str, Any]:
         hidden = {"per_image", "box_results", "normal_box_counts"}
@@ -141,10 +152,19 @@ def evaluate_expert(
         normal_box_counts=normal_box_counts,
         defects_without_mask=sum(s.label == 1 and s.mask_path is None for s in samples),
         per_type=expert_per_type(per_image, thresholds.tau),
+        data_category=_data_category(samples, expert.model.category),
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)
     return evaluation
+
+
+def _data_category(samples: list[Sample], model_category: str) -> str | None:
+    """The samples' category when they all share one that is not the model's; None otherwise."""
+    categories = {s.category for s in samples}
+    if len(categories) == 1 and (only := categories.pop()) != model_category:
+        return only
+    return None
 
 
 def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path) -> None:
@@ -161,12 +181,12 @@ def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path
         anomalous,
         evaluation.tau,
         evaluation.s_max,
-        f"{evaluation.category}: leave-own-out training vs test scores",
+        f"{evaluation.heading}: leave-own-out training vs test scores",
     )
     boxes_grid(
         out_dir / "boxes_grid.png",
         [_panel(row) for row in grid_rows(evaluation.per_image)],
-        f"{evaluation.category}: drawn boxes (red, by rank) and true defect (green), grouped by defect type",
+        f"{evaluation.heading}: drawn boxes (red, by rank) and true defect (green), grouped by defect type",
     )
     atomic_write_text(out_dir / "report.md", evaluation_report(evaluation))
 
@@ -237,7 +257,7 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
          f"of {b.get('n_normal', 0)} images"),
     ]  # fmt: skip
     lines = [
-        f"# Expert evaluation: {evaluation.category}",
+        f"# Expert evaluation: {evaluation.heading}",
         "",
         f"{n_normal} normal and {n_anom} anomalous test images. Box measures use the boxes the product draws, "
         "on anomalous images with a ground-truth mask (n/a where there is none).",

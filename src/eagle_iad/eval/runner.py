@@ -168,10 +168,17 @@ def ensure_expert(
     """``models_dir/<category>``: reused when saved, otherwise fitted on ``training()`` and saved."""
     from eagle_iad.expert import ExpertConfig, fit, save
     from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
-    from eagle_iad.expert.store import check_replaceable
+    from eagle_iad.expert.store import check_replaceable, read_manifest
 
     target = Path(models_dir) / category
     if (target / MODEL_MANIFEST).exists():
+        # A model copied into another category's folder would answer for it unnoticed, with plausible numbers.
+        fitted_on = str(read_manifest(target, verify=False).get("category", category))
+        if fitted_on != category:
+            raise ConfigError(
+                f"{target} is a model of category {fitted_on!r}, but the run evaluates it as {category!r}; "
+                f"move it to {Path(models_dir) / fitted_on} (or delete it to fit {category!r} there)"
+            )
         return target
     check_replaceable(target)  # a folder of other files there is refused now, not after the fit
     paths = training()
