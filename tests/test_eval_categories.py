@@ -90,3 +90,75 @@ def test_eval_run_refuses_a_model_of_another_category_in_the_models_folder(tmp_p
     )
     save(expert.model, tmp_path / "models" / "mono")
     assert ensure_expert(tmp_path / "models", "mono", training, None, 0) == tmp_path / "models" / "mono"
+
+
+# --------------------------------------------------------------------------- missing masks
+
+
+def _mvtec_with_misnamed_masks(root: Path) -> Path:
+    """An MVTec-layout category ``part`` whose 4 defect masks are named ``<stem>.png``, not ``<stem>_mask.png``."""
+    import numpy as np
+    from PIL import Image
+
+    noise_pngs(root / "part" / "train" / "good", 3, seed=1)
+    noise_pngs(root / "part" / "test" / "good", 3, seed=2)
+    for index in range(4):
+        rng = np.random.default_rng(10 + index)
+        rgb = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+        mask = np.zeros((80, 96), dtype=np.uint8)
+        rgb[24:56, 28:68] = 255
+        mask[24:56, 28:68] = 255
+        (root / "part" / "test" / "spot").mkdir(parents=True, exist_ok=True)
+        (root / "part" / "ground_truth" / "spot").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(root / "part" / "test" / "spot" / f"{index:03d}.png")
+        Image.fromarray(mask).save(root / "part" / "ground_truth" / "spot" / f"{index:03d}.png")  # MVTec: _mask.png
+    return root
+
+
+def test_misnamed_masks_are_a_warning_and_said_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "part", FAKE_CONFIG, extractor=FakeExtractor())
+    monkeypatch.setattr(eagle_iad.expert, "load_expert", lambda directory, runtime="torch": expert)
+    data = _mvtec_with_misnamed_masks(tmp_path / "data")
+    args = ["eval-expert", "--data", str(data), "--layout", "mvtec", "--category", "part",
+            "--model", str(tmp_path / "model"), "--out", str(tmp_path / "ev"), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    first = data / "part" / "ground_truth" / "spot" / "000_mask.png"
+    note = (
+        f"4 of 4 defect images have no mask (first looked for: {first}; masks are read as "
+        "ground_truth/<defect>/<stem>_mask.png); pixel AUROC, AUPRO and the box measures leave them out"
+    )
+    assert f"eagle: warning: {note}\n" in err
+
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert f"**Masks:** {note}." in report
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "scores.jsonl").read_text().splitlines()]
+    with_boxes = sum(r["label"] == 1 and bool(r["boxes"]) for r in rows)
+    assert with_boxes > 0  # the bright blocks are boxed: the count below is not a trivial 0
+    assert (f"| median box / defect area | n/a: no anomalous image has a mask ({with_boxes} of 4 anomalous images "
+            "have boxes) |") in report  # fmt: skip
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert (metrics["defects_without_mask"], metrics["defects_with_boxes"]) == (4, with_boxes)
+
+
+def test_correctly_named_masks_give_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expert = fit(noise_pngs(tmp_path / "train", 3, seed=1), "part", FAKE_CONFIG, extractor=FakeExtractor())
+    monkeypatch.setattr(eagle_iad.expert, "load_expert", lambda directory, runtime="torch": expert)
+    data = _mvtec_with_misnamed_masks(tmp_path / "data")
+    for mask in sorted((data / "part" / "ground_truth" / "spot").iterdir()):
+        mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
+    args = ["eval-expert", "--data", str(data), "--layout", "mvtec", "--category", "part",
+            "--model", str(tmp_path / "model"), "--out", str(tmp_path / "ev"), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert "warning" not in capsys.readouterr().err
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "**Masks:**" not in report
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    masked = metrics["boxes"]["n_anomalous_with_boxes"]
+    ratio = f"{metrics['boxes']['median_area_ratio']:.2f}"
+    expected = f"| median box / defect area | {ratio} (over {masked} masked images with boxes; {masked} of 4"
+    assert expected in report

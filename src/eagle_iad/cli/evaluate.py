@@ -21,7 +21,7 @@ from eagle_iad.cli.flags import (
     mllm_spec,
 )
 from eagle_iad.cli.printing import dumps
-from eagle_iad.data import get_layout, layout_names, select_test
+from eagle_iad.data import get_layout, layout_names, mask_names, select_test
 from eagle_iad.errors import ConfigError
 from eagle_iad.outputs import check_output_path, check_outputs, staged_folder, write_errors
 
@@ -49,7 +49,7 @@ def add_eval_expert(sub: Subcommands) -> None:
 
 
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
-    from eagle_iad.eval.expert_eval import evaluate_expert, write_evaluation
+    from eagle_iad.eval.expert_eval import evaluate_expert, missing_mask_note, write_evaluation
     from eagle_iad.expert import load_expert
     from eagle_iad.images import probe
 
@@ -65,13 +65,15 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     expert = load_expert(args.model)
     check_category(expert.model.category, args.category, args.model, args.allow_category_mismatch)
     start = time.perf_counter()
-    evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet)
+    evaluation = evaluate_expert(expert, samples, show_progress=not args.quiet, mask_names=mask_names(args.layout))
     with staged_folder(out, legacy=REPORT_MARKERS) as staging:
         write_evaluation(expert, evaluation, staging)
     summary = evaluation.summary()
-    if evaluation.defects_without_mask and any(s.mask_path is not None for s in samples):
-        print(f"eagle: warning: {evaluation.defects_without_mask} of {evaluation.n_anomalous} defect images have "
-              "no mask; pixel AUROC and AUPRO leave them out", file=sys.stderr)  # fmt: skip
+    # A layout with masks (some found, or some looked for): a missing one is worth a line; elpv has none to miss.
+    expects_masks = any(s.mask_path is not None or s.mask_sought is not None for s in samples)
+    note = missing_mask_note(evaluation)
+    if note is not None and expects_masks:
+        print(f"eagle: warning: {note}", file=sys.stderr)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     print(dumps(summary))
     print(f"wrote {Path(args.out) / 'report.md'} (metrics.json, histogram.png, boxes_grid.png)", file=sys.stderr)

@@ -6,7 +6,7 @@ registry, so ``get_layout("mvtec")`` works after a plain ``import eagle_iad.data
 
 from eagle_iad.data import elpv, folder, mvtec, mvtec3d, visa
 from eagle_iad.data._common import IMAGE_EXTENSIONS
-from eagle_iad.data.base import Layout, Sample, Split, get_layout, layout_names, register_layout
+from eagle_iad.data.base import Layout, Sample, Split, get_layout, layout_names, mask_names, register_layout
 from eagle_iad.data.selection import select_test, select_training, subsample
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "folder",
     "get_layout",
     "layout_names",
+    "mask_names",
     "mvtec",
     "mvtec3d",
     "register_layout",

@@ -66,18 +66,15 @@ def _mask_for(folder: Path, defect: str, image: Path) -> Path | None:
 
 
 def _anomalies(folder: Path, category: str, defect_dirs: list[Path]) -> list[Sample]:
-    return [
-        Sample(
-            path=path,
-            label=1,
-            category=category,
-            split="test",
-            defect_type=d.name,
-            mask_path=_mask_for(folder, d.name, path),
-        )
-        for d in defect_dirs
-        for path in list_images(d)
-    ]
+    # Masks are optional: a missing one is reported (mask_sought) only where the category has a masks folder.
+    expects_masks = (folder / MASKS).is_dir()
+    samples = []
+    for d in defect_dirs:
+        for path in list_images(d):
+            mask = _mask_for(folder, d.name, path)
+            sought = folder / MASKS / d.name / f"{path.stem}.png" if mask is None and expects_masks else None
+            samples.append(Sample(path, 1, category, "test", d.name, mask, mask_sought=sought))
+    return samples
 
 
 @register_layout("folder")
@@ -85,6 +82,7 @@ class FolderLayout:
     """``good/`` versus defect folders, either already split (``train``/``test``) or flat."""
 
     name: str = "folder"
+    mask_names: str = "masks/<defect>/<stem>.png or masks/<defect>/<stem>_mask.png"
 
     def categories(self, root: Path | None) -> list[str]:
         """Sub-folders of ``root`` holding ``train``, ``test`` or ``good``."""

@@ -42,6 +42,7 @@ class MVTecLayout:
     """MVTec AD folders: ``train/good``, ``test/<defect>``, ``ground_truth/<defect>/<stem>_mask.png``."""
 
     name: str = "mvtec"
+    mask_names: str = "ground_truth/<defect>/<stem>_mask.png"
 
     def categories(self, root: Path | None) -> list[str]:
         """Sub-folders of ``root`` holding a ``train`` or ``test`` folder (licence files etc. are skipped)."""
@@ -88,6 +89,7 @@ class MVTecLayout:
                     samples.append(Sample(path=path, label=0, category=category, split="test"))
                     continue
                 mask = self._mask_for(folder, defect_dir, path)
+                found = mask.is_file()
                 samples.append(
                     Sample(
                         path=path,
@@ -95,7 +97,8 @@ class MVTecLayout:
                         category=category,
                         split="test",
                         defect_type=defect,
-                        mask_path=mask if mask.is_file() else None,
+                        mask_path=mask if found else None,
+                        mask_sought=None if found else mask,
                     )
                 )
         where = self._images_in(test_dir / "<defect>")

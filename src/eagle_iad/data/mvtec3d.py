@@ -36,6 +36,7 @@ class MVTec3DLayout(MVTecLayout):
     """
 
     name: str = "mvtec3d"
+    mask_names: str = "test/<defect>/gt/<image name>.png"
 
     def categories(self, root: Path | None) -> list[str]:
         """Sub-folders of ``root`` holding a ``train`` or ``test`` folder."""

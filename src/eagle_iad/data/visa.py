@@ -88,6 +88,7 @@ class VisALayout:
     """VisA as listed in ``split_csv/1cls.csv``."""
 
     name: str = "visa"
+    mask_names: str = "the file named in the split csv's mask column"
 
     def categories(self, root: Path | None) -> list[str]:
         """The distinct ``object`` values of the csv, sorted."""
@@ -123,6 +124,7 @@ class VisALayout:
                     split=split,
                     defect_type=ANOMALY_TYPE,
                     mask_path=mask if mask is not None and mask.is_file() else None,
+                    mask_sought=mask if mask is not None and not mask.is_file() else None,
                 )
             )
         return require_samples(samples, f"no {split} images for {category!r} in {csv_path}")

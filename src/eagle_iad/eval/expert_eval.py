@@ -57,6 +57,12 @@ class ExpertEvaluation:
     normal_box_counts: list[int] = field(default_factory=list, repr=False)
     #: Defect images without a ground-truth mask: left out of the pixel metrics (reported, not silent).
     defects_without_mask: int = 0
+    #: The first mask file the layout looked for and did not find (a misnamed mask, say), and where and
+    #: under which names the layout reads masks (:func:`eagle_iad.data.mask_names`); None when unknown.
+    first_missing_mask: str | None = None
+    mask_names: str | None = None
+    #: Defect images the product drew at least one box on, with a mask or not.
+    defects_with_boxes: int = 0
     #: Image and box measures per defect type, each type against all normals (:func:`expert_per_type`).
     per_type: dict[str, Any] = field(default_factory=dict)
     #: The test images' category when it differs from the model's (``eagle eval-expert
@@ -88,8 +94,13 @@ def evaluate_expert(
     out_dir: Path | None = None,
     show_progress: bool = False,
     batch: int = 32,
+    mask_names: str | None = None,
 ) -> ExpertEvaluation:
-    """Score every test sample; pixel metrics use the samples that have masks (normals count as empty masks)."""
+    """Score every test sample; pixel metrics use the samples that have masks (normals count as empty masks).
+
+    ``mask_names`` (where and under which names the samples' layout reads masks) is quoted in the report
+    when defect images have no mask.
+    """
     labels = np.asarray([s.label for s in samples], dtype=np.int64)
     scores: list[float] = []
     masks: list[np.ndarray] = []
@@ -151,6 +162,9 @@ def evaluate_expert(
         box_results=box_results,
         normal_box_counts=normal_box_counts,
         defects_without_mask=sum(s.label == 1 and s.mask_path is None for s in samples),
+        first_missing_mask=next((str(s.mask_sought) for s in samples if s.label == 1 and s.mask_sought), None),
+        mask_names=mask_names,
+        defects_with_boxes=sum(r["label"] == 1 and bool(r["boxes"]) for r in per_image),
         per_type=expert_per_type(per_image, thresholds.tau),
         data_category=_data_category(samples, expert.model.category),
     )
@@ -250,8 +264,7 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         ("pointing accuracy (map peak on the defect)", f"{_fmt(b.get('pointing_accuracy'))} "
          f"({b.get('n_anomalous_with_mask', 0)} anomalous images with a mask)"),
         ("mean best-box IoU", _fmt(b.get("mean_best_iou"))),
-        ("median box / defect area", f"{_fmt(b.get('median_area_ratio'), 2)} "
-         f"({b.get('n_anomalous_with_boxes', 0)} images with boxes)"),
+        ("median box / defect area", _area_ratio(evaluation)),
         ("share of anomalous images whose boxes touch the defect", _fmt(b.get("touch_rate"))),
         ("boxes drawn on normal images", f"{b.get('normal_boxes', 0)} on {b.get('normal_images_with_boxes', 0)} "
          f"of {b.get('n_normal', 0)} images"),
@@ -262,6 +275,7 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         f"{n_normal} normal and {n_anom} anomalous test images. Box measures use the boxes the product draws, "
         "on anomalous images with a ground-truth mask (n/a where there is none).",
         "",
+        *missing_masks_report(evaluation),
         "| metric | value |",
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in rows),
@@ -280,6 +294,37 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _area_ratio(evaluation: ExpertEvaluation) -> str:
+    """The median box / defect area and what it rests on: masked images with boxes, out of all with boxes."""
+    b = evaluation.boxes
+    drawn = f"{evaluation.defects_with_boxes} of {evaluation.n_anomalous} anomalous images have boxes"
+    if b.get("median_area_ratio") is None:
+        why = "no anomalous image has a mask" if not b.get("n_anomalous_with_mask") else "no masked image has boxes"
+        return f"n/a: {why} ({drawn})"
+    masked = b.get("n_anomalous_with_boxes", 0)
+    return f"{_fmt(b['median_area_ratio'], 2)} (over {masked} masked images with boxes; {drawn})"
+
+
+def missing_mask_note(evaluation: ExpertEvaluation) -> str | None:
+    """One sentence on the defect images without a mask: how many, the first file looked for, the names read."""
+    missing = evaluation.defects_without_mask
+    if not missing:
+        return None
+    text = f"{missing} of {evaluation.n_anomalous} defect images have no mask"
+    if evaluation.first_missing_mask is not None:
+        text += f" (first looked for: {evaluation.first_missing_mask}"
+        if evaluation.mask_names is not None:
+            text += f"; masks are read as {evaluation.mask_names}"
+        text += ")"
+    return text + "; pixel AUROC, AUPRO and the box measures leave them out"
+
+
+def missing_masks_report(evaluation: ExpertEvaluation) -> list[str]:
+    """``report.md``'s note on defect images without a mask (nothing when every one has a mask)."""
+    note = missing_mask_note(evaluation)
+    return [] if note is None else [f"**Masks:** {note}.", ""]
 
 
 def per_type_report(per_type: dict[str, Any]) -> list[str]:
