@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from eagle_iad.data import Sample
@@ -24,7 +25,7 @@ from eagle_iad.eval.box_metrics import (
     union_area,
 )
 from eagle_iad.eval.expert_eval import evaluate_expert, grid_rows, pool_boxes
-from eagle_iad.eval.plots import boxes_grid
+from eagle_iad.eval.plots import BoxPanel, boxes_grid, grid_figure
 from eagle_iad.eval.report import box_table
 from eagle_iad.expert import fit
 from eagle_iad.tgps.regions import Box
@@ -253,6 +254,38 @@ def test_boxes_grid_without_panels_still_writes_a_png(tmp_path: Path) -> None:
     with Image.open(tmp_path / "grid.png") as im:
         im.load()
         assert im.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("shape", "name"),
+    [
+        ((300, 300), "defective: images/cell0007.png"),  # elpv's square cells, where titles overlapped the row above
+        ((300, 400), "cut/000.png"),  # tire: wider than tall
+        ((400, 120), "contamination/a_very_long_file_name_without_any_space_in_it_at_all_0001.png"),  # tall, long
+    ],
+)
+def test_grid_titles_stay_clear_of_every_image(shape: tuple[int, int], name: str) -> None:
+    """Each title's drawn box (as matplotlib lays it out) meets no image cell, no other title, and stays inside."""
+    rgb = np.zeros((*shape, 3), dtype=np.uint8)
+    panels = [BoxPanel(rgb, None, [(2, 2, 20, 20)], f"{name}\nscore {140 + i:.4g}, normal") for i in range(10)]
+    fig = grid_figure(panels, "mono: drawn boxes (red, by rank) and true defect (green), grouped by defect type")
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    cells = [ax.get_window_extent(renderer) for ax in fig.axes]
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    heading = fig.texts[0].get_window_extent(renderer)
+    page = fig.bbox
+    assert len(cells) == 10
+    for i, title in enumerate(titles):
+        assert not any(title.overlaps(cell) for cell in cells), f"title {i} meets an image"
+        assert not any(title.overlaps(other) for j, other in enumerate(titles) if j != i), f"title {i} meets another"
+        assert not title.overlaps(heading)
+        assert page.x0 <= title.x0 and title.x1 <= page.x1 and page.y0 <= title.y0 and title.y1 <= page.y1
+        assert 0 <= title.y0 - cells[i].y1 < 10  # its own image sits right under it
+    for cell in cells:
+        assert not cell.overlaps(heading) and page.y0 <= cell.y0
 
 
 def test_eval_report_box_table_per_class_and_pooled() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import math
 import os
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-__all__ = ["BoxPanel", "boxes_grid", "save_figure", "score_histogram"]
+__all__ = ["BoxPanel", "boxes_grid", "grid_figure", "save_figure", "score_histogram"]
 
 #: (label, colour) of the three score groups, drawn in this order so the anomalous bars are on top.
 _GROUPS = (
@@ -197,25 +198,68 @@ def _draw_panel(ax: Any, panel: BoxPanel) -> None:
     ax.set_ylim(height - 0.5, -0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(panel.title, fontsize=7)
+
+
+#: The grid's geometry in inches: each cell is a title band over an image box; the figure's title on top.
+_CELL_WIDTH = 3.0
+_IMAGE_HEIGHT = 2.6
+_GAP = 0.2
+_MARGIN = 0.15
+_TITLE_POINTS = 7.0
+_SUPTITLE_POINTS = 10.0
+#: A text line's height over its font size, and a character's mean width over it (DejaVu Sans, generous).
+_LINE_SPACING = 1.35
+_CHAR_WIDTH = 0.62
+
+
+def _wrap(text: str, width_in: float, points: float) -> list[str]:
+    """``text``'s lines wrapped to ``width_in`` inches at ``points`` (long paths broken where they must)."""
+    chars = max(8, int(width_in * 72 / (points * _CHAR_WIDTH)))
+    lines: list[str] = []
+    for line in text.split("\n"):
+        lines.extend(textwrap.wrap(line, chars, break_on_hyphens=False) or [""])
+    return lines
+
+
+def grid_figure(panels: Sequence[BoxPanel], title: str, columns: int = 4) -> Figure:
+    """The boxes grid as a figure (what :func:`boxes_grid` writes), laid out explicitly in inches.
+
+    Every cell is a band for its title (wrapped to the cell's width; as tall as the longest title of
+    the grid needs) over its image box, the image pinned to the box's top: a title can reach neither
+    the image above it nor its neighbours', whatever the images' shape or the names' length.
+    """
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    rows = max(1, math.ceil(len(panels) / columns))
+    cols = min(columns, max(1, len(panels)))
+    line = _TITLE_POINTS * _LINE_SPACING / 72
+    titles = ["\n".join(_wrap(panel.title, _CELL_WIDTH - 0.1, _TITLE_POINTS)) for panel in panels]
+    band = max((t.count("\n") + 1 for t in titles), default=1) * line + 0.12
+    width = 2 * _MARGIN + cols * _CELL_WIDTH + (cols - 1) * _GAP
+    heading = _wrap(title, width - 2 * _MARGIN, _SUPTITLE_POINTS)
+    top = len(heading) * _SUPTITLE_POINTS * _LINE_SPACING / 72 + 0.2
+    cell = band + _IMAGE_HEIGHT
+    height = top + rows * cell + (rows - 1) * _GAP + _MARGIN
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.text(0.5, 1 - 0.1 / height, "\n".join(heading), ha="center", va="top", fontsize=_SUPTITLE_POINTS)
+    if not panels:
+        fig.text(0.5, 0.5, "no anomalous test image to show", ha="center", va="center", color="0.4")
+    for index, (panel, text) in enumerate(zip(panels, titles, strict=True)):
+        row, col = divmod(index, cols)
+        left = _MARGIN + col * (_CELL_WIDTH + _GAP)
+        bottom = height - top - row * (cell + _GAP) - cell
+        ax = fig.add_axes((left / width, bottom / height, _CELL_WIDTH / width, _IMAGE_HEIGHT / height))
+        ax.set_anchor("N")  # an image narrower or wider than the box keeps its top edge under its title
+        _draw_panel(ax, panel)
+        ax.set_title(text, fontsize=_TITLE_POINTS, pad=3)
+    return fig
 
 
 def boxes_grid(path: str | os.PathLike[str], panels: Sequence[BoxPanel], title: str, columns: int = 4) -> None:
     """Write a PNG grid: each image with its drawn boxes (red, numbered by rank) and the true defect outline (green).
 
     With no panels the figure says so, so the file on disk always belongs to the latest run.
-    Written atomically (:func:`save_figure`).
+    Laid out by :func:`grid_figure`; written atomically (:func:`save_figure`).
     """
-    if columns < 1:
-        raise ValueError(f"columns must be at least 1, got {columns}")
-    rows = max(1, math.ceil(len(panels) / columns))
-    cols = min(columns, max(1, len(panels)))
-    fig = Figure(figsize=(3.0 * cols, 3.1 * rows + 0.5), dpi=100)
-    FigureCanvasAgg(fig)
-    if not panels:
-        fig.text(0.5, 0.5, "no anomalous test image to show", ha="center", va="center", color="0.4")
-    for index, panel in enumerate(panels):
-        _draw_panel(fig.add_subplot(rows, cols, index + 1), panel)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(grid_figure(panels, title, columns), path)
