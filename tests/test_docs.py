@@ -115,3 +115,13 @@ def test_service_limits_table_is_rendered_from_the_settings_table(tmp_path: Path
     stale.write_text(service.read_text(encoding="utf-8").replace("| 32 MiB |", "| 31 MiB |"), encoding="utf-8")
     assert rewrite(stale) and stale.read_text(encoding="utf-8") == service.read_text(encoding="utf-8")
     assert not rewrite(stale)
+
+
+def test_usage_command_list_names_every_command() -> None:
+    """docs/USAGE.md's command list names every ``eagle`` command (``export`` was once only in DEPLOY.md)."""
+    from eagle_iad.cli import COMMAND_ORDER
+
+    usage = (REPO / "docs" / "USAGE.md").read_text(encoding="utf-8")
+    block = usage.split("\n## The commands\n", 1)[1].split("```", 2)[1]
+    missing = [c for c in COMMAND_ORDER if not re.search(rf"`?eagle {re.escape(c)}(?=[\s`]|$)", block, re.M)]
+    assert missing == [], f"docs/USAGE.md's command list does not name: {', '.join(missing)}"
