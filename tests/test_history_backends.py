@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import wait_s
+from conftest import schema_6_of_an_earlier_release, wait_s
 
 from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError, HistoryUnavailableError
@@ -269,15 +269,16 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     them and says so, each one, instead of 'up to date' or a list without them; each refusal stored before counts
     as the one file it counted for, and a content refused again after counts one more."""
     url = str(tmp_path / "six.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
-    store = InspectionStore(url)
-    StationTables(store).write_failed("line-1", "d1", "a.png", "empty", 1.0)
-    StationTables(store).write_failed("line-1", "d2", "b.png", "not an image", 2.0)
-    store.close()
     backend = open_backend(url)
     db = backend.connect()
-    for statement in ("ALTER TABLE outbox DROP COLUMN refusals", "DROP TABLE station_faults", "DROP INDEX outbox_held",
-                      "ALTER TABLE station_intake DROP COLUMN files"):  # fmt: skip
-        db.execute(statement)
+    for statement in schema_6_of_an_earlier_release():
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    for digest, name, reason, appeared in (("d1", "a.png", "empty", 1.0), ("d2", "b.png", "not an image", 2.0)):
+        db.execute(
+            "INSERT INTO station_intake (station, digest, name, state, reason, appeared, time) "
+            "VALUES ('line-1', ?, ?, 'failed', ?, ?, ?)",
+            (digest, name, reason, appeared, appeared),
+        )
     db.close()
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
