@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import unprivileged_cli, wait_s
+from conftest import schema_6_of_an_earlier_release, unprivileged_cli, wait_s
 
 from eagle_iad.data import get_layout
 from eagle_iad.images import load_rgb
@@ -222,6 +222,34 @@ def test_the_failed_count_counts_each_refused_file_not_each_content_and_survives
     code, log = _run(stations, "run", "--until-idle")
     assert code == 0, log
     assert (_status(stations)["inspected"], _status(stations)["failed"]) == (0, 4)
+
+
+def test_status_reads_a_history_not_upgraded_yet_counting_each_refused_content_once(tmp_path: Path) -> None:
+    """``eagle station status`` opens the history read-only, so a history an earlier eagle-iad of schema 6 made
+    (an older ``eagle station run`` still running after ``pip install -U``; a PostgreSQL before ``eagle db
+    upgrade``) has no ``station_intake.files``: each refused content counts one, as it did, not a crash."""
+    from eagle_iad.history import open_backend
+
+    (tmp_path / "models" / "mono").mkdir(parents=True)  # status reads no model
+    (tmp_path / "incoming").mkdir()
+    stations = _stations(tmp_path, tmp_path / "models", "")
+    (tmp_path / "state").mkdir()
+    backend = open_backend(str(tmp_path / "state" / "eagle.sqlite3"))
+    db = backend.connect()
+    for statement in schema_6_of_an_earlier_release():
+        db.execute(statement)
+    for digest, name in (("d1", "a.png"), ("d2", "b.png")):
+        db.execute("INSERT INTO station_intake (station, digest, name, state, reason, appeared, time) "
+                   "VALUES ('line-1', ?, ?, 'failed', 'empty', 1.0, 1.0)", (digest, name))  # fmt: skip
+    db.close()
+    code, out = _run(stations, "status")
+    assert code == 0, out
+    assert json.loads(out) == [{
+        "station": "line-1", "state": "not running", "category": "mono",
+        "source": f"folder {tmp_path / 'incoming'} (complete after 0.2 s untouched; moved to done/ or failed/)",
+        "inspected": 0, "failed": 2, "backlog": 0, "images_per_s": 0.0, "latency_s": None, "last_verdict": None,
+        "sinks": {}, "warnings": [],
+    }]  # fmt: skip
 
 
 def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(

@@ -129,7 +129,7 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.history import open_backend
-    from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, version
+    from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, missing, version
 
     location = history_location(args)
     must_exist(location)
@@ -137,12 +137,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     db = backend.connect()
     try:
         found = version(backend, db)
+        lacking = missing(backend, db) if found == SCHEMA_VERSION else []  # older: the versions' steps say
     finally:
         backend.close(db)
     pending = [] if found is None or found >= SCHEMA_VERSION else list(range(found + 1, SCHEMA_VERSION + 1))
+    # at this version, what the upgrade still adds (of no version of their own, like station_intake.files): one
+    # entry without a version, so "pending" is empty only when 'eagle db upgrade' would change nothing
+    unversioned = [{"version": None, "adds": "; ".join(f"{kind} {', '.join(names)}" for kind, names in lacking)}]
     print(dumps({"history": backend.describe(), "backend": backend.scheme, "schema": found,
                  "this_version_reads": SCHEMA_VERSION,
-                 "pending": [{"version": v, "adds": MIGRATIONS[v]} for v in pending]}))  # fmt: skip
+                 "pending": [{"version": v, "adds": MIGRATIONS[v]} for v in pending]
+                 + (unversioned if lacking else [])}))  # fmt: skip
     return 0
 
 

@@ -54,7 +54,7 @@ def stopped_station_what(file: str, grace_s: float) -> str:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
-    from eagle_iad.station.status import open_read_only, read_intake, station_status
+    from eagle_iad.station.status import counts_files, open_read_only, read_intake, station_status
 
     stations = read_stations(Path(args.file))
     settings = stations.settings()
@@ -63,11 +63,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     db = open_read_only(settings.history_url)
     try:
+        files = counts_files(settings.history_url, db)  # read-only: a history not upgraded yet is read as it is
         shown = []
         for config in stations.stations:  # the state as the process running it says: running, waiting: <why>
             intake = read_intake(settings.state_dir, config.name)
             state = "not running" if intake is None else intake.state()
-            shown.append({"station": config.name, "state": state, **station_status(db, config, intake)})
+            shown.append({"station": config.name, "state": state, **station_status(db, config, intake, files=files)})
         print(dumps(shown))
     finally:
         db.close()

@@ -236,6 +236,36 @@ def _number_keys(backend: HistoryBackend, db: Connection) -> None:
     )
 
 
+def _expected() -> dict[str, list[str]]:
+    """The columns of each table :func:`statements` makes, in their order (read back from an SQLite in memory)."""
+    import sqlite3
+
+    made = sqlite3.connect(":memory:")
+    try:
+        for statement in statements():
+            made.execute(statement)
+        return {table: [str(row[1]) for row in made.execute(f"PRAGMA table_info({table})")] for table in _TABLES}
+    finally:
+        made.close()
+
+
+def missing(backend: HistoryBackend, db: Connection) -> list[tuple[str, list[str]]]:
+    """What an upgrade would add to a history there, by kind (``tables``, ``columns`` as ``table.column``,
+    ``indexes``; only kinds with some), without changing anything: those of no version of their own
+    (``station_intake.files``) too, which a schema version alone does not tell. Indexes are left out where
+    the backend does not list them."""
+    tables, indexes = _layout(backend, db)
+    expected = _expected()
+    found = [
+        ("tables", [table for table in _TABLES if not tables[table]]),
+        ("columns", [f"{table}.{name}" for table in _TABLES if tables[table] for name in expected[table]
+                     if name not in tables[table]]),
+        ("indexes", [index for index in _INDEXES if index not in indexes]
+         if type(backend).indexes is not HistoryBackend.indexes else []),
+    ]  # fmt: skip
+    return [(kind, names) for kind, names in found if names]
+
+
 def version(backend: HistoryBackend, db: Connection) -> int | None:
     """The database's schema version, without changing anything (``None``: no history there yet)."""
     if "version" not in backend.columns(db, "schema_version"):

@@ -190,6 +190,13 @@ def open_read_only(database: Path | str) -> Connection:
     return backend.connect()
 
 
+def counts_files(database: Path | str, db: Connection) -> bool:
+    """Whether the history's intake counts each refused file (``station_intake.files``, of no version of its own):
+    not yet in a history a reader opened before its upgrade (an older ``eagle station run`` still running, a
+    PostgreSQL before ``eagle db upgrade``), where each refused content counts one, as it did."""
+    return "files" in open_backend(database).columns(db, "station_intake")
+
+
 @dataclass(frozen=True)
 class StationFacts:
     """What the figures need to know of a station besides its tables: from its running configuration, or
@@ -239,12 +246,14 @@ def service_retry(name: str) -> str:
 
 
 def station_status(
-    db: Connection, config: StationConfig, intake: Intake | None = None, retry: str | None = None
+    db: Connection, config: StationConfig, intake: Intake | None = None, retry: str | None = None,
+    files: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """One station's figures (the JSON ``eagle station status`` prints); ``intake``: how its intake is, as the
-    process running it says; ``retry``: what requeues its dead letters there (see :attr:`StationFacts.retry`)."""
+    process running it says; ``retry``: what requeues its dead letters there (see :attr:`StationFacts.retry`);
+    ``files``: see :func:`station_figures`."""
     facts = StationFacts.of(config, intake)
-    return station_figures(db, facts if retry is None else replace(facts, retry=retry))
+    return station_figures(db, facts if retry is None else replace(facts, retry=retry), files)
 
 
 def _age(db: Connection, record_id: str, now: float) -> tuple[str, float] | None:
@@ -258,8 +267,9 @@ def _age(db: Connection, record_id: str, now: float) -> tuple[str, float] | None
         return None
 
 
-def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
-    """One station's figures from its tables and ``config``."""
+def station_figures(db: Connection, config: StationFacts, files: bool = True) -> dict[str, Any]:
+    """One station's figures from its tables and ``config``; ``files``: the intake has ``station_intake.files``
+    (:func:`counts_files`; a history not upgraded yet has not)."""
     name = config.name
     now = time.time()
 
@@ -268,8 +278,8 @@ def station_figures(db: Connection, config: StationFacts) -> dict[str, Any]:
 
     inspected = int(one("SELECT COUNT(*) FROM station_intake WHERE station = ? AND state = 'done'", name))
     # files refused, each counted (three empty files are three, though one content: StationTables.write_failed)
-    failed = int(one("SELECT COALESCE(SUM(files), 0) FROM station_intake WHERE station = ? AND state = 'failed'",
-                     name))  # fmt: skip
+    failed = int(one(f"SELECT {'COALESCE(SUM(files), 0)' if files else 'COUNT(*)'} FROM station_intake "
+                     "WHERE station = ? AND state = 'failed'", name))  # fmt: skip
     recent = int(one("SELECT COUNT(*) FROM station_intake WHERE station = ? AND time >= ?", name, now - RATE_WINDOW_S))
     if config.sinks:
         rows = db.execute(
