@@ -2987,3 +2987,35 @@ def test_the_folder_sink_writes_a_refusal_whose_image_is_gone_without_a_dead_let
     sink.deliver(payload, "refused-1")  # a repeat rewrites the same file
     assert [p.name for p in (tmp_path / "sorted" / "refused").iterdir()] == ["refused-1_gone.png.json"]
     assert json.loads((tmp_path / "sorted" / "refused" / "refused-1_gone.png.json").read_text()) == payload
+
+
+def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_path: Path) -> None:
+    """A sink whose start-up check could not look (:class:`NotChecked`) is named in the status's warnings, in the
+    service's answers and in ``eagle station status`` (through the intake file), until its first delivery since."""
+    from eagle_iad.station.status import Intake, StationFacts, read_intake, station_figures, write_intake
+
+    write_intake(tmp_path, "line-1", Intake(unchecked=(("mqtt", "mqtt b:1883 refused the check (Not authorized)",
+                                                        1000.0),)))  # fmt: skip
+    intake = read_intake(tmp_path, "line-1")
+    assert intake == Intake(unchecked=(("mqtt", "mqtt b:1883 refused the check (Not authorized)", 1000.0),))
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        facts = StationFacts("line-1", "mono", "folder x", 0, [("mqtt", "mqtt")], 100, 5.0, intake=intake)
+
+        def warnings() -> list[str]:
+            with store.transaction() as db:
+                return list(station_figures(db, facts)["warnings"])
+
+        said = ["sink mqtt: not checked at start: mqtt b:1883 refused the check (Not authorized); its first delivery "
+                "tells"]  # fmt: skip
+        assert warnings() == said
+        with store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, delivered) VALUES "
+                       "('line-1', 'mqtt', 'a', '{}', 'delivered', 999.0)")  # fmt: skip
+        assert warnings() == said  # delivered before the check: still not known
+        with store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, delivered) VALUES "
+                       "('line-1', 'mqtt', 'b', '{}', 'delivered', 1001.0)")  # fmt: skip
+        assert warnings() == []
+    finally:
+        store.close()

@@ -425,18 +425,29 @@ def test_credentials_the_broker_refuses_stop_the_station_at_start(model_dir: Pat
                                   f"127.0.0.1:{broker.port} refused the user line: Not authorized (check username, "
                                   "and the password in EAGLE_TEST_MQTT_PASSWORD)\n")  # fmt: skip
         assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing was taken
+        # with client_id set: the probe's own id refused alike, then a look as line-1-sink refuses the station
+        with_id = sink.replace('kind = "mqtt"', 'kind = "mqtt"\nclient_id = "line-1-sink"')
+        assert with_id != sink
+        stations = _stations(tmp_path, model_dir, with_id)
+        code, out = _run(stations, "run", "--until-idle", env=_env(EAGLE_TEST_MQTT_PASSWORD="wrong"))
+        assert (code, out) == (2, f"eagle: error: {stations}: station 'line-1': sink 1 (mqtt): password_env: mqtt "
+                                  f"127.0.0.1:{broker.port} refused the user line: Not authorized (check username, "
+                                  "and the password in EAGLE_TEST_MQTT_PASSWORD)\n")  # fmt: skip
+        assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names
     finally:
         broker.stop()
 
 
 @needs_mosquitto
-def test_a_broker_admitting_only_the_sinks_client_id_is_a_start_up_warning_not_a_refusal(
+def test_a_broker_admitting_only_the_sinks_client_id_is_checked_as_that_id_where_none_is_connected(
     model_dir: Path, tmp_path: Path
 ) -> None:
     """A broker that binds the user to the sink's ``client_id`` (mosquitto's dynamic security) refuses the
-    start-up probe's own id with *not authorized*, as it refuses a wrong password: the two cannot be told apart,
-    and a probe under the sink's id would push its live connection off. So the probe says it could not check, in
-    one warning, and the station starts and delivers as its own id (earlier: refused for a right password)."""
+    start-up probe's own id with *not authorized*, as it refuses a wrong password: the two cannot be told apart
+    from the probe's id. Where no connection as the sink's id is live (a start, a POST) a second look as that id
+    tells: a right password starts the station without a warning, a wrong one refuses it naming the field. Where
+    one is (a PATCH), that look would push it off: unchanged credentials stay not checked, changed ones are
+    refused."""
     import re
 
     ctrl = shutil.which("mosquitto_ctrl")
@@ -458,31 +469,56 @@ def test_a_broker_admitting_only_the_sinks_client_id_is_a_start_up_warning_not_a
             r"authorized\): the credentials, or a broker that admits only client_id line-1-sink, which refuses any "
             r"other id alike \(a check under that id would push the live connection off\)")  # fmt: skip
 
-    def probe(protocol: str, password: str) -> None:
+    def sink(protocol: str, password: str) -> MqttSink:
         table = {"host": "127.0.0.1", "port": broker.port, "protocol": protocol, "timeout_s": 10, "username": "line",
                  "password_env": "EAGLE_TEST_MQTT_PASSWORD", "client_id": "line-1-sink"}  # fmt: skip
         os.environ["EAGLE_TEST_MQTT_PASSWORD"] = password
         try:
-            MqttSink(Options(table, where, tmp_path), "mqtt").probe()
+            return MqttSink(Options(table, where, tmp_path), "mqtt")
         finally:
             os.environ.pop("EAGLE_TEST_MQTT_PASSWORD", None)
 
+    refused = (f"{where}: password_env: mqtt 127.0.0.1:{broker.port} refused the user line: Not authorized (check "
+               "username, and the password in EAGLE_TEST_MQTT_PASSWORD)")  # fmt: skip
     try:
         for protocol in PROTOCOLS:
+            right = sink(protocol, "right-password")
             for password in ("right-password", "wrong"):  # alike, as the broker answers both alike
                 with pytest.raises(NotChecked) as caught:
-                    probe(protocol, password)
+                    sink(protocol, password).probe()
                 assert re.fullmatch(said, str(caught.value)), str(caught.value)
-        # the whole station: one warning, and the verdict delivered as line-1-sink
-        _drop(tmp_path / "incoming", _cells(1))
-        sink = _mqtt(broker.port, username="line", password_env="EAGLE_TEST_MQTT_PASSWORD", client_id="line-1-sink")
-        stations = _stations(tmp_path, model_dir, sink)
+                recheck = caught.value.recheck
+                assert recheck is not None
+                # no live connection as line-1-sink (a start, a POST): a look as line-1-sink tells
+                if password == "right-password":
+                    assert recheck(()) is None
+                else:
+                    with pytest.raises(StationConfigError) as refusal:
+                        recheck(())
+                    assert str(refusal.value) == refused
+                # a PATCH while the station is connected as line-1-sink: not pushed off; changed credentials refused
+                with pytest.raises(NotChecked if password == "right-password" else StationConfigError) as live:
+                    recheck([right])
+                if password == "right-password":
+                    assert re.fullmatch(rf"{said}; the credentials are unchanged, and a check as line-1-sink would "
+                                        r"push the live connection off", str(live.value)), str(live.value)  # fmt: skip
+                else:
+                    assert re.fullmatch(rf"{re.escape(where)}: password_env: the changed credentials cannot be checked "
+                                        rf"while the station is connected as line-1-sink, since {said}: delete the "
+                                        r"station and create it again with them, which checks them as line-1-sink",
+                                        str(live.value)), str(live.value)  # fmt: skip
+                with pytest.raises(NotChecked):  # another replica's: its live connection not known here
+                    recheck(None)
+        # the whole station: checked as line-1-sink at start, no warning, and the verdict delivered as line-1-sink
+        names = _drop(tmp_path / "incoming", _cells(1))
+        options = _mqtt(broker.port, username="line", password_env="EAGLE_TEST_MQTT_PASSWORD", client_id="line-1-sink")
+        stations = _stations(tmp_path, model_dir, options)
+        code, out = _run(stations, "run", "--until-idle", env=_env(EAGLE_TEST_MQTT_PASSWORD="wrong"))
+        assert (code, out) == (2, f"eagle: error: {refused.replace('stations.toml', str(stations), 1)}\n")
+        assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == names  # nothing was taken
         code, out = _run(stations, "run", "--until-idle", env=_env(EAGLE_TEST_MQTT_PASSWORD="right-password"))
         assert code == 0, out
-        (warning,) = [line for line in out.splitlines() if "warning" in line]
-        assert re.fullmatch(rf"eagle station line-1: warning: sink mqtt: not checked at start: {said}; the sink "
-                            r"connects at its first delivery, and a refusal then shows as the sink failing \(in this "
-                            r"log and the status\)", warning), warning  # fmt: skip
+        assert [line for line in out.splitlines() if "warning" in line] == []
         code, out = _run(stations, "status", env=_env(EAGLE_TEST_MQTT_PASSWORD="right-password"))
         assert json.loads(out[out.index("[") :])[0]["sinks"]["mqtt"]["delivered"] == 1, out
         assert " as line-1-sink " in broker.log()

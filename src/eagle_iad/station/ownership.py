@@ -238,7 +238,8 @@ class StationOwnership:
         an old run still finishing an image leaves it as it was until the next sync."""
         name, grace = running.name, self.state.settings.shutdown_grace_s
         try:
-            runner = self.manager.prepare(self.configure(spec), owns=self.holds(name))
+            live = [sink.sink for sink in running.runner.config.sinks]  # connected now: not to be pushed off
+            runner = self.manager.prepare(self.configure(spec), owns=self.holds(name), live=live)
         except Exception as exc:
             why = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EagleError) else str(exc)
             LOG.error("station %r: the change made through another replica does not start here (%s); it runs on as "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -42,7 +42,15 @@ class RefusedError(DeliveryError):
 class NotChecked(Exception):  # noqa: N818  (not an error: the station starts)
     """A sink's start-up probe could not look at its receiver, for a reason that says nothing of the configuration
     (a broker that admits only the sink's own client id refused the probe's): one warning line naming why, and the
-    station starts; the sink's first delivery tells, a refusal then showing as the sink failing."""
+    station starts; the sink's first delivery tells, a refusal then showing as the sink failing.
+
+    ``recheck``: a second look that can tell (the MQTT sink's connects as the sink itself), given the sinks of a
+    run of the station live now (``None``: not known, another replica's), which it must not disturb; it returns
+    or raises as a probe does."""
+
+    def __init__(self, why: str, recheck: Callable[[Sequence[Any] | None], str | None] | None = None) -> None:
+        super().__init__(why)
+        self.recheck = recheck
 
 
 class Options:

@@ -423,7 +423,7 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
         # the old one's intake and couriers have ended (409, the old one running on, if not within the grace).
         old = running.spec or old
         paused = running.user_paused
-        runner = manager.prepare(config, owns=ownership.holds(name))
+        runner = manager.prepare(config, owns=ownership.holds(name), live=[s.sink for s in running.runner.config.sinks])
         try:
             tables.update_spec(name, spec)
             started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace)
@@ -456,7 +456,8 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
             raise
         ownership.started(name)
     else:  # another replica runs it: checked here as it will be there, then restarted there within SYNC_INTERVAL_S
-        manager.prepare(config).close()  # its model and its sinks' start-up checks: a 400 here, not a stop there
+        # its model and its sinks' start-up checks: a 400 here, not a stop there (its live sinks are not known here)
+        manager.prepare(config, live=None).close()
         tables.update_spec(name, spec)
         audit_detail(request, f"changed {name}: {sorted(patch)}")
         return _kept_info(request, name, spec, paused)

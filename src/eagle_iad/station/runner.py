@@ -35,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -179,9 +179,11 @@ def _verdicts(count: int) -> str:
     return f"{count} verdict waits" if count == 1 else f"{count} verdicts wait"
 
 
-def _probe(sink: SinkConfig) -> str | None:
+def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> tuple[str, str | None] | None:
     """The sink's optional start-up look at its receiver: the warning it gives (the receiver unreachable now, or
-    the look not made: :class:`NotChecked`), or ``None``.
+    the look not made: :class:`NotChecked`, then why too, for the status), or ``None``. ``live``: the sinks of a
+    run of this station live now (a change of it; ``None``: another replica's, not known), whose connections a
+    :class:`NotChecked`'s second look must not disturb (:attr:`NotChecked.recheck`).
 
     A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
     any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
@@ -191,15 +193,20 @@ def _probe(sink: SinkConfig) -> str | None:
         return None
     reachable = "; verdicts wait in the outbox until it is reachable"
     try:
-        why = probe()
+        try:
+            why = probe()
+        except NotChecked as exc:
+            if exc.recheck is None:
+                raise
+            why = exc.recheck(live)
     except StationConfigError:
         raise
     except NotChecked as exc:
         return (f"not checked at start: {exc}; the sink connects at its first delivery, and a refusal then shows "
-                "as the sink failing (in this log and the status)")  # fmt: skip
+                "as the sink failing (in this log and the status)", str(exc))  # fmt: skip
     except Exception as exc:
-        return f"the start-up check failed: {type(exc).__name__}: {exc}{reachable}"
-    return None if why is None else f"{why}{reachable}"
+        return f"the start-up check failed: {type(exc).__name__}: {exc}{reachable}", None
+    return None if why is None else (f"{why}{reachable}", None)
 
 
 class StationBusyError(ApiError):
@@ -220,7 +227,12 @@ LOST_LOCK = "this station's lock in the history was lost (a database restart?); 
 class StationRunner:
     """One station: its source, its couriers and the intake loop's state."""
 
-    def __init__(self, config: StationConfig, state: ServiceState, log: Log, *, quiet: bool = False) -> None:
+    def __init__(
+        self, config: StationConfig, state: ServiceState, log: Log, *, quiet: bool = False,
+        live: Sequence[Any] | None = (),
+    ) -> None:  # fmt: skip
+        """``live``: the sinks of a run of this station live now, which its sinks' probes must not disturb (see
+        :func:`_probe`)."""
         self.config = config
         self.state = state
         self.log = log = _escaping(log)
@@ -233,7 +245,10 @@ class StationRunner:
         except ApiError as exc:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
-        self.unreachable = [(sink.sink.name, why) for sink in config.sinks if (why := _probe(sink)) is not None]
+        probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
+        self.unreachable = [(name, why) for name, (why, _) in probed]
+        #: Sinks not checked at start, why, and since when: a status warning until a delivery after that.
+        self.unchecked = tuple((name, why, time.time()) for name, (_, why) in probed if why is not None)
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
         #: Paused by the user (the API's pause): see :attr:`Running.user_paused`.
@@ -276,7 +291,7 @@ class StationRunner:
         self._stopped = False
 
     def intake(self) -> Intake:
-        return Intake(self.paused, self.paused_since, self.user_paused)
+        return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked)
 
     def set_user_paused(self, paused: bool) -> None:
         """Paused or resumed by the user: said in the state file at once, so ``eagle station status`` (another
@@ -927,11 +942,14 @@ class StationManager:
                 raise StationConfigError(f"station {config.name!r} exists already")
         return self.prepare(config)
 
-    def prepare(self, config: StationConfig, owns: Callable[[], bool] | None = None) -> StationRunner:
+    def prepare(
+        self, config: StationConfig, owns: Callable[[], bool] | None = None, live: Sequence[Any] | None = ()
+    ) -> StationRunner:  # fmt: skip
         """A runner of ``config``, checked (its model loaded, its sinks probed) but not started: what
-        :meth:`replace` starts, or what a change is checked with (then :meth:`StationRunner.close`)."""
+        :meth:`replace` starts, or what a change is checked with (then :meth:`StationRunner.close`). ``live``: the
+        sinks of the run it changes, still connected (``None``: on another replica, not known)."""
         # outside the lock: loading a model and probing the sinks take seconds, which must not hold up the others
-        runner = StationRunner(config, self.state, self.log, quiet=self.quiet)
+        runner = StationRunner(config, self.state, self.log, quiet=self.quiet, live=live)
         runner.owns = owns
         return runner
 

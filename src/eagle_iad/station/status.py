@@ -74,6 +74,9 @@ class Intake:
     since: float | None = None
     #: Paused by the user: takes no image until resumed.
     user_paused: bool = False
+    #: ``(sink, why, since)`` of each sink not checked at start (:class:`~eagle_iad.station.parts.NotChecked`):
+    #: a warning until the sink delivers after ``since`` (seconds since the epoch).
+    unchecked: tuple[tuple[str, str, float], ...] = ()
 
     def state(self) -> str:
         if self.user_paused:
@@ -96,7 +99,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
             return
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since,
-                                            "user_paused": intake.user_paused}))  # fmt: skip
+                                            "user_paused": intake.user_paused,
+                                            "unchecked": [list(one) for one in intake.unchecked]}))  # fmt: skip
     except OSError:
         pass
 
@@ -113,8 +117,10 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     paused, since = data.get("paused"), data.get("since")
+    unchecked = tuple((str(one[0]), str(one[1]), float(one[2])) for one in data.get("unchecked") or ()
+                      if isinstance(one, list) and len(one) == 3 and isinstance(one[2], int | float))  # fmt: skip
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
-                  data.get("user_paused") is True)  # fmt: skip
+                  data.get("user_paused") is True, unchecked)  # fmt: skip
 
 
 #: The folder of :data:`INTAKE_FOLDER` where a station keeps the place of an image its history refused to store.
@@ -358,6 +364,10 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
     if latency is not None and latency["p95"] > config.deadline_s:
         warnings.append(f"p95 latency {latency['p95']:g} s is over the deadline {config.deadline_s:g} s")
     dead = sum(s["dead_letters"] for s in sinks.values())
+    for sink_name, why, checked in () if intake is None else intake.unchecked:  # until a delivery since
+        delivered = one("SELECT MAX(delivered) FROM outbox WHERE station = ? AND sink = ?", name, sink_name)
+        if delivered is None or float(delivered) < checked:
+            warnings.append(f"sink {sink_name}: not checked at start: {why}; its first delivery tells")
     warnings += failing
     if dead:
         warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)")

@@ -39,7 +39,7 @@ import ssl
 import string
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
@@ -87,6 +87,17 @@ PROTOCOLS = ("5", "3.1.1")
 REFUSED_FIELD = {132: "protocol", 133: "client_id", 134: "password_env", 135: "password_env"}
 #: OpenSSL's codes for a certificate that is valid, but not for the host (62) or address (64) asked for.
 _HOST_MISMATCH = (62, 64)
+
+
+#: The longest client id an MQTT 3.1.1 broker must accept; a strict one rejects longer ids.
+STRICT_ID_LENGTH = 23
+
+
+def _id_length(client_id: str) -> str:
+    """`` (25 characters: an MQTT 3.1.1 broker may accept only 23)`` for an id past that, else nothing."""
+    if len(client_id) <= STRICT_ID_LENGTH:
+        return ""
+    return f" ({len(client_id)} characters: an MQTT 3.1.1 broker may accept only {STRICT_ID_LENGTH})"
 
 
 def _template(options: Options, key: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -215,17 +226,22 @@ class MqttSink:
         probe while the station runs, at a ``PATCH``, or on another replica, must not push the live connection
         off), no will set and nothing published, so the status topic is untouched. Credentials the broker refuses,
         a protocol it rejects, or a certificate that fails verification raise :class:`StationConfigError` naming
-        the field. A client id it rejects is the probe's own, which says nothing of the sink's: :class:`NotChecked`
-        (a warning); so is *not authorized* or *bad user name or password* with ``client_id`` set, as a broker that
-        admits only that id (mosquitto's dynamic security binds a user to one) answers the probe's id so too, and
-        the two cannot be told apart without connecting as the sink, which the live connection forbids.
+        the field. A client id it rejects is the probe's own, which says nothing of the sink's; so is *not
+        authorized* or *bad user name or password* with ``client_id`` set, as a broker that admits only that id
+        (mosquitto's dynamic security binds a user to one) answers the probe's id so too. Both raise
+        :class:`NotChecked` with a second look as the sink itself (:meth:`_recheck`), which the station makes
+        where no live connection of the sink can be pushed off by it.
         """
+        return self._look(self._probe_id(), as_sink=False)
+
+    def _look(self, client_id: str, *, as_sink: bool) -> str | None:
+        """:meth:`probe` connecting as ``client_id``: the probe's own id, or the sink's (``as_sink``: its
+        answer is the sink's, so a refused id or credentials is the configuration's; a clean session, no will)."""
         from paho.mqtt.client import MQTT_ERR_SUCCESS, Client, MQTTv5, MQTTv311
         from paho.mqtt.enums import CallbackAPIVersion
 
-        probe_id = self._probe_id()
         client = Client(
-            CallbackAPIVersion.VERSION2, client_id=probe_id, protocol=MQTTv5 if self.protocol == "5" else MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv5 if self.protocol == "5" else MQTTv311
         )
         client.connect_timeout = self.timeout_s
         if self.username is not None:
@@ -262,8 +278,12 @@ class MqttSink:
                 client.disconnect()  # written at once (no network thread), then the socket is closed
                 return None
             key = REFUSED_FIELD.get(reason.value)
-            if key == "client_id" or (key == "password_env" and self.client_id is not None):
-                raise NotChecked(self._not_checked(probe_id, str(reason), key == "client_id"))
+            if not as_sink and (key == "client_id" or (key == "password_env" and self.client_id is not None)):
+                why = self._not_checked(client_id, str(reason), key == "client_id")
+                raise NotChecked(why, lambda live: self._recheck(live, why))
+            if key == "client_id":  # the sink's own id: it would be refused alike at every connection
+                raise StationConfigError(f"{self.where}: client_id: {self._broker()} rejected the client id "
+                                         f"{client_id}{_id_length(client_id)}: {reason}")  # fmt: skip
             if key == "password_env" and self.password is None:
                 key = "username"
             if key is None:
@@ -283,18 +303,50 @@ class MqttSink:
     def _not_checked(self, probe_id: str, reason: str, id_refused: bool) -> str:
         """Why the probe says nothing of the sink: the broker refused the probe's own client id (``id_refused``), or
         refused it in words that may mean its id or the credentials."""
-        said = f"{self._broker()} refused the check's own client id {probe_id} ({reason})"
         if id_refused:
-            return said
+            sink_id = self._sink_id()
+            alike = (f"; the sink's own id {sink_id}{_id_length(sink_id)} may be rejected alike"
+                     if len(sink_id) > STRICT_ID_LENGTH else "")  # fmt: skip
+            return (f"{self._broker()} rejected the check's own client id {probe_id}{_id_length(probe_id)} "
+                    f"({reason}){alike}")  # fmt: skip
         return (f"{self._broker()} refused the check, connecting as {probe_id} ({reason}): the credentials, or a "
                 f"broker that admits only client_id {self.client_id}, which refuses any other id alike (a check "
                 "under that id would push the live connection off)")  # fmt: skip
+
+    def _recheck(self, live: Sequence[Any] | None, why: str) -> str | None:
+        """The second look of a :class:`NotChecked` probe, as the sink itself: where ``live`` (the sinks of a run of
+        this station live now; ``None``: not known, another replica's) has none connected to this broker under the
+        sink's id, a connection as that id is the sink's answer. Otherwise such a look would push the live
+        connection off (its retained ``offline``, a PUBACK in flight lost): unchanged credentials stay not checked
+        (the live connection has them), changed ones are refused, as they cannot be checked."""
+        sink_id = self._sink_id()
+        if live is None:
+            raise NotChecked(why)
+        same = next((sink for sink in live if isinstance(sink, MqttSink) and sink._identity() == self._identity()),
+                    None)  # fmt: skip
+        if same is None:
+            return self._look(sink_id, as_sink=True)
+        if (same.username, same.password) == (self.username, self.password):
+            raise NotChecked(f"{why}; the credentials are unchanged, and a check as {sink_id} would push the live "
+                             "connection off")  # fmt: skip
+        key = "username" if same.username != self.username else "password_env"
+        raise StationConfigError(f"{self.where}: {key}: the changed credentials cannot be checked while the station is "
+                                 f"connected as {sink_id}, since {why}: delete the station and create it again with "
+                                 f"them, which checks them as {sink_id}")  # fmt: skip
+
+    def _identity(self) -> tuple[str, int, str]:
+        """What a connection of this sink is known by: the broker and its client id (one live connection each)."""
+        return self.host, self.port, self._sink_id()
+
+    def _sink_id(self) -> str:
+        """The client id the sink connects with (:meth:`_new_client`)."""
+        return self.client_id or f"eagle-station-{self._probe_station}-{self.name}"
 
     def _probe_id(self) -> str:
         """The probe's client id: its own (``<the sink's client id>-probe-<random hex>``), never the live
         connection's, which a broker would take over: it would drop the live client (publishing its retained
         last will, ``offline``, then ``online`` again) and lose a PUBACK in flight (a verdict sent twice)."""
-        return f"{self.client_id or f'eagle-station-{self._probe_station}-{self.name}'}-probe-{secrets.token_hex(4)}"
+        return f"{self._sink_id()}-probe-{secrets.token_hex(4)}"
 
     @property
     def _probe_station(self) -> str:
