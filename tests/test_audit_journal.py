@@ -171,6 +171,81 @@ def test_a_busy_log_keeps_the_journal_and_a_refused_row_is_set_aside_once(tmp_pa
     store.close()
 
 
+def test_a_journal_lock_file_is_the_groups_and_one_not_ours_or_held_holds_up_no_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock files are made ``0o666`` less the umask, as the journal is (another user of a setgid state folder's
+    group, umask 002, takes them too). One this user cannot write is opened read-only, and both the append and the
+    drain go on; one that cannot be opened at all, or one another process holds past ``LOCK_WAIT_S``, is one error
+    line and the row is appended under this process's lock alone (the drain waits for its next turn)."""
+    import fcntl
+    import logging
+    import os
+    import stat
+
+    from eagle_iad.service import audit
+    from eagle_iad.service.access import Caller, Role
+    from eagle_iad.service.store import InspectionStore
+
+    caplog.set_level(logging.INFO, logger="eagle_iad.service")
+    store = InspectionStore(f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    journal = tmp_path / audit.PENDING
+    lock = tmp_path / (audit.PENDING + audit.LOCK_SUFFIX)
+    log = audit.AuditLog(store, journal)
+    row = ("t1", "eve", "engineer", "POST", "/r", "/p1", 200, None)
+    before = os.umask(0o002)
+    try:
+        log._append(journal, row)
+    finally:
+        os.umask(before)
+    assert (stat.S_IMODE(lock.stat().st_mode), stat.S_IMODE(journal.stat().st_mode)) == (0o664, 0o664)
+
+    lock.chmod(0o444)  # another user's, say: root ignores the mode, so its refusal is played too
+    opened = os.open
+
+    def refusing(path: Any, flags: int, *args: Any) -> int:
+        if str(path) == str(lock) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing)
+    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, None))
+    log.drain()
+    assert not journal.exists() and [r["time"] for r in log.page(10, 0)[1]] == ["t2", "t1"]
+    assert [r.getMessage() for r in caplog.records if "no lock" in r.getMessage()] == []
+
+    def missing(path: Any, flags: int, *args: Any) -> int:
+        if str(path) == str(lock):
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", missing)
+    log._append(journal, ("t3", "eve", "engineer", "POST", "/r", "/p3", 200, None))
+    log.drain()
+    assert [row[0] for row in log._pending(journal)] == ["t3"]  # appended; not drained without the lock
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(audit, "LOCK_WAIT_S", 0.2)
+    holder = os.open(lock, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process's hold (flock: per open file, so this one alike)
+    try:
+        assert log.write("t4", Caller(name="eve", role=Role.engineer), "POST", "/r", "/p4", 200) is True
+        log._append(journal, ("t5", "eve", "engineer", "POST", "/r", "/p5", 200, None))
+    finally:
+        os.close(holder)
+    assert [row[0] for row in log._pending(journal)] == ["t3", "t5"]
+    appended = "the row is appended under this process's lock alone (another process's drain may miss it)"
+    drained = "the journal is not drained now; the next drain tries again"
+    assert [r.getMessage() for r in caplog.records if "no lock" in r.getMessage()] == [
+        f"audit: no lock on {lock} (it cannot be opened: Permission denied); {appended}",
+        f"audit: no lock on {lock} (it cannot be opened: Permission denied); {drained}",
+        f"audit: no lock on {lock} (another process has held it for 0.2 s); {drained}",
+        f"audit: no lock on {lock} (another process has held it for 0.2 s); {appended}",
+    ]
+    log.drain()
+    assert not journal.exists() and [r["time"] for r in log.page(10, 0)[1]] == ["t5", "t3", "t4", "t2", "t1"]
+    store.close()
+
+
 def test_another_process_only_appends_to_the_journal(tmp_path: Path) -> None:
     """A log that does not drain (``eagle review label``, another process than the service) writes its row to
     the log, and never renames, rewrites or removes the journal, which the service's drain moves in."""

@@ -19,7 +19,9 @@ up no other row.
 Why a lock file: the journal has writers in several processes (the service, ``eagle review label``) and one
 drainer (the service), which renames it to take its rows. Each append and that rename hold an exclusive
 ``flock`` on ``audit-pending.jsonl.lock`` beside the journal, so an append lands whole in the file before the
-rename or in the new journal after it: each row is journalled once, none lost, none written twice.
+rename or in the new journal after it: each row is journalled once, none lost, none written twice (appends to
+``audit-rejected.jsonl`` take ``audit-rejected.jsonl.lock`` alike). A lock that cannot be had is logged, never
+an error for the change whose row it is (:func:`_locked`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ PENDING = "audit-pending.jsonl"
 REJECTED = "audit-rejected.jsonl"
 #: Beside a journal, ``<journal>.lock``: held by an append and by the drain's rename, in every process.
 LOCK_SUFFIX = ".lock"
+#: How long an append or a drain waits for another process's hold of a journal's lock (a hold lasts a write
+#: and an fsync), after which it goes on without it, logged, rather than hold up a change's answer.
+LOCK_WAIT_S = 10.0
 
 _INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 #: A journalled row already in the log: the same change (to the millisecond) by the same caller.
@@ -128,8 +133,8 @@ class AuditLog:
                 if not draining.exists():
                     if not journal.exists():
                         return
-                    with _locked(journal):
-                        if not journal.exists():
+                    with _locked(journal, "the journal is not drained now; the next drain tries again") as held:
+                        if not held or not journal.exists():
                             return
                         os.replace(journal, draining)
             if not self._drain_file(journal, draining):
@@ -182,7 +187,8 @@ class AuditLog:
         the journal's lock (:func:`_locked`): a drain (the service's, whichever process this is) renames the file
         before this opens it or after this wrote it, never in between."""
         text = (json.dumps(dict(zip(_FIELDS, row, strict=True))) + "\n").encode()
-        with self._journal_lock, _locked(journal), journal.open("a+b") as handle:
+        otherwise = "the row is appended under this process's lock alone (another process's drain may miss it)"
+        with self._journal_lock, _locked(journal, otherwise), journal.open("a+b") as handle:
             line = text
             end = handle.seek(0, os.SEEK_END)
             if end and os.pread(handle.fileno(), 1, end - 1) != b"\n":
@@ -214,16 +220,46 @@ class AuditLog:
 
 
 @contextmanager
-def _locked(journal: Path) -> Iterator[None]:
+def _locked(journal: Path, otherwise: str) -> Iterator[bool]:
     """Hold ``journal``'s lock (an exclusive ``flock`` on ``<journal>.lock``), shared by every process that writes
-    the journal or renames it. The lock file is never removed: a holder's file removed under a waiter would let
-    two hold locks on two files."""
-    fd = os.open(journal.with_name(journal.name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    the journal or renames it; yields whether it is held. The lock file is never removed: a holder's file removed
+    under a waiter would let two hold locks on two files. It is made ``0o666`` less the umask, as the journal is,
+    so another user of the state folder's group can take it too; one this user cannot write (another's, made
+    under a stricter umask) is opened read-only, which ``flock`` takes alike. One that cannot be opened at all, or
+    a lock another process holds past :data:`LOCK_WAIT_S` (a stuck process must not hold up an answer), is
+    logged with ``otherwise`` (what the caller does without it) and yields ``False``: an applied change is
+    never answered 500 for its journal's lock."""
+    path = journal.with_name(journal.name + LOCK_SUFFIX)
+    fd: int | None = None
+    why = ""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        why = f"it cannot be opened: {exc.strerror or exc}"
+    if fd is not None:
+        deadline = clock.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock.monotonic() >= deadline:
+                    why = f"another process has held it for {LOCK_WAIT_S:g} s"
+                    break
+                clock.sleep(0.02)
+            except OSError as exc:
+                why = f"it cannot be locked: {exc.strerror or exc}"
+                break
+    try:
+        if why:
+            log.error("audit: no lock on %s (%s); %s", path, why, otherwise)
+        yield not why
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _refused(exc: BaseException) -> bool:
