@@ -308,10 +308,14 @@ def test_rows_appended_by_two_processes_while_the_service_drains_are_each_in_the
     caplog.set_level(logging.INFO, logger="eagle_iad.service")
     read: list[tuple[Any, ...]] = []  # every row a drain took from the journal (each file is read once here)
     pending = audit.AuditLog._pending
+    alive: list[Any] = []  # the appenders, once started
+    raced = []  # each drain of a journal holding rows while an appender was still alive (the race exercised)
 
     def reading(path: Path) -> list[tuple[Any, ...]]:
         rows = pending(path)
         read.extend(rows)
+        if rows and any(appender.poll() is None for appender in alive):
+            raced.append(len(rows))
         return rows
 
     monkeypatch.setattr(audit.AuditLog, "_pending", staticmethod(reading))
@@ -323,6 +327,7 @@ def test_rows_appended_by_two_processes_while_the_service_drains_are_each_in_the
     command = [sys.executable, "-c", _APPENDER, history, str(journal)]
     pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
     appenders = [subprocess.Popen([*command, who, str(count)], **pipes) for who in ("ana", "bo")]
+    alive.extend(appenders)
     try:
         for appender in appenders:
             assert appender.stdout is not None and appender.stdout.readline() == "ready\n"
@@ -344,6 +349,7 @@ def test_rows_appended_by_two_processes_while_the_service_drains_are_each_in_the
     service.drain()
     total, rows = service.page(10 * count, 0)
     assert (total, len(read)) == (2 * count, 2 * count), drains
+    assert raced, f"no drain took rows while an appender was alive ({drains} drains): the race was not exercised"
     assert sorted(r["path"] for r in rows) == sorted(f"/{who}/{i}" for who in ("ana", "bo") for i in range(count))
     assert not journal.exists() and not (tmp_path / (audit.PENDING + ".draining")).exists()
     assert [r.getMessage() for r in caplog.records if "in the log already" in r.getMessage()] == []

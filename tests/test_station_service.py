@@ -68,9 +68,12 @@ def receiver() -> Any:
     server.stop()
 
 
-def _slow_inspections(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Every station inspection takes 4 s more, longer than a 1-s shutdown grace: set when one starts, and when
-    one ends (what a change or a delete must wait for)."""
+def _slow_inspections(
+    monkeypatch: pytest.MonkeyPatch, gate: threading.Event | None = None
+) -> tuple[threading.Event, threading.Event]:
+    """Every station inspection takes 4 s more, longer than a 1-s shutdown grace, or (``gate``) waits until the
+    test sets it, however slow the machine: set when one starts, and when one ends (what a change or a delete must
+    wait for)."""
     import eagle_iad.station.runner as runner_module
 
     inspecting, done = threading.Event(), threading.Event()
@@ -78,7 +81,10 @@ def _slow_inspections(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event,
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         inspecting.set()
-        time.sleep(4.0)
+        if gate is None:
+            time.sleep(4.0)
+        else:
+            assert gate.wait(wait_s(300)), "the test never let the inspection go on"
         try:
             return inspect(*args, **kwargs)
         finally:
@@ -322,7 +328,8 @@ def test_a_hot_folder_stays_locked_until_a_deleted_stations_image_past_the_grace
     import os
     import socket
 
-    inspecting, done = _slow_inspections(monkeypatch)
+    gate = threading.Event()  # the inspection goes on only once the test has seen the folder still locked
+    inspecting, done = _slow_inspections(monkeypatch, gate)
     data = tmp_path / "data"
     incoming = data / "incoming"
     incoming.mkdir(parents=True)
@@ -340,6 +347,7 @@ def test_a_hot_folder_stays_locked_until_a_deleted_stations_image_past_the_grace
             "folder would each inspect every image: stop that one first, or give this station its own folder"
         )
         assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", said)
+        gate.set()
         assert done.wait(wait_s(60))
         deadline = time.monotonic() + wait_s(30)
         while (status := _post(live.base, "/v1/stations", _body(receiver, name="line-2"))[0]) == 409:
