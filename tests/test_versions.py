@@ -132,6 +132,76 @@ def test_eagle_versions_and_rollback_on_the_command_line(model_dir: Path) -> Non
     assert refused.stderr.strip() == f"eagle: error: no version 7 of {model_dir} (versions: 1..3)"
 
 
+def _fit_returning(model_dir: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: Any = None) -> list[str]:
+    """``eagle fit --out model_dir`` on the elpv cells, its fit replaced by the fitted fixture's model (seconds, not
+    a minute), after ``meanwhile()`` (a change saved while the fit ran); the command's argument list."""
+    from types import SimpleNamespace
+
+    import eagle_iad.expert as expert_package
+
+    fitted_model = load(model_dir / "versions" / "1")
+
+    def fake_fit(*_: Any, **__: Any) -> Any:
+        if meanwhile is not None:
+            meanwhile()
+        return SimpleNamespace(model=fitted_model)
+
+    monkeypatch.setattr(expert_package, "fit", fake_fit)
+    return ["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "10", "--out", str(model_dir), "--quiet"]
+
+
+def test_a_refit_says_it_replaces_taught_images_and_a_tau_set_by_hand(
+    model_dir: Path, cells: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refit starts from the training images alone: the taught images and the fixed tau of the model it replaces
+    are said (stderr, the JSON's warnings and the fit version's model.json), with the version that keeps them."""
+    from eagle_iad.cli import main
+
+    teach(model_dir, [TeachImage(p.name, p) for p in cells[10:12]], why="new batch", by="ana")
+    change_threshold(model_dir, why="fewer false alarms", by="ana", tau=95.0)
+    assert main(_fit_returning(model_dir, monkeypatch)) == 0
+    out, err = capsys.readouterr()
+    notice = (
+        "this fit replaces version 3, which had 2 taught images and a fixed tau 95; they stay in version 3 "
+        "(eagle rollback --to 3)"
+    )
+    assert f"eagle: warning: {notice}\n" in err
+    assert json.loads(out)["warnings"][0] == notice
+    assert json.loads((model_dir / "versions" / "4" / "model.json").read_text())["warnings"][0] == notice
+    assert [(v["version"], v["action"], v["current"]) for v in list_versions(model_dir)][-1] == (4, "fit", True)
+    # The next change's model no longer carries it (it described the fit's save), and a refit of a plain fit is quiet.
+    changed = change_threshold(model_dir, why="x", by="ana", tau=96.0)[0]
+    assert not any(warning.startswith("this fit") for warning in changed.warnings)
+    rollback(model_dir, to=1, why="back to the fit", by="ana")
+    assert main(_fit_returning(model_dir, monkeypatch)) == 0
+    assert "this fit replaces" not in capsys.readouterr().err
+
+
+def test_a_fit_refuses_to_replace_a_model_changed_while_it_ran(
+    model_dir: Path, cells: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A teach saved while a fit runs is kept: the fit saves nothing and says so, as a teach or a threshold change
+    refuses a concurrent change (exit 2); into an empty folder, a model appearing meanwhile is kept too."""
+    from eagle_iad.cli import main
+
+    def teach_meanwhile() -> None:
+        teach(model_dir, [TeachImage(cells[11].name, cells[11])], why="meanwhile", by="bo")
+
+    assert main(_fit_returning(model_dir, monkeypatch, teach_meanwhile)) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"eagle: error: {model_dir}: the model changed while this fit ran (a threshold change, teach or rollback was "
+        "saved meanwhile); the fitted model was not saved, so that change is kept: fit again to replace it"
+    )
+    assert [(v["version"], v["action"], v["current"]) for v in list_versions(model_dir)] == [
+        (1, "fit", False), (2, "teach", True),
+    ]  # fmt: skip
+    fresh = model_dir.parent / "fresh"
+    command = _fit_returning(model_dir, monkeypatch, lambda: shutil.copytree(model_dir, fresh))
+    assert main([*command[:-3], "--out", str(fresh), "--quiet"]) == 2
+    assert "the model changed while this fit ran" in capsys.readouterr().err
+    assert (fresh / "model.json").read_bytes() == (model_dir / "model.json").read_bytes()
+
+
 def test_the_service_lists_versions_and_rolls_back(model_dir: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -61,9 +62,20 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
 def _cmd_fit(args: argparse.Namespace) -> int:
     from eagle_iad.expert import ExpertConfig, fit, save
     from eagle_iad.expert.coreset import greedy_pool
-    from eagle_iad.expert.store import check_replaceable
+    from eagle_iad.expert.store import (
+        FIT_MODEL_CHANGED,
+        ModelChangedError,
+        check_replaceable,
+        model_fingerprint,
+        recover_model,
+        refit_notice,
+    )
 
     check_replaceable(args.out)  # refuse a folder that is not ours before minutes of work, not after
+    recover_model(args.out)  # a crashed save's retired model is the model there, not "none"
+    # The model the fit may replace: one saved meanwhile (a teach, a threshold change) is not silently overwritten.
+    replacing = model_fingerprint(args.out)
+    replaces = refit_notice(args.out)  # its teaches and hand-set tau, which the new model will not have
     problem = category_name_problem(args.category)
     if problem is not None:  # the service could never serve it
         raise ConfigError(problem)
@@ -76,8 +88,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     samples = select_training(samples, args.limit_train, config.seed)
     print(f"fitting {args.category!r} on {len(samples)} normal images with {config.backbone}", file=sys.stderr)
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
-    out = save(expert.model, args.out)
     model = expert.model
+    if replaces is not None:
+        model = dataclasses.replace(model, warnings=[replaces, *model.warnings])
+    try:
+        out = save(model, args.out, replacing=replacing)
+    except ModelChangedError:
+        raise ModelChangedError(f"{args.out}: {FIT_MODEL_CHANGED}") from None
     patches, points = int(model.selected.numel()), model.config.coreset_points
     print_warnings(model.warnings)
     summary = {

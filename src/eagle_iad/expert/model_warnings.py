@@ -14,6 +14,10 @@ import numpy as np
 from eagle_iad.expert.patchcore import ExpertModel
 from eagle_iad.tgps.thresholds import Thresholds
 
+#: How a refit's note of the model it replaced begins (expert/store.py's ``refit_notice``; here, not there, since
+#: store imports this module).
+REFIT_NOTICE = "this fit replaces "
+
 #: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
 FEW_IMAGES = 10
 
@@ -50,8 +54,10 @@ def rewarned(model: ExpertModel, scores: np.ndarray, thresholds: Thresholds) -> 
     not by matching their wording, and replaced by those of the new state. The rest describe the fit
     (a stretch of differing aspect ratios, a coreset chosen from a sample) and stay. A model whose
     threshold warnings were worded by an older release keeps them as they are, since they cannot be
-    told from the fit's others.
+    told from the fit's others. A refit's note of what the model it replaced held is the fit version's
+    record and is dropped.
     """
     present = fit_warnings(len(model.train_scores), model.train_scores, model.thresholds)
-    kept = [warning for warning in model.warnings if warning not in present]
+    # A refit's note of the model it replaced (expert/store.py, REFIT_NOTICE) describes that save, not this model.
+    kept = [warning for warning in model.warnings if warning not in present and not warning.startswith(REFIT_NOTICE)]
     return fit_warnings(len(scores), scores, thresholds) + kept

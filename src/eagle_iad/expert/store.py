@@ -60,7 +60,7 @@ from eagle_iad.expert.manifest import OLDEST_SCHEMA as OLDEST_SCHEMA
 from eagle_iad.expert.manifest import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, model_root, upgraded_config
-from eagle_iad.expert.model_warnings import rewarned
+from eagle_iad.expert.model_warnings import REFIT_NOTICE, rewarned
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
 from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
@@ -332,6 +332,50 @@ def model_fingerprint(directory: str | os.PathLike[str]) -> str:
     """What ``save(..., replacing=)`` compares: the model's :func:`_fingerprint`, or :data:`NO_MODEL` when the
     folder holds none (so a save that expected no model is refused if one appeared meanwhile)."""
     return _fingerprint(Path(directory)) or NO_MODEL
+
+
+#: A fit that found another model in its folder than the one there when it started (``eagle fit``; the
+#: service's fit job says the same in its own words).
+FIT_MODEL_CHANGED = (
+    "the model changed while this fit ran (a threshold change, teach or rollback was saved meanwhile); the fitted "
+    "model was not saved, so that change is kept: fit again to replace it"
+)
+
+
+def refit_notice(directory: str | os.PathLike[str]) -> str | None:
+    """What a fit into ``directory`` would discard from the model there: its taught images and a tau set by hand
+    (``eagle threshold``), said with the version that keeps them; ``None`` where there is neither (or no model).
+
+    Why: a refit starts from the training images alone, so the model it replaces may hold what only a person
+    added (images taught as normal, a fixed tau); they are not lost (the version stays), but the fit must
+    say so, or they are silently gone from the current model.
+    """
+    from eagle_iad.expert.versions import current_version
+
+    try:
+        data = _manifest_file.read_manifest(directory, verify=False)
+    except (ModelFormatError, OSError):
+        return None
+    history = [entry for entry in data.get("history") or [] if isinstance(entry, dict)]
+    taught = sum(len(entry.get("images") or []) for entry in history if entry.get("action") == "teach")
+    raw = data.get("thresholds")
+    thresholds: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    by_hand = any(entry.get("action") in ("set", "restore") for entry in history) and thresholds.get("rule") == "fixed"
+    had = []
+    if taught:
+        had.append(f"{taught} taught image{'s' if taught != 1 else ''}")
+    tau = thresholds.get("tau")
+    if by_hand and isinstance(tau, int | float):
+        had.append(f"a fixed tau {tau:.6g}")
+    if not had:
+        return None
+    number = current_version(directory)
+    kept = "they stay" if taught > 1 or len(had) > 1 else "it stays"
+    if number is None:  # model.json edited by hand: no version matches it
+        return (f"{REFIT_NOTICE}the current model, which had {' and '.join(had)} (eagle versions --model "
+                f"{os.fspath(directory)} lists the versions that keep them)")  # fmt: skip
+    return (f"{REFIT_NOTICE}version {number}, which had {' and '.join(had)}; {kept} in version {number} "
+            f"(eagle rollback --to {number})")  # fmt: skip
 
 
 def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from eagle_iad.errors import EagleError, HistoryUnavailableError
 from eagle_iad.expert import ExpertConfig, fit, save
-from eagle_iad.expert.store import ModelChangedError, model_fingerprint
+from eagle_iad.expert.store import ModelChangedError, model_fingerprint, refit_notice
 from eagle_iad.history.backend import Lease
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service.store import INTERRUPTED
@@ -81,6 +81,9 @@ class FitJob:
     #: The model's :func:`~eagle_iad.expert.store.model_fingerprint` when the fit was submitted: the fitted
     #: model replaces only that one (a threshold change, teach or rollback saved meanwhile is not lost).
     replacing: str | None = None
+    #: What the model it replaces holds that the fit will not (taught images, a tau set by hand), said in the fit's
+    #: warnings (:func:`~eagle_iad.expert.store.refit_notice`); ``None``: nothing.
+    replaces: str | None = None
     #: Who started it (the API key's name): the fitted model records it (``fitted_by``).
     by: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -352,13 +355,14 @@ class JobManager:
                                    code="fit_in_progress")  # fmt: skip
             try:
                 replacing = model_fingerprint(self.models_dir / category)  # what the fitted model may replace
+                replaces = refit_notice(self.models_dir / category)
             except BaseException:
                 if lease is not None:
                     lease.release()
                 raise
             job = FitJob(id=job_id, category=category, images=images, cleanup=cleanup, redact=redact,
                          records=self._records, stopping=self._stopping, lease=lease,
-                         replacing=replacing, by=by)  # fmt: skip
+                         replacing=replacing, replaces=replaces, by=by)  # fmt: skip
             try:
                 job.emit("state", state="queued")
             except BaseException:  # its record could not be stored: no job, so no lock either
@@ -382,6 +386,8 @@ class JobManager:
             job.emit("state", state="running")
             expert = fit(job.images, job.category, config, progress=job.report)
             model = dataclasses.replace(expert.model, fitted_by=job.by)
+            if job.replaces is not None:
+                model = dataclasses.replace(model, warnings=[job.replaces, *model.warnings])
             if job.lease is not None and not job.lease.held():  # the database dropped its locks meanwhile
                 raise EagleError(LOST_LOCK)
             with self._stop_lock:
