@@ -349,6 +349,40 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
         change_threshold(model_dir, why="undo", by="ana", restore=1)
 
 
+def test_a_training_images_twin_is_skipped_and_a_model_without_their_hashes_cannot_tell(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fit keeps each training image's SHA-256 (schema 10): teaching a copy of one (any name) skips it with the
+    reason, as a file taught before is skipped; a model saved without them (before schema 10) loads and teaches
+    as before, and its teach keeps no hashes (it cannot know the fit's)."""
+    import dataclasses
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert.store import load, save
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model = load(fitted)
+    assert model.train_sha256 == [hashlib.sha256(p.read_bytes()).hexdigest() for p in cells["base"]]
+    model_dir = _copy(fitted, tmp_path)
+    twin = tmp_path / "twin.png"
+    shutil.copyfile(cells["base"][3], twin)
+    assert main(["teach", str(twin), str(cells["extra"][0]), "--model", str(model_dir), "--why", "dup"]) == 0
+    out, err = capsys.readouterr()
+    why = f"the same bytes as training image {model.train_images[3]} (a copy would score near 0 against it)"
+    assert json.loads(out)["skipped"] == [{"image": str(twin), "why": why}] and json.loads(out)["images"] == 1
+    assert f"eagle: skipped {twin}: {why}\n" in err
+    taught = load(model_dir)
+    assert taught.train_sha256 == [*model.train_sha256, hashlib.sha256(cells["extra"][0].read_bytes()).hexdigest()]
+    with pytest.raises(ConfigError, match=r"every image is in this model already \(twin\.png: the same bytes as "):
+        teach(model_dir, [TeachImage("twin.png", twin)], why="dup", by="ana")
+
+    older = tmp_path / "older"
+    save(dataclasses.replace(model, train_sha256=None), older)
+    assert "sha256" not in json.loads((older / "model.json").read_text())["training"]
+    result = teach(older, [TeachImage("twin.png", twin)], why="dup", by="ana")  # cannot tell: taught
+    assert result.entry["skipped"] is None and result.model.train_sha256 is None and load(older).train_sha256 is None
+
+
 def test_a_model_without_kept_patches_keeps_its_old_scores_and_damaged_ones_are_refused(
     fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
 ) -> None:
@@ -485,7 +519,11 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
                           TeachImage("c.png", extra)], why="x", by="ana")  # fmt: skip
     assert [i["name"] for i in twice.entry["images"]] == ["taught-2/0001-a.png"]
     assert twice.entry["skipped"] == ["b.png", "c.png"]
-    with pytest.raises(ConfigError, match=r"every image was taught to this model already \(d\.png\); nothing"):
+    assert twice.entry["skipped_why"] == [
+        "given twice (as a.png)",
+        f"taught before (change 1, as taught-1/0001-{extra.name})",
+    ]
+    with pytest.raises(ConfigError, match=r"every image is in this model already \(d\.png: taught before \(change 1, "):
         teach(other, [TeachImage("d.png", extra)], why="x", by="ana")
     forced = teach(model_dir, [TeachImage(far.name, far)], why="it is normal, really", by="ana", force=True,
                    labelled=[LabelledImage("d1", far), LabelledImage("gone", tmp_path / "missing.png"),

@@ -93,12 +93,16 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     # The teach's own (an image taught although it scored above s_max), then the model's.
     warnings = [*(entry["warnings"] or []), *result.model.warnings]
     print_warnings(warnings)
+    skipped = [{"image": name, "why": why}
+               for name, why in zip(entry["skipped"] or [], entry["skipped_why"] or [], strict=True)]  # fmt: skip
+    for item in skipped:
+        print(f"eagle: skipped {item['image']}: {item['why']}", file=sys.stderr)
     print(dumps({
         "model": args.model, "change": entry["change"], "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
         "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"], "rescored": entry["rescored"],
         "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],
-        "forced": entry["forced"], "seconds": round(result.seconds, 2), "warnings": warnings,
+        "forced": entry["forced"], "skipped": skipped, "seconds": round(result.seconds, 2), "warnings": warnings,
     }))  # fmt: skip
     return 0
 

@@ -42,6 +42,7 @@ from eagle_iad.expert.preprocess import INPUT_MULTIPLE, input_size_for, prepare,
 from eagle_iad.expert.references import thumbnails
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.tails import select_tails
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.scratch import scratch_folder, scratch_root
@@ -414,5 +415,6 @@ def _fit(
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
         tails=tails,
+        train_sha256=[file_sha256(path) for path in image_paths],
     )
     return Expert(model, extractor, search)

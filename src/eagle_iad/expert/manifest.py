@@ -39,7 +39,9 @@ FORMAT = "eagle-iad/expert"
 #: ``tail_distances``, ``tail_floors``, described by ``training.tails``), from which a teach rescores the
 #: old images exactly (expert/tails.py); an older model loads without them and a teach keeps its old
 #: images' scores.
-SCHEMA_VERSION = 9
+#: Schema 10 adds ``training.sha256``, each training image's SHA-256 (of its file's bytes), from which a teach
+#: skips an image that is one of the fit's own; an older model loads without it and its teach cannot tell.
+SCHEMA_VERSION = 10
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

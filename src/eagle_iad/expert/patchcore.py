@@ -88,6 +88,10 @@ class ExpertModel:
     #: Who fitted it (the service: the API key's name); ``None``: not recorded (``eagle fit``, older models).
     #: What its first version's ``by`` shows (expert/versions.py).
     fitted_by: str | None = None
+    #: Each training image's SHA-256 (of its file's bytes, as a teach records a taught file's), in training order
+    #: (schema 10): a teach skips an image whose bytes are a training image's. ``None``: saved before schema 10
+    #: (a teach cannot tell a training image given again).
+    train_sha256: list[str] | None = None
 
 
 @dataclass

@@ -84,6 +84,9 @@ from eagle_iad.stops import Stopped, uninterrupted
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds, compute_thresholds
 
+#: A training image's SHA-256 as ``training.sha256`` keeps it (hex, lower case, as hashlib writes it).
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 #: Test hook: called with the name of each step of :func:`save` (a test kills the process there).
 _step_hook: Callable[[str], None] | None = None
 
@@ -116,6 +119,8 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             "tails": None
             if model.tails is None
             else {"per_image": model.tails.per_image, "rows": int(model.tails.rows.shape[0])},
+            # Absent (not null) where unknown: a model saved before schema 10 keeps its checksum's fields.
+            **({} if model.train_sha256 is None else {"sha256": model.train_sha256}),
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -501,6 +506,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         coreset_radius = None if raw_radius is None else float(raw_radius)
         raw_tails = training.get("tails")  # schema 9
         tails = None if raw_tails is None else {key: int(raw_tails[key]) for key in ("per_image", "rows")}
+        raw_digests = training.get("sha256")  # schema 10
+        train_sha256 = None if raw_digests is None else list(raw_digests)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -542,6 +549,10 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     if map_offset is not None and (map_offset.ndim != 2 or not bool(torch.isfinite(map_offset).all())):
         problems.append(f"map_offset must be a finite 2-D grid, got shape {tuple(map_offset.shape)}")
     references = _references(tensors, training.get("references"), n_images, problems)
+    if train_sha256 is not None and (
+        len(train_sha256) != n_images or not all(isinstance(d, str) and _SHA256.fullmatch(d) for d in train_sha256)
+    ):
+        problems.append("training.sha256 must hold one SHA-256 (64 hex digits) per training image")
     kept = _tails(tensors, tails, n_images, config.target_dim, problems)
     if problems:
         raise ModelFormatError(f"{root}: inconsistent model ({'; '.join(problems)})")
@@ -571,6 +582,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         coreset_radius=coreset_radius,
         tails=kept,
         fitted_by=None if data.get("fitted_by") is None else str(data["fitted_by"]),
+        train_sha256=train_sha256,
     )
 
 

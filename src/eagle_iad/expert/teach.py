@@ -189,6 +189,24 @@ def _thresholds(model: ExpertModel, scores: np.ndarray) -> Thresholds:
     return compute_thresholds(scores, model.thresholds.rule, **model.thresholds.params)
 
 
+def _known_images(model: ExpertModel) -> dict[str, str]:
+    """The SHA-256 of every image the model holds already, with why a file with those bytes is skipped.
+
+    Why: a copy of an image the model holds would score near 0 against its twin (its own patches are in the
+    bank) and pull tau down. The fit's training images are known by content from schema 10
+    (``train_sha256``); a model saved before cannot tell them, and only its taught images are checked.
+    """
+    known: dict[str, str] = {}
+    for entry in model.history:
+        if entry.get("action") == "teach":
+            for image in entry.get("images", []):
+                known.setdefault(str(image.get("sha256")), f"taught before (change {entry.get('change')}, as "
+                                 f"{image.get('name')})")  # fmt: skip
+    for name, digest in zip(model.train_images, model.train_sha256 or [], strict=False):
+        known.setdefault(digest, f"the same bytes as training image {name} (a copy would score near 0 against it)")
+    return known
+
+
 def _names(images: Sequence[TeachImage], change: int) -> list[str]:
     """Training-image names for the new images: under ``taught-<change>/``, unique, no host paths."""
     names = []
@@ -215,7 +233,8 @@ def teach(
     id): such an image is refused unless ``force``. ``labelled`` images are scored by the model before
     and after (their false alarms and misses go into the record) before the taught model is saved. A
     file given twice, or taught to this model before (its SHA-256 is in the history), is taught once
-    and listed as ``skipped``: a copy would score near 0 against its twin and pull tau down.
+    and listed as ``skipped`` (with ``skipped_why``), as is one with the same bytes as one of the fit's training
+    images (schema 10 keeps their SHA-256): a copy would score near 0 against its twin and pull tau down.
     """
     started = time.perf_counter()
     if not why.strip():
@@ -234,18 +253,20 @@ def teach(
             refused.append(f"{image.name} is labelled defective in the history (inspection {where})")
     loaded_from = _fingerprint(Path(directory))
     model = load(directory)
-    known = {str(i.get("sha256")) for e in model.history if e.get("action") == "teach" for i in e.get("images", [])}
-    kept, skipped = [], []
+    known = _known_images(model)
+    kept, skipped, skipped_why = [], [], []
     for image, (rgb, digest) in zip(images, decoded, strict=True):
         if digest in known:
             skipped.append(image.name)
+            skipped_why.append(known[digest])
         else:
-            known.add(digest)
+            known[digest] = f"given twice (as {image.name})"
             kept.append((image, rgb, digest))
     if not kept:
         if refused and not force:
             raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
-        raise ConfigError(f"every image was taught to this model already ({', '.join(skipped)}); nothing was taught")
+        listed = "; ".join(f"{name}: {why}" for name, why in zip(skipped, skipped_why, strict=True))
+        raise ConfigError(f"every image is in this model already ({listed}); nothing was taught")
     images = [image for image, _, _ in kept]
     decoded = [(rgb, digest) for _, rgb, digest in kept]
     expert = Expert(model)
@@ -362,6 +383,8 @@ def teach(
         "bank_after": int(grown.shape[0]),
         "forced": refused if refused else None,
         "skipped": skipped or None,
+        # Why each was skipped, in the order of ``skipped``: a training image's twin, taught before, given twice.
+        "skipped_why": skipped_why or None,
         # Images taught although they scored above every training image: they raised s_max.
         "warnings": warnings or None,
     }
@@ -382,6 +405,7 @@ def teach(
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
         tails=tails,
         warnings=rewarned(model, scores, thresholds),
+        train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
     )
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after: list[tuple[LabelledImage, float, bool]] = []

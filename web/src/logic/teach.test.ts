@@ -30,7 +30,7 @@ describe("teaching from the review queue", () => {
       "Taught 1 image to mono: tau stays 5.000, memory bank 10 → 12 patches. The next inspection uses it.",
     );
     expect(taughtLine("mono", 1, { before: 5, after: 5 }, { before: 10, after: 12 }, 2)).toBe(
-      "Taught 1 image to mono (2 skipped: taught before or given twice): tau stays 5.000, memory bank 10 → 12 patches. The next inspection uses it.",
+      "Taught 1 image to mono (2 skipped: in the model already or given twice): tau stays 5.000, memory bank 10 → 12 patches. The next inspection uses it.",
     );
   });
 

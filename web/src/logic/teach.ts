@@ -37,7 +37,7 @@ export function taughtLine(
   skipped = 0,
 ): string {
   const images = count === 1 ? "1 image" : `${count} images`;
-  const also = skipped > 0 ? ` (${skipped} skipped: taught before or given twice)` : "";
+  const also = skipped > 0 ? ` (${skipped} skipped: in the model already or given twice)` : "";
   const change = tau.before === tau.after ? `tau stays ${fmt(tau.after)}` : `tau ${fmt(tau.before)} → ${fmt(tau.after)}`;
   return `Taught ${images} to ${category}${also}: ${change}, memory bank ${bank.before} → ${bank.after} patches. The next inspection uses it.`;
 }
