@@ -383,6 +383,19 @@ def test_a_training_images_twin_is_skipped_and_a_model_without_their_hashes_cann
     assert result.entry["skipped"] is None and result.model.train_sha256 is None and load(older).train_sha256 is None
 
 
+def test_the_above_s_max_warning_says_both_scores_and_where_s_max_went() -> None:
+    """An image taught above s_max may enter with a training score below s_max (its own coreset rows are left out
+    of it): the warning then says s_max stays, not that it is now what it was (tire: 91.44 on inspection, 77.96
+    taught, s_max 87.05 before and after)."""
+    from eagle_iad.expert.teach import _above_s_max
+
+    stays = _above_s_max("good/020.png", 91.44, 77.96, 87.05, 87.05)
+    assert stays == ("good/020.png scored 91.44 on inspection, above s_max 87.05 (the largest normal score): it was "
+                     "taught, and its training score is 77.96; s_max stays 87.05; check that it is normal")  # fmt: skip
+    assert "s_max rose to 91.2;" in _above_s_max("a.png", 91.44, 91.2, 87.05, 91.2)
+    assert "s_max fell to 86.81;" in _above_s_max("a.png", 91.44, 77.96, 87.05, 86.81)
+
+
 def test_a_model_without_kept_patches_keeps_its_old_scores_and_damaged_ones_are_refused(
     fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
 ) -> None:
@@ -599,8 +612,17 @@ def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_t
     entry = load(other).history[-1]
     score, s_max = entry["images"][0]["score_before"], entry["after"]["s_max"]
     assert score > model.thresholds.s_max and entry["forced"] is None
-    warning = (f"{high} scored {score:.4g}, above s_max {model.thresholds.s_max:.4g} (the largest normal score): "
-               f"it was taught, and s_max is now {s_max:.4g}; check that it is normal")  # fmt: skip
+    # Both of its scores: its training score (leave-own-out, its own coreset rows left out) is what s_max follows,
+    # and is below its inspection score; the warning says where s_max went, never that it rose when it did not.
+    trained = entry["images"][0]["score"]
+    assert trained < score
+    moved = f"s_max fell to {s_max:.4g}"
+    if s_max >= model.thresholds.s_max:
+        moved = f"s_max rose to {s_max:.4g}" if s_max > model.thresholds.s_max else f"s_max stays {s_max:.4g}"
+    assert (s_max > model.thresholds.s_max) == (trained > model.thresholds.s_max)  # only this image could lift it
+    warning = (f"{high} scored {score:.4g} on inspection, above s_max {model.thresholds.s_max:.4g} (the largest "
+               f"normal score): it was taught, and its training score is {trained:.4g}; {moved}; check that it is "
+               "normal")  # fmt: skip
     assert entry["warnings"] == [warning]
     answer = json.loads(out)
     assert answer["warnings"] == [warning, *load(other).warnings]
