@@ -306,6 +306,19 @@ def test_a_version_folder_loaded_as_the_model_is_that_version(model_dir: Path, t
     assert [current_version(model_dir / "versions" / str(n)) for n in (1, 2, 3)] == [1, 2, 3]
 
 
+def test_eagle_inspect_json_names_the_model_version_that_scored_it(
+    model_dir: Path, cells: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle inspect --json`` has each verdict's ``model_version``, as the service's records do: the current
+    version of the model folder, or the version folder's own number."""
+    from eagle_iad.cli import main
+
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    for model, number in ((model_dir, 2), (model_dir / "versions" / "1", 1)):
+        assert main(["inspect", str(cells[11]), "--model", str(model), "--json", "--quiet"]) == 0
+        assert [v["model_version"] for v in json.loads(capsys.readouterr().out)] == [number]
+
+
 def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> None:
     """The current model after a rollback is the version's plus a history entry: the same model, not a new one."""
     change_threshold(model_dir, why="try", by="ana", tau=99.0)

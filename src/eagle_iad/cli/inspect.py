@@ -150,15 +150,22 @@ def _claim_pictures(
     check_outputs(out, names, [*images, *inputs], legacy=legacy)
 
 
+def _versioned(record: Any) -> dict[str, Any]:
+    """The record's verdict with the model version that scored it (the record's ``model_version``, the key the
+    service's records have): the number ``eagle versions`` lists as current; a version folder given as the model is
+    its number; null without a model or for an export."""
+    return {**record.verdict, "model_version": record.model_version}
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     records = inspect_records(args)
     if not (args.mllm or args.caas_mllm):
-        return _print_expert_verdicts(args, [r.verdict for r in records])
+        return _print_expert_verdicts(args, [_versioned(r) for r in records])
     from eagle_iad.pipeline import CAAS_NOT_APPLIED
 
     verdicts = []
     for record in records:
-        verdict = record.verdict
+        verdict = _versioned(record)
         if args.out is not None and args.capture_attention and verdict["attention"] is not None:
             overlays = {kind: path for kind, path in record.pictures.items() if kind.startswith("attention_L")}
             verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": overlays}}
