@@ -167,8 +167,15 @@ def test_newer_schema_is_refused(saved: Path) -> None:
     _edit_manifest(saved, schema_version=99)
     with pytest.raises(ModelFormatError, match="newer") as info:
         load(saved)
-    assert "schema 99" in str(info.value)
-    assert "upgrade" in str(info.value)
+    # The schemas this version reads, and that a newer eagle-iad wrote it: not the package_version it records
+    # (the same as this one here: "0.1.0, which is newer than this eagle-iad 0.1.0").
+    from eagle_iad import __version__
+    from eagle_iad.expert.manifest import OLDEST_SCHEMA, SCHEMA_VERSION
+
+    assert str(info.value) == (
+        f"{saved}: model schema 99 was written by a newer eagle-iad; this eagle-iad {__version__} reads model "
+        f"schemas {OLDEST_SCHEMA} to {SCHEMA_VERSION}; upgrade eagle-iad"
+    )
 
 
 def test_older_schema_is_refused(saved: Path) -> None:

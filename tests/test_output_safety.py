@@ -47,7 +47,7 @@ def _case_file(work: Path, model: Path) -> tuple[str, str]:
 def _case_user_folder(work: Path, model: Path) -> tuple[str, str]:
     (work / "thesis").mkdir()
     (work / "thesis" / "thesis.txt").write_text("three years")
-    return str(work / "thesis"), f"{work / 'thesis'}: holds 1 entries and is not an EAGLE-IAD model"
+    return str(work / "thesis"), f"{work / 'thesis'}: holds 1 entry and is not an EAGLE-IAD model"
 
 
 def _case_cwd(work: Path, model: Path) -> tuple[str, str]:

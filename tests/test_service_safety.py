@@ -136,7 +136,7 @@ def test_fit_never_replaces_a_folder_with_user_files(live: LiveServer, tmp_path:
     (folder / "thesis.txt").write_text("three years")
     body, ctype = multipart({}, [("files", "a.png", png(np.zeros((32, 32, 3), np.uint8)), "image/png")])
     error = _error_shape(call("POST", f"{live.base}/v1/categories/mine/fit", body=body, content_type=ctype), 409,
-                         "category mine: holds 1 entries and is not an EAGLE-IAD model")  # fmt: skip
+                         "category mine: holds 1 entry and is not an EAGLE-IAD model")  # fmt: skip
     assert error["code"] == "category_not_replaceable" and str(tmp_path) not in str(error["message"])
     assert (folder / "thesis.txt").read_text() == "three years" and sorted(os.listdir(folder)) == ["thesis.txt"]
     assert list((tmp_path / "state" / "uploads").iterdir()) == []

@@ -366,8 +366,10 @@ def test_a_training_images_twin_is_skipped_and_a_model_without_their_hashes_cann
     model_dir = _copy(fitted, tmp_path)
     twin = tmp_path / "twin.png"
     shutil.copyfile(cells["base"][3], twin)
-    assert main(["teach", str(twin), str(cells["extra"][0]), "--model", str(model_dir), "--why", "dup"]) == 0
+    command = ["teach", str(twin), str(cells["extra"][0]), "--model", str(model_dir), "--why", "dup", "--quiet"]
+    assert main(command) == 0
     out, err = capsys.readouterr()
+    assert "features:" not in err and "training scores:" not in err  # --quiet: no progress lines
     why = f"the same bytes as training image {model.train_images[3]} (a copy would score near 0 against it)"
     assert json.loads(out)["skipped"] == [{"image": str(twin), "why": why}] and json.loads(out)["images"] == 1
     assert f"eagle: skipped {twin}: {why}\n" in err
@@ -481,6 +483,10 @@ def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
     images = [TeachImage("good.png", cells["extra"][0]), TeachImage("broken.png", b"\x89PNG\r\n\x1a\nnot a png")]
     with pytest.raises(ImageError, match=r"^broken\.png: .*; nothing was taught$"):
         teach(model_dir, images, why="x", by="ana")
+    truncated = tmp_path / "trunc.png"  # a file, not an upload: the message names the file and nothing else
+    truncated.write_bytes(cells["extra"][0].read_bytes()[:-2000])
+    with pytest.raises(ImageError, match=rf"^{re.escape(str(truncated))}: [^:]*truncated.*; nothing was taught$"):
+        teach(model_dir, [TeachImage(str(truncated), truncated)], why="x", by="ana")
     with pytest.raises(ConfigError, match="--why must say why"):
         teach(model_dir, images[:1], why="  ", by="ana")
     assert _files(model_dir) == before

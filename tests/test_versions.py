@@ -498,6 +498,29 @@ def test_a_change_run_inside_the_model_folder_is_refused_before_any_work(
         rollback(".", to=1, why="x", by="ana")
 
 
+def test_a_change_to_a_kept_version_says_it_is_read_only_and_how_to_go_back_to_it(
+    model_dir: Path, cells: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--model models/cat/versions/2`` for a teach, threshold change or rollback: a kept version, read-only,
+    said so with the two ways on (roll back to it, or change the model), not as a fit's output folder."""
+    from eagle_iad.cli import main
+
+    change_threshold(model_dir, why="try", by="ana", tau=99.0)
+    monkeypatch.chdir(model_dir.parent)
+    commands = (
+        ["teach", str(cells[11]), "--model", "mono/versions/2", "--why", "x"],
+        ["threshold", "--model", "mono/versions/2", "--tau", "98", "--why", "x"],
+        ["rollback", "--model", "mono/versions/2", "--to", "1", "--why", "x"],
+    )
+    for command in commands:
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            "eagle: error: mono/versions/2: is version 2 of the model mono, kept read-only (every change is a new "
+            "version); to make it current, eagle rollback --model mono --to 2; to change the model, give --model mono\n"
+        )
+    assert [v["version"] for v in list_versions(model_dir)] == [1, 2]
+
+
 def test_a_change_through_a_symbolic_link_says_to_give_the_folder_it_points_to(
     model_dir: Path,
     cells: list[Path],

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from eagle_iad.cli.db import add_history_flags, files_folder, open_history
 from eagle_iad.cli.fit import _who
-from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.flags import Subcommands, add_quiet
 from eagle_iad.cli.printing import dumps, print_warnings
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def add_teach(sub: Subcommands) -> None:
     teach.add_argument("--why", required=True, help="why these images are normal (kept in the model's history)")
     teach.add_argument("--by", help="who teaches (default: the login name)")
     teach.add_argument("--force", action="store_true", help="teach even what the guards refuse (recorded)")
+    add_quiet(teach, "no progress lines")
     add_history_flags(teach)
     teach.set_defaults(func=_cmd_teach)
 
@@ -88,7 +89,8 @@ def _cmd_teach(args: argparse.Namespace) -> int:
             print(f"{stage}: {done}/{total}", file=sys.stderr)
 
     result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
-                   labelled_defective=digests, labelled=labelled, progress=progress)  # fmt: skip
+                   labelled_defective=digests, labelled=labelled,
+                   progress=None if args.quiet else progress)  # fmt: skip
     entry = result.entry
     # The teach's own (an image taught although it scored above s_max), then the model's.
     warnings = [*(entry["warnings"] or []), *result.model.warnings]

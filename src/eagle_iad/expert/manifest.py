@@ -171,8 +171,8 @@ def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dic
         raise ModelFormatError(f"{path}: schema_version is missing")
     if version > SCHEMA_VERSION:
         raise ModelFormatError(
-            f"{root}: model schema {version} was written by eagle-iad {data.get('package_version', '?')}, "
-            f"which is newer than this eagle-iad {__version__} (reads schema <= {SCHEMA_VERSION}); upgrade eagle-iad"
+            f"{root}: model schema {version} was written by a newer eagle-iad; this eagle-iad {__version__} reads "
+            f"model schemas {OLDEST_SCHEMA} to {SCHEMA_VERSION}; upgrade eagle-iad"
         )
     if version < OLDEST_SCHEMA:
         raise ModelFormatError(

@@ -158,8 +158,9 @@ def check_replaceable(directory: str | os.PathLike[str]) -> Path:
             raise OutputError(f"{given}: cannot be read ({exc.strerror})") from None
         if entries:
             if not _is_model_manifest(target / MANIFEST) and not _holds_versions(target):
+                held = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
                 raise OutputError(
-                    f"{given}: holds {len(entries)} entries and is not an EAGLE-IAD model ({MANIFEST} with format "
+                    f"{given}: holds {held} and is not an EAGLE-IAD model ({MANIFEST} with format "
                     f"{FORMAT!r} is missing); refusing to replace it; choose an empty or new folder"
                 )
             extra = [name for name in entries if name not in MODEL_FILES and name != VERSIONS]
@@ -180,6 +181,14 @@ def check_changeable(directory: str | os.PathLike[str]) -> None:
     and the reason read as one for a new fit's folder.
     """
     recover_model(directory)
+    kept = Path(os.path.abspath(directory))
+    number = kept.name if kept.name.isascii() and kept.name.isdigit() else None
+    if number is not None and kept.parent.name == VERSIONS and is_model_folder(kept.parent.parent):
+        model = kept.parent.parent
+        shown = os.path.relpath(model) if model.is_relative_to(Path.cwd()) else str(model)
+        raise ConfigError(f"{directory}: is version {number} of the model {shown}, kept read-only (every change is "
+                          f"a new version); to make it current, eagle rollback --model {shown} --to {number}; to "
+                          f"change the model, give --model {shown}")  # fmt: skip
     if not is_model_folder(Path(directory)):  # (a model.json deleted: a rollback to a version recovers it)
         model_root(directory)  # not a model at all: said as such, not as a fit's folder
     target = Path(directory).resolve()

@@ -109,8 +109,8 @@ def _decode(images: Sequence[TeachImage]) -> list[tuple[np.ndarray, str]]:
             raise ImageError(f"{image.name}: cannot be read ({exc.strerror or exc}); nothing was taught") from None
         try:
             rgb = load_rgb(data)
-        except ImageError as exc:
-            raise ImageError(f"{image.name}: {exc}; nothing was taught") from None
+        except ImageError as exc:  # decoded from its bytes, so the reason names an "uploaded image": it names the file
+            raise ImageError(f"{image.name}: {str(exc).removeprefix('uploaded image: ')}; nothing was taught") from None
         decoded.append((rgb, hashlib.sha256(data).hexdigest()))
     return decoded
 
