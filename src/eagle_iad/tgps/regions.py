@@ -332,26 +332,59 @@ def find_boxes(
 
     ``paper`` (or a model without calibration) binarises at 2/3 of the map's own maximum.
     ``calibrated`` binarises at the category's ``map_tau``. A map that nowhere reaches it (weak
-    evidence behind an anomalous image score) is cut at two thirds of the way from the category's
-    ``baseline`` (the median normal map value) to its own maximum: the paper's 2/3-of-max idea with
-    the distance map's non-zero floor taken out, which is what kept the paper's rule from boxing
-    nearly the whole object. ``min_area_fraction`` applies to the calibrated rule only (the paper
-    fixes 0.1%): the threshold already rejects speckle, so the caller lets regions as small as one
-    feature cell through, which matters when a large image is inspected in tiles. ``patch_values``:
-    as in :func:`extract_regions`.
+    evidence behind an anomalous image score), or whose pixels above it form no region of the minimum
+    size (a peak that barely crosses ``map_tau``: a few dozen pixels), is cut two thirds of the way from
+    the category's ``baseline`` (the median normal map value) to its own maximum: the paper's 2/3-of-max
+    idea with the distance map's non-zero floor taken out. The paper's own rule is never the fallback
+    here: on a distance map whose floor is half its peak, 2/3 of the maximum boxed nearly the whole
+    object. Should even that cut leave no region of the minimum size, the peak's own region is grown
+    (the level lowered) until it covers one (:func:`_peak_level`), so an anomalous map always gets a
+    box at its peak. ``min_area_fraction`` applies to the calibrated rule only (the paper fixes 0.1%):
+    the threshold already rejects speckle, so the caller lets regions as small as one feature cell
+    through, which matters when a large image is inspected in tiles. ``patch_values``: as in
+    :func:`extract_regions`.
     """
     if rule not in REGION_RULES:
         raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(REGION_RULES)}")
     if rule == "paper" or map_tau is None:
         return Regions(extract_regions(anomaly_map, top_k=top_k, patch_values=patch_values), None)
-    threshold = map_tau
-    top = float(np.max(anomaly_map))
-    if top < map_tau:
-        floor = map_tau if baseline is None else min(baseline, top)
-        threshold = floor + (2.0 / 3.0) * (top - floor)
-    boxes = extract_regions(
-        anomaly_map, top_k=top_k, min_area_fraction=min_area_fraction, threshold=threshold, patch_values=patch_values
-    )
-    if not boxes:  # a flat map: nothing stands out from the rest
-        return Regions(extract_regions(anomaly_map, top_k=1, patch_values=patch_values), None)
+    arr = _validate_map(anomaly_map)
+    if _normalise(arr) is None:  # a flat map: nothing stands out from the rest
+        return Regions([], None)
+    top = float(arr.max())
+    floor = map_tau if baseline is None else min(baseline, top)
+    relative = floor + (2.0 / 3.0) * (top - floor)
+    for threshold in (map_tau, relative) if top >= map_tau else (relative,):
+        boxes = extract_regions(
+            arr, top_k=top_k, min_area_fraction=min_area_fraction, threshold=threshold, patch_values=patch_values
+        )
+        if boxes:
+            return Regions(boxes, threshold)
+    threshold = _peak_level(arr, relative, min_area_fraction * arr.size)
+    boxes = extract_regions(arr, top_k=1, min_area_fraction=0.0, threshold=threshold, patch_values=patch_values)
     return Regions(boxes, threshold)
+
+
+def _peak_level(arr: np.ndarray, start: float, min_area: float) -> float:
+    """The highest level at or below ``start`` whose region around the map's peak covers over ``min_area`` pixels.
+
+    Bisection on the level (the region only grows as the level falls); 40 halvings bring the level within
+    ``1e-12`` of the map's range of the exact one. The region is external (holes filled), 8-connected, as
+    :func:`extract_regions` labels it.
+    """
+    peak = np.unravel_index(int(np.argmax(arr)), arr.shape)
+
+    def area(level: float) -> int:
+        labels, _count = ndimage.label(ndimage.binary_fill_holes(arr >= level), structure=_EIGHT_CONNECTED)
+        return int(np.count_nonzero(labels == labels[peak]))
+
+    low, high = float(arr.min()), min(start, float(arr.max()))
+    if area(high) > min_area:
+        return high
+    for _ in range(40):
+        middle = (low + high) / 2.0
+        if area(middle) > min_area:
+            low = middle
+        else:
+            high = middle
+    return low
