@@ -353,6 +353,40 @@ def test_weak_maps_are_cut_between_the_baseline_and_their_own_peak() -> None:
     assert [(b.x0, b.y0, b.x1, b.y1) for b in find_boxes(amap, "paper", None).boxes] == [(10, 10, 20, 20)]
 
 
+def _barely_crossing_map() -> np.ndarray:
+    """A whole-object distance map (floor 50 of a 60 peak) whose defect crosses map_tau = 80 in 9 pixels."""
+    yy, xx = np.mgrid[0:100, 0:120]
+    amap = np.full((100, 120), 20.0)  # the background, below the category's normal level
+    amap[10:90, 10:110] = 55.0  # the object: its distances stay high everywhere
+    amap += 26.0 * np.exp(-((yy - 50.0) ** 2 + (xx - 70.0) ** 2) / (2 * 4.0**2))  # the defect, peak 81
+    return amap
+
+
+def test_a_map_barely_crossing_map_tau_is_boxed_at_its_peak_not_around_the_object() -> None:
+    # issue: the few pixels above map_tau made no region of one feature cell (here 0.3% of the map, 36
+    # pixels), and the fallback to the paper's 2/3-of-max (54) boxed the whole object, 80% of the frame
+    amap = _barely_crossing_map()
+    assert 0 < int((amap >= 80.0).sum()) < 36
+    found = find_boxes(amap, "calibrated", map_tau=80.0, baseline=50.0, min_area_fraction=0.003)
+    assert found.threshold == pytest.approx(50.0 + 2.0 / 3.0 * (float(amap.max()) - 50.0))
+    [box] = found.boxes
+    assert box.x0 <= 70 < box.x1 and box.y0 <= 50 < box.y1  # at the peak
+    assert box.width * box.height < 0.02 * amap.size  # tight: the defect, not the object
+    assert box.score == pytest.approx(float(amap.max()))
+
+
+def test_the_peak_region_is_grown_to_one_cell_when_even_the_relative_cut_is_too_small() -> None:
+    amap = _barely_crossing_map()
+    # no baseline (an old calibration): the relative cut lies between map_tau and the peak, fewer pixels
+    found = find_boxes(amap, "calibrated", map_tau=80.0, baseline=None, min_area_fraction=0.003)
+    [box] = found.boxes
+    assert found.threshold is not None and found.threshold < 80.0
+    assert box.x0 <= 70 < box.x1 and box.y0 <= 50 < box.y1
+    assert 36 < box.area <= 50 and box.width * box.height < 0.01 * amap.size  # one cell, just over
+    # a flat map still gets no box
+    assert find_boxes(np.full((20, 20), 3.0), "calibrated", map_tau=2.0, baseline=1.0).boxes == []
+
+
 def test_colour_scale_is_the_categorys_not_the_images(whole_frame_expert: Expert, tmp_path: Path) -> None:
     paths = []
     for seed, defect in ((50, False), (51, True)):
