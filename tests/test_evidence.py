@@ -325,6 +325,45 @@ def test_box_strength_and_legend_read_on_the_image_score_scale(whole_frame_exper
     assert picture.ndim == 3 and picture.shape[2] == 3
 
 
+def test_one_box_shows_one_number_in_json_text_and_picture(
+    whole_frame_expert: Expert, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI's JSON ``strength``, its text line and the picture's tag read the same number: the patch score."""
+    import argparse
+    import re
+
+    from PIL import ImageDraw
+
+    from eagle_iad.cli.inspect import _print_expert_verdicts
+    from eagle_iad.verdict import evidence_picture
+
+    expert = whole_frame_expert
+    rgb = _defect_image(41, True)
+    result = expert.inspect(rgb)
+    verdict = make_verdict(expert, "a.png", result)
+    record = verdict.to_dict()
+    strengths = [box["strength"] for box in record["boxes"]]
+    assert strengths and strengths == [box["patch_score"] for box in record["boxes"]]
+    assert strengths[0] == pytest.approx(verdict.score, rel=1e-6)  # the box over the top patch shows the score
+    assert json.loads(json.dumps(record))["boxes"][0]["strength"] == strengths[0]
+    _print_expert_verdicts(argparse.Namespace(json=False), [record])
+    printed = [float(v) for v in re.findall(r"box #\d+ .* score=([0-9.]+)", capsys.readouterr().out)]
+    tags: list[str] = []
+    real_text = ImageDraw.ImageDraw.text
+
+    def spy(self: ImageDraw.ImageDraw, xy: object, text: str, *args: object, **kwargs: object) -> None:
+        tags.append(text)
+        real_text(self, xy, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    evidence_picture(verdict, rgb, result)
+    tagged = [float(t.split()[1]) for t in tags]
+    assert printed == tagged == [round(v, 2) for v in strengths]
+    # an exported model keeps no patch grid: all three read the map peak on the legend's scale instead
+    exported = replace(verdict, boxes=[replace(b, patch_score=None) for b in verdict.boxes])
+    assert exported.to_dict()["boxes"][0]["strength"] == pytest.approx(verdict.boxes[0].score * verdict.map_factor)
+
+
 def test_calibrated_boxes_are_the_pixels_above_map_tau(whole_frame_expert: Expert) -> None:
     expert = whole_frame_expert
     result = expert.inspect(_defect_image(41, True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from eagle_iad.tgps.regions import Box, binary_mask, extract_regions, merge_boxe
 from eagle_iad.tgps.render import (
     RENDER_STYLES,
     heatmap_overlay,
+    label_boxes,
     line_width,
     render,
     save_png,
@@ -407,3 +409,26 @@ def test_save_png_failure_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises((TypeError, ValueError)):
         save_png(tmp_path / "bad.png", np.zeros((4, 4, 7), dtype=np.complex64))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tags_of_neighbouring_boxes_never_cover_one_another() -> None:
+    from eagle_iad.tgps.render import _overlaps, box_tag, tag_rectangles
+
+    # tire good/020: #2's top-left corner lies just right of #1's and a little higher, so both tags
+    # went above their corners and #2's was drawn over #1's
+    boxes = [Box(125, 175, 166, 222, peak=1.0, area=1, score=81.5, patch_score=91.44),
+             Box(162, 170, 181, 189, peak=0.9, area=1, score=75.5, patch_score=77.96),
+             Box(180, 204, 206, 221, peak=0.8, area=1, score=74.6, patch_score=79.98),
+             Box(150, 5, 170, 20, peak=0.7, area=1, score=70.0, patch_score=75.0)]  # fmt: skip
+    sizes = [(60, 16)] * len(boxes)
+    rects = tag_rectangles(boxes, sizes, (400, 300))
+    for i, a in enumerate(rects):
+        assert a[0] >= 0 and a[2] <= 300 and a[1] >= 0 and a[3] <= 400
+        for b in rects[i + 1 :]:
+            assert not _overlaps(a, b), (a, b)
+    # the first tag keeps its place above its box's top-left corner
+    assert rects[0][:2] == (125, 175 - 16 - line_width(400, 300))
+    assert box_tag(1, boxes[0]) == "#1 91.44" and box_tag(2, replace(boxes[1], patch_score=None), 1.1) == "#2 83.05"
+    rgb = np.zeros((400, 300, 3), dtype=np.uint8)
+    drawn = label_boxes(rgb, boxes[:2])
+    assert drawn.shape == rgb.shape

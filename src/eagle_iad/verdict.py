@@ -98,8 +98,11 @@ class ExpertVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["boxes"] = [dict(box.to_dict(), rank=rank) for rank, box in enumerate(self.boxes, start=1)]
-        data["candidates"] = [dict(box.to_dict(), rank=rank) for rank, box in enumerate(self.candidates, start=1)]
+        # ``strength``: the number the text and the picture's tag show for the box (Box.strength)
+        factor = self.map_factor if "map_tau" in self.map else 1.0
+        for key, boxes in (("boxes", self.boxes), ("candidates", self.candidates)):
+            data[key] = [dict(box.to_dict(), rank=rank, strength=box.strength(factor))
+                         for rank, box in enumerate(boxes, start=1)]  # fmt: skip
         return data
 
 

@@ -199,7 +199,8 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
         print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
         for rank, box in enumerate(v["boxes"], start=1):
             corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
-            print(f"    box #{rank} {corners} score={box['score']:.3f}")
+            # the picture's tag shows the same number, to the same digits (render.box_tag)
+            print(f"    box #{rank} {corners} score={box['strength']:.2f}")
         for kind, path in v["pictures"].items():
             print(f"    {kind}: {printable(path)}")
         if v["reference"] is not None:

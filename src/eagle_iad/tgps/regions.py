@@ -63,6 +63,15 @@ class Box:
         """Centre ``(x, y)`` in pixel coordinates."""
         return ((self.x0 + self.x1) / 2.0, (self.y0 + self.y1) / 2.0)
 
+    def strength(self, map_factor: float = 1.0) -> float:
+        """The number a person reads for this box (text, JSON ``strength``, picture tag): one scale, the image score's.
+
+        The largest patch score under it, so the box over the image's highest-scoring patch shows the
+        image's score; where no patch grid is known (an exported model), the map peak times
+        ``map_factor`` (``tau / map_tau``, the legend's scale).
+        """
+        return self.score * map_factor if self.patch_score is None else self.patch_score
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (built-in ``int``/``float``, never numpy scalars)."""
         return {

@@ -217,12 +217,58 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> np.ndarray:
-    """Tag each box with its rank and strength (``#1 166.70``) at its top-left corner, on a copy.
+def box_tag(rank: int, box: Box, map_factor: float = 1.0) -> str:
+    """A box's tag text, ``#1 166.70``: its rank and :meth:`Box.strength`, as the text output prints it."""
+    return f"#{rank} {box.strength(map_factor):.2f}"
 
-    The strength is the region's largest patch score, on the image score's scale (the box over the
-    image's highest-scoring patch carries the image's score); an exported model keeps no patch grid,
-    so its tag is the region's map peak times ``map_factor`` (``tau / map_tau``: the legend's scale).
+
+Rect = tuple[int, int, int, int]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    """Whether two rectangles share a pixel (corners inclusive, as Pillow draws them)."""
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def tag_rectangles(boxes: list[Box], sizes: list[tuple[int, int]], shape: tuple[int, int]) -> list[Rect]:
+    """Where each box's tag goes (``x0, y0, x1, y1``, inclusive as Pillow draws it), so that no tag covers another.
+
+    A tag of ``sizes[i]`` (width, height) is tried above its box's top-left corner, then below its
+    bottom-left, then at the right-hand corners, then inside the top-left; the first place free of
+    the tags already placed (stronger boxes first) wins. When none is free, the tag slides down (then
+    up) from above its box in steps of one pixel until it is; only a picture too small for all the
+    tags leaves one on another.
+    """
+    height, width = shape
+    gap = line_width(height, width)
+    placed: list[Rect] = []
+    for box, (tw, th) in zip(boxes, sizes, strict=True):
+
+        def at(x: int, y: int, tw: int = tw, th: int = th) -> Rect:
+            x = min(max(0, x), max(0, width - tw))
+            y = min(max(0, y), max(0, height - th))
+            return (x, y, x + tw, y + th)
+
+        above, below = box.y0 - th - gap, box.y1
+        tries = [(box.x0, above if above >= 0 else below), (box.x0, below), (box.x1 - tw, above),
+                 (box.x1 - tw, below), (box.x0 + gap, box.y0 + gap)]  # fmt: skip
+        options = [at(x, y) for x, y in tries]
+        first = options[0]
+        slides = [at(first[0], first[1] + step) for step in range(1, height)]
+        slides += [at(first[0], first[1] - step) for step in range(1, height)]
+        chosen = next((r for r in options + slides if not any(_overlaps(r, p) for p in placed)), first)
+        placed.append(chosen)
+    return placed
+
+
+def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> np.ndarray:
+    """Tag each box with its rank and strength (``#1 166.70``, :func:`box_tag`) near its top-left corner, on a copy.
+
+    The strength is :meth:`Box.strength`: the region's largest patch score, on the image score's scale
+    (the box over the image's highest-scoring patch carries the image's score); an exported model keeps
+    no patch grid, so its tag is the region's map peak times ``map_factor`` (``tau / map_tau``: the
+    legend's scale). The text output and the JSON's ``strength`` show the same number. Tags never
+    cover one another (:func:`tag_rectangles`).
 
     These tags are for people; the MLLM's visual prompt keeps plain red frames, as the prompt text
     describes them.
@@ -231,14 +277,12 @@ def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> n
     draw = ImageDraw.Draw(image)
     height, width = out.shape[:2]
     font = _font(max(10, min(height, width) // 25))
-    for rank, box in enumerate(boxes, start=1):
-        text = f"#{rank} {box.score * map_factor if box.patch_score is None else box.patch_score:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left + 4, bottom - top + 4
-        x = min(max(0, box.x0), max(0, width - tw))
-        y = box.y0 - th - line_width(height, width) if box.y0 - th - line_width(height, width) >= 0 else box.y1
-        y = min(max(0, y), max(0, height - th))
-        draw.rectangle((x, y, x + tw, y + th), fill=(255, 0, 0))
+    texts = [box_tag(rank, box, map_factor) for rank, box in enumerate(boxes, start=1)]
+    bounds = [draw.textbbox((0, 0), text, font=font) for text in texts]
+    sizes = [(right - left + 4, bottom - top + 4) for left, top, right, bottom in bounds]
+    for text, (left, top, _r, _b), (x, y, x1, y1) in zip(texts, bounds, tag_rectangles(boxes, sizes, (height, width)),
+                                                         strict=True):  # fmt: skip
+        draw.rectangle((x, y, x1, y1), fill=(255, 0, 0))
         draw.text((x + 2 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
     return np.array(image)  # writable: the caller may hatch uninspected pixels on it
 
