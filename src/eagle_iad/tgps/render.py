@@ -279,7 +279,7 @@ def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> n
     font = _font(max(10, min(height, width) // 25))
     texts = [box_tag(rank, box, map_factor) for rank, box in enumerate(boxes, start=1)]
     bounds = [draw.textbbox((0, 0), text, font=font) for text in texts]
-    sizes = [(right - left + 4, bottom - top + 4) for left, top, right, bottom in bounds]
+    sizes = [(int(right - left) + 4, int(bottom - top) + 4) for left, top, right, bottom in bounds]
     for text, (left, top, _r, _b), (x, y, x1, y1) in zip(texts, bounds, tag_rectangles(boxes, sizes, (height, width)),
                                                          strict=True):  # fmt: skip
         draw.rectangle((x, y, x1, y1), fill=(255, 0, 0))
