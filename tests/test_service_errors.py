@@ -21,6 +21,8 @@ from eagle_iad.errors import (
     ConfigError,
     DataError,
     EagleError,
+    FolderFinishingError,
+    FolderInUseError,
     ImageError,
     ImageTooLargeError,
     ModelFormatError,
@@ -38,6 +40,8 @@ from eagle_iad.service.errors import api_error
         (BackboneUnavailableError("no weights"), 503, "backbone_unavailable"),
         (ImageTooLargeError("x.png: too large"), 413, "too_many_pixels"),
         (ImageError("x.png: corrupt"), 400, "invalid_image"),
+        (FolderFinishingError("a station deleted finishes its image"), 409, "folder_finishing"),
+        (FolderInUseError("taken by another station"), 409, "folder_in_use"),
         (ConfigError("bad option"), 400, "invalid_option"),
         (DataError("no images"), 422, "invalid_data"),
         (ModelFormatError("tampered"), 409, "model_invalid"),
@@ -49,6 +53,8 @@ def test_every_engine_error_has_its_status_and_keeps_its_message(error: EagleErr
     answer = api_error(error)
     assert (answer.status, answer.code, answer.message) == (status, code, str(error))
     assert answer.type == ("server_error" if status >= 500 else "invalid_request_error")
+    # an error that passes by itself says when to try again; the others do not
+    assert answer.headers == ({"Retry-After": "2"} if code == "folder_finishing" else {})
 
 
 def test_backend_failure_during_inspect_is_502_with_the_backend_message(tmp_path: Path) -> None:

@@ -320,33 +320,46 @@ def test_a_hot_folder_stays_locked_until_a_deleted_stations_image_past_the_grace
     tmp_path: Path,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A station deleted while its thread finishes an image past the shutdown grace still moves that image out of
     its hot folder: a station of another name created on the folder meanwhile would take the same image and
-    inspect it again. The folder stays locked until that thread ended (409 ``folder_in_use``); then the other
-    station starts, and the image was inspected once."""
-    import os
-    import socket
-
+    inspect it again. The folder stays locked until that thread ended: 409 ``folder_finishing`` with
+    ``Retry-After`` (not ``folder_in_use``, whose "stop that one first" names a station no longer there); a thread
+    still at it 5 graces after the stop is said in the log, once, naming the station and the image; then the
+    other station starts, and the image was inspected once."""
     gate = threading.Event()  # the inspection goes on only once the test has seen the folder still locked
     inspecting, done = _slow_inspections(monkeypatch, gate)
     data = tmp_path / "data"
     incoming = data / "incoming"
     incoming.mkdir(parents=True)
     settings = ServiceSettings(models_dir=model_dir, state_dir=tmp_path / "state", data_root=data, shutdown_grace_s=1)
+    caplog.set_level(logging.INFO, logger="eagle_iad.station")
     with LiveServer(create_app(settings, extensions=[stations])) as live:
         assert _post(live.base, "/v1/stations", _body(receiver))[0] == 201
         (name,) = _drop(incoming, _cells(1))
         assert inspecting.wait(wait_s(60)), "never inspected"
         assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
         assert not done.is_set()
-        status, answer = _post(live.base, "/v1/stations", _body(receiver, name="line-2"))
+        status, headers, answer = call("POST", f"{live.base}/v1/stations", content_type="application/json",
+                                       body=json.dumps(_body(receiver, name="line-2")).encode())  # fmt: skip
         said = (
-            f"station 'line-2': hot folder {incoming} is taken by another station (pid {os.getpid()} on "
-            f"{socket.gethostname()}, station 'line-1', state folder {settings.state_dir}); two stations on one "
-            "folder would each inspect every image: stop that one first, or give this station its own folder"
+            f"station 'line-2': hot folder {incoming} is still held by station 'line-1', which was deleted and is "
+            "finishing an image past the shutdown grace; try again in a few seconds"
         )
-        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", said)
+        assert (status, answer["error"]["code"], answer["error"]["message"], headers.get("retry-after")) == (
+            409, "folder_finishing", said, "2"
+        )  # fmt: skip
+        late = (
+            f"eagle station line-1: warning: it was deleted but is still finishing image {name!r} 5 s after it was "
+            f"told to stop (5x the shutdown grace); its hot folder {incoming} stays locked (a station started on it "
+            "is refused) until that ends"
+        )
+        deadline = time.monotonic() + wait_s(60)
+        while not (logged := [r for r in caplog.records if "still finishing" in r.getMessage()]):
+            assert time.monotonic() < deadline, "a run still finishing its image 5 graces on was never said"
+            time.sleep(0.1)
+        assert [(r.levelno, r.getMessage()) for r in logged] == [(logging.WARNING, late)]
         gate.set()
         assert done.wait(wait_s(60))
         deadline = time.monotonic() + wait_s(30)
@@ -358,6 +371,7 @@ def test_a_hot_folder_stays_locked_until_a_deleted_stations_image_past_the_grace
         time.sleep(1.0)
         assert call("GET", f"{live.base}/v1/inspections?limit=10")[2]["total"] == 1
         assert call("GET", f"{live.base}/v1/stations/line-2")[2]["inspected"] == 0
+    assert len([r for r in caplog.records if "still finishing" in r.getMessage()]) == 1
 
 
 def test_a_patch_saves_the_spec_before_the_station_starts_and_puts_it_back_if_the_start_fails(

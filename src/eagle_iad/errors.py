@@ -54,5 +54,11 @@ class FolderInUseError(ConfigError):
     """A hot folder another station (in this process or another, maybe on another host) takes the images of."""
 
 
+class FolderFinishingError(FolderInUseError):
+    """A hot folder still held by a station of this process that was stopped (deleted) and is finishing the image it
+    had in hand past the shutdown grace: free once that image is done, so worth a retry in a few seconds (not
+    "stop that one first": it is no longer there to stop)."""
+
+
 class BackendError(EagleError):
     """An MLLM backend that cannot be reached or answers with an error."""

@@ -23,6 +23,7 @@ from eagle_iad.errors import (
     ConfigError,
     DataError,
     EagleError,
+    FolderFinishingError,
     FolderInUseError,
     HistoryUnavailableError,
     ImageError,
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
     (HistoryUnavailableError, 503, "server_error", "history_unavailable"),  # the shared history away for now
     (ImageTooLargeError, 413, "invalid_request_error", "too_many_pixels"),
     (ImageError, 400, "invalid_request_error", "invalid_image"),
+    (FolderFinishingError, 409, "invalid_request_error", "folder_finishing"),  # free once its last image is done
     (FolderInUseError, 409, "invalid_request_error", "folder_in_use"),  # another station takes its images
     (ConfigError, 400, "invalid_request_error", "invalid_option"),
     (DataError, 422, "invalid_request_error", "invalid_data"),
@@ -51,11 +53,17 @@ STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
 )
 
 
+#: Errors that pass by themselves, with the ``Retry-After`` (seconds) their answer carries.
+RETRY_AFTER_BY_ERROR: tuple[tuple[type[EagleError], str], ...] = ((FolderFinishingError, "2"),)
+
+
 def api_error(exc: EagleError) -> ApiError:
     """The answer to an engine error: its status and code by type, its message unchanged."""
     for kind, status, type_, code in STATUS_BY_ERROR:
         if isinstance(exc, kind):
-            return ApiError(status, str(exc), type_=type_, code=code)
+            retry = next((after for of, after in RETRY_AFTER_BY_ERROR if isinstance(exc, of)), None)
+            headers = None if retry is None else {"Retry-After": retry}
+            return ApiError(status, str(exc), type_=type_, code=code, headers=headers)
     return ApiError(400, str(exc), code="invalid_request")
 
 

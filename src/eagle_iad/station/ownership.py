@@ -176,7 +176,8 @@ class StationOwnership:
             with self._lock:
                 lease = self._leases.get(running.name)
             if lease is not None and not lease.held():  # the database dropped our lock: another may run it now
-                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
+                self.manager.remove(running.name, self.state.settings.shutdown_grace_s,
+                                    "was stopped here (its lock in the history was lost)")  # fmt: skip
                 self.release(running.name)
                 LOG.warning("station %r: its lock in the history was lost (a database restart?); stopped here, "
                             "to be started again by whichever replica takes the lock", running.name)  # fmt: skip

@@ -257,6 +257,8 @@ class StationRunner:
         self.paused_since: float | None = None
         #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
         self.busy = False
+        #: The name of the image being taken now (read, inspected, put away), if any.
+        self.current: str | None = None
         self._paused_until = 0.0
         self._arrivals: Iterator[Arrival] | None = None
         #: Set to stop (SIGTERM, a station removed): the image being inspected is finished, no other is started.
@@ -415,7 +417,12 @@ class StationRunner:
                 break
             if self._lost():  # asked before each image
                 break
-            if not self._take(arrival):
+            self.current = arrival.name
+            try:
+                took = self._take(arrival)
+            finally:
+                self.current = None
+            if not took:
                 self._arrivals = None  # paused: the same image is the first one next time
                 break
             self._resume()
@@ -798,6 +805,10 @@ class Running:
         self._ended = False
         #: The source is closed by the intake thread as it ends (:meth:`close_source`, a stop past the grace).
         self._close_at_end = False
+        #: When it was last told to stop (:meth:`halt_all`; monotonic), until :meth:`resume`.
+        self._halted_at: float | None = None
+        #: Says once that a stopped run is still finishing its image long past the grace (:meth:`close_source`).
+        self._late: threading.Timer | None = None
         self.thread = self._new_thread()
 
     def _new_thread(self) -> threading.Thread:
@@ -832,8 +843,18 @@ class Running:
 
     def halt_all(self) -> None:
         """Tell the intake and the couriers to stop: the image in hand is finished, each courier's try too."""
+        if self._halted_at is None:
+            self._halted_at = time.monotonic()
         self.halt.set()
         self.runner.halt_couriers()
+
+    def stopping(self, why: str) -> None:
+        """It is stopped for good (``why``: ``"was deleted"``): while its intake finishes the image in hand, a
+        station started on its hot folder is told to try again in a moment, not to stop this one (see
+        :meth:`HotFolder.finishing`); the folder stays locked until :meth:`close_source` lets it go."""
+        finishing = getattr(self.runner.config.source, "finishing", None)
+        if callable(finishing):
+            finishing(why)
 
     def wait(self, grace_s: float) -> bool:
         """Wait up to ``grace_s`` for the intake thread and the couriers to end: whether all of them did."""
@@ -849,6 +870,7 @@ class Running:
         with self._gate:
             going = not self._ended
             self.halt.clear()
+            self._halted_at = None
         if not going:
             self.thread.join()
             self._ended = False
@@ -856,16 +878,35 @@ class Running:
             self.thread.start()
         self.runner.resume_couriers()
 
-    def close_source(self) -> None:
+    def close_source(self, why: str = "was stopped", grace_s: float = 0.0) -> None:
         """Close the source (a hot folder's lock released) once the intake thread has ended: now if it has (or
         never started), else by that thread as it ends. A thread still finishing an image past the stop's grace
         may still move a file in the folder: until it ends, the folder stays locked, so no other station on it
-        starts and takes the same image."""
+        starts and takes the same image. One still running :data:`LATE_GRACES` times ``grace_s`` (the service's
+        shutdown grace) after it was told to stop is said in one line, naming the station (``why``: how it was
+        stopped) and the image, as the folder is held by nothing the API lists meanwhile."""
         with self._gate:
             if self.thread.is_alive() and not self._ended:
                 self._close_at_end = True
+                halted = self._halted_at if self._halted_at is not None else time.monotonic()
+                late = LATE_GRACES * grace_s
+                self._late = threading.Timer(max(0.0, halted + late - time.monotonic()), self._say_late, (why, late))
+                self._late.daemon = True
+                self._late.start()
                 return
         _close_source(self.runner)
+
+    def _say_late(self, why: str, late_s: float) -> None:
+        with self._gate:
+            if self._ended:
+                return
+        image = self.runner.current
+        what = f"image {image!r}" if image is not None else "its intake's step (no image in hand)"
+        folder = getattr(self.runner.config.source, "folder", None)
+        held = f"; its hot folder {folder} stays locked (a station started on it is refused) until that ends" \
+            if folder is not None else ""  # fmt: skip
+        self.log(f"eagle station {self.name}: warning: it {why} but is still finishing {what} {late_s:g} s after it "
+                 f"was told to stop ({LATE_GRACES}x the shutdown grace){held}")  # fmt: skip
 
     def _run(self) -> None:
         try:
@@ -874,6 +915,9 @@ class Running:
             with self._gate:
                 self._ended = True
                 close = self._close_at_end
+                late, self._late = self._late, None
+            if late is not None:
+                late.cancel()
             if close:
                 _close_source(self.runner)
 
@@ -1018,14 +1062,16 @@ class StationManager:
         with self._lock:
             return list(self._running.values())
 
-    def remove(self, name: str, grace_s: float) -> bool:
+    def remove(self, name: str, grace_s: float, why: str = "was deleted") -> bool:
         """Stop and forget ``name``; ``False`` when there is no such station. A thread of it that has not ended
-        within ``grace_s`` (an inspection in flight) keeps any station of that name from starting until it has."""
+        within ``grace_s`` (an inspection in flight) keeps any station of that name from starting until it has,
+        and its hot folder locked: a station started on that folder meanwhile is refused with ``why`` (how it was
+        stopped, ``"was deleted"``) and told to try again in a moment (409 ``folder_finishing``)."""
         with self._lock:
             running = self._running.pop(name, None)
         if running is None:
             return False
-        self._stop(running, grace_s)
+        self._stop(running, grace_s, why)
         if running.alive():
             with self._lock:
                 self._stopping[name] = running
@@ -1041,17 +1087,18 @@ class StationManager:
             one.halt.set()
         deadline = time.monotonic() + grace_s
         for one in running:
-            self._stop(one, max(0.0, deadline - time.monotonic()))
+            self._stop(one, max(0.0, deadline - time.monotonic()), "was stopped")
 
-    @staticmethod
-    def _stop(running: Running, grace_s: float) -> None:
-        running.halt.set()
+    def _stop(self, running: Running, grace_s: float, why: str) -> None:
+        running.stopping(why)  # no longer listed: its folder, locked until its image is done, says why
+        running.halt_all()
         deadline = time.monotonic() + grace_s
         running.thread.join(max(0.0, deadline - time.monotonic()))
         running.runner.stop(max(0.0, deadline - time.monotonic()))
         for sink in running.runner.config.sinks:
             sink.sink.close()
-        running.close_source()  # past the grace: by the intake thread as it ends, its folder locked until then
+        # past the grace: by the intake thread as it ends, its folder locked until then
+        running.close_source(why, self.state.settings.shutdown_grace_s)
 
 
 def _close_source(runner: StationRunner) -> None:
@@ -1059,6 +1106,9 @@ def _close_source(runner: StationRunner) -> None:
     if callable(close):
         close()
 
+
+#: How many shutdown graces after a stop a run still finishing its image is said in the log (once).
+LATE_GRACES = 5
 
 #: Seconds between checks that ``eagle station run`` still holds its stations' locks in a shared history.
 LEASE_CHECK_S = 5.0

@@ -51,6 +51,19 @@ describe("describeError", () => {
     });
   });
 
+  it("says a hot folder a deleted station still finishes an image in will be free in a moment, in the service's words", () => {
+    const message =
+      "station 'line-2': hot folder /data/incoming is still held by station 'line-1', which was deleted and is finishing an image past the shutdown grace; try again in a few seconds";
+    expect(describeError(new EagleApiError(message, 409, "folder_finishing", 2))).toEqual({
+      kind: "busy",
+      title: "Hot folder still finishing an image",
+      message: `${message} The service asked to wait 2 s.`,
+      retryable: true,
+    });
+    // a folder another station runs on is not worded so: that one must be stopped first
+    expect(describeError(new EagleApiError("taken by another station", 409, "folder_in_use")).kind).toBe("invalid_request");
+  });
+
   it("says the model is busy on 429, with the requested wait", () => {
     const e = describeError(new EagleApiError("queue full", 429, "queue_full", 2));
     expect(e.kind).toBe("busy");

@@ -61,6 +61,13 @@ export function describeError(error: unknown): UserError {
         retryable: true,
       };
     }
+    if (code === "folder_finishing") {
+      // A station deleted on that hot folder still finishes its last image past the service's shutdown grace:
+      // the folder is free once it is done, so the same request goes through in a few seconds (not "stop that
+      // one first", as folder_in_use says of a station that is still there).
+      const wait = error.retryAfterS !== null ? ` The service asked to wait ${error.retryAfterS} s.` : "";
+      return { kind: "busy", title: "Hot folder still finishing an image", message: `${message}${wait}`, retryable: true };
+    }
     if (status === 403 || code === "forbidden") return { kind: "forbidden", title: "Not allowed for your role", message, retryable: false };
     if (code === "invalid_image") return { kind: "invalid_image", title: "Not a usable image", message, retryable: false };
     if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };

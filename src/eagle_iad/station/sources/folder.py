@@ -242,6 +242,12 @@ class HotFolder:
         if lock is not None:
             lock.release()
 
+    def finishing(self, why: str) -> None:
+        """Its station ``why`` (``"was deleted"``) and is finishing its last image: a station started on the folder
+        meanwhile is told to try again in a moment (see :meth:`FolderLock.finishing`)."""
+        if (lock := self._lock) is not None:
+            lock.finishing(why)
+
     def close(self) -> None:
         self.release()
 

@@ -19,7 +19,10 @@ except on a mount with ``nolock`` or ``local_lock=flock``/``all``, where each ho
 hosts are then not kept apart. A file system that supports no lock at all (``ENOLCK``, ``EOPNOTSUPP``) refuses
 the start, saying so, rather than run unguarded. Within one process the folders held are also kept in a table,
 so two stations of one process on one folder are refused whatever the file system does (NFS's POSIX-emulated
-locks do not tell two locks of one process apart).
+locks do not tell two locks of one process apart). A folder whose holder in this process was stopped (a station
+deleted) but still finishes its last image past the grace is marked so (:meth:`FolderLock.finishing`): a station
+started on it meanwhile is refused with :class:`FolderFinishingError` (try again in a moment), not told to stop a
+station that no longer exists.
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ import socket
 import threading
 from pathlib import Path
 
-from eagle_iad.errors import FolderInUseError
+from eagle_iad.errors import FolderFinishingError, FolderInUseError
 
 #: The lock file inside a hot folder (a dot file: the folder source never takes it for an image).
 LOCK_NAME = ".eagle-station.lock"
 
-#: The folders this process holds, by (device, inode), with the holder as the refusal names it.
-_held: dict[tuple[int, int], str] = {}
+#: The folders this process holds, by (device, inode).
+_held: dict[tuple[int, int], FolderLock] = {}
 _held_lock = threading.Lock()
 
 
@@ -63,10 +66,21 @@ def _read_holder(fd: int) -> object:
 class FolderLock:
     """The lock of one hot folder, held until :meth:`release`."""
 
-    def __init__(self, folder: Path, fd: int, key: tuple[int, int]) -> None:
+    def __init__(self, folder: Path, fd: int, key: tuple[int, int], station: str, said: str) -> None:
         self.folder = folder
         self._fd: int | None = fd
         self._key = key
+        #: The station holding it, and the holder as a refusal names it (:func:`_said`).
+        self.station = station
+        self.said = said
+        #: Why its station stopped (``"was deleted"``), while its last image is finished past the grace.
+        self.stopped: str | None = None
+
+    def finishing(self, why: str) -> None:
+        """Its station ``why`` (``"was deleted"``) and only finishes the image in hand before it lets the folder go:
+        a station started on the folder meanwhile is told to try again in a moment."""
+        with _held_lock:
+            self.stopped = why
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (again: nothing)."""
@@ -109,8 +123,12 @@ def lock_folder(folder: Path, station: str, state_dir: Path) -> FolderLock:
                                 "this station its own folder")  # fmt: skip
 
     with _held_lock:
-        if key in _held:
-            raise refused(_held[key])
+        if (mine := _held.get(key)) is not None:
+            if mine.stopped is not None:
+                raise FolderFinishingError(f"station {station!r}: hot folder {folder} is still held by station "
+                                           f"{mine.station!r}, which {mine.stopped} and is finishing an image past "
+                                           "the shutdown grace; try again in a few seconds")  # fmt: skip
+            raise refused(mine.said)
         path = folder / LOCK_NAME
         for _ in range(10):  # a holder removing the file as this one opened it: try the file now there
             try:
@@ -142,5 +160,5 @@ def lock_folder(folder: Path, station: str, state_dir: Path) -> FolderLock:
             os.pwrite(fd, json.dumps(holder).encode(), 0)
         except OSError:
             pass  # a full disk: the lock holds all the same, a refusal just cannot say who
-        _held[key] = _said(holder)
-        return FolderLock(folder, fd, key)
+        lock = _held[key] = FolderLock(folder, fd, key, station, _said(holder))
+        return lock
