@@ -882,14 +882,27 @@ describe("web console", () => {
     expect(await landedOn()).toBe("BODY");
     expect(await page.evaluate(() => window.scrollY)).toBe(0);
 
-    // The keyboard moved elsewhere before the list came in: the entry is shown and marked, the focus stays put.
+    // The keyboard moved elsewhere before the list came in (typing a threshold): the entry is marked where it is,
+    // not scrolled to, so the focused field stays on screen and focused; the mark is there when the reader scrolls.
     hold();
     await open("#/categories/e2e-link?version=2");
     const tauField = page.getByLabel("Threshold value");
     await tauField.focus();
+    const fieldInView = () =>
+      tauField.evaluate((el) => {
+        const box = el.getBoundingClientRect();
+        return box.top >= 0 && box.bottom <= window.innerHeight;
+      });
+    expect(await fieldInView()).toBe(true);
+    const scrolled = await page.evaluate(() => window.scrollY);
     release();
     await list.locator('[data-version="2"].linked').waitFor({ timeout: 60_000 });
     expect(await tauField.evaluate((el) => el === document.activeElement)).toBe(true);
+    expect(await fieldInView()).toBe(true);
+    expect(await page.evaluate(() => window.scrollY)).toBe(scrolled);
+    await list.locator('[data-version="2"]').scrollIntoViewIfNeeded();
+    expect(await list.locator('[data-version="2"]').getAttribute("class")).toBe("change linked");
+    expect(await list.locator('[data-version="2"] [data-testid="linked-version"]').count()).toBe(1);
     expect(await inView('[data-testid="versions"] [data-version="2"]')).toBe(true);
 
     // A version that no longer exists: said, in place of silence, and focused.

@@ -1,8 +1,11 @@
 import { useEffect, useRef } from "react";
 
 /**
- * Bring the reader to what a followed link points at, once it is drawn: scroll it into view and, when the
- * keyboard is not busy elsewhere, focus it (so keyboard and screen-reader users land there too).
+ * Bring the reader to what a followed link points at, once it is drawn: scroll it into view and focus it (so
+ * keyboard and screen-reader users land there too), unless the keyboard is busy elsewhere. Then (the reader
+ * moved to a field or button while the list was loading, and may be typing in it) neither: the target is only
+ * marked where it is (its own styling, shown when the reader scrolls there), so the focused field is never
+ * scrolled off the screen under the reader's hands.
  *
  * `key` names the target (null: nothing was linked, an ordinary visit: nothing is scrolled or focused). It is
  * landed on once per key, when `element()` first returns it (the list it is in may load later), not again
@@ -20,8 +23,9 @@ export function useLandOn(key: string | null, element: () => HTMLElement | null 
     const target = element();
     if (!target) return; // not drawn yet: the next render tries again
     landed.current = key;
+    if (!keyboardIsFree()) return; // marked by its own styling where it is: the focused field stays where it is
     target.scrollIntoView({ block: "center" });
-    if (keyboardIsFree()) target.focus({ preventScroll: true });
+    target.focus({ preventScroll: true });
   });
 }
 
