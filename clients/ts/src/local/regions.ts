@@ -2,9 +2,10 @@
  * Anomaly map -> suspected defect boxes: a TypeScript port of eagle_iad/tgps/regions.py (docs/METHOD.md §2).
  *
  * Must give the very boxes the Python side draws (a test compares them on maps Python generates):
- * the same relative or calibrated threshold with the median fallback, holes filled as scipy's
- * binary_fill_holes does (background reached from the border through 4-connected steps), 8-connected
- * regions numbered in raster order as scipy.ndimage.label numbers them (the order decides ties when
+ * the same relative threshold with the median fallback, or calibrated threshold with its fallbacks (2/3
+ * of the way from the baseline to the peak, then the peak's region grown to the minimum area), holes
+ * filled as scipy's binary_fill_holes does (background reached from the border through 4-connected
+ * steps), 8-connected regions numbered in raster order as scipy.ndimage.label numbers them (the order decides ties when
  * boxes are ranked), the strict area filter, and the greedy strongest-first merge.
  */
 import { EagleLocalError } from "./errors.js";
@@ -258,7 +259,14 @@ export interface Regions {
   threshold: number | null;
 }
 
-/** The boxes a region rule draws on a map (regions.find_boxes). */
+/**
+ * The boxes a region rule draws on a map (regions.find_boxes).
+ *
+ * `paper` (or a model without calibration) binarises at 2/3 of the map's own maximum; `calibrated` at
+ * `mapTau`. A map that nowhere reaches it, or whose pixels above it form no region over the minimum
+ * area, is cut two thirds of the way from `baseline` to its own maximum; should that leave no region
+ * either, the peak's own region is grown until it covers one ({@link peakLevel}). A flat map: no boxes.
+ */
 export function findBoxes(
   map: FloatMap,
   rule: string,
@@ -271,13 +279,47 @@ export function findBoxes(
     throw new EagleLocalError(`unknown region rule ${JSON.stringify(rule)}; choose one of ${REGION_RULES.join(", ")}`);
   }
   if (rule === "paper" || mapTau === null) return { boxes: extractRegions(map, { topK }), threshold: null };
-  let threshold = mapTau;
-  const top = extremes(map.data)[1];
-  if (top < mapTau) {
-    const floor = baseline === null ? mapTau : Math.min(baseline, top);
-    threshold = floor + (2.0 / 3.0) * (top - floor);
+  validate(map);
+  const [lo, top] = extremes(map.data);
+  if (top <= 0 || lo === top) return { boxes: [], threshold: null }; // a flat map: nothing stands out
+  const floor = baseline === null ? mapTau : Math.min(baseline, top);
+  const relative = floor + (2.0 / 3.0) * (top - floor);
+  for (const threshold of top >= mapTau ? [mapTau, relative] : [relative]) {
+    const boxes = extractRegions(map, { topK, minAreaFraction, threshold });
+    if (boxes.length > 0) return { boxes, threshold };
   }
-  const boxes = extractRegions(map, { topK, minAreaFraction, threshold });
-  if (boxes.length === 0) return { boxes: extractRegions(map, { topK: 1 }), threshold: null };
-  return { boxes, threshold };
+  const threshold = peakLevel(map, relative, minAreaFraction * map.data.length);
+  return { boxes: extractRegions(map, { topK: 1, minAreaFraction: 0, threshold }), threshold };
+}
+
+/**
+ * The highest level at or below `start` whose region around the map's peak covers over `minArea` pixels
+ * (regions._peak_level): the same 40 bisection steps from the same ends, so the very same level. The
+ * peak is the first maximum in raster order (numpy's argmax); the region external (holes filled),
+ * 8-connected.
+ */
+function peakLevel(map: FloatMap, start: number, minArea: number): number {
+  const { width, height, data } = map;
+  const n = data.length;
+  let peak = 0;
+  for (let i = 1; i < n; i++) if ((data[i] as number) > (data[peak] as number)) peak = i;
+  const area = (level: number): number => {
+    const binary = new Uint8Array(n);
+    for (let i = 0; i < n; i++) binary[i] = (data[i] as number) >= level ? 1 : 0;
+    const { labels } = label8(fillHoles(binary, width, height), width, height);
+    const own = labels[peak] as number;
+    let count = 0;
+    for (let i = 0; i < n; i++) if (labels[i] === own) count++;
+    return count;
+  };
+  const [min, max] = extremes(data);
+  let low = min;
+  let high = Math.min(start, max);
+  if (area(high) > minArea) return high;
+  for (let step = 0; step < 40; step++) {
+    const middle = (low + high) / 2.0;
+    if (area(middle) > minArea) low = middle;
+    else high = middle;
+  }
+  return low;
 }
