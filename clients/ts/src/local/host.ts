@@ -208,6 +208,16 @@ export interface DecisionParams {
 
 export interface BoxRecord extends Box {
   rank: number;
+  /**
+   * The number a person reads for the box (regions.Box.strength): an export keeps no patch grid, so the
+   * region's map peak (`score`) times `tau / map_tau`, on the image score's scale.
+   */
+  strength: number;
+}
+
+/** Map units -> the image score's scale (calibration.score_factor): 1 where either is not positive. */
+export function scoreFactor(mapTau: number, tau: number): number {
+  return mapTau > 0 && tau > 0 ? tau / mapTau : 1.0;
 }
 
 /** The expert verdict as eagle_iad.verdict.ExpertVerdict.to_dict writes it (a type alias: it is a JSON object). */
@@ -248,7 +258,10 @@ export function makeVerdict(
   const cellFraction = Math.min(0.001, (FEATURE_STRIDE / geometry.inputHeight) * (FEATURE_STRIDE / geometry.inputWidth));
   const found = findBoxes(originalMap, rule, mapTau, baseline, 3, cellFraction);
   const anomalous = score >= params.tau;
-  const ranked = (boxes: Box[]): BoxRecord[] => boxes.map((box, i) => ({ ...box, rank: i + 1 }));
+  const mapTauRecorded = params.mapTau ?? params.tau;
+  const factor = scoreFactor(mapTauRecorded, params.tau);
+  // The keys in the order verdict.ExpertVerdict.to_dict writes them: the box's, then rank, then strength.
+  const ranked = (boxes: Box[]): BoxRecord[] => boxes.map((box, i) => ({ ...box, rank: i + 1, strength: box.score * factor }));
   const values = Float32Array.from(originalMap.data);
   let min = Infinity;
   let max = -Infinity;
@@ -277,7 +290,7 @@ export function makeVerdict(
       // The statistics of numpy's float32 reductions (pairwise sum; quantile in float32), to the bit.
       mean: f32(pairwiseSum32(values, 0, values.length) / values.length),
       p99: quantile32(values, 0.99),
-      map_tau: params.mapTau ?? params.tau,
+      map_tau: mapTauRecorded,
       colour_scale: params.colourScale,
       inspected_fraction: inspected,
       preprocess: params.preprocess,
