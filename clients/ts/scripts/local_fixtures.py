@@ -241,11 +241,82 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
     return cases
 
 
+def spike_map(rng: np.random.Generator, h: int, w: int, peaks: list[tuple[int, int, float, float]]) -> np.ndarray:
+    """A noisy floor near 1 with Gaussian peaks ``(y, x, height, sigma)``; sigma 0 is a single pixel."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    values = 1.0 + 0.05 * rng.random((h, w))
+    for y, x, height, sigma in peaks:
+        if sigma == 0:
+            values[y, x] += height
+        else:
+            values += height * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+    return values.astype(np.float32)
+
+
+def region_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The calibrated rule's fallbacks on small synthetic maps, through ``find_boxes`` itself.
+
+    Each case names the branch it takes: ``map_tau`` (a region above it), ``relative_above`` (the map
+    crosses map_tau, but in no region of the minimum area: cut 2/3 of the way from the baseline to the
+    peak), ``relative_below`` (the map never reaches map_tau), ``peak`` (not even that cut leaves a region:
+    the peak's region grown to the minimum area), ``flat`` (no boxes).
+    """
+    h, w = 40, 60
+    ring = spike_map(rng, h, w, [(20, 30, 3.5, 0)])
+    yy, xx = np.mgrid[0:h, 0:w]
+    ring[np.abs(np.hypot(yy - 20, xx - 30) - 4.0) < 0.8] += 1.2  # a ring around the spike: its hole is filled
+    twins = spike_map(rng, h, w, [(10, 12, 0.6, 4.0), (30, 45, 0.6, 4.0)])
+    twins[10, 12] = twins[30, 45] = 4.0  # two equal maxima: the first in raster order is the peak
+    specs: list[tuple[str, np.ndarray, float | None, float | None, float]] = [
+        # name, map, map_tau, baseline, min_area_fraction
+        ("above map_tau", spike_map(rng, h, w, [(15, 20, 2.0, 3.0), (30, 44, 1.5, 2.5)]), 2.0, 1.0, 0.005),
+        ("barely crosses", spike_map(rng, h, w, [(18, 25, 2.0, 4.0), (8, 50, 1.2, 2.0)]), 2.99, 1.0, 0.01),
+        ("never reaches", spike_map(rng, h, w, [(22, 33, 1.5, 3.5)]), 4.0, 1.1, 0.01),
+        ("baseline above the peak", spike_map(rng, h, w, [(22, 33, 1.5, 3.5)]), 4.0, 9.0, 0.01),
+        ("no baseline, never reaches", spike_map(rng, h, w, [(12, 40, 1.5, 2.0)]), 4.0, None, 0.01),
+        ("one sharp pixel", spike_map(rng, h, w, [(25, 9, 4.0, 0), (25, 9, 0.4, 3.0), (5, 50, 0.3, 2.0)]), 4.9, 1.0, 0.01),
+        ("spike in a ring", ring, 4.4, 1.0, 0.02),
+        ("twin spikes", twins, 3.9, 1.0, 0.01),
+        ("spike, no baseline", spike_map(rng, h, w, [(3, 57, 5.0, 0)]), 5.5, None, 0.004),
+        ("flat", np.full((h, w), 2.0, dtype=np.float32), 1.0, 0.5, 0.01),
+    ]
+    cases = []
+    for name, values, map_tau, baseline, fraction in specs:
+        found = find_boxes(values, "calibrated", map_tau, baseline, min_area_fraction=fraction)
+        top = float(values.max())
+        assert map_tau is not None
+        floor = map_tau if baseline is None else min(baseline, top)
+        relative = floor + (2.0 / 3.0) * (top - floor)
+        if found.threshold is None:
+            branch = "flat"
+        elif found.threshold == map_tau:
+            branch = "map_tau"
+        elif found.threshold == relative:
+            branch = "relative_above" if top >= map_tau else "relative_below"
+        else:
+            branch = "peak"
+        cases.append(
+            {
+                "name": name,
+                "branch": branch,
+                "width": w,
+                "height": h,
+                "map": b64(values),
+                "map_tau": map_tau,
+                "baseline": baseline,
+                "min_area_fraction": fraction,
+                "boxes": [box.to_dict() for box in found.boxes],
+                "threshold": found.threshold,
+            }
+        )
+    return cases
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(14)
-    document = {"images": images(out, rng), "resizes": resizes(rng), "verdicts": verdicts(rng)}
+    document = {"images": images(out, rng), "resizes": resizes(rng), "verdicts": verdicts(rng), "regions": region_cases(rng)}
     (out / "fixtures.json").write_text(json.dumps(document))
 
 

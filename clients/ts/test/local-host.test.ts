@@ -32,7 +32,20 @@ interface VerdictCase {
   verdict: Record<string, unknown> & { boxes: unknown[]; candidates: unknown[]; map: Record<string, unknown> };
   paper_boxes: unknown[];
 }
-interface Fixtures { images: ImageCase[]; resizes: ResizeCase[]; verdicts: VerdictCase[] }
+interface RegionCase {
+  name: string;
+  /** Which way find_boxes went (local_fixtures.region_cases): map_tau, relative_above, relative_below, peak, flat. */
+  branch: string;
+  width: number;
+  height: number;
+  map: string;
+  map_tau: number;
+  baseline: number | null;
+  min_area_fraction: number;
+  boxes: unknown[];
+  threshold: number | null;
+}
+interface Fixtures { images: ImageCase[]; resizes: ResizeCase[]; verdicts: VerdictCase[]; regions: RegionCase[] }
 
 let fixtures: Fixtures;
 let folder: string;
@@ -142,7 +155,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
       const cell = Math.min(0.001, (8 / c.input[0]) * (8 / c.input[1]));
       const found = findBoxes(map, v["region_rule"] as string, p.calibrated ? p.mapTau : null, p.calibrated ? p.colourScale[0] : null, 3, cell);
       const expected = [...v.boxes, ...v.candidates].map((b) => {
-        const { rank: _rank, ...box } = b as Record<string, unknown>;
+        const { rank: _rank, strength: _strength, ...box } = b as Record<string, unknown>;
         return box;
       });
       expectClose(found.boxes, expected, `${c.name}.boxes`);
@@ -150,6 +163,36 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
       boxes += expected.length;
     }
     expect(boxes, "the fixtures exercise boxes at all").toBeGreaterThan(40);
+  });
+
+  it("takes the calibrated rule's fallbacks as Python's find_boxes does, to the bit", () => {
+    const branches = new Set<string>();
+    for (const c of fixtures.regions) {
+      const map = { width: c.width, height: c.height, data: floats(c.map) };
+      const found = findBoxes(map, "calibrated", c.map_tau, c.baseline, 3, c.min_area_fraction);
+      // Exactly: the same level (the bisection's too), the same boxes, the same floats.
+      expect(found, `${c.name} (${c.branch})`).toEqual({ boxes: c.boxes, threshold: c.threshold });
+      branches.add(c.branch);
+    }
+    // A map barely crossing map_tau, one never reaching it, and the peak's region grown to one cell.
+    expect([...branches].sort()).toEqual(["flat", "map_tau", "peak", "relative_above", "relative_below"]);
+  });
+
+  it("gives each box the strength Python's verdict gives it (the map peak on the image score's scale)", () => {
+    let boxes = 0;
+    for (const c of fixtures.verdicts) {
+      const [ih, iw] = c.input;
+      const geometry = geometryOf(c);
+      const full = mapToOriginal({ width: iw, height: ih, data: floats(c.input_map) }, geometry);
+      const v = makeVerdict(c.name, c.score, full, geometry, c.params);
+      const factor = c.params.tau / (c.verdict.map["map_tau"] as number);
+      for (const box of [...v.boxes, ...v.candidates]) {
+        expect(Object.keys(box).slice(-2), c.name).toEqual(["rank", "strength"]);
+        expect(box.strength, c.name).toBe(box.score * factor);
+        boxes++;
+      }
+    }
+    expect(boxes).toBeGreaterThan(0);
   });
 
   it("builds the verdict record Python builds, from the input map on", () => {
