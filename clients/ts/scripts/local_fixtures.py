@@ -274,7 +274,13 @@ def region_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
         ("never reaches", spike_map(rng, h, w, [(22, 33, 1.5, 3.5)]), 4.0, 1.1, 0.01),
         ("baseline above the peak", spike_map(rng, h, w, [(22, 33, 1.5, 3.5)]), 4.0, 9.0, 0.01),
         ("no baseline, never reaches", spike_map(rng, h, w, [(12, 40, 1.5, 2.0)]), 4.0, None, 0.01),
-        ("one sharp pixel", spike_map(rng, h, w, [(25, 9, 4.0, 0), (25, 9, 0.4, 3.0), (5, 50, 0.3, 2.0)]), 4.9, 1.0, 0.01),
+        (
+            "one sharp pixel",
+            spike_map(rng, h, w, [(25, 9, 4.0, 0), (25, 9, 0.4, 3.0), (5, 50, 0.3, 2.0)]),
+            4.9,
+            1.0,
+            0.01,
+        ),
         ("spike in a ring", ring, 4.4, 1.0, 0.02),
         ("twin spikes", twins, 3.9, 1.0, 0.01),
         ("spike, no baseline", spike_map(rng, h, w, [(3, 57, 5.0, 0)]), 5.5, None, 0.004),
@@ -316,7 +322,12 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(14)
-    document = {"images": images(out, rng), "resizes": resizes(rng), "verdicts": verdicts(rng), "regions": region_cases(rng)}
+    document = {
+        "images": images(out, rng),
+        "resizes": resizes(rng),
+        "verdicts": verdicts(rng),
+        "regions": region_cases(rng),
+    }
     (out / "fixtures.json").write_text(json.dumps(document))
 
 
