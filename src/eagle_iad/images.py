@@ -137,6 +137,45 @@ def probe(source: ImageSource, max_pixels: int | None = None) -> tuple[int, int]
     return width, height
 
 
+#: An image file's encoding as a model records it and an inspection compares it (docs/METHOD.md, "Exposure"):
+#: ``lossless`` (PNG, BMP, TIFF, GIF, ...), ``jpeg 4:2:0`` / ``jpeg 4:2:2`` / ``jpeg 4:4:4`` (its chroma
+#: subsampling), ``jpeg grey`` (one channel), ``jpeg`` (a sampling PIL does not name), ``webp`` (possibly lossy).
+LOSSLESS = "lossless"
+_JPEG_SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def encoding_family(encoding: str) -> str:
+    """``lossless``, ``jpeg`` or ``webp``: what decides whether compression artefacts are in the pixels."""
+    return encoding.split(" ", 1)[0]
+
+
+def image_encoding(source: ImageSource) -> str:
+    """How ``source`` is encoded, from its header alone (nothing is decoded): see :data:`LOSSLESS`.
+
+    Why: a JPEG's compression error (1 to 2 grey levels at quality 95) is not in a lossless training
+    image, and on a dark, low-contrast product the exposure step's gain makes it score as a defect
+    (docs/METHOD.md, "Exposure"); a model records its training images' encodings and a verdict on an
+    input of another says so.
+    """
+    image = _open(source)
+    try:
+        kind = (image.format or "").upper()
+        if kind in ("JPEG", "MPO"):
+            if len(image.getbands()) == 1:
+                return "jpeg grey"
+            from PIL import JpegImagePlugin
+
+            sampling = _JPEG_SAMPLING.get(JpegImagePlugin.get_sampling(image))
+            return "jpeg" if sampling is None else f"jpeg {sampling}"
+        if kind == "WEBP":
+            return "webp"
+        if kind == "TIFF" and str(image.info.get("compression", "")).lower() in ("jpeg", "tiff_jpeg"):
+            return "jpeg"
+        return LOSSLESS
+    finally:
+        image.close()
+
+
 def _to_rgb8(image: Image.Image) -> np.ndarray:
     """Convert any PIL mode to 8-bit RGB, scaling high bit depths instead of clipping them."""
     mode = image.mode

@@ -29,10 +29,11 @@ import numpy as np
 
 from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.expert.encodings import input_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
-from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.images import ImageSource, image_encoding, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
 from eagle_iad.naming import picture_stems
@@ -366,6 +367,8 @@ def inspect_records(
         raise ConfigError("an inspection needs a fitted expert (or an MLLM in the baseline condition)")
     rgbs = [image if isinstance(image, np.ndarray) else load_rgb(image) for image in images]
     digests = [image_digest(image) for image in images]
+    trained = None if expert is None else expert.model.train_encodings
+    warned = [input_warnings(trained, image) for image in images]
     if names is None:
         names = ["upload.png" if isinstance(image, (bytes, np.ndarray)) else str(image) for image in images]
     stems = picture_stems(names) if stems is None else stems
@@ -408,9 +411,21 @@ def inspect_records(
                 **record_fields(verdict),
                 image_sha256=digests[index],
                 model_version=model_version,
+                warnings=warned[index],
             )
         )
     return records
+
+
+def input_warnings(trained: dict[str, int] | None, image: ImageSource | np.ndarray) -> list[str] | None:
+    """What the record warns about its input (an encoding none of the training images had); ``None``: nothing."""
+    if trained is None or isinstance(image, np.ndarray):
+        return None
+    try:
+        warning = input_warning(trained, image_encoding(image))
+    except ImageError:  # decoded above, so readable; a header read failing now is no reason to lose the verdict
+        return None
+    return None if warning is None else [warning]
 
 
 def image_digest(image: ImageSource | np.ndarray) -> str | None:

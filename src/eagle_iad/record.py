@@ -93,6 +93,12 @@ class InspectionRecord:
         "model that gave it; null: stored before this field, or no model version (an export, the MLLM alone)",
         None,
     )
+    warnings: list[str] | None = doc(  # noqa: RUF009
+        "what makes this verdict less trustworthy than the model's numbers say, e.g. a JPEG inspected by a model "
+        "fitted on lossless images (compression artefacts can score as defects; docs/METHOD.md, 'Exposure'); "
+        "null: none, or stored before this field",
+        None,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The API's JSON for this record (field order is the class's)."""

@@ -160,7 +160,7 @@ def _versioned(record: Any) -> dict[str, Any]:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     records = inspect_records(args)
     if not (args.mllm or args.caas_mllm):
-        return _print_expert_verdicts(args, [_versioned(r) for r in records])
+        return _print_expert_verdicts(args, [{**_versioned(r), "warnings": r.warnings or []} for r in records])
     from eagle_iad.pipeline import CAAS_NOT_APPLIED
 
     verdicts = []
@@ -169,7 +169,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if args.out is not None and args.capture_attention and verdict["attention"] is not None:
             overlays = {kind: path for kind, path in record.pictures.items() if kind.startswith("attention_L")}
             verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": overlays}}
-        verdicts.append(verdict)
+        verdicts.append({**verdict, "warnings": record.warnings or []})
     if args.json:
         print(dumps(verdicts))
         return 0
@@ -183,6 +183,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
         print(f"{printable(v['image'])}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  "
               f"reply {v['reply']!r}")  # fmt: skip
+        for warning in v["warnings"]:
+            print(f"    warning: {warning}")
     return 0
 
 
@@ -197,6 +199,8 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
             band = f" (not like the training images: {v['foreign_share']:.0%} of it is beyond them; no boxes)"
         numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
         print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
+        for warning in v["warnings"]:
+            print(f"    warning: {warning}")
         for rank, box in enumerate(v["boxes"], start=1):
             corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
             # the picture's tag shows the same number, to the same digits (render.box_tag)

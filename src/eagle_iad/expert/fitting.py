@@ -28,6 +28,7 @@ from eagle_iad.expert.coverage import fit_coverage
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.encodings import count_encodings, mixed_warning
 from eagle_iad.expert.model_warnings import fit_warnings
 from eagle_iad.expert.patchcore import (
     Expert,
@@ -392,6 +393,7 @@ def _fit(
     references = thumbnails(image_paths)
     timings["references_s"] = time.perf_counter() - start
 
+    encodings = count_encodings(image_paths)
     model = ExpertModel(
         category=category,
         config=config,
@@ -410,11 +412,13 @@ def _fit(
         references=references,
         warnings=fit_warnings(n_images, train_scores, thresholds)
         + stretch_warning(config, shapes)
-        + sample_warning(config, features.rows, int(bank.shape[0])),
+        + sample_warning(config, features.rows, int(bank.shape[0]))
+        + mixed_warning(encodings),
         coverage=fit_coverage(own_out.patch_scores, n_images),
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
         tails=tails,
         train_sha256=[file_sha256(path) for path in image_paths],
+        train_encodings=encodings,
     )
     return Expert(model, extractor, search)

@@ -121,6 +121,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             else {"per_image": model.tails.per_image, "rows": int(model.tails.rows.shape[0])},
             # Absent (not null) where unknown: a model saved before schema 10 keeps its checksum's fields.
             **({} if model.train_sha256 is None else {"sha256": model.train_sha256}),
+            "encodings": model.train_encodings,
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -517,6 +518,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         tails = None if raw_tails is None else {key: int(raw_tails[key]) for key in ("per_image", "rows")}
         raw_digests = training.get("sha256")  # schema 10
         train_sha256 = None if raw_digests is None else list(raw_digests)
+        raw_encodings = training.get("encodings")  # schema 10; older: unknown
+        encodings = None if raw_encodings is None else {str(k): int(v) for k, v in dict(raw_encodings).items()}
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -592,6 +595,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         tails=kept,
         fitted_by=None if data.get("fitted_by") is None else str(data["fitted_by"]),
         train_sha256=train_sha256,
+        train_encodings=encodings,
     )
 
 

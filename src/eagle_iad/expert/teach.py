@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
+from eagle_iad.expert.encodings import count_encodings
 from eagle_iad.expert.leave_own_out import leave_own_out_added
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
@@ -97,6 +99,16 @@ def guard_limit(thresholds: Thresholds, scores: np.ndarray) -> float:
     """The score above which an image is too unlike the training images to be taught as normal."""
     median = float(np.median(scores))
     return thresholds.s_max + GUARD_SPREADS * max(thresholds.s_max - median, 0.0)
+
+
+def _taught_encodings(before: dict[str, int] | None, images: Sequence[TeachImage]) -> dict[str, int] | None:
+    """The model's training encodings with the taught images' added; unknown (``None``) stays unknown."""
+    if before is None:
+        return None
+    counts = Counter(before)
+    counts.update(count_encodings(image.source if isinstance(image.source, bytes) else str(image.source)
+                                  for image in images))  # fmt: skip
+    return dict(sorted(counts.items()))
 
 
 def _decode(images: Sequence[TeachImage]) -> list[tuple[np.ndarray, str]]:
@@ -423,6 +435,7 @@ def teach(
         tails=tails,
         warnings=rewarned(model, scores, thresholds),
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
+        train_encodings=_taught_encodings(model.train_encodings, images),
     )
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after: list[tuple[LabelledImage, float, bool]] = []
