@@ -25,10 +25,10 @@ from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
 from eagle_iad.expert.coreset import Extension, greedy_samples, kept_rows, make_sampler
 from eagle_iad.expert.coverage import fit_coverage
+from eagle_iad.expert.encodings import count_encodings, mixed_warning
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
-from eagle_iad.expert.encodings import count_encodings, mixed_warning
 from eagle_iad.expert.model_warnings import fit_warnings
 from eagle_iad.expert.patchcore import (
     Expert,

@@ -87,6 +87,11 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               blocked or dirty camera, a bad exposure?). It is not judged as a defect, and no boxes are drawn.
             </p>
           ) : null}
+          {(record.warnings ?? []).map((warning) => (
+            <p className="caution-line" data-testid="warning-line" key={warning}>
+              {warning}
+            </p>
+          ))}
           {caution ? (
             <p className="caution-line" data-testid="caution-line">
               {caution}

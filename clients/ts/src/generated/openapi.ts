@@ -1277,6 +1277,11 @@ export interface components {
             verdict: {
                 [key: string]: unknown;
             };
+            /**
+             * Warnings
+             * @description what makes this verdict less trustworthy than the model's numbers say, e.g. a JPEG inspected by a model fitted on lossless images (compression artefacts can score as defects; docs/METHOD.md, 'Exposure'); null: none, or stored before this field
+             */
+            warnings?: string[] | null;
         } & {
             [key: string]: unknown;
         };

@@ -81,6 +81,8 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   image_sha256: string;
   /** An export keeps no model versions: none, as the service says for an export it serves. */
   model_version: null;
+  /** An export records no training images' encodings (model schema 10): no input is warned about, as the service says for it. */
+  warnings: null;
 };
 
 async function sha256(path: string): Promise<string> {
@@ -283,6 +285,7 @@ export class LocalExpert {
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
       model_version: null,
+      warnings: null,
     };
   }
 

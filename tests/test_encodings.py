@@ -1,0 +1,96 @@
+"""Training images' encodings (model schema 10) and the warning on a verdict whose input was encoded otherwise.
+
+Why: tire's normal test images re-saved as JPEG (quality 95) all score above tau on a model fitted on the
+PNGs at the default exposure (docs/METHOD.md, "Exposure"); the verdict must say its input differs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
+from PIL import Image
+
+from eagle_iad.cli import main
+from eagle_iad.expert import Expert, fit, load, save
+from eagle_iad.expert.encodings import input_warning, mixed_warning
+from eagle_iad.images import image_encoding
+from eagle_iad.pipeline import inspect_records
+
+
+def _jpeg(path: Path, out: Path, **options: int) -> Path:
+    Image.open(path).convert("RGB").save(out, "JPEG", quality=95, **options)
+    return out
+
+
+def test_an_encoding_is_read_from_the_header(tmp_path: Path) -> None:
+    png = noise_pngs(tmp_path, 1, seed=1)[0]
+    assert image_encoding(png) == "lossless"
+    assert image_encoding(_jpeg(png, tmp_path / "a.jpg")) == "jpeg 4:2:0"
+    assert image_encoding(_jpeg(png, tmp_path / "b.jpg", subsampling=0)) == "jpeg 4:4:4"
+    grey = io.BytesIO()
+    Image.open(png).convert("L").save(grey, "JPEG")
+    assert image_encoding(grey.getvalue()) == "jpeg grey"
+
+
+@pytest.fixture(scope="module")
+def png_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("encodings")
+    expert = fit(noise_pngs(root / "train", 4, seed=3), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    return save(expert.model, root / "model")
+
+
+def test_a_fit_records_its_training_images_encodings(png_model: Path) -> None:
+    manifest = json.loads((png_model / "model.json").read_text())
+    assert manifest["training"]["encodings"] == {"lossless": 4}
+    assert load(png_model).train_encodings == {"lossless": 4}
+
+
+def test_a_jpeg_inspected_by_a_lossless_model_is_warned_and_a_png_is_not(png_model: Path, tmp_path: Path) -> None:
+    expert = Expert(load(png_model), extractor=FakeExtractor())
+    png = noise_pngs(tmp_path, 1, seed=9)[0]
+    jpeg = _jpeg(png, tmp_path / "q.jpg")
+    on_png, on_jpeg, on_bytes, on_frame = inspect_records(
+        expert, [png, jpeg, jpeg.read_bytes(), np.asarray(Image.open(png))], category="cat"
+    )
+    assert on_png.warnings is None
+    assert on_jpeg.warnings is not None and len(on_jpeg.warnings) == 1
+    assert "JPEG (jpeg 4:2:0) inspected by a model fitted on lossless images" in on_jpeg.warnings[0]
+    assert "compression artefacts can score as defects" in on_jpeg.warnings[0]
+    assert on_bytes.warnings == on_jpeg.warnings  # an upload, as the service and a station hand it over
+    assert on_frame.warnings is None  # a decoded frame's encoding is unknown
+    # the scores are the pipeline's own: the warning changes no number
+    assert on_jpeg.score == expert.inspect(jpeg).score
+
+
+def test_the_cli_prints_the_warning(
+    png_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("eagle_iad.expert.patchcore.extractor_for", lambda config: FakeExtractor())
+    jpeg = _jpeg(noise_pngs(tmp_path, 1, seed=9)[0], tmp_path / "q.jpg")
+    assert main(["inspect", str(jpeg), "--model", str(png_model), "--quiet"]) == 0
+    assert "warning: a JPEG (jpeg 4:2:0) inspected by a model fitted on lossless images" in capsys.readouterr().out
+    assert main(["inspect", str(jpeg), "--model", str(png_model), "--quiet", "--json"]) == 0
+    assert "compression artefacts" in json.loads(capsys.readouterr().out)[0]["warnings"][0]
+
+
+def test_a_model_without_encodings_warns_about_nothing() -> None:
+    """A model saved before schema 10 (or an export) does not know what it was fitted on."""
+    assert input_warning(None, "jpeg 4:2:0") is None
+    assert input_warning({"jpeg 4:2:0": 30}, "jpeg 4:4:4") is None  # one family: the sampling is not judged
+    warning = input_warning({"jpeg 4:2:0": 30}, "lossless")
+    assert warning is not None and warning.startswith("a lossless image inspected by a model fitted on jpeg images")
+
+
+def test_a_fit_on_mixed_encodings_warns(tmp_path: Path) -> None:
+    assert mixed_warning({"lossless": 4}) == []
+    assert "mix encodings (2 jpeg 4:2:0, 4 lossless)" in mixed_warning({"jpeg 4:2:0": 2, "lossless": 4})[0]
+    pngs = noise_pngs(tmp_path, 4, seed=3)
+    paths = [*pngs[:2], *(_jpeg(p, p.with_suffix(".jpg")) for p in pngs[2:])]
+    model = fit(paths, "cat", FAKE_CONFIG, extractor=FakeExtractor()).model
+    assert model.train_encodings == {"jpeg 4:2:0": 2, "lossless": 2}
+    assert any("mix encodings" in warning for warning in model.warnings)
