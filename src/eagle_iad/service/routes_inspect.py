@@ -101,7 +101,7 @@ def run_inspection(
     (station, source) fills the record's ``station`` and ``source``, and ``also`` writes the station's
     intake and outbox rows in the history row's transaction.
     """
-    from eagle_iad.pipeline import Eagle, EagleConfig, inspect_records
+    from eagle_iad.pipeline import Eagle, EagleConfig, input_warnings, inspect_records
 
     settings = state.settings
     if state.queued is None and (question_text is not None or attention):
@@ -136,7 +136,8 @@ def run_inspection(
         verdict["attention"] = None  # large; the overlays carry it
     verdict["pictures"] = pictures
     # the file's bytes name it (the image was decoded once above, so the pipeline sees pixels, not the file)
-    stored = replace(inspected, verdict=verdict, pictures=pictures, image_sha256=hashlib.sha256(data).hexdigest())
+    stored = replace(inspected, verdict=verdict, pictures=pictures, image_sha256=hashlib.sha256(data).hexdigest(),
+                     warnings=input_warnings(expert.model.train_encodings, data))  # fmt: skip
     if origin is not None:
         stored = replace(stored, station=origin[0], source=origin[1])
     final = stored
