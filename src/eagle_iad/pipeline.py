@@ -367,7 +367,8 @@ def inspect_records(
         raise ConfigError("an inspection needs a fitted expert (or an MLLM in the baseline condition)")
     rgbs = [image if isinstance(image, np.ndarray) else load_rgb(image) for image in images]
     digests = [image_digest(image) for image in images]
-    trained = None if expert is None else expert.model.train_encodings
+    # a model without the field (a plugin's, a test's fake) knows no encoding, as one saved before schema 10
+    trained = None if expert is None else getattr(expert.model, "train_encodings", None)
     warned = [input_warnings(trained, image) for image in images]
     if names is None:
         names = ["upload.png" if isinstance(image, (bytes, np.ndarray)) else str(image) for image in images]
