@@ -118,9 +118,10 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         expect(record.tau, where).toBe(python["tau"]);
         expect(record.s_max, where).toBe(python["s_max"]);
         const v = record.verdict;
-        // `eagle inspect --json` adds the record's model_version to each verdict (null for an export).
-        const { model_version: pythonVersion, ...pythonVerdict } = python;
+        // `eagle inspect --json` adds the record's model_version (null for an export) and warnings to each verdict.
+        const { model_version: pythonVersion, warnings: pythonWarnings, ...pythonVerdict } = python;
         expect(record.model_version, where).toBe(pythonVersion);
+        expect(record.warnings ?? [], where).toEqual(pythonWarnings ?? []);
         expect(Object.keys(v), where).toEqual(Object.keys(pythonVerdict));
         for (const key of ["boxes", "candidates"] as const) {
           const ours = boxesOf(v[key]);
