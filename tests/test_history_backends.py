@@ -102,6 +102,8 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
         tables.write_failed("line1", "fe", "empty.png", "empty", 4.0, key="refused-1", planned="failed/empty.png",
                             sinks=["mqtt"], payload={"event": "refused"})  # fmt: skip
     out["refused_intake"] = tables.intake("line1", "fe")
+    out["refused_files"] = store.read("SELECT files FROM station_intake WHERE station = 'line1' AND digest = 'fe'")
+    assert out["refused_files"] == [(1,)]  # stored again under its key: the same file, counted once
     out["held_refusal"] = tables.held_refusal("line1", "fe", "empty.png")
     assert out["held_refusal"] == "refused-1"
     assert [r[0] for r in store.read("SELECT record_id FROM outbox WHERE record_id = ?", ("refused-1",))] == [

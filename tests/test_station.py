@@ -2939,7 +2939,7 @@ def test_an_unreadable_image_is_delivered_once_under_a_stable_key_across_a_kill(
     """A file that cannot be read has no content hash: its refusal's key is derived from the station, its name, size
     and modification time, so the refusal stored before a kill and the one made again after the restart are one
     delivery. The folder sink, which cannot copy it, writes the refusal's JSON alone (no dead letter); the
-    ``failed`` count, which never counted files not read, stays as it was."""
+    ``failed`` count counts the file once, not once per refusal stored."""
     launcher = unprivileged_cli()  # root would read it anyway
     incoming = tmp_path / "incoming"
     (name,) = _drop(incoming, _cells(1))
@@ -2970,7 +2970,33 @@ def test_an_unreadable_image_is_delivered_once_under_a_stable_key_across_a_kill(
     assert json.loads(json_only.read_text()) == body and not json_only.with_suffix("").exists()
     assert _rows(tmp_path, "SELECT sink, state FROM outbox ORDER BY seq") == [("webhook", "delivered"),
                                                                               ("folder", "delivered")]  # fmt: skip
-    assert _status(stations)["failed"] == 0
+    assert _status(stations)["failed"] == 1
+
+
+@pytest.mark.parametrize("sinks", [["webhook", "folder"], []])
+def test_a_refusal_stored_again_under_its_key_counts_its_file_once(tmp_path: Path, sinks: list[str]) -> None:
+    """A refusal stored again under the same key (the put-aside failing with ENOSPC and retried at every paused
+    try, or a kill before it) counts its file once, whether the file could be read or not, and whether or not a
+    sink takes refusals (no outbox rows to tell it by); a refusal under another key is another file."""
+    from eagle_iad.station.outbox import StationTables
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    tables = StationTables(store)
+    try:
+        for digest in ("", "d1"):
+            payload = {"event": "refused", "refused": {"id": f"refused-{digest}a"}}
+            for _ in range(3):
+                tables.write_failed("line-1", digest, "x.png", "denied", 1.0, key=f"refused-{digest}a",
+                                    planned="failed/x.png", sinks=sinks, payload=payload)  # fmt: skip
+            assert store.read("SELECT files FROM station_intake WHERE digest = ?", (digest,)) == [(1,)]
+            tables.write_failed("line-1", digest, "x.png", "denied", 2.0, key=f"refused-{digest}b",
+                                planned="failed/x-1.png", sinks=sinks, payload=payload)  # fmt: skip
+            assert store.read("SELECT files FROM station_intake WHERE digest = ?", (digest,)) == [(2,)]
+        assert len(store.read("SELECT * FROM outbox")) == 4 * len(sinks)
+        # the shared row of the files not read is no record's: held rows of an unread file have no intake row
+        assert {held.digest for held in tables.held("line-1")} == ({None, "d1"} if sinks else set())
+    finally:
+        store.close()
 
 
 def test_the_folder_sink_writes_a_refusal_whose_image_is_gone_without_a_dead_letter(tmp_path: Path) -> None:

@@ -71,15 +71,17 @@ def station_lock(name: str) -> str:
     return f"station:{name}"
 
 
-#: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend; a
-#: content refused again (another empty file) keeps the count of its refused files (``files``, one per file; the
-#: same file refused again under its held key after a crash is not counted twice).
+#: An intake row written again (a file retried after a failure) replaces the earlier one, in every backend.
 _REPLACE_INTAKE = (
     " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"
     " record_id = excluded.record_id, reason = excluded.reason, moved_to = excluded.moved_to,"
-    " appeared = excluded.appeared, time = excluded.time, files = CASE WHEN station_intake.state = 'failed'"
-    " AND excluded.state = 'failed' THEN station_intake.files + CASE WHEN excluded.record_id IS NOT NULL AND"
-    " station_intake.record_id = excluded.record_id THEN 0 ELSE 1 END ELSE 1 END"
+    " appeared = excluded.appeared, time = excluded.time"
+)
+#: :data:`_REPLACE_INTAKE` of a refusal: a content refused again (another empty file) keeps the count of its
+#: refused files (``files``, one per file) and adds the parameter (1 for a refusal not stored before, 0 for the same
+#: refusal stored again: see :meth:`StationTables.write_failed`).
+_REPLACE_FAILED = (
+    _REPLACE_INTAKE + ", files = CASE WHEN station_intake.state = 'failed' THEN station_intake.files + ? ELSE 1 END"
 )
 
 
@@ -150,7 +152,7 @@ class StationTables:
         now = time.time()
         db.execute(
             "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-            " appeared, time) VALUES (?, ?, ?, 'done', ?, NULL, ?, ?, ?)" + _REPLACE_INTAKE,
+            " appeared, time) VALUES (?, ?, ?, 'done', ?, NULL, ?, ?, ?)" + _REPLACE_INTAKE + ", files = 1",
             (station, digest, name, record_id, moved_to, appeared, now),
         )
         text = json.dumps(payload)
@@ -171,7 +173,7 @@ class StationTables:
         with self.store.transaction() as db:
             rows = db.execute("SELECT seq, payload FROM outbox WHERE station = ? AND record_id = ? AND state = ?"
                               " AND next_try = ?", (station, record_id, PENDING, HELD)).fetchall()  # fmt: skip
-            if first or rows:
+            if (first or rows) and digest:  # the shared row of the files not read has no place
                 db.execute("UPDATE station_intake SET moved_to = ? WHERE station = ? AND digest = ? AND record_id = ?",
                            (at, station, digest, record_id))  # fmt: skip
             for seq, text in rows:
@@ -186,7 +188,7 @@ class StationTables:
         rows = self.store.read(
             "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to FROM outbox o LEFT JOIN station_intake i"
             " ON i.station = o.station AND i.record_id = o.record_id AND i.state IN ('done', 'failed')"
-            " WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
+            " AND i.digest <> '' WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
             " GROUP BY o.record_id, i.digest, i.name, i.moved_to ORDER BY MIN(o.seq)",
             (station, PENDING, HELD),
         )
@@ -212,19 +214,28 @@ class StationTables:
         one outbox row per sink of ``sinks``, held until :meth:`filed` says where the file was put aside. So a crash
         leaves both or neither, and the rows wait in each sink's queue behind the verdicts stored before.
 
-        The intake row counts the file (``files``: the status's ``failed`` counts files, not contents), unless it
-        is this file refused again under its held ``key`` after a crash. ``digest`` ``""``: a file that could not be
-        read, which has no content hash; those share one row (no key, no place: each refusal's own key is in its
-        outbox rows), each counted all the same.
+        The intake row counts the file (``files``: the status's ``failed`` counts files, not contents), once: a
+        refusal stored again under the same ``key`` (this file refused again after a crash, or after a put-aside
+        that failed: see :func:`refusal_key`) adds nothing. That is told in this transaction by the rows already
+        under ``key``: its outbox rows, or (no sink takes refusals) the intake row's key being ``key``. ``digest``
+        ``""``: a file that could not be read, which has no content hash; those share one row (no place: each
+        refusal's own key is in its outbox rows; the row keeps the last one's), each counted all the same.
 
-        Rows already stored under ``key`` (this file refused again: see :func:`refusal_key`) are kept as they are,
-        delivered or not, instead of being written twice."""
+        Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice."""
         now = time.time()
         with self.store.transaction() as db:
+            stored = False
+            if key is not None:
+                rows = "SELECT 1 FROM outbox WHERE station = ? AND record_id = ?"
+                mine = "SELECT 1 FROM station_intake WHERE station = ? AND digest = ? AND state = 'failed' AND"
+                mine += " record_id = ?"
+                stored = bool(
+                    db.execute(rows, (station, key)).fetchall() or db.execute(mine, (station, digest, key)).fetchall()
+                )
             db.execute(
                 "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-                " appeared, time) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)" + _REPLACE_INTAKE,
-                (station, digest, name, key if digest else None, reason, planned if digest else None, appeared, now),
+                " appeared, time) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
+                (station, digest, name, key, reason, planned if digest else None, appeared, now, 0 if stored else 1),
             )
             if key is None or payload is None:
                 return
