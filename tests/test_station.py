@@ -3015,6 +3015,26 @@ def test_the_folder_sink_writes_a_refusal_whose_image_is_gone_without_a_dead_let
     assert json.loads((tmp_path / "sorted" / "refused" / "refused-1_gone.png.json").read_text()) == payload
 
 
+def _refusal(tmp_path: Path, name: str, digest: str | None = None) -> dict[str, Any]:
+    return {"event": "refused", "station": "line-1", "image": str(tmp_path / "failed" / name),
+            "source": str(tmp_path / name), "refused": {"id": "refused-1", "image_name": name,
+                                                        "image_sha256": digest, "reason": "denied"}}  # fmt: skip
+
+
+def test_the_folder_sink_never_files_what_is_now_where_a_refused_image_arrived(tmp_path: Path) -> None:
+    """A refused image not in ``failed/`` (gone, or never put there): the folder sink does not fall back to where
+    it arrived, which holds the next part's bytes by then (and is no path at all for a camera); the JSON alone."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.folder import FolderSink
+
+    (tmp_path / "x.png").write_bytes(b"the next part")
+    refused = tmp_path / "sorted" / "refused"
+    for link in (False, True):
+        sink = FolderSink(Options({"path": "sorted", "link": link}, "sink", tmp_path), "folder")
+        sink.deliver(_refusal(tmp_path, "x.png"), "refused-1")
+        assert [p.name for p in refused.iterdir()] == ["refused-1_x.png.json"]
+
+
 def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_path: Path) -> None:
     """A sink whose start-up check could not look (:class:`NotChecked`) is named in the status's warnings, in the
     service's answers and in ``eagle station status`` (through the intake file), until its first delivery since."""

@@ -92,7 +92,8 @@ class FolderSink:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
 
     def _deliver_refusal(self, payload: Mapping[str, Any], refused: Mapping[str, Any], key: str) -> None:
-        """``refused/<key>_<name>``: the refused image, from where the station put it (or where it arrived), and
+        """``refused/<key>_<name>``: the refused image, from where the station put it (``image``; never where it
+        arrived, ``source``, which holds the next file of that name by then, and is no path for a camera), and
         its refusal's JSON beside it. An image that is gone (removed from ``failed/``), unreadable (the reason it
         was refused, often) or other bytes than those refused gets no copy: the JSON alone is written, since the
         refusal is what the reader of this folder must learn, and a copy that can never be made must not turn it
@@ -103,7 +104,7 @@ class FolderSink:
         stem, suffix = os.path.splitext(f"{key}_{name}")
         base = fit_name(stem, suffix, NAME_MAX - JSON_RESERVE)
         target = folder / base
-        places = [Path(str(place)) for place in (payload.get("image"), payload.get("source")) if place]
+        places = [Path(str(payload["image"]))] if payload.get("image") else []
         expected = refused.get("image_sha256")
         try:
             folder.mkdir(parents=True, exist_ok=True)
