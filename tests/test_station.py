@@ -3035,6 +3035,65 @@ def test_the_folder_sink_never_files_what_is_now_where_a_refused_image_arrived(t
         assert [p.name for p in refused.iterdir()] == ["refused-1_x.png.json"]
 
 
+def test_a_refused_image_the_folder_sink_cannot_link_is_its_json_alone_not_a_blocked_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``link = true``: a refused image the kernel will not hard-link (``fs.protected_hardlinks`` gives EPERM for a
+    file this user neither owns nor can read: the permission-denied refusal itself) is no copy, not a failed try
+    (which, retried forever at the default ``max_attempts``, would hold every later verdict): the JSON alone."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.folder import FolderSink
+
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / "x.png").write_bytes(b"unreadable")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+    sink = FolderSink(Options({"path": "sorted", "link": True}, "sink", tmp_path), "folder")
+    sink.deliver(_refusal(tmp_path, "x.png"), "refused-1")
+    assert [p.name for p in (tmp_path / "sorted" / "refused").iterdir()] == ["refused-1_x.png.json"]
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_a_refused_link_or_fifo_is_neither_followed_nor_waited_on_by_the_folder_sink(
+    tmp_path: Path, link: bool
+) -> None:
+    """A symbolic link or a FIFO the hot folder put aside as it was (refused: not a regular file) is no image to
+    file: the folder sink writes the JSON alone, neither copying (nor linking) the link's target nor waiting for a
+    writer on the FIFO."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sinks.folder import FolderSink
+
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (tmp_path / "secret").write_bytes(b"not the station's to file")
+    (failed / "link.png").symlink_to(tmp_path / "secret")
+    os.mkfifo(failed / "fifo.png")
+    sink = FolderSink(Options({"path": "sorted", "link": link}, "sink", tmp_path), "folder")
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            for name in ("link.png", "fifo.png"):
+                sink.deliver(_refusal(tmp_path, name), f"refused-{name[0]}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=deliver, daemon=True)
+    thread.start()
+    thread.join(wait_s(30))
+    try:
+        assert not thread.is_alive(), "the folder sink waits on the FIFO"
+    finally:
+        if thread.is_alive():  # let the blocked open end (a writer, gone at once)
+            os.close(os.open(failed / "fifo.png", os.O_WRONLY | os.O_NONBLOCK))
+    assert errors == []
+    refused = tmp_path / "sorted" / "refused"
+    assert sorted(p.name for p in refused.iterdir()) == ["refused-f_fifo.png.json", "refused-l_link.png.json"]
+
+
 def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_path: Path) -> None:
     """A sink whose start-up check could not look (:class:`NotChecked`) is named in the status's warnings, in the
     service's answers and in ``eagle station status`` (through the intake file), until its first delivery since."""

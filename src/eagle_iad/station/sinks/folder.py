@@ -9,17 +9,20 @@ may stand alone: see :meth:`FolderSink._deliver_refusal`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.file_hash import file_sha256
+from eagle_iad.file_hash import BLOCK, file_sha256
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, refusal
+from eagle_iad.station.sources.folder import open_regular
 
 #: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
 JSON_RESERVE = len(".json") + 10
@@ -117,23 +120,45 @@ class FolderSink:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
 
     def _copy_readable(self, places: list[Path], temporary: Path, expected: Any) -> bool:
-        """The first of ``places`` that can be opened (and holds the bytes ``expected``, when known) copied or linked
-        to ``temporary``; ``False`` when none can. Raises :class:`OSError` for a failure to write ``temporary``."""
+        """The first of ``places`` that is a regular file and can be read (or, linking, linked) and holds the bytes
+        ``expected`` (when known), copied or linked to ``temporary``; ``False`` when none can. A symbolic link is
+        not followed (its target is no refused image) and a FIFO not waited on; any failure to open, link, read or
+        hash a place is no copy (a link the kernel refuses, ``fs.protected_hardlinks`` for a file this user neither
+        owns nor can read, is exactly a refused image's case). Raises :class:`OSError` only for a failure to write
+        ``temporary``, into this sink's folder."""
         for place in places:
             temporary.unlink(missing_ok=True)
             if self.link:
                 try:
+                    if not stat.S_ISREG(os.lstat(place).st_mode):
+                        continue
                     os.link(place, temporary, follow_symlinks=False)
-                except FileNotFoundError:
+                    digest = None if expected is None else file_sha256(temporary)
+                except OSError:  # gone, not linkable here (EPERM, EXDEV), unreadable: the next place, else no copy
+                    temporary.unlink(missing_ok=True)
                     continue
             else:
                 try:
-                    source = open(place, "rb")  # noqa: SIM115  (closed below; an open that fails is no copy)
-                except OSError:  # gone, unreadable, a folder: the next place, else no copy
+                    source = open_regular(place)
+                except OSError:  # gone, unreadable, a link, a FIFO, a folder: the next place, else no copy
                     continue
+                hashed, read = hashlib.sha256(), True
                 with source, open(temporary, "wb") as copy:
-                    shutil.copyfileobj(source, copy)
-            if expected is None or file_sha256(temporary) == expected:
+                    while read:
+                        try:
+                            block = source.read(BLOCK)
+                        except OSError:  # EIO reading it: no copy of this place
+                            read = False
+                            break
+                        if not block:
+                            break
+                        hashed.update(block)
+                        copy.write(block)
+                if not read:
+                    temporary.unlink(missing_ok=True)
+                    continue
+                digest = hashed.hexdigest()
+            if expected is None or digest == expected:
                 return True
         temporary.unlink(missing_ok=True)
         return False
