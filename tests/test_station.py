@@ -2021,8 +2021,10 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     started = time.monotonic()
     assert all(runner._take(arrival) for arrival in arrivals)
     assert time.monotonic() - started < 10, lines
-    # counted among the station's refused files, with no content hash (none was read): one row, two files
-    assert runner.tables.store.read("SELECT digest, files, record_id FROM station_intake") == [("", 2, None)]
+    # counted among the station's refused files, with no content hash (none was read): one row, two files, keeping
+    # the last refusal's key (so the same refusal stored again is not counted again)
+    ((digest, files, key),) = runner.tables.store.read("SELECT digest, files, record_id FROM station_intake")
+    assert (digest, files) == ("", 2) and key.startswith("refused-")
     assert sorted(lines) == [
         "eagle station line-1: fifo.png: not inspected: fifo.png: cannot be read: not a regular file",
         "eagle station line-1: link.png: not inspected: link.png: cannot be read: a symbolic link, not followed",
@@ -2971,6 +2973,64 @@ def test_an_unreadable_image_is_delivered_once_under_a_stable_key_across_a_kill(
     assert _rows(tmp_path, "SELECT sink, state FROM outbox ORDER BY seq") == [("webhook", "delivered"),
                                                                               ("folder", "delivered")]  # fmt: skip
     assert _status(stations)["failed"] == 1
+
+
+def test_an_unread_refusal_stays_held_while_its_file_waits_and_one_fixed_meanwhile_is_told_with_no_place(
+    model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The default ``settle_s``: a restart's first polls yield nothing while the file settles, and the refusal of a
+    file that could not be read, stored before a kill, is not released then with a ``failed/`` place the file is not
+    at: it stays held while the folder lists that file (same name, size and modification time). Fixed meanwhile
+    (``chmod``: readable now), the file is inspected and filed in ``done/``; the refusal then goes first, in order,
+    saying it has no place (``image`` null), never a ``failed/`` file that does not exist."""
+    launcher = unprivileged_cli()  # root would read it anyway
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    image = incoming / name
+    past = time.time() - 10
+    os.utime(image, (past, past))
+    os.chmod(image, 0)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    try:
+        _kill_after_storing(stations, _env(), point="station refusal stored", launcher=launcher)
+    finally:
+        os.chmod(image, 0o644)
+    ((key,),) = _rows(tmp_path, "SELECT record_id FROM outbox")
+    code, log = _run(stations, "run", "--until-idle", launcher=launcher)
+    assert code == 0, log
+    (record,) = _history(tmp_path)
+    assert receiver.keys() == [key, record.id], log
+    body = receiver.received[0]["body"]
+    assert body["image"] is None and body["refused"]["image_name"] == name, body
+    assert not (incoming / "failed" / name).exists() and (incoming / "done" / name).exists()
+    assert f"refusal {key} (a file that could not be read, {name}, was not put aside before the last stop" in log
+    assert f"no place ({incoming / 'failed' / name} is not there)" in log
+
+
+def test_an_unread_files_key_tells_it_from_another_that_looks_the_same_and_is_fresh_once_told(tmp_path: Path) -> None:
+    """An unread file's derived key takes its ctime and inode too (a copy with ``cp -p``, or 2 s time stamps, has
+    the name, size and modification time of one refused before), and once its rows are no longer held
+    (``refusal_rows`` "told") the station takes a fresh key: a new refusal is never skipped as a repeat. Every such
+    key of that name, size and modification time is one :func:`refusal_of` recognises in the folder."""
+    from eagle_iad.station.outbox import StationTables, refusal_key, refusal_of
+    from eagle_iad.station.parts import Settled
+
+    one, copy = Settled(5, 1000, 2000, 0o100000, 7), Settled(5, 1000, 3000, 0o100000, 8)
+    key = refusal_key("line-1", "x.png", "", one, None)
+    assert key == refusal_key("line-1", "x.png", "", one, None) != refusal_key("line-1", "x.png", "", copy, None)
+    fresh = refusal_key("line-1", "x.png", "", one, None, fresh=True)
+    assert fresh != key and all(refusal_of(k, "line-1", "x.png", copy) for k in (key, fresh))
+    assert not refusal_of(key, "line-1", "x.png", Settled(6, 1000, 2000, 0o100000, 7))
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    tables = StationTables(store)
+    try:
+        assert tables.refusal_rows("line-1", key) == "none"
+        tables.write_failed("line-1", "", "x.png", "denied", 1.0, key=key, sinks=["a", "b"], payload={})
+        assert tables.refusal_rows("line-1", key) == "held"
+        tables.release_held("line-1", key)
+        assert tables.refusal_rows("line-1", key) == "told"
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("sinks", [["webhook", "folder"], []])
