@@ -33,7 +33,7 @@ from typing import Any
 
 from eagle_iad.history.backend import Connection
 from eagle_iad.service.store import InspectionStore
-from eagle_iad.station.parts import Retry
+from eagle_iad.station.parts import Retry, Settled
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 #: ``next_try`` of the outbox rows of an image not yet filed: never due before :meth:`StationTables.filed` says
@@ -46,7 +46,13 @@ HELD = 1e18
 REFUSED_PREFIX = "refused-"
 
 
-def refusal_key(station: str, name: str, digest: str, settled: tuple[int, int] | None, again: str | None) -> str:
+def _tag(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def refusal_key(
+    station: str, name: str, digest: str, settled: Settled | None, again: str | None, *, fresh: bool = False
+) -> str:
     """The idempotency key of a refusal (its outbox rows' ``record_id``).
 
     Why not one rule for both: a refusal is an event (this file refused now), not a content, so bytes refused
@@ -55,15 +61,25 @@ def refusal_key(station: str, name: str, digest: str, settled: tuple[int, int] |
     stored earlier whose deliveries are still held (a crash, or a put-aside that failed, between storing it and
     putting the file aside): refused again, it keeps that key, so it is sent once. A file that could not be read
     has no digest, and a crash loses any memory of it outside the outbox: its key is derived from the station,
-    its name and what the listing saw of it (``settled``: size and modification time), so refusing the same file
-    again after a restart gives the same key, and the rows already stored under it are not written twice
-    (a receiver drops a repeat by its key anyway).
+    its name and what the listing saw of it (``settled``: size and modification time, then ctime and inode), so
+    refusing the same file again after a restart gives the same key, and the rows already stored under it are not
+    written twice (a receiver drops a repeat by its key anyway). Its first 16 hex digits are of the station, name,
+    size and modification time alone (see :func:`refusal_of`). ``fresh``: rows under the derived key exist and are
+    no longer held (a refusal of another file that looked the same, long told): the last 16 are random instead.
     """
     if digest:
         return again or f"{REFUSED_PREFIX}{uuid.uuid4().hex}"
-    seen = "" if settled is None else f"{settled[0]}:{settled[1]}"
-    tag = hashlib.sha256("\0".join((station, name, seen)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return f"{REFUSED_PREFIX}{tag}"
+    if settled is None:
+        return f"{REFUSED_PREFIX}{_tag(station, name)}{uuid.uuid4().hex[:16] if fresh else _tag(station, name, 0)}"
+    seen = (settled.size, settled.mtime_ns)
+    rest = uuid.uuid4().hex[:16] if fresh else _tag(station, name, *seen, settled.ctime_ns, settled.ino)
+    return f"{REFUSED_PREFIX}{_tag(station, name, *seen)}{rest}"
+
+
+def refusal_of(key: str, station: str, name: str, seen: Settled) -> bool:
+    """Whether ``key`` is of a refusal of an unread file of ``station`` named ``name`` with the size and modification
+    time of ``seen`` (see :func:`refusal_key`): a file the source still lists so is that file, not put aside yet."""
+    return key.startswith(f"{REFUSED_PREFIX}{_tag(station, name, seen.size, seen.mtime_ns)}")
 
 
 def station_lock(name: str) -> str:
@@ -104,6 +120,8 @@ class Held:
     digest: str | None
     name: str | None
     planned: str | None
+    #: What its deliveries say (one of its rows' payload): a refusal's ``refused`` tells its image's name and hash.
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,23 +204,42 @@ class StationTables:
         """The records of ``station`` whose outbox rows are held (images a crash or a failed put-away left
         unfiled), oldest first, with what the intake says of each."""
         rows = self.store.read(
-            "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to FROM outbox o LEFT JOIN station_intake i"
+            "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to, MIN(o.payload) FROM outbox o"
+            " LEFT JOIN station_intake i"
             " ON i.station = o.station AND i.record_id = o.record_id AND i.state IN ('done', 'failed')"
             " AND i.digest <> '' WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
             " GROUP BY o.record_id, i.digest, i.name, i.moved_to ORDER BY MIN(o.seq)",
             (station, PENDING, HELD),
         )
-        return [Held(str(record_id), digest, name, planned) for record_id, _, digest, name, planned in rows]
+        held = []
+        for record_id, _, digest, name, planned, text in rows:
+            payload = json.loads(text) if text else None
+            held.append(Held(str(record_id), digest, name, planned, payload if isinstance(payload, dict) else None))
+        return held
 
-    def release_held(self, station: str, record_id: str | None = None) -> int:
+    def refusal_rows(self, station: str, key: str) -> str:
+        """What the outbox holds under refusal ``key``: ``"none"``, ``"held"`` (every row still held: not told
+        yet) or ``"told"`` (some row due, delivered or dead)."""
+        rows = self.store.read("SELECT next_try, state FROM outbox WHERE station = ? AND record_id = ?", (station, key))
+        if not rows:
+            return "none"
+        return "held" if all(state == PENDING and float(due) == HELD for due, state in rows) else "told"
+
+    def release_held(self, station: str, record_id: str | None = None, *, unplaced: bool = False) -> int:
         """Make due the held rows of ``station`` (of its record ``record_id`` only, if given): images a crash or a
         failed put-away left unfiled, and gone from its source since; they go with the path planned for them, the
-        best one known. How many."""
+        best one known, or (``unplaced``: nothing is there) with ``image`` null. How many."""
         where, params = "station = ? AND state = ? AND next_try = ?", [station, PENDING, HELD]
         if record_id is not None:
             where += " AND record_id = ?"
             params.append(record_id)
         with self.store.transaction() as db:
+            if unplaced:
+                for seq, text in db.execute(f"SELECT seq, payload FROM outbox WHERE {where}", params).fetchall():
+                    payload = json.loads(text)
+                    if isinstance(payload, dict):
+                        payload["image"] = None
+                    db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
             cursor = db.execute(f"UPDATE outbox SET next_try = 0 WHERE {where}", params)
         return int(cursor.rowcount)
 

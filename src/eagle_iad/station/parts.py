@@ -190,6 +190,8 @@ class Settled(NamedTuple):
     mtime_ns: int
     ctime_ns: int
     mode: int
+    #: Its inode number (0: not known), which tells a file refused unread from another of the same stat.
+    ino: int = 0
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ station's intake with a status saying why, and the image stays where it is for t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
@@ -47,7 +48,7 @@ from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
-from eagle_iad.station.outbox import REFUSED_PREFIX, StationTables, refusal_key, station_lock
+from eagle_iad.station.outbox import REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
 from eagle_iad.station.parts import REFUSED, Arrival, DeliveryError, NotChecked, RefusedError, StationConfigError
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
@@ -172,6 +173,17 @@ class Courier(threading.Thread):
             self.log(f"eagle station {self.station}: sink {name} delivers again, after {failures} failed "
                      f"tr{'y' if failures == 1 else 'ies'} over {took:.0f} s; {_verdicts(waiting)} in the "
                      "outbox")  # fmt: skip
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything is at ``path`` (a link not followed); :class:`OSError` where that is unknown (EACCES, EIO)."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise
+    return True
 
 
 def _verdicts(count: int) -> str:
@@ -519,14 +531,43 @@ class StationRunner:
                         self.log(f"eagle station {station}: record {held.record_id}: its image was found put away "
                                  f"at {at}; delivered from there")  # fmt: skip
                         continue
-                count = self.tables.release_held(station, held.record_id)
                 if held.digest is None and held.record_id.startswith(REFUSED_PREFIX):
-                    # a file that could not be read, refused before a stop: no content to look for it by; refused
-                    # again, it goes where planned under the same key (refusal_key), so it is not sent twice
-                    self.log(f"eagle station {station}: refusal {held.record_id} (a file that could not be read) "
-                             f"was not put aside before the last stop; {count} deliveries go with the place "
-                             "planned for it")  # fmt: skip
+                    refused = (held.payload or {}).get("refused") or {}
+                    image_name = Path(str(refused.get("image_name") or "")).name
+                    image = (held.payload or {}).get("image")
+                    unread = refused.get("image_sha256") is None
+                    listed = getattr(source, "listed", None)
+                    try:
+                        if unread and moves and image_name and callable(listed):
+                            seen = listed(image_name)
+                            if seen is not None and refusal_of(held.record_id, station, image_name, seen):
+                                # the file refused, not put aside yet (a fresh process's first polls wait for it to
+                                # settle): its next refusal, under this key, puts it aside and files these rows
+                                unresolved = True
+                                continue
+                        there = bool(image) and _exists(Path(str(image)))
+                    except OSError as exc:  # neither there nor not there: held, looked at again after the next poll
+                        unresolved = True
+                        why = unseen(exc)
+                        unknown[held.record_id] = why
+                        if self._unknown.get(held.record_id) != why:
+                            self.log(f"eagle station {station}: refusal {held.record_id}: cannot tell where its "
+                                     f"image is ({why}); its deliveries stay held, looked at again after the next "
+                                     "poll")  # fmt: skip
+                        continue
+                    count = self.tables.release_held(station, held.record_id, unplaced=moves and not there)
+                    whose = (f"a file that could not be read, {image_name}, was not put aside before the last stop "
+                             "and is no longer where it arrived" if unread else
+                             f"{image_name}: its intake row now tells a later file of the same content")  # fmt: skip
+                    place = (
+                        f"the place planned for it, {image}"
+                        if there or not moves
+                        else f"no place ({image} is not there)"
+                    )
+                    self.log(f"eagle station {station}: refusal {held.record_id} ({whose}); {count} deliveries go "
+                             f"with {place}")  # fmt: skip
                     continue
+                count = self.tables.release_held(station, held.record_id)
                 why = "never filed (gone from the source)" if moves else "filed where planned"
                 self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go "
                          f"with the place planned for it, {planned}")  # fmt: skip
@@ -758,10 +799,12 @@ class StationRunner:
         planned_refusal = getattr(source, "planned_refusal", None)
         planned = Path(planned_refusal(arrival)) if callable(planned_refusal) else arrival.path
         sinks = [courier.sink.sink.name for courier in self.couriers if courier.sink.refusals]
-        settled = None if arrival.settled is None else (arrival.settled.size, arrival.settled.mtime_ns)
         try:
             again = self.tables.held_refusal(name, digest, arrival.name)
-            key = refusal_key(name, arrival.name, digest, settled, again)
+            key = refusal_key(name, arrival.name, digest, arrival.settled, again)
+            if not digest and self.tables.refusal_rows(name, key) == "told":
+                # another file that looked the same (2 s time stamps, cp -p), its refusal long told: a new one
+                key = refusal_key(name, arrival.name, digest, arrival.settled, None, fresh=True)
             payload = {"event": REFUSED, "station": name, "image": str(planned), "source": arrival.source,
                        "refused": {"id": key, "category": self.config.category, "image_name": arrival.name,
                                    "image_sha256": digest or None, "reason": reason, "time": iso_time()}}  # fmt: skip

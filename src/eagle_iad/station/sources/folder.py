@@ -102,7 +102,7 @@ def identity(info: os.stat_result) -> tuple[int, int, int, int]:
 
 def look(info: os.stat_result) -> Settled:
     """What a sidecar and :attr:`Arrival.settled` keep of a file's stat."""
-    return Settled(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+    return Settled(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_ino)
 
 
 #: What a sidecar says of the file it describes (see :func:`described`), in that order.
@@ -416,6 +416,22 @@ class HotFolder:
                 return beside / candidate
         self._present()
         return None
+
+    def listed(self, name: str) -> Settled | None:
+        """What the listing sees of the regular file ``name`` still waiting in the folder (in sidecar mode, one its
+        sidecar does not mark), or ``None``: none there. Raises :class:`OSError` where that is unknown (see
+        :meth:`waiting`)."""
+        try:
+            info = os.stat(self.folder / name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
+            self._present()
+            return None
+        seen = look(info)
+        if not stat.S_ISREG(info.st_mode) or (self.after == "sidecar" and self._marked(name, seen)):
+            return None
+        return seen
 
     def _present(self) -> None:
         """Raise :class:`OSError` unless the folder itself is there: "not found" in a folder that is gone
