@@ -51,8 +51,9 @@ class SinkConfig:
     retry: Retry
     #: Whether the sink is sent the station's refusals too (images it could not inspect), in the verdicts' queue:
     #: the option ``refusals`` every sink takes (default: its class's ``takes_refusals``, true for the built-in sinks,
-    #: false for a plugin that does not say), as ``name`` and the retry options.
-    refusals: bool = True
+    #: false for a plugin that does not say), as ``name`` and the retry options; read there, so this default is the
+    #: one of a sink that does not say (a plugin written before refusals existed, reading ``payload["record"]``).
+    refusals: bool = False
 
 
 @dataclass
