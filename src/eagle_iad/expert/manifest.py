@@ -151,8 +151,38 @@ def model_root(directory: str | os.PathLike[str]) -> Path:
     if not root.is_dir():
         raise ModelFormatError(f"{root}: no model directory here (run `eagle fit` first)")
     if not (root / MANIFEST).is_file():
+        export = export_format(root)
+        if export is not None:
+            runtimes = "openvino" if export == "openvino" else "onnx|openvino"
+            what = f"an {EXPORT_NAMES[export]} export" if export in EXPORT_NAMES else "an export (of an unknown format)"
+            raise ModelFormatError(
+                f"{root}: is {what} (written by eagle export), not a fitted model folder: run it with "
+                f"eagle inspect --runtime {runtimes} --model {root}, or serve it as a category folder with eagle serve "
+                f"--runtime {runtimes} --models DIR; info, teach, versions, threshold and export need the fitted "
+                "model folder it was exported from"
+            )
         raise ModelFormatError(f"{root}: not an EAGLE-IAD model directory ({MANIFEST} is missing)")
     return root
+
+
+#: An export folder's sidecar (``eagle_iad.expert.export.SIDECAR``; named here to keep this module light).
+EXPORT_SIDECAR = "eagle-export.json"
+#: How a message names each export format.
+EXPORT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO"}
+
+
+def export_format(root: Path) -> str | None:
+    """The format (``onnx``, ``openvino``) of the export in ``root``, ``None`` where it holds no export sidecar
+    (``"unknown"`` where the sidecar cannot be read or names no format)."""
+    sidecar = root / EXPORT_SIDECAR
+    if not sidecar.is_file():
+        return None
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "unknown"
+    fmt = record.get("format") if isinstance(record, dict) else None
+    return fmt if isinstance(fmt, str) and fmt in EXPORT_NAMES else "unknown"
 
 
 def read_manifest(directory: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
