@@ -464,7 +464,7 @@ def test_unknown_export_schema_is_refused(
     (folder / SIDECAR).write_text(json.dumps(record))
     message = _error(capsys, "inspect", "--runtime", "openvino", "--model", str(folder), str(elpv_images[0]))
     assert message == (
-        f"{folder / SIDECAR}: export schema version 7 is unknown to this eagle (it reads 1, 2); "
+        f"{folder / SIDECAR}: export schema version 7 is unknown to this eagle (it reads 1, 2, 3); "
         "re-export the model with this version"
     )
 

@@ -31,7 +31,7 @@ from eagle_iad.tgps.render import (
     save_png,
     with_legend,
 )
-from eagle_iad.tgps.thresholds import is_near, near_margin
+from eagle_iad.tgps.thresholds import is_near
 
 #: The decision on an image that is not like the training images at all (expert/coverage.py).
 UNRECOGNISED = "unrecognised"
@@ -68,12 +68,14 @@ class ExpertVerdict:
     reference: dict[str, Any] | None = None
     #: ``|score - tau|`` is below the category's near-threshold margin (one standard deviation of its
     #: training scores, :func:`eagle_iad.tgps.thresholds.near_margin`): a second look is advised, whichever
-    #: side of tau the score fell. ``None`` when the model kept no training scores (an exported model).
+    #: side of tau the score fell. ``None`` when the margin is unknown (fewer than two training scores, or
+    #: an export written before its sidecar carried the margin: schema 1 and 2).
     near_threshold: bool | None = None
     #: The share of the image's patches beyond what the category's normal patches cover, and whether that
     #: makes it "unrecognised": not like the training images at all (noise, a blocked camera, another
     #: product; expert/coverage.py). Then the decision is ``unrecognised`` and no box is drawn. ``None``:
-    #: a model saved before coverage existed, or an exported one.
+    #: a model saved before coverage existed or fitted on fewer than 10 images, or an export written before
+    #: its graph gave the patch grid (schema 1 and 2).
     foreign_share: float | None = None
     unrecognised: bool | None = None
 
@@ -182,7 +184,7 @@ def make_verdict(expert: Expert, name: str, result: ExpertResult) -> ExpertVerdi
         region_rule=rule,
         map={**_map_record(expert, result), "region_threshold": found.threshold},
         reference=reference_record(expert, result),
-        near_threshold=is_near(result.score, thresholds.tau, near_margin(expert.model.train_scores)),
+        near_threshold=is_near(result.score, thresholds.tau, expert.near_margin()),
         foreign_share=result.foreign_share,
         unrecognised=unrecognised,
     )

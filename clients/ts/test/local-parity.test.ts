@@ -225,7 +225,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     const sidecar = JSON.parse(readFileSync(join(future, "eagle-export.json"), "utf8")) as Record<string, unknown>;
     writeFileSync(join(future, "eagle-export.json"), JSON.stringify({ ...sidecar, schema_version: 99 }));
     await expect(LocalExpert.open(future)).rejects.toThrow(
-      `${join(future, "eagle-export.json")}: export schema version 99 is unknown to this client (it reads 1, 2); update @eagle-iad/client or export with a matching eagle`,
+      `${join(future, "eagle-export.json")}: export schema version 99 is unknown to this client (it reads 1, 2, 3); update @eagle-iad/client or export with a matching eagle`,
     );
     const graphOpset = sidecar["graph"] as Record<string, unknown>;
     // Schema 1 (before sidecars carried a checksum), so only the opset differs from a readable sidecar.
@@ -244,7 +244,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     cpSync(source, edited, { recursive: true });
     const text = readFileSync(join(edited, "eagle-export.json"), "utf8");
     const sidecar = JSON.parse(text) as Record<string, unknown>;
-    expect(sidecar["schema_version"]).toBe(2);
+    expect(sidecar["schema_version"]).toBe(3);
     expect(sidecar["checksum"]).toMatch(/^sha256:[0-9a-f]{64}$/);
     await (await LocalExpert.open(edited)).close();
     writeFileSync(join(edited, "eagle-export.json"), text.replace(/"tau": [^,]+,/, '"tau": 0.5,'));

@@ -20,7 +20,7 @@ from eagle_iad.cli.flags import (
     mllm_spec,
     parse_layers,
 )
-from eagle_iad.cli.printing import dumps
+from eagle_iad.cli.printing import dumps, print_warnings
 from eagle_iad.errors import ConfigError
 from eagle_iad.naming import printable
 from eagle_iad.outputs import check_output_path, check_outputs, record_outputs, staged_folder, write_errors
@@ -86,6 +86,8 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
 
             _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
         expert, version = load_versioned(args.model, args.runtime)
+        if args.runtime != "torch":  # an older export's: it cannot tell close calls nor unrecognised images
+            print_warnings(expert.model.warnings)
         with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
             records = run_pipeline(
                 expert, list(args.images), category=expert.model.category, out_dir=out, style=args.style,

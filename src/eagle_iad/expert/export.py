@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,20 @@ from eagle_iad.tgps.calibration import fallback_calibration
 
 #: Schema 2 adds ``checksum``: the SHA-256 of the sidecar's own bytes (see :func:`seal_sidecar`), so a
 #: hand-edited tau is refused like a hand-edited model; schema 1 exports still load, unchecked.
-EXPORT_SCHEMA_VERSION = 2
+#: Schema 3 adds the graph's ``patches`` output (the stitched patch grid) and the sidecar's ``verdict``
+#: (the close-call margin and the coverage): what a close call and an unrecognised image are told by.
+#: Schema 1 and 2 exports still load, and say they cannot tell either (:data:`NO_VERDICT_FLAGS`).
+EXPORT_SCHEMA_VERSION = 3
 #: Every sidecar schema a runtime reads (the TypeScript local runtime lists the same).
-EXPORT_SCHEMA_VERSIONS = (1, 2)
+EXPORT_SCHEMA_VERSIONS = (1, 2, 3)
+#: The graph's outputs, in order; an export of schema 1 or 2 has the first two only.
+GRAPH_OUTPUTS = ("score", "map", "patches")
+#: What an export written before schema 3 says about itself (its verdicts' ``near_threshold`` and
+#: ``unrecognised`` are null).
+NO_VERDICT_FLAGS = (
+    "this export predates close calls and unrecognised images (export schema {version}): its verdicts cannot "
+    "tell either (near_threshold and unrecognised are null); export the fitted model again to have them"
+)
 #: What stands in the ``checksum`` field while the sidecar's bytes are hashed.
 CHECKSUM_PLACEHOLDER = "sha256:" + "0" * 64
 EXPORT_KIND = "eagle-export"
@@ -78,7 +89,9 @@ def reflect_indices(length: int, radius: int) -> np.ndarray:
 
 
 class DeployGraph(nn.Module):
-    """uint8 ``N x H x W x 3`` RGB → (``score`` ``N``, ``map`` ``N x H x W``), as :class:`Expert` computes them."""
+    """uint8 ``N x H x W x 3`` RGB → (``score`` ``N``, ``map`` ``N x H x W``, ``patches`` ``N x H/8 x W/8``),
+    as :class:`Expert` computes them: ``patches`` is the stitched patch grid (``ExpertResult.patch_scores``,
+    ``-inf`` where no tile reaches), what an image's share beyond the coverage radius is counted on."""
 
     offset: torch.Tensor
     mean: torch.Tensor
@@ -117,7 +130,7 @@ class DeployGraph(nn.Module):
         self.register_buffer("pad_rows", torch.from_numpy(reflect_indices(height, radius)).long())
         self.register_buffer("pad_cols", torch.from_numpy(reflect_indices(width, radius)).long())
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         height, width = self.input_hw
         # preprocess.normalise: float32 / 255, then (x - mean) / std, channels first.
         x = image.to(torch.float32) / 255.0
@@ -150,7 +163,7 @@ class DeployGraph(nn.Module):
         up = F.interpolate(evidence, size=(height, width), mode="bilinear", align_corners=False)
         up = F.conv2d(up.index_select(2, self.pad_rows), self.kernel_rows)
         up = F.conv2d(up.index_select(3, self.pad_cols), self.kernel_cols)
-        return score, up[:, 0]
+        return score, up[:, 0], stitched
 
 
 def graph_exposure(x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +203,30 @@ def graph_opset(path: Path) -> int:
     raise ModelFormatError(f"{path}: declares no ONNX opset")
 
 
+#: The logger and message start of a note the ONNX exporter's IR library logs on every export (an empty
+#: list attribute it types as INTS, which is right for every such attribute in this graph): noise on stderr.
+AMBIGUOUS_ATTRIBUTE = ("onnx_ir._convenience", "Attribute type is ambiguous because it is an empty sequence")
+
+
+class _DropAmbiguousAttribute(logging.Filter):
+    """Drops :data:`AMBIGUOUS_ATTRIBUTE`'s note and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(AMBIGUOUS_ATTRIBUTE[1])
+
+
+@contextlib.contextmanager
+def _quiet_ambiguous_attribute() -> Iterator[None]:
+    """Silence :data:`AMBIGUOUS_ATTRIBUTE` while the export runs; every other message still goes through."""
+    source = logging.getLogger(AMBIGUOUS_ATTRIBUTE[0])
+    drop = _DropAmbiguousAttribute()
+    source.addFilter(drop)
+    try:
+        yield
+    finally:
+        source.removeFilter(drop)
+
+
 def _export_onnx(graph: DeployGraph, folder: Path, external_above: int) -> tuple[list[str], str | None]:
     height, width = graph.input_hw
     dummy = torch.zeros((2, height, width, 3), dtype=torch.uint8)
@@ -197,14 +234,19 @@ def _export_onnx(graph: DeployGraph, folder: Path, external_above: int) -> tuple
     # The exporter reports its progress on stdout and warns about torchvision ops it will not need;
     # the command's stdout is its JSON summary, so both go to stderr / are dropped.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with torch.no_grad(), contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+    with (
+        torch.no_grad(),
+        contextlib.redirect_stdout(sys.stderr),
+        warnings.catch_warnings(),
+        _quiet_ambiguous_attribute(),
+    ):
         warnings.simplefilter("ignore", FutureWarning)  # the exporter's own use of deprecated torch APIs
         program = torch.onnx.export(
             graph,
             (dummy,),
             dynamo=True,
             input_names=["image"],
-            output_names=["score", "map"],
+            output_names=list(GRAPH_OUTPUTS),
             dynamic_shapes={"image": {0: batch}},
             optimize=True,
             verbose=False,
@@ -256,8 +298,10 @@ def sidecar_record(
             "outputs": {
                 "score": {"dtype": "float32", "shape": ["N"]},
                 "map": {"dtype": "float32", "shape": ["N", height, width]},
+                "patches": {"dtype": "float32", "shape": ["N", height // FEATURE_STRIDE, width // FEATURE_STRIDE]},
             },
         },
+        "verdict": verdict_rules(expert),
         "search": search,
         "backbone": {"name": model.backbone.name, "sha256": model.backbone.sha256},
         "grid": list(model.grid),
@@ -295,6 +339,20 @@ def sidecar_record(
         },
         "config": config.to_dict(),
         "source": {"created": model.created},
+    }
+
+
+def verdict_rules(expert: Expert) -> dict[str, Any]:
+    """What turns a score and a patch grid into the verdict's flags, as the torch path computes them
+    (``eagle_iad.verdict.make_verdict``): the close-call margin (one standard deviation of the training
+    scores, :func:`eagle_iad.tgps.thresholds.near_margin`; ``null`` without two training scores) and the
+    coverage (:mod:`eagle_iad.expert.coverage`; ``null`` for a fit on fewer than 10 images)."""
+    model = expert.model
+    return {
+        "near_margin": expert.near_margin(),
+        "near_rule": "|score - tau| < near_margin",
+        "coverage": None if model.coverage is None else model.coverage.to_dict(),
+        "coverage_rule": "foreign_share = share of finite patches > radius; unrecognised iff foreign_share >= limit",
     }
 
 

@@ -36,7 +36,7 @@ from eagle_iad.expert.search import NearestNeighbourSearch, make_search
 from eagle_iad.expert.tails import Tails
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
-from eagle_iad.tgps.thresholds import Thresholds
+from eagle_iad.tgps.thresholds import Thresholds, near_margin
 
 
 @dataclass
@@ -158,6 +158,11 @@ class Expert:
     @property
     def thresholds(self) -> Thresholds:
         return self.model.thresholds
+
+    def near_margin(self) -> float | None:
+        """The close-call margin around tau (:func:`eagle_iad.tgps.thresholds.near_margin` of the training
+        scores); ``None`` when unknown. An exported expert reads it from its sidecar instead."""
+        return near_margin(self.model.train_scores)
 
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

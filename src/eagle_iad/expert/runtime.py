@@ -20,10 +20,13 @@ import torch
 from eagle_iad.choices import RUNTIMES as RUNTIMES
 from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
+from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.export import (
     EXPORT_KIND,
     EXPORT_SCHEMA_VERSIONS,
     FORMATS,
+    GRAPH_OUTPUTS,
+    NO_VERDICT_FLAGS,
     ONNX_FILE,
     SIDECAR,
     check_sidecar_checksum,
@@ -47,10 +50,24 @@ def host_input(rgb: np.ndarray, config: ExpertConfig) -> tuple[np.ndarray, ViewG
     return preprocessor_of(config).host_pixels(rgb, config)
 
 
-class GraphRunner(Protocol):
-    """One compiled graph: uint8 ``N x H x W x 3`` → (``score`` ``N``, ``map`` ``N x H x W``)."""
+#: What a graph's outputs come back as: ``score`` ``N``, ``map`` ``N x H x W`` and the stitched patch grid
+#: ``patches`` ``N x H/8 x W/8`` (``None`` from a graph exported before it had that output).
+GraphOutputs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+class GraphRunner(Protocol):
+    """One compiled graph: uint8 ``N x H x W x 3`` → :data:`GraphOutputs`."""
+
+    def __call__(self, images: np.ndarray) -> GraphOutputs: ...
+
+
+def _check_names(path: Path, inputs: list[str], outputs: list[str]) -> None:
+    """The graph's inputs and outputs: ``image`` → ``score``, ``map`` and (schema 3) ``patches``."""
+    if inputs != ["image"] or tuple(outputs) not in (GRAPH_OUTPUTS, GRAPH_OUTPUTS[:2]):
+        raise ModelFormatError(
+            f"{path}: graph inputs/outputs are {(inputs, outputs)}, expected (['image'], {list(GRAPH_OUTPUTS)}) "
+            f"or, exported before schema 3, (['image'], {list(GRAPH_OUTPUTS[:2])})"
+        )
 
 
 class OnnxRunner:
@@ -66,13 +83,13 @@ class OnnxRunner:
             raise ModelFormatError(
                 f"{path}: onnxruntime {ort.__version__} cannot run this graph (opset {opset}): {first}"
             ) from None
-        names = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
-        if names != (["image"], ["score", "map"]):
-            raise ModelFormatError(f"{path}: graph inputs/outputs are {names}, expected (['image'], ['score', 'map'])")
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        _check_names(path, [i.name for i in self.session.get_inputs()], self.outputs)
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        score, heat = self.session.run(["score", "map"], {"image": images})
-        return np.asarray(score, dtype=np.float32), np.asarray(heat, dtype=np.float32)
+    def __call__(self, images: np.ndarray) -> GraphOutputs:
+        found = self.session.run(self.outputs, {"image": images})
+        patches = None if len(found) < 3 else np.asarray(found[2], dtype=np.float32)
+        return np.asarray(found[0], dtype=np.float32), np.asarray(found[1], dtype=np.float32), patches
 
 
 class OpenVinoRunner:
@@ -88,16 +105,16 @@ class OpenVinoRunner:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             where = "" if opset is None else f" (opset {opset})"
             raise ModelFormatError(f"{path}: OpenVINO {ov.__version__} cannot run this graph{where}: {first}") from None
-        names = ([i.get_any_name() for i in self.compiled.inputs], [o.get_any_name() for o in self.compiled.outputs])
-        if names != (["image"], ["score", "map"]):
-            raise ModelFormatError(f"{path}: graph inputs/outputs are {names}, expected (['image'], ['score', 'map'])")
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        _check_names(path, [i.get_any_name() for i in self.compiled.inputs], self.outputs)
         self.request = self.compiled.create_infer_request()
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, images: np.ndarray) -> GraphOutputs:
         outputs = self.request.infer({"image": images})
         score = outputs[self.compiled.output("score")]
         heat = outputs[self.compiled.output("map")]
-        return np.array(score, dtype=np.float32), np.array(heat, dtype=np.float32)
+        patches = None if len(self.outputs) < 3 else np.array(outputs[self.compiled.output("patches")], np.float32)
+        return np.array(score, dtype=np.float32), np.array(heat, dtype=np.float32), patches
 
 
 def export_folder(path: str | Path) -> Path:
@@ -184,6 +201,8 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         category = str(record["category"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
+    rules = _verdict_rules(record, where)
+    coverage = None if rules is None else rules[1]
     empty_ids = torch.empty(0, dtype=torch.int32)
     return ExpertModel(
         category=category,
@@ -199,7 +218,32 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         thresholds=thresholds,
         created=str(record.get("source", {}).get("created", "")),
         calibration=calibration,
+        coverage=coverage,
+        warnings=export_warnings(record),
     )
+
+
+def export_warnings(record: dict[str, Any]) -> list[str]:
+    """What an export cannot do that a re-export would (the inspect command prints it, the service lists it)."""
+    version = record.get("schema_version")
+    return [NO_VERDICT_FLAGS.format(version=version)] if version in (1, 2) else []
+
+
+def _verdict_rules(record: dict[str, Any], where: Path) -> tuple[float | None, Coverage | None] | None:
+    """The sidecar's close-call margin and coverage (schema 3); ``None`` for an export written before them."""
+    if record.get("schema_version") in (1, 2):
+        return None
+    try:
+        rules = record["verdict"]
+        margin = rules["near_margin"]
+        if margin is not None:
+            margin = float(margin)
+            if not (np.isfinite(margin) and margin > 0):
+                raise ValueError(f"near_margin {margin!r} is not a finite number > 0")
+        coverage = None if rules["coverage"] is None else Coverage.from_dict(dict(rules["coverage"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar (verdict {exc})") from None
+    return margin, coverage
 
 
 #: Images per run for an export written before the sidecar said (no limit: each chunk whole).
@@ -229,6 +273,11 @@ class GraphExpert(Expert):
         self.export = record
         self.runtime = runtime
         self.model = _model_record(record, folder / SIDECAR)
+        rules = _verdict_rules(record, folder / SIDECAR)
+        #: Whether this export can tell close calls and unrecognised images (schema 3); an older one's
+        #: ``model.warnings`` says it cannot and that a re-export fixes it.
+        self.tells_flags = rules is not None
+        self._near_margin = None if rules is None else rules[0]
         graph = folder / str(record["graph"]["file"])
         declared = record["graph"].get("opset")
         opset = None
@@ -246,6 +295,10 @@ class GraphExpert(Expert):
             self.runner: GraphRunner = OnnxRunner(graph, int(declared))
         else:
             self.runner = OpenVinoRunner(graph, opset)
+
+    def near_margin(self) -> float | None:
+        """The close-call margin the sidecar carries (``None`` for an export written before it)."""
+        return self._near_margin
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         raise ConfigError(f"an exported expert ({self.runtime}) has no patch embeddings; use --runtime torch")
@@ -266,9 +319,14 @@ class GraphExpert(Expert):
                 prepared = [host_input(s if isinstance(s, np.ndarray) else load_rgb(s), config) for s in chunk]
                 pixels = np.stack([p for p, _ in prepared])
                 runs = [self.runner(pixels[i : i + self.per_run]) for i in range(0, len(pixels), self.per_run)]
-                scores = np.concatenate([score for score, _ in runs])
-                maps = np.concatenate([heat for _, heat in runs])
-                for (_, geometry), value, heat in zip(prepared, scores, maps, strict=True):
+                scores = np.concatenate([score for score, _, _ in runs])
+                maps = np.concatenate([heat for _, heat, _ in runs])
+                # the share beyond the coverage radius, on the stitched grid as Expert._result counts it
+                coverage = self.model.coverage
+                shares: list[float | None] = [None] * len(prepared)
+                if coverage is not None and all(grids is not None for _, _, grids in runs):
+                    shares = [coverage.share(grid) for _, _, grids in runs if grids is not None for grid in grids]
+                for (_, geometry), value, heat, share in zip(prepared, scores, maps, shares, strict=True):
                     score = float(value)
                     results.append(
                         ExpertResult(
@@ -279,6 +337,7 @@ class GraphExpert(Expert):
                             crop_map=heat,
                             anomaly_map=geometry.to_original(heat),
                             geometry=geometry,
+                            foreign_share=share,
                         )
                     )
                 bar.update(len(chunk))

@@ -26,7 +26,7 @@ from eagle_iad.data import IMAGE_EXTENSIONS
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.export import SIDECAR
-from eagle_iad.expert.runtime import check_runtime, parse_sidecar
+from eagle_iad.expert.runtime import check_runtime, export_warnings, parse_sidecar
 from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
@@ -117,7 +117,7 @@ def describe_export(directory: Path, runtime: str) -> dict[str, Any]:
         "rule_params": thresholds.get("params", {}),
         "created": (record.get("source") or {}).get("created"),
         "map_legend": map_legend(record["map"].get("calibration"), tau),
-        "warnings": [],
+        "warnings": export_warnings(record),
         "export": record.get("format"),
     }
 

@@ -19,8 +19,12 @@ import { decodeImage } from "./image.js";
 
 export const SIDECAR = "eagle-export.json";
 export const EXPORT_KIND = "eagle-export";
-/** Sidecar schema versions this runtime reads (2 carries a checksum of its own bytes). */
-export const SCHEMA_VERSIONS = [1, 2];
+/**
+ * Sidecar schema versions this runtime reads (2 carries a checksum of its own bytes; 3 adds the graph's
+ * `patches` output and the sidecar's `verdict` rules, which this runtime does not read yet: its verdicts'
+ * close-call and unrecognised flags stay null).
+ */
+export const SCHEMA_VERSIONS = [1, 2, 3];
 /** What stands in the sidecar's `checksum` field while its bytes are hashed (eagle_iad/expert/export.py). */
 const CHECKSUM_PLACEHOLDER = "sha256:" + "0".repeat(64);
 /** The newest default-domain ONNX opset onnxruntime-node 1.30 loads (measured: 26 loads, 27 is refused at load). */
@@ -228,8 +232,10 @@ export class LocalExpert {
       throw new EagleLocalError(`${graph}: onnxruntime-node ${ort.env.versions.node ?? ""} cannot run this graph (opset ${sidecar.graph.opset}): ${first}`);
     }
     const names = JSON.stringify([session.inputNames, session.outputNames]);
-    if (names !== JSON.stringify([["image"], ["score", "map"]])) {
-      throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map"]]`);
+    // schema 3 graphs add `patches` (the stitched patch grid) after the two this runtime reads
+    const known = [JSON.stringify([["image"], ["score", "map"]]), JSON.stringify([["image"], ["score", "map", "patches"]])];
+    if (!known.includes(names)) {
+      throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map","patches"]] (or, before schema 3, [["image"],["score","map"]])`);
     }
     return new LocalExpert(folder, sidecar, session, ort);
   }
