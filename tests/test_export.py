@@ -32,6 +32,9 @@ from eagle_iad.verdict import ExpertVerdict, inspect_images
 REPO = Path(__file__).resolve().parents[1]
 SCORE_RTOL = 1e-4
 MAP_ATOL = 1e-3
+#: A share of patches beyond the coverage radius: one patch of a 16 x 16 grid may sit within float32 rounding
+#: of the radius; measured alike to the last digit on the images here.
+SHARE_ATOL = 1 / 256
 
 #: Other backbones, checked in the whole-frame mode (the graph code is the same for every mode).
 OTHER_BACKBONES = ("efficientnet_lite1", "efficientnet_lite2")
@@ -74,6 +77,11 @@ def assert_same_verdicts(reference: list[ExpertVerdict], exported: list[ExpertVe
     for ref, got in zip(reference, exported, strict=True):
         assert got.score == pytest.approx(ref.score, rel=SCORE_RTOL), ref.image
         assert (got.decision, got.in_band) == (ref.decision, ref.in_band), ref.image
+        # a close call and an unrecognised image are told as torch tells them (sidecar schema 3)
+        assert (got.near_threshold, got.unrecognised) == (ref.near_threshold, ref.unrecognised), ref.image
+        assert (got.foreign_share is None) == (ref.foreign_share is None), ref.image
+        if ref.foreign_share is not None:
+            assert got.foreign_share == pytest.approx(ref.foreign_share, abs=SHARE_ATOL), ref.image
         assert _corners(got.boxes) == _corners(ref.boxes), ref.image
         assert _corners(got.candidates) == _corners(ref.candidates), ref.image
         for box, ref_box in zip(got.boxes + got.candidates, ref.boxes + ref.candidates, strict=True):
@@ -130,6 +138,8 @@ def exports(fitted: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
             assert done.returncode == 0, done.stderr
             summary = json.loads(done.stdout)
             assert summary["files"] == ["eagle-export.json", "model.onnx"] and summary["external_data"] is None
+            # nothing but the command's own line: the exporter's notes (an ambiguous empty attribute) are not shown
+            assert done.stderr == f"exporting 'mono' as onnx to {out}\n"
         else:
             export_expert(load_expert(model), "onnx", out)
         folders[mode] = out
@@ -306,6 +316,151 @@ def test_the_sidecar_is_moved_into_place_after_the_graph(
         order = [file for folder, file in moved if folder == name]
         assert sorted(order[:-1]) == files and order[-1] == SIDECAR, moved
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted([*files, SIDECAR])
+
+
+# ----------------------------------------------------------------------------------------- close calls, unrecognised
+
+
+@pytest.fixture(scope="module")
+def covered(elpv_images: list[Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A model fitted on 10 cells (the fewest that keep a coverage radius) whose tau is set just above a normal
+    test cell's score, so that cell is a close call; its ONNX and OpenVINO exports; the cells, a black and a
+    noise frame (each unrecognised)."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from eagle_iad.tgps.thresholds import Thresholds, near_margin
+
+    root = tmp_path_factory.mktemp("covered")
+    expert = fit(_elpv("train", 10), "mono", ExpertConfig(batch_size=4, **MODES["resize"]))
+    assert expert.model.coverage is not None
+    margin = near_margin(expert.model.train_scores)
+    assert margin is not None
+    close = elpv_images[0]
+    tau = expert.inspect(close).score + margin / 2
+    thresholds = Thresholds("fixed", tau, expert.model.thresholds.s_max, {"value": tau})
+    model = save(replace(expert.model, thresholds=thresholds), root / "mono")
+    Image.new("RGB", (300, 300)).save(root / "black.png")
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "noise.png")
+    images = [*elpv_images, root / "black.png", root / "noise.png"]
+    exports = {fmt: root / f"mono-{fmt}" for fmt in ("onnx", "openvino")}
+    for fmt, out in exports.items():
+        export_expert(load_expert(model), fmt, out)
+    return {"model": model, "exports": exports, "images": images, "close": close, "root": root}
+
+
+def test_exports_tell_close_calls_and_unrecognised_images_as_torch_does(covered: dict[str, Any]) -> None:
+    """Torch, ONNX Runtime (ONNX export) and OpenVINO (its IR and the ONNX export) give the same decision,
+    close call, unrecognised flag and share beyond the coverage on cells, a close call and foreign frames."""
+    images = covered["images"]
+    reference = inspect_images(load_expert(covered["model"]), list(images))
+    by_name = {Path(v.image).name: v for v in reference}
+    assert by_name[covered["close"].name].near_threshold is True  # the close call, on its normal side
+    assert by_name[covered["close"].name].decision == "normal"
+    for frame in ("black.png", "noise.png"):
+        assert (by_name[frame].decision, by_name[frame].unrecognised, by_name[frame].boxes) == (
+            "unrecognised",
+            True,
+            [],
+        )
+    assert all(v.foreign_share is not None for v in reference)
+    assert any(v.unrecognised is False for v in reference)
+    for fmt, runtime in (("onnx", "onnx"), ("onnx", "openvino"), ("openvino", "openvino")):
+        graph_expert = load_expert(covered["exports"][fmt], runtime)
+        assert graph_expert.model.warnings == []
+        assert_same_verdicts(reference, inspect_images(graph_expert, list(images)))
+
+
+def _as_schema_2(export: Path, into: Path) -> Path:
+    """``export`` as an export written before schema 3: a graph without its ``patches`` output and a sidecar
+    without ``verdict``, each hashed and sealed as that export would have been."""
+    import onnx
+
+    folder = _copy(export, into)
+    graph = onnx.load(str(folder / "model.onnx"))
+    kept = [output for output in graph.graph.output if output.name != "patches"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    onnx.save(graph, str(folder / "model.onnx"))
+    record = json.loads((folder / SIDECAR).read_text())
+    for key in ("checksum", "verdict"):
+        record.pop(key)
+    record["graph"]["outputs"].pop("patches")
+    record["graph"]["sha256"] = {"model.onnx": hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()}
+    (folder / SIDECAR).write_text(seal_sidecar({**record, "schema_version": 2}))
+    return folder
+
+
+def test_an_export_before_schema_3_loads_and_says_it_cannot_tell_close_calls_or_unrecognised_images(
+    covered: dict[str, Any], tmp_path: Path
+) -> None:
+    old = _as_schema_2(covered["exports"]["onnx"], tmp_path / "old")
+    reference = inspect_images(load_expert(covered["model"]), list(covered["images"]))
+    said = (
+        "this export predates close calls and unrecognised images (export schema 2): its verdicts cannot tell "
+        "either (near_threshold and unrecognised are null); export the fitted model again to have them"
+    )
+    for runtime in ("onnx", "openvino"):
+        expert = load_expert(old, runtime)
+        assert expert.model.warnings == [said]
+        verdicts = inspect_images(expert, list(covered["images"]))
+        for ref, got in zip(reference, verdicts, strict=True):
+            assert (got.near_threshold, got.unrecognised, got.foreign_share) == (None, None, None)
+            assert got.score == pytest.approx(ref.score, rel=SCORE_RTOL)
+        assert verdicts[-1].decision == "anomalous"  # the noise frame: scored as this product, as it was
+    done = _cli("inspect", "--runtime", "onnx", "--model", str(old), "--quiet", str(covered["images"][-1]))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"eagle: warning: {said}\n"
+
+
+def test_a_service_running_an_export_puts_its_close_calls_and_unrecognised_images_up_for_review(
+    covered: dict[str, Any], tmp_path: Path, live_server: Any
+) -> None:
+    """``eagle serve --runtime onnx``: the close call and the black frame are stored with their flags, so the
+    review queue holds both (it was empty: an export's verdicts had neither flag)."""
+    from test_service import call, multipart
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy(covered["exports"]["onnx"], models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", runtime="onnx")
+    with live_server(create_app(settings)) as live:
+        for image in (covered["close"], covered["root"] / "black.png"):
+            body, ctype = multipart({"category": "mono"}, [("image", image.name, image.read_bytes(), "image/png")])
+            status, _, record = call("POST", f"{live.base}/v1/inspect", body=body, content_type=ctype)
+            assert status == 200, record
+        status, _, queue = call("GET", f"{live.base}/v1/review")
+    assert status == 200, queue
+    assert queue["total"] == 2
+    flags = sorted((i["record"]["near_threshold"], i["record"]["unrecognised"]) for i in queue["items"])
+    assert flags == [(False, True), (True, False)]
+
+
+def test_commands_that_need_the_fitted_model_say_an_export_is_one(
+    covered: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """info, versions, teach, export and a torch inspect on an export folder name it and what runs it."""
+    image = str(covered["images"][0])
+    for fmt, runtimes in (("onnx", "onnx|openvino"), ("openvino", "openvino")):
+        folder = covered["exports"][fmt]
+        said = (
+            f"{folder}: is an {'ONNX' if fmt == 'onnx' else 'OpenVINO'} export (written by eagle export), not a "
+            f"fitted model folder: run it with eagle inspect --runtime {runtimes} --model {folder}, or serve it as a "
+            f"category folder with eagle serve --runtime {runtimes} --models DIR; info, teach, versions, threshold "
+            "and export need the fitted model folder it was exported from"
+        )
+        for argv in (
+            ["info", "--model", str(folder)],
+            ["versions", "--model", str(folder)],
+            ["teach", "--model", str(folder), "--why", "x", image],
+            ["export", "--model", str(folder), "--format", "onnx", "--out", str(tmp_path / f"again-{fmt}")],
+            ["inspect", "--model", str(folder), image],
+        ):
+            assert _error(capsys, *argv) == said, argv
 
 
 # ----------------------------------------------------------------------------------------- bad input

@@ -76,7 +76,7 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   label_by: null;
   label_note: null;
   label_revision: null;
-  /** The export carries no training scores (close call) nor patch grid (coverage): unknown, as the service says for it. */
+  /** Not read by this runtime yet (a schema-3 export carries the close-call margin and coverage; DEPLOY.md): unknown. */
   near_threshold: null;
   unrecognised: null;
   station: null;
