@@ -25,6 +25,7 @@ pytest.importorskip("openvino", reason="the deploy extra (pip install -e '.[depl
 
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
+from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, ExpertConfig, fit, load_expert, save
 from eagle_iad.expert.export import SIDECAR, export_expert, seal_sidecar
 from eagle_iad.verdict import ExpertVerdict, inspect_images
@@ -186,7 +187,12 @@ def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str,
     expert = load_expert(fitted["tile"])
     record = json.loads((exports["tile"] / SIDECAR).read_text())
     model = expert.model
-    assert record["schema_version"] == 2 and record["kind"] == "eagle-export" and record["format"] == "onnx"
+    assert record["schema_version"] == 3 and record["kind"] == "eagle-export" and record["format"] == "onnx"
+    input_hw = record["preprocessing"]["input_hw"]
+    assert record["graph"]["outputs"]["patches"] == {"dtype": "float32", "shape": ["N", *(n // 8 for n in input_hw)]}
+    # four training images: a close-call margin (their spread) but no coverage (a fit on 10 or more keeps one)
+    assert record["verdict"]["near_margin"] == pytest.approx(float(np.std(model.train_scores)), rel=1e-12)
+    assert record["verdict"]["coverage"] is None
     assert record["graph"]["sha256"] == {
         "model.onnx": hashlib.sha256((exports["tile"] / "model.onnx").read_bytes()).hexdigest()
     }
@@ -373,9 +379,10 @@ def test_exports_tell_close_calls_and_unrecognised_images_as_torch_does(covered:
         assert_same_verdicts(reference, inspect_images(graph_expert, list(images)))
 
 
-def _as_schema_2(export: Path, into: Path) -> Path:
+def _as_schema_2(export: Path, into: Path, sidecar_too: bool = True) -> Path:
     """``export`` as an export written before schema 3: a graph without its ``patches`` output and a sidecar
-    without ``verdict``, each hashed and sealed as that export would have been."""
+    without ``verdict``, each hashed and sealed as that export would have been (``sidecar_too=False``: the
+    schema-3 sidecar kept, but for the graph's new SHA-256)."""
     import onnx
 
     folder = _copy(export, into)
@@ -385,11 +392,13 @@ def _as_schema_2(export: Path, into: Path) -> Path:
     graph.graph.output.extend(kept)
     onnx.save(graph, str(folder / "model.onnx"))
     record = json.loads((folder / SIDECAR).read_text())
-    for key in ("checksum", "verdict"):
-        record.pop(key)
-    record["graph"]["outputs"].pop("patches")
+    record.pop("checksum")
     record["graph"]["sha256"] = {"model.onnx": hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()}
-    (folder / SIDECAR).write_text(seal_sidecar({**record, "schema_version": 2}))
+    if sidecar_too:
+        record.pop("verdict")
+        record["graph"]["outputs"].pop("patches")
+        record["schema_version"] = 2
+    (folder / SIDECAR).write_text(seal_sidecar(record))
     return folder
 
 
@@ -413,6 +422,11 @@ def test_an_export_before_schema_3_loads_and_says_it_cannot_tell_close_calls_or_
     done = _cli("inspect", "--runtime", "onnx", "--model", str(old), "--quiet", str(covered["images"][-1]))
     assert done.returncode == 0, done.stderr
     assert done.stderr == f"eagle: warning: {said}\n"
+    # a schema-3 sidecar over a graph without the patch grid is refused, not read as "cannot tell"
+    torn = _as_schema_2(covered["exports"]["onnx"], tmp_path / "torn", sidecar_too=False)
+    for runtime in ("onnx", "openvino"):
+        with pytest.raises(ModelFormatError, match="has no 'patches' output, which its sidecar's schema 3 promises"):
+            load_expert(torn, runtime)
 
 
 def test_a_service_running_an_export_puts_its_close_calls_and_unrecognised_images_up_for_review(
@@ -489,7 +503,7 @@ def test_a_sidecar_edited_by_hand_is_refused(
     folder = _copy(exports["resize"], tmp_path / "export")
     text = (folder / SIDECAR).read_text()
     record = json.loads(text)
-    assert record["schema_version"] == 2 and record["checksum"].startswith("sha256:")
+    assert record["schema_version"] == 3 and record["checksum"].startswith("sha256:")
     edited = text.replace(f'"tau": {json.dumps(record["tau"])},', '"tau": 0.5,', 1)
     assert edited != text
     (folder / SIDECAR).write_text(edited)

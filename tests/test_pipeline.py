@@ -37,6 +37,11 @@ class FakeExpert:
         self.model = SimpleNamespace(category="widget", calibration=None, config=config, coverage=None,
                                      train_scores=np.array([0.1, 1.1]))  # fmt: skip
 
+    def near_margin(self) -> float | None:
+        from eagle_iad.tgps.thresholds import near_margin
+
+        return near_margin(self.model.train_scores)
+
     def inspect(self, rgb: np.ndarray) -> ExpertResult:
         height, width = rgb.shape[:2]
         anomaly_map = np.zeros((height, width), dtype=np.float32)

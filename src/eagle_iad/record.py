@@ -68,12 +68,14 @@ class InspectionRecord:
     )
     near_threshold: bool | None = doc(
         "the score is within one standard deviation of the training scores of tau, on either side: a second look "
-        "is advised; null: unknown (stored before this field, or a model without training scores)",
+        "is advised; null: unknown (stored before this field, a model without training scores, or an export written "
+        "before export schema 3)",
         None,
     )
     unrecognised: bool | None = doc(
         "the image is not like the category's training images at all (noise, a blocked camera, another product): "
-        "the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check",
+        "the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on "
+        "fewer than 10 images, or an export written before export schema 3",
         None,
     )
     station: str | None = doc("the station that took the image off the line; null: uploaded", None)

@@ -58,6 +58,9 @@ GraphOutputs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 class GraphRunner(Protocol):
     """One compiled graph: uint8 ``N x H x W x 3`` → :data:`GraphOutputs`."""
 
+    #: The graph's output names, in order (:data:`~eagle_iad.expert.export.GRAPH_OUTPUTS` or its first two).
+    outputs: list[str]
+
     def __call__(self, images: np.ndarray) -> GraphOutputs: ...
 
 
@@ -273,10 +276,8 @@ class GraphExpert(Expert):
         self.export = record
         self.runtime = runtime
         self.model = _model_record(record, folder / SIDECAR)
+        # an export before schema 3 has neither: its ``model.warnings`` says so and that a re-export fixes it
         rules = _verdict_rules(record, folder / SIDECAR)
-        #: Whether this export can tell close calls and unrecognised images (schema 3); an older one's
-        #: ``model.warnings`` says it cannot and that a re-export fixes it.
-        self.tells_flags = rules is not None
         self._near_margin = None if rules is None else rules[0]
         graph = folder / str(record["graph"]["file"])
         declared = record["graph"].get("opset")
@@ -295,6 +296,11 @@ class GraphExpert(Expert):
             self.runner: GraphRunner = OnnxRunner(graph, int(declared))
         else:
             self.runner = OpenVinoRunner(graph, opset)
+        if rules is not None and len(self.runner.outputs) < len(GRAPH_OUTPUTS):
+            raise ModelFormatError(
+                f"{graph}: has no 'patches' output, which its sidecar's schema {record['schema_version']} "
+                "promises; export the model again"
+            )
 
     def near_margin(self) -> float | None:
         """The close-call margin the sidecar carries (``None`` for an export written before it)."""

@@ -1223,7 +1223,7 @@ export interface components {
             model_version?: number | null;
             /**
              * Near Threshold
-             * @description the score is within one standard deviation of the training scores of tau, on either side: a second look is advised; null: unknown (stored before this field, or a model without training scores)
+             * @description the score is within one standard deviation of the training scores of tau, on either side: a second look is advised; null: unknown (stored before this field, a model without training scores, or an export written before export schema 3)
              */
             near_threshold?: boolean | null;
             /**
@@ -1267,7 +1267,7 @@ export interface components {
             time: string;
             /**
              * Unrecognised
-             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check
+             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
              */
             unrecognised?: boolean | null;
             /**
