@@ -191,11 +191,13 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
             rule = "paper" if index % 5 == 0 else "calibrated"
             expert = SimpleNamespace(
                 thresholds=thresholds,
+                # No close-call margin nor coverage (both checks unknown; the params below carry neither).
+                near_margin=lambda: None,
                 model=SimpleNamespace(
                     calibration=calibration,
                     category="fixture",
                     config=SimpleNamespace(region_rule=rule, preprocess=preprocess),
-                    # What an exported model keeps: no training scores, no coverage (both checks unknown).
+                    # (an export keeps no training scores: the margin comes from its sidecar, absent here)
                     train_scores=np.empty(0),
                     coverage=None,
                 ),

@@ -237,3 +237,34 @@ describe("local runtime image limits (eagle_iad.images' rules, from the header)"
     }
   });
 });
+
+describe("close calls and unrecognised images (sidecar schema 3's verdict, as eagle_iad.verdict.make_verdict)", () => {
+  const geometry: ViewGeometry = { height: 16, width: 16, inputHeight: 16, inputWidth: 16 };
+  const flat = { width: 16, height: 16, data: new Float32Array(256).fill(1) };
+  const params: DecisionParams = {
+    category: "c", tau: 2, sMax: 3, regionRule: "calibrated", mapTau: 1.5, colourScale: [0.5, 2.5], calibrated: true,
+    preprocess: "resize", nearMargin: 0.25, coverage: { radius: 1, limit: 0.2 },
+  };
+  // a 2 x 2 patch grid, one cell of four beyond the radius (a share of 0.25), one cell no tile reached
+  const grid = (beyond: number) => Float32Array.from([0.5, beyond, 0.9, -Infinity]);
+
+  it("marks a score within the margin of tau a close call, on either side", () => {
+    expect(makeVerdict("a", 1.8, flat, geometry, params, grid(0.9)).near_threshold).toBe(true);
+    expect(makeVerdict("b", 2.2, flat, geometry, params, grid(0.9)).near_threshold).toBe(true);
+    expect(makeVerdict("c", 1.7, flat, geometry, params, grid(0.9)).near_threshold).toBe(false);
+    expect(makeVerdict("d", 1.8, flat, geometry, { ...params, nearMargin: null }, grid(0.9)).near_threshold).toBeNull();
+  });
+
+  it("calls an image with a fifth or more of its patches beyond the coverage unrecognised, without boxes", () => {
+    const foreign = makeVerdict("e", 9, flat, geometry, params, grid(1.5));
+    expect(foreign.foreign_share).toBeCloseTo(1 / 3, 12); // the uncovered cell does not count
+    expect([foreign.decision, foreign.unrecognised, foreign.in_band, foreign.near_threshold]).toEqual(["unrecognised", true, false, false]);
+    expect([foreign.boxes, foreign.candidates]).toEqual([[], []]);
+    const known = makeVerdict("f", 1, flat, geometry, params, grid(0.9));
+    expect([known.decision, known.unrecognised, known.foreign_share]).toEqual(["normal", false, 0]);
+    // an export before schema 3: no patch grid, no rules: unknown
+    const { nearMargin: _margin, coverage: _coverage, ...before } = params;
+    const old = makeVerdict("g", 9, flat, geometry, before);
+    expect([old.decision, old.unrecognised, old.foreign_share, old.near_threshold]).toEqual(["anomalous", null, null, null]);
+  });
+});

@@ -204,6 +204,16 @@ export interface DecisionParams {
   /** Whether the model has a map calibration (without one the boxes use the paper's rule). */
   calibrated: boolean;
   preprocess: string;
+  /**
+   * The close-call margin (sidecar `verdict.near_margin`, schema 3): `|score - tau| < nearMargin` is a close
+   * call. Absent or null: unknown (an export before schema 3, or a model without two training scores).
+   */
+  nearMargin?: number | null;
+  /**
+   * The coverage (sidecar `verdict.coverage`, schema 3): an image with a share `>= limit` of its patch grid's
+   * finite cells beyond `radius` is unrecognised. Absent or null: unknown (before schema 3, or under 10 images).
+   */
+  coverage?: { radius: number; limit: number } | null;
 }
 
 export interface BoxRecord extends Box {
@@ -227,7 +237,7 @@ export type ExpertVerdictRecord = {
   score: number;
   tau: number;
   s_max: number;
-  decision: "anomalous" | "normal";
+  decision: "anomalous" | "normal" | "unrecognised";
   in_band: boolean;
   boxes: BoxRecord[];
   width: number;
@@ -238,11 +248,23 @@ export type ExpertVerdictRecord = {
   map: Record<string, unknown>;
   /** Always null here: an export's graph gives scores and maps, not the nearest bank rows (nor pictures). */
   reference: null;
-  /** Null: an export keeps no training scores (close call) nor patch grid (coverage), as Python's runtime says. */
-  near_threshold: null;
-  foreign_share: null;
-  unrecognised: null;
+  /** Null where the export does not say (before schema 3; see DecisionParams), as Python's runtime says. */
+  near_threshold: boolean | null;
+  foreign_share: number | null;
+  unrecognised: boolean | null;
 };
+
+/** The share of a patch grid's finite cells beyond the coverage radius (expert/coverage.py `Coverage.share`). */
+export function foreignShare(patches: Float32Array, radius: number): number | null {
+  let finite = 0;
+  let beyond = 0;
+  for (const v of patches) {
+    if (!Number.isFinite(v)) continue;
+    finite += 1;
+    if (v > radius) beyond += 1;
+  }
+  return finite === 0 ? null : beyond / finite;
+}
 
 /** The verdict for one image from its score and its map in original pixels (verdict.make_verdict). */
 export function makeVerdict(
@@ -251,6 +273,7 @@ export function makeVerdict(
   originalMap: FloatMap,
   geometry: ViewGeometry,
   params: DecisionParams,
+  patches: Float32Array | null = null,
 ): ExpertVerdictRecord {
   const rule = params.calibrated ? params.regionRule : "paper";
   const mapTau = params.calibrated ? params.mapTau : null;
@@ -270,19 +293,26 @@ export function makeVerdict(
     if (v > max) max = v;
   }
   const inspected = inspectedFraction(geometry);
+  const coverage = params.coverage ?? null;
+  const share = coverage === null || patches === null ? null : foreignShare(patches, coverage.radius);
+  const unrecognised = coverage === null || share === null ? null : share >= coverage.limit;
+  const margin = params.nearMargin ?? null;
+  const near = margin === null || !Number.isFinite(score) ? null : Math.abs(score - params.tau) < margin;
+  const decided = unrecognised ? "unrecognised" : anomalous ? "anomalous" : "normal";
   return {
     image: name,
     category: params.category,
     score,
     tau: params.tau,
     s_max: params.sMax,
-    decision: anomalous ? "anomalous" : "normal",
-    in_band: params.tau <= score && score < params.sMax,
-    boxes: anomalous ? ranked(found.boxes) : [],
+    decision: decided,
+    // not a defect of this product: no band, no box around everything (verdict.make_verdict)
+    in_band: !unrecognised && params.tau <= score && score < params.sMax,
+    boxes: decided === "anomalous" ? ranked(found.boxes) : [],
     width: geometry.width,
     height: geometry.height,
     pictures: {},
-    candidates: anomalous ? [] : ranked(found.boxes),
+    candidates: decided === "normal" ? ranked(found.boxes) : [],
     region_rule: rule,
     map: {
       min,
@@ -299,8 +329,8 @@ export function makeVerdict(
       region_threshold: found.threshold,
     },
     reference: null,
-    near_threshold: null,
-    foreign_share: null,
-    unrecognised: null,
+    near_threshold: unrecognised ? false : near,
+    foreign_share: share,
+    unrecognised,
   };
 }

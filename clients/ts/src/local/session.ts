@@ -21,8 +21,7 @@ export const SIDECAR = "eagle-export.json";
 export const EXPORT_KIND = "eagle-export";
 /**
  * Sidecar schema versions this runtime reads (2 carries a checksum of its own bytes; 3 adds the graph's
- * `patches` output and the sidecar's `verdict` rules, which this runtime does not read yet: its verdicts'
- * close-call and unrecognised flags stay null).
+ * `patches` output and the sidecar's `verdict`: the close-call margin and the coverage).
  */
 export const SCHEMA_VERSIONS = [1, 2, 3];
 /** What stands in the sidecar's `checksum` field while its bytes are hashed (eagle_iad/expert/export.py). */
@@ -42,6 +41,8 @@ export interface ExportSidecar {
   s_max: number;
   map: { map_tau: number; colour_scale: [number, number]; calibrated: boolean };
   regions: { rule: string };
+  /** Schema 3: the close-call margin and the coverage (docs/DEPLOY.md, "The sidecar"). */
+  verdict?: { near_margin: number | null; coverage: { radius: number; limit: number } | null };
   /** Schema 2: `sha256:<hex>` of the sidecar's bytes with the placeholder in this field. */
   checksum?: string;
 }
@@ -76,9 +77,9 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   label_by: null;
   label_note: null;
   label_revision: null;
-  /** Not read by this runtime yet (a schema-3 export carries the close-call margin and coverage; DEPLOY.md): unknown. */
-  near_threshold: null;
-  unrecognised: null;
+  /** Null for an export before schema 3 (it carries no close-call margin nor patch grid), as the service says. */
+  near_threshold: boolean | null;
+  unrecognised: boolean | null;
   station: null;
   source: null;
   /** The SHA-256 of the image's bytes, as the service records it. */
@@ -207,6 +208,8 @@ export function decisionParams(sidecar: ExportSidecar): DecisionParams {
     colourScale: sidecar.map.colour_scale,
     calibrated: sidecar.map.calibrated,
     preprocess: sidecar.preprocessing.mode,
+    nearMargin: sidecar.verdict?.near_margin ?? null,
+    coverage: sidecar.verdict?.coverage ?? null,
   };
 }
 
@@ -257,8 +260,9 @@ export class LocalExpert {
     const outputs = await this.session.run({ image: tensor });
     const score = (outputs["score"]?.data as Float32Array)[0] as number;
     const heat = outputs["map"]?.data as Float32Array;
+    const patches = (outputs["patches"]?.data as Float32Array | undefined) ?? null;
     const full = mapToOriginal({ width: inputWidth, height: inputHeight, data: heat }, geometry);
-    return makeVerdict(name, score, full, geometry, decisionParams(this.sidecar));
+    return makeVerdict(name, score, full, geometry, decisionParams(this.sidecar), patches);
   }
 
   /** The record the service's /v1/inspect returns for this image (expert only: no answer, no pictures). */
@@ -285,8 +289,8 @@ export class LocalExpert {
       label_by: null,
       label_note: null,
       label_revision: null,
-      near_threshold: null,
-      unrecognised: null,
+      near_threshold: verdict.near_threshold,
+      unrecognised: verdict.unrecognised,
       station: null,
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
