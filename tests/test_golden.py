@@ -37,7 +37,7 @@ PATH_FIELDS = ("pictures",)
 #: What later issues added on purpose (issue 11's nearest normal reference: a verdict field and a picture;
 #: issue 25's near-threshold caution and "not this product" check); the golden record predates them, so
 #: they are left out of the comparison, not out of the product.
-ADDED_FIELDS = ("reference", "near_threshold", "foreign_share", "unrecognised", "model_version")
+ADDED_FIELDS = ("reference", "near_threshold", "foreign_share", "unrecognised", "model_version", "warnings")
 #: The same for a box: issue 25's strength on the image score's scale (``patch_score``, and ``strength``: the number
 #: the text and the tag show, added when the three were made one).
 ADDED_BOX_FIELDS = ("patch_score", "strength")

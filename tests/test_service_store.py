@@ -149,7 +149,8 @@ V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     station TEXT,
     source TEXT,
     image_sha256 TEXT,
-    model_version INTEGER
+    model_version INTEGER,
+    warnings TEXT
 );"""
 
 

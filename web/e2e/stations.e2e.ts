@@ -200,7 +200,8 @@ describe("stations page", () => {
     drop("sample-crack.png", folders.trouble, "cell-02.png");
     drop("data/mono-good/00.png", folders.trouble, "cell-03.png");
     const info = await client.getStation(TROUBLE);
-    expect(info.warnings).toEqual(["backlog 2 is over the limit 1", "1 dead letter (eagle station retry requeues them)"]);
+    const deadLetter = `1 dead letter (the console's Retry on the Stations page, or POST /v1/stations/${TROUBLE}/retry, requeues them)`;
+    expect(info.warnings).toEqual(["backlog 2 is over the limit 1", deadLetter]);
 
     await openStations();
     const warnings = page.locator('[data-testid="station-warnings"]');
@@ -208,7 +209,7 @@ describe("stations page", () => {
     expect(await warnings.getAttribute("role")).toBe("status");
     expect(await warnings.locator("li").allTextContents()).toEqual([
       `⚠ ${TROUBLE}: backlog 2 is over the limit 1`,
-      `⚠ ${TROUBLE}: 1 dead letter (eagle station retry requeues them)`,
+      `⚠ ${TROUBLE}: ${deadLetter}`,
     ]);
     const trouble = row(TROUBLE);
     expect(await trouble.getAttribute("class")).toBe("has-warning");

@@ -185,7 +185,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
         print(f"{printable(v['image'])}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  "
               f"reply {v['reply']!r}")  # fmt: skip
-        for warning in v["warnings"]:
+        for warning in v.get("warnings") or []:
             print(f"    warning: {warning}")
     return 0
 
@@ -201,7 +201,7 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
             band = f" (not like the training images: {v['foreign_share']:.0%} of it is beyond them; no boxes)"
         numbers = f"score {v['score']:.3f}  tau {v['tau']:.3f}  s_max {v['s_max']:.3f}"
         print(f"{printable(v['image'])}: {v['decision']}{band}  {numbers}")
-        for warning in v["warnings"]:
+        for warning in v.get("warnings") or []:
             print(f"    warning: {warning}")
         for rank, box in enumerate(v["boxes"], start=1):
             corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
