@@ -242,7 +242,7 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         "idempotency, audit, stations, station_faults; added columns inspections.answered_by, "
         "inspections.image_sha256, inspections.label_by, inspections.label_note, inspections.label_revision, "
         "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
-            "inspections.warnings, "
+        "inspections.warnings, "
         "outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, outbox_due, "
         "outbox_held, station_intake_record)\n"
     )
