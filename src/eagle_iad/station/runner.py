@@ -508,6 +508,16 @@ class StationRunner:
             return True
         unresolved = False
         unknown: dict[str, str] = {}
+
+        def cannot_tell(what: str, key: str, exc: OSError) -> None:
+            """One line per record or refusal whose image cannot be looked at, said again only when the reason
+            changes (its rows stay held and are looked at after every poll)."""
+            why = unseen(exc)
+            unknown[key] = why
+            if self._unknown.get(key) != why:
+                self.log(f"eagle station {station}: {what} {key}: cannot tell where its image is ({why}); its "
+                         "deliveries stay held, looked at again after the next poll")  # fmt: skip
+
         try:
             for held in self.tables.held(station):
                 planned = held.planned or "unknown"
@@ -519,12 +529,7 @@ class StationRunner:
                         at = filed_at(held.name, held.digest, Path(held.planned))
                     except OSError as exc:  # neither there nor not there: held, looked at again after the next poll
                         unresolved = True
-                        why = unseen(exc)
-                        unknown[held.record_id] = why
-                        if self._unknown.get(held.record_id) != why:
-                            self.log(f"eagle station {station}: record {held.record_id}: cannot tell where its "
-                                     f"image is ({why}); its deliveries stay held, looked at again after the next "
-                                     "poll")  # fmt: skip
+                        cannot_tell("record", held.record_id, exc)
                         continue
                     if at is not None:
                         self.tables.filed(station, held.digest, held.record_id, str(at), first=True)
@@ -548,12 +553,7 @@ class StationRunner:
                         there = bool(image) and _exists(Path(str(image)))
                     except OSError as exc:  # neither there nor not there: held, looked at again after the next poll
                         unresolved = True
-                        why = unseen(exc)
-                        unknown[held.record_id] = why
-                        if self._unknown.get(held.record_id) != why:
-                            self.log(f"eagle station {station}: refusal {held.record_id}: cannot tell where its "
-                                     f"image is ({why}); its deliveries stay held, looked at again after the next "
-                                     "poll")  # fmt: skip
+                        cannot_tell("refusal", held.record_id, exc)
                         continue
                     count = self.tables.release_held(station, held.record_id, unplaced=moves and not there)
                     whose = (f"a file that could not be read, {image_name}, was not put aside before the last stop "
