@@ -30,11 +30,11 @@ def _jpeg(path: Path, out: Path, **options: int) -> Path:
 def test_an_encoding_is_read_from_the_header(tmp_path: Path) -> None:
     png = noise_pngs(tmp_path, 1, seed=1)[0]
     assert image_encoding(png) == "lossless"
-    assert image_encoding(_jpeg(png, tmp_path / "a.jpg")) == "jpeg 4:2:0"
-    assert image_encoding(_jpeg(png, tmp_path / "b.jpg", subsampling=0)) == "jpeg 4:4:4"
+    assert image_encoding(_jpeg(png, tmp_path / "a.jpg")) == "jpeg 4:2:0 q95"
+    assert image_encoding(_jpeg(png, tmp_path / "b.jpg", subsampling=0)) == "jpeg 4:4:4 q95"
     grey = io.BytesIO()
     Image.open(png).convert("L").save(grey, "JPEG")
-    assert image_encoding(grey.getvalue()) == "jpeg grey"
+    assert image_encoding(grey.getvalue()) == "jpeg grey q75"  # PIL's default quality
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_a_jpeg_inspected_by_a_lossless_model_is_warned_and_a_png_is_not(png_mod
     )
     assert on_png.warnings is None
     assert on_jpeg.warnings is not None and len(on_jpeg.warnings) == 1
-    assert "JPEG (jpeg 4:2:0) inspected by a model fitted on lossless images" in on_jpeg.warnings[0]
+    assert "JPEG (jpeg 4:2:0 q95) inspected by a model fitted on lossless images" in on_jpeg.warnings[0]
     assert "compression artefacts can score as defects" in on_jpeg.warnings[0]
     assert on_bytes.warnings == on_jpeg.warnings  # an upload, as the service and a station hand it over
     assert on_frame.warnings is None  # a decoded frame's encoding is unknown
@@ -73,7 +73,7 @@ def test_the_cli_prints_the_warning(
     monkeypatch.setattr("eagle_iad.expert.patchcore.extractor_for", lambda config: FakeExtractor())
     jpeg = _jpeg(noise_pngs(tmp_path, 1, seed=9)[0], tmp_path / "q.jpg")
     assert main(["inspect", str(jpeg), "--model", str(png_model), "--quiet"]) == 0
-    assert "warning: a JPEG (jpeg 4:2:0) inspected by a model fitted on lossless images" in capsys.readouterr().out
+    assert "warning: a JPEG (jpeg 4:2:0 q95) inspected by a model fitted on lossless images" in capsys.readouterr().out
     assert main(["inspect", str(jpeg), "--model", str(png_model), "--quiet", "--json"]) == 0
     assert "compression artefacts" in json.loads(capsys.readouterr().out)[0]["warnings"][0]
 
@@ -92,5 +92,49 @@ def test_a_fit_on_mixed_encodings_warns(tmp_path: Path) -> None:
     pngs = noise_pngs(tmp_path, 4, seed=3)
     paths = [*pngs[:2], *(_jpeg(p, p.with_suffix(".jpg")) for p in pngs[2:])]
     model = fit(paths, "cat", FAKE_CONFIG, extractor=FakeExtractor()).model
-    assert model.train_encodings == {"jpeg 4:2:0": 2, "lossless": 2}
+    assert model.train_encodings == {"jpeg 4:2:0 q95": 2, "lossless": 2}
     assert any("mix encodings" in warning for warning in model.warnings)
+
+
+def test_a_jpegs_quality_is_read_from_its_quantization_table(tmp_path: Path) -> None:
+    """Every quality PIL (libjpeg) and OpenCV write is read back exactly: the header states none."""
+    import cv2
+
+    rgb = np.asarray(Image.open(noise_pngs(tmp_path, 1, seed=2)[0]).convert("RGB"))
+    for quality in range(1, 101):
+        pil = io.BytesIO()
+        Image.fromarray(rgb).save(pil, "JPEG", quality=quality)
+        assert image_encoding(pil.getvalue()) == f"jpeg 4:2:0 q{quality}"
+    ok, opencv = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok and image_encoding(opencv.tobytes()) == "jpeg 4:2:0 q85"
+
+
+def test_a_jpeg_of_another_quality_than_the_training_jpegs_is_warned_both_ways() -> None:
+    trained = {"jpeg 4:2:0 q95": 30}
+    lower = input_warning(trained, "jpeg 4:2:0 q75")
+    assert lower is not None and lower.startswith(
+        "a JPEG of quality 75 (jpeg 4:2:0 q75) inspected by a model fitted on JPEGs of quality 95: it has more "
+        "compression error than the training images"
+    )
+    higher = input_warning({"jpeg 4:2:0 q75": 3, "jpeg 4:4:4 q80": 2}, "jpeg 4:2:0 q90")
+    assert higher is not None and "fitted on JPEGs of qualities 75 to 80: it has less compression error" in higher
+    # within the margin, and the sampling, are not judged
+    assert input_warning(trained, "jpeg 4:4:4 q93") is None
+    assert input_warning(trained, "jpeg 4:2:0 q97") is None
+    assert input_warning(trained, "jpeg 4:2:0 q92") is not None
+    # a model of schema 10's first day recorded no quality, and a JPEG without a table has none: not judged
+    assert input_warning({"jpeg 4:2:0": 30}, "jpeg 4:2:0 q75") is None
+    assert input_warning(trained, "jpeg 4:2:0") is None
+
+
+def test_a_model_fitted_on_jpegs_warns_on_a_lower_quality_and_not_on_its_own(tmp_path: Path) -> None:
+    pngs = noise_pngs(tmp_path, 5, seed=4)
+    train = [_jpeg(p, p.with_suffix(".jpg")) for p in pngs[:4]]
+    expert = fit(train, "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    assert expert.model.train_encodings == {"jpeg 4:2:0 q95": 4}
+    same = _jpeg(pngs[4], tmp_path / "same.jpg")
+    low = tmp_path / "low.jpg"
+    Image.open(pngs[4]).convert("RGB").save(low, "JPEG", quality=75)
+    on_same, on_low = inspect_records(expert, [same, low], category="cat")
+    assert on_same.warnings is None
+    assert on_low.warnings is not None and "a JPEG of quality 75 (jpeg 4:2:0 q75)" in on_low.warnings[0]

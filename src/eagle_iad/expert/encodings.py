@@ -15,10 +15,16 @@ from collections import Counter
 from collections.abc import Iterable
 
 from eagle_iad.errors import ImageError
-from eagle_iad.images import LOSSLESS, ImageSource, encoding_family, image_encoding
+from eagle_iad.images import LOSSLESS, ImageSource, encoding_family, encoding_quality, image_encoding
 
 #: The family a model saved before schema 10 is taken to be fitted on: unknown, so none of its verdicts warns.
 UNKNOWN = None
+
+#: How far (in quality points) a JPEG's quality may lie outside the training JPEGs' before a verdict warns. Why 2:
+#: libjpeg's tables give every quality exactly (images.jpeg_quality), so the margin only absorbs an encoder
+#: whose own table sits between two IJG qualities; the smallest step measured to matter is 5 (tire fitted at
+#: quality 95: 3 of 25 normal images flagged at 90 against 0 at 95; docs/METHOD.md, "Exposure").
+QUALITY_MARGIN = 2
 
 
 def count_encodings(sources: Iterable[ImageSource]) -> dict[str, int]:
@@ -61,7 +67,7 @@ def input_warning(train_encodings: dict[str, int] | None, encoding: str | None) 
     trained = families(train_encodings)
     family = encoding_family(encoding)
     if family in trained:
-        return None
+        return _quality_warning(train_encodings, encoding)
     fitted = "lossless images" if trained == {LOSSLESS} else f"{' and '.join(sorted(trained))} images"
     what = "a lossless image" if family == LOSSLESS else f"a {family.upper()} ({encoding})"
     effect = (
@@ -72,4 +78,29 @@ def input_warning(train_encodings: dict[str, int] | None, encoding: str | None) 
     return (
         f"{what} inspected by a model fitted on {fitted}: {effect}; fit on images from the line's own camera, "
         "saved as it saves them (docs/METHOD.md, 'Exposure')"
+    )
+
+
+def _quality_warning(train_encodings: dict[str, int], encoding: str) -> str | None:
+    """The warning for a JPEG whose quality lies outside the training JPEGs' range; ``None`` if inside or unknown.
+
+    Why both ways: fitted at 95, a quality-75 JPEG has more compression error than any training image (25 of
+    25 normal tire images flagged), and a lossless image, which has less, was flagged too (8 of 25), so a
+    quality above the range is as foreign as one below it.
+    """
+    quality = encoding_quality(encoding)
+    family = encoding_family(encoding)
+    known = [q for e in train_encodings if encoding_family(e) == family and (q := encoding_quality(e)) is not None]
+    if quality is None or not known:  # a model of schema 10's first day recorded no quality
+        return None
+    low, high = min(known), max(known)
+    if low - QUALITY_MARGIN <= quality <= high + QUALITY_MARGIN:
+        return None
+    fitted = f"quality {low}" if low == high else f"qualities {low} to {high}"
+    more = "more" if quality < low else "less"
+    return (
+        f"a {family.upper()} of quality {quality} ({encoding}) inspected by a model fitted on {family.upper()}s of "
+        f"{fitted}: it has {more} compression error than the training images, which can score as defects (tire "
+        "fitted at quality 95: 3 of 25 normal images flagged at 90, 25 of 25 at 75); fit on images from the line's "
+        "own camera, saved as it saves them (docs/METHOD.md, 'Exposure')"
     )

@@ -41,7 +41,7 @@ FORMAT = "eagle-iad/expert"
 #: images' scores.
 #: Schema 10 adds ``training.sha256``, each training image's SHA-256 (of its file's bytes), from which a teach
 #: skips an image that is one of the fit's own (an older model loads without it and its teach cannot tell), and
-#: ``training.encodings`` (``{encoding: number of training images}``: ``lossless``, ``jpeg 4:2:0``, ...), so a
+#: ``training.encodings`` (``{encoding: number of training images}``: ``lossless``, ``jpeg 4:2:0 q95``, ...), so a
 #: verdict on an input of another encoding warns (expert/encodings.py; an older model reads as unknown and none
 #: of its verdicts warns).
 SCHEMA_VERSION = 10

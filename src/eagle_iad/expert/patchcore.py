@@ -93,7 +93,8 @@ class ExpertModel:
     #: (a teach cannot tell a training image given again).
     train_sha256: list[str] | None = None
     #: ``{encoding: number of training images}`` (:func:`eagle_iad.images.image_encoding`: ``lossless``,
-    #: ``jpeg 4:2:0``, ...), so a verdict on an input of another encoding can say so (expert/encodings.py).
+    #: ``jpeg 4:2:0 q95``, ...), so a verdict on an input of another encoding or quality can say so
+    #: (expert/encodings.py).
     #: ``None``: saved before schema 10, or fitted on decoded frames; then no verdict warns.
     train_encodings: dict[str, int] | None = None
 
