@@ -359,7 +359,7 @@ def test_one_box_shows_one_number_in_json_text_and_picture(
     evidence_picture(verdict, rgb, result)
     tagged = [float(t.split()[1]) for t in tags]
     assert printed == tagged == [round(v, 2) for v in strengths]
-    # an exported model keeps no patch grid: all three read the map peak on the legend's scale instead
+    # without a patch grid (an export before schema 3) all three read the map peak on the legend's scale instead
     exported = replace(verdict, boxes=[replace(b, patch_score=None) for b in verdict.boxes])
     assert exported.to_dict()["boxes"][0]["strength"] == pytest.approx(verdict.boxes[0].score * verdict.map_factor)
 

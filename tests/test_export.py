@@ -85,10 +85,14 @@ def assert_same_verdicts(reference: list[ExpertVerdict], exported: list[ExpertVe
             assert got.foreign_share == pytest.approx(ref.foreign_share, abs=SHARE_ATOL), ref.image
         assert _corners(got.boxes) == _corners(ref.boxes), ref.image
         assert _corners(got.candidates) == _corners(ref.candidates), ref.image
+        factor, ref_factor = got.map_factor, ref.map_factor
         for box, ref_box in zip(got.boxes + got.candidates, ref.boxes + ref.candidates, strict=True):
             assert box.score == pytest.approx(ref_box.score, rel=SCORE_RTOL)
-            # the graph keeps no patch grid: an exported box has no patch score, the model's own does
-            assert box.patch_score is None and ref_box.patch_score is not None
+            # the graph's patch grid (schema 3) gives each box torch's patch score, so the number a person
+            # reads (JSON strength, text, tag) is torch's too, not the map peak on the score scale
+            assert ref_box.patch_score is not None and box.patch_score is not None, ref.image
+            assert box.patch_score == pytest.approx(ref_box.patch_score, rel=SCORE_RTOL), ref.image
+            assert box.strength(factor) == pytest.approx(ref_box.strength(ref_factor), rel=SCORE_RTOL), ref.image
         assert (got.width, got.height, got.map["map_tau"], got.map["colour_scale"]) == (
             ref.width,
             ref.height,
@@ -280,6 +284,10 @@ def test_fresh_process_inspect_matches_torch(
         assert [[b[k] for k in ("x0", "y0", "x1", "y1")] for b in got["boxes"]] == [
             [b[k] for k in ("x0", "y0", "x1", "y1")] for b in ref["boxes"]
         ]
+        # the JSON's patch_score and strength (what the text and the tag show) are torch's
+        for box, ref_box in zip(got["boxes"] + got["candidates"], ref["boxes"] + ref["candidates"], strict=True):
+            assert box["patch_score"] == pytest.approx(ref_box["patch_score"], rel=SCORE_RTOL)
+            assert box["strength"] == pytest.approx(ref_box["strength"], rel=SCORE_RTOL)
 
 
 def test_large_graph_goes_to_external_data(fitted: dict[str, Path], tmp_path: Path, elpv_images: list[Path]) -> None:
@@ -408,9 +416,11 @@ def test_an_export_before_schema_3_loads_and_says_it_cannot_tell_close_calls_or_
     old = _as_schema_2(covered["exports"]["onnx"], tmp_path / "old")
     reference = inspect_images(load_expert(covered["model"]), list(covered["images"]))
     said = (
-        "this export predates close calls and unrecognised images (export schema 2): its verdicts cannot tell "
-        "either (near_threshold and unrecognised are null); export the fitted model again to have them"
+        "this export predates close calls, unrecognised images and boxes' patch scores (export schema 2): "
+        "near_threshold, unrecognised and each box's patch_score are null, and a box's strength is its map peak on "
+        "the score's scale, not the largest patch score under it; export the fitted model again to have them"
     )
+    boxes = 0
     for runtime in ("onnx", "openvino"):
         expert = load_expert(old, runtime)
         assert expert.model.warnings == [said]
@@ -418,7 +428,13 @@ def test_an_export_before_schema_3_loads_and_says_it_cannot_tell_close_calls_or_
         for ref, got in zip(reference, verdicts, strict=True):
             assert (got.near_threshold, got.unrecognised, got.foreign_share) == (None, None, None)
             assert got.score == pytest.approx(ref.score, rel=SCORE_RTOL)
+            # without the patch grid a box shows its map peak on the score's scale, as such an export did
+            for box in got.to_dict()["boxes"] + got.to_dict()["candidates"]:
+                assert box["patch_score"] is None
+                assert box["strength"] == box["score"] * got.map_factor
+                boxes += 1
         assert verdicts[-1].decision == "anomalous"  # the noise frame: scored as this product, as it was
+    assert boxes > 0
     done = _cli("inspect", "--runtime", "onnx", "--model", str(old), "--quiet", str(covered["images"][-1]))
     assert done.returncode == 0, done.stderr
     assert done.stderr == f"eagle: warning: {said}\n"

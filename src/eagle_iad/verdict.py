@@ -136,7 +136,8 @@ def patch_map(result: ExpertResult) -> np.ndarray | None:
 
     Each feature cell keeps its own score (no smoothing), so the largest value under a region is a
     patch score on the image score's scale; the cell holding the image's score carries it exactly.
-    ``None`` for an exported model, whose graph keeps its patch grid inside.
+    The torch path and a schema-3 export (its graph's ``patches`` output) go through here alike, so their
+    boxes' patch scores agree; ``None`` for an export before schema 3, whose graph keeps its grid inside.
     """
     grid = np.asarray(result.patch_scores, dtype=np.float32)
     finite = grid[np.isfinite(grid)]

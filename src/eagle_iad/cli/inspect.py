@@ -86,7 +86,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
 
             _claim_pictures(out, args.images, ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}"])
         expert, version = load_versioned(args.model, args.runtime)
-        if args.runtime != "torch":  # an older export's: it cannot tell close calls nor unrecognised images
+        if args.runtime != "torch":  # an older export's: no close calls, unrecognised images nor box patch scores
             print_warnings(expert.model.warnings)
         with write_errors(out or ".", "pictures written before it are complete (each is written whole or not at all)"):
             records = run_pipeline(

@@ -44,18 +44,20 @@ from eagle_iad.tgps.calibration import fallback_calibration
 #: Schema 2 adds ``checksum``: the SHA-256 of the sidecar's own bytes (see :func:`seal_sidecar`), so a
 #: hand-edited tau is refused like a hand-edited model; schema 1 exports still load, unchecked.
 #: Schema 3 adds the graph's ``patches`` output (the stitched patch grid) and the sidecar's ``verdict``
-#: (the close-call margin and the coverage): what a close call and an unrecognised image are told by.
-#: Schema 1 and 2 exports still load, and say they cannot tell either (:data:`NO_VERDICT_FLAGS`).
+#: (the close-call margin and the coverage): what a close call and an unrecognised image are told by,
+#: and what gives a box torch's patch score. Schema 1 and 2 exports still load, and say they cannot
+#: tell either nor give a patch score (:data:`NO_VERDICT_FLAGS`).
 EXPORT_SCHEMA_VERSION = 3
 #: Every sidecar schema a runtime reads (the TypeScript local runtime lists the same).
 EXPORT_SCHEMA_VERSIONS = (1, 2, 3)
 #: The graph's outputs, in order; an export of schema 1 or 2 has the first two only.
 GRAPH_OUTPUTS = ("score", "map", "patches")
 #: What an export written before schema 3 says about itself (its verdicts' ``near_threshold`` and
-#: ``unrecognised`` are null).
+#: ``unrecognised`` are null, and its boxes' ``strength`` is not the torch path's number).
 NO_VERDICT_FLAGS = (
-    "this export predates close calls and unrecognised images (export schema {version}): its verdicts cannot "
-    "tell either (near_threshold and unrecognised are null); export the fitted model again to have them"
+    "this export predates close calls, unrecognised images and boxes' patch scores (export schema {version}): "
+    "near_threshold, unrecognised and each box's patch_score are null, and a box's strength is its map peak on "
+    "the score's scale, not the largest patch score under it; export the fitted model again to have them"
 )
 #: What stands in the ``checksum`` field while the sidecar's bytes are hashed.
 CHECKSUM_PLACEHOLDER = "sha256:" + "0" * 64

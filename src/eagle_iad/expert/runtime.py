@@ -327,24 +327,34 @@ class GraphExpert(Expert):
                 runs = [self.runner(pixels[i : i + self.per_run]) for i in range(0, len(pixels), self.per_run)]
                 scores = np.concatenate([score for score, _, _ in runs])
                 maps = np.concatenate([heat for _, heat, _ in runs])
-                # the share beyond the coverage radius, on the stitched grid as Expert._result counts it
                 coverage = self.model.coverage
-                shares: list[float | None] = [None] * len(prepared)
-                if coverage is not None and all(grids is not None for _, _, grids in runs):
-                    shares = [coverage.share(grid) for _, _, grids in runs if grids is not None for grid in grids]
-                for (_, geometry), value, heat, share in zip(prepared, scores, maps, shares, strict=True):
+                for (_, geometry), value, heat, grid in zip(prepared, scores, maps, _patch_grids(runs), strict=True):
                     score = float(value)
                     results.append(
                         ExpertResult(
                             score=score,
                             is_anomalous=self.thresholds.is_anomalous(score),
                             in_band=self.thresholds.in_band(score),
-                            patch_scores=np.empty((0, 0), dtype=np.float32),  # inside the graph
+                            patch_scores=grid,
                             crop_map=heat,
                             anomaly_map=geometry.to_original(heat),
                             geometry=geometry,
-                            foreign_share=share,
+                            # the share beyond the coverage radius, on the stitched grid as Expert._result counts it
+                            foreign_share=None if coverage is None or grid.size == 0 else coverage.share(grid),
                         )
                     )
                 bar.update(len(chunk))
         return results
+
+
+#: An export before schema 3 gives no patch grid: an empty one is what ``verdict.patch_map`` reads as none.
+NO_PATCH_GRID = np.empty((0, 0), dtype=np.float32)
+
+
+def _patch_grids(runs: list[GraphOutputs]) -> list[np.ndarray]:
+    """Each image's stitched patch grid, for the verdict's box patch scores and coverage share as the torch
+    path has them (``ExpertResult.patch_scores``); :data:`NO_PATCH_GRID` for a graph without that output."""
+    grids: list[np.ndarray] = []
+    for score, _, patches in runs:
+        grids.extend([NO_PATCH_GRID] * len(score) if patches is None else list(patches))
+    return grids

@@ -45,7 +45,7 @@ class Box:
     score: float = 0.0
     #: The region's largest *patch* score: the image score's own scale, so the region over the image's
     #: highest-scoring patch carries the image's score (what a person compares with tau). ``None`` where
-    #: no patch grid is known (an exported model keeps only the smoothed map).
+    #: no patch grid is known (an export before schema 3, whose graph gives only the smoothed map).
     patch_score: float | None = None
 
     @property
@@ -67,7 +67,7 @@ class Box:
         """The number a person reads for this box (text, JSON ``strength``, picture tag): one scale, the image score's.
 
         The largest patch score under it, so the box over the image's highest-scoring patch shows the
-        image's score; where no patch grid is known (an exported model), the map peak times
+        image's score; where no patch grid is known (an export before schema 3), the map peak times
         ``map_factor`` (``tau / map_tau``, the legend's scale).
         """
         return self.score * map_factor if self.patch_score is None else self.patch_score

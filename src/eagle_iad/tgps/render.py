@@ -265,8 +265,8 @@ def label_boxes(out: np.ndarray, boxes: list[Box], map_factor: float = 1.0) -> n
     """Tag each box with its rank and strength (``#1 166.70``, :func:`box_tag`) near its top-left corner, on a copy.
 
     The strength is :meth:`Box.strength`: the region's largest patch score, on the image score's scale
-    (the box over the image's highest-scoring patch carries the image's score); an exported model keeps
-    no patch grid, so its tag is the region's map peak times ``map_factor`` (``tau / map_tau``: the
+    (the box over the image's highest-scoring patch carries the image's score); an export before schema 3
+    gives no patch grid, so its tag is the region's map peak times ``map_factor`` (``tau / map_tau``: the
     legend's scale). The text output and the JSON's ``strength`` show the same number. Tags never
     cover one another (:func:`tag_rectangles`).
 
