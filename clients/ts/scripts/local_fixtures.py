@@ -14,6 +14,7 @@ import json
 import struct
 import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,6 +152,18 @@ def blob_map(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def patch_grid(rng: np.random.Generator, crop_map: np.ndarray, uncovered: bool) -> np.ndarray:
+    """A stitched patch grid (one cell per 8 x 8 input pixels) near the map's own cell maxima, noisy so a box's
+    largest cell is not its map peak's; ``uncovered``: a few cells no tile reached (``-inf``), as a tile layout
+    may leave."""
+    height, width = crop_map.shape[0] // 8, crop_map.shape[1] // 8
+    cells = crop_map[: height * 8, : width * 8].reshape(height, 8, width, 8).max(axis=(1, 3))
+    grid = cells * rng.uniform(0.9, 1.2, cells.shape) + rng.uniform(0.0, 0.3, cells.shape)
+    if uncovered:
+        grid[0, :3] = -np.inf
+    return grid.astype(np.float32)
+
+
 def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
     """Input maps through the Python host code: map back to the original frame, decide, box."""
     cases = []
@@ -206,12 +219,15 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
                 score=score,
                 is_anomalous=thresholds.is_anomalous(score),
                 in_band=thresholds.in_band(score),
-                patch_scores=np.empty((0, 0), dtype=np.float32),  # an exported model keeps no patch grid
+                patch_scores=np.empty((0, 0), dtype=np.float32),  # an export before schema 3: no patch grid
                 crop_map=crop_map,
                 anomaly_map=full,
                 geometry=geometry,
             )
             verdict = make_verdict(expert, f"case{index}.png", result)  # type: ignore[arg-type]
+            # the same map with the graph's patch grid (schema 3): the boxes' patch scores, as torch gives them
+            patches = patch_grid(np.random.default_rng(index), crop_map, uncovered=preprocess == "tile")
+            with_grid = make_verdict(expert, f"case{index}.png", replace(result, patch_scores=patches))  # type: ignore[arg-type]
             used = calibration or fallback_calibration(thresholds)
             # The same rule at the paper's defaults too, for the region port alone.
             paper = find_boxes(full, "paper", None).boxes
@@ -237,6 +253,8 @@ def verdicts(rng: np.random.Generator) -> list[dict[str, Any]]:
                     "input_map": b64(crop_map),
                     "full_map": b64(full.astype(np.float32)),
                     "verdict": verdict.to_dict(),
+                    "patches": b64(patches),
+                    "patch_verdict": with_grid.to_dict(),
                     "paper_boxes": [box.to_dict() for box in paper],
                 }
             )

@@ -3,9 +3,10 @@
 ``python local_parity.py WORK``: fits small experts with the ``eagle`` CLI on real images (elpv solar
 cells, whole-frame resize and tiles; the MVTec 3D-AD tire in the paper's centre-crop mode when
 ``../shared/data/mvtec3d-tire`` is there), exports each with ``eagle export --format onnx``, inspects
-test images with ``eagle inspect --runtime onnx --json``, and writes ``WORK/parity.json``: per model
-the export folder, the images and the verdicts Python printed. The TypeScript test runs the same
-images through the same export in Node and compares.
+test images with ``eagle inspect --runtime onnx --json`` and with the fitted model itself (``--runtime
+torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the verdicts
+Python printed under each runtime. The TypeScript test runs the same images through the same export in
+Node and compares (the boxes' patch scores with torch's too: the number a person reads on a box).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def model_case(work: Path, name: str, data: list[str], fit: list[str], images: l
     eagle("fit", *data, "--out", str(model), "--quiet", *fit)
     eagle("export", "--model", str(model), "--format", "onnx", "--out", str(export))
     verdicts = json.loads(eagle("inspect", "--runtime", "onnx", "--model", str(export), "--json", "--quiet", *images))
-    return {"name": name, "export": str(export), "images": images, "verdicts": verdicts}
+    torch = json.loads(eagle("inspect", "--model", str(model), "--json", "--quiet", *images))
+    return {"name": name, "export": str(export), "images": images, "verdicts": verdicts, "torch": torch}
 
 
 def main() -> None:

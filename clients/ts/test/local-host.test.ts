@@ -29,9 +29,14 @@ interface VerdictCase {
   params: DecisionParams;
   input_map: string;
   full_map: string;
-  verdict: Record<string, unknown> & { boxes: unknown[]; candidates: unknown[]; map: Record<string, unknown> };
+  /** Python's verdict without a patch grid (an export before schema 3). */
+  verdict: VerdictRecord;
+  /** A stitched patch grid (float32, input/8 per side), and Python's verdict on the same map with it. */
+  patches: string;
+  patch_verdict: VerdictRecord;
   paper_boxes: unknown[];
 }
+type VerdictRecord = Record<string, unknown> & { boxes: unknown[]; candidates: unknown[]; map: Record<string, unknown> };
 interface RegionCase {
   name: string;
   /** Which way find_boxes went (local_fixtures.region_cases): map_tau, relative_above, relative_below, peak, flat. */
@@ -178,7 +183,30 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     expect([...branches].sort()).toEqual(["flat", "map_tau", "peak", "relative_above", "relative_below"]);
   });
 
-  it("gives each box the strength Python's verdict gives it (the map peak on the image score's scale)", () => {
+  it("gives each box the largest patch score under it as its strength, as Python's verdict does with the grid", () => {
+    let boxes = 0;
+    let belowPeak = 0;
+    for (const c of fixtures.verdicts) {
+      const [ih, iw] = c.input;
+      const geometry = geometryOf(c);
+      const full = mapToOriginal({ width: iw, height: ih, data: floats(c.input_map) }, geometry);
+      const v = makeVerdict(c.name, c.score, full, geometry, c.params, floats(c.patches));
+      const factor = c.params.tau / (c.verdict.map["map_tau"] as number);
+      const theirs = [...c.patch_verdict.boxes, ...c.patch_verdict.candidates] as Array<Record<string, number>>;
+      [...v.boxes, ...v.candidates].forEach((box, i) => {
+        expect(Object.keys(box).slice(-2), c.name).toEqual(["rank", "strength"]);
+        expect(box.patch_score, c.name).not.toBeNull();
+        expect(box.strength, c.name).toBe(box.patch_score);
+        expectClose(box.strength, theirs[i]?.["strength"], `${c.name} strength`);
+        if (Math.abs(box.strength - box.score * factor) > 1e-3) belowPeak++;
+        boxes++;
+      });
+    }
+    expect(boxes).toBeGreaterThan(40);
+    expect(belowPeak, "the patch score is not the map peak on the score's scale").toBeGreaterThan(0);
+  });
+
+  it("gives each box its map peak on the image score's scale without a patch grid (an export before schema 3)", () => {
     let boxes = 0;
     for (const c of fixtures.verdicts) {
       const [ih, iw] = c.input;
@@ -187,7 +215,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
       const v = makeVerdict(c.name, c.score, full, geometry, c.params);
       const factor = c.params.tau / (c.verdict.map["map_tau"] as number);
       for (const box of [...v.boxes, ...v.candidates]) {
-        expect(Object.keys(box).slice(-2), c.name).toEqual(["rank", "strength"]);
+        expect(box.patch_score, c.name).toBeNull();
         expect(box.strength, c.name).toBe(box.score * factor);
         boxes++;
       }
@@ -195,12 +223,13 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     expect(boxes).toBeGreaterThan(0);
   });
 
-  it("builds the verdict record Python builds, from the input map on", () => {
+  it("builds the verdict record Python builds, from the input map (and the patch grid) on", () => {
     for (const c of fixtures.verdicts) {
       const [ih, iw] = c.input;
       const geometry = geometryOf(c);
       const full = mapToOriginal({ width: iw, height: ih, data: floats(c.input_map) }, geometry);
       expectClose(makeVerdict(c.name, c.score, full, geometry, c.params), c.verdict, c.name);
+      expectClose(makeVerdict(c.name, c.score, full, geometry, c.params, floats(c.patches)), c.patch_verdict, `${c.name} (patch grid)`);
     }
   });
 

@@ -3,8 +3,9 @@
  * the same real images (elpv cells, whole frame and tiles; the MVTec 3D-AD tire in centre-crop mode when
  * ../shared has it)
  * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
- * decisions, scores within 1e-4, identical boxes; the very record `eagle serve --runtime onnx` returns
- * for the same upload; then what a damaged export does.
+ * decisions, scores within 1e-4, identical boxes whose patch scores and strengths are the fitted model's
+ * own (torch's); the very record `eagle serve --runtime onnx` returns for the same upload; then what a
+ * damaged export does.
  */
 import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,7 +22,8 @@ import { LocalExpert, type LocalInspectionRecord } from "../src/local/index.js";
 import { NO_PYTHON, PYTHON, runPython, scratch } from "./local-python.js";
 import { REPO, freePort } from "./server.js";
 
-interface ParityCase { name: string; export: string; images: string[]; verdicts: Array<Record<string, unknown>> }
+/** `verdicts`: `eagle inspect --runtime onnx --json` of the export; `torch`: the same of the fitted model. */
+interface ParityCase { name: string; export: string; images: string[]; verdicts: Array<Record<string, unknown>>; torch: Array<Record<string, unknown>> }
 
 let work: string;
 let cases: ParityCase[];
@@ -90,9 +92,10 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     if (!process.env["EAGLE_LOCAL_PARITY_DIR"]) rmSync(work, { recursive: true, force: true });
   });
 
-  it("prints the service's record with Python's decisions, scores (1e-4) and boxes", async () => {
+  it("prints the service's record with Python's decisions, scores (1e-4) and boxes, each box's strength torch's", async () => {
     expect(cases.length).toBeGreaterThanOrEqual(1);
     let anomalous = 0;
+    let boxes = 0;
     for (const c of cases) {
       const { code, lines } = await cli(["inspect", "--local", c.export, ...c.images]);
       const names = uploadNames(c.images);
@@ -126,6 +129,10 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         for (const key of ["boxes", "candidates"] as const) {
           const ours = boxesOf(v[key]);
           const theirs = boxesOf(python[key]);
+          const torchs = boxesOf((c.torch[index] as Record<string, unknown>)[key]);
+          expect(ours.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"]]), `${where} ${key} as torch's`).toEqual(
+            torchs.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"]]),
+          );
           expect(ours.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"], b["area"], b["rank"]]), `${where} ${key}`).toEqual(
             theirs.map((b) => [b["x0"], b["y0"], b["x1"], b["y1"], b["area"], b["rank"]]),
           );
@@ -133,9 +140,16 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
             const their = theirs[i] as Record<string, number>;
             expect(Object.keys(b), `${where} ${key} keys`).toEqual(Object.keys(their));
             expect(Math.abs((b["peak"] as number) - (their["peak"] as number)), `${where} ${key} peak`).toBeLessThanOrEqual(1e-4);
-            // The number the text and the picture's tag show: the map peak on the image score's scale.
-            const strength = their["strength"] as number;
-            expect(Math.abs((b["strength"] as number) - strength), `${where} ${key} strength`).toBeLessThanOrEqual(1e-4 * Math.max(1, strength));
+            // The number the text and the picture's tag show: the largest patch score under the box, torch's
+            // (the graph's patch grid, schema 3), not the map peak on the score's scale.
+            const torch = torchs[i] as Record<string, number>;
+            for (const number of ["patch_score", "strength"]) {
+              const expected = torch[number] as number;
+              expect(b[number], `${where} ${key} ${number}`).not.toBeNull();
+              expect(Math.abs((b[number] as number) - expected), `${where} ${key} ${number} vs torch`).toBeLessThanOrEqual(1e-4 * Math.max(1, expected));
+              expect(Math.abs((b[number] as number) - (their[number] as number)), `${where} ${key} ${number}`).toBeLessThanOrEqual(1e-4 * Math.max(1, expected));
+            }
+            boxes++;
           });
         }
         expect(v.region_rule, where).toBe(python["region_rule"]);
@@ -150,6 +164,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
       }
     }
     expect(anomalous, "some images are anomalous, so boxes were compared").toBeGreaterThan(0);
+    expect(boxes).toBeGreaterThan(0);
   });
 
   it("gives the record `eagle serve --runtime onnx` gives for the same upload (but id, time and pictures)", async () => {

@@ -8,6 +8,7 @@
  * the map's minimum, that area reported as not inspected), then the verdict (decision, band, boxes,
  * map statistics) is built as eagle_iad.verdict.make_verdict builds it.
  */
+import { EagleLocalError } from "./errors.js";
 import { type Box, type FloatMap, findBoxes } from "./regions.js";
 import type { RgbImage } from "./image.js";
 import { resizeBilinear } from "./resize.js";
@@ -219,8 +220,9 @@ export interface DecisionParams {
 export interface BoxRecord extends Box {
   rank: number;
   /**
-   * The number a person reads for the box (regions.Box.strength): an export keeps no patch grid, so the
-   * region's map peak (`score`) times `tau / map_tau`, on the image score's scale.
+   * The number a person reads for the box (regions.Box.strength), on the image score's scale: its
+   * `patch_score`, as the torch path shows; without a patch grid (an export before schema 3), the region's
+   * map peak (`score`) times `tau / map_tau`.
    */
   strength: number;
 }
@@ -266,7 +268,40 @@ export function foreignShare(patches: Float32Array, radius: number): number | nu
   return finite === 0 ? null : beyond / finite;
 }
 
-/** The verdict for one image from its score and its map in original pixels (verdict.make_verdict). */
+/**
+ * The graph's stitched patch grid drawn cell by cell over the original image (verdict.patch_map): what a box's
+ * `patch_score` reads, so the box over the image's highest-scoring patch carries the image's score as under
+ * torch. The grid is `inputHeight/8 x inputWidth/8` (the graph's `patches` output for one image); cells no tile
+ * reached take the smallest finite value. `null` when no cell is finite.
+ */
+export function patchMap(patches: Float32Array, geometry: ViewGeometry): FloatMap | null {
+  const rows = Math.floor(geometry.inputHeight / FEATURE_STRIDE);
+  const cols = Math.floor(geometry.inputWidth / FEATURE_STRIDE);
+  if (rows * cols !== patches.length) {
+    throw new EagleLocalError(`the patch grid has ${patches.length} cells, expected ${rows}x${cols} for a ${geometry.inputHeight}x${geometry.inputWidth} input`);
+  }
+  let low = Infinity;
+  for (const v of patches) if (Number.isFinite(v) && v < low) low = v;
+  if (low === Infinity) return null;
+  const { inputHeight: height, inputWidth: width } = geometry;
+  // numpy's repeat by ceil(size / cells), then cut to the input: cell (y, x) covers rows y*ry.., columns x*rx..
+  const ry = Math.ceil(height / rows);
+  const rx = Math.ceil(width / cols);
+  const cells = new Float32Array(height * width);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor(y / ry) * cols;
+    for (let x = 0; x < width; x++) {
+      const v = patches[row + Math.floor(x / rx)] as number;
+      cells[y * width + x] = Number.isFinite(v) ? v : low;
+    }
+  }
+  return mapToOriginal({ width, height, data: cells }, geometry);
+}
+
+/**
+ * The verdict for one image from its score and its map in original pixels (verdict.make_verdict). `patches`
+ * (the graph's patch grid, schema 3) gives the boxes their patch scores and the coverage its share.
+ */
 export function makeVerdict(
   name: string,
   score: number,
@@ -279,12 +314,13 @@ export function makeVerdict(
   const mapTau = params.calibrated ? params.mapTau : null;
   const baseline = params.calibrated ? params.colourScale[0] : null;
   const cellFraction = Math.min(0.001, (FEATURE_STRIDE / geometry.inputHeight) * (FEATURE_STRIDE / geometry.inputWidth));
-  const found = findBoxes(originalMap, rule, mapTau, baseline, 3, cellFraction);
+  const found = findBoxes(originalMap, rule, mapTau, baseline, 3, cellFraction, patches === null ? null : patchMap(patches, geometry));
   const anomalous = score >= params.tau;
   const mapTauRecorded = params.mapTau ?? params.tau;
   const factor = scoreFactor(mapTauRecorded, params.tau);
   // The keys in the order verdict.ExpertVerdict.to_dict writes them: the box's, then rank, then strength.
-  const ranked = (boxes: Box[]): BoxRecord[] => boxes.map((box, i) => ({ ...box, rank: i + 1, strength: box.score * factor }));
+  const ranked = (boxes: Box[]): BoxRecord[] =>
+    boxes.map((box, i) => ({ ...box, rank: i + 1, strength: box.patch_score ?? box.score * factor }));
   const values = Float32Array.from(originalMap.data);
   let min = Infinity;
   let max = -Infinity;

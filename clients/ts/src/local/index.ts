@@ -6,5 +6,5 @@ export { EagleLocalError } from "./errors.js";
 export { LocalExpert, readSidecar, decisionParams, MAX_OPSET, SIDECAR, type ExportSidecar, type LocalInspectionRecord } from "./session.js";
 export { decodeImage, type RgbImage } from "./image.js";
 export { resizeBilinear } from "./resize.js";
-export { mapToOriginal, makeVerdict, prepareInput, resizeMap, type DecisionParams, type ExpertVerdictRecord, type ViewGeometry } from "./host.js";
+export { mapToOriginal, makeVerdict, patchMap, prepareInput, resizeMap, type DecisionParams, type ExpertVerdictRecord, type ViewGeometry } from "./host.js";
 export { extractRegions, findBoxes, mergeBoxes, type Box, type FloatMap, type Regions } from "./regions.js";

@@ -22,8 +22,12 @@ export interface Box {
   area: number;
   /** The region's largest map value in score units. */
   score: number;
-  /** The region's largest patch score: `null` here, as for every exported model (the graph keeps no patch grid). */
-  patch_score: null;
+  /**
+   * The region's largest patch score (the image score's scale: the box over the image's highest-scoring patch
+   * carries the image's score), read from the patch grid drawn over the image (`ExtractOptions.patchValues`);
+   * `null` without one (an export before schema 3, whose graph gives no patch grid).
+   */
+  patch_score: number | null;
 }
 
 /** A 2-D map, row-major. */
@@ -142,6 +146,12 @@ function close(a: Box, b: Box, maxCentreDistance: number): boolean {
   return Math.sqrt(dx * dx + dy * dy) < maxCentreDistance;
 }
 
+/** The larger of two patch scores, either of which may be unknown (regions._larger). */
+function larger(a: number | null, b: number | null): number | null {
+  if (a === null || b === null) return a === null ? b : a;
+  return Math.max(a, b);
+}
+
 function union(a: Box, b: Box): Box {
   return {
     x0: Math.min(a.x0, b.x0),
@@ -151,7 +161,7 @@ function union(a: Box, b: Box): Box {
     peak: Math.max(a.peak, b.peak),
     area: a.area + b.area,
     score: Math.max(a.score, b.score),
-    patch_score: null,
+    patch_score: larger(a.patch_score, b.patch_score),
   };
 }
 
@@ -180,6 +190,11 @@ export interface ExtractOptions {
   mergeCentreFraction?: number;
   /** Binarise at this absolute map value (the calibrated rule) instead of a fraction of the maximum. */
   threshold?: number | null;
+  /**
+   * The patch grid drawn cell by cell over the image, the map's shape ({@link patchMap} in host.ts): gives each
+   * box its `patch_score`, the largest value under the region's own pixels. Absent or null: `patch_score` null.
+   */
+  patchValues?: FloatMap | null;
 }
 
 /** Boxes around the strongest anomalous regions of a map (regions.extract_regions). */
@@ -188,8 +203,12 @@ export function extractRegions(map: FloatMap, options: ExtractOptions = {}): Box
   const ratio = options.binariseRatio ?? 2 / 3;
   const minAreaFraction = options.minAreaFraction ?? 0.001;
   const threshold = options.threshold ?? null;
+  const patchValues = options.patchValues ?? null;
   validate(map);
   const { width, height, data } = map;
+  if (patchValues !== null && (patchValues.width !== width || patchValues.height !== height || patchValues.data.length !== data.length)) {
+    throw new EagleLocalError(`patch values ${patchValues.height}x${patchValues.width} do not match the map ${height}x${width}`);
+  }
   const n = data.length;
   const [lo, top] = extremes(data);
   if (top <= 0 || lo === top) return [];
@@ -220,6 +239,7 @@ export function extractRegions(map: FloatMap, options: ExtractOptions = {}): Box
   const y1 = new Int32Array(count + 1);
   const peak = new Float64Array(count + 1).fill(-Infinity);
   const score = new Float64Array(count + 1).fill(-Infinity);
+  const patch = new Float64Array(count + 1).fill(-Infinity);
   for (let i = 0; i < n; i++) {
     const l = labels[i] as number;
     if (l === 0) continue;
@@ -232,6 +252,7 @@ export function extractRegions(map: FloatMap, options: ExtractOptions = {}): Box
     if (y + 1 > (y1[l] as number)) y1[l] = y + 1;
     if ((norm[i] as number) > (peak[l] as number)) peak[l] = norm[i] as number;
     if ((data[i] as number) > (score[l] as number)) score[l] = data[i] as number;
+    if (patchValues !== null && (patchValues.data[i] as number) > (patch[l] as number)) patch[l] = patchValues.data[i] as number;
   }
   const minArea = minAreaFraction * n;
   const boxes: Box[] = [];
@@ -245,7 +266,7 @@ export function extractRegions(map: FloatMap, options: ExtractOptions = {}): Box
         peak: peak[l] as number,
         area: area[l] as number,
         score: score[l] as number,
-        patch_score: null,
+        patch_score: patchValues !== null && Number.isFinite(patch[l]) ? (patch[l] as number) : null,
       });
     }
   }
@@ -266,6 +287,7 @@ export interface Regions {
  * `mapTau`. A map that nowhere reaches it, or whose pixels above it form no region over the minimum
  * area, is cut two thirds of the way from `baseline` to its own maximum; should that leave no region
  * either, the peak's own region is grown until it covers one ({@link peakLevel}). A flat map: no boxes.
+ * `patchValues`: as in {@link ExtractOptions}.
  */
 export function findBoxes(
   map: FloatMap,
@@ -274,22 +296,23 @@ export function findBoxes(
   baseline: number | null = null,
   topK = 3,
   minAreaFraction = 0.001,
+  patchValues: FloatMap | null = null,
 ): Regions {
   if (!(REGION_RULES as readonly string[]).includes(rule)) {
     throw new EagleLocalError(`unknown region rule ${JSON.stringify(rule)}; choose one of ${REGION_RULES.join(", ")}`);
   }
-  if (rule === "paper" || mapTau === null) return { boxes: extractRegions(map, { topK }), threshold: null };
+  if (rule === "paper" || mapTau === null) return { boxes: extractRegions(map, { topK, patchValues }), threshold: null };
   validate(map);
   const [lo, top] = extremes(map.data);
   if (top <= 0 || lo === top) return { boxes: [], threshold: null }; // a flat map: nothing stands out
   const floor = baseline === null ? mapTau : Math.min(baseline, top);
   const relative = floor + (2.0 / 3.0) * (top - floor);
   for (const threshold of top >= mapTau ? [mapTau, relative] : [relative]) {
-    const boxes = extractRegions(map, { topK, minAreaFraction, threshold });
+    const boxes = extractRegions(map, { topK, minAreaFraction, threshold, patchValues });
     if (boxes.length > 0) return { boxes, threshold };
   }
   const threshold = peakLevel(map, relative, minAreaFraction * map.data.length);
-  return { boxes: extractRegions(map, { topK: 1, minAreaFraction: 0, threshold }), threshold };
+  return { boxes: extractRegions(map, { topK: 1, minAreaFraction: 0, threshold, patchValues }), threshold };
 }
 
 /**
