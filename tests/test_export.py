@@ -214,6 +214,43 @@ def test_sidecar_describes_the_graph(fitted: dict[str, Path], exports: dict[str,
     assert sorted(openvino["graph"]["sha256"]) == ["model.bin", "model.xml"]
 
 
+def test_an_export_warns_on_another_encoding_as_its_fitted_model_does(
+    fitted: dict[str, Path],
+    exports: dict[str, Path],
+    elpv_images: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sidecar carries the training images' encodings, so a JPEG inspected by an export of a PNG-fitted model
+    is warned about as the fitted model warns; an export written before it (no ``verdict.encodings``) warns of
+    nothing, and a malformed entry is refused."""
+    from PIL import Image
+
+    from eagle_iad.pipeline import inspect_records
+
+    torch_expert = load_expert(fitted["resize"])
+    record = json.loads((exports["resize"] / SIDECAR).read_text())
+    assert record["verdict"]["encodings"] == torch_expert.model.train_encodings == {"lossless": 4}
+    jpeg = tmp_path / "cell.jpg"
+    Image.open(elpv_images[0]).convert("RGB").save(jpeg, "JPEG", quality=90)
+    inputs = [elpv_images[0], jpeg]
+    on_torch = inspect_records(torch_expert, inputs, category="mono")
+    on_graph = inspect_records(load_expert(exports["resize"], "onnx"), inputs, category="mono")
+    assert [r.warnings for r in on_graph] == [r.warnings for r in on_torch]
+    assert on_graph[0].warnings is None
+    assert on_graph[1].warnings is not None
+    assert on_graph[1].warnings[0].startswith("a JPEG (jpeg 4:2:0 q90) inspected by a model fitted on lossless images")
+    folder = _copy(exports["resize"], tmp_path / "older")
+    del record["verdict"]["encodings"]
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    assert [r.warnings for r in inspect_records(load_expert(folder, "onnx"), inputs, category="mono")] == [None, None]
+    record["verdict"]["encodings"] = {"lossless": 0}
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    assert message == f"{folder / SIDECAR}: malformed sidecar (verdict.encodings counts must be >= 1)"
+
+
 def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
     fitted: dict[str, Path],
     exports: dict[str, Path],

@@ -355,6 +355,10 @@ def verdict_rules(expert: Expert) -> dict[str, Any]:
         "near_rule": "|score - tau| < near_margin",
         "coverage": None if model.coverage is None else model.coverage.to_dict(),
         "coverage_rule": "foreign_share = share of finite patches > radius; unrecognised iff foreign_share >= limit",
+        # what the training images were encoded as (expert/encodings.py), so a verdict on a JPEG of a PNG-fitted
+        # export warns as the fitted model's does; null where the model does not know (saved before schema 10),
+        # and absent from exports written before it: both warn about nothing
+        "encodings": model.train_encodings,
     }
 
 

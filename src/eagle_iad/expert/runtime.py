@@ -206,6 +206,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
     rules = _verdict_rules(record, where)
     coverage = None if rules is None else rules[1]
+    encodings = _encodings(record, where)
     empty_ids = torch.empty(0, dtype=torch.int32)
     return ExpertModel(
         category=category,
@@ -223,7 +224,24 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         calibration=calibration,
         coverage=coverage,
         warnings=export_warnings(record),
+        train_encodings=encodings,
     )
+
+
+def _encodings(record: dict[str, Any], where: Path) -> dict[str, int] | None:
+    """The training images' encodings the sidecar carries (``verdict.encodings``); ``None`` where it carries none
+    (an export written before it, or of a model that does not know them): its verdicts then warn about nothing."""
+    rules = record.get("verdict")
+    raw = rules.get("encodings") if isinstance(rules, dict) else None
+    if raw is None:
+        return None
+    try:
+        encodings = {str(key): int(value) for key, value in dict(raw).items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar (verdict.encodings {exc})") from None
+    if any(value < 1 for value in encodings.values()):
+        raise ModelFormatError(f"{where}: malformed sidecar (verdict.encodings counts must be >= 1)")
+    return encodings
 
 
 def export_warnings(record: dict[str, Any]) -> list[str]:

@@ -86,7 +86,7 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   image_sha256: string;
   /** An export keeps no model versions: none, as the service says for an export it serves. */
   model_version: null;
-  /** An export records no training images' encodings (model schema 10): no input is warned about, as the service says for it. */
+  /** This runtime reads no image header, so it warns about no input's encoding (the service warns from the sidecar's verdict.encodings). */
   warnings: null;
 };
 
