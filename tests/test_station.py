@@ -588,7 +588,7 @@ def test_a_receiver_down_longer_than_ten_tries_at_the_default_max_attempts_gets_
         status = _status(stations)
         assert (status["sinks"]["webhook"]["pending"], status["sinks"]["webhook"]["dead_letters"]) == (3, 0), status
         (warning,) = status["warnings"]
-        assert "3 verdicts undelivered" in warning and "the first in line tried " in warning, warning
+        assert "3 deliveries (verdicts and refusals) wait" in warning and "the first in line tried " in warning, warning
         late.start()
         station.until(lambda: len(late.received) >= 3, "the verdicts delivered once the receiver listens")
         assert station.stop() == 143
@@ -751,7 +751,8 @@ def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and
     model_dir: Path, tmp_path: Path
 ) -> None:
     """The receiver refuses connections while the station runs: one log line says so (not one per retry), the
-    status names the sink, how many verdicts wait, since when and the error; one line when it is back."""
+    status names the sink, how many deliveries wait (verdicts and refusals: one queue), since when and the error;
+    one line when it is back."""
     import re
 
     port = _free_port()
@@ -766,7 +767,8 @@ def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and
         status = _status(stations)
         assert (status["state"], status["sinks"]["webhook"]["pending"]) == ("running", 3), status
         (warning,) = status["warnings"]
-        assert re.fullmatch(rf"sink webhook: 3 verdicts undelivered, the oldest stored \d+ s ago \(\S+\); the first "
+        assert re.fullmatch(rf"sink webhook: 3 deliveries \(verdicts and refusals\) wait, the oldest stored \d+ s ago "
+                            rf"\(\S+\); the first "
                             rf"in line tried \d+ times; last error: "
                             rf"{re.escape(url)}: .*Connection refused.*", warning), warning  # fmt: skip
         late.start()
@@ -779,10 +781,12 @@ def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and
     failing = [line for line in station.lines if "is failing" in line]
     assert len(failing) == 1 and log.count("sink webhook delivers again") == 1, log  # not a line per retry
     assert re.fullmatch(rf"eagle station line-1: warning: sink webhook is failing: {re.escape(url)}: .*Connection "
-                        r"refused.*; (1 verdict waits|[23] verdicts wait) in the outbox \(retried with backoff; a "
+                        r"refused.*; (1 delivery \(a verdict or a refusal\) waits|[23] deliveries \(verdicts and "
+                        r"refusals\) wait) in the outbox \(retried with backoff; a "
                         r"line when it delivers again\)\n", failing[0]), failing[0]  # fmt: skip
     assert re.search(r"eagle station line-1: sink webhook delivers again, after \d+ failed tries over \d+ s; "
-                     r"(1 verdict waits|[02] verdicts wait) in the outbox\n", log), log  # fmt: skip
+                     r"(1 delivery \(a verdict or a refusal\) waits|[02] deliveries \(verdicts and refusals\) "
+                     r"wait) in the outbox\n", log), log  # fmt: skip
     status = _status(stations)
     assert (status["state"], status["warnings"], status["sinks"]["webhook"]["delivered"]) == ("not running", [], 3)
 

@@ -304,7 +304,7 @@ def test_a_broker_stopped_mid_run_is_one_line_and_a_status_warning_until_it_is_b
         _drop(tmp_path / "incoming", _cells(3)[1:])
         station.until(lambda: station.saw("sink mqtt is failing") and len(_mqtt_outbox(tmp_path)) == 3, "a line")
         (warning,) = _status(stations)["warnings"]
-        assert warning.startswith("sink mqtt: 2 verdicts undelivered, the oldest stored ") and (
+        assert warning.startswith("sink mqtt: 2 deliveries (verdicts and refusals) wait, the oldest stored ") and (
             f"; last error: mqtt 127.0.0.1:{port}: " in warning), warning  # fmt: skip
         broker.start()
         station.until(lambda: {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}, "all delivered")

@@ -450,9 +450,10 @@ def test_a_deleted_station_is_forgotten_and_one_created_again_under_its_name_sta
                "inspected, its verdict pending")  # fmt: skip
         status, _, answer = call("DELETE", f"{live.base}/v1/stations/line-1")
         said = (
-            "station 'line-1': its sinks still owe 1 verdict (1 pending, 0 dead letters); deleting it would drop "
-            "them. Let them be delivered (GET /v1/stations/line-1 shows each sink's pending; POST "
-            "/v1/stations/line-1/retry requeues dead letters), or delete it with ?discard_pending=true to drop them"
+            "station 'line-1': its sinks still owe 1 delivery (a verdict or a refusal): 1 pending, 0 dead letters; "
+            "deleting it would drop them. Let them be delivered (GET /v1/stations/line-1 shows each sink's pending; "
+            "POST /v1/stations/line-1/retry requeues dead letters), or delete it with ?discard_pending=true to drop "
+            "them"
         )
         assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "station_undelivered", said)
         assert call("GET", f"{live.base}/v1/stations/line-1")[2]["state"] == "running"  # left as it was
@@ -567,8 +568,9 @@ def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_
         assert status == 201, info
         info = _until(live.base, "line-1", lambda i: i["inspected"] == 2 and i["warnings"], "a warning")
         (warning,) = info["warnings"]
-        assert warning.startswith("sink webhook: 2 verdicts undelivered, the oldest stored ") and warning.endswith(
-            f"; last error: http://127.0.0.1:{port}/v: [Errno 111] Connection refused"), warning  # fmt: skip
+        assert warning.startswith("sink webhook: 2 deliveries (verdicts and refusals) wait, the oldest stored ") and (
+            warning.endswith(f"; last error: http://127.0.0.1:{port}/v: [Errno 111] Connection refused")
+        ), warning  # fmt: skip
         (data / "incoming").rename(data / "unmounted")
         status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
         assert status == 200, info

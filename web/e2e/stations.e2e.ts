@@ -245,7 +245,7 @@ describe("stations page", () => {
     const owing = card.getByRole("group", { name: new RegExp(`^Delete ${TROUBLE} anyway\\?`) });
     await owing.waitFor();
     expect(await owing.locator('[role="alert"]').textContent()).toBe(
-      `Delete ${TROUBLE} anyway? station '${TROUBLE}': its sinks still owe 1 verdict (0 pending, 1 dead letter); deleting it would ` +
+      `Delete ${TROUBLE} anyway? station '${TROUBLE}': its sinks still owe 1 delivery (a verdict or a refusal): 0 pending, 1 dead letter; deleting it would ` +
         `drop them. Let them be delivered (GET /v1/stations/${TROUBLE} shows each sink's pending; POST /v1/stations/${TROUBLE}/retry ` +
         "requeues dead letters), or delete it with ?discard_pending=true to drop them",
     );

@@ -145,7 +145,7 @@ describe("stations", () => {
       expect(error).toBeInstanceOf(EagleApiError);
       expect(error).toMatchObject({ status: 409, code: "station_undelivered" });
       expect((error as EagleApiError).message).toBe(
-        `station '${owing}': its sinks still owe 1 verdict (1 pending, 0 dead letters); deleting it would drop them. ` +
+        `station '${owing}': its sinks still owe 1 delivery (a verdict or a refusal): 1 pending, 0 dead letters; deleting it would drop them. ` +
           `Let them be delivered (GET /v1/stations/${owing} shows each sink's pending; POST /v1/stations/${owing}/retry ` +
           "requeues dead letters), or delete it with ?discard_pending=true to drop them",
       );

@@ -33,7 +33,14 @@ from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationBusyError, StationManager
-from eagle_iad.station.status import StationFacts, open_read_only, service_retry, station_figures, station_status
+from eagle_iad.station.status import (
+    StationFacts,
+    deliveries,
+    open_read_only,
+    service_retry,
+    station_figures,
+    station_status,
+)
 
 LOG = logging.getLogger("eagle_iad.station")
 
@@ -525,19 +532,16 @@ DISCARD_PENDING = Query(False, description="delete the station even though its s
                         "station_undelivered, the station left as it was")  # fmt: skip
 
 
-def _verdicts_count(count: int) -> str:
-    return f"{count} verdict{'' if count == 1 else 's'}"
-
-
 def _refuse_undelivered(tables: StationTables, name: str) -> None:
-    """409 ``station_undelivered`` naming how many verdicts ``name``'s sinks still owe (pending, dead letters):
-    deleting the station drops them, which only ``?discard_pending=true`` asks for."""
+    """409 ``station_undelivered`` naming how many deliveries ``name``'s sinks still owe (pending, dead letters; its
+    refusals too, in the same queues): deleting the station drops them, which only ``?discard_pending=true`` asks
+    for."""
     pending, dead = tables.undelivered(name)
     if not pending and not dead:
         return
     letters = "dead letter" if dead == 1 else "dead letters"
-    raise ApiError(409, f"station {name!r}: its sinks still owe {_verdicts_count(pending + dead)} ({pending} pending, "
-                   f"{dead} {letters}); deleting it would drop them. Let them be delivered (GET /v1/stations/{name} "
+    raise ApiError(409, f"station {name!r}: its sinks still owe {deliveries(pending + dead)}: {pending} pending, "
+                   f"{dead} {letters}; deleting it would drop them. Let them be delivered (GET /v1/stations/{name} "
                    f"shows each sink's pending; POST /v1/stations/{name}/retry requeues dead letters), or delete it "
                    "with ?discard_pending=true to drop them", code="station_undelivered")  # fmt: skip
 

@@ -56,6 +56,7 @@ from eagle_iad.station.status import (
     PAUSE_RETRY_S,
     Intake,
     OwedFiling,
+    deliveries_wait,
     forget_owed,
     gone,
     owed_file,
@@ -158,8 +159,8 @@ class Courier(threading.Thread):
                 self.failing_since = time.monotonic()
                 waiting = self.tables.owed(self.station, [name])
                 self.log(f"eagle station {self.station}: warning: sink {name} is failing: {error}; "
-                         f"{_verdicts(waiting)} in the outbox (retried with backoff; a line when it delivers again)"
-                         )  # fmt: skip
+                         f"{deliveries_wait(waiting)} in the outbox (retried with backoff; a line when it delivers "
+                         "again)")  # fmt: skip
             if dead:
                 self.log(f"eagle station {self.station}: {name} gave up on record {due.record_id} after "
                          f"{due.attempts + 1} tries ({error}); kept as a dead letter")  # fmt: skip
@@ -171,7 +172,7 @@ class Courier(threading.Thread):
             failures, self.failing_since, self.failures = self.failures, None, 0
             waiting = self.tables.owed(self.station, [name])
             self.log(f"eagle station {self.station}: sink {name} delivers again, after {failures} failed "
-                     f"tr{'y' if failures == 1 else 'ies'} over {took:.0f} s; {_verdicts(waiting)} in the "
+                     f"tr{'y' if failures == 1 else 'ies'} over {took:.0f} s; {deliveries_wait(waiting)} in the "
                      "outbox")  # fmt: skip
 
 
@@ -184,11 +185,6 @@ def _exists(path: Path) -> bool:
             return False
         raise
     return True
-
-
-def _verdicts(count: int) -> str:
-    """``1 verdict waits``, ``3 verdicts wait``."""
-    return f"{count} verdict waits" if count == 1 else f"{count} verdicts wait"
 
 
 def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> tuple[str, str | None] | None:
@@ -344,7 +340,7 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}")
         sinks = [courier.sink.sink.name for courier in self.couriers]
         for sink, count in self.tables.orphans(self.config.name, sinks).items():
-            self.log(f"eagle station {self.config.name}: warning: {count} verdicts wait for a sink named {sink!r}, "
+            self.log(f"eagle station {self.config.name}: warning: {deliveries_wait(count)} for a sink named {sink!r}, "
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
 
     def stop(self, grace_s: float) -> None:

@@ -54,6 +54,18 @@ def gone(exc: OSError, folder: Path | None = None) -> bool:
     return os.path.abspath(os.fsdecode(exc.filename)) == os.path.abspath(folder)
 
 
+def deliveries(count: int) -> str:
+    """``1 delivery (a verdict or a refusal)``, ``3 deliveries (verdicts and refusals)``: what an outbox count
+    counts. A sink's queue holds the station's refusals in line with its verdicts, so a count of its rows said as
+    "verdicts" would call a refusal a verdict."""
+    return "1 delivery (a verdict or a refusal)" if count == 1 else f"{count} deliveries (verdicts and refusals)"
+
+
+def deliveries_wait(count: int) -> str:
+    """``1 delivery (a verdict or a refusal) waits``, ``3 deliveries (verdicts and refusals) wait``."""
+    return f"{deliveries(count)} {'waits' if count == 1 else 'wait'}"
+
+
 def duration(seconds: float) -> str:
     """``45 s``, ``12 min``, ``3.5 h``: an age as a person reads it."""
     seconds = max(0.0, seconds)
@@ -317,7 +329,7 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
             "dead_letters": int(counts.get("dead", 0)),
             "last_error": None if error is None else error[0],
         }
-    failing = []  # sinks whose undelivered verdicts wait behind a failed try: name them, how many, how long
+    failing = []  # sinks whose undelivered rows wait behind a failed try: name them, how many, how long
     for sink_name, figures in sinks.items():
         if not figures["pending"]:
             continue
@@ -333,7 +345,7 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
         count = figures["pending"]
         since = "" if age is None else f", the oldest stored {duration(age[1])} ago ({age[0]})"
         tries = int(head[2])  # the head of the line: the rows behind it wait for it (their order is kept)
-        failing.append(f"sink {sink_name}: {count} verdict{'' if count == 1 else 's'} undelivered{since}; "
+        failing.append(f"sink {sink_name}: {deliveries_wait(count)}{since}; "
                        f"the first in line tried {tries} time{'' if tries == 1 else 's'}; "
                        f"last error: {head[1]}")  # fmt: skip
     last = db.execute(
