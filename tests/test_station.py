@@ -791,6 +791,38 @@ def test_a_failing_sink_is_one_line_when_it_fails_one_when_it_delivers_again_and
     assert (status["state"], status["warnings"], status["sinks"]["webhook"]["delivered"]) == ("not running", [], 3)
 
 
+def test_a_failing_sinks_warning_says_how_long_a_refusal_at_the_head_of_its_queue_waited(tmp_path: Path) -> None:
+    """A refusal at the head of a failing sink's queue has no record to take the age from (its intake row is no
+    record's, and the files not read share one): the warning gives the time its payload says, as a verdict's."""
+    from eagle_iad.record import iso_time
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.parts import Retry
+    from eagle_iad.station.status import StationFacts, station_figures
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    tables = StationTables(store)
+    try:
+        stored = iso_time(time.time() - 600)
+        for key, digest in (("refused-1", ""), ("refused-2", "d2")):  # a file not read, then one read
+            payload = {"event": "refused", "station": "line-1", "image": None, "source": "x.png",
+                       "refused": {"id": key, "image_name": "x.png", "reason": "denied", "time": stored}}  # fmt: skip
+            tables.write_failed("line-1", digest, "x.png", "denied", 1.0, key=key, planned="failed/x.png",
+                                sinks=["webhook"], payload=payload)  # fmt: skip
+        tables.release_held("line-1")
+        head = tables.head("line-1", "webhook")
+        assert head is not None and head.record_id == "refused-1"
+        tables.failed(head, "Connection refused", Retry(0, 1.0, 60.0))
+        facts = StationFacts("line-1", "mono", "folder x", 0, [("webhook", "webhook")], 100, 5.0)
+        with store.transaction() as db:
+            warnings = station_figures(db, facts)["warnings"]
+        (warning,) = warnings
+        assert re.fullmatch(rf"sink webhook: 2 deliveries \(verdicts and refusals\) wait, the oldest stored \d+ min "
+                            rf"ago \({re.escape(stored)}\); the first in line tried 1 time; last error: Connection "
+                            "refused", warning), warning  # fmt: skip
+    finally:
+        store.close()
+
+
 def test_a_paused_intake_shows_in_the_status_until_it_resumes(model_dir: Path, tmp_path: Path) -> None:
     """``done`` is a file: the first image is inspected but cannot be put away, so the intake pauses; the
     status of the running station says so (its state and a warning), not only its log."""

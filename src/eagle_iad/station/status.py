@@ -27,6 +27,8 @@ from eagle_iad.history.backend import Connection
 from eagle_iad.history.sqlite import SqliteConnection, SqliteHistory
 from eagle_iad.record import iso_time
 from eagle_iad.station.config import StationConfig
+from eagle_iad.station.outbox import REFUSED_PREFIX
+from eagle_iad.station.parts import refusal
 
 #: Images the latency percentiles are computed over (the most recent).
 LATENCY_WINDOW = 1000
@@ -274,13 +276,24 @@ def station_status(
     return station_figures(db, facts if retry is None else replace(facts, retry=retry), files)
 
 
-def _age(db: Connection, record_id: str, now: float) -> tuple[str, float] | None:
-    """When record ``record_id`` was stored (ISO 8601, as the history has it) and how many seconds ago."""
-    row = db.execute("SELECT time FROM inspections WHERE id = ?", (record_id,)).fetchone()
-    if row is None or row[0] is None:
+def _age(db: Connection, record_id: str, payload: str, now: float) -> tuple[str, float] | None:
+    """When the outbox row of ``record_id`` (its ``payload``) was stored (ISO 8601, as the history has it) and how
+    many seconds ago. A verdict's is its record's time; a refusal has no record, and its intake row may be shared
+    (the files not read share one, rewritten at each refusal), so its time is the one its payload says, written
+    once with its rows (a refusal stored again keeps them as they are)."""
+    if record_id.startswith(REFUSED_PREFIX):
+        try:
+            said = refusal(json.loads(payload))
+        except (ValueError, AttributeError):  # not JSON, or not an object
+            return None
+        stored = None if said is None else said.get("time")
+    else:
+        row = db.execute("SELECT time FROM inspections WHERE id = ?", (record_id,)).fetchone()
+        stored = None if row is None else row[0]
+    if stored is None:
         return None
     try:
-        return str(row[0]), now - datetime.fromisoformat(str(row[0])).timestamp()
+        return str(stored), now - datetime.fromisoformat(str(stored)).timestamp()
     except ValueError:
         return None
 
@@ -339,9 +352,9 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
         ).fetchone()  # fmt: skip
         if head is None:
             continue
-        oldest = db.execute("SELECT record_id FROM outbox WHERE station = ? AND sink = ? AND state = 'pending' "
-                            "ORDER BY seq LIMIT 1", (name, sink_name)).fetchone()  # fmt: skip
-        age = None if oldest is None else _age(db, str(oldest[0]), now)
+        oldest = db.execute("SELECT record_id, payload FROM outbox WHERE station = ? AND sink = ? AND state = "
+                            "'pending' ORDER BY seq LIMIT 1", (name, sink_name)).fetchone()  # fmt: skip
+        age = None if oldest is None else _age(db, str(oldest[0]), str(oldest[1]), now)
         count = figures["pending"]
         since = "" if age is None else f", the oldest stored {duration(age[1])} ago ({age[0]})"
         tries = int(head[2])  # the head of the line: the rows behind it wait for it (their order is kept)
