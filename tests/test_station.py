@@ -2933,6 +2933,64 @@ def test_a_kill_between_storing_a_refusal_and_putting_the_image_aside_delivers_i
     assert len(_rows(tmp_path, "SELECT * FROM outbox")) == 2 and _status(stations)["failed"] == 1
 
 
+@pytest.mark.parametrize("verdicts_only", [False, True])
+def test_a_kill_before_a_refusal_is_put_aside_with_no_sink_taking_refusals_counts_its_file_once(
+    model_dir: Path, tmp_path: Path, verdicts_only: bool
+) -> None:
+    """No sink takes refusals (none at all, or one with ``refusals = false``): the refusal has no outbox rows to tell
+    it by, and a kill between storing it and putting the file aside leaves the file in the folder. The restart
+    refuses that very file again, so ``failed`` counts it once, not twice; a file of the same name and bytes that
+    arrives after it was put aside is another file, counted."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    sinks = _webhook(_free_port(), refusals=False) if verdicts_only else ""
+    stations = _stations(tmp_path, model_dir, sinks, settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal stored")
+    assert broken.exists() and _rows(tmp_path, "SELECT state, files FROM station_intake") == [("failed", 1)]
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert not broken.exists() and (incoming / "failed" / "broken.png").read_bytes() == BROKEN
+    assert _status(stations)["failed"] == 1 and _rows(tmp_path, "SELECT * FROM outbox") == []
+    broken.write_bytes(BROKEN)  # the camera writes the same bytes under the same name again: another file
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (incoming / "failed" / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 2
+
+
+def test_the_place_of_a_refusal_no_sink_takes_refused_by_the_history_is_stored_by_the_next_run(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """No sink takes refusals, so the refusal's intake row has no place until one is stored (what tells a file
+    refused again after a kill from a later one). The history refuses that place and the station is stopped: the
+    next run stores the place kept in the owed file, not dropping it as out of date, and a later file of that name
+    and content is another file, counted."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stations = _stations(tmp_path, model_dir, "", settle_s=0)
+    code, log = _run(stations, "run", "--until-idle")  # the history made: nothing to inspect yet
+    assert code == 0, log
+    _refuse_filings(tmp_path, True)
+    (incoming / "broken.png").write_bytes(BROKEN)
+    running = Running(stations)
+    try:
+        running.until(lambda: running.saw("but the history could not store that"), "the place refused")
+    finally:
+        code = running.stop()
+    assert code == 143, running.log()
+    _refuse_filings(tmp_path, False)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    failed = incoming / "failed" / "broken.png"
+    assert f"owed to the history since an earlier run, is stored: {failed}" in log, log
+    assert _rows(tmp_path, "SELECT moved_to, files FROM station_intake") == [(str(failed), 1)]
+    (incoming / "broken.png").write_bytes(BROKEN)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (incoming / "failed" / "broken-1.png").exists() and _status(stations)["failed"] == 2
+
+
 def test_a_refusal_the_history_cannot_store_leaves_neither_its_intake_row_nor_its_deliveries(
     model_dir: Path, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -3091,6 +3149,28 @@ def test_a_refusal_stored_again_under_its_key_counts_its_file_once(tmp_path: Pat
         assert len(store.read("SELECT * FROM outbox")) == 4 * len(sinks)
         # the shared row of the files not read is no record's: held rows of an unread file have no intake row
         assert {held.digest for held in tables.held("line-1")} == ({None, "d1"} if sinks else set())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("sinks", [["webhook"], []])
+def test_a_refusal_not_put_aside_yet_is_found_by_its_key_whether_or_not_a_sink_takes_it(
+    tmp_path: Path, sinks: list[str]
+) -> None:
+    """``held_refusal`` finds the refusal of a file read until its place is stored: by its held rows, or, no sink
+    taking refusals, by its intake row having no place yet; once filed, that name and content is a new file."""
+    from eagle_iad.station.outbox import StationTables
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    tables = StationTables(store)
+    try:
+        tables.write_failed("line-1", "d1", "x.png", "broken", 1.0, key="refused-a", planned="failed/x.png",
+                            sinks=sinks, payload={"event": "refused", "refused": {"id": "refused-a"}})  # fmt: skip
+        assert tables.held_refusal("line-1", "d1", "x.png") == "refused-a"
+        assert tables.held_refusal("line-1", "d1", "y.png") is None  # another name: another file
+        tables.filed("line-1", "d1", "refused-a", "failed/x.png", first=True)
+        assert tables.held_refusal("line-1", "d1", "x.png") is None
+        assert store.read("SELECT moved_to, files FROM station_intake") == [("failed/x.png", 1)]
     finally:
         store.close()
 

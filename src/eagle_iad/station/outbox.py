@@ -258,8 +258,14 @@ class StationTables:
         ``""``: a file that could not be read, which has no content hash; those share one row (no place: each
         refusal's own key is in its outbox rows; the row keeps the last one's), each counted all the same.
 
-        Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice."""
+        Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice.
+
+        With no row held (no sink takes refusals), the intake row of a file read keeps no place (``moved_to`` null)
+        until :meth:`filed` stores where the file went: nothing else would tell this file, refused again after a kill
+        before its put-aside, from a later file of that name and content (see :meth:`held_refusal`)."""
         now = time.time()
+        held = key is not None and payload is not None and bool(sinks)
+        place = planned if digest and held else None
         with self.store.transaction() as db:
             stored = False
             if key is not None:
@@ -272,9 +278,9 @@ class StationTables:
             db.execute(
                 "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
                 " appeared, time) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
-                (station, digest, name, key, reason, planned if digest else None, appeared, now, 0 if stored else 1),
+                (station, digest, name, key, reason, place, appeared, now, 0 if stored else 1),
             )
-            if key is None or payload is None:
+            if not held:
                 return
             text = json.dumps(payload)
             for sink in sinks:
@@ -285,14 +291,18 @@ class StationTables:
                 )
 
     def held_refusal(self, station: str, digest: str, name: str) -> str | None:
-        """The key of the refusal of ``name`` with content ``digest`` whose deliveries are still held (stored, the
-        file not put aside yet: a crash or a failed put-aside since), or ``None``."""
+        """The key of the refusal of ``name`` with content ``digest`` stored, its file not put aside yet (a crash or a
+        failed put-aside since), or ``None``: its deliveries still held, or, where no sink took it (no rows), its
+        intake row still without a place (see :meth:`write_failed`). Refused again, the file keeps that key, so it is
+        neither delivered nor counted twice."""
         if not digest:
             return None
         rows = self.store.read(
             "SELECT i.record_id FROM station_intake i WHERE i.station = ? AND i.digest = ? AND i.name = ?"
-            " AND i.state = 'failed' AND i.record_id IS NOT NULL AND EXISTS (SELECT 1 FROM outbox o"
-            " WHERE o.station = i.station AND o.record_id = i.record_id AND o.state = ? AND o.next_try = ?)",
+            " AND i.state = 'failed' AND i.record_id IS NOT NULL AND (EXISTS (SELECT 1 FROM outbox o"
+            " WHERE o.station = i.station AND o.record_id = i.record_id AND o.state = ? AND o.next_try = ?)"
+            " OR i.moved_to IS NULL AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.station = i.station"
+            " AND o.record_id = i.record_id))",
             (station, digest, name, PENDING, HELD),
         )
         return None if not rows else str(rows[0][0])

@@ -732,15 +732,20 @@ class StationRunner:
 
     def _still_owed(self, owed: OwedFiling) -> bool:
         """Whether an earlier run's owed filing (from its file) still says something the history lacks: the
-        record's rows are still held, or its stored place is still the one planned for it. Otherwise another run
-        filed the image since (found by its content, or moved on), and storing this older place would overwrite
-        the newer one: the file is dropped, in one line."""
+        record's rows are still held, or its stored place is still the one planned for it (a refusal no sink took:
+        still none, see :meth:`StationTables.write_failed`). Otherwise another run filed the image since (found by
+        its content, or moved on), and storing this older place would overwrite the newer one: the file is dropped,
+        in one line."""
         name = self.config.name
         if any(held.record_id == owed.record_id for held in self.tables.held(name)):
             return True
         prior = self.tables.intake(name, owed.digest)
         stored = None if prior is None or prior.record_id != owed.record_id else prior.moved_to
         if owed.first and owed.planned is not None and stored == owed.planned:
+            return True
+        # a file read and refused, no sink taking refusals: its intake row has no place until one is stored
+        refused = prior is not None and prior.record_id == owed.record_id and prior.state == "failed"
+        if refused and owed.digest and stored is None:
             return True
         self._owed = None
         self._owed_before = False
