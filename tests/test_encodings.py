@@ -98,8 +98,7 @@ def test_a_fit_on_mixed_encodings_warns(tmp_path: Path) -> None:
 
 def test_a_jpegs_quality_is_read_from_its_quantization_table(tmp_path: Path) -> None:
     """Every quality PIL (libjpeg) and OpenCV write is read back exactly: the header states none."""
-    import cv2
-
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (the camera extra) is not installed")
     rgb = np.asarray(Image.open(noise_pngs(tmp_path, 1, seed=2)[0]).convert("RGB"))
     for quality in range(1, 101):
         pil = io.BytesIO()
@@ -124,6 +123,8 @@ def test_a_jpeg_of_another_quality_than_the_training_jpegs_is_warned_both_ways()
     assert input_warning(trained, "jpeg 4:2:0 q92") is not None
     # a model of schema 10's first day recorded no quality, and a JPEG without a table has none: not judged
     assert input_warning({"jpeg 4:2:0": 30}, "jpeg 4:2:0 q75") is None
+    # ... nor once a teach has added JPEGs whose quality it knows: the first 30's is still unknown
+    assert input_warning({"jpeg 4:2:0": 30, "jpeg 4:2:0 q80": 5}, "jpeg 4:2:0 q95") is None
     assert input_warning(trained, "jpeg 4:2:0") is None
 
 
@@ -138,3 +139,37 @@ def test_a_model_fitted_on_jpegs_warns_on_a_lower_quality_and_not_on_its_own(tmp
     on_same, on_low = inspect_records(expert, [same, low], category="cat")
     assert on_same.warnings is None
     assert on_low.warnings is not None and "a JPEG of quality 75 (jpeg 4:2:0 q75)" in on_low.warnings[0]
+
+
+def test_a_jpegs_quality_is_read_from_the_table_its_luma_uses() -> None:
+    """The luminance table is the one the first component names, not table 0 by position."""
+    from eagle_iad.images import jpeg_quality
+
+    rgb = (np.arange(16 * 16 * 3) % 251).astype(np.uint8).reshape(16, 16, 3)
+    data = io.BytesIO()
+    Image.fromarray(rgb).save(data, "JPEG", quality=60)
+    image = Image.open(io.BytesIO(data.getvalue()))
+    assert jpeg_quality(image) == 60
+    tables = image.quantization
+    image.quantization = {0: tables[1], 1: tables[0]}  # the luma table stored under id 1
+    image.layer = [(c, h, v, 1 - t) for c, h, v, t in image.layer]
+    assert jpeg_quality(image) == 60
+
+
+@pytest.mark.parametrize("counts", [{"lossless": 2.7}, {"lossless": True}, {"lossless": "3"}, {"lossless": 0}, [1]])
+def test_stored_encodings_are_whole_counts(png_model: Path, tmp_path: Path, counts: object) -> None:
+    """A hand-edited count is refused by name, not read as another number (2.7 as 2, true as 1)."""
+    from eagle_iad.errors import ModelFormatError
+    from eagle_iad.expert.manifest import manifest_checksum
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for file in png_model.iterdir():
+        if file.is_file():
+            (model / file.name).write_bytes(file.read_bytes())
+    manifest = json.loads((model / "model.json").read_text())
+    manifest["training"]["encodings"] = counts
+    manifest["checksum"] = manifest_checksum(manifest)
+    (model / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match=r"malformed manifest \(training\.encodings"):
+        load(model)

@@ -245,10 +245,14 @@ def test_an_export_warns_on_another_encoding_as_its_fitted_model_does(
     record.pop("checksum")
     (folder / SIDECAR).write_text(seal_sidecar(record))
     assert [r.warnings for r in inspect_records(load_expert(folder, "onnx"), inputs, category="mono")] == [None, None]
+    record["verdict"]["encodings"] = None  # a model saved before schema 10 knows none
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    assert load_expert(folder, "onnx").model.train_encodings is None
     record["verdict"]["encodings"] = {"lossless": 0}
     (folder / SIDECAR).write_text(seal_sidecar(record))
     message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
-    assert message == f"{folder / SIDECAR}: malformed sidecar (verdict.encodings counts must be >= 1)"
+    expected = "verdict.encodings['lossless'] must be a whole number >= 1, not 0"
+    assert message == f"{folder / SIDECAR}: malformed sidecar ({expected})"
 
 
 def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(

@@ -178,7 +178,8 @@ def jpeg_quality(image: Image.Image) -> int | None:
     stores them in does not matter), which is what the error it leaves is comparable to.
     """
     tables = getattr(image, "quantization", None) or {}
-    luminance = tables.get(0)
+    layers = getattr(image, "layer", None) or []  # (component id, h, v, table id); the first is luma (or grey)
+    luminance = tables.get(layers[0][3] if layers and len(layers[0]) > 3 else 0)
     if luminance is None or len(luminance) != 64:
         return None
     found = np.sort(np.asarray(list(luminance), dtype=np.int64))

@@ -27,6 +27,21 @@ UNKNOWN = None
 QUALITY_MARGIN = 2
 
 
+def parse_encodings(raw: object, field: str) -> dict[str, int]:
+    """A stored ``{encoding: number of images}`` (a model's ``training.encodings``, an export's
+    ``verdict.encodings``), each count an integer >= 1; ``ValueError`` naming ``field`` otherwise.
+
+    Why strict: a hand-edited or corrupt count must not be read as another number (2.7 as 2, true as 1)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{field} must be an object of counts, not {type(raw).__name__}")
+    encodings: dict[str, int] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field}[{key!r}] must be a whole number >= 1, not {value!r}")
+        encodings[key] = value
+    return encodings
+
+
 def count_encodings(sources: Iterable[ImageSource]) -> dict[str, int]:
     """``{encoding: number of images}`` over ``sources`` (headers only), sorted by encoding."""
     found: Counter[str] = Counter()
@@ -90,10 +105,13 @@ def _quality_warning(train_encodings: dict[str, int], encoding: str) -> str | No
     """
     quality = encoding_quality(encoding)
     family = encoding_family(encoding)
-    known = [q for e in train_encodings if encoding_family(e) == family and (q := encoding_quality(e)) is not None]
-    if quality is None or not known:  # a model of schema 10's first day recorded no quality
+    known = [encoding_quality(e) for e in train_encodings if encoding_family(e) == family]
+    # a model of schema 10's first day recorded no quality, and a teach since adds keys with one: its range is
+    # unknown while any of its images' quality is
+    if quality is None or not known or None in known:
         return None
-    low, high = min(known), max(known)
+    qualities = [q for q in known if q is not None]
+    low, high = min(qualities), max(qualities)
     if low - QUALITY_MARGIN <= quality <= high + QUALITY_MARGIN:
         return None
     fitted = f"quality {low}" if low == high else f"qualities {low} to {high}"

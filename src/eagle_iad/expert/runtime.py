@@ -21,6 +21,7 @@ from eagle_iad.choices import RUNTIMES as RUNTIMES
 from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coverage import Coverage
+from eagle_iad.expert.encodings import parse_encodings
 from eagle_iad.expert.export import (
     EXPORT_KIND,
     EXPORT_SCHEMA_VERSIONS,
@@ -236,12 +237,9 @@ def _encodings(record: dict[str, Any], where: Path) -> dict[str, int] | None:
     if raw is None:
         return None
     try:
-        encodings = {str(key): int(value) for key, value in dict(raw).items()}
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ModelFormatError(f"{where}: malformed sidecar (verdict.encodings {exc})") from None
-    if any(value < 1 for value in encodings.values()):
-        raise ModelFormatError(f"{where}: malformed sidecar (verdict.encodings counts must be >= 1)")
-    return encodings
+        return parse_encodings(raw, "verdict.encodings")
+    except ValueError as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
 
 
 def export_warnings(record: dict[str, Any]) -> list[str]:

@@ -53,6 +53,7 @@ from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coverage import Coverage
+from eagle_iad.expert.encodings import parse_encodings
 from eagle_iad.expert.manifest import FORMAT as FORMAT
 from eagle_iad.expert.manifest import MANIFEST as MANIFEST
 from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
@@ -519,7 +520,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         raw_digests = training.get("sha256")  # schema 10
         train_sha256 = None if raw_digests is None else list(raw_digests)
         raw_encodings = training.get("encodings")  # schema 10; older: unknown
-        encodings = None if raw_encodings is None else {str(k): int(v) for k, v in dict(raw_encodings).items()}
+        encodings = None if raw_encodings is None else parse_encodings(raw_encodings, "training.encodings")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
