@@ -11,6 +11,7 @@ naming the field.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import hmac
 import json
@@ -3232,6 +3233,38 @@ def test_a_refused_image_the_folder_sink_cannot_link_is_its_json_alone_not_a_blo
     assert [p.name for p in (tmp_path / "sorted" / "refused").iterdir()] == ["refused-1_x.png.json"]
 
 
+def _plant_link_and_fifo(tmp_path: Path, folder: Path, target: bytes) -> None:
+    """``folder/link.png``, a symbolic link to a file outside the hot folder holding ``target``, and
+    ``folder/fifo.png``, a FIFO no one writes: what the folder sink must neither follow nor wait on."""
+    folder.mkdir()
+    (tmp_path / "secret").write_bytes(target)
+    (folder / "link.png").symlink_to(tmp_path / "secret")
+    os.mkfifo(folder / "fifo.png")
+
+
+def _deliver_in_time(deliver: Callable[[str], None], fifo: Path) -> list[BaseException]:
+    """``deliver("link.png")`` then ``deliver("fifo.png")`` in a thread that must end (not wait on ``fifo``); what
+    each raised."""
+    errors: list[BaseException] = []
+
+    def both() -> None:
+        for name in ("link.png", "fifo.png"):
+            try:
+                deliver(name)
+            except BaseException as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=both, daemon=True)
+    thread.start()
+    thread.join(wait_s(30))
+    try:
+        assert not thread.is_alive(), "the folder sink waits on the FIFO"
+    finally:
+        if thread.is_alive():  # let the blocked open end (a writer, gone at once)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    return errors
+
+
 @pytest.mark.parametrize("link", [False, True])
 def test_a_refused_link_or_fifo_is_neither_followed_nor_waited_on_by_the_folder_sink(
     tmp_path: Path, link: bool
@@ -3242,32 +3275,66 @@ def test_a_refused_link_or_fifo_is_neither_followed_nor_waited_on_by_the_folder_
     from eagle_iad.station.parts import Options
     from eagle_iad.station.sinks.folder import FolderSink
 
-    failed = tmp_path / "failed"
-    failed.mkdir()
-    (tmp_path / "secret").write_bytes(b"not the station's to file")
-    (failed / "link.png").symlink_to(tmp_path / "secret")
-    os.mkfifo(failed / "fifo.png")
+    _plant_link_and_fifo(tmp_path, tmp_path / "failed", b"not the station's to file")
     sink = FolderSink(Options({"path": "sorted", "link": link}, "sink", tmp_path), "folder")
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            for name in ("link.png", "fifo.png"):
-                sink.deliver(_refusal(tmp_path, name), f"refused-{name[0]}")
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=deliver, daemon=True)
-    thread.start()
-    thread.join(wait_s(30))
-    try:
-        assert not thread.is_alive(), "the folder sink waits on the FIFO"
-    finally:
-        if thread.is_alive():  # let the blocked open end (a writer, gone at once)
-            os.close(os.open(failed / "fifo.png", os.O_WRONLY | os.O_NONBLOCK))
+    errors = _deliver_in_time(lambda name: sink.deliver(_refusal(tmp_path, name), f"refused-{name[0]}"),
+                              tmp_path / "failed" / "fifo.png")  # fmt: skip
     assert errors == []
     refused = tmp_path / "sorted" / "refused"
     assert sorted(p.name for p in refused.iterdir()) == ["refused-f_fifo.png.json", "refused-l_link.png.json"]
+
+
+def _verdict(tmp_path: Path, name: str, digest: str) -> dict[str, Any]:
+    record = {"id": f"r-{name[0]}", "decision": "normal", "image_name": name, "image_sha256": digest}
+    return {
+        "station": "line-1",
+        "image": str(tmp_path / "done" / name),
+        "source": str(tmp_path / name),
+        "record": record,
+    }
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_a_link_or_fifo_where_a_verdicts_image_was_filed_is_neither_followed_nor_waited_on_by_the_folder_sink(
+    tmp_path: Path, link: bool
+) -> None:
+    """The verdict's image takes the refusal's way in (:meth:`FolderSink._copy_readable`): a symbolic link put in
+    ``done/`` where the image was filed is not followed, even to a file holding the very bytes inspected (the sink
+    files the station's own copy, never a file outside the folder), and a FIFO there is not waited on. Neither is
+    the image: the try is refused ("replaced"), a dead letter in time, and nothing is filed."""
+    from eagle_iad.station.parts import Options, RefusedError
+    from eagle_iad.station.sinks.folder import FolderSink
+
+    inspected = b"the bytes inspected"
+    _plant_link_and_fifo(tmp_path, tmp_path / "done", inspected)
+    sink = FolderSink(Options({"path": "sorted", "link": link}, "sink", tmp_path), "folder")
+    digest = hashlib.sha256(inspected).hexdigest()
+    errors = _deliver_in_time(lambda name: sink.deliver(_verdict(tmp_path, name, digest), f"r-{name[0]}"),
+                              tmp_path / "done" / "fifo.png")  # fmt: skip
+    assert [type(e) for e in errors] == [RefusedError, RefusedError]
+    assert all("replaced by another since it was inspected" in str(e) for e in errors)
+    assert [p.name for p in (tmp_path / "sorted" / "normal").iterdir()] == []
+
+
+def test_a_verdicts_image_the_folder_sink_cannot_read_now_is_a_failed_try_not_a_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safe copy is no copy of an image it cannot read (EIO, EACCES); for a verdict that image is still there,
+    so the try fails and is retried (:class:`DeliveryError`), never refused into a dead letter as a gone one is."""
+    from eagle_iad.station.parts import DeliveryError, Options, RefusedError
+    from eagle_iad.station.sinks import folder
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "x.png").write_bytes(b"inspected")
+
+    def unreadable(path: Path) -> Any:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(folder, "open_regular", unreadable)
+    sink = folder.FolderSink(Options({"path": "sorted"}, "sink", tmp_path), "folder")
+    with pytest.raises(DeliveryError, match="Input/output error") as raised:
+        sink.deliver(_verdict(tmp_path, "x.png", hashlib.sha256(b"inspected").hexdigest()), "r-x")
+    assert not isinstance(raised.value, RefusedError)
 
 
 def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_path: Path) -> None:

@@ -12,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.file_hash import BLOCK, file_sha256
+from eagle_iad.file_hash import BLOCK
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.station.parts import REQUIRED, SINKS, DeliveryError, Options, RefusedError, Retry, refusal
-from eagle_iad.station.sources.folder import open_regular
+from eagle_iad.station.sources.folder import ABSENT, NotAFileError, open_regular
 
 #: NAME_MAX bytes a copy's name leaves free: its ``.json``, written atomically (a 10-byte temporary name).
 JSON_RESERVE = len(".json") + 10
@@ -73,24 +72,16 @@ class FolderSink:
             folder.mkdir(parents=True, exist_ok=True)
             if not target.exists():
                 temporary = folder / f".{base}.tmp"
-                for place in places:
-                    if not place.is_file():
-                        continue
-                    temporary.unlink(missing_ok=True)
-                    if self.link:
-                        os.link(place, temporary)
-                    else:
-                        shutil.copyfile(place, temporary)
-                    if expected is None or file_sha256(temporary) == expected:
-                        break  # the bytes inspected, not another image put under the same name since
-                else:
-                    temporary.unlink(missing_ok=True)
-                    gone = "replaced by another since it was inspected" if any(p.is_file() for p in places) else "gone"
-                    raise RefusedError(f"the image is {gone}: {image}")  # never there again: a dead letter, in time
+                unreadable: list[OSError] = []
+                if not self._copy_readable(places, temporary, expected, unreadable):
+                    if unreadable:  # there but not read now (EACCES, EIO, EXDEV linking): retried, not refused
+                        failure = unreadable[0]
+                        raise DeliveryError(f"{failure.filename or image}: {failure.strerror or failure}")
+                    # anything under the name (other bytes, a link, a FIFO) is not the image: never there again
+                    gone = "replaced by another since it was inspected" if any(map(os.path.lexists, places)) else "gone"
+                    raise RefusedError(f"the image is {gone}: {image}")  # a dead letter, in time
                 os.replace(temporary, target)
             atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
-        except FileNotFoundError as exc:
-            raise RefusedError(f"the image is gone: {exc.filename}") from None
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
 
@@ -119,13 +110,24 @@ class FolderSink:
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
 
-    def _copy_readable(self, places: list[Path], temporary: Path, expected: Any) -> bool:
+    def _copy_readable(
+        self, places: list[Path], temporary: Path, expected: Any, unreadable: list[OSError] | None = None
+    ) -> bool:
         """The first of ``places`` that is a regular file and can be read (or, linking, linked) and holds the bytes
-        ``expected`` (when known), copied or linked to ``temporary``; ``False`` when none can. A symbolic link is
-        not followed (its target is no refused image) and a FIFO not waited on; any failure to open, link, read or
-        hash a place is no copy (a link the kernel refuses, ``fs.protected_hardlinks`` for a file this user neither
-        owns nor can read, is exactly a refused image's case). Raises :class:`OSError` only for a failure to write
+        ``expected`` (when known), copied or linked to ``temporary``; ``False`` when none can. The one way this sink
+        takes an image, a verdict's or a refusal's: a symbolic link is not followed (its target is not what the
+        station filed) and a FIFO not waited on, whether there when the sink looks or put there since (a hard link
+        is hashed through :func:`open_regular` too). Any failure to open, link, read or hash a place is no copy of
+        it (a link the kernel refuses, ``fs.protected_hardlinks`` for a file this user neither owns nor can read, is
+        exactly a refused image's case); those other than "not there" and "not a regular file" are added to
+        ``unreadable``, for a caller that retries them. Raises :class:`OSError` only for a failure to write
         ``temporary``, into this sink's folder."""
+
+        def cannot(exc: OSError) -> None:
+            temporary.unlink(missing_ok=True)
+            if unreadable is not None and not isinstance(exc, NotAFileError) and exc.errno not in ABSENT:
+                unreadable.append(exc)
+
         for place in places:
             temporary.unlink(missing_ok=True)
             if self.link:
@@ -133,29 +135,30 @@ class FolderSink:
                     if not stat.S_ISREG(os.lstat(place).st_mode):
                         continue
                     os.link(place, temporary, follow_symlinks=False)
-                    digest = None if expected is None else file_sha256(temporary)
-                except OSError:  # gone, not linkable here (EPERM, EXDEV), unreadable: the next place, else no copy
-                    temporary.unlink(missing_ok=True)
+                    digest = None if expected is None else _digest(temporary)
+                except OSError as exc:  # gone, not linkable here (EPERM, EXDEV), unreadable: the next place
+                    cannot(exc)
                     continue
             else:
                 try:
                     source = open_regular(place)
-                except OSError:  # gone, unreadable, a link, a FIFO, a folder: the next place, else no copy
+                except OSError as exc:  # gone, unreadable, a link, a FIFO, a folder: the next place, else no copy
+                    cannot(exc)
                     continue
-                hashed, read = hashlib.sha256(), True
+                hashed, failed = hashlib.sha256(), None
                 with source, open(temporary, "wb") as copy:
-                    while read:
+                    while True:
                         try:
                             block = source.read(BLOCK)
-                        except OSError:  # EIO reading it: no copy of this place
-                            read = False
+                        except OSError as exc:  # EIO reading it: no copy of this place
+                            failed = exc
                             break
                         if not block:
                             break
                         hashed.update(block)
                         copy.write(block)
-                if not read:
-                    temporary.unlink(missing_ok=True)
+                if failed is not None:
+                    cannot(failed)
                     continue
                 digest = hashed.hexdigest()
             if expected is None or digest == expected:
@@ -165,6 +168,16 @@ class FolderSink:
 
     def close(self) -> None:
         pass
+
+
+def _digest(path: Path) -> str:
+    """The SHA-256 of the regular file at ``path``, opened by :func:`open_regular`: a link put where the image was
+    between the sink's look and its hard link is not followed, nor a FIFO waited on."""
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 SINKS.add(FolderSink.kind, FolderSink)
