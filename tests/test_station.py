@@ -2566,6 +2566,30 @@ def test_a_hot_folder_that_cannot_be_looked_at_says_unknown_not_that_the_image_i
         folder.filed_at("a.png", digest, planned)
 
 
+def test_a_long_name_refused_under_a_taken_name_is_looked_for_under_the_name_it_went_to(tmp_path: Path) -> None:
+    """A 255-byte name goes to ``failed/`` cut short enough for its ``.reason.txt``, and to its ``-1`` there when
+    that is taken meanwhile; :meth:`HotFolder.filed_at` looks for it with the same reserve (one, declared once:
+    :func:`reserve_in`), so a restart finds it where it went rather than sending the planned place."""
+    from eagle_iad.naming import NAME_MAX
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming, data = tmp_path / "incoming", b"not an image"
+    incoming.mkdir()
+    name = "a" * (NAME_MAX - 4) + ".png"
+    (incoming / name).write_bytes(data)
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    (arrival,) = folder.poll()
+    arrival = dataclasses.replace(arrival, data=data)
+    planned = folder.planned_refusal(arrival)
+    planned.parent.mkdir()
+    planned.write_bytes(b"another refused file, meanwhile")
+    went = folder.refuse(arrival, "not an image")
+    assert went is not None and went != planned and went.with_name(went.name + ".reason.txt").exists()
+    assert all(len(p.name.encode()) <= NAME_MAX for p in planned.parent.iterdir())
+    assert folder.filed_at(name, hashlib.sha256(data).hexdigest(), planned) == went
+
+
 def test_deliveries_held_for_an_image_that_cannot_be_looked_at_stay_held_not_released_as_never_filed(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,7 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import SOURCES, Arrival, Options
-from eagle_iad.station.sources.folder import move_new, numbered
+from eagle_iad.station.sources.folder import FAILED, first_free, move_new
 
 if TYPE_CHECKING:
     import cv2
@@ -252,17 +252,13 @@ class Camera:
 
     def planned_refusal(self, arrival: Arrival) -> Path:
         """Where :meth:`refuse` will put the frame: the first free name in ``<frames>/failed/``."""
-        n, target = 0, self.frames / "failed" / numbered(arrival.path.name, 0)
-        while os.path.lexists(target):
-            n += 1
-            target = self.frames / "failed" / numbered(arrival.path.name, n)
-        return target
+        return first_free(self.frames / FAILED, arrival.path.name)
 
     def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         self._handed(arrival)
         if not arrival.path.is_file():
             return None
-        moved = move_new(arrival.path, self.frames / "failed")
+        moved = move_new(arrival.path, self.frames / FAILED)
         atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
         return moved
 

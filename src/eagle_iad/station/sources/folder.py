@@ -51,6 +51,8 @@ REASON_SUFFIX = ".reason.txt"
 ATOMIC_RESERVE = 10
 #: NAME_MAX bytes a name in failed/ leaves free: its ``.reason.txt``, written atomically (a 10-byte temporary name).
 REASON_RESERVE = len(REASON_SUFFIX) + ATOMIC_RESERVE
+#: Where refused images go, in a hot folder (and a camera's frames folder), each with its ``.reason.txt``.
+FAILED = "failed"
 AFTER = ("move", "sidecar")
 SETTLE_S = Range(0.0, 3600.0)
 #: A settled file that cannot be decoded as an image may be one whose writer stalled longer than ``settle_s``
@@ -68,6 +70,23 @@ def numbered(name: str, n: int, reserve: int = 0) -> str:
         return name
     stem, suffix = os.path.splitext(name)
     return fit_name(stem, f"{f'-{n}' if n else ''}{suffix}", NAME_MAX - reserve)
+
+
+def reserve_in(folder: Path) -> int:
+    """NAME_MAX bytes an image's name leaves free in ``folder`` for a file named after it: in ``failed/``, its
+    ``.reason.txt`` (:data:`REASON_RESERVE`); elsewhere (``done/``, whose sidecars shorten their own names: see
+    :func:`sidecar_name`) none. The one answer for putting an image there (its :func:`numbered` names) and for
+    looking for it again (:meth:`HotFolder.filed_at`), so a long name is looked for under the name it went to."""
+    return REASON_RESERVE if folder.name == FAILED else 0
+
+
+def first_free(folder: Path, name: str) -> Path:
+    """The first of ``name``, ``name-1``, ... (see :func:`numbered`, :func:`reserve_in`) not taken in ``folder``:
+    where :func:`move_new` will put an image named ``name`` there, unless another takes it meanwhile."""
+    n, reserve = 0, reserve_in(folder)
+    while os.path.lexists(target := folder / numbered(name, n, reserve)):
+        n += 1
+    return target
 
 
 def named_after(candidate: str, name: str, reserve: int = 0) -> bool:
@@ -115,11 +134,13 @@ def described(info: Settled, fields: int) -> tuple[int, ...]:
     return (info.size, info.mtime_ns, info.mode, info.ctime_ns)[:fields]
 
 
-def move_new(source: Path, folder: Path, reserve: int = 0, name: str | None = None) -> Path:
+def move_new(source: Path, folder: Path, name: str | None = None) -> Path:
     """Move ``source`` into ``folder`` under ``name`` (default: its own), or ``name-1``, ``name-2``, ... if
-    taken; never replace. ``reserve``: bytes of NAME_MAX to leave for a file named after it."""
+    taken; never replace. Each leaves the bytes of NAME_MAX the folder needs for a file named after it
+    (:func:`reserve_in`)."""
     folder.mkdir(exist_ok=True)
     name = source.name if name is None else name
+    reserve = reserve_in(folder)
     for n in range(100_000):
         target = folder / numbered(name, n, reserve)
         try:
@@ -211,7 +232,7 @@ class HotFolder:
         #: in sidecar mode left where it is (its planned place) once its sidecar is written, so a sink is never
         #: told of an image whose ``.eagle.json`` is not there (a crash before it, a full disk).
         self.moves_files = True
-        self.failed = self.folder / "failed"
+        self.failed = self.folder / FAILED
         #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
         #: Per name, the (size, mtime_ns) the polls saw last and since when (monotonic) they have been the same.
@@ -403,10 +424,13 @@ class HotFolder:
         names: list[str] = []
         # in sidecar mode, done/: the bytes inspected are kept there when the image was replaced while inspected
         beside = planned.parent if self.after == "move" else self.done
+        reserve = reserve_in(beside)  # the -n names it was put under there
         try:
             with os.scandir(beside) as entries:
                 names = sorted(
-                    e.name for e in entries if named_after(e.name, name) or named_after(e.name, planned.name)
+                    e.name
+                    for e in entries
+                    if named_after(e.name, name, reserve) or named_after(e.name, planned.name, reserve)
                 )
         except OSError as exc:
             if exc.errno not in ABSENT:
@@ -442,12 +466,7 @@ class HotFolder:
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
             return arrival.path
-        n = 0
-        target: Path = self.done / numbered(arrival.name, 0)
-        while os.path.lexists(target):
-            n += 1
-            target = self.done / numbered(arrival.name, n)
-        return target
+        return first_free(self.done, arrival.name)
 
     @staticmethod
     def _holds(path: Path, arrival: Arrival) -> os.stat_result | None:
@@ -523,7 +542,7 @@ class HotFolder:
         ``failed/``, a free ``-n`` name there) with a sidecar describing that copy, so the verdict's place holds
         the bytes it is about; the new file stays in place, unmarked, and is taken at the next poll as a new
         arrival. Where they went; ``None``: no bytes to keep (a file not read)."""
-        kept = self._keep_read(arrival, folder / numbered(arrival.name, 0))
+        kept = self._keep_read(arrival, folder / numbered(arrival.name, 0, reserve_in(folder)))
         if kept is None:
             return None
         self._mark(kept, mark, os.stat(kept, follow_symlinks=False))
@@ -533,7 +552,7 @@ class HotFolder:
         return kept
 
     @staticmethod
-    def _keep_read(arrival: Arrival, to: Path, reserve: int = 0) -> Path | None:
+    def _keep_read(arrival: Arrival, to: Path) -> Path | None:
         """The bytes the station read put at ``to`` (or a free ``-n`` name beside it), when the file they came
         from was replaced meanwhile: the new file stays where it is for the next poll. ``None``: no bytes."""
         if arrival.data is None:
@@ -548,7 +567,7 @@ class HotFolder:
             os.chmod(temporary, 0o644)
             if os.path.lexists(to) and to.read_bytes() == arrival.data:
                 return to  # a kill after the first try wrote it
-            return move_new(Path(temporary), to.parent, reserve, to.name)
+            return move_new(Path(temporary), to.parent, to.name)
         finally:
             Path(temporary).unlink(missing_ok=True)
 
@@ -570,7 +589,7 @@ class HotFolder:
             self.done.mkdir(exist_ok=True)
             try:
                 if os.path.lexists(to) and (os.path.samefile(arrival.path, to) or (
-                        arrival.data is not None and named_after(to.name, arrival.name)
+                        arrival.data is not None and named_after(to.name, arrival.name, reserve_in(self.done))
                         and _same_bytes(to, arrival.data))):  # fmt: skip
                     # a kill between link and unlink (only the unlink was left to do), or these very bytes
                     # filed there already under this name (dropped again, or kept when a file system without
@@ -594,12 +613,7 @@ class HotFolder:
         """Where :meth:`refuse` will put the image: the first free name in ``failed/``, or (sidecar mode) its place."""
         if self.after == "sidecar":
             return arrival.path
-        n = 0
-        target: Path = self.failed / numbered(arrival.name, 0, REASON_RESERVE)
-        while os.path.lexists(target):
-            n += 1
-            target = self.failed / numbered(arrival.name, n, REASON_RESERVE)
-        return target
+        return first_free(self.failed, arrival.name)
 
     def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         if self.after == "sidecar":
@@ -608,9 +622,9 @@ class HotFolder:
                 return arrival.path  # marked; or taken away meanwhile: nothing there to mark, nor anything kept
             return self._keep_marked(arrival, self.failed, mark, "refused")  # none kept of a file not read
         if self._still(arrival) is not None:
-            moved = move_new(arrival.path, self.failed, REASON_RESERVE)
+            moved = move_new(arrival.path, self.failed)
         else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
-            kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, REASON_RESERVE), REASON_RESERVE)
+            kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, reserve_in(self.failed)))
             if kept is None:
                 return None
             moved = kept
