@@ -1061,9 +1061,9 @@ elif what == "restart":
 if what == "say-searches":
     real_filed_at = HotFolder.filed_at
 
-    def filed_at(self, name, digest, planned):
+    def filed_at(self, name, digest, planned, **kwargs):
         print(f"eagle test: {name} looked for by its content", file=sys.stderr, flush=True)
-        return real_filed_at(self, name, digest, planned)
+        return real_filed_at(self, name, digest, planned, **kwargs)
 
     HotFolder.filed_at = filed_at
 '''
@@ -2495,6 +2495,41 @@ def test_sidecar_mode_a_kill_after_the_sidecar_delivers_from_the_image_s_place_a
     assert any(f"its image was found put away at {incoming / name}; delivered from there" in line
                for line in lines), lines  # fmt: skip
     assert len(state.store.read("SELECT id FROM inspections")) == 1
+    state.close()
+
+
+def test_sidecar_mode_a_refused_image_replaced_meanwhile_is_found_in_failed_after_a_kill(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sidecar mode keeps the bytes of a refused image replaced while it was refused in ``failed/`` (a verdict's in
+    ``done/``); killed before that place was stored, the restart looks for them there, and delivers the refusal
+    from ``failed/``, not from the image's own place, which holds the next file by then."""
+    from eagle_iad.station.outbox import HELD
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "a.png").write_bytes(b"not an image")
+    runner, state, _ = _runner(tmp_path, model_dir, source=', after = "sidecar"')
+    runner.config.source.settle_s = 0.0  # taken, and refused, at the first look
+    refuse = runner.config.source.refuse
+
+    def replaced_then_killed(arrival: Any, reason: str) -> Any:
+        (incoming / "a.png").write_bytes(b"not an image either: the next part")  # replaced while refused
+        refuse(arrival, reason)
+        raise OSError("killed before its place was stored")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.config.source, "refuse", replaced_then_killed)
+        runner.step()
+    kept = incoming / "failed" / "a.png"
+    assert kept.read_bytes() == b"not an image" and [r[1] for r in _outbox(state)] == [HELD]
+    state.close()
+    again, state, lines = _runner(tmp_path, model_dir, source=', after = "sidecar"')
+    again.step()
+    first = _outbox(state)[0]
+    assert (first[0]["image"], first[0]["refused"]["image_sha256"], first[1]) == (
+        str(kept), hashlib.sha256(b"not an image").hexdigest(), 0.0), lines  # fmt: skip
+    assert any(f"its image was found put away at {kept}; delivered from there" in line for line in lines), lines
     state.close()
 
 

@@ -242,10 +242,11 @@ class Source(Protocol):
       (a folder in sidecar mode: its ``.eagle.json``), so they are held until it is done and the place known.
       ``False`` (a camera): the planned place is final and nothing is written, the deliveries are due as the
       verdict is stored.
-    - ``waiting(name, digest) -> bool`` and ``filed_at(name, digest, planned) -> Path | None``: whether the image
-      is still in the source (its next put-away files it), and where an image with that content was put (at
-      ``planned`` or a ``-n`` name beside it). With them the deliveries of an image a crash left unfiled are
-      resolved one by one after each full poll; without them, all at once when the source has no backlog.
+    - ``waiting(name, digest) -> bool`` and ``filed_at(name, digest, planned, *, refused) -> Path | None``: whether
+      the image is still in the source (its next put-away files it), and where an image with that content was put
+      (at ``planned`` or a ``-n`` name beside it; ``refused``: by :meth:`refuse`, not :meth:`finish`). With them the
+      deliveries of an image a crash left unfiled are resolved one by one after each full poll; without them, all
+      at once when the source has no backlog.
     - ``undecodable(arrival) -> float | None``: the station could not decode the image of a settled file; the
       seconds it is still given (it is left where it is, and handed over again once it settled again: a writer
       that stalled half-way), or ``None`` to refuse it now. Without it, such an image is refused at once.

@@ -522,7 +522,8 @@ class StationRunner:
                         if waiting(held.name, held.digest):
                             unresolved = True  # its repeat put-away files it; looked at again after the next poll
                             continue
-                        at = filed_at(held.name, held.digest, Path(held.planned))
+                        at = filed_at(held.name, held.digest, Path(held.planned),
+                                      refused=held.record_id.startswith(REFUSED_PREFIX))  # fmt: skip
                     except OSError as exc:  # neither there nor not there: held, looked at again after the next poll
                         unresolved = True
                         cannot_tell("record", held.record_id, exc)

@@ -413,17 +413,17 @@ class HotFolder:
             return not self._marked(name, look(info))
         return True
 
-    def filed_at(self, name: str, digest: str, planned: Path) -> Path | None:
+    def filed_at(self, name: str, digest: str, planned: Path, *, refused: bool = False) -> Path | None:
         """Where an image named ``name`` with content ``digest`` was put: at ``planned``, or under ``name`` or
         one of its ``-n`` names in the same folder (a name taken meanwhile; in sidecar mode, ``planned`` is the
         image's own place, and ``done/`` holds the bytes inspected of an image replaced while inspected, see
-        :meth:`finish`); ``None``: not there. Raises :class:`OSError` where that is unknown (see
-        :meth:`waiting`)."""
+        :meth:`finish`, or ``failed/`` those of an image ``refused``, see :meth:`refuse`); ``None``: not there.
+        Raises :class:`OSError` where that is unknown (see :meth:`waiting`)."""
         if _digest_of(planned) == digest:
             return planned
         names: list[str] = []
-        # in sidecar mode, done/: the bytes inspected are kept there when the image was replaced while inspected
-        beside = planned.parent if self.after == "move" else self.done
+        # in sidecar mode, the bytes read of an image replaced while inspected are kept in done/ (failed/)
+        beside = planned.parent if self.after == "move" else self.failed if refused else self.done
         reserve = reserve_in(beside)  # the -n names it was put under there
         try:
             with os.scandir(beside) as entries:
