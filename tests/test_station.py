@@ -2073,6 +2073,44 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     )
 
 
+@pytest.mark.parametrize(("after", "meanwhile"), [("sidecar", "replaced"), ("sidecar", "taken"), ("move", "taken")])
+def test_a_file_not_read_and_no_longer_there_to_put_aside_is_told_with_no_place(
+    tmp_path: Path, after: str, meanwhile: str
+) -> None:
+    """A file that could not be read (permission denied), then taken away, or in sidecar mode replaced by another
+    file (the next part's: what failed to open may not be what is there now), before it was put aside: nothing of
+    it is anywhere, so :meth:`HotFolder.refuse` says so (:class:`NotPutAside`) and its refusal goes at once with
+    ``image`` null, not with the planned place: empty in ``failed/``, or in sidecar mode the image's own place,
+    holding the other file, which a folder sink would file as this refusal's image (no hash to tell it by). The
+    other file is left unmarked for the next poll."""
+    from types import SimpleNamespace
+
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    image = incoming / "a.png"
+    image.write_bytes(b"x" * 100)
+    folder = HotFolder(Options({"path": "incoming", "after": after, "settle_s": 0}, "source", tmp_path))
+    (arrival,) = folder.poll()
+    image.unlink()
+    if meanwhile == "replaced":
+        image.write_bytes(b"the next part's image")
+    lines: list[str] = []
+    runner = _bare_runner(tmp_path, folder, lines)
+    sink = SimpleNamespace(refusals=True, sink=SimpleNamespace(name="sorted"))
+    runner.couriers = [SimpleNamespace(sink=sink, wake=threading.Event())]
+    reason = "a.png: cannot be read: Permission denied"
+    assert runner._refuse_or_pause(arrival, "", reason)
+    ((payload, next_try),) = runner.tables.store.read("SELECT payload, next_try FROM outbox")
+    assert json.loads(payload)["image"] is None and float(next_try) == 0.0  # due now, saying no place
+    why = "another file is under its name since it was listed" if meanwhile == "replaced" else "taken away"
+    assert lines == [f"eagle station line-1: a.png: not inspected: {reason}; not put aside ({why}): told with no place"]
+    assert not (incoming / "failed").exists() or list((incoming / "failed").iterdir()) == []
+    assert [a.name for a in folder.poll()] == (["a.png"] if meanwhile == "replaced" else [])
+
+
 def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_every_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

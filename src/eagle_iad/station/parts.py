@@ -232,6 +232,14 @@ def refusal(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return said if isinstance(said, Mapping) else {}
 
 
+class NotPutAside(Exception):  # noqa: N818  (not an error: the refusal is told)
+    """A source's :meth:`Source.refuse` put nothing aside: what it was handed is no longer under its name (taken
+    away, or, a file that could not be read, another file there since it was listed, which the next poll takes as a
+    new arrival) and none of its bytes were read to keep. The refusal is told all the same, its ``image`` null: the
+    planned place would name a place that is empty, or that holds the other file (a sink would file it as this
+    refusal's image)."""
+
+
 class Source(Protocol):
     """Where a station's images come from.
 
@@ -281,7 +289,8 @@ class Source(Protocol):
     def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         """Put an image that could not be inspected where the user asked, with the reason beside it; where it went
         (the refusal's deliveries say that place), or ``None``: where ``planned_refusal`` said, if the source has
-        it, else where it was (nothing was moved)."""
+        it, else where it was (nothing was moved). Raises :class:`NotPutAside` where it put nothing aside, nothing
+        of the image being left to put there: the deliveries then say no place (``image`` null)."""
 
 
 class Sink(Protocol):

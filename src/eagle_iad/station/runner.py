@@ -49,7 +49,15 @@ from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
 from eagle_iad.station.outbox import REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
-from eagle_iad.station.parts import REFUSED, Arrival, DeliveryError, NotChecked, RefusedError, StationConfigError
+from eagle_iad.station.parts import (
+    REFUSED,
+    Arrival,
+    DeliveryError,
+    NotChecked,
+    NotPutAside,
+    RefusedError,
+    StationConfigError,
+)
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -819,6 +827,8 @@ class StationRunner:
         checkpoint("station refusal stored")
         try:
             actual = source.refuse(arrival, reason)
+        except NotPutAside as exc:
+            return self._refused_nowhere(arrival.name, key, reason, str(exc))
         except OSError as exc:
             self._pause(f"{arrival.name}: not inspected ({reason}), and it could not be put aside: "
                         f"{exc.strerror or exc}")  # fmt: skip
@@ -828,6 +838,22 @@ class StationRunner:
         self._owed = OwedFiling(digest, key, str(at), True, str(planned))
         self._owed_kept = self._owed_before = False
         return self._file_owed()  # False: put aside, its place stored first at the next step
+
+    def _refused_nowhere(self, image: str, key: str, reason: str, why: str) -> bool:
+        """The source put the image of refusal ``key`` nowhere (:class:`NotPutAside`, ``why``): its held rows go at
+        once, with ``image`` null, there being no place to store. ``False`` (the intake paused) when the history
+        cannot take that now: the rows stay held, and the look after the next poll releases them (see
+        :meth:`_resolve_unfiled`)."""
+        name = self.config.name
+        self.log(f"eagle station {name}: {image}: not inspected: {reason}; not put aside ({why}): told with no place")
+        try:
+            self.tables.release_held(name, key, unplaced=True)
+        except Exception as exc:  # the database locked, full or away
+            self._pause(f"refusal {key}: its image was not put aside ({why}), and the history could not store that: "
+                        f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        self._wake_couriers()
+        return True
 
     def _say(self, line: str) -> None:
         if not self.quiet:

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, ClassVar
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, Options, Settled
+from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
 from eagle_iad.station.sources.folder_lock import FolderLock, lock_folder
 
 #: The image files a hot folder takes (by suffix, any case).
@@ -615,21 +615,29 @@ class HotFolder:
             return arrival.path
         return first_free(self.failed, arrival.name)
 
-    def refuse(self, arrival: Arrival, reason: str) -> Path | None:
+    def refuse(self, arrival: Arrival, reason: str) -> Path:
+        """Where the image went (see :class:`~eagle_iad.station.parts.Source`); :class:`NotPutAside` where nothing of
+        it is left to put anywhere: taken away meanwhile (in move mode, the bytes read are kept in failed/ all the
+        same; in sidecar mode nothing is kept, as for a verdict), or a file that could not be read replaced since it
+        was listed (sidecar mode: what failed to open may not be what is there now; a move puts aside what is
+        there, a link or a FIFO put under its name included)."""
         if self.after == "sidecar":
             mark = {"error": reason}
-            if self._mark_in_place(arrival, mark) or not os.path.lexists(arrival.path):
-                return arrival.path  # marked; or taken away meanwhile: nothing there to mark, nor anything kept
-            return self._keep_marked(arrival, self.failed, mark, "refused")  # none kept of a file not read
-        if self._still(arrival) is not None:
-            moved = move_new(arrival.path, self.failed)
+            if self._mark_in_place(arrival, mark):
+                return arrival.path
+            there = os.path.lexists(arrival.path)
+            # replaced meanwhile: the bytes refused are kept in failed/ (none of a file not read); the new file stays
+            kept = self._keep_marked(arrival, self.failed, mark, "refused") if there else None
+        elif self._still(arrival) is not None:
+            there, kept = True, move_new(arrival.path, self.failed)
         else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
+            there = os.path.lexists(arrival.path)
             kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, reserve_in(self.failed)))
-            if kept is None:
-                return None
-            moved = kept
-        atomic_write_text(moved.with_name(moved.name + REASON_SUFFIX), reason + "\n")
-        return moved
+        if kept is None:
+            raise NotPutAside("another file is under its name since it was listed" if there else "taken away")
+        if self.after == "move":
+            atomic_write_text(kept.with_name(kept.name + REASON_SUFFIX), reason + "\n")
+        return kept
 
 
 SOURCES.add(HotFolder.kind, HotFolder)
