@@ -2,15 +2,17 @@
  * The local runtime's input encodings against Python on files Python writes in this run
  * (scripts/local_encodings.py): the encoding read from each header (PNG; JPEG at every quality and sampling,
  * grey, CMYK, progressive, OpenCV's, odd tables and headers), the warning each gets under several models'
- * training encodings, and stored counts read and refused as Python's parse_encodings does.
+ * training encodings, and the sidecar's `verdict.encodings` read and refused as Python's runtime does.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { imageEncoding, inputWarning, inputWarnings, parseEncodings } from "../src/local/encodings.js";
 import { decodeImage } from "../src/local/image.js";
+import { readSidecar, trainEncodings } from "../src/local/session.js";
 import { NO_PYTHON, runPython, scratch } from "./local-python.js";
 import { REPO } from "./server.js";
 
@@ -72,6 +74,45 @@ describe.skipIf(NO_PYTHON !== "")(`input encodings vs Python${NO_PYTHON ? ` (ski
       const where = JSON.stringify(c.raw);
       if (c.error === null) expect(parseEncodings(c.raw, "verdict.encodings"), where).toEqual(c.encodings);
       else expect(() => parseEncodings(c.raw, "verdict.encodings"), where).toThrow(c.error);
+    }
+  });
+
+  it("reads the sidecar's verdict.encodings: absent or null is unknown, a malformed entry refuses the export", async () => {
+    const graph = Buffer.from("not really a graph");
+    const placeholder = "sha256:" + "0".repeat(64);
+    /** A sealed schema-3 sidecar (its checksum over its own bytes) with `encodings` in its verdict. */
+    const exportWith = (name: string, encodings: unknown): string => {
+      const dir = join(folder, name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "model.onnx"), graph);
+      const verdict: Record<string, unknown> = { near_margin: 1.5, coverage: null };
+      if (encodings !== undefined) verdict["encodings"] = encodings;
+      const record = {
+        schema_version: 3,
+        kind: "eagle-export",
+        format: "onnx",
+        category: "fixture",
+        verdict,
+        graph: { file: "model.onnx", external_data: null, opset: 17, sha256: { "model.onnx": createHash("sha256").update(graph).digest("hex") } },
+        checksum: placeholder,
+      };
+      const text = JSON.stringify(record, null, 2);
+      const sealed = "sha256:" + createHash("sha256").update(text).digest("hex");
+      writeFileSync(join(dir, "eagle-export.json"), text.replace(placeholder, sealed));
+      return dir;
+    };
+    for (const [name, encodings, expected] of [
+      ["absent", undefined, null],
+      ["null", null, null],
+      ["lossless", { lossless: 12 }, { lossless: 12 }],
+      ["mixed", { lossless: 2, "jpeg 4:2:0 q95": 1 }, { lossless: 2, "jpeg 4:2:0 q95": 1 }],
+    ] as const) {
+      const { sidecar } = await readSidecar(exportWith(name, encodings));
+      expect(trainEncodings(sidecar, "here"), name).toEqual(expected);
+    }
+    for (const c of fixtures.parse.filter((p) => p.error !== null && p.raw !== null)) {
+      const dir = exportWith("malformed", c.raw);
+      await expect(readSidecar(dir), JSON.stringify(c.raw)).rejects.toThrow(`${join(dir, "eagle-export.json")}: malformed sidecar (${c.error})`);
     }
   });
 });

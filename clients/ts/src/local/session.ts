@@ -15,6 +15,7 @@ import { basename, dirname, join } from "node:path";
 import type { components } from "../generated/openapi.js";
 import { EagleLocalError } from "./errors.js";
 import { makeVerdict, mapToOriginal, prepareInput, type DecisionParams, type ExpertVerdictRecord } from "./host.js";
+import { inputWarnings, parseEncodings } from "./encodings.js";
 import { decodeImage } from "./image.js";
 
 export const SIDECAR = "eagle-export.json";
@@ -41,8 +42,15 @@ export interface ExportSidecar {
   s_max: number;
   map: { map_tau: number; colour_scale: [number, number]; calibrated: boolean };
   regions: { rule: string };
-  /** Schema 3: the close-call margin and the coverage (docs/DEPLOY.md, "The sidecar"). */
-  verdict?: { near_margin: number | null; coverage: { radius: number; limit: number } | null };
+  /**
+   * Schema 3: the close-call margin and the coverage; since the training encodings too, `{encoding: number of
+   * images}` (docs/DEPLOY.md, "The sidecar"): null or absent where the model does not know them.
+   */
+  verdict?: {
+    near_margin: number | null;
+    coverage: { radius: number; limit: number } | null;
+    encodings?: Record<string, number> | null;
+  };
   /** Schema 2: `sha256:<hex>` of the sidecar's bytes with the placeholder in this field. */
   checksum?: string;
 }
@@ -86,8 +94,12 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   image_sha256: string;
   /** An export keeps no model versions: none, as the service says for an export it serves. */
   model_version: null;
-  /** This runtime reads no image header, so it warns about no input's encoding (the service warns from the sidecar's verdict.encodings). */
-  warnings: null;
+  /**
+   * What makes the verdict less trustworthy: an input encoded unlike the training images (its header against the
+   * sidecar's `verdict.encodings`, as the service warns; encodings.ts). Null: nothing, or the export does not know
+   * its model's encodings.
+   */
+  warnings: string[] | null;
 };
 
 async function sha256(path: string): Promise<string> {
@@ -133,6 +145,7 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
   if (record.format !== "onnx") {
     throw new EagleLocalError(`${where}: is an ${record.format} export; the local runtime runs ONNX exports (eagle export --format onnx)`);
   }
+  trainEncodings(record, where);
   const graph = record.graph;
   if (graph === undefined || typeof graph.file !== "string" || graph.sha256 === undefined || !(graph.file in graph.sha256)) {
     throw new EagleLocalError(`${where}: malformed sidecar (the graph file and its SHA-256 are missing)`);
@@ -155,6 +168,22 @@ export async function readSidecar(path: string): Promise<{ folder: string; sidec
     }
   }
   return { folder, sidecar: record };
+}
+
+/**
+ * The training images' encodings the sidecar carries (`verdict.encodings`); null where it carries none (an
+ * export written before it, or of a model that does not know them): its verdicts then warn about nothing. A
+ * malformed entry is refused, as Python's runtime refuses it (runtime.py `_encodings`).
+ */
+export function trainEncodings(record: ExportSidecar, where: string): Record<string, number> | null {
+  const rules = record.verdict as unknown;
+  const raw = rules !== null && typeof rules === "object" && !Array.isArray(rules) ? (rules as Record<string, unknown>)["encodings"] : undefined;
+  if (raw === undefined || raw === null) return null;
+  try {
+    return parseEncodings(raw, "verdict.encodings");
+  } catch (error) {
+    throw new EagleLocalError(`${where}: malformed sidecar (${error instanceof Error ? error.message : String(error)})`);
+  }
 }
 
 /**
@@ -220,6 +249,8 @@ export class LocalExpert {
     readonly sidecar: ExportSidecar,
     private readonly session: import("onnxruntime-node").InferenceSession,
     private readonly ort: Ort,
+    /** The training images' encodings (sidecar `verdict.encodings`); null: unknown, no input is warned about. */
+    readonly trainEncodings: Record<string, number> | null,
   ) {}
 
   /** Open an export folder (or its model.onnx): verify it, then create the onnxruntime session. */
@@ -240,7 +271,7 @@ export class LocalExpert {
     if (!known.includes(names)) {
       throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map","patches"]] (or, before schema 3, [["image"],["score","map"]])`);
     }
-    return new LocalExpert(folder, sidecar, session, ort);
+    return new LocalExpert(folder, sidecar, session, ort, trainEncodings(sidecar, join(folder, SIDECAR)));
   }
 
   get category(): string {
@@ -295,7 +326,7 @@ export class LocalExpert {
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
       model_version: null,
-      warnings: null,
+      warnings: inputWarnings(this.trainEncodings, data),
     };
   }
 
