@@ -5,8 +5,10 @@ cells, whole-frame resize and tiles; the MVTec 3D-AD tire in the paper's centre-
 ``../shared/data/mvtec3d-tire`` is there), exports each with ``eagle export --format onnx``, inspects
 test images with ``eagle inspect --runtime onnx --json`` and with the fitted model itself (``--runtime
 torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the verdicts
-Python printed under each runtime. The TypeScript test runs the same images through the same export in
-Node and compares (the boxes' patch scores with torch's too: the number a person reads on a box).
+Python printed under each runtime; and, under ``encoded``, JPEG copies of the first model's images (fitted on
+PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included. The TypeScript
+test runs the same images through the same export in Node and compares (the boxes' patch scores with torch's
+too: the number a person reads on a box).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from eagle_iad.data import get_layout
 
@@ -48,6 +52,23 @@ def model_case(work: Path, name: str, data: list[str], fit: list[str], images: l
     return {"name": name, "export": str(export), "images": images, "verdicts": verdicts, "torch": torch}
 
 
+def encoded_case(work: Path, case: dict[str, Any]) -> dict[str, Any]:
+    """JPEG copies (quality 95 4:2:0, 75 4:4:4, 90 grey) of a PNG-fitted export's images, and Python's verdicts on
+    them under ONNX Runtime: each warns that its encoding is not the training images' (expert/encodings.py)."""
+    folder = work / "encoded"
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for index, (quality, subsampling, mode) in enumerate(((95, 2, "RGB"), (75, 0, "RGB"), (90, -1, "L"))):
+        source = case["images"][index % len(case["images"])]
+        path = folder / f"{Path(source).stem}-q{quality}.jpg"
+        with Image.open(source) as image:
+            image.convert(mode).save(path, quality=quality, subsampling=subsampling)
+        images.append(str(path))
+    export = case["export"]
+    verdicts = json.loads(eagle("inspect", "--runtime", "onnx", "--model", export, "--json", "--quiet", *images))
+    return {"export": export, "images": images, "verdicts": verdicts}
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     work.mkdir(parents=True, exist_ok=True)
@@ -68,6 +89,7 @@ def main() -> None:
             pick("elpv", None, "mono", 2),
         ),
     ]
+    encoded = encoded_case(work, cases[0])
     skipped = []
     if os.environ.get("EAGLE_NO_SHARED") == "1":
         skipped.append("tire: tire images hidden by EAGLE_NO_SHARED=1 (as in a fresh clone)")
@@ -83,7 +105,7 @@ def main() -> None:
         )
     else:
         skipped.append(f"tire: {TIRE} is not there")
-    (work / "parity.json").write_text(json.dumps({"cases": cases, "skipped": skipped}))
+    (work / "parity.json").write_text(json.dumps({"cases": cases, "encoded": encoded, "skipped": skipped}))
 
 
 if __name__ == "__main__":

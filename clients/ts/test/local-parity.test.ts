@@ -4,8 +4,8 @@
  * ../shared has it)
  * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
  * decisions, scores within 1e-4, identical boxes whose patch scores and strengths are the fitted model's
- * own (torch's); the very record `eagle serve --runtime onnx` returns for the same upload; then what a
- * damaged export does.
+ * own (torch's); the very record `eagle serve --runtime onnx` returns for the same upload; the warning a
+ * JPEG inspected by the export of a PNG-fitted model carries; then what a damaged export does.
  */
 import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -25,8 +25,12 @@ import { REPO, freePort } from "./server.js";
 /** `verdicts`: `eagle inspect --runtime onnx --json` of the export; `torch`: the same of the fitted model. */
 interface ParityCase { name: string; export: string; images: string[]; verdicts: Array<Record<string, unknown>>; torch: Array<Record<string, unknown>> }
 
+/** JPEG copies of the first model's (PNG) images and `eagle inspect --runtime onnx --json` of them. */
+interface EncodedCase { export: string; images: string[]; verdicts: Array<Record<string, unknown>> }
+
 let work: string;
 let cases: ParityCase[];
+let encoded: EncodedCase;
 let skipped: string[];
 
 /** Run the CLI in-process; stdout lines and the exit code. */
@@ -83,8 +87,12 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     // EAGLE_LOCAL_PARITY_DIR keeps the fitted models between runs (a developer's loop); default: fresh.
     work = process.env["EAGLE_LOCAL_PARITY_DIR"] || scratch("eagle-local-parity-");
     if (!existsSync(join(work, "parity.json"))) runPython([resolve(REPO, "clients/ts/scripts/local_parity.py"), work], 1_500_000);
-    const document = JSON.parse(readFileSync(join(work, "parity.json"), "utf8")) as { cases: ParityCase[]; skipped: string[] };
+    const document = JSON.parse(readFileSync(join(work, "parity.json"), "utf8")) as { cases: ParityCase[]; encoded?: EncodedCase; skipped: string[] };
+    if (document.encoded === undefined) {
+      throw new Error(`${join(work, "parity.json")} was written before its JPEG copies (encoded): empty EAGLE_LOCAL_PARITY_DIR to write it again`);
+    }
     cases = document.cases;
+    encoded = document.encoded;
     skipped = document.skipped;
     for (const reason of skipped) console.warn(`[local parity] skipped ${reason}`);
   }, 1_500_000);
@@ -218,6 +226,36 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
       if (server.pid !== undefined) process.kill(-server.pid, "SIGTERM");
     }
   }, 300_000);
+
+  it("warns on a JPEG inspected by the export of a PNG-fitted model as Python's runtime does; not where the sidecar knows no encodings", async () => {
+    const { code, lines } = await cli(["inspect", "--local", encoded.export, ...encoded.images]);
+    expect(code).toBe(0);
+    expect(lines.length).toBe(encoded.images.length);
+    for (const [index, line] of lines.entries()) {
+      const where = basename(encoded.images[index] as string);
+      const python = encoded.verdicts[index] as { warnings: string[] | null };
+      expect(python.warnings, `${where}: Python warns`).toEqual([expect.stringContaining("inspected by a model fitted on lossless images")]);
+      expect((JSON.parse(line) as LocalInspectionRecord).warnings, where).toEqual(python.warnings);
+    }
+    // The same export, its sidecar saying its model's encodings are unknown (null; sealed again): no warning.
+    const unknown = join(work, "unknown-encodings");
+    rmSync(unknown, { recursive: true, force: true });
+    cpSync(encoded.export, unknown, { recursive: true });
+    const text = readFileSync(join(unknown, "eagle-export.json"), "utf8");
+    const sidecar = JSON.parse(text) as { checksum: string; verdict: { encodings: unknown } };
+    expect(sidecar.verdict.encodings).toEqual({ lossless: expect.any(Number) });
+    const placeholder = "sha256:" + "0".repeat(64);
+    const unsealed = text.replace(/"encodings": \{[^}]*\}/, '"encodings": null').replace(sidecar.checksum, placeholder);
+    writeFileSync(join(unknown, "eagle-export.json"), unsealed.replace(placeholder, "sha256:" + createHash("sha256").update(unsealed).digest("hex")));
+    const local = await LocalExpert.open(unknown);
+    try {
+      expect(local.trainEncodings).toBeNull();
+      const record = await local.inspect(readFileSync(encoded.images[0] as string), "cell.jpg");
+      expect(record.warnings).toBeNull();
+    } finally {
+      await local.close();
+    }
+  });
 
   it("refuses a graph that does not match its sidecar, and a sidecar of another schema", async () => {
     const source = (cases[0] as ParityCase).export;
