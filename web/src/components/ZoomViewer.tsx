@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from "react";
 import { usePictureUrl } from "../api";
+import { holdModal } from "../logic/modal";
 import { FIT, STEP, panBy, zoomAt, type View } from "../logic/zoom";
 
 /**
@@ -29,15 +30,22 @@ export function ZoomViewer({
   const pointers = useRef(new Map<number, { x: number; y: number }>());
   const { url, error } = usePictureUrl(links[kind] ?? null);
 
+  // The parent's onClose may be a new function on each of its renders (the threshold tuner's is): the
+  // latest is kept here, so the dialog is shown and focused once, when the viewer mounts. Held anew on
+  // each, a render between Escape and the dialog's close event (the slider moved with the keyboard)
+  // opened it again (logic/modal.ts), and one while it was open (the service status, every 15 s) took the
+  // keyboard from the button it was on.
+  const closeHandler = useRef(onClose);
+  useEffect(() => {
+    closeHandler.current = onClose;
+  }, [onClose]);
   useEffect(() => {
     const el = dialog.current;
     if (!el) return;
-    if (!el.open) el.showModal();
+    const release = holdModal(el, () => closeHandler.current());
     viewport.current?.focus();
-    const closed = () => onClose();
-    el.addEventListener("close", closed);
-    return () => el.removeEventListener("close", closed);
-  }, [onClose]);
+    return release;
+  }, []);
 
   const centre = (): [number, number] => {
     const rect = viewport.current?.getBoundingClientRect();
