@@ -99,12 +99,30 @@ describe("inspection station", () => {
     expect(await flipped.textContent()).toContain("would be flagged — now wrong");
     await shot(page, "station-tuning");
 
-    // The flipped history image opens full size; Escape closes it.
-    await flipped.getByRole("button", { name: "Open sample-good.png full size" }).click();
+    // The flipped history image opens full size; Escape closes it and the keyboard is back on its button. The role
+    // locator stops matching when the dialog closes; the viewer goes with the dialog's close event, a task later.
+    const opener = flipped.getByRole("button", { name: "Open sample-good.png full size" });
+    await opener.click();
     const dialog = page.getByRole("dialog");
     await dialog.waitFor();
     await page.keyboard.press("Escape");
-    await dialog.waitFor({ state: "detached" });
+    const viewer = page.locator("dialog");
+    await viewer.waitFor({ state: "detached" });
+    expect(await opener.evaluate((el) => el === document.activeElement)).toBe(true);
+    // Closed for good: the tuner drawn anew before that close event (the slider moved by the keyboard right after
+    // Escape) does not open it again. It did, taking the focus, and the threshold typed next was lost (107.99 saved).
+    await opener.click();
+    await dialog.waitFor();
+    const reopened = await page.evaluate(() => {
+      const shown = document.querySelector("dialog") as HTMLDialogElement;
+      shown.close(); // as Escape does: its close event runs after this task
+      const slider = document.querySelector('[data-testid="tau-slider"]') as HTMLInputElement;
+      slider.stepDown(); // as ArrowLeft does, in the same task
+      slider.dispatchEvent(new Event("input", { bubbles: true }));
+      return shown.open;
+    });
+    expect(reopened).toBe(false);
+    await viewer.waitFor({ state: "detached" });
 
     // The slider follows the keyboard and the number field follows the slider.
     const slider = page.getByLabel("Try a threshold");
@@ -116,6 +134,7 @@ describe("inspection station", () => {
 
     // Saving needs a reason; the service uses the new threshold for the next inspection.
     await page.getByLabel("Threshold value").fill(String(candidate));
+    expect(await page.getByLabel("Threshold value").inputValue()).toBe(String(candidate));
     const save = page.getByRole("button", { name: /^Save threshold/ });
     expect(await save.isDisabled()).toBe(true);
     expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Say why the threshold changes (it is kept in the model's history).");
