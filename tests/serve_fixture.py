@@ -30,10 +30,11 @@ from eagle_iad.data import get_layout
 #: The category the suites inspect and fit against (also the model's directory name).
 CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
-READY = ".prepared-v7"
+#: v8: sample-good.jpg, and a model of schema 10 (its training images' encodings, which a JPEG's warning needs).
+READY = ".prepared-v8"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
           "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png",
-          "sample-noise.png")  # fmt: skip
+          "sample-noise.png", "sample-good.jpg")  # fmt: skip
 
 
 class FixtureError(Exception):
@@ -86,6 +87,9 @@ def prepare(work: Path, train_images: int) -> None:
     # A frame of noise (a camera fault): not like the training cells at all, so "unrecognised".
     import numpy as np
     from PIL import Image
+
+    # The normal cell as a JPEG (quality 95): the model was fitted on PNGs, so its verdict carries a warning.
+    Image.open(work / "sample-good.png").save(work / "sample-good.jpg", "JPEG", quality=95)
 
     noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     Image.fromarray(noise).save(work / "sample-noise.png")
