@@ -493,6 +493,41 @@ describe("web console", () => {
     await shot("inspect-unrecognised");
   });
 
+  it("warns on a JPEG inspected by the model fitted on PNG cells, on the card and in History, a PNG not (1280 and 390 px, axe)", async () => {
+    // The record's own warning (eagle_iad/expert/encodings.py), shown as it is, word for word.
+    const warning =
+      "a JPEG (jpeg grey) inspected by a model fitted on lossless images: compression artefacts can score as defects " +
+      "(tire at JPEG quality 95: every normal image above tau); fit on images from the line's own camera, saved as it " +
+      "saves them (docs/METHOD.md, 'Exposure')";
+    await openInspect(page, server.baseUrl);
+    await page.locator('[data-testid="inspect-files"]').setInputFiles([resolve(FIXTURE_WORK, "sample-good.jpg"), resolve(FIXTURE_WORK, "sample-good.png")]);
+    const card = page.getByRole("article", { name: "Inspection of sample-good.jpg" });
+    const png = page.getByRole("article", { name: "Inspection of sample-good.png" });
+    await card.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    await png.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    const stored = (await client.history({ limit: 20 })).items.filter((item) => item.image_name.startsWith("sample-good."));
+    expect(Object.fromEntries(stored.map((item) => [item.image_name, item.warnings]))).toEqual({ "sample-good.jpg": [warning], "sample-good.png": null });
+    const line = card.getByTestId("warning-line");
+    expect(await line.allTextContents()).toEqual([warning]);
+    expect(await png.getByTestId("warning-line").count()).toBe(0);
+    const found: string[] = [];
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+      expect(await line.isVisible()).toBe(true);
+      found.push(...(await axeViolations(page, `warned card at ${width}`)));
+      if (width === 390) expect((await measurePage(page)).scrollWidth).toBe(390);
+      await shot(`inspect-warning-${width}`);
+    }
+    // The History detail shows the stored record's warning the same way (here at 390 px).
+    await page.goto(`${server.baseUrl}/#/history`);
+    await page.getByRole("table", { name: "Inspection history" }).getByRole("button", { name: /^Show sample-good\.jpg/ }).first().click();
+    const detail = page.getByRole("region", { name: "Selected inspection" });
+    await detail.getByTestId("warning-line").waitFor();
+    expect(await detail.getByTestId("warning-line").allTextContents()).toEqual([warning]);
+    found.push(...(await axeViolations(page, "warned history detail at 390")));
+    expect(found).toEqual([]);
+  });
+
   it("says why an item failed, and offers no Retry for a file that can never succeed", async () => {
     await openInspect(page, server.baseUrl);
     await page.locator('[data-testid="inspect-files"]').setInputFiles({ name: "broken.png", mimeType: "image/png", buffer: Buffer.from("not a picture") });
