@@ -496,7 +496,7 @@ describe("web console", () => {
   it("warns on a JPEG inspected by the model fitted on PNG cells, on the card and in History, a PNG not (1280 and 390 px, axe)", async () => {
     // The record's own warning (eagle_iad/expert/encodings.py), shown as it is, word for word.
     const warning =
-      "a JPEG (jpeg grey) inspected by a model fitted on lossless images: compression artefacts can score as defects " +
+      "a JPEG (jpeg grey q95) inspected by a model fitted on lossless images: compression artefacts can score as defects " +
       "(tire at JPEG quality 95: every normal image above tau); fit on images from the line's own camera, saved as it " +
       "saves them (docs/METHOD.md, 'Exposure')";
     await openInspect(page, server.baseUrl);
