@@ -30,9 +30,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import test_station
-from conftest import wait_s
+from conftest import LiveServer, wait_s
 from paho.mqtt.enums import CallbackAPIVersion
 from test_station import Running, _cells, _drop, _env, _free_port, _history, _run, _stations, _status, assert_refused
+from test_station_service import _app, _patch, _post
 
 from eagle_iad.station.parts import NotChecked, Options, StationConfigError
 from eagle_iad.station.sinks.mqtt import PROTOCOLS, MqttSink
@@ -599,3 +600,83 @@ def test_a_refused_image_is_published_on_its_refused_topic_and_leaves_the_retain
     finally:
         late.close()
     assert _ids(late.got()) == [history[-1].id]
+
+
+def _retained(port: int, topic: str) -> dict[str, bytes]:
+    """The retained messages under ``topic`` (a filter) now, by topic: what a screen subscribing now is shown.
+
+    A sentinel retained beside them (``<topic's first level>/~sentinel``) tells when the broker has sent them all:
+    Mosquitto sends the retained messages matching a subscription together, at once."""
+    root = topic.split("/", 1)[0]
+    sentinel = f"{root}/~sentinel"
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="eagle-test-sentinel", protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", port)
+    publisher.loop_start()
+    try:
+        publisher.publish(sentinel, b"here", qos=1, retain=True).wait_for_publish(wait_s(30))
+        late = Subscriber(port, "eagle-test-late", topic=topic)
+        try:
+            checker = Subscriber(port, "eagle-test-late-sentinel", topic=sentinel)
+            try:
+                checker.wait(lambda got: len(got) >= 1, "the sentinel did not arrive")
+            finally:
+                checker.close()
+            time.sleep(0.5)  # the late subscriber's retained messages came with its subscription, before this
+            got = {m.topic: m.payload for m in late.got() if m.retain}
+        finally:
+            late.close()
+        publisher.publish(sentinel, b"", qos=1, retain=True).wait_for_publish(wait_s(30))
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+    return got
+
+
+def _api_body(port: int, **sink: Any) -> dict[str, Any]:
+    return {
+        "name": "line-1",
+        "category": "mono",
+        "source": {"kind": "folder", "path": "incoming", "settle_s": 0.2, "poll_s": 0.05},
+        "sinks": [{"kind": "mqtt", "host": "127.0.0.1", "port": port, **sink}],
+    }
+
+
+def _payloads(messages: list[mqtt.MQTTMessage]) -> list[bytes]:
+    return [m.payload for m in messages]
+
+
+@needs_mosquitto
+def test_the_status_says_online_as_soon_as_the_station_runs_after_a_patch_and_after_a_restart(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The tester's case: a station created through the API said nothing on its status topic until its first part,
+    and after a ``PATCH`` its retained status stayed ``offline`` (the old run's goodbye) while it ran; after a restart
+    of the service with a fresh broker, nothing at all. A SCADA screen alarmed on a working station. Now the sink
+    connects as the station starts, with no part delivered at all."""
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port).start()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    watcher = Subscriber(port, "eagle-test-watcher", topic="eagle/line-1/status")
+    try:
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            status, info = _post(live.base, "/v1/stations", _api_body(port))
+            assert status == 201, info
+            watcher.wait(lambda got: _payloads(got) == [b"online"], "no online when the station started")
+            status, info = _patch(live.base, "line-1", {"sinks": [{"timeout_s": 20}]})
+            assert status == 200, info
+            # the old run's goodbye, then the new run's online, with no part delivered
+            watcher.wait(lambda got: _payloads(got) == [b"online", b"offline", b"online"], "not online after a PATCH")
+            assert _retained(port, "eagle/line-1/status") == {"eagle/line-1/status": b"online"}
+        watcher.wait(lambda got: _payloads(got)[-1:] == [b"offline"], "no offline when the service stopped")
+        watcher.close()
+        broker.stop()
+        broker = Broker(tmp_path / "broker-2", port).start()  # a fresh broker: nothing retained, no session
+        watcher = Subscriber(port, "eagle-test-watcher", topic="eagle/line-1/status")
+        with LiveServer(_app(tmp_path, model_dir, data)):  # the station kept in the history starts again
+            watcher.wait(lambda got: _payloads(got) == [b"online"], "no online after a restart of the service")
+            assert _retained(port, "eagle/line-1/status") == {"eagle/line-1/status": b"online"}
+    finally:
+        watcher.close()
+        broker.stop()
+    assert _history(tmp_path) == []  # not a part: the station said online on its own

@@ -304,7 +304,11 @@ class Sink(Protocol):
     a warning, since its verdicts wait in the outbox), or ``None`` when all is well; it raises :class:`NotChecked`
     when it could not look at all (a warning too). It respects the sink's
     timeout and leaves no thread or connection behind; the real connection is still made at the first
-    delivery.
+    delivery, or by ``start``.
+
+    Also optional, for a sink with a live connection (the MQTT sink): ``start(self, station, category) -> None``,
+    called when the station starts running with the sink (after its couriers started; not by ``eagle station
+    status``, nor for a change only checked), to connect in the background without blocking.
 
     An optional class attribute ``takes_refusals`` (a bool) says whether :meth:`deliver` understands refusals:
     it is the default of the sink's option ``refusals``. A plugin sink without it is sent verdicts only unless

@@ -218,8 +218,8 @@ def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> tuple[str, str 
     except StationConfigError:
         raise
     except NotChecked as exc:
-        return (f"not checked at start: {exc}; the sink connects at its first delivery, and a refusal then shows "
-                "as the sink failing (in this log and the status)", str(exc))  # fmt: skip
+        return (f"not checked at start: {exc}; a refusal of the sink's connection shows as the sink failing at its "
+                "first delivery (in this log and the status)", str(exc))  # fmt: skip
     except Exception as exc:
         return f"the start-up check failed: {type(exc).__name__}: {exc}{reachable}", None
     return None if why is None else (f"{why}{reachable}", None)
@@ -350,6 +350,12 @@ class StationRunner:
         for sink, count in self.tables.orphans(self.config.name, sinks).items():
             self.log(f"eagle station {self.config.name}: warning: {deliveries_wait(count)} for a sink named {sink!r}, "
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
+        # Last, so a start that fails before leaves no connection behind. An MQTT sink connects now (in its own thread)
+        # rather than at its first delivery: its retained status says online while the station runs.
+        for configured in self.config.sinks:
+            open_sink = getattr(configured.sink, "start", None)
+            if callable(open_sink):
+                open_sink(self.config.name, self.config.category)
 
     def stop(self, grace_s: float) -> None:
         self.halt_couriers()

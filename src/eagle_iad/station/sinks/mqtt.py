@@ -17,9 +17,12 @@ under MQTT 5 a PUBACK with a failure reason, such as *not authorized*, is a fail
 with its backoff: the record id is the idempotency key (in the payload's ``record.id`` and, under MQTT 5,
 the ``Idempotency-Key`` user property), the same on every retry, so a subscriber drops repeats.
 
-The connection is made on the first delivery, not at start-up (``eagle station status`` reads the same
-file and must not connect, and a broker down at start must not stop the station); once made, paho's
-network thread keeps it, reconnecting with waits from ``retry_base_s`` doubling up to ``retry_max_s``.
+The connection is made when the station starts running with the sink (:meth:`MqttSink.start`, called by the
+runner: a SCADA screen reads the retained ``online`` as the station being at work, so it must not wait for the
+first part), in paho's network thread, so a broker that is down neither blocks nor stops the start: its verdicts
+wait in the outbox. Not when the sink is merely built (``eagle station status`` reads the same file and must not
+connect). paho's thread keeps the connection, reconnecting with waits from ``retry_base_s`` doubling up to
+``retry_max_s``. A sink never started (used alone) connects at its first delivery.
 When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
 station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
@@ -37,6 +40,7 @@ import secrets
 import select
 import ssl
 import string
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -167,7 +171,7 @@ class MqttSink:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._client: Client | None = None
-        self._running = False  # paho's network thread started (after the first connection)
+        self._running = False  # paho's network thread started (at start, or after the first connection)
         self._closed = False
         self._station = ""
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
@@ -362,6 +366,24 @@ class MqttSink:
         return StationConfigError(f"{self.where}: ca_file: the TLS certificate of {self._broker()} failed "
                                   f"verification ({reason}); name the CA that signed it in ca_file")  # fmt: skip
 
+    def start(self, station: str, category: str) -> None:
+        """Connect now, in paho's network thread, and say ``online`` once connected (see :meth:`_on_connect`).
+
+        Called by the runner when the station starts running with this sink (a start, a restart of the service, a
+        ``PATCH`` that restarts it, once the old run's sinks are closed): a screen showing the retained status must
+        read ``online`` while the station works, not ``offline`` until the next part. Returns at once: paho connects
+        and, while the broker is down or refuses, retries with the reconnection waits, so the start is never held up
+        (the start-up probe has already warned). A delivery meanwhile waits up to ``timeout_s`` for the first answer.
+        """
+        with self._lock:
+            if self._closed or self._client is not None:
+                return
+            self._station = station  # the category names the last verdict's topic, known from each verdict
+            client = self._client = self._new_client(station)
+            client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)  # no network here: in paho's thread
+            client.loop_start()
+            self._running = True
+
     def close(self) -> None:
         """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""
         with self._lock:
@@ -408,11 +430,22 @@ class MqttSink:
             client = self._client
             if not self._running:
                 self._first_connection(client)
+        self._wait_first_answer()
         with self._changed:
             if not self._up:
                 why = self._problem or "not connected"
                 raise DeliveryError(f"{self._broker()}: {why}; reconnecting in the background")
         return client
+
+    def _wait_first_answer(self) -> bool:
+        """Whether connected, after waiting up to ``timeout_s`` while the first connection (:meth:`start`'s, in
+        paho's thread) has no answer yet: a delivery just after the start is not a failed try for that alone (a
+        warning in the log, and a backoff). A connection lost, or refused, is not waited for."""
+        deadline = time.monotonic() + self.timeout_s
+        with self._changed:
+            while not self._up and self._problem is None and time.monotonic() < deadline:
+                self._changed.wait(max(0.0, deadline - time.monotonic()))
+            return self._up
 
     def _first_connection(self, client: Client) -> None:
         """Connect in the courier's thread, so a refused or unresolvable broker is this try's error."""
@@ -446,6 +479,7 @@ class MqttSink:
             client.tls_set_context(self._context)
         client.will_set(self.status_topic.format(station=station), OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
@@ -460,6 +494,16 @@ class MqttSink:
         with self._changed:
             self._up = not reason.is_failure
             self._problem = None if self._up else f"the broker refused the connection: {reason}"
+            self._changed.notify_all()
+
+    def _on_connect_fail(self, client: Client, userdata: Any) -> None:
+        """paho's thread could not connect (refused, unreachable, no such host): why, for the next delivery's error.
+        paho calls this inside its ``except OSError``, so the error is the exception being handled."""
+        exc = sys.exception()
+        why = (getattr(exc, "strerror", None) or str(exc)) if isinstance(exc, OSError) else "could not connect"
+        with self._changed:
+            self._up = False
+            self._problem = why
             self._changed.notify_all()
 
     def _on_disconnect(
