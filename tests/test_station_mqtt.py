@@ -680,3 +680,57 @@ def test_the_status_says_online_as_soon_as_the_station_runs_after_a_patch_and_af
         watcher.close()
         broker.stop()
     assert _history(tmp_path) == []  # not a part: the station said online on its own
+
+
+@needs_mosquitto
+def test_verdicts_queued_while_the_broker_was_away_go_as_soon_as_the_sink_is_connected_again(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The tester's case: the broker back, the station said ``online`` at once, but its queued verdicts went only at
+    the end of the courier's backoff (39 s later). Here that backoff is long past doubt: the head's next try is set
+    between 30 and 60 minutes away (``retry_base_s`` 3600) by a run that found the broker down; the next run (paho
+    reconnecting from one second up) finds the broker back some seconds after it started. The connection wakes the
+    courier, which tries the head at once: every verdict goes, once each, in order, none refused."""
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port)
+    names = _drop(tmp_path / "incoming", _cells(3))
+    stations = _stations(tmp_path, model_dir, _mqtt(port, retry_base_s=3600, retry_max_s=3600))
+    first = Running(stations, "--quiet")
+    try:
+        first.until(lambda: len(rows := _mqtt_outbox(tmp_path)) == 3 and any(error for _, error in rows),
+                    "the station did not inspect 3 images and try the first")  # fmt: skip
+        assert first.stop() == 143
+    finally:
+        first.process.kill()
+    tried = _attempts_and_next(tmp_path)
+    assert tried[0][0] == 1 and tried[0][1] > time.time() + 1500, tried  # the head: its next try half an hour away
+    stations = _stations(tmp_path, model_dir, _mqtt(port, retry_base_s=1, retry_max_s=3600))
+    station = Running(stations, "--quiet")
+    watcher: Subscriber | None = None
+    try:
+        station.until(lambda: station.saw("Connection refused; verdicts wait in the outbox"), "the probe's warning")
+        broker.start()
+        watcher = Subscriber(port, "eagle-test-watcher")
+        watcher.wait(lambda got: len(_verdicts(got)) >= 3, "the queued verdicts did not go once the broker was up", 120)
+        station.until(lambda: {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}, "all delivered")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+        if watcher is not None:
+            watcher.close()
+        broker.stop()
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == names
+    assert _ids(_verdicts(watcher.got())) == [r.id for r in history]  # each once, in stored order
+    assert [refusals for _, _, refusals in _attempts_and_next(tmp_path)] == [0, 0, 0]
+    assert "Traceback" not in first.log() + station.log()
+
+
+def _attempts_and_next(work: Path) -> list[tuple[int, float, int]]:
+    """The MQTT sink's outbox rows, in order: (tries, next try, refusals)."""
+    db = open_read_only(work / "state" / "eagle.sqlite3")
+    try:
+        query = "SELECT attempts, next_try, refusals FROM outbox WHERE sink = 'mqtt' ORDER BY seq"
+        return [(int(a), float(n), int(r)) for a, n, r in db.execute(query)]
+    finally:
+        db.close()

@@ -48,7 +48,7 @@ from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
-from eagle_iad.station.outbox import REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
+from eagle_iad.station.outbox import HELD, REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
 from eagle_iad.station.parts import (
     REFUSED,
     Arrival,
@@ -108,6 +108,13 @@ class Courier(threading.Thread):
         self.log = log
         self.wake = threading.Event()
         self.halt = threading.Event()
+        #: Set by the sink when its connection is (re)made (see :meth:`reachable`), cleared at each try: the head of
+        #: the queue, waiting out the backoff of tries that could not reach the receiver, is tried at once.
+        self.connected = threading.Event()
+        #: The ``seq`` of the row whose last try here the receiver refused: its backoff is waited out all the same (a
+        #: broker that refused a message refuses it again after a reconnection; trying at once would only spend its
+        #: refusals faster, towards a dead letter).
+        self._refused_seq: int | None = None
         self.last_error: str | None = None
         #: When the first of the current run of failed tries failed (``None``: the last try delivered), and
         #: how many failed since: the log says when a sink starts failing and when it delivers again, once each.
@@ -117,6 +124,17 @@ class Courier(threading.Thread):
         #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
         self._gate = threading.Lock()
         self._ended = False
+        listen = getattr(sink.sink, "when_connected", None)
+        if callable(listen):  # an MQTT sink: the courier taking its queue over (resume_couriers) replaces the last
+            listen(self.reachable)
+
+    def reachable(self) -> None:
+        """The sink's connection is back (called in the sink's own thread: it only sets two events): the head of the
+        queue goes at once, not at the end of its backoff (capped at ``retry_max_s``, a minute by default), which
+        the tries made while the receiver was away have grown. Rows still go one at a time, in order, and each try
+        is counted as any other (a refusal in ``refusals``)."""
+        self.connected.set()
+        self.wake.set()
 
     def run(self) -> None:
         while True:
@@ -148,10 +166,14 @@ class Courier(threading.Thread):
             self.wake.clear()
             return
         wait = due.next_try - time.time()
-        if wait > 0:  # a backoff, or an image not filed yet: the put-away wakes it once the row is due
+        # the connection back: a backoff is cut short, unless the receiver refused this row (see _refused_seq); a row
+        # held for an image not filed yet (HELD) stays held
+        back = self.connected.is_set() and due.next_try < HELD and due.seq != self._refused_seq
+        if wait > 0 and not back:  # a backoff, or an image not filed yet: the put-away wakes it once the row is due
             self.wake.wait(min(wait, 1.0))
             self.wake.clear()
             return
+        self.connected.clear()  # set again by a reconnection during this try, which is then followed at once
         try:
             self.sink.sink.deliver(due.payload, due.record_id)
         except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
@@ -160,6 +182,7 @@ class Courier(threading.Thread):
             # refused by the receiver, or a sink's bug (anything but a DeliveryError or an OSError): counted towards
             # a dead letter; a receiver that cannot be reached is not (by default: tried until it can be)
             refused = isinstance(exc, RefusedError) or not isinstance(exc, DeliveryError | OSError)
+            self._refused_seq = due.seq if refused else None
             # (counted in the outbox row: neither a restart nor an unreachable try in between resets it)
             dead = self.tables.failed(due, error, self.sink.retry, refused=refused)
             self.failures += 1

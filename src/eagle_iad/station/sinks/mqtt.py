@@ -22,7 +22,9 @@ runner: a SCADA screen reads the retained ``online`` as the station being at wor
 first part), in paho's network thread, so a broker that is down neither blocks nor stops the start: its verdicts
 wait in the outbox. Not when the sink is merely built (``eagle station status`` reads the same file and must not
 connect). paho's thread keeps the connection, reconnecting with waits from ``retry_base_s`` doubling up to
-``retry_max_s``. A sink never started (used alone) connects at its first delivery.
+``retry_max_s``; each time it is back, :meth:`MqttSink.when_connected`'s listener (the courier) is told, so the
+verdicts that waited go at once instead of at the end of their own, longer backoff. A sink never started (used
+alone) connects at its first delivery.
 When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
 station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
@@ -43,7 +45,7 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eagle_iad.ranges import Range
@@ -174,6 +176,8 @@ class MqttSink:
         self._running = False  # paho's network thread started (at start, or after the first connection)
         self._closed = False
         self._station = ""
+        #: Told (in paho's thread) each time the connection is made: the courier, which then tries its queue at once.
+        self._listener: Callable[[], None] | None = None
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
         #: acknowledged message's reason code by message id (a failure code is a refused publication).
         self._up = False
@@ -384,6 +388,13 @@ class MqttSink:
             client.loop_start()
             self._running = True
 
+    def when_connected(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` (in paho's thread; it must not block) each time the connection is made: the courier,
+        woken, tries the head of its queue at once rather than at the end of its backoff, which can be much longer
+        than paho's reconnection wait (``retry_max_s``, jittered, against paho's wait from one second up)."""
+        with self._changed:
+            self._listener = listener
+
     def close(self) -> None:
         """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""
         with self._lock:
@@ -495,6 +506,9 @@ class MqttSink:
             self._up = not reason.is_failure
             self._problem = None if self._up else f"the broker refused the connection: {reason}"
             self._changed.notify_all()
+            listener = self._listener if self._up else None
+        if listener is not None:
+            listener()
 
     def _on_connect_fail(self, client: Client, userdata: Any) -> None:
         """paho's thread could not connect (refused, unreachable, no such host): why, for the next delivery's error.
