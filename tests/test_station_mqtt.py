@@ -32,6 +32,7 @@ import pytest
 import test_station
 from conftest import LiveServer, wait_s
 from paho.mqtt.enums import CallbackAPIVersion
+from test_service import call
 from test_station import Running, _cells, _drop, _env, _free_port, _history, _run, _stations, _status, assert_refused
 from test_station_service import _app, _patch, _post
 
@@ -734,3 +735,34 @@ def _attempts_and_next(work: Path) -> list[tuple[int, float, int]]:
         return [(int(a), float(n), int(r)) for a, n, r in db.execute(query)]
     finally:
         db.close()
+
+
+@needs_mosquitto
+def test_a_deleted_station_clears_its_retained_status_and_last_verdict_and_a_stop_keeps_them(
+    model_dir: Path, tmp_path: Path, broker: Broker
+) -> None:
+    """After ``DELETE /v1/stations/{name}`` the broker kept ``eagle/line-1/last`` and ``eagle/line-1/status`` for
+    good: a screen showed a station that is gone. The sink now clears both (an empty retained message) when the
+    station is deleted, and says no ``offline`` after; a stop of the service keeps them (the station comes back)."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    _drop(data / "incoming", _cells(1))
+    watcher = Subscriber(broker.port, "eagle-test-watcher", topic="eagle/line-1/#")
+    try:
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            status, info = _post(live.base, "/v1/stations", _api_body(broker.port))
+            assert status == 201, info
+            watcher.wait(lambda got: any(m.topic == "eagle/line-1/last" for m in got), "the verdict did not arrive")
+        retained = _retained(broker.port, "eagle/line-1/#")  # stopped: its last verdict and offline stay
+        assert set(retained) == {"eagle/line-1/last", "eagle/line-1/status"} and retained["eagle/line-1/status"] \
+            == b"offline", retained  # fmt: skip
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            watcher.wait(lambda got: _statuses(got)[-1:] == [b"online"], "not online again after the restart")
+            assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+            watcher.wait(lambda got: _statuses(got)[-1:] == [b""], "the status was not cleared")
+            assert _retained(broker.port, "eagle/line-1/#") == {}
+    finally:
+        watcher.close()
+    got = watcher.got()
+    assert _statuses(got) == [b"online", b"offline", b"online", b""], _statuses(got)  # no offline after the clearing
+    assert [m.payload for m in got if m.topic == "eagle/line-1/last"][1:] == [b""]

@@ -182,7 +182,7 @@ class StationOwnership:
                 LOG.warning("station %r: its lock in the history was lost (a database restart?); stopped here, "
                             "to be started again by whichever replica takes the lock", running.name)  # fmt: skip
             elif running.name not in specs:  # deleted through another replica
-                self.manager.remove(running.name, self.state.settings.shutdown_grace_s)
+                self.manager.remove(running.name, self.state.settings.shutdown_grace_s, forget=True)
                 self.release(running.name)
                 forget_owed_quietly(self.state, running.name)
                 LOG.info("station %r was deleted through another replica; stopped here", running.name)

@@ -310,7 +310,9 @@ class Sink(Protocol):
     called when the station starts running with the sink (after its couriers started; not by ``eagle station
     status``, nor for a change only checked), to connect in the background without blocking; ``when_connected(self,
     listener) -> None``, given the courier's :meth:`~eagle_iad.station.runner.Courier.reachable`, which the sink calls
-    each time its connection is made so the verdicts that waited go at once.
+    each time its connection is made so the verdicts that waited go at once; ``forget(self) -> None``, called
+    before :meth:`close` when the station is deleted (not at a stop), to clear what it left on the receiver (an
+    MQTT broker's retained messages).
 
     An optional class attribute ``takes_refusals`` (a bool) says whether :meth:`deliver` understands refusals:
     it is the default of the sink's option ``refusals``. A plugin sink without it is sent verdicts only unless

@@ -582,7 +582,7 @@ def _delete(name: str, request: Request, discard: bool) -> Response:
         except BaseException:
             running.resume()
             raise
-    _manager(request).remove(name, grace if ended else 0.0)
+    _manager(request).remove(name, grace if ended else 0.0, forget=True)
     tables.delete_spec(name, forget=True)
     _ownership(request).release(name)
     forget_owed_quietly(state, name)  # a station created again under its name must not store an old run's place

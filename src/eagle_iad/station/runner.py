@@ -1162,16 +1162,18 @@ class StationManager:
         with self._lock:
             return list(self._running.values())
 
-    def remove(self, name: str, grace_s: float, why: str = "was deleted") -> bool:
+    def remove(self, name: str, grace_s: float, why: str = "was deleted", *, forget: bool = False) -> bool:
         """Stop and forget ``name``; ``False`` when there is no such station. A thread of it that has not ended
         within ``grace_s`` (an inspection in flight) keeps any station of that name from starting until it has,
         and its hot folder locked: a station started on that folder meanwhile is refused with ``why`` (how it was
-        stopped, ``"was deleted"``) and told to try again in a moment (409 ``folder_finishing``)."""
+        stopped, ``"was deleted"``) and told to try again in a moment (409 ``folder_finishing``). ``forget``: the
+        station is deleted, not merely stopped here: its sinks clear what they left on their receivers (an MQTT
+        sink's retained status and last verdict), which a stop keeps for the station's next run."""
         with self._lock:
             running = self._running.pop(name, None)
         if running is None:
             return False
-        self._stop(running, grace_s, why)
+        self._stop(running, grace_s, why, forget=forget)
         if running.alive():
             with self._lock:
                 self._stopping[name] = running
@@ -1189,13 +1191,20 @@ class StationManager:
         for one in running:
             self._stop(one, max(0.0, deadline - time.monotonic()), "was stopped")
 
-    def _stop(self, running: Running, grace_s: float, why: str) -> None:
+    def _stop(self, running: Running, grace_s: float, why: str, *, forget: bool = False) -> None:
         running.stopping(why)  # no longer listed: its folder, locked until its image is done, says why
         running.halt_all()
         deadline = time.monotonic() + grace_s
         running.thread.join(max(0.0, deadline - time.monotonic()))
         running.runner.stop(max(0.0, deadline - time.monotonic()))
         for sink in running.runner.config.sinks:
+            clear = getattr(sink.sink, "forget", None)
+            if forget and callable(clear):
+                try:
+                    clear()
+                except Exception as exc:  # a plugin's failure must not keep the station from being deleted
+                    self.log(f"eagle station {running.name}: warning: sink {sink.sink.name}: what it left on its "
+                             f"receiver was not cleared: {type(exc).__name__}: {exc}")  # fmt: skip
             sink.sink.close()
         # past the grace: by the intake thread as it ends, its folder locked until then
         running.close_source(why, self.state.settings.shutdown_grace_s)

@@ -24,7 +24,8 @@ wait in the outbox. Not when the sink is merely built (``eagle station status`` 
 connect). paho's thread keeps the connection, reconnecting with waits from ``retry_base_s`` doubling up to
 ``retry_max_s``; each time it is back, :meth:`MqttSink.when_connected`'s listener (the courier) is told, so the
 verdicts that waited go at once instead of at the end of their own, longer backoff. A sink never started (used
-alone) connects at its first delivery.
+alone) connects at its first delivery. A station deleted clears the retained messages it left
+(:meth:`MqttSink.forget`), so a screen does not show a station that is gone.
 When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
 station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
@@ -176,8 +177,15 @@ class MqttSink:
         self._running = False  # paho's network thread started (at start, or after the first connection)
         self._closed = False
         self._station = ""
+        #: The station's category (:meth:`start`): the ``last_topic`` to clear when it is deleted, if no verdict
+        #: went there in this run.
+        self._category: str | None = None
+        #: The retained topics published in this run (``last_topic`` by category), cleared by :meth:`forget`.
+        self._retained: set[str] = set()
         #: Told (in paho's thread) each time the connection is made: the courier, which then tries its queue at once.
         self._listener: Callable[[], None] | None = None
+        #: :meth:`forget` cleared the retained status: :meth:`close` says no ``offline`` after it.
+        self._forgotten = False
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
         #: acknowledged message's reason code by message id (a failure code is a refused publication).
         self._up = False
@@ -209,6 +217,8 @@ class MqttSink:
         properties = self._properties(key)
         sent = [(topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties))]
         if refused_image is None:  # a refusal is no verdict: the retained last verdict stays the last verdict
+            with self._lock:
+                self._retained.add(last)
             sent.append((last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)))
         deadline = time.monotonic() + self.timeout_s
         for where, info in sent:
@@ -382,7 +392,7 @@ class MqttSink:
         with self._lock:
             if self._closed or self._client is not None:
                 return
-            self._station = station  # the category names the last verdict's topic, known from each verdict
+            self._station, self._category = station, category
             client = self._client = self._new_client(station)
             client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)  # no network here: in paho's thread
             client.loop_start()
@@ -395,6 +405,34 @@ class MqttSink:
         with self._changed:
             self._listener = listener
 
+    def forget(self) -> None:
+        """The station is deleted: clear the retained messages this sink left on the broker, where it is reachable.
+
+        Publishes an empty retained payload (which deletes a retained message) on the status topic and on each
+        ``last_topic`` used (the station's category, and any other a verdict of this run went to), waiting up to
+        ``timeout_s`` for each acknowledgement, so a screen subscribing later does not show a station that is gone
+        as ``offline`` with its last part. Not done at a stop or a ``PATCH``: those keep the station. A sink not
+        connected now (the broker down, or a connection still being made past ``timeout_s``) leaves them as they
+        are. :meth:`close` then disconnects without ``offline`` (the status is cleared, and a clean goodbye fires no
+        last will).
+        """
+        with self._lock:
+            client = self._client
+            if client is None or self._closed:
+                return
+            topics = {self._status()} | set(self._retained)
+            if self._category is not None:
+                topics.add(self.last_topic.format(station=self._station, category=self._category))
+        if not self._wait_first_answer():
+            return
+        with self._lock:
+            sent = [client.publish(topic, b"", qos=1, retain=True) for topic in sorted(topics)]
+            self._forgotten = True
+        deadline = time.monotonic() + self.timeout_s
+        for info in sent:
+            with contextlib.suppress(RuntimeError, ValueError):  # lost meanwhile: nothing more to do
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+
     def close(self) -> None:
         """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""
         with self._lock:
@@ -402,7 +440,7 @@ class MqttSink:
             client, running = self._client, self._running
             if client is None:
                 return
-            if self._up:
+            if self._up and not self._forgotten:
                 info = client.publish(self._status(), OFFLINE, qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):  # gone: the last will says the same
                     info.wait_for_publish(self.timeout_s)
