@@ -52,18 +52,20 @@ def unprivileged_cli() -> list[str]:
 def schema_6_of_an_earlier_release() -> list[str]:
     """The statements of a schema-6 history as an earlier eagle-iad of schema 6 made it, from its own DDL (not by
     dropping columns: SQLite has ``DROP COLUMN`` only from 3.35, and eagle-iad supports 3.34): no
-    ``station_intake.files``, no ``outbox.refusals``, no ``station_faults``, no ``outbox_held`` index (none has a
-    version of its own), written in SQLite's dialect (a backend's ``ddl`` translates each ``CREATE``)."""
+    ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals``, no ``station_faults``, no ``outbox_held``
+    index (none has a version of its own), written in SQLite's dialect (a backend's ``ddl`` translates each
+    ``CREATE``)."""
     from eagle_iad.history.schema import statements
 
     earlier = []
     for sql in statements():
         if "station_faults" in sql or "outbox_held" in sql:
             continue
-        for line in ("    files INTEGER NOT NULL DEFAULT 1,\n", "    refusals INTEGER NOT NULL DEFAULT 0,\n"):
+        for line in ("    files INTEGER NOT NULL DEFAULT 1,\n", "    unfiled INTEGER NOT NULL DEFAULT 0,\n",
+                     "    refusals INTEGER NOT NULL DEFAULT 0,\n"):  # fmt: skip
             sql = sql.replace(line, "")
         earlier.append(sql)
-    assert sum("files INTEGER" in sql or "refusals INTEGER" in sql for sql in earlier) == 0
+    assert sum(f"{column} INTEGER" in sql for sql in earlier for column in ("files", "unfiled", "refusals")) == 0
     return [*earlier, "INSERT INTO schema_version VALUES (6)"]
 
 

@@ -268,9 +268,9 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A schema-6 history an earlier eagle-iad of schema 6 wrote: no ``outbox.refusals``, no ``station_faults``, no
-    ``outbox_held`` index, no ``station_intake.files`` (none has a version of its own). ``eagle db upgrade`` adds
-    them and says so, each one, instead of 'up to date' or a list without them; each refusal stored before counts
-    as the one file it counted for, and a content refused again after counts one more."""
+    ``outbox_held`` index, no ``station_intake.files`` nor ``.unfiled`` (none has a version of its own). ``eagle db
+    upgrade`` adds them and says so, each one, instead of 'up to date' or a list without them; each refusal stored
+    before counts as the one file it counted for, and a content refused again after counts one more."""
     url = str(tmp_path / "six.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
     backend = open_backend(url)
     db = backend.connect()
@@ -285,13 +285,13 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     db.close()
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
-        {"version": None, "adds": "tables station_faults; columns station_intake.files, outbox.refusals; indexes "
-         "outbox_held"}
+        {"version": None, "adds": "tables station_faults; columns station_intake.files, station_intake.unfiled, "
+         "outbox.refusals; indexes outbox_held"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
         f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
-        "station_intake.files, outbox.refusals; added indexes outbox_held)\n"
+        "station_intake.files, station_intake.unfiled, outbox.refusals; added indexes outbox_held)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"

@@ -26,8 +26,10 @@ an outbox without it at the next open with its default 0; an older eagle-iad nev
 leave it at 0. So is ``station_intake.files`` (how many files of that content the station refused, each
 counted: three empty files are three refusals of one content), added with its default 1, what each row counted
 for before; an older eagle-iad's inserts leave it at 1 and its repeated refusal of one content at the count it
-had, as it counted. :class:`Upgrade` lists each table, column and index an open added, these included, so ``eagle db
-upgrade`` says every change it made.
+had, as it counted. So is ``station_intake.unfiled`` (1: a refusal no sink takes, stored, its file not known to be
+put aside yet, see :meth:`StationTables.write_failed`), added with its default 0, as every row stored before was
+taken to be; an older eagle-iad never names it. :class:`Upgrade` lists each table, column and index an open added,
+these included, so ``eagle db upgrade`` says every change it made.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def statements() -> list[str]:
     appeared REAL NOT NULL,
     time REAL NOT NULL,
     files INTEGER NOT NULL DEFAULT 1,
+    unfiled INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (station, digest)
 )""",
         "CREATE INDEX IF NOT EXISTS station_intake_time ON station_intake (station, time)",
@@ -207,6 +210,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             db.execute(backend.ddl("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0"))
         if "files" not in backend.columns(db, "station_intake"):  # nor this one
             db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN files INTEGER NOT NULL DEFAULT 1"))
+        if "unfiled" not in backend.columns(db, "station_intake"):  # nor this one
+            db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN unfiled INTEGER NOT NULL DEFAULT 0"))
         present = backend.columns(db, "inspections")
         missing = [column for column in columns() if column.name not in present]
         for column in missing:

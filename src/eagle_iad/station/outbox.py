@@ -91,7 +91,7 @@ def station_lock(name: str) -> str:
 _REPLACE_INTAKE = (
     " ON CONFLICT (station, digest) DO UPDATE SET name = excluded.name, state = excluded.state,"
     " record_id = excluded.record_id, reason = excluded.reason, moved_to = excluded.moved_to,"
-    " appeared = excluded.appeared, time = excluded.time"
+    " appeared = excluded.appeared, time = excluded.time, unfiled = excluded.unfiled"
 )
 #: :data:`_REPLACE_INTAKE` of a refusal: a content refused again (another empty file) keeps the count of its
 #: refused files (``files``, one per file) and adds the parameter (1 for a refusal not stored before, 0 for the same
@@ -192,8 +192,8 @@ class StationTables:
             rows = db.execute("SELECT seq, payload FROM outbox WHERE station = ? AND record_id = ? AND state = ?"
                               " AND next_try = ?", (station, record_id, PENDING, HELD)).fetchall()  # fmt: skip
             if (first or rows) and digest:  # the shared row of the files not read has no place
-                db.execute("UPDATE station_intake SET moved_to = ? WHERE station = ? AND digest = ? AND record_id = ?",
-                           (at, station, digest, record_id))  # fmt: skip
+                db.execute("UPDATE station_intake SET moved_to = ?, unfiled = 0 WHERE station = ? AND digest = ? AND"
+                           " record_id = ?", (at, station, digest, record_id))  # fmt: skip
             for seq, text in rows:
                 payload = json.loads(text)
                 if isinstance(payload, dict):
@@ -216,6 +216,26 @@ class StationTables:
             payload = json.loads(text) if text else None
             held.append(Held(str(record_id), digest, name, planned, payload if isinstance(payload, dict) else None))
         return held
+
+    def unfiled(self, station: str) -> list[Held]:
+        """The refusals of ``station`` that no sink took whose files were read and are not known to be put aside (a
+        crash before their filing was stored: see :meth:`write_failed`), oldest first: their key, content hash, name
+        and planned place."""
+        rows = self.store.read(
+            "SELECT record_id, digest, name, moved_to FROM station_intake WHERE station = ? AND state = 'failed'"
+            " AND unfiled = 1 AND digest <> '' AND record_id IS NOT NULL ORDER BY time",
+            (station,),
+        )
+        return [Held(str(key), str(digest), str(name), None if planned is None else str(planned))
+                for key, digest, name, planned in rows]  # fmt: skip
+
+    def release_unfiled(self, station: str, digest: str, key: str) -> None:
+        """The file of refusal ``key`` (see :meth:`unfiled`) is gone from its source and not found put aside: its
+        intake row keeps the place planned for it, the best one known, and no longer tells a later file of that
+        name and content for this one (see :meth:`held_refusal`), so that file is counted."""
+        with self.store.transaction() as db:
+            db.execute("UPDATE station_intake SET unfiled = 0 WHERE station = ? AND digest = ? AND record_id = ?",
+                       (station, digest, key))  # fmt: skip
 
     def refusal_rows(self, station: str, key: str) -> str:
         """What the outbox holds under refusal ``key``: ``"none"``, ``"held"`` (every row still held: not told
@@ -260,12 +280,13 @@ class StationTables:
 
         Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice.
 
-        With no row held (no sink takes refusals), the intake row of a file read keeps no place (``moved_to`` null)
-        until :meth:`filed` stores where the file went: nothing else would tell this file, refused again after a kill
-        before its put-aside, from a later file of that name and content (see :meth:`held_refusal`)."""
+        With no row held (no sink takes refusals), the intake row of a file read is marked ``unfiled`` until
+        :meth:`filed` stores where the file went, or the next start finds the file gone (:meth:`unfiled`,
+        :meth:`release_unfiled`): nothing else would tell this file, refused again after a kill before its put-aside,
+        from a later file of that name and content (see :meth:`held_refusal`)."""
         now = time.time()
         held = key is not None and payload is not None and bool(sinks)
-        place = planned if digest and held else None
+        place, unfiled = (planned if digest else None), int(bool(digest) and key is not None and not held)
         with self.store.transaction() as db:
             stored = False
             if key is not None:
@@ -277,8 +298,8 @@ class StationTables:
                 )
             db.execute(
                 "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-                " appeared, time) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
-                (station, digest, name, key, reason, place, appeared, now, 0 if stored else 1),
+                " appeared, time, unfiled) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
+                (station, digest, name, key, reason, place, appeared, now, unfiled, 0 if stored else 1),
             )
             if not held:
                 return
@@ -293,7 +314,7 @@ class StationTables:
     def held_refusal(self, station: str, digest: str, name: str) -> str | None:
         """The key of the refusal of ``name`` with content ``digest`` stored, its file not put aside yet (a crash or a
         failed put-aside since), or ``None``: its deliveries still held, or, where no sink took it (no rows), its
-        intake row still without a place (see :meth:`write_failed`). Refused again, the file keeps that key, so it is
+        intake row still ``unfiled`` (see :meth:`write_failed`). Refused again, the file keeps that key, so it is
         neither delivered nor counted twice."""
         if not digest:
             return None
@@ -301,8 +322,7 @@ class StationTables:
             "SELECT i.record_id FROM station_intake i WHERE i.station = ? AND i.digest = ? AND i.name = ?"
             " AND i.state = 'failed' AND i.record_id IS NOT NULL AND (EXISTS (SELECT 1 FROM outbox o"
             " WHERE o.station = i.station AND o.record_id = i.record_id AND o.state = ? AND o.next_try = ?)"
-            " OR i.moved_to IS NULL AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.station = i.station"
-            " AND o.record_id = i.record_id))",
+            " OR i.unfiled = 1)",
             (station, digest, name, PENDING, HELD),
         )
         return None if not rows else str(rows[0][0])

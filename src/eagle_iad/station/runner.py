@@ -518,8 +518,10 @@ class StationRunner:
 
     def _resolve_unfiled(self) -> bool:
         """Deliver the rows still held for images left unfiled (see :attr:`_unfiled`), so a sink's queue is never
-        stuck behind an image taken away; called between images only. ``False``: the intake paused (the lock lost,
-        or the history refused a look or an update: the rows stay held, and are looked at again at the next try).
+        stuck behind an image taken away, and resolve alike the refusals no sink took whose files are not known to
+        be put aside (:meth:`StationTables.unfiled`); called between images only. ``False``: the intake paused (the
+        lock lost, or the history refused a look or an update: the rows stay held, and are looked at again at the
+        next try).
 
         Where the source can say (``waiting``, ``filed_at``: a hot folder), record by record after each full poll:
         an image still in the source is left to its next put-away, one found put away (a crash after the move)
@@ -542,14 +544,14 @@ class StationRunner:
         unresolved = False
         unknown: dict[str, str] = {}
 
-        def cannot_tell(what: str, key: str, exc: OSError) -> None:
+        def cannot_tell(what: str, key: str, exc: OSError, stays: str = "its deliveries stay held") -> None:
             """One line per record or refusal whose image cannot be looked at, said again only when the reason
             changes (its rows stay held and are looked at after every poll)."""
             why = unseen(exc)
             unknown[key] = why
             if self._unknown.get(key) != why:
-                self.log(f"eagle station {station}: {what} {key}: cannot tell where its image is ({why}); its "
-                         "deliveries stay held, looked at again after the next poll")  # fmt: skip
+                self.log(f"eagle station {station}: {what} {key}: cannot tell where its image is ({why}); {stays}, "
+                         "looked at again after the next poll")  # fmt: skip
 
         try:
             for held in self.tables.held(station):
@@ -605,6 +607,31 @@ class StationRunner:
                 why = "never filed (gone from the source)" if moves else "filed where planned"
                 self.log(f"eagle station {station}: record {held.record_id}: image {why}; {count} deliveries go "
                          f"with the place planned for it, {planned}")  # fmt: skip
+            # Refusals no sink takes have no rows to hold: their intake rows say the file is not put aside yet, and
+            # while they do, a file of that name and content is taken for it (not counted again). One whose file is
+            # gone is resolved here, or every later file of that name and content would be counted for none.
+            for refusal in self.tables.unfiled(station):
+                image_name, digest, aside = refusal.name or "", refusal.digest or "", refusal.planned
+                if look and aside and callable(waiting) and callable(filed_at):
+                    try:
+                        if waiting(image_name, digest):
+                            unresolved = True  # refused again, under this key, it is put aside and filed
+                            continue
+                        at = filed_at(image_name, digest, Path(aside))
+                    except OSError as exc:  # neither there nor not there: looked at again after the next poll
+                        unresolved = True
+                        cannot_tell("refusal", refusal.record_id, exc, f"{image_name} stays counted as not put aside")
+                        continue
+                    if at is not None:
+                        self.tables.filed(station, digest, refusal.record_id, str(at), first=True)
+                        self.log(f"eagle station {station}: refusal {refusal.record_id} ({image_name}): its file was "
+                                 f"found put aside at {at}")  # fmt: skip
+                        continue
+                self.tables.release_unfiled(station, digest, refusal.record_id)
+                why = "is no longer where it arrived, nor found put aside" if moves else "was put where planned"
+                self.log(f"eagle station {station}: refusal {refusal.record_id} ({image_name}): its file {why}; it "
+                         f"keeps the place planned for it, {aside or 'none'}, and a later file of that name and "
+                         "content is another file")  # fmt: skip
         except Exception as exc:  # the database locked, full or away: held rows stay held, looked at next try
             self._unknown.update(unknown)
             self._wake_couriers()  # what was released before the failure
@@ -770,20 +797,15 @@ class StationRunner:
 
     def _still_owed(self, owed: OwedFiling) -> bool:
         """Whether an earlier run's owed filing (from its file) still says something the history lacks: the
-        record's rows are still held, or its stored place is still the one planned for it (a refusal no sink took:
-        still none, see :meth:`StationTables.write_failed`). Otherwise another run filed the image since (found by
-        its content, or moved on), and storing this older place would overwrite the newer one: the file is dropped,
-        in one line."""
+        record's rows are still held, or its stored place is still the one planned for it. Otherwise another run
+        filed the image since (found by its content, or moved on), and storing this older place would overwrite the
+        newer one: the file is dropped, in one line."""
         name = self.config.name
         if any(held.record_id == owed.record_id for held in self.tables.held(name)):
             return True
         prior = self.tables.intake(name, owed.digest)
         stored = None if prior is None or prior.record_id != owed.record_id else prior.moved_to
         if owed.first and owed.planned is not None and stored == owed.planned:
-            return True
-        # a file read and refused, no sink taking refusals: its intake row has no place until one is stored
-        refused = prior is not None and prior.record_id == owed.record_id and prior.state == "failed"
-        if refused and owed.digest and stored is None:
             return True
         self._owed = None
         self._owed_before = False
@@ -863,6 +885,7 @@ class StationRunner:
                         f"{exc.strerror or exc}")  # fmt: skip
             return False
         self.log(f"eagle station {name}: {arrival.name}: not inspected: {reason}")
+        checkpoint("station refusal put aside")
         at = planned if actual is None else Path(actual)
         self._owed = OwedFiling(digest, key, str(at), True, str(planned))
         self._owed_kept = self._owed_before = False

@@ -152,9 +152,10 @@ class OwedFiling:
     record_id: str
     at: str
     first: bool
-    #: The place planned for the image when it was stored (the intake's ``moved_to`` until a filing is stored):
-    #: a restart applies the file only while the history still says that, or still holds the record's rows
-    #: (``None``: a file written before this was kept; only held rows then make it apply).
+    #: The place planned for the image when it was stored (the intake's ``moved_to`` until a filing is stored; the
+    #: row shared by the files not read has none): a restart applies the file only while the history still says
+    #: that, or still holds the record's rows (``None``: a file written before this was kept; only held rows then
+    #: make it apply).
     planned: str | None = None
 
 
