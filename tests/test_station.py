@@ -3057,11 +3057,71 @@ def test_a_kill_before_a_refusal_is_put_aside_with_no_sink_taking_refusals_count
     assert (incoming / "failed" / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 2
 
 
+@pytest.mark.parametrize("verdicts_only", [False, True])
+def test_a_kill_after_a_refusal_no_sink_takes_is_put_aside_files_it_at_the_restart_and_counts_a_later_file(
+    model_dir: Path, tmp_path: Path, verdicts_only: bool
+) -> None:
+    """No sink takes refusals, and the station is killed after putting the refused file aside, before storing where
+    it went: the intake row still says the file is not put aside, which would make every later file of that name and
+    content this one (counted for none). The restart finds the file in ``failed/`` and stores that place, so a file
+    of the same name and bytes that arrives later is another file, counted."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    sinks = _webhook(_free_port(), refusals=False) if verdicts_only else ""
+    stations = _stations(tmp_path, model_dir, sinks, settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal put aside")
+    failed = incoming / "failed" / "broken.png"
+    assert not broken.exists() and failed.read_bytes() == BROKEN
+    assert _rows(tmp_path, "SELECT unfiled, files FROM station_intake") == [(1, 1)]
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert f"(broken.png): its file was found put aside at {failed}" in log, log
+    assert _rows(tmp_path, "SELECT moved_to, unfiled, files FROM station_intake") == [(str(failed), 0, 1)]
+    assert _status(stations)["failed"] == 1 and _rows(tmp_path, "SELECT * FROM outbox") == []
+    broken.write_bytes(BROKEN)  # the camera writes the same bytes under the same name again: another file
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (incoming / "failed" / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 2
+
+
+@pytest.mark.parametrize("then", ["removed", "replaced"])
+def test_a_refusal_no_sink_takes_whose_file_is_gone_after_a_kill_before_its_put_aside_counts_a_later_file(
+    model_dir: Path, tmp_path: Path, then: str
+) -> None:
+    """No sink takes refusals, the station is killed before putting the refused file aside, and the file is then
+    removed, or replaced by other bytes, before the restart: nothing will ever put it aside. The restart says so
+    and resolves its intake row (it keeps the place planned for it), so a later file of the same name and bytes is
+    another file, counted, rather than taken for that one forever."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    stations = _stations(tmp_path, model_dir, "", settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal stored")
+    assert broken.exists() and _rows(tmp_path, "SELECT unfiled, files FROM station_intake") == [(1, 1)]
+    if then == "removed":
+        broken.unlink()
+    else:
+        broken.write_bytes(BROKEN + b", other bytes")  # refused too: another file, counted
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert "(broken.png): its file is no longer where it arrived, nor found put aside" in log, log
+    before = 1 if then == "removed" else 2
+    assert _status(stations)["failed"] == before
+    assert not _rows(tmp_path, "SELECT * FROM station_intake WHERE unfiled = 1")
+    broken.write_bytes(BROKEN)  # the same bytes under the same name again: another file
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert _status(stations)["failed"] == before + 1, log
+
+
 def test_the_place_of_a_refusal_no_sink_takes_refused_by_the_history_is_stored_by_the_next_run(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    """No sink takes refusals, so the refusal's intake row has no place until one is stored (what tells a file
-    refused again after a kill from a later one). The history refuses that place and the station is stopped: the
+    """No sink takes refusals, so the refusal's intake row is ``unfiled`` until its place is stored (what tells a
+    file refused again after a kill from a later one). The history refuses that place and the station is stopped: the
     next run stores the place kept in the owed file, not dropping it as out of date, and a later file of that name
     and content is another file, counted."""
     incoming = tmp_path / "incoming"
@@ -3256,7 +3316,7 @@ def test_a_refusal_not_put_aside_yet_is_found_by_its_key_whether_or_not_a_sink_t
     tmp_path: Path, sinks: list[str]
 ) -> None:
     """``held_refusal`` finds the refusal of a file read until its place is stored: by its held rows, or, no sink
-    taking refusals, by its intake row having no place yet; once filed, that name and content is a new file."""
+    taking refusals, by its intake row still ``unfiled``; once filed, that name and content is a new file."""
     from eagle_iad.station.outbox import StationTables
 
     store = InspectionStore(tmp_path / "eagle.sqlite3")
@@ -3268,7 +3328,38 @@ def test_a_refusal_not_put_aside_yet_is_found_by_its_key_whether_or_not_a_sink_t
         assert tables.held_refusal("line-1", "d1", "y.png") is None  # another name: another file
         tables.filed("line-1", "d1", "refused-a", "failed/x.png", first=True)
         assert tables.held_refusal("line-1", "d1", "x.png") is None
-        assert store.read("SELECT moved_to, files FROM station_intake") == [("failed/x.png", 1)]
+        assert store.read("SELECT moved_to, unfiled, files FROM station_intake") == [("failed/x.png", 0, 1)]
+    finally:
+        store.close()
+
+
+def test_a_refusal_no_sink_takes_whose_file_is_gone_no_longer_takes_a_later_file_for_it(tmp_path: Path) -> None:
+    """The reviewer's case: an empty ``current.png`` refused, no sink taking refusals, and its filing never stored
+    (a kill after its put-aside, or its file gone before it). Until the next start resolves it (:meth:`unfiled`,
+    then :meth:`filed` or :meth:`release_unfiled`), a file of that name and content is taken for it; after, a later
+    empty ``current.png`` is another file, with a key of its own, counted: ``failed`` goes 1 -> 2."""
+    from eagle_iad.station.outbox import StationTables
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    tables = StationTables(store)
+    try:
+        empty = hashlib.sha256(b"").hexdigest()
+        for key, planned in (("refused-a", "failed/current.png"), ("refused-b", "failed/current-1.png")):
+            assert tables.held_refusal("line-1", empty, "current.png") is None
+            tables.write_failed("line-1", empty, "current.png", "empty", 1.0, key=key, planned=planned, sinks=[],
+                                payload={"event": "refused", "refused": {"id": key}})  # fmt: skip
+            assert tables.held_refusal("line-1", empty, "current.png") == key  # not put aside yet: refused again
+            (unfiled,) = tables.unfiled("line-1")
+            assert (unfiled.record_id, unfiled.digest, unfiled.name, unfiled.planned) == (key, empty, "current.png",
+                                                                                          planned)  # fmt: skip
+            if key == "refused-a":  # killed after its put-aside: found there
+                tables.filed("line-1", empty, key, planned, first=True)
+            else:  # gone before it
+                tables.release_unfiled("line-1", empty, key)
+            assert tables.unfiled("line-1") == []
+        assert store.read("SELECT record_id, moved_to, unfiled, files FROM station_intake") == [
+            ("refused-b", "failed/current-1.png", 0, 2)
+        ]
     finally:
         store.close()
 
