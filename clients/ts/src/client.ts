@@ -34,7 +34,7 @@ export interface LabelOptions {
 }
 /** {@link EagleClient.deleteStation}'s options. */
 export interface DeleteStationOptions {
-  /** Delete it even though its sinks still owe verdicts (pending deliveries, dead letters): they are dropped. */
+  /** Delete it even though its sinks still owe deliveries (verdicts and refusals: pending, dead letters): they are dropped. */
   discardPending?: boolean;
   signal?: AbortSignal;
 }
@@ -73,7 +73,7 @@ export type CategoryDashboard = Schemas["CategoryDashboard"];
 export type StationBody = Schemas["StationBody"];
 /** A station's state, figures (backlog, images/s, latency p50/p95/p99, last verdict, sinks) and warnings. */
 export type StationInfo = Schemas["StationInfo"];
-/** One sink of a station: verdicts pending, delivered, given up on (dead letters), and its last error. */
+/** One sink of a station: deliveries (verdicts and refusals) pending, delivered, given up on (dead letters), and its last error. */
 export type SinkInfo = Schemas["SinkInfo"];
 /** Who the client's key is: name, role, what the role may do, and whether the service is open (no keys). */
 export type Me = Schemas["Me"];
@@ -596,7 +596,7 @@ export class EagleClient {
   }
 
   /**
-   * Change a station created through the API in place (its name, records and undelivered verdicts stay), and
+   * Change a station created through the API in place (its name, records and undelivered deliveries stay), and
    * start it with the change: `patch` holds only the fields to change, `null` removing one, and `sinks` one
    * object per sink by position (`{ sinks: [{}, { verify_tls: null }] }` changes the second sink only). It is
    * what fixes a kept station that a newer check refuses at the start (its state `error: not started: ...`
@@ -631,9 +631,9 @@ export class EagleClient {
   /**
    * Stop and forget a station created through the API (409 `station_from_file` for one a stations file
    * declares): its intake and outbox go, so a station created again under the name starts clean; its
-   * inspections stay in the history. While its sinks still owe verdicts (pending or dead letters) the call
-   * throws an `EagleApiError` 409 `station_undelivered` naming how many, and the station runs on; pass
-   * `{ discardPending: true }` to delete it anyway, dropping them.
+   * inspections stay in the history. While its sinks still owe deliveries (verdicts and refusals, pending or dead
+   * letters) the call throws an `EagleApiError` 409 `station_undelivered` naming how many, and the station runs
+   * on; pass `{ discardPending: true }` to delete it anyway, dropping them.
    */
   deleteStation(name: string, options: AbortSignal | DeleteStationOptions = {}): Promise<void> {
     const { discardPending, signal }: DeleteStationOptions = options instanceof AbortSignal ? { signal: options } : options;

@@ -415,7 +415,8 @@ class StationTables:
                 self._forget(db, name)
 
     def undelivered(self, station: str) -> tuple[int, int]:
-        """``(pending, dead)``: verdicts of ``station`` its sinks still owe, and those they gave up on."""
+        """``(pending, dead)``: deliveries (verdicts and refusals) of ``station`` its sinks still owe, and those they
+        gave up on."""
         rows = self.store.read("SELECT state, COUNT(*) FROM outbox WHERE station = ? AND state IN (?, ?) GROUP BY"
                                " state", (station, PENDING, DEAD))  # fmt: skip
         counts = {str(state): int(count) for state, count in rows}

@@ -389,8 +389,9 @@ def patched_spec(spec: dict[str, Any], patch: Any) -> dict[str, Any]:
 def update_station(
     name: str, request: Request, patch: Annotated[dict[str, Any], Body(description="the fields to change")]
 ) -> dict[str, Any]:  # fmt: skip
-    """Change a station created through the service, in place: its name, records and undelivered verdicts stay.
-    What fixes a kept station a newer check refuses at the start (the log line says the exact patch)."""
+    """Change a station created through the service, in place: its name, records and undelivered deliveries
+    (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
+    the exact patch)."""
     with _ownership(request).changing:
         return _update(name, patch, request)
 
@@ -526,10 +527,10 @@ def trigger_station(name: str, request: Request) -> Response:
     return Response(status_code=202)
 
 
-#: ``DELETE /v1/stations/{name}?discard_pending=true``: delete a station whose sinks still owe verdicts.
-DISCARD_PENDING = Query(False, description="delete the station even though its sinks still owe verdicts (pending "
-                        "deliveries, dead letters): they are dropped with it; without it such a delete is 409 "
-                        "station_undelivered, the station left as it was")  # fmt: skip
+#: ``DELETE /v1/stations/{name}?discard_pending=true``: delete a station whose sinks still owe deliveries.
+DISCARD_PENDING = Query(False, description="delete the station even though its sinks still owe deliveries (verdicts "
+                        "and refusals: pending, dead letters): they are dropped with it; without it such a delete is "
+                        "409 station_undelivered, the station left as it was")  # fmt: skip
 
 
 def _refuse_undelivered(tables: StationTables, name: str) -> None:
@@ -550,8 +551,8 @@ def _refuse_undelivered(tables: StationTables, name: str) -> None:
 def delete_station(name: str, request: Request, discard_pending: bool = DISCARD_PENDING) -> Response:
     """Stop and forget the station: its intake (counters, repeats it knows) and its outbox go, so a station
     created again under this name starts clean; its inspections stay in the history. 409
-    ``station_undelivered`` while its sinks still owe verdicts (pending or dead letters), the station left as it
-    was, unless ``?discard_pending=true``."""
+    ``station_undelivered`` while its sinks still owe deliveries (verdicts and refusals, pending or dead letters),
+    the station left as it was, unless ``?discard_pending=true``."""
     with _ownership(request).changing:
         return _delete(name, request, discard_pending)
 
@@ -602,8 +603,8 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
             "Warnings a station shows (backlog, deadline, failing sinks, dead letters, paused intake).",
             [],
         ),
-        "eagle_station_deliveries_pending": ("gauge", "Verdicts a sink still owes.", []),
-        "eagle_station_dead_letters": ("gauge", "Verdicts a sink gave up on.", []),
+        "eagle_station_deliveries_pending": ("gauge", "Deliveries (verdicts and refusals) a sink still owes.", []),
+        "eagle_station_dead_letters": ("gauge", "Deliveries (verdicts and refusals) a sink gave up on.", []),
     }
     for running in manager.all():
         info = _info(state, running)

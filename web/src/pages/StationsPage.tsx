@@ -32,10 +32,10 @@ import {
 /** Below this width the stations are cards, not table rows (the table has nine columns). */
 const NARROW = "(max-width: 1100px)";
 
-/** ``discard``: delete a station whose sinks still owe verdicts, dropping them (after a 409 said how many). */
+/** ``discard``: delete a station whose sinks still owe deliveries, dropping them (after a 409 said how many). */
 type Action = "pause" | "resume" | "retry" | "delete" | "discard";
 
-/** A delete refused because the station's sinks still owe verdicts: the service's message, naming how many. */
+/** A delete refused because the station's sinks still owe deliveries (verdicts and refusals): the service's message, naming how many. */
 interface Owing {
   name: string;
   message: string;
@@ -235,7 +235,7 @@ export function StationsPage() {
 interface ActionsProps {
   busy: string | null;
   confirming: string | null;
-  /** The delete of this station was refused: its sinks still owe verdicts (offer to drop them). */
+  /** The delete of this station was refused: its sinks still owe deliveries (offer to drop them). */
   owing: Owing | null;
   onAct: (info: StationInfo, action: Action) => void;
   onAskDelete: (name: string) => void;

@@ -630,16 +630,17 @@ export interface paths {
          * Delete Station
          * @description Stop and forget the station: its intake (counters, repeats it knows) and its outbox go, so a station
          *     created again under this name starts clean; its inspections stay in the history. 409
-         *     ``station_undelivered`` while its sinks still owe verdicts (pending or dead letters), the station left as it
-         *     was, unless ``?discard_pending=true``.
+         *     ``station_undelivered`` while its sinks still owe deliveries (verdicts and refusals, pending or dead letters),
+         *     the station left as it was, unless ``?discard_pending=true``.
          */
         delete: operations["delete_station_v1_stations__name__delete"];
         options?: never;
         head?: never;
         /**
          * Update Station
-         * @description Change a station created through the service, in place: its name, records and undelivered verdicts stay.
-         *     What fixes a kept station a newer check refuses at the start (the log line says the exact patch).
+         * @description Change a station created through the service, in place: its name, records and undelivered deliveries
+         *     (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
+         *     the exact patch).
          */
         patch: operations["update_station_v1_stations__name__patch"];
         trace?: never;
@@ -3236,7 +3237,7 @@ export interface operations {
     delete_station_v1_stations__name__delete: {
         parameters: {
             query?: {
-                /** @description delete the station even though its sinks still owe verdicts (pending deliveries, dead letters): they are dropped with it; without it such a delete is 409 station_undelivered, the station left as it was */
+                /** @description delete the station even though its sinks still owe deliveries (verdicts and refusals: pending, dead letters): they are dropped with it; without it such a delete is 409 station_undelivered, the station left as it was */
                 discard_pending?: boolean;
             };
             header?: never;
