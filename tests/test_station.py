@@ -2111,6 +2111,33 @@ def test_a_file_not_read_and_no_longer_there_to_put_aside_is_told_with_no_place(
     assert [a.name for a in folder.poll()] == (["a.png"] if meanwhile == "replaced" else [])
 
 
+def test_a_read_file_taken_away_before_its_put_aside_with_no_sink_taking_refusals_leaves_nothing_unfiled(
+    tmp_path: Path,
+) -> None:
+    """Sidecar mode, a file read and refused, then taken away before it was put aside, while no sink takes
+    refusals: nothing of it is anywhere (:class:`NotPutAside`), so its intake row is not left unfiled for the
+    rest of the run, where it would take a later file of its name and content for itself (counted zero times)."""
+    import hashlib
+
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    image = incoming / "current.png"
+    image.write_bytes(b"")
+    folder = HotFolder(Options({"path": "incoming", "after": "sidecar", "settle_s": 0}, "source", tmp_path))
+    (arrival,) = folder.poll()
+    image.unlink()
+    lines: list[str] = []
+    runner = _bare_runner(tmp_path, folder, lines)
+    runner.couriers = []
+    digest = hashlib.sha256(b"").hexdigest()
+    assert runner._refuse_or_pause(arrival, digest, "current.png: empty file")
+    assert runner.tables.store.read("SELECT files, unfiled FROM station_intake WHERE digest = ?", (digest,)) == [(1, 0)]
+    assert runner.tables.unfiled("line-1") == []
+
+
 def test_a_size_that_never_matches_the_bytes_read_is_read_once_not_left_for_every_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -254,6 +254,11 @@ class StationTables:
             where += " AND record_id = ?"
             params.append(record_id)
         with self.store.transaction() as db:
+            if unplaced and record_id is not None:
+                # nothing of the image is anywhere, so nothing is left to file: a later file of its name and content
+                # is another one (see held_refusal), counted, when no sink took this refusal either
+                db.execute("UPDATE station_intake SET unfiled = 0 WHERE station = ? AND record_id = ?",
+                           (station, record_id))  # fmt: skip
             if unplaced:
                 for seq, text in db.execute(f"SELECT seq, payload FROM outbox WHERE {where}", params).fetchall():
                     payload = json.loads(text)
