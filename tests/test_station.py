@@ -3582,3 +3582,40 @@ def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_p
         assert warnings() == []
     finally:
         store.close()
+
+
+def test_a_repeated_image_is_logged_and_counted_when_quiet(tmp_path: Path, model_dir: Path) -> None:
+    """Under ``eagle serve`` a station is quiet (no line per image), yet a file of content already inspected is
+    said in the log (no sink hears of it, so the log is its only trace) and counted in the status' warnings."""
+    from eagle_iad.service.context import ServiceState
+    from eagle_iad.station.runner import StationRunner
+    from eagle_iad.station.status import open_read_only, read_intake, station_status
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    shutil.copyfile(incoming / name, incoming / "again.png")
+    os.utime(incoming / "again.png", (time.time() - 10, time.time() - 10))
+    stations = read_stations(_stations(tmp_path, model_dir, ""))
+    stations.make_folders()
+    state = ServiceState(stations.settings(), backend=None)
+    lines: list[str] = []
+    runner = StationRunner(stations.stations[0], state, lines.append, quiet=True)
+    runner.start()
+    try:
+        runner.step()  # the first look only starts the files' settling time
+        time.sleep(0.3)
+        runner.step()
+        record_id = state.store.read("SELECT record_id FROM station_intake")[0][0]
+        said = [line for line in lines if "same content as record" in line]
+        assert len(said) == 1 and f": same content as record {record_id}; " in said[0], lines
+        assert runner.intake().duplicates == 1
+        assert read_intake(tmp_path / "state", "line-1") == runner.intake()  # what eagle station status reads
+        db = open_read_only(state.settings.history_url)
+        try:
+            warnings = station_status(db, runner.config, runner.intake())["warnings"]
+        finally:
+            db.close()
+        assert any(w.startswith("1 file since the station started had the content") for w in warnings), warnings
+    finally:
+        runner.stop(1.0)
+        state.close()

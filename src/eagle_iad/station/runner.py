@@ -330,9 +330,13 @@ class StationRunner:
         #: from the state as it is then (an older snapshot never lands last), and none once :meth:`stop` removed it.
         self._said = threading.Lock()
         self._stopped = False
+        #: Files of a content already inspected, put away without a verdict since this start (see Intake.duplicates).
+        self.duplicates = 0
+        self.last_duplicate: tuple[str, str] | None = None
 
     def intake(self) -> Intake:
-        return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked)
+        return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.duplicates,
+                      self.last_duplicate)  # fmt: skip
 
     def set_user_paused(self, paused: bool) -> None:
         """Paused or resumed by the user: said in the state file at once, so ``eagle station status`` (another
@@ -708,7 +712,13 @@ class StationRunner:
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
-            self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
+            self.duplicates += 1
+            self.last_duplicate = (arrival.name, str(prior.record_id))
+            self._say_intake()  # counted in the status (another process reads the state file)
+            # logged even when quiet (the service): no sink hears of this file, so the log and the status are the
+            # only trace of an image the line sent again
+            self.log(f"eagle station {name}: {arrival.name}: same content as record {prior.record_id}; "
+                     "not inspected again, no new verdict")  # fmt: skip
             return True
         to = source.planned(arrival)
         sinks = [courier.sink.sink.name for courier in self.couriers]

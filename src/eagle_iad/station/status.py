@@ -91,6 +91,11 @@ class Intake:
     #: ``(sink, why, since)`` of each sink not checked at start (:class:`~eagle_iad.station.parts.NotChecked`):
     #: a warning until the sink delivers after ``since`` (seconds since the epoch).
     unchecked: tuple[tuple[str, str, float], ...] = ()
+    #: Files put away without a new verdict since the station started, their content inspected before (a camera
+    #: re-sending an image): no sink hears of them, so the status counts them for the integrator to notice.
+    duplicates: int = 0
+    #: ``(name, record id)`` of the last such file: which image it repeated.
+    last_duplicate: tuple[str, str] | None = None
 
     def state(self) -> str:
         if self.user_paused:
@@ -114,7 +119,9 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since,
                                             "user_paused": intake.user_paused,
-                                            "unchecked": [list(one) for one in intake.unchecked]}))  # fmt: skip
+                                            "unchecked": [list(one) for one in intake.unchecked],
+                                            "duplicates": intake.duplicates,
+                                            "last_duplicate": intake.last_duplicate}))  # fmt: skip
     except OSError:
         pass
 
@@ -133,8 +140,12 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     paused, since = data.get("paused"), data.get("since")
     unchecked = tuple((str(one[0]), str(one[1]), float(one[2])) for one in data.get("unchecked") or ()
                       if isinstance(one, list) and len(one) == 3 and isinstance(one[2], int | float))  # fmt: skip
+    duplicates = data.get("duplicates")
+    last = data.get("last_duplicate")
+    last_duplicate = (str(last[0]), str(last[1])) if isinstance(last, list) and len(last) == 2 else None
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
-                  data.get("user_paused") is True, unchecked)  # fmt: skip
+                  data.get("user_paused") is True, unchecked,
+                  duplicates if isinstance(duplicates, int) else 0, last_duplicate)  # fmt: skip
 
 
 #: The folder of :data:`INTAKE_FOLDER` where a station keeps the place of an image its history refused to store.
@@ -394,6 +405,15 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
         delivered = one("SELECT MAX(delivered) FROM outbox WHERE station = ? AND sink = ?", name, sink_name)
         if delivered is None or float(delivered) < checked:
             warnings.append(f"sink {sink_name}: not checked at start: {why}; its first delivery tells")
+    if intake is not None and intake.duplicates:
+        count = intake.duplicates
+        last = (
+            ""
+            if intake.last_duplicate is None
+            else f" (the last: {intake.last_duplicate[0]}, as record {intake.last_duplicate[1]})"
+        )
+        warnings.append(f"{count} file{'' if count == 1 else 's'} since the station started had the content of an "
+                        f"image already inspected{last}: put away, no new verdict sent to any sink")  # fmt: skip
     warnings += failing
     if dead:
         warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)")
