@@ -3619,3 +3619,54 @@ def test_a_repeated_image_is_logged_and_counted_when_quiet(tmp_path: Path, model
     finally:
         runner.stop(1.0)
         state.close()
+
+
+def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tmp_path: Path) -> None:
+    """A camera writing ``.gif``, files with no suffix, into a subfolder or under a hidden name sends nothing and
+    the backlog stays 0: each such name is said once (a warning, why) and the status counts them with an example,
+    once unchanged for IGNORED_AFTER_S (a writer's temporary name renamed at once is never said). What belongs
+    there untaken (done/, failed/, the lock, sidecars, ``.tmp``, ``.DS_Store``) is not."""
+    from types import SimpleNamespace
+
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import IGNORED_AFTER_S, HotFolder
+    from eagle_iad.station.status import StationFacts, station_figures
+
+    incoming = tmp_path / "incoming"
+    (incoming / "sub").mkdir(parents=True)
+    (incoming / "done").mkdir()
+    (incoming / "failed").mkdir()
+    (incoming / "sub" / "x.png").write_bytes(b"an image in a subfolder")
+    for name in ("cam2.gif", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store", "cam1.png.tmp",
+                 "cam0.png.eagle.json", "fresh.gif"):  # fmt: skip
+        (incoming / name).write_bytes(b"x")
+    old = time.time() - IGNORED_AFTER_S - 1
+    for name in ("sub", "done", "failed", "cam2.gif", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store",
+                 "cam1.png.tmp", "cam0.png.eagle.json"):  # fmt: skip
+        os.utime(incoming / name, (old, old))
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    lines: list[str] = []
+    folder.log = lines.append
+    assert folder.backlog() == 0 and lines == []  # the status' look says nothing in the log
+    assert folder.ignored() == (4, ".hidden.png (hidden (its name starts with a dot))")
+    assert list(folder.poll()) == []
+    said = {line.split(": warning: ")[1] for line in lines}
+    assert said == {".hidden.png: ignored: hidden (its name starts with a dot)",
+                    "cam2.gif: ignored: suffix .gif not taken (only .png .jpg .jpeg .bmp .tif .tiff .webp)",
+                    "noext: ignored: no suffix (only .png .jpg .jpeg .bmp .tif .tiff .webp are taken)",
+                    "sub: ignored: a folder (the station takes no image from subfolders)"}, lines  # fmt: skip
+    assert list(folder.poll()) == [] and len(lines) == 4  # once per name
+    os.utime(incoming / "fresh.gif", (old, old))  # now unchanged long enough: said too
+    assert list(folder.poll()) == [] and lines[-1].endswith("fresh.gif: ignored: suffix .gif not taken (only "
+                                                            ".png .jpg .jpeg .bmp .tif .tiff .webp)")  # fmt: skip
+    config = SimpleNamespace(name="line-1", category="mono", source=folder, sinks=[], backlog_limit=100, deadline_s=5.0)
+    facts = StationFacts.of(config)  # type: ignore[arg-type]
+    assert facts.ignored == (5, ".hidden.png (hidden (its name starts with a dot))")
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    try:
+        with store.transaction() as db:
+            warnings = station_figures(db, facts)["warnings"]
+    finally:
+        store.close()
+    assert warnings == ["5 files in the source the station ignores (not taken as images), e.g. .hidden.png "
+                        "(hidden (its name starts with a dot)); the log names each"]  # fmt: skip

@@ -253,6 +253,9 @@ class StationFacts:
     #: for a stations file's station; a station of the service (:func:`service_retry`) is out of that command's
     #: reach, which reads a stations file.
     retry: str = "eagle station retry"
+    #: How many files in its source the station does not take (a ``.gif``, a subfolder) and one of them, with why;
+    #: ``None``: none, or a source that does not say.
+    ignored: tuple[int, str] | None = None
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -267,9 +270,13 @@ class StationFacts:
         except Exception as exc:  # a plugin source's bug: the figures must still answer
             error = f"{type(exc).__name__}: {exc}"
             is_gone = False
+        ignored = None
+        says = getattr(config.source, "ignored", None)
+        if error is None and callable(says):  # as the backlog's listing just found them
+            ignored = says()
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
-                   config.deadline_s, error, intake, is_gone)  # fmt: skip
+                   config.deadline_s, error, intake, is_gone, ignored=ignored)  # fmt: skip
 
 
 def service_retry(name: str) -> str:
@@ -396,6 +403,10 @@ def station_figures(db: Connection, config: StationFacts, files: bool = True) ->
         warnings.append(f"no backlog visible ({config.backlog_error}); {then}")
     elif config.backlog is None:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
+    if config.ignored is not None:
+        count, example = config.ignored
+        warnings.append(f"{count} file{'' if count == 1 else 's'} in the source the station ignores (not taken as "
+                        f"images), e.g. {example}; the log names each")  # fmt: skip
     if backlog > config.backlog_limit:
         warnings.append(f"backlog {backlog} is over the limit {config.backlog_limit}")
     if latency is not None and latency["p95"] > config.deadline_s:

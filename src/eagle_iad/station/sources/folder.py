@@ -47,6 +47,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 SIDECAR_SUFFIX = ".eagle.json"
 REASON_SUFFIX = ".reason.txt"
+#: Seconds a file the station does not take (``cam2.gif``, a subfolder) stays unchanged before it is said (a
+#: warning line and the status): a writer's hidden temporary name, renamed at once, is never said.
+IGNORED_AFTER_S = 10.0
 #: Bytes an atomic write adds to a name for its temporary file (``.<name>.`` and 8 random characters).
 ATOMIC_RESERVE = 10
 #: NAME_MAX bytes a name in failed/ leaves free: its ``.reason.txt``, written atomically (a 10-byte temporary name).
@@ -212,6 +215,31 @@ def _digest_of(path: Path) -> str | None:
         raise
 
 
+def _ignored_why(entry: os.DirEntry[str]) -> str | None:
+    """Why the station does not take ``entry`` of its folder, for the integrator to see (a camera writing ``.gif``
+    or into subfolders sends nothing, and the backlog stays 0); ``None`` for what belongs there untaken: the
+    station's own ``done/`` and ``failed/``, its lock and sidecars, a writer's temporary names (hidden, ``.tmp``),
+    hidden files and folders that are no images (``.DS_Store``, ``.snapshot``)."""
+    name, lower = entry.name, entry.name.lower()
+    try:
+        folder = entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return None
+    if name.startswith("."):
+        if folder or not lower.endswith(IMAGE_SUFFIXES):
+            return None
+        return "hidden (its name starts with a dot)"
+    if folder:
+        return None if name in ("done", FAILED) else "a folder (the station takes no image from subfolders)"
+    if lower.endswith((*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, REASON_SUFFIX)):
+        return None
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "not a regular file (symbolic links are not followed)"
+    suffix = os.path.splitext(name)[1]
+    took = " ".join(IMAGE_SUFFIXES)
+    return f"suffix {suffix} not taken (only {took})" if suffix else f"no suffix (only {took} are taken)"
+
+
 class HotFolder:
     """A :class:`~eagle_iad.station.parts.Source` over one folder (not its subfolders)."""
 
@@ -250,6 +278,11 @@ class HotFolder:
         self.log: Callable[[str], None] = _stderr
         #: The folder's lock while a station runs on it (:meth:`claim`; see folder_lock.py).
         self._lock: FolderLock | None = None
+        #: What the last listing found the station does not take, unchanged for :data:`IGNORED_AFTER_S`: name ->
+        #: why (:func:`_ignored_why`). Replaced whole by each listing (the status reads it from another thread).
+        self._ignored: dict[str, str] = {}
+        #: The names of :attr:`_ignored` already said in the log: one line per name, not one every poll.
+        self._ignored_said: set[str] = set()
 
     def claim(self, station: str, state_dir: Path) -> None:
         """Hold the folder for ``station`` while it runs: another station on it, in any process sharing the file
@@ -280,11 +313,13 @@ class HotFolder:
         """``(mtime_ns, name, stat)`` of each image waiting, oldest first; ``listed`` gets the name of every image
         file in the folder, waiting or marked by its sidecar."""
         found: list[tuple[int, str, Settled]] = []
+        ignored: dict[str, str] = {}
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
                 lower = name.lower()
                 if name.startswith(".") or not lower.endswith(IMAGE_SUFFIXES):
+                    self._ignoring(entry, ignored)
                     continue
                 try:
                     info = entry.stat(follow_symlinks=False)
@@ -301,14 +336,48 @@ class HotFolder:
                     continue
                 self._unseen.pop(name, None)
                 if not stat.S_ISREG(info.st_mode):
+                    self._ignoring(entry, ignored)
                     continue
                 if listed is not None:
                     listed.add(name)
                 if self.after == "sidecar" and self._marked(name, look(info)):
                     continue
                 found.append((info.st_mtime_ns, name, look(info)))
+        self._ignored = ignored
+        if listed is not None:  # the intake's poll (not the status' look at the backlog): said once per name
+            for name in ignored.keys() - self._ignored_said:
+                self.log(f"eagle station: folder {self.folder}: warning: {name}: ignored: {ignored[name]}")
+            self._ignored_said = set(ignored)
         found.sort()
         return found
+
+    def _ignoring(self, entry: os.DirEntry[str], ignored: dict[str, str]) -> None:
+        """Add ``entry`` to ``ignored`` where the station does not take it and it stayed unchanged for
+        :data:`IGNORED_AFTER_S` (its modification time: the same in any process, so ``eagle station status``
+        agrees). One already found so costs no stat: the poll stays one listing."""
+        name = entry.name
+        known = self._ignored.get(name)
+        if known is not None:
+            ignored[name] = known
+            return
+        why = _ignored_why(entry)
+        if why is None:
+            return
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            return
+        if time.time() - mtime >= IGNORED_AFTER_S:
+            ignored[name] = why
+
+    def ignored(self) -> tuple[int, str] | None:
+        """How many files of its folder the station does not take (as the last listing found them) and one of
+        them with why (``cam2.gif (suffix .gif not taken ...)``); ``None``: none."""
+        ignored = self._ignored
+        if not ignored:
+            return None
+        name = min(ignored)
+        return len(ignored), f"{name} ({ignored[name]})"
 
     def _marked(self, name: str, info: Settled) -> bool:
         """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
