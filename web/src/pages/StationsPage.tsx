@@ -655,7 +655,7 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
               <input id={`${id}-sink-folder`} value={form.sinkFolder} onChange={(e) => set("sinkFolder")(e.target.value)} placeholder="e.g. line-1/sorted"
                 autoComplete="off" aria-describedby={`${id}-sink-folder-hint`} />
               <span id={`${id}-sink-folder-hint`} className="hint">
-                Images copied into normal/, anomalous/ or undecided/ with their records.
+                Images copied into normal/, anomalous/, unrecognised/ (not like the training images) or undecided/ with their records; refused images into refused/ with why.
               </span>
             </div>
             <div className="field">
