@@ -333,6 +333,9 @@ class StationRunner:
         #: Files of a content already inspected, put away without a verdict since this start (see Intake.duplicates).
         self.duplicates = 0
         self.last_duplicate: tuple[str, str] | None = None
+        #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
+        #: that same file away through the path of a content already inspected, and is no duplicate.
+        self._unput: set[str] = set()
 
     def intake(self) -> Intake:
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.duplicates,
@@ -710,8 +713,15 @@ class StationRunner:
         prior = self.tables.intake(name, digest) if source.dedupe else None
         if prior is not None and prior.state == "done":
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
+            # the image itself, stored but not put away yet (a put-away that failed, a crash before it: its rows
+            # still held), is filed now; anything else is a file the line sent again
+            first = digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
+            self._unput.discard(digest)
+            if first:
+                self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
+                return True
             self.duplicates += 1
             self.last_duplicate = (arrival.name, str(prior.record_id))
             self._say_intake()  # counted in the status (another process reads the state file)
@@ -745,6 +755,8 @@ class StationRunner:
             return self._refuse_or_pause(arrival, digest, str(exc))
         checkpoint("station stored")
         if not self._put_away(arrival, to, record, digest):
+            if self._owed is None:  # not put away (not only its place owed): the next try is no duplicate
+                self._unput.add(digest)
             return False  # stored: the next try only puts it away (its hash is in the intake)
         score = record.get("score")
         shown = "no score" if score is None else f"score {score:.4g} (tau {record.get('tau'):.4g})"
