@@ -3670,3 +3670,41 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
         store.close()
     assert warnings == ["5 files in the source the station ignores (not taken as images), e.g. .hidden.png "
                         "(hidden (its name starts with a dot)); the log names each"]  # fmt: skip
+
+
+def test_the_p95_warning_is_of_the_deliveries_of_the_last_minutes_not_of_one_outage_long_past(tmp_path: Path) -> None:
+    """A 97 s broker outage 25 minutes ago is still in the figures' last 1,000 images on a slow line, but the
+    deadline warning is of the images delivered in the last RECENT_LATENCY_S: it clears once deliveries are fast
+    again, and warns while they are slow. Rows constructed, the time given: no wall clock."""
+    from eagle_iad.station.status import RECENT_LATENCY_S, StationFacts, station_figures
+
+    now = 1_800_000_000.0
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+
+    def image(db: Any, index: int, delivered: float, latency: float) -> None:
+        record = f"r{index}"
+        db.execute("INSERT INTO station_intake (station, digest, name, state, record_id, appeared, time) "
+                   "VALUES (?, ?, ?, 'done', ?, ?, ?)", ("line-1", f"d{index}", f"{index}.png", record,
+                                                         delivered - latency, delivered - latency + 0.1))  # fmt: skip
+        db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, delivered) "
+                   "VALUES (?, 'webhook', ?, '{}', 'delivered', ?)", ("line-1", record, delivered))  # fmt: skip
+
+    facts = StationFacts("line-1", "mono", "folder x", 0, [("webhook", "webhook")], 100, 5.0)
+    try:
+        with store.transaction() as db:
+            for index in range(10):  # delivered once the broker was back, 25 minutes ago
+                image(db, index, now - 1500 + index, 97.0 - index)
+            for index in range(10, 20):  # fast again since
+                image(db, index, now - RECENT_LATENCY_S + 10 + index, 0.5)
+        with store.transaction() as db:
+            figures = station_figures(db, facts, now=now)
+        assert figures["latency_s"]["p95"] > 5.0  # the figures keep the last 1,000 images, the outage's too
+        assert figures["warnings"] == [], figures["warnings"]
+        with store.transaction() as db:
+            for index in range(20, 22):  # slow now: warned of
+                image(db, index, now - 5, 30.0)
+        with store.transaction() as db:
+            warnings = station_figures(db, facts, now=now)["warnings"]
+        assert warnings == ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"], warnings
+    finally:
+        store.close()

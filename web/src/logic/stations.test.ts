@@ -9,6 +9,7 @@ import {
   formatVerdictTime,
   isPaused,
   lastVerdictOf,
+  latencyOverDeadline,
   latencyText,
   limitsOf,
   sinkCounts,
@@ -82,6 +83,11 @@ describe("figures", () => {
     expect(formatSeconds(null)).toBe("–");
     expect(latencyText(station().latency_s)).toBe("p50 0.412 s · p95 1.50 s · p99 12.3 s");
     expect(latencyText(null)).toBe("no image delivered yet");
+    // the p95 is marked only while the service warns of it (its last minutes), not for an outage long past
+    const slowLongAgo = station({ latency_s: { p50: 0.4, p95: 97, p99: 97 }, warnings: [] });
+    expect(latencyOverDeadline(slowLongAgo)).toBe(false);
+    const slowNow = station({ warnings: ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"] });
+    expect(latencyOverDeadline(slowNow)).toBe(true);
     expect(formatImagesPerSecond(0)).toBe("0");
     expect(formatImagesPerSecond(0.05)).toBe("0.05");
     expect(formatImagesPerSecond(12.34)).toBe("12.3");

@@ -96,6 +96,15 @@ export function latencyText(latency: StationInfo["latency_s"]): string {
   return (["p50", "p95", "p99"] as const).map((q) => `${q} ${formatSeconds(latency[q])}`).join(" · ");
 }
 
+/**
+ * Whether the station warns that its p95 latency is over the deadline. The warning is of the images delivered in
+ * the last minutes, while `latency_s` is over the last 1,000: after an outage long past that p95 stays high on a
+ * slow line, so marking it against the deadline would show an alarm the service no longer gives.
+ */
+export function latencyOverDeadline(info: StationInfo): boolean {
+  return info.warnings.some((warning) => warning.startsWith("p95 latency "));
+}
+
 /** Images per second over the last minute: "0.05", "12.3". */
 export function formatImagesPerSecond(value: number): string {
   if (!Number.isFinite(value)) return "–";

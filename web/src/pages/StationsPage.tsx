@@ -20,6 +20,7 @@ import {
   formatVerdictTime,
   isPaused,
   lastVerdictOf,
+  latencyOverDeadline,
   limitsOf,
   sinkCounts,
   sinksOf,
@@ -424,7 +425,7 @@ function Latency({ info, deadlineS }: { info: StationInfo; deadlineS: number }) 
   return (
     <span className="latency">
       <span>p50 {formatSeconds(latency["p50"])}</span>
-      <span className={(latency["p95"] ?? 0) > deadlineS ? "over" : undefined}>p95 {formatSeconds(latency["p95"])}</span>
+      <span className={latencyOverDeadline(info) ? "over" : undefined}>p95 {formatSeconds(latency["p95"])}</span>
       <span>p99 {formatSeconds(latency["p99"])}</span>
       <span className="muted small">deadline {formatSeconds(deadlineS)}</span>
     </span>
