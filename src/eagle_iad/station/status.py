@@ -277,7 +277,12 @@ class StationFacts:
         ignored = None
         says = getattr(config.source, "ignored", None)
         if error is None and callable(says):  # as the backlog's listing just found them
-            ignored = says()
+            try:
+                found = says()
+            except Exception:  # a plugin source's own ``ignored``: the figures must still answer
+                found = None
+            if isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], int) and found[0] > 0:
+                ignored = (found[0], str(found[1]))
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
                    config.deadline_s, error, intake, is_gone, ignored=ignored)  # fmt: skip
