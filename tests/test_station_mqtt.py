@@ -712,8 +712,10 @@ def test_verdicts_queued_while_the_broker_was_away_go_as_soon_as_the_sink_is_con
         station.until(lambda: station.saw("Connection refused; verdicts wait in the outbox"), "the probe's warning")
         broker.start()
         watcher = Subscriber(port, "eagle-test-watcher")
-        watcher.wait(lambda got: len(_verdicts(got)) >= 3, "the queued verdicts did not go once the broker was up", 120)
-        station.until(lambda: {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"}, "all delivered")
+        # the outbox, not the watcher, says they went: a reconnection that quick can publish them before the
+        # watcher's own subscription is made (verdicts are not retained), which is this test passing, not failing
+        station.until(lambda: {state for state, _ in _mqtt_outbox(tmp_path)} == {"delivered"},
+                      "the queued verdicts did not go once the broker was up", 120)  # fmt: skip
         assert station.stop() == 143
     finally:
         station.process.kill()
@@ -722,9 +724,22 @@ def test_verdicts_queued_while_the_broker_was_away_go_as_soon_as_the_sink_is_con
         broker.stop()
     history = _history(tmp_path)
     assert [r.image_name for r in history] == names
-    assert _ids(_verdicts(watcher.got())) == [r.id for r in history]  # each once, in stored order
-    assert [refusals for _, _, refusals in _attempts_and_next(tmp_path)] == [0, 0, 0]
+    # no try failed in this run (the head's one failed try was the first run's), none refused, in stored order
+    assert [(tries, refusals) for tries, _, refusals in _attempts_and_next(tmp_path)] == [(1, 0), (0, 0), (0, 0)]
+    assert [record for record, _ in _delivered(tmp_path)] == [r.id for r in history]
+    seen = _ids(_verdicts(watcher.got()))
+    assert seen == [r.id for r in history][len(history) - len(seen) :]  # what the watcher saw: the last, in order
     assert "Traceback" not in first.log() + station.log()
+
+
+def _delivered(work: Path) -> list[tuple[str, float]]:
+    """The MQTT sink's delivered rows in the order they were delivered: (record id, when)."""
+    db = open_read_only(work / "state" / "eagle.sqlite3")
+    try:
+        query = "SELECT record_id, delivered FROM outbox WHERE sink = 'mqtt' AND state = 'delivered' ORDER BY delivered"
+        return [(str(r), float(d)) for r, d in db.execute(query)]
+    finally:
+        db.close()
 
 
 def _attempts_and_next(work: Path) -> list[tuple[int, float, int]]:
