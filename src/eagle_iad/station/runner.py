@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from eagle_iad.errors import EagleError, ImageError, ImageTooLargeError
 from eagle_iad.mllm.serving import ApiError
@@ -218,11 +218,21 @@ def _exists(path: Path) -> bool:
     return True
 
 
-def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> tuple[str, str | None] | None:
+class ProbeWarning(NamedTuple):
+    """What a sink's start-up probe warned of: the log ``line``, and ``why`` for the status, where it stays a
+    warning until the sink's first delivery; ``looked``: the probe looked and could not reach the receiver (or
+    failed), else it could not look at all (:class:`NotChecked`)."""
+
+    line: str
+    why: str
+    looked: bool
+
+
+def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> ProbeWarning | None:
     """The sink's optional start-up look at its receiver: the warning it gives (the receiver unreachable now, or
-    the look not made: :class:`NotChecked`, then why too, for the status), or ``None``. ``live``: the sinks of a
-    run of this station live now (a change of it; ``None``: another replica's, not known), whose connections a
-    :class:`NotChecked`'s second look must not disturb (:attr:`NotChecked.recheck`).
+    the look not made: :class:`NotChecked`), or ``None``. ``live``: the sinks of a run of this station live now (a
+    change of it; ``None``: another replica's, not known), whose connections a :class:`NotChecked`'s second look
+    must not disturb (:attr:`NotChecked.recheck`).
 
     A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
     any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
@@ -241,11 +251,13 @@ def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> tuple[str, str 
     except StationConfigError:
         raise
     except NotChecked as exc:
-        return (f"not checked at start: {exc}; a refusal of the sink's connection shows as the sink failing at its "
-                "first delivery (in this log and the status)", str(exc))  # fmt: skip
+        line = (f"not checked at start: {exc}; a refusal of the sink's connection shows as the sink failing at its "
+                "first delivery (in this log and the status)")  # fmt: skip
+        return ProbeWarning(line, str(exc), looked=False)
     except Exception as exc:
-        return f"the start-up check failed: {type(exc).__name__}: {exc}{reachable}", None
-    return None if why is None else (f"{why}{reachable}", None)
+        failed = f"the start-up check failed: {type(exc).__name__}: {exc}"
+        return ProbeWarning(f"{failed}{reachable}", failed, looked=True)
+    return None if why is None else ProbeWarning(f"{why}{reachable}", why, looked=True)
 
 
 class StationBusyError(ApiError):
@@ -285,9 +297,12 @@ class StationRunner:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
-        self.unreachable = [(name, why) for name, (why, _) in probed]
-        #: Sinks not checked at start, why, and since when: a status warning until a delivery after that.
-        self.unchecked = tuple((name, why, time.time()) for name, (_, why) in probed if why is not None)
+        self.unreachable = [(name, found.line) for name, found in probed]
+        #: Sinks not checked at start, or whose receiver the probe could not reach, why, and since when: each a
+        #: status warning until a delivery after that (a sink not reached must not read as healthy meanwhile).
+        now = time.time()
+        self.unchecked = tuple((name, found.why, now) for name, found in probed if not found.looked)
+        self.unreached = tuple((name, found.why, now) for name, found in probed if found.looked)
         self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
         self.paused: str | None = None
         #: Paused by the user (the API's pause): see :attr:`Running.user_paused`.
@@ -338,8 +353,8 @@ class StationRunner:
         self._unput: set[str] = set()
 
     def intake(self) -> Intake:
-        return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.duplicates,
-                      self.last_duplicate)  # fmt: skip
+        return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
+                      self.duplicates, self.last_duplicate)  # fmt: skip
 
     def set_user_paused(self, paused: bool) -> None:
         """Paused or resumed by the user: said in the state file at once, so ``eagle station status`` (another

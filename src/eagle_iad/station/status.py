@@ -95,6 +95,10 @@ class Intake:
     #: ``(sink, why, since)`` of each sink not checked at start (:class:`~eagle_iad.station.parts.NotChecked`):
     #: a warning until the sink delivers after ``since`` (seconds since the epoch).
     unchecked: tuple[tuple[str, str, float], ...] = ()
+    #: ``(sink, why, since)`` of each sink whose start-up probe could not reach its receiver (refused, no answer):
+    #: a warning until the sink delivers after ``since``, as :attr:`unchecked`, so a sink that cannot be reached
+    #: is not shown as healthy while no verdict has yet failed to reach it.
+    unreached: tuple[tuple[str, str, float], ...] = ()
     #: Files put away without a new verdict since the station started, their content inspected before (a camera
     #: re-sending an image): no sink hears of them, so the status counts them for the integrator to notice.
     duplicates: int = 0
@@ -124,6 +128,7 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
         atomic_write_text(path, json.dumps({"pid": os.getpid(), "paused": intake.paused, "since": intake.since,
                                             "user_paused": intake.user_paused,
                                             "unchecked": [list(one) for one in intake.unchecked],
+                                            "unreached": [list(one) for one in intake.unreached],
                                             "duplicates": intake.duplicates,
                                             "last_duplicate": intake.last_duplicate}))  # fmt: skip
     except OSError:
@@ -142,14 +147,19 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     paused, since = data.get("paused"), data.get("since")
-    unchecked = tuple((str(one[0]), str(one[1]), float(one[2])) for one in data.get("unchecked") or ()
-                      if isinstance(one, list) and len(one) == 3 and isinstance(one[2], int | float))  # fmt: skip
     duplicates = data.get("duplicates")
     last = data.get("last_duplicate")
     last_duplicate = (str(last[0]), str(last[1])) if isinstance(last, list) and len(last) == 2 else None
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
-                  data.get("user_paused") is True, unchecked,
-                  duplicates if isinstance(duplicates, int) else 0, last_duplicate)  # fmt: skip
+                  data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
+                  _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
+                  last_duplicate)  # fmt: skip
+
+
+def _sink_warnings(listed: Any) -> tuple[tuple[str, str, float], ...]:
+    """The ``(sink, why, since)`` triples of an intake file's list (one not such, from a damaged file: skipped)."""
+    return tuple((str(one[0]), str(one[1]), float(one[2])) for one in listed or ()
+                 if isinstance(one, list) and len(one) == 3 and isinstance(one[2], int | float))  # fmt: skip
 
 
 #: The folder of :data:`INTAKE_FOLDER` where a station keeps the place of an image its history refused to store.
@@ -382,6 +392,7 @@ def station_figures(
             "last_error": None if error is None else error[0],
         }
     failing = []  # sinks whose undelivered rows wait behind a failed try: name them, how many, how long
+    failing_sinks: set[str] = set()
     for sink_name, figures in sinks.items():
         if not figures["pending"]:
             continue
@@ -397,6 +408,7 @@ def station_figures(
         count = figures["pending"]
         since = "" if age is None else f", the oldest stored {duration(age[1])} ago ({age[0]})"
         tries = int(head[2])  # the head of the line: the rows behind it wait for it (their order is kept)
+        failing_sinks.add(sink_name)
         failing.append(f"sink {sink_name}: {deliveries_wait(count)}{since}; "
                        f"the first in line tried {tries} time{'' if tries == 1 else 's'}; "
                        f"last error: {head[1]}")  # fmt: skip
@@ -436,10 +448,19 @@ def station_figures(
         warnings.append(f"p95 latency {p95:g} s over the last {duration(RECENT_LATENCY_S)} ({count} image"
                         f"{'' if count == 1 else 's'}) is over the deadline {config.deadline_s:g} s")  # fmt: skip
     dead = sum(s["dead_letters"] for s in sinks.values())
-    for sink_name, why, checked in () if intake is None else intake.unchecked:  # until a delivery since
+
+    def undelivered_since(sink_name: str, since: float) -> bool:
         delivered = one("SELECT MAX(delivered) FROM outbox WHERE station = ? AND sink = ?", name, sink_name)
-        if delivered is None or float(delivered) < checked:
+        return delivered is None or float(delivered) < since
+
+    for sink_name, why, checked in () if intake is None else intake.unchecked:  # until a delivery since
+        if undelivered_since(sink_name, checked):
             warnings.append(f"sink {sink_name}: not checked at start: {why}; its first delivery tells")
+    # a sink not reached at start, until it delivers; once a delivery to it failed, its failing line says more
+    for sink_name, why, checked in () if intake is None else intake.unreached:
+        if sink_name not in failing_sinks and undelivered_since(sink_name, checked):
+            warnings.append(f"sink {sink_name}: not reached at start: {why}; verdicts wait in the outbox until it is "
+                            "reachable")  # fmt: skip
     if intake is not None and intake.duplicates:
         count = intake.duplicates
         last = (
