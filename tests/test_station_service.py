@@ -248,6 +248,70 @@ def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_l
                                 "sinks": []}  # fmt: skip
 
 
+def _audit(base: str) -> list[tuple[str, str, Any]]:
+    """``(method, path, detail)`` of each audit row, oldest first."""
+    status, _, page = call("GET", f"{base}/v1/audit?limit=100")
+    assert status == 200, page
+    return sorted((row["seq"], row["method"], row["path"], row["detail"]) for row in page["items"])
+
+
+def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they_are_dropped_and_audited(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A sink removed by a ``PATCH`` takes its queue with it: while it still owes verdicts the change is 409
+    ``station_undelivered`` naming it (the station as it was, the sink still shown); with ``?discard_pending=true``
+    they are dropped, and said in the audit; a sink given its name again is sent none of them. Rows owed to a
+    sink the station no longer has (left by an older version) are shown, and not sent to a sink given that name."""
+    from test_station import _free_port
+
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    port = _free_port()  # the receiver down
+    body = _body(Receiver(port))
+    body["sinks"][0].update(retry_base_s=0.05, retry_max_s=0.2)
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        _drop(data / "incoming", _cells(1))
+        _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["pending"] == 1 and i["inspected"] == 1, "owed")
+        status, answer = _patch(live.base, "line-1", {"sinks": [None]})
+        assert (status, answer["error"]["code"]) == (409, "station_undelivered"), answer
+        assert answer["error"]["message"].startswith(
+            "station 'line-1': the change removes sinks that still owe 1 delivery (a verdict or a refusal) (sink "
+            "'webhook': 1 pending, 0 dead letters); it would drop them."), answer  # fmt: skip
+        status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+        assert (info["state"], info["sinks"]["webhook"]["pending"], info["spec"]) == ("running", 1, body), info
+        status, info = _patch(live.base, "line-1?discard_pending=true", {"sinks": [None]})
+        assert (status, info["sinks"], info["warnings"]) == (200, {}, []), info
+        assert _audit(live.base)[-1][1:] == ("PATCH", "/v1/stations/line-1", "changed line-1: ['sinks']; dropped "
+                                             "undelivered: sink 'webhook': 1 pending, 0 dead letters")  # fmt: skip
+        # the receiver back and a webhook sink added again: it is sent nothing of the one removed
+        receiver = Receiver(port).start()
+        try:
+            again = {"kind": "webhook", "url": f"http://127.0.0.1:{port}/other"}
+            status, info = _patch(live.base, "line-1", {"sinks": [again]})
+            clean = {"kind": "webhook", "pending": 0, "delivered": 0, "dead_letters": 0, "last_error": None}
+            assert (status, info["sinks"]["webhook"]) == (200, clean), info
+            time.sleep(1.0)
+            assert receiver.keys() == []
+            # rows owed to a sink the station no longer has (an older version's removal): shown, and a sink given
+            # that name is refused unless they are dropped
+            with sqlite3.connect(tmp_path / "state" / "eagle.sqlite3") as db:
+                db.execute("INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'old', 'r', '{}')")
+            status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+            assert info["warnings"] == [
+                "sink 'old', which this station no longer has, is still owed 1 delivery "
+                "(a verdict or a refusal) (1 pending, 0 dead letters); they go nowhere"
+            ]
+            status, answer = _patch(live.base, "line-1", {"sinks": [{"name": "old"}]})  # renamed to it
+            assert (status, answer["error"]["code"]) == (409, "station_undelivered"), answer
+            assert "(sink 'old': 1 pending, 0 dead letters)" in answer["error"]["message"], answer
+            time.sleep(0.5)
+            assert receiver.keys() == []
+        finally:
+            receiver.stop()
+
+
 def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,

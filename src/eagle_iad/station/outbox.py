@@ -478,3 +478,26 @@ class StationTables:
         rows = self.store.read("SELECT sink, COUNT(*) FROM outbox WHERE station = ? AND state = ? GROUP BY sink",
                                (station, PENDING))  # fmt: skip
         return {str(sink): int(count) for sink, count in rows if sink not in sinks}
+
+    def owed_by_sink(self, station: str) -> dict[str, tuple[int, int]]:
+        """``{sink: (pending, dead)}``: what ``station``'s sinks still owe, by the name their rows are kept under
+        (a sink the station no longer has included), for a change that would remove one to name them."""
+        rows = self.store.read("SELECT sink, state, COUNT(*) FROM outbox WHERE station = ? AND state IN (?, ?) "
+                               "GROUP BY sink, state ORDER BY sink", (station, PENDING, DEAD))  # fmt: skip
+        owed: dict[str, tuple[int, int]] = {}
+        for sink, state, count in rows:
+            pending, dead = owed.get(str(sink), (0, 0))
+            owed[str(sink)] = (pending + int(count), dead) if state == PENDING else (pending, dead + int(count))
+        return owed
+
+    def drop_sinks(self, station: str, sinks: Sequence[str]) -> int:
+        """Remove every outbox row of ``station``'s ``sinks`` (a change of the station removed them): what they
+        still owed is dropped, and a sink added later under one of those names starts clean (rows are kept under
+        the sink's name, so its queue would otherwise be sent to the new sink, and its figures shown as its).
+        How many rows went."""
+        if not sinks:
+            return 0
+        marks = ", ".join("?" for _ in sinks)
+        with self.store.transaction() as db:
+            cursor = db.execute(f"DELETE FROM outbox WHERE station = ? AND sink IN ({marks})", (station, *sinks))
+        return int(cursor.rowcount)

@@ -385,15 +385,63 @@ def patched_spec(spec: dict[str, Any], patch: Any) -> dict[str, Any]:
     return dict(changed)
 
 
+#: ``PATCH /v1/stations/{name}?discard_pending=true``: a change that removes a sink still owing verdicts.
+DISCARD_REMOVED = Query(False, description="make the change even though a sink it removes (or renames) still owes "
+                        "verdicts (pending deliveries, dead letters): they are dropped; without it such a change is "
+                        "409 station_undelivered, the station left as it was")  # fmt: skip
+
+
 @router.patch("/stations/{name}", dependencies=ENGINEER, response_model=StationInfo)
 def update_station(
-    name: str, request: Request, patch: Annotated[dict[str, Any], Body(description="the fields to change")]
+    name: str, request: Request, patch: Annotated[dict[str, Any], Body(description="the fields to change")],
+    discard_pending: bool = DISCARD_REMOVED,
 ) -> dict[str, Any]:  # fmt: skip
     """Change a station created through the service, in place: its name, records and undelivered deliveries
     (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
-    the exact patch)."""
+    the exact patch). A sink it removes takes its queue with it: 409 ``station_undelivered`` while that still owes
+    deliveries, unless ``?discard_pending=true``."""
     with _ownership(request).changing:
-        return _update(name, patch, request)
+        return _update(name, patch, request, discard_pending)
+
+
+def _sink_names(spec: dict[str, Any]) -> set[str]:
+    """The names a spec's sinks' rows are kept under in the outbox (``name``, else the kind)."""
+    return {str(sink.get("name") or sink.get("kind")) for sink in spec.get("sinks") or [] if isinstance(sink, dict)}
+
+
+def _owed_by_removed(tables: StationTables, name: str, kept: set[str], discard: bool) -> dict[str, tuple[int, int]]:
+    """``{sink: (pending, dead)}`` owed by ``name``'s sinks that a change does not keep (every name its outbox rows
+    are kept under but ``kept``: removed, renamed, or one a change before removed): 409 ``station_undelivered``
+    naming each while any is owed, unless ``discard``. Why: a removed sink's rows would wait unseen (the status
+    lists only the sinks the station has), and go to whichever sink is given that name later."""
+    owed = {sink: counts for sink, counts in sorted(tables.owed_by_sink(name).items()) if sink not in kept}
+    if owed and not discard:
+        total = sum(pending + dead for pending, dead in owed.values())
+        raise ApiError(409, f"station {name!r}: the change removes sinks that still owe {deliveries(total)} "
+                       f"({_owed_text(owed)}); it would drop them. Let them be delivered (GET /v1/stations/{name} "
+                       f"shows each sink's pending; POST /v1/stations/{name}/retry requeues dead letters), or send "
+                       "the change with ?discard_pending=true to drop them", code="station_undelivered")  # fmt: skip
+    return owed
+
+
+def _owed_text(owed: dict[str, tuple[int, int]]) -> str:
+    """``sink 'mqtt': 1 pending, 0 dead letters; ...``: what each sink owes, for an answer or an audit row."""
+    return "; ".join(f"sink {sink!r}: {pending} pending, {dead} dead letter{'' if dead == 1 else 's'}"
+                     for sink, (pending, dead) in owed.items())  # fmt: skip
+
+
+def _drop_removed(tables: StationTables, name: str, kept: set[str], discard: bool) -> dict[str, tuple[int, int]]:
+    """:func:`_owed_by_removed`, then every outbox row of the sinks not ``kept`` removed (delivered ones too: a
+    sink given one of those names later starts clean); what was owed, for the audit. Called with nothing of the
+    station running, so no verdict is stored for a removed sink after the count."""
+    owed = _owed_by_removed(tables, name, kept, discard)
+    tables.drop_sinks(name, [sink for sink in tables.outbox_sinks(name) if sink not in kept])
+    return owed
+
+
+def _changed_detail(name: str, patch: dict[str, Any], dropped: dict[str, tuple[int, int]]) -> str:
+    """The audit row's detail of a change: the fields changed, and what a removed sink's queue dropped."""
+    return f"changed {name}: {sorted(patch)}" + (f"; dropped undelivered: {_owed_text(dropped)}" if dropped else "")
 
 
 def checked_body(spec: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +456,7 @@ def checked_body(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any]:
+def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = False) -> dict[str, Any]:
     state, manager, ownership = _state(request), _manager(request), _ownership(request)
     running = manager.get(name)
     if running is not None and running.spec is None:
@@ -425,6 +473,11 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
     config = config_from_body(state, spec)  # 400 naming the field (or an unknown one): the station stays as it was
     tables = StationTables(state.store)
     grace = state.settings.shutdown_grace_s
+    # the sinks whose queues stay: those of the run (or the kept spec) that the change keeps, by name
+    before = {s.sink.name for s in running.runner.config.sinks} if running is not None else _sink_names(old)
+    kept_sinks = before & {s.sink.name for s in config.sinks}
+    _owed_by_removed(tables, name, kept_sinks, discard)  # 409 at once, before anything is stopped
+    dropped: dict[str, tuple[int, int]] = {}
     if running is not None:
         # Built and checked first (its model loaded, its sinks probed): a change that cannot start leaves the
         # station running as it was. Then the spec is saved and the old run stopped; the new one starts only once
@@ -434,7 +487,11 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
         runner = manager.prepare(config, owns=ownership.holds(name), live=[s.sink for s in running.runner.config.sinks])
         try:
             tables.update_spec(name, spec)
-            started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace)
+
+            def drop_removed() -> None:  # the old run ended: counted again, with nothing storing verdicts now
+                dropped.update(_drop_removed(tables, name, kept_sinks, discard))
+
+            started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace, between=drop_removed)
         except BaseException as refused:
             runner.close()
             try:
@@ -453,6 +510,7 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
             raise
     elif ownership.claim(name):  # kept but not started (or its replica gone): started here with the change
         try:
+            dropped = _drop_removed(tables, name, kept_sinks, discard)  # before its couriers start
             tables.update_spec(name, spec)
             try:
                 started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
@@ -466,10 +524,11 @@ def _update(name: str, patch: dict[str, Any], request: Request) -> dict[str, Any
     else:  # another replica runs it: checked here as it will be there, then restarted there within SYNC_INTERVAL_S
         # its model and its sinks' start-up checks: a 400 here, not a stop there (its live sinks are not known here)
         manager.prepare(config, live=None).close()
+        dropped = _drop_removed(tables, name, kept_sinks, discard)
         tables.update_spec(name, spec)
-        audit_detail(request, f"changed {name}: {sorted(patch)}")
+        audit_detail(request, _changed_detail(name, patch, dropped))
         return _kept_info(request, name, spec, paused)
-    audit_detail(request, f"changed {name}: {sorted(patch)}")
+    audit_detail(request, _changed_detail(name, patch, dropped))
     return _info(state, started)
 
 
@@ -557,12 +616,20 @@ def delete_station(name: str, request: Request, discard_pending: bool = DISCARD_
         return _delete(name, request, discard_pending)
 
 
+def _deleted_detail(request: Request, tables: StationTables, name: str) -> None:
+    """The audit row's detail of a delete: what each sink still owed, dropped with it (``?discard_pending=true``,
+    which the recorded path does not show), so the audit says which verdicts were never delivered."""
+    owed = tables.owed_by_sink(name)
+    audit_detail(request, f"deleted {name}" + (f"; dropped undelivered: {_owed_text(owed)}" if owed else ""))
+
+
 def _delete(name: str, request: Request, discard: bool) -> Response:
     state = _state(request)
     tables = StationTables(state.store)
     if _elsewhere(request, name) is not None:
         if not discard:
             _refuse_undelivered(tables, name)
+        _deleted_detail(request, tables, name)
         tables.delete_spec(name, forget=True)  # its replica stops it within SYNC_INTERVAL_S
         _ownership(request).not_started.pop(name, None)
         forget_owed_quietly(state, name)
@@ -583,6 +650,7 @@ def _delete(name: str, request: Request, discard: bool) -> Response:
         except BaseException:
             running.resume()
             raise
+    _deleted_detail(request, tables, name)
     _manager(request).remove(name, grace if ended else 0.0, forget=True)
     tables.delete_spec(name, forget=True)
     _ownership(request).release(name)

@@ -1193,12 +1193,16 @@ class StationManager:
         return running
 
     def replace(
-        self, name: str, runner: StationRunner, *, spec: dict[str, Any] | None, paused: bool, grace_s: float
+        self, name: str, runner: StationRunner, *, spec: dict[str, Any] | None, paused: bool, grace_s: float,
+        between: Callable[[], None] | None = None,
     ) -> Running:  # fmt: skip
         """Stop ``name`` and start ``runner`` (built and checked by :meth:`prepare`) in its place, once the old
         one's intake thread and couriers have really ended: two never take the same image, nor deliver the same
         verdict. One that does not end within ``grace_s`` (an inspection or a delivery in flight) is resumed as it
-        was and :class:`StationBusyError` raised; ``runner`` is then not started (the caller closes it)."""
+        was and :class:`StationBusyError` raised; ``runner`` is then not started (the caller closes it).
+        ``between``: called once the old run ended, before the new one starts, with nothing of the station moving
+        (the outbox rows of the sinks a change removes, counted and dropped there); what it raises resumes the old
+        run as it was, and is raised."""
         with self._lock:
             old = self._running.get(name)
         if old is None:
@@ -1207,6 +1211,12 @@ class StationManager:
         if not old.wait(grace_s):
             old.resume()
             raise StationBusyError(name, kept=True)
+        if between is not None:
+            try:
+                between()
+            except BaseException:
+                old.resume()
+                raise
         with self._lock:
             if self._running.get(name) is old:
                 del self._running[name]

@@ -156,6 +156,23 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   last_duplicate)  # fmt: skip
 
 
+def _orphaned(db: Connection, station: str, sinks: set[str]) -> list[str]:
+    """A warning per sink name that ``station``'s outbox still owes deliveries to but that is none of its ``sinks``
+    (removed from its stations file, or by a change before they were dropped with it): they wait for no courier,
+    and the sink figures list only the sinks the station has, so without this nothing would show them (a
+    delete refused for them would name pending deliveries no status shows)."""
+    owed: dict[str, list[int]] = {}
+    for sink_name, state, count in db.execute(
+        "SELECT sink, state, COUNT(*) FROM outbox WHERE station = ? AND state IN ('pending', 'dead') GROUP BY sink, "
+        "state ORDER BY sink", (station,),
+    ).fetchall():  # fmt: skip
+        if str(sink_name) not in sinks:
+            owed.setdefault(str(sink_name), [0, 0])[0 if state == "pending" else 1] += int(count)
+    return [f"sink {sink_name!r}, which this station no longer has, is still owed {deliveries(pending + dead)} "
+            f"({pending} pending, {dead} dead letter{'' if dead == 1 else 's'}); they go nowhere"
+            for sink_name, (pending, dead) in owed.items()]  # fmt: skip
+
+
 def _sink_warnings(listed: Any) -> tuple[tuple[str, str, float], ...]:
     """The ``(sink, why, since)`` triples of an intake file's list (one not such, from a damaged file: skipped)."""
     return tuple((str(one[0]), str(one[1]), float(one[2])) for one in listed or ()
@@ -471,6 +488,7 @@ def station_figures(
         warnings.append(f"{count} file{'' if count == 1 else 's'} since the station started had the content of an "
                         f"image already inspected{last}: put away, no new verdict sent to any sink")  # fmt: skip
     warnings += failing
+    warnings += _orphaned(db, name, {sink_name for sink_name, _ in config.sinks})
     if dead:
         warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)")
     return {
