@@ -262,7 +262,8 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
     """A sink removed by a ``PATCH`` takes its queue with it: while it still owes verdicts the change is 409
     ``station_undelivered`` naming it (the station as it was, the sink still shown); with ``?discard_pending=true``
     they are dropped, and said in the audit; a sink given its name again is sent none of them. Rows owed to a
-    sink the station no longer has (left by an older version) are shown, and not sent to a sink given that name."""
+    sink the station no longer has (left by an older version) are shown, and not sent to a sink given that name;
+    a delete that drops them says how many in its audit row."""
     from test_station import _free_port
 
     data = tmp_path / "data"
@@ -310,6 +311,10 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
             assert receiver.keys() == []
         finally:
             receiver.stop()
+        # a delete that drops them says so in the audit (its recorded path has no query)
+        assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
+        assert _audit(live.base)[-1][1:] == ("DELETE", "/v1/stations/line-1", "deleted line-1; dropped undelivered: "
+                                             "sink 'old': 1 pending, 0 dead letters")  # fmt: skip
 
 
 def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
