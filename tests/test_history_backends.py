@@ -286,12 +286,13 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
         {"version": None, "adds": "tables station_faults; columns station_intake.files, station_intake.unfiled, "
-         "outbox.refusals; indexes outbox_held"}
+         "outbox.refusals, stations.created_by; indexes outbox_held"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
         f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
-        "station_intake.files, station_intake.unfiled, outbox.refusals; added indexes outbox_held)\n"
+        "station_intake.files, station_intake.unfiled, outbox.refusals, stations.created_by; added indexes "
+        "outbox_held)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"

@@ -317,6 +317,34 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
                                              "sink 'old': 1 pending, 0 dead letters")  # fmt: skip
 
 
+def test_a_station_created_with_a_named_key_says_who_created_it_as_the_audit_log_does(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``created_by`` is the name of the key that created the station (kept across a restart), the name the audit
+    log records, not ``api`` (which stays for a service without keys: the first test)."""
+    import io
+    from contextlib import redirect_stdout
+
+    from eagle_iad.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["keys", "add", "eng", "--role", "engineer", "--state-dir", str(tmp_path / "state"),
+                     "--create"]) == 0  # fmt: skip
+    key = out.getvalue().strip()
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    body = json.dumps(_body(receiver)).encode()
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        status, _, info = call("POST", f"{live.base}/v1/stations", body=body, content_type="application/json",
+                               key=key)  # fmt: skip
+        assert (status, info["created_by"]) == (201, "eng"), info
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        status, _, listed = call("GET", f"{live.base}/v1/stations", key=key)
+        assert [(s["station"], s["created_by"]) for s in listed] == [("line-1", "eng")], listed
+
+
 def test_a_patch_while_an_image_is_inspected_never_inspects_it_twice(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,

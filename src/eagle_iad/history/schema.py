@@ -28,8 +28,10 @@ counted: three empty files are three refusals of one content), added with its de
 for before; an older eagle-iad's inserts leave it at 1 and its repeated refusal of one content at the count it
 had, as it counted. So is ``station_intake.unfiled`` (1: a refusal no sink takes, stored, its file not known to be
 put aside yet, see :meth:`StationTables.write_failed`), added with its default 0, as every row stored before was
-taken to be; an older eagle-iad never names it. :class:`Upgrade` lists each table, column and index an open added,
-these included, so ``eagle db upgrade`` says every change it made.
+taken to be; an older eagle-iad never names it. And ``stations.created_by`` (the name of the API key that created
+the station), added empty: a station created before, or by an older eagle-iad (whose inserts leave it empty),
+shows as created by ``api``, as every station did. :class:`Upgrade` lists each table, column and index an open
+added, these included, so ``eagle db upgrade`` says every change it made.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ def statements() -> list[str]:
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     paused INTEGER NOT NULL DEFAULT 0,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    created_by TEXT
 )""",
         # no version: like an index, made at the next open of a history of the same version, and never named
         # by an older eagle-iad (which shows a station it cannot start as before)
@@ -212,6 +215,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN files INTEGER NOT NULL DEFAULT 1"))
         if "unfiled" not in backend.columns(db, "station_intake"):  # nor this one
             db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN unfiled INTEGER NOT NULL DEFAULT 0"))
+        if "created_by" not in backend.columns(db, "stations"):  # nor this one (NULL: not known, shown as "api")
+            db.execute(backend.ddl("ALTER TABLE stations ADD COLUMN created_by TEXT"))
         present = backend.columns(db, "inspections")
         missing = [column for column in columns() if column.name not in present]
         for column in missing:

@@ -396,10 +396,17 @@ class StationTables:
 
     # ------------------------------------------------------------------ stations created through the service
 
-    def save_spec(self, name: str, spec: Mapping[str, Any], created: str) -> None:
+    def save_spec(self, name: str, spec: Mapping[str, Any], created: str, created_by: str | None = None) -> None:
+        """Keep a station created through the service; ``created_by``: the name of the API key that created it."""
         with self.store.transaction() as db:
-            db.execute("INSERT INTO stations (name, spec, paused, created) VALUES (?, ?, 0, ?)",
-                       (name, json.dumps(spec), created))  # fmt: skip
+            db.execute("INSERT INTO stations (name, spec, paused, created, created_by) VALUES (?, ?, 0, ?, ?)",
+                       (name, json.dumps(spec), created, created_by))  # fmt: skip
+
+    def creator(self, name: str) -> str | None:
+        """The name of the API key that created kept station ``name`` (``None``: not known, created with no keys,
+        before it was kept, or by an older eagle-iad; or no such station)."""
+        rows = self.store.read("SELECT created_by FROM stations WHERE name = ?", (name,))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
 
     def update_spec(self, name: str, spec: Mapping[str, Any]) -> None:
         """A kept station's body changed (``PATCH /v1/stations/{name}``): its name, records and outbox stay."""

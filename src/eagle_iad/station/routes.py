@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ENGINEER, OPERATOR, VIEWER, audit_detail
+from eagle_iad.service.access import API_NAME, ENGINEER, OPERATOR, VIEWER, audit_detail, caller
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import StationConfig, station_from_table
@@ -82,7 +82,10 @@ class StationInfo(BaseModel):
     station: str
     category: str
     state: str = Field(description="running, paused, waiting: <why> (intake paused by a fault), error: <what>")
-    created_by: str = Field(description="api (kept in the history, restarted with the service) or file")
+    created_by: str = Field(
+        description="who created it: the name of the API key (kept in the history, restarted "
+        "with the service; api where the service has no keys), or file (a stations file)"
+    )
     source: str
     inspected: int
     failed: int
@@ -210,8 +213,14 @@ def _info(state: ServiceState, running: Running) -> dict[str, Any]:
         figures = station_status(db, running.runner.config, running.runner.intake(), service_retry(running.name))
     finally:
         db.close()
-    return _public_info(state, {**figures, "state": running.state(), "created_by": "file" if running.spec is None
-                                else "api", "spec": running.spec})  # fmt: skip
+    created_by = "file" if running.spec is None else _creator(state, running.name)
+    return _public_info(state, {**figures, "state": running.state(), "created_by": created_by, "spec": running.spec})
+
+
+def _creator(state: ServiceState, name: str) -> str:
+    """Who created kept station ``name``: its API key's name, as the audit log names it, or ``api`` where that is
+    not known (the service has no keys, or it was created before the name was kept)."""
+    return StationTables(state.store).creator(name) or API_NAME
 
 
 def _ownership(request: Request) -> StationOwnership:
@@ -269,7 +278,7 @@ def _remote_info(
         shown = f"error: not started: {not_started or 'not yet'}"
     else:
         shown = "paused" if paused else "running: on another replica"
-    return _public_info(state, {**figures, "state": shown, "created_by": "api", "spec": spec})
+    return _public_info(state, {**figures, "state": shown, "created_by": _creator(state, name), "spec": spec})
 
 
 def _kept_info(
@@ -316,7 +325,7 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
         _start_clean(manager, tables, config.name)
         # Kept first: a replica's look at the table between the start and the save must not take the new
         # station for one deleted through another replica.
-        tables.save_spec(config.name, spec, datetime.now(UTC).isoformat())
+        tables.save_spec(config.name, spec, datetime.now(UTC).isoformat(), _key_name(request))
         try:
             running = manager.add(config, spec=spec, owns=ownership.holds(config.name))
         except BaseException:
@@ -328,6 +337,12 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
     sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
     audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
     return _info(state, running)
+
+
+def _key_name(request: Request) -> str | None:
+    """The name of the API key of ``request`` (``None`` where the service has no keys: the open local mode)."""
+    who = caller(request)
+    return None if who.open else who.name
 
 
 def _start_clean(manager: StationManager, tables: StationTables, name: str) -> None:
