@@ -38,6 +38,11 @@ export interface DeleteStationOptions {
   discardPending?: boolean;
   signal?: AbortSignal;
 }
+export interface UpdateStationOptions {
+  /** Make the change even though a sink it removes (or renames) still owes verdicts (pending, dead letters): they are dropped. */
+  discardPending?: boolean;
+  signal?: AbortSignal;
+}
 export type Job = Schemas["Job"];
 export type JobEvent = Schemas["JobEvent"];
 export type InspectionEvent = Schemas["InspectionEvent"];
@@ -600,12 +605,21 @@ export class EagleClient {
    * start it with the change: `patch` holds only the fields to change, `null` removing one, and `sinks` one
    * object per sink by position (`{ sinks: [{}, { verify_tls: null }] }` changes the second sink only). It is
    * what fixes a kept station that a newer check refuses at the start (its state `error: not started: ...`
-   * names the patch). A 400 names the field at fault and leaves the station as it was.
+   * names the patch). A 400 names the field at fault and leaves the station as it was. A sink the patch removes
+   * (or renames) takes its queue with it: while it still owes verdicts the call throws an `EagleApiError` 409
+   * `station_undelivered` naming each sink and what it owes, the station as it was; pass
+   * `{ discardPending: true }` to make the change anyway, dropping them.
    */
-  updateStation(name: string, patch: Record<string, unknown>, signal?: AbortSignal): Promise<StationInfo> {
+  updateStation(
+    name: string,
+    patch: Record<string, unknown>,
+    options: AbortSignal | UpdateStationOptions = {},
+  ): Promise<StationInfo> {
+    const { discardPending, signal }: UpdateStationOptions = options instanceof AbortSignal ? { signal: options } : options;
     const text = JSON.stringify(patch);
     const headers = { "Content-Type": "application/json" };
-    return this.json<StationInfo>("PATCH", this.stationPath(name), () => text, headers, signal);
+    const suffix = discardPending ? "?discard_pending=true" : "";
+    return this.json<StationInfo>("PATCH", `${this.stationPath(name)}${suffix}`, () => text, headers, signal);
   }
 
   /** Stop taking images (the image in hand is finished; deliveries go on); resolves with the station. */

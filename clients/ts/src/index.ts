@@ -30,6 +30,7 @@ export {
   type FitWatch,
   type InspectionEvent,
   type DeleteStationOptions,
+  type UpdateStationOptions,
   type LabelOptions,
   type ReviewItem,
   type ReviewPage,

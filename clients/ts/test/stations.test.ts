@@ -158,6 +158,37 @@ describe("stations", () => {
     }
   });
 
+  it("refuses a change that removes a sink still owing a verdict, unless told to drop it", async () => {
+    const owing = `${name}-removed`;
+    const folder = `${hot}-removed`;
+    mkdirSync(join(fixture, "data", folder), { recursive: true });
+    try {
+      await client.createStation({
+        name: owing,
+        category: "mono",
+        source: { kind: "folder", path: folder, settle_s: 0.2, poll_s: 0.1 },
+        // nothing listens on port 9: the verdict stays pending
+        sinks: [{ kind: "webhook", url: "http://127.0.0.1:9/down", max_attempts: 1000 }],
+      });
+      const target = join(fixture, "data", folder, "cell-03.png");
+      copyFileSync(join(fixture, "sample-crack.png"), `${target}.part`);
+      renameSync(`${target}.part`, target);
+      await until("the verdict to wait for delivery", async () => (await client.getStation(owing)).sinks["webhook"]?.pending === 1);
+      const error = await client.updateStation(owing, { sinks: [null] }).catch((reason: unknown) => reason);
+      expect(error).toMatchObject({ status: 409, code: "station_undelivered" });
+      expect((error as EagleApiError).message).toContain(
+        `station '${owing}': the change removes sinks that still owe 1 delivery (a verdict or a refusal) (sink 'webhook': 1 pending, 0 dead letters)`,
+      );
+      expect(Object.keys((await client.getStation(owing)).sinks)).toEqual(["webhook"]);
+      const changed = await client.updateStation(owing, { sinks: [null] }, { discardPending: true });
+      expect(changed.sinks).toEqual({});
+      await client.deleteStation(owing); // nothing owed any more
+    } finally {
+      await client.deleteStation(owing, { discardPending: true }).catch(() => undefined);
+      rmSync(join(fixture, "data", folder), { recursive: true, force: true });
+    }
+  });
+
   it("deletes a station: gone from the list, its inspection kept in the history", async () => {
     const before = await client.getStation(name);
     const recordId = (before.last_verdict as { record_id: string }).record_id;

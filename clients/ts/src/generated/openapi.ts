@@ -640,7 +640,8 @@ export interface paths {
          * Update Station
          * @description Change a station created through the service, in place: its name, records and undelivered deliveries
          *     (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
-         *     the exact patch).
+         *     the exact patch). A sink it removes takes its queue with it: 409 ``station_undelivered`` while that still owes
+         *     deliveries, unless ``?discard_pending=true``.
          */
         patch: operations["update_station_v1_stations__name__patch"];
         trace?: never;
@@ -1713,7 +1714,7 @@ export interface components {
             category: string;
             /**
              * Created By
-             * @description api (kept in the history, restarted with the service) or file
+             * @description who created it: the name of the API key (kept in the history, restarted with the service; api where the service has no keys), or file (a stations file)
              */
             created_by: string;
             /** Failed */
@@ -3277,7 +3278,10 @@ export interface operations {
     };
     update_station_v1_stations__name__patch: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description make the change even though a sink it removes (or renames) still owes verdicts (pending deliveries, dead letters): they are dropped; without it such a change is 409 station_undelivered, the station left as it was */
+                discard_pending?: boolean;
+            };
             header?: never;
             path: {
                 name: string;
