@@ -3552,6 +3552,50 @@ def test_a_verdicts_image_the_folder_sink_cannot_read_now_is_a_failed_try_not_a_
     assert not isinstance(raised.value, RefusedError)
 
 
+def test_a_sink_whose_probe_could_not_reach_its_receiver_is_a_status_warning_of_its_own(tmp_path: Path) -> None:
+    """A start-up probe that looked and could not reach the receiver (an MQTT broker, a webhook: nothing listens)
+    is a status warning until the sink's first delivery, as a sink not checked is, and said in the intake file for
+    ``eagle station status``; once a delivery to it failed, the sink's failing line says it instead."""
+    pytest.importorskip("paho.mqtt")
+    from eagle_iad.station.config import SinkConfig
+    from eagle_iad.station.parts import Options, Retry
+    from eagle_iad.station.runner import ProbeWarning, _probe
+    from eagle_iad.station.sinks.mqtt import MqttSink
+    from eagle_iad.station.status import Intake, StationFacts, read_intake, station_figures, write_intake
+
+    port = _free_port()  # nothing listens there
+    sink = MqttSink(Options({"host": "127.0.0.1", "port": port, "timeout_s": 5}, "sink", tmp_path), "mqtt")
+    try:
+        found = _probe(SinkConfig(sink, Retry(0, 1.0, 60.0)))
+    finally:
+        sink.close()
+    why = f"mqtt 127.0.0.1:{port}: Connection refused"
+    assert found == ProbeWarning(f"{why}; verdicts wait in the outbox until it is reachable", why, looked=True)
+    write_intake(tmp_path, "line-1", Intake(unreached=(("mqtt", why, 1000.0),)))
+    intake = read_intake(tmp_path, "line-1")
+    assert intake == Intake(unreached=(("mqtt", why, 1000.0),))
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        facts = StationFacts("line-1", "mono", "folder x", 0, [("mqtt", "mqtt")], 100, 5.0, intake=intake)
+
+        def warnings() -> list[str]:
+            with store.transaction() as db:
+                return list(station_figures(db, facts)["warnings"])
+
+        assert warnings() == [f"sink mqtt: not reached at start: {why}; verdicts wait in the outbox until it is "
+                              "reachable"]  # fmt: skip
+        with store.transaction() as db:  # a try failed: the failing line, not both
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, attempts, last_error) VALUES "
+                       "('line-1', 'mqtt', 'a', '{}', 1, 'mqtt 127.0.0.1: Connection refused')")  # fmt: skip
+        (failing,) = warnings()
+        assert failing.startswith("sink mqtt: 1 delivery (a verdict or a refusal) waits"), failing
+        with store.transaction() as db:
+            db.execute("UPDATE outbox SET state = 'delivered', delivered = 1001.0")
+        assert warnings() == []
+    finally:
+        store.close()
+
+
 def test_a_sink_not_checked_at_start_is_a_status_warning_until_it_delivers(tmp_path: Path) -> None:
     """A sink whose start-up check could not look (:class:`NotChecked`) is named in the status's warnings, in the
     service's answers and in ``eagle station status`` (through the intake file), until its first delivery since."""
