@@ -998,3 +998,58 @@ def test_serve_refuses_a_missing_models_folder_and_a_model_given_as_one(
         f"mkdir -p models && cp -r {model} models/<category>\n"
     )
     assert not (tmp_path / "state").exists()
+
+
+def test_serve_refuses_a_models_folder_of_the_kind_its_runtime_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fitted models under ``--runtime onnx``, exports under the default torch: refused at start with what the
+    folder holds and the flag to use (it started with no category and answered each inspection as a missing
+    model); a category of the other kind beside ones it runs is named as such per request (409 wrong_runtime)."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.cli import main
+    from eagle_iad.service import ServiceSettings, create_app
+
+    models = tmp_path / "models"
+    (models / "tire").mkdir(parents=True)
+    (models / "tire" / "model.json").write_text("{}")
+    deploy = tmp_path / "deploy"
+    (deploy / "tire").mkdir(parents=True)
+    (deploy / "tire" / "eagle-export.json").write_text(json.dumps({"format": "onnx"}))
+    # --web names no console: refused after the models' checks, so a service that would start ends here anyway
+    state = ["--state-dir", str(tmp_path / "state"), "--web", str(tmp_path / "no-console")]
+    assert main(["serve", "--runtime", "onnx", "--models", str(models), *state]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: --models {models} holds fitted models (tire), no exports, and --runtime onnx runs export "
+        "folders (written by eagle export): serve the fitted models with --runtime torch (the default), or export "
+        f"each (eagle export --model {models / 'tire'} --format onnx --out DIR/tire) and serve that folder\n"
+    )
+    assert main(["serve", "--models", str(deploy), *state]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: --models {deploy} holds ONNX exports (written by eagle export: tire), no fitted models, and "
+        "eagle serve runs fitted models unless told otherwise: serve the exports with eagle serve --runtime "
+        f"onnx|openvino --models {deploy}, or give the folder of fitted models\n"
+    )
+    assert not (tmp_path / "state").exists()
+
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(png, format="PNG")
+    for folder, runtime, said in (
+        (models, "onnx", "category 'tire' is a fitted model, not an export, and this service runs exports (--runtime "
+         "onnx): serve the fitted models with eagle serve --runtime torch, or export it (eagle export --model "
+         "MODELS/tire) into the folder this service serves"),
+        (deploy, "torch", "category 'tire' is an ONNX export (written by eagle export), and this service runs fitted "
+         "models (--runtime torch): serve the export folders with eagle serve --runtime onnx|openvino"),
+    ):  # fmt: skip
+        settings = ServiceSettings(models_dir=folder, state_dir=tmp_path / f"state-{runtime}", runtime=runtime)
+        with TestClient(create_app(settings)) as client:
+            for answer in (
+                client.get("/v1/categories/tire"),
+                client.post(
+                    "/v1/inspect", data={"category": "tire"}, files={"image": ("a.png", png.getvalue(), "image/png")}
+                ),
+            ):
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["error"]["code"] == "wrong_runtime"
+                assert answer.json()["error"]["message"] == said

@@ -222,6 +222,48 @@ def check_models_folder(models: Path) -> None:
                           "models/<category>")  # fmt: skip
 
 
+def check_models_runtime(models: Path, runtime: str) -> None:
+    """Refuse a ``--models`` folder that holds only the kind of model ``--runtime`` does not run: fitted models
+    under ``--runtime onnx|openvino``, or export folders under ``--runtime torch`` (the default).
+
+    Why: such a service started cleanly with no category at all (``/v1/categories`` empty), and each
+    inspection then answered as if the model were broken or missing; ``eagle inspect`` says what the folder
+    is and the flag to use, and so must the service, once, at start. A folder holding both kinds (or none yet:
+    a new service) starts; the categories of the other kind are named per request (``ExpertCache``).
+    """
+    from eagle_iad.expert.manifest import EXPORT_NAMES, export_format
+    from eagle_iad.expert.store import is_model_folder
+
+    fitted: list[str] = []
+    exports: dict[str, str] = {}
+    for folder in sorted(models.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        if is_model_folder(folder):
+            fitted.append(folder.name)
+        else:
+            fmt = export_format(folder)
+            if fmt is not None:
+                exports[folder.name] = fmt
+    runs, other = (fitted, list(exports)) if runtime == "torch" else (list(exports), fitted)
+    if runs or not other:
+        return
+    shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+    if runtime == "torch":
+        formats = {fmt for fmt in exports.values() if fmt in EXPORT_NAMES}
+        names = " and ".join(EXPORT_NAMES[fmt] for fmt in sorted(formats)) or "unknown-format"
+        flag = "openvino" if formats == {"openvino"} else "onnx|openvino"
+        raise ConfigError(f"--models {models} holds {names} exports (written by eagle export: {shown}), no fitted "
+                          f"models, and eagle serve runs fitted models unless told otherwise: serve the exports with "
+                          f"eagle serve --runtime {flag} --models {models}, or give the folder of fitted "
+                          "models")  # fmt: skip
+    raise ConfigError(f"--models {models} holds fitted models ({shown}), no exports, and --runtime {runtime} runs "
+                      f"export folders (written by eagle export): serve the fitted models with --runtime torch (the "
+                      f"default), or export each (eagle export --model {models / other[0]} --format "
+                      f"{'openvino' if runtime == 'openvino' else 'onnx'} --out DIR/{other[0]}) and serve that "
+                      "folder")  # fmt: skip
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     """``eagle serve``: build the service app from the options and run it with uvicorn."""
     from eagle_iad.service import ServiceSettings, create_app
@@ -230,6 +272,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     limits = from_flags(vars(args))  # each checked against its range; MiB flags become bytes
     models = Path(args.models)
     check_models_folder(models)
+    check_models_runtime(models, args.runtime)
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise ConfigError(f"--data-root {args.data_root} is not a directory")
     if args.web is not None and not (Path(args.web) / "index.html").is_file():

@@ -42,6 +42,36 @@ from eagle_iad.tgps.prompt import ContentItem
 ORPHAN_AGE_S = 600
 
 
+def runtime_mismatch(directory: Path, runtime: str) -> ApiError | None:
+    """409 ``wrong_runtime`` where the category folder holds the kind of model this service's ``--runtime`` does
+    not run (a fitted model under ``onnx|openvino``, an export under ``torch``), saying which and the flag that
+    runs it; ``None`` otherwise.
+
+    Why: answered as a missing model ("no fitted category", or "eagle-export.json is missing ... can be rolled
+    back to"), it sent an integrator looking for a broken model when the service was started with the wrong flag.
+    """
+    from eagle_iad.expert.manifest import EXPORT_NAMES, export_format
+
+    name = directory.name
+    if runtime == "torch":
+        if (directory / MANIFEST).is_file():
+            return None
+        fmt = export_format(directory)
+        if fmt is None:
+            return None
+        what = f"an {EXPORT_NAMES[fmt]} export" if fmt in EXPORT_NAMES else "an export"
+        flag = "openvino" if fmt == "openvino" else "onnx|openvino"
+        return ApiError(409, f"category {name!r} is {what} (written by eagle export), and this service runs fitted "
+                             f"models (--runtime torch): serve the export folders with eagle serve --runtime {flag}",
+                        code="wrong_runtime")  # fmt: skip
+    if (directory / SIDECAR).is_file() or not (directory / MANIFEST).is_file():
+        return None
+    return ApiError(409, f"category {name!r} is a fitted model, not an export, and this service runs exports "
+                         f"(--runtime {runtime}): serve the fitted models with eagle serve --runtime torch, or "
+                         f"export it (eagle export --model MODELS/{name}) into the folder this service serves",
+                    code="wrong_runtime")  # fmt: skip
+
+
 class ExpertCache:
     """Loaded experts per category, each with the number of the model version it is (what an inspection
     records), reloaded when the model directory's files change (a refit, a teach, a threshold change)."""
@@ -58,6 +88,9 @@ class ExpertCache:
             names = (MANIFEST, TENSORS) if self.runtime == "torch" else (SIDECAR,)
             stats = [(directory / name).stat() for name in names]
         except FileNotFoundError as exc:
+            mismatch = runtime_mismatch(directory, self.runtime)
+            if mismatch is not None:
+                raise mismatch from None
             if (directory / MANIFEST).is_file():  # a fitted category whose other file is gone: not a missing one
                 missing = Path(exc.filename).name if exc.filename else "a model file"
                 raise ApiError(409, f"category {category!r} cannot be loaded: {missing} is missing (its versions, "

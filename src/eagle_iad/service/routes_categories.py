@@ -33,7 +33,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
-from eagle_iad.service.context import ServiceState, require_key, service
+from eagle_iad.service.context import ServiceState, require_key, runtime_mismatch, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, hide_models_dir, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
@@ -165,7 +165,9 @@ def get_category(name: str, request: Request) -> dict[str, Any]:
     state = service(request)
     directory = state.settings.models_dir / check_name(name)
     if not _runs(state, directory):
-        raise ApiError(404, f"no fitted category {name!r}", code="category_not_found")
+        raise runtime_mismatch(directory, state.settings.runtime) or ApiError(
+            404, f"no fitted category {name!r}", code="category_not_found"
+        )
     try:
         return _summary(state, directory, with_scores=True)
     except (ModelFormatError, ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
