@@ -264,6 +264,46 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_keys_and_db_refuse_a_history_that_is_not_there_unless_told_to_start_it(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped SQLite file, or an existing but empty PostgreSQL database: ``eagle keys add`` and ``eagle db
+    upgrade`` start no history there without ``--create`` (a key in it is one the running service never sees;
+    an upgraded typo is a new, empty history), and ``eagle db status`` says it holds none, not "nothing to do"."""
+    from eagle_iad.history.schema import holds_history
+
+    url = str(tmp_path / "nope.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    where = f"no history at {tmp_path / 'nope.sqlite3'}"
+    if kind == "postgresql":
+        where = f"{backend.describe()} holds no EAGLE history (the database is there, without its tables)"
+    refused = f"eagle: error: {where}: has eagle serve run with these flags?"
+
+    def empty() -> bool:
+        if kind == "sqlite":
+            return not (tmp_path / "nope.sqlite3").exists()
+        db = backend.connect()
+        try:
+            return not holds_history(backend, db)
+        finally:
+            backend.close(db)
+
+    assert main(["keys", "add", "bob", "--role", "admin", "--history", url]) == 2
+    assert capsys.readouterr() == ("", f"{refused} (a new service's first key: eagle keys add ... --create)\n")
+    new_history = " (a new history: eagle db upgrade ... --create; eagle serve starts one too)\n"
+    for action in ("status", "upgrade"):
+        assert main(["db", action, "--history", url]) == 2
+        assert capsys.readouterr() == ("", refused + new_history)
+    assert empty()
+    assert main(["db", "upgrade", "--history", url, "--create"]) == 0
+    assert capsys.readouterr().err == f"history {backend.describe()}: created at schema {SCHEMA_VERSION}\n"
+    assert main(["db", "status", "--history", url]) == 0
+    assert json.loads(capsys.readouterr().out)["schema"] == SCHEMA_VERSION
+    assert main(["keys", "add", "bob", "--role", "admin", "--history", url]) == 0  # now it is there
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:

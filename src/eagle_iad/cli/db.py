@@ -89,15 +89,32 @@ def open_history(args: argparse.Namespace) -> InspectionStore:
 
 
 def must_exist(location: str, hint: str = "") -> None:
-    """Refuse an SQLite history that is not there (a reader, or ``eagle keys``, must not create an empty one
-    by a typo: a key added there is one the running service never sees). ``hint``: what to do instead."""
+    """Refuse a history that is not there: an SQLite file that does not exist, or a database (PostgreSQL) that
+    exists but holds no EAGLE history. A reader, ``eagle keys`` or ``eagle db upgrade`` must not start an empty
+    one by a typo: a key added there is one the running service never sees, and a mistyped database or file
+    "upgraded" is a new, empty history. ``hint``: what to do instead (``--create``)."""
     from eagle_iad.errors import ConfigError
     from eagle_iad.history import open_backend
+    from eagle_iad.history.schema import holds_history
     from eagle_iad.history.sqlite import SqliteHistory
 
     backend = open_backend(location)
-    if isinstance(backend, SqliteHistory) and not backend.path.is_file():
-        raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?{hint}")
+    if isinstance(backend, SqliteHistory):
+        if not backend.path.is_file():
+            raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?{hint}")
+        return
+    db = backend.connect()
+    try:
+        held = holds_history(backend, db)
+    finally:
+        backend.close(db)
+    if not held:
+        raise ConfigError(f"{backend.describe()} holds no EAGLE history (the database is there, without its "
+                          f"tables): has eagle serve run with these flags?{hint}")  # fmt: skip
+
+
+#: What ``eagle db upgrade`` says to do with a history that is not there yet.
+UPGRADE_CREATE_HINT = " (a new history: eagle db upgrade ... --create; eagle serve starts one too)"
 
 
 def add_db(sub: Subcommands) -> None:
@@ -108,6 +125,10 @@ def add_db(sub: Subcommands) -> None:
     actions = db.add_subparsers(dest="action", required=True)
     upgrade = actions.add_parser("upgrade", help="migrate the history to this version's schema (in one transaction)")
     status = actions.add_parser("status", help="the history's schema version and this version's (JSON)")
+    upgrade.add_argument("--create", action="store_true",
+                         help="start the history if there is none yet (a new, empty PostgreSQL database, before "
+                         "any replica starts); without it a missing history is refused: a mistyped one is not "
+                         "created")  # fmt: skip
     for parser, func in ((upgrade, _cmd_upgrade), (status, _cmd_status)):
         add_history_flags(parser)
         parser.set_defaults(func=func)
@@ -117,7 +138,10 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     from eagle_iad.history import open_backend
     from eagle_iad.history.schema import upgrade
 
-    backend = open_backend(history_location(args))
+    location = history_location(args)
+    if not args.create:
+        must_exist(location, UPGRADE_CREATE_HINT)
+    backend = open_backend(location)
     db = backend.connect()
     try:
         done = upgrade(backend, db)
@@ -132,7 +156,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, missing, version
 
     location = history_location(args)
-    must_exist(location)
+    must_exist(location, UPGRADE_CREATE_HINT)
     backend = open_backend(location)
     db = backend.connect()
     try:

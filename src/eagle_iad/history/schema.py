@@ -282,3 +282,10 @@ def version(backend: HistoryBackend, db: Connection) -> int | None:
         return None
     row = db.execute("SELECT version FROM schema_version").fetchone()
     return None if row is None else int(row[0])
+
+
+def holds_history(backend: HistoryBackend, db: Connection) -> bool:
+    """Whether the database holds an EAGLE history (a schema version, or an inspections table), without changing
+    anything: an existing but empty PostgreSQL database does not, and only ``--create`` (or ``eagle serve``)
+    may start one there."""
+    return version(backend, db) is not None or bool(backend.columns(db, "inspections"))
