@@ -1000,6 +1000,29 @@ def test_serve_refuses_a_missing_models_folder_and_a_model_given_as_one(
     assert not (tmp_path / "state").exists()
 
 
+def test_serve_refuses_a_port_in_use_before_it_announces_or_starts_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port another program listens on: one ``eagle: error:`` line, exit 2, before the banner and before the
+    app (history, state folder, stations and their hot-folder locks) starts; it was the banner, the stations
+    started, then uvicorn's raw ``[Errno 98] ... address already in use``, exit 3."""
+    from eagle_iad.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        state = tmp_path / "state"
+        assert main(["serve", "--models", str(models), "--state-dir", str(state), "--port", str(port)]) == 2
+    assert capsys.readouterr() == ("", (
+        f"eagle: error: port {port} on 127.0.0.1 is in use (another eagle serve, or another program: "
+        f"ss -ltnp 'sport = :{port}' shows which); stop it, or give another --port\n"
+    ))  # fmt: skip
+    assert not state.exists()
+
+
 def test_serve_refuses_a_models_folder_of_the_kind_its_runtime_does_not_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

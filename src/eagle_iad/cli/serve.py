@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -39,6 +40,40 @@ def _add_address(parser: argparse.ArgumentParser, port: int) -> None:
 def _check_port(port: int) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {port}")
+
+
+def bind_address(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (not yet listening), or :class:`ConfigError` saying why it cannot be.
+
+    Why here, before anything starts: uvicorn binds only after the app's start-up has run, so a port in use was
+    found after the banner was printed and the stations had started (taking their hot folders' locks), and
+    ended as uvicorn's raw ``[Errno 98]`` with exit 3. Bound first, it is one ``eagle: error:`` line, exit 2,
+    and nothing else has started; uvicorn then serves on this socket. ``SO_REUSEADDR`` as uvicorn sets it: a
+    port left in TIME_WAIT by the previous run is free, one another program listens on is not.
+    """
+    import errno
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]  # fmt: skip
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use (another eagle serve, or another program: "
+                f"ss -ltnp 'sport = :{port}' shows which); stop it, or give another --port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"port {port} on {host}: permission denied (ports below 1024 need privileges); "
+                              "give another --port") from None  # fmt: skip
+        raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return sock
 
 
 #: The engine's loggers (stations, the audit journal, fits, the history): what ``--log-level`` shows of them.
@@ -84,16 +119,20 @@ def _run(
     banner: str,
     grace_s: int | None = None,
     on_signal: Callable[[], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` on ``--host``/``--port`` until a signal, as ``uvicorn.run`` would.
 
     ``open_warning`` (None: a key is set) is printed when the address is reachable from other machines.
     ``on_signal`` runs in a thread at the signal itself, before uvicorn waits for the open requests.
     uvicorn catches SIGINT/SIGTERM itself and raises the signal again once it has stopped, which
-    ``main``'s handler turns into :class:`~eagle_iad.stops.Stopped`.
+    ``main``'s handler turns into :class:`~eagle_iad.stops.Stopped`. ``sock``: the address already bound
+    (:func:`bind_address`; bound here when not given), so that a port in use is refused before the banner.
     """
     import uvicorn
 
+    if sock is None:
+        sock = bind_address(args.host, args.port)
     if open_warning is not None and not _is_loopback(args.host):
         print(f"eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
     print(banner, file=sys.stderr)
@@ -108,7 +147,7 @@ def _run(
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=grace_s)  # fmt: skip
     server = Server(config)
-    server.run()
+    server.run(sockets=[sock])
     if not server.started:  # as uvicorn.run: a start-up that failed without raising is still a failure
         sys.exit(_STARTUP_FAILURE)
 
@@ -150,7 +189,12 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
         if parse_spec(args.mllm).scheme != "hf":
             raise ConfigError("--device applies to hf: backends only")
         options["device"] = args.device
-    backend = load_backend(args.mllm, **options)
+    sock = bind_address(args.host, args.port)  # before the model loads (minutes): a port in use is said at once
+    try:
+        backend = load_backend(args.mllm, **options)
+    except BaseException:
+        sock.close()
+        raise
     name = args.served_model_name or served_model_name(args.mllm)
     api_key = os.environ.get(SERVE_API_KEY_ENV) or None
     app = create_mllm_app(
@@ -158,7 +202,7 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     )
     warning = (f"; anyone who can reach this address can use the model "
                f"(set {SERVE_API_KEY_ENV} to require a bearer key)")  # fmt: skip
-    _run(app, args, open_warning=None if api_key else warning,
+    _run(app, args, open_warning=None if api_key else warning, sock=sock,
          banner=f"serving {backend.name} as model {name!r} on http://{args.host}:{args.port}/v1")  # fmt: skip
     return 0
 
@@ -265,9 +309,7 @@ def check_models_runtime(models: Path, runtime: str) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    """``eagle serve``: build the service app from the options and run it with uvicorn."""
-    from eagle_iad.service import ServiceSettings, create_app
-
+    """``eagle serve``: check the options, bind the address, then build the service app and run it with uvicorn."""
     _check_port(args.port)
     limits = from_flags(vars(args))  # each checked against its range; MiB flags become bytes
     models = Path(args.models)
@@ -277,6 +319,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data-root {args.data_root} is not a directory")
     if args.web is not None and not (Path(args.web) / "index.html").is_file():
         raise ConfigError(f"--web {args.web} holds no index.html (build the console with 'make web')")
+    sock = bind_address(args.host, args.port)  # before the app: its history, state lock and stations
+    try:
+        return _serve_on(args, models, limits, sock)
+    finally:
+        sock.close()  # uvicorn has closed it when it served; when the app could not be built, it is let go here
+
+
+def _serve_on(args: argparse.Namespace, models: Path, limits: dict[str, Any], sock: socket.socket) -> int:
+    """``eagle serve`` once its flags are checked and its address bound: build the app and serve it."""
+    from eagle_iad.service import ServiceSettings, create_app
+
     settings = ServiceSettings(
         models_dir=models,
         state_dir=Path(args.state_dir) if args.state_dir else models.parent / "eagle-service",
@@ -300,7 +353,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         keyed = settings.api_key is not None or state.keys.any_ever()
         _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
              banner=f"eagle service on http://{args.host}:{args.port} (history: {redact(settings.history_url)})",
-             grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop)  # fmt: skip
+             grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop, sock=sock)  # fmt: skip
     except Stopped as stop:
         jobs = state.jobs.interrupted
         stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"
