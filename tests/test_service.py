@@ -1000,6 +1000,35 @@ def test_serve_refuses_a_missing_models_folder_and_a_model_given_as_one(
     assert not (tmp_path / "state").exists()
 
 
+def test_no_command_takes_an_abbreviated_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``eagle serve --model models`` ran as ``--models`` (argparse's prefix matching): every parser, each
+    subcommand's and each action's below it (``eagle keys add``), refuses a prefix of a flag."""
+    import argparse
+
+    from eagle_iad.cli import build_parser, main
+
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    found = list(parsers(build_parser()))
+    assert len(found) > 20 and [p.prog for p in found if p.allow_abbrev] == []
+    models = tmp_path / "models"
+    models.mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--model", str(models), "--web", str(tmp_path / "no-console")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith("eagle serve: error: the following arguments are required: --models\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["keys", "add", "bob", "--ro", "admin", "--state-dir", str(tmp_path / "state"), "--create"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith("eagle keys add: error: the following arguments are required: --role\n")
+    assert not (tmp_path / "state").exists()
+
+
 def test_serve_refuses_a_port_in_use_before_it_announces_or_starts_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from eagle_iad import __version__
 from eagle_iad.cli import db, evaluate, export, fit, inspect, keys, review, serve, station, teach, versions
-from eagle_iad.cli.flags import Subcommands, check_flag_ranges
+from eagle_iad.cli.flags import Parser, Subcommands, check_flag_ranges
 from eagle_iad.cli.inspect import inspect_records
 from eagle_iad.cli.printing import dumps
 from eagle_iad.cli.serve import SERVE_API_KEY_ENV
@@ -61,9 +61,7 @@ def _commands() -> dict[str, Callable[[Subcommands], None]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds."
-    )
+    parser = Parser(prog="eagle", description="EAGLE-IAD: a PatchCore expert with label-free TGPS thresholds.")
     parser.add_argument("--version", action="version", version=f"eagle-iad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = _commands()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from eagle_iad.choices import CAAS_PHASES, DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, RENDER_STYLES, RUNTIMES
 from eagle_iad.data import layout_names
@@ -17,8 +17,23 @@ from eagle_iad.errors import ConfigError
 from eagle_iad.fit_options import MAX_SEED
 from eagle_iad.ranges import Range
 
+
+class Parser(argparse.ArgumentParser):
+    """``eagle``'s parsers: no abbreviated long flags (``allow_abbrev=False``).
+
+    Why: argparse takes any unambiguous prefix of a flag, so ``eagle serve --model models`` ran as ``--models``
+    and a flag added later could make a prefix someone scripted ambiguous, or mean another flag. A class, not
+    a keyword at each call: every subparser made by ``add_subparsers`` (``eagle serve``, ``eagle keys add``) is of
+    its parent's class, so each command, present and future, gets it too (argparse copies no such keyword).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 #: What ``ArgumentParser.add_subparsers`` returns: each command module adds its subcommands to it.
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 CAAS_MLLM_HELP = (
     "in-process backend for the inspections in the expert's low-confidence band (tau <= score < s_max), where "
