@@ -116,6 +116,10 @@ def _keys(state: Path) -> dict[str, str]:
     return keys
 
 
+#: Each role as a message says what someone is: "is an operator", never "is a operator".
+ARTICLED = {"viewer": "a viewer", "operator": "an operator", "engineer": "an engineer", "admin": "an admin"}
+
+
 def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path, tmp_path: Path) -> None:
     from fastapi.routing import APIRoute
 
@@ -144,7 +148,7 @@ def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path,
                     assert status == 403, (method, path, role, status)
                     assert answer["error"]["code"] == "forbidden"
                     assert answer["error"]["message"] == (
-                        f"{PEOPLE[role]} is a {role}; this needs the {needed} role or above"
+                        f"{PEOPLE[role]} is {ARTICLED[role]}; this needs the {needed} role or above"
                     )
                 else:
                     assert status not in (401, 403), (method, path, role, status, answer)
@@ -373,7 +377,10 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
     with LiveServer(_app(models, tmp_path / "state")) as live:
         status, refused = _add_key(live.base, "anna", "operator")
         assert (status, refused["error"]["code"]) == (409, "first_key_not_admin"), refused
-        assert refused["error"]["message"].startswith("the first key must be an admin")
+        assert refused["error"]["message"] == (
+            "the first key must be an admin: once it exists every call needs a key, and an operator could not add "
+            "or revoke keys; add an admin key first"
+        )
         assert call("GET", f"{live.base}/v1/me")[2]["open"] is True  # still open: nothing was added
         status, ada = _add_key(live.base, "ada", "admin")
         assert status == 201, ada

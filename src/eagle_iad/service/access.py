@@ -43,6 +43,12 @@ class Role(IntEnum):
     engineer = 3
     admin = 4
 
+    @property
+    def with_article(self) -> str:
+        """The role's name after its indefinite article ("an operator", "a viewer"), for messages that say what
+        someone is: formatted as "a {name}", three of the four roles read "a operator"."""
+        return ("an " if self.name[0] in "aeiou" else "a ") + self.name
+
 
 ROLE_HELP = {
     Role.viewer: "read: categories, history, pictures, evaluations, dashboards, stations, metrics",
@@ -174,7 +180,7 @@ def requires(role: Role, *, audited: bool = True) -> Any:
         if who.role < role:
             raise ApiError(
                 403,
-                f"{who.name} is a {who.role.name}; this needs the {role.name} role or above",
+                f"{who.name} is {who.role.with_article}; this needs the {role.name} role or above",
                 type_="permission_error",
                 code="forbidden",
             )

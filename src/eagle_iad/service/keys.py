@@ -72,8 +72,8 @@ def _check_first_key(db: Connection, role: Role) -> None:
         raise FirstKeyError("another key was added first, so the service is no longer open: every call needs a "
                             "key now (ask that key's holder, an admin, for one)", "service_not_open")  # fmt: skip
     if role != Role.admin:
-        raise FirstKeyError(f"the first key must be an admin: once it exists every call needs a key, and a "
-                            f"{role.name} could not add or revoke keys; add an admin key first",
+        raise FirstKeyError(f"the first key must be an admin: once it exists every call needs a key, and "
+                            f"{role.with_article} could not add or revoke keys; add an admin key first",
                             "first_key_not_admin")  # fmt: skip
 
 

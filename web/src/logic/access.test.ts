@@ -19,5 +19,11 @@ describe("access", () => {
     expect(refusalLine(me("viewer"), "operator", "Inspecting")).toBe(
       "Inspecting needs the operator role; anna is a viewer. An admin can give you a key with that role.",
     );
+    expect(refusalLine(me("operator"), "engineer", "Fitting")).toBe(
+      "Fitting needs the engineer role; anna is an operator. An admin can give you a key with that role.",
+    );
+    expect(refusalLine(me("engineer"), "admin", "Keys")).toBe(
+      "Keys needs the admin role; anna is an engineer. An admin can give you a key with that role.",
+    );
   });
 });

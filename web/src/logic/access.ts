@@ -15,7 +15,12 @@ export function signedInLine(me: Me): string {
   return me.open ? "Open: no keys (one local user)" : `Signed in as ${me.name} (${me.role})`;
 }
 
+/** A role after its indefinite article: "an operator", "a viewer" (not "a operator"). */
+export function withArticle(role: Role): string {
+  return `${/^[aeiou]/.test(role) ? "an" : "a"} ${role}`;
+}
+
 /** Why a control is missing: said where it would be, so nobody hunts for it. */
 export function refusalLine(me: Me, needed: Role, what: string): string {
-  return `${what} needs the ${needed} role; ${me.name} is a ${me.role}. An admin can give you a key with that role.`;
+  return `${what} needs the ${needed} role; ${me.name} is ${withArticle(me.role)}. An admin can give you a key with that role.`;
 }
