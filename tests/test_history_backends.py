@@ -603,6 +603,57 @@ def test_a_history_that_goes_away_after_start_is_unavailable_not_misconfigured(p
         moved.connect()
 
 
+def test_healthz_reports_a_history_that_went_away_and_came_back(postgres: Any, pg_url: str, tmp_path: Path) -> None:
+    """A PostgreSQL outage is visible: ``/healthz`` answers 503 ``degraded`` with the history unavailable (it said
+    ok throughout), without naming the server (it is public); the log says so once, and once when it is back."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service import ServiceSettings, create_app
+
+    said: list[str] = []
+
+    class Lines(logging.Handler):  # on the store's own logger: whatever another test did to "eagle_iad"'s
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    logger = logging.getLogger("eagle_iad.service.store")
+    lines = Lines(logging.WARNING)
+    logger.addHandler(lines)
+    (tmp_path / "models").mkdir()
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", history=pg_url)
+    try:
+        _went_away_and_came_back(postgres, pg_url, TestClient(create_app(settings)))
+    finally:
+        logger.removeHandler(lines)
+    assert len(said) == 2, said
+    assert said[0].startswith(f"healthz: the history {redact(pg_url)} is unavailable (")
+    assert said[1] == f"healthz: the history {redact(pg_url)} is available again"
+
+
+def _went_away_and_came_back(postgres: Any, pg_url: str, client: Any) -> None:
+    with client:
+        answer = client.get("/healthz")
+        assert (answer.status_code, answer.json()["status"], answer.json()["history"]) == (200, "ok", "ok")
+        backend = client.app.state.service.store.backend
+        conninfo = backend.conninfo
+        backend.conninfo = conninfo.replace(f":{postgres.port}/", f":{free_port()}/")  # the server away
+        with postgres.connect("postgres") as admin:  # and its sessions ended, as a stop would
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (pg_url.rsplit("/", 1)[1],),
+            )
+        for _ in range(3):
+            answer = client.get("/healthz")
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["status"] == "degraded"
+            assert answer.json()["history"] == "unavailable: the history database is unreachable"
+        backend.conninfo = conninfo
+        answer = client.get("/healthz")
+        assert (answer.status_code, answer.json()["status"], answer.json()["history"]) == (200, "ok", "ok")
+
+
 def test_a_file_that_is_not_a_history_database_is_named_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

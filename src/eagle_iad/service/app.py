@@ -276,10 +276,18 @@ def create_app(
                         lambda: float(state.inspections_in_progress))  # fmt: skip
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
 
-    @app.get("/healthz", response_model=schemas.Health)
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "mllm": state.backend is not None,
-                "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending}  # fmt: skip
+    @app.get("/healthz", response_model=schemas.Health,
+             responses={503: {"model": schemas.Health, "description": "the history is unavailable"}})  # fmt: skip
+    def healthz() -> Any:
+        """Liveness and whether the history answers: 503 ``degraded`` while it does not (a PostgreSQL outage),
+        so a load balancer stops sending work this replica can only refuse."""
+        history = state.store.health()
+        health = {"status": "ok", "version": __version__, "mllm": state.backend is not None,
+                  "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending,
+                  "history": history}  # fmt: skip
+        if history.startswith("unavailable"):
+            return JSONResponse({**health, "status": "degraded"}, status_code=503)
+        return health
 
     # Behind the key like every /v1 route: request counts and latencies describe the traffic. Only /healthz,
     # the OpenAPI document and docs, and the console's static files are open (PUBLIC_PATHS).

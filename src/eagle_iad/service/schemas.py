@@ -287,11 +287,16 @@ class EvaluationList(_Open):
 
 
 class Health(_Open):
+    """``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable."""
+
     status: str
     version: str
     mllm: bool
     mllm_queue_waiting: int
     fit_jobs_pending: int
+    #: ``ok``; ``busy`` (its connection held by other queries for over a second: not known, not failed); or
+    #: ``unavailable: ...`` (a database server stopped or unreachable), with ``status`` ``degraded``.
+    history: str
 
 
 class InspectionEvent(_Open):

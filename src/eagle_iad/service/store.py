@@ -10,6 +10,7 @@ database dropped (a PostgreSQL restart) is opened again at the next use.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import uuid
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.history import HistoryBackend, open_backend
-from eagle_iad.history.backend import Connection, Cursor, Lease
+from eagle_iad.history.backend import Connection, Cursor, Lease, scrub
 from eagle_iad.history.backend import transaction as _transaction
 from eagle_iad.history.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.history.schema import Upgrade, upgrade
@@ -82,6 +83,12 @@ def label_changed_message(expected: int, current: Inspection) -> str:
     )
 
 
+_log = logging.getLogger(__name__)
+
+#: How long ``/healthz`` waits for the history's connection behind other queries before answering "busy".
+HEALTH_WAIT_S = 1.0
+
+
 class InspectionStore:
     """Append and page through inspections; thread-safe (one connection, one lock)."""
 
@@ -89,6 +96,7 @@ class InspectionStore:
         """``where``: a history URL (``sqlite:///...``, ``postgresql://...``) or an SQLite file's path."""
         self.backend: HistoryBackend = open_backend(where)
         self._lock = threading.Lock()
+        self._health_down = False  # /healthz found the history away (logged once until it is back)
         self._db: Connection = self.backend.connect()
         try:
             with self._lock:
@@ -112,6 +120,33 @@ class InspectionStore:
         if not self.backend.alive(self._db):
             self._db = self.backend.connect()
         return self._db
+
+    def health(self, wait_s: float = HEALTH_WAIT_S) -> str:
+        """The history's state for ``/healthz``: ``"ok"`` (a ``SELECT 1`` answered), ``"busy"`` (another query
+        held the connection for over ``wait_s``: not known, not failed) or ``"unavailable: ..."``.
+
+        Why: a PostgreSQL outage left ``/healthz`` answering ok, so a load balancer kept sending a replica
+        work it could only refuse. Cheap: one round trip on the open connection (a dropped one is opened
+        again, as at any use), never waiting long behind other queries. The answer is public, so it does
+        not name the server; the reason is logged (WARNING) once when the history goes away, and one line
+        when it is back.
+        """
+        if not self._lock.acquire(timeout=wait_s):
+            return "busy"
+        try:
+            self._run("SELECT 1").fetchone()
+        except Exception as exc:  # whatever the driver raises: /healthz reports, it does not fail
+            if not self._health_down:
+                reason = scrub(" ".join(str(exc).split()) or type(exc).__name__, self.backend.url)
+                _log.warning("healthz: the history %s is unavailable (%s)", self.backend.describe(), reason)
+            self._health_down = True
+            return "unavailable: the history database is unreachable"
+        finally:
+            self._lock.release()
+        if self._health_down:
+            _log.warning("healthz: the history %s is available again", self.backend.describe())
+            self._health_down = False
+        return "ok"
 
     def caas_counts(self) -> tuple[int, int]:
         """``(inspections, with CAAS applied)`` over the whole stored history."""

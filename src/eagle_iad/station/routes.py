@@ -47,8 +47,11 @@ LOG = logging.getLogger("eagle_iad.station")
 
 def station_log(line: str) -> None:
     """A served station's line at its level: a warning (``... : warning: ...``, a dead letter, an image not
-    inspected) as one, so ``--log-level warning`` keeps those and drops the start-up and recovery lines."""
-    warns = any(mark in line for mark in (": warning: ", " gave up on record ", ": not inspected: "))
+    inspected, the intake paused: the line stopped taking images) as one, so ``--log-level warning`` keeps
+    those and drops the start-up and recovery lines."""
+    warns = any(
+        mark in line for mark in (": warning: ", " gave up on record ", ": not inspected: ", ": intake paused: ")
+    )
     (LOG.warning if warns else LOG.info)(line)
 
 

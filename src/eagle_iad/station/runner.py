@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -41,7 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from eagle_iad.errors import EagleError, ImageError, ImageTooLargeError
+from eagle_iad.errors import EagleError, HistoryUnavailableError, ImageError, ImageTooLargeError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.record import InspectionRecord, iso_time
@@ -81,6 +82,8 @@ IMAGE_FAULTS = (400, 413, 415, 422)
 TURN = 8
 
 Log = Callable[[str], None]
+#: The debug log of what a station says once, then repeats (the outbox's retries during an outage).
+_LOG = logging.getLogger("eagle_iad.station")
 
 
 def _stderr(line: str) -> None:
@@ -120,6 +123,9 @@ class Courier(threading.Thread):
         #: how many failed since: the log says when a sink starts failing and when it delivers again, once each.
         self.failing_since: float | None = None
         self.failures = 0
+        #: Failed reads of the outbox in a row (the history away), and whether it was the history that failed.
+        self.outbox_failures = 0
+        self.outbox_history = False
         #: The look at :attr:`halt` that ends the thread and :meth:`resume` are one at a time: a resume either
         #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
         self._gate = threading.Lock()
@@ -146,8 +152,36 @@ class Courier(threading.Thread):
                 self._once()
             except Exception as exc:  # the history file busy or full: say so, wait, go on (never die silently)
                 self.last_error = f"outbox: {type(exc).__name__}: {exc}"
-                self.log(f"eagle station {self.station}: {self.sink.sink.name}: {self.last_error}; retrying in 1 s")
+                self._outbox_failed(exc)
                 self.halt.wait(1.0)
+            else:
+                self._outbox_works()
+
+    def _outbox_failed(self, exc: Exception) -> None:
+        """Say once, as a warning, that the outbox cannot be read (the history away: a PostgreSQL outage);
+        the tries after it, one a second, go to the debug log only.
+
+        Why: a line per try and sink (110 INFO lines in 30 s of an outage) buried the log, and at INFO a
+        ``--log-level warning`` service showed nothing while its line had stopped.
+        """
+        self.outbox_failures += 1
+        if self.outbox_failures == 1:
+            self.outbox_history = isinstance(exc, HistoryUnavailableError) or type(exc).__name__ == "OperationalError"
+            self.log(f"eagle station {self.station}: warning: {self.sink.sink.name}: {self.last_error}; retrying "
+                     "every 1 s (said again when it works)")  # fmt: skip
+        else:
+            _LOG.debug("eagle station %s: %s: %s; retrying in 1 s (try %d)", self.station, self.sink.sink.name,
+                       self.last_error, self.outbox_failures)  # fmt: skip
+
+    def _outbox_works(self) -> None:
+        """After :meth:`_outbox_failed`: one line when the outbox is read again."""
+        if not self.outbox_failures:
+            return
+        what = "history available again" if self.outbox_history else "works again"
+        tries = self.outbox_failures
+        self.outbox_failures = 0
+        self.log(f"eagle station {self.station}: {self.sink.sink.name}: outbox: {what} (after {tries} failed "
+                 f"tr{'ies' if tries != 1 else 'y'})")  # fmt: skip
 
     def resume(self) -> bool:
         """Take back a stop not yet acted on: ``True`` if the thread goes on delivering, ``False`` if it ended."""

@@ -9,7 +9,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Healthz */
+        /**
+         * Healthz
+         * @description Liveness and whether the history answers: 503 ``degraded`` while it does not (a PostgreSQL outage),
+         *     so a load balancer stops sending work this replica can only refuse.
+         */
         get: operations["healthz_healthz_get"];
         put?: never;
         post?: never;
@@ -1074,10 +1078,15 @@ export interface components {
             /** @description the decision threshold the fixed rule sets (rule fixed) */
             value?: number;
         };
-        /** Health */
+        /**
+         * Health
+         * @description ``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable.
+         */
         Health: {
             /** Fit Jobs Pending */
             fit_jobs_pending: number;
+            /** History */
+            history: string;
             /** Mllm */
             mllm: boolean;
             /** Mllm Queue Waiting */
@@ -1840,6 +1849,15 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description the history is unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
