@@ -53,15 +53,15 @@ def bind_address(host: str, port: int) -> socket.socket:
     """
     import errno
 
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]  # fmt: skip
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ConfigError(f"--host {host}: not an address of this machine ({exc})") from None
-    sock = socket.socket(family, kind, proto)
+    # as uvicorn binds --host itself: IPv6 for an address with a colon, else IPv4 (a name such as localhost resolved
+    # by the bind, to its IPv4 address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host, port))
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc})") from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
