@@ -778,7 +778,9 @@ def test_a_service_running_exports_lists_them_as_its_categories(
         assert mono["map_legend"]["threshold"] == sidecar["tau"] and mono["export"] == "onnx"
         status, _, one = call("GET", f"{live.base}/v1/categories/mono")
         assert status == 200 and one["tau"] == sidecar["tau"], one
-        assert call("GET", f"{live.base}/v1/categories/fitted")[0] == 404
+        status, _, fitted_one = call("GET", f"{live.base}/v1/categories/fitted")  # said as such, not "no category"
+        assert (status, fitted_one["error"]["code"]) == (409, "wrong_runtime"), fitted_one
+        assert fitted_one["error"]["message"].startswith("category 'fitted' is a fitted model, not an export")
 
 
 def test_a_service_running_exports_says_why_it_cannot_change_their_thresholds_teach_or_roll_them_back(
