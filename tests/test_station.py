@@ -3752,3 +3752,41 @@ def test_the_p95_warning_is_of_the_deliveries_of_the_last_minutes_not_of_one_out
         assert warnings == ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"], warnings
     finally:
         store.close()
+
+
+def test_a_kill_with_no_sink_between_storing_a_verdict_and_putting_the_image_away_is_no_duplicate(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """With no sink there are no held rows to tell the image stored before a kill from a file sent again: its
+    planned place in ``done/`` does (nothing there yet), so the restart puts it away without calling it a repeat."""
+    incoming = tmp_path / "incoming"
+    _drop(incoming, _cells(1))
+    stations = _stations(tmp_path, model_dir, "")
+    _kill_after_storing(stations, _env())
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert "no new verdict" not in log, log
+    assert not any("already inspected" in warning for warning in _status(stations)["warnings"])
+
+
+def test_a_file_of_a_refusals_name_and_content_arriving_after_a_kill_past_its_put_aside_is_counted(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Killed after the refused file was put aside but before that was stored, while the camera writes the same
+    bytes under the same name again: the restart takes the new file before it has looked at the old refusal, and
+    the old one's place in ``failed/`` tells them apart, so both files count (it used to be one)."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    stations = _stations(tmp_path, model_dir, "", settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal put aside")
+    broken.write_bytes(BROKEN)  # the camera writes it again while the station is down
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert sorted(p.name for p in (incoming / "failed").iterdir() if p.suffix == ".png") == [
+        "broken-1.png",
+        "broken.png",
+    ]
+    assert _status(stations)["failed"] == 2, log
+    assert "its file was found put aside at" in log, log

@@ -316,6 +316,13 @@ class StationTables:
                     (station, sink, key, text, PENDING, HELD),
                 )
 
+    def refusal_place(self, station: str, key: str) -> str | None:
+        """Where the file of refusal ``key`` was planned to go, or went (its intake row's ``moved_to``)."""
+        rows = self.store.read(
+            "SELECT moved_to FROM station_intake WHERE station = ? AND record_id = ?", (station, key)
+        )
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
     def held_refusal(self, station: str, digest: str, name: str) -> str | None:
         """The key of the refusal of ``name`` with content ``digest`` stored, its file not put aside yet (a crash or a
         failed put-aside since), or ``None``: its deliveries still held, or, where no sink took it (no rows), its

@@ -385,6 +385,8 @@ class StationRunner:
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
         self._unput: set[str] = set()
+        #: Where :meth:`_put_elsewhere` last found a content put (valid right after it answered ``True``).
+        self._put_at = Path()
 
     def intake(self) -> Intake:
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
@@ -673,7 +675,7 @@ class StationRunner:
                         if waiting(image_name, digest):
                             unresolved = True  # refused again, under this key, it is put aside and filed
                             continue
-                        at = filed_at(image_name, digest, Path(aside))
+                        at = filed_at(image_name, digest, Path(aside), refused=True)
                     except OSError as exc:  # neither there nor not there: looked at again after the next poll
                         unresolved = True
                         cannot_tell("refusal", refusal.record_id, exc, f"{image_name} stays counted as not put aside")
@@ -764,7 +766,8 @@ class StationRunner:
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
             # the image itself, stored but not put away yet (a put-away that failed, a crash before it: its rows
             # still held), is filed now; anything else is a file the line sent again
-            first = digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
+            first = (digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
+                     or self._put_elsewhere(arrival, digest, to) is False)  # fmt: skip
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
             self._unput.discard(digest)
@@ -933,6 +936,13 @@ class StationRunner:
         sinks = [courier.sink.sink.name for courier in self.couriers if courier.sink.refusals]
         try:
             again = self.tables.held_refusal(name, digest, arrival.name)
+            place = None if again is None else self.tables.refusal_place(name, again)
+            if again is not None and place and self._put_elsewhere(arrival, digest, Path(place), refused=True):
+                # the earlier file was put aside before a kill kept that from being stored: this one is another file
+                self.tables.filed(name, digest, again, str(self._put_at), first=True)
+                self.log(f"eagle station {name}: refusal {again} ({arrival.name}): its file was found put aside at "
+                         f"{self._put_at}; {arrival.name} now is another file of that content")  # fmt: skip
+                again = None
             key = refusal_key(name, arrival.name, digest, arrival.settled, again)
             if not digest and self.tables.refusal_rows(name, key) == "told":
                 # another file that looked the same (2 s time stamps, cp -p), its refusal long told: a new one
@@ -961,6 +971,30 @@ class StationRunner:
         self._owed = OwedFiling(digest, key, str(at), True, str(planned))
         self._owed_kept = self._owed_before = False
         return self._file_owed()  # False: put aside, its place stored first at the next step
+
+    def _put_elsewhere(self, arrival: Arrival, digest: str, place: Path, *, refused: bool = False) -> bool | None:
+        """Whether the content ``digest`` of ``arrival`` was put aside or away at ``place`` (or a name beside it)
+        by an earlier file: ``True`` (where, in :attr:`_put_at`), ``False`` (not there: ``arrival`` is that very
+        file, stored before a kill or a failed put-away kept it from being put there), ``None``: not known (a
+        source that cannot say, ``place`` being ``arrival``'s own, as in sidecar mode, or the look failing).
+
+        Why: after a kill between putting a file aside and storing where, the same name and content may arrive
+        again before the restart has looked; only the place tells the file put aside from the one now waiting."""
+        filed_at = getattr(self.config.source, "filed_at", None)
+        if not callable(filed_at) or place == arrival.path:
+            return None
+        try:
+            at = (
+                filed_at(arrival.name, digest, place, refused=refused)
+                if refused
+                else filed_at(arrival.name, digest, place)
+            )
+        except (OSError, TypeError):  # TypeError: a plugin source's filed_at without refused=
+            return None
+        if at is None:
+            return False
+        self._put_at = Path(at)
+        return True
 
     def _refused_nowhere(self, image: str, key: str, reason: str, why: str) -> bool:
         """The source put the image of refusal ``key`` nowhere (:class:`NotPutAside`, ``why``): its held rows go at
