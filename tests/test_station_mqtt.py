@@ -781,3 +781,37 @@ def test_a_deleted_station_clears_its_retained_status_and_last_verdict_and_a_sto
     got = watcher.got()
     assert _statuses(got) == [b"online", b"offline", b"online", b""], _statuses(got)  # no offline after the clearing
     assert [m.payload for m in got if m.topic == "eagle/line-1/last"][1:] == [b""]
+
+
+@needs_mosquitto
+def test_a_sink_whose_first_delivery_found_the_broker_down_still_reconnects_and_wakes_once_started(
+    tmp_path: Path,
+) -> None:
+    """A delivery that connected first (the broker down) leaves a client with no network thread; the station's
+    start must still start it: else it never reconnects by itself, says no ``online`` and wakes no courier when
+    the broker is back, and a delete clears no ``last`` topic (no category known)."""
+    from eagle_iad.station.parts import DeliveryError
+
+    port = _free_port()
+    sink = MqttSink(Options({"kind": "mqtt", "host": "127.0.0.1", "port": port, "timeout_s": 3}, "sink", tmp_path), "m")
+    woken = threading.Event()
+    sink.when_connected(woken.set)
+    payload = {"station": "line-1", "record": {"id": "r1", "category": "mono", "decision": None}, "image": "",
+               "source": ""}  # fmt: skip
+    broker: Broker | None = None
+    try:
+        with pytest.raises(DeliveryError, match="Connection refused"):
+            sink.deliver(payload, "r1")  # the courier's try, before the station started the sink
+        sink.start("line-1", "mono")
+        broker = Broker(tmp_path / "broker", port)
+        broker.start()
+        assert woken.wait(wait_s(60)), "the sink did not reconnect by itself once the broker was up"
+        watcher = Subscriber(port, "eagle-test-watcher")
+        try:
+            watcher.wait(lambda got: _statuses(got) == [b"online"], "no retained online")
+        finally:
+            watcher.close()
+    finally:
+        sink.close()
+        if broker is not None:
+            broker.stop()

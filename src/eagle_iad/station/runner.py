@@ -420,6 +420,15 @@ class StationRunner:
                      "by their content)")  # fmt: skip
         self._owed_kept = self._owed_before = self._owed is not None
         self._say_intake()
+        sinks = [courier.sink.sink.name for courier in self.couriers]
+        orphans = self.tables.orphans(self.config.name, sinks)
+        # Before the couriers, so a delivery due at once does not connect first (an MQTT sink connects now, in its
+        # own thread, rather than at its first delivery: its retained status says online while the station runs,
+        # and its reconnection wakes the courier); after every step that can fail, so none leaves a connection.
+        for configured in self.config.sinks:
+            open_sink = getattr(configured.sink, "start", None)
+            if callable(open_sink):
+                open_sink(self.config.name, self.config.category)
         for courier in self.couriers:
             courier.start()
         self.log(f"eagle station {self.config.name}: {self.config.category} from {self.config.source.describe()}")
@@ -427,16 +436,9 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
         for sink, why in self.unreachable:
             self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}")
-        sinks = [courier.sink.sink.name for courier in self.couriers]
-        for sink, count in self.tables.orphans(self.config.name, sinks).items():
+        for sink, count in orphans.items():
             self.log(f"eagle station {self.config.name}: warning: {deliveries_wait(count)} for a sink named {sink!r}, "
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
-        # Last, so a start that fails before leaves no connection behind. An MQTT sink connects now (in its own thread)
-        # rather than at its first delivery: its retained status says online while the station runs.
-        for configured in self.config.sinks:
-            open_sink = getattr(configured.sink, "start", None)
-            if callable(open_sink):
-                open_sink(self.config.name, self.config.category)
 
     def stop(self, grace_s: float) -> None:
         self.halt_couriers()

@@ -390,10 +390,14 @@ class MqttSink:
         (the start-up probe has already warned). A delivery meanwhile waits up to ``timeout_s`` for the first answer.
         """
         with self._lock:
-            if self._closed or self._client is not None:
+            if self._closed:
                 return
-            self._station, self._category = station, category
-            client = self._client = self._new_client(station)
+            self._station, self._category = station, category  # what a delete clears, whoever connected first
+            if self._running:  # paho's thread runs already (a delivery connected first): it reconnects and wakes
+                return
+            # a client whose first connection, made by a delivery, failed before paho's thread started, is started
+            # here: else it never reconnects by itself, says no ``online`` and wakes no courier when the broker is back
+            client = self._client = self._client if self._client is not None else self._new_client(station)
             client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)  # no network here: in paho's thread
             client.loop_start()
             self._running = True
