@@ -221,18 +221,20 @@ def _ignored_why(entry: os.DirEntry[str]) -> str | None:
     station's own ``done/`` and ``failed/``, its lock and sidecars, a writer's temporary names (hidden, ``.tmp``),
     hidden files and folders that are no images (``.DS_Store``, ``.snapshot``)."""
     name, lower = entry.name, entry.name.lower()
+    # by name first: sidecars and reasons can be most of a folder, and where the file system gives no entry type
+    # (some NFS and CIFS mounts) each is_dir is a stat at every poll
+    if lower.endswith((*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, REASON_SUFFIX)):
+        return None
+    if name.startswith(".") and not lower.endswith(IMAGE_SUFFIXES):
+        return None
     try:
         folder = entry.is_dir(follow_symlinks=False)
     except OSError:
         return None
     if name.startswith("."):
-        if folder or not lower.endswith(IMAGE_SUFFIXES):
-            return None
-        return "hidden (its name starts with a dot)"
+        return None if folder else "hidden (its name starts with a dot)"
     if folder:
         return None if name in ("done", FAILED) else "a folder (the station takes no image from subfolders)"
-    if lower.endswith((*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, REASON_SUFFIX)):
-        return None
     if lower.endswith(IMAGE_SUFFIXES):
         return "not a regular file (symbolic links are not followed)"
     suffix = os.path.splitext(name)[1]
