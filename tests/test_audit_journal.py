@@ -285,6 +285,9 @@ log = AuditLog(store, journal, drains=False)
 print("ready", flush=True)
 sys.stdin.readline()
 for index in range(count):
+    if index == count // 2:  # halfway: wait while the test drains, so one drain surely takes rows from a live writer
+        print("half", flush=True)
+        sys.stdin.readline()
     log._append(journal, (f"t{index:04d}", who, "operator", "PUT", "/r", f"/{who}/{index}", 200, None))
 store.close()
 """
@@ -334,8 +337,18 @@ def test_rows_appended_by_two_processes_while_the_service_drains_are_each_in_the
         for appender in appenders:
             assert appender.stdin is not None
             appender.stdin.write("go\n")
+            appender.stdin.flush()
+        # the race exercised whatever the load: each appender waits halfway while a drain takes its rows (on a busy
+        # machine the appenders could otherwise finish before the loop below first finds rows), then both go on
+        # while the loop drains
+        for appender in appenders:
+            assert appender.stdout is not None and appender.stdout.readline() == "half\n"
+        service.drain()
+        drains = 1
+        for appender in appenders:
+            assert appender.stdin is not None
+            appender.stdin.write("on\n")
             appender.stdin.close()
-        drains = 0
         while any(appender.poll() is None for appender in appenders) or journal.exists():
             service.drain()
             drains += 1
