@@ -3058,6 +3058,19 @@ def test_a_kill_between_storing_a_refusal_and_putting_the_image_aside_delivers_i
     assert len(_rows(tmp_path, "SELECT * FROM outbox")) == 2 and _status(stations)["failed"] == 1
 
 
+def _refusal_killed_at(tmp_path: Path, model_dir: Path, verdicts_only: bool, point: str) -> tuple[Path, Path, Path]:
+    """A station with no sink taking refusals (none at all, or a webhook with ``refusals = false``) killed at
+    ``point`` while refusing ``incoming/broken.png``: (incoming, broken, the stations file)."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken = incoming / "broken.png"
+    broken.write_bytes(BROKEN)
+    sinks = _webhook(_free_port(), refusals=False) if verdicts_only else ""
+    stations = _stations(tmp_path, model_dir, sinks, settle_s=0)
+    _kill_after_storing(stations, _env(), point=point)
+    return incoming, broken, stations
+
+
 @pytest.mark.parametrize("verdicts_only", [False, True])
 def test_a_kill_before_a_refusal_is_put_aside_with_no_sink_taking_refusals_counts_its_file_once(
     model_dir: Path, tmp_path: Path, verdicts_only: bool
@@ -3066,13 +3079,7 @@ def test_a_kill_before_a_refusal_is_put_aside_with_no_sink_taking_refusals_count
     it by, and a kill between storing it and putting the file aside leaves the file in the folder. The restart
     refuses that very file again, so ``failed`` counts it once, not twice; a file of the same name and bytes that
     arrives after it was put aside is another file, counted."""
-    incoming = tmp_path / "incoming"
-    incoming.mkdir()
-    broken = incoming / "broken.png"
-    broken.write_bytes(BROKEN)
-    sinks = _webhook(_free_port(), refusals=False) if verdicts_only else ""
-    stations = _stations(tmp_path, model_dir, sinks, settle_s=0)
-    _kill_after_storing(stations, _env(), point="station refusal stored")
+    incoming, broken, stations = _refusal_killed_at(tmp_path, model_dir, verdicts_only, "station refusal stored")
     assert broken.exists() and _rows(tmp_path, "SELECT state, files FROM station_intake") == [("failed", 1)]
     code, log = _run(stations, "run", "--until-idle")
     assert code == 0, log
@@ -3092,13 +3099,7 @@ def test_a_kill_after_a_refusal_no_sink_takes_is_put_aside_files_it_at_the_resta
     it went: the intake row still says the file is not put aside, which would make every later file of that name and
     content this one (counted for none). The restart finds the file in ``failed/`` and stores that place, so a file
     of the same name and bytes that arrives later is another file, counted."""
-    incoming = tmp_path / "incoming"
-    incoming.mkdir()
-    broken = incoming / "broken.png"
-    broken.write_bytes(BROKEN)
-    sinks = _webhook(_free_port(), refusals=False) if verdicts_only else ""
-    stations = _stations(tmp_path, model_dir, sinks, settle_s=0)
-    _kill_after_storing(stations, _env(), point="station refusal put aside")
+    incoming, broken, stations = _refusal_killed_at(tmp_path, model_dir, verdicts_only, "station refusal put aside")
     failed = incoming / "failed" / "broken.png"
     assert not broken.exists() and failed.read_bytes() == BROKEN
     assert _rows(tmp_path, "SELECT unfiled, files FROM station_intake") == [(1, 1)]
@@ -3121,12 +3122,7 @@ def test_a_refusal_no_sink_takes_whose_file_is_gone_after_a_kill_before_its_put_
     removed, or replaced by other bytes, before the restart: nothing will ever put it aside. The restart says so
     and resolves its intake row (it keeps the place planned for it), so a later file of the same name and bytes is
     another file, counted, rather than taken for that one forever."""
-    incoming = tmp_path / "incoming"
-    incoming.mkdir()
-    broken = incoming / "broken.png"
-    broken.write_bytes(BROKEN)
-    stations = _stations(tmp_path, model_dir, "", settle_s=0)
-    _kill_after_storing(stations, _env(), point="station refusal stored")
+    _, broken, stations = _refusal_killed_at(tmp_path, model_dir, False, "station refusal stored")
     assert broken.exists() and _rows(tmp_path, "SELECT unfiled, files FROM station_intake") == [(1, 1)]
     if then == "removed":
         broken.unlink()

@@ -125,9 +125,13 @@ describe("stations", () => {
     }
   });
 
-  it("refuses to delete a station whose sink still owes a verdict, unless told to drop it", async () => {
-    const owing = `${name}-owing`;
-    const folder = `${hot}-owing`;
+  /**
+   * Runs `body` on a new station whose one sink (a webhook nobody listens to) owes the verdict of one cell, and
+   * removes the station and its folder afterwards whatever `body` left.
+   */
+  async function withOwingStation(suffix: string, cell: string, body: (owing: string) => Promise<void>): Promise<void> {
+    const owing = `${name}-${suffix}`;
+    const folder = `${hot}-${suffix}`;
     mkdirSync(join(fixture, "data", folder), { recursive: true });
     try {
       await client.createStation({
@@ -137,10 +141,19 @@ describe("stations", () => {
         // nothing listens on port 9: the verdict stays pending
         sinks: [{ kind: "webhook", url: "http://127.0.0.1:9/down", max_attempts: 1000 }],
       });
-      const target = join(fixture, "data", folder, "cell-02.png");
+      const target = join(fixture, "data", folder, cell);
       copyFileSync(join(fixture, "sample-crack.png"), `${target}.part`);
       renameSync(`${target}.part`, target);
       await until("the verdict to wait for delivery", async () => (await client.getStation(owing)).sinks["webhook"]?.pending === 1);
+      await body(owing);
+    } finally {
+      await client.deleteStation(owing, { discardPending: true }).catch(() => undefined);
+      rmSync(join(fixture, "data", folder), { recursive: true, force: true });
+    }
+  }
+
+  it("refuses to delete a station whose sink still owes a verdict, unless told to drop it", async () => {
+    await withOwingStation("owing", "cell-02.png", async (owing) => {
       const error = await client.deleteStation(owing).catch((reason: unknown) => reason);
       expect(error).toBeInstanceOf(EagleApiError);
       expect(error).toMatchObject({ status: 409, code: "station_undelivered" });
@@ -152,28 +165,11 @@ describe("stations", () => {
       expect((await client.getStation(owing)).state).toBe("running");
       await client.deleteStation(owing, { discardPending: true });
       await expect(client.getStation(owing)).rejects.toMatchObject({ status: 404 });
-    } finally {
-      await client.deleteStation(owing, { discardPending: true }).catch(() => undefined);
-      rmSync(join(fixture, "data", folder), { recursive: true, force: true });
-    }
+    });
   });
 
   it("refuses a change that removes a sink still owing a verdict, unless told to drop it", async () => {
-    const owing = `${name}-removed`;
-    const folder = `${hot}-removed`;
-    mkdirSync(join(fixture, "data", folder), { recursive: true });
-    try {
-      await client.createStation({
-        name: owing,
-        category: "mono",
-        source: { kind: "folder", path: folder, settle_s: 0.2, poll_s: 0.1 },
-        // nothing listens on port 9: the verdict stays pending
-        sinks: [{ kind: "webhook", url: "http://127.0.0.1:9/down", max_attempts: 1000 }],
-      });
-      const target = join(fixture, "data", folder, "cell-03.png");
-      copyFileSync(join(fixture, "sample-crack.png"), `${target}.part`);
-      renameSync(`${target}.part`, target);
-      await until("the verdict to wait for delivery", async () => (await client.getStation(owing)).sinks["webhook"]?.pending === 1);
+    await withOwingStation("removed", "cell-03.png", async (owing) => {
       const error = await client.updateStation(owing, { sinks: [null] }).catch((reason: unknown) => reason);
       expect(error).toMatchObject({ status: 409, code: "station_undelivered" });
       expect((error as EagleApiError).message).toContain(
@@ -183,10 +179,7 @@ describe("stations", () => {
       const changed = await client.updateStation(owing, { sinks: [null] }, { discardPending: true });
       expect(changed.sinks).toEqual({});
       await client.deleteStation(owing); // nothing owed any more
-    } finally {
-      await client.deleteStation(owing, { discardPending: true }).catch(() => undefined);
-      rmSync(join(fixture, "data", folder), { recursive: true, force: true });
-    }
+    });
   });
 
   it("deletes a station: gone from the list, its inspection kept in the history", async () => {
