@@ -248,8 +248,9 @@ def test_status_reads_a_history_not_upgraded_yet_counting_each_refused_content_o
     assert json.loads(out) == [{
         "station": "line-1", "state": "not running", "category": "mono",
         "source": f"folder {tmp_path / 'incoming'} (complete after 0.2 s untouched; moved to done/ or failed/)",
-        "inspected": 0, "failed": 2, "backlog": 0, "images_per_s": 0.0, "latency_s": None, "last_verdict": None,
-        "sinks": {}, "warnings": [],
+        "inspected": 0, "failed": 2, "backlog": 0, "images_per_s": 0.0, "latency_s": None, "latency_images": 0,
+        "latency_recent_s": None, "last_verdict": None, "sinks": {}, "duplicates": None, "ignored": None,
+        "warnings": [],
     }]  # fmt: skip
 
 
@@ -3655,22 +3656,86 @@ def test_a_repeated_image_is_logged_and_counted_when_quiet(tmp_path: Path, model
             warnings = station_status(db, runner.config, runner.intake())["warnings"]
         finally:
             db.close()
-        assert any(w.startswith("1 file since the station started had the content") for w in warnings), warnings
+        assert any(w.startswith("1 file in the last 5 min had the content") for w in warnings), warnings
     finally:
         runner.stop(1.0)
         state.close()
 
 
+def test_recent_counts_per_second_over_the_window_and_forgets_the_rest() -> None:
+    """What the windowed warnings count: how many lately (the last RECENT_S), the total since the start kept
+    apart; the memory is one pair per second that saw any, those past the window dropped, however many happen.
+    The clock given: no wall clock waited on."""
+    from eagle_iad.station.recent import RECENT_S, Recent, within
+
+    now = [1_800_000_000.25]
+    recent = Recent(lambda: now[0])
+    assert recent.count() == 0 and recent.seconds() == ()
+    for _ in range(1000):  # a burst within one second: one pair
+        recent.add()
+    assert recent.seconds() == ((1_800_000_000, 1000),) and recent.count() == 1000
+    for _ in range(2 * int(RECENT_S)):  # one a second for twice the window
+        now[0] += 1
+        recent.add()
+    assert recent.total == 1000 + 2 * int(RECENT_S)
+    assert len(recent.seconds()) <= RECENT_S + 1  # bounded: the burst and the older half are gone
+    assert recent.count() == int(RECENT_S) + 1  # the one exactly RECENT_S ago too
+    now[0] += RECENT_S + 1  # none for longer than the window: none lately, the total kept
+    assert recent.count() == 0 and recent.seconds() == () and recent.total == 1000 + 2 * int(RECENT_S)
+    now[0] = 1000.5
+    recent.add()
+    now[0] = 1000.5 + RECENT_S - 0.1  # still within
+    assert recent.count() == 1
+    now[0] = 1001.0 + RECENT_S  # its whole second past the window: at most 1 s late, never early
+    assert recent.count() == 0
+    assert within(((100, 2), (350, 3)), 400.0) == 5 and within(((100, 2), (350, 3)), 401.0) == 3
+
+
+def test_duplicates_warn_while_some_came_lately_and_the_count_since_the_start_stays(tmp_path: Path) -> None:
+    """A station that once saw a file of content already inspected must not warn of it until it restarts (an
+    alert on eagle_station_warnings would fire for days): the warning says how many came in the last RECENT_S and
+    clears once none did; ``duplicates`` in the figures keeps the count since the start. What ``eagle station
+    status`` reads (the intake file, written by the running process) says the same."""
+    from eagle_iad.station.recent import RECENT_S
+    from eagle_iad.station.status import Intake, StationFacts, read_intake, station_figures, write_intake
+
+    now = 1_800_000_000.0
+    intake = Intake(duplicates=7, last_duplicate=("again.png", "r1"),
+                    duplicate_seconds=((int(now) - 400, 4), (int(now) - 100, 2), (int(now) - 10, 1)))  # fmt: skip
+    write_intake(tmp_path, "line-1", intake)
+    assert read_intake(tmp_path, "line-1") == intake
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+
+    def figures(at: float) -> dict[str, Any]:
+        facts = StationFacts("line-1", "mono", "folder x", 0, [], 100, 5.0, intake=read_intake(tmp_path, "line-1"))
+        with store.transaction() as db:
+            return station_figures(db, facts, now=at)
+
+    try:
+        shown = figures(now)
+        said = "3 files in the last 5 min had the content of an image already inspected (the last: again.png, as"
+        assert shown["warnings"] == [f"{said} record r1): put away, no new verdict sent to any sink"]
+        assert shown["duplicates"] == 7
+        assert figures(now + RECENT_S - 20)["warnings"][0].startswith("1 file in the last 5 min had the content ")
+        shown = figures(now + RECENT_S)
+        assert shown["warnings"] == [] and shown["duplicates"] == 7
+    finally:
+        store.close()
+
+
 def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tmp_path: Path) -> None:
     """A camera writing ``.gif``, files with no suffix, into a subfolder or under a hidden name sends nothing and
-    the backlog stays 0: each such name is said once (a warning, why) and the status counts them with an example,
-    once unchanged for IGNORED_AFTER_S (a writer's temporary name renamed at once is never said). What belongs
-    there untaken (done/, failed/, the lock, sidecars, ``.tmp``, ``.DS_Store``) is not."""
+    the backlog stays 0: each such name is said once (a warning, why) and counted, once unchanged for
+    IGNORED_AFTER_S (a writer's temporary name renamed at once is never said). What belongs there untaken
+    (done/, failed/, the lock, sidecars, ``.tmp``, ``.DS_Store``) is not. The status warns of those found in the
+    last RECENT_S only (a file left there warns no longer after that; the count since the start stays in the
+    figures): the clock given, no wall clock waited on."""
     from types import SimpleNamespace
 
     from eagle_iad.station.parts import Options
+    from eagle_iad.station.recent import RECENT_S
     from eagle_iad.station.sources.folder import IGNORED_AFTER_S, HotFolder
-    from eagle_iad.station.status import StationFacts, station_figures
+    from eagle_iad.station.status import Intake, StationFacts, station_figures
 
     incoming = tmp_path / "incoming"
     (incoming / "sub").mkdir(parents=True)
@@ -3685,38 +3750,110 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
                  "cam1.png.tmp", "cam0.png.eagle.json"):  # fmt: skip
         os.utime(incoming / name, (old, old))
     folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    now = [1_800_000_000.0]
+    folder._found_ignored.clock = lambda: now[0]
     lines: list[str] = []
     folder.log = lines.append
-    assert folder.backlog() == 0 and lines == []  # the status' look says nothing in the log
-    assert folder.ignored() == (4, ".hidden.png (hidden (its name starts with a dot))")
+    assert folder.backlog() == 0 and lines == []  # the status' look says nothing in the log, and counts nothing
+    assert folder.ignored() == (0, None, ())
     assert list(folder.poll()) == []
     said = {line.split(": warning: ")[1] for line in lines}
     assert said == {".hidden.png: ignored: hidden (its name starts with a dot)",
                     "cam2.gif: ignored: suffix .gif not taken (only .png .jpg .jpeg .bmp .tif .tiff .webp)",
                     "noext: ignored: no suffix (only .png .jpg .jpeg .bmp .tif .tiff .webp are taken)",
                     "sub: ignored: a folder (the station takes no image from subfolders)"}, lines  # fmt: skip
+    assert folder.ignored() == (4, "sub (a folder (the station takes no image from subfolders))",
+                                ((1_800_000_000, 4),))  # fmt: skip
+    now[0] += 100
     assert list(folder.poll()) == [] and len(lines) == 4  # once per name
     os.utime(incoming / "fresh.gif", (old, old))  # now unchanged long enough: said too
     assert list(folder.poll()) == [] and lines[-1].endswith("fresh.gif: ignored: suffix .gif not taken (only "
                                                             ".png .jpg .jpeg .bmp .tif .tiff .webp)")  # fmt: skip
     config = SimpleNamespace(name="line-1", category="mono", source=folder, sinks=[], backlog_limit=100, deadline_s=5.0)
-    facts = StationFacts.of(config)  # type: ignore[arg-type]
-    assert facts.ignored == (5, ".hidden.png (hidden (its name starts with a dot))")
     store = InspectionStore(tmp_path / "h.sqlite3")
-    try:
+
+    def figures(at: float) -> dict[str, Any]:
+        total, last, seconds = folder.ignored()
+        facts = StationFacts.of(config, Intake(ignored=total, last_ignored=last, ignored_seconds=seconds))  # type: ignore[arg-type]
         with store.transaction() as db:
-            warnings = station_figures(db, facts)["warnings"]
+            return station_figures(db, facts, now=at)
+
+    try:
+        shown = figures(now[0])
+        assert shown["warnings"] == ["5 files found in the source in the last 5 min that the station ignores (not "
+                                     "taken as images), the last: fresh.gif (suffix .gif not taken (only .png .jpg "
+                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+        assert shown["ignored"] == 5
+        shown = figures(1_800_000_000.0 + RECENT_S + 1)  # the first four are past the window, fresh.gif is not
+        assert shown["warnings"] == ["1 file found in the source in the last 5 min that the station ignores (not "
+                                     "taken as images), the last: fresh.gif (suffix .gif not taken (only .png .jpg "
+                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+        now[0] += RECENT_S + 1  # nothing new since: the files are still there, said once, and warned of no longer
+        assert list(folder.poll()) == [] and len(lines) == 5
+        shown = figures(now[0])
+        assert shown["warnings"] == [] and shown["ignored"] == 5
+        assert folder.ignored()[2] == ()  # the memory kept is of the window only
+        (incoming / "cam2.gif").unlink()
+        assert list(folder.poll()) == []
+        (incoming / "cam2.gif").write_bytes(b"x")  # it comes back: said and counted again
+        os.utime(incoming / "cam2.gif", (old, old))
+        assert list(folder.poll()) == [] and lines[-1].endswith(": cam2.gif: ignored: suffix .gif not taken (only "
+                                                                ".png .jpg .jpeg .bmp .tif .tiff .webp)")  # fmt: skip
+        shown = figures(now[0])
+        assert shown["ignored"] == 6 and shown["warnings"][0].startswith("1 file found in the source in the last "), (
+            shown
+        )
     finally:
         store.close()
-    assert warnings == ["5 files in the source the station ignores (not taken as images), e.g. .hidden.png "
-                        "(hidden (its name starts with a dot)); the log names each"]  # fmt: skip
+
+
+def test_a_running_station_tells_eagle_station_status_of_the_files_its_folder_ignores(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """``eagle station status`` (another process) lists no folder of its own to find what the station ignores: the
+    running station writes its intake file when its poll finds such a file, and the status warns from it."""
+    from eagle_iad.service.context import ServiceState
+    from eagle_iad.station.runner import StationRunner
+    from eagle_iad.station.sources.folder import IGNORED_AFTER_S
+    from eagle_iad.station.status import open_read_only, read_intake, station_status
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stations = read_stations(_stations(tmp_path, model_dir, ""))
+    stations.make_folders()
+    state = ServiceState(stations.settings(), backend=None)
+    runner = StationRunner(stations.stations[0], state, lambda line: None, quiet=True)
+    runner.start()
+    try:
+        runner.step()
+        assert read_intake(tmp_path / "state", "line-1").ignored == 0  # type: ignore[union-attr]
+        (incoming / "cam2.gif").write_bytes(b"x")
+        old = time.time() - IGNORED_AFTER_S - 1
+        os.utime(incoming / "cam2.gif", (old, old))
+        runner.step()
+        intake = read_intake(tmp_path / "state", "line-1")
+        assert intake is not None and intake.ignored == 1, intake
+        db = open_read_only(state.settings.history_url)
+        try:
+            shown = station_status(db, read_stations(_stations(tmp_path, model_dir, "")).stations[0], intake)
+        finally:
+            db.close()
+        assert shown["ignored"] == 1
+        assert shown["warnings"] == ["1 file found in the source in the last 5 min that the station ignores (not "
+                                     "taken as images), the last: cam2.gif (suffix .gif not taken (only .png .jpg "
+                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+    finally:
+        runner.stop(1.0)
+        state.close()
 
 
 def test_the_p95_warning_is_of_the_deliveries_of_the_last_minutes_not_of_one_outage_long_past(tmp_path: Path) -> None:
     """A 97 s broker outage 25 minutes ago is still in the figures' last 1,000 images on a slow line, but the
-    deadline warning is of the images delivered in the last RECENT_LATENCY_S: it clears once deliveries are fast
-    again, and warns while they are slow. Rows constructed, the time given: no wall clock."""
-    from eagle_iad.station.status import RECENT_LATENCY_S, StationFacts, station_figures
+    deadline warning is of the images delivered in the last RECENT_S: it clears once deliveries are fast
+    again, and warns while they are slow; the status gives that windowed p95 too (``latency_recent_s``), so a
+    console shows the figure the warning is of. Rows constructed, the time given: no wall clock."""
+    from eagle_iad.station.recent import RECENT_S
+    from eagle_iad.station.status import StationFacts, station_figures
 
     now = 1_800_000_000.0
     store = InspectionStore(tmp_path / "eagle.sqlite3")
@@ -3735,17 +3872,25 @@ def test_the_p95_warning_is_of_the_deliveries_of_the_last_minutes_not_of_one_out
             for index in range(10):  # delivered once the broker was back, 25 minutes ago
                 image(db, index, now - 1500 + index, 97.0 - index)
             for index in range(10, 20):  # fast again since
-                image(db, index, now - RECENT_LATENCY_S + 10 + index, 0.5)
+                image(db, index, now - RECENT_S + 10 + index, 0.5)
         with store.transaction() as db:
             figures = station_figures(db, facts, now=now)
         assert figures["latency_s"]["p95"] > 5.0  # the figures keep the last 1,000 images, the outage's too
+        assert figures["latency_images"] == 20
+        assert figures["latency_recent_s"] == {"p95": 0.5, "images": 10, "window_s": RECENT_S}
         assert figures["warnings"] == [], figures["warnings"]
         with store.transaction() as db:
             for index in range(20, 22):  # slow now: warned of
                 image(db, index, now - 5, 30.0)
         with store.transaction() as db:
-            warnings = station_figures(db, facts, now=now)["warnings"]
+            figures = station_figures(db, facts, now=now)
+        warnings = figures["warnings"]
         assert warnings == ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"], warnings
+        assert figures["latency_recent_s"] == {"p95": 30.0, "images": 12, "window_s": RECENT_S}
+        with store.transaction() as db:
+            figures = station_figures(db, facts, now=now + 2 * RECENT_S)  # none delivered lately: none to show
+        assert figures["latency_recent_s"] is None and figures["warnings"] == []
+        assert figures["latency_images"] == 22
     finally:
         store.close()
 

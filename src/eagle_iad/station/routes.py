@@ -79,6 +79,14 @@ class SinkInfo(BaseModel):
     last_error: str | None
 
 
+class RecentLatency(BaseModel):
+    """The p95 latency of the images whose deliveries ended lately, as the deadline warning judges it."""
+
+    p95: float = Field(description="seconds: file seen -> every sink delivered")
+    images: int = Field(description="how many images it is over")
+    window_s: float = Field(description="how far back it looks (300: the last 5 minutes)")
+
+
 class StationInfo(BaseModel):
     """A station's configuration summary and figures (the JSON ``eagle station status`` prints, and its state)."""
 
@@ -94,9 +102,26 @@ class StationInfo(BaseModel):
     failed: int
     backlog: int
     images_per_s: float
-    latency_s: dict[str, float] | None = Field(description="p50, p95, p99 seconds: file seen -> every sink delivered")
+    latency_s: dict[str, float] | None = Field(
+        description="p50, p95, p99 seconds: file seen -> every sink delivered, over the last latency_images images"
+    )
+    latency_images: int = Field(
+        0, description="how many images latency_s is over: the last 1,000 whose deliveries all ended, or fewer"
+    )
+    latency_recent_s: RecentLatency | None = Field(
+        None, description="the p95 of the images delivered in the last window_s (null: none): what the warning "
+        "of a p95 over the deadline is of",
+    )  # fmt: skip
     last_verdict: dict[str, Any] | None
     sinks: dict[str, SinkInfo]
+    duplicates: int | None = Field(
+        None, description="files of a content already inspected, put away with no new verdict, since the station "
+        "started (null: not running here); warned of while any came in the last 5 minutes",
+    )  # fmt: skip
+    ignored: int | None = Field(
+        None, description="files the source found it does not take (another suffix, a subfolder, a hidden image), "
+        "since the station started (null: not running here); warned of while any was found in the last 5 minutes",
+    )  # fmt: skip
     warnings: list[str]
     spec: dict[str, Any] | None = Field(description="the body it was created with (null: from a stations file)")
 

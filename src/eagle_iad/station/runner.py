@@ -59,6 +59,7 @@ from eagle_iad.station.parts import (
     RefusedError,
     StationConfigError,
 )
+from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -379,8 +380,12 @@ class StationRunner:
         #: from the state as it is then (an older snapshot never lands last), and none once :meth:`stop` removed it.
         self._said = threading.Lock()
         self._stopped = False
-        #: Files of a content already inspected, put away without a verdict since this start (see Intake.duplicates).
-        self.duplicates = 0
+        #: Files of a content already inspected, put away without a verdict since this start, and when lately (see
+        #: Intake.duplicates).
+        self.duplicates = Recent()
+        #: How many files the source had found it does not take when the state file was last written: it is written
+        #: again when the source finds more (``eagle station status``, another process, warns of them from it).
+        self._ignored_said = 0
         self.last_duplicate: tuple[str, str] | None = None
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
@@ -389,8 +394,31 @@ class StationRunner:
         self._put_at = Path()
 
     def intake(self) -> Intake:
+        ignored, last_ignored, ignored_seconds = self._ignored()
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
-                      self.duplicates, self.last_duplicate)  # fmt: skip
+                      self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
+                      ignored_seconds)  # fmt: skip
+
+    def _ignored(self) -> tuple[int, str | None, Seconds]:
+        """What the source says of the files it found it does not take (a hot folder's ``ignored``: how many since
+        the start, the last with why, when lately); a source that does not say (or a plugin's that fails): none."""
+        says = getattr(self.config.source, "ignored", None)
+        if callable(says):
+            try:
+                found = says()
+            except Exception:  # a plugin source's own ``ignored``: the status must still answer
+                return 0, None, ()
+            if (isinstance(found, tuple) and len(found) == 3 and isinstance(found[0], int)
+                    and isinstance(found[2], tuple)):  # fmt: skip
+                return found[0], None if found[1] is None else str(found[1]), found[2]
+        return 0, None, ()
+
+    def _say_ignored(self) -> None:
+        """Write the state file when the source found files it does not take since it was last written."""
+        found = self._ignored()[0]
+        if found != self._ignored_said:
+            self._ignored_said = found
+            self._say_intake()
 
     def set_user_paused(self, paused: bool) -> None:
         """Paused or resumed by the user: said in the state file at once, so ``eagle station status`` (another
@@ -515,6 +543,7 @@ class StationRunner:
             except BaseException:
                 self._arrivals = None  # a source that raised is listed afresh next time
                 raise
+            self._say_ignored()  # the listing is made at the first arrival asked for
             if arrival is None:
                 self._arrivals = None
                 if self._resolve_unfiled():
@@ -776,8 +805,8 @@ class StationRunner:
             if first:
                 self._say(f"{arrival.name}: same content as record {prior.record_id}; not inspected again")
                 return True
-            self.duplicates += 1
             self.last_duplicate = (arrival.name, str(prior.record_id))
+            self.duplicates.add()
             self._say_intake()  # counted in the status (another process reads the state file)
             # logged even when quiet (the service): no sink hears of this file, so the log and the status are the
             # only trace of an image the line sent again

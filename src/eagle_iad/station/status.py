@@ -29,13 +29,10 @@ from eagle_iad.record import iso_time
 from eagle_iad.station.config import StationConfig
 from eagle_iad.station.outbox import REFUSED_PREFIX
 from eagle_iad.station.parts import refusal
+from eagle_iad.station.recent import RECENT_S, Seconds, within
 
 #: Images the latency percentiles are computed over (the most recent).
 LATENCY_WINDOW = 1000
-#: Seconds back the p95-over-the-deadline warning looks (the images whose deliveries ended since): it says how
-#: the station does now, and clears once deliveries are fast again, where the figures over the last
-#: :data:`LATENCY_WINDOW` images would keep one outage's delays for hours on a slow line.
-RECENT_LATENCY_S = 300.0
 #: Seconds the images/s figure is averaged over.
 RATE_WINDOW_S = 60.0
 #: Seconds a paused intake waits before trying its image again.
@@ -82,6 +79,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _seconds(listed: Any) -> Seconds:
+    """The ``(second, count)`` pairs of an intake file's list (one not such, from a damaged file: skipped)."""
+    if not isinstance(listed, list):
+        return ()
+    return tuple((one[0], one[1]) for one in listed
+                 if isinstance(one, list) and len(one) == 2 and all(type(n) is int for n in one))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Intake:
     """How a running station's intake is: taking images (``paused`` None) or paused, why and since when; or
@@ -104,6 +109,16 @@ class Intake:
     duplicates: int = 0
     #: ``(name, record id)`` of the last such file: which image it repeated.
     last_duplicate: tuple[str, str] | None = None
+    #: When they came lately (:class:`~eagle_iad.station.recent.Recent`): the status warns of those of the last
+    #: :data:`RECENT_S` only.
+    duplicate_seconds: Seconds = ()
+    #: Files the source found it does not take (a ``.gif``, a subfolder), since the station started: each name
+    #: counted when the log says it (once, and again if it comes back after it went).
+    ignored: int = 0
+    #: The last of them, with why (``cam2.gif (suffix .gif not taken ...)``).
+    last_ignored: str | None = None
+    #: When they were found lately (:class:`~eagle_iad.station.recent.Recent`): warned of for :data:`RECENT_S`.
+    ignored_seconds: Seconds = ()
 
     def state(self) -> str:
         if self.user_paused:
@@ -130,7 +145,11 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "unchecked": [list(one) for one in intake.unchecked],
                                             "unreached": [list(one) for one in intake.unreached],
                                             "duplicates": intake.duplicates,
-                                            "last_duplicate": intake.last_duplicate}))  # fmt: skip
+                                            "last_duplicate": intake.last_duplicate,
+                                            "duplicate_seconds": [list(one) for one in intake.duplicate_seconds],
+                                            "ignored": intake.ignored, "last_ignored": intake.last_ignored,
+                                            "ignored_seconds": [list(one) for one in intake.ignored_seconds]}),
+                          )  # fmt: skip
     except OSError:
         pass
 
@@ -150,10 +169,14 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     duplicates = data.get("duplicates")
     last = data.get("last_duplicate")
     last_duplicate = (str(last[0]), str(last[1])) if isinstance(last, list) and len(last) == 2 else None
+    ignored, last_ignored = data.get("ignored"), data.get("last_ignored")
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
                   data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
                   _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
-                  last_duplicate)  # fmt: skip
+                  last_duplicate, _seconds(data.get("duplicate_seconds")),
+                  ignored if isinstance(ignored, int) else 0,
+                  last_ignored if isinstance(last_ignored, str) else None,
+                  _seconds(data.get("ignored_seconds")))  # fmt: skip
 
 
 def _orphaned(db: Connection, station: str, sinks: set[str]) -> list[str]:
@@ -284,9 +307,6 @@ class StationFacts:
     #: for a stations file's station; a station of the service (:func:`service_retry`) is out of that command's
     #: reach, which reads a stations file.
     retry: str = "eagle station retry"
-    #: How many files in its source the station does not take (a ``.gif``, a subfolder) and one of them, with why;
-    #: ``None``: none, or a source that does not say.
-    ignored: tuple[int, str] | None = None
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -301,18 +321,9 @@ class StationFacts:
         except Exception as exc:  # a plugin source's bug: the figures must still answer
             error = f"{type(exc).__name__}: {exc}"
             is_gone = False
-        ignored = None
-        says = getattr(config.source, "ignored", None)
-        if error is None and callable(says):  # as the backlog's listing just found them
-            try:
-                found = says()
-            except Exception:  # a plugin source's own ``ignored``: the figures must still answer
-                found = None
-            if isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], int) and found[0] > 0:
-                ignored = (found[0], str(found[1]))
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
-                   config.deadline_s, error, intake, is_gone, ignored=ignored)  # fmt: skip
+                   config.deadline_s, error, intake, is_gone)  # fmt: skip
 
 
 def service_retry(name: str) -> str:
@@ -452,18 +463,23 @@ def station_figures(
         warnings.append(f"no backlog visible ({config.backlog_error}); {then}")
     elif config.backlog is None:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
-    if config.ignored is not None:
-        count, example = config.ignored
-        warnings.append(f"{count} file{'' if count == 1 else 's'} in the source the station ignores (not taken as "
-                        f"images), e.g. {example}; the log names each")  # fmt: skip
+    lately = f"in the last {duration(RECENT_S)}"
+    if intake is not None and (count := within(intake.ignored_seconds, now)):  # found lately: a count since the
+        last = "" if intake.last_ignored is None else f", the last: {intake.last_ignored}"  # start never clears
+        warnings.append(f"{count} file{'' if count == 1 else 's'} found in the source {lately} that the station "
+                        f"ignores (not taken as images){last}; the log names each")  # fmt: skip
     if backlog > config.backlog_limit:
         warnings.append(f"backlog {backlog} is over the limit {config.backlog_limit}")
     # over the images delivered lately, not the figures' last 1,000: one outage long past must not warn for hours
-    fresh = latencies[ended >= now - RECENT_LATENCY_S]
-    if fresh.size and (p95 := round(float(np.percentile(fresh, 95)), 3)) > config.deadline_s:
-        count = fresh.size
-        warnings.append(f"p95 latency {p95:g} s over the last {duration(RECENT_LATENCY_S)} ({count} image"
-                        f"{'' if count == 1 else 's'}) is over the deadline {config.deadline_s:g} s")  # fmt: skip
+    fresh = latencies[ended >= now - RECENT_S]
+    latency_recent = None
+    if fresh.size:
+        p95 = round(float(np.percentile(fresh, 95)), 3)
+        latency_recent = {"p95": p95, "images": int(fresh.size), "window_s": RECENT_S}
+        if p95 > config.deadline_s:
+            count = fresh.size
+            warnings.append(f"p95 latency {p95:g} s over the last {duration(RECENT_S)} ({count} image"
+                            f"{'' if count == 1 else 's'}) is over the deadline {config.deadline_s:g} s")  # fmt: skip
     dead = sum(s["dead_letters"] for s in sinks.values())
 
     def undelivered_since(sink_name: str, since: float) -> bool:
@@ -478,15 +494,14 @@ def station_figures(
         if sink_name not in failing_sinks and undelivered_since(sink_name, checked):
             warnings.append(f"sink {sink_name}: not reached at start: {why}; verdicts wait in the outbox until it is "
                             "reachable")  # fmt: skip
-    if intake is not None and intake.duplicates:
-        count = intake.duplicates
+    if intake is not None and (count := within(intake.duplicate_seconds, now)):  # lately: see RECENT_S
         last = (
             ""
             if intake.last_duplicate is None
             else f" (the last: {intake.last_duplicate[0]}, as record {intake.last_duplicate[1]})"
         )
-        warnings.append(f"{count} file{'' if count == 1 else 's'} since the station started had the content of an "
-                        f"image already inspected{last}: put away, no new verdict sent to any sink")  # fmt: skip
+        warnings.append(f"{count} file{'' if count == 1 else 's'} {lately} had the content of an image already "
+                        f"inspected{last}: put away, no new verdict sent to any sink")  # fmt: skip
     warnings += failing
     warnings += _orphaned(db, name, {sink_name for sink_name, _ in config.sinks})
     if dead:
@@ -500,7 +515,11 @@ def station_figures(
         "backlog": backlog,
         "images_per_s": round(recent / RATE_WINDOW_S, 3),
         "latency_s": latency,
+        "latency_images": int(latencies.size),
+        "latency_recent_s": latency_recent,
         "last_verdict": last_verdict,
         "sinks": sinks,
+        "duplicates": None if intake is None else intake.duplicates,
+        "ignored": None if intake is None else intake.ignored,
         "warnings": warnings,
     }

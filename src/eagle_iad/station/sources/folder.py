@@ -39,6 +39,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
+from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.folder_lock import FolderLock, lock_folder
 
 #: The image files a hot folder takes (by suffix, any case).
@@ -285,6 +286,9 @@ class HotFolder:
         self._ignored: dict[str, str] = {}
         #: The names of :attr:`_ignored` already said in the log: one line per name, not one every poll.
         self._ignored_said: set[str] = set()
+        #: Each name said so, when (the status warns of those found lately: :meth:`ignored`), and the last, with why.
+        self._found_ignored = Recent()
+        self._last_ignored: str | None = None
 
     def claim(self, station: str, state_dir: Path) -> None:
         """Hold the folder for ``station`` while it runs: another station on it, in any process sharing the file
@@ -347,8 +351,10 @@ class HotFolder:
                 found.append((info.st_mtime_ns, name, look(info)))
         self._ignored = ignored
         if listed is not None:  # the intake's poll (not the status' look at the backlog): said once per name
-            for name in ignored.keys() - self._ignored_said:
+            for name in sorted(ignored.keys() - self._ignored_said):
                 self.log(f"eagle station: folder {self.folder}: warning: {name}: ignored: {ignored[name]}")
+                self._last_ignored = f"{name} ({ignored[name]})"
+                self._found_ignored.add()
             self._ignored_said = set(ignored)
         found.sort()
         return found
@@ -372,14 +378,14 @@ class HotFolder:
         if time.time() - mtime >= IGNORED_AFTER_S:
             ignored[name] = why
 
-    def ignored(self) -> tuple[int, str] | None:
-        """How many files of its folder the station does not take (as the last listing found them) and one of
-        them with why (``cam2.gif (suffix .gif not taken ...)``); ``None``: none."""
-        ignored = self._ignored
-        if not ignored:
-            return None
-        name = min(ignored)
-        return len(ignored), f"{name} ({ignored[name]})"
+    def ignored(self) -> tuple[int, str | None, Seconds]:
+        """The files of its folder the station found it does not take, each name counted when the log says it
+        (once; again if it comes back after it went): how many since the start, the last of them with why
+        (``cam2.gif (suffix .gif not taken ...)``), and when lately (:class:`~eagle_iad.station.recent.Recent`).
+        A file left there is not found again, so the status' warning of it clears after
+        :data:`~eagle_iad.station.recent.RECENT_S`, while the log line and the count stay: an alert on the
+        warnings must not fire until the station restarts (or the file goes)."""
+        return self._found_ignored.total, self._last_ignored, self._found_ignored.seconds()
 
     def _marked(self, name: str, info: Settled) -> bool:
         """Whether ``name`` has a sidecar describing this very file (its size and modification time): a new
