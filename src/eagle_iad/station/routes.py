@@ -106,20 +106,20 @@ class StationInfo(BaseModel):
         description="p50, p95, p99 seconds: file seen -> every sink delivered, over the last latency_images images"
     )
     latency_images: int = Field(
-        0, description="how many images latency_s is over: the last 1,000 whose deliveries all ended, or fewer"
+        description="how many images latency_s is over: the last 1,000 whose deliveries all ended, or fewer"
     )
     latency_recent_s: RecentLatency | None = Field(
-        None, description="the p95 of the images delivered in the last window_s (null: none): what the warning "
+        description="the p95 of the images delivered in the last window_s (null: none): what the warning "
         "of a p95 over the deadline is of",
     )  # fmt: skip
     last_verdict: dict[str, Any] | None
     sinks: dict[str, SinkInfo]
     duplicates: int | None = Field(
-        None, description="files of a content already inspected, put away with no new verdict, since the station "
+        description="files of a content already inspected, put away with no new verdict, since the station "
         "started (null: not running here); warned of while any came in the last 5 minutes",
     )  # fmt: skip
     ignored: int | None = Field(
-        None, description="files the source found it does not take (another suffix, a subfolder, a hidden image), "
+        description="files the source found it does not take (another suffix, a subfolder, a hidden image), "
         "since the station started (null: not running here); warned of while any was found in the last 5 minutes",
     )  # fmt: skip
     warnings: list[str]

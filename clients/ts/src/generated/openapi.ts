@@ -1562,6 +1562,27 @@ export interface components {
             role: "viewer" | "operator" | "engineer" | "admin";
         };
         /**
+         * RecentLatency
+         * @description The p95 latency of the images whose deliveries ended lately, as the deadline warning judges it.
+         */
+        RecentLatency: {
+            /**
+             * Images
+             * @description how many images it is over
+             */
+            images: number;
+            /**
+             * P95
+             * @description seconds: file seen -> every sink delivered
+             */
+            p95: number;
+            /**
+             * Window S
+             * @description how far back it looks (300: the last 5 minutes)
+             */
+            window_s: number;
+        };
+        /**
          * Reference
          * @description The nearest normal training image (docs/METHOD.md, "Nearest normal reference").
          */
@@ -1726,8 +1747,18 @@ export interface components {
              * @description who created it: the name of the API key (kept in the history, restarted with the service; api where the service has no keys), or file (a stations file)
              */
             created_by: string;
+            /**
+             * Duplicates
+             * @description files of a content already inspected, put away with no new verdict, since the station started (null: not running here); warned of while any came in the last 5 minutes
+             */
+            duplicates: number | null;
             /** Failed */
             failed: number;
+            /**
+             * Ignored
+             * @description files the source found it does not take (another suffix, a subfolder, a hidden image), since the station started (null: not running here); warned of while any was found in the last 5 minutes
+             */
+            ignored: number | null;
             /** Images Per S */
             images_per_s: number;
             /** Inspected */
@@ -1737,8 +1768,15 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             /**
+             * Latency Images
+             * @description how many images latency_s is over: the last 1,000 whose deliveries all ended, or fewer
+             */
+            latency_images: number;
+            /** @description the p95 of the images delivered in the last window_s (null: none): what the warning of a p95 over the deadline is of */
+            latency_recent_s: components["schemas"]["RecentLatency"] | null;
+            /**
              * Latency S
-             * @description p50, p95, p99 seconds: file seen -> every sink delivered
+             * @description p50, p95, p99 seconds: file seen -> every sink delivered, over the last latency_images images
              */
             latency_s: {
                 [key: string]: number;
