@@ -10,12 +10,15 @@ import {
   isPaused,
   lastVerdictOf,
   latencyOverDeadline,
+  latencyScope,
   latencyText,
   limitsOf,
+  recentLatency,
   sinkCounts,
   stateView,
   stationBody,
   stationFormProblem,
+  windowText,
 } from "./stations";
 
 function station(extra: Partial<StationInfo> = {}): StationInfo {
@@ -30,11 +33,15 @@ function station(extra: Partial<StationInfo> = {}): StationInfo {
     backlog: 0,
     images_per_s: 0.05,
     latency_s: { p50: 0.4123, p95: 1.5, p99: 12.25 },
+    latency_images: 1000,
+    latency_recent_s: { p95: 0.8, images: 12, window_s: 300 },
     last_verdict: { image: "a.png", record_id: "r1", time: 1_700_000_000.5, time_iso: "2023-11-14T22:13:20.500+00:00", decision: "anomalous", score: 142.31 },
     sinks: {
       folder: { kind: "folder", pending: 1, delivered: 2, dead_letters: 0, last_error: null },
       hook: { kind: "webhook", pending: 0, delivered: 0, dead_letters: 2, last_error: "HTTP 500" },
     },
+    duplicates: 0,
+    ignored: 0,
     warnings: [],
     spec: { name: "line-1", category: "mono", backlog_limit: 50, source: { kind: "folder", path: "hot" } },
     ...extra,
@@ -88,6 +95,26 @@ describe("figures", () => {
     expect(latencyOverDeadline(slowLongAgo)).toBe(false);
     const slowNow = station({ warnings: ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"] });
     expect(latencyOverDeadline(slowNow)).toBe(true);
+  });
+
+  it("marks the p95 the deadline warning is of, not the p95 of the last 1,000 images, and says what each covers", () => {
+    expect(windowText(300)).toBe("last 5 min");
+    expect(windowText(90)).toBe("last 90 s");
+    expect(latencyScope(1000)).toBe("last 1,000 images");
+    expect(latencyScope(12)).toBe("last 12 images");
+    expect(latencyScope(1)).toBe("last image");
+    // an outage long past: the last 1,000 keep a high p95, the last 5 minutes are fast, nothing is marked
+    const slowLongAgo = station({ latency_s: { p50: 0.4, p95: 97, p99: 97 }, latency_recent_s: { p95: 0.5, images: 10, window_s: 300 }, warnings: [] });
+    expect(recentLatency(slowLongAgo)).toEqual({ text: "p95 0.500 s", scope: "last 5 min · 10 images", over: false });
+    // slow now, while the last 1,000 still look fast: the marked number is the warning's own 30 s, not 1.50 s
+    const slowNow = station({
+      latency_recent_s: { p95: 30, images: 12, window_s: 300 },
+      warnings: ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"],
+    });
+    expect(recentLatency(slowNow)).toEqual({ text: "p95 30.0 s", scope: "last 5 min · 12 images", over: true });
+    expect(recentLatency(station({ latency_recent_s: { p95: 2, images: 1, window_s: 300 } })).scope).toBe("last 5 min · 1 image");
+    // none delivered lately: no figure, and nothing marked
+    expect(recentLatency(station({ latency_recent_s: null }))).toEqual({ text: "p95 –", scope: "last 5 min · no image", over: false });
     expect(formatImagesPerSecond(0)).toBe("0");
     expect(formatImagesPerSecond(0.05)).toBe("0.05");
     expect(formatImagesPerSecond(12.34)).toBe("12.3");

@@ -15,6 +15,8 @@ export const STATION_NAME_RULE = "1–64 letters, digits, “_”, “.” and �
 /** The service's defaults when a station sets no limit (docs/STATIONS.md). */
 export const DEFAULT_BACKLOG_LIMIT = 1000;
 export const DEFAULT_DEADLINE_S = 10;
+/** How far back the service's p95 deadline warning looks (src/eagle_iad/station/recent.py: RECENT_S). */
+export const RECENT_S = 300;
 
 export type StateTone = "running" | "paused" | "waiting" | "error";
 
@@ -98,11 +100,43 @@ export function latencyText(latency: StationInfo["latency_s"]): string {
 
 /**
  * Whether the station warns that its p95 latency is over the deadline. The warning is of the images delivered in
- * the last minutes, while `latency_s` is over the last 1,000: after an outage long past that p95 stays high on a
- * slow line, so marking it against the deadline would show an alarm the service no longer gives.
+ * the last minutes (`latency_recent_s`), while `latency_s` is over the last 1,000: after an outage long past that
+ * p95 stays high on a slow line, so marking it against the deadline would show an alarm the service no longer gives.
  */
 export function latencyOverDeadline(info: StationInfo): boolean {
   return info.warnings.some((warning) => warning.startsWith("p95 latency "));
+}
+
+/** How far back a window of seconds looks: "last 5 min", "last 90 s". */
+export function windowText(seconds: number): string {
+  return seconds >= 60 && seconds % 60 === 0 ? `last ${seconds / 60} min` : `last ${seconds} s`;
+}
+
+/** Which images `latency_s` is over: "last 1,000 images", "last 12 images", "last image". */
+export function latencyScope(images: number): string {
+  return images === 1 ? "last image" : `last ${images.toLocaleString("en-US")} images`;
+}
+
+export interface RecentLatencyView {
+  /** "p95 30.0 s". */
+  text: string;
+  /** What it is over: "last 5 min · 12 images". */
+  scope: string;
+  /** The service warns of it (over the deadline): this is the figure to mark, not the p95 of the last 1,000. */
+  over: boolean;
+}
+
+/**
+ * The p95 of the images delivered lately, which the deadline warning judges, with the window it covers ("p95 –",
+ * "last 5 min · no image" while none was delivered in it). Shown beside the figures over the last 1,000 images, so
+ * a marked number is the warning's own: a low p95 of the last 1,000 is never red, and a high one of an outage long
+ * past is not the figure the deadline is held to.
+ */
+export function recentLatency(info: StationInfo): RecentLatencyView {
+  const recent = info.latency_recent_s;
+  if (!recent) return { text: "p95 –", scope: `${windowText(RECENT_S)} · no image`, over: false };
+  const images = `${recent.images} image${recent.images === 1 ? "" : "s"}`;
+  return { text: `p95 ${formatSeconds(recent.p95)}`, scope: `${windowText(recent.window_s)} · ${images}`, over: latencyOverDeadline(info) };
 }
 
 /** Images per second over the last minute: "0.05", "12.3". */

@@ -20,7 +20,8 @@ import {
   formatVerdictTime,
   isPaused,
   lastVerdictOf,
-  latencyOverDeadline,
+  latencyScope,
+  recentLatency,
   limitsOf,
   sinkCounts,
   sinksOf,
@@ -419,14 +420,26 @@ function StateBadge({ state }: { state: string }) {
   );
 }
 
+/**
+ * The percentiles over the last 1,000 images, then the p95 of the last minutes that the deadline warning judges
+ * (marked while the service warns), each with what it covers: the marked number is the warning's own.
+ */
 function Latency({ info, deadlineS }: { info: StationInfo; deadlineS: number }) {
   const latency = info.latency_s;
   if (!latency) return <span className="muted small">no image delivered yet</span>;
+  const recent = recentLatency(info);
   return (
     <span className="latency">
       <span>p50 {formatSeconds(latency["p50"])}</span>
-      <span className={latencyOverDeadline(info) ? "over" : undefined}>p95 {formatSeconds(latency["p95"])}</span>
+      <span>p95 {formatSeconds(latency["p95"])}</span>
       <span>p99 {formatSeconds(latency["p99"])}</span>
+      <span className="muted small" data-field="latency-scope">
+        {latencyScope(info.latency_images)}
+      </span>
+      <span data-field="latency-recent">
+        <span className={recent.over ? "over" : undefined}>{recent.text}</span>
+        <span className="muted small"> {recent.scope}</span>
+      </span>
       <span className="muted small">deadline {formatSeconds(deadlineS)}</span>
     </span>
   );
