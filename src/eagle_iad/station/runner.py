@@ -383,10 +383,10 @@ class StationRunner:
         #: Files of a content already inspected, put away without a verdict since this start, and when lately (see
         #: Intake.duplicates).
         self.duplicates = Recent()
+        self.last_duplicate: tuple[str, str] | None = None
         #: How many files the source had found it does not take when the state file was last written: it is written
         #: again when the source finds more (``eagle station status``, another process, warns of them from it).
-        self._ignored_said = 0
-        self.last_duplicate: tuple[str, str] | None = None
+        self._ignored_told = 0
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
         self._unput: set[str] = set()
@@ -416,8 +416,8 @@ class StationRunner:
     def _say_ignored(self) -> None:
         """Write the state file when the source found files it does not take since it was last written."""
         found = self._ignored()[0]
-        if found != self._ignored_said:
-            self._ignored_said = found
+        if found != self._ignored_told:
+            self._ignored_told = found
             self._say_intake()
 
     def set_user_paused(self, paused: bool) -> None:
