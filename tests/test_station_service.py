@@ -317,6 +317,48 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
                                              "sink 'old': 1 pending, 0 dead letters")  # fmt: skip
 
 
+def test_rows_owed_to_a_sink_removed_earlier_refuse_no_unrelated_change_but_stay_a_warning_until_dropped(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Rows already owed to a sink the station no longer has (an older version's removal) are not a change's
+    doing: a ``PATCH`` of an unrelated field is made (200), the warning still listed and the rows kept; one that
+    removes a sink still owing is refused as before, naming only that sink; ``?discard_pending=true`` on an
+    unrelated change drops the old rows (said in the audit), the kept sink's queue untouched."""
+    from test_station import _free_port
+
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    body = _body(Receiver(_free_port()))  # the receiver down: the webhook keeps owing
+    body["sinks"][0].update(retry_base_s=0.05, retry_max_s=0.2)
+    warning = ("sink 'old', which this station no longer has, is still owed 1 delivery (a verdict or a refusal) "
+               "(1 pending, 0 dead letters); they go nowhere")  # fmt: skip
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        _drop(data / "incoming", _cells(1))
+        _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["pending"] == 1 and i["inspected"] == 1, "owed")
+        with sqlite3.connect(tmp_path / "state" / "eagle.sqlite3") as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'old', 'r', '{}')")
+        status, info = _patch(live.base, "line-1", {"deadline_s": 7.5})
+        assert status == 200, info
+        assert (info["spec"]["deadline_s"], info["sinks"]["webhook"]["pending"]) == (7.5, 1), info
+        assert warning in info["warnings"], info
+        status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+        assert warning in info["warnings"], info
+        # a change that removes a sink still owing is refused all the same, naming that sink only
+        status, answer = _patch(live.base, "line-1", {"sinks": [None]})
+        assert (status, answer["error"]["code"]) == (409, "station_undelivered"), answer
+        assert "(sink 'webhook': 1 pending, 0 dead letters); it would drop them" in answer["error"]["message"]
+        assert "'old'" not in answer["error"]["message"], answer
+        # an unrelated change with ?discard_pending=true drops the old rows, the webhook's kept
+        status, info = _patch(live.base, "line-1?discard_pending=true", {"deadline_s": 8.0})
+        assert (status, info["sinks"]["webhook"]["pending"]) == (200, 1), info
+        assert not any("no longer has" in said for said in info["warnings"]), info
+        assert _audit(live.base)[-1][1:] == ("PATCH", "/v1/stations/line-1", "changed line-1: ['deadline_s']; "
+                                             "dropped undelivered: sink 'old': 1 pending, 0 dead letters")  # fmt: skip
+        assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
+
+
 def test_a_station_created_with_a_named_key_says_who_created_it_as_the_audit_log_does(
     model_dir: Path,  # noqa: F811
     tmp_path: Path,

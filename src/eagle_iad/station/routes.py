@@ -430,8 +430,10 @@ def patched_spec(spec: dict[str, Any], patch: Any) -> dict[str, Any]:
 
 #: ``PATCH /v1/stations/{name}?discard_pending=true``: a change that removes a sink still owing verdicts.
 DISCARD_REMOVED = Query(False, description="make the change even though a sink it removes (or renames) still owes "
-                        "verdicts (pending deliveries, dead letters): they are dropped; without it such a change is "
-                        "409 station_undelivered, the station left as it was")  # fmt: skip
+                        "verdicts (pending deliveries, dead letters): they are dropped, and so are those still owed "
+                        "to sinks removed earlier; without it such a change is 409 station_undelivered, the station "
+                        "left as it was (rows owed to sinks removed earlier stay a warning and refuse only a change "
+                        "that gives a sink their name)")  # fmt: skip
 
 
 @router.patch("/stations/{name}", dependencies=ENGINEER, response_model=StationInfo)
@@ -442,7 +444,7 @@ def update_station(
     """Change a station created through the service, in place: its name, records and undelivered deliveries
     (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
     the exact patch). A sink it removes takes its queue with it: 409 ``station_undelivered`` while that still owes
-    deliveries, unless ``?discard_pending=true``."""
+    deliveries, unless ``?discard_pending=true`` (which drops what sinks removed earlier are still owed too)."""
     with _ownership(request).changing:
         return _update(name, patch, request, discard_pending)
 
@@ -452,19 +454,34 @@ def _sink_names(spec: dict[str, Any]) -> set[str]:
     return {str(sink.get("name") or sink.get("kind")) for sink in spec.get("sinks") or [] if isinstance(sink, dict)}
 
 
-def _owed_by_removed(tables: StationTables, name: str, kept: set[str], discard: bool) -> dict[str, tuple[int, int]]:
-    """``{sink: (pending, dead)}`` owed by ``name``'s sinks that a change does not keep (every name its outbox rows
-    are kept under but ``kept``: removed, renamed, or one a change before removed): 409 ``station_undelivered``
-    naming each while any is owed, unless ``discard``. Why: a removed sink's rows would wait unseen (the status
-    lists only the sinks the station has), and go to whichever sink is given that name later."""
-    owed = {sink: counts for sink, counts in sorted(tables.owed_by_sink(name).items()) if sink not in kept}
-    if owed and not discard:
-        total = sum(pending + dead for pending, dead in owed.values())
+def _owed_by_removed(
+    tables: StationTables, name: str, before: set[str], after: set[str], discard: bool
+) -> dict[str, tuple[int, int]]:
+    """``{sink: (pending, dead)}`` that a change of ``name`` would drop (``discard``) or refuse for: 409
+    ``station_undelivered`` naming each while any is owed, unless ``discard``. What the change itself would
+    orphan or misdeliver is refused: a sink it removes or renames (one of ``before``, the sinks the station had,
+    not in ``after``, those it will have), whose rows would wait unseen (the status lists only the sinks the
+    station has); and a sink it adds under a name rows are still owed to (a sink removed earlier), which would be
+    sent them. Rows owed to a sink removed earlier that the change leaves alone are not its doing: they stay a
+    status warning and do not refuse an unrelated change (a ``deadline_s``), and ``discard`` drops them too."""
+    owed_now = sorted(tables.owed_by_sink(name).items())
+    if discard:  # every name whose queue does not stay: the change's removals and the older orphans alike
+        return {sink: counts for sink, counts in owed_now if sink not in before & after}
+    removed = {sink: counts for sink, counts in owed_now if sink in before and sink not in after}
+    adopted = {sink: counts for sink, counts in owed_now if sink not in before and sink in after}
+    if removed:
+        total = sum(pending + dead for pending, dead in removed.values())
         raise ApiError(409, f"station {name!r}: the change removes sinks that still owe {deliveries(total)} "
-                       f"({_owed_text(owed)}); it would drop them. Let them be delivered (GET /v1/stations/{name} "
+                       f"({_owed_text(removed)}); it would drop them. Let them be delivered (GET /v1/stations/{name} "
                        f"shows each sink's pending; POST /v1/stations/{name}/retry requeues dead letters), or send "
                        "the change with ?discard_pending=true to drop them", code="station_undelivered")  # fmt: skip
-    return owed
+    if adopted:
+        total = sum(pending + dead for pending, dead in adopted.values())
+        raise ApiError(409, f"station {name!r}: the change gives a sink the name of one this station no longer has, "
+                       f"still owed {deliveries(total)} ({_owed_text(adopted)}); they would go to the new sink. Send "
+                       "the change with ?discard_pending=true to drop them first, or give the sink another name",
+                       code="station_undelivered")  # fmt: skip
+    return {}
 
 
 def _owed_text(owed: dict[str, tuple[int, int]]) -> str:
@@ -473,12 +490,18 @@ def _owed_text(owed: dict[str, tuple[int, int]]) -> str:
                      for sink, (pending, dead) in owed.items())  # fmt: skip
 
 
-def _drop_removed(tables: StationTables, name: str, kept: set[str], discard: bool) -> dict[str, tuple[int, int]]:
-    """:func:`_owed_by_removed`, then every outbox row of the sinks not ``kept`` removed (delivered ones too: a
-    sink given one of those names later starts clean); what was owed, for the audit. Called with nothing of the
-    station running, so no verdict is stored for a removed sink after the count."""
-    owed = _owed_by_removed(tables, name, kept, discard)
-    tables.drop_sinks(name, [sink for sink in tables.outbox_sinks(name) if sink not in kept])
+def _drop_removed(
+    tables: StationTables, name: str, before: set[str], after: set[str], discard: bool
+) -> dict[str, tuple[int, int]]:
+    """:func:`_owed_by_removed`, then the outbox rows of the sinks whose queues do not stay (not in both ``before``
+    and ``after``) removed, delivered ones too (a sink given one of those names later starts clean); without
+    ``discard``, a sink removed earlier that is still owed keeps its rows (a status warning until a change or a
+    delete with ``?discard_pending=true`` drops them). What the dropped rows owed, for the audit. Called with
+    nothing of the station running, so no verdict is stored for a removed sink after the count."""
+    owed = _owed_by_removed(tables, name, before, after, discard)
+    kept = before & after
+    left = set() if discard else set(tables.owed_by_sink(name)) - kept
+    tables.drop_sinks(name, [sink for sink in tables.outbox_sinks(name) if sink not in kept and sink not in left])
     return owed
 
 
@@ -516,10 +539,10 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
     config = config_from_body(state, spec)  # 400 naming the field (or an unknown one): the station stays as it was
     tables = StationTables(state.store)
     grace = state.settings.shutdown_grace_s
-    # the sinks whose queues stay: those of the run (or the kept spec) that the change keeps, by name
+    # the sinks whose queues stay: those of the run (or the kept spec) that the change keeps (in both), by name
     before = {s.sink.name for s in running.runner.config.sinks} if running is not None else _sink_names(old)
-    kept_sinks = before & {s.sink.name for s in config.sinks}
-    _owed_by_removed(tables, name, kept_sinks, discard)  # 409 at once, before anything is stopped
+    after = {s.sink.name for s in config.sinks}
+    _owed_by_removed(tables, name, before, after, discard)  # 409 at once, before anything is stopped
     dropped: dict[str, tuple[int, int]] = {}
     if running is not None:
         # Built and checked first (its model loaded, its sinks probed): a change that cannot start leaves the
@@ -532,7 +555,7 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
             tables.update_spec(name, spec)
 
             def drop_removed() -> None:  # the old run ended: counted again, with nothing storing verdicts now
-                dropped.update(_drop_removed(tables, name, kept_sinks, discard))
+                dropped.update(_drop_removed(tables, name, before, after, discard))
 
             started = manager.replace(name, runner, spec=spec, paused=paused, grace_s=grace, between=drop_removed)
         except BaseException as refused:
@@ -553,7 +576,7 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
             raise
     elif ownership.claim(name):  # kept but not started (or its replica gone): started here with the change
         try:
-            dropped = _drop_removed(tables, name, kept_sinks, discard)  # before its couriers start
+            dropped = _drop_removed(tables, name, before, after, discard)  # before its couriers start
             tables.update_spec(name, spec)
             try:
                 started = manager.add(config, spec=spec, paused=paused, owns=ownership.holds(name))
@@ -567,7 +590,7 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
     else:  # another replica runs it: checked here as it will be there, then restarted there within SYNC_INTERVAL_S
         # its model and its sinks' start-up checks: a 400 here, not a stop there (its live sinks are not known here)
         manager.prepare(config, live=None).close()
-        dropped = _drop_removed(tables, name, kept_sinks, discard)
+        dropped = _drop_removed(tables, name, before, after, discard)
         tables.update_spec(name, spec)
         audit_detail(request, _changed_detail(name, patch, dropped))
         return _kept_info(request, name, spec, paused)

@@ -645,7 +645,7 @@ export interface paths {
          * @description Change a station created through the service, in place: its name, records and undelivered deliveries
          *     (verdicts and refusals) stay. What fixes a kept station a newer check refuses at the start (the log line says
          *     the exact patch). A sink it removes takes its queue with it: 409 ``station_undelivered`` while that still owes
-         *     deliveries, unless ``?discard_pending=true``.
+         *     deliveries, unless ``?discard_pending=true`` (which drops what sinks removed earlier are still owed too).
          */
         patch: operations["update_station_v1_stations__name__patch"];
         trace?: never;
@@ -3335,7 +3335,7 @@ export interface operations {
     update_station_v1_stations__name__patch: {
         parameters: {
             query?: {
-                /** @description make the change even though a sink it removes (or renames) still owes verdicts (pending deliveries, dead letters): they are dropped; without it such a change is 409 station_undelivered, the station left as it was */
+                /** @description make the change even though a sink it removes (or renames) still owes verdicts (pending deliveries, dead letters): they are dropped, and so are those still owed to sinks removed earlier; without it such a change is 409 station_undelivered, the station left as it was (rows owed to sinks removed earlier stay a warning and refuse only a change that gives a sink their name) */
                 discard_pending?: boolean;
             };
             header?: never;
