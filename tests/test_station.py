@@ -712,6 +712,67 @@ def test_refusals_are_counted_in_the_outbox_row_whatever_fails_between_them_and_
         store.close()
 
 
+def test_a_reconnection_after_a_restart_does_not_cut_short_the_backoff_of_a_verdict_the_receiver_refused(
+    tmp_path: Path,
+) -> None:
+    """A connection made again cuts a backoff short (the broker was away), but not that of a row the receiver has
+    refused (it would refuse it again: trying at once only spends its refusals towards a dead letter). Read from the
+    row's ``refusals``, so a courier built afresh (a restart, whose first connection is a reconnection too) waits
+    it out as well; earlier that was the courier's memory, and each restart tried such a row at once. A row only
+    unreachable so far is tried at once, and a requeued dead letter is due at once."""
+    from eagle_iad.station.config import SinkConfig
+    from eagle_iad.station.outbox import StationTables
+    from eagle_iad.station.parts import DeliveryError, RefusedError, Retry
+    from eagle_iad.station.runner import Courier
+
+    class Broker:
+        kind, name = "test", "mqtt"
+
+        def __init__(self) -> None:
+            self.tried: list[str] = []
+            self.answer: type[Exception] | None = RefusedError
+
+        def deliver(self, payload: dict[str, Any], key: str) -> None:
+            self.tried.append(key)
+            if self.answer is not None:
+                raise self.answer(f"try {len(self.tried)}")
+
+        def close(self) -> None:
+            pass
+
+    store = InspectionStore(tmp_path / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload) VALUES ('line-1', 'mqtt', 'r1', '{}')")
+        tables, sink = StationTables(store), Broker()
+        config = SinkConfig(sink, Retry(0, 3600.0, 3600.0))  # type: ignore[arg-type]  # a backoff of 30 to 60 min
+        courier = Courier(tables, "line-1", config, lambda line: None)
+        courier._once()  # refused: its next try half an hour away or more
+        head = tables.head("line-1", "mqtt")
+        assert head is not None and (head.attempts, head.refusals) == (1, 1) and head.next_try > time.time() + 1500
+        for _ in range(2):  # the same courier reconnected, then one built afresh (a restart) on connecting
+            courier.reachable()
+            courier._once()
+            assert sink.tried == ["r1"], "a refused row was tried again at once on a reconnection"
+            courier = Courier(tables, "line-1", config, lambda line: None)
+        # a row only unreachable so far: the connection back, it is tried at once (a courier built afresh too)
+        sink.answer = DeliveryError
+        with store.transaction() as db:
+            db.execute("UPDATE outbox SET refusals = 0 WHERE record_id = 'r1'")
+        courier.reachable()
+        courier._once()
+        assert sink.tried == ["r1", "r1"]
+        # refused again, given up, requeued: due at once, its refusals counted afresh
+        sink.answer = None
+        with store.transaction() as db:
+            db.execute("UPDATE outbox SET state = 'dead', refusals = 3 WHERE record_id = 'r1'")
+        assert tables.requeue_dead("line-1") == 1
+        courier._once()
+        assert sink.tried == ["r1", "r1", "r1"] and tables.head("line-1", "mqtt") is None
+    finally:
+        store.close()
+
+
 def test_a_writer_that_stalls_longer_than_settle_s_gets_its_image_inspected_whole_not_refused(
     model_dir: Path, tmp_path: Path
 ) -> None:

@@ -115,10 +115,6 @@ class Courier(threading.Thread):
         #: Set by the sink when its connection is (re)made (see :meth:`reachable`), cleared at each try: the head of
         #: the queue, waiting out the backoff of tries that could not reach the receiver, is tried at once.
         self.connected = threading.Event()
-        #: The ``seq`` of the row whose last try here the receiver refused: its backoff is waited out all the same (a
-        #: broker that refused a message refuses it again after a reconnection; trying at once would only spend its
-        #: refusals faster, towards a dead letter).
-        self._refused_seq: int | None = None
         self.last_error: str | None = None
         #: When the first of the current run of failed tries failed (``None``: the last try delivered), and
         #: how many failed since: the log says when a sink starts failing and when it delivers again, once each.
@@ -139,7 +135,8 @@ class Courier(threading.Thread):
         """The sink's connection is back (called in the sink's own thread: it only sets two events): the head of the
         queue goes at once, not at the end of its backoff (capped at ``retry_max_s``, a minute by default), which
         the tries made while the receiver was away have grown. Rows still go one at a time, in order, and each try
-        is counted as any other (a refusal in ``refusals``)."""
+        is counted as any other (a refusal in ``refusals``); a row the receiver has refused waits its backoff out
+        (see :meth:`_once`)."""
         self.connected.set()
         self.wake.set()
 
@@ -201,9 +198,12 @@ class Courier(threading.Thread):
             self.wake.clear()
             return
         wait = due.next_try - time.time()
-        # the connection back: a backoff is cut short, unless the receiver refused this row (see _refused_seq); a row
-        # held for an image not filed yet (HELD) stays held
-        back = self.connected.is_set() and due.next_try < HELD and due.seq != self._refused_seq
+        # the connection back: a backoff is cut short, unless the receiver has refused this row (its refusals, in
+        # the row: a broker that refused a message refuses it again after a reconnection, and trying at once would
+        # only spend its refusals faster, towards a dead letter; read from the row, not kept here, so a restart,
+        # whose connection is a reconnection too, waits it out as well); a row held for an image not filed yet
+        # (HELD) stays held
+        back = self.connected.is_set() and due.next_try < HELD and due.refusals == 0
         if wait > 0 and not back:  # a backoff, or an image not filed yet: the put-away wakes it once the row is due
             self.wake.wait(min(wait, 1.0))
             self.wake.clear()
@@ -217,7 +217,6 @@ class Courier(threading.Thread):
             # refused by the receiver, or a sink's bug (anything but a DeliveryError or an OSError): counted towards
             # a dead letter; a receiver that cannot be reached is not (by default: tried until it can be)
             refused = isinstance(exc, RefusedError) or not isinstance(exc, DeliveryError | OSError)
-            self._refused_seq = due.seq if refused else None
             # (counted in the outbox row: neither a restart nor an unreachable try in between resets it)
             dead = self.tables.failed(due, error, self.sink.retry, refused=refused)
             self.failures += 1
