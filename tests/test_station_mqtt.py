@@ -802,7 +802,7 @@ def test_a_sink_whose_first_delivery_found_the_broker_down_still_reconnects_and_
     try:
         with pytest.raises(DeliveryError, match="Connection refused"):
             sink.deliver(payload, "r1")  # the courier's try, before the station started the sink
-        sink.start("line-1", "mono")
+        sink.station_start("line-1", "mono")
         broker = Broker(tmp_path / "broker", port)
         broker.start()
         assert woken.wait(wait_s(60)), "the sink did not reconnect by itself once the broker was up"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from conftest import LiveServer, wait_s
@@ -357,6 +357,106 @@ def test_rows_owed_to_a_sink_removed_earlier_refuse_no_unrelated_change_but_stay
         assert _audit(live.base)[-1][1:] == ("PATCH", "/v1/stations/line-1", "changed line-1: ['deadline_s']; "
                                              "dropped undelivered: sink 'old': 1 pending, 0 dead letters")  # fmt: skip
         assert call("DELETE", f"{live.base}/v1/stations/line-1?discard_pending=true")[0] == 204
+
+
+class _ThreadSink(threading.Thread):
+    """A plugin sink that is a thread for its own reasons (it has ``start``, ``run`` and no station hook)."""
+
+    kind = "thread-sink"
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self, options: Any, name: str) -> None:
+        super().__init__(daemon=True)
+        self.name, self.max_attempts = name, 0  # Thread's own name, here the sink's
+
+    def describe(self) -> str:
+        return "a thread"
+
+    def deliver(self, payload: Any, key: str) -> None:
+        self.calls.append("deliver")
+
+    def run(self) -> None:  # only if Thread.start was called
+        self.calls.append("run")
+
+    def forget(self) -> None:  # its own forget (not the station's hook)
+        self.calls.append("forget")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+class _HookedSink:
+    """A plugin sink with the station hooks: ``station_start``/``station_forget``; and one with the older names
+    (``start``/``forget``, no thread), which are still called."""
+
+    kind = "hooked-sink"
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self, options: Any, name: str) -> None:
+        self.name, self.max_attempts = name, 0
+
+    def describe(self) -> str:
+        return self.kind
+
+    def deliver(self, payload: Any, key: str) -> None:
+        self.calls.append("deliver")
+
+    def station_start(self, station: str, category: str) -> None:
+        self.calls.append(f"station_start {station} {category}")
+
+    def station_forget(self) -> None:
+        self.calls.append("station_forget")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+class _OlderSink(_HookedSink):
+    kind = "older-sink"
+    calls: ClassVar[list[str]] = []
+    station_start = station_forget = None  # type: ignore[assignment]  # written before the hooks' new names
+
+    def start(self, station: str, category: str) -> None:
+        self.calls.append(f"start {station} {category}")
+
+    def forget(self) -> None:
+        self.calls.append("forget")
+
+
+def test_a_plugin_sink_that_is_a_thread_is_not_started_nor_forgotten_by_the_station_and_hooks_are_called(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The station calls a sink's hooks by their own names (``station_start``, ``station_forget``), so a plugin
+    sink that is a :class:`threading.Thread` is not started by it (earlier ``getattr(sink, "start")``: the thread
+    started with the station's name as its arguments, a ``TypeError`` that stopped the start) nor has its own
+    ``forget`` called at a delete. A sink with the hooks gets both; one with the older names (no thread) too."""
+    from eagle_iad.station.parts import SINKS
+
+    for sink in (_ThreadSink, _HookedSink, _OlderSink):
+        SINKS.add(sink.kind, sink)
+        sink.calls.clear()
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    body = {
+        "name": "line-1",
+        "category": "mono",
+        "source": {"kind": "folder", "path": "incoming", "settle_s": 0.2, "poll_s": 0.05},
+        "sinks": [{"kind": "thread-sink"}, {"kind": "hooked-sink"}, {"kind": "older-sink"}],
+    }
+    try:
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            status, info = _post(live.base, "/v1/stations", body)
+            assert status == 201, info
+            _drop(data / "incoming", _cells(1))
+            _until(live.base, "line-1", lambda i: all(s["delivered"] == 1 for s in i["sinks"].values()), "delivered")
+            assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        assert _ThreadSink.calls == ["deliver", "close"]  # neither run (Thread.start) nor its own forget
+        assert _HookedSink.calls[-4:] == ["station_start line-1 mono", "deliver", "station_forget", "close"]
+        assert _OlderSink.calls[-4:] == ["start line-1 mono", "deliver", "forget", "close"]
+    finally:
+        for sink in (_ThreadSink, _HookedSink, _OlderSink):
+            SINKS.remove(sink.kind)
 
 
 def test_a_station_created_with_a_named_key_says_who_created_it_as_the_audit_log_does(

@@ -9,12 +9,14 @@ without touching this package. Each part reads its own options from its TOML tab
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import ssl
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.ranges import Range, short_repr
@@ -306,13 +308,15 @@ class Sink(Protocol):
     timeout and leaves no thread or connection behind; the real connection is still made at the first
     delivery, or by ``start``.
 
-    Also optional, for a sink with a live connection (the MQTT sink): ``start(self, station, category) -> None``,
-    called when the station starts running with the sink (after its couriers started; not by ``eagle station
+    Also optional, for a sink with a live connection (the MQTT sink): ``station_start(self, station, category) ->
+    None``, called when the station starts running with the sink (before its couriers start; not by ``eagle station
     status``, nor for a change only checked), to connect in the background without blocking; ``when_connected(self,
     listener) -> None``, given the courier's :meth:`~eagle_iad.station.runner.Courier.reachable`, which the sink calls
-    each time its connection is made so the verdicts that waited go at once; ``forget(self) -> None``, called
-    before :meth:`close` when the station is deleted (not at a stop), to clear what it left on the receiver (an
-    MQTT broker's retained messages).
+    each time its connection is made so the verdicts that waited go at once; ``station_forget(self) -> None``,
+    called before :meth:`close` when the station is deleted (not at a stop), to clear what it left on the receiver
+    (an MQTT broker's retained messages). Found with :func:`sink_hook`: their names say they are the station's
+    hooks, so a sink's own ``start`` (a :class:`threading.Thread` subclass's) is never taken for one; the older
+    names ``start`` and ``forget`` are still called where the sink is no thread or process.
 
     An optional class attribute ``takes_refusals`` (a bool) says whether :meth:`deliver` understands refusals:
     it is the default of the sink's option ``refusals``. A plugin sink without it is sent verdicts only unless
@@ -336,6 +340,28 @@ class Sink(Protocol):
         refused it (anything else counts as a refusal too: a bug)."""
 
     def close(self) -> None: ...
+
+
+#: The station's optional hooks on a sink (see :class:`Sink`) and the names they had before, which any class may
+#: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread.
+SINK_HOOKS = {"station_start": "start", "station_forget": "forget"}
+
+
+def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:
+    """``sink``'s station hook ``hook`` (a key of :data:`SINK_HOOKS`), or ``None`` where it has none.
+
+    Why not ``getattr(sink, "start")``: a plugin sink that is a :class:`threading.Thread` (or a
+    :class:`multiprocessing.Process`) subclass, or any class with a ``start``/``forget`` of its own, would have
+    that method called by the station at its start or its delete (a thread started with the station's name as
+    its arguments). The hooks' own names cannot collide; the older names are still honoured, for plugins written
+    against them, except where the sink is a thread or a process, whose ``start`` is certainly not the hook."""
+    found = getattr(sink, hook, None)
+    if callable(found):
+        return cast(Callable[..., Any], found)
+    if isinstance(sink, threading.Thread | multiprocessing.process.BaseProcess):
+        return None
+    older = getattr(sink, SINK_HOOKS[hook], None)
+    return cast(Callable[..., Any], older) if callable(older) else None
 
 
 class SourceFactory(Protocol):

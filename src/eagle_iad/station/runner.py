@@ -58,6 +58,7 @@ from eagle_iad.station.parts import (
     NotPutAside,
     RefusedError,
     StationConfigError,
+    sink_hook,
 )
 from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
@@ -453,8 +454,8 @@ class StationRunner:
         # own thread, rather than at its first delivery: its retained status says online while the station runs,
         # and its reconnection wakes the courier); after every step that can fail, so none leaves a connection.
         for configured in self.config.sinks:
-            open_sink = getattr(configured.sink, "start", None)
-            if callable(open_sink):
+            open_sink = sink_hook(configured.sink, "station_start")  # a Thread's own start is no hook
+            if open_sink is not None:
                 open_sink(self.config.name, self.config.category)
         for courier in self.couriers:
             courier.start()
@@ -1366,8 +1367,8 @@ class StationManager:
         running.thread.join(max(0.0, deadline - time.monotonic()))
         running.runner.stop(max(0.0, deadline - time.monotonic()))
         for sink in running.runner.config.sinks:
-            clear = getattr(sink.sink, "forget", None)
-            if forget and callable(clear):
+            clear = sink_hook(sink.sink, "station_forget") if forget else None
+            if clear is not None:
                 try:
                     clear()
                 except Exception as exc:  # a plugin's failure must not keep the station from being deleted

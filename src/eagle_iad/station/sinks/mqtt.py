@@ -17,7 +17,7 @@ under MQTT 5 a PUBACK with a failure reason, such as *not authorized*, is a fail
 with its backoff: the record id is the idempotency key (in the payload's ``record.id`` and, under MQTT 5,
 the ``Idempotency-Key`` user property), the same on every retry, so a subscriber drops repeats.
 
-The connection is made when the station starts running with the sink (:meth:`MqttSink.start`, called by the
+The connection is made when the station starts running with the sink (:meth:`MqttSink.station_start`, called by the
 runner: a SCADA screen reads the retained ``online`` as the station being at work, so it must not wait for the
 first part), in paho's network thread, so a broker that is down neither blocks nor stops the start: its verdicts
 wait in the outbox. Not when the sink is merely built (``eagle station status`` reads the same file and must not
@@ -25,7 +25,7 @@ connect). paho's thread keeps the connection, reconnecting with waits from ``ret
 ``retry_max_s``; each time it is back, :meth:`MqttSink.when_connected`'s listener (the courier) is told, so the
 verdicts that waited go at once instead of at the end of their own, longer backoff. A sink never started (used
 alone) connects at its first delivery. A station deleted clears the retained messages it left
-(:meth:`MqttSink.forget`), so a screen does not show a station that is gone.
+(:meth:`MqttSink.station_forget`), so a screen does not show a station that is gone.
 When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
 station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
@@ -177,14 +177,14 @@ class MqttSink:
         self._running = False  # paho's network thread started (at start, or after the first connection)
         self._closed = False
         self._station = ""
-        #: The station's category (:meth:`start`): the ``last_topic`` to clear when it is deleted, if no verdict
+        #: The station's category (:meth:`station_start`): the ``last_topic`` to clear when it is deleted, if no verdict
         #: went there in this run.
         self._category: str | None = None
-        #: The retained topics published in this run (``last_topic`` by category), cleared by :meth:`forget`.
+        #: The retained topics published in this run (``last_topic`` by category), cleared by :meth:`station_forget`.
         self._retained: set[str] = set()
         #: Told (in paho's thread) each time the connection is made: the courier, which then tries its queue at once.
         self._listener: Callable[[], None] | None = None
-        #: :meth:`forget` cleared the retained status: :meth:`close` says no ``offline`` after it.
+        #: :meth:`station_forget` cleared the retained status: :meth:`close` says no ``offline`` after it.
         self._forgotten = False
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
         #: acknowledged message's reason code by message id (a failure code is a refused publication).
@@ -380,7 +380,7 @@ class MqttSink:
         return StationConfigError(f"{self.where}: ca_file: the TLS certificate of {self._broker()} failed "
                                   f"verification ({reason}); name the CA that signed it in ca_file")  # fmt: skip
 
-    def start(self, station: str, category: str) -> None:
+    def station_start(self, station: str, category: str) -> None:
         """Connect now, in paho's network thread, and say ``online`` once connected (see :meth:`_on_connect`).
 
         Called by the runner when the station starts running with this sink (a start, a restart of the service, a
@@ -409,7 +409,7 @@ class MqttSink:
         with self._changed:
             self._listener = listener
 
-    def forget(self) -> None:
+    def station_forget(self) -> None:
         """The station is deleted: clear the retained messages this sink left on the broker, where it is reachable.
 
         Publishes an empty retained payload (which deletes a retained message) on the status topic and on each
@@ -491,7 +491,7 @@ class MqttSink:
         return client
 
     def _wait_first_answer(self) -> bool:
-        """Whether connected, after waiting up to ``timeout_s`` while the first connection (:meth:`start`'s, in
+        """Whether connected, after waiting up to ``timeout_s`` while the first connection (:meth:`station_start`'s, in
         paho's thread) has no answer yet: a delivery just after the start is not a failed try for that alone (a
         warning in the log, and a backoff). A connection lost, or refused, is not waited for."""
         deadline = time.monotonic() + self.timeout_s
