@@ -608,7 +608,9 @@ export class EagleClient {
    * names the patch). A 400 names the field at fault and leaves the station as it was. A sink the patch removes
    * (or renames) takes its queue with it: while it still owes verdicts the call throws an `EagleApiError` 409
    * `station_undelivered` naming each sink and what it owes, the station as it was; pass
-   * `{ discardPending: true }` to make the change anyway, dropping them.
+   * `{ discardPending: true }` to make the change anyway, dropping them. Deliveries already owed to a sink
+   * removed earlier (a warning of the station's) refuse only a patch that gives a sink that name; any patch with
+   * `{ discardPending: true }` drops them.
    */
   updateStation(
     name: string,
