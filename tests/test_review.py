@@ -173,8 +173,17 @@ def test_a_label_based_on_a_revision_someone_moved_is_refused_and_theirs_is_kept
         )
         assert status == 409 and refused["error"]["code"] == "label_changed", refused
         message = refused["error"]["message"]
-        assert f"labelled anomalous by ana at {stored['label_time']} (note: crack)" in message, message
-        assert "you saw revision 0, it is at 1" in message and "your label was not stored" in message, message
+        # in the words a person labels with: the image's name, "defective", a readable UTC time, no revisions
+        at = stored["label_time"][:10] + " " + stored["label_time"][11:19] + " UTC"
+        assert message == (
+            f"band.png was labelled defective by ana at {at} (note: crack) while you were looking. Your label was "
+            "not stored: look at it again, then label it if you still disagree."
+        ), message
+        # the same facts as fields: a client words them itself, the time in its own zone
+        assert refused["error"]["label_changed"] == {
+            "id": "band", "image_name": "band.png", "label": "anomalous", "labelled_by": "ana",
+            "labelled_at": stored["label_time"], "label_note": "crack", "label_revision": 1,
+        }, refused  # fmt: skip
         kept = _http("GET", f"{kai}/band")[1]
         assert (kept["label"], kept["label_by"], kept["label_note"], kept["label_revision"]) == (
             "anomalous", "ana", "crack", 1)  # fmt: skip
@@ -184,7 +193,11 @@ def test_a_label_based_on_a_revision_someone_moved_is_refused_and_theirs_is_kept
         # a clear is a revision too: a label based on the one before it is refused, saying it was cleared
         assert _http("PUT", f"{ana}/band/label", {"label": None, "expected_revision": 2})[0] == 200
         status, refused = _http("PUT", f"{kai}/band/label", {"label": "normal", "by": "kai", "expected_revision": 2})
-        assert status == 409 and "now cleared" in refused["error"]["message"], refused
+        assert status == 409 and refused["error"]["message"].startswith("band.png had its label cleared while you"), (
+            refused
+        )
+        assert refused["error"]["label_changed"]["label"] is None, refused
+        assert refused["error"]["label_changed"]["label_revision"] == 3, refused
         assert _http("GET", f"{ana}/band")[1]["label"] is None
         # without expected_revision: no check, the last label wins (clients from before revisions)
         status, unchecked = _http("PUT", f"{kai}/band/label", {"label": "normal", "by": "kai"})
@@ -401,7 +414,8 @@ def test_eagle_review_label_with_the_revision_seen_keeps_a_label_given_since(
     assert "label revision" not in listed[2], listed  # never labelled: no revision shown
     assert main(["review", "label", "band", "normal", "--by", "kai", "--expected-revision", "0", "--db", str(db)]) == 2
     said = capsys.readouterr().err
-    assert "you saw revision 0, it is at 1" in said and "labelled anomalous by anna at 2026-12-04T09:02" in said, said
+    assert "band.png was labelled defective by anna at 2026-12-04 09:02:00 UTC while you were looking" in said, said
+    assert "revision" not in said, said
     store = InspectionStore(db)
     try:
         kept = store.get("band")

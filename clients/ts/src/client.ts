@@ -27,7 +27,7 @@ export interface LabelOptions {
   /**
    * The record's `label_revision` the label is based on (`null` or 0: never labelled). If someone else
    * labelled the part since, the call throws an `EagleApiError` 409 `label_changed` whose message names who
-   * and when, and their label is kept. Left out (`undefined`): no check, the last label wins.
+   * and when (its `detail.label_changed` has the same as fields), and their label is kept. Left out (`undefined`): no check, the last label wins.
    */
   expectedRevision?: number | null;
   signal?: AbortSignal;
@@ -49,6 +49,8 @@ export type InspectionEvent = Schemas["InspectionEvent"];
 export type JobStarted = Schemas["JobStarted"];
 export type EvaluationRun = Schemas["EvaluationRun"];
 export type ErrorBody = Schemas["ErrorBody"];
+/** A 409 `label_changed` answer's `error.label_changed` (the `EagleApiError`'s `detail`): the label stored now. */
+export type LabelChanged = Schemas["LabelChanged"];
 /** A recorded threshold change: `tau` (a new threshold) or `restore` (the number of a change to undo), and why. */
 export type ThresholdChange = Schemas["ThresholdChange"];
 export type Reference = Schemas["Reference"];
@@ -207,14 +209,16 @@ function defaultBaseUrl(): string {
 async function apiError(response: Response): Promise<EagleApiError> {
   let message = `HTTP ${response.status} ${response.statusText}`.trim();
   let code: string | null = null;
+  let detail: Record<string, unknown> | null = null;
   try {
     const body = (await response.json()) as Partial<ErrorBody>;
     if (body.error?.message) message = body.error.message;
     code = body.error?.code ?? null;
+    if (typeof body.error === "object" && body.error !== null) detail = body.error as Record<string, unknown>;
   } catch {
     // not JSON (a proxy's page): keep the status line
   }
-  return new EagleApiError(message, response.status, code, parseRetryAfter(response.headers.get("retry-after")));
+  return new EagleApiError(message, response.status, code, parseRetryAfter(response.headers.get("retry-after")), detail);
 }
 
 export class EagleClient {

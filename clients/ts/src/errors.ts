@@ -19,6 +19,11 @@ export class EagleApiError extends EagleError {
     readonly code: string | null = null,
     /** Seconds the service asked to wait (429 answers), when it said. */
     readonly retryAfterS: number | null = null,
+    /**
+     * The answer's whole error object (`{"error": {...}}`), for the fields some codes add beside the message:
+     * 409 `label_changed` carries `label_changed` (the label stored now, who gave it and when). null: not JSON.
+     */
+    readonly detail: Readonly<Record<string, unknown>> | null = null,
   ) {
     super(message);
   }

@@ -24,6 +24,7 @@ export {
   type DayFigures,
   type Decision,
   type ErrorBody,
+  type LabelChanged,
   type EvaluationRun,
   type FitOptions,
   type FitSource,

@@ -108,7 +108,8 @@ describe("eagle-client", () => {
     // based on the revision before that label: refused, the label kept; based on the current one: stored
     const stale = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen)]);
     expect(stale.code).toBe(1);
-    expect(stale.stderr).toContain(`you saw revision ${seen}, it is at ${seen + 1}): now labelled normal by local at `);
+    expect(stale.stderr).toContain(`${row.image_name} was labelled normal by local at `);
+    expect(stale.stderr).toContain(" while you were looking. Your label was not stored: look at it again");
     const current = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen + 1)]);
     expect(JSON.parse(current.stdout)).toMatchObject({ label: "anomalous", label_revision: seen + 2 });
     expect((await cli(["--url", baseUrl, "label", labelledId, "normal"])).code).toBe(0); // as it was, for what follows

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from fastapi.responses import JSONResponse
@@ -34,6 +35,7 @@ class ApiError(Exception):
         type_: str = "invalid_request_error",
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -41,9 +43,12 @@ class ApiError(Exception):
         self.type = type_
         self.code = code
         self.headers = headers or {}
+        #: Further fields of the error object, beside the message (e.g. ``label_changed``: the label stored now).
+        self.details = details or {}
 
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "code": self.code, "param": None}}
+        error = {"message": self.message, "type": self.type, "code": self.code, "param": None}
+        body = {"error": {**error, **self.details}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 

@@ -46,7 +46,7 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.service.store import AlreadyStoredError, LabelChangedError, new_inspection_id
+from eagle_iad.service.store import AlreadyStoredError, LabelChangedError, label_changed_detail, new_inspection_id
 from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -354,7 +354,8 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     try:
         stored = service(request).store.set_label(inspection_id, label, when, by=by, note=note, expected=expected)
     except LabelChangedError as exc:  # a refused request is no change: the audit log has no row for it
-        raise ApiError(409, str(exc), code="label_changed") from None
+        detail = {"label_changed": label_changed_detail(exc.current)}
+        raise ApiError(409, str(exc), code="label_changed", details=detail) from None
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()

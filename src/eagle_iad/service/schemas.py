@@ -325,11 +325,27 @@ class JobEvent(_Open):
     error: str | None = None
 
 
+class LabelChanged(_Open):
+    """A refused label's part as stored now (409 ``label_changed``): its label (``anomalous`` is the part said
+    to be defective; ``null``: not labelled, or cleared), who gave it, when (ISO 8601, UTC), their note and
+    the revision a new label is based on."""
+
+    id: str
+    image_name: str
+    label: Literal["normal", "anomalous"] | None
+    labelled_by: str | None
+    labelled_at: str | None
+    label_note: str | None
+    label_revision: int
+
+
 class ErrorDetail(_Open):
     message: str
     type: str
     code: str | None = None
     param: str | None = None
+    #: With code ``label_changed`` only: the label stored now, as fields (the message says the same in words).
+    label_changed: LabelChanged | None = None
 
 
 class ErrorBody(_Open):

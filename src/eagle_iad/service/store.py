@@ -67,20 +67,50 @@ class LabelChangedError(Exception):
 
 
 def label_changed_message(expected: int, current: Inspection) -> str:
-    """What a refused label says: the revision the caller saw, what the label is now, who gave it and when
-    (so two operators on one part know whose decision stands and can talk), and that nothing was stored."""
-    now = current.label_revision or 0
+    """What a refused label says, in the words a person labels with: the image by its name, what its label is
+    now (``defective`` / ``normal``, as the console and ``eagle review label`` say it), who gave it and when, and
+    that nothing was stored. Two operators on one part then know whose decision stands and can talk; the
+    revisions stay out of the sentence (the 409 body's ``label_changed`` carries them, with the same facts as
+    fields a client composes its own sentence from, in its own time zone)."""
+    name = current.image_name or f"inspection {current.id}"
     if current.label is None:
-        what = "cleared" if now else "not labelled"  # (a revision > 0 without a label: cleared since)
+        # (a revision > 0 without a label: cleared since; 0 with a revision expected: never labelled after all)
+        what = f"{name} had its label cleared" if (current.label_revision or 0) else f"{name} is not labelled"
     else:
-        who, at = current.label_by or "someone", current.label_time or "an unknown time"
-        what = f"labelled {current.label} by {who} at {at}"
+        who = current.label_by or "someone"
+        at = f" at {_readable_time(current.label_time)}" if current.label_time else ""
+        what = f"{name} was labelled {LABEL_SAID.get(current.label, current.label)} by {who}{at}"
         if current.label_note:
             what += f" (note: {current.label_note})"
     return (
-        f"inspection {current.id}: its label changed since you looked (you saw revision {expected}, it is at "
-        f"{now}): now {what}; your label was not stored: look at it again, then label it if you still disagree"
+        f"{what} while you were looking. Your label was not stored: look at it again, then label it if you still "
+        "disagree."
     )
+
+
+#: A stored label in the words a person labels with (the API accepts ``defective`` and stores ``anomalous``).
+LABEL_SAID = {"anomalous": "defective", "normal": "normal"}
+
+
+def label_changed_detail(current: Inspection) -> dict[str, Any]:
+    """The 409 ``label_changed`` body's facts as fields (``error.label_changed``): the stored label as the API
+    stores it, who gave it and when (ISO 8601, UTC), its note and revision, so a client words the refusal itself
+    and shows the time in its user's zone instead of parsing the message."""
+    return {
+        "id": current.id,
+        "image_name": current.image_name,
+        "label": current.label,
+        "labelled_by": current.label_by,
+        "labelled_at": current.label_time,
+        "label_note": current.label_note,
+        "label_revision": current.label_revision or 0,
+    }
+
+
+def _readable_time(iso: str) -> str:
+    """``2026-12-06T21:59:23.274+00:00`` as ``2026-12-06 21:59:23 UTC``; anything else as it is."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:\+00:00|Z)", iso)
+    return f"{match[1]} {match[2]} UTC" if match else iso
 
 
 _log = logging.getLogger(__name__)

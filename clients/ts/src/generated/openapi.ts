@@ -913,6 +913,7 @@ export interface components {
         ErrorDetail: {
             /** Code */
             code?: string | null;
+            label_changed?: components["schemas"]["LabelChanged"] | null;
             /** Message */
             message: string;
             /** Param */
@@ -1409,6 +1410,30 @@ export interface components {
         KeyList: {
             /** Keys */
             keys: components["schemas"]["KeyInfo"][];
+        };
+        /**
+         * LabelChanged
+         * @description A refused label's part as stored now (409 ``label_changed``): its label (``anomalous`` is the part said
+         *     to be defective; ``null``: not labelled, or cleared), who gave it, when (ISO 8601, UTC), their note and
+         *     the revision a new label is based on.
+         */
+        LabelChanged: {
+            /** Id */
+            id: string;
+            /** Image Name */
+            image_name: string;
+            /** Label */
+            label: ("normal" | "anomalous") | null;
+            /** Label Note */
+            label_note: string | null;
+            /** Label Revision */
+            label_revision: number;
+            /** Labelled At */
+            labelled_at: string | null;
+            /** Labelled By */
+            labelled_by: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * LabelledScore
