@@ -1,6 +1,6 @@
 import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { describeError, isLabelChanged, isUnauthorised } from "./errors";
+import { describeError, describeLabelError, isLabelChanged, isUnauthorised, labelChangedMessage, labelChangedOf } from "./errors";
 
 describe("describeError", () => {
   it("maps a network failure to a retryable 'unreachable' state", () => {
@@ -76,9 +76,8 @@ describe("describeError", () => {
     expect(describeError(new EagleApiError("no job", 404, "job_not_found")).kind).toBe("not_found");
   });
   it("says a label was refused because someone else labelled the part meanwhile, naming them in the service's words", () => {
-    const message =
-      "inspection 3f2a: its label changed since you looked (you saw revision 0, it is at 1): now labelled anomalous by " +
-      "ana at 2026-12-06T12:01:02.345+00:00 (note: crack); your label was not stored: look at it again, then label it if you still disagree";
+    // an older service: no fields, its message as it is
+    const message = "inspection 3f2a: its label changed since you looked (you saw revision 0, it is at 1): now labelled anomalous by ana";
     const error = new EagleApiError(message, 409, "label_changed");
     expect(describeError(error)).toEqual({
       kind: "label_changed",
@@ -89,6 +88,37 @@ describe("describeError", () => {
     expect(isLabelChanged(error)).toBe(true);
     expect(isLabelChanged(new EagleApiError("changed", 409, "model_changed"))).toBe(false);
     expect(isLabelChanged(new EagleApiError("no inspection 'x'", 404, "not_found"))).toBe(false);
+  });
+  it("words a refused label from its fields: the image's name, the console's label words, the local time, no revisions", () => {
+    const labelledAt = new Date(2026, 11, 6, 21, 59, 23, 274);
+    const changed = {
+      id: "8f8c43a9c2be489a861fa9dda83d884c", image_name: "cell0065.png", label: "anomalous" as const, labelled_by: "bert",
+      labelled_at: labelledAt.toISOString(), label_note: null, label_revision: 1,
+    };
+    const error = new EagleApiError("cell0065.png was labelled defective by bert at …", 409, "label_changed", null, {
+      message: "…", code: "label_changed", label_changed: changed,
+    });
+    expect(labelChangedOf(error)).toEqual(changed);
+    const now = new Date(2026, 11, 6, 22, 5, 0);
+    expect(labelChangedMessage(changed, "normal", now, "en-US")).toBe(
+      "cell0065.png was labelled actually defective by bert at 9:59:23 PM while you were looking. Your “actually normal” " +
+        "was not saved. It is shown again here as it is stored now: decide again if you still disagree.",
+    );
+    expect(labelChangedMessage({ ...changed, label_note: "crack", labelled_by: null }, null, now, "en-US")).toBe(
+      "cell0065.png was labelled actually defective at 9:59:23 PM while you were looking. Their note: “crack”. Your label " +
+        "was not saved. It is shown again here as it is stored now: decide again if you still disagree.",
+    );
+    expect(labelChangedMessage(changed, "clear", now, "en-US")).toContain("while you were looking. The label was not cleared.");
+    expect(labelChangedMessage({ ...changed, label: null, labelled_by: null, labelled_at: null, label_revision: 2 }, "anomalous", now)).toMatch(
+      /^cell0065\.png had its label cleared while you were looking\. Your “actually defective” was not saved\./,
+    );
+    const described = describeLabelError(error, "normal");
+    expect(described.kind).toBe("label_changed");
+    expect(described.message).toContain("cell0065.png was labelled actually defective by bert at ");
+    expect(described.message).not.toMatch(/revision|8f8c43a9|anomalous|T21:59/);
+    expect(describeError(error).message).toContain("Your label was not saved.");
+    // another refusal is described as before
+    expect(describeLabelError(new EagleApiError("no inspection 'x'", 404, "not_found"), "normal").kind).toBe("not_found");
   });
   it("tells a model that cannot be read (a rollback recovers it) from other refusals", () => {
     const e = describeError(new EagleApiError("category 'x' cannot be read: x: model.json is missing", 409, "model_invalid"));

@@ -1,6 +1,6 @@
 /** Errors from the client mapped to what the console shows: a kind, a title and a specific message. */
 
-import { EagleApiError, EagleFitError, EagleNetworkError } from "@eagle-iad/client";
+import { EagleApiError, EagleFitError, EagleNetworkError, type LabelChanged } from "@eagle-iad/client";
 
 export type ErrorKind =
   | "network"
@@ -77,12 +77,14 @@ export function describeError(error: unknown): UserError {
     // service runs an exported model (eagle serve --runtime onnx|openvino); its message says what to serve instead.
     if (code === "needs_fitted_model") return { kind: "needs_fitted_model", title: "Needs the fitted model", message, retryable: false };
     if (code === "label_changed") {
-      // Someone else labelled the part since it was shown here: the service kept their label and names who and
-      // when; the page shows the part again as it is now, so this decision is made again on what is stored.
+      // Someone else labelled the part since it was shown here: the service kept their label and says who and
+      // when (as fields too); the page shows the part again as it is now, so this decision is made again on what
+      // is stored. Worded here from the fields, the time in the reader's zone; an older service's message as is.
+      const changed = labelChangedOf(error);
       return {
         kind: "label_changed",
         title: "Labelled by someone else meanwhile",
-        message: `${message} It is shown again here as it is stored now.`,
+        message: changed ? labelChangedMessage(changed, null) : `${message} It is shown again here as it is stored now.`,
         retryable: false,
       };
     }
@@ -105,4 +107,57 @@ export function isLabelChanged(error: unknown): boolean {
 
 export function isUnauthorised(error: unknown): boolean {
   return error instanceof EagleApiError && error.status === 401;
+}
+
+/** A stored label in the console's words ("actually defective" / "actually normal"). */
+export function labelWords(label: string): string {
+  return label === "anomalous" || label === "defective" ? "actually defective" : "actually normal";
+}
+
+/**
+ * A time as a person here reads it: "at" the clock time if it is today, else "on" the date and time, in the
+ * browser's zone; with `recent`, "just now" within the last minute (a label someone gave while the page was open).
+ */
+export function whenSaid(iso: string, now: Date = new Date(), locale?: string, recent = false): string {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return `at ${iso}`;
+  const ago = now.getTime() - at.getTime();
+  if (recent && ago >= -5_000 && ago < 60_000) return "just now";
+  return at.toDateString() === now.toDateString() ? `at ${at.toLocaleTimeString(locale)}` : `on ${at.toLocaleString(locale)}`;
+}
+
+/** The label stored now that a 409 `label_changed` answer carries (`error.label_changed`); null from an older service. */
+export function labelChangedOf(error: unknown): LabelChanged | null {
+  if (!(error instanceof EagleApiError) || error.code !== "label_changed") return null;
+  const changed = error.detail?.["label_changed"];
+  if (typeof changed !== "object" || changed === null) return null;
+  const fields = changed as Partial<LabelChanged>;
+  return typeof fields.image_name === "string" && typeof fields.label_revision === "number" ? (changed as LabelChanged) : null;
+}
+
+/**
+ * What a refused label says, from the label stored now: "cell0065.png was labelled actually defective by bert
+ * at 9:59:23 PM while you were looking. Your “actually normal” was not saved…". `tried`: the label this person
+ * gave ("clear": a clear; null: unknown); the time is the browser's, never the service's UTC.
+ */
+export function labelChangedMessage(changed: LabelChanged, tried: string | null, now: Date = new Date(), locale?: string): string {
+  const name = changed.image_name;
+  let what: string;
+  if (changed.label === null) {
+    what = changed.label_revision > 0 ? `${name} had its label cleared while you were looking.` : `${name} is not labelled now.`;
+  } else {
+    const by = changed.labelled_by ? ` by ${changed.labelled_by}` : "";
+    const when = changed.labelled_at ? ` ${whenSaid(changed.labelled_at, now, locale)}` : "";
+    const note = changed.label_note ? ` Their note: “${changed.label_note}”.` : "";
+    what = `${name} was labelled ${labelWords(changed.label)}${by}${when} while you were looking.${note}`;
+  }
+  const yours = tried === "clear" ? "The label was not cleared." : tried ? `Your “${labelWords(tried)}” was not saved.` : "Your label was not saved.";
+  return `${what} ${yours} It is shown again here as it is stored now: decide again if you still disagree.`;
+}
+
+/** {@link describeError} for a label request, naming the label this person tried when the service refused it. */
+export function describeLabelError(error: unknown, tried: string | null): UserError {
+  const described = describeError(error);
+  const changed = labelChangedOf(error);
+  return changed ? { ...described, message: labelChangedMessage(changed, tried) } : described;
 }
