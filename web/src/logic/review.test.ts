@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
   actionForKey,
-  labelledSinceFetched,
+  labelNotice,
   leftLine,
-  leftToReview,
+  lookLimit,
   nextPosition,
+  reconcile,
   storedLabelLine,
   withRecord,
   withoutCandidate,
@@ -29,9 +30,7 @@ describe("the review cursor", () => {
     expect(nextPosition(0, 3, "back")).toBe(0);
   });
 
-  it("counts what is left", () => {
-    expect(leftToReview(12, 3)).toBe(9);
-    expect(leftToReview(2, 5)).toBe(0);
+  it("says what is left", () => {
     expect([leftLine(0), leftLine(1), leftLine(7)]).toEqual(["Nothing left to review", "1 left to review", "7 left to review"]);
   });
 });
@@ -46,34 +45,69 @@ describe("a part labelled meanwhile", () => {
     expect(reloaded).toEqual([items[0], { record: { id: "b", label_revision: 1 }, reasons: ["close_call"] }]);
     expect(items[1]?.record.label_revision).toBeNull(); // the fetched list is not changed in place
   });
-  it("says what it is labelled now, by whom and when", () => {
-    const at = (iso: string) => (iso === "2026-12-06T12:01:02Z" ? "6 Dec 2026, 12:01" : "?");
-    expect(storedLabelLine({ label: "anomalous", label_by: "ana", label_time: "2026-12-06T12:01:02Z" }, at)).toBe(
-      "Labelled actually defective by ana on 6 Dec 2026, 12:01.",
+  it("says what it is labelled now, by whom and when, in the reader's time", () => {
+    const now = new Date(2026, 11, 6, 22, 0, 0);
+    const earlier = new Date(2026, 11, 6, 21, 50, 23).toISOString();
+    expect(storedLabelLine({ label: "anomalous", label_by: "ana", label_time: earlier }, now, "en-US")).toBe(
+      "Labelled actually defective by ana at 9:50:23 PM.",
     );
-    expect(storedLabelLine({ label: "normal", label_by: null, label_time: null }, at)).toBe("Labelled actually normal.");
-    expect(storedLabelLine({ label: null }, at)).toBeNull();
+    const seconds = new Date(2026, 11, 6, 21, 59, 40).toISOString();
+    expect(storedLabelLine({ label: "normal", label_by: "olga", label_time: seconds }, now, "en-US")).toBe("Labelled actually normal by olga just now.");
+    const yesterday = new Date(2026, 11, 5, 8, 0, 0).toISOString();
+    expect(storedLabelLine({ label: "normal", label_by: "olga", label_time: yesterday }, now, "en-US")).toBe(
+      "Labelled actually normal by olga on 12/5/2026, 8:00:00 AM.",
+    );
+    expect(storedLabelLine({ label: "normal", label_by: null, label_time: null }, now)).toBe("Labelled actually normal.");
+    expect(storedLabelLine({ label: null }, now)).toBeNull();
+  });
+  it("says 'You labelled this one' only while the stored label is the one given here", () => {
+    const now = new Date(2026, 11, 6, 22, 0, 0);
+    const time = new Date(2026, 11, 6, 21, 59, 50).toISOString();
+    const mine = { label: "anomalous", label_by: "bert", label_time: time, label_revision: 1 };
+    expect(labelNotice(mine, 1, now)).toBe("You labelled this one actually defective; a decision now replaces it.");
+    // olga relabelled it normal after bert (revision 2): hers is said, with who and when
+    const hers = { label: "normal", label_by: "olga", label_time: time, label_revision: 2 };
+    expect(labelNotice(hers, 1, now)).toBe("Labelled actually normal by olga just now, after your label. A decision now replaces it.");
+    expect(labelNotice(hers, undefined, now)).toBe("Labelled actually normal by olga just now. A decision now replaces it.");
+    expect(labelNotice({ label: null, label_revision: 2 }, 1, now)).toBe("Its label was cleared since you labelled it: it waits for a decision again.");
+    expect(labelNotice({ label: null, label_revision: null }, undefined, now)).toBeNull();
   });
   it("forgets this visit's earlier decision on a part whose new one was refused: nothing to show or teach of it", () => {
-    const labelled: Record<string, "normal" | "anomalous"> = { a: "normal", b: "normal", c: "anomalous" };
+    const labelled: Record<string, number> = { a: 1, b: 1, c: 3 };
     const toTeach = [
       { id: "a", category: "mono", imageName: "a.png" },
       { id: "b", category: "mono", imageName: "b.png" },
     ];
-    expect(withoutDecision(labelled, "b")).toEqual({ a: "normal", c: "anomalous" });
+    expect(withoutDecision(labelled, "b")).toEqual({ a: 1, c: 3 });
     expect("b" in withoutDecision(labelled, "b")).toBe(false); // the page asks `id in labelled`
     expect(withoutCandidate(toTeach, "b")).toEqual([{ id: "a", category: "mono", imageName: "a.png" }]);
-    expect(labelled).toEqual({ a: "normal", b: "normal", c: "anomalous" }); // not changed in place
+    expect(labelled).toEqual({ a: 1, b: 1, c: 3 }); // not changed in place
     expect(toTeach).toHaveLength(2);
     // never decided here: nothing to forget
     expect([withoutDecision(labelled, "z"), withoutCandidate(toTeach, "z")]).toEqual([labelled, toTeach]);
   });
-  it("counts a part labelled since the queue was fetched once, whoever labelled it; a cleared one is left again", () => {
-    const fetched = [{ record: { label: null } }, { record: { label: null } }, { record: { label: null } }];
-    expect(labelledSinceFetched(fetched)).toBe(0);
-    // labelled here (relabelled after Back: still one), and one shown again as someone else labelled it
-    const now = [{ record: { label: "anomalous" } }, { record: { label: "normal" } }, { record: { label: null } }];
-    expect(labelledSinceFetched(now)).toBe(2);
-    expect(leftToReview(7, labelledSinceFetched(now))).toBe(5);
+});
+
+describe("two people reviewing at once", () => {
+  const item = (id: string, label: string | null = null) => ({ record: { id, label } });
+  it("drops the parts ahead that someone else labelled, keeps the one shown (to fetch) and the ones behind", () => {
+    // bert is on c; olga labelled b (behind, skipped), c (shown), e (ahead); a was labelled here
+    const items = ["a", "b", "c", "d", "e", "f"].map((id) => item(id));
+    const seen = reconcile(items, 2, new Set(["d", "f", "g"]), { a: 1 }, ["b"]);
+    expect(seen.dropped).toEqual(["e"]);
+    expect(seen.items.map((i) => i.record.id)).toEqual(["a", "b", "c", "d", "f"]);
+    expect(seen.currentGone).toBe(true);
+    expect(seen.skipped).toEqual([]); // b no longer waits: not counted as skipped, nor in the next fetch's offset
+    expect(items).toHaveLength(6); // not changed in place
+  });
+  it("leaves alone a part whose label is known here (given here, or already fetched as someone else's)", () => {
+    const items = [item("a"), item("b", "normal"), item("c")];
+    const seen = reconcile(items, 1, new Set(["c"]), { a: 1 }, ["c"]);
+    expect([seen.dropped, seen.currentGone, seen.skipped]).toEqual([[], false, ["c"]]);
+    expect(reconcile(items, 3, new Set(), {}, []).currentGone).toBe(false); // past the end: nothing shown
+  });
+  it("asks for every part this visit holds, with room, at most what the service serves", () => {
+    expect(lookLimit(3, 50)).toBe(73);
+    expect(lookLimit(480, 50)).toBe(500);
   });
 });

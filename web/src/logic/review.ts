@@ -4,6 +4,8 @@
  * skip and back only move the cursor, so nothing is stored by them.
  */
 
+import { labelWords, whenSaid } from "./errors";
+
 export type ReviewAction = "normal" | "anomalous" | "skip" | "back";
 
 /** The single keys the page answers to (no modifier): N normal, D defective, S skip, B or ← back. */
@@ -26,22 +28,6 @@ export function nextPosition(position: number, length: number, action: ReviewAct
   return Math.min(length, position + 1);
 }
 
-/**
- * How many are left: the queue's total when it was loaded, less what was labelled here since (a relabel
- * of an item already labelled here counts once).
- */
-export function leftToReview(total: number, labelledHere: number): number {
-  return Math.max(0, total - labelledHere);
-}
-
-/**
- * How many of the fetched items are labelled now (they were not when fetched: the queue holds unlabelled parts),
- * here or, as a refused decision showed, by someone else: what {@link leftToReview} takes off the total.
- */
-export function labelledSinceFetched(items: ReadonlyArray<{ record: { label?: string | null } }>): number {
-  return items.filter((item) => item.record.label === "normal" || item.record.label === "anomalous").length;
-}
-
 /** "3 left to review" / "1 left to review" / "Nothing left to review". */
 export function leftLine(left: number): string {
   return left === 0 ? "Nothing left to review" : `${left} left to review`;
@@ -56,16 +42,73 @@ export function withRecord<Item extends { record: { id: string } }>(items: Item[
   return items.map((item) => (item.record.id === record.id ? { ...item, record } : item));
 }
 
-/** What the part is labelled now, by whom and when ("Labelled actually defective by ana on …"); null: not labelled. */
+/** What the part is labelled now, by whom and when ("Labelled actually defective by ana at 12:01:02."); null: not labelled. */
 export function storedLabelLine(
   record: { label?: string | null; label_by?: string | null; label_time?: string | null },
-  formatTime: (iso: string) => string = (iso) => new Date(iso).toLocaleString(),
+  now: Date = new Date(),
+  locale?: string,
 ): string | null {
   if (record.label !== "normal" && record.label !== "anomalous") return null;
-  const what = record.label === "normal" ? "normal" : "defective";
   const by = record.label_by ? ` by ${record.label_by}` : "";
-  const when = record.label_time ? ` on ${formatTime(record.label_time)}` : "";
-  return `Labelled actually ${what}${by}${when}.`;
+  const when = record.label_time ? ` ${whenSaid(record.label_time, now, locale, true)}` : "";
+  return `Labelled ${labelWords(record.label)}${by}${when}.`;
+}
+
+/**
+ * The line over a part that has a label, from the label stored now (the page refreshes it on Back and while
+ * it is shown), so "You labelled this one…" is said only while the stored label is still the one given here.
+ * `mine`: the label revision this visit stored for it (undefined: none). Someone else's label since says whose
+ * and when; a label cleared since says so. Null: no label, none given here.
+ */
+export function labelNotice(
+  record: { label?: string | null; label_by?: string | null; label_time?: string | null; label_revision?: number | null },
+  mine: number | undefined,
+  now: Date = new Date(),
+  locale?: string,
+): string | null {
+  const revision = record.label_revision ?? 0;
+  const stored = storedLabelLine(record, now, locale);
+  if (stored !== null && record.label) {
+    if (mine !== undefined && revision === mine) return `You labelled this one ${labelWords(record.label)}; a decision now replaces it.`;
+    return `${stored.slice(0, -1)}${mine !== undefined ? ", after your label" : ""}. A decision now replaces it.`;
+  }
+  if (mine !== undefined && revision > mine) return "Its label was cleared since you labelled it: it waits for a decision again.";
+  return null;
+}
+
+/**
+ * The batch as the queue stands now (`queued`: the ids still in it, from a fresh look at its front): parts
+ * someone else labelled meanwhile leave it. One still ahead of the cursor drops out (`dropped`); the one shown
+ * stays, and `currentGone` says to fetch it as stored (whose label, when) before a decision is tried; the ones
+ * behind stay for Back. Skipped ones labelled elsewhere are no longer skipped (the next fetch's offset, and
+ * "Done, but for the N you skipped", count only those still waiting). A part with a label known here (given on
+ * this visit, or already fetched as someone else's) is left as it is.
+ */
+export function reconcile<Item extends { record: { id: string; label?: string | null } }>(
+  items: readonly Item[],
+  position: number,
+  queued: ReadonlySet<string>,
+  labelledHere: Readonly<Record<string, unknown>>,
+  skipped: readonly string[],
+): { items: Item[]; skipped: string[]; dropped: string[]; currentGone: boolean } {
+  const goneElsewhere = (item: Item) => !queued.has(item.record.id) && !(item.record.id in labelledHere) && !item.record.label;
+  const dropped = items.filter((item, index) => index > position && goneElsewhere(item)).map((item) => item.record.id);
+  const current = items[position];
+  return {
+    items: dropped.length > 0 ? items.filter((item) => !dropped.includes(item.record.id)) : [...items],
+    skipped: skipped.filter((id) => queued.has(id)),
+    dropped,
+    currentGone: current !== undefined && goneElsewhere(current),
+  };
+}
+
+/**
+ * How many to ask for when looking at the queue's front to see what is still in it: every part this visit
+ * holds (skipped ones first, then the batch), with room for parts whose label was cleared meanwhile (they come
+ * back at their place, ahead of ours); the service serves at most 500 at a time.
+ */
+export function lookLimit(skipped: number, batch: number): number {
+  return Math.min(500, skipped + batch + 20);
 }
 
 /**

@@ -7,15 +7,15 @@ import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
 import { TeachPanel } from "../components/TeachPanel";
 import { allows } from "../logic/access";
-import { describeError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
+import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, whenSaid, type UserError } from "../logic/errors";
 import {
   REVIEW_KEYS,
   actionForKey,
+  labelNotice,
   leftLine,
-  labelledSinceFetched,
-  leftToReview,
+  lookLimit,
   nextPosition,
-  storedLabelLine,
+  reconcile,
   withRecord,
   withoutCandidate,
   withoutDecision,
@@ -25,6 +25,14 @@ import type { TeachCandidate } from "../logic/teach";
 
 /** Items fetched at a time; the next ones are fetched when these are worked through. */
 const BATCH = 50;
+/**
+ * How often the page looks at the queue while it is shown (ms): two people reviewing at once see each other's
+ * labels within this (the count left, parts labelled meanwhile dropping out). The live inspections feed says
+ * only when an inspection is stored, never when one is labelled, so the page asks the queue itself.
+ */
+export const LOOK_MS = 4000;
+/** The note's longest (the service's limit, LabelRequest.note). */
+const NOTE_MAX = 500;
 
 /**
  * The review queue, one inspection at a time: why it waits, its verdict, heatmap, boxes, nearest normal
@@ -47,7 +55,14 @@ export function ReviewPage() {
   );
   const [items, setItems] = useState<ReviewItem[]>([]);
   const [position, setPosition] = useState(0);
-  const [labelled, setLabelled] = useState<Record<string, "normal" | "anomalous">>({});
+  // The label revision each decision of this visit stored, by inspection id: "You labelled this one…" is said
+  // only while the stored label is still at that revision (someone may relabel it after, or clear it).
+  const [labelled, setLabelled] = useState<Record<string, number>>({});
+  // How many wait in the queue now (skipped ones too): the fetched total, kept current by looking at the queue.
+  const [total, setTotal] = useState<number | null>(null);
+  // Moved on by each decision here: a look at the queue begun before it answers with a count from before it.
+  const epoch = useRef(0);
+  const [lookNow, setLookNow] = useState(0);
   const [note, setNote] = useState("");
   const [by, setBy] = useState("");
   const [busy, setBusy] = useState(false);
@@ -57,9 +72,10 @@ export function ReviewPage() {
   const [toTeach, setToTeach] = useState<TeachCandidate[]>([]);
 
   const current = items[position] ?? null;
-  // Skipped ones are still left; a relabel here counts once, and so does a part someone else labelled meanwhile.
-  const left = leftToReview(queue.data?.total ?? 0, labelledSinceFetched(items));
+  // Skipped ones are still left; a part labelled here or by someone else is not.
+  const left = total ?? queue.data?.total ?? 0;
   const canLabel = allows(me, "operator");
+  const noteRef = useRef<HTMLInputElement>(null);
 
   const decideRef = useRef<HTMLDivElement>(null);
   const statusRef = useRef<HTMLParagraphElement>(null);
@@ -70,7 +86,77 @@ export function ReviewPage() {
     setItems(fetched.filter((item) => !skippedRef.current.includes(item.record.id)));
     setPosition(0);
     setLabelled({});
+    if (queue.data) setTotal(queue.data.total);
+    epoch.current += 1; // a look begun before this fetch counts the queue as it was before it
   }, [queue.data]);
+
+  // What the looks at the queue read: the page as it is when the answer comes, not when the look began.
+  const view = useRef({ items, position, skipped, labelled });
+  view.current = { items, position, skipped, labelled };
+  // The part shown, fetched as stored now: after Back and at each look while it has a label (someone may have
+  // relabelled it since), and when a look finds someone else labelled it meanwhile (before a decision is tried).
+  const refreshPart = useCallback(
+    async (partId: string, announce: boolean) => {
+      try {
+        const fresh = await client.inspection(partId);
+        const before = view.current.items.find((item) => item.record.id === partId)?.record;
+        if (!before) return;
+        setItems((all) => withRecord(all, fresh));
+        const changed = (fresh.label_revision ?? 0) !== (before.label_revision ?? 0);
+        if (announce && changed && fresh.label) {
+          const by = fresh.label_by ? ` by ${fresh.label_by}` : "";
+          const when = fresh.label_time ? ` ${whenSaid(fresh.label_time, new Date(), undefined, true)}` : "";
+          setSaid(`${fresh.image_name} was labelled ${labelWords(fresh.label)}${by}${when}, while you were looking.`);
+        }
+      } catch {
+        /* the part stays as it was shown; the next look tries again */
+      }
+    },
+    [client],
+  );
+  // Looks at the queue's front every LOOK_MS (and at once when asked): the count left follows other people's
+  // labels, parts they labelled drop out of the batch, and the one shown is fetched as stored now.
+  useEffect(() => {
+    if (!queue.data) return;
+    const controller = new AbortController();
+    let running = false;
+    const look = async () => {
+      if (running || (typeof document !== "undefined" && document.hidden)) return;
+      running = true;
+      const at = epoch.current;
+      const { items: held, skipped: skippedNow } = view.current;
+      try {
+        const fresh = await client.review({
+          limit: lookLimit(skippedNow.length, held.length),
+          offset: 0,
+          ...(category ? { category } : {}),
+          signal: controller.signal,
+        });
+        if (controller.signal.aborted || epoch.current !== at) return; // a decision since: the next look counts it
+        setTotal(fresh.total);
+        const queued = new Set(fresh.items.map((item) => item.record.id));
+        const now = view.current;
+        const seen = reconcile(now.items, now.position, queued, now.labelled, now.skipped);
+        if (seen.dropped.length > 0) setItems((all) => all.filter((item) => !seen.dropped.includes(item.record.id)));
+        if (seen.skipped.length !== now.skipped.length) {
+          skippedRef.current = seen.skipped;
+          setSkipped(seen.skipped);
+        }
+        const shown = now.items[now.position];
+        if (shown && (seen.currentGone || shown.record.id in now.labelled)) await refreshPart(shown.record.id, seen.currentGone);
+      } catch {
+        /* offline for a moment: the count stays as it was, the next look tries again */
+      } finally {
+        running = false;
+      }
+    };
+    void look();
+    const timer = setInterval(() => void look(), LOOK_MS);
+    return () => {
+      controller.abort();
+      clearInterval(timer);
+    };
+  }, [client, category, queue.data, lookNow, refreshPart]);
   // Once the fetched ones are drawn, the keyboard goes to the first decision on the new part (the count left
   // where one cannot label). An effect on the drawn items: before they are, there is no button to focus.
   useEffect(() => {
@@ -89,7 +175,11 @@ export function ReviewPage() {
       setError(null);
       if (action === "back" || action === "skip") {
         if (action === "skip" && !current) return; // past the end: nothing to skip (back still works)
-        if (current && action === "skip" && !(current.record.id in labelled)) {
+        if (action === "back" && position === 0) {
+          setSaid(items.length > 0 ? "Already at the first part." : "Nothing to go back to.");
+          return;
+        }
+        if (current && action === "skip" && !(current.record.id in labelled) && !current.record.label) {
           // A labelled item is not skipped: it has left the queue (skipped ones are counted for the next fetch).
           const id = current.record.id;
           setSkipped((ids) => (ids.includes(id) ? ids : [...ids, id]));
@@ -99,6 +189,9 @@ export function ReviewPage() {
         const next = nextName(to);
         setSaid(`${action === "back" || !current ? "Back" : `Skipped ${current.record.image_name} (it stays in the queue)`}${next ? `; now ${next}` : ""}.`);
         setNote("");
+        const target = items[to];
+        // Back to a part labelled here: shown as stored now (someone may have relabelled it since).
+        if (action === "back" && target && (target.record.id in labelled || target.record.label)) void refreshPart(target.record.id, false);
         return;
       }
       if (!current || !canLabel) return;
@@ -113,7 +206,9 @@ export function ReviewPage() {
           expectedRevision: current.record.label_revision ?? 0,
         });
         setItems((all) => withRecord(all, stored)); // a relabel here (after Back) is based on this one
-        setLabelled((all) => ({ ...all, [id]: action }));
+        setLabelled((all) => ({ ...all, [id]: stored.label_revision ?? 0 }));
+        epoch.current += 1;
+        if (!current.record.label) setTotal((n) => (n === null ? n : Math.max(0, n - 1))); // it left the queue
         const { category: partOf, image_name: imageName } = current.record;
         setToTeach((all) => [
           ...withoutCandidate(all, id),
@@ -127,7 +222,7 @@ export function ReviewPage() {
         setPosition(to);
       } catch (reason) {
         if (isUnauthorised(reason)) requireKey();
-        setError(describeError(reason));
+        setError(describeLabelError(reason, action));
         if (isLabelChanged(reason)) {
           // Someone else labelled it meanwhile: show it as stored now (their label, the revision a new decision
           // is based on). The message already says who and when; a failed reload leaves the item as it was.
@@ -141,6 +236,8 @@ export function ReviewPage() {
           } catch {
             /* the refusal's message stands; the next fetch of the queue has the part as stored */
           }
+          epoch.current += 1;
+          setLookNow((n) => n + 1); // the count left, as the queue stands after their label
         }
       } finally {
         busyRef.current = false;
@@ -148,7 +245,7 @@ export function ReviewPage() {
       }
     },
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [current, canLabel, client, note, by, items, position, labelled, requireKey],
+    [current, canLabel, client, note, by, items, position, labelled, requireKey, refreshPart],
   );
 
   // The keys work anywhere on the page except while typing (the note, the name) or in the zoom dialog.
@@ -174,14 +271,20 @@ export function ReviewPage() {
   useEffect(() => {
     if (finishedBatch && items.length > 0) doneRef.current?.focus();
   }, [finishedBatch, items.length]);
-  const more = queue.data !== undefined && queue.data.total > skipped.length + Object.keys(labelled).length;
+  // Look at the queue as soon as a batch is done: whether more wait, and which skipped ones still do.
+  useEffect(() => {
+    if (finishedBatch) setLookNow((n) => n + 1);
+  }, [finishedBatch]);
+  // At the end of a batch the ones still waiting are the skipped ones and those past this batch.
+  const more = queue.data !== undefined && left > skipped.length;
+  const notice = current ? labelNotice(current.record, labelled[current.record.id]) : null;
 
   return (
     <section aria-labelledby="review-title">
       <div className="page-head">
         <h1 id="review-title">Review</h1>
         <p className="lede">
-          Verdicts the expert or the MLLM was unsure of, oldest first: look, then say what the part actually was. Keys: N normal, D defective, S skip, B back.
+          Verdicts the expert or the MLLM was unsure of, oldest first: look, then say what the part actually was. Keys: N normal, D defective, S skip, B back (in the note, Enter or Esc returns to them).
           Each decision is stored as a label with your name.
         </p>
       </div>
@@ -222,12 +325,11 @@ export function ReviewPage() {
                 <li key={reason.code}>{reason.words}</li>
               ))}
             </ul>
-            {current.record.id in labelled ? (
-              <p className="notice small">You labelled this one actually {labelled[current.record.id] === "normal" ? "normal" : "defective"}; a decision now replaces it.</p>
-            ) : current.record.label ? (
-              // labelled elsewhere since the queue was fetched (a refused decision reloaded it)
-              <p className="notice small" data-testid="review-labelled-elsewhere">
-                {storedLabelLine(current.record)} A decision now replaces it.
+            {notice ? (
+              // From the label stored now: given here, or by someone else since the queue was fetched (a look at the
+              // queue or a refused decision fetched it), or cleared since.
+              <p className="notice small" data-testid={current.record.id in labelled && current.record.label_revision === labelled[current.record.id] ? "review-labelled-here" : "review-labelled-elsewhere"}>
+                {notice}
               </p>
             ) : null}
           </section>
@@ -235,7 +337,29 @@ export function ReviewPage() {
             <div className="panel review-decide">
               <div className="field grow">
                 <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
-                <input id={`${id}-note`} maxLength={500} value={note} onChange={(e) => setNote(e.target.value)} />
+                <input
+                  id={`${id}-note`}
+                  ref={noteRef}
+                  maxLength={NOTE_MAX}
+                  value={note}
+                  aria-describedby={`${id}-note-hint`}
+                  onChange={(e) => setNote(e.target.value)}
+                  onKeyDown={(event) => {
+                    // The keys N and D type into the note: Enter or Escape leaves it for the decisions, the note
+                    // kept for the decision that follows (it is saved with it).
+                    if ((event.key === "Enter" || event.key === "Escape") && !event.nativeEvent.isComposing) {
+                      event.preventDefault();
+                      decideRef.current?.querySelector<HTMLButtonElement>("button")?.focus();
+                      setSaid(note.trim() ? "Note kept: it is saved with your decision (N or D)." : "Back to the decisions (N, D, S, B).");
+                    }
+                  }}
+                />
+                <p className="muted small note-hint" id={`${id}-note-hint`}>
+                  Saved with your decision. Enter or Esc: back to the decision keys.{" "}
+                  <span data-testid="note-count" className={note.length >= NOTE_MAX ? "note-full" : undefined}>
+                    {note.length} of {NOTE_MAX} characters{note.length >= NOTE_MAX ? " (full)" : ""}
+                  </span>
+                </p>
               </div>
               <div className="review-buttons" role="group" aria-label="Decision" ref={decideRef}>
                 {REVIEW_KEYS.map(({ key, action, label }) => {
