@@ -11,7 +11,9 @@ import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParam
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
-import { describeError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
+import { describeError, describeLabelError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
+import { storedLabelLine } from "../logic/review";
+import { decisionView } from "../logic/verdict";
 
 /** New records counted at most (then "999+"): a page left open all week must not grow without bound. */
 const MAX_FRESH = 999;
@@ -164,7 +166,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           label="Decision"
           value={filter.decision ?? ""}
           empty="All decisions"
-          options={DECISIONS}
+          options={DECISIONS.map((decision) => [decision, decisionView(decision).label] as const) /* the badges' words */}
           onChange={(value) => go(withFilter(filter, { decision: DECISIONS.find((d) => d === value) ?? null }))}
         />
         <SelectField
@@ -349,21 +351,30 @@ function LabelBadge({ label }: { label: string | null }) {
 /**
  * "Correct the verdict": what the part actually was, stored beside the verdict (never replacing it). Each label
  * names the revision shown, so one given meanwhile by someone else is not replaced unseen: the refusal says
- * who and when, and the inspection is shown again as stored (its label, the revision to decide on).
+ * who and when, and the inspection is shown again as stored (its label, the revision to decide on). The line
+ * says who labelled it and when; clearing a label (pressing it again) asks first, naming whose label goes, since
+ * a cleared part goes back to the review queue and one key press must not undo someone else's decision.
  */
 function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabelled: (record: InspectionRecord) => void }) {
   const { client, requireKey } = useApi();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
+  const [confirming, setConfirming] = useState(false);
+  const keepRef = useRef<HTMLButtonElement>(null);
+  const groupRef = useRef<HTMLDivElement>(null);
   const current = record.label ?? null;
+  useEffect(() => {
+    if (confirming) keepRef.current?.focus(); // the safe choice first: Enter again keeps the label
+  }, [confirming]);
   const set = async (label: Label | null) => {
     setBusy(true);
     setError(null);
+    setConfirming(false);
     try {
       onLabelled(await client.label(record.id, label, { expectedRevision: record.label_revision ?? 0 }));
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey();
-      setError(describeError(reason));
+      setError(describeLabelError(reason, label ?? "clear"));
       if (isLabelChanged(reason)) {
         try {
           onLabelled(await client.inspection(record.id)); // the same key: this refusal stays shown beside it
@@ -375,22 +386,51 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
       setBusy(false);
     }
   };
+  const backToLabel = () => {
+    setConfirming(false);
+    groupRef.current?.querySelector<HTMLButtonElement>('[aria-pressed="true"]')?.focus();
+  };
   return (
     <div className="label-control">
-      <div className="toggle-group" role="group" aria-label="What the part actually was">
+      <div className="toggle-group" role="group" aria-label="What the part actually was" ref={groupRef}>
         {(["normal", "anomalous"] as const).map((label) => (
           // aria-disabled, not disabled: a pressed button that turned disabled dropped the keyboard focus.
           <button key={label} type="button" className="toggle" aria-pressed={current === label} aria-disabled={busy}
-            onClick={() => !busy && void set(current === label ? null : label)}>
+            onClick={() => {
+              if (busy) return;
+              if (current === label) setConfirming(true);
+              else void set(label);
+            }}>
             {LABEL_WORDS[label]}
           </button>
         ))}
       </div>
-      <p className="muted small" role="status">
+      <p className="muted small" role="status" data-testid="label-line">
         {current
-          ? `Labelled ${LABEL_WORDS[current as Label].toLowerCase()}${record.label_time ? ` on ${new Date(record.label_time).toLocaleString()}` : ""}; the verdict is kept beside it. Press again to clear.`
+          ? `${storedLabelLine(record)} The verdict is kept beside it. Press it again to clear it.`
           : "Not labelled: mark what the part actually was to correct the verdict."}
       </p>
+      {confirming && current ? (
+        <div className="notice small label-confirm" role="group" aria-label="Clear the label?"
+          onKeyDown={(event) => {
+            if (event.key === "Escape") {
+              event.preventDefault();
+              event.stopPropagation(); // Escape here keeps the label; it does not close the inspection
+              backToLabel();
+            }
+          }}>
+          <p>
+            Clear the label “{LABEL_WORDS[current as Label].toLowerCase()}”{record.label_by ? ` that ${record.label_by} gave` : ""}? The
+            part goes back to the review queue.
+          </p>
+          <button type="button" className="button secondary" ref={keepRef} onClick={backToLabel}>
+            Keep the label
+          </button>{" "}
+          <button type="button" className="button danger" onClick={() => void set(null)}>
+            Clear the label
+          </button>
+        </div>
+      ) : null}
       {error ? <ErrorBanner error={error} /> : null}
     </div>
   );
