@@ -233,6 +233,8 @@ export function ReviewPage() {
           try {
             const fresh = await client.inspection(id);
             setItems((all) => withRecord(all, fresh));
+            // Their label took it out of the queue (the look below says so too, unless the service is away).
+            if (fresh.label && !current.record.label) setTotal((n) => (n === null ? n : Math.max(0, n - 1)));
           } catch {
             /* the refusal's message stands; the next fetch of the queue has the part as stored */
           }
