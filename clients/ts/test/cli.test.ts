@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { parseFitOptions, uploadNames } from "../src/cli.js";
+import { EagleApiError, EagleClient } from "../src/index.js";
 import { sharedServer } from "./fixture.js";
 
 const BIN = resolve(import.meta.dirname, "..", "dist", "bin.js");
@@ -76,6 +77,7 @@ describe("eagle-client", () => {
     const jsonl = await cli(["--url", baseUrl, "history", "--category", "mono", "--format", "jsonl", "--limit", "1"]);
     const row = JSON.parse(jsonl.stdout) as {
       id: string;
+      image: string;
       in_band: boolean;
       threshold: number;
       pictures: Record<string, string>;
@@ -108,8 +110,14 @@ describe("eagle-client", () => {
     // based on the revision before that label: refused, the label kept; based on the current one: stored
     const stale = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen)]);
     expect(stale.code).toBe(1);
-    expect(stale.stderr).toContain(`${row.image_name} was labelled normal by local at `);
+    expect(stale.stderr).toContain(`${row.image} was labelled normal by local at `);
     expect(stale.stderr).toContain(" while you were looking. Your label was not stored: look at it again");
+    // the same refusal through the client: the label stored now as fields, for a caller to word itself
+    const refused: unknown = await new EagleClient({ baseUrl }).label(labelledId, "anomalous", { expectedRevision: seen }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(EagleApiError);
+    expect((refused as EagleApiError).detail?.["label_changed"]).toMatchObject({
+      id: labelledId, image_name: row.image, label: "normal", labelled_by: "local", label_revision: seen + 1,
+    });
     const current = await cli(["--url", baseUrl, "label", labelledId, "anomalous", "--expected-revision", String(seen + 1)]);
     expect(JSON.parse(current.stdout)).toMatchObject({ label: "anomalous", label_revision: seen + 2 });
     expect((await cli(["--url", baseUrl, "label", labelledId, "normal"])).code).toBe(0); // as it was, for what follows
