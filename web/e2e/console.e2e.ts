@@ -1072,31 +1072,34 @@ describe("web console", () => {
     expect([stands.label, stands.label_by, stands.label_revision]).toEqual(["anomalous", "ana", again.label_revision]);
   });
 
-  it("follows another reviewer's labels while the page is open: the count, parts they labelled, and Back shows the label stored now (1280 and 390 px)", async () => {
-    for (const n of [1, 2, 3, 4, 5]) await seed("sample-good.png", `together-${n}.png`);
+  it("follows another reviewer's labels while the page is open: the count, parts they labelled, Back, the end of the queue (1280 and 390 px)", async () => {
+    // Its own category: its queue is exactly these five parts, whatever the other tests left in mono's.
+    expect((await client.fit("e2e-together", { folder: "mono-good" })).state).toBe("succeeded");
+    for (const n of [1, 2, 3, 4, 5]) await client.inspect(fixtureFile("sample-good.png"), "e2e-together", { filename: `together-${n}.png` });
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.goto(`${server.baseUrl}/#/review`);
     await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
-    await page.getByLabel("Category", { exact: true }).selectOption("mono");
-    const queued = await client.review({ category: "mono", limit: 50 });
+    await page.getByLabel("Category", { exact: true }).selectOption("e2e-together");
+    const queued = await client.review({ category: "e2e-together", limit: 50 });
+    expect(queued.total).toBe(5);
     const [a, b, c, d, e] = queued.items.map((item) => item.record);
     const left = page.locator('[data-testid="review-left"]');
-    await left.getByText(leftLine(queued.total)).waitFor({ timeout: 60_000 });
+    await left.getByText(leftLine(5)).waitFor({ timeout: 60_000 });
     await page.getByRole("article", { name: `Inspection of ${a!.image_name}` }).waitFor();
     // olga, through another client, labels the part shown here and the next two
     for (const part of [a!, b!, c!]) await client.label(part.id, "normal", { by: "olga", expectedRevision: part.label_revision ?? 0 });
-    await left.getByText(leftLine(queued.total - 3)).waitFor({ timeout: 15_000 });
+    await left.getByText(leftLine(2)).waitFor({ timeout: 15_000 });
     await page.locator('[data-testid="review-labelled-elsewhere"]').getByText(/^Labelled actually normal by olga just now\. A decision now replaces it\.$/).waitFor();
     await left.getByText(`${a!.image_name} was labelled actually normal by olga just now, while you were looking.`).waitFor();
     await shot("review-together-1280");
-    // S: the two she labelled ahead dropped out; nothing was skipped (hers is a label)
+    // S: the two she labelled ahead dropped out; hers is a label, so nothing was skipped
     await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Skip/ }).focus();
     await page.keyboard.press("s");
     await page.getByRole("article", { name: `Inspection of ${d!.image_name}` }).waitFor();
     // bert decides d defective; olga relabels it normal after him; Back shows hers, not "You labelled this one"
     await page.keyboard.press("d");
     await page.getByRole("article", { name: `Inspection of ${e!.image_name}` }).waitFor();
-    await left.getByText(leftLine(queued.total - 4)).waitFor();
+    await left.getByText(leftLine(1)).waitFor();
     const his = await client.inspection(d!.id);
     expect([his.label, his.label_by]).toEqual(["anomalous", "local"]);
     await client.label(d!.id, "normal", { by: "olga", expectedRevision: his.label_revision ?? 0 });
@@ -1108,6 +1111,16 @@ describe("web console", () => {
     expect((await measurePage(page)).scrollWidth).toBe(390);
     await shot("review-together-390");
     await page.setViewportSize({ width: 1280, height: 900 });
+    // S, S: past d (labelled) and e (skipped): one skipped, one left; then olga labels e too: nothing waits
+    await page.keyboard.press("s");
+    await page.getByRole("article", { name: `Inspection of ${e!.image_name}` }).waitFor();
+    await page.keyboard.press("s");
+    const done = page.locator('[data-testid="review-done"]');
+    await done.getByText("Done, but for the 1 you skipped.").waitFor();
+    expect(await left.textContent()).toMatch(new RegExp(`^${leftLine(1)}`));
+    await client.label(e!.id, "normal", { by: "olga", expectedRevision: e!.label_revision ?? 0 });
+    await done.getByText("Nothing waits for a person in e2e-together: every unsure verdict has a label.").waitFor({ timeout: 15_000 });
+    await left.getByText(leftLine(0)).waitFor();
   });
 
   it("corrects a verdict with a label, shows and filters it, and exports it", async () => {
