@@ -75,7 +75,6 @@ export function ReviewPage() {
   // Skipped ones are still left; a part labelled here or by someone else is not.
   const left = total ?? queue.data?.total ?? 0;
   const canLabel = allows(me, "operator");
-  const noteRef = useRef<HTMLInputElement>(null);
 
   const decideRef = useRef<HTMLDivElement>(null);
   const statusRef = useRef<HTMLParagraphElement>(null);
@@ -341,7 +340,6 @@ export function ReviewPage() {
                 <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
                 <input
                   id={`${id}-note`}
-                  ref={noteRef}
                   maxLength={NOTE_MAX}
                   value={note}
                   aria-describedby={`${id}-note-hint`}
