@@ -881,6 +881,9 @@ def test_threshold_change_is_recorded_applied_at_once_and_restorable(
         _error(change(base, {"tau": 1.0, "restore": 1, "why": "both"}), 400, "give either 'tau'")
         _error(change(base, {"restore": 9, "why": "no such"}), 400, "restore 9: no such change", "changes: 1..2")
         assert change(base, {"tau": -1.0, "why": "negative"})[0] == 400  # the schema refuses it
+        assert change(base, {"tau": 0.0, "why": "zero flags every image"})[0] == 400
+        for raw in (b'{"tau": NaN, "why": "x"}', b'{"tau": Infinity, "why": "x"}', b'{"tau": 1e999, "why": "x"}'):
+            assert call("POST", url_of(base), body=raw, content_type="application/json")[0] in (400, 422), raw
         assert change(base, {"tau": 1.0, "why": ""})[0] == 400
         _error(call("POST", url_of(base).replace("mono", "nope"), body=b'{"tau": 1, "why": "x"}',
                     content_type="application/json"), 404, "no fitted category")  # fmt: skip

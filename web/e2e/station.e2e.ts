@@ -311,6 +311,69 @@ describe("inspection station", () => {
     await page.locator('[data-testid="tuner"]').getByText(`(${after.items.length}: labelled history items and evaluation images, each image file counted once`).waitFor({ timeout: 60_000 });
   });
 
+  it("warns of a threshold outside the scores known, asks to confirm it, and keeps the chart on the scores' scale (1280 and 390 px, axe)", async () => {
+    const category = await client.category("mono");
+    const sMax = category.s_max as number;
+    const lowest = Math.min(...(category.training_scores?.values ?? []));
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    await page.reload();
+    const summary = page.locator('[data-testid="preview-summary"]');
+    await summary.getByText(/false alarms/).waitFor({ timeout: 60_000 });
+    const axisMax = async () => Math.max(...(await page.locator('[data-testid="histogram"] text.axis').allTextContents()).map(Number).filter(Number.isFinite));
+
+    // 1e9 flags nothing: the preview says so in words (not "false alarms 0"), the line is marked off the scale.
+    await page.getByLabel("Threshold value").fill("1000000000");
+    await summary.getByText(/This flags nothing: 1000000000\.0 is above every score known here/).waitFor();
+    expect(await summary.textContent()).not.toContain("false alarms");
+    const line = page.locator('[data-testid="candidate-line"]');
+    expect(await line.getAttribute("data-off")).toBe("above");
+    expect(await line.locator("text").textContent()).toBe("new 1000000000.0 (off the scale) →");
+    expect(await axisMax()).toBeLessThan(2 * sMax); // the bars keep their scale
+    // Saving it needs the box ticked; the button says why until then.
+    await page.getByLabel("Why (kept in the model's history)").fill("e2e: switch the expert's flags off");
+    await page.getByLabel("Your name (optional)").fill("qe-e2e");
+    const save = page.getByRole("button", { name: "Save threshold 1000000000.0" });
+    expect(await save.isDisabled()).toBe(true);
+    expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Tick “although it flags nothing” to save this threshold.");
+    expect(await axeViolations("tuner, off the scale, at 1280")).toEqual([]);
+    await shot(page, "station-tuner-off-scale-1280");
+    await page.locator('[data-testid="tuner"]').screenshot({ path: resolve(ARTIFACTS, "station-tuner-off-scale-1280-tuner.png") });
+    await page.getByLabel("Save 1000000000.0 although it flags nothing").check();
+    await save.click();
+    await page.locator('[data-testid="saved"]').getByText(/^Saved: the threshold of mono is now 1000000000\.0/).waitFor();
+    expect((await client.category("mono")).tau).toBe(1e9);
+    // Saved, the threshold in use is the one off the scale: the axis still spans the scores.
+    await page.locator('[data-testid="tau-line"][data-off="above"]').waitFor();
+    expect(await axisMax()).toBeLessThan(2 * sMax);
+    await summary.getByText(/This flags nothing/).waitFor();
+
+    // Below the lowest training score: every normal part flagged; the box asks again for the new value.
+    await page.getByLabel("Threshold value").fill("0.001");
+    await summary.getByText(/^This flags every normal part: 0\.001 is at or below the lowest training score .* The threshold in use is 1000000000\.0\.$/).waitFor();
+    expect(await page.locator('[data-testid="candidate-line"]').getAttribute("data-off")).toBe("below");
+    expect(await page.getByLabel("Save 0.001 although it flags every normal part").isChecked()).toBe(false);
+    expect(lowest).toBeGreaterThan(0.001);
+    // A value among the scores: no warning, no box.
+    await page.getByLabel("Threshold value").fill(String(Math.round(sMax)));
+    await summary.getByText(/false alarms \d+ of \d+/).waitFor();
+    expect(await page.locator('[data-testid="confirm-off-scale"]').count()).toBe(0);
+    await page.getByLabel("Threshold value").fill("0.001");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('[data-testid="confirm-off-scale"]').waitFor();
+    expect(await axeViolations("tuner, off the scale, at 390")).toEqual([]);
+    const { scrollWidth } = await measure(page);
+    expect(scrollWidth).toBe(390);
+    await shot(page, "station-tuner-off-scale-390");
+    await page.locator('[data-testid="tuner"]').screenshot({ path: resolve(ARTIFACTS, "station-tuner-off-scale-390-tuner.png") });
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    // Back to the threshold before, as the other tests found it.
+    const changes = (await client.category("mono")).history ?? [];
+    await client.changeThreshold("mono", { restore: changes.length, why: "e2e: back after the off-scale check" });
+    expect((await client.category("mono")).tau).toBe(category.tau);
+  });
+
   it("logged no script errors or CSP violations", () => {
     expect(problems).toEqual([]);
   });

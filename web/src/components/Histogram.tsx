@@ -1,5 +1,5 @@
 import type React from "react";
-import { bandSpan, histogramGeometry, labelPlacement, ticks } from "../logic/histogram";
+import { bandSpan, histogramGeometry, labelPlacement, placeOnAxis, ticks } from "../logic/histogram";
 import { useWidth } from "../api";
 import { formatScore } from "../logic/scale";
 
@@ -16,6 +16,7 @@ export function Histogram({
   candidate,
   extent,
   marks,
+  fixedAxis = false,
 }: {
   edges: readonly number[];
   counts: readonly number[];
@@ -28,24 +29,32 @@ export function Histogram({
   extent?: readonly number[];
   /** Scores whose truth is known, drawn as ticks on the axis (green: normal, red: defective). */
   marks?: ReadonlyArray<{ score: number; label: "normal" | "anomalous" }>;
+  /**
+   * The axis is `extent` (and the bins), whatever the thresholds: one beyond it is marked at the edge with an
+   * arrow, "off the scale", so a threshold typed far outside the scores (1e9) leaves the bars readable.
+   */
+  fixedAxis?: boolean;
 }) {
   const [ref, W] = useWidth<HTMLElement>(640);
   const innerW = W - M.left - M.right;
   const innerH = H - M.top - M.bottom;
-  const g = histogramGeometry(edges, counts, innerW, innerH, [tau, sMax, candidate, ...(extent ?? [])]);
+  const g = histogramGeometry(edges, counts, innerW, innerH, fixedAxis ? [sMax, ...(extent ?? [])] : [tau, sMax, candidate, ...(extent ?? [])]);
   if (!g) return <p className="muted" ref={ref as React.RefObject<HTMLParagraphElement | null>}>No usable histogram (edges and counts do not match).</p>;
+  const tauAt = typeof tau === "number" ? placeOnAxis(tau, g.lo, g.hi) : null;
+  const candidateAt = typeof candidate === "number" ? placeOnAxis(candidate, g.lo, g.hi) : null;
+  const offText = (at: { off: "below" | "above" | null } | null) => (at?.off ? ` (off the scale, ${at.off === "above" ? "far above" : "below"} the scores shown)` : "");
   const total = counts.reduce((a, b) => a + b, 0);
   const summary = `${label}: ${total} training scores in ${counts.length} bins from ${formatScore(edges[0])} to ${formatScore(
     edges[edges.length - 1],
-  )}; threshold ${formatScore(tau)}, band end ${formatScore(sMax)}${
-    typeof candidate === "number" && candidate !== tau ? `; candidate threshold ${formatScore(candidate)}` : ""
+  )}; threshold ${formatScore(tau)}${offText(tauAt)}, band end ${formatScore(sMax)}${
+    typeof candidate === "number" && candidate !== tau ? `; candidate threshold ${formatScore(candidate)}${offText(candidateAt)}` : ""
   }${
     marks && marks.length > 0
       ? `; ticks on the axis: ${marks.filter((m) => m.label === "normal").length} normal and ${marks.filter((m) => m.label === "anomalous").length} defective images with known truth`
       : ""
   }`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
-  const band = bandSpan(tau, sMax, g.xOf);
+  const band = bandSpan(tauAt?.value ?? tau, sMax, g.xOf);
   const sMaxLabel = typeof sMax === "number" ? labelPlacement(g.xOf(sMax), innerW, typeof tau === "number" && sMax < tau ? "left" : "right") : null;
   return (
     <figure className="histogram" ref={ref}>
@@ -99,11 +108,16 @@ export function Histogram({
           <text x={innerW / 2} y={innerH + 34} textAnchor="middle" className="axis">
             training score (leave-own-out)
           </text>
-          {typeof tau === "number" ? (
-            <g data-testid="tau-line">
-              <line x1={g.xOf(tau)} x2={g.xOf(tau)} y1={-8} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" />
-              <text x={g.xOf(tau)} y={-12} textAnchor={g.xOf(tau) > innerW - 80 ? "end" : g.xOf(tau) < 60 ? "start" : "middle"} className="axis strong">
-                threshold {formatScore(tau)}
+          {tauAt ? (
+            <g data-testid="tau-line" data-off={tauAt.off ?? undefined}>
+              <line x1={g.xOf(tauAt.value)} x2={g.xOf(tauAt.value)} y1={-8} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" strokeDasharray={tauAt.off ? "2 3" : undefined} />
+              <text
+                x={g.xOf(tauAt.value)}
+                y={-12}
+                textAnchor={g.xOf(tauAt.value) > innerW - 80 ? "end" : g.xOf(tauAt.value) < 60 ? "start" : "middle"}
+                className="axis strong"
+              >
+                {offLabel(`threshold ${formatScore(tau)}`, tauAt.off)}
               </text>
             </g>
           ) : null}
@@ -115,11 +129,25 @@ export function Histogram({
               </text>
             </g>
           ) : null}
-          {typeof candidate === "number" && candidate !== tau ? (
-            <g data-testid="candidate-line">
-              <line x1={g.xOf(candidate)} x2={g.xOf(candidate)} y1={20} y2={innerH} stroke="var(--accent)" strokeWidth="2" strokeDasharray="6 3" />
-              <text x={g.xOf(candidate)} y={34} textAnchor={g.xOf(candidate) > innerW - 80 ? "end" : "start"} dx={g.xOf(candidate) > innerW - 80 ? -4 : 4} className="axis candidate halo">
-                new {formatScore(candidate)}
+          {candidateAt && candidate !== tau ? (
+            <g data-testid="candidate-line" data-off={candidateAt.off ?? undefined}>
+              <line
+                x1={g.xOf(candidateAt.value)}
+                x2={g.xOf(candidateAt.value)}
+                y1={20}
+                y2={innerH}
+                stroke="var(--accent)"
+                strokeWidth="2"
+                strokeDasharray="6 3"
+              />
+              <text
+                x={g.xOf(candidateAt.value)}
+                y={34}
+                textAnchor={g.xOf(candidateAt.value) > innerW - 80 ? "end" : "start"}
+                dx={g.xOf(candidateAt.value) > innerW - 80 ? -4 : 4}
+                className="axis candidate halo"
+              >
+                {offLabel(`new ${formatScore(candidate)}`, candidateAt.off)}
               </text>
             </g>
           ) : null}
@@ -127,4 +155,11 @@ export function Histogram({
       </svg>
     </figure>
   );
+}
+
+/** A line's label, with an arrow and "off the scale" where the line stands at the axis end for a value beyond it. */
+function offLabel(text: string, off: "below" | "above" | null): string {
+  if (off === "above") return `${text} (off the scale) →`;
+  if (off === "below") return `← ${text} (off the scale)`;
+  return text;
 }

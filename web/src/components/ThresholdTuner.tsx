@@ -4,7 +4,7 @@ import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { needsFittedModelLine } from "../logic/exported";
 import { formatScore } from "../logic/scale";
-import { flagged, formatRate, previewThreshold, roundTo, sameFileLine, sliderRange } from "../logic/tuning";
+import { flagged, formatRate, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
@@ -52,7 +52,9 @@ export function ThresholdTuner({
   const training = category.training_scores?.values ?? [];
   const exportedLine = needsFittedModelLine(category.export, "Changing the threshold");
   const items = evidence?.items ?? [];
-  const range = sliderRange([...training, ...items.map((i) => i.score), tau, category.s_max]);
+  const known = knownScores(training, items, category.s_max);
+  // The scores' own range: a threshold in use far outside them (1e9, saved confirmed) is not let stretch it.
+  const range = scoreRange([...training, ...items.map((i) => i.score), category.s_max], [tau], known);
   const [candidate, setCandidate] = useState<number>(tau ?? range.min);
   const [text, setText] = useState<string>(tau === null ? "" : String(roundTo(tau, range.step)));
   const [why, setWhy] = useState("");
@@ -60,6 +62,8 @@ export function ThresholdTuner({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
+  /** The threshold whose saving, outside the scores known, was confirmed (the box ticked); another value asks again. */
+  const [confirmed, setConfirmed] = useState<number | null>(null);
   const [zoomed, setZoomed] = useState<LabelledScore | null>(null);
   /** The change whose Restore was asked for: its reason is asked right beside its button. */
   const [restoring, setRestoring] = useState<number | null>(null);
@@ -84,6 +88,9 @@ export function ThresholdTuner({
   const normals = items.filter((i) => i.label === "normal").length;
   const history = (category.history ?? []) as unknown as Change[];
   const same = tau !== null && candidate === tau;
+  const outside = offScale(candidate, known);
+  const outsideLine = outside ? offScaleLine(outside, formatScore(candidate), known, formatScore) : null;
+  const needsConfirm = outside !== null && confirmed !== candidate;
 
   const setFromNumber = (value: number) => {
     setCandidate(value);
@@ -103,7 +110,15 @@ export function ThresholdTuner({
     }
   }, [tau, range.step]);
 
-  const blocked = busy ? "Saving…" : same ? "Move the threshold first: this is the one in use." : why.trim() === "" ? "Say why the threshold changes (it is kept in the model's history)." : null;
+  const blocked = busy
+    ? "Saving…"
+    : same
+      ? "Move the threshold first: this is the one in use."
+      : why.trim() === ""
+        ? "Say why the threshold changes (it is kept in the model's history)."
+        : needsConfirm
+          ? `Tick “although it ${outside === "flags-nothing" ? "flags nothing" : "flags every normal part"}” to save this threshold.`
+          : null;
 
   /** Save a change with its reason; the message (one at a time, red or green) is shown where it was asked. */
   const send = async (change: { tau?: number; restore?: number }, reason: string, at: "form" | number, done: (c: Category) => string) => {
@@ -150,19 +165,22 @@ export function ThresholdTuner({
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    if (busy || same) return;
+    if (busy || same || needsConfirm) return;
     void send({ tau: candidate }, why, "form", (c) => `Saved: the threshold of ${c.name} is now ${formatScore(c.tau)}; the next inspection uses it.`);
   };
 
-  const summary =
-    `At threshold ${formatScore(candidate)}${tau !== null && !same ? ` (in use: ${formatScore(tau)})` : ""}: ` +
-    (items.length > 0
-      ? `false alarms ${formatRate(preview.falseAlarms.length, normals)} of the normal images with known truth, misses ${formatRate(
-          preview.misses.length,
-          preview.anomalies,
-        )} of the defective ones; `
-      : "") +
-    `training images at or above it: ${formatRate(trainingFlagged, training.length)}.`;
+  const at = `At threshold ${formatScore(candidate)}${tau !== null && !same ? ` (in use: ${formatScore(tau)})` : ""}: `;
+  // Outside the scores known, the counts would read as good news ("false alarms 0"): the words say what it does.
+  const summary = outsideLine
+    ? `${outsideLine}${tau !== null && !same ? ` The threshold in use is ${formatScore(tau)}.` : ""}`
+    : at +
+      (items.length > 0
+        ? `false alarms ${formatRate(preview.falseAlarms.length, normals)} of the normal images with known truth, misses ${formatRate(
+            preview.misses.length,
+            preview.anomalies,
+          )} of the defective ones (each by the score it was given when inspected or evaluated); `
+        : "") +
+      `training images at or above it: ${formatRate(trainingFlagged, training.length)}.`;
 
   return (
     <section className="tuner" aria-labelledby={`${id}-title`} data-testid="tuner">
@@ -179,8 +197,9 @@ export function ThresholdTuner({
           sMax={category.s_max}
           label={`Training scores of ${category.name}`}
           candidate={candidate}
-          extent={[range.min, range.max]}
+          extent={[range.min, range.max, ...(outside ? [] : [candidate])]}
           marks={items}
+          fixedAxis
         />
       ) : (
         <p className="muted">No training-score histogram in this model.</p>
@@ -226,7 +245,7 @@ export function ThresholdTuner({
           </button>
         ) : null}
       </div>
-      <p className="preview-summary" aria-live="polite" data-testid="preview-summary">
+      <p className={outside ? "preview-summary warning" : "preview-summary"} aria-live="polite" data-testid="preview-summary">
         {summary}
       </p>
       {items.length === 0 ? (
@@ -265,6 +284,23 @@ export function ThresholdTuner({
             <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
           </div>
         ) : null /* with a key, the history records the key's name */}
+        {outside && !same ? (
+          <div className="field checkbox" data-testid="confirm-off-scale">
+            <input
+              id={`${id}-confirm`}
+              type="checkbox"
+              checked={confirmed === candidate}
+              onChange={(e) => setConfirmed(e.target.checked ? candidate : null)}
+              aria-describedby={`${id}-outside`}
+            />
+            <label htmlFor={`${id}-confirm`}>
+              Save {formatScore(candidate)} although it {outside === "flags-nothing" ? "flags nothing" : "flags every normal part"}
+            </label>
+            <span id={`${id}-outside`} className="sr-only">
+              {outsideLine}
+            </span>
+          </div>
+        ) : null}
         <div className="actions">
           {/* While saving, aria-disabled (the pressed button keeps the keyboard focus, also when the save fails);
               otherwise disabled until there is something to save. */}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bandSpan, histogramGeometry, labelPlacement, ticks, validBins } from "./histogram";
+import { bandSpan, histogramGeometry, labelPlacement, placeOnAxis, ticks, validBins } from "./histogram";
 
 describe("validBins", () => {
   it("needs one more edge than counts, ascending", () => {
@@ -79,5 +79,13 @@ describe("labelPlacement", () => {
   it("flips to the other side at the plot's edges", () => {
     expect(labelPlacement(580, 580, "right")).toEqual({ x: 576, anchor: "end" }); // s_max = the last edge
     expect(labelPlacement(20, 580, "left")).toEqual({ x: 24, anchor: "start" });
+  });
+});
+
+describe("placeOnAxis", () => {
+  it("puts a value beyond the axis at its end, saying which way", () => {
+    expect(placeOnAxis(1e9, 95, 150)).toEqual({ value: 150, off: "above" });
+    expect(placeOnAxis(0.001, 95, 150)).toEqual({ value: 95, off: "below" });
+    expect(placeOnAxis(120, 95, 150)).toEqual({ value: 120, off: null });
   });
 });

@@ -109,3 +109,14 @@ export function labelPlacement(
   else if (side === "left" && x - offset - textWidth < 0) side = "right";
   return side === "right" ? { x: x + offset, anchor: "start" } : { x: x - offset, anchor: "end" };
 }
+
+/**
+ * Where a line goes on an axis that keeps the data's scale: the value itself, or the axis end it lies beyond
+ * (`off` says which way), so that a threshold far outside the scores is marked at the edge with an arrow
+ * rather than stretching the axis until the bars are a line.
+ */
+export function placeOnAxis(value: number, lo: number, hi: number): { value: number; off: "below" | "above" | null } {
+  if (value < lo) return { value: lo, off: "below" };
+  if (value > hi) return { value: hi, off: "above" };
+  return { value, off: null };
+}

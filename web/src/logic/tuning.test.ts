@@ -1,5 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { dayGeometry, formatPercent, formatRate, previewThreshold, roundTo, sameFileLine, sliderRange, type Known } from "./tuning";
+import {
+  dayGeometry,
+  formatPercent,
+  formatRate,
+  knownScores,
+  offScale,
+  offScaleLine,
+  previewThreshold,
+  roundTo,
+  sameFileLine,
+  scoreRange,
+  sliderRange,
+  type Known,
+} from "./tuning";
 
 const item = (id: string, score: number, label: Known["label"]): Known => ({ id, name: `${id}.png`, score, label });
 // Normal images at 1, 5, 9 and 12; defects at 8, 10, 15 and 30.
@@ -100,5 +113,46 @@ describe("sameFileLine", () => {
       "the same file is also 2 more inspections of it and evaluation run-2/crack/003.png (counted once)",
     );
     expect(sameFileLine(["d5f35b0386e4"])).toBe("the same file is also 1 more inspection of it (counted once)");
+  });
+});
+
+describe("offScale: a threshold outside the scores known", () => {
+  // Training scores 100..127.9 (s_max 127.9); a labelled defect at 148.2: the tester's mono category.
+  const known = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }, { score: 105 }], 127.9);
+  const fmt = (v: number | null | undefined) => (typeof v === "number" ? v.toFixed(1) : "–");
+
+  it("knows the lowest training score and the highest score of any kind", () => {
+    expect(known).toEqual({ lowestTraining: 100, highest: 148.2, sMax: 127.9 });
+  });
+
+  it("calls a threshold above every score and far above s_max one that flags nothing", () => {
+    expect(offScale(1e9, known)).toBe("flags-nothing");
+    expect(offScale(255.9, known)).toBe("flags-nothing"); // just past twice s_max (255.8)
+    expect(offScaleLine("flags-nothing", "1000000000.0", known, fmt)).toBe(
+      "This flags nothing: 1000000000.0 is above every score known here (the highest is 148.2) and more than twice the largest training score (127.9). " +
+        "The expert would pass every part, defective ones too.",
+    );
+  });
+
+  it("calls a threshold at or below the lowest training score one that flags every normal part", () => {
+    expect(offScale(0.001, known)).toBe("flags-every-normal");
+    expect(offScale(100, known)).toBe("flags-every-normal"); // score >= tau: the lowest training image is flagged too
+    expect(offScaleLine("flags-every-normal", "0.001", known, fmt)).toMatch(/^This flags every normal part: 0.001 is at or below the lowest training score \(100.0\)/);
+  });
+
+  it("leaves alone the values worth trying: among the scores, or above them by less than the margin", () => {
+    for (const tau of [100.01, 127.9, 144.3, 148.2, 200, 255.8]) expect(offScale(tau, known)).toBeNull();
+    // A defect scoring above twice s_max: a threshold below it still flags it, so it is worth trying.
+    const strong = knownScores([100, 127.9], [{ score: 400 }], 127.9);
+    expect(offScale(300, strong)).toBeNull();
+    expect(offScale(401, strong)).toBe("flags-nothing");
+    expect(offScale(Number.NaN, known)).toBeNull();
+  });
+
+  it("keeps the chart's range on the scores when the threshold in use is far off", () => {
+    const scores = [100, 110, 120, 127.9, 148.2];
+    expect(scoreRange(scores, [1e9], known)).toEqual(sliderRange(scores));
+    expect(scoreRange(scores, [0.001], known)).toEqual(sliderRange(scores));
+    expect(scoreRange(scores, [200], known)).toEqual(sliderRange([...scores, 200]));
   });
 });

@@ -141,3 +141,74 @@ export function dayGeometry(days: readonly DayLike[], width: number, height: num
     }),
   };
 }
+
+/**
+ * How far above the largest training score (s_max) a threshold may lie, and above every score known
+ * besides, before the tuner calls it one that flags nothing. A fit's rules put tau near s_max (docs/METHOD.md
+ * §2); twice it is far past where any normal part scores, and past every defect seen so far too.
+ */
+export const FAR_ABOVE_S_MAX = 2;
+
+/** What the tuner knows of a category's scores: the lowest training score, the highest score of any kind. */
+export interface KnownScores {
+  /** The lowest training score: at or below it, every training image (each a normal part) is flagged. */
+  lowestTraining: number | null;
+  /** The highest score known: training images, labelled parts, evaluation images. */
+  highest: number | null;
+  sMax: number | null;
+}
+
+export function knownScores(
+  training: readonly number[],
+  items: ReadonlyArray<{ score: number }>,
+  sMax: number | null | undefined,
+): KnownScores {
+  const finite = (values: ReadonlyArray<number | null | undefined>) => values.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const trained = finite(training);
+  const all = finite([...trained, ...items.map((i) => i.score), sMax]);
+  return {
+    lowestTraining: trained.length > 0 ? Math.min(...trained) : null,
+    highest: all.length > 0 ? Math.max(...all) : null,
+    sMax: typeof sMax === "number" && Number.isFinite(sMax) ? sMax : null,
+  };
+}
+
+/**
+ * Whether a threshold lies outside the scores known, so that it does nothing useful: `flags-nothing` above
+ * every score known and more than {@link FAR_ABOVE_S_MAX} times s_max (no part, defective or not, would be
+ * flagged), `flags-every-normal` at or below the lowest training score (every training image, each a normal
+ * part, would be flagged). Null inside: a value worth trying. The tuner asks to confirm either before saving.
+ */
+export type OffScale = "flags-nothing" | "flags-every-normal";
+
+export function offScale(threshold: number, known: KnownScores): OffScale | null {
+  if (!Number.isFinite(threshold)) return null;
+  if (known.lowestTraining !== null && threshold <= known.lowestTraining) return "flags-every-normal";
+  const far = known.sMax !== null ? known.sMax * FAR_ABOVE_S_MAX : null;
+  if (known.highest !== null && threshold > known.highest && (far === null || threshold > far)) return "flags-nothing";
+  return null;
+}
+
+/**
+ * The range a chart and the slider span: the scores themselves (training, labelled, s_max) and a threshold
+ * in use only when it lies among them, so that a threshold far off (1e9) does not squash the bars into a line.
+ */
+export function scoreRange(known: ReadonlyArray<number | null | undefined>, thresholds: ReadonlyArray<number | null | undefined>, scores: KnownScores) {
+  const inside = thresholds.filter((t) => typeof t === "number" && Number.isFinite(t) && offScale(t, scores) === null);
+  return sliderRange([...known, ...inside]);
+}
+
+/** What a threshold outside the scores would do, in words, for the preview and the confirm step. */
+export function offScaleLine(kind: OffScale, threshold: string, known: KnownScores, formatScore: (v: number | null | undefined) => string): string {
+  if (kind === "flags-nothing") {
+    return (
+      `This flags nothing: ${threshold} is above every score known here (the highest is ${formatScore(known.highest)}) and more than ` +
+      `${FAR_ABOVE_S_MAX === 2 ? "twice" : `${FAR_ABOVE_S_MAX} times`} the largest training score (${formatScore(known.sMax)}). ` +
+      `The expert would pass every part, defective ones too.`
+    );
+  }
+  return (
+    `This flags every normal part: ${threshold} is at or below the lowest training score (${formatScore(known.lowestTraining)}), so every ` +
+    `training image — each one a normal part — would be flagged, and so would nearly every part inspected.`
+  );
+}
