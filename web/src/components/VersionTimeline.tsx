@@ -120,7 +120,9 @@ export function VersionTimeline({
             </caption>
             <thead>
               <tr>
-                <th scope="col"></th>
+                <th scope="col">
+                  <span className="sr-only">Compared</span>
+                </th>
                 <th scope="col">Version {a.version}</th>
                 <th scope="col">Version {b.version}</th>
               </tr>
