@@ -820,6 +820,12 @@ describe("web console", () => {
     expect(await diff.getByRole("row", { name: /Training images/ }).locator("td").allTextContents()).toEqual(["6", "7"]);
     // Every header cell of the comparison has a name (axe's best-practice rule empty-table-header, outside the WCAG run).
     expect(await diff.locator("th").evaluateAll((cells) => cells.filter((cell) => (cell.textContent ?? "").trim() === "").length)).toBe(0);
+    // False alarms on the labelled parts as each model change counted them, saying when: the fit (which records none)
+    // shows the figure the teach counted for it before teaching; the note says how these differ from the other two figures.
+    const falseAlarms = await diff.getByRole("row", { name: /^False alarms on labelled parts/ }).locator("td").allTextContents();
+    expect(falseAlarms[0]).toMatch(/^\d+ of 2 when version 2 replaced it$/);
+    expect(falseAlarms[1]).toMatch(/^\d+ of 2 when it was made$/);
+    expect(await page.locator('[data-testid="version-diff-note"]').textContent()).toContain("“Over time” counts instead what was decided");
     // Cancel gives the keyboard back to the button that opened the form (the form and its buttons are gone).
     await list.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Cancel" }).click();

@@ -60,17 +60,18 @@ function DashboardBody({ d, name, tau, id }: { d: Dashboard; name: string; tau: 
           <dd>{formatRate(t.flagged, t.scored)}</dd>
         </div>
         <div>
-          <dt>False alarms (labelled normal)</dt>
+          <dt>False alarms as decided (labelled normal)</dt>
           <dd data-testid="false-alarm-rate">{formatRate(t.false_alarms, t.labelled_normal)}</dd>
         </div>
         <div>
-          <dt>Misses (labelled defective)</dt>
+          <dt>Misses as decided (labelled defective)</dt>
           <dd data-testid="miss-rate">{formatRate(t.misses, t.labelled_anomalous)}</dd>
         </div>
       </dl>
       <p className="muted small">
-        False alarms and misses judge the expert as <code>eagle eval-expert</code> does (flagged at or above the threshold then in use) against your labels in
-        History. Days are UTC.
+        False alarms and misses count what the expert decided when each part was inspected (flagged at or above the threshold and with the model
+        then in use, as <code>eagle eval-expert</code> judges), against your labels in History. The threshold tuner instead judges the same
+        scores at the threshold you try, and the version comparison what each model change counted. Days are UTC.
       </p>
       <div className="dashboard-charts">
         <RejectChart days={d.days} name={name} />

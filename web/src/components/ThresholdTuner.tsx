@@ -188,6 +188,12 @@ export function ThresholdTuner({
       <p className="muted small">
         An image scoring at or above the threshold is flagged defective. Try a value: the preview counts what it would do on images whose truth is
         known{items.length === 0 ? "" : ` (${items.length}: labelled history items and evaluation images, each image file counted once; the ticks on the axis: green normal, red defective)`}.
+        {items.length > 0
+          ? " Each counts with the score it was given when inspected or evaluated, so these false alarms are what this threshold would have decided then; “Over time” below counts what was decided at the threshold of the day."
+          : ""}
+        {items.length > 0 && history.some((h) => h.action === "teach")
+          ? " The model has been taught since some were scored: parts like the taught ones may score lower now than shown here."
+          : ""}
       </p>
       {category.training_scores?.histogram ? (
         <Histogram

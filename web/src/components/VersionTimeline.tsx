@@ -137,6 +137,14 @@ export function VersionTimeline({
               ))}
             </tbody>
           </table>
+          {a.labelled || b.labelled || versions.some((v) => v.labelled) ? (
+            <p className="muted small" data-testid="version-diff-note">
+              False alarms and misses here were counted at a model change, on the parts labelled by then: a teach scores them again with the
+              model before and after it, a threshold change judges the scores they were given at the thresholds before and after. “Over time”
+              counts instead what was decided when each part was inspected, and the tuner judges those same recorded scores at the threshold
+              you try.
+            </p>
+          ) : null}
         </div>
       ) : null}
       <ol className="changes" reversed aria-labelledby={`${id}-title`} data-testid="versions">

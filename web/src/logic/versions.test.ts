@@ -1,6 +1,6 @@
 import type { ModelVersion } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { formatBytes, modelVersionShort, modelVersionText, versionDiff, versionLanding, whatMadeIt } from "./versions";
+import { formatBytes, labelledFigure, modelVersionShort, modelVersionText, versionDiff, versionLanding, whatMadeIt } from "./versions";
 
 const base: ModelVersion = {
   version: 1, action: "fit", at: "2026-12-01T08:00:00+00:00", by: null, why: null, current: false,
@@ -33,8 +33,8 @@ describe("model versions", () => {
       ["Rule", "ksigma", "fixed", true],
       ["Training images", "10", "12", true],
       ["Memory bank (patches)", "1600", "1900", true],
-      ["Labelled history: false alarms", "–", "1 of 20", true],
-      ["Labelled history: misses", "–", "2 of 20", true],
+      ["False alarms on labelled parts", "–", "1 of 20 when it was made", true],
+      ["Misses on labelled parts", "–", "2 of 20 when it was made", true],
       ["Taught images in one only", "–", "taught-1/0001-a.png, taught-1/0002-b.png", true],
     ]);
     expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
@@ -43,6 +43,17 @@ describe("model versions", () => {
       "Made by",
     ]);
     expect(versionDiff(versions[3]!, versions[2]!, versions).at(-1)?.b).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
+  });
+
+  it("give a version without a figure of its own the one counted when the next version replaced it", () => {
+    // Version 2 (a teach here without figures) is what version 3's change started from: its "before" is version 2's.
+    const rows = versionDiff(versions[1]!, versions[2]!, versions);
+    expect(rows.filter((row) => row.label.endsWith("on labelled parts")).map((row) => [row.label, row.a, row.b])).toEqual([
+      ["False alarms on labelled parts", "3 of 20 when version 3 replaced it", "1 of 20 when it was made"],
+      ["Misses on labelled parts", "1 of 20 when version 3 replaced it", "2 of 20 when it was made"],
+    ]);
+    // The fit, followed by a teach that recorded nothing, has no figure: a dash, not a zero.
+    expect(labelledFigure(versions[0]!, versions, "false_alarms")).toBe("–");
   });
 
   it("formats disk sizes", () => {

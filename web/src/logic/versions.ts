@@ -47,13 +47,11 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
     },
   ];
   rows[0]!.changed = rows[0]!.a !== rows[0]!.b;
-  // What each version did on the labelled history when it was made (unknown for a fit or a rollback).
-  for (const [label, key] of [["Labelled history: false alarms", "false_alarms"], ["Labelled history: misses", "misses"]] as const) {
-    const of = (v: ModelVersion) => {
-      const after = v.labelled?.after;
-      return after ? `${after[key] ?? 0} of ${after.images ?? 0}` : "–";
-    };
-    if (a.labelled || b.labelled) rows.push({ label, a: of(a), b: of(b), changed: of(a) !== of(b) });
+  // What each version did on the labelled parts, counted at a change: its own change's "after" (when it was made),
+  // else the next version's "before" (when that one replaced it: a fit or a rollback records none of its own).
+  for (const [label, key] of [["False alarms on labelled parts", "false_alarms"], ["Misses on labelled parts", "misses"]] as const) {
+    const of = (v: ModelVersion) => labelledFigure(v, all, key);
+    if ([a, b].some((v) => of(v) !== "–")) rows.push({ label, a: of(a), b: of(b), changed: of(a) !== of(b) });
   }
   const inA = taughtImages(a, all);
   const inB = taughtImages(b, all);
@@ -63,6 +61,19 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
     rows.push({ label: "Taught images in one only", a: onlyA.join(", ") || "–", b: onlyB.join(", ") || "–", changed: true });
   }
   return rows;
+}
+
+/**
+ * A version's false alarms or misses on the parts labelled by then, with when they were counted: "0 of 5 when it
+ * was made" (its own change's "after") or "3 of 5 when version 2 replaced it" (the next change's "before", which
+ * describes this version: each version is made from the one before it). "–" where neither was recorded.
+ */
+export function labelledFigure(version: ModelVersion, all: readonly ModelVersion[], key: "false_alarms" | "misses"): string {
+  const own = version.labelled?.after;
+  if (own) return `${own[key] ?? 0} of ${own.images ?? 0} when it was made`;
+  const next = all.find((v) => v.version === version.version + 1);
+  const before = next?.labelled?.before;
+  return before ? `${before[key] ?? 0} of ${before.images ?? 0} when version ${next.version} replaced it` : "–";
 }
 
 /**
