@@ -5,7 +5,7 @@ import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from ".
 import { legendOf, verdictMapFactor } from "../logic/legend";
 import { categoryVersionRoute } from "../logic/route";
 import { modelVersionText } from "../logic/versions";
-import { answeredByView, decisionView, orderPictures, pictureLabel, regionsOf, regionStrength, type Region } from "../logic/verdict";
+import { answeredByView, decisionView, formatStrength, orderPictures, pictureLabel, regionsHeading, regionsOf, regionStrength, type Region } from "../logic/verdict";
 import { MapLegend } from "./MapLegend";
 import { Picture } from "./Picture";
 import { ReferencePicture } from "./ReferencePicture";
@@ -185,7 +185,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               {shown === "heatmap" && legend ? <MapLegend legend={legend} category={record.category} /> : null}
               <p className="small" data-testid="regions">
                 {regions.boxes.length > 0
-                  ? `${regions.boxes.length} region${regions.boxes.length === 1 ? "" : "s"} boxed, strongest first.`
+                  ? regionsHeading(regions.boxes, factor)
                   : record.score !== null && record.tau !== null && record.score >= record.tau
                     ? "No region stood out enough to box."
                     : record.unrecognised
@@ -224,7 +224,7 @@ function RegionList({ regions, tau, factor, testId, id }: { regions: Region[]; t
         const side = strength === null || tau === null ? "" : strength >= tau ? " (at or above the threshold)" : " (below the threshold)";
         return (
           <li key={i}>
-            #{i + 1}: strength {formatScore(strength)}
+            #{box.rank ?? i + 1}: strength {formatStrength(strength)}
             {side}, at x {box.x0}–{box.x1}, y {box.y0}–{box.y1}
           </li>
         );

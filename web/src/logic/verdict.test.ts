@@ -25,7 +25,7 @@ describe("orderPictures", () => {
   });
 });
 
-import { regionsOf, regionStrength } from "./verdict";
+import { formatStrength, regionsHeading, regionsOf, regionStrength } from "./verdict";
 
 describe("regionStrength", () => {
   it("reads the patch score (the image score's scale), else the map's value", () => {
@@ -78,5 +78,30 @@ describe("answeredByView", () => {
   it("says nothing for an expert-only inspection", () => {
     expect(answeredByView(null)).toBeNull();
     expect(answeredByView(undefined)).toBeNull();
+  });
+});
+
+describe("the box list says the order it is in", () => {
+  const at = (rank: number, patch: number) => ({ x0: 0, y0: 0, x1: 1, y1: 1, peak: 1 / rank, score: 100, patch_score: patch, rank });
+
+  it("keeps 'strongest first' where the record's order is the order of the strengths shown", () => {
+    expect(regionsHeading([at(1, 148.2), at(2, 147.1), at(3, 145.5)])).toBe("3 regions boxed, strongest first.");
+    expect(regionsHeading([at(1, 148.2)])).toBe("1 region boxed.");
+  });
+
+  it("says how the boxes are numbered where the strengths are not in that order", () => {
+    // The tester's cell: #1 145.5, #2 148.2, #3 147.1 under "strongest first".
+    const line = regionsHeading([at(1, 145.47), at(2, 148.24), at(3, 147.1)]);
+    expect(line).not.toContain("strongest first");
+    expect(line).toBe(
+      "3 regions boxed, numbered as on the boxed picture: #1 is where the heat map, smoothed over neighbouring patches, is strongest. " +
+        "A region's strength is its single highest patch score, so the numbers need not fall in order.",
+    );
+  });
+
+  it("prints a strength as the picture's tag does: two decimals", () => {
+    expect(formatStrength(145.4712)).toBe("145.47");
+    expect(formatStrength(7.5)).toBe("7.50");
+    expect(formatStrength(null)).toBe("–");
   });
 });

@@ -55,6 +55,34 @@ export interface Region {
   score?: number;
   /** The region's largest patch score, on the image score's scale; null from an exported model. */
   patch_score?: number | null;
+  /** Its number on the boxed picture's tag (`#1 166.70`): the record's order, by the smoothed map's peak. */
+  rank?: number;
+}
+
+/**
+ * A box's strength as its tag on the boxed picture and the text output print it (two decimals, `#1 166.70`),
+ * so the list and the picture show the same number.
+ */
+export function formatStrength(value: number | null): string {
+  return value === null || !Number.isFinite(value) ? "–" : value.toFixed(2);
+}
+
+/**
+ * The line above the box list, saying what the order is. The record numbers the boxes by the smoothed heat
+ * map's peak (the picture's tags, the text output and the MLLM's prompt use that order), while a box's strength
+ * is its single highest patch score; the two usually agree, and then "strongest first" is true. Where they do
+ * not (a lone hot patch beside a broad warm region), the line says how the boxes are numbered rather than
+ * claim an order the numbers shown contradict.
+ */
+export function regionsHeading(boxes: readonly Region[], mapFactor = 1): string {
+  const count = `${boxes.length} region${boxes.length === 1 ? "" : "s"} boxed`;
+  const strengths = boxes.map((b) => regionStrength(b, mapFactor) ?? Number.NEGATIVE_INFINITY);
+  const ordered = strengths.every((s, i) => i === 0 || (strengths[i - 1] as number) >= s);
+  if (boxes.length <= 1 || ordered) return `${count}${boxes.length > 1 ? ", strongest first" : ""}.`;
+  return (
+    `${count}, numbered as on the boxed picture: #1 is where the heat map, smoothed over neighbouring patches, is strongest. ` +
+    "A region's strength is its single highest patch score, so the numbers need not fall in order."
+  );
 }
 
 /**
