@@ -1266,6 +1266,33 @@ def test_fit_warns_when_the_low_confidence_band_is_empty() -> None:
     assert len(few) == 1 and few[0].startswith("only 9 training images")
 
 
+def test_a_tau_far_outside_the_training_scores_is_said_to_flag_nothing_or_every_normal_part() -> None:
+    """A threshold typed far off (1e9, 0.001) stays valid, but the model says what it does (the CLI prints it,
+    the service returns it, the console shows it); tau between the two bounds adds nothing."""
+    from eagle_iad.expert.model_warnings import fit_warnings
+
+    scores = np.arange(1.0, 11.0)  # 10 images, s_max 10
+
+    def at(tau: float) -> list[str]:
+        return fit_warnings(10, scores, Thresholds(tau=tau, s_max=10.0, rule="fixed", params={"value": tau}))
+
+    assert at(1e9) == [
+        "tau (1e+09) is not below the largest training score s_max (10), so the low-confidence band tau <= score < s_max "
+        "is empty: no verdict is marked unsure and CAAS never acts (docs/METHOD.md, 'Decision and low-confidence band'); "
+        "the verdicts themselves are unaffected",
+        "tau (1e+09) is more than 2 times the largest training score s_max (10): only a part scoring that far above "
+        "every normal one is flagged, so the expert likely flags nothing, defects included",
+    ]
+    assert at(0.001) == [
+        "tau (0.001) is at or below the lowest training score (1): every training image, each a normal part, scores "
+        "at or above it, so nearly every part inspected is flagged anomalous"
+    ]
+    assert at(1.0)[0].startswith("tau (1) is at or below the lowest training score (1)")  # score >= tau: flagged
+    assert at(1.5) == [] and at(9.5) == []
+    assert len(at(20.0)) == 1  # twice s_max: the empty band only
+    assert at(20.01)[-1].startswith("tau (20.01) is more than 2 times")
+
+
 def test_sample_warning_only_where_the_greedy_samples() -> None:
     """At twice coreset_points the exact greedy runs (no warning); one patch more, it samples; a ratio of 1
     keeps every patch, and other samplers and --coreset-points 0 never sample."""

@@ -888,6 +888,10 @@ def test_threshold_change_is_recorded_applied_at_once_and_restorable(
         _error(call("POST", url_of(base).replace("mono", "nope"), body=b'{"tau": 1, "why": "x"}',
                     content_type="application/json"), 404, "no fitted category")  # fmt: skip
         assert str(models) not in json.dumps(change(base, {"restore": 9, "why": "no such"})[2])  # no host paths
+        # A tau far above every score is valid (recorded, restorable), and the category says what it does.
+        status, _, far = change(base, {"tau": 1e9, "why": "the expert's flags off for a while"})
+        assert status == 200 and far["tau"] == 1e9, far
+        assert any("likely flags nothing" in warning for warning in far["warnings"]), far["warnings"]
 
 
 def test_a_change_to_a_linked_category_says_what_the_server_must_do(workspace: dict[str, Path], tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ REFIT_NOTICE = "this fit replaces "
 #: Below this many training images a fit still works but the threshold is a rough guess (a warning says so).
 FEW_IMAGES = 10
 
+#: Above this many times s_max a tau is far past where any normal part scores: a warning says it flags only
+#: parts scoring that far out, likely none (the console's tuner asks to confirm such a value, with the same
+#: factor: ``FAR_ABOVE_S_MAX`` in web/src/logic/tuning.ts).
+FAR_ABOVE_S_MAX = 2.0
+
 
 def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | None = None) -> list[str]:
     """What is degenerate about a usable fit, for the user to read (the CLI prints, the service returns them)."""
@@ -43,7 +48,32 @@ def fit_warnings(n_images: int, scores: np.ndarray, thresholds: Thresholds | Non
             "the low-confidence band tau <= score < s_max is empty: no verdict is marked unsure and CAAS never "
             "acts (docs/METHOD.md, 'Decision and low-confidence band'); the verdicts themselves are unaffected"
         )
+    if thresholds is not None and scores.size > 0:
+        warnings.extend(far_threshold_warnings(scores, thresholds))
     return warnings
+
+
+def far_threshold_warnings(scores: np.ndarray, thresholds: Thresholds) -> list[str]:
+    """A tau outside the training scores by so much that it decides nothing useful, in words.
+
+    Why a warning and not a refusal: such a tau is valid (a line may want the expert's flags off for a
+    while, or every part stopped), recorded with who and why, and restorable; ``eagle threshold`` and the
+    API keep accepting it, but the model says what it does wherever its warnings are shown (the CLI's
+    output, the service's category answer, the console's category page).
+    """
+    tau, lowest = thresholds.tau, float(scores.min())
+    if tau <= lowest:
+        return [
+            f"tau ({tau:.4g}) is at or below the lowest training score ({lowest:.4g}): every training image, "
+            "each a normal part, scores at or above it, so nearly every part inspected is flagged anomalous"
+        ]
+    if tau > FAR_ABOVE_S_MAX * thresholds.s_max:
+        return [
+            f"tau ({tau:.4g}) is more than {FAR_ABOVE_S_MAX:g} times the largest training score s_max "
+            f"({thresholds.s_max:.4g}): only a part scoring that far above every normal one is flagged, so the "
+            "expert likely flags nothing, defects included"
+        ]
+    return []
 
 
 def rewarned(model: ExpertModel, scores: np.ndarray, thresholds: Thresholds) -> list[str]:
