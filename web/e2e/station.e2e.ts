@@ -346,6 +346,11 @@ describe("inspection station", () => {
     // Saved, the threshold in use is the one off the scale: the axis still spans the scores.
     await page.locator('[data-testid="tau-line"][data-off="above"]').waitFor();
     expect(await axisMax()).toBeLessThan(2 * sMax);
+    // So does "Over time": its score chart marks the threshold at the top edge rather than squash the days' ranges.
+    await page.locator('[data-testid="score-chart-threshold"][data-off="above"]').waitFor({ timeout: 30_000 });
+    const dayAxis = (await page.locator('[data-testid="score-chart"] text.axis').allTextContents()).map(Number).filter(Number.isFinite);
+    expect(Math.max(...dayAxis)).toBeLessThan(2 * sMax);
+    await page.locator('[data-testid="dashboard"]').screenshot({ path: resolve(ARTIFACTS, "station-dashboard-off-scale.png") });
     await summary.getByText(/This flags nothing/).waitFor();
 
     // Below the lowest training score: every normal part flagged; the box asks again for the new value.

@@ -3,7 +3,8 @@ import type React from "react";
 import { useId } from "react";
 import { useApi, useAsync, useWidth } from "../api";
 import { formatScore } from "../logic/scale";
-import { dayGeometry, formatPercent, formatRate } from "../logic/tuning";
+import { placeOnAxis } from "../logic/histogram";
+import { dayGeometry, formatPercent, formatRate, nearScores } from "../logic/tuning";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 
 const H = 160;
@@ -172,7 +173,9 @@ function ScoreChart({ days, name, tau }: { days: readonly DayFigures[]; name: st
   const [ref, W] = useWidth<HTMLElement>(480);
   const innerW = W - M.left - M.right;
   const innerH = H - M.top - M.bottom;
-  const g = dayGeometry(days, innerW, innerH, [tau]);
+  // The axis keeps the day scores' scale: a threshold far beyond them (1e9) is marked at the edge, not taken in.
+  const g = dayGeometry(days, innerW, innerH, nearScores(days, [tau]));
+  const tauAt = tau !== null ? placeOnAxis(tau, g.lo, g.hi) : null;
   const show = labelled(days.length, innerW);
   const summary = `Scores per day for ${name} (min, mean, max)${tau !== null ? `, threshold ${formatScore(tau)}` : ""}: ${days
     .map((d) => `${d.day} ${formatScore(d.score_min)}, ${formatScore(d.score_mean)}, ${formatScore(d.score_max)}`)
@@ -191,11 +194,11 @@ function ScoreChart({ days, name, tau }: { days: readonly DayFigures[]; name: st
               </text>
             </g>
           ))}
-          {tau !== null ? (
-            <g>
-              <line x1={0} x2={innerW} y1={g.yOf(tau)} y2={g.yOf(tau)} stroke="var(--anomalous)" strokeDasharray="4 3" strokeWidth="1.5" />
-              <text x={innerW} y={g.yOf(tau) - 4} textAnchor="end" className="axis strong">
-                threshold
+          {tauAt ? (
+            <g data-testid="score-chart-threshold" data-off={tauAt.off ?? undefined}>
+              <line x1={0} x2={innerW} y1={g.yOf(tauAt.value)} y2={g.yOf(tauAt.value)} stroke="var(--anomalous)" strokeDasharray="4 3" strokeWidth="1.5" />
+              <text x={innerW} y={tauAt.off === "below" ? g.yOf(tauAt.value) + 14 : g.yOf(tauAt.value) - 4} textAnchor="end" className="axis strong">
+                {tauAt.off === "above" ? `threshold ${formatScore(tau)} (off the scale) ↑` : tauAt.off === "below" ? `threshold ${formatScore(tau)} (off the scale) ↓` : "threshold"}
               </text>
             </g>
           ) : null}

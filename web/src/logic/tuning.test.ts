@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   dayGeometry,
+  nearScores,
   formatPercent,
   formatRate,
   knownScores,
@@ -154,5 +155,18 @@ describe("offScale: a threshold outside the scores known", () => {
     expect(scoreRange(scores, [1e9], known)).toEqual(sliderRange(scores));
     expect(scoreRange(scores, [0.001], known)).toEqual(sliderRange(scores));
     expect(scoreRange(scores, [200], known)).toEqual(sliderRange([...scores, 200]));
+  });
+});
+
+describe("nearScores: the thresholds a day chart's axis takes in", () => {
+  const days = [
+    { day: "2026-12-05", inspections: 2, scored: 2, rejected: 1, score_min: 100, score_max: 150 },
+    { day: "2026-12-06", inspections: 1, scored: 1, rejected: 0, score_min: 110, score_max: 120 },
+  ];
+  it("keeps a threshold near the scores and leaves out one far beyond them", () => {
+    expect(nearScores(days, [139.2])).toEqual([139.2]);
+    expect(nearScores(days, [1e9, 0.001, null])).toEqual([]);
+    expect(nearScores(days, [60])).toEqual([60]); // within one span below
+    expect(nearScores([], [1e9])).toEqual([1e9]); // no scores: nothing to keep a scale for
   });
 });

@@ -212,3 +212,18 @@ export function offScaleLine(kind: OffScale, threshold: string, known: KnownScor
     `training image — each one a normal part — would be flagged, and so would nearly every part inspected.`
   );
 }
+
+/**
+ * The thresholds a day chart's score axis takes in: a threshold within one span of the day scores (the axis then
+ * shows where the scores sit against it), not one far beyond (1e9 would squash every day's range into a line;
+ * the chart marks it "off the scale" at the edge instead).
+ */
+export function nearScores(days: readonly DayLike[], thresholds: ReadonlyArray<number | null | undefined>): number[] {
+  const scores = days.flatMap((d) => [d.score_min, d.score_max]).filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const finite = thresholds.filter((t): t is number => typeof t === "number" && Number.isFinite(t));
+  if (scores.length === 0) return finite;
+  const lo = Math.min(...scores);
+  const hi = Math.max(...scores);
+  const span = hi - lo || Math.max(Math.abs(hi), 1);
+  return finite.filter((t) => t >= lo - span && t <= hi + span);
+}
