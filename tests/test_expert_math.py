@@ -1277,9 +1277,9 @@ def test_a_tau_far_outside_the_training_scores_is_said_to_flag_nothing_or_every_
         return fit_warnings(10, scores, Thresholds(tau=tau, s_max=10.0, rule="fixed", params={"value": tau}))
 
     assert at(1e9) == [
-        "tau (1e+09) is not below the largest training score s_max (10), so the low-confidence band tau <= score < s_max "
-        "is empty: no verdict is marked unsure and CAAS never acts (docs/METHOD.md, 'Decision and low-confidence band'); "
-        "the verdicts themselves are unaffected",
+        "tau (1e+09) is not below the largest training score s_max (10), so the low-confidence band "
+        "tau <= score < s_max is empty: no verdict is marked unsure and CAAS never acts "
+        "(docs/METHOD.md, 'Decision and low-confidence band'); the verdicts themselves are unaffected",
         "tau (1e+09) is more than 2 times the largest training score s_max (10): only a part scoring that far above "
         "every normal one is flagged, so the expert likely flags nothing, defects included",
     ]
