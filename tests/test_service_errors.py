@@ -24,6 +24,7 @@ from eagle_iad.errors import (
     FolderFinishingError,
     FolderInUseError,
     ImageError,
+    ImageTooElongatedError,
     ImageTooLargeError,
     ModelFormatError,
     OutputError,
@@ -38,6 +39,7 @@ from eagle_iad.service.errors import api_error
     [
         (BackendError("up: cannot reach the server"), 502, "backend_error"),
         (BackboneUnavailableError("no weights"), 503, "backbone_unavailable"),
+        (ImageTooElongatedError("x.png: 1000x20 is too elongated"), 413, "image_too_elongated"),
         (ImageTooLargeError("x.png: too large"), 413, "too_many_pixels"),
         (ImageError("x.png: corrupt"), 400, "invalid_image"),
         (FolderFinishingError("a station deleted finishes its image"), 409, "folder_finishing"),

@@ -21,6 +21,15 @@ class ImageTooLargeError(ImageError):
     """
 
 
+class ImageTooElongatedError(ImageTooLargeError):
+    """An image whose sides are too unequal (its aspect ratio over ``EAGLE_MAX_ASPECT``), however few its pixels.
+
+    A subtype of :class:`ImageTooLargeError` (the service still answers 413, as before) with its own error code,
+    ``image_too_elongated``: a 1000x20 strip is not "too large", and a console that heads the refusal by its
+    code would otherwise call it so.
+    """
+
+
 class DataError(EagleError):
     """A dataset root, layout or category that does not hold what is needed."""
 

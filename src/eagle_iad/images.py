@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # The pixel limit (EAGLE_MAX_PIXELS overrides it), re-exported: declared where the help screens read it.
 from eagle_iad.choices import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
-from eagle_iad.errors import ImageError, ImageTooLargeError
+from eagle_iad.errors import ImageError, ImageTooElongatedError, ImageTooLargeError
 
 #: Smallest accepted side; below this the 3x3-aggregated 28x28 grid would be pure interpolation.
 MIN_SIDE = 16
@@ -116,7 +116,7 @@ def _check_size(image: Image.Image, name: str, limit: int | None = None) -> None
         raise ImageError(f"{name}: {width}x{height} is too small; each side must be at least {MIN_SIDE} px")
     aspect = max(width, height) / min(width, height)
     if aspect > max_aspect():
-        raise ImageTooLargeError(
+        raise ImageTooElongatedError(
             f"{name}: {width}x{height} is too elongated (aspect ratio {aspect:.0f}:1 exceeds the limit of "
             f"{max_aspect():g}:1; set EAGLE_MAX_ASPECT to change it)"
         )

@@ -7,7 +7,7 @@ import { createContext, useCallback, useContext, useEffect, useMemo, useRef, use
 import { newIdempotencyKey } from "@eagle-iad/client";
 import { useApi } from "./api";
 import { describeError, isUnauthorised } from "./logic/errors";
-import { counts, finish, newItems, nextToRun, restore, retryItem, type Counts, type QueueItem } from "./logic/queue";
+import { counts, finish, namedTooLarge, newItems, nextToRun, oversize, restore, retryItem, type Counts, type QueueItem } from "./logic/queue";
 import { openQueueStore, type QueueStore } from "./logic/queueStore";
 import { scoreLine } from "./logic/scale";
 import { decisionView } from "./logic/verdict";
@@ -44,7 +44,8 @@ export function useQueue(): InspectQueue {
 const makeId = newIdempotencyKey;
 
 export function QueueProvider({ children }: { children: ReactNode }) {
-  const { client, requireKey } = useApi();
+  const { client, health, requireKey } = useApi();
+  const uploadLimit = health?.max_upload_bytes ?? null;
   const [items, setItems] = useState<QueueItem[]>([]);
   const [ready, setReady] = useState(false);
   const [persistent, setPersistent] = useState<boolean | null>(null);
@@ -90,6 +91,13 @@ export function QueueProvider({ children }: { children: ReactNode }) {
     if (!ready) return;
     const next = nextToRun(items);
     if (!next || !next.file) return;
+    const tooBig = oversize(next.name, next.file.size, uploadLimit); // said at once, not after sending it all
+    if (tooBig) {
+      setItems((prev) => finish(prev, next.id, { error: tooBig }));
+      setAnnouncement(`${next.name}: not inspected. ${tooBig.title}: ${tooBig.message}`);
+      return;
+    }
+    const size = next.file.size;
     setItems((prev) => prev.map((i) => (i.id === next.id ? { ...i, status: "running" } : i)));
     // The item's id is its upload key: sent again after a reload, it answers with the first try's record.
     const options: { filename: string; idempotencyKey: string; question?: string; attention?: boolean } = {
@@ -105,12 +113,12 @@ export function QueueProvider({ children }: { children: ReactNode }) {
       },
       (reason: unknown) => {
         if (isUnauthorised(reason)) requireKey();
-        const error = describeError(reason);
+        const error = namedTooLarge(describeError(reason), next.name, size);
         setItems((prev) => finish(prev, next.id, { error }));
         setAnnouncement(`${next.name}: not inspected. ${error.title}: ${error.message}`);
       },
     );
-  }, [items, ready, client, requireKey]);
+  }, [items, ready, client, requireKey, uploadLimit]);
 
   const add = useCallback((files: ReadonlyArray<{ file: Blob; name: string }>, settings: QueueSettings) => {
     if (files.length === 0 || !settings.category) return;

@@ -27,6 +27,7 @@ from eagle_iad.errors import (
     FolderInUseError,
     HistoryUnavailableError,
     ImageError,
+    ImageTooElongatedError,
     ImageTooLargeError,
     ModelFormatError,
     OutputError,
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: tuple[tuple[type[EagleError], int, str, str], ...] = (
     (BackendError, 502, "server_error", "backend_error"),  # the MLLM upstream failed
     (BackboneUnavailableError, 503, "server_error", "backbone_unavailable"),  # weights missing on the host
     (HistoryUnavailableError, 503, "server_error", "history_unavailable"),  # the shared history away for now
+    (ImageTooElongatedError, 413, "invalid_request_error", "image_too_elongated"),  # a thin strip, not a big one
     (ImageTooLargeError, 413, "invalid_request_error", "too_many_pixels"),
     (ImageError, 400, "invalid_request_error", "invalid_image"),
     (FolderFinishingError, 409, "invalid_request_error", "folder_finishing"),  # free once its last image is done

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from eagle_iad.errors import ImageError, ImageTooLargeError
+from eagle_iad.errors import ImageError, ImageTooElongatedError, ImageTooLargeError
 from eagle_iad.images import load_rgb, probe
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import CATEGORY_NAME_RULE, category_name_problem
@@ -72,14 +72,16 @@ def resolve_inside(root: Path | None, relative: str, what: str = "folder") -> Pa
 
 
 def sniff_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode ``data`` as an image or refuse it: 413 when its header promises too many pixels or too
-    thin a shape (checked before decoding, PIL's decompression-bomb guard included), else 400."""
+    """Decode ``data`` as an image or refuse it: 413 when its header promises too many pixels
+    (``too_many_pixels``) or too thin a shape (``image_too_elongated``), checked before decoding (PIL's
+    decompression-bomb guard included), else 400."""
     try:
         probe(data, max_pixels)
         return load_rgb(data, max_pixels)
     except ImageTooLargeError as exc:
         message = f"{name}: {str(exc).replace('uploaded image: ', '')}"
-        raise ApiError(413, message, code="too_many_pixels") from None
+        code = "image_too_elongated" if isinstance(exc, ImageTooElongatedError) else "too_many_pixels"
+        raise ApiError(413, message, code=code) from None
     except ImageError as exc:
         raise ApiError(400, f"{name}: {str(exc).replace('uploaded image: ', '')}", code="invalid_image") from None
 

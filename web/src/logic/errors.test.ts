@@ -125,8 +125,14 @@ describe("describeError", () => {
     expect(e).toMatchObject({ kind: "model_invalid", title: "Model unreadable", retryable: false });
     expect(describeError(new EagleApiError("changed", 409, "model_changed")).kind).toBe("invalid_request");
   });
+  it("heads a too thin image by its shape, not as too large (the service answers 413 for both)", () => {
+    const thin = new EagleApiError("thin.png: 1000x20 is too elongated (aspect ratio 50:1 exceeds the limit of 32:1; …)", 413, "image_too_elongated");
+    expect(describeError(thin)).toMatchObject({ kind: "invalid_image", title: "Image too elongated", retryable: false });
+  });
   it("maps the remaining statuses", () => {
-    expect(describeError(new EagleApiError("too big", 413, "payload_too_large")).kind).toBe("too_large");
+    expect(describeError(new EagleApiError("too big", 413, "payload_too_large"))).toMatchObject({ kind: "too_large", title: "File too large" });
+    expect(describeError(new EagleApiError("big.png: 9000x9000 = 81.0 megapixels exceeds", 413, "too_many_pixels")).title).toBe("Too many pixels");
+    expect(describeError(new EagleApiError("zip expands beyond the limit of 8 MiB", 413, "zip_too_large")).title).toBe("Too large");
     expect(describeError(new EagleApiError("boom", 500)).kind).toBe("server");
     expect(describeError(new EagleApiError("bad name", 400, "invalid_name"))).toMatchObject({ kind: "invalid_request", title: "Request refused (400)" });
     expect(describeError(new EagleFitError("j1", "no images"))).toMatchObject({ kind: "fit_failed", message: "no images" });

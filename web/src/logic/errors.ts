@@ -70,6 +70,10 @@ export function describeError(error: unknown): UserError {
     }
     if (status === 403 || code === "forbidden") return { kind: "forbidden", title: "Not allowed for your role", message, retryable: false };
     if (code === "invalid_image") return { kind: "invalid_image", title: "Not a usable image", message, retryable: false };
+    // Refused with 413 like a big image, but for its shape: a 1000x20 strip is not "too large".
+    if (code === "image_too_elongated") return { kind: "invalid_image", title: "Image too elongated", message, retryable: false };
+    if (code === "too_many_pixels") return { kind: "too_large", title: "Too many pixels", message, retryable: false };
+    if (code === "payload_too_large") return { kind: "too_large", title: "File too large", message, retryable: false };
     if (code === "category_not_found") return { kind: "category_not_found", title: "Category not found", message, retryable: false };
     // A fitted category whose model cannot be read (edited by hand, a file deleted): a rollback recovers it.
     if (code === "model_invalid") return { kind: "model_invalid", title: "Model unreadable", message, retryable: false };

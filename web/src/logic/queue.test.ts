@@ -1,6 +1,7 @@
-import type { InspectionRecord } from "@eagle-iad/client";
+import { EagleApiError, type InspectionRecord } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { batchFilters, counts, filterBatch, finish, newItems, nextToRun, outcomeOf, restore, retryItem, uploadName, type QueueItem } from "./queue";
+import { describeError } from "./errors";
+import { batchFilters, counts, filterBatch, finish, namedTooLarge, newItems, nextToRun, outcomeOf, oversize, restore, retryItem, sizeText, uploadName, type QueueItem } from "./queue";
 
 const blob = new Blob(["x"]);
 let n = 0;
@@ -103,5 +104,30 @@ describe("a batch's counts and filters", () => {
     expect(filterBatch(items, "anomalous").map((i) => i.id)).toEqual(["a1", "a2"]);
     expect(filterBatch(items, "failed").map((i) => i.id)).toEqual(["f1"]);
     expect(filterBatch(items, "all")).toHaveLength(7);
+  });
+});
+
+describe("files too large to send", () => {
+  const MIB = 1024 * 1024;
+  it("words sizes in KiB and MiB, as the service words its limit", () => {
+    expect([sizeText(300), sizeText(512 * 1024), sizeText(32 * MIB), sizeText(81_000_000)]).toEqual(["1 KiB", "512 KiB", "32 MiB", "77.2 MiB"]);
+  });
+  it("refuses a file over the service's limit before sending it, naming the file and both sizes", () => {
+    expect(oversize("huge.png", 81_000_000, 32 * MIB)).toEqual({
+      kind: "too_large",
+      title: "File too large",
+      message: "huge.png is 77.2 MiB; the limit is 32 MiB (the service's --max-upload-mb). Make the image smaller, or ask whoever runs the service to raise the limit.",
+      retryable: false,
+    });
+    expect(oversize("ok.png", 32 * MIB, 32 * MIB)).toBeNull();
+    expect(oversize("huge.png", 81_000_000, null)).toBeNull(); // an older service that does not say: it checks itself
+  });
+  it("puts the file's name and size in front of the service's own refusal, which knows neither", () => {
+    const refused = describeError(new EagleApiError("request body of 38.2 MiB exceeds the limit of 32 MiB", 413, "payload_too_large"));
+    expect(namedTooLarge(refused, "huge.png", 40_000_000).message).toBe(
+      "huge.png is 38.1 MiB; the service refused it: request body of 38.2 MiB exceeds the limit of 32 MiB.",
+    );
+    const pixels = describeError(new EagleApiError("big.png: 9000x9000 = 81.0 megapixels exceeds the limit of 40.0 megapixels", 413, "too_many_pixels"));
+    expect(namedTooLarge(pixels, "big.png", 1000)).toBe(pixels); // names its file already
   });
 });

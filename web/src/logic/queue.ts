@@ -27,6 +27,35 @@ export interface QueueItem {
   error?: UserError;
 }
 
+/** Bytes as a person reads them: "512 KiB", "32 MiB", "77.2 MiB" (the service words its limit the same way). */
+export function sizeText(bytes: number): string {
+  const MIB = 1024 * 1024;
+  if (bytes < MIB) return `${Math.max(1, Math.round(bytes / 1024))} KiB`;
+  return `${(bytes / MIB).toFixed(1).replace(/\.0$/, "")} MiB`;
+}
+
+/**
+ * The refusal of a file bigger than the service takes (`max_upload_bytes` of its /healthz), said before it is
+ * sent: sending 80 MiB only to hear "too large" wastes the time and the line, and the service's own refusal
+ * cannot name the file (it stops reading before the file's part). Null when it fits, or the limit is unknown.
+ */
+export function oversize(name: string, bytes: number, limit: number | null | undefined): UserError | null {
+  if (limit === null || limit === undefined || bytes <= limit) return null;
+  return {
+    kind: "too_large",
+    title: "File too large",
+    message: `${name} is ${sizeText(bytes)}; the limit is ${sizeText(limit)} (the service's --max-upload-mb). Make the image smaller, or ask whoever runs the service to raise the limit.`,
+    retryable: false,
+  };
+}
+
+/** A service's "request body too large" refusal, with the file's name and size in front (it knows neither). */
+export function namedTooLarge(error: UserError, name: string, bytes: number | null): UserError {
+  if (error.kind !== "too_large" || error.title !== "File too large") return error;
+  const size = bytes === null ? "" : ` is ${sizeText(bytes)}`;
+  return { ...error, message: `${name}${size}; the service refused it: ${error.message}.` };
+}
+
 /** A file's name with its folders when it came from a folder pick or drop (`lot/cut/003.png`). */
 export function uploadName(file: { name: string; webkitRelativePath?: string }, path?: string): string {
   const relative = (path ?? file.webkitRelativePath ?? "").replace(/^\/+/, "");
