@@ -392,8 +392,10 @@ def test_the_above_s_max_warning_says_both_scores_and_where_s_max_went() -> None
     from eagle_iad.expert.teach import _above_s_max
 
     stays = _above_s_max("good/020.png", 91.44, 77.96, 87.05, 87.05)
-    assert stays == ("good/020.png scored 91.44 on inspection, above s_max 87.05 (the largest normal score): it was "
-                     "taught, and its training score is 77.96; s_max stays 87.05; check that it is normal")  # fmt: skip
+    assert stays == (
+        "good/020.png scored 91.44 on inspection, above the largest normal training score (s_max) 87.05: it was "
+        "taught, and its training score is 77.96; s_max stays 87.05; check that it is normal"
+    )
     assert "s_max rose to 91.2;" in _above_s_max("a.png", 91.44, 91.2, 87.05, 91.2)
     assert "s_max fell to 86.81;" in _above_s_max("a.png", 91.44, 77.96, 87.05, 86.81)
 
@@ -626,9 +628,9 @@ def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_t
     if s_max >= model.thresholds.s_max:
         moved = f"s_max rose to {s_max:.4g}" if s_max > model.thresholds.s_max else f"s_max stays {s_max:.4g}"
     assert (s_max > model.thresholds.s_max) == (trained > model.thresholds.s_max)  # only this image could lift it
-    warning = (f"{high} scored {score:.4g} on inspection, above s_max {model.thresholds.s_max:.4g} (the largest "
-               f"normal score): it was taught, and its training score is {trained:.4g}; {moved}; check that it is "
-               "normal")  # fmt: skip
+    warning = (f"{high} scored {score:.4g} on inspection, above the largest normal training score (s_max) "
+               f"{model.thresholds.s_max:.4g}: it was taught, and its training score is {trained:.4g}; {moved}; check "
+               "that it is normal")  # fmt: skip
     assert entry["warnings"] == [warning]
     answer = json.loads(out)
     assert answer["warnings"] == [warning, *load(other).warnings]
@@ -695,8 +697,9 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert taught.status_code == 200, taught.text
         change, category = taught.json()["change"], taught.json()["category"]
         assert category["train_images"] == 12 and category["history"][-1] == change
-        assert [i["name"] for i in change["images"]] == [
-            f"taught-1/{n + 1:04d}-{i}-{p.name}" for n, (i, p) in enumerate(zip(ids, cells["extra"][:2], strict=True))
+        # Stored under the file's own name (what the version comparison shows), the inspection kept beside it.
+        assert [(i["name"], i["inspection"]) for i in change["images"]] == [
+            (f"taught-1/{n + 1:04d}-{p.name}", i) for n, (i, p) in enumerate(zip(ids, cells["extra"][:2], strict=True))
         ]
         unknown = client.post("/v1/categories/mono/teach", json={"inspections": ["nope"], "why": "x"})
         assert (unknown.status_code, unknown.json()["error"]["message"]) == (
@@ -767,7 +770,7 @@ def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_
         refused = client.post("/v1/categories/mono/teach", json={"inspections": [ids[black]], "why": "x"})
         assert (refused.status_code, refused.json()["error"]["code"]) == (400, "not_taught")
         assert refused.json()["error"]["message"] == (
-            f"category 'mono': not taught: {ids[black]}-black.png is unrecognised: 90% of it is beyond the training "
+            "category 'mono': not taught: black.png is unrecognised: 90% of it is beyond the training "
             "images (20% or more makes an image unlike them) (check the images, or force the teach)"
         )
         assert _files(models / "mono") == before
@@ -775,15 +778,16 @@ def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_
         assert warned.status_code == 200, warned.text
         change = warned.json()["change"]
         assert change["forced"] is None and len(change["warnings"]) == 1
-        assert change["warnings"][0].startswith(f"{ids[high]}-{high.name} scored ")
+        # The file's own name, as inspected: not the inspection id glued to it.
+        assert change["warnings"][0].startswith(f"{high.name} scored ")
         s_max = f"{model.thresholds.s_max:.4g}"
-        assert f"above s_max {s_max} (the largest normal score): it was taught" in change["warnings"][0]
+        assert f"above the largest normal training score (s_max) {s_max}: it was taught" in change["warnings"][0]
         # Forced: taught, on the record (the share is smaller now: the cell taught widened the coverage).
         body = {"inspections": [ids[black]], "why": "x", "force": True}
         forced = client.post("/v1/categories/mono/teach", json=body)
         assert forced.status_code == 200, forced.text
         [reason] = forced.json()["change"]["forced"]
-        assert re.fullmatch(rf"{ids[black]}-black\.png is unrecognised: [0-9]+% of it is beyond the training images "
+        assert re.fullmatch(r"black\.png is unrecognised: [0-9]+% of it is beyond the training images "
                             r"\(20% or more makes an image unlike them\)", reason)  # fmt: skip
 
 

@@ -808,7 +808,7 @@ describe("web console", () => {
     await panel.getByLabel("Teach even what the checks refuse (kept on the record)").check();
     await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
     // The same file twice: taught once, the other skipped (a copy would pull tau down); what was forced follows.
-    await page.locator('[data-testid="teach-done"]').getByText(/^Taught 1 image to e2e-teach \(1 skipped: in the model already or given twice\): tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\. Taught although the checks refused: \S+-teach-a\.png scores [\d.]+, far above the largest normal score .*: it looks defective\.$/).waitFor({ timeout: 120_000 });
+    await page.locator('[data-testid="teach-done"]').getByText(/^Taught 1 image to e2e-teach \(1 skipped: in the model already or given twice\): tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\. Taught although the checks refused: teach-a\.png scores [\d.]+, far above the largest normal score .*: it looks defective\.$/).waitFor({ timeout: 120_000 });
     expect(await panel.count()).toBe(0); // taught: nothing left to offer
     // The form went with its button: the keyboard is on what the teach did.
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "teach-done");

@@ -67,10 +67,16 @@ TeachProgress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class TeachImage:
-    """One image offered to a teach: a name to report it by and its bytes (or a path)."""
+    """One image offered to a teach: a name to report it by and its bytes (or a path).
+
+    ``inspection``: the inspection it was taken from (the service's teach of labelled inspections), kept in
+    the history entry beside the image. Why apart from ``name``: the name is what the teach's messages and the
+    version comparison show ("cell0078.png"), so it stays the file's own name, not one with the id glued on.
+    """
 
     name: str
     source: bytes | Path
+    inspection: str | None = None
 
     def read(self) -> bytes:
         return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()
@@ -215,8 +221,8 @@ def _above_s_max(name: str, score: float, trained: float, s_max: float, s_max_af
         moved = f"s_max stays {s_max:.4g}"
     else:  # the old images' scores fell with the added bank rows
         moved = f"s_max fell to {s_max_after:.4g}"
-    return (f"{name} scored {score:.4g} on inspection, above s_max {s_max:.4g} (the largest normal score): it was "
-            f"taught, and its training score is {trained:.4g}; {moved}; check that it is normal")  # fmt: skip
+    return (f"{name} scored {score:.4g} on inspection, above the largest normal training score (s_max) {s_max:.4g}: "
+            f"it was taught, and its training score is {trained:.4g}; {moved}; check that it is normal")  # fmt: skip
 
 
 def _known_images(model: ExpertModel) -> dict[str, str]:
@@ -403,7 +409,10 @@ def teach(
         "after": thresholds.to_dict(),
         "images": [
             {"name": name, "sha256": digest, "score_before": float(before), "score": float(after)}
-            for name, (_, digest), before, after in zip(names, decoded, scores_before, new_scores, strict=True)
+            | ({} if image.inspection is None else {"inspection": image.inspection})
+            for name, image, (_, digest), before, after in zip(
+                names, images, decoded, scores_before, new_scores, strict=True
+            )
         ],
         # How the old images' scores were found: how many exactly from their kept patches, the others bounded
         # above; None: kept as they were (a model saved before schema 9).

@@ -37,7 +37,8 @@ def inspection_images(store: InspectionStore, files_dir: Path, category: str, id
         if not path.is_file():
             raise ConfigError(f"inspection {inspection_id}: its image was not kept (inspected before this version "
                               "kept images); nothing was taught")  # fmt: skip
-        images.append(TeachImage(f"{inspection_id}-{record.image_name}", path))
+        # Named as inspected (what the teach's warnings and the version comparison show), its id kept beside it.
+        images.append(TeachImage(record.image_name, path, inspection=inspection_id))
     return images
 
 

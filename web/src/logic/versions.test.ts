@@ -1,6 +1,15 @@
 import type { ModelVersion } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { formatBytes, labelledFigure, modelVersionShort, modelVersionText, versionDiff, versionLanding, whatMadeIt } from "./versions";
+import {
+  formatBytes,
+  labelledFigure,
+  modelVersionShort,
+  modelVersionText,
+  taughtImageName,
+  versionDiff,
+  versionLanding,
+  whatMadeIt,
+} from "./versions";
 
 const base: ModelVersion = {
   version: 1, action: "fit", at: "2026-12-01T08:00:00+00:00", by: null, why: null, current: false,
@@ -35,14 +44,14 @@ describe("model versions", () => {
       ["Memory bank (patches)", "1600", "1900", true],
       ["False alarms on labelled parts", "–", "1 of 20 when it was made", true],
       ["Misses on labelled parts", "–", "2 of 20 when it was made", true],
-      ["Taught images in one only", "–", "taught-1/0001-a.png, taught-1/0002-b.png", true],
+      ["Taught images in one only", "–", "a.png, b.png", true],
     ]);
-    expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
+    expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("a.png, b.png");
     // The rollback to the fit holds the fit's images: nothing taught differs, only what made it.
     expect(versionDiff(versions[0]!, versions[3]!, versions).filter((row) => row.changed).map((row) => row.label)).toEqual([
       "Made by",
     ]);
-    expect(versionDiff(versions[3]!, versions[2]!, versions).at(-1)?.b).toBe("taught-1/0001-a.png, taught-1/0002-b.png");
+    expect(versionDiff(versions[3]!, versions[2]!, versions).at(-1)?.b).toBe("a.png, b.png");
   });
 
   it("give a version without a figure of its own the one counted when the next version replaced it", () => {
@@ -114,5 +123,13 @@ describe("versionLanding", () => {
       kind: "note",
       text: "The link points to a version of mono, which cannot be shown here.",
     });
+  });
+});
+
+describe("taughtImageName", () => {
+  it("shows a taught image by its own file name, not the name the model stores it under", () => {
+    expect(taughtImageName("taught-1/0001-cell0078.png")).toBe("cell0078.png");
+    expect(taughtImageName("taught-12/0003-3d721be90718458c8124b3993c0a16b9-cell0078.png")).toBe("cell0078.png"); // taught before
+    expect(taughtImageName("good/001.png")).toBe("good/001.png"); // a training image: as it is
   });
 });

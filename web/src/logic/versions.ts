@@ -58,7 +58,8 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
   const onlyA = inA.filter((name) => !inB.includes(name));
   const onlyB = inB.filter((name) => !inA.includes(name));
   if (onlyA.length > 0 || onlyB.length > 0) {
-    rows.push({ label: "Taught images in one only", a: onlyA.join(", ") || "–", b: onlyB.join(", ") || "–", changed: true });
+    const names = (stored: string[]) => stored.map(taughtImageName).join(", ") || "–";
+    rows.push({ label: "Taught images in one only", a: names(onlyA), b: names(onlyB), changed: true });
   }
   return rows;
 }
@@ -74,6 +75,15 @@ export function labelledFigure(version: ModelVersion, all: readonly ModelVersion
   const next = all.find((v) => v.version === version.version + 1);
   const before = next?.labelled?.before;
   return before ? `${before[key] ?? 0} of ${before.images ?? 0} when version ${next.version} replaced it` : "–";
+}
+
+/**
+ * A taught image's own file name, as inspected ("cell0078.png"), from the name the model stores it under:
+ * "taught-<change>/<nnnn>-" in front (unique within the model), and, for images taught from inspections
+ * before the service kept the inspection apart, that inspection's 32-hex id as well.
+ */
+export function taughtImageName(stored: string): string {
+  return stored.replace(/^taught-\d+\/\d+-/, "").replace(/^[0-9a-f]{32}-/, "");
 }
 
 /**
