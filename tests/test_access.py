@@ -382,14 +382,20 @@ def test_an_open_services_first_key_is_an_admin(models: Path, tmp_path: Path) ->
             "or revoke keys; add an admin key first"
         )
         assert call("GET", f"{live.base}/v1/me")[2]["open"] is True  # still open: nothing was added
+        # /healthz (no key needed) says which kind of key to ask for: the console's key screen words it so.
+        assert call("GET", f"{live.base}/healthz")[2]["auth"] == "open"
         status, ada = _add_key(live.base, "ada", "admin")
         assert status == 201, ada
         status, anna = _add_key(live.base, "anna", "operator", key=ada["key"])  # no longer the first: any role
         assert status == 201 and anna["role"] == "operator", anna
         assert call("GET", f"{live.base}/v1/me")[0] == 401
+        assert call("GET", f"{live.base}/healthz")[2]["auth"] == "keys"
     # With EAGLE_API_KEY the service is not open: an admin exists, so a first named key may be anything.
     with LiveServer(_app(models, tmp_path / "env", api_key="s3cret")) as live:
+        health = call("GET", f"{live.base}/healthz")[2]
+        assert (health["auth"], health["max_upload_bytes"]) == ("api_key", 32 * 1024 * 1024)
         assert _add_key(live.base, "line-2", "viewer", key="s3cret")[0] == 201
+        assert call("GET", f"{live.base}/healthz")[2]["auth"] == "keys"  # named keys from now on
 
 
 @contextmanager

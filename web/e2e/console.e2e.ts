@@ -1284,9 +1284,19 @@ describe("web console", () => {
     const form = page.getByRole("heading", { name: "API key required" });
     await form.waitFor({ timeout: 30_000 });
     await shot("api-key");
+    // Worded for the service's single EAGLE_API_KEY (its /healthz says so), not for named keys.
+    await page.getByText("This service runs with one shared key, its EAGLE_API_KEY: enter that key.", { exact: false }).waitFor();
     await page.getByLabel("API key", { exact: true }).fill("wrong");
     await page.getByRole("button", { name: "Use key" }).click();
-    await page.getByText("The service refused the stored key.").waitFor({ timeout: 30_000 });
+    // A refused key is announced, each time, and the keyboard is back in the field for the next try.
+    const refused = page.getByRole("alert").filter({ hasText: "That key was refused" });
+    await refused.waitFor({ timeout: 30_000 });
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("api-key");
+    await page.keyboard.type("wrong-again");
+    await page.keyboard.press("Enter");
+    await page.getByRole("alert").filter({ hasText: "That key was refused (2 tries)" }).waitFor({ timeout: 30_000 });
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("api-key");
+    await shot("api-key-refused");
     await page.getByLabel("API key", { exact: true }).fill(KEY);
     await page.getByRole("button", { name: "Use key" }).click();
     await page.getByRole("table", { name: "Fitted categories" }).getByRole("link", { name: "mono", exact: true }).waitFor({ timeout: 30_000 });

@@ -1,8 +1,8 @@
 import { EagleClient, type Health, type Me } from "@eagle-iad/client";
-import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner } from "./components/ErrorBanner";
-import { signedInLine } from "./logic/access";
+import { keyRequest, signedInLine } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
 import { CategoriesPage } from "./pages/CategoriesPage";
@@ -107,11 +107,20 @@ export function App() {
     document.title = `${TITLES[route.page]} · EAGLE-IAD`;
   }, [route.page]);
 
-  const saveKey = (key: string) => {
+  // How many keys typed into the key form were refused in a row: the form says so (an alert) each time.
+  const [typedRefused, setTypedRefused] = useState(0);
+  const [typed, setTyped] = useState(false);
+  const saveKey = (key: string, fromForm = false) => {
     storeKey(key);
     setApiKey(key);
     setNeedKey(false);
+    setTyped(fromForm);
+    if (!fromForm) setTypedRefused(0);
   };
+  useEffect(() => {
+    if (needKey && typed) setTypedRefused((n) => n + 1);
+    if (!needKey && typed && me) setTypedRefused(0); // the typed key works
+  }, [needKey, typed, me]);
 
   return (
     <ApiContext.Provider value={api}>
@@ -168,7 +177,8 @@ export function App() {
           <ErrorBanner error={healthError} onRetry={refreshHealth} />
         ) : null}
         {needKey ? (
-          <KeyForm onSubmit={saveKey} hadKey={apiKey !== ""} />
+          <KeyForm onSubmit={(key) => saveKey(key, true)} onForget={() => saveKey("")} hadKey={apiKey !== ""}
+            refused={typed ? typedRefused : 0} auth={health?.auth ?? null} />
         ) : (
           <div key={`${apiKey}:${route.page}`} className="page">
             {route.page === "inspect" ? <InspectPage /> : null}
@@ -216,8 +226,18 @@ function QueueAnnouncer() {
   );
 }
 
-function KeyForm({ onSubmit, hadKey }: { onSubmit: (key: string) => void; hadKey: boolean }) {
+function KeyForm({ onSubmit, onForget, hadKey, refused, auth }: {
+  onSubmit: (key: string) => void;
+  onForget: () => void;
+  hadKey: boolean;
+  /** How many keys typed here were refused in a row (0: none typed yet, or the stored key was refused). */
+  refused: number;
+  auth: Health["auth"] | null;
+}) {
   const [value, setValue] = useState("");
+  const field = useRef<HTMLInputElement>(null);
+  // Back to the field after each refusal, ready for the next try (the form is drawn anew each time).
+  useEffect(() => field.current?.focus(), [refused]);
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (value.trim()) onSubmit(value.trim());
@@ -225,21 +245,35 @@ function KeyForm({ onSubmit, hadKey }: { onSubmit: (key: string) => void; hadKey
   return (
     <section className="panel key-form" aria-labelledby="key-title">
       <h1 id="key-title">API key required</h1>
-      <p>
-        {hadKey ? "The service refused the stored key. " : ""}This service runs with <code>EAGLE_API_KEY</code>. Enter the key; it is kept in this
-        tab's session storage only.
+      {refused > 0 ? (
+        <p className="key-refused" role="alert" key={refused} data-testid="key-refused">
+          That key was refused{refused > 1 ? ` (${refused} tries)` : ""}: it is not one the service knows, or it was revoked. Check it and enter it again.
+        </p>
+      ) : hadKey ? (
+        <p className="key-refused" role="alert" data-testid="key-refused">The service refused the key stored in this tab.</p>
+      ) : null}
+      <p data-testid="key-request">
+        {keyRequest(auth)} The key is kept in this tab's session storage only.
       </p>
-      <form onSubmit={submit}>
-        <div className="field">
-          <label htmlFor="api-key">API key</label>
-          <input id="api-key" type="password" autoComplete="current-password" value={value} onChange={(e) => setValue(e.target.value)} autoFocus />
-        </div>
+      {auth === "open" && hadKey ? (
         <div className="actions">
-          <button type="submit" className="button primary" disabled={!value.trim()}>
-            Use key
+          <button type="button" className="button primary" onClick={onForget}>
+            Forget the stored key
           </button>
         </div>
-      </form>
+      ) : (
+        <form onSubmit={submit}>
+          <div className="field">
+            <label htmlFor="api-key">API key</label>
+            <input id="api-key" ref={field} type="password" autoComplete="current-password" value={value} onChange={(e) => setValue(e.target.value)} autoFocus />
+          </div>
+          <div className="actions">
+            <button type="submit" className="button primary" disabled={!value.trim()}>
+              Use key
+            </button>
+          </div>
+        </form>
+      )}
     </section>
   );
 }

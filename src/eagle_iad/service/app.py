@@ -54,6 +54,34 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/")
 
 
+def mib(size: int) -> str:
+    """Bytes in MiB as a person reads them ("32 MiB", "81.3 MiB"): a limit of 33554432 bytes says nothing
+    at a glance, and the console's own check of a file's size words it the same way."""
+    text = f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+    return f"{text} MiB"
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, when it sent a usable one."""
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def auth_mode(state: ServiceState) -> str:
+    """How callers are told apart (:mod:`eagle_iad.service.access`), for the console's key screen to word its
+    request right: ``keys`` (named keys, ``eagle keys add``; an ``EAGLE_API_KEY`` may be set too), ``api_key``
+    (the single ``EAGLE_API_KEY`` only) or ``open`` (no key at all). It says which kind of key to ask for,
+    never a key or a name: what a caller without a key learns anyway from the first 401."""
+    if state.keys.any_ever():
+        return "keys"
+    return "api_key" if state.settings.api_key is not None else "open"
+
+
 class BodyLimit:
     """Refuse (413) request bodies over ``limit`` bytes before any route parses them.
 
@@ -89,7 +117,12 @@ class BodyLimit:
                 chunks.append(body)
             more = bool(message.get("more_body", False))
         if too_large:
-            too_big = ApiError(413, f"request body exceeds the limit of {self.limit} bytes", code="payload_too_large")
+            declared = _declared_length(scope)
+            known = size if more is False else declared  # drained to the end, or stopped early: what it claimed
+            of = f" of {mib(known)}" if known is not None and known > self.limit else ""
+            too_big = ApiError(
+                413, f"request body{of} exceeds the limit of {mib(self.limit)}", code="payload_too_large"
+            )
             await too_big.response()(scope, receive, send)
             return
         replayed = False
@@ -284,7 +317,8 @@ def create_app(
         history = state.store.health()
         health = {"status": "ok", "version": __version__, "mllm": state.backend is not None,
                   "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending,
-                  "history": history}  # fmt: skip
+                  "history": history, "auth": None if history.startswith("unavailable") else auth_mode(state),
+                  "max_upload_bytes": state.settings.max_upload_bytes}  # fmt: skip
         if history.startswith("unavailable"):
             return JSONResponse({**health, "status": "degraded"}, status_code=503)
         return health

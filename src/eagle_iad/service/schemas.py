@@ -297,6 +297,13 @@ class Health(_Open):
     #: ``ok``; ``busy`` (its connection held by other queries for over a second: not known, not failed); or
     #: ``unavailable: ...`` (a database server stopped or unreachable), with ``status`` ``degraded``.
     history: str
+    #: How callers are told apart: ``keys`` (named keys from ``eagle keys add``, perhaps an ``EAGLE_API_KEY`` too),
+    #: ``api_key`` (the single ``EAGLE_API_KEY``), ``open`` (no key needed); ``None`` while the history (which
+    #: holds the key table) is unavailable.
+    auth: Literal["keys", "api_key", "open"] | None = None
+    #: The largest request body the service takes (``--max-upload-mb``), so a client can refuse a bigger file
+    #: before sending it.
+    max_upload_bytes: int | None = None
 
 
 class InspectionEvent(_Open):

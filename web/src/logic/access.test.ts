@@ -1,6 +1,6 @@
 import type { Me } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { allows, refusalLine, signedInLine } from "./access";
+import { allows, keyRequest, refusalLine, signedInLine } from "./access";
 
 const me = (role: Me["role"], open = false): Me => ({ name: open ? "local" : "anna", role, open, may: [], roles: {} });
 
@@ -25,5 +25,15 @@ describe("access", () => {
     expect(refusalLine(me("engineer"), "admin", "Keys")).toBe(
       "Keys needs the admin role; anna is an engineer. An admin can give you a key with that role.",
     );
+  });
+});
+
+describe("the key form's request", () => {
+  it("asks for the kind of key the service takes (its /healthz auth)", () => {
+    expect(keyRequest("keys")).toMatch(/^This service takes named API keys: enter yours\. An admin makes one with `eagle keys add/);
+    expect(keyRequest("keys")).not.toContain("EAGLE_API_KEY"); // not the single key of earlier versions
+    expect(keyRequest("api_key")).toBe("This service runs with one shared key, its EAGLE_API_KEY: enter that key.");
+    expect(keyRequest("open")).toContain("needs no key");
+    expect(keyRequest(null)).toContain("`eagle keys add`, or the service's EAGLE_API_KEY"); // an older service: both
   });
 });

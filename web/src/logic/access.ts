@@ -4,7 +4,7 @@
  * control shows, as before.
  */
 
-import { roleAllows, type Me, type Role } from "@eagle-iad/client";
+import { roleAllows, type Health, type Me, type Role } from "@eagle-iad/client";
 
 export function allows(me: Me | null, needed: Role): boolean {
   return me === null || roleAllows(me.role, needed);
@@ -23,4 +23,21 @@ export function withArticle(role: Role): string {
 /** Why a control is missing: said where it would be, so nobody hunts for it. */
 export function refusalLine(me: Me, needed: Role, what: string): string {
   return `${what} needs the ${needed} role; ${me.name} is ${withArticle(me.role)}. An admin can give you a key with that role.`;
+}
+
+/**
+ * What the key form asks for, worded for how the service tells callers apart (its /healthz `auth`): named keys
+ * (`eagle keys add`), the single `EAGLE_API_KEY`, or none at all (then a key stored here is what is refused).
+ */
+export function keyRequest(auth: Health["auth"] | null | undefined): string {
+  switch (auth) {
+    case "keys":
+      return "This service takes named API keys: enter yours. An admin makes one with `eagle keys add NAME --role ROLE`.";
+    case "api_key":
+      return "This service runs with one shared key, its EAGLE_API_KEY: enter that key.";
+    case "open":
+      return "This service needs no key, and it refuses the one stored in this tab: forget it to go on.";
+    default:
+      return "Enter your API key: a named key made with `eagle keys add`, or the service's EAGLE_API_KEY.";
+  }
 }

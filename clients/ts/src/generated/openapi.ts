@@ -1084,10 +1084,14 @@ export interface components {
          * @description ``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable.
          */
         Health: {
+            /** Auth */
+            auth?: ("keys" | "api_key" | "open") | null;
             /** Fit Jobs Pending */
             fit_jobs_pending: number;
             /** History */
             history: string;
+            /** Max Upload Bytes */
+            max_upload_bytes?: number | null;
             /** Mllm */
             mllm: boolean;
             /** Mllm Queue Waiting */
