@@ -5,6 +5,7 @@ import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
 import { InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
+import { useFocusAfterRender } from "../components/useFocusAfterRender";
 import { batchFilters, filterBatch, uploadName, type BatchFilter } from "../logic/queue";
 import { useQueue } from "../queue";
 
@@ -46,6 +47,10 @@ export function InspectPage() {
   const items = queue.items;
   const [dragging, setDragging] = useState(false);
   const input = useRef<HTMLInputElement>(null);
+  const dropzone = useRef<HTMLButtonElement>(null);
+  const clearedLine = useRef<HTMLParagraphElement>(null);
+  const [cleared, setCleared] = useState<string | null>(null);
+  const focusAfterRender = useFocusAfterRender();
   const folderInput = useRef<HTMLInputElement>(null);
   const ids = { category: useId(), question: useId(), attention: useId(), files: useId() };
   const mllm = health?.mllm ?? false;
@@ -82,6 +87,14 @@ export function InspectPage() {
   };
 
   const { waiting: pending, failed, done } = queue.counts;
+  // "Clear finished" takes the results away, and with no image waiting the button goes too: the keyboard would
+  // fall to the page. It goes to the drop zone (the next thing to do), or to the line saying what was cleared.
+  const clearFinished = () => {
+    const finished = done + failed;
+    queue.clearFinished();
+    setCleared(`Cleared ${finished} finished result${finished === 1 ? "" : "s"}.`);
+    if (pending === 0) focusAfterRender(() => (dropzone.current && !dropzone.current.disabled ? dropzone.current : clearedLine.current));
+  };
   const filters = batchFilters(queue.counts);
   const active = filters.some((f) => f.filter === filter) ? filter : "all"; // a filter whose items were cleared falls back
   const shownItems = filterBatch(items, active);
@@ -131,6 +144,7 @@ export function InspectPage() {
           <p className="muted small field grow">The service runs without an MLLM: the expert's verdict only.</p>
         )}
         <button
+          ref={dropzone}
           type="button"
           className={`dropzone${dragging ? " dragging" : ""}`}
           onClick={() => input.current?.click()}
@@ -189,11 +203,14 @@ export function InspectPage() {
             {failed > 0 ? ` · ${failed} failed` : ""}
             {pending > 0 ? (queue.persistent === false ? " · kept in this tab only" : " · kept if you leave or reload") : ""}
           </p>
-          <button type="button" className="button secondary" onClick={queue.clearFinished}>
+          <button type="button" className="button secondary" onClick={clearFinished}>
             Clear finished
           </button>
         </div>
       ) : null}
+      <p className="muted small" role="status" ref={clearedLine} tabIndex={-1} data-testid="cleared-status">
+        {items.length === 0 ? cleared : null}
+      </p>
       {items.length > 0 ? (
         <div className="toggle-group batch-filter" role="group" aria-label="Show results">
           {filters.map((f) => (
