@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DECISIONS, DEFAULT_LIMIT, decisionFilterOf, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter } from "./query";
+import { DECISIONS, DEFAULT_LIMIT, decisionFilterOf, filterFromParams, knownCategories, filterToParams, missingCategory, pageInfo, withFilter } from "./query";
 
 describe("filterFromParams", () => {
   it("reads valid values", () => {
@@ -79,5 +79,25 @@ describe("label filter", () => {
     expect(filterToParams(filter).toString()).toBe("category=tire&label=anomalous");
     expect(filterFromParams(new URLSearchParams("label=maybe")).label).toBeUndefined();
     expect(filterFromParams(filterToParams({ ...filter, label: "unlabelled" })).label).toBe("unlabelled");
+  });
+});
+
+describe("missingCategory", () => {
+  const fitted = [{ name: "tire" }];
+  const filter = (query: string) => filterFromParams(new URLSearchParams(query));
+  it("says a category in the address that does not exist, instead of offering it as a choice", () => {
+    expect(missingCategory(fitted, filter("category=nosuch"), 0)).toEqual({
+      unknown: true,
+      text: "There is no category “nosuch”: none is fitted under that name, and the history holds no inspections of it.",
+    });
+    expect(missingCategory(fitted, filter("category=nosuch&decision=normal"), 0)?.text).toContain("none of its inspections match these filters");
+  });
+  it("lists a deleted category's stored inspections, saying it is not fitted any more", () => {
+    expect(missingCategory(fitted, filter("category=old"), 3)).toEqual({ unknown: false, text: "“old” is not fitted any more; its stored inspections are listed." });
+  });
+  it("says nothing of a fitted category, or before the categories and the page are loaded", () => {
+    expect(missingCategory(fitted, filter("category=tire"), 0)).toBeNull();
+    expect(missingCategory(undefined, filter("category=nosuch"), 0)).toBeNull();
+    expect(missingCategory(fitted, filter("category=nosuch"), undefined)).toBeNull();
   });
 });

@@ -103,3 +103,24 @@ export function knownCategories(categories: ReadonlyArray<{ name: string }>, cur
   const names = categories.map((c) => c.name);
   return current && !names.includes(current) ? [...names, current] : names;
 }
+
+/**
+ * What the page says of a category in the URL that is not fitted: null when it is (or the categories are not
+ * loaded yet). `unknown`: nothing of that name at all (none fitted, no inspection listed), which is a mistake in
+ * the address to say, as the Review page and the API do, not a choice to add to the list; otherwise a category
+ * deleted since, whose stored inspections are still listed.
+ */
+export function missingCategory(
+  fitted: ReadonlyArray<{ name: string }> | undefined,
+  filter: HistoryFilter,
+  total: number | undefined,
+): { unknown: boolean; text: string } | null {
+  const name = filter.category;
+  if (!name || fitted === undefined || total === undefined || fitted.some((c) => c.name === name)) return null;
+  if (total > 0) return { unknown: false, text: `“${name}” is not fitted any more; its stored inspections are listed.` };
+  const narrowed = filter.decision || filter.label || filter.offset > 0;
+  return {
+    unknown: true,
+    text: `There is no category “${name}”: none is fitted under that name, and ${narrowed ? "none of its inspections match these filters" : "the history holds no inspections of it"}.`,
+  };
+}

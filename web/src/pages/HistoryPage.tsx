@@ -7,7 +7,7 @@ import { RoleGate } from "../components/RoleGate";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { useFocusAfterRender } from "../components/useFocusAfterRender";
-import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
+import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, missingCategory, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
@@ -144,6 +144,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   };
   const data = page.data;
   const info = data ? pageInfo(data.total, filter.limit, filter.offset, data.items.length) : null;
+  const missing = missingCategory(categories.data, filter, data?.total);
   const unseen = fresh.filter((freshId) => !data?.items.some((r) => r.id === freshId)).length;
 
   return (
@@ -156,9 +157,9 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
         <SelectField
           id={`${id}-cat`}
           label="Category"
-          value={filter.category ?? ""}
+          value={missing?.unknown ? "" : (filter.category ?? "")}
           empty="All categories"
-          options={knownCategories(categories.data ?? [], filter.category)}
+          options={knownCategories(categories.data ?? [], missing?.unknown ? null : filter.category)}
           onChange={(value) => go(withFilter(filter, { category: value || null }))}
         />
         <SelectField
@@ -218,6 +219,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           <span className="muted small">Live: new inspections are counted here as they are stored.</span>
         ) : null}
       </div>
+      {missing ? (
+        <div className={missing.unknown ? "notice warn" : "notice"} role={missing.unknown ? "alert" : "status"} data-testid="missing-category">
+          {missing.text}{" "}
+          {missing.unknown ? (
+            <a href={formatRoute("history", null, filterToParams(withFilter(filter, { category: null })))}>Show every category's inspections</a>
+          ) : null}
+        </div>
+      ) : null}
       {exportError ? <ErrorBanner error={exportError} /> : null}
       {page.error ? <ErrorBanner error={page.error} onRetry={page.reload} /> : null}
       {page.loading && !data ? <Loading label="Loading history…" /> : null}
@@ -244,7 +253,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                 {data.items.length === 0 ? (
                   <tr>
                     <td colSpan={9} className="empty">
-                      No inspections match these filters.
+                      {missing?.unknown ? `No category “${filter.category}”.` : "No inspections match these filters."}
                     </td>
                   </tr>
                 ) : null}
