@@ -840,6 +840,11 @@ describe("web console", () => {
     await list.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Cancel" }).click();
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-rollback") === "1");
+    await page.keyboard.press("Enter"); // again, and Escape answers no as Cancel does
+    await page.getByRole("form", { name: "Roll back to version 1" }).waitFor();
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-rollback") === "1");
+    expect(await page.getByRole("form", { name: "Roll back to version 1" }).count()).toBe(0);
     await list.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByLabel("Why go back to version 1? (kept in the model's history)").fill("the batch was mislabelled");
     expect(await axeViolations(page, "versions at 1280")).toEqual([]);

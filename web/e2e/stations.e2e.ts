@@ -165,6 +165,12 @@ describe("stations page", () => {
     await remove.waitFor();
     expect(await remove.evaluate((el) => el === document.activeElement)).toBe(true);
     expect((await client.getStation(LINE)).station).toBe(LINE); // still there
+    // Escape answers no as well, the focus back on Delete.
+    await remove.press("Enter");
+    await confirm.waitFor();
+    await page.keyboard.press("Escape");
+    await remove.waitFor();
+    expect(await remove.evaluate((el) => el === document.activeElement)).toBe(true);
     await remove.click();
     await confirm.getByRole("button", { name: "Yes, delete" }).click();
     await line.waitFor({ state: "detached" });

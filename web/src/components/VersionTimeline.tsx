@@ -247,7 +247,14 @@ function RollbackForm({ name, version, onCancel, onDone }: { name: string; versi
   };
 
   return (
-    <form className="restore-form" aria-label={`Roll back to version ${version.version}`} onSubmit={(event) => void submit(event)}>
+    // Escape answers "no", as Cancel does (not while the rollback is being sent).
+    <form className="restore-form" aria-label={`Roll back to version ${version.version}`} onSubmit={(event) => void submit(event)}
+      onKeyDown={(event) => {
+        if (event.key === "Escape" && !busy) {
+          event.preventDefault();
+          onCancel();
+        }
+      }}>
       <div className="field grow">
         <label htmlFor={`${id}-why`}>Why go back to version {version.version}? (kept in the model's history)</label>
         <input id={`${id}-why`} autoFocus maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />

@@ -13,6 +13,8 @@ import {
   latencyScope,
   latencyText,
   limitsOf,
+  noLatencyText,
+  plainWords,
   recentLatency,
   sinkCounts,
   stateView,
@@ -176,5 +178,22 @@ describe("the create form", () => {
         { kind: "webhook", url: "http://mes.local/hook" },
       ],
     });
+  });
+});
+
+describe("the station's figures in plain words", () => {
+  it("does not say no image was delivered while a sink delivered some (latency waits for every sink)", () => {
+    expect(noLatencyText(station({ latency_s: null }))).toBe("no image delivered to every sink yet"); // folder: 2 delivered
+    const none = station({ latency_s: null, sinks: { hook: { kind: "webhook", pending: 2, delivered: 0, dead_letters: 0, last_error: null } } });
+    expect(noLatencyText(none)).toBe("no image delivered yet");
+    expect(noLatencyText(station({ latency_s: null, sinks: {} }))).toBe("no image inspected yet");
+  });
+  it("says an OS error in words and a UTC instant in local time", () => {
+    const now = new Date(Date.parse("2026-12-06T22:03:30Z"));
+    const local = new Date(Date.parse("2026-12-06T22:03:14.737Z")).toLocaleTimeString();
+    const warning = "sink webhook: 2 deliveries wait, the oldest stored 12 s ago (2026-12-06T22:03:14.737+00:00); last error: http://127.0.0.1:9/hook: [Errno 111] Connection refused";
+    expect(plainWords(warning, now)).toBe(`sink webhook: 2 deliveries wait, the oldest stored 12 s ago (${local}); last error: http://127.0.0.1:9/hook: connection refused`);
+    expect(plainWords("http://x/: <urlopen error [Errno -2] Name or service not known>", now)).toBe("http://x/: name or service not known");
+    expect(plainWords("HTTP 500", now)).toBe("HTTP 500");
   });
 });

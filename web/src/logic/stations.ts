@@ -99,6 +99,31 @@ export function latencyText(latency: StationInfo["latency_s"]): string {
 }
 
 /**
+ * What the latency cell says while there is no latency. Latency is measured until every sink has an image
+ * (status.py: file seen -> all sinks delivered), so a folder sink that delivered beside a webhook that never
+ * did leaves none: "no image delivered yet" beside "2 delivered" contradicts itself.
+ */
+export function noLatencyText(info: StationInfo): string {
+  const sinks = sinksOf(info);
+  if (sinks.some(([, sink]) => sink.delivered > 0)) return "no image delivered to every sink yet";
+  return sinks.length === 0 ? "no image inspected yet" : "no image delivered yet"; // without sinks: until stored
+}
+
+/**
+ * The service's words, easier to read: an OS error's "[Errno 111] Connection refused" as "connection refused",
+ * and its UTC instants ("2026-12-06T22:03:14.737+00:00") in local time, as the page shows every other time.
+ */
+export function plainWords(text: string, now: Date = new Date()): string {
+  return text
+    .replace(/<urlopen error (.*?)>/g, "$1")
+    .replace(/\[Errno -?\d+\] ([^;,()]*)/g, (_, what: string) => what.charAt(0).toLowerCase() + what.slice(1))
+    .replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g, (iso) => {
+      const ms = Date.parse(iso);
+      return Number.isNaN(ms) ? iso : formatVerdictTime(ms / 1000, now);
+    });
+}
+
+/**
  * Whether the station warns that its p95 latency is over the deadline. The warning is of the images delivered in
  * the last minutes (`latency_recent_s`), while `latency_s` is over the last 1,000: after an outage long past that
  * p95 stays high on a slow line, so marking it against the deadline would show an alarm the service no longer gives.

@@ -1,5 +1,5 @@
 import { EagleApiError, type StationInfo } from "@eagle-iad/client";
-import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
@@ -21,6 +21,8 @@ import {
   isPaused,
   lastVerdictOf,
   latencyScope,
+  noLatencyText,
+  plainWords,
   recentLatency,
   limitsOf,
   sinkCounts,
@@ -207,7 +209,7 @@ export function StationsPage() {
             {warnings.map(({ station, warning }) => (
               <li key={`${station}:${warning}`} className="warning">
                 <span aria-hidden="true">⚠ </span>
-                <strong>{station}</strong>: {warning}
+                <strong>{station}</strong>: {plainWords(warning)}
               </li>
             ))}
           </ul>
@@ -396,7 +398,7 @@ function RowWarnings({ info }: { info: StationInfo }) {
       {info.warnings.map((warning) => (
         <li key={warning}>
           <span aria-hidden="true">⚠ </span>
-          {warning}
+          {plainWords(warning)}
         </li>
       ))}
     </ul>
@@ -415,7 +417,7 @@ function StateBadge({ state }: { state: string }) {
         </span>
         {view.label}
       </span>
-      {view.detail ? <span className="small state-detail">{view.detail}</span> : null}
+      {view.detail ? <span className="small state-detail">{plainWords(view.detail)}</span> : null}
     </span>
   );
 }
@@ -426,7 +428,7 @@ function StateBadge({ state }: { state: string }) {
  */
 function Latency({ info, deadlineS }: { info: StationInfo; deadlineS: number }) {
   const latency = info.latency_s;
-  if (!latency) return <span className="muted small">no image delivered yet</span>;
+  if (!latency) return <span className="muted small">{noLatencyText(info)}</span>;
   const recent = recentLatency(info);
   return (
     <span className="latency">
@@ -484,7 +486,7 @@ function SinksView({ info }: { info: StationInfo }) {
               </span>
             ))}
           </span>
-          {sink.last_error ? <span className="block small sink-error">last error: {sink.last_error}</span> : null}
+          {sink.last_error ? <span className="block small sink-error">last error: {plainWords(sink.last_error)}</span> : null}
         </li>
       ))}
     </ul>
@@ -515,13 +517,19 @@ function StationActions({ info, busy, confirming, owing, onAct, onAskDelete, onC
   const run = (action: Action) => {
     if (!waiting) onAct(info, action);
   };
+  // Escape answers "no", as Cancel does (the focus goes back to Delete).
+  const cancelOnEscape = (event: KeyboardEvent) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    onCancelDelete();
+  };
   const { me } = useApi();
   const operate = allows(me, "operator");
   const manage = allows(me, "engineer");
 
   if (isOwing && owing) {
     return (
-      <div className="station-actions confirm" role="group" aria-labelledby={questionId}>
+      <div className="station-actions confirm" role="group" aria-labelledby={questionId} onKeyDown={cancelOnEscape}>
         <span id={questionId} className="small" role="alert">
           Delete {name} anyway? {owing.message}
         </span>
@@ -536,7 +544,7 @@ function StationActions({ info, busy, confirming, owing, onAct, onAskDelete, onC
   }
   if (isConfirming) {
     return (
-      <div className="station-actions confirm" role="group" aria-labelledby={questionId}>
+      <div className="station-actions confirm" role="group" aria-labelledby={questionId} onKeyDown={cancelOnEscape}>
         <span id={questionId} className="small">
           Delete {name}? It stops taking images; its inspections stay in the history.
         </span>
