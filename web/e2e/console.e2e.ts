@@ -771,6 +771,22 @@ describe("web console", () => {
     expect(scrollWidth).toBe(390);
     expect(await axeViolations(page, "review at 390")).toEqual([]);
     await screenshot(page, "review-390");
+    // The part and the decision together: the instructions folded away, the picture before the figures, and the
+    // decision bar kept at the foot of the screen while the picture is looked at (no scrolling down and back up).
+    expect(await page.locator("details.review-help").evaluate((el) => (el as HTMLDetailsElement).open)).toBe(false);
+    await page.locator(".review-item article img").first().scrollIntoViewIfNeeded();
+    const together = await page.evaluate(() => {
+      const seen = (el: Element | null | undefined) => {
+        const r = el?.getBoundingClientRect();
+        return r !== undefined && r.top >= 0 && r.bottom <= window.innerHeight;
+      };
+      const picture = document.querySelector(".review-item article img");
+      const buttons = [...document.querySelectorAll(".review-buttons button")];
+      const bar = document.querySelector(".review-decide")!.getBoundingClientRect();
+      return { picture: seen(picture), buttons: buttons.map(seen), barTop: bar.top, pictureTop: picture!.getBoundingClientRect().top };
+    });
+    expect(together.picture && together.buttons.every(Boolean)).toBe(true);
+    expect(together.pictureTop).toBeLessThan(together.barTop); // the bar is below the picture's top, not over it
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 

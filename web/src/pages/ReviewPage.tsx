@@ -39,9 +39,23 @@ const NOTE_MAX = 500;
  * reference and score on the category's scale, and four decisions by button or by key (N normal, D
  * defective, S skip, B back). A decision is a label with the reviewer's name, the time and a note.
  */
+/** Whether the screen is phone-wide, kept current (the instructions fold away there). */
+function usePhoneWidth(): boolean {
+  const query = "(max-width: 640px)";
+  const [phone, setPhone] = useState(() => window.matchMedia(query).matches);
+  useEffect(() => {
+    const list = window.matchMedia(query);
+    const update = () => setPhone(list.matches);
+    list.addEventListener("change", update);
+    return () => list.removeEventListener("change", update);
+  }, []);
+  return phone;
+}
+
 export function ReviewPage() {
   const { client, me, requireKey } = useApi();
   const id = useId();
+  const phone = usePhoneWidth();
   const [category, setCategory] = useState("");
   const [round, setRound] = useState(0); // a new round fetches the queue again
   const categories = useAsync((signal) => client.categories(signal), [client]);
@@ -284,12 +298,14 @@ export function ReviewPage() {
     <section aria-labelledby="review-title">
       <div className="page-head">
         <h1 id="review-title">Review</h1>
-        <p className="lede">
+        {/* On a phone the instructions fold away (open on a wider screen): the part and the decision come first. */}
+        <details className="lede review-help" open={!phone}>
+          <summary>How to review</summary>
           Verdicts the expert or the MLLM was unsure of, oldest first: look, then say what the part actually was. Keys: N normal, D defective, S skip, B back (in the note, Enter or Esc returns to them).
           Each decision is stored as a label with your name.
-        </p>
+        </details>
       </div>
-      <form className="panel filters" aria-label="Which queue" onSubmit={(e) => e.preventDefault()}>
+      <form className="panel filters review-filters" aria-label="Which queue" onSubmit={(e) => e.preventDefault()}>
         <SelectField
           id={`${id}-cat`}
           label="Category"
