@@ -45,7 +45,7 @@ def rows() -> list[Row]:
         Row("image size (CLI: `fit`, `inspect`, `eval-expert`, `eval`, `attention`)", pixels, "`EAGLE_MAX_PIXELS`",
             "one-line error naming the file, before decoding"),
         Row("image aspect ratio (longer / shorter side), CLI and service", "32:1", "`EAGLE_MAX_ASPECT`",
-            "one-line error / 413 `too_many_pixels`"),
+            "one-line error / 413 `image_too_elongated`"),
         Row("smallest image side", "16 px", "fixed", "one-line error / 400 `invalid_image`"),
         Row("any image, whatever the limits above", "about 179 megapixels (Pillow's decompression-bomb guard)",
             "fixed", "one-line error / 413"),
