@@ -253,7 +253,8 @@ function KeyForm({ onSubmit, onForget, hadKey, refused, auth }: {
         <p className="key-refused" role="alert" data-testid="key-refused">The service refused the key stored in this tab.</p>
       ) : null}
       <p data-testid="key-request">
-        {keyRequest(auth)} The key is kept in this tab's session storage only.
+        {keyRequest(auth)}
+        {auth === "open" && hadKey ? "" : " The key is kept in this tab's session storage only."}
       </p>
       {auth === "open" && hadKey ? (
         <div className="actions">
