@@ -1311,7 +1311,7 @@ describe("web console", () => {
     await form.waitFor({ timeout: 30_000 });
     await shot("api-key");
     // Worded for the service's single EAGLE_API_KEY (its /healthz says so), not for named keys.
-    await page.getByText("This service runs with one shared key, its EAGLE_API_KEY: enter that key.", { exact: false }).waitFor();
+    expect(await page.getByTestId("key-request").textContent()).toContain("This service runs with one shared key, its EAGLE_API_KEY: enter that key.");
     await page.getByLabel("API key", { exact: true }).fill("wrong");
     await page.getByRole("button", { name: "Use key" }).click();
     // A refused key is announced, each time, and the keyboard is back in the field for the next try.

@@ -253,7 +253,8 @@ function KeyForm({ onSubmit, onForget, hadKey, refused, auth }: {
         <p className="key-refused" role="alert" data-testid="key-refused">The service refused the key stored in this tab.</p>
       ) : null}
       <p data-testid="key-request">
-        {keyRequest(auth)}
+        {/* `…` in the request is a command: shown as code */}
+        {keyRequest(auth).split("`").map((part, index) => (index % 2 === 1 ? <code key={index}>{part}</code> : part))}
         {auth === "open" && hadKey ? "" : " The key is kept in this tab's session storage only."}
       </p>
       {auth === "open" && hadKey ? (

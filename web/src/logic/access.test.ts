@@ -32,8 +32,8 @@ describe("the key form's request", () => {
   it("asks for the kind of key the service takes (its /healthz auth)", () => {
     expect(keyRequest("keys")).toMatch(/^This service takes named API keys: enter yours\. An admin makes one with `eagle keys add/);
     expect(keyRequest("keys")).not.toContain("EAGLE_API_KEY"); // not the single key of earlier versions
-    expect(keyRequest("api_key")).toBe("This service runs with one shared key, its EAGLE_API_KEY: enter that key.");
+    expect(keyRequest("api_key")).toBe("This service runs with one shared key, its `EAGLE_API_KEY`: enter that key.");
     expect(keyRequest("open")).toContain("needs no key");
-    expect(keyRequest(null)).toContain("`eagle keys add`, or the service's EAGLE_API_KEY"); // an older service: both
+    expect(keyRequest(null)).toContain("`eagle keys add`, or the service's `EAGLE_API_KEY`"); // an older service: both
   });
 });

@@ -28,16 +28,17 @@ export function refusalLine(me: Me, needed: Role, what: string): string {
 /**
  * What the key form asks for, worded for how the service tells callers apart (its /healthz `auth`): named keys
  * (`eagle keys add`), the single `EAGLE_API_KEY`, or none at all (then a key stored here is what is refused).
+ * A command or a variable is between backquotes: the form shows it as code.
  */
 export function keyRequest(auth: Health["auth"] | null | undefined): string {
   switch (auth) {
     case "keys":
       return "This service takes named API keys: enter yours. An admin makes one with `eagle keys add NAME --role ROLE`.";
     case "api_key":
-      return "This service runs with one shared key, its EAGLE_API_KEY: enter that key.";
+      return "This service runs with one shared key, its `EAGLE_API_KEY`: enter that key.";
     case "open":
       return "This service needs no key, and it refuses the one stored in this tab: forget it to go on.";
     default:
-      return "Enter your API key: a named key made with `eagle keys add`, or the service's EAGLE_API_KEY.";
+      return "Enter your API key: a named key made with `eagle keys add`, or the service's `EAGLE_API_KEY`.";
   }
 }
