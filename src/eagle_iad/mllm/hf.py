@@ -9,18 +9,24 @@ eager everywhere); the vision tower keeps its own implementation (``vision_atten
 Content items become one user turn of the family's chat template, applied by the processor, so the
 prompt is exactly what the checkpoint was trained with. Image spans (each image's visual tokens, possibly
 several ranges) are found from the token ids by the model family (:mod:`eagle_iad.mllm.families`).
-Weights are read from a local directory or the local Hugging Face cache; a hub id that is neither
-fails with a clear message instead of hanging on a download when offline.
+Weights are read from a local directory, the local Hugging Face cache or the hub. Offline, a hub id fails
+at once with one line saying what to do, never after huggingface_hub's half-minute of retries:
+``EAGLE_OFFLINE`` (like ``HF_HUB_OFFLINE``) means the cache only, and otherwise a hub that cannot be
+reached (one TCP connection, :func:`hub_unreachable`) means the cache only too (see :func:`quiet_hub_retries`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -66,6 +72,111 @@ def attention_layers(text_config: Any) -> tuple[int, ...]:
     if not types:
         return tuple(range(layers))
     return tuple(index for index, kind in enumerate(types[:layers]) if kind in ATTENTION_LAYER_TYPES)
+
+
+#: The variable that keeps eagle off the network (also for the expert's backbone weights, expert/backbones.py).
+EAGLE_OFFLINE_ENV = "EAGLE_OFFLINE"
+#: Seconds the one connection to the hub may take before the hub counts as unreachable.
+HUB_PROBE_TIMEOUT_S = 3.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _set(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def offline_reason() -> str | None:
+    """Why no download may be tried (``EAGLE_OFFLINE``, ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set),
+    or ``None``. Read on every load, not at import as huggingface_hub reads its own: passed on as
+    ``local_files_only``, so a hub id not in the cache fails at once."""
+    if os.environ.get(EAGLE_OFFLINE_ENV):  # any value, as for the backbone weights (expert/backbones.py)
+        return f"{EAGLE_OFFLINE_ENV} is set, so no download was tried"
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if _set(name):
+            return f"{name} is set, so no download was tried"
+    return None
+
+
+def hub_endpoint() -> str:
+    """The hub transformers downloads from (``HF_ENDPOINT``, else huggingface.co)."""
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def hub_unreachable(endpoint: str | None = None, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the hub cannot be reached (no name resolution, no route, refused, no answer in ``timeout_s``),
+    or ``None`` when a TCP connection to it opens, or when a proxy is configured (only a request through
+    it could tell). One connection, a few seconds at most where the retries would take half a minute."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = endpoint or hub_endpoint()
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:  # socket.gaierror (no DNS), refused, unreachable, timeout
+        return f"the hub {url} cannot be reached ({one_line(str(exc) or type(exc).__name__)})"
+
+
+class _OneRetryLine(logging.Filter):
+    """Keeps the first of huggingface_hub's retry warnings and drops the rest (each retry prints two lines)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(("Retrying in", "Rate limited.")):
+            return False
+        if "thrown while requesting" in message:
+            if self.seen:
+                return False
+            self.seen = True
+        return True
+
+
+@contextlib.contextmanager
+def quiet_hub_retries() -> Iterator[None]:
+    """While loading: one line for huggingface_hub's retries instead of two per try (ten lines, 30 s)."""
+    logger = logging.getLogger("huggingface_hub.utils._http")
+    one = _OneRetryLine()
+    logger.addFilter(one)
+    try:
+        yield
+    finally:
+        logger.removeFilter(one)
+
+
+def one_line(text: str) -> str:
+    """A library's multi-line message as one line (the CLI would print its newlines as a literal ``\\n``)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def load_error(ref: str, is_local: bool, local_files_only: bool, offline: str | None, exc: BaseException) -> str:
+    """The one line a failed load gives: what could not be loaded, why, and the way out."""
+    if is_local:
+        return f"cannot load MLLM {ref!r} as a directory: {one_line(str(exc))}"
+    if local_files_only and offline is not None:
+        from huggingface_hub import constants
+
+        fast = "" if offline.endswith("no download was tried") else (
+            f"; set {EAGLE_OFFLINE_ENV}=1 (or HF_HUB_OFFLINE=1) to use the cache without trying the network"
+        )  # fmt: skip
+        return (
+            f"cannot load MLLM {ref!r}: it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"and {offline}; give a local model folder (--mllm hf:/path/to/model) or download it on a connected "
+            f"machine (hf download {ref}){fast}"
+        )
+    return (
+        f"cannot load MLLM {ref!r} as a Hugging Face hub id: {one_line(str(exc))} (a local model folder is "
+        f"--mllm hf:/path/to/model; {EAGLE_OFFLINE_ENV}=1 or HF_HUB_OFFLINE=1 use the cache without the network)"
+    )
 
 
 def _default_device() -> str:
@@ -115,22 +226,26 @@ class HFBackend:
             raise ConfigError(f"cannot load MLLM {self.model_ref!r}: no such model directory")
         if is_local:
             self.model_ref = str(Path(self.model_ref).expanduser())
+        offline = None if is_local else offline_reason()
         if local_files_only is None:
-            local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+            local_files_only = is_local or offline is not None
+        if not local_files_only:
+            offline = hub_unreachable()  # a hub id, the network allowed: is the hub there at all?
+            local_files_only = offline is not None  # if not, the cache is all there is (at once, no retries)
         try:
-            config = AutoConfig.from_pretrained(self.model_ref, local_files_only=local_files_only)
+            with quiet_hub_retries():
+                config = AutoConfig.from_pretrained(self.model_ref, local_files_only=local_files_only)
+                self.family: Family = family_for(config.model_type)
+                self.processor = self.family.load_processor(self.model_ref, local_files_only=local_files_only)
+                self.text_attention = CAAS_ATTENTION_EAGER if exact_eager else CAAS_ATTENTION
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    self.model_ref,
+                    dtype=self.dtype,
+                    attn_implementation={"text_config": self.text_attention, "vision_config": vision_attention},
+                    local_files_only=local_files_only,
+                ).to(self.device)
         except (OSError, ValueError) as exc:
-            where = "directory" if is_local else "Hugging Face hub id (not in the local cache, and offline?)"
-            raise ConfigError(f"cannot load MLLM {self.model_ref!r} as a {where}: {exc}") from exc
-        self.family: Family = family_for(config.model_type)
-        self.text_attention = CAAS_ATTENTION_EAGER if exact_eager else CAAS_ATTENTION
-        self.processor = self.family.load_processor(self.model_ref, local_files_only=local_files_only)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_ref,
-            dtype=self.dtype,
-            attn_implementation={"text_config": self.text_attention, "vision_config": vision_attention},
-            local_files_only=local_files_only,
-        ).to(self.device)
+            raise ConfigError(load_error(self.model_ref, is_local, local_files_only, offline, exc)) from exc
         self.model.eval()
         self.config = self.model.config
         self.num_layers = int(self.config.get_text_config().num_hidden_layers)
