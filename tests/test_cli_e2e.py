@@ -17,6 +17,7 @@ from tire_data import TIRE, needs_tire
 from eagle_iad.cli import main
 from eagle_iad.data import get_layout
 from eagle_iad.expert.manifest import SCHEMA_VERSION
+from eagle_iad.naming import picture_stems
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -280,3 +281,51 @@ def test_inspect_mllm_baseline_without_expert(
     assert code == 2 and "--model is required" in err
     code, _, err = run(capsys, "inspect", image, "--mllm", "hf:/no/such/model", "--condition", "baseline")
     assert code == 2 and "cannot load MLLM" in err
+
+
+@pytest.mark.usefixtures("torch_single_thread")
+def test_inspect_with_mllm_writes_the_expert_pictures_and_the_visual_prompt(
+    elpv_model: Path, tiny_mllm_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``inspect --mllm --out`` writes what ``inspect --out`` writes, plus the boxed copy the MLLM was shown;
+    before, it wrote nothing (no folder, no word) without --capture-attention, and overlays only with it."""
+    model = tmp_path / "model"
+    shutil.copytree(elpv_model, model)
+    code, _, _ = run(capsys, "threshold", "--model", str(model), "--tau", "1", "--why", "every image anomalous")
+    assert code == 0  # so that each image gets boxes and a visual prompt
+    test = get_layout("elpv").samples(None, "mono", "test")
+    images = [str(test[0].path), str(next(s for s in test if s.label == 1).path)]
+    spec = f"hf:{tiny_mllm_dirs['qwen2_5_vl']}"
+    out = tmp_path / "pictures"
+    argv = ["inspect", *images, "--model", str(model), "--mllm", spec, "--max-new-tokens", "2", "--out", str(out)]
+    code, stdout, _ = run(capsys, *argv, "--json", "--quiet")
+    assert code == 0
+    verdicts = json.loads(stdout)
+    stems = picture_stems(images)  # the pictures' names, as without --mllm
+    for image, stem, verdict in zip(images, stems, verdicts, strict=True):
+        assert verdict["expert_decision"] == "anomalous"
+        assert [item["role"] for item in verdict["prompt"] if item["type"] == "image"] == ["query", "boxed"]
+        pictures = verdict["metadata"]["pictures"]
+        assert pictures == {
+            "heatmap": str(out / f"{stem}_heatmap.png"),
+            "box": str(out / f"{stem}_box.png"),
+            "reference": str(out / f"{stem}_reference.jpg"),
+            "visual_prompt": str(out / f"{stem}_visual_prompt.png"),
+        }
+        with Image.open(pictures["visual_prompt"]) as sent, Image.open(image) as original:
+            assert sent.size == original.size
+        # the evidence picture tags each box for a person; the MLLM is shown the boxes untagged
+        with Image.open(pictures["visual_prompt"]) as sent, Image.open(pictures["box"]) as evidence:
+            assert sent.tobytes() != evidence.tobytes()
+    # text mode says where each picture went; a second run refreshes its own pictures
+    code, stdout, _ = run(capsys, *argv, "--quiet")
+    assert code == 0
+    assert f"visual_prompt: {out / (stems[0] + '_visual_prompt.png')}" in stdout
+    assert f"heatmap: {out / (stems[1] + '_heatmap.png')}" in stdout
+    ledger = json.loads((out / ".eagle-outputs.json").read_text())
+    assert f"{stems[0]}_visual_prompt.png" in json.dumps(ledger)
+    # baseline runs no expert: with nothing to write, --out is refused before any model loads
+    empty = tmp_path / "nothing"
+    code, _, err = run(capsys, "inspect", images[0], "--mllm", spec, "--condition", "baseline", "--out", str(empty))
+    assert code == 2 and "nothing to write" in err and "--capture-attention" in err
+    assert not empty.exists()

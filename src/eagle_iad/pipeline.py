@@ -199,12 +199,16 @@ class Eagle:
         question: Question | None = None,
         name: str | None = None,
         expert_result: ExpertResult | None = None,
+        sent: dict[str, np.ndarray] | None = None,
     ) -> EagleVerdict:
         """Run the configured condition on one image (a path, encoded bytes or an RGB array).
 
         ``expert_result`` is this image's expert pass when the caller already ran it (the service
         renders the expert's pictures from it first; ``eagle eval`` asks every condition of an image
         with one :func:`expert_pass`): the expert then runs once per image, not once per call.
+        ``sent``, when given, receives the images the prompt referred to, by reference (the verdict's
+        ``prompt`` names them): the pixels the MLLM was shown, so ``eagle inspect --out`` can save the
+        boxed visual prompt itself rather than a redrawing of it.
         """
         start = time.perf_counter()
         question = question or ANOMALY_QUESTION
@@ -257,6 +261,8 @@ class Eagle:
             caas=self.config.caas if use_caas else None,
             capture_attention=self.config.capture_attention,
         )
+        if sent is not None:
+            sent.update({item.ref: images[item.ref] for item in items if isinstance(item, ImageItem)})
         reply = self.backend.generate(items, images, options)
         parsed = parse_answer(reply.text, question)
         timings.update({f"mllm_{k}": v for k, v in reply.timings.items()})
@@ -287,6 +293,10 @@ class Eagle:
             near_threshold=near_threshold,
             unrecognised=unrecognised,
         )
+
+
+#: The name ``eagle inspect --out`` gives the boxed copy an MLLM was shown: ``<stem>_visual_prompt.png``.
+VISUAL_PROMPT_SUFFIX = "_visual_prompt.png"
 
 
 def write_attention_overlays(rgb: np.ndarray, attention: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
@@ -348,6 +358,7 @@ def inspect_records(
     expert_pictures: bool = True,
     run_expert: Callable[[list[np.ndarray]], list[ExpertResult]] | None = None,
     model_version: int | None = None,
+    prompt_pictures: bool = False,
 ) -> list[InspectionRecord]:
     """Inspect images end to end and return one record each; the only place the steps are chained.
 
@@ -360,6 +371,9 @@ def inspect_records(
     ``verdict`` is the verdict's ``to_dict()``: the expert's (no ``eagle``) or EAGLE's, attention
     included. ``ids`` (default ``""``), ``when`` (default: now), ``category`` and ``model_version`` (the
     expert's :func:`~eagle_iad.expert.versions.current_version` when it was loaded) are the caller's.
+    With ``prompt_pictures`` (``eagle inspect --out``) the boxed copy the MLLM was shown is written too,
+    as ``<stem>_visual_prompt.png`` (kind ``visual_prompt``): the evidence picture (``<stem>_<style>.png``)
+    adds box tags and hatching for a person, so only this file is what the model saw.
     """
     if eagle is not None and expert is None:
         expert = eagle.expert
@@ -397,7 +411,13 @@ def inspect_records(
             assert expert_verdict is not None
             verdict = expert_verdict
         else:
-            verdict = eagle.inspect(rgb, question, name, expert_result=result)
+            sent: dict[str, np.ndarray] = {}
+            verdict = eagle.inspect(rgb, question, name, expert_result=result, sent=sent)
+            boxed = [item["ref"] for item in verdict.prompt if item["type"] == "image" and item["role"] == "boxed"]
+            if out_dir is not None and prompt_pictures and boxed:
+                prompt_path = out_dir / f"{stem}{VISUAL_PROMPT_SUFFIX}"
+                save_png(prompt_path, sent[boxed[0]])
+                pictures["visual_prompt"] = str(prompt_path)
             if out_dir is not None and verdict.attention is not None:
                 written = write_attention_overlays(rgb, verdict.attention, out_dir, stem)
                 pictures.update({kind: str(path) for kind, path in written.items()})

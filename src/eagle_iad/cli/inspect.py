@@ -30,7 +30,11 @@ def add_inspect(sub: Subcommands) -> None:
     inspect = sub.add_parser("inspect", help="score images with a fitted model, optionally ask an MLLM (EAGLE)")
     inspect.add_argument("images", nargs="+", help="image files")
     inspect.add_argument("--model", help="fitted model directory (required unless --mllm with --condition baseline)")
-    inspect.add_argument("--out", help="write heatmap and boxed pictures (with --mllm: attention overlays) here")
+    inspect.add_argument(
+        "--out",
+        help="write the heatmap, the boxed picture and the nearest normal training image here; with --mllm also "
+        "the visual prompt the MLLM was shown and, with --capture-attention, the attention overlays",
+    )
     add_style(inspect)
     inspect.add_argument("--json", action="store_true", help="print verdicts as JSON")
     inspect.add_argument(
@@ -71,7 +75,10 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     """``eagle inspect``'s :class:`eagle_iad.record.InspectionRecord` per image, from the pipeline's
     orchestrator (the service's ``/v1/inspect`` uses the same one), pictures written under ``--out``.
 
-    With an MLLM, ``--out`` receives the attention overlays (``--capture-attention``) only, as before.
+    With an MLLM, ``--out`` receives the same expert pictures (when the condition runs the expert), the
+    boxed visual prompt the MLLM was shown (when one was sent) and, with ``--capture-attention``, the
+    attention overlays. A run that could write nothing there (``baseline`` runs no expert) is refused
+    before any model loads rather than leaving ``--out`` empty without a word.
     """
     from eagle_iad.expert import load_versioned
     from eagle_iad.pipeline import inspect_records as run_pipeline
@@ -102,12 +109,25 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     spec = str(mllm_spec(args))
     out = None if args.out is None else check_output_path(args.out, "pictures", "./pictures")
     _check_images([*args.images, args.template])
-    if out is not None and args.capture_attention:
-        _claim_pictures(out, args.images, [], attention=True, inputs=[args.template] if args.template else [])
+    expert_runs = args.condition != "baseline"  # baseline is the MLLM alone: no expert, no boxes
+    if out is not None and not (expert_runs or args.capture_attention):
+        raise ConfigError(
+            f"--out {printable(args.out)}: nothing to write there: condition baseline runs no expert (no heatmap, "
+            "boxed picture or visual prompt); add --capture-attention for attention overlays, or leave --out out"
+        )
+    if out is not None:
+        from eagle_iad.expert.references import REFERENCE_SUFFIX
+        from eagle_iad.pipeline import VISUAL_PROMPT_SUFFIX
+
+        suffixes = ["_heatmap.png", f"_{args.style}.png", f"_reference{REFERENCE_SUFFIX}", VISUAL_PROMPT_SUFFIX]
+        _claim_pictures(
+            out, args.images, suffixes if expert_runs else [], attention=args.capture_attention,
+            inputs=[args.template] if args.template else [],
+        )  # fmt: skip
     loaded, version = None, None
     if args.model:
         loaded, version = load_versioned(args.model, args.runtime)
-    elif args.condition != "baseline":
+    elif expert_runs:
         raise ConfigError(f"--model is required for condition {args.condition!r} (only 'baseline' runs without it)")
     config = EagleConfig(
         condition=args.condition,
@@ -119,15 +139,13 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     )
     eagle = Eagle(loaded, load_backend(spec), config)
     category = "" if loaded is None else loaded.model.category
-    attention_out = out if args.capture_attention else None
-    with write_errors(attention_out or ".", "pictures written before it are complete"):
+    with write_errors(out or ".", "pictures written before it are complete"):
         records = run_pipeline(
-            loaded, list(args.images), category=category, eagle=eagle, out_dir=attention_out, style=args.style,
-            expert_pictures=False, model_version=version,
+            loaded, list(args.images), category=category, eagle=eagle, out_dir=out, style=args.style,
+            show_candidates=args.candidates, model_version=version, prompt_pictures=True,
         )  # fmt: skip
-    if attention_out is not None:  # the overlays' layers are known only now: recorded as this command's files
-        record_outputs(attention_out, [Path(p).name for r in records for k, p in r.pictures.items()
-                                       if k.startswith("attention_L")])  # fmt: skip
+    if out is not None:  # the overlays' layers are known only now: every written file goes on the ledger
+        record_outputs(out, [Path(p).name for r in records for p in r.pictures.values()])
     return records
 
 
@@ -168,9 +186,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     verdicts = []
     for record in records:
         verdict = _versioned(record)
-        if args.out is not None and args.capture_attention and verdict["attention"] is not None:
-            overlays = {kind: path for kind, path in record.pictures.items() if kind.startswith("attention_L")}
-            verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": overlays}}
+        if args.out is not None:  # what was written for it, by kind (none: the notes below say why)
+            verdict = {**verdict, "metadata": {**verdict["metadata"], "pictures": dict(record.pictures)}}
         verdicts.append({**verdict, "warnings": record.warnings or []})
     if args.json:
         print(dumps(verdicts))
@@ -187,7 +204,28 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
               f"reply {v['reply']!r}")  # fmt: skip
         for warning in v.get("warnings") or []:
             print(f"    warning: {warning}")
+        if args.out is not None:
+            _print_mllm_pictures(args, v)
     return 0
+
+
+def _print_mllm_pictures(args: argparse.Namespace, verdict: dict[str, Any]) -> None:
+    """Each picture written for an MLLM verdict, and why an expected one is not there."""
+    pictures = verdict["metadata"].get("pictures") or {}
+    for kind, path in pictures.items():
+        print(f"    {kind}: {printable(path)}")
+    if args.condition in _CONDITIONS_WITH_BOXES and "visual_prompt" not in pictures:
+        why = "the expert called it normal" if verdict["expert_decision"] != "anomalous" else "no boxes were drawn"
+        if verdict.get("unrecognised"):
+            why = "not like the training images"
+        print(f"    visual_prompt: none sent ({why}: the MLLM was shown the image alone)")
+    if args.capture_attention and not any(kind.startswith("attention_L") for kind in pictures):
+        note = verdict["metadata"].get("attention_note") or "the backend captured none"
+        print(f"    attention: no overlays ({note})")
+
+
+#: Conditions whose prompt carries the boxed copy when the expert calls the image anomalous.
+_CONDITIONS_WITH_BOXES = frozenset({"tgps", "eagle", "visual-only"})
 
 
 def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, Any]]) -> int:
