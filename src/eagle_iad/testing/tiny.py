@@ -6,12 +6,20 @@ special tokens, the family's real chat template and the real processor classes, 
 ``save_pretrained``. The backend then loads them *by local path*, so the exact code path used with
 real checkpoints (config dispatch, processor, chat template, image-token expansion, generation,
 attention dispatch) runs in CI in seconds on a CPU.
+
+``python -m eagle_iad.testing.tiny FAMILY OUT`` builds one for a person who wants to try the ``--mllm``
+commands on a machine without MLLM weights (docs/MLLM.md, "Trying the CLI without weights"). It says,
+and leaves a note in the folder saying, that the model's answers are random noise.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Callable
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -874,3 +882,56 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "minicpmv4_6": build_tiny_minicpmv4_6,
     "minicpmv4_7": build_tiny_minicpmv4_7,
 }
+
+
+#: The note :func:`main` leaves in every folder it builds: the folder's own warning, whoever finds it.
+NOTE_NAME = "EAGLE-TINY-RANDOM-MODEL.txt"
+NOISE_WARNING = (
+    "This is a TINY RANDOM {family} model built by eagle_iad.testing.tiny: its weights are random, so its "
+    "answers are random noise. It exists to try the eagle commands and the MLLM code paths without real "
+    "weights (and for tests); never read its answers as a verdict on an image."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eagle_iad.testing.tiny FAMILY OUT``: build one tiny random model into a new folder.
+
+    Refuses a folder that holds anything (``save_pretrained`` would write over a real checkpoint's
+    files) and builds into a sibling folder first, so ``OUT`` is either complete or absent.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m eagle_iad.testing.tiny",
+        description="Build a tiny randomly initialised MLLM of a real architecture, to try "
+        "'eagle inspect/eval/attention --mllm hf:OUT' without weights. Its answers are random noise.",
+    )
+    parser.add_argument("family", choices=sorted(TINY_BUILDERS), help="architecture (transformers model type)")
+    parser.add_argument("out", type=Path, help="new (or empty) folder to write the model into")
+    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"tiny: error: {out} exists and is not an empty folder; give a new folder", file=sys.stderr)
+        return 2
+    if args.layers < 2:
+        print("tiny: error: --layers must be at least 2", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        TINY_BUILDERS[args.family](staging / "model", layers=args.layers, seed=args.seed)
+        warning = NOISE_WARNING.format(family=args.family)
+        (staging / "model" / NOTE_NAME).write_text(warning + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        (staging / "model").rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote a tiny random {args.family} model to {out}")
+    print(f"WARNING: {warning}")
+    print(f"try: eagle inspect IMAGE.png --model MODEL --mllm hf:{out.resolve()} --max-new-tokens 4")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

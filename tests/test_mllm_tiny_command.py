@@ -1,0 +1,51 @@
+"""``python -m eagle_iad.testing.tiny FAMILY OUT``: a tiny random MLLM a person can try the CLI with,
+which says its answers are noise; and docs/MLLM.md lists every tiny builder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from eagle_iad.testing.tiny import NOTE_NAME, TINY_BUILDERS, main
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_tiny_command_builds_a_loadable_model_and_says_it_is_noise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eagle_iad.mllm import load_backend
+
+    out = tmp_path / "tiny-qwen"
+    assert main(["qwen2_5_vl", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "random noise" in printed and "never read its answers as a verdict" in printed
+    assert f"--mllm hf:{out}" in printed  # the next command to type
+    assert "random noise" in (out / NOTE_NAME).read_text(encoding="utf-8")
+    backend = load_backend(f"hf:{out}", device="cpu")
+    assert backend.name == f"hf:{out}"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-qwen"]  # no staging folder left beside it
+
+
+def test_tiny_command_never_writes_into_a_folder_with_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    real = tmp_path / "Qwen2.5-VL-7B-Instruct"
+    real.mkdir()
+    (real / "config.json").write_text("{}", encoding="utf-8")
+    assert main(["qwen2_5_vl", str(real)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in real.iterdir()] == ["config.json"]
+    with pytest.raises(SystemExit):
+        main(["no_such_family", str(tmp_path / "x")])
+
+
+def test_mllm_doc_lists_every_tiny_builder_and_how_to_build_one() -> None:
+    text = (DOCS / "MLLM.md").read_text(encoding="utf-8")
+    tests = text[text.index("## Tests\n") :]
+    tests = tests[: tests.index("\n## ", 1)]
+    listed = set(re.findall(r"^\| `([a-z0-9_]+)` \|", tests, flags=re.MULTILINE))
+    assert listed == set(TINY_BUILDERS)
+    assert "python -m eagle_iad.testing.tiny" in text and "random noise" in text
