@@ -69,6 +69,14 @@ COMMANDS: dict[str, Command] = {
         what="pictures", example="./pictures", written="*_heatmap.png",
         full_disk=_SPACE + "pictures written before it are complete (each is written whole or not at all)",
     ),
+    # with an MLLM, --out gets the same pictures and the visual prompt, under the same rules
+    "inspect-mllm": Command(
+        argv=lambda i, out: ["inspect", i.image, "--model", str(i.models / "mono"), "--mllm", f"hf:{i.mllm}",
+                             "--max-new-tokens", "2", "--out", out, "--quiet"],
+        what="pictures", example="./pictures", written="*_heatmap.png",
+        full_disk=_SPACE + "pictures written before it are complete",
+        needs_mllm=True,
+    ),
     "eval-expert": Command(
         argv=lambda i, out: ["eval-expert", "--layout", "elpv", "--category", "mono", "--model",
                              str(i.models / "mono"), "--out", out, "--limit-test", "4", "--quiet"],
