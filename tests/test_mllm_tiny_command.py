@@ -3,10 +3,15 @@ which says its answers are noise; and docs/MLLM.md lists every tiny builder."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from eagle_iad.cli import main as cli_main
 
 pytest.importorskip("transformers")
 
@@ -29,6 +34,15 @@ def test_tiny_command_builds_a_loadable_model_and_says_it_is_noise(
     backend = load_backend(f"hf:{out}", device="cpu")
     assert backend.name == f"hf:{out}"
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-qwen"]  # no staging folder left beside it
+    # whoever uses the folder later is told too: on load, and in each verdict
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)
+    argv = ["inspect", str(image), "--mllm", f"hf:{out}", "--condition", "baseline", "--max-new-tokens", "1"]
+    assert cli_main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"eagle: warning: {out} is a tiny random test model" in captured.err and "random noise" in captured.err
+    (verdict,) = json.loads(captured.out)
+    assert verdict["metadata"]["random_test_model"] is True
 
 
 def test_tiny_command_never_writes_into_a_folder_with_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,7 +137,9 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
         capture_attention=args.capture_attention,
         template_image=args.template,
     )
-    eagle = Eagle(loaded, load_backend(spec), config)
+    backend = load_backend(spec)
+    print_warnings(getattr(backend, "warnings", ()))  # e.g. a tiny random test model: its answers are noise
+    eagle = Eagle(loaded, backend, config)
     category = "" if loaded is None else loaded.model.category
     with write_errors(out or ".", "pictures written before it are complete"):
         records = run_pipeline(
@@ -293,7 +295,9 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     inputs = [args.image, *([args.mask] if args.mask else [])]
     check_outputs(out, ATTENTION_FILES, inputs, legacy=ATTENTION_MARKERS)  # before the models load
     expert = load_expert(args.model)
-    report = analyze(rgb, args.image, expert, load_backend(args.mllm), config, mask, args.mask)
+    backend = load_backend(args.mllm)
+    print_warnings(getattr(backend, "warnings", ()))
+    report = analyze(rgb, args.image, expert, backend, config, mask, args.mask)
     with staged_folder(out, legacy=ATTENTION_MARKERS) as staging:
         staged = write_report(report, rgb, staging, mask)
     paths = {name: out / path.relative_to(staging) for name, path in staged.items()}

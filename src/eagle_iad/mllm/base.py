@@ -99,6 +99,11 @@ class AttentionCapture:
         }
 
 
+#: The note ``python -m eagle_iad.testing.tiny`` leaves in a tiny random model's folder: a backend that
+#: loads such a folder says, on load and in every reply's metadata, that its answers are random noise.
+RANDOM_MODEL_NOTE = "EAGLE-TINY-RANDOM-MODEL.txt"
+
+
 @dataclass
 class Reply:
     """One generation: decoded text, generated token ids, timings and what CAAS did."""

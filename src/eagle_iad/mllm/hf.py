@@ -33,7 +33,14 @@ import torch
 from PIL import Image
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.base import AttentionCapture, BackendSpec, GenerateOptions, Reply, register_backend
+from eagle_iad.mllm.base import (
+    RANDOM_MODEL_NOTE,
+    AttentionCapture,
+    BackendSpec,
+    GenerateOptions,
+    Reply,
+    register_backend,
+)
 from eagle_iad.mllm.caas import (
     CAAS_ATTENTION,
     CAAS_ATTENTION_EAGER,
@@ -248,6 +255,14 @@ class HFBackend:
             raise ConfigError(load_error(self.model_ref, is_local, local_files_only, offline, exc)) from exc
         self.model.eval()
         self.config = self.model.config
+        #: Said once on load by the commands (``eagle: warning: ...``); a random test model also marks each reply.
+        self.warnings: list[str] = []
+        self.random_test_model = is_local and (Path(self.model_ref) / RANDOM_MODEL_NOTE).is_file()
+        if self.random_test_model:
+            self.warnings.append(
+                f"{self.model_ref} is a tiny random test model ({RANDOM_MODEL_NOTE}): its answers are random "
+                "noise, never a verdict on an image; give a real checkpoint for real answers"
+            )
         self.num_layers = int(self.config.get_text_config().num_hidden_layers)
         self.attention_layers = attention_layers(self.config.get_text_config())
         self._check_attention_dispatch()
@@ -367,6 +382,8 @@ class HFBackend:
                 "finish_reason": self._finish_reason(generated, options.max_new_tokens),
             },
         )
+        if self.random_test_model:
+            reply.metadata["random_test_model"] = True  # its answer is noise (docs/MLLM.md)
         if options.caas is not None and not request.scaled_layers:
             reply.metadata["caas_not_applied"] = "not applied (phase decode: the answer ended before a decoding step)"
         if options.capture_attention and reply.attention is None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
+
 #: Qwen2-VL / Qwen2.5-VL chat template as published with the Instruct checkpoints.
 QWEN2_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -884,8 +886,9 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
 }
 
 
-#: The note :func:`main` leaves in every folder it builds: the folder's own warning, whoever finds it.
-NOTE_NAME = "EAGLE-TINY-RANDOM-MODEL.txt"
+#: The note :func:`main` leaves in every folder it builds: the folder's own warning, whoever finds it; the
+#: hf backend finds it too, and says so on load and in each reply (``random_test_model``).
+NOTE_NAME = RANDOM_MODEL_NOTE
 NOISE_WARNING = (
     "This is a TINY RANDOM {family} model built by eagle_iad.testing.tiny: its weights are random, so its "
     "answers are random noise. It exists to try the eagle commands and the MLLM code paths without real "
