@@ -66,3 +66,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 #: in memory (about 6.5 MB an image at 320 px), and a teach of more is closer to a refit than to a
 #: correction (benchmarks/teach.py). Here, torch-free, so the service's request schema states it too.
 MAX_TEACH_IMAGES = 100
+
+#: Attention capture reads the first decode step, so it needs two generated tokens: ``eagle attention`` and
+#: ``eagle eval --attention`` refuse fewer with this one message (a run with one token records no attention).
+ATTENTION_MIN_NEW_TOKENS = 2
+ATTENTION_TOKENS_MESSAGE = (
+    f"attention analysis needs --max-new-tokens >= {ATTENTION_MIN_NEW_TOKENS} (capture reads the first decode step)"
+)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from eagle_iad.choices import EXECUTORS
 from eagle_iad.cli.flags import (
@@ -23,6 +24,7 @@ from eagle_iad.cli.flags import (
 from eagle_iad.cli.printing import dumps
 from eagle_iad.data import get_layout, layout_names, mask_names, select_test
 from eagle_iad.errors import ConfigError
+from eagle_iad.naming import printable
 from eagle_iad.outputs import check_output_path, check_outputs, staged_folder, write_errors
 
 #: The files every ``eval-expert`` report holds (checked against the user's files before any work), and the
@@ -36,7 +38,12 @@ def add_eval_expert(sub: Subcommands) -> None:
     add_data_args(ev)
     ev.add_argument("--model", required=True, help="fitted model directory")
     ev.add_argument("--out", required=True, help="directory for report.md, metrics.json, scores.jsonl and figures")
-    ev.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of N images")
+    ev.add_argument(
+        "--limit-test",
+        type=int,
+        default=None,
+        help="a seeded subset of N test images that keeps the split's normal/anomalous ratio (at least one normal)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed for --limit-test")
     ev.add_argument(
         "--allow-category-mismatch",
@@ -110,12 +117,34 @@ def add_eval(sub: Subcommands) -> None:
     evp.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     evp.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2)")
     evp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves")
-    evp.add_argument("--limit", type=int, default=None, help="at most N images per category (balanced)")
+    evp.add_argument(
+        "--category",
+        action="append",
+        dest="categories",
+        metavar="NAME",
+        help="evaluate only this category (repeatable; default: every category of the data)",
+    )
+    evp.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most N test images per category: seeded by --seed, half normal and half anomalous (the other "
+        "class fills in where one runs short), the anomalous ones spread over the defect types",
+    )
     evp.add_argument("--limit-train", type=int, default=None, help="fit missing experts on a seeded subset of N")
+    evp.add_argument(
+        "--fit-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an `eagle fit` option for the fit of a missing expert (repeatable), e.g. rule=quantile, size=256, "
+        f"preset=paper; an expert already in --models is not fitted again. Keys: {', '.join(_fit_option_names())}",
+    )
     evp.add_argument("--max-new-tokens", type=int, default=32)
     add_caas(evp, layers=False)
     evp.add_argument("--seed", type=int, default=0)
     evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
+    add_quiet(evp, "no progress bars (a missing expert's fit)")
     add_scratch(evp)
     evp.set_defaults(func=_cmd_eval)
 
@@ -149,16 +178,49 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         caas_phase=args.caas_phase,
         seed=args.seed,
+        categories=None if args.categories is None else tuple(sorted(set(args.categories))),
+        fit_options=tuple(sorted(parse_fit_option_args(args.fit_option).items())),
     )
     executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
     start = time.perf_counter()
     with write_errors(out, "the run keeps every finished record; free space and run the same command to resume"):
-        metrics = run_experiment(config, out, executor)
+        metrics = run_experiment(config, out, executor, show_progress=not args.quiet, warn=_warn)
     for condition, entry in metrics["mllm"]["conditions"].items():
         acc = entry["overall"]["anomaly"]["accuracy"]
         print(f"{condition}: anomaly accuracy {'–' if acc is None else f'{100 * acc:.2f}%'}")
     print(f"wrote {Path(args.out) / 'report.md'} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
+
+
+def _warn(line: str) -> None:
+    """A missing expert's fit warning (or a note on --fit-option) on stderr, as `eagle fit` prints them."""
+    print(f"eagle: warning: {printable(line)}", file=sys.stderr)
+
+
+def _fit_option_names() -> list[str]:
+    """The keys ``--fit-option`` takes: ``eagle fit``'s options (the table in eagle_iad/fit_options.py)."""
+    from eagle_iad.fit_options import fit_options
+
+    return [option.name for option in fit_options()]
+
+
+def parse_fit_option_args(values: list[str]) -> dict[str, Any]:
+    """``["rule=quantile", "size=256"]`` -> checked, typed fit options, as ``eagle fit``'s flags would give them.
+
+    A key may be written as the option (``coreset_ratio``) or as its flag (``coreset-ratio``, ``--coreset-ratio``).
+    """
+    from eagle_iad.fit_options import parse_fit_options
+
+    raw: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        name = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not name:
+            raise ConfigError(f"--fit-option {value!r}: expected KEY=VALUE, e.g. rule=quantile")
+        if name in raw:
+            raise ConfigError(f"--fit-option {name} is given twice")
+        raw[name] = text.strip()
+    return parse_fit_options(raw)
 
 
 def add_demo(sub: Subcommands) -> None:
@@ -167,7 +229,8 @@ def add_demo(sub: Subcommands) -> None:
     demo.add_argument("--limit-train", type=int, default=None, help="seeded subset of training cells (default: all)")
     demo.add_argument("--size", type=int, default=None, help="whole-frame input side (default: the demo's, 224)")
     demo.add_argument("--coreset-ratio", type=float, default=None, help="fraction of patches kept (default 0.01)")
-    demo.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced subset of test cells")
+    demo.add_argument("--limit-test", type=int, default=None,
+                      help="a seeded subset of N test cells that keeps the normal/cracked ratio")  # fmt: skip
     add_quiet(demo)
     add_scratch(demo)
     demo.set_defaults(func=_cmd_demo)

@@ -33,6 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.choices import ATTENTION_MIN_NEW_TOKENS, ATTENTION_TOKENS_MESSAGE
 from eagle_iad.errors import BackendError, ConfigError
 from eagle_iad.eval.plots import save_figure
 from eagle_iad.expert.patchcore import Expert
@@ -68,8 +69,8 @@ class AnalysisConfig:
     style: RenderStyle = "box"
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 2:
-            raise ConfigError("attention analysis needs --max-new-tokens >= 2 (capture reads the first decode step)")
+        if self.max_new_tokens < ATTENTION_MIN_NEW_TOKENS:
+            raise ConfigError(ATTENTION_TOKENS_MESSAGE)
 
 
 @dataclass

@@ -11,13 +11,21 @@ so a resumed run reproduces an uninterrupted one exactly; timings live in ``timi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.choices import DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, CaasPhase
-from eagle_iad.data import Sample
+from eagle_iad.choices import (
+    ATTENTION_MIN_NEW_TOKENS,
+    ATTENTION_TOKENS_MESSAGE,
+    DEFAULT_ALPHA,
+    DEFAULT_CAAS_PHASE,
+    CaasPhase,
+)
+from eagle_iad.data import Sample, get_layout
+from eagle_iad.data.selection import BALANCED_SELECTION
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
 from eagle_iad.eval.expert_cache import CACHE_DIR
@@ -33,7 +41,18 @@ from eagle_iad.eval.protocol import (
     mmad_training,
 )
 from eagle_iad.eval.report import attention_curves, write_report
-from eagle_iad.eval.runner import RunStore, WorkerConfig, ensure_expert, shard_by_category
+from eagle_iad.eval.runner import (
+    FittedExpert,
+    RunStore,
+    WorkerConfig,
+    ensure_expert,
+    fit_config,
+    shard_by_category,
+)
+
+#: ``RUN/fits.json``: the experts this run fitted (not in ``metrics.json``: a resumed run, whose experts were
+#: fitted by its first part, must give the same metrics as an uninterrupted one).
+FITS = "fits.json"
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,11 @@ class ExperimentConfig:
     alpha: float = DEFAULT_ALPHA
     seed: int = 0
     caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
+    #: ``--category`` (repeatable): evaluate only these categories; ``None``: every category of the data.
+    categories: tuple[str, ...] | None = None
+    #: ``--fit-option KEY=VALUE``: options of the fit of a missing expert, as ``eagle fit``'s flags
+    #: (:mod:`eagle_iad.fit_options`, parsed and typed); sorted ``(name, value)`` pairs.
+    fit_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.shots not in (0, 1):
@@ -63,6 +87,9 @@ class ExperimentConfig:
             raise ConfigError("--layout mmad needs --mmad-json FILE")
         if self.mllm is None and any(c != "expert" for c in self.conditions):
             raise ConfigError("--mllm is required for conditions other than 'expert'")
+        if self.attention and self.max_new_tokens < ATTENTION_MIN_NEW_TOKENS:
+            # One token records no attention at all: refused before any work, as `eagle attention` does.
+            raise ConfigError(ATTENTION_TOKENS_MESSAGE)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,6 +97,19 @@ class ExperimentConfig:
         if self.caas_phase == DEFAULT_CAAS_PHASE:
             # Runs made before the option existed scaled in every phase: their hash stays valid to resume.
             del data["caas_phase"]
+        # Options left at their default are left out for the same reason: a run made before they existed resumes.
+        if self.categories is None:
+            del data["categories"]
+        else:
+            data["categories"] = list(self.categories)
+        if self.fit_options:
+            data["fit_options"] = dict(self.fit_options)
+        else:
+            del data["fit_options"]
+        if self.limit is not None:
+            # Which images --limit draws: a run drawn by another rule (older versions took the first images in
+            # sorted order) differs here, so it is refused rather than resumed with other images.
+            data["limit_selection"] = BALANCED_SELECTION
         return data
 
 
@@ -79,11 +119,26 @@ def build_items(config: ExperimentConfig) -> list[WorkItem]:
         if root is None or config.mmad_json is None:
             raise ConfigError("--layout mmad needs --data ROOT and --mmad-json FILE")
         items = mmad_items(Path(config.mmad_json), root, config.tasks)
+        if config.categories is not None:
+            _check_categories(config.categories, sorted({item.category for item in items}), config.mmad_json)
+            items = [item for item in items if item.category in config.categories]
     else:
         if config.tasks != "anomaly":
             raise ConfigError("--tasks all needs --layout mmad (other layouts have only the anomaly question)")
-        items = layout_items(config.layout, root)
-    return limit_items(items, config.limit)
+        if config.categories is not None:
+            known = get_layout(config.layout).categories(root)
+            _check_categories(config.categories, known, "the data" if root is None else str(root))
+        items = layout_items(config.layout, root, config.categories)
+    return limit_items(items, config.limit, config.seed)
+
+
+def _check_categories(wanted: tuple[str, ...], known: list[str], where: str) -> None:
+    """:class:`ConfigError` naming every ``--category`` the data does not have, and those it has."""
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"--category {', '.join(unknown)}: not in {where} (its categories: {', '.join(known) or 'none'})"
+        )
 
 
 def _expert_metrics(
@@ -132,18 +187,50 @@ def _timing(records: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[
     return out
 
 
-def run_experiment(config: ExperimentConfig, out: Path, executor: Executor | None = None) -> dict[str, Any]:
-    """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``."""
+def run_experiment(
+    config: ExperimentConfig,
+    out: Path,
+    executor: Executor | None = None,
+    *,
+    show_progress: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``.
+
+    ``show_progress``: a missing expert's fit shows its progress on stderr, as ``eagle fit`` does. ``warn``
+    gets each warning of such a fit (and a note when ``--fit-option`` reached no fit), one line each; the
+    fits are also listed in ``RUN/fits.json`` and the report, so they are not found only in ``model.json``.
+    """
     items = build_items(config)
+    options = dict(config.fit_options)
+    if options:
+        fit_config(options, config.seed)  # a setting no model could be fitted with is refused before any work
     with RunStore(out, config.as_dict()) as store:
         root = None if config.data is None else Path(config.data)
+        fits = _read_fits(out)
+        reused: list[str] = []
         for category in shard_by_category(items):
             training = (
                 (lambda c=category: mmad_training(items, c))
                 if config.layout == "mmad"
                 else (lambda c=category: layout_training(config.layout, root, c))
             )
-            ensure_expert(Path(config.models), category, training, config.limit_train, config.seed)
+            fitted: list[FittedExpert] = []
+            ensure_expert(Path(config.models), category, training, config.limit_train, config.seed,
+                          options=options, show_progress=show_progress, on_fit=fitted.append)  # fmt: skip
+            for fit in fitted:
+                fits[category] = fit.to_dict()
+                atomic_write_text(out / FITS, json.dumps(fits, indent=2, sort_keys=True) + "\n")
+                for warning in fit.warnings:
+                    if warn is not None:
+                        warn(f"{fit.model}: {warning}")
+            if not fitted and category not in fits:
+                reused.append(category)
+        if options and reused and warn is not None:
+            warn(
+                f"--fit-option is used only for missing experts; {', '.join(reused)} already had a model in "
+                f"{config.models} and were not fitted again (delete a model, or `eagle fit` it, to change it)"
+            )
         worker = WorkerConfig(
             conditions=config.conditions,
             models_dir=str(config.models),
@@ -157,6 +244,17 @@ def run_experiment(config: ExperimentConfig, out: Path, executor: Executor | Non
         )
         (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
         return _finish(config, items, out, store.records(), store.hash)
+
+
+def _read_fits(out: Path) -> dict[str, Any]:
+    """``RUN/fits.json``: the experts fitted by this run (any of its resumptions), by category."""
+    try:
+        data = json.loads((out / FITS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {out / FITS}: {exc}; delete it (the report's list of fits is lost)") from exc
+    return data if isinstance(data, dict) else {}
 
 
 def _finish(
@@ -177,5 +275,5 @@ def _finish(
     atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
     if config.attention and attention_curves(records, out / "attention.png"):
         pictures["attention share per layer: correct vs wrong, per condition"] = "attention.png"
-    write_report(out, metrics, timing, pictures)
+    write_report(out, metrics, timing, pictures, fits=_read_fits(out))
     return metrics

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from eagle_iad.data import Sample, get_layout
+from eagle_iad.data.selection import select_balanced
 from eagle_iad.errors import ConfigError, DataError
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -199,24 +200,19 @@ def mmad_training(items: Sequence[WorkItem], category: str) -> list[Path]:
     return [Path(p) for p in seen]
 
 
-def limit_items(items: list[WorkItem], limit: int | None) -> list[WorkItem]:
-    """At most ``limit`` images per category (all their questions kept), alternating labels.
+def limit_items(items: list[WorkItem], limit: int | None, seed: int = 0) -> list[WorkItem]:
+    """At most ``limit`` images per category (all their questions kept): :func:`select_balanced`'s draw.
 
-    Alternating normal/anomalous keeps a small run balanced, so its accuracy means something.
+    Half normal, half anomalous (so a small run's accuracy means something), seeded by ``--seed``, the
+    anomalous half spread over the defect types; the rule is recorded in the run's configuration.
     """
     if limit is None:
         return items
-    by_category: dict[str, dict[int, list[str]]] = {}
+    images: dict[str, dict[str, WorkItem]] = {}
     for item in items:
-        images = by_category.setdefault(item.category, {0: [], 1: []})[item.label]
-        if item.image not in images:
-            images.append(item.image)
+        images.setdefault(item.category, {}).setdefault(item.image, item)
     keep: set[str] = set()
-    for groups in by_category.values():
-        picked: list[str] = []
-        normal, anomalous = list(groups[0]), list(groups[1])
-        while len(picked) < limit and (normal or anomalous):
-            source = normal if (len(picked) % 2 == 0 and normal) or not anomalous else anomalous
-            picked.append(source.pop(0))
-        keep.update(picked)
+    for seen in images.values():
+        picked = select_balanced(list(seen.values()), limit, seed, lambda i: i.label, lambda i: i.defect_type)
+        keep.update(item.image for item in picked)
     return [item for item in items if item.image in keep]

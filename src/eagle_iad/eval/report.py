@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.eval.plots import save_figure
@@ -173,36 +174,83 @@ def timing_table(timing: dict[str, Any]) -> Table:
     return head, rows
 
 
-def attention_curves(records: Sequence[dict[str, Any]], path: Path) -> bool:
+#: Each condition's marker (a condition keeps its marker in both of its curves, correct and wrong).
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def attention_figure(records: Sequence[dict[str, Any]]) -> Figure | None:
     """Mean per-layer attention share on the query image, correct vs wrong answers, per condition.
 
-    Returns False (and writes nothing) when no record carries attention.
+    ``None`` when no record carries attention. Conditions often give identical curves (``tgps`` and ``eagle``
+    where CAAS never acted): each condition has its own marker, drawn hollow and smaller for each later
+    condition so the earlier ones stay visible underneath, and a curve identical to one drawn before says so
+    in the legend (``= tgps, correct``). Layers are whole numbers, and so are the ticks.
     """
     groups: dict[tuple[str, bool], list[dict[str, float]]] = {}
     for r in records:
         if r.get("attention_share"):
             groups.setdefault((r["condition"], bool(r["correct"])), []).append(r["attention_share"])
     if not groups:
-        return False
+        return None
+    conditions = sorted({condition for condition, _ in groups})
     fig = Figure(figsize=(7.5, 4.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    drawn: dict[tuple[tuple[int, ...], tuple[float, ...]], str] = {}
     for (condition, correct), shares in sorted(groups.items()):
         layers = sorted({int(k) for s in shares for k in s})
         means = [sum(s.get(str(layer), 0.0) for s in shares) / len(shares) for layer in layers]
-        ax.plot(layers, means, marker="o", linestyle="-" if correct else "--",
-                label=f"{condition}, {'correct' if correct else 'wrong'} (n={len(shares)})")  # fmt: skip
+        outcome = "correct" if correct else "wrong"
+        label = f"{condition}, {outcome} (n={len(shares)})"
+        curve = (tuple(layers), tuple(round(m, 12) for m in means))
+        if curve in drawn:
+            label += f" = {drawn[curve]}"
+        else:
+            drawn[curve] = f"{condition}, {outcome}"
+        index = conditions.index(condition)
+        ax.plot(layers, means, marker=_MARKERS[index % len(_MARKERS)], markersize=9 - 1.5 * (index % 4),
+                markerfacecolor="none", linestyle="-" if correct else "--", label=label)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("attention share on query image")
     ax.set_title("First generated token's attention: correct (solid) vs wrong (dashed)")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
+    return fig
+
+
+def attention_curves(records: Sequence[dict[str, Any]], path: Path) -> bool:
+    """:func:`attention_figure` saved to ``path``; False (and nothing written) when no record carries attention."""
+    fig = attention_figure(records)
+    if fig is None:
+        return False
     save_figure(fig, path)
     return True
 
 
-def write_report(out: Path, metrics: dict[str, Any], timing: dict[str, Any], pictures: dict[str, str]) -> None:
-    """Write ``report.md`` and ``report.html``; ``pictures`` maps captions to paths relative to ``out``."""
+def fits_table(fits: dict[str, Any]) -> Table:
+    """The experts this run fitted because ``--models`` had none, with their fit's warnings."""
+    head = ["class", "model", "training images", "backbone", "tau", "fit options", "warnings"]
+    rows = [
+        [c, str(f["model"]), str(f["train_images"]), str(f["backbone"]), _fmt(f["tau"]),
+         ", ".join(f"{k}={v}" for k, v in sorted(f.get("options", {}).items())) or "–",
+         " / ".join(f.get("warnings", [])) or "none"]
+        for c, f in sorted(fits.items())
+    ]  # fmt: skip
+    return head, rows
+
+
+def write_report(
+    out: Path,
+    metrics: dict[str, Any],
+    timing: dict[str, Any],
+    pictures: dict[str, str],
+    fits: dict[str, Any] | None = None,
+) -> None:
+    """Write ``report.md`` and ``report.html``; ``pictures`` maps captions to paths relative to ``out``.
+
+    ``fits``: the experts this run fitted (``RUN/fits.json``), listed with their warnings.
+    """
     sections: list[tuple[str, Table | None, str | None]] = [
         ("Anomaly discrimination (measured)", discrimination_table(metrics["mllm"]), None),
         ("Accuracy per task type (measured)", task_table(metrics["mllm"]), None),
@@ -211,6 +259,9 @@ def write_report(out: Path, metrics: dict[str, Any], timing: dict[str, Any], pic
          "for every type of a class."),
         ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), None),
         ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), None),
+        ("Experts fitted by this run", fits_table(fits) if fits else None,
+         "Fitted because --models had no model of the class; their warnings are also in each model.json."
+         if fits else "None: every class's expert was already in --models."),
         ("Expert boxes and maps per class (measured)", box_table(metrics["expert"], metrics.get("expert_boxes")),
          "Anomalous images with a ground-truth mask: does the map's peak lie on the defect, how well does the "
          "best drawn box fit a defect (IoU), how much larger are the boxes (median), do they touch it at all; "

@@ -17,8 +17,9 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ EXPERT_FIELDS = ("score", "tau", "s_max", "in_band", "caas_applied")
 MLLM_FIELDS = (*EXPERT_FIELDS, "answer", "answered_by")
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
+#: What to do instead, for a changed setting a user commonly means to add to a run rather than to change.
+#: A run is not extended in place: its report compares the conditions of one configuration, and a run with
+#: more categories or conditions is another experiment; a second --out (same --models) costs no refit.
+CHANGE_HINTS: dict[str, str] = {
+    "conditions": "to add conditions, run them into a new --out with the same --models and --mllm (the experts are "
+    "not fitted again; the CAAS flip table needs tgps and eagle in one run)",
+    "categories": "to evaluate other categories, run them (--category) into a new --out with the same --models",
+    "limit_selection": "this run's --limit images were drawn by an older rule (the first images in sorted order); "
+    "the current rule draws seeded, balanced images, so the same --limit is another set of images",
+}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -95,9 +106,10 @@ class RunStore:
                 changed = sorted(
                     k for k in set(old.get("config", {})) | set(config) if old["config"].get(k) != config.get(k)
                 )
+                hints = "".join(f"; {CHANGE_HINTS[k]}" for k in changed if k in CHANGE_HINTS)
                 raise ConfigError(
                     f"{self.out} holds a run with a different configuration (changed: {', '.join(changed)}); "
-                    "use a new --out instead of mixing results"
+                    f"use a new --out instead of mixing results{hints}"
                 )
         else:
             atomic_write_text(manifest, json.dumps({"config_hash": self.hash, "config": config}, indent=2) + "\n")
@@ -162,11 +174,57 @@ class WorkerConfig:
     expert_cache: str | None = None
 
 
+@dataclass(frozen=True)
+class FittedExpert:
+    """A missing expert ``eagle eval`` fitted: shown on stderr and in the run's report (``RUN/fits.json``)."""
+
+    category: str
+    model: str
+    train_images: int
+    backbone: str
+    tau: float
+    warnings: tuple[str, ...] = ()
+    #: The ``--fit-option`` values it was fitted with (canonical names).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"category": self.category, "model": self.model, "train_images": self.train_images,
+                "backbone": self.backbone, "tau": self.tau, "warnings": list(self.warnings),
+                "options": dict(self.options)}  # fmt: skip
+
+
+def fit_config(options: Mapping[str, Any], seed: int) -> Any:
+    """The :class:`~eagle_iad.expert.ExpertConfig` a missing expert is fitted with, checked as `eagle fit` checks it.
+
+    ``options`` are parsed fit options (:func:`eagle_iad.fit_options.parse_fit_options`); a ``seed`` among
+    them overrides the run's ``--seed`` for the fit, as ``eagle fit --seed`` would.
+    """
+    from eagle_iad.expert import ExpertConfig
+    from eagle_iad.fit_options import config_overrides
+
+    preset, overrides = config_overrides(options)
+    config = ExpertConfig.from_preset(preset, **{"seed": seed, **overrides})
+    config.validate()
+    return config
+
+
 def ensure_expert(
-    models_dir: Path, category: str, training: Callable[[], list[Path]], limit: int | None, seed: int
+    models_dir: Path,
+    category: str,
+    training: Callable[[], list[Path]],
+    limit: int | None,
+    seed: int,
+    *,
+    options: Mapping[str, Any] | None = None,
+    show_progress: bool = False,
+    on_fit: Callable[[FittedExpert], None] | None = None,
 ) -> Path:
-    """``models_dir/<category>``: reused when saved, otherwise fitted on ``training()`` and saved."""
-    from eagle_iad.expert import ExpertConfig, fit, save
+    """``models_dir/<category>``: reused when saved, otherwise fitted on ``training()`` and saved.
+
+    A fit is announced on stderr and shows its progress bars (``show_progress``) as ``eagle fit`` does, and is
+    handed to ``on_fit`` with its warnings, which would otherwise reach only the model's ``model.json``.
+    """
+    from eagle_iad.expert import fit, save
     from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
     from eagle_iad.expert.store import check_replaceable, read_manifest
 
@@ -181,12 +239,21 @@ def ensure_expert(
             )
         return target
     check_replaceable(target)  # a folder of other files there is refused now, not after the fit
+    config = fit_config(options or {}, seed)
     paths = training()
-    paths = subsample(paths, limit, seed)  # the CLI's --limit-train draw, so both fit the same images
+    paths = subsample(paths, limit, config.seed)  # the CLI's --limit-train draw, so both fit the same images
     if len(paths) < 2:
         raise ConfigError(f"category {category!r}: need at least 2 normal images to fit an expert, found {len(paths)}")
-    expert = fit(paths, category, ExpertConfig(seed=seed))
-    return save(expert.model, target)
+    # Always said (minutes of work the user did not ask for by name); the bars only with show_progress.
+    print(f"fitting {category!r} on {len(paths)} normal images with {config.backbone} (no model in {target})",
+          file=sys.stderr)  # fmt: skip
+    expert = fit(paths, category, config, show_progress=show_progress)
+    saved = save(expert.model, target)
+    if on_fit is not None:
+        model = expert.model
+        on_fit(FittedExpert(category, str(saved), len(paths), config.backbone, float(model.thresholds.tau),
+                            tuple(model.warnings), dict(options or {})))  # fmt: skip
+    return saved
 
 
 @dataclass
