@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="tire,elpv", help="comma-separated: tire, elpv")
     parser.add_argument("--elpv-category", default="mono", help="elpv cell type: mono or poly")
     parser.add_argument("--limit-train", type=int, default=None, help="seeded training subset per dataset")
-    parser.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced test subset")
+    parser.add_argument("--limit-test", type=int, default=None, help="seeded test subset (keeps the class ratio)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsets")
     parser.add_argument("--out", help="directory for evidence.json, evidence.md and each run's eval-expert output")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ ELPV_TRAIN = 200
 def real_set(
     name: str, limit_train: int | None, limit_test: int | None, seed: int, elpv_category: str = "mono", tag: str = ""
 ) -> tuple[list[Sample], list[Sample]] | None:
-    """Seeded training and class-balanced test samples of ``tire`` or ``elpv``; None (said on stderr) without tire."""
+    """Seeded training and ratio-keeping test samples of ``tire`` or ``elpv``; None (said on stderr) without tire."""
     if name == "tire":
         if not TIRE.exists():
             print(f"[{tag}] skipping tire: no data at {TIRE}", file=sys.stderr)

@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--varied-size", type=int, default=320, help="long side for the -varied sets")
     parser.add_argument("--limit-train", type=int, default=None, help="seeded training subset per dataset")
-    parser.add_argument("--limit-test", type=int, default=None, help="seeded class-balanced test subset")
+    parser.add_argument("--limit-test", type=int, default=None, help="seeded test subset (keeps the class ratio)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsets")
     parser.add_argument("--out", help="folder for score_study.md and score_study.json")
     args = parser.parse_args(argv)
