@@ -57,16 +57,15 @@ def add_eval_expert(sub: Subcommands) -> None:
 
 def _cmd_eval_expert(args: argparse.Namespace) -> int:
     from eagle_iad.eval.expert_eval import evaluate_expert, missing_mask_note, write_evaluation
+    from eagle_iad.eval.preflight import check_test_files
     from eagle_iad.expert import load_expert
-    from eagle_iad.images import probe
 
     out = check_output_path(args.out, "a report", "./report")
     samples = get_layout(args.layout).samples(data_root(args.data, args.layout), args.category, "test")
     samples = select_test(samples, args.limit_test, args.seed)
-    for sample in samples:  # headers only (cheap): a bad image or mask fails before the model loads
-        probe(sample.path)
-        if sample.mask_path is not None:
-            probe(sample.mask_path)
+    # Every image decoded, every mask read against its image: a bad file fails before the model loads,
+    # not after the evaluation, and one error names all of them.
+    check_test_files((s.path, s.mask_path) for s in samples)
     inputs = [p for s in samples for p in (s.path, s.mask_path) if p is not None]
     check_outputs(out, REPORT_FILES, inputs, legacy=REPORT_MARKERS)  # a user's report.md fails now, not after
     expert = load_expert(args.model)
@@ -155,8 +154,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from eagle_iad.eval.protocol import parse_conditions
 
     out = check_output_path(args.out, "a run", "./run")
-    if args.layout != "elpv" and args.data is None:
-        raise ConfigError(f"--data is required for layout {args.layout!r}")
+    data_root(args.data, args.layout)  # required, or (elpv) a folder with its own labels.csv
+    if args.mmad_json is not None and args.layout != "mmad":
+        raise ConfigError(f"--mmad-json is read only with --layout mmad, not {args.layout!r}; leave it out")
 
     def absolute(path: str | None) -> str | None:
         # Absolute paths make the config hash and the record keys independent of the working directory.

@@ -51,11 +51,24 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def data_root(value: str | None, layout: str) -> Path | None:
-    """``--data`` as a path; only the elpv layout (downloaded on demand) may go without it."""
+    """``--data`` as a path; only the elpv layout (packaged cells) may go without it.
+
+    elpv reads ``--data`` only as a folder holding its own ``labels.csv`` (a copy or a subset of the cells)
+    and ignores anything else: such a ``--data`` is refused rather than silently replaced by the packaged
+    cells.
+    """
     if value is None:
         if layout != "elpv":
             raise ConfigError(f"--data is required for layout {layout!r}")
         return None
+    if layout == "elpv":
+        from eagle_iad.data.elpv import LABELS_FILE
+
+        if not (Path(value) / LABELS_FILE).is_file():
+            raise ConfigError(
+                f"--layout elpv reads --data only as a folder holding its own {LABELS_FILE} (a copy or subset of "
+                f"the cells); {value} has none, so it would be ignored: leave --data out to use the packaged cells"
+            )
     return Path(value)
 
 

@@ -11,6 +11,8 @@ so a resumed run reproduces an uninterrupted one exactly; timings live in ``timi
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,13 +26,21 @@ from eagle_iad.choices import (
     DEFAULT_CAAS_PHASE,
     CaasPhase,
 )
-from eagle_iad.data import Sample, get_layout
+from eagle_iad.data import Sample, get_layout, mask_names
 from eagle_iad.data.selection import BALANCED_SELECTION
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.executors import Executor, LocalExecutor
 from eagle_iad.eval.expert_cache import CACHE_DIR
-from eagle_iad.eval.expert_eval import ExpertEvaluation, evaluate_expert, pool_boxes, write_evaluation
+from eagle_iad.eval.expert_eval import (
+    ExpertEvaluation,
+    evaluate_expert,
+    pool_boxes,
+    summary_mask_note,
+    write_evaluation,
+)
+from eagle_iad.eval.identity import mllm_fingerprint, model_identities
 from eagle_iad.eval.mllm_metrics import compute_metrics
+from eagle_iad.eval.preflight import check_test_files, unread_mask_folders
 from eagle_iad.eval.protocol import (
     Tasks,
     WorkItem,
@@ -169,7 +179,8 @@ def _expert_metrics(
             for i in seen.values()
         ]
         expert = load_expert(Path(config.models) / category)
-        evaluation = evaluate_expert(expert, samples)
+        names = None if config.layout == "mmad" else mask_names(config.layout)
+        evaluation = evaluate_expert(expert, samples, mask_names=names)
         write_evaluation(expert, evaluation, out / "expert" / category)
         summaries[category] = evaluation.summary()
         evaluations.append(evaluation)
@@ -187,25 +198,48 @@ def _timing(records: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[
     return out
 
 
+def _stderr_warning(message: str) -> None:
+    print(f"eagle: warning: {message}", file=sys.stderr)
+
+
+def preflight(config: ExperimentConfig, items: list[WorkItem], warn: Callable[[str], None]) -> None:
+    """Before any fit or MLLM work: every test image (and 1-shot template) decodes, every mask fits its image;
+    a layout that reads no mask where the data has a mask folder is warned about (:mod:`eagle_iad.eval.preflight`).
+    """
+    pairs: list[tuple[str, str | None]] = [(item.image, item.mask_path) for item in items]
+    if config.shots == 1:
+        pairs += [(item.templates[0], None) for item in items if item.templates]
+    check_test_files(pairs)
+    if config.layout != "mmad":
+        root = None if config.data is None else Path(config.data)
+        seen = {item.image: (item.category, item.label, item.mask_path) for item in items}
+        for note in unread_mask_folders(root, list(seen.values()), config.layout):
+            warn(note)
+
+
 def run_experiment(
     config: ExperimentConfig,
     out: Path,
     executor: Executor | None = None,
     *,
     show_progress: bool = False,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``.
 
     ``show_progress``: a missing expert's fit shows its progress on stderr, as ``eagle fit`` does. ``warn``
-    gets each warning of such a fit (and a note when ``--fit-option`` reached no fit), one line each; the
-    fits are also listed in ``RUN/fits.json`` and the report, so they are not found only in ``model.json``.
+    receives what the user should know but that does not stop the run (stderr by default): each warning of
+    such a fit (and a note when ``--fit-option`` reached no fit), one line each; the fits are also listed in
+    ``RUN/fits.json`` and the report, so they are not found only in ``model.json``.
     """
     items = build_items(config)
     options = dict(config.fit_options)
     if options:
         fit_config(options, config.seed)  # a setting no model could be fitted with is refused before any work
-    with RunStore(out, config.as_dict()) as store:
+    preflight(config, items, warn)
+    # Before the run folder is written: a malformed spec or an engine that is down stops the run here.
+    mllm_identity = mllm_fingerprint(config.mllm) if config.mllm is not None else None
+    with RunStore(out, config.as_dict(), warn) as store:
         root = None if config.data is None else Path(config.data)
         fits = _read_fits(out)
         reused: list[str] = []
@@ -222,15 +256,18 @@ def run_experiment(
                 fits[category] = fit.to_dict()
                 atomic_write_text(out / FITS, json.dumps(fits, indent=2, sort_keys=True) + "\n")
                 for warning in fit.warnings:
-                    if warn is not None:
-                        warn(f"{fit.model}: {warning}")
+                    warn(f"{fit.model}: {warning}")
             if not fitted and category not in fits:
                 reused.append(category)
-        if options and reused and warn is not None:
+        if options and reused:
             warn(
                 f"--fit-option is used only for missing experts; {', '.join(reused)} already had a model in "
                 f"{config.models} and were not fitted again (delete a model, or `eagle fit` it, to change it)"
             )
+        models = model_identities(Path(config.models), shard_by_category(items))
+        store.check_identity(
+            {"models": models, "mllm": mllm_identity}, {"models": config.models, "mllm": config.mllm or ""}
+        )
         worker = WorkerConfig(
             conditions=config.conditions,
             models_dir=str(config.models),
@@ -241,9 +278,30 @@ def run_experiment(
             alpha=config.alpha,
             caas_phase=config.caas_phase,
             expert_cache=str(out / CACHE_DIR),
+            model_sha256=models,
         )
         (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
-        return _finish(config, items, out, store.records(), store.hash)
+        return _finish(config, items, out, store.records(), store.hash, warn)
+
+
+def check_record_taus(records: list[dict[str, Any]], expert: dict[str, Any], models: str) -> None:
+    """Refuse a report whose expert table would show a tau the records were not made with.
+
+    A run's identity check (:meth:`RunStore.check_identity`) refuses a changed model, but a run written
+    before identities were recorded cannot be checked that way: its records' own tau is compared here.
+    """
+    for category, summary in sorted(expert.items()):
+        taus = sorted({float(r["tau"]) for r in records if r["category"] == category and r.get("tau") is not None})
+        now = summary.get("tau")
+        if now is None or not taus:
+            continue
+        if len(taus) > 1 or not math.isclose(taus[0], float(now), rel_tol=1e-9, abs_tol=1e-12):
+            made = ", ".join(f"{t:.3f}" for t in taus)
+            raise ConfigError(
+                f"the records of category {category!r} were made at tau {made}, but {Path(models) / category} now "
+                f"has tau {float(now):.3f} (`eagle threshold` or a refit since); a report would mix them: run "
+                "again with a new --out, or restore the model the records were made with"
+            )
 
 
 def _read_fits(out: Path) -> dict[str, Any]:
@@ -258,10 +316,16 @@ def _read_fits(out: Path) -> dict[str, Any]:
 
 
 def _finish(
-    config: ExperimentConfig, items: list[WorkItem], out: Path, records: list[dict[str, Any]], run_hash: str
+    config: ExperimentConfig,
+    items: list[WorkItem],
+    out: Path,
+    records: list[dict[str, Any]],
+    run_hash: str,
+    warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, Any]:
     """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
     expert, expert_boxes, pictures = _expert_metrics(config, items, out)
+    check_record_taus(records, expert, config.models)
     metrics = {
         "config_hash": run_hash,
         "config": config.as_dict(),
@@ -276,4 +340,9 @@ def _finish(
     if config.attention and attention_curves(records, out / "attention.png"):
         pictures["attention share per layer: correct vs wrong, per condition"] = "attention.png"
     write_report(out, metrics, timing, pictures, fits=_read_fits(out))
+    if config.layout != "elpv":  # elpv has no masks to miss
+        for category, summary in sorted(expert.items()):
+            note = summary_mask_note(summary)
+            if note is not None:
+                warn(f"category {category!r}: {note}")
     return metrics

@@ -309,15 +309,22 @@ def _area_ratio(evaluation: ExpertEvaluation) -> str:
 
 def missing_mask_note(evaluation: ExpertEvaluation) -> str | None:
     """One sentence on the defect images without a mask: how many, the first file looked for, the names read."""
-    missing = evaluation.defects_without_mask
+    return summary_mask_note(evaluation.summary())
+
+
+def summary_mask_note(summary: dict[str, Any]) -> str | None:
+    """:func:`missing_mask_note` from an evaluation's summary (``metrics.json``'s per-class entry)."""
+    missing = summary.get("defects_without_mask") or 0
     if not missing:
         return None
-    text = f"{missing} of {evaluation.n_anomalous} defect images have no mask"
-    if evaluation.first_missing_mask is not None:
-        text += f" (first looked for: {evaluation.first_missing_mask}"
-        if evaluation.mask_names is not None:
-            text += f"; masks are read as {evaluation.mask_names}"
+    text = f"{missing} of {summary['n_anomalous']} defect images have no mask"
+    if summary.get("first_missing_mask") is not None:
+        text += f" (first looked for: {summary['first_missing_mask']}"
+        if summary.get("mask_names") is not None:
+            text += f"; masks are read as {summary['mask_names']}"
         text += ")"
+    elif summary.get("mask_names") is not None:
+        text += f" (masks are read as {summary['mask_names']})"
     return text + "; pixel AUROC, AUPRO and the box measures leave them out"
 
 

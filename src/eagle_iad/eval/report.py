@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.eval.expert_eval import summary_mask_note
 from eagle_iad.eval.plots import save_figure
 
 #: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (docs/METHOD.md §5).
@@ -101,13 +102,21 @@ def caas_table(metrics: dict[str, Any]) -> Table:
 
 
 def expert_table(expert: dict[str, Any]) -> Table:
-    head = ["class", "normal", "anomalous", "image AUROC", "pixel AUROC", "AUPRO", "tau", "s_max"]
+    """One row per class; ``anomalous without mask`` shows a layout that read no masks (a wrong ``--layout``)."""
+    head = ["class", "normal", "anomalous", "anomalous without mask", "image AUROC", "pixel AUROC", "AUPRO", "tau",
+            "s_max"]  # fmt: skip
     rows = [
-        [c, str(v["n_normal"]), str(v["n_anomalous"]), _fmt(v["image_auroc"]), _fmt(v["pixel_auroc"]),
-         _fmt(v["aupro"]), _fmt(v["tau"]), _fmt(v["s_max"])]
+        [c, str(v["n_normal"]), str(v["n_anomalous"]), str(v.get("defects_without_mask", "–")),
+         _fmt(v["image_auroc"]), _fmt(v["pixel_auroc"]), _fmt(v["aupro"]), _fmt(v["tau"]), _fmt(v["s_max"])]
         for c, v in expert.items()
     ]  # fmt: skip
     return head, rows
+
+
+def mask_notes(expert: dict[str, Any]) -> str | None:
+    """The expert section's note on defect images without a mask, per class (None when every one has one)."""
+    notes = [f"{c}: {note}" for c, v in expert.items() if (note := summary_mask_note(v)) is not None]
+    return None if not notes else "Masks: " + ". ".join(notes) + "."
 
 
 def per_type_table(metrics: dict[str, Any]) -> Table:
@@ -258,7 +267,7 @@ def write_report(
          "Each defect type against all normal images of its class; false alarms are the normals' and the same "
          "for every type of a class."),
         ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), None),
-        ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), None),
+        ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), mask_notes(metrics["expert"])),
         ("Experts fitted by this run", fits_table(fits) if fits else None,
          "Fitted because --models had no model of the class; their warnings are also in each model.json."
          if fits else "None: every class's expert was already in --models."),

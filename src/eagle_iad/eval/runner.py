@@ -3,7 +3,12 @@
 Crash safety comes from three rules:
 
 * ``RUN/run.json`` (the configuration and its hash) is written atomically before any work; a rerun
-  with a different configuration is refused instead of mixing two experiments in one file;
+  with a different configuration is refused instead of mixing two experiments in one file, unless the
+  folder holds no record yet (a run stopped at its start, by a typo in ``--mllm`` say): that one starts
+  afresh with the new configuration, and says so;
+* ``run.json`` also records what the records are made with (:mod:`eagle_iad.eval.identity`: each
+  expert's ``model.json`` hash, the MLLM weights' fingerprint); a resumed run whose models or weights
+  changed is refused the same way (:meth:`RunStore.check_identity`);
 * each record is one line appended with flush + fsync, so a crash loses at most the item in flight;
 * on open, a torn last line (no trailing newline, or not valid JSON) is truncated away.
 
@@ -61,6 +66,14 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def suggest_out(out: Path) -> Path:
+    """The first of ``OUT-2``, ``OUT-3``, ... that does not exist: a new --out to suggest."""
+    index = 2
+    while Path(f"{out}-{index}").exists():
+        index += 1
+    return Path(f"{out}-{index}")
+
+
 def record_key(record: dict[str, Any]) -> Key:
     return (str(record["image"]), str(record["question_id"]), str(record["condition"]))
 
@@ -68,8 +81,9 @@ def record_key(record: dict[str, Any]) -> Key:
 class RunStore:
     """``RUN/run.json`` + ``RUN/results.jsonl``: open (creating or resuming), append, read back."""
 
-    def __init__(self, out: Path, config: dict[str, Any]) -> None:
+    def __init__(self, out: Path, config: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
         self.out = Path(out)
+        self._warn = warn or (lambda message: None)
         self.out.mkdir(parents=True, exist_ok=True)
         # Two processes appending to one run would duplicate work and records: hold an exclusive lock
         # for the store's lifetime (released by close() or, after a crash, by the kernel).
@@ -99,23 +113,81 @@ class RunStore:
     def _open(self, config: dict[str, Any]) -> None:
         self.config = config
         self.hash = config_hash(config)
-        manifest = self.out / MANIFEST
-        if manifest.exists():
-            old = json.loads(manifest.read_text(encoding="utf-8"))
-            if old.get("config_hash") != self.hash:
-                changed = sorted(
-                    k for k in set(old.get("config", {})) | set(config) if old["config"].get(k) != config.get(k)
-                )
-                hints = "".join(f"; {CHANGE_HINTS[k]}" for k in changed if k in CHANGE_HINTS)
-                raise ConfigError(
-                    f"{self.out} holds a run with a different configuration (changed: {', '.join(changed)}); "
-                    f"use a new --out instead of mixing results{hints}"
-                )
-        else:
-            atomic_write_text(manifest, json.dumps({"config_hash": self.hash, "config": config}, indent=2) + "\n")
         self.path = self.out / RESULTS
         self._repair()
         self.done: set[Key] = {record_key(r) for r in self.records()}
+        manifest = self.out / MANIFEST
+        self.manifest: dict[str, Any] = {"config_hash": self.hash, "config": config}
+        if manifest.exists():
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            if old.get("config_hash") == self.hash:
+                self.manifest = old
+                return
+            changed = sorted(
+                k for k in set(old.get("config", {})) | set(config) if old.get("config", {}).get(k) != config.get(k)
+            )
+            if self.done:
+                hints = "".join(f"; {CHANGE_HINTS[k]}" for k in changed if k in CHANGE_HINTS)
+                raise ConfigError(
+                    f"{self.out} holds a run with a different configuration (changed: {', '.join(changed)}); "
+                    f"use a new --out (e.g. {suggest_out(self.out)}) instead of mixing results{hints}"
+                )
+            # Stopped before its first record (a typo in --mllm, an engine that was down): nothing to mix.
+            self._warn(
+                f"{self.out} held a run with another configuration (changed: {', '.join(changed)}) but no record "
+                "of it; it starts afresh with this configuration"
+            )
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        atomic_write_text(self.out / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+
+    def check_identity(self, identity: dict[str, Any], what: dict[str, str] | None = None) -> None:
+        """Refuse a run with records when an expert or the MLLM changed since they were made; record ``identity``.
+
+        ``identity``: ``{"models": {category: model.json SHA-256}, "mllm": fingerprint or None}``
+        (:mod:`eagle_iad.eval.identity`); ``what`` names them in the message (``models``: the models
+        folder, ``mllm``: the spec). A run written before identities were recorded is accepted with a
+        warning (its records cannot be checked) and checked from now on; an MLLM fingerprint that could
+        not be taken (None) on either side is not compared.
+        """
+        what = what or {}
+        old = self.manifest.get("identity")
+        if self.done and old is None:
+            self._warn(
+                f"{self.out} was written before eval recorded which models and MLLM weights its records were made "
+                f"with, so its {len(self.done)} records cannot be checked against them; resuming, and checking "
+                "from now on (use a new --out if the models or the weights changed since)"
+            )
+        elif self.done and isinstance(old, dict):
+            changes: list[str] = []
+            models = Path(what.get("models", "models"))
+            old_models = old.get("models") or {}
+            for category, sha in sorted(identity.get("models", {}).items()):
+                was = old_models.get(category)
+                if was is not None and was != sha:
+                    changes.append(
+                        f"expert {models / category} (model.json SHA-256 {was[:12]}… is now {sha[:12]}…: refitted, "
+                        "or its threshold changed)"
+                    )
+            old_mllm, new_mllm = old.get("mllm"), identity.get("mllm")
+            if old_mllm is not None and new_mllm is not None and old_mllm != new_mllm:
+                changes.append(
+                    f"MLLM {what.get('mllm', '')} (weights fingerprint {old_mllm} is now {new_mllm})".replace("  ", " ")
+                )
+            if changes:
+                raise ConfigError(
+                    f"{self.out} holds {len(self.done)} records made with other models than this run would use: "
+                    f"changed {'; '.join(changes)}; use a new --out (e.g. {suggest_out(self.out)}) instead of "
+                    "mixing results, or restore what the records were made with to resume"
+                )
+        merged = {
+            "models": {**((old or {}).get("models") or {}), **identity.get("models", {})},
+            "mllm": identity.get("mllm") if identity.get("mllm") is not None else (old or {}).get("mllm"),
+        }
+        if merged != old:
+            self.manifest = {**self.manifest, "identity": merged}
+            self._write_manifest()
 
     def _repair(self) -> None:
         """Drop a torn last line (a crash mid-append) so the file is whole lines of valid JSON again."""
@@ -172,6 +244,9 @@ class WorkerConfig:
     #: The run folder's expert cache (``RUN/expert-cache``, :mod:`eagle_iad.eval.expert_cache`); ``None``:
     #: each image's expert result is still computed once, but kept only while its items are answered.
     expert_cache: str | None = None
+    #: ``{category: model.json SHA-256}`` the run recorded (:meth:`RunStore.check_identity`); an expert
+    #: found otherwise when a worker loads it (an ``eagle threshold`` beside the run) is refused.
+    model_sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -300,6 +375,13 @@ class Worker:
                 raise ConfigError(
                     f"{folder} changed while it was loaded (a fit or `eagle threshold` beside this run?); "
                     "run the same command again to resume once it is done"
+                )
+            expected = self.config.model_sha256.get(category)
+            if expected is not None and identity != expected:
+                raise ConfigError(
+                    f"{folder} changed since this run started (model.json SHA-256 {expected[:12]}… is now "
+                    f"{identity[:12]}…: refitted, or its threshold changed); its records would mix two models: "
+                    "use a new --out"
                 )
             self._model_sha256[category] = identity
             self._experts[category] = expert

@@ -1,0 +1,132 @@
+"""What an ``eagle eval`` run's records were made with, beyond its configuration: the experts and the MLLM weights.
+
+Why: ``run.json``'s configuration names the ``--models`` folder and the ``--mllm`` spec, not what is in
+them. A refit, an ``eagle threshold`` or other weights under the same path would otherwise be resumed
+silently, and one run would hold records of two models (and a report showing a tau some records were not
+made with). So the run also records an identity, and a resumed run with records is refused when it changed:
+
+* an expert: the SHA-256 of its ``model.json`` (the key the run's expert cache uses: a refit or a
+  threshold change is another model);
+* the MLLM (:func:`mllm_fingerprint`): for an ``hf:`` folder (a local one, or the hub cache's snapshot of
+  a hub id) a hash of its ``config.json``, weight index and weight files (their bytes when they are small,
+  the hub cache's content hash when they are cached blobs, else their size and modification time); for an
+  ``openai:`` server the entry its ``/v1/models`` lists for the model (id and, where the server says,
+  the weights' path); ``None`` where nothing can be known (a plugin backend, a hub id not yet downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+from eagle_iad.errors import BackendError, ConfigError
+from eagle_iad.file_hash import file_sha256
+
+#: Weight files of a model folder (what a rebuild or a download changes).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+#: Up to this many bytes of weights in all, their bytes are hashed (a tiny or small model: a second or less).
+CHEAP_BYTES = 256 * 2**20
+#: How long the ``openai:`` server is given to list its models.
+MODELS_TIMEOUT_S = 15.0
+
+
+def model_identities(models_dir: Path, categories: Iterable[str]) -> dict[str, str]:
+    """``{category: SHA-256 of models_dir/<category>/model.json}`` (the expert cache's model key)."""
+    from eagle_iad.expert.store import MANIFEST
+
+    return {category: file_sha256(Path(models_dir) / category / MANIFEST) for category in sorted(categories)}
+
+
+def _blob_name(path: Path) -> str | None:
+    """The hub cache's content hash of a snapshot file (a symlink to ``blobs/<hash>``); None for a plain file."""
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    return target.name if target.parent.name == "blobs" else None
+
+
+def folder_fingerprint(folder: Path) -> str | None:
+    """A hash of an MLLM folder's configuration and weights (see the module text); None without any weights."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
+    if not weights:
+        return None
+    cheap = sum(p.stat().st_size for p in weights) <= CHEAP_BYTES
+    digest = hashlib.sha256()
+    for path in files:
+        if path.name == "config.json" or path.name.endswith(".index.json"):
+            part = file_sha256(path)
+        elif path in weights:
+            stat = path.stat()
+            part = (file_sha256(path) if cheap else _blob_name(path)) or f"{stat.st_size}:{stat.st_mtime_ns}"
+        else:
+            continue
+        digest.update(f"{path.name}\0{part}\n".encode())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    """The hub cache's snapshot folder of ``repo_id`` (no network), or None when it is not cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub library refuses is simply not a cached model
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _served_model(base_url: str, model: str) -> str | None:
+    """The ``/v1/models`` entry of ``model`` (id and weights' path where listed); None where there is no list."""
+    from eagle_iad.mllm.openai_compat import OpenAIBackend
+
+    backend = OpenAIBackend(base_url, model)
+    headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+    request = urllib.request.Request(f"{backend.base_url}/models", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=MODELS_TIMEOUT_S) as response:
+            payload = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError:
+        return None  # it answers, but lists no models: nothing to check the weights by
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise BackendError(f"{backend.name}: cannot reach the server: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        return None
+    listed = [e for e in entries if isinstance(e, dict)]
+    for entry in listed:
+        if entry.get("id") == model:
+            return json.dumps({k: entry[k] for k in ("id", "root") if k in entry}, sort_keys=True)
+    names = ", ".join(str(e.get("id")) for e in listed[:10]) or "none"
+    raise ConfigError(f"{backend.base_url} does not serve {model!r} (its /models lists: {names}); check --mllm")
+
+
+def mllm_fingerprint(spec: str) -> str | None:
+    """The identity of the weights behind an ``--mllm`` spec (module text); None where it cannot be known.
+
+    Raises for a malformed spec or an ``openai:`` server that cannot be reached, so such a run stops before
+    its folder is written.
+    """
+    from eagle_iad.mllm.base import HYBRID_SCHEME, parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.scheme == HYBRID_SCHEME:
+        parts = {"engine": mllm_fingerprint(parsed.target), "caas": mllm_fingerprint(str(parsed.model))}
+        return None if None in parts.values() else json.dumps(parts, sort_keys=True)
+    if parsed.scheme == "openai":
+        return _served_model(parsed.target, str(parsed.model))
+    if parsed.scheme != "hf":
+        return None
+    folder = Path(parsed.target).expanduser()
+    if not folder.is_dir():
+        snapshot = _hub_snapshot(parsed.target)
+        if snapshot is None:
+            return None
+        folder = snapshot
+    return folder_fingerprint(folder)

@@ -1,0 +1,272 @@
+"""``eagle eval``'s run bookkeeping: runs that cannot mix models or weights, and data checked before any work.
+
+* a resumed (or re-reported) run is refused when an expert's ``model.json`` or the MLLM's weights
+  changed since its records were made; a run written before identities were recorded is resumed with
+  a warning, and its report refuses a tau its records were not made with;
+* a run stopped before its first record does not block its ``--out``;
+* a corrupt test image or a mask of the wrong size stops ``eval`` and ``eval-expert`` before any fit,
+  model load or MLLM work, with one error naming every bad file;
+* the report says how many defect images have no mask, and a layout that reads none where the data has
+  a mask folder is warned about;
+* flags a layout ignores are refused.
+
+Experts are fitted once on a few real elpv cells (folder layout) and copied per test; the MLLM is the
+tiny random Qwen2.5-VL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import copy_elpv_cells
+from PIL import Image
+
+from eagle_iad.cli import main
+from eagle_iad.errors import ConfigError
+from eagle_iad.eval.identity import folder_fingerprint, mllm_fingerprint
+from eagle_iad.eval.runner import MANIFEST, RESULTS, RunStore, Worker, WorkerConfig
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data root, models folder with ``cells`` fitted), made by one expert-only eval."""
+    base = tmp_path_factory.mktemp("identity")
+    data = copy_elpv_cells(base / "data")
+    models = base / "models"
+    assert _eval(data, models, base / "first") == 0
+    return data, models
+
+
+def _eval(data: Path, models: Path, out: Path, *extra: str) -> int:
+    return main(["eval", "--data", str(data), "--layout", "folder", "--models", str(models),
+                 "--conditions", "expert", "--out", str(out), *extra])  # fmt: skip
+
+
+def _copy(fitted: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    data, models = fitted
+    shutil.copytree(models, tmp_path / "models")
+    return data, tmp_path / "models"
+
+
+def _threshold(models: Path, tau: float) -> None:
+    assert main(["threshold", "--model", str(models / "cells"), "--tau", str(tau), "--why", "test"]) == 0
+
+
+def _taus(run: Path) -> set[float]:
+    return {json.loads(line)["tau"] for line in (run / RESULTS).read_text().splitlines()}
+
+
+# --- identity: models ----------------------------------------------------------------------------
+
+
+def test_threshold_change_refuses_resume_and_report(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models = _copy(fitted, tmp_path)
+    run = tmp_path / "run"
+    assert _eval(data, models, run) == 0
+    manifest = json.loads((run / MANIFEST).read_text())
+    old_sha = manifest["identity"]["models"]["cells"]
+    before = (run / RESULTS).read_text()
+    (tau,) = _taus(run)
+    _threshold(models, tau + 1.0)
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2  # a finished run re-reported: its report would show the new tau
+    err = capsys.readouterr().err
+    assert "model.json SHA-256" in err and str(models / "cells") in err and f"{run}-2" in err
+    assert (run / RESULTS).read_text() == before  # nothing appended
+    assert "tau" in json.loads((run / "metrics.json").read_text())["expert"]["cells"]
+    # A worker that finds the model changed under a running run refuses it too (the check beside the load).
+    worker = Worker(WorkerConfig(conditions=("expert",), models_dir=str(models), mllm=None,
+                                 model_sha256={"cells": old_sha}))  # fmt: skip
+    with pytest.raises(ConfigError, match="changed since this run started"):
+        worker.expert("cells")
+    # The model the records were made with put back, it resumes.
+    shutil.rmtree(models / "cells")
+    shutil.copytree(fitted[1] / "cells", models / "cells")
+    assert _eval(data, models, run) == 0
+
+
+def test_run_written_before_identities_resumes_with_a_warning_and_refuses_another_tau(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models = _copy(fitted, tmp_path)
+    run = tmp_path / "run"
+    assert _eval(data, models, run) == 0
+    manifest = json.loads((run / MANIFEST).read_text())
+    del manifest["identity"]
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _eval(data, models, run) == 0
+    assert "cannot be checked" in capsys.readouterr().err
+    assert "identity" in json.loads((run / MANIFEST).read_text())  # checked from now on
+
+    (run / MANIFEST).write_text(json.dumps(manifest))  # written before identities again
+    (tau,) = _taus(run)
+    _threshold(models, tau + 2.0)
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2
+    err = capsys.readouterr().err
+    assert f"made at tau {tau:.3f}" in err and f"now has tau {tau + 2.0:.3f}" in err
+
+
+# --- identity: the MLLM ---------------------------------------------------------------------------
+
+
+def test_mllm_fingerprint_follows_the_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    assert folder_fingerprint(folder) is None  # no weights: nothing to identify
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "model.safetensors").write_bytes(b"one")
+    first = mllm_fingerprint(f"hf:{folder}")
+    assert first is not None and first == folder_fingerprint(folder)
+    (folder / "model.safetensors").write_bytes(b"two")  # same size, other weights
+    second = mllm_fingerprint(f"hf:{folder}")
+    assert second != first
+    (folder / "config.json").write_text('{"a": 2}')
+    assert mllm_fingerprint(f"hf:{folder}") not in (first, second)
+    assert mllm_fingerprint(f"hf:{tmp_path / 'not-there'}") is None  # a hub id that is not cached
+
+
+def test_store_refuses_other_mllm_weights_and_names_them(tmp_path: Path) -> None:
+    identity = {"models": {"c": "a" * 64}, "mllm": "sha256:1111"}
+    with RunStore(tmp_path, {"k": 1}) as store:
+        store.check_identity(identity)
+        store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    with RunStore(tmp_path, {"k": 1}) as store:
+        store.check_identity(identity)  # unchanged: resumes
+        with pytest.raises(ConfigError, match=r"MLLM hf:/w \(weights fingerprint sha256:1111 is now sha256:2222\)"):
+            store.check_identity({**identity, "mllm": "sha256:2222"}, {"mllm": "hf:/w"})
+        with pytest.raises(ConfigError, match="expert models/c"):
+            store.check_identity({**identity, "models": {"c": "b" * 64}})
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("identity_tiny") / "qwen")
+
+
+def test_rebuilt_weights_under_the_same_path_refuse_resume(
+    fitted: tuple[Path, Path], tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eagle_iad.testing.tiny import build_tiny_qwen2_5_vl
+
+    data, models = _copy(fitted, tmp_path)
+    weights = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen, weights)
+    run = tmp_path / "run"
+    args = ["--mllm", f"hf:{weights}", "--max-new-tokens", "1", "--limit", "2"]
+    assert _eval(data, models, run, *args) == 0
+    shutil.rmtree(weights)
+    build_tiny_qwen2_5_vl(weights, seed=1)
+    capsys.readouterr()
+    assert _eval(data, models, run, *args) == 2
+    assert "weights fingerprint" in capsys.readouterr().err
+
+
+# --- a run stopped before its first record --------------------------------------------------------
+
+
+def test_a_run_without_records_restarts_with_another_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    RunStore(tmp_path, {"mllm": "hf:qwen"}).close()  # stopped at its start: run.json, no record
+    warnings: list[str] = []
+    with RunStore(tmp_path, {"mllm": "hf:Qwen/Qwen2.5-VL-7B-Instruct"}, warnings.append) as store:
+        store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    assert "no record" in warnings[0] and "changed: mllm" in warnings[0]
+    assert json.loads((tmp_path / MANIFEST).read_text())["config"]["mllm"] == "hf:Qwen/Qwen2.5-VL-7B-Instruct"
+    with pytest.raises(ConfigError, match="different configuration"):  # with records it stays refused
+        RunStore(tmp_path, {"mllm": "hf:other"})
+
+
+def test_a_malformed_mllm_spec_writes_no_run(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    data, models = _copy(fitted, tmp_path)
+    run = tmp_path / "run"
+    assert _eval(data, models, run, "--conditions", "baseline", "--mllm", "qwen") == 2
+    assert not (run / MANIFEST).exists()
+
+
+# --- data checked before any work ------------------------------------------------------------------
+
+
+def _broken_data(fitted: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A copy of the cells with one truncated test image and one mask of the wrong size."""
+    data = tmp_path / "data"
+    shutil.copytree(fitted[0], data)
+    cells = data / "cells"
+    normal = sorted((cells / "test" / "good").iterdir())[0]
+    normal.write_bytes(normal.read_bytes()[:400])  # a header, no pixels
+    crack = sorted((cells / "test" / "crack").iterdir())[0]
+    (cells / "masks" / "crack").mkdir(parents=True)
+    mask = cells / "masks" / "crack" / f"{crack.stem}.png"
+    Image.new("L", (40, 40)).save(mask)
+    return data, normal, mask
+
+
+def test_eval_checks_every_image_and_mask_before_fitting(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, normal, mask = _broken_data(fitted, tmp_path)
+    models = tmp_path / "models"
+    capsys.readouterr()
+    assert _eval(data, models, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "2 of the 6 test images cannot be used" in err and str(normal) in err and str(mask) in err
+    assert "mask is 40x40" in err
+    assert not (models / "cells").exists()  # nothing fitted
+    assert not (tmp_path / "run" / MANIFEST).exists()
+
+
+def test_eval_expert_checks_every_image_and_mask_before_the_model(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, normal, mask = _broken_data(fitted, tmp_path)
+    capsys.readouterr()
+    assert main(["eval-expert", "--data", str(data), "--layout", "folder", "--category", "cells",
+                 "--model", str(fitted[1] / "cells"), "--out", str(tmp_path / "report")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "2 of the 6 test images cannot be used" in err and str(normal) in err and str(mask) in err
+    assert not (tmp_path / "report" / "metrics.json").exists()
+
+
+# --- masks the layout did not read ----------------------------------------------------------------
+
+
+def test_report_counts_defects_without_mask_and_warns_of_an_unread_mask_folder(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(fitted[0], data)
+    (data / "cells" / "ground_truth" / "crack").mkdir(parents=True)  # MVTec-style masks folder layout folder ignores
+    models = _copy(fitted, tmp_path)[1]
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert _eval(data, models, run) == 0
+    err = capsys.readouterr().err
+    assert "read no mask for any of its 3 defect images" in err and str(data / "cells" / "ground_truth") in err
+    assert "is --layout right?" in err
+    md = (run / "report.md").read_text()
+    assert "anomalous without mask" in md and "3 of 3 defect images have no mask" in md
+    assert json.loads((run / "metrics.json").read_text())["expert"]["cells"]["defects_without_mask"] == 3
+
+
+# --- flags a layout ignores -----------------------------------------------------------------------
+
+
+def test_flags_the_layout_ignores_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", "--layout", "elpv", "--models", str(tmp_path / "models"), "--conditions", "expert",
+            "--limit", "1", "--limit-train", "2", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main([*base, "--data", str(tmp_path)]) == 2
+    assert "reads --data only as a folder holding its own labels.csv" in capsys.readouterr().err
+    assert main([*base, "--mmad-json", str(tmp_path / "mmad.json")]) == 2
+    assert "--mmad-json is read only with --layout mmad" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
