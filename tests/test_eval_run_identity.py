@@ -21,11 +21,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import copy_elpv_cells
+from conftest import TINY_SERVED_MODEL, LiveServer, copy_elpv_cells
+from fastapi import FastAPI
 from PIL import Image
 
 from eagle_iad.cli import main
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import BackendError, ConfigError
 from eagle_iad.eval.identity import folder_fingerprint, mllm_fingerprint
 from eagle_iad.eval.runner import MANIFEST, RESULTS, RunStore, Worker, WorkerConfig
 
@@ -270,3 +271,20 @@ def test_flags_the_layout_ignores_are_refused(tmp_path: Path, capsys: pytest.Cap
     assert main([*base, "--mmad-json", str(tmp_path / "mmad.json")]) == 2
     assert "--mmad-json is read only with --layout mmad" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+def test_openai_fingerprint_is_the_served_model_and_a_down_engine_stops_first(
+    tiny_qwen_server: LiveServer, live_server: type[LiveServer], tmp_path: Path
+) -> None:
+    spec = f"openai:{tiny_qwen_server.base}/v1#{TINY_SERVED_MODEL}"
+    assert json.loads(str(mllm_fingerprint(spec))) == {"id": TINY_SERVED_MODEL}
+    with pytest.raises(ConfigError, match=f"does not serve 'gpt-4o' \\(its /models lists: {TINY_SERVED_MODEL}\\)"):
+        mllm_fingerprint(f"openai:{tiny_qwen_server.base}/v1#gpt-4o")
+    with live_server(FastAPI()) as stopped:
+        down = f"openai:{stopped.base}/v1#{TINY_SERVED_MODEL}"
+    with pytest.raises(BackendError, match="cannot reach the server"):
+        mllm_fingerprint(down)
+    # An engine that is down stops eval before its run folder is written.
+    assert main(["eval", "--layout", "elpv", "--models", str(tmp_path / "m"), "--conditions", "baseline",
+                 "--limit", "1", "--mllm", down, "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    assert not (tmp_path / "run" / MANIFEST).exists() and not (tmp_path / "m").exists()

@@ -101,7 +101,10 @@ def check_category(model_category: str, data_category: str, model: str, allowed:
 
 def add_eval(sub: Subcommands) -> None:
     evp = sub.add_parser("eval", help="EAGLE and its baselines on a dataset: MMAD metrics, report, resumable")
-    evp.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    evp.add_argument(
+        "--data",
+        help="dataset root (--layout elpv: none for the packaged cells, or a folder holding its own labels.csv)",
+    )
     evp.add_argument("--layout", required=True, choices=[*layout_names(), "mmad"], help="dataset layout")
     evp.add_argument("--mmad-json", help="MMAD's mmad.json (with --layout mmad; paths relative to --data)")
     evp.add_argument("--models", required=True, help="expert directory: <models>/<category>, fitted when missing")

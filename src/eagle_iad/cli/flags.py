@@ -45,7 +45,10 @@ LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data``, ``--layout``, ``--category``: one category of a dataset on disk (read by :func:`data_root`)."""
-    parser.add_argument("--data", help="dataset root (not needed for --layout elpv)")
+    parser.add_argument(
+        "--data",
+        help="dataset root (--layout elpv: none for the packaged cells, or a folder holding its own labels.csv)",
+    )
     parser.add_argument("--layout", required=True, choices=layout_names(), help="dataset layout")
     parser.add_argument("--category", required=True, help="category (product) name")
 

@@ -238,7 +238,8 @@ def run_experiment(
         fit_config(options, config.seed)  # a setting no model could be fitted with is refused before any work
     preflight(config, items, warn)
     # Before the run folder is written: a malformed spec or an engine that is down stops the run here.
-    mllm_identity = mllm_fingerprint(config.mllm) if config.mllm is not None else None
+    needs_mllm = config.mllm is not None and any(c != "expert" for c in config.conditions)
+    mllm_identity = mllm_fingerprint(config.mllm) if needs_mllm and config.mllm is not None else None
     with RunStore(out, config.as_dict(), warn) as store:
         root = None if config.data is None else Path(config.data)
         fits = _read_fits(out)

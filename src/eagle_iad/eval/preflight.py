@@ -24,7 +24,7 @@ SHOWN = 10
 MASK_FOLDERS = ("ground_truth", "gt", "masks", "Masks")
 
 
-def _check(pair: tuple[str, str | None]) -> str | None:
+def _check(pair: tuple[str, str | None]) -> EagleError | None:
     """The problem with one (image, mask) pair, or None."""
     image, mask = pair
     try:
@@ -32,20 +32,26 @@ def _check(pair: tuple[str, str | None]) -> str | None:
         if mask is not None:
             load_mask(mask, (rgb.shape[0], rgb.shape[1]))
     except EagleError as exc:
-        return str(exc)
+        return exc
     return None
 
 
 def check_test_files(pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]]) -> None:
-    """Decode every (test image, mask or None) once; one :class:`DataError` naming the bad ones (:data:`SHOWN`)."""
+    """Decode every (test image, mask or None) once; one error naming the bad ones (up to :data:`SHOWN`).
+
+    One bad file raises its own error (an :class:`ImageError` naming it); several, a :class:`DataError`.
+    """
     unique = list(dict.fromkeys((str(image), None if mask is None else str(mask)) for image, mask in pairs))
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         problems = [p for p in pool.map(_check, unique) if p is not None]
     if not problems:
         return
+    if len(problems) == 1:
+        raise problems[0]
     more = f" (the first {SHOWN} shown)" if len(problems) > SHOWN else ""
+    listed = "; ".join(map(str, problems[:SHOWN]))
     raise DataError(
-        f"{len(problems)} of the {len(unique)} test images cannot be used{more}: {'; '.join(problems[:SHOWN])}; "
+        f"{len(problems)} of the {len(unique)} test images cannot be used{more}: {listed}; "
         "fix or remove them (nothing was fitted or asked yet)"
     )
 
