@@ -110,10 +110,13 @@ def test_run_written_before_identities_resumes_with_a_warning_and_refuses_anothe
     (run / MANIFEST).write_text(json.dumps(manifest))  # written before identities again
     (tau,) = _taus(run)
     _threshold(models, tau + 2.0)
+    written = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "report" in p.name}
+    assert len(written) >= 3  # report.md, report.html, expert/cells/report.md
     capsys.readouterr()
     assert _eval(data, models, run) == 2
     err = capsys.readouterr().err
     assert f"made at tau {tau:.3f}" in err and f"now has tau {tau + 2.0:.3f}" in err
+    assert {p: p.read_bytes() for p in written} == written  # no report rewritten with the new tau
 
 
 # --- identity: the MLLM ---------------------------------------------------------------------------

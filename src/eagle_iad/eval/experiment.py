@@ -285,24 +285,21 @@ def run_experiment(
         return _finish(config, items, out, store.records(), store.hash, warn)
 
 
-def check_record_taus(records: list[dict[str, Any]], expert: dict[str, Any], models: str) -> None:
-    """Refuse a report whose expert table would show a tau the records were not made with.
+def check_record_taus(records: list[dict[str, Any]], category: str, tau: float, model: Path) -> None:
+    """Refuse a report whose expert table would show a tau the records of ``category`` were not made with.
 
     A run's identity check (:meth:`RunStore.check_identity`) refuses a changed model, but a run written
-    before identities were recorded cannot be checked that way: its records' own tau is compared here.
+    before identities were recorded cannot be checked that way: its records' own tau is compared here,
+    before anything of the report is written.
     """
-    for category, summary in sorted(expert.items()):
-        taus = sorted({float(r["tau"]) for r in records if r["category"] == category and r.get("tau") is not None})
-        now = summary.get("tau")
-        if now is None or not taus:
-            continue
-        if len(taus) > 1 or not math.isclose(taus[0], float(now), rel_tol=1e-9, abs_tol=1e-12):
-            made = ", ".join(f"{t:.3f}" for t in taus)
-            raise ConfigError(
-                f"the records of category {category!r} were made at tau {made}, but {Path(models) / category} now "
-                f"has tau {float(now):.3f} (`eagle threshold` or a refit since); a report would mix them: run "
-                "again with a new --out, or restore the model the records were made with"
-            )
+    taus = sorted({float(r["tau"]) for r in records if r["category"] == category and r.get("tau") is not None})
+    if taus and (len(taus) > 1 or not math.isclose(taus[0], float(tau), rel_tol=1e-9, abs_tol=1e-12)):
+        made = ", ".join(f"{t:.3f}" for t in taus)
+        raise ConfigError(
+            f"the records of category {category!r} were made at tau {made}, but {model} now has tau "
+            f"{float(tau):.3f} (`eagle threshold` or a refit since); a report would mix them: run again with a "
+            "new --out, or restore the model the records were made with"
+        )
 
 
 def _read_fits(out: Path) -> dict[str, Any]:
@@ -325,8 +322,12 @@ def _finish(
     warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, Any]:
     """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
+    from eagle_iad.expert.manifest import read_manifest
+
+    for category in shard_by_category(items):  # model.json alone (no model load), before anything is written
+        model = Path(config.models) / category
+        check_record_taus(records, category, float(read_manifest(model, verify=False)["thresholds"]["tau"]), model)
     expert, expert_boxes, pictures = _expert_metrics(config, items, out)
-    check_record_taus(records, expert, config.models)
     metrics = {
         "config_hash": run_hash,
         "config": config.as_dict(),
