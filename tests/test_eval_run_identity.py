@@ -167,7 +167,7 @@ def test_rebuilt_weights_under_the_same_path_refuse_resume(
     weights = tmp_path / "qwen"
     shutil.copytree(tiny_qwen, weights)
     run = tmp_path / "run"
-    args = ["--mllm", f"hf:{weights}", "--max-new-tokens", "1", "--limit", "2"]
+    args = ["--conditions", "baseline", "--mllm", f"hf:{weights}", "--max-new-tokens", "1", "--limit", "2"]
     assert _eval(data, models, run, *args) == 0
     shutil.rmtree(weights)
     build_tiny_qwen2_5_vl(weights, seed=1)
