@@ -1,6 +1,6 @@
 """A resumable run: the manifest, the append-only JSONL store and the per-category worker.
 
-Crash safety comes from three rules:
+Crash safety and one experiment per folder come from these rules:
 
 * ``RUN/run.json`` (the configuration and its hash) is written atomically before any work; a rerun
   with a different configuration is refused instead of mixing two experiments in one file, unless the
@@ -172,9 +172,8 @@ class RunStore:
                     )
             old_mllm, new_mllm = old.get("mllm"), identity.get("mllm")
             if old_mllm is not None and new_mllm is not None and old_mllm != new_mllm:
-                changes.append(
-                    f"MLLM {what.get('mllm', '')} (weights fingerprint {old_mllm} is now {new_mllm})".replace("  ", " ")
-                )
+                name = f"MLLM {what['mllm']}" if what.get("mllm") else "MLLM"
+                changes.append(f"{name} (weights fingerprint {old_mllm} is now {new_mllm})")
             if changes:
                 raise ConfigError(
                     f"{self.out} holds {len(self.done)} records made with other models than this run would use: "
