@@ -179,7 +179,8 @@ def test_an_unknown_rule_is_refused(model_dir: Path) -> None:
     with pytest.raises(ModelFormatError) as info:
         load(model_dir)
     assert str(info.value) == (
-        f"{model_dir / 'model.json'}: thresholds.rule is 'vibes'; known rules: ksigma, mad, quantile, evt, fixed"
+        f"{model_dir / 'model.json'}: thresholds.rule is 'vibes'; known rules: ksigma, mad, quantile, evt, fixed "
+        "(a plugin's rule? load it with EAGLE_PLUGINS=module)"
     )
 
 
@@ -191,7 +192,8 @@ def test_an_unknown_preprocessing_is_refused(model_dir: Path) -> None:
     with pytest.raises(ModelFormatError) as info:
         load(model_dir)
     assert str(info.value) == (
-        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, scale, tile, center-crop"
+        f"{model_dir / 'model.json'}: config.preprocess is 'gray'; known modes: resize, scale, tile, center-crop "
+        "(a plugin's mode? load it with EAGLE_PLUGINS=module)"
     )
 
 

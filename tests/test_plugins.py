@@ -20,7 +20,8 @@ from conftest import wait_s
 from test_service import ServeProcess, call, inspect_request, multipart
 
 from eagle_iad.data import get_layout
-from eagle_iad.tgps.thresholds import THRESHOLD_RULES
+from eagle_iad.errors import ConfigError
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, RuleParam
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -62,10 +63,13 @@ def test_plugin_rule_through_the_cli(tmp_path: Path, plugin_env: dict[str, str])
     assert manifest["thresholds"]["params"] == {"w": 0.25}
     assert summary["tau"] == manifest["thresholds"]["tau"] == _midrange(scores, 0.25)
     help_text = subprocess.run([*command[:4], "--help"], env=plugin_env, capture_output=True, text=True).stdout
-    assert "--w W" in help_text and "read by rule midrange" in help_text
-    bad = subprocess.run([*command[:-5], "--w", "2", "--out", str(tmp_path / "bad"), "--quiet"], env=plugin_env,
-                         capture_output=True, text=True, timeout=wait_s(600))  # fmt: skip
-    assert (bad.returncode, bad.stderr.splitlines()[-1]) == (2, "eagle: error: midrange w must be in [0, 1], got 2.0")
+    help_text = " ".join(help_text.split())  # argparse wraps at the terminal's width
+    assert "--w W" in help_text and "read by rule midrange" in help_text and "allowed [0, 1]" in help_text
+    for value in ("2", "-3"):  # refused as the options are parsed: no fit runs, nothing blames the images
+        bad = subprocess.run([*command[:-5], "--w", value, "--out", str(tmp_path / "bad"), "--quiet"], env=plugin_env,
+                             capture_output=True, text=True, timeout=wait_s(600))  # fmt: skip
+        assert (bad.returncode, bad.stderr) == (2, f"eagle: error: fit option w must be in [0, 1], got {float(value)}\n")
+        assert not (tmp_path / "bad").exists()
 
 
 def test_plugin_rule_through_the_service(tmp_path: Path, plugin_env: dict[str, str], cells: list[Path]) -> None:
@@ -195,3 +199,54 @@ def test_plugin_preprocessing_through_the_service(tmp_path: Path, gray_env: dict
         assert status == 400 and "unknown preprocessing 'grey'" in refused["error"]["message"]
     finally:
         server.stop()
+
+
+# --- diagnoses that name the plugin, not the user's images or data --------------------------------
+
+
+def test_a_rule_whose_tau_is_below_every_training_score_is_blamed_not_the_images() -> None:
+    """A plugin rule without a range, given a nonsense parameter: tau below every score. The refusal names
+    the rule and its parameters; identical images (every score 0) still get the images' diagnosis."""
+    from eagle_iad.expert.fitting import _check_threshold
+    from eagle_iad.expert.patchcore import ExpertConfig
+    from eagle_iad.tgps.thresholds import compute_thresholds, threshold_rule
+
+    threshold_rule("shifted", RuleParam("shift", 0.0, "test: added to the median"))(
+        lambda scores, shift: float(np.median(scores)) + shift
+    )
+    try:
+        scores = np.asarray([30.0, 40.0, 50.0, 60.0])
+        thresholds = compute_thresholds(scores, "shifted", shift=-105.5)
+        with pytest.raises(ConfigError) as info:
+            _check_threshold(thresholds, scores, ExpertConfig())
+        assert str(info.value) == (
+            "rule shifted with shift -105.5 gives tau -60.5 from training scores 30 to 60 (median 45), so every "
+            "image would be called anomalous: the rule or its parameters are the likely cause (the training images "
+            "do vary); choose another value or rule"
+        )
+        zeros = np.zeros(4)
+        with pytest.raises(ConfigError, match="the images are identical or show no variation"):
+            _check_threshold(compute_thresholds(zeros, "shifted"), zeros, ExpertConfig())
+    finally:
+        THRESHOLD_RULES.remove("shifted")
+
+
+def test_a_plugin_module_that_cannot_be_imported_names_the_module_search_path(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from eagle_iad.registry import load_plugins
+
+    with pytest.raises(ConfigError) as info:
+        load_plugins("no_such_eagle_plugin")
+    assert str(info.value) == (
+        "EAGLE_PLUGINS: cannot import plugin module 'no_such_eagle_plugin': No module named 'no_such_eagle_plugin'; "
+        "put the folder that holds it on PYTHONPATH (Python's module search path), in every process that runs "
+        "eagle (a Ray worker's too)"
+    )
+    (tmp_path / "broken_eagle_plugin.py").write_text("import no_such_dependency_of_a_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_plugins("broken_eagle_plugin")
+    assert str(info.value) == (
+        "EAGLE_PLUGINS: cannot import plugin module 'broken_eagle_plugin': No module named "
+        "'no_such_dependency_of_a_plugin' (raised while importing the plugin itself)"
+    )

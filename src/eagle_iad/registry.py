@@ -18,8 +18,14 @@ from eagle_iad.errors import ConfigError, EagleError
 
 T = TypeVar("T")
 
-#: Comma-separated module paths imported at start-up (CLI, service, fit workers) to register parts.
+#: Comma-separated module paths imported at start-up (CLI, service, fit workers, Ray actors) to register parts.
 PLUGINS_ENV = "EAGLE_PLUGINS"
+
+
+def plugin_hint(kind: str) -> str:
+    """What to add to "unknown <kind>" when a stored name may be a plugin's: the usual cause is a plugin
+    that was loaded when the model was made and is not loaded now, and the fix is the variable."""
+    return f"(a plugin's {kind}? load it with {PLUGINS_ENV}=module)"
 
 
 class Registry(Generic[T]):
@@ -78,6 +84,18 @@ class Registry(Generic[T]):
 _loaded: set[str] = set()
 
 
+def _import_advice(module: str, exc: ImportError) -> str:
+    """The import error, and where to look: a module not found at all is almost always a folder missing from
+    Python's module search path (``PYTHONPATH``); one found that fails inside is the plugin's own problem."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing is not None and (module == missing or module.startswith(missing + ".")):
+        return (
+            f"{exc}; put the folder that holds it on PYTHONPATH (Python's module search path), "
+            "in every process that runs eagle (a Ray worker's too)"
+        )
+    return f"{exc} (raised while importing the plugin itself)"
+
+
 def load_plugins(spec: str | None = None) -> list[str]:
     """Import the modules named in ``spec`` (default: ``$EAGLE_PLUGINS``) once each; they register parts.
 
@@ -92,7 +110,7 @@ def load_plugins(spec: str | None = None) -> list[str]:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {exc}") from exc
+            raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {_import_advice(module, exc)}") from exc
         _loaded.add(module)
         imported.append(module)
     return imported

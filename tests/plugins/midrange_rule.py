@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.ranges import Range
 from eagle_iad.tgps.thresholds import RuleParam, threshold_rule
 
+# The range is what makes ``--w -3`` a parse-time refusal (exit 2 / 400) instead of a fit that runs and then
+# finds a tau below every training score.
+W = RuleParam("w", 0.5, "midrange: weight from the median (0) to the largest score (1)", Range(0, 1))
 
-@threshold_rule("midrange", RuleParam("w", 0.5, "midrange: weight from the median (0) to the largest score (1)"))
+
+@threshold_rule("midrange", W)
 def midrange(scores: np.ndarray, w: float) -> float:
-    """``median + w * (max - median)`` of the leave-own-out training scores."""
-    if not 0.0 <= w <= 1.0:
-        raise ConfigError(f"midrange w must be in [0, 1], got {w}")
+    """``median + w * (max - median)`` of the leave-own-out training scores (w already checked against its range)."""
     median = float(np.median(scores))
     return median + w * (float(scores.max()) - median)

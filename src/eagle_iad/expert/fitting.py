@@ -238,18 +238,35 @@ def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, co
 
 
 def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertConfig) -> None:
-    """Refuse a learned threshold of 0: every image, a training image itself included, would be anomalous.
+    """Refuse a learned threshold of 0 or less: every image, a training image itself included, would be anomalous.
 
     Scores are distances, so an image equal to a training image scores 0, and ``score >= tau`` holds
-    for every image when tau is 0. A learned tau is 0 only when every training image scores 0 against
-    the others, i.e. the images are identical (or show nothing: a constant colour).
+    for every image when tau is 0. When every training image scores 0 against the others, the images
+    are identical (or show nothing: a constant colour). When they do not, the scores vary and no sensible
+    rule puts tau at or below 0 (every built-in rule's tau is at least the smallest score once its
+    parameters are in range), so a tau below every training score is the rule's or its parameters' doing:
+    the message says so, naming them, rather than blaming images that are fine.
     """
     if thresholds.tau > 0:
         return
-    spread = "all score 0 against each other" if float(np.max(scores)) == 0 else "score too close to 0"
+    finite = scores[np.isfinite(scores)]
+    if finite.size == 0 or thresholds.tau >= float(np.min(finite)):  # tau is a training score: 0, the images'
+        spread = "all score 0 against each other" if finite.size == 0 or float(np.max(finite)) == 0 else (
+            "score too close to 0"
+        )
+        raise ConfigError(
+            f"the {len(scores)} training images {spread} (rule {config.rule} gives tau {thresholds.tau}), so every "
+            "image would be called anomalous: the images are identical or show no variation; give varied normal "
+            "images"
+        )
+    # tau below every training score: no sensible rule does that, so the rule or its parameters are the cause.
+    params = ", ".join(f"{name} {value:g}" for name, value in thresholds.params.items())
+    rule = f"rule {thresholds.rule}" + (f" with {params}" if params else "")
     raise ConfigError(
-        f"the {len(scores)} training images {spread} (rule {config.rule} gives tau {thresholds.tau}), so every "
-        "image would be called anomalous: the images are identical or show no variation; give varied normal images"
+        f"{rule} gives tau {thresholds.tau:.6g} from training scores {float(np.min(finite)):.6g} to "
+        f"{float(np.max(finite)):.6g} (median {float(np.median(finite)):.6g}), so every image would be called "
+        "anomalous: the rule or its parameters are the likely cause (the training images do vary); choose "
+        "another value or rule"
     )
 
 

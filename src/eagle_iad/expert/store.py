@@ -81,6 +81,7 @@ from eagle_iad.folder_swap import (
     swap_in,
 )
 from eagle_iad.outputs import check_output_path
+from eagle_iad.registry import plugin_hint
 from eagle_iad.stops import Stopped, uninterrupted
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, Thresholds, compute_thresholds
@@ -526,7 +527,9 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     check_thresholds(data, root)
     if config.preprocess not in PREPROCESSORS:  # a plugin's mode is known once EAGLE_PLUGINS has loaded it
         known = ", ".join(PREPROCESSORS.names())
-        raise ModelFormatError(f"{where}: config.preprocess is {config.preprocess!r}; known modes: {known}")
+        raise ModelFormatError(
+            f"{where}: config.preprocess is {config.preprocess!r}; known modes: {known} {plugin_hint('mode')}"
+        )
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")
@@ -679,7 +682,9 @@ def _check_statistics(thresholds: Thresholds, scores: np.ndarray, history: list[
         )
     if thresholds.rule not in THRESHOLD_RULES:  # a plugin's rule is known once EAGLE_PLUGINS has loaded it
         known = ", ".join(THRESHOLD_RULES.names())
-        raise ModelFormatError(f"{where}: thresholds.rule is {thresholds.rule!r}; known rules: {known}")
+        raise ModelFormatError(
+            f"{where}: thresholds.rule is {thresholds.rule!r}; known rules: {known} {plugin_hint('rule')}"
+        )
     for number, entry in enumerate(history, start=1):
         if not isinstance(entry, dict) or not isinstance(entry.get("before"), dict):
             raise ModelFormatError(f"{where}: history entry {number} is malformed (no 'before' thresholds)")
