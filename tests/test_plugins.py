@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,6 +167,29 @@ def test_plugin_preprocessing_through_the_cli(tmp_path: Path, gray_env: dict[str
     bad = eagle("fit", "--layout", "elpv", "--category", "mono", "--preprocess", "grey", "--out",
                 str(tmp_path / "bad"), "--quiet")  # fmt: skip
     assert bad.returncode == 2 and "unknown preprocessing 'grey'" in bad.stderr and "gray" in bad.stderr
+
+
+def test_a_plugin_mode_is_in_the_api_schema_and_the_help(gray_env: dict[str, str]) -> None:
+    """The schema's ``preprocess`` enum comes from the registry, as the rules' does: a client generated from it
+    (and the console) may send the plugin's mode, which the service accepts."""
+
+    def eagle(*argv: str, plugins: str = "gray_mode") -> str:
+        env = {**gray_env, "EAGLE_PLUGINS": plugins}
+        done = subprocess.run([sys.executable, "-m", "eagle_iad.cli", *argv], env=env, capture_output=True,
+                              text=True, timeout=wait_s(300))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def enums(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
+        form = spec["paths"]["/v1/categories/{name}/fit"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        options = spec["components"]["schemas"]["FitOptions"]["properties"]
+        return options["preprocess"]["enum"], form["schema"]["properties"]["preprocess"]["enum"]
+
+    built_in = ["resize", "scale", "tile", "center-crop"]
+    assert enums(json.loads(eagle("openapi"))) == (built_in + ["gray"], built_in + ["gray"])
+    assert enums(json.loads(eagle("openapi", plugins=""))) == (built_in, built_in)
+    help_text = " ".join(eagle("fit", "--help").split())
+    assert "choices: resize, scale, tile, center-crop, gray (a plugin may add more)" in help_text
 
 
 def test_plugin_preprocessing_through_the_service(tmp_path: Path, gray_env: dict[str, str], cells: list[Path]) -> None:

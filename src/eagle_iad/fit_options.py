@@ -5,14 +5,16 @@ this table.
 
 A threshold rule's parameters join the table from the rule registry
 (:data:`eagle_iad.tgps.thresholds.THRESHOLD_RULES`), so a rule registered by a plugin gets its
-flag, its service option and its schema entry without touching this file. Torch-free: the help
+flag, its service option and its schema entry without touching this file; a preprocessing mode a plugin
+registered joins ``preprocess``'s choices (hence the schema's enum) the same way. Torch-free: the help
 screens read it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
@@ -38,8 +40,9 @@ class FitOption:
     group: str = "expert"
     #: False: a local resource knob the service does not let a client set.
     service: bool = True
-    #: True: ``choices`` lists the built-in parts only; the part's registry checks the name when the
-    #: settings are validated, so one a plugin registered (EAGLE_PLUGINS) is accepted too.
+    #: True: the part's registry checks the name when the settings are validated, so one a plugin registered
+    #: (EAGLE_PLUGINS) is accepted too; ``choices`` lists the built-in parts (and, for ``preprocess``, those a
+    #: plugin registered: the OpenAPI enum is derived from the registry, as the rules' is).
     open_choices: bool = False
     #: The values a usable model can have (numbers only); checked when options are parsed, so an option
     #: that could only produce a model nothing loads is refused before any work (exit 2 / 400).
@@ -189,6 +192,19 @@ _AFTER_RULE = (
     ),
 )
 
+def preprocessing_modes() -> tuple[str, ...]:
+    """The built-in preprocessing modes, then those a plugin registered (``EAGLE_PLUGINS``).
+
+    Read from the registry (``eagle_iad.expert.preprocess.PREPROCESSORS``) when that module is imported, and a
+    plugin's mode can only be registered by importing it; when it is not, only the built-in modes exist. So the
+    list is the registry's without this torch-free module importing torch for a help screen.
+    """
+    module = sys.modules.get("eagle_iad.expert.preprocess")
+    if module is None:
+        return PREPROCESSING
+    return (*PREPROCESSING, *(name for name in module.PREPROCESSORS.names() if name not in PREPROCESSING))
+
+
 #: Old names of rule parameters: the fixed rule's threshold was ``tau`` (CLI ``--tau``, service option
 #: ``tau``), the word that also names the computed threshold; it is ``value`` now.
 RULE_PARAM_ALIASES: dict[str, tuple[str, ...]] = {"value": ("tau",)}
@@ -197,6 +213,9 @@ RULE_PARAM_ALIASES: dict[str, tuple[str, ...]] = {"value": ("tau",)}
 def fit_options() -> tuple[FitOption, ...]:
     """The table, with the parameters of every rule registered so far (plugins included)."""
     rule = FitOption("rule", str, DEFAULT_RULE, "threshold rule (docs/METHOD.md §2)", THRESHOLD_RULES.names())
+    after = tuple(
+        replace(o, choices=preprocessing_modes()) if o.name == "preprocess" else o for o in _AFTER_RULE
+    )
     params = tuple(
         FitOption(
             p.name,
@@ -209,7 +228,7 @@ def fit_options() -> tuple[FitOption, ...]:
         )
         for p in rule_params().values()
     )
-    return (*_BEFORE_RULE, rule, *params, *_AFTER_RULE)
+    return (*_BEFORE_RULE, rule, *params, *after)
 
 
 def option_default(name: str) -> Any:

@@ -50,7 +50,7 @@ def _add_fit_options(expert: argparse.ArgumentParser, evidence: argparse._Argume
         if option.aliases:
             help_text += f"; {', '.join(flags[1:])} is its old name"
         if option.open_choices and option.choices:
-            help_text += f"; built in: {', '.join(option.choices)} (a plugin may add more)"
+            help_text += f"; choices: {', '.join(option.choices)} (a plugin may add more)"
         if option.kind is bool:
             target.add_argument(*flags, dest=option.name, action="store_true", default=None, help=help_text)
         else:
