@@ -69,8 +69,47 @@ def test_plugin_rule_through_the_cli(tmp_path: Path, plugin_env: dict[str, str])
     for value in ("2", "-3"):  # refused as the options are parsed: no fit runs, nothing blames the images
         bad = subprocess.run([*command[:-5], "--w", value, "--out", str(tmp_path / "bad"), "--quiet"], env=plugin_env,
                              capture_output=True, text=True, timeout=wait_s(600))  # fmt: skip
-        assert (bad.returncode, bad.stderr) == (2, f"eagle: error: fit option w must be in [0, 1], got {float(value)}\n")
+        assert (bad.returncode, bad.stderr) == (
+            2,
+            f"eagle: error: fit option w must be in [0, 1], got {float(value)}\n",
+        )
         assert not (tmp_path / "bad").exists()
+
+
+def test_plugin_rule_reaches_ray_workers_and_their_error_is_one_clean_line(
+    tmp_path: Path, plugin_env: dict[str, str]
+) -> None:
+    """``eagle eval --executor ray`` on a model whose rule is a plugin's: the actors load the driver's plugins
+    before any work. Without the plugin, the worker's refusal reaches the user as the one line a local run
+    prints (no Ray traceback, no colour codes), with the hint to load the plugin."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'eagle-iad[ray]'")
+    env = {**plugin_env, "RAY_worker_niceness": "0", "RAY_worker_register_timeout_seconds": str(int(wait_s(60))),
+           "RAY_gcs_server_request_timeout_seconds": str(int(wait_s(60))), "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    models = tmp_path / "models"
+
+    def eagle(*argv: str, plugins: str = "midrange_rule") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "eagle_iad.cli", *argv], env={**env, "EAGLE_PLUGINS": plugins},
+                              capture_output=True, text=True, timeout=wait_s(600))  # fmt: skip
+
+    done = eagle("fit", "--layout", "elpv", "--category", "mono", "--limit-train", "6", "--coreset-ratio", "0.05",
+                 "--rule", "midrange", "--w", "0.25", "--out", str(models / "mono"), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # poly has no model: the driver fits it (ksigma, 4 images) before the actors start; mono's is the plugin's.
+    run = ("eval", "--layout", "elpv", "--models", str(models), "--conditions", "expert", "--limit", "2",
+           "--limit-train", "4", "--executor", "ray", "--ray-workers", "1")  # fmt: skip
+    done = eagle(*run, "--out", str(tmp_path / "with-plugin"))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (tmp_path / "with-plugin" / "results.jsonl").read_text().splitlines()]
+    assert {r["category"] for r in records} == {"mono", "poly"} and all(r["condition"] == "expert" for r in records)
+    done = eagle(*run, "--out", str(tmp_path / "without-plugin"), plugins="")
+    assert done.returncode == 2
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"eagle: error: {models / 'mono' / 'model.json'}: ") and last.endswith(
+        "thresholds.rule is 'midrange'; known rules: ksigma, mad, quantile, evt, fixed "
+        "(a plugin's rule? load it with EAGLE_PLUGINS=module)"
+    ), last
+    assert "\x1b" not in done.stderr and "\\x1b" not in done.stderr and "ray::" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_plugin_rule_through_the_service(tmp_path: Path, plugin_env: dict[str, str], cells: list[Path]) -> None:
@@ -186,7 +225,7 @@ def test_a_plugin_mode_is_in_the_api_schema_and_the_help(gray_env: dict[str, str
         return options["preprocess"]["enum"], form["schema"]["properties"]["preprocess"]["enum"]
 
     built_in = ["resize", "scale", "tile", "center-crop"]
-    assert enums(json.loads(eagle("openapi"))) == (built_in + ["gray"], built_in + ["gray"])
+    assert enums(json.loads(eagle("openapi"))) == ([*built_in, "gray"], [*built_in, "gray"])
     assert enums(json.loads(eagle("openapi", plugins=""))) == (built_in, built_in)
     help_text = " ".join(eagle("fit", "--help").split())
     assert "choices: resize, scale, tile, center-crop, gray (a plugin may add more)" in help_text
@@ -255,8 +294,9 @@ def test_a_rule_whose_tau_is_below_every_training_score_is_blamed_not_the_images
         THRESHOLD_RULES.remove("shifted")
 
 
-def test_a_plugin_module_that_cannot_be_imported_names_the_module_search_path(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_module_that_cannot_be_imported_names_the_module_search_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from eagle_iad.registry import load_plugins
 
     with pytest.raises(ConfigError) as info:

@@ -10,6 +10,20 @@ class EagleError(Exception):
     """A problem the user can fix; the message says what and where."""
 
 
+def remote_cause(exc: BaseException) -> BaseException:
+    """The user's error that a Ray task raised, as this process would have raised it; ``exc`` otherwise.
+
+    Ray wraps a task's exception in a ``RayTaskError`` that is also an instance of the original class, so
+    ``except EagleError`` catches it, but its text is the remote traceback with colour codes: printed as
+    ``eagle: error: ...`` it was one squashed line of escapes. The original, its ``cause``, carries the
+    message alone. A bug (not an :class:`EagleError`) keeps Ray's error and its traceback.
+    """
+    cause = getattr(exc, "cause", None)
+    if cause is not exc and isinstance(cause, EagleError) and type(exc).__module__.startswith("ray."):
+        return cause
+    return exc
+
+
 class ImageError(EagleError):
     """An image file that cannot be used (missing, empty, corrupt, too large, odd format)."""
 

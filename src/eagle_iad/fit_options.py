@@ -192,6 +192,7 @@ _AFTER_RULE = (
     ),
 )
 
+
 def preprocessing_modes() -> tuple[str, ...]:
     """The built-in preprocessing modes, then those a plugin registered (``EAGLE_PLUGINS``).
 
@@ -213,9 +214,7 @@ RULE_PARAM_ALIASES: dict[str, tuple[str, ...]] = {"value": ("tau",)}
 def fit_options() -> tuple[FitOption, ...]:
     """The table, with the parameters of every rule registered so far (plugins included)."""
     rule = FitOption("rule", str, DEFAULT_RULE, "threshold rule (docs/METHOD.md §2)", THRESHOLD_RULES.names())
-    after = tuple(
-        replace(o, choices=preprocessing_modes()) if o.name == "preprocess" else o for o in _AFTER_RULE
-    )
+    after = tuple(replace(o, choices=preprocessing_modes()) if o.name == "preprocess" else o for o in _AFTER_RULE)
     params = tuple(
         FitOption(
             p.name,

@@ -9,8 +9,10 @@ when the CLI or the service starts, so a part added outside this package works i
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
@@ -81,7 +83,8 @@ class Registry(Generic[T]):
         return MappingProxyType(self._parts)
 
 
-_loaded: set[str] = set()
+#: The plugin modules loaded so far, in load order (a later registration of a name replaces an earlier one).
+_loaded: dict[str, None] = {}
 
 
 def _import_advice(module: str, exc: ImportError) -> str:
@@ -110,7 +113,38 @@ def load_plugins(spec: str | None = None) -> list[str]:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {_import_advice(module, exc)}") from exc
-        _loaded.add(module)
+            advice = _import_advice(module, exc)
+            raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {advice}") from exc
+        _loaded[module] = None
         imported.append(module)
     return imported
+
+
+def plugin_spec() -> str:
+    """The plugin modules this process loaded, as an ``EAGLE_PLUGINS`` value: what a worker process must load."""
+    return ",".join(_loaded)
+
+
+def plugin_search_paths(spec: str) -> list[str]:
+    """The module-search-path folders that hold the plugin modules of ``spec`` in this process.
+
+    A Ray worker is another process, perhaps started with another working directory or ``PYTHONPATH``: it
+    puts these on its own ``sys.path`` before loading the plugins, so a plugin found here is found there (on
+    one machine, or where the folder is shared). A module not found here is left to the worker's own path.
+    """
+    paths: list[str] = []
+    for module in (part.strip() for part in spec.split(",")):
+        top = module.split(".")[0]
+        if not top:
+            continue
+        try:
+            found = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        if found is None or found.origin in (None, "built-in", "frozen"):
+            continue
+        origin = Path(found.origin)
+        folder = origin.parent.parent if found.submodule_search_locations else origin.parent
+        if str(folder) not in paths:
+            paths.append(str(folder))
+    return paths

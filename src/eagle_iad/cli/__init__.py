@@ -23,7 +23,7 @@ from eagle_iad.cli.flags import Parser, Subcommands, check_flag_ranges
 from eagle_iad.cli.inspect import inspect_records
 from eagle_iad.cli.printing import dumps
 from eagle_iad.cli.serve import SERVE_API_KEY_ENV
-from eagle_iad.errors import EagleError
+from eagle_iad.errors import EagleError, remote_cause
 from eagle_iad.naming import printable
 from eagle_iad.outputs import SPACE_ERRNOS, describe_write_error
 from eagle_iad.registry import load_plugins
@@ -166,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "scratch and staging folders were removed", file=sys.stderr)  # fmt: skip
             return stop.exit_status
         except EagleError as exc:  # its message names the user's files: control characters shown escaped
-            print(f"eagle: error: {printable(str(exc))}", file=sys.stderr)
+            # One raised in a Ray worker and wrapped by Ray: its own message, not Ray's coloured traceback.
+            print(f"eagle: error: {printable(str(remote_cause(exc)))}", file=sys.stderr)
             return 2
         except OSError as exc:
             if exc.errno not in SPACE_ERRNOS:

@@ -7,13 +7,15 @@ the metrics — do not depend on the executor. Ray is an optional extra (``pip i
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, EagleError, remote_cause
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.eval.runner import Key, Worker, WorkerConfig
-from eagle_iad.registry import Registry
+from eagle_iad.registry import PLUGINS_ENV, Registry, load_plugins, plugin_search_paths, plugin_spec
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -55,19 +57,37 @@ class RayExecutor:
             import ray
         except ImportError as exc:
             raise ConfigError("--executor ray needs Ray: pip install 'eagle-iad[ray]'") from exc
+        # The actors are other processes, possibly on other machines, whose environment is the cluster's: each
+        # is handed the plugins this process loaded (a model's plugin rule, mode or backbone) and the folders it
+        # found them in, and loads them before any work (not through Ray's runtime_env, which a cluster the
+        # caller already started would not take).
+        plugins = plugin_spec()
+        paths = plugin_search_paths(plugins)
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
 
         @ray.remote
         class _Actor:
-            def __init__(self, worker_config: WorkerConfig) -> None:
-                self.worker = Worker(worker_config)
+            def __init__(self, worker_config: WorkerConfig, plugins: str, paths: list[str]) -> None:
+                # An error here would reach the driver as "the actor died" with Ray's traceback as its text;
+                # kept, it is raised by run, whose task error the driver unwraps to the EagleError itself.
+                self.error: EagleError | None = None
+                try:
+                    _load_plugins_in_worker(plugins, paths)
+                    self.worker = Worker(worker_config)
+                except EagleError as exc:
+                    self.error = exc
 
             def run(self, items: list[dict[str, Any]], skip: list[Key]) -> list[dict[str, Any]]:
+                if self.error is not None:
+                    raise self.error
                 return list(self.worker.run([WorkItem.from_dict(i) for i in items], set(skip)))
 
         count = max(1, min(self.num_workers, len(shards)))
-        actors = [_Actor.options(num_gpus=self.gpus_per_worker).remote(config) for _ in range(count)]  # type: ignore[attr-defined]
+        actors = [
+            _Actor.options(num_gpus=self.gpus_per_worker).remote(config, plugins, paths)  # type: ignore[attr-defined]
+            for _ in range(count)
+        ]
         # Each category goes to one actor (round robin), so an actor loads each expert once.
         pending: dict[Any, None] = {}
         for index, items in enumerate(shards.values()):
@@ -80,8 +100,25 @@ class RayExecutor:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 pending.pop(ref)
-                for record in ray.get(ref):
+                try:
+                    records = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    raise remote_cause(exc) from None
+                for record in records:
                     sink(record)
+
+
+def _load_plugins_in_worker(plugins: str, paths: list[str]) -> None:
+    """In a Ray actor: the driver's plugin folders on the module search path, then its plugins loaded.
+
+    ``EAGLE_PLUGINS`` is set too, so a process the worker starts (a fit worker) loads them as well.
+    """
+    for path in paths:
+        if os.path.isdir(path) and path not in sys.path:
+            sys.path.append(path)
+    if plugins:
+        os.environ[PLUGINS_ENV] = plugins
+        load_plugins(plugins)
 
 
 #: ``factory(address, num_workers, gpus_per_worker) -> Executor`` by name.

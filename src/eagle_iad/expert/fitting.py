@@ -251,8 +251,10 @@ def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertC
         return
     finite = scores[np.isfinite(scores)]
     if finite.size == 0 or thresholds.tau >= float(np.min(finite)):  # tau is a training score: 0, the images'
-        spread = "all score 0 against each other" if finite.size == 0 or float(np.max(finite)) == 0 else (
-            "score too close to 0"
+        spread = (
+            "all score 0 against each other"
+            if finite.size == 0 or float(np.max(finite)) == 0
+            else "score too close to 0"
         )
         raise ConfigError(
             f"the {len(scores)} training images {spread} (rule {config.rule} gives tau {thresholds.tau}), so every "
