@@ -314,3 +314,37 @@ def test_a_plugin_module_that_cannot_be_imported_names_the_module_search_path(
         "EAGLE_PLUGINS: cannot import plugin module 'broken_eagle_plugin': No module named "
         "'no_such_dependency_of_a_plugin' (raised while importing the plugin itself)"
     )
+
+
+# --- an MLLM family from a plugin (tests/plugins/tiny_vl_family.py) ---------------------------------
+
+
+def test_plugin_mllm_family_loads_a_new_checkpoint_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint whose ``model_type`` only a plugin's family knows (the tiny Qwen2.5-VL config under another
+    type): refused without the plugin, naming EAGLE_PLUGINS; loaded and answering with it, through the family."""
+    pytest.importorskip("transformers")
+    from eagle_iad import registry
+    from eagle_iad.mllm import GenerateOptions, load_backend
+    from eagle_iad.mllm.families import FAMILIES, family_for
+    from eagle_iad.testing.tiny import TINY_BUILDERS
+    from eagle_iad.tgps.prompt import PromptRequest, build_prompt
+
+    checkpoint = TINY_BUILDERS["qwen2_5_vl"](tmp_path / "tiny-vl")
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "eagle_tiny_vl"}))
+    with pytest.raises(ConfigError, match=r"model type 'eagle_tiny_vl' is not supported .*EAGLE_PLUGINS=module"):
+        family_for("eagle_tiny_vl")
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    try:
+        assert registry.load_plugins("tiny_vl_family") == ["tiny_vl_family"]
+        assert "tiny_vl" in FAMILIES and family_for("eagle_tiny_vl").name == "tiny_vl"
+        backend = load_backend(f"hf:{checkpoint}", vision_attention="eager")
+        assert backend.family.name == "tiny_vl"
+        rng = np.random.default_rng(7)
+        images = {"q.png": rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)}
+        reply = backend.generate(build_prompt(PromptRequest("q.png")), images, GenerateOptions(max_new_tokens=2))
+        assert reply.metadata["image_spans"] and isinstance(reply.text, str)
+    finally:
+        FAMILIES.remove("tiny_vl")
+        registry._loaded.pop("tiny_vl_family", None)
+        sys.modules.pop("tiny_vl_family", None)
