@@ -112,6 +112,22 @@ def test_plugin_rule_reaches_ray_workers_and_their_error_is_one_clean_line(
     assert "Traceback" not in done.stderr, done.stderr
 
 
+def test_plugin_search_paths_are_the_folders_that_hold_the_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Ray actor is handed: the folder holding a module plugin, the one above a package plugin (absolute,
+    though found through a relative path entry), nothing for a module this process cannot find."""
+    from eagle_iad.registry import plugin_search_paths
+
+    (tmp_path / "pkg_plugin").mkdir()
+    (tmp_path / "pkg_plugin" / "__init__.py").write_text("")
+    (tmp_path / "pkg_plugin" / "rules.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(".")
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    assert plugin_search_paths("midrange_rule, pkg_plugin.rules,no_such_eagle_plugin,") == [str(PLUGINS), str(tmp_path)]
+
+
 def test_plugin_rule_through_the_service(tmp_path: Path, plugin_env: dict[str, str], cells: list[Path]) -> None:
     models = tmp_path / "models"
     models.mkdir()
@@ -286,6 +302,12 @@ def test_a_rule_whose_tau_is_below_every_training_score_is_blamed_not_the_images
             "rule shifted with shift -105.5 gives tau -60.5 from training scores 30 to 60 (median 45), so every "
             "image would be called anomalous: the rule or its parameters are the likely cause (the training images "
             "do vary); choose another value or rule"
+        )
+        with pytest.raises(ConfigError) as info:
+            compute_thresholds(scores, "shifted", shift=float("inf"))
+        assert str(info.value) == (
+            "threshold rule 'shifted' with shift inf gave a non-finite threshold (inf) from 4 finite training scores: "
+            "the rule or its parameters are the likely cause; choose another value or rule"
         )
         zeros = np.zeros(4)
         with pytest.raises(ConfigError, match="the images are identical or show no variation"):

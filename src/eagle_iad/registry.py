@@ -143,7 +143,7 @@ def plugin_search_paths(spec: str) -> list[str]:
             continue
         if found is None or found.origin in (None, "built-in", "frozen"):
             continue
-        origin = Path(found.origin)
+        origin = Path(os.path.abspath(found.origin))  # a relative PYTHONPATH entry means this process's cwd
         folder = origin.parent.parent if found.submodule_search_locations else origin.parent
         if str(folder) not in paths:
             paths.append(str(folder))

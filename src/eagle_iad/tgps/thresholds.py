@@ -142,7 +142,12 @@ def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: f
             param.range.check(f"{rule} {param.name}", own[param.name])
     tau = float(spec.function(data, **own))
     if not math.isfinite(tau):
-        raise ConfigError(f"threshold rule {rule!r} gave a non-finite threshold ({tau})")
+        given = ", ".join(f"{name} {value:g}" for name, value in own.items() if value is not None)
+        raise ConfigError(
+            f"threshold rule {rule!r}{f' with {given}' if given else ''} gave a non-finite threshold ({tau}) from "
+            f"{data.size} finite training scores: the rule or its parameters are the likely cause; choose another "
+            "value or rule"
+        )
     recorded = {name: float(value) for name, value in own.items() if value is not None}
     return Thresholds(rule=rule, tau=tau, s_max=float(data.max()), params=recorded)
 
