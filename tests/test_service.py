@@ -1112,3 +1112,38 @@ def test_serve_refuses_a_models_folder_of_the_kind_its_runtime_does_not_run(
                 assert answer.status_code == 409, answer.text
                 assert answer.json()["error"]["code"] == "wrong_runtime"
                 assert answer.json()["error"]["message"] == said
+
+
+def test_healthz_answers_within_its_bound_while_the_history_is_held(tmp_path: Path) -> None:
+    """``/healthz`` is what a load balancer polls during a long query or fit: it said ``busy`` after a second,
+    then read the key table for ``auth`` waiting as long as the lock was held (8 s here). Now it answers
+    within the bound, ``auth`` unknown (``None``) until a key was seen, then ``keys`` without a query."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.service.access import Role
+
+    models = tmp_path / "models"
+    models.mkdir()
+    app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["auth"] == "open"
+        store = app.state.service.store
+
+        def probe() -> tuple[float, dict[str, Any]]:
+            store._lock.acquire()  # another query holds the history's connection for 8 s
+            threading.Timer(8.0, store._lock.release).start()
+            start = time.monotonic()
+            answer = client.get("/healthz")
+            took = time.monotonic() - start
+            with store._lock:  # the holder is done
+                pass
+            assert answer.status_code == 200, answer.text
+            return took, answer.json()
+
+        took, health = probe()
+        assert took < 2.0 and health["history"] == "busy" and health["auth"] is None, (took, health)
+        app.state.service.keys.add("ana", Role.admin)
+        assert client.get("/healthz").json()["auth"] == "keys"
+        took, health = probe()  # a key once seen stays seen: no query needed
+        assert took < 2.0 and health["history"] == "busy" and health["auth"] == "keys", (took, health)

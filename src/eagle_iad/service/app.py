@@ -8,6 +8,7 @@ and ``/v1/models`` routes are reused as they are, and its bounded worker queue i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
@@ -40,12 +41,19 @@ from eagle_iad.service.access import INSPECTING, VIEWER, Caller
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
+from eagle_iad.service.store import HEALTH_WAIT_S
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_log = logging.getLogger(__name__)
+
+#: How long ``/healthz`` waits for the key table after the history's own check (:func:`auth_mode`): a
+#: busy history was already waited for, so then only a known answer (a key seen before) is given.
+_AUTH_WAIT_S = {"ok": HEALTH_WAIT_S, "busy": 0.0}
 
 
 #: Routes answered without the API key when one is set: liveness for load balancers, the API's own
@@ -72,13 +80,21 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-def auth_mode(state: ServiceState) -> str:
+def auth_mode(state: ServiceState, wait_s: float | None = None) -> str | None:
     """How callers are told apart (:mod:`eagle_iad.service.access`), for the console's key screen to word its
     request right: ``keys`` (named keys, ``eagle keys add``; an ``EAGLE_API_KEY`` may be set too), ``api_key``
     (the single ``EAGLE_API_KEY`` only) or ``open`` (no key at all). It says which kind of key to ask for,
-    never a key or a name: what a caller without a key learns anyway from the first 401."""
-    if state.keys.any_ever():
-        return "keys"
+    never a key or a name: what a caller without a key learns anyway from the first 401.
+
+    ``wait_s``: wait at most so long for the history (which holds the key table), ``None`` (not known) when
+    it stays busy longer or fails: ``/healthz`` must answer within its own bound whatever holds the history.
+    """
+    try:
+        if state.keys.any_ever(wait_s=wait_s):
+            return "keys"
+    except Exception as exc:  # busy or gone since health() looked: not known, and /healthz must not fail
+        _log.debug("healthz: the key table could not be read (%s)", exc)
+        return None
     return "api_key" if state.settings.api_key is not None else "open"
 
 
@@ -317,7 +333,8 @@ def create_app(
         history = state.store.health()
         health = {"status": "ok", "version": __version__, "mllm": state.backend is not None,
                   "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending,
-                  "history": history, "auth": None if history.startswith("unavailable") else auth_mode(state),
+                  "history": history,
+                  "auth": auth_mode(state, wait_s=_AUTH_WAIT_S[history]) if history in _AUTH_WAIT_S else None,
                   "max_upload_bytes": state.settings.max_upload_bytes}  # fmt: skip
         if history.startswith("unavailable"):
             return JSONResponse({**health, "status": "degraded"}, status_code=503)

@@ -90,6 +90,7 @@ class KeyTable:
 
     def __init__(self, store: InspectionStore) -> None:
         self.store = store
+        self._any_ever = False  # a key was seen once: never open again (any_ever)
 
     def add(self, name: str, role: Role, *, open_mode: bool = False) -> str:
         """A new key for ``name`` with ``role``; the key is returned once and only its digest is kept.
@@ -141,10 +142,18 @@ class KeyTable:
         name, role, revoked = rows[0]
         return KeyRow(str(name), Role[str(role)], None if revoked is None else str(revoked))
 
-    def any_ever(self) -> bool:
+    def any_ever(self, wait_s: float | None = None) -> bool:
         """Whether any key was ever added, revoked ones included: once keys exist the service is never open
-        again, so revoking the last key locks the door instead of opening it."""
-        return bool(self.store.read("SELECT 1 FROM api_keys LIMIT 1"))
+        again, so revoking the last key locks the door instead of opening it.
+
+        A ``True`` is kept (key rows are never deleted, so it cannot turn ``False``): later calls, the
+        public ``/healthz`` among them, then need no query. ``wait_s``: as :meth:`InspectionStore.read`'s
+        (:class:`~eagle_iad.service.store.StoreBusyError` when the history stays busy longer).
+        """
+        if self._any_ever:
+            return True
+        self._any_ever = bool(self.store.read("SELECT 1 FROM api_keys LIMIT 1", wait_s=wait_s))
+        return self._any_ever
 
 
 def _now() -> str:

@@ -299,7 +299,7 @@ class Health(_Open):
     history: str
     #: How callers are told apart: ``keys`` (named keys from ``eagle keys add``, perhaps an ``EAGLE_API_KEY`` too),
     #: ``api_key`` (the single ``EAGLE_API_KEY``), ``open`` (no key needed); ``None`` while the history (which
-    #: holds the key table) is unavailable.
+    #: holds the key table) is unavailable, or busy before a key was ever seen (not known: never waited for).
     auth: Literal["keys", "api_key", "open"] | None = None
     #: The largest request body the service takes (``--max-upload-mb``), so a client can refuse a bigger file
     #: before sending it.

@@ -56,6 +56,10 @@ class AlreadyStoredError(Exception):
     stored meanwhile by another replica); nothing of this write was kept."""
 
 
+class StoreBusyError(TimeoutError):
+    """A read given a ``wait_s`` found the history's connection held by other queries for longer."""
+
+
 class LabelChangedError(Exception):
     """A label based on a revision that is no longer the stored one: someone else labelled (or cleared) the
     inspection since the caller looked, and their label is kept. ``current`` is the record as stored now."""
@@ -278,10 +282,18 @@ class InspectionStore:
         with self._lock, _transaction(self.backend, self._conn()) as db:
             yield db
 
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one query (the station tables' readers), under the store's lock."""
-        with self._lock:
+    def read(self, sql: str, params: Sequence[Any] = (), wait_s: float | None = None) -> list[tuple[Any, ...]]:
+        """Rows of one query (the station tables' readers), under the store's lock.
+
+        ``wait_s``: wait at most so long for the lock, else :class:`StoreBusyError` (``/healthz``, which
+        must answer while a long query or fit holds the connection); ``None`` waits as long as it takes.
+        """
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StoreBusyError(f"the history's connection was busy for over {wait_s:g} s")
+        try:
             return list(self._run(sql, params).fetchall())
+        finally:
+            self._lock.release()
 
     def by_idempotency_key(self, key: str) -> tuple[str, Inspection] | None:
         """``(fingerprint, record)`` stored under an upload's ``Idempotency-Key``; ``None`` if the key is new."""
