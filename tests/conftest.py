@@ -52,9 +52,9 @@ def unprivileged_cli() -> list[str]:
 def schema_6_of_an_earlier_release() -> list[str]:
     """The statements of a schema-6 history as an earlier eagle-iad of schema 6 made it, from its own DDL (not by
     dropping columns: SQLite has ``DROP COLUMN`` only from 3.35, and eagle-iad supports 3.34): no
-    ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals``, no ``stations.created_by``, no
-    ``station_faults``, no ``outbox_held`` index (none has a version of its own), written in SQLite's dialect (a
-    backend's ``ddl`` translates each ``CREATE``)."""
+    ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals`` nor ``.last_refused``, no
+    ``stations.created_by``, no ``station_faults``, no ``outbox_held`` index (none has a version of its own), written
+    in SQLite's dialect (a backend's ``ddl`` translates each ``CREATE``)."""
     from eagle_iad.history.schema import statements
 
     earlier = []
@@ -62,10 +62,12 @@ def schema_6_of_an_earlier_release() -> list[str]:
         if "station_faults" in sql or "outbox_held" in sql:
             continue
         for line in ("    files INTEGER NOT NULL DEFAULT 1,\n", "    unfiled INTEGER NOT NULL DEFAULT 0,\n",
-                     "    refusals INTEGER NOT NULL DEFAULT 0,\n"):  # fmt: skip
+                     "    refusals INTEGER NOT NULL DEFAULT 0,\n",
+                     "    last_refused INTEGER NOT NULL DEFAULT 0,\n"):  # fmt: skip
             sql = sql.replace(line, "")
         earlier.append(sql.replace(",\n    created_by TEXT\n", "\n"))
-    assert sum(f"{column} INTEGER" in sql for sql in earlier for column in ("files", "unfiled", "refusals")) == 0
+    lacking = ("files", "unfiled", "refusals", "last_refused")
+    assert sum(f"{column} INTEGER" in sql for sql in earlier for column in lacking) == 0
     assert sum("created_by" in sql for sql in earlier) == 0
     return [*earlier, "INSERT INTO schema_version VALUES (6)"]
 

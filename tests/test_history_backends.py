@@ -243,7 +243,8 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         "inspections.image_sha256, inspections.label_by, inspections.label_note, inspections.label_revision, "
         "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
         "inspections.warnings, "
-        "outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, outbox_due, "
+        "outbox.last_refused, outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, "
+        "outbox_due, "
         "outbox_held, station_intake_record)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
@@ -258,7 +259,8 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         assert [info.name for info in keys.list()] == ["zoe", "al", "bo", "ana"]  # by time added, then name
         assert store.upgrade.before == 6 and store.upgrade.added_columns == ()
         head = StationTables(store).head("line-1", "webhook")
-        assert head is not None and (head.record_id, head.attempts, head.refusals) == ("a", 4, 0)
+        assert head is not None
+        assert (head.record_id, head.attempts, head.refusals, head.last_refused) == ("a", 4, 0, False)
     finally:
         store.close()
 
@@ -326,12 +328,13 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
         {"version": None, "adds": "tables station_faults; columns station_intake.files, station_intake.unfiled, "
-         "outbox.refusals, stations.created_by; indexes outbox_held"}
+         "outbox.refusals, outbox.last_refused, stations.created_by; indexes outbox_held"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
         f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
-        "station_intake.files, station_intake.unfiled, outbox.refusals, stations.created_by; added indexes "
+        "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, stations.created_by; "
+        "added indexes "
         "outbox_held)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0

@@ -717,9 +717,11 @@ def test_a_reconnection_after_a_restart_does_not_cut_short_the_backoff_of_a_verd
 ) -> None:
     """A connection made again cuts a backoff short (the broker was away), but not that of a row the receiver has
     refused (it would refuse it again: trying at once only spends its refusals towards a dead letter). Read from the
-    row's ``refusals``, so a courier built afresh (a restart, whose first connection is a reconnection too) waits
-    it out as well; earlier that was the courier's memory, and each restart tried such a row at once. A row only
-    unreachable so far is tried at once, and a requeued dead letter is due at once."""
+    row (``last_refused``), so a courier built afresh (a restart, whose first connection is a reconnection too) waits
+    it out as well; earlier that was the courier's memory, and each restart tried such a row at once. Only the last
+    try counts: a row refused once and then unreachable (the broker away for an hour) is tried at once when the
+    connection is back, by the same courier or one built afresh; the row's total ``refusals`` kept it waiting its
+    whole backoff, stalling the queue behind it. A requeued dead letter is due at once."""
     from eagle_iad.station.config import SinkConfig
     from eagle_iad.station.outbox import StationTables
     from eagle_iad.station.parts import DeliveryError, RefusedError, Retry
@@ -755,20 +757,31 @@ def test_a_reconnection_after_a_restart_does_not_cut_short_the_backoff_of_a_verd
             courier._once()
             assert sink.tried == ["r1"], "a refused row was tried again at once on a reconnection"
             courier = Courier(tables, "line-1", config, lambda line: None)
-        # a row only unreachable so far: the connection back, it is tried at once (a courier built afresh too)
+        # its backoff over, the broker away: an unreachable try, whose own backoff is half an hour or more again
         sink.answer = DeliveryError
         with store.transaction() as db:
-            db.execute("UPDATE outbox SET refusals = 0 WHERE record_id = 'r1'")
-        courier.reachable()
+            db.execute("UPDATE outbox SET next_try = 0 WHERE record_id = 'r1'")
         courier._once()
-        assert sink.tried == ["r1", "r1"]
+        head = tables.head("line-1", "mqtt")
+        assert head is not None and (head.attempts, head.refusals, head.last_refused) == (2, 1, False)
+        assert head.next_try > time.time() + 1500 and sink.tried == ["r1", "r1"]
+        # refused once, but the last try was unreachable: the connection back, it is tried at once, by the same
+        # courier and by one built afresh (a restart)
+        for fresh in (False, True):
+            if fresh:
+                courier = Courier(tables, "line-1", config, lambda line: None)
+            courier.reachable()
+            courier._once()
+            assert sink.tried == ["r1"] * (3 + fresh), "a row last unreachable waited out its backoff on a reconnection"
         # refused again, given up, requeued: due at once, its refusals counted afresh
         sink.answer = None
         with store.transaction() as db:
-            db.execute("UPDATE outbox SET state = 'dead', refusals = 3 WHERE record_id = 'r1'")
+            db.execute("UPDATE outbox SET state = 'dead', refusals = 3, last_refused = 1 WHERE record_id = 'r1'")
         assert tables.requeue_dead("line-1") == 1
+        head = tables.head("line-1", "mqtt")
+        assert head is not None and (head.attempts, head.refusals, head.last_refused) == (0, 0, False)
         courier._once()
-        assert sink.tried == ["r1", "r1", "r1"] and tables.head("line-1", "mqtt") is None
+        assert sink.tried == ["r1"] * 5 and tables.head("line-1", "mqtt") is None
     finally:
         store.close()
 

@@ -23,7 +23,10 @@ older eagle-iad, which reads that version too, reads the history as before (it n
 replica lists a station that runs nowhere as not started), a table an older eagle-iad never names, and so is
 ``outbox.refusals`` (how many tries of that row the receiver refused, in total: :meth:`Retry.gives_up`), added to
 an outbox without it at the next open with its default 0; an older eagle-iad never names it and its inserts
-leave it at 0. So is ``station_intake.files`` (how many files of that content the station refused, each
+leave it at 0. So is ``outbox.last_refused`` (1: the row's last failed try was refused, so a reconnection does not
+cut its backoff short, see :class:`~eagle_iad.station.runner.Courier`), added with its default 0: a row stored
+before is tried at once on a reconnection, as an older eagle-iad's courier, which never names it, tries it after a
+restart. So is ``station_intake.files`` (how many files of that content the station refused, each
 counted: three empty files are three refusals of one content), added with its default 1, what each row counted
 for before; an older eagle-iad's inserts leave it at 1 and its repeated refusal of one content at the count it
 had, as it counted. So is ``station_intake.unfiled`` (1: a refusal no sink takes, stored, its file not known to be
@@ -105,6 +108,7 @@ def statements() -> list[str]:
     last_error TEXT,
     delivered REAL,
     refusals INTEGER NOT NULL DEFAULT 0,
+    last_refused INTEGER NOT NULL DEFAULT 0,
     UNIQUE (station, sink, record_id)
 )""",
         "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (station, sink, state, seq)",
@@ -211,6 +215,8 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
             _number_keys(backend, db)
         if "refusals" not in backend.columns(db, "outbox"):  # no version of its own (see above)
             db.execute(backend.ddl("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0"))
+        if "last_refused" not in backend.columns(db, "outbox"):  # nor this one
+            db.execute(backend.ddl("ALTER TABLE outbox ADD COLUMN last_refused INTEGER NOT NULL DEFAULT 0"))
         if "files" not in backend.columns(db, "station_intake"):  # nor this one
             db.execute(backend.ddl("ALTER TABLE station_intake ADD COLUMN files INTEGER NOT NULL DEFAULT 1"))
         if "unfiled" not in backend.columns(db, "station_intake"):  # nor this one

@@ -135,6 +135,9 @@ class Due:
     next_try: float
     #: Tries of this row the receiver refused, in total since it was stored or last requeued.
     refusals: int = 0
+    #: Whether its last failed try was refused (an unreachable try since clears it): a reconnection then does
+    #: not cut its backoff short (:meth:`~eagle_iad.station.runner.Courier._once`).
+    last_refused: bool = False
 
 
 def backoff_s(attempts: int, retry: Retry) -> float:
@@ -343,14 +346,15 @@ class StationTables:
 
     def head(self, station: str, sink: str) -> Due | None:
         rows = self.store.read(
-            "SELECT seq, record_id, payload, attempts, next_try, refusals FROM outbox"
+            "SELECT seq, record_id, payload, attempts, next_try, refusals, last_refused FROM outbox"
             " WHERE station = ? AND sink = ? AND state = ? ORDER BY seq LIMIT 1",
             (station, sink, PENDING),
         )
         if not rows:
             return None
-        seq, record_id, payload, attempts, next_try, refusals = rows[0]
-        return Due(int(seq), str(record_id), json.loads(payload), int(attempts), float(next_try), int(refusals))
+        seq, record_id, payload, attempts, next_try, refusals, last_refused = rows[0]
+        return Due(int(seq), str(record_id), json.loads(payload), int(attempts), float(next_try), int(refusals),
+                   bool(last_refused))  # fmt: skip
 
     def delivered(self, seq: int) -> None:
         with self.store.transaction() as db:
@@ -360,15 +364,17 @@ class StationTables:
     def failed(self, due: Due, error: str, retry: Retry, *, refused: bool = False) -> bool:
         """Count a failed try (``refused``: the receiver refused the verdict, counted in the row's ``refusals``, which
         no other kind of failure resets); ``True`` when it was the last (the row is now a dead letter: see
-        :meth:`Retry.gives_up`)."""
+        :meth:`Retry.gives_up`). The row's ``last_refused`` says whether this try was refused: the total cannot
+        tell a row refused once and then unreachable for an hour, which a reconnection should try at once."""
         attempts = due.attempts + 1
         refusals = due.refusals + int(refused)
         dead = retry.gives_up(attempts, refusals)
         next_try = time.time() + (0.0 if dead else backoff_s(attempts, retry))
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE outbox SET attempts = ?, refusals = ?, last_error = ?, next_try = ?, state = ? WHERE seq = ?",
-                (attempts, refusals, error[:500], next_try, DEAD if dead else PENDING, due.seq),
+                "UPDATE outbox SET attempts = ?, refusals = ?, last_refused = ?, last_error = ?, next_try = ?, "
+                "state = ? WHERE seq = ?",
+                (attempts, refusals, int(refused), error[:500], next_try, DEAD if dead else PENDING, due.seq),
             )
         return dead
 
@@ -387,7 +393,7 @@ class StationTables:
             clauses.append("sink = ?")
             params.append(sink)
         with self.store.transaction() as db:
-            afresh = "state = 'pending', attempts = 0, refusals = 0, next_try = 0"
+            afresh = "state = 'pending', attempts = 0, refusals = 0, last_refused = 0, next_try = 0"
             cursor = db.execute(f"UPDATE outbox SET {afresh} WHERE {' AND '.join(clauses)}", params)
         return int(cursor.rowcount)
 

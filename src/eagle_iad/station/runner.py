@@ -136,8 +136,8 @@ class Courier(threading.Thread):
         """The sink's connection is back (called in the sink's own thread: it only sets two events): the head of the
         queue goes at once, not at the end of its backoff (capped at ``retry_max_s``, a minute by default), which
         the tries made while the receiver was away have grown. Rows still go one at a time, in order, and each try
-        is counted as any other (a refusal in ``refusals``); a row the receiver has refused waits its backoff out
-        (see :meth:`_once`)."""
+        is counted as any other (a refusal in ``refusals``); a row whose last try the receiver refused waits its
+        backoff out (see :meth:`_once`)."""
         self.connected.set()
         self.wake.set()
 
@@ -199,12 +199,13 @@ class Courier(threading.Thread):
             self.wake.clear()
             return
         wait = due.next_try - time.time()
-        # the connection back: a backoff is cut short, unless the receiver has refused this row (its refusals, in
-        # the row: a broker that refused a message refuses it again after a reconnection, and trying at once would
-        # only spend its refusals faster, towards a dead letter; read from the row, not kept here, so a restart,
-        # whose connection is a reconnection too, waits it out as well); a row held for an image not filed yet
-        # (HELD) stays held
-        back = self.connected.is_set() and due.next_try < HELD and due.refusals == 0
+        # the connection back: a backoff is cut short, unless the receiver refused this row's last try (its
+        # last_refused, in the row: a broker that refused a message refuses it again after a reconnection, and
+        # trying at once would only spend its refusals faster, towards a dead letter; read from the row, not kept
+        # here, so a restart, whose connection is a reconnection too, waits it out as well; an unreachable try
+        # since clears it, so a row refused once and then away for an hour does not stall the queue for its whole
+        # backoff); a row held for an image not filed yet (HELD) stays held
+        back = self.connected.is_set() and due.next_try < HELD and not due.last_refused
         if wait > 0 and not back:  # a backoff, or an image not filed yet: the put-away wakes it once the row is due
             self.wake.wait(min(wait, 1.0))
             self.wake.clear()
