@@ -4005,3 +4005,59 @@ def test_a_file_of_a_refusals_name_and_content_arriving_after_a_kill_past_its_pu
     ]
     assert _status(stations)["failed"] == 2, log
     assert "its file was found put aside at" in log, log
+
+
+def test_an_older_named_sink_hook_that_is_no_hook_is_an_error_naming_the_sink_and_the_hooks() -> None:
+    """A plugin sink (no thread) with a ``start()`` of its own, taking no arguments: the station calls it as the
+    older-named hook ``start(station, category)``. That was a bare ``TypeError`` from the runner that failed the
+    station's start; now it is a :class:`StationConfigError` naming the sink, its class and the hooks' new names
+    (an older-named hook that takes the arguments is still called, and a ``station_start`` of its own wins)."""
+    from eagle_iad.station.parts import StationConfigError, sink_hook
+
+    class Own:
+        kind, name = "own", "jsonl"
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, ...]] = []
+
+        def start(self) -> None:  # the plugin's own, no hook
+            self.calls.append(())
+
+        def forget(self, what: str) -> None:
+            self.calls.append((what,))
+
+    sink = Own()
+    hook = sink_hook(sink, "station_start")
+    assert hook is not None
+    with pytest.raises(StationConfigError) as refused:
+        hook("line-1", "mono")
+    said = str(refused.value)
+    assert (
+        said.startswith(f"sink 'jsonl' ({__name__}.") and "Own): its start() was called as the station's hook " in said
+    )
+    assert "station_start(station, category) and station_forget(): rename the plugin's hook to station_start" in said
+    forget = sink_hook(sink, "station_forget")
+    assert forget is not None
+    with pytest.raises(StationConfigError, match=r"its forget\(\) was called as the station's hook station_forget\(\)"):
+        forget()
+    assert sink.calls == []
+
+    class Older(Own):
+        def start(self, station: str, category: str) -> None:  # type: ignore[override]  # the older hook
+            self.calls.append((station, category))
+
+    older = Older()
+    hook = sink_hook(older, "station_start")
+    assert hook is not None
+    hook("line-1", "mono")
+    assert older.calls == [("line-1", "mono")]
+
+    class Renamed(Own):
+        def station_start(self, station: str, category: str) -> None:
+            self.calls.append(("new", station))
+
+    renamed = Renamed()
+    hook = sink_hook(renamed, "station_start")
+    assert hook is not None
+    hook("line-1", "mono")
+    assert renamed.calls == [("new", "line-1")]

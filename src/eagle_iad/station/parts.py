@@ -9,6 +9,8 @@ without touching this package. Each part reads its own options from its TOML tab
 
 from __future__ import annotations
 
+import functools
+import inspect
 import multiprocessing.process
 import os
 import ssl
@@ -316,7 +318,8 @@ class Sink(Protocol):
     called before :meth:`close` when the station is deleted (not at a stop), to clear what it left on the receiver
     (an MQTT broker's retained messages). Found with :func:`sink_hook`: their names say they are the station's
     hooks, so a sink's own ``start`` (a :class:`threading.Thread` subclass's) is never taken for one; the older
-    names ``start`` and ``forget`` are still called where the sink is no thread or process.
+    names ``start`` and ``forget`` are still called where the sink is no thread or process (and where such a
+    method is no hook, its ``TypeError`` is an error naming the sink and the hooks' names).
 
     An optional class attribute ``takes_refusals`` (a bool) says whether :meth:`deliver` understands refusals:
     it is the default of the sink's option ``refusals``. A plugin sink without it is sent verdicts only unless
@@ -345,6 +348,8 @@ class Sink(Protocol):
 #: The station's optional hooks on a sink (see :class:`Sink`) and the names they had before, which any class may
 #: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread.
 SINK_HOOKS = {"station_start": "start", "station_forget": "forget"}
+#: Each hook's call, as an error names it.
+_HOOK_CALLS = {"station_start": "station_start(station, category)", "station_forget": "station_forget()"}
 
 
 def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:
@@ -354,14 +359,50 @@ def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:
     :class:`multiprocessing.Process`) subclass, or any class with a ``start``/``forget`` of its own, would have
     that method called by the station at its start or its delete (a thread started with the station's name as
     its arguments). The hooks' own names cannot collide; the older names are still honoured, for plugins written
-    against them, except where the sink is a thread or a process, whose ``start`` is certainly not the hook."""
+    against them, except where the sink is a thread or a process, whose ``start`` is certainly not the hook.
+
+    Any other class's ``start``/``forget`` is taken for the hook, so one that is not (a plugin's own ``start()``)
+    would fail the station's start with a bare ``TypeError`` from deep in the runner: an older-named hook that
+    does not take the hook's arguments, or raises ``TypeError``, is a :class:`StationConfigError` naming the sink,
+    its class and the hooks' names instead."""
     found = getattr(sink, hook, None)
     if callable(found):
         return cast(Callable[..., Any], found)
     if isinstance(sink, threading.Thread | multiprocessing.process.BaseProcess):
         return None
     older = getattr(sink, SINK_HOOKS[hook], None)
-    return cast(Callable[..., Any], older) if callable(older) else None
+    return _older_hook(sink, hook, older) if callable(older) else None
+
+
+def _older_hook(sink: object, hook: str, older: Callable[..., Any]) -> Callable[..., Any]:
+    """``older`` (``sink``'s ``start`` or ``forget``) called as the station's hook ``hook``, its ``TypeError``
+    (the method is no hook, or one of another shape) said as a :class:`StationConfigError` naming what to do."""
+    name = SINK_HOOKS[hook]
+
+    def refused(why: str) -> StationConfigError:
+        kind = type(sink)
+        return StationConfigError(
+            f"sink {getattr(sink, 'name', '?')!r} ({kind.__module__}.{kind.__qualname__}): its {name}() was called "
+            f"as the station's hook {_HOOK_CALLS[hook]} (the name it had in older eagle-iad versions) and {why}; "
+            f"the station's hooks are named {_HOOK_CALLS['station_start']} and {_HOOK_CALLS['station_forget']}: "
+            f"rename the plugin's hook to {hook}, or, if {name}() is no hook, give the class a {hook} that does "
+            "nothing"
+        )
+
+    @functools.wraps(older)
+    def call(*args: Any) -> Any:
+        try:
+            inspect.signature(older).bind(*args)
+        except TypeError as exc:
+            raise refused(f"does not take its arguments ({exc})") from exc
+        except ValueError:  # no signature to read (a builtin): the call says
+            pass
+        try:
+            return older(*args)
+        except TypeError as exc:
+            raise refused(f"failed: TypeError: {exc}") from exc
+
+    return call
 
 
 class SourceFactory(Protocol):
