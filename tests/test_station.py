@@ -4061,3 +4061,50 @@ def test_an_older_named_sink_hook_that_is_no_hook_is_an_error_naming_the_sink_an
     assert hook is not None
     hook("line-1", "mono")
     assert renamed.calls == [("new", "line-1")]
+
+
+def test_a_plugin_sources_older_ignored_answer_still_warns_and_an_unreadable_one_is_logged_once(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A plugin source's ``ignored()`` written before the status' window answers ``(count, last)``: it gave no
+    warning and no log line once the runner read only ``(count, last, seconds)``. Its count's growth is now taken
+    as happening when the runner sees it (so the warning shows, and clears as the hot folder's does); an answer it
+    cannot read is said once in the log instead of vanishing."""
+    from eagle_iad.service.context import ServiceState
+    from eagle_iad.station.runner import StationRunner
+    from eagle_iad.station.status import open_read_only, station_status
+
+    (tmp_path / "incoming").mkdir()
+    stations = read_stations(_stations(tmp_path, model_dir, ""))
+    stations.make_folders()
+    state = ServiceState(stations.settings(), backend=None)
+    lines: list[str] = []
+    runner = StationRunner(stations.stations[0], state, lines.append, quiet=True)
+    answer: Any = (2, "cam2.gif (suffix .gif not taken)")
+    runner.config.source.ignored = lambda: answer  # type: ignore[method-assign]  # an older plugin's
+    try:
+        intake = runner.intake()
+        assert (intake.ignored, intake.last_ignored) == (2, "cam2.gif (suffix .gif not taken)")
+        assert sum(count for _, count in intake.ignored_seconds) == 2
+        answer = (3, "cam3.gif (suffix .gif not taken)")
+        assert sum(count for _, count in runner.intake().ignored_seconds) == 3  # one more, counted once
+        assert sum(count for _, count in runner.intake().ignored_seconds) == 3
+        db = open_read_only(state.settings.history_url)
+        try:
+            warnings = station_status(db, runner.config, runner.intake())["warnings"]
+        finally:
+            db.close()
+        assert any(
+            w.startswith("3 files found in the source in the last 5 min that the station ignores")
+            and w.endswith("the last: cam3.gif (suffix .gif not taken); the log names each")
+            for w in warnings
+        ), warnings
+        answer = ["what", "is", "this"]
+        assert runner.intake().ignored == 0 and runner.intake().ignored == 0
+        said = [line for line in lines if "ignored() answered" in line]
+        assert said == [
+            "eagle station line-1: warning: its source's ignored() answered ['what', 'is', 'this'], not (count, last) "
+            "nor (count, last, seconds): the files it does not take are not shown in the status"
+        ], lines
+    finally:
+        state.close()

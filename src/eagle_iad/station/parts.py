@@ -265,6 +265,10 @@ class Source(Protocol):
     - ``planned_refusal(arrival) -> Path``: where :meth:`refuse` will put an image (stored with the refusal before
       it is put aside, and what its deliveries say if a crash leaves it unfiled and gone). Without it: the image's
       own place (``arrival.path``).
+    - ``ignored() -> (count, last, seconds)``: the files it found it does not take: how many since the start, the
+      last with why (or ``None``), and when lately (:meth:`~eagle_iad.station.recent.Recent.seconds`), for the
+      status' warning. An older ``(count, last)`` is read too, its count's growth taken as happening when the
+      station sees it; any other answer is said once in the log.
     """
 
     kind: ClassVar[str]

@@ -43,14 +43,15 @@ class Recent:
         self._seconds: deque[list[int]] = deque()
         self._lock = threading.Lock()
 
-    def add(self) -> None:
+    def add(self, count: int = 1) -> None:
+        """``count`` more, in this second (more than one: a source that says only its total, counted when seen)."""
         second = int(self.clock())
         with self._lock:
-            self.total += 1
+            self.total += count
             if self._seconds and self._seconds[-1][0] == second:
-                self._seconds[-1][1] += 1
+                self._seconds[-1][1] += count
             else:
-                self._seconds.append([second, 1])
+                self._seconds.append([second, count])
             self._trim(second)
 
     def seconds(self) -> Seconds:

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 from eagle_iad.errors import EagleError, HistoryUnavailableError, ImageError, ImageTooLargeError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
+from eagle_iad.ranges import short_repr
 from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
@@ -393,6 +394,13 @@ class StationRunner:
         self._unput: set[str] = set()
         #: Where :meth:`_put_elsewhere` last found a content put (valid right after it answered ``True``).
         self._put_at = Path()
+        #: A source whose ``ignored`` says ``(count, last)`` only (a plugin's, written before the status' window):
+        #: its count's growth, counted when this run sees it, and the count seen; and whether an answer it could
+        #: not read was said (once).
+        self._older_ignored = Recent()
+        self._older_seen = 0
+        self._older_lock = threading.Lock()
+        self._ignored_unread = False
 
     def intake(self) -> Intake:
         ignored, last_ignored, ignored_seconds = self._ignored()
@@ -402,16 +410,32 @@ class StationRunner:
 
     def _ignored(self) -> tuple[int, str | None, Seconds]:
         """What the source says of the files it found it does not take (a hot folder's ``ignored``: how many since
-        the start, the last with why, when lately); a source that does not say (or a plugin's that fails): none."""
+        the start, the last with why, when lately); a source that does not say (or a plugin's that fails): none.
+
+        A plugin source written before the window says ``(count, last)``: its count's growth is taken as happening
+        when this run sees it (the status and the intake thread ask often), so its warning still shows and clears
+        as the hot folder's; any other answer is said once in the log (it would otherwise vanish silently)."""
         says = getattr(self.config.source, "ignored", None)
         if callable(says):
             try:
                 found = says()
             except Exception:  # a plugin source's own ``ignored``: the status must still answer
                 return 0, None, ()
-            if (isinstance(found, tuple) and len(found) == 3 and isinstance(found[0], int)
-                    and isinstance(found[2], tuple)):  # fmt: skip
-                return found[0], None if found[1] is None else str(found[1]), found[2]
+            if isinstance(found, tuple) and len(found) in (2, 3) and isinstance(found[0], int):
+                last = None if found[1] is None else str(found[1])
+                if len(found) == 3 and isinstance(found[2], tuple):
+                    return found[0], last, found[2]
+                if len(found) == 2:
+                    with self._older_lock:
+                        if found[0] > self._older_seen:
+                            self._older_ignored.add(found[0] - self._older_seen)
+                        self._older_seen = found[0]
+                    return found[0], last, self._older_ignored.seconds()
+            if not self._ignored_unread:
+                self._ignored_unread = True
+                self.log(f"eagle station {self.config.name}: warning: its source's ignored() answered "
+                         f"{short_repr(found)}, not (count, last) nor (count, last, seconds): the files it does not "
+                         "take are not shown in the status")  # fmt: skip
         return 0, None, ()
 
     def _say_ignored(self) -> None:
