@@ -1,12 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
   actionForKey,
+  isNotOlder,
   labelNotice,
   leftLine,
   lookLimit,
   nextPosition,
   reconcile,
   storedLabelLine,
+  withFetchedRecord,
   withRecord,
   withoutCandidate,
   withoutDecision,
@@ -44,6 +46,22 @@ describe("a part labelled meanwhile", () => {
     const reloaded = withRecord(items, { id: "b", label_revision: 1 });
     expect(reloaded).toEqual([items[0], { record: { id: "b", label_revision: 1 }, reasons: ["close_call"] }]);
     expect(items[1]?.record.label_revision).toBeNull(); // the fetched list is not changed in place
+  });
+  it("keeps a decision stored here over a fetch of the part begun before it (Back, then N at once)", () => {
+    // Back fetched b at revision 1; before that answer came, N stored revision 2 here: the late answer is older.
+    type Held = { record: { id: string; label: string | null; label_by: string | null; label_revision: number | null } };
+    const items: Held[] = [{ record: { id: "b", label: "normal", label_by: "bert", label_revision: 2 } }];
+    const late = { id: "b", label: "anomalous", label_by: "bert", label_revision: 1 };
+    expect(isNotOlder(late, items[0]!.record)).toBe(false);
+    expect(withFetchedRecord(items, late)).toBe(items); // kept: the next relabel is based on revision 2
+    expect(labelNotice(withFetchedRecord(items, late)[0]!.record, 2)).toMatch(/^You labelled this one actually normal/);
+    // the same revision (nothing since) or a newer one (someone relabelled it) replaces it, as does a clearing
+    const same = { id: "b", label: "normal", label_by: "bert", label_revision: 2 };
+    const olga = { id: "b", label: "anomalous", label_by: "olga", label_revision: 3 };
+    const cleared = { id: "b", label: null, label_by: null, label_revision: 4 };
+    for (const fresh of [same, olga, cleared]) expect(withFetchedRecord(items, fresh)[0]!.record).toBe(fresh);
+    expect(isNotOlder({ label_revision: 1 }, { label_revision: null })).toBe(true); // never labelled: 0
+    expect(withFetchedRecord(items, { ...late, id: "z" })).toEqual(items); // not held: nothing to replace
   });
   it("says what it is labelled now, by whom and when, in the reader's time", () => {
     const now = new Date(2026, 11, 6, 22, 0, 0);

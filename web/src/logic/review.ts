@@ -42,6 +42,32 @@ export function withRecord<Item extends { record: { id: string } }>(items: Item[
   return items.map((item) => (item.record.id === record.id ? { ...item, record } : item));
 }
 
+/**
+ * Whether `fresh`, a record fetched by id, is at least as new as `held`, the one the page holds for that part:
+ * a label's revision only ever moves on (each label and each clearing adds one), so a fetch that answers with
+ * an older revision began before a decision stored here (Back, then N at once: the decision's answer lands
+ * first) and must not replace it, or the next relabel would be based on the old revision and be refused as
+ * if someone else had labelled the part.
+ */
+export function isNotOlder(
+  fresh: { label_revision?: number | null },
+  held: { label_revision?: number | null },
+): boolean {
+  return (fresh.label_revision ?? 0) >= (held.label_revision ?? 0);
+}
+
+/**
+ * The fetched items with `record`, fetched by id, in place of the one with its id, unless the one held is
+ * newer ({@link isNotOlder}): then the items are returned as they are.
+ */
+export function withFetchedRecord<Item extends { record: { id: string; label_revision?: number | null } }>(
+  items: Item[],
+  record: Item["record"],
+): Item[] {
+  const held = items.find((item) => item.record.id === record.id);
+  return held && !isNotOlder(record, held.record) ? items : withRecord(items, record);
+}
+
 /** What the part is labelled now, by whom and when ("Labelled actually defective by ana at 12:01:02."); null: not labelled. */
 export function storedLabelLine(
   record: { label?: string | null; label_by?: string | null; label_time?: string | null },

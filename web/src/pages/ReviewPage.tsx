@@ -11,11 +11,13 @@ import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, whenSai
 import {
   REVIEW_KEYS,
   actionForKey,
+  isNotOlder,
   labelNotice,
   leftLine,
   lookLimit,
   nextPosition,
   reconcile,
+  withFetchedRecord,
   withRecord,
   withoutCandidate,
   withoutDecision,
@@ -113,8 +115,10 @@ export function ReviewPage() {
       try {
         const fresh = await client.inspection(partId);
         const before = view.current.items.find((item) => item.record.id === partId)?.record;
-        if (!before) return;
-        setItems((all) => withRecord(all, fresh));
+        // Not there any more, or held newer: a decision here stored a later revision while this fetch was under
+        // way (its answer is older), and the page keeps the decision's record.
+        if (!before || !isNotOlder(fresh, before)) return;
+        setItems((all) => withFetchedRecord(all, fresh));
         const changed = (fresh.label_revision ?? 0) !== (before.label_revision ?? 0);
         if (announce && changed && fresh.label) {
           const by = fresh.label_by ? ` by ${fresh.label_by}` : "";
@@ -245,7 +249,7 @@ export function ReviewPage() {
           setToTeach((all) => withoutCandidate(all, id));
           try {
             const fresh = await client.inspection(id);
-            setItems((all) => withRecord(all, fresh));
+            setItems((all) => withFetchedRecord(all, fresh));
             // Their label took it out of the queue (the look below says so too, unless the service is away).
             if (fresh.label && !current.record.label) setTotal((n) => (n === null ? n : Math.max(0, n - 1)));
           } catch {
