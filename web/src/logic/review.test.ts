@@ -111,7 +111,7 @@ describe("two people reviewing at once", () => {
   it("drops the parts ahead that someone else labelled, keeps the one shown (to fetch) and the ones behind", () => {
     // bert is on c; olga labelled b (behind, skipped), c (shown), e (ahead); a was labelled here
     const items = ["a", "b", "c", "d", "e", "f"].map((id) => item(id));
-    const seen = reconcile(items, 2, new Set(["d", "f", "g"]), { a: 1 }, ["b"]);
+    const seen = reconcile(items, 2, new Set(["d", "f", "g"]), { a: 1 }, ["b"], true);
     expect(seen.dropped).toEqual(["e"]);
     expect(seen.items.map((i) => i.record.id)).toEqual(["a", "b", "c", "d", "f"]);
     expect(seen.currentGone).toBe(true);
@@ -120,9 +120,20 @@ describe("two people reviewing at once", () => {
   });
   it("leaves alone a part whose label is known here (given here, or already fetched as someone else's)", () => {
     const items = [item("a"), item("b", "normal"), item("c")];
-    const seen = reconcile(items, 1, new Set(["c"]), { a: 1 }, ["c"]);
+    const seen = reconcile(items, 1, new Set(["c"]), { a: 1 }, ["c"], true);
     expect([seen.dropped, seen.currentGone, seen.skipped]).toEqual([[], false, ["c"]]);
-    expect(reconcile(items, 3, new Set(), {}, []).currentGone).toBe(false); // past the end: nothing shown
+    expect(reconcile(items, 3, new Set(), {}, [], true).currentGone).toBe(false); // past the end: nothing shown
+  });
+  it("drops nothing after a look that saw only the queue's front: a part missing from it may lie past it", () => {
+    // 30 cleared labels came back ahead of bert's batch; the look (limit 73) saw them and the front of his,
+    // not d, e, f nor the skipped b: the queue's total (80) is more than the 73 returned.
+    const items = ["a", "b", "c", "d", "e", "f"].map((id) => item(id));
+    const front = new Set(["c", ...Array.from({ length: 72 }, (_, i) => `cleared-${i}`)]);
+    const seen = reconcile(items, 2, front, { a: 1 }, ["b"], false);
+    expect([seen.dropped, seen.currentGone, seen.skipped]).toEqual([[], false, ["b"]]);
+    expect(seen.items.map((i) => i.record.id)).toEqual(["a", "b", "c", "d", "e", "f"]);
+    // the shown part missing from a front-only look is not fetched as labelled elsewhere either
+    expect(reconcile(items, 3, front, { a: 1 }, ["b"], false).currentGone).toBe(false);
   });
   it("asks for every part this visit holds, with room, at most what the service serves", () => {
     expect(lookLimit(3, 50)).toBe(73);

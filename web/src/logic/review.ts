@@ -109,6 +109,11 @@ export function labelNotice(
  * behind stay for Back. Skipped ones labelled elsewhere are no longer skipped (the next fetch's offset, and
  * "Done, but for the N you skipped", count only those still waiting). A part with a label known here (given on
  * this visit, or already fetched as someone else's) is left as it is.
+ *
+ * `whole`: the look saw the whole queue (its total is no more than the items it returned). Only then does a
+ * part missing from `queued` mean it left the queue: a look sees at most {@link lookLimit} parts from the front,
+ * and parts whose label was cleared come back ahead of ours, so a part of this visit may lie past what a look
+ * saw and still wait. A look that saw only the front changes nothing (the next one, or the next fetch, says).
  */
 export function reconcile<Item extends { record: { id: string; label?: string | null } }>(
   items: readonly Item[],
@@ -116,13 +121,15 @@ export function reconcile<Item extends { record: { id: string; label?: string | 
   queued: ReadonlySet<string>,
   labelledHere: Readonly<Record<string, unknown>>,
   skipped: readonly string[],
+  whole: boolean,
 ): { items: Item[]; skipped: string[]; dropped: string[]; currentGone: boolean } {
-  const goneElsewhere = (item: Item) => !queued.has(item.record.id) && !(item.record.id in labelledHere) && !item.record.label;
+  const goneElsewhere = (item: Item) =>
+    whole && !queued.has(item.record.id) && !(item.record.id in labelledHere) && !item.record.label;
   const dropped = items.filter((item, index) => index > position && goneElsewhere(item)).map((item) => item.record.id);
   const current = items[position];
   return {
     items: dropped.length > 0 ? items.filter((item) => !dropped.includes(item.record.id)) : [...items],
-    skipped: skipped.filter((id) => queued.has(id)),
+    skipped: whole ? skipped.filter((id) => queued.has(id)) : [...skipped],
     dropped,
     currentGone: current !== undefined && goneElsewhere(current),
   };
@@ -131,7 +138,8 @@ export function reconcile<Item extends { record: { id: string; label?: string | 
 /**
  * How many to ask for when looking at the queue's front to see what is still in it: every part this visit
  * holds (skipped ones first, then the batch), with room for parts whose label was cleared meanwhile (they come
- * back at their place, ahead of ours); the service serves at most 500 at a time.
+ * back at their place, ahead of ours); the service serves at most 500 at a time. A look that did not see the
+ * whole queue (more cleared than the room, or a visit holding more than 500) drops nothing ({@link reconcile}).
  */
 export function lookLimit(skipped: number, batch: number): number {
   return Math.min(500, skipped + batch + 20);

@@ -153,7 +153,9 @@ export function ReviewPage() {
         setTotal(fresh.total);
         const queued = new Set(fresh.items.map((item) => item.record.id));
         const now = view.current;
-        const seen = reconcile(now.items, now.position, queued, now.labelled, now.skipped);
+        // Only a look that saw the whole queue says which parts left it; one that saw its front says only the count.
+        const whole = fresh.total <= fresh.items.length;
+        const seen = reconcile(now.items, now.position, queued, now.labelled, now.skipped, whole);
         if (seen.dropped.length > 0) setItems((all) => all.filter((item) => !seen.dropped.includes(item.record.id)));
         if (seen.skipped.length !== now.skipped.length) {
           skippedRef.current = seen.skipped;
