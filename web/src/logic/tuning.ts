@@ -145,7 +145,11 @@ export function dayGeometry(days: readonly DayLike[], width: number, height: num
 /**
  * How far above the largest training score (s_max) a threshold may lie, and above every score known
  * besides, before the tuner calls it one that flags nothing. A fit's rules put tau near s_max (docs/METHOD.md
- * §2); twice it is far past where any normal part scores, and past every defect seen so far too.
+ * §2); twice it is far past where any normal part scores. The model's own warning (FAR_ABOVE_S_MAX in
+ * src/eagle_iad/expert/model_warnings.py) uses this factor alone, as it holds only the training scores, and
+ * says "likely flags nothing"; the tuner knows labelled and evaluation scores too, so it also asks that the
+ * threshold lie above all of them ({@link offScale}): one below a defect's known score still flags that defect
+ * and is counted, while the category page may show the model's warning for it.
  */
 export const FAR_ABOVE_S_MAX = 2;
 
