@@ -119,6 +119,34 @@ def test_run_written_before_identities_resumes_with_a_warning_and_refuses_anothe
     assert {p: p.read_bytes() for p in written} == written  # no report rewritten with the new tau
 
 
+def test_an_interrupted_run_written_before_identities_is_refused_before_any_record_with_another_tau(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models = _copy(fitted, tmp_path)
+    run = tmp_path / "run"
+    assert _eval(data, models, run) == 0
+    manifest = json.loads((run / MANIFEST).read_text())
+    del manifest["identity"]
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    lines = (run / RESULTS).read_text().splitlines(keepends=True)
+    assert len(lines) >= 4
+    half = "".join(lines[: len(lines) // 2])
+    (run / RESULTS).write_text(half)  # interrupted, before identities were recorded
+    (tau,) = _taus(run)
+    _threshold(models, tau + 2.0)
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2
+    err = capsys.readouterr().err
+    assert f"made at tau {tau:.3f}" in err and f"now has tau {tau + 2.0:.3f}" in err
+    assert (run / RESULTS).read_text() == half  # no record made with the new model
+    assert "identity" not in json.loads((run / MANIFEST).read_text())  # the new model not recorded as the run's
+    # The model the records were made with put back, the run resumes and finishes with one tau.
+    shutil.rmtree(models / "cells")
+    shutil.copytree(fitted[1] / "cells", models / "cells")
+    assert _eval(data, models, run) == 0
+    assert len((run / RESULTS).read_text().splitlines()) == len(lines) and _taus(run) == {tau}
+
+
 # --- identity: the MLLM ---------------------------------------------------------------------------
 
 

@@ -265,6 +265,12 @@ def run_experiment(
                 f"--fit-option is used only for missing experts; {', '.join(reused)} already had a model in "
                 f"{config.models} and were not fitted again (delete a model, or `eagle fit` it, to change it)"
             )
+        if store.done and store.manifest.get("identity") is None:
+            # A run written before identities were recorded: its records' own tau is all there is to check the
+            # models by, so it is checked before check_identity records the current models as the run's and
+            # before the executor appends records made with them (a refusal only at the report would leave
+            # both taus in results.jsonl, and the run refused for good even with the old model put back).
+            _check_taus(config, items, store.records())
         models = model_identities(Path(config.models), shard_by_category(items))
         store.check_identity(
             {"models": models, "mllm": mllm_identity}, {"models": config.models, "mllm": config.mllm or ""}
@@ -302,6 +308,15 @@ def check_record_taus(records: list[dict[str, Any]], category: str, tau: float, 
         )
 
 
+def _check_taus(config: ExperimentConfig, items: list[WorkItem], records: list[dict[str, Any]]) -> None:
+    """:func:`check_record_taus` for every category of the run, from ``model.json`` alone (no model load)."""
+    from eagle_iad.expert.manifest import read_manifest
+
+    for category in shard_by_category(items):
+        model = Path(config.models) / category
+        check_record_taus(records, category, float(read_manifest(model, verify=False)["thresholds"]["tau"]), model)
+
+
 def _read_fits(out: Path) -> dict[str, Any]:
     """``RUN/fits.json``: the experts fitted by this run (any of its resumptions), by category."""
     try:
@@ -322,11 +337,7 @@ def _finish(
     warn: Callable[[str], None] = _stderr_warning,
 ) -> dict[str, Any]:
     """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
-    from eagle_iad.expert.manifest import read_manifest
-
-    for category in shard_by_category(items):  # model.json alone (no model load), before anything is written
-        model = Path(config.models) / category
-        check_record_taus(records, category, float(read_manifest(model, verify=False)["thresholds"]["tau"]), model)
+    _check_taus(config, items, records)  # before anything is written
     expert, expert_boxes, pictures = _expert_metrics(config, items, out)
     metrics = {
         "config_hash": run_hash,
