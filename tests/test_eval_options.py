@@ -193,6 +193,14 @@ def test_a_run_limited_by_the_old_rule_is_refused_and_says_why(tmp_path: Path) -
         store.append({"image": "x", "question_id": "q", "condition": "expert"})
     with pytest.raises(ConfigError, match=r"changed: limit_selection\).*drawn by an older rule"):
         RunStore(tmp_path, recorded)
+    # Adding or dropping --limit changes limit_selection too, but no image was drawn by an older rule.
+    for was, now in ((None, 8), (8, None)):
+        folder = tmp_path / f"limit-{was}"
+        with RunStore(folder, dataclasses.replace(config, limit=was).as_dict()) as store:
+            store.append({"image": "x", "question_id": "q", "condition": "expert"})
+        with pytest.raises(ConfigError, match=r"changed: limit, limit_selection\)") as refused:
+            RunStore(folder, dataclasses.replace(config, limit=now).as_dict())
+        assert "older rule" not in str(refused.value)
 
 
 def test_eval_expert_limit_test_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:

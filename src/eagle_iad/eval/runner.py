@@ -74,6 +74,16 @@ def suggest_out(out: Path) -> Path:
     return Path(f"{out}-{index}")
 
 
+def _hint_applies(key: str, old: dict[str, Any], changed: list[str]) -> bool:
+    """Whether ``CHANGE_HINTS[key]`` describes this change: ``limit_selection`` is in the hash only with a
+    --limit, so it changes too when --limit is added or dropped; only a limited run.json without it (and the
+    same --limit) was drawn by the older rule."""
+    if key != "limit_selection":
+        return True
+    config = old.get("config", {})
+    return "limit" not in changed and config.get("limit") is not None and "limit_selection" not in config
+
+
 def record_key(record: dict[str, Any]) -> Key:
     return (str(record["image"]), str(record["question_id"]), str(record["condition"]))
 
@@ -127,7 +137,9 @@ class RunStore:
                 k for k in set(old.get("config", {})) | set(config) if old.get("config", {}).get(k) != config.get(k)
             )
             if self.done:
-                hints = "".join(f"; {CHANGE_HINTS[k]}" for k in changed if k in CHANGE_HINTS)
+                hints = "".join(
+                    f"; {CHANGE_HINTS[k]}" for k in changed if k in CHANGE_HINTS and _hint_applies(k, old, changed)
+                )
                 raise ConfigError(
                     f"{self.out} holds a run with a different configuration (changed: {', '.join(changed)}); "
                     f"use a new --out (e.g. {suggest_out(self.out)}) instead of mixing results{hints}"
