@@ -130,6 +130,24 @@ def test_bad_fit_options_are_refused_before_any_work(
     assert not (run / "run.json").exists() and not (tmp_path / "models").exists()
 
 
+def test_a_restarted_run_does_not_keep_the_fits_of_its_old_configuration(
+    tmp_path: Path, fake_experts: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models, run = _data(tmp_path / "data"), tmp_path / "models", tmp_path / "run"
+    args = _eval(data, models, run, "--fit-option", "rule=quantile", "--fit-option", "q=0.9")
+    args[args.index("expert")] = "baseline,expert"
+    assert main([*args, "--mllm", "hf:/nowhere"]) == 2  # the fit done, then stopped before its first record
+    assert json.loads((run / "fits.json").read_text())["part"]["options"] == {"q": 0.9, "rule": "quantile"}
+    assert not (run / "results.jsonl").exists() or not (run / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(_eval(data, models, run, "--fit-option", "rule=mad")) == 0  # restarts afresh
+    err = capsys.readouterr().err
+    assert "starts afresh" in err
+    assert "--fit-option is used only for missing experts; part already had a model" in err
+    assert not (run / "fits.json").exists()  # not fitted by this run's configuration
+    assert "quantile" not in (run / "report.md").read_text()
+
+
 # --------------------------------------------------------------------------- finding 5: --attention, 1 token
 
 

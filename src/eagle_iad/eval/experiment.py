@@ -52,6 +52,7 @@ from eagle_iad.eval.protocol import (
 )
 from eagle_iad.eval.report import attention_curves, write_report
 from eagle_iad.eval.runner import (
+    FITS,
     FittedExpert,
     RunStore,
     WorkerConfig,
@@ -59,10 +60,6 @@ from eagle_iad.eval.runner import (
     fit_config,
     shard_by_category,
 )
-
-#: ``RUN/fits.json``: the experts this run fitted (not in ``metrics.json``: a resumed run, whose experts were
-#: fitted by its first part, must give the same metrics as an uninterrupted one).
-FITS = "fits.json"
 
 
 @dataclass(frozen=True)

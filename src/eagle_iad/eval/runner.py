@@ -5,7 +5,7 @@ Crash safety and one experiment per folder come from these rules:
 * ``RUN/run.json`` (the configuration and its hash) is written atomically before any work; a rerun
   with a different configuration is refused instead of mixing two experiments in one file, unless the
   folder holds no record yet (a run stopped at its start, by a typo in ``--mllm`` say): that one starts
-  afresh with the new configuration, and says so;
+  afresh with the new configuration (the old one's ``fits.json`` dropped), and says so;
 * ``run.json`` also records what the records are made with (:mod:`eagle_iad.eval.identity`: each
   expert's ``model.json`` hash, the MLLM weights' fingerprint); a resumed run whose models or weights
   changed is refused the same way (:meth:`RunStore.check_identity`);
@@ -49,6 +49,9 @@ EXPERT_FIELDS = ("score", "tau", "s_max", "in_band", "caas_applied")
 MLLM_FIELDS = (*EXPERT_FIELDS, "answer", "answered_by")
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
+#: ``RUN/fits.json``: the experts this run fitted (not in ``metrics.json``: a resumed run, whose experts were
+#: fitted by its first part, must give the same metrics as an uninterrupted one).
+FITS = "fits.json"
 #: What to do instead, for a changed setting a user commonly means to add to a run rather than to change.
 #: A run is not extended in place: its report compares the conditions of one configuration, and a run with
 #: more categories or conditions is another experiment; a second --out (same --models) costs no refit.
@@ -149,6 +152,9 @@ class RunStore:
                 f"{self.out} held a run with another configuration (changed: {', '.join(changed)}) but no record "
                 "of it; it starts afresh with this configuration"
             )
+            # Its fits were made with the old configuration's --fit-option: left here, the report would say this
+            # run fitted them with options it was not given.
+            (self.out / FITS).unlink(missing_ok=True)
         self._write_manifest()
 
     def _write_manifest(self) -> None:
