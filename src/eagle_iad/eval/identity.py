@@ -11,7 +11,8 @@ made with). So the run also records an identity, and a resumed run with records 
   a hub id) a hash of its ``config.json``, weight index and weight files (their bytes when they are small,
   the hub cache's content hash when they are cached blobs, else their size and modification time); for an
   ``openai:`` server the entry its ``/v1/models`` lists for the model (id and, where the server says,
-  the weights' path); ``None`` where nothing can be known (a plugin backend, a hub id not yet downloaded).
+  the weights' path); ``None`` where nothing can be known (a plugin backend, a hub id not yet downloaded, a
+  model the server answers for but does not list under that id: an Ollama tag, a LiteLLM alias).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from eagle_iad.errors import BackendError, ConfigError
+from eagle_iad.errors import BackendError
 from eagle_iad.file_hash import file_sha256
 
 #: Weight files of a model folder (what a rebuild or a download changes).
@@ -81,7 +82,7 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 
 
 def _served_model(base_url: str, model: str) -> str | None:
-    """The ``/v1/models`` entry of ``model`` (id and weights' path where listed); None where there is no list."""
+    """The ``/v1/models`` entry of ``model`` (id and weights' path where listed); None where there is no such entry."""
     from eagle_iad.mllm.openai_compat import OpenAIBackend
 
     backend = OpenAIBackend(base_url, model)
@@ -99,12 +100,12 @@ def _served_model(base_url: str, model: str) -> str | None:
     entries = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
         return None
-    listed = [e for e in entries if isinstance(e, dict)]
-    for entry in listed:
-        if entry.get("id") == model:
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("id") == model:
             return json.dumps({k: entry[k] for k in ("id", "root") if k in entry}, sort_keys=True)
-    names = ", ".join(str(e.get("id")) for e in listed[:10]) or "none"
-    raise ConfigError(f"{backend.base_url} does not serve {model!r} (its /models lists: {names}); check --mllm")
+    # Not listed under that id is no proof the server does not answer for it: Ollama lists `llama3.2:latest`
+    # and answers `llama3.2`, a LiteLLM proxy answers aliases and wildcards. Nothing to compare, then.
+    return None
 
 
 def mllm_fingerprint(spec: str) -> str | None:
