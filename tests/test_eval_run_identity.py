@@ -160,6 +160,21 @@ def test_openai_model_not_listed_under_its_id_is_not_refused(live_server: type[L
     assert json.loads(str(listed)) == {"id": "llama3.2:latest", "root": "/models/llama3.2"}
 
 
+def test_a_missing_expert_of_a_run_with_records_is_refused_before_it_is_fitted(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models = _copy(fitted, tmp_path)
+    run = tmp_path / "run"
+    assert _eval(data, models, run) == 0
+    (run / "fits.json").unlink(missing_ok=True)
+    shutil.rmtree(models / "cells")
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2
+    err = capsys.readouterr().err
+    assert f"made with expert {models / 'cells'}" in err and "now missing" in err and f"{run}-2" in err
+    assert "fitting" not in err and not (models / "cells").exists() and not (run / "fits.json").exists()
+
+
 # --- identity: the MLLM ---------------------------------------------------------------------------
 
 

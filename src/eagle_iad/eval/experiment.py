@@ -241,6 +241,7 @@ def run_experiment(
         root = None if config.data is None else Path(config.data)
         fits = _read_fits(out)
         reused: list[str] = []
+        store.check_models_present(Path(config.models), shard_by_category(items))
         for category in shard_by_category(items):
             training = (
                 (lambda c=category: mmad_training(items, c))

@@ -206,6 +206,25 @@ class RunStore:
             self.manifest = {**self.manifest, "identity": merged}
             self._write_manifest()
 
+    def check_models_present(self, models: Path, categories: Iterable[str]) -> None:
+        """Refuse, before a missing expert is fitted, a run with records whose identity names that expert.
+
+        A fit takes minutes and writes ``RUN/fits.json``, and :meth:`check_identity` would refuse its result
+        afterwards (another model than the records were made with); so the run stops here, saying so.
+        """
+        from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
+
+        recorded = (self.manifest.get("identity") or {}).get("models") or {}
+        if not self.done or not isinstance(recorded, dict):
+            return
+        missing = [c for c in sorted(categories) if c in recorded and not (Path(models) / c / MODEL_MANIFEST).exists()]
+        if missing:
+            names = ", ".join(f"{Path(models) / c} (model.json SHA-256 {str(recorded[c])[:12]}…)" for c in missing)
+            raise ConfigError(
+                f"{self.out} holds {len(self.done)} records made with expert {names}, now missing; a new fit would be "
+                f"another model: restore it to resume, or use a new --out (e.g. {suggest_out(self.out)})"
+            )
+
     def _repair(self) -> None:
         """Drop a torn last line (a crash mid-append) so the file is whole lines of valid JSON again."""
         if not self.path.exists():
