@@ -341,6 +341,22 @@ def test_a_plugin_module_that_cannot_be_imported_names_the_module_search_path(
 # --- an MLLM family from a plugin (tests/plugins/tiny_vl_family.py) ---------------------------------
 
 
+def test_a_family_registered_again_is_asked_first() -> None:
+    """The latest registration answers for a model type, also one under a name registered before."""
+    from eagle_iad.mllm.families import FAMILIES, family_for, register_family
+    from eagle_iad.mllm.families.qwen2_vl import QwenVLFamily
+
+    try:
+        register_family(QwenVLFamily("test_a", ("test_type",)))
+        register_family(QwenVLFamily("test_b", ("test_type",)))
+        assert family_for("test_type").name == "test_b"
+        again = register_family(QwenVLFamily("test_a", ("test_type",)))
+        assert family_for("test_type") is again
+    finally:
+        FAMILIES.remove("test_a")
+        FAMILIES.remove("test_b")
+
+
 def test_plugin_mllm_family_loads_a_new_checkpoint_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint whose ``model_type`` only a plugin's family knows (the tiny Qwen2.5-VL config under another
     type): refused without the plugin, naming EAGLE_PLUGINS; loaded and answering with it, through the family."""

@@ -37,8 +37,11 @@ def register_family(family: _F) -> _F:
     """Add ``family`` under its name (a later family of the same name replaces it) and return it.
 
     A family registered later is asked first for a model type, so a plugin's family can also take over a
-    checkpoint type a built-in family handles (a variant whose chat template or token layout differs).
+    checkpoint type a built-in family handles (a variant whose chat template or token layout differs). One
+    registered again under a name already there is moved to the front as well (it is the latest), not left
+    in the old one's place behind families registered since.
     """
+    FAMILIES.remove(family.name)
     FAMILIES.add(family.name, family)
     return family
 
