@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TINY_SERVED_MODEL, LiveServer, copy_elpv_cells
@@ -93,15 +94,22 @@ def test_threshold_change_refuses_resume_and_report(
     assert _eval(data, models, run) == 0
 
 
-def test_run_written_before_identities_resumes_with_a_warning_and_refuses_another_tau(
-    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _run_before_identities(fitted: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """A finished run whose ``run.json`` is made to look written before identities were recorded:
+    (data, models, the run folder, that manifest)."""
     data, models = _copy(fitted, tmp_path)
     run = tmp_path / "run"
     assert _eval(data, models, run) == 0
     manifest = json.loads((run / MANIFEST).read_text())
     del manifest["identity"]
     (run / MANIFEST).write_text(json.dumps(manifest))
+    return data, models, run, manifest
+
+
+def test_run_written_before_identities_resumes_with_a_warning_and_refuses_another_tau(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models, run, manifest = _run_before_identities(fitted, tmp_path)
     capsys.readouterr()
     assert _eval(data, models, run) == 0
     assert "cannot be checked" in capsys.readouterr().err
@@ -122,12 +130,7 @@ def test_run_written_before_identities_resumes_with_a_warning_and_refuses_anothe
 def test_an_interrupted_run_written_before_identities_is_refused_before_any_record_with_another_tau(
     fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, models = _copy(fitted, tmp_path)
-    run = tmp_path / "run"
-    assert _eval(data, models, run) == 0
-    manifest = json.loads((run / MANIFEST).read_text())
-    del manifest["identity"]
-    (run / MANIFEST).write_text(json.dumps(manifest))
+    data, models, run, _ = _run_before_identities(fitted, tmp_path)
     lines = (run / RESULTS).read_text().splitlines(keepends=True)
     assert len(lines) >= 4
     half = "".join(lines[: len(lines) // 2])
