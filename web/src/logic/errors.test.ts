@@ -114,7 +114,8 @@ describe("describeError", () => {
     );
     const described = describeLabelError(error, "normal");
     expect(described.kind).toBe("label_changed");
-    expect(described.message).toContain("cell0065.png was labelled actually defective by bert at ");
+    // the time is worded against today's date ("at 9:59:23 PM" today, "on 12/6/2026, 9:59:23 PM" another day)
+    expect(described.message).toMatch(/^cell0065\.png was labelled actually defective by bert (at|on) /);
     expect(described.message).not.toMatch(/revision|8f8c43a9|anomalous|T21:59/);
     expect(describeError(error).message).toContain("Your label was not saved.");
     // another refusal is described as before
