@@ -1455,6 +1455,50 @@ def test_until_idle_with_the_hot_folder_gone_says_so_in_one_line(model_dir: Path
     assert len(_history(tmp_path)) == 1
 
 
+def test_a_hot_folder_renamed_while_it_is_listed_is_gone_not_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder renamed away after its listing opened, before its entries were looked at: each entry's look
+    finds nothing (it stats the entry's path), which read as an empty folder, so ``--until-idle`` ended saying
+    nothing (the flaky run of the test above). The backlog now raises as a listing of a gone folder does, for
+    :func:`eagle_iad.station.status.gone` to tell; a file taken away alone still only drops out."""
+    from eagle_iad.station import status
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources import folder as folder_module
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for name in ("a.png", "b.png"):
+        (incoming / name).write_bytes(b"an image")
+    source = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    real = os.scandir
+    then: list[Callable[[], None]] = []
+
+    class Listing:  # the real listing, with ``then`` done once it is open (the folder renamed under it)
+        def __init__(self, path: Any) -> None:
+            self.entries = real(path)
+
+        def __enter__(self) -> Listing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.entries.close()
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            while then:
+                then.pop()()
+            return iter(self.entries)
+
+    monkeypatch.setattr(folder_module.os, "scandir", Listing)
+    then.append(lambda: (incoming / "a.png").unlink())  # one file taken away: the other still waits
+    assert source.backlog() == 1
+    then.append(lambda: incoming.rename(tmp_path / "unmounted"))
+    with pytest.raises(FileNotFoundError) as raised:
+        source.backlog()
+    assert status.gone(raised.value, incoming), raised.value
+
+
 def test_until_idle_with_the_hot_folder_gone_ends_with_the_held_deliveries_kept_for_the_next_run(
     model_dir: Path, tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -320,6 +320,7 @@ class HotFolder:
         file in the folder, waiting or marked by its sidecar."""
         found: list[tuple[int, str, Settled]] = []
         ignored: dict[str, str] = {}
+        vanished = False
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
@@ -330,6 +331,7 @@ class HotFolder:
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
+                    vanished = True  # taken away meanwhile, or the whole folder (see below)
                     continue
                 except OSError as exc:  # this file's fault (EIO, ESTALE): skipped, the rest of the folder taken
                     if listed is not None:
@@ -349,6 +351,11 @@ class HotFolder:
                 if self.after == "sidecar" and self._marked(name, look(info)):
                     continue
                 found.append((info.st_mtime_ns, name, look(info)))
+        if vanished:
+            # An entry stats its path, not the open listing: a folder renamed or unmounted while it was listed
+            # lists names that are gone, which would read as an empty folder (``--until-idle`` would end, saying
+            # nothing). Whether the folder itself is still there decides: gone, it raises as a listing would.
+            os.stat(self.folder)
         self._ignored = ignored
         if listed is not None:  # the intake's poll (not the status' look at the backlog): said once per name
             for name in sorted(ignored.keys() - self._ignored_said):
