@@ -301,6 +301,45 @@ def test_eval_expert_checks_every_image_and_mask_before_the_model(
     assert not (tmp_path / "report" / "metrics.json").exists()
 
 
+def test_a_resume_decodes_only_new_or_changed_files_and_still_refuses_a_corrupted_one(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eagle_iad.eval.preflight as preflight
+
+    data = tmp_path / "data"
+    shutil.copytree(fitted[0], data)
+    models = _copy(fitted, tmp_path)[1]
+    run = tmp_path / "run"
+    decoded: list[str] = []
+    real_load_rgb = preflight.load_rgb
+
+    def counting_load_rgb(source: Any, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(str(source))
+        return real_load_rgb(source, *args, **kwargs)
+
+    monkeypatch.setattr(preflight, "load_rgb", counting_load_rgb)
+    assert _eval(data, models, run) == 0
+    tests = sorted(str(p) for p in (data / "cells" / "test").rglob("*.png"))
+    assert sorted(decoded) == tests  # the first run checks every test image
+
+    decoded.clear()
+    assert _eval(data, models, run) == 0
+    assert decoded == []  # a resume decodes nothing that did not change
+    kept = json.loads((run / "preflight.json").read_text())  # versioned JSON: each file checked good, stamped
+    assert kept["format"] == 1 and sorted(row["image"] for row in kept["files"]) == tests
+
+    normal = Path(tests[0])
+    normal.write_bytes(normal.read_bytes()[:400])  # corrupted between the runs
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2
+    err = capsys.readouterr().err
+    assert decoded == [str(normal)]  # only the changed file is decoded again
+    assert f"{normal}: image data is truncated or corrupt" in err  # refused as a first run refuses it
+    decoded.clear()
+    assert _eval(data, models, run) == 2  # and again: a refused file is not kept as checked
+    assert decoded == [str(normal)] and f"{normal}: image data is truncated or corrupt" in capsys.readouterr().err
+
+
 # --- masks the layout did not read ----------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from eagle_iad.eval.expert_eval import (
 )
 from eagle_iad.eval.identity import mllm_fingerprint, model_identities
 from eagle_iad.eval.mllm_metrics import compute_metrics
-from eagle_iad.eval.preflight import check_test_files, unread_mask_folders
+from eagle_iad.eval.preflight import Checked, check_test_files, read_checked, unread_mask_folders, write_checked
 from eagle_iad.eval.protocol import (
     Tasks,
     WorkItem,
@@ -199,19 +199,25 @@ def _stderr_warning(message: str) -> None:
     print(f"eagle: warning: {message}", file=sys.stderr)
 
 
-def preflight(config: ExperimentConfig, items: list[WorkItem], warn: Callable[[str], None]) -> None:
+def preflight(
+    config: ExperimentConfig, items: list[WorkItem], warn: Callable[[str], None], known: Checked | None = None
+) -> Checked:
     """Before any fit or MLLM work: every test image (and 1-shot template) decodes, every mask fits its image;
     a layout that reads no mask where the data has a mask folder is warned about (:mod:`eagle_iad.eval.preflight`).
+
+    ``known``: the pairs a previous part of the run checked good (``RUN/preflight.json``); those whose files did
+    not change are not decoded again. Returns the pairs checked good, to keep for the next resume.
     """
     pairs: list[tuple[str, str | None]] = [(item.image, item.mask_path) for item in items]
     if config.shots == 1:
         pairs += [(item.templates[0], None) for item in items if item.templates]
-    check_test_files(pairs)
+    checked = check_test_files(pairs, known)
     if config.layout != "mmad":
         root = None if config.data is None else Path(config.data)
         seen = {item.image: (item.category, item.label, item.mask_path) for item in items}
         for note in unread_mask_folders(root, list(seen.values()), config.layout):
             warn(note)
+    return checked
 
 
 def run_experiment(
@@ -233,11 +239,14 @@ def run_experiment(
     options = dict(config.fit_options)
     if options:
         fit_config(options, config.seed)  # a setting no model could be fitted with is refused before any work
-    preflight(config, items, warn)
+    known = read_checked(out)
+    checked = preflight(config, items, warn, known)
     # Before the run folder is written: a malformed spec or an engine that is down stops the run here.
     needs_mllm = config.mllm is not None and any(c != "expert" for c in config.conditions)
     mllm_identity = mllm_fingerprint(config.mllm) if needs_mllm and config.mllm is not None else None
     with RunStore(out, config.as_dict(), warn) as store:
+        if checked != known:  # kept once the folder is this run's: a resume decodes only new or changed files
+            write_checked(out, checked)
         root = None if config.data is None else Path(config.data)
         fits = _read_fits(out)
         reused: list[str] = []

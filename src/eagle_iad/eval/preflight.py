@@ -6,17 +6,25 @@ report written. Decoding each file once up front costs seconds (threads, as PIL 
 and turns that into one error listing the bad files, as ``eagle attention`` does for its one image.
 Also: a layout that finds no mask at all where the data has a mask folder (a wrong ``--layout``) is
 said on stderr before the run, since its pixel metrics would otherwise just read "–".
+
+A resumed ``eagle eval`` run does not decode its data again: the files checked good are kept in
+``RUN/preflight.json`` (:data:`CHECKED_FILE`: each file's size, modification and change time) and only a
+pair with a new or changed file is checked again (minutes on MMAD-sized data otherwise, at every resume).
+Another eagle version or other image limits (``EAGLE_MAX_PIXELS``, ``EAGLE_MAX_ASPECT``) check everything again.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from eagle_iad.errors import DataError, EagleError
-from eagle_iad.images import load_mask, load_rgb
+from eagle_iad.atomic import atomic_write_text
+from eagle_iad.errors import DataError, EagleError, ImageError
+from eagle_iad.images import load_mask, load_rgb, max_aspect, max_pixels
 
 #: At most this many bad files are named in the error (the count says how many there are in all).
 SHOWN = 10
@@ -24,28 +32,73 @@ SHOWN = 10
 MASK_FOLDERS = ("ground_truth", "gt", "masks", "Masks")
 
 
-def _check(pair: tuple[str, str | None]) -> EagleError | None:
-    """The problem with one (image, mask) pair, or None."""
+#: ``RUN/preflight.json``: the (image, mask) pairs a run checked good, with their files' stamps.
+CHECKED_FILE = "preflight.json"
+#: Its format; a file of another format is ignored (everything is checked again), never misread.
+CHECKED_FORMAT = 1
+
+Pair = tuple[str, str | None]
+#: A file's (size, mtime_ns, ctime_ns): a rewrite changes them (ctime even when the mtime is put back).
+Stamp = tuple[int, int, int]
+#: A pair checked good: the stamps of its image and of its mask (None without a mask).
+Checked = dict[Pair, tuple[Stamp, Stamp | None]]
+
+
+def _stamp(path: str) -> Stamp:
+    stat = os.stat(path)
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _check(pair: Pair) -> tuple[EagleError | None, tuple[Stamp, Stamp | None] | None]:
+    """The problem with one (image, mask) pair, or None; and, when it is good, its files' stamps.
+
+    The stamps are taken before the decode: a file rewritten meanwhile then does not match them next time.
+    """
     image, mask = pair
+    try:
+        stamps = (_stamp(image), None if mask is None else _stamp(mask))
+    except OSError:
+        stamps = None  # the decode below says what is wrong with it
     try:
         rgb = load_rgb(image)
         if mask is not None:
             load_mask(mask, (rgb.shape[0], rgb.shape[1]))
     except EagleError as exc:
-        return exc
-    return None
+        return exc, None
+    return None, stamps
 
 
-def check_test_files(pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]]) -> None:
+def _unchanged(pair: Pair, known: Mapping[Pair, tuple[Stamp, Stamp | None]]) -> bool:
+    """Whether ``pair`` was checked good and neither of its files changed since (a stat each, no decode)."""
+    was = known.get(pair)
+    if was is None:
+        return False
+    try:
+        return was == (_stamp(pair[0]), None if pair[1] is None else _stamp(pair[1]))
+    except OSError:
+        return False
+
+
+def check_test_files(
+    pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]],
+    known: Mapping[Pair, tuple[Stamp, Stamp | None]] | None = None,
+) -> Checked:
     """Decode every (test image, mask or None) once; one error naming the bad ones (up to :data:`SHOWN`).
 
     One bad file raises its own error (an :class:`ImageError` naming it); several, a :class:`DataError`.
+    ``known``: pairs checked good before (:func:`read_checked`); one whose files did not change is not decoded
+    again. Returns every pair checked good with its stamps, to keep with :func:`write_checked`.
     """
     unique = list(dict.fromkeys((str(image), None if mask is None else str(mask)) for image, mask in pairs))
+    known = known or {}
+    good: Checked = {pair: known[pair] for pair in unique if _unchanged(pair, known)}
+    todo = [pair for pair in unique if pair not in good]
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        problems = [p for p in pool.map(_check, unique) if p is not None]
+        results = list(pool.map(_check, todo))
+    problems = [problem for problem, _ in results if problem is not None]
     if not problems:
-        return
+        good.update((pair, stamps) for pair, (_, stamps) in zip(todo, results, strict=True) if stamps is not None)
+        return good
     if len(problems) == 1:
         raise problems[0]
     more = f" (the first {SHOWN} shown)" if len(problems) > SHOWN else ""
@@ -54,6 +107,49 @@ def check_test_files(pairs: Iterable[tuple[str | os.PathLike[str], str | os.Path
         f"{len(problems)} of the {len(unique)} test images cannot be used{more}: {listed}; "
         "fix or remove them (nothing was fitted or asked yet)"
     )
+
+
+def _limits() -> dict[str, Any]:
+    """What else decides whether a file passes: the eagle version and the image limits in force."""
+    from eagle_iad import __version__
+
+    try:
+        return {"eagle": __version__, "max_pixels": max_pixels(), "max_aspect": max_aspect()}
+    except ImageError:
+        return {"eagle": __version__}  # a malformed limit: the decode says so, on every file checked
+
+
+def read_checked(folder: Path) -> Checked:
+    """The pairs ``folder/preflight.json`` holds as checked good; none where it is missing, unreadable, of
+    another format, eagle version or image limits (then everything is checked again: it is only a shortcut)."""
+    try:
+        data = json.loads((Path(folder) / CHECKED_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != CHECKED_FORMAT or data.get("checked_with") != _limits():
+        return {}
+    checked: Checked = {}
+    try:
+        for row in data["files"]:
+            mask = None if row["mask"] is None else str(row["mask"])
+            image_stamp = (int(row["image_stamp"][0]), int(row["image_stamp"][1]), int(row["image_stamp"][2]))
+            mask_stamp = None if row["mask_stamp"] is None else (
+                int(row["mask_stamp"][0]), int(row["mask_stamp"][1]), int(row["mask_stamp"][2]))  # fmt: skip
+            checked[(str(row["image"]), mask)] = (image_stamp, mask_stamp)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return {}
+    return checked
+
+
+def write_checked(folder: Path, checked: Mapping[Pair, tuple[Stamp, Stamp | None]]) -> None:
+    """Keep ``checked`` in ``folder/preflight.json`` (atomically), for the next resume's :func:`check_test_files`."""
+    rows = [
+        {"image": image, "mask": mask, "image_stamp": list(stamps[0]),
+         "mask_stamp": None if stamps[1] is None else list(stamps[1])}
+        for (image, mask), stamps in sorted(checked.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    ]  # fmt: skip
+    data = {"format": CHECKED_FORMAT, "checked_with": _limits(), "files": rows}
+    atomic_write_text(Path(folder) / CHECKED_FILE, json.dumps(data, indent=1) + "\n")
 
 
 def _mask_folder(category_dir: Path) -> Path | None:
