@@ -150,6 +150,28 @@ def test_an_interrupted_run_written_before_identities_is_refused_before_any_reco
     assert len((run / RESULTS).read_text().splitlines()) == len(lines) and _taus(run) == {tau}
 
 
+def test_a_missing_expert_of_a_run_written_before_identities_is_refused_before_it_is_fitted(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, models, run, manifest = _run_before_identities(fitted, tmp_path)
+    (tau,) = _taus(run)
+    n = len((run / RESULTS).read_text().splitlines())
+    (run / "fits.json").unlink(missing_ok=True)
+    shutil.rmtree(models / "cells")
+    capsys.readouterr()
+    assert _eval(data, models, run) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{run} holds {n} records made with expert {models / 'cells'} (tau {tau:.3f}), now missing; a new fit would "
+        "be another model (this run was written before eval recorded its models, so only the records' tau tells "
+        f"them): restore it to resume, or use a new --out (e.g. {run}-2)"
+    ) in err
+    assert "fitting" not in err and not (models / "cells").exists() and not (run / "fits.json").exists()
+    assert json.loads((run / MANIFEST).read_text()) == manifest  # still unchecked: the old model put back resumes
+    shutil.copytree(fitted[1] / "cells", models / "cells")
+    assert _eval(data, models, run) == 0
+
+
 def test_openai_model_not_listed_under_its_id_is_not_refused(live_server: type[LiveServer]) -> None:
     app = FastAPI()
 

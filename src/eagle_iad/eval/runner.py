@@ -207,17 +207,42 @@ class RunStore:
             self._write_manifest()
 
     def check_models_present(self, models: Path, categories: Iterable[str]) -> None:
-        """Refuse, before a missing expert is fitted, a run with records whose identity names that expert.
+        """Refuse, before a missing expert is fitted, a run with records made with that expert.
 
-        A fit takes minutes and writes ``RUN/fits.json``, and :meth:`check_identity` would refuse its result
-        afterwards (another model than the records were made with); so the run stops here, saying so.
+        A fit takes minutes and writes the model and ``RUN/fits.json``, and would be refused afterwards: by
+        :meth:`check_identity` (another model than the records were made with) or, for a run written before
+        identities were recorded, by the tau its records carry (a new fit's tau is not theirs). So the run
+        stops here, saying so. A legacy run's category whose records carry no tau (no condition read the
+        expert) can have its expert fitted: nothing of its records says which one it was.
         """
         from eagle_iad.expert.store import MANIFEST as MODEL_MANIFEST
 
-        recorded = (self.manifest.get("identity") or {}).get("models") or {}
-        if not self.done or not isinstance(recorded, dict):
+        if not self.done:
             return
-        missing = [c for c in sorted(categories) if c in recorded and not (Path(models) / c / MODEL_MANIFEST).exists()]
+        identity = self.manifest.get("identity")
+        wanted = [c for c in sorted(categories) if not (Path(models) / c / MODEL_MANIFEST).exists()]
+        if not wanted:
+            return
+        if identity is None:
+            taus: dict[str, set[float]] = {}
+            for record in self.records():
+                if record.get("tau") is not None and record.get("category") in wanted:
+                    taus.setdefault(str(record["category"]), set()).add(float(record["tau"]))
+            missing = [c for c in wanted if c in taus]
+            if missing:
+                names = ", ".join(
+                    f"{Path(models) / c} (tau {', '.join(f'{t:.3f}' for t in sorted(taus[c]))})" for c in missing
+                )
+                raise ConfigError(
+                    f"{self.out} holds {len(self.done)} records made with expert {names}, now missing; a new fit "
+                    "would be another model (this run was written before eval recorded its models, so only the "
+                    f"records' tau tells them): restore it to resume, or use a new --out (e.g. {suggest_out(self.out)})"
+                )
+            return
+        recorded = identity.get("models") if isinstance(identity, dict) else None
+        if not isinstance(recorded, dict):
+            return
+        missing = [c for c in wanted if c in recorded]
         if missing:
             names = ", ".join(f"{Path(models) / c} (model.json SHA-256 {str(recorded[c])[:12]}…)" for c in missing)
             raise ConfigError(
