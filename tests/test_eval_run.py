@@ -152,11 +152,47 @@ def test_folder_layout_end_to_end(cells: Path, tiny_qwen: Path, tmp_path: Path) 
     assert "attention.png" in md and (run / "attention.png").exists()
     assert (run / "expert" / "cells" / "histogram.png").exists()
     assert "<table>" in (run / "report.html").read_text()
+    # A checkpoint without the tiny model's note is not marked a random test model anywhere.
+    assert "random_test_model" not in metrics and "random_test_model" not in (run / "run.json").read_text()
+    assert not any("random_test_model" in row for row in rows) and "random test model" not in md
     # Rerunning is a no-op resume; a changed configuration is refused.
     before = (run / RESULTS).read_text()
     assert _eval(*args) == 0
     assert (run / RESULTS).read_text() == before
     assert _eval(*args[:-2], "--shots", "1", "--out", str(run)) == 2
+
+
+def test_a_run_answered_by_a_random_test_model_is_marked_not_a_measurement(
+    cells: Path, tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from eagle_iad.testing.tiny import NOTE_NAME
+
+    tiny = tmp_path / "tiny"
+    shutil.copytree(tiny_qwen, tiny)
+    (tiny / NOTE_NAME).write_text("a tiny random model\n")  # what `python -m eagle_iad.testing.tiny` leaves
+    run = tmp_path / "run"
+    args = ["--data", str(cells), "--layout", "folder", "--models", str(tmp_path / "models"), "--mllm", f"hf:{tiny}",
+            "--conditions", "baseline,expert", "--limit", "2", "--out", str(run)]  # fmt: skip
+    capsys.readouterr()
+    assert _eval(*args) == 0
+    err = capsys.readouterr().err
+    assert f"eagle: warning: {tiny} is a tiny random test model ({NOTE_NAME}): its answers are random noise" in err
+    assert json.loads((run / "run.json").read_text())["random_test_model"] is True
+    rows = [json.loads(line) for line in (run / RESULTS).read_text().splitlines()]
+    assert {row["condition"] for row in rows} == {"baseline", "expert"}
+    for row in rows:  # the MLLM's answers are marked; the expert's own decision is not the random model's
+        assert row.get("random_test_model", False) is (row["condition"] == "baseline")
+    assert json.loads((run / "metrics.json").read_text())["random_test_model"] is True
+    banner = "Answers from a random test model: not a measurement."
+    assert (run / "report.md").read_text().splitlines()[2] == f"**{banner} The MLLM is a tiny random test model " \
+        "(built by python -m eagle_iad.testing.tiny): its answers are random noise, so the MLLM numbers below " \
+        "measure nothing.**"  # fmt: skip
+    assert f"<p><strong>{banner}" in (run / "report.html").read_text()
+    # A resume (here: a re-report) keeps the marks.
+    assert _eval(*args) == 0
+    assert json.loads((run / "metrics.json").read_text())["random_test_model"] is True
 
 
 @needs_tire

@@ -38,7 +38,7 @@ from eagle_iad.eval.expert_eval import (
     summary_mask_note,
     write_evaluation,
 )
-from eagle_iad.eval.identity import mllm_fingerprint, model_identities
+from eagle_iad.eval.identity import mllm_fingerprint, model_identities, random_test_model
 from eagle_iad.eval.mllm_metrics import compute_metrics
 from eagle_iad.eval.preflight import Checked, check_test_files, read_checked, unread_mask_folders, write_checked
 from eagle_iad.eval.protocol import (
@@ -50,7 +50,7 @@ from eagle_iad.eval.protocol import (
     mmad_items,
     mmad_training,
 )
-from eagle_iad.eval.report import attention_curves, write_report
+from eagle_iad.eval.report import RANDOM_MARK, attention_curves, write_report
 from eagle_iad.eval.runner import (
     FITS,
     FittedExpert,
@@ -60,6 +60,7 @@ from eagle_iad.eval.runner import (
     fit_config,
     shard_by_category,
 )
+from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,17 @@ def run_experiment(
     # Before the run folder is written: a malformed spec or an engine that is down stops the run here.
     needs_mllm = config.mllm is not None and any(c != "expert" for c in config.conditions)
     mllm_identity = mllm_fingerprint(config.mllm) if needs_mllm and config.mllm is not None else None
+    random_model = random_test_model(config.mllm) if needs_mllm and config.mllm is not None else None
+    if random_model is not None:
+        warn(
+            f"{random_model} is a tiny random test model ({RANDOM_MODEL_NOTE}): its answers are random noise; this "
+            "run's records, run.json and report are marked as answers from a random test model, not a measurement"
+        )
     with RunStore(out, config.as_dict(), warn) as store:
         if checked != known:  # kept once the folder is this run's: a resume decodes only new or changed files
             write_checked(out, checked)
+        if random_model is not None:
+            store.mark(RANDOM_MARK, True)
         root = None if config.data is None else Path(config.data)
         fits = _read_fits(out)
         reused: list[str] = []
@@ -293,9 +302,12 @@ def run_experiment(
             caas_phase=config.caas_phase,
             expert_cache=str(out / CACHE_DIR),
             model_sha256=models,
+            random_test_model=random_model is not None,
         )
         (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
-        return _finish(config, items, out, store.records(), store.hash, warn)
+        records = store.records()
+        random_run = bool(store.manifest.get(RANDOM_MARK)) or any(r.get(RANDOM_MARK) for r in records)
+        return _finish(config, items, out, records, store.hash, warn, random_run=random_run)
 
 
 def check_record_taus(records: list[dict[str, Any]], category: str, tau: float, model: Path) -> None:
@@ -342,8 +354,14 @@ def _finish(
     records: list[dict[str, Any]],
     run_hash: str,
     warn: Callable[[str], None] = _stderr_warning,
+    *,
+    random_run: bool = False,
 ) -> dict[str, Any]:
-    """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records."""
+    """Expert evaluation, ``metrics.json``, ``timing.json`` and the report, from the stored records.
+
+    ``random_run``: MLLM answers of the run came from a tiny random test model: ``metrics.json`` and the report
+    say so (``random_test_model``), so its numbers are never mistaken for a model's.
+    """
     _check_taus(config, items, records)  # before anything is written
     expert, expert_boxes, pictures = _expert_metrics(config, items, out)
     metrics = {
@@ -354,6 +372,8 @@ def _finish(
         "expert": expert,
         "expert_boxes": expert_boxes,
     }
+    if random_run:  # only then: the metrics of every other run stay as they were
+        metrics[RANDOM_MARK] = True
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     timing = _timing(records, config.conditions)
     atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")

@@ -131,3 +131,23 @@ def mllm_fingerprint(spec: str) -> str | None:
             return None
         folder = snapshot
     return folder_fingerprint(folder)
+
+
+def random_test_model(spec: str) -> str | None:
+    """The folder of a tiny random test model behind an ``--mllm`` spec (one holding the note
+    ``python -m eagle_iad.testing.tiny`` leaves), or None: its answers are noise, never a measurement.
+
+    Why here: the run marks its ``run.json``, records and report with it before any record is made, so the
+    numbers of such a run are never read as a model's (the ``hf`` backend marks each reply too).
+    """
+    from eagle_iad.mllm.base import HYBRID_SCHEME, RANDOM_MODEL_NOTE, parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.scheme == HYBRID_SCHEME:
+        return random_test_model(parsed.target) or random_test_model(str(parsed.model))
+    if parsed.scheme != "hf":
+        return None
+    folder = Path(parsed.target).expanduser()
+    if not folder.is_dir():
+        folder = _hub_snapshot(parsed.target) or folder
+    return str(folder) if (folder / RANDOM_MODEL_NOTE).is_file() else None

@@ -29,6 +29,14 @@ PUBLISHED_MMAD: tuple[tuple[str, str, str], ...] = (
     ("EAGLE (paper, best of five backbones)", "94.4", "88.1"),
 )
 
+#: The key ``run.json``, a record and ``metrics.json`` carry (``true``) when a tiny random test model answered.
+RANDOM_MARK = "random_test_model"
+#: The report's first line then: such numbers are noise, whatever their tables look like.
+RANDOM_BANNER = (
+    "Answers from a random test model: not a measurement. The MLLM is a tiny random test model (built by "
+    "python -m eagle_iad.testing.tiny): its answers are random noise, so the MLLM numbers below measure nothing."
+)
+
 Table = tuple[list[str], list[list[str]]]
 _CSS = "body{font-family:sans-serif;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #bbb}"
 
@@ -289,6 +297,9 @@ def write_report(
     )
     md = ["# EAGLE-IAD evaluation", "", intro, ""]
     body = [f"<h1>EAGLE-IAD evaluation</h1><p>{html.escape(intro)}</p>"]
+    if metrics.get(RANDOM_MARK):
+        md[1:1] = ["", f"**{RANDOM_BANNER}**"]
+        body.insert(1, f"<p><strong>{html.escape(RANDOM_BANNER)}</strong></p>")
     for title, table, note in sections:
         md += [f"## {title}", ""]
         body.append(f"<h2>{html.escape(title)}</h2>")

@@ -206,6 +206,13 @@ class RunStore:
             self.manifest = {**self.manifest, "identity": merged}
             self._write_manifest()
 
+    def mark(self, key: str, value: Any) -> None:
+        """Keep ``key: value`` in ``run.json`` beside the configuration (not in its hash); once set, it stays:
+        a mark such as ``random_test_model`` holds for the records made before a resume too."""
+        if self.manifest.get(key) != value:
+            self.manifest = {**self.manifest, key: value}
+            self._write_manifest()
+
     def check_models_present(self, models: Path, categories: Iterable[str]) -> None:
         """Refuse, before a missing expert is fitted, a run with records made with that expert.
 
@@ -308,6 +315,9 @@ class WorkerConfig:
     #: ``{category: model.json SHA-256}`` the run recorded (:meth:`RunStore.check_identity`); an expert
     #: found otherwise when a worker loads it (an ``eagle threshold`` beside the run) is refused.
     model_sha256: dict[str, str] = field(default_factory=dict)
+    #: The MLLM is a tiny random test model (:func:`eagle_iad.eval.identity.random_test_model`): every record
+    #: it answers carries ``random_test_model: true`` (its answer is noise, not a measurement).
+    random_test_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -546,6 +556,8 @@ class Worker:
         fields = record_fields(verdict)
         out: dict[str, Any] = {name: fields[name] for name in MLLM_FIELDS}
         out.update(reply=verdict.reply, parse_method=verdict.parse_method)
+        if self.config.random_test_model or verdict.metadata.get("random_test_model"):
+            out["random_test_model"] = True  # an answer of random weights: never read as a model's
         if verdict.attention is not None:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
         return out
