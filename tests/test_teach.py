@@ -640,6 +640,61 @@ def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_t
     assert quiet.entry["warnings"] is None
 
 
+def test_two_images_of_one_name_are_told_apart_in_the_messages_and_the_record(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """Images that share a file name (two inspections' ``frame.png``, ``x.png`` of two folders) are named with
+    their inspection or source path where they are refused or skipped, and with the name they are stored under
+    (``taught-N/000k-x.png``, as the record's images) in the record's warnings."""
+    from PIL import Image
+
+    from eagle_iad.expert import Expert
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import TeachImage, guard_limit, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    model = load(model_dir)
+    expert = Expert(model)
+    black = tmp_path / "b" / "frame.png"
+    black.parent.mkdir()
+    Image.fromarray(np.zeros((300, 300, 3), dtype=np.uint8)).save(black)
+    good = tmp_path / "a" / "frame.png"
+    good.parent.mkdir()
+    shutil.copy(cells["extra"][0], good)
+    share = f"{expert.inspect(black).foreign_share:.0%}"
+    why = f"is unrecognised: {share} of it is beyond the training images (20% or more makes an image unlike them)"
+    tail = " (check the images, or force the teach)"
+    with pytest.raises(ConfigError) as refused:  # the service's teach of two inspections' frame.png
+        two = [TeachImage("frame.png", good, inspection="i1"), TeachImage("frame.png", black, inspection="i2")]
+        teach(model_dir, two, why="x", by="a")
+    assert str(refused.value) == f"not taught: frame.png (inspection i2) {why}{tail}"
+    with pytest.raises(ConfigError) as refused:  # a folder's images named by their file names
+        teach(model_dir, [TeachImage("frame.png", good), TeachImage("frame.png", black)], why="x", by="a")
+    assert str(refused.value) == f"not taught: frame.png ({black}) {why}{tail}"
+    # The same bytes under one name in two folders: taught once, the skip names which one.
+    twin = tmp_path / "c" / "frame.png"
+    twin.parent.mkdir()
+    shutil.copy(good, twin)
+    limit = guard_limit(model.thresholds, model.train_scores)
+    high = next(p for p in cells["cracked"] if model.thresholds.s_max < expert.inspect(p).score <= limit)
+    shutil.copy(high, tmp_path / "a" / "x.png")
+    shutil.copy(cells["extra"][1], tmp_path / "c" / "x.png")
+    result = teach(model_dir, [TeachImage("frame.png", good), TeachImage("frame.png", twin),
+                               TeachImage("x.png", tmp_path / "a" / "x.png"),
+                               TeachImage("x.png", tmp_path / "c" / "x.png")], why="x", by="a")  # fmt: skip
+    entry = result.entry
+    assert entry["skipped"] == [f"frame.png ({twin})"]
+    assert entry["skipped_why"] == [f"given twice (as frame.png ({good}))"]
+    assert [i["name"] for i in entry["images"]] == ["taught-1/0001-frame.png", "taught-1/0002-x.png",
+                                                    "taught-1/0003-x.png"]  # fmt: skip
+    # The warning names the stored name, so the record tells which x.png scored high.
+    (warning,) = entry["warnings"]
+    score = entry["images"][1]["score_before"]
+    s_max = model.thresholds.s_max
+    assert warning.startswith(f"x.png (stored as taught-1/0002-x.png) scored {score:.4g} on inspection, above "
+                              f"the largest normal training score (s_max) {s_max:.4g}: it was taught")  # fmt: skip
+
+
 def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[Path]], tmp_path: Path) -> None:
     model_dir = _copy(fitted, tmp_path)
     folder = tmp_path / "new"

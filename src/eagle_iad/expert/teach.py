@@ -117,18 +117,51 @@ def _taught_encodings(before: dict[str, int] | None, images: Sequence[TeachImage
     return dict(sorted(counts.items()))
 
 
-def _decode(images: Sequence[TeachImage]) -> list[tuple[np.ndarray, str]]:
+def _labels(images: Sequence[TeachImage]) -> list[str]:
+    """How the teach's messages name each image: its name, and where two images share it, where it came from.
+
+    Why: two images of one name (``frame.png`` of two inspections, ``a/x.png`` and ``b/x.png`` of a folder
+    the service names by file name) could not be told apart in a refusal or a skip; the inspection, else the
+    source path, else the image's place in the teach tells them.
+    """
+    counts = Counter(image.name for image in images)
+    labels = []
+    for index, image in enumerate(images):
+        if counts[image.name] < 2:
+            labels.append(image.name)
+        elif image.inspection is not None:
+            labels.append(f"{image.name} (inspection {image.inspection})")
+        elif isinstance(image.source, Path) and str(image.source) != image.name:
+            labels.append(f"{image.name} ({image.source})")
+        elif isinstance(image.source, Path):
+            labels.append(image.name)  # the same file given twice: nothing to tell apart
+        else:
+            labels.append(f"{image.name} (image {index + 1} of {len(images)})")
+    return labels
+
+
+def _stored_labels(images: Sequence[TeachImage], names: Sequence[str]) -> list[str]:
+    """How messages about taught images (the record's warnings) name them: by their name, and by the name they
+    are stored under (``taught-N/000k-x.png``, unique, as in the record's images) where two share a file name."""
+    counts = Counter(Path(image.name).name for image in images)
+    return [
+        image.name if counts[Path(image.name).name] < 2 else f"{image.name} (stored as {name})"
+        for image, name in zip(images, names, strict=True)
+    ]
+
+
+def _decode(images: Sequence[TeachImage], labels: Sequence[str]) -> list[tuple[np.ndarray, str]]:
     """Every image's pixels and SHA-256, or :class:`ImageError` naming the first that cannot be used."""
     decoded = []
-    for image in images:
+    for image, label in zip(images, labels, strict=True):
         try:
             data = image.read()
         except OSError as exc:
-            raise ImageError(f"{image.name}: cannot be read ({exc.strerror or exc}); nothing was taught") from None
+            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc}); nothing was taught") from None
         try:
             rgb = load_rgb(data)
         except ImageError as exc:  # decoded from its bytes, so the reason names an "uploaded image": it names the file
-            raise ImageError(f"{image.name}: {str(exc).removeprefix('uploaded image: ')}; nothing was taught") from None
+            raise ImageError(f"{label}: {str(exc).removeprefix('uploaded image: ')}; nothing was taught") from None
         decoded.append((rgb, hashlib.sha256(data).hexdigest()))
     return decoded
 
@@ -281,30 +314,35 @@ def teach(
     if len(images) > MAX_IMAGES:
         raise ConfigError(f"{len(images)} images: a teach takes at most {MAX_IMAGES} (teach them in parts, or refit "
                           "on all the normal images); nothing was taught")  # fmt: skip
-    decoded = _decode(images)
+    labels = _labels(images)
+    decoded = _decode(images, labels)
     refused = []
-    for image, (_, digest) in zip(images, decoded, strict=True):
+    for label, (_, digest) in zip(labels, decoded, strict=True):
         where = (labelled_defective or {}).get(digest)
         if where is not None:
-            refused.append(f"{image.name} is labelled defective in the history (inspection {where})")
+            refused.append(f"{label} is labelled defective in the history (inspection {where})")
     loaded_from = _fingerprint(Path(directory))
     model = load(directory)
     known = _known_images(model)
     kept, skipped, skipped_why = [], [], []
-    for image, (rgb, digest) in zip(images, decoded, strict=True):
+    for image, label, (rgb, digest) in zip(images, labels, decoded, strict=True):
         if digest in known:
-            skipped.append(image.name)
+            skipped.append(label)
             skipped_why.append(known[digest])
         else:
-            known[digest] = f"given twice (as {image.name})"
-            kept.append((image, rgb, digest))
+            known[digest] = f"given twice (as {label})"
+            kept.append((image, label, rgb, digest))
     if not kept:
         if refused and not force:
             raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
         listed = "; ".join(f"{name}: {why}" for name, why in zip(skipped, skipped_why, strict=True))
         raise ConfigError(f"every image is in this model already ({listed}); nothing was taught")
-    images = [image for image, _, _ in kept]
-    decoded = [(rgb, digest) for _, rgb, digest in kept]
+    images = [image for image, _, _, _ in kept]
+    labels = [label for _, label, _, _ in kept]
+    decoded = [(rgb, digest) for _, _, rgb, digest in kept]
+    change = len(model.history) + 1
+    names = _names(images, change)
+    stored_labels = _stored_labels(images, names)
     expert = Expert(model)
     config = model.config
     rgbs = [rgb for rgb, _ in decoded]
@@ -319,15 +357,15 @@ def teach(
     limit = guard_limit(model.thresholds, model.train_scores)
     shares = _foreign_shares(model, before_dist, counts, grids, rgbs)
     high = []  # taught although above s_max: named in the record's warnings
-    for index, (image, score, share) in enumerate(zip(images, scores_before, shares, strict=True)):
+    for index, (label, score, share) in enumerate(zip(labels, scores_before, shares, strict=True)):
         if model.coverage is not None and model.coverage.unrecognised(share):
-            refused.append(f"{image.name} is unrecognised: {share:.0%} of it is beyond the training images "
+            refused.append(f"{label} is unrecognised: {share:.0%} of it is beyond the training images "
                            f"({model.coverage.limit:.0%} or more makes an image unlike them)")  # fmt: skip
         elif score > limit:
-            refused.append(f"{image.name} scores {score:.4g}, far above the largest normal score "
+            refused.append(f"{label} scores {score:.4g}, far above the largest normal score "
                            f"{model.thresholds.s_max:.4g} (limit {limit:.4g}): it looks defective")  # fmt: skip
         elif score > model.thresholds.s_max:
-            high.append((index, image.name, float(score)))
+            high.append((index, stored_labels[index], float(score)))
     if refused and not force:
         raise ConfigError("not taught: " + "; ".join(refused) + " (check the images, or force the teach)")
 
@@ -395,8 +433,6 @@ def teach(
         finite = patch_scores[np.isfinite(patch_scores)]
         radius_after = max(coverage.radius, float(finite.max())) if finite.size else coverage.radius
         coverage = Coverage(radius=radius_after, limit=coverage.limit)
-    change = len(model.history) + 1
-    names = _names(images, change)
     warnings = [_above_s_max(name, score, float(new_scores[index]), model.thresholds.s_max, thresholds.s_max)
                 for index, name, score in high]  # fmt: skip
     entry: dict[str, Any] = {
