@@ -111,7 +111,8 @@ class Case:
     argv: list[str]
     pause: str
     kept: str
-    #: Files the command may leave in ``out`` on purpose (``eagle eval``'s run record: a stopped run resumes).
+    #: Files the command may leave in ``out`` on purpose (``eagle eval``'s run record and its checked test files:
+    #: a stopped run resumes).
     resumable: tuple[str, ...] = ()
 
 
@@ -134,7 +135,7 @@ def _case(command: str, fitted: dict[str, Path], work: Path, request: pytest.Fix
         # --quiet: a missing expert's fit draws progress bars (no newline) over the line the test waits for.
         return Case(["eval", "--layout", "elpv", "--models", "models", "--conditions", "expert", "--limit", "2",
                      "--limit-train", "4", "--quiet", "--out", "out"], "fit features", "model",
-                    ("run.json", ".lock"))  # fmt: skip
+                    ("run.json", ".lock", "preflight.json"))  # fmt: skip
     if command == "export":
         return Case(["export", "--model", "model", "--format", "onnx", "--out", "exported"], "scratch export", "model")
     assert command == "attention"
