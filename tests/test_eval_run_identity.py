@@ -357,9 +357,11 @@ def test_a_resume_decodes_only_new_or_changed_files_and_still_refuses_a_corrupte
     err = capsys.readouterr().err
     assert decoded == [str(normal)]  # only the changed file is decoded again
     assert f"{normal}: image data is truncated or corrupt" in err  # refused as a first run refuses it
+    assert _eval(data, models, tmp_path / "fresh") == 2  # the same message as a run that never checked it
+    assert capsys.readouterr().err == err
     decoded.clear()
     assert _eval(data, models, run) == 2  # and again: a refused file is not kept as checked
-    assert decoded == [str(normal)] and f"{normal}: image data is truncated or corrupt" in capsys.readouterr().err
+    assert decoded == [str(normal)] and capsys.readouterr().err == err
 
 
 # --- masks the layout did not read ----------------------------------------------------------------
