@@ -815,3 +815,69 @@ def test_a_sink_whose_first_delivery_found_the_broker_down_still_reconnects_and_
         sink.close()
         if broker is not None:
             broker.stop()
+
+
+@needs_mosquitto
+def test_a_delete_fences_off_a_delivery_still_in_flight_and_a_reconnection_before_the_close(tmp_path: Path) -> None:
+    """A station deleted while its courier still delivers past the stop's grace: the sink cleared ``last`` and the
+    status, then the courier's try went on and published its verdict on ``last``, retained, again: a screen showed
+    the deleted station's last part for good. A reconnection between the clearing and the close alike said
+    ``online`` again (retained, and no ``offline`` after it). Now the delete fences the sink off first: a try still
+    in flight publishes nothing (a failed try, its row going with the station), a reconnection says nothing, and
+    nothing of the station stays retained."""
+    from eagle_iad.station.parts import DeliveryError
+
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port, persistent=True).start()  # keeps what is retained across a restart
+    table = {"kind": "mqtt", "host": "127.0.0.1", "port": port, "timeout_s": 10, "retry_base_s": 1, "retry_max_s": 1}
+    sink = MqttSink(Options(table, "sink", tmp_path), "mqtt")
+    connected = threading.Event()
+    sink.when_connected(connected.set)
+
+    def payload(record_id: str) -> dict[str, Any]:
+        return {"station": "line-1", "record": {"id": record_id, "category": "mono", "decision": "normal"},
+                "image": "", "source": ""}  # fmt: skip
+
+    try:
+        sink.station_start("line-1", "mono")
+        assert connected.wait(wait_s(30)), "the sink did not connect"
+        sink.deliver(payload("r1"), "r1")
+        assert set(_retained(port, "eagle/line-1/#")) == {"eagle/line-1/last", "eagle/line-1/status"}
+        # the courier's next try, held between its connection and its publications (a delivery past the grace)
+        reached, release = threading.Event(), threading.Event()
+        properties = sink._properties
+
+        def held(key: str) -> Any:
+            reached.set()
+            release.wait(wait_s(30))
+            return properties(key)
+
+        sink._properties = held  # type: ignore[method-assign]
+        failed: list[BaseException] = []
+
+        def courier() -> None:
+            try:
+                sink.deliver(payload("r2"), "r2")
+            except BaseException as exc:  # what the try ended with is the test's
+                failed.append(exc)
+
+        thread = threading.Thread(target=courier, daemon=True)
+        thread.start()
+        assert reached.wait(wait_s(30)), "the courier's try did not start"
+        sink.station_forget()
+        release.set()
+        thread.join(wait_s(30))
+        assert not thread.is_alive()
+        assert len(failed) == 1 and isinstance(failed[0], DeliveryError), failed
+        assert "deleted" in str(failed[0]), failed
+        assert _retained(port, "eagle/line-1/#") == {}, "the try in flight published after the delete cleared"
+        # the broker restarted before the close: the sink reconnects, and says nothing on the status topic
+        connected.clear()
+        broker.stop()
+        broker.start()
+        assert connected.wait(wait_s(30)), "the sink did not reconnect"
+        sink.close()
+        assert _retained(port, "eagle/line-1/#") == {}, "a reconnection after the delete said online again"
+    finally:
+        sink.close()
+        broker.stop()

@@ -186,6 +186,14 @@ class MqttSink:
         self._listener: Callable[[], None] | None = None
         #: :meth:`station_forget` cleared the retained status: :meth:`close` says no ``offline`` after it.
         self._forgotten = False
+        #: :meth:`station_forget` began: nothing of this station is published any more (a courier's try still in
+        #: flight past the stop's grace, a reconnection's ``online``), or it would land after the clearing and be
+        #: retained for good. Set and read under :attr:`_fence`, which is held across each publication it guards, so
+        #: a publication either is queued before the clearing (which the broker then applies after it) or not at all.
+        #: Its own lock, not :attr:`_lock`: paho's thread takes it (:meth:`_on_connect`), and :meth:`close` holds
+        #: :attr:`_lock` while it waits for that thread to end.
+        self._fenced = False
+        self._fence = threading.Lock()
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
         #: acknowledged message's reason code by message id (a failure code is a refused publication).
         self._up = False
@@ -215,11 +223,14 @@ class MqttSink:
         client = self._connected(station)
         body = json.dumps(payload).encode("utf-8")
         properties = self._properties(key)
-        sent = [(topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties))]
-        if refused_image is None:  # a refusal is no verdict: the retained last verdict stays the last verdict
-            with self._lock:
-                self._retained.add(last)
-            sent.append((last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)))
+        with self._fence:
+            if self._fenced:  # the station was deleted while this try was under way: see station_forget
+                raise DeliveryError(f"{self._broker()}: the station was deleted; {topic} not published")
+            sent = [(topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties))]
+            if refused_image is None:  # a refusal is no verdict: the retained last verdict stays the last verdict
+                with self._lock:
+                    self._retained.add(last)
+                sent.append((last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)))
         deadline = time.monotonic() + self.timeout_s
         for where, info in sent:
             if info.rc != MQTT_ERR_SUCCESS:
@@ -419,7 +430,15 @@ class MqttSink:
         connected now (the broker down, or a connection still being made past ``timeout_s``) leaves them as they
         are. :meth:`close` then disconnects without ``offline`` (the status is cleared, and a clean goodbye fires no
         last will).
+
+        First, the sink is fenced off (:attr:`_fenced`): a courier's try still in flight (a station stopped past its
+        grace is deleted all the same) publishes nothing more, nor does a reconnection before :meth:`close` say
+        ``online``; either would otherwise land after the clearing and stay retained. A connection lost after the
+        clearing fires its will (``offline``, retained): the reconnection clears the status again, and carries no
+        will of its own.
         """
+        with self._fence:
+            self._fenced = True
         with self._lock:
             client = self._client
             if client is None or self._closed:
@@ -429,7 +448,8 @@ class MqttSink:
                 topics.add(self.last_topic.format(station=self._station, category=self._category))
         if not self._wait_first_answer():
             return
-        with self._lock:
+        with self._fence:  # what was published before the fence is queued ahead of these: the clearing lands last
+            client.will_clear()  # a reconnection before the close leaves no will (offline) to fire
             sent = [client.publish(topic, b"", qos=1, retain=True) for topic in sorted(topics)]
             self._forgotten = True
         deadline = time.monotonic() + self.timeout_s
@@ -543,7 +563,11 @@ class MqttSink:
         self, client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
     ) -> None:
         if not reason.is_failure:
-            client.publish(self._status(), ONLINE, qos=1, retain=True)
+            with self._fence:
+                if not self._fenced:
+                    client.publish(self._status(), ONLINE, qos=1, retain=True)
+                elif self._forgotten:  # deleted, and cleared: the connection lost since fired its will, offline,
+                    client.publish(self._status(), b"", qos=1, retain=True)  # retained; cleared again
         with self._changed:
             self._up = not reason.is_failure
             self._problem = None if self._up else f"the broker refused the connection: {reason}"
