@@ -3210,6 +3210,44 @@ def test_a_kill_before_a_refusal_is_put_aside_with_no_sink_taking_refusals_count
     assert (incoming / "failed" / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 2
 
 
+@pytest.mark.parametrize("sinks", [False, True], ids=["no-sink", "webhook"])
+def test_a_kill_before_a_refusal_is_put_aside_then_its_content_under_another_name_counts_each_file_once(
+    model_dir: Path, tmp_path: Path, receiver: Receiver, sinks: bool
+) -> None:
+    """Killed before ``broken.png``'s refusal put it aside; before the restart, the same bytes arrive as
+    ``other.png``, older, so refused first. The intake has one row per content: ``other.png``'s refusal took it over,
+    ``broken.png`` refused again then looked like a later file (a new key), and ``failed`` said 3 for 2 files (and,
+    with a sink, ``broken.png`` was told twice: under its first key, released with the place it went, and anew).
+    The row now keeps the refusal not put aside yet: each file counted once, each told once, ``broken.png`` under the
+    key stored before the kill."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken, other = incoming / "broken.png", incoming / "other.png"
+    broken.write_bytes(BROKEN)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) if sinks else "", settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal stored")
+    ((key, files),) = _rows(tmp_path, "SELECT record_id, files FROM station_intake")
+    assert broken.exists() and files == 1 and receiver.received == []
+    other.write_bytes(BROKEN)
+    past = broken.stat().st_mtime - 5  # older: taken first at the restart
+    os.utime(other, (past, past))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    failed = incoming / "failed"
+    assert sorted(p.name for p in failed.glob("*.png")) == ["broken.png", "other.png"], log
+    assert _status(stations)["failed"] == 2, log
+    if sinks:
+        told = {r["body"]["refused"]["image_name"]: (r["key"], r["body"]["image"]) for r in receiver.received}
+        assert len(receiver.received) == 2 and set(told) == {"broken.png", "other.png"}, receiver.received
+        assert told["broken.png"] == (key, str(failed / "broken.png")), log
+        assert told["other.png"][1] == str(failed / "other.png") and told["other.png"][0] != key, log
+    assert _rows(tmp_path, "SELECT unfiled FROM station_intake") == [(0,)]
+    broken.write_bytes(BROKEN)  # the same bytes under the same name again, once it was put aside: another file
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (failed / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 3, log
+
+
 @pytest.mark.parametrize("verdicts_only", [False, True])
 def test_a_kill_after_a_refusal_no_sink_takes_is_put_aside_files_it_at_the_restart_and_counts_a_later_file(
     model_dir: Path, tmp_path: Path, verdicts_only: bool

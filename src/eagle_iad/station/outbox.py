@@ -284,7 +284,9 @@ class StationTables:
         that failed: see :func:`refusal_key`) adds nothing. That is told in this transaction by the rows already
         under ``key``: its outbox rows, or (no sink takes refusals) the intake row's key being ``key``. ``digest``
         ``""``: a file that could not be read, which has no content hash; those share one row (no place: each
-        refusal's own key is in its outbox rows; the row keeps the last one's), each counted all the same.
+        refusal's own key is in its outbox rows; the row keeps the last one's), each counted all the same. A row that
+        tells another file's refusal not put aside yet (:meth:`_pending_other`) keeps telling it: this file is only
+        counted in it.
 
         Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice.
 
@@ -304,11 +306,17 @@ class StationTables:
                 stored = bool(
                     db.execute(rows, (station, key)).fetchall() or db.execute(mine, (station, digest, key)).fetchall()
                 )
-            db.execute(
-                "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
-                " appeared, time, unfiled) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
-                (station, digest, name, key, reason, place, appeared, now, unfiled, 0 if stored else 1),
-            )
+            if digest and self._pending_other(db, station, digest, key):
+                # the row tells another file's refusal not put aside yet (a kill before its put-aside): it keeps
+                # telling that one, or that file, refused again, would count as a later file (and be told twice)
+                db.execute("UPDATE station_intake SET files = files + ? WHERE station = ? AND digest = ?",
+                           (0 if stored else 1, station, digest))  # fmt: skip
+            else:
+                db.execute(
+                    "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
+                    " appeared, time, unfiled) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
+                    (station, digest, name, key, reason, place, appeared, now, unfiled, 0 if stored else 1),
+                )
             if not held:
                 return
             text = json.dumps(payload)
@@ -318,6 +326,29 @@ class StationTables:
                     " ON CONFLICT (station, sink, record_id) DO NOTHING",
                     (station, sink, key, text, PENDING, HELD),
                 )
+
+    @staticmethod
+    def _pending_other(db: Connection, station: str, digest: str, key: str | None) -> bool:
+        """Whether the intake row of ``digest`` tells the refusal of a file not put aside yet under a key other
+        than ``key``: its outbox rows still held, or (no sink took it) the row still ``unfiled``.
+
+        Why: one row per content. A kill before that file's put-aside leaves it in the folder, and a file of the same
+        content under another name may be refused first at the restart; had its refusal taken the row over, the
+        first file, refused again, would no longer be found by :meth:`held_refusal`: counted a second time under a
+        new key, and (with a sink) told twice, its first key's held rows released as well."""
+        rows = db.execute(
+            "SELECT record_id, unfiled FROM station_intake WHERE station = ? AND digest = ? AND state = 'failed'",
+            (station, digest),
+        ).fetchall()
+        if not rows or rows[0][0] is None or rows[0][0] == key:
+            return False
+        if rows[0][1]:
+            return True
+        held = db.execute(
+            "SELECT 1 FROM outbox WHERE station = ? AND record_id = ? AND state = ? AND next_try = ?",
+            (station, rows[0][0], PENDING, HELD),
+        ).fetchall()
+        return bool(held)
 
     def refusal_place(self, station: str, key: str) -> str | None:
         """Where the file of refusal ``key`` was planned to go, or went (its intake row's ``moved_to``)."""
