@@ -106,6 +106,14 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     assert out["refused_files"] == [(1,)]  # stored again under its key: the same file, counted once
     out["held_refusal"] = tables.held_refusal("line1", "fe", "empty.png")
     assert out["held_refusal"] == "refused-1"
+    # the same bytes under another name, while refused-1 is not put aside yet: counted in the row, which keeps
+    # telling empty.png's refusal (so empty.png refused again is still that file)
+    tables.write_failed("line1", "fe", "copy.png", "empty", 5.0, key="refused-2", planned="failed/copy.png",
+                        sinks=["audit"], payload={"event": "refused"})  # fmt: skip
+    out["refused_copy"] = store.read("SELECT name, record_id, files FROM station_intake WHERE station = 'line1' AND"
+                                     " digest = 'fe'")  # fmt: skip
+    assert out["refused_copy"] == [("empty.png", "refused-1", 2)]
+    assert tables.held_refusal("line1", "fe", "empty.png") == "refused-1"
     assert [r[0] for r in store.read("SELECT record_id FROM outbox WHERE record_id = ?", ("refused-1",))] == [
         "refused-1"
     ]
