@@ -55,11 +55,12 @@ needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not
 class Broker:
     """A real Mosquitto on ``port`` (127.0.0.1 only), configured in ``folder``; ``persistent`` keeps sessions
     and retained messages across a restart (saved when it stops); ``password_file`` (``mosquitto_passwd``'s)
-    admits only its users."""
+    admits only its users; ``acl_file`` (mosquitto's) says which topics a client may publish to (a publication
+    denied is a PUBACK *not authorized* under MQTT 5: a refusal)."""
 
     def __init__(
         self, folder: Path, port: int, *, persistent: bool = False, password_file: Path | None = None,
-        dynsec: Path | None = None,
+        dynsec: Path | None = None, acl_file: Path | None = None,
     ) -> None:  # fmt: skip
         self.folder = folder
         self.port = port
@@ -67,6 +68,7 @@ class Broker:
         self.password_file = password_file
         #: The dynamic security plugin's configuration (its clients, each maybe bound to one client id).
         self.dynsec = dynsec
+        self.acl_file = acl_file
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
@@ -79,6 +81,8 @@ class Broker:
             lines.append("allow_anonymous true")
         else:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         if self.persistent:
             lines += ["persistence true", f"persistence_location {self.folder}/"]
         else:
@@ -880,4 +884,49 @@ def test_a_delete_fences_off_a_delivery_still_in_flight_and_a_reconnection_befor
         assert _retained(port, "eagle/line-1/#") == {}, "a reconnection after the delete said online again"
     finally:
         sink.close()
+        broker.stop()
+
+
+def _refusals(work: Path) -> list[int]:
+    """The refusals of each of the MQTT sink's outbox rows, in order; none while the history is not made yet."""
+    try:
+        return [refusals for _, _, refusals in _attempts_and_next(work)]
+    except sqlite3.OperationalError:  # the station is still creating its history
+        return []
+
+
+@needs_mosquitto
+def test_a_restart_waits_out_the_backoff_of_a_verdict_the_broker_refused(model_dir: Path, tmp_path: Path) -> None:
+    """A verdict the broker refused (a PUBACK *not authorized*: its ACL denies the verdict's topic) waits out its
+    backoff after a restart of the station too. The restart's connection is a reconnection, which wakes the courier
+    and cuts a backoff short; whether the last try was refused was the courier's memory, so each restart tried such a
+    row at once, one refusal more towards its dead letter. It is read from the outbox row (``last_refused``, and its
+    ``next_try``): the restarted station connects, says ``online``, and leaves the row as the first run left it."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite eagle/line-1/status\ntopic readwrite eagle/line-1/last\ntopic read #\n")
+    port = _free_port()
+    broker = Broker(tmp_path / "broker", port, acl_file=acl).start()
+    _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, model_dir, _mqtt(port, retry_base_s=3600, retry_max_s=3600))
+    watcher = Subscriber(port, "eagle-test-watcher", topic="eagle/line-1/status")
+    try:
+        first = Running(stations, "--quiet")
+        try:
+            first.until(lambda: _refusals(tmp_path) == [1], "the verdict was not refused")
+            assert first.stop() == 143
+        finally:
+            first.process.kill()
+        (tried,) = _attempts_and_next(tmp_path)
+        assert tried[0] == 1 and tried[1] > time.time() + 1500, tried  # its next try half an hour away or more
+        assert "Not authorized" in first.log(), first.log()
+        second = Running(stations, "--quiet")
+        try:
+            watcher.wait(lambda got: _payloads(got) == [b"online", b"offline", b"online"], "no online at the restart")
+            time.sleep(3)  # the connection woke the courier at once; it looks at its queue once a second besides
+            assert _attempts_and_next(tmp_path) == [tried], "the refused verdict was tried again at the restart"
+            assert second.stop() == 143
+        finally:
+            second.process.kill()
+    finally:
+        watcher.close()
         broker.stop()
