@@ -159,6 +159,7 @@ def test_every_route_declares_its_role_and_refuses_the_roles_below(models: Path,
 
 def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tmp_path: Path) -> None:
     from eagle_iad.cli import main
+    from eagle_iad.cli.db import os_user
 
     state = tmp_path / "state"
     keys = _keys(state)
@@ -219,13 +220,17 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
         status, _, log = call("GET", f"{live.base}/v1/audit", key=keys["admin"])
         rows = [(r["actor"], r["role"], r["method"], r["route"], r["status"], r["detail"])
                 for r in reversed(log["items"])]  # fmt: skip
+        cli = f"cli:{os_user()}"  # the keys added and revoked with eagle keys, on the service's machine
         assert rows == [  # the refused label, the 409s, the inspection and every read are not changes
+            *[(cli, "admin", "POST", "/v1/keys", 201, f"added {name} ({role}) (eagle keys add)")
+              for role, name in PEOPLE.items()],
             ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200, "label normal"),
             ("eve", "engineer", "POST", "/v1/categories/{name}/threshold", 200, "tau 123.0: new batch of glass"),
             ("ada", "admin", "POST", "/v1/keys", 201, "added line-2 (operator)"),
             ("ada", "admin", "DELETE", "/v1/keys/{name}", 200, "revoked line-2 (operator)"),
-        ]
-        assert log["items"][-1]["path"] == f"/v1/inspections/{record['id']}/label"
+            (cli, "admin", "DELETE", "/v1/keys/{name}", 200, "revoked vic (viewer) (eagle keys revoke)"),
+        ]  # fmt: skip
+        assert log["items"][-5]["path"] == f"/v1/inspections/{record['id']}/label"
         status, head, text = call("GET", f"{live.base}/v1/audit.csv?actor=eve", key=keys["admin"], raw=True)
         assert status == 200 and head["content-type"].startswith("text/csv")
         table = list(csv.reader(io.StringIO(text.decode())))
@@ -236,8 +241,10 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
         ]  # fmt: skip
         # Every key revoked: the door locks, it does not open (the open mode is only for a service that never had keys).
         with redirect_stdout(io.StringIO()):
-            for name in ("anna", "eve", "ada"):
+            for name in ("anna", "eve"):
                 assert main(["keys", "revoke", name, "--state-dir", str(state)]) == 0
+            assert main(["keys", "revoke", "ada", "--state-dir", str(state)]) == 2  # the last admin, as the API
+            assert main(["keys", "revoke", "ada", "--last-admin", "--state-dir", str(state)]) == 0
         assert call("GET", f"{live.base}/v1/me")[0] == 401
         assert call("GET", f"{live.base}/v1/me", key=keys["admin"])[0] == 401
 
@@ -587,3 +594,94 @@ def test_eagle_keys_refuses_a_history_that_is_not_there_unless_told_to_start_it(
     capsys.readouterr()
     assert (typo / "eagle.sqlite3").is_file()
     assert main(["keys", "add", "ann", "--role", "viewer", "--state-dir", str(typo)]) == 0  # now it is there
+
+
+def _audit_rows(state: Path) -> list[tuple[Any, ...]]:
+    """The audit log of the history in ``state``, oldest first: actor, role, method, route, path, status, detail."""
+    from eagle_iad.service.audit import AuditLog
+    from eagle_iad.service.store import InspectionStore
+
+    store = InspectionStore(str(state / "eagle.sqlite3"))
+    try:
+        _, rows = AuditLog(store).page(500, 0)
+    finally:
+        store.close()
+    return [(r["actor"], r["role"], r["method"], r["route"], r["path"], r["status"], r["detail"]) for r in rows][::-1]
+
+
+def test_eagle_keys_changes_are_audited_and_the_last_admin_key_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle keys add|revoke`` leave the audit rows the API's key routes leave (by ``cli:<login>``), and
+    ``eagle keys revoke`` refuses the last admin key in the API's words unless ``--last-admin`` says to."""
+    from eagle_iad.cli import main
+    from eagle_iad.cli.db import os_user
+
+    state = tmp_path / "state"
+    assert main(["keys", "add", "ada", "--role", "admin", "--state-dir", str(state), "--create"]) == 0
+    assert main(["keys", "add", "bob", "--role", "operator", "--state-dir", str(state)]) == 0
+    assert main(["keys", "revoke", "bob", "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    assert main(["keys", "revoke", "ada", "--state-dir", str(state)]) == 2
+    assert capsys.readouterr() == ("", (
+        "eagle: error: 'ada' is the last admin key: add another admin first (eagle keys add NAME --role admin), or "
+        "give --last-admin to revoke it anyway: nobody can then add or revoke keys through the API until eagle keys "
+        "add adds an admin here\n"))  # fmt: skip
+    listed = {}
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["keys", "list", "--state-dir", str(state)]) == 0
+    listed = {k["name"]: k["revoked"] for k in json.loads(out.getvalue())}
+    assert listed["ada"] is None  # still there
+    assert main(["keys", "revoke", "ada", "--last-admin", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().err == (
+        "eagle keys: warning: 'ada' was the last admin key: nobody can add or revoke keys through the API until "
+        "'eagle keys add NAME --role admin' here adds one\n"
+    )
+    who = f"cli:{os_user()}"
+    assert _audit_rows(state) == [  # the refused revoke is not a change
+        (who, "admin", "POST", "/v1/keys", "/v1/keys", 201, "added ada (admin) (eagle keys add)"),
+        (who, "admin", "POST", "/v1/keys", "/v1/keys", 201, "added bob (operator) (eagle keys add)"),
+        (who, "admin", "DELETE", "/v1/keys/{name}", "/v1/keys/bob", 200, "revoked bob (operator) (eagle keys revoke)"),
+        (who, "admin", "DELETE", "/v1/keys/{name}", "/v1/keys/ada", 200,
+         "revoked ada (admin) (eagle keys revoke --last-admin)"),
+    ]  # fmt: skip
+
+
+def test_key_names_are_unique_ignoring_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A revoked ``op`` is not given out again as ``Op``, nor a key's name in use as ``ANNA``: through ``eagle keys
+    add`` and ``POST /v1/keys`` alike (the audit log and ``?actor=`` would show two names for one person)."""
+    from eagle_iad.cli import main
+
+    state, models = tmp_path / "state", tmp_path / "models"
+    models.mkdir()
+    for name, role in (("ada", "admin"), ("op", "operator"), ("anna", "viewer")):
+        with redirect_stdout(io.StringIO()) as out:
+            assert main(["keys", "add", name, "--role", role, "--state-dir", str(state), "--create"]) == 0
+        admin = out.getvalue().strip() if name == "ada" else admin
+    assert main(["keys", "revoke", "op", "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    revoked = next(k.revoked for k in _key_list(state) if k.name == "op")
+    assert main(["keys", "add", "Op", "--role", "operator", "--state-dir", str(state)]) == 2
+    assert capsys.readouterr().err == (f"eagle: error: key 'Op': a key named 'op' was revoked on {revoked}; names "
+                                       "are not reused, in any case (choose another name)\n")  # fmt: skip
+    assert main(["keys", "add", "ANNA", "--role", "admin", "--state-dir", str(state)]) == 2
+    assert capsys.readouterr().err == ("eagle: error: key 'ANNA': a key named 'anna' exists; names are compared "
+                                       "ignoring case (choose another name)\n")  # fmt: skip
+    with LiveServer(_app(models, state)) as live:
+        for name, held in (("OP", "op"), ("Anna", "anna")):
+            status, refused = _add_key(live.base, name, "operator", key=admin)
+            assert (status, refused["error"]["code"]) == (409, "key_exists"), refused
+            assert f"key {name!r}: a key named {held!r}" in refused["error"]["message"]
+        assert _add_key(live.base, "op2", "operator", key=admin)[0] == 201
+    assert [k.name for k in _key_list(state)] == ["ada", "op", "anna", "op2"]
+
+
+def _key_list(state: Path) -> list[Any]:
+    from eagle_iad.service.keys import KeyTable
+    from eagle_iad.service.store import InspectionStore
+
+    store = InspectionStore(str(state / "eagle.sqlite3"))
+    try:
+        return KeyTable(store).list()
+    finally:
+        store.close()

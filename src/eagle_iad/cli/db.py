@@ -9,6 +9,7 @@ version starts anywhere, rather than letting the first replica to start do it (d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
 if TYPE_CHECKING:
+    from eagle_iad.service.access import Role
     from eagle_iad.service.store import InspectionStore
 
 #: Where ``eagle serve`` keeps its history when no flag says: ``<state-dir>/eagle.sqlite3``.
@@ -77,6 +79,36 @@ def state_folder(args: argparse.Namespace) -> Path | None:
         return Path(args.models).parent / "eagle-service"
     location = history_location(args)
     return None if "://" in location else Path(location).parent
+
+
+def os_user() -> str:
+    """The login name of who runs this command; ``uid N`` where there is none (a container's bare uid)."""
+    import getpass
+
+    from eagle_iad.naming import printable
+
+    try:
+        return printable(getpass.getuser())
+    except (OSError, KeyError, ImportError):  # no LOGNAME/USER and no passwd entry
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role: Role, method: str, route: str,
+              path: str, status: int, detail: str) -> None:  # fmt: skip
+    """The audit row the API route ``route`` writes, for the same change made by a command here (``eagle review
+    label``, ``eagle keys add|revoke``): the same route, path and status, with the role the route needs, so the
+    log reads alike whichever way a change was made. The actor is ``cli:<login name>`` (never an API key's name:
+    a key's cannot hold a colon), and ``detail`` names the command. A busy history is waited for as the service
+    waits; then the row is appended to the state folder's ``audit-pending.jsonl``, and the service moves it into
+    the log: this process never drains that journal, which the service guards with locks only its own threads
+    see."""
+    from eagle_iad.service.access import Caller
+    from eagle_iad.service.audit import PENDING, AuditLog
+
+    folder = state_folder(args)
+    journal = None if folder is None or not folder.is_dir() else folder / PENDING
+    AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{os_user()}", role), method, route, path, status,
+                                                 detail)  # fmt: skip
 
 
 def open_history(args: argparse.Namespace) -> InspectionStore:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, history_location, must_exist
+from eagle_iad.cli.db import add_history_flags, cli_audit, history_location, must_exist
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
@@ -33,6 +33,10 @@ def add_keys(sub: Subcommands) -> None:
     listing = actions.add_parser("list", help="every key (never the key itself), revoked ones with the time (JSON)")
     revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
     revoke.add_argument("name")
+    revoke.add_argument("--last-admin", action="store_true",
+                        help="revoke it even if it is the last admin key (a leaked one: nobody can then add or "
+                        "revoke keys through the API until 'eagle keys add NAME --role admin' here adds an "
+                        "admin); without it the last admin key is refused, as the API refuses it")  # fmt: skip
     for parser, func in ((add, _cmd_add), (listing, _cmd_list), (revoke, _cmd_revoke)):
         add_history_flags(parser)
         parser.set_defaults(func=func)
@@ -59,11 +63,25 @@ def _cmd_add(args: argparse.Namespace) -> int:
     store, table = _table(args)
     try:
         key = table.add(args.name, parse_role(args.role))
+        _audit(args, store, "POST", "/v1/keys", "/v1/keys", 201, f"added {args.name} ({args.role}) (eagle keys add)")
     finally:
         store.close()
     print(key)
     print(f"eagle keys: added {args.name!r} ({args.role}); the key above is shown only now", file=sys.stderr)
     return 0
+
+
+def _audit(args: argparse.Namespace, store: InspectionStore, method: str, route: str, path: str, status: int,
+           detail: str) -> None:  # fmt: skip
+    """The audit row the API's key route writes for the same change (``POST /v1/keys``, ``DELETE
+    /v1/keys/{name}``, with the admin role they need), by ``cli:<login name>``: a key added or revoked here is
+    in ``GET /v1/audit`` as one added or revoked through the API is (:func:`~eagle_iad.cli.db.cli_audit`)."""
+    from datetime import UTC, datetime
+
+    from eagle_iad.service.access import Role
+
+    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+    cli_audit(args, store, when, Role.admin, method, route, path, status, detail)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -76,16 +94,35 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key. The last admin key is refused in the API's words, as ``DELETE /v1/keys/{name}`` refuses it
+    (409 ``last_admin``), unless ``--last-admin``: a mistyped name must not leave the service without anyone
+    who can manage keys through the API, while a leaked last admin key can still be revoked at once (this
+    command is the way back: ``eagle keys add`` here adds an admin whatever the API has)."""
     from eagle_iad.errors import ConfigError
+    from eagle_iad.service.keys import LastAdminError
 
     store, table = _table(args)
     try:
-        info = table.revoke(args.name)
+        info = table.revoke(args.name, last_admin=args.last_admin)
+        last = (
+            args.last_admin
+            and info.role == "admin"
+            and not any(k.role == "admin" and k.revoked is None for k in table.list())
+        )
+        detail = f"revoked {args.name} ({info.role}) (eagle keys revoke{' --last-admin' if last else ''})"
+        _audit(args, store, "DELETE", "/v1/keys/{name}", f"/v1/keys/{args.name}", 200, detail)
     except KeyError:
         raise ConfigError(f"no key named {args.name!r} (eagle keys list shows them)") from None
+    except LastAdminError as exc:
+        raise ConfigError(f"{exc} (eagle keys add NAME --role admin), or give --last-admin to revoke it anyway: "
+                          "nobody can then add or revoke keys through the API until eagle keys add adds an admin "
+                          "here") from None  # fmt: skip
     finally:
         store.close()
     print(dumps(info.to_dict()))
+    if last:
+        print(f"eagle keys: warning: {args.name!r} was the last admin key: nobody can add or revoke keys through the "
+              "API until 'eagle keys add NAME --role admin' here adds one", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -8,13 +8,12 @@ running service sees each label at once (the history is one SQLite file in WAL m
 from __future__ import annotations
 
 import argparse
-import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, history_location, open_history, state_folder
+from eagle_iad.cli.db import add_history_flags, cli_audit, history_location, open_history, os_user
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 from eagle_iad.history.backend import redact
@@ -98,7 +97,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     note = (args.note or "").strip() or None
     if note is not None and len(note) > 500:
         raise ConfigError(f"--note is {len(note)} characters; at most 500")
-    by = printable((args.by or "").strip()) or _os_user()
+    by = printable((args.by or "").strip()) or os_user()
     label = VERDICTS[args.verdict]
     store = _store(args)
     try:
@@ -117,33 +116,16 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _os_user() -> str:
-    """The login name of who runs this command; ``uid N`` where there is none (a container's bare uid)."""
-    try:
-        return printable(getpass.getuser())
-    except (OSError, KeyError, ImportError):  # no LOGNAME/USER and no passwd entry
-        import os
-
-        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
 def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, label: str) -> None:
-    """The audit row ``PUT /v1/inspections/{id}/label`` writes, for a label given here: the same route and
-    path, with the operator role (the role a label needs). ``--by`` is a name anyone may type, so the actor is
-    ``cli:<login name>`` (never an API key's name: a key's cannot hold a colon) and the ``--by`` name is in
-    the detail with this command's: ``label anomalous by ana (eagle review label)``. A busy history is waited
-    for as the service waits; then the row is appended to the state folder's ``audit-pending.jsonl``, and the
-    service moves it into the log: this process never drains that journal, which the service guards with
-    locks only its own threads see."""
-    from eagle_iad.service.access import Caller, Role
-    from eagle_iad.service.audit import PENDING, AuditLog
+    """The audit row ``PUT /v1/inspections/{id}/label`` writes, for a label given here (:func:`cli_audit`), with
+    the operator role (the role a label needs). ``--by`` is a name anyone may type, so the actor is the login
+    name and the ``--by`` name is in the detail with this command's: ``label anomalous by ana (eagle review
+    label)``."""
+    from eagle_iad.service.access import Role
 
-    folder = state_folder(args)
-    journal = None if folder is None or not folder.is_dir() else folder / PENDING
     path = LABEL_ROUTE.replace("{inspection_id}", args.inspection)
-    AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{_os_user()}", Role.operator), "PUT",
-                                                 LABEL_ROUTE, path, 200,
-                                                 f"label {label} by {by} (eagle review label)")  # fmt: skip
+    cli_audit(args, store, when, Role.operator, "PUT", LABEL_ROUTE, path, 200,
+              f"label {label} by {by} (eagle review label)")  # fmt: skip
 
 
 COMMANDS: dict[str, Callable[[Subcommands], None]] = {"review": add_review}

@@ -77,6 +77,24 @@ def _check_first_key(db: Connection, role: Role) -> None:
                             "first_key_not_admin")  # fmt: skip
 
 
+class NameTakenError(ConfigError):
+    """A key's name given before, to a key that exists or was revoked (in any case): the API's 409 ``key_exists``."""
+
+
+def _taken(name: str, held: str, revoked: str | None) -> str:
+    """Why ``name`` cannot be a new key's name: ``held`` (the same name, maybe in another case) has it."""
+    why = f"was revoked on {revoked}; names are not reused" if revoked else "exists; revoke it first"
+    if held == name:
+        return f"key {name!r} {why} (choose another name)"
+    if revoked:
+        return f"key {name!r}: a key named {held!r} {why}, in any case (choose another name)"
+    return f"key {name!r}: a key named {held!r} exists; names are compared ignoring case (choose another name)"
+
+
+class LastAdminError(ConfigError):
+    """Revoking the only admin key that is not revoked: the API's 409 ``last_admin``."""
+
+
 def parse_role(text: str) -> Role:
     try:
         return Role[text]
@@ -107,28 +125,40 @@ class KeyTable:
             self.store.backend.serialize(db, "api_keys")  # replicas adding keys at once: one order, no lost name
             if open_mode:
                 _check_first_key(db, role)
-            row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
+            # Names are unique ignoring case: ``Op`` beside a revoked ``op`` would read as the same person in the
+            # audit log and the labels, and give a revoked name out again. lower() is ASCII in SQLite and
+            # PostgreSQL alike, as a key's name is (NAME_RULE).
+            row = db.execute("SELECT revoked, name FROM api_keys WHERE lower(name) = lower(?) ORDER BY seq LIMIT 1",
+                             (name,)).fetchone()  # fmt: skip
             if row is not None:
-                why = f"was revoked on {row[0]}; names are not reused" if row[0] else "exists; revoke it first"
-                raise ConfigError(f"key {name!r} {why} (choose another name)")
+                raise NameTakenError(_taken(name, str(row[1]), None if row[0] is None else str(row[0])))
             db.execute("INSERT INTO api_keys (name, role, digest, created, revoked, seq) VALUES (?, ?, ?, ?, NULL, "
                        "(SELECT COALESCE(MAX(seq), 0) + 1 FROM api_keys))",
                        (name, role.name, digest(key), _now()))  # fmt: skip
         return key
 
-    def revoke(self, name: str) -> KeyInfo:
-        """Revoke ``name``'s key; :class:`KeyError` if there is none, :class:`ConfigError` if it already is."""
+    def revoke(self, name: str, *, last_admin: bool = False) -> KeyInfo:
+        """Revoke ``name``'s key; :class:`KeyError` if there is none, :class:`ConfigError` if it already is.
+
+        The last admin key is refused (:class:`LastAdminError`) unless ``last_admin``: without one nobody can
+        add or revoke keys through the API. Checked in the update's transaction, after
+        :meth:`~eagle_iad.history.backend.HistoryBackend.serialize`, so two admins revoked at once (two
+        replicas, the API and ``eagle keys``) cannot both pass a count taken before either was revoked.
+        """
         with self.store.transaction() as db:
-            row = db.execute("SELECT revoked FROM api_keys WHERE name = ?", (name,)).fetchone()
+            self.store.backend.serialize(db, "api_keys")
+            row = db.execute("SELECT revoked, role FROM api_keys WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise KeyError(name)
             if row[0] is not None:
                 raise ConfigError(f"key {name!r} was already revoked on {row[0]}")
+            if row[1] == Role.admin.name and not last_admin:
+                admins = db.execute("SELECT COUNT(*) FROM api_keys WHERE role = ? AND revoked IS NULL",
+                                    (Role.admin.name,)).fetchone()  # fmt: skip
+                if int(admins[0]) <= 1:
+                    raise LastAdminError(f"{name!r} is the last admin key: add another admin first")
             db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (_now(), name))
         return next(info for info in self.list() if info.name == name)
-
-    def active_admins(self) -> int:
-        return int(self.store.read("SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked IS NULL")[0][0])
 
     def list(self) -> list[KeyInfo]:
         rows = self.store.read("SELECT name, role, created, revoked FROM api_keys ORDER BY seq")

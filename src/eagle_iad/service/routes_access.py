@@ -18,7 +18,7 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import ADMIN, ROLE_HELP, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import require_key, service
-from eagle_iad.service.keys import FirstKeyError, parse_role
+from eagle_iad.service.keys import FirstKeyError, LastAdminError, NameTakenError, parse_role
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -102,10 +102,10 @@ def add_key(body: NewKey, request: Request) -> dict[str, Any]:
     except FirstKeyError as exc:
         status = 401 if exc.code == "service_not_open" else 409  # no longer open: this caller needs a key now
         raise ApiError(status, str(exc), code=exc.code) from None
+    except NameTakenError as exc:  # a name in use, or used before, in any case
+        raise ApiError(409, str(exc), code="key_exists") from None
     except ConfigError as exc:
-        taken = " exists;" in str(exc) or " was revoked " in str(exc)  # a name in use, or used before
-        status, code = (409, "key_exists") if taken else (400, "invalid_name")
-        raise ApiError(status, str(exc), code=code) from None
+        raise ApiError(400, str(exc), code="invalid_name") from None
     info = next(info for info in table.list() if info.name == body.name)
     audit_detail(request, f"added {body.name} ({body.role})")
     return {**info.to_dict(), "key": key}
@@ -116,15 +116,14 @@ def revoke_key(name: str, request: Request) -> dict[str, Any]:
     """Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name.
 
     The last admin key is not revoked here (409): nobody could then add or revoke keys through the API;
-    ``eagle keys revoke`` on the service's machine can."""
+    ``eagle keys revoke --last-admin`` on the service's machine can (checked in the revoke's transaction)."""
     table = service(request).keys
-    known = {info.name: info for info in table.list()}
-    if name not in known:
-        raise ApiError(404, "no key with that name", code="not_found")
-    if known[name].role == "admin" and known[name].revoked is None and table.active_admins() == 1:
-        raise ApiError(409, f"{name!r} is the last admin key: add another admin first", code="last_admin")
     try:
         info = table.revoke(name)
+    except KeyError:
+        raise ApiError(404, "no key with that name", code="not_found") from None
+    except LastAdminError as exc:
+        raise ApiError(409, str(exc), code="last_admin") from None
     except ConfigError as exc:
         raise ApiError(409, str(exc), code="already_revoked") from None
     audit_detail(request, f"revoked {name} ({info.role})")
