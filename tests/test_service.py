@@ -35,7 +35,7 @@ from PIL import Image
 
 from eagle_iad.data import get_layout
 
-KEY = "s3cret-key"
+KEY = "s3cret-key-of-the-tests"
 
 
 def multipart(fields: Mapping[str, str], files: Sequence[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:

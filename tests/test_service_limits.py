@@ -35,8 +35,43 @@ def test_serve_flags_and_checks_come_from_the_table(tmp_path: Path) -> None:
 
 
 def test_api_key_comes_from_the_environment_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("EAGLE_API_KEY", "k3y")
-    assert ServiceSettings.api_key_from_env() == "k3y"
-    assert from_flags(vars(build_parser().parse_args(["serve", "--models", str(tmp_path)])))["api_key"] == "k3y"
-    monkeypatch.setenv("EAGLE_API_KEY", "")
-    assert ServiceSettings.api_key_from_env() is None
+    monkeypatch.setenv("EAGLE_API_KEY", "k3y-of-16-chars!")
+    assert ServiceSettings.api_key_from_env() == "k3y-of-16-chars!"
+    args = vars(build_parser().parse_args(["serve", "--models", str(tmp_path)]))
+    assert from_flags(args)["api_key"] == "k3y-of-16-chars!"
+    monkeypatch.delenv("EAGLE_API_KEY")
+    assert ServiceSettings.api_key_from_env() is None and from_flags(args)["api_key"] is None
+
+
+#: A key refused at start, and the one line saying why.
+BAD_KEYS = {
+    "": "EAGLE_API_KEY is set but empty: unset it for an open service, or set a key of at least 16 characters",
+    "k3y-of-16-chars! \n": "EAGLE_API_KEY ends with whitespace (a blank or a newline, as an env file can leave): no "
+    "request can send it, so every call would be refused; remove it",
+    " k3y-of-16-chars!": "EAGLE_API_KEY begins with whitespace (a blank or a newline, as an env file can leave): no "
+    "request can send it, so every call would be refused; remove it",
+    "x": "EAGLE_API_KEY is 1 character long; a key needs at least 16: it is an admin's, and a short one can be "
+    "guessed (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+    "s3cret-key-15ch": "EAGLE_API_KEY is 15 characters long; a key needs at least 16: it is an admin's, and a short "
+    "one can be guessed (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+}
+
+
+@pytest.mark.parametrize("value", list(BAD_KEYS))
+def test_a_badly_set_api_key_is_refused_at_start(
+    value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty ``EAGLE_API_KEY`` opened the service to everyone, one with a blank or newline at an end let no
+    call in (401 for every key sent), and a one-character key was taken: each is one line, exit 2, before the
+    address is bound or the history opened."""
+    from eagle_iad.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("EAGLE_API_KEY", value)
+    with pytest.raises(ConfigError) as refused:
+        ServiceSettings.api_key_from_env()
+    assert str(refused.value) == BAD_KEYS[value]
+    assert main(["serve", "--models", str(models), "--state-dir", str(tmp_path / "state"), "--port", "0"]) == 2
+    assert capsys.readouterr() == ("", f"eagle: error: {BAD_KEYS[value]}\n")
+    assert not (tmp_path / "state").exists()  # nothing started

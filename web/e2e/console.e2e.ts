@@ -31,7 +31,7 @@ import { scoreLine } from "../src/logic/scale";
 let server: RunningServer;
 let keyed: RunningServer | undefined;
 /** The keyed server's EAGLE_API_KEY: an admin named EAGLE_API_KEY. */
-const KEY = "e2e-secret-key";
+const KEY = "e2e-secret-key-of-the-console";
 /** The service "says the service is down" stops (its own, so the shared one stays up). */
 let doomed: RunningServer | undefined;
 let browser: Browser;

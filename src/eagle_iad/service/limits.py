@@ -24,6 +24,33 @@ MIB = 1024 * 1024
 #: Environment variable holding the key every ``/v1`` route requires when set. An environment
 #: variable, not a flag, so the key does not show up in ``ps`` output or shell history.
 API_KEY_ENV = "EAGLE_API_KEY"
+#: The shortest ``EAGLE_API_KEY`` taken. Why a minimum: the key is an admin's, and reachable by anyone who can
+#: reach the port; what a person types as a key ("test", "s3cret") is guessed by trying, while 16 random
+#: characters (96 bits, URL-safe) are not. Named keys (``eagle keys add``) are 49 characters.
+MIN_API_KEY_CHARS = 16
+
+
+def check_api_key(raw: str) -> str:
+    """``EAGLE_API_KEY``'s value if it can be a key, else :class:`ConfigError` with one line saying why.
+
+    Each refusal is a value that used to start a service other than the one meant: an empty value (an env file's
+    ``EAGLE_API_KEY=``) served the API open to everyone; a blank or newline at an end (an env file's trailing
+    space) is refused rather than stripped, since no request can send it (a header's value loses it), so every
+    call was answered 401, and a key silently changed from the one written down is one the admin's clients
+    may not hold; a short key is guessed (:data:`MIN_API_KEY_CHARS`).
+    """
+    if raw == "":
+        raise ConfigError(f"{API_KEY_ENV} is set but empty: unset it for an open service, or set a key of at least "
+                          f"{MIN_API_KEY_CHARS} characters")  # fmt: skip
+    if raw != raw.strip():
+        where = "begins" if raw[0].isspace() else "ends"
+        raise ConfigError(f"{API_KEY_ENV} {where} with whitespace (a blank or a newline, as an env file can leave): "
+                          "no request can send it, so every call would be refused; remove it")  # fmt: skip
+    if len(raw) < MIN_API_KEY_CHARS:
+        raise ConfigError(f"{API_KEY_ENV} is {len(raw)} character{'s' * (len(raw) != 1)} long; a key needs at least "
+                          f"{MIN_API_KEY_CHARS}: it is an admin's, and a short one can be guessed (make one with: "
+                          "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")  # fmt: skip
+    return raw
 
 
 def _megapixels(value: int) -> str:
@@ -48,6 +75,8 @@ class Setting:
     range: Range | None = None
     #: The default as docs/SERVICE.md writes it.
     show: Callable[[Any], str] = str
+    #: Reads :attr:`env`'s value, set (empty included), checking it; ``None``: :attr:`kind`, and empty is unset.
+    parse: Callable[[str], Any] | None = None
 
     @property
     def dest(self) -> str:
@@ -75,8 +104,8 @@ class Setting:
 
 #: Every setting of the table, in the order ``eagle serve --help`` lists the flags.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("api_key", None, "the key every /v1 route and /metrics require (unset or empty: none)", kind=str,
-            env=API_KEY_ENV),
+    Setting("api_key", None, f"the key every /v1 route and /metrics require (unset: none; at least "
+            f"{MIN_API_KEY_CHARS} characters)", kind=str, env=API_KEY_ENV, parse=check_api_key),
     Setting("max_upload_bytes", 32, "largest request body in MiB (default %(default)s)", flag="--max-upload-mb",
             scale=MIB, range=Range(1), show="{} MiB".format),
     Setting("max_pixels", DEFAULT_MAX_PIXELS, "largest uploaded image in pixels", flag="--max-pixels",
@@ -125,8 +154,11 @@ def from_flags(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_env(name: str) -> Any:
-    """Setting ``name`` from its environment variable (unset or empty: its default)."""
+    """Setting ``name`` from its environment variable (unset: its default; empty: its default too, unless the
+    setting's :attr:`~Setting.parse` says otherwise), checked by its :attr:`~Setting.parse`."""
     setting = SETTINGS_BY_NAME[name]
     assert setting.env is not None, f"{name} is read from no environment variable"
     raw = os.environ.get(setting.env)
+    if raw is not None and setting.parse is not None:
+        return setting.parse(raw)
     return setting.kind(raw) if raw else setting.value

@@ -101,6 +101,7 @@ class ServiceSettings:
 
     @staticmethod
     def api_key_from_env() -> str | None:
-        """The key from ``EAGLE_API_KEY`` (unset or empty: no authentication)."""
+        """The key from ``EAGLE_API_KEY`` (unset: no authentication); an empty, blank-padded or short one is
+        refused (:func:`~eagle_iad.service.limits.check_api_key`)."""
         key: Any = from_env("api_key")
         return None if key is None else str(key)
