@@ -1333,3 +1333,28 @@ def test_a_stale_not_started_row_of_a_station_running_here_is_cleared_at_the_nex
         assert ownership.why_not_started("line-1") is None  # what another replica answers: it runs (somewhere)
     finally:
         store.close()
+
+
+def test_a_pause_and_a_resume_say_in_the_audit_log_what_they_changed_and_why(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A pause's and a resume's audit rows name the station, the state it left (or that nothing changed) and the
+    optional ``why``: rows with an empty detail told an admin reading the log nothing but the route."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    body = {"name": "line-1", "category": "mono", "source": {"kind": "folder", "path": "incoming"}}
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        assert _post(live.base, "/v1/stations/line-1/pause", {"why": "jam at the conveyor"})[0] == 200
+        assert _post(live.base, "/v1/stations/line-1/pause")[0] == 200  # no body: no why
+        assert _post(live.base, "/v1/stations/line-1/resume", {"why": None})[0] == 200
+        refused = _post(live.base, "/v1/stations/line-1/pause", {"why": "x" * 501})
+        assert refused[0] == 400, refused
+        assert _post(live.base, "/v1/stations/line-1/pause", {"reason": "typo"})[0] == 400  # an unknown field
+        rows = call("GET", f"{live.base}/v1/audit")[2]["items"][::-1]
+    assert [(r["route"], r["path"], r["detail"]) for r in rows[1:]] == [
+        ("/v1/stations/{name}/pause", "/v1/stations/line-1/pause", "paused line-1 (was running): jam at the conveyor"),
+        ("/v1/stations/{name}/pause", "/v1/stations/line-1/pause", "paused line-1 (already paused: no change)"),
+        ("/v1/stations/{name}/resume", "/v1/stations/line-1/resume", "resumed line-1 (was paused)"),
+    ]  # fmt: skip

@@ -126,6 +126,13 @@ class StationInfo(BaseModel):
     spec: dict[str, Any] | None = Field(description="the body it was created with (null: from a stations file)")
 
 
+class PauseBody(BaseModel):
+    """``POST /v1/stations/{name}/pause`` and ``/resume``: an optional body saying why, for the audit log."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    why: str | None = Field(None, max_length=500, description="why (a jam, a changeover): in the audit row")
+
+
 class Requeued(BaseModel):
     requeued: int = Field(description="dead letters put back in their sinks' queues")
 
@@ -605,32 +612,42 @@ def get_station(name: str, request: Request) -> dict[str, Any]:
     return _info(_state(request), _get(request, name))
 
 
-def _set_paused(request: Request, name: str, paused: bool) -> dict[str, Any]:
+def _set_paused(request: Request, name: str, paused: bool, body: PauseBody | None) -> dict[str, Any]:
     with _ownership(request).changing:
-        return _set_paused_now(request, name, paused)
+        was, info = _set_paused_now(request, name, paused)
+    # The audit row says what changed: the station, from what state, and why when the caller said.
+    verb, state = ("paused", "paused") if paused else ("resumed", "running")
+    change = f"already {state}: no change" if was == paused else f"was {'paused' if was else 'running'}"
+    why = ((body.why if body is not None else None) or "").strip()  # control characters: escaped by the log
+    audit_detail(request, f"{verb} {name} ({change})" + (f": {why}" if why else ""))
+    return info
 
 
-def _set_paused_now(request: Request, name: str, paused: bool) -> dict[str, Any]:
+def _set_paused_now(request: Request, name: str, paused: bool) -> tuple[bool, dict[str, Any]]:
+    """``(paused before, the station's info after)``."""
     if (found := _elsewhere(request, name)) is not None:
         StationTables(_state(request).store).set_paused(name, paused)  # its replica follows within SYNC_INTERVAL_S
-        return _kept_info(request, name, found[0], paused)
+        return found[1], _kept_info(request, name, found[0], paused)
     running = _get(request, name)
+    was = running.user_paused
     running.user_paused = paused
     if running.spec is not None:
         StationTables(_state(request).store).set_paused(name, paused)
-    return _info(_state(request), running)
+    return was, _info(_state(request), running)
 
 
 @router.post("/stations/{name}/pause", dependencies=OPERATOR, response_model=StationInfo)
-def pause_station(name: str, request: Request) -> dict[str, Any]:
+def pause_station(name: str, request: Request, body: PauseBody | None = None) -> dict[str, Any]:
     """Stop taking images (the image in hand is finished; deliveries go on). A station another replica
-    sharing the history runs is paused there within seconds (docs/PLANT.md)."""
-    return _set_paused(request, name, True)
+    sharing the history runs is paused there within seconds (docs/PLANT.md). An optional ``why`` goes into the
+    audit row."""
+    return _set_paused(request, name, True, body)
 
 
 @router.post("/stations/{name}/resume", dependencies=OPERATOR, response_model=StationInfo)
-def resume_station(name: str, request: Request) -> dict[str, Any]:
-    return _set_paused(request, name, False)
+def resume_station(name: str, request: Request, body: PauseBody | None = None) -> dict[str, Any]:
+    """Take images again; an optional ``why`` goes into the audit row."""
+    return _set_paused(request, name, False, body)
 
 
 @router.post("/stations/{name}/retry", dependencies=OPERATOR, response_model=Requeued)

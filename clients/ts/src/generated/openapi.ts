@@ -550,7 +550,7 @@ export interface paths {
          * @description Revoke a key: its next request is refused (401). Its row stays, so the audit log keeps its name.
          *
          *     The last admin key is not revoked here (409): nobody could then add or revoke keys through the API;
-         *     ``eagle keys revoke`` on the service's machine can.
+         *     ``eagle keys revoke --last-admin`` on the service's machine can (checked in the revoke's transaction).
          */
         delete: operations["revoke_key_v1_keys__name__delete"];
         options?: never;
@@ -662,7 +662,8 @@ export interface paths {
         /**
          * Pause Station
          * @description Stop taking images (the image in hand is finished; deliveries go on). A station another replica
-         *     sharing the history runs is paused there within seconds (docs/PLANT.md).
+         *     sharing the history runs is paused there within seconds (docs/PLANT.md). An optional ``why`` goes into the
+         *     audit row.
          */
         post: operations["pause_station_v1_stations__name__pause_post"];
         delete?: never;
@@ -680,7 +681,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Resume Station */
+        /**
+         * Resume Station
+         * @description Take images again; an optional ``why`` goes into the audit row.
+         */
         post: operations["resume_station_v1_stations__name__resume_post"];
         delete?: never;
         options?: never;
@@ -1589,6 +1593,17 @@ export interface components {
              * @enum {string}
              */
             role: "viewer" | "operator" | "engineer" | "admin";
+        };
+        /**
+         * PauseBody
+         * @description ``POST /v1/stations/{name}/pause`` and ``/resume``: an optional body saying why, for the audit log.
+         */
+        PauseBody: {
+            /**
+             * Why
+             * @description why (a jam, a changeover): in the audit row
+             */
+            why?: string | null;
         };
         /**
          * RecentLatency
@@ -3419,7 +3434,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PauseBody"] | null;
+            };
+        };
         responses: {
             /** @description Client Error */
             "4XX": {
@@ -3459,7 +3478,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PauseBody"] | null;
+            };
+        };
         responses: {
             /** @description Client Error */
             "4XX": {
