@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import wait_s
 
 from eagle_iad.cli.serve import APP_LOGGER, log_app_to_stderr
 
@@ -95,3 +106,85 @@ def test_an_outbox_that_cannot_read_the_history_is_one_warning_per_outage(capfd:
         "postgresql://db/eagle: cannot connect (refused); retrying every 1 s (said again when it works)\n"
         "INFO:     eagle station l1: webhook: outbox: history available again (after 3 failed tries)\n"
     )
+
+
+#: A line led by ``--log-timestamps``' time: ISO 8601, local time with its UTC offset, to the millisecond.
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (.*)$")
+
+
+def _unstamped(text: str) -> list[str]:
+    """Each line of ``text`` without its time; a line without one fails."""
+    lines = []
+    for line in text.splitlines():
+        found = STAMPED.match(line)
+        assert found is not None, f"no time at the start of {line!r}"
+        lines.append(found.group(1))
+    return lines
+
+
+def test_log_timestamps_lead_the_engines_lines_with_their_time(capfd: pytest.CaptureFixture[str]) -> None:
+    before = datetime.now().astimezone()
+    log_app_to_stderr("info", timestamps=True)
+    logging.getLogger("eagle_iad.station").warning("eagle station line-1: intake paused: folder gone")
+    err = capfd.readouterr().err
+    assert _unstamped(err) == ["WARNING:     eagle station line-1: intake paused: folder gone"]
+    when = datetime.fromisoformat(err.split(" ", 1)[0])
+    assert before - timedelta(seconds=1) <= when <= datetime.now().astimezone()
+
+
+def test_eagle_serve_log_timestamps_on_every_log_line(tmp_path: Path) -> None:
+    """``eagle serve --log-timestamps``: the banner, uvicorn's own lines (stderr) and its access log (stdout) each
+    start with their time (a log kept in a file had no time at all); only the one-line exit message after the log
+    is bare."""
+    from test_service import call, free_port
+
+    models = tmp_path / "models"
+    models.mkdir()
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("EAGLE_API_KEY", None)
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "serve", "--models", str(models),
+                                "--state-dir", str(tmp_path / "state"), "--port", str(port), "--log-timestamps"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(90)
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if call("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "eagle serve did not come up"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=wait_s(60))
+    *logged, last = err.splitlines()
+    assert last.startswith("eagle: stopped by SIGTERM: ")
+    lines = _unstamped("\n".join(logged))
+    assert lines[0].startswith(f"eagle service on http://127.0.0.1:{port} (history: sqlite:"), lines
+    assert "INFO:     Application startup complete." in lines, lines
+    assert any('"GET /healthz HTTP/1.1" 200' in line for line in _unstamped(out)), out  # uvicorn's access log
+
+
+def test_eagle_station_run_log_timestamps(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``eagle station run --log-timestamps``: the station's lines and the engine's warnings (printed bare by
+    Python without it) each start with their time."""
+    import eagle_iad.station.config as config
+    import eagle_iad.station.runner as runner
+    from eagle_iad.cli import main
+
+    def run(stations: Any, *, until_idle: bool, quiet: bool, log: Any) -> None:
+        log("eagle station line-1: mono from folder in")
+        logging.getLogger("eagle_iad.station").warning("station 'line-1': its lock in the history was lost")
+
+    monkeypatch.setattr(config, "read_stations", lambda path: None)
+    monkeypatch.setattr(runner, "run_stations", run)
+    assert main(["station", "run", "--log-timestamps", str(tmp_path / "stations.toml")]) == 0
+    assert _unstamped(capfd.readouterr().err) == [
+        "eagle station line-1: mono from folder in",
+        "station 'line-1': its lock in the history was lost",
+    ]

@@ -148,6 +148,15 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
 
 
+def add_log_timestamps(parser: argparse.ArgumentParser) -> None:
+    """``--log-timestamps``, declared once for every command that runs until stopped (``eagle serve``, ``eagle
+    serve-mllm``, ``eagle station run``); :mod:`eagle_iad.cli.logs` says why and the form."""
+    parser.add_argument("--log-timestamps", action="store_true",
+                        help="start each log line with its time (ISO 8601, local time with its UTC offset, to "
+                        "the millisecond), for a log kept in a file; journald and docker logs -t add their "
+                        "own")  # fmt: skip
+
+
 #: The range of every numeric flag outside the fit options and the service settings (which carry their
 #: own), by argparse ``dest``: checked once, in :func:`eagle_iad.cli.main`, for whichever command has the
 #: flag, before its handler runs, so a negative ``--limit`` or a NaN ``--alpha`` is one line, exit 2.

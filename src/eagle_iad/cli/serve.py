@@ -18,7 +18,17 @@ from types import FrameType
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.cli.flags import Subcommands, add_caas_mllm, add_log_level, add_mllm, add_runtime, add_scratch, mllm_spec
+from eagle_iad.cli.flags import (
+    Subcommands,
+    add_caas_mllm,
+    add_log_level,
+    add_log_timestamps,
+    add_mllm,
+    add_runtime,
+    add_scratch,
+    mllm_spec,
+)
+from eagle_iad.cli.logs import UVICORN_LOGGERS, Timestamped, stamp, stamp_handlers
 from eagle_iad.errors import ConfigError, OutputError
 from eagle_iad.history.backend import redact
 from eagle_iad.outputs import write_errors
@@ -80,8 +90,9 @@ def bind_address(host: str, port: int) -> socket.socket:
 APP_LOGGER = "eagle_iad"
 
 
-def log_app_to_stderr(level: str) -> None:
-    """Print the engine's own log lines on stderr at ``level``, in uvicorn's format.
+def log_app_to_stderr(level: str, timestamps: bool = False) -> None:
+    """Print the engine's own log lines on stderr at ``level``, in uvicorn's format (``timestamps``: each led by
+    its time, :mod:`eagle_iad.cli.logs`).
 
     Why: uvicorn's ``log_level`` configures uvicorn's loggers only. The engine logs through
     ``logging.getLogger("eagle_iad...")``, which reached Python's last-resort handler, warnings and up, so a
@@ -95,7 +106,8 @@ def log_app_to_stderr(level: str) -> None:
         if getattr(handler, "eagle_serve", False):
             logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    plain = logging.Formatter("%(levelname)s:     %(message)s")
+    handler.setFormatter(Timestamped(plain) if timestamps else plain)
     handler.eagle_serve = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level.upper())
@@ -133,10 +145,12 @@ def _run(
 
     if sock is None:
         sock = bind_address(args.host, args.port)
+    timestamps = bool(getattr(args, "log_timestamps", False))
+    lead = f"{stamp()} " if timestamps else ""
     if open_warning is not None and not _is_loopback(args.host):
-        print(f"eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
-    print(banner, file=sys.stderr)
-    log_app_to_stderr(args.log_level)
+        print(f"{lead}eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
+    print(lead + banner, file=sys.stderr)
+    log_app_to_stderr(args.log_level, timestamps)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -146,6 +160,8 @@ def _run(
 
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=grace_s)  # fmt: skip
+    if timestamps:  # uvicorn's handlers exist once its config has set up logging
+        stamp_handlers(UVICORN_LOGGERS)
     server = Server(config)
     server.run(sockets=[sock])
     if not server.started:  # as uvicorn.run: a start-up that failed without raising is still a failure
@@ -174,6 +190,7 @@ def add_serve_mllm(sub: Subcommands) -> None:
     serve.add_argument("--device", help="device for an hf backend (default: cuda if available, else cpu)")
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
     add_log_level(serve)
+    add_log_timestamps(serve)
     serve.set_defaults(func=_cmd_serve_mllm)
 
 
@@ -232,6 +249,7 @@ def add_serve(sub: Subcommands) -> None:
     for flag, setting in flagged():  # the limits: one table declares their defaults, units and ranges
         srv.add_argument(flag, type=setting.kind, default=setting.default, help=setting.help)
     add_log_level(srv)
+    add_log_timestamps(srv)
     add_scratch(srv)
     srv.set_defaults(func=_cmd_serve)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from eagle_iad.cli.flags import Subcommands, add_quiet
+from eagle_iad.cli.flags import Subcommands, add_log_timestamps, add_quiet
 from eagle_iad.cli.printing import dumps
 
 
@@ -18,6 +19,7 @@ def add_station(sub: Subcommands) -> None:
     run.add_argument("--until-idle", action="store_true",
                      help="stop once no image waits and every verdict is delivered or a dead letter")  # fmt: skip
     add_quiet(run, "no line per image (start-up, pauses and dead letters are still reported)")
+    add_log_timestamps(run)
     run.set_defaults(func=_cmd_run)
     status = actions.add_parser("status", help="each station's counts, backlog, latency, sinks and warnings (JSON)")
     status.add_argument("file", help="stations.toml")
@@ -35,12 +37,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from eagle_iad.stops import Stopped
 
     stations = read_stations(Path(args.file))
+    options: dict[str, Any] = {}
+    if args.log_timestamps:
+        options["log"] = _timestamped_logs()
     try:
-        run_stations(stations, until_idle=args.until_idle, quiet=args.quiet)
+        run_stations(stations, until_idle=args.until_idle, quiet=args.quiet, **options)
     except Stopped as stop:  # what run_stations' stop did (StationManager.stop; docs/STATIONS.md says the same)
         stop.what = stopped_station_what(args.file, stations.settings().shutdown_grace_s)
         raise
     return 0
+
+
+def _timestamped_logs() -> Callable[[str], None]:
+    """``eagle station run --log-timestamps``: its own lines, and the engine's (``eagle_iad.*``) warnings, which
+    Python prints bare without a handler, each led by its time (:mod:`eagle_iad.cli.logs`)."""
+    import logging
+    import sys
+
+    from eagle_iad.cli.logs import Timestamped, stamped
+
+    engine = logging.getLogger("eagle_iad")
+    if not any(isinstance(handler.formatter, Timestamped) for handler in engine.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(Timestamped(logging.Formatter("%(message)s")))  # as Python's last resort prints them
+        handler.setLevel(logging.WARNING)
+        engine.addHandler(handler)
+        engine.propagate = False
+
+    def line(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    return stamped(line)
 
 
 def stopped_station_what(file: str, grace_s: float) -> str:
