@@ -654,10 +654,12 @@ def test_key_names_are_unique_ignoring_case(tmp_path: Path, capsys: pytest.Captu
 
     state, models = tmp_path / "state", tmp_path / "models"
     models.mkdir()
+    added = {}
     for name, role in (("ada", "admin"), ("op", "operator"), ("anna", "viewer")):
         with redirect_stdout(io.StringIO()) as out:
             assert main(["keys", "add", name, "--role", role, "--state-dir", str(state), "--create"]) == 0
-        admin = out.getvalue().strip() if name == "ada" else admin
+        added[name] = out.getvalue().strip()
+    admin = added["ada"]
     assert main(["keys", "revoke", "op", "--state-dir", str(state)]) == 0
     capsys.readouterr()
     revoked = next(k.revoked for k in _key_list(state) if k.name == "op")
