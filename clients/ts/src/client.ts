@@ -43,6 +43,12 @@ export interface UpdateStationOptions {
   discardPending?: boolean;
   signal?: AbortSignal;
 }
+/** {@link EagleClient.pauseStation} and {@link EagleClient.resumeStation}: why (kept in the audit row), and an abort signal. */
+export interface PauseStationOptions {
+  /** Why the station is paused or resumed (a jam, a changeover; at most 500 characters): the audit row says it. */
+  why?: string;
+  signal?: AbortSignal;
+}
 export type Job = Schemas["Job"];
 export type JobEvent = Schemas["JobEvent"];
 export type InspectionEvent = Schemas["InspectionEvent"];
@@ -629,13 +635,20 @@ export class EagleClient {
   }
 
   /** Stop taking images (the image in hand is finished; deliveries go on); resolves with the station. */
-  pauseStation(name: string, signal?: AbortSignal): Promise<StationInfo> {
-    return this.json<StationInfo>("POST", this.stationPath(name, "pause"), undefined, {}, signal);
+  pauseStation(name: string, options: AbortSignal | PauseStationOptions = {}): Promise<StationInfo> {
+    return this.setPaused(name, "pause", options);
   }
 
   /** Take images again after {@link pauseStation}; resolves with the station. */
-  resumeStation(name: string, signal?: AbortSignal): Promise<StationInfo> {
-    return this.json<StationInfo>("POST", this.stationPath(name, "resume"), undefined, {}, signal);
+  resumeStation(name: string, options: AbortSignal | PauseStationOptions = {}): Promise<StationInfo> {
+    return this.setPaused(name, "resume", options);
+  }
+
+  private setPaused(name: string, action: "pause" | "resume", options: AbortSignal | PauseStationOptions): Promise<StationInfo> {
+    const { why, signal }: PauseStationOptions = options instanceof AbortSignal ? { signal: options } : options;
+    if (why === undefined) return this.json<StationInfo>("POST", this.stationPath(name, action), undefined, {}, signal);
+    const text = JSON.stringify({ why });
+    return this.json<StationInfo>("POST", this.stationPath(name, action), () => text, { "Content-Type": "application/json" }, signal);
   }
 
   /** Put a station's dead letters back in their sinks' queues, tries counted afresh (the receiver was fixed). */

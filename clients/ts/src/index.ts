@@ -32,6 +32,7 @@ export {
   type InspectionEvent,
   type DeleteStationOptions,
   type UpdateStationOptions,
+  type PauseStationOptions,
   type LabelOptions,
   type ReviewItem,
   type ReviewPage,

@@ -90,12 +90,14 @@ describe("stations", () => {
     expect(metrics).toMatch(new RegExp(`eagle_station_latency_seconds\\{station="${name}",quantile="0\\.95"\\} [\\d.]+`));
   });
 
-  it("pauses and resumes a station", async () => {
-    const paused = await client.pauseStation(name);
+  it("pauses and resumes a station, the why in the audit row", async () => {
+    const paused = await client.pauseStation(name, { why: "jam at the conveyor" });
     expect(paused.state).toBe("paused");
     expect((await client.getStation(name)).state).toBe("paused");
     const resumed = await client.resumeStation(name);
     expect(resumed.state).toBe("running");
+    const log = await client.audit({ limit: 2 });
+    expect(log.items.map((row) => row.detail)).toEqual([`resumed ${name} (was paused)`, `paused ${name} (was running): jam at the conveyor`]);
     expect(await client.retryStation(name)).toEqual({ requeued: 0 }); // nothing was given up on
   });
 
