@@ -690,3 +690,28 @@ def _key_list(state: Path) -> list[Any]:
         return KeyTable(store).list()
     finally:
         store.close()
+
+
+def test_eagle_keys_add_prints_the_key_when_its_audit_row_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is added before its audit row is written: a row the log cannot take (a database URL alone has no
+    journal to keep it in) is a warning, and the key is still printed; an error would lose it (its name can never
+    be given again)."""
+    from eagle_iad.cli import main
+    from eagle_iad.service.audit import AuditLog
+
+    state = tmp_path / "state"
+    assert main(["keys", "add", "ada", "--role", "admin", "--state-dir", str(state), "--create"]) == 0
+    capsys.readouterr()
+
+    def refused(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("history postgresql://db/eagle: cannot connect (refused)")
+
+    monkeypatch.setattr(AuditLog, "write", refused)
+    assert main(["keys", "add", "bob", "--role", "viewer", "--state-dir", str(state)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("eagle_") and [k.name for k in _key_list(state)] == ["ada", "bob"]
+    assert err.splitlines()[0] == ("eagle: warning: the change was made, but its audit row (added bob (viewer) (eagle "
+                                   "keys add)) could not be written: history postgresql://db/eagle: cannot connect "
+                                   "(refused)")  # fmt: skip

@@ -101,14 +101,19 @@ def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role:
     a key's cannot hold a colon), and ``detail`` names the command. A busy history is waited for as the service
     waits; then the row is appended to the state folder's ``audit-pending.jsonl``, and the service moves it into
     the log: this process never drains that journal, which the service guards with locks only its own threads
-    see."""
+    see. Without a state folder (a database URL alone) a row the log cannot take is a warning, never an error: the
+    change is made (a key added, whose key must still be printed), and a failed exit would have it made again."""
     from eagle_iad.service.access import Caller
     from eagle_iad.service.audit import PENDING, AuditLog
 
     folder = state_folder(args)
     journal = None if folder is None or not folder.is_dir() else folder / PENDING
-    AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{os_user()}", role), method, route, path, status,
-                                                 detail)  # fmt: skip
+    try:
+        AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{os_user()}", role), method, route, path,
+                                                     status, detail)  # fmt: skip
+    except Exception as exc:
+        print(f"eagle: warning: the change was made, but its audit row ({detail}) could not be written: {exc}",
+              file=sys.stderr)  # fmt: skip
 
 
 def open_history(args: argparse.Namespace) -> InspectionStore:
