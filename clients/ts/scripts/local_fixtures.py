@@ -56,6 +56,49 @@ def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
 
 
+def jpegs(folder: Path, rng: np.random.Generator, written: list[str]) -> None:
+    """JPEGs that tell a libjpeg-exact decoder from an approximate one: saturated colour edges (where chroma
+    upsampling shows: nearest-neighbour differs from libjpeg's "fancy" triangle filter by tens of levels), in
+    every sampling Pillow writes and those OpenCV adds (4:1:1, 4:4:0), progressive, restart markers, odd sizes,
+    grey, CMYK, RGB-coded, and a stray byte between segments."""
+    h, w = 45, 61  # not a multiple of the MCU: the edge blocks and the last chroma row and column matter
+    blocks = rng.integers(0, 256, (h // 5 + 1, w // 5 + 1, 3), dtype=np.uint8)
+    edges = np.repeat(np.repeat(blocks, 5, axis=0), 5, axis=1)[:h, :w]
+    edges = np.clip(edges.astype(int) + rng.integers(-20, 21, edges.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(edges)
+
+    def save(name: str, picture: Image.Image, **params: Any) -> None:
+        picture.save(folder / name, **params)
+        written.append(name)
+
+    for subsampling, label in ((0, "444"), (1, "422"), (2, "420")):
+        save(f"edges_{label}_q90.jpg", image, quality=90, subsampling=subsampling)
+        save(f"edges_{label}_q30_progressive.jpg", image, quality=30, subsampling=subsampling, progressive=True)
+    save("edges_420_restart.jpg", image, quality=75, restart_marker_blocks=3)
+    save("edges_420_progressive_restart.jpg", image, quality=75, progressive=True, restart_marker_rows=1)
+    save("edges_q100.jpg", image, quality=100)  # large coefficients: the IDCT's range limit
+    save("edges_rgb.jpg", image, quality=85, keep_rgb=True)  # Adobe transform 0: no YCbCr
+    save("edges_cmyk.jpg", image.convert("CMYK"), quality=80)  # Pillow reads it Adobe-inverted
+    save("edges_grey_progressive.jpg", image.convert("L"), quality=70, progressive=True)
+    save("tall_17x300.jpg", image.resize((17, 300)), quality=88)
+    data = (folder / "edges_420_q90.jpg").read_bytes()
+    app0_end = 4 + int.from_bytes(data[4:6], "big")
+    (folder / "edges_junk.jpg").write_bytes(data[:app0_end] + b"\x00" + data[app0_end:])
+    written.append("edges_junk.jpg")
+    try:
+        import cv2
+    except ImportError:
+        return  # OpenCV is an optional extra; the samplings below are then untested
+    bgr = np.ascontiguousarray(edges[:, :, ::-1])
+    for factor, label in ((0x411111, "411"), (0x121111, "440")):
+        ok, encoded = cv2.imencode(
+            ".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor]
+        )
+        assert ok
+        (folder / f"edges_opencv_{label}.jpg").write_bytes(encoded.tobytes())
+        written.append(f"edges_opencv_{label}.jpg")
+
+
 def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     """Decode fixtures: file name, and the RGB Python decodes it to."""
     folder = out / "images"
@@ -103,7 +146,9 @@ def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     exif = Image.Exif()
     exif[0x0112] = 6
     save("rotated.jpg", Image.fromarray(smooth), quality=95, subsampling=0, exif=exif.tobytes())
+    jpegs(folder, rng, written)
     (folder / "truncated.png").write_bytes((folder / "rgb.png").read_bytes()[:120])
+    (folder / "truncated.jpg").write_bytes((folder / "photo.jpg").read_bytes()[:-300])
     (folder / "notes.txt").write_bytes(b"not an image\n")
     return [
         {"name": name, "width": int(arr.shape[1]), "height": int(arr.shape[0]), "rgb": b64(arr)}

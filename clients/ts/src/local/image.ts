@@ -2,15 +2,15 @@
  * Image decoding for the local runtime: PNG and JPEG to 8-bit RGB the way the Python side
  * (eagle_iad.images.load_rgb, i.e. Pillow's `convert("RGB")`) does it, without Python.
  *
- * PNG is decoded exactly (pngjs, then Pillow's own rules for every colour type and bit depth), so a
- * PNG gives the very bytes Python sees. JPEG goes through jpeg-js, whose IDCT and upsampling are not
- * libjpeg's: a pixel may differ by ±1 from Pillow's decode, which moves a score by far less than the
- * band between normal and anomalous but means byte parity is only claimed for PNG.
+ * Both give the very bytes Python sees: PNG through pngjs, then Pillow's own rules for every colour type and
+ * bit depth; JPEG through ./jpeg.ts, which does what libjpeg-turbo does under Pillow (an approximate JPEG
+ * decoder is not good enough: the exposure gain of a dark product magnifies a few levels into changed
+ * verdicts).
  */
-import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 
 import { EagleLocalError } from "./errors.js";
+import { decodeJpegExact } from "./jpeg.js";
 
 /** An 8-bit RGB image, row-major, 3 bytes a pixel. */
 export interface RgbImage {
@@ -124,7 +124,10 @@ function decodePng(data: Buffer, name: string): RgbImage {
 function jpegSize(data: Buffer, name: string): [number, number] {
   let pos = 2;
   while (pos + 4 <= data.length) {
-    if (data[pos] !== 0xff) break;
+    if (data[pos] !== 0xff) {
+      pos++; // a stray byte between segments: libjpeg (so Pillow) skips it
+      continue;
+    }
     const marker = data[pos + 1] as number;
     if (marker === 0xff) {
       pos++;
@@ -162,8 +165,16 @@ function tiffOrientation(data: Buffer, tiff: number): number {
 /** The EXIF orientation (1..8) of a JPEG (APP1 "Exif"), 1 when it has none. */
 export function jpegOrientation(data: Buffer): number {
   let pos = 2;
-  while (pos + 4 <= data.length && data[pos] === 0xff) {
+  while (pos + 4 <= data.length) {
+    if (data[pos] !== 0xff) {
+      pos++; // a stray byte between segments, skipped as Pillow does
+      continue;
+    }
     const marker = data[pos + 1] as number;
+    if (marker === 0xff) {
+      pos++;
+      continue;
+    }
     const length = data.readUInt16BE(pos + 2);
     if (marker === 0xda) break;
     if (marker === 0xe1 && data.toString("latin1", pos + 4, pos + 10) === "Exif\0\0") return tiffOrientation(data, pos + 10);
@@ -222,16 +233,7 @@ export function applyOrientation(image: RgbImage, orientation: number): RgbImage
 function decodeJpeg(data: Buffer, name: string): RgbImage {
   const [width, height] = jpegSize(data, name);
   checkSize(name, width, height);
-  let decoded: { width: number; height: number; data: Uint8Array };
-  try {
-    decoded = jpeg.decode(data, { useTArray: true, formatAsRGBA: false, maxMemoryUsageInMB: 2048 });
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new EagleLocalError(`${name}: image data is truncated or corrupt (${reason})`);
-  }
-  if (decoded.data.length !== decoded.width * decoded.height * 3) {
-    throw new EagleLocalError(`${name}: image data is truncated or corrupt (unexpected JPEG component count)`);
-  }
+  const decoded = decodeJpegExact(data, name);
   return applyOrientation({ width: decoded.width, height: decoded.height, data: decoded.data }, jpegOrientation(data));
 }
 
