@@ -2,13 +2,14 @@
 
 ``python local_parity.py WORK``: fits small experts with the ``eagle`` CLI on real images (elpv solar
 cells, whole-frame resize and tiles; the MVTec 3D-AD tire in the paper's centre-crop mode when
-``../shared/data/mvtec3d-tire`` is there), exports each with ``eagle export --format onnx``, inspects
-test images with ``eagle inspect --runtime onnx --json`` and with the fitted model itself (``--runtime
-torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the verdicts
-Python printed under each runtime; and, under ``encoded``, JPEG copies of the first model's images (fitted on
-PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included. The TypeScript
-test runs the same images through the same export in Node and compares (the boxes' patch scores with torch's
-too: the number a person reads on a box).
+``../shared/data/mvtec3d-tire`` is there), and more fitted and inspected on JPEG copies (a camera that saves
+JPEG: the elpv cells in false colour, and the tire), exports each with ``eagle export --format onnx``,
+inspects test images with ``eagle inspect --runtime onnx --json`` and with the fitted model itself
+(``--runtime torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the
+verdicts Python printed under each runtime; and, under ``encoded``, JPEG copies of the first model's images
+(fitted on PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included. The
+TypeScript test runs the same images through the same export in Node and compares (the boxes' patch scores
+with torch's too: the number a person reads on a box).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from eagle_iad.data import get_layout
@@ -69,6 +71,48 @@ def encoded_case(work: Path, case: dict[str, Any]) -> dict[str, Any]:
     return {"export": export, "images": images, "verdicts": verdicts}
 
 
+def false_colour(image: Image.Image) -> Image.Image:
+    """A grey cell in colour whose hue changes with brightness, so its JPEG has chroma detail everywhere (the
+    chroma upsampling of an approximate decoder shows there, as on a colour camera's frames)."""
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    rgb = np.stack([grey, 128 + 100 * np.sin(grey / 18), 255 - grey], axis=-1)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def jpeg_case(
+    work: Path,
+    name: str,
+    layout: str,
+    root: Path | None,
+    category: str,
+    train: int,
+    per_label: int,
+    fit: list[str],
+    colour: bool,
+) -> dict[str, Any]:
+    """A model fitted on JPEGs (quality 95, 4:2:0: a camera that saves JPEG) and inspected on JPEGs: the case
+    where the local runtime once changed verdicts, its JPEG decoder not being libjpeg's."""
+    data = work / f"{name}-data"
+    good = data / category / "train" / "good"
+    tests = work / f"{name}-test"
+    good.mkdir(parents=True, exist_ok=True)
+    tests.mkdir(parents=True, exist_ok=True)
+    samples = sorted(get_layout(layout).samples(root, category, "train"), key=lambda s: str(s.path))[:train]
+
+    def save(source: str | Path, path: Path) -> str:
+        with Image.open(source) as image:
+            (false_colour(image) if colour else image.convert("RGB")).save(path, quality=95, subsampling=2)
+        return str(path)
+
+    for index, sample in enumerate(samples):
+        save(sample.path, good / f"{index:03d}.jpg")
+    images = [
+        save(source, tests / f"{index:02d}-{Path(source).stem}.jpg")
+        for index, source in enumerate(pick(layout, root, category, per_label))
+    ]
+    return model_case(work, name, ["--layout", "folder", "--data", str(data), "--category", category], fit, images)
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     work.mkdir(parents=True, exist_ok=True)
@@ -90,6 +134,7 @@ def main() -> None:
         ),
     ]
     encoded = encoded_case(work, cases[0])
+    cases.append(jpeg_case(work, "elpv-jpeg", "elpv", None, "mono", 6, 3, ["--size", "128"], colour=True))
     skipped = []
     if os.environ.get("EAGLE_NO_SHARED") == "1":
         skipped.append("tire: tire images hidden by EAGLE_NO_SHARED=1 (as in a fresh clone)")
@@ -103,6 +148,9 @@ def main() -> None:
                 pick("mvtec", TIRE, "tire", 2),
             )
         )
+        # The tire is dark: the exposure step's gain (about 4.8) magnifies any decoding difference.
+        fit = ["--preprocess", "center-crop", "--resize", "128", "--crop", "96"]
+        cases.append(jpeg_case(work, "tire-jpeg", "mvtec", TIRE, "tire", 4, 3, fit, colour=False))
     else:
         skipped.append(f"tire: {TIRE} is not there")
     (work / "parity.json").write_text(json.dumps({"cases": cases, "encoded": encoded, "skipped": skipped}))

@@ -1,7 +1,8 @@
 /**
  * End to end: a small expert fitted and exported by the Python CLI in this run (scripts/local_parity.py),
  * the same real images (elpv cells, whole frame and tiles; the MVTec 3D-AD tire in centre-crop mode when
- * ../shared has it)
+ * ../shared has it; and models fitted and inspected on JPEGs, the elpv cells in false colour and the tire,
+ * where an approximate JPEG decoder once changed verdicts)
  * through `eagle inspect --runtime onnx` and through `eagle-client inspect --local` in Node: the same
  * decisions, scores within 1e-4, identical boxes whose patch scores and strengths are the fitted model's
  * own (torch's); the very record `eagle serve --runtime onnx` returns for the same upload; the warning a
@@ -91,6 +92,9 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     if (document.encoded === undefined) {
       throw new Error(`${join(work, "parity.json")} was written before its JPEG copies (encoded): empty EAGLE_LOCAL_PARITY_DIR to write it again`);
     }
+    if (!document.cases.some((c) => c.name === "elpv-jpeg")) {
+      throw new Error(`${join(work, "parity.json")} was written before its JPEG-fitted models: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
+    }
     cases = document.cases;
     encoded = document.encoded;
     skipped = document.skipped;
@@ -100,8 +104,12 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     if (!process.env["EAGLE_LOCAL_PARITY_DIR"]) rmSync(work, { recursive: true, force: true });
   });
 
-  it("prints the service's record with Python's decisions, scores (1e-4) and boxes, each box's strength torch's", async () => {
+  it("prints the service's record with Python's decisions, scores (1e-4) and boxes, each box's strength torch's, on PNG and JPEG", async () => {
     expect(cases.length).toBeGreaterThanOrEqual(1);
+    // A JPEG-fitted model inspected on JPEGs is always among them (and the tire's, where ../shared has it).
+    expect(cases.map((c) => c.name)).toContain("elpv-jpeg");
+    if (cases.some((c) => c.name === "tire")) expect(cases.map((c) => c.name)).toContain("tire-jpeg");
+    expect(cases.find((c) => c.name === "elpv-jpeg")?.images.every((image) => image.endsWith(".jpg"))).toBe(true);
     let anomalous = 0;
     let boxes = 0;
     for (const c of cases) {
