@@ -358,9 +358,17 @@ const RANGE_LIMIT = (() => {
   return table;
 })();
 
-/** floor((x + 2^(n-1)) / 2^n), exact for any double-precision integer (libjpeg's DESCALE on 64-bit longs). */
-function descale(x: number, n: number): number {
-  return Math.floor((x + 2 ** (n - 1)) / 2 ** n);
+/**
+ * libjpeg's DESCALE(x, 11) and DESCALE(x, 18) (on 64-bit longs): floor((x + 2^(n-1)) / 2^n), exact for any
+ * double-precision integer; a 32-bit shift where it fits, which is always for real images (it is the hot spot).
+ */
+function descale11(x: number): number {
+  const y = x + 1024;
+  return y >= -2147483648 && y <= 2147483647 ? y >> 11 : Math.floor(y / 2048);
+}
+function descale18(x: number): number {
+  const y = x + 131072;
+  return y >= -2147483648 && y <= 2147483647 ? y >> 18 : Math.floor(y / 262144);
 }
 
 /** jpeg_idct_islow: dequantize and inverse-transform one block into `out` at `offset` with row pitch `pitch`. */
@@ -402,14 +410,14 @@ function idctIslow(coefs: Int16Array, at: number, quant: Uint16Array, ws: Float6
     tmp2 += z2 + z3;
     tmp3 += z1 + z4;
     // the work array is C `int`: wrap as it would (only reachable with corrupt data)
-    ws[col] = descale(tmp10 + tmp3, 11) | 0;
-    ws[56 + col] = descale(tmp10 - tmp3, 11) | 0;
-    ws[8 + col] = descale(tmp11 + tmp2, 11) | 0;
-    ws[48 + col] = descale(tmp11 - tmp2, 11) | 0;
-    ws[16 + col] = descale(tmp12 + tmp1, 11) | 0;
-    ws[40 + col] = descale(tmp12 - tmp1, 11) | 0;
-    ws[24 + col] = descale(tmp13 + tmp0, 11) | 0;
-    ws[32 + col] = descale(tmp13 - tmp0, 11) | 0;
+    ws[col] = descale11(tmp10 + tmp3) | 0;
+    ws[56 + col] = descale11(tmp10 - tmp3) | 0;
+    ws[8 + col] = descale11(tmp11 + tmp2) | 0;
+    ws[48 + col] = descale11(tmp11 - tmp2) | 0;
+    ws[16 + col] = descale11(tmp12 + tmp1) | 0;
+    ws[40 + col] = descale11(tmp12 - tmp1) | 0;
+    ws[24 + col] = descale11(tmp13 + tmp0) | 0;
+    ws[32 + col] = descale11(tmp13 - tmp0) | 0;
   }
   for (let row = 0; row < 8; row++) {
     const w = row * 8;
@@ -446,7 +454,7 @@ function idctIslow(coefs: Int16Array, at: number, quant: Uint16Array, ws: Float6
     tmp2 += z2 + z3;
     tmp3 += z1 + z4;
     const o = offset + row * pitch;
-    const lim = (x: number): number => RANGE_LIMIT[descale(x, 18) & 1023] as number;
+    const lim = (x: number): number => RANGE_LIMIT[descale18(x) & 1023] as number;
     out[o] = lim(tmp10 + tmp3);
     out[o + 7] = lim(tmp10 - tmp3);
     out[o + 1] = lim(tmp11 + tmp2);
