@@ -1114,6 +1114,26 @@ def test_serve_refuses_a_models_folder_of_the_kind_its_runtime_does_not_run(
                 assert answer.json()["error"]["message"] == said
 
 
+def test_healthz_publishes_the_figures_the_console_judges_by(tmp_path: Path) -> None:
+    """The console's tuner and inspection cards judge a far-off tau by the model's own factor, and its Stations
+    page names the window of the warnings of what happened lately: both read from ``/healthz`` (and in its
+    schema, so the generated client has them), not copied into the console where they could drift."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX
+    from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.station.recent import RECENT_S
+
+    models = tmp_path / "models"
+    models.mkdir()
+    app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))
+    with TestClient(app) as client:
+        health = client.get("/healthz").json()
+        assert (health["far_above_s_max"], health["recent_s"]) == (FAR_ABOVE_S_MAX, RECENT_S) == (2.0, 300.0)
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["Health"]["properties"]
+        assert {"far_above_s_max", "recent_s"} <= set(schema)
+
+
 def test_healthz_answers_within_its_bound_while_the_history_is_held(tmp_path: Path) -> None:
     """``/healthz`` is what a load balancer polls during a long query or fit: it said ``busy`` after a second,
     then read the key table for ``auth`` waiting as long as the lock was held (8 s here). Now it answers

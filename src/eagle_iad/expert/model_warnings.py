@@ -22,8 +22,9 @@ REFIT_NOTICE = "this fit replaces "
 FEW_IMAGES = 10
 
 #: Above this many times s_max a tau is far past where any normal part scores: a warning says it flags only
-#: parts scoring that far out, likely none. The console's tuner uses the same factor (``FAR_ABOVE_S_MAX`` in
-#: web/src/logic/tuning.ts, ``offScale``) but calls a value "flags nothing", and asks to confirm it, only when it
+#: parts scoring that far out, likely none. The console's tuner uses the same factor, served to it as
+#: ``far_above_s_max`` of ``/healthz`` (web/src/logic/tuning.ts, ``offScale``; the Inspect cards' scale leaves such a
+#: tau out, logic/scale.ts), but calls a value "flags nothing", and asks to confirm it, only when it
 #: is also above every score the console knows (labelled parts, evaluation images), which the model does not
 #: hold: a tau past twice s_max but below a defect's known score is warned about here ("likely") and still
 #: counted by the tuner, since it flags that defect.

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
+from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
@@ -42,6 +43,7 @@ from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.service.store import HEALTH_WAIT_S
+from eagle_iad.station.recent import RECENT_S
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -335,7 +337,8 @@ def create_app(
                   "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending,
                   "history": history,
                   "auth": auth_mode(state, wait_s=_AUTH_WAIT_S[history]) if history in _AUTH_WAIT_S else None,
-                  "max_upload_bytes": state.settings.max_upload_bytes}  # fmt: skip
+                  "max_upload_bytes": state.settings.max_upload_bytes,
+                  "far_above_s_max": FAR_ABOVE_S_MAX, "recent_s": RECENT_S}  # fmt: skip
         if history.startswith("unavailable"):
             return JSONResponse({**health, "status": "degraded"}, status_code=503)
         return health

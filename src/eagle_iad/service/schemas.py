@@ -304,6 +304,13 @@ class Health(_Open):
     #: The largest request body the service takes (``--max-upload-mb``), so a client can refuse a bigger file
     #: before sending it.
     max_upload_bytes: int | None = None
+    #: How many times the largest training score (s_max) a threshold may lie before the model warns that it
+    #: flags nothing (``FAR_ABOVE_S_MAX``): the console's tuner and inspection cards judge a tau by the same
+    #: factor, read from here rather than copied, so the two cannot drift apart.
+    far_above_s_max: float | None = None
+    #: Seconds back a station's warnings of what happened lately look (``RECENT_S``: the p95 over the deadline,
+    #: duplicate and refused files), so the console names the window the service uses.
+    recent_s: float | None = None
 
 
 class InspectionEvent(_Open):

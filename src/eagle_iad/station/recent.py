@@ -16,6 +16,7 @@ from collections.abc import Callable
 #: how the station does now, and clears once nothing of the kind happened for that long, where a count since the
 #: start (or the figures over the last :data:`~eagle_iad.station.status.LATENCY_WINDOW` images) would keep one
 #: burst or outage warning for hours, and an alert on ``eagle_station_warnings`` firing until a restart.
+#: ``/healthz`` serves it (``recent_s``): the console's Stations page names the window from there.
 RECENT_S = 300.0
 #: ``(second, count)`` pairs: how many times something happened in each whole second (since the epoch) that saw it.
 Seconds = tuple[tuple[int, int], ...]

@@ -1090,6 +1090,8 @@ export interface components {
         Health: {
             /** Auth */
             auth?: ("keys" | "api_key" | "open") | null;
+            /** Far Above S Max */
+            far_above_s_max?: number | null;
             /** Fit Jobs Pending */
             fit_jobs_pending: number;
             /** History */
@@ -1100,6 +1102,8 @@ export interface components {
             mllm: boolean;
             /** Mllm Queue Waiting */
             mllm_queue_waiting: number;
+            /** Recent S */
+            recent_s?: number | null;
             /** Status */
             status: string;
             /** Version */
