@@ -17,6 +17,7 @@ import {
   fixtureFile,
   launchBrowser,
   measure,
+  openInspect,
   openPage,
   shot,
   startServer,
@@ -352,6 +353,39 @@ describe("inspection station", () => {
     expect(Math.max(...dayAxis)).toBeLessThan(2 * sMax);
     await page.locator('[data-testid="dashboard"]').screenshot({ path: resolve(ARTIFACTS, "station-dashboard-off-scale.png") });
     await summary.getByText(/This flags nothing/).waitFor();
+
+    // An Inspect card under that threshold keeps the category's scores' scale too: the threshold is marked at the end,
+    // off the scale, and the part's score sits on the scale (not squashed against its left end).
+    await openInspect(page, server.baseUrl);
+    await page.locator('[data-testid="inspect-files"]').setInputFiles({ name: "far-tau.png", mimeType: "image/png", buffer: fixtureFile("data/mono-good/00.png") });
+    const card = page.getByRole("article", { name: "Inspection of far-tau.png" });
+    await card.locator('[data-testid="verdict"]').waitFor({ timeout: 120_000 });
+    const scale = card.locator('[data-testid="score-scale"]');
+    expect(await scale.locator('[data-testid="threshold-mark"] text').textContent()).toBe("threshold 1000000000.0 (off the scale) →");
+    expect(await scale.getAttribute("aria-label")).toContain("threshold 1000000000.0 (off the scale, far above the scores shown)");
+    const placed = await scale.evaluate((svg) => {
+      const bar = svg.querySelector("rect")!.getBoundingClientRect();
+      const marker = svg.querySelector('[data-testid="score-marker"] path')!.getBoundingClientRect();
+      return (marker.left + marker.width / 2 - bar.left) / bar.width;
+    });
+    expect(placed).toBeGreaterThan(0.2); // on the scores' scale; 1e9 taken in put it at 0.000...
+    expect(await card.locator('[data-testid="score-marker"] text').textContent()).not.toMatch(/[◀▶]/);
+    expect(await axeViolations("inspect card, threshold off the scale, at 1280")).toEqual([]);
+    await shot(page, "station-inspect-off-scale-1280");
+
+    // The factor is the service's (far_above_s_max of /healthz), not the console's own: a service saying 1e10
+    // makes 1e9 a threshold among the scores' reach, and the tuner no longer calls it one that flags nothing.
+    await page.route("**/healthz", async (route) => {
+      const answer = await route.fetch();
+      await route.fulfill({ response: answer, json: { ...(await answer.json()), far_above_s_max: 1e10 } });
+    });
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    await page.reload();
+    await summary.getByText(/false alarms \d+ of \d+/).waitFor({ timeout: 60_000 });
+    expect(await summary.textContent()).not.toContain("This flags nothing");
+    await page.unroute("**/healthz");
+    await page.reload();
+    await summary.getByText(/This flags nothing/).waitFor({ timeout: 60_000 });
 
     // Below the lowest training score: every normal part flagged; the box asks again for the new value.
     await page.getByLabel("Threshold value").fill("0.001");

@@ -4,6 +4,7 @@ import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from 
 import { ErrorBanner } from "./components/ErrorBanner";
 import { keyRequest, signedInLine } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
+import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
 import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
 import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
@@ -37,6 +38,7 @@ export function App() {
   const [apiKey, setApiKey] = useState(readStoredKey);
   const [needKey, setNeedKey] = useState(false);
   const [health, setHealth] = useState<Health | null>(null);
+  const [figures, setFigures] = useState<ServedFigures>(NOTHING_SERVED);
   const [healthError, setHealthError] = useState<UserError | null>(null);
   const [healthNonce, setHealthNonce] = useState(0);
   const [retry, setRetry] = useState<RetryNotice | null>(null);
@@ -63,6 +65,7 @@ export function App() {
     client.health(controller.signal).then(
       (h) => {
         setHealth(h);
+        setFigures((previous) => servedFigures(h, previous));
         setHealthError(null);
       },
       (reason: unknown) => {
@@ -101,7 +104,10 @@ export function App() {
 
   const requireKey = useCallback(() => setNeedKey(true), []);
   const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
-  const api: Api = useMemo(() => ({ client, health, me, requireKey, refreshHealth }), [client, health, me, requireKey, refreshHealth]);
+  const api: Api = useMemo(
+    () => ({ client, health, figures, me, requireKey, refreshHealth }),
+    [client, health, figures, me, requireKey, refreshHealth],
+  );
 
   useEffect(() => {
     document.title = `${TITLES[route.page]} · EAGLE-IAD`;

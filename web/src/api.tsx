@@ -4,6 +4,7 @@ import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import type React from "react";
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type DependencyList } from "react";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
+import type { ServedFigures } from "./logic/served";
 
 export const KEY_STORAGE = "eagle-iad.apiKey";
 
@@ -16,6 +17,8 @@ export interface RetryNotice {
 export interface Api {
   client: EagleClient;
   health: Health | null;
+  /** The service's figures the pages judge by (from /healthz), kept through a failed health check. */
+  figures: ServedFigures;
   /** Who the key is and its role (null until the service said, or if it cannot: every control shows). */
   me: Me | null;
   /** Called by any request answered 401: the app shows the API key form. */

@@ -1,6 +1,6 @@
 import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
-import { useCategoryList } from "../api";
+import { useApi, useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
 import { legendOf, verdictMapFactor } from "../logic/legend";
 import { categoryVersionRoute } from "../logic/route";
@@ -45,6 +45,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   }, []);
   const candidatesId = useId();
   const categories = useCategoryList();
+  const { figures } = useApi();
   const link = shown ? record.pictures[shown] : undefined;
   const verdict = record.verdict;
   const expertDecision = typeof verdict["expert_decision"] === "string" ? verdict["expert_decision"] : null;
@@ -58,6 +59,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
     category?.s_max ?? record.s_max,
     category?.training_scores?.min ?? null,
     category?.training_scores?.max ?? null,
+    figures.farAboveSMax, // a far-off tau (1e9) is marked off the scale, not let squash it
   );
   const band = bandLine(record.score, record.tau, record.s_max, mllm);
   const caution = cautionLine(record.near_threshold, record.score, record.tau);

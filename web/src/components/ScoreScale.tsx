@@ -1,6 +1,6 @@
 import { useId } from "react";
 import { useWidth } from "../api";
-import { bandSpan, formatScore, positionOf, scaleDomain, scaleStops, type Domain } from "../logic/scale";
+import { bandSpan, formatScore, positionOf, scaleDomain, scaleStops, thresholdWords, type Domain } from "../logic/scale";
 
 const PAD = 16;
 const BAR_Y = 34;
@@ -18,7 +18,8 @@ function anchorAt(x: number, width: number, room = 70): "start" | "middle" | "en
  * The score on a horizontal scale, drawn at the element's own pixel width (so its text keeps its
  * size on a phone): normal colour up to the threshold, the unsure band [threshold, band end)
  * hatched, anomalous colour after; a labelled marker for the score. `domain` is the category's
- * fixed scale, so cards of one category line up.
+ * fixed scale, so cards of one category line up; a threshold beyond it (a far-off tau the scale leaves out,
+ * logic/scale.ts `categoryDomain`) is marked at the end and labelled "off the scale".
  */
 export function ScoreScale({ score, tau, sMax, domain: fixed }: { score: number | null; tau: number | null; sMax: number | null; domain?: Domain }) {
   const [ref, width] = useWidth<HTMLElement>(560);
@@ -31,8 +32,9 @@ export function ScoreScale({ score, tau, sMax, domain: fixed }: { score: number 
   const sMaxX = sMax !== null && band ? at(sMax) : null;
   const scorePos = score !== null ? positionOf(score, domain, inner) : null;
   const scoreX = scorePos ? PAD + scorePos.x : null;
+  const tauWords = thresholdWords(tau, domain);
   const summary =
-    `Score ${formatScore(score)}; threshold ${formatScore(tau)}` +
+    `Score ${formatScore(score)}; ${tauWords.summary}` +
     (band ? `; unsure band from ${formatScore(tau)} to ${formatScore(sMax)}` : "; no unsure band");
   const stops = scaleStops(tau, sMax, domain);
   return (
@@ -60,7 +62,7 @@ export function ScoreScale({ score, tau, sMax, domain: fixed }: { score: number 
           <g className="threshold" data-testid="threshold-mark">
             <line x1={tauX} x2={tauX} y1={BAR_Y - 8} y2={BAR_Y + BAR_H + 8} stroke="var(--ink)" strokeWidth="2" />
             <text x={tauX} y={BAR_Y + BAR_H + 24} textAnchor={anchorAt(tauX, width)} className="scale-label">
-              threshold {formatScore(tau)}
+              {tauWords.mark}
             </text>
           </g>
         ) : null}

@@ -46,13 +46,14 @@ export function ThresholdTuner({
   evidence: CategoryEvidence | undefined;
   onChanged: (updated: Category) => void;
 }) {
-  const { client, me, requireKey } = useApi();
+  const { client, figures, me, requireKey } = useApi();
   const id = useId();
   const tau = category.tau ?? null;
   const training = category.training_scores?.values ?? [];
   const exportedLine = needsFittedModelLine(category.export, "Changing the threshold");
   const items = evidence?.items ?? [];
-  const known = knownScores(training, items, category.s_max);
+  // The factor past s_max that flags nothing is the service's (its /healthz), the model's warning's own.
+  const known = knownScores(training, items, category.s_max, figures.farAboveSMax);
   // The scores' own range: a threshold in use far outside them (1e9, saved confirmed) is not let stretch it.
   const range = scoreRange([...training, ...items.map((i) => i.score), category.s_max], [tau], known);
   const [candidate, setCandidate] = useState<number>(tau ?? range.min);

@@ -60,7 +60,7 @@ describe("formatScore", () => {
   });
 });
 
-import { bandLine, cautionLine, categoryDomain, scaleStops, scoreLine } from "./scale";
+import { bandLine, cautionLine, categoryDomain, farAboveScores, scaleStops, scoreLine, thresholdWords } from "./scale";
 
 describe("categoryDomain", () => {
   it("is fixed by the category alone: below the lowest training score to one span above the top", () => {
@@ -72,6 +72,26 @@ describe("categoryDomain", () => {
     expect(categoryDomain(10, null, 2, 8)).toEqual({ lo: 0, hi: 18 });
     expect(categoryDomain(null, null)).toEqual({ lo: 0, hi: 1 });
     expect(categoryDomain(50, 50)).toEqual({ lo: 47.5, hi: 55 });
+  });
+  it("keeps the scores' scale under a far-off tau (1e9) by the factor the service sends, and marks tau off it", () => {
+    // Training 100..127.9, s_max 127.9: the scale the scores alone give.
+    const scores = categoryDomain(null, 127.9, 100, 127.9);
+    expect(categoryDomain(1e9, 127.9, 100, 127.9, 2)).toEqual(scores);
+    expect(scores.hi).toBeLessThan(200);
+    const words = thresholdWords(1e9, scores);
+    expect(words.mark).toBe("threshold 1000000000.0 (off the scale) →");
+    expect(words.summary).toBe("threshold 1000000000.0 (off the scale, far above the scores shown)");
+    // Within the factor (255.8 is twice s_max), or the factor not said: tau stays on the scale and stretches it.
+    expect(categoryDomain(250, 127.9, 100, 127.9, 2).hi).toBeGreaterThan(250);
+    expect(categoryDomain(1e9, 127.9, 100, 127.9, null).hi).toBeGreaterThan(1e9);
+    // Another factor served is the one judged by: 300 is far above at 2, not at 3.
+    expect(farAboveScores(300, 127.9, 127.9, 2)).toBe(true);
+    expect(farAboveScores(300, 127.9, 127.9, 3)).toBe(false);
+    // Above twice s_max but not above the highest training score: not far above the scores.
+    expect(farAboveScores(300, 127.9, 400, 2)).toBe(false);
+    expect(farAboveScores(1e9, null, 127.9, 2)).toBe(false);
+    // A tau on the scale reads as before.
+    expect(thresholdWords(120, scores)).toEqual({ mark: "threshold 120.0", summary: "threshold 120.0" });
   });
 });
 

@@ -76,20 +76,57 @@ export function formatScore(value: number | null | undefined): string {
  * One fixed scale per category, so cards of the same category can be compared at a glance: from a
  * little below the lowest training score (or tau) to well above tau / s_max / the highest training
  * score, where anomalous scores land. Scores beyond it are clamped and flagged by `positionOf`.
+ *
+ * A tau far above the scores ({@link farAboveScores}: set by hand, 1e9) is left out, as the tuner leaves it out
+ * of its chart: the scale keeps the scores' own range and the card marks the threshold off the scale at its
+ * end, where taking it in would squash the training scores, s_max and the part's score into one line.
  */
 export function categoryDomain(
   tau: number | null | undefined,
   sMax: number | null | undefined,
   trainMin?: number | null,
   trainMax?: number | null,
+  farFactor?: number | null,
 ): Domain {
-  const known = [tau, sMax, trainMin, trainMax].filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const far = typeof tau === "number" && farAboveScores(tau, sMax, trainMax, farFactor);
+  const known = [far ? null : tau, sMax, trainMin, trainMax].filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   if (known.length === 0) return { lo: 0, hi: 1 };
   const top = Math.max(...known);
   const bottom = Math.min(...known);
   const span = top > bottom ? top - bottom : Math.max(Math.abs(top) * 0.1, 1);
   const lo = bottom >= 0 ? Math.max(0, bottom - span * 0.5) : bottom - span * 0.5;
   return { lo, hi: top + span };
+}
+
+/**
+ * Whether a threshold lies far above every score a card knows of: above s_max and the highest training score,
+ * and more than `farFactor` times s_max (the service's FAR_ABOVE_S_MAX, `far_above_s_max` of its /healthz, by
+ * which the model warns that such a tau flags nothing). False while the factor or s_max is unknown: a tau
+ * just above s_max is common (the rule's tau can lie there) and must stay on the scale.
+ */
+export function farAboveScores(
+  tau: number,
+  sMax: number | null | undefined,
+  trainMax: number | null | undefined,
+  farFactor: number | null | undefined,
+): boolean {
+  if (!Number.isFinite(tau) || typeof sMax !== "number" || !Number.isFinite(sMax) || typeof farFactor !== "number" || !(farFactor > 0)) return false;
+  const highest = typeof trainMax === "number" && Number.isFinite(trainMax) ? Math.max(sMax, trainMax) : sMax;
+  return tau > highest && tau > sMax * farFactor;
+}
+
+/**
+ * The threshold's words on a score scale: its label on the mark ("threshold 81.8"; "threshold 1000000000.0 (off
+ * the scale) →" where the mark stands at the end for a tau beyond the scale, as the tuner's chart says it) and the
+ * words of the scale's summary read out ("; threshold 1000000000.0 (off the scale, far above the scores shown)").
+ */
+export function thresholdWords(tau: number | null, domain: Domain): { mark: string; summary: string } {
+  if (tau === null) return { mark: "", summary: `threshold ${formatScore(tau)}` };
+  const off = positionOf(tau, domain, 1).clamped;
+  const value = `threshold ${formatScore(tau)}`;
+  if (off === "high") return { mark: `${value} (off the scale) →`, summary: `${value} (off the scale, far above the scores shown)` };
+  if (off === "low") return { mark: `← ${value} (off the scale)`, summary: `${value} (off the scale, below the scores shown)` };
+  return { mark: value, summary: value };
 }
 
 export interface Stop {

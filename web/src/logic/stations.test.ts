@@ -107,16 +107,19 @@ describe("figures", () => {
     expect(latencyScope(1)).toBe("last image");
     // an outage long past: the last 1,000 keep a high p95, the last 5 minutes are fast, nothing is marked
     const slowLongAgo = station({ latency_s: { p50: 0.4, p95: 97, p99: 97 }, latency_recent_s: { p95: 0.5, images: 10, window_s: 300 }, warnings: [] });
-    expect(recentLatency(slowLongAgo)).toEqual({ text: "p95 0.500 s", scope: "last 5 min · 10 images", over: false });
+    expect(recentLatency(slowLongAgo, 300)).toEqual({ text: "p95 0.500 s", scope: "last 5 min · 10 images", over: false });
     // slow now, while the last 1,000 still look fast: the marked number is the warning's own 30 s, not 1.50 s
     const slowNow = station({
       latency_recent_s: { p95: 30, images: 12, window_s: 300 },
       warnings: ["p95 latency 30 s over the last 5 min (12 images) is over the deadline 5 s"],
     });
-    expect(recentLatency(slowNow)).toEqual({ text: "p95 30.0 s", scope: "last 5 min · 12 images", over: true });
-    expect(recentLatency(station({ latency_recent_s: { p95: 2, images: 1, window_s: 300 } })).scope).toBe("last 5 min · 1 image");
+    expect(recentLatency(slowNow, 300)).toEqual({ text: "p95 30.0 s", scope: "last 5 min · 12 images", over: true });
+    expect(recentLatency(station({ latency_recent_s: { p95: 2, images: 1, window_s: 300 } }), 300).scope).toBe("last 5 min · 1 image");
     // none delivered lately: no figure, and nothing marked
-    expect(recentLatency(station({ latency_recent_s: null }))).toEqual({ text: "p95 –", scope: "last 5 min · no image", over: false });
+    expect(recentLatency(station({ latency_recent_s: null }), 300)).toEqual({ text: "p95 –", scope: "last 5 min · no image", over: false });
+    // the window is the service's (recent_s of its /healthz): another one served is the one said
+    expect(recentLatency(station({ latency_recent_s: null }), 600).scope).toBe("last 10 min · no image");
+    expect(recentLatency(station({ latency_recent_s: null }), null).scope).toBe("no image lately");
     expect(formatImagesPerSecond(0)).toBe("0");
     expect(formatImagesPerSecond(0.05)).toBe("0.05");
     expect(formatImagesPerSecond(12.34)).toBe("12.3");

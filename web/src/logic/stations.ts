@@ -15,8 +15,6 @@ export const STATION_NAME_RULE = "1–64 letters, digits, “_”, “.” and �
 /** The service's defaults when a station sets no limit (docs/STATIONS.md). */
 export const DEFAULT_BACKLOG_LIMIT = 1000;
 export const DEFAULT_DEADLINE_S = 10;
-/** How far back the service's p95 deadline warning looks (src/eagle_iad/station/recent.py: RECENT_S). */
-export const RECENT_S = 300;
 
 export type StateTone = "running" | "paused" | "waiting" | "error";
 
@@ -153,13 +151,14 @@ export interface RecentLatencyView {
 
 /**
  * The p95 of the images delivered lately, which the deadline warning judges, with the window it covers ("p95 –",
- * "last 5 min · no image" while none was delivered in it). Shown beside the figures over the last 1,000 images, so
+ * "last 5 min · no image" while none was delivered in it). The window of an image-less one is the service's own
+ * (`recentS`, the `recent_s` of its /healthz; "no image lately" before it was read), not a copy kept here. Shown beside the figures over the last 1,000 images, so
  * a marked number is the warning's own: a low p95 of the last 1,000 is never red, and a high one of an outage long
  * past is not the figure the deadline is held to.
  */
-export function recentLatency(info: StationInfo): RecentLatencyView {
+export function recentLatency(info: StationInfo, recentS: number | null): RecentLatencyView {
   const recent = info.latency_recent_s;
-  if (!recent) return { text: "p95 –", scope: `${windowText(RECENT_S)} · no image`, over: false };
+  if (!recent) return { text: "p95 –", scope: recentS !== null ? `${windowText(recentS)} · no image` : "no image lately", over: false };
   const images = `${recent.images} image${recent.images === 1 ? "" : "s"}`;
   return { text: `p95 ${formatSeconds(recent.p95)}`, scope: `${windowText(recent.window_s)} · ${images}`, over: latencyOverDeadline(info) };
 }

@@ -119,11 +119,12 @@ describe("sameFileLine", () => {
 
 describe("offScale: a threshold outside the scores known", () => {
   // Training scores 100..127.9 (s_max 127.9); a labelled defect at 148.2: the tester's mono category.
-  const known = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }, { score: 105 }], 127.9);
+  // The factor the service serves (far_above_s_max of /healthz): 2 today.
+  const known = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }, { score: 105 }], 127.9, 2);
   const fmt = (v: number | null | undefined) => (typeof v === "number" ? v.toFixed(1) : "–");
 
   it("knows the lowest training score and the highest score of any kind", () => {
-    expect(known).toEqual({ lowestTraining: 100, highest: 148.2, sMax: 127.9 });
+    expect(known).toEqual({ lowestTraining: 100, highest: 148.2, sMax: 127.9, farFactor: 2 });
   });
 
   it("calls a threshold above every score and far above s_max one that flags nothing", () => {
@@ -144,10 +145,26 @@ describe("offScale: a threshold outside the scores known", () => {
   it("leaves alone the values worth trying: among the scores, or above them by less than the margin", () => {
     for (const tau of [100.01, 127.9, 144.3, 148.2, 200, 255.8]) expect(offScale(tau, known)).toBeNull();
     // A defect scoring above twice s_max: a threshold below it still flags it, so it is worth trying.
-    const strong = knownScores([100, 127.9], [{ score: 400 }], 127.9);
+    const strong = knownScores([100, 127.9], [{ score: 400 }], 127.9, 2);
     expect(offScale(300, strong)).toBeNull();
     expect(offScale(401, strong)).toBe("flags-nothing");
     expect(offScale(Number.NaN, known)).toBeNull();
+  });
+
+  it("judges by the factor the service sends, not one of its own", () => {
+    // Served as 3: 300 (past twice s_max, under three times) is worth trying; past 383.7 it flags nothing.
+    const wider = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }], 127.9, 3);
+    expect(offScale(300, wider)).toBeNull();
+    expect(offScale(383.8, wider)).toBe("flags-nothing");
+    expect(offScaleLine("flags-nothing", "400.0", wider, fmt)).toContain("and more than 3 times the largest training score (127.9).");
+    // Not said yet (health unread): only "above every score known" is asked, and the line claims no factor.
+    const unsaid = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }], 127.9, null);
+    expect(unsaid.farFactor).toBeNull();
+    expect(offScale(200, unsaid)).toBe("flags-nothing");
+    expect(offScale(148.2, unsaid)).toBeNull();
+    expect(offScaleLine("flags-nothing", "200.0", unsaid, fmt)).toBe(
+      "This flags nothing: 200.0 is above every score known here (the highest is 148.2). The expert would pass every part, defective ones too.",
+    );
   });
 
   it("keeps the chart's range on the scores when the threshold in use is far off", () => {

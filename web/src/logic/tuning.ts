@@ -142,17 +142,6 @@ export function dayGeometry(days: readonly DayLike[], width: number, height: num
   };
 }
 
-/**
- * How far above the largest training score (s_max) a threshold may lie, and above every score known
- * besides, before the tuner calls it one that flags nothing. A fit's rules put tau near s_max (docs/METHOD.md
- * §2); twice it is far past where any normal part scores. The model's own warning (FAR_ABOVE_S_MAX in
- * src/eagle_iad/expert/model_warnings.py) uses this factor alone, as it holds only the training scores, and
- * says "likely flags nothing"; the tuner knows labelled and evaluation scores too, so it also asks that the
- * threshold lie above all of them ({@link offScale}): one below a defect's known score still flags that defect
- * and is counted, while the category page may show the model's warning for it.
- */
-export const FAR_ABOVE_S_MAX = 2;
-
 /** What the tuner knows of a category's scores: the lowest training score, the highest score of any kind. */
 export interface KnownScores {
   /** The lowest training score: at or below it, every training image (each a normal part) is flagged. */
@@ -160,12 +149,24 @@ export interface KnownScores {
   /** The highest score known: training images, labelled parts, evaluation images. */
   highest: number | null;
   sMax: number | null;
+  /**
+   * How far above s_max, and above every score known besides, a threshold may lie before the tuner calls it one
+   * that flags nothing: the service's own factor (`far_above_s_max` of its /healthz, the model's warning's
+   * FAR_ABOVE_S_MAX), served rather than copied so the two cannot drift. A fit's rules put tau near s_max
+   * (docs/METHOD.md §2); that many times over is far past where any normal part scores. The model's warning uses
+   * the factor alone, as it holds only the training scores, and says "likely flags nothing"; the tuner knows
+   * labelled and evaluation scores too, so it also asks that the threshold lie above all of them ({@link offScale}):
+   * one below a defect's known score still flags that defect and is counted. Null while the service has not said
+   * (its health not read yet): only "above every score known" is asked then, as when s_max is unknown.
+   */
+  farFactor: number | null;
 }
 
 export function knownScores(
   training: readonly number[],
   items: ReadonlyArray<{ score: number }>,
   sMax: number | null | undefined,
+  farFactor: number | null | undefined,
 ): KnownScores {
   const finite = (values: ReadonlyArray<number | null | undefined>) => values.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
   const trained = finite(training);
@@ -174,12 +175,13 @@ export function knownScores(
     lowestTraining: trained.length > 0 ? Math.min(...trained) : null,
     highest: all.length > 0 ? Math.max(...all) : null,
     sMax: typeof sMax === "number" && Number.isFinite(sMax) ? sMax : null,
+    farFactor: typeof farFactor === "number" && Number.isFinite(farFactor) && farFactor > 0 ? farFactor : null,
   };
 }
 
 /**
  * Whether a threshold lies outside the scores known, so that it does nothing useful: `flags-nothing` above
- * every score known and more than {@link FAR_ABOVE_S_MAX} times s_max (no part, defective or not, would be
+ * every score known and more than {@link KnownScores.farFactor} times s_max (no part, defective or not, would be
  * flagged), `flags-every-normal` at or below the lowest training score (every training image, each a normal
  * part, would be flagged). Null inside: a value worth trying. The tuner asks to confirm either before saving.
  */
@@ -188,7 +190,7 @@ export type OffScale = "flags-nothing" | "flags-every-normal";
 export function offScale(threshold: number, known: KnownScores): OffScale | null {
   if (!Number.isFinite(threshold)) return null;
   if (known.lowestTraining !== null && threshold <= known.lowestTraining) return "flags-every-normal";
-  const far = known.sMax !== null ? known.sMax * FAR_ABOVE_S_MAX : null;
+  const far = known.sMax !== null && known.farFactor !== null ? known.sMax * known.farFactor : null;
   if (known.highest !== null && threshold > known.highest && (far === null || threshold > far)) return "flags-nothing";
   return null;
 }
@@ -205,9 +207,10 @@ export function scoreRange(known: ReadonlyArray<number | null | undefined>, thre
 /** What a threshold outside the scores would do, in words, for the preview and the confirm step. */
 export function offScaleLine(kind: OffScale, threshold: string, known: KnownScores, formatScore: (v: number | null | undefined) => string): string {
   if (kind === "flags-nothing") {
+    const times = known.farFactor === 2 ? "twice" : `${known.farFactor} times`;
+    const far = known.sMax !== null && known.farFactor !== null ? ` and more than ${times} the largest training score (${formatScore(known.sMax)})` : "";
     return (
-      `This flags nothing: ${threshold} is above every score known here (the highest is ${formatScore(known.highest)}) and more than ` +
-      `${FAR_ABOVE_S_MAX === 2 ? "twice" : `${FAR_ABOVE_S_MAX} times`} the largest training score (${formatScore(known.sMax)}). ` +
+      `This flags nothing: ${threshold} is above every score known here (the highest is ${formatScore(known.highest)})${far}. ` +
       `The expert would pass every part, defective ones too.`
     );
   }

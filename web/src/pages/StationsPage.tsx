@@ -427,9 +427,10 @@ function StateBadge({ state }: { state: string }) {
  * (marked while the service warns), each with what it covers: the marked number is the warning's own.
  */
 function Latency({ info, deadlineS }: { info: StationInfo; deadlineS: number }) {
+  const { figures } = useApi();
   const latency = info.latency_s;
   if (!latency) return <span className="muted small">{noLatencyText(info)}</span>;
-  const recent = recentLatency(info);
+  const recent = recentLatency(info, figures.recentS);
   return (
     <span className="latency">
       <span>p50 {formatSeconds(latency["p50"])}</span>
