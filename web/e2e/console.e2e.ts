@@ -642,6 +642,13 @@ describe("web console", () => {
     const viewer = page.getByRole("dialog");
     await viewer.waitFor();
     await imagesLoaded('dialog img[alt="Heatmap of 00.png"]');
+    // A visible title says which picture of which image, and names the dialog (aria-labelledby): the same words.
+    const title = viewer.getByRole("heading", { name: "Heatmap of 00.png, full size" });
+    expect(await title.isVisible()).toBe(true);
+    expect(await viewer.evaluate((dialog) => document.getElementById(dialog.getAttribute("aria-labelledby") ?? "")?.textContent)).toBe(
+      "Heatmap of 00.png, full size",
+    );
+    expect(await page.getByRole("dialog", { name: "Heatmap of 00.png, full size" }).count()).toBe(1);
     const level = viewer.locator('[data-testid="zoom-level"]');
     expect(await level.textContent()).toBe("100%");
     await page.keyboard.press("="); // the picture has the focus
@@ -653,6 +660,9 @@ describe("web console", () => {
     expect(await viewer.locator("img").evaluate((img) => (img as HTMLElement).style.transform)).toContain("scale(1.5625)");
     await viewer.getByRole("group", { name: "Picture", exact: true }).getByRole("button", { name: "Image" }).click();
     await imagesLoaded('dialog img[alt="Image of 00.png"]');
+    await viewer.getByRole("heading", { name: "Image of 00.png, full size" }).waitFor(); // the title follows the toggles
+    expect(await page.getByRole("dialog", { name: "Image of 00.png, full size" }).count()).toBe(1);
+    expect(await axeViolations(page, "full-size viewer")).toEqual([]);
     await shot("zoom");
     await page.keyboard.press("Escape");
     await viewer.waitFor({ state: "detached" });

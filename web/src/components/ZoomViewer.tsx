@@ -1,12 +1,13 @@
-import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from "react";
+import { useEffect, useId, useRef, useState, type KeyboardEvent, type PointerEvent } from "react";
 import { usePictureUrl } from "../api";
 import { holdModal } from "../logic/modal";
-import { FIT, STEP, panBy, zoomAt, type View } from "../logic/zoom";
+import { FIT, STEP, panBy, zoomAt, zoomTitle, type View } from "../logic/zoom";
 
 /**
  * A picture at full size in a modal dialog: zoom with the wheel, a pinch, the buttons or +/- keys;
  * pan by dragging or with the arrow keys; 0 fits it again; Escape closes. The picture toggles
- * (boxed image, heatmap, attention) stay available inside.
+ * (boxed image, heatmap, attention) stay available inside. Its title says which picture of which image is
+ * shown (it follows the toggles) and names the dialog: what a sighted user reads is what is read out.
  */
 export function ZoomViewer({
   name,
@@ -24,6 +25,7 @@ export function ZoomViewer({
   onClose: () => void;
 }) {
   const dialog = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
   const viewport = useRef<HTMLDivElement>(null);
   const [kind, setKind] = useState(initial);
   const [view, setView] = useState<View>(FIT);
@@ -102,7 +104,10 @@ export function ZoomViewer({
   const onPointerUp = (event: PointerEvent) => pointers.current.delete(event.pointerId);
 
   return (
-    <dialog ref={dialog} className="zoom-dialog" aria-label={`${label(kind)} of ${name}, full size`}>
+    <dialog ref={dialog} className="zoom-dialog" aria-labelledby={titleId}>
+      <h2 id={titleId} className="zoom-title" data-testid="zoom-title">
+        {zoomTitle(label(kind), name)}
+      </h2>
       <div className="zoom-toolbar">
         <div className="toggle-group" role="group" aria-label="Picture">
           {kinds.map((k) => (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FIT, MAX_SCALE, panBy, zoomAt } from "./zoom";
+import { FIT, MAX_SCALE, panBy, zoomAt, zoomTitle } from "./zoom";
 
 describe("zoom", () => {
   it("keeps the point under the cursor in place", () => {
@@ -16,5 +16,14 @@ describe("zoom", () => {
   it("pans only when zoomed in", () => {
     expect(panBy(FIT, 10, 10)).toEqual(FIT);
     expect(panBy({ scale: 2, x: 0, y: 0 }, 10, -5)).toEqual({ scale: 2, x: 10, y: -5 });
+  });
+});
+
+describe("zoomTitle", () => {
+  it("says which picture of which image, as a title reads", () => {
+    expect(zoomTitle("Boxed", "00.png")).toBe("Boxed image of 00.png, full size");
+    expect(zoomTitle("Heatmap", "00.png")).toBe("Heatmap of 00.png, full size");
+    expect(zoomTitle("Attention L3", "lot7/cut/003.png")).toBe("Attention L3 of lot7/cut/003.png, full size");
+    expect(zoomTitle("input", "a.png")).toBe("Image of a.png, full size");
   });
 });

@@ -28,3 +28,14 @@ export function panBy(view: View, dx: number, dy: number): View {
   if (view.scale === MIN_SCALE) return view;
   return { ...view, x: view.x + dx, y: view.y + dy };
 }
+
+/**
+ * The full-size viewer's title, which also names its dialog (aria-labelledby): which picture of which image,
+ * as a sighted user reads it above the picture ("Boxed image of 00.png, full size", "Heatmap of 00.png, full
+ * size"). `picture` is the toggle's own word ("Boxed", "Heatmap", "Attention L3", "Image"); "Boxed" alone, or a
+ * kind the console has no word for ("input"), does not say it is the image.
+ */
+export function zoomTitle(picture: string, name: string): string {
+  const words = picture === "Boxed" ? "Boxed image" : picture === "input" ? "Image" : picture;
+  return `${words} of ${name}, full size`;
+}
