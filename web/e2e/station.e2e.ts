@@ -160,6 +160,13 @@ describe("inspection station", () => {
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
     await row.getByRole("form", { name: /^Restore [\d.]+$/ }).getByRole("button", { name: "Cancel" }).click();
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-restore") === "1");
+    // Escape answers no as Cancel does (as on every form and dialog of the console): the form goes, the keyboard back.
+    await page.keyboard.press("Enter");
+    await row.getByRole("form", { name: /^Restore [\d.]+$/ }).waitFor();
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-restore") === "1");
+    expect(await row.getByRole("form", { name: /^Restore [\d.]+$/ }).count()).toBe(0);
+    expect((await client.category("mono")).tau).toBe(candidate); // nothing sent
     await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
     const restore = row.getByRole("form", { name: /^Restore [\d.]+$/ });
     const reason = restore.getByLabel(/^Why restore [\d.]+\? \(kept in the model's history\)$/);

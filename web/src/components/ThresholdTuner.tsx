@@ -4,6 +4,7 @@ import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { needsFittedModelLine } from "../logic/exported";
 import { formatScore } from "../logic/scale";
+import { cancelOnEscape } from "../logic/keys";
 import { flagged, formatRate, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
@@ -83,6 +84,13 @@ export function ThresholdTuner({
       savedRef.current?.focus();
     }
   }, [saved]);
+
+  /** Close a restore's form unsent (Cancel, Escape): the keyboard goes back to the Restore button it replaced. */
+  const cancelRestore = (change: number) => {
+    setRestoring(null);
+    setError(null);
+    focusAfterRender(() => document.querySelector<HTMLElement>(`[data-restore="${change}"]`));
+  };
 
   const preview = previewThreshold(items, candidate, tau);
   const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
@@ -355,6 +363,7 @@ export function ThresholdTuner({
               {/* a teach or a rollback is undone by a rollback (the versions below), not by a threshold restore */}
               {typeof h.before?.tau === "number" && h.before.tau !== tau && h.action !== "teach" && h.action !== "rollback" && allows(me, "engineer") ? (
                 restoring === h.change ? (
+                  // Escape answers "no", as Cancel does (not while the restore is being sent), as on every form here.
                   <form
                     className="restore-form"
                     aria-label={`Restore ${formatScore(h.before.tau)}`}
@@ -363,6 +372,7 @@ export function ThresholdTuner({
                       if (busy) return;
                       void send({ restore: h.change }, restoreWhy, h.change, (c) => `Restored: the threshold of ${c.name} is ${formatScore(c.tau)} again.`);
                     }}
+                    onKeyDown={(event) => cancelOnEscape(event, busy, () => cancelRestore(h.change))}
                   >
                     <div className="field grow">
                       <label htmlFor={`${id}-restore-why`}>Why restore {formatScore(h.before.tau)}? (kept in the model's history)</label>
@@ -376,13 +386,7 @@ export function ThresholdTuner({
                       <button
                         type="button"
                         className="button secondary small-button"
-                        onClick={() => {
-                          const change = h.change;
-                          setRestoring(null);
-                          setError(null);
-                          // back to the Restore button the form replaced
-                          focusAfterRender(() => document.querySelector<HTMLElement>(`[data-restore="${change}"]`));
-                        }}
+                        onClick={() => cancelRestore(h.change)}
                       >
                         Cancel
                       </button>

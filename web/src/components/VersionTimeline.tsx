@@ -3,6 +3,7 @@ import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { allows } from "../logic/access";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { cancelOnEscape } from "../logic/keys";
 import { formatScore } from "../logic/scale";
 import type { VersionTarget } from "../logic/route";
 import { formatBytes, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
@@ -249,12 +250,7 @@ function RollbackForm({ name, version, onCancel, onDone }: { name: string; versi
   return (
     // Escape answers "no", as Cancel does (not while the rollback is being sent).
     <form className="restore-form" aria-label={`Roll back to version ${version.version}`} onSubmit={(event) => void submit(event)}
-      onKeyDown={(event) => {
-        if (event.key === "Escape" && !busy) {
-          event.preventDefault();
-          onCancel();
-        }
-      }}>
+      onKeyDown={(event) => cancelOnEscape(event, busy, onCancel)}>
       <div className="field grow">
         <label htmlFor={`${id}-why`}>Why go back to version {version.version}? (kept in the model's history)</label>
         <input id={`${id}-why`} autoFocus maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
