@@ -9,6 +9,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
+import { crc32 } from "node:zlib";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { FIXTURE_WORK, REPO } from "./server";
 
@@ -121,6 +122,24 @@ export async function axeViolations(page: Page, where: string): Promise<string[]
 /** A file of the fixture (tests/serve_fixture.py's work folder), e.g. "sample-crack.png". */
 export function fixtureFile(name: string): Buffer {
   return readFileSync(resolve(FIXTURE_WORK, name));
+}
+
+/**
+ * A fixture PNG with the same pixels (so the same scores) and bytes of its own: a tEXt chunk naming `tag` after the
+ * header. The history knows an image by its bytes' SHA-256 (a teach refuses one labelled defective anywhere in
+ * it, and skips one it was taught before), so a test that labels or teaches its own copy leans on no other test,
+ * run alone, with another under a -t filter, or in the full suite's order.
+ */
+export function ownCopy(name: string, tag: string): Buffer {
+  const png = fixtureFile(name);
+  const headerEnd = 8 + 4 + 4 + 13 + 4; // signature, then IHDR: length, type, 13 bytes of data, CRC
+  if (png.subarray(12, 16).toString("latin1") !== "IHDR") throw new Error(`${name}: not a PNG starting with IHDR`);
+  const body = Buffer.concat([Buffer.from("tEXt", "latin1"), Buffer.from(`eagle-e2e\0${tag}`, "latin1")]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length - 4);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([png.subarray(0, headerEnd), length, body, crc, png.subarray(headerEnd)]);
 }
 
 /** Open the Inspect page at `baseUrl` and choose `category`, waiting until the drop zone names it. */
