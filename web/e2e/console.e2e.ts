@@ -1075,7 +1075,8 @@ describe("web console", () => {
   });
 
   it("keeps a label someone else gave while the review page showed the part: says who and when, shows it again as stored", async () => {
-    // After the teach test: a part labelled defective here may be a copy of the image that test teaches.
+    // A part labelled defective here may have sample-good.png's bytes: the teach test teaches its own copy (ownCopy),
+    // so it passes before or after this one.
     await seed("sample-good.png", "review-race.png");
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.goto(`${server.baseUrl}/#/review`);
