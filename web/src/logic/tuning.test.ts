@@ -157,11 +157,13 @@ describe("offScale: a threshold outside the scores known", () => {
     expect(offScale(300, wider)).toBeNull();
     expect(offScale(383.8, wider)).toBe("flags-nothing");
     expect(offScaleLine("flags-nothing", "400.0", wider, fmt)).toContain("and more than 3 times the largest training score (127.9).");
-    // Not said yet (health unread): only "above every score known" is asked, and the line claims no factor.
+    // Not said yet (health unread): nothing is called one that flags nothing on a guess (a tau just above every
+    // score known would be warned of until the answer came), while "flags every normal part" needs no factor.
     const unsaid = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }], 127.9, null);
     expect(unsaid.farFactor).toBeNull();
-    expect(offScale(200, unsaid)).toBe("flags-nothing");
-    expect(offScale(148.2, unsaid)).toBeNull();
+    expect(offScale(150, unsaid)).toBeNull();
+    expect(offScale(1e9, unsaid)).toBeNull();
+    expect(offScale(0.001, unsaid)).toBe("flags-every-normal");
     expect(offScaleLine("flags-nothing", "200.0", unsaid, fmt)).toBe(
       "This flags nothing: 200.0 is above every score known here (the highest is 148.2). The expert would pass every part, defective ones too.",
     );

@@ -157,7 +157,7 @@ export interface KnownScores {
    * the factor alone, as it holds only the training scores, and says "likely flags nothing"; the tuner knows
    * labelled and evaluation scores too, so it also asks that the threshold lie above all of them ({@link offScale}):
    * one below a defect's known score still flags that defect and is counted. Null while the service has not said
-   * (its health not read yet): only "above every score known" is asked then, as when s_max is unknown.
+   * (its health not read yet): no threshold is called one that flags nothing then.
    */
   farFactor: number | null;
 }
@@ -190,7 +190,10 @@ export type OffScale = "flags-nothing" | "flags-every-normal";
 export function offScale(threshold: number, known: KnownScores): OffScale | null {
   if (!Number.isFinite(threshold)) return null;
   if (known.lowestTraining !== null && threshold <= known.lowestTraining) return "flags-every-normal";
-  const far = known.sMax !== null && known.farFactor !== null ? known.sMax * known.farFactor : null;
+  // The service's factor not read yet: nothing is called "flags nothing" on a guess. A tau a little above every
+  // score known (the rule's tau often is) would be warned of, boxed to confirm, until the answer came.
+  if (known.farFactor === null) return null;
+  const far = known.sMax !== null ? known.sMax * known.farFactor : null;
   if (known.highest !== null && threshold > known.highest && (far === null || threshold > far)) return "flags-nothing";
   return null;
 }
