@@ -723,18 +723,16 @@ describe("web console", () => {
 
   it("works through the review queue with the keyboard alone: why each waits, N / D / S / B, the count left (1280 and 390 px, axe)", async () => {
     // The tiny random MLLM's replies cannot be read: its inspections have no decision and wait for a person.
-    // Its own category, so the queue is its own parts (not another test's, labelled here), and its own copies of the
-    // fixture files: the part labelled defective is known by its bytes history-wide, and a teach refuses those (the
-    // teach test's parts, had they the same bytes, run with this one under -t or after it in another order).
-    expect((await client.fit("e2e-review", { folder: "mono-good" })).state).toBe("succeeded");
-    await client.inspect(ownCopy("sample-good.png", "review-a"), "e2e-review", { filename: "review-a.png" });
-    await client.inspect(ownCopy("sample-crack.png", "review-b"), "e2e-review", { filename: "review-b.png" });
-    const queued = await client.review({ category: "e2e-review", limit: 500 });
-    expect(queued.items.map((item) => item.record.image_name)).toEqual(["review-a.png", "review-b.png"]);
+    // Its own copies of the fixture files: a part labelled defective is known by its bytes history-wide, and a teach
+    // refuses those (the teach test's parts, had they the same bytes, run with this one under -t).
+    await client.inspect(ownCopy("sample-good.png", "review-a"), "mono", { filename: "review-a.png" });
+    await client.inspect(ownCopy("sample-crack.png", "review-b"), "mono", { filename: "review-b.png" });
+    const queued = await client.review({ category: "mono", limit: 500 });
+    expect(queued.total).toBeGreaterThanOrEqual(2);
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.goto(`${server.baseUrl}/#/review`);
     await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
-    await page.getByLabel("Category", { exact: true }).selectOption("e2e-review");
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
     const left = page.locator('[data-testid="review-left"]');
     await left.getByText(leftLine(queued.total)).waitFor({ timeout: 60_000 });
     const first = queued.items[0]!;
@@ -775,13 +773,13 @@ describe("web console", () => {
     await page.keyboard.press("n");
     await left.getByText(leftLine(queued.total - 2)).waitFor();
     expect((await client.inspection(second.record.id)).label).toBe("normal");
-    expect((await client.review({ category: "e2e-review", limit: 500 })).total).toBe(queued.total - 2);
+    expect((await client.review({ category: "mono", limit: 500 })).total).toBe(queued.total - 2);
 
     // At phone width: no sideways scrolling, axe-clean (one more part waits, to be shown there).
-    await client.inspect(ownCopy("sample-noise.png", "review-c"), "e2e-review", { filename: "review-c.png" });
+    await client.inspect(ownCopy("sample-noise.png", "review-c"), "mono", { filename: "review-c.png" });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
-    await page.getByLabel("Category", { exact: true }).selectOption("e2e-review");
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
     await left.waitFor({ timeout: 60_000 });
     const { scrollWidth } = await measurePage(page);
     expect(scrollWidth).toBe(390);
