@@ -1288,9 +1288,101 @@ def test_a_tau_far_outside_the_training_scores_is_said_to_flag_nothing_or_every_
         "at or above it, so nearly every part inspected is flagged anomalous"
     ]
     assert at(1.0)[0].startswith("tau (1) is at or below the lowest training score (1)")  # score >= tau: flagged
-    assert at(1.5) == [] and at(9.5) == []
+    assert at(9.5) == []  # 1 of 10 training images at or above it: 10%, not more
     assert len(at(20.0)) == 1  # twice s_max: the empty band only
     assert at(20.01)[-1].startswith("tau (20.01) is more than 2 times")
+
+
+def test_a_tau_that_calls_more_than_a_tenth_of_the_training_images_anomalous_says_how_many() -> None:
+    """Only a tau at or below the lowest training score was warned about: one typed between the training scores
+    (t-odd finding 3: 100 on 14 tire images, 5 of them above it) said nothing of the normal parts it flags."""
+    from eagle_iad.expert.model_warnings import FLAGGED_SHARE, far_threshold_warnings
+    from eagle_iad.tgps.thresholds import compute_thresholds
+
+    assert FLAGGED_SHARE == 0.10
+    # The training scores of the tester's model (12 odd frames and 2 holes), tau set by hand to 100.
+    mixed = np.array([92.82, 92.84, 106.16, 92.46, 105.05, 90.01, 90.22, 94.68, 103.86, 97.3, 108.67, 94.25, 93.21,
+                      120.12])  # fmt: skip
+
+    def at(scores: np.ndarray, tau: float) -> list[str]:
+        return far_threshold_warnings(scores, Thresholds(tau=tau, s_max=float(scores.max()), rule="fixed",
+                                                         params={"value": tau}))  # fmt: skip
+
+    assert at(mixed, 100.0) == [
+        "tau (100) calls 5 of the 14 training images anomalous (36%), each a normal part: it lies inside the "
+        "normal parts' scores, so expect about that share of normal parts flagged; a tau above 108.7 calls at most "
+        "10% of them anomalous"
+    ]
+    assert at(mixed, 108.67) != [] and at(mixed, 108.68) == []  # the bound it names: 2 of 14 at it, 1 above it
+    scores = np.arange(1.0, 11.0)
+    assert at(scores, 9.0)[0].startswith("tau (9) calls 2 of the 10 training images anomalous (20%)")
+    assert at(scores, 1.5)[0].startswith("tau (1.5) calls 9 of the 10 training images anomalous (90%)")
+    assert at(scores, 9.5) == []  # 1 of 10: 10%, not more
+    # The default rule never flags more than a tenth of its own training scores (Cantelli: 1 / (1 + 3^2)), so a
+    # fit at the defaults never carries this warning, however its scores are spread.
+    rng = np.random.default_rng(0)
+    for draw in range(200):
+        sample = rng.pareto(1.0 + draw % 5, size=10 + draw) if draw % 2 else rng.normal(size=10 + draw)
+        thresholds = compute_thresholds(sample, "ksigma")
+        assert not any("training images anomalous" in w for w in far_threshold_warnings(sample, thresholds))
+    # Cantelli's bound is reached: nine equal scores and one far above, k = 3 puts tau on the tenth.
+    nine = np.array([0.0] * 9 + [1.0])
+    reached = compute_thresholds(nine, "ksigma")
+    assert int((nine >= reached.tau - 1e-12).sum()) == 1
+
+
+def test_training_images_far_above_the_others_are_named_with_what_to_do() -> None:
+    """A defect or a turned, greyscale or foreign frame in the training folder scores far above the rest and
+    raises tau; the fit named none of them (t-odd finding 3). Each image is measured against the others'
+    median and MAD, so two outliers do not hide each other, and none is named where the others give no spread
+    or are too few to say what is typical."""
+    from eagle_iad.expert.model_warnings import (
+        FEW_IMAGES,
+        OUTLIER_K,
+        SPREAD_FLOOR,
+        fit_warnings,
+        outlier_warnings,
+        outliers,
+    )
+
+    others = np.array([90.0, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102])  # median 96, MAD 3
+    line = 96 + OUTLIER_K * 1.4826 * 3
+    names = [f"{i:03d}.png" for i in range(13)]
+    assert outliers(np.append(others, line + 0.01)) == [13]
+    assert outliers(np.append(others, line - 0.01)) == []
+    two = np.concatenate([others, [300.0, 400.0]])  # each measured without itself: the other does not hide it
+    assert outliers(two) == [14, 13]  # highest first
+    assert outlier_warnings([*names, "zz_a.png", "zz_b.png"], two) == [
+        f"2 training images score far above the others (median 97; more than {OUTLIER_K:g} robust standard "
+        "deviations above the rest): zz_b.png (400), zz_a.png (300). Look at each: a "
+        "defect, a frame of another product, or a greyscale or turned frame in the training folder raises tau, so "
+        "that defects like it pass; remove such an image and refit. If it shows a normal part, keep it: the model "
+        "then accepts parts like it (docs/METHOD.md, 'Outlying training images')"
+    ]
+    one = np.append(others, 500.0)
+    assert outlier_warnings([*names, "hole.png"], one)[0].startswith(
+        "1 training image scores far above the others (median 96.5; more than"
+    )
+    assert "hole.png (500). Look at it: a defect" in outlier_warnings([*names, "hole.png"], one)[0]
+    # In the fit's warnings, with the names; without them (a caller that has none) nothing is named.
+    thresholds = Thresholds(tau=600.0, s_max=500.0, rule="fixed", params={"value": 600.0})
+    assert any("hole.png (500)" in w for w in fit_warnings(14, one, thresholds, [*names, "hole.png"]))
+    assert not any("far above the others" in w for w in fit_warnings(14, one, thresholds))
+    # Too few others to say what is typical (the few-images warning covers them).
+    few = np.append(others[: FEW_IMAGES - 2], 500.0)
+    assert few.size == FEW_IMAGES - 1 and outliers(few) == []
+    # Others within 1% of their median (a MAD that is a sampling accident): the spread is at least 2% of the
+    # median, so a normal part 9% above them is not named (it was, at 8.6 MADs, on ten clean tire images).
+    tight = np.array([99.0, 99.5, 99.8, 100.0, 100.0, 100.0, 100.2, 100.5, 101.0])
+    assert outliers(np.append(tight, 109.0)) == [] and SPREAD_FLOOR == 0.02
+    assert outliers(np.append(tight, 100 + OUTLIER_K * 2 + 0.01)) == [9]
+    assert outliers(np.append(tight, 100 + OUTLIER_K * 2 - 0.01)) == []
+    assert outliers(np.array([96.0] * 12 + [97.0, 500.0])) == [13]  # no MAD at all: the floor is the spread
+    # Many named: the highest ten, the rest counted.
+    crowd = np.concatenate([np.repeat(others, 3), np.arange(1000.0, 1012.0)])
+    warned = outlier_warnings([f"i{i}.png" for i in range(crowd.size)], crowd)[0]
+    assert warned.startswith("12 training images score far above")
+    assert "i50.png (1011), i49.png (1010)" in warned and "i41.png (1002) and 2 more. Look at each" in warned
 
 
 def test_sample_warning_only_where_the_greedy_samples() -> None:

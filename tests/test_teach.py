@@ -463,8 +463,18 @@ def test_a_models_threshold_warnings_follow_its_teaches_and_threshold_changes(
     assert load(model_dir).warnings == taught.warnings == fit_warnings(13, taught.train_scores, taught.thresholds)
     assert taught.warnings != old.warnings  # the fit's tau is no longer in them
 
-    below = float(np.median(taught.train_scores))  # a tau under s_max opens the band: no warning is left
+    # A tau under s_max opens the band, and one that calls no more than a tenth of the training images anomalous
+    # (here 1 of 13, between the two highest scores) is inside no normal part's score: no warning is left.
+    highest = np.sort(taught.train_scores)[-2:]
+    below = float(highest.mean())
     assert change_threshold(model_dir, why="band", by="ana", tau=below)[0].warnings == []
+    # One at the median calls half of them anomalous, and says so.
+    median = float(np.median(taught.train_scores))
+    assert change_threshold(model_dir, why="median", by="ana", tau=median)[0].warnings == [
+        f"tau ({median:.4g}) calls 7 of the 13 training images anomalous (54%), each a normal part: it lies inside the "
+        f"normal parts' scores, so expect about that share of normal parts flagged; a tau above {highest[0]:.4g} calls "
+        "at most 10% of them anomalous"
+    ]
     capsys.readouterr()
     above = taught.thresholds.s_max + 1
     assert main(["threshold", "--model", str(model_dir), "--tau", str(above), "--why", "shut", "--by", "ana"]) == 0
@@ -550,6 +560,9 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
                    labelled=[LabelledImage("d1", far), LabelledImage("gone", tmp_path / "missing.png"),
                              LabelledImage("n1", cells["extra"][1], "normal")])  # fmt: skip
     assert forced.entry["forced"] == [forced.entry["forced"][0]] and "far above" in forced.entry["forced"][0]
+    # Taught, it is a training image far above the others: the model's warnings name it by its taught name.
+    named = [w for w in forced.model.warnings if "training image scores far above the others" in w]
+    assert len(named) == 1 and f": taught-1/0001-{far.name} (" in named[0], forced.model.warnings
     assert forced.entry["defects_checked"] == 1 and [d["where"] for d in forced.entry["defects_passing"]] == ["d1"]
     # The labelled images scored before and after (the missing one left out): the defect now passes.
     assert forced.entry["labelled"]["before"]["images"] == forced.entry["labelled"]["after"]["images"] == 2

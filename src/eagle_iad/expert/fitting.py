@@ -413,6 +413,7 @@ def _fit(
     timings["references_s"] = time.perf_counter() - start
 
     encodings = count_encodings(image_paths)
+    names = _relative_names(image_paths)
     model = ExpertModel(
         category=category,
         config=config,
@@ -422,14 +423,14 @@ def _fit(
         bank_image_ids=bank_ids,
         patch_image_ids=patch_image_ids,
         selected=selected,
-        train_images=_relative_names(image_paths),
+        train_images=names,
         train_scores=train_scores,
         thresholds=thresholds,
         timings=timings,
         calibration=calibration,
         map_offset=map_offset,
         references=references,
-        warnings=fit_warnings(n_images, train_scores, thresholds)
+        warnings=fit_warnings(n_images, train_scores, thresholds, names)
         + stretch_warning(config, shapes)
         + sample_warning(config, features.rows, int(bank.shape[0]))
         + mixed_warning(encodings),

@@ -478,7 +478,7 @@ def teach(
         map_maxima=maxima,
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
         tails=tails,
-        warnings=rewarned(model, scores, thresholds),
+        warnings=rewarned(model, scores, thresholds, [*model.train_images, *names]),
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
         train_encodings=_taught_encodings(model.train_encodings, images),
     )
