@@ -569,6 +569,44 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     assert forced.entry["labelled"]["before"]["misses"] == 0 and forced.entry["labelled"]["after"]["misses"] == 1
 
 
+def test_a_refusal_of_an_image_encoded_unlike_the_training_images_says_so(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A good part saved as JPEG scores far above a model fitted on PNGs, and the teach said only "it looks
+    defective" (t-odd finding 9) where an inspection of the same file warns of the encoding: the refusal now
+    carries that warning, word for word, and a refusal of a PNG does not."""
+    from PIL import Image
+
+    from eagle_iad.expert.encodings import input_warning
+    from eagle_iad.expert.store import load
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    model_dir = _copy(fitted, tmp_path)
+    model = load(model_dir)
+    assert model.train_encodings == {"lossless": 10}
+    pixels = np.asarray(Image.open(cells["cracked"][0]).convert("RGB")).copy()
+    pixels[100:200, 100:200] = (255, 0, 0)  # far above any normal cell, as PNG and as JPEG
+    png, jpeg = tmp_path / "block.png", tmp_path / "block.jpg"
+    Image.fromarray(pixels).save(png)
+    Image.fromarray(pixels).save(jpeg, quality=95)
+    note = input_warning(model.train_encodings, "jpeg 4:2:0 q95")
+    assert note is not None and note.startswith("a JPEG (jpeg 4:2:0 q95) inspected by a model fitted on lossless")
+    before = _files(model_dir)
+    with pytest.raises(ConfigError) as refused:
+        teach(model_dir, [TeachImage(jpeg.name, jpeg)], why="a good part", by="ana")
+    assert re.fullmatch(
+        r"not taught: block\.jpg scores [0-9.]+, far above the largest normal score [0-9.]+ \(limit [0-9.]+\): it "
+        r"looks defective; or its encoding is to blame, as an inspection of it warns: "
+        + re.escape(note)
+        + r" \(check the images, or force the teach\)",
+        str(refused.value),
+    )
+    with pytest.raises(ConfigError) as refused:
+        teach(model_dir, [TeachImage(png.name, png)], why="a good part", by="ana")
+    assert str(refused.value).endswith("): it looks defective (check the images, or force the teach)")
+    assert _files(model_dir) == before
+
+
 def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_taught_with_a_warning(
     fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,7 +40,7 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.encodings import count_encodings
+from eagle_iad.expert.encodings import count_encodings, input_warning
 from eagle_iad.expert.leave_own_out import leave_own_out_added
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
@@ -49,7 +49,7 @@ from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.store import _fingerprint, check_changeable, load, save
 from eagle_iad.expert.tails import rescore, select_tails
-from eagle_iad.images import load_rgb
+from eagle_iad.images import image_encoding, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
 from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
 
@@ -105,6 +105,20 @@ def guard_limit(thresholds: Thresholds, scores: np.ndarray) -> float:
     """The score above which an image is too unlike the training images to be taught as normal."""
     median = float(np.median(scores))
     return thresholds.s_max + GUARD_SPREADS * max(thresholds.s_max - median, 0.0)
+
+
+def _encoding_note(model: ExpertModel, image: TeachImage) -> str:
+    """What a refusal adds when ``image`` is encoded unlike the training images (``""`` otherwise): the warning
+    an inspection of it carries (expert/encodings.py).
+
+    Why: a good part saved as JPEG scores far above a model fitted on PNGs (tire at quality 95: every normal
+    image above tau), so "it looks defective" alone sends the user looking for a defect that is not there.
+    """
+    try:
+        warning = input_warning(model.train_encodings, image_encoding(image.source))
+    except ImageError:  # decoded above, so readable; a header read failing now is no reason to lose the refusal
+        return ""
+    return "" if warning is None else f"; or its encoding is to blame, as an inspection of it warns: {warning}"
 
 
 def _taught_encodings(before: dict[str, int] | None, images: Sequence[TeachImage]) -> dict[str, int] | None:
@@ -360,10 +374,12 @@ def teach(
     for index, (label, score, share) in enumerate(zip(labels, scores_before, shares, strict=True)):
         if model.coverage is not None and model.coverage.unrecognised(share):
             refused.append(f"{label} is unrecognised: {share:.0%} of it is beyond the training images "
-                           f"({model.coverage.limit:.0%} or more makes an image unlike them)")  # fmt: skip
+                           f"({model.coverage.limit:.0%} or more makes an image unlike them)"
+                           + _encoding_note(model, images[index]))  # fmt: skip
         elif score > limit:
             refused.append(f"{label} scores {score:.4g}, far above the largest normal score "
-                           f"{model.thresholds.s_max:.4g} (limit {limit:.4g}): it looks defective")  # fmt: skip
+                           f"{model.thresholds.s_max:.4g} (limit {limit:.4g}): it looks defective"
+                           + _encoding_note(model, images[index]))  # fmt: skip
         elif score > model.thresholds.s_max:
             high.append((index, stored_labels[index], float(score)))
     if refused and not force:
