@@ -5,7 +5,7 @@ import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { needsFittedModelLine } from "../logic/exported";
 import { formatScore } from "../logic/scale";
 import { cancelOnEscape } from "../logic/keys";
-import { flagged, formatRate, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
+import { flagged, formatRate, insideNormalsLine, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
@@ -94,6 +94,7 @@ export function ThresholdTuner({
 
   const preview = previewThreshold(items, candidate, tau);
   const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
+  const inside = insideNormalsLine(trainingFlagged, training.length);
   const normals = items.filter((i) => i.label === "normal").length;
   const history = (category.history ?? []) as unknown as Change[];
   const same = tau !== null && candidate === tau;
@@ -189,7 +190,8 @@ export function ThresholdTuner({
             preview.anomalies,
           )} of the defective ones (each by the score it was given when inspected or evaluated); `
         : "") +
-      `training images at or above it: ${formatRate(trainingFlagged, training.length)}.`;
+      `training images at or above it: ${formatRate(trainingFlagged, training.length)}.` +
+      (inside ? ` ${inside}` : "");
 
   return (
     <section className="tuner" aria-labelledby={`${id}-title`} data-testid="tuner">

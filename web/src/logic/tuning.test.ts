@@ -4,6 +4,7 @@ import {
   nearScores,
   formatPercent,
   formatRate,
+  insideNormalsLine,
   knownScores,
   offScale,
   offScaleLine,
@@ -114,6 +115,20 @@ describe("sameFileLine", () => {
       "the same file is also 2 more inspections of it and evaluation run-2/crack/003.png (counted once)",
     );
     expect(sameFileLine(["d5f35b0386e4"])).toBe("the same file is also 1 more inspection of it (counted once)");
+  });
+});
+
+describe("insideNormalsLine: a threshold that calls more than a tenth of the training images anomalous", () => {
+  it("says so with the share, as the model's warning does once saved, and is silent at a tenth or less", () => {
+    // The tester's 14 training images with tau 100: 5 at or above it (t-odd finding 3).
+    expect(insideNormalsLine(5, 14)).toBe(
+      "That is more than 10% of the training images, each a normal part: the threshold lies inside the normal parts' scores, so expect about 35.7% of normal parts flagged.",
+    );
+    expect(insideNormalsLine(1, 10)).toBeNull(); // 10%: not more
+    expect(insideNormalsLine(2, 10)).not.toBeNull();
+    expect(insideNormalsLine(1, 14)).toBeNull();
+    expect(insideNormalsLine(2, 14)).not.toBeNull();
+    expect(insideNormalsLine(0, 0)).toBeNull();
   });
 });
 
