@@ -1120,7 +1120,7 @@ def test_healthz_publishes_the_figures_the_console_judges_by(tmp_path: Path) -> 
     schema, so the generated client has them), not copied into the console where they could drift."""
     from fastapi.testclient import TestClient
 
-    from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX
+    from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX, FLAGGED_SHARE
     from eagle_iad.service import ServiceSettings, create_app
     from eagle_iad.station.recent import RECENT_S
 
@@ -1129,9 +1129,10 @@ def test_healthz_publishes_the_figures_the_console_judges_by(tmp_path: Path) -> 
     app = create_app(ServiceSettings(models_dir=models, state_dir=tmp_path / "state"))
     with TestClient(app) as client:
         health = client.get("/healthz").json()
-        assert (health["far_above_s_max"], health["recent_s"]) == (FAR_ABOVE_S_MAX, RECENT_S) == (2.0, 300.0)
+        served = (health["far_above_s_max"], health["recent_s"], health["flagged_share"])
+        assert served == (FAR_ABOVE_S_MAX, RECENT_S, FLAGGED_SHARE) == (2.0, 300.0, 0.1)
         schema = client.get("/openapi.json").json()["components"]["schemas"]["Health"]["properties"]
-        assert {"far_above_s_max", "recent_s"} <= set(schema)
+        assert {"far_above_s_max", "recent_s", "flagged_share"} <= set(schema)
 
 
 def test_healthz_answers_within_its_bound_while_the_history_is_held(tmp_path: Path) -> None:

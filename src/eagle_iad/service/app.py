@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
-from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX
+from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX, FLAGGED_SHARE
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
@@ -338,7 +338,7 @@ def create_app(
                   "history": history,
                   "auth": auth_mode(state, wait_s=_AUTH_WAIT_S[history]) if history in _AUTH_WAIT_S else None,
                   "max_upload_bytes": state.settings.max_upload_bytes,
-                  "far_above_s_max": FAR_ABOVE_S_MAX, "recent_s": RECENT_S}  # fmt: skip
+                  "far_above_s_max": FAR_ABOVE_S_MAX, "recent_s": RECENT_S, "flagged_share": FLAGGED_SHARE}  # fmt: skip
         if history.startswith("unavailable"):
             return JSONResponse({**health, "status": "degraded"}, status_code=503)
         return health

@@ -311,6 +311,9 @@ class Health(_Open):
     #: Seconds back a station's warnings of what happened lately look (``RECENT_S``: the p95 over the deadline,
     #: duplicate and refused files), so the console names the window the service uses.
     recent_s: float | None = None
+    #: More than this share of the training images at or above a threshold puts it inside the normal parts' scores
+    #: (``FLAGGED_SHARE``): the model's warning says so once a tau is saved, the console's tuner before.
+    flagged_share: float | None = None
 
 
 class InspectionEvent(_Open):

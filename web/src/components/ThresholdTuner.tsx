@@ -94,7 +94,7 @@ export function ThresholdTuner({
 
   const preview = previewThreshold(items, candidate, tau);
   const trainingFlagged = training.filter((s) => flagged(s, candidate)).length;
-  const inside = insideNormalsLine(trainingFlagged, training.length);
+  const inside = insideNormalsLine(trainingFlagged, training.length, figures.flaggedShare);
   const normals = items.filter((i) => i.label === "normal").length;
   const history = (category.history ?? []) as unknown as Change[];
   const same = tau !== null && candidate === tau;

@@ -8,6 +8,7 @@
 export interface HealthFigures {
   far_above_s_max?: number | null;
   recent_s?: number | null;
+  flagged_share?: number | null;
 }
 
 export interface ServedFigures {
@@ -18,10 +19,15 @@ export interface ServedFigures {
   farAboveSMax: number | null;
   /** Seconds back a station's warnings of what happened lately look (RECENT_S): the Stations page names it. */
   recentS: number | null;
+  /**
+   * More than this share of the training images at or above a threshold puts it inside the normal parts' scores
+   * (FLAGGED_SHARE): the tuner says so before saving, as the model's own warning does once it is saved.
+   */
+  flaggedShare: number | null;
 }
 
 /** Nothing said yet: the pages judge only what needs no figure (see each use). */
-export const NOTHING_SERVED: ServedFigures = { farAboveSMax: null, recentS: null };
+export const NOTHING_SERVED: ServedFigures = { farAboveSMax: null, recentS: null, flaggedShare: null };
 
 const positive = (value: number | null | undefined): number | null => (typeof value === "number" && Number.isFinite(value) && value > 0 ? value : null);
 
@@ -35,6 +41,8 @@ export function servedFigures(health: HealthFigures, previous: ServedFigures): S
   const next: ServedFigures = {
     farAboveSMax: positive(health.far_above_s_max) ?? previous.farAboveSMax,
     recentS: positive(health.recent_s) ?? previous.recentS,
+    flaggedShare: positive(health.flagged_share) ?? previous.flaggedShare,
   };
-  return next.farAboveSMax === previous.farAboveSMax && next.recentS === previous.recentS ? previous : next;
+  const same = next.farAboveSMax === previous.farAboveSMax && next.recentS === previous.recentS && next.flaggedShare === previous.flaggedShare;
+  return same ? previous : next;
 }

@@ -118,17 +118,22 @@ describe("sameFileLine", () => {
   });
 });
 
-describe("insideNormalsLine: a threshold that calls more than a tenth of the training images anomalous", () => {
-  it("says so with the share, as the model's warning does once saved, and is silent at a tenth or less", () => {
-    // The tester's 14 training images with tau 100: 5 at or above it (t-odd finding 3).
-    expect(insideNormalsLine(5, 14)).toBe(
+describe("insideNormalsLine: a threshold that calls more than the served share of the training images anomalous", () => {
+  it("says so with the share, as the model's warning does once saved, and is silent at the share or less", () => {
+    // The tester's 14 training images with tau 100: 5 at or above it (t-odd finding 3); the service's share 0.1.
+    expect(insideNormalsLine(5, 14, 0.1)).toBe(
       "That is more than 10% of the training images, each a normal part: the threshold lies inside the normal parts' scores, so expect about 35.7% of normal parts flagged.",
     );
-    expect(insideNormalsLine(1, 10)).toBeNull(); // 10%: not more
-    expect(insideNormalsLine(2, 10)).not.toBeNull();
-    expect(insideNormalsLine(1, 14)).toBeNull();
-    expect(insideNormalsLine(2, 14)).not.toBeNull();
-    expect(insideNormalsLine(0, 0)).toBeNull();
+    expect(insideNormalsLine(1, 10, 0.1)).toBeNull(); // 10%: not more
+    expect(insideNormalsLine(2, 10, 0.1)).not.toBeNull();
+    expect(insideNormalsLine(1, 14, 0.1)).toBeNull();
+    expect(insideNormalsLine(2, 14, 0.1)).not.toBeNull();
+    expect(insideNormalsLine(0, 0, 0.1)).toBeNull();
+  });
+  it("judges by the share the service sends, and says nothing before it has said one", () => {
+    expect(insideNormalsLine(2, 10, 0.25)).toBeNull(); // 20%: within a served quarter
+    expect(insideNormalsLine(3, 10, 0.25)).toContain("more than 25% of the training images");
+    expect(insideNormalsLine(5, 14, null)).toBeNull();
   });
 });
 

@@ -143,18 +143,15 @@ export function dayGeometry(days: readonly DayLike[], width: number, height: num
 }
 
 /**
- * More than this share of the training images at or above a threshold puts it inside the normal parts' scores:
- * the tuner says so before saving, as the model's own warning (FLAGGED_SHARE in
- * src/eagle_iad/expert/model_warnings.py) does once it is saved. The default rule never flags more of its own
- * training images (docs/METHOD.md, "Threshold rules").
+ * The tuner's words for a threshold that calls more than `share` of the training images anomalous (the
+ * service's FLAGGED_SHARE, served by /healthz: src/eagle_iad/expert/model_warnings.py, where the model's own
+ * warning says the same once a tau is saved); null otherwise, and null while the service has not said its share.
+ * The default rule never flags more of its own training images (docs/METHOD.md, "Threshold rules").
  */
-export const FLAGGED_SHARE = 0.1;
-
-/** The tuner's words for a threshold that calls more than {@link FLAGGED_SHARE} of the training images anomalous; null otherwise. */
-export function insideNormalsLine(flaggedTraining: number, training: number): string | null {
-  if (training === 0 || flaggedTraining <= Math.floor(FLAGGED_SHARE * training)) return null;
+export function insideNormalsLine(flaggedTraining: number, training: number, share: number | null): string | null {
+  if (share === null || training === 0 || flaggedTraining <= Math.floor(share * training)) return null;
   return (
-    `That is more than ${formatPercent(FLAGGED_SHARE)} of the training images, each a normal part: the threshold lies inside the ` +
+    `That is more than ${formatPercent(share)} of the training images, each a normal part: the threshold lies inside the ` +
     `normal parts' scores, so expect about ${formatPercent(flaggedTraining / training)} of normal parts flagged.`
   );
 }

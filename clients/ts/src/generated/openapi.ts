@@ -1094,6 +1094,8 @@ export interface components {
             far_above_s_max?: number | null;
             /** Fit Jobs Pending */
             fit_jobs_pending: number;
+            /** Flagged Share */
+            flagged_share?: number | null;
             /** History */
             history: string;
             /** Max Upload Bytes */
