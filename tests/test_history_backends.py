@@ -25,7 +25,7 @@ from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION
 from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.service.access import Caller
 from eagle_iad.service.audit import AuditLog
-from eagle_iad.service.keys import KeyTable, parse_role
+from eagle_iad.service.keys import KeyTable, LastAdminError, parse_role
 from eagle_iad.service.store import AlreadyStoredError, Inspection, InspectionStore
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.parts import Retry
@@ -90,7 +90,13 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     keys.add("bo", parse_role("viewer"))
     keys.revoke("bo")
     out["keys"] = [(info.name, str(info.role), info.revoked is not None) for info in keys.list()]
-    out["admins"] = keys.active_admins()
+    keys.add("cy", parse_role("admin"))
+    try:  # the last admin key: refused by the count in the revoke's own transaction, on either backend
+        keys.revoke("cy")
+    except LastAdminError as exc:
+        out["last_admin"] = str(exc)
+    keys.add("dee", parse_role("admin"))
+    out["revoked_admin"] = keys.revoke("cy").name  # another admin left: allowed
     audit = AuditLog(store)
     audit.write("t1", Caller("ana", parse_role("engineer")), "POST", "/v1/x", "/v1/x", 200, "tau 3")
     out["audit"] = [{k: v for k, v in row.items() if k != "seq"} for row in audit.page(10, 0)[1]]
