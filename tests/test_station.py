@@ -3705,6 +3705,80 @@ def test_a_verdicts_image_the_folder_sink_cannot_read_now_is_a_failed_try_not_a_
     assert not isinstance(raised.value, RefusedError)
 
 
+class _FillsHalfway:
+    """A file opened for writing on a disk that fills up: the first write lands in part, then ``ENOSPC``
+    (what a folder sink on a full disk meets in the middle of a copy)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __enter__(self) -> _FillsHalfway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.close()
+
+    def write(self, data: bytes) -> int:
+        self.real.write(data[: max(1, len(data) // 2)])
+        self.real.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("kind", ["verdict", "refusal"])
+def test_a_folder_sink_copy_that_fills_the_disk_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A full disk fails the copy half-way: the try fails (retried), and the part-copy (``.<name>.tmp``) is
+    removed, not left in the sink's folder through the retries, holding the room the next try needs; once there is
+    room again, the try delivers the whole image."""
+    from eagle_iad.station.parts import DeliveryError, Options
+    from eagle_iad.station.sinks import folder
+
+    image = b"inspected bytes " * 4096
+    digest = hashlib.sha256(image).hexdigest()
+    where = "done" if kind == "verdict" else "failed"
+    (tmp_path / where).mkdir()
+    (tmp_path / where / "x.png").write_bytes(image)
+    payload = _verdict(tmp_path, "x.png", digest) if kind == "verdict" else _refusal(tmp_path, "x.png", digest)
+    key = "r-x" if kind == "verdict" else "refused-1"
+    real_open = open
+
+    def full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(path, mode, *args, **kwargs)
+        return _FillsHalfway(handle) if "w" in mode else handle
+
+    sink = folder.FolderSink(Options({"path": "sorted"}, "sink", tmp_path), "folder")
+    monkeypatch.setattr(folder, "open", full, raising=False)
+    with pytest.raises(DeliveryError, match="No space left on device"):
+        sink.deliver(payload, key)
+    sorted_folder = tmp_path / "sorted" / ("normal" if kind == "verdict" else "refused")
+    assert sorted(p.name for p in sorted_folder.iterdir()) == []
+    monkeypatch.undo()
+    sink.deliver(payload, key)  # room again
+    assert sorted(p.name for p in sorted_folder.iterdir()) == [f"{key}_x.png", f"{key}_x.png.json"]
+    assert (sorted_folder / f"{key}_x.png").read_bytes() == image
+
+
+def test_a_folder_sink_rename_that_fails_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy complete but its rename into place refused (EIO, a quota): no ``.<name>.tmp`` stays behind."""
+    from eagle_iad.station.parts import DeliveryError, Options
+    from eagle_iad.station.sinks import folder
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "x.png").write_bytes(b"inspected")
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    sink = folder.FolderSink(Options({"path": "sorted"}, "sink", tmp_path), "folder")
+    monkeypatch.setattr(folder.os, "replace", refused)
+    with pytest.raises(DeliveryError, match="Input/output error"):
+        sink.deliver(_verdict(tmp_path, "x.png", hashlib.sha256(b"inspected").hexdigest()), "r-x")
+    assert list((tmp_path / "sorted" / "normal").iterdir()) == []
+
+
 def test_a_sink_whose_probe_could_not_reach_its_receiver_is_a_status_warning_of_its_own(tmp_path: Path) -> None:
     """A start-up probe that looked and could not reach the receiver (an MQTT broker, a webhook: nothing listens)
     is a status warning until the sink's first delivery, as a sink not checked is, and said in the intake file for

@@ -396,3 +396,39 @@ def test_the_cli_says_a_missing_video_file_in_one_line(model_dir: Path, tmp_path
     code, out = _run(stations, "run")
     assert code == 2 and out == (f"eagle: error: {stations}: station 'line-1': source: url {tmp_path}/gone.avi is "
                                  "not a video file (no such file)\n"), out  # fmt: skip
+
+
+def test_a_frame_the_full_disk_cannot_save_leaves_no_part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk fails a frame's PNG half-way: the frame is not saved (said so), and its part-file in
+    ``frames/.partial`` is removed, not left to take the room the next frames need."""
+    import errno
+
+    from eagle_iad.station.sources import camera as camera_module
+
+    _video(tmp_path / "clip.avi", _frames(1, size=32))
+    camera = _camera(tmp_path, url="clip.avi", every_n_frames=1)
+    real_open = open
+
+    class HalfWritten:
+        def __init__(self, path: Any) -> None:
+            self.real = real_open(path, "wb")
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.real.close()
+
+        def write(self, data: bytes) -> int:
+            self.real.write(data[: len(data) // 2])
+            self.real.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(camera_module, "open", lambda path, mode="r": HalfWritten(path), raising=False)
+    try:
+        frame = camera_module._Frame(index=0, at=time.time(), pixels=np.zeros((32, 32, 3), np.uint8))
+        assert camera._save(frame) == f"cannot be saved in {tmp_path / 'frames'}: No space left on device"
+        assert list((tmp_path / "frames" / ".partial").iterdir()) == []
+        assert frame.file is None
+    finally:
+        camera.close()

@@ -9,6 +9,7 @@ may stand alone: see :meth:`FolderSink._deliver_refusal`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -80,7 +81,7 @@ class FolderSink:
                     # anything under the name (other bytes, a link, a FIFO) is not the image: never there again
                     gone = "replaced by another since it was inspected" if any(map(os.path.lexists, places)) else "gone"
                     raise RefusedError(f"the image is {gone}: {image}")  # a dead letter, in time
-                os.replace(temporary, target)
+                _put_in_place(temporary, target)
             atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
@@ -105,7 +106,7 @@ class FolderSink:
             if not target.exists():
                 temporary = folder / f".{base}.tmp"
                 if self._copy_readable(places, temporary, expected):
-                    os.replace(temporary, target)
+                    _put_in_place(temporary, target)
             atomic_write_text(folder / f"{base}.json", json.dumps(payload, indent=1) + "\n")
         except OSError as exc:
             raise DeliveryError(f"{folder}: {exc.strerror or exc}") from None
@@ -146,17 +147,21 @@ class FolderSink:
                     cannot(exc)
                     continue
                 hashed, failed = hashlib.sha256(), None
-                with source, open(temporary, "wb") as copy:
-                    while True:
-                        try:
-                            block = source.read(BLOCK)
-                        except OSError as exc:  # EIO reading it: no copy of this place
-                            failed = exc
-                            break
-                        if not block:
-                            break
-                        hashed.update(block)
-                        copy.write(block)
+                try:
+                    with source, open(temporary, "wb") as copy:
+                        while True:
+                            try:
+                                block = source.read(BLOCK)
+                            except OSError as exc:  # EIO reading it: no copy of this place
+                                failed = exc
+                                break
+                            if not block:
+                                break
+                            hashed.update(block)
+                            copy.write(block)
+                except BaseException:  # writing failed (a full disk, half-way): no part-copy left taking the room
+                    _discard(temporary)  # the retry needs, nor one the reader of this folder could list
+                    raise
                 if failed is not None:
                     cannot(failed)
                     continue
@@ -168,6 +173,21 @@ class FolderSink:
 
     def close(self) -> None:
         pass
+
+
+def _discard(temporary: Path) -> None:
+    """Remove a temporary copy whose write failed, quietly: the write's own error is the one to report."""
+    with contextlib.suppress(OSError):
+        temporary.unlink(missing_ok=True)
+
+
+def _put_in_place(temporary: Path, target: Path) -> None:
+    """``temporary`` renamed to ``target``; removed if the rename fails, so a failed try leaves nothing behind."""
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        _discard(temporary)
+        raise
 
 
 def _digest(path: Path) -> str:

@@ -34,6 +34,7 @@ except that a video file is checked to be one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -390,13 +391,16 @@ class Camera:
         if png is None:
             return "OpenCV could not encode it as PNG"
         partial = self.frames / ".partial"
+        written = partial / f"{self.name_prefix}-{frame.index:08d}.png"
         try:
             partial.mkdir(parents=True, exist_ok=True)
-            written = partial / f"{self.name_prefix}-{frame.index:08d}.png"
             with open(written, "wb") as handle:  # complete before it appears under its name
                 handle.write(png)
             frame.file = move_new(written, self.frames)
         except OSError as exc:
+            # a full disk fails the write half-way: the part-frame would hold the room the next frames need
+            with contextlib.suppress(OSError):
+                written.unlink(missing_ok=True)
             return f"cannot be saved in {self.frames}: {exc.strerror or exc}"
         frame.png = png
         return None
