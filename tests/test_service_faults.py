@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import re
 import shutil
 import signal
 import sqlite3
@@ -304,14 +306,25 @@ def test_a_full_disk_answers_507_and_stores_nothing(fitted: dict[str, Any], tmp_
                 pass
         _error(inspect_request(server.base, fitted["images"][0]), 507, "disk is full", "insufficient_storage")
         assert list((inside / "files").iterdir()) == []  # no half-written pictures
+        status, _, health = call("GET", f"{server.base}/healthz")  # what a load balancer and monitoring see
+        assert (status, health["status"], health["storage"]) == (503, "degraded", health["storage"]), health
+        assert health["storage"].startswith("refusing: ")
+        assert "eagle_storage_refusing 1" in call("GET", f"{server.base}/metrics")[2].decode()
         filler.unlink()
         status, _, record = inspect_request(server.base, fitted["images"][0])
         assert status == 200, record  # room again: the service carries on
         page = call("GET", f"{server.base}/v1/inspections")[2]
         assert [row["id"] for row in page["items"]] == [record["id"]]
         assert {p.name for p in (inside / "files").iterdir()} == {record["id"]}
+        assert call("GET", f"{server.base}/healthz")[2]["status"] == "ok"
     finally:
         server.stop()
+    log = server.process.communicate()[1]
+    said = [line for line in log.splitlines() if "storage: writes" in line]  # one each way, not one per request
+    assert len(said) == 2, log
+    first = "storage: writes are refused for lack of disk space (507, first on POST /v1/categories/{name}/fit)"
+    assert first in said[0]
+    assert "storage: writes work again (POST /v1/inspect stored again); 2 requests were refused (507)" in said[1]
 
 
 def test_the_free_space_floor_refuses_before_writing(fitted: dict[str, Any], tmp_path: Path) -> None:
@@ -326,6 +339,93 @@ def test_the_free_space_floor_refuses_before_writing(fitted: dict[str, Any], tmp
                "MiB free (--min-free-mb)", "insufficient_storage")  # fmt: skip
     assert list((tmp_path / "state" / "uploads").iterdir()) == []
     assert list((tmp_path / "state" / "files").iterdir()) == []
+
+
+class _Lines(logging.Handler):
+    """The WARNING lines of one logger, whatever another test did to ``eagle_iad``'s handlers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.said.append(record.getMessage())
+
+
+def test_refusing_for_lack_of_space_is_one_warning_each_way_healthz_degraded_and_a_gauge(
+    fitted: dict[str, Any], tmp_path: Path
+) -> None:
+    """A full disk (here the --min-free-mb floor over the free space) was visible only through 507 counts: no log
+    line, /healthz ok, no gauge. Now: one WARNING at the first 507 (not one per request), /healthz 503 ``degraded``
+    with ``storage`` saying why, ``eagle_storage_refusing 1`` and the free bytes per folder in /metrics; one WARNING
+    with the count when a refused kind of request is stored again, and all of it back to ok."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=fitted["models"], state_dir=tmp_path / "state", min_free_bytes=1 << 60)
+    lines = _Lines()
+    logger = logging.getLogger("eagle_iad.service.storage")
+    logger.addHandler(lines)
+    app = create_app(settings)
+    state = app.state.service
+    try:
+        with LiveServer(app) as live:
+            status, _, health = call("GET", f"{live.base}/healthz")
+            assert (status, health["status"], health["storage"]) == (200, "ok", "ok")
+            assert "eagle_storage_refusing 0" in call("GET", f"{live.base}/metrics")[2].decode()
+            for _ in range(3):
+                assert inspect_request(live.base, fitted["images"][0])[0] == 507
+            assert len(lines.said) == 1, lines.said
+            assert lines.said[0].startswith(
+                "storage: writes are refused for lack of disk space (507, first on POST /v1/inspect); state "
+            ), lines.said
+            assert "MiB free" in lines.said[0] and "(--min-free-mb keeps" in lines.said[0]
+            status, _, health = call("GET", f"{live.base}/healthz")
+            assert (status, health["status"]) == (503, "degraded"), health
+            assert health["storage"] == "refusing: writes are refused for lack of disk space (507)"
+            assert health["history"] == "ok"
+            metrics = call("GET", f"{live.base}/metrics")[2].decode()
+            assert "eagle_storage_refusing 1" in metrics
+            for folder in ("state", "files", "models"):
+                assert re.search(rf'^eagle_storage_free_bytes{{folder="{folder}"}} \d+$', metrics, re.M), metrics
+            assert metrics.count("# TYPE eagle_storage_refusing gauge") == 1
+            object.__setattr__(state.settings, "min_free_bytes", 0)  # room again (the floor lowered)
+            state.storage.floor = 0
+            assert inspect_request(live.base, fitted["images"][0])[0] == 200
+            assert len(lines.said) == 2, lines.said
+            assert re.fullmatch(r"storage: writes work again \(POST /v1/inspect stored again\); 3 requests were "
+                                r"refused \(507\) over \d+ s", lines.said[1]), lines.said  # fmt: skip
+            status, _, health = call("GET", f"{live.base}/healthz")
+            assert (status, health["status"], health["storage"]) == (200, "ok", "ok")
+            assert "eagle_storage_refusing 0" in call("GET", f"{live.base}/metrics")[2].decode()
+    finally:
+        logger.removeHandler(lines)
+
+
+def test_healthz_ends_a_refusal_for_space_once_the_disk_has_room_without_a_request(tmp_path: Path) -> None:
+    """A load balancer that stopped sending work to a degraded replica sends no request that could prove the disk
+    has room again: /healthz looks itself, and ends the refusal (logged once) when every folder's disk has
+    64 MiB free over the floor; below that it stays degraded."""
+    from eagle_iad.service.storage import RECOVERY_BYTES, StorageWatch
+
+    lines = _Lines()
+    logger = logging.getLogger("eagle_iad.service.storage")
+    logger.addHandler(lines)
+    try:
+        free = shutil.disk_usage(tmp_path).free
+        watch = StorageWatch({"state": tmp_path}, floor=free - RECOVERY_BYTES // 2)  # less than 64 MiB over it
+        watch.answered("POST", "/v1/inspect", 507)
+        watch.answered("POST", "/v1/inspect", 507)
+        watch.answered("GET", "/v1/inspections", 200)  # a read is no proof of room
+        assert watch.health().startswith("refusing: ") and watch.refusing
+        watch.floor = 0  # room again: free is far over 64 MiB here
+        assert free > RECOVERY_BYTES * 2
+        assert watch.health() == "ok" and not watch.refusing
+        assert watch.health() == "ok"
+    finally:
+        logger.removeHandler(lines)
+    assert len(lines.said) == 2, lines.said
+    assert re.fullmatch(r"storage: writes work again \(the disk has room again: \d+ MiB free or more\); 2 requests "
+                        r"were refused \(507\) over \d+ s", lines.said[1]), lines.said  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- hostile requests

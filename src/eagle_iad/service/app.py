@@ -186,8 +186,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self.state.metrics.observe_request(scope["method"], self._route(scope), status[0],
-                                               time.perf_counter() - start)  # fmt: skip
+            route = self._route(scope)
+            self.state.metrics.observe_request(scope["method"], route, status[0], time.perf_counter() - start)
+            self.state.storage.answered(scope["method"], route, status[0])  # a 507 from wherever it came
 
 
 class AuditWrites:
@@ -326,20 +327,24 @@ def create_app(
     state.metrics.gauge("eagle_inspections_in_progress", "Inspections being answered (limit: --max-inspections).",
                         lambda: float(state.inspections_in_progress))  # fmt: skip
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
+    state.metrics.text(state.storage.metrics_lines)
 
     @app.get("/healthz", response_model=schemas.Health,
-             responses={503: {"model": schemas.Health, "description": "the history is unavailable"}})  # fmt: skip
+             responses={503: {"model": schemas.Health, "description": "the history is unavailable, or writes are "
+                                                       "refused for lack of disk space"}})  # fmt: skip
     def healthz() -> Any:
-        """Liveness and whether the history answers: 503 ``degraded`` while it does not (a PostgreSQL outage),
-        so a load balancer stops sending work this replica can only refuse."""
+        """Liveness, whether the history answers and whether writes find room: 503 ``degraded`` while the history
+        does not answer (a PostgreSQL outage) or writes are refused for lack of disk space (507), so a load
+        balancer stops sending work this replica can only refuse."""
         history = state.store.health()
+        storage = state.storage.health()
         health = {"status": "ok", "version": __version__, "mllm": state.backend is not None,
                   "mllm_queue_waiting": int(queue_depth()), "fit_jobs_pending": state.jobs.pending,
-                  "history": history,
+                  "history": history, "storage": storage,
                   "auth": auth_mode(state, wait_s=_AUTH_WAIT_S[history]) if history in _AUTH_WAIT_S else None,
                   "max_upload_bytes": state.settings.max_upload_bytes,
                   "far_above_s_max": FAR_ABOVE_S_MAX, "recent_s": RECENT_S, "flagged_share": FLAGGED_SHARE}  # fmt: skip
-        if history.startswith("unavailable"):
+        if history.startswith("unavailable") or storage != "ok":
             return JSONResponse({**health, "status": "degraded"}, status_code=503)
         return health
 

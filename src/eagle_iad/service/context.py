@@ -34,6 +34,7 @@ from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
 from eagle_iad.service.security import hide_models_dir
 from eagle_iad.service.settings import ServiceSettings
+from eagle_iad.service.storage import StorageWatch
 from eagle_iad.service.store import InspectionStore, is_inspection_id
 from eagle_iad.tgps.prompt import ContentItem
 
@@ -186,6 +187,9 @@ class ServiceState:
         clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         clean_stale()  # scratch folders of fits killed (SIGKILL, out of memory) in this or any earlier process
         self.metrics = Metrics()
+        #: Whether writes are refused for lack of disk space (507): /healthz, /metrics and one log line each way.
+        self.storage = StorageWatch({"state": settings.state_dir, "files": settings.files_dir,
+                                     "models": settings.models_dir}, settings.min_free_bytes)  # fmt: skip
         self.keys = KeyTable(self.store)
         self.audit = AuditLog(self.store, settings.state_dir / PENDING)
         self.audit.drain()  # rows journalled while the log was busy, before this start

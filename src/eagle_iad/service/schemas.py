@@ -287,7 +287,8 @@ class EvaluationList(_Open):
 
 
 class Health(_Open):
-    """``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable."""
+    """``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable or
+    writes are refused for lack of disk space."""
 
     status: str
     version: str
@@ -297,6 +298,10 @@ class Health(_Open):
     #: ``ok``; ``busy`` (its connection held by other queries for over a second: not known, not failed); or
     #: ``unavailable: ...`` (a database server stopped or unreachable), with ``status`` ``degraded``.
     history: str
+    #: ``ok``, or ``refusing: ...`` while writes are refused for lack of disk space (507), with ``status``
+    #: ``degraded``: from the first such refusal until a refused kind of request is stored again, or the disk has
+    #: 64 MiB free over ``--min-free-mb`` (docs/OPERATIONS.md).
+    storage: str = "ok"
     #: How callers are told apart: ``keys`` (named keys from ``eagle keys add``, perhaps an ``EAGLE_API_KEY`` too),
     #: ``api_key`` (the single ``EAGLE_API_KEY``), ``open`` (no key needed); ``None`` while the history (which
     #: holds the key table) is unavailable, or busy before a key was ever seen (not known: never waited for).

@@ -5,13 +5,21 @@ disk filled to the last byte can fail a write half-way through something else (a
 WAL). Keeping ``min_free_bytes`` free refuses the request that would cross the line before any byte is
 written; the ``ENOSPC`` mapping covers what the floor cannot see (another process filling the disk).
 Both answer 507 Insufficient Storage with the same code, and the caller removes what it had written.
+
+:class:`StorageWatch` makes the refusals visible to an operator and an alerting system, not only to the
+client: one WARNING when the service starts refusing for lack of space and one when it stores again (not a
+line per request), ``/healthz`` ``degraded`` meanwhile, and the ``eagle_storage_*`` gauges of ``/metrics``.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 import sqlite3
+import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from eagle_iad.mllm.serving import ApiError
@@ -20,6 +28,14 @@ from eagle_iad.mllm.serving import ApiError
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 _MIB = 1024 * 1024
+
+#: How much room over the floor (``--min-free-mb``) ``/healthz`` wants, once writes were refused, before it
+#: takes the disk for usable again on its own (a stored write says so at once): about what a large image's
+#: inspection writes, so that freeing a few bytes does not flip the replica back into a load balancer's pool
+#: to refuse the next request.
+RECOVERY_BYTES = 64 * _MIB
+
+_log = logging.getLogger(__name__)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -50,3 +66,100 @@ def check_free_space(folder: Path, incoming: int, floor: int) -> None:
             type_="server_error",
             code="insufficient_storage",
         )
+
+
+class StorageWatch:
+    """Whether the service refuses writes for lack of disk space: told by every answer (:meth:`answered`, from
+    the request middleware, which sees each 507 whichever route or check gave it), looked at by ``/healthz``
+    (:meth:`health`) and ``/metrics`` (:meth:`metrics_lines`).
+
+    Why here and not in each route: a 507 comes from a dozen places (the free-space floor, ``ENOSPC`` in a
+    picture, SQLite's ``SQLITE_FULL``, a model save), and the operator needs one signal for all of them. Refusing
+    starts at the first 507, logged once (WARNING, with the free space); it ends, logged once with the count of
+    refused requests, when a request to a route that was refused is answered below 400 (the disk took its
+    writes again), or when ``/healthz`` finds :data:`RECOVERY_BYTES` free over the floor on every folder (a
+    load balancer that stopped sending work would otherwise never let a request prove it).
+    """
+
+    def __init__(self, folders: Mapping[str, Path], floor: int) -> None:
+        """``folders``: what the service writes, by name (``state``, ``files``, ``models``): each a disk that may
+        fill. ``floor``: the free bytes kept (``--min-free-mb``)."""
+        self.folders = dict(folders)
+        self.floor = max(0, floor)
+        self._lock = threading.Lock()
+        self._since: float | None = None  # monotonic time of the first refusal; None: not refusing
+        self._refused = 0
+        self._routes: set[str] = set()
+
+    @property
+    def refusing(self) -> bool:
+        return self._since is not None
+
+    def free_bytes(self) -> dict[str, int | None]:
+        """Free bytes on each folder's disk (``None``: the folder cannot be looked at, e.g. removed)."""
+        free: dict[str, int | None] = {}
+        for name, folder in self.folders.items():
+            try:
+                free[name] = shutil.disk_usage(folder).free
+            except OSError:
+                free[name] = None
+        return free
+
+    def _free_text(self) -> str:
+        said = [f"{name} {self.folders[name]}: {'not readable' if free is None else f'{free / _MIB:.1f} MiB free'}"
+                for name, free in self.free_bytes().items()]  # fmt: skip
+        return "; ".join(said) + f" (--min-free-mb keeps {self.floor / _MIB:.0f} MiB free)"
+
+    def answered(self, method: str, route: str, status: int) -> None:
+        """One answer of the service: a 507 starts (or counts into) the refusal; a success on a route that was
+        refused ends it."""
+        what = f"{method} {route}"
+        if status == 507:
+            with self._lock:
+                first = self._since is None
+                if first:
+                    self._since = time.monotonic()
+                self._refused += 1
+                self._routes.add(what)
+            if first:
+                _log.warning("storage: writes are refused for lack of disk space (507, first on %s); %s; /healthz "
+                             "says degraded until there is room", what, self._free_text())  # fmt: skip
+        elif status < 400 and self._since is not None and what in self._routes:
+            self._recovered(f"{what} stored again")
+
+    def _recovered(self, how: str) -> None:
+        with self._lock:
+            if self._since is None:
+                return
+            seconds, refused = time.monotonic() - self._since, self._refused
+            self._since, self._refused = None, 0
+            self._routes.clear()
+        _log.warning("storage: writes work again (%s); %d request%s refused (507) over %.0f s", how, refused,
+                     "" if refused == 1 else "s were", seconds)  # fmt: skip
+
+    def health(self) -> str:
+        """``ok``, or ``refusing: ...`` while writes are refused (``/healthz``: ``degraded``). A refusal ends here
+        once every folder's disk has :data:`RECOVERY_BYTES` free over the floor."""
+        if self._since is None:
+            return "ok"
+        free = self.free_bytes()
+        if all(room is not None and room >= self.floor + RECOVERY_BYTES for room in free.values()):
+            least = min(room for room in free.values() if room is not None)
+            self._recovered(f"the disk has room again: {least / _MIB:.0f} MiB free or more")
+            return "ok"
+        return "refusing: writes are refused for lack of disk space (507)"
+
+    def metrics_lines(self) -> list[str]:
+        """``eagle_storage_refusing`` (1 while writes are refused for lack of space) and
+        ``eagle_storage_free_bytes{folder=...}`` (free bytes on the disk of each folder the service writes)."""
+        lines = [
+            "# HELP eagle_storage_refusing 1 while writes are refused (507) for lack of disk space, else 0.",
+            "# TYPE eagle_storage_refusing gauge",
+            f"eagle_storage_refusing {1 if self._since is not None else 0}",
+            "# HELP eagle_storage_free_bytes Free bytes on the disk of each folder the service writes.",
+            "# TYPE eagle_storage_free_bytes gauge",
+        ]
+        for name, free in self.free_bytes().items():
+            if free is not None:
+                lines.append(f'eagle_storage_free_bytes{{folder="{name}"}} {free}')
+        return lines

@@ -11,8 +11,9 @@ export interface paths {
         };
         /**
          * Healthz
-         * @description Liveness and whether the history answers: 503 ``degraded`` while it does not (a PostgreSQL outage),
-         *     so a load balancer stops sending work this replica can only refuse.
+         * @description Liveness, whether the history answers and whether writes find room: 503 ``degraded`` while the history
+         *     does not answer (a PostgreSQL outage) or writes are refused for lack of disk space (507), so a load
+         *     balancer stops sending work this replica can only refuse.
          */
         get: operations["healthz_healthz_get"];
         put?: never;
@@ -1085,7 +1086,8 @@ export interface components {
         };
         /**
          * Health
-         * @description ``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable.
+         * @description ``GET /healthz``: ``status`` ``ok``, or ``degraded`` (answered with 503) while the history is unavailable or
+         *     writes are refused for lack of disk space.
          */
         Health: {
             /** Auth */
@@ -1108,6 +1110,11 @@ export interface components {
             recent_s?: number | null;
             /** Status */
             status: string;
+            /**
+             * Storage
+             * @default ok
+             */
+            storage: string;
             /** Version */
             version: string;
         } & {
@@ -1944,7 +1951,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description the history is unavailable */
+            /** @description the history is unavailable, or writes are refused for lack of disk space */
             503: {
                 headers: {
                     [name: string]: unknown;
