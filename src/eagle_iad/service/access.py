@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from fastapi import Depends, Request
 
+from eagle_iad.errors import HistoryUnavailableError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 
@@ -146,6 +149,63 @@ def caller(request: Request) -> Caller:
     who = identify(request, state.settings.api_key, keys.lookup, keys.any_ever)
     request.state.caller = who
     return who
+
+
+#: How long ``/metrics`` still answers, while the history (which holds the key table) is unavailable, a caller it
+#: identified before the outage: an alerting system must be able to scrape ``eagle_history_up 0`` exactly then.
+METRICS_GRACE_S = 900.0
+
+
+def _history_outage(exc: BaseException) -> bool:
+    """``exc`` says the history cannot be reached now (the service's 503 ``history_unavailable``)."""
+    if isinstance(exc, HistoryUnavailableError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL driver: no PostgreSQL history
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+class MetricsCallers:
+    """The callers ``/metrics`` identified lately, by key digest (``None``: the open mode), so that a scrape during a
+    history outage is answered (viewer data: the figures, nothing else) instead of 503 like every other route.
+
+    Only a key that was checked against the key table within :data:`METRICS_GRACE_S` is taken, and only while
+    the key table cannot be read: a key revoked during the outage (through a replica that still reaches the
+    database) reads this replica's figures for that long at most. The open mode's entry is dropped once a key
+    was seen, so a service that has keys is never open, even in an outage.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str | None, tuple[Caller, float]] = {}
+
+    def identify(self, request: Request) -> Caller:
+        offered = offered_key(request)
+        slot = None if offered is None else digest(offered)
+        try:
+            who = caller(request)
+        except Exception as exc:
+            if not _history_outage(exc):
+                raise
+            with self._lock:
+                seen = self._seen.get(slot)
+            if seen is None or time.monotonic() - seen[1] > METRICS_GRACE_S:
+                raise
+            request.state.caller = seen[0]
+            return seen[0]
+        with self._lock:
+            self._seen[slot] = (who, time.monotonic())
+            if not who.open:
+                self._seen.pop(None, None)
+        return who
+
+
+def metrics_caller(request: Request) -> Caller:
+    """``/metrics``'s dependency: :func:`caller`, which during a history outage remembers (:class:`MetricsCallers`)."""
+    callers: MetricsCallers = request.app.state.service.metrics_callers
+    return callers.identify(request)
 
 
 def still_allowed(request: Request, role: Role) -> Callable[[], bool]:

@@ -38,7 +38,7 @@ from eagle_iad.service import (
     routes_versions,
     schemas,
 )
-from eagle_iad.service.access import INSPECTING, VIEWER, Caller
+from eagle_iad.service.access import INSPECTING, VIEWER, Caller, metrics_caller
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
@@ -329,6 +329,14 @@ def create_app(
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
     state.metrics.text(state.storage.metrics_lines)
 
+    def history_up() -> float:
+        """1 while the history answers a ``SELECT 1`` (busy behind another query: as it last was), else 0."""
+        health = state.store.health()
+        return float(state.store.available) if health == "busy" else float(health == "ok")
+
+    state.metrics.gauge("eagle_history_up", "1 while the history database answers, 0 while it is unavailable.",
+                        history_up)  # fmt: skip
+
     @app.get("/healthz", response_model=schemas.Health,
              responses={503: {"model": schemas.Health, "description": "the history is unavailable, or writes are "
                                                        "refused for lack of disk space"}})  # fmt: skip
@@ -350,7 +358,9 @@ def create_app(
 
     # Behind the key like every /v1 route: request counts and latencies describe the traffic. Only /healthz,
     # the OpenAPI document and docs, and the console's static files are open (PUBLIC_PATHS).
-    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key), *VIEWER])
+    # During a history outage (the key table unreadable), a caller identified lately is still answered: the
+    # scrape that must see eagle_history_up 0 (access.MetricsCallers).
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_caller), *VIEWER])
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 

@@ -25,7 +25,7 @@ from eagle_iad.expert.store import MANIFEST, TENSORS, clean_leftovers
 from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.scratch import clean_stale
-from eagle_iad.service.access import caller
+from eagle_iad.service.access import MetricsCallers, caller
 from eagle_iad.service.audit import PENDING, AuditLog
 from eagle_iad.service.idempotency import InFlight
 from eagle_iad.service.jobs import JobManager, job_lock
@@ -187,6 +187,7 @@ class ServiceState:
         clean_leftovers(settings.models_dir)  # a fit killed mid-save: the old model back, staging copies gone
         clean_stale()  # scratch folders of fits killed (SIGKILL, out of memory) in this or any earlier process
         self.metrics = Metrics()
+        self.metrics_callers = MetricsCallers()  # /metrics answers them during a history outage too
         #: Whether writes are refused for lack of disk space (507): /healthz, /metrics and one log line each way.
         self.storage = StorageWatch({"state": settings.state_dir, "files": settings.files_dir,
                                      "models": settings.models_dir}, settings.min_free_bytes)  # fmt: skip

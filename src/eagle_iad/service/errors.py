@@ -86,11 +86,21 @@ def install(app: FastAPI) -> None:
             _log.warning("%s (answered %d)", exc, error.status)
         return error.response()
 
+    def _refused(request: Request, exc: Exception) -> JSONResponse:
+        """503 for a request the history's absence refused; the log says so once per outage, not per request
+        (:meth:`~eagle_iad.service.store.InspectionStore.unavailable` counts them for the line when it is back)."""
+        state = getattr(request.app.state, "service", None)
+        if state is None:
+            _log.warning("%s %s: the history database is unreachable (%s)", request.method, request.url.path,
+                         " ".join(str(exc).split()))  # fmt: skip
+        else:
+            state.store.unavailable(str(exc) or type(exc).__name__, f"{request.method} {request.url.path}")
+        return _unavailable()
+
     @app.exception_handler(HistoryUnavailableError)
     async def _history_away(request: Request, exc: HistoryUnavailableError) -> JSONResponse:
         """The shared history cannot be reached now: 503 (clients retry), its server named only in the log."""
-        _log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return _unavailable()
+        return _refused(request, exc)
 
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:
@@ -120,6 +130,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg.OperationalError)
     async def _history_unreachable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         """The shared history's server went away (restarted, network): 503, the next request reconnects."""
-        _log.warning("%s %s: the history database is unreachable (%s)", request.method, request.url.path,
-                     " ".join(str(exc).split()))  # fmt: skip
-        return _unavailable()
+        return _refused(request, exc)

@@ -2,14 +2,19 @@
 
 Why by hand: four metric families do not justify a client library, and the format is simple and
 stable. Counters and a fixed-bucket latency histogram per route template (not per raw path, so a
-hostile client cannot blow up the label set), plus gauges read at scrape time (queue depth).
+hostile client cannot blow up the label set), plus gauges read at scrape time (queue depth). A scrape-time
+reader that fails (one that needs the history, during an outage) leaves its family out, so the scrape still
+answers, with ``eagle_history_up 0``: an alert needs the scrape most when something is down.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+
+_log = logging.getLogger(__name__)
 
 #: Latency buckets in seconds (an inspection is tens of ms expert-only, seconds with an MLLM).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -93,7 +98,15 @@ class Metrics:
             f"eagle_caas_rate {caas / inspections if inspections else 0.0}",
         ]
         for name, (help_text, read) in sorted(self._gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {float(read())}"]
+            try:
+                value = float(read())
+            except Exception as exc:  # the history away (an outage): this one is left out, the scrape still answers
+                _log.debug("metrics: %s not read (%s)", name, exc)
+                continue
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
         for more in self._texts:
-            lines += more()
+            try:
+                lines += more()
+            except Exception as exc:  # as above: eagle_history_up says why, the other families still come
+                _log.debug("metrics: a family not read (%s)", exc)
         return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -130,7 +131,11 @@ class InspectionStore:
         """``where``: a history URL (``sqlite:///...``, ``postgresql://...``) or an SQLite file's path."""
         self.backend: HistoryBackend = open_backend(where)
         self._lock = threading.Lock()
-        self._health_down = False  # /healthz found the history away (logged once until it is back)
+        # The history away: since when (monotonic; None: available), and how many requests were refused meanwhile.
+        # Said once each way in the log, whoever found it (a request, /healthz): not a line per refused request.
+        self._away_lock = threading.Lock()
+        self._away_since: float | None = None
+        self._away_refused = 0
         self._db: Connection = self.backend.connect()
         try:
             with self._lock:
@@ -147,13 +152,50 @@ class InspectionStore:
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """One statement on the connection (call with the lock held)."""
-        return self._conn().execute(sql, params)
+        cursor = self._conn().execute(sql, params)
+        if self._away_since is not None:  # it answered: the history is back
+            self._came_back()
+        return cursor
 
     def _conn(self) -> Connection:
         """The connection, opened again if the database dropped it (call with the lock held)."""
         if not self.backend.alive(self._db):
             self._db = self.backend.connect()
         return self._db
+
+    @property
+    def available(self) -> bool:
+        """The history answered at its last use (``False`` from a failed use, by a request or ``/healthz``, until one
+        succeeds): ``eagle_history_up`` of ``/metrics``."""
+        return self._away_since is None
+
+    def unavailable(self, reason: str, seen_by: str, *, refused: bool = True) -> None:
+        """The history could not be reached by ``seen_by`` (``POST /v1/inspect``, ``/healthz``): logged (WARNING, the
+        server named, the password hidden) when it goes away, and counted, not logged, while it stays away, so an
+        outage at line rates is two lines, not one per request. ``refused``: a request was answered 503 for it."""
+        with self._away_lock:
+            first = self._away_since is None
+            if first:
+                self._away_since = time.monotonic()
+                self._away_refused = 0
+            self._away_refused += int(refused)
+        if first:
+            where = self.backend.describe()
+            reason = " ".join(reason.split()).removeprefix(f"history {where}: ") or "no reason given"
+            _log.warning("history %s is unavailable (%s; seen by %s); requests that need it answer 503 "
+                         "history_unavailable until it is back", where, scrub(reason, self.backend.url),
+                         seen_by)  # fmt: skip
+        else:
+            _log.debug("history %s still unavailable (%s)", self.backend.describe(), seen_by)
+
+    def _came_back(self) -> None:
+        with self._away_lock:
+            if self._away_since is None:
+                return
+            seconds, refused = time.monotonic() - self._away_since, self._away_refused
+            self._away_since = None
+        _log.warning("history %s is available again after %.0f s; %d request%s refused (503) meanwhile",
+                     self.backend.describe(), seconds, refused, "" if refused == 1 else "s were")  # fmt: skip
 
     def health(self, wait_s: float = HEALTH_WAIT_S) -> str:
         """The history's state for ``/healthz``: ``"ok"`` (a ``SELECT 1`` answered), ``"busy"`` (another query
@@ -163,23 +205,17 @@ class InspectionStore:
         work it could only refuse. Cheap: one round trip on the open connection (a dropped one is opened
         again, as at any use), never waiting long behind other queries. The answer is public, so it does
         not name the server; the reason is logged (WARNING) once when the history goes away, and one line
-        when it is back.
+        when it is back (:meth:`unavailable`, shared with the requests refused meanwhile).
         """
         if not self._lock.acquire(timeout=wait_s):
             return "busy"
         try:
             self._run("SELECT 1").fetchone()
         except Exception as exc:  # whatever the driver raises: /healthz reports, it does not fail
-            if not self._health_down:
-                reason = scrub(" ".join(str(exc).split()) or type(exc).__name__, self.backend.url)
-                _log.warning("healthz: the history %s is unavailable (%s)", self.backend.describe(), reason)
-            self._health_down = True
+            self.unavailable(str(exc) or type(exc).__name__, "/healthz", refused=False)
             return "unavailable: the history database is unreachable"
         finally:
             self._lock.release()
-        if self._health_down:
-            _log.warning("healthz: the history %s is available again", self.backend.describe())
-            self._health_down = False
         return "ok"
 
     def caas_counts(self) -> tuple[int, int]:
@@ -281,6 +317,8 @@ class InspectionStore:
         verdict and its deliveries commit together."""
         with self._lock, _transaction(self.backend, self._conn()) as db:
             yield db
+        if self._away_since is not None:  # committed: the history is back
+            self._came_back()
 
     def read(self, sql: str, params: Sequence[Any] = (), wait_s: float | None = None) -> list[tuple[Any, ...]]:
         """Rows of one query (the station tables' readers), under the store's lock.
