@@ -122,6 +122,7 @@ def test_a_station_created_through_the_api_runs_pauses_survives_a_restart_and_is
         assert 'eagle_station_inspected_total{station="line-1"} 3' in metrics
         assert 'eagle_station_backlog{station="line-1"} 1' in metrics
         assert 'eagle_station_deliveries_pending{station="line-1",sink="webhook"} 0' in metrics
+        assert 'eagle_station_oldest_pending_seconds{station="line-1",sink="webhook"} 0' in metrics  # none waits
         # a folder source takes no trigger; a second station of the same name is refused
         status, answer = _post(live.base, "/v1/stations/line-1/trigger")
         assert (status, answer["error"]["message"]) == (409, "station 'line-1''s source (folder) takes no trigger")
@@ -275,6 +276,15 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
         assert _post(live.base, "/v1/stations", body)[0] == 201
         _drop(data / "incoming", _cells(1))
         _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["pending"] == 1 and i["inspected"] == 1, "owed")
+        time.sleep(1.0)
+        # how long the oldest owed delivery waited: in the figures and as a gauge an alert can be set on
+        waited = call("GET", f"{live.base}/v1/stations/line-1")[2]["sinks"]["webhook"]["oldest_pending_s"]
+        assert 1.0 <= waited < 120, waited
+        metrics = call("GET", f"{live.base}/metrics", raw=True)[2].decode()
+        (gauge,) = re.findall(r'^eagle_station_oldest_pending_seconds\{station="line-1",sink="webhook"\} (\S+)$',
+                              metrics, re.M)  # fmt: skip
+        assert float(gauge) >= waited
+        assert metrics.count("# TYPE eagle_station_oldest_pending_seconds gauge") == 1
         status, answer = _patch(live.base, "line-1", {"sinks": [None]})
         assert (status, answer["error"]["code"]) == (409, "station_undelivered"), answer
         assert answer["error"]["message"].startswith(
@@ -291,7 +301,8 @@ def test_a_patch_removing_a_sink_that_still_owes_verdicts_is_refused_unless_they
         try:
             again = {"kind": "webhook", "url": f"http://127.0.0.1:{port}/other"}
             status, info = _patch(live.base, "line-1", {"sinks": [again]})
-            clean = {"kind": "webhook", "pending": 0, "delivered": 0, "dead_letters": 0, "last_error": None}
+            clean = {"kind": "webhook", "pending": 0, "delivered": 0, "dead_letters": 0, "last_error": None,
+                     "oldest_pending_s": None}  # fmt: skip
             assert (status, info["sinks"]["webhook"]) == (200, clean), info
             time.sleep(1.0)
             assert receiver.keys() == []

@@ -77,6 +77,9 @@ class SinkInfo(BaseModel):
     delivered: int
     dead_letters: int
     last_error: str | None
+    oldest_pending_s: float | None = Field(
+        None, description="seconds the oldest delivery this sink still owes has waited since it was stored (null: none)"
+    )
 
 
 class RecentLatency(BaseModel):
@@ -756,6 +759,11 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
         ),
         "eagle_station_deliveries_pending": ("gauge", "Deliveries (verdicts and refusals) a sink still owes.", []),
         "eagle_station_dead_letters": ("gauge", "Deliveries (verdicts and refusals) a sink gave up on.", []),
+        "eagle_station_oldest_pending_seconds": (
+            "gauge",
+            "Seconds the oldest delivery a sink still owes has waited since it was stored (0: none waits).",
+            [],
+        ),
     }
     for running in manager.all():
         info = _info(state, running)
@@ -780,6 +788,9 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
             )
             families["eagle_station_dead_letters"][2].append(
                 f"eagle_station_dead_letters{{{labels}}} {figures['dead_letters']}"
+            )
+            families["eagle_station_oldest_pending_seconds"][2].append(
+                f"eagle_station_oldest_pending_seconds{{{labels}}} {figures.get('oldest_pending_s') or 0}"
             )
     lines: list[str] = []
     for name, (kind, help_text, samples) in families.items():

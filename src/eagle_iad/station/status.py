@@ -412,12 +412,20 @@ def station_figures(
             "SELECT last_error FROM outbox WHERE station = ? AND sink = ? AND last_error IS NOT NULL "
             "ORDER BY seq DESC LIMIT 1", (name, sink_name),
         ).fetchone()  # fmt: skip
+        pending = int(counts.get("pending", 0))
+        waited = None  # how long the oldest delivery still owed has waited: what an alert on a stuck sink wants
+        if pending:
+            oldest = db.execute("SELECT record_id, payload FROM outbox WHERE station = ? AND sink = ? AND state = "
+                                "'pending' ORDER BY seq LIMIT 1", (name, sink_name)).fetchone()  # fmt: skip
+            age = None if oldest is None else _age(db, str(oldest[0]), str(oldest[1]), now)
+            waited = None if age is None else round(max(0.0, age[1]), 3)
         sinks[sink_name] = {
             "kind": kind,
-            "pending": int(counts.get("pending", 0)),
+            "pending": pending,
             "delivered": int(counts.get("delivered", 0)),
             "dead_letters": int(counts.get("dead", 0)),
             "last_error": None if error is None else error[0],
+            "oldest_pending_s": waited,
         }
     failing = []  # sinks whose undelivered rows wait behind a failed try: name them, how many, how long
     failing_sinks: set[str] = set()

@@ -1747,6 +1747,11 @@ export interface components {
             kind: string;
             /** Last Error */
             last_error: string | null;
+            /**
+             * Oldest Pending S
+             * @description seconds the oldest delivery this sink still owes has waited since it was stored (null: none)
+             */
+            oldest_pending_s?: number | null;
             /** Pending */
             pending: number;
         };
