@@ -281,6 +281,39 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_eagle_serve_that_migrates_an_older_history_says_so_in_a_warning(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``eagle serve`` started on a schema-5 history (no ``eagle db upgrade`` first) migrated it with only its
+    banner in the log; the older replicas then refused it at their next start and nothing said when or why. Now
+    one WARNING names both schema versions, every change (as ``eagle db upgrade`` prints them) and who refuses it
+    from now on; a second start, with nothing to migrate, says nothing of it."""
+    from test_service import ServeProcess
+
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    for statement in OLD_SCHEMA_5:
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    db.close()
+    (tmp_path / "models").mkdir()
+    args = ["--models", str(tmp_path / "models"), "--state-dir", str(tmp_path / "state"), "--history", url,
+            "--log-level", "warning"]  # fmt: skip
+    logs = []
+    for _ in range(2):
+        server = ServeProcess(args)
+        server.stop()
+        logs.append(server.process.communicate()[1])
+    said = [line for line in logs[0].splitlines() if "schema 5 -> 6" in line]
+    assert len(said) == 1, logs[0]
+    assert said[0].startswith(f"WARNING:     history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; ")
+    assert said[0].endswith("; eagle-iad versions that read schema 5 refuse it from now on (other replicas, stations, "
+                            "the CLI on other machines): upgrade them too (in a plant, run 'eagle db upgrade' before "
+                            "starting a new version: docs/PLANT.md)")  # fmt: skip
+    assert "schema" not in logs[1], logs[1]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_keys_and_db_refuse_a_history_that_is_not_there_unless_told_to_start_it(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -178,6 +178,7 @@ class ServiceState:
         except BaseException:
             self.lock.release()
             raise
+        self.store.log_upgrade()  # a migration at start is said (older versions refuse the history from now on)
         # Fits cut short by the last stop will never finish: say so, and drop their uploaded images. With
         # a shared history, only those no live replica is running (each holds its job's lock).
         self.store.interrupt_unfinished_jobs(lambda job: self.store.backend.try_lock(job_lock(job["id"])))

@@ -145,6 +145,22 @@ class InspectionStore:
             self.backend.close(self._db)
             raise
 
+    def log_upgrade(self) -> None:
+        """Say what opening did to the schema, for a long-running process (``eagle serve``, ``eagle station run``).
+
+        Why a WARNING for a new version: a replica of the new eagle-iad started before ``eagle db upgrade`` migrates
+        the shared history by itself, and every process of the older version (the other replicas, stations, the
+        CLI on other machines) refuses it from then on, at its next start; the log must record when and by whom.
+        A new history, or a step of no version of its own (a column the older version ignores), is INFO."""
+        done = self.upgrade
+        where = self.backend.describe()
+        if done.before is not None and done.before < done.after:
+            _log.warning("%s; eagle-iad versions that read schema %d refuse it from now on (other replicas, stations, "
+                         "the CLI on other machines): upgrade them too (in a plant, run 'eagle db upgrade' before "
+                         "starting a new version: docs/PLANT.md)", done.describe(where), done.before)  # fmt: skip
+        elif done.before is None or done.added_columns or done.added_tables or done.added_indexes:
+            _log.info("%s", done.describe(where))
+
     @property
     def shared(self) -> bool:
         """Other processes may write this history at once (replicas on PostgreSQL)."""
