@@ -715,3 +715,39 @@ def test_eagle_keys_add_prints_the_key_when_its_audit_row_cannot_be_written(
     assert err.splitlines()[0] == ("eagle: warning: the change was made, but its audit row (added bob (viewer) (eagle "
                                    "keys add)) could not be written: history postgresql://db/eagle: cannot connect "
                                    "(refused)")  # fmt: skip
+
+
+def test_metrics_answers_a_caller_it_knew_during_a_history_outage_and_no_one_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key table lives in the history, so an outage made /metrics 503 too, and the scrape that had to see
+    ``eagle_history_up 0`` never came. /metrics (only it) still answers a key it checked before the outage, for
+    METRICS_GRACE_S; a key it never checked, no key (the service has keys), and every other route get the 503."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.errors import HistoryUnavailableError
+    from eagle_iad.service import ServiceSettings, access, create_app
+
+    (tmp_path / "models").mkdir()
+    app = create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state"))
+    state = app.state.service
+    known = state.keys.add("scraper", Role.viewer)
+    other = state.keys.add("someone", Role.admin)
+    with TestClient(app) as client:
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {known}"}).status_code == 200
+
+        def away(*args: Any, **kwargs: Any) -> Any:
+            raise HistoryUnavailableError("history postgresql://db/eagle: cannot connect (refused)")
+
+        monkeypatch.setattr(state.keys, "lookup", away)
+        monkeypatch.setattr(state.keys, "any_ever", away)
+        answer = client.get("/metrics", headers={"Authorization": f"Bearer {known}"})
+        assert answer.status_code == 200, answer.text
+        assert "eagle_http_requests_total" in answer.text
+        for headers in ({"Authorization": f"Bearer {other}"}, {}):
+            answer = client.get("/metrics", headers=headers)
+            assert (answer.status_code, answer.json()["error"]["code"]) == (503, "history_unavailable")
+        answer = client.get("/v1/inspections", headers={"Authorization": f"Bearer {known}"})
+        assert answer.status_code == 503
+        monkeypatch.setattr(access, "METRICS_GRACE_S", 0.0)  # checked too long ago
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {known}"}).status_code == 503
