@@ -331,7 +331,7 @@ def create_app(
 
     def history_up() -> float:
         """1 while the history answers a ``SELECT 1`` (busy behind another query: as it last was), else 0."""
-        health = state.store.health()
+        health = state.store.health(seen_by="/metrics")
         return float(state.store.available) if health == "busy" else float(health == "ok")
 
     state.metrics.gauge("eagle_history_up", "1 while the history database answers, 0 while it is unavailable.",

@@ -213,7 +213,7 @@ class InspectionStore:
         _log.warning("history %s is available again after %.0f s; %d request%s refused (503) meanwhile",
                      self.backend.describe(), seconds, refused, "" if refused == 1 else "s were")  # fmt: skip
 
-    def health(self, wait_s: float = HEALTH_WAIT_S) -> str:
+    def health(self, wait_s: float = HEALTH_WAIT_S, seen_by: str = "/healthz") -> str:
         """The history's state for ``/healthz``: ``"ok"`` (a ``SELECT 1`` answered), ``"busy"`` (another query
         held the connection for over ``wait_s``: not known, not failed) or ``"unavailable: ..."``.
 
@@ -228,7 +228,7 @@ class InspectionStore:
         try:
             self._run("SELECT 1").fetchone()
         except Exception as exc:  # whatever the driver raises: /healthz reports, it does not fail
-            self.unavailable(str(exc) or type(exc).__name__, "/healthz", refused=False)
+            self.unavailable(str(exc) or type(exc).__name__, seen_by, refused=False)
             return "unavailable: the history database is unreachable"
         finally:
             self._lock.release()
