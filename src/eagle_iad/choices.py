@@ -73,3 +73,12 @@ ATTENTION_MIN_NEW_TOKENS = 2
 ATTENTION_TOKENS_MESSAGE = (
     f"attention analysis needs --max-new-tokens >= {ATTENTION_MIN_NEW_TOKENS} (capture reads the first decode step)"
 )
+
+#: Seconds back the warnings of what happened lately look: the p95 over the deadline (the images whose deliveries
+#: ended since), files of a content already inspected, and files the hot folder found it does not take. Each says
+#: how the station does now, and clears once nothing of the kind happened for that long, where a count since the
+#: start (or the figures over the last ``LATENCY_WINDOW`` of ``eagle_iad.station.status`` images) would keep one
+#: burst or outage warning for hours, and an alert on ``eagle_station_warnings`` firing until a restart.
+#: ``/healthz`` serves it (``recent_s``): the console's Stations page names the window from there. Declared here, not
+#: in ``eagle_iad.station.recent`` which counts by it, so the service (a layer below the stations) can serve it.
+RECENT_S = 300.0

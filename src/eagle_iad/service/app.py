@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eagle_iad import __version__
+from eagle_iad.choices import RECENT_S
 from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX, FLAGGED_SHARE
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
@@ -43,7 +44,6 @@ from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
 from eagle_iad.service.store import HEALTH_WAIT_S
-from eagle_iad.station.recent import RECENT_S
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

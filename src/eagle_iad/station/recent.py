@@ -11,13 +11,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Seconds back the warnings of what happened lately look: the p95 over the deadline (the images whose deliveries
-#: ended since), files of a content already inspected, and files the hot folder found it does not take. Each says
-#: how the station does now, and clears once nothing of the kind happened for that long, where a count since the
-#: start (or the figures over the last :data:`~eagle_iad.station.status.LATENCY_WINDOW` images) would keep one
-#: burst or outage warning for hours, and an alert on ``eagle_station_warnings`` firing until a restart.
-#: ``/healthz`` serves it (``recent_s``): the console's Stations page names the window from there.
-RECENT_S = 300.0
+from eagle_iad.choices import RECENT_S as RECENT_S  # declared there: /healthz serves it from the service's layer
+
 #: ``(second, count)`` pairs: how many times something happened in each whole second (since the epoch) that saw it.
 Seconds = tuple[tuple[int, int], ...]
 
