@@ -1,6 +1,6 @@
 /**
  * Figures the console judges by that the service owns: read from its /healthz, never copied here, so a change
- * there (src/eagle_iad/expert/model_warnings.py, src/eagle_iad/station/recent.py) cannot leave the console
+ * there (src/eagle_iad/expert/model_warnings.py, src/eagle_iad/choices.py) cannot leave the console
  * saying another thing than the service's own warnings.
  */
 
