@@ -255,6 +255,47 @@ def test_an_export_warns_on_another_encoding_as_its_fitted_model_does(
     assert message == f"{folder / SIDECAR}: malformed sidecar ({expected})"
 
 
+def test_an_export_warns_on_another_colour_mode_as_its_fitted_model_does(
+    fitted: dict[str, Path],
+    exports: dict[str, Path],
+    elpv_images: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sidecar carries the training images' colour modes (``verdict.colours``), so a colour image inspected by
+    an export of a model fitted on greyscale cells is warned about as the fitted model warns; an export written
+    before it warns of nothing, and a malformed entry is refused."""
+    import numpy as np
+    from PIL import Image
+
+    from eagle_iad.pipeline import inspect_records
+
+    torch_expert = load_expert(fitted["resize"])
+    record = json.loads((exports["resize"] / SIDECAR).read_text())
+    assert record["verdict"]["colours"] == torch_expert.model.train_colours == {"grey": 4}
+    tinted = tmp_path / "tinted.png"
+    cell = np.asarray(Image.open(elpv_images[0]).convert("RGB")).copy()
+    cell[..., 0] = np.minimum(cell[..., 0].astype(np.int16) + 12, 255).astype(np.uint8)
+    Image.fromarray(cell).save(tinted)
+    inputs = [elpv_images[0], tinted]
+    on_torch = inspect_records(torch_expert, inputs, category="mono")
+    on_graph = inspect_records(load_expert(exports["resize"], "onnx"), inputs, category="mono")
+    assert [r.warnings for r in on_graph] == [r.warnings for r in on_torch]
+    assert on_graph[0].warnings is None
+    assert on_graph[1].warnings is not None
+    assert on_graph[1].warnings[0].startswith("a colour image inspected by a model fitted on greyscale images")
+    folder = _copy(exports["resize"], tmp_path / "older")
+    del record["verdict"]["colours"]
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    assert [r.warnings for r in inspect_records(load_expert(folder, "onnx"), inputs, category="mono")] == [None, None]
+    record["verdict"]["colours"] = {"sepia": 4}
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    expected = "verdict.colours has 'sepia'; the colour modes are 'grey' and 'colour'"
+    assert message == f"{folder / SIDECAR}: malformed sidecar ({expected})"
+
+
 def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
     fitted: dict[str, Path],
     exports: dict[str, Path],

@@ -30,10 +30,10 @@ import numpy as np
 from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
 from eagle_iad.errors import ConfigError, ImageError
-from eagle_iad.expert.encodings import input_warning
+from eagle_iad.expert.encodings import colour_warning, input_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
-from eagle_iad.images import ImageSource, image_encoding, load_rgb
+from eagle_iad.images import ImageSource, colour_mode, image_encoding, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
 from eagle_iad.naming import picture_stems
@@ -381,9 +381,8 @@ def inspect_records(
         raise ConfigError("an inspection needs a fitted expert (or an MLLM in the baseline condition)")
     rgbs = [image if isinstance(image, np.ndarray) else load_rgb(image) for image in images]
     digests = [image_digest(image) for image in images]
-    # a model without the field (a plugin's, a test's fake) knows no encoding, as one saved before schema 10
-    trained = None if expert is None else getattr(expert.model, "train_encodings", None)
-    warned = [input_warnings(trained, image) for image in images]
+    model = None if expert is None else expert.model
+    warned = [input_warnings(model, image, rgb) for image, rgb in zip(images, rgbs, strict=True)]
     if names is None:
         names = ["upload.png" if isinstance(image, (bytes, np.ndarray)) else str(image) for image in images]
     stems = picture_stems(names) if stems is None else stems
@@ -438,15 +437,28 @@ def inspect_records(
     return records
 
 
-def input_warnings(trained: dict[str, int] | None, image: ImageSource | np.ndarray) -> list[str] | None:
-    """What the record warns about its input (an encoding none of the training images had); ``None``: nothing."""
-    if trained is None or isinstance(image, np.ndarray):
-        return None
-    try:
-        warning = input_warning(trained, image_encoding(image))
-    except ImageError:  # decoded above, so readable; a header read failing now is no reason to lose the verdict
-        return None
-    return None if warning is None else [warning]
+def input_warnings(model: object, image: ImageSource | np.ndarray, rgb: np.ndarray | None) -> list[str] | None:
+    """What the record warns about its input: an encoding none of the training images had, then a colour mode
+    (greyscale or colour) none of them had; ``None``: nothing.
+
+    ``model`` is the expert's model; one without the fields (a plugin's, a test's fake) knows no encoding and no
+    colour mode, as one saved before schema 10 (11) does. ``rgb`` is the decoded input (``None``: not judged).
+    """
+    warned: list[str] = []
+    trained = getattr(model, "train_encodings", None)
+    if trained is not None and not isinstance(image, np.ndarray):
+        try:
+            encoding = input_warning(trained, image_encoding(image))
+        except ImageError:  # decoded above, so readable; a header read failing now is no reason to lose the verdict
+            encoding = None
+        if encoding is not None:
+            warned.append(encoding)
+    colours = getattr(model, "train_colours", None)
+    if colours is not None and rgb is not None:
+        colour = colour_warning(colours, colour_mode(rgb))
+        if colour is not None:
+            warned.append(colour)
+    return warned or None
 
 
 def image_digest(image: ImageSource | np.ndarray) -> str | None:

@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from eagle_iad.errors import ImageError
+from eagle_iad.expert.encodings import colour_warning
 from eagle_iad.expert.patchcore import ExpertResult
 from eagle_iad.expert.preprocess import CenterCrop, WholeFrame
-from eagle_iad.images import Geometry, load_rgb
+from eagle_iad.images import Geometry, colour_mode, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration, fallback_calibration
 from eagle_iad.tgps.regions import find_boxes
 from eagle_iad.tgps.thresholds import Thresholds
@@ -35,8 +37,9 @@ def b64(arr: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")
 
 
-def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int) -> None:
-    """A PNG written by hand (Pillow cannot write 16-bit RGB or RGBA), big-endian samples, filter 0."""
+def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int, sbit: bytes | None = None) -> None:
+    """A PNG written by hand (Pillow cannot write 16-bit RGB or RGBA), big-endian samples, filter 0; ``sbit``: an
+    sBIT chunk's body."""
     height, width = arr.shape[:2]
     samples = arr.astype(">u2" if depth == 16 else "u1").reshape(height, -1)
     if depth < 8:  # pack several samples a byte, the first in the high bits
@@ -52,7 +55,8 @@ def raw_png(path: Path, arr: np.ndarray, colour_type: int, depth: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    significant = b"" if sbit is None else chunk(b"sBIT", sbit)
+    chunks = chunk(b"IHDR", header) + significant + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
 
 
@@ -135,6 +139,22 @@ def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     ):
         raw_png(folder / name, arr, colour_type, 2 if name == "grey2.png" else 16)
         written.append(name)
+    # 12-bit camera data: in the low bits with sBIT (scaled by 4095), without (by 65535), shifted the PNG way with
+    # sBIT (by 65535), a dark shifted frame (all multiples of 16: by 65535), and sBIT on 16-bit colour in the top bits
+    twelve = rng.integers(0, 4096, (h, w))
+    for name, arr, colour_type, sbit in (
+        ("grey12_sbit.png", twelve, 0, b"\x0c"),
+        ("grey12.png", twelve, 0, None),
+        ("grey12_shifted_sbit.png", twelve << 4, 0, b"\x0c"),
+        ("grey12_dark_sbit.png", (twelve // 32) << 4, 0, b"\x0c"),
+        ("grey10_sbit.png", twelve // 4, 0, b"\x0a"),
+        ("rgb12_top_sbit.png", rng.integers(0, 65536, (h, w, 3)), 2, b"\x0c\x0c\x0c"),
+        ("rgb12.png", rng.integers(0, 4096, (h, w, 3)), 2, None),
+    ):
+        raw_png(folder / name, arr, colour_type, 16, sbit)
+        written.append(name)
+    raw_png(folder / "rgb12_sbit.png", rng.integers(0, 4096, (h, w, 3)), 2, 16, b"\x0c\x0c\x0c")  # refused
+    save("grey_as_rgb.png", Image.fromarray(np.repeat(grey[..., None], 3, axis=2)))
     smooth = np.clip(
         np.add.outer(np.linspace(0, 200, h), np.linspace(0, 55, w))[..., None] + rng.normal(0, 3, (h, w, 3)), 0, 255
     ).astype(np.uint8)
@@ -151,9 +171,38 @@ def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     (folder / "truncated.jpg").write_bytes((folder / "photo.jpg").read_bytes()[:-300])
     (folder / "notes.txt").write_bytes(b"not an image\n")
     return [
-        {"name": name, "width": int(arr.shape[1]), "height": int(arr.shape[0]), "rgb": b64(arr)}
+        {
+            "name": name,
+            "width": int(arr.shape[1]),
+            "height": int(arr.shape[0]),
+            "rgb": b64(arr),
+            "colour": colour_mode(arr),
+        }
         for name in written
         for arr in [load_rgb(folder / name)]
+    ]
+
+
+def refusals(out: Path) -> dict[str, str]:
+    """What load_rgb says of each file the local runtime must refuse the same way."""
+    said = {}
+    for name in ("rgb12_sbit.png",):
+        try:
+            load_rgb(out / "images" / name)
+        except ImageError as exc:
+            said[name] = str(exc).replace(str(out / "images" / name), name)
+        else:
+            raise SystemExit(f"{name}: load_rgb was expected to refuse it")
+    return said
+
+
+def colour_warnings() -> list[dict[str, Any]]:
+    """colour_warning under each training set and input mode (the TypeScript port must say the same)."""
+    trained_sets: list[dict[str, int] | None] = [None, {}, {"colour": 3}, {"grey": 2}, {"colour": 1, "grey": 1}]
+    return [
+        {"trained": trained, "mode": mode, "warning": colour_warning(trained, mode)}
+        for trained in trained_sets
+        for mode in ("grey", "colour")
     ]
 
 
@@ -389,6 +438,8 @@ def main() -> None:
     rng = np.random.default_rng(14)
     document = {
         "images": images(out, rng),
+        "refusals": refusals(out),
+        "colour_warnings": colour_warnings(),
         "resizes": resizes(rng),
         "verdicts": verdicts(rng),
         "regions": region_cases(rng),

@@ -10,13 +10,14 @@ import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { mapToOriginal, makeVerdict, prepareInput, type DecisionParams, type ViewGeometry, centreCropGeometry } from "../src/local/host.js";
+import { colourMode, colourWarning } from "../src/local/encodings.js";
 import { decodeImage } from "../src/local/image.js";
 import { extractRegions, findBoxes } from "../src/local/regions.js";
 import { resizeBilinear } from "../src/local/resize.js";
 import { NO_PYTHON, bytes, floats, runPython, scratch } from "./local-python.js";
 import { REPO } from "./server.js";
 
-interface ImageCase { name: string; width: number; height: number; rgb: string }
+interface ImageCase { name: string; width: number; height: number; rgb: string; colour: string }
 interface ResizeCase { width: number; height: number; out_width: number; out_height: number; src: string; out: string }
 interface VerdictCase {
   name: string;
@@ -50,7 +51,16 @@ interface RegionCase {
   boxes: unknown[];
   threshold: number | null;
 }
-interface Fixtures { images: ImageCase[]; resizes: ResizeCase[]; verdicts: VerdictCase[]; regions: RegionCase[] }
+interface ColourWarningCase { trained: Record<string, number> | null; mode: string; warning: string | null }
+interface Fixtures {
+  images: ImageCase[];
+  resizes: ResizeCase[];
+  verdicts: VerdictCase[];
+  regions: RegionCase[];
+  /** What Python's load_rgb says of files it refuses (the path replaced by the name). */
+  refusals: Record<string, string>;
+  colour_warnings: ColourWarningCase[];
+}
 
 let fixtures: Fixtures;
 let folder: string;
@@ -143,6 +153,32 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     expect(read("truncated.png")).toThrow(/^truncated\.png: image data is truncated or corrupt \(/);
     expect(read("notes.txt")).toThrow("notes.txt: not a recognised image format (the local runtime reads PNG and JPEG)");
     expect(() => decodeImage(new Uint8Array(0), "empty.png")).toThrow("empty.png: file is empty (0 bytes)");
+  });
+
+  it("reads 16-bit PNGs by their sBIT as Python does, and refuses what Python refuses with its words", () => {
+    const names = fixtures.images.map((c) => c.name);
+    for (const name of ["grey12_sbit.png", "grey12.png", "grey12_shifted_sbit.png", "grey12_dark_sbit.png", "rgb12_top_sbit.png"]) {
+      expect(names, `the fixtures hold ${name}`).toContain(name);
+    }
+    const levels = (name: string) => new Set(decodeImage(readFileSync(join(folder, "images", name)), name).data).size;
+    expect(levels("grey12_sbit.png"), "12 bits with sBIT keep their grey levels").toBeGreaterThan(200);
+    expect(levels("grey12.png"), "12 bits without sBIT: read at 16-bit range, as before").toBeLessThanOrEqual(17);
+    expect(Object.keys(fixtures.refusals)).toEqual(["rgb12_sbit.png"]);
+    for (const [name, message] of Object.entries(fixtures.refusals)) {
+      expect(() => decodeImage(readFileSync(join(folder, "images", name)), name)).toThrow(message);
+    }
+  });
+
+  it("tells greyscale from colour and warns about it as Python does", () => {
+    for (const c of fixtures.images) {
+      const image = decodeImage(readFileSync(join(folder, "images", c.name)), c.name);
+      if (c.name.endsWith(".png")) expect(colourMode(image), c.name).toBe(c.colour);
+    }
+    expect(fixtures.images.filter((c) => c.colour === "grey").map((c) => c.name)).toContain("grey_as_rgb.png");
+    expect(fixtures.colour_warnings.length).toBeGreaterThan(5);
+    for (const c of fixtures.colour_warnings) {
+      expect(colourWarning(c.trained, c.mode), JSON.stringify([c.trained, c.mode])).toBe(c.warning);
+    }
   });
 
   it("resizes byte-exactly like Pillow's bilinear, up, down and odd ratios", () => {

@@ -359,6 +359,9 @@ def verdict_rules(expert: Expert) -> dict[str, Any]:
         # export warns as the fitted model's does; null where the model does not know (saved before schema 10),
         # and absent from exports written before it: both warn about nothing
         "encodings": model.train_encodings,
+        # the training images' colour modes ({grey | colour: count}), so a greyscale input of a colour-fitted
+        # export warns as the fitted model's verdict does; null or absent (older exports): no colour warning
+        "colours": model.train_colours,
     }
 
 

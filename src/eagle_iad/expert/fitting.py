@@ -25,7 +25,12 @@ from eagle_iad.expert.backbones import FeatureExtractor
 from eagle_iad.expert.config import ExpertConfig
 from eagle_iad.expert.coreset import Extension, greedy_samples, kept_rows, make_sampler
 from eagle_iad.expert.coverage import fit_coverage
-from eagle_iad.expert.encodings import count_encodings, mixed_warning
+from eagle_iad.expert.encodings import (
+    count_encodings,
+    depth_warning,
+    mixed_colour_warning,
+    mixed_warning,
+)
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
@@ -40,11 +45,11 @@ from eagle_iad.expert.patchcore import (
     split_grids,
 )
 from eagle_iad.expert.preprocess import INPUT_MULTIPLE, input_size_for, prepare, preprocessor_of
-from eagle_iad.expert.references import thumbnails
+from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.tails import select_tails
 from eagle_iad.file_hash import file_sha256
-from eagle_iad.images import load_rgb
+from eagle_iad.images import colour_mode, load_rgb
 from eagle_iad.outputs import SPACE_ERRNOS
 from eagle_iad.scratch import scratch_folder, scratch_root
 from eagle_iad.stops import checkpoint
@@ -409,7 +414,14 @@ def _fit(
     timings["calibration_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    references = thumbnails(image_paths)
+    references: list[bytes] = []
+    modes: dict[str, int] = {}
+    for path in image_paths:  # one decode gives each image's reference picture and its colour mode
+        rgb = load_rgb(path)
+        references.append(thumbnail(rgb))
+        mode = colour_mode(rgb)
+        modes[mode] = modes.get(mode, 0) + 1
+    colours = dict(sorted(modes.items()))
     timings["references_s"] = time.perf_counter() - start
 
     encodings = count_encodings(image_paths)
@@ -433,12 +445,15 @@ def _fit(
         warnings=fit_warnings(n_images, train_scores, thresholds, names)
         + stretch_warning(config, shapes)
         + sample_warning(config, features.rows, int(bank.shape[0]))
-        + mixed_warning(encodings),
+        + mixed_warning(encodings)
+        + mixed_colour_warning(colours)
+        + depth_warning(image_paths),
         coverage=fit_coverage(own_out.patch_scores, n_images),
         map_maxima=np.asarray(maxima, dtype=np.float64),
         coreset_radius=selection.radius,
         tails=tails,
         train_sha256=[file_sha256(path) for path in image_paths],
         train_encodings=encodings,
+        train_colours=colours,
     )
     return Expert(model, extractor, search)

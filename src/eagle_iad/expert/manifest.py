@@ -44,7 +44,10 @@ FORMAT = "eagle-iad/expert"
 #: ``training.encodings`` (``{encoding: number of training images}``: ``lossless``, ``jpeg 4:2:0 q95``, ...), so a
 #: verdict on an input of another encoding warns (expert/encodings.py; an older model reads as unknown and none
 #: of its verdicts warns).
-SCHEMA_VERSION = 10
+#: Schema 11 adds ``training.colours`` (``{grey | colour: number of training images}``, from the decoded pixels:
+#: images.colour_mode), so a verdict on a greyscale input of a colour-fitted model, or the reverse, warns
+#: (expert/encodings.py; an older model reads as unknown and none of its verdicts warns about colour).
+SCHEMA_VERSION = 11
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

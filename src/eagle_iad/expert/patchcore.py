@@ -97,6 +97,10 @@ class ExpertModel:
     #: (expert/encodings.py).
     #: ``None``: saved before schema 10, or fitted on decoded frames; then no verdict warns.
     train_encodings: dict[str, int] | None = None
+    #: ``{grey | colour: number of training images}`` (:func:`eagle_iad.images.colour_mode`), so a verdict on a
+    #: greyscale input of a colour-fitted model (or the reverse) can say so (expert/encodings.py). ``None``: saved
+    #: before schema 11, or fitted on decoded frames; then no verdict warns about colour.
+    train_colours: dict[str, int] | None = None
 
 
 @dataclass

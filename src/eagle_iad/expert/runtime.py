@@ -21,7 +21,7 @@ from eagle_iad.choices import RUNTIMES as RUNTIMES
 from eagle_iad.errors import ConfigError, ModelFormatError
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.encodings import parse_encodings
+from eagle_iad.expert.encodings import parse_colours, parse_encodings
 from eagle_iad.expert.export import (
     EXPORT_KIND,
     EXPORT_SCHEMA_VERSIONS,
@@ -208,6 +208,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
     rules = _verdict_rules(record, where)
     coverage = None if rules is None else rules[1]
     encodings = _encodings(record, where)
+    colours = _colours(record, where)
     empty_ids = torch.empty(0, dtype=torch.int32)
     return ExpertModel(
         category=category,
@@ -226,6 +227,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         coverage=coverage,
         warnings=export_warnings(record),
         train_encodings=encodings,
+        train_colours=colours,
     )
 
 
@@ -238,6 +240,19 @@ def _encodings(record: dict[str, Any], where: Path) -> dict[str, int] | None:
         return None
     try:
         return parse_encodings(raw, "verdict.encodings")
+    except ValueError as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
+
+
+def _colours(record: dict[str, Any], where: Path) -> dict[str, int] | None:
+    """The training images' colour modes the sidecar carries (``verdict.colours``); ``None`` where it carries none
+    (an export written before it, or of a model saved before schema 11): its verdicts then warn about no colour."""
+    rules = record.get("verdict")
+    raw = rules.get("colours") if isinstance(rules, dict) else None
+    if raw is None:
+        return None
+    try:
+        return parse_colours(raw, "verdict.colours")
     except ValueError as exc:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
 

@@ -53,7 +53,7 @@ from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.encodings import parse_encodings
+from eagle_iad.expert.encodings import parse_colours, parse_encodings
 from eagle_iad.expert.manifest import FORMAT as FORMAT
 from eagle_iad.expert.manifest import MANIFEST as MANIFEST
 from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
@@ -124,6 +124,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             # Absent (not null) where unknown: a model saved before schema 10 keeps its checksum's fields.
             **({} if model.train_sha256 is None else {"sha256": model.train_sha256}),
             "encodings": model.train_encodings,
+            "colours": model.train_colours,
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -522,6 +523,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         train_sha256 = None if raw_digests is None else list(raw_digests)
         raw_encodings = training.get("encodings")  # schema 10; older: unknown
         encodings = None if raw_encodings is None else parse_encodings(raw_encodings, "training.encodings")
+        raw_colours = training.get("colours")  # schema 11; older: unknown
+        colours = None if raw_colours is None else parse_colours(raw_colours, "training.colours")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -600,6 +603,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         fitted_by=None if data.get("fitted_by") is None else str(data["fitted_by"]),
         train_sha256=train_sha256,
         train_encodings=encodings,
+        train_colours=colours,
     )
 
 

@@ -40,7 +40,7 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.encodings import count_encodings, input_warning
+from eagle_iad.expert.encodings import count_colours, count_encodings, input_warning
 from eagle_iad.expert.leave_own_out import leave_own_out_added
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
@@ -128,6 +128,15 @@ def _taught_encodings(before: dict[str, int] | None, images: Sequence[TeachImage
     counts = Counter(before)
     counts.update(count_encodings(image.source if isinstance(image.source, bytes) else str(image.source)
                                   for image in images))  # fmt: skip
+    return dict(sorted(counts.items()))
+
+
+def _taught_colours(before: dict[str, int] | None, rgbs: Sequence[np.ndarray]) -> dict[str, int] | None:
+    """The model's training colour modes with the taught images' added; unknown (``None``) stays unknown."""
+    if before is None:
+        return None
+    counts = Counter(before)
+    counts.update(count_colours(rgbs))
     return dict(sorted(counts.items()))
 
 
@@ -497,6 +506,7 @@ def teach(
         warnings=rewarned(model, scores, thresholds, [*model.train_images, *names]),
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
         train_encodings=_taught_encodings(model.train_encodings, images),
+        train_colours=_taught_colours(model.train_colours, rgbs),
     )
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after: list[tuple[LabelledImage, float, bool]] = []

@@ -137,7 +137,7 @@ def run_inspection(
     verdict["pictures"] = pictures
     # the file's bytes name it (the image was decoded once above, so the pipeline sees pixels, not the file)
     stored = replace(inspected, verdict=verdict, pictures=pictures, image_sha256=hashlib.sha256(data).hexdigest(),
-                     warnings=input_warnings(getattr(expert.model, "train_encodings", None), data))  # fmt: skip
+                     warnings=input_warnings(expert.model, data, rgb))  # fmt: skip
     if origin is not None:
         stored = replace(stored, station=origin[0], source=origin[1])
     final = stored

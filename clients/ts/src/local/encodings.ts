@@ -242,11 +242,67 @@ export function inputWarning(trained: Record<string, number> | null, encoding: s
   );
 }
 
-/** What a record warns about its input (pipeline.py `input_warnings`): `null` for nothing, else the one warning. */
-export function inputWarnings(trained: Record<string, number> | null, bytes: Uint8Array): string[] | null {
-  if (trained === null) return null;
-  const warning = inputWarning(trained, imageEncoding(bytes));
-  return warning === null ? null : [warning];
+/** `grey` where every pixel of a decoded image has R == G == B, else `colour` (images.py `colour_mode`). */
+export function colourMode(rgb: { data: ArrayLike<number> }): "grey" | "colour" {
+  const data = rgb.data;
+  for (let i = 0; i + 2 < data.length; i += 3) {
+    if (data[i] !== data[i + 1] || data[i + 1] !== data[i + 2]) return "colour";
+  }
+  return "grey";
+}
+
+/**
+ * A verdict's warning when its input is greyscale and no training image was, or colour and none was; `null`
+ * otherwise, and where either is unknown (encodings.py `colour_warning`).
+ */
+export function colourWarning(trained: Record<string, number> | null, mode: string | null): string | null {
+  if (trained === null || Object.keys(trained).length === 0 || mode === null || mode in trained) return null;
+  if (mode === "grey") {
+    return (
+      "a greyscale image inspected by a model fitted on colour images: its missing colour can score as a " +
+      "defect (tire: a greyscale photograph of a good part 126.9 against 81.3 in colour, tau 95.8); inspect " +
+      "images taken in colour, as the training images were, or fit on greyscale images (docs/METHOD.md, " +
+      "'Input')"
+    );
+  }
+  return (
+    "a colour image inspected by a model fitted on greyscale images: its colour is new to the model and can " +
+    "score as a defect; inspect greyscale images, as the training images were, or fit on colour images " +
+    "(docs/METHOD.md, 'Input')"
+  );
+}
+
+/**
+ * What a record warns about its input (pipeline.py `input_warnings`): `null` for nothing, else the encoding's
+ * warning, then the colour mode's (where the training colours and the decoded image are given).
+ */
+export function inputWarnings(
+  trained: Record<string, number> | null,
+  bytes: Uint8Array,
+  trainColours: Record<string, number> | null = null,
+  rgb: { data: ArrayLike<number> } | null = null,
+): string[] | null {
+  const warned: string[] = [];
+  if (trained !== null) {
+    const warning = inputWarning(trained, imageEncoding(bytes));
+    if (warning !== null) warned.push(warning);
+  }
+  if (trainColours !== null && rgb !== null) {
+    const warning = colourWarning(trainColours, colourMode(rgb));
+    if (warning !== null) warned.push(warning);
+  }
+  return warned.length > 0 ? warned : null;
+}
+
+/** A stored `{grey | colour: number of images}` (encodings.py `parse_colours`); a RangeError naming `field`. */
+export function parseColours(raw: unknown, field: string): Record<string, number> {
+  const colours = parseEncodings(raw, field);
+  for (const key of Object.keys(colours)) {
+    if (key !== "grey" && key !== "colour") {
+      throw new RangeError(`${field} has ${pyRepr(key)}; the colour modes are 'grey' and 'colour'`);
+    }
+  }
+  return colours;
 }
 
 /** Python's repr of a parsed JSON value, for messages that read as Python's. */

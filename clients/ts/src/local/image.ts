@@ -78,6 +78,48 @@ function withoutColourKey(data: Buffer, colourType: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** sBIT entries read per colour type (grey, RGB, palette, grey + alpha, RGBA); alpha's, if any, follows. */
+const SBIT_COLOURS: Record<number, number> = { 0: 1, 2: 3, 3: 3, 4: 1, 6: 3 };
+
+/**
+ * The sBIT chunk's largest colour entry (the chunks before the image data), null without one or with an
+ * entry out of 1..depth (images.py `png_depth`).
+ */
+export function pngSignificantBits(data: Buffer, depth: number, colourType: number): number | null {
+  let significant: number | null = null;
+  let pos = 8;
+  while (pos + 8 <= data.length) {
+    const length = data.readUInt32BE(pos);
+    const type = data.toString("latin1", pos + 4, pos + 8);
+    if (type === "IDAT" || type === "IEND") break;
+    const channels = SBIT_COLOURS[colourType] ?? 0;
+    const body = data.subarray(pos + 8, Math.min(pos + 8 + length, data.length));
+    if (type === "sBIT" && channels > 0 && body.length >= channels) {
+      const entries = [...body.subarray(0, channels)];
+      significant = entries.every((v) => v >= 1 && v <= depth) ? Math.max(...entries) : null;
+    }
+    pos += 12 + length;
+  }
+  return significant;
+}
+
+/**
+ * Whether 16-bit grey samples (every 4th of pngjs's RGBA) hold `significant`-bit data in their low bits:
+ * all below 2^significant and not all multiples of 2^(16 - significant) (images.py `low_aligned`).
+ */
+function lowAligned(src: ArrayLike<number>, pixels: number, significant: number | null): boolean {
+  if (significant === null || significant < 1 || significant >= 16 || pixels === 0) return false;
+  const top = (1 << significant) - 1;
+  const step = 1 << (16 - significant);
+  let offStep = false;
+  for (let i = 0; i < pixels; i++) {
+    const v = src[i * 4] as number;
+    if (v > top) return false;
+    if (v % step !== 0) offStep = true;
+  }
+  return offStep;
+}
+
 function decodePng(data: Buffer, name: string): RgbImage {
   if (data.length < 33 || data.toString("latin1", 12, 16) !== "IHDR") {
     throw new EagleLocalError(`${name}: cannot be read as an image (PNG header is truncated)`);
@@ -102,10 +144,30 @@ function decodePng(data: Buffer, name: string): RgbImage {
   if (colourType === 3 || depth === 8) {
     convert = (v) => v;
   } else if (depth === 16 && colourType === 0) {
-    // Pillow opens 16-bit grey as I;16; load_rgb scales it: rint(v / 65535 * 255) (never a tie).
-    convert = (v) => Math.round((v / 65535) * 255);
+    // Pillow opens 16-bit grey as I;16; load_rgb scales it: rint(v / full * 255) (never a tie), full 65535 or,
+    // where sBIT says the data sits in the low bits, 2^significant - 1.
+    const significant = pngSignificantBits(data, depth, colourType);
+    const full = lowAligned(src, pixels, significant) ? (1 << (significant as number)) - 1 : 65535;
+    convert = (v) => Math.round((v / full) * 255);
   } else if (depth === 16) {
-    // 16-bit RGB, RGBA and grey+alpha: Pillow's unpackers keep the high byte.
+    // 16-bit RGB, RGBA and grey+alpha: Pillow's unpackers keep the high byte. Where sBIT says fewer bits and
+    // every high byte fits in them, the data may sit in the low bits: refused, as load_rgb refuses it.
+    const significant = pngSignificantBits(data, depth, colourType);
+    if (significant !== null && significant < 16) {
+      const limit = ((1 << significant) - 1) >> 8;
+      const channels = colourType === 4 ? 1 : 3;
+      let high = 0;
+      for (let i = 0; i < pixels && high <= limit; i++) {
+        for (let c = 0; c < channels; c++) high = Math.max(high, (src[i * 4 + c] as number) >> 8);
+      }
+      if (high <= limit) {
+        throw new EagleLocalError(
+          `${name}: a 16-bit colour PNG whose sBIT chunk declares ${significant} significant bits, and whose values fit in ` +
+            `them: eagle reads 16-bit colour by each sample's high byte, which would leave it ` +
+            `${Math.max(1, 1 << Math.max(significant - 8, 0))} levels of 256; save it as 8-bit, or as 16-bit greyscale`,
+        );
+      }
+    }
     convert = (v) => v >> 8;
   } else {
     // 1-, 2- and 4-bit grey: Pillow's unpackers spread the levels over 0..255 (x255, x85, x17).

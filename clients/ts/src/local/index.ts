@@ -4,7 +4,7 @@
  */
 export { EagleLocalError } from "./errors.js";
 export { LocalExpert, readSidecar, decisionParams, MAX_OPSET, SIDECAR, type ExportSidecar, type LocalInspectionRecord } from "./session.js";
-export { imageEncoding, inputWarning, inputWarnings, parseEncodings } from "./encodings.js";
+export { colourMode, colourWarning, imageEncoding, inputWarning, inputWarnings, parseColours, parseEncodings } from "./encodings.js";
 export { decodeImage, type RgbImage } from "./image.js";
 export { resizeBilinear } from "./resize.js";
 export { mapToOriginal, makeVerdict, patchMap, prepareInput, resizeMap, type DecisionParams, type ExpertVerdictRecord, type ViewGeometry } from "./host.js";

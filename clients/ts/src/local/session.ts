@@ -15,8 +15,8 @@ import { basename, dirname, join } from "node:path";
 import type { components } from "../generated/openapi.js";
 import { EagleLocalError } from "./errors.js";
 import { makeVerdict, mapToOriginal, prepareInput, type DecisionParams, type ExpertVerdictRecord } from "./host.js";
-import { inputWarnings, parseEncodings } from "./encodings.js";
-import { decodeImage } from "./image.js";
+import { inputWarnings, parseColours, parseEncodings } from "./encodings.js";
+import { decodeImage, type RgbImage } from "./image.js";
 
 export const SIDECAR = "eagle-export.json";
 export const EXPORT_KIND = "eagle-export";
@@ -50,6 +50,8 @@ export interface ExportSidecar {
     near_margin: number | null;
     coverage: { radius: number; limit: number } | null;
     encodings?: Record<string, number> | null;
+    /** The training images' colour modes, `{grey | colour: number of images}` (model schema 11); null or absent: unknown. */
+    colours?: Record<string, number> | null;
   };
   /** Schema 2: `sha256:<hex>` of the sidecar's bytes with the placeholder in this field. */
   checksum?: string;
@@ -187,6 +189,22 @@ export function trainEncodings(record: ExportSidecar, where: string): Record<str
 }
 
 /**
+ * The training images' colour modes the sidecar carries (`verdict.colours`); null where it carries none (an
+ * export written before it, or of a model saved before schema 11): no colour warning. A malformed entry is
+ * refused, as Python's runtime refuses it (runtime.py `_colours`).
+ */
+export function trainColours(record: ExportSidecar, where: string): Record<string, number> | null {
+  const rules = record.verdict as unknown;
+  const raw = rules !== null && typeof rules === "object" && !Array.isArray(rules) ? (rules as Record<string, unknown>)["colours"] : undefined;
+  if (raw === undefined || raw === null) return null;
+  try {
+    return parseColours(raw, "verdict.colours");
+  } catch (error) {
+    throw new EagleLocalError(`${where}: malformed sidecar (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+/**
  * Refuse a schema-2 sidecar whose bytes differ from what `eagle export` wrote: the checksum is the
  * SHA-256 of the file with the placeholder in its place (bytes, not parsed JSON, so that Python and
  * JavaScript, which print numbers differently, hash alike).
@@ -251,6 +269,8 @@ export class LocalExpert {
     private readonly ort: Ort,
     /** The training images' encodings (sidecar `verdict.encodings`); null: unknown, no input is warned about. */
     readonly trainEncodings: Record<string, number> | null,
+    /** The training images' colour modes (sidecar `verdict.colours`); null: unknown, no colour warning. */
+    readonly trainColours: Record<string, number> | null = null,
   ) {}
 
   /** Open an export folder (or its model.onnx): verify it, then create the onnxruntime session. */
@@ -271,7 +291,8 @@ export class LocalExpert {
     if (!known.includes(names)) {
       throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map","patches"]] (or, before schema 3, [["image"],["score","map"]])`);
     }
-    return new LocalExpert(folder, sidecar, session, ort, trainEncodings(sidecar, join(folder, SIDECAR)));
+    const where = join(folder, SIDECAR);
+    return new LocalExpert(folder, sidecar, session, ort, trainEncodings(sidecar, where), trainColours(sidecar, where));
   }
 
   get category(): string {
@@ -279,8 +300,8 @@ export class LocalExpert {
   }
 
   /** Score one image's file bytes: the expert verdict as Python's make_verdict builds it. */
-  async verdict(data: Uint8Array, name: string): Promise<ExpertVerdictRecord> {
-    const rgb = decodeImage(data, name);
+  async verdict(data: Uint8Array, name: string, decoded?: RgbImage): Promise<ExpertVerdictRecord> {
+    const rgb = decoded ?? decodeImage(data, name);
     const pre = this.sidecar.preprocessing;
     const [inputHeight, inputWidth] = pre.input_hw;
     const { input, geometry } = prepareInput(rgb, pre.mode, inputHeight, inputWidth, pre.resize);
@@ -298,7 +319,8 @@ export class LocalExpert {
 
   /** The record the service's /v1/inspect returns for this image (expert only: no answer, no pictures). */
   async inspect(data: Uint8Array, name: string): Promise<LocalInspectionRecord> {
-    const verdict = await this.verdict(data, name);
+    const rgb = decodeImage(data, name);
+    const verdict = await this.verdict(data, name, rgb);
     return {
       id: randomUUID().replaceAll("-", ""),
       time: new Date().toISOString().replace("Z", "+00:00"),
@@ -326,7 +348,7 @@ export class LocalExpert {
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
       model_version: null,
-      warnings: inputWarnings(this.trainEncodings, data),
+      warnings: inputWarnings(this.trainEncodings, data, this.trainColours, rgb),
     };
   }
 
