@@ -31,7 +31,8 @@ from eagle_iad.data import get_layout
 CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
 #: v8: sample-good.jpg, and a model of schema 10 (its training images' encodings, which a JPEG's warning needs).
-READY = ".prepared-v8"
+#: v9: a model of schema 11 (its training images' colour modes, which the noise frame's colour warning needs).
+READY = ".prepared-v9"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
           "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png",
           "sample-noise.png", "sample-good.jpg")  # fmt: skip

@@ -499,6 +499,12 @@ describe("web console", () => {
     const stored = (await client.history({ limit: 20 })).items.find((item) => item.image_name === "sample-noise.png")!;
     expect(stored.unrecognised).toBe(true);
     expect(await card.getByTestId("unrecognised-line").textContent()).toMatch(/^Not recognised: this image is not like the training images of “mono”/);
+    // A colour frame inspected by the model fitted on greyscale cells: the record's colour warning, word for word.
+    const colour =
+      "a colour image inspected by a model fitted on greyscale images: its colour is new to the model and can score as " +
+      "a defect; inspect greyscale images, as the training images were, or fit on colour images (docs/METHOD.md, 'Input')";
+    expect(stored.warnings).toEqual([colour]);
+    expect(await card.getByTestId("warning-line").allTextContents()).toEqual([colour]);
     expect(await card.getByRole("button", { name: "Boxed" }).count()).toBe(0);
     expect(await axeViolations(page, "unrecognised card")).toEqual([]);
     await shot("inspect-unrecognised");
