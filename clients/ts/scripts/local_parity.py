@@ -7,7 +7,8 @@ JPEG: the elpv cells in false colour, and the tire), exports each with ``eagle e
 inspects test images with ``eagle inspect --runtime onnx --json`` and with the fitted model itself
 (``--runtime torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the
 verdicts Python printed under each runtime; and, under ``encoded``, JPEG copies of the first model's images
-(fitted on PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included. The
+(fitted on PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included;
+under ``coloured``, a tinted (colour) copy of its first image, fitted on greyscale cells, with what it printed. The
 TypeScript test runs the same images through the same export in Node and compares (the boxes' patch scores
 with torch's too: the number a person reads on a box).
 """
@@ -113,6 +114,24 @@ def jpeg_case(
     return model_case(work, name, ["--layout", "folder", "--data", str(data), "--category", category], fit, images)
 
 
+def coloured_case(work: Path, case: dict[str, Any]) -> dict[str, Any]:
+    """A tinted (colour) PNG copy of a greyscale-fitted export's first image, and Python's verdict on it under ONNX
+    Runtime: it warns that the training images were greyscale (expert/encodings.py's colour_warning)."""
+    import numpy as np
+
+    folder = work / "coloured"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = case["images"][0]
+    path = folder / f"{Path(source).stem}-tinted.png"
+    with Image.open(source) as image:
+        rgb = np.asarray(image.convert("RGB")).copy()
+    rgb[..., 0] = np.minimum(rgb[..., 0].astype(np.int16) + 12, 255).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    export = case["export"]
+    verdicts = json.loads(eagle("inspect", "--runtime", "onnx", "--model", export, "--json", "--quiet", str(path)))
+    return {"export": export, "images": [str(path)], "verdicts": verdicts}
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     work.mkdir(parents=True, exist_ok=True)
@@ -134,6 +153,7 @@ def main() -> None:
         ),
     ]
     encoded = encoded_case(work, cases[0])
+    coloured = coloured_case(work, cases[0])
     cases.append(jpeg_case(work, "elpv-jpeg", "elpv", None, "mono", 6, 3, ["--size", "128"], colour=True))
     skipped = []
     if os.environ.get("EAGLE_NO_SHARED") == "1":
@@ -153,7 +173,8 @@ def main() -> None:
         cases.append(jpeg_case(work, "tire-jpeg", "mvtec", TIRE, "tire", 4, 3, fit, colour=False))
     else:
         skipped.append(f"tire: {TIRE} is not there")
-    (work / "parity.json").write_text(json.dumps({"cases": cases, "encoded": encoded, "skipped": skipped}))
+    document = {"cases": cases, "encoded": encoded, "coloured": coloured, "skipped": skipped}
+    (work / "parity.json").write_text(json.dumps(document))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ interface EncodedCase { export: string; images: string[]; verdicts: Array<Record
 let work: string;
 let cases: ParityCase[];
 let encoded: EncodedCase;
+let coloured: EncodedCase;
 let skipped: string[];
 
 /** Run the CLI in-process; stdout lines and the exit code. */
@@ -88,13 +89,19 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     // EAGLE_LOCAL_PARITY_DIR keeps the fitted models between runs (a developer's loop); default: fresh.
     work = process.env["EAGLE_LOCAL_PARITY_DIR"] || scratch("eagle-local-parity-");
     if (!existsSync(join(work, "parity.json"))) runPython([resolve(REPO, "clients/ts/scripts/local_parity.py"), work], 1_500_000);
-    const document = JSON.parse(readFileSync(join(work, "parity.json"), "utf8")) as { cases: ParityCase[]; encoded?: EncodedCase; skipped: string[] };
-    if (document.encoded === undefined) {
-      throw new Error(`${join(work, "parity.json")} was written before its JPEG copies (encoded): empty EAGLE_LOCAL_PARITY_DIR to write it again`);
+    const document = JSON.parse(readFileSync(join(work, "parity.json"), "utf8")) as {
+      cases: ParityCase[];
+      encoded?: EncodedCase;
+      coloured?: EncodedCase;
+      skipped: string[];
+    };
+    if (document.encoded === undefined || document.coloured === undefined) {
+      throw new Error(`${join(work, "parity.json")} was written before its JPEG and colour copies: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
     }
     if (!document.cases.some((c) => c.name === "elpv-jpeg")) {
       throw new Error(`${join(work, "parity.json")} was written before its JPEG-fitted models: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
     }
+    coloured = document.coloured;
     cases = document.cases;
     encoded = document.encoded;
     skipped = document.skipped;
@@ -263,6 +270,15 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     } finally {
       await local.close();
     }
+  });
+
+  it("warns on a colour image inspected by the export of a greyscale-fitted model as Python's runtime does", async () => {
+    const { code, lines } = await cli(["inspect", "--local", coloured.export, ...coloured.images]);
+    expect(code).toBe(0);
+    expect(lines.length).toBe(1);
+    const python = coloured.verdicts[0] as { warnings: string[] | null };
+    expect(python.warnings, "Python warns").toEqual([expect.stringMatching(/^a colour image inspected by a model fitted on greyscale images: /)]);
+    expect((JSON.parse(lines[0] as string) as LocalInspectionRecord).warnings).toEqual(python.warnings);
   });
 
   it("refuses a graph that does not match its sidecar, and a sidecar of another schema", async () => {
