@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -403,6 +405,17 @@ def test_save_png_is_atomic_and_round_trips(tmp_path: Path) -> None:
     save_png(str(target), second)
     np.testing.assert_array_equal(np.asarray(Image.open(target).convert("RGB")), second)
     assert [p.name for p in target.parent.iterdir()] == ["prompt.png"]
+
+
+def test_save_png_writes_a_picture_others_can_read(tmp_path: Path) -> None:
+    # mkstemp's owner-only 0600 stayed on heatmaps and boxed pictures while every other output is 0644: a QA
+    # colleague, a web server or a station sink running as another user could not open them
+    old = os.umask(0o022)
+    try:
+        save_png(tmp_path / "x_heatmap.png", _random_rgb(20, 20, seed=1))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x_heatmap.png").stat().st_mode) == 0o644
 
 
 def test_save_png_failure_leaves_no_temp_file(tmp_path: Path) -> None:
