@@ -455,3 +455,53 @@ def test_a_gif_is_an_image_in_a_folder_as_it_is_alone(tmp_path: Path) -> None:
     train = get_layout("folder").samples(tmp_path, "part", "train")
     assert [s.path.name for s in train] == ["0.png", "1.gif", "2.GIF"]
     assert load_rgb(train[1].path).shape == (16, 16, 3)
+
+
+def test_every_image_suffix_is_listed_by_a_folder_and_decoded_as_it_is_alone(tmp_path: Path) -> None:
+    """One suffix list for every folder listing, naming what ``eagle inspect`` decodes: a camera's PGM, a JPEG 2000
+    and JPEG's other names (``.jpe``, ``.jfif``) were read one at a time but silently left out of a fit's folder."""
+    from eagle_iad.choices import IMAGE_SUFFIXES
+    from eagle_iad.images import load_rgb
+
+    formats = Image.registered_extensions()
+    good = tmp_path / "part" / "train" / "good"
+    good.mkdir(parents=True)
+    for index, suffix in enumerate(IMAGE_SUFFIXES):
+        mode = "1" if suffix == ".pbm" else "L" if suffix in (".pgm", ".pnm") else "RGB"
+        Image.new(mode, (16, 16), 1).save(good / f"{index:02d}{suffix.upper() if index % 2 else suffix}",
+                                          format=formats[suffix])  # fmt: skip
+    train = get_layout("folder").samples(tmp_path, "part", "train")
+    assert len(train) == len(IMAGE_SUFFIXES) and {".pgm", ".jp2", ".jpe", ".jfif"} <= set(IMAGE_SUFFIXES)
+    assert all(load_rgb(sample.path).shape == (16, 16, 3) for sample in train)
+
+
+def test_a_folder_says_which_files_it_skipped_and_why(tmp_path: Path) -> None:
+    """A fit's folder passed over non-image names without a word; now one line counts them by kind and names them.
+    A dot-file that is no image by name (``.DS_Store``) is nobody's business and is not said."""
+    from eagle_iad.data import skipped_files
+
+    good = tmp_path / "good"
+    png(good / "0.png")
+    for name in ("a.raw", "b.raw", "notes.txt", "Makefile", ".hidden.png", ".DS_Store"):
+        (good / name).write_bytes(b"x")
+    (good / "sub").mkdir()
+    assert skipped_files([good, good]) == (
+        "skipped 5 files that are not taken as images in the training folder (2 .raw, 1 .txt, 1 hidden, 1 no suffix): "
+        ".hidden.png, Makefile, a.raw, b.raw, notes.txt; a folder's images are its visible files ending .png .jpg "
+        ".jpeg .jpe .jfif .bmp .tif .tiff .gif .webp .pgm .ppm .pbm .pnm .jp2 .j2k (docs/USAGE.md, 'Images')"
+    )
+    assert skipped_files([tmp_path / "missing"]) is None
+    for name in ("a.raw", "b.raw", "notes.txt", "Makefile", ".hidden.png"):
+        (good / name).unlink()
+    assert skipped_files([good]) is None
+
+
+def test_a_recursive_listing_skips_hidden_folders_and_files(tmp_path: Path) -> None:
+    """``eagle teach``'s folders and the service's server-side folders take what a fit's folder takes."""
+    from eagle_iad.data import is_listed_image
+
+    for name in ("a.png", "b.pgm", ".c.png", ".ipynb_checkpoints/d.png", "sub/e.JPE", "f.txt"):
+        png(tmp_path / "x" / name) if not name.endswith(".txt") else (tmp_path / "x" / name).write_text("x")
+    listed = sorted(p.relative_to(tmp_path / "x").as_posix() for p in (tmp_path / "x").rglob("*")
+                    if is_listed_image(p, tmp_path / "x"))  # fmt: skip
+    assert listed == ["a.png", "b.pgm", "sub/e.JPE"]

@@ -44,6 +44,8 @@ from eagle_iad.station.sinks.webhook import SIGNATURE_HEADER
 from eagle_iad.stops import PAUSE_ENV, PAUSED
 
 SECRET = "s3cret-for-tests"
+#: The suffixes a hot folder takes, as its refusals list them (eagle_iad.choices.IMAGE_SUFFIXES, shared with fits).
+TOOK = ".png .jpg .jpeg .jpe .jfif .bmp .tif .tiff .gif .webp .pgm .ppm .pbm .pnm .jp2 .j2k"
 
 
 def _free_port() -> int:
@@ -3954,7 +3956,7 @@ def test_duplicates_warn_while_some_came_lately_and_the_count_since_the_start_st
 
 
 def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tmp_path: Path) -> None:
-    """A camera writing ``.gif``, files with no suffix, into a subfolder or under a hidden name sends nothing and
+    """A camera writing ``.raw``, files with no suffix, into a subfolder or under a hidden name sends nothing and
     the backlog stays 0: each such name is said once (a warning, why) and counted, once unchanged for
     IGNORED_AFTER_S (a writer's temporary name renamed at once is never said). What belongs there untaken
     (done/, failed/, the lock, sidecars, ``.tmp``, ``.DS_Store``) is not. The status warns of those found in the
@@ -3972,11 +3974,11 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
     (incoming / "done").mkdir()
     (incoming / "failed").mkdir()
     (incoming / "sub" / "x.png").write_bytes(b"an image in a subfolder")
-    for name in ("cam2.gif", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store", "cam1.png.tmp",
-                 "cam0.png.eagle.json", "fresh.gif"):  # fmt: skip
+    for name in ("cam2.raw", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store", "cam1.png.tmp",
+                 "cam0.png.eagle.json", "fresh.raw"):  # fmt: skip
         (incoming / name).write_bytes(b"x")
     old = time.time() - IGNORED_AFTER_S - 1
-    for name in ("sub", "done", "failed", "cam2.gif", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store",
+    for name in ("sub", "done", "failed", "cam2.raw", "noext", ".hidden.png", ".eagle-station.lock", ".DS_Store",
                  "cam1.png.tmp", "cam0.png.eagle.json"):  # fmt: skip
         os.utime(incoming / name, (old, old))
     folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
@@ -3989,16 +3991,15 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
     assert list(folder.poll()) == []
     said = {line.split(": warning: ")[1] for line in lines}
     assert said == {".hidden.png: ignored: hidden (its name starts with a dot)",
-                    "cam2.gif: ignored: suffix .gif not taken (only .png .jpg .jpeg .bmp .tif .tiff .webp)",
-                    "noext: ignored: no suffix (only .png .jpg .jpeg .bmp .tif .tiff .webp are taken)",
+                    f"cam2.raw: ignored: suffix .raw not taken (only {TOOK})",
+                    f"noext: ignored: no suffix (only {TOOK} are taken)",
                     "sub: ignored: a folder (the station takes no image from subfolders)"}, lines  # fmt: skip
     assert folder.ignored() == (4, "sub (a folder (the station takes no image from subfolders))",
                                 ((1_800_000_000, 4),))  # fmt: skip
     now[0] += 100
     assert list(folder.poll()) == [] and len(lines) == 4  # once per name
-    os.utime(incoming / "fresh.gif", (old, old))  # now unchanged long enough: said too
-    assert list(folder.poll()) == [] and lines[-1].endswith("fresh.gif: ignored: suffix .gif not taken (only "
-                                                            ".png .jpg .jpeg .bmp .tif .tiff .webp)")  # fmt: skip
+    os.utime(incoming / "fresh.raw", (old, old))  # now unchanged long enough: said too
+    assert list(folder.poll()) == [] and lines[-1].endswith(f"fresh.raw: ignored: suffix .raw not taken (only {TOOK})")
     config = SimpleNamespace(name="line-1", category="mono", source=folder, sinks=[], backlog_limit=100, deadline_s=5.0)
     store = InspectionStore(tmp_path / "h.sqlite3")
 
@@ -4010,25 +4011,25 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
 
     try:
         shown = figures(now[0])
-        assert shown["warnings"] == ["5 files found in the source in the last 5 min that the station ignores (not "
-                                     "taken as images), the last: fresh.gif (suffix .gif not taken (only .png .jpg "
-                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+        assert shown["warnings"] == [f"5 files found in the source in the last 5 min that the station ignores (not "
+                                     f"taken as images), the last: fresh.raw (suffix .raw not taken (only {TOOK})); "
+                                     "the log names each"]  # fmt: skip
         assert shown["ignored"] == 5
-        shown = figures(1_800_000_000.0 + RECENT_S + 1)  # the first four are past the window, fresh.gif is not
-        assert shown["warnings"] == ["1 file found in the source in the last 5 min that the station ignores (not "
-                                     "taken as images), the last: fresh.gif (suffix .gif not taken (only .png .jpg "
-                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+        shown = figures(1_800_000_000.0 + RECENT_S + 1)  # the first four are past the window, fresh.raw is not
+        assert shown["warnings"] == [f"1 file found in the source in the last 5 min that the station ignores (not "
+                                     f"taken as images), the last: fresh.raw (suffix .raw not taken (only {TOOK})); "
+                                     "the log names each"]  # fmt: skip
         now[0] += RECENT_S + 1  # nothing new since: the files are still there, said once, and warned of no longer
         assert list(folder.poll()) == [] and len(lines) == 5
         shown = figures(now[0])
         assert shown["warnings"] == [] and shown["ignored"] == 5
         assert folder.ignored()[2] == ()  # the memory kept is of the window only
-        (incoming / "cam2.gif").unlink()
+        (incoming / "cam2.raw").unlink()
         assert list(folder.poll()) == []
-        (incoming / "cam2.gif").write_bytes(b"x")  # it comes back: said and counted again
-        os.utime(incoming / "cam2.gif", (old, old))
-        assert list(folder.poll()) == [] and lines[-1].endswith(": cam2.gif: ignored: suffix .gif not taken (only "
-                                                                ".png .jpg .jpeg .bmp .tif .tiff .webp)")  # fmt: skip
+        (incoming / "cam2.raw").write_bytes(b"x")  # it comes back: said and counted again
+        os.utime(incoming / "cam2.raw", (old, old))
+        said = f": cam2.raw: ignored: suffix .raw not taken (only {TOOK})"
+        assert list(folder.poll()) == [] and lines[-1].endswith(said)
         shown = figures(now[0])
         assert shown["ignored"] == 6 and shown["warnings"][0].startswith("1 file found in the source in the last "), (
             shown
@@ -4057,9 +4058,9 @@ def test_a_running_station_tells_eagle_station_status_of_the_files_its_folder_ig
     try:
         runner.step()
         assert read_intake(tmp_path / "state", "line-1").ignored == 0  # type: ignore[union-attr]
-        (incoming / "cam2.gif").write_bytes(b"x")
+        (incoming / "cam2.raw").write_bytes(b"x")
         old = time.time() - IGNORED_AFTER_S - 1
-        os.utime(incoming / "cam2.gif", (old, old))
+        os.utime(incoming / "cam2.raw", (old, old))
         runner.step()
         intake = read_intake(tmp_path / "state", "line-1")
         assert intake is not None and intake.ignored == 1, intake
@@ -4069,9 +4070,9 @@ def test_a_running_station_tells_eagle_station_status_of_the_files_its_folder_ig
         finally:
             db.close()
         assert shown["ignored"] == 1
-        assert shown["warnings"] == ["1 file found in the source in the last 5 min that the station ignores (not "
-                                     "taken as images), the last: cam2.gif (suffix .gif not taken (only .png .jpg "
-                                     ".jpeg .bmp .tif .tiff .webp)); the log names each"]  # fmt: skip
+        assert shown["warnings"] == [f"1 file found in the source in the last 5 min that the station ignores (not "
+                                     f"taken as images), the last: cam2.raw (suffix .raw not taken (only {TOOK})); "
+                                     "the log names each"]  # fmt: skip
     finally:
         runner.stop(1.0)
         state.close()

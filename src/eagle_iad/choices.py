@@ -11,6 +11,19 @@ from __future__ import annotations
 
 from typing import Literal, TypeAlias, get_args
 
+#: File suffixes (lower case, with the dot; matched in any case) taken for images wherever a folder is listed by
+#: name: a fit's training folders (every dataset layout), ``eagle teach``/``eagle eval`` folders, the service's
+#: server-side folders and a station's hot folder. They name what :func:`eagle_iad.images.load_rgb` decodes
+#: (``tests/test_load.py`` checks that Pillow reads each), so a file that ``eagle inspect`` reads one at a time never
+#: vanishes from a folder: the camera formats (PGM/PPM/PNM, JPEG 2000) and JPEG's other names (``.jpe``,
+#: ``.jfif``) included. Files named one by one (``eagle inspect`` arguments, service uploads and zip members) are
+#: taken by their content instead, whatever their name. Declared here, once, because listing a folder must not
+#: load torch.
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif", ".webp",
+    ".pgm", ".ppm", ".pbm", ".pnm", ".jp2", ".j2k",
+)  # fmt: skip
+
 #: Feature extractors (``eagle_iad.expert.backbones`` registers one factory per name).
 BACKBONES: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "wide_resnet50_2")
 #: The backbone used when none is named; docs/MEASUREMENTS.md, "Choosing the default backbone", says why.

@@ -7,11 +7,12 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from eagle_iad.cli.flags import Subcommands, add_data_args, add_quiet, add_scratch, data_root
 from eagle_iad.cli.printing import dumps, print_warnings
-from eagle_iad.data import get_layout, select_training
+from eagle_iad.data import get_layout, select_training, skipped_files
 from eagle_iad.errors import ConfigError
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.naming import category_name_problem
@@ -85,8 +86,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     config.validate()  # every setting a model could not be used with is refused now, before the data is read
     layout = get_layout(args.layout)
     samples = layout.samples(data_root(args.data, args.layout), args.category, "train")
+    skipped = skipped_files(Path(s.path).parent for s in samples)  # said, not silent: a format left out by name
     samples = select_training(samples, args.limit_train, config.seed)
     print(f"fitting {args.category!r} on {len(samples)} normal images with {config.backbone}", file=sys.stderr)
+    if skipped is not None:
+        print_warnings([skipped])
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
     model = expert.model
     if replaces is not None:
@@ -112,7 +116,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "tau": model.thresholds.tau,
         "s_max": model.thresholds.s_max,
         "timings_s": {k: round(v, 2) for k, v in model.timings.items()},
-        "warnings": model.warnings,
+        "warnings": model.warnings if skipped is None else [skipped, *model.warnings],
     }
     print(dumps(summary))
     return 0

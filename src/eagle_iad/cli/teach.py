@@ -44,14 +44,14 @@ def add_teach(sub: Subcommands) -> None:
 
 
 def _images(arguments: list[str]) -> list[Path]:
-    from eagle_iad.data import IMAGE_EXTENSIONS
+    from eagle_iad.data import is_listed_image
     from eagle_iad.errors import ConfigError
 
     paths: list[Path] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            found = sorted(p for p in path.rglob("*") if is_listed_image(p, path))
             if not found:
                 raise ConfigError(f"{path}: no images in this folder; nothing was taught")
             paths += found

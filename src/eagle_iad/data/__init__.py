@@ -5,7 +5,7 @@ registry, so ``get_layout("mvtec")`` works after a plain ``import eagle_iad.data
 """
 
 from eagle_iad.data import elpv, folder, mvtec, mvtec3d, visa
-from eagle_iad.data._common import IMAGE_EXTENSIONS
+from eagle_iad.data._common import IMAGE_EXTENSIONS, is_listed_image, skipped_files
 from eagle_iad.data.base import Layout, Sample, Split, get_layout, layout_names, mask_names, register_layout
 from eagle_iad.data.selection import select_test, select_training, subsample
 
@@ -17,6 +17,7 @@ __all__ = [
     "elpv",
     "folder",
     "get_layout",
+    "is_listed_image",
     "layout_names",
     "mask_names",
     "mvtec",
@@ -24,6 +25,7 @@ __all__ = [
     "register_layout",
     "select_test",
     "select_training",
+    "skipped_files",
     "subsample",
     "visa",
 ]

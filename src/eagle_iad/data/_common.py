@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from eagle_iad.choices import IMAGE_SUFFIXES
 from eagle_iad.data.base import Sample, Split
 from eagle_iad.errors import DataError
 
-#: File extensions (lower case, with the dot) taken for images wherever a folder is listed: the dataset
-#: layouts and the service's server-side folders. It names what :func:`eagle_iad.images.load_rgb`
-#: decodes, ``.gif`` included: a palette GIF is lossless 8-bit and decodes to RGB like any other (an
-#: animated one gives its first frame), and a file that inspects fine one at a time must not vanish
-#: from a folder. Matching is case-insensitive because real datasets mix ``.PNG``/``.JPG`` with lower
-#: case (VisA ships ``.JPG``). Kept here, not in ``images``, because listing a folder must not load torch.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+#: The image suffixes a listed folder takes (:data:`eagle_iad.choices.IMAGE_SUFFIXES`, declared there once for
+#: every path that lists a folder), as a set.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(IMAGE_SUFFIXES)
 
 SPLITS: tuple[Split, ...] = ("train", "test")
 
@@ -33,6 +30,53 @@ def is_hidden(path: Path) -> bool:
 def is_image(path: Path) -> bool:
     """A visible regular file whose extension is a known image type."""
     return not is_hidden(path) and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def is_listed_image(path: Path, folder: Path) -> bool:
+    """Whether a recursive listing of ``folder`` (``eagle teach``'s folders, the service's server-side folders)
+    takes ``path``, found under it: :func:`is_image`, and no hidden folder on the way (``.ipynb_checkpoints``)."""
+    return not any(is_hidden(Path(part)) for part in path.relative_to(folder).parts) and is_image(path)
+
+
+#: At most this many skipped files are named in :func:`skipped_files`'s line (the count says how many in all).
+SKIPPED_SHOWN = 10
+
+
+def skipped_kind(path: Path) -> str | None:
+    """Why a listing passes over the file ``path`` (``.txt``, ``no suffix``, ``hidden``), or None when it is taken
+    or is no one's business: a dot-file that is no image by name (``.DS_Store``), a folder."""
+    suffix = path.suffix.lower()
+    if is_hidden(path):
+        return "hidden" if suffix in IMAGE_EXTENSIONS and path.is_file() else None
+    if suffix in IMAGE_EXTENSIONS or not path.is_file():
+        return None
+    return suffix or "no suffix"
+
+
+def skipped_files(folders: Iterable[Path], what: str = "training") -> str | None:
+    """One line saying how many files directly inside ``folders`` were not taken as images, of which kinds, and
+    which (the first :data:`SKIPPED_SHOWN`); None when none was.
+
+    Why: a listing takes images by suffix, so a camera's ``x.raw``, a renamed ``.hidden.png`` or a format
+    outside :data:`IMAGE_EXTENSIONS` silently left a fit with fewer images than the folder holds.
+    """
+    skipped: list[tuple[Path, str]] = []
+    listed = [folder for folder in dict.fromkeys(folders) if folder.is_dir()]
+    for folder in listed:
+        skipped += [(p, kind) for p in sorted(folder.iterdir()) if (kind := skipped_kind(p)) is not None]
+    if not skipped:
+        return None
+    counts: dict[str, int] = {}
+    for _, kind in skipped:
+        counts[kind] = counts.get(kind, 0) + 1
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    shown = ", ".join(p.name for p, _ in skipped[:SKIPPED_SHOWN]) + (", ..." if len(skipped) > SKIPPED_SHOWN else "")
+    files = "file that is" if len(skipped) == 1 else "files that are"
+    where = "folder" if len(listed) == 1 else "folders"
+    return (
+        f"skipped {len(skipped)} {files} not taken as images in the {what} {where} ({kinds}): {shown}; "
+        f"a folder's images are its visible files ending {' '.join(IMAGE_SUFFIXES)} (docs/USAGE.md, 'Images')"
+    )
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from eagle_iad.data import IMAGE_EXTENSIONS
+from eagle_iad.data import is_listed_image
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.export import SIDECAR
@@ -274,7 +274,7 @@ def folder_images(state: ServiceState, folder: str) -> list[Path]:
     assert root is not None
     images = [
         path for path in sorted(directory.rglob("*"))
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and path.resolve().is_relative_to(root)
+        if is_listed_image(path, directory) and path.resolve().is_relative_to(root)
     ]  # fmt: skip
     return images
 

@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.choices import IMAGE_SUFFIXES  # what a hot folder takes (any case): what every folder listing takes
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
 from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.folder_lock import FolderLock, lock_folder
 
-#: The image files a hot folder takes (by suffix, any case).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Names a writer uses while a file is not complete yet.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 SIDECAR_SUFFIX = ".eagle.json"
