@@ -45,6 +45,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for index in range(12):
         shutil.copyfile(one, identical / f"{index:03d}.png")
     noise_pngs(root / "three" / "part" / "train" / "good", 3, seed=3)
+    bad = root / "bad" / "part" / "train" / "good"
+    whole = noise_pngs(bad, 3, seed=5)[0].read_bytes()
+    (bad / "t1.png").write_bytes(whole[: len(whole) // 2])  # truncated
+    (bad / "t2.png").write_bytes(b"")
+    (bad / "t3.png").write_text("not an image")
+    onebad = root / "onebad" / "part" / "train" / "good"
+    noise_pngs(onebad, 3, seed=5)
+    (onebad / "t1.png").write_bytes(whole[: len(whole) // 2])
     model = root / "model"
     assert main(["fit", "--data", str(root / "varied"), *FIT, "--out", str(model)]) == 0
     image = noise_pngs(root / "query", 1, seed=4)[0]
@@ -109,6 +117,19 @@ CLI_CASES = [
     CliCase("eval-expert-negative-seed",
             "eval-expert --data {root}/varied --layout folder --category part --model {victim} --out {tmp}/r --seed -2",
             "--seed must be in [0, 4294967295], got -2"),
+    CliCase("every-bad-training-image-named-at-once", FIT_ON % "bad",
+            "3 of the 6 training images cannot be used: {root}/bad/part/train/good/t1.png: image data is truncated or "
+            "corrupt (image file is truncated); {root}/bad/part/train/good/t2.png: file is empty (0 bytes); "
+            "{root}/bad/part/train/good/t3.png: not a recognised image format; fix or remove them (nothing was "
+            "fitted)"),
+    CliCase("a-truncated-training-image-reads-as-in-inspect", FIT_ON % "onebad",
+            "training image rejected: {root}/onebad/part/train/good/t1.png: image data is truncated or corrupt (image "
+            "file is truncated)"),
+    CliCase("every-bad-image-named-at-once",
+            "inspect {root}/bad/part/train/good/t2.png {image} {root}/bad/part/train/good/t1.png --model {victim}",
+            "2 of the 3 images cannot be used: {root}/bad/part/train/good/t2.png: file is empty (0 bytes); "
+            "{root}/bad/part/train/good/t1.png: image data is truncated or corrupt (image file is truncated); fix "
+            "or remove them (nothing was inspected)"),
     CliCase("threshold-zero", "threshold --model {victim} --tau 0 --why test",
             "--tau 0 would call every image anomalous, its training images too; give a tau above 0"),
     CliCase("threshold-below-zero", "threshold --model {victim} --tau -1 --why test",
@@ -173,6 +194,28 @@ def test_few_images_give_a_usable_model_with_a_warning(
     assert main(["inspect", *map(str, train), "--model", str(out), "--json", "--quiet"]) == 0
     verdicts = json.loads(capsys.readouterr().out)
     assert [v["decision"] for v in verdicts] == ["normal"] * 3  # its own training images are normal
+
+
+def test_a_fit_takes_every_image_suffix_and_says_which_files_it_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A camera's PGM was silently left out of a fit (``eagle inspect`` reads it), and so were a hidden PNG and a
+    text file, without a word: the PGM is now taken, and the others are said in one line (how many, which kinds)."""
+    good = tmp_path / "data" / "part" / "train" / "good"
+    noise_pngs(good, 3, seed=6)
+    Image.open(noise_pngs(tmp_path / "grey", 1, seed=7)[0]).convert("L").save(good / "x.pgm")
+    (good / "notes.txt").write_text("lot 7")
+    shutil.copyfile(good / "noise_6_0.png", good / ".hidden.png")
+    out = tmp_path / "model"
+    assert main(["fit", "--data", str(tmp_path / "data"), *FIT, "--sampler", "all", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    said = ("skipped 2 files that are not taken as images in the training folder (1 .txt, 1 hidden): .hidden.png, "
+            "notes.txt; a folder's images are its visible files ending .png .jpg .jpeg .jpe .jfif .bmp .tif .tiff .gif "
+            ".webp .pgm .ppm .pbm .pnm .jp2 .j2k (docs/USAGE.md, 'Images')")  # fmt: skip
+    assert f"fitting 'part' on 4 normal images with efficientnet_lite0\neagle: warning: {said}\n" in captured.err
+    summary = json.loads(captured.out)
+    assert summary["train_images"] == 4 and summary["warnings"][0] == said
+    assert said not in json.loads((out / "model.json").read_text())["warnings"]  # the folder's, not the model's
 
 
 def test_inspect_never_writes_over_an_input_or_a_file_it_did_not_write(

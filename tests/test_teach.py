@@ -501,6 +501,15 @@ def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
         teach(model_dir, [TeachImage(str(truncated), truncated)], why="x", by="ana")
     with pytest.raises(ConfigError, match="--why must say why"):
         teach(model_dir, images[:1], why="  ", by="ana")
+    # Every unusable image is named in the one refusal (it named the first only: one teach per bad file).
+    several = [images[1], TeachImage("empty.png", b""), images[0], TeachImage(str(truncated), truncated)]
+    with pytest.raises(ImageError) as info:
+        teach(model_dir, several, why="x", by="ana")
+    assert str(info.value) == (
+        "3 of the 4 images cannot be used: broken.png: not a recognised image format; empty.png: file "
+        f"is empty (0 bytes); {truncated}: image data is truncated or corrupt (image file is truncated); fix or "
+        "remove them (nothing was taught)"
+    )
     assert _files(model_dir) == before
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # The pixel limit (EAGLE_MAX_PIXELS overrides it), re-exported: declared where the help screens read it.
 from eagle_iad.choices import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
-from eagle_iad.errors import ImageError, ImageTooElongatedError, ImageTooLargeError
+from eagle_iad.errors import DataError, EagleError, ImageError, ImageTooElongatedError, ImageTooLargeError
 
 #: Smallest accepted side; below this the 3x3-aggregated 28x28 grid would be pure interpolation.
 MIN_SIDE = 16
@@ -409,6 +411,48 @@ def load_rgb(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
     return rgb
+
+
+#: At most this many unusable files are named in :func:`unusable_error`'s one error (its count says how many in all).
+SHOWN_UNUSABLE = 10
+
+
+def unusable_error(problems: Sequence[EagleError], total: int, what: str, outcome: str) -> EagleError:
+    """One error for every input that cannot be used, named before any work so the user fixes them in one go
+    instead of one run at a time: the problem itself when it is the only one, else a :class:`DataError` listing
+    the first :data:`SHOWN_UNUSABLE` (``3 of the 13 training images cannot be used: a.png: ...; b.png: ...``):
+    an :class:`ImageError` where every problem is one (callers that turn image problems into a 400 still do).
+
+    ``what``: the inputs' plural noun (``training images``); ``outcome``: what was not done (``nothing was fitted``).
+    """
+    if len(problems) == 1:
+        return problems[0]
+    more = f" (the first {SHOWN_UNUSABLE} shown)" if len(problems) > SHOWN_UNUSABLE else ""
+    listed = "; ".join(map(str, problems[:SHOWN_UNUSABLE]))
+    kind = ImageError if all(isinstance(problem, ImageError) for problem in problems) else DataError
+    return kind(f"{len(problems)} of the {total} {what} cannot be used{more}: {listed}; fix or remove them ({outcome})")
+
+
+def _decode_problem(source: str | os.PathLike[str]) -> ImageError | None:
+    try:
+        load_rgb(source)
+    except ImageError as exc:
+        return exc
+    return None
+
+
+def decode_problems(sources: Sequence[str | os.PathLike[str]], workers: int = 1) -> list[ImageError]:
+    """Decode every file once (nothing kept) and return each one's :class:`ImageError`, in order.
+
+    ``workers`` > 1 decodes that many at a time (PIL decodes without the GIL): a training set's thousands of
+    images; one at a time where a few large images would otherwise sit in memory together.
+    """
+    if workers <= 1 or len(sources) <= 1:
+        found = [_decode_problem(source) for source in sources]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            found = list(pool.map(_decode_problem, sources))
+    return [problem for problem in found if problem is not None]
 
 
 def load_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.errors import DataError, EagleError, ImageError
-from eagle_iad.images import load_mask, load_rgb, max_aspect, max_pixels
+from eagle_iad.errors import EagleError, ImageError
+from eagle_iad.images import SHOWN_UNUSABLE, load_mask, load_rgb, max_aspect, max_pixels, unusable_error
 
 #: At most this many bad files are named in the error (the count says how many there are in all).
-SHOWN = 10
+SHOWN = SHOWN_UNUSABLE
 #: Folder names datasets keep their masks in (MVTec AD and 3D-AD ``ground_truth``/``gt``, folder ``masks``).
 MASK_FOLDERS = ("ground_truth", "gt", "masks", "Masks")
 
@@ -85,7 +85,7 @@ def check_test_files(
 ) -> Checked:
     """Decode every (test image, mask or None) once; one error naming the bad ones (up to :data:`SHOWN`).
 
-    One bad file raises its own error (an :class:`ImageError` naming it); several, a :class:`DataError`.
+    One bad file raises its own error (an :class:`ImageError` naming it); several, one naming them all.
     ``known``: pairs checked good before (:func:`read_checked`); one whose files did not change is not decoded
     again. Returns every pair checked good with its stamps, to keep with :func:`write_checked`.
     """
@@ -99,14 +99,7 @@ def check_test_files(
     if not problems:
         good.update((pair, stamps) for pair, (_, stamps) in zip(todo, results, strict=True) if stamps is not None)
         return good
-    if len(problems) == 1:
-        raise problems[0]
-    more = f" (the first {SHOWN} shown)" if len(problems) > SHOWN else ""
-    listed = "; ".join(map(str, problems[:SHOWN]))
-    raise DataError(
-        f"{len(problems)} of the {len(unique)} test images cannot be used{more}: {listed}; "
-        "fix or remove them (nothing was fitted or asked yet)"
-    )
+    raise unusable_error(problems, len(unique), "test images", "nothing was fitted or asked yet")
 
 
 def _limits() -> dict[str, Any]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from eagle_iad.choices import MAX_TEACH_IMAGES
-from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.errors import ConfigError, EagleError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.encodings import count_colours, count_encodings, input_warning
@@ -49,7 +49,7 @@ from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
 from eagle_iad.expert.store import _fingerprint, check_changeable, load, save
 from eagle_iad.expert.tails import rescore, select_tails
-from eagle_iad.images import image_encoding, load_rgb
+from eagle_iad.images import image_encoding, load_rgb, unusable_error
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
 from eagle_iad.tgps.thresholds import Thresholds, compute_thresholds
 
@@ -174,18 +174,27 @@ def _stored_labels(images: Sequence[TeachImage], names: Sequence[str]) -> list[s
 
 
 def _decode(images: Sequence[TeachImage], labels: Sequence[str]) -> list[tuple[np.ndarray, str]]:
-    """Every image's pixels and SHA-256, or :class:`ImageError` naming the first that cannot be used."""
+    """Every image's pixels and SHA-256, or one error naming every image that cannot be used (the first 10), so
+    they are fixed in one go rather than one teach at a time."""
     decoded = []
+    problems: list[EagleError] = []
     for image, label in zip(images, labels, strict=True):
         try:
             data = image.read()
         except OSError as exc:
-            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc}); nothing was taught") from None
+            problems.append(ImageError(f"{label}: cannot be read ({exc.strerror or exc})"))
+            continue
         try:
             rgb = load_rgb(data)
         except ImageError as exc:  # decoded from its bytes, so the reason names an "uploaded image": it names the file
-            raise ImageError(f"{label}: {str(exc).removeprefix('uploaded image: ')}; nothing was taught") from None
-        decoded.append((rgb, hashlib.sha256(data).hexdigest()))
+            problems.append(ImageError(f"{label}: {str(exc).removeprefix('uploaded image: ')}"))
+            continue
+        if not problems:  # pixels are kept only while they may be used
+            decoded.append((rgb, hashlib.sha256(data).hexdigest()))
+    if len(problems) == 1:
+        raise ImageError(f"{problems[0]}; nothing was taught")
+    if problems:
+        raise unusable_error(problems, len(images), "images", "nothing was taught")
     return decoded
 
 
