@@ -505,3 +505,15 @@ def test_a_recursive_listing_skips_hidden_folders_and_files(tmp_path: Path) -> N
     listed = sorted(p.relative_to(tmp_path / "x").as_posix() for p in (tmp_path / "x").rglob("*")
                     if is_listed_image(p, tmp_path / "x"))  # fmt: skip
     assert listed == ["a.png", "b.pgm", "sub/e.JPE"]
+
+
+def test_the_console_takes_the_same_suffixes_from_a_dropped_folder() -> None:
+    """The web console filters a dropped folder by name: by the same list, or a folder gives another set there."""
+    from eagle_iad.choices import IMAGE_SUFFIXES
+
+    page = (Path(__file__).resolve().parents[1] / "web" / "src" / "pages" / "InspectPage.tsx").read_text()
+    found = re.search(r"const IMAGE_NAME = /(.+)/i;", page)
+    assert found is not None
+    pattern = re.compile(found.group(1), re.IGNORECASE)
+    candidates = {*IMAGE_SUFFIXES, *Image.registered_extensions(), ".txt", ".raw", ".json"}
+    assert {s for s in candidates if pattern.search(f"a{s}")} == set(IMAGE_SUFFIXES)

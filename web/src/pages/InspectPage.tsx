@@ -10,7 +10,9 @@ import { batchFilters, filterBatch, uploadName, type BatchFilter } from "../logi
 import { useQueue } from "../queue";
 
 const CATEGORY_KEY = "eagle-iad.category";
-const IMAGE_NAME = /\.(png|jpe?g|tiff?|bmp|webp|gif)$/i;
+/** A dropped folder's images: the suffixes every folder listing takes (IMAGE_SUFFIXES in eagle_iad/choices.py;
+ * tests/test_data_layouts.py keeps the two the same). */
+const IMAGE_NAME = /\.(png|jpe?g|jpe|jfif|bmp|tiff?|gif|webp|p[gpbn]m|jp2|j2k)$/i;
 
 /** Files of a drop, with their folder paths when folders were dropped (read recursively). */
 async function droppedFiles(transfer: DataTransfer): Promise<Array<{ file: File; path?: string }>> {
