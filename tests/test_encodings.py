@@ -67,6 +67,25 @@ def test_a_jpeg_inspected_by_a_lossless_model_is_warned_and_a_png_is_not(png_mod
     assert on_jpeg.score == expert.inspect(jpeg).score
 
 
+def test_a_file_of_several_frames_says_only_its_first_was_inspected(png_model: Path, tmp_path: Path) -> None:
+    """An animated GIF or PNG was scored on its first frame without a word: a defect in another frame went unseen."""
+    expert = Expert(load(png_model), extractor=FakeExtractor())
+    png = noise_pngs(tmp_path, 3, seed=9)
+    frames = [Image.open(path).convert("RGB") for path in png]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:2], format="PNG")
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], format="GIF")
+    on_apng, on_gif, on_bytes, on_still = inspect_records(
+        expert,
+        [tmp_path / "anim.png", tmp_path / "anim.gif", (tmp_path / "anim.gif").read_bytes(), png[0]],
+        category="cat",
+    )
+    said = "only the first of the file's {} frames was inspected (an animation or a multi-page file; docs/USAGE.md, "
+    said += "'Images')"
+    assert on_apng.warnings == [said.format(2)]
+    assert on_gif.warnings == on_bytes.warnings == [said.format(3)]
+    assert on_still.warnings is None
+
+
 def test_the_cli_prints_the_warning(
     png_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,6 +144,17 @@ def probe(source: ImageSource, max_pixels: int | None = None) -> tuple[int, int]
     return width, height
 
 
+def frame_count(source: ImageSource) -> int:
+    """How many frames (an animation's, a multi-page TIFF's) the file holds; :func:`load_rgb` decodes the first only."""
+    image = _open(source)
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except (OSError, ValueError, SyntaxError, EOFError):  # a damaged later frame: the first one still decoded
+        return 1
+    finally:
+        image.close()
+
+
 #: An image file's encoding as a model records it and an inspection compares it (docs/METHOD.md, "Exposure"):
 #: ``lossless`` (PNG, BMP, TIFF, GIF, ...), ``jpeg 4:2:0 q95`` / ``jpeg 4:2:2 q90`` / ``jpeg 4:4:4 q75`` (its
 #: chroma subsampling and its quality, :func:`jpeg_quality`), ``jpeg grey q95`` (one channel), ``jpeg`` (a

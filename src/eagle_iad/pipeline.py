@@ -33,7 +33,7 @@ from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.encodings import colour_warning, input_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
-from eagle_iad.images import ImageSource, colour_mode, image_encoding, load_rgb
+from eagle_iad.images import ImageSource, colour_mode, frame_count, image_encoding, load_rgb
 from eagle_iad.mllm.base import Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
 from eagle_iad.naming import picture_stems
@@ -439,16 +439,19 @@ def inspect_records(
 
 def input_warnings(model: object, image: ImageSource | np.ndarray, rgb: np.ndarray | None) -> list[str] | None:
     """What the record warns about its input: an encoding none of the training images had, then a colour mode
-    (greyscale or colour) none of them had; ``None``: nothing.
+    (greyscale or colour) none of them had, then a file of several frames of which only the first was inspected;
+    ``None``: nothing.
 
     ``model`` is the expert's model; one without the fields (a plugin's, a test's fake) knows no encoding and no
     colour mode, as one saved before schema 10 (11) does. ``rgb`` is the decoded input (``None``: not judged).
     """
     warned: list[str] = []
+    frames = 1
     trained = getattr(model, "train_encodings", None)
-    if trained is not None and not isinstance(image, np.ndarray):
+    if not isinstance(image, np.ndarray):
         try:
-            encoding = input_warning(trained, image_encoding(image))
+            frames = frame_count(image)
+            encoding = None if trained is None else input_warning(trained, image_encoding(image))
         except ImageError:  # decoded above, so readable; a header read failing now is no reason to lose the verdict
             encoding = None
         if encoding is not None:
@@ -458,6 +461,9 @@ def input_warnings(model: object, image: ImageSource | np.ndarray, rgb: np.ndarr
         colour = colour_warning(colours, colour_mode(rgb))
         if colour is not None:
             warned.append(colour)
+    if frames > 1:  # an animated GIF or PNG, a multi-page TIFF: a defect in a later frame is never seen
+        warned.append(f"only the first of the file's {frames} frames was inspected (an animation or a multi-page "
+                      "file; docs/USAGE.md, 'Images')")  # fmt: skip
     return warned or None
 
 
