@@ -143,6 +143,15 @@ export function parseFitOptions(pairs: string[]): FitOptions {
  * (`cut/003.png`, `hole/003.png`) the path below the deepest folder they have in common, so the
  * history and this command's output tell them apart (the engine's own naming rule, naming.py).
  */
+/**
+ * An image's error line: `eagle-client: PATH: REASON`. The service and the local runtime name the file in their
+ * message already (`a.png: not a recognised image format`), which the line would repeat after its path.
+ */
+export function imageErrorLine(path: string, name: string, message: string): string {
+  const reason = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
+  return `eagle-client: ${path}: ${reason}\n`;
+}
+
 export function uploadNames(paths: readonly string[]): string[] {
   const names = paths.map((path) => basename(path));
   const count = new Map<string, number>();
@@ -248,7 +257,7 @@ async function run(argv: string[]): Promise<number> {
           if (error instanceof EagleNetworkError) throw error;
           failures++;
           const message = error instanceof Error ? error.message : String(error);
-          process.stderr.write(`eagle-client: ${path}: ${message}\n`);
+          process.stderr.write(imageErrorLine(path, names[index] as string, message));
           print({ image: path, error: message, ...(error instanceof EagleApiError ? { status: error.status, code: error.code } : {}) });
         }
       }
@@ -384,7 +393,7 @@ async function inspectLocal(
       } catch (error) {
         failures++;
         const message = error instanceof Error ? error.message : String(error);
-        process.stderr.write(`eagle-client: ${path}: ${message}\n`);
+        process.stderr.write(imageErrorLine(path, names[index] as string, message));
         print({ image: path, error: message });
       }
     }

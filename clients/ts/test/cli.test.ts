@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { parseFitOptions, uploadNames } from "../src/cli.js";
+import { imageErrorLine, parseFitOptions, uploadNames } from "../src/cli.js";
 import { EagleApiError, EagleClient } from "../src/index.js";
 import { sharedServer } from "./fixture.js";
 
@@ -223,6 +223,16 @@ describe("uploadNames", () => {
     expect(uploadNames(["a/x.png", "b/y.png"])).toEqual(["x.png", "y.png"]);
     expect(uploadNames(["/d/lot/cut/003.png", "/d/lot/hole/003.png", "/d/other/004.png"])).toEqual(["cut/003.png", "hole/003.png", "004.png"]);
     expect(uploadNames(["/d/cut/a/003.png", "/d/003.png"])).toEqual(["cut/a/003.png", "003.png"]);
+  });
+});
+
+describe("imageErrorLine", () => {
+  it("names the file once: the path, then the reason without the name the message starts with", () => {
+    // it read `eagle-client: shots/anim.gif: anim.gif: not a recognised image format ...`
+    expect(imageErrorLine("shots/anim.gif", "anim.gif", "anim.gif: not a recognised image format (the local runtime reads PNG and JPEG)"))
+      .toBe("eagle-client: shots/anim.gif: not a recognised image format (the local runtime reads PNG and JPEG)\n");
+    expect(imageErrorLine("a/x.png", "x.png", "queue full")).toBe("eagle-client: a/x.png: queue full\n");
+    expect(imageErrorLine("a/x.png", "x.png", "x.pngx: odd")).toBe("eagle-client: a/x.png: x.pngx: odd\n");
   });
 });
 

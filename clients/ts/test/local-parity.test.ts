@@ -341,9 +341,12 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     writeFileSync(broken, "not an image");
     const copy = join(work, "good.png");
     copyFileSync(c.images[0] as string, copy);
-    const { code, lines } = await cli(["inspect", "--local", c.export, broken, copy]);
+    const { code, lines, stderr } = await cli(["inspect", "--local", c.export, broken, copy]);
     expect(code).toBe(1);
     expect(JSON.parse(lines[0] as string)).toEqual({ image: broken, error: "broken.png: not a recognised image format (the local runtime reads PNG and JPEG)" });
+    // the line names the file once (it read `broken.png: broken.png: not a recognised ...`)
+    expect(stderr).toContain(`eagle-client: ${broken}: not a recognised image format (the local runtime reads PNG and JPEG)\n`);
+    expect(stderr).not.toContain("broken.png: broken.png");
     expect((JSON.parse(lines[1] as string) as LocalInspectionRecord).score).toBeCloseTo(c.verdicts[0]?.["score"] as number, 3);
   });
 });
