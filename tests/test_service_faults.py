@@ -613,4 +613,5 @@ def test_the_services_pixel_limit_is_its_own(fitted: dict[str, Any], tmp_path: P
         assert status == 200, record
         big = png(np.zeros((400, 400, 3), np.uint8))
         _error(inspect_request(live.base, big, filename="big.png"), 413,
-               "big.png: 400x400 = 0.2 megapixels exceeds the limit of 0.1 megapixels", "too_many_pixels")  # fmt: skip
+               "big.png: 400x400 = 0.2 megapixels exceeds the limit of 0.1 megapixels (the service's --max-pixels "
+               "changes it)", "too_many_pixels")  # fmt: skip

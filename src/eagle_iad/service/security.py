@@ -81,6 +81,8 @@ def sniff_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except ImageTooLargeError as exc:
         message = f"{name}: {str(exc).replace('uploaded image: ', '')}"
         code = "image_too_elongated" if isinstance(exc, ImageTooElongatedError) else "too_many_pixels"
+        if code == "too_many_pixels" and "megapixels exceeds the limit" in message:
+            message += " (the service's --max-pixels changes it)"  # as the CLI's names EAGLE_MAX_PIXELS
         raise ApiError(413, message, code=code) from None
     except ImageError as exc:
         raise ApiError(400, f"{name}: {str(exc).replace('uploaded image: ', '')}", code="invalid_image") from None
