@@ -23,9 +23,19 @@ def test_unique_stems_stay_and_clashing_ones_take_their_folders() -> None:
 
 def test_what_stays_equal_gets_a_short_hash() -> None:
     same = picture_stems(["cell.png", "cell.png", "cell.jpg"])
-    assert len(set(same)) == 3 and all(s.startswith("cell-") and len(s) == len("cell-") + 8 for s in same)
+    assert len(set(same)) == 3 and same[2] == "cell_jpg"
+    assert all(s.startswith("cell_png-") and len(s) == len("cell_png-") + 8 for s in same[:2])
     assert picture_stems(["cell.png", "cell.png", "cell.jpg"]) == same  # deterministic
     assert len(set(picture_stems(["upload.png"] * 4))) == 4
+
+
+def test_names_equal_but_for_their_suffix_are_told_apart_by_it() -> None:
+    """``img.bmp``, ``img.tif``, ``img.webp`` in one --out got opaque hashes (``img-4400d78e_box.png``)."""
+    assert picture_stems(["fmt/img.bmp", "fmt/img.tif", "fmt/img.WEBP", "fmt/other.png"]) == [
+        "img_bmp", "img_tif", "img_webp", "other",
+    ]  # fmt: skip
+    assert picture_stems(["a/img.png", "b/img.jpg"]) == ["a_img", "b_img"]  # the folders tell them apart first
+    assert picture_stems(["img", "img.png"]) == ["img", "img_png"]
 
 
 def test_two_same_named_images_from_different_folders_keep_their_own_pictures(tmp_path: Path) -> None:

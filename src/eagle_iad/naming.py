@@ -76,14 +76,31 @@ def _repeated(stems: Sequence[str]) -> list[int]:
     return [index for index, stem in enumerate(stems) if counts[stem] > 1]
 
 
+def _tell_by_suffix(stems: list[str], names: Sequence[str]) -> None:
+    """Add its suffix (lower case, ``_bmp``) to each stem shared by names that differ in their suffix, in place.
+
+    Why: ``img.bmp``, ``img.tif`` and ``img.webp`` in one folder got ``img-4400d78e``, ``img-551f81aa``, ...,
+    pictures nobody can tell apart without opening the verdict; their suffix says which is which.
+    """
+    suffixes = [PurePath(name).suffix.lower().lstrip(".") for name in names]
+    groups: dict[str, list[int]] = {}
+    for i in _repeated(stems):
+        groups.setdefault(stems[i], []).append(i)
+    for indices in groups.values():
+        if len({suffixes[i] for i in indices}) > 1:
+            for i in indices:
+                stems[i] = f"{stems[i]}_{suffixes[i]}" if suffixes[i] else stems[i]
+
+
 def picture_stems(names: Sequence[str]) -> list[str]:
     """One file-name stem per input name, all different.
 
     A stem no other input shares stays the file's own stem (``000``). Inputs that share one are named
     by their path relative to the deepest folder they have in common, separators replaced by ``_``
     (``good/000.png`` and ``logical/000.png`` give ``good_000`` and ``logical_000``). Whatever is still
-    equal (the same file given twice, ``000.png`` next to ``000.jpg``) gets ``-`` and 8 hex digits of
-    a hash of its position and absolute path. A stem longer than :data:`MAX_STEM_BYTES` (a 248-character
+    equal but for the suffix takes it (``img.bmp``, ``img.tif`` give ``img_bmp``, ``img_tif``); whatever is
+    still equal (the same file given twice) gets ``-`` and 8 hex digits of a hash of its position and
+    absolute path. A stem longer than :data:`MAX_STEM_BYTES` (a 248-character
     name, or 120 x "é") is cut there and given 8 hex digits of its path's hash, so it stays unique.
     """
     absolute = [os.path.abspath(name) for name in names]
@@ -98,6 +115,7 @@ def picture_stems(names: Sequence[str]) -> list[str]:
             relative = os.path.relpath(absolute[i], common) if common else absolute[i].lstrip(os.sep)
             parts = [part for part in PurePath(relative).with_suffix("").parts if part not in ("", os.sep)]
             stems[i] = "_".join(parts).replace(":", "") or "image"
+    _tell_by_suffix(stems, names)
     stems = [_short(stem, absolute[i]) for i, stem in enumerate(stems)]
     for i in _repeated(stems):
         digest = hashlib.sha256(f"{i}:{absolute[i]}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
