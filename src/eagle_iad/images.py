@@ -145,9 +145,15 @@ def probe(source: ImageSource, max_pixels: int | None = None) -> tuple[int, int]
 
 
 def frame_count(source: ImageSource) -> int:
-    """How many frames (an animation's, a multi-page TIFF's) the file holds; :func:`load_rgb` decodes the first only."""
+    """How many frames (an animation's, a multi-page TIFF's) the file holds; :func:`load_rgb` decodes the first only.
+
+    A JPEG is one picture even where Pillow opens it as MPO (a camera's JPEG carrying a preview or a second view):
+    nothing of the part is left out, and the Node client's local runtime counts it so too.
+    """
     image = _open(source)
     try:
+        if image.format == "MPO":
+            return 1
         return int(getattr(image, "n_frames", 1) or 1)
     except (OSError, ValueError, SyntaxError, EOFError):  # a damaged later frame: the first one still decoded
         return 1

@@ -4,7 +4,8 @@ Run by the test through EAGLE_PYTHON: ``python local_encodings.py OUT_DIR``. Wri
 (PNG; JPEG by Pillow at every quality 1..100 and each sampling, grey, CMYK, progressive, with custom, 16-bit
 and swapped quantization tables, fill bytes, a truncated header; by OpenCV when it is installed; a WebP) and,
 for each, what ``eagle_iad.images.image_encoding`` reads from it and the warning
-``eagle_iad.expert.encodings.input_warning`` gives it under several models' training encodings; and what
+``eagle_iad.expert.encodings.input_warning`` gives it under several models' training encodings (and the record's
+whole list, ``eagle_iad.pipeline.input_warnings``: an animated PNG's frames too); and what
 ``parse_encodings`` says of malformed counts. The TypeScript port is compared with the real Python code.
 """
 
@@ -23,6 +24,7 @@ from PIL.JpegImagePlugin import JpegImageFile
 from eagle_iad.errors import ImageError
 from eagle_iad.expert.encodings import input_warning, parse_encodings
 from eagle_iad.images import image_encoding
+from eagle_iad.pipeline import input_warnings
 
 #: Training encodings of the models the warnings are asked of: lossless, one JPEG quality, a range, JPEGs of
 #: unknown quality (schema 10's first day), partly unknown, mixed families, WebP, none known.
@@ -208,6 +210,9 @@ def main() -> None:
     webp = io.BytesIO()
     rgb.save(webp, "WEBP", quality=80)
     files["photo.webp"] = webp.getvalue()  # the local runtime does not decode WebP: its encoding is unknown there
+    apng = io.BytesIO()  # two frames: the record says only the first was inspected
+    rgb.save(apng, "PNG", save_all=True, append_images=[grey.convert("RGB")])
+    files["anim.png"] = apng.getvalue()
 
     cases = []
     for name, data in files.items():
@@ -216,9 +221,11 @@ def main() -> None:
             encoding: str | None = image_encoding(data)
         except ImageError:
             encoding = None
-        cases.append(
-            {"name": name, "encoding": encoding, "warnings": [input_warning(trained, encoding) for trained in TRAINED]}
-        )
+        cases.append({
+            "name": name, "encoding": encoding, "warnings": [input_warning(trained, encoding) for trained in TRAINED],
+            # the record's whole list (the frames' warning too), as pipeline.py gives it
+            "record_warnings": [input_warnings(trained, data) for trained in TRAINED],
+        })  # fmt: skip
     parsed = []
     for raw in MALFORMED:
         try:

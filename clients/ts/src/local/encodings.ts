@@ -273,8 +273,26 @@ export function colourWarning(trained: Record<string, number> | null, mode: stri
 }
 
 /**
+ * How many frames the file holds (images.py `frame_count`): an animated PNG's `acTL` chunk (before its image
+ * data) says; any other PNG, and a JPEG, holds one (the local runtime reads those two only).
+ */
+export function frameCount(bytes: Uint8Array): number {
+  if (!(bytes.length >= 8 && PNG_SIGNATURE.every((b, i) => bytes[i] === b))) return 1;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let pos = 8; pos + 8 <= bytes.length; ) {
+    const length = view.getUint32(pos);
+    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    if (type === "IDAT" || type === "IEND") return 1;
+    if (type === "acTL" && length >= 8 && pos + 12 <= bytes.length) return Math.max(1, view.getUint32(pos + 8));
+    pos += 12 + length;
+  }
+  return 1;
+}
+
+/**
  * What a record warns about its input (pipeline.py `input_warnings`): `null` for nothing, else the encoding's
- * warning, then the colour mode's (where the training colours and the decoded image are given).
+ * warning, then the colour mode's (where the training colours and the decoded image are given), then a file of
+ * several frames of which only the first was inspected.
  */
 export function inputWarnings(
   trained: Record<string, number> | null,
@@ -290,6 +308,10 @@ export function inputWarnings(
   if (trainColours !== null && rgb !== null) {
     const warning = colourWarning(trainColours, colourMode(rgb));
     if (warning !== null) warned.push(warning);
+  }
+  const frames = frameCount(bytes);
+  if (frames > 1) {
+    warned.push(`only the first of the file's ${frames} frames was inspected (an animation or a multi-page file; docs/USAGE.md, 'Images')`);
   }
   return warned.length > 0 ? warned : null;
 }
