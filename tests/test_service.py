@@ -432,8 +432,10 @@ def test_failed_fit_is_reported(server: ServeProcess, workspace: dict[str, Path]
     last = _events(server.base, started["job"]["id"])[-1]
     assert last["state"] == "failed", last
     # both bad files named at once, without host paths
-    assert last["error"] == ("2 of the 2 training images cannot be used: broken/a.png: not a recognised image format; "
-                             "broken/b.png: not a recognised image format; fix or remove them (nothing was fitted)")
+    assert last["error"] == (
+        "2 of the 2 training images cannot be used: broken/a.png: not a recognised image format; "
+        "broken/b.png: not a recognised image format; fix or remove them (nothing was fitted)"
+    )
     job = call("GET", f"{server.base}/v1/jobs/{started['job']['id']}")[2]
     assert job["state"] == "failed" and job["error"] == last["error"]
     assert not (workspace["models"] / "broken").exists()
