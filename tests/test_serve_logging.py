@@ -18,6 +18,7 @@ import pytest
 from conftest import wait_s
 
 from eagle_iad.cli.serve import APP_LOGGER, log_app_to_stderr
+from eagle_iad.history.schema import SCHEMA_VERSION
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +164,9 @@ def test_eagle_serve_log_timestamps_on_every_log_line(tmp_path: Path) -> None:
     *logged, last = err.splitlines()
     assert last.startswith("eagle: stopped by SIGTERM: ")
     lines = _unstamped("\n".join(logged))
-    assert lines[0].startswith(f"eagle service on http://127.0.0.1:{port} (history: sqlite:"), lines
+    # the history's creation is said as it is opened, before the banner (a migration must be said before serving)
+    assert lines[0].startswith("INFO:     history ") and lines[0].endswith(f": created at schema {SCHEMA_VERSION}"), lines
+    assert lines[1].startswith(f"eagle service on http://127.0.0.1:{port} (history: sqlite:"), lines
     assert "INFO:     Application startup complete." in lines, lines
     assert any('"GET /healthz HTTP/1.1" 200' in line for line in _unstamped(out)), out  # uvicorn's access log
 

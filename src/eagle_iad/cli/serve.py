@@ -362,7 +362,8 @@ def _serve_on(args: argparse.Namespace, models: Path, limits: dict[str, Any], so
     )
     from eagle_iad.station.routes import install as stations
 
-    log_app_to_stderr(args.log_level)  # before the app: opening the history may migrate it, which is said
+    # before the app: opening the history may migrate it, which is said
+    log_app_to_stderr(args.log_level, bool(getattr(args, "log_timestamps", False)))
     app = create_app(settings, extensions=[stations])
     state = app.state.service
     # At the signal, not after the open requests: running fits start stopping now (their event streams
