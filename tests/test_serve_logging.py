@@ -165,7 +165,8 @@ def test_eagle_serve_log_timestamps_on_every_log_line(tmp_path: Path) -> None:
     assert last.startswith("eagle: stopped by SIGTERM: ")
     lines = _unstamped("\n".join(logged))
     # the history's creation is said as it is opened, before the banner (a migration must be said before serving)
-    assert lines[0].startswith("INFO:     history ") and lines[0].endswith(f": created at schema {SCHEMA_VERSION}"), lines
+    created = f": created at schema {SCHEMA_VERSION}"
+    assert lines[0].startswith("INFO:     history ") and lines[0].endswith(created), lines
     assert lines[1].startswith(f"eagle service on http://127.0.0.1:{port} (history: sqlite:"), lines
     assert "INFO:     Application startup complete." in lines, lines
     assert any('"GET /healthz HTTP/1.1" 200' in line for line in _unstamped(out)), out  # uvicorn's access log
