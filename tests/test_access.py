@@ -56,6 +56,7 @@ ROLES: dict[tuple[str, str], str] = {
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{name}"): "admin",
+    ("DELETE", "/v1/categories/{name}"): "admin",
     ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/audit.csv"): "admin",
     ("GET", "/v1/stations"): "viewer",

@@ -456,6 +456,48 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
     return target
 
 
+#: Where :func:`retire_model` moves a retired model, inside the folder of models (a dot name: the service's
+#: category listing, its start-up clean-up and a category name never meet it).
+RETIRED = ".retired"
+
+
+def retire_model(directory: str | os.PathLike[str], *, when: datetime | None = None) -> Path:
+    """Move the model folder ``directory`` whole (every version, its taught images) to
+    ``<parent>/.retired/<name>-<UTC time>/`` in one ``rename``; where it went.
+
+    Why a rename and not a removal: at every instant the category is there complete or gone complete (a
+    replica reading it, or a SIGKILL, never sees half a folder), and an administrator undoes it by moving
+    the folder back under its name. Under the folder lock every save takes, so it never interleaves with a
+    save; a change prepared from the model before and saved after it finds no model and is refused as a
+    concurrent change (:class:`ModelChangedError`), so it does not bring the category back. Refused
+    (:class:`ConfigError`) for a folder that is no model of this project.
+    """
+    target = Path(os.path.abspath(directory))
+    parent = target.parent
+    moment = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with folder_lock(parent):
+        clean_leftovers_of(target, _is_complete)  # a crashed save's retired copy back first, its staging gone
+        if os.path.islink(target) or not target.is_dir() or not is_model_folder(target):
+            raise ConfigError(f"{directory}: is not a fitted model folder; nothing was retired")
+        retired = parent / RETIRED
+        try:
+            retired.mkdir(exist_ok=True)
+            destination = retired / f"{target.name}-{moment}"
+            suffix = 1
+            while os.path.lexists(destination):  # retired twice in one second: never onto another one
+                suffix += 1
+                destination = retired / f"{target.name}-{moment}-{suffix}"
+            _step("retiring")
+            os.rename(target, destination)
+            _step("moved")
+            fsync_dir(parent)
+            fsync_dir(retired)
+        except OSError as exc:
+            raise OutputError(f"{directory}: cannot be moved to {retired} ({exc.strerror or exc}); the model is "
+                              "unchanged") from exc  # fmt: skip
+    return destination
+
+
 def _fingerprint(directory: Path) -> str | None:
     """SHA-256 of the model's ``model.json`` bytes (any schema); None when there is none to read."""
     try:

@@ -12,7 +12,8 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,46 @@ class QueuedBackend:
         return result
 
 
+class ModelChanges:
+    """The model changes (a threshold change, a teach, a rollback, a retirement) this process is making now, by
+    category: what a retirement refuses to cut short, by name (409 ``category_in_use``), and what refuses a
+    change of a category being retired. Why not only the save's own check: a teach scores its images for
+    minutes before its save would find the category gone; said at once, nobody's work is lost."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, list[str]] = {}
+
+    def running(self, category: str) -> list[str]:
+        """What is changing ``category`` now (``"a teach"``), oldest first."""
+        with self._lock:
+            return list(self._running.get(category, []))
+
+    @contextmanager
+    def making(self, category: str, what: str, *, alone: bool = False) -> Iterator[None]:
+        """Hold ``what`` as a change of ``category`` for the block; with ``alone``, first refuse (409) while any
+        other change of it runs. Any change is refused while a retirement of it runs."""
+        with self._lock:
+            now = self._running.get(category, [])
+            busy = now if alone else [item for item in now if item == RETIREMENT]
+            if busy:
+                raise ApiError(409, f"category {category!r} is in use: {', '.join(busy)} of it is in progress on this "
+                               "service; try again when it has ended", code="category_in_use")  # fmt: skip
+            self._running.setdefault(category, []).append(what)
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._running.get(category, [])
+                left.remove(what)
+                if not left:
+                    self._running.pop(category, None)
+
+
+#: What :class:`ModelChanges` calls a category's retirement.
+RETIREMENT = "its retirement"
+
+
 class ServiceState:
     """Everything the routes share."""
 
@@ -212,6 +253,11 @@ class ServiceState:
         #: Run when the app starts and (first) when it stops: parts the CLI adds to the service (its stations).
         self.on_start: list[Callable[[], None]] = []
         self.on_close: list[Callable[[], None]] = []
+        #: The model changes running now, by category (a retirement waits for none and refuses them all).
+        self.model_changes = ModelChanges()
+        #: Who uses a category, for a retirement to refuse naming them: each returns lines such as
+        #: ``station 'line-1' (runs on this service)``; the CLI adds its stations' (station/routes.py).
+        self.category_users: list[Callable[[str], list[str]]] = []
 
     def _drop_orphan_pictures(self) -> None:
         """Pictures of inspections a kill cut short (never stored), and half-written picture files.

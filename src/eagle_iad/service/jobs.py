@@ -19,9 +19,10 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -325,6 +326,31 @@ class JobManager:
                         lease.release()
             job = None if record is None else FitJob.restored(record)
         return job
+
+    @contextmanager
+    def without_fits(self, category: str) -> Iterator[None]:
+        """Hold off new fits of ``category`` for the block (a retirement), or 409 ``category_in_use`` naming the
+        fit queued or running: on this service (its job id), or with replicas on one that shares the history
+        (its category lock is held). Why: a fit that ends after its category was retired would save a model
+        under the name again, which the retirement said was gone."""
+        with self._stop_lock:  # submit takes it too: no fit of the category is submitted meanwhile
+            busy = [job.id for job in self._jobs.values() if job.category == category and not job.finished]
+            if busy:
+                raise ApiError(409, f"category {category!r} is in use: fit job {', '.join(busy)} is queued or running "
+                               "on this service; wait for it to end (or for its failure), then retire it",
+                               code="category_in_use")  # fmt: skip
+            lease = None
+            if self._claim is not None and self._exclusive:
+                lease = self._claim(fit_lock(category))
+                if lease is None:
+                    raise ApiError(409, f"category {category!r} is in use: a fit of it is queued or running on a "
+                                   "replica sharing this history; wait for it to end, then retire it",
+                                   code="category_in_use")  # fmt: skip
+            try:
+                yield
+            finally:
+                if lease is not None:
+                    lease.release()
 
     @property
     def pending(self) -> int:

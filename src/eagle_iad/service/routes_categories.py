@@ -27,13 +27,30 @@ from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputEr
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.runtime import check_runtime, export_warnings, parse_sidecar
-from eagle_iad.expert.store import MANIFEST, change_threshold, check_replaceable, is_model_folder, read_manifest
+from eagle_iad.expert.store import (
+    MANIFEST,
+    change_threshold,
+    check_replaceable,
+    is_model_folder,
+    read_manifest,
+    recover_model,
+    retire_model,
+)
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.service import schemas
-from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, Role, acting_name, audit_detail, still_allowed
-from eagle_iad.service.context import ServiceState, require_key, runtime_mismatch, service
+from eagle_iad.service.access import (
+    ADMIN,
+    API_NAME,
+    ENGINEER,
+    VIEWER,
+    Role,
+    acting_name,
+    audit_detail,
+    still_allowed,
+)
+from eagle_iad.service.context import RETIREMENT, ServiceState, require_key, runtime_mismatch, service
 from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, hide_models_dir, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
@@ -194,14 +211,51 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
         raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)")
     try:
         errors = labelled_errors(state.store.labelled(name))
-        change_threshold(directory, why=change.why, by=_changed_by(request, change.by), tau=change.tau,
-                         restore=change.restore, labelled_errors=errors)  # fmt: skip
+        with state.model_changes.making(name, "a threshold change"):
+            change_threshold(directory, why=change.why, by=_changed_by(request, change.by), tau=change.tau,
+                             restore=change.restore, labelled_errors=errors)  # fmt: skip
     except (ConfigError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "invalid_threshold") from None
     state.experts.drop(name)
     what = f"tau {change.tau}" if change.tau is not None else f"restore {change.restore}"
     audit_detail(request, f"{what}: {change.why}")
     return describe(directory, with_scores=True)
+
+
+@router.delete("/categories/{name}", dependencies=ADMIN, response_model=schemas.CategoryRetired)
+def retire_category(name: str, request: Request) -> dict[str, Any]:
+    """Retire a category: its model folder (every version, its taught images) is moved whole, in one rename, to
+    ``<models>/.retired/<name>-<UTC time>/``; an inspection of it then answers 404 ``category_not_found``.
+
+    Refused with 409 ``category_in_use``, naming what, while a station uses it (one this service runs, or one
+    the history keeps: paused, or run by a replica sharing it), a fit of it is queued or running (here, or on
+    a replica sharing the history), or a threshold change, teach or rollback of it runs here. The history's
+    inspections of it are kept. Undo: move the folder back to ``<models>/<name>`` (docs/SERVICE.md).
+    """
+    state = service(request)
+    directory = state.settings.models_dir / check_name(name)
+    recover_model(directory)  # a save that crashed between its two renames left it under another name
+    if not is_model_folder(directory):
+        raise not_fitted(state, directory, name, "a retirement")
+    with state.model_changes.making(name, RETIREMENT, alone=True):
+        users = [line for listed in state.category_users for line in listed(name)]
+        if users:
+            raise ApiError(409, f"category {name!r} is in use by {'; '.join(users)}: delete those stations, or "
+                           "change their category (PATCH /v1/stations/<station>), then retire it",
+                           code="category_in_use")  # fmt: skip
+        with state.jobs.without_fits(name):
+            try:
+                moved = retire_model(directory)
+            except (ConfigError, OutputError) as exc:
+                raise change_refused(name, exc, directory, "not_retired") from None
+            finally:
+                state.experts.drop(name)
+    where = moved.relative_to(state.settings.models_dir).as_posix()
+    kept, _ = state.store.page(0, 0, category=name)
+    audit_detail(request, f"retired {name}: moved to {where}; {kept} inspection(s) kept in the history")
+    return {"name": name, "retired_to": where, "inspections_kept": kept,
+            "undo": f"move <models>/{where} back to <models>/{name} (<models>: the service's --models folder); "
+                    "the next inspection loads it"}  # fmt: skip
 
 
 def change_refused(name: str, exc: Exception, directory: Path, refused_code: str, *also: Path) -> ApiError:

@@ -45,9 +45,10 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
             images += [TeachImage(path.name, path) for path in folder_images(state, request_body.folder)]
         if not images:
             raise ConfigError("give the inspections to teach, or a folder of normal images")
-        digests, labelled = history_guard(state.store, files_dir, name)
-        result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, API_NAME),
-                       force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
+        with state.model_changes.making(name, "a teach"):
+            digests, labelled = history_guard(state.store, files_dir, name)
+            result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, API_NAME),
+                           force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
     except (ConfigError, ImageError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "not_taught", files_dir) from None
     state.experts.drop(name)

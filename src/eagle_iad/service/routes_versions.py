@@ -55,7 +55,8 @@ def rollback_category(name: str, change: schemas.RollbackRequest, request: Reque
     if not change.why.strip():
         raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
     try:
-        rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, API_NAME))
+        with state.model_changes.making(name, "a rollback"):
+            rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, API_NAME))
     except (ConfigError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "invalid_rollback") from None
     state.experts.drop(name)

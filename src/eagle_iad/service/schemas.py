@@ -149,6 +149,15 @@ class VersionList(_Open):
     disk_bytes: int
 
 
+class CategoryRetired(BaseModel):
+    """A retired category: where its model folder went (every version, its taught images) and how to undo it."""
+
+    name: str
+    retired_to: str = Field(description="the folder it was moved to, relative to the service's --models folder")
+    inspections_kept: int = Field(description="the history's inspections of it, kept (listed, labelled, exported)")
+    undo: str = Field(description="how an administrator puts it back")
+
+
 class RollbackRequest(BaseModel):
     """Make version ``to`` of a category's model current again, and why."""
 

@@ -810,6 +810,20 @@ def install(app: FastAPI, state: ServiceState) -> None:
         manager.stop(state.settings.shutdown_grace_s)
         ownership.close()
 
+    def users(category: str) -> list[str]:
+        """The stations a retirement of ``category`` would leave with nothing to score their images: those this
+        service runs (a stations file's, or created here), then those the history keeps (paused ones, and those of
+        other replicas sharing it), each once."""
+        here = {running.runner.config.name: running for running in manager.all()}
+        found = [f"station {name!r} (runs on this service)" for name, running in here.items()
+                 if running.runner.config.category == category]  # fmt: skip
+        for name, spec, paused in StationTables(state.store).specs():
+            if name not in here and spec.get("category") == category:
+                where = "paused" if paused else "on a replica sharing the history, or not started"
+                found.append(f"station {name!r} (kept in the history, {where})")
+        return found
+
+    state.category_users.append(users)
     state.on_start.append(ownership.start)
     state.on_close.insert(0, stop)
     state.metrics.text(lambda: _metrics(state, manager))
