@@ -208,3 +208,34 @@ def test_a_change_prepared_before_a_retirement_does_not_bring_the_category_back(
     assert not os.path.lexists(models / "mono")
     with pytest.raises(expert_store.ConfigError, match="is not a fitted model folder; nothing was retired"):
         retire_model(models / "mono")
+
+
+def test_eagle_retire_refuses_while_the_service_runs_and_retires_audited_once_it_is_stopped(
+    models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eagle_iad.cli import main
+    from eagle_iad.cli.db import os_user
+
+    state = models.parent / "eagle-service"  # the default beside --models, as eagle serve uses it
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    body = {"name": "line-1", "category": "mono", "sinks": [{"kind": "folder", "path": "out"}],
+            "source": {"kind": "folder", "path": "incoming", "settle_s": 0.2, "poll_s": 0.05}}  # fmt: skip
+    with LiveServer(_app(models, state, data_root=data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        assert main(["retire", "mono", "--models", str(models)]) == 2
+        assert "retire the category through it instead: DELETE /v1/categories/mono" in capsys.readouterr().err
+    assert main(["retire", "mono", "--models", str(models)]) == 2  # stopped, but its kept station uses it
+    assert "category 'mono' is in use by station 'line-1' (kept in the history)" in capsys.readouterr().err
+    with LiveServer(_app(models, state, data_root=data)) as live:
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+    capsys.readouterr()
+    assert main(["retire", "mono", "--models", str(models)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    [retired] = list((models / RETIRED).iterdir())
+    assert answer["retired_to"] == f"{RETIRED}/{retired.name}" and not os.path.lexists(models / "mono")
+    with LiveServer(_app(models, state)) as live:
+        [row] = [r for r in call("GET", f"{live.base}/v1/audit")[2]["items"] if r["method"] == "DELETE"
+                 and r["route"] == "/v1/categories/{name}"]  # fmt: skip
+    assert (row["actor"], row["role"], row["path"]) == (f"cli:{os_user()}", "admin", "/v1/categories/mono")
+    assert row["detail"].endswith("0 inspection(s) kept in the history (eagle retire)")

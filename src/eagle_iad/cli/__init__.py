@@ -5,7 +5,8 @@ Every user-caused problem surfaces as an :class:`EagleError` and is printed as o
 
 One module per group of commands, each declaring its flags beside its handler (``fit``: fit,
 threshold, info; ``inspect``: inspect, attention; ``evaluate``: eval-expert, eval, demo; ``export``;
-``serve``: serve-mllm, serve, openapi; ``review``; ``teach``; ``keys``; ``db``; ``versions``: versions, rollback); the
+``serve``: serve-mllm, serve, openapi; ``review``; ``teach``; ``keys``; ``db``; ``versions``: versions, rollback,
+retire); the
 flags several commands share are declared once in ``flags``. Only torch-free modules at the top of
 each: ``eagle --help``, ``--version`` and ``eagle info`` must start at once, so each command imports
 what it needs inside its handler (tests/test_fresh_clone.py checks this).
@@ -37,7 +38,7 @@ __all__ = ["COMMAND_ORDER", "SERVE_API_KEY_ENV", "build_parser", "dumps", "inspe
 COMMAND_ORDER: tuple[str, ...] = (
     "fit", "inspect", "export", "attention", "serve-mllm", "serve", "openapi",
     "station", "review", "teach", "keys", "db", "eval-expert", "eval", "info", "threshold", "versions", "rollback",
-    "demo",
+    "retire", "demo",
 )  # fmt: skip
 
 

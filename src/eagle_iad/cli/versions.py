@@ -1,16 +1,21 @@
-"""``eagle versions`` and ``eagle rollback``: a model's numbered versions, and going back to one.
+"""``eagle versions``, ``eagle rollback`` and ``eagle retire``: a model's numbered versions, going back to one,
+and retiring a category whole.
 
 Every fit, threshold change, teach and rollback saves a numbered version inside the model's folder
 (expert/versions.py); these commands list them with what made each, and make an earlier one current.
+``eagle retire`` moves a service's category folder, every version with it, into ``<models>/.retired/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from eagle_iad.cli.db import add_history_flags, cli_audit, history_location, state_folder
 from eagle_iad.cli.fit import _who
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps, print_warnings
@@ -37,6 +42,103 @@ def add_rollback(sub: Subcommands) -> None:
     rollback.add_argument("--why", required=True, help="why (kept in the model's history)")
     rollback.add_argument("--by", help="who (default: the login name)")
     rollback.set_defaults(func=_cmd_rollback)
+
+
+def add_retire(sub: Subcommands) -> None:
+    retire = sub.add_parser("retire", help="retire a category of a service's models folder (moved to .retired/)",
+                            description="Moves <models>/NAME whole (every version, its taught images) to "
+                            "<models>/.retired/NAME-<UTC time>/ in one rename, audited as DELETE "
+                            "/v1/categories/NAME; undo by moving it back. For a stopped service: while one runs "
+                            "on this state folder, retire through it (it knows its stations and fits).")  # fmt: skip
+    retire.add_argument("name", help="the category (its folder's name under --models)")
+    add_history_flags(retire)
+    retire.set_defaults(func=_cmd_retire)
+
+
+#: The API route ``eagle retire`` stands for: its audit row reads as the API's (``GET /v1/audit``).
+RETIRE_ROUTE = "/v1/categories/{name}"
+
+
+def _cmd_retire(args: argparse.Namespace) -> int:
+    """What ``DELETE /v1/categories/{name}`` does, for a models folder no service on this machine runs now: the
+    stations the history keeps and the fits it records still running (on a replica) refuse it, naming them."""
+    from datetime import UTC, datetime
+
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.expert.store import is_model_folder, recover_model, retire_model
+    from eagle_iad.naming import category_name_problem
+    from eagle_iad.service.access import Role
+    from eagle_iad.service.jobs import fit_lock, job_lock
+    from eagle_iad.service.lock import StateLock
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.outbox import StationTables
+
+    if not args.models:
+        raise ConfigError("--models: give the service's models folder (the category is a folder in it)")
+    problem = category_name_problem(args.name)
+    if problem is not None:
+        raise ConfigError(problem)
+    directory = Path(args.models) / args.name
+    recover_model(directory)
+    if not is_model_folder(directory):
+        raise ConfigError(f"{directory}: is not a fitted model folder; nothing was retired")
+    folder = state_folder(args)
+    lock = None
+    if folder is not None and folder.is_dir():
+        lock = StateLock(folder)
+        try:
+            lock.acquire()  # a service (or eagle station run) on this folder holds it for its life
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; retire the category through it instead: DELETE /v1/categories/{args.name} "
+                              "with an admin key (it checks its stations and fits)") from None  # fmt: skip
+    try:
+        store = None
+        location = history_location(args)
+        if "://" in location or Path(location).is_file():
+            store = InspectionStore(location)
+        try:
+            specs = [] if store is None else StationTables(store).specs()
+            users = [f"station {name!r}" for name, spec, _ in specs if spec.get("category") == args.name]
+            if users:
+                raise ConfigError(f"category {args.name!r} is in use by {', '.join(users)} (kept in the history): "
+                                  "delete those stations, or change their category, then retire it")  # fmt: skip
+            lease = None if store is None else store.backend.try_lock(fit_lock(args.name))
+            if store is not None and lease is None:
+                raise ConfigError(f"category {args.name!r} is in use: a fit of it is queued or running on a replica "
+                                  "sharing this history; wait for it to end, then retire it")  # fmt: skip
+            try:
+                if store is not None:
+                    for job_id, text in store.read("SELECT id, record FROM fit_jobs"):
+                        record = json.loads(text)
+                        if record.get("category") != args.name or record.get("state") not in ("queued", "running"):
+                            continue
+                        alive = store.backend.try_lock(job_lock(str(job_id)))
+                        if alive is None:  # its replica holds its lock: it runs
+                            raise ConfigError(f"category {args.name!r} is in use: fit job {job_id} is queued or "
+                                              "running on a replica sharing this history; wait for it to end, "
+                                              "then retire it")  # fmt: skip
+                        alive.release()
+                moved = retire_model(directory)
+            finally:
+                if lease is not None:
+                    lease.release()
+            where = moved.relative_to(os.path.abspath(args.models)).as_posix()
+            if store is not None:
+                kept, _ = store.page(0, 0, category=args.name)
+                when = datetime.now(UTC).isoformat(timespec="milliseconds")
+                cli_audit(args, store, when, Role.admin, "DELETE", RETIRE_ROUTE,
+                          RETIRE_ROUTE.replace("{name}", args.name), 200,
+                          f"retired {args.name}: moved to {where}; {kept} inspection(s) kept in the history "
+                          "(eagle retire)")  # fmt: skip
+        finally:
+            if store is not None:
+                store.close()
+    finally:
+        if lock is not None:
+            lock.release()
+    print(dumps({"name": args.name, "retired_to": where,
+                 "undo": f"mv {Path(args.models) / where} {directory}"}))  # fmt: skip
+    return 0
 
 
 #: Tensor files from this size on are hashed with a progress bar on stderr (``--verify``): a smaller one is read
@@ -106,4 +208,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Subcommands], None]] = {"versions": add_versions, "rollback": add_rollback}
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {
+    "versions": add_versions,
+    "rollback": add_rollback,
+    "retire": add_retire,
+}
