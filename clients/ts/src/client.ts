@@ -14,6 +14,8 @@ import { readSse } from "./sse.js";
 type Schemas = components["schemas"];
 export type Health = Schemas["Health"];
 export type Category = Schemas["Category"];
+/** A retired category: where its model folder went, the inspections the history keeps, and how to undo it. */
+export type CategoryRetired = Schemas["CategoryRetired"];
 export type ScoreDistribution = Schemas["ScoreDistribution"];
 export type InspectionRecord = Schemas["InspectionRecord"];
 export type InspectionPage = Schemas["InspectionPage"];
@@ -359,6 +361,15 @@ export class EagleClient {
     const body = JSON.stringify(request);
     return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/rollback`, () => body,
       { "Content-Type": "application/json" }, signal);
+  }
+
+  /**
+   * Retire a category (admin): its model folder, every version with it, moves whole to
+   * `<models>/.retired/<name>-<UTC time>/`; the history keeps its inspections. 409 `category_in_use` names the
+   * station, fit, teach, threshold change or rollback that uses it. Undone by moving the folder back.
+   */
+  retireCategory(name: string, signal?: AbortSignal): Promise<CategoryRetired> {
+    return this.json<CategoryRetired>("DELETE", `/v1/categories/${encodeURIComponent(name)}`, undefined, {}, signal);
   }
 
   /** Scores with known truth for a category (labelled history, evaluation runs): a threshold preview's evidence. */

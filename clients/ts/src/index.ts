@@ -18,6 +18,7 @@ export {
   type Role,
   PICTURE_KINDS,
   type Category,
+  type CategoryRetired,
   type CategoryDashboard,
   type CategoryEvidence,
   type ClientOptions,

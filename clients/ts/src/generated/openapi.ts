@@ -109,7 +109,17 @@ export interface paths {
         get: operations["get_category_v1_categories__name__get"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Retire Category
+         * @description Retire a category: its model folder (every version, its taught images) is moved whole, in one rename, to
+         *     ``<models>/.retired/<name>-<UTC time>/``; an inspection of it then answers 404 ``category_not_found``.
+         *
+         *     Refused with 409 ``category_in_use``, naming what, while a station uses it (one this service runs, or one
+         *     the history keeps: paused, or run by a replica sharing it), a fit of it is queued or running (here, or on
+         *     a replica sharing the history), or a threshold change, teach or rollback of it runs here. The history's
+         *     inspections of it are kept. Undo: move the folder back to ``<models>/<name>`` (docs/SERVICE.md).
+         */
+        delete: operations["retire_category_v1_categories__name__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -842,6 +852,29 @@ export interface components {
             categories: components["schemas"]["Category"][];
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * CategoryRetired
+         * @description A retired category: where its model folder went (every version, its taught images) and how to undo it.
+         */
+        CategoryRetired: {
+            /**
+             * Inspections Kept
+             * @description the history's inspections of it, kept (listed, labelled, exported)
+             */
+            inspections_kept: number;
+            /** Name */
+            name: string;
+            /**
+             * Retired To
+             * @description the folder it was moved to, relative to the service's --models folder
+             */
+            retired_to: string;
+            /**
+             * Undo
+             * @description how an administrator puts it back
+             */
+            undo: string;
         };
         /** CreatedKey */
         CreatedKey: {
@@ -2144,6 +2177,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Category"];
+                };
+            };
+        };
+    };
+    retire_category_v1_categories__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CategoryRetired"];
                 };
             };
         };
