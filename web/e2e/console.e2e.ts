@@ -1410,6 +1410,41 @@ describe("web console", () => {
     expect((await admin.inspection(stored.id)).label).toBeNull(); // nobody above could label it
   });
 
+  it("retires a category from its page with the keyboard alone, after a confirm step; Escape answers no (390 px, axe)", async () => {
+    // Its own category, so the other tests' models stay as they were.
+    const job = await client.fit("e2e-retire", { folder: "mono-good" });
+    expect(job.state).toBe("succeeded");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${server.baseUrl}/#/categories/e2e-retire`);
+    const ask = page.getByRole("button", { name: "Retire category" });
+    await ask.waitFor({ timeout: 60_000 });
+    await ask.focus();
+    await page.keyboard.press("Enter");
+    // Asked: the question, the focus on Cancel (the safe answer); axe-clean and no sideways scrolling at 390 px.
+    const question = page.getByRole("group", { name: /^Retire e2e-retire\? Inspections of it stop at once/ });
+    await question.waitFor();
+    await page.waitForFunction(() => document.activeElement?.textContent === "Cancel");
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "retire question at 390")).toEqual([]);
+    await screenshot(page, "retire-390");
+    await page.keyboard.press("Escape"); // no: nothing retired, the focus back on the button
+    await page.waitForFunction(() => document.activeElement?.textContent === "Retire category");
+    expect((await client.category("e2e-retire")).name).toBe("e2e-retire");
+    await page.keyboard.press("Enter");
+    await question.waitFor();
+    await page.getByRole("button", { name: "Yes, retire e2e-retire" }).focus();
+    await page.keyboard.press("Enter");
+    const note = page.locator('[data-testid="retired-note"]');
+    await note.waitFor({ timeout: 30_000 });
+    expect(await note.textContent()).toMatch(/^Retired e2e-retire: its model \(every version\) was moved to \.retired\/e2e-retire-\d{8}T\d{6}Z in the models folder; the history keeps its 0 inspections\./);
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "retired-note");
+    expect(page.url()).toMatch(/#\/categories$/);
+    expect((await client.categories()).map((c) => c.name)).not.toContain("e2e-retire");
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "retired note at 390")).toEqual([]);
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("logged no script errors or CSP violations", () => {
     expect(problems).toEqual([]);
   });

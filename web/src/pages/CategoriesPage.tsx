@@ -2,6 +2,7 @@ import { FIT_OPTIONS, type Category, type FitOptions, type FitSource, type Job, 
 import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
+import { RetireCategory } from "../components/RetireCategory";
 import { RoleGate } from "../components/RoleGate";
 import { CategoryDashboard } from "../components/CategoryDashboard";
 import { SelectField } from "../components/SelectField";
@@ -24,6 +25,17 @@ function formatDate(value: string | null | undefined): string {
 export function CategoriesPage({ selected, version = { kind: "none" } }: { selected: string | null; version?: VersionTarget }) {
   const { client } = useApi();
   const list = useAsync((signal) => client.categories(signal), [client]);
+  // Said where the retired category's detail was (the list), and the keyboard lands on it.
+  const [retired, setRetired] = useState<string | null>(null);
+  const retiredNote = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (retired !== null) retiredNote.current?.focus();
+  }, [retired]);
+  const onRetired = (line: string) => {
+    setRetired(line);
+    list.reload();
+    window.location.hash = formatRoute("categories");
+  };
   return (
     <section aria-labelledby="categories-title">
       <div className="page-head">
@@ -32,8 +44,15 @@ export function CategoriesPage({ selected, version = { kind: "none" } }: { selec
       </div>
       {list.error ? <ErrorBanner error={list.error} onRetry={list.reload} /> : null}
       {list.loading && !list.data ? <Loading label="Loading categories…" /> : null}
+      {retired !== null && !selected ? (
+        <p className="notice" role="status" tabIndex={-1} ref={retiredNote} data-testid="retired-note">
+          {retired}
+        </p>
+      ) : null}
       {list.data ? <CategoryTable categories={list.data} selected={selected} /> : null}
-      {selected ? <CategoryDetail key={selected} name={selected} version={version} onChanged={list.reload} /> : null}
+      {selected ? (
+        <CategoryDetail key={selected} name={selected} version={version} onChanged={list.reload} onRetired={onRetired} />
+      ) : null}
       <RoleGate needed="engineer" what="Fitting a category">
         <FitForm onFitted={list.reload} />
       </RoleGate>
@@ -95,7 +114,7 @@ function CategoryTable({ categories, selected }: { categories: Category[]; selec
   );
 }
 
-function CategoryDetail({ name, version, onChanged }: { name: string; version: VersionTarget; onChanged: () => void }) {
+function CategoryDetail({ name, version, onChanged, onRetired }: { name: string; version: VersionTarget; onChanged: () => void; onRetired: (line: string) => void }) {
   const { client } = useApi();
   const detail = useAsync((signal) => client.category(name, signal), [client, name]);
   const evidence = useAsync((signal) => client.categoryEvidence(name, signal), [client, name]);
@@ -213,6 +232,7 @@ function CategoryDetail({ name, version, onChanged }: { name: string; version: V
         />
       ) : null}
       {c?.error ? <ErrorBanner error={{ kind: "server", title: "Model unreadable", message: c.error, retryable: false }} /> : null}
+      {c || unreadable ? <RetireCategory name={name} onRetired={onRetired} /> : null}
     </section>
   );
 }
