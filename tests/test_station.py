@@ -571,6 +571,82 @@ def _attempts(work: Path) -> list[int]:
         db.close()
 
 
+def test_a_stations_file_on_a_shared_history_rides_out_a_database_restart_and_waits_out_another_holder(
+    model_dir: Path, tmp_path: Path, receiver: Receiver, postgres: Any
+) -> None:
+    """A database restart ends every session's locks. ``eagle station run`` used to exit 2 at its next look ("lost
+    the lock ... stopped, start again"), and the line stopped until a person started it again. It now pauses the
+    station (intake and deliveries, one line), takes the lock back once the server is up, and goes on (one line):
+    the images dropped during and after the restart are inspected exactly once, by the same process. A lock another
+    process took meanwhile is waited out, taking nothing, naming the holder, until that process lets it go."""
+    from eagle_iad.history import open_backend
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.outbox import station_lock
+
+    url = postgres.new_database()
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    stations.write_text(f'history = "{url}"\n' + stations.read_text())
+    incoming = tmp_path / "incoming"
+    cells = _cells(8)
+
+    def drop(index: int) -> None:  # one image of its own name and content
+        _drop(incoming, [cells[index]])
+        (incoming / f"0000_{cells[index].name}").rename(incoming / f"{index}.png")
+
+    def delivered() -> set[str]:
+        return {r["key"] for r in list(receiver.received)}
+
+    station = Running(stations, "--quiet")
+    try:
+        for index in range(2):
+            drop(index)
+        station.until(lambda: len(delivered()) == 2, "the first two verdicts")
+        postgres.restart(down_s=wait_s(2))
+        drop(2)  # while the server starts: the intake may be paused for the history or the lock
+        drop(3)
+        station.until(lambda: len(delivered()) == 4, "the verdicts of the images dropped after the restart", 90)
+        assert station.process.poll() is None and station.saw("took its lock in the history back"), station.log()
+
+        # another process takes the lock while this one has lost it (the server ending its session)
+        admin = open_backend(url).connect()
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+        finally:
+            admin.close()
+        deadline = time.monotonic() + wait_s(30)
+        while (other := open_backend(url).try_lock(station_lock("line-1"))) is None:
+            assert time.monotonic() < deadline, f"the ended session's lock was never released: {station.log()}"
+            time.sleep(0.02)
+        try:
+            holder = f"held by eagle-iad on {socket.gethostname()}, pid {os.getpid()}"
+            station.until(lambda: station.saw(holder), "a line naming the lock's holder", 60)
+            drop(4)
+            time.sleep(wait_s(3))
+            assert (incoming / "4.png").exists() and len(delivered()) == 4, station.log()  # the holder's to take
+            state = _status(stations)["state"]
+            assert state.startswith(f"waiting: its lock in the history is {holder}"), state
+        finally:
+            other.release()
+        station.until(lambda: len(delivered()) == 5, "the image taken once the holder let the lock go", 60)
+        drop(5)
+        station.until(lambda: len(delivered()) == 6, "the next image")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    log = station.log()
+    assert "eagle: error" not in log and "start again" not in log, log
+    assert log.count("its lock in the history was lost") == 2, log  # one line a loss, not one per look
+    assert log.count("took its lock in the history back") == 2, log
+    assert log.count(holder) == 1, log
+    store = InspectionStore(url)
+    try:
+        history = store.page(10_000, 0)[1][::-1]
+    finally:
+        store.close()
+    assert sorted(r.image_name for r in history) == [f"{i}.png" for i in range(6)]  # each exactly once
+    assert delivered() == {r.id for r in history}
+
+
 def test_a_receiver_down_longer_than_ten_tries_at_the_default_max_attempts_gets_every_verdict_in_order(
     model_dir: Path, tmp_path: Path
 ) -> None:

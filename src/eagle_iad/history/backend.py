@@ -130,6 +130,11 @@ class HistoryBackend(ABC):
     def try_lock(self, name: str) -> Lease | None:
         """Hold the lock called ``name`` (``fit:tire``), or ``None`` at once if another process holds it."""
 
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds the lock called ``name`` (a host and process id, as the database can tell), for a refusal or
+        a wait to name it; ``None``: not known (no other process can hold it, or the database cannot say)."""
+        return None
+
     def describe(self) -> str:
         """The URL without its password, for messages and logs."""
         return redact(self.url)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -161,14 +163,14 @@ class PostgresHistory(HistoryBackend):
         if not rest.strip("/"):
             raise ConfigError(f"history {redact(url)}: say which server and database (postgresql://host/database)")
 
-    def _connect_raw(self) -> psycopg.Connection[Any]:
+    def _connect_raw(self, application_name: str = "eagle-iad") -> psycopg.Connection[Any]:
         pg = _psycopg()
         try:
             connection: psycopg.Connection[Any] = pg.connect(
                 self.conninfo,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="eagle-iad",
+                application_name=application_name,
                 **KEEPALIVES,
             )
         except pg.Error as exc:
@@ -236,7 +238,8 @@ class PostgresHistory(HistoryBackend):
         return isinstance(exc, _psycopg().OperationalError)
 
     def try_lock(self, name: str) -> Lease | None:
-        db = self._connect_raw()
+        # named after this host and process, so another process refused the lock can say who holds it (lock_holder)
+        db = self._connect_raw(holder_name())
         key = lock_key(name)
         try:
             row = db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -247,3 +250,41 @@ class PostgresHistory(HistoryBackend):
             db.close()
             return None
         return _AdvisoryLease(db, key)
+
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds the lock ``name``, from the server's view of its sessions: ``eagle-iad on <host>, pid <pid>``
+        for an eagle-iad process (:func:`holder_name`), else the session's application and address; ``None`` when
+        no session holds it, or the server does not let this user see who does."""
+        key = lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF  # an advisory lock's bigint key, as pg_locks splits it
+        db = self._connect_raw()
+        try:
+            row = db.execute(
+                "SELECT a.application_name, host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (key >> 32, key & 0xFFFF_FFFF),
+            ).fetchone()
+        finally:
+            db.close()
+        if row is None:
+            return None
+        application, address = row
+        if not application:
+            return None if address is None else f"a session from {address}"
+        held = str(application)
+        if held.startswith(HOLDER_PREFIX):
+            host, _, pid = held[len(HOLDER_PREFIX) :].rpartition(" pid ")
+            return f"eagle-iad on {host}, pid {pid}"
+        return f"{held!r}" + ("" if address is None else f" from {address}")
+
+
+#: How a lock's session names its process (``application_name``, at most 63 bytes: the host is cut to fit).
+HOLDER_PREFIX = "eagle-iad@"
+
+
+def holder_name() -> str:
+    """``eagle-iad@<host> pid <pid>``: the ``application_name`` of a session holding a lock."""
+    pid = f" pid {os.getpid()}"
+    host = socket.gethostname().encode()[: 63 - len(HOLDER_PREFIX) - len(pid)].decode(errors="ignore")
+    return f"{HOLDER_PREFIX}{host}{pid}"

@@ -90,7 +90,10 @@ _LOG = logging.getLogger("eagle_iad.station")
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line to stderr, in one write: ``print`` writes the line and its newline apart, so two threads' lines
+    (a courier's and the lock check's) could run together on one line."""
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
 
 
 def _escaping(log: Log) -> Log:
@@ -359,6 +362,17 @@ class StationRunner:
         #: process sees it here, not only at its next look at the station table (SYNC_INTERVAL_S later), so
         #: the two never take the same images meanwhile. ``None``: the station is this process's alone.
         self.owns: Callable[[], bool] | None = None
+        #: Why the intake pauses once :attr:`owns` says no: set by the process holding the lock, which knows more
+        #: (``eagle station run`` takes the lock back, or names who holds it now: see :class:`FileLocks`).
+        self.lost_reason = LOST_LOCK
+        #: Whether this runner says its pause for a lost lock and the resume after it in the log; ``False`` where the
+        #: process holding the locks says them (``eagle station run``: one line each, for the intake and deliveries).
+        self.lock_lines = True
+        #: Set by the process holding the lock when it finds the lock lost, or its reason changed: the intake asks
+        #: :attr:`owns` at its next turn, not only before the next image (the status says so while none arrives).
+        self.recheck = threading.Event()
+        #: The intake is paused for the lock (:meth:`_lost`), not for anything else.
+        self._paused_for_lock = False
         #: Why :meth:`idle` could not see the source's backlog, as last said (said once, not every check).
         self._unseen: str | None = None
         #: How many held deliveries :meth:`idle` last said stay for the next run (the folder gone).
@@ -526,7 +540,8 @@ class StationRunner:
 
     def step(self) -> int:
         """Take up to :data:`TURN` complete images; how many were taken (inspected, repeated or refused)."""
-        if self.paused is not None and time.monotonic() < self._paused_until:
+        # (a lock found lost, or its holder named, is said in the status at once: see recheck)
+        if self.paused is not None and time.monotonic() < self._paused_until and not self.recheck.is_set():
             return 0
         taken = 0
         self.busy = True
@@ -541,7 +556,9 @@ class StationRunner:
         if self.owns is None or self.owns():
             return False
         self._arrivals = None
-        self._pause(LOST_LOCK)  # its process stops it at its next look at the station table
+        # the service stops it at its next look at the station table; eagle station run takes the lock back
+        self._pause(self.lost_reason, say=self.lock_lines)
+        self._paused_for_lock = True
         return True
 
     def _turn(self) -> int:
@@ -549,7 +566,9 @@ class StationRunner:
             return 0
         # a paused intake resumes and held rows are released below even when no image waits: only by the lock's
         # holder (a replica that took it may be filing its images, whose rows are held in the shared outbox)
-        if (self.paused is not None or self._unfiled) and self._lost():
+        asked = self.recheck.is_set()
+        self.recheck.clear()
+        if (self.paused is not None or self._unfiled or asked) and self._lost():
             return 0
         taken = 0
         while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
@@ -761,16 +780,20 @@ class StationRunner:
         for courier in self.couriers:
             courier.wake.set()
 
-    def _pause(self, reason: str) -> None:
+    def _pause(self, reason: str, *, say: bool = True) -> None:
+        """Pause the intake for ``reason`` (tried again every :data:`PAUSE_RETRY_S`), in one line per reason;
+        ``say``: ``False`` where another part of the process says it (a lost lock, by ``eagle station run``)."""
         self._unfiled = True  # an image stored but maybe not filed: its rows wait until it is, or it is gone
         self._paused_until = time.monotonic() + PAUSE_RETRY_S
+        self._paused_for_lock = False
         if self.paused == reason:
             return
         self.paused = reason
         if self.paused_since is None:
             self.paused_since = time.time()
         self._say_intake()  # before the line: whoever reads the line and then the status finds them agreeing
-        self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
+        if say:
+            self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
 
     def fail(self, error: str) -> None:
         """The intake raised ``error`` (a plugin source's bug): paused as for any other reason, so it is one
@@ -783,7 +806,9 @@ class StationRunner:
             return
         self.paused = self.paused_since = None
         self._say_intake()
-        self.log(f"eagle station {self.config.name}: intake resumed")
+        if not (self._paused_for_lock and not self.lock_lines):  # else said by the process that took the lock back
+            self.log(f"eagle station {self.config.name}: intake resumed")
+        self._paused_for_lock = False
 
     def _take(self, arrival: Arrival) -> bool:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
@@ -1257,11 +1282,16 @@ class StationManager:
         runner.owns = owns
         return self._launch(runner, spec, paused)
 
-    def add_all(self, configs: list[StationConfig], owns: Mapping[str, Callable[[], bool]] | None = None) -> None:
+    def add_all(
+        self, configs: list[StationConfig], owns: Mapping[str, Callable[[], bool]] | None = None, *,
+        lock_lines: bool = True,
+    ) -> None:  # fmt: skip
         """Start every station of ``configs`` once all of them loaded their models and probed their sinks: one
-        that cannot start refuses them all before any takes an image."""
+        that cannot start refuses them all before any takes an image. ``lock_lines``: see
+        :attr:`StationRunner.lock_lines`."""
         for runner in [self._prepare(config) for config in configs]:
             runner.owns = None if owns is None else owns.get(runner.config.name)
+            runner.lock_lines = lock_lines
             self._launch(runner, None, False)
 
     def _prepare(self, config: StationConfig) -> StationRunner:
@@ -1413,40 +1443,165 @@ def _close_source(runner: StationRunner) -> None:
 #: How many shutdown graces after a stop a run still finishing its image is said in the log (once).
 LATE_GRACES = 5
 
-#: Seconds between checks that ``eagle station run`` still holds its stations' locks in a shared history.
+#: Seconds between checks that ``eagle station run`` still holds its stations' locks in a shared history, and
+#: between its tries to take a lost one back.
 LEASE_CHECK_S = 5.0
+
+
+class FileLocks:
+    """The locks ``eagle station run`` holds in a shared history, one per station of its file, and what it does
+    when the database drops one (a restart, a failover: every session's locks end with it).
+
+    Why not exit: the line would stop until a person (or a service manager) started the command again, while the
+    service's own stations ride the same restart out. So a lost lock pauses that station (its intake, by
+    :attr:`StationRunner.owns`, and its couriers, as another process may deliver the same outbox rows once it holds
+    the lock), and every :data:`LEASE_CHECK_S` the lock is asked for again. Taken back: the station goes on where it
+    was. Held by another process meanwhile (a replica of the service, another ``eagle station run`` of the same
+    file): this one keeps waiting, taking nothing, and says who holds it; when that process ends, its lock ends
+    with it and this one takes the station back, so the line never stops while one of them runs. One line when a
+    station pauses, one when another process is found holding it, one when it resumes.
+    """
+
+    def __init__(self, backend: Any, manager: StationManager, log: Log) -> None:
+        self.backend = backend
+        self.manager = manager
+        self.log = _escaping(log)
+        self._lock = threading.Lock()
+        self._leases: dict[str, Any] = {}
+        #: Stations whose lock is lost: when it was found lost (monotonic), and who held it at the last look.
+        self._lost: dict[str, tuple[float, str | None]] = {}
+
+    def take(self, name: str) -> bool:
+        """Hold ``name``'s lock now (``False``: another process holds it)."""
+        lease = self.backend.try_lock(station_lock(name))
+        if lease is None:
+            return False
+        with self._lock:
+            self._leases[name] = lease
+        return True
+
+    def holder(self, name: str) -> str:
+        """Who holds ``name``'s lock, as the database says (``another process`` where it cannot say)."""
+        look = getattr(self.backend, "lock_holder", None)
+        try:
+            who = look(station_lock(name)) if callable(look) else None
+        except Exception:  # the database away again: the next look says
+            who = None
+        return who or "another process"
+
+    def owns(self, name: str) -> Callable[[], bool]:
+        """Whether this process holds ``name``'s lock now (asked by its station before each image)."""
+
+        def held() -> bool:
+            with self._lock:
+                lease = self._leases.get(name)
+            return lease is not None and lease.held()
+
+        return held
+
+    def check(self) -> None:
+        """Find the locks the database dropped and pause their stations; take lost ones back, resuming them."""
+        with self._lock:
+            names = list(self._leases)
+        for name in names:
+            with self._lock:
+                lease = self._leases.get(name)
+            if name not in self._lost and lease is not None and lease.held():
+                continue
+            running = self.manager.get(name)
+            if running is None:
+                continue
+            runner = running.runner
+            if name not in self._lost:
+                self._lose(name, runner)
+            try:
+                again = self.backend.try_lock(station_lock(name))
+            except Exception as exc:  # the database still away: the next check tries again
+                _LOG.debug("eagle station %s: its lock could not be asked for (%s); trying again", name, exc)
+                continue
+            if again is None:
+                self._held_elsewhere(name, runner)
+                continue
+            with self._lock:
+                old, self._leases[name] = self._leases.get(name), again
+            if old is not None:
+                old.release()
+            since, _ = self._lost.pop(name)
+            runner.resume_couriers()
+            runner.lost_reason = LOST_LOCK
+            runner.recheck.set()
+            self.log(f"eagle station {name}: took its lock in the history back after {time.monotonic() - since:.0f} "
+                     "s; intake and deliveries resume")  # fmt: skip
+
+    def _lose(self, name: str, runner: StationRunner) -> None:
+        """``name``'s lock is gone: its intake and couriers pause, in one line."""
+        self._lost[name] = (time.monotonic(), None)
+        runner.halt_couriers()
+        runner.lost_reason = (f"{LOST_LOCK}; deliveries wait too, while this process takes the lock back (tried "
+                              f"every {LEASE_CHECK_S:g} s)")  # fmt: skip
+        runner.recheck.set()  # the status says so at the intake's next turn, not only at the next image
+        self.log(f"eagle station {name}: warning: its lock in the history was lost (a database restart?); intake "
+                 f"and deliveries paused, taking the lock back every {LEASE_CHECK_S:g} s (a line when it "
+                 "resumes)")  # fmt: skip
+
+    def _held_elsewhere(self, name: str, runner: StationRunner) -> None:
+        """Another process took ``name``'s lock: this one waits, taking nothing, and says who (once per holder)."""
+        since, said = self._lost[name]
+        who = self.holder(name)
+        if who == said:
+            return
+        self._lost[name] = (since, who)
+        runner.lost_reason = (f"its lock in the history is held by {who}, which runs this station now; this process "
+                              "takes no image and delivers nothing until that lock is free")  # fmt: skip
+        runner.recheck.set()
+        self.log(f"eagle station {name}: warning: its lock in the history is held by {who}; this process takes no "
+                 f"image and delivers nothing while it is, and takes the station back when it is free (asked every "
+                 f"{LEASE_CHECK_S:g} s)")  # fmt: skip
+
+    def release(self) -> None:
+        with self._lock:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            lease.release()
+
+
+def _idle(manager: StationManager) -> bool:
+    """:meth:`StationManager.idle`, ``False`` while the history cannot say (a shared one away: a restart)."""
+    try:
+        return manager.idle()
+    except Exception as exc:  # the outbox not readable now: not idle, looked at again in a moment
+        _LOG.debug("stations: idle not known (%s)", exc)
+        return False
 
 
 def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
-    ``until_idle``, until no image waits and every verdict is delivered (or a dead letter)."""
+    ``until_idle``, until no image waits and every verdict is delivered (or a dead letter). With a shared history
+    a station whose lock the database dropped pauses until this process holds it again (see :class:`FileLocks`)."""
     settings = stations.settings()
     stations.make_folders()
     state = ServiceState(settings, backend=None)
     manager = StationManager(state, log, quiet=quiet)
-    leases = []
+    locks = FileLocks(state.store.backend, manager, log)
     try:
         for station in stations.stations:  # with a shared history, another process may run it already
-            lease = state.store.backend.try_lock(station_lock(station.name))
-            if lease is None:
+            if not locks.take(station.name):
                 where = state.store.backend.describe()
                 raise StationConfigError(f"{stations.path}: station {station.name!r} runs in another process sharing "
-                                         f"the history {where}; stop it there first")  # fmt: skip
-            leases.append(lease)
+                                         f"the history {where} ({locks.holder(station.name)}); stop it there "
+                                         "first")  # fmt: skip
         # With a shared history another process may take a lock this one lost: each station asks before each image.
-        owns = {s.name: lease.held for s, lease in zip(stations.stations, leases, strict=True)}
-        manager.add_all(stations.stations, owns if state.store.shared else None)
+        owns = {s.name: locks.owns(s.name) for s in stations.stations}
+        # the lines of a lost lock are FileLocks', for the intake and the deliveries at once
+        shared = state.store.shared
+        manager.add_all(stations.stations, owns if shared else None, lock_lines=not shared)
         checked = time.monotonic()
-        while not (until_idle and manager.idle()):
+        while not (until_idle and _idle(manager)):
             time.sleep(0.1)
-            if leases and time.monotonic() - checked >= LEASE_CHECK_S:
+            if shared and time.monotonic() - checked >= LEASE_CHECK_S:
                 checked = time.monotonic()
-                lost = [s.name for s, lease in zip(stations.stations, leases, strict=True) if not lease.held()]
-                if lost:  # the database dropped our locks (a restart): another process may take these now
-                    raise StationConfigError(f"{stations.path}: lost the lock of station(s) {', '.join(lost)} in the "
-                                             "history (the database restarted?); stopped, start again")  # fmt: skip
+                locks.check()
     finally:
         manager.stop(settings.shutdown_grace_s)
-        for lease in leases:
-            lease.release()
+        locks.release()
         state.close()

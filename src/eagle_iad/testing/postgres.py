@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -84,6 +85,11 @@ class PostgresServer:
         if done.returncode != 0:
             log.write_text(done.stdout + done.stderr)
             raise PostgresError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        return self._serve()
+
+    def _serve(self) -> PostgresServer:
+        """Start the server on the cluster made by :meth:`start` and wait until it accepts connections."""
+        assert POSTGRES is not None
         with open(self.folder / "postgres.log", "ab") as out:
             self.process = subprocess.Popen(
                 [*self._as, POSTGRES, "-D", str(self.data), "-p", str(self.port), "-k", str(self.folder),
@@ -125,6 +131,20 @@ class PostgresServer:
                     raise ValueError(f"not a setting's name: {setting!r}")
                 db.execute(f"ALTER DATABASE {name} SET {setting} = '{value.replace(chr(39), chr(39) * 2)}'")
         return self.url(name)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Restart the server as an administrator's ``pg_ctl restart -m fast`` does: every session ends (and with
+        it every session's advisory locks), nothing is accepted for ``down_s``, then the same data on the same
+        port. Why: what a plant's database restart does to the processes sharing it, for the tests to ride out."""
+        assert self.process is not None
+        # a "fast" shutdown (sessions ended, not waited for), sent to the server itself: runuser passes on SIGTERM
+        # only; the server's pid is the first line of its postmaster.pid
+        server = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(server, signal.SIGINT)
+        self.process.wait(timeout=60 * self.slowdown)
+        self.process = None
+        time.sleep(down_s)
+        self._serve()
 
     def stop(self) -> None:
         if self.process is not None:
