@@ -227,6 +227,28 @@ def test_the_failed_count_counts_each_refused_file_not_each_content_and_survives
     assert (_status(stations)["inspected"], _status(stations)["failed"]) == (0, 4)
 
 
+def test_status_answers_with_every_figure_while_the_station_s_model_folder_is_missing(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """``eagle station status`` read the stations file as ``run`` does, refusing a category without a model folder:
+    exit 2 and no figures, exactly when the station said ``intake paused: no fitted category``. It now prints every
+    station's figures, the missing model first among that station's warnings, as a running station's pause too."""
+    shutil.copytree(model_dir, tmp_path / "models")
+    _drop(tmp_path / "incoming", _cells(1))
+    stations = _stations(tmp_path, tmp_path / "models", "")
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    (tmp_path / "models" / "mono").rename(tmp_path / "mono-away")
+    status = _status(stations)
+    assert (status["station"], status["state"], status["inspected"]) == ("line-1", "not running", 1), status
+    assert status["warnings"][0] == (
+        f"category 'mono' is not fitted in {tmp_path / 'models'} (eagle fit ... --out {tmp_path / 'models' / 'mono'}): "
+        "the station cannot start, and a running one takes no image until it is there again"
+    ), status
+    shutil.rmtree(tmp_path / "models")  # the whole models folder gone: the same
+    assert _status(stations)["warnings"][0].startswith("category 'mono' is not fitted in ")
+
+
 def test_status_reads_a_history_not_upgraded_yet_counting_each_refused_content_once(tmp_path: Path) -> None:
     """``eagle station status`` opens the history read-only, so a history an earlier eagle-iad of schema 6 made
     (an older ``eagle station run`` still running after ``pip install -U``; a PostgreSQL before ``eagle db

@@ -83,7 +83,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.status import counts_files, open_read_only, read_intake, station_status
 
-    stations = read_stations(Path(args.file))
+    # a model folder gone is no reason to refuse the figures: it is when they are needed (the station waits for it)
+    stations = read_stations(Path(args.file), fitted=False)
     settings = stations.settings()
     if not stations.has_run():
         print(dumps([{"station": s.name, "state": "never run"} for s in stations.stations]))
@@ -95,7 +96,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for config in stations.stations:  # the state as the process running it says: running, waiting: <why>
             intake = read_intake(settings.state_dir, config.name)
             state = "not running" if intake is None else intake.state()
-            shown.append({"station": config.name, "state": state, **station_status(db, config, intake, files=files)})
+            figures = station_status(db, config, intake, files=files)
+            missing = stations.unfitted(config)
+            if missing is not None:  # first: what keeps the station from starting, or its intake from going on
+                figures["warnings"].insert(0, f"{missing}: the station cannot start, and a running one takes no image "
+                                              "until it is there again")  # fmt: skip
+            shown.append({"station": config.name, "state": state, **figures})
         print(dumps(shown))
     finally:
         db.close()

@@ -115,6 +115,12 @@ class StationsFile:
         who = "this file's stations (their" if station is None else f"station {station!r} (its"
         raise StationConfigError(f"{self.path}: --sink {printable(name)!r} is not a sink of {who} sinks: {known})")
 
+    def unfitted(self, config: StationConfig) -> str | None:
+        """Why ``config``'s model folder is missing (a station read with ``fitted=False``), or ``None``."""
+        if (self.models_dir / config.category).is_dir():
+            return None
+        return f"category {unfitted(config.category, self.models_dir)}"
+
     def has_run(self) -> bool:
         """Whether its history exists (a shared database, or the state folder's file): a command that only reads
         or fixes what a run left (status, retry) looks first, since opening the history would create it."""
@@ -137,14 +143,21 @@ class StationsFile:
                 sink.sink.close()
 
 
+def unfitted(category: str, models_dir: Path) -> str:
+    """Why a station's ``category`` cannot be loaded from ``models_dir``: no model folder (say how to make one)."""
+    return f"{category!r} is not fitted in {models_dir} (eagle fit ... --out {models_dir / category})"
+
+
 def _table(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StationConfigError(f"{where} must be a table, not {value!r}")
     return value
 
 
-def read_stations(path: Path) -> StationsFile:
-    """The checked stations of ``path``; a :class:`StationConfigError` naming the field otherwise."""
+def read_stations(path: Path, *, fitted: bool = True) -> StationsFile:
+    """The checked stations of ``path``; a :class:`StationConfigError` naming the field otherwise. ``fitted``:
+    refuse a station whose category has no model folder (``False`` for ``eagle station status``, which reads only
+    the history and must answer exactly when a model went missing: :meth:`StationsFile.unfitted` says it)."""
     try:
         text = path.read_bytes().decode("utf-8")
         data = tomllib.loads(text)
@@ -165,7 +178,7 @@ def read_stations(path: Path) -> StationsFile:
     for key, folder in (("state", state_dir), ("files", files)):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise top.error(key, f"{folder} is not a folder")
-    if not models_dir.is_dir():
+    if fitted and not models_dir.is_dir():
         raise StationConfigError(f"{path}: models {models_dir} is not a folder of fitted categories")
     tables = data.get("station")
     if not isinstance(tables, list) or not tables:
@@ -173,7 +186,7 @@ def read_stations(path: Path) -> StationsFile:
     stations: list[StationConfig] = []
     for number, raw in enumerate(tables, start=1):
         table = _table(raw, f"{path}: station {number}")
-        stations.append(station_from_table(Options(table, f"{path}: station {number}", base), models_dir))
+        stations.append(station_from_table(Options(table, f"{path}: station {number}", base), models_dir, fitted))
     names = [s.name for s in stations]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -189,8 +202,9 @@ def read_stations(path: Path) -> StationsFile:
     return StationsFile(path, models_dir, state_dir, stations, history, files)
 
 
-def station_from_table(options: Options, models_dir: Path) -> StationConfig:
-    """One station from its table (a ``[[station]]`` of the file, or the body of ``POST /v1/stations``)."""
+def station_from_table(options: Options, models_dir: Path, fitted: bool = True) -> StationConfig:
+    """One station from its table (a ``[[station]]`` of the file, or the body of ``POST /v1/stations``);
+    ``fitted``: its category must have a model folder in ``models_dir``."""
     table = options.table
     name = options.text("name", REQUIRED)
     if not STATION_NAME.fullmatch(name):
@@ -201,9 +215,8 @@ def station_from_table(options: Options, models_dir: Path) -> StationConfig:
     problem = category_name_problem(category)
     if problem is not None:
         raise options.error("category", problem)
-    if not (models_dir / category).is_dir():
-        raise options.error("category", f"{category!r} is not fitted in {models_dir} (eagle fit ... --out "
-                                        f"{models_dir / category})")  # fmt: skip
+    if fitted and not (models_dir / category).is_dir():
+        raise options.error("category", unfitted(category, models_dir))
     backlog_limit = options.integer("backlog_limit", 1000, BACKLOG_LIMIT)
     deadline_s = options.number("deadline_s", 10.0, DEADLINE_S)
     options._read.update({"source", "sink"})
