@@ -963,11 +963,19 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
     tmp_path: Path,
     receiver: Receiver,
     postgres: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two services on one PostgreSQL history (docs/PLANT.md): the station runs on the replica it was created
     through; the other shows its figures from the shared tables and pauses, resumes and deletes it through
-    them; when the first stops, the other takes the station over and delivers what was waiting."""
+    them; when the first stops, the other takes the station over and delivers what was waiting, and says so in one
+    WARNING naming the station and the replica that ran it (it was an INFO line like any start: at
+    ``--log-level warning`` an operator never learnt that a replica had gone and its stations moved)."""
+    import os
+    import socket
+
     from eagle_iad.station.ownership import SYNC_INTERVAL_S
+
+    caplog.set_level(logging.INFO, logger="eagle_iad.station")
 
     url = postgres.new_database()
     data = tmp_path / "data"
@@ -1005,6 +1013,7 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
             assert (status, resumed["state"]) == (200, "running: on another replica")
             _until(a.base, "line-1", lambda i: i["state"] == "running", "a resumed through b")
             _until(a.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 3, "the third delivered by a")
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
         # a stopped: its lock is gone, and b takes the station over at its next look at the table
         _drop(data / "incoming", _cells(4)[3:4])
         deadline = time.monotonic() + wait_s(60)
@@ -1013,6 +1022,10 @@ def test_replicas_sharing_a_history_run_each_station_once_and_take_over_a_stoppe
             time.sleep(0.2)
         info = _until(b.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 4, "the fourth, by b")
         assert info["inspected"] == 4 and info["created_by"] == "api"
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warned == [f"took over station 'line-1' from eagle-iad on {socket.gethostname()}, pid {os.getpid()}: "
+                          "its lock there ended (that replica stopped or died, or the database dropped its session); "
+                          "it runs here now"], warned  # fmt: skip
         records = call("GET", f"{b.base}/v1/inspections?limit=10")[2]["items"]
         assert len(records) == 4 and len({r["source"] for r in records}) == 4  # each image once, none twice
         assert sorted(receiver.keys()) == sorted(r["id"] for r in records)

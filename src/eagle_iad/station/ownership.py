@@ -104,6 +104,10 @@ class StationOwnership:
         #: logged once per reason, not at every sync. Kept in the shared ``station_faults`` table too (see
         #: :meth:`failed`), so a replica that does not hold the lock lists a station that runs nowhere as such.
         self.not_started: dict[str, str] = {}
+        #: Kept stations another process held the lock of at this replica's last look, with who (as the database
+        #: names the lock's session, at the first look that found it there): a claim of one of these is a takeover,
+        #: said as a WARNING naming the old holder (:meth:`_took_over`), where a start of a station nobody ran is not.
+        self.elsewhere: dict[str, str] = {}
 
     def failed(self, name: str, why: str) -> None:
         """``name`` could not be started here: said here and in the shared table, for every replica's listing."""
@@ -198,7 +202,10 @@ class StationOwnership:
                 continue
             if not self.claim(name):
                 self.not_started.pop(name, None)  # another replica holds it (and may run it)
+                if name not in self.elsewhere:
+                    self.elsewhere[name] = self._holder(name)
                 continue
+            holder = self.elsewhere.pop(name, None)
             try:
                 self.manager.add(self.configure(spec), spec=spec, paused=paused, owns=self.holds(name))
             except Exception as exc:  # a folder gone, a category deleted: the service runs, the log says why
@@ -213,7 +220,26 @@ class StationOwnership:
                 self.failed(name, why)
             else:
                 self.started(name)
+                if holder is not None:
+                    self._took_over(name, holder)
+        for gone in set(self.elsewhere) - set(specs):
+            del self.elsewhere[gone]
         self._clear_stale_faults(specs)
+
+    def _holder(self, name: str) -> str:
+        """Who holds ``name``'s lock, as the database says (``another replica`` where it cannot say)."""
+        try:
+            who = self.state.store.backend.lock_holder(station_lock(name))
+        except Exception:  # the history away a moment: the takeover line says less
+            who = None
+        return who or "another replica"
+
+    def _took_over(self, name: str, holder: str) -> None:
+        """This replica started ``name``, which ``holder`` ran at the last look: a failover, which an operator must
+        know of (a replica stopped or died, or the database dropped its lock), so a WARNING even at
+        ``--log-level warning``, in one line naming the station and the old holder."""
+        LOG.warning("took over station %r from %s: its lock there ended (that replica stopped or died, or the "
+                    "database dropped its session); it runs here now", name, holder)  # fmt: skip
 
     def _clear_stale_faults(self, specs: Mapping[str, Any]) -> None:
         """Clear the ``station_faults`` rows of the kept stations that run here (this replica holds their locks):
