@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from eagle_iad.errors import EagleError, HistoryUnavailableError, ImageError, ImageTooLargeError
+from eagle_iad.history.backend import HistoryBackend, Lease
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.ranges import short_repr
@@ -1462,12 +1463,12 @@ class FileLocks:
     station pauses, one when another process is found holding it, one when it resumes.
     """
 
-    def __init__(self, backend: Any, manager: StationManager, log: Log) -> None:
+    def __init__(self, backend: HistoryBackend, manager: StationManager, log: Log) -> None:
         self.backend = backend
         self.manager = manager
         self.log = _escaping(log)
         self._lock = threading.Lock()
-        self._leases: dict[str, Any] = {}
+        self._leases: dict[str, Lease] = {}
         #: Stations whose lock is lost: when it was found lost (monotonic), and who held it at the last look.
         self._lost: dict[str, tuple[float, str | None]] = {}
 
@@ -1482,9 +1483,8 @@ class FileLocks:
 
     def holder(self, name: str) -> str:
         """Who holds ``name``'s lock, as the database says (``another process`` where it cannot say)."""
-        look = getattr(self.backend, "lock_holder", None)
         try:
-            who = look(station_lock(name)) if callable(look) else None
+            who = self.backend.lock_holder(station_lock(name))
         except Exception:  # the database away again: the next look says
             who = None
         return who or "another process"
