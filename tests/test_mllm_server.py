@@ -242,7 +242,7 @@ def test_eagle_serve_mllm_command(
     model_dir = tiny_mllm_dirs["qwen2_5_vl"]
     command = [sys.executable, "-m", "eagle_iad.cli", "serve-mllm", "--mllm", f"hf:{model_dir}"]
     command += ["--port", str(port), "--queue", "2", "--device", mllm_device, "--log-level", "warning"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "EAGLE_SERVE_API_KEY": "k3y"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "EAGLE_SERVE_API_KEY": "k3y-of-the-tests-16"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -258,7 +258,7 @@ def test_eagle_serve_mllm_command(
         assert status == 200 and health["model"] == model_dir.name  # folder name, not the host's path
         assert health["queue_size"] == 2
         assert http("GET", f"{base}/v1/models")[0] == 401  # EAGLE_SERVE_API_KEY is enforced
-        monkeypatch.setenv("EAGLE_OPENAI_API_KEY", "k3y")
+        monkeypatch.setenv("EAGLE_OPENAI_API_KEY", "k3y-of-the-tests-16")
         options = GenerateOptions(max_new_tokens=NEW_TOKENS)
         remote = load_backend(f"openai:{base}/v1#{model_dir.name}").generate(ITEMS, prompt_images, options)
         assert remote.text == backend.generate(ITEMS, prompt_images, options).text

@@ -75,3 +75,21 @@ def test_a_badly_set_api_key_is_refused_at_start(
     assert main(["serve", "--models", str(models), "--state-dir", str(tmp_path / "state"), "--port", "0"]) == 2
     assert capsys.readouterr() == ("", f"eagle: error: {BAD_KEYS[value]}\n")
     assert not (tmp_path / "state").exists()  # nothing started
+
+
+@pytest.mark.parametrize("value", list(BAD_KEYS))
+def test_a_badly_set_serve_mllm_key_is_refused_at_start(
+    value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle serve-mllm`` takes ``EAGLE_SERVE_API_KEY`` as ``eagle serve`` takes ``EAGLE_API_KEY``: an empty one
+    served the model open to everyone (it read as unset), one with a blank or newline at an end let no call in.
+    Each is one line naming that variable, exit 2, before the port is bound or the model loaded (here a folder
+    that does not exist: loading it would be another error)."""
+    from eagle_iad.cli import main
+
+    monkeypatch.setenv("EAGLE_SERVE_API_KEY", value)
+    said = (
+        BAD_KEYS[value].replace("EAGLE_API_KEY", "EAGLE_SERVE_API_KEY").replace("an admin's", "the model's only lock")
+    )
+    assert main(["serve-mllm", "--mllm", f"hf:{tmp_path / 'no-model'}", "--port", "0"]) == 2
+    assert capsys.readouterr() == ("", f"eagle: error: {said}\n")

@@ -32,7 +32,7 @@ from eagle_iad.cli.logs import UVICORN_LOGGERS, Timestamped, stamp, stamp_handle
 from eagle_iad.errors import ConfigError, OutputError
 from eagle_iad.history.backend import redact
 from eagle_iad.outputs import write_errors
-from eagle_iad.service.limits import API_KEY_ENV, flagged, from_flags
+from eagle_iad.service.limits import API_KEY_ENV, check_api_key, flagged, from_flags
 from eagle_iad.stops import Stopped
 
 #: Environment variable holding the bearer key ``eagle serve-mllm`` requires (unset: no key). An
@@ -201,6 +201,10 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     if args.queue < 1:
         raise ConfigError(f"--queue must be at least 1, got {args.queue}")
     _check_port(args.port)
+    # checked as eagle serve checks EAGLE_API_KEY, before the port or the model (minutes): an env file's
+    # EAGLE_SERVE_API_KEY= served the model open to everyone, a trailing newline answered every call 401
+    raw_key = os.environ.get(SERVE_API_KEY_ENV)
+    api_key = None if raw_key is None else check_api_key(raw_key, SERVE_API_KEY_ENV, "the model's only lock")
     options: dict[str, Any] = {}
     if args.device:
         if parse_spec(args.mllm).scheme != "hf":
@@ -213,7 +217,6 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
         sock.close()
         raise
     name = args.served_model_name or served_model_name(args.mllm)
-    api_key = os.environ.get(SERVE_API_KEY_ENV) or None
     app = create_mllm_app(
         backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit, api_key=api_key
     )

@@ -30,8 +30,10 @@ API_KEY_ENV = "EAGLE_API_KEY"
 MIN_API_KEY_CHARS = 16
 
 
-def check_api_key(raw: str) -> str:
-    """``EAGLE_API_KEY``'s value if it can be a key, else :class:`ConfigError` with one line saying why.
+def check_api_key(raw: str, env: str = API_KEY_ENV, whose: str = "an admin's") -> str:
+    """``EAGLE_API_KEY``'s value (or that of ``env``, the variable it was read from: ``eagle serve-mllm``'s
+    ``EAGLE_SERVE_API_KEY``, ``whose`` key it is saying what it opens) if it can be a key, else
+    :class:`ConfigError` with one line saying why.
 
     Each refusal is a value that used to start a service other than the one meant: an empty value (an env file's
     ``EAGLE_API_KEY=``) served the API open to everyone; a blank or newline at an end (an env file's trailing
@@ -40,15 +42,15 @@ def check_api_key(raw: str) -> str:
     may not hold; a short key is guessed (:data:`MIN_API_KEY_CHARS`).
     """
     if raw == "":
-        raise ConfigError(f"{API_KEY_ENV} is set but empty: unset it for an open service, or set a key of at least "
+        raise ConfigError(f"{env} is set but empty: unset it for an open service, or set a key of at least "
                           f"{MIN_API_KEY_CHARS} characters")  # fmt: skip
     if raw != raw.strip():
         where = "begins" if raw[0].isspace() else "ends"
-        raise ConfigError(f"{API_KEY_ENV} {where} with whitespace (a blank or a newline, as an env file can leave): "
+        raise ConfigError(f"{env} {where} with whitespace (a blank or a newline, as an env file can leave): "
                           "no request can send it, so every call would be refused; remove it")  # fmt: skip
     if len(raw) < MIN_API_KEY_CHARS:
-        raise ConfigError(f"{API_KEY_ENV} is {len(raw)} character{'s' * (len(raw) != 1)} long; a key needs at least "
-                          f"{MIN_API_KEY_CHARS}: it is an admin's, and a short one can be guessed (make one with: "
+        raise ConfigError(f"{env} is {len(raw)} character{'s' * (len(raw) != 1)} long; a key needs at least "
+                          f"{MIN_API_KEY_CHARS}: it is {whose}, and a short one can be guessed (make one with: "
                           "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")  # fmt: skip
     return raw
 
