@@ -930,3 +930,68 @@ def test_a_restart_waits_out_the_backoff_of_a_verdict_the_broker_refused(model_d
     finally:
         watcher.close()
         broker.stop()
+
+
+class _Sent:
+    """What a fake client's ``publish`` gives: sent, acknowledged at once."""
+
+    rc, mid = mqtt.MQTT_ERR_SUCCESS, 0
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        return None
+
+    def is_published(self) -> bool:
+        return True
+
+
+def test_a_close_while_a_try_holds_the_fence_and_paho_reconnects_does_not_hang(tmp_path: Path) -> None:
+    """Three threads: a courier's try inside the delete's fence (publishing), :meth:`close` ending paho's thread,
+    and that thread handling a reconnection (``_on_connect`` takes the fence to say ``online``). ``close`` held the
+    sink's main lock while it waited for paho's thread, the courier took that lock inside the fence, and paho's
+    thread waited for the fence: a station's stop or delete hung for good. Made deterministic with a fake client
+    whose calls wait for each other; now ``close`` holds no lock while it waits, and every thread ends."""
+    sink = MqttSink(Options({"kind": "mqtt", "host": "127.0.0.1", "port": 1, "timeout_s": 3}, "sink", tmp_path), "m")
+    in_fence = threading.Event()
+
+    def closed() -> None:
+        """Until :meth:`close` has marked the sink closed (under its main lock, which it then held to the end)."""
+        deadline = time.monotonic() + wait_s(10)
+        while not sink._closed and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    published: list[str] = []
+    ended: list[str] = []
+
+    class Client:
+        def publish(self, topic: str, payload: bytes, **_: Any) -> _Sent:
+            published.append(topic)
+            if topic == "eagle/line-1/mono/normal":  # the courier's first publication, inside the fence
+                in_fence.set()
+                closed()  # close began: the try goes on within the fence
+            return _Sent()
+
+        def disconnect(self) -> None:
+            pass
+
+        def loop_stop(self) -> None:
+            """paho's thread, asked to end, is handling a CONNACK first: its callback runs, then it ends."""
+            reason = mqtt.ReasonCode(mqtt.PacketTypes.CONNACK, identifier=0)
+            paho = threading.Thread(target=sink._on_connect, args=(self, None, None, reason, None), daemon=True)
+            paho.start()
+            paho.join()
+
+    sink._client, sink._running, sink._up, sink._station = Client(), True, True, "line-1"  # type: ignore[assignment]
+    payload = {"station": "line-1", "record": {"id": "r1", "category": "mono", "decision": "normal"}, "image": "",
+               "source": ""}  # fmt: skip
+    courier = threading.Thread(target=lambda: (sink.deliver(payload, "r1"), ended.append("courier")), daemon=True)
+    courier.start()
+    assert in_fence.wait(wait_s(10)), "the courier's try did not reach its publication"
+    closing = threading.Thread(target=lambda: (sink.close(), ended.append("close")), daemon=True)
+    closing.start()
+    closing.join(wait_s(10))
+    courier.join(wait_s(10))
+    assert not closing.is_alive() and not courier.is_alive(), "deadlock: close, the courier and paho's thread"
+    assert sorted(ended) == ["close", "courier"]
+    # the verdict and its retained last went out, then the offline goodbye and the reconnection's online
+    assert published[:2] == ["eagle/line-1/mono/normal", "eagle/line-1/last"], published
+    assert sorted(published[2:]) == ["eagle/line-1/status", "eagle/line-1/status"], published

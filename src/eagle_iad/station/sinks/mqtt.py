@@ -130,7 +130,17 @@ def _template(options: Options, key: str, default: str, allowed: tuple[str, ...]
 
 
 class MqttSink:
-    """A :class:`~eagle_iad.station.parts.Sink` publishing to an MQTT broker (paho-mqtt's client)."""
+    """A :class:`~eagle_iad.station.parts.Sink` publishing to an MQTT broker (paho-mqtt's client).
+
+    Locks: :attr:`_lock` (the client, its start and close), :attr:`_fence` (the delete's fence, each publication it
+    guards, and :attr:`_retained`) and :attr:`_changed` (what paho's thread says of the connection). One order:
+    :attr:`_lock` may be held while :attr:`_changed` is taken (a first connection waits for its answer), never
+    while :attr:`_fence` is, and nothing of the sink is taken while :attr:`_fence` or :attr:`_changed` is held
+    (paho's own locks aside, inside ``publish``). paho's network thread takes :attr:`_fence` and :attr:`_changed`,
+    never :attr:`_lock`, and no lock of the sink is held while waiting for that thread to end (:meth:`close`): a
+    courier holding the fence while :meth:`close` held :attr:`_lock` in ``loop_stop`` and paho's thread waited for
+    the fence in :meth:`_on_connect` (a reconnection) hung a station's stop or delete for good.
+    """
 
     kind: ClassVar[str] = "mqtt"
     takes_refusals: ClassVar[bool] = True
@@ -181,6 +191,7 @@ class MqttSink:
         #: went there in this run.
         self._category: str | None = None
         #: The retained topics published in this run (``last_topic`` by category), cleared by :meth:`station_forget`.
+        #: Under :attr:`_fence` (added where it is published, read where the clearing is queued).
         self._retained: set[str] = set()
         #: Told (in paho's thread) each time the connection is made: the courier, which then tries its queue at once.
         self._listener: Callable[[], None] | None = None
@@ -190,8 +201,7 @@ class MqttSink:
         #: flight past the stop's grace, a reconnection's ``online``), or it would land after the clearing and be
         #: retained for good. Set and read under :attr:`_fence`, which is held across each publication it guards, so
         #: a publication either is queued before the clearing (which the broker then applies after it) or not at all.
-        #: Its own lock, not :attr:`_lock`: paho's thread takes it (:meth:`_on_connect`), and :meth:`close` holds
-        #: :attr:`_lock` while it waits for that thread to end.
+        #: Its own lock, not :attr:`_lock`: paho's thread takes it (:meth:`_on_connect`); see "Locks" in the class.
         self._fenced = False
         self._fence = threading.Lock()
         #: Set by paho's thread: connected now, why not (a refused CONNACK, a lost connection), and each
@@ -228,8 +238,7 @@ class MqttSink:
                 raise DeliveryError(f"{self._broker()}: the station was deleted; {topic} not published")
             sent = [(topic, client.publish(topic, body, qos=self.qos, retain=False, properties=properties))]
             if refused_image is None:  # a refusal is no verdict: the retained last verdict stays the last verdict
-                with self._lock:
-                    self._retained.add(last)
+                self._retained.add(last)  # under the fence alone: never _lock inside it (see "Locks")
                 sent.append((last, client.publish(last, body, qos=self.qos, retain=True, properties=properties)))
         deadline = time.monotonic() + self.timeout_s
         for where, info in sent:
@@ -443,12 +452,13 @@ class MqttSink:
             client = self._client
             if client is None or self._closed:
                 return
-            topics = {self._status()} | set(self._retained)
+            topics = {self._status()}
             if self._category is not None:
                 topics.add(self.last_topic.format(station=self._station, category=self._category))
         if not self._wait_first_answer():
             return
         with self._fence:  # what was published before the fence is queued ahead of these: the clearing lands last
+            topics |= self._retained  # complete: no try adds to it once fenced
             client.will_clear()  # a reconnection before the close leaves no will (offline) to fire
             sent = [client.publish(topic, b"", qos=1, retain=True) for topic in sorted(topics)]
             self._forgotten = True
@@ -458,19 +468,30 @@ class MqttSink:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
-        """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will."""
+        """Say ``offline`` (retained) and disconnect cleanly; a clean goodbye does not fire the last will.
+
+        Closed under :attr:`_lock` (no delivery or start takes the client after), then the goodbye and paho's
+        thread's end waited for with no lock of the sink held: that thread takes :attr:`_fence` and
+        :attr:`_changed` (a reconnection's ``online``), and a courier's try may hold :attr:`_fence` meanwhile.
+        Closed once: a second call (a stop, then a delete) finds it done."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             client, running = self._client, self._running
-            if client is None:
-                return
-            if self._up and not self._forgotten:
-                info = client.publish(self._status(), OFFLINE, qos=1, retain=True)
-                with contextlib.suppress(RuntimeError, ValueError):  # gone: the last will says the same
-                    info.wait_for_publish(self.timeout_s)
-            client.disconnect()
-            if running:
-                client.loop_stop()
+        if client is None:
+            return
+        with self._fence:
+            forgotten = self._forgotten
+        with self._changed:
+            up = self._up
+        if up and not forgotten:
+            info = client.publish(self._status(), OFFLINE, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # gone: the last will says the same
+                info.wait_for_publish(self.timeout_s)
+        client.disconnect()
+        if running:
+            client.loop_stop()
 
     # ------------------------------------------------------------------ the connection
 
