@@ -124,6 +124,27 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     assert [r[0] for r in store.read("SELECT record_id FROM outbox WHERE record_id = ?", ("refused-1",))] == [
         "refused-1"
     ]
+    # copy.png refused again before its put-aside (a second kill, a put-aside that failed): found by its own name,
+    # so not counted again; so is a third file no sink takes (unfiled); each named for the restart's look
+    assert tables.held_refusal("line1", "fe", "copy.png") == "refused-2"
+    tables.write_failed("line1", "fe", "copy.png", "empty", 5.0, key="refused-2", planned="failed/copy.png",
+                        sinks=["audit"], payload={"event": "refused"})  # fmt: skip
+    tables.write_failed("line1", "fe", "third.png", "empty", 6.0, key="refused-3", planned="failed/third.png")
+    assert tables.held_refusal("line1", "fe", "third.png") == "refused-3"
+    tables.write_failed("line1", "fe", "third.png", "empty", 6.0, key="refused-3", planned="failed/third.png")
+    out["refused_others"] = store.read("SELECT name, record_id, files FROM station_intake WHERE station = 'line1'"
+                                       " AND digest = 'fe'")  # fmt: skip
+    assert out["refused_others"] == [("empty.png", "refused-1", 3)]
+    held = [(h.record_id, h.digest, h.name, h.planned) for h in tables.held("line1") if h.digest == "fe"]
+    assert held == [("refused-1", "fe", "empty.png", "failed/empty.png"), ("refused-2", "fe", "copy.png",
+                    "failed/copy.png")]  # fmt: skip
+    assert [(h.record_id, h.name) for h in tables.unfiled("line1")] == [("refused-3", "third.png")]
+    assert tables.refusal_place("line1", "refused-2") == "failed/copy.png"
+    tables.filed("line1", "fe", "refused-2", "failed/copy.png", first=True)  # put aside: done with
+    tables.release_unfiled("line1", "fe", "refused-3")  # gone: a later third.png is another file
+    assert tables.held_refusal("line1", "fe", "copy.png") is None
+    assert tables.held_refusal("line1", "fe", "third.png") is None
+    assert tables.held_refusal("line1", "fe", "empty.png") == "refused-1"
     head = tables.head("line1", "mqtt")
     assert head is not None
     tables.delivered(head.seq)
@@ -254,7 +275,7 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     # every change it made, those of no version of their own (outbox.refusals, the indexes) too
     assert said == (
         f"history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; added tables fit_jobs, station_intake, "
-        "idempotency, audit, stations, station_faults; added columns inspections.answered_by, "
+        "idempotency, audit, stations, station_faults, station_refusals; added columns inspections.answered_by, "
         "inspections.image_sha256, inspections.label_by, inspections.label_note, inspections.label_revision, "
         "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
         "inspections.warnings, "
@@ -375,12 +396,13 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     db.close()
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
-        {"version": None, "adds": "tables station_faults; columns station_intake.files, station_intake.unfiled, "
-         "outbox.refusals, outbox.last_refused, stations.created_by; indexes outbox_held"}
+        {"version": None, "adds": "tables station_faults, station_refusals; columns station_intake.files, "
+         "station_intake.unfiled, outbox.refusals, outbox.last_refused, stations.created_by; indexes outbox_held"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
-        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults; added columns "
+        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults, station_refusals; "
+        "added columns "
         "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, stations.created_by; "
         "added indexes "
         "outbox_held)\n"

@@ -3348,6 +3348,49 @@ def test_a_kill_before_a_refusal_is_put_aside_then_its_content_under_another_nam
     assert (failed / "broken-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 3, log
 
 
+@pytest.mark.parametrize("sinks", [False, True], ids=["no-sink", "webhook"])
+def test_a_second_kill_before_the_other_files_refusal_is_put_aside_still_counts_and_tells_each_file_once(
+    model_dir: Path, tmp_path: Path, receiver: Receiver, sinks: bool
+) -> None:
+    """As above, then killed again, before ``other.png``'s put-aside (counted in the row that tells ``broken.png``).
+    Its own key was kept nowhere found by its name: refused again at the next restart, it took a new one, so
+    ``failed`` said 3 for 2 files and, with a sink, ``other.png`` was told twice (its first rows released with
+    ``image`` null as if a later file had taken them over). Its refusal is now kept by its name
+    (``station_refusals``) until it is put aside: each file counted once and told once, each under the key stored
+    before the kills."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    broken, other = incoming / "broken.png", incoming / "other.png"
+    broken.write_bytes(BROKEN)
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port) if sinks else "", settle_s=0)
+    _kill_after_storing(stations, _env(), point="station refusal stored")
+    ((first,),) = _rows(tmp_path, "SELECT record_id FROM station_intake")
+    other.write_bytes(BROKEN)
+    past = broken.stat().st_mtime - 5  # older: taken first at the restart
+    os.utime(other, (past, past))
+    _kill_after_storing(stations, _env(), point="station refusal stored")  # other.png's refusal, not put aside
+    assert broken.exists() and other.exists() and receiver.received == []
+    assert _rows(tmp_path, "SELECT name, record_id, files FROM station_intake") == [("broken.png", first, 2)]
+    second = [key for (key,) in _rows(tmp_path, "SELECT DISTINCT record_id FROM outbox WHERE record_id <> "
+                                             f"'{first}'")]  # fmt: skip
+    assert second == ([] if not sinks else [second[0]])  # other.png's key, stored before the second kill
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    failed = incoming / "failed"
+    assert sorted(p.name for p in failed.glob("*.png")) == ["broken.png", "other.png"], log
+    assert _status(stations)["failed"] == 2, log
+    if sinks:
+        told = sorted((r["body"]["refused"]["image_name"], r["key"], r["body"]["image"]) for r in receiver.received)
+        assert told == [("broken.png", first, str(failed / "broken.png")),
+                        ("other.png", second[0], str(failed / "other.png"))], log  # fmt: skip
+    assert _rows(tmp_path, "SELECT unfiled FROM station_intake") == [(0,)]
+    assert _rows(tmp_path, "SELECT * FROM station_refusals") == []  # put aside: nothing more to find it by
+    other.write_bytes(BROKEN)  # the same bytes under the same name again, once it was put aside: another file
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (failed / "other-1.png").read_bytes() == BROKEN and _status(stations)["failed"] == 3, log
+
+
 @pytest.mark.parametrize("verdicts_only", [False, True])
 def test_a_kill_after_a_refusal_no_sink_takes_is_put_aside_files_it_at_the_restart_and_counts_a_later_file(
     model_dir: Path, tmp_path: Path, verdicts_only: bool

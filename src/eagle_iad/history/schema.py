@@ -31,10 +31,13 @@ counted: three empty files are three refusals of one content), added with its de
 for before; an older eagle-iad's inserts leave it at 1 and its repeated refusal of one content at the count it
 had, as it counted. So is ``station_intake.unfiled`` (1: a refusal no sink takes, stored, its file not known to be
 put aside yet, see :meth:`StationTables.write_failed`), added with its default 0, as every row stored before was
-taken to be; an older eagle-iad never names it. And ``stations.created_by`` (the name of the API key that created
-the station), added empty: a station created before, or by an older eagle-iad (whose inserts leave it empty),
-shows as created by ``api``, as every station did. :class:`Upgrade` lists each table, column and index an open
-added, these included, so ``eagle db upgrade`` says every change it made.
+taken to be; an older eagle-iad never names it. So is ``station_refusals`` (the refusal of a file counted in the
+intake row of its content while that row tells another file's refusal not put aside yet, by its key, name and
+planned place, until its own file is put aside: see :meth:`StationTables.write_failed`), a table an older eagle-iad
+never names (its station finds no such refusal again, as it found none before). And ``stations.created_by`` (the
+name of the API key that created the station), added empty: a station created before, or by an older eagle-iad
+(whose inserts leave it empty), shows as created by ``api``, as every station did. :class:`Upgrade` lists each
+table, column and index an open added, these included, so ``eagle db upgrade`` says every change it made.
 """
 
 from __future__ import annotations
@@ -154,6 +157,17 @@ def statements() -> list[str]:
     name TEXT PRIMARY KEY,
     why TEXT NOT NULL,
     time TEXT NOT NULL
+)""",
+        # no version either: each refusal counted in an intake row that tells another file (StationTables.write_failed)
+        """CREATE TABLE IF NOT EXISTS station_refusals (
+    station TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    name TEXT NOT NULL,
+    moved_to TEXT,
+    unfiled INTEGER NOT NULL DEFAULT 0,
+    time REAL NOT NULL,
+    PRIMARY KEY (station, record_id)
 )""",
     ]
 

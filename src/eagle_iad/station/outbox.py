@@ -82,6 +82,12 @@ def refusal_of(key: str, station: str, name: str, seen: Settled) -> bool:
     return key.startswith(f"{REFUSED_PREFIX}{_tag(station, name, seen.size, seen.mtime_ns)}")
 
 
+def _settled(db: Connection, station: str, key: str) -> None:
+    """The file of refusal ``key`` is put aside, or no longer waited for: its row of ``station_refusals`` (a refusal
+    counted in another file's intake row, see :meth:`StationTables.write_failed`), if any, has done its work."""
+    db.execute("DELETE FROM station_refusals WHERE station = ? AND record_id = ?", (station, key))
+
+
 def station_lock(name: str) -> str:
     """The lock held by the one process that runs station ``name`` (several share a PostgreSQL history)."""
     return f"station:{name}"
@@ -197,6 +203,7 @@ class StationTables:
             if (first or rows) and digest:  # the shared row of the files not read has no place
                 db.execute("UPDATE station_intake SET moved_to = ?, unfiled = 0 WHERE station = ? AND digest = ? AND"
                            " record_id = ?", (at, station, digest, record_id))  # fmt: skip
+            _settled(db, station, record_id)  # a refusal counted in another file's row: its file is put aside
             for seq, text in rows:
                 payload = json.loads(text)
                 if isinstance(payload, dict):
@@ -205,13 +212,15 @@ class StationTables:
 
     def held(self, station: str) -> list[Held]:
         """The records of ``station`` whose outbox rows are held (images a crash or a failed put-away left
-        unfiled), oldest first, with what the intake says of each."""
+        unfiled), oldest first, with what the intake says of each (or, for a refusal counted in another file's
+        intake row, its own row of ``station_refusals``: see :meth:`write_failed`)."""
         rows = self.store.read(
-            "SELECT o.record_id, MIN(o.seq), i.digest, i.name, i.moved_to, MIN(o.payload) FROM outbox o"
-            " LEFT JOIN station_intake i"
+            "SELECT o.record_id, MIN(o.seq), COALESCE(i.digest, r.digest), COALESCE(i.name, r.name),"
+            " COALESCE(i.moved_to, r.moved_to), MIN(o.payload) FROM outbox o LEFT JOIN station_intake i"
             " ON i.station = o.station AND i.record_id = o.record_id AND i.state IN ('done', 'failed')"
-            " AND i.digest <> '' WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
-            " GROUP BY o.record_id, i.digest, i.name, i.moved_to ORDER BY MIN(o.seq)",
+            " AND i.digest <> '' LEFT JOIN station_refusals r ON r.station = o.station AND r.record_id = o.record_id"
+            " WHERE o.station = ? AND o.state = ? AND o.next_try = ?"
+            " GROUP BY o.record_id, i.digest, i.name, i.moved_to, r.digest, r.name, r.moved_to ORDER BY MIN(o.seq)",
             (station, PENDING, HELD),
         )
         held = []
@@ -223,14 +232,16 @@ class StationTables:
     def unfiled(self, station: str) -> list[Held]:
         """The refusals of ``station`` that no sink took whose files were read and are not known to be put aside (a
         crash before their filing was stored: see :meth:`write_failed`), oldest first: their key, content hash, name
-        and planned place."""
+        and planned place; those counted in another file's intake row too."""
         rows = self.store.read(
-            "SELECT record_id, digest, name, moved_to FROM station_intake WHERE station = ? AND state = 'failed'"
-            " AND unfiled = 1 AND digest <> '' AND record_id IS NOT NULL ORDER BY time",
-            (station,),
+            "SELECT record_id, digest, name, moved_to, time FROM station_intake WHERE station = ? AND state = 'failed'"
+            " AND unfiled = 1 AND digest <> '' AND record_id IS NOT NULL UNION ALL"
+            " SELECT record_id, digest, name, moved_to, time FROM station_refusals WHERE station = ? AND unfiled = 1"
+            " ORDER BY time",
+            (station, station),
         )
         return [Held(str(key), str(digest), str(name), None if planned is None else str(planned))
-                for key, digest, name, planned in rows]  # fmt: skip
+                for key, digest, name, planned, _ in rows]  # fmt: skip
 
     def release_unfiled(self, station: str, digest: str, key: str) -> None:
         """The file of refusal ``key`` (see :meth:`unfiled`) is gone from its source and not found put aside: its
@@ -239,6 +250,7 @@ class StationTables:
         with self.store.transaction() as db:
             db.execute("UPDATE station_intake SET unfiled = 0 WHERE station = ? AND digest = ? AND record_id = ?",
                        (station, digest, key))  # fmt: skip
+            _settled(db, station, key)
 
     def refusal_rows(self, station: str, key: str) -> str:
         """What the outbox holds under refusal ``key``: ``"none"``, ``"held"`` (every row still held: not told
@@ -262,6 +274,8 @@ class StationTables:
                 # is another one (see held_refusal), counted, when no sink took this refusal either
                 db.execute("UPDATE station_intake SET unfiled = 0 WHERE station = ? AND record_id = ?",
                            (station, record_id))  # fmt: skip
+            if record_id is not None:  # released: its file is no longer waited for (a refusal counted elsewhere)
+                _settled(db, station, record_id)
             if unplaced:
                 for seq, text in db.execute(f"SELECT seq, payload FROM outbox WHERE {where}", params).fetchall():
                     payload = json.loads(text)
@@ -286,7 +300,11 @@ class StationTables:
         ``""``: a file that could not be read, which has no content hash; those share one row (no place: each
         refusal's own key is in its outbox rows; the row keeps the last one's), each counted all the same. A row that
         tells another file's refusal not put aside yet (:meth:`_pending_other`) keeps telling it: this file is only
-        counted in it.
+        counted in it, and its own refusal (key, name, planned place, ``unfiled``) is kept in ``station_refusals`` until
+        its file is put aside (:meth:`filed`), or released (:meth:`release_held`, :meth:`release_unfiled`): so this
+        file too, refused again meanwhile (a second kill before its put-aside, or a put-aside that failed), is found
+        by :meth:`held_refusal` under that key, counted once and told once, and :meth:`held` and :meth:`unfiled` name
+        it for the restart's look as they name the file the row tells.
 
         Rows already stored under ``key`` are kept as they are, delivered or not, instead of being written twice.
 
@@ -303,20 +321,32 @@ class StationTables:
                 rows = "SELECT 1 FROM outbox WHERE station = ? AND record_id = ?"
                 mine = "SELECT 1 FROM station_intake WHERE station = ? AND digest = ? AND state = 'failed' AND"
                 mine += " record_id = ?"
+                other = "SELECT 1 FROM station_refusals WHERE station = ? AND record_id = ?"
                 stored = bool(
-                    db.execute(rows, (station, key)).fetchall() or db.execute(mine, (station, digest, key)).fetchall()
+                    db.execute(rows, (station, key)).fetchall()
+                    or db.execute(mine, (station, digest, key)).fetchall()
+                    or (digest and db.execute(other, (station, key)).fetchall())
                 )
             if digest and self._pending_other(db, station, digest, key):
                 # the row tells another file's refusal not put aside yet (a kill before its put-aside): it keeps
                 # telling that one, or that file, refused again, would count as a later file (and be told twice)
                 db.execute("UPDATE station_intake SET files = files + ? WHERE station = ? AND digest = ?",
                            (0 if stored else 1, station, digest))  # fmt: skip
+                if key is not None:  # this file's own refusal, found by its name until its file is put aside
+                    db.execute(
+                        "INSERT INTO station_refusals (station, record_id, digest, name, moved_to, unfiled, time)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (station, record_id) DO UPDATE SET"
+                        " moved_to = excluded.moved_to, unfiled = excluded.unfiled, time = excluded.time",
+                        (station, key, digest, name, place, unfiled, now),
+                    )
             else:
                 db.execute(
                     "INSERT INTO station_intake (station, digest, name, state, record_id, reason, moved_to,"
                     " appeared, time, unfiled) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)" + _REPLACE_FAILED,
                     (station, digest, name, key, reason, place, appeared, now, unfiled, 0 if stored else 1),
                 )
+                if key is not None and digest:  # the intake row tells this refusal now: one place for it
+                    _settled(db, station, key)
             if not held:
                 return
             text = json.dumps(payload)
@@ -353,23 +383,28 @@ class StationTables:
     def refusal_place(self, station: str, key: str) -> str | None:
         """Where the file of refusal ``key`` was planned to go, or went (its intake row's ``moved_to``)."""
         rows = self.store.read(
-            "SELECT moved_to FROM station_intake WHERE station = ? AND record_id = ?", (station, key)
+            "SELECT moved_to FROM station_intake WHERE station = ? AND record_id = ? UNION ALL"
+            " SELECT moved_to FROM station_refusals WHERE station = ? AND record_id = ?",
+            (station, key, station, key),
         )
-        return None if not rows or rows[0][0] is None else str(rows[0][0])
+        return next((str(place) for (place,) in rows if place is not None), None)
 
     def held_refusal(self, station: str, digest: str, name: str) -> str | None:
         """The key of the refusal of ``name`` with content ``digest`` stored, its file not put aside yet (a crash or a
         failed put-aside since), or ``None``: its deliveries still held, or, where no sink took it (no rows), its
-        intake row still ``unfiled`` (see :meth:`write_failed`). Refused again, the file keeps that key, so it is
-        neither delivered nor counted twice."""
+        intake row still ``unfiled`` (see :meth:`write_failed`); the intake row of its content, or, where that row
+        tells another file's refusal, this file's own row of ``station_refusals``. Refused again, the file keeps that
+        key, so it is neither delivered nor counted twice."""
         if not digest:
             return None
+        pending = ("(EXISTS (SELECT 1 FROM outbox o WHERE o.station = i.station AND o.record_id = i.record_id AND"
+                   " o.state = ? AND o.next_try = ?) OR i.unfiled = 1)")  # fmt: skip
         rows = self.store.read(
-            "SELECT i.record_id FROM station_intake i WHERE i.station = ? AND i.digest = ? AND i.name = ?"
-            " AND i.state = 'failed' AND i.record_id IS NOT NULL AND (EXISTS (SELECT 1 FROM outbox o"
-            " WHERE o.station = i.station AND o.record_id = i.record_id AND o.state = ? AND o.next_try = ?)"
-            " OR i.unfiled = 1)",
-            (station, digest, name, PENDING, HELD),
+            "SELECT i.record_id, 0, i.time FROM station_intake i WHERE i.station = ? AND i.digest = ? AND i.name = ?"
+            f" AND i.state = 'failed' AND i.record_id IS NOT NULL AND {pending} UNION ALL"
+            " SELECT i.record_id, 1, i.time FROM station_refusals i WHERE i.station = ? AND i.digest = ? AND"
+            f" i.name = ? AND {pending} ORDER BY 2, 3 DESC",
+            (station, digest, name, PENDING, HELD, station, digest, name, PENDING, HELD),
         )
         return None if not rows else str(rows[0][0])
 
@@ -489,6 +524,7 @@ class StationTables:
     @staticmethod
     def _forget(db: Connection, station: str) -> tuple[int, int]:
         intake = db.execute("DELETE FROM station_intake WHERE station = ?", (station,)).rowcount
+        db.execute("DELETE FROM station_refusals WHERE station = ?", (station,))  # part of the intake rows' count
         outbox = db.execute("DELETE FROM outbox WHERE station = ?", (station,)).rowcount
         return int(intake), int(outbox)
 
