@@ -15,6 +15,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -224,7 +225,8 @@ def main() -> None:
         cases.append({
             "name": name, "encoding": encoding, "warnings": [input_warning(trained, encoding) for trained in TRAINED],
             # the record's whole list (the frames' warning too), as pipeline.py gives it
-            "record_warnings": [input_warnings(trained, data) for trained in TRAINED],
+            "record_warnings": [input_warnings(SimpleNamespace(train_encodings=trained, train_colours=None), data, None)
+                                for trained in TRAINED],  # no colour: the TypeScript side is given none
         })  # fmt: skip
     parsed = []
     for raw in MALFORMED:
