@@ -752,3 +752,31 @@ def test_metrics_answers_a_caller_it_knew_during_a_history_outage_and_no_one_els
         assert answer.status_code == 503
         monkeypatch.setattr(access, "METRICS_GRACE_S", 0.0)  # checked too long ago
         assert client.get("/metrics", headers={"Authorization": f"Bearer {known}"}).status_code == 503
+
+
+def test_metrics_forgets_a_key_refused_before_a_history_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key /metrics answered, then revoked (its next scrape 401), is not answered again when the history goes
+    away within METRICS_GRACE_S: the refusal drops it from what /metrics remembers (review finding)."""
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.errors import HistoryUnavailableError
+    from eagle_iad.service import ServiceSettings, create_app
+
+    (tmp_path / "models").mkdir()
+    app = create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state"))
+    state = app.state.service
+    state.keys.add("ada", Role.admin)
+    scraper = state.keys.add("scraper", Role.viewer)
+    bearer = {"Authorization": f"Bearer {scraper}"}
+    with TestClient(app) as client:
+        assert client.get("/metrics", headers=bearer).status_code == 200
+        state.keys.revoke("scraper")
+        assert client.get("/metrics", headers=bearer).status_code == 401
+
+        def away(*args: Any, **kwargs: Any) -> Any:
+            raise HistoryUnavailableError("history postgresql://db/eagle: cannot connect (refused)")
+
+        monkeypatch.setattr(state.keys, "lookup", away)
+        monkeypatch.setattr(state.keys, "any_ever", away)
+        answer = client.get("/metrics", headers=bearer)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (503, "history_unavailable"), answer.text

@@ -188,6 +188,8 @@ class MetricsCallers:
             who = caller(request)
         except Exception as exc:
             if not _history_outage(exc):
+                with self._lock:  # refused (revoked, unknown, its role lowered): not answered in a later outage
+                    self._seen.pop(slot, None)
                 raise
             with self._lock:
                 seen = self._seen.get(slot)
