@@ -11,6 +11,7 @@ import { PNG } from "pngjs";
 
 import { EagleLocalError } from "./errors.js";
 import { decodeJpegExact } from "./jpeg.js";
+import { checkSize } from "./limits.js";
 
 /** An 8-bit RGB image, row-major, 3 bytes a pixel. */
 export interface RgbImage {
@@ -19,42 +20,7 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-/** Limits of eagle_iad.images (same defaults, same environment variables). */
-export const DEFAULT_MAX_PIXELS = 40_000_000;
-export const MIN_SIDE = 16;
-export const DEFAULT_MAX_ASPECT = 32;
-
-function envNumber(name: string, fallback: number, integer: boolean): number {
-  const raw = process.env[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw new EagleLocalError(`${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
-
-/** Refuse, from the header alone, what would cost too much (or make no sense) to decode and resize. */
-export function checkSize(name: string, width: number, height: number): void {
-  const limit = envNumber("EAGLE_MAX_PIXELS", DEFAULT_MAX_PIXELS, true);
-  if (width * height > limit) {
-    throw new EagleLocalError(
-      `${name}: ${width}x${height} = ${((width * height) / 1e6).toFixed(1)} megapixels exceeds the limit of ` +
-        `${(limit / 1e6).toFixed(1)} megapixels (set EAGLE_MAX_PIXELS to change it)`,
-    );
-  }
-  if (Math.min(width, height) < MIN_SIDE) {
-    throw new EagleLocalError(`${name}: ${width}x${height} is too small; each side must be at least ${MIN_SIDE} px`);
-  }
-  const aspect = Math.max(width, height) / Math.min(width, height);
-  const maxAspect = envNumber("EAGLE_MAX_ASPECT", DEFAULT_MAX_ASPECT, false);
-  if (aspect > maxAspect) {
-    throw new EagleLocalError(
-      `${name}: ${width}x${height} is too elongated (aspect ratio ${Math.round(aspect)}:1 exceeds the limit of ${maxAspect}:1; ` +
-        "set EAGLE_MAX_ASPECT to change it)",
-    );
-  }
-}
+export { DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, MIN_SIDE, checkSize } from "./limits.js";
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -182,24 +148,62 @@ function decodePng(data: Buffer, name: string): RgbImage {
   return applyOrientation({ width, height, data: out }, pngOrientation(data));
 }
 
-/** The JPEG's frame size from its SOF marker, without decoding the scan. */
-function jpegSize(data: Buffer, name: string): [number, number] {
+/** Markers Pillow's JPEG header parser (JpegImagePlugin.MARKER) knows but reads no length for. */
+function pillowStandalone(marker: number): boolean {
+  return marker === 0xc8 || (marker >= 0xd0 && marker <= 0xd9) || (marker >= 0xf0 && marker <= 0xfd);
+}
+
+/** Markers whose segment Pillow's header parser reads as a frame header (its SOF handler, DHP included). */
+function pillowFrame(marker: number): boolean {
+  return (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) || marker === 0xde;
+}
+
+/**
+ * The segments of a JPEG's header as Pillow's parser (JpegImageFile._open) walks them, up to and including
+ * the first SOS: stray bytes, fill bytes and escaped 0xFF skipped, standalone markers (SOI, RSTn, ...) read
+ * without a length, every other marker's segment skipped by its length. A marker Pillow does not know (TEM,
+ * 0xFF02..0xFFBF) makes Pillow refuse the file as "not a recognised image format", and so does this.
+ */
+function* pillowSegments(data: Buffer, name: string): Generator<{ marker: number; at: number; length: number }> {
   let pos = 2;
-  while (pos + 4 <= data.length) {
+  while (pos + 2 <= data.length) {
     if (data[pos] !== 0xff) {
-      pos++; // a stray byte between segments: libjpeg (so Pillow) skips it
+      pos++; // a stray byte between segments: Pillow (and libjpeg) skip it
       continue;
     }
     const marker = data[pos + 1] as number;
-    if (marker === 0xff) {
-      pos++;
+    if (marker === 0xff || marker === 0x00) {
+      pos += marker === 0xff ? 1 : 2; // a fill byte, or an escaped 0xFF outside a scan
       continue;
     }
+    if (pillowStandalone(marker)) {
+      pos += 2;
+      continue;
+    }
+    if (marker < 0xc0) {
+      const hex = marker.toString(16).toUpperCase().padStart(2, "0");
+      throw new EagleLocalError(`${name}: not a recognised image format (JPEG marker 0xFF${hex} at byte ${pos}, which Pillow does not read)`);
+    }
+    if (pos + 4 > data.length) return;
     const length = data.readUInt16BE(pos + 2);
-    const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
-    if (isFrame && pos + 9 <= data.length) return [data.readUInt16BE(pos + 7), data.readUInt16BE(pos + 5)];
-    pos += 2 + length;
+    yield { marker, at: pos, length };
+    if (marker === 0xda) return; // start of scan: Pillow's header ends here
+    pos += 2 + Math.max(length, 2); // a length under 2 skips nothing (Pillow's _safe_read, libjpeg's skip_variable)
   }
+}
+
+/**
+ * The JPEG's frame size as Pillow's header parser finds it (the last frame header before the first SOS),
+ * without decoding the scan, so that the size checked here is the size Python checks. The decoder checks
+ * the frame it decodes again (jpeg.ts): a header walk that disagrees with it cannot let a larger frame
+ * through.
+ */
+function jpegSize(data: Buffer, name: string): [number, number] {
+  let size: [number, number] | undefined;
+  for (const { marker, at } of pillowSegments(data, name)) {
+    if (pillowFrame(marker) && at + 9 <= data.length) size = [data.readUInt16BE(at + 7), data.readUInt16BE(at + 5)];
+  }
+  if (size) return size;
   throw new EagleLocalError(`${name}: cannot be read as an image (JPEG has no frame header)`);
 }
 
@@ -224,23 +228,10 @@ function tiffOrientation(data: Buffer, tiff: number): number {
   return 1;
 }
 
-/** The EXIF orientation (1..8) of a JPEG (APP1 "Exif"), 1 when it has none. */
+/** The EXIF orientation (1..8) of a JPEG (its first APP1 "Exif" before the first SOS), 1 when it has none. */
 export function jpegOrientation(data: Buffer): number {
-  let pos = 2;
-  while (pos + 4 <= data.length) {
-    if (data[pos] !== 0xff) {
-      pos++; // a stray byte between segments, skipped as Pillow does
-      continue;
-    }
-    const marker = data[pos + 1] as number;
-    if (marker === 0xff) {
-      pos++;
-      continue;
-    }
-    const length = data.readUInt16BE(pos + 2);
-    if (marker === 0xda) break;
-    if (marker === 0xe1 && data.toString("latin1", pos + 4, pos + 10) === "Exif\0\0") return tiffOrientation(data, pos + 10);
-    pos += 2 + length;
+  for (const { marker, at } of pillowSegments(data, "")) {
+    if (marker === 0xe1 && data.toString("latin1", at + 4, at + 10) === "Exif\0\0") return tiffOrientation(data, at + 10);
   }
   return 1;
 }

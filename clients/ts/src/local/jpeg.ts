@@ -15,6 +15,7 @@
  * rare enough that an honest refusal beats an unverified decoder).
  */
 import { EagleLocalError } from "./errors.js";
+import { checkSize } from "./limits.js";
 
 /** The zigzag order: ZIGZAG[k] is the natural (row-major) index of the k-th coefficient in the stream. */
 const ZIGZAG = new Int32Array([
@@ -29,6 +30,12 @@ interface Huffman {
   mincode: Int32Array;
   valptr: Int32Array;
   values: Uint8Array;
+  /**
+   * Why libjpeg would refuse the table when a scan uses it (jpeg_make_d_derived_tbl: more codes than the
+   * code space holds, or a DC symbol over 15), undefined when it is sound. libjpeg checks at use, not at
+   * definition, so a broken table that no scan uses is no error.
+   */
+  problem?: string | undefined;
 }
 
 interface Component {
@@ -36,6 +43,8 @@ interface Component {
   h: number;
   v: number;
   tq: number;
+  /** the quantization table, copied when the component's first scan starts (libjpeg's latch_quant_tables) */
+  quant?: Uint16Array | undefined;
   /** downsampled size in samples, and in blocks (libjpeg's downsampled_width, width_in_blocks). */
   width: number;
   height: number;
@@ -66,10 +75,11 @@ function corrupt(name: string, reason: string): EagleLocalError {
   return new EagleLocalError(`${name}: image data is truncated or corrupt (${reason})`);
 }
 
-function buildHuffman(counts: Uint8Array, values: Uint8Array): Huffman {
+function buildHuffman(counts: Uint8Array, values: Uint8Array, dc: boolean): Huffman {
   const maxcode = new Int32Array(18).fill(-1);
   const mincode = new Int32Array(17);
   const valptr = new Int32Array(17);
+  let problem: string | undefined;
   let code = 0;
   let k = 0;
   for (let length = 1; length <= 16; length++) {
@@ -81,15 +91,55 @@ function buildHuffman(counts: Uint8Array, values: Uint8Array): Huffman {
       k += n;
       maxcode[length] = code - 1;
     }
+    // no code may be all ones, so the codes of each length must fit in its bits with one to spare
+    if (code >= 1 << length) problem ??= `more Huffman codes of ${length} bits than there is room for`;
     code <<= 1;
   }
+  if (dc && values.some((v) => v > 15)) problem ??= "a DC Huffman table with a symbol over 15";
   maxcode[17] = 0x7fffffff; // a sentinel: libjpeg stops at 16 bits and reports a bad code
-  return { maxcode, mincode, valptr, values };
+  return { maxcode, mincode, valptr, values, problem };
 }
 
 /**
- * Entropy-coded data, bit by bit. At a marker (or the end of the data) it feeds zeros, as libjpeg does; running
- * past the end of the file is remembered, because Pillow refuses such a file as truncated.
+ * The JPEG standard's example Huffman tables (ITU T.81 Annex K.3): 16 code counts, then the symbols, as hex;
+ * [DC, AC] for table 0 (luminance) and table 1 (chrominance). libjpeg-turbo decodes a sequential scan that
+ * names table 0 or 1 without a DHT defining it with these (Motion-JPEG frames carry none); Pillow therefore
+ * reads such files, and so must this decoder.
+ */
+const STANDARD_TABLES: readonly (readonly [string, string])[] = [
+  [
+    "00010501010101010100000000000000000102030405060708090a0b",
+    "0002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282" +
+      "090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a737475767778797a" +
+      "838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9da" +
+      "e1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa",
+  ],
+  [
+    "00030101010101010101010000000000000102030405060708090a0b",
+    "00020102040403040705040400010277000102031104052131061241510761711322328108144291a1b1c109233352f0156272d1" +
+      "0a162434e125f11718191a262728292a35363738393a434445464748494a535455565758595a636465666768696a737475767778" +
+      "797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6" +
+      "d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9fa",
+  ],
+];
+
+function standardTable(id: number, dc: boolean): Huffman {
+  const bytes = Buffer.from((STANDARD_TABLES[id] as readonly [string, string])[dc ? 0 : 1], "hex");
+  return buildHuffman(bytes.subarray(0, 16), bytes.subarray(16), dc);
+}
+
+/** libjpeg-turbo's MIN_GET_BITS with its 64-bit bit buffer: how many bits jpeg_fill_bit_buffer loads. */
+const MIN_GET_BITS = 57;
+
+/**
+ * Entropy-coded data, bit by bit. At a marker (or the end of the data) it feeds zeros, as libjpeg does.
+ *
+ * It also keeps count of what libjpeg's bit buffer (jdhuff.c) would hold, because two of libjpeg's outcomes
+ * depend on it: a refill that meets the end of the file with no marker before it makes libjpeg wait for more
+ * data, which Pillow reports as a truncated file, even when the bits already there would have done; and a
+ * refill that meets a marker short of the bits needed marks the segment's data "insufficient", after which
+ * libjpeg leaves the segment's remaining MCUs alone. (libjpeg-turbo's fast path, used far from the end of a
+ * large scan, refills differently; it rejoins this count at the next restart or scan.)
  */
 class BitReader {
   pos: number;
@@ -97,11 +147,18 @@ class BitReader {
   private bits = 0;
   /** how many of the buffered bits are zeros fed after the end of the file */
   private pad = 0;
+  /** libjpeg's bits_left and read position, whether it stopped at a marker, and its two outcomes above */
+  private ljBits = 0;
+  private ljPos: number;
+  private ljMarker = false;
+  private waiting = false;
+  private insufficient = false;
   constructor(
     private readonly data: Uint8Array,
     start: number,
   ) {
     this.pos = start;
+    this.ljPos = start;
   }
 
   private fill(): void {
@@ -131,14 +188,56 @@ class BitReader {
     }
   }
 
-  bit(): number {
+  /** jpeg_fill_bit_buffer(nbits): up to MIN_GET_BITS bits, to a marker, or waiting at the end of the file. */
+  private ljFill(nbits: number): void {
+    const data = this.data;
+    while (this.ljBits < MIN_GET_BITS && !this.ljMarker) {
+      let at = this.ljPos;
+      if (at >= data.length) {
+        this.waiting = true;
+        return;
+      }
+      if (data[at] === 0xff) {
+        do at++;
+        while (at < data.length && data[at] === 0xff);
+        if (at >= data.length) {
+          this.waiting = true;
+          return;
+        }
+        if (data[at] !== 0x00) {
+          this.ljMarker = true;
+          break;
+        }
+      }
+      this.ljPos = at + 1;
+      this.ljBits += 8;
+    }
+    if (this.ljMarker && nbits > this.ljBits) {
+      this.insufficient = true;
+      this.ljBits = MIN_GET_BITS; // zeros stuffed in
+    }
+  }
+
+  /** libjpeg's CHECK_BIT_BUFFER(n) then DROP_BITS(n). */
+  private ljTake(n: number): void {
+    if (this.ljBits < n) this.ljFill(n);
+    this.ljBits -= n;
+  }
+
+  private rawBit(): number {
     if (this.bits === 0) this.fill();
     this.bits -= 1;
     return (this.acc >>> this.bits) & 1;
   }
 
+  bit(): number {
+    this.ljTake(1);
+    return this.rawBit();
+  }
+
   receive(n: number): number {
     if (n === 0) return 0;
+    this.ljTake(n);
     if (this.bits < n) this.fill();
     this.bits -= n;
     return (this.acc >>> this.bits) & ((1 << n) - 1);
@@ -152,24 +251,45 @@ class BitReader {
   }
 
   decode(table: Huffman): number {
-    let code = this.bit();
+    let code = this.rawBit();
     let length = 1;
     while (length <= 16 && code > (table.maxcode[length] as number)) {
-      code = (code << 1) | this.bit();
+      code = (code << 1) | this.rawBit();
       length++;
+    }
+    // libjpeg's HUFF_DECODE: refill below 8 bits, look 8 bits ahead; a longer code takes 9, then 1 at a time
+    if (this.ljBits < 8) this.ljFill(0);
+    if (this.ljBits >= 8 && length <= 8) {
+      this.ljBits -= length;
+    } else {
+      const first = this.ljBits >= 8 ? 9 : 1;
+      this.ljTake(first);
+      for (let l = first + 1; l <= length; l++) this.ljTake(1);
     }
     if (length > 16) return 0; // libjpeg: "corrupt data", value 0
     return table.values[(table.valptr[length] as number) + code - (table.mincode[length] as number)] as number;
   }
 
-  /** Whether bits past the end of the file were consumed (Pillow refuses such a file as truncated). */
+  /** Whether the data ran out with no marker where libjpeg refills (Pillow refuses such a file as truncated). */
   pastEnd(): boolean {
-    return this.pad > this.bits;
+    return this.pad > this.bits || this.waiting;
+  }
+
+  /** libjpeg's "insufficient data": the segment's data ran into a marker short of the bits needed. */
+  ranShort(): boolean {
+    return this.insufficient;
   }
 
   /** The marker byte at the reader's position (after reset()), -1 when none. */
   markerAt(): number {
     return this.pos + 1 < this.data.length && this.data[this.pos] === 0xff ? (this.data[this.pos + 1] as number) : -1;
+  }
+
+  /** Step over the marker at the reader's position (a restart marker, taken). */
+  skipMarker(): void {
+    this.pos += 2;
+    this.ljPos = this.pos;
+    this.ljMarker = false;
   }
 
   /** Drop buffered bits and move to the next marker (after a scan, or at a restart). */
@@ -180,10 +300,14 @@ class BitReader {
     while (this.pos < this.data.length) {
       if (this.data[this.pos] === 0xff && this.pos + 1 < this.data.length) {
         const next = this.data[this.pos + 1] as number;
-        if (next !== 0x00 && next !== 0xff) return;
+        if (next !== 0x00 && next !== 0xff) break;
       }
       this.pos++;
     }
+    this.ljBits = 0;
+    this.ljPos = this.pos;
+    this.ljMarker = false;
+    this.insufficient = false;
   }
 }
 
@@ -216,8 +340,8 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
         continue;
       }
       k += r;
-      if (k > 63) break;
-      coefs[off + (ZIGZAG[k] as number)] = reader.extend(s);
+      // a run past the block still reads its bits, and libjpeg's natural order maps it to the last coefficient
+      coefs[off + (ZIGZAG[k > 63 ? 63 : k] as number)] = reader.extend(s);
       k++;
     }
   };
@@ -249,8 +373,7 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
         continue;
       }
       k += r;
-      if (k > 63) break;
-      c.coefs[off + (ZIGZAG[k] as number)] = reader.extend(s) * (1 << al);
+      c.coefs[off + (ZIGZAG[k > 63 ? 63 : k] as number)] = reader.extend(s) * (1 << al);
       k++;
     }
   };
@@ -284,7 +407,7 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
           }
           k++;
         } while (k <= se);
-        if (value && k <= 63) coefs[off + (ZIGZAG[k] as number)] = value;
+        if (value) coefs[off + (ZIGZAG[k > 63 ? 63 : k] as number)] = value;
       }
     }
     if (eobrun > 0) {
@@ -307,14 +430,18 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
   const total = single ? only.blocksWide * only.blocksHigh : frame.mcusWide * frame.mcusHigh;
   const unitsWide = single ? only.blocksWide : frame.mcusWide;
   for (const c of components) c.dcPred = 0;
+  let nextRestart = 0;
+  let short = false;
   for (let unit = 0; unit < total; unit++) {
     if (restart > 0 && unit > 0 && unit % restart === 0) {
       reader.reset();
-      const marker = reader.markerAt();
-      if (marker >= 0xd0 && marker <= 0xd7) reader.pos += 2; // the RSTn marker; anything else is left (zeros follow)
+      if (readRestartMarker(reader, nextRestart)) short = false;
+      nextRestart = (nextRestart + 1) & 7;
       for (const c of components) c.dcPred = 0;
       eobrun = 0;
     }
+    // once the segment's data ran short, libjpeg leaves its remaining MCUs as they are (zeros in a new block)
+    if (short) continue;
     const row = Math.floor(unit / unitsWide);
     const col = unit % unitsWide;
     if (single) {
@@ -329,6 +456,35 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
       }
     }
     if (reader.pastEnd()) throw new Truncated("the file ends inside the image data");
+    short = reader.ranShort();
+  }
+}
+
+/**
+ * At a restart boundary (the reader at the next marker): take the expected RSTn, or resynchronise as
+ * libjpeg's jpeg_resync_to_restart does: skip ahead past junk markers and restarts of the past, stop at one of
+ * the next two restarts or any other valid marker (the segment then reads as empty), take the expected one or
+ * one too far off to judge. Returns whether a marker was taken (libjpeg then clears "insufficient data");
+ * the end of the file instead of a marker is a truncated file, as Pillow reports it.
+ */
+function readRestartMarker(reader: BitReader, desired: number): boolean {
+  const rst = (n: number): number => 0xd0 + (n & 7);
+  for (;;) {
+    const marker = reader.markerAt();
+    if (marker === rst(desired)) {
+      reader.skipMarker();
+      return true;
+    }
+    if (marker < 0) throw new Truncated("the file ends inside the image data"); // libjpeg waits for more data
+    let skip: boolean;
+    if (marker < 0xc0) skip = true; // not a valid marker
+    else if (marker < 0xd0 || marker > 0xd7) return false; // a valid non-restart marker: leave it
+    else if (marker === rst(desired + 1) || marker === rst(desired + 2)) return false; // a restart to come
+    else if (marker === rst(desired - 1) || marker === rst(desired - 2)) skip = true; // a restart of the past
+    else skip = false; // too far off: take it and go on
+    reader.skipMarker();
+    if (!skip) return true;
+    reader.reset();
   }
 }
 
@@ -557,7 +713,25 @@ function muldiv255(a: number, b: number): number {
   return ((t >> 8) + t) >> 8;
 }
 
-/** Decode a JPEG's bytes to 8-bit RGB exactly as Pillow (libjpeg-turbo defaults) does; `name` for messages. */
+/** libjpeg's limits: JPEG_MAX_DIMENSION, D_MAX_BLOCKS_IN_MCU (an interleaved scan's blocks per MCU). */
+const MAX_DIMENSION = 65500;
+const MAX_BLOCKS_IN_MCU = 10;
+
+/** Whether a marker is one libjpeg reads without a length (TEM, RSTn; SOI and EOI are handled apart). */
+function standalone(marker: number): boolean {
+  return marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7);
+}
+
+/**
+ * Decode a JPEG's bytes to 8-bit RGB exactly as Pillow (libjpeg-turbo defaults) does; `name` for messages.
+ *
+ * The marker walk is libjpeg's (jdmarker.c), and so are its refusals: bad segment lengths, Huffman tables
+ * that over-fill the code space, scan parameters out of range, components or tables never defined, unknown
+ * markers. Pillow refuses such files ("broken data stream"), so the local runtime gives no verdict on them
+ * either. The frame's size is checked against the image limits (checkSize, as image.ts does from the header)
+ * before anything is allocated from it: the size a header walk reports cannot be trusted to be the size
+ * decoded. The number of scans is not capped, as libjpeg's and Pillow's is not (see the README).
+ */
 export function decodeJpegExact(data: Uint8Array, name: string): { width: number; height: number; data: Uint8Array } {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const u16 = (at: number): number => {
@@ -572,13 +746,15 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
   let jfif = false;
   let adobe: number | undefined;
   let sawScan = false;
+  /** whether libjpeg reads the whole file before output (progressive, or the first scan lacks components) */
+  let multiScan = false;
   let pos = 2;
   try {
     for (;;) {
       if (pos >= data.length) {
-        // no EOI: a baseline image was output line by line, so Pillow keeps it; a progressive one is still
+        // no EOI: a single-scan image was output line by line, so Pillow keeps it; a multi-scan one is still
         // waiting for scans when the data runs out, and Pillow calls that truncated
-        if (!sawScan || frame?.progressive) throw new Truncated("the file ends before its end marker");
+        if (!sawScan || multiScan) throw new Truncated("the file ends before its end marker");
         break;
       }
       if (data[pos] !== 0xff) {
@@ -591,52 +767,102 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         pos++;
         continue;
       }
+      if (marker === 0x00) {
+        pos += 2; // an escaped 0xFF outside a scan: libjpeg's next_marker discards it
+        continue;
+      }
+      const at = pos;
       pos += 2;
       if (marker === 0xd9) break; // EOI
-      if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) continue;
+      if (marker === 0xd8) throw corrupt(name, "a second start-of-image marker");
+      if (standalone(marker)) continue;
+      const hex = `0xFF${marker.toString(16).toUpperCase().padStart(2, "0")}`;
+      if (marker < 0xc0 || marker === 0xde || marker === 0xdf || (marker >= 0xf0 && marker <= 0xfd)) {
+        throw corrupt(name, `unknown JPEG marker ${hex} at byte ${at}`);
+      }
+      const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xcc;
+      if (isFrame && marker !== 0xc0 && marker !== 0xc1 && marker !== 0xc2) {
+        const kind =
+          marker === 0xc3 || marker === 0xc7 || marker === 0xcb || marker === 0xcf
+            ? "lossless"
+            : marker === 0xc8
+              ? "JPEG-extension (0xFFC8)"
+              : marker >= 0xc9
+                ? "arithmetic-coded"
+                : "hierarchical";
+        throw new EagleLocalError(
+          `${name}: ${kind} JPEGs cannot be read by the local runtime (it reads baseline and progressive ones; ` +
+            "convert the file, or inspect it with eagle)",
+        );
+      }
+      if (isFrame && frame) throw corrupt(name, "more than one frame header");
+      // after a single-scan image libjpeg has output every line: a marker segment cut short by the end of the
+      // file only ends it early (libjpeg waits for more data, and Pillow keeps the image), unless what is there
+      // is already wrong
+      const complete = sawScan && !multiScan;
+      if (pos + 2 > data.length && complete) break;
       const length = u16(pos);
-      const end = pos + length;
-      if (end > data.length) throw new Truncated("the file ends inside a marker segment");
+      // a length under 2 skips nothing (libjpeg's skip_variable); the segments libjpeg parses refuse it below
+      const end = pos + Math.max(length, 2);
       const body = pos + 2;
+      const badLength = (): EagleLocalError => corrupt(name, `bad length ${length} of the ${hex} segment at byte ${at}`);
+      if (marker === 0xcc) {
+        // DAC (arithmetic-coding conditioning), parsed by libjpeg even in a Huffman-coded file: pairs of a table
+        // index under 8 and, for a DC table, a lower bound no larger than the upper one
+        const stop = Math.min(end, data.length - 1);
+        for (let p = body; p < stop; p += 2) {
+          const index = data[p] as number;
+          const value = data[p + 1] as number;
+          if (index >= 8 || (index < 4 && (value & 15) > value >> 4)) throw corrupt(name, `bad arithmetic-coding conditioning at byte ${p}`);
+        }
+        if (end <= data.length && (end - body) % 2 !== 0) throw badLength();
+      }
+      if (end > data.length) {
+        if (complete) break;
+        throw new Truncated("the file ends inside a marker segment");
+      }
       if (marker === 0xe0 && length >= 16 && String.fromCharCode(...data.subarray(body, body + 5)) === "JFIF\0") {
         jfif = true;
       } else if (marker === 0xee && length >= 14 && String.fromCharCode(...data.subarray(body, body + 5)) === "Adobe") {
         adobe = data[body + 11] as number;
       } else if (marker === 0xdb) {
-        for (let p = body; p < end; ) {
+        let p = body;
+        while (p < end) {
           const pq = (data[p] as number) >> 4;
           const tq = (data[p] as number) & 15;
-          if (tq > 3) throw new EagleLocalError(`${name}: image data is truncated or corrupt (bad quantization table id)`);
+          if (tq > 3) throw corrupt(name, `bad quantization table id ${tq}`);
+          const size = pq ? 128 : 64;
+          if (p + 1 + size > end) throw badLength();
           const table = new Uint16Array(64);
           p++;
           for (let k = 0; k < 64; k++) {
             table[ZIGZAG[k] as number] = pq ? u16(p + 2 * k) : (data[p + k] as number);
           }
-          p += pq ? 128 : 64;
+          p += size;
           quant[tq] = table;
         }
+        if (p !== end) throw badLength();
       } else if (marker === 0xc4) {
-        for (let p = body; p < end; ) {
-          const tc = (data[p] as number) >> 4;
-          const th = (data[p] as number) & 15;
+        // jdmarker.c get_dht: tables while more than 16 bytes remain, then exactly nothing left
+        let p = body;
+        while (end - p > 16) {
+          const index = data[p] as number;
           const counts = data.subarray(p + 1, p + 17);
           let total = 0;
           for (const n of counts) total += n;
+          if (total > 256 || total > end - p - 17) throw corrupt(name, "bad Huffman table (more codes than symbols)");
+          const ac = (index & 0x10) !== 0;
+          const th = ac ? index - 0x10 : index;
+          if (th > 3) throw corrupt(name, `bad Huffman table id 0x${index.toString(16)}`);
           const values = data.slice(p + 17, p + 17 + total);
-          (tc === 0 ? dcTables : acTables)[th] = buildHuffman(counts, values);
+          (ac ? acTables : dcTables)[th] = buildHuffman(counts, values, !ac);
           p += 17 + total;
         }
+        if (p !== end) throw badLength();
       } else if (marker === 0xdd) {
+        if (length !== 4) throw badLength();
         restart = u16(body);
-      } else if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-        if (frame) throw corrupt(name, "more than one frame header");
-        if (marker !== 0xc0 && marker !== 0xc1 && marker !== 0xc2) {
-          const kind = marker === 0xc3 || marker === 0xc7 || marker === 0xcb || marker === 0xcf ? "lossless" : marker >= 0xc9 ? "arithmetic-coded" : "hierarchical";
-          throw new EagleLocalError(
-            `${name}: ${kind} JPEGs cannot be read by the local runtime (it reads baseline and progressive ones; ` +
-              "convert the file, or inspect it with eagle)",
-          );
-        }
+      } else if (isFrame) {
         if (data[body] !== 8) {
           throw new EagleLocalError(`${name}: ${data[body]}-bit JPEGs cannot be read by the local runtime (it reads 8-bit ones)`);
         }
@@ -644,7 +870,13 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         const width = u16(body + 3);
         const count = data[body + 5] as number;
         if (width === 0 || height === 0) throw corrupt(name, "the frame has no size (DNL is not supported)");
+        if (length !== 8 + 3 * count) throw badLength();
         if (count !== 1 && count !== 3 && count !== 4) throw corrupt(name, `${count} colour components`);
+        if (width > MAX_DIMENSION || height > MAX_DIMENSION) {
+          throw corrupt(name, `${width}x${height}: libjpeg reads at most ${MAX_DIMENSION} pixels a side`);
+        }
+        // the limits before any allocation: this is the frame decoded, whatever a header walk found
+        checkSize(name, width, height);
         const components: Component[] = [];
         for (let i = 0; i < count; i++) {
           const p = body + 6 + i * 3;
@@ -652,10 +884,13 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
           const h = hv >> 4;
           const v = hv & 15;
           if (h < 1 || h > 4 || v < 1 || v > 4) throw corrupt(name, "bad sampling factors");
-          components.push({ id: data[p] as number, h, v, tq: (data[p + 2] as number) & 3, width: 0, height: 0, blocksWide: 0, blocksHigh: 0, stride: 0, coefs: new Int16Array(0), dcPred: 0 });
+          components.push({ id: data[p] as number, h, v, tq: data[p + 2] as number, width: 0, height: 0, blocksWide: 0, blocksHigh: 0, stride: 0, coefs: new Int16Array(0), dcPred: 0 });
         }
         const maxH = Math.max(...components.map((c) => c.h));
         const maxV = Math.max(...components.map((c) => c.v));
+        for (const c of components) {
+          if (maxH % c.h !== 0 || maxV % c.v !== 0) throw corrupt(name, "fractional sampling factors");
+        }
         const mcusWide = Math.ceil(width / (8 * maxH));
         const mcusHigh = Math.ceil(height / (8 * maxV));
         for (const c of components) {
@@ -671,26 +906,54 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         if (!frame) throw corrupt(name, "image data before the frame header");
         const f: Frame = frame;
         const count = data[body] as number;
+        if (length !== 6 + 2 * count || count < 1 || count > 4) throw badLength();
+        if (sawScan && !multiScan) throw corrupt(name, "a second scan after a scan of every component of a sequential image");
         const components: Component[] = [];
+        const tables: number[] = [];
         for (let i = 0; i < count; i++) {
           const id = data[body + 1 + i * 2] as number;
-          const tables = data[body + 2 + i * 2] as number;
-          const c = f.components.find((x) => x.id === id);
-          if (!c) throw corrupt(name, `a scan names component ${id}, which the frame lacks`);
-          c.dcTable = dcTables[tables >> 4];
-          c.acTable = acTables[tables & 15];
+          const c = f.components.find((x) => x.id === id && !components.includes(x));
+          if (!c) throw corrupt(name, `a scan names component ${id}, which the frame lacks (or names it twice)`);
           components.push(c);
+          tables.push(data[body + 2 + i * 2] as number);
         }
         const p = body + 1 + count * 2;
         const ss = data[p] as number;
         const se = data[p + 1] as number;
         const ah = (data[p + 2] as number) >> 4;
         const al = (data[p + 2] as number) & 15;
+        if (f.progressive) {
+          // jdphuff.c start_pass_phuff_decoder
+          const bad = (ss === 0 ? se !== 0 : ss > se || se > 63 || count !== 1) || (ah !== 0 && al !== ah - 1) || al > 13;
+          if (bad) throw corrupt(name, `invalid progressive parameters Ss=${ss} Se=${se} Ah=${ah} Al=${al}`);
+        }
+        if (count > 1 && components.reduce((sum, c) => sum + c.h * c.v, 0) > MAX_BLOCKS_IN_MCU) {
+          throw corrupt(name, "sampling factors too large for an interleaved scan");
+        }
+        // the tables libjpeg derives for this scan (jdhuff.c, jdphuff.c), each checked as it does
         const needDc = !f.progressive || (ss === 0 && ah === 0);
         const needAc = !f.progressive || ss > 0;
-        for (const c of components) {
-          if ((needDc && !c.dcTable) || (needAc && !c.acTable)) throw corrupt(name, "a scan uses an undefined Huffman table");
-        }
+        components.forEach((c, i) => {
+          const t = tables[i] as number;
+          if (!f.progressive) {
+            // libjpeg-turbo: a sequential scan's undefined table 0 or 1 is the standard's (Motion-JPEG)
+            if (t >> 4 < 2) dcTables[t >> 4] ??= standardTable(t >> 4, true);
+            if ((t & 15) < 2) acTables[t & 15] ??= standardTable(t & 15, false);
+          }
+          c.dcTable = dcTables[t >> 4];
+          c.acTable = acTables[t & 15];
+          for (const [need, table] of [[needDc, c.dcTable], [needAc, c.acTable]] as const) {
+            if (!need) continue;
+            if (!table) throw corrupt(name, "a scan uses an undefined Huffman table");
+            if (table.problem) throw corrupt(name, `bad Huffman table (${table.problem})`);
+          }
+          // libjpeg copies a component's quantization table when its first scan starts
+          if (!c.quant) {
+            c.quant = c.tq < 4 ? quant[c.tq]?.slice() : undefined;
+            if (!c.quant) throw corrupt(name, `a component uses quantization table ${c.tq}, which is not defined`);
+          }
+        });
+        if (!sawScan) multiScan = f.progressive || count < f.components.length;
         const reader = new BitReader(data, end);
         decodeScan(f, { components, ss, se, ah, al, restart }, reader);
         reader.reset();
@@ -708,14 +971,10 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
   if (!frame || !sawScan) throw corrupt(name, "no image data");
   const f: Frame = frame;
   const planes: Uint8Array[] = f.components.map((c) => {
-    const table = quant[c.tq];
-    if (!table) throw corrupt(name, "a component uses an undefined quantization table");
-    const plane = componentPlane(c, table);
+    // a component no scan named has no table and all-zero coefficients: libjpeg's zeroed multipliers give grey
+    const plane = componentPlane(c, c.quant ?? new Uint16Array(64));
     return upsample(plane, f.maxH / c.h, f.maxV / c.v, f.width, f.height);
   });
-  for (const c of f.components) {
-    if (f.maxH % c.h !== 0 || f.maxV % c.v !== 0) throw corrupt(name, "fractional sampling factors");
-  }
   const pixels = f.width * f.height;
   const out = new Uint8Array(pixels * 3);
   const clamp = (x: number): number => (x < 0 ? 0 : x > 255 ? 255 : x);
