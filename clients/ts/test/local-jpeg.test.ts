@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { decodeImage } from "../src/local/image.js";
-import { decodeJpegExact } from "../src/local/jpeg.js";
+import { MAX_SCANS, decodeJpegExact } from "../src/local/jpeg.js";
 import { NO_PYTHON, runPython, scratch } from "./local-python.js";
 
 function segment(marker: number, body: number[]): number[] {
@@ -119,6 +119,21 @@ describe("local runtime JPEG decoder: the image limits hold for the frame decode
     // a marker libjpeg does not know, a second start of image
     expect(read(flatJpeg(16, 16, { before: [0xff, 0xde, 0, 2] }))).toThrow(corrupt("unknown JPEG marker 0xFFDE at byte 2"));
     expect(read(flatJpeg(16, 16, { before: [0xff, 0xd8] }))).toThrow(corrupt("a second start-of-image marker"));
+  });
+
+  it("refuses a JPEG of more than MAX_SCANS scans, and reads one of exactly that many", () => {
+    const withScans = (count: number): Uint8Array => {
+      const bytes = [0xff, 0xd8, ...segment(0xdb, [0, ...new Array<number>(64).fill(1)]), ...frame(64, 64, 0xc2)];
+      bytes.push(...segment(0xc4, [0x00, ...ONE_CODE]), ...segment(0xda, [1, 1, 0x00, 0, 0, 0x01]), 0x00, 0x00);
+      // DC refinement scans without data: libjpeg reads zeros for them, changing nothing
+      for (let i = 1; i < count; i++) bytes.push(...segment(0xda, [1, 1, 0x00, 0, 0, 0x10]));
+      bytes.push(0xff, 0xd9);
+      return new Uint8Array(bytes);
+    };
+    expect(new Set(decodeImage(withScans(MAX_SCANS), "many.jpg").data)).toEqual(new Set([128]));
+    expect(() => decodeImage(withScans(MAX_SCANS + 1), "more.jpg")).toThrow(
+      `more.jpg: JPEG has more than ${MAX_SCANS} scans, which the local runtime refuses (encoders write a few dozen at most; each scan costs a pass over the whole image)`,
+    );
   });
 });
 

@@ -440,8 +440,13 @@ function decodeScan(frame: Frame, scan: ScanParams, reader: BitReader): void {
       for (const c of components) c.dcPred = 0;
       eobrun = 0;
     }
-    // once the segment's data ran short, libjpeg leaves its remaining MCUs as they are (zeros in a new block)
-    if (short) continue;
+    // once the segment's data ran short, libjpeg leaves its remaining MCUs as they are (zeros in a new block):
+    // go straight to the next restart, or the end of the scan (an empty scan then costs next to nothing)
+    if (short) {
+      if (restart === 0) break;
+      unit = (Math.floor(unit / restart) + 1) * restart - 1;
+      continue;
+    }
     const row = Math.floor(unit / unitsWide);
     const col = unit % unitsWide;
     if (single) {
@@ -717,6 +722,15 @@ function muldiv255(a: number, b: number): number {
 const MAX_DIMENSION = 65500;
 const MAX_BLOCKS_IN_MCU = 10;
 
+/**
+ * The most scans a JPEG may have. Each scan runs over the whole frame, so a file of tiny scans costs CPU out
+ * of all proportion to its size (at 40 megapixels, milliseconds a scan: a 1 MB file of 100,000 scans would
+ * take minutes). libjpeg and Pillow set no limit; libjpeg-turbo's tools offer one (djpeg -maxscans,
+ * TurboJPEG's scan limit) for untrusted files. Encoders write about 10 (libjpeg's progressive script) to a few
+ * dozen, so 1,000 refuses nothing real; such a file is one Pillow reads and the local runtime refuses.
+ */
+export const MAX_SCANS = 1000;
+
 /** Whether a marker is one libjpeg reads without a length (TEM, RSTn; SOI and EOI are handled apart). */
 function standalone(marker: number): boolean {
   return marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7);
@@ -746,6 +760,7 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
   let jfif = false;
   let adobe: number | undefined;
   let sawScan = false;
+  let scans = 0;
   /** whether libjpeg reads the whole file before output (progressive, or the first scan lacks components) */
   let multiScan = false;
   let pos = 2;
@@ -908,6 +923,12 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         const count = data[body] as number;
         if (length !== 6 + 2 * count || count < 1 || count > 4) throw badLength();
         if (sawScan && !multiScan) throw corrupt(name, "a second scan after a scan of every component of a sequential image");
+        if (++scans > MAX_SCANS) {
+          throw new EagleLocalError(
+            `${name}: JPEG has more than ${MAX_SCANS} scans, which the local runtime refuses (encoders write a few dozen ` +
+              "at most; each scan costs a pass over the whole image)",
+          );
+        }
         const components: Component[] = [];
         const tables: number[] = [];
         for (let i = 0; i < count; i++) {
