@@ -40,6 +40,11 @@ function flatJpeg(width: number, height: number, options: { before?: number[]; t
   ]);
 }
 
+/** The JPEG with its end marker replaced by `tail`. */
+function withEnd(jpeg: Uint8Array, tail: number[]): Uint8Array {
+  return new Uint8Array([...jpeg.subarray(0, jpeg.length - 2), ...tail]);
+}
+
 /** The reviewer's bomb: a 7000x7000 frame, and at the offset a misread length points to, a 100x100 decoy. */
 function decoyBomb(standalone: number): Uint8Array {
   const bytes = [0xff, 0xd8, 0xff, standalone];
@@ -186,13 +191,21 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime JPEG decoder vs Pillow on corru
       "dhp.jpg": flatJpeg(16, 16, { before: [0xff, 0xde, 0, 2] }),
       "two_soi.jpg": flatJpeg(16, 16, { before: [0xff, 0xd8] }),
       "rst_in_header.jpg": flatJpeg(16, 16, { before: [0xff, 0xd3] }),
+      "dht_length_0.jpg": flatJpeg(16, 16, { before: [0xff, 0xc4, 0, 0] }),
+      "dri_length_5.jpg": flatJpeg(16, 16, { before: [0xff, 0xdd, 0, 5, 0, 1, 0] }),
+      // after a single-scan image: a segment cut short by the end of the file only ends it early, unless
+      // what is there is already wrong
+      "app1_past_end.jpg": withEnd(flatJpeg(24, 16), [0xff, 0xe1, 0x40, 0x00, 1, 2, 3]),
+      "dqt_past_end_bad_id.jpg": withEnd(flatJpeg(24, 16), [0xff, 0xdb, 0x40, 0x00, 0x07, 1, 2, 3]),
+      "dqt_past_end.jpg": withEnd(flatJpeg(24, 16), [0xff, 0xdb, 0x40, 0x00, 0x01, 1, 2, 3]),
     };
     for (const [name, data] of Object.entries(files)) writeFileSync(join(folder, name), data);
     const pillow = pillowDecodes(Object.keys(files));
     const ours = Object.fromEntries(Object.keys(files).map((name) => [name, tsDecodes(name)]));
     expect(ours).toEqual(pillow);
     expect(pillow["flat.jpg"] && pillow["standard_tables.jpg"] && pillow["unused_bad_table.jpg"]).toBe(true);
-    expect(pillow["oversubscribed.jpg"] || pillow["prog_al.jpg"]).toBe(false);
+    expect(pillow["oversubscribed.jpg"] || pillow["prog_al.jpg"] || pillow["dqt_past_end_bad_id.jpg"]).toBe(false);
+    expect(pillow["app1_past_end.jpg"] && pillow["dqt_past_end.jpg"]).toBe(true);
   });
 
   it("gives no verdict on a mutated JPEG that Pillow refuses, and refuses none that Pillow decodes", () => {

@@ -821,6 +821,9 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
       const end = pos + Math.max(length, 2);
       const body = pos + 2;
       const badLength = (): EagleLocalError => corrupt(name, `bad length ${length} of the ${hex} segment at byte ${at}`);
+      // the segments libjpeg parses refuse a length that does not even cover itself, and DRI any but 4
+      const parsed = isFrame || marker === 0xc4 || marker === 0xcc || marker === 0xda || marker === 0xdb || marker === 0xdd;
+      if ((parsed && length < 2) || (marker === 0xdd && length !== 4)) throw badLength();
       if (marker === 0xcc) {
         // DAC (arithmetic-coding conditioning), parsed by libjpeg even in a Huffman-coded file: pairs of a table
         // index under 8 and, for a DC table, a lower bound no larger than the upper one
@@ -833,8 +836,26 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         if (end <= data.length && (end - body) % 2 !== 0) throw badLength();
       }
       if (end > data.length) {
-        if (complete) break;
-        throw new Truncated("the file ends inside a marker segment");
+        if (!complete) throw new Truncated("the file ends inside a marker segment");
+        // libjpeg reads DQT and DHT a table at a time: a bad table id, or more codes than fit, before the data
+        // runs out is an error, not a wait for more data
+        let p = body;
+        if (marker === 0xdb) {
+          for (; p < data.length; p += 1 + ((data[p] as number) >> 4 ? 128 : 64)) {
+            if (((data[p] as number) & 15) > 3) throw corrupt(name, `bad quantization table id ${(data[p] as number) & 15}`);
+          }
+        } else if (marker === 0xc4) {
+          while (end - p > 16 && p + 17 <= data.length) {
+            let total = 0;
+            for (let i = 1; i <= 16; i++) total += data[p + i] as number;
+            if (total > 256 || total > end - p - 17) throw corrupt(name, "bad Huffman table (more codes than symbols)");
+            if (p + 17 + total > data.length) break;
+            const index = data[p] as number;
+            if ((index & 0x10 ? index - 0x10 : index) > 3) throw corrupt(name, `bad Huffman table id 0x${index.toString(16)}`);
+            p += 17 + total;
+          }
+        }
+        break;
       }
       if (marker === 0xe0 && length >= 16 && String.fromCharCode(...data.subarray(body, body + 5)) === "JFIF\0") {
         jfif = true;
@@ -875,7 +896,6 @@ export function decodeJpegExact(data: Uint8Array, name: string): { width: number
         }
         if (p !== end) throw badLength();
       } else if (marker === 0xdd) {
-        if (length !== 4) throw badLength();
         restart = u16(body);
       } else if (isFrame) {
         if (data[body] !== 8) {
