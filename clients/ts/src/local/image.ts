@@ -230,8 +230,12 @@ function tiffOrientation(data: Buffer, tiff: number): number {
 
 /** The EXIF orientation (1..8) of a JPEG (its first APP1 "Exif" before the first SOS), 1 when it has none. */
 export function jpegOrientation(data: Buffer): number {
-  for (const { marker, at } of pillowSegments(data, "")) {
-    if (marker === 0xe1 && data.toString("latin1", at + 4, at + 10) === "Exif\0\0") return tiffOrientation(data, at + 10);
+  try {
+    for (const { marker, at } of pillowSegments(data, "")) {
+      if (marker === 0xe1 && data.toString("latin1", at + 4, at + 10) === "Exif\0\0") return tiffOrientation(data, at + 10);
+    }
+  } catch {
+    return 1; // a header Pillow would not read at all: decodeImage refuses it before asking
   }
   return 1;
 }
