@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from eagle_iad.mllm.serving import ApiError
@@ -34,6 +34,14 @@ _MIB = 1024 * 1024
 #: inspection writes, so that freeing a few bytes does not flip the replica back into a load balancer's pool
 #: to refuse the next request.
 RECOVERY_BYTES = 64 * _MIB
+
+#: A success on a refused route ends a refusal only when no 507 was answered for this many seconds. Why: whether a
+#: request is refused depends on its size (an inspection reserves four times its image), so near the floor a line
+#: that sends both 12 MP and 1 MP images has some refused and the rest stored; ending the refusal at each success
+#: would flip ``/healthz`` between 503 and 200, and log two WARNING lines, at every alternation. The disk is taken
+#: for usable again once requests have been stored for this long without a refusal between them (or ``/healthz``
+#: finds :data:`RECOVERY_BYTES` over the floor, which needs no quiet time).
+RECOVERY_QUIET_S = 30.0
 
 _log = logging.getLogger(__name__)
 
@@ -77,17 +85,21 @@ class StorageWatch:
     picture, SQLite's ``SQLITE_FULL``, a model save), and the operator needs one signal for all of them. Refusing
     starts at the first 507, logged once (WARNING, with the free space); it ends, logged once with the count of
     refused requests, when a request to a route that was refused is answered below 400 (the disk took its
-    writes again), or when ``/healthz`` finds :data:`RECOVERY_BYTES` free over the floor on every folder (a
-    load balancer that stopped sending work would otherwise never let a request prove it).
+    writes again) and no 507 was answered for :data:`RECOVERY_QUIET_S` (near the floor, large requests are refused
+    while small ones are stored: this keeps such a mix one refusal, not one per alternation), or when
+    ``/healthz`` finds :data:`RECOVERY_BYTES` free over the floor on every folder (a load balancer that stopped
+    sending work would otherwise never let a request prove it).
     """
 
-    def __init__(self, folders: Mapping[str, Path], floor: int) -> None:
+    def __init__(self, folders: Mapping[str, Path], floor: int, clock: Callable[[], float] = time.monotonic) -> None:
         """``folders``: what the service writes, by name (``state``, ``files``, ``models``): each a disk that may
-        fill. ``floor``: the free bytes kept (``--min-free-mb``)."""
+        fill. ``floor``: the free bytes kept (``--min-free-mb``). ``clock``: seconds, monotonic (a test's own)."""
         self.folders = dict(folders)
         self.floor = max(0, floor)
+        self._clock = clock
         self._lock = threading.Lock()
         self._since: float | None = None  # monotonic time of the first refusal; None: not refusing
+        self._last = 0.0  # monotonic time of the latest refusal (meaningful while refusing)
         self._refused = 0
         self._routes: set[str] = set()
 
@@ -112,26 +124,30 @@ class StorageWatch:
 
     def answered(self, method: str, route: str, status: int) -> None:
         """One answer of the service: a 507 starts (or counts into) the refusal; a success on a route that was
-        refused ends it."""
+        refused ends it once no 507 was answered for :data:`RECOVERY_QUIET_S`."""
         what = f"{method} {route}"
         if status == 507:
             with self._lock:
+                now = self._clock()
                 first = self._since is None
                 if first:
-                    self._since = time.monotonic()
+                    self._since = now
+                self._last = now
                 self._refused += 1
                 self._routes.add(what)
             if first:
                 _log.warning("storage: writes are refused for lack of disk space (507, first on %s); %s; /healthz "
                              "says degraded until there is room", what, self._free_text())  # fmt: skip
         elif status < 400 and self._since is not None and what in self._routes:
-            self._recovered(f"{what} stored again")
+            self._recovered(f"{what} stored again", quiet=True)
 
-    def _recovered(self, how: str) -> None:
+    def _recovered(self, how: str, quiet: bool = False) -> None:
+        """End the refusal, logged once; ``quiet``: only if no 507 was answered for :data:`RECOVERY_QUIET_S`."""
         with self._lock:
-            if self._since is None:
+            now = self._clock()
+            if self._since is None or (quiet and now - self._last < RECOVERY_QUIET_S):
                 return
-            seconds, refused = time.monotonic() - self._since, self._refused
+            seconds, refused = now - self._since, self._refused
             self._since, self._refused = None, 0
             self._routes.clear()
         _log.warning("storage: writes work again (%s); %d request%s refused (507) over %.0f s", how, refused,
