@@ -98,7 +98,49 @@ def outliers(scores: np.ndarray) -> list[int]:
     Each image is measured against the others only (their median and MAD), so that a defect does not widen the
     spread it is measured by. Below :data:`FEW_IMAGES` the others are too few for a median and MAD to say what
     is typical (the few-images warning covers such a fit): no image is named then.
+
+    Computed in O(n log n), giving exactly (bit for bit) what ``np.median`` of ``np.delete`` per image gives
+    (:func:`_outliers_by_deletion`, O(n^2): 14 s on 20,000 images, run twice per teach or threshold change):
+    the median of the others is the sorted scores' middle with the image's rank skipped, which takes at most
+    three values over all images; for each of them the absolute deviations of all scores are sorted once, and the
+    others' MAD is their middle with the image's own deviation skipped (equal deviations are interchangeable).
     """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size < FEW_IMAGES:
+        return []
+    medians = _medians_without(values, np.arange(values.size))
+    spreads = np.empty(values.size)
+    for median in np.unique(medians):
+        group = np.flatnonzero(medians == median)
+        deviations = np.abs(values - median)
+        spreads[group] = _medians_without(deviations, group)
+    spreads = np.maximum(1.4826 * spreads, SPREAD_FLOOR * medians)
+    found = np.flatnonzero((spreads > 0) & (values > medians + OUTLIER_K * spreads))
+    return sorted((int(index) for index in found), key=lambda index: -values[index])
+
+
+def _medians_without(values: np.ndarray, left_out: np.ndarray) -> np.ndarray:
+    """For each index in ``left_out``, the median of ``values`` without that element, as ``np.median`` computes it
+    (the middle one, or the mean of the two middle ones as ``(a + b) / 2``). O(n log n) for the sort."""
+    order = np.argsort(values, kind="stable")
+    ranked = values[order]
+    rank = np.empty(values.size, dtype=np.intp)
+    rank[order] = np.arange(values.size)
+    skipped = rank[left_out]
+    count = values.size - 1  # the others
+
+    def kth(k: int) -> np.ndarray:  # the k-th smallest of the others, per left-out rank
+        return ranked[np.where(k < skipped, k, k + 1)]
+
+    if count % 2 == 1:
+        return kth(count // 2)
+    middle: np.ndarray = (kth(count // 2 - 1) + kth(count // 2)) / 2
+    return middle
+
+
+def _outliers_by_deletion(scores: np.ndarray) -> list[int]:
+    """:func:`outliers` by its definition, one ``np.delete`` and two medians per image: O(n^2), kept as the
+    reference the fast one is tested against."""
     values = np.asarray(scores, dtype=np.float64)
     if values.size < FEW_IMAGES:
         return []
