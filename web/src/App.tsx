@@ -4,6 +4,7 @@ import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from 
 import { ErrorBanner } from "./components/ErrorBanner";
 import { keyRequest, signedInLine } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
+import { degradedReasons, healthLine, isDegraded, readHealth } from "./logic/health";
 import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
 import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
 import { CategoriesPage } from "./pages/CategoriesPage";
@@ -62,7 +63,9 @@ export function App() {
   useEffect(() => {
     const controller = new AbortController();
     setHealthError(null);
-    client.health(controller.signal).then(
+    // Read directly, not through client.health(): a degraded service answers 503 with the same Health body, and
+    // that body (its reason, and the figures the tuner judges by) must not be thrown away as an error.
+    readHealth(client.url("/healthz"), controller.signal).then(
       (h) => {
         setHealth(h);
         setFigures((previous) => servedFigures(h, previous));
@@ -150,8 +153,11 @@ export function App() {
         <QueueCount />
         <div className="service-status" aria-live="polite">
           {health ? (
-            <span className="status-ok" title={`queue waiting: ${health.mllm_queue_waiting}, fit jobs pending: ${health.fit_jobs_pending}`}>
-              <span className="dot" aria-hidden="true" /> service {health.version} · {health.mllm ? "MLLM on" : "expert only"}
+            <span className={isDegraded(health) ? "status-warn" : "status-ok"} data-testid="service-state"
+              title={`queue waiting: ${health.mllm_queue_waiting}, fit jobs pending: ${health.fit_jobs_pending}`}>
+              <span className="dot" aria-hidden="true" /> {healthLine(health)}
+              {/* The reason, announced with the state (this region is polite, and says nothing while it is unchanged). */}
+              {isDegraded(health) ? <span className="sr-only">: {degradedReasons(health).join("; ")}</span> : null}
             </span>
           ) : healthError ? (
             <span className="status-bad">
@@ -182,6 +188,7 @@ export function App() {
         {healthError && !needKey ? (
           <ErrorBanner error={healthError} onRetry={refreshHealth} />
         ) : null}
+        {isDegraded(health) && !needKey ? <DegradedNotice reasons={degradedReasons(health)} /> : null}
         {needKey ? (
           <KeyForm onSubmit={(key) => saveKey(key, true)} onForget={() => saveKey("")} hadKey={apiKey !== ""}
             refused={typed ? typedRefused : 0} auth={health?.auth ?? null} />
@@ -205,6 +212,23 @@ export function App() {
       <QueueAnnouncer />
       </QueueProvider>
     </ApiContext.Provider>
+  );
+}
+
+/**
+ * Why the service is degraded, on every page: it still answers (reads work), so this is no error banner and no
+ * "unreachable". Not a live region: the top bar's polite status already announces the change once.
+ */
+function DegradedNotice({ reasons }: { reasons: string[] }) {
+  return (
+    <section className="degraded-notice" aria-labelledby="degraded-title" data-testid="degraded-notice">
+      <h2 id="degraded-title">Service degraded</h2>
+      <ul>
+        {reasons.map((reason) => (
+          <li key={reason}>{reason}</li>
+        ))}
+      </ul>
+    </section>
   );
 }
 
