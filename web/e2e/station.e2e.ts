@@ -394,6 +394,31 @@ describe("inspection station", () => {
     await page.reload();
     await summary.getByText(/This flags nothing/).waitFor({ timeout: 60_000 });
 
+    // A degraded service answers /healthz 503 with the same body, figures included: a tab opened then still judges
+    // the far-off threshold (before, the 503 was thrown away with its figures, and nothing was judged), and the
+    // console says the service is degraded and why, not "unreachable" with a bare "Service error (503)".
+    await page.route("**/healthz", async (route) => {
+      const answer = await route.fetch();
+      const degraded = { ...(await answer.json()), status: "degraded", storage: "refusing: writes are refused for lack of disk space (507)" };
+      await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify(degraded) });
+    });
+    await page.reload();
+    await summary.getByText(/This flags nothing/).waitFor({ timeout: 60_000 });
+    const serviceState = page.locator('[data-testid="service-state"]');
+    expect(await serviceState.textContent()).toContain("service degraded: writes refused: the service's disk is full");
+    expect(await page.locator('[data-testid="degraded-notice"]').textContent()).toContain("writes refused: the service's disk is full");
+    expect(await page.getByText("service unreachable").count()).toBe(0);
+    expect(await page.locator(".error-banner").count()).toBe(0);
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await axeViolations("degraded service, at 390")).toEqual([]);
+    expect((await measure(page)).scrollWidth).toBe(390);
+    await shot(page, "station-degraded-390");
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.unroute("**/healthz");
+    await page.reload();
+    await summary.getByText(/This flags nothing/).waitFor({ timeout: 60_000 });
+    expect(await page.locator('[data-testid="degraded-notice"]').count()).toBe(0);
+
     // Below the lowest training score: every normal part flagged; the box asks again for the new value.
     await page.getByLabel("Threshold value").fill("0.001");
     await summary.getByText(/^This flags every normal part: 0\.001 is at or below the lowest training score .* The threshold in use is 1000000000\.0\.$/).waitFor();

@@ -56,9 +56,13 @@ describe("degradedReasons", () => {
   });
   it("words a storage refusal: writes refused, the disk full, reads still work", () => {
     expect(degradedReasons(REFUSING)).toEqual([
-      "writes refused: the service's disk is full, so inspections, fits and labels fail until room is made " +
-        "(writes are refused for lack of disk space (507)); reading what is stored still works",
+      "writes refused: the service's disk is full, so inspections, fits and labels fail until room is made; " +
+        "reading what is stored still works",
     ]);
+    // Words of a newer service that say more are kept.
+    expect(degradedReasons({ ...REFUSING, storage: "refusing: the models folder is read-only" })[0]).toContain(
+      "(the service says: the models folder is read-only)",
+    );
   });
   it("words a history outage with the service's reason", () => {
     expect(degradedReasons(NO_HISTORY)).toEqual([

@@ -39,9 +39,12 @@ export function degradedReasons(health: Health | null): string[] {
   const storage = typeof health.storage === "string" ? health.storage : "ok";
   const history = typeof health.history === "string" ? health.history : "ok";
   if (storage.startsWith("refusing")) {
+    // The service's words are added only when they say more than "lack of disk space" (said here already).
+    const said = after(storage, "refusing:");
+    const more = said && !said.includes("lack of disk space") ? ` (the service says: ${said})` : "";
     reasons.push(
-      "writes refused: the service's disk is full, so inspections, fits and labels fail until room is made " +
-        `(${after(storage, "refusing:") || "no reason given"}); reading what is stored still works`,
+      "writes refused: the service's disk is full, so inspections, fits and labels fail until room is made" +
+        `${more}; reading what is stored still works`,
     );
   } else if (storage !== "ok") {
     reasons.push(`storage: ${storage}`);
