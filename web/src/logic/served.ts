@@ -32,9 +32,10 @@ export const NOTHING_SERVED: ServedFigures = { farAboveSMax: null, recentS: null
 const positive = (value: number | null | undefined): number | null => (typeof value === "number" && Number.isFinite(value) && value > 0 ? value : null);
 
 /**
- * The figures of a /healthz answer, those it lacks kept from before. A failed health check (the service
- * restarting, a 503 while the history is away) clears the service's status but not these: they are constants
- * of the service, and the tuner's judgement of a threshold should not flicker with an outage. The previous
+ * The figures of a /healthz answer, those it lacks kept from before. A degraded 503 (the history away, writes
+ * refused) carries them like a 200 and is read as one (logic/health.ts). A failed health check (the service
+ * restarting, a proxy's error page) clears the service's status but not these: they are constants of the
+ * service, and the tuner's judgement of a threshold should not flicker with an outage. The previous
  * object is returned when nothing changed, so a health check every 15 s draws no page anew.
  */
 export function servedFigures(health: HealthFigures, previous: ServedFigures): ServedFigures {
