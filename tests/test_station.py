@@ -4406,3 +4406,32 @@ def test_a_plugin_sources_older_ignored_answer_still_warns_and_an_unreadable_one
         ], lines
     finally:
         state.close()
+
+
+def test_until_idle_takes_no_look_that_a_step_began_or_ended_during() -> None:
+    """``--until-idle`` asks each station whether it is busy, then looks at its source and outbox: a step begun
+    between the two (an image taken, its folder taken away meanwhile, its verdict not stored yet) made the look see
+    nothing waiting and nothing owed, and the run ended mid-image without the lines the image's outcome says (a
+    flaky run of the held-deliveries test above). A look during which a step began or ended is not taken."""
+    from types import SimpleNamespace
+
+    from eagle_iad.station.runner import StationManager
+
+    class Runner:
+        def __init__(self, steps_during_look: int) -> None:
+            self.busy, self.steps, self.during = False, 0, steps_during_look
+
+        def idle(self) -> bool:
+            self.steps += self.during  # the intake thread's step, while the manager looks
+            return True
+
+    def manager_idle(*runners: Runner) -> bool:
+        fake = SimpleNamespace(all=lambda: [SimpleNamespace(runner=r) for r in runners])
+        return StationManager.idle(fake)  # type: ignore[arg-type]
+
+    assert manager_idle(Runner(0), Runner(0))
+    assert not manager_idle(Runner(0), Runner(1))  # a step began during the look
+    assert not manager_idle(Runner(2))  # one began and ended during it
+    busy = Runner(0)
+    busy.busy = True
+    assert not manager_idle(busy)

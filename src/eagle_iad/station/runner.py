@@ -352,6 +352,9 @@ class StationRunner:
         self.paused_since: float | None = None
         #: Inside :meth:`step` (an image taken but maybe not stored yet): not idle, whatever the backlog says.
         self.busy = False
+        #: Counts each step's start (before :attr:`busy` is set) and its end (after it is cleared): a look at
+        #: :meth:`idle` that a step began or ended during is not taken (see :meth:`StationManager.idle`).
+        self.steps = 0
         #: The name of the image being taken now (read, inspected, put away), if any.
         self.current: str | None = None
         self._paused_until = 0.0
@@ -545,11 +548,13 @@ class StationRunner:
         if self.paused is not None and time.monotonic() < self._paused_until and not self.recheck.is_set():
             return 0
         taken = 0
+        self.steps += 1
         self.busy = True
         try:
             taken = self._turn()
         finally:
             self.busy = False
+            self.steps += 1
         return taken
 
     def _lost(self) -> bool:
@@ -1405,7 +1410,19 @@ class StationManager:
         return True
 
     def idle(self) -> bool:
-        return all(not r.runner.busy and r.runner.idle() for r in self.all())
+        """Every station idle, each judged between two of its steps.
+
+        Why the step count: reading :attr:`StationRunner.busy` and then looking at the source is two moments; a
+        step begun between them (an image taken, inspected, its folder taken away meanwhile) made the look see no
+        backlog and nothing owed yet (its verdict not stored), and ``--until-idle`` ended mid-image without the
+        lines the image's outcome says. A look during which a step began or ended, or that one was in, is not taken.
+        """
+        for running in self.all():
+            runner = running.runner
+            steps = runner.steps
+            if runner.busy or not runner.idle() or runner.busy or runner.steps != steps:
+                return False
+        return True
 
     def stop(self, grace_s: float) -> None:
         """Stop every station: each finishes the image it holds (within ``grace_s``), couriers their try."""
