@@ -174,6 +174,15 @@ def test_a_model_saved_before_schema_11_warns_about_no_colour(colour_model: Path
     assert warning is not None and warning.startswith("a colour image inspected by a model fitted on greyscale")
 
 
+def test_the_colour_warnings_quote_no_other_models_figures() -> None:
+    # Shown on a verdict card beside the card's own score and threshold: tire's "tau 95.8" on a solar-cell card of
+    # tau 154.4 read as that model's (a console tester's finding). No figure at all, so none can be another's.
+    for trained, mode in (({"colour": 3}, GREY), ({"grey": 3}, COLOUR)):
+        warning = colour_warning(trained, mode)
+        assert warning is not None and "docs/METHOD.md, 'Input'" in warning
+        assert not any(char.isdigit() for char in warning), warning
+
+
 def test_stored_colours_are_checked(colour_model: Path, tmp_path: Path) -> None:
     from eagle_iad.errors import ModelFormatError
     from eagle_iad.expert.manifest import manifest_checksum

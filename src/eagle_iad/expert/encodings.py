@@ -202,15 +202,18 @@ def colour_warning(train_colours: dict[str, int] | None, mode: str | None) -> st
     """A verdict's warning when its input is greyscale and no training image was, or colour and none was.
 
     ``None`` when either is unknown (a model saved before schema 11).
+
+    The words quote no data set's figures: they are shown on a verdict card beside that model's own score and
+    threshold, where another model's (tire's tau 95.8 on a solar-cell card of tau 154.4) read as this one's. The
+    measured example is in docs/METHOD.md, which the warning names.
     """
     if not train_colours or mode is None or mode in train_colours:
         return None
     if mode == GREY:
         return (
             "a greyscale image inspected by a model fitted on colour images: its missing colour can score as a "
-            "defect (tire: a greyscale photograph of a good part 126.9 against 81.3 in colour, tau 95.8); inspect "
-            "images taken in colour, as the training images were, or fit on greyscale images (docs/METHOD.md, "
-            "'Input')"
+            "defect, a good part's too; inspect images taken in colour, as the training images were, or fit on "
+            "greyscale images (docs/METHOD.md, 'Input', has it measured)"
         )
     return (
         "a colour image inspected by a model fitted on greyscale images: its colour is new to the model and can "

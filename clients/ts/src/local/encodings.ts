@@ -260,9 +260,8 @@ export function colourWarning(trained: Record<string, number> | null, mode: stri
   if (mode === "grey") {
     return (
       "a greyscale image inspected by a model fitted on colour images: its missing colour can score as a " +
-      "defect (tire: a greyscale photograph of a good part 126.9 against 81.3 in colour, tau 95.8); inspect " +
-      "images taken in colour, as the training images were, or fit on greyscale images (docs/METHOD.md, " +
-      "'Input')"
+      "defect, a good part's too; inspect images taken in colour, as the training images were, or fit on " +
+      "greyscale images (docs/METHOD.md, 'Input', has it measured)"
     );
   }
   return (
