@@ -141,6 +141,14 @@ describe("inspection station", () => {
     expect(await page.locator('[data-testid="save-blocked"]').textContent()).toBe("Say why the threshold changes (it is kept in the model's history).");
     await page.getByLabel("Why (kept in the model's history)").fill("e2e: catch the faint cracks");
     await page.getByLabel("Your name (optional)").fill("qe-e2e");
+    // Below several training scores, the candidate lies inside the normal parts' scores: it is saved only with the
+    // tick for that very value, as one flagging every normal part is (before, a reason alone saved it).
+    const trainingScores = (await client.category("mono")).training_scores?.values ?? [];
+    expect(trainingScores.filter((s) => s >= candidate).length / trainingScores.length).toBeGreaterThan(0.1);
+    await summary.getByText(/the threshold lies inside the normal parts' scores/).waitFor();
+    expect(await save.isDisabled()).toBe(true);
+    expect(await page.locator('[data-testid="save-blocked"]').textContent()).toMatch(/^Tick “although it flags about [\d.]+% of normal parts” to save this threshold\.$/);
+    await page.getByLabel(/^Save [\d.]+ although it flags about [\d.]+% of normal parts$/).check();
     await save.click();
     await page.locator('[data-testid="saved"]').getByText(/^Saved: the threshold of mono is now/).waitFor();
     // Saved, the button is disabled (nothing to save): the keyboard is on the message, not dropped to the page.
@@ -432,10 +440,10 @@ describe("inspection station", () => {
     // A value among the scores: no warning, no box.
     await page.getByLabel("Threshold value").fill(String(Math.round(sMax)));
     await summary.getByText(/false alarms \d+ of \d+/).waitFor();
-    expect(await page.locator('[data-testid="confirm-off-scale"]').count()).toBe(0);
+    expect(await page.locator('[data-testid="confirm-save"]').count()).toBe(0);
     await page.getByLabel("Threshold value").fill("0.001");
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.locator('[data-testid="confirm-off-scale"]').waitFor();
+    await page.locator('[data-testid="confirm-save"]').waitFor();
     expect(await axeViolations("tuner, off the scale, at 390")).toEqual([]);
     const { scrollWidth } = await measure(page);
     expect(scrollWidth).toBe(390);

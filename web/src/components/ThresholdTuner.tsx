@@ -5,7 +5,7 @@ import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { needsFittedModelLine } from "../logic/exported";
 import { formatScore } from "../logic/scale";
 import { cancelOnEscape } from "../logic/keys";
-import { flagged, formatRate, insideNormalsLine, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
+import { confirmPhrase, flagged, formatRate, insideNormalsLine, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
 import { ErrorBanner } from "./ErrorBanner";
@@ -64,7 +64,7 @@ export function ThresholdTuner({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
-  /** The threshold whose saving, outside the scores known, was confirmed (the box ticked); another value asks again. */
+  /** The threshold whose saving, asked to be confirmed ({@link confirmPhrase}), was confirmed (the box ticked); another value asks again. */
   const [confirmed, setConfirmed] = useState<number | null>(null);
   const [zoomed, setZoomed] = useState<LabelledScore | null>(null);
   /** The change whose Restore was asked for: its reason is asked right beside its button. */
@@ -100,7 +100,10 @@ export function ThresholdTuner({
   const same = tau !== null && candidate === tau;
   const outside = offScale(candidate, known);
   const outsideLine = outside ? offScaleLine(outside, formatScore(candidate), known, formatScore) : null;
-  const needsConfirm = outside !== null && confirmed !== candidate;
+  // Flags nothing, every normal part, or more than the served share of them: saved only with a tick for this value.
+  const confirmWhat = confirmPhrase(outside, trainingFlagged, training.length, figures.flaggedShare);
+  const warned = outsideLine ?? inside;
+  const needsConfirm = confirmWhat !== null && confirmed !== candidate;
 
   const setFromNumber = (value: number) => {
     setCandidate(value);
@@ -127,7 +130,7 @@ export function ThresholdTuner({
       : why.trim() === ""
         ? "Say why the threshold changes (it is kept in the model's history)."
         : needsConfirm
-          ? `Tick “although it ${outside === "flags-nothing" ? "flags nothing" : "flags every normal part"}” to save this threshold.`
+          ? `Tick “although it ${confirmWhat}” to save this threshold.`
           : null;
 
   /** Save a change with its reason; the message (one at a time, red or green) is shown where it was asked. */
@@ -262,7 +265,7 @@ export function ThresholdTuner({
           </button>
         ) : null}
       </div>
-      <p className={outside ? "preview-summary warning" : "preview-summary"} aria-live="polite" data-testid="preview-summary">
+      <p className={warned ? "preview-summary warning" : "preview-summary"} aria-live="polite" data-testid="preview-summary">
         {summary}
       </p>
       {items.length === 0 ? (
@@ -301,8 +304,8 @@ export function ThresholdTuner({
             <input id={`${id}-by`} maxLength={100} value={by} onChange={(e) => setBy(e.target.value)} autoComplete="name" />
           </div>
         ) : null /* with a key, the history records the key's name */}
-        {outside && !same ? (
-          <div className="field checkbox" data-testid="confirm-off-scale">
+        {confirmWhat && !same ? (
+          <div className="field checkbox" data-testid="confirm-save">
             <input
               id={`${id}-confirm`}
               type="checkbox"
@@ -311,10 +314,10 @@ export function ThresholdTuner({
               aria-describedby={`${id}-outside`}
             />
             <label htmlFor={`${id}-confirm`}>
-              Save {formatScore(candidate)} although it {outside === "flags-nothing" ? "flags nothing" : "flags every normal part"}
+              Save {formatScore(candidate)} although it {confirmWhat}
             </label>
             <span id={`${id}-outside`} className="sr-only">
-              {outsideLine}
+              {warned}
             </span>
           </div>
         ) : null}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  confirmPhrase,
   dayGeometry,
   nearScores,
   formatPercent,
@@ -134,6 +135,22 @@ describe("insideNormalsLine: a threshold that calls more than the served share o
     expect(insideNormalsLine(2, 10, 0.25)).toBeNull(); // 20%: within a served quarter
     expect(insideNormalsLine(3, 10, 0.25)).toContain("more than 25% of the training images");
     expect(insideNormalsLine(5, 14, null)).toBeNull();
+  });
+});
+
+describe("confirmPhrase: what saving a threshold is ticked for", () => {
+  it("asks a tick inside the normal parts' scores as well as off the scale: 11 of 12 flagged as 12 of 12 is (t-console finding 3)", () => {
+    // The tester's mono model: 86 flags 11 of its 12 training images, 85 all 12; the service's share 0.1.
+    expect(confirmPhrase(null, 11, 12, 0.1)).toBe("flags about 91.7% of normal parts");
+    expect(confirmPhrase("flags-every-normal", 12, 12, 0.1)).toBe("flags every normal part");
+    expect(confirmPhrase("flags-nothing", 0, 12, 0.1)).toBe("flags nothing");
+    expect(confirmPhrase(null, 2, 12, 0.1)).toBe("flags about 16.7% of normal parts"); // 115: more than 10%
+  });
+  it("asks none where the model would not warn: at the share or below it, and before the service said its share", () => {
+    expect(confirmPhrase(null, 1, 12, 0.1)).toBeNull(); // 8.3%
+    expect(confirmPhrase(null, 1, 10, 0.1)).toBeNull(); // 10%: not more
+    expect(confirmPhrase(null, 0, 12, 0.1)).toBeNull();
+    expect(confirmPhrase(null, 11, 12, null)).toBeNull();
   });
 });
 

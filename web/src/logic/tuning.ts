@@ -156,6 +156,21 @@ export function insideNormalsLine(flaggedTraining: number, training: number, sha
   );
 }
 
+/**
+ * What saving a threshold must be confirmed for, as its tick says it ("Save 86.00 although it …"): a threshold
+ * that flags nothing, one that flags every normal part ({@link offScale}), and one inside the normal parts' scores
+ * ({@link insideNormalsLine}); null for a value saved without a tick. Why the third too: each of the three is one
+ * the model itself then warns of (src/eagle_iad/expert/model_warnings.py, far_threshold_warnings), and 11 of 12
+ * normal parts flagged does on the line what 12 of 12 does; a tick for the one and none for the other drew a line
+ * at the lowest training score that no one could see.
+ */
+export function confirmPhrase(outside: OffScale | null, flaggedTraining: number, training: number, share: number | null): string | null {
+  if (outside === "flags-nothing") return "flags nothing";
+  if (outside === "flags-every-normal") return "flags every normal part";
+  if (insideNormalsLine(flaggedTraining, training, share) !== null) return `flags about ${formatPercent(flaggedTraining / training)} of normal parts`;
+  return null;
+}
+
 /** What the tuner knows of a category's scores: the lowest training score, the highest score of any kind. */
 export interface KnownScores {
   /** The lowest training score: at or below it, every training image (each a normal part) is flagged. */
