@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatScore } from "../src/logic/scale";
 import {
   ARTIFACTS,
   FIXTURE_WORK,
@@ -340,8 +341,14 @@ describe("inspection station", () => {
 
     // 1e9 flags nothing: the preview says so in words (not "false alarms 0"), the line is marked off the scale.
     await page.getByLabel("Threshold value").fill("1000000000");
-    await summary.getByText(/This flags nothing: 1000000000\.0 is above every score known here/).waitFor();
+    await summary.getByText(/^This flags nothing: 1000000000\.0 is more than twice the largest training score/).waitFor();
     expect(await summary.textContent()).not.toContain("false alarms");
+    // The words name each kind of score by its highest, the inspections' as "Over time" charts it on the same page
+    // (before: "the highest is 127.9" beside an inspection charted at 153.5).
+    const inspected = formatScore((await client.categoryDashboard("mono")).totals.score_max);
+    await summary.getByText(`the inspections in “Over time” (highest ${inspected})`).waitFor({ timeout: 30_000 });
+    expect(await page.locator('[data-testid="score-chart"]').getAttribute("aria-label")).toContain(`, ${inspected}`);
+    expect(Number(inspected)).toBeGreaterThan(sMax); // the cracked cell: the line and the chart now agree it is known
     const line = page.locator('[data-testid="candidate-line"]');
     expect(await line.getAttribute("data-off")).toBe("above");
     expect(await line.locator("text").textContent()).toBe("new 1000000000.0 (off the scale) →");

@@ -1,6 +1,6 @@
 import type { CategoryDashboard as Dashboard, DayFigures } from "@eagle-iad/client";
 import type React from "react";
-import { useId } from "react";
+import { useEffect, useId } from "react";
 import { useApi, useAsync, useWidth } from "../api";
 import { formatScore } from "../logic/scale";
 import { placeOnAxis } from "../logic/histogram";
@@ -26,12 +26,18 @@ function labelled(n: number, width: number): Set<number> {
   return keep;
 }
 
-/** A category's history per day: reject rate, score range, and the expert's false alarms and misses on labelled items. */
-export function CategoryDashboard({ name, tau }: { name: string; tau: number | null }) {
+/**
+ * A category's history per day: reject rate, score range, and the expert's false alarms and misses on labelled items.
+ * `onHighest` is told the highest inspection score the score chart shows (null: none, or not loaded), so that the
+ * tuner's words about the scores known take in what is charted here.
+ */
+export function CategoryDashboard({ name, tau, onHighest }: { name: string; tau: number | null; onHighest?: (score: number | null) => void }) {
   const { client } = useApi();
   const id = useId();
   const data = useAsync((signal) => client.categoryDashboard(name, signal), [client, name, tau]);
   const d = data.data;
+  const highest = d?.totals.score_max ?? null;
+  useEffect(() => onHighest?.(highest), [highest, onHighest]);
   return (
     <section className="dashboard" aria-labelledby={`${id}-title`} data-testid="dashboard">
       <h3 id={`${id}-title`}>Over time</h3>

@@ -41,10 +41,13 @@ function when(value: string | undefined): string {
 export function ThresholdTuner({
   category,
   evidence,
+  inspectedHighest = null,
   onChanged,
 }: {
   category: Category;
   evidence: CategoryEvidence | undefined;
+  /** The highest inspection score the page's "Over time" charts (null: none, or not loaded). */
+  inspectedHighest?: number | null;
   onChanged: (updated: Category) => void;
 }) {
   const { client, figures, me, requireKey } = useApi();
@@ -54,7 +57,7 @@ export function ThresholdTuner({
   const exportedLine = needsFittedModelLine(category.export, "Changing the threshold");
   const items = evidence?.items ?? [];
   // The factor past s_max that flags nothing is the service's (its /healthz), the model's warning's own.
-  const known = knownScores(training, items, category.s_max, figures.farAboveSMax);
+  const known = knownScores(training, items, category.s_max, figures.farAboveSMax, inspectedHighest);
   // The scores' own range: a threshold in use far outside them (1e9, saved confirmed) is not let stretch it.
   const range = scoreRange([...training, ...items.map((i) => i.score), category.s_max], [tau], known);
   const [candidate, setCandidate] = useState<number>(tau ?? range.min);

@@ -161,15 +161,40 @@ describe("offScale: a threshold outside the scores known", () => {
   const fmt = (v: number | null | undefined) => (typeof v === "number" ? v.toFixed(1) : "–");
 
   it("knows the lowest training score and the highest score of any kind", () => {
-    expect(known).toEqual({ lowestTraining: 100, highest: 148.2, sMax: 127.9, farFactor: 2 });
+    expect(known).toEqual({
+      lowestTraining: 100,
+      highest: 148.2,
+      highestTraining: 127.9,
+      truth: { count: 2, highest: 148.2 },
+      highestInspected: null,
+      sMax: 127.9,
+      farFactor: 2,
+    });
+  });
+
+  it("takes in the inspections' highest score, as “Over time” charts it (t-console finding 4)", () => {
+    // The tester's far model: 12 training scores up to 127.9, no labels, an inspection charted at 153.5.
+    const far = knownScores([100, 127.9], [], 127.9, 2, 153.5);
+    expect([far.highest, far.highestInspected]).toEqual([153.5, 153.5]);
+    expect(offScaleLine("flags-nothing", "1000000000.0", far, fmt)).toBe(
+      "This flags nothing: 1000000000.0 is more than twice the largest training score (127.9) and above every other score known here: " +
+        "the inspections in “Over time” (highest 153.5). The expert would pass every part, defective ones too.",
+    );
+    // Training scores alone: said once, not "the highest is 127.9 … the largest training score (127.9)".
+    const alone = offScaleLine("flags-nothing", "1000000000.0", knownScores([100, 127.9], [], 127.9, 2), fmt);
+    expect(alone).toBe("This flags nothing: 1000000000.0 is more than twice the largest training score (127.9). The expert would pass every part, defective ones too.");
+    // An inspection above the far factor's reach: a threshold below it still flags that part, so it flags something.
+    const strong = knownScores([100, 127.9], [], 127.9, 2, 400);
+    expect(offScale(300, strong)).toBeNull();
+    expect(offScale(401, strong)).toBe("flags-nothing");
   });
 
   it("calls a threshold above every score and far above s_max one that flags nothing", () => {
     expect(offScale(1e9, known)).toBe("flags-nothing");
     expect(offScale(255.9, known)).toBe("flags-nothing"); // just past twice s_max (255.8)
     expect(offScaleLine("flags-nothing", "1000000000.0", known, fmt)).toBe(
-      "This flags nothing: 1000000000.0 is above every score known here (the highest is 148.2) and more than twice the largest training score (127.9). " +
-        "The expert would pass every part, defective ones too.",
+      "This flags nothing: 1000000000.0 is more than twice the largest training score (127.9) and above every other score known here: " +
+        "the 2 images with known truth (highest 148.2). The expert would pass every part, defective ones too.",
     );
   });
 
@@ -193,7 +218,7 @@ describe("offScale: a threshold outside the scores known", () => {
     const wider = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }], 127.9, 3);
     expect(offScale(300, wider)).toBeNull();
     expect(offScale(383.8, wider)).toBe("flags-nothing");
-    expect(offScaleLine("flags-nothing", "400.0", wider, fmt)).toContain("and more than 3 times the largest training score (127.9).");
+    expect(offScaleLine("flags-nothing", "400.0", wider, fmt)).toContain("is more than 3 times the largest training score (127.9) and ");
     // Not said yet (health unread): nothing is called one that flags nothing on a guess (a tau just above every
     // score known would be warned of until the answer came), while "flags every normal part" needs no factor.
     const unsaid = knownScores([100, 110, 120, 127.9], [{ score: 148.2 }], 127.9, null);
@@ -202,7 +227,8 @@ describe("offScale: a threshold outside the scores known", () => {
     expect(offScale(1e9, unsaid)).toBeNull();
     expect(offScale(0.001, unsaid)).toBe("flags-every-normal");
     expect(offScaleLine("flags-nothing", "200.0", unsaid, fmt)).toBe(
-      "This flags nothing: 200.0 is above every score known here (the highest is 148.2). The expert would pass every part, defective ones too.",
+      "This flags nothing: 200.0 is above every training score (the largest is 127.9) and above every other score known here: " +
+        "the image with known truth (148.2). The expert would pass every part, defective ones too.",
     );
   });
 

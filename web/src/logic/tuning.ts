@@ -171,12 +171,25 @@ export function confirmPhrase(outside: OffScale | null, flaggedTraining: number,
   return null;
 }
 
-/** What the tuner knows of a category's scores: the lowest training score, the highest score of any kind. */
+/**
+ * What the tuner knows of a category's scores: the lowest training score, the highest of each kind the page
+ * shows (training, images with known truth, inspections charted in "Over time"), and the highest of all.
+ */
 export interface KnownScores {
   /** The lowest training score: at or below it, every training image (each a normal part) is flagged. */
   lowestTraining: number | null;
-  /** The highest score known: training images, labelled parts, evaluation images. */
+  /** The highest score known: training images, labelled parts, evaluation images, inspections. */
   highest: number | null;
+  /** The largest training score (s_max, or the largest of the training scores where s_max is not given). */
+  highestTraining: number | null;
+  /** The images with known truth (labelled history items, evaluation images): how many, and the highest score. */
+  truth: { count: number; highest: number | null };
+  /**
+   * The highest score of an inspection, as "Over time" charts it (the dashboard's `totals.score_max`); null while
+   * not loaded or with no inspection. Known so that the words and the chart beside them agree: the tuner said "the
+   * highest is 127.9" above a chart showing an inspection at 153.5 (t-console finding 4).
+   */
+  highestInspected: number | null;
   sMax: number | null;
   /**
    * How far above s_max, and above every score known besides, a threshold may lie before the tuner calls it one
@@ -184,9 +197,9 @@ export interface KnownScores {
    * FAR_ABOVE_S_MAX), served rather than copied so the two cannot drift. A fit's rules put tau near s_max
    * (docs/METHOD.md §2); that many times over is far past where any normal part scores. The model's warning uses
    * the factor alone, as it holds only the training scores, and says "likely flags nothing"; the tuner knows
-   * labelled and evaluation scores too, so it also asks that the threshold lie above all of them ({@link offScale}):
-   * one below a defect's known score still flags that defect and is counted. Null while the service has not said
-   * (its health not read yet): no threshold is called one that flags nothing then.
+   * labelled, evaluation and inspection scores too, so it also asks that the threshold lie above all of them
+   * ({@link offScale}): one below a defect's known score still flags that defect and is counted. Null while the
+   * service has not said (its health not read yet): no threshold is called one that flags nothing then.
    */
   farFactor: number | null;
 }
@@ -196,13 +209,20 @@ export function knownScores(
   items: ReadonlyArray<{ score: number }>,
   sMax: number | null | undefined,
   farFactor: number | null | undefined,
+  inspected: number | null | undefined = null,
 ): KnownScores {
   const finite = (values: ReadonlyArray<number | null | undefined>) => values.filter((v): v is number => typeof v === "number" && Number.isFinite(v));
+  const highestOf = (values: readonly number[]) => (values.length > 0 ? Math.max(...values) : null);
   const trained = finite(training);
-  const all = finite([...trained, ...items.map((i) => i.score), sMax]);
+  const truth = finite(items.map((i) => i.score));
+  const inspections = finite([inspected]);
+  const all = [...trained, ...truth, ...inspections, ...finite([sMax])];
   return {
     lowestTraining: trained.length > 0 ? Math.min(...trained) : null,
-    highest: all.length > 0 ? Math.max(...all) : null,
+    highest: highestOf(all),
+    highestTraining: highestOf([...trained, ...finite([sMax])]),
+    truth: { count: truth.length, highest: highestOf(truth) },
+    highestInspected: highestOf(inspections),
     sMax: typeof sMax === "number" && Number.isFinite(sMax) ? sMax : null,
     farFactor: typeof farFactor === "number" && Number.isFinite(farFactor) && farFactor > 0 ? farFactor : null,
   };
@@ -239,12 +259,23 @@ export function scoreRange(known: ReadonlyArray<number | null | undefined>, thre
 /** What a threshold outside the scores would do, in words, for the preview and the confirm step. */
 export function offScaleLine(kind: OffScale, threshold: string, known: KnownScores, formatScore: (v: number | null | undefined) => string): string {
   if (kind === "flags-nothing") {
+    // Each kind of score by its name and highest, as the page shows them: "every score known here (the highest is
+    // 127.9)" beside an inspection charted at 153.5 said something the page contradicted, and with no other
+    // scores it said 127.9 twice.
     const times = known.farFactor === 2 ? "twice" : `${known.farFactor} times`;
-    const far = known.sMax !== null && known.farFactor !== null ? ` and more than ${times} the largest training score (${formatScore(known.sMax)})` : "";
-    return (
-      `This flags nothing: ${threshold} is above every score known here (the highest is ${formatScore(known.highest)})${far}. ` +
-      `The expert would pass every part, defective ones too.`
-    );
+    const training =
+      known.sMax !== null && known.farFactor !== null
+        ? `more than ${times} the largest training score (${formatScore(known.sMax)})`
+        : known.highestTraining !== null
+          ? `above every training score (the largest is ${formatScore(known.highestTraining)})`
+          : null;
+    const others = [
+      ...(known.truth.count === 1 ? [`the image with known truth (${formatScore(known.truth.highest)})`] : []),
+      ...(known.truth.count > 1 ? [`the ${known.truth.count} images with known truth (highest ${formatScore(known.truth.highest)})`] : []),
+      ...(known.highestInspected !== null ? [`the inspections in “Over time” (highest ${formatScore(known.highestInspected)})`] : []),
+    ];
+    const beyond = others.length > 0 ? `above every ${training ? "other " : ""}score known here: ${others.join(" and ")}` : null;
+    return `This flags nothing: ${threshold} is ${[training, beyond].filter(Boolean).join(" and ")}. The expert would pass every part, defective ones too.`;
   }
   return (
     `This flags every normal part: ${threshold} is at or below the lowest training score (${formatScore(known.lowestTraining)}), so every ` +

@@ -118,6 +118,8 @@ function CategoryDetail({ name, version, onChanged, onRetired }: { name: string;
   const { client } = useApi();
   const detail = useAsync((signal) => client.category(name, signal), [client, name]);
   const evidence = useAsync((signal) => client.categoryEvidence(name, signal), [client, name]);
+  // The highest inspection score "Over time" charts: the tuner's "flags nothing" names it beside the other scores.
+  const [inspectedHighest, setInspectedHighest] = useState<number | null>(null);
   const c = detail.data;
   const scores = c?.training_scores;
   // The versions are shown for a readable model, and for one that cannot be read (a rollback recovers it);
@@ -159,7 +161,7 @@ function CategoryDetail({ name, version, onChanged, onRetired }: { name: string;
       ) : null}
       {c && !c.error ? (
         <div className="detail-grid">
-          <ThresholdTuner category={c} evidence={evidence.data} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
+          <ThresholdTuner category={c} evidence={evidence.data} inspectedHighest={inspectedHighest} onChanged={() => (detail.reload(), evidence.reload(), onChanged())} />
           <dl className="facts vertical">
             {c.export ? (
               <div>
@@ -208,7 +210,7 @@ function CategoryDetail({ name, version, onChanged, onRetired }: { name: string;
         </div>
       ) : null}
       {evidence.error && !detail.error ? <ErrorBanner error={evidence.error} onRetry={evidence.reload} compact /> : null /* one banner for one cause */}
-      {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} /> : null}
+      {c && !c.error ? <CategoryDashboard name={name} tau={c.tau ?? null} onHighest={setInspectedHighest} /> : null}
       {exportedLine ? (
         <section className="versions" aria-labelledby="category-export-title" data-testid="export-note">
           <h3 id="category-export-title">Versions</h3>
