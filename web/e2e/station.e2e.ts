@@ -6,7 +6,7 @@
  */
 
 import { EagleClient, type LabelledScore } from "@eagle-iad/client";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -370,7 +370,8 @@ describe("inspection station", () => {
     await page.locator('[data-testid="tau-line"][data-off="above"]').waitFor();
     expect(await axisMax()).toBeLessThan(2 * sMax);
     // So does "Over time": its score chart marks the threshold at the top edge rather than squash the days' ranges.
-    await page.locator('[data-testid="score-chart-threshold"][data-off="above"]').waitFor({ timeout: 30_000 });
+    await page.locator('[data-testid="score-chart-threshold"][data-off="above"]').waitFor({ state: "attached", timeout: 30_000 }); // a line along the edge
+    expect(await page.locator('[data-testid="score-chart-caption"]').textContent()).toContain("dashed line: threshold 1000000000.0, off the scale, at the top edge ↑");
     const dayAxis = (await page.locator('[data-testid="score-chart"] text.axis').allTextContents()).map(Number).filter(Number.isFinite);
     expect(Math.max(...dayAxis)).toBeLessThan(2 * sMax);
     await page.locator('[data-testid="dashboard"]').screenshot({ path: resolve(ARTIFACTS, "station-dashboard-off-scale.png") });
@@ -462,6 +463,81 @@ describe("inspection station", () => {
     const changes = (await client.category("mono")).history ?? [];
     await client.changeThreshold("mono", { restore: changes.length, why: "e2e: back after the off-scale check" });
     expect((await client.category("mono")).tau).toBe(category.tau);
+  });
+
+  it("draws the charts' labels clear of the bars and of each other at 390 and 1280 px, measured (axe)", async () => {
+    // At 390 px "band end 127.9" and "new 115.0" stood over the histogram's bars (t-console finding 7). Measured by the
+    // boxes the browser draws (getBoundingClientRect), not by a screenshot: every text of the tuner's histogram and of
+    // both "Over time" charts against every bar (the histogram's and the reject rate's bars, the score ranges and
+    // their mean dots) and against every other text, and within its chart's width.
+    const SHOTS = "/tmp/briefs/s53/shots-console";
+    mkdirSync(SHOTS, { recursive: true });
+    const tau = (await client.category("mono")).tau as number;
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    await page.reload();
+    const summary = page.locator('[data-testid="preview-summary"]');
+    await summary.getByText(/false alarms/).waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="score-chart"]').waitFor({ timeout: 60_000 });
+    const crowding = () =>
+      page.evaluate(() => {
+        const found: string[] = [];
+        const hit = (a: DOMRect, b: DOMRect) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5;
+        for (const chart of ["histogram", "reject-chart", "score-chart"]) {
+          const svg = document.querySelector(`[data-testid="${chart}"]`);
+          if (!svg) {
+            found.push(`${chart}: not drawn`);
+            continue;
+          }
+          const frame = svg.getBoundingClientRect();
+          const texts = Array.from(svg.querySelectorAll("text"))
+            .map((t) => ({ text: t.textContent ?? "", box: t.getBoundingClientRect(), own: t.parentElement }))
+            .filter((t) => t.text.trim() !== "" && t.box.width > 0);
+          const bars = Array.from(svg.querySelectorAll("[data-bar]"))
+            .map((b) => b.getBoundingClientRect())
+            .filter((b) => b.width > 0 && b.height > 0);
+          if (chart === "histogram" && bars.length === 0) found.push(`${chart}: no bars drawn`);
+          for (const [i, t] of texts.entries()) {
+            if (t.box.left < frame.left - 0.5 || t.box.right > frame.right + 0.5) found.push(`${chart}: "${t.text}" runs out of the chart`);
+            if (bars.some((b) => hit(t.box, b))) found.push(`${chart}: "${t.text}" over a bar`);
+            for (const u of texts.slice(i + 1)) if (hit(t.box, u.box)) found.push(`${chart}: "${t.text}" over "${u.text}"`);
+            // The threshold, band end and tried lines: none runs across another line's label.
+            for (const line of Array.from(svg.querySelectorAll('[data-testid$="-line"] line'))) {
+              if (line.parentElement !== t.own && hit(t.box, line.getBoundingClientRect())) found.push(`${chart}: "${t.text}" crossed by a line`);
+            }
+          }
+        }
+        return found;
+      });
+    const drawnAt = (width: number) =>
+      page.waitForFunction(
+        (w) =>
+          window.innerWidth === w &&
+          ["histogram", "reject-chart", "score-chart"].every((id) => {
+            const svg = document.querySelector(`[data-testid="${id}"]`);
+            return svg !== null && Number(svg.getAttribute("width")) === Math.round((svg.parentElement as HTMLElement).getBoundingClientRect().width);
+          }),
+        width,
+      );
+    // The tester's 115 (three lines within a few bars), a threshold off the scale above and one below.
+    for (const [value, tag] of [["115", "115"], ["1000000000", "1e9"], ["0.001", "below"]] as const) {
+      await page.getByLabel("Threshold value").fill(value);
+      await page.locator('[data-testid="candidate-line"]').waitFor();
+      for (const width of [390, 1280]) {
+        await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+        await drawnAt(width);
+        expect({ value, width, crowding: await crowding() }).toEqual({ value, width, crowding: [] });
+        if (value === "115") {
+          expect(await axeViolations(`tuner and charts at ${width}`)).toEqual([]);
+          if (width === 390) expect((await measure(page)).scrollWidth).toBe(390);
+        }
+        await page.locator('[data-testid="tuner"]').screenshot({ path: resolve(SHOTS, `tuner-${tag}-${width}.png`) });
+        if (value === "115") await page.locator('[data-testid="dashboard"]').screenshot({ path: resolve(SHOTS, `dashboard-${width}.png`) });
+      }
+    }
+    // The score chart names its threshold in its caption (the words beside the line stood over the days' ranges).
+    expect(await page.locator('[data-testid="score-chart-caption"]').textContent()).toContain(`dashed line: threshold ${formatScore(tau)}`);
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("logged no script errors or CSP violations", () => {

@@ -155,9 +155,10 @@ function RejectChart({ days, name }: { days: readonly DayFigures[]; name: string
           ))}
           {g.days.map((p, i) => (
             <g key={p.day}>
-              <rect x={p.x - p.barWidth / 2} y={p.rateY} width={p.barWidth} height={Math.max(0, innerH - p.rateY)} fill="var(--anomalous)" opacity="0.8" />
+              <rect x={p.x - p.barWidth / 2} y={p.rateY} width={p.barWidth} height={Math.max(0, innerH - p.rateY)} fill="var(--anomalous)" opacity="0.8" data-bar="" />
               {p.barWidth >= 24 ? (
-                <text x={p.x} y={Math.max(12, p.rateY - 4)} textAnchor="middle" className="axis">
+                // Above its bar, in the top margin for a full one (it was drawn inside a 100% bar, over it).
+                <text x={p.x} y={p.rateY - 4} textAnchor="middle" className="axis">
                   {formatPercent(p.rate)}
                 </text>
               ) : null}
@@ -188,11 +189,15 @@ function ScoreChart({ days, name, tau }: { days: readonly DayFigures[]; name: st
     .join("; ")}`;
   return (
     <figure className="day-chart" ref={ref as React.RefObject<HTMLElement | null>}>
-      <figcaption className="small">Score range per day (dot: mean)</figcaption>
+      {/* The threshold is named here, not beside its line: there its words stood over the days' ranges at phone width,
+          and "threshold 1000000000.0 (off the scale)" was wider than the plot (t-console finding 7). */}
+      <figcaption className="small" data-testid="score-chart-caption">
+        Score range per day (dot: mean{tauAt ? `; dashed line: threshold ${formatScore(tau)}${tauAt.off === "above" ? ", off the scale, at the top edge ↑" : tauAt.off === "below" ? ", off the scale, at the bottom edge ↓" : ""}` : ""})
+      </figcaption>
       <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="score-chart">
         <title>{summary}</title>
         <g transform={`translate(${M.left},${M.top})`}>
-          {[g.lo, g.hi].map((v) => (
+          {[...new Set([g.lo, g.hi])].map((v) => (
             <g key={v}>
               <line x1={0} x2={innerW} y1={g.yOf(v)} y2={g.yOf(v)} stroke="var(--grid)" />
               <text x={-6} y={g.yOf(v) + 4} textAnchor="end" className="axis">
@@ -203,17 +208,14 @@ function ScoreChart({ days, name, tau }: { days: readonly DayFigures[]; name: st
           {tauAt ? (
             <g data-testid="score-chart-threshold" data-off={tauAt.off ?? undefined}>
               <line x1={0} x2={innerW} y1={g.yOf(tauAt.value)} y2={g.yOf(tauAt.value)} stroke="var(--anomalous)" strokeDasharray="4 3" strokeWidth="1.5" />
-              <text x={innerW} y={tauAt.off === "below" ? g.yOf(tauAt.value) + 14 : g.yOf(tauAt.value) - 4} textAnchor="end" className="axis strong">
-                {tauAt.off === "above" ? `threshold ${formatScore(tau)} (off the scale) ↑` : tauAt.off === "below" ? `threshold ${formatScore(tau)} (off the scale) ↓` : "threshold"}
-              </text>
             </g>
           ) : null}
           {g.days.map((p, i) => (
             <g key={p.day}>
               {p.range ? (
                 <>
-                  <line x1={p.x} x2={p.x} y1={p.range.top} y2={p.range.bottom} stroke="var(--accent)" strokeWidth="3" strokeLinecap="round" />
-                  <circle cx={p.x} cy={p.range.mean} r={4} fill="var(--panel)" stroke="var(--accent)" strokeWidth="2" />
+                  <line x1={p.x} x2={p.x} y1={p.range.top} y2={p.range.bottom} stroke="var(--accent)" strokeWidth="3" strokeLinecap="round" data-bar="" />
+                  <circle cx={p.x} cy={p.range.mean} r={4} fill="var(--panel)" stroke="var(--accent)" strokeWidth="2" data-bar="" />
                 </>
               ) : null}
               {show.has(i) ? (

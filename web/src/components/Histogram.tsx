@@ -1,10 +1,14 @@
 import type React from "react";
-import { bandSpan, histogramGeometry, labelPlacement, placeOnAxis, ticks } from "../logic/histogram";
+import { bandSpan, histogramGeometry, placeOnAxis, stackLabels, ticks, type LineLabel } from "../logic/histogram";
 import { useWidth } from "../api";
 import { formatScore } from "../logic/scale";
 
-const H = 220;
-const M = { top: 28, right: 16, bottom: 40, left: 44 };
+/** The plot's own height; the labels' rows above it add to the figure's. */
+const PLOT_H = 152;
+const M = { right: 16, bottom: 40, left: 44 };
+/** One row of line labels above the plot (12 px text), and the first row's baseline above the plot's top. */
+const ROW = 17;
+const FIRST = 6;
 
 /** The training-score histogram with the tau and s_max lines (the paper's Fig. 4 view). */
 export function Histogram({
@@ -37,7 +41,7 @@ export function Histogram({
 }) {
   const [ref, W] = useWidth<HTMLElement>(640);
   const innerW = W - M.left - M.right;
-  const innerH = H - M.top - M.bottom;
+  const innerH = PLOT_H;
   const g = histogramGeometry(edges, counts, innerW, innerH, fixedAxis ? [sMax, ...(extent ?? [])] : [tau, sMax, candidate, ...(extent ?? [])]);
   if (!g) return <p className="muted" ref={ref as React.RefObject<HTMLParagraphElement | null>}>No usable histogram (edges and counts do not match).</p>;
   const tauAt = typeof tau === "number" ? placeOnAxis(tau, g.lo, g.hi) : null;
@@ -55,12 +59,38 @@ export function Histogram({
   }`;
   const yTicks = [0, Math.ceil(g.maxCount / 2), g.maxCount].filter((v, i, a) => a.indexOf(v) === i);
   const band = bandSpan(tauAt?.value ?? tau, sMax, g.xOf);
-  const sMaxLabel = typeof sMax === "number" ? labelPlacement(g.xOf(sMax), innerW, typeof tau === "number" && sMax < tau ? "left" : "right") : null;
+  // The lines' labels in rows above the plot, clear of the bars and of each other at any width (t-console finding 7).
+  const showCandidate = candidateAt !== null && candidate !== tau;
+  const wanted: Array<LineLabel & { key: "tau" | "sMax" | "candidate" }> = [
+    ...(tauAt ? [{ key: "tau" as const, x: g.xOf(tauAt.value), text: offLabel(`threshold ${formatScore(tau)}`, tauAt.off), prefer: "right" as const }] : []),
+    ...(typeof sMax === "number"
+      ? [{ key: "sMax" as const, x: g.xOf(sMax), text: `band end ${formatScore(sMax)}`, prefer: typeof tau === "number" && sMax < tau ? ("left" as const) : ("right" as const) }]
+      : []),
+    ...(showCandidate && candidateAt
+      ? [{ key: "candidate" as const, x: g.xOf(candidateAt.value), text: offLabel(`new ${formatScore(candidate)}`, candidateAt.off), prefer: "right" as const }]
+      : []),
+  ];
+  const placed = stackLabels(wanted, innerW);
+  // As many rows as lines could need, whether or not they do now: the chart keeps its height while the slider moves
+  // (the slider under a finger would move with it as labels met and parted).
+  const lines = [typeof tau === "number", typeof sMax === "number", typeof candidate === "number"].filter(Boolean).length;
+  const rows = Math.max(1, lines, ...placed.map((p) => p.row + 1));
+  const top = FIRST + rows * ROW + 4;
+  const H = top + PLOT_H + M.bottom;
+  const labelOf = (key: "tau" | "sMax" | "candidate") => {
+    const i = wanted.findIndex((w) => w.key === key);
+    const at = placed[i];
+    const want = wanted[i];
+    return at && want ? { x: at.x, anchor: at.anchor, y: -FIRST - at.row * ROW, text: want.text } : null;
+  };
+  const tauLabel = labelOf("tau");
+  const sMaxLabel = labelOf("sMax");
+  const candidateLabel = labelOf("candidate");
   return (
     <figure className="histogram" ref={ref}>
       <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} data-testid="histogram">
         <title>{summary}</title>
-        <g transform={`translate(${M.left},${M.top})`}>
+        <g transform={`translate(${M.left},${top})`}>
           {yTicks.map((t) => {
             const y = g.maxCount > 0 ? innerH - (t / g.maxCount) * innerH : innerH;
             return (
@@ -78,7 +108,7 @@ export function Histogram({
             </rect>
           ) : null}
           {g.bars.map((b, i) => (
-            <rect key={i} x={b.x} y={b.y} width={b.width} height={b.height} fill="var(--accent)" opacity="0.75">
+            <rect key={i} x={b.x} y={b.y} width={b.width} height={b.height} fill="var(--accent)" opacity="0.75" data-bar="">
               <title>{`${formatScore(b.lo)}–${formatScore(b.hi)}: ${b.count}`}</title>
             </rect>
           ))}
@@ -108,46 +138,37 @@ export function Histogram({
           <text x={innerW / 2} y={innerH + 34} textAnchor="middle" className="axis">
             training score (leave-own-out)
           </text>
-          {tauAt ? (
+          {/* Each line runs from its label's row down through the plot; the labels (with a halo, so a line crossing a
+              lower row stays behind the text) never stand over the bars. */}
+          {tauAt && tauLabel ? (
             <g data-testid="tau-line" data-off={tauAt.off ?? undefined}>
-              <line x1={g.xOf(tauAt.value)} x2={g.xOf(tauAt.value)} y1={-8} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" strokeDasharray={tauAt.off ? "2 3" : undefined} />
-              <text
-                x={g.xOf(tauAt.value)}
-                y={-12}
-                textAnchor={g.xOf(tauAt.value) > innerW - 80 ? "end" : g.xOf(tauAt.value) < 60 ? "start" : "middle"}
-                className="axis strong"
-              >
-                {offLabel(`threshold ${formatScore(tau)}`, tauAt.off)}
+              <line x1={g.xOf(tauAt.value)} x2={g.xOf(tauAt.value)} y1={tauLabel.y + 3} y2={innerH} stroke="var(--anomalous)" strokeWidth="2" strokeDasharray={tauAt.off ? "2 3" : undefined} />
+              <text x={tauLabel.x} y={tauLabel.y} textAnchor={tauLabel.anchor} className="axis strong halo">
+                {tauLabel.text}
               </text>
             </g>
           ) : null}
-          {typeof sMax === "number" ? (
+          {typeof sMax === "number" && sMaxLabel ? (
             <g data-testid="smax-line">
-              <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={6} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
-              <text x={sMaxLabel?.x} y={16} textAnchor={sMaxLabel?.anchor} className="axis halo">
-                band end {formatScore(sMax)}
+              <line x1={g.xOf(sMax)} x2={g.xOf(sMax)} y1={sMaxLabel.y + 3} y2={innerH} stroke="var(--ink)" strokeWidth="2" strokeDasharray="4 3" />
+              <text x={sMaxLabel.x} y={sMaxLabel.y} textAnchor={sMaxLabel.anchor} className="axis halo">
+                {sMaxLabel.text}
               </text>
             </g>
           ) : null}
-          {candidateAt && candidate !== tau ? (
+          {showCandidate && candidateAt && candidateLabel ? (
             <g data-testid="candidate-line" data-off={candidateAt.off ?? undefined}>
               <line
                 x1={g.xOf(candidateAt.value)}
                 x2={g.xOf(candidateAt.value)}
-                y1={20}
+                y1={candidateLabel.y + 3}
                 y2={innerH}
                 stroke="var(--accent)"
                 strokeWidth="2"
                 strokeDasharray="6 3"
               />
-              <text
-                x={g.xOf(candidateAt.value)}
-                y={34}
-                textAnchor={g.xOf(candidateAt.value) > innerW - 80 ? "end" : "start"}
-                dx={g.xOf(candidateAt.value) > innerW - 80 ? -4 : 4}
-                className="axis candidate halo"
-              >
-                {offLabel(`new ${formatScore(candidate)}`, candidateAt.off)}
+              <text x={candidateLabel.x} y={candidateLabel.y} textAnchor={candidateLabel.anchor} className="axis candidate halo">
+                {candidateLabel.text}
               </text>
             </g>
           ) : null}

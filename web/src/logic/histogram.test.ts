@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bandSpan, histogramGeometry, labelPlacement, placeOnAxis, ticks, validBins } from "./histogram";
+import { bandSpan, histogramGeometry, placeOnAxis, stackLabels, ticks, validBins } from "./histogram";
 
 describe("validBins", () => {
   it("needs one more edge than counts, ascending", () => {
@@ -71,14 +71,51 @@ describe("bandSpan", () => {
   });
 });
 
-describe("labelPlacement", () => {
-  it("keeps the preferred side while the text fits", () => {
-    expect(labelPlacement(100, 580, "right")).toEqual({ x: 104, anchor: "start" });
-    expect(labelPlacement(300, 580, "left")).toEqual({ x: 296, anchor: "end" });
+describe("stackLabels: the lines' labels in rows above the plot", () => {
+  const overlap = (a: { left: number; right: number; row: number }, b: { left: number; right: number; row: number }) =>
+    a.row === b.row && a.left < b.right && b.left < a.right;
+
+  it("keeps labels far apart in one row, on their preferred side", () => {
+    const [a, b] = stackLabels(
+      [
+        { x: 100, text: "threshold 139.2", prefer: "right" },
+        { x: 400, text: "band end 127.9", prefer: "left" },
+      ],
+      1200,
+    );
+    expect(a).toMatchObject({ x: 104, anchor: "start", row: 0 });
+    expect(b).toMatchObject({ x: 396, anchor: "end", row: 0 });
   });
-  it("flips to the other side at the plot's edges", () => {
-    expect(labelPlacement(580, 580, "right")).toEqual({ x: 576, anchor: "end" }); // s_max = the last edge
-    expect(labelPlacement(20, 580, "left")).toEqual({ x: 24, anchor: "start" });
+
+  it("puts crowding labels in rows of their own: the tester's 390 px tuner (band end 127.9, new 115.0, threshold 139.2)", () => {
+    // A 330 px plot from 81 to 143.7: the three lines lie within 80 px of each other.
+    const x = (v: number) => ((v - 81) / (143.7 - 81)) * 330;
+    const placed = stackLabels(
+      [
+        { x: x(139.2), text: "threshold 139.2", prefer: "right" },
+        { x: x(127.9), text: "band end 127.9", prefer: "left" },
+        { x: x(115), text: "new 115.0", prefer: "right" },
+      ],
+      330,
+    );
+    for (const [i, a] of placed.entries()) for (const b of placed.slice(i + 1)) expect(overlap(a, b)).toBe(false);
+    // No line crosses a label: each runs down from its own label's row, through the rows below it.
+    const lines = [x(139.2), x(127.9), x(115)];
+    for (const [i, p] of placed.entries())
+      for (const [j, q] of placed.entries()) if (i !== j && q.row < p.row) expect(lines[i]! > q.left && lines[i]! < q.right).toBe(false);
+    expect(new Set(placed.map((p) => p.row)).size).toBeGreaterThan(1);
+    for (const p of placed) expect(p.left >= 0 && p.right <= 330).toBe(true);
+  });
+
+  it("switches side at the plot's edges, and slides a label inward where neither side fits", () => {
+    expect(stackLabels([{ x: 580, text: "band end 127.9", prefer: "right" }], 580)[0]).toMatchObject({ x: 576, anchor: "end" });
+    expect(stackLabels([{ x: 20, text: "band end 127.9", prefer: "left" }], 580)[0]).toMatchObject({ x: 24, anchor: "start" });
+    // "new 1000000000.0 (off the scale) →" at the right end of a 280 px plot: ends at most at the plot's end.
+    const [far] = stackLabels([{ x: 280, text: "new 1000000000.0 (off the scale) →", prefer: "right" }], 280);
+    expect(far!.right).toBeLessThanOrEqual(280);
+    expect(far!.left).toBeGreaterThanOrEqual(0);
+    const [wide] = stackLabels([{ x: 150, text: "x".repeat(30), prefer: "right" }], 240); // 225 px: fits only slid
+    expect([wide!.left, wide!.right]).toEqual([15, 240]);
   });
 });
 
