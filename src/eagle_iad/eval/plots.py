@@ -31,6 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from eagle_iad.atomic import new_file_mode
+
 __all__ = ["BoxPanel", "boxes_grid", "grid_figure", "save_figure", "score_histogram"]
 
 #: (label, colour) of the three score groups, drawn in this order so the anomalous bars are on top.
@@ -109,8 +111,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: float | None = N
             fig.savefig(handle, format="png", dpi=fig.dpi if dpi is None else dpi)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates the file owner-only; a figure is meant to be shared like any output.
-        os.chmod(tmp_name, 0o644)
+        # mkstemp creates the file owner-only; a figure is shared like any output (what open() would give it).
+        os.chmod(tmp_name, new_file_mode())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -49,6 +49,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from eagle_iad import __version__
+from eagle_iad.atomic import new_file_mode, new_folder_mode
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
@@ -313,10 +314,10 @@ def _write_model(model: ExpertModel, staging: Path) -> None:
         raise _NonFiniteNumberError(str(exc)) from None
     manifest_path.write_text(text)
     for path in (tensors_path, manifest_path):
-        os.chmod(path, 0o644)  # readable like any other file the user saves, whatever the writer chose
+        os.chmod(path, new_file_mode())  # like any other file the user saves (umask), whatever the writer chose
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
-    os.chmod(staging, 0o755)
+    os.chmod(staging, new_folder_mode())  # mkdtemp made it owner-only; the mode mkdir would give it
     fsync_dir(staging)
 
 

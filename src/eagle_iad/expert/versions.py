@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.atomic import new_folder_mode
 from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert.manifest import MANIFEST, TENSORS, model_root, read_manifest
 from eagle_iad.file_hash import file_sha256
@@ -101,7 +102,7 @@ def carry(target: Path, staging: Path) -> int:
         os.fsync(copied.fileno())  # durable before the swap, like the files the save wrote
     _link(staging / TENSORS, carried / str(number) / TENSORS)
     for folder in [*(carried / str(n) for n in [*numbers, number]), carried]:
-        os.chmod(folder, 0o755)  # readable like the model's own folder, whatever the umask
+        os.chmod(folder, new_folder_mode())  # the mode mkdir would give it, like the model's own folder
         fsync_dir(folder)  # the links are durable before the swap makes them the model's
     fsync_dir(staging)
     return number

@@ -22,6 +22,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from eagle_iad.atomic import new_file_mode
 from eagle_iad.choices import RENDER_STYLES as RENDER_STYLES
 from eagle_iad.choices import RenderStyle as RenderStyle
 from eagle_iad.errors import ConfigError
@@ -194,7 +195,8 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write ``rgb`` as PNG atomically (temp file in the same directory, then ``os.replace``).
 
     Readers (a web page, a resumed evaluation) never see a half-written picture, and a crash
-    leaves either the old file or none, never a truncated one. The file is 0644, like the other outputs.
+    leaves either the old file or none, never a truncated one. The file gets the mode ``open()`` would give it
+    (``0o666`` less the umask), like the other outputs.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,9 +206,9 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
             Image.fromarray(np.ascontiguousarray(rgb)).save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates the file owner-only (0600); a picture is shared like every other output (0644, as
-        # eagle_iad.atomic writes them), or a QA colleague, a web server or a station's sink cannot open it.
-        os.chmod(tmp_name, 0o644)
+        # mkstemp creates the file owner-only (0600); a picture is shared like every other output (0o666 less the
+        # umask, as eagle_iad.atomic writes them), or a QA colleague, a web server or a station's sink cannot open it.
+        os.chmod(tmp_name, new_file_mode())
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from eagle_iad.atomic import atomic_write_text
+from eagle_iad.atomic import atomic_write_text, new_file_mode
 from eagle_iad.choices import IMAGE_SUFFIXES  # what a hot folder takes (any case): what every folder listing takes
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
@@ -647,7 +647,7 @@ class HotFolder:
                 handle.write(arrival.data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(temporary, 0o644)
+            os.chmod(temporary, new_file_mode())
             if os.path.lexists(to) and to.read_bytes() == arrival.data:
                 return to  # a kill after the first try wrote it
             return move_new(Path(temporary), to.parent, to.name)
