@@ -485,6 +485,62 @@ def test_a_models_threshold_warnings_follow_its_teaches_and_threshold_changes(
     assert err == f"eagle: warning: {expected[0]}\n"
 
 
+def test_a_teach_warns_of_mixed_inputs_as_a_fit_over_all_the_images_does(
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Teaching a colour JPEG and a 16-bit PNG that uses 12 bits to a model fitted on greyscale 8-bit PNGs gives
+    the warnings a fit over all of them gives (mixed encodings, mixed colour modes, few bits), printed by
+    ``eagle teach``; the fit's words were kept before, so the teach said nothing of the mix."""
+    from PIL import Image
+
+    from eagle_iad.cli import main
+    from eagle_iad.expert import fit
+    from eagle_iad.expert.encodings import mixed_colour_warning, mixed_warning
+    from eagle_iad.expert.store import load
+
+    model_dir = _copy(fitted, tmp_path)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    grey = np.asarray(Image.open(cells["extra"][0]).convert("L"))
+    tinted = np.stack([grey, grey, np.clip(grey.astype(np.int16) + 12, 0, 255).astype(np.uint8)], axis=-1)
+    Image.fromarray(tinted).save(folder / "a-colour.jpg", quality=95)
+    Image.fromarray(np.asarray(Image.open(cells["extra"][1]).convert("L")).astype(np.uint16) * 16).save(
+        folder / "b-deep.png"
+    )  # at most 255 * 16 = 4080: 12 of 16 bits
+    assert main(["teach", str(folder), "--model", str(model_dir), "--why", "mix", "--by", "ana", "--force",
+                 "--quiet"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    taught = load(model_dir)
+
+    def inputs(warnings: list[str]) -> list[str]:
+        return [w for w in warnings if w.startswith("the training images mix") or "16-bit PNG" in w]
+
+    union = fit([*cells["base"], folder / "a-colour.jpg", folder / "b-deep.png"], "mono").model.warnings
+    assert len(inputs(union)) == 3
+    assert inputs(taught.warnings) == inputs(union)
+    assert inputs(json.loads(out)["warnings"]) == inputs(union)
+    for warning in inputs(union):
+        assert f"eagle: warning: {warning}" in err
+    # A second teach of plain images keeps them, once each, with the counts of all the images.
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(cells["more"][0], again / cells["more"][0].name)
+    assert main(["teach", str(again), "--model", str(model_dir), "--why", "more", "--by", "ana", "--force",
+                 "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    again_taught = load(model_dir)
+    assert again_taught.train_colours == {"colour": 1, "grey": 12}
+    assert inputs(again_taught.warnings) == [
+        *mixed_warning(again_taught.train_encodings or {}),
+        *mixed_colour_warning(again_taught.train_colours),
+        inputs(union)[2],
+    ]
+    assert (
+        "12 lossless" in inputs(again_taught.warnings)[0]
+        and "12 greyscale, 1 colour" in inputs(again_taught.warnings)[1]
+    )
+
+
 def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
     fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
 ) -> None:

@@ -16,8 +16,9 @@ when its 16-bit training images use few of their bits (:func:`depth_warning`).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -152,14 +153,25 @@ def depth_warning(sources: Iterable[ImageSource]) -> list[str]:
     Why a warning and not a rescale: without ``sBIT`` nothing tells 12-bit data from a dark 16-bit frame, and a
     scale chosen from the training set's values would have to be carried to every runtime (images.low_aligned).
     """
+    return few_bits_warning(bits_used(sources))
+
+
+def bits_used(sources: Iterable[ImageSource]) -> list[int]:
+    """The bits each 16-bit PNG among ``sources`` uses (:func:`eagle_iad.images.sixteen_bit_use`); the others and
+    the unreadable ones (the fit or teach names those itself) are left out."""
     used: list[int] = []
     for source in sources:
         try:
             bits = sixteen_bit_use(source)
-        except ImageError:  # the fit names an unreadable image itself
+        except ImageError:
             continue
         if bits is not None:
             used.append(bits)
+    return used
+
+
+def few_bits_warning(used: list[int]) -> list[str]:
+    """:func:`depth_warning` from the bits each 16-bit PNG training image uses."""
     if not used or max(used) > FEW_BITS:
         return []
     bits = max(used)
@@ -220,3 +232,37 @@ def colour_warning(train_colours: dict[str, int] | None, mode: str | None) -> st
         "score as a defect; inspect greyscale images, as the training images were, or fit on colour images "
         "(docs/METHOD.md, 'Input')"
     )
+
+
+#: How :func:`few_bits_warning` begins: its count of 16-bit PNGs and the most bits one uses, read back from a
+#: model's warnings by :func:`taught_input_warnings` (the model keeps no bit use per image).
+_FEW_BITS_WORDS = re.compile(r"^(\d+) training images? (?:are|is a) 16-bit PNGs? whose values use at most (\d+) of")
+
+
+def taught_input_warnings(
+    warnings: Sequence[str],
+    encodings: tuple[dict[str, int] | None, dict[str, int] | None],
+    colours: tuple[dict[str, int] | None, dict[str, int] | None],
+    taught_bits: list[int],
+) -> list[str]:
+    """A model's warnings after a teach, with those about its training images' inputs (mixed encodings, mixed
+    colour modes, 16-bit PNGs using few bits) made what a fit over the old and the taught images would say.
+
+    ``encodings`` and ``colours`` are the model's counts before and after the teach, ``taught_bits`` the bits
+    each taught 16-bit PNG uses (:func:`bits_used`). Why: the fit's words were kept as they were, so teaching
+    greyscale frames to a colour model, or JPEGs to a PNG one, said nothing, where a fit on the same images warns
+    that such a mix raises tau. The bits the old images use are not kept, so a model's own few-bits warning
+    (its count and most bits) stands for them; a model without one is taken to have had no 16-bit PNG that
+    uses few bits, and warns when the taught ones do (a fit over the union would not, were an old one to use
+    more). Other warnings stay, in their place.
+    """
+    stale = set(mixed_warning(encodings[0] or {}) + mixed_colour_warning(colours[0] or {}))
+    old_bits: list[int] = []
+    for warning in warnings:
+        found = _FEW_BITS_WORDS.match(warning)
+        if found is not None:
+            stale.add(warning)
+            old_bits = [int(found.group(2))] * int(found.group(1))
+    kept = [warning for warning in warnings if warning not in stale]
+    fresh = mixed_warning(encodings[1] or {}) + mixed_colour_warning(colours[1] or {})
+    return kept + fresh + few_bits_warning(old_bits + taught_bits)

@@ -40,7 +40,7 @@ from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.errors import ConfigError, EagleError, ImageError
 from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
-from eagle_iad.expert.encodings import count_colours, count_encodings, input_warning
+from eagle_iad.expert.encodings import bits_used, count_colours, count_encodings, input_warning, taught_input_warnings
 from eagle_iad.expert.leave_own_out import leave_own_out_added
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
@@ -512,11 +512,19 @@ def teach(
         map_maxima=maxima,
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
         tails=tails,
-        warnings=rewarned(model, scores, thresholds, [*model.train_images, *names]),
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
-        train_encodings=_taught_encodings(model.train_encodings, images),
-        train_colours=_taught_colours(model.train_colours, rgbs),
     )
+    encodings = _taught_encodings(model.train_encodings, images)
+    colours = _taught_colours(model.train_colours, rgbs)
+    # What a fit over the old and the taught images would warn of: the threshold's and the outliers' from the
+    # scores, the inputs' (mixed encodings or colour modes, 16-bit PNGs using few bits) from the counts.
+    warned = taught_input_warnings(
+        rewarned(model, scores, thresholds, [*model.train_images, *names]),
+        (model.train_encodings, encodings),
+        (model.train_colours, colours),
+        bits_used(image.read() for image in images),
+    )
+    taught = dataclasses.replace(taught, warnings=warned, train_encodings=encodings, train_colours=colours)
     before = _score_labelled(expert, labelled, "labelled (before)", progress)
     after: list[tuple[LabelledImage, float, bool]] = []
     if labelled:  # the taught model's search is built only to score them: a load builds its own
