@@ -487,6 +487,27 @@ def test_an_unknown_sink_is_one_line_naming_the_known_ones_and_a_sink_only_in_th
     assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
 
 
+def test_retry_needs_no_model_folder(tmp_path: Path) -> None:
+    """Requeueing owed deliveries needs no model: a station whose category's folder is gone (or whose models
+    folder is) still gets its dead letters back in their queues, where retry refused the file before."""
+    (tmp_path / "incoming").mkdir()
+    stations = _stations(tmp_path, tmp_path / "models", '[[station.sink]]\nkind = "folder"\nname = "sorted"\n'
+                                                         'path = "sorted"\n')  # fmt: skip
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    try:
+        with store.transaction() as db:
+            db.execute("INSERT INTO outbox (station, sink, record_id, payload, state, attempts) "
+                       "VALUES ('line-1', 'sorted', 'r1', '{}', 'dead', 3)")  # fmt: skip
+    finally:
+        store.close()
+    assert not (tmp_path / "models").exists()
+    code, out = _run(stations, "retry")
+    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+    (tmp_path / "models").mkdir()  # the models folder there, the category's model not
+    code, out = _run(stations, "retry", "--station", "line-1", "--sink", "sorted")
+    assert (code, out) == (0, "eagle station retry: 0 dead letters back in their queues\n")
+
+
 def test_retry_requeues_only_the_dead_letters_of_this_files_stations(tmp_path: Path) -> None:
     """A shared history holds other files' stations: ``retry`` (``--sink`` too) requeues this file's stations' dead
     letters only, and a sink only another file's station has in the outbox is not a name it accepts."""

@@ -116,7 +116,9 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     from eagle_iad.station.outbox import StationTables
     from eagle_iad.station.parts import StationConfigError
 
-    stations = read_stations(Path(args.file))
+    # Owed deliveries need no model: a model folder gone (a category being refitted, a models folder moved) is no
+    # reason to keep the verdicts already made from their sinks.
+    stations = read_stations(Path(args.file), fitted=False)
     if args.station is not None:
         stations.named(args.station)
     if args.sink is not None and not stations.has_run():  # no outbox yet: the file's sinks only
