@@ -18,7 +18,7 @@ from PIL import Image
 from eagle_iad.cli import main
 from eagle_iad.expert import Expert, fit, load, save
 from eagle_iad.expert.encodings import input_warning, mixed_warning
-from eagle_iad.images import image_encoding
+from eagle_iad.images import frame_count, image_encoding, load_rgb
 from eagle_iad.pipeline import inspect_records
 
 
@@ -84,6 +84,15 @@ def test_a_file_of_several_frames_says_only_its_first_was_inspected(png_model: P
     assert on_apng.warnings == [said.format(2)]
     assert on_gif.warnings == on_bytes.warnings == [said.format(3)]
     assert on_still.warnings is None
+    # The default image apart from the animation (no fcTL before IDAT, acTL: 1 frame; the APNG specification): the
+    # default image is what is decoded and inspected and the animation's one frame is left out, so the file counts
+    # 2, and the Node runtime counts so too (clients/ts/src/local/encodings.ts, frameCount).
+    frames[0].save(tmp_path / "apart.png", save_all=True, append_images=frames[1:2], default_image=True, format="PNG")
+    assert b"acTL\x00\x00\x00\x01" in (tmp_path / "apart.png").read_bytes()
+    assert frame_count(tmp_path / "apart.png") == 2
+    (on_apart,) = inspect_records(expert, [tmp_path / "apart.png"], category="cat")
+    assert on_apart.warnings == [said.format(2)]
+    assert np.array_equal(load_rgb(tmp_path / "apart.png"), np.asarray(frames[0]))  # the default image inspected
 
 
 def test_the_cli_prints_the_warning(

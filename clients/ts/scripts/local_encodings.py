@@ -214,6 +214,11 @@ def main() -> None:
     apng = io.BytesIO()  # two frames: the record says only the first was inspected
     rgb.save(apng, "PNG", save_all=True, append_images=[grey.convert("RGB")])
     files["anim.png"] = apng.getvalue()
+    # The default image not part of the animation (no fcTL before IDAT; acTL says 1 frame): the default image is
+    # what is decoded and inspected, the one animation frame is left out, so the file holds 2 (Pillow's count).
+    hidden = io.BytesIO()
+    rgb.save(hidden, "PNG", save_all=True, append_images=[grey.convert("RGB")], default_image=True)
+    files["anim-default-apart.png"] = hidden.getvalue()
 
     cases = []
     for name, data in files.items():

@@ -73,6 +73,11 @@ describe.skipIf(NO_PYTHON !== "")(`input encodings vs Python${NO_PYTHON ? ` (ski
       "only the first of the file's 2 frames was inspected (an animation or a multi-page file; docs/USAGE.md, 'Images')",
     ]);
     expect(inputWarnings(null, read("anim.png"))).toEqual(anim?.record_warnings.at(-1));
+    // its default image apart from the animation (no fcTL before IDAT): that image is inspected, the animation's
+    // one frame is not, so 2 frames, as Python counts them (the local runtime said 1 and warned of nothing)
+    const apart = fixtures.images.find((c) => c.name === "anim-default-apart.png");
+    expect(apart?.record_warnings.at(-1)).toEqual(anim?.record_warnings.at(-1));
+    expect(inputWarnings(null, read("anim-default-apart.png"))).toEqual(apart?.record_warnings.at(-1));
   });
 
   it("parses stored counts as encodings.py's parse_encodings does, and refuses what it refuses", () => {

@@ -272,17 +272,31 @@ export function colourWarning(trained: Record<string, number> | null, mode: stri
 }
 
 /**
- * How many frames the file holds (images.py `frame_count`): an animated PNG's `acTL` chunk (before its image
- * data) says; any other PNG, and a JPEG, holds one (the local runtime reads those two only).
+ * How many frames the file holds (images.py `frame_count`, Pillow's `n_frames`): an animated PNG's `acTL` chunk
+ * (before its image data) gives the animation's frames, and one more where no `fcTL` comes before the image data:
+ * the default image is then not part of the animation (the APNG specification), yet it is the picture decoded and
+ * inspected, so every animation frame is left out. Any other PNG, and a JPEG, holds one (the local runtime reads
+ * those two only). As Pillow, an `acTL` of 0 or more than 2^31 frames, or a second `acTL`, is no animation.
  */
 export function frameCount(bytes: Uint8Array): number {
   if (!(bytes.length >= 8 && PNG_SIGNATURE.every((b, i) => bytes[i] === b))) return 1;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let frames: number | null = null;
+  let frameBeforeData = false;
   for (let pos = 8; pos + 8 <= bytes.length; ) {
     const length = view.getUint32(pos);
     const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
-    if (type === "IDAT" || type === "IEND") return 1;
-    if (type === "acTL" && length >= 8 && pos + 12 <= bytes.length) return Math.max(1, view.getUint32(pos + 8));
+    if (type === "IEND") return 1;
+    if (type === "IDAT") return frames === null ? 1 : frames + (frameBeforeData ? 0 : 1);
+    if (type === "acTL") {
+      if (length < 8 || pos + 12 > bytes.length) return 1; // truncated: Pillow refuses the file, counted as one
+      if (frames !== null) frames = null;
+      else {
+        const count = view.getUint32(pos + 8);
+        if (count !== 0 && count <= 0x80000000) frames = count;
+      }
+    }
+    if (type === "fcTL") frameBeforeData = true;
     pos += 12 + length;
   }
   return 1;
