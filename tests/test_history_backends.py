@@ -766,6 +766,57 @@ def test_an_outage_is_one_line_when_requests_meet_it_and_one_with_their_count_wh
                         r"\(503\) meanwhile", said[1]), said  # fmt: skip
 
 
+def test_metrics_during_an_unreachable_postgresql_tries_one_short_connection_per_need(
+    postgres: Any, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scrape during an unreachable PostgreSQL took 30-40 s (a blackholed server): the key check, the CAAS rate
+    and ``eagle_history_up`` each waited the 10 s connect timeout, past Prometheus' 10 s scrape timeout. Now every
+    connection /metrics opens uses METRICS_CONNECT_TIMEOUT_S (requests keep the 10 s), the history's gauge is read
+    first, and while it finds the history away the readers that need it are not tried: two short attempts (the
+    key, the gauge), and an answer with ``eagle_history_up 0``. A port nothing listens on stands for the
+    blackholed server (it refuses at once; the timeouts asked for are what is checked, not the time taken)."""
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.history.postgresql import CONNECT_TIMEOUT_S
+    from eagle_iad.service import ServiceSettings, create_app
+    from eagle_iad.service.access import METRICS_CONNECT_TIMEOUT_S
+    from eagle_iad.service.keys import Role
+
+    asked: list[int] = []
+    real_connect = psycopg.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["connect_timeout"])
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    (tmp_path / "models").mkdir()
+    app = create_app(ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state", history=pg_url))
+    scraper = {"Authorization": f"Bearer {app.state.service.keys.add('scraper', Role.viewer)}"}
+    with TestClient(app) as client:
+        before = client.get("/metrics", headers=scraper)
+        assert "\neagle_history_up 1.0\n" in before.text and "\neagle_history_caas_rate " in before.text
+        backend = client.app.state.service.store.backend
+        backend.conninfo = backend.conninfo.replace(f":{postgres.port}/", f":{free_port()}/")  # the server away
+        with postgres.connect("postgres") as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (pg_url.rsplit("/", 1)[1],),
+            )
+        asked.clear()
+        metrics = client.get("/metrics", headers=scraper)
+        assert metrics.status_code == 200, metrics.text
+        assert "\neagle_history_up 0.0\n" in metrics.text
+        assert "eagle_history_caas_rate" not in metrics.text  # not tried: it would have waited for a connection too
+        assert "eagle_http_requests_total" in metrics.text  # what needs no history is there
+        # the gauge's (and the key check's, where its use of the dropped connection did not fail first): short ones
+        assert asked in ([2], [2, 2]) and METRICS_CONNECT_TIMEOUT_S == 2, asked
+        asked.clear()
+        assert client.get("/v1/inspections", headers=scraper).status_code == 503
+        assert asked and set(asked) == {CONNECT_TIMEOUT_S}  # a request keeps the longer one
+
+
 def _went_away_and_came_back(postgres: Any, pg_url: str, client: Any) -> None:
     with client:
         answer = client.get("/healthz")

@@ -17,12 +17,37 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.registry import Registry
+
+#: The connect timeout (seconds) that connections opened in this context use instead of the backend's own; ``None``:
+#: the backend's. Set by :func:`short_connects` (``/metrics``); a backend that connects over a network reads it.
+_SHORT_CONNECT_S: ContextVar[float | None] = ContextVar("eagle_history_short_connect_s", default=None)
+
+
+@contextmanager
+def short_connects(seconds: float) -> Iterator[None]:
+    """Connections to the history opened in this block (this thread, this task) give up after ``seconds``.
+
+    Why: ``/metrics`` must answer within a scraper's timeout (Prometheus: 10 s) exactly when the history is
+    unreachable, and each of its readers that met a blackholed PostgreSQL waited the full connect timeout (30-40 s
+    in all); a request that stores or reads work keeps the longer one, which rides out a slow network."""
+    token = _SHORT_CONNECT_S.set(seconds)
+    try:
+        yield
+    finally:
+        _SHORT_CONNECT_S.reset(token)
+
+
+def connect_timeout(default: float) -> float:
+    """The connect timeout to use now: ``default``, or the shorter one of an enclosing :func:`short_connects`."""
+    short = _SHORT_CONNECT_S.get()
+    return default if short is None else min(default, short)
 
 
 class Cursor(Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -26,6 +27,7 @@ from eagle_iad.history.backend import (
     Cursor,
     HistoryBackend,
     Lease,
+    connect_timeout,
     history_backend,
     positional_to_format,
     redact,
@@ -169,7 +171,8 @@ class PostgresHistory(HistoryBackend):
             connection: psycopg.Connection[Any] = pg.connect(
                 self.conninfo,
                 autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_S,
+                # libpq takes whole seconds, and takes under 2 as 2
+                connect_timeout=max(2, math.ceil(connect_timeout(CONNECT_TIMEOUT_S))),
                 application_name=application_name,
                 **KEEPALIVES,
             )

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from eagle_iad import __version__
 from eagle_iad.choices import RECENT_S
 from eagle_iad.expert.model_warnings import FAR_ABOVE_S_MAX, FLAGGED_SHARE
+from eagle_iad.history.backend import short_connects
 from eagle_iad.mllm.base import Backend, served_model_name
 from eagle_iad.mllm.server import create_mllm_app
 from eagle_iad.mllm.serving import ApiError
@@ -39,7 +40,7 @@ from eagle_iad.service import (
     routes_versions,
     schemas,
 )
-from eagle_iad.service.access import INSPECTING, VIEWER, Caller, metrics_caller
+from eagle_iad.service.access import INSPECTING, METRICS_CONNECT_TIMEOUT_S, VIEWER, Caller, metrics_caller
 from eagle_iad.service.console import mount_console
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.settings import ServiceSettings
@@ -323,19 +324,22 @@ def create_app(
         return caas / total if total else 0.0
 
     state.metrics.gauge("eagle_history_caas_rate", "Share of all stored inspections (survives restarts) with CAAS "
-                        "applied.", history_caas_rate)  # fmt: skip
+                        "applied.", history_caas_rate, needs_history=True)  # fmt: skip
     state.metrics.gauge("eagle_inspections_in_progress", "Inspections being answered (limit: --max-inspections).",
                         lambda: float(state.inspections_in_progress))  # fmt: skip
     state.metrics.gauge("eagle_fit_jobs_pending", "Fit jobs queued or running.", lambda: float(state.jobs.pending))
     state.metrics.text(state.storage.metrics_lines)
 
-    def history_up() -> float:
-        """1 while the history answers a ``SELECT 1`` (busy behind another query: as it last was), else 0."""
+    def history_up() -> tuple[float, bool]:
+        """1 while the history answers a ``SELECT 1`` (busy behind another query: as it last was), else 0; and
+        whether it answered now (the readers that need the history are tried only then)."""
         health = state.store.health(seen_by="/metrics")
-        return float(state.store.available) if health == "busy" else float(health == "ok")
+        if health == "busy":
+            return float(state.store.available), False
+        return float(health == "ok"), health == "ok"
 
-    state.metrics.gauge("eagle_history_up", "1 while the history database answers, 0 while it is unavailable.",
-                        history_up)  # fmt: skip
+    state.metrics.history("eagle_history_up", "1 while the history database answers, 0 while it is unavailable.",
+                          history_up)  # fmt: skip
 
     @app.get("/healthz", response_model=schemas.Health,
              responses={503: {"model": schemas.Health, "description": "the history is unavailable, or writes are "
@@ -362,7 +366,9 @@ def create_app(
     # scrape that must see eagle_history_up 0 (access.MetricsCallers).
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_caller), *VIEWER])
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        with short_connects(METRICS_CONNECT_TIMEOUT_S):
+            text = state.metrics.render()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     base_openapi = app.openapi
 

@@ -4,7 +4,9 @@ Why by hand: four metric families do not justify a client library, and the forma
 stable. Counters and a fixed-bucket latency histogram per route template (not per raw path, so a
 hostile client cannot blow up the label set), plus gauges read at scrape time (queue depth). A scrape-time
 reader that fails (one that needs the history, during an outage) leaves its family out, so the scrape still
-answers, with ``eagle_history_up 0``: an alert needs the scrape most when something is down.
+answers, with ``eagle_history_up 0``: an alert needs the scrape most when something is down. The history's own
+gauge is read first (:meth:`Metrics.history`), and while it finds the history unreachable the readers that need
+the history are not tried at all: each would wait for a connection in turn, past a scraper's timeout.
 """
 
 from __future__ import annotations
@@ -38,16 +40,25 @@ class Metrics:
         self._latency: dict[tuple[str, str], list[float]] = {}
         self._inspections = 0
         self._caas = 0
-        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
-        self._texts: list[Callable[[], list[str]]] = []
+        self._gauges: dict[str, tuple[str, Callable[[], float], bool]] = {}
+        self._texts: list[tuple[Callable[[], list[str]], bool]] = []
+        self._history: tuple[str, str, Callable[[], tuple[float, bool]]] | None = None
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        """Register a gauge whose value is read at scrape time."""
-        self._gauges[name] = (help_text, read)
+    def gauge(self, name: str, help_text: str, read: Callable[[], float], *, needs_history: bool = False) -> None:
+        """Register a gauge whose value is read at scrape time; ``needs_history``: not read while the history's
+        gauge (:meth:`history`) finds it unreachable at this scrape."""
+        self._gauges[name] = (help_text, read, needs_history)
 
-    def text(self, lines: Callable[[], list[str]]) -> None:
-        """Register metric families rendered by their owner at scrape time (labelled per station and sink)."""
-        self._texts.append(lines)
+    def text(self, lines: Callable[[], list[str]], *, needs_history: bool = False) -> None:
+        """Register metric families rendered by their owner at scrape time (labelled per station and sink);
+        ``needs_history`` as :meth:`gauge`'s."""
+        self._texts.append((lines, needs_history))
+
+    def history(self, name: str, help_text: str, probe: Callable[[], tuple[float, bool]]) -> None:
+        """Register the history's gauge, read before any other at each scrape: ``probe`` gives its value and
+        whether the history answered just now. When it did not, the readers that need the history are left out
+        untried, so a scrape during an outage waits for one connection attempt, not one per reader."""
+        self._history = (name, help_text, probe)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -97,14 +108,28 @@ class Metrics:
             "# TYPE eagle_caas_rate gauge",
             f"eagle_caas_rate {caas / inspections if inspections else 0.0}",
         ]
-        for name, (help_text, read) in sorted(self._gauges.items()):
+        gauges = dict(self._gauges)
+        answered = True
+        if self._history is not None:
+            name, help_text, probe = self._history
+            try:
+                found, answered = probe()
+            except Exception as exc:  # a probe that fails says the history is down, it does not fail the scrape
+                _log.debug("metrics: %s not read (%s)", name, exc)
+                found, answered = 0.0, False
+            gauges[name] = (help_text, lambda: found, False)
+        for name, (help_text, read, needs_history) in sorted(gauges.items()):
+            if needs_history and not answered:
+                continue
             try:
                 value = float(read())
             except Exception as exc:  # the history away (an outage): this one is left out, the scrape still answers
                 _log.debug("metrics: %s not read (%s)", name, exc)
                 continue
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
-        for more in self._texts:
+        for more, needs_history in self._texts:
+            if needs_history and not answered:
+                continue
             try:
                 lines += more()
             except Exception as exc:  # as above: eagle_history_up says why, the other families still come

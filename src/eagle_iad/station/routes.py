@@ -826,5 +826,5 @@ def install(app: FastAPI, state: ServiceState) -> None:
     state.category_users.append(users)
     state.on_start.append(ownership.start)
     state.on_close.insert(0, stop)
-    state.metrics.text(lambda: _metrics(state, manager))
+    state.metrics.text(lambda: _metrics(state, manager), needs_history=True)
     app.include_router(router)
