@@ -57,6 +57,7 @@ ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{name}"): "admin",
     ("DELETE", "/v1/categories/{name}"): "admin",
+    ("DELETE", "/v1/inspections/{inspection_id}"): "admin",
     ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/audit.csv"): "admin",
     ("GET", "/v1/stations"): "viewer",

@@ -5,11 +5,10 @@ Every user-caused problem surfaces as an :class:`EagleError` and is printed as o
 
 One module per group of commands, each declaring its flags beside its handler (``fit``: fit,
 threshold, info; ``inspect``: inspect, attention; ``evaluate``: eval-expert, eval, demo; ``export``;
-``serve``: serve-mllm, serve, openapi; ``review``; ``teach``; ``keys``; ``db``; ``versions``: versions, rollback,
-retire); the
-flags several commands share are declared once in ``flags``. Only torch-free modules at the top of
-each: ``eagle --help``, ``--version`` and ``eagle info`` must start at once, so each command imports
-what it needs inside its handler (tests/test_fresh_clone.py checks this).
+``serve``: serve-mllm, serve, openapi; ``review``; ``teach``; ``keys``; ``db``; ``history``: delete, prune;
+``versions``: versions, rollback, retire); the flags several commands share are declared once in ``flags``.
+Only torch-free modules at the top of each: ``eagle --help``, ``--version`` and ``eagle info`` must start at
+once, so each command imports what it needs inside its handler (tests/test_fresh_clone.py checks this).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eagle_iad import __version__
-from eagle_iad.cli import db, evaluate, export, fit, inspect, keys, review, serve, station, teach, versions
+from eagle_iad.cli import db, evaluate, export, fit, history, inspect, keys, review, serve, station, teach, versions
 from eagle_iad.cli.flags import Parser, Subcommands, check_flag_ranges
 from eagle_iad.cli.inspect import inspect_records
 from eagle_iad.cli.printing import dumps
@@ -37,8 +36,8 @@ __all__ = ["COMMAND_ORDER", "SERVE_API_KEY_ENV", "build_parser", "dumps", "inspe
 #: The order ``eagle --help`` lists the commands in: the everyday ones first, as users met them.
 COMMAND_ORDER: tuple[str, ...] = (
     "fit", "inspect", "export", "attention", "serve-mllm", "serve", "openapi",
-    "station", "review", "teach", "keys", "db", "eval-expert", "eval", "info", "threshold", "versions", "rollback",
-    "retire", "demo",
+    "station", "review", "teach", "keys", "db", "history", "eval-expert", "eval", "info", "threshold", "versions",
+    "rollback", "retire", "demo",
 )  # fmt: skip
 
 
@@ -56,6 +55,7 @@ def _commands() -> dict[str, Callable[[Subcommands], None]]:
         **versions.COMMANDS,
         **keys.COMMANDS,
         **db.COMMANDS,
+        **history.COMMANDS,
     }
     assert sorted(found) == sorted(COMMAND_ORDER), "cli.COMMAND_ORDER must list every command once"
     return found

@@ -30,8 +30,9 @@ from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.record import InspectionRecord
 from eagle_iad.review import LABEL_WORDS, DecisionFilter, model_names, review_page, unknown_category
-from eagle_iad.service import idempotency, schemas
+from eagle_iad.service import idempotency, retention, schemas
 from eagle_iad.service.access import (
+    ADMIN,
     INSPECTING,
     OPERATOR,
     VIEWER,
@@ -359,6 +360,43 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     return stored.to_dict()
+
+
+#: Longest ``why`` a deletion keeps in its audit row.
+MAX_WHY_CHARS = 300
+
+
+@router.delete("/inspections/{inspection_id}", dependencies=ADMIN, response_model=schemas.InspectionDeleted)
+def delete_inspection(
+    inspection_id: str, request: Request,
+    why: str | None = Query(None, max_length=MAX_WHY_CHARS, description="why it is deleted (kept in the audit row)"),
+) -> dict[str, Any]:  # fmt: skip
+    """Delete one inspection: its files (the kept upload, heatmap, boxed picture, reference, overlays) first, then
+    its record with its label and its place in the review queue. For an image that must not be kept (a person in
+    frame, a customer's part photographed by mistake); old inspections are removed by ``eagle history prune``.
+
+    Audited (who, which inspection, its category and image, ``why``). 404 ``not_found`` for an unknown id. If
+    the record could not be removed after its files were (the history went away), the answer is an error and
+    the record is shown without its pictures until the same request, made again, removes it (docs/SERVICE.md).
+    """
+    state = service(request)
+    try:
+        deleted = retention.delete_inspection(state.store, state.settings.files_dir, inspection_id)
+    except OSError as exc:
+        raise ApiError(500, f"inspection {inspection_id!r}: its pictures could not be removed ({exc.strerror or exc}); "
+                       "nothing was deleted, its record is kept: try again, or remove its folder under the service's "
+                       "--files by hand", type_="server_error", code="not_deleted") from None  # fmt: skip
+    if deleted is None:
+        raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
+    record, removed = deleted
+    reason = " ".join((why or "").split())
+    audit_detail(
+        request,
+        f"deleted inspection {record.id} of {record.category} ({record.image_name}; "
+        f"{removed.files} files, {removed.bytes} bytes)" + (f": {reason}" if reason else ""),
+    )
+    return {"id": record.id, "category": record.category, "image_name": record.image_name,
+            "files_removed": removed.files, "bytes_removed": removed.bytes}  # fmt: skip
 
 
 def scored_by_export(state: ServiceState, stored: InspectionRecord) -> bool:

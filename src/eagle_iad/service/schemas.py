@@ -158,6 +158,16 @@ class CategoryRetired(BaseModel):
     undo: str = Field(description="how an administrator puts it back")
 
 
+class InspectionDeleted(BaseModel):
+    """A deleted inspection: which one, and what of it was removed (its pictures first, then its record)."""
+
+    id: str
+    category: str
+    image_name: str = Field(description="the uploaded file's name, as the record had it")
+    files_removed: int = Field(description="files removed from its picture folder (pictures, the kept upload)")
+    bytes_removed: int = Field(description="the bytes those files held")
+
+
 class RollbackRequest(BaseModel):
     """Make version ``to`` of a category's model current again, and why."""
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +424,62 @@ class InspectionStore:
         if current is None or expected is None:
             return None
         raise LabelChangedError(expected, _row(current))
+
+    def delete(self, inspection_ids: Sequence[str]) -> list[Inspection]:
+        """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
+        with it) and the upload keys that name them, in one short transaction; the records removed, in storage
+        order (an id with no row is left out). The caller removes their pictures first (service/retention.py)."""
+        if not inspection_ids:
+            return []
+        marks = ", ".join("?" for _ in inspection_ids)
+        ids = list(inspection_ids)
+        with self.transaction() as db:
+            rows = db.execute(
+                f"SELECT {_columns()} FROM inspections WHERE id IN ({marks}) ORDER BY seq", ids
+            ).fetchall()
+            db.execute(f"DELETE FROM idempotency WHERE record_id IN ({marks})", ids)
+            db.execute(f"DELETE FROM inspections WHERE id IN ({marks})", ids)
+        return [_row(row) for row in rows]
+
+    def forget_pictures(self, records: Sequence[Inspection], note: str) -> int:
+        """Say in each of ``records``' rows that its pictures are gone: no picture links (``pictures`` and the
+        verdict's), and ``note`` added to its ``warnings``, so every reader shows the record as one without
+        pictures instead of following links to missing files. One short transaction; how many rows it changed
+        (a row deleted meanwhile is not)."""
+        names = ("pictures", "verdict", "warnings")
+        where = {column.name: index for index, column in enumerate(columns())}
+        changed = 0
+        with self.transaction() as db:
+            for record in records:
+                verdict = {key: value for key, value in record.verdict.items() if key != "pictures"}
+                warnings = [*(record.warnings or []), note]
+                values = to_row(replace(record, pictures={}, verdict=verdict, warnings=warnings))
+                cursor = db.execute("UPDATE inspections SET pictures = ?, verdict = ?, warnings = ? WHERE id = ?",
+                                    (*(values[where[name]] for name in names), record.id))  # fmt: skip
+                changed += max(0, cursor.rowcount)
+        return changed
+
+    def aged(
+        self, before: str, after_seq: int, limit: int, category: str | None = None, with_pictures: bool = False,
+        labelled: bool = False,
+    ) -> list[tuple[int, Inspection]]:  # fmt: skip
+        """``(seq, record)`` of at most ``limit`` inspections stored after ``after_seq`` and inspected before
+        ``before`` (an ISO 8601 UTC time, compared as the stored text), oldest first: one batch of a retention
+        prune. ``with_pictures``: only those whose row still links pictures; ``labelled``: labelled ones too (left
+        out by default: an operator's correction is training evidence)."""
+        where, params = "seq > ? AND time < ?", list[Any]([after_seq, before])
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        if with_pictures:
+            where += " AND pictures <> '{}'"
+        if not labelled:
+            where += " AND label IS NULL"
+        with self._lock:
+            rows = self._run(
+                f"SELECT seq, {_columns()} FROM inspections WHERE {where} ORDER BY seq LIMIT ?", [*params, limit]
+            ).fetchall()
+        return [(int(row[0]), _row(row[1:])) for row in rows]
 
     def page(
         self, limit: int, offset: int, category: str | None = None, decision: str | None = None,

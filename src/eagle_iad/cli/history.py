@@ -1,0 +1,106 @@
+"""``eagle history delete|prune``: remove one inspection, or the old ones, from the service's history and its pictures.
+
+The same removal as ``DELETE /v1/inspections/{id}`` (service/retention.py: the pictures first, then the record), for
+a shell or a cron line; both work beside a running service, on SQLite as on a PostgreSQL shared by replicas (a prune
+works in short batches). ``eagle history delete`` is audited as the route is, by ``cli:<login>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from eagle_iad.cli.db import add_history_flags, cli_audit, files_folder, open_history
+from eagle_iad.cli.flags import Subcommands
+from eagle_iad.cli.printing import dumps
+
+#: The API route ``eagle history delete`` stands for: its audit row reads as the API's (``GET /v1/audit``).
+DELETE_ROUTE = "/v1/inspections/{inspection_id}"
+
+
+def add_history(sub: Subcommands) -> None:
+    history = sub.add_parser("history", help="remove an inspection, or the old ones, from the history and its pictures",
+                             description="Removes inspections from the history eagle serve and eagle station keep, "
+                             "their pictures (heatmap, boxed picture, the kept upload) first, then their records. "
+                             "Safe beside a running service.")  # fmt: skip
+    actions = history.add_subparsers(dest="action", required=True)
+    delete = actions.add_parser("delete", help="delete one inspection: its pictures, its record, its label (audited)",
+                                description="For an image that must not be kept (a person in frame, a customer's "
+                                "part photographed by mistake); audited as DELETE /v1/inspections/ID.")  # fmt: skip
+    delete.add_argument("inspection", help="the inspection's id (the console and GET /v1/inspections show it)")
+    delete.add_argument("--why", default=None, help="why it is deleted (kept in the audit row)")
+    prune = actions.add_parser("prune", help="remove inspections (or only their pictures) older than some days",
+                               description="Says what it removes (inspections, files, bytes), then removes it, in "
+                               "short batches; running it again removes nothing more. Labelled inspections "
+                               "are kept (an operator's correction is training evidence) unless "
+                               "--include-labelled.")  # fmt: skip
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="inspected more than this many days ago")  # fmt: skip
+    prune.add_argument("--pictures-only", action="store_true",
+                       help="remove only their pictures and kept uploads; the records (verdicts, scores, labels) stay, "
+                       "each saying its pictures were removed")  # fmt: skip
+    prune.add_argument("--category", default=None, help="only this category's inspections")
+    prune.add_argument(
+        "--include-labelled",
+        action="store_true",
+        help="remove labelled inspections too (kept by default: they are training evidence)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what it would remove, and remove nothing")
+    for parser, func in ((delete, _cmd_delete), (prune, _cmd_prune)):
+        add_history_flags(parser)
+        parser.set_defaults(func=func)
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.access import Role
+    from eagle_iad.service.retention import delete_inspection
+
+    files = files_folder(args)
+    store = open_history(args)
+    try:
+        try:
+            deleted = delete_inspection(store, files, args.inspection)
+        except OSError as exc:
+            raise ConfigError(f"inspection {args.inspection}: its pictures under {files} could not be removed "
+                              f"({exc}); nothing was deleted, its record is kept") from None  # fmt: skip
+        if deleted is None:
+            raise ConfigError(f"no inspection {args.inspection!r} in the history; nothing was deleted")
+        record, removed = deleted
+        reason = " ".join((args.why or "").split())
+        detail = (
+            f"deleted inspection {record.id} of {record.category} ({record.image_name}; {removed.files} "
+            f"files, {removed.bytes} bytes)" + (f": {reason}" if reason else "") + " (eagle history delete)"
+        )
+        cli_audit(args, store, datetime.now(UTC).isoformat(timespec="milliseconds"), Role.admin, "DELETE",
+                  DELETE_ROUTE, DELETE_ROUTE.replace("{inspection_id}", record.id), 200, detail)  # fmt: skip
+    finally:
+        store.close()
+    print(dumps({"id": record.id, "category": record.category, "image_name": record.image_name,
+                 "files_removed": removed.files, "bytes_removed": removed.bytes}))  # fmt: skip
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.naming import category_name_problem
+    from eagle_iad.service.retention import describe_prune, prune
+
+    if args.category is not None and (problem := category_name_problem(args.category)) is not None:
+        raise ConfigError(f"--category: {problem}")
+    files = files_folder(args)
+    store = open_history(args)
+    try:
+        report = prune(store, files, args.older_than, category=args.category, pictures_only=args.pictures_only,
+                       labelled=args.include_labelled, dry_run=args.dry_run)  # fmt: skip
+    finally:
+        store.close()
+    print(f"eagle history prune: {describe_prune(report)}", file=sys.stderr)
+    print(dumps(report))
+    return 0
+
+
+#: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
+COMMANDS: dict[str, Callable[[Subcommands], None]] = {"history": add_history}

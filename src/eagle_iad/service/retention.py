@@ -1,0 +1,179 @@
+"""Removing inspections from the history: one on request (an image that must not be kept: a person in frame, a
+customer's part photographed by mistake) and the old ones by age (retention, so a line inspecting an image a second
+does not fill the disk with heatmaps and boxed pictures).
+
+Shared by ``DELETE /v1/inspections/{id}``, ``eagle history delete`` and ``eagle history prune``.
+
+The order is the pictures first, then the row. Why: what must not be kept is the image, so it goes before anything
+else can fail; and a crash (or a history that went away) between the two leaves a record whose pictures are gone,
+which every reader already meets (``/v1/files`` answers 404, the console says the picture is missing) and which
+running the same delete or prune again completes (each is idempotent). The other order would leave, after such a
+crash, picture folders that no row names: the image kept, and nothing left that says it is there.
+
+A pictures-only prune keeps the row and says in it that its pictures are gone (no picture links, a line in its
+``warnings``), after the files; a prune that stopped between the two finds the row again, still linking pictures.
+
+Safe on a live history shared by replicas: a prune works in batches of :data:`PRUNE_BATCH` inspections, each one
+short transaction, and holds the store's connection only for each batch's statements, so inspections stored
+meanwhile (always newer than the cut-off) are neither delayed long nor touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.errors import ConfigError
+from eagle_iad.record import iso_time
+from eagle_iad.service.store import Inspection, InspectionStore, is_inspection_id
+
+#: Inspections per batch of a prune: one short transaction each, the history's other writers served between them.
+PRUNE_BATCH = 200
+
+#: The warning a pictures-only prune adds to a record (``{when}``: the prune's time).
+PICTURES_PRUNED = "pictures removed by retention (eagle history prune --pictures-only) at {when}"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Files and bytes under one or more inspections' picture folders."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Sizes) -> Sizes:
+        return Sizes(self.files + other.files, self.bytes + other.bytes)
+
+
+def picture_folder(files_dir: Path, inspection_id: str) -> Path | None:
+    """The folder of an inspection's pictures (and its kept upload), or ``None`` for an id that cannot name one
+    (the service's ids are 32 hex digits: anything else, ``..`` included, names no folder of the service's)."""
+    return files_dir / inspection_id if is_inspection_id(inspection_id) else None
+
+
+def sizes(folder: Path | None) -> Sizes:
+    """How many files, and bytes, ``folder`` holds (none: not there); a link is counted, never followed."""
+    if folder is None or not os.path.lexists(folder):
+        return Sizes()
+    if folder.is_symlink() or not folder.is_dir():
+        return Sizes(1, folder.lstat().st_size)
+    found = Sizes()
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:  # removed meanwhile
+                continue
+            found += Sizes(1, info.st_size if stat.S_ISREG(info.st_mode) else 0)
+    return found
+
+
+def remove_pictures(files_dir: Path, inspection_id: str) -> Sizes:
+    """Remove an inspection's picture folder (heatmap, boxed picture, reference, overlays, the kept upload): what it
+    held. A folder that could not be removed whole raises :class:`OSError`, so that its row is not removed either
+    (the record keeps saying where the files are)."""
+    folder = picture_folder(files_dir, inspection_id)
+    held = sizes(folder)
+    if folder is None or not os.path.lexists(folder):
+        return held
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)
+    return held
+
+
+def delete_inspection(store: InspectionStore, files_dir: Path, inspection_id: str) -> tuple[Inspection, Sizes] | None:
+    """Remove one inspection: its pictures first, then its row (with its label, its place in the review queue and
+    the upload keys that name it); ``None`` when the history has no such inspection (or it was removed meanwhile)."""
+    record = store.get(inspection_id)
+    if record is None:
+        return None
+    removed = remove_pictures(files_dir, inspection_id)
+    if not store.delete([inspection_id]):
+        return None
+    return record, removed
+
+
+def cutoff(older_than_days: float, now: datetime | None = None) -> str:
+    """The time before which an inspection is older than ``older_than_days``, as the history stores times."""
+    if not older_than_days >= 0:
+        raise ConfigError(f"--older-than must be a number of days of 0 or more, got {older_than_days}")
+    when = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    return iso_time(when.timestamp())
+
+
+def prune(
+    store: InspectionStore, files_dir: Path, older_than_days: float, *, category: str | None = None,
+    pictures_only: bool = False, labelled: bool = False, dry_run: bool = False, batch: int = PRUNE_BATCH,
+    now: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Remove the inspections (or with ``pictures_only`` only their pictures) inspected more than ``older_than_days``
+    ago, optionally of one ``category``, in batches; what it removed (or with ``dry_run`` would remove: nothing is
+    changed then), with counts and bytes. Labelled inspections are kept unless ``labelled`` (an operator's
+    correction is training evidence): ``labelled_kept`` counts those it left. Idempotent: a second run finds
+    nothing more to do, and one that stopped half-way is completed by the next."""
+    before = cutoff(older_than_days, now)
+    when = iso_time()
+    inspections = pictures = 0
+    freed = Sizes()
+    after = 0
+    while True:
+        rows = store.aged(before, after, batch, category=category, with_pictures=pictures_only, labelled=labelled)
+        if not rows:
+            break
+        after = rows[-1][0]
+        records = [record for _, record in rows]
+        if dry_run:
+            for record in records:
+                held = sizes(picture_folder(files_dir, record.id))
+                freed += held
+                pictures += int(held.files > 0)
+            inspections += len(records)
+            continue
+        for record in records:  # the pictures first: a row is never removed while its files are kept
+            held = remove_pictures(files_dir, record.id)
+            freed += held
+            pictures += int(held.files > 0)
+        if pictures_only:
+            inspections += store.forget_pictures(records, PICTURES_PRUNED.format(when=when))
+        else:
+            inspections += len(store.delete([record.id for record in records]))
+    kept = 0
+    if not labelled:
+        where, params = "time < ? AND label IS NOT NULL", [before]
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        kept = int(store.read(f"SELECT COUNT(*) FROM inspections WHERE {where}", params)[0][0])
+    return {
+        "dry_run": dry_run,
+        "older_than": before,
+        "category": category,
+        "pictures_only": pictures_only,
+        "inspections": inspections,
+        "picture_folders": pictures,
+        "files": freed.files,
+        "bytes": freed.bytes,
+        "labelled_kept": kept,
+    }
+
+
+def describe_prune(report: dict[str, Any]) -> str:
+    """One line a person reads: what a prune removed (or would), and the labelled inspections it kept."""
+    verb = "would remove" if report["dry_run"] else "removed"
+    what = "the pictures of" if report["pictures_only"] else ""
+    scope = f" of {report['category']}" if report["category"] else ""
+    count = report["inspections"]
+    line = (f"{verb} {what} {count} inspection{'' if count == 1 else 's'}{scope} inspected before "
+            f"{report['older_than']}: {report['files']} files, {report['bytes'] / 1e6:.1f} MB")  # fmt: skip
+    line = line.replace("  ", " ")
+    if report["labelled_kept"]:
+        line += (f"; kept {report['labelled_kept']} labelled inspection(s) (training evidence: "
+                 "--include-labelled removes them too)")  # fmt: skip
+    return line

@@ -1,0 +1,198 @@
+"""Deleting an inspection (``DELETE /v1/inspections/{id}``, ``eagle history delete``) and retention (``eagle history
+prune``): an admin's act, audited, files first then the record, and a prune that keeps labelled inspections, counts
+what it removes, changes nothing on a dry run and nothing more when run again.
+
+The route through a real ``eagle serve`` app on a real socket (conftest's LiveServer); the store's side on both
+history backends (SQLite, and a PostgreSQL the test starts)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from contextlib import redirect_stdout
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LiveServer
+from test_access import _keys
+from test_history_backends import _record
+from test_service import call, multipart
+from test_station import _cells, model_dir  # noqa: F401  (model_dir: models/mono, a small real model)
+
+from eagle_iad.cli import main
+from eagle_iad.service import ServiceSettings, create_app
+from eagle_iad.service.retention import PICTURES_PRUNED, delete_inspection, prune
+from eagle_iad.service.store import InspectionStore
+from eagle_iad.service.teaching import KEPT_IMAGE
+
+
+def _inspect(base: str, image: Path, key: str) -> dict[str, Any]:
+    body, content_type = multipart({"category": "mono"}, [("image", image.name, image.read_bytes(), "image/png")])
+    status, _, answer = call("POST", f"{base}/v1/inspect", body=body, content_type=content_type, key=key)
+    assert status == 200, answer
+    return dict(answer)
+
+
+def test_an_admin_deletes_an_inspection_its_files_first_audited_and_an_operator_may_not(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    keys = _keys(state)
+    app = create_app(ServiceSettings(models_dir=model_dir, state_dir=state))
+    with LiveServer(app) as live:
+        first, second = (_inspect(live.base, cell, keys["operator"]) for cell in _cells(2))
+        folder = state / "files" / first["id"]
+        assert (folder / KEPT_IMAGE).is_file() and first["pictures"]
+        size = sum(path.stat().st_size for path in folder.iterdir())
+        # labelled: its label goes with it
+        assert call("PUT", f"{live.base}/v1/inspections/{first['id']}/label", key=keys["operator"],
+                    body=b'{"label": "normal"}', content_type="application/json")[0] == 200  # fmt: skip
+        url = f"{live.base}/v1/inspections/{first['id']}?why=a%20person%20in%20frame"
+        for role in ("operator", "engineer"):
+            status, _, answer = call("DELETE", url, key=keys[role])
+            assert (status, answer["error"]["code"]) == (403, "forbidden"), role
+        assert folder.is_dir()
+        status, _, answer = call("DELETE", url, key=keys["admin"])
+        assert status == 200, answer
+        assert answer == {"id": first["id"], "category": "mono", "image_name": first["image_name"],
+                          "files_removed": len(list((state / "files" / second["id"]).iterdir())),
+                          "bytes_removed": size}  # fmt: skip
+        assert not folder.exists()
+        status, _, answer = call("GET", f"{live.base}/v1/inspections/{first['id']}", key=keys["viewer"])
+        assert (status, answer["error"]["code"]) == (404, "not_found")
+        for link in first["pictures"].values():
+            assert call("GET", f"{live.base}{link}", key=keys["viewer"])[0] == 404
+        page = call("GET", f"{live.base}/v1/inspections", key=keys["viewer"])[2]
+        assert [item["id"] for item in page["items"]] == [second["id"]]
+        assert (state / "files" / second["id"]).is_dir()  # the other one is untouched
+        status, _, answer = call("DELETE", url, key=keys["admin"])
+        assert (status, answer["error"]["code"]) == (404, "not_found")
+        row = call("GET", f"{live.base}/v1/audit", key=keys["admin"])[2]["items"][0]
+        assert (row["actor"], row["role"], row["method"], row["path"], row["status"]) == (
+            "ada", "admin", "DELETE", f"/v1/inspections/{first['id']}", 200)  # fmt: skip
+        assert row["detail"] == (f"deleted inspection {first['id']} of mono ({first['image_name']}; "
+                                 f"{answer_files(state, second)} files, {size} bytes): a person in frame")  # fmt: skip
+
+
+def answer_files(state: Path, kept: dict[str, Any]) -> int:
+    """How many files an inspection's folder holds (each inspection here writes as many)."""
+    return len(list((state / "files" / kept["id"]).iterdir()))
+
+
+def test_a_record_whose_files_went_first_is_deleted_by_the_same_delete_again(tmp_path: Path) -> None:
+    """A crash between the two steps leaves the record without its files; the delete, made again, completes."""
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    files = tmp_path / "files"
+    try:
+        record = _record(1, id="a" * 32)
+        store.add(record)
+        (files / record.id).mkdir(parents=True)
+        (files / record.id / "heatmap.png").write_bytes(b"x" * 10)
+        shutil.rmtree(files / record.id)  # as the first step of a delete that then crashed
+        done = delete_inspection(store, files, record.id)
+        assert done is not None and done[1].files == 0 and store.get(record.id) is None
+        assert delete_inspection(store, files, record.id) is None
+    finally:
+        store.close()
+
+
+def _history(store: InspectionStore, files: Path, now: datetime) -> dict[str, str]:
+    """Six inspections: four 40 days old (one labelled, one of another category), two of today; each with files."""
+    made = {}
+    for index, (age, category, label) in enumerate(
+        [(40, "c", None), (40, "c", "normal"), (40, "d", None), (40, "c", None), (0, "c", None), (0, "d", None)]
+    ):
+        when = (now - timedelta(days=age, seconds=index)).isoformat(timespec="milliseconds")
+        record = _record(index, id=f"{index:032x}", time=when, category=category, label=label,
+                         pictures={"heatmap": f"/v1/files/{index:032x}/heatmap.png"})  # fmt: skip
+        store.add(record)
+        (files / record.id).mkdir(parents=True)
+        (files / record.id / "heatmap.png").write_bytes(b"h" * 100)
+        (files / record.id / KEPT_IMAGE).write_bytes(b"i" * 1000)
+        made[f"{age}-{category}-{label}-{index}"] = record.id
+    return made
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    url = (
+        str(tmp_path / "h.sqlite3") if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
+    )
+    opened = InspectionStore(url)
+    yield opened
+    opened.close()
+
+
+def test_a_prune_says_what_it_removes_keeps_labelled_ones_and_a_second_run_removes_nothing(
+    store: InspectionStore, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    now = datetime.now(UTC)
+    made = _history(store, files, now)
+    dry = prune(store, files, 30, dry_run=True, batch=2, now=now)
+    assert (dry["inspections"], dry["picture_folders"], dry["files"], dry["bytes"], dry["labelled_kept"]) == (
+        3, 3, 6, 3300, 1)  # fmt: skip
+    assert store.page(50, 0)[0] == 6 and len(list(files.iterdir())) == 6  # a dry run changes nothing
+    done = prune(store, files, 30, batch=2, now=now)  # in batches smaller than what it removes
+    assert {**done, "dry_run": True} == dry
+    left = {record.id for record in store.page(50, 0)[1]}
+    assert left == {made["40-c-normal-1"], made["0-c-None-4"], made["0-d-None-5"]}
+    assert sorted(folder.name for folder in files.iterdir()) == sorted(left)
+    again = prune(store, files, 30)
+    assert (again["inspections"], again["files"], again["bytes"]) == (0, 0, 0)
+    everything = prune(store, files, 30, labelled=True)
+    assert (everything["inspections"], everything["labelled_kept"]) == (1, 0)
+    assert not (files / made["40-c-normal-1"]).exists()
+
+
+def test_a_pictures_only_prune_of_one_category_keeps_the_records_saying_their_pictures_are_gone(
+    store: InspectionStore, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    made = _history(store, files, datetime.now(UTC))
+    done = prune(store, files, 30, category="c", pictures_only=True)
+    assert (done["inspections"], done["files"], done["bytes"], done["labelled_kept"]) == (2, 4, 2200, 1)
+    assert store.page(50, 0)[0] == 6
+    for key in ("40-c-None-0", "40-c-None-3"):
+        record = store.get(made[key])
+        assert record is not None and record.pictures == {} and "pictures" not in record.verdict
+        assert record.warnings is not None and record.warnings[-1].startswith(PICTURES_PRUNED.split("{")[0])
+        assert not (files / made[key]).exists()
+    assert (files / made["40-d-None-2"]).is_dir() and (files / made["40-c-normal-1"]).is_dir()
+    assert prune(store, files, 30, category="c", pictures_only=True)["inspections"] == 0  # idempotent
+
+
+def test_eagle_history_prune_and_delete_from_the_command_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    store = InspectionStore(state / "eagle.sqlite3")
+    made = _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["history", "prune", "--older-than", "30", "--dry-run", "--state-dir", str(state)]) == 0
+    report = json.loads(out.getvalue())
+    assert (report["dry_run"], report["inspections"], report["bytes"]) == (True, 3, 3300)
+    assert len(list((state / "files").iterdir())) == 6
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["history", "prune", "--older-than", "30", "--state-dir", str(state)]) == 0
+    assert json.loads(out.getvalue())["inspections"] == 3
+    target = made["0-d-None-5"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["history", "delete", target, "--why", "customer's part", "--state-dir", str(state)]) == 0
+    assert json.loads(out.getvalue())["files_removed"] == 2 and not (state / "files" / target).exists()
+    assert main(["history", "delete", target, "--state-dir", str(state)]) == 2  # no such inspection: an error
+    store = InspectionStore(state / "eagle.sqlite3")
+    try:
+        assert store.get(target) is None
+        rows = store.read("SELECT actor, method, path, detail FROM audit ORDER BY seq")
+    finally:
+        store.close()
+    assert [row[1:3] for row in rows] == [("DELETE", f"/v1/inspections/{target}")]
+    assert str(rows[0][0]).startswith("cli:") and str(rows[0][3]).endswith("customer's part (eagle history delete)")
