@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +46,7 @@ def test_an_admin_deletes_an_inspection_its_files_first_audited_and_an_operator_
         first, second = (_inspect(live.base, cell, keys["operator"]) for cell in _cells(2))
         folder = state / "files" / first["id"]
         assert (folder / KEPT_IMAGE).is_file() and first["pictures"]
-        size = sum(path.stat().st_size for path in folder.iterdir())
+        count, size = len(list(folder.iterdir())), sum(path.stat().st_size for path in folder.iterdir())
         # labelled: its label goes with it
         assert call("PUT", f"{live.base}/v1/inspections/{first['id']}/label", key=keys["operator"],
                     body=b'{"label": "normal"}', content_type="application/json")[0] == 200  # fmt: skip
@@ -59,8 +58,7 @@ def test_an_admin_deletes_an_inspection_its_files_first_audited_and_an_operator_
         status, _, answer = call("DELETE", url, key=keys["admin"])
         assert status == 200, answer
         assert answer == {"id": first["id"], "category": "mono", "image_name": first["image_name"],
-                          "files_removed": len(list((state / "files" / second["id"]).iterdir())),
-                          "bytes_removed": size}  # fmt: skip
+                          "files_removed": count, "bytes_removed": size}  # fmt: skip
         assert not folder.exists()
         status, _, answer = call("GET", f"{live.base}/v1/inspections/{first['id']}", key=keys["viewer"])
         assert (status, answer["error"]["code"]) == (404, "not_found")
@@ -75,16 +73,14 @@ def test_an_admin_deletes_an_inspection_its_files_first_audited_and_an_operator_
         assert (row["actor"], row["role"], row["method"], row["path"], row["status"]) == (
             "ada", "admin", "DELETE", f"/v1/inspections/{first['id']}", 200)  # fmt: skip
         assert row["detail"] == (f"deleted inspection {first['id']} of mono ({first['image_name']}; "
-                                 f"{answer_files(state, second)} files, {size} bytes): a person in frame")  # fmt: skip
+                                 f"{count} files, {size} bytes): a person in frame")  # fmt: skip
 
 
-def answer_files(state: Path, kept: dict[str, Any]) -> int:
-    """How many files an inspection's folder holds (each inspection here writes as many)."""
-    return len(list((state / "files" / kept["id"]).iterdir()))
-
-
-def test_a_record_whose_files_went_first_is_deleted_by_the_same_delete_again(tmp_path: Path) -> None:
-    """A crash between the two steps leaves the record without its files; the delete, made again, completes."""
+def test_the_files_go_first_and_a_delete_the_history_failed_is_completed_by_the_same_delete_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history going away between the two steps leaves the record without its files (never files without a
+    record); the delete, made again, completes."""
     store = InspectionStore(tmp_path / "h.sqlite3")
     files = tmp_path / "files"
     try:
@@ -92,7 +88,15 @@ def test_a_record_whose_files_went_first_is_deleted_by_the_same_delete_again(tmp
         store.add(record)
         (files / record.id).mkdir(parents=True)
         (files / record.id / "heatmap.png").write_bytes(b"x" * 10)
-        shutil.rmtree(files / record.id)  # as the first step of a delete that then crashed
+
+        def away(ids: Any) -> Any:
+            raise OSError("the history went away")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "delete", away)
+            with pytest.raises(OSError, match="went away"):
+                delete_inspection(store, files, record.id)
+        assert not (files / record.id).exists() and store.get(record.id) is not None
         done = delete_inspection(store, files, record.id)
         assert done is not None and done[1].files == 0 and store.get(record.id) is None
         assert delete_inspection(store, files, record.id) is None

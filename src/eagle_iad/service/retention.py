@@ -82,9 +82,14 @@ def remove_pictures(files_dir: Path, inspection_id: str) -> Sizes:
     if folder is None or not os.path.lexists(folder):
         return held
     if folder.is_symlink() or not folder.is_dir():
-        folder.unlink()
+        folder.unlink(missing_ok=True)
     else:
-        shutil.rmtree(folder)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:  # removed meanwhile, whole or in part (another prune, a delete of the same one)
+            shutil.rmtree(folder, ignore_errors=True)
+            if os.path.lexists(folder):
+                raise
     return held
 
 
