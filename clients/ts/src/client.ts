@@ -18,6 +18,8 @@ export type Category = Schemas["Category"];
 export type CategoryRetired = Schemas["CategoryRetired"];
 export type ScoreDistribution = Schemas["ScoreDistribution"];
 export type InspectionRecord = Schemas["InspectionRecord"];
+/** A deleted inspection: which one, and the files (pictures, the kept upload) and bytes removed with it. */
+export type InspectionDeleted = Schemas["InspectionDeleted"];
 export type InspectionPage = Schemas["InspectionPage"];
 export type ReviewPage = Schemas["ReviewPage"];
 export type ReviewItem = Schemas["ReviewItem"];
@@ -519,6 +521,15 @@ export class EagleClient {
     });
     return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
+  }
+
+  /**
+   * Delete one inspection (admin): its files (the kept upload, heatmap, boxed picture) first, then its record with
+   * its label and its place in the review queue; audited with `why`. 404 `not_found` for an unknown id.
+   */
+  deleteInspection(id: string, why?: string, signal?: AbortSignal): Promise<InspectionDeleted> {
+    const query = why ? `?${new URLSearchParams({ why }).toString()}` : "";
+    return this.json<InspectionDeleted>("DELETE", `/v1/inspections/${encodeURIComponent(id)}${query}`, undefined, {}, signal);
   }
 
   /**

@@ -19,6 +19,7 @@ export {
   PICTURE_KINDS,
   type Category,
   type CategoryRetired,
+  type InspectionDeleted,
   type CategoryDashboard,
   type CategoryEvidence,
   type ClientOptions,

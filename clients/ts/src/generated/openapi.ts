@@ -401,7 +401,17 @@ export interface paths {
         get: operations["inspection_v1_inspections__inspection_id__get"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete Inspection
+         * @description Delete one inspection: its files (the kept upload, heatmap, boxed picture, reference, overlays) first, then
+         *     its record with its label and its place in the review queue. For an image that must not be kept (a person in
+         *     frame, a customer's part photographed by mistake); old inspections are removed by ``eagle history prune``.
+         *
+         *     Audited (who, which inspection, its category and image, ``why``). 404 ``not_found`` for an unknown id. If
+         *     the record could not be removed after its files were (the history went away), the answer is an error and
+         *     the record is shown without its pictures until the same request, made again, removes it (docs/SERVICE.md).
+         */
+        delete: operations["delete_inspection_v1_inspections__inspection_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1161,6 +1171,31 @@ export interface components {
             edges: number[];
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * InspectionDeleted
+         * @description A deleted inspection: which one, and what of it was removed (its pictures first, then its record).
+         */
+        InspectionDeleted: {
+            /**
+             * Bytes Removed
+             * @description the bytes those files held
+             */
+            bytes_removed: number;
+            /** Category */
+            category: string;
+            /**
+             * Files Removed
+             * @description files removed from its picture folder (pictures, the kept upload)
+             */
+            files_removed: number;
+            /** Id */
+            id: string;
+            /**
+             * Image Name
+             * @description the uploaded file's name, as the record had it
+             */
+            image_name: string;
         };
         /**
          * InspectionEvent
@@ -2898,6 +2933,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InspectionRecord"];
+                };
+            };
+        };
+    };
+    delete_inspection_v1_inspections__inspection_id__delete: {
+        parameters: {
+            query?: {
+                /** @description why it is deleted (kept in the audit row) */
+                why?: string | null;
+            };
+            header?: never;
+            path: {
+                inspection_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Client Error */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Server Error */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InspectionDeleted"];
                 };
             };
         };
