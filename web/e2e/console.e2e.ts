@@ -1445,6 +1445,44 @@ describe("web console", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("deletes an inspection from its view with the keyboard alone, after a confirm step; Escape answers no (390 px, axe)", async () => {
+    const record = await client.inspect(fixtureFile("sample-good.png"), "mono", { filename: "e2e-delete-me.png" });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${server.baseUrl}/#/history?category=mono`);
+    const row = page.getByRole("table", { name: "Inspection history" }).getByRole("button", { name: /^Show e2e-delete-me\.png/ });
+    await row.click({ timeout: 60_000 });
+    const ask = page.getByRole("region", { name: "Selected inspection" }).getByRole("button", { name: "Delete inspection" });
+    await ask.waitFor({ timeout: 30_000 });
+    await ask.focus();
+    await page.keyboard.press("Enter");
+    // Asked: the question, the focus on Cancel (the safe answer); axe-clean and no sideways scrolling at 390 px.
+    const question = page.getByRole("group", { name: /^Delete the inspection of e2e-delete-me\.png\? Its uploaded image and pictures/ });
+    await question.waitFor();
+    await page.waitForFunction(() => document.activeElement?.textContent === "Cancel");
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "delete question at 390")).toEqual([]);
+    await screenshot(page, "delete-inspection-390");
+    // No: nothing deleted, the inspection still open (Escape does not close it too), the focus back on the button.
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.activeElement?.textContent === "Delete inspection");
+    expect((await client.inspection(record.id)).id).toBe(record.id);
+    await page.keyboard.press("Enter");
+    await question.waitFor();
+    await page.getByLabel("Why (kept in the audit log)").fill("a person in frame");
+    await page.getByRole("button", { name: "Yes, delete it" }).focus();
+    await page.keyboard.press("Enter");
+    const note = page.locator('[data-testid="deleted-note"]');
+    await note.waitFor({ timeout: 30_000 });
+    expect(await note.textContent()).toMatch(/^Deleted the inspection of e2e-delete-me\.png: its pictures and uploaded image \(\d+ files \([\d.]+ [KM]iB\) removed\), then its record and label\./);
+    await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "deleted-note");
+    await expect(client.inspection(record.id)).rejects.toThrow(/no inspection/);
+    await expect(client.picture(Object.values(record.pictures)[0] as string)).rejects.toThrow();
+    expect(await row.count()).toBe(0);
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "deleted note at 390")).toEqual([]);
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("logged no script errors or CSP violations", () => {
     expect(problems).toEqual([]);
   });

@@ -4,6 +4,7 @@ import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { RoleGate } from "../components/RoleGate";
+import { DeleteInspection } from "../components/DeleteInspection";
 import { DecisionBadge, InspectionView } from "../components/InspectionView";
 import { SelectField } from "../components/SelectField";
 import { useFocusAfterRender } from "../components/useFocusAfterRender";
@@ -40,6 +41,12 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     [client, key],
   );
   const [selected, setSelected] = useState<InspectionRecord | null>(null);
+  // Said above the list once an inspection was deleted from its detail, and the keyboard lands on it.
+  const [deleted, setDeleted] = useState<string | null>(null);
+  const deletedNote = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (deleted !== null) deletedNote.current?.focus();
+  }, [deleted]);
   // The history as it grows (a live feed of the category shown): ids of inspections stored since this
   // page's rows were loaded, for a "N new" line rather than rows jumping under the reader's eyes.
   const [fresh, setFresh] = useState<string[]>([]);
@@ -138,8 +145,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
       setExporting(null);
     }
   };
+  const onDeleted = (line: string) => {
+    setSelected(null);
+    setDeleted(line);
+    page.reload();
+  };
   const go = (next: HistoryFilter) => {
     setSelected(null);
+    setDeleted(null);
     window.location.hash = formatRoute("history", null, filterToParams(next));
   };
   const data = page.data;
@@ -226,6 +239,11 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             <a href={formatRoute("history", null, filterToParams(withFilter(filter, { category: null })))}>Show every category's inspections</a>
           ) : null}
         </div>
+      ) : null}
+      {deleted !== null ? (
+        <p className="notice" role="status" tabIndex={-1} ref={deletedNote} data-testid="deleted-note">
+          {deleted}
+        </p>
       ) : null}
       {exportError ? <ErrorBanner error={exportError} /> : null}
       {page.error ? <ErrorBanner error={page.error} onRetry={page.reload} /> : null}
@@ -344,6 +362,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             <LabelControl key={selected.id} record={selected} onLabelled={(updated) => (setSelected(updated), page.reload())} />
           </RoleGate>
           <InspectionView key={selected.id} record={selected} headingLevel={3} />
+          <DeleteInspection key={`delete-${selected.id}`} record={selected} onDeleted={onDeleted} />
         </section>
       ) : null}
     </section>
