@@ -163,6 +163,19 @@ describe("history", () => {
     await expect(client.label("no-such-inspection", "normal")).rejects.toMatchObject({ status: 404, code: "not_found" });
     await expect(client.label(target!.id, "broken" as "normal")).rejects.toMatchObject({ status: 400 });
   });
+
+  it("deletes an inspection: its pictures and its record gone, what was removed said; an unknown id is 404", async () => {
+    const before = (await client.history({ limit: 1 })).total;
+    const record = await client.inspect(await readFile(join(fixture, "sample-good.png")), "mono", { filename: "delete me.png" });
+    const deleted = await client.deleteInspection(record.id, "a person in frame");
+    expect(deleted).toMatchObject({ id: record.id, category: "mono", image_name: "delete me.png" });
+    expect(deleted.files_removed).toBeGreaterThanOrEqual(Object.keys(record.pictures).length); // and the kept upload
+    expect(deleted.bytes_removed).toBeGreaterThan(0);
+    await expect(client.inspection(record.id)).rejects.toMatchObject({ status: 404, code: "not_found" });
+    await expect(client.picture(record.pictures.heatmap as string)).rejects.toMatchObject({ status: 404 });
+    expect((await client.history({ limit: 1 })).total).toBe(before);
+    await expect(client.deleteInspection(record.id)).rejects.toMatchObject({ status: 404, code: "not_found" });
+  });
 });
 
 describe("review", () => {
