@@ -133,22 +133,21 @@ def prune(
         if not rows:
             break
         after = rows[-1][0]
-        records = [record for _, record in rows]
-        if dry_run:
-            for record in records:
-                held = sizes(picture_folder(files_dir, record.id))
-                freed += held
-                pictures += int(held.files > 0)
-            inspections += len(records)
-            continue
-        for record in records:  # the pictures first: a row is never removed while its files are kept
-            held = remove_pictures(files_dir, record.id)
+        ids = [inspection_id for _, inspection_id in rows]
+        for inspection_id in ids:  # the pictures first: a row is never removed while its files are kept
+            held = (
+                sizes(picture_folder(files_dir, inspection_id))
+                if dry_run
+                else remove_pictures(files_dir, inspection_id)
+            )
             freed += held
             pictures += int(held.files > 0)
-        if pictures_only:
-            inspections += store.forget_pictures(records, PICTURES_PRUNED.format(when=when))
+        if dry_run:
+            inspections += len(ids)
+        elif pictures_only:
+            inspections += store.forget_pictures(ids, PICTURES_PRUNED.format(when=when))
         else:
-            inspections += len(store.delete([record.id for record in records]))
+            inspections += len(store.delete(ids))
     kept = 0
     if not labelled:
         where, params = "time < ? AND label IS NOT NULL", [before]

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -425,48 +424,51 @@ class InspectionStore:
             return None
         raise LabelChangedError(expected, _row(current))
 
-    def delete(self, inspection_ids: Sequence[str]) -> list[Inspection]:
+    def delete(self, inspection_ids: Sequence[str]) -> list[str]:
         """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
-        with it) and the upload keys that name them, in one short transaction; the records removed, in storage
-        order (an id with no row is left out). The caller removes their pictures first (service/retention.py)."""
+        with it) and the upload keys that name them, in one short transaction; the ids removed (an id with no row
+        is left out). The caller removes their pictures first (service/retention.py)."""
         if not inspection_ids:
             return []
         marks = ", ".join("?" for _ in inspection_ids)
         ids = list(inspection_ids)
         with self.transaction() as db:
-            rows = db.execute(
-                f"SELECT {_columns()} FROM inspections WHERE id IN ({marks}) ORDER BY seq", ids
-            ).fetchall()
+            found = db.execute(f"SELECT id FROM inspections WHERE id IN ({marks})", ids).fetchall()
             db.execute(f"DELETE FROM idempotency WHERE record_id IN ({marks})", ids)
             db.execute(f"DELETE FROM inspections WHERE id IN ({marks})", ids)
-        return [_row(row) for row in rows]
+        return [str(row[0]) for row in found]
 
-    def forget_pictures(self, records: Sequence[Inspection], note: str) -> int:
-        """Say in each of ``records``' rows that its pictures are gone: no picture links (``pictures`` and the
-        verdict's), and ``note`` added to its ``warnings``, so every reader shows the record as one without
-        pictures instead of following links to missing files. One short transaction; how many rows it changed
-        (a row deleted meanwhile is not)."""
-        names = ("pictures", "verdict", "warnings")
-        where = {column.name: index for index, column in enumerate(columns())}
+    def forget_pictures(self, inspection_ids: Sequence[str], note: str) -> int:
+        """Say in the rows of ``inspection_ids`` that their pictures are gone: no picture links (``pictures`` and the
+        verdict's), and ``note`` added to ``warnings``, so every reader shows the record as one without pictures
+        instead of following links to missing files. One short transaction, the JSON rewritten as read in it (a
+        label given meanwhile is kept); how many rows it changed (one deleted meanwhile is not)."""
+        if not inspection_ids:
+            return 0
+        marks = ", ".join("?" for _ in inspection_ids)
         changed = 0
         with self.transaction() as db:
-            for record in records:
-                verdict = {key: value for key, value in record.verdict.items() if key != "pictures"}
-                warnings = [*(record.warnings or []), note]
-                values = to_row(replace(record, pictures={}, verdict=verdict, warnings=warnings))
-                cursor = db.execute("UPDATE inspections SET pictures = ?, verdict = ?, warnings = ? WHERE id = ?",
-                                    (*(values[where[name]] for name in names), record.id))  # fmt: skip
-                changed += max(0, cursor.rowcount)
+            rows = db.execute(f"SELECT id, verdict, warnings FROM inspections WHERE id IN ({marks})",
+                              list(inspection_ids)).fetchall()  # fmt: skip
+            for inspection_id, verdict_text, warnings_text in rows:
+                verdict = json.loads(verdict_text) if verdict_text else {}
+                if isinstance(verdict, dict):
+                    verdict.pop("pictures", None)
+                warnings = (json.loads(warnings_text) if warnings_text else None) or []  # stored "null": none
+                db.execute("UPDATE inspections SET pictures = ?, verdict = ?, warnings = ? WHERE id = ?",
+                           ("{}", json.dumps(verdict), json.dumps([*warnings, note]), inspection_id))  # fmt: skip
+                changed += 1
         return changed
 
     def aged(
         self, before: str, after_seq: int, limit: int, category: str | None = None, with_pictures: bool = False,
         labelled: bool = False,
-    ) -> list[tuple[int, Inspection]]:  # fmt: skip
-        """``(seq, record)`` of at most ``limit`` inspections stored after ``after_seq`` and inspected before
-        ``before`` (an ISO 8601 UTC time, compared as the stored text), oldest first: one batch of a retention
-        prune. ``with_pictures``: only those whose row still links pictures; ``labelled``: labelled ones too (left
-        out by default: an operator's correction is training evidence)."""
+    ) -> list[tuple[int, str]]:  # fmt: skip
+        """``(seq, id)`` of at most ``limit`` inspections stored after ``after_seq`` and inspected before ``before``
+        (an ISO 8601 UTC time, compared as the stored text), oldest first: one batch of a retention prune.
+        ``with_pictures``: only those whose row still links pictures; ``labelled``: labelled ones too (left out by
+        default: an operator's correction is training evidence). Ids only: a batch of whole records would cost
+        more to decode than the prune's statements take."""
         where, params = "seq > ? AND time < ?", list[Any]([after_seq, before])
         if category is not None:
             where += " AND category = ?"
@@ -477,9 +479,9 @@ class InspectionStore:
             where += " AND label IS NULL"
         with self._lock:
             rows = self._run(
-                f"SELECT seq, {_columns()} FROM inspections WHERE {where} ORDER BY seq LIMIT ?", [*params, limit]
+                f"SELECT seq, id FROM inspections WHERE {where} ORDER BY seq LIMIT ?", [*params, limit]
             ).fetchall()
-        return [(int(row[0]), _row(row[1:])) for row in rows]
+        return [(int(row[0]), str(row[1])) for row in rows]
 
     def page(
         self, limit: int, offset: int, category: str | None = None, decision: str | None = None,
