@@ -200,3 +200,26 @@ def test_eagle_history_prune_and_delete_from_the_command_line(tmp_path: Path) ->
         store.close()
     assert [row[1:3] for row in rows] == [("DELETE", f"/v1/inspections/{target}")]
     assert str(rows[0][0]).startswith("cli:") and str(rows[0][3]).endswith("customer's part (eagle history delete)")
+
+
+def test_an_inspection_labelled_while_a_prune_removes_its_batch_keeps_its_record(
+    store: InspectionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's label given between the prune's choice of a batch and its removal is training evidence too."""
+    from eagle_iad.service import retention
+
+    files = tmp_path / "files"
+    made = _history(store, files, datetime.now(UTC))
+    target = made["40-c-None-3"]
+    remove = retention.remove_pictures
+
+    def labelled_meanwhile(files_dir: Path, inspection_id: str) -> Any:
+        if inspection_id == target:
+            store.set_label(target, "anomalous", "2026-12-07T05:00:00.000+00:00", by="anna")
+        return remove(files_dir, inspection_id)
+
+    monkeypatch.setattr(retention, "remove_pictures", labelled_meanwhile)
+    done = prune(store, files, 30)
+    assert done["inspections"] == 2 and done["labelled_kept"] == 2
+    kept = store.get(target)
+    assert kept is not None and kept.label == "anomalous"

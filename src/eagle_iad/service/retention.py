@@ -147,7 +147,7 @@ def prune(
         elif pictures_only:
             inspections += store.forget_pictures(ids, PICTURES_PRUNED.format(when=when))
         else:
-            inspections += len(store.delete(ids))
+            inspections += len(store.delete(ids, unlabelled_only=not labelled))
     kept = 0
     if not labelled:
         where, params = "time < ? AND label IS NOT NULL", [before]

@@ -424,19 +424,22 @@ class InspectionStore:
             return None
         raise LabelChangedError(expected, _row(current))
 
-    def delete(self, inspection_ids: Sequence[str]) -> list[str]:
+    def delete(self, inspection_ids: Sequence[str], unlabelled_only: bool = False) -> list[str]:
         """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
         with it) and the upload keys that name them, in one short transaction; the ids removed (an id with no row
-        is left out). The caller removes their pictures first (service/retention.py)."""
+        is left out). The caller removes their pictures first (service/retention.py). ``unlabelled_only``: a row
+        labelled since the caller chose it (an operator's correction during a prune) is kept."""
         if not inspection_ids:
             return []
-        marks = ", ".join("?" for _ in inspection_ids)
-        ids = list(inspection_ids)
+        where = f"id IN ({', '.join('?' for _ in inspection_ids)})" + (" AND label IS NULL" if unlabelled_only else "")
         with self.transaction() as db:
-            found = db.execute(f"SELECT id FROM inspections WHERE id IN ({marks})", ids).fetchall()
-            db.execute(f"DELETE FROM idempotency WHERE record_id IN ({marks})", ids)
-            db.execute(f"DELETE FROM inspections WHERE id IN ({marks})", ids)
-        return [str(row[0]) for row in found]
+            found = [str(row[0]) for row in db.execute(f"SELECT id FROM inspections WHERE {where}",
+                                                       list(inspection_ids)).fetchall()]  # fmt: skip
+            if found:
+                marks = ", ".join("?" for _ in found)
+                db.execute(f"DELETE FROM idempotency WHERE record_id IN ({marks})", found)
+                db.execute(f"DELETE FROM inspections WHERE id IN ({marks})", found)
+        return found
 
     def forget_pictures(self, inspection_ids: Sequence[str], note: str) -> int:
         """Say in the rows of ``inspection_ids`` that their pictures are gone: no picture links (``pictures`` and the
