@@ -10,6 +10,7 @@ adds the missing column, and an older eagle-iad reading a newer file selects its
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -121,7 +122,10 @@ class Column:
     has_default: bool
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
+    """Resolved once: ``get_type_hints`` evaluates every annotation again on each call (about 3 ms here), and
+    decoding a page of history rows called it per row."""
     return typing.get_type_hints(InspectionRecord)
 
 
@@ -140,7 +144,12 @@ _SQL = {str: "TEXT", float: "REAL", int: "INTEGER", bool: "INTEGER"}
 
 
 def columns() -> list[Column]:
-    """The stored columns, one per field, in field order."""
+    """The stored columns, one per field, in field order (a fresh list of the once-derived columns)."""
+    return list(_columns())
+
+
+@functools.cache
+def _columns() -> tuple[Column, ...]:
     hints = _hints()
     found = []
     for f in fields(InspectionRecord):
@@ -149,13 +158,19 @@ def columns() -> list[Column]:
         is_json = origin in (dict, list)
         has_default = f.default is not MISSING or f.default_factory is not MISSING
         found.append(Column(f.name, "TEXT" if is_json else _SQL[origin], nullable, is_json, has_default))
-    return found
+    return tuple(found)
+
+
+@functools.cache
+def _booleans() -> frozenset[str]:
+    hints = _hints()
+    return frozenset(c.name for c in _columns() if _unwrap(hints[c.name])[0] is bool)
 
 
 def to_row(record: InspectionRecord) -> tuple[Any, ...]:
     """The record's values as stored, in :func:`columns` order (JSON as text, booleans as 0/1)."""
     row: list[Any] = []
-    for column in columns():
+    for column in _columns():
         value = getattr(record, column.name)
         if column.json:
             value = json.dumps(value)
@@ -168,11 +183,11 @@ def to_row(record: InspectionRecord) -> tuple[Any, ...]:
 def from_row(row: tuple[Any, ...]) -> InspectionRecord:
     """The inverse of :func:`to_row`."""
     values: dict[str, Any] = {}
-    hints = _hints()
-    for column, value in zip(columns(), row, strict=True):
+    booleans = _booleans()
+    for column, value in zip(_columns(), row, strict=True):
         if value is not None and column.json:
             value = json.loads(value)
-        elif value is not None and _unwrap(hints[column.name])[0] is bool:
+        elif value is not None and column.name in booleans:
             value = bool(value)
         values[column.name] = value
     return InspectionRecord(**values)
