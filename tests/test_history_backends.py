@@ -69,6 +69,12 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     out["get"] = store.get("i004")
     out["label"] = store.set_label("i004", "anomalous", "2026-12-05T00:00:00+00:00", by="ana", note="crack")
     store.set_label("i006", "normal", "2026-12-05T00:00:01+00:00", by="bo")
+    # a correction keeps the label it replaced, and a second operator's same label is kept beside the first's
+    store.set_label("i007", "normal", "2026-12-05T00:00:02+00:00", by="omar", note="scuff only", expected=0)
+    store.set_label("i007", "anomalous", "2026-12-05T00:00:03+00:00", by="olga", note="a cut", expected=1)
+    out["agreed"] = store.set_label("i007", "anomalous", "2026-12-05T00:00:04+00:00", by="oscar", note="cut",
+                                    expected=1)  # fmt: skip
+    out["relabelled"] = store.get("i007")
     out["labelled"] = store.labelled("c")
     out["labelled_defective"] = store.labelled_defective()
     out["review"] = [(record.id, [reason.code for reason in reasons]) for record, reasons in store.review(50, 0)[1]]
@@ -187,6 +193,17 @@ def test_the_same_operations_give_the_same_answers_on_sqlite_and_postgresql(tmp_
     assert ("i005", ["disagreement"]) in expected["review"]
     assert expected["failed_intake"].reason == "still not an image"
     assert expected["dead"] is True and expected["requeued"] == 1
+    relabelled = expected["relabelled"]
+    assert relabelled == expected["agreed"]
+    assert (relabelled.label, relabelled.label_by, relabelled.label_note) == ("anomalous", "olga", "a cut")
+    assert relabelled.label_revision == 3 and relabelled.label_history == [
+        {"revision": 1, "label": "normal", "by": "omar", "time": "2026-12-05T00:00:02+00:00", "note": "scuff only",
+         "previous": None},
+        {"revision": 2, "label": "anomalous", "by": "olga", "time": "2026-12-05T00:00:03+00:00", "note": "a cut",
+         "previous": "normal"},
+        {"revision": 3, "label": "anomalous", "by": "oscar", "time": "2026-12-05T00:00:04+00:00", "note": "cut",
+         "previous": "anomalous", "agreed": True},
+    ]  # fmt: skip
 
 
 OLD_SCHEMA_5 = [  # an older eagle-iad's history: no label_by/label_note/image_sha256... columns, api_keys without seq
@@ -276,7 +293,8 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     assert said == (
         f"history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; added tables fit_jobs, station_intake, "
         "idempotency, audit, stations, station_faults, station_refusals; added columns inspections.answered_by, "
-        "inspections.image_sha256, inspections.label_by, inspections.label_note, inspections.label_revision, "
+        "inspections.image_sha256, inspections.label_by, inspections.label_history, inspections.label_note, "
+        "inspections.label_revision, "
         "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
         "inspections.warnings, "
         "outbox.last_refused, outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, "
@@ -288,8 +306,14 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     store = InspectionStore(url)
     try:
         (row,) = store.page(5, 0)[1]
-        kept = (row.id, row.label, row.label_by, row.caas_applied, row.image_sha256)
-        assert kept == ("a", "normal", None, True, None)
+        kept = (row.id, row.label, row.label_by, row.caas_applied, row.image_sha256, row.label_history)
+        assert kept == ("a", "normal", None, True, None, None)
+        # a label given before label histories existed is the first entry of its history at the next relabel
+        corrected = store.set_label("a", "anomalous", "t3", by="olga", note="a cut", expected=0)
+        assert corrected is not None and corrected.label_history == [
+            {"revision": None, "label": "normal", "by": None, "time": "t2", "note": None, "previous": None},
+            {"revision": 1, "label": "anomalous", "by": "olga", "time": "t3", "note": "a cut", "previous": "normal"},
+        ]
         keys = KeyTable(store)
         keys.add("ana", parse_role("admin"))  # numbered after the keys that were there
         assert [info.name for info in keys.list()] == ["zoe", "al", "bo", "ana"]  # by time added, then name

@@ -319,7 +319,7 @@ class _SqliteBefore335:
             raise sqlite3.OperationalError('near "RETURNING": syntax error')
         cursor = self.raw.execute(sql, params)
         if sql.startswith("UPDATE inspections SET label") and not self.threads:
-            thread = threading.Thread(target=self._label_meanwhile, args=(params[4],))
+            thread = threading.Thread(target=self._label_meanwhile, args=(params[6],))  # the inspection id
             thread.start()
             self.threads.append(thread)
             time.sleep(0.2)  # time for the replica to reach BEGIN IMMEDIATE and wait there
@@ -368,8 +368,9 @@ def test_a_label_on_sqlite_before_3_35_answers_as_returning_does(
             after = store.get("band")
             assert after is not None and (after.label, after.label_by, after.label_revision) == ("normal", "kai", 2)
         moved = 2 if version < (3, 35) else 1
+        disagreeing = "anomalous" if version < (3, 35) else "normal"  # the same label would agree: no conflict
         with pytest.raises(LabelChangedError) as refused:
-            store.set_label("band", "normal", "2026-12-04T09:00:01.000+00:00", by="lea", expected=0)
+            store.set_label("band", disagreeing, "2026-12-04T09:00:01.000+00:00", by="lea", expected=0)
         assert refused.value.expected == 0
         assert (refused.value.current.label_by, refused.value.current.label_revision) == (
             "kai" if version < (3, 35) else "ana", moved)  # fmt: skip
@@ -490,11 +491,12 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
         newest = rows[1]
         assert tuple(newest[k] for k in ("actor", "role", "method", "route", "path", "status", "detail")) == (
             "cli:ana-os", "operator", "PUT", "/v1/inspections/{inspection_id}/label", "/v1/inspections/close/label",
-            200, "label anomalous by kai (eagle review label)")  # fmt: skip
+            200, "label anomalous (defective) of close.png (mono), was anomalous by kai (note: crack) (by kai, eagle "
+            "review label)")  # fmt: skip
         # the API takes the CLI's word too, stored as the history's
         answer = client.put("/v1/inspections/band/label", json={"label": "defective"})
         assert answer.status_code == 200 and answer.json()["label"] == "anomalous"
-        assert client.get("/v1/audit").json()["items"][0]["detail"] == "label anomalous"
+        assert client.get("/v1/audit").json()["items"][0]["detail"] == "label anomalous (defective) of band.png (mono)"
         refused = client.put("/v1/inspections/band/label", json={"label": "broken"})
         assert refused.status_code == 400
         assert "'normal', 'anomalous' or 'defective'" in refused.json()["error"]["message"]
@@ -548,3 +550,64 @@ def test_a_relabel_keeps_the_note_of_an_unchanged_label_on_each_backend(
         assert said is not None and said.label_note == "crack"
     finally:
         store.close()
+
+
+def test_a_corrected_label_keeps_the_earlier_one_and_an_agreeing_one_is_no_conflict(tmp_path: Path) -> None:
+    """t-shift findings 1, 11 and 13: a label corrected by someone else keeps the earlier label and its note in
+    ``label_history`` and in the audit (image, category, what it replaced and by whom, the note); a second
+    operator giving the label the part already has (their revision is stale) is answered 200, saying who
+    labelled it so, and their note is kept in the history while the first one's label stands; a note or why with
+    a control character (other than a newline or tab) is refused with a 400 saying which, lengths counted in
+    characters."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    _history(settings.database)
+    with TestClient(create_app(settings)) as client:
+
+        def label(body: dict[str, Any]) -> Any:
+            return client.put("/v1/inspections/band/label", json=body)
+
+        first = label({"label": "normal", "note": "scuff only", "by": "omar", "expected_revision": 0}).json()
+        assert first["notices"] == [] and [e["by"] for e in first["label_history"]] == ["omar"]
+        corrected = label({"label": "defective", "note": "a cut, omar mislabelled", "by": "olga",
+                           "expected_revision": 1}).json()  # fmt: skip
+        assert (corrected["label"], corrected["label_by"], corrected["label_note"]) == (
+            "anomalous", "olga", "a cut, omar mislabelled")  # fmt: skip
+        assert [(e["label"], e["by"], e["note"], e["previous"]) for e in corrected["label_history"]] == [
+            ("normal", "omar", "scuff only", None),
+            ("anomalous", "olga", "a cut, omar mislabelled", "normal"),
+        ]
+        audit = client.get("/v1/audit").json()["items"]
+        assert audit[0]["detail"] == ("label anomalous (defective) of band.png (mono), was normal by omar (note: scuff "
+                                      "only); note: a cut, omar mislabelled")  # fmt: skip
+        assert audit[1]["detail"] == "label normal (normal) of band.png (mono); note: scuff only"
+        # oscar saw revision 1 too and also says defective: no conflict, olga's label stands, his note is kept
+        agreed = label({"label": "anomalous", "note": "agree - oscar", "by": "oscar", "expected_revision": 1})
+        assert agreed.status_code == 200, agreed.text
+        record = agreed.json()
+        assert (record["label_by"], record["label_note"], record["label_revision"]) == (
+            "olga", "a cut, omar mislabelled", 3)  # fmt: skip
+        assert record["label_history"][-1] | {"time": "t"} == {
+            "revision": 3, "label": "anomalous", "by": "oscar", "time": "t", "note": "agree - oscar",
+            "previous": "anomalous", "agreed": True}  # fmt: skip
+        [notice] = record["notices"]
+        assert notice.startswith("band.png was already labelled defective by olga at 2026-")
+        assert notice.endswith("their label stands, and yours, with your note, is kept in its label history")
+        assert client.get("/v1/audit").json()["items"][0]["detail"] == (
+            "label anomalous (defective) of band.png (mono): agrees with olga, whose label stands; note: agree - oscar"
+        )
+        # another label on a stale revision is still a conflict
+        assert label({"label": "normal", "by": "omar", "expected_revision": 1}).status_code == 409
+        assert client.get("/v1/inspections/band").json()["label_history"] == record["label_history"]
+
+        # control characters: refused, saying which; newlines and tabs kept, CRLF as a newline; emoji are one each
+        for bad, code in (("nul\x00byte", "U+0000"), ("\u202egnp.evitceted", "U+202E"), ("bell\x07", "U+0007")):
+            refused = client.put("/v1/inspections/close/label", json={"label": "normal", "note": bad})
+            assert refused.status_code == 400, refused.text
+            assert f"is the control character {code}" in refused.json()["error"]["message"], refused.text
+        kept = client.put("/v1/inspections/close/label", json={"label": "normal", "note": "a\tb\r\nc 🛞" + "x" * 492})
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["label_note"] == "a\tb\nc 🛞" + "x" * 492
+        why = client.post("/v1/categories/mono/threshold", json={"tau": 3.0, "why": "esc\x1b[2J"})
+        assert why.status_code == 400 and "U+001B" in why.json()["error"]["message"], why.text

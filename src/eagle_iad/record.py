@@ -67,6 +67,14 @@ class InspectionRecord:
         "labelled (revision 0)",
         None,
     )
+    label_history: list[dict[str, Any]] | None = doc(  # noqa: RUF009
+        "every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label "
+        "(null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are "
+        "never lost; agreed: true where it gave the label the part already had (a second operator's same label, "
+        "kept with their note while the first one's stands); null: never labelled since this field (a label given "
+        "before it is the history's first entry once the part is labelled again)",
+        None,
+    )
     near_threshold: bool | None = doc(
         "the score is within one standard deviation of the training scores of tau, on either side: a second look "
         "is advised; null: unknown (stored before this field, a model without training scores, or an export written "

@@ -21,7 +21,7 @@ from eagle_iad.naming import printable
 from eagle_iad.review import LABEL_WORDS, model_names, unknown_category
 
 if TYPE_CHECKING:
-    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.service.store import Inspection, InspectionStore
 
 #: What a reviewer may say a part was (the API's words): "defective" is stored as "anomalous".
 VERDICTS = LABEL_WORDS
@@ -97,6 +97,13 @@ def _cmd_label(args: argparse.Namespace) -> int:
     note = (args.note or "").strip() or None
     if note is not None and len(note) > 500:
         raise ConfigError(f"--note is {len(note)} characters; at most 500")
+    if note is not None:  # what the API refuses in a note, refused here too (control characters)
+        from eagle_iad.service.schemas import plain_text
+
+        try:
+            note = plain_text(note)
+        except ValueError as exc:
+            raise ConfigError(f"--note: {exc}") from None
     by = printable((args.by or "").strip()) or os_user()
     label = VERDICTS[args.verdict]
     store = _store(args)
@@ -105,7 +112,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         stored = store.set_label(args.inspection, label, when, by=by, note=note,
                                  expected=args.expected_revision, keep_note=args.note is None)  # fmt: skip
         if stored is not None:
-            _audit(args, store, when, by, label)
+            _audit(args, store, when, by, stored)
     except LabelChangedError as exc:  # the service's 409 label_changed, in the same words
         raise ConfigError(str(exc)) from None
     finally:
@@ -116,16 +123,17 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, label: str) -> None:
+def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, stored: Inspection) -> None:
     """The audit row ``PUT /v1/inspections/{id}/label`` writes, for a label given here (:func:`cli_audit`), with
     the operator role (the role a label needs). ``--by`` is a name anyone may type, so the actor is the login
-    name and the ``--by`` name is in the detail with this command's: ``label anomalous by ana (eagle review
-    label)``."""
+    name and the ``--by`` name is in the detail with this command's: ``label anomalous (defective) of x.png
+    (tire), was normal by omar; note: a cut (by ana, eagle review label)``."""
     from eagle_iad.service.access import Role
+    from eagle_iad.service.store import label_audit
 
     path = LABEL_ROUTE.replace("{inspection_id}", args.inspection)
     cli_audit(args, store, when, Role.operator, "PUT", LABEL_ROUTE, path, 200,
-              f"label {label} by {by} (eagle review label)")  # fmt: skip
+              f"{label_audit(stored)} (by {by}, eagle review label)")  # fmt: skip
 
 
 COMMANDS: dict[str, Callable[[Subcommands], None]] = {"review": add_review}

@@ -57,8 +57,8 @@ class Role(IntEnum):
 ROLE_HELP = {
     Role.viewer: "read: categories, history, pictures, evaluations, dashboards, stations, metrics",
     Role.operator: "also inspect, label, pause/resume/trigger stations, retry dead letters",
-    Role.engineer: "also fit, change thresholds, create and delete stations",
-    Role.admin: "also add and revoke keys, read the audit log",
+    Role.engineer: "also fit, teach, change thresholds, roll a model back, create, change and delete stations",
+    Role.admin: "also add and revoke keys, read the audit log, retire a category",
 }
 
 #: The caller's name in the open local mode (no keys at all).
@@ -263,8 +263,14 @@ def requires(role: Role, *, audited: bool = True) -> Any:
 
 def audit_detail(request: Request, text: str) -> None:
     """What a change did, in a few words, for its audit row ("label normal", "tau 123.0", "added anna
-    (operator)"): the route and path say where, this says what."""
-    request.state.audit_detail = text[:500]
+    (operator)"): the route and path say where, this says what. Up to :data:`MAX_AUDIT_DETAIL` characters: room
+    for a person's 500-character note or why beside what it replaced (a relabel keeps the previous label and its
+    note there, a forced teach each check it overrode)."""
+    request.state.audit_detail = text[:MAX_AUDIT_DETAIL]
+
+
+#: The longest audit detail kept, in characters.
+MAX_AUDIT_DETAIL = 2000
 
 
 def route_role(dependencies: list[Any]) -> Role | None:

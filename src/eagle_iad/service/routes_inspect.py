@@ -24,7 +24,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from eagle_iad.errors import EagleError
 from eagle_iad.expert.export import SIDECAR
+from eagle_iad.expert.manifest import read_manifest
 from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
@@ -47,7 +49,15 @@ from eagle_iad.service.context import ServiceState, require_key, service
 from eagle_iad.service.live import after_from, inspection_events
 from eagle_iad.service.security import check_name, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
-from eagle_iad.service.store import AlreadyStoredError, LabelChangedError, label_changed_detail, new_inspection_id
+from eagle_iad.service.store import (
+    LABEL_SAID,
+    AlreadyStoredError,
+    LabelChangedError,
+    label_audit,
+    label_changed_detail,
+    new_inspection_id,
+    readable_time,
+)
 from eagle_iad.service.teaching import kept_image
 from eagle_iad.tgps.prompt import ANOMALY_QUESTION, Question
 
@@ -334,7 +344,7 @@ def inspection(inspection_id: str, request: Request) -> dict[str, Any]:
     return stored.to_dict()
 
 
-@router.put("/inspections/{inspection_id}/label", dependencies=OPERATOR, response_model=schemas.InspectionRecord)
+@router.put("/inspections/{inspection_id}/label", dependencies=OPERATOR, response_model=schemas.LabelAnswer)
 def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Request) -> dict[str, Any]:
     """Record what the inspected part actually was (``normal`` / ``anomalous``, or ``defective``: the same,
     stored as ``anomalous``), or clear it with ``null``.
@@ -342,7 +352,11 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
     figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
     ``label_revision`` the caller saw) a label given meanwhile by someone else is never overwritten
-    unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept.
+    unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept; the same label
+    given meanwhile is no conflict: theirs stands, this one (its note too) joins ``label_history``, and
+    ``notices`` says so. Every label, and the one it replaced, stays in ``label_history`` and in the audit.
+    ``notices`` also says when a part labelled defective is one of its category's current training images
+    (taught as normal): the model passes it until a rollback or refit takes it out.
     """
     when = datetime.now(UTC).isoformat(timespec="milliseconds")
     by = acting_name(request, body.by, caller(request).name)
@@ -352,14 +366,55 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     expected = (body.expected_revision or 0) if "expected_revision" in body.model_fields_set else None
     label = None if body.label is None else LABEL_WORDS[body.label]  # "defective" is stored as "anomalous"
     audit_detail(request, f"label {label or 'cleared'}")
+    state = service(request)
     try:
-        stored = service(request).store.set_label(inspection_id, label, when, by=by, note=note, expected=expected)
+        stored = state.store.set_label(inspection_id, label, when, by=by, note=note, expected=expected)
     except LabelChangedError as exc:  # a refused request is no change: the audit log has no row for it
         detail = {"label_changed": label_changed_detail(exc.current)}
         raise ApiError(409, str(exc), code="label_changed", details=detail) from None
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
-    return stored.to_dict()
+    given = (stored.label_history or [{}])[-1]
+    audit_detail(request, label_audit(stored))
+    notices = []
+    if given.get("agreed"):
+        notices.append(already_labelled(stored))
+    if label == "anomalous":
+        notices += taught_notice(state.settings.models_dir, stored)
+    return stored.to_dict() | {"notices": notices}
+
+
+def already_labelled(stored: InspectionRecord) -> str:
+    """What a label that agrees with one given meanwhile answers: no conflict, whose label stands, that the
+    caller's (and its note) is kept beside it."""
+    at = f" at {readable_time(stored.label_time)}" if stored.label_time else ""
+    return (f"{stored.image_name} was already labelled {LABEL_SAID.get(str(stored.label))} by "
+            f"{stored.label_by or 'someone'}{at}; their label stands, and yours, with your note, is kept in its "
+            "label history")  # fmt: skip
+
+
+def taught_notice(models_dir: Path, stored: InspectionRecord) -> list[str]:
+    """A part labelled defective whose image is one of its category's current training images (a teach took it
+    for normal): the model passes that image, so say so and how to take it out. Nothing when it is not, or when
+    the model cannot be read (the label is stored either way)."""
+    if stored.image_sha256 is None or category_name_problem(stored.category) is not None:
+        return []
+    try:
+        manifest = read_manifest(models_dir / stored.category, verify=False)
+        training = manifest["training"]
+        digests, names = training.get("sha256") or [], training["images"]
+    except (OSError, KeyError, TypeError, EagleError):
+        return []
+    if stored.image_sha256 not in digests:
+        return []
+    name = str(names[digests.index(stored.image_sha256)])
+    taught = re.match(r"taught-(\d+)/", name)
+    entry = next((e for e in manifest.get("history") or [] if taught and e.get("change") == int(taught[1])), None)
+    how = ("a training image of the fit" if entry is None else
+           f"taught as normal by {entry.get('by')} at {entry.get('at')} ({entry.get('why')})")  # fmt: skip
+    return [f"{stored.image_name} is inside the current model of {stored.category} as {name}, {how}: the model takes "
+            "it for normal and passes parts like it; roll back to a version before that teach (eagle versions, GET "
+            f"/v1/categories/{stored.category}/versions), or refit without it"]  # fmt: skip
 
 
 #: Longest ``why`` a deletion keeps in its audit row.

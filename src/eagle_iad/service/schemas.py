@@ -6,14 +6,40 @@ generated from an older document must not make the server drop what it does not 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+import unicodedata
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from eagle_iad import record
 from eagle_iad.choices import MAX_TEACH_IMAGES
 from eagle_iad.record import field_docs, field_types
 from eagle_iad.review import LabelWord
+
+#: Bidirectional embeddings, overrides and isolates: they reorder how the text around them is shown (a note that
+#: shows "defective.png" while it holds other characters), in the audit, an export or a terminal alike.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def plain_text(value: str) -> str:
+    """A person's note or why as it is kept: a line end written ``\\r\\n`` becomes ``\\n``, newlines and tabs
+    stay, and any other control character (NUL, escape sequences, a lone carriage return) or bidirectional
+    control is refused with where it is, instead of being stored to garble or spoof a CSV, a log line or a
+    terminal later (t-shift finding 13). Lengths are counted in characters, as before."""
+    value = value.replace("\r\n", "\n")
+    for index, char in enumerate(value):
+        if char in "\n\t":
+            continue
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            raise ValueError(
+                f"character {index + 1} is the control character U+{ord(char):04X}"
+                f" ({unicodedata.name(char, 'unnamed')}); only newlines and tabs may be in a note or why: remove it"
+            )
+    return value
+
+
+#: A person's words kept on the record (a label's note, a change's why): see :func:`plain_text`.
+PlainText = Annotated[str, AfterValidator(plain_text)]
 
 
 class _Open(BaseModel):
@@ -80,7 +106,7 @@ class ThresholdChange(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     tau: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # 0: every image anomalous
     restore: int | None = Field(default=None, ge=1)
-    why: str = Field(min_length=1, max_length=500)
+    why: PlainText = Field(min_length=1, max_length=500)
     by: str | None = Field(default=None, max_length=100)
 
 
@@ -91,7 +117,7 @@ class TeachRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     inspections: list[str] = Field(default_factory=list, max_length=MAX_TEACH_IMAGES)
     folder: str | None = Field(default=None, max_length=1000)
-    why: str = Field(min_length=1, max_length=500)
+    why: PlainText = Field(min_length=1, max_length=500)
     by: str | None = Field(default=None, max_length=100)
     #: Teach although an image looks defective or is labelled so, or a labelled defect would then pass.
     force: bool = False
@@ -102,6 +128,9 @@ class TeachAnswer(_Open):
 
     change: dict[str, Any]
     category: Category
+    #: What the teacher should know besides: each inspection nobody had labelled, taught by force, is now labelled
+    #: normal in the teacher's name. Empty: nothing to say.
+    notices: list[str] = Field(default_factory=list)
 
 
 class ModelVersion(_Open):
@@ -123,6 +152,10 @@ class ModelVersion(_Open):
     bytes_added: int
     #: A teach: the names of the images it added.
     images_added: list[str] | None = None
+    #: A forced teach: each check it overrode, in the words of the refusal it would otherwise have given (an image
+    #: labelled defective or by nobody, one far above s_max or unrecognised, labelled defects that would then pass);
+    #: null: nothing was forced.
+    forced: list[str] | None = None
     #: A rollback: the version it went back to.
     to: int | None = None
     #: A threshold restore: the change it undid.
@@ -173,7 +206,7 @@ class RollbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     to: int = Field(ge=1)
-    why: str = Field(min_length=1, max_length=500)
+    why: PlainText = Field(min_length=1, max_length=500)
     by: str | None = Field(default=None, max_length=100)
 
 
@@ -246,7 +279,7 @@ class LabelRequest(BaseModel):
     #: ``defective`` is accepted as the console's and ``eagle review label``'s word, stored as ``anomalous``.
     label: LabelWord | None
     #: What the labeller saw or why (kept with the label).
-    note: str | None = Field(default=None, max_length=500)
+    note: PlainText | None = Field(default=None, max_length=500)
     #: Who labels, in the open local mode only (one user, no keys); with a key the key's name is recorded.
     by: str | None = Field(default=None, max_length=100)
     #: The record's ``label_revision`` this label is based on (``null`` or 0: never labelled). When the stored
@@ -258,6 +291,16 @@ class LabelRequest(BaseModel):
         description="the record's label_revision this label is based on (null or 0: never labelled); if it moved "
         "since, 409 label_changed and the stored label is kept; left out: no check (the last label wins)",
     )
+
+
+class LabelAnswer(InspectionRecord):
+    """``PUT /v1/inspections/{id}/label``'s answer: the record as stored now (its ``label_history`` included) and
+    what the labeller should know besides."""
+
+    #: Sentences for the person who labelled: the same label was given meanwhile by someone else (theirs stands,
+    #: this one is in the label history), or a part labelled defective is one of the current model's training
+    #: images (taught as normal). Empty: nothing to say.
+    notices: list[str] = Field(default_factory=list)
 
 
 class ReviewReason(_Open):

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def label_changed_message(expected: int, current: Inspection) -> str:
         what = f"{name} had its label cleared" if (current.label_revision or 0) else f"{name} is not labelled"
     else:
         who = current.label_by or "someone"
-        at = f" at {_readable_time(current.label_time)}" if current.label_time else ""
+        at = f" at {readable_time(current.label_time)}" if current.label_time else ""
         what = f"{name} was labelled {LABEL_SAID.get(current.label, current.label)} by {who}{at}"
         if current.label_note:
             what += f" (note: {current.label_note})"
@@ -112,7 +113,7 @@ def label_changed_detail(current: Inspection) -> dict[str, Any]:
     }
 
 
-def _readable_time(iso: str) -> str:
+def readable_time(iso: str) -> str:
     """``2026-12-06T21:59:23.274+00:00`` as ``2026-12-06 21:59:23 UTC``; anything else as it is."""
     match = re.fullmatch(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:\+00:00|Z)", iso)
     return f"{match[1]} {match[2]} UTC" if match else iso
@@ -369,60 +370,52 @@ class InspectionStore:
         expected: int | None = None, keep_note: bool = False,
     ) -> Inspection | None:  # fmt: skip
         """Record (or with ``None`` clear) what the part actually was, who said so and their note; ``None`` when
-        there is no such inspection. Each call moves the record's ``label_revision`` on by one.
+        there is no such inspection. Each call moves the record's ``label_revision`` on by one and adds an entry
+        to its ``label_history`` (the label it replaced and that one's note stay there: a correction never erases
+        what was said before, and who said it).
 
         ``expected``: the ``label_revision`` the caller based its label on (0: never labelled); if the stored
         one moved since (another operator labelled the part meanwhile), nothing is written and
-        :class:`LabelChangedError` says what is stored now. The check and the write are one ``UPDATE``, so
-        two labels based on the same revision cannot both pass, in SQLite (one writer at a time) and in
-        PostgreSQL (the second waits for the first's row lock, then finds the revision moved). ``None``:
-        no check (the last label wins, as before revisions existed).
+        :class:`LabelChangedError` says what is stored now; unless the stored label is the one given: two
+        operators who agree are no conflict, so the first one's label (who, when, note) stands and the second
+        one's is kept in the history marked ``agreed``, note included. ``None``: no check (the last label wins,
+        as before revisions existed).
 
         ``keep_note`` (with ``note`` ``None``): a relabel with the label it already has keeps the stored note
         (``eagle review label ID normal`` without ``--note`` does not erase what was written); a changed
-        label drops it (a note about a defect does not describe a normal part). Decided in the same ``UPDATE``.
+        label drops it (a note about a defect does not describe a normal part), and the history keeps it.
 
-        The ``UPDATE`` runs in the store's write transaction, which PostgreSQL runs at ``read committed``
-        whatever the server's default: at ``repeatable read`` the second of two labels would fail to
-        serialise after that wait (a 503, "history unreachable") instead of being refused. It answers with
-        the row it wrote (``RETURNING``), so a label another replica gives right after is never passed off
-        as this one. SQLite before 3.35 has no ``RETURNING``: there the row is read back by a ``SELECT`` in
-        the same ``BEGIN IMMEDIATE`` transaction, which no other writer can enter before it commits.
+        The row is read and written in one write transaction holding the history's ``labels`` lock
+        (:meth:`HistoryBackend.serialize`: SQLite's ``BEGIN IMMEDIATE`` already keeps every other writer out,
+        PostgreSQL waits for the advisory lock), so two labels, from one replica or two, are decided one after
+        the other against what the first wrote: neither can lose the other's history entry, and two based on
+        the same revision cannot both pass. PostgreSQL runs it at ``read committed`` whatever the server's
+        default, so the read after the wait sees what the holder committed.
         """
         if label is not None and label not in LABELS:
             raise ValueError(f"label must be one of {LABELS} or None, not {label!r}")
-        values = (
-            label,
-            None if label is None else when,
-            None if label is None else by,
-            None if label is None else note,
-        )
-        note_sql = "?"
-        if keep_note and note is None and label is not None:  # SET sees the row as it was: the stored label decides
-            note_sql = "CASE WHEN label = ? THEN label_note ELSE NULL END"
-            values = (values[0], values[1], values[2], label)
-        sql = (
-            f"UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = {note_sql}, "
-            "label_revision = COALESCE(label_revision, 0) + 1 WHERE id = ?"
-        )
-        params: tuple[Any, ...] = (*values, inspection_id)
-        if expected is not None:
-            sql += " AND COALESCE(label_revision, 0) = ?"
-            params = (*params, expected)
         select = f"SELECT {_columns()} FROM inspections WHERE id = ?"
         with self.transaction() as db:
-            if self.backend.returning:
-                written = db.execute(f"{sql} RETURNING {_columns()}", params).fetchall()
-            else:  # SQLite before 3.35: its BEGIN IMMEDIATE keeps every other writer out until the SELECT
-                written = db.execute(select, (inspection_id,)).fetchall() if db.execute(sql, params).rowcount else []
-            current = None
-            if not written and expected is not None:  # refused or no such inspection: what is stored now
-                current = db.execute(select, (inspection_id,)).fetchone()
-        if written:
-            return _row(written[0])
-        if current is None or expected is None:
-            return None
-        raise LabelChangedError(expected, _row(current))
+            self.backend.serialize(db, "labels")
+            for _ in range(LABEL_TRIES):
+                row = db.execute(select, (inspection_id,)).fetchone()
+                if row is None:
+                    return None
+                current = _row(row)
+                written = _labelled(current, label, when, by, note, expected, keep_note)
+                # Only if the row is still the one read: a writer that holds no "labels" lock (an older eagle-iad on
+                # another replica, during an upgrade) may have changed it since; PostgreSQL's UPDATE then waits for
+                # that writer's row lock and finds the revision moved, and the label is decided again on what it wrote.
+                moved = db.execute(
+                    "UPDATE inspections SET label = ?, label_time = ?, label_by = ?, label_note = ?, "
+                    "label_revision = ?, label_history = ? WHERE id = ? AND COALESCE(label_revision, 0) = ?",
+                    (written.label, written.label_time, written.label_by, written.label_note, written.label_revision,
+                     json.dumps(written.label_history), inspection_id, current.label_revision or 0),
+                )  # fmt: skip
+                if moved.rowcount:
+                    # read back as stored (PostgreSQL keeps a NUL as U+FFFD): the answer is what the history holds
+                    return _row(db.execute(select, (inspection_id,)).fetchone())
+            raise LabelChangedError(expected or 0, current)
 
     def delete(self, inspection_ids: Sequence[str], unlabelled_only: bool = False) -> list[str]:
         """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
@@ -595,6 +588,64 @@ class InspectionStore:
         keys = ("day", "inspections", "scored", "rejected", "flagged", "in_band", "score_min", "score_mean",
                 "score_max", "labelled_normal", "labelled_anomalous", "false_alarms", "misses")  # fmt: skip
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def label_audit(stored: Inspection) -> str:
+    """The audit row's detail of a label: what it is now, of which image and category, what it replaced (and
+    who had given that), and the note, so the audit alone tells a correction from a first label and why (the
+    service's ``PUT .../label`` and ``eagle review label`` write it alike)."""
+    given = (stored.label_history or [{}])[-1]
+    said = LABEL_SAID.get(str(given.get("label")), "cleared")
+    text = f"label {given.get('label') or 'cleared'} ({said}) of {stored.image_name} ({stored.category})"
+    previous = given.get("previous")
+    if given.get("agreed"):
+        text += f": agrees with {stored.label_by or 'someone'}, whose label stands"
+    elif previous is not None:
+        earlier = (stored.label_history or [])[-2:-1]
+        who = earlier[0].get("by") if earlier else None
+        note = earlier[0].get("note") if earlier else None
+        text += f", was {previous}" + (f" by {who}" if who else "") + (f" (note: {note})" if note else "")
+    if given.get("note"):
+        text += f"; note: {given['note']}"
+    return text
+
+
+#: How many times a label is decided again when its row changed under it (a writer without the "labels" lock).
+LABEL_TRIES = 5
+
+
+def _labelled(
+    current: Inspection, label: str | None, when: str, by: str | None, note: str | None, expected: int | None,
+    keep_note: bool,
+) -> Inspection:  # fmt: skip
+    """``current`` with this label given (:meth:`InspectionStore.set_label`'s rules), its history one entry longer;
+    :class:`LabelChangedError` where it is based on a revision that moved and gives another label."""
+    revision = current.label_revision or 0
+    agreed = expected is not None and revision != expected and label is not None and label == current.label
+    if expected is not None and revision != expected and not agreed:
+        raise LabelChangedError(expected, current)
+    entry: dict[str, Any] = {"revision": revision + 1, "label": label, "by": by, "time": when, "note": note,
+                             "previous": current.label}  # fmt: skip
+    if agreed:  # the first one's label stands (who, when, note); the second one's is in the history
+        entry["agreed"] = True
+    history = [*(current.label_history or _earlier_label(current)), entry]
+    if agreed:
+        return replace(current, label_revision=revision + 1, label_history=history)
+    kept = keep_note and note is None and label is not None and label == current.label
+    return replace(
+        current, label=label, label_time=None if label is None else when, label_by=None if label is None else by,
+        label_note=current.label_note if kept else None if label is None else note, label_revision=revision + 1,
+        label_history=history,
+    )  # fmt: skip
+
+
+def _earlier_label(record: Inspection) -> list[dict[str, Any]]:
+    """A label given before ``label_history`` existed, as that history's first entry (what it replaced is not
+    known); none where the part is not labelled."""
+    if record.label is None:
+        return []
+    return [{"revision": record.label_revision, "label": record.label, "by": record.label_by,
+             "time": record.label_time, "note": record.label_note, "previous": None}]  # fmt: skip
 
 
 def _columns(prefix: str = "") -> str:

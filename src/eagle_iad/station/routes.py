@@ -133,7 +133,9 @@ class PauseBody(BaseModel):
     """``POST /v1/stations/{name}/pause`` and ``/resume``: an optional body saying why, for the audit log."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    why: str | None = Field(None, max_length=500, description="why (a jam, a changeover): in the audit row")
+    why: schemas.PlainText | None = Field(
+        None, max_length=500, description="why (a jam, a changeover): in the audit row"
+    )
 
 
 class Requeued(BaseModel):
