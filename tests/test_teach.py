@@ -603,6 +603,10 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     assert model.thresholds.tau <= expert.inspect(spot).score <= limit
     with pytest.raises(ConfigError, match=r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score"):
         teach(model_dir, [TeachImage(spot.name, spot)], why="x", by="ana", labelled=[LabelledImage("d1", spot)])
+    # Named by the image's file name where it is known (the part a person can find), its inspection beside it.
+    with pytest.raises(ConfigError, match=r"labelled defective: red-spot\.png \(inspection d1\) \(score [0-9.]+ < tau"):
+        teach(model_dir, [TeachImage(spot.name, spot)], why="x", by="ana",
+              labelled=[LabelledImage("d1", spot, name="red-spot.png")])  # fmt: skip
     assert _files(model_dir) == before
     # A labelled defect the model already missed does not stop a teach (it is not the teach's doing).
     missed = cells["cracked"][0]
@@ -624,7 +628,15 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
     forced = teach(model_dir, [TeachImage(far.name, far)], why="it is normal, really", by="ana", force=True,
                    labelled=[LabelledImage("d1", far), LabelledImage("gone", tmp_path / "missing.png"),
                              LabelledImage("n1", cells["extra"][1], "normal")])  # fmt: skip
-    assert forced.entry["forced"] == [forced.entry["forced"][0]] and "far above" in forced.entry["forced"][0]
+    # Each guard it was forced past is on the record, the labelled defect it now passes too (t-shift finding 2).
+    [above, passes] = forced.entry["forced"]
+    assert "far above" in above and re.fullmatch(
+        r"the taught model would pass 1 image\(s\) labelled defective: d1 \(score [0-9.]+ < tau [0-9.]+\)", passes
+    )
+    from eagle_iad.expert.versions import list_versions
+
+    assert list_versions(model_dir)[-1]["forced"] == forced.entry["forced"]
+    assert list_versions(other)[-1]["forced"] is None
     # Taught, it is a training image far above the others: the model's warnings name it by its taught name.
     named = [w for w in forced.model.warnings if "training image scores far above the others" in w]
     assert len(named) == 1 and f": taught-1/0001-{far.name} (" in named[0], forced.model.warnings
@@ -864,9 +876,24 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
             assert kept.read_bytes() == path.read_bytes()
         assert client.get(f"/v1/files/{ids[0]}/image").status_code == 404  # kept, not served
         body: dict[str, Any] = {"inspections": ids, "why": "new batch of glass", "by": "ana"}
-        taught = client.post("/v1/categories/mono/teach", json=body)
+        # An inspection nobody labelled normal is refused unless forced (a wrong id would teach whatever it names).
+        unlabelled = client.post("/v1/categories/mono/teach", json=body)
+        assert (unlabelled.status_code, unlabelled.json()["error"]["code"]) == (400, "not_taught")
+        assert (f"{cells['extra'][0].name} (inspection {ids[0]}) is labelled normal by nobody: label it normal first"
+                in unlabelled.json()["error"]["message"])  # fmt: skip
+        # Forced, it is on the record, and the inspection nobody labelled is labelled normal in the teacher's name.
+        assert client.put(f"/v1/inspections/{ids[0]}/label", json={"label": "normal"}).status_code == 200
+        taught = client.post("/v1/categories/mono/teach", json=body | {"force": True})
         assert taught.status_code == 200, taught.text
         change, category = taught.json()["change"], taught.json()["category"]
+        second = f"{cells['extra'][1].name} (inspection {ids[1]})"
+        assert change["forced"] == [f"{second} is labelled normal by nobody: label it normal first (a wrong id would "
+                                    "teach whatever it names)"]  # fmt: skip
+        assert taught.json()["notices"] == [f"{second} was labelled normal by nobody: it is now labelled normal by "
+                                            "ana, who taught it"]  # fmt: skip
+        now = client.get(f"/v1/inspections/{ids[1]}").json()
+        assert (now["label"], now["label_by"], now["label_note"]) == (
+            "normal", "ana", "taught as normal (forced: labelled by nobody before): new batch of glass")  # fmt: skip
         assert category["train_images"] == 12 and category["history"][-1] == change
         # Stored under the file's own name (what the version comparison shows), the inspection kept beside it.
         assert [(i["name"], i["inspection"]) for i in change["images"]] == [
@@ -881,6 +908,11 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         # A labelled defect guards the teach: the same image labelled defective is refused.
         labelled = client.put(f"/v1/inspections/{ids[0]}/label", json={"label": "anomalous"})
         assert labelled.status_code == 200, labelled.text
+        # ... and, taught already, the label's answer says it is inside the current model (t-shift finding 2/4).
+        [notice] = labelled.json()["notices"]
+        assert notice.startswith(f"{cells['extra'][0].name} is inside the current model of mono as taught-1/0001-")
+        assert "taught as normal by ana at " in notice and "(new batch of glass)" in notice
+        assert client.put(f"/v1/inspections/{ids[1]}/label", json={"label": "normal"}).json()["notices"] == []
         refused = client.post("/v1/categories/mono/teach", json={"inspections": [ids[0]], "why": "x"})
         assert refused.status_code == 400
         assert f"is labelled defective in the history (inspection {ids[0]})" in refused.json()["error"]["message"]
@@ -891,15 +923,17 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         changed = client.post("/v1/categories/mono/threshold", json={"tau": score + 1.0, "why": "looser"})
         assert changed.status_code == 200, changed.text
         entry = changed.json()["history"][-1]
+        other = client.get(f"/v1/inspections/{ids[1]}").json()["score"]  # labelled normal (to be taught)
         assert entry["labelled"] == {
-            "before": {"images": 1, "false_alarms": 0, "misses": int(score < tau)},
-            "after": {"images": 1, "false_alarms": 0, "misses": 1},
+            "before": {"images": 2, "false_alarms": int(other >= tau), "misses": int(score < tau)},
+            "after": {"images": 2, "false_alarms": int(other >= score + 1.0), "misses": 1},
         }
         versions = client.get("/v1/categories/mono/versions").json()["versions"]
         assert [v["action"] for v in versions] == ["fit", "teach", "threshold"]
+        assert versions[1]["forced"] == change["forced"]
         assert versions[-1]["labelled"] == entry["labelled"]
-        assert versions[1]["labelled"] == {"before": {"images": 0, "false_alarms": 0, "misses": 0},
-                                           "after": {"images": 0, "false_alarms": 0, "misses": 0}}  # fmt: skip
+        # the teach scored the one inspection labelled normal then (to be taught) before and after
+        assert [versions[1]["labelled"][when]["images"] for when in ("before", "after")] == [1, 1]
 
 
 def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_one_above_s_max(
@@ -935,6 +969,7 @@ def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_
             )
             assert answer.status_code == 200, answer.text
             ids[path] = answer.json()["id"]
+            assert client.put(f"/v1/inspections/{ids[path]}/label", json={"label": "normal"}).status_code == 200
         inspected = client.get(f"/v1/inspections/{ids[black]}").json()
         assert inspected["decision"] == "unrecognised", inspected
         before = _files(models / "mono")
@@ -960,6 +995,8 @@ def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_
         [reason] = forced.json()["change"]["forced"]
         assert re.fullmatch(r"black\.png is unrecognised: [0-9]+% of it is beyond the training images "
                             r"\(20% or more makes an image unlike them\)", reason)  # fmt: skip
+        # The version made by force says so in the versions list (t-shift finding 2).
+        assert client.get("/v1/categories/mono/versions").json()["versions"][-1]["forced"] == [reason]
 
 
 def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(

@@ -176,6 +176,8 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         what = str(version["action"])
         if version.get("images_added"):
             what += f" +{len(version['images_added'])} images"
+        if version.get("forced"):  # the guards it overrode, each in its refusal's words
+            what += f" FORCED ({printable('; '.join(str(r) for r in version['forced']))})"
         if version.get("to") is not None:
             what += f" to {version['to']}"
         # Who and why are anyone's words (the service takes them too): a newline or an escape sequence in

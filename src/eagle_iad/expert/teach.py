@@ -12,12 +12,15 @@ what is approximate is in docs/METHOD.md). Then it is saved like any model (atom
 * every image must decode before anything is computed (one bad file refuses the whole teach);
 * an image the model scores far above its largest training score, one it calls *unrecognised* (not
   like the training images at all, as an inspection calls it: a blocked camera, another product), or
-  one the history labels defective, is refused unless forced: teaching a defect would teach the model
-  to pass it, and teaching a foreign image would teach it to pass a blocked camera; an image taught
-  although it scores above s_max is named in the record's ``warnings``;
+  one the history labels defective, or an inspection nobody labelled normal, is refused unless forced:
+  teaching a defect would teach the model to pass it, and teaching a foreign image would teach it to pass
+  a blocked camera; an image taught although it scores above s_max is named in the record's ``warnings``;
 * every labelled image (the history's, whose image was kept) is scored before and after: the false
   alarms and misses on them go into the record, and a teach after which a labelled defect the model
   caught would pass is refused unless forced.
+
+Each guard a forced teach overrode is in the record's ``forced``, in the words of its refusal, so a version
+made by force says so wherever it is listed (``eagle versions``, ``GET .../versions``, the audit).
 """
 
 from __future__ import annotations
@@ -72,11 +75,16 @@ class TeachImage:
     ``inspection``: the inspection it was taken from (the service's teach of labelled inspections), kept in
     the history entry beside the image. Why apart from ``name``: the name is what the teach's messages and the
     version comparison show ("cell0078.png"), so it stays the file's own name, not one with the id glued on.
+
+    ``label``: that inspection's label in the history (``normal``, ``anomalous``, ``None``: nobody labelled it).
+    An inspection nobody labelled normal is refused unless forced: its id may be a typo in a script, and a
+    defect the model decided normal would be taught silently (t-shift finding 4).
     """
 
     name: str
     source: bytes | Path
     inspection: str | None = None
+    label: str | None = None
 
     def read(self) -> bytes:
         return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()
@@ -90,6 +98,12 @@ class LabelledImage:
     where: str
     source: bytes | Path
     label: str = "anomalous"
+    #: The image's file name as inspected, so a refusal names the part a person can find (not only its id).
+    name: str | None = None
+
+    def described(self) -> str:
+        """``cut_000.png (inspection 8422…)``, or the id alone where the name is not known."""
+        return self.where if self.name is None else f"{self.name} (inspection {self.where})"
 
 
 @dataclass
@@ -353,6 +367,10 @@ def teach(
         where = (labelled_defective or {}).get(digest)
         if where is not None:
             refused.append(f"{label} is labelled defective in the history (inspection {where})")
+    for label, image in zip(labels, images, strict=True):
+        if image.inspection is not None and image.label is None:
+            refused.append(f"{label} (inspection {image.inspection}) is labelled normal by nobody: label it normal "
+                           "first (a wrong id would teach whatever it names)")  # fmt: skip
     loaded_from = _fingerprint(Path(directory))
     model = load(directory)
     known = _known_images(model)
@@ -534,14 +552,20 @@ def teach(
     entry["labelled"] = {"before": _errors(before), "after": _errors(after)}
     caught = {image.where for image, _, anomalous in before if image.label == "anomalous" and anomalous}
     # Only a defect the model caught and would now pass stops a teach; one it already missed is not its doing.
-    hidden = [{"where": image.where, "score": score} for image, score, anomalous in after
-              if image.label == "anomalous" and not anomalous and image.where in caught]  # fmt: skip
+    passing = [(image, score) for image, score, anomalous in after
+               if image.label == "anomalous" and not anomalous and image.where in caught]  # fmt: skip
+    hidden = [{"where": image.where, "score": score} | ({} if image.name is None else {"name": image.name})
+              for image, score in passing]  # fmt: skip
     entry["defects_checked"] = sum(1 for image, _, _ in after if image.label == "anomalous")
     entry["defects_passing"] = hidden
-    if hidden and not force:
-        listed = ", ".join(f"{h['where']} (score {h['score']:.4g} < tau {thresholds.tau:.4g})" for h in hidden)
-        raise ConfigError(f"not taught: the taught model would pass {len(hidden)} image(s) labelled defective: "
-                          f"{listed} (check those labels and images, or force the teach)")  # fmt: skip
+    if hidden:
+        listed = ", ".join(f"{image.described()} (score {score:.4g} < tau {thresholds.tau:.4g})"
+                           for image, score in passing)  # fmt: skip
+        passes = f"the taught model would pass {len(hidden)} image(s) labelled defective: {listed}"
+        if not force:
+            raise ConfigError(f"not taught: {passes} (check those labels and images, or force the teach)")
+        # Forced past this guard too: on the record with the others (it was only in defects_passing before).
+        entry["forced"] = [*(entry["forced"] or []), passes]
     entry["seconds"] = round(time.perf_counter() - started, 3)
     save(taught, directory, replacing=loaded_from)
     return TeachResult(taught, entry, time.perf_counter() - started)

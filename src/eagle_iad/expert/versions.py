@@ -121,6 +121,8 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
         described["labelled"] = entry["labelled"]
     if action == "teach":
         described["images_added"] = [str(image.get("name")) for image in entry.get("images", [])]
+        # Each guard a forced teach overrode, in its refusal's words: a version made by force says so in every list.
+        described["forced"] = [str(reason) for reason in entry.get("forced") or []] or None
     if action == "rollback":
         described["to"] = entry.get("to")
     if action == "restore":

@@ -11,6 +11,7 @@ atomically; a concurrent threshold change or teach answers 409.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,6 +25,7 @@ from eagle_iad.service.access import API_NAME, ENGINEER, acting_name, audit_deta
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.routes_categories import change_refused, describe, folder_images, not_fitted
 from eagle_iad.service.security import check_name
+from eagle_iad.service.store import InspectionStore, LabelChangedError
 from eagle_iad.service.teaching import history_guard, inspection_images
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -47,10 +49,38 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
             raise ConfigError("give the inspections to teach, or a folder of normal images")
         with state.model_changes.making(name, "a teach"):
             digests, labelled = history_guard(state.store, files_dir, name)
-            result = teach(directory, images, why=request_body.why, by=acting_name(request, request_body.by, API_NAME),
-                           force=request_body.force, labelled_defective=digests, labelled=labelled)  # fmt: skip
+            by = acting_name(request, request_body.by, API_NAME)
+            result = teach(directory, images, why=request_body.why, by=by, force=request_body.force,
+                           labelled_defective=digests, labelled=labelled)  # fmt: skip
     except (ConfigError, ImageError, ModelFormatError, OutputError) as exc:
         raise change_refused(name, exc, directory, "not_taught", files_dir) from None
     state.experts.drop(name)
-    audit_detail(request, f"taught {len(images)} image(s): {request_body.why}")
-    return {"change": result.entry, "category": describe(directory, with_scores=True)}
+    notices = label_taught(state.store, images, result.entry, by, request_body.why)
+    forced = result.entry.get("forced") or []
+    overrode = f", forced past: {'; '.join(forced)}" if forced else ""
+    audit_detail(request, f"taught {len(images)} image(s): {request_body.why}{overrode}")
+    return {"change": result.entry, "category": describe(directory, with_scores=True), "notices": notices}
+
+
+def label_taught(
+    store: InspectionStore, images: list[TeachImage], entry: dict[str, Any], by: str, why: str
+) -> list[str]:
+    """Label normal, in the teacher's name, each inspection a forced teach took that nobody had labelled: the
+    history then says what the model was taught it is (a supervisor's teach is their label), with the why as its
+    note, and the answer says so for each. One labelled meanwhile by someone else keeps their label."""
+    taught = {str(image.get("inspection")) for image in entry.get("images", []) if image.get("inspection")}
+    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+    notices = []
+    for image in images:
+        if image.inspection is None or image.label is not None or image.inspection not in taught:
+            continue
+        note = f"taught as normal (forced: labelled by nobody before): {why.strip()}"[:500]
+        try:
+            store.set_label(image.inspection, "normal", when, by=by, note=note, expected=0)
+        except LabelChangedError as exc:
+            notices.append(f"{image.name} (inspection {image.inspection}) was taught, and labelled meanwhile: "
+                           f"{exc.current.label} by {exc.current.label_by}; that label is kept")  # fmt: skip
+            continue
+        notices.append(f"{image.name} (inspection {image.inspection}) was labelled normal by nobody: it is now "
+                       f"labelled normal by {by}, who taught it")  # fmt: skip
+    return notices

@@ -38,7 +38,7 @@ def inspection_images(store: InspectionStore, files_dir: Path, category: str, id
             raise ConfigError(f"inspection {inspection_id}: its image was not kept (inspected before this version "
                               "kept images); nothing was taught")  # fmt: skip
         # Named as inspected (what the teach's warnings and the version comparison show), its id kept beside it.
-        images.append(TeachImage(record.image_name, path, inspection=inspection_id))
+        images.append(TeachImage(record.image_name, path, inspection=inspection_id, label=record.label))
     return images
 
 
@@ -49,7 +49,7 @@ def history_guard(store: InspectionStore, files_dir: Path, category: str) -> tup
         record.image_sha256: record.id for record in reversed(store.labelled_defective()) if record.image_sha256
     }  # the oldest inspection names a digest labelled more than once
     labelled = [
-        LabelledImage(record.id, kept_image(files_dir, record.id), str(record.label))
+        LabelledImage(record.id, kept_image(files_dir, record.id), str(record.label), name=record.image_name)
         for record in store.labelled(category)
         if record.label in ("normal", "anomalous") and kept_image(files_dir, record.id).is_file()
     ]
