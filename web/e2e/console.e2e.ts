@@ -715,8 +715,9 @@ describe("web console", () => {
     expect(csvDownload.suggestedFilename()).toBe("eagle-history-mono.csv");
     const csv = readFileSync((await csvDownload.path())!, "utf8").split("\r\n");
     expect(csv[0]).toBe(
-      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap," +
-        "reference_image,picture_reference,answered_by_backend,answered_by_route,answered_by_caas",
+      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,label_by,label_time,label_note," +
+        "model_version,boxes,picture_box,picture_heatmap,reference_image,picture_reference,answered_by_backend,answered_by_route," +
+        "answered_by_caas",
     );
     const total = await page.evaluate(async () => ((await (await fetch("/v1/inspections?category=mono&limit=1")).json()) as { total: number }).total);
     expect(csv.filter((line) => line !== "")).toHaveLength(total + 1);

@@ -1,7 +1,8 @@
 /**
  * History exports: CSV for spreadsheets, JSON lines for scripts. One row per inspection with the
  * image's relative path, time, category, score, threshold, band end, decision, band flag, CAAS,
- * the user's label, boxes, absolute links to its pictures, the nearest normal training image (its
+ * the user's label with who gave it, when and their note (and, in JSON lines, every earlier label: a
+ * correction never hides what was said before), the model version that scored it, boxes, absolute links to its pictures, the nearest normal training image (its
  * name and picture link) and which MLLM backend answered by which route and what became of CAAS
  * (empty for expert-only inspections). Shared by the console's download buttons and
  * `eagle-client history --format csv|jsonl`, so both give the same file.
@@ -23,6 +24,10 @@ export const EXPORT_COLUMNS = [
   "caas_applied",
   "answer",
   "label",
+  "label_by",
+  "label_time",
+  "label_note",
+  "model_version",
   "boxes",
   "picture_box",
   "picture_heatmap",
@@ -55,6 +60,14 @@ export interface ExportRow {
   answer: string | null;
   /** The user's label (what the part actually was), null when not labelled. */
   label: string | null;
+  /** Who gave the label, when (ISO 8601 UTC) and their note; null when not labelled (or no note). */
+  label_by: string | null;
+  label_time: string | null;
+  label_note: string | null;
+  /** Every label given, changed, confirmed or cleared, oldest first (JSON lines only); null: none recorded. */
+  label_history: Array<Record<string, unknown>> | null;
+  /** The number of the category's model version that scored it; null: not recorded (an export, older records). */
+  model_version: number | null;
   boxes: ExportBox[];
   pictures: Record<string, string>;
   /** The nearest normal training image's name; null when the record has none (stored before references). */
@@ -108,6 +121,11 @@ export function exportRow(record: InspectionRecord, base: string): ExportRow {
     caas_applied: record.caas_applied,
     answer: record.answer ?? null,
     label: record.label ?? null,
+    label_by: record.label_by ?? null,
+    label_time: record.label_time ?? null,
+    label_note: record.label_note ?? null,
+    label_history: (record.label_history as Array<Record<string, unknown>> | null | undefined) ?? null,
+    model_version: record.model_version ?? null,
     boxes: boxesOf(record.verdict),
     pictures,
     reference_image: record.reference?.image ?? null,
@@ -135,7 +153,8 @@ export function toCsv(records: Iterable<InspectionRecord>, base: string): string
     const boxes = row.boxes.map((b) => `${b.x0} ${b.y0} ${b.x1} ${b.y1}`).join("; ");
     const values: Array<string | number | boolean | null> = [
       row.id, row.time, row.category, row.image, row.score, row.threshold, row.band_end, row.decision,
-      row.in_band, row.caas_applied, row.answer, row.label, boxes, row.pictures["box"] ?? null, row.pictures["heatmap"] ?? null,
+      row.in_band, row.caas_applied, row.answer, row.label, row.label_by, row.label_time, row.label_note,
+      row.model_version, boxes, row.pictures["box"] ?? null, row.pictures["heatmap"] ?? null,
       row.reference_image, row.pictures["reference"] ?? null,
       row.answered_by?.backend ?? null, row.answered_by?.route ?? null, row.answered_by?.caas ?? null,
     ];

@@ -16,6 +16,11 @@ const record = {
   answer: 'Yes, a "cut", here',
   caas_applied: true,
   label: "normal",
+  label_by: "omar",
+  label_time: "2026-11-30T22:05:00.000+00:00",
+  label_note: "scuff, only\nwiped",
+  label_history: [{ revision: 1, label: "normal", by: "omar", time: "2026-11-30T22:05:00.000+00:00", note: "scuff, only\nwiped", previous: null }],
+  model_version: 7,
   verdict: { boxes: [{ x0: 1, y0: 2, x1: 30, y1: 40, peak: 3.5, rank: 1 }, { x0: "bad" }] },
   pictures: {
     box: "/v1/files/abc/003_box.png",
@@ -44,7 +49,8 @@ const expertOnly = {
 } as unknown as InspectionRecord;
 
 const HEADER =
-  "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap," +
+  "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,label_by,label_time,label_note," +
+  "model_version,boxes,picture_box,picture_heatmap," +
   "reference_image,picture_reference,answered_by_backend,answered_by_route,answered_by_caas";
 
 describe("history export", () => {
@@ -62,6 +68,11 @@ describe("history export", () => {
       caas_applied: true,
       answer: 'Yes, a "cut", here',
       label: "normal",
+      label_by: "omar",
+      label_time: "2026-11-30T22:05:00.000+00:00",
+      label_note: "scuff, only\nwiped",
+      label_history: [{ revision: 1, label: "normal", by: "omar", time: "2026-11-30T22:05:00.000+00:00", note: "scuff, only\nwiped", previous: null }],
+      model_version: 7,
       boxes: [{ x0: 1, y0: 2, x1: 30, y1: 40, peak: 3.5 }],
       pictures: {
         box: "http://h:8000/v1/files/abc/003_box.png",
@@ -75,7 +86,7 @@ describe("history export", () => {
 
   it("leaves the reference and answered_by empty for an expert-only record stored before references", () => {
     expect(exportRow(expertOnly, "http://h")).toMatchObject({ reference_image: null, answered_by: null, pictures: {} });
-    expect(toCsv([expertOnly], "http://h")).toBe(`${HEADER}\r\ndef,2026-11-30T22:01:00.000+00:00,tire,004.png,10.5,181.8,190,normal,false,false,,,,,,,,,,\r\n`);
+    expect(toCsv([expertOnly], "http://h")).toBe(`${HEADER}\r\ndef,2026-11-30T22:01:00.000+00:00,tire,004.png,10.5,181.8,190,normal,false,false,,,,,,,,,,,,,,\r\n`);
   });
 
   it("writes the engine route and a CAAS the engine could not apply as they are", () => {
@@ -93,7 +104,7 @@ describe("history export", () => {
     expect(HEADER).toBe(EXPORT_COLUMNS.join(","));
     expect(toCsv([record], "http://h")).toBe(
       `${HEADER}\r\n` +
-        'abc,2026-11-30T22:00:00.000+00:00,tire,lot7/cut/003.png,182.345,181.8,190,anomalous,true,true,"Yes, a ""cut"", here",normal,1 2 30 40,' +
+        'abc,2026-11-30T22:00:00.000+00:00,tire,lot7/cut/003.png,182.345,181.8,190,anomalous,true,true,"Yes, a ""cut"", here",normal,omar,2026-11-30T22:05:00.000+00:00,"scuff, only\nwiped",7,1 2 30 40,' +
         "http://h/v1/files/abc/003_box.png,http://h/v1/files/abc/003_heatmap.png," +
         "good/017.png,http://h/v1/files/abc/003_reference.jpg,hf:/models/qwen,caas,applied\r\n",
     );

@@ -433,7 +433,11 @@ export interface paths {
          *     The verdict is kept as it was: the label sits beside it, so History, exports and per-category
          *     figures can compare the two (false alarms, misses). With ``expected_revision`` (the record's
          *     ``label_revision`` the caller saw) a label given meanwhile by someone else is never overwritten
-         *     unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept.
+         *     unseen: 409 ``label_changed`` names who labelled it and when, and their label is kept; the same label
+         *     given meanwhile is no conflict: theirs stands, this one (its note too) joins ``label_history``, and
+         *     ``notices`` says so. Every label, and the one it replaced, stays in ``label_history`` and in the audit.
+         *     ``notices`` also says when a part labelled defective is one of its category's current training images
+         *     (taught as normal): the model passes it until a rollback or refit takes it out.
          */
         put: operations["label_inspection_v1_inspections__inspection_id__label_put"];
         post?: never;
@@ -1303,6 +1307,13 @@ export interface components {
              */
             label_by?: string | null;
             /**
+             * Label History
+             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again)
+             */
+            label_history?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
              * Label Note
              * @description the labeller's note (what they saw, why), up to 500 characters
              */
@@ -1501,6 +1512,162 @@ export interface components {
             keys: components["schemas"]["KeyInfo"][];
         };
         /**
+         * LabelAnswer
+         * @description ``PUT /v1/inspections/{id}/label``'s answer: the record as stored now (its ``label_history`` included) and
+         *     what the labeller should know besides.
+         */
+        LabelAnswer: {
+            /**
+             * Answer
+             * @description the MLLM's parsed answer; null without an MLLM
+             */
+            answer: string | null;
+            /**
+             * Answered By
+             * @description which MLLM backend answered (backend, route engine/caas/single, what became of CAAS); null: expert only
+             */
+            answered_by?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Caas Applied
+             * @description whether CAAS sharpened the MLLM's attention
+             */
+            caas_applied: boolean;
+            /**
+             * Category
+             * @description the fitted category that scored it
+             */
+            category: string;
+            /**
+             * Decision
+             * @description anomalous / normal (the MLLM's when one answered); null: undecided
+             */
+            decision: string | null;
+            /**
+             * Id
+             * @description the inspection's id (its pictures live under /v1/files/<id>/)
+             */
+            id: string;
+            /**
+             * Image Name
+             * @description the uploaded file's name
+             */
+            image_name: string;
+            /**
+             * Image Sha256
+             * @description the SHA-256 of the image file's bytes, so the same file is known as one image wherever it was scored (the threshold preview counts an image in the history and in an evaluation run once); null: stored before this field, or an in-memory frame
+             */
+            image_sha256?: string | null;
+            /**
+             * In Band
+             * @description tau <= score < s_max: the expert was unsure, CAAS applies
+             */
+            in_band: boolean;
+            /**
+             * Label
+             * @description what the user says the part actually was (normal / anomalous); null: not labelled
+             */
+            label?: string | null;
+            /**
+             * Label By
+             * @description who gave the label: the API key's name (local: the open single-user mode)
+             */
+            label_by?: string | null;
+            /**
+             * Label History
+             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again)
+             */
+            label_history?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
+             * Label Note
+             * @description the labeller's note (what they saw, why), up to 500 characters
+             */
+            label_note?: string | null;
+            /**
+             * Label Revision
+             * @description how many times the label was given, changed or cleared (each time one more); a label request that sends the revision it saw as expected_revision is refused (409 label_changed) if it moved since; null: never labelled (revision 0)
+             */
+            label_revision?: number | null;
+            /**
+             * Label Time
+             * @description when the label was given
+             */
+            label_time?: string | null;
+            /**
+             * Model Version
+             * @description the number of the category's model version that scored it (GET /v1/categories/<name>/versions, eagle versions: each fit, teach, threshold change and rollback makes one), so a result can be traced to the model that gave it; null: stored before this field, or no model version (an export, the MLLM alone)
+             */
+            model_version?: number | null;
+            /**
+             * Near Threshold
+             * @description the score is within one standard deviation of the training scores of tau, on either side: a second look is advised; null: unknown (stored before this field, a model without training scores, or an export written before export schema 3)
+             */
+            near_threshold?: boolean | null;
+            /** Notices */
+            notices?: string[];
+            /**
+             * Pictures
+             * @description picture kind (heatmap, box, reference, attention_L<n>) -> /v1/files/... link
+             */
+            pictures: {
+                [key: string]: string;
+            };
+            /** @description the nearest normal training image (index, image, bank_row, unavailable); null: stored before references */
+            reference?: components["schemas"]["Reference"] | null;
+            /**
+             * S Max
+             * @description the largest training score (the low-confidence band is [tau, s_max))
+             */
+            s_max: number | null;
+            /**
+             * Score
+             * @description the expert's image score
+             */
+            score: number | null;
+            /**
+             * Source
+             * @description where the station took it: the file's path in its hot folder (or a camera and frame time); null: uploaded
+             */
+            source?: string | null;
+            /**
+             * Station
+             * @description the station that took the image off the line; null: uploaded
+             */
+            station?: string | null;
+            /**
+             * Tau
+             * @description the category's decision threshold at the time
+             */
+            tau: number | null;
+            /**
+             * Time
+             * @description when it was inspected (UTC, ISO 8601)
+             */
+            time: string;
+            /**
+             * Unrecognised
+             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
+             */
+            unrecognised?: boolean | null;
+            /**
+             * Verdict
+             * @description the expert verdict (no MLLM) or the full EAGLE verdict record
+             */
+            verdict: {
+                [key: string]: unknown;
+            };
+            /**
+             * Warnings
+             * @description what makes this verdict less trustworthy than the model's numbers say, e.g. a JPEG inspected by a model fitted on lossless images (compression artefacts can score as defects; docs/METHOD.md, 'Exposure'); null: none, or stored before this field
+             */
+            warnings?: string[] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * LabelChanged
          * @description A refused label's part as stored now (409 ``label_changed``): its label (``anomalous`` is the part said
          *     to be defective; ``null``: not labelled, or cleared), who gave it, when (ISO 8601, UTC), their note and
@@ -1635,6 +1802,8 @@ export interface components {
             bytes_added: number;
             /** Current */
             current: boolean;
+            /** Forced */
+            forced?: string[] | null;
             /** Images Added */
             images_added?: string[] | null;
             /** Labelled */
@@ -1944,6 +2113,8 @@ export interface components {
             change: {
                 [key: string]: unknown;
             };
+            /** Notices */
+            notices?: string[];
         } & {
             [key: string]: unknown;
         };
@@ -3019,7 +3190,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["InspectionRecord"];
+                    "application/json": components["schemas"]["LabelAnswer"];
                 };
             };
         };
