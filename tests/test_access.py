@@ -228,7 +228,8 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
         assert rows == [  # the refused label, the 409s, the inspection and every read are not changes
             *[(cli, "admin", "POST", "/v1/keys", 201, f"added {name} ({role}) (eagle keys add)")
               for role, name in PEOPLE.items()],
-            ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200, "label normal"),
+            ("anna", "operator", "PUT", "/v1/inspections/{inspection_id}/label", 200,
+             "label normal (normal) of cell.png (mono)"),
             ("eve", "engineer", "POST", "/v1/categories/{name}/threshold", 200, "tau 123.0: new batch of glass"),
             ("ada", "admin", "POST", "/v1/keys", 201, "added line-2 (operator)"),
             ("ada", "admin", "DELETE", "/v1/keys/{name}", 200, "revoked line-2 (operator)"),

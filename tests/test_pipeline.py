@@ -179,6 +179,7 @@ def test_record_fields_fill_every_record_field_a_verdict_decides() -> None:
         "image_sha256",
         "model_version",
         "label_revision",
+        "label_history",
         "warnings",
     }
     derived = record_fields(make_verdict(expert, "p.png", result))  # type: ignore[arg-type]

@@ -120,8 +120,8 @@ def test_labels_are_stored_filtered_and_cleared(tmp_path: Path) -> None:
 
 #: The inspections table as schema 5 declares it by hand: schema 3's columns, the additive ``reference``,
 #: ``answered_by``, ``label_by``, ``label_note``, ``near_threshold`` and ``unrecognised``, 4's ``station`` and
-#: ``source``, and the additive ``image_sha256``, ``model_version`` and ``label_revision`` (opening an older file
-#: adds the missing ones); the columns derived from the record must match.
+#: ``source``, and the additive ``image_sha256``, ``model_version``, ``label_revision`` and ``label_history``
+#: (opening an older file adds the missing ones); the columns derived from the record must match.
 V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
@@ -144,6 +144,7 @@ V4_INSPECTIONS = """CREATE TABLE IF NOT EXISTS inspections (
     label_by TEXT,
     label_note TEXT,
     label_revision INTEGER,
+    label_history TEXT,
     near_threshold INTEGER,
     unrecognised INTEGER,
     station TEXT,

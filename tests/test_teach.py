@@ -570,7 +570,7 @@ def test_an_unreadable_image_refuses_the_whole_teach_and_changes_nothing(
 
 
 def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
-    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path
+    fitted: Path, cells: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from eagle_iad.expert import Expert
     from eagle_iad.expert.store import load
@@ -637,6 +637,12 @@ def test_a_defect_is_refused_unless_forced_and_the_labels_guard_the_teach(
 
     assert list_versions(model_dir)[-1]["forced"] == forced.entry["forced"]
     assert list_versions(other)[-1]["forced"] is None
+    from eagle_iad.cli import main
+
+    capsys.readouterr()
+    assert main(["versions", "--model", str(model_dir)]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if " teach " in line]
+    assert f" teach +1 images FORCED ({above}; {passes}) by ana: it is normal, really " in line, line
     # Taught, it is a training image far above the others: the model's warnings name it by its taught name.
     named = [w for w in forced.model.warnings if "training image scores far above the others" in w]
     assert len(named) == 1 and f": taught-1/0001-{far.name} (" in named[0], forced.model.warnings

@@ -36,7 +36,12 @@ intake row of its content while that row tells another file's refusal not put as
 planned place, until its own file is put aside: see :meth:`StationTables.write_failed`), a table an older eagle-iad
 never names (its station finds no such refusal again, as it found none before). And ``stations.created_by`` (the
 name of the API key that created the station), added empty: a station created before, or by an older eagle-iad
-(whose inserts leave it empty), shows as created by ``api``, as every station did. :class:`Upgrade` lists each
+(whose inserts leave it empty), shows as created by ``api``, as every station did. A field added to the inspection
+record is a nullable column added the same way, with no version of its own, the record being its one declaration:
+``inspections.label_history`` (every label given, changed, confirmed or cleared, with its note and the label it
+replaced: ``InspectionStore.set_label``) is added empty, and a label stored before it becomes its first entry at the
+part's next label; an older eagle-iad never names it (a label it gives meanwhile is missing from the history, never
+from the record). :class:`Upgrade` lists each
 table, column and index an open added, these included, so ``eagle db upgrade`` says every change it made.
 """
 
