@@ -533,9 +533,10 @@ def test_labels_correct_the_verdict_beside_it(server: ServeProcess, cells: dict[
     url = f"{server.base}/v1/inspections/{record['id']}/label"
     status, _, labelled = call("PUT", url, body=b'{"label": "anomalous"}', content_type="application/json")
     assert status == 200 and labelled["label"] == "anomalous" and labelled["label_time"]
-    assert {k: v for k, v in labelled.items() if not k.startswith("label")} == {
+    assert {k: v for k, v in labelled.items() if not k.startswith("label") and k != "notices"} == {
         k: v for k, v in record.items() if not k.startswith("label")
-    }  # the verdict is kept as it was
+    }  # the verdict is kept as it was (notices: what the label's answer says besides the record)
+    assert labelled["notices"] == [] and [e["label"] for e in labelled["label_history"]] == ["anomalous"]
     page = call("GET", f"{server.base}/v1/inspections?limit=500&label=anomalous")[2]
     assert [item["id"] for item in page["items"]] == [record["id"]]
     unlabelled = call("GET", f"{server.base}/v1/inspections?limit=500&label=unlabelled")[2]
