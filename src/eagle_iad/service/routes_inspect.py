@@ -403,18 +403,21 @@ def taught_notice(models_dir: Path, stored: InspectionRecord) -> list[str]:
         manifest = read_manifest(models_dir / stored.category, verify=False)
         training = manifest["training"]
         digests, names = training.get("sha256") or [], training["images"]
-    except (OSError, KeyError, TypeError, EagleError):
+    except (OSError, ValueError, KeyError, TypeError, EagleError):
         return []
-    if stored.image_sha256 not in digests:
+    if stored.image_sha256 not in digests or digests.index(stored.image_sha256) >= len(names):
         return []
     name = str(names[digests.index(stored.image_sha256)])
     taught = re.match(r"taught-(\d+)/", name)
     entry = next((e for e in manifest.get("history") or [] if taught and e.get("change") == int(taught[1])), None)
-    how = ("a training image of the fit" if entry is None else
-           f"taught as normal by {entry.get('by')} at {entry.get('at')} ({entry.get('why')})")  # fmt: skip
-    return [f"{stored.image_name} is inside the current model of {stored.category} as {name}, {how}: the model takes "
-            "it for normal and passes parts like it; roll back to a version before that teach (eagle versions, GET "
-            f"/v1/categories/{stored.category}/versions), or refit without it"]  # fmt: skip
+    inside = f"{stored.image_name} is inside the current model of {stored.category} as {name}"
+    if taught is None:  # one of the images it was fitted on: no version without it to roll back to
+        return [f"{inside}, one of the images it was fitted on: the model takes it for normal and passes parts like "
+                "it; refit without it"]  # fmt: skip
+    how = "" if entry is None else f" by {entry.get('by')} at {entry.get('at')} ({entry.get('why')})"
+    return [f"{inside}, taught as normal{how}: the model takes it for normal and passes parts like it; roll back to a "
+            f"version before that teach (eagle versions, GET /v1/categories/{stored.category}/versions), or refit "
+            "without it"]  # fmt: skip
 
 
 #: Longest ``why`` a deletion keeps in its audit row.
