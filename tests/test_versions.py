@@ -273,6 +273,9 @@ def test_each_inspection_records_the_model_version_that_scored_it(
         assert first["model_version"] == 1  # a model saved before versions: version 1, as eagle versions lists it
         post("threshold", {"tau": 98.0, "why": "try"})
         assert inspected()["model_version"] == 2
+        label = json.dumps({"label": "normal"}).encode()  # an inspection is taught once labelled normal
+        assert call("PUT", f"{live.base}/v1/inspections/{first['id']}/label", body=label,
+                    content_type="application/json")[0] == 200  # fmt: skip
         post("teach", {"inspections": [first["id"]], "why": "a good cell"})
         assert inspected()["model_version"] == 3
         post("rollback", {"to": 1, "why": "back to the fit"})
