@@ -68,8 +68,9 @@ describe("eagle-client", () => {
     expect(csv.code).toBe(0);
     const rows = csv.stdout.trimEnd().split("\r\n");
     expect(rows[0]).toBe(
-      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,boxes,picture_box,picture_heatmap," +
-        "reference_image,picture_reference,answered_by_backend,answered_by_route,answered_by_caas",
+      "id,time,category,image,score,threshold,band_end,decision,in_band,caas_applied,answer,label,label_by,label_time,label_note," +
+        "model_version,boxes,picture_box,picture_heatmap,reference_image,picture_reference,answered_by_backend,answered_by_route," +
+        "answered_by_caas",
     );
     expect(rows).toHaveLength(3);
     expect(rows[1]).toContain(`,mono,`);
