@@ -1001,8 +1001,9 @@ def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_
         [reason] = forced.json()["change"]["forced"]
         assert re.fullmatch(r"black\.png is unrecognised: [0-9]+% of it is beyond the training images "
                             r"\(20% or more makes an image unlike them\)", reason)  # fmt: skip
-        # The version made by force says so in the versions list (t-shift finding 2).
+        # The version made by force says so in the versions list and in the audit row (t-shift finding 2).
         assert client.get("/v1/categories/mono/versions").json()["versions"][-1]["forced"] == [reason]
+        assert client.get("/v1/audit").json()["items"][0]["detail"] == f"taught 1 image(s): x, forced past: {reason}"
 
 
 def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(
