@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -247,14 +248,14 @@ def test_threshold_set_records_who_when_why_and_the_old_value(
     warned = fit_warnings(4, fitted.train_scores, load(model_dir).thresholds)
     assert len(warned) == 1 and warned[0].startswith("only 4 training images: ")
     assert (code, err) == (0, f"eagle: warning: {warned[0]}\n")
-    assert json.loads(out) == {"model": str(model_dir), "change": 1, "tau": 2.5, "previous_tau": old.tau,
+    assert json.loads(out) == {"model": str(model_dir), "change": 1, "version": 2, "tau": 2.5, "previous_tau": old.tau,
                                "rule": "fixed", "warnings": warned}  # fmt: skip
     model = load(model_dir)  # loads: the change went through the recorded path, checksum included
     assert (model.thresholds.tau, model.thresholds.rule, model.thresholds.s_max) == (2.5, "fixed", old.s_max)
     assert model.thresholds.params == {"value": 2.5}
     [entry] = model.history
-    assert {k: entry[k] for k in ("change", "by", "why", "action")} == {
-        "change": 1, "by": "ana", "why": "line 3 too strict", "action": "set"
+    assert {k: entry[k] for k in ("change", "version", "by", "why", "action")} == {
+        "change": 1, "version": 2, "by": "ana", "why": "line 3 too strict", "action": "set"
     }  # fmt: skip
     assert entry["before"] == old.to_dict() and entry["after"] == model.thresholds.to_dict()
     assert entry["at"].endswith("+00:00") and len(entry["at"]) == 25
@@ -356,7 +357,12 @@ def test_a_change_made_meanwhile_is_not_overwritten(model_dir: Path, monkeypatch
     monkeypatch.setattr(store, "load", load_while_another_station_changes)
     with pytest.raises(ConfigError) as info:
         change_threshold(model_dir, tau=3.0, why="mine", by="ana")
-    assert str(info.value) == f"{model_dir}: the model changed while this change was prepared; run the command again"
+    # What changed, by whom and which version is current (t-shift F6), and what to do.
+    assert re.fullmatch(
+        re.escape(f"{model_dir}: version 2 (threshold set to 7 by ben at ") + r"\d\d:\d\d:\d\d UTC\) was made while "
+        r"this change was prepared, so the model changed while it ran and nothing was saved: run the command again",
+        str(info.value),
+    ), str(info.value)
     model = load(model_dir)
     assert model.thresholds.tau == 7.0 and [e["by"] for e in model.history] == ["ben"]
 

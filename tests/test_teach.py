@@ -345,7 +345,7 @@ def test_a_teach_matches_the_reference_computations(fitted: Path, cells: dict[st
     # A threshold restore cannot undo a teach.
     from eagle_iad.expert.store import change_threshold
 
-    with pytest.raises(ConfigError, match="change 1 taught images to the model, which a threshold restore cannot undo"):
+    with pytest.raises(ConfigError, match=r"change 1 \(version 2\) taught images to the model, which a threshold"):
         change_threshold(model_dir, why="undo", by="ana", restore=1)
 
 
@@ -842,7 +842,9 @@ def test_eagle_teach_from_the_command_line(fitted: Path, cells: dict[str, list[P
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
     manifest = json.loads((model_dir / "model.json").read_text())
-    assert (answer["change"], answer["images"], answer["tau"]) == (1, 2, manifest["thresholds"]["tau"])
+    assert (answer["change"], answer["version"], answer["images"], answer["tau"]) == (
+        1, manifest["history"][0]["version"], 2, manifest["thresholds"]["tau"]
+    )  # fmt: skip
     assert answer["rescored"] == manifest["history"][0]["rescored"] == {"exact": 10, "bounded": 0}
     assert manifest["training"]["tails"] == {"per_image": 8, "rows": 12 * 8}
     assert manifest["history"][0]["by"] == "ana" and len(manifest["training"]["images"]) == 12
@@ -1020,7 +1022,11 @@ def test_a_change_made_during_a_teach_is_kept_and_the_teach_refused(
             change_threshold(model_dir, why="meanwhile", by="bo", tau=99.0)
             changed.append(stage)
 
-    with pytest.raises(ConfigError, match="the model changed while this change was prepared; run the command again"):
+    with pytest.raises(
+        ConfigError,
+        match=r"version 2 \(threshold set to 99 by bo at .*\) was made while this change was prepared, so the model "
+        "changed while it ran and nothing was saved: run the command again",
+    ):
         teach(model_dir, [TeachImage(p.name, p) for p in cells["extra"][:1]], why="x", by="ana", progress=meanwhile)
     kept = load(model_dir)
     assert kept.thresholds.tau == 99.0 and [e["why"] for e in kept.history] == ["meanwhile"]

@@ -83,7 +83,13 @@ def test_a_teach_is_a_version_and_a_rollback_puts_the_fit_back(model_dir: Path, 
     assert (entry["action"], entry["to"], entry["by"], entry["why"]) == ("rollback", 1, "cy", "the teach was a mistake")
     current = load(model_dir)
     assert torch.equal(current.bank, fitted_model.bank) and current.train_images == fitted_model.train_images
-    assert current.thresholds == fitted_model.thresholds and current.history == [entry]
+    assert current.thresholds == fitted_model.thresholds and current.history[-1] == entry
+    # The teach and the threshold change it undid stay on the record, marked, under their own numbers.
+    assert [(e["change"], e["action"], e.get("undone_by")) for e in current.history] == [
+        (1, "teach", 3),
+        (2, "set", 3),
+        (3, "rollback", None),
+    ]
     listed = list_versions(model_dir)
     assert (listed[-1]["version"], listed[-1]["action"], listed[-1]["to"], listed[-1]["current"]) == (
         4,
@@ -99,8 +105,14 @@ def test_a_teach_is_a_version_and_a_rollback_puts_the_fit_back(model_dir: Path, 
         rollback(model_dir, to=4, why="x", by="cy")
     with pytest.raises(ConfigError, match=r"no version 9 of .* \(versions: 1\.\.4\)"):
         rollback(model_dir, to=9, why="x", by="cy")
-    with pytest.raises(ConfigError, match="change 1 rolled the model back to an earlier version, which a threshold"):
-        change_threshold(model_dir, why="x", by="cy", restore=1)
+    with pytest.raises(
+        ConfigError,
+        match=r"change 3 \(version 4\) rolled the model back to an earlier version, "
+        "which a threshold restore cannot undo; a rollback to the version before it",
+    ):
+        change_threshold(model_dir, why="x", by="cy", restore=3)
+    with pytest.raises(ConfigError, match=r"change 2 \(version 3\) was undone by change 3, a rollback"):
+        change_threshold(model_dir, why="x", by="cy", restore=2)
 
 
 def test_a_model_saved_before_versions_becomes_version_1(model_dir: Path) -> None:
@@ -326,7 +338,11 @@ def test_a_second_rollback_to_the_same_version_is_refused(model_dir: Path) -> No
     """The current model after a rollback is the version's plus a history entry: the same model, not a new one."""
     change_threshold(model_dir, why="try", by="ana", tau=99.0)
     rollback(model_dir, to=1, why="too strict", by="ana")
-    with pytest.raises(ConfigError, match=r"version 1 is the current model already; nothing to roll back$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"version 1 is the current model already \(the current version, 3, is a copy of it\); "
+        r"nothing to roll back$",
+    ):
         rollback(model_dir, to=1, why="again", by="ana")
     assert [v["version"] for v in list_versions(model_dir)] == [1, 2, 3]  # no version 4, identical to 3
 
@@ -684,3 +700,100 @@ def test_the_service_lists_a_category_whose_model_json_was_deleted_and_recovers_
         assert back.status_code == 200, back.text
         assert back.json()["history"][-1]["before"] == {"unreadable": reason}
         assert client.get("/v1/categories/mono").status_code == 200
+
+
+def test_change_numbers_are_never_given_twice_and_each_names_its_version(model_dir: Path) -> None:
+    """A supervisor follows one numbering: each change names the version it made, and a rollback keeps the
+    changes it undid (marked), so the next change does not take the number of one it undid (t-shift F9)."""
+    change_threshold(model_dir, why="a", by="ana", tau=100.0)  # change 1, version 2
+    change_threshold(model_dir, why="b", by="ana", tau=101.0)  # change 2, version 3
+    _, back = rollback(model_dir, to=2, why="b was wrong", by="sam")  # change 3, version 4
+    assert (back["change"], back["version"]) == (3, 4)
+    _, entry = change_threshold(model_dir, why="c", by="ana", tau=102.0)
+    assert (entry["change"], entry["version"]) == (4, 5)  # before: change 2 again, the number of the undone one
+    _, again = rollback(model_dir, to=3, why="b was right after all", by="sam")
+    history = load(model_dir).history
+    assert [(e["change"], e.get("version"), e.get("undone_by")) for e in history] == [
+        (1, 2, None),
+        (2, 3, None),
+        (3, 4, 5),
+        (4, 5, 5),
+        (5, 6, None),
+    ]
+    assert again is history[-1] or again == history[-1]
+    numbers = [e["change"] for e in history]
+    assert len(numbers) == len(set(numbers))
+    listed = list_versions(model_dir)
+    assert [(v["version"], v["action"]) for v in listed][-1] == (6, "rollback")
+
+
+def test_a_version_is_timed_when_it_was_saved_not_when_its_preparation_began(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change's ``at`` is when it took effect, not when its record was first written: a teach scores the
+    labelled images for many seconds between the two, and inspections meanwhile carry the previous version (F10)."""
+    import time
+    from datetime import UTC, datetime
+
+    from eagle_iad.expert import store
+
+    real_check = store.check_replaceable
+    reached: list[datetime] = []
+
+    def slow_to_save(directory: Any) -> Any:  # the save begins well after the record was prepared
+        time.sleep(1.2)
+        reached.append(datetime.now(UTC).replace(microsecond=0))
+        return real_check(directory)
+
+    monkeypatch.setattr(store, "check_replaceable", slow_to_save)
+    _, entry = change_threshold(model_dir, why="slow", by="ana", tau=100.0)
+    assert datetime.fromisoformat(entry["at"]) >= reached[-1]  # the save's own check; before: a second earlier
+    assert load(model_dir).history[-1]["at"] == entry["at"] == list_versions(model_dir)[-1]["at"]
+
+
+def test_the_service_says_what_changed_meanwhile_and_words_refusals_for_an_http_caller(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change refused because another landed meanwhile names that change, its author, time and version, and
+    says what to do over HTTP (t-shift F6); a rollback to the version the current one copies, and a restore of a
+    rollback, name no command to run (F14, F9)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from eagle_iad.expert import store
+    from eagle_iad.service.app import create_app
+    from eagle_iad.service.settings import ServiceSettings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.move(str(model_dir), models / "mono")
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state")
+    real_load = store.load
+
+    def load_while_sam_changes_it(directory: Path) -> Any:
+        model = real_load(directory)
+        monkeypatch.setattr(store, "load", real_load)
+        change_threshold(directory, tau=97.1, why="meanwhile", by="sam")  # lands between the load and the save
+        return model
+
+    with TestClient(create_app(settings)) as client:
+        monkeypatch.setattr(store, "load", load_while_sam_changes_it)
+        refused = client.post("/v1/categories/mono/threshold", json={"tau": 98.0, "why": "mine", "by": "ada"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (409, "model_changed")
+        message = refused.json()["error"]["message"]
+        assert re.fullmatch(r"category 'mono': version 2 \(threshold set to 97\.1 by sam at \d\d:\d\d:\d\d UTC\) was "
+                            r"made while this threshold change was prepared; nothing was changed: send the request "
+                            r"again", message), message  # fmt: skip
+        assert load(models / "mono").thresholds.tau == 97.1
+        back = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "back", "by": "sam"})
+        assert back.status_code == 200, back.text
+        again = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "x"})
+        assert again.json()["error"]["message"] == (
+            "category 'mono': version 1 is the current model already (the current version, 3, is a copy of it); "
+            "nothing to roll back"
+        )
+        restore = client.post("/v1/categories/mono/threshold", json={"restore": 2, "why": "x"})
+        words = restore.json()["error"]["message"]
+        assert restore.status_code == 400 and "eagle " not in words, words
+        assert "change 2 (version 3) rolled the model back to an earlier version" in words, words

@@ -180,8 +180,8 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
     model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
                                     by=args.by or _who())  # fmt: skip
     print_warnings(model.warnings)
-    print(dumps({"model": args.model, "change": entry["change"], "tau": model.thresholds.tau,
-                 "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule,
+    print(dumps({"model": args.model, "change": entry["change"], "version": entry.get("version"),
+                 "tau": model.thresholds.tau, "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule,
                  "warnings": model.warnings}))  # fmt: skip
     return 0
 

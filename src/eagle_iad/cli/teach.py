@@ -100,7 +100,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
     for item in skipped:
         print(f"eagle: skipped {item['image']}: {item['why']}", file=sys.stderr)
     print(dumps({
-        "model": args.model, "change": entry["change"], "images": len(entry["images"]),
+        "model": args.model, "change": entry["change"], "version": entry.get("version"), "images": len(entry["images"]),
         "tau": entry["after"]["tau"], "previous_tau": entry["before"]["tau"], "s_max": entry["after"]["s_max"],
         "bank_size": entry["bank_after"], "previous_bank_size": entry["bank_before"], "rescored": entry["rescored"],
         "labelled": entry["labelled"], "defects_passing": entry["defects_passing"],

@@ -69,7 +69,7 @@ from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
 from eagle_iad.expert.tails import Tails
-from eagle_iad.expert.versions import VERSIONS, version_folder
+from eagle_iad.expert.versions import VERSIONS, current_version, next_number, version_folder, what_is_there
 from eagle_iad.expert.versions import carry as carry_versions
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.folder_swap import (
@@ -340,7 +340,15 @@ def _validate_staged(staging: Path, target: Path) -> None:
 
 
 class ModelChangedError(ConfigError):
-    """A save derived from one model found another in its folder (a concurrent change): nothing was written."""
+    """A save derived from one model found another in its folder (a concurrent change): nothing was written.
+
+    ``now``: what the folder holds now, in words (:func:`~eagle_iad.expert.versions.what_is_there`: "version 9
+    (threshold set to 97.1 by sam at 04:39:20 UTC)"), so a client can word the refusal its own way; the
+    message says it with what to do on the command line."""
+
+    def __init__(self, message: str, now: str = "") -> None:
+        super().__init__(message)
+        self.now = now
 
 
 #: :func:`model_fingerprint` of a folder holding no model: a save given it as ``replacing`` expects none there.
@@ -369,13 +377,12 @@ def refit_notice(directory: str | os.PathLike[str]) -> str | None:
     added (images taught as normal, a fixed tau); they are not lost (the version stays), but the fit must
     say so, or they are silently gone from the current model.
     """
-    from eagle_iad.expert.versions import current_version
-
     try:
         data = _manifest_file.read_manifest(directory, verify=False)
     except (ModelFormatError, OSError):
         return None
-    history = [entry for entry in data.get("history") or [] if isinstance(entry, dict)]
+    # A change a rollback undid (kept on the record, marked) is not in the model.
+    history = [entry for entry in data.get("history") or [] if isinstance(entry, dict) and not entry.get("undone_by")]
     taught = sum(len(entry.get("images") or []) for entry in history if entry.get("action") == "teach")
     raw = data.get("thresholds")
     thresholds: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -397,7 +404,30 @@ def refit_notice(directory: str | os.PathLike[str]) -> str | None:
             f"(eagle rollback --to {number})")  # fmt: skip
 
 
-def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None) -> Path:
+def next_change(history: list[dict[str, Any]]) -> int:
+    """The number of the next change in ``history``: one above every number there, those undone by a rollback
+    included (kept marked ``undone_by``), so a change number is never given twice in a model's record.
+
+    Why not ``len(history) + 1`` (models saved before): a rollback took the history of the version it went back
+    to, and the changes after it, gone from the record, had their numbers given again to the next ones."""
+    numbers = [int(entry["change"]) for entry in history if isinstance(entry.get("change"), int)]
+    return max([len(history), *numbers]) + 1
+
+
+def find_change(history: list[dict[str, Any]], number: int) -> dict[str, Any] | None:
+    """The entry of change ``number``: by its ``change`` field (positions differ once a rollback kept undone
+    changes), else, for an entry written without one, by position."""
+    for entry in history:
+        if entry.get("change") == number:
+            return entry
+    if 1 <= number <= len(history) and "change" not in history[number - 1]:
+        return history[number - 1]
+    return None
+
+
+def save(
+    model: ExpertModel, directory: str | os.PathLike[str], *, replacing: str | None = None, stamp: bool = False
+) -> Path:
     """Write ``model`` to ``directory``, replacing only an empty folder or an earlier model there.
 
     Crash-consistent (see the module docstring); a refused target raises :class:`OutputError` and a
@@ -406,6 +436,11 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
     one by the time the lock is held (a concurrent change), nothing is written and
     :class:`ModelChangedError` says to run again, so no change is silently lost. ``None``: no check;
     :data:`NO_MODEL` (:func:`model_fingerprint` of an empty folder): there must still be no model.
+
+    ``stamp``: the model's newest history entry is the change this save makes; under the lock it is given the
+    time the change takes effect (``at``: now, not when its preparation began, which for a teach can be many
+    seconds earlier) and the number of the version it makes (``version``). The entry is changed in place, so
+    the caller's copy says the same.
     """
     target = check_replaceable(directory)
     parent = target.parent
@@ -417,9 +452,15 @@ def save(model: ExpertModel, directory: str | os.PathLike[str], *, replacing: st
         clean_leftovers_of(target, _is_complete)
         target = check_replaceable(directory)  # again, under the lock: the folder may have changed
         if replacing is not None and (_fingerprint(target) or NO_MODEL) != replacing:
+            now = what_is_there(target)
             raise ModelChangedError(
-                f"{directory}: the model changed while this change was prepared; run the command again"
+                f"{directory}: {now} was made while this change was prepared, so the model changed while it ran "
+                "and nothing was saved: run the command again",
+                now,
             )
+        if stamp and model.history:
+            model.history[-1]["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            model.history[-1]["version"] = next_number(target)
         try:
             staging = staging_folder(target)
         except OSError as exc:
@@ -767,8 +808,8 @@ def change_threshold(
     model = load(directory)
     before = model.thresholds
     entry: dict[str, Any] = {
-        "change": len(model.history) + 1,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "change": next_change(model.history),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),  # given again when it is saved (``stamp``)
         "by": by,
         "why": why.strip(),
     }
@@ -781,17 +822,25 @@ def change_threshold(
         entry["action"] = "set"
     else:
         assert restore is not None
-        if not 1 <= restore <= len(model.history):
-            known = f"1..{len(model.history)}" if model.history else "none yet"
+        restoring = find_change(model.history, restore)
+        if restoring is None:
+            known = f"1..{next_change(model.history) - 1}" if model.history else "none yet"
             raise ConfigError(f"--restore {restore}: no such change in {directory} (changes: {known})")
-        undoes = {"teach": "taught images to the model", "rollback": "rolled the model back to an earlier version"}
-        what = undoes.get(str(model.history[restore - 1].get("action")))
-        if what is not None:
+        made = f" (version {restoring['version']})" if isinstance(restoring.get("version"), int) else ""
+        if restoring.get("undone_by") is not None:
             raise ConfigError(
-                f"--restore {restore}: change {restore} {what}, which a threshold restore cannot undo "
-                "(eagle rollback --to VERSION puts back an earlier version; eagle versions lists them)"
+                f"--restore {restore}: change {restore}{made} was undone by change {restoring['undone_by']}, a "
+                "rollback; it is not part of the current model, so there is nothing of it to restore"
             )
-        old = Thresholds.from_dict(model.history[restore - 1]["before"])
+        undoes = {"teach": "taught images to the model", "rollback": "rolled the model back to an earlier version"}
+        what = undoes.get(str(restoring.get("action")))
+        if what is not None:
+            # No command named: the API answers with this text too (a rollback there is POST .../rollback).
+            raise ConfigError(
+                f"--restore {restore}: change {restore}{made} {what}, which a threshold restore cannot undo; a "
+                "rollback to the version before it puts that back (the versions list names each version)"
+            )
+        old = Thresholds.from_dict(restoring["before"])
         after = Thresholds(rule=old.rule, tau=old.tau, s_max=before.s_max, params=old.params)
         if old.rule != "fixed":  # a learned rule gives its tau on today's training scores (a teach may have added some)
             after = compute_thresholds(model.train_scores, old.rule, **old.params)
@@ -809,7 +858,7 @@ def change_threshold(
         history=[*model.history, entry],
         warnings=rewarned(model, model.train_scores, after),
     )
-    save(changed, directory, replacing=loaded_from)
+    save(changed, directory, replacing=loaded_from, stamp=True)
     return changed, entry
 
 
@@ -873,9 +922,12 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
             "was changed (eagle versions --verify lists the versions that can be)"
         ) from None
     if current is not None and _same_model(older, folder, current, Path(directory)):
-        raise ConfigError(f"{directory}: version {to} is the current model already; nothing to roll back")
+        now = current_version(directory)
+        copy = "" if now in (None, to) else f" (the current version, {now}, is a copy of it)"
+        raise ConfigError(f"{directory}: version {to} is the current model already{copy}; nothing to roll back")
+    kept = older.history + _undone(older.history, [] if current is None else current.history)
     entry: dict[str, Any] = {
-        "change": len(older.history) + 1,
+        "change": next_change(kept),
         "action": "rollback",
         "to": to,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -884,6 +936,36 @@ def rollback(directory: str | os.PathLike[str], *, to: int, why: str, by: str) -
         "before": before,
         "after": older.thresholds.to_dict(),
     }
-    restored = dataclasses.replace(older, history=[*older.history, entry])
-    save(restored, directory, replacing=loaded_from)
+    for undone in kept[len(older.history) :]:
+        undone.setdefault("undone_by", entry["change"])
+    restored = dataclasses.replace(older, history=[*kept, entry])
+    save(restored, directory, replacing=loaded_from, stamp=True)
     return restored, entry
+
+
+def _undone(older: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes of the current model's record that the version rolled back to does not hold: kept in the
+    new version's record (marked ``undone_by`` the rollback), so no change drops out of the record and none
+    of their numbers is given again; copies, in change order.
+
+    A change is known by its number, action, time and author (what was undone earlier stays marked so). Two
+    records written before numbers were kept unique (``len + 1``) may give one number to two changes: the
+    undone one is then renumbered above every other (``renumbered_from`` keeps the number it had).
+    """
+
+    def key(entry: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(entry.get(field) for field in ("change", "action", "at", "by", "why"))
+
+    held = {key(entry) for entry in older}
+    taken = {entry.get("change") for entry in older}
+    gone = [dict(entry) for entry in current if key(entry) not in held]
+    top = max(
+        [len(older), len(current), *(e["change"] for e in [*older, *current] if isinstance(e.get("change"), int))]
+    )
+    for entry in gone:
+        if entry.get("change") in taken or not isinstance(entry.get("change"), int):
+            top += 1
+            entry["renumbered_from"] = entry.get("change")
+            entry["change"] = top
+        taken.add(entry["change"])
+    return sorted(gone, key=lambda entry: int(entry["change"]))

@@ -50,7 +50,7 @@ from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_ma
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
-from eagle_iad.expert.store import _fingerprint, check_changeable, load, save
+from eagle_iad.expert.store import _fingerprint, check_changeable, load, next_change, save
 from eagle_iad.expert.tails import rescore, select_tails
 from eagle_iad.images import image_encoding, load_rgb, unusable_error
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
@@ -313,7 +313,7 @@ def _known_images(model: ExpertModel) -> dict[str, str]:
     """
     known: dict[str, str] = {}
     for entry in model.history:
-        if entry.get("action") == "teach":
+        if entry.get("action") == "teach" and not entry.get("undone_by"):  # one a rollback undid is not held
             for image in entry.get("images", []):
                 known.setdefault(str(image.get("sha256")), f"taught before (change {entry.get('change')}, as "
                                  f"{image.get('name')})")  # fmt: skip
@@ -390,7 +390,7 @@ def teach(
     images = [image for image, _, _, _ in kept]
     labels = [label for _, label, _, _ in kept]
     decoded = [(rgb, digest) for _, _, rgb, digest in kept]
-    change = len(model.history) + 1
+    change = next_change(model.history)
     names = _names(images, change)
     stored_labels = _stored_labels(images, names)
     expert = Expert(model)
@@ -567,7 +567,7 @@ def teach(
         # Forced past this guard too: on the record with the others (it was only in defects_passing before).
         entry["forced"] = [*(entry["forced"] or []), passes]
     entry["seconds"] = round(time.perf_counter() - started, 3)
-    save(taught, directory, replacing=loaded_from)
+    save(taught, directory, replacing=loaded_from, stamp=True)
     return TeachResult(taught, entry, time.perf_counter() - started)
 
 

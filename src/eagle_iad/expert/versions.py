@@ -108,6 +108,61 @@ def carry(target: Path, staging: Path) -> int:
     return number
 
 
+def next_number(target: Path) -> int:
+    """The number :func:`carry` gives the next save into ``target`` (the same rule: one above the highest kept;
+    2 for a model saved before versions, which becomes version 1; 1 for an empty folder).
+
+    Why known before the save: the change's record names the version it makes (``history[].version``), and
+    the record is written before the versions are carried; both happen under the save's folder lock."""
+    every = _numbers(target / VERSIONS)
+    if not every:
+        return 2 if (target / MANIFEST).is_file() and (target / TENSORS).is_file() else 1
+    return max(every) + 1
+
+
+def change_words(entry: dict[str, Any]) -> str:
+    """A history entry in a few words a person reads: "threshold set to 97.1 by sam at 04:39:20 UTC"."""
+    action = str(entry.get("action", "set"))
+    after = entry.get("after") if isinstance(entry.get("after"), dict) else {}
+    tau = after.get("tau") if isinstance(after, dict) else None
+    shown = f" to {tau:.4g}" if isinstance(tau, int | float) else ""
+    if action == "set":
+        what = f"threshold set{shown}"
+    elif action == "restore":
+        what = f"threshold restored{shown}"
+    elif action == "teach":
+        count = len(entry.get("images") or [])
+        what = f"{count} image{'s' if count != 1 else ''} taught"
+    elif action == "rollback":
+        what = f"rollback to version {entry.get('to')}"
+    else:
+        what = action
+    by = f" by {entry['by']}" if entry.get("by") else ""
+    at = str(entry.get("at") or "")
+    when = f" at {at[11:19]} UTC" if len(at) >= 19 and at[10] == "T" else (f" at {at}" if at else "")
+    return f"{what}{by}{when}"
+
+
+def what_is_there(directory: str | os.PathLike[str]) -> str:
+    """What the model at ``directory`` is now, for a change refused because it was saved meanwhile: "version 9
+    (threshold set to 97.1 by sam at 04:39:20 UTC)", "a model that is no version (model.json edited by hand)",
+    or "no model (retired or removed)"."""
+    root = Path(directory)
+    try:
+        data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no model (it was retired or removed)"
+    history = data.get("history") if isinstance(data, dict) else None
+    entry = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else None
+    if entry is not None:
+        what = change_words(entry)
+    else:
+        by = f" by {data['fitted_by']}" if isinstance(data, dict) and data.get("fitted_by") else ""
+        what = f"a new fit{by}"
+    number = current_version(root)
+    return f"version {number} ({what})" if number is not None else f"a model that is no version ({what})"
+
+
 def _action(manifest: dict[str, Any]) -> dict[str, Any]:
     """What made a version: its newest history entry, or the fit when it has none."""
     history = manifest.get("history") or []

@@ -29,6 +29,7 @@ from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.runtime import check_runtime, export_warnings, parse_sidecar
 from eagle_iad.expert.store import (
     MANIFEST,
+    ModelChangedError,
     change_threshold,
     check_replaceable,
     is_model_folder,
@@ -258,6 +259,11 @@ def retire_category(name: str, request: Request) -> dict[str, Any]:
                     "the next inspection loads it"}  # fmt: skip
 
 
+#: A change's name and what did not happen to the model, by the code its route refuses it with.
+_CHANGES = {"invalid_threshold": ("threshold change", "changed"), "not_taught": ("teach", "taught"),
+            "invalid_rollback": ("rollback", "rolled back")}  # fmt: skip
+
+
 def change_refused(name: str, exc: Exception, directory: Path, refused_code: str, *also: Path) -> ApiError:
     """The answer to a model change (threshold, teach, rollback) the engine refused, without host paths.
 
@@ -271,6 +277,13 @@ def change_refused(name: str, exc: Exception, directory: Path, refused_code: str
     for folder in also:
         reason = reason.replace(str(folder) + "/", "")
     reason = reason.replace(str(directory), name)
+    if isinstance(exc, ModelChangedError):  # said for an HTTP caller and a console: what is there now, what to do
+        what, undone = _CHANGES.get(refused_code, ("change", "changed"))
+        return ApiError(409, f"category {name!r}: {exc.now} was made while this {what} was prepared; nothing was "
+                        f"{undone}: send the request again", code="model_changed")  # fmt: skip
+    # A command line's hint, said for an HTTP caller (no command to run there).
+    reason = reason.replace("(eagle versions --verify lists the versions that can be)",
+                            f"(GET /v1/categories/{name}/versions lists the versions)")  # fmt: skip
     for flag in ("--restore", "--tau", "--why"):  # a field of the request, where a message opens with the flag
         if reason.startswith(flag):  # (not inside a command it names: that stays a command one can run)
             reason = flag[2:] + reason[len(flag) :]
