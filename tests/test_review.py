@@ -611,3 +611,32 @@ def test_a_corrected_label_keeps_the_earlier_one_and_an_agreeing_one_is_no_confl
         assert kept.json()["label_note"] == "a\tb\nc 🛞" + "x" * 492
         why = client.post("/v1/categories/mono/threshold", json={"tau": 3.0, "why": "esc\x1b[2J"})
         assert why.status_code == 400 and "U+001B" in why.json()["error"]["message"], why.text
+
+
+def test_a_part_judged_by_an_older_model_version_says_so_against_the_current_one(tmp_path: Path) -> None:
+    """The queue keeps parts for days; one judged by an older version names it and its tau beside the current
+    model's (t-shift F15), and one judged by the current version says nothing."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    model = settings.models_dir / "mono"
+    for number, tau in ((1, 5.0), (2, 4.25)):  # the version folders' model.json: the current one is version 2's
+        (model / "versions" / str(number)).mkdir(parents=True)
+        text = json.dumps({"category": "mono", "thresholds": {"tau": tau}, "version_marker": number})
+        (model / "versions" / str(number) / "model.json").write_text(text, encoding="utf-8")
+    (model / "model.json").write_text(text, encoding="utf-8")
+    store = InspectionStore(settings.database)
+    for index, (ident, version) in enumerate((("old", 1), ("new", 2))):
+        store.add(Inspection(id=ident, time=f"2026-12-04T08:0{index}:00.000+00:00", category="mono",
+                             image_name=f"{ident}.png", score=5.1, tau=5.0 if version == 1 else 4.25, s_max=6.0,
+                             decision="anomalous", in_band=True, answer=None, caas_applied=False, verdict={},
+                             pictures={}, near_threshold=True, model_version=version))  # fmt: skip
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        items = {item["record"]["id"]: item for item in client.get("/v1/review").json()["items"]}
+    assert items["old"]["current_model"] == items["new"]["current_model"] == {"version": 2, "tau": 4.25}
+    assert items["old"]["judged_by_older"] == (
+        "judged by version 1 (threshold 5.00); the model is now version 2 (threshold 4.25), which may decide it "
+        "otherwise"
+    )
+    assert items["new"]["judged_by_older"] is None

@@ -26,7 +26,8 @@ from starlette.datastructures import UploadFile
 
 from eagle_iad.errors import EagleError
 from eagle_iad.expert.export import SIDECAR
-from eagle_iad.expert.manifest import read_manifest
+from eagle_iad.expert.manifest import MANIFEST, read_manifest
+from eagle_iad.expert.versions import current_version
 from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
@@ -309,7 +310,44 @@ def review_queue(
         if problem is not None:  # a typo must not read as an empty queue
             raise ApiError(404, problem, code="category_not_found")
     total, rows = state.store.review(limit, offset, category)
-    return review_page(total, limit, offset, list(rows))
+    page = review_page(total, limit, offset, list(rows))
+    models: dict[str, dict[str, Any] | None] = {}
+    for item in page["items"]:
+        record = item["record"]
+        name = str(record.get("category"))
+        if name not in models:
+            models[name] = current_model(state.settings.models_dir, name)
+        item["current_model"] = models[name]
+        item["judged_by_older"] = judged_by_older(record, models[name])
+    return page
+
+
+def current_model(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """The version number and tau of category ``name``'s model now, read from its ``model.json`` (no load);
+    ``None`` where there is none to read (retired, an export, a name no folder holds)."""
+    if category_name_problem(name) is not None:
+        return None
+    directory = models_dir / name
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        tau = float(data["thresholds"]["tau"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"version": current_version(directory), "tau": tau}
+
+
+def judged_by_older(record: dict[str, Any], now: dict[str, Any] | None) -> str | None:
+    """Why a part's verdict may not be today's: the version that judged it and its tau against the current ones.
+
+    Why said: the queue keeps parts for days, and a threshold change, teach or rollback since then may decide
+    them otherwise (t-shift F15: "012.png 100.38 / threshold 98.00 anomalous" while tau was 97.3)."""
+    then = record.get("model_version")
+    if now is None or not isinstance(then, int) or now.get("version") in (None, then):
+        return None
+    tau = record.get("tau")
+    was = f" (threshold {tau:.2f})" if isinstance(tau, int | float) else ""
+    return (f"judged by version {then}{was}; the model is now version {now['version']} (threshold "
+            f"{now['tau']:.2f}), which may decide it otherwise")  # fmt: skip
 
 
 #: The live feed, described for OpenAPI clients (each ``data:`` line is one InspectionEvent).

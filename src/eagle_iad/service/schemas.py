@@ -308,11 +308,24 @@ class ReviewReason(_Open):
     words: str
 
 
+class CurrentModel(_Open):
+    """The category's model now (``version``: null where no version matches its ``model.json``)."""
+
+    version: int | None = None
+    tau: float
+
+
 class ReviewItem(_Open):
     """One inspection in the review queue and why it is there."""
 
     record: InspectionRecord
     reasons: list[ReviewReason]
+    #: The category's model now; null where it has none (retired, or served as an export).
+    current_model: CurrentModel | None = None
+    #: Where the part was judged by another model version than the current one: that version and its tau against
+    #: the current ones, in words ("judged by version 1 (threshold 98.00); the model is now version 5 (threshold
+    #: 97.30)"); null where it is the same version, or either is unknown.
+    judged_by_older: str | None = None
 
 
 class ReviewPage(_Open):
