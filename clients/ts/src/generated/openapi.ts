@@ -910,6 +910,18 @@ export interface components {
             role: "viewer" | "operator" | "engineer" | "admin";
         };
         /**
+         * CurrentModel
+         * @description The category's model now (``version``: null where no version matches its ``model.json``).
+         */
+        CurrentModel: {
+            /** Tau */
+            tau: number;
+            /** Version */
+            version?: number | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * DamagedVersion
          * @description A version whose files cannot be read (one missing, pruned by hand; a manifest edited or corrupt).
          */
@@ -1905,6 +1917,9 @@ export interface components {
          * @description One inspection in the review queue and why it is there.
          */
         ReviewItem: {
+            current_model?: components["schemas"]["CurrentModel"] | null;
+            /** Judged By Older */
+            judged_by_older?: string | null;
             /** Reasons */
             reasons: components["schemas"]["ReviewReason"][];
             record: components["schemas"]["InspectionRecord"];
