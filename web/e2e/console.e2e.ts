@@ -893,6 +893,12 @@ describe("web console", () => {
     await page.locator('[data-testid="rollback-done"]').getByText(/^Rolled e2e-teach back to version 1: the threshold is /).waitFor({ timeout: 60_000 });
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "rollback-done");
     await list.locator('[data-version="3"]').getByText("3: rollback to version 1").waitFor();
+    // Version 1 is the current model's (version 3 copies it): no rollback to it is offered (the service would refuse
+    // it as the current model already), and its entry says whose model is current.
+    expect(await list.locator('[data-version="1"]').getByRole("button", { name: "Roll back to version 1" }).count()).toBe(0);
+    expect(await list.locator('[data-version="1"] [data-testid="version-same-as-current"]').textContent()).toBe(
+      "The current model is version 1’s: version 3 is a copy of it, made by a rollback.",
+    );
     const after = await client.versions("e2e-teach");
     expect(after.versions.map((v) => [v.version, v.action, v.current])).toEqual([[1, "fit", false], [2, "teach", false], [3, "rollback", true]]);
     expect((await client.category("e2e-teach")).train_images).toBe(6);
@@ -1045,6 +1051,29 @@ describe("web console", () => {
     await page.screenshot({ path: resolve(ARTIFACTS, "version-link-390-view.png") });
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.unroute(/\/v1\/categories\/e2e-link\/versions$/);
+  });
+
+  it("says on the Review page that a part was judged by an older model version, with both thresholds (1280 and 390 px, axe)", async () => {
+    // Its own category: one part inspected at version 1 (the tiny MLLM's reply cannot be read, so it waits for a
+    // person), then a threshold change makes version 2.
+    expect((await client.fit("e2e-older", { folder: "mono-good" })).state).toBe("succeeded");
+    const record = await client.inspect(ownCopy("sample-good.png", "older-a"), "e2e-older", { filename: "older-a.png" });
+    expect(record.model_version).toBe(1);
+    const then = (await client.category("e2e-older")).tau as number;
+    await client.changeThreshold("e2e-older", { tau: then + 1, why: "e2e: stricter" });
+    const [item] = (await client.review({ category: "e2e-older" })).items;
+    const words = `judged by version 1 (threshold ${then.toFixed(2)}); the model is now version 2 (threshold ${(then + 1).toFixed(2)}), which may decide it otherwise`;
+    expect(item?.judged_by_older).toBe(words);
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+      await page.goto(`${server.baseUrl}/#/review`);
+      await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+      await page.getByLabel("Category", { exact: true }).selectOption("e2e-older");
+      await page.getByRole("article", { name: "Inspection of older-a.png" }).waitFor({ timeout: 60_000 });
+      expect(await page.locator('[data-testid="review-older-model"]').textContent()).toBe(`J${words.slice(1)}.`);
+      expect(await axeViolations(page, `review of a part judged by an older version at ${width}`)).toEqual([]);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("shows each row's model version at phone width in the row's stacked line, and as the Model column at 1280 (axe at both)", async () => {

@@ -166,7 +166,7 @@ describe("inspection station", () => {
     // Restore the fitted threshold: its reason is asked beside its button, and a missing one is said
     // there, alone (not beside the green "Saved" of the change before).
     // Cancel first: the keyboard goes back to the Restore button the form replaced.
-    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
+    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before version 2\)$/ }).click();
     await row.getByRole("form", { name: /^Restore [\d.]+$/ }).getByRole("button", { name: "Cancel" }).click();
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-restore") === "1");
     // Escape answers no as Cancel does (as on every form and dialog of the console): the form goes, the keyboard back.
@@ -176,7 +176,7 @@ describe("inspection station", () => {
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-restore") === "1");
     expect(await row.getByRole("form", { name: /^Restore [\d.]+$/ }).count()).toBe(0);
     expect((await client.category("mono")).tau).toBe(candidate); // nothing sent
-    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 1\)$/ }).click();
+    await row.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before version 2\)$/ }).click();
     const restore = row.getByRole("form", { name: /^Restore [\d.]+$/ });
     const reason = restore.getByLabel(/^Why restore [\d.]+\? \(kept in the model's history\)$/);
     expect(await reason.evaluate((el) => el === document.activeElement)).toBe(true);
@@ -198,7 +198,7 @@ describe("inspection station", () => {
     // The list reloads after the saved message: wait for the restore's own entry before counting.
     await history.locator("li").nth(1).waitFor();
     expect(await history.locator("li").count()).toBe(2);
-    expect(await history.locator("li").first().locator(".change-head").textContent()).toMatch(/^[\d.]+ → [\d.]+ \(undoes #1\) · #2 · .+ · by qe-e2e$/);
+    expect(await history.locator("li").first().locator(".change-head").textContent()).toMatch(/^[\d.]+ → [\d.]+ \(undoes version 2\) · version 3 · .+ · by qe-e2e$/);
   });
 
   it("shows the category's figures over time: reject rate, scores, false alarms and misses from labels", async () => {
@@ -281,7 +281,7 @@ describe("inspection station", () => {
           await page.getByLabel("Threshold value").fill("110");
           await page.locator('[data-testid="flips"]').waitFor();
           // The restore form, which asks for its reason beside its button.
-          await page.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before change 2\)$/ }).click();
+          await page.getByRole("button", { name: /^Restore [\d.]+ \(the threshold before version 3\)$/ }).click();
           await page.getByRole("form", { name: /^Restore [\d.]+$/ }).waitFor();
         },
       ],

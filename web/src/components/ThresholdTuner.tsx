@@ -24,8 +24,17 @@ interface Change {
   /** A rollback's version. */
   to?: number;
   restored?: number;
+  /** The model version this change made (changes saved before versions named it: absent). */
+  version?: number;
+  /** The change number of the rollback that undid it: kept on the record, marked, no longer in the model. */
+  undone_by?: number;
   before?: { tau?: number };
   after?: { tau?: number };
+}
+
+/** How a change is named to a person: by the version it made ("version 9"), else by its number ("change #4"). */
+function named(change: Change | undefined, number: number): string {
+  return typeof change?.version === "number" ? `version ${change.version}` : `change #${number}`;
 }
 
 function when(value: string | undefined): string {
@@ -357,19 +366,33 @@ export function ThresholdTuner({
                 <strong className="nowrap" data-field="change">
                   {formatScore(h.before?.tau)} → {formatScore(h.after?.tau)}
                 </strong>
-                {h.action === "restore" && h.restored ? <span className="muted small"> (undoes #{h.restored})</span> : null}
+                {h.action === "restore" && h.restored ? (
+                  <span className="muted small"> (undoes {named(history.find((c) => c.change === h.restored), h.restored)})</span>
+                ) : null}
                 {h.action === "teach" ? <span className="muted small"> (taught images)</span> : null}
                 {h.action === "rollback" ? <span className="muted small"> (rollback to version {h.to ?? "?"})</span> : null}
                 <span className="muted small">
                   {" "}
-                  · #{h.change} · <span data-field="at">{when(h.at)}</span> · by <span data-field="by">{h.by ?? "–"}</span>
+                  · <span data-field="version">{named(h, h.change)}</span> · <span data-field="at">{when(h.at)}</span> · by{" "}
+                  <span data-field="by">{h.by ?? "–"}</span>
                 </span>
               </p>
+              {typeof h.undone_by === "number" ? (
+                // Kept on the record, no longer in the model: a later rollback went back to before it.
+                <p className="muted small" data-field="undone">
+                  Undone by {undoneBy(history, h.undone_by)}: not in the current model.
+                </p>
+              ) : null}
               <p className="change-why" data-field="why">
                 {h.why ?? ""}
               </p>
               {/* a teach or a rollback is undone by a rollback (the versions below), not by a threshold restore */}
-              {typeof h.before?.tau === "number" && h.before.tau !== tau && h.action !== "teach" && h.action !== "rollback" && allows(me, "engineer") ? (
+              {typeof h.before?.tau === "number" &&
+              h.before.tau !== tau &&
+              h.action !== "teach" &&
+              h.action !== "rollback" &&
+              h.undone_by === undefined &&
+              allows(me, "engineer") ? (
                 restoring === h.change ? (
                   // Escape answers "no", as Cancel does (not while the restore is being sent), as on every form here.
                   <form
@@ -406,7 +429,7 @@ export function ThresholdTuner({
                     type="button"
                     className="button secondary small-button"
                     aria-disabled={busy}
-                    aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before change ${h.change})`}
+                    aria-label={`Restore ${formatScore(h.before.tau)} (the threshold before ${named(h, h.change)})`}
                     data-restore={h.change}
                     onClick={() => {
                       if (busy) return;
@@ -469,4 +492,12 @@ function FlipList({
       </ul>
     </div>
   );
+}
+
+/** The rollback that undid a change, in words: "the rollback to version 5 (version 9)". */
+function undoneBy(history: readonly Change[], number: number): string {
+  const rollback = history.find((c) => c.change === number);
+  if (!rollback) return `change #${number}`;
+  const made = typeof rollback.version === "number" ? ` (version ${rollback.version})` : "";
+  return `the rollback to version ${rollback.to ?? "?"}${made}`;
 }

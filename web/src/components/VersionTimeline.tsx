@@ -6,7 +6,7 @@ import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { cancelOnEscape } from "../logic/keys";
 import { formatScore } from "../logic/scale";
 import type { VersionTarget } from "../logic/route";
-import { formatBytes, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
+import { formatBytes, sameAsCurrent, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 import { useFocusAfterRender } from "./useFocusAfterRender";
@@ -44,6 +44,8 @@ export function VersionTimeline({
   const versions = listed.data?.versions ?? [];
   const [pick, setPick] = useState<{ a: number | null; b: number | null }>({ a: null, b: null });
   const newest = versions.at(-1)?.version ?? null;
+  const copies = sameAsCurrent(versions);
+  const currentNumber = versions.find((v) => v.current)?.version ?? null;
   const a = versions.find((v) => v.version === (pick.a ?? versions.at(-2)?.version)) ?? null;
   const b = versions.find((v) => v.version === (pick.b ?? newest)) ?? null;
   const [rolling, setRolling] = useState<number | null>(null);
@@ -169,7 +171,12 @@ export function VersionTimeline({
               </span>
             </p>
             {v.why ? <p className="change-why">{v.why}</p> : null}
-            {!v.current && allows(me, "engineer") ? (
+            {copies.has(v.version) ? (
+              // A rollback to it would be refused (the current model already): say whose model is current instead.
+              <p className="muted small" data-testid="version-same-as-current">
+                The current model is version {v.version}’s: version {currentNumber} is a copy of it, made by a rollback.
+              </p>
+            ) : !v.current && allows(me, "engineer") ? (
               rolling === v.version ? (
                 <RollbackForm
                   name={name}

@@ -126,6 +126,17 @@ describe("describeError", () => {
     expect(e).toMatchObject({ kind: "model_invalid", title: "Model unreadable", retryable: false });
     expect(describeError(new EagleApiError("changed", 409, "model_changed")).kind).toBe("invalid_request");
   });
+  it("says what changed meanwhile in the console's words, not the API's (no request to send again)", () => {
+    const api =
+      "category 'tire': version 9 (threshold set to 97.1 by sam at 04:39:20 UTC) was made while this teach was prepared; nothing was taught: send the request again";
+    expect(describeError(new EagleApiError(api, 409, "model_changed"))).toEqual({
+      kind: "invalid_request",
+      title: "The model changed meanwhile",
+      message:
+        "category 'tire': version 9 (threshold set to 97.1 by sam at 04:39:20 UTC) was made while this teach was prepared; nothing was taught. The page now shows the model as it is: do it again if it is still wanted.",
+      retryable: false,
+    });
+  });
   it("heads a too thin image by its shape, not as too large (the service answers 413 for both)", () => {
     const thin = new EagleApiError("thin.png: 1000x20 is too elongated (aspect ratio 50:1 exceeds the limit of 32:1; …)", 413, "image_too_elongated");
     expect(describeError(thin)).toMatchObject({ kind: "invalid_image", title: "Image too elongated", retryable: false });

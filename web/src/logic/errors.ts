@@ -92,6 +92,18 @@ export function describeError(error: unknown): UserError {
         retryable: false,
       };
     }
+    if (code === "model_changed") {
+      // Another change (someone's threshold, teach or rollback) was saved while this one was prepared: the service
+      // names it, its author, time and version, and kept it; nothing of this one was saved. "Send the request
+      // again" is the API's wording: here the user does it again from the page, which now shows the model as it is.
+      const said = message.replace(/: send the request again\.?$/, "");
+      return {
+        kind: "invalid_request",
+        title: "The model changed meanwhile",
+        message: `${said}. The page now shows the model as it is: do it again if it is still wanted.`,
+        retryable: false,
+      };
+    }
     if (status === 404) return { kind: "not_found", title: "Not found", message, retryable: false };
     if (status === 413) return { kind: "too_large", title: "Too large", message, retryable: false };
     if (status >= 500) return { kind: "server", title: `Service error (${status})`, message, retryable: true };

@@ -5,6 +5,7 @@ import {
   labelledFigure,
   modelVersionShort,
   modelVersionText,
+  sameAsCurrent,
   taughtImageName,
   versionDiff,
   versionLanding,
@@ -31,6 +32,19 @@ describe("model versions", () => {
     expect(versions.map(whatMadeIt)).toEqual([
       "fit", "taught 2 images", "threshold change", "rollback to version 1", "threshold restored (undoes change #2)",
     ]);
+  });
+
+  it("know which versions the current model copies by rollbacks (no rollback to them is offered)", () => {
+    const chain: ModelVersion[] = [
+      { ...base, version: 1 },
+      { ...base, version: 2, action: "threshold" },
+      { ...base, version: 3, action: "rollback", to: 1 },
+      { ...base, version: 4, action: "threshold" },
+      { ...base, version: 5, action: "rollback", to: 3, current: true },
+    ];
+    expect([...sameAsCurrent(chain)].sort()).toEqual([1, 3]);
+    expect([...sameAsCurrent(versions)]).toEqual([1]); // version 4 is a rollback to 1
+    expect([...sameAsCurrent(versions.map((v) => ({ ...v, current: v.version === 3 })))]).toEqual([]);
   });
 
   it("diff two versions field by field, in either order, with the images taught between them", () => {

@@ -20,6 +20,28 @@ export function whatMadeIt(version: ModelVersion): string {
   }
 }
 
+/**
+ * The versions whose model the current one is, by rollbacks (not the current version itself): "rollback to 7"
+ * is version 7's model, and so is the version 7 rolled back to, if 7 was itself a rollback. A rollback to one of
+ * them is refused ("the current model already"), so the timeline offers none and says whose model is current.
+ */
+export function sameAsCurrent(all: readonly ModelVersion[]): Set<number> {
+  const byNumber = new Map(all.map((v) => [v.version, v] as const));
+  const root = (v: ModelVersion): number => {
+    let at = v;
+    for (let depth = 0; depth < all.length && at.action === "rollback" && typeof at.to === "number"; depth++) {
+      const next = byNumber.get(at.to);
+      if (!next) return at.to; // pruned: its number still names the model
+      at = next;
+    }
+    return at.version;
+  };
+  const current = all.find((v) => v.current);
+  if (!current) return new Set();
+  const model = root(current);
+  return new Set(all.filter((v) => !v.current && root(v) === model).map((v) => v.version));
+}
+
 export interface DiffRow {
   label: string;
   a: string;

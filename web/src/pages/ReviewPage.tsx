@@ -348,6 +348,12 @@ export function ReviewPage() {
                 <li key={reason.code}>{reason.words}</li>
               ))}
             </ul>
+            {current.judged_by_older ? (
+              // The queue keeps parts for days: a threshold change, teach or rollback since may decide this one otherwise.
+              <p className="notice small" data-testid="review-older-model">
+                {current.judged_by_older.charAt(0).toUpperCase() + current.judged_by_older.slice(1)}.
+              </p>
+            ) : null}
             {notice ? (
               // From the label stored now: given here, or by someone else since the queue was fetched (a look at the
               // queue or a refused decision fetched it), or cleared since.
