@@ -797,3 +797,18 @@ def test_the_service_says_what_changed_meanwhile_and_words_refusals_for_an_http_
         words = restore.json()["error"]["message"]
         assert restore.status_code == 400 and "eagle " not in words, words
         assert "change 2 (version 3) rolled the model back to an earlier version" in words, words
+
+
+def test_a_teach_refused_as_made_meanwhile_says_so_in_a_teachs_words(tmp_path: Path) -> None:
+    """The route's code names the change that lost: a teach is told nothing was taught (t-shift F6)."""
+    from eagle_iad.expert.store import ModelChangedError
+    from eagle_iad.service.routes_categories import change_refused
+
+    now = "version 9 (threshold set to 97.1 by sam at 04:39:20 UTC)"
+    exc = ModelChangedError(f"{tmp_path / 'tire'}: {now} was made while this change was prepared, ...", now)
+    error = change_refused("tire", exc, tmp_path / "tire", "not_taught")
+    assert (error.status, error.code) == (409, "model_changed")
+    assert error.message == (
+        "category 'tire': version 9 (threshold set to 97.1 by sam at 04:39:20 UTC) was made while this teach was "
+        "prepared; nothing was taught: send the request again"
+    )
