@@ -725,6 +725,10 @@ def test_change_numbers_are_never_given_twice_and_each_names_its_version(model_d
     assert len(numbers) == len(set(numbers))
     listed = list_versions(model_dir)
     assert [(v["version"], v["action"]) for v in listed][-1] == (6, "rollback")
+    change_threshold(model_dir, why="back to 100", by="ana", restore=2)  # change 2 made version 3
+    assert {k: list_versions(model_dir)[-1][k] for k in ("version", "restored", "restored_version")} == {
+        "version": 7, "restored": 2, "restored_version": 3
+    }  # fmt: skip
 
 
 def test_a_version_is_timed_when_it_was_saved_not_when_its_preparation_began(

@@ -182,6 +182,8 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
         described["to"] = entry.get("to")
     if action == "restore":
         described["restored"] = entry.get("restored")
+        undone = next((e for e in history if isinstance(e, dict) and e.get("change") == entry.get("restored")), None)
+        described["restored_version"] = None if undone is None else undone.get("version")
     return described
 
 

@@ -158,8 +158,10 @@ class ModelVersion(_Open):
     forced: list[str] | None = None
     #: A rollback: the version it went back to.
     to: int | None = None
-    #: A threshold restore: the change it undid.
+    #: A threshold restore: the change it undid, and the version that change made (null: saved before changes
+    #: named their version).
     restored: int | None = None
+    restored_version: int | None = None
     #: The labelled history's figures before and after the change (a teach: its kept labelled images
     #: rescored; a threshold change: their recorded scores against each tau), each with images,
     #: false_alarms and misses; null when unknown (a fit, a rollback, a change from the command line).

@@ -34,6 +34,10 @@ describe("model versions", () => {
     ]);
   });
 
+  it("name a restored change by the version it made, where the record says it", () => {
+    expect(whatMadeIt({ ...base, version: 6, action: "threshold", restored: 2, restored_version: 3 })).toBe("threshold restored (undoes version 3)");
+  });
+
   it("know which versions the current model copies by rollbacks (no rollback to them is offered)", () => {
     const chain: ModelVersion[] = [
       { ...base, version: 1 },

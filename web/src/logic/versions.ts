@@ -8,6 +8,8 @@ export function whatMadeIt(version: ModelVersion): string {
     case "fit":
       return "fit";
     case "threshold":
+      // The restored change named by the version it made where it was recorded (one numbering), else its number.
+      if (typeof version.restored_version === "number") return `threshold restored (undoes version ${version.restored_version})`;
       return version.restored ? `threshold restored (undoes change #${version.restored})` : "threshold change";
     case "teach": {
       const count = version.images_added?.length ?? 0;

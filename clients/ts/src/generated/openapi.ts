@@ -1826,6 +1826,8 @@ export interface components {
             } | null;
             /** Restored */
             restored?: number | null;
+            /** Restored Version */
+            restored_version?: number | null;
             /** Rule */
             rule: string;
             /** S Max */
