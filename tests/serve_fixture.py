@@ -32,7 +32,8 @@ CATEGORY = "mono"
 #: Bump when what ``prepare`` writes changes, so an older cache is rebuilt instead of reused.
 #: v8: sample-good.jpg, and a model of schema 10 (its training images' encodings, which a JPEG's warning needs).
 #: v9: a model of schema 11 (its training images' colour modes, which the noise frame's colour warning needs).
-READY = ".prepared-v9"
+#: v10: a model of schema 12 (its training images' exposure range, which every verdict is compared with).
+READY = ".prepared-v10"
 NEEDED = ("models/mono/model.json", "runs/mono-expert/metrics.json", "tiny-qwen2.5-vl/config.json",
           "data/mono-good/05.png", "data/broken/b.png", "sample-good.png", "sample-crack.png",
           "sample-noise.png", "sample-good.jpg")  # fmt: skip

@@ -296,6 +296,49 @@ def test_an_export_warns_on_another_colour_mode_as_its_fitted_model_does(
     assert message == f"{folder / SIDECAR}: malformed sidecar ({expected})"
 
 
+def test_an_export_warns_on_a_photo_under_other_light_as_its_fitted_model_does(
+    fitted: dict[str, Path],
+    exports: dict[str, Path],
+    elpv_images: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sidecar carries the training images' exposure range (``verdict.exposure``), so a washed-out or nearly
+    black cell inspected by an export is warned about as the fitted model warns; an export written before it warns
+    of nothing, and a malformed entry is refused."""
+    import numpy as np
+    from PIL import Image
+
+    from eagle_iad.pipeline import inspect_records
+
+    torch_expert = load_expert(fitted["resize"])
+    record = json.loads((exports["resize"] / SIDECAR).read_text())
+    assert torch_expert.model.train_exposure is not None
+    assert record["verdict"]["exposure"] == torch_expert.model.train_exposure.to_dict()
+    cell = np.asarray(Image.open(elpv_images[0]).convert("RGB")).astype(np.float64)
+    washed, black = tmp_path / "washed.png", tmp_path / "black.png"
+    Image.fromarray(np.clip(cell * 0.3 + 190, 0, 255).astype(np.uint8)).save(washed)
+    Image.fromarray((cell * 0.1).astype(np.uint8)).save(black)
+    inputs = [elpv_images[0], washed, black]
+    on_torch = inspect_records(torch_expert, inputs, category="mono")
+    on_graph = inspect_records(load_expert(exports["resize"], "onnx"), inputs, category="mono")
+    assert [r.warnings for r in on_graph] == [r.warnings for r in on_torch]
+    assert on_graph[0].warnings is None
+    assert on_graph[1].warnings is not None and "it is far brighter than any of them" in on_graph[1].warnings[0]
+    assert on_graph[2].warnings is not None and "it is far darker than any of them" in on_graph[2].warnings[0]
+    folder = _copy(exports["resize"], tmp_path / "older")
+    del record["verdict"]["exposure"]
+    record.pop("checksum")
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    older = inspect_records(load_expert(folder, "onnx"), inputs, category="mono")
+    assert [r.warnings for r in older] == [None, None, None]
+    record["verdict"]["exposure"] = {"images": 4, "mean": [20, 10], "spread": [1, 2]}
+    (folder / SIDECAR).write_text(seal_sidecar(record))
+    message = _error(capsys, "inspect", "--runtime", "onnx", "--model", str(folder), str(elpv_images[0]))
+    expected = "verdict.exposure.mean must be [low, high] with 0 <= low <= high <= 255, not [20, 10]"
+    assert message == f"{folder / SIDECAR}: malformed sidecar ({expected})"
+
+
 def test_the_graph_is_fed_as_many_images_a_run_as_its_sidecar_says(
     fitted: dict[str, Path],
     exports: dict[str, Path],

@@ -60,7 +60,7 @@ def _as_schema_2(directory: Path) -> None:
 
 def test_a_save_carries_schema_4_a_checksum_and_an_empty_history(model_dir: Path) -> None:
     data = _manifest(model_dir)
-    assert data["schema_version"] == SCHEMA_VERSION == 11
+    assert data["schema_version"] == SCHEMA_VERSION == 12
     assert data["history"] == [] and data["checksum"] == manifest_checksum(data)
     assert data["checksum"].startswith("sha256:") and len(data["checksum"]) == 7 + 64
     assert load(model_dir).history == []

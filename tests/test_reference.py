@@ -102,7 +102,7 @@ def test_references_survive_save_and_load_and_are_written_beside_the_pictures(
 ) -> None:
     target = save(noise_expert.model, tmp_path / "model")
     manifest = json.loads((target / "model.json").read_text())
-    assert manifest["schema_version"] == SCHEMA_VERSION == 11
+    assert manifest["schema_version"] == SCHEMA_VERSION == 12
     assert manifest["training"]["references"] == {"format": "jpeg", "max_side": 512, "count": 5}
     loaded = Expert(load(target), extractor=FakeExtractor())
     assert loaded.model.references == noise_expert.model.references

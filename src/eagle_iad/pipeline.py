@@ -31,6 +31,7 @@ from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.encodings import colour_warning, input_warning
+from eagle_iad.expert.lighting import exposure_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, colour_mode, frame_count, image_encoding, load_rgb
@@ -439,11 +440,12 @@ def inspect_records(
 
 def input_warnings(model: object, image: ImageSource | np.ndarray, rgb: np.ndarray | None) -> list[str] | None:
     """What the record warns about its input: an encoding none of the training images had, then a colour mode
-    (greyscale or colour) none of them had, then a file of several frames of which only the first was inspected;
-    ``None``: nothing.
+    (greyscale or colour) none of them had, then a brightness or contrast far outside theirs, then a file of several
+    frames of which only the first was inspected; ``None``: nothing.
 
-    ``model`` is the expert's model; one without the fields (a plugin's, a test's fake) knows no encoding and no
-    colour mode, as one saved before schema 10 (11) does. ``rgb`` is the decoded input (``None``: not judged).
+    ``model`` is the expert's model; one without the fields (a plugin's, a test's fake) knows no encoding, no
+    colour mode and no exposure range, as one saved before schema 10 (11, 12) does. ``rgb`` is the decoded input
+    (``None``: not judged).
     """
     warned: list[str] = []
     frames = 1
@@ -461,6 +463,9 @@ def input_warnings(model: object, image: ImageSource | np.ndarray, rgb: np.ndarr
         colour = colour_warning(colours, colour_mode(rgb))
         if colour is not None:
             warned.append(colour)
+    exposure = exposure_warning(getattr(model, "train_exposure", None), rgb)
+    if exposure is not None:
+        warned.append(exposure)
     if frames > 1:  # an animated GIF or PNG, a multi-page TIFF: a defect in a later frame is never seen
         warned.append(f"only the first of the file's {frames} frames was inspected (an animation or a multi-page "
                       "file; docs/USAGE.md, 'Images')")  # fmt: skip

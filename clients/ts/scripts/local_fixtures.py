@@ -24,6 +24,7 @@ from PIL import Image
 
 from eagle_iad.errors import ImageError
 from eagle_iad.expert.encodings import colour_warning
+from eagle_iad.expert.lighting import ExposureRange, image_statistics, statistics_warning
 from eagle_iad.expert.patchcore import ExpertResult
 from eagle_iad.expert.preprocess import CenterCrop, WholeFrame
 from eagle_iad.images import Geometry, colour_mode, load_rgb
@@ -177,6 +178,7 @@ def images(out: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
             "height": int(arr.shape[0]),
             "rgb": b64(arr),
             "colour": colour_mode(arr),
+            "exposure": list(image_statistics(arr)),
         }
         for name in written
         for arr in [load_rgb(folder / name)]
@@ -203,6 +205,33 @@ def colour_warnings() -> list[dict[str, Any]]:
         {"trained": trained, "mode": mode, "warning": colour_warning(trained, mode)}
         for trained in trained_sets
         for mode in ("grey", "colour")
+    ]
+
+
+def exposure_warnings(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """statistics_warning under several training ranges and photos (the TypeScript port must say the same, word for
+    word): each way out (darker, brighter by the mean and by the distance from white, flatter, more contrasted),
+    inside, a range of few images (widened) and one of many, and numbers that are exact ties at one decimal
+    (18.25, 0.75: Python rounds them to even, JavaScript's toFixed away from zero)."""
+    ranges = [
+        ExposureRange(239, (18.923341666666666, 21.31548611111111), (9.354747817715644, 18.273106503588103)),
+        ExposureRange(4, (59.444, 112.1445), (16.872674740209042, 26.639337199274827)),
+        ExposureRange(441, (59.444, 214.2797111111111), (16.872674740209042, 48.67671765807886)),
+        ExposureRange(1, (18.25, 18.25), (0.75, 0.75)),
+        ExposureRange(7, (0.0, 12.5), (0.0, 3.25)),
+    ]
+    photos = [(18.6, 9.9), (118.0, 40.0), (2.0, 1.3), (20.0, 4.0), (20.0, 40.0), (185.6, 35.5), (240.0, 20.0),
+              (250.0, 3.0), (12.0, 20.0), (0.25, 0.75), (36.75, 1.25), (255.0, 0.0), (0.0, 0.0)]  # fmt: skip
+    photos += [(float(m), float(s)) for m, s in zip(rng.uniform(0, 255, 40), rng.uniform(0, 90, 40), strict=True)]
+    return [
+        {
+            "trained": trained.to_dict(),
+            "mean": mean,
+            "spread": spread,
+            "warning": statistics_warning(trained, mean, spread),
+        }
+        for trained in ranges
+        for mean, spread in photos
     ]
 
 
@@ -440,6 +469,7 @@ def main() -> None:
         "images": images(out, rng),
         "refusals": refusals(out),
         "colour_warnings": colour_warnings(),
+        "exposure_warnings": exposure_warnings(rng),
         "resizes": resizes(rng),
         "verdicts": verdicts(rng),
         "regions": region_cases(rng),

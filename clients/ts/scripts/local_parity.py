@@ -8,7 +8,8 @@ inspects test images with ``eagle inspect --runtime onnx --json`` and with the f
 (``--runtime torch``), and writes ``WORK/parity.json``: per model the export folder, the images and the
 verdicts Python printed under each runtime; and, under ``encoded``, JPEG copies of the first model's images
 (fitted on PNGs) with what ``eagle inspect --runtime onnx --json`` printed for them, warnings included;
-under ``coloured``, a tinted (colour) copy of its first image, fitted on greyscale cells, with what it printed. The
+under ``coloured``, a tinted (colour) copy of its first image, fitted on greyscale cells, with what it printed; under
+``exposed``, a washed-out and a nearly black copy of it, with what it printed. The
 TypeScript test runs the same images through the same export in Node and compares (the boxes' patch scores
 with torch's too: the number a person reads on a box).
 """
@@ -132,6 +133,25 @@ def coloured_case(work: Path, case: dict[str, Any]) -> dict[str, Any]:
     return {"export": export, "images": [str(path)], "verdicts": verdicts}
 
 
+def exposed_case(work: Path, case: dict[str, Any]) -> dict[str, Any]:
+    """Copies of the first model's first image under other light (washed out: a third of the contrast over a bright
+    offset; nearly black: a tenth of the light), and Python's verdicts on them under ONNX Runtime: each warns that
+    its exposure lies far outside the training images' (expert/lighting.py)."""
+    folder = work / "exposed"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = case["images"][0]
+    with Image.open(source) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    images = []
+    for name, pixels in (("washed", rgb * 0.3 + 190), ("black", rgb * 0.1)):
+        path = folder / f"{Path(source).stem}-{name}.png"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+        images.append(str(path))
+    export = case["export"]
+    verdicts = json.loads(eagle("inspect", "--runtime", "onnx", "--model", export, "--json", "--quiet", *images))
+    return {"export": export, "images": images, "verdicts": verdicts}
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     work.mkdir(parents=True, exist_ok=True)
@@ -154,6 +174,7 @@ def main() -> None:
     ]
     encoded = encoded_case(work, cases[0])
     coloured = coloured_case(work, cases[0])
+    exposed = exposed_case(work, cases[0])
     cases.append(jpeg_case(work, "elpv-jpeg", "elpv", None, "mono", 6, 3, ["--size", "128"], colour=True))
     skipped = []
     if os.environ.get("EAGLE_NO_SHARED") == "1":
@@ -173,7 +194,7 @@ def main() -> None:
         cases.append(jpeg_case(work, "tire-jpeg", "mvtec", TIRE, "tire", 4, 3, fit, colour=False))
     else:
         skipped.append(f"tire: {TIRE} is not there")
-    document = {"cases": cases, "encoded": encoded, "coloured": coloured, "skipped": skipped}
+    document = {"cases": cases, "encoded": encoded, "coloured": coloured, "exposed": exposed, "skipped": skipped}
     (work / "parity.json").write_text(json.dumps(document))
 
 

@@ -11,13 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { mapToOriginal, makeVerdict, prepareInput, type DecisionParams, type ViewGeometry, centreCropGeometry } from "../src/local/host.js";
 import { colourMode, colourWarning } from "../src/local/encodings.js";
+import { type ExposureRange, fixed1, imageStatistics, statisticsWarning } from "../src/local/lighting.js";
 import { decodeImage } from "../src/local/image.js";
 import { extractRegions, findBoxes } from "../src/local/regions.js";
 import { resizeBilinear } from "../src/local/resize.js";
 import { NO_PYTHON, bytes, floats, runPython, scratch } from "./local-python.js";
 import { REPO } from "./server.js";
 
-interface ImageCase { name: string; width: number; height: number; rgb: string; colour: string }
+interface ImageCase { name: string; width: number; height: number; rgb: string; colour: string; exposure: [number, number] }
 interface ResizeCase { width: number; height: number; out_width: number; out_height: number; src: string; out: string }
 interface VerdictCase {
   name: string;
@@ -51,6 +52,7 @@ interface RegionCase {
   boxes: unknown[];
   threshold: number | null;
 }
+interface ExposureWarningCase { trained: ExposureRange; mean: number; spread: number; warning: string | null }
 interface ColourWarningCase { trained: Record<string, number> | null; mode: string; warning: string | null }
 interface Fixtures {
   images: ImageCase[];
@@ -60,6 +62,7 @@ interface Fixtures {
   /** What Python's load_rgb says of files it refuses (the path replaced by the name). */
   refusals: Record<string, string>;
   colour_warnings: ColourWarningCase[];
+  exposure_warnings: ExposureWarningCase[];
 }
 
 let fixtures: Fixtures;
@@ -179,6 +182,19 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime host code vs Python${NO_PYTHON 
     for (const c of fixtures.colour_warnings) {
       expect(colourWarning(c.trained, c.mode), JSON.stringify([c.trained, c.mode])).toBe(c.warning);
     }
+  });
+
+  it("measures a photo's exposure to the very double Python does and warns about it in Python's words", () => {
+    for (const c of fixtures.images) {
+      const image = decodeImage(readFileSync(join(folder, "images", c.name)), c.name);
+      expect(imageStatistics(image), c.name).toEqual(c.exposure);
+    }
+    expect(fixtures.exposure_warnings.filter((c) => c.warning !== null).length).toBeGreaterThan(20);
+    expect(fixtures.exposure_warnings.filter((c) => c.warning === null).length).toBeGreaterThan(20);
+    for (const c of fixtures.exposure_warnings) {
+      expect(statisticsWarning(c.trained, c.mean, c.spread), JSON.stringify([c.trained, c.mean, c.spread])).toBe(c.warning);
+    }
+    expect([18.25, 18.75, 0.25, 0.05, 2.5, 118].map(fixed1)).toEqual(["18.2", "18.8", "0.2", "0.1", "2.5", "118.0"]);
   });
 
   it("resizes byte-exactly like Pillow's bilinear, up, down and odd ratios", () => {

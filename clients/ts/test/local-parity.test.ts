@@ -33,6 +33,7 @@ let work: string;
 let cases: ParityCase[];
 let encoded: EncodedCase;
 let coloured: EncodedCase;
+let exposed: EncodedCase;
 let skipped: string[];
 
 /** Run the CLI in-process; stdout lines and the exit code. */
@@ -93,15 +94,17 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
       cases: ParityCase[];
       encoded?: EncodedCase;
       coloured?: EncodedCase;
+      exposed?: EncodedCase;
       skipped: string[];
     };
-    if (document.encoded === undefined || document.coloured === undefined) {
-      throw new Error(`${join(work, "parity.json")} was written before its JPEG and colour copies: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
+    if (document.encoded === undefined || document.coloured === undefined || document.exposed === undefined) {
+      throw new Error(`${join(work, "parity.json")} was written before its JPEG, colour and exposure copies: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
     }
     if (!document.cases.some((c) => c.name === "elpv-jpeg")) {
       throw new Error(`${join(work, "parity.json")} was written before its JPEG-fitted models: empty EAGLE_LOCAL_PARITY_DIR to write it again`);
     }
     coloured = document.coloured;
+    exposed = document.exposed;
     cases = document.cases;
     encoded = document.encoded;
     skipped = document.skipped;
@@ -279,6 +282,18 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
     const python = coloured.verdicts[0] as { warnings: string[] | null };
     expect(python.warnings, "Python warns").toEqual([expect.stringMatching(/^a colour image inspected by a model fitted on greyscale images: /)]);
     expect((JSON.parse(lines[0] as string) as LocalInspectionRecord).warnings).toEqual(python.warnings);
+  });
+
+  it("warns on a washed-out or nearly black photo inspected by an export as Python's runtime does, word for word", async () => {
+    const { code, lines } = await cli(["inspect", "--local", exposed.export, ...exposed.images]);
+    expect(code).toBe(0);
+    expect(lines.length).toBe(2);
+    const python = exposed.verdicts as { warnings: string[] | null }[];
+    expect(python.map((v) => v.warnings), "Python warns").toEqual([
+      [expect.stringMatching(/^a photo of mean grey .* it is far brighter than any of them /)],
+      [expect.stringMatching(/^a photo of mean grey .* it is far darker than any of them /)],
+    ]);
+    expect(lines.map((line) => (JSON.parse(line) as LocalInspectionRecord).warnings)).toEqual(python.map((v) => v.warnings));
   });
 
   it("refuses a graph that does not match its sidecar, and a sidecar of another schema", async () => {

@@ -362,6 +362,9 @@ def verdict_rules(expert: Expert) -> dict[str, Any]:
         # the training images' colour modes ({grey | colour: count}), so a greyscale input of a colour-fitted
         # export warns as the fitted model's verdict does; null or absent (older exports): no colour warning
         "colours": model.train_colours,
+        # the range of the training images' grey mean and spread (expert/lighting.py), so a photo far outside it
+        # warns as the fitted model's verdict does; null or absent (older exports, older models): no such warning
+        "exposure": None if model.train_exposure is None else model.train_exposure.to_dict(),
     }
 
 

@@ -34,6 +34,7 @@ from eagle_iad.expert.encodings import (
 from eagle_iad.expert.features import RowFile
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.leave_own_out import leave_own_out
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.model_warnings import fit_warnings
 from eagle_iad.expert.patchcore import (
     Expert,
@@ -430,11 +431,14 @@ def _fit(
     start = time.perf_counter()
     references: list[bytes] = []
     modes: dict[str, int] = {}
-    for path in image_paths:  # one decode gives each image's reference picture and its colour mode
+    exposure: ExposureRange | None = None
+    for path in image_paths:  # one decode gives each image's reference picture, colour mode and exposure
         rgb = load_rgb(path)
         references.append(thumbnail(rgb))
         mode = colour_mode(rgb)
         modes[mode] = modes.get(mode, 0) + 1
+        one = ExposureRange.of([rgb])
+        exposure = one if exposure is None else exposure.merged(one)
     colours = dict(sorted(modes.items()))
     timings["references_s"] = time.perf_counter() - start
 
@@ -469,5 +473,6 @@ def _fit(
         train_sha256=[file_sha256(path) for path in image_paths],
         train_encodings=encodings,
         train_colours=colours,
+        train_exposure=exposure,
     )
     return Expert(model, extractor, search)

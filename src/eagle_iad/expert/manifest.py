@@ -47,7 +47,13 @@ FORMAT = "eagle-iad/expert"
 #: Schema 11 adds ``training.colours`` (``{grey | colour: number of training images}``, from the decoded pixels:
 #: images.colour_mode), so a verdict on a greyscale input of a colour-fitted model, or the reverse, warns
 #: (expert/encodings.py; an older model reads as unknown and none of its verdicts warns about colour).
-SCHEMA_VERSION = 11
+#: Schema 12 adds ``training.exposure`` (``{images, mean: [low, high], spread: [low, high]}``: the range of the
+#: training images' grey mean and spread before the exposure step, expert/lighting.py), so a verdict on a photo far
+#: brighter, darker, flatter or more contrasted than any of them warns (an older model reads as unknown and none of
+#: its verdicts warns about exposure). A new number, though the field is optional, as for schemas 10 and 11: an
+#: older eagle-iad's save of such a model (a teach, a threshold change) would write it back without the field, and
+#: its teach would not widen the range, so it refuses the model ("upgrade") rather than drop what it cannot keep.
+SCHEMA_VERSION = 12
 #: Oldest schema this version reads. Schema 1 (before whole-frame preprocessing) had no
 #: ``preprocess``/``region_rule`` settings and no map calibration: it is read as the paper's centre
 #: crop with the paper's box rule, so such a model inspects exactly as when it was saved.

@@ -31,6 +31,7 @@ from eagle_iad.expert.config import ExpertConfig as ExpertConfig
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import ViewGeometry
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.preprocess import FEATURE_STRIDE, backbone_image_size, prepare, preprocessor_of
 from eagle_iad.expert.search import NearestNeighbourSearch, make_search
 from eagle_iad.expert.tails import Tails
@@ -101,6 +102,10 @@ class ExpertModel:
     #: greyscale input of a colour-fitted model (or the reverse) can say so (expert/encodings.py). ``None``: saved
     #: before schema 11, or fitted on decoded frames; then no verdict warns about colour.
     train_colours: dict[str, int] | None = None
+    #: The range of the training images' raw brightness and contrast (expert/lighting.py: each image's mean and
+    #: spread of grey levels before the exposure step), so a verdict on a photo far outside it can say so.
+    #: ``None``: saved before schema 12, or fitted on decoded frames; then no verdict warns about exposure.
+    train_exposure: ExposureRange | None = None
 
 
 @dataclass

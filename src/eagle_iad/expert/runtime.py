@@ -34,6 +34,7 @@ from eagle_iad.expert.export import (
     graph_opset,
 )
 from eagle_iad.expert.geometry import ViewGeometry
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, inspect_chunk, progress_bar
 from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.file_hash import file_sha256
@@ -209,6 +210,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
     coverage = None if rules is None else rules[1]
     encodings = _encodings(record, where)
     colours = _colours(record, where)
+    exposure = _exposure(record, where)
     empty_ids = torch.empty(0, dtype=torch.int32)
     return ExpertModel(
         category=category,
@@ -228,6 +230,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         warnings=export_warnings(record),
         train_encodings=encodings,
         train_colours=colours,
+        train_exposure=exposure,
     )
 
 
@@ -253,6 +256,19 @@ def _colours(record: dict[str, Any], where: Path) -> dict[str, int] | None:
         return None
     try:
         return parse_colours(raw, "verdict.colours")
+    except ValueError as exc:
+        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
+
+
+def _exposure(record: dict[str, Any], where: Path) -> ExposureRange | None:
+    """The training images' exposure range the sidecar carries (``verdict.exposure``); ``None`` where it carries none
+    (an export written before it, or of a model saved before schema 12): its verdicts then warn about no exposure."""
+    rules = record.get("verdict")
+    raw = rules.get("exposure") if isinstance(rules, dict) else None
+    if raw is None:
+        return None
+    try:
+        return ExposureRange.parse(raw, "verdict.exposure")
     except ValueError as exc:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
 

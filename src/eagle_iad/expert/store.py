@@ -55,6 +55,7 @@ from eagle_iad.expert import manifest as _manifest_file
 from eagle_iad.expert.backbones import BackboneId
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.encodings import parse_colours, parse_encodings
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.manifest import FORMAT as FORMAT
 from eagle_iad.expert.manifest import MANIFEST as MANIFEST
 from eagle_iad.expert.manifest import MODEL_FILES as MODEL_FILES
@@ -126,6 +127,7 @@ def _manifest(model: ExpertModel, tensors_sha256: str) -> dict[str, Any]:
             **({} if model.train_sha256 is None else {"sha256": model.train_sha256}),
             "encodings": model.train_encodings,
             "colours": model.train_colours,
+            "exposure": None if model.train_exposure is None else model.train_exposure.to_dict(),
         },
         "timings": model.timings,
         "calibration": None if model.calibration is None else model.calibration.to_dict(),
@@ -609,6 +611,8 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         encodings = None if raw_encodings is None else parse_encodings(raw_encodings, "training.encodings")
         raw_colours = training.get("colours")  # schema 11; older: unknown
         colours = None if raw_colours is None else parse_colours(raw_colours, "training.colours")
+        raw_exposure = training.get("exposure")  # schema 12; older: unknown
+        exposure = None if raw_exposure is None else ExposureRange.parse(raw_exposure, "training.exposure")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
@@ -688,6 +692,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
         train_sha256=train_sha256,
         train_encodings=encodings,
         train_colours=colours,
+        train_exposure=exposure,
     )
 
 

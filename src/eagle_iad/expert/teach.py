@@ -45,6 +45,7 @@ from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.encodings import bits_used, count_colours, count_encodings, input_warning, taught_input_warnings
 from eagle_iad.expert.leave_own_out import leave_own_out_added
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
@@ -531,6 +532,8 @@ def teach(
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
         tails=tails,
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
+        # taught images widen the range a verdict is compared with; unknown (before schema 12) stays unknown
+        train_exposure=None if model.train_exposure is None else model.train_exposure.merged(ExposureRange.of(rgbs)),
     )
     encodings = _taught_encodings(model.train_encodings, images)
     colours = _taught_colours(model.train_colours, rgbs)

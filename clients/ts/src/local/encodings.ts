@@ -13,6 +13,8 @@
  * Python's `input_warnings` says nothing where the header read fails.
  */
 
+import { type ExposureRange, exposureWarning } from "./lighting.js";
+
 /** Every lossless format Pillow reads (PNG here): no compression artefacts in the pixels. */
 export const LOSSLESS = "lossless";
 
@@ -304,7 +306,8 @@ export function frameCount(bytes: Uint8Array): number {
 
 /**
  * What a record warns about its input (pipeline.py `input_warnings`): `null` for nothing, else the encoding's
- * warning, then the colour mode's (where the training colours and the decoded image are given), then a file of
+ * warning, then the colour mode's (where the training colours and the decoded image are given), then the
+ * exposure's (where the training images' range and the decoded image are given: lighting.ts), then a file of
  * several frames of which only the first was inspected.
  */
 export function inputWarnings(
@@ -312,6 +315,7 @@ export function inputWarnings(
   bytes: Uint8Array,
   trainColours: Record<string, number> | null = null,
   rgb: { data: ArrayLike<number> } | null = null,
+  trainExposure: ExposureRange | null = null,
 ): string[] | null {
   const warned: string[] = [];
   if (trained !== null) {
@@ -322,6 +326,8 @@ export function inputWarnings(
     const warning = colourWarning(trainColours, colourMode(rgb));
     if (warning !== null) warned.push(warning);
   }
+  const exposure = exposureWarning(trainExposure, rgb);
+  if (exposure !== null) warned.push(exposure);
   const frames = frameCount(bytes);
   if (frames > 1) {
     warned.push(`only the first of the file's ${frames} frames was inspected (an animation or a multi-page file; docs/USAGE.md, 'Images')`);

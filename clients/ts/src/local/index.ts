@@ -5,6 +5,7 @@
 export { EagleLocalError } from "./errors.js";
 export { LocalExpert, readSidecar, decisionParams, MAX_OPSET, SIDECAR, type ExportSidecar, type LocalInspectionRecord } from "./session.js";
 export { colourMode, colourWarning, imageEncoding, inputWarning, inputWarnings, parseColours, parseEncodings } from "./encodings.js";
+export { exposureWarning, imageStatistics, parseExposure, statisticsWarning, type ExposureRange } from "./lighting.js";
 export { decodeImage, type RgbImage } from "./image.js";
 export { resizeBilinear } from "./resize.js";
 export { mapToOriginal, makeVerdict, patchMap, prepareInput, resizeMap, type DecisionParams, type ExpertVerdictRecord, type ViewGeometry } from "./host.js";

@@ -16,6 +16,7 @@ import type { components } from "../generated/openapi.js";
 import { EagleLocalError } from "./errors.js";
 import { makeVerdict, mapToOriginal, prepareInput, type DecisionParams, type ExpertVerdictRecord } from "./host.js";
 import { inputWarnings, parseColours, parseEncodings } from "./encodings.js";
+import { type ExposureRange, parseExposure } from "./lighting.js";
 import { decodeImage, type RgbImage } from "./image.js";
 
 export const SIDECAR = "eagle-export.json";
@@ -52,6 +53,8 @@ export interface ExportSidecar {
     encodings?: Record<string, number> | null;
     /** The training images' colour modes, `{grey | colour: number of images}` (model schema 11); null or absent: unknown. */
     colours?: Record<string, number> | null;
+    /** The range of the training images' grey mean and spread (model schema 12; lighting.ts); null or absent: unknown. */
+    exposure?: ExposureRange | null;
   };
   /** Schema 2: `sha256:<hex>` of the sidecar's bytes with the placeholder in this field. */
   checksum?: string;
@@ -205,6 +208,22 @@ export function trainColours(record: ExportSidecar, where: string): Record<strin
 }
 
 /**
+ * The training images' exposure range the sidecar carries (`verdict.exposure`); null where it carries none (an
+ * export written before it, or of a model saved before schema 12): no exposure warning. A malformed entry is
+ * refused, as Python's runtime refuses it (runtime.py `_exposure`).
+ */
+export function trainExposure(record: ExportSidecar, where: string): ExposureRange | null {
+  const rules = record.verdict as unknown;
+  const raw = rules !== null && typeof rules === "object" && !Array.isArray(rules) ? (rules as Record<string, unknown>)["exposure"] : undefined;
+  if (raw === undefined || raw === null) return null;
+  try {
+    return parseExposure(raw, "verdict.exposure");
+  } catch (error) {
+    throw new EagleLocalError(`${where}: malformed sidecar (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+/**
  * Refuse a schema-2 sidecar whose bytes differ from what `eagle export` wrote: the checksum is the
  * SHA-256 of the file with the placeholder in its place (bytes, not parsed JSON, so that Python and
  * JavaScript, which print numbers differently, hash alike).
@@ -271,6 +290,8 @@ export class LocalExpert {
     readonly trainEncodings: Record<string, number> | null,
     /** The training images' colour modes (sidecar `verdict.colours`); null: unknown, no colour warning. */
     readonly trainColours: Record<string, number> | null = null,
+    /** The training images' exposure range (sidecar `verdict.exposure`); null: unknown, no exposure warning. */
+    readonly trainExposure: ExposureRange | null = null,
   ) {}
 
   /** Open an export folder (or its model.onnx): verify it, then create the onnxruntime session. */
@@ -292,7 +313,7 @@ export class LocalExpert {
       throw new EagleLocalError(`${graph}: graph inputs/outputs are ${names}, expected [["image"],["score","map","patches"]] (or, before schema 3, [["image"],["score","map"]])`);
     }
     const where = join(folder, SIDECAR);
-    return new LocalExpert(folder, sidecar, session, ort, trainEncodings(sidecar, where), trainColours(sidecar, where));
+    return new LocalExpert(folder, sidecar, session, ort, trainEncodings(sidecar, where), trainColours(sidecar, where), trainExposure(sidecar, where));
   }
 
   get category(): string {
@@ -348,7 +369,7 @@ export class LocalExpert {
       source: null,
       image_sha256: createHash("sha256").update(data).digest("hex"),
       model_version: null,
-      warnings: inputWarnings(this.trainEncodings, data, this.trainColours, rgb),
+      warnings: inputWarnings(this.trainEncodings, data, this.trainColours, rgb, this.trainExposure),
     };
   }
 
