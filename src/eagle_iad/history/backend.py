@@ -130,6 +130,12 @@ class HistoryBackend(ABC):
     @abstractmethod
     def in_transaction(self, db: Connection) -> bool: ...
 
+    #: An SQL expression for the database's clock, in seconds since the epoch (SQLite's here; a backend whose
+    #: dialect differs names its own). Why the database's: a heartbeat written by one machine and judged by
+    #: another (``station_runs``) is compared on one clock, so a skewed clock on either cannot make a silent
+    #: station look alive, or a live one silent.
+    clock: str = "((julianday('now') - 2440587.5) * 86400.0)"
+
     @abstractmethod
     def columns(self, db: Connection, table: str) -> set[str]:
         """The column names ``table`` has now (for migrations that add columns)."""

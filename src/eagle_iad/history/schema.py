@@ -34,15 +34,18 @@ put aside yet, see :meth:`StationTables.write_failed`), added with its default 0
 taken to be; an older eagle-iad never names it. So is ``station_refusals`` (the refusal of a file counted in the
 intake row of its content while that row tells another file's refusal not put aside yet, by its key, name and
 planned place, until its own file is put aside: see :meth:`StationTables.write_failed`), a table an older eagle-iad
-never names (its station finds no such refusal again, as it found none before). And ``stations.created_by`` (the
-name of the API key that created the station), added empty: a station created before, or by an older eagle-iad
-(whose inserts leave it empty), shows as created by ``api``, as every station did. A field added to the inspection
-record is a nullable column added the same way, with no version of its own, the record being its one declaration:
-``inspections.label_history`` (every label given, changed, confirmed or cleared, with its note and the label it
-replaced: ``InspectionStore.set_label``) is added empty, and a label stored before it becomes its first entry at the
-part's next label; an older eagle-iad never names it (a label it gives meanwhile is missing from the history, never
-from the record). :class:`Upgrade` lists each
-table, column and index an open added, these included, so ``eagle db upgrade`` says every change it made.
+never names (its station finds no such refusal again, as it found none before). So is ``station_runs`` (each
+station a stations file's ``eagle station run`` runs: who runs it, its figures and state, and its heartbeat, written
+every few seconds so every replica lists it: :mod:`eagle_iad.station.fleet`), a table an older eagle-iad never names
+(its replicas list those stations nowhere, as before, and its ``eagle station run`` publishes nothing). And
+``stations.created_by`` (the name of the API key that created the station), added empty: a station created
+before, or by an older eagle-iad (whose inserts leave it empty), shows as created by ``api``, as every station did.
+A field added to the inspection record is a nullable column added the same way, with no version of its own, the
+record being its one declaration: ``inspections.label_history`` (every label given, changed, confirmed or cleared,
+with its note and the label it replaced: ``InspectionStore.set_label``) is added empty, and a label stored before it
+becomes its first entry at the part's next label; an older eagle-iad never names it (a label it gives meanwhile is
+missing from the history, never from the record). :class:`Upgrade` lists each table, column and index an open
+added, these included, so ``eagle db upgrade`` says every change it made.
 """
 
 from __future__ import annotations
@@ -173,6 +176,19 @@ def statements() -> list[str]:
     unfiled INTEGER NOT NULL DEFAULT 0,
     time REAL NOT NULL,
     PRIMARY KEY (station, record_id)
+)""",
+        # no version either: what each ``eagle station run`` says of its stations (StationRuns), for every replica
+        """CREATE TABLE IF NOT EXISTS station_runs (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    state TEXT NOT NULL,
+    figures TEXT NOT NULL,
+    every_s REAL NOT NULL,
+    started REAL NOT NULL,
+    beat REAL NOT NULL,
+    stopped REAL
 )""",
     ]
 

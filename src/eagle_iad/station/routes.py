@@ -24,11 +24,13 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eagle_iad.mllm.serving import ApiError
+from eagle_iad.record import iso_time
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, OPERATOR, VIEWER, audit_detail, caller
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import StationConfig, station_from_table
+from eagle_iad.station.fleet import NOT_SEEN_AFTER_S, PublishedRun, forget_run, published
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
@@ -90,12 +92,30 @@ class RecentLatency(BaseModel):
     window_s: float = Field(description="how far back it looks (300: the last 5 minutes)")
 
 
+class RunBy(BaseModel):
+    """Who runs a station of a stations file (``eagle station run``), as its heartbeat in the history says."""
+
+    host: str = Field(description="the machine that runs it")
+    pid: int = Field(description="the process id of eagle station run there")
+    file: str = Field(description="the stations file it runs, a path on that machine")
+    started: str = Field(description="when that process started (UTC, ISO 8601)")
+    heartbeat: str = Field(description="its last heartbeat (UTC, ISO 8601, on the history database's clock)")
+    heartbeat_age_s: float = Field(description="seconds since that heartbeat, on the history database's clock")
+    every_s: float = Field(description="seconds between its heartbeats")
+    not_seen_after_s: float = Field(description="after this long without a heartbeat it is shown as not seen")
+    silent: bool = Field(description="no heartbeat for longer than not_seen_after_s and not stopped: not seen")
+    stopped: str | None = Field(description="when its command stopped it cleanly (null: it did not)")
+
+
 class StationInfo(BaseModel):
     """A station's configuration summary and figures (the JSON ``eagle station status`` prints, and its state)."""
 
     station: str
     category: str
-    state: str = Field(description="running, paused, waiting: <why> (intake paused by a fault), error: <what>")
+    state: str = Field(
+        description="running, paused, waiting: <why> (intake paused by a fault), error: <what>; for one run by eagle "
+        "station run also stopped: <when> and not seen since <time> (no heartbeat for longer than run_by's limit)"
+    )
     created_by: str = Field(
         description="who created it: the name of the API key (kept in the history, restarted "
         "with the service; api where the service has no keys), or file (a stations file)"
@@ -127,6 +147,11 @@ class StationInfo(BaseModel):
     )  # fmt: skip
     warnings: list[str]
     spec: dict[str, Any] | None = Field(description="the body it was created with (null: from a stations file)")
+    run_by: RunBy | None = Field(
+        None,
+        description="a station of a stations file that eagle station run runs (not this service): who runs it and "
+        "its heartbeat; read-only through the API (null: the service's own)",
+    )
 
 
 class PauseBody(BaseModel):
@@ -290,6 +315,8 @@ def _get(request: Request, name: str) -> Running:
                                code="station_not_started")  # fmt: skip
             raise ApiError(409, f"station {name!r} runs on another replica sharing this history; only that one can "
                            "do this", code="station_elsewhere")  # fmt: skip
+        if (run := _run_elsewhere(request, name)) is not None:
+            _refuse_run_by_file(request, run)
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     return running
 
@@ -341,7 +368,56 @@ def list_stations(request: Request) -> list[dict[str, Any]]:
     here = [_info(state, running) for running in _manager(request).all()]
     remote = _remote_specs(request)
     faults = StationTables(state.store).faults() if remote else {}
-    return here + [_kept_info(request, *row, faults=faults) for row in remote]
+    listed = here + [_kept_info(request, *row, faults=faults) for row in remote]
+    names = {info["station"] for info in listed}
+    return listed + [_run_info(state, run) for run in published(state.store) if run.name not in names]
+
+
+#: A station's figures a damaged ``station_runs`` row may lack, so the listing still answers (with what it has).
+_NO_FIGURES: dict[str, Any] = {
+    "category": "", "source": "", "inspected": 0, "failed": 0, "backlog": 0, "images_per_s": 0.0, "latency_s": None,
+    "latency_images": 0, "latency_recent_s": None, "last_verdict": None, "sinks": {}, "duplicates": None,
+    "ignored": None, "warnings": [],
+}  # fmt: skip
+
+
+def _run_info(state: ServiceState, run: PublishedRun) -> dict[str, Any]:
+    """A station ``eagle station run`` runs, as its last heartbeat said, its state judged by its age here."""
+    figures = {**_NO_FIGURES, **run.figures}
+    warning = run.warning()
+    warnings = [warning, *figures["warnings"]] if warning is not None else list(figures["warnings"])
+    run_by = {
+        "host": run.host, "pid": run.pid, "file": run.file, "started": iso_time(run.started),
+        "heartbeat": iso_time(run.beat), "heartbeat_age_s": round(max(0.0, run.age), 3), "every_s": run.every_s,
+        "not_seen_after_s": NOT_SEEN_AFTER_S, "silent": run.silent,
+        "stopped": None if run.stopped is None else iso_time(run.stopped),
+    }  # fmt: skip
+    shown = {**figures, "station": run.name, "warnings": warnings, "state": run.state(), "created_by": "file",
+             "spec": None}  # fmt: skip
+    return {**_public_info(state, shown), "run_by": run_by}
+
+
+def _run_elsewhere(request: Request, name: str) -> PublishedRun | None:
+    """The row of ``name`` in ``station_runs`` when neither this replica runs it nor the table keeps it."""
+    if _manager(request).get(name) is not None:
+        return None
+    found = published(_state(request).store, name)
+    return found[0] if found else None
+
+
+def _action(request: Request) -> str:
+    """What a refused request asked, in the words of :meth:`PublishedRun.refusal`."""
+    path = request.url.path.rstrip("/")
+    if request.method == "PATCH":
+        return "change"
+    if request.method == "DELETE":
+        return "delete"
+    return next((word for word in ("retry", "trigger", "pause") if path.endswith(f"/{word}")), "pause")
+
+
+def _refuse_run_by_file(request: Request, run: PublishedRun) -> None:
+    """409 ``station_run_by_file``: the station is run by ``eagle station run`` on a machine, not by this service."""
+    raise ApiError(409, run.refusal(_action(request)), code="station_run_by_file")
 
 
 @router.post("/stations", dependencies=ENGINEER, status_code=201, response_model=StationInfo)
@@ -355,6 +431,9 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
     if manager.get(body.name) is not None or _elsewhere(request, body.name) is not None:
         raise ApiError(409, f"station {body.name!r} exists already; change it with PATCH /v1/stations/{body.name}, "
                        "or delete it first", code="station_exists")  # fmt: skip
+    if (run := _run_elsewhere(request, body.name)) is not None:  # its intake and outbox rows are under the name
+        raise ApiError(409, f"station {body.name!r} exists already: it is run by eagle station run {run.file} on "
+                       f"{run.host} ({run.state()}); choose another name", code="station_exists")  # fmt: skip
     spec = body.model_dump(exclude_none=True)
     config = config_from_body(state, spec)
     ownership = _ownership(request)
@@ -541,6 +620,8 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
         raise ApiError(409, f"station {name!r} comes from a stations file; change it there", code="station_from_file")
     kept = next(((spec, paused) for found, spec, paused in StationTables(state.store).specs() if found == name), None)
     if kept is None:
+        if (run := _run_elsewhere(request, name)) is not None:
+            _refuse_run_by_file(request, run)
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     old, paused = kept
     spec = patched_spec(old, patch)
@@ -614,6 +695,8 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
 def get_station(name: str, request: Request) -> dict[str, Any]:
     if (found := _elsewhere(request, name)) is not None:
         return _kept_info(request, name, *found)
+    if (run := _run_elsewhere(request, name)) is not None:
+        return _run_info(_state(request), run)
     return _info(_state(request), _get(request, name))
 
 
@@ -722,6 +805,12 @@ def _delete(name: str, request: Request, discard: bool) -> Response:
         _ownership(request).not_started.pop(name, None)
         forget_owed_quietly(state, name)
         return Response(status_code=204)
+    run = _run_elsewhere(request, name)
+    if run is not None and run.stopped is not None:  # stopped cleanly by its command: forgotten from the listings
+        forget_run(state.store, name)
+        audit_detail(request, f"forgot {name} (run by eagle station run {run.file} on {run.host}, stopped at "
+                     f"{iso_time(run.stopped)}); its records, intake and outbox stay")  # fmt: skip
+        return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
         raise ApiError(409, f"station {name!r} comes from a stations file; remove it there", code="station_from_file")
@@ -766,6 +855,19 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
             "Seconds the oldest delivery a sink still owes has waited since it was stored (0: none waits).",
             [],
         ),
+        # the stations of stations files (eagle station run), from the shared table: every replica shows the same
+        # value, so take max/min by station, never sum (docs/OPERATIONS.md, alerting)
+        "eagle_station_heartbeat_age_seconds": (
+            "gauge",
+            "Seconds since eagle station run last said how a station it runs is (database clock).",
+            [],
+        ),
+        "eagle_station_run_up": (
+            "gauge",
+            "1: eagle station run heartbeats for the station; 0: stopped, or not seen for longer than the limit.",
+            [],
+        ),
+        "eagle_station_run_warnings": ("gauge", "Warnings a station run by eagle station run shows.", []),
     }
     for running in manager.all():
         info = _info(state, running)
@@ -794,6 +896,15 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
             families["eagle_station_oldest_pending_seconds"][2].append(
                 f"eagle_station_oldest_pending_seconds{{{labels}}} {figures.get('oldest_pending_s') or 0}"
             )
+    for run in published(state.store):
+        labels = f'station="{label(run.name)}",host="{label(run.host)}"'
+        families["eagle_station_heartbeat_age_seconds"][2].append(
+            f"eagle_station_heartbeat_age_seconds{{{labels}}} {round(max(0.0, run.age), 3)}"
+        )
+        up = int(run.stopped is None and not run.silent)
+        families["eagle_station_run_up"][2].append(f"eagle_station_run_up{{{labels}}} {up}")
+        warnings = len(run.figures.get("warnings") or []) + int(run.warning() is not None)
+        families["eagle_station_run_warnings"][2].append(f"eagle_station_run_warnings{{{labels}}} {warnings}")
     lines: list[str] = []
     for name, (kind, help_text, samples) in families.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]

@@ -51,6 +51,7 @@ from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
+from eagle_iad.station.fleet import Publisher
 from eagle_iad.station.outbox import HELD, REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
 from eagle_iad.station.parts import (
     REFUSED,
@@ -1600,6 +1601,7 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     state = ServiceState(settings, backend=None)
     manager = StationManager(state, log, quiet=quiet)
     locks = FileLocks(state.store.backend, manager, log)
+    publisher: Publisher | None = None
     try:
         for station in stations.stations:  # with a shared history, another process may run it already
             if not locks.take(station.name):
@@ -1612,6 +1614,11 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
         # the lines of a lost lock are FileLocks', for the intake and the deliveries at once
         shared = state.store.shared
         manager.add_all(stations.stations, owns if shared else None, lock_lines=not shared)
+        # each station's figures and state in the history, for every replica sharing it to list (fleet.py)
+        publisher = Publisher(state.store, manager, stations.path, owns if shared else None)
+        publisher.forget_removed()
+        publisher.publish()
+        publisher.start()
         checked = time.monotonic()
         while not (until_idle and _idle(manager)):
             time.sleep(0.1)
@@ -1619,6 +1626,10 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
                 checked = time.monotonic()
                 locks.check()
     finally:
+        if publisher is not None:
+            publisher.halt()
         manager.stop(settings.shutdown_grace_s)
+        if publisher is not None:
+            publisher.stopped()  # while the locks are still held: no other process writes these rows yet
         locks.release()
         state.close()

@@ -1,0 +1,186 @@
+"""Stations run by ``eagle station run`` are seen by every replica sharing their history.
+
+A real ``eagle station run`` process (started, stopped with SIGTERM, killed with SIGKILL) on a history it shares with
+a real ``eagle serve`` app on a real socket: an SQLite file both name, and a PostgreSQL database (a server the tests
+start). Before: such a station was in no replica's ``GET /v1/stations`` or ``/metrics``, and a killed one could not
+be told from a running one anywhere but on its own machine.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LiveServer, wait_s
+from test_service import call
+from test_station import Receiver, Running, _cells, _drop, _stations, _webhook, model_dir  # noqa: F401
+
+from eagle_iad.service import ServiceSettings, create_app
+from eagle_iad.station.fleet import NOT_SEEN_AFTER_S
+from eagle_iad.station.routes import install as stations_routes
+
+
+@pytest.fixture
+def receiver() -> Any:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+def _service(tmp_path: Path, models: Path, history: str) -> Any:
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "service-state", history=history)
+    return create_app(settings, extensions=[stations_routes])
+
+
+def _listed(base: str, name: str = "line-1") -> dict[str, Any] | None:
+    status, _, listed = call("GET", f"{base}/v1/stations")
+    assert status == 200, listed
+    return next((dict(info) for info in listed if info["station"] == name), None)
+
+
+def _until(
+    base: str, done: Any, what: str, timeout: float = 120, station: Running | None = None
+) -> dict[str, Any]:  # fmt: skip
+    deadline = time.monotonic() + wait_s(timeout)
+    while True:
+        info = _listed(base)
+        if info is not None and done(info):
+            return info
+        assert time.monotonic() < deadline, f"{what}: {info}; {'' if station is None else station.log()}"
+        time.sleep(0.2)
+
+
+def _metric(base: str, name: str) -> str | None:
+    text = call("GET", f"{base}/metrics", raw=True)[2].decode()
+    host = socket.gethostname()
+    found = [line for line in text.splitlines() if line.startswith(f'{name}{{station="line-1",host="{host}"}} ')]
+    return found[0].rsplit(" ", 1)[1] if found else None
+
+
+def _seen_then_killed(tmp_path: Path, models: Path, receiver: Receiver, history: str) -> None:
+    """A station file's station on ``history``: listed by the service (running, its figures, who runs it), read-only
+    there (409 naming the host and what to do instead), ``stopped`` after SIGTERM, ``not seen`` after SIGKILL."""
+    stations = _stations(tmp_path, models, _webhook(receiver.port))
+    stations.write_text(f'history = "{history}"\n' + stations.read_text())
+    host = socket.gethostname()
+    with LiveServer(_service(tmp_path, models, history)) as live:
+        assert _listed(live.base) is None  # nothing runs yet
+        station = Running(stations, "--quiet")
+        try:
+            _drop(tmp_path / "incoming", _cells(2))
+            station.until(lambda: len(receiver.received) == 2, "two verdicts delivered")
+            info = _until(live.base, lambda i: i["sinks"]["webhook"]["delivered"] == 2, "the figures published")
+            assert (info["state"], info["inspected"], info["backlog"], info["created_by"]) == ("running", 2, 0, "file")
+            run_by = info["run_by"]
+            assert (run_by["host"], run_by["pid"], run_by["file"]) == (host, station.process.pid, str(stations))
+            assert not run_by["silent"] and run_by["stopped"] is None and run_by["heartbeat_age_s"] < NOT_SEEN_AFTER_S
+            assert info["last_verdict"]["time_iso"] is not None and info["spec"] is None
+            status, _, one = call("GET", f"{live.base}/v1/stations/line-1")
+            assert status == 200 and one["run_by"]["pid"] == station.process.pid, one
+            assert _metric(live.base, "eagle_station_run_up") == "1"
+            assert float(_metric(live.base, "eagle_station_heartbeat_age_seconds") or "inf") < NOT_SEEN_AFTER_S
+            # read-only here: each change is refused, naming the host and what to use instead
+            for method, path, instead in [
+                ("POST", "/pause", "stop eagle station run"), ("POST", "/resume", "stop eagle station run"),
+                ("POST", "/retry", f"eagle station retry {stations} --station line-1 on {host}"),
+                ("POST", "/trigger", "trigger it in the process that runs it"),
+                ("PATCH", "", f"change it in {stations} on {host}"),
+                ("DELETE", "", f"remove it from {stations} on {host}"),
+            ]:  # fmt: skip
+                status, _, answer = call(method, f"{live.base}/v1/stations/line-1{path}", body=b"{}",
+                                         content_type="application/json")  # fmt: skip
+                assert (status, answer["error"]["code"]) == (409, "station_run_by_file"), (method, path, answer)
+                message = answer["error"]["message"]
+                assert f"eagle station run {stations} on {host} (pid {station.process.pid})" in message, message
+                assert instead in message, message
+            status, _, answer = call("POST", f"{live.base}/v1/stations", content_type="application/json",
+                                     body=b'{"name": "line-1", "category": "mono", "source": {"kind": "folder", '
+                                          b'"path": "x"}}')  # fmt: skip
+            assert (status, answer["error"]["code"]) == (409, "station_exists"), answer
+            assert station.stop() == 143
+        finally:
+            station.process.kill()
+        info = _until(live.base, lambda i: i["state"].startswith("stopped: "), "the clean stop said")
+        assert info["run_by"]["stopped"] is not None and info["warnings"][0].startswith("not running: "), info
+        assert _metric(live.base, "eagle_station_run_up") == "0"
+
+        station = Running(stations, "--quiet")  # again, then killed: no stop is written
+        try:
+            _until(live.base, lambda i: i["state"] == "running" and i["run_by"]["pid"] == station.process.pid,
+                   "the second run published")  # fmt: skip
+            station.process.send_signal(signal.SIGKILL)
+            station.process.wait(wait_s(30))
+            killed = time.monotonic()
+            info = _until(live.base, lambda i: i["state"].startswith("not seen since "), "a killed runner not seen",
+                          NOT_SEEN_AFTER_S + 60)  # fmt: skip
+            assert time.monotonic() - killed > NOT_SEEN_AFTER_S - 6  # its last heartbeat was at most 5 s before
+        finally:
+            station.process.kill()
+        assert info["run_by"]["silent"] and info["run_by"]["stopped"] is None, info
+        assert f"eagle station run on {host} (pid {station.process.pid}) sent no heartbeat" in info["state"], info
+        assert info["warnings"][0].startswith("not seen for "), info
+        assert _metric(live.base, "eagle_station_run_up") == "0"
+        assert float(_metric(live.base, "eagle_station_heartbeat_age_seconds") or "0") > NOT_SEEN_AFTER_S
+        # a killed run's row stays (it may come back); only a clean stop's can be forgotten through the API
+        status, _, answer = call("DELETE", f"{live.base}/v1/stations/line-1")
+        assert (status, answer["error"]["code"]) == (409, "station_run_by_file"), answer
+
+
+def test_a_stations_file_on_a_shared_sqlite_history_is_listed_read_only_and_a_killed_run_is_not_seen(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    _seen_then_killed(tmp_path, model_dir, receiver, f"sqlite:///{tmp_path / 'plant.sqlite3'}")
+
+
+def test_a_stations_file_on_the_plants_postgresql_is_listed_read_only_and_a_killed_run_is_not_seen(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    postgres: Any,
+) -> None:
+    _seen_then_killed(tmp_path, model_dir, receiver, postgres.new_database())
+
+
+def test_a_cleanly_stopped_run_can_be_forgotten_and_one_removed_from_its_file_is_forgotten_at_the_next_run(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    history = f"sqlite:///{tmp_path / 'plant.sqlite3'}"
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    stations.write_text(f'history = "{history}"\n' + stations.read_text())
+    (tmp_path / "incoming").mkdir()
+    with LiveServer(_service(tmp_path, model_dir, history)) as live:
+        for _ in range(2):
+            station = Running(stations, "--quiet")
+            try:
+                _until(live.base, lambda i: i["state"] == "running", "published", station=station)
+                assert station.stop() == 143
+            finally:
+                station.process.kill()
+            _until(live.base, lambda i: i["state"].startswith("stopped: "), "the clean stop said")
+        status, _, _ = call("DELETE", f"{live.base}/v1/stations/line-1")
+        assert status == 204 and _listed(live.base) is None
+        # stopped again, then renamed in its file: the next run forgets the old name's row
+        station = Running(stations, "--quiet")
+        try:
+            _until(live.base, lambda i: i["state"] == "running", "published again")
+            assert station.stop() == 143
+        finally:
+            station.process.kill()
+        stations.write_text(stations.read_text().replace('name = "line-1"', 'name = "line-2"'))
+        station = Running(stations, "--quiet")
+        try:
+            deadline = time.monotonic() + wait_s(120)
+            while _listed(live.base, "line-2") is None or _listed(live.base) is not None:
+                assert time.monotonic() < deadline, call("GET", f"{live.base}/v1/stations")[2]
+                time.sleep(0.2)
+            assert station.stop() == 143
+        finally:
+            station.process.kill()
