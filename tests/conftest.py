@@ -53,13 +53,14 @@ def schema_6_of_an_earlier_release() -> list[str]:
     """The statements of a schema-6 history as an earlier eagle-iad of schema 6 made it, from its own DDL (not by
     dropping columns: SQLite has ``DROP COLUMN`` only from 3.35, and eagle-iad supports 3.34): no
     ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals`` nor ``.last_refused``, no
-    ``stations.created_by``, no ``station_faults`` nor ``station_refusals``, no ``outbox_held`` index (none has a
-    version of its own), written in SQLite's dialect (a backend's ``ddl`` translates each ``CREATE``)."""
+    ``stations.created_by``, no ``station_faults``, ``station_refusals`` nor ``station_runs``, no ``outbox_held``
+    index (none has a version of its own), written in SQLite's dialect (a backend's ``ddl`` translates each
+    ``CREATE``)."""
     from eagle_iad.history.schema import statements
 
     earlier = []
     for sql in statements():
-        if "station_faults" in sql or "station_refusals" in sql or "outbox_held" in sql:
+        if any(name in sql for name in ("station_faults", "station_refusals", "station_runs", "outbox_held")):
             continue
         for line in ("    files INTEGER NOT NULL DEFAULT 1,\n", "    unfiled INTEGER NOT NULL DEFAULT 0,\n",
                      "    refusals INTEGER NOT NULL DEFAULT 0,\n",

@@ -292,7 +292,8 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
     # every change it made, those of no version of their own (outbox.refusals, the indexes) too
     assert said == (
         f"history {backend.describe()}: schema 5 -> 6 (6: {MIGRATIONS[6]}; added tables fit_jobs, station_intake, "
-        "idempotency, audit, stations, station_faults, station_refusals; added columns inspections.answered_by, "
+        "idempotency, audit, stations, station_faults, station_refusals, station_runs; added columns "
+        "inspections.answered_by, "
         "inspections.image_sha256, inspections.label_by, inspections.label_history, inspections.label_note, "
         "inspections.label_revision, "
         "inspections.model_version, inspections.near_threshold, inspections.reference, inspections.unrecognised, "
@@ -420,12 +421,14 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     db.close()
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
-        {"version": None, "adds": "tables station_faults, station_refusals; columns station_intake.files, "
-         "station_intake.unfiled, outbox.refusals, outbox.last_refused, stations.created_by; indexes outbox_held"}
+        {"version": None, "adds": "tables station_faults, station_refusals, station_runs; columns "
+         "station_intake.files, station_intake.unfiled, outbox.refusals, outbox.last_refused, stations.created_by; "
+         "indexes outbox_held"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
-        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults, station_refusals; "
+        f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults, station_refusals, "
+        "station_runs; "
         "added columns "
         "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, stations.created_by; "
         "added indexes "
