@@ -1969,6 +1969,62 @@ export interface components {
             /** Why */
             why: string;
         };
+        /**
+         * RunBy
+         * @description Who runs a station of a stations file (``eagle station run``), as its heartbeat in the history says.
+         */
+        RunBy: {
+            /**
+             * Every S
+             * @description seconds between its heartbeats
+             */
+            every_s: number;
+            /**
+             * File
+             * @description the stations file it runs, a path on that machine
+             */
+            file: string;
+            /**
+             * Heartbeat
+             * @description its last heartbeat (UTC, ISO 8601, on the history database's clock)
+             */
+            heartbeat: string;
+            /**
+             * Heartbeat Age S
+             * @description seconds since that heartbeat, on the history database's clock
+             */
+            heartbeat_age_s: number;
+            /**
+             * Host
+             * @description the machine that runs it
+             */
+            host: string;
+            /**
+             * Not Seen After S
+             * @description after this long without a heartbeat it is shown as not seen
+             */
+            not_seen_after_s: number;
+            /**
+             * Pid
+             * @description the process id of eagle station run there
+             */
+            pid: number;
+            /**
+             * Silent
+             * @description no heartbeat for longer than not_seen_after_s and not stopped: not seen
+             */
+            silent: boolean;
+            /**
+             * Started
+             * @description when that process started (UTC, ISO 8601)
+             */
+            started: string;
+            /**
+             * Stopped
+             * @description when its command stopped it cleanly (null: it did not)
+             */
+            stopped: string | null;
+        };
         /** ScoreDistribution */
         ScoreDistribution: {
             /** Count */
@@ -2097,6 +2153,8 @@ export interface components {
             latency_s: {
                 [key: string]: number;
             } | null;
+            /** @description a station of a stations file that eagle station run runs (not this service): who runs it and its heartbeat; read-only through the API (null: the service's own) */
+            run_by?: components["schemas"]["RunBy"] | null;
             /** Sinks */
             sinks: {
                 [key: string]: components["schemas"]["SinkInfo"];
@@ -2112,7 +2170,7 @@ export interface components {
             } | null;
             /**
              * State
-             * @description running, paused, waiting: <why> (intake paused by a fault), error: <what>
+             * @description running, paused, waiting: <why> (intake paused by a fault), error: <what>; for one run by eagle station run also stopped: <when> and not seen since <time> (no heartbeat for longer than run_by's limit)
              */
             state: string;
             /** Station */
