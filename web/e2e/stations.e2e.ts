@@ -8,11 +8,13 @@
  */
 
 import { EagleClient, type StationInfo } from "@eagle-iad/client";
-import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { FIXTURE_WORK, PHONE, axeViolations, launchBrowser, measure, openPage, shot, startServer, type RunningServer } from "./fixture";
+import { FIXTURE_WORK, PHONE, REPO, axeViolations, launchBrowser, measure, openPage, shot, startServer, type RunningServer } from "./fixture";
 import { freePort } from "./server";
 
 let server: RunningServer;
@@ -28,9 +30,11 @@ const folders = {
   line: `e2e-hot-${tag}`,
   sorted: `e2e-sorted-${tag}`,
   trouble: `e2e-trouble-${tag}`,
+  file: `e2e-file-${tag}`,
 };
 const LINE = `e2e-line-${tag}`;
 const TROUBLE = `e2e-trouble-${tag}`;
+const FILED = `e2e-file-${tag}`;
 
 /** Drop a fixture cell into a hot folder as a camera would: written under a name never taken, then renamed. */
 function drop(file: string, folder: string, name: string): void {
@@ -59,7 +63,7 @@ async function openStations(): Promise<void> {
 }
 
 beforeAll(async () => {
-  for (const folder of [folders.line, folders.trouble]) mkdirSync(join(DATA, folder), { recursive: true });
+  for (const folder of [folders.line, folders.trouble, folders.file]) mkdirSync(join(DATA, folder), { recursive: true });
   [server, browser] = await Promise.all([startServer(), launchBrowser()]);
   client = new EagleClient({ baseUrl: server.baseUrl });
 });
@@ -269,6 +273,69 @@ describe("stations page", () => {
     await card.waitFor({ state: "detached" });
     expect(await page.locator('[data-testid="station-notice"]').textContent()).toBe(`${TROUBLE} is deleted; its inspections stay in the history.`);
     await expect(client.getStation(TROUBLE)).rejects.toMatchObject({ status: 404, code: "station_not_found" });
+  });
+
+  it("lists a station run by eagle station run read-only, stopped once its command stops, axe at 1280 and 390 px", async () => {
+    // A real `eagle station run` on a stations file naming the service's own history (an SQLite file it shares).
+    const state = join(FIXTURE_WORK, `state-${new URL(server.baseUrl).port}`);
+    const work = mkdtempSync(join(tmpdir(), "eagle-e2e-file-"));
+    const file = join(work, "stations.toml");
+    writeFileSync(file, [
+      `models = ${JSON.stringify(join(state, "models"))}`, `state = ${JSON.stringify(join(work, "state"))}`,
+      `history = ${JSON.stringify(`sqlite:///${join(state, "eagle.sqlite3")}`)}`, "", "[[station]]",
+      `name = "${FILED}"`, 'category = "mono"',
+      `source = { kind = "folder", path = ${JSON.stringify(join(DATA, folders.file))}, settle_s = 0.2 }`, "",
+    ].join("\n"));
+    const python = process.env["EAGLE_PYTHON"] || resolve(REPO, ".venv/bin/python");
+    const pythonPath = [resolve(REPO, "src"), process.env["PYTHONPATH"]].filter(Boolean).join(":");
+    let log = "";
+    const runner: ChildProcess = spawn(python, ["-m", "eagle_iad.cli", "station", "run", "--quiet", file],
+      { env: { ...process.env, PYTHONPATH: pythonPath }, stdio: ["ignore", "pipe", "pipe"] });
+    runner.stderr?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    try {
+      const listed = async (): Promise<StationInfo | undefined> => (await client.listStations()).find((s) => s.station === FILED);
+      await until("the station published", async () => (await listed())?.state === "running").catch((error: Error) => {
+        throw new Error(`${error.message}; eagle station run said: ${log || "nothing"} (exit ${runner.exitCode})`);
+      });
+      drop("sample-good.png", folders.file, "cell-01.png");
+      await until("its verdict published", async () => (await listed())?.inspected === 1);
+      const info = (await listed()) as StationInfo;
+      expect(info.run_by).toMatchObject({ host: hostname(), pid: runner.pid, file, silent: false, stopped: null });
+      await expect(client.pauseStation(FILED)).rejects.toMatchObject({ status: 409, code: "station_run_by_file" });
+
+      await openStations();
+      const filed = row(FILED);
+      await filed.waitFor({ timeout: 30_000 });
+      expect(await filed.locator('[data-testid="station-state"]').textContent()).toBe("▶Running");
+      expect(await filed.locator(".station-path").textContent()).toContain(`run by eagle station run on ${hostname()} (${file})`);
+      expect(await filed.locator('[data-testid="run-by"]').textContent()).toBe(
+        `Read-only here: run by eagle station run on ${hostname()}; change, pause or retry it there (${file}).`,
+      );
+      expect(await filed.getByRole("button").count()).toBe(0); // nothing the API would refuse is offered
+      // keyboard: the page's controls are reached with Tab and none of them is this row's
+      for (let i = 0; i < 30; i += 1) {
+        await page.keyboard.press("Tab");
+        expect(await page.evaluate((name) => !!document.activeElement?.closest(`tr[data-station="${name}"]`), FILED)).toBe(false);
+      }
+      const found = await axeViolations(page, "a file's station at 1280 px");
+      await page.setViewportSize(PHONE);
+      const card = page.getByRole("article", { name: FILED });
+      await card.waitFor();
+      expect(await card.locator('[data-testid="run-by"]').count()).toBe(1);
+      const { scrollWidth, tiny } = await measure(page);
+      expect({ scrollWidth, tiny }).toEqual({ scrollWidth: PHONE.width, tiny: [] });
+      found.push(...(await axeViolations(page, "a file's station at 390 px")));
+      await shot(page, "stations-file-390");
+
+      runner.kill("SIGTERM"); // a clean stop: every replica shows it stopped
+      await card.locator('[data-testid="station-state"]').getByText("Stopped").waitFor({ timeout: 60_000 });
+      found.push(...(await axeViolations(page, "a stopped file's station at 390 px")));
+      expect(found).toEqual([]);
+    } finally {
+      runner.kill("SIGKILL");
+      await client.deleteStation(FILED).catch(() => undefined); // a stopped one is forgotten from the listings
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it("logged no script errors or CSP violations", () => {

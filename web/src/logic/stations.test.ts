@@ -57,6 +57,12 @@ describe("stateView", () => {
     expect(stateView("waiting: disk full: no space")).toEqual({ tone: "waiting", label: "Waiting", detail: "disk full: no space" });
     expect(stateView("error: OSError: gone")).toEqual({ tone: "error", label: "Error", detail: "OSError: gone" });
     expect(stateView("strange").tone).toBe("error");
+    // a stations file's station (eagle station run): stopped cleanly, or silent (the time's colons kept whole)
+    expect(stateView("stopped: eagle station run on h1 stopped at 2026-12-07T04:36:00.000+00:00")).toEqual({
+      tone: "stopped", label: "Stopped", detail: "eagle station run on h1 stopped at 2026-12-07T04:36:00.000+00:00",
+    });
+    const silent = "not seen since 2026-12-07T04:36:00.000+00:00: eagle station run on h1 (pid 7) sent no heartbeat for 45 s";
+    expect(stateView(silent)).toEqual({ tone: "error", label: "Not seen", detail: silent.slice("not seen ".length) });
     expect(isPaused(station({ state: "paused" }))).toBe(true);
     expect(isPaused(station())).toBe(false);
   });

@@ -16,7 +16,7 @@ export const STATION_NAME_RULE = "1–64 letters, digits, “_”, “.” and �
 export const DEFAULT_BACKLOG_LIMIT = 1000;
 export const DEFAULT_DEADLINE_S = 10;
 
-export type StateTone = "running" | "paused" | "waiting" | "error";
+export type StateTone = "running" | "paused" | "waiting" | "error" | "stopped";
 
 export interface StateView {
   tone: StateTone;
@@ -25,8 +25,15 @@ export interface StateView {
   detail: string | null;
 }
 
-/** `running`, `paused`, `waiting: <why>` (intake paused by a fault), `error: <what>`. */
+/**
+ * `running`, `paused`, `waiting: <why>` (intake paused by a fault), `error: <what>`; a station of a stations file
+ * run by `eagle station run` also `stopped: <when>` (its command stopped cleanly) and `not seen since <time>: <who>`
+ * (no heartbeat for longer than the service's limit: killed, or cut off; never shown as running).
+ */
 export function stateView(state: string): StateView {
+  if (state.startsWith("not seen since ")) {
+    return { tone: "error", label: "Not seen", detail: state.slice("not seen ".length) };
+  }
   const [head = "", ...rest] = state.split(":");
   const detail = rest.join(":").trim() || null;
   switch (head.trim()) {
@@ -38,9 +45,18 @@ export function stateView(state: string): StateView {
       return { tone: "waiting", label: "Waiting", detail };
     case "error":
       return { tone: "error", label: "Error", detail };
+    case "stopped":
+      return { tone: "stopped", label: "Stopped", detail };
     default:
       return { tone: "error", label: state || "Unknown", detail: null };
   }
+}
+
+/** Who runs a station of a stations file (`eagle station run` on a machine), in words; null: the service's own. */
+export function runByText(info: StationInfo): string | null {
+  const run = info.run_by;
+  if (!run) return null;
+  return `run by eagle station run on ${run.host} (${run.file})`;
 }
 
 export function isPaused(info: StationInfo): boolean {

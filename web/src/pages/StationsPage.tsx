@@ -25,6 +25,7 @@ import {
   plainWords,
   recentLatency,
   limitsOf,
+  runByText,
   sinkCounts,
   sinksOf,
   stateView,
@@ -386,7 +387,7 @@ function SourceText({ info }: { info: StationInfo }) {
   return (
     <span className="station-path">
       {typeof path === "string" ? `hot folder ${path}` : info.source}
-      {info.created_by === "file" ? " · from a stations file" : ""}
+      {info.run_by ? ` · ${runByText(info) ?? ""}` : info.created_by === "file" ? " · from a stations file" : ""}
     </span>
   );
 }
@@ -405,7 +406,7 @@ function RowWarnings({ info }: { info: StationInfo }) {
   );
 }
 
-const STATE_SYMBOL = { running: "▶", paused: "❚❚", waiting: "…", error: "!" } as const;
+const STATE_SYMBOL = { running: "▶", paused: "❚❚", waiting: "…", error: "!", stopped: "■" } as const;
 
 function StateBadge({ state }: { state: string }) {
   const view = stateView(state);
@@ -527,6 +528,17 @@ function StationActions({ info, busy, confirming, owing, onAct, onAskDelete, onC
   const { me } = useApi();
   const operate = allows(me, "operator");
   const manage = allows(me, "engineer");
+
+  if (info.run_by) {
+    // Run by `eagle station run` on a machine, not by this service: the API refuses every change (409).
+    return (
+      <div className="station-actions" role="group" aria-label={`Actions for ${name}`}>
+        <span className="muted small" data-testid="run-by">
+          {`Read-only here: run by eagle station run on ${info.run_by.host}; change, pause or retry it there (${info.run_by.file}).`}
+        </span>
+      </div>
+    );
+  }
 
   if (isOwing && owing) {
     return (
