@@ -184,3 +184,66 @@ def test_a_cleanly_stopped_run_can_be_forgotten_and_one_removed_from_its_file_is
             assert station.stop() == 143
         finally:
             station.process.kill()
+
+
+class _Source:
+    """A source as the figures read it: a description and a backlog."""
+
+    folder = None
+
+    def describe(self) -> str:
+        return "folder /line/incoming"
+
+    def backlog(self) -> int:
+        return 3
+
+
+class _Station:
+    """What the publisher reads of a running station: its name, state, configuration and intake."""
+
+    def __init__(self, name: str) -> None:
+        from eagle_iad.station.config import StationConfig
+        from eagle_iad.station.status import Intake
+
+        self.name = name
+        self.said = "running"
+        self.runner = type("Runner", (), {"config": StationConfig(name, "mono", _Source()), "intake": Intake})()
+
+    def state(self) -> str:
+        return self.said
+
+
+def test_a_change_of_state_is_published_at_once_and_the_heartbeat_is_on_the_databases_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat is every 5 s, but a station that stops taking images must not look running for that long: a
+    change of state is written at its next look (a quarter second). And the runner's clock may be off by an hour
+    (a line PC never synchronised): its heartbeat is stamped by the database, so it is judged fresh, not an hour
+    old or an hour in the future."""
+    import eagle_iad.station.fleet as fleet
+    from eagle_iad.service.store import InspectionStore
+
+    store = InspectionStore(tmp_path / "plant.sqlite3")
+    station = _Station("line-1")
+    manager = type("Manager", (), {"all": lambda self: [station]})()
+    real = time.time
+    monkeypatch.setattr(fleet.time, "time", lambda: real() + 3600)  # the runner's clock, an hour ahead
+    publisher = fleet.Publisher(store, manager, tmp_path / "stations.toml", every_s=3600)
+    try:
+        publisher.publish()
+        publisher.start()
+        (run,) = fleet.published(store)
+        assert (run.name, run.state(), run.figures["backlog"], run.silent) == ("line-1", "running", 3, False)
+        assert abs(run.age) < 5, run.age  # the database's clock, not the runner's
+        station.said = "waiting: images cannot be listed: No such file or directory: /line/incoming"
+        deadline = time.monotonic() + wait_s(10)
+        while fleet.published(store)[0].state() == "running":  # no heartbeat due for an hour: the change is written
+            assert time.monotonic() < deadline, "the change of state was not published"
+            time.sleep(0.05)
+        assert fleet.published(store)[0].state() == station.said
+    finally:
+        publisher.halt()
+    publisher.stopped()
+    (run,) = fleet.published(store)
+    assert run.state().startswith("stopped: eagle station run on ") and not run.silent
+    store.close()
