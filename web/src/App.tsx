@@ -2,7 +2,7 @@ import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner } from "./components/ErrorBanner";
-import { keyRequest, signedInLine } from "./logic/access";
+import { keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { degradedReasons, healthLine, isDegraded, readHealth } from "./logic/health";
 import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
@@ -85,14 +85,21 @@ export function App() {
     };
   }, [client, healthNonce]);
 
+  // Why the stored key was refused (the service's words) and what was not saved with it, for the key form.
+  const [keyRefusal, setKeyRefusal] = useState<string | null>(null);
+  const requireKey = useCallback((reason?: unknown, unsaved?: string) => {
+    setKeyRefusal(storedKeyRefused(reason === undefined ? null : describeError(reason), unsaved ?? null));
+    setNeedKey(true);
+  }, []);
+
   // Ask the service once at start whether a key is needed, so the form shows before any page fails.
   useEffect(() => {
     const controller = new AbortController();
     client.history({ limit: 1, signal: controller.signal }).catch((reason: unknown) => {
-      if (!controller.signal.aborted && isUnauthorised(reason)) setNeedKey(true);
+      if (!controller.signal.aborted && isUnauthorised(reason)) requireKey(reason);
     });
     return () => controller.abort();
-  }, [client]);
+  }, [client, requireKey]);
 
   // Who the key is: shown in the top bar; pages hide what its role cannot do.
   useEffect(() => {
@@ -105,7 +112,6 @@ export function App() {
     return () => controller.abort();
   }, [client]);
 
-  const requireKey = useCallback(() => setNeedKey(true), []);
   const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
   const api: Api = useMemo(
     () => ({ client, health, figures, me, requireKey, refreshHealth }),
@@ -191,7 +197,7 @@ export function App() {
         {isDegraded(health) && !needKey ? <DegradedNotice reasons={degradedReasons(health)} /> : null}
         {needKey ? (
           <KeyForm onSubmit={(key) => saveKey(key, true)} onForget={() => saveKey("")} hadKey={apiKey !== ""}
-            refused={typed ? typedRefused : 0} auth={health?.auth ?? null} />
+            refused={typed ? typedRefused : 0} auth={health?.auth ?? null} why={keyRefusal} />
         ) : (
           <div key={`${apiKey}:${route.page}`} className="page">
             {route.page === "inspect" ? <InspectPage /> : null}
@@ -257,13 +263,15 @@ function QueueAnnouncer() {
   );
 }
 
-function KeyForm({ onSubmit, onForget, hadKey, refused, auth }: {
+function KeyForm({ onSubmit, onForget, hadKey, refused, auth, why }: {
   onSubmit: (key: string) => void;
   onForget: () => void;
   hadKey: boolean;
   /** How many keys typed here were refused in a row (0: none typed yet, or the stored key was refused). */
   refused: number;
   auth: Health["auth"] | null;
+  /** Why the stored key was refused, in the service's words, and what was not saved (storedKeyRefused). */
+  why: string | null;
 }) {
   const [value, setValue] = useState("");
   const field = useRef<HTMLInputElement>(null);
@@ -281,7 +289,7 @@ function KeyForm({ onSubmit, onForget, hadKey, refused, auth }: {
           That key was refused{refused > 1 ? ` (${refused} tries)` : ""}: it is not one the service knows, or it was revoked. Check it and enter it again.
         </p>
       ) : hadKey ? (
-        <p className="key-refused" role="alert" data-testid="key-refused">The service refused the key stored in this tab.</p>
+        <p className="key-refused" role="alert" data-testid="key-refused">{why ?? "The service refused the key stored in this tab."}</p>
       ) : null}
       <p data-testid="key-request">
         {/* `…` in the request is a command: shown as code */}

@@ -21,8 +21,11 @@ export interface Api {
   figures: ServedFigures;
   /** Who the key is and its role (null until the service said, or if it cannot: every control shows). */
   me: Me | null;
-  /** Called by any request answered 401: the app shows the API key form. */
-  requireKey: () => void;
+  /**
+   * Called by any request answered 401: the app shows the API key form, with the service's reason (`reason`:
+   * the refusal; a revoked key is told when) and, where a decision was refused with it, what was not saved.
+   */
+  requireKey: (reason?: unknown, unsaved?: string) => void;
   refreshHealth: () => void;
 }
 
@@ -83,7 +86,7 @@ export function useAsync<T>(load: (signal: AbortSignal) => Promise<T>, deps: Dep
       },
       (reason: unknown) => {
         if (controller.signal.aborted) return;
-        if (isUnauthorised(reason)) requireKey();
+        if (isUnauthorised(reason)) requireKey(reason);
         setError(describeError(reason));
         setLoading(false);
       },
@@ -116,7 +119,7 @@ export function usePictureUrl(link: string | null): { url: string | null; error:
       },
       (reason: unknown) => {
         if (controller.signal.aborted) return;
-        if (isUnauthorised(reason)) requireKey();
+        if (isUnauthorised(reason)) requireKey(reason);
         setState({ url: null, error: describeError(reason) });
       },
     );

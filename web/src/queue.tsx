@@ -112,7 +112,7 @@ export function QueueProvider({ children }: { children: ReactNode }) {
         setAnnouncement(`${next.name}: ${decisionView(record.decision).label}, ${scoreLine(record.score, record.tau)}`);
       },
       (reason: unknown) => {
-        if (isUnauthorised(reason)) requireKey();
+        if (isUnauthorised(reason)) requireKey(reason);
         const error = namedTooLarge(describeError(reason), next.name, size);
         setItems((prev) => finish(prev, next.id, { error }));
         setAnnouncement(`${next.name}: not inspected. ${error.title}: ${error.message}`);

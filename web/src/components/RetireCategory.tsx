@@ -41,7 +41,7 @@ export function RetireCategory({ name, onRetired }: { name: string; onRetired: (
       const retired = await client.retireCategory(name);
       onRetired(retiredLine(name, retired.retired_to, retired.inspections_kept));
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
       setBusy(false);
       setAsking(false);

@@ -106,7 +106,7 @@ function TeachForm({
       const line = notes ? `${taught} ${notes}` : taught;
       onTaught(items.map((item) => item.id), line); // this form goes: its parts are taught
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
     } finally {
       setBusy(false);

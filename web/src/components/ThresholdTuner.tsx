@@ -169,7 +169,7 @@ export function ThresholdTuner({
       focusSaved.current = true; // the message is focused once it is drawn (the effect below)
       onChanged(updated);
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
     } finally {
       setBusy(false);

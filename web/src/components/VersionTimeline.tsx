@@ -248,7 +248,7 @@ function RollbackForm({ name, version, onCancel, onDone }: { name: string; versi
       const category = await client.rollback(name, { to: version.version, why: why.trim() });
       onDone(`Rolled ${name} back to version ${version.version}: the threshold is ${formatScore(category.tau)}. The next inspection uses it.`);
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
       setBusy(false);
     }

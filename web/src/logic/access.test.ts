@@ -1,6 +1,8 @@
 import type { Me } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
-import { allows, keyRequest, refusalLine, signedInLine } from "./access";
+import { EagleApiError } from "@eagle-iad/client";
+import { allows, keyRequest, refusalLine, signedInLine, storedKeyRefused } from "./access";
+import { describeError, unsavedLine } from "./errors";
 
 const me = (role: Me["role"], open = false): Me => ({ name: open ? "local" : "anna", role, open, may: [], roles: {} });
 
@@ -35,5 +37,21 @@ describe("the key form's request", () => {
     expect(keyRequest("api_key")).toBe("This service runs with one shared key, its `EAGLE_API_KEY`: enter that key.");
     expect(keyRequest("open")).toContain("needs no key");
     expect(keyRequest(null)).toContain("`eagle keys add`, or the service's `EAGLE_API_KEY`"); // an older service: both
+  });
+});
+
+describe("a stored key refused mid-shift", () => {
+  it("says the service's reason (revoked, when, ask an admin) and the decision that was not saved", () => {
+    const revoked = describeError(
+      new EagleApiError("this key was revoked at 2026-12-07T04:45:01+00:00; ask an admin for a new key", 401, "revoked_api_key"),
+    );
+    expect(storedKeyRefused(revoked, unsavedLine("cut_008.png", "normal"))).toBe(
+      "The service refused the key stored in this tab: this key was revoked at 2026-12-07T04:45:01+00:00; ask an admin for a new key. " +
+        "Your “actually normal” for cut_008.png was not saved: with a working key, decide it again.",
+    );
+    // A key the service does not know is told nothing more (a guess learns nothing).
+    const unknown = describeError(new EagleApiError("missing or wrong API key", 401, "invalid_api_key"));
+    expect(storedKeyRefused(unknown)).toBe("The service refused the key stored in this tab.");
+    expect(storedKeyRefused(null)).toBe("The service refused the key stored in this tab.");
   });
 });

@@ -42,3 +42,17 @@ export function keyRequest(auth: Health["auth"] | null | undefined): string {
       return "Enter your API key: a named key made with `eagle keys add`, or the service's `EAGLE_API_KEY`.";
   }
 }
+
+/**
+ * What the key form says when the key stored in this tab was refused: the service's own reason where it gave
+ * one (a revoked key is told when it was revoked: "this key was revoked at …; ask an admin for a new key"),
+ * so the holder does not hunt a typo; else that it was refused. `unsaved`: the decision refused with it, which
+ * is said too, so it is not lost without a word.
+ */
+export function storedKeyRefused(reason: { kind: string; title: string; message: string } | null, unsaved: string | null = null): string {
+  const why =
+    reason && reason.title === "API key revoked"
+      ? `The service refused the key stored in this tab: ${reason.message.replace(/\.?$/, ".")}`
+      : "The service refused the key stored in this tab.";
+  return unsaved ? `${why} ${unsaved}` : why;
+}

@@ -130,6 +130,11 @@ export function labelWords(label: string): string {
   return label === "anomalous" || label === "defective" ? "actually defective" : "actually normal";
 }
 
+/** A decision refused with the key (401): said on the key form, so it is not lost without a word. */
+export function unsavedLine(imageName: string, label: string): string {
+  return `Your “${labelWords(label)}” for ${imageName} was not saved: with a working key, decide it again.`;
+}
+
 /**
  * A time as a person here reads it: "at" the clock time if it is today, else "on" the date and time, in the
  * browser's zone; with `recent`, "just now" within the last minute (a label someone gave while the page was open).

@@ -3,6 +3,9 @@ import {
   actionForKey,
   isNotOlder,
   labelNotice,
+  labelNoteText,
+  noteLength,
+  noteStatus,
   leftLine,
   lookLimit,
   nextPosition,
@@ -138,5 +141,30 @@ describe("two people reviewing at once", () => {
   it("asks for every part this visit holds, with room, at most what the service serves", () => {
     expect(lookLimit(3, 50)).toBe(73);
     expect(lookLimit(480, 50)).toBe(500);
+  });
+});
+
+describe("the label's note", () => {
+  it("is shown with the label, as written, and only while there is a label", () => {
+    const odd = "<b>bold</b><img src=x onerror=alert(1)> 🛞💥 \u202egnp.evitceted\u202c";
+    expect(labelNoteText({ label: "normal", label_note: "  scuff only " })).toBe("scuff only");
+    expect(labelNoteText({ label: "anomalous", label_note: odd })).toBe(odd); // drawn as text, never as markup
+    expect(labelNoteText({ label: "normal", label_note: "   " })).toBeNull();
+    expect(labelNoteText({ label: "normal", label_note: null })).toBeNull();
+    expect(labelNoteText({ label: null, label_note: "left from a cleared label" })).toBeNull();
+  });
+  it("counts characters as the service does (code points), not UTF-16 units", () => {
+    expect(noteLength("🛞💥")).toBe(2);
+    expect("🛞💥".length).toBe(4);
+    const twoEmoji = "a".repeat(496) + "🛞💥"; // 498 characters, 500 UTF-16 units
+    expect(noteStatus(twoEmoji)).toEqual({ line: "498 of 500 characters", over: false, full: false });
+    expect(noteStatus("é".repeat(500)).line).toBe("500 of 500 characters (full)");
+  });
+  it("refuses a note past the limit, saying by how much, instead of cutting it", () => {
+    const pasted = "x".repeat(650);
+    const status = noteStatus(pasted);
+    expect(status.over).toBe(true);
+    expect(status.line).toBe("650 of 500 characters: 150 too many; shorten the note to save the decision");
+    expect(noteStatus(" ".repeat(600) + "ok").over).toBe(false); // the service trims: spaces do not count
   });
 });

@@ -81,6 +81,43 @@ export function storedLabelLine(
 }
 
 /**
+ * The note stored with the label, as the labeller wrote it (null: none, or no label): shown wherever the label
+ * is (History, Review's Back), so a supervisor sees why a part was called normal before teaching it. The page
+ * draws it as text, isolated (`<bdi>`), so markup stays inert and a right-to-left override in it cannot turn
+ * the words around it.
+ */
+export function labelNoteText(record: { label?: string | null; label_note?: string | null }): string | null {
+  if (record.label !== "normal" && record.label !== "anomalous") return null;
+  const note = record.label_note?.trim();
+  return note ? note : null;
+}
+
+/** The service's limit on a label's note (LabelRequest.note: at most 500 characters). */
+export const NOTE_MAX = 500;
+
+/**
+ * A note's length as the service counts it: characters (Unicode code points), not the UTF-16 units a text
+ * field's `maxLength` and `.length` count (an emoji is 2 of those and 1 character).
+ */
+export function noteLength(note: string): number {
+  let count = 0;
+  for (const _ of note) count += 1; // the string iterator walks code points
+  return count;
+}
+
+/**
+ * What the note's counter says, and whether the note can be saved: a note past the limit (typed or pasted) is
+ * kept whole in the field and refused with how much to cut, never cut silently.
+ */
+export function noteStatus(note: string, max = NOTE_MAX): { line: string; over: boolean; full: boolean } {
+  const length = noteLength(note.trim());
+  if (length > max) {
+    return { line: `${length} of ${max} characters: ${length - max} too many; shorten the note to save the decision`, over: true, full: true };
+  }
+  return { line: `${length} of ${max} characters${length === max ? " (full)" : ""}`, over: false, full: length === max };
+}
+
+/**
  * The line over a part that has a label, from the label stored now (the page refreshes it on Back and while
  * it is shown), so "You labelled this one…" is said only while the stored label is still the one given here.
  * `mine`: the label revision this visit stored for it (undefined: none). Someone else's label since says whose

@@ -315,7 +315,7 @@ function FitForm({ onFitted }: { onFitted: () => void }) {
       setProgress((prev) => (prev ? { ...prev, state: "succeeded" } : prev));
       onFitted();
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
       setProgress((prev) => (prev ? { ...prev, state: "failed" } : prev));
     } finally {

@@ -12,8 +12,9 @@ import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParam
 import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
-import { describeError, describeLabelError, isLabelChanged, isUnauthorised, type UserError } from "../logic/errors";
+import { describeError, describeLabelError, isLabelChanged, isUnauthorised, unsavedLine, type UserError } from "../logic/errors";
 import { storedLabelLine } from "../logic/review";
+import { LabelNote } from "../components/LabelNote";
 import { decisionView } from "../logic/verdict";
 
 /** New records counted at most (then "999+"): a page left open all week must not grow without bound. */
@@ -139,7 +140,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10_000);
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setExportError(describeError(reason));
     } finally {
       setExporting(null);
@@ -401,7 +402,7 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
     try {
       onLabelled(await client.label(record.id, label, { expectedRevision: record.label_revision ?? 0 }));
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason, label ? unsavedLine(record.image_name, label) : `Clearing the label of ${record.image_name} was not saved.`);
       setError(describeLabelError(reason, label ?? "clear"));
       if (isLabelChanged(reason)) {
         try {
@@ -438,6 +439,11 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
           ? `${storedLabelLine(record)} The verdict is kept beside it. Press it again to clear it.`
           : "Not labelled: mark what the part actually was to correct the verdict."}
       </p>
+      {current ? (
+        <p className="small">
+          <LabelNote record={record} />
+        </p>
+      ) : null}
       {confirming && current ? (
         <div className="notice small label-confirm" role="group" aria-label="Clear the label?"
           onKeyDown={(event) => {

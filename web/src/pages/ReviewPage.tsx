@@ -3,11 +3,12 @@ import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { InspectionView } from "../components/InspectionView";
+import { LabelNote } from "../components/LabelNote";
 import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
 import { TeachPanel } from "../components/TeachPanel";
 import { allows } from "../logic/access";
-import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, whenSaid, type UserError } from "../logic/errors";
+import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, unsavedLine, whenSaid, type UserError } from "../logic/errors";
 import {
   REVIEW_KEYS,
   actionForKey,
@@ -16,6 +17,7 @@ import {
   leftLine,
   lookLimit,
   nextPosition,
+  noteStatus,
   reconcile,
   withFetchedRecord,
   withRecord,
@@ -33,8 +35,6 @@ const BATCH = 50;
  * only when an inspection is stored, never when one is labelled, so the page asks the queue itself.
  */
 export const LOOK_MS = 4000;
-/** The note's longest (the service's limit, LabelRequest.note). */
-const NOTE_MAX = 500;
 
 /**
  * The review queue, one inspection at a time: why it waits, its verdict, heatmap, boxes, nearest normal
@@ -163,8 +163,10 @@ export function ReviewPage() {
         }
         const shown = now.items[now.position];
         if (shown && (seen.currentGone || shown.record.id in now.labelled)) await refreshPart(shown.record.id, seen.currentGone);
-      } catch {
-        /* offline for a moment: the count stays as it was, the next look tries again */
+      } catch (reason) {
+        // The key revoked (or replaced) meanwhile: say so now, before a decision is tried and refused.
+        if (!controller.signal.aborted && isUnauthorised(reason)) requireKey(reason);
+        /* else offline for a moment: the count stays as it was, the next look tries again */
       } finally {
         running = false;
       }
@@ -175,7 +177,7 @@ export function ReviewPage() {
       controller.abort();
       clearInterval(timer);
     };
-  }, [client, category, queue.data, lookNow, refreshPart]);
+  }, [client, category, queue.data, lookNow, refreshPart, requireKey]);
   // Once the fetched ones are drawn, the keyboard goes to the first decision on the new part (the count left
   // where one cannot label). An effect on the drawn items: before they are, there is no button to focus.
   useEffect(() => {
@@ -214,6 +216,17 @@ export function ReviewPage() {
         return;
       }
       if (!current || !canLabel) return;
+      const tooLong = noteStatus(note);
+      if (tooLong.over) {
+        // Not cut to fit: the person decides what goes. Nothing was saved, and the note stays as written.
+        setError({
+          kind: "invalid_request",
+          title: "Note too long: not saved",
+          message: `Your “${labelWords(action)}” for ${current.record.image_name} was not saved: the note has ${tooLong.line.split(":")[0]}. Shorten it, then decide again.`,
+          retryable: false,
+        });
+        return;
+      }
       busyRef.current = true;
       setBusy(true);
       const id = current.record.id;
@@ -240,7 +253,8 @@ export function ReviewPage() {
         setNote("");
         setPosition(to);
       } catch (reason) {
-        if (isUnauthorised(reason)) requireKey();
+        // The key form replaces the page: it says the service's reason and that this decision was not saved.
+        if (isUnauthorised(reason)) requireKey(reason, unsavedLine(current.record.image_name, action));
         setError(describeLabelError(reason, action));
         if (isLabelChanged(reason)) {
           // Someone else labelled it meanwhile: show it as stored now (their label, the revision a new decision
@@ -299,6 +313,8 @@ export function ReviewPage() {
   // At the end of a batch the ones still waiting are the skipped ones and those past this batch.
   const more = queue.data !== undefined && left > skipped.length;
   const notice = current ? labelNotice(current.record, labelled[current.record.id]) : null;
+  // Counted as the service counts (code points); a longer note (typed or pasted) stays whole and is refused.
+  const noteNow = noteStatus(note);
 
   return (
     <section aria-labelledby="review-title">
@@ -358,7 +374,7 @@ export function ReviewPage() {
               // From the label stored now: given here, or by someone else since the queue was fetched (a look at the
               // queue or a refused decision fetched it), or cleared since.
               <p className="notice small" data-testid={current.record.id in labelled && current.record.label_revision === labelled[current.record.id] ? "review-labelled-here" : "review-labelled-elsewhere"}>
-                {notice}
+                {notice} <LabelNote record={current.record} />
               </p>
             ) : null}
           </section>
@@ -368,9 +384,9 @@ export function ReviewPage() {
                 <label htmlFor={`${id}-note`}>Note (optional: what you saw, why)</label>
                 <input
                   id={`${id}-note`}
-                  maxLength={NOTE_MAX}
                   value={note}
                   aria-describedby={`${id}-note-hint`}
+                  aria-invalid={noteNow.over || undefined}
                   onChange={(e) => setNote(e.target.value)}
                   onKeyDown={(event) => {
                     // The keys N and D type into the note: Enter or Escape leaves it for the decisions, the note
@@ -382,10 +398,10 @@ export function ReviewPage() {
                     }
                   }}
                 />
-                <p className="muted small note-hint" id={`${id}-note-hint`}>
-                  Saved with your decision. Enter or Esc: back to the decision keys.{" "}
-                  <span data-testid="note-count" className={note.length >= NOTE_MAX ? "note-full" : undefined}>
-                    {note.length} of {NOTE_MAX} characters{note.length >= NOTE_MAX ? " (full)" : ""}
+                <p className={`muted small note-hint${noteNow.over ? " note-over" : ""}`} id={`${id}-note-hint`}>
+                  <span className="note-help">Saved with your decision. Enter or Esc: back to the decision keys. </span>
+                  <span data-testid="note-count" className={noteNow.over ? "note-too-long" : noteNow.full ? "note-full" : undefined}>
+                    {noteNow.line}
                   </span>
                 </p>
               </div>

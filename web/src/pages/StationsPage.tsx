@@ -98,7 +98,7 @@ function useStationList() {
           },
           (reason: unknown) => {
             if (controller.signal.aborted) return;
-            if (isUnauthorised(reason)) requireKey();
+            if (isUnauthorised(reason)) requireKey(reason);
             setError(describeError(reason));
           },
         )
@@ -165,7 +165,7 @@ export function StationsPage() {
       }
       reload();
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       if (action === "delete" && reason instanceof EagleApiError && reason.code === "station_undelivered") {
         // Asked again, with what deleting would drop: the station runs on until the user says to drop them.
         setOwing({ name, message: reason.message });
@@ -624,7 +624,7 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
       setForm((f) => ({ ...EMPTY_FORM, category: f.category, settleS: f.settleS }));
       onCreated(info);
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
     } finally {
       setBusy(false);
