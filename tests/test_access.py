@@ -58,8 +58,8 @@ ROLES: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/keys/{name}"): "admin",
     ("DELETE", "/v1/categories/{name}"): "admin",
     ("DELETE", "/v1/inspections/{inspection_id}"): "admin",
-    ("GET", "/v1/audit"): "admin",
-    ("GET", "/v1/audit.csv"): "admin",
+    ("GET", "/v1/audit"): "engineer",
+    ("GET", "/v1/audit.csv"): "engineer",
     ("GET", "/v1/stations"): "viewer",
     ("POST", "/v1/stations"): "engineer",
     ("GET", "/v1/stations/{name}"): "viewer",
@@ -244,6 +244,18 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
             ["eve", "engineer", "POST", "/v1/categories/{name}/threshold", "/v1/categories/mono/threshold", "200",
              "tau 123.0: new batch of glass"]
         ]  # fmt: skip
+        # The supervisor (engineer) reads the audit, one category's rows or one person's; keys stay the admin's.
+        status, _, mono = call("GET", f"{live.base}/v1/audit?category=mono", key=keys["engineer"])
+        assert status == 200, mono
+        assert [(r["actor"], r["path"]) for r in mono["items"]] == [("eve", "/v1/categories/mono/threshold")]
+        # a name that is only the start of another is not it
+        assert call("GET", f"{live.base}/v1/audit?category=mon", key=keys["engineer"])[2]["total"] == 0
+        assert call("GET", f"{live.base}/v1/audit?actor=anna", key=keys["engineer"])[2]["total"] == 1
+        status, _, text = call("GET", f"{live.base}/v1/audit.csv?category=mono", key=keys["engineer"], raw=True)
+        assert status == 200 and len(list(csv.reader(io.StringIO(text.decode())))) == 2
+        assert call("GET", f"{live.base}/v1/audit?category=..", key=keys["engineer"])[0] == 400
+        assert call("GET", f"{live.base}/v1/keys", key=keys["engineer"])[0] == 403
+        assert call("GET", f"{live.base}/v1/audit", key=keys["operator"])[0] == 403
         # Every key revoked: the door locks, it does not open (the open mode is only for a service that never had keys).
         with redirect_stdout(io.StringIO()):
             for name in ("anna", "eve"):

@@ -9,8 +9,9 @@ The roles, each allowed what the one before it is, plus:
 
 - ``viewer``: read: categories, history, pictures, evaluations, dashboards, stations, metrics;
 - ``operator``: inspect, label inspections, pause, resume and trigger stations, retry dead letters;
-- ``engineer``: fit, change a threshold, create and delete stations;
-- ``admin``: add and revoke keys, read the audit log.
+- ``engineer``: fit, change a threshold, create and delete stations, read the audit log (a shift's supervisor
+  reconstructs who labelled, taught or changed what; keys stay the admin's);
+- ``admin``: add and revoke keys.
 
 Where callers come from, first match wins: a key from the key table (``eagle keys add``; stored as a
 SHA-256 digest, never the key), the single ``EAGLE_API_KEY`` of earlier versions (an admin named
@@ -57,8 +58,9 @@ class Role(IntEnum):
 ROLE_HELP = {
     Role.viewer: "read: categories, history, pictures, evaluations, dashboards, stations, metrics",
     Role.operator: "also inspect, label, pause/resume/trigger stations, retry dead letters",
-    Role.engineer: "also fit, teach, change thresholds, roll a model back, create, change and delete stations",
-    Role.admin: "also add and revoke keys, read the audit log, retire a category",
+    Role.engineer: "also fit, teach, change thresholds, roll a model back, create, change and delete stations, "
+    "read the audit log",
+    Role.admin: "also add and revoke keys, delete an inspection, retire a category",
 }
 
 #: The caller's name in the open local mode (no keys at all).

@@ -197,19 +197,21 @@ class AuditLog:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def page(self, limit: int, offset: int, actor: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+    def page(
+        self, limit: int, offset: int, actor: str | None = None, category: str | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
         """Newest first: ``(total, rows)``."""
         self.drain()
-        where, params = ("WHERE actor = ?", [actor]) if actor else ("", [])
+        where, params = _where(actor, category)
         total = int(self.store.read(f"SELECT COUNT(*) FROM audit {where}", params)[0][0])
         rows = self.store.read(f"SELECT {', '.join(COLUMNS)} FROM audit {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                                [*params, limit, offset])  # fmt: skip
         return total, [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
-    def csv(self, actor: str | None = None) -> str:
+    def csv(self, actor: str | None = None, category: str | None = None) -> str:
         """Every row, oldest first, as CSV; a field a spreadsheet would run as a formula is defused."""
         self.drain()
-        where, params = ("WHERE actor = ?", [actor]) if actor else ("", [])
+        where, params = _where(actor, category)
         rows = self.store.read(f"SELECT {', '.join(COLUMNS)} FROM audit {where} ORDER BY seq", params)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
@@ -217,6 +219,24 @@ class AuditLog:
         for row in rows:
             writer.writerow([_defuse(value) for value in row])
         return out.getvalue()
+
+
+def _where(actor: str | None, category: str | None) -> tuple[str, list[Any]]:
+    """The filter of a read of the log: one person's rows (``actor``), and the rows whose path names the category
+    (``/v1/categories/{category}`` and below it: its fit, thresholds, teaches, rollbacks, its retirement).
+
+    The category is matched by a prefix compare, not ``LIKE``: a category name may hold ``_``, a ``LIKE`` wildcard.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if actor:
+        clauses.append("actor = ?")
+        params.append(actor)
+    if category:
+        base = f"/v1/categories/{category}"
+        clauses.append("(path = ? OR substr(path, 1, ?) = ?)")
+        params.extend([base, len(base) + 1, base + "/"])
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 @contextmanager

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
-from eagle_iad.service.access import ADMIN, ROLE_HELP, VIEWER, Role, audit_detail, caller
+from eagle_iad.service.access import ADMIN, ENGINEER, ROLE_HELP, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.keys import FirstKeyError, LastAdminError, NameTakenError, parse_role
+from eagle_iad.service.security import check_name
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -134,13 +135,25 @@ def revoke_key(name: str, request: Request) -> dict[str, Any]:
 MAX_OFFSET = 2**62
 
 
-@router.get("/audit", dependencies=ADMIN, response_model=AuditPage)
+#: Who reads the audit log: an engineer (a shift's supervisor) as well as an admin. Reading it is how a shift is
+#: reconstructed (who labelled, taught, moved a threshold, rolled back); managing keys stays the admin's.
+AUDIT_READERS = ENGINEER
+
+#: ``?category=``: the rows whose path names the category (its threshold, teaches, rollbacks, fit, retirement).
+CATEGORY_FILTER = Query(None, max_length=64, description="rows whose path is the category's (/v1/categories/NAME…)")
+
+
+def _category(category: str | None) -> str | None:
+    return None if category is None else check_name(category)
+
+
+@router.get("/audit", dependencies=AUDIT_READERS, response_model=AuditPage)
 def audit(
     request: Request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-    actor: str | None = Query(None, max_length=64),
+    actor: str | None = Query(None, max_length=64), category: str | None = CATEGORY_FILTER,
 ) -> dict[str, Any]:  # fmt: skip
-    """Every change made through the API, newest first: who (key name and role), when, which route."""
-    total, items = service(request).audit.page(limit, offset, actor)
+    """Every change made through the API, newest first: who (key name and role), when, which route (engineer)."""
+    total, items = service(request).audit.page(limit, offset, actor, _category(category))
     return {"total": total, "items": items, "next_offset": offset + limit if offset + limit < total else None}
 
 
@@ -149,8 +162,11 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/audit.csv", dependencies=ADMIN, response_class=PlainTextResponse, responses=CSV_RESPONSE)
-def audit_csv(request: Request, actor: str | None = Query(None, max_length=64)) -> PlainTextResponse:
-    """The audit log as CSV (a field a spreadsheet would run as a formula is defused)."""
-    return PlainTextResponse(service(request).audit.csv(actor), media_type="text/csv; charset=utf-8",
+@router.get("/audit.csv", dependencies=AUDIT_READERS, response_class=PlainTextResponse, responses=CSV_RESPONSE)
+def audit_csv(
+    request: Request, actor: str | None = Query(None, max_length=64), category: str | None = CATEGORY_FILTER
+) -> PlainTextResponse:
+    """The audit log as CSV (a field a spreadsheet would run as a formula is defused; engineer)."""
+    text = service(request).audit.csv(actor, _category(category))
+    return PlainTextResponse(text, media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="eagle-audit.csv"'})  # fmt: skip
