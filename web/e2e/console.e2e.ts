@@ -811,6 +811,57 @@ describe("web console", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("shows the part's picture and the decision keys together at 390 x 844 without scrolling, also after a 409; Back shows the note (axe)", async () => {
+    await client.inspect(ownCopy("sample-good.png", "phone-a"), "mono", { filename: "phone-a.png" });
+    await client.inspect(ownCopy("sample-crack.png", "phone-b"), "mono", { filename: "phone-b.png" });
+    await page.setViewportSize(PHONE);
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const left = page.locator('[data-testid="review-left"]');
+    await left.waitFor({ timeout: 60_000 });
+    await imagesLoaded(".review-item article img");
+    // As the page opens, unscrolled: at least half the picture shows above the bar, and all four keys show.
+    const geometry = () =>
+      page.evaluate(() => {
+        const picture = document.querySelector(".review-item article img")!.getBoundingClientRect();
+        const bar = document.querySelector(".review-decide")!.getBoundingClientRect();
+        const buttons = [...document.querySelectorAll(".review-buttons button")].map((b) => b.getBoundingClientRect());
+        const visible = Math.max(0, Math.min(picture.bottom, bar.top, window.innerHeight) - Math.max(picture.top, 0));
+        return {
+          scrollY: window.scrollY,
+          pictureHeight: picture.height,
+          visible,
+          barTop: bar.top,
+          barHeight: bar.height,
+          keysShown: buttons.map((r) => r.top >= 0 && r.bottom <= window.innerHeight),
+        };
+      });
+    const start = await geometry();
+    log(`390 start: ${JSON.stringify(start)}`);
+    expect(start.scrollY).toBe(0);
+    expect(start.keysShown).toEqual([true, true, true, true]);
+    expect(start.visible).toBeGreaterThanOrEqual(start.pictureHeight / 2);
+    await screenshot(page, "review-390-viewport-start");
+    // Someone else labels the part shown; the decision here is refused (409) with who and when, and the message
+    // does not cover the picture.
+    const shownName = (await page.locator(".review-item article").getAttribute("aria-label"))!.replace("Inspection of ", "");
+    const queued = await client.review({ category: "mono", limit: 500 });
+    const shownItem = queued.items.find((item) => item.record.image_name === shownName)!;
+    await client.label(shownItem.record.id, "normal", { note: "agree normal <b>ok</b> 🛞", expectedRevision: 0 });
+    await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually defective/ }).click();
+    await page.locator(".review-decide [role=alert]").waitFor();
+    await page.waitForTimeout(300); // the page's own scroll to the picture, if it makes one
+    const after409 = await geometry();
+    log(`390 after 409: ${JSON.stringify(after409)}`);
+    expect(after409.keysShown).toEqual([true, true, true, true]);
+    expect(after409.visible).toBeGreaterThanOrEqual(after409.pictureHeight / 2);
+    await page.locator('[data-testid="label-note"]').getByText("agree normal <b>ok</b> 🛞").waitFor();
+    expect(await axeViolations(page, "review 409 at 390")).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, "review-390-viewport-409.png") });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("teaches the parts labelled normal from the review page, then shows the new version, a diff, and rolls back (1280 and 390 px, axe)", async () => {
     // Its own category, so the other tests' models stay as they were.
     const job = await client.fit("e2e-teach", { folder: "mono-good" });

@@ -313,6 +313,19 @@ export function ReviewPage() {
   // At the end of a batch the ones still waiting are the skipped ones and those past this batch.
   const more = queue.data !== undefined && left > skipped.length;
   const notice = current ? labelNotice(current.record, labelled[current.record.id]) : null;
+  // On a phone a refusal in the decision bar makes it taller: the picture is scrolled up to the screen's top, so
+  // the part is looked at again, with the keys at the foot, without scrolling by hand (the bar is sticky).
+  const itemRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!phone || !error) return;
+    const picture = itemRef.current?.querySelector(".inspection-pictures");
+    const bar = itemRef.current?.querySelector(".review-decide");
+    if (!picture || !bar) return;
+    const shown = picture.getBoundingClientRect();
+    const barTop = bar.getBoundingClientRect().top;
+    const visible = Math.min(shown.bottom, barTop) - Math.max(shown.top, 0);
+    if (visible < Math.min(shown.height, barTop) / 2 || shown.top < 0) window.scrollBy(0, shown.top - 4);
+  }, [phone, error]);
   // Counted as the service counts (code points); a longer note (typed or pasted) stays whole and is refused.
   const noteNow = noteStatus(note);
 
@@ -356,7 +369,7 @@ export function ReviewPage() {
         </p>
       ) : null}
       {current ? (
-        <div className="review-item">
+        <div className="review-item" ref={itemRef}>
           <section className="panel review-why" aria-label="Why it waits">
             <h2 className="small-heading">Why it waits</h2>
             <ul data-testid="review-reasons">
@@ -385,6 +398,7 @@ export function ReviewPage() {
                 <input
                   id={`${id}-note`}
                   value={note}
+                  placeholder={phone ? "Note (optional)" : undefined}
                   aria-describedby={`${id}-note-hint`}
                   aria-invalid={noteNow.over || undefined}
                   onChange={(e) => setNote(e.target.value)}
