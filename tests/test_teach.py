@@ -939,6 +939,8 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         versions = client.get("/v1/categories/mono/versions").json()["versions"]
         assert [v["action"] for v in versions] == ["fit", "teach", "threshold"]
         assert versions[1]["forced"] == change["forced"]
+        # The teach names the inspections it took (the console lists what is labelled normal and not yet taught).
+        assert versions[1]["inspections_added"] == ids and versions[0].get("inspections_added") is None
         assert versions[-1]["labelled"] == entry["labelled"]
         # the teach scored the one inspection labelled normal then (to be taught) before and after
         assert [versions[1]["labelled"][when]["images"] for when in ("before", "after")] == [1, 1]

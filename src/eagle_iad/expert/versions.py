@@ -178,6 +178,10 @@ def _action(manifest: dict[str, Any]) -> dict[str, Any]:
         described["images_added"] = [str(image.get("name")) for image in entry.get("images", [])]
         # Each guard a forced teach overrode, in its refusal's words: a version made by force says so in every list.
         described["forced"] = [str(reason) for reason in entry.get("forced") or []] or None
+        # The inspections they came from (a teach through the service): what the shift labelled normal and is
+        # taught already, so the console lists only the rest ("labelled normal, not yet taught").
+        described["inspections_added"] = [str(image["inspection"]) for image in entry.get("images", [])
+                                          if image.get("inspection")]  # fmt: skip
     if action == "rollback":
         described["to"] = entry.get("to")
     if action == "restore":

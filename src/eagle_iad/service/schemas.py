@@ -156,6 +156,8 @@ class ModelVersion(_Open):
     #: labelled defective or by nobody, one far above s_max or unrecognised, labelled defects that would then pass);
     #: null: nothing was forced.
     forced: list[str] | None = None
+    #: A teach of inspections (through the service): their ids, in the order of ``images_added``' taught ones.
+    inspections_added: list[str] | None = None
     #: A rollback: the version it went back to.
     to: int | None = None
     #: A threshold restore: the change it undid, and the version that change made (null: saved before changes
