@@ -717,15 +717,18 @@ export class EagleClient {
     return this.json<KeyInfo>("DELETE", `/v1/keys/${encodeURIComponent(name)}`, undefined, {}, signal);
   }
 
-  /** One page of the audit log, newest first (admin). */
-  audit(query: { limit?: number; offset?: number; actor?: string } = {}, signal?: AbortSignal): Promise<AuditPage> {
+  /**
+   * One page of the audit log, newest first (engineer: a shift's supervisor reads it; keys stay admin). `actor`:
+   * one person's rows; `category`: the rows whose path is the category's (its threshold, teaches, rollbacks).
+   */
+  audit(query: { limit?: number; offset?: number; actor?: string; category?: string } = {}, signal?: AbortSignal): Promise<AuditPage> {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
     const search = params.size ? `?${params}` : "";
     return this.json<AuditPage>("GET", `/v1/audit${search}`, undefined, {}, signal);
   }
 
-  /** The whole audit log as CSV, oldest first (admin). */
+  /** The whole audit log as CSV, oldest first (engineer). */
   async auditCsv(actor?: string, signal?: AbortSignal): Promise<string> {
     const search = actor ? `?actor=${encodeURIComponent(actor)}` : "";
     return (await this.send("GET", `/v1/audit.csv${search}`, undefined, {}, signal)).text();

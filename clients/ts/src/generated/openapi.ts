@@ -50,7 +50,7 @@ export interface paths {
         };
         /**
          * Audit
-         * @description Every change made through the API, newest first: who (key name and role), when, which route.
+         * @description Every change made through the API, newest first: who (key name and role), when, which route (engineer).
          */
         get: operations["audit_v1_audit_get"];
         put?: never;
@@ -70,7 +70,7 @@ export interface paths {
         };
         /**
          * Audit Csv
-         * @description The audit log as CSV (a field a spreadsheet would run as a formula is defused).
+         * @description The audit log as CSV (a field a spreadsheet would run as a formula is defused; engineer).
          */
         get: operations["audit_csv_v1_audit_csv_get"];
         put?: never;
@@ -1818,6 +1818,8 @@ export interface components {
             forced?: string[] | null;
             /** Images Added */
             images_added?: string[] | null;
+            /** Inspections Added */
+            inspections_added?: string[] | null;
             /** Labelled */
             labelled?: {
                 [key: string]: {
@@ -2305,6 +2307,8 @@ export interface operations {
         parameters: {
             query?: {
                 actor?: string | null;
+                /** @description rows whose path is the category's (/v1/categories/NAME…) */
+                category?: string | null;
                 limit?: number;
                 offset?: number;
             };
@@ -2347,6 +2351,8 @@ export interface operations {
         parameters: {
             query?: {
                 actor?: string | null;
+                /** @description rows whose path is the category's (/v1/categories/NAME…) */
+                category?: string | null;
             };
             header?: never;
             path?: never;
