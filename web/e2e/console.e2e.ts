@@ -862,6 +862,62 @@ describe("web console", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("lists what the shift labelled normal and the model was not taught, with who, when and the note (1280, axe)", async () => {
+    await client.inspect(ownCopy("sample-good.png", "shift-a"), "mono", { filename: "shift-a.png" });
+    const part = (await client.history({ category: "mono", limit: 1 })).items[0]!;
+    expect(part.image_name).toBe("shift-a.png");
+    await client.label(part.id, "normal", { note: "scuff only\nnot a crack", expectedRevision: part.label_revision ?? 0 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const list = page.locator('[data-testid="shift-teach"]');
+    await list.getByRole("heading", { name: "Labelled normal in mono, not yet taught" }).waitFor({ timeout: 60_000 });
+    const row = list.locator("li", { hasText: "shift-a.png" });
+    await row.waitFor();
+    expect(await row.textContent()).toMatch(/shift-a\.png labelled by local (just now|at .*) local's note: “scuff only\nnot a crack”/);
+    // An engineer (here the open mode's local user) ticks which to teach: the checkbox is named by the part.
+    const tick = list.getByRole("checkbox", { name: "shift-a.png" });
+    expect(await tick.isChecked()).toBe(true);
+    await tick.uncheck();
+    expect(await list.locator('[data-testid="teach-panel"] h3').allTextContents()).not.toContainEqual(expect.stringContaining("shift-a.png"));
+    expect(await axeViolations(page, "shift list at 1280")).toEqual([]);
+    await screenshot(page, "review-shift-teach-1280");
+  });
+
+  it("reads the audit log: who changed what, by person and by category, with the keyboard (390 and 1280 px, axe)", async () => {
+    await client.inspect(ownCopy("sample-good.png", "audit-a"), "mono", { filename: "audit-a.png" });
+    const part = (await client.history({ category: "mono", limit: 1 })).items[0]!;
+    await client.label(part.id, "anomalous", { note: "audit me", expectedRevision: part.label_revision ?? 0 });
+    await page.setViewportSize(PHONE);
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.locator('nav[aria-label="Pages"]').getByRole("link", { name: "Audit" }).click();
+    await page.getByRole("heading", { name: "Audit", level: 1 }).waitFor();
+    const rows = page.locator('[data-testid="audit-rows"] li');
+    await rows.first().waitFor({ timeout: 60_000 });
+    expect(await rows.first().textContent()).toContain("label anomalous");
+    expect(await rows.first().textContent()).toContain(`PUT /v1/inspections/${part.id}/label`);
+    // By person, with the keyboard: the field, a name, Enter.
+    await page.getByLabel("Person (key name)").focus();
+    await page.keyboard.type("nobody-here");
+    await page.keyboard.press("Enter");
+    await page.locator('[data-testid="audit-count"]').getByText("No changes by nobody-here in the audit log.").waitFor();
+    await page.getByLabel("Person (key name)").fill("local");
+    await page.keyboard.press("Enter");
+    await page.locator('[data-testid="audit-count"]').getByText(/^Rows 1–\d+ of \d+, newest first\.$/).waitFor();
+    // By category: a category's rows are the changes to it (a label names no category in its path).
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    await page.locator('[data-testid="audit-count"]').waitFor();
+    await page.waitForFunction(() => !document.querySelector('[data-testid="audit-rows"]')?.textContent?.includes("label anomalous"));
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "audit at 390")).toEqual([]);
+    await screenshot(page, "audit-390");
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByLabel("Category", { exact: true }).selectOption("");
+    await rows.first().waitFor();
+    expect(await axeViolations(page, "audit at 1280")).toEqual([]);
+    await screenshot(page, "audit-1280");
+  });
+
   it("teaches the parts labelled normal from the review page, then shows the new version, a diff, and rolls back (1280 and 390 px, axe)", async () => {
     // Its own category, so the other tests' models stay as they were.
     const job = await client.fit("e2e-teach", { folder: "mono-good" });

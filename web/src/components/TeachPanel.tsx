@@ -14,7 +14,16 @@ import { useFocusAfterRender } from "./useFocusAfterRender";
  * the form), unless the engineer teaches anyway; what was forced, and an image taught although it scored above
  * s_max, follow the line the teach leaves.
  */
-export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidate[]; onTaught: (ids: string[]) => void }) {
+export function TeachPanel({
+  candidates,
+  onTaught,
+  title = "Teach the model what you said was normal",
+}: {
+  candidates: TeachCandidate[];
+  onTaught: (ids: string[]) => void;
+  /** The panel's heading: what the parts are (labelled here, or by the shift). */
+  title?: string;
+}) {
   const groups = byCategory(candidates);
   // What the last teach did: kept here, as its form goes once its parts are taught.
   const [done, setDone] = useState("");
@@ -27,7 +36,7 @@ export function TeachPanel({ candidates, onTaught }: { candidates: TeachCandidat
       </p>
       {groups.length > 0 ? (
         <div className="panel teach-panel" data-testid="teach-panel">
-          <h2>Teach the model what you said was normal</h2>
+          <h2>{title}</h2>
           <p className="muted small">
             Taught images join the category's normal images in seconds, without a refit; the threshold is recomputed and the change is kept in the
             model's history.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byCategory, namesLine, taughtLine, teachLabel, teachNotes } from "./teach";
+import { byCategory, namesLine, taughtInspections, taughtLine, teachLabel, teachNotes, untaughtNormal } from "./teach";
 
 describe("teaching from the review queue", () => {
   it("groups the parts labelled normal by category, in name order, keeping their order", () => {
@@ -43,5 +43,28 @@ describe("teaching from the review queue", () => {
     expect(teachNotes([forced], [warning, warning])).toBe(
       `Taught although the checks refused: ${forced}. Warnings: ${warning}; ${warning}.`,
     );
+  });
+});
+
+describe("what the shift labelled normal and the model was not taught", () => {
+  const v = (version: number, action: string, extra: object = {}) => ({ version, action, current: false, ...extra });
+  it("follows the current model's lineage: teaches add, a rollback drops what came after its target", () => {
+    const all = [
+      v(1, "fit"),
+      v(2, "teach", { inspections_added: ["a", "b"] }),
+      v(3, "threshold"),
+      v(4, "teach", { inspections_added: ["c"] }),
+    ];
+    expect([...taughtInspections([...all.slice(0, 3), { ...all[3]!, current: true }])]).toEqual(["a", "b", "c"]);
+    const rolledBack = [...all, v(5, "rollback", { to: 3, current: true })];
+    expect([...taughtInspections(rolledBack)]).toEqual(["a", "b"]); // c's teach was rolled back: not taught
+    expect(taughtInspections([{ ...v(1, "fit"), current: true }]).size).toBe(0);
+    expect(taughtInspections([v(1, "rollback", { to: 1, current: true })]).size).toBe(0); // a malformed lineage ends
+  });
+  it("lists the parts labelled normal not in the model, oldest label first, not those taught here or labelled defective", () => {
+    const part = (id: string, label: string, at: string) => ({ id, category: "tire", image_name: `${id}.png`, time: at, label, label_by: "omar", label_time: at });
+    const parts = [part("d", "normal", "04:40"), part("c", "anomalous", "04:39"), part("b", "normal", "04:38"), part("a", "normal", "04:37")];
+    expect(untaughtNormal(parts, new Set(["a"])).map((p) => p.id)).toEqual(["b", "d"]);
+    expect(untaughtNormal(parts, new Set(["a"]), new Set(["d"])).map((p) => p.id)).toEqual(["b"]);
   });
 });

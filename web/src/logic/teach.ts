@@ -57,3 +57,51 @@ export function teachNotes(forced: readonly string[] | null | undefined, warning
 function fmt(value: number): string {
   return value.toPrecision(4);
 }
+
+/** A version as the shift list reads it: what made it, what it went back to, the inspections a teach took. */
+export interface LineageVersion {
+  version: number;
+  action: string;
+  current: boolean;
+  to?: number | null;
+  inspections_added?: string[] | null;
+}
+
+/**
+ * The inspections the current model was taught, following its lineage as taughtImages does: a teach adds to
+ * the version before it, a threshold change keeps it, a rollback takes the version it went back to (so a teach
+ * rolled back is no longer taught), a fit has none.
+ */
+export function taughtInspections(all: readonly LineageVersion[]): Set<string> {
+  const byNumber = (n: number | null | undefined) => all.find((v) => v.version === n);
+  const walk = (version: LineageVersion | undefined, depth: number): string[] => {
+    if (!version || depth > all.length || version.action === "fit") return []; // depth: a malformed lineage
+    if (version.action === "rollback") return walk(byNumber(version.to), depth + 1);
+    const earlier = walk(byNumber(version.version - 1), depth + 1);
+    return version.action === "teach" ? [...earlier, ...(version.inspections_added ?? [])] : earlier;
+  };
+  return new Set(walk(all.find((v) => v.current), 0));
+}
+
+/** A part the shift labelled, as the list shows it. */
+export interface LabelledPart {
+  id: string;
+  category: string;
+  image_name: string;
+  time: string;
+  label?: string | null;
+  label_by?: string | null;
+  label_time?: string | null;
+  label_note?: string | null;
+}
+
+/**
+ * What the shift labelled actually normal and the current model was not taught, oldest label first (the order
+ * they were decided in): what a supervisor may teach. `handled`: taught from this page already (a twin the teach
+ * skipped as in the model already is not named in the version, so it would come back until the page reloads).
+ */
+export function untaughtNormal<Part extends LabelledPart>(parts: readonly Part[], taught: ReadonlySet<string>, handled: ReadonlySet<string> = new Set()): Part[] {
+  return parts
+    .filter((part) => part.label === "normal" && !taught.has(part.id) && !handled.has(part.id))
+    .sort((a, b) => ((a.label_time ?? a.time) < (b.label_time ?? b.time) ? -1 : (a.label_time ?? a.time) > (b.label_time ?? b.time) ? 1 : 0));
+}

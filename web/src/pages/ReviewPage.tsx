@@ -6,6 +6,7 @@ import { InspectionView } from "../components/InspectionView";
 import { LabelNote } from "../components/LabelNote";
 import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
+import { ShiftTeach } from "../components/ShiftTeach";
 import { TeachPanel } from "../components/TeachPanel";
 import { allows } from "../logic/access";
 import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, unsavedLine, whenSaid, type UserError } from "../logic/errors";
@@ -86,6 +87,8 @@ export function ReviewPage() {
   const [said, setSaid] = useState("");
   // Parts labelled actually normal on this visit, across fetches: what "Teach these N" offers to teach.
   const [toTeach, setToTeach] = useState<TeachCandidate[]>([]);
+  // Decisions stored on this visit: the shift's "labelled normal, not yet taught" list is read again after each.
+  const [decided, setDecided] = useState(0);
 
   const current = items[position] ?? null;
   // Skipped ones are still left; a part labelled here or by someone else is not.
@@ -239,6 +242,7 @@ export function ReviewPage() {
         });
         setItems((all) => withRecord(all, stored)); // a relabel here (after Back) is based on this one
         setLabelled((all) => ({ ...all, [id]: stored.label_revision ?? 0 }));
+        setDecided((n) => n + 1);
         epoch.current += 1;
         if (!current.record.label) setTotal((n) => (n === null ? n : Math.max(0, n - 1))); // it left the queue
         const { category: partOf, image_name: imageName } = current.record;
@@ -476,7 +480,14 @@ export function ReviewPage() {
           ) : null}
         </div>
       ) : null}
-      <TeachPanel candidates={toTeach} onTaught={(ids) => setToTeach((all) => all.filter((candidate) => !ids.includes(candidate.id)))} />
+      {category ? (
+        // One category: what the whole shift labelled normal and the model was not taught (this visit's too).
+        <ShiftTeach category={category} refresh={decided} />
+      ) : me === null || allows(me, "engineer") ? (
+        // Teaching is the engineer's: an operator is not told so after every "actually normal" (the shift list,
+        // with a category chosen, says once that an engineer teaches them).
+        <TeachPanel candidates={toTeach} onTaught={(ids) => setToTeach((all) => all.filter((candidate) => !ids.includes(candidate.id)))} />
+      ) : null}
     </section>
   );
 }
