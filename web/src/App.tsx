@@ -2,11 +2,12 @@ import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner } from "./components/ErrorBanner";
-import { keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
+import { allows, keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { degradedReasons, healthLine, isDegraded, readHealth } from "./logic/health";
 import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
 import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
+import { AuditPage } from "./pages/AuditPage";
 import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
 import { HistoryPage } from "./pages/HistoryPage";
@@ -22,6 +23,7 @@ const TITLES: Record<Page, string> = {
   history: "History",
   evaluations: "Evaluations",
   stations: "Stations",
+  audit: "Audit",
 };
 
 function useHashRoute() {
@@ -150,7 +152,8 @@ export function App() {
           <span className="brand-sub">inspection console</span>
         </div>
         <nav className="tabs" aria-label="Pages">
-          {PAGES.map((page) => (
+          {/* The audit log is the engineer's and the admin's to read: the tab shows for them (and until /v1/me answers). */}
+          {PAGES.filter((page) => page !== "audit" || me === null || allows(me, "engineer")).map((page) => (
             <a key={page} href={formatRoute(page)} aria-current={route.page === page ? "page" : undefined} className="tab">
               {TITLES[page]}
             </a>
@@ -206,6 +209,7 @@ export function App() {
             {route.page === "history" ? <HistoryPage params={route.params} /> : null}
             {route.page === "evaluations" ? <EvaluationsPage /> : null}
             {route.page === "stations" ? <StationsPage /> : null}
+            {route.page === "audit" ? <AuditPage /> : null}
           </div>
         )}
       </main>

@@ -728,9 +728,13 @@ export class EagleClient {
     return this.json<AuditPage>("GET", `/v1/audit${search}`, undefined, {}, signal);
   }
 
-  /** The whole audit log as CSV, oldest first (engineer). */
-  async auditCsv(actor?: string, signal?: AbortSignal): Promise<string> {
-    const search = actor ? `?actor=${encodeURIComponent(actor)}` : "";
+  /** The whole audit log as CSV, oldest first (engineer): one person's rows (a name), or `{ actor, category }`. */
+  async auditCsv(filter?: string | { actor?: string; category?: string }, signal?: AbortSignal): Promise<string> {
+    const { actor, category } = typeof filter === "string" ? { actor: filter, category: undefined } : (filter ?? {});
+    const params = new URLSearchParams();
+    if (actor) params.set("actor", actor);
+    if (category) params.set("category", category);
+    const search = params.size ? `?${params}` : "";
     return (await this.send("GET", `/v1/audit.csv${search}`, undefined, {}, signal)).text();
   }
 

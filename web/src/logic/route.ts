@@ -1,6 +1,6 @@
-/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>[?version=<n>]]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`. */
+/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>[?version=<n>]]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`, `#/audit`. */
 
-export const PAGES = ["inspect", "review", "categories", "history", "evaluations", "stations"] as const;
+export const PAGES = ["inspect", "review", "categories", "history", "evaluations", "stations", "audit"] as const;
 export type Page = (typeof PAGES)[number];
 
 export interface Route {
