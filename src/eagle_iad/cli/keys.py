@@ -24,8 +24,8 @@ def add_keys(sub: Subcommands) -> None:
     add = actions.add_parser("add", help="add a key: printed once, stored only as a digest")
     add.add_argument("name", help="who holds it (letters, digits, '_', '.', '-'): labels and the audit log show it")
     add.add_argument("--role", required=True, choices=["viewer", "operator", "engineer", "admin"],
-                     help="viewer: read; operator: also inspect and label; engineer: also fit and thresholds; "
-                     "admin: also keys and the audit log")  # fmt: skip
+                     help="viewer: read; operator: also inspect and label; engineer: also fit, thresholds, reading "
+                     "the audit log; admin: also keys")  # fmt: skip
     add.add_argument("--create", action="store_true",
                      help="start the history if there is none yet (a new service's first key, before "
                      "eagle serve first runs); without it a missing history is refused: "
