@@ -1494,6 +1494,33 @@ describe("web console", () => {
     problems.splice(before); // the 401 answers are logged by the browser
   });
 
+  it("says a key revoked mid-review was revoked, when, and that the decision was not saved (axe)", async () => {
+    keyed ??= await startServer({ EAGLE_API_KEY: KEY });
+    const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });
+    const suffix = Date.now().toString(36);
+    const otto = await admin.addKey(`otto-${suffix}`, "operator");
+    await admin.inspect(ownCopy("sample-good.png", `revoked-${suffix}`), "mono", { filename: `revoked-${suffix}.png` });
+    const before = problems.length;
+    await page.goto(`${keyed.baseUrl}/`);
+    await page.evaluate((key) => sessionStorage.setItem("eagle-iad.apiKey", key), otto.key);
+    await page.goto(`${keyed.baseUrl}/#/review`);
+    await page.reload(); // the key is read from the tab's storage as the console starts
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const shown = page.locator(".review-item article");
+    await shown.waitFor({ timeout: 60_000 });
+    const name = (await shown.getAttribute("aria-label"))!.replace("Inspection of ", "");
+    await admin.revokeKey(`otto-${suffix}`);
+    await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually normal/ }).click();
+    const refused = page.getByTestId("key-refused");
+    await refused.waitFor({ timeout: 30_000 });
+    const words = (await refused.textContent()) ?? "";
+    expect(words).toMatch(/^The service refused the key stored in this tab: this key was revoked at \S+; ask an admin for a new key\./);
+    expect(words).toContain(`Your “actually normal” for ${name} was not saved: with a working key, decide it again.`);
+    expect(await axeViolations(page, "revoked key form")).toEqual([]);
+    await shot("review-key-revoked");
+    problems.splice(before); // the 401 answers are logged by the browser
+  });
+
   it("shows who is signed in and, in place of what the role cannot do, which role it needs (390 and 1280 px, axe)", async () => {
     keyed ??= await startServer({ EAGLE_API_KEY: KEY });
     const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });

@@ -35,6 +35,8 @@ export function ShiftTeach({ category, refresh }: { category: string; refresh: n
   const teacher = me === null || allows(me, "engineer");
   const chosen = (parts ?? []).filter((part) => !left.has(part.id));
   const title = `${id}-title`;
+  // A service that runs an export has no versions and cannot teach: nothing to list here.
+  if (versions.error?.kind === "needs_fitted_model") return null;
   return (
     <section className="panel shift-teach" aria-labelledby={title} data-testid="shift-teach">
       <h2 id={title}>Labelled normal in {category}, not yet taught</h2>

@@ -15,6 +15,7 @@ import {
   actionForKey,
   isNotOlder,
   labelNotice,
+  labelNoteText,
   leftLine,
   lookLimit,
   nextPosition,
@@ -391,7 +392,12 @@ export function ReviewPage() {
               // From the label stored now: given here, or by someone else since the queue was fetched (a look at the
               // queue or a refused decision fetched it), or cleared since.
               <p className="notice small" data-testid={current.record.id in labelled && current.record.label_revision === labelled[current.record.id] ? "review-labelled-here" : "review-labelled-elsewhere"}>
-                {notice} <LabelNote record={current.record} />
+                {notice}
+              </p>
+            ) : null}
+            {notice && labelNoteText(current.record) !== null ? (
+              <p className="small" data-testid="review-label-note">
+                <LabelNote record={current.record} />
               </p>
             ) : null}
           </section>
