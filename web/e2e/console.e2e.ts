@@ -878,6 +878,7 @@ describe("web console", () => {
     // An engineer (here the open mode's local user) ticks which to teach: the checkbox is named by the part.
     const tick = list.getByRole("checkbox", { name: "shift-a.png" });
     expect(await tick.isChecked()).toBe(true);
+    await screenshot(page, "review-shift-teach-ticked-1280");
     await tick.uncheck();
     expect(await list.locator('[data-testid="teach-panel"] h3').allTextContents()).not.toContainEqual(expect.stringContaining("shift-a.png"));
     expect(await axeViolations(page, "shift list at 1280")).toEqual([]);
