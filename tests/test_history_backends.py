@@ -107,6 +107,12 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     audit = AuditLog(store)
     audit.write("t1", Caller("ana", parse_role("engineer")), "POST", "/v1/x", "/v1/x", 200, "tau 3")
     out["audit"] = [{k: v for k, v in row.items() if k != "seq"} for row in audit.page(10, 0)[1]]
+    # One category's rows (its path and below it), matched the same on both: not a category whose name it starts.
+    for path in ("/v1/categories/mono/threshold", "/v1/categories/mono", "/v1/categories/mono2/teach"):
+        audit.write("t2", Caller("eve", parse_role("engineer")), "POST", path, path, 200, None)
+    out["audit_mono"] = [row["path"] for row in audit.page(10, 0, category="mono")[1]]
+    assert out["audit_mono"] == ["/v1/categories/mono", "/v1/categories/mono/threshold"]
+    out["audit_eve_csv"] = audit.csv("eve", "mono2").splitlines()[1:]
     out["intake"] = tables.intake("line1", _record(3).image_sha256 or "")
     tables.write_failed("line1", "ff", "bad.png", "not an image", 2.0)
     tables.write_failed("line1", "ff", "bad.png", "still not an image", 3.0)  # a retried file replaces its row

@@ -234,8 +234,9 @@ def _where(actor: str | None, category: str | None) -> tuple[str, list[Any]]:
         params.append(actor)
     if category:
         base = f"/v1/categories/{category}"
-        clauses.append("(path = ? OR substr(path, 1, ?) = ?)")
-        params.extend([base, len(base) + 1, base + "/"])
+        # The prefix compared at its own length (both backends: tests/test_history_backends.py).
+        clauses.append("(path = ? OR substr(path, 1, length(?)) = ?)")
+        params.extend([base, base + "/", base + "/"])
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
