@@ -1257,8 +1257,7 @@ describe("web console", () => {
     await article.waitFor();
     await page.keyboard.press("n");
     await article.waitFor({ state: "detached" });
-    const teach = page.locator('[data-testid="teach-panel"]');
-    await teach.waitFor();
+    await page.locator('[data-testid="shift-teach"] li', { hasText: first.record.image_name }).waitFor();
     await page.keyboard.press("b");
     await article.waitFor();
     await page.getByText(/^You labelled this one actually normal/).waitFor();
@@ -1268,7 +1267,8 @@ describe("web console", () => {
     await alert.getByText(/was labelled actually defective by ana at \S.* while you were looking\. Your “actually normal” was not saved\./).waitFor();
     await page.locator('[data-testid="review-labelled-elsewhere"]').getByText(/^Labelled actually defective by ana just now\. A decision now replaces it\.$/).waitFor();
     expect(await page.getByText(/^You labelled this one/).count()).toBe(0);
-    await teach.waitFor({ state: "detached" });
+    // The shift's list to teach (a category is chosen) no longer offers it: it is labelled defective now.
+    await page.locator('[data-testid="shift-teach"] li', { hasText: first.record.image_name }).waitFor({ state: "detached" });
     const stands = await client.inspection(first.record.id);
     expect([stands.label, stands.label_by, stands.label_revision]).toEqual(["anomalous", "ana", again.label_revision]);
   });

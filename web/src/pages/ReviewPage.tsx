@@ -278,6 +278,7 @@ export function ReviewPage() {
           }
           epoch.current += 1;
           setLookNow((n) => n + 1); // the count left, as the queue stands after their label
+          setDecided((n) => n + 1); // and the shift's list to teach, without this visit's label if theirs replaced it
         }
       } finally {
         busyRef.current = false;
