@@ -23,6 +23,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1159,6 +1160,7 @@ resolved so)."""
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -4456,3 +4458,36 @@ def test_until_idle_takes_no_look_that_a_step_began_or_ended_during() -> None:
     busy = Runner(0)
     busy.busy = True
     assert not manager_idle(busy)
+
+
+def test_a_folder_sink_linking_across_file_systems_is_refused_at_start_naming_both(tmp_path: Path) -> None:
+    """``link = true`` with the hot folder on tmpfs and ``path`` on the disk (finding 6 of the line's tester):
+    every hard link would fail with EXDEV, retried for ever with every later verdict behind it; the station is
+    refused when read, in one line naming both file systems. Copying, or linking on one file system, starts."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's folder")
+    (tmp_path / "models" / "mono").mkdir(parents=True)  # read_stations only looks for the category's folder
+    hot = Path(tempfile.mkdtemp(prefix="eagle-link-", dir=shm))
+    try:
+        def stations(link: bool, sorted_path: Path) -> Path:
+            path = tmp_path / "stations.toml"
+            path.write_text(f'models = "models"\nstate = "state"\n[[station]]\nname = "line-1"\ncategory = "mono"\n'
+                            f'source = {{ kind = "folder", path = "{hot}" }}\n[[station.sink]]\nkind = "folder"\n'
+                            f'path = "{sorted_path}"\nlink = {json.dumps(link)}\n')  # fmt: skip
+            return path
+
+        path = stations(True, tmp_path / "sorted")
+        with pytest.raises(StationConfigError) as caught:
+            read_stations(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: station 'line-1': sink 1 (folder): link = true needs the hot folder and "
+                                  f"path on one file system (a hard link cannot cross file systems): the images are "
+                                  f"in {hot / 'done'}, on /dev/shm (tmpfs), and path {tmp_path / 'sorted'} is on "
+                                  ), message  # fmt: skip
+        assert message.endswith("; set link = false to copy them, or choose a path on the hot folder's file system")
+        assert "\n" not in message
+        read_stations(stations(False, tmp_path / "sorted")).close()  # copies: fine
+        read_stations(stations(True, hot / "sorted")).close()  # one file system: fine
+    finally:
+        shutil.rmtree(hot, ignore_errors=True)

@@ -202,6 +202,19 @@ def read_stations(path: Path, *, fitted: bool = True) -> StationsFile:
     return StationsFile(path, models_dir, state_dir, stations, history, files)
 
 
+def _check_links(sink: Sink, source: Source, options: Options) -> None:
+    """A folder sink that hard-links a hot folder's images across file systems is refused now (one line naming
+    both): every link would fail with EXDEV, retried for ever, every later verdict waiting behind it."""
+    cross_device = getattr(sink, "cross_device", None)
+    folder = getattr(source, "folder", None)
+    if source.kind != "folder" or not callable(cross_device) or not isinstance(folder, Path):
+        return
+    images = getattr(source, "done", folder) if getattr(source, "after", "move") == "move" else folder
+    problem = cross_device(images)
+    if problem is not None:
+        raise StationConfigError(f"{options.where}: {problem}")
+
+
 def station_from_table(options: Options, models_dir: Path, fitted: bool = True) -> StationConfig:
     """One station from its table (a ``[[station]]`` of the file, or the body of ``POST /v1/stations``);
     ``fitted``: its category must have a model folder in ``models_dir``."""
@@ -256,4 +269,5 @@ def station_from_table(options: Options, models_dir: Path, fitted: bool = True) 
         refusals = sink_options.flag("refusals", bool(getattr(type(sink), "takes_refusals", False)))
         sink_options.done()
         sinks.append(SinkConfig(sink, retry, refusals))
+        _check_links(sink, source, sink_options)
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s)

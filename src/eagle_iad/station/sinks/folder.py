@@ -50,6 +50,23 @@ class FolderSink:
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise options.error("path", f"{self.folder} cannot be created or written by this user")
 
+    def cross_device(self, images: Path) -> str | None:
+        """With ``link = true``: why the images in ``images`` (a hot folder's ``done/``) cannot be hard-linked into
+        this sink's folder, naming the two file systems, or ``None``. Checked when the station is read: a link
+        across file systems fails with EXDEV on every try, for ever, and every later verdict waits behind it."""
+        if not self.link:
+            return None
+        here, there = _existing(images), _existing(self.folder)
+        try:
+            if os.stat(here).st_dev == os.stat(there).st_dev:
+                return None
+        except OSError:  # cannot tell now: the first delivery will
+            return None
+        return (f"link = true needs the hot folder and path on one file system (a hard link cannot cross file "
+                f"systems): the images are in {images}, on {_file_system(here)}, and path {self.folder} is on "
+                f"{_file_system(there)}; set link = false to copy them, or choose a path on the hot folder's file "
+                "system")  # fmt: skip
+
     def describe(self) -> str:
         how = "hard links" if self.link else "copies"
         return f"folder {self.folder} ({how} in normal/, anomalous/, undecided/; refused images in refused/)"
@@ -173,6 +190,32 @@ class FolderSink:
 
     def close(self) -> None:
         pass
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest folder above that exists (where a folder not made yet will be)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _file_system(path: Path) -> str:
+    """The file system ``path`` is on, in words: its mount point and type (``/dev/shm (tmpfs)``), as
+    ``/proc/self/mounts`` says; the mount point alone where that cannot be read."""
+    mount = path.resolve()
+    try:
+        device = os.stat(mount).st_dev
+        while mount.parent != mount and os.stat(mount.parent).st_dev == device:
+            mount = mount.parent
+    except OSError:
+        return str(path)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            types = {fields[1]: fields[2] for line in mounts if len(fields := line.split()) >= 3}
+    except OSError:
+        types = {}
+    kind = types.get(str(mount).replace(" ", "\\040"))
+    return f"{mount} ({kind})" if kind else str(mount)
 
 
 def _discard(temporary: Path) -> None:
