@@ -445,11 +445,11 @@ CONFIG_ERRORS = [
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = "ns=2;s=V"\n',
      "nodes must be a table of field = node id, not 'ns=2;s=V'"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{}}\n',
-     "nodes is empty; map at least one of decision, anomalous, score, tau, time, record_id, image, station, reason "
-     "to a node id"),
+     "nodes is empty; map at least one of decision, anomalous, score, tau, time, record_id, image, station, reason, "
+     "image_name, model_version, sequence, ack to a node id"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{ verdict = "ns=2;s=V" }}\n',
      "nodes.verdict is not a field the sink writes; use decision, anomalous, score, tau, time, record_id, image, "
-     "station, reason"),
+     "station, reason, image_name, model_version, sequence, ack"),
     ('endpoint = "opc.tcp://plc:4840/"\nnodes = {{ score = "ns=2;x=Score" }}\n',
      "nodes.score 'ns=2;x=Score' is not an OPC UA node id; write e.g. 'ns=2;s=Verdict', 'ns=3;i=1001' or "
      "'nsu=urn:plc;s=Verdict'"),
@@ -509,3 +509,94 @@ def test_a_refused_image_is_written_as_refused_with_its_reason_and_its_key_last(
     assert verdict == ("Verdict", "refused") and said == ("Reason", reason) and last == [("RecordId", key)]
     assert score[0] == "Score" and math.isnan(score[1]) and len(writes) == 4
     assert values["Verdict"] == "refused" and values["Reason"] == reason
+
+
+def test_a_plc_acknowledging_each_sequence_gets_every_verdict_one_at_a_time() -> None:
+    """The handshake (finding 2 of the line's tester): ``image_name`` and ``model_version`` are written with the
+    verdict, ``sequence`` last and alone, and the next verdict waits until the PLC wrote that sequence to ``ack``;
+    a PLC that does not is a failed try after ``ack_timeout_s``, and the retry, once the PLC took it late, writes
+    nothing again. Without the handshake a backlog is written as fast as the server takes it and a PLC scanning
+    every 10-100 ms sees only some verdicts."""
+    variables = {
+        "Verdict": ("String", None),
+        "ImageName": ("String", None),
+        "ModelVersion": ("Int32", None),
+        "RecordId": ("String", None),
+        "Seq": ("UInt32", None),
+        "Ack": ("UInt32", None),
+    }
+    plc = PlcServer(_free_port(), variables).start()
+    nodes = {"decision": "ns=2;s=Verdict", "image_name": "ns=2;s=ImageName", "model_version": "ns=2;s=ModelVersion",
+             "record_id": "ns=2;s=RecordId", "sequence": "ns=2;s=Seq", "ack": "ns=2;s=Ack"}  # fmt: skip
+    sink = _sink(plc.endpoint, nodes, ack_timeout_s=0.5)
+    assert plc._loop is not None and plc._server is not None
+    loop, server = plc._loop, plc._server
+
+    def payload(n: int) -> dict[str, Any]:
+        record = {**PAYLOAD["record"], "id": f"r{n}", "image_name": f"part-{n}.png", "model_version": 3}
+        return {**PAYLOAD, "record": record}
+
+    def acknowledge(value: int) -> None:  # what the PLC's program does once it took a verdict
+        async def write() -> None:
+            await server.get_node(ua.NodeId("Ack", 2)).write_value(ua.Variant(value, ua.VariantType.UInt32))
+
+        asyncio.run_coroutine_threadsafe(write(), loop).result(wait_s(30))  # recorded by the server's callback
+
+    try:
+        assert sink.probe() is None
+        with pytest.raises(DeliveryError, match=r"did not acknowledge sequence 1 \(record r1\) within 0.5 s: "
+                                                r"nodes.ack ns=2;s=Ack holds 0$"):  # fmt: skip
+            sink.deliver(payload(1), "r1")
+        assert plc.written() == [[("Verdict", "anomalous"), ("ImageName", "part-1.png"), ("ModelVersion", 3)],
+                                 [("RecordId", "r1")], [("Seq", 1)]]  # fmt: skip
+        acknowledge(1)  # late: the retry finds it taken and writes nothing again
+        sink.deliver(payload(1), "r1")
+        assert len(plc.written()) == 4
+        # a PLC acknowledging each sequence a while after it changed: each verdict written only after the last ack
+        stop = threading.Event()
+
+        def plc_program() -> None:
+            seen = 1
+            while not stop.is_set():
+                current = plc.values()["Seq"]
+                if current != seen:
+                    time.sleep(0.05)
+                    acknowledge(current)
+                    seen = current
+                time.sleep(0.01)
+
+        program = threading.Thread(target=plc_program, daemon=True)
+        program.start()
+        for n in range(2, 6):
+            sink.deliver(payload(n), f"r{n}")
+        stop.set()
+        program.join(wait_s(30))
+        tail = plc.written()[4:]
+        expected: list[list[tuple[str, Any]]] = []
+        for n in range(2, 6):
+            expected += [[("Verdict", "anomalous"), ("ImageName", f"part-{n}.png"), ("ModelVersion", 3)],
+                         [("RecordId", f"r{n}")], [("Seq", n)], [("Ack", n)]]  # fmt: skip
+        assert tail == expected
+    finally:
+        sink.close()
+        plc.stop()
+
+
+def test_min_interval_s_spaces_the_verdicts_and_the_handshake_options_are_checked(tmp_path: Path) -> None:
+    plc = PlcServer(_free_port()).start()
+    try:
+        sink = _sink(plc.endpoint, NODES, min_interval_s=0.3)
+        started = time.monotonic()
+        for n in range(3):
+            sink.deliver(PAYLOAD, f"r{n}")
+        assert time.monotonic() - started >= 0.6  # two gaps of at least min_interval_s
+        assert [w for w in plc.written() if w[0][0] == "RecordId"] == [[("RecordId", f"r{n}")] for n in range(3)]
+        sink.close()
+    finally:
+        plc.stop()
+    with pytest.raises(StationConfigError, match=r"^test: nodes.ack needs nodes.sequence"):
+        _sink("opc.tcp://127.0.0.1:4840", {**NODES, "ack": "ns=2;s=Ack"})
+    with pytest.raises(StationConfigError, match=r"^test: ack_timeout_s needs nodes.ack"):
+        _sink("opc.tcp://127.0.0.1:4840", NODES, ack_timeout_s=5)
+    with pytest.raises(StationConfigError, match=r"^test: nodes maps only the handshake"):
+        _sink("opc.tcp://127.0.0.1:4840", {"sequence": "ns=2;s=Seq"})

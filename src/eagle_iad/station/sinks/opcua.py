@@ -3,7 +3,8 @@
 Why write to the PLC's own variables: a line's controller already speaks OPC UA, and a reject gate
 wants a flag and a number in its own address space, not a message to parse. The stations file maps
 the fields the sink knows (``decision``, ``anomalous``, ``score``, ``tau``, ``time``, ``record_id``,
-``image``, ``station``, ``reason``) to node ids (``ns=3;s="DB_Vision"."Verdict"``, ``nsu=urn:plc;i=42``); each
+``image``, ``station``, ``reason``, ``image_name``, ``model_version``, and the handshake's ``sequence`` and
+``ack``) to node ids (``ns=3;s="DB_Vision"."Verdict"``, ``nsu=urn:plc;i=42``); each
 node id is parsed at start-up, so a typo is a start-up error and not a failed delivery.
 
 An image the station refused is written as a verdict is, in the same two requests: ``decision`` ``refused``,
@@ -12,7 +13,11 @@ An image the station refused is written as a verdict is, in the same two request
 
 A verdict is two Write requests: every mapped field but ``record_id`` first, then ``record_id`` alone,
 only once the first was accepted, so a PLC that watches ``record_id`` (a data-change trigger) reads a
-complete verdict the moment it changes. The value written has the variable's own data type, read from
+complete verdict the moment it changes; with ``sequence`` mapped, a third request writes it, a counter one
+higher per verdict, and with ``ack`` mapped the delivery then waits (up to ``ack_timeout_s``, else a failed try)
+until the PLC wrote that sequence to the ack node: a PLC that scans its variables every 10-100 ms sees every
+verdict of a backlog, not only the latest, and a verdict counts as delivered once the PLC took it. Without the
+handshake ``min_interval_s`` at least spaces the verdicts. The value written has the variable's own data type, read from
 the server once per connection (``score`` into a ``Float`` variable is a float32; ``anomalous`` into an
 ``Int16`` is 0 or 1; ``time`` into a ``DateTime`` is a date); a variable of ``BaseDataType`` gets the
 field's own type (String, Boolean, Double). A node that is not on the server, a data type the field
@@ -45,6 +50,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,9 +88,17 @@ FIELDS: dict[str, str] = {
     "image": "text",
     "station": "text",
     "reason": "text",
+    "image_name": "text",
+    "model_version": "count",
+    "sequence": "count",
+    "ack": "count",
 }
+#: The handshake's nodes (see :class:`OpcUaSink`): ``sequence`` is written last, alone, a counter one higher for
+#: each verdict; ``ack`` is the node the PLC writes the sequence back to once it took that verdict, which the
+#: sink reads and never writes.
+SEQUENCE, ACK = "sequence", "ack"
 #: The variant type written to a variable whose data type says nothing (``BaseDataType``).
-DEFAULT_TYPE = {"text": "String", "time": "String", "flag": "Boolean", "number": "Double"}
+DEFAULT_TYPE = {"text": "String", "time": "String", "flag": "Boolean", "number": "Double", "count": "UInt32"}
 _INTEGERS = {"SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64"}
 _TEXT = {"String", "LocalizedText"}
 #: The variable data types (OPC UA built-in types) each kind of field can be written as.
@@ -93,9 +107,20 @@ ACCEPTED = {
     "time": _TEXT | {"DateTime"},
     "flag": {"Boolean", "Float", "Double"} | _INTEGERS | _TEXT,
     "number": {"Float", "Double"} | _TEXT,
+    "count": _INTEGERS | {"Float", "Double"} | _TEXT,
 }
-#: The field written last, alone, so a PLC triggered by its change reads a complete verdict.
+#: The highest sequence a variable of each integer type holds; the counter goes back to 1 after it (0 is the
+#: variable's value before any verdict, so a PLC never takes it for one).
+_SEQUENCE_MAX = {"SByte": 2**7 - 1, "Byte": 2**8 - 1, "Int16": 2**15 - 1, "UInt16": 2**16 - 1, "Int32": 2**31 - 1}
+_SEQUENCE_DEFAULT_MAX = 2**31 - 1  # UInt32, Int64, UInt64, a double (exact), text
+#: Seconds between two reads of the ``ack`` node while the sink waits for the PLC.
+ACK_POLL_S = 0.02
+ACK_TIMEOUT_S = Range(0.0, 3600.0, low_open=True)
+MIN_INTERVAL_S = Range(0.0, 60.0)
+#: The field written after the others, alone, so a PLC triggered by its change reads a complete verdict.
 LAST = "record_id"
+#: The fields that are the verdict (the handshake's two are not).
+VERDICT_FIELDS = [field for field in FIELDS if field not in (SEQUENCE, ACK)]
 #: The highest numeric id of an OPC UA built-in data type (i=1 Boolean ... i=25 DiagnosticInfo).
 _BUILTIN_TYPES = 25
 _BASE_DATA_TYPE = 24
@@ -145,7 +170,15 @@ def _targets(options: Options) -> list[Target]:
             raise options.error(key, f"{text!r} is the node nodes.{seen[canonical]} already names")
         seen[canonical] = field
         targets.append(Target(field, text.strip(), node))
-    return sorted(targets, key=lambda target: target.field == LAST)  # stable: the file's order, record_id last
+    fields = {target.field for target in targets}
+    if ACK in fields and SEQUENCE not in fields:
+        raise options.error("nodes.ack", "needs nodes.sequence: the PLC acknowledges a verdict by writing its "
+                                         "sequence back to the ack node")  # fmt: skip
+    if fields <= {ACK, SEQUENCE}:
+        raise options.error("nodes", f"maps only the handshake; map at least one of {', '.join(VERDICT_FIELDS)} too")
+    # stable: the file's order, then record_id, then sequence (then ack, which is read, not written)
+    order = {LAST: 1, SEQUENCE: 2, ACK: 3}
+    return sorted(targets, key=lambda target: order.get(target.field, 0))
 
 
 def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -162,6 +195,8 @@ def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
             "image": str(payload.get("image") or ""),
             "station": str(payload.get("station") or ""),
             "reason": str(refused.get("reason") or ""),
+            "image_name": str(refused.get("image_name") or ""),
+            "model_version": 0,  # not inspected: no model scored it
         }
     record = payload["record"]
     decision = record.get("decision")
@@ -180,6 +215,9 @@ def _values(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
         "image": str(payload.get("image") or ""),
         "station": str(payload.get("station") or ""),
         "reason": "",  # a refusal's reason, written before, does not stay beside a verdict
+        # the name the camera gave the file (``image`` may be done/cam-1.png for a reused cam.png): the PLC's key
+        "image_name": str(record.get("image_name") or ""),
+        "model_version": int(record.get("model_version") or 0),
     }
 
 
@@ -253,6 +291,15 @@ class OpcUaSink:
             raise options.error("password_env", "needs username (OPC UA sends a password only with a user name)")
         self.password: str | None = options.secret("password_env")
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
+        fields = {target.field for target in self.targets}
+        #: The handshake (see the module): the ack node, and how long the PLC is given to write the sequence back.
+        self.ack: Target | None = next((t for t in self.targets if t.field == ACK), None)
+        if self.ack is None and "ack_timeout_s" in options.table:
+            raise options.error("ack_timeout_s", "needs nodes.ack (the node the PLC writes each sequence back to)")
+        self.ack_timeout_s = options.number("ack_timeout_s", 10.0, ACK_TIMEOUT_S)
+        #: The least time between two verdicts' writes (a PLC that scans its variables, and has no handshake).
+        self.min_interval_s = options.number("min_interval_s", 0.0, MIN_INTERVAL_S)
+        self.sequenced = SEQUENCE in fields
         self.max_attempts = Retry.read(options).max_attempts
         self._lock = threading.Lock()
         self._closed = False
@@ -262,11 +309,20 @@ class OpcUaSink:
         #: Owned by the loop's thread: the connection, and per target its node id and variant type on it.
         self._client: Client | None = None
         self._resolved: list[tuple[Target, ua.NodeId, str]] | None = None
+        #: The last sequence written (read from the server at each connection: what it holds is the last one
+        #: written, so the count goes on across restarts without being stored), the verdict (its key and sequence)
+        #: whose acknowledgement is awaited, and when the last verdict's writes ended (``time.monotonic``).
+        self._sequence: int | None = None
+        self._pending: tuple[str, int] | None = None
+        self._last_write: float | None = None
 
     def describe(self) -> str:
         mapped = ", ".join(f"{t.field} -> {t.text}" for t in self.targets)
         user = f"user {self.username}" if self.username else "anonymous"
-        return f"opcua {self.endpoint}: {mapped} ({user}, security None, timeout {self.timeout_s:g} s)"
+        paced = [f"acknowledged within {self.ack_timeout_s:g} s"] if self.ack is not None else []
+        paced += [f"at least {self.min_interval_s:g} s apart"] if self.min_interval_s else []
+        more = "".join(f", {each}" for each in paced)
+        return f"opcua {self.endpoint}: {mapped} ({user}, security None, timeout {self.timeout_s:g} s{more})"
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         values = _values(payload, key)
@@ -274,10 +330,11 @@ class OpcUaSink:
             if self._closed:
                 raise DeliveryError(f"{self.endpoint}: the sink is closing")
             loop = self._started()
-            future = asyncio.run_coroutine_threadsafe(self._deliver(values), loop)
+            future = asyncio.run_coroutine_threadsafe(self._deliver(values, key), loop)
             self._inflight = future
-        # connect, read the data types, two writes (and all of it once more on a fresh connection)
-        guard = 10 * self.timeout_s + 5
+        # connect, read the data types, three writes (and all of it once more on a fresh connection), the pacing
+        # and the wait for the PLC's acknowledgement
+        guard = 10 * self.timeout_s + 5 + self.min_interval_s + (self.ack_timeout_s if self.ack is not None else 0)
         try:
             future.result(timeout=guard)
         except concurrent.futures.CancelledError:
@@ -385,12 +442,24 @@ class OpcUaSink:
             self._loop, self._thread = loop, thread
         return self._loop
 
-    async def _deliver(self, values: Mapping[str, Any]) -> None:
+    async def _deliver(self, values: Mapping[str, Any], key: str) -> None:
         fresh = self._client is None
         while True:
             try:
                 resolved = await self._connected()
-                await self._write(resolved, values)
+                pending = self._pending
+                # this verdict's last try ended waiting for the PLC: taken since, it is not written again
+                if pending is not None and pending[0] == key and await self._read_ack(resolved) == pending[1]:
+                    self._pending = None
+                    return
+                if self._last_write is not None and self.min_interval_s:
+                    await asyncio.sleep(max(0.0, self._last_write + self.min_interval_s - time.monotonic()))
+                sequence = await self._write(resolved, values)
+                self._last_write = time.monotonic()
+                if self.ack is not None and sequence is not None:
+                    self._pending = (key, sequence)
+                    await self._acknowledged(resolved, key, sequence)
+                    self._pending = None
                 return
             except _LostError as exc:
                 await self._drop()
@@ -413,7 +482,39 @@ class OpcUaSink:
             self._client = client
         if self._resolved is None:
             self._resolved = await self._resolve(self._client)
+        if self.sequenced and self._sequence is None:
+            self._sequence = _whole(await self._read(self._resolved, SEQUENCE))
         return self._resolved
+
+    async def _read(self, resolved: list[tuple[Target, ua.NodeId, str]], field: str) -> Any:
+        """The current value of ``field``'s node (``sequence``, ``ack``)."""
+        assert self._client is not None
+        node = next(node for target, node, _ in resolved if target.field == field)
+        try:
+            return await asyncio.wait_for(self._client.get_node(node).read_value(), self.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, f"reading nodes.{field}") from None
+
+    async def _read_ack(self, resolved: list[tuple[Target, ua.NodeId, str]]) -> int | None:
+        return _whole(await self._read(resolved, ACK))
+
+    async def _acknowledged(self, resolved: list[tuple[Target, ua.NodeId, str]], key: str, sequence: int) -> None:
+        """Wait until the PLC wrote ``sequence`` to the ack node; a :class:`DeliveryError` after ``ack_timeout_s``
+        (a failed try: the outbox retries, and the retry first looks whether the PLC took it meanwhile)."""
+        assert self.ack is not None
+        deadline = time.monotonic() + self.ack_timeout_s
+        while True:
+            seen = await self._read_ack(resolved)
+            if seen == sequence:
+                return
+            if time.monotonic() >= deadline:
+                raise DeliveryError(
+                    f"{self.endpoint}: the PLC did not acknowledge sequence {sequence} (record {key}) within "
+                    f"{self.ack_timeout_s:g} s: nodes.ack {self.ack.text} holds {short_repr(seen)}"
+                )
+            await asyncio.sleep(ACK_POLL_S)
 
     async def _resolve(self, client: Client) -> list[tuple[Target, ua.NodeId, str]]:
         """Every target's node on this server (``nsu=`` resolved), checked to exist, with its variant type."""
@@ -476,14 +577,22 @@ class OpcUaSink:
             raise self._failed(exc, f"reading the data type of node {target.text}") from None
         return DEFAULT_TYPE[FIELDS[target.field]] if variant.name == "Variant" else str(variant.name)
 
-    async def _write(self, resolved: list[tuple[Target, ua.NodeId, str]], values: Mapping[str, Any]) -> None:
-        """The fields but ``record_id`` in one Write request, then ``record_id`` in a second one."""
+    async def _write(self, resolved: list[tuple[Target, ua.NodeId, str]], values: Mapping[str, Any]) -> int | None:
+        """The fields but ``record_id`` in one Write request, then ``record_id`` in a second one, then the next
+        ``sequence`` alone in a third (where mapped); the sequence written, or ``None``."""
         from asyncua import ua
         from asyncua.ua.attribute_ids import AttributeIds
 
-        first = [item for item in resolved if item[0].field != LAST]
+        first = [item for item in resolved if item[0].field not in (LAST, SEQUENCE, ACK)]
         last = [item for item in resolved if item[0].field == LAST]
-        for batch in (first, last):
+        counter = [item for item in resolved if item[0].field == SEQUENCE]
+        sequence = None
+        if counter:
+            top = _SEQUENCE_MAX.get(counter[0][2], _SEQUENCE_DEFAULT_MAX)
+            previous = self._sequence or 0
+            sequence = previous + 1 if 0 <= previous < top else 1
+            values = {**values, SEQUENCE: sequence}
+        for batch in (first, last, counter):
             if not batch:
                 continue
             params = ua.WriteParameters()
@@ -506,6 +615,9 @@ class OpcUaSink:
                 if not status.is_good():
                     self._resolved = None  # the address space may have changed (a PLC program download)
                     raise self._node_error(target, status, "the write")
+        if sequence is not None:
+            self._sequence = sequence
+        return sequence
 
     def _node_error(self, target: Target, status: ua.StatusCode, doing: str) -> DeliveryError:
         if status.name in ("BadNodeIdUnknown", "BadNodeIdInvalid"):
@@ -515,7 +627,7 @@ class OpcUaSink:
 
     async def _drop(self) -> None:
         """Close the connection (quietly: it may be dead already) and forget what was read through it."""
-        client, self._client, self._resolved = self._client, None, None
+        client, self._client, self._resolved, self._sequence = self._client, None, None, None
         if client is not None:
             await self._close_quietly(client)
 
@@ -556,6 +668,15 @@ def _quiet_asyncua() -> None:
     quiet = logging.getLogger("asyncua")
     if quiet.level == logging.NOTSET:
         quiet.setLevel(logging.CRITICAL)
+
+
+def _whole(value: Any) -> int | None:
+    """A sequence node's value as a whole number (``None``: not one, e.g. an empty text)."""
+    value = getattr(value, "Text", value)  # a LocalizedText's text
+    try:
+        return int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _read_parameters(nodes: list[Any], attribute: Any) -> Any:
