@@ -398,6 +398,22 @@ def test_the_cli_says_a_missing_video_file_in_one_line(model_dir: Path, tmp_path
                                  "not a video file (no such file)\n"), out  # fmt: skip
 
 
+def test_an_http_trigger_camera_is_refused_by_eagle_station_run_saying_how_to_trigger(tmp_path: Path) -> None:
+    """``eagle station run`` has no HTTP route (finding 9 of the line's tester: such a run took 0 frames and exited
+    0 without a word): refused at start, in one line naming the service's route and what works here instead. The
+    same table is valid for the service (read_stations accepts it)."""
+    (tmp_path / "models" / "mono").mkdir(parents=True)  # refused before any model is loaded
+    _video(tmp_path / "line.avi", _frames(5))
+    stations = _camera_stations(tmp_path, tmp_path / "models", 'url = "line.avi", trigger = "http"')
+    read_stations(stations).close()
+    code, out = _run(stations, "run", "--until-idle")
+    assert (code, out) == (2, f'eagle: error: {stations}: station \'line-1\': source: trigger = "http" takes a frame '
+                              "only on POST /v1/stations/line-1/trigger, a route of the service, and eagle station run "
+                              "has no HTTP route: nothing could trigger it here; run this station under eagle serve "
+                              "(its stations file, or POST /v1/stations), or take frames by time or count here "
+                              "(every_ms, every_n_frames)\n"), out  # fmt: skip
+
+
 def test_a_frame_the_full_disk_cannot_save_leaves_no_part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk fails a frame's PNG half-way: the frame is not saved (said so), and its part-file in
     ``frames/.partial`` is removed, not left to take the room the next frames need."""

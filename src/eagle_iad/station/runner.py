@@ -1596,6 +1596,14 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter). With a shared history
     a station whose lock the database dropped pauses until this process holds it again (see :class:`FileLocks`)."""
+    for station in stations.stations:  # nothing here could ever trigger it: a run that took 0 frames and said nothing
+        if getattr(station.source, "http_trigger", False):
+            raise StationConfigError(
+                f"{stations.path}: station {station.name!r}: source: trigger = \"http\" takes a frame only on POST "
+                f"/v1/stations/{station.name}/trigger, a route of the service, and eagle station run has no HTTP "
+                "route: nothing could trigger it here; run this station under eagle serve (its stations file, or POST "
+                "/v1/stations), or take frames by time or count here (every_ms, every_n_frames)"
+            )
     settings = stations.settings()
     stations.make_folders()
     state = ServiceState(settings, backend=None)
