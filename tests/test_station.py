@@ -4470,6 +4470,7 @@ def test_a_folder_sink_linking_across_file_systems_is_refused_at_start_naming_bo
     (tmp_path / "models" / "mono").mkdir(parents=True)  # read_stations only looks for the category's folder
     hot = Path(tempfile.mkdtemp(prefix="eagle-link-", dir=shm))
     try:
+
         def stations(link: bool, sorted_path: Path) -> Path:
             path = tmp_path / "stations.toml"
             path.write_text(f'models = "models"\nstate = "state"\n[[station]]\nname = "line-1"\ncategory = "mono"\n'

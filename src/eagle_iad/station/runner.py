@@ -1599,7 +1599,7 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
     for station in stations.stations:  # nothing here could ever trigger it: a run that took 0 frames and said nothing
         if getattr(station.source, "http_trigger", False):
             raise StationConfigError(
-                f"{stations.path}: station {station.name!r}: source: trigger = \"http\" takes a frame only on POST "
+                f'{stations.path}: station {station.name!r}: source: trigger = "http" takes a frame only on POST '
                 f"/v1/stations/{station.name}/trigger, a route of the service, and eagle station run has no HTTP "
                 "route: nothing could trigger it here; run this station under eagle serve (its stations file, or POST "
                 "/v1/stations), or take frames by time or count here (every_ms, every_n_frames)"
