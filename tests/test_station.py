@@ -4492,3 +4492,36 @@ def test_a_folder_sink_linking_across_file_systems_is_refused_at_start_naming_bo
         read_stations(stations(True, hot / "sorted")).close()  # one file system: fine
     finally:
         shutil.rmtree(hot, ignore_errors=True)
+
+
+def test_a_verdict_is_durable_before_any_sink_can_have_it(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Power loss is not a kill (finding 8 of the line's tester): the history's commits fsync the WAL
+    (``synchronous=FULL``: with NORMAL a commit a sink then delivered could be rolled back by a power cut), and the
+    move to ``done/`` is fsynced (its folder) before the transaction that makes the deliveries due."""
+    from eagle_iad.station import runner as runner_module
+
+    incoming = tmp_path / "incoming"
+    (name,) = _drop(incoming, _cells(1))
+    runner, state, lines = _runner(tmp_path, model_dir)
+    events: list[str] = []
+    real_sync, real_filed = runner_module.sync_folder, runner.tables.filed
+
+    def sync(folder: Path) -> None:
+        events.append(f"sync {folder}")
+        real_sync(folder)
+
+    def filed(*args: Any, **kwargs: Any) -> None:
+        events.append("filed")
+        real_filed(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "sync_folder", sync)
+    monkeypatch.setattr(runner.tables, "filed", filed)
+    assert state.store.read("PRAGMA synchronous") == [(2,)]  # FULL
+    runner.step()  # the first look only starts the file's settling time
+    time.sleep(0.3)
+    runner.step()
+    assert (incoming / "done" / name).exists(), lines
+    assert events == [f"sync {incoming / 'done'}", "filed"], events
+    state.close()

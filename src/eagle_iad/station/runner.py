@@ -42,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from eagle_iad.atomic import sync_folder
 from eagle_iad.errors import EagleError, HistoryUnavailableError, ImageError, ImageTooLargeError
 from eagle_iad.history.backend import HistoryBackend, Lease
 from eagle_iad.mllm.serving import ApiError
@@ -926,9 +927,23 @@ class StationRunner:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
         at = to if actual is None else actual
+        self._sync_move(Path(at))
         self._owed = OwedFiling(digest, str(record["id"]), str(at), not repeat, str(to))
         self._owed_kept = self._owed_before = False
         return self._file_owed()
+
+    def _sync_move(self, at: Path) -> None:
+        """Make the image's new name at ``at`` (``done/``, ``failed/``) durable (its folder fsynced) before its
+        deliveries are made due: after a power cut a sink's verdict must not name a file that is not there. (The
+        name it left in the hot folder needs no sync: the history's fsynced commits know its content, so an image
+        a power cut brought back is put away again, never inspected again.) Best effort: a folder its file system
+        cannot sync, or an error syncing it, leaves the move as durable as that file system makes it."""
+        if not getattr(self.config.source, "moves_files", True):
+            return
+        try:
+            sync_folder(at.parent)
+        except OSError as exc:
+            _LOG.debug("station %s: %s could not be synced: %s", self.config.name, at.parent, exc)
 
     def _file_owed(self) -> bool:
         """Store the place of the image last put away, if not stored yet (see :attr:`_owed`), and make its
@@ -1056,6 +1071,7 @@ class StationRunner:
         self.log(f"eagle station {name}: {arrival.name}: not inspected: {reason}")
         checkpoint("station refusal put aside")
         at = planned if actual is None else Path(actual)
+        self._sync_move(at)
         self._owed = OwedFiling(digest, key, str(at), True, str(planned))
         self._owed_kept = self._owed_before = False
         return self._file_owed()  # False: put aside, its place stored first at the next step
