@@ -4525,3 +4525,37 @@ def test_a_verdict_is_durable_before_any_sink_can_have_it(
     assert (incoming / "done" / name).exists(), lines
     assert events == [f"sync {incoming / 'done'}", "filed"], events
     state.close()
+
+
+def test_an_edit_to_the_stations_file_while_it_runs_is_said_once_and_shown_by_the_status(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """An edit is not applied while ``eagle station run`` runs (finding 5 of the line's tester: it was ignored
+    without a word, and ``eagle station status``, which reads the file as it is now, showed a sink that did not
+    run as healthy). The run says so in one warning line, and the status' first warning says the file differs from
+    the one the process started with, naming the sinks it runs."""
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n')
+    (tmp_path / "incoming").mkdir()
+    running = Running(stations)
+    try:
+        intake = tmp_path / "state" / "stations" / "line-1.json"
+        running.until(intake.exists, "the station did not start")
+        assert not any("changed" in warning for warning in _status(stations)["warnings"])
+        stations.write_text(stations.read_text().replace('path = "sorted"', 'path = "sorted"\nname = "mes"'))
+        running.until(lambda: running.saw("changed since this run started"), "the edit was not said")
+        line = next(line for line in running.lines if "changed since" in line)
+        assert line == (f"eagle station: warning: {stations} changed since this run started; restart to apply "
+                        "(SIGTERM, then start again: nothing is lost); this run goes on with the file as it "
+                        "started\n")  # fmt: skip
+        status = _status(stations)
+        assert status["warnings"][0] == (
+            "stations.toml changed since the running process started with it (it runs the sinks folder); restart it "
+            "to apply the change (SIGTERM, then start again: nothing is lost); the sinks and figures below are of "
+            "the file as it is now"
+        ), status
+        time.sleep(5)  # more looks at the file: the same change is not said again
+        assert sum("changed since" in line for line in running.lines) == 1, running.log()
+    finally:
+        assert running.stop() == 143, running.log()
+    # not running: nothing to compare with
+    assert not any("changed since" in warning for warning in _status(stations)["warnings"])

@@ -81,7 +81,7 @@ def stopped_station_what(file: str, grace_s: float) -> str:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
-    from eagle_iad.station.status import counts_files, open_read_only, read_intake, station_status
+    from eagle_iad.station.status import counts_files, file_changed, open_read_only, read_intake, station_status
 
     # a model folder gone is no reason to refuse the figures: it is when they are needed (the station waits for it)
     stations = read_stations(Path(args.file), fitted=False)
@@ -101,6 +101,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             if missing is not None:  # first: what keeps the station from starting, or its intake from going on
                 figures["warnings"].insert(0, f"{missing}: the station cannot start, and a running one takes no image "
                                               "until it is there again")  # fmt: skip
+            changed = file_changed(intake, stations.digest, stations.path)
+            if changed is not None:  # the figures are of the file now: what runs is another
+                figures["warnings"].insert(0, changed)
             shown.append({"station": config.name, "state": state, **figures})
         print(dumps(shown))
     finally:

@@ -24,6 +24,7 @@ checks its own table (:class:`~eagle_iad.station.parts.Options`); this module ad
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class StationsFile:
     history: str | None = None
     #: The pictures folder (shared with replicas); None: ``<state>/files``.
     files: Path | None = None
+    #: The SHA-256 of the bytes read: a run records it, and it and ``eagle station status`` tell the file edited
+    #: since (a change needs a restart: see :func:`file_digest`).
+    digest: str = ""
 
     def make_folders(self) -> None:
         """Create the state and pictures folders, or one line naming the field (``state``, ``files``) that
@@ -199,7 +203,17 @@ def read_stations(path: Path, *, fitted: bool = True) -> StationsFile:
             if other != station.name:
                 raise StationConfigError(f"{path}: stations {other!r} and {station.name!r} both take the images of "
                                          f"{folder.resolve()}; give each station its own folder")  # fmt: skip
-    return StationsFile(path, models_dir, state_dir, stations, history, files)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return StationsFile(path, models_dir, state_dir, stations, history, files, digest)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the stations file as it is now (as :attr:`StationsFile.digest`), ``""`` when it cannot be
+    read (removed, renamed): a run compares it with the one it started with."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _check_links(sink: Sink, source: Source, options: Options) -> None:

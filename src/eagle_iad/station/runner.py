@@ -51,7 +51,7 @@ from eagle_iad.ranges import short_repr
 from eagle_iad.record import InspectionRecord, iso_time
 from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
-from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile
+from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile, file_digest
 from eagle_iad.station.fleet import Publisher
 from eagle_iad.station.outbox import HELD, REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
 from eagle_iad.station.parts import (
@@ -421,12 +421,15 @@ class StationRunner:
         self._older_seen = 0
         self._older_lock = threading.Lock()
         self._ignored_unread = False
+        #: The SHA-256 of the stations file this run started with (``eagle station run``), for the status.
+        self.file_sha256: str | None = None
 
     def intake(self) -> Intake:
         ignored, last_ignored, ignored_seconds = self._ignored()
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
-                      ignored_seconds)  # fmt: skip
+                      ignored_seconds, self.file_sha256,
+                      tuple(sink.sink.name for sink in self.config.sinks))  # fmt: skip
 
     def _ignored(self) -> tuple[int, str | None, Seconds]:
         """What the source says of the files it found it does not take (a hot folder's ``ignored``: how many since
@@ -1307,14 +1310,15 @@ class StationManager:
 
     def add_all(
         self, configs: list[StationConfig], owns: Mapping[str, Callable[[], bool]] | None = None, *,
-        lock_lines: bool = True,
+        lock_lines: bool = True, file_sha256: str | None = None,
     ) -> None:  # fmt: skip
         """Start every station of ``configs`` once all of them loaded their models and probed their sinks: one
         that cannot start refuses them all before any takes an image. ``lock_lines``: see
-        :attr:`StationRunner.lock_lines`."""
+        :attr:`StationRunner.lock_lines`; ``file_sha256``: the stations file's (:attr:`StationRunner.file_sha256`)."""
         for runner in [self._prepare(config) for config in configs]:
             runner.owns = None if owns is None else owns.get(runner.config.name)
             runner.lock_lines = lock_lines
+            runner.file_sha256 = file_sha256
             self._launch(runner, None, False)
 
     def _prepare(self, config: StationConfig) -> StationRunner:
@@ -1608,6 +1612,22 @@ def _idle(manager: StationManager) -> bool:
         return False
 
 
+#: Seconds between two looks at the stations file while ``eagle station run`` runs (an edit needs a restart).
+FILE_CHECK_S = 2.0
+
+
+def _say_file_changed(stations: StationsFile, seen: str, log: Log) -> str:
+    """One warning line when the stations file changed since the last look and is not the one this run started
+    with (an edit is not applied while running: the status says so too, see
+    :func:`~eagle_iad.station.status.file_changed`); the file's digest now."""
+    now = file_digest(stations.path)
+    if now != seen and now != stations.digest:
+        how = "changed" if now else "was removed or cannot be read"
+        log(f"eagle station: warning: {stations.path} {how} since this run started; restart to apply (SIGTERM, then "
+            "start again: nothing is lost); this run goes on with the file as it started")  # fmt: skip
+    return now
+
+
 def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: bool = False, log: Log = _stderr) -> None:
     """Run every station of ``stations`` in this process until stopped (SIGTERM, SIGINT) or, with
     ``until_idle``, until no image waits and every verdict is delivered (or a dead letter). With a shared history
@@ -1637,15 +1657,20 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
         owns = {s.name: locks.owns(s.name) for s in stations.stations}
         # the lines of a lost lock are FileLocks', for the intake and the deliveries at once
         shared = state.store.shared
-        manager.add_all(stations.stations, owns if shared else None, lock_lines=not shared)
+        manager.add_all(stations.stations, owns if shared else None, lock_lines=not shared,
+                        file_sha256=stations.digest or None)  # fmt: skip
         # each station's figures and state in the history, for every replica sharing it to list (fleet.py)
         publisher = Publisher(state.store, manager, stations.path, owns if shared else None)
         publisher.forget_removed()
         publisher.publish()
         publisher.start()
-        checked = time.monotonic()
+        checked = looked = time.monotonic()
+        seen = stations.digest
         while not (until_idle and _idle(manager)):
             time.sleep(0.1)
+            if time.monotonic() - looked >= FILE_CHECK_S:
+                looked = time.monotonic()
+                seen = _say_file_changed(stations, seen, log)
             if shared and time.monotonic() - checked >= LEASE_CHECK_S:
                 checked = time.monotonic()
                 locks.check()

@@ -119,6 +119,11 @@ class Intake:
     last_ignored: str | None = None
     #: When they were found lately (:class:`~eagle_iad.station.recent.Recent`): warned of for :data:`RECENT_S`.
     ignored_seconds: Seconds = ()
+    #: The SHA-256 of the stations file the process started with (``eagle station run``; ``None``: the service, or
+    #: an older version), and the sinks it runs: ``eagle station status`` reads the file as it is now, so it says
+    #: when that differs from what runs (an edit needs a restart).
+    file_sha256: str | None = None
+    sinks: tuple[str, ...] = ()
 
     def state(self) -> str:
         if self.user_paused:
@@ -148,7 +153,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "last_duplicate": intake.last_duplicate,
                                             "duplicate_seconds": [list(one) for one in intake.duplicate_seconds],
                                             "ignored": intake.ignored, "last_ignored": intake.last_ignored,
-                                            "ignored_seconds": [list(one) for one in intake.ignored_seconds]}),
+                                            "ignored_seconds": [list(one) for one in intake.ignored_seconds],
+                                            "file_sha256": intake.file_sha256, "sinks": list(intake.sinks)}),
                           )  # fmt: skip
     except OSError:
         pass
@@ -170,13 +176,27 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     last = data.get("last_duplicate")
     last_duplicate = (str(last[0]), str(last[1])) if isinstance(last, list) and len(last) == 2 else None
     ignored, last_ignored = data.get("ignored"), data.get("last_ignored")
+    file_sha256, sinks = data.get("file_sha256"), data.get("sinks")
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
                   data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
                   _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
                   last_duplicate, _seconds(data.get("duplicate_seconds")),
                   ignored if isinstance(ignored, int) else 0,
                   last_ignored if isinstance(last_ignored, str) else None,
-                  _seconds(data.get("ignored_seconds")))  # fmt: skip
+                  _seconds(data.get("ignored_seconds")), file_sha256 if isinstance(file_sha256, str) else None,
+                  tuple(str(sink) for sink in sinks) if isinstance(sinks, list) else ())  # fmt: skip
+
+
+def file_changed(intake: Intake | None, digest: str, path: Path) -> str | None:
+    """The status' warning when the stations file ``path`` (its SHA-256 now: ``digest``) is not the one the process
+    running the station started with, or ``None``. What the status shows of the sinks is then the file's, not what
+    runs: the warning names the sinks that do."""
+    if intake is None or intake.file_sha256 is None or intake.file_sha256 == digest:
+        return None
+    runs = ", ".join(intake.sinks) or "none"
+    return (f"{path.name} changed since the running process started with it (it runs the sinks {runs}); restart it "
+            "to apply the change (SIGTERM, then start again: nothing is lost); the sinks and figures below are "
+            "of the file as it is now")  # fmt: skip
 
 
 def _orphaned(db: Connection, station: str, sinks: set[str]) -> list[str]:
