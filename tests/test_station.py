@@ -4301,7 +4301,7 @@ def test_a_kill_with_no_sink_between_storing_a_verdict_and_putting_the_image_awa
     _kill_after_storing(stations, _env())
     code, log = _run(stations, "run", "--until-idle")
     assert code == 0, log
-    assert "no new verdict" not in log, log
+    assert "not inspected again," not in log, log
     assert not any("already inspected" in warning for warning in _status(stations)["warnings"])
 
 
@@ -4559,3 +4559,46 @@ def test_an_edit_to_the_stations_file_while_it_runs_is_said_once_and_shown_by_th
         assert running.stop() == 143, running.log()
     # not running: nothing to compare with
     assert not any("changed since" in warning for warning in _status(stations)["warnings"])
+
+
+@pytest.mark.parametrize("duplicates", ["refuse", "skip"])
+def test_a_part_whose_file_repeats_an_inspected_content_still_gets_an_answer(
+    model_dir: Path, tmp_path: Path, receiver: Receiver, duplicates: str
+) -> None:
+    """A frozen camera sends the first part's image for the next two parts (finding 3 of the line's tester: the
+    sinks got one message for three parts, and a PLC waiting per part timed out, or a gate passed them). By default
+    (``duplicates = "refuse"``) each repeat is told to every sink as a refusal of its own, under its own image name
+    and key, naming the earlier record (``refused.repeat_of``), in the order taken; with ``"skip"``, nothing is
+    sent, as before. Either way it is not inspected again."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    data = _cells(1)[0].read_bytes()
+    for n in (1, 2, 3):
+        part = incoming / f"part-00{n}.png"
+        part.write_bytes(data)
+        os.utime(part, (time.time() - 30 + n, time.time() - 30 + n))  # taken in this order
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port))
+    if duplicates == "skip":
+        stations.write_text(
+            stations.read_text().replace('category = "mono"\n', 'category = "mono"\nduplicates = "skip"\n')
+        )
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    (record,) = _history(tmp_path)
+    assert record.image_name == "part-001.png"
+    bodies = [r["body"] for r in receiver.received]
+    assert bodies[0]["record"]["id"] == record.id and all(r["signed"] for r in receiver.received)
+    said = [line for line in log.splitlines() if "not inspected again" in line]
+    assert len(said) == 2, log
+    if duplicates == "skip":
+        assert len(bodies) == 1 and all(line.endswith("not inspected again, no new verdict") for line in said)
+        return
+    assert len(bodies) == 3, bodies
+    for body, name in zip(bodies[1:], ("part-002.png", "part-003.png"), strict=True):
+        refused = body["refused"]
+        assert body["event"] == "refused" and refused["image_name"] == name, body
+        assert refused["repeat_of"] == record.id and refused["image_sha256"] == record.image_sha256
+        assert refused["reason"].startswith(f"same content as record {record.id}: not inspected again")
+    keys = receiver.keys()
+    assert len(set(keys)) == 3 and keys[1].startswith("refused-") and keys[2].startswith("refused-")
+    assert all(line.endswith("not inspected again, told to the sinks as refused") for line in said), said

@@ -67,6 +67,15 @@ class StationConfig:
     sinks: list[SinkConfig] = field(default_factory=list)
     backlog_limit: int = 1000
     deadline_s: float = 10.0
+    #: A file whose content the station already inspected (a frozen camera sending the same image for the next
+    #: part): ``"refuse"`` tells every sink that takes refusals that this part was not inspected (naming the earlier
+    #: record), so a PLC or MES waiting for an answer per part gets one; ``"skip"``: nothing is sent (the log and
+    #: the status' warning only).
+    duplicates: str = "refuse"
+
+
+#: The choices of a station's ``duplicates`` (see :attr:`StationConfig.duplicates`).
+DUPLICATES = ("refuse", "skip")
 
 
 @dataclass
@@ -246,6 +255,7 @@ def station_from_table(options: Options, models_dir: Path, fitted: bool = True) 
         raise options.error("category", unfitted(category, models_dir))
     backlog_limit = options.integer("backlog_limit", 1000, BACKLOG_LIMIT)
     deadline_s = options.number("deadline_s", 10.0, DEADLINE_S)
+    duplicates = options.text("duplicates", "refuse", DUPLICATES)
     options._read.update({"source", "sink"})
     options.done()
     source_table = _table(table.get("source"), f"{where}: source") if "source" in table else None
@@ -284,4 +294,4 @@ def station_from_table(options: Options, models_dir: Path, fitted: bool = True) 
         sink_options.done()
         sinks.append(SinkConfig(sink, retry, refusals))
         _check_links(sink, source, sink_options)
-    return StationConfig(name, category, source, sinks, backlog_limit, deadline_s)
+    return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates)

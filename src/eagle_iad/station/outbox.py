@@ -76,6 +76,17 @@ def refusal_key(
     return f"{REFUSED_PREFIX}{_tag(station, name, *seen)}{rest}"
 
 
+def repeat_key(station: str, name: str, digest: str, settled: Settled | None) -> str:
+    """The idempotency key of the refusal a file of content already inspected is told as (``duplicates =
+    "refuse"``): derived from the station, the file's name, content and what the listing saw of it, so the same
+    file taken again after a crash (its rows written, its put-away not done) gets the same key and is told once;
+    another file of that name and content (the next part) has another modification time or inode."""
+    if settled is None:
+        return f"{REFUSED_PREFIX}{uuid.uuid4().hex}"
+    seen = (settled.size, settled.mtime_ns, settled.ctime_ns, settled.ino)
+    return f"{REFUSED_PREFIX}{_tag('repeat', station, name, digest)}{_tag('repeat', station, name, digest, *seen)}"
+
+
 def refusal_of(key: str, station: str, name: str, seen: Settled) -> bool:
     """Whether ``key`` is of a refusal of an unread file of ``station`` named ``name`` with the size and modification
     time of ``seen`` (see :func:`refusal_key`): a file the source still lists so is that file, not put aside yet."""
@@ -188,6 +199,23 @@ class StationTables:
                 "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)",
                 (station, sink, record_id, text, PENDING, HELD if held else 0.0),
             )
+
+    def write_repeat(self, station: str, key: str, sinks: Sequence[str], payload: Mapping[str, Any]) -> bool:
+        """The refusal a file of content already inspected is told as (see :func:`repeat_key`): one outbox row per
+        sink, due at once (the file is not put anywhere the deliveries must wait for: they name its planned place),
+        in one transaction; rows already under ``key`` (the same file taken again after a crash) are kept as they
+        are. Whether they were written now."""
+        text = json.dumps(payload)
+        with self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM outbox WHERE station = ? AND record_id = ?", (station, key)).fetchone():
+                return False
+            for sink in sinks:
+                db.execute(
+                    "INSERT INTO outbox (station, sink, record_id, payload, state, next_try) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (station, sink, record_id) DO NOTHING",
+                    (station, sink, key, text, PENDING, 0.0),
+                )
+        return True
 
     def filed(self, station: str, digest: str, record_id: str, at: str, *, first: bool) -> None:
         """The image of ``record_id`` is filed at ``at``: its held outbox rows name that path and become due, in one

@@ -53,7 +53,15 @@ from eagle_iad.service.context import ServiceState
 from eagle_iad.service.routes_inspect import run_inspection, upload_name
 from eagle_iad.station.config import SinkConfig, StationConfig, StationsFile, file_digest
 from eagle_iad.station.fleet import Publisher
-from eagle_iad.station.outbox import HELD, REFUSED_PREFIX, StationTables, refusal_key, refusal_of, station_lock
+from eagle_iad.station.outbox import (
+    HELD,
+    REFUSED_PREFIX,
+    StationTables,
+    refusal_key,
+    refusal_of,
+    repeat_key,
+    station_lock,
+)
 from eagle_iad.station.parts import (
     REFUSED,
     Arrival,
@@ -860,6 +868,9 @@ class StationRunner:
             # still held), is filed now; anything else is a file the line sent again
             first = (digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
                      or self._put_elsewhere(arrival, digest, to) is False)  # fmt: skip
+            told = not first and self.config.duplicates == "refuse"
+            if told and not self._tell_repeat(arrival, digest, str(prior.record_id), to):
+                return False
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
             self._unput.discard(digest)
@@ -869,10 +880,11 @@ class StationRunner:
             self.last_duplicate = (arrival.name, str(prior.record_id))
             self.duplicates.add()
             self._say_intake()  # counted in the status (another process reads the state file)
-            # logged even when quiet (the service): no sink hears of this file, so the log and the status are the
-            # only trace of an image the line sent again
+            # logged even when quiet (the service): the log and the status are the trace of an image the line sent
+            # again (with duplicates = "skip", the only one: no sink hears of this file)
+            told_as = "told to the sinks as refused" if told else "no new verdict"
             self.log(f"eagle station {name}: {arrival.name}: same content as record {prior.record_id}; "
-                     "not inspected again, no new verdict")  # fmt: skip
+                     f"not inspected again, {told_as}")  # fmt: skip
             return True
         to = source.planned(arrival)
         sinks = [courier.sink.sink.name for courier in self.couriers]
@@ -905,6 +917,33 @@ class StationRunner:
         score = record.get("score")
         shown = "no score" if score is None else f"score {score:.4g} (tau {record.get('tau'):.4g})"
         self._say(f"{arrival.name}: {record.get('decision') or 'undecided'}, {shown}, record {record['id']}")
+        return True
+
+    def _tell_repeat(self, arrival: Arrival, digest: str, prior: str, to: Path) -> bool:
+        """Tell every sink that takes refusals that ``arrival``, of the content of record ``prior``, was not
+        inspected (``duplicates = "refuse"``): a part whose camera sent an earlier part's image still gets an
+        answer, ``refused`` (a gate rejects it), naming the earlier record in ``refused.repeat_of``. Written before
+        the file is put away, under a key derived from the file (:func:`repeat_key`), so a crash in between tells
+        it once. ``False`` (the intake paused) when the history cannot take it now; the file stays for the next
+        try."""
+        name = self.config.name
+        sinks = [courier.sink.sink.name for courier in self.couriers if courier.sink.refusals]
+        if not sinks:
+            return True
+        key = repeat_key(name, arrival.name, digest, arrival.settled)
+        reason = (f"same content as record {prior}: not inspected again (a camera that sent an earlier part's image "
+                  "again, or the file copied in twice); this part has no verdict of its own")  # fmt: skip
+        payload = {"event": REFUSED, "station": name, "image": str(to), "source": arrival.source,
+                   "refused": {"id": key, "category": self.config.category, "image_name": arrival.name,
+                               "image_sha256": digest, "reason": reason, "time": iso_time(),
+                               "repeat_of": prior}}  # fmt: skip
+        try:
+            self.tables.write_repeat(name, key, sinks, payload)
+        except Exception as exc:  # the database locked, full or away: the file stays for the next try
+            self._pause(f"{arrival.name}: same content as record {prior}, and the history could not store its "
+                        f"refusal for the sinks: {type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        self._wake_couriers()
         return True
 
     def _not_settled(self, arrival: Arrival, reason: str) -> bool:

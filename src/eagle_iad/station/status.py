@@ -327,6 +327,8 @@ class StationFacts:
     #: for a stations file's station; a station of the service (:func:`service_retry`) is out of that command's
     #: reach, which reads a stations file.
     retry: str = "eagle station retry"
+    #: Its ``duplicates`` (:attr:`StationConfig.duplicates`): whether a repeated content is told to the sinks.
+    duplicates: str = "refuse"
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -343,7 +345,8 @@ class StationFacts:
             is_gone = False
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
-                   config.deadline_s, error, intake, is_gone)  # fmt: skip
+                   config.deadline_s, error, intake, is_gone,
+                   duplicates=getattr(config, "duplicates", "refuse"))  # fmt: skip
 
 
 def service_retry(name: str) -> str:
@@ -529,7 +532,9 @@ def station_figures(
             else f" (the last: {intake.last_duplicate[0]}, as record {intake.last_duplicate[1]})"
         )
         warnings.append(f"{count} file{'' if count == 1 else 's'} {lately} had the content of an image already "
-                        f"inspected{last}: put away, no new verdict sent to any sink")  # fmt: skip
+                        f"inspected{last}: put away, not inspected again; "
+                        + ("told to the sinks as refused" if config.duplicates == "refuse"
+                           else "no new verdict sent to any sink (duplicates = \"skip\")"))  # fmt: skip
     warnings += failing
     warnings += _orphaned(db, name, {sink_name for sink_name, _ in config.sinks})
     if dead:
