@@ -868,7 +868,7 @@ class StationRunner:
             # still held), is filed now; anything else is a file the line sent again
             first = (digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
                      or self._put_elsewhere(arrival, digest, to) is False)  # fmt: skip
-            told = not first and self.config.duplicates == "refuse"
+            told = not first and self.config.duplicates == "refuse" and any(c.sink.refusals for c in self.couriers)
             if told and not self._tell_repeat(arrival, digest, str(prior.record_id), to):
                 return False
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
