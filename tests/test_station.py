@@ -326,12 +326,16 @@ def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
     assert (status["inspected"], status["failed"], status["backlog"], status["warnings"]) == (6, 1, 0, [])
     assert status["sinks"]["webhook"]["delivered"] == 7 and status["sinks"]["folder"]["delivered"] == 7
     assert status["latency_s"]["p50"] > 0
-    # a second run finds nothing to do, and the same content dropped again is not inspected again
+    # a second run finds nothing to do, and the same content dropped again is not inspected again: the part is
+    # told to the sinks as refused, naming the record it repeats (duplicates = "refuse", the default)
     shutil.copyfile(tmp_path / "incoming" / "done" / names[0], tmp_path / "incoming" / "again.png")
     os.utime(tmp_path / "incoming" / "again.png", (time.time() - 10, time.time() - 10))
     code, log = _run(stations, "run", "--until-idle")
     assert code == 0 and "again.png: same content as record " + history[0].id in log, log
-    assert len(_history(tmp_path)) == 6 and len(receiver.received) == 7
+    assert len(_history(tmp_path)) == 6 and len(receiver.received) == 8
+    repeat = receiver.received[-1]["body"]
+    assert repeat["event"] == "refused" and repeat["refused"]["repeat_of"] == history[0].id
+    assert repeat["refused"]["image_name"] == "again.png"
 
 
 def test_killed_mid_burst_every_image_is_inspected_exactly_once_and_delivered(
@@ -4110,8 +4114,15 @@ def test_duplicates_warn_while_some_came_lately_and_the_count_since_the_start_st
     try:
         shown = figures(now)
         said = "3 files in the last 5 min had the content of an image already inspected (the last: again.png, as"
-        assert shown["warnings"] == [f"{said} record r1): put away, no new verdict sent to any sink"]
+        assert shown["warnings"] == [f"{said} record r1): put away, not inspected again; told to the sinks as refused"]
         assert shown["duplicates"] == 7
+        skipping = dataclasses.replace(
+            StationFacts("line-1", "mono", "folder x", 0, [], 100, 5.0, intake=intake), duplicates="skip"
+        )
+        with store.transaction() as db:
+            skipped = station_figures(db, skipping, now=now)["warnings"]
+        tail = 'no new verdict sent to any sink (duplicates = "skip")'
+        assert skipped == [f"{said} record r1): put away, not inspected again; {tail}"]
         assert figures(now + RECENT_S - 20)["warnings"][0].startswith("1 file in the last 5 min had the content ")
         shown = figures(now + RECENT_S)
         assert shown["warnings"] == [] and shown["duplicates"] == 7
