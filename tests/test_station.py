@@ -1695,6 +1695,10 @@ def test_a_hot_folder_gone_while_running_is_one_line_a_waiting_state_and_one_lin
         why = f"images cannot be listed: No such file or directory: {incoming}"
         intake = read_intake(tmp_path / "state", "line-1")  # what eagle station status shows as its state
         assert intake is not None and intake.state() == f"waiting: {why}", station.log()
+        figures = _status(stations)  # eagle station status answers exactly then, as the service's GET does
+        assert (figures["state"], figures["inspected"], figures["backlog"]) == (f"waiting: {why}", 1, 0), figures
+        gone = f"no backlog visible (No such file or directory: {incoming}); counted as none waiting"
+        assert gone in figures["warnings"], figures
         time.sleep(wait_s(11))  # two more tries, 5 s apart: no line for either
         (tmp_path / "unmounted").rename(incoming)
         shutil.copyfile(_cells(2)[1], incoming / "next.png")
@@ -3194,6 +3198,67 @@ def test_a_second_process_on_a_hot_folder_is_refused_naming_the_holder_and_start
     assert _history(tmp_path / "b") == []  # both inspected already (by the first): nothing left for the second
 
 
+def test_a_hot_folder_made_again_is_locked_again_before_any_image_and_waits_while_another_holds_it(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The folder removed and made again under a running station: the lock file went with the old folder, so the
+    station takes the lock on the new one before it takes an image there (a second ``eagle station run`` on it is
+    refused, as on the first); a new folder another process locked first is not read: the intake waits, naming the
+    holder, and takes its images once that one lets go."""
+    from eagle_iad.station.sources.folder_lock import lock_folder
+    from eagle_iad.station.status import read_intake
+
+    incoming = tmp_path / "incoming"
+    _drop(incoming, _cells(1))
+    first = _folder_station(tmp_path / "a", model_dir, "line-a", incoming)
+    second = _folder_station(tmp_path / "b", model_dir, "line-b", incoming)
+    station = Running(first)
+    lock = incoming / ".eagle-station.lock"
+
+    def fresh(name: str, cell: int) -> None:
+        shutil.copyfile(_cells(cell + 1)[cell], incoming / name)
+        os.utime(incoming / name, (time.time() - 10, time.time() - 10))
+
+    try:
+        station.until(lambda: len(_history(tmp_path / "a")) == 1, "the first image never inspected")
+        incoming.rename(tmp_path / "gone-1")
+        incoming.mkdir()
+        station.until(lambda: station.saw("its lock taken again"), "the new folder never locked")
+        assert json.loads(lock.read_text())["pid"] == station.process.pid
+        code, log = _run(second, "run", "--until-idle")
+        assert code == 2 and f"hot folder {incoming} is taken by another station (pid {station.process.pid}" in log, log
+        fresh("after.png", 1)
+        station.until(lambda: len(_history(tmp_path / "a")) == 2, "an image of the new folder never inspected")
+
+        # again, and this time another process (this one) locked the new folder first: made and locked aside, then
+        # put in its place
+        spare = tmp_path / "spare"
+        spare.mkdir()
+        held = lock_folder(spare, "line-b", tmp_path / "b" / "state")
+        try:
+            incoming.rename(tmp_path / "gone-2")
+            spare.rename(incoming)
+            fresh("meanwhile.png", 2)
+            station.until(lambda: station.saw("was replaced (removed and made again) and its lock is not this "
+                                              "station's now"), "the holder never said")  # fmt: skip
+            intake = read_intake(tmp_path / "a" / "state", "line-a")
+            assert intake is not None and f"station 'line-b', state folder {tmp_path / 'b' / 'state'}" in (
+                intake.paused or ""), intake  # fmt: skip
+            time.sleep(wait_s(6))  # a retry more: still not taken
+            assert (incoming / "meanwhile.png").exists() and len(_history(tmp_path / "a")) == 2, station.log()
+        finally:
+            held.release()
+        station.until(lambda: len(_history(tmp_path / "a")) == 3, "the image never taken once the holder let go")
+        station.until(lambda: json.loads(lock.read_text())["pid"] == station.process.pid, "the lock never taken")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    log = station.log()
+    assert [r.image_name for r in _history(tmp_path / "a")][1:] == ["after.png", "meanwhile.png"], log
+    assert log.count("its lock taken again") == 2 and log.count("its lock is not this station's now") == 1, log
+    assert not lock.exists()  # gone with the stop, from the folder now there
+
+
 # ---------------------------------------------------------------------------------------------- refusals delivered
 
 BROKEN = b"not a png at all"
@@ -4251,6 +4316,86 @@ def test_a_running_station_tells_eagle_station_status_of_the_files_its_folder_ig
     finally:
         runner.stop(1.0)
         state.close()
+
+
+def test_files_replaced_under_their_name_before_they_were_taken_are_counted_and_said_once_a_burst(
+    tmp_path: Path,
+) -> None:
+    """A writer renaming each frame onto one name faster than settle_s loses every frame but the last: each file the
+    polls saw replaced by another (another inode, size or stamp) before it was handed over is counted, and the first
+    of a burst said in one warning line; a file written in place (same inode) and a new file under the name of one
+    handed over are no loss, and a name gone is forgotten."""
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import REPLACED_QUIET_S, HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 3600}, "source", tmp_path))
+    lines: list[str] = []
+    folder.log = lines.append
+
+    def frame(number: int) -> None:  # written aside, then renamed onto the name, as a camera driver does
+        (incoming / ".frame.tmp").write_bytes(b"frame %d" % number + b"x" * number)
+        os.replace(incoming / ".frame.tmp", incoming / "current.png")
+
+    frame(0)
+    assert list(folder.poll()) == [] and folder.replaced() == (0, None, ())
+    for number in (1, 2, 3):
+        frame(number)
+        assert list(folder.poll()) == []
+    total, last, seconds = folder.replaced()
+    assert (total, last, sum(count for _, count in seconds)) == (3, "current.png", 3), lines
+    said = (
+        f"eagle station: folder {incoming}: warning: current.png was replaced by another file before the "
+        "station took it (settle_s 3600 s): the earlier file is lost, never inspected"
+    )
+    assert len(lines) == 1 and lines[0].startswith(said), lines
+    with open(incoming / "current.png", "ab") as handle:  # written on in place: the same file, still settling
+        handle.write(b"more")
+    assert list(folder.poll()) == [] and folder.replaced()[0] == 3
+    folder._replaced_at -= REPLACED_QUIET_S  # type: ignore[operator]  # a quiet minute since: a new burst, a new line
+    frame(4)
+    assert list(folder.poll()) == [] and folder.replaced()[0] == 4 and len(lines) == 2, lines
+    folder.settle_s = 0  # handed over, then another file under the name: no loss
+    assert [arrival.name for arrival in folder.poll()] == ["current.png"]
+    frame(5)
+    assert [arrival.name for arrival in folder.poll()] == ["current.png"] and folder.replaced()[0] == 4, lines
+    (incoming / "current.png").unlink()  # gone: forgotten, so a file later under the name is a new one
+    assert list(folder.poll()) == []
+    folder.settle_s = 3600
+    frame(6)
+    assert list(folder.poll()) == [] and folder.replaced()[0] == 4 and len(lines) == 2, lines
+
+
+def test_a_station_counts_frames_renamed_onto_one_name_before_they_settled_in_its_status_and_log(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The line's case: frames renamed onto ``current.png`` faster than settle_s. Only the last is inspected; the
+    others, lost, are one warning line in the log (not one per frame) and ``eagle station status`` counts them
+    (``replaced``) and warns of them."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stations = _stations(tmp_path, model_dir, "", settle_s=3)
+    station = Running(stations)
+    try:
+        station.until(lambda: station.saw("mono from folder"), "the station never started")
+        for cell in _cells(5):
+            shutil.copyfile(cell, incoming / ".current.tmp")
+            os.replace(incoming / ".current.tmp", incoming / "current.png")
+            time.sleep(0.5)  # polls every 0.2 s see each frame; settle_s 3 lets none of them settle but the last
+        station.until(lambda: len(_history(tmp_path)) == 1, "the last frame never inspected")
+        figures = _status(stations)
+        assert figures["inspected"] == 1 and figures["replaced"] >= 1, figures
+        count = figures["replaced"]
+        said = (
+            f"{count} file{'' if count == 1 else 's'} in the last 5 min replaced under their name by another file "
+            "before the station took them (the last: current.png): each lost, never inspected, and no sink told"
+        )
+        assert any(warning.startswith(said) for warning in figures["warnings"]), figures
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    assert station.log().count("was replaced by another file before the station took it") == 1, station.log()
 
 
 def test_the_p95_warning_is_of_the_deliveries_of_the_last_minutes_not_of_one_outage_long_past(tmp_path: Path) -> None:

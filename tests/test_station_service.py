@@ -834,6 +834,7 @@ def test_the_status_route_names_a_failing_sink_and_a_hot_folder_gone_instead_of_
         metrics = call("GET", f"{live.base}/metrics", raw=True)[2].decode()
         shown = call("GET", f"{live.base}/v1/stations/line-1")[2]["warnings"]
         assert re.search(r'eagle_station_warnings\{station="line-1"\} ([23])', metrics), metrics
+        assert 'eagle_station_replaced_total{station="line-1"} 0\n' in metrics, metrics  # no frame lost unseen
         assert len(shown) in (2, 3)
 
 

@@ -83,8 +83,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.status import counts_files, file_changed, open_read_only, read_intake, station_status
 
-    # a model folder gone is no reason to refuse the figures: it is when they are needed (the station waits for it)
-    stations = read_stations(Path(args.file), fitted=False)
+    # a model folder or hot folder gone is no reason to refuse the figures: it is when they are needed (the station
+    # waits for it; the figures' warnings say so)
+    stations = read_stations(Path(args.file), fitted=False, looking=True)
     settings = stations.settings()
     if not stations.has_run():
         print(dumps([{"station": s.name, "state": "never run"} for s in stations.stations]))

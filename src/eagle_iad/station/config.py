@@ -167,10 +167,12 @@ def _table(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def read_stations(path: Path, *, fitted: bool = True) -> StationsFile:
+def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> StationsFile:
     """The checked stations of ``path``; a :class:`StationConfigError` naming the field otherwise. ``fitted``:
     refuse a station whose category has no model folder (``False`` for ``eagle station status``, which reads only
-    the history and must answer exactly when a model went missing: :meth:`StationsFile.unfitted` says it)."""
+    the history and must answer exactly when a model went missing: :meth:`StationsFile.unfitted` says it).
+    ``looking``: read for ``eagle station status``, whose parts refuse nothing only a run needs now (a hot folder
+    gone: the status says so as a warning, and answers; see :attr:`Options.looking`)."""
     try:
         text = path.read_bytes().decode("utf-8")
         data = tomllib.loads(text)
@@ -199,7 +201,8 @@ def read_stations(path: Path, *, fitted: bool = True) -> StationsFile:
     stations: list[StationConfig] = []
     for number, raw in enumerate(tables, start=1):
         table = _table(raw, f"{path}: station {number}")
-        stations.append(station_from_table(Options(table, f"{path}: station {number}", base), models_dir, fitted))
+        where = f"{path}: station {number}"
+        stations.append(station_from_table(Options(table, where, base, looking=looking), models_dir, fitted))
     names = [s.name for s in stations]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -66,10 +66,14 @@ class Options:
     """
 
     def __init__(
-        self, table: Mapping[str, Any], where: str, base: Path, root: Path | None = None, no_paths: str | None = None
-    ) -> None:
+        self, table: Mapping[str, Any], where: str, base: Path, root: Path | None = None, no_paths: str | None = None,
+        *, looking: bool = False,
+    ) -> None:  # fmt: skip
         self.table = dict(table)
         self.where = where
+        #: Read to look at the station (``eagle station status``), not to run it: a part does not refuse what only a
+        #: run needs there now (a hot folder that is gone: the status must answer exactly then, saying so).
+        self.looking = looking
         #: Relative paths in the file are relative to the file's folder.
         self.base = base
         #: Where path options must lead (a station created through the service: its data root), or None.
@@ -80,7 +84,7 @@ class Options:
 
     def nested(self, table: Mapping[str, Any], where: str) -> Options:
         """Options for a table inside this one (a station's source or sink): same base and root."""
-        return Options(table, where, self.base, self.root, self.no_paths)
+        return Options(table, where, self.base, self.root, self.no_paths, looking=self.looking)
 
     def error(self, key: str, problem: str) -> StationConfigError:
         return StationConfigError(f"{self.where}: {key} {problem}")

@@ -145,6 +145,12 @@ class StationInfo(BaseModel):
         description="files the source found it does not take (another suffix, a subfolder, a hidden image), "
         "since the station started (null: not running here); warned of while any was found in the last 5 minutes",
     )  # fmt: skip
+    replaced: int | None = Field(
+        None,
+        description="files replaced under their name by another file before the station took them (each lost, "
+        "never inspected), since the station started (null: not running here); warned of while any was in the "
+        "last 5 minutes",
+    )  # fmt: skip
     warnings: list[str]
     spec: dict[str, Any] | None = Field(description="the body it was created with (null: from a stations file)")
     run_by: RunBy | None = Field(
@@ -848,6 +854,11 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
             "Warnings a station shows (backlog, deadline, failing sinks, dead letters, paused intake).",
             [],
         ),
+        "eagle_station_replaced_total": (
+            "counter",
+            "Files replaced under their name before the station took them (each lost, never inspected).",
+            [],
+        ),
         "eagle_station_deliveries_pending": ("gauge", "Deliveries (verdicts and refusals) a sink still owes.", []),
         "eagle_station_dead_letters": ("gauge", "Deliveries (verdicts and refusals) a sink gave up on.", []),
         "eagle_station_oldest_pending_seconds": (
@@ -885,6 +896,9 @@ def _metrics(state: ServiceState, manager: StationManager) -> list[str]:
                     f'eagle_station_latency_seconds{{{station},quantile="{quantile}"}} {info["latency_s"][key]}'
                 )
         families["eagle_station_warnings"][2].append(f"eagle_station_warnings{{{station}}} {len(info['warnings'])}")
+        families["eagle_station_replaced_total"][2].append(
+            f"eagle_station_replaced_total{{{station}}} {info.get('replaced') or 0}"
+        )
         for sink, figures in info["sinks"].items():
             labels = f'{station},sink="{label(sink)}"'
             families["eagle_station_deliveries_pending"][2].append(

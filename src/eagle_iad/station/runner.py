@@ -73,7 +73,7 @@ from eagle_iad.station.parts import (
     sink_hook,
 )
 from eagle_iad.station.recent import Recent, Seconds
-from eagle_iad.station.sources.folder import HotFolder, NotAFileError, identity
+from eagle_iad.station.sources.folder import FolderTakenError, HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
     PAUSE_RETRY_S,
@@ -416,7 +416,7 @@ class StationRunner:
         self.last_duplicate: tuple[str, str] | None = None
         #: How many files the source had found it does not take when the state file was last written: it is written
         #: again when the source finds more (``eagle station status``, another process, warns of them from it).
-        self._ignored_told = 0
+        self._ignored_told = (0, 0)
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
         self._unput: set[str] = set()
@@ -437,7 +437,13 @@ class StationRunner:
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
                       ignored_seconds, self.file_sha256,
-                      tuple(sink.sink.name for sink in self.config.sinks))  # fmt: skip
+                      tuple(sink.sink.name for sink in self.config.sinks), *self._replaced())  # fmt: skip
+
+    def _replaced(self) -> tuple[int, str | None, Seconds]:
+        """The files the source saw replaced under their name before it took them (a hot folder's ``replaced``: see
+        :meth:`HotFolder.replaced`); a source that does not say: none."""
+        says = getattr(self.config.source, "replaced", None)
+        return says() if isinstance(self.config.source, HotFolder) and callable(says) else (0, None, ())
 
     def _ignored(self) -> tuple[int, str | None, Seconds]:
         """What the source says of the files it found it does not take (a hot folder's ``ignored``: how many since
@@ -470,8 +476,9 @@ class StationRunner:
         return 0, None, ()
 
     def _say_ignored(self) -> None:
-        """Write the state file when the source found files it does not take since it was last written."""
-        found = self._ignored()[0]
+        """Write the state file when the source found files it does not take, or files replaced before it took them,
+        since it was last written."""
+        found = (self._ignored()[0], self._replaced()[0])
         if found != self._ignored_told:
             self._ignored_told = found
             self._say_intake()
@@ -597,7 +604,9 @@ class StationRunner:
                 arrival = next(self._arrivals, None)
             except OSError as exc:  # the hot folder gone (unmounted, deleted) or not listable: wait, in one line
                 self._arrivals = None
-                self._pause(f"images cannot be listed: {unseen(exc)}")
+                # a folder made again under the path that another station locked first: why, and who, as it is
+                taken = isinstance(exc, FolderTakenError)
+                self._pause(str(exc) if taken else f"images cannot be listed: {unseen(exc)}")
                 if gone(exc, getattr(self.config.source, "folder", None)):
                     # an unmounted folder is not an empty one: rows of its images stay held (the source cannot
                     # say where they are); only a source that never moves an image releases an older run's

@@ -124,6 +124,13 @@ class Intake:
     #: when that differs from what runs (an edit needs a restart).
     file_sha256: str | None = None
     sinks: tuple[str, ...] = ()
+    #: Files replaced under their name before the station took them (a writer renaming frames onto one name faster
+    #: than ``settle_s``), since the station started: each lost, never inspected, and no sink hears of it.
+    replaced: int = 0
+    #: The name of the last of them.
+    last_replaced: str | None = None
+    #: When they were lately (:class:`~eagle_iad.station.recent.Recent`): warned of for :data:`RECENT_S`.
+    replaced_seconds: Seconds = ()
 
     def state(self) -> str:
         if self.user_paused:
@@ -154,7 +161,9 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "duplicate_seconds": [list(one) for one in intake.duplicate_seconds],
                                             "ignored": intake.ignored, "last_ignored": intake.last_ignored,
                                             "ignored_seconds": [list(one) for one in intake.ignored_seconds],
-                                            "file_sha256": intake.file_sha256, "sinks": list(intake.sinks)}),
+                                            "file_sha256": intake.file_sha256, "sinks": list(intake.sinks),
+                                            "replaced": intake.replaced, "last_replaced": intake.last_replaced,
+                                            "replaced_seconds": [list(one) for one in intake.replaced_seconds]}),
                           )  # fmt: skip
     except OSError:
         pass
@@ -177,6 +186,7 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     last_duplicate = (str(last[0]), str(last[1])) if isinstance(last, list) and len(last) == 2 else None
     ignored, last_ignored = data.get("ignored"), data.get("last_ignored")
     file_sha256, sinks = data.get("file_sha256"), data.get("sinks")
+    replaced, last_replaced = data.get("replaced"), data.get("last_replaced")
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
                   data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
                   _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
@@ -184,7 +194,10 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   ignored if isinstance(ignored, int) else 0,
                   last_ignored if isinstance(last_ignored, str) else None,
                   _seconds(data.get("ignored_seconds")), file_sha256 if isinstance(file_sha256, str) else None,
-                  tuple(str(sink) for sink in sinks) if isinstance(sinks, list) else ())  # fmt: skip
+                  tuple(str(sink) for sink in sinks) if isinstance(sinks, list) else (),
+                  replaced if type(replaced) is int else 0,
+                  last_replaced if isinstance(last_replaced, str) else None,
+                  _seconds(data.get("replaced_seconds")))  # fmt: skip
 
 
 def file_changed(intake: Intake | None, digest: str, path: Path) -> str | None:
@@ -499,6 +512,11 @@ def station_figures(
         last = "" if intake.last_ignored is None else f", the last: {intake.last_ignored}"  # start never clears
         warnings.append(f"{count} file{'' if count == 1 else 's'} found in the source {lately} that the station "
                         f"ignores (not taken as images){last}; the log names each")  # fmt: skip
+    if intake is not None and (count := within(intake.replaced_seconds, now)):  # lately: see RECENT_S
+        last = "" if intake.last_replaced is None else f" (the last: {intake.last_replaced})"
+        warnings.append(f"{count} file{'' if count == 1 else 's'} {lately} replaced under their name by another file "
+                        f"before the station took them{last}: each lost, never inspected, and no sink told; a writer "
+                        "that renames frames onto one name needs a smaller settle_s, or a name per frame")  # fmt: skip
     if backlog > config.backlog_limit:
         warnings.append(f"backlog {backlog} is over the limit {config.backlog_limit}")
     # over the images delivered lately, not the figures' last 1,000: one outage long past must not warn for hours
@@ -554,5 +572,6 @@ def station_figures(
         "sinks": sinks,
         "duplicates": None if intake is None else intake.duplicates,
         "ignored": None if intake is None else intake.ignored,
+        "replaced": None if intake is None else intake.replaced,
         "warnings": warnings,
     }

@@ -2155,6 +2155,11 @@ export interface components {
             latency_s: {
                 [key: string]: number;
             } | null;
+            /**
+             * Replaced
+             * @description files replaced under their name by another file before the station took them (each lost, never inspected), since the station started (null: not running here); warned of while any was in the last 5 minutes
+             */
+            replaced?: number | null;
             /** @description a station of a stations file that eagle station run runs (not this service): who runs it and its heartbeat; read-only through the API (null: the service's own) */
             run_by?: components["schemas"]["RunBy"] | null;
             /** Sinks */

@@ -30,6 +30,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from eagle_iad.atomic import atomic_write_text, new_file_mode
 from eagle_iad.choices import IMAGE_SUFFIXES  # what a hot folder takes (any case): what every folder listing takes
+from eagle_iad.errors import FolderInUseError
 from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
@@ -63,6 +65,9 @@ SETTLE_S = Range(0.0, 3600.0)
 #: (``failed/``) only once it stayed unchanged and undecodable for this many ``settle_s`` (at once with
 #: ``settle_s`` 0: a writer that renames complete files into the folder).
 UNDECODABLE_SETTLES = 10
+#: Seconds without a file replaced before it settled after which the next one is said in the log again: one warning
+#: line per burst of them (a writer renaming every frame onto one name), the rest counted (:meth:`HotFolder.replaced`).
+REPLACED_QUIET_S = 60.0
 POLL_S = Range(0.01, 60.0)
 
 
@@ -161,6 +166,19 @@ def move_new(source: Path, folder: Path, name: str | None = None) -> Path:
     raise OSError(f"{folder}: no free name for {name}")
 
 
+class FolderTakenError(OSError):
+    """The hot folder was replaced under its path (removed and made again) and another station holds the lock of
+    the folder now there: this station takes no image from it (the intake waits, saying so) until that one stops.
+    An :class:`OSError`, as the listing's errors are, so the intake pauses on it and tries again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EBUSY, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class NotAFileError(OSError):
     """The image's name holds a symbolic link or something not a regular file (a FIFO, a device)."""
 
@@ -253,9 +271,10 @@ class HotFolder:
         self.after: str = options.text("after", "move", AFTER)
         self.settle_s = options.number("settle_s", 1.0, SETTLE_S)
         self.poll_s = options.number("poll_s", 0.2, POLL_S)
-        if not self.folder.is_dir():
+        # (read for the status only: a folder gone is what its backlog's warning says, not a reason to answer nothing)
+        if not self.folder.is_dir() and not options.looking:
             raise options.error("path", f"{self.folder} is not a folder")
-        if not os.access(self.folder, os.R_OK | os.X_OK | os.W_OK):
+        if not options.looking and not os.access(self.folder, os.R_OK | os.X_OK | os.W_OK):
             raise options.error("path", f"{self.folder} cannot be read and written by this user")
         self.done = self.folder / "done"
         #: The deliveries wait until the image is put away (see Source.moves_files): moved, maybe to ``-1``, or
@@ -280,9 +299,22 @@ class HotFolder:
         self.log: Callable[[str], None] = _stderr
         #: The folder's lock while a station runs on it (:meth:`claim`; see folder_lock.py).
         self._lock: FolderLock | None = None
+        #: ``(station, state folder)`` from :meth:`claim` until :meth:`release`: who takes the lock again on a folder
+        #: made again under the path (:meth:`_keep_lock`). Guarded by :attr:`_claiming` (a stop releases the lock from
+        #: another thread than the intake's).
+        self._claim: tuple[str, Path] | None = None
+        self._claiming = threading.Lock()
         #: What the last listing found the station does not take, unchanged for :data:`IGNORED_AFTER_S`: name ->
         #: why (:func:`_ignored_why`). Replaced whole by each listing (the status reads it from another thread).
         self._ignored: dict[str, str] = {}
+        #: Per name the polls saw and did not hand over yet, the inode of the file they saw under it: another file
+        #: renamed over it (or written after it was removed) before it settled replaced it, never inspected.
+        self._inodes: dict[str, int] = {}
+        #: Files replaced so before they settled (each counted, and when lately), the last (name), and when the last
+        #: was (monotonic; ``None``: none yet): a line in the log only for the first of a burst.
+        self._found_replaced = Recent()
+        self._last_replaced: str | None = None
+        self._replaced_at: float | None = None
         #: The names of :attr:`_ignored` already said in the log: one line per name, not one every poll.
         self._ignored_said: set[str] = set()
         #: Each name said so, when (the status warns of those found lately: :meth:`ignored`), and the last, with why.
@@ -291,15 +323,41 @@ class HotFolder:
 
     def claim(self, station: str, state_dir: Path) -> None:
         """Hold the folder for ``station`` while it runs: another station on it, in any process sharing the file
-        system, is refused (:class:`~eagle_iad.errors.FolderInUseError` naming the holder)."""
-        if self._lock is None:
-            self._lock = lock_folder(self.folder, station, state_dir)
+        system, is refused (:class:`~eagle_iad.errors.FolderInUseError` naming the holder). Held on the folder at the
+        path, whichever it is: one made again under it is locked again before an image is taken (:meth:`_keep_lock`)."""
+        with self._claiming:
+            if self._lock is None:
+                self._lock = lock_folder(self.folder, station, state_dir)
+            self._claim = (station, state_dir)
 
     def release(self) -> None:
         """Drop the folder's lock (the station stopped, or did not start); again: nothing."""
-        lock, self._lock = self._lock, None
+        with self._claiming:
+            self._claim = None
+            lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
+
+    def _keep_lock(self) -> None:
+        """While claimed, make sure the folder at the path is the one locked before it is listed or an image of it is
+        handed over: a folder removed and made again (the lock file gone with the old one) is locked again, in one
+        line, or, held by another station meanwhile, :class:`FolderTakenError` (the intake waits, saying who). A
+        folder gone raises as the listing would. One ``stat`` of the lock file when nothing changed."""
+        with self._claiming:
+            claim, lock = self._claim, self._lock
+            if claim is None or (lock is not None and lock.holds()):
+                return
+            os.stat(self.folder)  # gone (unmounted, deleted): the listing's error, the intake waits for the folder
+            if lock is not None:  # the old folder's (wherever it went): let go, so the one there now can be taken
+                self._lock = None
+                lock.release()
+            try:
+                self._lock = lock_folder(self.folder, *claim)
+            except FolderInUseError as exc:
+                raise FolderTakenError(f"hot folder {self.folder} was replaced (removed and made again) and its lock "
+                                       f"is not this station's now: {exc}") from None  # fmt: skip
+        self.log(f"eagle station {claim[0]}: folder {self.folder}: replaced (removed and made again, or its lock file "
+                 "removed): its lock taken again on the folder there now, before any image of it")  # fmt: skip
 
     def finishing(self, why: str) -> None:
         """Its station ``why`` (``"was deleted"``) and is finishing its last image: a station started on the folder
@@ -426,6 +484,7 @@ class HotFolder:
         return len(self._candidates())
 
     def poll(self) -> Iterator[Arrival]:
+        self._keep_lock()
         now, clock = time.time(), time.monotonic()
         names = set()
         listed: set[str] = set()
@@ -434,6 +493,12 @@ class HotFolder:
             first = self._first_seen.setdefault(name, now)
             seen = (stat_now.size, mtime_ns)
             last = self._unchanged.get(name)
+            was = self._inodes.get(name)
+            if was is not None and stat_now.ino and was != stat_now.ino and last is not None and last[0] != seen:
+                # another file under the name (its inode), with another size or time stamp (a file system whose inode
+                # numbers are not stable changes only the inode): the earlier one is gone, never inspected
+                self._replaced_unsettled(name, clock)
+            self._inodes[name] = stat_now.ino
             if last is None or last[0] != seen:  # new, or changed since the last poll: settle_s from now
                 last = (seen, clock)
                 self._unchanged[name] = last
@@ -443,6 +508,8 @@ class HotFolder:
             if not path.is_file():
                 continue  # taken away meanwhile
             # settled: as this listing saw it, unchanged for settle_s; the station reads it only if it still is
+            self._keep_lock()  # the folder replaced since the listing: the path names another folder's file now
+            self._inodes.pop(name, None)  # handed over: a file under its name after it was taken is no loss
             yield Arrival(path=path, source=str(path), name=name, appeared=first, settled=stat_now)
         # pop, not del: backlog() (from idle(), the status, /metrics) runs _marked in other threads, which may
         # have popped a name meanwhile
@@ -452,10 +519,33 @@ class HotFolder:
             self._unchanged.pop(gone, None)
         for gone in set(self._undecodable) - names:
             self._undecodable.pop(gone, None)
+        for gone in set(self._inodes) - names:
+            self._inodes.pop(gone, None)
         for gone in set(self._sidecars) - listed:  # the images still there keep theirs, marked ones included
             self._sidecars.pop(gone, None)
         for gone in set(self._unseen) - listed:
             self._unseen.pop(gone, None)
+
+    def _replaced_unsettled(self, name: str, clock: float) -> None:
+        """Another file took ``name`` before the one the polls saw there settled (a writer renaming each frame onto one
+        name faster than ``settle_s``): that one is lost, never inspected. Counted (the status' ``replaced``, a
+        metric) and said in one warning line at the first of a burst (none for :data:`REPLACED_QUIET_S` before)."""
+        quiet = self._replaced_at is None or clock - self._replaced_at >= REPLACED_QUIET_S
+        self._replaced_at = clock
+        self._found_replaced.add()
+        self._last_replaced = name
+        if quiet:
+            self.log(f"eagle station: folder {self.folder}: warning: {name} was replaced by another file before the "
+                     f"station took it (settle_s {self.settle_s:g} s): the earlier file is lost, never inspected; "
+                     f"files replaced so within {REPLACED_QUIET_S:g} s of each other are not said one by one, but "
+                     "counted in the status (replaced); a writer that renames each frame onto one name needs a "
+                     "smaller settle_s (0 for a writer that renames complete files) or a name per frame")  # fmt: skip
+
+    def replaced(self) -> tuple[int, str | None, Seconds]:
+        """The files replaced under their name before the station took them, each lost (see
+        :meth:`_replaced_unsettled`): how many since the start, the name of the last, and when lately
+        (:class:`~eagle_iad.station.recent.Recent`)."""
+        return self._found_replaced.total, self._last_replaced, self._found_replaced.seconds()
 
     def undecodable(self, arrival: Arrival) -> float | None:
         """The station could not decode the settled file of ``arrival`` (truncated, not an image yet): ``None`` when

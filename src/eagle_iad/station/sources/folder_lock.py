@@ -7,6 +7,12 @@ each with a station of another name, watched the same folder unseen. So a hot fo
 ``flock`` on a lock file in the folder when it starts and drops it when it stops; the second is refused with
 who holds it (pid, host, station, state folder), written in the file by the holder.
 
+The lock follows the folder's path, not the folder: a folder removed (or renamed away) and made again under its
+path has no lock file, the old one having gone with the old folder. So the station looks before each listing and
+each image it takes (:meth:`FolderLock.holds`, one ``stat``) and, finding the lock file there not its own, takes
+the lock again on the folder now there before it reads anything; held by another station meanwhile (started on the
+new folder), its intake waits, saying who holds it, until that one stops.
+
 The file is removed by its holder at the stop, once its intake thread has ended (a thread finishing an image
 past the stop's grace still moves it: see ``Running.close_source``). The folder's listing shows nothing of it
 while no station runs; a killed holder leaves it, which is harmless: the lock went with the process. A lock
@@ -75,6 +81,20 @@ class FolderLock:
         self.said = said
         #: Why its station stopped (``"was deleted"``), while its last image is finished past the grace.
         self.stopped: str | None = None
+        info = os.fstat(fd)
+        #: The lock file's (device, inode): what :meth:`holds` looks for in the folder.
+        self._file = (info.st_dev, info.st_ino)
+
+    def holds(self) -> bool:
+        """Whether the lock file now in the folder (at its path) is the one this lock holds: not when the folder
+        was removed and made again (the lock file went with the old folder, wherever it was moved), nor when the
+        lock file itself was removed. A station must then take the lock again before it takes any image there:
+        otherwise a second station started on the new folder would find it free, and both inspect every image."""
+        try:
+            there = os.stat(self.folder / LOCK_NAME, follow_symlinks=False)
+        except OSError:
+            return False
+        return self._fd is not None and (there.st_dev, there.st_ino) == self._file
 
     def finishing(self, why: str) -> None:
         """Its station ``why`` (``"was deleted"``) and only finishes the image in hand before it lets the folder go:
