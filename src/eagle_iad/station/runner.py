@@ -420,6 +420,9 @@ class StationRunner:
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
         self._unput: set[str] = set()
+        #: Files that could not be decoded yet, each as it was (name, size, modification time), whose wait was said:
+        #: one line when it starts, not one each time the file settles again (:meth:`_not_settled`).
+        self._undecodable_said: dict[tuple[Any, ...], None] = {}
         #: Where :meth:`_put_elsewhere` last found a content put (valid right after it answered ``True``).
         self._put_at = Path()
         #: A source whose ``ignored`` says ``(count, last)`` only (a plugin's, written before the status' window):
@@ -960,10 +963,20 @@ class StationRunner:
         half-way, longer than it took to settle: see :meth:`HotFolder.undecodable`) rather than refused."""
         undecodable = getattr(self.config.source, "undecodable", None)
         left = undecodable(arrival) if callable(undecodable) else None
+        settled = arrival.settled
+        key = (arrival.name, *((settled.size, settled.mtime_ns) if settled is not None else ()))
         if left is None:
+            self._undecodable_said.pop(key, None)
             return False
-        self._say(f"{arrival.name}: cannot be decoded yet ({reason}); left in place and tried again once it settles "
-                  f"again (refused if it stays so, unchanged, {left:.0f} s more)")  # fmt: skip
+        if key in self._undecodable_said:  # tried again each time it settles: said once per file as it is
+            return True
+        if len(self._undecodable_said) >= 10_000:  # names taken meanwhile (decoded at last, taken away): bounded
+            self._undecodable_said.clear()
+        self._undecodable_said[key] = None
+        self._say(f"{arrival.name}: cannot be decoded yet ({reason}); left in place and tried again each time it "
+                  f"settles again, without a line; if it stays so, unchanged, {left:.0f} s more, it is refused: put "
+                  "aside as the source puts refusals (the hot folder: failed/ with its reason, or its sidecar) and "
+                  "told to the sinks that take refusals, in one more line")  # fmt: skip
         return True
 
     def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False) -> bool:
