@@ -2278,7 +2278,7 @@ def _bare_runner(tmp_path: Path, source: Any, lines: list[str]) -> Any:
     runner = StationRunner.__new__(StationRunner)
     runner.config = SimpleNamespace(name="line-1", source=source, category="mono")
     runner.log, runner.quiet, runner.couriers = lines.append, False, []
-    runner.state = SimpleNamespace(settings=SimpleNamespace(state_dir=tmp_path / "state"))
+    runner.state = SimpleNamespace(settings=SimpleNamespace(state_dir=tmp_path / "state", max_upload_bytes=32 << 20))
     runner.tables = StationTables(InspectionStore(tmp_path / "bare.sqlite3"))
     runner._owed, runner._owed_kept, runner._owed_before = None, False, False
     return runner
@@ -2322,6 +2322,71 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     assert (incoming / "failed" / "fifo.png.reason.txt").read_text() == (
         "fifo.png: cannot be read: not a regular file\n"
     )
+
+
+def test_a_file_over_the_service_s_upload_limit_is_refused_by_its_size_before_a_byte_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 400 MB junk file must not be loaded to find it is no image: a file over the limit (by default the service's
+    upload limit, as an upload of it would be refused) is refused from its size alone, unread, put aside with its
+    reason as any refusal (one under it is read and inspected: see the next test)."""
+    import eagle_iad.station.runner as runner_module
+    from eagle_iad.station.parts import Options
+    from eagle_iad.station.sources.folder import HotFolder
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    with open(incoming / "big.png", "wb") as handle:  # sparse: 400 MB listed, nothing on the disk
+        handle.truncate(400 * 1000 * 1000)
+    read: list[str] = []
+    opened = runner_module._open_image
+
+    def counting(path: Path) -> Any:
+        handle = opened(path)
+        real = handle.read
+
+        def reading(*args: Any) -> bytes:
+            read.append(path.name)
+            return real(*args)
+
+        handle.read = reading  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(runner_module, "_open_image", counting)
+    folder = HotFolder(Options({"path": "incoming", "settle_s": 0}, "source", tmp_path))
+    lines: list[str] = []
+    runner = _bare_runner(tmp_path, folder, lines)
+    for arrival in list(folder.poll()):
+        assert runner._take(arrival), lines
+    reason = ("big.png: 400000000 bytes, over the limit of 33554432 bytes (the service's upload limit "
+              "(--max-upload-mb; the source's max_file_mb sets the station's own)); not read")  # fmt: skip
+    assert read == [], lines  # opened (a link or a FIFO is refused as before), never read
+    assert f"eagle station line-1: big.png: not inspected: {reason}" in lines, lines
+    assert (incoming / "failed" / "big.png").stat().st_size == 400 * 1000 * 1000
+    assert (incoming / "failed" / "big.png.reason.txt").read_text() == reason + "\n"
+
+
+def test_a_hot_folder_s_max_file_mb_refuses_larger_files_unread_and_takes_the_rest(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """``max_file_mb`` (declared with the source's options): a file over it goes to failed/ with its reason and is
+    counted as refused; an image under it is inspected."""
+    incoming = tmp_path / "incoming"
+    names = _drop(incoming, _cells(1))
+    with open(incoming / "big.png", "wb") as handle:
+        handle.truncate(2 * 1024 * 1024)
+    stations = _stations(tmp_path, model_dir, "", source=", max_file_mb = 1")
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    reason = "big.png: 2097152 bytes, over the limit of 1048576 bytes (the source's max_file_mb); not read"
+    assert f"eagle station line-1: big.png: not inspected: {reason}" in log, log
+    assert (incoming / "failed" / "big.png.reason.txt").read_text() == reason + "\n"
+    assert [r.image_name for r in _history(tmp_path)] == names
+    assert _status(stations)["failed"] == 1
+    stations.write_text(stations.read_text().replace("max_file_mb = 1", "max_file_mb = -1"))
+    code, log = _run(stations, "run", "--until-idle")
+    assert (code, log) == (2, f"eagle: error: {stations}: station 'line-1': source: max_file_mb must be in "
+                              "[0, 1048576], not -1\n")  # fmt: skip
 
 
 @pytest.mark.parametrize(("after", "meanwhile"), [("sidecar", "replaced"), ("sidecar", "taken"), ("move", "taken")])

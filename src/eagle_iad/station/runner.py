@@ -848,10 +848,15 @@ class StationRunner:
             if arrival.data is not None:
                 data = arrival.data
             else:  # the bytes and which file they came from, read together: see Arrival.identity
+                limit, said = self._byte_limit()
                 with _open_image(arrival.path) as handle:
                     before = identity(os.fstat(handle.fileno()))
-                    data = handle.read()
+                    if before[2] > limit:  # refused before a byte is read: a 400 MB junk file must not be loaded
+                        return self._too_large(arrival, f"{before[2]} bytes", limit, said)
+                    data = handle.read(limit + 1)  # a file system whose sizes lie (some FUSE) is bounded too
                     after = identity(os.fstat(handle.fileno()))
+                if len(data) > limit and before == after:
+                    return self._too_large(arrival, "more bytes than its size says", limit, said)
                 if before != after:  # written to while read: not the file's bytes
                     self._say(f"{arrival.name}: still being written; left for a later poll")
                     return True
@@ -957,6 +962,21 @@ class StationRunner:
             return False
         self._wake_couriers()
         return True
+    def _byte_limit(self) -> tuple[int, str]:
+        """The most bytes an image file of the source may have (read at all), and where that limit comes from: the
+        source's own (a hot folder's ``max_file_mb``), else the service's upload limit (``--max-upload-mb``; 32 MiB
+        for ``eagle station run``), so a file is refused by its size as an upload of it would be."""
+        own = getattr(self.config.source, "max_bytes", None)
+        if isinstance(own, int) and own > 0:
+            return own, "the source's max_file_mb"
+        return self.state.settings.max_upload_bytes, "the service's upload limit (--max-upload-mb; the source's " \
+            "max_file_mb sets the station's own)"  # fmt: skip
+
+    def _too_large(self, arrival: Arrival, size: str, limit: int, said: str) -> bool:
+        """Refuse the file of ``arrival`` by its size, unread (as a file that cannot be read: it is put aside as any
+        refusal is, and told to the sinks that take refusals)."""
+        why = f"{arrival.name}: {size}, over the limit of {limit} bytes ({said}); not read"
+        return self._refuse_or_pause(arrival, "", why)
 
     def _not_settled(self, arrival: Arrival, reason: str) -> bool:
         """Whether an image that could not be decoded is left in its source for now (its writer may have stalled

@@ -69,6 +69,9 @@ UNDECODABLE_SETTLES = 10
 #: line per burst of them (a writer renaming every frame onto one name), the rest counted (:meth:`HotFolder.replaced`).
 REPLACED_QUIET_S = 60.0
 POLL_S = Range(0.01, 60.0)
+#: ``max_file_mb``: 0 (the default) takes the service's upload limit.
+MAX_FILE_MB = Range(0.0, 1024.0 * 1024.0)
+MIB = 1024 * 1024
 
 
 def numbered(name: str, n: int, reserve: int = 0) -> str:
@@ -271,6 +274,10 @@ class HotFolder:
         self.after: str = options.text("after", "move", AFTER)
         self.settle_s = options.number("settle_s", 1.0, SETTLE_S)
         self.poll_s = options.number("poll_s", 0.2, POLL_S)
+        max_mb = options.number("max_file_mb", 0.0, MAX_FILE_MB)
+        #: The most bytes an image file may have: larger ones are refused unread (``None``: the service's upload
+        #: limit, ``--max-upload-mb``, which the station applies: see ``StationRunner._byte_limit``).
+        self.max_bytes: int | None = int(max_mb * MIB) if max_mb else None
         # (read for the status only: a folder gone is what its backlog's warning says, not a reason to answer nothing)
         if not self.folder.is_dir() and not options.looking:
             raise options.error("path", f"{self.folder} is not a folder")
