@@ -275,7 +275,7 @@ def test_status_reads_a_history_not_upgraded_yet_counting_each_refused_content_o
         "source": f"folder {tmp_path / 'incoming'} (complete after 0.2 s untouched; moved to done/ or failed/)",
         "inspected": 0, "failed": 2, "backlog": 0, "images_per_s": 0.0, "latency_s": None, "latency_images": 0,
         "latency_recent_s": None, "last_verdict": None, "sinks": {}, "duplicates": None, "ignored": None,
-        "warnings": [],
+        "replaced": None, "warnings": [],
     }]  # fmt: skip
 
 

@@ -19,6 +19,11 @@ while inspected keeps no sidecar of the old verdict: in either mode the bytes in
 with their verdict (in sidecar mode with a sidecar describing that copy), and the new file is taken next.
 A move never replaces a file: a name already in ``done/`` gets ``-1``, ``-2``, ... Symbolic
 links are not followed (a link could make the station read, then move, a file outside the folder).
+A file the polls saw replaced under its name by another (another inode) before it was handed over is lost, never
+inspected (a writer renaming frames onto one name faster than ``settle_s``): it cannot be inspected any more, but it
+is counted and said (:meth:`HotFolder.replaced`), not lost silently. The folder's lock is held on the folder at the
+path, whichever it is now (:meth:`HotFolder._keep_lock`): one removed and made again is locked again before any image
+of it is taken.
 """
 
 from __future__ import annotations
