@@ -2324,12 +2324,13 @@ def test_a_link_or_fifo_named_like_an_image_is_refused_not_followed_nor_waited_o
     )
 
 
-def test_a_file_over_the_service_s_upload_limit_is_refused_by_its_size_before_a_byte_is_read(
+def test_a_file_larger_than_any_image_within_the_pixel_limit_is_refused_by_its_size_before_a_byte_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 400 MB junk file must not be loaded to find it is no image: a file over the limit (by default the service's
-    upload limit, as an upload of it would be refused) is refused from its size alone, unread, put aside with its
-    reason as any refusal (one under it is read and inspected: see the next test)."""
+    """A 400 MB junk file must not be loaded to find it is no image: a file over the limit (by default the largest an
+    uncompressed image within the pixel limit can be, 40 MP x 8 bytes + 1 MiB: not the service's 32 MiB upload limit,
+    which a 12-MP .bmp frame exceeds) is refused from its size alone, unread, put aside with its reason as any refusal
+    (one under it is read and inspected: see the next test)."""
     import eagle_iad.station.runner as runner_module
     from eagle_iad.station.parts import Options
     from eagle_iad.station.sources.folder import HotFolder
@@ -2358,8 +2359,9 @@ def test_a_file_over_the_service_s_upload_limit_is_refused_by_its_size_before_a_
     runner = _bare_runner(tmp_path, folder, lines)
     for arrival in list(folder.poll()):
         assert runner._take(arrival), lines
-    reason = ("big.png: 400000000 bytes, over the limit of 33554432 bytes (the service's upload limit "
-              "(--max-upload-mb; the source's max_file_mb sets the station's own)); not read")  # fmt: skip
+    reason = ("big.png: 400000000 bytes, over the limit of 321048576 bytes (the largest an uncompressed image "
+              "within the pixel limit can be: 8 bytes a pixel and 1 MiB of headers; the source's max_file_mb sets "
+              "the station's own); not read")  # fmt: skip
     assert read == [], lines  # opened (a link or a FIFO is refused as before), never read
     assert f"eagle station line-1: big.png: not inspected: {reason}" in lines, lines
     assert (incoming / "failed" / "big.png").stat().st_size == 400 * 1000 * 1000

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 from eagle_iad.atomic import sync_folder
 from eagle_iad.errors import EagleError, HistoryUnavailableError, ImageError, ImageTooLargeError
 from eagle_iad.history.backend import HistoryBackend, Lease
+from eagle_iad.images import max_pixels
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
 from eagle_iad.ranges import short_repr
@@ -324,6 +325,13 @@ class StationBusyError(ApiError):
 
 #: Why a station takes no image once its lock in a shared history is gone.
 LOST_LOCK = "this station's lock in the history was lost (a database restart?); another process may run it now"
+
+
+def uncompressed_limit() -> int:
+    """Bytes of the largest file a decodable image within the pixel limit (``EAGLE_MAX_PIXELS``) can be: 16-bit RGBA
+    (8 bytes a pixel) uncompressed, plus 1 MiB of headers and metadata. A file larger than that cannot be an image the
+    station would inspect, so it is refused by its size before a byte of it is read."""
+    return max_pixels() * 8 + 2**20
 
 
 class StationRunner:
@@ -962,15 +970,19 @@ class StationRunner:
             return False
         self._wake_couriers()
         return True
+
     def _byte_limit(self) -> tuple[int, str]:
         """The most bytes an image file of the source may have (read at all), and where that limit comes from: the
-        source's own (a hot folder's ``max_file_mb``), else the service's upload limit (``--max-upload-mb``; 32 MiB
-        for ``eagle station run``), so a file is refused by its size as an upload of it would be."""
+        source's own (a hot folder's ``max_file_mb``), else the largest file an image within the pixel limit can be
+        uncompressed (:func:`uncompressed_limit`). Not the service's upload limit (32 MiB): a line camera's 12-MP
+        RGB frame is 36 MB as a ``.bmp`` or uncompressed ``.tif``, and a station must take what it could inspect."""
         own = getattr(self.config.source, "max_bytes", None)
         if isinstance(own, int) and own > 0:
             return own, "the source's max_file_mb"
-        return self.state.settings.max_upload_bytes, "the service's upload limit (--max-upload-mb; the source's " \
-            "max_file_mb sets the station's own)"  # fmt: skip
+        return uncompressed_limit(), (
+            "the largest an uncompressed image within the pixel limit can be: 8 bytes a pixel and 1 MiB of headers; "
+            "the source's max_file_mb sets the station's own"
+        )
 
     def _too_large(self, arrival: Arrival, size: str, limit: int, said: str) -> bool:
         """Refuse the file of ``arrival`` by its size, unread (as a file that cannot be read: it is put aside as any

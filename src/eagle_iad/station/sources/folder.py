@@ -74,7 +74,8 @@ UNDECODABLE_SETTLES = 10
 #: line per burst of them (a writer renaming every frame onto one name), the rest counted (:meth:`HotFolder.replaced`).
 REPLACED_QUIET_S = 60.0
 POLL_S = Range(0.01, 60.0)
-#: ``max_file_mb``: 0 (the default) takes the service's upload limit.
+#: ``max_file_mb``: 0 (the default) takes the largest an uncompressed image within the pixel limit can be
+#: (``runner.uncompressed_limit``).
 MAX_FILE_MB = Range(0.0, 1024.0 * 1024.0)
 MIB = 1024 * 1024
 
