@@ -71,6 +71,8 @@ export type Reference = Schemas["Reference"];
 export type TeachRequest = Schemas["TeachRequest"];
 /** The teach's record (kept in the model's history: images, scores, tau before and after) and the category. */
 export type TeachAnswer = Schemas["TeachAnswer"];
+/** A label's answer: the record as stored now and `notices`, what the labeller should know besides. */
+export type LabelAnswer = Schemas["LabelAnswer"];
 /** One saved version of a category's model: what made it (fit, threshold, teach, rollback), its thresholds, its disk. */
 export type ModelVersion = Schemas["ModelVersion"];
 export type VersionList = Schemas["VersionList"];
@@ -507,10 +509,11 @@ export class EagleClient {
 
   /**
    * Record what an inspected part actually was (`normal` / `anomalous`), or clear it with `null`.
-   * The verdict stays as it was; resolves with the updated record. Pass `expectedRevision` (the record's
+   * The verdict stays as it was; resolves with the updated record and its `notices` (someone gave the same label
+   * meanwhile, a part labelled defective is a training image of the current model). Pass `expectedRevision` (the record's
    * `label_revision` as you read it) so that a label someone else gave meanwhile is not overwritten unseen.
    */
-  label(id: string, label: Label | null, options: AbortSignal | LabelOptions = {}): Promise<InspectionRecord> {
+  label(id: string, label: Label | null, options: AbortSignal | LabelOptions = {}): Promise<LabelAnswer> {
     const { note, by, expectedRevision, signal }: LabelOptions = options instanceof AbortSignal ? { signal: options } : options;
     const body = JSON.stringify({
       label,
@@ -519,7 +522,7 @@ export class EagleClient {
       // null is sent as null (never labelled: the service checks it as revision 0); undefined is no check
       ...(expectedRevision !== undefined ? { expected_revision: expectedRevision } : {}),
     });
-    return this.json<InspectionRecord>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
+    return this.json<LabelAnswer>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 

@@ -61,6 +61,7 @@ export {
   type ModelVersion,
   type RollbackRequest,
   type TeachAnswer,
+  type LabelAnswer,
   type VersionList,
   type TeachRequest,
   type ThresholdChange,
