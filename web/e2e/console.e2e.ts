@@ -1273,6 +1273,36 @@ describe("web console", () => {
     expect([stands.label, stands.label_by, stands.label_revision]).toEqual(["anomalous", "ana", again.label_revision]);
   });
 
+  it("says what a saved label's answer adds: the same label given meanwhile, theirs stands, yours kept (390 px, axe)", async () => {
+    await seed("sample-good.png", "review-same.png");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const queued = await client.review({ category: "mono", limit: 1 });
+    const first = queued.items[0]!;
+    const article = page.getByRole("article", { name: `Inspection of ${first.record.image_name}` });
+    await article.waitFor({ timeout: 60_000 });
+    // Held unanswered: the decision, not a look at the queue, is what finds the other label.
+    const review = (url: URL) => url.pathname === "/v1/review";
+    await page.route(review, () => undefined);
+    // Another operator gives the label this reviewer is about to give: no conflict, the service keeps both.
+    await client.label(first.record.id, "anomalous", { by: "olga", expectedRevision: first.record.label_revision ?? 0 });
+    await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually defective/ }).focus(); // keys act off the form
+    await page.keyboard.press("d");
+    await article.waitFor({ state: "detached" }); // saved: the page went on to the next part
+    const notices = page.locator('[role="status"][data-testid="review-answer-notices"]'); // polite: said, not focused
+    const name = first.record.image_name.replace(/\./g, "\\.");
+    await notices.getByText(new RegExp(`^${name} was already labelled defective by olga at \\S.*; their label stands, and yours, with your note, is kept in its label history`)).waitFor();
+    expect(await page.getByRole("alert").count()).toBe(0); // not a refusal
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "label notices at 390")).toEqual([]);
+    await shot("review-label-notices-390");
+    const stored = await client.inspection(first.record.id);
+    expect([stored.label, stored.label_by]).toEqual(["anomalous", "olga"]);
+    await page.unroute(review);
+  });
+
   it("follows another reviewer's labels while the page is open: the count, parts they labelled, Back, the end of the queue (1280 and 390 px)", async () => {
     // Its own category: its queue is exactly these five parts, whatever the other tests left in mono's.
     expect((await client.fit("e2e-together", { folder: "mono-good" })).state).toBe("succeeded");

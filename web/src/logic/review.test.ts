@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   actionForKey,
+  answerNotices,
   isNotOlder,
   labelNotice,
   labelNoteText,
@@ -166,5 +167,21 @@ describe("the label's note", () => {
     expect(status.over).toBe(true);
     expect(status.line).toBe("650 of 500 characters: 150 too many; shorten the note to save the decision");
     expect(noteStatus(" ".repeat(600) + "ok").over).toBe(false); // the service trims: spaces do not count
+  });
+});
+
+describe("an answer's notices", () => {
+  const theirs = "band.png was already labelled defective by olga at 2026-12-07T05:00:00Z; their label stands, and yours, with your note, is kept in its label history";
+  it("are shown on a label that was saved, each naming its part", () => {
+    expect(answerNotices({ notices: [theirs] }, "band.png")).toEqual([theirs]); // names it already
+    expect(answerNotices({ notices: ["it is one of the current model's training images"] }, "cut.png")).toEqual([
+      "cut.png: it is one of the current model's training images",
+    ]);
+  });
+  it("leave out blanks and repeats, and are none on an answer without them", () => {
+    expect(answerNotices({ notices: [" ", theirs, `${theirs} `] })).toEqual([theirs]);
+    expect(answerNotices({})).toEqual([]);
+    expect(answerNotices({ notices: null })).toEqual([]);
+    expect(answerNotices(undefined)).toEqual([]);
   });
 });

@@ -92,6 +92,23 @@ export function labelNoteText(record: { label?: string | null; label_note?: stri
   return note ? note : null;
 }
 
+/**
+ * What an answer asks its person to read besides the record (a label's or a teach's `notices`: the same label
+ * given meanwhile by someone else, whose label stands; a part labelled defective that is one of the current
+ * model's training images; an inspection labelled normal in the teacher's name): the sentences to show, blank
+ * ones and repeats left out, each naming the part (`about`, its image name) unless it does. Shown on every
+ * answer, not only on a refusal, or the person never learns them.
+ */
+export function answerNotices(answer: { notices?: readonly string[] | null } | null | undefined, about?: string): string[] {
+  const seen = new Set<string>();
+  for (const notice of answer?.notices ?? []) {
+    const text = typeof notice === "string" ? notice.trim() : "";
+    // Review has moved on to the next part when it is shown: a sentence that does not name its part says which.
+    if (text) seen.add(about && !text.includes(about) ? `${about}: ${text}` : text);
+  }
+  return [...seen];
+}
+
 /** The service's limit on a label's note (LabelRequest.note: at most 500 characters). */
 export const NOTE_MAX = 500;
 

@@ -13,7 +13,8 @@ import { formatRoute } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
 import { describeError, describeLabelError, isLabelChanged, isUnauthorised, unsavedLine, type UserError } from "../logic/errors";
-import { storedLabelLine } from "../logic/review";
+import { answerNotices, storedLabelLine } from "../logic/review";
+import { AnswerNotices } from "../components/AnswerNotices";
 import { LabelNote } from "../components/LabelNote";
 import { decisionView } from "../logic/verdict";
 
@@ -389,6 +390,8 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
   const [confirming, setConfirming] = useState(false);
+  // What the last label's answer said besides (its notices): shown under the label line until the next one.
+  const [notices, setNotices] = useState<string[]>([]);
   const keepRef = useRef<HTMLButtonElement>(null);
   const groupRef = useRef<HTMLDivElement>(null);
   const current = record.label ?? null;
@@ -399,8 +402,11 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
     setBusy(true);
     setError(null);
     setConfirming(false);
+    setNotices([]);
     try {
-      onLabelled(await client.label(record.id, label, { expectedRevision: record.label_revision ?? 0 }));
+      const stored = await client.label(record.id, label, { expectedRevision: record.label_revision ?? 0 });
+      setNotices(answerNotices(stored));
+      onLabelled(stored);
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey(reason, label ? unsavedLine(record.image_name, label) : `Clearing the label of ${record.image_name} was not saved.`);
       setError(describeLabelError(reason, label ?? "clear"));
@@ -444,6 +450,7 @@ function LabelControl({ record, onLabelled }: { record: InspectionRecord; onLabe
           <LabelNote record={record} />
         </p>
       ) : null}
+      <AnswerNotices testId="label-notices" notices={notices} />
       {confirming && current ? (
         <div className="notice small label-confirm" role="group" aria-label="Clear the label?"
           onKeyDown={(event) => {

@@ -1,6 +1,7 @@
 import type { ReviewItem } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { useApi, useAsync } from "../api";
+import { AnswerNotices } from "../components/AnswerNotices";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
 import { InspectionView } from "../components/InspectionView";
 import { LabelNote } from "../components/LabelNote";
@@ -20,6 +21,7 @@ import {
   lookLimit,
   nextPosition,
   noteStatus,
+  answerNotices,
   reconcile,
   withFetchedRecord,
   withRecord,
@@ -82,6 +84,8 @@ export function ReviewPage() {
   const epoch = useRef(0);
   const [lookNow, setLookNow] = useState(0);
   const [note, setNote] = useState("");
+  // What the last decision's answer said besides (its notices): shown until the next decision.
+  const [answerSaid, setAnswerSaid] = useState<string[]>([]);
   const [by, setBy] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
@@ -233,6 +237,7 @@ export function ReviewPage() {
       }
       busyRef.current = true;
       setBusy(true);
+      setAnswerSaid([]);
       const id = current.record.id;
       try {
         // Based on the revision shown: a label someone else gave since is not replaced unseen (409 label_changed).
@@ -242,6 +247,8 @@ export function ReviewPage() {
           expectedRevision: current.record.label_revision ?? 0,
         });
         setItems((all) => withRecord(all, stored)); // a relabel here (after Back) is based on this one
+        // Saved, and yet something to know (their label stands, or a defect the model was taught as normal).
+        setAnswerSaid(answerNotices(stored, current.record.image_name));
         setLabelled((all) => ({ ...all, [id]: stored.label_revision ?? 0 }));
         setDecided((n) => n + 1);
         epoch.current += 1;
@@ -374,6 +381,7 @@ export function ReviewPage() {
           {said ? <span className="muted"> · {said}</span> : null}
         </p>
       ) : null}
+      <AnswerNotices testId="review-answer-notices" notices={answerSaid} />
       {current ? (
         <div className="review-item" ref={itemRef}>
           <section className="panel review-why" aria-label="Why it waits">
