@@ -951,17 +951,32 @@ describe("web console", () => {
     expect(await axeViolations(page, "teach panel at 1280")).toEqual([]);
     await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
     expect(await panel.getByRole("alert").textContent()).toContain("Say why these parts are normal");
-    await panel.getByLabel("Why are they normal? (kept in the model's history)").fill("new batch of cells");
+    // Counted as the service counts: 300 emoji are 300 characters (600 UTF-16 units, which a maxLength of 500 cut).
+    const whyField = panel.getByLabel("Why are they normal? (kept in the model's history)");
+    await whyField.fill("🛞".repeat(300));
+    await panel.locator('[data-testid="teach-why-count"]').getByText(/^300 of 500 characters$/).waitFor();
+    expect(await whyField.inputValue()).toHaveLength(600);
+    await whyField.fill("new batch of cells");
     await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
     // A cell unlike the six the category was fitted on scores far above them: refused, with the reason.
     await panel.getByRole("alert").getByText(/teach-a\.png scores [\d.]+, far above the largest normal score/).waitFor({ timeout: 120_000 });
     expect((await client.versions("e2e-teach")).versions).toHaveLength(1);
     expect(await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).evaluate((el) => el === document.activeElement)).toBe(true);
     await panel.getByLabel("Teach even what the checks refuse (kept on the record)").check();
+    // The answer's notices are said after its line. Both parts here are labelled, so the service has none to say:
+    // the answer is passed on with one of its sentences added (an inspection nobody had labelled, taught by force).
+    const teachRoute = (url: URL) => url.pathname === "/v1/categories/e2e-teach/teach";
+    const labelledNow = "teach-a.png (inspection x) was labelled normal by nobody: it is now labelled normal by api, who taught it";
+    await page.route(teachRoute, async (route) => {
+      const response = await route.fetch();
+      const answer = (await response.json()) as { notices?: string[] };
+      await route.fulfill({ response, json: { ...answer, notices: [...(answer.notices ?? []), labelledNow] } });
+    });
     await panel.getByRole("button", { name: "Teach these 2 to e2e-teach" }).click();
     // The same file twice: taught once, the other skipped (a copy would pull tau down); what was forced follows.
-    await page.locator('[data-testid="teach-done"]').getByText(/^Taught 1 image to e2e-teach \(1 skipped: in the model already or given twice\): tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\. Taught although the checks refused: teach-a\.png scores [\d.]+, far above the largest normal score .*: it looks defective\.$/).waitFor({ timeout: 120_000 });
+    await page.locator('[data-testid="teach-done"]').getByText(/^Taught 1 image to e2e-teach \(1 skipped: in the model already or given twice\): tau .* memory bank \d+ → \d+ patches\. The next inspection uses it\. teach-a\.png \(inspection x\) was labelled normal by nobody: it is now labelled normal by api, who taught it\. Taught although the checks refused: teach-a\.png scores [\d.]+, far above the largest normal score .*: it looks defective\.$/).waitFor({ timeout: 120_000 });
     expect(await panel.count()).toBe(0); // taught: nothing left to offer
+    await page.unroute(teachRoute);
     // The form went with its button: the keyboard is on what the teach did.
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "teach-done");
     const versions = await client.versions("e2e-teach");
@@ -995,6 +1010,7 @@ describe("web console", () => {
     expect(await page.getByRole("form", { name: "Roll back to version 1" }).count()).toBe(0);
     await list.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByLabel("Why go back to version 1? (kept in the model's history)").fill("the batch was mislabelled");
+    await page.locator('[data-testid="rollback-why-count"]').getByText(/^25 of 500 characters$/).waitFor();
     expect(await axeViolations(page, "versions at 1280")).toEqual([]);
     await screenshot(page, "versions-1280");
     await page.getByRole("form", { name: "Roll back to version 1" }).getByRole("button", { name: "Roll back to version 1" }).click();

@@ -1,7 +1,9 @@
 import { useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { answerNotices, noteStatus, WHY_MAX } from "../logic/review";
 import { byCategory, namesLine, taughtLine, teachLabel, teachNotes, type TeachCandidate } from "../logic/teach";
+import { CharCount } from "./CharCount";
 import { ErrorBanner } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 import { useFocusAfterRender } from "./useFocusAfterRender";
@@ -38,8 +40,8 @@ export function TeachPanel({
         <div className="panel teach-panel" data-testid="teach-panel">
           <h2>{title}</h2>
           <p className="muted small">
-            Taught images join the category's normal images in seconds, without a refit; the threshold is recomputed and the change is kept in the
-            model's history.
+            Taught images join the category's normal images in seconds, without a refit; a threshold its rule computes is recomputed, one set by
+            hand (rule fixed) stays as it was, and the change is kept in the model's history.
           </p>
           <RoleGate needed="engineer" what="Teaching the model">
             {groups.map(([category, items]) => (
@@ -82,11 +84,19 @@ function TeachForm({
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
 
+  // Counted as the service counts (code points, an emoji is one): a longer why stays whole and is refused.
+  const whyNow = noteStatus(why, WHY_MAX, "shorten it to teach");
+
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     if (busy) return;
     if (!why.trim()) {
       setError({ kind: "invalid_request", title: "Say why", message: "Say why these parts are normal: it is kept in the model's history.", retryable: false });
+      return;
+    }
+    if (whyNow.over) {
+      // Not cut to fit: the engineer decides what goes; the words stay in the field.
+      setError({ kind: "invalid_request", title: "Why too long: not taught", message: `The why has ${whyNow.line}.`, retryable: false });
       return;
     }
     setBusy(true);
@@ -111,7 +121,7 @@ function TeachForm({
       };
       const taught = taughtLine(category, change.images.length, { before: change.before.tau, after: change.after.tau },
         { before: change.bank_before, after: change.bank_after }, change.skipped?.length ?? 0);
-      const notes = teachNotes(change.forced, change.warnings);
+      const notes = teachNotes(change.forced, change.warnings, answerNotices(answer));
       const line = notes ? `${taught} ${notes}` : taught;
       onTaught(items.map((item) => item.id), line); // this form goes: its parts are taught
     } catch (reason) {
@@ -129,7 +139,15 @@ function TeachForm({
       </h3>
       <div className="field grow">
         <label htmlFor={`${id}-why`}>Why are they normal? (kept in the model's history)</label>
-        <textarea id={`${id}-why`} rows={2} maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+        <textarea
+          id={`${id}-why`}
+          rows={2}
+          value={why}
+          aria-describedby={`${id}-why-count`}
+          aria-invalid={whyNow.over || undefined}
+          onChange={(e) => setWhy(e.target.value)}
+        />
+        <CharCount id={`${id}-why-count`} status={whyNow} testId="teach-why-count" />
       </div>
       {me === null || me.open ? (
         <div className="field">

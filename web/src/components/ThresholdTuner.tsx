@@ -3,11 +3,13 @@ import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { useApi } from "../api";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { needsFittedModelLine } from "../logic/exported";
+import { noteStatus, WHY_MAX } from "../logic/review";
 import { formatScore } from "../logic/scale";
 import { cancelOnEscape } from "../logic/keys";
 import { confirmPhrase, flagged, formatRate, insideNormalsLine, knownScores, offScale, offScaleLine, previewThreshold, roundTo, sameFileLine, scoreRange } from "../logic/tuning";
 import { orderPictures, pictureLabel } from "../logic/verdict";
 import { allows } from "../logic/access";
+import { CharCount } from "./CharCount";
 import { ErrorBanner } from "./ErrorBanner";
 import { useFocusAfterRender } from "./useFocusAfterRender";
 import { RoleGate } from "./RoleGate";
@@ -135,6 +137,10 @@ export function ThresholdTuner({
     }
   }, [tau, range.step]);
 
+  // Counted as the service counts (code points, an emoji is one): a longer why stays whole and is refused.
+  const whyNow = noteStatus(why, WHY_MAX, "shorten it to save");
+  const restoreWhyNow = noteStatus(restoreWhy, WHY_MAX, "shorten it to restore");
+
   const blocked = busy
     ? "Saving…"
     : same
@@ -151,6 +157,13 @@ export function ThresholdTuner({
     setSaved(null);
     if (reason.trim() === "") {
       setError({ kind: "invalid_request", title: "A reason is needed", message: "Say why the threshold changes: every change is kept in the model's history.", retryable: false });
+      if (at === "form") whyField.current?.focus();
+      return;
+    }
+    const counted = noteStatus(reason, WHY_MAX, "shorten it to save");
+    if (counted.over) {
+      // Not cut to fit: the engineer decides what goes; the words stay in the field.
+      setError({ kind: "invalid_request", title: "Why too long: not saved", message: `The why has ${counted.line}.`, retryable: false });
       if (at === "form") whyField.current?.focus();
       return;
     }
@@ -308,7 +321,16 @@ export function ThresholdTuner({
       <form className="tuner-save" onSubmit={submit}>
         <div className="field grow">
           <label htmlFor={`${id}-why`}>Why (kept in the model's history)</label>
-          <textarea id={`${id}-why`} ref={whyField} rows={2} maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+          <textarea
+            id={`${id}-why`}
+            ref={whyField}
+            rows={2}
+            value={why}
+            aria-describedby={`${id}-why-count`}
+            aria-invalid={whyNow.over || undefined}
+            onChange={(e) => setWhy(e.target.value)}
+          />
+          <CharCount id={`${id}-why-count`} status={whyNow} testId="threshold-why-count" />
         </div>
         {me === null || me.open ? (
           <div className="field">
@@ -407,7 +429,15 @@ export function ThresholdTuner({
                   >
                     <div className="field grow">
                       <label htmlFor={`${id}-restore-why`}>Why restore {formatScore(h.before.tau)}? (kept in the model's history)</label>
-                      <input id={`${id}-restore-why`} autoFocus maxLength={500} value={restoreWhy} onChange={(e) => setRestoreWhy(e.target.value)} />
+                      <input
+                        id={`${id}-restore-why`}
+                        autoFocus
+                        value={restoreWhy}
+                        aria-describedby={`${id}-restore-why-count`}
+                        aria-invalid={restoreWhyNow.over || undefined}
+                        onChange={(e) => setRestoreWhy(e.target.value)}
+                      />
+                      <CharCount id={`${id}-restore-why-count`} status={restoreWhyNow} testId="restore-why-count" />
                     </div>
                     <div className="actions">
                       {/* aria-disabled while saving: a focused button that turns disabled drops the keyboard focus */}

@@ -4,9 +4,11 @@ import { useApi, useAsync } from "../api";
 import { allows } from "../logic/access";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { cancelOnEscape } from "../logic/keys";
+import { noteStatus, WHY_MAX } from "../logic/review";
 import { formatScore } from "../logic/scale";
 import type { VersionTarget } from "../logic/route";
 import { formatBytes, sameAsCurrent, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
+import { CharCount } from "./CharCount";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
 import { useFocusAfterRender } from "./useFocusAfterRender";
@@ -234,12 +236,19 @@ function RollbackForm({ name, version, onCancel, onDone }: { name: string; versi
   const [why, setWhy] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
+  // Counted as the service counts (code points, an emoji is one): a longer why stays whole and is refused.
+  const whyNow = noteStatus(why, WHY_MAX, "shorten it to roll back");
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     if (busy) return;
     if (!why.trim()) {
       setError({ kind: "invalid_request", title: "Say why", message: "Say why the model goes back: it is kept in the model's history.", retryable: false });
+      return;
+    }
+    if (whyNow.over) {
+      // Not cut to fit: the engineer decides what goes; the words stay in the field.
+      setError({ kind: "invalid_request", title: "Why too long: not rolled back", message: `The why has ${whyNow.line}.`, retryable: false });
       return;
     }
     setBusy(true);
@@ -260,7 +269,15 @@ function RollbackForm({ name, version, onCancel, onDone }: { name: string; versi
       onKeyDown={(event) => cancelOnEscape(event, busy, onCancel)}>
       <div className="field grow">
         <label htmlFor={`${id}-why`}>Why go back to version {version.version}? (kept in the model's history)</label>
-        <input id={`${id}-why`} autoFocus maxLength={500} value={why} onChange={(e) => setWhy(e.target.value)} />
+        <input
+          id={`${id}-why`}
+          autoFocus
+          value={why}
+          aria-describedby={`${id}-why-count`}
+          aria-invalid={whyNow.over || undefined}
+          onChange={(e) => setWhy(e.target.value)}
+        />
+        <CharCount id={`${id}-why-count`} status={whyNow} testId="rollback-why-count" />
       </div>
       <div className="actions">
         <button type="submit" className="button primary small-button" disabled={busy}>

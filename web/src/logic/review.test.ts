@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   actionForKey,
   answerNotices,
+  WHY_MAX,
   isNotOlder,
   labelNotice,
   labelNoteText,
@@ -167,6 +168,11 @@ describe("the label's note", () => {
     expect(status.over).toBe(true);
     expect(status.line).toBe("650 of 500 characters: 150 too many; shorten the note to save the decision");
     expect(noteStatus(" ".repeat(600) + "ok").over).toBe(false); // the service trims: spaces do not count
+  });
+  it("counts a why (teach, threshold, rollback) as the service does, saying what to do to send it", () => {
+    const emoji = "🛞".repeat(300); // 300 characters the service takes, 600 UTF-16 units a maxLength of 500 refused
+    expect(noteStatus(emoji, WHY_MAX, "shorten it to teach")).toEqual({ line: "300 of 500 characters", over: false, full: false });
+    expect(noteStatus("🛞".repeat(501), WHY_MAX, "shorten it to teach").line).toBe("501 of 500 characters: 1 too many; shorten it to teach");
   });
 });
 

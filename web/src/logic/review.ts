@@ -112,6 +112,9 @@ export function answerNotices(answer: { notices?: readonly string[] | null } | n
 /** The service's limit on a label's note (LabelRequest.note: at most 500 characters). */
 export const NOTE_MAX = 500;
 
+/** The service's limit on a teach's, threshold change's and rollback's why (at most 500 characters). */
+export const WHY_MAX = 500;
+
 /**
  * A note's length as the service counts it: characters (Unicode code points), not the UTF-16 units a text
  * field's `maxLength` and `.length` count (an emoji is 2 of those and 1 character).
@@ -124,12 +127,18 @@ export function noteLength(note: string): number {
 
 /**
  * What the note's counter says, and whether the note can be saved: a note past the limit (typed or pasted) is
- * kept whole in the field and refused with how much to cut, never cut silently.
+ * kept whole in the field and refused with how much to cut, never cut silently. Every free-text field the
+ * service limits (a teach's, threshold change's, rollback's or deletion's why) counts with it (`max`, and
+ * `shorten`: what to do to save), since a field's own `maxLength` counts UTF-16 units, not characters.
  */
-export function noteStatus(note: string, max = NOTE_MAX): { line: string; over: boolean; full: boolean } {
+export function noteStatus(
+  note: string,
+  max = NOTE_MAX,
+  shorten = "shorten the note to save the decision",
+): { line: string; over: boolean; full: boolean } {
   const length = noteLength(note.trim());
   if (length > max) {
-    return { line: `${length} of ${max} characters: ${length - max} too many; shorten the note to save the decision`, over: true, full: true };
+    return { line: `${length} of ${max} characters: ${length - max} too many; ${shorten}`, over: true, full: true };
   }
   return { line: `${length} of ${max} characters${length === max ? " (full)" : ""}`, over: false, full: length === max };
 }

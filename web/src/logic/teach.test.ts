@@ -44,6 +44,11 @@ describe("teaching from the review queue", () => {
       `Taught although the checks refused: ${forced}. Warnings: ${warning}; ${warning}.`,
     );
   });
+  it("says the teach answer's notices first, each a sentence", () => {
+    const labelled = "c-dust.png, which nobody had labelled, is now labelled normal in your name (taught by force)";
+    expect(teachNotes(null, null, [labelled])).toBe(`${labelled}.`);
+    expect(teachNotes(null, ["w"], ["Done already."])).toBe("Done already. Warning: w.");
+  });
 });
 
 describe("what the shift labelled normal and the model was not taught", () => {

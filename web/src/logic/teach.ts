@@ -43,12 +43,17 @@ export function taughtLine(
 }
 
 /**
- * What a finished teach asks the engineer to look at, after its line: the checks it was forced past
- * (`forced`) and the images it took although they scored above every normal image (`warnings`: they raised
- * s_max, so the unsure band grew). "" when there is nothing.
+ * What a finished teach asks the engineer to look at, after its line: the answer's `notices` (answerNotices:
+ * say, an inspection nobody had labelled, taught by force, is now labelled normal in the teacher's name), the
+ * checks it was forced past (`forced`) and the images it took although they scored above every normal image
+ * (`warnings`: they raised s_max, so the unsure band grew). "" when there is nothing.
  */
-export function teachNotes(forced: readonly string[] | null | undefined, warnings: readonly string[] | null | undefined): string {
-  const notes: string[] = [];
+export function teachNotes(
+  forced: readonly string[] | null | undefined,
+  warnings: readonly string[] | null | undefined,
+  notices: readonly string[] = [],
+): string {
+  const notes: string[] = [...notices.map((notice) => (/[.!?]$/.test(notice) ? notice : `${notice}.`))];
   if (forced && forced.length > 0) notes.push(`Taught although the checks refused: ${forced.join("; ")}.`);
   if (warnings && warnings.length > 0) notes.push(`${warnings.length === 1 ? "Warning" : "Warnings"}: ${warnings.join("; ")}.`);
   return notes.join(" ");
