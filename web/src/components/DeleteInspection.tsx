@@ -1,9 +1,10 @@
 import type { InspectionRecord } from "@eagle-iad/client";
-import { useEffect, useId, useRef, useState, type KeyboardEvent } from "react";
+import { useState, type KeyboardEvent } from "react";
 import { useApi } from "../api";
 import { allows } from "../logic/access";
-import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { describeError, isUnauthorised } from "../logic/errors";
 import { ErrorBanner } from "./ErrorBanner";
+import { useConfirmStep } from "./useConfirmStep";
 
 /** What the page says once an inspection is deleted: which one, and what went with it. */
 export function deletedLine(imageName: string, files: number, bytes: number): string {
@@ -19,20 +20,8 @@ export function deletedLine(imageName: string, files: number, bytes: number): st
  */
 export function DeleteInspection({ record, onDeleted }: { record: InspectionRecord; onDeleted: (line: string) => void }) {
   const { client, me, requireKey } = useApi();
-  const [asking, setAsking] = useState(false);
-  const [busy, setBusy] = useState(false);
+  const { asking, setAsking, busy, setBusy, error, setError, cancelRef, askRef, questionId } = useConfirmStep();
   const [why, setWhy] = useState("");
-  const [error, setError] = useState<UserError | null>(null);
-  const cancelRef = useRef<HTMLButtonElement>(null);
-  const askRef = useRef<HTMLButtonElement>(null);
-  const wasAsking = useRef(false);
-  const questionId = useId();
-
-  useEffect(() => {
-    if (asking) cancelRef.current?.focus();
-    else if (wasAsking.current) askRef.current?.focus();
-    wasAsking.current = asking;
-  }, [asking]);
 
   if (me !== null && !allows(me, "admin")) return null;
 
@@ -44,7 +33,7 @@ export function DeleteInspection({ record, onDeleted }: { record: InspectionReco
       const deleted = await client.deleteInspection(record.id, why.trim() || undefined);
       onDeleted(deletedLine(deleted.image_name, deleted.files_removed, deleted.bytes_removed));
     } catch (reason) {
-      if (isUnauthorised(reason)) requireKey();
+      if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
       setBusy(false);
       setAsking(false);

@@ -1,8 +1,9 @@
-import { useEffect, useId, useRef, useState, type KeyboardEvent } from "react";
+import { type KeyboardEvent } from "react";
 import { useApi } from "../api";
 import { allows } from "../logic/access";
-import { describeError, isUnauthorised, type UserError } from "../logic/errors";
+import { describeError, isUnauthorised } from "../logic/errors";
 import { ErrorBanner } from "./ErrorBanner";
+import { useConfirmStep } from "./useConfirmStep";
 
 /** What the page says once a category is retired: where its folder went, what the history keeps, how to undo. */
 export function retiredLine(name: string, retiredTo: string, kept: number): string {
@@ -17,19 +18,7 @@ export function retiredLine(name: string, retiredTo: string, kept: number): stri
  */
 export function RetireCategory({ name, onRetired }: { name: string; onRetired: (line: string) => void }) {
   const { client, me, requireKey } = useApi();
-  const [asking, setAsking] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<UserError | null>(null);
-  const cancelRef = useRef<HTMLButtonElement>(null);
-  const askRef = useRef<HTMLButtonElement>(null);
-  const wasAsking = useRef(false);
-  const questionId = useId();
-
-  useEffect(() => {
-    if (asking) cancelRef.current?.focus();
-    else if (wasAsking.current) askRef.current?.focus();
-    wasAsking.current = asking;
-  }, [asking]);
+  const { asking, setAsking, busy, setBusy, error, setError, cancelRef, askRef, questionId } = useConfirmStep();
 
   if (me !== null && !allows(me, "admin")) return null;
 
