@@ -10,9 +10,9 @@ centre-crop) to the fitted input in uint8, and map the graph's input-sized map b
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -208,9 +208,9 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
     rules = _verdict_rules(record, where)
     coverage = None if rules is None else rules[1]
-    encodings = _encodings(record, where)
-    colours = _colours(record, where)
-    exposure = _exposure(record, where)
+    encodings = _sidecar_rule(record, where, "encodings", parse_encodings)
+    colours = _sidecar_rule(record, where, "colours", parse_colours)
+    exposure = _sidecar_rule(record, where, "exposure", ExposureRange.parse)
     empty_ids = torch.empty(0, dtype=torch.int32)
     return ExpertModel(
         category=category,
@@ -234,41 +234,20 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
     )
 
 
-def _encodings(record: dict[str, Any], where: Path) -> dict[str, int] | None:
-    """The training images' encodings the sidecar carries (``verdict.encodings``); ``None`` where it carries none
-    (an export written before it, or of a model that does not know them): its verdicts then warn about nothing."""
+#: What a sidecar field parses into.
+T = TypeVar("T")
+
+
+def _sidecar_rule(record: dict[str, Any], where: Path, key: str, parse: Callable[[object, str], T]) -> T | None:
+    """What the training images were like, as the sidecar's ``verdict.<key>`` carries it (``encodings``, ``colours``,
+    ``exposure``): ``None`` where it carries none (an export written before the field, or of a model saved before
+    it: its verdicts then warn about nothing of that kind), refused as malformed where it is there but unreadable."""
     rules = record.get("verdict")
-    raw = rules.get("encodings") if isinstance(rules, dict) else None
+    raw = rules.get(key) if isinstance(rules, dict) else None
     if raw is None:
         return None
     try:
-        return parse_encodings(raw, "verdict.encodings")
-    except ValueError as exc:
-        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
-
-
-def _colours(record: dict[str, Any], where: Path) -> dict[str, int] | None:
-    """The training images' colour modes the sidecar carries (``verdict.colours``); ``None`` where it carries none
-    (an export written before it, or of a model saved before schema 11): its verdicts then warn about no colour."""
-    rules = record.get("verdict")
-    raw = rules.get("colours") if isinstance(rules, dict) else None
-    if raw is None:
-        return None
-    try:
-        return parse_colours(raw, "verdict.colours")
-    except ValueError as exc:
-        raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
-
-
-def _exposure(record: dict[str, Any], where: Path) -> ExposureRange | None:
-    """The training images' exposure range the sidecar carries (``verdict.exposure``); ``None`` where it carries none
-    (an export written before it, or of a model saved before schema 12): its verdicts then warn about no exposure."""
-    rules = record.get("verdict")
-    raw = rules.get("exposure") if isinstance(rules, dict) else None
-    if raw is None:
-        return None
-    try:
-        return ExposureRange.parse(raw, "verdict.exposure")
+        return parse(raw, f"verdict.{key}")
     except ValueError as exc:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
 
