@@ -944,6 +944,14 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert versions[-1]["labelled"] == entry["labelled"]
         # the teach scored the one inspection labelled normal then (to be taught) before and after
         assert [versions[1]["labelled"][when]["images"] for when in ("before", "after")] == [1, 1]
+        # What the current model was taught, read from its own history: a version pruned by hand (the teach's own)
+        # does not make the taught parts look untaught, and a rollback to the fit undoes them.
+        assert client.get("/v1/categories/mono/versions").json()["taught_inspections"] == ids
+        shutil.rmtree(models / "mono" / "versions" / "2")
+        assert client.get("/v1/categories/mono/versions").json()["taught_inspections"] == ids
+        back = client.post("/v1/categories/mono/rollback", json={"to": 1, "why": "undo the teach"})
+        assert back.status_code == 200, back.text
+        assert client.get("/v1/categories/mono/versions").json()["taught_inspections"] == []
 
 
 def test_the_service_refuses_an_unrecognised_image_with_the_reason_and_warns_of_one_above_s_max(

@@ -163,6 +163,26 @@ def what_is_there(directory: str | os.PathLike[str]) -> str:
     return f"version {number} ({what})" if number is not None else f"a model that is no version ({what})"
 
 
+def taught_inspections(directory: str | os.PathLike[str]) -> list[str]:
+    """The inspections the current model was taught (its own history's teaches a rollback did not undo), in order.
+
+    Why from the current model and not by walking the versions: its history carries every change since its fit
+    (a rollback keeps what it undid, marked ``undone_by``), so one version pruned by hand or damaged cannot make
+    an inspection taught long ago read as untaught, as a walk through the version list would."""
+    try:
+        data = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    history = data.get("history") if isinstance(data, dict) else None
+    taught: list[str] = []
+    for entry in history if isinstance(history, list) else []:
+        if isinstance(entry, dict) and entry.get("action") == "teach" and not entry.get("undone_by"):
+            for image in entry.get("images") or []:
+                if isinstance(image, dict) and image.get("inspection") and str(image["inspection"]) not in taught:
+                    taught.append(str(image["inspection"]))
+    return taught
+
+
 def _action(manifest: dict[str, Any]) -> dict[str, Any]:
     """What made a version: its newest history entry, or the fit when it has none."""
     history = manifest.get("history") or []

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 
 from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
 from eagle_iad.expert.store import is_model_folder, recover_model, rollback
-from eagle_iad.expert.versions import disk_use, read_versions
+from eagle_iad.expert.versions import disk_use, read_versions, taught_inspections
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, VIEWER, acting_name, audit_detail
@@ -41,7 +41,8 @@ def category_versions(name: str, request: Request) -> dict[str, Any]:
         listed, damaged = read_versions(directory)
         hidden = str(directory.parent) + "/"  # no host paths in an answer
         damaged = [{**broken, "problem": str(broken["problem"]).replace(hidden, "")} for broken in damaged]
-        return {"versions": listed, "damaged": damaged, "disk_bytes": disk_use(directory)}
+        return {"versions": listed, "damaged": damaged, "disk_bytes": disk_use(directory),
+                "taught_inspections": taught_inspections(directory)}  # fmt: skip
     except (ModelFormatError, KeyError, TypeError, OSError) as exc:
         reason = str(exc).replace(str(directory.parent) + "/", "")
         raise ApiError(409, f"category {name!r}: its versions cannot be read: {reason}", code="model_invalid") from None

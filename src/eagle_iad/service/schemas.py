@@ -184,6 +184,10 @@ class VersionList(_Open):
     damaged: list[DamagedVersion] = []
     #: The model folder with every version, each shared file counted once.
     disk_bytes: int
+    #: The inspections the current model was taught (its own history's teaches no rollback undid): what the console's
+    #: "labelled normal, not yet taught" list leaves out, read from the current model so that a damaged or pruned
+    #: version cannot make a taught part look untaught.
+    taught_inspections: list[str] = []
 
 
 class CategoryRetired(BaseModel):

@@ -3,7 +3,7 @@ import { useId, useMemo, useState } from "react";
 import { useApi, useAsync } from "../api";
 import { allows } from "../logic/access";
 import { whenSaid } from "../logic/errors";
-import { taughtInspections, untaughtNormal, type LineageVersion } from "../logic/teach";
+import { taughtOf, untaughtNormal } from "../logic/teach";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { LabelNote } from "./LabelNote";
 import { TeachPanel } from "./TeachPanel";
@@ -29,7 +29,7 @@ export function ShiftTeach({ category, refresh }: { category: string; refresh: n
   const [left, setLeft] = useState<Set<string>>(new Set()); // ticked off: not taught this time
   const parts = useMemo(() => {
     if (!labelled.data || !versions.data) return null;
-    const taught = taughtInspections(versions.data.versions as LineageVersion[]);
+    const taught = taughtOf(versions.data);
     return untaughtNormal(labelled.data.items as InspectionRecord[], taught, handled);
   }, [labelled.data, versions.data, handled]);
   const teacher = me === null || allows(me, "engineer");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byCategory, namesLine, taughtInspections, taughtLine, teachLabel, teachNotes, untaughtNormal } from "./teach";
+import { byCategory, namesLine, taughtInspections, taughtLine, taughtOf, teachLabel, teachNotes, untaughtNormal } from "./teach";
 
 describe("teaching from the review queue", () => {
   it("groups the parts labelled normal by category, in name order, keeping their order", () => {
@@ -65,6 +65,13 @@ describe("what the shift labelled normal and the model was not taught", () => {
     expect([...taughtInspections(rolledBack)]).toEqual(["a", "b"]); // c's teach was rolled back: not taught
     expect(taughtInspections([{ ...v(1, "fit"), current: true }]).size).toBe(0);
     expect(taughtInspections([v(1, "rollback", { to: 1, current: true })]).size).toBe(0); // a malformed lineage ends
+  });
+  it("takes the service's own list of what the current model was taught, walking the versions only without it", () => {
+    // version 2 (the teach of a and b) pruned by hand: the walk stops at the gap, the service's list does not
+    const gap = [v(1, "fit"), v(3, "teach", { inspections_added: ["c"], current: true })];
+    expect([...taughtOf({ versions: gap, taught_inspections: ["a", "b", "c"] })]).toEqual(["a", "b", "c"]);
+    expect([...taughtOf({ versions: gap })]).toEqual(["c"]);
+    expect(taughtOf({ versions: gap, taught_inspections: [] }).size).toBe(0);
   });
   it("lists the parts labelled normal not in the model, oldest label first, not those taught here or labelled defective", () => {
     const part = (id: string, label: string, at: string) => ({ id, category: "tire", image_name: `${id}.png`, time: at, label, label_by: "omar", label_time: at });

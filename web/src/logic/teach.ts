@@ -88,6 +88,16 @@ export function taughtInspections(all: readonly LineageVersion[]): Set<string> {
   return new Set(walk(all.find((v) => v.current), 0));
 }
 
+/**
+ * What the current model was taught: the service's own list (`taught_inspections`, read from the current model's
+ * history, so a version pruned by hand cannot make a taught part look untaught), or, from a service that predates
+ * it, the walk through the version list.
+ */
+export function taughtOf(answer: { versions: readonly unknown[]; taught_inspections?: readonly string[] | null }): Set<string> {
+  if (Array.isArray(answer.taught_inspections)) return new Set(answer.taught_inspections);
+  return taughtInspections(answer.versions as LineageVersion[]);
+}
+
 /** A part the shift labelled, as the list shows it. */
 export interface LabelledPart {
   id: string;

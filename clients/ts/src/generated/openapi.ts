@@ -2245,6 +2245,11 @@ export interface components {
             damaged: components["schemas"]["DamagedVersion"][];
             /** Disk Bytes */
             disk_bytes: number;
+            /**
+             * Taught Inspections
+             * @default []
+             */
+            taught_inspections: string[];
             /** Versions */
             versions: components["schemas"]["ModelVersion"][];
         } & {
