@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,24 +202,130 @@ def test_eagle_history_prune_and_delete_from_the_command_line(tmp_path: Path) ->
     assert str(rows[0][0]).startswith("cli:") and str(rows[0][3]).endswith("customer's part (eagle history delete)")
 
 
-def test_an_inspection_labelled_while_a_prune_removes_its_batch_keeps_its_record(
-    store: InspectionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("pictures_only", [False, True])
+def test_an_inspection_labelled_while_a_prune_removes_its_batch_keeps_its_record_and_its_pictures(
+    store: InspectionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pictures_only: bool
 ) -> None:
-    """An operator's label given between the prune's choice of a batch and its removal is training evidence too."""
-    from eagle_iad.service import retention
-
+    """An operator's label given between the prune's choice of a batch and its removal is training evidence too:
+    the record stays with its label, and so do its kept upload and pictures, which it still links (rev1 finding
+    2: the files of every id in the batch went first, the labelled record kept linking them)."""
     files = tmp_path / "files"
     made = _history(store, files, datetime.now(UTC))
     target = made["40-c-None-3"]
-    remove = retention.remove_pictures
+    aged = store.aged
 
-    def labelled_meanwhile(files_dir: Path, inspection_id: str) -> Any:
-        if inspection_id == target:
+    def labelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        rows = aged(*args, **kwargs)
+        if target in {inspection_id for _, inspection_id in rows}:
             store.set_label(target, "anomalous", "2026-12-07T05:00:00.000+00:00", by="anna")
-        return remove(files_dir, inspection_id)
+        return rows
 
-    monkeypatch.setattr(retention, "remove_pictures", labelled_meanwhile)
-    done = prune(store, files, 30)
-    assert done["inspections"] == 2 and done["labelled_kept"] == 2
+    monkeypatch.setattr(store, "aged", labelled_meanwhile)
+    done = prune(store, files, 30, pictures_only=pictures_only)
+    assert done["inspections"] == 2 and done["labelled_kept"] == 2 and done["picture_folders"] == 2
     kept = store.get(target)
-    assert kept is not None and kept.label == "anomalous"
+    assert kept is not None and kept.label == "anomalous" and kept.pictures and not kept.warnings
+    assert (files / target / KEPT_IMAGE).exists() and (files / target / "heatmap.png").exists()
+    assert not (files / made["40-c-None-0"]).exists() and not (files / made["40-d-None-2"]).exists()
+
+
+def test_a_label_committed_just_before_the_prunes_delete_keeps_its_record(postgres: Any, tmp_path: Path) -> None:
+    """On PostgreSQL (read committed) the removal itself asks that the row is unlabelled: a label another replica
+    commits after the prune chose its batch, right before the DELETE, keeps the record (rev1 finding 1: the
+    DELETE removed the ids an earlier SELECT had found). SQLite's BEGIN IMMEDIATE keeps that writer out anyway."""
+    url = postgres.new_database()
+    store, other = InspectionStore(url), InspectionStore(url)
+    files = tmp_path / "files"
+    try:
+        made = _history(store, files, datetime.now(UTC))
+        target = made["40-c-None-3"]
+        real = store.transaction
+
+        @contextmanager
+        def labelling_replica() -> Any:
+            with real() as db:
+
+                class Spy:
+                    def execute(self, sql: str, params: Any = ()) -> Any:
+                        if sql.startswith("DELETE FROM inspections"):  # another replica labels it, and commits
+                            other.set_label(target, "anomalous", "2026-12-07T05:00:00.000+00:00", by="anna")
+                        return db.execute(sql, params)
+
+                    def __getattr__(self, name: str) -> Any:
+                        return getattr(db, name)
+
+                yield Spy()
+
+        store.transaction = labelling_replica  # type: ignore[method-assign]
+        done = prune(store, files, 30)
+        store.transaction = real  # type: ignore[method-assign]
+        kept = store.get(target)
+        assert kept is not None and kept.label == "anomalous" and (files / target / KEPT_IMAGE).exists()
+        assert done["inspections"] == 2 and store.get(made["40-c-None-0"]) is None
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_prune_or_delete_with_a_wrong_files_folder_is_refused_before_anything_is_removed(
+    store: InspectionStore, tmp_path: Path
+) -> None:
+    """A --files that holds none of the records' picture folders (a typo, the default on another machine) would
+    remove the records and keep every picture, reported as "0 files" (rev1 finding 12): refused, nothing removed."""
+    from eagle_iad.errors import ConfigError
+    from eagle_iad.service.retention import files_dir_problem
+
+    files = tmp_path / "files"
+    made = _history(store, files, datetime.now(UTC))
+    wrong = tmp_path / "elsewhere"
+    wrong.mkdir()
+    for pictures_only in (False, True):
+        with pytest.raises(ConfigError, match="holds none of the picture folders"):
+            prune(store, wrong, 30, pictures_only=pictures_only)
+    assert store.page(50, 0)[0] == 6 and all(record.pictures for record in store.page(50, 0)[1])
+    record = store.get(made["40-c-None-0"])
+    assert record is not None
+    problem = files_dir_problem(wrong, record)
+    assert problem is not None and str(wrong) in problem
+    assert files_dir_problem(files, record) is None
+    (files / record.id / KEPT_IMAGE).unlink()
+    (files / record.id / "heatmap.png").unlink()
+    (files / record.id).rmdir()  # a delete cut short after its pictures: the same delete again completes it
+    assert files_dir_problem(files, record) is None
+    assert prune(store, files, 30)["inspections"] == 3  # the right folder: removed
+
+
+def test_a_deletions_why_with_control_characters_or_a_wrong_files_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deletion's why is plain text as every other why and note (rev1 finding 7: ESC and U+202E were taken):
+    400 naming the character, the CLI refuses it, and nothing is deleted; newlines and tabs stay allowed."""
+    import urllib.parse
+
+    state = tmp_path / "state"
+    keys = _keys(state)
+    models = tmp_path / "models"
+    models.mkdir()
+    store = InspectionStore(state / "eagle.sqlite3")
+    made = _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    first, second = made["0-c-None-4"], made["0-d-None-5"]
+    with LiveServer(create_app(ServiceSettings(models_dir=models, state_dir=state))) as live:
+        why = urllib.parse.quote("ok\x1b[31mRED\u202eevil")
+        status, _, answer = call("DELETE", f"{live.base}/v1/inspections/{first}?why={why}", key=keys["admin"])
+        assert status == 400 and "U+001B" in answer["error"]["message"]
+        status, _, _ = call("GET", f"{live.base}/v1/inspections/{first}", key=keys["admin"])
+        assert status == 200  # not deleted
+        why = urllib.parse.quote("a customer's part\tline 3")
+        assert call("DELETE", f"{live.base}/v1/inspections/{first}?why={why}", key=keys["admin"])[0] == 200
+    assert main(["history", "delete", second, "--why", "x\u202ey", "--state-dir", str(state)]) == 2
+    assert "U+202E" in capsys.readouterr().err and (state / "files" / second).exists()
+    wrong = tmp_path / "not-the-files"
+    for argv in (["delete", second], ["prune", "--older-than", "0"]):
+        assert main(["history", *argv, "--files", str(wrong), "--state-dir", str(state)]) == 2
+        assert "Nothing was" in capsys.readouterr().err
+    store = InspectionStore(state / "eagle.sqlite3")
+    try:
+        assert store.get(second) is not None and store.get(first) is None
+    finally:
+        store.close()

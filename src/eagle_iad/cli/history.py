@@ -56,11 +56,19 @@ def add_history(sub: Subcommands) -> None:
 def _cmd_delete(args: argparse.Namespace) -> int:
     from eagle_iad.errors import ConfigError
     from eagle_iad.service.access import Role
-    from eagle_iad.service.retention import delete_inspection
+    from eagle_iad.service.retention import delete_inspection, files_dir_problem
+    from eagle_iad.service.schemas import plain_text
 
+    try:  # what the API refuses in a why, refused here too (control characters), before anything is removed
+        reason = " ".join(plain_text(args.why or "").split())
+    except ValueError as exc:
+        raise ConfigError(f"--why: {exc}") from None
     files = files_folder(args)
     store = open_history(args)
     try:
+        found = store.get(args.inspection)
+        if found is not None and (problem := files_dir_problem(files, found)) is not None:
+            raise ConfigError(problem)
         try:
             deleted = delete_inspection(store, files, args.inspection)
         except OSError as exc:
@@ -69,7 +77,6 @@ def _cmd_delete(args: argparse.Namespace) -> int:
         if deleted is None:
             raise ConfigError(f"no inspection {args.inspection!r} in the history; nothing was deleted")
         record, removed = deleted
-        reason = " ".join((args.why or "").split())
         detail = (
             f"deleted inspection {record.id} of {record.category} ({record.image_name}; {removed.files} "
             f"files, {removed.bytes} bytes)" + (f": {reason}" if reason else "") + " (eagle history delete)"

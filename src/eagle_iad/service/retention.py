@@ -4,14 +4,22 @@ does not fill the disk with heatmaps and boxed pictures).
 
 Shared by ``DELETE /v1/inspections/{id}``, ``eagle history delete`` and ``eagle history prune``.
 
-The order is the pictures first, then the row. Why: what must not be kept is the image, so it goes before anything
-else can fail; and a crash (or a history that went away) between the two leaves a record whose pictures are gone,
-which every reader already meets (``/v1/files`` answers 404, the console says the picture is missing) and which
-running the same delete or prune again completes (each is idempotent). The other order would leave, after such a
-crash, picture folders that no row names: the image kept, and nothing left that says it is there.
+A single delete removes the pictures first, then the row. Why: what must not be kept is the image, so it goes before
+anything else can fail; and a crash (or a history that went away) between the two leaves a record whose pictures are
+gone, which every reader already meets (``/v1/files`` answers 404, the console says the picture is missing) and which
+running the same delete again completes (it is idempotent).
+
+A prune removes the rows first, then the pictures of the rows it removed, and only of those. Why: it keeps the
+inspections labelled meanwhile (an operator's correction is training evidence, the kept upload with it), and only
+the ``DELETE`` (``... AND label IS NULL``, :meth:`InspectionStore.delete`) knows which ones those are, also on a
+PostgreSQL shared by replicas. A crash between the two leaves picture folders that no row names; the service's
+start removes those (``ServiceState._drop_orphan_pictures``; with a shared history only folders untouched for
+``ORPHAN_AGE_S``), so a prune cut short is completed by the next start, not by the next prune.
 
 A pictures-only prune keeps the row and says in it that its pictures are gone (no picture links, a line in its
-``warnings``), after the files; a prune that stopped between the two finds the row again, still linking pictures.
+``warnings``): each batch is one transaction that holds the ``labels`` lock, finds the rows still unlabelled, removes
+their files and rewrites them; a part labelled meanwhile keeps its pictures, and a prune that stopped half-way
+(rolled back) finds its rows again, still linking pictures.
 
 Safe on a live history shared by replicas: a prune works in batches of :data:`PRUNE_BATCH` inspections, each one
 short transaction, and holds the store's connection only for each batch's statements, so inspections stored
@@ -122,32 +130,43 @@ def prune(
     ago, optionally of one ``category``, in batches; what it removed (or with ``dry_run`` would remove: nothing is
     changed then), with counts and bytes. Labelled inspections are kept unless ``labelled`` (an operator's
     correction is training evidence): ``labelled_kept`` counts those it left. Idempotent: a second run finds
-    nothing more to do, and one that stopped half-way is completed by the next."""
+    nothing more to do, and one that stopped half-way is completed by the next (the picture folders of rows it
+    removed before it stopped: by the service's next start, module doc). A ``files_dir`` that holds none of the
+    first batch's picture folders is refused (:class:`ConfigError`) before anything is removed."""
     before = cutoff(older_than_days, now)
     when = iso_time()
     inspections = pictures = 0
     freed = Sizes()
     after = 0
+    checked = False
+    removed: list[Sizes] = []
+
+    def remove(inspection_id: str) -> None:
+        removed.append(remove_pictures(files_dir, inspection_id))
+
     while True:
         rows = store.aged(before, after, batch, category=category, with_pictures=pictures_only, labelled=labelled)
         if not rows:
             break
         after = rows[-1][0]
         ids = [inspection_id for _, inspection_id in rows]
-        for inspection_id in ids:  # the pictures first: a row is never removed while its files are kept
-            held = (
-                sizes(picture_folder(files_dir, inspection_id))
-                if dry_run
-                else remove_pictures(files_dir, inspection_id)
-            )
-            freed += held
-            pictures += int(held.files > 0)
+        if not checked:
+            checked = _check_files_dir(store, files_dir, ids)
         if dry_run:
+            held = [sizes(picture_folder(files_dir, inspection_id)) for inspection_id in ids]
             inspections += len(ids)
-        elif pictures_only:
-            inspections += store.forget_pictures(ids, PICTURES_PRUNED.format(when=when))
-        else:
-            inspections += len(store.delete(ids, unlabelled_only=not labelled))
+        elif pictures_only:  # the files inside the batch's transaction, of rows still unlabelled under the lock
+            removed.clear()
+            inspections += len(store.forget_pictures(ids, PICTURES_PRUNED.format(when=when),
+                                                     unlabelled_only=not labelled, remove=remove))  # fmt: skip
+            held = list(removed)
+        else:  # the rows first, each still unlabelled when removed; then the files of those, and only those
+            gone = store.delete(ids, unlabelled_only=not labelled)
+            inspections += len(gone)
+            held = [remove_pictures(files_dir, inspection_id) for inspection_id in gone]
+        for one in held:
+            freed += one
+            pictures += int(one.files > 0)
     kept = 0
     if not labelled:
         where, params = "time < ? AND label IS NOT NULL", [before]
@@ -166,6 +185,45 @@ def prune(
         "bytes": freed.bytes,
         "labelled_kept": kept,
     }
+
+
+def _check_files_dir(store: InspectionStore, files_dir: Path, ids: list[str]) -> bool:
+    """Refuse a ``--files`` that is not the service's pictures folder before anything is removed: when inspections
+    of ``ids`` link pictures and not one of their folders is under ``files_dir``, a prune would remove their
+    records and keep every picture (a wrong or default folder: ``0 files, 0.0 MB``). Whether ``ids`` settled it
+    (some link pictures); ``False``: none does, the next batch is asked."""
+    marks = ", ".join("?" for _ in ids)
+    linking = [
+        str(row[0])
+        for row in store.read(f"SELECT id FROM inspections WHERE id IN ({marks}) AND pictures <> '{{}}'", ids)
+    ]
+    if not linking:
+        return False
+    if not any(os.path.lexists(folder) for one in linking if (folder := picture_folder(files_dir, one))):
+        raise ConfigError(
+            f"{files_dir} holds none of the picture folders of the {len(linking)} inspection(s) to remove first, "
+            "which link pictures: is it the service's pictures folder (eagle serve's --files, else "
+            "<state-dir>/files)? Nothing was removed; name the right one with --files or --state-dir"
+        )
+    return True
+
+
+def files_dir_problem(files_dir: Path, record: Inspection) -> str | None:
+    """Why ``files_dir`` cannot be the service's pictures folder for deleting ``record`` (``eagle history delete``):
+    the record links pictures, its folder is not there, and the folder holds no inspection's pictures at all (a
+    wrong or default ``--files``, which would delete the record and keep its image); ``None``: it may be."""
+    folder = picture_folder(files_dir, record.id)
+    if not record.pictures or folder is None or os.path.lexists(folder):
+        return None
+    try:
+        with os.scandir(files_dir) as entries:
+            if any(is_inspection_id(entry.name) for entry in entries):
+                return None  # the service's folder, this inspection's pictures gone already (a delete cut short)
+    except OSError:
+        pass
+    return (f"inspection {record.id} links pictures, and {files_dir} holds no inspection's picture folder: is it the "
+            "service's pictures folder (eagle serve's --files, else <state-dir>/files)? Nothing was deleted; name "
+            "the right one with --files or --state-dir")  # fmt: skip
 
 
 def describe_prune(report: dict[str, Any]) -> str:

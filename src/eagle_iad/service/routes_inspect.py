@@ -475,6 +475,10 @@ def delete_inspection(
     the record could not be removed after its files were (the history went away), the answer is an error and
     the record is shown without its pictures until the same request, made again, removes it (docs/SERVICE.md).
     """
+    try:  # as every other why and note (schemas.PlainText): no control characters
+        reason = " ".join(schemas.plain_text(why or "").split())
+    except ValueError as exc:
+        raise ApiError(400, f"why: {exc}", code="invalid_request") from None
     state = service(request)
     try:
         deleted = retention.delete_inspection(state.store, state.settings.files_dir, inspection_id)
@@ -485,7 +489,6 @@ def delete_inspection(
     if deleted is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     record, removed = deleted
-    reason = " ".join((why or "").split())
     audit_detail(
         request,
         f"deleted inspection {record.id} of {record.category} ({record.image_name}; "

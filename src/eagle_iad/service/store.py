@@ -420,40 +420,64 @@ class InspectionStore:
     def delete(self, inspection_ids: Sequence[str], unlabelled_only: bool = False) -> list[str]:
         """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
         with it) and the upload keys that name them, in one short transaction; the ids removed (an id with no row
-        is left out). The caller removes their pictures first (service/retention.py). ``unlabelled_only``: a row
-        labelled since the caller chose it (an operator's correction during a prune) is kept."""
+        is left out). ``unlabelled_only``: a row labelled since the caller chose it (an operator's correction during
+        a prune) is kept.
+
+        The ``DELETE`` itself says ``label IS NULL`` (not only the ``SELECT`` before it): on PostgreSQL, at read
+        committed, a label another replica commits between the two statements is seen by the ``DELETE`` (which
+        also waits for, then re-checks, a label being written at that moment), so a labelled row is never removed
+        with it; its ``RETURNING`` says which rows went, and only their upload keys are removed. SQLite's
+        ``BEGIN IMMEDIATE`` keeps other writers out anyway (and an SQLite too old for ``RETURNING`` relies on it)."""
         if not inspection_ids:
             return []
         where = f"id IN ({', '.join('?' for _ in inspection_ids)})" + (" AND label IS NULL" if unlabelled_only else "")
         with self.transaction() as db:
-            found = [str(row[0]) for row in db.execute(f"SELECT id FROM inspections WHERE {where}",
-                                                       list(inspection_ids)).fetchall()]  # fmt: skip
+            if self.backend.returning:
+                found = [str(row[0]) for row in db.execute(f"DELETE FROM inspections WHERE {where} RETURNING id",
+                                                           list(inspection_ids)).fetchall()]  # fmt: skip
+            else:
+                found = [str(row[0]) for row in db.execute(f"SELECT id FROM inspections WHERE {where}",
+                                                           list(inspection_ids)).fetchall()]  # fmt: skip
+                if found:
+                    db.execute(f"DELETE FROM inspections WHERE id IN ({', '.join('?' for _ in found)})", found)
             if found:
-                marks = ", ".join("?" for _ in found)
-                db.execute(f"DELETE FROM idempotency WHERE record_id IN ({marks})", found)
-                db.execute(f"DELETE FROM inspections WHERE id IN ({marks})", found)
+                db.execute(f"DELETE FROM idempotency WHERE record_id IN ({', '.join('?' for _ in found)})", found)
         return found
 
-    def forget_pictures(self, inspection_ids: Sequence[str], note: str) -> int:
+    def forget_pictures(
+        self, inspection_ids: Sequence[str], note: str, unlabelled_only: bool = False,
+        remove: Callable[[str], None] | None = None,
+    ) -> list[str]:  # fmt: skip
         """Say in the rows of ``inspection_ids`` that their pictures are gone: no picture links (``pictures`` and the
         verdict's), and ``note`` added to ``warnings``, so every reader shows the record as one without pictures
-        instead of following links to missing files. One short transaction, the JSON rewritten as read in it (a
-        label given meanwhile is kept); how many rows it changed (one deleted meanwhile is not)."""
+        instead of following links to missing files. One transaction, the JSON rewritten as read in it; the ids
+        it changed (one deleted meanwhile is not).
+
+        ``remove``: called with each id to change, inside the transaction, before its row is rewritten (the
+        pictures-only prune removes the files there): a failure rolls the batch back, its rows still linking
+        pictures, so the next prune finds them again. ``unlabelled_only``: only rows with no label; the
+        transaction then holds the ``labels`` lock first (as :meth:`set_label` does), so a part labelled during
+        the batch is labelled after it (its record then says its pictures are gone) or left alone by it, never
+        left with its label and without its files while still linking them."""
         if not inspection_ids:
-            return 0
-        marks = ", ".join("?" for _ in inspection_ids)
-        changed = 0
+            return []
+        where = f"id IN ({', '.join('?' for _ in inspection_ids)})" + (" AND label IS NULL" if unlabelled_only else "")
+        changed: list[str] = []
         with self.transaction() as db:
-            rows = db.execute(f"SELECT id, verdict, warnings FROM inspections WHERE id IN ({marks})",
+            if unlabelled_only:
+                self.backend.serialize(db, "labels")
+            rows = db.execute(f"SELECT id, verdict, warnings FROM inspections WHERE {where}",
                               list(inspection_ids)).fetchall()  # fmt: skip
             for inspection_id, verdict_text, warnings_text in rows:
+                if remove is not None:
+                    remove(str(inspection_id))
                 verdict = json.loads(verdict_text) if verdict_text else {}
                 if isinstance(verdict, dict):
                     verdict.pop("pictures", None)
                 warnings = (json.loads(warnings_text) if warnings_text else None) or []  # stored "null": none
                 db.execute("UPDATE inspections SET pictures = ?, verdict = ?, warnings = ? WHERE id = ?",
                            ("{}", json.dumps(verdict), json.dumps([*warnings, note]), inspection_id))  # fmt: skip
-                changed += 1
+                changed.append(str(inspection_id))
         return changed
 
     def aged(
