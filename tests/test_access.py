@@ -794,3 +794,12 @@ def test_metrics_forgets_a_key_refused_before_a_history_outage(tmp_path: Path, m
         monkeypatch.setattr(state.keys, "any_ever", away)
         answer = client.get("/metrics", headers=bearer)
         assert (answer.status_code, answer.json()["error"]["code"]) == (503, "history_unavailable"), answer.text
+
+
+def test_eagle_keys_add_role_help_is_the_roles_table() -> None:
+    """``eagle keys add --role``'s help says what each role may do as ROLE_HELP does (rev1 finding 17: it said
+    "admin: also keys" after deleting an inspection and retiring a category became the admin's too)."""
+    from eagle_iad.cli.keys import ROLE_FLAG_HELP
+    from eagle_iad.service.access import ROLE_HELP
+
+    assert "; ".join(f"{role.name}: {text}" for role, text in ROLE_HELP.items()) == ROLE_FLAG_HELP

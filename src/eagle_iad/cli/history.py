@@ -1,8 +1,9 @@
 """``eagle history delete|prune``: remove one inspection, or the old ones, from the service's history and its pictures.
 
-The same removal as ``DELETE /v1/inspections/{id}`` (service/retention.py: the pictures first, then the record), for
-a shell or a cron line; both work beside a running service, on SQLite as on a PostgreSQL shared by replicas (a prune
-works in short batches). ``eagle history delete`` is audited as the route is, by ``cli:<login>``.
+The same removal as ``DELETE /v1/inspections/{id}`` (service/retention.py: for one, the pictures first, then the
+record; for a prune, the unlabelled records, then their pictures), for a shell or a cron line; both work beside a
+running service, on SQLite as on a PostgreSQL shared by replicas (a prune works in short batches). ``eagle history
+delete`` is audited as the route is, by ``cli:<login>``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ DELETE_ROUTE = "/v1/inspections/{inspection_id}"
 def add_history(sub: Subcommands) -> None:
     history = sub.add_parser("history", help="remove an inspection, or the old ones, from the history and its pictures",
                              description="Removes inspections from the history eagle serve and eagle station keep, "
-                             "their pictures (heatmap, boxed picture, the kept upload) first, then their records. "
+                             "with their pictures (heatmap, boxed picture, the kept upload). "
                              "Safe beside a running service.")  # fmt: skip
     actions = history.add_subparsers(dest="action", required=True)
     delete = actions.add_parser("delete", help="delete one inspection: its pictures, its record, its label (audited)",

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from eagle_iad.service.keys import KeyTable
     from eagle_iad.service.store import InspectionStore
 
+#: ``--role``'s help: the roles table of ``eagle_iad.service.access.ROLE_HELP`` (and docs/SERVICE.md), written out
+#: here because importing it would load the web framework for every ``eagle`` command; a test keeps the two equal.
+ROLE_FLAG_HELP = (
+    "viewer: read: categories, history, pictures, evaluations, dashboards, stations, metrics; "
+    "operator: also inspect, label, pause/resume/trigger stations, retry dead letters; "
+    "engineer: also fit, teach, change thresholds, roll a model back, create, change and delete stations, "
+    "read the audit log; "
+    "admin: also add and revoke keys, delete an inspection, retire a category"
+)
+
 
 def add_keys(sub: Subcommands) -> None:
     keys = sub.add_parser("keys", help="the service's named API keys and their roles (viewer to admin)",
@@ -23,9 +33,7 @@ def add_keys(sub: Subcommands) -> None:
     actions = keys.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a key: printed once, stored only as a digest")
     add.add_argument("name", help="who holds it (letters, digits, '_', '.', '-'): labels and the audit log show it")
-    add.add_argument("--role", required=True, choices=["viewer", "operator", "engineer", "admin"],
-                     help="viewer: read; operator: also inspect and label; engineer: also fit, thresholds, reading "
-                     "the audit log; admin: also keys")  # fmt: skip
+    add.add_argument("--role", required=True, choices=["viewer", "operator", "engineer", "admin"], help=ROLE_FLAG_HELP)
     add.add_argument("--create", action="store_true",
                      help="start the history if there is none yet (a new service's first key, before "
                      "eagle serve first runs); without it a missing history is refused: "
