@@ -209,6 +209,8 @@ def test_an_inspection_labelled_while_a_prune_removes_its_batch_keeps_its_record
     """An operator's label given between the prune's choice of a batch and its removal is training evidence too:
     the record stays with its label, and so do its kept upload and pictures, which it still links (rev1 finding
     2: the files of every id in the batch went first, the labelled record kept linking them)."""
+    from eagle_iad.service import retention
+
     files = tmp_path / "files"
     made = _history(store, files, datetime.now(UTC))
     target = made["40-c-None-3"]
@@ -221,6 +223,7 @@ def test_an_inspection_labelled_while_a_prune_removes_its_batch_keeps_its_record
         return rows
 
     monkeypatch.setattr(store, "aged", labelled_meanwhile)
+    monkeypatch.setattr(retention, "PICTURES_ONLY_STEP", 2)  # a batch's files in more than one transaction
     done = prune(store, files, 30, pictures_only=pictures_only)
     assert done["inspections"] == 2 and done["labelled_kept"] == 2 and done["picture_folders"] == 2
     kept = store.get(target)
