@@ -332,3 +332,22 @@ def test_a_deletions_why_with_control_characters_or_a_wrong_files_folder_is_refu
         assert store.get(second) is not None and store.get(first) is None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_delete_of_unlabelled_rows_keeps_a_labelled_one_and_its_upload_key(
+    store: InspectionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    """``delete(unlabelled_only=True)`` removes the unlabelled rows and only their upload keys, with ``DELETE ...
+    RETURNING`` and without it (an SQLite older than 3.35: its BEGIN IMMEDIATE keeps other writers out)."""
+    monkeypatch.setattr(type(store.backend), "returning", property(lambda _: returning))
+    made = _history(store, tmp_path / "files", datetime.now(UTC))
+    ids = [made["40-c-None-0"], made["40-c-normal-1"]]
+    with store.transaction() as db:
+        for index, one in enumerate(ids):
+            db.execute("INSERT INTO idempotency (key, fingerprint, record_id, created) VALUES (?, ?, ?, ?)",
+                       (f"k{index}", "f", one, "2026-12-07T05:00:00.000+00:00"))  # fmt: skip
+    assert store.delete([*ids, "f" * 32], unlabelled_only=True) == [ids[0]]
+    assert store.get(ids[0]) is None and store.by_idempotency_key("k0") is None
+    kept = store.by_idempotency_key("k1")
+    assert store.get(ids[1]) is not None and kept is not None and kept[1].id == ids[1]
