@@ -125,9 +125,10 @@ def _seen_then_killed(tmp_path: Path, models: Path, receiver: Receiver, history:
         assert info["warnings"][0].startswith("not seen for "), info
         assert _metric(live.base, "eagle_station_run_up") == "0"
         assert float(_metric(live.base, "eagle_station_heartbeat_age_seconds") or "0") > NOT_SEEN_AFTER_S
-        # a killed run's row stays (it may come back); only a clean stop's can be forgotten through the API
+        # a killed run's row, once not seen, can be forgotten (its machine may be gone for good): only the row goes
         status, _, answer = call("DELETE", f"{live.base}/v1/stations/line-1")
-        assert (status, answer["error"]["code"]) == (409, "station_run_by_file"), answer
+        assert status == 204, answer
+        assert _listed(live.base) is None and _metric(live.base, "eagle_station_run_up") is None
 
 
 def test_a_stations_file_on_a_shared_sqlite_history_is_listed_read_only_and_a_killed_run_is_not_seen(
@@ -247,3 +248,85 @@ def test_a_change_of_state_is_published_at_once_and_the_heartbeat_is_on_the_data
     (run,) = fleet.published(store)
     assert run.state().startswith("stopped: eagle station run on ") and not run.silent
     store.close()
+
+
+def _published_run(tmp_path: Path, roots: tuple[str, ...] = ()) -> tuple[Any, Any, Any]:
+    """A service app on a SQLite history, and a stations file's station ``line-1`` (category mono, its hot folder
+    ``/line/incoming`` on the runner's machine) published in it, as ``eagle station run`` there does: (app, the
+    runner's store, its publisher). Keys: ``viewer``, ``operator``, ``engineer``, ``admin``."""
+    import eagle_iad.station.fleet as fleet
+    from eagle_iad.service.keys import Role
+    from eagle_iad.service.store import InspectionStore
+
+    history = tmp_path / "plant.sqlite3"
+    (tmp_path / "models").mkdir()
+    app = _service(tmp_path, tmp_path / "models", f"sqlite:///{history}")
+    app.state.keys = {role.name: app.state.service.keys.add(f"{role.name}-key", role) for role in Role}
+    store = InspectionStore(history)
+    station = _Station("line-1")
+    manager = type("Manager", (), {"all": lambda self: [station]})()
+    publisher = fleet.Publisher(store, manager, Path("/srv/line-pc/stations.toml"),
+                                **({"roots": roots} if roots else {}))  # fmt: skip
+    publisher.publish()
+    return app, store, publisher
+
+
+def _silent(store: Any) -> None:
+    """The row's heartbeat made older than the limit: the command killed, its machine gone."""
+    with store.transaction() as db:
+        db.execute("UPDATE station_runs SET beat = beat - ?", (NOT_SEEN_AFTER_S + 60,))
+
+
+def test_a_station_not_seen_for_longer_than_the_limit_can_be_forgotten_by_an_engineer_audited(tmp_path: Path) -> None:
+    """A killed ``eagle station run`` on a machine gone for good: nobody will remove the station from its file
+    there, so its row answered DELETE with 409 for ever and its ``eagle_station_run_up 0`` alerted for ever. Once
+    not seen for longer than the limit, an engineer's DELETE forgets the row (only the row), audited; one that
+    still heartbeats stays read-only."""
+    app, store, _ = _published_run(tmp_path)
+    keys = app.state.keys
+    try:
+        with LiveServer(app) as live:
+            url = f"{live.base}/v1/stations/line-1"
+            status, _, answer = call("DELETE", url, key=keys["engineer"])
+            assert (status, answer["error"]["code"]) == (409, "station_run_by_file"), answer  # alive: read-only
+            _silent(store)
+            status, _, answer = call("DELETE", url, key=keys["operator"])
+            assert status == 403, answer  # an engineer's act
+            assert (
+                "eagle_station_run_up{" in call("GET", f"{live.base}/metrics", raw=True, key=keys["viewer"])[2].decode()
+            )
+            status, _, answer = call("DELETE", url, key=keys["engineer"])
+            assert status == 204, answer
+            assert call("GET", url, key=keys["viewer"])[0] == 404
+            assert (
+                "eagle_station_run_up{"
+                not in call("GET", f"{live.base}/metrics", raw=True, key=keys["viewer"])[2].decode()
+            )
+            row = call("GET", f"{live.base}/v1/audit", key=keys["admin"])[2]["items"][0]
+            assert row["detail"].startswith("forgot line-1 (run by eagle station run /srv/line-pc/stations.toml on "), (
+                row
+            )
+            assert "not seen since " in row["detail"] and "only its row in the listings" in row["detail"], row
+    finally:
+        store.close()
+
+
+def test_a_heartbeat_written_after_the_clean_stop_does_not_undo_it(tmp_path: Path) -> None:
+    """``halt`` waits at most 30 s for the heartbeat thread; a write blocked longer (a slow history) could land
+    after ``stopped`` and show the station running, then not seen, instead of stopped. The stop wins: a row this
+    very process marked stopped is not written again by it; the next run of the file (another process) is."""
+    import eagle_iad.station.fleet as fleet
+
+    _, store, publisher = _published_run(tmp_path)
+    try:
+        publisher.stopped()
+        publisher._write("line-1", "running", {"category": "mono"})  # the heartbeat that was still in flight
+        (run,) = fleet.published(store)
+        assert run.stopped is not None and run.state().startswith("stopped: "), run
+        again = fleet.Publisher(store, publisher.manager, Path("/srv/line-pc/stations.toml"))
+        again.started = publisher.started + 1  # the next run, even under the same pid
+        again.publish()
+        (run,) = fleet.published(store)
+        assert run.stopped is None and run.state() == "running", run
+    finally:
+        store.close()

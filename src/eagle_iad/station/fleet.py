@@ -130,6 +130,9 @@ class Publisher(threading.Thread):
         self._states = states  # a failed write is tried again at the next beat
 
     def _write(self, name: str, state: str, figures: dict[str, Any]) -> None:
+        """Upsert ``name``'s row; never over a row this very process (host, pid, start time) marked stopped: a
+        heartbeat still blocked in the history when :meth:`halt` gave up waiting would otherwise land after
+        :meth:`stopped` and show the station running (then "not seen") instead of stopped."""
         clock = self.store.backend.clock
         with self.store.transaction() as db:
             db.execute(
@@ -137,7 +140,8 @@ class Publisher(threading.Thread):
                 f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {clock}, NULL) ON CONFLICT (name) DO UPDATE SET host = "
                 "excluded.host, pid = excluded.pid, file = excluded.file, state = excluded.state, figures = "
                 "excluded.figures, every_s = excluded.every_s, started = excluded.started, beat = excluded.beat, "
-                "stopped = NULL",
+                "stopped = NULL WHERE station_runs.stopped IS NULL OR station_runs.host <> excluded.host OR "
+                "station_runs.pid <> excluded.pid OR station_runs.started <> excluded.started",
                 (name, self.host, self.pid, self.file, state, json.dumps(figures), self.every_s, self.started),
             )  # fmt: skip
 
@@ -160,7 +164,12 @@ class Publisher(threading.Thread):
             self.join(timeout=30)
 
     def stopped(self) -> None:
-        """A clean stop: each row this process wrote says ``stopped`` (one another process wrote since is left)."""
+        """A clean stop: each row this process wrote says ``stopped`` (one another process wrote since is left).
+        A heartbeat still in flight (:meth:`halt` waits 30 s) cannot undo it: :meth:`_write` leaves a row this
+        process marked stopped alone."""
+        if self.is_alive():
+            _LOG.warning("stations of %s: a heartbeat is still being written after %g s (the history is slow); the "
+                         "stop is written now and that heartbeat cannot undo it", self.file, 30.0)  # fmt: skip
         try:
             with self.store.transaction() as db:
                 db.execute(f"UPDATE station_runs SET state = 'stopped', stopped = {self.store.backend.clock}, beat = "
@@ -253,7 +262,14 @@ def published(store: InspectionStore, name: str | None = None) -> list[Published
     return found
 
 
-def forget_run(store: InspectionStore, name: str) -> None:
-    """Remove ``name``'s row (a station stopped cleanly that its file no longer runs) from the listings."""
+def forget_run(store: InspectionStore, name: str) -> bool:
+    """Remove ``name``'s row from the listings (and ``/metrics``): a station stopped cleanly that its file no longer
+    runs, or one not seen for longer than :data:`NOT_SEEN_AFTER_S` (its command killed on a machine that is gone
+    for good: nothing else would ever remove it, and its ``eagle_station_run_up 0`` would alert for ever). Only the
+    row goes: the records, intake and outbox stay, and a command that still runs lists it again at its next
+    heartbeat. False: the row was not such any more when asked again in the delete (it beat again meanwhile)."""
+    clock = store.backend.clock
     with store.transaction() as db:
-        db.execute("DELETE FROM station_runs WHERE name = ? AND stopped IS NOT NULL", (name,))
+        gone = db.execute(f"DELETE FROM station_runs WHERE name = ? AND (stopped IS NOT NULL OR {clock} - beat > ?)",
+                          (name, NOT_SEEN_AFTER_S)).rowcount  # fmt: skip
+    return bool(gone)

@@ -812,10 +812,14 @@ def _delete(name: str, request: Request, discard: bool) -> Response:
         forget_owed_quietly(state, name)
         return Response(status_code=204)
     run = _run_elsewhere(request, name)
-    if run is not None and run.stopped is not None:  # stopped cleanly by its command: forgotten from the listings
-        forget_run(state.store, name)
-        audit_detail(request, f"forgot {name} (run by eagle station run {run.file} on {run.host}, stopped at "
-                     f"{iso_time(run.stopped)}); its records, intake and outbox stay")  # fmt: skip
+    # stopped cleanly by its command, or not seen for longer than the limit (killed on a machine that may be gone
+    # for good, where nobody will ever edit its file): only its row is forgotten from the listings and /metrics
+    if run is not None and (run.stopped is not None or run.silent) and forget_run(state.store, name):
+        how = (f"stopped at {iso_time(run.stopped)}" if run.stopped is not None else
+               f"not seen since {iso_time(run.beat)}, pid {run.pid}")  # fmt: skip
+        audit_detail(request, f"forgot {name} (run by eagle station run {run.file} on {run.host}, {how}): only its "
+                     "row in the listings; its records, intake and outbox stay, and a run of it lists it "
+                     "again")  # fmt: skip
         return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
