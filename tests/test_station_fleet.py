@@ -311,6 +311,28 @@ def test_a_station_not_seen_for_longer_than_the_limit_can_be_forgotten_by_an_eng
         store.close()
 
 
+def test_the_station_gauges_stay_in_the_scrape_while_the_history_is_busy_not_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long query, export or prune holding the history's connection made ``/metrics`` leave out every family
+    that reads the history (the station gauges, the CAAS rate), which broke ``absent()`` alerts and ``for:``
+    windows. Busy is not down: they are read (waiting for the connection); only an unreachable history skips them."""
+    app, store, _ = _published_run(tmp_path)
+    keys = app.state.keys
+    try:
+        with LiveServer(app) as live:
+            service = app.state.service
+            for health, up, kept in (("busy", "1.0", True), ("unavailable: unreachable", "0.0", False)):
+                monkeypatch.setattr(service.store, "health", lambda wait_s=1.0, seen_by="", said=health: said)
+                text = call("GET", f"{live.base}/metrics", raw=True, key=keys["viewer"])[2].decode()
+                assert f"\neagle_history_up {up}\n" in text, (health, text)
+                for family in ("eagle_station_run_up{", "eagle_station_heartbeat_age_seconds{",
+                               "\neagle_history_caas_rate "):  # fmt: skip
+                    assert (family in text) == kept, (health, family, text)
+    finally:
+        store.close()
+
+
 def test_a_heartbeat_written_after_the_clean_stop_does_not_undo_it(tmp_path: Path) -> None:
     """``halt`` waits at most 30 s for the heartbeat thread; a write blocked longer (a slow history) could land
     after ``stopped`` and show the station running, then not seen, instead of stopped. The stop wins: a row this

@@ -332,10 +332,13 @@ def create_app(
 
     def history_up() -> tuple[float, bool]:
         """1 while the history answers a ``SELECT 1`` (busy behind another query: as it last was), else 0; and
-        whether it answered now (the readers that need the history are tried only then)."""
+        whether the readers that need the history are tried. Busy (a long query, an export or a prune holding the
+        connection) is not down: they are tried then too, waiting for the connection as any request does, so the
+        station gauges and the CAAS rate do not drop out of the scrape, breaking ``absent()`` alerts and ``for:``
+        windows; only a history found unreachable leaves them out (each would wait for a connection attempt)."""
         health = state.store.health(seen_by="/metrics")
         if health == "busy":
-            return float(state.store.available), False
+            return float(state.store.available), state.store.available
         return float(health == "ok"), health == "ok"
 
     state.metrics.history("eagle_history_up", "1 while the history database answers, 0 while it is unavailable.",
