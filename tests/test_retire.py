@@ -239,3 +239,48 @@ def test_eagle_retire_refuses_while_the_service_runs_and_retires_audited_once_it
                  and r["route"] == "/v1/categories/{name}"]  # fmt: skip
     assert (row["actor"], row["role"], row["path"]) == (f"cli:{os_user()}", "admin", "/v1/categories/mono")
     assert row["detail"].endswith("0 inspection(s) kept in the history (eagle retire)")
+
+
+def test_a_retirement_is_refused_while_a_stations_file_run_on_another_machine_uses_the_category(
+    models: Path, tmp_path: Path
+) -> None:
+    """A line PC's ``eagle station run`` on the same history scores its images with the category: retiring it from
+    a replica would leave that station failing. While its row in ``station_runs`` is heard from, the retirement is
+    refused naming its host and file; a stopped one's row does not hold the category."""
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.config import StationConfig
+    from eagle_iad.station.fleet import Publisher
+    from eagle_iad.station.status import Intake
+
+    class Source:
+        folder = None
+
+        def describe(self) -> str:
+            return "folder /line/incoming"
+
+        def backlog(self) -> int:
+            return 0
+
+    class Station:
+        name = "line-9"
+        runner = type("Runner", (), {"config": StationConfig("line-9", "mono", Source()), "intake": Intake})()
+
+        def state(self) -> str:
+            return "running"
+
+    history = tmp_path / "plant.sqlite3"
+    settings = ServiceSettings(models_dir=models, state_dir=tmp_path / "state", history=f"sqlite:///{history}")
+    store = InspectionStore(history)
+    publisher = Publisher(store, type("Manager", (), {"all": lambda self: [Station()]})(), Path("/srv/pc/st.toml"))
+    try:
+        with LiveServer(create_app(settings, extensions=[stations])) as live:
+            publisher.publish()
+            status, _, answer = call("DELETE", f"{live.base}/v1/categories/mono")
+            assert (status, answer["error"]["code"]) == (409, "category_in_use"), answer
+            assert "station 'line-9' (run by eagle station run /srv/pc/st.toml on " in answer["error"]["message"]
+            assert is_model_folder(models / "mono")
+            publisher.stopped()
+            status, _, answer = call("DELETE", f"{live.base}/v1/categories/mono")
+            assert status == 200, answer
+    finally:
+        store.close()

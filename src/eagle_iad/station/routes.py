@@ -944,14 +944,25 @@ def install(app: FastAPI, state: ServiceState) -> None:
     def users(category: str) -> list[str]:
         """The stations a retirement of ``category`` would leave with nothing to score their images: those this
         service runs (a stations file's, or created here), then those the history keeps (paused ones, and those of
-        other replicas sharing it), each once."""
+        other replicas sharing it), then those of stations files that ``eagle station run`` runs on other machines
+        sharing the history (heard from within :data:`NOT_SEEN_AFTER_S`: one stopped or long silent scores
+        nothing now, and its next start says the category is gone), each once."""
         here = {running.runner.config.name: running for running in manager.all()}
         found = [f"station {name!r} (runs on this service)" for name, running in here.items()
                  if running.runner.config.category == category]  # fmt: skip
+        named = set(here)
         for name, spec, paused in StationTables(state.store).specs():
-            if name not in here and spec.get("category") == category:
+            if name not in named and spec.get("category") == category:
                 where = "paused" if paused else "on a replica sharing the history, or not started"
                 found.append(f"station {name!r} (kept in the history, {where})")
+            named.add(name)
+        for run in published(state.store):
+            if run.name not in named and run.stopped is None and not run.silent and \
+                    run.figures.get("category") == category:  # fmt: skip
+                found.append(
+                    f"station {run.name!r} (run by eagle station run {run.file} on {run.host}, pid "
+                    f"{run.pid}: change its category in that file there and restart it)"
+                )
         return found
 
     state.category_users.append(users)
