@@ -311,6 +311,35 @@ def test_a_station_not_seen_for_longer_than_the_limit_can_be_forgotten_by_an_eng
         store.close()
 
 
+def test_a_viewer_sees_no_path_of_the_machine_that_runs_a_stations_file(tmp_path: Path) -> None:
+    """``run_by.file`` and the figures of a station run elsewhere showed that machine's paths to every viewer,
+    though the service's own stations show folders relative to the data root. The runner publishes its figures
+    relative to its own folders; a viewer (and an operator) sees the stations file by its name only, in
+    ``run_by``, the warnings and the 409s; an engineer, who goes there to change it, sees its path."""
+    app, store, _ = _published_run(tmp_path, roots=("/line",))
+    keys = app.state.keys
+    try:
+        with LiveServer(app) as live:
+            _silent(store)  # its warning names the file too
+            for role in ("viewer", "operator"):
+                (listed,) = call("GET", f"{live.base}/v1/stations", key=keys[role])[2]
+                one = call("GET", f"{live.base}/v1/stations/line-1", key=keys[role])[2]
+                for shown in (listed, one):
+                    assert shown["run_by"]["file"] == "stations.toml", shown
+                    assert shown["source"] == "folder incoming", shown
+                    assert "/srv/" not in str(shown) and "/line/" not in str(shown), shown
+                    assert "(pid " in shown["warnings"][0] and "stations.toml" in shown["warnings"][0], shown
+            status, _, answer = call("POST", f"{live.base}/v1/stations/line-1/pause", key=keys["operator"])
+            assert (status, answer["error"]["code"]) == (409, "station_run_by_file"), answer
+            assert "/srv/" not in answer["error"]["message"] and "stations.toml" in answer["error"]["message"]
+            one = call("GET", f"{live.base}/v1/stations/line-1", key=keys["engineer"])[2]
+            assert one["run_by"]["file"] == "/srv/line-pc/stations.toml" and one["source"] == "folder incoming", one
+            status, _, answer = call("POST", f"{live.base}/v1/stations/line-1/pause", key=keys["engineer"])
+            assert status == 409 and "eagle station run /srv/line-pc/stations.toml on " in answer["error"]["message"]
+    finally:
+        store.close()
+
+
 def test_the_station_gauges_stay_in_the_scrape_while_the_history_is_busy_not_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

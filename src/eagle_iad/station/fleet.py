@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -78,19 +79,42 @@ class _Rows:
         return list(self._rows)
 
 
+def hide_roots(value: Any, roots: Sequence[str | Path | None]) -> Any:
+    """``value`` (figures, a message) with every path under one of ``roots`` made relative to it (the root itself:
+    ``.``), as the API shows paths: so a viewer key does not learn the folders of the machine that runs a station.
+    The longest root first, and only at a path's boundary (``/srv/eagle`` leaves ``/srv/eagle2`` alone)."""
+    if isinstance(value, dict):
+        return {key: hide_roots(item, roots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [hide_roots(item, roots) for item in value]
+    if not isinstance(value, str):
+        return value
+    text = value
+    named = {str(root) for root in roots if root is not None}
+    for root in sorted((root for root in named if root not in ("", "/")), key=len, reverse=True):  # longest first
+        text = re.sub(re.escape(root) + r"(/|(?![^\s'\"(),;]))", lambda m: "" if m.group(1) == "/" else ".", text)
+    return text
+
+
 class Publisher(threading.Thread):
     """Writes the figures of each station of ``manager`` into ``station_runs``: every :data:`HEARTBEAT_S`, and at
     once when a station's state changes. Best effort: a history away (a restart) is tried again at the next
-    beat, and a failure never stops a station (its lines in the log say what is wrong)."""
+    beat, and a failure never stops a station (its lines in the log say what is wrong).
+
+    ``roots``: the folders of this machine (the data root, state and models folders, the stations file's folder)
+    that the published figures show relative to (:func:`hide_roots`): every replica's viewers read them, and the
+    replica can only hide its own folders, not this machine's."""
 
     def __init__(self, store: InspectionStore, manager: Stations, file: Path,
-                 owns: dict[str, Callable[[], bool]] | None = None, every_s: float = HEARTBEAT_S) -> None:  # fmt: skip
+                 owns: dict[str, Callable[[], bool]] | None = None, every_s: float = HEARTBEAT_S,
+                 roots: Sequence[str | Path | None] = ()) -> None:  # fmt: skip
         super().__init__(name="eagle-station-heartbeat", daemon=True)
         self.store = store
         self.manager = manager
         self.file = str(file.resolve())
         self.owns = owns
         self.every_s = every_s
+        self.roots = list(roots)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.started = time.time()
@@ -116,6 +140,7 @@ class Publisher(threading.Thread):
                 continue
             try:
                 figures = station_status(_Reader(self.store), running.runner.config, running.runner.intake())
+                figures = hide_roots(figures, self.roots)
                 self._write(name, states.get(name, running.state()), figures)
             except Exception as exc:  # the history away: the next beat tries again; said once, not each beat
                 if not self._failing:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.record import iso_time
 from eagle_iad.service import schemas
-from eagle_iad.service.access import API_NAME, ENGINEER, OPERATOR, VIEWER, audit_detail, caller
+from eagle_iad.service.access import API_NAME, ENGINEER, OPERATOR, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
 from eagle_iad.station.config import StationConfig, station_from_table
-from eagle_iad.station.fleet import NOT_SEEN_AFTER_S, PublishedRun, forget_run, published
+from eagle_iad.station.fleet import NOT_SEEN_AFTER_S, PublishedRun, forget_run, hide_roots, published
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
 from eagle_iad.station.parts import Options
@@ -97,7 +97,9 @@ class RunBy(BaseModel):
 
     host: str = Field(description="the machine that runs it")
     pid: int = Field(description="the process id of eagle station run there")
-    file: str = Field(description="the stations file it runs, a path on that machine")
+    file: str = Field(
+        description="the stations file it runs, a path on that machine (its name only, for a viewer or operator)"
+    )
     started: str = Field(description="when that process started (UTC, ISO 8601)")
     heartbeat: str = Field(description="its last heartbeat (UTC, ISO 8601, on the history database's clock)")
     heartbeat_age_s: float = Field(description="seconds since that heartbeat, on the history database's clock")
@@ -229,12 +231,8 @@ def _public(state: ServiceState, value: Any) -> Any:
         return [_public(state, item) for item in value]
     if not isinstance(value, str):
         return value
-    text = _URL.sub(_shown_match, value)
     settings = state.settings
-    roots = {str(root) for root in (settings.data_root, settings.state_dir, settings.models_dir) if root is not None}
-    for root in sorted((root for root in roots if root not in ("", "/")), key=len, reverse=True):  # longest first
-        text = re.sub(re.escape(root) + r"(/|(?![^\s'\"(),;]))", lambda m: "" if m.group(1) == "/" else ".", text)
-    return text
+    return hide_roots(_URL.sub(_shown_match, value), (settings.data_root, settings.state_dir, settings.models_dir))
 
 
 def _public_info(state: ServiceState, info: dict[str, Any]) -> dict[str, Any]:
@@ -376,7 +374,8 @@ def list_stations(request: Request) -> list[dict[str, Any]]:
     faults = StationTables(state.store).faults() if remote else {}
     listed = here + [_kept_info(request, *row, faults=faults) for row in remote]
     names = {info["station"] for info in listed}
-    return listed + [_run_info(state, run) for run in published(state.store) if run.name not in names]
+    whole = _sees_paths(request)
+    return listed + [_run_info(state, run, whole) for run in published(state.store) if run.name not in names]
 
 
 #: A station's figures a damaged ``station_runs`` row may lack, so the listing still answers (with what it has).
@@ -387,8 +386,18 @@ _NO_FIGURES: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _run_info(state: ServiceState, run: PublishedRun) -> dict[str, Any]:
-    """A station ``eagle station run`` runs, as its last heartbeat said, its state judged by its age here."""
+def _sees_paths(request: Request) -> bool:
+    """Whether the caller is shown where a stations file lies on the machine that runs it (engineer and above:
+    those who go there to change it); a viewer or operator is shown its name only, as the service's own stations'
+    folders are shown relative to the data root."""
+    return caller(request).role >= Role.engineer
+
+
+def _run_info(state: ServiceState, run: PublishedRun, whole: bool) -> dict[str, Any]:
+    """A station ``eagle station run`` runs, as its last heartbeat said, its state judged by its age here;
+    ``whole``: with its stations file's path on that machine (else its name only, in ``run_by`` and the words)."""
+    if not whole:
+        run = replace(run, file=Path(run.file).name)
     figures = {**_NO_FIGURES, **run.figures}
     warning = run.warning()
     warnings = [warning, *figures["warnings"]] if warning is not None else list(figures["warnings"])
@@ -422,7 +431,10 @@ def _action(request: Request) -> str:
 
 
 def _refuse_run_by_file(request: Request, run: PublishedRun) -> None:
-    """409 ``station_run_by_file``: the station is run by ``eagle station run`` on a machine, not by this service."""
+    """409 ``station_run_by_file``: the station is run by ``eagle station run`` on a machine, not by this service
+    (its stations file named by its path there to an engineer, by its name to the roles below)."""
+    if not _sees_paths(request):
+        run = replace(run, file=Path(run.file).name)
     raise ApiError(409, run.refusal(_action(request)), code="station_run_by_file")
 
 
@@ -702,7 +714,7 @@ def get_station(name: str, request: Request) -> dict[str, Any]:
     if (found := _elsewhere(request, name)) is not None:
         return _kept_info(request, name, *found)
     if (run := _run_elsewhere(request, name)) is not None:
-        return _run_info(_state(request), run)
+        return _run_info(_state(request), run, _sees_paths(request))
     return _info(_state(request), _get(request, name))
 
 

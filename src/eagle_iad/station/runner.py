@@ -1753,7 +1753,9 @@ def run_stations(stations: StationsFile, *, until_idle: bool = False, quiet: boo
         manager.add_all(stations.stations, owns if shared else None, lock_lines=not shared,
                         file_sha256=stations.digest or None)  # fmt: skip
         # each station's figures and state in the history, for every replica sharing it to list (fleet.py)
-        publisher = Publisher(state.store, manager, stations.path, owns if shared else None)
+        # the figures with this machine's folders relative (every replica's viewers read them; see fleet.hide_roots)
+        roots = (stations.path.resolve().parent, settings.data_root, settings.state_dir, settings.models_dir)
+        publisher = Publisher(state.store, manager, stations.path, owns if shared else None, roots=roots)
         publisher.forget_removed()
         publisher.publish()
         publisher.start()

@@ -1983,7 +1983,7 @@ export interface components {
             every_s: number;
             /**
              * File
-             * @description the stations file it runs, a path on that machine
+             * @description the stations file it runs, a path on that machine (its name only, for a viewer or operator)
              */
             file: string;
             /**
