@@ -640,3 +640,73 @@ def test_a_part_judged_by_an_older_model_version_says_so_against_the_current_one
         "otherwise"
     )
     assert items["new"]["judged_by_older"] is None
+
+
+def test_agreements_do_not_stale_the_first_labellers_correction_and_a_retry_is_no_agreement(tmp_path: Path) -> None:
+    """rev1 finding 14: an agreed label moves ``label_revision`` on, but it changes nothing the first labeller saw:
+    their correction on the revision they saw is stored (not a 409 naming themselves), and a label they already
+    gave, sent again on the revision before it (a client retrying a request whose answer was lost), answers the
+    stored record: no ``agreed`` entry, no notice "already labelled by <yourself>"."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    _history(settings.database)
+    with TestClient(create_app(settings)) as client:
+
+        def label(body: dict[str, Any]) -> Any:
+            return client.put("/v1/inspections/band/label", json=body)
+
+        assert label({"label": "normal", "note": "scuff", "by": "omar", "expected_revision": 0}).status_code == 200
+        oscar = label({"label": "normal", "by": "oscar", "expected_revision": 0}).json()  # agrees: revision 2
+        assert oscar["label_revision"] == 2 and oscar["label_history"][-1]["agreed"] is True
+        retried = label({"label": "normal", "note": "scuff", "by": "omar", "expected_revision": 0})
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["notices"] == [] and retried.json()["label_revision"] == 2
+        assert len(retried.json()["label_history"]) == 2
+        corrected = label({"label": "defective", "note": "a cut after all", "by": "omar", "expected_revision": 1})
+        assert corrected.status_code == 200, corrected.text
+        assert (corrected.json()["label"], corrected.json()["label_by"], corrected.json()["label_revision"]) == (
+            "anomalous", "omar", 3)  # fmt: skip
+        # a label changed since (not only agreed) is still a conflict
+        assert label({"label": "normal", "by": "oscar", "expected_revision": 2}).status_code == 409
+
+
+def test_a_label_without_a_revision_check_that_cannot_be_written_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rev1 finding 16: a label with no ``expected`` whose row keeps changing under it (a writer without the labels
+    lock) fails after LABEL_TRIES saying so, not "labelled ... while you were looking" as if a check had failed."""
+    from contextlib import contextmanager
+
+    from eagle_iad.service.store import LabelChangedError
+
+    db = tmp_path / "h.sqlite3"
+    _history(db)
+    store = InspectionStore(db)
+    real = store.transaction
+
+    class Unmoved:
+        rowcount = 0
+
+    @contextmanager
+    def racing() -> Any:
+        with real() as db:
+
+            class Proxy:
+                def execute(self, sql: str, params: Any = ()) -> Any:
+                    return Unmoved() if sql.startswith("UPDATE inspections SET label") else db.execute(sql, params)
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(db, name)
+
+            yield Proxy()
+
+    monkeypatch.setattr(store, "transaction", racing)
+    try:
+        with pytest.raises(LabelChangedError) as raised:
+            store.set_label("band", "normal", "2026-12-04T09:00:00.000+00:00", by="anna")
+    finally:
+        store.close()
+    said = str(raised.value)
+    assert "while you were looking" not in said, said
+    assert "band.png's label was changed 5 times by another writer" in said and "not stored" in said, said

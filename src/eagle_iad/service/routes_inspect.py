@@ -415,7 +415,7 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     given = (stored.label_history or [{}])[-1]
     audit_detail(request, label_audit(stored))
     notices = []
-    if given.get("agreed"):
+    if given.get("agreed") and given.get("by") == by:  # (not a retry of the caller's own label, agreed since)
         notices.append(already_labelled(stored))
     if label == "anomalous":
         notices += taught_notice(state.settings.models_dir, stored)

@@ -66,10 +66,10 @@ class LabelChangedError(Exception):
     """A label based on a revision that is no longer the stored one: someone else labelled (or cleared) the
     inspection since the caller looked, and their label is kept. ``current`` is the record as stored now."""
 
-    def __init__(self, expected: int, current: Inspection) -> None:
+    def __init__(self, expected: int, current: Inspection, message: str | None = None) -> None:
         self.expected = expected
         self.current = current
-        super().__init__(label_changed_message(expected, current))
+        super().__init__(message or label_changed_message(expected, current))
 
 
 def label_changed_message(expected: int, current: Inspection) -> str:
@@ -378,8 +378,11 @@ class InspectionStore:
         one moved since (another operator labelled the part meanwhile), nothing is written and
         :class:`LabelChangedError` says what is stored now; unless the stored label is the one given: two
         operators who agree are no conflict, so the first one's label (who, when, note) stands and the second
-        one's is kept in the history marked ``agreed``, note included. ``None``: no check (the last label wins,
-        as before revisions existed).
+        one's is kept in the history marked ``agreed``, note included. Agreements do not conflict with a later
+        correction based on the revision before them (the label the caller saw is still the one stored), and the
+        same person giving the same label and note again since the revision they saw (a client retrying a request
+        whose answer was lost) is answered with the stored record, nothing written. ``None``: no check (the last
+        label wins, as before revisions existed).
 
         ``keep_note`` (with ``note`` ``None``): a relabel with the label it already has keeps the stored note
         (``eagle review label ID normal`` without ``--note`` does not erase what was written); a changed
@@ -403,6 +406,8 @@ class InspectionStore:
                     return None
                 current = _row(row)
                 written = _labelled(current, label, when, by, note, expected, keep_note)
+                if written is current:  # the same person's label repeated (a retried request): nothing to write
+                    return current
                 # Only if the row is still the one read: a writer that holds no "labels" lock (an older eagle-iad on
                 # another replica, during an upgrade) may have changed it since; PostgreSQL's UPDATE then waits for
                 # that writer's row lock and finds the revision moved, and the label is decided again on what it wrote.
@@ -415,7 +420,13 @@ class InspectionStore:
                 if moved.rowcount:
                     # read back as stored (PostgreSQL keeps a NUL as U+FFFD): the answer is what the history holds
                     return _row(db.execute(select, (inspection_id,)).fetchone())
-            raise LabelChangedError(expected or 0, current)
+            if expected is None:  # no revision was checked: say why it failed, not that someone labelled it "meanwhile"
+                name = current.image_name or f"inspection {current.id}"
+                raise LabelChangedError(0, current, (
+                    f"{name}'s label was changed {LABEL_TRIES} times by another writer while yours was being written "
+                    "(one that does not take the history's labels lock: an older eagle-iad on another replica, "
+                    "during an upgrade). Your label was not stored: try again."))  # fmt: skip
+            raise LabelChangedError(expected, current)
 
     def delete(self, inspection_ids: Sequence[str], unlabelled_only: bool = False) -> list[str]:
         """Remove the rows of ``inspection_ids`` (their labels and review entries are columns of the row, so they go
@@ -645,6 +656,21 @@ def _labelled(
     """``current`` with this label given (:meth:`InspectionStore.set_label`'s rules), its history one entry longer;
     :class:`LabelChangedError` where it is based on a revision that moved and gives another label."""
     revision = current.label_revision or 0
+    if expected is not None and revision != expected:
+        since = [entry for entry in current.label_history or [] if int(entry.get("revision") or 0) > expected]
+        complete = len(since) == revision - expected
+        if (
+            complete
+            and label is not None
+            and label == current.label
+            and by is not None
+            and by == current.label_by
+            and note == current.label_note
+            and any(not entry.get("agreed") for entry in since)
+        ):
+            return current  # this person's own label, given since the revision they saw: a retry, already stored
+        if complete and since and all(entry.get("agreed") for entry in since):
+            expected = revision  # only agreements since: the label the caller saw is the one stored (F14)
     agreed = expected is not None and revision != expected and label is not None and label == current.label
     if expected is not None and revision != expected and not agreed:
         raise LabelChangedError(expected, current)
