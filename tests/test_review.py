@@ -710,3 +710,35 @@ def test_a_label_without_a_revision_check_that_cannot_be_written_says_why(
     said = str(raised.value)
     assert "while you were looking" not in said, said
     assert "band.png's label was changed 5 times by another writer" in said and "not stored" in said, said
+
+
+def test_a_forced_teach_labels_an_inspection_whose_label_was_cleared_in_the_teachers_name(tmp_path: Path) -> None:
+    """rev1 finding 4: a part labelled then cleared (no label, revision 2) is labelled normal by the teacher of a
+    forced teach, as a part never labelled is; one cleared after the teach read it is said so, not "None by None"."""
+    from eagle_iad.expert.teach import TeachImage
+    from eagle_iad.service.routes_teach import label_taught
+    from eagle_iad.service.teaching import inspection_images
+
+    db = tmp_path / "h.sqlite3"
+    _history(db)
+    store = InspectionStore(db)
+    files = tmp_path / "files"
+    try:
+        for ident in ("band", "close"):
+            store.set_label(ident, "normal", "2026-12-04T09:00:00.000+00:00", by="omar")
+            store.set_label(ident, None, "2026-12-04T09:01:00.000+00:00", by="omar")
+            (files / ident).mkdir(parents=True)
+            (files / ident / "image").write_bytes(b"x")
+        [band] = inspection_images(store, files, "mono", ["band"])
+        assert (band.label, band.label_revision) == (None, 2)
+        stale = TeachImage("close.png", b"", inspection="close", label=None, label_revision=1)
+        entry = {"images": [{"inspection": "band"}, {"inspection": "close"}]}
+        notices = label_taught(store, [band, stale], entry, "sam", "forced")
+        stored = store.get("band")
+        assert stored is not None and (stored.label, stored.label_by) == ("normal", "sam"), notices
+        assert notices[0].endswith("it is now labelled normal by sam, who taught it"), notices
+        assert notices[1] == ("close.png (inspection close) was taught, and its label was given and cleared "
+                              "meanwhile; it is left unlabelled")  # fmt: skip
+        assert "None" not in " ".join(notices)
+    finally:
+        store.close()

@@ -80,12 +80,17 @@ class TeachImage:
     ``label``: that inspection's label in the history (``normal``, ``anomalous``, ``None``: nobody labelled it).
     An inspection nobody labelled normal is refused unless forced: its id may be a typo in a script, and a
     defect the model decided normal would be taught silently (t-shift finding 4).
+
+    ``label_revision``: that inspection's ``label_revision`` when it was read, so the label a forced teach gives
+    it (service/routes_teach.py ``label_taught``) is refused only if someone labelled it since (a part labelled
+    and then cleared has no label and revision 2, not 0).
     """
 
     name: str
     source: bytes | Path
     inspection: str | None = None
     label: str | None = None
+    label_revision: int = 0
 
     def read(self) -> bytes:
         return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()

@@ -25,7 +25,7 @@ from eagle_iad.service.access import API_NAME, ENGINEER, acting_name, audit_deta
 from eagle_iad.service.context import require_key, service
 from eagle_iad.service.routes_categories import change_refused, describe, folder_images, not_fitted
 from eagle_iad.service.security import check_name
-from eagle_iad.service.store import InspectionStore, LabelChangedError
+from eagle_iad.service.store import LABEL_SAID, Inspection, InspectionStore, LabelChangedError
 from eagle_iad.service.teaching import history_guard, inspection_images
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
@@ -76,11 +76,25 @@ def label_taught(
             continue
         note = f"taught as normal (forced: labelled by nobody before): {why.strip()}"[:500]
         try:
-            store.set_label(image.inspection, "normal", when, by=by, note=note, expected=0)
+            stored = store.set_label(image.inspection, "normal", when, by=by, note=note, expected=image.label_revision)
         except LabelChangedError as exc:
-            notices.append(f"{image.name} (inspection {image.inspection}) was taught, and labelled meanwhile: "
-                           f"{exc.current.label} by {exc.current.label_by}; that label is kept")  # fmt: skip
+            notices.append(f"{image.name} (inspection {image.inspection}) was taught, and {_changed(exc.current)}")
+            continue
+        if stored is None:  # removed meanwhile (an admin's delete): nothing to label
+            continue
+        if (stored.label_history or [{}])[-1].get("agreed"):  # labelled normal meanwhile: theirs stands
+            notices.append(f"{image.name} (inspection {image.inspection}) was taught, and {_changed(stored)}")
             continue
         notices.append(f"{image.name} (inspection {image.inspection}) was labelled normal by nobody: it is now "
                        f"labelled normal by {by}, who taught it")  # fmt: skip
     return notices
+
+
+def _changed(now: Inspection) -> str:
+    """What happened to a taught inspection's label since the teach read it, in the words a person labels with (a
+    label cleared meanwhile is said so, not "labelled None by None")."""
+    if now.label is None:
+        return "its label was given and cleared meanwhile; it is left unlabelled"
+    return (
+        f"labelled meanwhile: {LABEL_SAID.get(now.label, now.label)} by {now.label_by or 'someone'}; that label is kept"
+    )

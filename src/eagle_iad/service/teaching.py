@@ -38,7 +38,15 @@ def inspection_images(store: InspectionStore, files_dir: Path, category: str, id
             raise ConfigError(f"inspection {inspection_id}: its image was not kept (inspected before this version "
                               "kept images); nothing was taught")  # fmt: skip
         # Named as inspected (what the teach's warnings and the version comparison show), its id kept beside it.
-        images.append(TeachImage(record.image_name, path, inspection=inspection_id, label=record.label))
+        images.append(
+            TeachImage(
+                record.image_name,
+                path,
+                inspection=inspection_id,
+                label=record.label,
+                label_revision=record.label_revision or 0,
+            )
+        )
     return images
 
 
