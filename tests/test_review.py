@@ -742,3 +742,39 @@ def test_a_forced_teach_labels_an_inspection_whose_label_was_cleared_in_the_teac
         assert "None" not in " ".join(notices)
     finally:
         store.close()
+
+
+def test_eagle_review_label_says_the_answers_notices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rev1 finding 3: ``eagle review label`` says what ``PUT .../label`` answers in ``notices``, on stderr and in
+    its JSON: that the part was already labelled so by someone else, whose label stands, and (with ``--models``)
+    that a part labelled defective is inside its category's current model."""
+    from eagle_iad.cli import main
+    from eagle_iad.service import routes_inspect
+
+    db = tmp_path / "h.sqlite3"
+    _history(db)
+    store = InspectionStore(db)
+    try:
+        store.set_label("band", "normal", "2026-12-04T09:00:00.000+00:00", by="olga", expected=0)
+    finally:
+        store.close()
+    args = ["review", "label", "band", "normal", "--by", "kai", "--expected-revision", "0", "--db", str(db)]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    [notice] = json.loads(out)["notices"]
+    assert notice.startswith("band.png was already labelled normal by olga at 2026-12-04 09:00:00 UTC; their label")
+    assert f"eagle: note: {notice}" in err, err
+    seen: list[tuple[Path, str]] = []
+
+    def taught(models_dir: Path, stored: Inspection) -> list[str]:
+        seen.append((models_dir, stored.id))
+        return [f"{stored.image_name} is inside the current model of {stored.category}"]
+
+    monkeypatch.setattr(routes_inspect, "taught_notice", taught)
+    models = tmp_path / "models"
+    assert main(["review", "label", "close", "defective", "--by", "kai", "--db", str(db), "--models", str(models)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["notices"] == ["close.png is inside the current model of mono"]
+    assert "eagle: note: close.png is inside the current model of mono" in err and seen == [(models, "close")]

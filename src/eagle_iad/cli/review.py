@@ -8,6 +8,7 @@ running service sees each label at once (the history is one SQLite file in WAL m
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,8 +120,24 @@ def _cmd_label(args: argparse.Namespace) -> int:
         store.close()
     if stored is None:
         raise ConfigError(f"no inspection {args.inspection!r} in {redact(history_location(args))}")
-    print(dumps(stored.to_dict()))
+    notices = _notices(args, stored, by, label)
+    for notice in notices:  # said where a person reads it, and in the JSON as PUT .../label answers it
+        print(f"eagle: note: {notice}", file=sys.stderr)
+    print(dumps(stored.to_dict() | {"notices": notices}))
     return 0
+
+
+def _notices(args: argparse.Namespace, stored: Inspection, by: str, label: str | None) -> list[str]:
+    """The notices ``PUT /v1/inspections/{id}/label`` answers, for a label given here (rev1 finding 3): that the
+    part was already labelled so by someone else, whose label stands, and, with ``--models``, that a part labelled
+    defective is inside its category's current model (taught as normal), so the operator knows to roll back."""
+    from eagle_iad.service.routes_inspect import already_labelled, taught_notice
+
+    given = (stored.label_history or [{}])[-1]
+    notices = [already_labelled(stored)] if given.get("agreed") and given.get("by") == by else []
+    if label == "anomalous" and args.models:
+        notices += taught_notice(Path(args.models), stored)
+    return notices
 
 
 def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, stored: Inspection) -> None:
