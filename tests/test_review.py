@@ -778,3 +778,42 @@ def test_eagle_review_label_says_the_answers_notices(
     out, err = capsys.readouterr()
     assert json.loads(out)["notices"] == ["close.png is inside the current model of mono"]
     assert "eagle: note: close.png is inside the current model of mono" in err and seen == [(models, "close")]
+
+
+def test_a_part_judged_by_the_version_the_current_model_is_a_rollback_copy_of_is_not_judged_by_an_older(
+    tmp_path: Path,
+) -> None:
+    """rev1 finding 9: after ``rollback --to 1`` the current model (version 3) is version 1's model and threshold, so
+    a part judged by version 1 is not flagged "judged by version 1 ... which may decide it otherwise"; one judged by
+    version 2 (another threshold) still is."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    model = settings.models_dir / "mono"
+
+    def manifest(tau: float, history: list[dict[str, Any]]) -> str:
+        return json.dumps({"category": "mono", "config": {"k": 1}, "thresholds": {"tau": tau},
+                           "training": {"images": ["a.png"]}, "tensors": {"file": "t", "sha256": "ab" * 32},
+                           "history": history})  # fmt: skip
+
+    texts = {1: manifest(5.0, []), 2: manifest(4.25, [{"action": "threshold"}]),
+             3: manifest(5.0, [{"action": "threshold"}, {"action": "rollback", "to": 1}])}  # fmt: skip
+    for number, text in texts.items():
+        (model / "versions" / str(number)).mkdir(parents=True)
+        (model / "versions" / str(number) / "model.json").write_text(text, encoding="utf-8")
+    (model / "model.json").write_text(texts[3], encoding="utf-8")
+    store = InspectionStore(settings.database)
+    for index, (ident, version) in enumerate((("first", 1), ("second", 2))):
+        store.add(Inspection(id=ident, time=f"2026-12-04T08:0{index}:00.000+00:00", category="mono",
+                             image_name=f"{ident}.png", score=5.1, tau=5.0 if version == 1 else 4.25, s_max=6.0,
+                             decision="anomalous", in_band=True, answer=None, caas_applied=False, verdict={},
+                             pictures={}, near_threshold=True, model_version=version))  # fmt: skip
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        items = {item["record"]["id"]: item for item in client.get("/v1/review").json()["items"]}
+    assert items["first"]["current_model"] == {"version": 3, "tau": 5.0}
+    assert items["first"]["judged_by_older"] is None
+    assert items["second"]["judged_by_older"] == (
+        "judged by version 2 (threshold 4.25); the model is now version 3 (threshold 5.00), which may decide it "
+        "otherwise"
+    )

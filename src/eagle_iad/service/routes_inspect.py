@@ -27,7 +27,7 @@ from starlette.datastructures import UploadFile
 from eagle_iad.errors import EagleError
 from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.manifest import MANIFEST, read_manifest
-from eagle_iad.expert.versions import current_version
+from eagle_iad.expert.versions import VERSIONS, current_version
 from eagle_iad.history.backend import Connection
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import category_name_problem, printable
@@ -312,14 +312,45 @@ def review_queue(
     total, rows = state.store.review(limit, offset, category)
     page = review_page(total, limit, offset, list(rows))
     models: dict[str, dict[str, Any] | None] = {}
+    same: dict[tuple[str, Any], bool] = {}
     for item in page["items"]:
         record = item["record"]
         name = str(record.get("category"))
         if name not in models:
             models[name] = current_model(state.settings.models_dir, name)
         item["current_model"] = models[name]
-        item["judged_by_older"] = judged_by_older(record, models[name])
+        then = (name, record.get("model_version"))
+        if then not in same:
+            same[then] = isinstance(then[1], int) and decides_as(state.settings.models_dir, name, then[1])
+        item["judged_by_older"] = None if same[then] else judged_by_older(record, models[name])
     return page
+
+
+#: The fields of a manifest that decide a verdict: a version whose model.json has the current one's (a rollback
+#: copies them) decides every part as the current model does; its history, times and package version may differ.
+DECIDING_FIELDS = ("config", "backbone", "grid", "thresholds", "training", "calibration", "tensors")
+
+
+def decides_as(models_dir: Path, name: str, version: int) -> bool:
+    """Whether category ``name``'s model now is, in what decides a verdict, its version ``version`` (rev1 finding
+    9): after ``rollback --to 3`` the current model is version 8, a copy of 3, and a part judged by 3 was judged by
+    this very model and threshold. Compared by content (the tensors' digest, the thresholds, the settings), not by
+    following rollbacks, so a rollback of a rollback, or a threshold changed back by hand to what it was, is the
+    same model too. ``False`` where either manifest cannot be read (the number decides, as before)."""
+    if category_name_problem(name) is not None or version < 1:
+        return False
+    directory = models_dir / name
+    try:
+        now = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        then = json.loads((directory / VERSIONS / str(version) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(now, dict) or not isinstance(then, dict):
+        return False
+    digest = (now.get("tensors") or {}).get("sha256") if isinstance(now.get("tensors"), dict) else None
+    if not isinstance(digest, str):  # no digest to compare: the same settings alone do not make the same model
+        return False
+    return all(now.get(field) == then.get(field) for field in DECIDING_FIELDS)
 
 
 def current_model(models_dir: Path, name: str) -> dict[str, Any] | None:

@@ -332,7 +332,8 @@ class ReviewItem(_Open):
     current_model: CurrentModel | None = None
     #: Where the part was judged by another model version than the current one: that version and its tau against
     #: the current ones, in words ("judged by version 1 (threshold 98.00); the model is now version 5 (threshold
-    #: 97.30)"); null where it is the same version, or either is unknown.
+    #: 97.30)"); null where it is the same version, a version the current model is a copy of (a rollback to it: the
+    #: same tensors, thresholds and settings), or either is unknown.
     judged_by_older: str | None = None
 
 
