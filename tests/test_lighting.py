@@ -159,7 +159,8 @@ def test_a_teach_widens_the_range_by_its_images(
         (folder / name).write_bytes((lit_model / name).read_bytes())
     before = load(folder).train_exposure
     assert before is not None
-    darker = _dim(noise_pngs(tmp_path, 1, seed=11)[0], tmp_path / "darker.png", 0.5)
+    # darker, within the rule's factor (a frame twice as dark warns and is left out of the range: the test below)
+    darker = _dim(noise_pngs(tmp_path, 1, seed=11)[0], tmp_path / "darker.png", 0.7)
     mean, spread = image_statistics(load_rgb(darker))
     assert mean < before.mean[0] and spread < before.spread[0]
     teach(folder, [TeachImage("darker.png", darker)], why="test", by="tester", force=True)
@@ -179,3 +180,34 @@ def test_no_normal_tire_test_image_warns_and_a_washed_out_or_black_one_does(tmp_
         for rgb in tests:
             other = np.clip(rgb.astype(np.float64) * gain, 0, 255).astype(np.uint8)
             assert exposure_warning(trained, other) is not None
+
+
+def test_a_teach_does_not_widen_the_range_by_an_image_the_rule_calls_far_outside_and_says_so(
+    lit_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rev1 finding 8: a (forced) teach of a nearly black frame must not widen the range to it, or frames like it
+    would never warn again; it is taught, the range is widened by the other images only, and the teach's warnings
+    name it. A black frame inspected after the teach still warns."""
+    from eagle_iad.expert.teach import TeachImage, teach
+
+    monkeypatch.setattr("eagle_iad.expert.patchcore.extractor_for", lambda config: FakeExtractor())
+    folder = tmp_path / "taught"
+    folder.mkdir()
+    for name in ("model.json", "tensors.safetensors"):
+        (folder / name).write_bytes((lit_model / name).read_bytes())
+    before = load(folder).train_exposure
+    assert before is not None
+    darker = _dim(noise_pngs(tmp_path / "a", 1, seed=11)[0], tmp_path / "darker.png", 0.7)
+    black = _dim(noise_pngs(tmp_path / "b", 1, seed=12)[0], tmp_path / "black.png", 0.05)
+    assert statistics_warning(before, *image_statistics(load_rgb(black))) is not None
+    mean, spread = image_statistics(load_rgb(darker))
+    result = teach(folder, [TeachImage("darker.png", darker), TeachImage("black.png", black)], why="test",
+                   by="tester", force=True)  # fmt: skip
+    after = load(folder).train_exposure
+    assert after == ExposureRange(5, (mean, before.mean[1]), (spread, before.spread[1]))
+    assert [image["name"] for image in result.entry["images"]][1].endswith("black.png")  # taught all the same
+    [said] = [w for w in result.entry["warnings"] or [] if "exposure" in w]
+    assert said.startswith("black.png: taught, but its exposure (mean grey ") and "did not widen the range" in said
+    again = _dim(noise_pngs(tmp_path / "c", 1, seed=13)[0], tmp_path / "again.png", 0.05)
+    (record,) = inspect_records(Expert(load(folder), extractor=FakeExtractor()), [again], category="cat")
+    assert record.warnings is not None and any("far darker" in w for w in record.warnings), record.warnings

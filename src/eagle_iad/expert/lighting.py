@@ -5,7 +5,8 @@ before the backbone, so a washed-out frame (tire: mean grey 118 against the trai
 black one reaches the model looking like any other and is scored with no sign that it was taken under other
 light: its clipped highlights or its noise, amplified by the step's gain, can score as defects or hide them.
 So a fit records the range of its training images' raw statistics (before the exposure step, on the decoded
-pixels), a teach widens it by the taught images', and a verdict on a photo far outside it says so
+pixels), a teach widens it by the taught images' (but for those the rule calls far outside it:
+expert/teach.py ``_taught_exposure``), and a verdict on a photo far outside it says so
 (docs/METHOD.md, "Exposure": what is measured, the rule and its figures).
 
 What is measured, per image: the mean and the standard deviation ("spread") of every decoded 8-bit sample, the

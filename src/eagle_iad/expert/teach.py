@@ -45,7 +45,7 @@ from eagle_iad.expert.coreset import make_sampler
 from eagle_iad.expert.coverage import Coverage
 from eagle_iad.expert.encodings import bits_used, count_colours, count_encodings, input_warning, taught_input_warnings
 from eagle_iad.expert.leave_own_out import leave_own_out_added
-from eagle_iad.expert.lighting import ExposureRange
+from eagle_iad.expert.lighting import ExposureRange, image_statistics, statistics_warning
 from eagle_iad.expert.model_warnings import rewarned
 from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_map, split_grids
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
@@ -493,6 +493,8 @@ def teach(
         coverage = Coverage(radius=radius_after, limit=coverage.limit)
     warnings = [_above_s_max(name, score, float(new_scores[index]), model.thresholds.s_max, thresholds.s_max)
                 for index, name, score in high]  # fmt: skip
+    exposure, other_light = _taught_exposure(model.train_exposure, labels, rgbs)
+    warnings += other_light
     entry: dict[str, Any] = {
         "change": change,
         "action": "teach",
@@ -517,7 +519,8 @@ def teach(
         "skipped": skipped or None,
         # Why each was skipped, in the order of ``skipped``: a training image's twin, taught before, given twice.
         "skipped_why": skipped_why or None,
-        # Images taught although inspected above s_max (with their training score, and where s_max went).
+        # Images taught although inspected above s_max (with their training score, and where s_max went), and
+        # images taught whose exposure lies far outside the training images' (kept out of that range).
         "warnings": warnings or None,
     }
     taught = dataclasses.replace(
@@ -537,8 +540,9 @@ def teach(
         coreset_radius=extension.radius if extension.radius is not None else model.coreset_radius,
         tails=tails,
         train_sha256=None if model.train_sha256 is None else [*model.train_sha256, *(d for _, d in decoded)],
-        # taught images widen the range a verdict is compared with; unknown (before schema 12) stays unknown
-        train_exposure=None if model.train_exposure is None else model.train_exposure.merged(ExposureRange.of(rgbs)),
+        # taught images widen the range a verdict is compared with, but for those its rule calls far outside it
+        # (_taught_exposure); unknown (before schema 12) stays unknown
+        train_exposure=exposure,
     )
     encodings = _taught_encodings(model.train_encodings, images)
     colours = _taught_colours(model.train_colours, rgbs)
@@ -577,6 +581,37 @@ def teach(
     entry["seconds"] = round(time.perf_counter() - started, 3)
     save(taught, directory, replacing=loaded_from, stamp=True)
     return TeachResult(taught, entry, time.perf_counter() - started)
+
+
+def _taught_exposure(
+    trained: ExposureRange | None, labels: Sequence[str], rgbs: Sequence[np.ndarray]
+) -> tuple[ExposureRange | None, list[str]]:
+    """The training images' exposure range after a teach, and a warning naming each taught image left out of it.
+
+    Why not every taught image (rev1 finding 8): the range is what the exposure warning (expert/lighting.py)
+    compares a photo with, and the warning exists for the blocked, black or washed-out frame. A teach, forced past
+    its guards, of such a frame would widen the range to it, and from then on frames like it would pass without a
+    word, the very thing the warning was made to catch. So an image whose exposure the rule calls far outside
+    the range as it stands is taught (its patches join the bank: the teacher's decision stands) but does not
+    move the range; photos under its light still warn, and the teach's warnings say so, naming it. To make a new
+    light normal, fit on images taken under it (docs/METHOD.md, "Photos under other light"). Images within the
+    rule widen it exactly as before; an unknown range (a model before schema 12) stays unknown."""
+    if trained is None:
+        return None, []
+    within, said = [], []
+    for label, rgb in zip(labels, rgbs, strict=True):
+        mean, spread = image_statistics(rgb)
+        if statistics_warning(trained, mean, spread) is None:
+            within.append(rgb)
+            continue
+        said.append(
+            f"{label}: taught, but its exposure (mean grey {mean:.1f}, spread {spread:.1f}) lies far outside the "
+            f"training images' (mean grey {trained.mean[0]:.1f} to {trained.mean[1]:.1f}, spread "
+            f"{trained.spread[0]:.1f} to {trained.spread[1]:.1f}), so it did not widen the range a photo is compared "
+            "with: photos under its light still carry the exposure warning; to make that light normal, fit on "
+            "images taken under it (docs/METHOD.md, 'Photos under other light')"
+        )
+    return trained.merged(ExposureRange.of(within)), said
 
 
 def _score_labelled(

@@ -5,7 +5,8 @@ images the service kept, e.g. those labelled "actually normal") and/or a folder 
 every image is decoded before anything changes, an image that looks defective, is unrecognised (not like
 the training images) or is labelled defective is refused unless forced (400 ``not_taught``, with the
 reason), and a teach after which a labelled defect would pass is refused unless forced. An image taught
-although it scored above s_max is named in the answer's ``change.warnings``. The model is replaced
+although it scored above s_max, or whose exposure lies far outside the training images' (it does not widen
+that range: expert/teach.py ``_taught_exposure``), is named in the answer's ``change.warnings``. The model is replaced
 atomically; a concurrent threshold change or teach answers 409.
 """
 
