@@ -738,7 +738,11 @@ def test_an_unrecognised_image_is_refused_unless_forced_and_one_above_s_max_is_t
     # Forced: taught, the reason on the record, and the s_max it raised with it.
     forced = teach(model_dir, [TeachImage(black.name, black)], why="a black frame is normal here", by="ana",
                    force=True)  # fmt: skip
-    assert forced.entry["forced"] == [reason] and forced.entry["warnings"] is None
+    assert forced.entry["forced"] == [reason]
+    # ... but a black frame does not widen the exposure range (rev1 finding 8): its warning says so
+    [dark] = forced.entry["warnings"]
+    assert dark.startswith("black.png: taught, but its exposure (mean grey 0.0, spread 0.0) lies far outside"), dark
+    assert load(model_dir).train_exposure == model.train_exposure
     kept = load(model_dir).history[-1]
     assert kept["forced"] == [reason] and kept["before"]["s_max"] == model.thresholds.s_max
     assert kept["after"]["s_max"] == forced.model.thresholds.s_max > model.thresholds.s_max
