@@ -714,7 +714,8 @@ def test_a_label_without_a_revision_check_that_cannot_be_written_says_why(
 
 def test_a_forced_teach_labels_an_inspection_whose_label_was_cleared_in_the_teachers_name(tmp_path: Path) -> None:
     """rev1 finding 4: a part labelled then cleared (no label, revision 2) is labelled normal by the teacher of a
-    forced teach, as a part never labelled is; one cleared after the teach read it is said so, not "None by None"."""
+    forced teach, as a part never labelled is, also where that happened after the teach read it (unlabelled all
+    the same); one labelled since keeps its label, said in words, never "None by None"."""
     from eagle_iad.expert.teach import TeachImage
     from eagle_iad.service.routes_teach import label_taught
     from eagle_iad.service.teaching import inspection_images
@@ -731,14 +732,23 @@ def test_a_forced_teach_labels_an_inspection_whose_label_was_cleared_in_the_teac
             (files / ident / "image").write_bytes(b"x")
         [band] = inspection_images(store, files, "mono", ["band"])
         assert (band.label, band.label_revision) == (None, 2)
-        stale = TeachImage("close.png", b"", inspection="close", label=None, label_revision=1)
-        entry = {"images": [{"inspection": "band"}, {"inspection": "close"}]}
-        notices = label_taught(store, [band, stale], entry, "sam", "forced")
-        stored = store.get("band")
-        assert stored is not None and (stored.label, stored.label_by) == ("normal", "sam"), notices
+        stale = TeachImage("close.png", b"", inspection="close", label=None, label_revision=0)  # read before both
+        store.add(Inspection(id="later", time="2026-12-04T08:30:00.000+00:00", category="mono", image_name="later.png",
+                             score=1.0, tau=5.0, s_max=6.0, decision="normal", in_band=False, answer=None,
+                             caas_applied=False, verdict={}, pictures={}))  # fmt: skip
+        store.set_label("later", "anomalous", "2026-12-04T09:02:00.000+00:00", by="ana")
+        labelled = TeachImage("later.png", b"", inspection="later", label=None, label_revision=0)
+        entry = {"images": [{"inspection": "band"}, {"inspection": "close"}, {"inspection": "later"}]}
+        notices = label_taught(store, [band, stale, labelled], entry, "sam", "forced")
+        for ident in ("band", "close"):
+            stored = store.get(ident)
+            assert stored is not None and (stored.label, stored.label_by) == ("normal", "sam"), notices
         assert notices[0].endswith("it is now labelled normal by sam, who taught it"), notices
-        assert notices[1] == ("close.png (inspection close) was taught, and its label was given and cleared "
-                              "meanwhile; it is left unlabelled")  # fmt: skip
+        assert notices[1].endswith("it is now labelled normal by sam, who taught it"), notices
+        assert notices[2] == ("later.png (inspection later) was taught, and labelled meanwhile: defective by ana; "
+                              "that label is kept")  # fmt: skip
+        kept = store.get("later")
+        assert kept is not None and (kept.label, kept.label_by) == ("anomalous", "ana")
         assert "None" not in " ".join(notices)
     finally:
         store.close()

@@ -77,7 +77,7 @@ def label_taught(
             continue
         note = f"taught as normal (forced: labelled by nobody before): {why.strip()}"[:500]
         try:
-            stored = store.set_label(image.inspection, "normal", when, by=by, note=note, expected=image.label_revision)
+            stored = _label_unlabelled(store, image.inspection, image.label_revision, when, by, note)
         except LabelChangedError as exc:
             notices.append(f"{image.name} (inspection {image.inspection}) was taught, and {_changed(exc.current)}")
             continue
@@ -89,6 +89,21 @@ def label_taught(
         notices.append(f"{image.name} (inspection {image.inspection}) was labelled normal by nobody: it is now "
                        f"labelled normal by {by}, who taught it")  # fmt: skip
     return notices
+
+
+def _label_unlabelled(
+    store: InspectionStore, inspection: str, revision: int, when: str, by: str, note: str
+) -> Inspection | None:
+    """Label ``inspection`` normal on ``revision`` (the one the teach read); where its revision moved and it is
+    unlabelled now all the same (a label given and cleared since), label it on the revision it is at: nobody says
+    otherwise, and the history must say what the model was taught. A label someone gave since is kept
+    (:class:`LabelChangedError`)."""
+    try:
+        return store.set_label(inspection, "normal", when, by=by, note=note, expected=revision)
+    except LabelChangedError as exc:
+        if exc.current.label is not None:
+            raise
+        return store.set_label(inspection, "normal", when, by=by, note=note, expected=exc.current.label_revision or 0)
 
 
 def _changed(now: Inspection) -> str:
