@@ -803,7 +803,8 @@ def test_two_images_of_one_name_are_told_apart_in_the_messages_and_the_record(
     why = f"is unrecognised: {share} of it is beyond the training images (20% or more makes an image unlike them)"
     tail = " (check the images, or force the teach)"
     with pytest.raises(ConfigError) as refused:  # the service's teach of two inspections' frame.png
-        two = [TeachImage("frame.png", good, inspection="i1"), TeachImage("frame.png", black, inspection="i2")]
+        two = [TeachImage("frame.png", good, inspection="i1", label="normal"),
+               TeachImage("frame.png", black, inspection="i2", label="normal")]  # fmt: skip
         teach(model_dir, two, why="x", by="a")
     assert str(refused.value) == f"not taught: frame.png (inspection i2) {why}{tail}"
     with pytest.raises(ConfigError) as refused:  # a folder's images named by their file names
