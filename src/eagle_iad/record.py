@@ -130,11 +130,16 @@ class Column:
     has_default: bool
 
 
-@functools.cache
 def _hints() -> dict[str, Any]:
-    """Resolved once: ``get_type_hints`` evaluates every annotation again on each call (about 3 ms here), and
-    decoding a page of history rows called it per row."""
-    return typing.get_type_hints(InspectionRecord)
+    return _hints_of(InspectionRecord)
+
+
+@functools.cache
+def _hints_of(cls: type) -> dict[str, Any]:
+    """Resolved once a record class (the module's ``InspectionRecord`` when asked: a test widens it): each call of
+    ``get_type_hints`` evaluates every annotation again (about 3 ms here), and decoding a page of history rows
+    called it per row."""
+    return typing.get_type_hints(cls)
 
 
 def _unwrap(hint: Any) -> tuple[Any, bool]:
@@ -156,11 +161,15 @@ def columns() -> list[Column]:
     return list(_columns())
 
 
-@functools.cache
 def _columns() -> tuple[Column, ...]:
-    hints = _hints()
+    return _columns_of(InspectionRecord)
+
+
+@functools.cache
+def _columns_of(cls: type) -> tuple[Column, ...]:
+    hints = _hints_of(cls)
     found = []
-    for f in fields(InspectionRecord):
+    for f in fields(cls):
         base, nullable = _unwrap(hints[f.name])
         origin = typing.get_origin(base) or base
         is_json = origin in (dict, list)
@@ -169,10 +178,14 @@ def _columns() -> tuple[Column, ...]:
     return tuple(found)
 
 
-@functools.cache
 def _booleans() -> frozenset[str]:
-    hints = _hints()
-    return frozenset(c.name for c in _columns() if _unwrap(hints[c.name])[0] is bool)
+    return _booleans_of(InspectionRecord)
+
+
+@functools.cache
+def _booleans_of(cls: type) -> frozenset[str]:
+    hints = _hints_of(cls)
+    return frozenset(c.name for c in _columns_of(cls) if _unwrap(hints[c.name])[0] is bool)
 
 
 def to_row(record: InspectionRecord) -> tuple[Any, ...]:
