@@ -856,7 +856,7 @@ describe("web console", () => {
     log(`390 after 409: ${JSON.stringify(after409)}`);
     expect(after409.keysShown).toEqual([true, true, true, true]);
     expect(after409.visible).toBeGreaterThanOrEqual(after409.pictureHeight / 2);
-    await page.locator('[data-testid="label-note"]').getByText("agree normal <b>ok</b> 🛞").waitFor();
+    await page.getByTestId("review-label-note").getByText("agree normal <b>ok</b> 🛞").waitFor();
     expect(await axeViolations(page, "review 409 at 390")).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, "review-390-viewport-409.png") });
     await page.setViewportSize({ width: 1280, height: 900 });
@@ -1131,7 +1131,10 @@ describe("web console", () => {
     // not scrolled to, so the focused field stays on screen and focused; the mark is there when the reader scrolls.
     hold();
     await open("#/categories/e2e-link?version=2");
+    // the dashboard's own figures first (they set the tuner's scale and lines): what comes after is the list alone
+    await page.locator('[data-testid="dashboard-figures"]').waitFor({ timeout: 60_000 });
     const tauField = page.getByLabel("Threshold value");
+    await tauField.waitFor({ timeout: 60_000 });
     await tauField.focus();
     const fieldInView = () =>
       tauField.evaluate((el) => {

@@ -89,8 +89,12 @@ export function App() {
 
   // Why the stored key was refused (the service's words) and what was not saved with it, for the key form.
   const [keyRefusal, setKeyRefusal] = useState<string | null>(null);
+  // The decision a refused key lost, kept while the form is open: another request refused after it (a panel that
+  // reloads, the queue's next look) must not replace the line saying what was not saved.
+  const lostDecision = useRef<string | null>(null);
   const requireKey = useCallback((reason?: unknown, unsaved?: string) => {
-    setKeyRefusal(storedKeyRefused(reason === undefined ? null : describeError(reason), unsaved ?? null));
+    if (unsaved) lostDecision.current = unsaved;
+    setKeyRefusal(storedKeyRefused(reason === undefined ? null : describeError(reason), lostDecision.current));
     setNeedKey(true);
   }, []);
 
@@ -131,6 +135,7 @@ export function App() {
     storeKey(key);
     setApiKey(key);
     setNeedKey(false);
+    lostDecision.current = null; // said with the form just closed; a later refusal loses nothing said before
     setTyped(fromForm);
     if (!fromForm) setTypedRefused(0);
   };
