@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from expert_fakes import FAKE_CONFIG, FakeExtractor, noise_pngs
 from PIL import Image
+from tire_data import TIRE as TIRE_ROOT
+from tire_data import needs_tire
 
 from eagle_iad.cli import main
 from eagle_iad.errors import ModelFormatError
@@ -28,7 +30,7 @@ from eagle_iad.expert.lighting import (
 from eagle_iad.images import load_rgb
 from eagle_iad.pipeline import inspect_records
 
-TIRE = Path("/work/shared/data/mvtec3d-tire/tire")
+TIRE = TIRE_ROOT / "tire"
 
 
 def _dim(path: Path, out: Path, gain: float, offset: float = 0.0) -> Path:
@@ -168,7 +170,7 @@ def test_a_teach_widens_the_range_by_its_images(
     assert after == ExposureRange(5, (mean, before.mean[1]), (spread, before.spread[1]))
 
 
-@pytest.mark.skipif(not TIRE.is_dir(), reason="the MVTec 3D-AD tire is not on this machine")
+@needs_tire
 def test_no_normal_tire_test_image_warns_and_a_washed_out_or_black_one_does(tmp_path: Path) -> None:
     """The rule's figures on real photographs (docs/METHOD.md, "Exposure"): tire's training images against its
     normal test images as they are, washed out (six times the light) and nearly black (a tenth of it)."""
