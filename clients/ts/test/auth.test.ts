@@ -74,7 +74,7 @@ describe("with EAGLE_API_KEY", () => {
     ]);
     const csv = await admin.auditCsv(`anna-${suffix}`);
     expect(csv.split("\r\n")[0]).toBe("seq,time,actor,role,method,route,path,status,detail");
-    expect(csv.split("\r\n")[1]).toMatch(/,label normal$/);
+    expect(csv.split("\r\n")[1]).toMatch(/,"?label normal \(normal\) of /);
     expect(csv.trim().split("\r\n")).toHaveLength(2);
   });
 });

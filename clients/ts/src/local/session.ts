@@ -90,6 +90,7 @@ export type LocalInspectionRecord = ServiceInspectionRecord & {
   label_by: null;
   label_note: null;
   label_revision: null;
+  label_history: null;
   /** Null for an export before schema 3 (it carries no close-call margin nor patch grid), as the service says. */
   near_threshold: boolean | null;
   unrecognised: boolean | null;
@@ -363,6 +364,7 @@ export class LocalExpert {
       label_by: null,
       label_note: null,
       label_revision: null,
+      label_history: null,
       near_threshold: verdict.near_threshold,
       unrecognised: verdict.unrecognised,
       station: null,
