@@ -136,7 +136,7 @@ describe.skipIf(NO_PYTHON !== "")(`local runtime vs Python's onnx runtime on rea
         expect(Object.keys(record), where).toEqual([
           "id", "time", "category", "image_name", "score", "tau", "s_max", "decision", "in_band", "answer", "caas_applied",
           "verdict", "pictures", "reference", "answered_by", "label", "label_time", "label_by", "label_note",
-          "label_revision", "near_threshold", "unrecognised", "station", "source", "image_sha256", "model_version",
+          "label_revision", "label_history", "near_threshold", "unrecognised", "station", "source", "image_sha256", "model_version",
           "warnings",
         ]);
         expect(record.image_name, where).toBe(names[index]);
