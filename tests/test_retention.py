@@ -22,6 +22,7 @@ from test_service import call, multipart
 from test_station import _cells, model_dir  # noqa: F401  (model_dir: models/mono, a small real model)
 
 from eagle_iad.cli import main
+from eagle_iad.cli.db import os_user
 from eagle_iad.service import ServiceSettings, create_app
 from eagle_iad.service.retention import PICTURES_PRUNED, delete_inspection, prune
 from eagle_iad.service.store import InspectionStore
@@ -198,8 +199,59 @@ def test_eagle_history_prune_and_delete_from_the_command_line(tmp_path: Path) ->
         rows = store.read("SELECT actor, method, path, detail FROM audit ORDER BY seq")
     finally:
         store.close()
-    assert [row[1:3] for row in rows] == [("DELETE", f"/v1/inspections/{target}")]
-    assert str(rows[0][0]).startswith("cli:") and str(rows[0][3]).endswith("customer's part (eagle history delete)")
+    # the prune's own row first (test_a_prune_that_removed_something_writes_one_audit_row...), then the delete's
+    assert [row[1:3] for row in rows] == [("DELETE", "eagle history prune"), ("DELETE", f"/v1/inspections/{target}")]
+    assert str(rows[1][0]).startswith("cli:") and str(rows[1][3]).endswith("customer's part (eagle history delete)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_prune_that_removed_something_writes_one_audit_row_and_a_dry_run_or_an_empty_one_none(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Who pruned, what was asked (days, cut-off, category, pictures only, labelled) and what went: one row, by
+    ``cli:<login>`` as ``eagle history delete`` writes; none for a dry run or a prune that found nothing."""
+    state = tmp_path / "state"
+    state.mkdir()
+    sqlite = str(state / "eagle.sqlite3")
+    location = sqlite if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    store = InspectionStore(location)
+    _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    flags = ["--history", location, "--files", str(state / "files"), "--state-dir", str(state)]
+
+    def run(*argv: str) -> dict[str, Any]:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            assert main(["history", "prune", "--older-than", "30", *argv, *flags]) == 0
+        return dict(json.loads(out.getvalue()))
+
+    def audit() -> list[tuple[Any, ...]]:
+        opened = InspectionStore(location)
+        try:
+            return [tuple(row) for row in opened.read("SELECT actor, role, method, route, path, status, detail "
+                                                       "FROM audit ORDER BY seq")]  # fmt: skip
+        finally:
+            opened.close()
+
+    run("--dry-run")
+    run("--dry-run", "--include-labelled")
+    assert audit() == []  # a dry run changed nothing
+    done = run("--category", "c", "--pictures-only")
+    assert (done["inspections"], done["files"], done["bytes"]) == (2, 4, 2200)
+    run("--category", "c", "--pictures-only")  # again: nothing left to remove, no row
+    everything = run("--include-labelled")
+    assert (everything["inspections"], everything["files"], everything["bytes"]) == (4, 4, 2200)
+    rows = audit()
+    assert [row[0] for row in rows] == [f"cli:{os_user()}"] * 2
+    assert [row[1:6] for row in rows] == [("admin", "DELETE", "eagle history prune", "eagle history prune", 200)] * 2
+    assert [row[6] for row in rows] == [
+        f"pruned inspections older than 30 days (inspected before {done['older_than']}), category c, pictures only, "
+        "labelled kept: 2 inspection(s), 2 picture folder(s), 4 files, 2200 bytes removed; 1 labelled kept "
+        "(eagle history prune)",
+        f"pruned inspections older than 30 days (inspected before {everything['older_than']}), every category, "
+        "records and pictures, labelled included: 4 inspection(s), 2 picture folder(s), 4 files, 2200 bytes "
+        "removed; 0 labelled kept (eagle history prune)",
+    ]
 
 
 @pytest.mark.parametrize("pictures_only", [False, True])

@@ -3,7 +3,9 @@
 The same removal as ``DELETE /v1/inspections/{id}`` (service/retention.py: for one, the pictures first, then the
 record; for a prune, the unlabelled records, then their pictures), for a shell or a cron line; both work beside a
 running service, on SQLite as on a PostgreSQL shared by replicas (a prune works in short batches). ``eagle history
-delete`` is audited as the route is, by ``cli:<login>``.
+delete`` is audited as the route is, by ``cli:<login>``; a prune that removed something writes one audit row too
+(:data:`PRUNE_ROUTE`), saying what it was asked and what it removed, so a supervisor reading the log sees that
+inspections went, and who removed them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from eagle_iad.cli.db import add_history_flags, cli_audit, files_folder, open_history
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
+if TYPE_CHECKING:
+    from eagle_iad.service.store import InspectionStore
+
 #: The API route ``eagle history delete`` stands for: its audit row reads as the API's (``GET /v1/audit``).
 DELETE_ROUTE = "/v1/inspections/{inspection_id}"
+#: The audit row's route (and path) of a prune: no API route prunes, so the row names the command, as a person
+#: would type it; its method is a delete's, its role the admin's a delete needs.
+PRUNE_ROUTE = "eagle history prune"
 
 
 def add_history(sub: Subcommands) -> None:
@@ -103,11 +112,32 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     try:
         report = prune(store, files, args.older_than, category=args.category, pictures_only=args.pictures_only,
                        labelled=args.include_labelled, dry_run=args.dry_run)  # fmt: skip
+        if not report["dry_run"] and (report["inspections"] or report["files"]):
+            _audit_prune(args, store, report)
     finally:
         store.close()
     print(f"eagle history prune: {describe_prune(report)}", file=sys.stderr)
     print(dumps(report))
     return 0
+
+
+def _audit_prune(args: argparse.Namespace, store: InspectionStore, report: dict[str, Any]) -> None:
+    """One audit row for a prune that removed something (:func:`~eagle_iad.cli.db.cli_audit`: by ``cli:<login>``,
+    as ``eagle history delete``): what it was asked (the days and the cut-off they made, the category, pictures
+    only, labelled included) and what it removed. One row per prune, never per inspection (a nightly prune of
+    thousands would bury the log); a dry run, or a prune that found nothing, changed nothing and writes none."""
+    from eagle_iad.service.access import Role
+
+    scope = f"category {report['category']}" if report["category"] is not None else "every category"
+    detail = (
+        f"pruned inspections older than {args.older_than:g} days (inspected before {report['older_than']}), {scope}, "
+        f"{'pictures only' if report['pictures_only'] else 'records and pictures'}, labelled "
+        f"{'included' if args.include_labelled else 'kept'}: {report['inspections']} inspection(s), "
+        f"{report['picture_folders']} picture folder(s), {report['files']} files, {report['bytes']} bytes removed; "
+        f"{report['labelled_kept']} labelled kept (eagle history prune)"
+    )
+    cli_audit(args, store, datetime.now(UTC).isoformat(timespec="milliseconds"), Role.admin, "DELETE", PRUNE_ROUTE,
+              PRUNE_ROUTE, 200, detail)  # fmt: skip
 
 
 #: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).
