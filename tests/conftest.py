@@ -54,22 +54,23 @@ def schema_6_of_an_earlier_release() -> list[str]:
     dropping columns: SQLite has ``DROP COLUMN`` only from 3.35, and eagle-iad supports 3.34): no
     ``station_intake.files`` nor ``.unfiled``, no ``outbox.refusals`` nor ``.last_refused``, no
     ``stations.created_by``, no ``station_faults``, ``station_refusals`` nor ``station_runs``, no ``outbox_held``
-    index (none has a version of its own), written in SQLite's dialect (a backend's ``ddl`` translates each
-    ``CREATE``)."""
+    index, no ``audit.category`` nor its index (none has a version of its own), written in SQLite's dialect (a
+    backend's ``ddl`` translates each ``CREATE``)."""
     from eagle_iad.history.schema import statements
 
     earlier = []
     for sql in statements():
-        if any(name in sql for name in ("station_faults", "station_refusals", "station_runs", "outbox_held")):
+        if any(name in sql for name in ("station_faults", "station_refusals", "station_runs", "outbox_held",
+                                        "audit_category")):  # fmt: skip
             continue
         for line in ("    files INTEGER NOT NULL DEFAULT 1,\n", "    unfiled INTEGER NOT NULL DEFAULT 0,\n",
                      "    refusals INTEGER NOT NULL DEFAULT 0,\n",
                      "    last_refused INTEGER NOT NULL DEFAULT 0,\n"):  # fmt: skip
             sql = sql.replace(line, "")
-        earlier.append(sql.replace(",\n    created_by TEXT\n", "\n"))
+        earlier.append(sql.replace(",\n    created_by TEXT\n", "\n").replace(",\n    category TEXT\n", "\n"))
     lacking = ("files", "unfiled", "refusals", "last_refused")
     assert sum(f"{column} INTEGER" in sql for sql in earlier for column in lacking) == 0
-    assert sum("created_by" in sql for sql in earlier) == 0
+    assert sum("created_by" in sql or "category TEXT\n" in sql for sql in earlier) == 0
     return [*earlier, "INSERT INTO schema_version VALUES (6)"]
 
 

@@ -245,14 +245,16 @@ def test_a_shift_named_labels_thresholds_keys_and_the_audit_log(models: Path, tm
              "tau 123.0: new batch of glass"]
         ]  # fmt: skip
         # The supervisor (engineer) reads the audit, one category's rows or one person's; keys stay the admin's.
+        # A category's rows are its own routes' and the labels of its inspections (whose path names the inspection).
         status, _, mono = call("GET", f"{live.base}/v1/audit?category=mono", key=keys["engineer"])
         assert status == 200, mono
-        assert [(r["actor"], r["path"]) for r in mono["items"]] == [("eve", "/v1/categories/mono/threshold")]
+        assert [(r["actor"], r["path"]) for r in mono["items"]] == [
+            ("eve", "/v1/categories/mono/threshold"), ("anna", f"/v1/inspections/{record['id']}/label")]  # fmt: skip
         # a name that is only the start of another is not it
         assert call("GET", f"{live.base}/v1/audit?category=mon", key=keys["engineer"])[2]["total"] == 0
         assert call("GET", f"{live.base}/v1/audit?actor=anna", key=keys["engineer"])[2]["total"] == 1
         status, _, text = call("GET", f"{live.base}/v1/audit.csv?category=mono", key=keys["engineer"], raw=True)
-        assert status == 200 and len(list(csv.reader(io.StringIO(text.decode())))) == 2
+        assert status == 200 and len(list(csv.reader(io.StringIO(text.decode())))) == 3
         assert call("GET", f"{live.base}/v1/audit?category=..", key=keys["engineer"])[0] == 400
         assert call("GET", f"{live.base}/v1/keys", key=keys["engineer"])[0] == 403
         assert call("GET", f"{live.base}/v1/audit", key=keys["operator"])[0] == 403

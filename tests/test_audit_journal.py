@@ -117,7 +117,7 @@ def test_the_journal_survives_a_line_cut_short_and_a_row_the_log_refuses(tmp_pat
     fields = ("time", "actor", "role", "method", "route", "path", "status", "detail")
     refused = dict(zip(fields, ("t1", "eve", "engineer", "POST", "/r", "/p1", {"not": "bindable"}, None), strict=True))
     journal.write_text(json.dumps(refused) + "\n" + '{"time": "cut sh')
-    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, "kept"))
+    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, "kept", None))
     assert [row[0] for row in log._pending(journal)] == ["t1", "t2"]
     caller = Caller(name="eve", role=Role.engineer)
     assert log.write("t3", caller, "POST", "/r", "/p3", 200, "why\x00 with\nlines") is True
@@ -192,7 +192,7 @@ def test_a_journal_lock_file_is_the_groups_and_one_not_ours_or_held_holds_up_no_
     journal = tmp_path / audit.PENDING
     lock = tmp_path / (audit.PENDING + audit.LOCK_SUFFIX)
     log = audit.AuditLog(store, journal)
-    row = ("t1", "eve", "engineer", "POST", "/r", "/p1", 200, None)
+    row = ("t1", "eve", "engineer", "POST", "/r", "/p1", 200, None, None)  # the last: its category
     before = os.umask(0o002)
     try:
         log._append(journal, row)
@@ -209,7 +209,7 @@ def test_a_journal_lock_file_is_the_groups_and_one_not_ours_or_held_holds_up_no_
         return opened(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refusing)
-    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, None))
+    log._append(journal, ("t2", "eve", "engineer", "POST", "/r", "/p2", 200, None, None))
     log.drain()
     assert not journal.exists() and [r["time"] for r in log.page(10, 0)[1]] == ["t2", "t1"]
     assert [r.getMessage() for r in caplog.records if "no lock" in r.getMessage()] == []
@@ -220,7 +220,7 @@ def test_a_journal_lock_file_is_the_groups_and_one_not_ours_or_held_holds_up_no_
         return opened(path, flags, *args)
 
     monkeypatch.setattr(os, "open", missing)
-    log._append(journal, ("t3", "eve", "engineer", "POST", "/r", "/p3", 200, None))
+    log._append(journal, ("t3", "eve", "engineer", "POST", "/r", "/p3", 200, None, None))
     log.drain()
     assert [row[0] for row in log._pending(journal)] == ["t3"]  # appended; not drained without the lock
     monkeypatch.setattr(os, "open", opened)
@@ -229,7 +229,7 @@ def test_a_journal_lock_file_is_the_groups_and_one_not_ours_or_held_holds_up_no_
     fcntl.flock(holder, fcntl.LOCK_EX)  # another process's hold (flock: per open file, so this one alike)
     try:
         assert log.write("t4", Caller(name="eve", role=Role.engineer), "POST", "/r", "/p4", 200) is True
-        log._append(journal, ("t5", "eve", "engineer", "POST", "/r", "/p5", 200, None))
+        log._append(journal, ("t5", "eve", "engineer", "POST", "/r", "/p5", 200, None, None))
     finally:
         os.close(holder)
     assert [row[0] for row in log._pending(journal)] == ["t3", "t5"]
@@ -288,7 +288,7 @@ for index in range(count):
     if index == count // 2:  # halfway: wait while the test drains, so one drain surely takes rows from a live writer
         print("half", flush=True)
         sys.stdin.readline()
-    log._append(journal, (f"t{index:04d}", who, "operator", "PUT", "/r", f"/{who}/{index}", 200, None))
+    log._append(journal, (f"t{index:04d}", who, "operator", "PUT", "/r", f"/{who}/{index}", 200, None, None))
 store.close()
 """
 

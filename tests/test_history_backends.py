@@ -110,8 +110,24 @@ def scenario(store: InspectionStore) -> dict[str, Any]:
     # One category's rows (its path and below it), matched the same on both: not a category whose name it starts.
     for path in ("/v1/categories/mono/threshold", "/v1/categories/mono", "/v1/categories/mono2/teach"):
         audit.write("t2", Caller("eve", parse_role("engineer")), "POST", path, path, 200, None)
+    # a label and a deletion of one of its inspections: their paths name the inspection, the writer the category
+    for path in ("/v1/inspections/i001/label", "/v1/inspections/i002"):
+        audit.write("t3", Caller("eve", parse_role("operator")), "PUT", path, path, 200, None, category="mono")
+    audit.write("t3", Caller("eve", parse_role("operator")), "PUT", "/v1/inspections/i003/label",
+                "/v1/inspections/i003/label", 200, None, category="mono2")  # fmt: skip
+    # a row an older eagle-iad wrote, without a category: found by its path, as it was
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO audit (time, actor, role, method, route, path, status) VALUES "
+            "('t4', 'old', 'engineer', 'POST', '/v1/categories/{name}/teach', '/v1/categories/mono/teach', 200)"
+        )
     out["audit_mono"] = [row["path"] for row in audit.page(10, 0, category="mono")[1]]
-    assert out["audit_mono"] == ["/v1/categories/mono", "/v1/categories/mono/threshold"]
+    assert out["audit_mono"] == ["/v1/categories/mono/teach", "/v1/inspections/i002", "/v1/inspections/i001/label",
+                                 "/v1/categories/mono", "/v1/categories/mono/threshold"]  # fmt: skip
+    # compared whole: "_" is no wildcard (a LIKE 'm_no' would find mono's rows)
+    assert audit.page(10, 0, category="m_no") == (0, [])
+    assert [row[0] for row in store.read("SELECT category FROM audit ORDER BY seq")] == [
+        None, "mono", "mono", "mono2", "mono", "mono", "mono2", None]  # fmt: skip
     out["audit_eve_csv"] = audit.csv("eve", "mono2").splitlines()[1:]
     out["intake"] = tables.intake("line1", _record(3).image_sha256 or "")
     tables.write_failed("line1", "ff", "bad.png", "not an image", 2.0)
@@ -306,7 +322,7 @@ def test_eagle_db_upgrade_migrates_an_older_history_keeping_its_rows(
         "inspections.warnings, "
         "outbox.last_refused, outbox.refusals, api_keys.seq; added indexes inspections_category, station_intake_time, "
         "outbox_due, "
-        "outbox_held, station_intake_record)\n"
+        "outbox_held, station_intake_record, audit_category)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert "schema 6, up to date" in capsys.readouterr().err
@@ -428,17 +444,16 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
     assert main(["db", "status", "--history", url]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [
         {"version": None, "adds": "tables station_faults, station_refusals, station_runs; columns "
-         "station_intake.files, station_intake.unfiled, outbox.refusals, outbox.last_refused, stations.created_by; "
-         "indexes outbox_held"}
+         "station_intake.files, station_intake.unfiled, outbox.refusals, outbox.last_refused, audit.category, "
+         "stations.created_by; indexes outbox_held, audit_category"}
     ]  # fmt: skip
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == (
         f"history {backend.describe()}: schema 6 -> 6 (no new version; added tables station_faults, station_refusals, "
         "station_runs; "
         "added columns "
-        "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, stations.created_by; "
-        "added indexes "
-        "outbox_held)\n"
+        "station_intake.files, station_intake.unfiled, outbox.last_refused, outbox.refusals, audit.category, "
+        "stations.created_by; added indexes outbox_held, audit_category)\n"
     )
     assert main(["db", "upgrade", "--history", url]) == 0
     assert capsys.readouterr().err == f"history {backend.describe()}: schema 6, up to date\n"
@@ -447,6 +462,49 @@ def test_eagle_db_upgrade_names_what_it_adds_to_a_history_of_its_own_version(
         StationTables(store).write_failed("line-1", "d1", "c.png", "empty", 3.0)  # the same content, another file
         counted = store.read("SELECT digest, name, files FROM station_intake WHERE state = 'failed' ORDER BY digest")
         assert [tuple(row) for row in counted] == [("d1", "c.png", 2), ("d2", "b.png", 1)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_older_audit_log_gets_its_rows_categories_where_they_tell_them(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``audit.category`` added to a log an older eagle-iad kept (``?category=`` matched paths only, so a label of a
+    tire part was not tire's): a category's row gets its category, a label of an inspection still in the history
+    the inspection's; a label of one deleted since, and a key's row, stay without one (the deleted one's category
+    is only in its free-text detail). ``?category=tire`` then lists the label, and a row without a category is
+    still found by its path."""
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    older_audit = (
+        "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, actor TEXT NOT NULL, "
+        "role TEXT NOT NULL, method TEXT NOT NULL, route TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, "
+        "detail TEXT)"
+    )
+    for statement in [*OLD_SCHEMA_5, older_audit]:  # inspection 'a' is tire's
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    for path in ("/v1/categories/tire/threshold", "/v1/inspections/a/label", "/v1/inspections/gone/label",
+                 "/v1/keys", "/v1/categories/glass", "/v1/inspections/a"):  # fmt: skip
+        db.execute("INSERT INTO audit (time, actor, role, method, route, path, status) VALUES ('t', 'x', 'admin', "
+                   "'PUT', 'r', ?, 200)", (path,))  # fmt: skip
+    db.close()
+    store = InspectionStore(url)
+    try:
+        assert "audit.category" in store.upgrade.added_columns and "audit_category" in store.upgrade.added_indexes
+        filled = [tuple(row) for row in store.read("SELECT path, category FROM audit ORDER BY seq")]
+        assert filled == [("/v1/categories/tire/threshold", "tire"), ("/v1/inspections/a/label", "tire"),
+                          ("/v1/inspections/gone/label", None), ("/v1/keys", None),
+                          ("/v1/categories/glass", "glass"), ("/v1/inspections/a", "tire")]  # fmt: skip
+        audit = AuditLog(store)
+        assert [row["path"] for row in audit.page(10, 0, category="tire")[1]] == [
+            "/v1/inspections/a", "/v1/inspections/a/label", "/v1/categories/tire/threshold"]  # fmt: skip
+        with store.transaction() as db:  # an older replica's row after the upgrade: no category, its path says it
+            db.execute("INSERT INTO audit (time, actor, role, method, route, path, status) VALUES ('t', 'x', "
+                       "'admin', 'POST', 'r', '/v1/categories/glass/teach', 200)")  # fmt: skip
+        assert [row["path"] for row in audit.page(10, 0, category="glass")[1]] == [
+            "/v1/categories/glass/teach", "/v1/categories/glass"]  # fmt: skip
     finally:
         store.close()
 

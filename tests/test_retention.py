@@ -75,6 +75,10 @@ def test_an_admin_deletes_an_inspection_its_files_first_audited_and_an_operator_
             "ada", "admin", "DELETE", f"/v1/inspections/{first['id']}", 200)  # fmt: skip
         assert row["detail"] == (f"deleted inspection {first['id']} of mono ({first['image_name']}; "
                                  f"{count} files, {size} bytes): a person in frame")  # fmt: skip
+        # mono's rows (GET /v1/audit?category=mono): the label and the deletion of its inspection, newest first
+        mono = call("GET", f"{live.base}/v1/audit?category=mono", key=keys["engineer"])[2]["items"]
+        assert [(r["method"], r["path"]) for r in mono] == [
+            ("DELETE", f"/v1/inspections/{first['id']}"), ("PUT", f"/v1/inspections/{first['id']}/label")]  # fmt: skip
 
 
 def test_the_files_go_first_and_a_delete_the_history_failed_is_completed_by_the_same_delete_again(
@@ -228,8 +232,8 @@ def test_a_prune_that_removed_something_writes_one_audit_row_and_a_dry_run_or_an
     def audit() -> list[tuple[Any, ...]]:
         opened = InspectionStore(location)
         try:
-            return [tuple(row) for row in opened.read("SELECT actor, role, method, route, path, status, detail "
-                                                       "FROM audit ORDER BY seq")]  # fmt: skip
+            return [tuple(row) for row in opened.read("SELECT actor, role, method, route, path, status, detail, "
+                                                       "category FROM audit ORDER BY seq")]  # fmt: skip
         finally:
             opened.close()
 
@@ -252,6 +256,7 @@ def test_a_prune_that_removed_something_writes_one_audit_row_and_a_dry_run_or_an
         "records and pictures, labelled included: 4 inspection(s), 2 picture folder(s), 4 files, 2200 bytes "
         "removed; 0 labelled kept (eagle history prune)",
     ]
+    assert [row[7] for row in rows] == ["c", None]  # a prune of one category is in that category's rows
 
 
 @pytest.mark.parametrize("pictures_only", [False, True])

@@ -497,6 +497,10 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
         answer = client.put("/v1/inspections/band/label", json={"label": "defective"})
         assert answer.status_code == 200 and answer.json()["label"] == "anomalous"
         assert client.get("/v1/audit").json()["items"][0]["detail"] == "label anomalous (defective) of band.png (mono)"
+        # mono's rows: the CLI's five labels and the API's one (paths naming the inspections), not the journalled one
+        mono = client.get("/v1/audit?category=mono").json()
+        assert mono["total"] == 6
+        assert {row["route"] for row in mono["items"]} == {"/v1/inspections/{inspection_id}/label"}
         refused = client.put("/v1/inspections/band/label", json={"label": "broken"})
         assert refused.status_code == 400
         assert "'normal', 'anomalous' or 'defective'" in refused.json()["error"]["message"]

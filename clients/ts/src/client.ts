@@ -722,7 +722,8 @@ export class EagleClient {
 
   /**
    * One page of the audit log, newest first (engineer: a shift's supervisor reads it; keys stay admin). `actor`:
-   * one person's rows; `category`: the rows whose path is the category's (its threshold, teaches, rollbacks).
+   * one person's rows; `category`: the category's rows (its threshold, teaches, rollbacks, and the labels and
+   * deletions of its inspections).
    */
   audit(query: { limit?: number; offset?: number; actor?: string; category?: string } = {}, signal?: AbortSignal): Promise<AuditPage> {
     const params = new URLSearchParams();

@@ -94,7 +94,7 @@ def os_user() -> str:
 
 
 def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role: Role, method: str, route: str,
-              path: str, status: int, detail: str) -> None:  # fmt: skip
+              path: str, status: int, detail: str, category: str | None = None) -> None:  # fmt: skip
     """The audit row the API route ``route`` writes, for the same change made by a command here (``eagle review
     label``, ``eagle keys add|revoke``): the same route, path and status, with the role the route needs, so the
     log reads alike whichever way a change was made. The actor is ``cli:<login name>`` (never an API key's name:
@@ -102,7 +102,8 @@ def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role:
     waits; then the row is appended to the state folder's ``audit-pending.jsonl``, and the service moves it into
     the log: this process never drains that journal, which the service guards with locks only its own threads
     see. Without a state folder (a database URL alone) a row the log cannot take is a warning, never an error: the
-    change is made (a key added, whose key must still be printed), and a failed exit would have it made again."""
+    change is made (a key added, whose key must still be printed), and a failed exit would have it made again.
+    ``category``: the category the change is of where ``path`` does not name it (:meth:`AuditLog.write`)."""
     from eagle_iad.service.access import Caller
     from eagle_iad.service.audit import PENDING, AuditLog
 
@@ -110,7 +111,7 @@ def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role:
     journal = None if folder is None or not folder.is_dir() else folder / PENDING
     try:
         AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{os_user()}", role), method, route, path,
-                                                     status, detail)  # fmt: skip
+                                                     status, detail, category)  # fmt: skip
     except Exception as exc:
         print(f"eagle: warning: the change was made, but its audit row ({detail}) could not be written: {exc}",
               file=sys.stderr)  # fmt: skip

@@ -92,7 +92,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
             f"files, {removed.bytes} bytes)" + (f": {reason}" if reason else "") + " (eagle history delete)"
         )
         cli_audit(args, store, datetime.now(UTC).isoformat(timespec="milliseconds"), Role.admin, "DELETE",
-                  DELETE_ROUTE, DELETE_ROUTE.replace("{inspection_id}", record.id), 200, detail)  # fmt: skip
+                  DELETE_ROUTE, DELETE_ROUTE.replace("{inspection_id}", record.id), 200, detail,
+                  category=record.category)  # fmt: skip
     finally:
         store.close()
     print(dumps({"id": record.id, "category": record.category, "image_name": record.image_name,
@@ -137,7 +138,7 @@ def _audit_prune(args: argparse.Namespace, store: InspectionStore, report: dict[
         f"{report['labelled_kept']} labelled kept (eagle history prune)"
     )
     cli_audit(args, store, datetime.now(UTC).isoformat(timespec="milliseconds"), Role.admin, "DELETE", PRUNE_ROUTE,
-              PRUNE_ROUTE, 200, detail)  # fmt: skip
+              PRUNE_ROUTE, 200, detail, category=report["category"])  # fmt: skip
 
 
 #: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).

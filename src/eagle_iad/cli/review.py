@@ -150,7 +150,7 @@ def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str,
 
     path = LABEL_ROUTE.replace("{inspection_id}", args.inspection)
     cli_audit(args, store, when, Role.operator, "PUT", LABEL_ROUTE, path, 200,
-              f"{label_audit(stored)} (by {by}, eagle review label)")  # fmt: skip
+              f"{label_audit(stored)} (by {by}, eagle review label)", category=stored.category)  # fmt: skip
 
 
 COMMANDS: dict[str, Callable[[Subcommands], None]] = {"review": add_review}

@@ -37,9 +37,13 @@ planned place, until its own file is put aside: see :meth:`StationTables.write_f
 never names (its station finds no such refusal again, as it found none before). So is ``station_runs`` (each
 station a stations file's ``eagle station run`` runs: who runs it, its figures and state, and its heartbeat, written
 every few seconds so every replica lists it: :mod:`eagle_iad.station.fleet`), a table an older eagle-iad never names
-(its replicas list those stations nowhere, as before, and its ``eagle station run`` publishes nothing). And
-``stations.created_by`` (the name of the API key that created the station), added empty: a station created
-before, or by an older eagle-iad (whose inserts leave it empty), shows as created by ``api``, as every station did.
+(its replicas list those stations nowhere, as before, and its ``eagle station run`` publishes nothing). So is
+``audit.category`` (the category a row's change is of: a category's routes, and a label or deletion of one of its
+inspections, for ``GET /v1/audit?category=``), added with its index and filled for the rows already there as far as
+they tell it (:func:`_fill_audit_categories`); an older eagle-iad's rows leave it empty and are found by their path
+alone, as that version found them. And ``stations.created_by`` (the name of the API key that created the station),
+added empty: a station created before, or by an older eagle-iad (whose inserts leave it empty), shows as created
+by ``api``, as every station did.
 A field added to the inspection record is a nullable column added the same way, with no version of its own, the
 record being its one declaration: ``inspections.label_history`` (every label given, changed, confirmed or cleared,
 with its note and the label it replaced: ``InspectionStore.set_label``) is added empty, and a label stored before it
@@ -150,8 +154,11 @@ def statements() -> list[str]:
     route TEXT NOT NULL,
     path TEXT NOT NULL,
     status INTEGER NOT NULL,
-    detail TEXT
+    detail TEXT,
+    category TEXT
 )""",
+        # no version: audit.category (the category a row's change is of), added to an older log at its next open
+        "CREATE INDEX IF NOT EXISTS audit_category ON audit (category, seq)",
         """CREATE TABLE IF NOT EXISTS stations (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -235,6 +242,9 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
     with transaction(backend, db):
         backend.serialize(db, "schema")
         tables, indexes = _layout(backend, db)
+        if tables["audit"] and "category" not in tables["audit"]:  # no version of its own; before its index
+            db.execute(backend.ddl("ALTER TABLE audit ADD COLUMN category TEXT"))
+            _fill_audit_categories(db)
         for statement in statements():
             db.execute(backend.ddl(statement))
         row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -285,6 +295,42 @@ def _number_keys(backend: HistoryBackend, db: Connection) -> None:
         "UPDATE api_keys SET seq = (SELECT COUNT(*) FROM api_keys k WHERE k.created < api_keys.created "
         "OR (k.created = api_keys.created AND k.name <= api_keys.name)) WHERE seq IS NULL"
     )
+
+
+#: The paths of the routes that change one inspection (its label, its deletion): the category is the inspection's.
+_INSPECTION_PATH = re.compile(r"/v1/inspections/([^/]+)(?:/label)?")
+#: Where a category's own routes are: ``/v1/categories/{name}`` and below it.
+_CATEGORY_PREFIX = "/v1/categories/"
+
+
+def path_category(path: str) -> str | None:
+    """The category an audit row's path names (``/v1/categories/{name}`` and below it: a threshold, a teach, a
+    rollback, a fit, a retirement), else ``None``: the default of a row's ``category`` where its writer names none."""
+    if not path.startswith(_CATEGORY_PREFIX):
+        return None
+    name = path[len(_CATEGORY_PREFIX) :].split("/", 1)[0]
+    return name or None
+
+
+def _fill_audit_categories(db: Connection) -> None:
+    """``audit.category`` just added: filled for the rows already there, as far as they tell it. A row whose path is
+    a category's gets that category; a label or deletion of an inspection still in the history gets the
+    inspection's. The rest stay empty (a deleted inspection's rows: its category is only in the free-text detail,
+    never parsed): ``?category=`` still finds such a row by its path when that is the category's, as before."""
+    rows = [(int(seq), str(path)) for seq, path in db.execute("SELECT seq, path FROM audit").fetchall()]
+    named = {seq: path_category(path) for seq, path in rows}
+    wanted = {seq: match[1] for seq, path in rows if named[seq] is None and (match := _INSPECTION_PATH.fullmatch(path))}
+    ids = sorted(set(wanted.values()))
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):  # within every backend's limit of parameters
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows_found = db.execute(f"SELECT id, category FROM inspections WHERE id IN ({marks})", chunk).fetchall()
+        found.update((str(one), str(category)) for one, category in rows_found)
+    for seq, _ in rows:
+        category = named[seq] or found.get(wanted.get(seq, ""))
+        if category is not None:
+            db.execute("UPDATE audit SET category = ? WHERE seq = ?", (category, seq))
 
 
 def _expected() -> dict[str, list[str]]:

@@ -263,12 +263,16 @@ def requires(role: Role, *, audited: bool = True) -> Any:
     return Depends(check)
 
 
-def audit_detail(request: Request, text: str) -> None:
+def audit_detail(request: Request, text: str, category: str | None = None) -> None:
     """What a change did, in a few words, for its audit row ("label normal", "tau 123.0", "added anna
     (operator)"): the route and path say where, this says what. Up to :data:`MAX_AUDIT_DETAIL` characters: room
     for a person's 500-character note or why beside what it replaced (a relabel keeps the previous label and its
-    note there, a forced teach each check it overrode)."""
+    note there, a forced teach each check it overrode). ``category``: the category the change is of where the
+    path does not name it (a label or deletion of one of its inspections), so ``GET /v1/audit?category=`` lists
+    it; a path under ``/v1/categories/{name}`` says it already."""
     request.state.audit_detail = text[:MAX_AUDIT_DETAIL]
+    if category is not None:
+        request.state.audit_category = category
 
 
 #: The longest audit detail kept, in characters.

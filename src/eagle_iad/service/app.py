@@ -213,7 +213,8 @@ class AuditWrites:
                     route = str(getattr(scope.get("route"), "path", scope["path"]))
                     when = datetime.now(UTC).isoformat(timespec="milliseconds")
                     await run_in_threadpool(self.state.audit.write, when, who, scope["method"], route, scope["path"],
-                                            int(message["status"]), known.get("audit_detail"))  # fmt: skip
+                                            int(message["status"]), known.get("audit_detail"),
+                                            known.get("audit_category"))  # fmt: skip
             await send(message)
 
         await self.app(scope, receive, record_then_send)

@@ -40,13 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.history.schema import path_category
 from eagle_iad.naming import printable
 from eagle_iad.service.access import Caller
 from eagle_iad.service.store import InspectionStore
 
 COLUMNS = ("seq", "time", "actor", "role", "method", "route", "path", "status", "detail")
-#: A row's fields as written (``seq`` is the log's own).
-_FIELDS = COLUMNS[1:]
+#: A row's fields as written (``seq`` is the log's own), with the category its change is of, which the log keeps
+#: for ``?category=`` (a label's path names the inspection, not its category) and does not show: the detail says it.
+_FIELDS = (*COLUMNS[1:], "category")
 #: How long a row waits for a history another writer holds before it goes to the journal. Long enough for
 #: any ordinary writer (a key added, a verdict stored); short enough that a client's request does not time out.
 AUDIT_WAIT_S = 20.0
@@ -60,7 +62,7 @@ LOCK_SUFFIX = ".lock"
 #: and an fsync), after which it goes on without it, logged, rather than hold up a change's answer.
 LOCK_WAIT_S = 10.0
 
-_INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT INTO audit ({', '.join(_FIELDS)}) VALUES ({', '.join('?' for _ in _FIELDS)})"
 #: A journalled row already in the log: the same change (to the millisecond) by the same caller.
 _WRITTEN = "SELECT 1 FROM audit WHERE time = ? AND actor = ? AND method = ? AND path = ? AND status = ?"
 
@@ -81,14 +83,16 @@ class AuditLog:
         self._drain_lock = threading.Lock()
 
     def write(self, time: str, caller: Caller, method: str, route: str, path: str, status: int,
-              detail: str | None = None) -> bool:  # fmt: skip
+              detail: str | None = None, category: str | None = None) -> bool:  # fmt: skip
         """Write one row (journalled rows first); ``False`` when it went to the journal instead.
 
         The path and detail are written with control characters escaped (a ``why`` is the caller's text:
-        a NUL in it is a row PostgreSQL refuses, a newline a forged line in the CSV).
+        a NUL in it is a row PostgreSQL refuses, a newline a forged line in the CSV). ``category``: the category
+        the change is of, where its path does not say it (a label, a deletion of one of its inspections); by
+        default the one the path names (:func:`~eagle_iad.history.schema.path_category`), if any.
         """
         row = (time, caller.name, caller.role.name, method, route, printable(path), status,
-               None if detail is None else printable(detail))  # fmt: skip
+               None if detail is None else printable(detail), _category(category, path))  # fmt: skip
         if self.drains:
             self.drain()
         deadline = clock.monotonic() + AUDIT_WAIT_S
@@ -171,8 +175,11 @@ class AuditLog:
         for line in journal.read_text(encoding="utf-8").splitlines():
             try:
                 data = json.loads(line)
+                # a line journalled before rows had a category (by an older eagle-iad): the one its path names
+                data.setdefault("category", None)
+                data["category"] = _category(data["category"], data["path"])
                 rows.append(tuple(data[name] for name in _FIELDS))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line cut short by a crash while appending: its change was answered as failed
         return rows
 
@@ -221,11 +228,19 @@ class AuditLog:
         return out.getvalue()
 
 
-def _where(actor: str | None, category: str | None) -> tuple[str, list[Any]]:
-    """The filter of a read of the log: one person's rows (``actor``), and the rows whose path names the category
-    (``/v1/categories/{category}`` and below it: its fit, thresholds, teaches, rollbacks, its retirement).
+def _category(category: str | None, path: str) -> str | None:
+    """A row's category: the one its writer named, else the one its path names."""
+    return category if category is not None else path_category(path)
 
-    The category is matched by a prefix compare, not ``LIKE``: a category name may hold ``_``, a ``LIKE`` wildcard.
+
+def _where(actor: str | None, category: str | None) -> tuple[str, list[Any]]:
+    """The filter of a read of the log: one person's rows (``actor``), and one category's: the rows whose
+    ``category`` is it (its fit, thresholds, teaches, rollbacks, its retirement, and the labels and deletions of its
+    inspections), compared whole on an indexed column, never by ``LIKE`` on text (a name may hold ``_``).
+
+    A row without a category (written by an older eagle-iad, or before the column, of an inspection no longer in
+    the history) is matched by its path as that version matched it: ``/v1/categories/{category}`` and below it,
+    by a prefix compare at its own length (both backends: tests/test_history_backends.py).
     """
     clauses: list[str] = []
     params: list[Any] = []
@@ -234,9 +249,8 @@ def _where(actor: str | None, category: str | None) -> tuple[str, list[Any]]:
         params.append(actor)
     if category:
         base = f"/v1/categories/{category}"
-        # The prefix compared at its own length (both backends: tests/test_history_backends.py).
-        clauses.append("(path = ? OR substr(path, 1, length(?)) = ?)")
-        params.extend([base, base + "/", base + "/"])
+        clauses.append("(category = ? OR (category IS NULL AND (path = ? OR substr(path, 1, length(?)) = ?)))")
+        params.extend([category, base, base + "/", base + "/"])
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 

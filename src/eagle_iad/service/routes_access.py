@@ -139,8 +139,10 @@ MAX_OFFSET = 2**62
 #: reconstructed (who labelled, taught, moved a threshold, rolled back); managing keys stays the admin's.
 AUDIT_READERS = ENGINEER
 
-#: ``?category=``: the rows whose path names the category (its threshold, teaches, rollbacks, fit, retirement).
-CATEGORY_FILTER = Query(None, max_length=64, description="rows whose path is the category's (/v1/categories/NAME…)")
+#: ``?category=``: the category's rows (its threshold, teaches, rollbacks, fit, retirement, and the labels and
+#: deletions of its inspections), by the category each row keeps (``audit._where``).
+CATEGORY_FILTER = Query(None, max_length=64, description="the category's rows: its own routes' "
+                        "(/v1/categories/NAME…) and the labels and deletions of its inspections")  # fmt: skip
 
 
 def _category(category: str | None) -> str | None:

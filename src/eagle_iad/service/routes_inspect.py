@@ -444,7 +444,7 @@ def label_inspection(inspection_id: str, body: schemas.LabelRequest, request: Re
     if stored is None:
         raise ApiError(404, f"no inspection {inspection_id!r}", code="not_found")
     given = (stored.label_history or [{}])[-1]
-    audit_detail(request, label_audit(stored))
+    audit_detail(request, label_audit(stored), category=stored.category)
     notices = []
     if given.get("agreed") and given.get("by") == by:  # (not a retry of the caller's own label, agreed since)
         notices.append(already_labelled(stored))
@@ -524,6 +524,7 @@ def delete_inspection(
         request,
         f"deleted inspection {record.id} of {record.category} ({record.image_name}; "
         f"{removed.files} files, {removed.bytes} bytes)" + (f": {reason}" if reason else ""),
+        category=record.category,
     )
     return {"id": record.id, "category": record.category, "image_name": record.image_name,
             "files_removed": removed.files, "bytes_removed": removed.bytes}  # fmt: skip

@@ -2317,7 +2317,7 @@ export interface operations {
         parameters: {
             query?: {
                 actor?: string | null;
-                /** @description rows whose path is the category's (/v1/categories/NAME…) */
+                /** @description the category's rows: its own routes' (/v1/categories/NAME…) and the labels and deletions of its inspections */
                 category?: string | null;
                 limit?: number;
                 offset?: number;
@@ -2361,7 +2361,7 @@ export interface operations {
         parameters: {
             query?: {
                 actor?: string | null;
-                /** @description rows whose path is the category's (/v1/categories/NAME…) */
+                /** @description the category's rows: its own routes' (/v1/categories/NAME…) and the labels and deletions of its inspections */
                 category?: string | null;
             };
             header?: never;
