@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -247,6 +248,54 @@ def test_a_running_station_is_changed_in_place_by_a_patch_and_a_refused_change_l
         assert (status, info["state"], info["sinks"]) == (200, "paused", {}), info
         assert info["spec"] == {**{k: v for k, v in _body(receiver).items() if k != "sinks"}, "deadline_s": 3,
                                 "sinks": []}  # fmt: skip
+
+
+def _received(receiver: Receiver, count: int) -> list[dict[str, Any]]:
+    """The bodies the receiver got, once it has ``count`` (it may get more later: the caller says how many)."""
+    deadline = time.monotonic() + wait_s(120)
+    while len(receiver.received) < count:
+        assert time.monotonic() < deadline, receiver.received
+        time.sleep(0.1)
+    return [dict(got["body"]) for got in receiver.received]
+
+
+def test_a_station_of_the_service_takes_duplicates_as_a_stations_file_does(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``duplicates`` in ``POST /v1/stations`` and ``PATCH``: the body took no such field (422/400 "Extra inputs"),
+    so a station of the service always told repeats to its sinks. Now ``"skip"`` sends nothing for a repeated
+    content, a patch back to ``"refuse"`` tells the next repeat as a refusal naming the record, and a choice that
+    is not one is refused as the stations file refuses it, naming the field and the choices."""
+    incoming = tmp_path / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    cell = _cells(1)[0]
+    with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
+        status, answer = _post(live.base, "/v1/stations", _body(receiver, duplicates="drop"))
+        assert (status, answer["error"]["message"]) == (
+            400, "station 'line-1': duplicates is 'drop'; choose one of refuse, skip"), answer  # fmt: skip
+        status, info = _post(live.base, "/v1/stations", _body(receiver, duplicates="skip"))
+        assert status == 201 and info["spec"]["duplicates"] == "skip", info
+        for name in ("part-001.png", "part-002.png"):  # a frozen camera: the same image for the next part
+            (incoming / name).write_bytes(cell.read_bytes())
+            os.utime(incoming / name, (time.time() - 30, time.time() - 30))
+            _until(live.base, "line-1", lambda info, n=name: not (incoming / n).exists(), f"{name} taken")
+        info = _until(live.base, "line-1", lambda info: info["duplicates"] == 1, "the repeat counted")
+        assert info["inspected"] == 1 and any('duplicates = "skip"' in said for said in info["warnings"]), info
+        (first,) = _received(receiver, 1)
+        time.sleep(1.0)  # the repeat sent nothing, not even late
+        assert len(receiver.received) == 1 and first["record"]["image_name"] == "part-001.png"
+        status, answer = _patch(live.base, "line-1", {"duplicates": "never"})
+        assert (status, answer["error"]["message"]) == (
+            400, "station 'line-1': duplicates is 'never'; choose one of refuse, skip"), answer  # fmt: skip
+        status, info = _patch(live.base, "line-1", {"duplicates": "refuse"})
+        assert status == 200 and info["spec"]["duplicates"] == "refuse", info
+        (incoming / "part-003.png").write_bytes(cell.read_bytes())
+        os.utime(incoming / "part-003.png", (time.time() - 30, time.time() - 30))
+        told = _received(receiver, 2)[1]
+        assert told["event"] == "refused" and told["refused"]["image_name"] == "part-003.png", told
+        assert told["refused"]["repeat_of"] == first["record"]["id"]
 
 
 def _audit(base: str) -> list[tuple[str, str, Any]]:

@@ -57,6 +57,12 @@ class SinkConfig:
     refusals: bool = False
 
 
+#: The choices of a station's ``duplicates`` (see :attr:`StationConfig.duplicates`), and its default: declared once,
+#: read by a stations file's table and by the service's station body (``POST``/``PATCH /v1/stations``) alike.
+DUPLICATES = ("refuse", "skip")
+DEFAULT_DUPLICATES = "refuse"
+
+
 @dataclass
 class StationConfig:
     """One station: its name, the category that scores its images, one source and its sinks."""
@@ -71,11 +77,7 @@ class StationConfig:
     #: part): ``"refuse"`` tells every sink that takes refusals that this part was not inspected (naming the earlier
     #: record), so a PLC or MES waiting for an answer per part gets one; ``"skip"``: nothing is sent (the log and
     #: the status' warning only).
-    duplicates: str = "refuse"
-
-
-#: The choices of a station's ``duplicates`` (see :attr:`StationConfig.duplicates`).
-DUPLICATES = ("refuse", "skip")
+    duplicates: str = DEFAULT_DUPLICATES
 
 
 @dataclass
@@ -258,7 +260,7 @@ def station_from_table(options: Options, models_dir: Path, fitted: bool = True) 
         raise options.error("category", unfitted(category, models_dir))
     backlog_limit = options.integer("backlog_limit", 1000, BACKLOG_LIMIT)
     deadline_s = options.number("deadline_s", 10.0, DEADLINE_S)
-    duplicates = options.text("duplicates", "refuse", DUPLICATES)
+    duplicates = options.text("duplicates", DEFAULT_DUPLICATES, DUPLICATES)
     options._read.update({"source", "sink"})
     options.done()
     source_table = _table(table.get("source"), f"{where}: source") if "source" in table else None

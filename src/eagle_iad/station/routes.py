@@ -29,7 +29,7 @@ from eagle_iad.service import schemas
 from eagle_iad.service.access import API_NAME, ENGINEER, OPERATOR, VIEWER, Role, audit_detail, caller
 from eagle_iad.service.context import ServiceState, require_key
 from eagle_iad.service.metrics import label
-from eagle_iad.station.config import StationConfig, station_from_table
+from eagle_iad.station.config import DEFAULT_DUPLICATES, DUPLICATES, StationConfig, station_from_table
 from eagle_iad.station.fleet import NOT_SEEN_AFTER_S, PublishedRun, forget_run, hide_roots, published
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
@@ -69,6 +69,13 @@ class StationBody(BaseModel):
     category: str = Field(description="the fitted category that scores the station's images")
     backlog_limit: int | None = Field(None, description="warn when more images wait (default 1000)")
     deadline_s: float | None = Field(None, description="warn when the p95 latency is over this (default 10)")
+    # its choices and default from the one declaration a stations file reads too (checked there, as the file's)
+    duplicates: str | None = Field(
+        None,
+        description="a file whose content the station already inspected: refuse tells the sinks it as a refusal "
+        f"naming the earlier record, skip sends nothing; one of {', '.join(DUPLICATES)} (default {DEFAULT_DUPLICATES})",
+        json_schema_extra={"enum": [*DUPLICATES, None]},
+    )
     source: dict[str, Any] = Field(description="the source's table: kind and its options (docs/STATIONS.md)")
     sinks: list[dict[str, Any]] = Field(default_factory=list, description="one table per sink: kind and its options")
 

@@ -26,7 +26,7 @@ from eagle_iad.history import open_backend
 from eagle_iad.history.backend import Connection
 from eagle_iad.history.sqlite import SqliteConnection, SqliteHistory
 from eagle_iad.record import iso_time
-from eagle_iad.station.config import StationConfig
+from eagle_iad.station.config import DEFAULT_DUPLICATES, StationConfig
 from eagle_iad.station.outbox import REFUSED_PREFIX
 from eagle_iad.station.parts import refusal
 from eagle_iad.station.recent import RECENT_S, Seconds, within
@@ -341,7 +341,7 @@ class StationFacts:
     #: reach, which reads a stations file.
     retry: str = "eagle station retry"
     #: Its ``duplicates`` (:attr:`StationConfig.duplicates`): whether a repeated content is told to the sinks.
-    duplicates: str = "refuse"
+    duplicates: str = DEFAULT_DUPLICATES
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -359,7 +359,7 @@ class StationFacts:
         return cls(config.name, config.category, config.source.describe(), backlog,
                    [(s.sink.name, s.sink.kind) for s in config.sinks], config.backlog_limit,
                    config.deadline_s, error, intake, is_gone,
-                   duplicates=getattr(config, "duplicates", "refuse"))  # fmt: skip
+                   duplicates=getattr(config, "duplicates", DEFAULT_DUPLICATES))  # fmt: skip
 
 
 def service_retry(name: str) -> str:

@@ -2088,6 +2088,12 @@ export interface components {
              */
             deadline_s?: number | null;
             /**
+             * Duplicates
+             * @description a file whose content the station already inspected: refuse tells the sinks it as a refusal naming the earlier record, skip sends nothing; one of refuse, skip (default refuse)
+             * @enum {unknown}
+             */
+            duplicates?: "refuse" | "skip" | null;
+            /**
              * Name
              * @description 1-64 letters, digits, '_', '.', '-'
              */
