@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sqlite3
 from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +25,9 @@ from test_station import _cells, model_dir  # noqa: F401  (model_dir: models/mon
 
 from eagle_iad.cli import main
 from eagle_iad.cli.db import os_user
+from eagle_iad.record import iso_time
 from eagle_iad.service import ServiceSettings, create_app
-from eagle_iad.service.retention import PICTURES_PRUNED, delete_inspection, prune
+from eagle_iad.service.retention import PICTURES_PRUNED, cutoff, delete_inspection, prune
 from eagle_iad.service.store import InspectionStore
 from eagle_iad.service.teaching import KEPT_IMAGE
 
@@ -257,6 +260,43 @@ def test_a_prune_that_removed_something_writes_one_audit_row_and_a_dry_run_or_an
         "removed; 0 labelled kept (eagle history prune)",
     ]
     assert [row[7] for row in rows] == ["c", None]  # a prune of one category is in that category's rows
+
+
+#: The one format of an inspection's stored time and of a prune's cut-off: UTC, milliseconds, ``+00:00``. Fixed
+#: width, so that comparing two as text (``time < ?``, on either backend) compares them as times.
+STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+def test_every_stored_inspection_time_has_the_one_format_a_prune_compares_as_text(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A prune selects ``time < cut-off`` as text, which is time order only if every row's time and the cut-off
+    share one fixed-width format (a ``Z``, a missing fraction or microseconds would sort wrong). Inspections are
+    stored only by ``run_inspection`` (an upload; a station's image, on the same path), timed by
+    ``pipeline.now_iso``; this pins that format as stored, read back raw, and the cut-off's, at instants whose
+    fraction is zero or just under a second, and that their text order is their time order."""
+    state = tmp_path / "state"
+    keys = _keys(state)
+    app = create_app(ServiceSettings(models_dir=model_dir, state_dir=state))
+    with LiveServer(app) as live:
+        made = [_inspect(live.base, cell, keys["operator"]) for cell in _cells(2)]
+    stored = sqlite3.connect(state / "eagle.sqlite3")
+    try:
+        times = [str(row[0]) for row in stored.execute("SELECT time FROM inspections ORDER BY seq")]
+    finally:
+        stored.close()
+    assert times == [record["time"] for record in made]
+    assert all(STORED_TIME.fullmatch(one) for one in times), times
+    assert times[0] <= times[1]
+    instants = [1_765_000_000.0, 1_765_000_000.0009, 1_765_000_000.001, 1_765_000_000.999, 1_765_000_001.0,
+                1_765_086_399.9995, 4_102_444_800.5]  # fmt: skip
+    written = [iso_time(instant) for instant in instants]
+    assert written[0] == "2025-12-06T05:46:40.000+00:00" and all(STORED_TIME.fullmatch(one) for one in written)
+    assert sorted(written) == written  # text order is time order
+    now = datetime.fromtimestamp(1_765_000_000.25, UTC)
+    assert [cutoff(days, now) for days in (0, 0.5, 30)] == [
+        "2025-12-06T05:46:40.250+00:00", "2025-12-05T17:46:40.250+00:00", "2025-11-06T05:46:40.250+00:00"]  # fmt: skip
 
 
 @pytest.mark.parametrize("pictures_only", [False, True])

@@ -175,6 +175,7 @@ def prune(
             pictures += int(one.files > 0)
     kept = 0
     if not labelled:
+        # compared as text, as store.aged does: one format for every stored time and the cut-off (test_retention)
         where, params = "time < ? AND label IS NOT NULL", [before]
         if category is not None:
             where += " AND category = ?"

@@ -500,6 +500,7 @@ class InspectionStore:
         ``with_pictures``: only those whose row still links pictures; ``labelled``: labelled ones too (left out by
         default: an operator's correction is training evidence). Ids only: a batch of whole records would cost
         more to decode than the prune's statements take."""
+        # text order is time order: every row's time is pipeline.now_iso's one format (test_retention pins it)
         where, params = "seq > ? AND time < ?", list[Any]([after_seq, before])
         if category is not None:
             where += " AND category = ?"
