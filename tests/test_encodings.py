@@ -114,6 +114,29 @@ def test_a_model_without_encodings_warns_about_nothing() -> None:
     assert warning is not None and warning.startswith("a lossless image inspected by a model fitted on jpeg images")
 
 
+def test_the_warnings_speak_of_the_users_images_and_send_to_the_manual_for_figures() -> None:
+    """The warnings say what can happen to the user's images; the figures measured on tire are in METHOD.md."""
+    tail = (
+        "; fit on images from the line's own camera, saved as it saves them "
+        "(measured figures: docs/METHOD.md, 'Exposure', 'Inputs encoded otherwise')"
+    )
+    assert input_warning({"lossless": 30}, "jpeg 4:2:0 q95") == (
+        "a JPEG (jpeg 4:2:0 q95) inspected by a model fitted on lossless images: compression artefacts can score "
+        "as defects, even at a high quality" + tail
+    )
+    assert input_warning({"jpeg 4:2:0 q95": 30}, "lossless") == (
+        "a lossless image inspected by a model fitted on jpeg images: the training images' compression artefacts "
+        "are missing from it and it can score as unlike them" + tail
+    )
+    assert input_warning({"jpeg 4:2:0 q95": 30}, "jpeg 4:2:0 q75") == (
+        "a JPEG of quality 75 (jpeg 4:2:0 q75) inspected by a model fitted on JPEGs of quality 95: it has more "
+        "compression error than the training images, which can score as defects even a few quality points away" + tail
+    )
+    # the section the warnings name is the manual's
+    method = (Path(__file__).parents[1] / "docs" / "METHOD.md").read_text(encoding="utf-8")
+    assert "### Exposure (" in method and "**Inputs encoded otherwise than the training images**" in method
+
+
 def test_a_fit_on_mixed_encodings_warns(tmp_path: Path) -> None:
     assert mixed_warning({"lossless": 4}) == []
     assert "mix encodings (2 jpeg 4:2:0, 4 lossless)" in mixed_warning({"jpeg 4:2:0": 2, "lossless": 4})[0]

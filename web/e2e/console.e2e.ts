@@ -513,9 +513,9 @@ describe("web console", () => {
   it("warns on a JPEG inspected by the model fitted on PNG cells, on the card and in History, a PNG not (1280 and 390 px, axe)", async () => {
     // The record's own warning (eagle_iad/expert/encodings.py), shown as it is, word for word.
     const warning =
-      "a JPEG (jpeg grey q95) inspected by a model fitted on lossless images: compression artefacts can score as defects " +
-      "(tire at JPEG quality 95: every normal image above tau); fit on images from the line's own camera, saved as it " +
-      "saves them (docs/METHOD.md, 'Exposure')";
+      "a JPEG (jpeg grey q95) inspected by a model fitted on lossless images: compression artefacts can score as defects, " +
+      "even at a high quality; fit on images from the line's own camera, saved as it saves them (measured figures: " +
+      "docs/METHOD.md, 'Exposure', 'Inputs encoded otherwise')";
     await openInspect(page, server.baseUrl);
     await page.locator('[data-testid="inspect-files"]').setInputFiles([resolve(FIXTURE_WORK, "sample-good.jpg"), resolve(FIXTURE_WORK, "sample-good.png")]);
     const card = page.getByRole("article", { name: "Inspection of sample-good.jpg" });

@@ -196,6 +196,9 @@ export function encodingQuality(encoding: string): number | null {
   return /^q[0-9]+$/.test(last) ? Number.parseInt(last.slice(1), 10) : null;
 }
 
+/** Where an encoding warning sends its reader for the measured figures (encodings.py `MEASURED`, word for word). */
+const MEASURED = "(measured figures: docs/METHOD.md, 'Exposure', 'Inputs encoded otherwise')";
+
 /**
  * The warning for a JPEG whose quality lies outside the training JPEGs' range (more than QUALITY_MARGIN
  * points, either way); `null` if inside, or where its quality or any training JPEG's is unknown.
@@ -216,9 +219,8 @@ function qualityWarning(trained: Record<string, number>, encoding: string): stri
   const name = family.toUpperCase();
   return (
     `a ${name} of quality ${quality} (${encoding}) inspected by a model fitted on ${name}s of ${fitted}: it has ${more} ` +
-    "compression error than the training images, which can score as defects (tire fitted at quality 95: 3 of 25 normal " +
-    "images flagged at 90, 25 of 25 at 75); fit on images from the line's own camera, saved as it saves them " +
-    "(docs/METHOD.md, 'Exposure')"
+    "compression error than the training images, which can score as defects even a few quality points away; fit on " +
+    `images from the line's own camera, saved as it saves them ${MEASURED}`
   );
 }
 
@@ -236,11 +238,11 @@ export function inputWarning(trained: Record<string, number> | null, encoding: s
   const what = family === LOSSLESS ? "a lossless image" : `a ${family.toUpperCase()} (${encoding})`;
   const effect =
     family !== LOSSLESS
-      ? "compression artefacts can score as defects (tire at JPEG quality 95: every normal image above tau)"
+      ? "compression artefacts can score as defects, even at a high quality"
       : "the training images' compression artefacts are missing from it and it can score as unlike them";
   return (
     `${what} inspected by a model fitted on ${fitted}: ${effect}; fit on images from the line's own camera, ` +
-    "saved as it saves them (docs/METHOD.md, 'Exposure')"
+    `saved as it saves them ${MEASURED}`
   );
 }
 
