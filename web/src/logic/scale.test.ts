@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bandSpan, formatScore, fractionOf, positionOf, scaleDomain, zoneOf } from "./scale";
+import { bandSpan, formatScore, formatSignificant, fractionOf, positionOf, scaleDomain, zoneOf } from "./scale";
 
 describe("scaleDomain", () => {
   it("pads the span of the values by a quarter on each side", () => {
@@ -57,6 +57,34 @@ describe("formatScore", () => {
     expect(formatScore(12.3456)).toBe("12.35");
     expect(formatScore(0.12345)).toBe("0.123");
     expect(formatScore(null)).toBe("–");
+  });
+});
+
+describe("formatSignificant", () => {
+  it("writes toPrecision's digits inside its range", () => {
+    expect(formatSignificant(117.5045, 5)).toBe("117.50");
+    expect(formatSignificant(5, 4)).toBe("5.000");
+    expect(formatSignificant(-3.14159, 4)).toBe("-3.142");
+    expect(formatSignificant(0.00001, 5)).toBe("0.000010000");
+    expect(formatSignificant(12345.6, 5)).toBe("12346");
+  });
+  it("never switches to exponent notation, large or small, positive or negative", () => {
+    expect(formatSignificant(1e9, 5)).toBe("1000000000"); // toPrecision: "1.0000e+9"
+    expect(formatSignificant(-1e9, 4)).toBe("-1000000000");
+    expect(formatSignificant(123456.7, 5)).toBe("123457"); // every integer digit, not "123460" nor "1.2346e+5"
+    expect(formatSignificant(99999.5, 5)).toBe("100000");
+    expect(formatSignificant(1e21, 5)).toBe("1000000000000000000000"); // where toFixed gives up too
+    expect(formatSignificant(1e-7, 5)).toBe("0.00000010000"); // toPrecision: "1.0000e-7"
+    expect(formatSignificant(-2.5e-8, 4)).toBe("-0.00000002500");
+  });
+  it("writes zero, a missing and a non-finite value plainly", () => {
+    expect(formatSignificant(0, 4)).toBe("0.000");
+    expect(formatSignificant(-0, 4)).toBe("0.000");
+    expect(formatSignificant(Number.NaN, 4)).toBe("–");
+    expect(formatSignificant(Number.POSITIVE_INFINITY, 4)).toBe("–");
+    expect(formatSignificant(Number.NEGATIVE_INFINITY, 5)).toBe("–");
+    expect(formatSignificant(null, 5)).toBe("–");
+    expect(formatSignificant(undefined, 5)).toBe("–");
   });
 });
 

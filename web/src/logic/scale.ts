@@ -73,6 +73,35 @@ export function formatScore(value: number | null | undefined): string {
 }
 
 /**
+ * A figure to `digits` significant digits in plain digits, as `toPrecision` writes it inside its range
+ * ("117.50", "5.000") but never in exponent notation, which `toPrecision` switches to for a value of 10^digits or
+ * more or below 1e-6: a tau set by hand to 1e9 reads "1000000000", not "1.0000e+9", and 1e-7 "0.00000010000". A value
+ * of 10^digits or more is written whole: its integer digits are the figure. "–" for a missing or
+ * non-finite value (the service's JSON can carry neither, but a figure the console derives could).
+ */
+export function formatSignificant(value: number | null | undefined, digits: number): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (value === 0) return value.toPrecision(digits); // "0.0000", and -0 as 0 (Intl would write "-0.0000")
+  // a value of more integer digits than `digits` keeps them all, rounded to a whole number ("123457", not "123460")
+  if (Math.abs(value) >= 10 ** digits) return WHOLE.format(value);
+  return significant(digits).format(value);
+}
+
+const WHOLE = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0, useGrouping: false });
+
+const formats = new Map<number, Intl.NumberFormat>();
+
+function significant(digits: number): Intl.NumberFormat {
+  let format = formats.get(digits);
+  if (format === undefined) {
+    // en-US with no grouping: the same digits and "." as toPrecision, whatever the reader's locale
+    format = new Intl.NumberFormat("en-US", { minimumSignificantDigits: digits, maximumSignificantDigits: digits, useGrouping: false });
+    formats.set(digits, format);
+  }
+  return format;
+}
+
+/**
  * One fixed scale per category, so cards of the same category can be compared at a glance: from a
  * little below the lowest training score (or tau) to well above tau / s_max / the highest training
  * score, where anomalous scores land. Scores beyond it are clamped and flagged by `positionOf`.

@@ -32,6 +32,13 @@ describe("teaching from the review queue", () => {
     expect(taughtLine("mono", 1, { before: 5, after: 5 }, { before: 10, after: 12 }, 2)).toBe(
       "Taught 1 image to mono (2 skipped: in the model already or given twice): tau stays 5.000, memory bank 10 → 12 patches. The next inspection uses it.",
     );
+    // a tau far above every score (set by hand) or far below, in plain digits, not "1.000e+9"
+    expect(taughtLine("mono", 1, { before: 1e9, after: 1e9 }, { before: 10, after: 12 })).toBe(
+      "Taught 1 image to mono: tau stays 1000000000, memory bank 10 → 12 patches. The next inspection uses it.",
+    );
+    expect(taughtLine("mono", 1, { before: 0.00000012345, after: 0 }, { before: 10, after: 12 })).toBe(
+      "Taught 1 image to mono: tau 0.0000001235 → 0.000, memory bank 10 → 12 patches. The next inspection uses it.",
+    );
   });
 
   it("names what a teach was forced past and the images it took above s_max", () => {

@@ -1,4 +1,5 @@
 /** Which parts labelled "actually normal" on the Review page can be taught, and the line a teach leaves. */
+import { formatSignificant } from "./scale";
 
 export interface TeachCandidate {
   id: string;
@@ -60,7 +61,7 @@ export function teachNotes(
 }
 
 function fmt(value: number): string {
-  return value.toPrecision(4);
+  return formatSignificant(value, 4);
 }
 
 /** A version as the shift list reads it: what made it, what it went back to, the inspections a teach took. */

@@ -65,6 +65,9 @@ describe("model versions", () => {
       ["Taught images in one only", "–", "a.png, b.png", true],
     ]);
     expect(versionDiff(versions[2]!, versions[0]!, versions).at(-1)?.a).toBe("a.png, b.png");
+    // a tau set by hand far above every score, and a tiny one, in plain digits (toPrecision wrote "1.0000e+9")
+    const far = versionDiff({ ...versions[0]!, tau: 1e9, s_max: 0.0000001 }, { ...versions[2]!, tau: -0.00001, s_max: 0 }, versions);
+    expect(far.slice(1, 3).map((row) => [row.a, row.b])).toEqual([["1000000000", "-0.000010000"], ["0.00000010000", "0.0000"]]);
     // The rollback to the fit holds the fit's images: nothing taught differs, only what made it.
     expect(versionDiff(versions[0]!, versions[3]!, versions).filter((row) => row.changed).map((row) => row.label)).toEqual([
       "Made by",

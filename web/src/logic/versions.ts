@@ -1,6 +1,7 @@
 /** A category's model versions: one line each, and the difference between two of them. */
 import type { ModelVersion } from "@eagle-iad/client";
 import type { VersionTarget } from "./route";
+import { formatSignificant } from "./scale";
 
 /** What made a version, in words: "fit", "threshold change", "taught 3 images", "rollback to version 2". */
 export function whatMadeIt(version: ModelVersion): string {
@@ -52,7 +53,7 @@ export interface DiffRow {
 }
 
 function num(value: number | null | undefined): string {
-  return value === null || value === undefined ? "–" : value.toPrecision(5);
+  return formatSignificant(value, 5);
 }
 
 /** Field by field, version `a` against version `b` (either order), with the images taught in between. */
