@@ -860,6 +860,9 @@ def test_a_service_running_exports_lists_them_as_its_categories(
             "mono", sidecar["tau"], sidecar["s_max"], sidecar["backbone"]["name"],
         )  # fmt: skip
         assert mono["map_legend"]["threshold"] == sidecar["tau"] and mono["export"] == "onnx"
+        exposure = sidecar["verdict"]["exposure"]  # the model's training exposure, as the export carries it
+        assert {key: mono["training_exposure"][key] for key in ("images", "mean", "spread")} == exposure
+        assert mono["training_exposure"]["mean_factor"] > 2 and mono["training_exposure"]["spread_factor"] > 2
         status, _, one = call("GET", f"{live.base}/v1/categories/mono")
         assert status == 200 and one["tau"] == sidecar["tau"], one
         status, _, fitted_one = call("GET", f"{live.base}/v1/categories/fitted")  # said as such, not "no category"

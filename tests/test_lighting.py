@@ -22,7 +22,9 @@ from eagle_iad.errors import ModelFormatError
 from eagle_iad.expert import Expert, fit, load, save
 from eagle_iad.expert.lighting import (
     FACTOR,
+    NOT_RECORDED,
     ExposureRange,
+    exposure_line,
     exposure_warning,
     image_statistics,
     statistics_warning,
@@ -213,3 +215,77 @@ def test_a_teach_does_not_widen_the_range_by_an_image_the_rule_calls_far_outside
     again = _dim(noise_pngs(tmp_path / "c", 1, seed=13)[0], tmp_path / "again.png", 0.05)
     (record,) = inspect_records(Expert(load(folder), extractor=FakeExtractor()), [again], category="cat")
     assert record.warnings is not None and any("far darker" in w for w in record.warnings), record.warnings
+
+
+def _with_exposure(lit_model: Path, folder: Path, exposure: object) -> Path:
+    """A copy of ``lit_model`` whose manifest records ``exposure``, signed as a save signs it."""
+    from eagle_iad.expert.manifest import manifest_checksum
+
+    folder.mkdir()
+    for name in ("model.json", "tensors.safetensors"):
+        (folder / name).write_bytes((lit_model / name).read_bytes())
+    data = json.loads((folder / "model.json").read_text())
+    data["training"]["exposure"] = exposure
+    data["checksum"] = manifest_checksum(data)
+    (folder / "model.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_the_exposure_line_gives_the_ranges_and_the_widened_factors() -> None:
+    # four images: 2 x 2^(2/5) = 2.64 for a mean range doubling, 2 x 1.25^(2/5) = 2.19 for the spreads
+    assert exposure_line(ExposureRange(4, (40.0, 80.0), (10.0, 12.5))) == (
+        "mean grey 40.0 to 80.0, spread 10.0 to 12.5 (4 images); a photo warns beyond them by a factor of 2.64 (mean) "
+        "or 2.19 (spread)"
+    )
+    # hundreds of images: the factor is FACTOR's 2
+    assert exposure_line(ExposureRange(210, (19.04, 21.26), (9.4, 18.3))) == (
+        "mean grey 19.0 to 21.3, spread 9.4 to 18.3 (210 images); a photo warns beyond them by a factor of 2.00 "
+        "(mean) or 2.01 (spread)"
+    )
+    assert exposure_line(ExposureRange(1, (50.0, 50.0), (0.0, 0.0))).startswith(
+        "mean grey 50.0 to 50.0, spread 0.0 to 0.0 (1 image); a photo warns beyond them by a factor of 2.00 (mean) "
+    )
+    assert exposure_line(None) == NOT_RECORDED
+    assert NOT_RECORDED == "not recorded (the model was saved before schema 12; a refit records it)"
+
+
+def test_eagle_info_prints_the_training_exposure_in_one_line(
+    lit_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known = _with_exposure(lit_model, tmp_path / "known", {"images": 4, "mean": [40.0, 80.0], "spread": [10.0, 12.5]})
+    assert main(["info", "--model", str(known)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["training"]["exposure"] == {"images": 4, "mean": [40.0, 80.0], "spread": [10.0, 12.5]}
+    assert err == (
+        "eagle: training exposure: mean grey 40.0 to 80.0, spread 10.0 to 12.5 (4 images); a photo warns beyond them "
+        "by a factor of 2.64 (mean) or 2.19 (spread)\n"
+    )
+    older = _with_exposure(lit_model, tmp_path / "older", None)  # as a model saved before schema 12 reads
+    assert main(["info", "--model", str(older)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["training"]["exposure"] is None
+    assert err == "eagle: training exposure: not recorded (the model was saved before schema 12; a refit records it)\n"
+    bad = _with_exposure(lit_model, tmp_path / "bad", {"images": 4, "mean": [90.0, 20.0], "spread": [10.0, 12.5]})
+    assert main(["info", "--model", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"eagle: error: {bad / 'model.json'}: malformed manifest (training.exposure.mean must be [low, high] with "
+        "0 <= low <= high <= 255, not [90.0, 20.0])\n"
+    )
+
+
+def test_the_category_answer_carries_the_exposure_range_and_its_factors(lit_model: Path, tmp_path: Path) -> None:
+    """What the console's category page shows: null for a model that recorded none, a malformed range refused."""
+    from eagle_iad.service.routes_categories import describe
+
+    known = _with_exposure(lit_model, tmp_path / "known", {"images": 4, "mean": [40.0, 80.0], "spread": [10.0, 12.5]})
+    shown = describe(known, with_scores=False)["training_exposure"]
+    assert shown == {
+        "images": 4, "mean": [40.0, 80.0], "spread": [10.0, 12.5],
+        "mean_factor": pytest.approx(2 * 2 ** 0.4), "spread_factor": pytest.approx(2 * 1.25 ** 0.4),
+    }  # fmt: skip
+    assert describe(_with_exposure(lit_model, tmp_path / "older", None), with_scores=False)["training_exposure"] is None
+    bad = _with_exposure(lit_model, tmp_path / "bad", {"images": 0, "mean": [40.0, 80.0], "spread": [10.0, 12.5]})
+    with pytest.raises(ValueError, match=r"training.exposure.images must be a whole number >= 1, not 0"):
+        describe(bad, with_scores=False)

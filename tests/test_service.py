@@ -256,6 +256,15 @@ def test_categories(server: ServeProcess, workspace: dict[str, Path]) -> None:
     # The model's warnings as its manifest keeps them (eight images are too few for a trusted tau).
     warnings = json.loads((workspace["models"] / "mono" / "model.json").read_text())["warnings"]
     assert detail["warnings"] == summary["warnings"] == warnings and warnings[0].startswith("only 8 training images:")
+    # The training images' exposure range (schema 12) and the factors a photo must lie beyond to warn: 2, widened
+    # for eight images by the range's own width (expert/lighting.py)
+    exposure = json.loads((workspace["models"] / "mono" / "model.json").read_text())["training"]["exposure"]
+    (low, high), (flat, harsh) = exposure["mean"], exposure["spread"]
+    assert exposure["images"] == 8 and 0 < low < high and 0 < flat < harsh
+    assert detail["training_exposure"] == summary["training_exposure"] == {
+        **exposure, "mean_factor": pytest.approx(2 * (high / low) ** (2 / 9)),
+        "spread_factor": pytest.approx(2 * (harsh / flat) ** (2 / 9)),
+    }  # fmt: skip
     _error(call("GET", f"{server.base}/v1/categories/nothing"), 404, "nothing")
     _error(call("GET", f"{server.base}/v1/categories/.."), 400, "invalid category name")
     _error(call("GET", f"{server.base}/v1/categories/..%2F..%2Fetc"), 404)  # the encoded slash never matches a name

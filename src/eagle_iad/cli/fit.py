@@ -129,14 +129,27 @@ def add_info(sub: Subcommands) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from eagle_iad.expert.manifest import read_manifest, upgraded_config
+    """The manifest as JSON on stdout (scripts read it), and on stderr the training images' exposure in one line.
+
+    Why the line: the raw ``training.exposure`` gives the ranges but not the factor a photo must lie beyond to
+    warn, which is widened for few images; a model saved before schema 12 says "not recorded" rather than nothing.
+    """
+    from eagle_iad.errors import ModelFormatError
+    from eagle_iad.expert.lighting import ExposureRange, exposure_line
+    from eagle_iad.expert.manifest import MANIFEST, model_root, read_manifest, upgraded_config
 
     manifest: dict[str, Any] = read_manifest(args.model)
     manifest["config"] = upgraded_config(manifest["config"], manifest["schema_version"])  # as a load reads it
     manifest["training"].pop("images", None)
     manifest["training"].pop("scores", None)
     manifest["training"].pop("map_maxima", None)
+    raw = manifest["training"].get("exposure")
+    try:
+        exposure = None if raw is None else ExposureRange.parse(raw, "training.exposure")
+    except ValueError as exc:  # as a load refuses it
+        raise ModelFormatError(f"{model_root(args.model) / MANIFEST}: malformed manifest ({exc})") from None
     print(dumps(manifest))
+    print(f"eagle: training exposure: {exposure_line(exposure)}", file=sys.stderr)
     return 0
 
 

@@ -100,6 +100,17 @@ class ExposureRange:
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "mean": list(self.mean), "spread": list(self.spread)}
 
+    def factors(self) -> tuple[float, float]:
+        """How far beyond its mean range and its spread range a photo may lie before it warns: :data:`FACTOR`,
+        widened for a range of few images (:data:`WIDENING`). The mean's is its darkness's (the brightness side,
+        measured from white, widens alike by its own range: by less for a range whose middle lies below mid-grey)."""
+        return _factor(*self.mean, self.images), _factor(*self.spread, self.images)
+
+    def summary(self) -> dict[str, Any]:
+        """The range and its warning factors, as the service's category answer gives them (the console shows them)."""
+        mean_factor, spread_factor = self.factors()
+        return {**self.to_dict(), "mean_factor": mean_factor, "spread_factor": spread_factor}
+
     @staticmethod
     def parse(raw: object, field: str) -> ExposureRange:
         """A stored range (``training.exposure``, an export's ``verdict.exposure``); ``ValueError`` naming ``field``
@@ -122,6 +133,28 @@ class ExposureRange:
                 raise ValueError(f"{field}.{key} must be [low, high] with 0 <= low <= high <= 255, not {value!r}")
             pairs.append((float(value[0]), float(value[1])))
         return ExposureRange(images, pairs[0], pairs[1])
+
+
+#: What a model saved before schema 12 (or an export of one) says of its training images' exposure.
+NOT_RECORDED = "not recorded (the model was saved before schema 12; a refit records it)"
+
+
+def exposure_line(trained: ExposureRange | None) -> str:
+    """A model's training exposure in one line (``eagle info``): the ranges and the factors a photo must lie
+    beyond to warn; :data:`NOT_RECORDED` for a model that kept none.
+
+    Why the factors and not only the ranges: what an engineer asks is "will this photo warn", and the factor is
+    widened for few images, so 2 alone would understate it for a model of four.
+    """
+    if trained is None:
+        return NOT_RECORDED
+    mean_factor, spread_factor = trained.factors()
+    images = f"{trained.images} image{'s' if trained.images != 1 else ''}"
+    return (
+        f"mean grey {trained.mean[0]:.1f} to {trained.mean[1]:.1f}, spread {trained.spread[0]:.1f} to "
+        f"{trained.spread[1]:.1f} ({images}); a photo warns beyond them by a factor of {mean_factor:.2f} (mean) or "
+        f"{spread_factor:.2f} (spread)"
+    )
 
 
 def _factor(low: float, high: float, images: int) -> float:

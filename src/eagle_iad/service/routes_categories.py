@@ -26,6 +26,7 @@ from eagle_iad.data import is_listed_image
 from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputError
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.export import SIDECAR
+from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.runtime import check_runtime, export_warnings, parse_sidecar
 from eagle_iad.expert.store import (
     MANIFEST,
@@ -88,6 +89,12 @@ def map_legend(raw_calibration: Any, tau: float) -> dict[str, float]:
     return {"low": low, "high": high, "threshold": tau}
 
 
+def _exposure(raw: object, field: str) -> dict[str, Any] | None:
+    """The stored exposure range with its warning factors; ``None`` where none is recorded. A malformed one raises
+    the ``ValueError`` naming ``field`` that the category's listing shows as its error, as a load would refuse it."""
+    return None if raw is None else ExposureRange.parse(raw, field).summary()
+
+
 def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
     """A category's public summary from its manifest (no host paths, no training image names)."""
     manifest = read_manifest(directory)
@@ -107,6 +114,7 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "created": manifest.get("created"),
         "train_images": len(manifest["training"]["images"]),
         "bank_size": manifest["training"].get("bank_size"),
+        "training_exposure": _exposure(manifest["training"].get("exposure"), "training.exposure"),
         "training_scores": distribution,
         "map_legend": map_legend(manifest.get("calibration"), tau),
         "warnings": [str(warning) for warning in manifest.get("warnings") or []],
@@ -135,6 +143,7 @@ def describe_export(directory: Path, runtime: str) -> dict[str, Any]:
         "rule_params": thresholds.get("params", {}),
         "created": (record.get("source") or {}).get("created"),
         "map_legend": map_legend(record["map"].get("calibration"), tau),
+        "training_exposure": _exposure((record.get("verdict") or {}).get("exposure"), "verdict.exposure"),
         "warnings": export_warnings(record),
         "export": record.get("format"),
     }

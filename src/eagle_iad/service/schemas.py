@@ -69,6 +69,21 @@ class MapLegend(_Open):
     threshold: float
 
 
+class TrainingExposure(_Open):
+    """The raw exposure range of a model's training images (``training.exposure``, model schema 12) and the factors
+    beyond it at which a verdict warns (expert/lighting.py; docs/METHOD.md, "Photos under other light")."""
+
+    images: int
+    #: [low, high] of the images' mean grey (0-255), before the exposure step
+    mean: list[float]
+    #: [low, high] of the images' grey standard deviation
+    spread: list[float]
+    #: how many times beyond the mean range a photo must lie to warn (2, widened for few images)
+    mean_factor: float
+    #: the same for the spread range
+    spread_factor: float
+
+
 class Category(_Open):
     name: str
     category: str | None = None
@@ -80,6 +95,9 @@ class Category(_Open):
     created: str | None = None
     train_images: int | None = None
     bank_size: int | None = None
+    #: The training images' exposure range; null where the model recorded none (saved before schema 12, or an
+    #: export of such a model): the console says "not recorded".
+    training_exposure: TrainingExposure | None = None
     training_scores: ScoreDistribution | None = None
     #: The heatmaps' colour scale on the score's scale, the threshold at tau (the console draws its legend).
     map_legend: MapLegend | None = None

@@ -827,6 +827,7 @@ export interface components {
             tau?: number | null;
             /** Train Images */
             train_images?: number | null;
+            training_exposure?: components["schemas"]["TrainingExposure"] | null;
             training_scores?: components["schemas"]["ScoreDistribution"] | null;
             /** Warnings */
             warnings?: string[] | null;
@@ -2241,6 +2242,25 @@ export interface components {
             tau?: number | null;
             /** Why */
             why: string;
+        };
+        /**
+         * TrainingExposure
+         * @description The raw exposure range of a model's training images (``training.exposure``, model schema 12) and the factors
+         *     beyond it at which a verdict warns (expert/lighting.py; docs/METHOD.md, "Photos under other light").
+         */
+        TrainingExposure: {
+            /** Images */
+            images: number;
+            /** Mean */
+            mean: number[];
+            /** Mean Factor */
+            mean_factor: number;
+            /** Spread */
+            spread: number[];
+            /** Spread Factor */
+            spread_factor: number;
+        } & {
+            [key: string]: unknown;
         };
         /** VersionList */
         VersionList: {
