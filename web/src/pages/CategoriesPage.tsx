@@ -11,6 +11,7 @@ import { useLandOn } from "../components/useLandOn";
 import { VersionTimeline } from "../components/VersionTimeline";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { exportFormatName, needsFittedModelLine } from "../logic/exported";
+import { exposureLine } from "../logic/exposure";
 import { formatRoute, type VersionTarget } from "../logic/route";
 import { formatScore } from "../logic/scale";
 import { versionLanding } from "../logic/versions";
@@ -192,6 +193,10 @@ function CategoryDetail({ name, version, onChanged, onRetired }: { name: string;
             <div>
               <dt>Memory bank</dt>
               <dd>{c.bank_size == null ? "–" : `${c.bank_size} patches`}</dd>
+            </div>
+            <div>
+              <dt>Training exposure</dt>
+              <dd data-testid="training-exposure">{exposureLine(c.training_exposure)}</dd>
             </div>
             {scores ? (
               <div>
