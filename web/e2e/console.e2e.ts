@@ -1691,10 +1691,83 @@ describe("web console", () => {
     await page.waitForFunction(() => document.activeElement?.getAttribute("data-testid") === "deleted-note");
     await expect(client.inspection(record.id)).rejects.toThrow(/no inspection/);
     await expect(client.picture(Object.values(record.pictures)[0] as string)).rejects.toThrow();
-    expect(await row.count()).toBe(0);
+    // the list reloads after the answer: its row goes once that reload is shown (not asserted before it is)
+    await row.waitFor({ state: "detached", timeout: 30_000 });
     expect((await measurePage(page)).scrollWidth).toBe(390);
     expect(await axeViolations(page, "deleted note at 390")).toEqual([]);
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it("opens an inspection by its id: typed or pasted on History, #/inspections/<id>, an audit row's link; an unknown or malformed id said (390 and 1280 px, axe)", async () => {
+    const record = await client.inspect(ownCopy("sample-good.png", "by-id"), "mono", { filename: "e2e-by-id.png" });
+    await client.label(record.id, "normal", { note: "opened by id", expectedRevision: record.label_revision ?? 0 });
+    await page.setViewportSize(PHONE);
+    await page.goto(`${server.baseUrl}/#/history?category=mono`);
+    const field = page.getByLabel("Open by id");
+    const detail = page.getByRole("region", { name: "Selected inspection" });
+    const hint = page.locator('[data-testid="open-by-id-hint"]');
+    const HINT = "An inspection id is 32 hexadecimal digits, as a sink message, an audit row or eagle history gives it.";
+    // Pasted with spaces around it and in capitals (a log line's copy): trimmed, lowercased, opened; the keyboard
+    // lands on the inspection's heading, the address names it.
+    await field.focus();
+    await page.keyboard.type(`  ${record.id.toUpperCase()} `);
+    await page.keyboard.press("Enter");
+    await detail.getByRole("heading", { name: "e2e-by-id.png", level: 2 }).waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => document.activeElement?.textContent === "e2e-by-id.png");
+    expect(await page.evaluate(() => window.location.hash)).toBe(`#/history/${record.id}?category=mono`);
+    expect(await detail.getByRole("link", { name: record.id }).getAttribute("href")).toBe(`#/history/${record.id}`);
+    expect(await detail.locator('[data-testid="verdict"]').count()).toBe(1); // the inspection's own view
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "opened by id at 390")).toEqual([]);
+    await shot("open-by-id-390");
+    // Escape closes it: the address forgets the id (a reload opens nothing), the keyboard lands on its row's
+    // button (the newest, on this page), as after a row's detail.
+    await page.keyboard.press("Escape");
+    await detail.waitFor({ state: "detached" });
+    expect(await page.evaluate(() => window.location.hash)).toBe("#/history?category=mono");
+    await page.waitForFunction((id) => document.activeElement?.getAttribute("data-show") === id, record.id);
+    // An id the service does not have, and one not shaped as an id: the service's reason, titled with the id.
+    const unknown = "0".repeat(32);
+    await field.fill(unknown);
+    await page.keyboard.press("Enter");
+    const refused = page.getByRole("alert").filter({ hasText: "could not be opened" });
+    await refused.waitFor({ timeout: 30_000 });
+    expect(await refused.locator("strong").textContent()).toBe(`Inspection “${unknown}” could not be opened`);
+    expect(await refused.locator(".error-text span").textContent()).toBe(`no inspection '${unknown}'.`);
+    expect(await detail.count()).toBe(0);
+    await field.fill("e2e-by-id.png");
+    await page.keyboard.press("Enter");
+    await refused.locator(".error-text span").getByText(`no inspection 'e2e-by-id.png'. ${HINT}`).waitFor({ timeout: 30_000 });
+    expect(await axeViolations(page, "unknown id at 390")).toEqual([]);
+    await shot("open-by-id-unknown-390");
+    // What cannot be asked for is said at the field, nothing sent: a slash, nothing typed.
+    await field.fill("a/b");
+    await page.keyboard.press("Enter");
+    await hint.getByText(`“a/b” is not an inspection id: it has a slash. ${HINT}`).waitFor();
+    expect(await field.getAttribute("aria-invalid")).toBe("true");
+    expect(await hint.getAttribute("role")).toBe("alert");
+    await field.fill("");
+    await page.keyboard.press("Enter");
+    await hint.getByText(`Type or paste an inspection id. ${HINT}`).waitFor();
+    expect(await axeViolations(page, "malformed id at 390")).toEqual([]);
+    // The API's own path as an address, at 1280: the same view.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/inspections/${record.id}`);
+    await detail.getByRole("heading", { name: "e2e-by-id.png", level: 2 }).waitFor({ timeout: 60_000 });
+    expect(await field.inputValue()).toBe(record.id);
+    expect(await field.getAttribute("aria-invalid")).toBeNull(); // the refusal of what was typed before is gone
+    expect(await hint.textContent()).toBe(HINT);
+    expect(await axeViolations(page, "opened by address at 1280")).toEqual([]);
+    await shot("open-by-id-1280");
+    // The audit row of its label links to it.
+    await page.goto(`${server.baseUrl}/#/audit`);
+    const link = page.getByRole("link", { name: `Open inspection ${record.id}` }).first();
+    await link.waitFor({ timeout: 60_000 });
+    expect(await axeViolations(page, "audit links at 1280")).toEqual([]);
+    await link.focus();
+    await page.keyboard.press("Enter");
+    await detail.getByRole("heading", { name: "e2e-by-id.png", level: 2 }).waitFor({ timeout: 60_000 });
+    expect(await page.evaluate(() => window.location.hash)).toBe(`#/history/${record.id}`);
   });
 
   it("logged no script errors or CSP violations", () => {

@@ -211,7 +211,7 @@ export function App() {
             {route.page === "inspect" ? <InspectPage /> : null}
             {route.page === "review" ? <ReviewPage /> : null}
             {route.page === "categories" ? <CategoriesPage selected={route.item} version={versionTarget(route.params)} /> : null}
-            {route.page === "history" ? <HistoryPage params={route.params} /> : null}
+            {route.page === "history" ? <HistoryPage params={route.params} item={route.item} /> : null}
             {route.page === "evaluations" ? <EvaluationsPage /> : null}
             {route.page === "stations" ? <StationsPage /> : null}
             {route.page === "audit" ? <AuditPage /> : null}

@@ -1,4 +1,8 @@
-/** Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>[?version=<n>]]`, `#/history?…`, `#/evaluations[/<run>]`, `#/stations`, `#/audit`. */
+/**
+ * Hash routing: `#/inspect`, `#/review`, `#/categories[/<name>[?version=<n>]]`, `#/history[/<inspection id>][?…]`,
+ * `#/evaluations[/<run>]`, `#/stations`, `#/audit`. `#/inspections/<id>` (the API's path) is read as
+ * `#/history/<id>`: one inspection opened in History.
+ */
 
 export const PAGES = ["inspect", "review", "categories", "history", "evaluations", "stations", "audit"] as const;
 export type Page = (typeof PAGES)[number];
@@ -10,6 +14,9 @@ export interface Route {
   params: URLSearchParams;
 }
 
+/** Other words for a page: `inspections` (as the API's `/v1/inspections/<id>` names one) is History. */
+const ALIASES: Readonly<Record<string, Page>> = { inspections: "history" };
+
 export function isPage(value: string): value is Page {
   return (PAGES as readonly string[]).includes(value);
 }
@@ -20,7 +27,8 @@ export function parseRoute(hash: string): Route {
   const q = raw.indexOf("?");
   const path = q >= 0 ? raw.slice(0, q) : raw;
   const params = new URLSearchParams(q >= 0 ? raw.slice(q + 1) : "");
-  const [head = "", ...rest] = path.split("/");
+  const [said = "", ...rest] = path.split("/");
+  const head = ALIASES[said] ?? said;
   if (!isPage(head)) return { page: "inspect", item: null, params: new URLSearchParams() };
   const tail = rest.filter((s) => s !== "").join("/");
   let item: string | null = null;

@@ -6,6 +6,7 @@ import { SelectField } from "../components/SelectField";
 import { allows } from "../logic/access";
 import { AUDIT_PAGE, auditCountLine, auditQuery, auditWhat, type AuditFilter } from "../logic/audit";
 import { describeError, isUnauthorised, whenSaid, type UserError } from "../logic/errors";
+import { auditInspection, inspectionRoute } from "../logic/inspectionId";
 
 /**
  * The audit log: every change made through the API (and by `eagle` commands on the service's machine), newest
@@ -123,6 +124,13 @@ function AuditLog() {
                   </code>{" "}
                   · {row.status}
                 </p>
+                {auditInspection(row) !== null ? (
+                  <p className="small audit-open">
+                    <a href={inspectionRoute(auditInspection(row) as string)} data-testid="audit-open-inspection">
+                      Open inspection {auditInspection(row)}
+                    </a>
+                  </p>
+                ) : null}
               </li>
             ))}
           </ol>

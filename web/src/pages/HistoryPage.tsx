@@ -1,5 +1,5 @@
 import { toCsv, toJsonLines, type InspectionRecord, type Label } from "@eagle-iad/client";
-import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { Picture } from "../components/Picture";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
@@ -10,6 +10,7 @@ import { SelectField } from "../components/SelectField";
 import { useFocusAfterRender } from "../components/useFocusAfterRender";
 import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, missingCategory, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
+import { ID_HINT, inspectionRoute, openFailed, typedInspectionId } from "../logic/inspectionId";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
 import { describeError, describeLabelError, isLabelChanged, isUnauthorised, unsavedLine, type UserError } from "../logic/errors";
@@ -26,11 +27,17 @@ function thumbnail(record: InspectionRecord): string | undefined {
   return record.pictures["box"] ?? record.pictures["heatmap"];
 }
 
-export function HistoryPage({ params }: { params: URLSearchParams }) {
+/**
+ * History: every inspection a page at a time, and one opened by its id (`item`, from `#/history/<id>` or the
+ * "Open by id" field), shown in the same detail as a row's.
+ */
+export function HistoryPage({ params, item = null }: { params: URLSearchParams; item?: string | null }) {
   const { client, requireKey } = useApi();
   const id = useId();
   const filter = filterFromParams(params);
   const key = filterToParams(filter).toString();
+  // The inspection the route names: asked for by id, whatever page of the list is shown.
+  const opened = useAsync((signal) => (item === null ? Promise.resolve(null) : client.inspection(item, signal)), [client, item]);
   const categories = useAsync((signal) => client.categories(signal), [client]);
   const page = useAsync(
     (signal) => {
@@ -43,6 +50,9 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
     [client, key],
   );
   const [selected, setSelected] = useState<InspectionRecord | null>(null);
+  useEffect(() => {
+    if (opened.data) setSelected(opened.data);
+  }, [opened.data]);
   // Said above the list once an inspection was deleted from its detail, and the keyboard lands on it.
   const [deleted, setDeleted] = useState<string | null>(null);
   const deletedNote = useRef<HTMLParagraphElement>(null);
@@ -99,9 +109,20 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   const selectedId = selected?.id ?? null;
   const close = useCallback(() => {
     setSelected(null);
-    // back to the row's button, once the detail is gone
-    if (selectedId !== null) focusAfterRender(() => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(selectedId)}"]`));
-  }, [selectedId, focusAfterRender]);
+    // an inspection opened by id: the route forgets it, so the list stays as it was and a reload opens nothing
+    if (item !== null) window.location.hash = formatRoute("history", null, filterToParams(filter));
+    // back to the row's button once the detail is gone, or (opened by id, not on this page) to the id field
+    if (selectedId !== null)
+      focusAfterRender(
+        () => document.querySelector<HTMLElement>(`[data-show="${CSS.escape(selectedId)}"]`) ?? document.getElementById(`${id}-open`),
+      );
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [selectedId, focusAfterRender, item, key, id]);
+  /** A row's inspection shown; one opened by id before leaves the route, so the address never names another. */
+  const show = (record: InspectionRecord) => {
+    setSelected(record);
+    if (item !== null && item !== record.id) window.location.hash = formatRoute("history", null, filterToParams(filter));
+  };
   useEffect(() => {
     if (!selected) return;
     const onKey = (event: KeyboardEvent) => {
@@ -150,6 +171,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
   const onDeleted = (line: string) => {
     setSelected(null);
     setDeleted(line);
+    if (item !== null) window.location.hash = formatRoute("history", null, filterToParams(filter)); // it is gone
     page.reload();
   };
   const go = (next: HistoryFilter) => {
@@ -214,6 +236,13 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
           </button>
         </div>
       </form>
+      <OpenById fieldId={`${id}-open`} current={item} onOpen={(typed) => {
+        setDeleted(null);
+        if (typed === item) opened.reload(); // the same id again (after a refusal): ask again
+        else window.location.hash = inspectionRoute(typed, filterToParams(filter));
+      }} />
+      {item !== null && opened.loading ? <Loading label={`Opening inspection ${item}…`} /> : null}
+      {item !== null && opened.error ? <ErrorBanner error={openFailed(item, opened.error)} onRetry={opened.reload} /> : null}
       {/* Announced once when new records start arriving, not at every one (a busy line stores one a second). */}
       <p className="sr-only" role="status">
         {unseen > 0 ? "New inspections have arrived; Show the newest lists them." : ""}
@@ -281,14 +310,14 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
                   <tr
                     key={r.id}
                     className={`clickable${selected?.id === r.id ? " selected" : ""}`}
-                    onClick={() => setSelected(r)}
+                    onClick={() => show(r)}
                     aria-selected={selected?.id === r.id}
                   >
                     <td className="thumb-cell">
                       {thumbnail(r) ? <Picture link={thumbnail(r) as string} alt="" className="thumb" /> : null}
                     </td>
                     <td className="image-cell">
-                      <button type="button" className="link-button" data-show={r.id} onClick={(e) => (e.stopPropagation(), setSelected(r))}
+                      <button type="button" className="link-button" data-show={r.id} onClick={(e) => (e.stopPropagation(), show(r))}
                         aria-label={`Show ${r.image_name} from ${r.time}`}>
                         {r.image_name}
                       </button>
@@ -356,7 +385,7 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
             </button>
           </div>
           <p className="muted small detail-id">
-            Inspection {selected.id}
+            Inspection <a href={inspectionRoute(selected.id)} title="A link to this inspection, to copy or bookmark">{selected.id}</a>
             {selected.station ? ` · taken by station ${selected.station} from ${selected.source ?? "its source"}` : ""} · Escape closes
           </p>
           <RoleGate needed="operator" what="Labelling an inspection">
@@ -368,6 +397,60 @@ export function HistoryPage({ params }: { params: URLSearchParams }) {
         </section>
       ) : null}
     </section>
+  );
+}
+
+/**
+ * "Open by id": an id from a sink message, the audit or a log line, typed or pasted, opens that inspection in
+ * the detail below. What cannot be an id (nothing typed, a slash) is said at the field; the rest goes to the
+ * service, whose reason for an unknown id the page shows.
+ */
+function OpenById({ fieldId, current, onOpen }: { fieldId: string; current: string | null; onOpen: (id: string) => void }) {
+  const [typed, setTyped] = useState(current ?? "");
+  const [problem, setProblem] = useState<string | null>(null);
+  // another id in the address (a link, the back button): the field shows it, and an earlier refusal goes
+  useEffect(() => {
+    setTyped(current ?? "");
+    setProblem(null);
+  }, [current]);
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const read = typedInspectionId(typed);
+    if ("problem" in read) {
+      setProblem(read.problem);
+      document.getElementById(fieldId)?.focus();
+      return;
+    }
+    setProblem(null);
+    setTyped(read.id);
+    onOpen(read.id);
+  };
+  return (
+    <form className="panel open-by-id" onSubmit={submit} aria-label="Open an inspection by id" noValidate>
+      <div className="field">
+        <label htmlFor={fieldId}>Open by id</label>
+        <div className="open-by-id-row">
+          <input
+            id={fieldId}
+            value={typed}
+            onChange={(e) => (setTyped(e.target.value), setProblem(null))}
+            maxLength={200}
+            autoComplete="off"
+            spellCheck={false}
+            placeholder="inspection id"
+            aria-invalid={problem !== null || undefined}
+            aria-describedby={`${fieldId}-hint`}
+            data-testid="open-by-id"
+          />
+          <button type="submit" className="button secondary">
+            Open
+          </button>
+        </div>
+        <span id={`${fieldId}-hint`} className={problem ? "hint invalid" : "hint"} role={problem ? "alert" : undefined} data-testid="open-by-id-hint">
+          {problem ?? ID_HINT}
+        </span>
+      </div>
+    </form>
   );
 }
 
