@@ -1770,6 +1770,26 @@ describe("web console", () => {
     expect(await page.evaluate(() => window.location.hash)).toBe(`#/history/${record.id}`);
   });
 
+  it("shows the model's training exposure range and warning factors among its facts on the category page (390 px, axe)", async () => {
+    const category = await client.category("mono");
+    const exposure = category.training_exposure!;
+    expect(exposure.images).toBeGreaterThan(0);
+    await page.setViewportSize(PHONE);
+    await page.goto(`${server.baseUrl}/#/categories/mono`);
+    const shown = page.locator('[data-testid="training-exposure"]');
+    await shown.waitFor({ timeout: 60_000 });
+    const [low, high] = exposure.mean;
+    const [flat, harsh] = exposure.spread;
+    expect(await shown.textContent()).toBe(
+      `mean grey ${low!.toFixed(1)} to ${high!.toFixed(1)}, spread ${flat!.toFixed(1)} to ${harsh!.toFixed(1)} (${exposure.images} images); ` +
+        `a photo warns beyond them by a factor of ${exposure.mean_factor.toFixed(2)} (mean) or ${exposure.spread_factor.toFixed(2)} (spread)`,
+    );
+    expect(await page.locator("dt", { hasText: "Training exposure" }).count()).toBe(1);
+    expect((await measurePage(page)).scrollWidth).toBe(390);
+    expect(await axeViolations(page, "category exposure at 390")).toEqual([]);
+    await shot("category-exposure-390");
+  });
+
   it("logged no script errors or CSP violations", () => {
     expect(problems).toEqual([]);
   });
