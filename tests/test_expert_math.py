@@ -788,8 +788,7 @@ def test_fit_with_a_small_coreset_points_keeps_the_sample_greedys_picks(tmp_path
         f"the greedy coreset chose from a sample: {features:,} training patches are more than twice --coreset-points "
         f"200, so the fit's bank has {model.bank.shape[0]:,} rows where the exact greedy keeps {exact_rows:,}; "
         "against a sparser bank normal images score higher and a tau learned from the training images rises with "
-        "them (on tire 2.0-4.6 above the exact greedy's, catching fewer defects at equal false alarms; "
-        "docs/METHOD.md, 'Large training sets'): "
+        "them, catching fewer defects at equal false alarms (measured: docs/METHOD.md, 'Large training sets'): "
         "where that matters, fit with --coreset-points 0 (the exact greedy: a longer fit, and every inspection "
         "searches the larger bank) or set tau with eagle threshold --tau, chosen on labelled images"
     ]

@@ -184,9 +184,9 @@ def few_bits_warning(used: list[int]) -> list[str]:
     return [
         f"{len(used)} training image{'s are' if len(used) > 1 else ' is a'} 16-bit PNG{'s' if len(used) > 1 else ''} "
         f"whose values use at most {bits} of their 16 bits: each is read at full 16-bit range and keeps about "
-        f"{levels} grey level{'s' if levels > 1 else ''} of 256, so defects are harder to see (tire as 12-bit data: "
-        f"image AUROC 0.71 against 0.85 as 8-bit); have the camera software write the PNG sBIT chunk ({bits} "
-        "significant bits), which eagle reads, or save the images as 8-bit, and refit (docs/METHOD.md, 'Input')"
+        f"{levels} grey level{'s' if levels > 1 else ''} of 256, so defects are harder to see (measured: "
+        f"docs/METHOD.md, 'Input'); have the camera software write the PNG sBIT chunk ({bits} "
+        "significant bits), which eagle reads, or save the images as 8-bit, and refit"
     ]
 
 

@@ -337,8 +337,7 @@ def sample_warning(config: ExpertConfig, patches: int, bank_rows: int) -> list[s
         f"the greedy coreset chose from a sample: {patches:,} training patches are more than twice --coreset-points "
         f"{config.coreset_points:,}, so the fit's bank has {bank_rows:,} rows where the exact greedy keeps {exact:,}; "
         "against a sparser bank normal images score higher and a tau learned from the training images rises with "
-        "them (on tire 2.0-4.6 above the exact greedy's, catching fewer defects at equal false alarms; "
-        "docs/METHOD.md, 'Large training sets'): "
+        "them, catching fewer defects at equal false alarms (measured: docs/METHOD.md, 'Large training sets'): "
         "where that matters, fit with --coreset-points 0 (the exact greedy: a longer fit, and every inspection "
         "searches the larger bank) or set tau with eagle threshold --tau, chosen on labelled images"
     ]
