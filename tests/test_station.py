@@ -45,6 +45,8 @@ from eagle_iad.station.sinks.webhook import SIGNATURE_HEADER
 from eagle_iad.stops import PAUSE_ENV, PAUSED
 
 SECRET = "s3cret-for-tests"
+#: Why a hot folder without ``recursive`` does not take a subfolder (said once, as any file it does not take).
+SUBFOLDER = "a folder (the station takes no image from subfolders unless the source says recursive = true)"
 #: The suffixes a hot folder takes, as its refusals list them (eagle_iad.choices.IMAGE_SUFFIXES, shared with fits).
 TOOK = ".png .jpg .jpeg .jpe .jfif .bmp .tif .tiff .gif .webp .pgm .ppm .pbm .pnm .jp2 .j2k"
 
@@ -4301,9 +4303,8 @@ def test_files_the_hot_folder_ignores_are_said_once_and_counted_in_the_status(tm
     assert said == {".hidden.png: ignored: hidden (its name starts with a dot)",
                     f"cam2.raw: ignored: suffix .raw not taken (only {TOOK})",
                     f"noext: ignored: no suffix (only {TOOK} are taken)",
-                    "sub: ignored: a folder (the station takes no image from subfolders)"}, lines  # fmt: skip
-    assert folder.ignored() == (4, "sub (a folder (the station takes no image from subfolders))",
-                                ((1_800_000_000, 4),))  # fmt: skip
+                    f"sub: ignored: {SUBFOLDER}"}, lines  # fmt: skip
+    assert folder.ignored() == (4, f"sub ({SUBFOLDER})", ((1_800_000_000, 4),))
     now[0] += 100
     assert list(folder.poll()) == [] and len(lines) == 4  # once per name
     os.utime(incoming / "fresh.raw", (old, old))  # now unchanged long enough: said too

@@ -78,7 +78,7 @@ MAX_NAME_FOLDERS = 3
 MAX_NAME_PART = 255
 
 
-def upload_name(filename: str | None) -> str:
+def upload_name(filename: str | None, folders: int | None = MAX_NAME_FOLDERS) -> str:
     """The upload's name as its owner knows it, with up to three folders: kept exactly (Unicode, spaces,
     brackets), so the history matches the files on disk.
 
@@ -86,10 +86,11 @@ def upload_name(filename: str | None) -> str:
     must be able to tell apart in the history. Only what could mislead is changed: ``..``, ``.`` and
     empty parts are dropped (the name is never a path: it names no file, see :func:`storage_stem`), and
     control and format characters (newlines, escape sequences, RTL overrides) are written as ``\\xNN``
-    escapes, as the CLI prints them.
+    escapes, as the CLI prints them. ``folders``: how many folders are kept (``None``: all, for a name the
+    station's own source gave, such as a hot folder's subfolder path, bounded by how deep it looks).
     """
     parts = [part for part in re.split(r"[\\/]", filename or "") if part not in ("", ".", "..")]
-    kept = [printable(part)[:MAX_NAME_PART] for part in parts[-(MAX_NAME_FOLDERS + 1) :]]
+    kept = [printable(part)[:MAX_NAME_PART] for part in (parts if folders is None else parts[-(folders + 1) :])]
     return "/".join(part for part in kept if part.strip()) or "upload.png"
 
 

@@ -210,6 +210,7 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
     if repeated:
         raise StationConfigError(f"{path}: station names must differ; {', '.join(repeated)} is used twice")
     folders: dict[Path, str] = {}
+    recursive: list[tuple[Path, str]] = []
     for station in stations:  # two stations on one hot folder would each inspect (and race to move) every image
         folder = getattr(station.source, "folder", None) if station.source.kind == "folder" else None
         if isinstance(folder, Path):
@@ -217,6 +218,14 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
             if other != station.name:
                 raise StationConfigError(f"{path}: stations {other!r} and {station.name!r} both take the images of "
                                          f"{folder.resolve()}; give each station its own folder")  # fmt: skip
+            if getattr(station.source, "recursive", False) is True:
+                recursive.append((folder.resolve(), station.name))
+    for outer, taker in recursive:  # one taking its subfolders takes those of a station on one of them too
+        for inner, other in folders.items():
+            if other != taker and outer in inner.parents:
+                raise StationConfigError(f"{path}: station {taker!r} takes the images of {outer} and its subfolders "
+                                         f"(recursive = true), so those of station {other!r} in {inner} too; give "
+                                         "each station its own folder")  # fmt: skip
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return StationsFile(path, models_dir, state_dir, stations, history, files, digest)
 

@@ -746,7 +746,8 @@ class StationRunner:
                         continue
                 if held.digest is None and held.record_id.startswith(REFUSED_PREFIX):
                     refused = (held.payload or {}).get("refused") or {}
-                    image_name = Path(str(refused.get("image_name") or "")).name
+                    # the name the source listed it under (a subfolder's image: its path relative to the folder)
+                    image_name = str(refused.get("image_name") or "")
                     image = (held.payload or {}).get("image")
                     unread = refused.get("image_sha256") is None
                     listed = getattr(source, "listed", None)
@@ -920,7 +921,10 @@ class StationRunner:
                                    held=getattr(source, "moves_files", True))  # fmt: skip
 
         try:
-            record = run_inspection(self.state, self.config.category, data, upload_name(arrival.name), None, False,
+            # the whole name the source gave (a hot folder's subfolders, however many it takes), not an upload's last
+            # few folders: it is the part's name in the line's own tree
+            named = upload_name(arrival.name, folders=None)
+            record = run_inspection(self.state, self.config.category, data, named, None, False,
                                     origin=(name, arrival.source), also=also)  # fmt: skip
         except ApiError as exc:
             if exc.code == "invalid_image" and self._not_settled(arrival, exc.message):

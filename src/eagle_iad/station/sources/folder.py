@@ -24,10 +24,21 @@ inspected (a writer renaming frames onto one name faster than ``settle_s``): it 
 is counted and said (:meth:`HotFolder.replaced`), not lost silently. The folder's lock is held on the folder at the
 path, whichever it is now (:meth:`HotFolder._keep_lock`): one removed and made again is locked again before any image
 of it is taken.
+
+Subfolders (``recursive = true``): images in the folder's subfolders are taken too, up to :data:`MAX_DEPTH` levels
+down, each named by its path relative to the folder with ``/`` (``2026-12-07/cam1/part-0001.png``): that name is the
+key of everything the station keeps of it (when it settled, its intake row, its verdict's ``image_name``), so two
+files of one base name in two subfolders are two images. A file put away goes to the same relative path under
+``done/`` (``failed/``), its folders made as needed; the station's own ``done/`` and ``failed/`` (at the top only),
+hidden folders and folders with a writer's temporary name (``batch.tmp``) are never entered, and a symbolic link to
+a folder is not followed (a link to a parent would be a loop; one elsewhere would make the station move files
+outside the folder). A folder deeper than :data:`MAX_DEPTH` is said once, as any file not taken. The folders a
+camera leaves behind, emptied by the moves, are left alone: the camera may write into them again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -41,7 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from eagle_iad.atomic import atomic_write_text, new_file_mode
+from eagle_iad.atomic import atomic_write_text, new_file_mode, sync_folder
 from eagle_iad.choices import IMAGE_SUFFIXES  # what a hot folder takes (any case): what every folder listing takes
 from eagle_iad.errors import FolderInUseError
 from eagle_iad.naming import NAME_MAX, fit_name
@@ -74,6 +85,10 @@ UNDECODABLE_SETTLES = 10
 #: line per burst of them (a writer renaming every frame onto one name), the rest counted (:meth:`HotFolder.replaced`).
 REPLACED_QUIET_S = 60.0
 POLL_S = Range(0.01, 60.0)
+#: How many levels of subfolders ``recursive = true`` takes images from (``a/b/c/d/e/f/g/h/x.png`` is taken, a folder
+#: below ``h`` is said once as not taken): deep enough for any camera's or copy job's dated folders, and a bound on
+#: what one poll lists. The record keeps the whole relative name (see ``StationRunner``'s use of ``upload_name``).
+MAX_DEPTH = 8
 #: ``max_file_mb``: 0 (the default) takes the largest an uncompressed image within the pixel limit can be
 #: (``runner.uncompressed_limit``).
 MAX_FILE_MB = Range(0.0, 1024.0 * 1024.0)
@@ -97,10 +112,11 @@ def reserve_in(folder: Path) -> int:
     return REASON_RESERVE if folder.name == FAILED else 0
 
 
-def first_free(folder: Path, name: str) -> Path:
+def first_free(folder: Path, name: str, reserve: int | None = None) -> Path:
     """The first of ``name``, ``name-1``, ... (see :func:`numbered`, :func:`reserve_in`) not taken in ``folder``:
-    where :func:`move_new` will put an image named ``name`` there, unless another takes it meanwhile."""
-    n, reserve = 0, reserve_in(folder)
+    where :func:`move_new` will put an image named ``name`` there, unless another takes it meanwhile. ``reserve``:
+    the bytes to leave free (default: :func:`reserve_in` of ``folder``; a subfolder of ``failed/`` says its own)."""
+    n, reserve = 0, reserve_in(folder) if reserve is None else reserve
     while os.path.lexists(target := folder / numbered(name, n, reserve)):
         n += 1
     return target
@@ -151,13 +167,34 @@ def described(info: Settled, fields: int) -> tuple[int, ...]:
     return (info.size, info.mtime_ns, info.mode, info.ctime_ns)[:fields]
 
 
-def move_new(source: Path, folder: Path, name: str | None = None) -> Path:
+def make_folders(folder: Path, root: Path) -> None:
+    """Make ``folder`` and the folders between it and ``root`` (``done/2026-12-07/cam1`` in the hot folder) that are
+    missing, each new one's parent synced (best effort, as :func:`sync_folder`): the station syncs the folder an
+    image was moved into before its deliveries are due, which makes the image's name durable only if the folder's
+    own name is. ``root`` itself is never made: a hot folder gone (unmounted) raises, as a listing would. A
+    folder outside ``root`` (a place an earlier run stored, the hot folder moved since) is made as :func:`move_new`
+    would make it."""
+    if not folder.is_relative_to(root):
+        folder.mkdir(exist_ok=True)
+        return
+    here = root
+    for part in folder.relative_to(root).parts:
+        here = here / part
+        try:
+            here.mkdir()
+        except FileExistsError:
+            continue  # there already (or a file there: the move into it says so)
+        with contextlib.suppress(OSError):  # a file system that cannot sync it: as durable as it makes it
+            sync_folder(here.parent)
+
+
+def move_new(source: Path, folder: Path, name: str | None = None, reserve: int | None = None) -> Path:
     """Move ``source`` into ``folder`` under ``name`` (default: its own), or ``name-1``, ``name-2``, ... if
     taken; never replace. Each leaves the bytes of NAME_MAX the folder needs for a file named after it
-    (:func:`reserve_in`)."""
+    (``reserve``, default :func:`reserve_in`)."""
     folder.mkdir(exist_ok=True)
     name = source.name if name is None else name
-    reserve = reserve_in(folder)
+    reserve = reserve_in(folder) if reserve is None else reserve
     for n in range(100_000):
         target = folder / numbered(name, n, reserve)
         try:
@@ -242,11 +279,12 @@ def _digest_of(path: Path) -> str | None:
         raise
 
 
-def _ignored_why(entry: os.DirEntry[str]) -> str | None:
-    """Why the station does not take ``entry`` of its folder, for the integrator to see (a camera writing ``.gif``
-    or into subfolders sends nothing, and the backlog stays 0); ``None`` for what belongs there untaken: the
-    station's own ``done/`` and ``failed/``, its lock and sidecars, a writer's temporary names (hidden, ``.tmp``),
-    hidden files and folders that are no images (``.DS_Store``, ``.snapshot``)."""
+def _ignored_why(entry: os.DirEntry[str], top: bool = True) -> str | None:
+    """Why the station does not take ``entry`` of its folder (``top``: of the hot folder itself, not of a
+    subfolder), for the integrator to see (a camera writing ``.gif`` or into subfolders sends nothing, and the
+    backlog stays 0); ``None`` for what belongs there untaken: the station's own ``done/`` and ``failed/``, its lock
+    and sidecars, a writer's temporary names (hidden, ``.tmp``), hidden files and folders that are no images
+    (``.DS_Store``, ``.snapshot``). A folder it enters (``recursive``) is not asked about."""
     name, lower = entry.name, entry.name.lower()
     # by name first: sidecars and reasons can be most of a folder, and where the file system gives no entry type
     # (some NFS and CIFS mounts) each is_dir is a stat at every poll
@@ -261,7 +299,12 @@ def _ignored_why(entry: os.DirEntry[str]) -> str | None:
     if name.startswith("."):
         return None if folder else "hidden (its name starts with a dot)"
     if folder:
-        return None if name in ("done", FAILED) else "a folder (the station takes no image from subfolders)"
+        if top and name in ("done", FAILED):
+            return None
+        return "a folder (the station takes no image from subfolders unless the source says recursive = true)"
+    with contextlib.suppress(OSError):
+        if entry.is_symlink() and entry.is_dir(follow_symlinks=True):
+            return "a symbolic link to a folder (not followed: it could lead outside the folder, or back into it)"
     if lower.endswith(IMAGE_SUFFIXES):
         return "not a regular file (symbolic links are not followed)"
     suffix = os.path.splitext(name)[1]
@@ -270,7 +313,7 @@ def _ignored_why(entry: os.DirEntry[str]) -> str | None:
 
 
 class HotFolder:
-    """A :class:`~eagle_iad.station.parts.Source` over one folder (not its subfolders)."""
+    """A :class:`~eagle_iad.station.parts.Source` over one folder (with ``recursive``, its subfolders too)."""
 
     kind: ClassVar[str] = "folder"
     dedupe = True
@@ -280,6 +323,8 @@ class HotFolder:
         self.after: str = options.text("after", "move", AFTER)
         self.settle_s = options.number("settle_s", 1.0, SETTLE_S)
         self.poll_s = options.number("poll_s", 0.2, POLL_S)
+        #: Whether images in subfolders are taken (up to :data:`MAX_DEPTH` levels), named by their relative path.
+        self.recursive: bool = options.flag("recursive", False)
         max_mb = options.number("max_file_mb", 0.0, MAX_FILE_MB)
         #: The most bytes an image file may have: larger ones are refused unread (``None``: the service's upload
         #: limit, ``--max-upload-mb``, which the station applies: see ``StationRunner._byte_limit``).
@@ -383,44 +428,74 @@ class HotFolder:
 
     def describe(self) -> str:
         then = "moved to done/ or failed/" if self.after == "move" else "left in place with a .eagle.json sidecar"
-        return f"folder {self.folder} (complete after {self.settle_s:g} s untouched; {then})"
+        within = f"; with subfolders, up to {MAX_DEPTH} levels" if self.recursive else ""
+        return f"folder {self.folder} (complete after {self.settle_s:g} s untouched; {then}{within})"
+
+    def _path(self, name: str) -> Path:
+        """The file of image ``name``: its path relative to the folder, ``/`` between its parts (a subfolder's
+        image, with ``recursive``). Names are the listing's own (and the history's, which got them from it)."""
+        return self.folder.joinpath(*name.split("/"))
+
+    def _filed_in(self, root: Path, name: str) -> Path:
+        """Where image ``name`` is put in ``root`` (``done/`` or ``failed/``): the same subfolders below it as the
+        image had in the hot folder (``done/2026-12-07/cam1``), so the tree is mirrored and two images of one base
+        name in two subfolders never meet."""
+        return root.joinpath(*name.split("/")[:-1])
+
+    def _reserve(self, folder: Path) -> int:
+        """:func:`reserve_in` for a folder of ``failed/``'s tree too (``failed/cam1``: each refused image there gets
+        its ``.reason.txt`` beside it), so putting and looking agree on the names."""
+        return REASON_RESERVE if folder == self.failed or self.failed in folder.parents else 0
 
     def _candidates(self, listed: set[str] | None = None) -> list[tuple[int, str, Settled]]:
         """``(mtime_ns, name, stat)`` of each image waiting, oldest first; ``listed`` gets the name of every image
-        file in the folder, waiting or marked by its sidecar."""
+        file in the folder, waiting or marked by its sidecar (with ``recursive``, in its subfolders too, each name
+        its relative path: see :meth:`_entered`)."""
         found: list[tuple[int, str, Settled]] = []
         ignored: dict[str, str] = {}
         vanished = False
-        with os.scandir(self.folder) as entries:
-            for entry in entries:
-                name = entry.name
-                lower = name.lower()
-                if name.startswith(".") or not lower.endswith(IMAGE_SUFFIXES):
-                    self._ignoring(entry, ignored)
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    vanished = True  # taken away meanwhile, or the whole folder (see below)
-                    continue
-                except OSError as exc:  # this file's fault (EIO, ESTALE): skipped, the rest of the folder taken
+        #: The folders still to list: (the names' prefix, the folder, its depth below the hot folder).
+        folders: list[tuple[str, Path, int]] = [("", self.folder, 0)]
+        while folders:
+            prefix, here, depth = folders.pop()
+            try:
+                listing = os.scandir(here)
+            except OSError as exc:
+                if not prefix:
+                    raise  # the hot folder itself: the intake waits for it
+                if exc.errno in ABSENT:
+                    vanished = True  # a subfolder taken away meanwhile, or the whole folder (see below)
+                else:  # this subfolder's fault (EACCES, EIO): skipped, the rest of the folder taken
+                    self._cannot_look(prefix[:-1], exc, listed)
+                continue
+            if prefix:
+                self._unseen.pop(prefix[:-1], None)
+            with listing as entries:
+                for entry in entries:
+                    name = prefix + entry.name
+                    lower = entry.name.lower()
+                    if entry.name.startswith(".") or not lower.endswith(IMAGE_SUFFIXES):
+                        if not self._entered(entry, name, depth, folders, ignored):
+                            self._ignoring(entry, ignored, name, top=not prefix)
+                        continue
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        vanished = True  # taken away meanwhile, or the whole folder (see below)
+                        continue
+                    except OSError as exc:  # this file's fault (EIO, ESTALE): skipped, the rest of the folder taken
+                        self._cannot_look(name, exc, listed)
+                        continue
+                    self._unseen.pop(name, None)
+                    if not stat.S_ISREG(info.st_mode):
+                        if not (stat.S_ISDIR(info.st_mode) and self._entered(entry, name, depth, folders, ignored)):
+                            self._ignoring(entry, ignored, name, top=not prefix)
+                        continue
                     if listed is not None:
-                        listed.add(name)  # still there: its sidecar's look kept, its line not said again
-                    why = exc.strerror or str(exc)
-                    if self._unseen.get(name) != why:
-                        self._unseen[name] = why
-                        self.log(f"eagle station: folder {self.folder}: {name}: cannot be looked at ({why}); "
-                                 "skipped until it can")  # fmt: skip
-                    continue
-                self._unseen.pop(name, None)
-                if not stat.S_ISREG(info.st_mode):
-                    self._ignoring(entry, ignored)
-                    continue
-                if listed is not None:
-                    listed.add(name)
-                if self.after == "sidecar" and self._marked(name, look(info)):
-                    continue
-                found.append((info.st_mtime_ns, name, look(info)))
+                        listed.add(name)
+                    if self.after == "sidecar" and self._marked(name, look(info)):
+                        continue
+                    found.append((info.st_mtime_ns, name, look(info)))
         if vanished:
             # An entry stats its path, not the open listing: a folder renamed or unmounted while it was listed
             # lists names that are gone, which would read as an empty folder (``--until-idle`` would end, saying
@@ -436,16 +511,59 @@ class HotFolder:
         found.sort()
         return found
 
-    def _ignoring(self, entry: os.DirEntry[str], ignored: dict[str, str]) -> None:
-        """Add ``entry`` to ``ignored`` where the station does not take it and it stayed unchanged for
-        :data:`IGNORED_AFTER_S` (its modification time: the same in any process, so ``eagle station status``
-        agrees). One already found so costs no stat: the poll stays one listing."""
-        name = entry.name
+    def _cannot_look(self, name: str, exc: OSError, listed: set[str] | None) -> None:
+        """The file or subfolder ``name`` could not be looked at (EIO, ESTALE; a subfolder EACCES): skipped, the rest
+        taken, said in one line when it starts failing (or fails otherwise), not at every poll."""
+        if listed is not None:
+            listed.add(name)  # still there: its sidecar's look kept, its line not said again
+        why = exc.strerror or str(exc)
+        if self._unseen.get(name) != why:
+            self._unseen[name] = why
+            self.log(f"eagle station: folder {self.folder}: {name}: cannot be looked at ({why}); skipped until it can")
+
+    def _entered(
+        self, entry: os.DirEntry[str], name: str, depth: int, folders: list[tuple[str, Path, int]],
+        ignored: dict[str, str],
+    ) -> bool:  # fmt: skip
+        """Whether ``entry`` (named ``name``, in a folder ``depth`` levels below the hot folder) is a subfolder the
+        listing goes into (added to ``folders``), with ``recursive`` only: not the station's own ``done/`` and
+        ``failed/`` (at the top), not hidden (``.snapshot``) nor a writer's temporary name (``batch.tmp``, renamed
+        once complete), never a symbolic link (said as not taken: see :func:`_ignored_why`). One deeper than
+        :data:`MAX_DEPTH` is not entered either: it is said, once, as not taken."""
+        if not self.recursive:
+            return False
+        base = entry.name
+        # by name first, as the listing does: a sidecar or reason beside each image costs no is_dir (a stat where
+        # the file system gives no entry type)
+        skipped = (*PARTIAL_SUFFIXES, SIDECAR_SUFFIX, REASON_SUFFIX)
+        if base.startswith(".") or base.lower().endswith(skipped) or (depth == 0 and base in ("done", FAILED)):
+            return False
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                return False
+        except OSError:
+            return False
+        if depth + 1 > MAX_DEPTH:
+            why = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
+            self._ignoring(entry, ignored, name, why=why)
+            return True
+        folders.append((name + "/", Path(entry.path), depth + 1))
+        return True
+
+    def _ignoring(
+        self, entry: os.DirEntry[str], ignored: dict[str, str], name: str | None = None, *, top: bool = True,
+        why: str | None = None,
+    ) -> None:  # fmt: skip
+        """Add ``entry`` (named ``name``: its path relative to the folder) to ``ignored`` where the station does not
+        take it (``why``: see :func:`_ignored_why`) and it stayed unchanged for :data:`IGNORED_AFTER_S` (its
+        modification time: the same in any process, so ``eagle station status`` agrees). One already found so costs
+        no stat: the poll stays one listing."""
+        name = entry.name if name is None else name
         known = self._ignored.get(name)
         if known is not None:
             ignored[name] = known
             return
-        why = _ignored_why(entry)
+        why = _ignored_why(entry, top) if why is None else why
         if why is None:
             return
         try:
@@ -470,7 +588,8 @@ class HotFolder:
         read also says its mode and ctime: a ``chmod`` (or ``chown``, an ACL) that may have made it readable
         changes them, so the fixed file is tried again instead of staying marked. A sidecar written before
         sidecars recorded what they describe marks its name, as it always did."""
-        sidecar = self.folder / sidecar_name(name)
+        image = self._path(name)
+        sidecar = image.with_name(sidecar_name(image.name))
         try:
             mark = os.stat(sidecar, follow_symlinks=False)
         except OSError:  # none (or none this process can see): the image is taken, and its sidecar written then
@@ -517,7 +636,7 @@ class HotFolder:
                 self._unchanged[name] = last
             if clock - last[1] < self.settle_s:
                 continue  # still being written (or just written): its turn comes on a later poll
-            path = self.folder / name
+            path = self._path(name)
             if not path.is_file():
                 continue  # taken away meanwhile
             # settled: as this listing saw it, unchanged for settle_s; the station reads it only if it still is
@@ -585,7 +704,7 @@ class HotFolder:
         mode, one its sidecar does not mark yet). Raises :class:`OSError` where that is unknown: the image or the
         folder could not be looked at (EACCES, EIO, ESTALE, the folder itself gone: an unmounted folder is not an
         empty one)."""
-        path = self.folder / name
+        path = self._path(name)
         if _digest_of(path) != digest:
             self._present()
             return False
@@ -609,14 +728,15 @@ class HotFolder:
             return planned
         names: list[str] = []
         # in sidecar mode, the bytes read of an image replaced while inspected are kept in done/ (failed/)
-        beside = planned.parent if self.after == "move" else self.failed if refused else self.done
-        reserve = reserve_in(beside)  # the -n names it was put under there
+        beside = planned.parent if self.after == "move" else self._filed_in(self.failed if refused else self.done, name)
+        reserve = self._reserve(beside)  # the -n names it was put under there
+        base = name.rpartition("/")[2]  # a subfolder's image: its own name, in the same subfolders there
         try:
             with os.scandir(beside) as entries:
                 names = sorted(
                     e.name
                     for e in entries
-                    if named_after(e.name, name, reserve) or named_after(e.name, planned.name, reserve)
+                    if named_after(e.name, base, reserve) or named_after(e.name, planned.name, reserve)
                 )
         except OSError as exc:
             if exc.errno not in ABSENT:
@@ -632,7 +752,7 @@ class HotFolder:
         sidecar does not mark), or ``None``: none there. Raises :class:`OSError` where that is unknown (see
         :meth:`waiting`)."""
         try:
-            info = os.stat(self.folder / name, follow_symlinks=False)
+            info = os.stat(self._path(name), follow_symlinks=False)
         except OSError as exc:
             if exc.errno not in ABSENT:
                 raise
@@ -652,7 +772,8 @@ class HotFolder:
     def planned(self, arrival: Arrival) -> Path:
         if self.after == "sidecar":
             return arrival.path
-        return first_free(self.done, arrival.name)
+        done = self._filed_in(self.done, arrival.name)
+        return first_free(done, arrival.path.name, self._reserve(done))
 
     @staticmethod
     def _holds(path: Path, arrival: Arrival) -> os.stat_result | None:
@@ -728,7 +849,8 @@ class HotFolder:
         ``failed/``, a free ``-n`` name there) with a sidecar describing that copy, so the verdict's place holds
         the bytes it is about; the new file stays in place, unmarked, and is taken at the next poll as a new
         arrival. Where they went; ``None``: no bytes to keep (a file not read)."""
-        kept = self._keep_read(arrival, folder / numbered(arrival.name, 0, reserve_in(folder)))
+        folder = self._filed_in(folder, arrival.name)
+        kept = self._keep_read(arrival, folder / numbered(arrival.path.name, 0, self._reserve(folder)))
         if kept is None:
             return None
         self._mark(kept, mark, os.stat(kept, follow_symlinks=False))
@@ -737,13 +859,12 @@ class HotFolder:
                  )  # fmt: skip
         return kept
 
-    @staticmethod
-    def _keep_read(arrival: Arrival, to: Path) -> Path | None:
+    def _keep_read(self, arrival: Arrival, to: Path) -> Path | None:
         """The bytes the station read put at ``to`` (or a free ``-n`` name beside it), when the file they came
         from was replaced meanwhile: the new file stays where it is for the next poll. ``None``: no bytes."""
         if arrival.data is None:
             return None
-        to.parent.mkdir(exist_ok=True)
+        make_folders(to.parent, self.folder)
         fd, temporary = tempfile.mkstemp(prefix=".eagle-", dir=to.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -753,7 +874,7 @@ class HotFolder:
             os.chmod(temporary, new_file_mode())
             if os.path.lexists(to) and to.read_bytes() == arrival.data:
                 return to  # a kill after the first try wrote it
-            return move_new(Path(temporary), to.parent, to.name)
+            return move_new(Path(temporary), to.parent, to.name, self._reserve(to.parent))
         finally:
             Path(temporary).unlink(missing_ok=True)
 
@@ -771,11 +892,12 @@ class HotFolder:
 
     def _move(self, arrival: Arrival, to: Path) -> Path | None:
         """Move the file read to ``to``, or a free ``-n`` name beside it; where it went (``None``: nowhere)."""
-        if to.parent == self.done:
-            self.done.mkdir(exist_ok=True)
+        done = self._filed_in(self.done, arrival.name)  # done/ itself, or (recursive) the image's subfolders there
+        if to.parent == done:
+            make_folders(done, self.folder)
             try:
                 if os.path.lexists(to) and (os.path.samefile(arrival.path, to) or (
-                        arrival.data is not None and named_after(to.name, arrival.name, reserve_in(self.done))
+                        arrival.data is not None and named_after(to.name, arrival.path.name, self._reserve(done))
                         and _same_bytes(to, arrival.data))):  # fmt: skip
                     # a kill between link and unlink (only the unlink was left to do), or these very bytes
                     # filed there already under this name (dropped again, or kept when a file system without
@@ -793,13 +915,15 @@ class HotFolder:
                     return None  # taken away during its inspection: nothing left to put away
             except OSError:
                 pass  # taken meanwhile, or a file system without hard links: move_new finds a name
-        return move_new(arrival.path, self.done)
+        make_folders(done, self.folder)
+        return move_new(arrival.path, done, reserve=self._reserve(done))
 
     def planned_refusal(self, arrival: Arrival) -> Path:
         """Where :meth:`refuse` will put the image: the first free name in ``failed/``, or (sidecar mode) its place."""
         if self.after == "sidecar":
             return arrival.path
-        return first_free(self.failed, arrival.name)
+        failed = self._filed_in(self.failed, arrival.name)
+        return first_free(failed, arrival.path.name, self._reserve(failed))
 
     def refuse(self, arrival: Arrival, reason: str) -> Path:
         """Where the image went (see :class:`~eagle_iad.station.parts.Source`); :class:`NotPutAside` where nothing of
@@ -815,10 +939,13 @@ class HotFolder:
             # replaced meanwhile: the bytes refused are kept in failed/ (none of a file not read); the new file stays
             kept = self._keep_marked(arrival, self.failed, mark, "refused") if there else None
         elif self._still(arrival) is not None:
-            there, kept = True, move_new(arrival.path, self.failed)
+            failed = self._filed_in(self.failed, arrival.name)
+            make_folders(failed, self.folder)
+            there, kept = True, move_new(arrival.path, failed, reserve=self._reserve(failed))
         else:  # replaced while inspected: the refused bytes go to failed/, the new file stays for the next poll
             there = os.path.lexists(arrival.path)
-            kept = self._keep_read(arrival, self.failed / numbered(arrival.name, 0, reserve_in(self.failed)))
+            failed = self._filed_in(self.failed, arrival.name)
+            kept = self._keep_read(arrival, failed / numbered(arrival.path.name, 0, self._reserve(failed)))
         if kept is None:
             raise NotPutAside("another file is under its name since it was listed" if there else "taken away")
         if self.after == "move":
