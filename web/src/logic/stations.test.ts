@@ -188,6 +188,11 @@ describe("the create form", () => {
       ],
     });
   });
+
+  it("asks for the hot folder's subfolders only when the box is ticked", () => {
+    expect(stationBody({ ...filled, recursive: true }).source).toEqual({ kind: "folder", path: "hot/line-1", settle_s: 1, recursive: true });
+    expect(stationBody({ ...filled, recursive: false }).source).not.toHaveProperty("recursive");
+  });
 });
 
 describe("the station's figures in plain words", () => {

@@ -230,6 +230,8 @@ export interface StationForm {
   category: string;
   folder: string;
   settleS: string;
+  /** The folder source's `recursive`: take the images of the hot folder's subfolders too (docs/STATIONS.md). */
+  recursive: boolean;
   backlogLimit: string;
   deadlineS: string;
   sinkFolder: string;
@@ -241,6 +243,7 @@ export const EMPTY_FORM: StationForm = {
   category: "",
   folder: "",
   settleS: "1",
+  recursive: false,
   backlogLimit: "",
   deadlineS: "",
   sinkFolder: "",
@@ -279,6 +282,8 @@ export function stationBody(form: StationForm): StationBody {
     source: { kind: "folder", path: form.folder.trim(), settle_s: numberOf(form.settleS) ?? 1 },
     sinks: [],
   };
+  // only when asked: the service's default (false) stays the source's own
+  if (form.recursive) body.source.recursive = true;
   const backlog = numberOf(form.backlogLimit);
   if (backlog !== null) body.backlog_limit = backlog;
   const deadline = numberOf(form.deadlineS);

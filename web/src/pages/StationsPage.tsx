@@ -667,6 +667,14 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
             </span>
           </div>
         </div>
+        <div className="field checkbox">
+          <input id={`${id}-recursive`} type="checkbox" checked={form.recursive}
+            onChange={(e) => setForm((f) => ({ ...f, recursive: e.target.checked }))} aria-describedby={`${id}-recursive-hint`} />
+          <label htmlFor={`${id}-recursive`}>Also take images from its subfolders</label>
+          <span id={`${id}-recursive-hint`} className="hint">
+            Up to 8 levels (dated camera folders); each image is named by its path in the hot folder and filed under the same path in done/.
+          </span>
+        </div>
         <div className="field-row">
           <div className="field">
             <label htmlFor={`${id}-backlog`}>Backlog limit (optional)</label>
