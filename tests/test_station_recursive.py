@@ -38,7 +38,8 @@ from test_station import (  # noqa: F401  (model_dir, receiver: the module's fix
 
 from eagle_iad.station.config import read_stations
 from eagle_iad.station.parts import Options, StationConfigError
-from eagle_iad.station.sources.folder import IGNORED_AFTER_S, MAX_DEPTH, HotFolder
+from eagle_iad.station.sources.folder import ANOTHER_STATION, IGNORED_AFTER_S, MAX_DEPTH, HotFolder
+from eagle_iad.station.sources.folder_lock import LOCK_NAME
 
 RECURSIVE = ", recursive = true"
 
@@ -193,7 +194,8 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     """What is entered: any subfolder (one named done/ or failed/ below the top too) down to MAX_DEPTH levels.
     What is not: the station's own done/ and failed/, hidden folders and a writer's temporary folder (not said, as
     a hidden file is not), a symbolic link to a folder (a loop back to the hot folder here: said once, not
-    followed), a folder deeper than MAX_DEPTH (said once, with the limit)."""
+    followed), a folder deeper than MAX_DEPTH (said once, with the limit), another station's hot folder (its lock
+    file in it: said once)."""
     incoming = tmp_path / "incoming"
     deepest = "/".join(f"d{level}" for level in range(1, MAX_DEPTH + 1))  # MAX_DEPTH folders: taken
     taken = sorted([
@@ -203,23 +205,25 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
         _put(incoming, "folder.png/y.png", b"4"),  # a folder named like an image is a folder
     ])  # fmt: skip
     _put(incoming, f"{deepest}/too/deep.png", b"5")  # MAX_DEPTH + 1 folders: not taken
+    _put(incoming, "line-2/x.png", b"6")  # another station's hot folder: its lock file in it
+    (incoming / "line-2" / LOCK_NAME).write_text("{}")
     for untaken in ("done/a/x.png", "failed/x.png", ".snapshot/x.png", "batch.tmp/x.png", "cam1/.hidden/x.png"):
         _put(incoming, untaken, b"untaken")
     (incoming / "loop").symlink_to(incoming, target_is_directory=True)
     (incoming / "cam1" / "up").symlink_to("..", target_is_directory=True)
     quiet = ("done", "failed", ".snapshot", "batch.tmp", "cam1/.hidden")  # unchanged long enough, yet not said
-    _age(incoming / "loop", incoming / "cam1" / "up", incoming.joinpath(*deepest.split("/"), "too"),
-         *(incoming.joinpath(*name.split("/")) for name in quiet))  # fmt: skip
+    said_ones = (incoming / "loop", incoming / "cam1" / "up", incoming.joinpath(*deepest.split("/"), "too"))
+    _age(*said_ones, incoming / "line-2", *(incoming.joinpath(*name.split("/")) for name in quiet))
     folder, lines = _folder(tmp_path, recursive=True)
     assert sorted(a.name for a in folder.poll()) == taken and folder.backlog() == 4
     linked = "a symbolic link to a folder (not followed: it could lead outside the folder, or back into it)"
     too_deep = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
     said = {line.split(": warning: ")[1] for line in lines}
-    assert said == {f"loop: ignored: {linked}", f"cam1/up: ignored: {linked}",
-                    f"{deepest}/too: ignored: {too_deep}"}, lines  # fmt: skip
-    assert len(lines) == 3
-    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 3  # said once
-    assert folder.ignored()[0] == 3
+    assert said == {f"loop: ignored: {linked}", f"cam1/up: ignored: {linked}", f"{deepest}/too: ignored: {too_deep}",
+                    f"line-2: ignored: {ANOTHER_STATION}"}, lines  # fmt: skip
+    assert len(lines) == 4
+    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 4  # said once
+    assert folder.ignored()[0] == 4
 
 
 def test_with_recursive_off_a_subfolder_is_still_only_said_as_not_taken(tmp_path: Path) -> None:

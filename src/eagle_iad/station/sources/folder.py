@@ -59,7 +59,7 @@ from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
 from eagle_iad.station.recent import Recent, Seconds
-from eagle_iad.station.sources.folder_lock import FolderLock, lock_folder
+from eagle_iad.station.sources.folder_lock import LOCK_NAME, FolderLock, lock_folder
 
 #: Names a writer uses while a file is not complete yet.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -89,6 +89,10 @@ POLL_S = Range(0.01, 60.0)
 #: below ``h`` is said once as not taken): deep enough for any camera's or copy job's dated folders, and a bound on
 #: what one poll lists. The record keeps the whole relative name (see ``StationRunner``'s use of ``upload_name``).
 MAX_DEPTH = 8
+#: Why a subfolder holding a station's lock file is not entered: another station's hot folder (one running, or a
+#: killed one's lock file left behind), whose images that station takes; two would inspect each twice.
+ANOTHER_STATION = (f"another station's hot folder (it holds {LOCK_NAME}); not entered: that station takes its "
+                   "images (a lock file a killed station left behind can be removed)")  # fmt: skip
 #: ``max_file_mb``: 0 (the default) takes the largest an uncompressed image within the pixel limit can be
 #: (``runner.uncompressed_limit``).
 MAX_FILE_MB = Range(0.0, 1024.0 * 1024.0)
@@ -529,7 +533,9 @@ class HotFolder:
         listing goes into (added to ``folders``), with ``recursive`` only: not the station's own ``done/`` and
         ``failed/`` (at the top), not hidden (``.snapshot``) nor a writer's temporary name (``batch.tmp``, renamed
         once complete), never a symbolic link (said as not taken: see :func:`_ignored_why`). One deeper than
-        :data:`MAX_DEPTH` is not entered either: it is said, once, as not taken."""
+        :data:`MAX_DEPTH`, or holding a station's lock file (:data:`ANOTHER_STATION`: the folder lock is on each
+        station's own folder, and does not see one inside another), is not entered either: it is said, once, as not
+        taken."""
         if not self.recursive:
             return False
         base = entry.name
@@ -546,6 +552,9 @@ class HotFolder:
         if depth + 1 > MAX_DEPTH:
             why = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
             self._ignoring(entry, ignored, name, why=why)
+            return True
+        if os.path.lexists(os.path.join(entry.path, LOCK_NAME)):  # its station's lock: the folder lock sees one only
+            self._ignoring(entry, ignored, name, why=ANOTHER_STATION)
             return True
         folders.append((name + "/", Path(entry.path), depth + 1))
         return True
