@@ -14,12 +14,15 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import unprivileged_cli
+from conftest import unprivileged_cli, wait_s
 from test_station import (  # noqa: F401  (model_dir, receiver: the module's fixtures)
     SUBFOLDER,
     Receiver,
@@ -153,6 +156,45 @@ def test_a_kill_between_storing_a_subfolder_image_and_moving_it_does_not_inspect
     assert code == 0, log
     assert [r.image_name for r in _history(tmp_path)] == names, log  # the first one not inspected twice
     assert f"{names[0]}: same content as record" in log
+    assert _files(incoming / "done") == sorted(names)
+
+
+def test_killed_mid_burst_every_subfolder_image_is_inspected_exactly_once_and_delivered(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """60 images in three camera folders, each folder's files named alike (``cam<n>/part-<i>.png``): killed after
+    10 deliveries and restarted, every image is inspected exactly once under its relative name, every verdict
+    delivered, the first deliveries in the order stored, and done/ holds the three folders' files."""
+    incoming = tmp_path / "incoming"
+    names = []
+    for index, cell in enumerate(_cells(20) * 3):  # a different last byte each: 60 contents, none a repeat
+        name = f"2026-12-07/cam{index // 20 + 1}/part-{index % 20:04d}.png"
+        names.append(_put(incoming, name, cell.read_bytes() + index.to_bytes(4, "big"), age=10 - index * 0.001))
+    stations = _stations(tmp_path, model_dir, _webhook(receiver.port), source=RECURSIVE)
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", "--quiet", str(stations)],
+                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s(300)
+        while len(receiver.received) < 10:
+            assert process.poll() is None and time.monotonic() < deadline, "the station did not deliver 10 verdicts"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+    assert len(_history(tmp_path)) < len(names)  # killed mid-burst
+    code, log = _run(stations, "run", "--until-idle", "--quiet")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert sorted(r.image_name for r in history) == sorted(names)  # every image, exactly once
+    ids = [r.id for r in history]
+    keys = receiver.keys()
+    assert set(keys) == set(ids)  # every verdict delivered at least once ...
+    assert sorted(set(keys), key=keys.index) == ids  # ... the first deliveries in the order the verdicts were stored
+    assert len(keys) - len(ids) <= 1  # a repeat only for the one in flight at the kill, with the same key
     assert _files(incoming / "done") == sorted(names)
 
 
