@@ -950,6 +950,8 @@ BAD_BODIES = [
      "station 'line-1': source: path '../elsewhere' is outside the service's data root"),
     ({"source": {"kind": "folder", "path": "/etc"}}, "station 'line-1': source: path '/etc' is outside the service's"),
     ({"category": "nope"}, "station 'line-1': category 'nope' is not fitted in "),
+    ({"source": {"kind": "folder", "path": "incoming", "recursive": "yes"}},
+     "station 'line-1': source: recursive must be true or false, not 'yes'"),  # read as in a stations file
     ({"sinks": [{"kind": "webhook", "url": "ftp://x/"}]},
      "station 'line-1': sink 1 (webhook): url 'ftp://x/' is not an http:// or https:// URL with a host"),
     ({"name": "a b"}, "station: name 'a b' is not a station name"),
