@@ -1040,12 +1040,16 @@ def test_a_paused_intake_shows_in_the_status_until_it_resumes(model_dir: Path, t
         why = f"{name}: inspected, but it could not be put away: File exists"
         status = _status(stations)
         assert status["state"] == f"waiting: {why}", status
-        (warning,) = status["warnings"]
+        # (only the pause's: on a busy machine the first image's latency can also be over the deadline, said too)
+        paused = [w for w in status["warnings"] if not w.startswith("p95 latency ")]
+        assert len(paused) == 1, status
+        (warning,) = paused
         assert warning.startswith("intake paused for ") and warning.endswith(f" s: {why}; retried every 5 s"), warning
         (tmp_path / "incoming" / "done").unlink()
         station.until(lambda: station.saw("intake resumed") and len(_history(tmp_path)) == 2, "no resume")
         status = _status(stations)
-        assert (status["state"], status["warnings"]) == ("running", []), status
+        still = [w for w in status["warnings"] if not w.startswith("p95 latency ")]
+        assert (status["state"], still) == ("running", []), status
         assert station.stop() == 143
     finally:
         station.process.kill()
