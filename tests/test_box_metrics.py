@@ -235,6 +235,60 @@ def test_evaluate_expert_writes_box_metrics_grid_and_report(tmp_path: Path) -> N
     assert f"| false alarms at tau | {metrics['at_tau']['fp']} of 4 normal |" in report
 
 
+def test_eval_expert_tells_unrecognised_images_from_those_flagged_by_score(tmp_path: Path) -> None:
+    """A black frame is unrecognised (all of it beyond the noise it was fitted on): flagged without boxes.
+
+    The report must count it apart, defects and normals separately, and its box sentence must say why
+    the unrecognised and the missed defects have no boxes (they were not missed by the boxes).
+    """
+    expert = fit(noise_pngs(tmp_path / "train", 10, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    assert expert.model.coverage is not None  # ten images: the fit keeps its coverage
+    black = tmp_path / "black"
+    black.mkdir()
+    Image.fromarray(np.zeros((80, 96, 3), dtype=np.uint8)).save(black / "frame.png")
+    normals = [Sample(p, 0, "cat", "test") for p in noise_pngs(tmp_path / "good", 3, seed=2)]
+    normals.append(Sample(black / "frame.png", 0, "cat", "test"))
+    anomalous = [_blob_sample(tmp_path / "bad", i, 10 + i, "spot") for i in range(3)]
+    anomalous.append(Sample(black / "frame.png", 1, "cat", "test", "blocked", None))
+    out = tmp_path / "eval"
+    evaluation = evaluate_expert(expert, normals + anomalous, out)
+
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    unrecognised = [(r["label"], r["decision"], r["boxes"], r["foreign_share"]) for r in rows if r["unrecognised"]]
+    assert unrecognised == [(0, "anomalous", [], 1.0), (1, "anomalous", [], 1.0)]
+    assert all(r["unrecognised"] is False for r in rows if r["image"] != str(black / "frame.png"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["unrecognised_defects"], metrics["unrecognised_normals"]) == (1, 1)
+    assert metrics["unrecognised_below_tau"] == 0
+    assert (metrics["at_tau"]["tp"], metrics["at_tau"]["fn"], metrics["at_tau"]["fp"]) == (2, 2, 1)
+    report = (out / "report.md").read_text()
+    assert (
+        "| flagged as unrecognised (not like the training images; no boxes) | 1 of 2 flagged anomalous, "
+        "1 of 1 flagged normal |"
+    ) in report
+    assert evaluation.defects_with_boxes == 1
+    assert (
+        "1 of 4 anomalous images have boxes: the product boxes only the 1 flagged by score, not the 1 flagged as "
+        "unrecognised nor the 2 below tau)"
+    ) in report
+
+
+def test_eval_expert_without_coverage_says_unrecognised_is_not_judged(tmp_path: Path) -> None:
+    expert = fit(noise_pngs(tmp_path / "train", 6, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    assert expert.model.coverage is None  # fewer than ten images
+    samples = [Sample(p, 0, "cat", "test") for p in noise_pngs(tmp_path / "good", 2, seed=2)]
+    samples.append(_blob_sample(tmp_path / "bad", 0, 10, "spot"))
+    out = tmp_path / "eval"
+    evaluate_expert(expert, samples, out)
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert [r["unrecognised"] for r in rows] == [None, None, None]
+    assert json.loads((out / "metrics.json").read_text())["unrecognised_defects"] is None
+    assert (
+        "| flagged as unrecognised (not like the training images; no boxes) | n/a (the model keeps no coverage: "
+        "fitted on fewer than 10 images, or before the check) |"
+    ) in (out / "report.md").read_text()
+
+
 def test_grid_takes_masked_images_first_and_defect_types_in_turn() -> None:
     def row(name: str, defect: str, mask: bool, label: int = 1) -> dict[str, object]:
         return {"image": name, "label": label, "defect_type": defect, "mask": name + ".m" if mask else None}

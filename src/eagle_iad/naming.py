@@ -121,3 +121,11 @@ def picture_stems(names: Sequence[str]) -> list[str]:
         digest = hashlib.sha256(f"{i}:{absolute[i]}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
         stems[i] = f"{stems[i]}-{digest}"
     return stems
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``count`` and the noun in the number it takes: "1 false alarm", "2 false alarms", "0 images".
+
+    Why: reports said "1 false alarms". ``many`` is the plural where adding an ``s`` is wrong ("boxes").
+    """
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"

@@ -29,6 +29,7 @@ from eagle_iad.eval.plots import BoxPanel, boxes_grid, score_histogram
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import load_mask, load_rgb
+from eagle_iad.naming import plural
 from eagle_iad.verdict import make_verdict
 
 #: Most anomalous test images drawn in ``boxes_grid.png``.
@@ -63,6 +64,15 @@ class ExpertEvaluation:
     mask_names: str | None = None
     #: Defect images the product drew at least one box on, with a mask or not.
     defects_with_boxes: int = 0
+    #: Flagged defect and normal images (at or above tau) that the product calls *unrecognised* (not like the
+    #: training images, expert/coverage.py): they do not pass, but get no boxes, so the report tells them apart
+    #: from those flagged by score. None when the model keeps no coverage (fewer than 10 training images, or
+    #: saved before the check): nothing could be unrecognised.
+    unrecognised_defects: int | None = None
+    unrecognised_normals: int | None = None
+    #: Images below tau that are unrecognised all the same: counted as passed by the metrics at tau, which read
+    #: the score alone, though the product would not pass them (None as above).
+    unrecognised_below_tau: int | None = None
     #: Image and box measures per defect type, each type against all normals (:func:`expert_per_type`).
     per_type: dict[str, Any] = field(default_factory=dict)
     #: The test images' category when it differs from the model's (``eagle eval-expert
@@ -127,6 +137,9 @@ def evaluate_expert(
                 "score": result.score,
                 "decision": "anomalous" if result.is_anomalous else "normal",
                 "in_band": result.in_band,
+                # as the inspection verdict says it: not like the training images (no boxes), None without coverage
+                "unrecognised": verdict.unrecognised,
+                "foreign_share": verdict.foreign_share,
                 "mask": None if sample.mask_path is None else str(sample.mask_path),
                 "boxes": [box.to_dict() for box in verdict.boxes],
             }
@@ -165,12 +178,25 @@ def evaluate_expert(
         first_missing_mask=next((str(s.mask_sought) for s in samples if s.label == 1 and s.mask_sought), None),
         mask_names=mask_names,
         defects_with_boxes=sum(r["label"] == 1 and bool(r["boxes"]) for r in per_image),
+        **_unrecognised_counts(per_image, has_coverage=expert.model.coverage is not None),
         per_type=expert_per_type(per_image, thresholds.tau),
         data_category=_data_category(samples, expert.model.category),
     )
     if out_dir is not None:
         write_evaluation(expert, evaluation, out_dir)
     return evaluation
+
+
+def _unrecognised_counts(per_image: list[dict[str, Any]], has_coverage: bool) -> dict[str, int | None]:
+    """How many flagged defect and normal images are unrecognised, and how many below tau are too."""
+    if not has_coverage:
+        return {"unrecognised_defects": None, "unrecognised_normals": None, "unrecognised_below_tau": None}
+    flagged = [r for r in per_image if r["unrecognised"] and r["decision"] == "anomalous"]
+    return {
+        "unrecognised_defects": sum(r["label"] == 1 for r in flagged),
+        "unrecognised_normals": sum(r["label"] == 0 for r in flagged),
+        "unrecognised_below_tau": sum(bool(r["unrecognised"]) and r["decision"] != "anomalous" for r in per_image),
+    }
 
 
 def _data_category(samples: list[Sample], model_category: str) -> str | None:
@@ -259,6 +285,7 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         ("tau / s_max", f"{evaluation.tau:.4g} / {evaluation.s_max:.4g}"),
         ("recall at tau", f"{_fmt(t['recall'])} ({t['tp']} of {t['tp'] + t['fn']} anomalous)"),
         ("false alarms at tau", f"{t['fp']} of {t['fp'] + t['tn']} normal"),
+        ("flagged as unrecognised (not like the training images; no boxes)", _unrecognised(evaluation)),
         ("balanced accuracy at tau", _fmt(t["balanced_accuracy"])),
         ("precision at tau", _fmt(t["precision"])),
         ("pointing accuracy (map peak on the defect)", f"{_fmt(b.get('pointing_accuracy'))} "
@@ -296,10 +323,37 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
     return "\n".join(lines)
 
 
+def _unrecognised(evaluation: ExpertEvaluation) -> str:
+    """How many flagged images were flagged as unrecognised rather than by score, defects and normals apart."""
+    if evaluation.unrecognised_defects is None or evaluation.unrecognised_normals is None:
+        return "n/a (the model keeps no coverage: fitted on fewer than 10 images, or before the check)"
+    t = evaluation.at_tau
+    text = (f"{evaluation.unrecognised_defects} of {t['tp']} flagged anomalous, "
+            f"{evaluation.unrecognised_normals} of {t['fp']} flagged normal")  # fmt: skip
+    if evaluation.unrecognised_below_tau:
+        text += (f"; {plural(evaluation.unrecognised_below_tau, 'image')} below tau unrecognised too "
+                 "(counted as passed here; the product does not pass them)")  # fmt: skip
+    return text
+
+
+def _boxes_drawn(evaluation: ExpertEvaluation) -> str:
+    """How many anomalous images have boxes, and why the others have none (the product boxes only some)."""
+    t = evaluation.at_tau
+    unrecognised = evaluation.unrecognised_defects or 0
+    by_score = t["tp"] - unrecognised
+    text = (f"{evaluation.defects_with_boxes} of {evaluation.n_anomalous} anomalous images have boxes: "
+            f"the product boxes only the {by_score} flagged by score")  # fmt: skip
+    if by_score > evaluation.defects_with_boxes:
+        text += f" ({by_score - evaluation.defects_with_boxes} of them without a region)"
+    left = [f"the {unrecognised} flagged as unrecognised"] if unrecognised else []
+    left += [f"the {t['fn']} below tau"] if t["fn"] else []
+    return text + (f", not {' nor '.join(left)}" if left else "")
+
+
 def _area_ratio(evaluation: ExpertEvaluation) -> str:
     """The median box / defect area and what it rests on: masked images with boxes, out of all with boxes."""
     b = evaluation.boxes
-    drawn = f"{evaluation.defects_with_boxes} of {evaluation.n_anomalous} anomalous images have boxes"
+    drawn = _boxes_drawn(evaluation)
     if b.get("median_area_ratio") is None:
         why = "no anomalous image has a mask" if not b.get("n_anomalous_with_mask") else "no masked image has boxes"
         return f"n/a: {why} ({drawn})"
