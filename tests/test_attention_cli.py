@@ -239,6 +239,9 @@ def test_attention_command_without_mask_band_rule_and_layer_choice(
     assert caas["rule"] == "band" and not caas["force_caas"]
     assert caas["applied"] == caas["in_band"] == report["conditions"]["eagle"]["caas_applied"]
     assert report["mask"] is None and report["overlay_layers"] == [0, 3]
+    assert "random_test_model" not in report  # a model without the tiny builder's note: not marked
+    with Image.open(out / "curves.png") as im:
+        assert "Description" not in im.text
     for condition in report["conditions"].values():
         assert len(condition["layers"]) == 4
         for entry in condition["layers"]:
@@ -262,6 +265,38 @@ def test_attention_command_without_mask_band_rule_and_layer_choice(
     code, _, err = _cli(capsys, "attention", cell_image, "--model", str(elpv_expert_dir), "--mllm", spec,
                         "--out", str(tmp_path / "m"), "--max-new-tokens", "1")  # fmt: skip
     assert code == 2 and "--max-new-tokens >= 2" in err
+
+
+def test_attention_of_a_random_test_model_is_marked_in_json_and_pictures(
+    elpv_expert_dir: Path,
+    cell_image: str,
+    tiny_mllm_dirs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As ``eagle eval`` marks its run: the folder holds the note ``python -m eagle_iad.testing.tiny`` leaves."""
+    import shutil
+
+    from eagle_iad.eval.attention_analysis import RANDOM_CAPTION
+    from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
+
+    model = tmp_path / "tiny-qwen"
+    shutil.copytree(tiny_mllm_dirs["qwen2_5_vl"], model)
+    (model / RANDOM_MODEL_NOTE).write_text("random weights\n")
+    out = tmp_path / "out"
+    code, _, err = _cli(
+        capsys, "attention", cell_image, "--model", str(elpv_expert_dir), "--mllm", f"hf:{model}", "--out", str(out),
+        "--max-new-tokens", "2", "--layers", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "attention.json").read_text())
+    assert report["random_test_model"] is True
+    assert "attention.json, curves.png and overlays.png are marked random_test_model" in err
+    assert RANDOM_CAPTION == "random test model: not a measurement"
+    for picture in ("curves.png", "overlays.png"):
+        with Image.open(out / picture) as im:
+            assert im.text["Description"] == RANDOM_CAPTION, picture
+    _check_pictures(out, report, with_mask=False)  # the caption line keeps the pictures' sizes
 
 
 def test_eagle_share_is_the_exact_caas_recomputation(

@@ -301,7 +301,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     expert = load_expert(args.model)
     backend = load_backend(args.mllm)
     print_warnings(getattr(backend, "warnings", ()))
-    report = analyze(rgb, args.image, expert, backend, config, mask, args.mask)
+    report = analyze(rgb, args.image, expert, backend, config, mask, args.mask, spec=args.mllm)
+    if report.random_test_model:
+        print(f"eagle: warning: {printable(args.mllm)} is a tiny random test model: its attention is noise; "
+              "attention.json, curves.png and overlays.png are marked random_test_model", file=sys.stderr)  # fmt: skip
     with staged_folder(out, legacy=ATTENTION_MARKERS) as staging:
         staged = write_report(report, rgb, staging, mask)
     paths = {name: out / path.relative_to(staging) for name, path in staged.items()}

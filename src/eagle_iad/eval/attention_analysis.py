@@ -35,7 +35,9 @@ from matplotlib.figure import Figure
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.choices import ATTENTION_MIN_NEW_TOKENS, ATTENTION_TOKENS_MESSAGE
 from eagle_iad.errors import BackendError, ConfigError
+from eagle_iad.eval.identity import random_test_model
 from eagle_iad.eval.plots import save_figure
+from eagle_iad.eval.report import RANDOM_MARK
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import load_mask, load_rgb
 from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics
@@ -54,6 +56,9 @@ CURVES_WITH_MASK_SIZE_IN = (8.0, 7.0)
 #: ``overlays.png`` is ``cols * OVERLAY_CELL_IN * DPI`` by ``rows * OVERLAY_CELL_IN * DPI`` pixels.
 OVERLAY_CELL_IN = 2.5
 _COLOURS = {"baseline": "#1f77b4", "eagle": "#d62728"}
+#: The caption line of ``curves.png`` and ``overlays.png`` (and their PNG ``Description``) when a tiny random
+#: test model answered, as ``eagle eval`` marks its report: such attention is noise, whatever it looks like.
+RANDOM_CAPTION = "random test model: not a measurement"
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,16 @@ class AttentionReport:
     caas: dict[str, Any]
     overlay_layers: list[int]
     num_layers: int
+    #: The MLLM is a tiny random test model (:func:`eagle_iad.eval.identity.random_test_model`, the check
+    #: ``eagle eval`` makes, or its replies say so): ``attention.json`` carries ``random_test_model: true``
+    #: and both pictures a caption line.
+    random_test_model: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        mark = {RANDOM_MARK: True} if self.random_test_model else {}  # only then, as eval's records
         return {
             "schema_version": SCHEMA_VERSION,
+            **mark,
             "image": self.image,
             "mask": self.mask,
             "mllm": self.mllm,
@@ -185,8 +196,13 @@ def analyze(
     config: AnalysisConfig | None = None,
     mask: np.ndarray | None = None,
     mask_name: str | None = None,
+    spec: str | None = None,
 ) -> AttentionReport:
-    """Inspect ``rgb`` as ``baseline`` and as ``eagle`` with attention capture; per-layer metrics for both."""
+    """Inspect ``rgb`` as ``baseline`` and as ``eagle`` with attention capture; per-layer metrics for both.
+
+    ``spec`` (the ``--mllm`` spec the backend was loaded from) tells a tiny random test model, as ``eagle eval``
+    tells it; a reply marked ``random_test_model`` by the backend marks the report as well.
+    """
     config = config or AnalysisConfig()
     if mask is not None and mask.shape != rgb.shape[:2]:
         raise ConfigError(f"mask shape {mask.shape} differs from the image's (height, width) {rgb.shape[:2]}")
@@ -227,7 +243,12 @@ def analyze(
         "in_band": eagle_verdict.in_band,
         "expert_decision": eagle_verdict.expert_decision,
     }
-    return AttentionReport(name, mask_name, backend.name, results, caas, sorted(set(overlay)), num_layers)
+    random_model = (spec is not None and random_test_model(spec) is not None) or any(
+        result.verdict.metadata.get(RANDOM_MARK) for result in results.values()
+    )
+    return AttentionReport(
+        name, mask_name, backend.name, results, caas, sorted(set(overlay)), num_layers, random_test_model=random_model
+    )
 
 
 def _series(result: ConditionResult, key: str) -> list[float]:
@@ -272,8 +293,18 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
         ax.set_xlabel("decoder layer")
         ax.set_xticks(x)
         ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    caption = _mark_random(fig, report, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, description=caption)
+
+
+def _mark_random(fig: Figure, report: AttentionReport, fontsize: float, narrow: bool = False) -> str | None:
+    """The random-test-model caption line at the figure's top (None, nothing drawn, for a real model)."""
+    if not report.random_test_model:
+        return None
+    fig.suptitle(RANDOM_CAPTION.replace(": ", ":\n") if narrow else RANDOM_CAPTION, color="#d62728",
+                 fontsize=fontsize, fontweight="bold")  # fmt: skip
+    return RANDOM_CAPTION
 
 
 def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray | None, path: Path) -> None:
@@ -289,8 +320,9 @@ def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
             ax.set_title(f"{condition} L{layer} share {result.capture.share[layer]:.3f}", fontsize=8)
             ax.set_axis_off()
+    caption = _mark_random(fig, report, fontsize=8, narrow=cols < 2)
     fig.tight_layout(pad=0.3)
-    save_figure(fig, path)
+    save_figure(fig, path, description=caption)
 
 
 def write_report(

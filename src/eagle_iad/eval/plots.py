@@ -95,8 +95,13 @@ def _draw(
     fig.tight_layout()
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: float | None = None) -> None:
+def save_figure(
+    fig: Figure, path: str | os.PathLike[str], dpi: float | None = None, description: str | None = None
+) -> None:
     """Write ``fig`` as PNG atomically (temp file in the destination folder, then :func:`os.replace`).
+
+    ``description`` goes into the PNG's ``Description`` text chunk too, where a program (or a test) reads what
+    the picture's caption says without reading pixels.
 
     A reader (a report server, a browser refresh) never sees a half-written PNG and a crash leaves
     the previous figure intact. Missing parent folders are created. The figure needs a canvas
@@ -108,7 +113,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: float | None = N
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=fig.dpi if dpi is None else dpi)
+            metadata = None if description is None else {"Description": description}
+            fig.savefig(handle, format="png", dpi=fig.dpi if dpi is None else dpi, metadata=metadata)
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates the file owner-only; a figure is shared like any output (what open() would give it).
