@@ -324,6 +324,12 @@ def test_inspect_with_mllm_writes_the_expert_pictures_and_the_visual_prompt(
     assert f"heatmap: {out / (stems[1] + '_heatmap.png')}" in stdout
     ledger = json.loads((out / ".eagle-outputs.json").read_text())
     assert f"{stems[0]}_visual_prompt.png" in json.dumps(ledger)
+    # text-only drops the picture prompt by design: the text says so, as it says why tgps sent none
+    code, stdout, _ = run(capsys, *argv[:-2], "--out", str(tmp_path / "text-only"), "--condition", "text-only")
+    assert code == 0 and "expert anomalous" in stdout
+    why = ("    visual_prompt: none sent (the text-only condition gives the MLLM no picture prompt: it was shown the "
+           "image alone, with the expert's finding in words)\n")  # fmt: skip
+    assert stdout.count(why) == 2 and "_visual_prompt.png" not in stdout
     # baseline runs no expert: with nothing to write, --out is refused before any model loads
     empty = tmp_path / "nothing"
     code, _, err = run(capsys, "inspect", images[0], "--mllm", spec, "--condition", "baseline", "--out", str(empty))

@@ -225,6 +225,9 @@ def _print_mllm_pictures(args: argparse.Namespace, verdict: dict[str, Any]) -> N
         if verdict.get("unrecognised"):
             why = "not like the training images"
         print(f"    visual_prompt: none sent ({why}: the MLLM was shown the image alone)")
+    elif args.condition == "text-only":  # the ablation that keeps the expert's words and drops the picture prompt
+        print("    visual_prompt: none sent (the text-only condition gives the MLLM no picture prompt: it was shown "
+              "the image alone, with the expert's finding in words)")  # fmt: skip
     if args.capture_attention and not any(kind.startswith("attention_L") for kind in pictures):
         note = verdict["metadata"].get("attention_note") or "the backend captured none"
         print(f"    attention: no overlays ({note})")
