@@ -273,6 +273,35 @@ def test_eval_expert_tells_unrecognised_images_from_those_flagged_by_score(tmp_p
     ) in report
 
 
+def test_grid_and_report_claim_a_true_defect_only_where_masks_exist(tmp_path: Path) -> None:
+    """elpv has no masks: the grid's title and report.md promised a green ground truth that was not drawn."""
+    expert = fit(noise_pngs(tmp_path / "train", 6, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
+    normals = [Sample(p, 0, "cat", "test") for p in noise_pngs(tmp_path / "good", 2, seed=2)]
+    unmasked = [_blob_sample(tmp_path / "bad", i, 10 + i, "spot", with_mask=False) for i in range(2)]
+    masked = _blob_sample(tmp_path / "bad", 5, 15, "cut")
+    cases = {
+        "none": (unmasked, "cat: drawn boxes (red, by rank) (no ground-truth masks: no true defect drawn), grouped "
+                 "by defect type", "Drawn boxes (red, numbered by rank) (no ground-truth masks: no true defect "
+                 "drawn), grouped by defect type: [boxes_grid.png](boxes_grid.png)\n\n![boxes](boxes_grid.png)"),
+        "some": ([*unmasked, masked], "cat: drawn boxes (red, by rank) and true defect (green) where masked, "
+                 "grouped by defect type", "Drawn boxes (red, numbered by rank) and the true defect (green outline) "
+                 "on the images with a mask, grouped by defect type: [boxes_grid.png](boxes_grid.png)\n\n"
+                 "![boxes and ground truth](boxes_grid.png)"),
+        "all": ([masked], "cat: drawn boxes (red, by rank) and true defect (green), grouped by defect type",
+                "Drawn boxes (red, numbered by rank) and the true defect (green outline), grouped by defect type: "
+                "[boxes_grid.png](boxes_grid.png)\n\n![boxes and ground truth](boxes_grid.png)"),
+    }  # fmt: skip
+    for name, (anomalous, title, report) in cases.items():
+        out = tmp_path / name
+        evaluate_expert(expert, normals + anomalous, out)
+        with Image.open(out / "boxes_grid.png") as im:
+            assert im.text["Description"] == title, name
+        text = (out / "report.md").read_text()
+        assert report in text, name
+        if name == "none":
+            assert "green" not in text and "ground truth" not in text
+
+
 def test_eval_expert_without_coverage_says_unrecognised_is_not_judged(tmp_path: Path) -> None:
     expert = fit(noise_pngs(tmp_path / "train", 6, seed=1), "cat", FAKE_CONFIG, extractor=FakeExtractor())
     assert expert.model.coverage is None  # fewer than ten images

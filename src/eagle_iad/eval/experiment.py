@@ -34,6 +34,7 @@ from eagle_iad.eval.expert_cache import CACHE_DIR
 from eagle_iad.eval.expert_eval import (
     ExpertEvaluation,
     evaluate_expert,
+    grid_caption,
     pool_boxes,
     summary_mask_note,
     write_evaluation,
@@ -183,7 +184,7 @@ def _expert_metrics(
         summaries[category] = evaluation.summary()
         evaluations.append(evaluation)
         pictures[f"{category}: expert score histogram with tau and s_max"] = f"expert/{category}/histogram.png"
-        pictures[f"{category}: drawn boxes (red) and true defects (green)"] = f"expert/{category}/boxes_grid.png"
+        pictures[f"{category}: {grid_caption(evaluation.per_image, short=True)}"] = f"expert/{category}/boxes_grid.png"
     return summaries, pool_boxes(evaluations).to_dict(), pictures
 
 

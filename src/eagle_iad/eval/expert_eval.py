@@ -226,9 +226,29 @@ def write_evaluation(expert: Expert, evaluation: ExpertEvaluation, out_dir: Path
     boxes_grid(
         out_dir / "boxes_grid.png",
         [_panel(row) for row in grid_rows(evaluation.per_image)],
-        f"{evaluation.heading}: drawn boxes (red, by rank) and true defect (green), grouped by defect type",
+        f"{evaluation.heading}: {grid_caption(evaluation.per_image, short=True)}",
     )
     atomic_write_text(out_dir / "report.md", evaluation_report(evaluation))
+
+
+def grid_caption(per_image: list[dict[str, Any]], short: bool = False) -> str:
+    """What ``boxes_grid.png`` shows: the true defect (green) only where its images have masks.
+
+    Why: on a category without masks (elpv) the title promised a green ground truth the grid does not have.
+    ``short`` is the picture's title (and ``eagle eval``'s picture list); the long form is ``report.md``'s.
+    """
+    masked = [row["mask"] is not None for row in grid_rows(per_image)]
+    if short:
+        drawn = "drawn boxes (red, by rank)"
+        truth = " and true defect (green)" if all(masked) else " and true defect (green) where masked"
+    else:
+        drawn = "Drawn boxes (red, numbered by rank)"
+        truth = " and the true defect (green outline)" if all(masked) else (
+            " and the true defect (green outline) on the images with a mask"
+        )  # fmt: skip
+    if not any(masked):
+        truth = " (no ground-truth masks: no true defect drawn)"
+    return f"{drawn}{truth}, grouped by defect type"
 
 
 def grid_rows(per_image: list[dict[str, Any]], limit: int = GRID_IMAGES) -> list[dict[str, Any]]:
@@ -314,10 +334,10 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         "",
         "![score histogram](histogram.png)",
         "",
-        "Drawn boxes (red, numbered by rank) and the true defect (green outline), grouped by defect type: "
-        "[boxes_grid.png](boxes_grid.png)",
+        f"{grid_caption(evaluation.per_image)}: [boxes_grid.png](boxes_grid.png)",
         "",
-        "![boxes and ground truth](boxes_grid.png)",
+        f"![{'boxes and ground truth' if evaluation.defects_without_mask < evaluation.n_anomalous else 'boxes'}]"
+        "(boxes_grid.png)",
         "",
     ]
     return "\n".join(lines)

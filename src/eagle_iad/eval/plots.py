@@ -268,6 +268,7 @@ def boxes_grid(path: str | os.PathLike[str], panels: Sequence[BoxPanel], title: 
     """Write a PNG grid: each image with its drawn boxes (red, numbered by rank) and the true defect outline (green).
 
     With no panels the figure says so, so the file on disk always belongs to the latest run.
-    Laid out by :func:`grid_figure`; written atomically (:func:`save_figure`).
+    Laid out by :func:`grid_figure`; written atomically (:func:`save_figure`), the title also as the PNG's
+    ``Description``.
     """
-    save_figure(grid_figure(panels, title, columns), path)
+    save_figure(grid_figure(panels, title, columns), path, description=title)
