@@ -268,7 +268,7 @@ def test_eval_expert_tells_unrecognised_images_from_those_flagged_by_score(tmp_p
     ) in report
     assert evaluation.defects_with_boxes == 1
     assert (
-        "1 of 4 anomalous images have boxes: the product boxes only the 1 flagged by score, not the 1 flagged as "
+        "1 of 4 anomalous images has boxes: the product boxes only the 1 flagged by score, not the 1 flagged as "
         "unrecognised nor the 2 below tau)"
     ) in report
 

@@ -229,6 +229,42 @@ def test_eval_expert_limit_test_help_says_what_it_does(capsys: pytest.CaptureFix
     assert "keeps the split's normal/anomalous ratio" in text
 
 
+def test_eval_help_gives_max_new_tokens_and_seed_a_description_and_their_declared_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from eagle_iad.eval.experiment import ExperimentConfig
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+    assert (defaults["max_new_tokens"], defaults["seed"]) == (32, 0)  # the help below reads the same declaration
+    assert "--max-new-tokens MAX_NEW_TOKENS tokens each MLLM answer may run to (default 32; >= 2 with --attention)" in (
+        text
+    )
+    assert (
+        "--seed SEED seed of --limit's and --limit-train's subsets and of a missing expert's fit (default 0; a "
+        "--fit-option seed=N overrides it for the fit)"
+    ) in text
+
+
+def test_eval_expert_refusing_test_images_says_what_it_left_undone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """eval-expert neither fits nor asks an MLLM: its refusal no longer says "nothing was fitted or asked yet"."""
+    root = _data(tmp_path / "data")
+    bad = [root / "part" / "test" / "crack" / name for name in ("a.png", "b.png")]
+    for path in bad:
+        path.write_bytes(b"not an image")
+    args = ["eval-expert", "--data", str(root), "--layout", "folder", "--category", "part", "--model",
+            str(tmp_path / "no-model"), "--out", str(tmp_path / "ev"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eagle: error: 2 of the 6 test images cannot be used: ")
+    assert err.endswith("; fix or remove them (the model was not loaded and nothing was evaluated or written)\n")
+    assert not (tmp_path / "ev").exists()
+
+
 # --------------------------------------------------------------------------- finding 15: --category
 
 

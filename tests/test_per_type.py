@@ -25,6 +25,7 @@ from eagle_iad.eval.mllm_metrics import compute_metrics, discrimination, per_typ
 from eagle_iad.eval.per_type import PER_TYPE_VERSION, expert_per_type
 from eagle_iad.eval.report import expert_per_type_table, per_type_table
 from eagle_iad.expert import fit
+from eagle_iad.naming import plural
 from eagle_iad.tgps.answers import UNPARSABLE
 
 TYPES = {"cut": 7, "hole": 4, "combined": 1}
@@ -164,7 +165,7 @@ def test_evaluate_expert_per_type_in_metrics_report_and_grid(tmp_path: Path) -> 
 
     report = (out / "report.md").read_text()
     assert "## Per defect type" in report
-    assert f"Each type against all 5 normal test images ({per_type['false_alarms']} false alarms" in report
+    assert f"Each type against all 5 normal test images ({plural(per_type['false_alarms'], 'false alarm')}" in report
     assert report.count("| bright | 4 |") == 1 and report.count("| dark | 4 |") == 1
     picked = grid_rows(evaluation.per_image)
     assert [r["defect_type"] for r in picked] == ["bright"] * 4 + ["dark"] * 4  # grouped, unmasked last
@@ -172,6 +173,32 @@ def test_evaluate_expert_per_type_in_metrics_report_and_grid(tmp_path: Path) -> 
     with Image.open(out / "boxes_grid.png") as im:
         im.load()
         assert im.format == "PNG"
+
+
+def test_one_false_alarm_and_one_normal_read_in_the_singular() -> None:
+    """report.md said "1 false alarms"; the pluraliser (eagle_iad.naming.plural) says the number right."""
+    rows = [
+        {"label": 0, "defect_type": "good", "score": 2.0, "boxes": []},
+        {"label": 1, "defect_type": "cut", "score": 3.0, "boxes": []},
+    ]
+    lines = per_type_report(expert_per_type(rows, 1.0))
+    assert lines[2].startswith(
+        "Each type against the 1 normal test image (1 false alarm at tau, shared by every type)."
+    )
+    assert [plural(n, "false alarm") for n in (0, 1, 2)] == ["0 false alarms", "1 false alarm", "2 false alarms"]
+    assert plural(1, "box", "boxes") == "1 box" and plural(3, "box", "boxes") == "3 boxes"
+
+
+def test_caas_flip_columns_say_they_count_only_items_where_caas_was_applied() -> None:
+    from eagle_iad.eval.report import CAAS_FLIP_NOTE, caas_table
+
+    flips = {"wrong_to_right": 2, "right_to_wrong": 1, "changed_still_wrong": 0, "unchanged": 5}
+    caas = {"n": 24, "triggered": 8, "trigger_rate": 8 / 24, "flips": flips}
+    head, rows = caas_table({"caas": {"overall": caas, "per_class": {}}})
+    assert head == ["scope", "eagle items", "CAAS applied", "trigger rate %", "applied: wrong→right",
+                    "applied: right→wrong", "applied: changed, still wrong", "applied: unchanged"]  # fmt: skip
+    assert rows == [["overall", "24", "8", "33.33", "2", "1", "0", "5"]]
+    assert CAAS_FLIP_NOTE.startswith("The four 'applied:' columns count only the eagle items where CAAS was applied")
 
 
 def test_eval_report_expert_per_type_table() -> None:

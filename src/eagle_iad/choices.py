@@ -87,6 +87,12 @@ ATTENTION_TOKENS_MESSAGE = (
     f"attention analysis needs --max-new-tokens >= {ATTENTION_MIN_NEW_TOKENS} (capture reads the first decode step)"
 )
 
+#: ``eagle eval``'s defaults (:class:`eagle_iad.eval.experiment.ExperimentConfig` and the CLI's ``--help`` read
+#: them here). 32 tokens hold an MMAD answer (one letter) and a short reason; the seed draws ``--limit``'s and
+#: ``--limit-train``'s subsets and seeds a missing expert's fit.
+EVAL_MAX_NEW_TOKENS = 32
+EVAL_SEED = 0
+
 #: Seconds back the warnings of what happened lately look: the p95 over the deadline (the images whose deliveries
 #: ended since), files of a content already inspected, and files the hot folder found it does not take. Each says
 #: how the station does now, and clears once nothing of the kind happened for that long, where a count since the

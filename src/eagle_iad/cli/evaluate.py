@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.choices import EXECUTORS
+from eagle_iad.choices import EVAL_MAX_NEW_TOKENS, EVAL_SEED, EXECUTORS
 from eagle_iad.cli.flags import (
     Subcommands,
     add_caas,
@@ -31,6 +31,9 @@ from eagle_iad.outputs import check_output_path, check_outputs, staged_folder, w
 #: two that mark a report folder written before output ledgers existed (outputs.check_outputs).
 REPORT_FILES = ("report.md", "metrics.json", "scores.jsonl", "histogram.png", "boxes_grid.png")
 REPORT_MARKERS = ("metrics.json", "report.md")
+#: What a refusal of ``eval-expert``'s test images leaves undone: it fits nothing and asks no MLLM (those are
+#: ``eagle eval``'s words), but its model is not loaded yet and no report is written.
+EVAL_EXPERT_NOTHING_DONE = "the model was not loaded and nothing was evaluated or written"
 
 
 def add_eval_expert(sub: Subcommands) -> None:
@@ -65,7 +68,7 @@ def _cmd_eval_expert(args: argparse.Namespace) -> int:
     samples = select_test(samples, args.limit_test, args.seed)
     # Every image decoded, every mask read against its image: a bad file fails before the model loads,
     # not after the evaluation, and one error names all of them.
-    check_test_files((s.path, s.mask_path) for s in samples)
+    check_test_files([(s.path, s.mask_path) for s in samples], outcome=EVAL_EXPERT_NOTHING_DONE)
     inputs = [p for s in samples for p in (s.path, s.mask_path) if p is not None]
     check_outputs(out, REPORT_FILES, inputs, legacy=REPORT_MARKERS)  # a user's report.md fails now, not after
     expert = load_expert(args.model)
@@ -142,9 +145,20 @@ def add_eval(sub: Subcommands) -> None:
         help="an `eagle fit` option for the fit of a missing expert (repeatable), e.g. rule=quantile, size=256, "
         f"preset=paper; an expert already in --models is not fitted again. Keys: {', '.join(_fit_option_names())}",
     )
-    evp.add_argument("--max-new-tokens", type=int, default=32)
+    evp.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=EVAL_MAX_NEW_TOKENS,
+        help="tokens each MLLM answer may run to (default %(default)s; >= 2 with --attention)",
+    )
     add_caas(evp, layers=False)
-    evp.add_argument("--seed", type=int, default=0)
+    evp.add_argument(
+        "--seed",
+        type=int,
+        default=EVAL_SEED,
+        help="seed of --limit's and --limit-train's subsets and of a missing expert's fit (default %(default)s; a "
+        "--fit-option seed=N overrides it for the fit)",
+    )
     evp.add_argument("--out", required=True, help="run directory (results.jsonl, metrics.json, report.*)")
     add_quiet(evp, "no progress bars (a missing expert's fit)")
     add_scratch(evp)

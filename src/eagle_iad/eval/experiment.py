@@ -24,6 +24,8 @@ from eagle_iad.choices import (
     ATTENTION_TOKENS_MESSAGE,
     DEFAULT_ALPHA,
     DEFAULT_CAAS_PHASE,
+    EVAL_MAX_NEW_TOKENS,
+    EVAL_SEED,
     CaasPhase,
 )
 from eagle_iad.data import Sample, get_layout, mask_names
@@ -79,9 +81,9 @@ class ExperimentConfig:
     attention: bool = False
     limit: int | None = None
     limit_train: int | None = None
-    max_new_tokens: int = 32
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS
     alpha: float = DEFAULT_ALPHA
-    seed: int = 0
+    seed: int = EVAL_SEED
     caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
     #: ``--category`` (repeatable): evaluate only these categories; ``None``: every category of the data.
     categories: tuple[str, ...] | None = None

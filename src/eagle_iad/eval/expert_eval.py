@@ -309,7 +309,7 @@ def evaluation_report(evaluation: ExpertEvaluation) -> str:
         ("balanced accuracy at tau", _fmt(t["balanced_accuracy"])),
         ("precision at tau", _fmt(t["precision"])),
         ("pointing accuracy (map peak on the defect)", f"{_fmt(b.get('pointing_accuracy'))} "
-         f"({b.get('n_anomalous_with_mask', 0)} anomalous images with a mask)"),
+         f"({plural(b.get('n_anomalous_with_mask', 0), 'anomalous image')} with a mask)"),
         ("mean best-box IoU", _fmt(b.get("mean_best_iou"))),
         ("median box / defect area", _area_ratio(evaluation)),
         ("share of anomalous images whose boxes touch the defect", _fmt(b.get("touch_rate"))),
@@ -361,7 +361,8 @@ def _boxes_drawn(evaluation: ExpertEvaluation) -> str:
     t = evaluation.at_tau
     unrecognised = evaluation.unrecognised_defects or 0
     by_score = t["tp"] - unrecognised
-    text = (f"{evaluation.defects_with_boxes} of {evaluation.n_anomalous} anomalous images have boxes: "
+    has = "has" if evaluation.defects_with_boxes == 1 else "have"
+    text = (f"{evaluation.defects_with_boxes} of {evaluation.n_anomalous} anomalous images {has} boxes: "
             f"the product boxes only the {by_score} flagged by score")  # fmt: skip
     if by_score > evaluation.defects_with_boxes:
         text += f" ({by_score - evaluation.defects_with_boxes} of them without a region)"
@@ -378,7 +379,7 @@ def _area_ratio(evaluation: ExpertEvaluation) -> str:
         why = "no anomalous image has a mask" if not b.get("n_anomalous_with_mask") else "no masked image has boxes"
         return f"n/a: {why} ({drawn})"
     masked = b.get("n_anomalous_with_boxes", 0)
-    return f"{_fmt(b['median_area_ratio'], 2)} (over {masked} masked images with boxes; {drawn})"
+    return f"{_fmt(b['median_area_ratio'], 2)} (over {plural(masked, 'masked image')} with boxes; {drawn})"
 
 
 def missing_mask_note(evaluation: ExpertEvaluation) -> str | None:
@@ -391,7 +392,7 @@ def summary_mask_note(summary: dict[str, Any]) -> str | None:
     missing = summary.get("defects_without_mask") or 0
     if not missing:
         return None
-    text = f"{missing} of {summary['n_anomalous']} defect images have no mask"
+    text = f"{missing} of {summary['n_anomalous']} defect images {'has' if missing == 1 else 'have'} no mask"
     if summary.get("first_missing_mask") is not None:
         text += f" (first looked for: {summary['first_missing_mask']}"
         if summary.get("mask_names") is not None:
@@ -408,6 +409,11 @@ def missing_masks_report(evaluation: ExpertEvaluation) -> list[str]:
     return [] if note is None else [f"**Masks:** {note}.", ""]
 
 
+def _all(count: int, noun: str) -> str:
+    """ "all 5 normal test images", but "the 1 normal test image" (and "the 0 ...")."""
+    return f"{'all' if count > 1 else 'the'} {plural(count, noun)}"
+
+
 def per_type_report(per_type: dict[str, Any]) -> list[str]:
     """``report.md``'s per-type section (empty without defect types, e.g. a normal-only split).
 
@@ -420,9 +426,9 @@ def per_type_report(per_type: dict[str, Any]) -> list[str]:
     lines = [
         "## Per defect type",
         "",
-        f"Each type against all {per_type['n_normal']} normal test images ({per_type['false_alarms']} false alarms "
-        "at tau, shared by every type). Recall is the share of that type's images at or above tau; the box "
-        "measures use that type's images with a mask.",
+        f"Each type against {_all(per_type['n_normal'], 'normal test image')} "
+        f"({plural(per_type['false_alarms'], 'false alarm')} at tau, shared by every type). Recall is the share of "
+        "that type's images at or above tau; the box measures use that type's images with a mask.",
         "",
         "| defect type | images | image AUROC | recall at tau | caught / missed | with mask | pointing accuracy "
         "| mean best-box IoU | median box / defect area |",

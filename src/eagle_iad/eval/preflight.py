@@ -25,6 +25,7 @@ from typing import Any
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import EagleError, ImageError
 from eagle_iad.images import SHOWN_UNUSABLE, load_mask, load_rgb, max_aspect, max_pixels, unusable_error
+from eagle_iad.naming import plural
 
 #: At most this many bad files are named in the error (the count says how many there are in all).
 SHOWN = SHOWN_UNUSABLE
@@ -82,12 +83,14 @@ def _unchanged(pair: Pair, known: Mapping[Pair, tuple[Stamp, Stamp | None]]) -> 
 def check_test_files(
     pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]],
     known: Mapping[Pair, tuple[Stamp, Stamp | None]] | None = None,
+    outcome: str = "nothing was fitted or asked yet",
 ) -> Checked:
     """Decode every (test image, mask or None) once; one error naming the bad ones (up to :data:`SHOWN`).
 
     One bad file raises its own error (an :class:`ImageError` naming it); several, one naming them all.
     ``known``: pairs checked good before (:func:`read_checked`); one whose files did not change is not decoded
-    again. Returns every pair checked good with its stamps, to keep with :func:`write_checked`.
+    again. Returns every pair checked good with its stamps, to keep with :func:`write_checked`. ``outcome``: what
+    the refusal left undone, in the caller's words (``eagle eval``'s default: nothing was fitted or asked yet).
     """
     unique = list(dict.fromkeys((str(image), None if mask is None else str(mask)) for image, mask in pairs))
     known = known or {}
@@ -99,7 +102,7 @@ def check_test_files(
     if not problems:
         good.update((pair, stamps) for pair, (_, stamps) in zip(todo, results, strict=True) if stamps is not None)
         return good
-    raise unusable_error(problems, len(unique), "test images", "nothing was fitted or asked yet")
+    raise unusable_error(problems, len(unique), "test images", outcome)
 
 
 def _limits() -> dict[str, Any]:
@@ -178,7 +181,8 @@ def unread_mask_folders(root: Path | None, samples: Sequence[tuple[str, int, str
         found = _mask_folder(Path(root) / category)
         if found is not None:
             notes.append(
-                f"category {category!r}: layout {layout!r} read no mask for any of its {defects} defect images, "
-                f"but {found} exists; is --layout right? Pixel AUROC, AUPRO and the box measures need the masks"
+                f"category {category!r}: layout {layout!r} read no mask for any of its "
+                f"{plural(defects, 'defect image')}, but {found} exists; is --layout right? Pixel AUROC, AUPRO and "
+                "the box measures need the masks"
             )
     return notes

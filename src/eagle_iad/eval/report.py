@@ -93,9 +93,17 @@ def task_table(metrics: dict[str, Any]) -> Table:
     return head, rows
 
 
+#: The flip columns count only the eagle items CAAS acted on (each against its tgps answer), not all eagle items:
+#: their header says so, as a researcher read "eagle items 24 ... unchanged 5" as 19 items changed.
+CAAS_FLIP_NOTE = (
+    "The four 'applied:' columns count only the eagle items where CAAS was applied, each against the same item's tgps "
+    "answer (they add up to 'CAAS applied' where tgps answered every one)."
+)
+
+
 def caas_table(metrics: dict[str, Any]) -> Table:
-    head = ["scope", "eagle items", "CAAS applied", "trigger rate %", "wrong→right", "right→wrong",
-            "changed, still wrong", "unchanged"]  # fmt: skip
+    head = ["scope", "eagle items", "CAAS applied", "trigger rate %", "applied: wrong→right", "applied: right→wrong",
+            "applied: changed, still wrong", "applied: unchanged"]  # fmt: skip
     rows: list[list[str]] = []
     caas = metrics.get("caas") or {}
     if not caas:
@@ -274,7 +282,7 @@ def write_report(
         ("Anomaly discrimination per defect type (measured)", per_type_table(metrics["mllm"]),
          "Each defect type against all normal images of its class; false alarms are the normals' and the same "
          "for every type of a class."),
-        ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), None),
+        ("CAAS trigger rate and flips against tgps (measured)", caas_table(metrics["mllm"]), CAAS_FLIP_NOTE),
         ("Expert (PatchCore) per class (measured)", expert_table(metrics["expert"]), mask_notes(metrics["expert"])),
         ("Experts fitted by this run", fits_table(fits) if fits else None,
          "Fitted because --models had no model of the class; their warnings are also in each model.json."

@@ -40,6 +40,7 @@ from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.mllm.base import Backend
+from eagle_iad.naming import plural
 
 Key = tuple[str, str, str]
 #: The inspection record's fields (``eagle_iad.pipeline.record_fields``) a JSONL record carries; the
@@ -174,8 +175,8 @@ class RunStore:
         if self.done and old is None:
             self._warn(
                 f"{self.out} was written before eval recorded which models and MLLM weights its records were made "
-                f"with, so its {len(self.done)} records cannot be checked against them; resuming, and checking "
-                "from now on (use a new --out if the models or the weights changed since)"
+                f"with, so its {plural(len(self.done), 'record')} cannot be checked against them; resuming, and "
+                "checking from now on (use a new --out if the models or the weights changed since)"
             )
         elif self.done and isinstance(old, dict):
             changes: list[str] = []
@@ -194,8 +195,8 @@ class RunStore:
                 changes.append(f"{name} (weights fingerprint {old_mllm} is now {new_mllm})")
             if changes:
                 raise ConfigError(
-                    f"{self.out} holds {len(self.done)} records made with other models than this run would use: "
-                    f"changed {'; '.join(changes)}; use a new --out (e.g. {suggest_out(self.out)}) instead of "
+                    f"{self.out} holds {plural(len(self.done), 'record')} made with other models than this run would "
+                    f"use: changed {'; '.join(changes)}; use a new --out (e.g. {suggest_out(self.out)}) instead of "
                     "mixing results, or restore what the records were made with to resume"
                 )
         merged = {
@@ -241,8 +242,8 @@ class RunStore:
                     f"{Path(models) / c} (tau {', '.join(f'{t:.3f}' for t in sorted(taus[c]))})" for c in missing
                 )
                 raise ConfigError(
-                    f"{self.out} holds {len(self.done)} records made with expert {names}, now missing; a new fit "
-                    "would be another model (this run was written before eval recorded its models, so only the "
+                    f"{self.out} holds {plural(len(self.done), 'record')} made with expert {names}, now missing; a "
+                    "new fit would be another model (this run was written before eval recorded its models, so only the "
                     f"records' tau tells them): restore it to resume, or use a new --out (e.g. {suggest_out(self.out)})"
                 )
             return
@@ -253,8 +254,8 @@ class RunStore:
         if missing:
             names = ", ".join(f"{Path(models) / c} (model.json SHA-256 {str(recorded[c])[:12]}…)" for c in missing)
             raise ConfigError(
-                f"{self.out} holds {len(self.done)} records made with expert {names}, now missing; a new fit would be "
-                f"another model: restore it to resume, or use a new --out (e.g. {suggest_out(self.out)})"
+                f"{self.out} holds {plural(len(self.done), 'record')} made with expert {names}, now missing; a new "
+                f"fit would be another model: restore it to resume, or use a new --out (e.g. {suggest_out(self.out)})"
             )
 
     def _repair(self) -> None:
