@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from eagle_iad.atomic import new_file_mode, new_folder_mode
 from eagle_iad.cli import main as cli_main
 
 pytest.importorskip("transformers")
@@ -34,6 +35,10 @@ def test_tiny_command_builds_a_loadable_model_and_says_it_is_noise(
     backend = load_backend(f"hf:{out}", device="cpu")
     assert backend.name == f"hf:{out}"
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-qwen"]  # no staging folder left beside it
+    # every file follows the umask, as eagle's outputs do (model.safetensors came out 0600, the rest 0644)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["model.safetensors"] == new_file_mode() and set(modes.values()) == {new_file_mode()}, modes
+    assert out.stat().st_mode & 0o777 == new_folder_mode()
     # whoever uses the folder later is told too: on load, and in each verdict
     image = tmp_path / "a.png"
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from eagle_iad.atomic import new_file_mode, new_folder_mode
 from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
 
 #: Qwen2-VL / Qwen2.5-VL chat template as published with the Instruct checkpoints.
@@ -896,6 +897,18 @@ NOISE_WARNING = (
 )
 
 
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` (and itself) the mode the umask gives a new one, as every eagle
+    output has (:mod:`eagle_iad.atomic`).
+
+    Why: safetensors writes ``model.safetensors`` through a temporary file (0600) while the rest came out 0644, so
+    one user's model could not be loaded by another whom the umask lets read the folder.
+    """
+    folder.chmod(new_folder_mode())
+    for path in folder.rglob("*"):
+        path.chmod(new_folder_mode() if path.is_dir() else new_file_mode())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m eagle_iad.testing.tiny FAMILY OUT``: build one tiny random model into a new folder.
 
@@ -925,6 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TINY_BUILDERS[args.family](staging / "model", layers=args.layers, seed=args.seed)
         warning = NOISE_WARNING.format(family=args.family)
         (staging / "model" / NOTE_NAME).write_text(warning + "\n", encoding="utf-8")
+        follow_umask(staging / "model")
         if out.exists():
             out.rmdir()  # empty, checked above
         (staging / "model").rename(out)
