@@ -21,6 +21,7 @@ from conftest import copy_elpv_cells, start_ray, wait_s
 from tire_data import TIRE, needs_tire
 
 from eagle_iad.cli import main
+from eagle_iad.data import get_layout
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.mllm_metrics import caas_effect, compute_metrics, discrimination, task_accuracy
 from eagle_iad.eval.protocol import MMAD_TYPES, limit_items, mmad_items, parse_conditions
@@ -213,6 +214,12 @@ def test_mvtec_layout_end_to_end(tiny_qwen: Path, tmp_path: Path) -> None:
     assert metrics["expert_boxes"] == boxes  # one class: pooled equals per class
     assert "Expert boxes and maps per class" in (run / "report.md").read_text()
     assert (run / "expert" / "tire" / "boxes_grid.png").exists()
+    # each 1-shot MLLM answer names its template (the category's first training image); the expert's has none
+    template = str(get_layout("mvtec").samples(Path(TIRE).resolve(), "tire", "train")[0].path)  # --data resolved
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert {(r["condition"], r.get("template")) for r in rows} == {
+        ("baseline", template), ("eagle", template), ("expert", None)
+    }  # fmt: skip
 
 
 def _write_mmad(path: Path) -> None:

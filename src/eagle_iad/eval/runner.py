@@ -559,6 +559,8 @@ class Worker:
         out.update(reply=verdict.reply, parse_method=verdict.parse_method)
         if self.config.random_test_model or verdict.metadata.get("random_test_model"):
             out["random_test_model"] = True  # an answer of random weights: never read as a model's
+        if template is not None:  # a 1-shot answer names the normal image it was shown beside the query
+            out["template"] = template
         if verdict.attention is not None:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
         return out
