@@ -63,8 +63,10 @@ async function openStations(): Promise<void> {
 }
 
 beforeAll(async () => {
-  for (const folder of [folders.line, folders.trouble, folders.file]) mkdirSync(join(DATA, folder), { recursive: true });
+  // after the server starts: a first start prepares the fixture afresh, removing its data root (run alone, this
+  // file's folders made before were gone)
   [server, browser] = await Promise.all([startServer(), launchBrowser()]);
+  for (const folder of [folders.line, folders.trouble, folders.file]) mkdirSync(join(DATA, folder), { recursive: true });
   client = new EagleClient({ baseUrl: server.baseUrl });
 });
 
