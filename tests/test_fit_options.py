@@ -77,3 +77,30 @@ def test_a_rule_parameter_without_default_is_asked_for_before_the_fit(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "eagle: error: rule 'fixed' needs value (the decision threshold the fixed rule sets)"
     )
+
+
+def test_a_parameter_of_another_rule_is_refused_not_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--rule ksigma --q 0.5`` used to fit a ksigma model and drop q without a word."""
+    from eagle_iad.cli import main
+    from eagle_iad.expert.patchcore import ExpertConfig
+
+    out = tmp_path / "m"
+    for flags, error in (
+        (["--rule", "ksigma", "--q", "0.5"], "--q is an option of rule 'quantile', not of 'ksigma'"),
+        (["--q", "0.5"], "--q is an option of rule 'quantile', not of 'ksigma'"),  # the default rule
+        (["--rule", "quantile", "--k", "2"], "--k is an option of rule 'ksigma' (or 'mad'), not of 'quantile'"),
+        (["--rule", "evt", "--value", "2"], "--value is an option of rule 'fixed', not of 'evt'"),
+    ):
+        argv = ["fit", "--layout", "elpv", "--category", "mono", *flags, "--out", str(out), "--quiet"]
+        assert main(argv) == 2 and not out.exists()
+        assert capsys.readouterr().err.splitlines()[-1] == f"eagle: error: {error}", flags
+    # the service's options and eval's --fit-option: the same check, the names as the client sent them
+    with pytest.raises(ConfigError, match=r"^p is an option of rule 'evt', not of 'mad'$"):
+        parse_fit_options({"rule": "mad", "p": 0.9}, service=True, strict=True)
+    with pytest.raises(ConfigError, match=r"^tau is an option of rule 'fixed', not of 'quantile'$"):
+        parse_fit_options({"rule": "quantile", "tau": 2})
+    with pytest.raises(ConfigError, match=r"^q is an option of rule 'quantile', not of 'mad'$"):
+        ExpertConfig(rule="mad", rule_params={"q": 0.5}).validate()  # the Python API
+    # a rule's own parameters, and a shared one, stay fine
+    assert parse_fit_options({"rule": "mad", "k": 2}) == {"rule": "mad", "k": 2.0}
+    ExpertConfig(rule="quantile", rule_params={"q": 0.5}).validate()

@@ -74,6 +74,11 @@ def test_plugin_rule_through_the_cli(tmp_path: Path, plugin_env: dict[str, str])
             f"eagle: error: fit option w must be in [0, 1], got {float(value)}\n",
         )
         assert not (tmp_path / "bad").exists()
+    # a plugin rule's parameter given with another rule would be dropped: refused, naming both rules
+    other = [*command[:-7], "--rule", "ksigma", "--w", "0.25", "--out", str(tmp_path / "bad"), "--quiet"]
+    bad = subprocess.run(other, env=plugin_env, capture_output=True, text=True, timeout=wait_s(600))
+    assert (bad.returncode, bad.stderr) == (2, "eagle: error: --w is an option of rule 'midrange', not of 'ksigma'\n")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_plugin_rule_reaches_ray_workers_and_their_error_is_one_clean_line(

@@ -472,6 +472,11 @@ def test_fit_refuses_hostile_inputs(
     _error(upload(b"GIF89a-but-text", content_type="image/gif"), 400, "not a recognised image")
     _error(upload(zip_of(good), backbone="resnet9000"), 400, "unknown backbone")
     _error(upload(zip_of(good), frobnicate="1"), 400, "unknown fit options")
+    # another rule's parameter would be dropped without a word: refused, as `eagle fit` refuses it
+    _error(upload(zip_of(good), rule="ksigma", q="0.5"), 400, "q is an option of rule 'quantile', not of 'ksigma'")
+    body = json.dumps({"folder": "cells", "options": {"rule": "quantile", "k": 2}}).encode()
+    _error(call("POST", url, body=body, content_type="application/json"), 400,
+           "k is an option of rule 'ksigma' (or 'mad'), not of 'quantile'")  # fmt: skip
     for folder in ("../models", "/etc", "cells/../../models", "escape"):
         body = json.dumps({"folder": folder}).encode()
         _error(call("POST", url, body=body, content_type="application/json"), 400)

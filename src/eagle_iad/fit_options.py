@@ -20,7 +20,7 @@ from typing import Any
 from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
 from eagle_iad.errors import ConfigError
 from eagle_iad.ranges import Range, short_repr
-from eagle_iad.tgps.thresholds import THRESHOLD_RULES, rule_params, rules_using
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES, check_rule_params, rule_params, rules_using
 
 
 @dataclass(frozen=True)
@@ -267,13 +267,16 @@ def _convert(option: FitOption, raw: Any, strict: bool = False) -> Any:
     return value
 
 
-def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False, strict: bool = False) -> dict[str, Any]:
+def parse_fit_options(
+    raw: Mapping[str, Any], *, service: bool = False, strict: bool = False, flags: bool = False
+) -> dict[str, Any]:
     """Checked and typed values by canonical name, from names or aliases (``tau`` -> ``value``).
 
     Every user mistake (an unknown name, a value of the wrong type, a choice not offered, a number
-    outside its range) is a :class:`ConfigError` whose message the CLI prints and the service
-    answers with 400. ``strict``: values from JSON, whose types must already be right (a form's
-    fields are text and are converted).
+    outside its range, a parameter of another threshold rule than the chosen one) is a
+    :class:`ConfigError` whose message the CLI prints and the service answers with 400. ``strict``:
+    values from JSON, whose types must already be right (a form's fields are text and are
+    converted). ``flags``: the names came from command-line flags, so a message spells them so.
     """
     table = [o for o in fit_options() if o.service or not service]
     by_name = {name: o for o in table for name in (o.name, *o.aliases)}
@@ -295,6 +298,11 @@ def parse_fit_options(raw: Mapping[str, Any], *, service: bool = False, strict: 
         if option.range is not None:
             option.range.check(f"fit option {key}", typed)
         values[option.name] = typed
+    # No preset chooses a rule, so a rule not given is the default one (its choices were checked above).
+    spelled = {by_name[key].name: key.replace("_", "-") if flags else key for key in raw}
+    check_rule_params(
+        values.get("rule", option_default("rule")), spelled, lambda name: f"{'--' if flags else ''}{spelled[name]}"
+    )
     return values
 
 

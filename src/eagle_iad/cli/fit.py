@@ -81,7 +81,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if problem is not None:  # the service could never serve it
         raise ConfigError(problem)
     given = {o.name: getattr(args, o.name) for o in fit_options() if getattr(args, o.name, None) is not None}
-    preset, overrides = config_overrides(parse_fit_options(given))
+    preset, overrides = config_overrides(parse_fit_options(given, flags=True))
     config = ExpertConfig.from_preset(preset, **overrides)
     config.validate()  # every setting a model could not be used with is refused now, before the data is read
     layout = get_layout(args.layout)

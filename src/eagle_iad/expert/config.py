@@ -17,7 +17,7 @@ from eagle_iad.expert.preprocess import preprocessor_of
 from eagle_iad.expert.search import DEFAULT_SEARCH
 from eagle_iad.fit_options import EXPOSURES, MAX_INPUT_SIDE, check_ranges, option_default
 from eagle_iad.tgps.regions import REGION_RULES
-from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, rule_params
+from eagle_iad.tgps.thresholds import DEFAULT_RULE, THRESHOLD_RULES, check_rule_params, rule_params
 
 #: The default preprocessing and its input size, chosen by measurement (docs/MEASUREMENTS.md, "Choosing the defaults");
 #: stated once, in the fit options table.
@@ -117,6 +117,7 @@ class ExpertConfig:
         unknown = set(self.rule_params) - set(rule_params())
         if unknown:
             raise ConfigError(f"unknown threshold rule parameters {sorted(unknown)}; known: {', '.join(rule_params())}")
+        check_rule_params(self.rule, self.rule_params)  # another rule's parameter would be silently ignored
         for param in spec.params:  # a parameter without a default must be given: say so before minutes of fitting
             if param.default is None and param.name not in self.rule_params:
                 raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")

@@ -8,7 +8,7 @@ image would score; a rule never sees a labelled anomaly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,6 +119,22 @@ def rule_params() -> dict[str, RuleParam]:
 def rules_using(param: str) -> tuple[str, ...]:
     """The rules that read ``param`` (the CLI help and the service schema say which)."""
     return tuple(r for r in THRESHOLD_RULES.names() if any(p.name == param for p in THRESHOLD_RULES.get(r).params))
+
+
+def check_rule_params(rule: str, given: Iterable[str], spell: Callable[[str], str] = str) -> None:
+    """Refuse a parameter the user gave that belongs to another rule than ``rule``.
+
+    Why: ``--rule ksigma --q 0.5`` used to fit and save a model with ksigma's k, the q silently
+    dropped, so the user believed they had tuned the threshold. Only names given count (a rule's
+    default is no one's choice); an unknown name is left to the caller's own message. ``spell``
+    writes a name as the user wrote it (``--q`` on the command line, ``q`` in a service body).
+    """
+    own = {p.name for p in THRESHOLD_RULES.get(rule).params}
+    for name in given:
+        owners = rules_using(name)
+        if owners and name not in own:
+            others = " (or " + ", ".join(repr(r) for r in owners[1:]) + ")" if len(owners) > 1 else ""
+            raise ConfigError(f"{spell(name)} is an option of rule {owners[0]!r}{others}, not of {rule!r}")
 
 
 def compute_thresholds(scores: np.ndarray, rule: str = DEFAULT_RULE, **params: float | None) -> Thresholds:
