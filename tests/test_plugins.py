@@ -304,10 +304,22 @@ def test_a_rule_whose_tau_is_below_every_training_score_is_blamed_not_the_images
         with pytest.raises(ConfigError) as info:
             _check_threshold(thresholds, scores, ExpertConfig())
         assert str(info.value) == (
-            "rule shifted with shift -105.5 gives tau -60.5 from training scores 30 to 60 (median 45), so every "
-            "image would be called anomalous: the rule or its parameters are the likely cause (the training images "
-            "do vary); choose another value or rule"
+            "rule shifted with shift -105.5 gives tau -60.5, below the lowest training score 30 (training scores 30 "
+            "to 60, median 45), so every normal training image would be called anomalous: the rule or its "
+            "parameters are the likely cause (the training images do vary); choose another value or rule"
         )
+        # a positive tau below every training score flags every normal training image just the same: refused
+        # (docs/ARCHITECTURE.md, "Adding a threshold rule"), where it used to be saved with a warning
+        thresholds = compute_thresholds(scores, "shifted", shift=-20.0)
+        with pytest.raises(ConfigError) as info:
+            _check_threshold(thresholds, scores, ExpertConfig())
+        assert str(info.value) == (
+            "rule shifted with shift -20 gives tau 25, below the lowest training score 30 (training scores 30 to "
+            "60, median 45), so every normal training image would be called anomalous: the rule or its parameters "
+            "are the likely cause (the training images do vary); choose another value or rule"
+        )
+        for shift in (-15.0, 0.0):  # tau at the lowest score, or inside the scores: the rule's to choose
+            _check_threshold(compute_thresholds(scores, "shifted", shift=shift), scores, ExpertConfig())
         with pytest.raises(ConfigError) as info:
             compute_thresholds(scores, "shifted", shift=float("inf"))
         assert str(info.value) == (

@@ -257,18 +257,21 @@ def _check_scorable(scores: np.ndarray, bank_ids: torch.Tensor, patches: int, co
 
 
 def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertConfig) -> None:
-    """Refuse a learned threshold of 0 or less: every image, a training image itself included, would be anomalous.
+    """Refuse a learned threshold of 0 or less, or below every training score: every normal training image
+    (and, for 0, every image at all) would be anomalous.
 
     Scores are distances, so an image equal to a training image scores 0, and ``score >= tau`` holds
     for every image when tau is 0. When every training image scores 0 against the others, the images
     are identical (or show nothing: a constant colour). When they do not, the scores vary and no sensible
-    rule puts tau at or below 0 (every built-in rule's tau is at least the smallest score once its
-    parameters are in range), so a tau below every training score is the rule's or its parameters' doing:
-    the message says so, naming them, rather than blaming images that are fine.
+    rule puts tau at or below 0 or below the lowest leave-own-out score (ksigma, mad and quantile give at
+    least the smallest score once their parameters are in range; evt with a very small p can fall below),
+    so a tau below every training score is the rule's or its parameters' doing: the message says so,
+    naming them, rather than blaming images that are fine. A tau set by hand (``eagle threshold``, rule
+    ``fixed`` after the fit) is a person's choice and only warned about (model_warnings.far_threshold_warnings).
     """
-    if thresholds.tau > 0:
-        return
     finite = scores[np.isfinite(scores)]
+    if thresholds.tau > 0 and (finite.size == 0 or thresholds.tau >= float(np.min(finite))):
+        return
     if finite.size == 0 or thresholds.tau >= float(np.min(finite)):  # tau is a training score: 0, the images'
         spread = (
             "all score 0 against each other"
@@ -283,11 +286,12 @@ def _check_threshold(thresholds: Thresholds, scores: np.ndarray, config: ExpertC
     # tau below every training score: no sensible rule does that, so the rule or its parameters are the cause.
     params = ", ".join(f"{name} {value:g}" for name, value in thresholds.params.items())
     rule = f"rule {thresholds.rule}" + (f" with {params}" if params else "")
+    lowest = float(np.min(finite))
     raise ConfigError(
-        f"{rule} gives tau {thresholds.tau:.6g} from training scores {float(np.min(finite)):.6g} to "
-        f"{float(np.max(finite)):.6g} (median {float(np.median(finite)):.6g}), so every image would be called "
-        "anomalous: the rule or its parameters are the likely cause (the training images do vary); choose "
-        "another value or rule"
+        f"{rule} gives tau {thresholds.tau:.6g}, below the lowest training score {lowest:.6g} (training scores "
+        f"{lowest:.6g} to {float(np.max(finite)):.6g}, median {float(np.median(finite)):.6g}), so every normal "
+        "training image would be called anomalous: the rule or its parameters are the likely cause (the training "
+        "images do vary); choose another value or rule"
     )
 
 
