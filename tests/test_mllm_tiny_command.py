@@ -68,3 +68,22 @@ def test_mllm_doc_lists_every_tiny_builder_and_how_to_build_one() -> None:
     listed = set(re.findall(r"^\| `([a-z0-9_]+)` \|", tests, flags=re.MULTILINE))
     assert listed == set(TINY_BUILDERS)
     assert "python -m eagle_iad.testing.tiny" in text and "random noise" in text
+
+
+def test_quiet_hides_the_libraries_bars_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quiet`` promises no progress bars (docs/USAGE.md); transformers' "Loading weights" bar showed anyway."""
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    out = tmp_path / "tiny-qwen"
+    assert main(["qwen2_5_vl", str(out)]) == 0
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)
+    argv = ["inspect", str(image), "--mllm", f"hf:{out}", "--condition", "baseline", "--max-new-tokens", "1", "--json"]
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    assert "Loading weights: 100%" in capsys.readouterr().err  # the bar this test looks for, shown without --quiet
+    assert cli_main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "it/s]" not in err, err
+    assert err.startswith(f"eagle: warning: {out} is a tiny random test model")  # what --quiet keeps
+    assert not are_progress_bars_disabled()  # an in-process caller's bars are back afterwards

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from eagle_iad import __version__
 from eagle_iad.cli import db, evaluate, export, fit, history, inspect, keys, review, serve, station, teach, versions
-from eagle_iad.cli.flags import Parser, Subcommands, check_flag_ranges
+from eagle_iad.cli.flags import Parser, Subcommands, check_flag_ranges, library_bars_hidden
 from eagle_iad.cli.inspect import inspect_records
 from eagle_iad.cli.printing import dumps
 from eagle_iad.cli.serve import SERVE_API_KEY_ENV
@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_scratch_root(getattr(args, "scratch", None))
             set_lock_holder(_command(args))
             check_flag_ranges(args)
-            status = int(args.func(args))
+            with library_bars_hidden(bool(getattr(args, "quiet", False))):
+                status = int(args.func(args))
             sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
             return status
         except BrokenPipeError:  # `eagle ... | head`: the reader has what it wanted; stop as `cat` would

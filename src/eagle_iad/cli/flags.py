@@ -8,6 +8,11 @@ help still lists its options in the order the module adds them. Torch-free: the 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -87,6 +92,46 @@ def add_scratch(parser: argparse.ArgumentParser) -> None:
 
 def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bars") -> None:
     parser.add_argument("--quiet", action="store_true", help=help)
+
+
+#: huggingface_hub's switch for every progress bar it and transformers draw, read when it is imported: set for the
+#: processes a quiet command starts (an executor's workers), which import it afresh.
+HF_BARS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
+
+
+@contextlib.contextmanager
+def library_bars_hidden(quiet: bool) -> Iterator[None]:
+    """While a ``--quiet`` command runs, the libraries' own bars are hidden too, not only ours.
+
+    Why: transformers draws "Loading weights: 0%| ... 81/81" on stderr when an MLLM loads, so
+    ``eagle inspect --mllm ... --quiet`` still printed a bar though ``--quiet`` promises none. Its bars
+    and huggingface_hub's share one switch (transformers.utils.logging.disable_progress_bar turns both
+    off). Restored afterwards, so an in-process caller (a test, a notebook) keeps its own setting.
+    """
+    if not quiet:
+        yield
+        return
+    # The module by its path: ``huggingface_hub.utils.tqdm`` as an attribute is the bar class it defines. Light (no
+    # torch); a transformers dependency.
+    hub_utils = importlib.import_module("huggingface_hub.utils.tqdm")
+
+    was_disabled = hub_utils.are_progress_bars_disabled()
+    old_env = os.environ.get(HF_BARS_ENV)
+    hub_utils.disable_progress_bars()
+    if "transformers.utils.logging" in sys.modules:  # imported already: its own flag was read at its import
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
+    os.environ[HF_BARS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop(HF_BARS_ENV, None)
+        else:
+            os.environ[HF_BARS_ENV] = old_env
+        if not was_disabled:
+            if "transformers.utils.logging" in sys.modules:  # imported meanwhile, with the bars off: on again
+                sys.modules["transformers.utils.logging"].enable_progress_bar()
+            hub_utils.enable_progress_bars()
 
 
 def add_mllm(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
