@@ -222,6 +222,18 @@ def test_plugin_preprocessing_through_the_cli(tmp_path: Path, gray_env: dict[str
     assert done.returncode == 0, done.stderr
     exported = json.loads(done.stdout)
     assert exported[0]["score"] == exported[1]["score"] == pytest.approx(tinted["score"], rel=1e-4)
+    # without the plugin, the fitted model and its export give the same hint: load it with EAGLE_PLUGINS
+    bare = {k: v for k, v in gray_env.items() if k != "EAGLE_PLUGINS"}
+    for folder, where in ((model, model / "model.json"), (export, export / "eagle-export.json")):
+        runtime = ["--runtime", "onnx"] if folder == export else []
+        done = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "inspect", *runtime, "--model", str(folder),
+                               "--quiet", str(images[0])], env=bare, capture_output=True, text=True,
+                              timeout=wait_s(900))  # fmt: skip
+        assert (done.returncode, done.stderr) == (
+            2,
+            f"eagle: error: {where}: config.preprocess is 'gray'; known modes: resize, scale, tile, center-crop "
+            "(a plugin's mode? load it with EAGLE_PLUGINS=module)\n",
+        )
     help_text = " ".join(eagle("fit", "--help").stdout.split())  # argparse wraps at the terminal's width
     assert "--preprocess PREPROCESS" in help_text and "a plugin may add more" in help_text
     bad = eagle("fit", "--layout", "elpv", "--category", "mono", "--preprocess", "grey", "--out",

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
 from eagle_iad.expert.geometry import FEATURE_STRIDE as FEATURE_STRIDE
 from eagle_iad.expert.geometry import CenterCrop as CenterCrop
 from eagle_iad.expert.geometry import Tiles as Tiles
@@ -60,7 +60,7 @@ from eagle_iad.expert.geometry import ViewGeometry as ViewGeometry
 from eagle_iad.expert.geometry import WholeFrame as WholeFrame
 from eagle_iad.fit_options import EXPOSURES, MAX_INPUT_SIDE
 from eagle_iad.images import IMAGENET_MEAN, IMAGENET_STD, Geometry, to_tensor
-from eagle_iad.registry import Registry
+from eagle_iad.registry import Registry, plugin_hint
 
 #: Both input sides are multiples of this, so every stride-2 layer of the backbones sees an even size
 #: (EfficientNet's static "same" padding then equals what it was built with) and the stride-16 stage
@@ -253,6 +253,20 @@ def register_preprocessor(name: str, mode: Preprocessor) -> None:
 def preprocessor_of(config: PreprocessSettings) -> Preprocessor:
     """The mode ``config`` names; an unknown name is a :class:`ConfigError` listing the known ones."""
     return PREPROCESSORS.get(config.preprocess)
+
+
+def check_stored_mode(config: PreprocessSettings, where: object) -> None:
+    """Refuse a saved model or export whose preprocessing mode is not registered, saying it may be a plugin's.
+
+    Why: a mode a plugin registered (``EAGLE_PLUGINS``) is stored by name, and loading it later without the
+    plugin is the usual cause of an unknown name; the fitted model and its export say so the same way,
+    where the registry's own "unknown preprocessing" line gave no hint.
+    """
+    if config.preprocess not in PREPROCESSORS:
+        known = ", ".join(PREPROCESSORS.names())
+        raise ModelFormatError(
+            f"{where}: config.preprocess is {config.preprocess!r}; known modes: {known} {plugin_hint('mode')}"
+        )
 
 
 @preprocessor("resize")

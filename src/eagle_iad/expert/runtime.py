@@ -36,7 +36,7 @@ from eagle_iad.expert.export import (
 from eagle_iad.expert.geometry import ViewGeometry
 from eagle_iad.expert.lighting import ExposureRange
 from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, ExpertResult, inspect_chunk, progress_bar
-from eagle_iad.expert.preprocess import preprocessor_of
+from eagle_iad.expert.preprocess import check_stored_mode, preprocessor_of
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, load_rgb
 from eagle_iad.tgps.calibration import MapCalibration
@@ -206,6 +206,7 @@ def _model_record(record: dict[str, Any], where: Path) -> ExpertModel:
         category = str(record["category"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFormatError(f"{where}: malformed sidecar ({exc})") from None
+    check_stored_mode(config, where)  # a plugin's mode, as a fitted model says: load it with EAGLE_PLUGINS
     rules = _verdict_rules(record, where)
     coverage = None if rules is None else rules[1]
     encodings = _sidecar_rule(record, where, "encodings", parse_encodings)

@@ -65,7 +65,7 @@ from eagle_iad.expert.manifest import TENSORS as TENSORS
 from eagle_iad.expert.manifest import check_checksum, check_thresholds, manifest_checksum, model_root, upgraded_config
 from eagle_iad.expert.model_warnings import REFIT_NOTICE, rewarned
 from eagle_iad.expert.patchcore import ExpertConfig, ExpertModel
-from eagle_iad.expert.preprocess import PREPROCESSORS, preprocessor_of
+from eagle_iad.expert.preprocess import check_stored_mode, preprocessor_of
 from eagle_iad.expert.references import REFERENCE_FORMAT, REFERENCE_MAX_SIDE
 from eagle_iad.expert.references import pack as pack_references
 from eagle_iad.expert.references import unpack as unpack_references
@@ -616,11 +616,7 @@ def load(directory: str | os.PathLike[str]) -> ExpertModel:
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"{where}: malformed manifest ({exc})") from exc
     check_thresholds(data, root)
-    if config.preprocess not in PREPROCESSORS:  # a plugin's mode is known once EAGLE_PLUGINS has loaded it
-        known = ", ".join(PREPROCESSORS.names())
-        raise ModelFormatError(
-            f"{where}: config.preprocess is {config.preprocess!r}; known modes: {known} {plugin_hint('mode')}"
-        )
+    check_stored_mode(config, where)  # a plugin's mode is known once EAGLE_PLUGINS has loaded it
     tensor_path = root / TENSORS
     if not tensor_path.is_file():
         raise ModelFormatError(f"{root}: {TENSORS} is missing")
