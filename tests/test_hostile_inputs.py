@@ -244,6 +244,39 @@ def test_inspect_never_writes_over_an_input_or_a_file_it_did_not_write(
         assert main(["inspect", str(a), "--model", model, "--out", str(out), "--quiet"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == [".eagle-outputs.json", "a_box.png", "a_heatmap.png", "a_reference.jpg"]
+    # a listed name is not enough: the user's own file put in place of eagle's picture is kept too
+    shutil.copyfile(world["image"], user)
+    assert main(["inspect", str(a), "--model", model, "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"eagle: error: {user}: was changed since eagle wrote it (its size or SHA-256 differs from "
+        f"{out / '.eagle-outputs.json'}); refusing to replace it (move it, delete it to let eagle write it again, "
+        "or choose another --out)\n"
+    )
+    assert user.read_bytes() == precious
+    # a ledger of names only (written before digests) still lets a run refresh its pictures, as before
+    (out / ".eagle-outputs.json").write_text(json.dumps({"format": "eagle-iad/outputs", "files": names[1:]}))
+    assert main(["inspect", str(a), "--model", model, "--out", str(out), "--quiet"]) == 0
+    assert user.read_bytes() != precious
+    assert sorted(json.loads((out / ".eagle-outputs.json").read_text())["written"]) == names[1:]
+
+
+def test_a_report_file_the_user_replaced_is_not_overwritten(tmp_path: Path) -> None:
+    """``eval-expert``'s report goes through outputs.staged_folder: its rerun kept a user's histogram.png by name
+    only, and so replaced it."""
+    from eagle_iad.errors import OutputError
+    from eagle_iad.outputs import staged_folder
+
+    out = tmp_path / "runs"
+    for _ in range(2):  # a rerun refreshes its own report
+        with staged_folder(out) as staging:
+            (staging / "histogram.png").write_bytes(b"eagle's figure")
+            (staging / "report.md").write_text("report")
+    (out / "histogram.png").write_bytes(b"the user's own figure")
+    with pytest.raises(OutputError) as info, staged_folder(out) as staging:
+        (staging / "histogram.png").write_bytes(b"eagle's figure again")
+    assert str(info.value).startswith(f"{out / 'histogram.png'}: was changed since eagle wrote it")
+    assert (out / "histogram.png").read_bytes() == b"the user's own figure"
+    assert sorted(p.name for p in out.iterdir()) == [".eagle-outputs.json", "histogram.png", "report.md"]
 
 
 @pytest.mark.parametrize("stem", ["a" * 248, "é" * 120, "Zelle 7 (Charge B) ä"])

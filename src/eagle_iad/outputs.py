@@ -26,6 +26,7 @@ from pathlib import Path
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.errors import OutputError
+from eagle_iad.file_hash import file_sha256
 from eagle_iad.stops import checkpoint, uninterrupted
 
 #: errno values that mean "this output cannot be written here" (full disk, quota, a file size
@@ -101,14 +102,41 @@ LEDGER = ".eagle-outputs.json"
 LEDGER_FORMAT = "eagle-iad/outputs"
 
 
-def _ledger(folder: Path) -> set[str]:
+def _digest(path: Path) -> dict[str, object]:
+    """What a written file was: its size and SHA-256 (the size alone tells most changes without reading it)."""
+    return {"size": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def _ledger(folder: Path) -> tuple[set[str], dict[str, dict[str, object]]]:
+    """The names on ``folder``'s ledger and, for those whose written contents are known, their digests.
+
+    A ledger written before digests existed (names only), or a name claimed by a run that stopped before
+    it wrote the file, has no digest: that name is taken as eagle's own, as it always was.
+    """
     try:
         data = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return set()
+        return set(), {}
     if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT or not isinstance(data.get("files"), list):
-        return set()
-    return {str(name) for name in data["files"]}
+        return set(), {}
+    names = {str(name) for name in data["files"]}
+    raw = data.get("written")
+    digests = {
+        str(name): dict(value)
+        for name, value in (raw.items() if isinstance(raw, dict) else ())
+        if str(name) in names and isinstance(value, dict)
+    }
+    return names, digests
+
+
+def _changed_since_written(path: Path, digest: dict[str, object]) -> bool:
+    """True when the file at ``path`` is no longer what eagle wrote there (a user replaced or edited it)."""
+    try:
+        if not path.is_file() or path.stat().st_size != digest.get("size"):
+            return True
+        return file_sha256(path) != digest.get("sha256")
+    except OSError:
+        return True
 
 
 def check_outputs(
@@ -122,15 +150,17 @@ def check_outputs(
     Why a ledger and not "never overwrite": running a command again into the same folder must refresh
     its own pictures and reports, while a user's file that happens to have the same name (``a_box.png``
     beside ``a.png``) must never be replaced. The folder's ``.eagle-outputs.json`` lists every file a
-    command wrote there; a name not listed that already exists is refused with one line, before
-    anything is written. ``inputs`` are the command's own input files: writing over one is refused
-    even when an earlier run wrote it. ``legacy``: files that mark a folder an earlier version of the
-    command wrote before ledgers existed (``metrics.json`` and ``report.md`` of a report): in such a
-    folder without a ledger, the names this command writes are taken as its own.
+    command wrote there, with its size and SHA-256: a name not listed that already exists is refused
+    with one line, before anything is written, and so is a listed file whose contents changed since
+    (a user's own ``histogram.png`` put in place of eagle's: the name alone would let a rerun replace it).
+    ``inputs`` are the command's own input files: writing over one is refused even when an earlier
+    run wrote it. ``legacy``: files that mark a folder an earlier version of the command wrote before
+    ledgers existed (``metrics.json`` and ``report.md`` of a report): in such a folder without a ledger,
+    the names this command writes are taken as its own.
     """
     wanted = sorted(set(names))
     sources = {os.path.realpath(path) for path in inputs}
-    known = _ledger(folder)
+    known, digests = _ledger(folder)
     markers = list(legacy)
     adopted = not (folder / LEDGER).exists() and bool(markers) and all((folder / m).is_file() for m in markers)
     for name in wanted:
@@ -143,6 +173,11 @@ def check_outputs(
             raise OutputError(
                 f"{path}: exists and was not written by eagle; refusing to replace it (move it or choose another --out)"
             )
+        if name in digests and os.path.lexists(path) and _changed_since_written(path, digests[name]):
+            raise OutputError(
+                f"{path}: was changed since eagle wrote it (its size or SHA-256 differs from {folder / LEDGER}); "
+                "refusing to replace it (move it, delete it to let eagle write it again, or choose another --out)"
+            )
 
 
 def claim_outputs(
@@ -151,10 +186,14 @@ def claim_outputs(
     inputs: Iterable[str | os.PathLike[str]] = (),
     legacy: Iterable[str] = (),
 ) -> None:
-    """:func:`check_outputs`, then record ``names`` in the ledger (for a writer that writes them next)."""
+    """:func:`check_outputs`, then list ``names`` in the ledger (for a writer that writes them next).
+
+    Listed without a digest until :func:`record_outputs` records what was written: a run stopped in
+    between leaves names a rerun may refresh, not digests of files it replaced.
+    """
     wanted = sorted(set(names))
     check_outputs(folder, wanted, inputs, legacy)
-    record_outputs(folder, wanted)
+    _update_ledger(folder, wanted, written=False)
 
 
 @contextmanager
@@ -171,15 +210,27 @@ def _ledger_lock(folder: Path) -> Iterator[None]:
 
 
 def record_outputs(folder: Path, names: Iterable[str]) -> None:
-    """Add ``names`` (files this command has just written into ``folder``) to its ledger."""
+    """Add ``names`` (files this command has just written into ``folder``) to its ledger, with what was written."""
+    _update_ledger(folder, names, written=True)
+
+
+def _update_ledger(folder: Path, names: Iterable[str], written: bool) -> None:
+    """List ``names``; ``written``: with each file's digest as it is now, else with none (about to be written)."""
     wanted = set(names)
     if not wanted:
         return
     folder.mkdir(parents=True, exist_ok=True)
     with _ledger_lock(folder):
-        known = _ledger(folder)
-        if wanted - known:
-            record = {"format": LEDGER_FORMAT, "files": sorted(known | wanted)}
+        known, digests = _ledger(folder)
+        after = dict(digests)
+        for name in wanted:
+            path = folder / name
+            if written and path.is_file():
+                after[name] = _digest(path)
+            else:
+                after.pop(name, None)
+        if wanted - known or after != digests:
+            record = {"format": LEDGER_FORMAT, "files": sorted(known | wanted), "written": dict(sorted(after.items()))}
             atomic_write_text(folder / LEDGER, json.dumps(record, indent=1) + "\n")
 
 
@@ -236,8 +287,9 @@ def staged_folder(
         with write_errors(target, "the previous files there are unchanged"):
             yield staging
             files = sorted(path for path in staging.rglob("*") if not path.is_dir())
+            names = [str(path.relative_to(staging)) for path in files]
             if ledger:  # an export goes into a new folder only, so it needs none
-                claim_outputs(target, [str(path.relative_to(staging)) for path in files], legacy=legacy)
+                claim_outputs(target, names, legacy=legacy)
         with uninterrupted():  # a stop waits for the renames: never half the new report beside half the old
             for path in sorted(staging.rglob("*"), key=lambda p: (str(p.relative_to(staging)) in last, p)):
                 destination = target / path.relative_to(staging)
@@ -246,6 +298,8 @@ def staged_folder(
                 else:
                     os.replace(path, destination)
                     published = True
+            if ledger:  # what was written, so that a file changed later is told from eagle's own
+                record_outputs(target, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not published:
