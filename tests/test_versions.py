@@ -189,6 +189,32 @@ def test_a_refit_says_it_replaces_taught_images_and_a_tau_set_by_hand(
     assert "this fit replaces" not in capsys.readouterr().err
 
 
+def test_a_fit_of_another_category_says_which_model_it_replaced_and_how_to_get_it_back(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--category poly --out <a mono model>`` replaced the mono model without a word (a slip of the folder)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import eagle_iad.expert as expert_package
+    from eagle_iad.cli import main
+
+    poly = dataclasses.replace(load(model_dir / "versions" / "1"), category="poly")
+    monkeypatch.setattr(expert_package, "fit", lambda *_, **__: SimpleNamespace(model=poly))
+    argv = ["fit", "--layout", "elpv", "--category", "poly", "--limit-train", "10", "--out", str(model_dir), "--quiet"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    notice = (
+        "this fit replaces version 1, a model of category 'mono' (this fit's is 'poly'); it stays in version 1: "
+        f'eagle rollback --model {model_dir} --to 1 --why "..." brings it back'
+    )
+    assert err.count("this fit replaces") == 1 and f"eagle: warning: {notice}\n" in err
+    assert json.loads(out)["warnings"][0] == notice
+    assert [(v["version"], v["action"]) for v in list_versions(model_dir)] == [(1, "fit"), (2, "fit")]
+    assert main(argv) == 0  # a refit of the same category says nothing
+    assert "this fit replaces" not in capsys.readouterr().err
+
+
 def test_a_fit_refuses_to_replace_a_model_changed_while_it_ran(
     model_dir: Path, cells: list[Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

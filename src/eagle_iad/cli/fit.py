@@ -76,10 +76,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     recover_model(args.out)  # a crashed save's retired model is the model there, not "none"
     # The model the fit may replace: one saved meanwhile (a teach, a threshold change) is not silently overwritten.
     replacing = model_fingerprint(args.out)
-    replaces = refit_notice(args.out)  # its teaches and hand-set tau, which the new model will not have
     problem = category_name_problem(args.category)
     if problem is not None:  # the service could never serve it
         raise ConfigError(problem)
+    # Its teaches and hand-set tau, which the new model will not have, or the whole model if another category's.
+    replaces = refit_notice(args.out, args.category)
     given = {o.name: getattr(args, o.name) for o in fit_options() if getattr(args, o.name, None) is not None}
     preset, overrides = config_overrides(parse_fit_options(given, flags=True))
     config = ExpertConfig.from_preset(preset, **overrides)

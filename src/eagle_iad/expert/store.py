@@ -371,13 +371,16 @@ FIT_MODEL_CHANGED = (
 )
 
 
-def refit_notice(directory: str | os.PathLike[str]) -> str | None:
+def refit_notice(directory: str | os.PathLike[str], category: str | None = None) -> str | None:
     """What a fit into ``directory`` would discard from the model there: its taught images and a tau set by hand
-    (``eagle threshold``), said with the version that keeps them; ``None`` where there is neither (or no model).
+    (``eagle threshold``), or the whole model where it is of another category than ``category`` (the fit's), said
+    with the version that keeps them; ``None`` where there is none of these (or no model).
 
     Why: a refit starts from the training images alone, so the model it replaces may hold what only a person
     added (images taught as normal, a fixed tau); they are not lost (the version stays), but the fit must
-    say so, or they are silently gone from the current model.
+    say so, or they are silently gone from the current model. A fit of another category into a folder
+    (``--category tire --out m2/mixed``, a slip of the folder name) replaces a model that was never this
+    category's: the same one line says which it was and the command that brings it back.
     """
     try:
         data = _manifest_file.read_manifest(directory, verify=False)
@@ -395,6 +398,9 @@ def refit_notice(directory: str | os.PathLike[str]) -> str | None:
     tau = thresholds.get("tau")
     if by_hand and isinstance(tau, int | float):
         had.append(f"a fixed tau {tau:.6g}")
+    old = data.get("category")
+    if category is not None and isinstance(old, str) and old != category:
+        return _other_category_notice(directory, old, category, had)
     if not had:
         return None
     number = current_version(directory)
@@ -404,6 +410,19 @@ def refit_notice(directory: str | os.PathLike[str]) -> str | None:
                 f"{os.fspath(directory)} lists the versions that keep them)")  # fmt: skip
     return (f"{REFIT_NOTICE}version {number}, which had {' and '.join(had)}; {kept} in version {number} "
             f"(eagle rollback --to {number})")  # fmt: skip
+
+
+def _other_category_notice(directory: str | os.PathLike[str], old: str, category: str, had: list[str]) -> str:
+    """:func:`refit_notice`'s line for a model of another category: which it was, and how to get it back."""
+    folder = os.fspath(directory)
+    extra = f", which had {' and '.join(had)}" if had else ""
+    number = current_version(directory)
+    if number is None:  # model.json edited by hand: no version matches it
+        return (f"{REFIT_NOTICE}the current model, of category {old!r} (this fit's is {category!r}){extra}; eagle "
+                f"versions --model {folder} lists the versions that keep it")  # fmt: skip
+    return (f"{REFIT_NOTICE}version {number}, a model of category {old!r} (this fit's is {category!r}){extra}; it "
+            f"stays in version {number}: eagle rollback --model {folder} --to {number} --why \"...\" brings it "
+            "back")  # fmt: skip
 
 
 def next_change(history: list[dict[str, Any]]) -> int:

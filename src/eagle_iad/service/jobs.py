@@ -381,7 +381,7 @@ class JobManager:
                                    code="fit_in_progress")  # fmt: skip
             try:
                 replacing = model_fingerprint(self.models_dir / category)  # what the fitted model may replace
-                replaces = refit_notice(self.models_dir / category)
+                replaces = refit_notice(self.models_dir / category, category)
             except BaseException:
                 if lease is not None:
                     lease.release()
