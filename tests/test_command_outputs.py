@@ -430,3 +430,20 @@ def test_a_broken_pipe_that_is_not_standard_output_is_an_error(
     with pytest.raises(BrokenPipeError):
         main(["openapi"])  # standard output is pytest's capture
     assert capsys.readouterr().err == ""
+
+
+def test_export_help_says_what_its_scratch_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """``eagle export --scratch`` said it held "a fit's features", which an export never writes."""
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal's width
+    assert (
+        "--scratch DIR existing folder for scratch files (--format openvino: the ONNX graph before its conversion, "
+        "about the size of the model's memory bank; --format onnx writes none; default: TMPDIR)"
+    ) in help_text
+    assert "features" not in help_text
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "(a fit's features: about 5 KiB per training patch; default: TMPDIR)" in " ".join(
+        capsys.readouterr().out.split()
+    )

@@ -16,7 +16,8 @@ def add_export(sub: Subcommands) -> None:
     exp.add_argument("--model", required=True, help="fitted model directory")
     exp.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="graph format")
     exp.add_argument("--out", required=True, help="new folder for the graph and eagle-export.json")
-    add_scratch(exp)
+    add_scratch(exp, "--format openvino: the ONNX graph before its conversion, about the size of the model's memory "
+                "bank; --format onnx writes none")  # fmt: skip
     exp.set_defaults(func=_cmd_export)
 
 

@@ -80,13 +80,21 @@ def data_root(value: str | None, layout: str) -> Path | None:
     return Path(value)
 
 
-def add_scratch(parser: argparse.ArgumentParser) -> None:
-    """``--scratch``: :func:`eagle_iad.cli.main` points the scratch root there before the command runs."""
+#: What a fit keeps in scratch: the commands that fit (fit, eval-expert's missing experts, demo, serve) say so.
+FIT_SCRATCH = "a fit's features: about 5 KiB per training patch"
+
+
+def add_scratch(parser: argparse.ArgumentParser, holds: str = FIT_SCRATCH) -> None:
+    """``--scratch``: :func:`eagle_iad.cli.main` points the scratch root there before the command runs.
+
+    ``holds``: what this command writes there and how much, so a user can size the folder (``export``
+    keeps no features, only an OpenVINO export's intermediate graph).
+    """
     parser.add_argument(
         "--scratch",
         metavar="DIR",
-        help="existing folder for scratch files (a fit's features: about 5 KiB per training patch; default: "
-        "TMPDIR); stale scratch left by killed runs is removed there first (docs/OPERATIONS.md)",
+        help=f"existing folder for scratch files ({holds}; default: TMPDIR); stale scratch left by killed runs is "
+        "removed there first (docs/OPERATIONS.md)",
     )
 
 
