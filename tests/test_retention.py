@@ -262,6 +262,101 @@ def test_a_prune_that_removed_something_writes_one_audit_row_and_a_dry_run_or_an
     assert [row[7] for row in rows] == ["c", None]  # a prune of one category is in that category's rows
 
 
+def _audit_rows(location: str) -> list[tuple[Any, ...]]:
+    opened = InspectionStore(location)
+    try:
+        return [tuple(row) for row in opened.read("SELECT actor, method, path, status, detail FROM audit ORDER BY seq")]
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("pictures_only", [False, True])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_prune_that_fails_after_a_batch_still_audits_what_it_removed(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str, pictures_only: bool
+) -> None:
+    """Each batch commits for good: a prune that fails on its second batch has removed the first one's inspections
+    (or pictures), and its audit row says so, with what stopped it (review finding: the row was written only
+    after prune returned, so an error, SIGTERM or Ctrl-C part-way removed thousands with no trace)."""
+    from eagle_iad.service import retention
+
+    state = tmp_path / "state"
+    state.mkdir()
+    location = (
+        str(state / "eagle.sqlite3") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    )
+    store = InspectionStore(location)
+    made = _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    monkeypatch.setattr(retention, "PRUNE_BATCH", 2)  # the old unlabelled ones (0, 2, 3) in two batches: 0 and 2, 3
+    name = "forget_pictures" if pictures_only else "delete"
+    real = getattr(InspectionStore, name)
+    calls: list[int] = []
+
+    def second_fails(self: InspectionStore, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the history went away")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(InspectionStore, name, second_fails)
+    argv = ["history", "prune", "--older-than", "30", "--history", location, "--state-dir", str(state)]
+    with pytest.raises(OSError, match="the history went away"):
+        main([*argv, *(["--pictures-only"] if pictures_only else [])])
+    monkeypatch.undo()
+    first, third = made["40-c-None-0"], made["40-c-None-3"]
+    assert not (state / "files" / first).exists() and (state / "files" / third).exists()
+    what = "pictures only" if pictures_only else "records and pictures"
+    rows = _audit_rows(location)
+    assert [row[:4] for row in rows] == [(f"cli:{os_user()}", "DELETE", "eagle history prune", 200)]
+    cut = str(rows[0][4]).split("(inspected before ")[1].split(")")[0]
+    assert rows[0][4] == (
+        f"pruned inspections older than 30 days (inspected before {cut}), every category, {what}, labelled kept: "
+        "2 inspection(s), 2 picture folder(s), 4 files, 2200 bytes removed; stopped early: OSError: the history "
+        "went away (eagle history prune)"
+    )
+    out = io.StringIO()
+    with redirect_stdout(out):  # run again: the rest, audited as a finished prune
+        assert main([*argv, *(["--pictures-only"] if pictures_only else [])]) == 0
+    assert json.loads(out.getvalue())["inspections"] == 1 and not (state / "files" / third).exists()
+    assert str(_audit_rows(location)[1][4]).endswith(
+        "1 inspection(s), 1 picture folder(s), 2 files, 1100 bytes removed; 1 labelled kept (eagle history prune)"
+    )
+
+
+def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(tmp_path: Path) -> None:
+    """A real ``eagle history prune`` process, paused after its first batch (``EAGLE_TEST_PAUSE=prune batch``) and
+    sent SIGTERM there: the shell's status for it (143), and the audit row of what that batch removed."""
+    import signal
+
+    from test_stops import Eagle
+
+    state = tmp_path / "state"
+    state.mkdir()
+    store = InspectionStore(state / "eagle.sqlite3")
+    _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    eagle = Eagle(["history", "prune", "--older-than", "30", "--state-dir", str(state)], tmpdir, tmp_path,
+                  pause="prune batch")  # fmt: skip
+    try:
+        eagle.wait_paused("prune batch")
+        eagle.process.send_signal(signal.SIGTERM)
+        code, out, err = eagle.finish()
+    finally:
+        eagle.kill()
+    assert code == 143 and out == "", err
+    assert "eagle: stopped by SIGTERM: eagle history" in err and "Traceback" not in err, err
+    assert ("eagle history prune: stopped early (stopped by SIGTERM) after it removed 3 inspection(s), 6 files, "
+            "3300 bytes (audited); running it again removes the rest") in err  # fmt: skip
+    rows = _audit_rows(str(state / "eagle.sqlite3"))
+    assert len(rows) == 1 and str(rows[0][4]).endswith(
+        "labelled kept: 3 inspection(s), 3 picture folder(s), 6 files, 3300 bytes removed; stopped early: stopped "
+        "by SIGTERM (eagle history prune)"
+    ), rows
+
+
 #: The one format of an inspection's stored time and of a prune's cut-off: UTC, milliseconds, ``+00:00``. Fixed
 #: width, so that comparing two as text (``time < ?``, on either backend) compares them as times.
 STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")

@@ -5,7 +5,8 @@ record; for a prune, the unlabelled records, then their pictures), for a shell o
 running service, on SQLite as on a PostgreSQL shared by replicas (a prune works in short batches). ``eagle history
 delete`` is audited as the route is, by ``cli:<login>``; a prune that removed something writes one audit row too
 (:data:`PRUNE_ROUTE`), saying what it was asked and what it removed, so a supervisor reading the log sees that
-inspections went, and who removed them.
+inspections went, and who removed them; also a prune that stopped part-way (an error, SIGTERM, Ctrl-C: its
+finished batches are removed for good), whose row says what it had removed and ``stopped early: <why>``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 
 if TYPE_CHECKING:
+    from eagle_iad.service.retention import PruneProgress
     from eagle_iad.service.store import InspectionStore
 
 #: The API route ``eagle history delete`` stands for: its audit row reads as the API's (``GET /v1/audit``).
@@ -103,42 +105,66 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from eagle_iad.errors import ConfigError
-    from eagle_iad.naming import category_name_problem
-    from eagle_iad.service.retention import describe_prune, prune
+    from eagle_iad.naming import category_name_problem, printable
+    from eagle_iad.service.retention import PruneProgress, describe_prune, prune
+    from eagle_iad.stops import Stopped
 
     if args.category is not None and (problem := category_name_problem(args.category)) is not None:
         raise ConfigError(f"--category: {problem}")
     files = files_folder(args)
     store = open_history(args)
+    progress = PruneProgress()
+    report: dict[str, Any] | None = None
+    stopped = "it did not finish"  # replaced by what stopped it, or cleared when it returns
     try:
         report = prune(store, files, args.older_than, category=args.category, pictures_only=args.pictures_only,
-                       labelled=args.include_labelled, dry_run=args.dry_run)  # fmt: skip
-        if not report["dry_run"] and (report["inspections"] or report["files"]):
-            _audit_prune(args, store, report)
+                       labelled=args.include_labelled, dry_run=args.dry_run, progress=progress)  # fmt: skip
+        stopped = ""
+    except Stopped as stop:
+        stopped = f"stopped by {stop.signal_name}"
+        raise
+    except BaseException as exc:
+        stopped = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise
     finally:
-        store.close()
+        # Whatever ended it: each batch committed for good, so what went is audited even when the prune did not
+        # finish (an error, SIGTERM, Ctrl-C), never only after it returned.
+        try:
+            if not args.dry_run and progress.anything:
+                _audit_prune(args, store, progress, report, stopped)
+                if stopped:
+                    print(f"eagle history prune: stopped early ({printable(stopped)}) after it removed "
+                          f"{progress.inspections} inspection(s), {progress.files} files, {progress.bytes} bytes "
+                          "(audited); running it again removes the rest", file=sys.stderr)  # fmt: skip
+        finally:
+            store.close()
+    assert report is not None  # prune returned
     print(f"eagle history prune: {describe_prune(report)}", file=sys.stderr)
     print(dumps(report))
     return 0
 
 
-def _audit_prune(args: argparse.Namespace, store: InspectionStore, report: dict[str, Any]) -> None:
+def _audit_prune(args: argparse.Namespace, store: InspectionStore, progress: PruneProgress,
+                 report: dict[str, Any] | None, stopped: str) -> None:  # fmt: skip
     """One audit row for a prune that removed something (:func:`~eagle_iad.cli.db.cli_audit`: by ``cli:<login>``,
     as ``eagle history delete``): what it was asked (the days and the cut-off they made, the category, pictures
     only, labelled included) and what it removed. One row per prune, never per inspection (a nightly prune of
-    thousands would bury the log); a dry run, or a prune that found nothing, changed nothing and writes none."""
+    thousands would bury the log); a dry run, or a prune that found nothing, changed nothing and writes none.
+    ``stopped``: why it did not finish (then ``report`` is ``None``: the labelled ones it kept were never
+    counted), written as ``stopped early: <why>`` after the counts of what it had removed by then."""
     from eagle_iad.service.access import Role
 
-    scope = f"category {report['category']}" if report["category"] is not None else "every category"
+    scope = f"category {args.category}" if args.category is not None else "every category"
+    ending = f"stopped early: {stopped}" if stopped or report is None else f"{report['labelled_kept']} labelled kept"
     detail = (
-        f"pruned inspections older than {args.older_than:g} days (inspected before {report['older_than']}), {scope}, "
-        f"{'pictures only' if report['pictures_only'] else 'records and pictures'}, labelled "
-        f"{'included' if args.include_labelled else 'kept'}: {report['inspections']} inspection(s), "
-        f"{report['picture_folders']} picture folder(s), {report['files']} files, {report['bytes']} bytes removed; "
-        f"{report['labelled_kept']} labelled kept (eagle history prune)"
+        f"pruned inspections older than {args.older_than:g} days (inspected before {progress.older_than}), {scope}, "
+        f"{'pictures only' if args.pictures_only else 'records and pictures'}, labelled "
+        f"{'included' if args.include_labelled else 'kept'}: {progress.inspections} inspection(s), "
+        f"{progress.picture_folders} picture folder(s), {progress.files} files, {progress.bytes} bytes removed; "
+        f"{ending} (eagle history prune)"
     )
     cli_audit(args, store, datetime.now(UTC).isoformat(timespec="milliseconds"), Role.admin, "DELETE", PRUNE_ROUTE,
-              PRUNE_ROUTE, 200, detail, category=report["category"])  # fmt: skip
+              PRUNE_ROUTE, 200, detail, category=args.category)  # fmt: skip
 
 
 #: The subcommands this module adds, by name (``eagle_iad.cli`` adds them in its fixed order).

@@ -39,6 +39,7 @@ from typing import Any
 from eagle_iad.errors import ConfigError
 from eagle_iad.record import iso_time
 from eagle_iad.service.store import Inspection, InspectionStore, is_inspection_id
+from eagle_iad.stops import checkpoint
 
 #: Inspections per batch of a prune: one short transaction each, the history's other writers served between them.
 PRUNE_BATCH = 200
@@ -125,31 +126,57 @@ def cutoff(older_than_days: float, now: datetime | None = None) -> str:
     return iso_time(when.timestamp())
 
 
+@dataclass
+class PruneProgress:
+    """What a prune has removed so far, updated in place as it goes: the rows of each batch once their transaction
+    committed, each picture folder once it is gone. Why in place and not only in :func:`prune`'s answer: a prune
+    commits batch by batch, so one stopped part-way (an error, SIGTERM, Ctrl-C) has removed what its finished
+    batches removed, for good, and never returns; its caller still holds this, and ``eagle history prune`` audits
+    it (a ``finally``) so that thousands of inspections never go without a trace. With ``dry_run``: what it would
+    remove (nothing went)."""
+
+    #: The cut-off (inspected before it), set before the first batch.
+    older_than: str = ""
+    inspections: int = 0
+    picture_folders: int = 0
+    files: int = 0
+    bytes: int = 0
+
+    def removed(self, folder: Sizes) -> None:
+        """Count one inspection's picture folder (an empty or absent one counts no folder)."""
+        self.files += folder.files
+        self.bytes += folder.bytes
+        self.picture_folders += int(folder.files > 0)
+
+    @property
+    def anything(self) -> bool:
+        """Whether it removed anything at all (a row, or a file)."""
+        return bool(self.inspections or self.files)
+
+
 def prune(
     store: InspectionStore, files_dir: Path, older_than_days: float, *, category: str | None = None,
-    pictures_only: bool = False, labelled: bool = False, dry_run: bool = False, batch: int = PRUNE_BATCH,
-    now: datetime | None = None,
+    pictures_only: bool = False, labelled: bool = False, dry_run: bool = False, batch: int | None = None,
+    now: datetime | None = None, progress: PruneProgress | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Remove the inspections (or with ``pictures_only`` only their pictures) inspected more than ``older_than_days``
-    ago, optionally of one ``category``, in batches; what it removed (or with ``dry_run`` would remove: nothing is
-    changed then), with counts and bytes. Labelled inspections are kept unless ``labelled`` (an operator's
-    correction is training evidence): ``labelled_kept`` counts those it left. Idempotent: a second run finds
-    nothing more to do, and one that stopped half-way is completed by the next (the picture folders of rows it
-    removed before it stopped: by the service's next start, module doc). A ``files_dir`` that holds none of the
-    first batch's picture folders is refused (:class:`ConfigError`) before anything is removed."""
+    ago, optionally of one ``category``, in batches (of ``batch``, default :data:`PRUNE_BATCH`); what it removed
+    (or with ``dry_run`` would remove: nothing is changed then), with counts and bytes. Labelled inspections are
+    kept unless ``labelled`` (an operator's correction is training evidence): ``labelled_kept`` counts those it
+    left. Idempotent: a second run finds nothing more to do, and one that stopped half-way is completed by the next
+    (the picture folders of rows it removed before it stopped: by the service's next start, module doc). A
+    ``files_dir`` that holds none of the first batch's picture folders is refused (:class:`ConfigError`) before
+    anything is removed. ``progress``: counted into as it goes (:class:`PruneProgress`), for a caller that must
+    know what went when the prune does not return."""
+    done = progress if progress is not None else PruneProgress()
     before = cutoff(older_than_days, now)
+    done.older_than = before
+    step = PRUNE_BATCH if batch is None else batch  # read at call time: one declaration, also for the CLI's prune
     when = iso_time()
-    inspections = pictures = 0
-    freed = Sizes()
     after = 0
     checked = False
-    removed: list[Sizes] = []
-
-    def remove(inspection_id: str) -> None:
-        removed.append(remove_pictures(files_dir, inspection_id))
-
     while True:
-        rows = store.aged(before, after, batch, category=category, with_pictures=pictures_only, labelled=labelled)
+        rows = store.aged(before, after, step, category=category, with_pictures=pictures_only, labelled=labelled)
         if not rows:
             break
         after = rows[-1][0]
@@ -157,22 +184,24 @@ def prune(
         if not checked:
             checked = _check_files_dir(store, files_dir, ids)
         if dry_run:
-            held = [sizes(picture_folder(files_dir, inspection_id)) for inspection_id in ids]
-            inspections += len(ids)
+            done.inspections += len(ids)
+            for inspection_id in ids:
+                done.removed(sizes(picture_folder(files_dir, inspection_id)))
         elif pictures_only:  # the files inside the batch's transaction, of rows still unlabelled under the lock
-            removed.clear()
+            # each folder counted as it goes: gone for good even if its batch's transaction then rolls back
+            def remove(inspection_id: str) -> None:
+                done.removed(remove_pictures(files_dir, inspection_id))
+
             for start in range(0, len(ids), PICTURES_ONLY_STEP):
-                inspections += len(store.forget_pictures(ids[start : start + PICTURES_ONLY_STEP],
-                                                         PICTURES_PRUNED.format(when=when),
-                                                         unlabelled_only=not labelled, remove=remove))  # fmt: skip
-            held = list(removed)
+                done.inspections += len(store.forget_pictures(ids[start : start + PICTURES_ONLY_STEP],
+                                                              PICTURES_PRUNED.format(when=when),
+                                                              unlabelled_only=not labelled, remove=remove))  # fmt: skip
         else:  # the rows first, each still unlabelled when removed; then the files of those, and only those
             gone = store.delete(ids, unlabelled_only=not labelled)
-            inspections += len(gone)
-            held = [remove_pictures(files_dir, inspection_id) for inspection_id in gone]
-        for one in held:
-            freed += one
-            pictures += int(one.files > 0)
+            done.inspections += len(gone)
+            for inspection_id in gone:
+                done.removed(remove_pictures(files_dir, inspection_id))
+        checkpoint("prune batch")  # test hook: a signal here stops a prune that has removed a batch
     kept = 0
     if not labelled:
         # compared as text, as store.aged does: one format for every stored time and the cut-off (test_retention)
@@ -186,10 +215,10 @@ def prune(
         "older_than": before,
         "category": category,
         "pictures_only": pictures_only,
-        "inspections": inspections,
-        "picture_folders": pictures,
-        "files": freed.files,
-        "bytes": freed.bytes,
+        "inspections": done.inspections,
+        "picture_folders": done.picture_folders,
+        "files": done.files,
+        "bytes": done.bytes,
         "labelled_kept": kept,
     }
 
