@@ -22,7 +22,7 @@ from eagle_iad.cli import main
 from eagle_iad.errors import ConfigError, HistoryUnavailableError
 from eagle_iad.history import BACKENDS, history_backend, open_backend
 from eagle_iad.history.backend import positional_to_format, redact, scrub, secrets_of
-from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION
+from eagle_iad.history.schema import MIGRATIONS, SCHEMA_VERSION, path_category
 from eagle_iad.history.sqlite import SqliteHistory
 from eagle_iad.service.access import Caller
 from eagle_iad.service.audit import AuditLog
@@ -507,6 +507,53 @@ def test_an_older_audit_log_gets_its_rows_categories_where_they_tell_them(
             "/v1/categories/glass/teach", "/v1/categories/glass"]  # fmt: skip
     finally:
         store.close()
+
+
+#: Paths at the edges of what names a category or an inspection, with the category the fill gives each (inspection
+#: ``a`` is tire's, ``label`` and ``x%_`` glass's): only exact, case-sensitive prefixes; an id is what follows
+#: ``/v1/inspections/`` (less a ``/label`` after a non-empty id) and holds no ``/``; a name is what follows
+#: ``/v1/categories/`` up to the first ``/``, never empty.
+EDGE_PATHS = [
+    ("/v1/categories/", None), ("/v1/categories//threshold", None), ("/V1/CATEGORIES/tire", None),
+    ("/v1/categories/tire/fits/j1/events", "tire"), ("/v1/categories/ti re%", "ti re%"), ("/v1/categories", None),
+    ("/v1/inspections/", None), ("/v1/inspections/a/", None), ("/v1/inspections/a/notes", None),
+    ("/v1/inspections/a/label/label", None), ("/v1/inspections//label", None), ("/V1/INSPECTIONS/a", None),
+    ("/v1/inspections/label", "glass"), ("/v1/inspections/label/label", "glass"), ("/v1/inspections/a/label", "tire"),
+    ("/v1/inspections/x%_", "glass"), ("/v1/inspections/x%_/label", "glass"), ("/v1/inspections/X%_", None),
+    ("/v1/inspectionsa", None), ("/v1/inspections/ab", None), ("/x/v1/categories/tire", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_audit_category_fill_reads_paths_exactly(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The fill is two set-based statements (review finding: one UPDATE per row inside the upgrade's transaction,
+    which holds the schema lock); at the edges it gives what :func:`path_category` and the inspection route's
+    pattern give, on both backends: exact prefixes (SQLite's ``LIKE`` would ignore case, and take ``%``, ``_``)."""
+    url = str(tmp_path / "old.sqlite3") if kind == "sqlite" else request.getfixturevalue("pg_url")
+    backend = open_backend(url)
+    db = backend.connect()
+    older_audit = (
+        "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, actor TEXT NOT NULL, "
+        "role TEXT NOT NULL, method TEXT NOT NULL, route TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, "
+        "detail TEXT)"
+    )
+    for statement in [*OLD_SCHEMA_5, older_audit]:
+        db.execute(backend.ddl(statement) if statement.startswith("CREATE") else statement)
+    for seq, other in ((2, "label"), (3, "x%_")):
+        db.execute("INSERT INTO inspections VALUES (?, ?, 't', 'glass', 'y.png', 2.0, 1.0, 3.0, 'anomalous', 1, 'A', "
+                   "1, '{}', '{}', NULL, NULL, NULL, NULL)", (other, seq))  # fmt: skip
+    for path, _ in EDGE_PATHS:
+        db.execute("INSERT INTO audit (time, actor, role, method, route, path, status) VALUES ('t', 'x', 'admin', "
+                   "'PUT', 'r', ?, 200)", (path,))  # fmt: skip
+    db.close()
+    store = InspectionStore(url)
+    try:
+        filled = [tuple(row) for row in store.read("SELECT path, category FROM audit ORDER BY seq")]
+    finally:
+        store.close()
+    assert filled == EDGE_PATHS
+    assert [path_category(path) for path, _ in EDGE_PATHS if path.startswith("/v1/categories")] == [
+        category for path, category in EDGE_PATHS if path.startswith("/v1/categories")]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

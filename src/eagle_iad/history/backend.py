@@ -135,6 +135,10 @@ class HistoryBackend(ABC):
     #: another (``station_runs``) is compared on one clock, so a skewed clock on either cannot make a silent
     #: station look alive, or a live one silent.
     clock: str = "((julianday('now') - 2440587.5) * 86400.0)"
+    #: The SQL function ``find(text, part)``: the 1-based position of ``part``'s first occurrence in ``text``, 0 where
+    #: there is none (SQLite's ``instr``; PostgreSQL's ``strpos`` takes the same arguments in the same order). Why:
+    #: a migration that fills a column from a path (``audit.category``) does it in one set-based statement.
+    find: str = "instr"
 
     @abstractmethod
     def columns(self, db: Connection, table: str) -> set[str]:

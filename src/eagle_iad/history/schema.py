@@ -244,7 +244,7 @@ def upgrade(backend: HistoryBackend, db: Connection) -> Upgrade:
         tables, indexes = _layout(backend, db)
         if tables["audit"] and "category" not in tables["audit"]:  # no version of its own; before its index
             db.execute(backend.ddl("ALTER TABLE audit ADD COLUMN category TEXT"))
-            _fill_audit_categories(db)
+            _fill_audit_categories(backend, db)
         for statement in statements():
             db.execute(backend.ddl(statement))
         row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -297,40 +297,53 @@ def _number_keys(backend: HistoryBackend, db: Connection) -> None:
     )
 
 
-#: The paths of the routes that change one inspection (its label, its deletion): the category is the inspection's.
-_INSPECTION_PATH = re.compile(r"/v1/inspections/([^/]+)(?:/label)?")
+#: Where the routes that change one inspection are: ``/v1/inspections/{id}`` (its deletion) and ``.../label``.
+_INSPECTION_PREFIX = "/v1/inspections/"
 #: Where a category's own routes are: ``/v1/categories/{name}`` and below it.
 _CATEGORY_PREFIX = "/v1/categories/"
 
 
 def path_category(path: str) -> str | None:
     """The category an audit row's path names (``/v1/categories/{name}`` and below it: a threshold, a teach, a
-    rollback, a fit, a retirement), else ``None``: the default of a row's ``category`` where its writer names none."""
+    rollback, a fit, a retirement), else ``None``: the default of a row's ``category`` where its writer names none.
+    :func:`_fill_audit_categories` says the same in SQL."""
     if not path.startswith(_CATEGORY_PREFIX):
         return None
     name = path[len(_CATEGORY_PREFIX) :].split("/", 1)[0]
     return name or None
 
 
-def _fill_audit_categories(db: Connection) -> None:
+def _fill_audit_categories(backend: HistoryBackend, db: Connection) -> None:
     """``audit.category`` just added: filled for the rows already there, as far as they tell it. A row whose path is
-    a category's gets that category; a label or deletion of an inspection still in the history gets the
-    inspection's. The rest stay empty (a deleted inspection's rows: its category is only in the free-text detail,
-    never parsed): ``?category=`` still finds such a row by its path when that is the category's, as before."""
-    rows = [(int(seq), str(path)) for seq, path in db.execute("SELECT seq, path FROM audit").fetchall()]
-    named = {seq: path_category(path) for seq, path in rows}
-    wanted = {seq: match[1] for seq, path in rows if named[seq] is None and (match := _INSPECTION_PATH.fullmatch(path))}
-    ids = sorted(set(wanted.values()))
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):  # within every backend's limit of parameters
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        rows_found = db.execute(f"SELECT id, category FROM inspections WHERE id IN ({marks})", chunk).fetchall()
-        found.update((str(one), str(category)) for one, category in rows_found)
-    for seq, _ in rows:
-        category = named[seq] or found.get(wanted.get(seq, ""))
-        if category is not None:
-            db.execute("UPDATE audit SET category = ? WHERE seq = ?", (category, seq))
+    a category's gets that category (:func:`path_category`); a label or deletion of an inspection still in the
+    history (``/v1/inspections/{id}``, ``.../label``, an id without ``/``) gets the inspection's. The rest stay empty
+    (a deleted inspection's rows: its category is only in the free-text detail, never parsed): ``?category=``
+    still finds such a row by its path when that is the category's, as before.
+
+    Two set-based statements, each inspection found by its primary key. Why not row by row in Python: this runs
+    inside the upgrade's transaction, which holds the schema lock (and on PostgreSQL the ``ALTER TABLE``'s exclusive
+    lock on ``audit``): every replica's audit write waits for it, so it must take one pass over the log, not one
+    round trip per row. Prefixes are compared with ``substr`` (exact, case-sensitive: SQLite's ``LIKE`` is not)."""
+    find = backend.find
+    cat, ins = len(_CATEGORY_PREFIX), len(_INSPECTION_PREFIX)
+    rest = f"substr(path, {cat + 1})"  # what follows /v1/categories/
+    db.execute(
+        f"UPDATE audit SET category = CASE WHEN {find}({rest}, '/') = 0 THEN {rest} "
+        f"ELSE substr({rest}, 1, {find}({rest}, '/') - 1) END "
+        f"WHERE category IS NULL AND substr(path, 1, {cat}) = '{_CATEGORY_PREFIX}' AND length(path) > {cat} "
+        f"AND substr(path, {cat + 1}, 1) <> '/'"
+    )
+    label = "/label"
+    # the id: what follows /v1/inspections/, less a trailing /label where one follows a non-empty id
+    inspection_id = (
+        f"CASE WHEN length(path) > {ins + len(label)} AND substr(path, length(path) - {len(label) - 1}) = '{label}' "
+        f"THEN substr(path, {ins + 1}, length(path) - {ins + len(label)}) ELSE substr(path, {ins + 1}) END"
+    )
+    db.execute(
+        f"UPDATE audit SET category = (SELECT i.category FROM inspections i WHERE i.id = {inspection_id}) "
+        f"WHERE category IS NULL AND substr(path, 1, {ins}) = '{_INSPECTION_PREFIX}' AND length(path) > {ins} "
+        f"AND {find}({inspection_id}, '/') = 0"
+    )
 
 
 def _expected() -> dict[str, list[str]]:
