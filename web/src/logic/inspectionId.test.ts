@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { auditInspection, ID_HINT, inspectionRoute, openFailed, typedInspectionId } from "./inspectionId";
+import { auditInspection, ID_HINT, inspectionRoute, openFailed, routeIdProblem, typedInspectionId } from "./inspectionId";
 import { parseRoute } from "./route";
 
 const ID = "0123456789abcdef0123456789abcdef";
@@ -13,6 +13,28 @@ describe("opening an inspection by id", () => {
   it("refuses what cannot be asked for, saying what an id looks like", () => {
     expect(typedInspectionId("   ")).toEqual({ problem: `Type or paste an inspection id. ${ID_HINT}` });
     expect(typedInspectionId("a/b")).toEqual({ problem: `“a/b” is not an inspection id: it has a slash. ${ID_HINT}` });
+    // `.` and `..` would be normalised by the browser: /v1/inspections/.. is the list, shown as if a record
+    expect(typedInspectionId(".")).toEqual({ problem: `“.” is not an inspection id: it has “.”, which no id has. ${ID_HINT}` });
+    expect(typedInspectionId(" .. ")).toEqual({ problem: `“..” is not an inspection id: it has “.”, which no id has. ${ID_HINT}` });
+    expect(typedInspectionId(`${ID}.png`)).toEqual({
+      problem: `“${ID}.png” is not an inspection id: it has “.”, which no id has. ${ID_HINT}`,
+    });
+    expect(typedInspectionId("a b")).toEqual({ problem: `“a b” is not an inspection id: it has a space inside it. ${ID_HINT}` });
+    expect(typedInspectionId("a?b")).toEqual({ problem: `“a?b” is not an inspection id: it has “?”, which no id has. ${ID_HINT}` });
+    expect(typedInspectionId("line-1_band")).toEqual({ id: "line-1_band" }); // letters, digits, - and _: asked for
+  });
+  it("does not ask for an id a route names that is no id (#/history/.. would fetch the list), and says so", () => {
+    expect(routeIdProblem(parseRoute("#/history/..").item!)).toEqual({
+      kind: "invalid_request",
+      title: "Inspection “..” could not be opened",
+      message: `“..” is not an inspection id: it has “.”, which no id has. ${ID_HINT}`,
+      retryable: false,
+    });
+    expect(routeIdProblem(parseRoute("#/history/a%2Fb").item!)?.message).toBe(
+      `“a/b” is not an inspection id: it has a slash. ${ID_HINT}`,
+    );
+    expect(routeIdProblem(ID)).toBeNull();
+    expect(routeIdProblem("band")).toBeNull();
   });
   it("routes to History with the id, keeping the filters, and reads the route back", () => {
     const route = inspectionRoute(ID, new URLSearchParams({ category: "mono" }));

@@ -15,15 +15,39 @@ export const INSPECTION_ID = /^[0-9a-f]{32}$/;
 export const ID_HINT = "An inspection id is 32 hexadecimal digits, as a sink message, an audit row or eagle history gives it.";
 
 /**
+ * The characters any inspection id is made of: the service's own are 32 hex digits, and a history may hold others
+ * (tests and tools store records under ids like "band"), but none with anything else. Why the field checks it:
+ * outside it, an id asks for another path of the API than one inspection (a slash; `.` and `..`, which the browser
+ * normalises, `/v1/inspections/..` being the list, whose answer would be shown as a record).
+ */
+export const ID_CHARACTERS = /^[A-Za-z0-9_-]+$/;
+
+/**
  * The id in what was typed or pasted: trimmed (a pasted line brings spaces and a newline) and, where it is an id
- * written in capitals, lowercased. A problem instead where nothing can be asked for: an empty field, or a slash,
- * which would ask for another path of the API than one inspection.
+ * written in capitals, lowercased. A problem instead where nothing can be asked for: an empty field, or a
+ * character no id has (outside {@link ID_CHARACTERS}), named.
  */
 export function typedInspectionId(text: string): { id: string } | { problem: string } {
   const typed = text.trim();
   if (typed === "") return { problem: `Type or paste an inspection id. ${ID_HINT}` };
-  if (typed.includes("/")) return { problem: `“${typed}” is not an inspection id: it has a slash. ${ID_HINT}` };
+  if (!ID_CHARACTERS.test(typed)) {
+    const bad = [...typed].find((character) => !ID_CHARACTERS.test(character)) ?? "";
+    const what = bad === "/" ? "a slash" : /\s/.test(bad) ? "a space inside it" : `“${bad}”, which no id has`;
+    return { problem: `“${typed}” is not an inspection id: it has ${what}. ${ID_HINT}` };
+  }
   return { id: /^[0-9a-fA-F]{32}$/.test(typed) ? typed.toLowerCase() : typed };
+}
+
+/**
+ * Why the id a route names (`#/history/<id>`, typed into the address bar or followed from a link) is not asked for,
+ * as a banner; `null`: it may be asked for. The same check as the field's ({@link typedInspectionId}), since
+ * `#/history/..` would fetch the list as `/v1/inspections/..` as well.
+ */
+export function routeIdProblem(id: string): UserError | null {
+  if (ID_CHARACTERS.test(id)) return null;
+  const read = typedInspectionId(id);
+  const message = "problem" in read ? read.problem : `“${id}” is not an inspection id. ${ID_HINT}`;
+  return { kind: "invalid_request", title: `Inspection “${id}” could not be opened`, message, retryable: false };
 }
 
 /** The hash that opens an inspection in History, keeping the list's filters (`#/history/<id>?category=…`). */

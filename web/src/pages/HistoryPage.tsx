@@ -10,7 +10,7 @@ import { SelectField } from "../components/SelectField";
 import { useFocusAfterRender } from "../components/useFocusAfterRender";
 import { DECISIONS, LABEL_FILTERS, decisionFilterOf, PAGE_SIZES, filterFromParams, knownCategories, filterToParams, missingCategory, pageInfo, withFilter, type HistoryFilter } from "../logic/query";
 import { formatRoute } from "../logic/route";
-import { ID_HINT, inspectionRoute, openFailed, typedInspectionId } from "../logic/inspectionId";
+import { ID_HINT, inspectionRoute, openFailed, routeIdProblem, typedInspectionId } from "../logic/inspectionId";
 import { formatScore } from "../logic/scale";
 import { modelVersionShort, modelVersionText } from "../logic/versions";
 import { describeError, describeLabelError, isLabelChanged, isUnauthorised, unsavedLine, type UserError } from "../logic/errors";
@@ -37,7 +37,12 @@ export function HistoryPage({ params, item = null }: { params: URLSearchParams; 
   const filter = filterFromParams(params);
   const key = filterToParams(filter).toString();
   // The inspection the route names: asked for by id, whatever page of the list is shown.
-  const opened = useAsync((signal) => (item === null ? Promise.resolve(null) : client.inspection(item, signal)), [client, item]);
+  // Not asked for where it is no id (`#/history/..` would fetch the list as if a record): said instead.
+  const itemProblem = item === null ? null : routeIdProblem(item);
+  const opened = useAsync(
+    (signal) => (item === null || itemProblem !== null ? Promise.resolve(null) : client.inspection(item, signal)),
+    [client, item],
+  );
   const categories = useAsync((signal) => client.categories(signal), [client]);
   const page = useAsync(
     (signal) => {
@@ -243,6 +248,7 @@ export function HistoryPage({ params, item = null }: { params: URLSearchParams; 
       }} />
       {item !== null && opened.loading ? <Loading label={`Opening inspection ${item}…`} /> : null}
       {item !== null && opened.error ? <ErrorBanner error={openFailed(item, opened.error)} onRetry={opened.reload} /> : null}
+      {itemProblem !== null ? <ErrorBanner error={itemProblem} /> : null}
       {/* Announced once when new records start arriving, not at every one (a busy line stores one a second). */}
       <p className="sr-only" role="status">
         {unseen > 0 ? "New inspections have arrived; Show the newest lists them." : ""}
