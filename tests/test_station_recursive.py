@@ -1,11 +1,12 @@
 """A hot folder that takes the images of its subfolders (``recursive = true``): line cameras and copy jobs that
 write into dated folders (``2026-12-07/cam1/part-0001.png``).
 
-What must hold: each image in a subfolder is inspected once, named by its path relative to the hot folder in the
-record, in every sink's message and in refusals; two files of one base name in two subfolders are two parts; done/
-and failed/ mirror the tree and are never entered again; hidden and temporary folders and symbolic links are not
-entered, a folder deeper than the limit is said once; a kill between storing and moving inspects nothing twice;
-and with the option off a subfolder is still only said as not taken.
+What must hold: each image in a subfolder is inspected once, named by its path relative to the hot folder in the record,
+in every sink's message and in refusals; two files of one base name in two subfolders are two parts; done/ and failed/
+mirror the tree and are never entered again, nor another station's (a done/ or failed/ at any depth); a folder sink's or
+the service's folders inside a recursive hot folder are refused; hidden and temporary folders and symbolic links are not
+entered, a folder deeper than the limit is said once; a kill between storing and moving inspects nothing twice; and with
+the option off a subfolder is still only said as not taken.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from test_station import (  # noqa: F401  (model_dir, receiver: the module's fix
 
 from eagle_iad.station.config import read_stations
 from eagle_iad.station.parts import Options, StationConfigError
-from eagle_iad.station.sources.folder import ANOTHER_STATION, IGNORED_AFTER_S, MAX_DEPTH, HotFolder
+from eagle_iad.station.sources.folder import ANOTHER_STATION, FILED, IGNORED_AFTER_S, MAX_DEPTH, HotFolder
 from eagle_iad.station.sources.folder_lock import LOCK_NAME
 
 RECURSIVE = ", recursive = true"
@@ -233,16 +234,18 @@ def test_an_unreadable_subfolder_image_refused_before_a_kill_is_told_once_from_i
 def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_deep_is_said_once(
     tmp_path: Path,
 ) -> None:
-    """What is entered: any subfolder (one named done/ or failed/ below the top too) down to MAX_DEPTH levels.
-    What is not: the station's own done/ and failed/, hidden folders and a writer's temporary folder (not said, as
-    a hidden file is not), a symbolic link to a folder (a loop back to the hot folder here: said once, not
-    followed), a folder deeper than MAX_DEPTH (said once, with the limit), another station's hot folder (its lock
-    file in it: said once)."""
+    """What is entered: any subfolder down to MAX_DEPTH levels. What is not: the station's own done/ and failed/,
+    hidden folders and a writer's temporary folder (not said, as a hidden file is not), a folder named done or
+    failed below the top (a stopped station on cam1 filed its images there, its lock file gone: said once), a
+    symbolic link to a folder (a loop back to the hot folder here: said once, not followed), a folder deeper than
+    MAX_DEPTH (said once, with the limit), another station's hot folder (its lock file in it: said once)."""
     incoming = tmp_path / "incoming"
     deepest = "/".join(f"d{level}" for level in range(1, MAX_DEPTH + 1))  # MAX_DEPTH folders: taken
+    _put(incoming, "cam1/done/x.png", b"1")
+    _put(incoming, "cam1/failed/x.png", b"2")
+    _put(incoming, "cam1/failed/x.png.reason.txt", b"x.png: not a recognised image format")
     taken = sorted([
-        _put(incoming, "cam1/done/x.png", b"1"),
-        _put(incoming, "cam1/failed/x.png", b"2"),
+        _put(incoming, "cam1/z.png", b"1"),
         _put(incoming, f"{deepest}/deep.png", b"3"),
         _put(incoming, "folder.png/y.png", b"4"),  # a folder named like an image is a folder
     ])  # fmt: skip
@@ -254,18 +257,21 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     (incoming / "loop").symlink_to(incoming, target_is_directory=True)
     (incoming / "cam1" / "up").symlink_to("..", target_is_directory=True)
     quiet = ("done", "failed", ".snapshot", "batch.tmp", "cam1/.hidden")  # unchanged long enough, yet not said
-    said_ones = (incoming / "loop", incoming / "cam1" / "up", incoming.joinpath(*deepest.split("/"), "too"))
+    said_ones = (incoming / "loop", incoming / "cam1" / "up", incoming.joinpath(*deepest.split("/"), "too"),
+                 incoming / "cam1" / "done", incoming / "cam1" / "failed")  # fmt: skip
     _age(*said_ones, incoming / "line-2", *(incoming.joinpath(*name.split("/")) for name in quiet))
     folder, lines = _folder(tmp_path, recursive=True)
-    assert sorted(a.name for a in folder.poll()) == taken and folder.backlog() == 4
+    assert sorted(a.name for a in folder.poll()) == taken and folder.backlog() == 3
     linked = "a symbolic link to a folder (not followed: it could lead outside the folder, or back into it)"
     too_deep = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
     said = {line.split(": warning: ")[1] for line in lines}
+    filed = "a station's filed images (a folder named done or failed is never entered)"
     assert said == {f"loop: ignored: {linked}", f"cam1/up: ignored: {linked}", f"{deepest}/too: ignored: {too_deep}",
-                    f"line-2: ignored: {ANOTHER_STATION}"}, lines  # fmt: skip
-    assert len(lines) == 4
-    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 4  # said once
-    assert folder.ignored()[0] == 4
+                    f"line-2: ignored: {ANOTHER_STATION}", f"cam1/done: ignored: {filed}",
+                    f"cam1/failed: ignored: {filed}"}, lines  # fmt: skip
+    assert len(lines) == 6
+    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 6  # said once
+    assert folder.ignored()[0] == 6
 
 
 def test_with_recursive_off_a_subfolder_is_still_only_said_as_not_taken(tmp_path: Path) -> None:
@@ -370,3 +376,81 @@ def test_sidecar_mode_marks_a_subfolder_image_beside_it(tmp_path: Path) -> None:
     assert [a.name for a in folder.poll()] == ["b/x.png"]
     shutil.rmtree(incoming / "b")
     assert list(folder.poll()) == [] and folder.backlog() == 0
+
+
+def test_a_recursive_station_leaves_the_images_a_stopped_station_on_its_subfolder_filed(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A station on ``incoming/cam1`` files its images in ``cam1/done/`` and ``cam1/failed/``; stopped (its lock
+    file gone), a recursive station on ``incoming`` takes only the new images: the filed ones are neither inspected
+    again nor moved, and the two folders are said once as a station's filed images."""
+    incoming = tmp_path / "incoming"
+    cells = _cells(2)
+    _put(incoming, "cam1/a.png", cells[0])
+    _put(incoming, "cam1/broken.png", b"not a png at all")
+    inner = _stations(tmp_path, model_dir, "")
+    inner.write_text(inner.read_text().replace('path = "incoming"', 'path = "incoming/cam1"'))
+    code, log = _run(inner, "run", "--until-idle")
+    assert code == 0, log
+    filed = ["done/a.png", "failed/broken.png", "failed/broken.png.reason.txt"]
+    assert _files(incoming / "cam1") == filed, log
+    _age(incoming / "cam1" / "done", incoming / "cam1" / "failed")
+    second = _put(incoming, "cam2/b.png", cells[1])
+    outer = tmp_path / "outer.toml"
+    outer.write_text(_stations(tmp_path, model_dir, "", source=RECURSIVE).read_text().replace("line-1", "line-0"))
+    code, log = _run(outer, "run", "--until-idle")
+    assert code == 0, log
+    assert [r.image_name for r in _history(tmp_path)] == ["a.png", second], log  # line-1 named it a.png; not again
+    assert _files(incoming / "cam1") == filed
+    assert f"cam1/done: ignored: {FILED}" in log and f"cam1/failed: ignored: {FILED}" in log, log
+
+
+def test_a_folder_sink_or_the_service_s_folders_inside_a_recursive_hot_folder_are_refused_and_never_entered(
+    tmp_path: Path,
+) -> None:
+    """A folder sink writing inside a recursive hot folder would have its copies taken again, refused as repeats,
+    the refusal's copy taken again, without end; the service's state, pictures and models folders would lose what
+    they keep. Both refused when the file is read, naming both folders (resolved); without ``recursive`` a folder
+    sink at the hot folder itself is fine (it writes only into subfolders, which are not entered). The walk skips
+    such a folder all the same, said once."""
+    models = tmp_path / "models"
+    (models / "mono").mkdir(parents=True)
+    (tmp_path / "incoming").mkdir()
+    hot = (tmp_path / "incoming").resolve()
+    sink = '\n[[station.sink]]\nkind = "folder"\npath = "incoming/results"\n'
+    stations = _stations(tmp_path, models, sink, source=RECURSIVE)
+    with pytest.raises(StationConfigError) as looping:
+        read_stations(stations, fitted=False)
+    assert str(looping.value) == (
+        f"{stations}: station 'line-1': sink 'folder' (folder) writes in {hot / 'results'}, inside hot folder {hot}, "
+        "which the station takes with its subfolders (recursive = true): its copies would be taken again, without "
+        "end; give the sink a path outside the hot folder"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(hot, target_is_directory=True)  # the same folder through a link
+    stations.write_text(stations.read_text().replace("incoming/results", "linked"))
+    with pytest.raises(StationConfigError) as linked:
+        read_stations(stations, fitted=False)
+    assert f"sink 'folder' (folder) writes in {hot}, inside hot folder {hot}," in str(linked.value)
+    stations.write_text(stations.read_text().replace(RECURSIVE, ""))  # not recursive: its subfolders stay untaken
+    assert [s.name for s in read_stations(stations, fitted=False).stations] == ["line-1"]
+    for key, text, where in (("state", 'state = "state"', "state"), ("models", "", "models")):
+        top = _stations(tmp_path, models, "", source=RECURSIVE).read_text().replace('path = "incoming"', 'path = "."')
+        stations.write_text(top if text else top.replace('state = "state"', 'state = "/tmp/elsewhere-state"'))
+        with pytest.raises(StationConfigError) as kept:
+            read_stations(stations, fitted=False)
+        folder = (tmp_path / where).resolve()
+        assert str(kept.value) == (
+            f"{stations}: station 'line-1': source: hot folder {tmp_path.resolve()} holds the service's {key} folder "
+            f"{folder} and is taken with its subfolders (recursive = true): the station would take and move what "
+            "the service keeps; give the station a folder outside it"
+        )
+    _put(tmp_path / "incoming", "results/normal/r1_x.png", b"a copy")
+    _put(tmp_path / "incoming", "cam1/x.png", b"an image")
+    _age(tmp_path / "incoming" / "results")
+    folder, lines = _folder(tmp_path, recursive=True)
+    assert folder.keep_out(tmp_path / "incoming" / "results", "folder sink 'folder''s folder") is True
+    assert folder.keep_out(tmp_path / "elsewhere", "not below it") is False
+    assert [a.name for a in folder.poll()] == ["cam1/x.png"] and [a.name for a in folder.poll()] == ["cam1/x.png"]
+    assert [line.split(": warning: ")[1] for line in lines] == ["results: ignored: folder sink 'folder''s folder"]

@@ -986,6 +986,40 @@ def test_a_bad_station_is_a_400_naming_the_field_and_paths_stay_inside_the_data_
                  "stations cannot use server folders")  # fmt: skip
 
 
+def test_a_recursive_station_may_not_hold_the_service_s_folders_nor_a_folder_sink_of_its_own(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """``--data-root`` above the service's state (``/srv`` with ``/srv/state``): a recursive station on the data
+    root itself would take and move the stored pictures, and one whose folder sink writes inside its hot folder
+    would take the copies again without end. A POST and a PATCH are refused (400) naming both folders, as a
+    stations file is; the station, when a PATCH is refused, stays as it was."""
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    with LiveServer(_app(data, model_dir, data)) as live:
+        whole = {"kind": "folder", "path": ".", "recursive": True}
+        status, answer = _post(live.base, "/v1/stations", {**_body(receiver), "source": whole})
+        assert (status, answer["error"]["message"]) == (400, (
+            f"station 'line-1': source: hot folder {data.resolve()} holds the service's state folder "
+            f"{(data / 'state').resolve()} and is taken with its subfolders (recursive = true): the station would "
+            "take and move what the service keeps; give the station a folder outside it"))  # fmt: skip
+        sink = {"kind": "folder", "path": "incoming/results"}
+        body = {**_body(receiver), "source": {"kind": "folder", "path": "incoming", "recursive": True}}
+        inside, hot = (data / "incoming" / "results").resolve(), (data / "incoming").resolve()
+        looping = (400, (
+            f"station 'line-1': sink 'folder' (folder) writes in {inside}, inside hot folder {hot}, which the "
+            "station takes with its subfolders (recursive = true): its copies would be taken again, without end; "
+            "give the sink a path outside the hot folder"))  # fmt: skip
+        status, answer = _post(live.base, "/v1/stations", {**body, "sinks": [sink]})
+        assert (status, answer["error"]["message"]) == looping
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        status, answer = _patch(live.base, "line-1", {"sinks": [*body["sinks"], sink]})
+        assert (status, answer["error"]["message"]) == looping
+        info = call("GET", f"{live.base}/v1/stations/line-1")[2]
+        assert [s["kind"] for s in info["spec"]["sinks"]] == ["webhook"]
+
+
 def test_a_stations_credentials_and_host_paths_are_not_shown(model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     """A viewer reads stations: a webhook's password and query (a signature) and the data root's host path
     are not in any answer (the list, one station, the create and pause answers, the audit log)."""

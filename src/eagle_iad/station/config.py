@@ -195,6 +195,10 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
     for key, folder in (("state", state_dir), ("files", files)):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise top.error(key, f"{folder} is not a folder")
+    from eagle_iad.service.settings import ServiceSettings
+
+    settings = ServiceSettings(models_dir=models_dir, state_dir=state_dir, history=history, files=files)
+    kept = {"state": state_dir, "files": settings.files_dir}  # what a recursive hot folder must not hold
     if fitted and not models_dir.is_dir():
         raise StationConfigError(f"{path}: models {models_dir} is not a folder of fitted categories")
     tables = data.get("station")
@@ -204,7 +208,8 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
     for number, raw in enumerate(tables, start=1):
         table = _table(raw, f"{path}: station {number}")
         where = f"{path}: station {number}"
-        stations.append(station_from_table(Options(table, where, base, looking=looking), models_dir, fitted))
+        options = Options(table, where, base, looking=looking)
+        stations.append(station_from_table(options, models_dir, fitted, kept))
     names = [s.name for s in stations]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -252,9 +257,45 @@ def _check_links(sink: Sink, source: Source, options: Options) -> None:
         raise StationConfigError(f"{options.where}: {problem}")
 
 
-def station_from_table(options: Options, models_dir: Path, fitted: bool = True) -> StationConfig:
+def _check_walk(source: Source, sinks: list[SinkConfig], kept: dict[str, Path], where: str) -> None:
+    """A hot folder taken with its subfolders (``recursive``) must not hold a folder the station or the service
+    writes into: a folder sink's copies would be taken again, refused as duplicates, the refusal's copy taken
+    again, without end; the service's ``kept`` folders (state, pictures, models) would lose what they keep. One
+    line naming both (paths resolved, after symbolic links). The walk is told to skip them all the same (see
+    ``HotFolder.keep_out``). Without ``recursive`` no subfolder is entered: a folder sink there (even at the hot
+    folder itself, which writes only into its normal/, anomalous/, undecided/, refused/) is never taken again."""
+    folder = getattr(source, "folder", None)
+    keep_out = getattr(source, "keep_out", None)
+    if source.kind != "folder" or not isinstance(folder, Path) or not callable(keep_out):
+        return
+    recursive = getattr(source, "recursive", False) is True
+    hot = folder.resolve()
+    for sink in sinks:
+        path = getattr(sink.sink, "folder", None)
+        if sink.sink.kind != "folder" or not isinstance(path, Path):
+            continue
+        path = path.resolve()
+        keep_out(path, f"folder sink {sink.sink.name!r}'s folder (not entered: its copies are no new images)")
+        if recursive and (path == hot or hot in path.parents):
+            raise StationConfigError(f"{where}: sink {sink.sink.name!r} (folder) writes in {path}, inside hot folder "
+                                     f"{hot}, which the station takes with its subfolders (recursive = true): its "
+                                     "copies would be taken again, without end; give the sink a path outside the "
+                                     "hot folder")  # fmt: skip
+    for key, kept_dir in kept.items():
+        path = kept_dir.resolve()
+        keep_out(path, f"the service's {key} folder (not entered: the service keeps its files there)")
+        if recursive and (path == hot or hot in path.parents):
+            raise StationConfigError(f"{where}: source: hot folder {hot} holds the service's {key} folder {path} and "
+                                     "is taken with its subfolders (recursive = true): the station would take and "
+                                     "move what the service keeps; give the station a folder outside it")  # fmt: skip
+
+
+def station_from_table(
+    options: Options, models_dir: Path, fitted: bool = True, kept: dict[str, Path] | None = None
+) -> StationConfig:
     """One station from its table (a ``[[station]]`` of the file, or the body of ``POST /v1/stations``);
-    ``fitted``: its category must have a model folder in ``models_dir``."""
+    ``fitted``: its category must have a model folder in ``models_dir``. ``kept``: the service's other folders the
+    runner knows (``state``, ``files``), which a recursive hot folder must not hold, nor ``models_dir``."""
     table = options.table
     name = options.text("name", REQUIRED)
     if not STATION_NAME.fullmatch(name):
@@ -308,4 +349,5 @@ def station_from_table(options: Options, models_dir: Path, fitted: bool = True) 
         sink_options.done()
         sinks.append(SinkConfig(sink, retry, refusals))
         _check_links(sink, source, sink_options)
+    _check_walk(source, sinks, {**(kept or {}), "models": models_dir}, where)
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates)

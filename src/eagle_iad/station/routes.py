@@ -199,7 +199,9 @@ def config_from_body(state: ServiceState, body: dict[str, Any]) -> Any:
     table["sink"] = list(body.get("sinks") or [])
     no_paths = None if root is not None else "this service has no --data-root, so stations cannot use server folders"
     options = Options(table, "station", root or Path.cwd(), root, no_paths)
-    return station_from_table(options, state.settings.models_dir)
+    settings = state.settings
+    return station_from_table(options, settings.models_dir, kept={"state": settings.state_dir,
+                                                                   "files": settings.files_dir})  # fmt: skip
 
 
 #: A URL in a spec, a source's description or a delivery error (``https://…``, ``rtsp://…``, ``opc.tcp://…``).

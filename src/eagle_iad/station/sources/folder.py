@@ -25,15 +25,16 @@ is counted and said (:meth:`HotFolder.replaced`), not lost silently. The folder'
 path, whichever it is now (:meth:`HotFolder._keep_lock`): one removed and made again is locked again before any image
 of it is taken.
 
-Subfolders (``recursive = true``): images in the folder's subfolders are taken too, up to :data:`MAX_DEPTH` levels
-down, each named by its path relative to the folder with ``/`` (``2026-12-07/cam1/part-0001.png``): that name is the
-key of everything the station keeps of it (when it settled, its intake row, its verdict's ``image_name``), so two
-files of one base name in two subfolders are two images. A file put away goes to the same relative path under
-``done/`` (``failed/``), its folders made as needed; the station's own ``done/`` and ``failed/`` (at the top only),
-hidden folders and folders with a writer's temporary name (``batch.tmp``) are never entered, and a symbolic link to
-a folder is not followed (a link to a parent would be a loop; one elsewhere would make the station move files
-outside the folder). A folder deeper than :data:`MAX_DEPTH` is said once, as any file not taken. The folders a
-camera leaves behind, emptied by the moves, are left alone: the camera may write into them again.
+Subfolders (``recursive = true``): images in the folder's subfolders are taken too, up to :data:`MAX_DEPTH` levels down,
+each named by its path relative to the folder with ``/`` (``2026-12-07/cam1/part-0001.png``): that name is the key of
+everything the station keeps of it (when it settled, its intake row, its verdict's ``image_name``), so two files of one
+base name in two subfolders are two images. A file put away goes to the same relative path under ``done/``
+(``failed/``), its folders made as needed; a folder named ``done`` or ``failed`` at any depth (a station's filed
+images), a folder sink's and the service's folders (:meth:`HotFolder.keep_out`), hidden folders and folders with a
+writer's temporary name (``batch.tmp``) are never entered, and a symbolic link to a folder is not followed (a link to a
+parent would be a loop; one elsewhere would make the station move files outside the folder). A folder deeper than
+:data:`MAX_DEPTH` is said once, as any file not taken. The folders a camera leaves behind, emptied by the moves, are
+left alone: the camera may write into them again.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ MAX_DEPTH = 8
 #: killed one's lock file left behind), whose images that station takes; two would inspect each twice.
 ANOTHER_STATION = (f"another station's hot folder (it holds {LOCK_NAME}); not entered: that station takes its "
                    "images (a lock file a killed station left behind can be removed)")  # fmt: skip
+#: Why ``recursive`` does not enter a subfolder named ``done`` or ``failed`` (at any depth): a station on that
+#: subfolder (stopped now: its lock file gone) filed its images there; taking them would inspect and move them again.
+FILED = "a station's filed images (a folder named done or failed is never entered)"
 #: ``max_file_mb``: 0 (the default) takes the largest an uncompressed image within the pixel limit can be
 #: (``runner.uncompressed_limit``).
 MAX_FILE_MB = Range(0.0, 1024.0 * 1024.0)
@@ -344,6 +348,10 @@ class HotFolder:
         #: told of an image whose ``.eagle.json`` is not there (a crash before it, a full disk).
         self.moves_files = True
         self.failed = self.folder / FAILED
+        #: Subfolders ``recursive`` never enters, by their path relative to the hot folder, each with why (a folder
+        #: sink's path, the service's state, pictures or models folder): what the station or the service writes
+        #: there would be taken again (see :meth:`keep_out`).
+        self._kept_out: dict[str, str] = {}
         #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
         #: Per name, the (size, mtime_ns) the polls saw last and since when (monotonic) they have been the same.
@@ -525,14 +533,25 @@ class HotFolder:
             self._unseen[name] = why
             self.log(f"eagle station: folder {self.folder}: {name}: cannot be looked at ({why}); skipped until it can")
 
+    def keep_out(self, path: Path, why: str) -> bool:
+        """Never enter ``path`` (``why``: whose it is) in the walk; whether it lies below the hot folder (both
+        resolved, so a path given through a symbolic link is still recognised: the walk itself follows none)."""
+        folder, path = self.folder.resolve(), path.resolve()
+        if folder not in path.parents:
+            return False
+        self._kept_out[path.relative_to(folder).as_posix()] = why
+        return True
+
     def _entered(
         self, entry: os.DirEntry[str], name: str, depth: int, folders: list[tuple[str, Path, int]],
         ignored: dict[str, str],
     ) -> bool:  # fmt: skip
         """Whether ``entry`` (named ``name``, in a folder ``depth`` levels below the hot folder) is a subfolder the
         listing goes into (added to ``folders``), with ``recursive`` only: not the station's own ``done/`` and
-        ``failed/`` (at the top), not hidden (``.snapshot``) nor a writer's temporary name (``batch.tmp``, renamed
-        once complete), never a symbolic link (said as not taken: see :func:`_ignored_why`). One deeper than
+        ``failed/`` (at the top; one so named deeper is another station's, said once as not taken: :data:`FILED`),
+        not a folder kept out (:meth:`keep_out`: a folder sink's, the service's; said once), not hidden
+        (``.snapshot``) nor a writer's temporary name (``batch.tmp``, renamed once complete), never a symbolic link
+        (said as not taken: see :func:`_ignored_why`). One deeper than
         :data:`MAX_DEPTH`, or holding a station's lock file (:data:`ANOTHER_STATION`: the folder lock is on each
         station's own folder, and does not see one inside another), is not entered either: it is said, once, as not
         taken."""
@@ -549,6 +568,10 @@ class HotFolder:
                 return False
         except OSError:
             return False
+        kept = FILED if base in ("done", FAILED) else self._kept_out.get(name)
+        if kept is not None:
+            self._ignoring(entry, ignored, name, why=kept)
+            return True
         if depth + 1 > MAX_DEPTH:
             why = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
             self._ignoring(entry, ignored, name, why=why)
