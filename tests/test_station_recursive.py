@@ -4,9 +4,9 @@ write into dated folders (``2026-12-07/cam1/part-0001.png``).
 What must hold: each image in a subfolder is inspected once, named by its path relative to the hot folder in the record,
 in every sink's message and in refusals; two files of one base name in two subfolders are two parts; done/ and failed/
 mirror the tree and are never entered again, nor another station's (a done/ or failed/ at any depth); a folder sink's or
-the service's folders inside a recursive hot folder are refused; hidden and temporary folders and symbolic links are not
-entered, a folder deeper than the limit is said once; a kill between storing and moving inspects nothing twice; and with
-the option off a subfolder is still only said as not taken.
+the service's folders inside a recursive hot folder are refused; a symbolic link in done/'s tree pauses the intake;
+hidden and temporary folders and symbolic links are not entered, a folder deeper than the limit is said once; a kill
+between storing and moving inspects nothing twice; and with the option off a subfolder is still only said as not taken.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from conftest import unprivileged_cli, wait_s
 from test_station import (  # noqa: F401  (model_dir, receiver: the module's fixtures)
     SUBFOLDER,
     Receiver,
+    Running,
     _cells,
     _env,
     _history,
@@ -454,3 +455,31 @@ def test_a_folder_sink_or_the_service_s_folders_inside_a_recursive_hot_folder_ar
     assert folder.keep_out(tmp_path / "elsewhere", "not below it") is False
     assert [a.name for a in folder.poll()] == ["cam1/x.png"] and [a.name for a in folder.poll()] == ["cam1/x.png"]
     assert [line.split(": warning: ")[1] for line in lines] == ["results: ignored: folder sink 'folder''s folder"]
+
+
+def test_a_symbolic_link_in_done_s_tree_pauses_the_intake_instead_of_moving_the_image_through_it(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``done/cam1`` a symbolic link to a folder elsewhere: the inspected image is not moved out of the hot folder
+    through it; the intake pauses naming it (as for a ``done`` that is a file), and resumes once it is a folder."""
+    incoming = tmp_path / "incoming"
+    name = _put(incoming, "cam1/x.png", _cells(1)[0])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (incoming / "done").mkdir()
+    (incoming / "done" / "cam1").symlink_to(outside, target_is_directory=True)
+    stations = _stations(tmp_path, model_dir, "", source=RECURSIVE)
+    station = Running(stations)
+    try:
+        station.until(lambda: station.saw("intake paused:"), "no pause")
+        link = incoming / "done" / "cam1"
+        why = f"{name}: inspected, but it could not be put away: {link} is a symbolic link, not a folder"
+        assert station.saw(why), station.log()
+        assert list(outside.iterdir()) == [] and (incoming / "cam1" / "x.png").exists()
+        (incoming / "done" / "cam1").unlink()
+        station.until(lambda: station.saw("intake resumed") and not (incoming / "cam1" / "x.png").exists(), "resume")
+        assert station.stop() == 143
+    finally:
+        station.process.kill()
+    assert _files(incoming / "done") == [name] and list(outside.iterdir()) == []

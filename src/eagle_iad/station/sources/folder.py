@@ -29,12 +29,12 @@ Subfolders (``recursive = true``): images in the folder's subfolders are taken t
 each named by its path relative to the folder with ``/`` (``2026-12-07/cam1/part-0001.png``): that name is the key of
 everything the station keeps of it (when it settled, its intake row, its verdict's ``image_name``), so two files of one
 base name in two subfolders are two images. A file put away goes to the same relative path under ``done/``
-(``failed/``), its folders made as needed; a folder named ``done`` or ``failed`` at any depth (a station's filed
-images), a folder sink's and the service's folders (:meth:`HotFolder.keep_out`), hidden folders and folders with a
-writer's temporary name (``batch.tmp``) are never entered, and a symbolic link to a folder is not followed (a link to a
-parent would be a loop; one elsewhere would make the station move files outside the folder). A folder deeper than
-:data:`MAX_DEPTH` is said once, as any file not taken. The folders a camera leaves behind, emptied by the moves, are
-left alone: the camera may write into them again.
+(``failed/``), its folders made as needed (a symbolic link among them is refused: the move would leave the folder); a
+folder named ``done`` or ``failed`` at any depth (a station's filed images), a folder sink's and the service's folders
+(:meth:`HotFolder.keep_out`), hidden folders and folders with a writer's temporary name (``batch.tmp``) are never
+entered, and a symbolic link to a folder is not followed (a link to a parent would be a loop; one elsewhere would make
+the station move files outside the folder). A folder deeper than :data:`MAX_DEPTH` is said once, as any file not taken.
+The folders a camera leaves behind, emptied by the moves, are left alone: the camera may write into them again.
 """
 
 from __future__ import annotations
@@ -191,7 +191,11 @@ def make_folders(folder: Path, root: Path) -> None:
         try:
             here.mkdir()
         except FileExistsError:
-            continue  # there already (or a file there: the move into it says so)
+            # there already; a file there: the move into it says so. A symbolic link (even to a folder) is refused
+            # now: the image would be moved through it, outside the hot folder
+            if os.path.islink(here):
+                raise NotADirectoryError(errno.ENOTDIR, f"{here} is a symbolic link, not a folder") from None
+            continue
         with contextlib.suppress(OSError):  # a file system that cannot sync it: as durable as it makes it
             sync_folder(here.parent)
 
