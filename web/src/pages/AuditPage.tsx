@@ -98,7 +98,7 @@ function AuditLog() {
       </form>
       {filter.category ? (
         <p className="muted small">
-          A category's rows are the changes to it (threshold, teach, rollback, fit, retirement); labels are listed by person.
+          A category's rows are the changes to it (threshold, teach, rollback, fit, retirement) and to its inspections (labels, deletions).
         </p>
       ) : null}
       {csvError ? <ErrorBanner error={csvError} compact /> : null}
