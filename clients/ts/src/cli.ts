@@ -20,7 +20,7 @@ import {
   type LabelFilter,
   type PictureKind,
 } from "./client.js";
-import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+import { EagleApiError, EagleError, EagleFitError, EagleNetworkError, PathSegmentError } from "./errors.js";
 import { toCsv, toJsonLines } from "./export.js";
 
 const USAGE = `usage: eagle-client [--url URL] <command> [options]
@@ -412,7 +412,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`eagle-client: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof OutputError) {
+    if (error instanceof OutputError || error instanceof PathSegmentError) {
       process.stderr.write(`eagle-client: ${error.message}\n`);
       return 2;
     }

@@ -6,7 +6,7 @@
  * the types stay generated (and CI checks they match the service), the behaviour lives here.
  */
 
-import { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+import { EagleApiError, EagleError, EagleFitError, EagleNetworkError, PathSegmentError } from "./errors.js";
 import type { components, operations } from "./generated/openapi.js";
 import { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 import { readSse } from "./sse.js";
@@ -203,6 +203,19 @@ export interface FitWatch {
 
 type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
+/**
+ * One path segment of a route (a category, an inspection id, a station): encoded, and refused where a URL would
+ * not keep it a segment. `.` and `..` (however encoded) are dot segments a URL resolves away, so
+ * `inspection(".")` would ask for `/v1/inspections/` (the history's list, answered as if it were a record) and
+ * `category("..")` for another route; an empty one names the collection. Refused before any request is sent.
+ */
+export function segment(value: string): string {
+  if (value === "" || value === "." || value === "..") {
+    throw new PathSegmentError(value);
+  }
+  return encodeURIComponent(value);
+}
+
 const sleepMs = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function toBlob(data: ImageInput): Blob {
@@ -334,13 +347,13 @@ export class EagleClient {
 
   /** One category, with every training score (for the histogram). */
   category(name: string, signal?: AbortSignal): Promise<Category> {
-    return this.json<Category>("GET", `/v1/categories/${encodeURIComponent(name)}`, undefined, {}, signal);
+    return this.json<Category>("GET", `/v1/categories/${segment(name)}`, undefined, {}, signal);
   }
 
   /** Change a category's threshold on the record (who/when/why kept in its `history`); used at once. */
   changeThreshold(name: string, change: ThresholdChange, signal?: AbortSignal): Promise<Category> {
     const body = JSON.stringify(change);
-    return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/threshold`, () => body,
+    return this.json<Category>("POST", `/v1/categories/${segment(name)}/threshold`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 
@@ -351,19 +364,19 @@ export class EagleClient {
    */
   teach(name: string, request: TeachRequest, signal?: AbortSignal): Promise<TeachAnswer> {
     const body = JSON.stringify(request);
-    return this.json<TeachAnswer>("POST", `/v1/categories/${encodeURIComponent(name)}/teach`, () => body,
+    return this.json<TeachAnswer>("POST", `/v1/categories/${segment(name)}/teach`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 
   /** Every version of a category's model, oldest first, and the disk the folder takes with all of them. */
   versions(name: string, signal?: AbortSignal): Promise<VersionList> {
-    return this.json<VersionList>("GET", `/v1/categories/${encodeURIComponent(name)}/versions`, undefined, {}, signal);
+    return this.json<VersionList>("GET", `/v1/categories/${segment(name)}/versions`, undefined, {}, signal);
   }
 
   /** Make an earlier version current again (saved as a new version that says so); the next inspection uses it. */
   rollback(name: string, request: RollbackRequest, signal?: AbortSignal): Promise<Category> {
     const body = JSON.stringify(request);
-    return this.json<Category>("POST", `/v1/categories/${encodeURIComponent(name)}/rollback`, () => body,
+    return this.json<Category>("POST", `/v1/categories/${segment(name)}/rollback`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 
@@ -373,17 +386,17 @@ export class EagleClient {
    * station, fit, teach, threshold change or rollback that uses it. Undone by moving the folder back.
    */
   retireCategory(name: string, signal?: AbortSignal): Promise<CategoryRetired> {
-    return this.json<CategoryRetired>("DELETE", `/v1/categories/${encodeURIComponent(name)}`, undefined, {}, signal);
+    return this.json<CategoryRetired>("DELETE", `/v1/categories/${segment(name)}`, undefined, {}, signal);
   }
 
   /** Scores with known truth for a category (labelled history, evaluation runs): a threshold preview's evidence. */
   categoryEvidence(name: string, signal?: AbortSignal): Promise<CategoryEvidence> {
-    return this.json<CategoryEvidence>("GET", `/v1/categories/${encodeURIComponent(name)}/evidence`, undefined, {}, signal);
+    return this.json<CategoryEvidence>("GET", `/v1/categories/${segment(name)}/evidence`, undefined, {}, signal);
   }
 
   /** A category's history per UTC day: reject rate, score range, false alarms and misses on labelled items. */
   categoryDashboard(name: string, signal?: AbortSignal): Promise<CategoryDashboard> {
-    return this.json<CategoryDashboard>("GET", `/v1/categories/${encodeURIComponent(name)}/dashboard`, undefined, {}, signal);
+    return this.json<CategoryDashboard>("GET", `/v1/categories/${segment(name)}/dashboard`, undefined, {}, signal);
   }
 
   /** Inspect one image: the expert's verdict, or the full EAGLE verdict when the service has an MLLM. */
@@ -403,7 +416,7 @@ export class EagleClient {
 
   /** Start a fit job and return at once; follow it with {@link jobEvents} or {@link waitForJob}. */
   startFit(name: string, source: FitSource, options: FitOptions = {}, signal?: AbortSignal): Promise<JobStarted> {
-    const path = `/v1/categories/${encodeURIComponent(name)}/fit`;
+    const path = `/v1/categories/${segment(name)}/fit`;
     if ("folder" in source) {
       const body = JSON.stringify({ folder: source.folder, options });
       return this.json<JobStarted>("POST", path, () => body, { "Content-Type": "application/json" }, signal);
@@ -422,7 +435,7 @@ export class EagleClient {
 
   /** A fit job's current state. */
   job(id: string, signal?: AbortSignal): Promise<Job> {
-    return this.json<Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, {}, signal);
+    return this.json<Job>("GET", `/v1/jobs/${segment(id)}`, undefined, {}, signal);
   }
 
   /**
@@ -435,7 +448,7 @@ export class EagleClient {
     for (let reconnects = 0; !finished; reconnects++) {
       const headers: Record<string, string> = { Accept: "text/event-stream" };
       if (lastId !== null) headers["Last-Event-ID"] = lastId;
-      const response = await this.send("GET", `/v1/jobs/${encodeURIComponent(id)}/events`, undefined, headers, signal);
+      const response = await this.send("GET", `/v1/jobs/${segment(id)}/events`, undefined, headers, signal);
       if (!response.body) throw new EagleNetworkError("the job's event stream has no body");
       for await (const frame of readSse(response.body)) {
         if (frame.id !== null) lastId = frame.id;
@@ -522,7 +535,7 @@ export class EagleClient {
       // null is sent as null (never labelled: the service checks it as revision 0); undefined is no check
       ...(expectedRevision !== undefined ? { expected_revision: expectedRevision } : {}),
     });
-    return this.json<LabelAnswer>("PUT", `/v1/inspections/${encodeURIComponent(id)}/label`, () => body,
+    return this.json<LabelAnswer>("PUT", `/v1/inspections/${segment(id)}/label`, () => body,
       { "Content-Type": "application/json" }, signal);
   }
 
@@ -532,7 +545,7 @@ export class EagleClient {
    */
   deleteInspection(id: string, why?: string, signal?: AbortSignal): Promise<InspectionDeleted> {
     const query = why ? `?${new URLSearchParams({ why }).toString()}` : "";
-    return this.json<InspectionDeleted>("DELETE", `/v1/inspections/${encodeURIComponent(id)}${query}`, undefined, {}, signal);
+    return this.json<InspectionDeleted>("DELETE", `/v1/inspections/${segment(id)}${query}`, undefined, {}, signal);
   }
 
   /**
@@ -551,7 +564,7 @@ export class EagleClient {
 
   /** One stored inspection by id (404 `not_found` for an unknown id). */
   inspection(id: string, signal?: AbortSignal): Promise<InspectionRecord> {
-    return this.json<InspectionRecord>("GET", `/v1/inspections/${encodeURIComponent(id)}`, undefined, {}, signal);
+    return this.json<InspectionRecord>("GET", `/v1/inspections/${segment(id)}`, undefined, {}, signal);
   }
 
   /**
@@ -565,7 +578,7 @@ export class EagleClient {
     }
     let link: string;
     if (kind === "reference") {
-      link = `/v1/inspections/${encodeURIComponent(id)}/reference`;
+      link = `/v1/inspections/${segment(id)}/reference`;
     } else {
       const record = await this.inspection(id, signal);
       const found = record.pictures[kind === "boxed" ? "box" : kind];
@@ -610,7 +623,7 @@ export class EagleClient {
   }
 
   private stationPath(name: string, action = ""): string {
-    return `/v1/stations/${encodeURIComponent(name)}${action ? `/${action}` : ""}`;
+    return `/v1/stations/${segment(name)}${action ? `/${action}` : ""}`;
   }
 
   /** Every station the service runs (created through the API or from a stations file), with its figures. */
@@ -717,7 +730,7 @@ export class EagleClient {
 
   /** Revoke a key (admin): refused from its next request on. */
   revokeKey(name: string, signal?: AbortSignal): Promise<KeyInfo> {
-    return this.json<KeyInfo>("DELETE", `/v1/keys/${encodeURIComponent(name)}`, undefined, {}, signal);
+    return this.json<KeyInfo>("DELETE", `/v1/keys/${segment(name)}`, undefined, {}, signal);
   }
 
   /**

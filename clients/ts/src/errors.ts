@@ -47,3 +47,14 @@ export class EagleFitError extends EagleError {
     super(`fit job ${jobId} failed: ${jobError}`);
   }
 }
+
+/**
+ * A name or id that cannot be one path segment of a route (empty, `.` or `..`): a URL would drop it and the request
+ * would reach another route. A `TypeError`, as any wrong argument, thrown before a request is sent.
+ */
+export class PathSegmentError extends TypeError {
+  constructor(readonly value: string) {
+    super(`${JSON.stringify(value)} cannot name a category, inspection, job, station or key: a URL would drop it from the path`);
+    this.name = "PathSegmentError";
+  }
+}

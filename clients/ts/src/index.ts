@@ -66,9 +66,10 @@ export {
   type TeachRequest,
   type ThresholdChange,
 } from "./client.js";
-export { EagleApiError, EagleError, EagleFitError, EagleNetworkError } from "./errors.js";
+export { EagleApiError, EagleError, EagleFitError, EagleNetworkError, PathSegmentError } from "./errors.js";
 export type { components, paths } from "./generated/openapi.js";
 export { FIT_OPTIONS } from "./generated/fit-options.js";
+export { STATION_DUPLICATES } from "./generated/station-options.js";
 export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
 export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportAnsweredBy, type ExportBox, type ExportRow } from "./export.js";
