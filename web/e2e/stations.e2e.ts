@@ -98,6 +98,15 @@ describe("stations page", () => {
     await create.getByLabel("Hot folder (relative to the data root)").fill(folders.line);
     await create.getByLabel("Settle time (seconds)").fill("0.2");
     await create.getByLabel("Folder sink (relative to the data root)").fill(folders.sorted);
+    // The service's declared choices for a repeated content, the default first, the hint read with the field.
+    const duplicates = create.getByLabel("An image whose content was already inspected");
+    expect(await duplicates.locator("option").allTextContents()).toEqual([
+      "Service default: Tell the sinks it was not inspected (names the earlier verdict)",
+      "Tell the sinks it was not inspected (names the earlier verdict)",
+      "Put it away silently (the log and a warning only)",
+    ]);
+    expect(await duplicates.getAttribute("aria-describedby")).toBe(await create.locator(".hint", { hasText: "A frozen camera" }).getAttribute("id"));
+    await duplicates.selectOption("skip");
     expect(await create.locator('[data-testid="create-blocked"]').count()).toBe(0);
     await create.getByRole("button", { name: "Create station" }).click();
     await create.getByText(`Created ${LINE}: images written into its hot folder are inspected against mono.`).waitFor();
@@ -108,7 +117,13 @@ describe("stations page", () => {
     expect(await line.locator('[data-field="last-verdict"]').textContent()).toBe("none yet");
     // The form's body reached the service as typed.
     const made = await client.getStation(LINE);
-    expect(made.spec).toMatchObject({ name: LINE, category: "mono", source: { kind: "folder", path: folders.line, settle_s: 0.2 }, sinks: [{ kind: "folder", path: folders.sorted }] });
+    expect(made.spec).toMatchObject({
+      name: LINE,
+      category: "mono",
+      duplicates: "skip",
+      source: { kind: "folder", path: folders.line, settle_s: 0.2 },
+      sinks: [{ kind: "folder", path: folders.sorted }],
+    });
 
     // A real cell into the hot folder: the page, refreshing on its own, shows it inspected and its verdict.
     drop("sample-crack.png", folders.line, "cell-01.png");

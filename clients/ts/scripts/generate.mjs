@@ -33,10 +33,22 @@ const fitOptionsText =
   "/** Every fit option the service accepts: JSON type, default, choices, help (deprecated: an old name). */\n" +
   `export const FIT_OPTIONS = ${JSON.stringify(fitOptions, null, 2)} as const;\n`;
 
+// The station body's declared choices (src/eagle_iad/station/config.py's DUPLICATES), for the console's form.
+const duplicates = JSON.parse(documentText).components.schemas.StationBody.properties.duplicates;
+const stationOptionsText =
+  header.replace("(openapi-typescript)", "(components.schemas.StationBody)") +
+  "/** A station's `duplicates`: its choices, the default a body without it gets, and what it means. */\n" +
+  `export const STATION_DUPLICATES = ${JSON.stringify(
+    { choices: duplicates.enum.filter((c) => c !== null), default: duplicates["x-default"], description: duplicates.description },
+    null,
+    2,
+  )} as const;\n`;
+
 const outputs = [
   [join(pkg, "openapi.json"), documentText],
   [join(pkg, "src", "generated", "openapi.ts"), typesText],
   [join(pkg, "src", "generated", "fit-options.ts"), fitOptionsText],
+  [join(pkg, "src", "generated", "station-options.ts"), stationOptionsText],
 ];
 let stale = [];
 for (const [path, text] of outputs) {

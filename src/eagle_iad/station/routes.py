@@ -74,7 +74,9 @@ class StationBody(BaseModel):
         None,
         description="a file whose content the station already inspected: refuse tells the sinks it as a refusal "
         f"naming the earlier record, skip sends nothing; one of {', '.join(DUPLICATES)} (default {DEFAULT_DUPLICATES})",
-        json_schema_extra={"enum": [*DUPLICATES, None]},
+        # x-default: the default a body without it gets (the field's own None keeps PATCH's "unchanged"); the
+        # console's form reads choices and default from here (clients/ts/src/generated/station-options.ts)
+        json_schema_extra={"enum": [*DUPLICATES, None], "x-default": DEFAULT_DUPLICATES},
     )
     source: dict[str, Any] = Field(description="the source's table: kind and its options (docs/STATIONS.md)")
     sinks: list[dict[str, Any]] = Field(default_factory=list, description="one table per sink: kind and its options")

@@ -1,9 +1,10 @@
-import type { StationInfo } from "@eagle-iad/client";
+import { STATION_DUPLICATES, type StationInfo } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
 import {
   EMPTY_FORM,
   allWarnings,
   deadLetters,
+  duplicatesText,
   formatImagesPerSecond,
   formatSeconds,
   formatVerdictTime,
@@ -192,6 +193,16 @@ describe("the create form", () => {
   it("asks for the hot folder's subfolders only when the box is ticked", () => {
     expect(stationBody({ ...filled, recursive: true }).source).toEqual({ kind: "folder", path: "hot/line-1", settle_s: 1, recursive: true });
     expect(stationBody({ ...filled, recursive: false }).source).not.toHaveProperty("recursive");
+  });
+
+  it("sends duplicates only when a choice was made, from the service's declared choices", () => {
+    expect(STATION_DUPLICATES.choices).toEqual(["refuse", "skip"]);
+    expect(STATION_DUPLICATES.default).toBe("refuse");
+    expect(stationBody({ ...filled, duplicates: "skip" }).duplicates).toBe("skip");
+    expect(stationBody({ ...filled, duplicates: "refuse" }).duplicates).toBe("refuse");
+    expect(stationBody({ ...filled, duplicates: "" })).not.toHaveProperty("duplicates");
+    expect(duplicatesText("skip")).toBe("Put it away silently (the log and a warning only)");
+    expect(duplicatesText("later")).toBe("later");
   });
 });
 

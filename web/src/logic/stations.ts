@@ -3,7 +3,7 @@
  * its figures in words, and the create form checked and turned into a `POST /v1/stations` body.
  */
 
-import type { SinkInfo, StationBody, StationInfo } from "@eagle-iad/client";
+import { STATION_DUPLICATES, type SinkInfo, type StationBody, type StationInfo } from "@eagle-iad/client";
 
 /** How often the page asks for the stations' figures while it is visible. */
 export const REFRESH_MS = 2000;
@@ -224,6 +224,16 @@ export function allWarnings(stations: readonly StationInfo[]): Array<{ station: 
   return stations.flatMap((info) => info.warnings.map((warning) => ({ station: info.station, warning })));
 }
 
+/** A station's `duplicates` choice, as the service declares them (`STATION_DUPLICATES`). */
+export type Duplicates = (typeof STATION_DUPLICATES.choices)[number];
+
+/** The form's words for each choice (a choice the service adds later is offered by its own name). */
+export function duplicatesText(choice: Duplicates | string): string {
+  if (choice === "refuse") return "Tell the sinks it was not inspected (names the earlier verdict)";
+  if (choice === "skip") return "Put it away silently (the log and a warning only)";
+  return choice;
+}
+
 /** What the create form holds, as typed. */
 export interface StationForm {
   name: string;
@@ -232,6 +242,8 @@ export interface StationForm {
   settleS: string;
   /** The folder source's `recursive`: take the images of the hot folder's subfolders too (docs/STATIONS.md). */
   recursive: boolean;
+  /** The station's `duplicates`, one of the service's declared choices; "" leaves the service's default. */
+  duplicates: "" | Duplicates;
   backlogLimit: string;
   deadlineS: string;
   sinkFolder: string;
@@ -244,6 +256,7 @@ export const EMPTY_FORM: StationForm = {
   folder: "",
   settleS: "1",
   recursive: false,
+  duplicates: "",
   backlogLimit: "",
   deadlineS: "",
   sinkFolder: "",
@@ -284,6 +297,7 @@ export function stationBody(form: StationForm): StationBody {
   };
   // only when asked: the service's default (false) stays the source's own
   if (form.recursive) body.source.recursive = true;
+  if (form.duplicates !== "") body.duplicates = form.duplicates;
   const backlog = numberOf(form.backlogLimit);
   if (backlog !== null) body.backlog_limit = backlog;
   const deadline = numberOf(form.deadlineS);

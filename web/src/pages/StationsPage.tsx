@@ -1,4 +1,4 @@
-import { EagleApiError, type StationInfo } from "@eagle-iad/client";
+import { EagleApiError, STATION_DUPLICATES, type StationInfo } from "@eagle-iad/client";
 import { useCallback, useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { useApi, useAsync } from "../api";
 import { ErrorBanner, Loading } from "../components/ErrorBanner";
@@ -15,6 +15,7 @@ import {
   STATION_NAME_RULE,
   allWarnings,
   deadLetters,
+  duplicatesText,
   formatImagesPerSecond,
   formatSeconds,
   formatVerdictTime,
@@ -675,6 +676,11 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
             Up to 8 levels (dated camera folders); each image is named by its path in the hot folder and filed under the same path in done/.
           </span>
         </div>
+        <SelectField id={`${id}-duplicates`} label="An image whose content was already inspected" value={form.duplicates}
+          options={STATION_DUPLICATES.choices.map((choice) => [choice, duplicatesText(choice)] as const)}
+          empty={`Service default: ${duplicatesText(STATION_DUPLICATES.default)}`}
+          hint="A frozen camera sending the same picture for the next part: telling the sinks gives a PLC that waits for an answer per part its answer."
+          onChange={(value) => setForm((f) => ({ ...f, duplicates: value as StationForm["duplicates"] }))} />
         <div className="field-row">
           <div className="field">
             <label htmlFor={`${id}-backlog`}>Backlog limit (optional)</label>
