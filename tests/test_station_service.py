@@ -1463,8 +1463,32 @@ def test_a_pause_and_a_resume_say_in_the_audit_log_what_they_changed_and_why(
         assert refused[0] == 400, refused
         assert _post(live.base, "/v1/stations/line-1/pause", {"reason": "typo"})[0] == 400  # an unknown field
         rows = call("GET", f"{live.base}/v1/audit")[2]["items"][::-1]
+        # A station's rows are of the category it inspects: its path does not name one, so the audit by category
+        # listed none of them (create, change, pause, resume, delete).
+        assert _patch(live.base, "line-1", {"deadline_s": 5})[0] == 200
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        mono = call("GET", f"{live.base}/v1/audit?category=mono")[2]["items"][::-1]
+        other = call("GET", f"{live.base}/v1/audit?category=tire")[2]
     assert [(r["route"], r["path"], r["detail"]) for r in rows[1:]] == [
         ("/v1/stations/{name}/pause", "/v1/stations/line-1/pause", "paused line-1 (was running): jam at the conveyor"),
         ("/v1/stations/{name}/pause", "/v1/stations/line-1/pause", "paused line-1 (already paused: no change)"),
         ("/v1/stations/{name}/resume", "/v1/stations/line-1/resume", "resumed line-1 (was paused)"),
     ]  # fmt: skip
+    assert [(r["method"], r["path"]) for r in mono] == [
+        ("POST", "/v1/stations"),
+        *[("POST", f"/v1/stations/line-1/{verb}") for verb in ("pause", "pause", "resume")],
+        ("PATCH", "/v1/stations/line-1"),
+        ("DELETE", "/v1/stations/line-1"),
+    ], mono
+    assert other["total"] == 0, other
+
+
+def test_a_change_of_category_says_the_old_one_in_its_audit_detail() -> None:
+    """The row of a change is filed under the category after it (``?category=`` of the new one lists it); the
+    detail keeps the one before, so the old category's engineer reading the whole log sees where it went."""
+    from eagle_iad.station.routes import _changed_detail
+
+    assert _changed_detail("line-1", {"category": "tire"}, {}, ("mono", "tire")) == (
+        "changed line-1: ['category']; category mono -> tire"
+    )
+    assert _changed_detail("line-1", {"deadline_s": 5}, {}, ("mono", "mono")) == "changed line-1: ['deadline_s']"

@@ -483,7 +483,8 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
         ownership.release(config.name)
         raise
     sinks = ", ".join(str(sink.get("kind")) for sink in spec.get("sinks", []))
-    audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}")
+    audit_detail(request, f"created {config.name}: {spec['source'].get('kind')} -> {config.category} -> {sinks}",
+                 category=config.category)  # fmt: skip
     return _info(state, running)
 
 
@@ -625,9 +626,15 @@ def _drop_removed(
     return owed
 
 
-def _changed_detail(name: str, patch: dict[str, Any], dropped: dict[str, tuple[int, int]]) -> str:
-    """The audit row's detail of a change: the fields changed, and what a removed sink's queue dropped."""
-    return f"changed {name}: {sorted(patch)}" + (f"; dropped undelivered: {_owed_text(dropped)}" if dropped else "")
+def _changed_detail(
+    name: str, patch: dict[str, Any], dropped: dict[str, tuple[int, int]], category: tuple[Any, str] | None = None
+) -> str:
+    """The audit row's detail of a change: the fields changed, a change of category from what to what (the row is
+    filed under the new one), and what a removed sink's queue dropped."""
+    moved = f"; category {category[0]} -> {category[1]}" if category is not None and category[0] != category[1] else ""
+    return f"changed {name}: {sorted(patch)}{moved}" + (
+        f"; dropped undelivered: {_owed_text(dropped)}" if dropped else ""
+    )
 
 
 def checked_body(spec: dict[str, Any]) -> dict[str, Any]:
@@ -653,6 +660,7 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
             _refuse_run_by_file(request, run)
         raise ApiError(404, f"no station {name!r}", code="station_not_found")
     old, paused = kept
+    was_category = old.get("category")
     spec = patched_spec(old, patch)
     if spec.get("name") != name:
         raise ApiError(400, f"name: a station's name cannot change (create {spec.get('name')!r} with POST "
@@ -714,9 +722,12 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
         manager.prepare(config, live=None).close()
         dropped = _drop_removed(tables, name, before, after, discard)
         tables.update_spec(name, spec)
-        audit_detail(request, _changed_detail(name, patch, dropped))
+        audit_detail(request, _changed_detail(name, patch, dropped, (was_category, config.category)),
+                     category=config.category)  # fmt: skip
         return _kept_info(request, name, spec, paused)
-    audit_detail(request, _changed_detail(name, patch, dropped))
+    # of the category it inspects after the change (a change of category says the old one in its detail)
+    audit_detail(request, _changed_detail(name, patch, dropped, (was_category, config.category)),
+                 category=config.category)  # fmt: skip
     return _info(state, started)
 
 
@@ -736,7 +747,8 @@ def _set_paused(request: Request, name: str, paused: bool, body: PauseBody | Non
     verb, state = ("paused", "paused") if paused else ("resumed", "running")
     change = f"already {state}: no change" if was == paused else f"was {'paused' if was else 'running'}"
     why = ((body.why if body is not None else None) or "").strip()  # control characters: escaped by the log
-    audit_detail(request, f"{verb} {name} ({change})" + (f": {why}" if why else ""))
+    category = info.get("category") or None  # "" where a replica's row does not say
+    audit_detail(request, f"{verb} {name} ({change})" + (f": {why}" if why else ""), category=category)
     return info
 
 
@@ -820,7 +832,10 @@ def _deleted_detail(request: Request, tables: StationTables, name: str) -> None:
     """The audit row's detail of a delete: what each sink still owed, dropped with it (``?discard_pending=true``,
     which the recorded path does not show), so the audit says which verdicts were never delivered."""
     owed = tables.owed_by_sink(name)
-    audit_detail(request, f"deleted {name}" + (f"; dropped undelivered: {_owed_text(owed)}" if owed else ""))
+    # the category it inspected, from its kept spec, so the audit by category lists the delete (read before it goes)
+    category = next((spec.get("category") for found, spec, _ in tables.specs() if found == name), None)
+    audit_detail(request, f"deleted {name}" + (f"; dropped undelivered: {_owed_text(owed)}" if owed else ""),
+                 category=category if isinstance(category, str) else None)  # fmt: skip
 
 
 def _delete(name: str, request: Request, discard: bool) -> Response:
