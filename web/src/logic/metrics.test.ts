@@ -49,6 +49,7 @@ describe("metric labels and formats", () => {
     expect(metricLabel("image_auroc")).toBe("Image AUROC");
     expect(metricLabel("boxes.mean_best_iou")).toBe("Mean best box IoU (boxes)");
     expect(metricLabel("some.new_key")).toBe("New key (some)");
+    expect(metricLabel("unrecognised_normals")).toBe("False alarms, unrecognised");
   });
   it("uses one format per kind: counts whole, rates 3 decimals, scores like the console", () => {
     expect(formatMetricFor("at_tau.fn", 4)).toBe("4");
@@ -66,5 +67,9 @@ describe("metricExplanation", () => {
     );
     expect(metricExplanation("at_tau.fn")).toBe("Defective images called normal: the failure that costs most on a line.");
     expect(metricExplanation("n_normal")).toBeNull();
+    // eval-expert's unrecognised counts (metrics.json) are named and explained, not shown as raw keys
+    expect(metricExplanation("unrecognised_below_tau")).toBe(
+      "Images scored below the threshold that are unrecognised all the same: the product would not pass them, but the counts at the threshold read the score alone and do.",
+    );
   });
 });

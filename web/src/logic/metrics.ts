@@ -70,6 +70,9 @@ const LEAF_LABELS: Record<string, string> = {
   normal_boxes: "Boxes on normal images",
   normal_images_with_boxes: "Normal images with boxes",
   defects_without_mask: "Defective images without a mask",
+  unrecognised_defects: "Defects caught, unrecognised",
+  unrecognised_normals: "False alarms, unrecognised",
+  unrecognised_below_tau: "Unrecognised images below the threshold",
 };
 
 /** One sentence per metric, for a reader who does not know the term (shown under its name). */
@@ -95,6 +98,10 @@ const EXPLANATIONS: Record<string, string> = {
   median_area_ratio: "Box area over defect area, the middle value: near 1 means tight boxes, large means loose ones.",
   touch_rate: "The share of boxes that touch a defect at all.",
   normal_boxes: "Boxes drawn on normal test images (there should be few).",
+  unrecognised_defects: "Of the defects caught, those the product calls unrecognised (not like the training images): they get no boxes.",
+  unrecognised_normals: "Of the false alarms, those the product calls unrecognised (not like the training images): a new look of normal parts, which teaching fixes.",
+  unrecognised_below_tau:
+    "Images scored below the threshold that are unrecognised all the same: the product would not pass them, but the counts at the threshold read the score alone and do.",
 };
 
 /** The sentence under a metric's name, or null for one that needs none (counts of images, names). */
