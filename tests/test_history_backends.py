@@ -991,3 +991,36 @@ def test_a_file_that_is_not_a_history_database_is_named_not_a_traceback(
     assert main(["review", "list", "--history", str(fake)]) == 2
     assert capsys.readouterr().err == f"eagle: error: {refused.value}\n"
     assert fake.read_text() == "garbage, not a database\n" * 100  # left as it was
+
+
+def test_a_label_history_keeps_its_newest_entries_and_a_revision_gone_from_it_is_a_conflict(tmp_path: Path) -> None:
+    """A part relabelled without end keeps its newest ``LABEL_HISTORY_KEPT`` entries (the row every listing reads
+    stays bounded; the audit log keeps each one); the first kept revision says how many went. A retry based on a
+    kept revision is still recognised, and a stale change still refused."""
+    from eagle_iad.record import LABEL_HISTORY_KEPT
+    from eagle_iad.service.store import LabelChangedError
+
+    store = InspectionStore(tmp_path / "h.sqlite3")
+    try:
+        store.add(_record(1))
+        total = LABEL_HISTORY_KEPT + 5
+        for revision in range(total):
+            label = ("normal", "anomalous")[revision % 2]
+            store.set_label("i001", label, f"2026-12-05T00:{revision // 60:02d}:{revision % 60:02d}+00:00",
+                            by="omar", note=f"n{revision}", expected=revision)  # fmt: skip
+        record = store.get("i001")
+        assert record is not None and record.label_revision == total
+        history = record.label_history or []
+        assert [entry["revision"] for entry in history] == list(range(6, total + 1))
+        assert history[0]["note"] == "n5" and history[-1]["note"] == f"n{total - 1}"
+        # omar's own last label again, based on a revision still kept: the retry is recognised (nothing written)
+        again = store.set_label("i001", "normal", "2026-12-05T01:00:00+00:00", by="omar", note=f"n{total - 1}",
+                                expected=total - 1)  # fmt: skip
+        assert again is not None and again.label_revision == total
+        # another label based on revision 3 (gone from the kept entries): refused, as any stale change
+        with pytest.raises(LabelChangedError):
+            store.set_label("i001", "anomalous", "2026-12-05T01:00:01+00:00", by="ana", expected=3)
+        final = store.get("i001")
+        assert final is not None and len(final.label_history or []) == LABEL_HISTORY_KEPT
+    finally:
+        store.close()

@@ -25,6 +25,13 @@ def iso_time(seconds: float | None = None) -> str:
     return when.isoformat(timespec="milliseconds")
 
 
+#: How many entries a record's ``label_history`` keeps, the newest: a part relabelled without end (a script in a
+#: loop, two stations' operators disagreeing all shift) must not grow one row of the history without bound, which
+#: every listing and export reads. Every label stays in the audit log (``label_audit``: what it replaced, by whom,
+#: the note), so nothing said is lost; the first kept entry's revision says how many went before it.
+LABEL_HISTORY_KEPT = 100
+
+
 def doc(text: str, default: Any = MISSING) -> Any:
     """A field with its description (the OpenAPI schema shows it) and, optionally, a default."""
     if default is MISSING:
@@ -72,7 +79,9 @@ class InspectionRecord:
         "(null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are "
         "never lost; agreed: true where it gave the label the part already had (a second operator's same label, "
         "kept with their note while the first one's stands); null: never labelled since this field (a label given "
-        "before it is the history's first entry once the part is labelled again)",
+        f"before it is the history's first entry once the part is labelled again). The newest {LABEL_HISTORY_KEPT} "
+        "entries are kept (the audit log keeps every one): where the first kept one's revision is above 1, the "
+        "ones before it went",
         None,
     )
     near_threshold: bool | None = doc(

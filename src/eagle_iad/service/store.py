@@ -26,7 +26,7 @@ from eagle_iad.history.backend import Connection, Cursor, Lease, scrub
 from eagle_iad.history.backend import transaction as _transaction
 from eagle_iad.history.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from eagle_iad.history.schema import Upgrade, upgrade
-from eagle_iad.record import InspectionRecord, columns, from_row, to_row
+from eagle_iad.record import LABEL_HISTORY_KEPT, InspectionRecord, columns, from_row, to_row
 from eagle_iad.review import DECISION_FILTERS, REASONS, Reason, queued_condition, reason_columns, reasons_of
 
 #: What a user may say an inspected part actually was (``None``: not labelled).
@@ -679,7 +679,9 @@ def _labelled(
                              "previous": current.label}  # fmt: skip
     if agreed:  # the first one's label stands (who, when, note); the second one's is in the history
         entry["agreed"] = True
-    history = [*(current.label_history or _earlier_label(current)), entry]
+    # the newest LABEL_HISTORY_KEPT only (the audit log keeps every one); a retry based on a revision gone from
+    # them is no longer recognised as one (its entries since are not all there), and is taken as an agreement
+    history = [*(current.label_history or _earlier_label(current)), entry][-LABEL_HISTORY_KEPT:]
     if agreed:
         return replace(current, label_revision=revision + 1, label_history=history)
     kept = keep_note and note is None and label is not None and label == current.label

@@ -1321,7 +1321,7 @@ export interface components {
             label_by?: string | null;
             /**
              * Label History
-             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again)
+             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again). The newest 100 entries are kept (the audit log keeps every one): where the first kept one's revision is above 1, the ones before it went
              */
             label_history?: {
                 [key: string]: unknown;
@@ -1589,7 +1589,7 @@ export interface components {
             label_by?: string | null;
             /**
              * Label History
-             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again)
+             * @description every label given, changed, confirmed or cleared, oldest first, the current one last: revision, label (null: cleared), by, time, note and previous (the label it replaced), so a corrected label and its note are never lost; agreed: true where it gave the label the part already had (a second operator's same label, kept with their note while the first one's stands); null: never labelled since this field (a label given before it is the history's first entry once the part is labelled again). The newest 100 entries are kept (the audit log keeps every one): where the first kept one's revision is above 1, the ones before it went
              */
             label_history?: {
                 [key: string]: unknown;
