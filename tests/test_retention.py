@@ -357,6 +357,37 @@ def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(t
     ), rows
 
 
+def test_a_prune_stopped_between_a_batch_s_commit_and_its_count_audits_that_batch(tmp_path: Path) -> None:
+    """SIGTERM right after a batch's delete committed, before it was counted (``EAGLE_TEST_PAUSE=prune batch
+    committed``): the stop waits for the count, so the audit row names the batch that went for good (it said 0 and
+    wrote no row at all: nothing counted). Then 143, as any stop."""
+    import signal
+
+    from test_stops import Eagle
+
+    state = tmp_path / "state"
+    state.mkdir()
+    store = InspectionStore(state / "eagle.sqlite3")
+    _history(store, state / "files", datetime.now(UTC))
+    store.close()
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    eagle = Eagle(["history", "prune", "--older-than", "30", "--state-dir", str(state)], tmpdir, tmp_path,
+                  pause="prune batch committed")  # fmt: skip
+    try:
+        eagle.wait_paused("prune batch committed")
+        eagle.process.send_signal(signal.SIGTERM)
+        code, out, err = eagle.finish()
+    finally:
+        eagle.kill()
+    assert code == 143 and out == "", err
+    rows = _audit_rows(str(state / "eagle.sqlite3"))
+    assert len(rows) == 1 and str(rows[0][4]).endswith(
+        "labelled kept: 3 inspection(s), 0 picture folder(s), 0 files, 0 bytes removed; stopped early: stopped "
+        "by SIGTERM (eagle history prune)"
+    ), rows
+
+
 #: The one format of an inspection's stored time and of a prune's cut-off: UTC, milliseconds, ``+00:00``. Fixed
 #: width, so that comparing two as text (``time < ?``, on either backend) compares them as times.
 STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")

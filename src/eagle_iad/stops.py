@@ -110,11 +110,12 @@ _paused: set[str] = set()
 
 
 def checkpoint(name: str) -> None:
-    """Test hook: pause here (once per process) when ``EAGLE_TEST_PAUSE`` names this point."""
+    """Test hook: pause here (once per process) when ``EAGLE_TEST_PAUSE`` names this point. Inside
+    :func:`uninterrupted` the pause ends when a signal arrives (deferred: raised as the block ends)."""
     if os.environ.get(PAUSE_ENV) != name or name in _paused:
         return
     _paused.add(name)
     print(f"{PAUSED}{name}", file=sys.stderr, flush=True)
     deadline = time.monotonic() + PAUSE_LIMIT_S
-    while time.monotonic() < deadline:
-        time.sleep(0.05)  # a signal's handler raises out of here
+    while time.monotonic() < deadline and not _deferred:
+        time.sleep(0.05)  # a signal's handler raises out of here (or, deferred, ends the loop)

@@ -39,7 +39,7 @@ from typing import Any
 from eagle_iad.errors import ConfigError
 from eagle_iad.record import iso_time
 from eagle_iad.service.store import Inspection, InspectionStore, is_inspection_id
-from eagle_iad.stops import checkpoint
+from eagle_iad.stops import checkpoint, uninterrupted
 
 #: Inspections per batch of a prune: one short transaction each, the history's other writers served between them.
 PRUNE_BATCH = 200
@@ -193,14 +193,21 @@ def prune(
                 done.removed(remove_pictures(files_dir, inspection_id))
 
             for start in range(0, len(ids), PICTURES_ONLY_STEP):
-                done.inspections += len(store.forget_pictures(ids[start : start + PICTURES_ONLY_STEP],
-                                                              PICTURES_PRUNED.format(when=when),
-                                                              unlabelled_only=not labelled, remove=remove))  # fmt: skip
+                step_ids = ids[start : start + PICTURES_ONLY_STEP]
+                with uninterrupted():  # committed and counted as one: a stop in between would leave it uncounted
+                    forgot = store.forget_pictures(step_ids, PICTURES_PRUNED.format(when=when),
+                                                   unlabelled_only=not labelled, remove=remove)  # fmt: skip
+                    done.inspections += len(forgot)
         else:  # the rows first, each still unlabelled when removed; then the files of those, and only those
-            gone = store.delete(ids, unlabelled_only=not labelled)
-            done.inspections += len(gone)
+            # A stop (SIGTERM, Ctrl-C) between the batch's commit and its count would leave a batch removed for good
+            # and missing from the audit row: it waits until both are done (then raises, stops.uninterrupted).
+            with uninterrupted():
+                gone = store.delete(ids, unlabelled_only=not labelled)
+                checkpoint("prune batch committed")  # test hook: a signal here, between the commit and the count
+                done.inspections += len(gone)
             for inspection_id in gone:
-                done.removed(remove_pictures(files_dir, inspection_id))
+                with uninterrupted():  # removed and counted as one
+                    done.removed(remove_pictures(files_dir, inspection_id))
         checkpoint("prune batch")  # test hook: a signal here stops a prune that has removed a batch
     kept = 0
     if not labelled:
