@@ -445,3 +445,41 @@ def test_tags_of_neighbouring_boxes_never_cover_one_another() -> None:
     rgb = np.zeros((400, 300, 3), dtype=np.uint8)
     drawn = label_boxes(rgb, boxes[:2])
     assert drawn.shape == rgb.shape
+
+
+def test_legend_labels_keep_apart_in_rows() -> None:
+    from eagle_iad.tgps.render import label_rows
+
+    ends = [(8.0, 40.0), (250.0, 292.0)]  # the end labels, "72.75" and "175.18+"
+    # the threshold alone fits between the ends; a cut 20 px left of it would cover it, so it goes a row lower;
+    # a third label clear of the first row's two goes back up; one at the hot end slides inside the bar
+    placed = label_rows([(200.0, 80.0), (180.0, 60.0), (60.0, 30.0), (299.0, 50.0)], ends, (8.0, 292.0), gap=5.0)
+    assert placed == [(160.0, 0), (150.0, 1), (45.0, 0), (242.0, 1)]
+    spans = [[*ends]] + [[] for _ in range(2)]
+    for (left, row), (_centre, width) in zip(placed, [(200.0, 80.0), (180.0, 60.0), (60.0, 30.0), (299.0, 50.0)],
+                                             strict=True):  # fmt: skip
+        assert all(left + width + 5.0 <= a or b + 5.0 <= left for a, b in spans[row]), (left, row)
+        spans[row].append((left, left + width))
+
+
+def test_a_legend_mark_that_would_cover_another_is_printed_a_row_lower() -> None:
+    """Only the new mark's tick and label differ, the label below the first row; the strip grows by one line."""
+    from eagle_iad.tgps.render import with_legend
+
+    picture = np.full((40, 260, 3), 200, dtype=np.uint8)
+    alone = with_legend(picture, (0.0, 3.0), {"threshold": 2.0}, "map")
+    apart = with_legend(picture, (0.0, 3.0), {"threshold": 2.0, "boxes": 1.0}, "map")
+    close = with_legend(picture, (0.0, 3.0), {"threshold": 2.0, "boxes": 1.8}, "map")
+    assert apart.shape == alone.shape  # room in the first row: the strip keeps its height
+    assert close.shape[0] > alone.shape[0] and close.shape[1:] == alone.shape[1:]
+    grown = close.shape[0] - alone.shape[0]  # one text line
+    # the strip is white: pad the one-mark picture to the same height and look at what the second mark drew
+    padded = np.concatenate([alone, np.full((grown, 260, 3), 255, dtype=np.uint8)])
+    changed = np.any(close != padded, axis=2)
+    bar_top, label_y = 40 + 10 + 8, 40 + 10 + 8 + 10 + 2  # the bar below the title line; its labels' first row
+    tick = 8 + math.floor(1.8 / 3.0 * (260 - 16 - 1) + 0.5)
+    ys, xs = np.nonzero(changed[:label_y])
+    assert ys.min() >= bar_top - 4 and set(xs) <= {tick - 1, tick, tick + 1}  # its tick: a 2 px line at its x
+    assert not changed[label_y : label_y + grown].any()  # nothing in the first row of labels was covered
+    ys, xs = np.nonzero(changed[label_y + grown :])
+    assert ys.size > 0 and abs(float(xs.mean()) - tick) < 8  # "boxes 1.80" in the second row, under its tick

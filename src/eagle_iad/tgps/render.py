@@ -318,45 +318,77 @@ def draw_candidates(rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return out
 
 
+Span = tuple[float, float]
+
+
+def label_rows(wanted: list[Span], taken: list[Span], bounds: Span, gap: float) -> list[tuple[float, int]]:
+    """Where each of a legend's tick labels goes: ``(left, row)`` for each ``(centre, width)`` in ``wanted``.
+
+    A label is centred under its tick, slid inside ``bounds`` (the bar's ends), and put in the first row
+    where it keeps ``gap`` from every label already there; row 0 already holds ``taken`` (the end labels).
+    Two ticks close together (the threshold and where weak boxes were cut) then read one above the other
+    instead of printed over each other, and a picture whose labels fit in one row keeps its one row.
+    """
+    rows: list[list[Span]] = [list(taken)]
+    placed: list[tuple[float, int]] = []
+    for centre, width in wanted:
+        left = min(max(bounds[0], centre - width / 2), bounds[1] - width)
+        span = (left, left + width)
+        row = next((index for index, spans in enumerate(rows)
+                    if all(span[1] + gap <= a or b + gap <= span[0] for a, b in spans)), len(rows))  # fmt: skip
+        if row == len(rows):
+            rows.append([])
+        rows[row].append(span)
+        placed.append((left, row))
+    return placed
+
+
 def with_legend(picture: np.ndarray, scale: tuple[float, float], marks: dict[str, float], title: str) -> np.ndarray:
     """The picture with a colour bar underneath: the jet scale from ``scale[0]`` to ``scale[1]``.
 
     ``marks`` (e.g. ``{"tau": 1.8}``) are drawn as labelled ticks so a reader sees where the
-    category's threshold lies on the same colours as the map. The bar is as wide as the picture
-    (at least 260 px, the picture padded with white when narrower).
+    category's threshold lies on the same colours as the map. Labels never cover one another nor the
+    end labels (:func:`label_rows`): one that would is printed a row lower, and only then does the strip
+    grow, by one text line a row. The bar is as wide as the picture (at least 260 px, the picture padded
+    with white when narrower).
     """
     height, width = picture.shape[:2]
     total_width = max(width, 260)
     font_size = max(10, min(16, total_width // 30))
     font = _font(font_size)
-    strip = 3 * font_size + 22
-    canvas = Image.new("RGB", (total_width, height + strip), (255, 255, 255))
-    canvas.paste(Image.fromarray(picture), (0, 0))
-    draw = ImageDraw.Draw(canvas)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = 8
+    low, high = scale
+    low_label, end_label = f"{low:.2f}", f"{high:.2f}+"
+    end_width = measure.textlength(end_label, font=font)
+    end_left = total_width - margin - end_width
     bar_top, bar_height = height + font_size + 8, max(8, font_size)
     bar_width = total_width - 2 * margin
-    ramp = np.linspace(0.0, 1.0, bar_width)
-    colours = np.asarray(colormaps["jet"](ramp, bytes=True)[:, :3], dtype=np.uint8)
-    canvas.paste(Image.fromarray(np.repeat(colours[None], bar_height, axis=0)), (margin, bar_top))
-    low, high = scale
-    draw.text((margin, height + 3), title, fill=(0, 0, 0), font=font)
 
     def x_of(value: float) -> int:
         fraction = (min(max(value, low), high) - low) / (high - low)
         position: int = margin + math.floor(fraction * (bar_width - 1) + 0.5)
         return position
 
+    texts = [(x_of(value), f"{name} {value:.2f}") for name, value in marks.items()]
+    widths = [measure.textlength(text, font=font) for _x, text in texts]
+    taken = [(margin, margin + measure.textlength(low_label, font=font)), (end_left, end_left + end_width)]
+    places = label_rows([(x, w) for (x, _t), w in zip(texts, widths, strict=True)], taken,
+                        (margin, total_width - margin), gap=font_size / 2)  # fmt: skip
+    row_pitch = int(measure.textbbox((0, 0), "hp0", font=font)[3]) + 4  # one text line, descenders included
+    rows = 1 + max((row for _left, row in places), default=0)
+    strip = 3 * font_size + 22 + (rows - 1) * row_pitch
+    canvas = Image.new("RGB", (total_width, height + strip), (255, 255, 255))
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    ramp = np.linspace(0.0, 1.0, bar_width)
+    colours = np.asarray(colormaps["jet"](ramp, bytes=True)[:, :3], dtype=np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(colours[None], bar_height, axis=0)), (margin, bar_top))
+    draw.text((margin, height + 3), title, fill=(0, 0, 0), font=font)
     label_y = bar_top + bar_height + 2
-    draw.text((margin, label_y), f"{low:.2f}", fill=(0, 0, 0), font=font)
-    end_label = f"{high:.2f}+"
-    end_width = draw.textlength(end_label, font=font)
-    draw.text((total_width - margin - end_width, label_y), end_label, fill=(0, 0, 0), font=font)
-    for name, value in marks.items():
-        x = x_of(value)
+    draw.text((margin, label_y), low_label, fill=(0, 0, 0), font=font)
+    draw.text((end_left, label_y), end_label, fill=(0, 0, 0), font=font)
+    for (x, text), (left, row) in zip(texts, places, strict=True):
         draw.line((x, bar_top - 4, x, bar_top + bar_height + 1), fill=(0, 0, 0), width=2)
-        text = f"{name} {value:.2f}"
-        text_width = draw.textlength(text, font=font)
-        draw.text((min(max(margin, x - text_width / 2), total_width - margin - text_width), label_y), text,
-                  fill=(0, 0, 0), font=font)  # fmt: skip
+        draw.text((left, label_y + row * row_pitch), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
