@@ -426,6 +426,81 @@ def test_the_peak_region_is_grown_to_one_cell_when_even_the_relative_cut_is_too_
     assert find_boxes(np.full((20, 20), 3.0), "calibrated", map_tau=2.0, baseline=1.0).boxes == []
 
 
+@pytest.fixture(scope="module")
+def small_elpv_expert() -> Expert:
+    """A small real elpv model, as tests/test_station.py's (12 mono cells, 64 px): its maps are often weak."""
+    from eagle_iad.data import get_layout
+
+    cells = sorted(s.path for s in get_layout("elpv").samples(None, "mono", "train"))[:12]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fit(cells, "mono", ExpertConfig(size=64, native_up_to=0, coreset_ratio=0.05))
+    finally:
+        torch.set_num_threads(before)
+
+
+def _elpv_test_cell(name: str) -> np.ndarray:
+    from eagle_iad.data import get_layout
+
+    [path] = [s.path for s in get_layout("elpv").samples(None, "mono", "test") if s.path.name == name]
+    return load_rgb(path)
+
+
+#: Cracked test cells the small model calls anomalous while no region of their map reaches map_tau: cell0002
+#: (score 131.88 against tau 128.62, its map's peak 121.26 under map_tau 124.81, cut at 106.84, 110.10 on the
+#: score's scale, close enough to the threshold that its legend label needs a second row) and cell0393 (cut at
+#: 104.21 on the score's scale: its label fits beside the threshold's).
+WEAK_CELLS = ("cell0002.png", "cell0393.png")
+
+
+def test_boxes_cut_below_the_threshold_are_said_in_the_text_and_marked_on_the_legend(
+    small_elpv_expert: Expert, whole_frame_expert: Expert, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A box on a cold region beside a threshold mark above it: the CLI says where it was cut and why, the legend
+    marks the cut (the strip grows a row only where its label would cover the threshold's)."""
+    import argparse
+
+    from eagle_iad.cli.inspect import _print_expert_verdicts
+    from eagle_iad.tgps.calibration import score_factor
+    from eagle_iad.verdict import boxes_cut_below, heatmap_picture
+
+    expert = small_elpv_expert
+    heights = []
+    for name in WEAK_CELLS:
+        rgb = _elpv_test_cell(name)
+        result = expert.inspect(rgb)
+        verdict = make_verdict(expert, name, result)
+        map_tau, cut_map = verdict.map["map_tau"], verdict.map["region_threshold"]
+        assert verdict.decision == "anomalous" and verdict.boxes and verdict.map["max"] < map_tau
+        cut = boxes_cut_below(verdict)
+        assert cut == cut_map * score_factor(map_tau, verdict.tau) and cut < verdict.tau
+        record = verdict.to_dict()
+        assert boxes_cut_below(record) == cut  # the JSON record the CLI prints from says the same
+        _print_expert_verdicts(argparse.Namespace(json=False), [{**record, "warnings": []}])
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1 + len(verdict.boxes)] == (
+            f"    boxes: cut at {cut:.2f}, below the threshold {verdict.tau:.2f}: no region of the map reaches it, "
+            "so they mark its strongest part (weak evidence)"
+        )
+        # the legend: a tick at the cut over the bar, where the same verdict cut at map_tau has the bar's colour
+        picture = heatmap_picture(verdict, rgb, result)
+        plain = heatmap_picture(replace(verdict, map={**verdict.map, "region_threshold": map_tau}), rgb, result)
+        low, high = verdict.legend_scale()
+        x = 8 + int(np.floor((cut - low) / (high - low) * (verdict.width - 16 - 1) + 0.5))
+        bar = verdict.height + 10 + 8 + 5  # the bar's middle row (font 10 on a 300 px wide cell)
+        assert picture[bar, x].tolist() == [0, 0, 0] and plain[bar, x].tolist() != [0, 0, 0]
+        heights.append((picture.shape[0] - verdict.height, plain.shape[0] - verdict.height))
+    # cell0002's "boxes 110.10" would cover "threshold 128.62": a second row; cell0393's fits in the first
+    (near, near_plain), (apart, apart_plain) = heights
+    assert near > near_plain == apart == apart_plain == 3 * 10 + 22
+    # an anomalous verdict cut at map_tau, and a normal one, say nothing
+    strong = make_verdict(whole_frame_expert, "a.png", whole_frame_expert.inspect(_defect_image(41, True)))
+    assert strong.boxes and strong.map["region_threshold"] == strong.map["map_tau"] and boxes_cut_below(strong) is None
+    normal = make_verdict(expert, "n.png", expert.inspect(_elpv_test_cell("cell0001.png")))
+    assert normal.decision == "normal" and boxes_cut_below(normal) is None and boxes_cut_below(normal.to_dict()) is None
+
+
 def test_colour_scale_is_the_categorys_not_the_images(whole_frame_expert: Expert, tmp_path: Path) -> None:
     paths = []
     for seed, defect in ((50, False), (51, True)):

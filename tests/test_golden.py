@@ -12,7 +12,9 @@ what every model computed then (and what a model saved before reads as). Defecti
 ``region_threshold`` and boxed thumbnail were rewritten on purpose when the calibrated rule stopped
 falling back to the paper's 2/3-of-max: its few pixels above map_tau made no region of one feature cell,
 and the fallback boxed 47 x 142 px of the cell; now it is cut 2/3 of the way from the baseline to its
-peak (two tight boxes). Every other number and picture is unchanged.
+peak (two tight boxes). The heatmaps of defective cells 0001 and 0002 were rewritten on purpose when
+the legend began marking where weak boxes are cut below the threshold (``boxes 118.92``: both are cut
+below map_tau); their maps are unchanged. Every other number and picture is unchanged.
 
     PYTHONPATH=src python tests/test_golden.py --write    # only after a deliberate change, and say why
 """

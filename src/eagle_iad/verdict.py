@@ -7,6 +7,7 @@ rendered heatmap overlay and boxed picture on the *original* image.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from eagle_iad.tgps.render import (
     with_legend,
 )
 from eagle_iad.tgps.thresholds import is_near
+
+#: The heatmap legend's label for where weak boxes were cut (:func:`boxes_cut_below`), ``boxes 110.10``.
+BOXES_MARK = "boxes"
 
 #: The decision on an image that is not like the training images at all (expert/coverage.py).
 UNRECOGNISED = "unrecognised"
@@ -212,14 +216,45 @@ def region_threshold(verdict: ExpertVerdict) -> float | None:
     return None if value is None else float(value)
 
 
+def boxes_cut_below(verdict: ExpertVerdict | Mapping[str, Any]) -> float | None:
+    """Where an anomalous verdict's boxes were cut, on the score's scale, when below the threshold; else ``None``.
+
+    The calibrated rule boxes the pixels at or above ``map_tau``; when no region of the map reaches it (weak
+    evidence behind an anomalous score, common on small models) :func:`eagle_iad.tgps.regions.find_boxes` cuts
+    lower, so the boxes sit on a region colder than the threshold mark. Every surface a person reads (the
+    heatmap's legend, ``eagle inspect``'s text, the console's mirror of this in ``web/src/logic/legend.ts``)
+    says so from this one value: the region threshold times ``tau / map_tau``, the legend's scale (in map
+    units where that factor is degenerate, as the legend then is). ``verdict`` is an :class:`ExpertVerdict`
+    or its JSON record (:meth:`ExpertVerdict.to_dict`, what the CLI prints from).
+    """
+    fields: Mapping[str, Any] = verdict if not isinstance(verdict, ExpertVerdict) else {
+        "decision": verdict.decision, "boxes": verdict.boxes, "tau": verdict.tau, "map": verdict.map}  # fmt: skip
+    record, tau = fields.get("map"), fields.get("tau")
+    if fields.get("decision") != "anomalous" or not fields.get("boxes"):  # a normal verdict draws no boxes
+        return None
+    if not isinstance(record, Mapping) or tau is None:  # an EAGLE verdict's record: no map of its own
+        return None
+    cut, map_tau = record.get("region_threshold"), record.get("map_tau")
+    if cut is None or map_tau is None or not float(cut) < float(map_tau):
+        return None
+    return float(cut) * score_factor(float(map_tau), float(tau))
+
+
 def heatmap_picture(verdict: ExpertVerdict, rgb: np.ndarray, result: ExpertResult) -> np.ndarray:
-    """The heatmap on the category's fixed colour scale, uninspected pixels hatched, with its legend."""
+    """The heatmap on the category's fixed colour scale, uninspected pixels hatched, with its legend.
+
+    Beside the threshold the legend marks where the boxes were cut when that is below it
+    (:func:`boxes_cut_below`): a box on a blue region is otherwise a puzzle beside a threshold mark above it.
+    """
     overlay = heatmap_overlay(
         rgb, result.anomaly_map, scale=verdict.colour_scale, inspected=result.geometry.inspected()
     )
     # the threshold sits where map_tau does; a degenerate map_tau (no factor) is marked as itself
     map_tau = float(verdict.map["map_tau"])
     marks = {"threshold": verdict.tau} if verdict.map_factor != 1.0 or map_tau == verdict.tau else {"map tau": map_tau}
+    cut = boxes_cut_below(verdict)
+    if cut is not None:
+        marks[BOXES_MARK] = cut
     return with_legend(overlay, verdict.legend_scale(), marks, f"anomaly map ({verdict.category}, on the score scale)")
 
 

@@ -238,6 +238,8 @@ _CONDITIONS_WITH_BOXES = frozenset({"tgps", "eagle", "visual-only"})
 
 
 def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, Any]]) -> int:
+    from eagle_iad.verdict import boxes_cut_below
+
     if args.json:
         print(dumps(verdicts))
         return 0
@@ -254,6 +256,12 @@ def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, An
             corners = f"x0={box['x0']} y0={box['y0']} x1={box['x1']} y1={box['y1']}"
             # the picture's tag shows the same number, to the same digits (render.box_tag)
             print(f"    box #{rank} {corners} score={box['strength']:.2f}")
+        cut = boxes_cut_below(v)
+        if cut is not None:  # the heatmap's legend marks the same cut ("boxes 110.10")
+            why = "no region of the map reaches it" if v["map"]["max"] < v["map"]["map_tau"] else (
+                "too few of the map's pixels reach it to make a region")  # fmt: skip
+            print(f"    boxes: cut at {cut:.2f}, below the threshold {v['tau']:.2f}: {why}, so they mark its strongest "
+                  "part (weak evidence)")  # fmt: skip
         for kind, path in v["pictures"].items():
             print(f"    {kind}: {printable(path)}")
         if v["reference"] is not None:
