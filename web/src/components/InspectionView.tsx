@@ -2,7 +2,7 @@ import type { InspectionRecord } from "@eagle-iad/client";
 import { useCallback, useId, useRef, useState } from "react";
 import { useApi, useCategoryList } from "../api";
 import { bandLine, cautionLine, categoryDomain, formatScore, scoreLine } from "../logic/scale";
-import { legendOf, verdictMapFactor } from "../logic/legend";
+import { boxesCutBelow, boxesCutLine, legendOf, verdictMapFactor } from "../logic/legend";
 import { categoryVersionRoute } from "../logic/route";
 import { modelVersionText } from "../logic/versions";
 import { answeredByView, decisionView, formatStrength, orderPictures, pictureLabel, regionsHeading, regionsOf, regionStrength, type Region } from "../logic/verdict";
@@ -65,6 +65,9 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
   const caution = cautionLine(record.near_threshold, record.score, record.tau);
   const legend = legendOf(verdict, record.tau, category);
   const factor = verdictMapFactor(verdict, record.tau);
+  // boxes cut below the threshold (weak evidence): said beside the boxes and marked on the legend, as in the PNG
+  const cut = boxesCutBelow(verdict, record.tau);
+  const cutLine = boxesCutLine(verdict, record.tau);
   const label = (kind: string) => (kind === "box" && regions.boxes.length === 0 ? "Image" : pictureLabel(kind));
   const Heading = headingLevel === 2 ? "h2" : "h3";
   return (
@@ -184,7 +187,7 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
               {zoomed && shown ? (
                 <ZoomViewer name={record.image_name} kinds={kinds} links={record.pictures} label={label} initial={shown} onClose={closeZoom} />
               ) : null}
-              {shown === "heatmap" && legend ? <MapLegend legend={legend} category={record.category} /> : null}
+              {shown === "heatmap" && legend ? <MapLegend legend={legend} category={record.category} cut={cut} /> : null}
               <p className="small" data-testid="regions">
                 {regions.boxes.length > 0
                   ? regionsHeading(regions.boxes, factor)
@@ -203,6 +206,11 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
                   </>
                 ) : null}
               </p>
+              {cutLine ? (
+                <p className="small" data-testid="boxes-cut-line">
+                  {cutLine}
+                </p>
+              ) : null}
               {regions.boxes.length > 0 ? <RegionList regions={regions.boxes} tau={record.tau} factor={factor} testId="box-list" /> : null}
               {showCandidates ? (
                 <RegionList regions={regions.candidates} tau={record.tau} factor={factor} testId="candidate-list" id={candidatesId} />

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jetColour, jetStops, legendFraction, legendOf, mapFactor, verdictMapFactor } from "./legend";
+import { boxesCutBelow, boxesCutLine, jetColour, jetStops, legendFraction, legendOf, mapFactor, verdictMapFactor } from "./legend";
 
 describe("legendOf", () => {
   it("puts the record's map threshold on tau: the colour scale times tau / map_tau", () => {
@@ -52,5 +52,34 @@ describe("jetColour at every tenth", () => {
     // colormaps['jet'](np.linspace(0, 1, 11), bytes=True)
     const expected = [[0, 0, 127], [0, 0, 241], [0, 76, 255], [0, 176, 255], [41, 255, 205], [124, 255, 121], [205, 255, 41], [255, 196, 0], [255, 103, 0], [241, 7, 0], [127, 0, 0]];
     expect(Array.from({ length: 11 }, (_, i) => jetColour(i / 10))).toEqual(expected.map(([r, g, b]) => `rgb(${r}, ${g}, ${b})`));
+  });
+});
+
+describe("boxesCutBelow", () => {
+  // elpv cell0002 on a small model (tests/test_evidence.py WEAK_CELLS): anomalous, its map's peak under map_tau
+  const box = { x0: 41, y0: 77, x1: 154, y1: 178, strength: 131.88 };
+  const map = { region_threshold: 106.83614603678384, map_tau: 124.80938397102163, max: 121.25670242309570 };
+  const weak = { decision: "anomalous", boxes: [box], map };
+
+  it("is the region threshold on the score's scale when the boxes were cut below map_tau", () => {
+    const tau = 128.61908066365993;
+    expect(boxesCutBelow(weak, tau)).toBeCloseTo(110.0972254465, 8);
+    expect(boxesCutLine(weak, tau)).toBe(
+      "Boxes cut at 110.1, below the threshold 128.6: no region of the heatmap reaches it, so they mark its strongest part (weak evidence).",
+    );
+    // a peak over map_tau whose few pixels above it made no region
+    expect(boxesCutLine({ ...weak, map: { ...map, max: 125 } }, tau)).toBe(
+      "Boxes cut at 110.1, below the threshold 128.6: too few of the heatmap's pixels reach it to make a region, so they mark its strongest part (weak evidence).",
+    );
+  });
+
+  it("says nothing for boxes cut at map_tau, a normal verdict, no boxes, or a record without a map", () => {
+    expect(boxesCutBelow({ ...weak, map: { ...map, region_threshold: map.map_tau } }, 128.6)).toBeNull();
+    expect(boxesCutBelow({ ...weak, decision: "normal" }, 128.6)).toBeNull();
+    expect(boxesCutBelow({ ...weak, boxes: [] }, 128.6)).toBeNull();
+    expect(boxesCutBelow({ decision: "anomalous", boxes: [box] }, 128.6)).toBeNull();
+    expect(boxesCutBelow({ ...weak, map: { ...map, region_threshold: null } }, 128.6)).toBeNull();
+    expect(boxesCutBelow(weak, null)).toBeNull();
+    expect(boxesCutLine({ ...weak, decision: "normal" }, 128.6)).toBeNull();
   });
 });

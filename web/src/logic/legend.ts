@@ -5,6 +5,8 @@
  * `tau / map_tau` (docs/METHOD.md, "Calibrated maps and boxes"), as the Python pictures use it.
  */
 
+import { formatScore } from "./scale";
+
 export interface MapLegend {
   low: number;
   high: number;
@@ -46,6 +48,35 @@ export function verdictMapFactor(verdict: Record<string, unknown>, tau: number |
   const map = verdict["map"];
   if (typeof map !== "object" || map === null) return 1;
   return mapFactor((map as Record<string, unknown>)["map_tau"] as number | undefined, tau);
+}
+
+/**
+ * Where an anomalous verdict's boxes were cut, on the score's scale, when that is below the threshold; else null.
+ * The calibrated rule boxes the map's pixels at or above `map_tau`; when no region reaches it (weak evidence
+ * behind an anomalous score) the boxes are cut lower (`map.region_threshold`), so they sit on a colder region
+ * than the threshold mark. verdict.py's `boxes_cut_below`, which the PNG's legend and `eagle inspect` use:
+ * `region_threshold` times `tau / map_tau`. Null for a record without a map of its own (an MLLM inspection).
+ */
+export function boxesCutBelow(verdict: Record<string, unknown>, tau: number | null): number | null {
+  const boxes = verdict["boxes"];
+  const map = verdict["map"];
+  if (verdict["decision"] !== "anomalous" || !Array.isArray(boxes) || boxes.length === 0) return null;
+  if (typeof map !== "object" || map === null || !finite(tau)) return null;
+  const cut = (map as Record<string, unknown>)["region_threshold"];
+  const mapTau = (map as Record<string, unknown>)["map_tau"];
+  if (!finite(cut) || !finite(mapTau) || !(cut < mapTau)) return null;
+  return cut * mapFactor(mapTau, tau);
+}
+
+/** The inspection view's one line on boxes cut below the threshold (`eagle inspect` prints the same), or null. */
+export function boxesCutLine(verdict: Record<string, unknown>, tau: number | null): string | null {
+  const cut = boxesCutBelow(verdict, tau);
+  if (cut === null) return null;
+  const map = verdict["map"] as Record<string, unknown>;
+  const peak = map["max"];
+  // the map's peak under map_tau, or a few pixels over it that make no region (regions.find_boxes)
+  const why = finite(peak) && peak >= (map["map_tau"] as number) ? "too few of the heatmap's pixels reach it to make a region" : "no region of the heatmap reaches it";
+  return `Boxes cut at ${formatScore(cut)}, below the threshold ${formatScore(tau)}: ${why}, so they mark its strongest part (weak evidence).`;
 }
 
 /** Where `value` sits along the legend, 0 (cold end) to 1 (hot end), clamped. */
