@@ -46,18 +46,27 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from eagle_iad.ranges import Range, short_repr
+from eagle_iad.station.opcua_common import (
+    IDENTITY_REFUSED,
+    close_quietly,
+    need_asyncua,
+    new_client,
+    on_server,
+    quiet_asyncua,
+    read_endpoint,
+    read_node_id,
+    read_user,
+    why,
+)
 from eagle_iad.station.parts import (
     REFUSED,
     REQUIRED,
@@ -126,8 +135,6 @@ _BUILTIN_TYPES = 25
 _BASE_DATA_TYPE = 24
 #: A request refused with a status code naming one of these failed for the connection's sake, not the request's.
 _CONNECTION_WORDS = ("Session", "SecureChannel", "Connect", "Shutdown", "Halted", "Timeout", "Communication")
-#: A session refused with one of these status codes is the user's (``username``, ``password_env``) fault.
-_IDENTITY_REFUSED = ("BadIdentityTokenInvalid", "BadIdentityTokenRejected", "BadUserAccessDenied")
 
 
 @dataclass(frozen=True)
@@ -141,9 +148,6 @@ class Target:
 
 def _targets(options: Options) -> list[Target]:
     """``nodes`` read and checked now (fields known, node ids well formed), ``record_id`` last."""
-    from asyncua import ua
-    from asyncua.ua.uaerrors import UaError
-
     table = options._get("nodes", REQUIRED, (dict,), "a table of field = node id")  # Options has no public table
     known = ", ".join(FIELDS)
     if not table:
@@ -154,22 +158,12 @@ def _targets(options: Options) -> list[Target]:
         key = f"nodes.{field}"
         if field not in FIELDS:
             raise options.error(key, f"is not a field the sink writes; use {known}")
-        if not isinstance(text, str) or not text.strip():
-            raise options.error(key, f"must be a node id such as 'ns=2;s=Verdict', not {text!r}")
-        try:
-            node = ua.NodeId.from_string(text.strip())
-        except (UaError, ValueError):
-            raise options.error(key, f"{text!r} is not an OPC UA node id; write e.g. 'ns=2;s=Verdict', "
-                                     "'ns=3;i=1001' or 'nsu=urn:plc;s=Verdict'") from None  # fmt: skip
-        if node.Identifier in ("", None):
-            raise options.error(key, f"{text!r} has an empty identifier")
-        if getattr(node, "ServerIndex", None):
-            raise options.error(key, f"{text!r} names another server (svr=); name a node of the endpoint's server")
+        node = read_node_id(options, key, text)
         canonical = node.to_string()
         if canonical in seen:
             raise options.error(key, f"{text!r} is the node nodes.{seen[canonical]} already names")
         seen[canonical] = field
-        targets.append(Target(field, text.strip(), node))
+        targets.append(Target(field, str(text).strip(), node))
     fields = {target.field for target in targets}
     if ACK in fields and SEQUENCE not in fields:
         raise options.error("nodes.ack", "needs nodes.sequence: the PLC acknowledges a verdict by writing its "
@@ -264,32 +258,10 @@ class OpcUaSink:
     def __init__(self, options: Options, name: str) -> None:
         self.name = name
         self.where = options.where
-        try:
-            import asyncua  # noqa: F401  (checked now: a missing package is a start-up error)
-        except ImportError:
-            raise options.error("kind", "opcua needs the asyncua package: pip install 'eagle-iad[opcua]'") from None
-        self.endpoint: str = options.text("endpoint", REQUIRED).strip()
-        try:
-            parts = urlsplit(self.endpoint)
-        except ValueError as exc:
-            raise options.error("endpoint", f"{short_repr(self.endpoint)} is not a URL: {exc}") from None
-        if parts.scheme != "opc.tcp" or not parts.hostname:
-            raise options.error("endpoint", f"{short_repr(self.endpoint)} is not an opc.tcp://host:port/... endpoint")
-        try:
-            parts.port  # noqa: B018  (raises on a port that is not a number)
-        except ValueError:
-            raise options.error("endpoint", f"{self.endpoint!r} has a port that is not a number from 0 to 65535"
-                                ) from None  # fmt: skip
-        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.endpoint):
-            raise options.error("endpoint", f"{short_repr(self.endpoint)} contains spaces or control characters")
-        if "@" in parts.netloc:
-            raise options.error("endpoint", "has a user in it; use username and password_env (the password stays "
-                                            "out of the file)")  # fmt: skip
+        need_asyncua(options, "kind", "opcua")  # checked now: a missing package is a start-up error
+        self.endpoint = read_endpoint(options, "endpoint")
         self.targets = _targets(options)
-        self.username: str | None = options.text("username")
-        if self.username is None and options.table.get("password_env") is not None:
-            raise options.error("password_env", "needs username (OPC UA sends a password only with a user name)")
-        self.password: str | None = options.secret("password_env")
+        self.username, self.password = read_user(options)
         self.timeout_s = options.number("timeout_s", 10.0, TIMEOUT_S)
         fields = {target.field for target in self.targets}
         #: The handshake (see the module): the ack node, and how long the PLC is given to write the sequence back.
@@ -355,7 +327,7 @@ class OpcUaSink:
         short-lived thread (the caller may be inside one), joined before returning: the sink's own loop and
         connection are still made at the first delivery.
         """
-        _quiet_asyncua()
+        quiet_asyncua()
         outcome: list[str | BaseException | None] = []
 
         def run() -> None:
@@ -377,14 +349,7 @@ class OpcUaSink:
 
     def _new_client(self) -> Client:
         """A client for the endpoint with the sink's timeout and credentials (not connected yet)."""
-        from asyncua.client.client import Client
-
-        client = Client(self.endpoint, timeout=self.timeout_s)
-        if self.username is not None:
-            client.set_user(self.username)
-        if self.password is not None:
-            client.set_password(self.password)
-        return client
+        return new_client(self.endpoint, self.timeout_s, self.username, self.password)
 
     async def _probe(self) -> str | None:
         from asyncua.ua.uaerrors import UaStatusCodeError
@@ -395,7 +360,7 @@ class OpcUaSink:
         except Exception as exc:
             await self._close_quietly(client)
             why = self._why(exc)
-            if isinstance(exc, UaStatusCodeError) and why in _IDENTITY_REFUSED:
+            if isinstance(exc, UaStatusCodeError) and why in IDENTITY_REFUSED:
                 key = "password_env" if self.password is not None else "username"
                 who = f"the user {self.username}" if self.username else "an anonymous session"
                 raise StationConfigError(f"{self.where}: {key}: {self.endpoint} refused {who}: {why}") from None
@@ -435,7 +400,7 @@ class OpcUaSink:
     def _started(self) -> asyncio.AbstractEventLoop:
         """The sink's event loop, running in its own thread (started at the first delivery)."""
         if self._loop is None:
-            _quiet_asyncua()
+            quiet_asyncua()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name=f"eagle-opcua-{self.name}", daemon=True)
             thread.start()
@@ -544,15 +509,11 @@ class OpcUaSink:
         return resolved
 
     async def _node_id(self, client: Client, target: Target) -> ua.NodeId:
-        from asyncua import ua
-
-        uri = getattr(target.node, "NamespaceUri", None)
-        if not uri:
-            return ua.NodeId(target.node.Identifier, target.node.NamespaceIndex, target.node.NodeIdType)
-        namespaces = await client.get_namespace_array()
-        if uri not in namespaces:
+        resolved = await on_server(client, target.node)
+        if resolved is None:
+            uri = target.node.NamespaceUri
             raise _NodeError(target.field, f"node {target.text}: the namespace {uri} is not on {self.endpoint}")
-        return ua.NodeId(target.node.Identifier, ua.Int16(namespaces.index(uri)), target.node.NodeIdType)
+        return resolved
 
     async def _type_name(self, client: Client, target: Target, node: ua.NodeId, data_type: Any) -> str:
         """The built-in type a variable of ``data_type`` holds (the field's own for ``BaseDataType``)."""
@@ -632,10 +593,7 @@ class OpcUaSink:
             await self._close_quietly(client)
 
     async def _close_quietly(self, client: Client) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), self.timeout_s)
-        with contextlib.suppress(Exception):
-            client.disconnect_socket()
+        await close_quietly(client, self.timeout_s)
 
     def _failed(self, exc: Exception, doing: str) -> Exception:
         """A request's failure: the connection's (:class:`_LostError`), or the server's refusal of it."""
@@ -647,27 +605,7 @@ class OpcUaSink:
 
     def _why(self, exc: BaseException) -> str:
         """A failure in words: the status code's name, the socket's reason, or a timeout."""
-        from asyncua import ua
-        from asyncua.ua.uaerrors import UaStatusCodeError
-
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-            return f"no answer within {self.timeout_s:g} s"
-        if isinstance(exc, UaStatusCodeError):
-            name = ua.StatusCode(exc.code).name
-            secure = " (the server may demand a secure channel; this sink speaks security None)"
-            hint = secure if "Security" in name else ""
-            return f"{name}{hint}"
-        if isinstance(exc, OSError) and exc.errno:
-            return os.strerror(exc.errno)
-        return str(exc) or type(exc).__name__
-
-
-def _quiet_asyncua() -> None:
-    """asyncua reports every hiccup on its own logger (a traceback for a session it could not close); the
-    sink reports what matters as each try's error, so it is quiet unless configured."""
-    quiet = logging.getLogger("asyncua")
-    if quiet.level == logging.NOTSET:
-        quiet.setLevel(logging.CRITICAL)
+        return why(exc, self.timeout_s)
 
 
 def _whole(value: Any) -> int | None:
