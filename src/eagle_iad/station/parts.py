@@ -273,6 +273,12 @@ class Source(Protocol):
       last with why (or ``None``), and when lately (:meth:`~eagle_iad.station.recent.Recent.seconds`), for the
       status' warning. An older ``(count, last)`` is read too, its count's growth taken as happening when the
       station sees it; any other answer is said once in the log.
+    - ``probe() -> None``: called once when the station is built to run (``eagle station run``, the service's start,
+      ``POST``/``PATCH /v1/stations``; not by ``eagle station status``), to look at what the source depends on: it
+      raises :class:`StationConfigError` naming the option for what is certainly a configuration error (a camera's
+      PLC trigger node that the server does not have); a device out of reach is no error (the source says so).
+    - ``warning() -> str | None``: what keeps the source from taking images now (a camera's PLC trigger not
+      connected, naming the endpoint and why), for the status' warnings while it lasts; ``None``: nothing.
     """
 
     kind: ClassVar[str]

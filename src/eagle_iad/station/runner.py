@@ -74,6 +74,7 @@ from eagle_iad.station.parts import (
     sink_hook,
 )
 from eagle_iad.station.recent import Recent, Seconds
+from eagle_iad.station.sources.camera import Camera
 from eagle_iad.station.sources.folder import FolderTakenError, HotFolder, NotAFileError, identity
 from eagle_iad.station.sources.folder import open_regular as _open_image
 from eagle_iad.station.status import (
@@ -347,13 +348,16 @@ class StationRunner:
         self.state = state
         self.log = log = _escaping(log)
         self.quiet = quiet
-        if isinstance(config.source, HotFolder):
-            config.source.log = log  # its lines (a file it cannot look at) go where the station's go
+        if isinstance(config.source, HotFolder | Camera):
+            config.source.log = log  # its lines (a file it cannot look at, a PLC away) go where the station's go
         self.tables = StationTables(state.store)
         try:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
         except ApiError as exc:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
+        source_probe = getattr(config.source, "probe", None)
+        if callable(source_probe):  # a camera's PLC trigger: a node it does not have refuses the station now
+            source_probe()
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
         self.unreachable = [(name, found.line) for name, found in probed]
@@ -424,7 +428,7 @@ class StationRunner:
         self.last_duplicate: tuple[str, str] | None = None
         #: How many files the source had found it does not take when the state file was last written: it is written
         #: again when the source finds more (``eagle station status``, another process, warns of them from it).
-        self._ignored_told = (0, 0)
+        self._ignored_told: tuple[int, int, str | None] = (0, 0, None)
         #: Contents inspected by this run whose image could not be put away (the intake paused): the next try puts
         #: that same file away through the path of a content already inspected, and is no duplicate.
         self._unput: set[str] = set()
@@ -448,7 +452,20 @@ class StationRunner:
         return Intake(self.paused, self.paused_since, self.user_paused, self.unchecked, self.unreached,
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
                       ignored_seconds, self.file_sha256,
-                      tuple(sink.sink.name for sink in self.config.sinks), *self._replaced())  # fmt: skip
+                      tuple(sink.sink.name for sink in self.config.sinks), *self._replaced(),
+                      source_warning=self._source_warning())  # fmt: skip
+
+    def _source_warning(self) -> str | None:
+        """What the source says keeps it from taking images now (a camera's PLC trigger not connected), or ``None``
+        (a source that does not say, or a plugin's whose ``warning`` fails: the status must still answer)."""
+        says = getattr(self.config.source, "warning", None)
+        if not callable(says):
+            return None
+        try:
+            found = says()
+        except Exception:
+            return None
+        return None if found is None else str(found)
 
     def _replaced(self) -> tuple[int, str | None, Seconds]:
         """The files the source saw replaced under their name before it took them (a hot folder's ``replaced``: see
@@ -489,7 +506,7 @@ class StationRunner:
     def _say_ignored(self) -> None:
         """Write the state file when the source found files it does not take, or files replaced before it took them,
         since it was last written."""
-        found = (self._ignored()[0], self._replaced()[0])
+        found = (self._ignored()[0], self._replaced()[0], self._source_warning())
         if found != self._ignored_told:
             self._ignored_told = found
             self._say_intake()

@@ -131,6 +131,9 @@ class Intake:
     last_replaced: str | None = None
     #: When they were lately (:class:`~eagle_iad.station.recent.Recent`): warned of for :data:`RECENT_S`.
     replaced_seconds: Seconds = ()
+    #: What keeps the source from taking images now, as it says (a camera's PLC trigger not connected, naming the
+    #: endpoint and why), or ``None``: a warning while it lasts.
+    source_warning: str | None = None
 
     def state(self) -> str:
         if self.user_paused:
@@ -163,7 +166,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "ignored_seconds": [list(one) for one in intake.ignored_seconds],
                                             "file_sha256": intake.file_sha256, "sinks": list(intake.sinks),
                                             "replaced": intake.replaced, "last_replaced": intake.last_replaced,
-                                            "replaced_seconds": [list(one) for one in intake.replaced_seconds]}),
+                                            "replaced_seconds": [list(one) for one in intake.replaced_seconds],
+                                            "source_warning": intake.source_warning}),
                           )  # fmt: skip
     except OSError:
         pass
@@ -187,6 +191,7 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     ignored, last_ignored = data.get("ignored"), data.get("last_ignored")
     file_sha256, sinks = data.get("file_sha256"), data.get("sinks")
     replaced, last_replaced = data.get("replaced"), data.get("last_replaced")
+    source_warning = data.get("source_warning")
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
                   data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
                   _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
@@ -197,7 +202,8 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   tuple(str(sink) for sink in sinks) if isinstance(sinks, list) else (),
                   replaced if type(replaced) is int else 0,
                   last_replaced if isinstance(last_replaced, str) else None,
-                  _seconds(data.get("replaced_seconds")))  # fmt: skip
+                  _seconds(data.get("replaced_seconds")),
+                  source_warning=source_warning if isinstance(source_warning, str) else None)  # fmt: skip
 
 
 def file_changed(intake: Intake | None, digest: str, path: Path) -> str | None:
@@ -507,6 +513,8 @@ def station_figures(
         warnings.append(f"no backlog visible ({config.backlog_error}); {then}")
     elif config.backlog is None:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
+    if intake is not None and intake.source_warning is not None:
+        warnings.append(f"source: {intake.source_warning}")
     lately = f"in the last {duration(RECENT_S)}"
     if intake is not None and (count := within(intake.ignored_seconds, now)):  # found lately: a count since the
         last = "" if intake.last_ignored is None else f", the last: {intake.last_ignored}"  # start never clears
