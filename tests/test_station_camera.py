@@ -361,7 +361,8 @@ CONFIG_ERRORS = [
     ('device = 0, url = "line.avi"', "url and device are both given"),
     ("every_ms = 100", "url is missing; give url (rtsp://, http://, https:// or a video file) or device"),
     ('url = "line.avi", every_n_frames = 5, every_ms = 100',
-     'every_n_frames and every_ms are both given; choose one trigger: every_n_frames, every_ms or trigger = "http"'),
+     'every_n_frames and every_ms are both given; choose one trigger: every_n_frames, every_ms or trigger (http, '
+     'opcua)'),
     ('url = "line.avi", every_ms = 100, trigger = "http"', "every_ms and trigger are both given"),
     ('url = "gone.avi"', "url {work}/gone.avi is not a video file (no such file)"),
     ('url = "notes.txt"', "url {work}/notes.txt cannot be read as a video by OpenCV"),
@@ -369,7 +370,7 @@ CONFIG_ERRORS = [
     ('url = "rtsp://admin:hunter2@/x"', "url 'rtsp://admin:***@/x' is not an rtsp://"),
     ('url = "line.avi", every_n_frames = 0', "every_n_frames must be in [1, 1000000], not 0"),
     ('url = "line.avi", every_ms = 0', "every_ms must be in (0, 86400000], not 0"),
-    ('url = "line.avi", trigger = "gpio"', "trigger is 'gpio'; choose one of http"),
+    ('url = "line.avi", trigger = "gpio"', "trigger is 'gpio'; choose one of http, opcua"),
     ("device = -1", "device must be in [0, 1023], not -1"),
     ('url = "line.avi", name_prefix = "a/b"', "name_prefix 'a/b' must be 1-64 letters"),
     ('url = "line.avi", frames = "line.avi"', "frames {work}/line.avi exists and is not a folder"),

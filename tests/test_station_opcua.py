@@ -64,8 +64,13 @@ class PlcServer:
     the list of (variable name, value) it carried.
     """
 
-    def __init__(self, port: int, variables: dict[str, tuple[str, int | None]] = VARIABLES) -> None:
+    def __init__(
+        self, port: int, variables: dict[str, tuple[str, int | None]] = VARIABLES, initial: dict[str, Any] | None = None
+    ) -> None:
+        """``initial``: a variable's value when the server starts (its type's zero, an empty text, 2000-01-01 if
+        not given)."""
         self.port = port
+        self.initial = dict(initial or {})
         self.endpoint = f"opc.tcp://127.0.0.1:{port}/eagle/plc"
         self.variables = variables
         self.writes: list[list[tuple[str, Any]]] = []
@@ -89,7 +94,8 @@ class PlcServer:
                 line = await server.nodes.objects.add_object(index, "Line")
                 for name, (type_name, data_type) in self.variables.items():
                     variant_type = ua.VariantType[type_name]
-                    initial = {"String": "", "DateTime": datetime(2000, 1, 1, tzinfo=UTC)}.get(type_name, 0)
+                    zero = {"String": "", "DateTime": datetime(2000, 1, 1, tzinfo=UTC), "Boolean": False}
+                    initial = self.initial.get(name, zero.get(type_name, 0))
                     variable = await line.add_variable(
                         ua.NodeId(name, index), name, ua.Variant(initial, variant_type), varianttype=variant_type,
                         datatype=None if data_type is None else ua.NodeId(data_type),
@@ -134,6 +140,17 @@ class PlcServer:
             return {name: await server.get_node(ua.NodeId(name, 2)).read_value() for name in self.variables}
 
         return asyncio.run_coroutine_threadsafe(read(), self._loop).result(wait_s(30))
+
+    def write(self, name: str, value: Any) -> None:
+        """Set the variable ``name`` to ``value`` (as its own type), as the PLC's program does, in the server's loop."""
+        assert self._loop is not None and self._server is not None
+        server = self._server
+
+        async def write() -> None:
+            variable = server.get_node(ua.NodeId(name, 2))
+            await variable.write_value(ua.Variant(value, ua.VariantType[self.variables[name][0]]))
+
+        asyncio.run_coroutine_threadsafe(write(), self._loop).result(wait_s(30))
 
     def remove(self, name: str) -> None:
         """Delete the variable ``name`` (a PLC program download that dropped it), in the server's own loop."""

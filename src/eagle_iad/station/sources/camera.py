@@ -1,5 +1,5 @@
 """A camera or stream through OpenCV: a USB device, an RTSP/HTTP stream or a video file, one frame taken
-on a trigger (every N-th frame, every T ms, or a call to :meth:`Camera.trigger`).
+on a trigger (every N-th frame, every T ms, a call to :meth:`Camera.trigger`, or a PLC's signal over OPC UA).
 
 Why a reader thread: a live stream does not wait for the station. Its frames pile up in OpenCV's (and
 the network's) buffer while an image is inspected, and a frame read later would be seconds old. The
@@ -13,8 +13,10 @@ frame the trigger selected was inspected. A stream that drops is reopened after 
 
 :meth:`Camera.trigger` takes the next frame read, in any mode; with ``trigger = "http"`` those are the
 only frames taken. The service calls it for ``POST /v1/stations/<name>/trigger``; ``eagle station
-run`` has no HTTP route, so there a ``trigger = "http"`` camera takes no frames (it is not refused: the
-same table is valid in the service).
+run`` has no HTTP route, so it refuses a ``trigger = "http"`` camera at start (the same table is valid in
+the service). With ``trigger = "opcua"`` the PLC's node triggers the frames (a Boolean's
+rising edge, an integer counter's increase: :mod:`~eagle_iad.station.sources.opcua_trigger`), in the service and
+in ``eagle station run`` alike; a video file waiting for such triggers plays at its own pace, as for ``"http"``.
 
 Each frame taken is PNG-encoded (lossless: the inspection sees exactly the pixels OpenCV decoded) and
 saved as ``<frames>/<name_prefix>-<frame index>.png`` *before* it is handed over, so the verdict's
@@ -52,6 +54,7 @@ from eagle_iad.atomic import atomic_write_text
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import SOURCES, Arrival, Options
 from eagle_iad.station.sources.folder import FAILED, first_free, move_new
+from eagle_iad.station.sources.opcua_trigger import OpcUaTrigger
 
 if TYPE_CHECKING:
     import cv2
@@ -62,6 +65,12 @@ QUEUE = 8
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 #: The trigger modes, one of which a source uses (``every_ms = 1000`` when none is given).
 TRIGGERS = ("every_n_frames", "every_ms", "trigger")
+#: What ``trigger`` takes: a frame on each ``POST /v1/stations/<name>/trigger`` (the service's route), or on each
+#: rising edge or increase of a PLC's node over OPC UA (:mod:`~eagle_iad.station.sources.opcua_trigger`).
+HTTP, OPCUA = "http", "opcua"
+TRIGGER_KINDS = (HTTP, OPCUA)
+#: The options of ``trigger = "opcua"`` (the PLC's endpoint, node and user), refused without it.
+OPCUA_OPTIONS = ("trigger_endpoint", "trigger_node", "username", "password_env")
 DEVICE = Range(0, 1023)
 EVERY_N_FRAMES = Range(1, 1_000_000)
 EVERY_MS = Range(0.0, 86_400_000.0, low_open=True)
@@ -141,17 +150,30 @@ class Camera:
         modes = [key for key in TRIGGERS if key in options.table]
         if len(modes) > 1:
             raise options.error(modes[0], f"and {modes[1]} are both given; choose one trigger: every_n_frames, "
-                                          "every_ms or trigger = \"http\"")  # fmt: skip
+                                          f"every_ms or trigger ({', '.join(TRIGGER_KINDS)})")  # fmt: skip
         self.every_n_frames: int | None = None
         self.every_ms: float | None = None
         self.http_trigger = False
+        trigger: str | None = None
         if modes == ["every_n_frames"]:
             self.every_n_frames = options.integer("every_n_frames", 1, EVERY_N_FRAMES)
         elif modes == ["trigger"]:
-            self.http_trigger = options.text("trigger", None, ("http",)) == "http"
+            trigger = options.text("trigger", None, TRIGGER_KINDS)
+            self.http_trigger = trigger == HTTP
         else:
             self.every_ms = options.number("every_ms", 1000.0, EVERY_MS)
         self.reconnect_s = options.number("reconnect_s", 5.0, RECONNECT_S)
+        #: The PLC whose node triggers each frame (``trigger = "opcua"``), or ``None``.
+        self.plc: OpcUaTrigger | None = None
+        if trigger == OPCUA:
+            self.plc = OpcUaTrigger(options, self.reconnect_s)
+            self.plc.fire = self._plc_fired
+            self.plc.log = lambda line: self.log(f"eagle station: camera {self.what}: {line}")
+        else:
+            given = [key for key in OPCUA_OPTIONS if key in options.table]
+            if given:
+                raise options.error(given[0], 'is an option of trigger = "opcua" (a frame on a PLC\'s signal), which '
+                                              "this camera does not have")  # fmt: skip
         self.poll_s = options.number("poll_s", 0.05, POLL_S)
         self.name_prefix: str = options.text("name_prefix", "frame")
         if not NAME_PREFIX.fullmatch(self.name_prefix):
@@ -210,6 +232,8 @@ class Camera:
             trigger = "every frame" if self.every_n_frames == 1 else f"every {self.every_n_frames} frames"
         elif self.every_ms is not None:
             trigger = f"every {self.every_ms:g} ms" + (" of the video" if self.file is not None else "")
+        elif self.plc is not None:
+            trigger = self.plc.describe()
         else:
             trigger = "on each POST /v1/stations/<name>/trigger to the service"
         then = "finished at its end" if self.file is not None else f"reopened {self.reconnect_s:g} s after it drops"
@@ -263,6 +287,24 @@ class Camera:
         atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
         return moved
 
+    def warning(self) -> str | None:
+        """What keeps the camera from taking frames now, for the station's status: the PLC trigger not connected
+        (naming its endpoint and why), or ``None``."""
+        return None if self.plc is None else self.plc.problem()
+
+    def probe(self) -> None:
+        """The station's start-up look (see :class:`~eagle_iad.station.parts.Source`): a PLC trigger's node that the
+        server does not have, or that cannot trigger, refuses the station; a PLC out of reach is only said."""
+        if self.plc is not None:
+            self.plc.probe()
+
+    def _plc_fired(self) -> None:
+        """The PLC's node said a part is there: the next frame read is taken (see :meth:`trigger`)."""
+        if self._wanted.is_set():
+            self.log(f"eagle station: camera {self.what}: a trigger came before the frame for the previous one was "
+                     "read: one frame for both")  # fmt: skip
+        self._wanted.set()
+
     def trigger(self) -> None:
         """Take the next frame read (``POST /v1/stations/<name>/trigger`` calls this in the service).
 
@@ -275,6 +317,8 @@ class Camera:
     def close(self) -> None:
         """Stop the reader thread (it releases the capture); frames still queued are forgotten."""
         self._halt.set()
+        if self.plc is not None:
+            self.plc.close()
         with self._lock:
             self._lock.notify_all()
         reader = self._reader
@@ -287,6 +331,8 @@ class Camera:
         if self._reader is None and not self._halt.is_set():
             self._reader = threading.Thread(target=self._run, name=f"eagle-camera-{self.what}", daemon=True)
             self._reader.start()
+            if self.plc is not None:
+                self.plc.start()
 
     def _handed(self, arrival: Arrival) -> None:
         with self._lock:
@@ -346,7 +392,8 @@ class Camera:
         first = index
         next_due = 0.0  # milliseconds: the first frame read is taken
         while not self._halt.is_set():
-            if self.file is not None and self.http_trigger:  # a file waiting for triggers plays at its pace
+            waits = self.http_trigger or self.plc is not None  # frames only on triggers
+            if self.file is not None and waits:  # a file waiting for triggers plays at its pace
                 self._halt.wait(max(0.0, started + (index - first) / fps - time.monotonic()))
             if not capture.grab():
                 return index
@@ -362,7 +409,7 @@ class Camera:
                 if take:
                     next_due = now + self.every_ms
             else:
-                take = False  # trigger = "http": only on trigger()
+                take = False  # trigger = "http" or "opcua": only on trigger()
             if take or wanted:
                 ok, pixels = capture.retrieve()
                 if ok and pixels is not None:

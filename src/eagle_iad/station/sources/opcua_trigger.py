@@ -1,0 +1,376 @@
+"""A camera's frame triggered by a PLC over OPC UA (``trigger = "opcua"``): a Boolean node's rising edge (a "part
+present" bit going false -> true) or an integer node's increase (a part counter) takes the next frame read.
+
+Why a subscription, not polling: the PLC's server samples the node itself (at its fastest rate: a sampling
+interval of 0) and queues every change it saw (up to :data:`QUEUE_SIZE`) until the next publish (every
+:data:`PUBLISH_MS`), so a pulse shorter than any poll we could afford (a bit that is true for 20 ms) still
+arrives as false -> true -> false, and no read per tick loads the PLC while the line stands still. The
+subscription runs on asyncua's client in a thread of its own with its own event loop (the camera's reader and
+the station are threads, not coroutines).
+
+What is a trigger:
+
+- The value read at connect (and at each reconnection) is the starting point, never a trigger: a bit already true
+  when the station starts, or a counter at 1234, says nothing about a part arriving now.
+- A Boolean: each change from false to true. True -> false takes nothing.
+- An integer (SByte ... UInt64: a part counter): each increase. An increase by k > 1 between two notifications (the
+  server coalesced changes, or sampled too slowly) takes ONE frame, a frame being "the scene now" and one frame
+  showing one scene, and the log says that k - 1 parts had no frame of their own. A decrease (a counter reset or
+  wrapped) takes nothing; it is logged and counting goes on from there.
+- Triggers that come before the camera read the frame for the previous one are one (as the HTTP trigger's; see
+  :meth:`~eagle_iad.station.sources.camera.Camera.trigger`); the log says so.
+- While disconnected nothing is taken, and nothing is made up at the reconnection: the value read then is the new
+  starting point (a counter that rose by 5 meanwhile takes no frame; the log says how far it moved).
+
+A PLC that is unreachable at start or drops does not stop the station: the trigger tries again every
+``reconnect_s``, and :meth:`OpcUaTrigger.problem` says why it is not connected, for the station's status. A node
+the server does not have, or that holds another type, refuses the station at start when the PLC can be reached
+(:meth:`OpcUaTrigger.probe`); found later (the PLC was down at start, or its program changed), it is a warning
+naming the node and the endpoint, tried again every ``reconnect_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from eagle_iad.station.opcua_common import (
+    IDENTITY_REFUSED,
+    close_quietly,
+    need_asyncua,
+    new_client,
+    on_server,
+    quiet_asyncua,
+    read_endpoint,
+    read_node_id,
+    read_user,
+    why,
+)
+from eagle_iad.station.parts import REQUIRED, Options, StationConfigError
+
+if TYPE_CHECKING:
+    from asyncua import ua
+    from asyncua.client.client import Client
+
+#: Seconds each request to the PLC may take (connect, read, subscribe) before the try counts as failed.
+TIMEOUT_S = 10.0
+#: Milliseconds between the server's publishes of the changes it sampled (the trigger's added latency at most).
+PUBLISH_MS = 50.0
+#: Changes the server keeps for one publish (oldest dropped beyond): a bit toggling faster than that is no part.
+QUEUE_SIZE = 100
+#: Seconds without any change after which the connection is looked at (a read of the server's state): a PLC that
+#: went away without closing the socket is found within this plus :data:`TIMEOUT_S`.
+WATCH_S = 1.0
+#: The node's types a trigger takes: a bit (rising edge) or a counter (increase).
+BOOLEAN = "Boolean"
+INTEGERS = ("SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64")
+#: Status codes that say the node is not a variable of that server.
+_NO_NODE = ("BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid")
+
+
+def _stderr(line: str) -> None:
+    print(f"eagle station: {line}", file=sys.stderr, flush=True)
+
+
+def stamp(at: float) -> str:
+    """``at`` (``time.time()``) as ISO 8601 in UTC, to the second: ``2026-03-01T08:15:02Z``."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _NodeError(Exception):
+    """The node is not on the server, is no variable, or holds a type that cannot trigger: the configuration's
+    fault (at start the station is refused; later, a warning tried again every ``reconnect_s``)."""
+
+
+class _LostError(Exception):
+    """The connection failed under the subscription (the PLC restarted, the network dropped)."""
+
+
+class OpcUaTrigger:
+    """The options ``trigger_endpoint``, ``trigger_node``, ``username``, ``password_env`` of a camera, and the thread
+    that watches the node once :meth:`start` is called, calling ``fire`` on each trigger."""
+
+    def __init__(self, options: Options, reconnect_s: float) -> None:
+        need_asyncua(options, "trigger", '"opcua"')  # checked now: a missing package is a start-up error
+        self.where = options.where
+        self.endpoint = read_endpoint(options, "trigger_endpoint")
+        self.node_text: str = options.text("trigger_node", REQUIRED).strip()
+        self.node = read_node_id(options, "trigger_node", self.node_text)
+        self.username, self.password = read_user(options)
+        self.reconnect_s = reconnect_s
+        #: The node's type once read (:data:`BOOLEAN` or one of :data:`INTEGERS`), ``None`` before.
+        self.type_name: str | None = None
+        #: Triggers taken since the start (each rising edge or increase while connected).
+        self.triggers = 0
+        #: Where the log lines go (the camera's, which names itself before each: the station's log).
+        self.log: Callable[[str], None] = _stderr
+        #: Called on each trigger (the camera takes the next frame read); set by the camera.
+        self.fire: Callable[[], None] = lambda: None
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self._since: float | None = None
+        self._connected = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last: Any = None
+
+    # What the station sees.
+
+    def describe(self) -> str:
+        """The trigger in words, after "a frame": ``on each rising edge of ns=2;s=PartPresent at
+        opc.tcp://plc:4840`` (the rule named once the node's type was read, at the station's start)."""
+        if self.type_name == BOOLEAN:
+            rule = "each rising edge of"
+        elif self.type_name is not None:
+            rule = "each increase of counter"
+        else:
+            rule = "each rising edge (a Boolean) or increase (a counter) of"
+        user = f" as {self.username}" if self.username else ""
+        return f"on {rule} {self.node_text} at {self.endpoint}{user}"
+
+    def problem(self) -> str | None:
+        """Why the trigger takes no frames now (not connected, naming the endpoint and why), or ``None``."""
+        with self._lock:
+            if self._thread is None or self._connected:
+                return None
+            since = "" if self._since is None else f" since {stamp(self._since)}"
+            problem = self._problem or "connecting"
+        return (f"trigger {self.endpoint} not connected{since}: {problem}; trying again every {self.reconnect_s:g} s; "
+                "no frame is taken meanwhile")  # fmt: skip
+
+    def probe(self) -> None:
+        """Connect once, check the node (there, a variable, a Boolean or an integer) and disconnect: a node or user
+        the server refuses raises :class:`StationConfigError` naming the option; a PLC that cannot be reached now is
+        no error (the trigger says so and tries again). Runs on an event loop of its own in a short-lived thread
+        (the caller may be inside one)."""
+        quiet_asyncua()
+        outcome: list[BaseException | None] = []
+
+        async def look() -> None:
+            client = new_client(self.endpoint, TIMEOUT_S, self.username, self.password)
+            try:
+                await asyncio.wait_for(client.connect(), TIMEOUT_S)
+                await self._check(client)
+            finally:
+                await close_quietly(client, TIMEOUT_S)
+
+        def run() -> None:
+            try:
+                asyncio.run(look())
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name="eagle-trigger-probe", daemon=True)
+        thread.start()
+        thread.join(4 * TIMEOUT_S + 5)
+        found = outcome[0] if outcome else None
+        if isinstance(found, _NodeError):
+            raise StationConfigError(f"{self.where}: trigger_node {found}") from None
+        identity = self._identity(found) if found is not None else None
+        if identity is not None:
+            raise StationConfigError(f"{self.where}: {identity}") from None
+
+    def start(self) -> None:
+        """Watch the node in a thread of its own (once; the first poll of the camera calls it)."""
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._since = time.time()
+            self._thread = threading.Thread(target=self._run, name=f"eagle-trigger-{self.endpoint}", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop watching: the subscription's session is closed and the thread ends."""
+        with self._lock:
+            self._closed = True
+            loop, task, thread = self._loop, self._task, self._thread
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop ended already
+                loop.call_soon_threadsafe(task.cancel)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(TIMEOUT_S + 2)
+
+    # The thread.
+
+    def _run(self) -> None:
+        quiet_asyncua()
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        said: str | None = None
+        try:
+            while True:
+                problem = await self._session()
+                if problem != said:
+                    said = problem
+                    self.log(f"trigger {self.endpoint}: not connected: {problem}; trying again every "
+                             f"{self.reconnect_s:g} s; no frame is taken meanwhile")  # fmt: skip
+                await asyncio.sleep(self.reconnect_s)
+        except asyncio.CancelledError:
+            pass
+
+    async def _session(self) -> str:
+        """Connect, check the node, subscribe and take triggers until the connection fails: why it ended."""
+        from asyncua import ua
+
+        client = new_client(self.endpoint, TIMEOUT_S, self.username, self.password)
+        try:
+            try:
+                await asyncio.wait_for(client.connect(), TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return self._failed(self._identity(exc) or f"cannot connect ({why(exc, TIMEOUT_S)})")
+            try:
+                node, value = await self._check(client)
+                changes: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+                subscription = await asyncio.wait_for(
+                    client.create_subscription(PUBLISH_MS, _Handler(changes)), TIMEOUT_S
+                )
+                item = client.get_node(node)
+                fastest = ua.Double(0)  # the server's fastest sampling: a short pulse is seen
+                subscribed = subscription.subscribe_data_change(item, queuesize=QUEUE_SIZE, sampling_interval=fastest)
+                await asyncio.wait_for(subscribed, TIMEOUT_S)
+            except _NodeError as exc:
+                return self._failed(f"trigger_node {exc}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return self._failed(f"cannot subscribe to {self.node_text} ({why(exc, TIMEOUT_S)})")
+            self._up(value)
+            try:
+                await self._watch(client, changes)
+            except _LostError as exc:
+                return self._failed(f"the connection was lost ({exc})")
+            return self._failed("the connection was lost")
+        finally:
+            await close_quietly(client, TIMEOUT_S)
+
+    async def _check(self, client: Client) -> tuple[ua.NodeId, Any]:
+        """The node on this server and its value now; :class:`_NodeError` where it is missing or no trigger."""
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        node = await on_server(client, self.node)
+        if node is None:
+            raise _NodeError(f"{self.node_text}: the namespace {self.node.NamespaceUri} is not on {self.endpoint}")
+        try:
+            data = await asyncio.wait_for(client.get_node(node).read_data_value(), TIMEOUT_S)
+        except UaStatusCodeError as exc:
+            name = why(exc, TIMEOUT_S)
+            if name in _NO_NODE:
+                what = "is not a variable" if name == "BadAttributeIdInvalid" else "does not exist"
+                raise _NodeError(f"{self.node_text} {what} on {self.endpoint}") from None
+            raise
+        variant = data.Value
+        type_name = getattr(getattr(variant, "VariantType", None), "name", "Null")
+        if type_name != BOOLEAN and type_name not in INTEGERS:
+            raise _NodeError(f"{self.node_text} on {self.endpoint} holds {type_name}; a trigger node must be a "
+                             "Boolean (a part-present bit: each rising edge takes a frame) or an integer (a part "
+                             "counter: each increase takes a frame)")  # fmt: skip
+        self.type_name = type_name
+        return node, None if variant is None else variant.Value
+
+    async def _watch(self, client: Client, changes: asyncio.Queue[tuple[str, Any]]) -> None:
+        """Take each change as it comes; look at the connection after :data:`WATCH_S` without one."""
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(changes.get(), WATCH_S)
+            except TimeoutError:
+                try:
+                    await asyncio.wait_for(client.nodes.server_state.read_value(), TIMEOUT_S)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise _LostError(why(exc, TIMEOUT_S)) from None
+                continue
+            if kind == "status":
+                raise _LostError(value)
+            self._changed(value)
+
+    def _changed(self, value: Any) -> None:
+        """One value the server published: a trigger or not (see the module). A sample of bad quality carries no
+        value of the node's type: it is skipped, the last good value kept (a bit true, then unknown, then true
+        again is no new edge)."""
+        if self.type_name == BOOLEAN:
+            if isinstance(value, bool):
+                last, self._last = self._last, value
+                if value and last is False:
+                    self._fire()
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            return
+        last, self._last = self._last, value
+        if isinstance(last, bool) or not isinstance(last, int):
+            return
+        if value > last:
+            if value - last > 1:
+                missed = value - last - 1
+                self.log(f"trigger {self.endpoint}: {self.node_text} went from {last} to {value}: one "
+                         f"frame taken; {missed} part{'' if missed == 1 else 's'} had no frame of "
+                         f"{'its' if missed == 1 else 'their'} own")  # fmt: skip
+            self._fire()
+        elif value < last:
+            self.log(f"trigger {self.endpoint}: {self.node_text} went back from {last} to {value} (a "
+                     "reset, or it wrapped): no frame; counting on from there")  # fmt: skip
+
+    def _fire(self) -> None:
+        self.triggers += 1
+        self.fire()
+
+    def _up(self, value: Any) -> None:
+        """Connected and subscribed: ``value`` (read at connect) is the starting point, not a trigger."""
+        before, self._last = self._last, value
+        with self._lock:
+            self._connected, self._problem = True, None
+        rule = "each rising edge takes a frame" if self.type_name == BOOLEAN else "each increase takes a frame"
+        moved = "" if before is None or before == value else f"; it was {before} when the connection was lost"
+        self.log(f"trigger {self.endpoint}: connected; {self.node_text} ({self.type_name}: {rule}) is "
+                 f"{value}{moved}")  # fmt: skip
+
+    def _failed(self, problem: str) -> str:
+        with self._lock:
+            if self._connected or self._problem is None:
+                self._since = time.time()
+            self._connected, self._problem = False, problem
+        return problem
+
+    def _identity(self, exc: BaseException) -> str | None:
+        """The option to blame when the server refused the session's user, or ``None``."""
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        name = why(exc, TIMEOUT_S)
+        if not isinstance(exc, UaStatusCodeError) or name not in IDENTITY_REFUSED:
+            return None
+        key = "password_env" if self.password is not None else "username"
+        who = f"the user {self.username}" if self.username else "an anonymous session"
+        return f"{key}: {self.endpoint} refused {who}: {name}"
+
+
+class _Handler:
+    """asyncua's subscription handler: each published value, and each status change (a subscription the server
+    ended), queued for :meth:`OpcUaTrigger._watch` in the same event loop."""
+
+    def __init__(self, changes: asyncio.Queue[tuple[str, Any]]) -> None:
+        self.changes = changes
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.changes.put_nowait(("value", val))
+
+    def status_change_notification(self, status: Any) -> None:
+        code = getattr(status, "Status", status)
+        name = getattr(code, "name", str(code))
+        if not getattr(code, "is_good", lambda: False)():
+            self.changes.put_nowait(("status", f"the server ended the subscription: {name}"))

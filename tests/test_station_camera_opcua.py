@@ -1,0 +1,312 @@
+"""A camera's frame triggered by a PLC over OPC UA (``trigger = "opcua"``), against a real asyncua server started
+by the test on a free port and a real video file as the camera.
+
+What must hold (brief "a camera frame triggered by the PLC over OPC UA"): each rising edge of a Boolean node takes
+exactly one frame, and each increase of an integer node (a part counter) one frame (an increase by k > 1: one
+frame, and the log says k - 1 parts had none); the value read at connect is never a trigger; a PLC that is down
+at start or stops does not stop the station: the status says the trigger is not connected (naming the endpoint and
+why), it reconnects every ``reconnect_s`` and triggers again, and what changed meanwhile is not taken; a node the
+server does not have, or of another type, is one line naming the node and the endpoint (at start when the PLC can
+be reached, a warning otherwise); ``eagle station run`` takes such a camera (it needs no HTTP route).
+
+Waits are generous and nothing is timed: the video file plays at its own pace (5 frames a second) while the
+camera waits for triggers, so each trigger's frame comes within a fifth of a second on an idle machine.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_station
+from conftest import wait_s
+from test_station import _env, _free_port, _history, _run
+
+from eagle_iad.station.parts import Options, StationConfigError
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed (pip install 'eagle-iad[camera]')")
+asyncua = pytest.importorskip("asyncua", reason="asyncua is not installed (pip install 'eagle-iad[opcua]')")
+
+from test_station_camera import _camera, _camera_stations, _drain, _frames, _video  # noqa: E402
+from test_station_opcua import PlcServer  # noqa: E402
+
+from eagle_iad.station.sources.camera import Camera  # noqa: E402
+
+model_dir = test_station.model_dir  # the module-scoped fixture: a small real model of elpv mono cells
+
+#: The PLC's variables: a part-present bit, a part counter, and a text (no trigger).
+VARIABLES: dict[str, tuple[str, int | None]] = {
+    "PartPresent": ("Boolean", None),
+    "Parts": ("UInt32", None),
+    "Label": ("String", None),
+}
+#: Frames a second of the video files: a file waiting for triggers plays at its own pace.
+FPS = 5.0
+
+
+def _clip(work: Path, seconds: float = 600) -> Path:
+    """A video of real elpv cells (64 px) lasting ``seconds`` at :data:`FPS`: longer than any test here, so the
+    file does not end (and finish the source) while a trigger is still to come."""
+    return _video(work / "clip.avi", _frames(int(seconds * FPS), size=64), fps=FPS)
+
+
+@pytest.fixture
+def plc() -> Iterator[PlcServer]:
+    server = PlcServer(_free_port(), VARIABLES, {"PartPresent": True, "Parts": 7}).start()
+    yield server
+    server.stop()
+
+
+def _until(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
+    """Wait (generously) until ``check()`` is true; its value."""
+    deadline = time.monotonic() + wait_s(seconds)
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"waited {wait_s(seconds):g} s for {what}"
+        time.sleep(0.05)
+
+
+def _plc_camera(work: Path, endpoint: str, node: str, **extra: Any) -> tuple[Camera, list[str]]:
+    camera = _camera(work, url="clip.avi", trigger="opcua", trigger_endpoint=endpoint, trigger_node=node,
+                     reconnect_s=0.3, **extra)  # fmt: skip
+    lines: list[str] = []
+    camera.log = lines.append
+    return camera, lines
+
+
+def _none_for_a_while(camera: Camera, seconds: float = 1.5) -> None:
+    """No frame is taken in ``seconds`` (the file's frames flow meanwhile: 5 a second)."""
+    time.sleep(seconds)
+    assert list(camera.poll()) == []
+
+
+def _connected(camera: Camera) -> None:
+    assert camera.plc is not None
+    _until("the trigger to connect", lambda: camera.plc is not None and camera.plc._connected)
+
+
+def test_each_rising_edge_of_a_boolean_takes_one_frame_and_the_value_at_connect_none(
+    tmp_path: Path, plc: PlcServer
+) -> None:
+    _clip(tmp_path)
+    camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=PartPresent")
+    try:
+        unknown = "a frame on each rising edge (a Boolean) or increase (a counter) of ns=2;s=PartPresent at "
+        assert unknown + plc.endpoint in camera.describe()  # the type is read at the start-up look, not from the file
+        camera.probe()
+        assert f"(a frame on each rising edge of ns=2;s=PartPresent at {plc.endpoint}, saved in" in camera.describe()
+        assert list(camera.poll()) == []  # starts the reader and the trigger
+        _connected(camera)
+        assert camera.warning() is None
+        assert lines == [f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: connected; "
+                         "ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True"]  # fmt: skip
+        _none_for_a_while(camera)  # true at connect: no part arrived, no frame
+        names = []
+        for _ in range(3):
+            plc.write("PartPresent", False)
+            plc.write("PartPresent", True)  # a pulse as short as two writes: the subscription sees both
+            names += [arrival.name for arrival in _drain(camera, until=1)]
+        plc.write("PartPresent", False)  # a falling edge takes nothing
+        _none_for_a_while(camera)
+        assert len(names) == 3 and len(set(names)) == 3, names
+        assert sorted(p.name for p in (tmp_path / "frames").glob("*.png")) == sorted(names)
+        assert camera.plc is not None and camera.plc.triggers == 3
+    finally:
+        camera.close()
+    assert camera.plc is not None and camera.plc._thread is not None and not camera.plc._thread.is_alive()
+
+
+def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_missed(
+    tmp_path: Path, plc: PlcServer
+) -> None:
+    _clip(tmp_path)
+    camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=Parts")
+    prefix = f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: "
+    try:
+        camera.probe()
+        assert f"a frame on each increase of counter ns=2;s=Parts at {plc.endpoint}" in camera.describe()
+        list(camera.poll())
+        _connected(camera)
+        _none_for_a_while(camera)  # 7 at connect: no frame
+        taken = []
+        for value in (8, 9):  # +1 twice: two frames
+            plc.write("Parts", value)
+            taken += _drain(camera, until=1)
+        assert len(taken) == 2
+        plc.write("Parts", 12)  # +3: one frame, two parts said to have none
+        taken += _drain(camera, until=1)
+        plc.write("Parts", 0)  # reset: no frame
+        _none_for_a_while(camera)
+        plc.write("Parts", 1)
+        taken += _drain(camera, until=1)
+        _none_for_a_while(camera, 0.5)
+        assert len(taken) == 4 and len({a.name for a in taken}) == 4
+        assert lines == [
+            prefix + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 7",
+            prefix + "ns=2;s=Parts went from 9 to 12: one frame taken; 2 parts had no frame of their own",
+            prefix + "ns=2;s=Parts went back from 12 to 0 (a reset, or it wrapped): no frame; counting on from there",
+        ], lines
+    finally:
+        camera.close()
+
+
+def test_a_plc_restarted_is_said_then_reconnected_and_what_changed_meanwhile_is_not_taken(
+    tmp_path: Path, plc: PlcServer
+) -> None:
+    _clip(tmp_path)
+    camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=Parts")
+    prefix = f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: "
+    try:
+        list(camera.poll())
+        _connected(camera)
+        plc.write("Parts", 8)
+        assert len(_drain(camera, until=1)) == 1
+        plc.stop()
+        warning = _until("the status to say the trigger is not connected", camera.warning)
+        assert warning.startswith(f"trigger {plc.endpoint} not connected since ")
+        assert warning.endswith("; trying again every 0.3 s; no frame is taken meanwhile")
+        _until("the log to say so", lambda: any("not connected:" in line for line in lines))
+        assert lines[1].startswith(prefix + "not connected: "), lines
+        _until("a failed reconnection", lambda: "cannot connect (Connection refused)" in str(camera.warning()))
+        _none_for_a_while(camera, 0.5)
+        plc.initial["Parts"] = 15  # seven parts counted while the station could not see them
+        plc.start()
+        _until("the trigger to reconnect", lambda: camera.warning() is None)
+        assert lines[-1] == prefix + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 15; it was 8 " \
+                                     "when the connection was lost", lines  # fmt: skip
+        _none_for_a_while(camera)  # not invented: no frame for the parts counted meanwhile
+        plc.write("Parts", 16)  # triggers again
+        assert len(_drain(camera, until=1)) == 1
+        assert camera.plc is not None and camera.plc.triggers == 2
+    finally:
+        camera.close()
+
+
+def test_a_node_missing_or_of_another_type_is_one_line_naming_node_and_endpoint(tmp_path: Path) -> None:
+    port = _free_port()
+    _clip(tmp_path, seconds=60)
+    missing, _ = _plc_camera(tmp_path, f"opc.tcp://127.0.0.1:{port}/eagle/plc", "ns=2;s=Nope")
+    server = PlcServer(port, VARIABLES)
+    try:
+        missing.probe()  # the PLC is down: no error at start, the trigger says so and tries again
+        list(missing.poll())
+        _until("the warning", lambda: "cannot connect (Connection refused)" in str(missing.warning()))
+        server.start()  # found once it is up: a warning naming the node, tried again
+        warning = _until("the node's warning", lambda: "does not exist" in str(missing.warning()) and missing.warning())
+        assert f": trigger_node ns=2;s=Nope does not exist on {server.endpoint}; trying again every 0.3 s" in warning
+        with pytest.raises(StationConfigError) as caught:  # the PLC up at start: the station is refused
+            missing.probe()
+        assert str(caught.value) == f"test: source: trigger_node ns=2;s=Nope does not exist on {server.endpoint}"
+        typed, _ = _plc_camera(tmp_path, server.endpoint, "ns=2;s=Label")
+        with pytest.raises(StationConfigError) as caught:
+            typed.probe()
+        assert str(caught.value) == (f"test: source: trigger_node ns=2;s=Label on {server.endpoint} holds String; a "
+                                     "trigger node must be a Boolean (a part-present bit: each rising edge takes a "
+                                     "frame) or an integer (a part counter: each increase takes a frame)")  # fmt: skip
+        typed.close()
+    finally:
+        missing.close()
+        server.stop()
+
+
+TRIGGER_ERRORS = [
+    # (the camera's options beyond url = "clip.avi", the one line after "test: source: ")
+    ({"trigger": "opcua", "trigger_node": "ns=2;s=P"}, "trigger_endpoint is missing"),
+    ({"trigger": "opcua", "trigger_endpoint": "opc.tcp://plc:4840"}, "trigger_node is missing"),
+    ({"trigger": "opcua", "trigger_endpoint": "http://plc:4840/", "trigger_node": "ns=2;s=P"},
+     "trigger_endpoint 'http://plc:4840/' is not an opc.tcp://host:port/... endpoint"),
+    ({"trigger": "opcua", "trigger_endpoint": "opc.tcp://u:pw@plc:4840", "trigger_node": "ns=2;s=P"},
+     "trigger_endpoint has a user in it; use username and password_env (the password stays out of the file)"),
+    ({"trigger": "opcua", "trigger_endpoint": "opc.tcp://plc:4840", "trigger_node": "ns=2;x=P"},
+     "trigger_node 'ns=2;x=P' is not an OPC UA node id; write e.g. 'ns=2;s=Verdict', 'ns=3;i=1001' or "
+     "'nsu=urn:plc;s=Verdict'"),
+    ({"trigger": "opcua", "trigger_endpoint": "opc.tcp://plc:4840", "trigger_node": "ns=2;s=P",
+      "password_env": "EAGLE_TEST_SECRET"},
+     "password_env needs username (OPC UA sends a password only with a user name)"),
+    ({"every_ms": 100, "trigger_endpoint": "opc.tcp://plc:4840"},
+     "trigger_endpoint is an option of trigger = \"opcua\" (a frame on a PLC's signal), which this camera does not "
+     "have"),
+    ({"trigger": "plc"}, "trigger is 'plc'; choose one of http, opcua"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("table", "message"), TRIGGER_ERRORS, ids=[m[:40] for _, m in TRIGGER_ERRORS])
+def test_a_bad_trigger_option_is_one_line_naming_it(tmp_path: Path, table: dict[str, Any], message: str) -> None:
+    _video(tmp_path / "clip.avi", _frames(2, size=32))
+    with pytest.raises(StationConfigError) as caught:
+        Camera(Options({"kind": "camera", "url": "clip.avi", **table}, "test: source", tmp_path))
+    assert str(caught.value) == f"test: source: {message}"
+
+
+def _status(stations: Path) -> dict[str, Any]:
+    code, out = _run(stations, "status")
+    assert code == 0, out
+    return dict(json.loads(out[out.index("[") :])[0])
+
+
+def test_eagle_station_run_takes_a_frame_on_each_plc_signal_and_says_when_the_plc_is_away(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The PLC is down when the station starts: it runs, and ``eagle station status`` says the trigger is not
+    connected; once the PLC is up, three rising edges are three inspections, exactly."""
+    _clip(tmp_path)
+    port = _free_port()
+    server = PlcServer(port, VARIABLES, {"PartPresent": True})
+    endpoint = server.endpoint
+    source = f'url = "clip.avi", trigger = "opcua", trigger_endpoint = "{endpoint}", trigger_node = ' \
+             '"ns=2;s=PartPresent", reconnect_s = 0.3'  # fmt: skip
+    stations = _camera_stations(tmp_path, model_dir, source)
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    frames = tmp_path / "frames"
+    try:
+        status = _until("the status to say the trigger is not connected", lambda: (found := _status(stations))
+                        and any(w.startswith("source: ") for w in found.get("warnings", ())) and found)  # fmt: skip
+        (warning,) = [w for w in status["warnings"] if w.startswith("source: ")]
+        assert warning.startswith(f"source: trigger {endpoint} not connected since ")
+        assert warning.endswith(": cannot connect (Connection refused); trying again every 0.3 s; no frame is taken "
+                                "meanwhile")  # fmt: skip
+        assert f"a frame on each rising edge (a Boolean) or increase (a counter) of ns=2;s=PartPresent at {endpoint}" \
+            in status["source"]  # fmt: skip
+        server.start()
+        _until("the status to clear", lambda: not any(w.startswith("source: ") for w in _status(stations)["warnings"]))
+        assert process.poll() is None and not list(frames.glob("*.png"))  # true at connect: no frame
+        for count in (1, 2, 3):
+            server.write("PartPresent", False)
+            server.write("PartPresent", True)
+            _until(f"frame {count}", lambda: len(list(frames.glob("*.png"))) == count, seconds=120)  # noqa: B023
+        _until("3 verdicts", lambda: len(_history(tmp_path)) == 3, seconds=120)
+        time.sleep(1.5)  # no further frame comes
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=wait_s(60))
+    finally:
+        process.kill()
+        process.communicate()
+        server.stop()
+    assert process.returncode == 143, log
+    history = _history(tmp_path)
+    assert len(history) == 3 and len(list(frames.glob("*.png"))) == 3, log
+    assert all(str(r.source).startswith(f"{tmp_path / 'clip.avi'} frame ") for r in history)
+    assert f"trigger {endpoint}: not connected: cannot connect (Connection refused)" in log
+    assert f"trigger {endpoint}: connected; ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True" in log
+    assert "Traceback" not in log
+
+
+def test_a_missing_trigger_node_stops_eagle_station_run_with_one_line(
+    model_dir: Path, tmp_path: Path, plc: PlcServer
+) -> None:
+    _clip(tmp_path, seconds=10)
+    source = f'url = "clip.avi", trigger = "opcua", trigger_endpoint = "{plc.endpoint}", trigger_node = "ns=2;s=Nope"'
+    stations = _camera_stations(tmp_path, model_dir, source)
+    code, out = _run(stations, "run", "--until-idle")
+    assert (code, out) == (2, f"eagle: error: {stations}: station 'line-1': source: trigger_node ns=2;s=Nope does not "
+                              f"exist on {plc.endpoint}\n"), out  # fmt: skip
