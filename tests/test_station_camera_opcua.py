@@ -187,6 +187,9 @@ def test_a_plc_restarted_is_said_then_reconnected_and_what_changed_meanwhile_is_
         plc.write("Parts", 16)  # triggers again
         assert len(_drain(camera, until=1)) == 1
         assert camera.plc is not None and camera.plc.triggers == 2
+        plc.stop()  # lost again for the same reason: said again (once per reason between two connections)
+        _until("the second loss said", lambda: sum(prefix + "not connected: the connection was lost" in line
+                                                   for line in lines) == 2)  # fmt: skip
     finally:
         camera.close()
 
@@ -270,7 +273,7 @@ def test_eagle_station_run_takes_a_frame_on_each_plc_signal_and_says_when_the_pl
     frames = tmp_path / "frames"
     try:
         status = _until("the status to say the trigger is not connected", lambda: (found := _status(stations))
-                        and any(w.startswith("source: ") for w in found.get("warnings", ())) and found)  # fmt: skip
+                        and any("cannot connect" in w for w in found.get("warnings", ())) and found)  # fmt: skip
         (warning,) = [w for w in status["warnings"] if w.startswith("source: ")]
         assert warning.startswith(f"source: trigger {endpoint} not connected since ")
         assert warning.endswith(": cannot connect (Connection refused); trying again every 0.3 s; no frame is taken "
@@ -310,3 +313,49 @@ def test_a_missing_trigger_node_stops_eagle_station_run_with_one_line(
     code, out = _run(stations, "run", "--until-idle")
     assert (code, out) == (2, f"eagle: error: {stations}: station 'line-1': source: trigger_node ns=2;s=Nope does not "
                               f"exist on {plc.endpoint}\n"), out  # fmt: skip
+
+
+def test_the_service_takes_a_plc_triggered_camera_and_its_status_says_when_the_plc_is_away(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """``POST /v1/stations``: a node the PLC does not have is a 400 naming it; a sound one is created, its
+    ``source`` names the rule, a counter's increase is an inspection, and a PLC stopped is a warning of the
+    station's ``GET`` until it is back."""
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _post
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _clip(data)
+    server = PlcServer(_free_port(), VARIABLES, {"Parts": 3}).start()
+    source = {"kind": "camera", "url": "clip.avi", "trigger": "opcua", "trigger_endpoint": server.endpoint,
+              "trigger_node": "ns=2;s=Nope", "reconnect_s": 0.3, "frames": "frames"}  # fmt: skip
+    body = {"name": "line-1", "category": "mono", "source": source, "sinks": [{"kind": "folder", "path": "sorted"}]}
+    try:
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            status, answer = _post(live.base, "/v1/stations", body)
+            assert (status, answer["error"]["message"]) == (
+                400, f"station 'line-1': source: trigger_node ns=2;s=Nope does not exist on {server.endpoint}"
+            ), answer  # fmt: skip
+            source["trigger_node"] = "ns=2;s=Parts"
+            status, answer = _post(live.base, "/v1/stations", body)
+            assert status == 201, answer
+
+            def station() -> dict[str, Any]:
+                return dict(call("GET", f"{live.base}/v1/stations/line-1")[2])
+
+            assert f"a frame on each increase of counter ns=2;s=Parts at {server.endpoint}" in station()["source"]
+            _until("the trigger to connect", lambda: not any(w.startswith("source: ") for w in station()["warnings"]))
+            server.write("Parts", 4)
+            _until("the inspection", lambda: station()["inspected"] == 1, seconds=120)
+            server.stop()
+            warning = _until("the warning", lambda: [w for w in station()["warnings"] if " since " in w])
+            assert warning[0].startswith(f"source: trigger {server.endpoint} not connected since "), warning
+            server.start()
+            _until("the warning to clear", lambda: not any(w.startswith("source: ") for w in station()["warnings"]))
+            server.write("Parts", 5)  # 3 again after the restart (its initial value): an increase
+            _until("the second inspection", lambda: station()["inspected"] == 2, seconds=120)
+            assert station()["inspected"] == 2
+    finally:
+        server.stop()

@@ -121,6 +121,8 @@ class OpcUaTrigger:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._last: Any = None
+        #: Set when a session connected, cleared by the loop that logs why it ended.
+        self._connected_once = False
 
     # What the station sees.
 
@@ -137,12 +139,15 @@ class OpcUaTrigger:
         return f"on {rule} {self.node_text} at {self.endpoint}{user}"
 
     def problem(self) -> str | None:
-        """Why the trigger takes no frames now (not connected, naming the endpoint and why), or ``None``."""
+        """Why the trigger takes no frames now (not connected, naming the endpoint and why), or ``None``: connected
+        and subscribed. Before the first connection is made (the station just started) it says so too."""
         with self._lock:
-            if self._thread is None or self._connected:
+            if self._connected:
                 return None
+            if self._problem is None:
+                return f"trigger {self.endpoint} not connected yet (connecting); no frame is taken meanwhile"
             since = "" if self._since is None else f" since {stamp(self._since)}"
-            problem = self._problem or "connecting"
+            problem = self._problem
         return (f"trigger {self.endpoint} not connected{since}: {problem}; trying again every {self.reconnect_s:g} s; "
                 "no frame is taken meanwhile")  # fmt: skip
 
@@ -210,10 +215,12 @@ class OpcUaTrigger:
             if self._closed:
                 return
             self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
-        said: str | None = None
+        said: str | None = None  # the problem last logged: said once, not at every try
         try:
             while True:
                 problem = await self._session()
+                if self._connected_once:  # connected in between: the same problem again is news
+                    self._connected_once, said = False, None
                 if problem != said:
                     said = problem
                     self.log(f"trigger {self.endpoint}: not connected: {problem}; trying again every "
@@ -335,14 +342,16 @@ class OpcUaTrigger:
         before, self._last = self._last, value
         with self._lock:
             self._connected, self._problem = True, None
+        self._connected_once = True
         rule = "each rising edge takes a frame" if self.type_name == BOOLEAN else "each increase takes a frame"
         moved = "" if before is None or before == value else f"; it was {before} when the connection was lost"
         self.log(f"trigger {self.endpoint}: connected; {self.node_text} ({self.type_name}: {rule}) is "
                  f"{value}{moved}")  # fmt: skip
 
     def _failed(self, problem: str) -> str:
+        """Not connected, for ``problem``: since the start, or since the connection was lost."""
         with self._lock:
-            if self._connected or self._problem is None:
+            if self._connected:
                 self._since = time.time()
             self._connected, self._problem = False, problem
         return problem
