@@ -187,7 +187,7 @@ def test_a_plc_restarted_is_said_then_reconnected_and_what_changed_meanwhile_is_
         plc.write("Parts", 16)  # triggers again
         assert len(_drain(camera, until=1)) == 1
         assert camera.plc is not None and camera.plc.triggers == 2
-        plc.stop()  # lost again for the same reason: said again (once per reason between two connections)
+        plc.stop()  # lost again: said again
         _until("the second loss said", lambda: sum(prefix + "not connected: the connection was lost" in line
                                                    for line in lines) == 2)  # fmt: skip
     finally:
