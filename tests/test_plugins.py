@@ -411,6 +411,16 @@ def test_plugin_mllm_family_loads_a_new_checkpoint_type(tmp_path: Path, monkeypa
         images = {"q.png": rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)}
         reply = backend.generate(build_prompt(PromptRequest("q.png")), images, GenerateOptions(max_new_tokens=2))
         assert reply.metadata["image_spans"] and isinstance(reply.text, str)
+        # Its weights are the file's, not a randomly initialised decoder (transformers renames a Qwen2.5-VL
+        # checkpoint's keys only for the classes it knows: inherit_checkpoint_layout gives the plugin's class them).
+        import torch
+        from safetensors.torch import load_file
+
+        saved = load_file(checkpoint / "model.safetensors")
+        decoder = backend.model.model.language_model.layers[1].mlp.down_proj.weight
+        assert torch.equal(decoder, saved["model.layers.1.mlp.down_proj.weight"])
+        assert torch.equal(backend.model.model.visual.blocks[0].mlp.down_proj.weight,
+                           saved["visual.blocks.0.mlp.down_proj.weight"])  # fmt: skip
     finally:
         FAMILIES.remove("tiny_vl")
         registry._loaded.pop("tiny_vl_family", None)

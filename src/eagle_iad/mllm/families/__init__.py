@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.families.base import Family, ImageTokens, image_token_runs
+from eagle_iad.mllm.families.base import Family, ImageTokens, image_token_runs, inherit_checkpoint_layout
 from eagle_iad.mllm.families.gemma3 import GEMMA3
 from eagle_iad.mllm.families.glm4v import GLM4V
 from eagle_iad.mllm.families.idefics3 import IDEFICS3
@@ -66,4 +66,12 @@ def family_for(model_type: str) -> Family:
     )
 
 
-__all__ = ["FAMILIES", "Family", "ImageTokens", "family_for", "image_token_runs", "register_family"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "ImageTokens",
+    "family_for",
+    "image_token_runs",
+    "inherit_checkpoint_layout",
+    "register_family",
+]

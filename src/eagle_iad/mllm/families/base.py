@@ -331,3 +331,28 @@ class FamilyBase:
         self, config: Any, processor: Any, inputs: Any, input_ids: Sequence[int], n_images: int
     ) -> list[ImageTokens]:
         raise NotImplementedError(f"family {self.name} does not say where its images' tokens are")
+
+
+def inherit_checkpoint_layout(model_class: type) -> None:
+    """Let ``model_class`` (a checkpoint class a plugin registers under a new ``model_type``) load its
+    parent's checkpoints: give it the parent's checkpoint key renaming.
+
+    Why: transformers renames a checkpoint's keys to its classes' current layout (Qwen2.5-VL's saved
+    ``model.layers.*`` become ``model.language_model.layers.*``) by a mapping it looks up by class name,
+    then by ``model_type``; a subclass under a new type has neither, so every decoder weight would be
+    unexpected, the decoder left random and the load refused (``hf.weights_problem``). The first class of
+    its bases with a mapping (by its name, else its config's ``model_type``) gives it.
+    """
+    from transformers.conversion_mapping import (
+        get_checkpoint_conversion_mapping,
+        register_checkpoint_conversion_mapping,
+    )
+
+    for parent in model_class.__mro__[1:]:
+        parent_type = getattr(getattr(parent, "config_class", None), "model_type", None)
+        mapping = get_checkpoint_conversion_mapping(parent.__name__)
+        if mapping is None and parent_type:
+            mapping = get_checkpoint_conversion_mapping(parent_type)
+        if mapping is not None:
+            register_checkpoint_conversion_mapping(model_class.__name__, mapping, overwrite=True)
+            return
