@@ -196,6 +196,28 @@ def test_a_run_answered_by_a_random_test_model_is_marked_not_a_measurement(
     assert json.loads((run / "metrics.json").read_text())["random_test_model"] is True
 
 
+def test_a_model_folder_without_tokenizer_is_refused_before_the_run_folder_is_written(
+    cells: Path, tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found at load, not at the first prompt (a traceback, and run.json/preflight.json left behind)."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_qwen, bare)
+    (bare / "tokenizer.json").unlink()
+    (bare / "tokenizer_config.json").unlink()
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert _eval("--data", str(cells), "--layout", "folder", "--models", str(tmp_path / "models"), "--mllm",
+                 f"hf:{bare}", "--conditions", "baseline", "--limit", "2", "--out", str(run)) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err == (
+        f"eagle: error: cannot load MLLM {str(bare)!r}: its tokenizer does not know the image token '<|image_pad|>' "
+        "(id 5): the folder lacks tokenizer.json and tokenizer_config.json; no prompt could place an image\n"
+    )
+    assert not run.exists() and not (tmp_path / "models").exists()
+
+
 @needs_tire
 def test_mvtec_layout_end_to_end(tiny_qwen: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"

@@ -245,8 +245,13 @@ def run_experiment(
         fit_config(options, config.seed)  # a setting no model could be fitted with is refused before any work
     known = read_checked(out)
     checked = preflight(config, items, warn, known)
-    # Before the run folder is written: a malformed spec or an engine that is down stops the run here.
+    # Before the run folder is written: a malformed spec, an engine that is down or a local hf: folder that
+    # could not answer right (mllm.hf.check_spec) stops the run here.
     needs_mllm = config.mllm is not None and any(c != "expert" for c in config.conditions)
+    if needs_mllm and config.mllm is not None:
+        from eagle_iad.mllm.hf import check_spec
+
+        check_spec(config.mllm)  # a local hf: folder without tokenizer, chat template, ...: refused here
     mllm_identity = mllm_fingerprint(config.mllm) if needs_mllm and config.mllm is not None else None
     random_model = random_test_model(config.mllm) if needs_mllm and config.mllm is not None else None
     if random_model is not None:

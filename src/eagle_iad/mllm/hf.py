@@ -13,11 +13,19 @@ Weights are read from a local directory, the local Hugging Face cache or the hub
 at once with one line saying what to do, never after huggingface_hub's half-minute of retries:
 ``EAGLE_OFFLINE`` (like ``HF_HUB_OFFLINE``) means the cache only, and otherwise a hub that cannot be
 reached (one TCP connection, :func:`hub_unreachable`) means the cache only too (see :func:`quiet_hub_retries`).
+
+A checkpoint that cannot answer right is refused at load in one line, never left to answer noise or to fail
+with a traceback at the first prompt: a local path that is a file or a folder without ``config.json``, a
+model type no family knows, a processor without a tokenizer that knows the image token or without a chat
+template (:func:`check_model_folder`, :func:`check_processor`; ``eagle eval`` runs them before its run folder
+is written), and weights that do not fill the model (:func:`weights_problem`: transformers would initialise
+the missing ones at random and only print a report).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -34,11 +42,13 @@ from PIL import Image
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.base import (
+    HYBRID_SCHEME,
     RANDOM_MODEL_NOTE,
     AttentionCapture,
     BackendSpec,
     GenerateOptions,
     Reply,
+    parse_spec,
     register_backend,
 )
 from eagle_iad.mllm.caas import (
@@ -160,6 +170,26 @@ def quiet_hub_retries() -> Iterator[None]:
         logger.removeFilter(one)
 
 
+class _NoLoadReport(logging.Filter):
+    """Drops transformers' multi-line LOAD REPORT table (missing/unexpected/mismatched weights): the load
+    refuses such weights itself, in one line (:func:`weights_problem`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """While loading weights: no LOAD REPORT table on stderr (the refusal says what it would)."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    quiet = _NoLoadReport()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def one_line(text: str) -> str:
     """A library's multi-line message as one line (the CLI would print its newlines as a literal ``\\n``)."""
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
@@ -184,6 +214,159 @@ def load_error(ref: str, is_local: bool, local_files_only: bool, offline: str | 
         f"cannot load MLLM {ref!r} as a Hugging Face hub id: {one_line(str(exc))} (a local model folder is "
         f"--mllm hf:/path/to/model; {EAGLE_OFFLINE_ENV}=1 or HF_HUB_OFFLINE=1 use the cache without the network)"
     )
+
+
+#: A model folder's files by what they hold, named when a load finds that part missing (either file of a pair
+#: may hold it: transformers 5 writes ``processor_config.json``, older checkpoints ``preprocessor_config.json``).
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+#: How many weight names a refusal quotes (a truncated checkpoint may lack thousands).
+QUOTED_WEIGHTS = 3
+
+
+def _absent(folder: Path | None, names: Sequence[str]) -> list[str]:
+    return [] if folder is None else [name for name in names if not (folder / name).is_file()]
+
+
+def check_model_folder(ref: str) -> None:
+    """Refuse a local ``hf:`` path that is no model folder, before anything is loaded (one line each): a file
+    (the weights file given for its folder), a folder without a readable ``config.json`` naming a
+    ``model_type``, a type no family handles (the families and ``EAGLE_PLUGINS`` named), no image processor
+    settings. A hub id (no such path) is left to the loader."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        raise ConfigError(
+            f"cannot load MLLM {ref!r}: it is a file; give the model folder that holds it (--mllm hf:{path.parent})"
+        )
+    if not path.is_dir():
+        return
+    try:
+        text = (path / "config.json").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"cannot load MLLM {ref!r}: not a model folder (no config.json)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot load MLLM {ref!r}: cannot read its config.json ({one_line(str(exc))})") from exc
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(
+            f"cannot load MLLM {ref!r}: not a model folder (its config.json is empty or not JSON)"
+        ) from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigError(f"cannot load MLLM {ref!r}: not a model folder (its config.json names no model_type)")
+    try:
+        family_for(model_type)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot load MLLM {ref!r}: {exc}") from None
+    if len(_absent(path, PROCESSOR_FILES)) == len(PROCESSOR_FILES):
+        raise ConfigError(
+            f"cannot load MLLM {ref!r}: the folder lacks its image processor's settings "
+            f"({' or '.join(PROCESSOR_FILES)})"
+        )
+
+
+def check_processor(ref: str, family: Family, config: Any, processor: Any, folder: Path | None) -> None:
+    """Refuse a processor that could not lay out a prompt the checkpoint's way: no tokenizer knowing the
+    family's image token (without tokenizer files transformers builds an empty one, and the first prompt
+    fails with "Mismatch in image token count"), or no chat template (``apply_chat_template`` fails)."""
+    tokenizer: Any = getattr(processor, "tokenizer", None)
+    image_id = family.image_token_id(config)
+    token = getattr(processor, "image_token", None)
+    known = tokenizer is not None and 0 <= image_id < len(tokenizer)
+    if known and tokenizer.convert_ids_to_tokens(image_id) in (None, tokenizer.unk_token):
+        known = False
+    if known and isinstance(token, str) and tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+        known = False
+    if not known:
+        absent = _absent(folder, TOKENIZER_FILES)
+        where = f": the folder lacks {' and '.join(absent)}" if absent else ""
+        shown = f"{token!r} (id {image_id})" if isinstance(token, str) else f"id {image_id}"
+        raise ConfigError(
+            f"cannot load MLLM {ref!r}: its tokenizer does not know the image token {shown}{where}; "
+            "no prompt could place an image"
+        )
+    if not getattr(processor, "chat_template", None):
+        names = " or ".join(CHAT_TEMPLATE_FILES)
+        raise ConfigError(
+            f"cannot load MLLM {ref!r}: it has no chat template ({names}); the prompt could not be laid out "
+            "as the checkpoint was trained"
+        )
+
+
+def _names(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:QUOTED_WEIGHTS])
+    return shown + (", ..." if len(keys) > QUOTED_WEIGHTS else "")
+
+
+def weights_problem(ref: str, info: Mapping[str, Any], total: int) -> str | None:
+    """Why the loaded weights cannot be trusted, from transformers' loading info, or ``None``.
+
+    transformers already leaves out of ``missing_keys`` the weights it ties (``lm_head`` to the embeddings)
+    or ignores by design (``_keys_to_ignore_on_load_missing``), and out of ``unexpected_keys`` the ones a
+    class ignores (``_keys_to_ignore_on_load_unexpected``); what is left would be random (missing), or is a
+    checkpoint laid out for another class (unexpected, usually with as many missing: a checkpoint type
+    registered without its parent's key mapping), or of other shapes (mismatched)."""
+    missing = sorted(str(key) for key in info.get("missing_keys") or ())
+    unexpected = sorted(str(key) for key in info.get("unexpected_keys") or ())
+    mismatched = sorted(str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys") or ())
+    if missing and unexpected:
+        return (
+            f"{ref}: the checkpoint's weights are laid out for another model class: {len(missing)} of the model's "
+            f"{total} weights are not in it ({_names(missing)}) and {len(unexpected)} of its weights have no place "
+            f"in the model ({_names(unexpected)}); a checkpoint type registered without its parent's key mapping "
+            '(README, "Adding an MLLM family") or a mismatched checkpoint'
+        )
+    if missing:
+        return (
+            f"{ref}: the checkpoint lacks {len(missing)} of the model's {total} weights ({_names(missing)}); "
+            "they would be random: a truncated or mismatched checkpoint"
+        )
+    if unexpected:
+        return (
+            f"{ref}: the checkpoint holds {len(unexpected)} weights the model has no place for "
+            f"({_names(unexpected)}): its layout does not match the model class (a mismatched checkpoint)"
+        )
+    if mismatched:
+        return (
+            f"{ref}: {len(mismatched)} of the checkpoint's weights have other shapes than the model's "
+            f"({_names(mismatched)}): a mismatched checkpoint"
+        )
+    return None
+
+
+def check_spec(spec: str) -> None:
+    """The cheap load checks of every local ``hf:`` folder in an ``--mllm`` spec (a hybrid's too): folder,
+    family, processor, tokenizer, chat template; no weights read. ``eagle eval`` runs it before its run
+    folder is written, so such a folder leaves nothing behind."""
+    parsed = parse_spec(spec)
+    if parsed.scheme == HYBRID_SCHEME:
+        check_spec(parsed.target)
+        check_spec(str(parsed.model))
+        return
+    path = Path(parsed.target).expanduser()
+    if parsed.scheme != "hf" or not (path.is_dir() or path.is_file()):
+        return
+    check_model_folder(parsed.target)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        family = family_for(config.model_type)
+        processor = family.load_processor(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(processor_error(parsed.target, path, exc)) from exc
+    check_processor(parsed.target, family, config, processor, path)
+
+
+def processor_error(ref: str, folder: Path | None, exc: BaseException) -> str:
+    """A local folder's failed config or processor load, naming the files it lacks (transformers' own message
+    sends a newcomer to huggingface.co)."""
+    absent = _absent(folder, TOKENIZER_FILES)
+    if folder is not None and absent:
+        return f"cannot load MLLM {ref!r}: the folder lacks {' and '.join(absent)} ({one_line(str(exc))})"
+    return f"cannot load MLLM {ref!r} as a directory: {one_line(str(exc))}"
 
 
 def _default_device() -> str:
@@ -228,6 +411,7 @@ class HFBackend:
         self.model_ref = str(model)
         self.device = device or _default_device()
         self.dtype = dtype or (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        check_model_folder(self.model_ref)
         is_local = Path(self.model_ref).expanduser().is_dir()
         if not is_local and self.model_ref.startswith(("/", "./", "../", "~")):
             raise ConfigError(f"cannot load MLLM {self.model_ref!r}: no such model directory")
@@ -239,20 +423,33 @@ class HFBackend:
         if not local_files_only:
             offline = hub_unreachable()  # a hub id, the network allowed: is the hub there at all?
             local_files_only = offline is not None  # if not, the cache is all there is (at once, no retries)
+        folder = Path(self.model_ref) if is_local else None
         try:
-            with quiet_hub_retries():
+            with quiet_hub_retries(), quiet_load_report():
                 config = AutoConfig.from_pretrained(self.model_ref, local_files_only=local_files_only)
                 self.family: Family = family_for(config.model_type)
-                self.processor = self.family.load_processor(self.model_ref, local_files_only=local_files_only)
+                try:
+                    self.processor = self.family.load_processor(self.model_ref, local_files_only=local_files_only)
+                except (OSError, ValueError) as exc:
+                    if folder is None:
+                        raise
+                    raise ConfigError(processor_error(self.model_ref, folder, exc)) from exc
+                check_processor(self.model_ref, self.family, config, self.processor, folder)
                 self.text_attention = CAAS_ATTENTION_EAGER if exact_eager else CAAS_ATTENTION
-                self.model = AutoModelForImageTextToText.from_pretrained(
+                loaded, info = AutoModelForImageTextToText.from_pretrained(
                     self.model_ref,
                     dtype=self.dtype,
                     attn_implementation={"text_config": self.text_attention, "vision_config": vision_attention},
                     local_files_only=local_files_only,
-                ).to(self.device)
+                    output_loading_info=True,
+                    ignore_mismatched_sizes=True,  # refused below, naming them, not with a RuntimeError
+                )
         except (OSError, ValueError) as exc:
             raise ConfigError(load_error(self.model_ref, is_local, local_files_only, offline, exc)) from exc
+        problem = weights_problem(self.name, info, len(loaded.state_dict()))
+        if problem is not None:
+            raise ConfigError(problem)
+        self.model = loaded.to(self.device)
         self.model.eval()
         self.config = self.model.config
         #: Said once on load by the commands (``eagle: warning: ...``); a random test model also marks each reply.
