@@ -78,6 +78,27 @@ def test_a_checkpoint_with_weights_of_other_shapes_is_refused(tiny_qwen: Path, t
     )
 
 
+def test_extra_weights_alone_load_with_a_warning_not_a_refusal(tiny_qwen: Path, tmp_path: Path) -> None:
+    """A checkpoint that holds every weight the model needs and some it does not use (another head, an older
+    buffer: real checkpoints carry such extras) loads and answers from its own weights; the extras are said once
+    as a load warning, since they may mean a near relative's checkpoint."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from eagle_iad.mllm import load_backend
+
+    extra = _copy(tiny_qwen, tmp_path / "extra")
+    weights = load_file(extra / "model.safetensors")
+    weights["extra_head.weight"] = torch.zeros(2, 2)
+    save_file(weights, extra / "model.safetensors", metadata={"format": "pt"})
+    backend = load_backend(f"hf:{extra}")
+    warnings = getattr(backend, "warnings", [])
+    assert (
+        f"hf:{extra}: the checkpoint holds 1 weight the model does not use (extra_head.weight); every weight it "
+        "needs came from the file, so it runs: check this is the checkpoint you meant"
+    ) in warnings, warnings
+
+
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "llava"])
 def test_a_folder_without_tokenizer_files_is_refused_naming_them(
     tiny_mllm_dirs: dict[str, Path], tmp_path: Path, family: str

@@ -62,6 +62,7 @@ from eagle_iad.mllm.caas import (
 )
 from eagle_iad.mllm.families import Family, family_for
 from eagle_iad.mllm.families.base import ImageSpans, image_spans, positions
+from eagle_iad.naming import plural
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
 
 
@@ -306,8 +307,9 @@ def weights_problem(ref: str, info: Mapping[str, Any], total: int) -> str | None
     transformers already leaves out of ``missing_keys`` the weights it ties (``lm_head`` to the embeddings)
     or ignores by design (``_keys_to_ignore_on_load_missing``), and out of ``unexpected_keys`` the ones a
     class ignores (``_keys_to_ignore_on_load_unexpected``); what is left would be random (missing), or is a
-    checkpoint laid out for another class (unexpected, usually with as many missing: a checkpoint type
-    registered without its parent's key mapping), or of other shapes (mismatched)."""
+    checkpoint laid out for another class (unexpected, with as many missing: a checkpoint type registered
+    without its parent's key mapping), or of other shapes (mismatched). Unexpected weights alone are no
+    refusal (:func:`weights_warning`)."""
     missing = sorted(str(key) for key in info.get("missing_keys") or ())
     unexpected = sorted(str(key) for key in info.get("unexpected_keys") or ())
     mismatched = sorted(str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys") or ())
@@ -323,17 +325,27 @@ def weights_problem(ref: str, info: Mapping[str, Any], total: int) -> str | None
             f"{ref}: the checkpoint lacks {len(missing)} of the model's {total} weights ({_names(missing)}); "
             "they would be random: a truncated or mismatched checkpoint"
         )
-    if unexpected:
-        return (
-            f"{ref}: the checkpoint holds {len(unexpected)} weights the model has no place for "
-            f"({_names(unexpected)}): its layout does not match the model class (a mismatched checkpoint)"
-        )
     if mismatched:
         return (
             f"{ref}: {len(mismatched)} of the checkpoint's weights have other shapes than the model's "
             f"({_names(mismatched)}): a mismatched checkpoint"
         )
     return None
+
+
+def weights_warning(ref: str, info: Mapping[str, Any]) -> str | None:
+    """What to say of weights the checkpoint holds and the model does not use, when nothing is missing: not a
+    refusal, since every weight the model needs came from the file (real checkpoints can carry extras a class does
+    not declare ignorable: another head, an older buffer), but said, as they may mean a checkpoint of a near
+    relative. ``None`` when there are none, or when :func:`weights_problem` refuses anyway."""
+    unexpected = sorted(str(key) for key in info.get("unexpected_keys") or ())
+    if not unexpected or info.get("missing_keys"):
+        return None
+    return (
+        f"{ref}: the checkpoint holds {plural(len(unexpected), 'weight')} the model does not use "
+        f"({_names(unexpected)}); every weight it needs came from the file, so it runs: check this is the "
+        "checkpoint you meant"
+    )
 
 
 def check_spec(spec: str) -> None:
@@ -454,6 +466,8 @@ class HFBackend:
         self.config = self.model.config
         #: Said once on load by the commands (``eagle: warning: ...``); a random test model also marks each reply.
         self.warnings: list[str] = []
+        if (extra := weights_warning(self.name, info)) is not None:
+            self.warnings.append(extra)
         self.random_test_model = is_local and (Path(self.model_ref) / RANDOM_MODEL_NOTE).is_file()
         if self.random_test_model:
             self.warnings.append(
