@@ -81,6 +81,7 @@ def test_a_missing_expert_fit_shows_progress_warnings_and_takes_fit_options(
     assert main(args) == 0
     err = capsys.readouterr().err
     assert f"fitting 'part' on 3 normal images with efficientnet_lite0 (no model in {models / 'part'})" in err
+    assert f"wrote {run / 'report.md'} in " in err and "nothing left to do" not in err
     assert f"eagle: warning: {models / 'part'}: {FIT_WARNING}\n" in err
     (config,) = fake_experts["configs"]  # the options reached the fit, as `eagle fit`'s flags would
     assert (config.rule, config.rule_params, config.coreset_ratio, config.seed) == ("quantile", {"q": 0.9}, 0.5, 3)
@@ -93,7 +94,11 @@ def test_a_missing_expert_fit_shows_progress_warnings_and_takes_fit_options(
     assert "coreset_ratio=0.5, q=0.9, rule=quantile" in report
     # Resumed: nothing is fitted again, the report still lists the fit this run made.
     assert main(args) == 0
-    assert "fitting" not in capsys.readouterr().err and len(fake_experts["configs"]) == 1
+    err = capsys.readouterr().err
+    assert "fitting" not in err and len(fake_experts["configs"]) == 1
+    # every item was done: the rerun says so rather than "wrote ... in N s" as if it had run them
+    done = f"nothing left to do: every item of this run is in {run / 'results.jsonl'}; rewrote {run / 'report.md'}\n"
+    assert done in err and f"wrote {run / 'report.md'} in " not in err
     assert FIT_WARNING in (run / "report.md").read_text()
 
 

@@ -201,11 +201,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args.ray_address, args.ray_workers, args.ray_gpus_per_worker)
     start = time.perf_counter()
     with write_errors(out, "the run keeps every finished record; free space and run the same command to resume"):
-        metrics = run_experiment(config, out, executor, show_progress=not args.quiet, warn=_warn)
+        added: list[int] = []
+        metrics = run_experiment(config, out, executor, show_progress=not args.quiet, warn=_warn, made=added.append)
     for condition, entry in metrics["mllm"]["conditions"].items():
         acc = entry["overall"]["anomaly"]["accuracy"]
         print(f"{condition}: anomaly accuracy {'–' if acc is None else f'{100 * acc:.2f}%'}")
-    print(f"wrote {Path(args.out) / 'report.md'} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if added == [0]:  # a rerun of a finished run: its seconds are the report's, not the run's
+        print(f"nothing left to do: every item of this run is in {Path(args.out) / 'results.jsonl'}; "
+              f"rewrote {Path(args.out) / 'report.md'}", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"wrote {Path(args.out) / 'report.md'} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 

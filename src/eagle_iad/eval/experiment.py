@@ -231,8 +231,12 @@ def run_experiment(
     *,
     show_progress: bool = False,
     warn: Callable[[str], None] = _stderr_warning,
+    made: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment into ``out`` and return the metrics written to ``metrics.json``.
+
+    ``made``, when given, is told how many records this call added to ``results.jsonl`` (0: a rerun with
+    nothing left to do, which then only rewrites the report): so the command says what it did, not just a time.
 
     ``show_progress``: a missing expert's fit shows its progress on stderr, as ``eagle fit`` does. ``warn``
     receives what the user should know but that does not stop the run (stderr by default): each warning of
@@ -312,7 +316,10 @@ def run_experiment(
             model_sha256=models,
             random_test_model=random_model is not None,
         )
+        before = len(store.done)
         (executor or LocalExecutor()).run(shard_by_category(items), worker, set(store.done), store.append)
+        if made is not None:
+            made(len(store.done) - before)
         records = store.records()
         random_run = bool(store.manifest.get(RANDOM_MARK)) or any(r.get(RANDOM_MARK) for r in records)
         return _finish(config, items, out, records, store.hash, warn, random_run=random_run)
