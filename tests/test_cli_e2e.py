@@ -256,6 +256,20 @@ def test_inspect_with_mllm_eagle(
         roles = [item["role"] for item in v["prompt"] if item["type"] == "image"]
         assert roles == (["query", "boxed"] if v["expert_decision"] == "anomalous" else ["query"])
         assert v["answer"] in {"A", "B", "unparsable"}
+        # why no boxed copy went is in the JSON too, not only in the text
+        why = "none sent (the expert called it normal: the MLLM was shown the image alone)"
+        assert v["metadata"].get("visual_prompt_note") == (None if v["expert_decision"] == "anomalous" else why)
+    # the text says what answered each image and what became of CAAS, from the same answered_by fields
+    code, text, _ = run(
+        capsys, "inspect", *images, "--model", str(elpv_model), "--mllm", spec, "--max-new-tokens", "2", "--quiet"
+    )  # fmt: skip
+    assert code == 0
+    said = [line.strip() for line in text.splitlines() if line.startswith("    answered by: ")]
+    caas = ["applied" if v["caas_applied"] else "not needed (outside the band)" for v in verdicts]
+    assert said == [f"answered by: {spec} (route single), CAAS {c}" for c in caas]
+    code, text, _ = run(capsys, "inspect", images[0], "--model", str(elpv_model), "--mllm", spec,
+                        "--max-new-tokens", "2", "--condition", "tgps", "--quiet")  # fmt: skip
+    assert code == 0 and f"    answered by: {spec} (route single), CAAS off (condition tgps)\n" in text
 
 
 @pytest.mark.usefixtures("torch_single_thread")

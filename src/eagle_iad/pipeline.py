@@ -165,6 +165,39 @@ def answered_by(
     }
 
 
+def answered_by_line(who: dict[str, str]) -> str:
+    """``answered by: <backend> (route <route>), CAAS <what became of it>``: the text of an :func:`answered_by`.
+
+    The one wording of the record's ``answered_by`` for a person (``eagle inspect``'s text): derived from the
+    same fields ``--json`` shows, so the two cannot drift, and it says CAAS's fate whether applied or not
+    ("not needed (outside the band)", "off (condition tgps)") where a bare "CAAS" tag said only the first.
+    """
+    return f"answered by: {who.get('backend', '?')} (route {who.get('route', 'single')}), CAAS {who.get('caas', '?')}"
+
+
+#: ``metadata["visual_prompt_note"]`` of an EAGLE verdict whose condition can send the boxed copy but did not:
+#: why the MLLM was shown the image alone (``eagle inspect`` prints it; ``--json`` and the service records carry it).
+VISUAL_PROMPT_NOTE = "visual_prompt_note"
+
+
+def visual_prompt_note(condition: str, expert_decision: str | None, unrecognised: bool | None) -> str | None:
+    """Why no boxed copy (visual prompt) went to the MLLM, or None where one did or the condition never sends one.
+
+    Said in the verdict, not only in the CLI's text, so a JSON reader learns the reason as a person does.
+    """
+    if not uses_expert(condition):
+        return None  # baseline shows the image alone by design: nothing to explain
+    if _MODES[condition] == "text-only":
+        return ("none sent (the text-only condition gives the MLLM no picture prompt: it was shown the image alone, "
+                "with the expert's finding in words)")  # fmt: skip
+    if expert_decision == "anomalous" and not unrecognised:
+        return None
+    why = "the expert called it normal" if expert_decision != "anomalous" else "no boxes were drawn"
+    if unrecognised:
+        why = "not like the training images"
+    return f"none sent ({why}: the MLLM was shown the image alone)"
+
+
 def uses_expert(condition: str) -> bool:
     """Whether ``condition`` reads the expert's result: every one but ``baseline`` (the MLLM alone)."""
     return condition != "baseline"
@@ -268,6 +301,7 @@ class Eagle:
         parsed = parse_answer(reply.text, question)
         timings.update({f"mllm_{k}": v for k, v in reply.timings.items()})
         timings["total_s"] = time.perf_counter() - start
+        note = None if boxed_ref is not None else visual_prompt_note(condition, expert_decision, unrecognised)
         return EagleVerdict(
             image=name,
             condition=condition,
@@ -286,7 +320,12 @@ class Eagle:
             caas_settings=reply.caas_settings,
             timings=timings,
             attention=None if reply.attention is None else reply.attention.to_dict(),
-            metadata={"backend": self.backend.name, "caas_forced": self.config.force_caas, **reply.metadata},
+            metadata={
+                "backend": self.backend.name,
+                "caas_forced": self.config.force_caas,
+                **reply.metadata,
+                **({} if note is None else {VISUAL_PROMPT_NOTE: note}),
+            },
             reference=reference,
             answered_by=answered_by(
                 self.backend.name, reply.metadata, condition, options.caas is not None, reply.caas_applied

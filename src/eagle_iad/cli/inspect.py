@@ -187,7 +187,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     records = inspect_records(args)
     if not (args.mllm or args.caas_mllm):
         return _print_expert_verdicts(args, [{**_versioned(r), "warnings": r.warnings or []} for r in records])
-    from eagle_iad.pipeline import CAAS_NOT_APPLIED
+    from eagle_iad.pipeline import CAAS_NOT_APPLIED, answered_by_line
 
     verdicts = []
     for record in records:
@@ -208,6 +208,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
         print(f"{printable(v['image'])}: {v['decision']} (answer {v['answer']}){expert_part}{caas}{route}  "
               f"reply {v['reply']!r}")  # fmt: skip
+        print(f"    {answered_by_line(v['answered_by'])}")
         for warning in v.get("warnings") or []:
             print(f"    warning: {warning}")
         if args.out is not None:
@@ -217,24 +218,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _print_mllm_pictures(args: argparse.Namespace, verdict: dict[str, Any]) -> None:
     """Each picture written for an MLLM verdict, and why an expected one is not there."""
+    from eagle_iad.pipeline import VISUAL_PROMPT_NOTE
+
     pictures = verdict["metadata"].get("pictures") or {}
     for kind, path in pictures.items():
         print(f"    {kind}: {printable(path)}")
-    if args.condition in _CONDITIONS_WITH_BOXES and "visual_prompt" not in pictures:
-        why = "the expert called it normal" if verdict["expert_decision"] != "anomalous" else "no boxes were drawn"
-        if verdict.get("unrecognised"):
-            why = "not like the training images"
-        print(f"    visual_prompt: none sent ({why}: the MLLM was shown the image alone)")
-    elif args.condition == "text-only":  # the ablation that keeps the expert's words and drops the picture prompt
-        print("    visual_prompt: none sent (the text-only condition gives the MLLM no picture prompt: it was shown "
-              "the image alone, with the expert's finding in words)")  # fmt: skip
+    note = verdict["metadata"].get(VISUAL_PROMPT_NOTE)  # the verdict's own reason, as --json carries it
+    if note is not None and "visual_prompt" not in pictures:
+        print(f"    visual_prompt: {note}")
     if args.capture_attention and not any(kind.startswith("attention_L") for kind in pictures):
         note = verdict["metadata"].get("attention_note") or "the backend captured none"
         print(f"    attention: no overlays ({note})")
-
-
-#: Conditions whose prompt carries the boxed copy when the expert calls the image anomalous.
-_CONDITIONS_WITH_BOXES = frozenset({"tgps", "eagle", "visual-only"})
 
 
 def _print_expert_verdicts(args: argparse.Namespace, verdicts: list[dict[str, Any]]) -> int:
