@@ -346,3 +346,28 @@ def test_hybrid_route_on_the_newer_families(
     assert [v.answered_by["route"] for v in verdicts] == ["caas", "engine"]
     assert [v.caas_applied for v in verdicts] == [True, False] == [e.caas_applied for e in expected]
     assert [v.reply for v in verdicts] == [e.reply for e in expected]
+
+
+def test_a_tiny_random_caas_model_is_said_as_it_is_alone(
+    cells: Path, tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--caas-mllm hf:<tiny random model>`` warns on stderr as ``--mllm hf:<it>`` does; the hybrid was silent."""
+    import shutil
+
+    from eagle_iad.testing.tiny import NOTE_NAME
+
+    noted = tmp_path / "tiny"
+    shutil.copytree(tiny_qwen, noted)
+    (noted / NOTE_NAME).write_text("a tiny random model\n")
+    alone = load_backend(f"hf:{noted}")
+    hybrid = load_backend(hybrid_spec("openai:http://127.0.0.1:9/v1#nobody", f"hf:{noted}"))
+    assert hybrid.warnings == alone.warnings and hybrid.random_test_model is True
+    image = str(next((cells / "cells" / "test").glob("*/*")))
+    capsys.readouterr()
+    # attention capture routes to the CAAS side, so the engine (nothing listens on port 9) is never asked
+    code = main(["inspect", image, "--condition", "baseline", "--mllm", "openai:http://127.0.0.1:9/v1#nobody",
+                 "--caas-mllm", f"hf:{noted}", "--capture-attention", "--max-new-tokens", "2", "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0 and f"eagle: warning: {noted} is a tiny random test model ({NOTE_NAME})" in err
+    (verdict,) = json.loads(out)
+    assert verdict["answered_by"]["route"] == "caas" and verdict["metadata"]["random_test_model"] is True

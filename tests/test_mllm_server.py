@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -179,6 +180,7 @@ def test_requests_refused_with_clear_errors(live: LiveServer, prompt_images: dic
 def test_models_and_healthz(live: LiveServer) -> None:
     status, _, body = http("GET", f"{live.base}/v1/models")
     assert status == 200 and [m["id"] for m in body["data"]] == [MODEL]
+    assert "random_test_model" not in body["data"][0]  # said only of a tiny random model's folder
     status, _, body = http("GET", f"{live.base}/healthz")
     assert status == 200 and body["status"] == "ok" and body["model"] == MODEL
     _error(http("GET", f"{live.base}/v1/nothing"), 404, "/v1/nothing")
@@ -234,12 +236,23 @@ def test_eagle_serve_mllm_command(
     prompt_images: dict[str, np.ndarray],
     mllm_device: str,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """The real command: load by spec, bind loopback, require the key, answer like the in-process backend."""
+    """The real command: load by spec, bind loopback, require the key, answer like the in-process backend.
+
+    The folder served is a tiny random test model (the note ``python -m eagle_iad.testing.tiny`` leaves): the
+    command warns at start and tells its clients, in ``/v1/models`` and in each answer, so an ``openai:`` client
+    (an eval run, a hybrid's engine) marks its answers as noise too instead of reporting them as a measurement.
+    """
+    from eagle_iad.eval.identity import random_test_model
+    from eagle_iad.testing.tiny import NOTE_NAME
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    model_dir = tiny_mllm_dirs["qwen2_5_vl"]
+    model_dir = tmp_path / tiny_mllm_dirs["qwen2_5_vl"].name
+    shutil.copytree(tiny_mllm_dirs["qwen2_5_vl"], model_dir)
+    (model_dir / NOTE_NAME).write_text("a tiny random model\n")
     command = [sys.executable, "-m", "eagle_iad.cli", "serve-mllm", "--mllm", f"hf:{model_dir}"]
     command += ["--port", str(port), "--queue", "2", "--device", mllm_device, "--log-level", "warning"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "EAGLE_SERVE_API_KEY": "k3y-of-the-tests-16"}
@@ -260,8 +273,16 @@ def test_eagle_serve_mllm_command(
         assert http("GET", f"{base}/v1/models")[0] == 401  # EAGLE_SERVE_API_KEY is enforced
         monkeypatch.setenv("EAGLE_OPENAI_API_KEY", "k3y-of-the-tests-16")
         options = GenerateOptions(max_new_tokens=NEW_TOKENS)
-        remote = load_backend(f"openai:{base}/v1#{model_dir.name}").generate(ITEMS, prompt_images, options)
+        spec = f"openai:{base}/v1#{model_dir.name}"
+        remote = load_backend(spec).generate(ITEMS, prompt_images, options)
         assert remote.text == backend.generate(ITEMS, prompt_images, options).text
+        assert remote.metadata["random_test_model"] is True  # read off the answer's eagle record
+        request = urllib.request.Request(f"{base}/v1/models", headers={"Authorization": "Bearer k3y-of-the-tests-16"})
+        with urllib.request.urlopen(request, timeout=wait_s(60)) as response:
+            (entry,) = json.loads(response.read())["data"]
+        assert entry["id"] == model_dir.name and entry["random_test_model"] is True
+        assert random_test_model(spec) == spec  # what `eagle eval` marks run.json, metrics and report by
     finally:
         process.terminate()
-        process.wait(timeout=wait_s(30))
+        _, err = process.communicate(timeout=wait_s(30))
+    assert f"eagle: warning: {model_dir} is a tiny random test model ({NOTE_NAME}): its answers are random " in err

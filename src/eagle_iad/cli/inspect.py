@@ -142,7 +142,9 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
         template_image=args.template,
     )
     backend = load_backend(spec)
-    print_warnings(getattr(backend, "warnings", ()))  # e.g. a tiny random test model: its answers are noise
+    from eagle_iad.mllm.base import backend_warnings
+
+    print_warnings(backend_warnings(backend))  # e.g. a tiny random test model: its answers are noise
     eagle = Eagle(loaded, backend, config)
     category = "" if loaded is None else loaded.model.category
     with write_errors(out or ".", "pictures written before it are complete"):
@@ -305,7 +307,9 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     check_outputs(out, ATTENTION_FILES, inputs, legacy=ATTENTION_MARKERS)  # before the models load
     expert = load_expert(args.model)
     backend = load_backend(args.mllm)
-    print_warnings(getattr(backend, "warnings", ()))
+    from eagle_iad.mllm.base import backend_warnings
+
+    print_warnings(backend_warnings(backend))
     report = analyze(rgb, args.image, expert, backend, config, mask, args.mask, spec=args.mllm)
     if report.random_test_model:
         print(f"eagle: warning: {printable(args.mllm)} is a tiny random test model: its attention is noise; "

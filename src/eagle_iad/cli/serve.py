@@ -29,6 +29,7 @@ from eagle_iad.cli.flags import (
     mllm_spec,
 )
 from eagle_iad.cli.logs import UVICORN_LOGGERS, Timestamped, stamp, stamp_handlers
+from eagle_iad.cli.printing import print_warnings
 from eagle_iad.errors import ConfigError, OutputError
 from eagle_iad.history.backend import redact
 from eagle_iad.outputs import write_errors
@@ -196,6 +197,7 @@ def add_serve_mllm(sub: Subcommands) -> None:
 
 def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     from eagle_iad.mllm import load_backend, parse_spec, served_model_name
+    from eagle_iad.mllm.base import backend_warnings
     from eagle_iad.mllm.server import create_mllm_app
 
     if args.queue < 1:
@@ -216,6 +218,7 @@ def _cmd_serve_mllm(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
+    print_warnings(backend_warnings(backend))  # a tiny random test model: clients are told too (/v1/models)
     name = args.served_model_name or served_model_name(args.mllm)
     app = create_mllm_app(
         backend, model_name=name, queue_size=args.queue, max_tokens_limit=args.max_tokens_limit, api_key=api_key

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from eagle_iad.errors import BackendError
 from eagle_iad.file_hash import file_sha256
@@ -83,6 +84,12 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 
 def _served_model(base_url: str, model: str) -> str | None:
     """The ``/v1/models`` entry of ``model`` (id and weights' path where listed); None where there is no such entry."""
+    entry = _served_entry(base_url, model)
+    return None if entry is None else json.dumps({k: entry[k] for k in ("id", "root") if k in entry}, sort_keys=True)
+
+
+def _served_entry(base_url: str, model: str) -> dict[str, Any] | None:
+    """The server's ``/v1/models`` entry of ``model`` as listed; None where it lists none (or no such entry)."""
     from eagle_iad.mllm.openai_compat import OpenAIBackend
 
     backend = OpenAIBackend(base_url, model)
@@ -102,7 +109,7 @@ def _served_model(base_url: str, model: str) -> str | None:
         return None
     for entry in entries:
         if isinstance(entry, dict) and entry.get("id") == model:
-            return json.dumps({k: entry[k] for k in ("id", "root") if k in entry}, sort_keys=True)
+            return entry
     # Not listed under that id is no proof the server does not answer for it: Ollama lists `llama3.2:latest`
     # and answers `llama3.2`, a LiteLLM proxy answers aliases and wildcards. Nothing to compare, then.
     return None
@@ -136,15 +143,20 @@ def mllm_fingerprint(spec: str) -> str | None:
 def random_test_model(spec: str) -> str | None:
     """The folder of a tiny random test model behind an ``--mllm`` spec (one holding the note
     ``python -m eagle_iad.testing.tiny`` leaves), or None: its answers are noise, never a measurement.
+    An ``openai:`` spec is named itself when its server's ``/v1/models`` entry says ``random_test_model``
+    (``eagle serve-mllm`` serving such a folder does), so a run over HTTP is marked as one in process is.
 
     Why here: the run marks its ``run.json``, records and report with it before any record is made, so the
     numbers of such a run are never read as a model's (the ``hf`` backend marks each reply too).
     """
-    from eagle_iad.mllm.base import HYBRID_SCHEME, RANDOM_MODEL_NOTE, parse_spec
+    from eagle_iad.mllm.base import HYBRID_SCHEME, RANDOM_MODEL_MARK, RANDOM_MODEL_NOTE, parse_spec
 
     parsed = parse_spec(spec)
     if parsed.scheme == HYBRID_SCHEME:
         return random_test_model(parsed.target) or random_test_model(str(parsed.model))
+    if parsed.scheme == "openai":  # `eagle serve-mllm` marks a tiny random model's entry in /v1/models
+        entry = _served_entry(parsed.target, str(parsed.model))
+        return spec if entry is not None and entry.get(RANDOM_MODEL_MARK) is True else None
     if parsed.scheme != "hf":
         return None
     folder = Path(parsed.target).expanduser()

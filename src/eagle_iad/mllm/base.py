@@ -102,6 +102,19 @@ class AttentionCapture:
 #: The note ``python -m eagle_iad.testing.tiny`` leaves in a tiny random model's folder: a backend that
 #: loads such a folder says, on load and in every reply's metadata, that its answers are random noise.
 RANDOM_MODEL_NOTE = "EAGLE-TINY-RANDOM-MODEL.txt"
+#: The mark such a model's answers carry wherever they go: a reply's metadata, ``eagle serve-mllm``'s
+#: ``/v1/models`` entry and each completion's ``eagle`` record (so an ``openai:`` client learns it over
+#: HTTP), an eval run's ``run.json``, records, ``metrics.json`` and report.
+RANDOM_MODEL_MARK = "random_test_model"
+
+
+def backend_warnings(backend: object) -> list[str]:
+    """What a command says on stderr once a backend is loaded (``eagle: warning: ...``), e.g. that it is a
+    tiny random test model; a backend with nothing to say (no ``warnings`` attribute) has none.
+
+    One reading for every command (inspect, attention, serve-mllm) and for a hybrid's two sides, so none of
+    them is left silent by a backend that keeps its warnings elsewhere."""
+    return list(getattr(backend, "warnings", ()) or ())
 
 
 @dataclass

@@ -21,7 +21,16 @@ from typing import Any, Literal
 import numpy as np
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.base import HYBRID_SCHEME, Backend, BackendSpec, GenerateOptions, Reply, register_backend
+from eagle_iad.mllm.base import (
+    HYBRID_SCHEME,
+    RANDOM_MODEL_MARK,
+    Backend,
+    BackendSpec,
+    GenerateOptions,
+    Reply,
+    backend_warnings,
+    register_backend,
+)
 from eagle_iad.tgps.prompt import ContentItem
 
 Route = Literal["engine", "caas"]
@@ -37,6 +46,17 @@ class HybridBackend:
     @property
     def name(self) -> str:
         return f"hybrid(engine {self.engine.name}, caas {self.caas.name})"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Both backends' load warnings (a tiny random test model on either side): a command says them as
+        it says a single backend's, so ``--caas-mllm hf:<tiny>`` is not silent."""
+        return [*backend_warnings(self.engine), *backend_warnings(self.caas)]
+
+    @property
+    def random_test_model(self) -> bool:
+        """Whether either side is a tiny random test model (then ``eagle serve-mllm`` says so to clients)."""
+        return any(bool(getattr(b, RANDOM_MODEL_MARK, False)) for b in (self.engine, self.caas))
 
     @staticmethod
     def route(options: GenerateOptions) -> Route:

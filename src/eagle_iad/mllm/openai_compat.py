@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from eagle_iad.errors import BackendError, ConfigError
-from eagle_iad.mllm.base import BackendSpec, GenerateOptions, Reply, register_backend
+from eagle_iad.mllm.base import RANDOM_MODEL_MARK, BackendSpec, GenerateOptions, Reply, register_backend
 from eagle_iad.tgps.prompt import ContentItem, TextItem
 
 API_KEY_ENV = "EAGLE_OPENAI_API_KEY"
@@ -110,6 +110,9 @@ class OpenAIBackend:
             raise BackendError(f"{self.name}: unexpected response shape: {str(payload)[:300]}") from exc
         total_s = time.perf_counter() - start
         metadata: dict[str, Any] = {"backend": self.name, "usage": payload.get("usage")}
+        extension = payload.get("eagle")
+        if isinstance(extension, dict) and extension.get(RANDOM_MODEL_MARK) is True:
+            metadata[RANDOM_MODEL_MARK] = True  # `eagle serve-mllm` says its model is a tiny random one
         if options.caas is not None:
             metadata["caas_unavailable"] = True
             metadata["caas_note"] = "CAAS needs in-process attention; this answer was generated without it"

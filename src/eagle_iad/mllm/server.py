@@ -45,7 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from eagle_iad.choices import DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.errors import BackendError, EagleError, ImageError
 from eagle_iad.images import load_rgb
-from eagle_iad.mllm.base import Backend, GenerateOptions, Reply
+from eagle_iad.mllm.base import RANDOM_MODEL_MARK, Backend, GenerateOptions, Reply
 from eagle_iad.mllm.caas import DEFAULT_ALPHA, CaasSettings
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
@@ -293,6 +293,8 @@ def completion_body(reply: Reply, job: Job, model: str, *, capture_requested: bo
     }
     if job.options.caas is not None and not reply.caas_applied:
         eagle["caas_note"] = "the backend could not apply CAAS (no in-process attention); the answer is without it"
+    if reply.metadata.get(RANDOM_MODEL_MARK):  # a client over HTTP learns its answer is noise, as in process
+        eagle[RANDOM_MODEL_MARK] = True
     if capture_requested:
         eagle["attention"] = None if reply.attention is None else reply.attention.to_dict()
         if reply.attention is None:
@@ -368,6 +370,7 @@ def create_mllm_app(
     app can be served by uvicorn, by ``uvicorn.Server`` in a thread (tests), or mounted elsewhere.
     """
     served = model_name or backend.name
+    random_model = bool(getattr(backend, RANDOM_MODEL_MARK, False))
     worker = GenerationWorker(backend, queue_size)
 
     @asynccontextmanager
@@ -412,7 +415,10 @@ def create_mllm_app(
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         check_key(request)
-        return {"object": "list", "data": [{"id": served, "object": "model", "created": 0, "owned_by": "eagle-iad"}]}
+        entry: dict[str, Any] = {"id": served, "object": "model", "created": 0, "owned_by": "eagle-iad"}
+        if random_model:  # said before any answer: `eagle eval --mllm openai:...` marks its run from it
+            entry[RANDOM_MODEL_MARK] = True
+        return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
