@@ -277,7 +277,7 @@ def test_attention_of_a_random_test_model_is_marked_in_json_and_pictures(
     """As ``eagle eval`` marks its run: the folder holds the note ``python -m eagle_iad.testing.tiny`` leaves."""
     import shutil
 
-    from eagle_iad.eval.attention_analysis import RANDOM_CAPTION
+    from eagle_iad.mllm.attention import RANDOM_CAPTION
     from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
 
     model = tmp_path / "tiny-qwen"
@@ -361,3 +361,31 @@ def test_eagle_share_is_the_exact_caas_recomputation(
     # The seeded tiny model on this cell has heads with one-signed query-image logits, so the sign
     # rule is really exercised (the exact-share equality holds for every head regardless).
     assert checked_heads > 0
+
+
+def test_inspect_capture_attention_of_a_random_test_model_captions_its_overlays(
+    cell_image: str, tiny_mllm_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle inspect --capture-attention``'s ``_attn_L*.png`` carry the caption ``eagle attention``'s pictures do."""
+    import shutil
+
+    from eagle_iad.mllm.attention import RANDOM_CAPTION
+    from eagle_iad.mllm.base import RANDOM_MODEL_NOTE
+
+    model = tmp_path / "tiny-qwen"
+    shutil.copytree(tiny_mllm_dirs["qwen2_5_vl"], model)
+    argv = ["inspect", cell_image, "--condition", "baseline", "--max-new-tokens", "2", "--capture-attention", "--json"]
+    code, out, err = _cli(capsys, *argv, "--mllm", f"hf:{model}", "--out", str(tmp_path / "real"))
+    assert code == 0, err
+    plain = json.loads(out)[0]["metadata"]["pictures"]
+    (model / RANDOM_MODEL_NOTE).write_text("random weights\n")
+    code, out, err = _cli(capsys, *argv, "--mllm", f"hf:{model}", "--out", str(tmp_path / "random"))
+    assert code == 0, err
+    marked = json.loads(out)[0]["metadata"]["pictures"]
+    assert sorted(marked) == sorted(plain) and plain
+    for kind in plain:
+        with Image.open(plain[kind]) as real, Image.open(marked[kind]) as noise:
+            assert "Description" not in real.text and noise.text["Description"] == RANDOM_CAPTION
+            # the caption band sits above the overlay, whose pixels are kept
+            assert noise.size == (real.size[0], real.size[1] + 36)
+            assert np.array_equal(np.asarray(noise.convert("RGB"))[36:], np.asarray(real.convert("RGB")))

@@ -175,7 +175,7 @@ def test_a_run_answered_by_a_random_test_model_is_marked_not_a_measurement(
     (tiny / NOTE_NAME).write_text("a tiny random model\n")  # what `python -m eagle_iad.testing.tiny` leaves
     run = tmp_path / "run"
     args = ["--data", str(cells), "--layout", "folder", "--models", str(tmp_path / "models"), "--mllm", f"hf:{tiny}",
-            "--conditions", "baseline,expert", "--limit", "2", "--out", str(run)]  # fmt: skip
+            "--conditions", "baseline,expert", "--limit", "2", "--attention", "--out", str(run)]  # fmt: skip
     capsys.readouterr()
     assert _eval(*args) == 0
     err = capsys.readouterr().err
@@ -191,6 +191,12 @@ def test_a_run_answered_by_a_random_test_model_is_marked_not_a_measurement(
         "(built by python -m eagle_iad.testing.tiny): its answers are random noise, so the MLLM numbers below " \
         "measure nothing.**"  # fmt: skip
     assert f"<p><strong>{banner}" in (run / "report.html").read_text()
+    from PIL import Image
+
+    from eagle_iad.mllm.attention import RANDOM_CAPTION
+
+    with Image.open(run / "attention.png") as im:  # captioned as `eagle attention`'s pictures are
+        assert im.text.get("Description") == RANDOM_CAPTION
     # A resume (here: a re-report) keeps the marks.
     assert _eval(*args) == 0
     assert json.loads((run / "metrics.json").read_text())["random_test_model"] is True

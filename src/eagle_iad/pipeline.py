@@ -35,7 +35,7 @@ from eagle_iad.expert.lighting import exposure_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, colour_mode, frame_count, image_encoding, load_rgb
-from eagle_iad.mllm.base import Backend, GenerateOptions
+from eagle_iad.mllm.base import RANDOM_MODEL_MARK, Backend, GenerateOptions
 from eagle_iad.mllm.caas import CaasSettings
 from eagle_iad.naming import picture_stems
 from eagle_iad.record import InspectionRecord, iso_time
@@ -339,9 +339,16 @@ class Eagle:
 VISUAL_PROMPT_SUFFIX = "_visual_prompt.png"
 
 
-def write_attention_overlays(rgb: np.ndarray, attention: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
-    """``<stem>_attn_L<layer>.png`` per captured layer; the CLI and the service both write them here."""
-    from eagle_iad.mllm.attention import attention_overlay
+def write_attention_overlays(
+    rgb: np.ndarray, attention: dict[str, Any], out_dir: Path, stem: str, random_model: bool = False
+) -> dict[str, Path]:
+    """``<stem>_attn_L<layer>.png`` per captured layer; the CLI and the service both write them here.
+
+    ``random_model`` (the reply said ``random_test_model``): each picture carries the caption ``eagle attention``'s
+    pictures carry (:func:`eagle_iad.mllm.attention.mark_random`, above the overlay and in its PNG ``Description``),
+    so a picture of noise is never shown as a model's attention.
+    """
+    from eagle_iad.mllm.attention import RANDOM_CAPTION, attention_overlay, random_marked_overlay
     from eagle_iad.mllm.base import AttentionCapture
 
     capture = AttentionCapture.from_dict(attention)
@@ -349,7 +356,11 @@ def write_attention_overlays(rgb: np.ndarray, attention: dict[str, Any], out_dir
     written: dict[str, Path] = {}
     for layer in sorted(capture.per_layer):
         path = out_dir / f"{stem}_attn_L{layer}.png"
-        save_png(path, attention_overlay(rgb, capture, layer))
+        picture = attention_overlay(rgb, capture, layer)
+        if random_model:
+            save_png(path, random_marked_overlay(picture), description=RANDOM_CAPTION)
+        else:
+            save_png(path, picture)
         written[f"attention_L{layer}"] = path
     return written
 
@@ -458,7 +469,8 @@ def inspect_records(
                 save_png(prompt_path, sent[boxed[0]])
                 pictures["visual_prompt"] = str(prompt_path)
             if out_dir is not None and verdict.attention is not None:
-                written = write_attention_overlays(rgb, verdict.attention, out_dir, stem)
+                random_model = bool(verdict.metadata.get(RANDOM_MODEL_MARK))
+                written = write_attention_overlays(rgb, verdict.attention, out_dir, stem, random_model)
                 pictures.update({kind: str(path) for kind, path in written.items()})
         records.append(
             InspectionRecord(

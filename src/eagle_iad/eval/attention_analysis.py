@@ -40,7 +40,7 @@ from eagle_iad.eval.plots import save_figure
 from eagle_iad.eval.report import RANDOM_MARK
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import load_mask, load_rgb
-from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics
+from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics, mark_random
 from eagle_iad.mllm.base import AttentionCapture, Backend
 from eagle_iad.mllm.caas import CaasSettings, default_caas_layers
 from eagle_iad.pipeline import Eagle, EagleConfig, EagleVerdict
@@ -56,9 +56,6 @@ CURVES_WITH_MASK_SIZE_IN = (8.0, 7.0)
 #: ``overlays.png`` is ``cols * OVERLAY_CELL_IN * DPI`` by ``rows * OVERLAY_CELL_IN * DPI`` pixels.
 OVERLAY_CELL_IN = 2.5
 _COLOURS = {"baseline": "#1f77b4", "eagle": "#d62728"}
-#: The caption line of ``curves.png`` and ``overlays.png`` (and their PNG ``Description``) when a tiny random
-#: test model answered, as ``eagle eval`` marks its report: such attention is noise, whatever it looks like.
-RANDOM_CAPTION = "random test model: not a measurement"
 
 
 @dataclass(frozen=True)
@@ -300,11 +297,7 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
 
 def _mark_random(fig: Figure, report: AttentionReport, fontsize: float, narrow: bool = False) -> str | None:
     """The random-test-model caption line at the figure's top (None, nothing drawn, for a real model)."""
-    if not report.random_test_model:
-        return None
-    fig.suptitle(RANDOM_CAPTION.replace(": ", ":\n") if narrow else RANDOM_CAPTION, color="#d62728",
-                 fontsize=fontsize, fontweight="bold")  # fmt: skip
-    return RANDOM_CAPTION
+    return mark_random(fig, fontsize, narrow) if report.random_test_model else None
 
 
 def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray | None, path: Path) -> None:

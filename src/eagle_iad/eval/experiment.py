@@ -392,7 +392,7 @@ def _finish(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     timing = _timing(records, config.conditions)
     atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
-    if config.attention and attention_curves(records, out / "attention.png"):
+    if config.attention and attention_curves(records, out / "attention.png", random_model=random_run):
         pictures["attention share per layer: correct vs wrong, per condition"] = "attention.png"
     write_report(out, metrics, timing, pictures, fits=_read_fits(out))
     if config.layout != "elpv":  # elpv has no masks to miss

@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.eval.expert_eval import summary_mask_note
 from eagle_iad.eval.plots import save_figure
+from eagle_iad.mllm.attention import mark_random
 
 #: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (docs/METHOD.md §5).
 PUBLISHED_MMAD: tuple[tuple[str, str, str], ...] = (
@@ -244,12 +245,20 @@ def attention_figure(records: Sequence[dict[str, Any]]) -> Figure | None:
     return fig
 
 
-def attention_curves(records: Sequence[dict[str, Any]], path: Path) -> bool:
-    """:func:`attention_figure` saved to ``path``; False (and nothing written) when no record carries attention."""
+def attention_curves(records: Sequence[dict[str, Any]], path: Path, random_model: bool = False) -> bool:
+    """:func:`attention_figure` saved to ``path``; False (and nothing written) when no record carries attention.
+
+    ``random_model`` (a run marked ``random_test_model``): the figure carries the caption ``eagle attention``'s
+    pictures carry (:func:`eagle_iad.mllm.attention.mark_random`), at its top and in its PNG ``Description``.
+    """
     fig = attention_figure(records)
     if fig is None:
         return False
-    save_figure(fig, path)
+    caption = None
+    if random_model:
+        caption = mark_random(fig, fontsize=10)
+        fig.tight_layout()  # room for the caption above the axes
+    save_figure(fig, path, description=caption)
     return True
 
 

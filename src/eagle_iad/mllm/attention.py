@@ -11,13 +11,16 @@ whether the peak falls inside the mask.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eagle_iad.errors import ConfigError
 from eagle_iad.mllm.base import AttentionCapture
 from eagle_iad.tgps.render import heatmap_overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def token_cell(index: int, grid: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -104,3 +107,44 @@ def attention_overlay(rgb: np.ndarray, capture: AttentionCapture, layer: int, al
     height, width = rgb.shape[:2]
     image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
     return heatmap_overlay(rgb, image_map, alpha=alpha)
+
+
+#: The caption line (and PNG ``Description``) of every attention picture a tiny random test model's answer gave:
+#: ``eagle attention``'s ``curves.png``/``overlays.png``, ``eagle inspect --capture-attention``'s ``_attn_L*.png``,
+#: ``eagle eval --attention``'s ``attention.png``. Such attention is noise, whatever it looks like.
+RANDOM_CAPTION = "random test model: not a measurement"
+#: Height in pixels of the caption band :func:`random_marked_overlay` adds above an overlay.
+_CAPTION_BAND_PX = 36
+
+
+def mark_random(fig: Figure, fontsize: float, narrow: bool = False) -> str:
+    """Draw :data:`RANDOM_CAPTION` in red at ``fig``'s top (two lines when ``narrow``) and return it, for the
+    PNG's ``Description``: the one marking of every attention picture of a random test model."""
+    fig.suptitle(RANDOM_CAPTION.replace(": ", ":\n") if narrow else RANDOM_CAPTION, color="#d62728",
+                 fontsize=fontsize, fontweight="bold")  # fmt: skip
+    return RANDOM_CAPTION
+
+
+def random_marked_overlay(overlay: np.ndarray) -> np.ndarray:
+    """``overlay`` (RGB) under a caption band marked by :func:`mark_random`: the picture of a random model's
+    attention, every pixel of the overlay kept (the band is added above it, so the picture grows by its height)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    height, width = overlay.shape[:2]
+    dpi = 100.0
+    total = height + _CAPTION_BAND_PX
+    fig = Figure(figsize=(width / dpi, total / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / total))
+    ax.imshow(overlay, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    mark_random(fig, fontsize=7, narrow=width < 260)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as picture:
+        return np.asarray(picture.convert("RGB")).copy()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from scipy import ndimage
 
 from eagle_iad.atomic import new_file_mode
@@ -191,8 +191,11 @@ def render(
 PNG_COMPRESS_LEVEL = 1
 
 
-def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
+def save_png(path: str | os.PathLike[str], rgb: np.ndarray, description: str | None = None) -> None:
     """Write ``rgb`` as PNG atomically (temp file in the same directory, then ``os.replace``).
+
+    ``description`` goes into the PNG's ``Description`` text chunk (as :func:`eagle_iad.eval.plots.save_figure`
+    writes it), where a program reads what the picture's caption says without reading pixels.
 
     Readers (a web page, a resumed evaluation) never see a half-written picture, and a crash
     leaves either the old file or none, never a truncated one. The file gets the mode ``open()`` would give it
@@ -203,7 +206,13 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(np.ascontiguousarray(rgb)).save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+            info = None
+            if description is not None:
+                info = PngImagePlugin.PngInfo()
+                info.add_text("Description", description)
+            Image.fromarray(np.ascontiguousarray(rgb)).save(
+                handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info
+            )
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates the file owner-only (0600); a picture is shared like every other output (0o666 less the
