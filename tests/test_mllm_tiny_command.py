@@ -87,3 +87,40 @@ def test_quiet_hides_the_libraries_bars_too(tmp_path: Path, capsys: pytest.Captu
     assert "Loading weights" not in err and "it/s]" not in err, err
     assert err.startswith(f"eagle: warning: {out} is a tiny random test model")  # what --quiet keeps
     assert not are_progress_bars_disabled()  # an in-process caller's bars are back afterwards
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "glm4v"])
+def test_no_processor_kwargs_warning_from_a_template_without_a_thinking_switch(
+    family: str, tiny_mllm_dirs: dict[str, Path]
+) -> None:
+    """``enable_thinking=False`` went to templates that do not read it, so transformers passed it to the
+    processor with "Kwargs passed to `processor.__call__` have to be in `processor_kwargs` dict" on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import wait_s
+
+    from eagle_iad.data import get_layout
+
+    image = str(get_layout("elpv").samples(None, "mono", "test")[0].path)
+    command = [sys.executable, "-m", "eagle_iad.cli", "inspect", image, "--condition", "baseline",
+               "--mllm", f"hf:{tiny_mllm_dirs[family]}", "--max-new-tokens", "2", "--json"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=wait_s(300), check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["condition"] == "baseline"
+    assert "processor_kwargs" not in done.stderr and "Kwargs passed" not in done.stderr
+
+
+def test_a_template_that_reads_the_thinking_switch_still_gets_it() -> None:
+    """Only the keywords a template names are dropped: a Thinking checkpoint's template keeps enable_thinking."""
+    from types import SimpleNamespace
+
+    from eagle_iad.mllm.families.base import read_template_kwargs
+
+    wanted = {"enable_thinking": False}
+    reads = SimpleNamespace(chat_template="{% if enable_thinking is defined and not enable_thinking %}x{% endif %}")
+    assert read_template_kwargs(reads, wanted) == wanted
+    assert read_template_kwargs(SimpleNamespace(chat_template={"default": "{{ messages }}"}), wanted) == {}
+    assert read_template_kwargs(SimpleNamespace(chat_template=None), wanted) == wanted  # nothing to read: all

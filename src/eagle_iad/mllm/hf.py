@@ -61,7 +61,7 @@ from eagle_iad.mllm.caas import (
     register_caas_attention,
 )
 from eagle_iad.mllm.families import Family, family_for
-from eagle_iad.mllm.families.base import ImageSpans, image_spans, positions
+from eagle_iad.mllm.families.base import ImageSpans, image_spans, positions, read_template_kwargs
 from eagle_iad.naming import plural
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
 
@@ -521,7 +521,10 @@ class HFBackend:
         image_items = [item for item in items if isinstance(item, ImageItem)]
         pil = [_to_pil(item.ref, images) for item in image_items]
         text = self.processor.apply_chat_template(
-            _messages(items), add_generation_prompt=True, tokenize=False, **self.family.chat_template_kwargs
+            _messages(items),
+            add_generation_prompt=True,
+            tokenize=False,
+            **read_template_kwargs(self.processor, self.family.chat_template_kwargs),
         )
         inputs = self.processor(text=[text], images=pil or None, return_tensors="pt")
         input_ids = [int(i) for i in inputs["input_ids"][0].tolist()]

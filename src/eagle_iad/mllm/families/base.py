@@ -10,6 +10,7 @@ subset lying on a known grid (what attention capture maps onto the image).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,3 +357,33 @@ def inherit_checkpoint_layout(model_class: type) -> None:
         if mapping is not None:
             register_checkpoint_conversion_mapping(model_class.__name__, mapping, overwrite=True)
             return
+
+
+def read_template_kwargs(processor: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Those of ``wanted`` (a family's :attr:`Family.chat_template_kwargs`) that the processor's chat template reads.
+
+    Why: transformers hands a keyword the template does not name to the processor's ``__call__`` instead, with
+    the warning "Kwargs passed to `processor.__call__` have to be in `processor_kwargs` dict" on every prompt
+    (``enable_thinking=False`` to a Qwen3-VL Instruct or GLM-4V template that has no thinking switch). A
+    template that reads it (a Thinking checkpoint's) still gets it; one whose variables cannot be read gets all.
+    """
+    template = getattr(processor, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    if not isinstance(template, str) or not wanted:
+        return dict(wanted)
+    names = _template_variables(template)
+    return dict(wanted) if names is None else {key: value for key, value in wanted.items() if key in names}
+
+
+@functools.lru_cache(maxsize=16)
+def _template_variables(template: str) -> frozenset[str] | None:
+    """The variables a chat template reads (parsed once per template, not once per prompt); None: unparsable here."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        parsed = jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(template)
+    except jinja2.TemplateSyntaxError:  # a tag of transformers' own environment: let transformers decide
+        return None
+    return frozenset(meta.find_undeclared_variables(parsed))
