@@ -242,6 +242,23 @@ def test_a_signal_raises_stopped_once_and_a_publish_step_is_not_cut_in_two() -> 
     assert (again.value.signal_name, again.value.exit_status, steps[-1]) == ("SIGINT", 130, "cleaned")
 
 
+def test_a_step_that_fails_while_a_stop_waits_still_stops() -> None:
+    """A signal deferred by an uninterrupted step whose body then raises (an SQLite 'database is locked') is not
+    lost under the error: Stopped is raised from it, so the command stops as asked (a caller catching the error
+    and going on would otherwise run on with every later signal ignored)."""
+    from eagle_iad.stops import Stopped, stop_on_signals, uninterrupted
+
+    with pytest.raises(Stopped) as stopped, stop_on_signals():
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # deferred
+            raise OSError("database is locked")
+    assert stopped.value.signal_name == "SIGTERM"
+    assert isinstance(stopped.value.__cause__, OSError) and str(stopped.value.__cause__) == "database is locked"
+    with pytest.raises(OSError, match="no stop asked"), stop_on_signals(), uninterrupted():
+        raise OSError("no stop asked")  # no signal: the error alone
+
+
 # ------------------------------------------------------------------------------ scratch folders in-process
 
 

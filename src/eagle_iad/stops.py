@@ -100,8 +100,14 @@ def uninterrupted() -> Iterator[None]:
     _deferring.append(True)
     try:
         yield
-    finally:
+    except BaseException as exc:
         _deferring.pop()
+        # the step failed meanwhile: the stop asked for still stops (its clean-up is what runs next), not
+        # the error alone, which a caller might catch and go on after (later signals being ignored)
+        if not _deferring and _deferred and not isinstance(exc, Stopped):
+            raise Stopped(_deferred.pop()) from exc
+        raise
+    _deferring.pop()
     if not _deferring and _deferred:
         raise Stopped(_deferred.pop())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         # Whatever ended it: each batch committed for good, so what went is audited even when the prune did not
         # finish (an error, SIGTERM, Ctrl-C), never only after it returned.
         try:
+            if not args.dry_run and stopped:
+                with suppress(Exception):  # the history away: what was counted is audited (if it can be)
+                    progress.settle(store)  # a batch written and not yet counted when it stopped
             if not args.dry_run and progress.anything:
                 _audit_prune(args, store, progress, report, stopped)
                 if stopped:

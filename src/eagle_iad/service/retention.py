@@ -142,6 +142,26 @@ class PruneProgress:
     files: int = 0
     bytes: int = 0
 
+    #: The batch being written and not yet counted: its ids, and whether it forgets pictures (else: deletes rows).
+    #: A prune stopped there (a signal between the commit and the count) leaves it here for :meth:`settle`.
+    pending: tuple[list[str], bool] | None = None
+
+    def settle(self, store: InspectionStore) -> None:
+        """Count a pending batch by what the history holds now: the rows of it that are gone (deleted), or whose
+        pictures are gone (forgotten). Exact whether its transaction committed or rolled back, and needs no signal
+        deferred around a statement that may wait for another writer's locks."""
+        if self.pending is None:
+            return
+        ids, pictures_only = self.pending
+        self.pending = None
+        marks = ", ".join("?" for _ in ids)
+        if pictures_only:
+            sql = f"SELECT COUNT(*) FROM inspections WHERE id IN ({marks}) AND pictures = '{{}}'"
+            self.inspections += int(store.read(sql, ids)[0][0])
+        else:
+            there = int(store.read(f"SELECT COUNT(*) FROM inspections WHERE id IN ({marks})", ids)[0][0])
+            self.inspections += len(ids) - there
+
     def removed(self, folder: Sizes) -> None:
         """Count one inspection's picture folder (an empty or absent one counts no folder)."""
         self.files += folder.files
@@ -194,19 +214,22 @@ def prune(
 
             for start in range(0, len(ids), PICTURES_ONLY_STEP):
                 step_ids = ids[start : start + PICTURES_ONLY_STEP]
-                with uninterrupted():  # committed and counted as one: a stop in between would leave it uncounted
-                    forgot = store.forget_pictures(step_ids, PICTURES_PRUNED.format(when=when),
-                                                   unlabelled_only=not labelled, remove=remove)  # fmt: skip
-                    done.inspections += len(forgot)
+                done.pending = (step_ids, True)  # a stop before the count: settled from the rows (PruneProgress)
+                forgot = store.forget_pictures(step_ids, PICTURES_PRUNED.format(when=when),
+                                               unlabelled_only=not labelled, remove=remove)  # fmt: skip
+                done.inspections += len(forgot)
+                done.pending = None
         else:  # the rows first, each still unlabelled when removed; then the files of those, and only those
             # A stop (SIGTERM, Ctrl-C) between the batch's commit and its count would leave a batch removed for good
-            # and missing from the audit row: it waits until both are done (then raises, stops.uninterrupted).
-            with uninterrupted():
-                gone = store.delete(ids, unlabelled_only=not labelled)
-                checkpoint("prune batch committed")  # test hook: a signal here, between the commit and the count
-                done.inspections += len(gone)
+            # and missing from the audit row: the batch is pending until counted, and a stopped prune's caller
+            # settles it from the rows (PruneProgress.settle). Not a deferred signal: the DELETE may wait for locks.
+            done.pending = (ids, False)
+            gone = store.delete(ids, unlabelled_only=not labelled)
+            checkpoint("prune batch committed")  # test hook: a signal here, between the commit and the count
+            done.inspections += len(gone)
+            done.pending = None
             for inspection_id in gone:
-                with uninterrupted():  # removed and counted as one
+                with uninterrupted():  # removed and counted as one (files only: no lock to wait for)
                     done.removed(remove_pictures(files_dir, inspection_id))
         checkpoint("prune batch")  # test hook: a signal here stops a prune that has removed a batch
     kept = 0
