@@ -248,11 +248,10 @@ def test_a_step_that_fails_while_a_stop_waits_still_stops() -> None:
     and going on would otherwise run on with every later signal ignored)."""
     from eagle_iad.stops import Stopped, stop_on_signals, uninterrupted
 
-    with pytest.raises(Stopped) as stopped, stop_on_signals():
-        with uninterrupted():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.01)  # deferred
-            raise OSError("database is locked")
+    with pytest.raises(Stopped) as stopped, stop_on_signals(), uninterrupted():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # deferred
+        raise OSError("database is locked")
     assert stopped.value.signal_name == "SIGTERM"
     assert isinstance(stopped.value.__cause__, OSError) and str(stopped.value.__cause__) == "database is locked"
     with pytest.raises(OSError, match="no stop asked"), stop_on_signals(), uninterrupted():
