@@ -148,12 +148,19 @@ def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_mi
         _none_for_a_while(camera)
         plc.write("Parts", 1)
         taken += _drain(camera, until=1)
+        plc.write("Parts", 2**32 - 2)  # near the UInt32's end (a jump: one frame)
+        taken += _drain(camera, until=1)
+        for value in (2**32 - 1, 0):  # +1, then the wrap to 0: the next part, not a reset (one frame each)
+            plc.write("Parts", value)
+            taken += _drain(camera, until=1)
         _none_for_a_while(camera, 0.5)
-        assert len(taken) == 4 and len({a.name for a in taken}) == 4
+        assert len(taken) == 7 and len({a.name for a in taken}) == 7
         assert lines == [
             prefix + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 7",
             prefix + "ns=2;s=Parts went from 9 to 12: one frame taken; 2 parts had no frame of their own",
-            prefix + "ns=2;s=Parts went back from 12 to 0 (a reset, or it wrapped): no frame; counting on from there",
+            prefix + "ns=2;s=Parts went back from 12 to 0 (a reset): no frame; counting on from there",
+            prefix + f"ns=2;s=Parts went from 1 to {2**32 - 2}: one frame taken; {2**32 - 4} parts had no frame of "
+            "their own",
         ], lines
     finally:
         camera.close()

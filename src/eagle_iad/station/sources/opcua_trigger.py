@@ -15,8 +15,9 @@ What is a trigger:
 - A Boolean: each change from false to true. True -> false takes nothing.
 - An integer (SByte ... UInt64: a part counter): each increase. An increase by k > 1 between two notifications (the
   server coalesced changes, or sampled too slowly) takes ONE frame, a frame being "the scene now" and one frame
-  showing one scene, and the log says that k - 1 parts had no frame of their own. A decrease (a counter reset or
-  wrapped) takes nothing; it is logged and counting goes on from there.
+  showing one scene, and the log says that k - 1 parts had no frame of their own. A step from the type's largest
+  value to its least (a Byte's 255 -> 0) is the counter wrapping: an increase (by 1 to the least). Any other
+  decrease (a counter reset) takes nothing; it is logged and counting goes on from there.
 - Triggers that come before the camera read the frame for the previous one are one (as the HTTP trigger's; see
   :meth:`~eagle_iad.station.sources.camera.Camera.trigger`); the log says so.
 - While disconnected nothing is taken, and nothing is made up at the reconnection: the value read then is the new
@@ -70,6 +71,12 @@ WATCH_S = 1.0
 #: The node's types a trigger takes: a bit (rising edge) or a counter (increase).
 BOOLEAN = "Boolean"
 INTEGERS = ("SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64")
+#: Each integer type's range, for a counter that wraps (255 -> 0 of a Byte is the next part, not a reset).
+RANGES = {name: ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if name.startswith(("SByte", "Int")) else (0, 2**bits - 1))
+          for name, bits in zip(INTEGERS, (8, 8, 16, 16, 32, 32, 64, 64), strict=True)}  # fmt: skip
+#: How long a stopping trigger waits for a polite disconnect (a PLC gone silent would hold a delete for
+#: TIMEOUT_S under the service's station lock).
+CLOSE_S = 1.0
 #: Status codes that say the node is not a variable of that server.
 _NO_NODE = ("BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid")
 
@@ -234,6 +241,7 @@ class OpcUaTrigger:
         from asyncua import ua
 
         client = new_client(self.endpoint, TIMEOUT_S, self.username, self.password)
+        stopping = False
         try:
             try:
                 await asyncio.wait_for(client.connect(), TIMEOUT_S)
@@ -263,8 +271,11 @@ class OpcUaTrigger:
             except _LostError as exc:
                 return self._failed(f"the connection was lost ({exc})")
             return self._failed("the connection was lost")
+        except asyncio.CancelledError:  # stopping: a short goodbye (a silent PLC would hold the stop TIMEOUT_S)
+            stopping = True
+            raise
         finally:
-            await close_quietly(client, TIMEOUT_S)
+            await close_quietly(client, CLOSE_S if stopping else TIMEOUT_S)
 
     async def _check(self, client: Client) -> tuple[ua.NodeId, Any]:
         """The node on this server and its value now; :class:`_NodeError` where it is missing or no trigger."""
@@ -322,16 +333,19 @@ class OpcUaTrigger:
         last, self._last = self._last, value
         if isinstance(last, bool) or not isinstance(last, int):
             return
-        if value > last:
-            if value - last > 1:
-                missed = value - last - 1
+        low, high = RANGES.get(self.type_name or "", (None, None))
+        wrapped = value < last and last == high and low is not None  # the type's largest, then from its least
+        value_step = value - low + 1 if wrapped and low is not None else value - last
+        if value_step > 0:
+            if value_step > 1:
+                missed = value_step - 1
                 self.log(f"trigger {self.endpoint}: {self.node_text} went from {last} to {value}: one "
                          f"frame taken; {missed} part{'' if missed == 1 else 's'} had no frame of "
                          f"{'its' if missed == 1 else 'their'} own")  # fmt: skip
             self._fire()
         elif value < last:
             self.log(f"trigger {self.endpoint}: {self.node_text} went back from {last} to {value} (a "
-                     "reset, or it wrapped): no frame; counting on from there")  # fmt: skip
+                     "reset): no frame; counting on from there")  # fmt: skip
 
     def _fire(self) -> None:
         self.triggers += 1
@@ -382,4 +396,6 @@ class _Handler:
         code = getattr(status, "Status", status)
         name = getattr(code, "name", str(code))
         if not getattr(code, "is_good", lambda: False)():
-            self.changes.put_nowait(("status", f"the server ended the subscription: {name}"))
+            # asyncua's client says BadShutdown for any lost connection (a pulled cable too): the code, not a
+            # story of who ended it
+            self.changes.put_nowait(("status", name))
