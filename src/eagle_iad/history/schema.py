@@ -45,11 +45,11 @@ alone, as that version found them. And ``stations.created_by`` (the name of the 
 added empty: a station created before, or by an older eagle-iad (whose inserts leave it empty), shows as created
 by ``api``, as every station did.
 A field added to the inspection record is a nullable column added the same way, with no version of its own, the
-record being its one declaration: ``inspections.label_history`` (the newest 100 labels given, changed,
-confirmed or cleared, with its note and the label it replaced: ``InspectionStore.set_label``) is added empty,
-and a label stored before it becomes its first entry at the part's next label; an older eagle-iad never names it (a label it gives meanwhile is
-missing from the history, never from the record). :class:`Upgrade` lists each table, column and index an open
-added, these included, so ``eagle db upgrade`` says every change it made.
+record being its one declaration: ``inspections.label_history`` (the newest 100 labels given, changed, confirmed or
+cleared, with its note and the label it replaced: ``InspectionStore.set_label``) is added empty, and a label stored
+before it becomes its first entry at the part's next label; an older eagle-iad never names it (a label it gives
+meanwhile is missing from the history, never from the record). :class:`Upgrade` lists each table, column and index
+an open added, these included, so ``eagle db upgrade`` says every change it made.
 """
 
 from __future__ import annotations
