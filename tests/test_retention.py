@@ -324,9 +324,9 @@ def test_a_prune_that_fails_after_a_batch_still_audits_what_it_removed(
     )
 
 
-def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(tmp_path: Path) -> None:
-    """A real ``eagle history prune`` process, paused after its first batch (``EAGLE_TEST_PAUSE=prune batch``) and
-    sent SIGTERM there: the shell's status for it (143), and the audit row of what that batch removed."""
+def _prune_stopped_at(tmp_path: Path, pause: str) -> tuple[int, str, str, list[tuple[Any, ...]]]:
+    """A real ``eagle history prune`` process on :func:`_history`, paused at checkpoint ``pause``
+    (``EAGLE_TEST_PAUSE``) and sent SIGTERM there: its status, stdout, stderr and the audit rows after it."""
     import signal
 
     from test_stops import Eagle
@@ -339,18 +339,24 @@ def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(t
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     eagle = Eagle(["history", "prune", "--older-than", "30", "--state-dir", str(state)], tmpdir, tmp_path,
-                  pause="prune batch")  # fmt: skip
+                  pause=pause)  # fmt: skip
     try:
-        eagle.wait_paused("prune batch")
+        eagle.wait_paused(pause)
         eagle.process.send_signal(signal.SIGTERM)
         code, out, err = eagle.finish()
     finally:
         eagle.kill()
+    return code, out, err, _audit_rows(str(state / "eagle.sqlite3"))
+
+
+def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(tmp_path: Path) -> None:
+    """Paused after its first batch (``prune batch``) and sent SIGTERM there: the shell's status for it (143), and
+    the audit row of what that batch removed."""
+    code, out, err, rows = _prune_stopped_at(tmp_path, "prune batch")
     assert code == 143 and out == "", err
     assert "eagle: stopped by SIGTERM: eagle history" in err and "Traceback" not in err, err
     assert ("eagle history prune: stopped early (stopped by SIGTERM) after it removed 3 inspection(s), 6 files, "
             "3300 bytes (audited); running it again removes the rest") in err  # fmt: skip
-    rows = _audit_rows(str(state / "eagle.sqlite3"))
     assert len(rows) == 1 and str(rows[0][4]).endswith(
         "labelled kept: 3 inspection(s), 3 picture folder(s), 6 files, 3300 bytes removed; stopped early: stopped "
         "by SIGTERM (eagle history prune)"
@@ -358,30 +364,11 @@ def test_a_prune_stopped_by_sigterm_after_a_batch_still_audits_what_it_removed(t
 
 
 def test_a_prune_stopped_between_a_batch_s_commit_and_its_count_audits_that_batch(tmp_path: Path) -> None:
-    """SIGTERM right after a batch's delete committed, before it was counted (``EAGLE_TEST_PAUSE=prune batch
-    committed``): the stop waits for the count, so the audit row names the batch that went for good (it said 0 and
-    wrote no row at all: nothing counted). Then 143, as any stop."""
-    import signal
-
-    from test_stops import Eagle
-
-    state = tmp_path / "state"
-    state.mkdir()
-    store = InspectionStore(state / "eagle.sqlite3")
-    _history(store, state / "files", datetime.now(UTC))
-    store.close()
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    eagle = Eagle(["history", "prune", "--older-than", "30", "--state-dir", str(state)], tmpdir, tmp_path,
-                  pause="prune batch committed")  # fmt: skip
-    try:
-        eagle.wait_paused("prune batch committed")
-        eagle.process.send_signal(signal.SIGTERM)
-        code, out, err = eagle.finish()
-    finally:
-        eagle.kill()
+    """SIGTERM right after a batch's delete committed, before it was counted (``prune batch committed``): the
+    batch is settled from the rows, so the audit row names the batch that went for good (before: no row at all,
+    nothing counted). Then 143, as any stop."""
+    code, out, err, rows = _prune_stopped_at(tmp_path, "prune batch committed")
     assert code == 143 and out == "", err
-    rows = _audit_rows(str(state / "eagle.sqlite3"))
     assert len(rows) == 1 and str(rows[0][4]).endswith(
         "labelled kept: 3 inspection(s), 0 picture folder(s), 0 files, 0 bytes removed; stopped early: stopped "
         "by SIGTERM (eagle history prune)"
