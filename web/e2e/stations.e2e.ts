@@ -100,11 +100,7 @@ describe("stations page", () => {
     await create.getByLabel("Folder sink (relative to the data root)").fill(folders.sorted);
     // The service's declared choices for a repeated content, the default first, the hint read with the field.
     const duplicates = create.getByLabel("An image whose content was already inspected");
-    expect(await duplicates.locator("option").allTextContents()).toEqual([
-      "Service default: Tell the sinks it was not inspected (names the earlier verdict)",
-      "Tell the sinks it was not inspected (names the earlier verdict)",
-      "Put it away silently (the log and a warning only)",
-    ]);
+    expect(await duplicates.locator("option").allTextContents()).toEqual(["Service default (refuse)", "Refuse: tell the sinks", "Skip: tell no sink"]);
     expect(await duplicates.getAttribute("aria-describedby")).toBe(await create.locator(".hint", { hasText: "A frozen camera" }).getAttribute("id"));
     await duplicates.selectOption("skip");
     expect(await create.locator('[data-testid="create-blocked"]').count()).toBe(0);

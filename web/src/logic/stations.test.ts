@@ -201,7 +201,7 @@ describe("the create form", () => {
     expect(stationBody({ ...filled, duplicates: "skip" }).duplicates).toBe("skip");
     expect(stationBody({ ...filled, duplicates: "refuse" }).duplicates).toBe("refuse");
     expect(stationBody({ ...filled, duplicates: "" })).not.toHaveProperty("duplicates");
-    expect(duplicatesText("skip")).toBe("Put it away silently (the log and a warning only)");
+    expect(duplicatesText("skip")).toBe("Skip: tell no sink");
     expect(duplicatesText("later")).toBe("later");
   });
 });

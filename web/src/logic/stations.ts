@@ -227,10 +227,11 @@ export function allWarnings(stations: readonly StationInfo[]): Array<{ station: 
 /** A station's `duplicates` choice, as the service declares them (`STATION_DUPLICATES`). */
 export type Duplicates = (typeof STATION_DUPLICATES.choices)[number];
 
-/** The form's words for each choice (a choice the service adds later is offered by its own name). */
+/** The form's words for each choice, short enough for a phone's select (the field's hint says the rest); a choice the
+ * service adds later is offered by its own name. */
 export function duplicatesText(choice: Duplicates | string): string {
-  if (choice === "refuse") return "Tell the sinks it was not inspected (names the earlier verdict)";
-  if (choice === "skip") return "Put it away silently (the log and a warning only)";
+  if (choice === "refuse") return "Refuse: tell the sinks";
+  if (choice === "skip") return "Skip: tell no sink";
   return choice;
 }
 

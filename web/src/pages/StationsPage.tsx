@@ -678,8 +678,8 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
         </div>
         <SelectField id={`${id}-duplicates`} label="An image whose content was already inspected" value={form.duplicates}
           options={STATION_DUPLICATES.choices.map((choice) => [choice, duplicatesText(choice)] as const)}
-          empty={`Service default: ${duplicatesText(STATION_DUPLICATES.default)}`}
-          hint="A frozen camera sending the same picture for the next part: telling the sinks gives a PLC that waits for an answer per part its answer."
+          empty={`Service default (${STATION_DUPLICATES.default})`}
+          hint="A frozen camera sending the same picture for the next part. Refuse tells every sink this part was not inspected, naming the earlier verdict, so a PLC that waits for an answer per part gets one; skip puts it away with a line in the log and a warning."
           onChange={(value) => setForm((f) => ({ ...f, duplicates: value as StationForm["duplicates"] }))} />
         <div className="field-row">
           <div className="field">
