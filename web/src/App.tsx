@@ -2,11 +2,12 @@ import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner } from "./components/ErrorBanner";
+import { useHashRoute } from "./components/useHashRoute";
 import { allows, keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { degradedReasons, healthLine, isDegraded, readHealth } from "./logic/health";
 import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
-import { PAGES, formatRoute, parseRoute, versionTarget, type Page } from "./logic/route";
+import { PAGES, formatRoute, versionTarget, type Page } from "./logic/route";
 import { AuditPage } from "./pages/AuditPage";
 import { CategoriesPage } from "./pages/CategoriesPage";
 import { EvaluationsPage } from "./pages/EvaluationsPage";
@@ -25,16 +26,6 @@ const TITLES: Record<Page, string> = {
   stations: "Stations",
   audit: "Audit",
 };
-
-function useHashRoute() {
-  const [hash, setHash] = useState(() => window.location.hash);
-  useEffect(() => {
-    const onChange = () => setHash(window.location.hash);
-    window.addEventListener("hashchange", onChange);
-    return () => window.removeEventListener("hashchange", onChange);
-  }, []);
-  return useMemo(() => parseRoute(hash), [hash]);
-}
 
 export function App() {
   const route = useHashRoute();
