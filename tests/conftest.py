@@ -25,6 +25,32 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SLOWDOWN = max(1.0, float(os.environ.get("EAGLE_TEST_SLOWDOWN", "") or 1))
 
 
+#: Where a crash of the test process (a segmentation fault in native code) writes every thread's Python stack
+#: (``make test-python`` sets it and prints the file's tail when pytest ends by a signal). pytest's own
+#: faulthandler writes to stderr, which a CI log may not keep whole; this file is read back onto stdout, so the
+#: log names the test and the thread that crashed (CI once showed only "Segmentation fault" after 1,672 tests).
+CRASH_LOG = os.environ.get("EAGLE_TEST_CRASH_LOG", "")
+_crash_file: list[Any] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if CRASH_LOG and not _crash_file:
+        import faulthandler
+
+        _crash_file.append(open(CRASH_LOG, "w", encoding="utf-8"))  # noqa: SIM115 (open for the whole session)
+        faulthandler.enable(file=_crash_file[0], all_threads=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    if _crash_file:  # the test running when a crash came, named even where no Python frame shows it
+        _crash_file[0].seek(0)
+        _crash_file[0].truncate()
+        _crash_file[0].write(f"running: {nodeid}\n")
+        _crash_file[0].flush()
+
+
 def wait_s(seconds: float) -> float:
     """``seconds`` of waiting, stretched by ``EAGLE_TEST_SLOWDOWN`` (default 1)."""
     return seconds * SLOWDOWN
