@@ -199,7 +199,7 @@ export function StationsPage() {
           Stations
         </h1>
         <p className="lede">
-          Hot folders on the line: each complete image is inspected and its verdict delivered to the station's sinks. The figures refresh every{" "}
+          Stations on the line: each image a station takes (a complete file in its hot folder, or a camera's frame) is inspected and its verdict delivered to the station's sinks. The figures refresh every{" "}
           {REFRESH_MS / 1000} s while this page is visible{updated ? ` (last at ${updated.toLocaleTimeString()})` : ""}.
         </p>
       </div>
@@ -485,7 +485,7 @@ function SinksView({ info }: { info: StationInfo }) {
             {sinkCounts(sink).map((part, index) => (
               <span key={part.text}>
                 {index > 0 ? " · " : ""}
-                <span className={part.warn ? "over" : undefined}>{part.text}</span>
+                <span className={part.warn ? "over nowrap" : "nowrap"}>{part.text}</span>
               </span>
             ))}
           </span>
