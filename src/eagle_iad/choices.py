@@ -68,6 +68,18 @@ DEFAULT_ALPHA = 0.6
 CaasPhase: TypeAlias = Literal["all", "decode"]
 CAAS_PHASES: tuple[str, ...] = get_args(CaasPhase)
 DEFAULT_CAAS_PHASE: CaasPhase = "all"
+#: Which rule turned CAAS on in the ``eagle`` condition (``eagle_iad.pipeline``; recorded as ``caas_rule``): the
+#: product's ``band`` rule (only ``tau <= score < s_max``) or ``forced`` (``--force-caas`` of ``eagle inspect``,
+#: ``eagle eval`` and ``eagle attention``: on every eagle inspection, so its effect can be looked at on any image;
+#: never the product's behaviour). Declared here so the flag's help, the records and the reports say the same.
+CaasRule: TypeAlias = Literal["band", "forced"]
+CAAS_RULES: tuple[str, ...] = get_args(CaasRule)
+
+
+def caas_rule(force: bool) -> CaasRule:
+    """The recorded name of the rule a ``--force-caas`` value means."""
+    return "forced" if force else "band"
+
 
 #: Largest image accepted, in pixels (width x height). 40 MP covers industrial line-scan and 8K
 #: cameras; anything larger is almost certainly a mistake or an attack. Here, not in

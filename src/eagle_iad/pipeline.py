@@ -29,6 +29,7 @@ import numpy as np
 
 from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
+from eagle_iad.choices import caas_rule
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.encodings import colour_warning, input_warning
 from eagle_iad.expert.lighting import exposure_warning
@@ -76,8 +77,9 @@ class EagleConfig:
     capture_attention: bool = False
     #: Optional one-shot normal template image (MMAD 1-shot protocol).
     template_image: str | None = None
-    #: Apply CAAS in the ``eagle`` condition even outside the band (attention analysis only: it makes
-    #: the effect of the scaling visible on any image; the product keeps the band rule).
+    #: Apply CAAS in the ``eagle`` condition even outside the band (``--force-caas`` of ``eagle inspect``, ``eagle
+    #: eval`` and ``eagle attention``: it makes the effect of the scaling visible on any image; the product keeps the
+    #: band rule). Recorded in each eagle verdict as ``metadata["caas_rule"]`` (:func:`eagle_iad.choices.caas_rule`).
     force_caas: bool = False
 
     def __post_init__(self) -> None:
@@ -142,18 +144,28 @@ def _anomaly_decision(answer: str, question: Question) -> str | None:
 
 #: ``answered_by["caas"]`` when CAAS was wanted but the backend that answered cannot apply it.
 CAAS_NOT_APPLIED = "not applied (backend cannot)"
+#: ``answered_by["caas"]`` of an inspection outside the band that ``--force-caas`` sent to CAAS anyway.
+CAAS_FORCED = "applied (forced outside the band)"
 
 
 def answered_by(
-    backend_name: str, reply_metadata: dict[str, Any], condition: str, caas_requested: bool, caas_applied: bool
+    backend_name: str,
+    reply_metadata: dict[str, Any],
+    condition: str,
+    caas_requested: bool,
+    caas_applied: bool,
+    forced_outside_band: bool = False,
 ) -> dict[str, str]:
     """Which backend answered (a hybrid names its engine or CAAS backend) and what became of CAAS.
 
     Said per record because a hybrid sends band and out-of-band inspections to different backends,
-    and a CAAS request answered by an engine must read as such, never as a plain answer.
+    and a CAAS request answered by an engine must read as such, never as a plain answer. CAAS that
+    ``--force-caas`` applied outside the band says so (:data:`CAAS_FORCED`): a reader of one record must
+    not take it for the band rule's.
     """
     if caas_requested:
-        caas = "applied" if caas_applied else str(reply_metadata.get("caas_not_applied", CAAS_NOT_APPLIED))
+        applied = CAAS_FORCED if forced_outside_band else "applied"
+        caas = applied if caas_applied else str(reply_metadata.get("caas_not_applied", CAAS_NOT_APPLIED))
     elif condition == "eagle":
         caas = "not needed (outside the band)"
     else:
@@ -323,12 +335,18 @@ class Eagle:
             metadata={
                 "backend": self.backend.name,
                 "caas_forced": self.config.force_caas,
+                **({"caas_rule": caas_rule(self.config.force_caas)} if condition == "eagle" else {}),
                 **reply.metadata,
                 **({} if note is None else {VISUAL_PROMPT_NOTE: note}),
             },
             reference=reference,
             answered_by=answered_by(
-                self.backend.name, reply.metadata, condition, options.caas is not None, reply.caas_applied
+                self.backend.name,
+                reply.metadata,
+                condition,
+                options.caas is not None,
+                reply.caas_applied,
+                forced_outside_band=use_caas and not in_band,
             ),
             near_threshold=near_threshold,
             unrecognised=unrecognised,

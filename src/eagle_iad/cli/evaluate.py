@@ -15,9 +15,11 @@ from eagle_iad.cli.flags import (
     add_caas,
     add_caas_mllm,
     add_data_args,
+    add_force_caas,
     add_mllm,
     add_quiet,
     add_scratch,
+    check_force_caas,
     data_root,
     mllm_spec,
 )
@@ -152,6 +154,7 @@ def add_eval(sub: Subcommands) -> None:
         help="tokens each MLLM answer may run to (default %(default)s; >= 2 with --attention)",
     )
     add_caas(evp, layers=False)
+    add_force_caas(evp)
     evp.add_argument(
         "--seed",
         type=int,
@@ -179,11 +182,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         # Absolute paths make the config hash and the record keys independent of the working directory.
         return None if path is None else str(Path(path).resolve())
 
+    conditions = parse_conditions(args.conditions)
+    check_force_caas(args.force_caas, args.mllm, conditions)
     config = ExperimentConfig(
         layout=args.layout,
         data=absolute(args.data),
         models=str(Path(args.models).resolve()),
-        conditions=parse_conditions(args.conditions),
+        conditions=conditions,
         mllm=mllm_spec(args),
         mmad_json=absolute(args.mmad_json),
         shots=args.shots,
@@ -194,6 +199,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         alpha=args.alpha,
         caas_phase=args.caas_phase,
+        force_caas=args.force_caas,
         seed=args.seed,
         categories=None if args.categories is None else tuple(sorted(set(args.categories))),
         fit_options=tuple(sorted(parse_fit_option_args(args.fit_option).items())),

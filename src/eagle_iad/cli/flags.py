@@ -175,6 +175,34 @@ def add_caas(parser: argparse.ArgumentParser, *, layers: bool = True) -> None:
         parser.add_argument("--caas-layers", help="CAAS layers, comma-separated 0-based (default: model's band)")
 
 
+#: ``--force-caas``'s one help text (``eagle inspect``, ``eagle eval``, ``eagle attention``).
+FORCE_CAAS_HELP = (
+    "apply CAAS in the eagle condition on every image, not only in the expert's low-confidence band (tau <= score "
+    "< s_max), to look at its effect on any image; recorded as caas_rule 'forced' (else 'band'): not the product's rule"
+)
+
+
+def add_force_caas(parser: argparse.ArgumentParser) -> None:
+    """``--force-caas`` (``args.force_caas``): declared once, so the commands that take it say the same, and
+    what it is recorded as (:func:`eagle_iad.choices.caas_rule`) is read from the same place."""
+    parser.add_argument("--force-caas", action="store_true", help=FORCE_CAAS_HELP)
+
+
+def check_force_caas(force: bool, mllm: str | None, conditions: tuple[str, ...] | list[str]) -> None:
+    """``--force-caas`` that could not act is refused (:class:`ConfigError`) rather than recorded as if it had: it
+    needs an MLLM and the ``eagle`` condition (the only one that applies CAAS). ``eagle inspect`` and ``eagle eval``
+    check it here, before anything loads."""
+    if not force:
+        return
+    if not mllm:
+        raise ConfigError("--force-caas needs --mllm: CAAS sharpens the MLLM's attention (the expert alone has none)")
+    if "eagle" not in conditions:
+        raise ConfigError(
+            f"--force-caas acts in the eagle condition only (CAAS is never applied in {', '.join(conditions)}); "
+            "ask for the eagle condition, or leave --force-caas out"
+        )
+
+
 def parse_layers(value: str | None, option: str = "--caas-layers") -> tuple[int, ...] | None:
     """A comma-separated list of layer indices (None: the flag was not given)."""
     if value is None:

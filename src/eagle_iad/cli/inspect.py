@@ -8,15 +8,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.choices import CONDITIONS
+from eagle_iad.choices import CONDITIONS, caas_rule
 from eagle_iad.cli.flags import (
     Subcommands,
     add_caas,
     add_caas_mllm,
+    add_force_caas,
     add_mllm,
     add_quiet,
     add_runtime,
     add_style,
+    check_force_caas,
     mllm_spec,
     parse_layers,
 )
@@ -53,6 +55,7 @@ def add_inspect(sub: Subcommands) -> None:
     add_caas_mllm(inspect)
     inspect.add_argument("--condition", default="eagle", choices=CONDITIONS, help="with --mllm (default eagle)")
     add_caas(inspect)
+    add_force_caas(inspect)
     inspect.add_argument("--template", help="one-shot normal template image for the MLLM prompt")
     inspect.add_argument("--max-new-tokens", type=int, default=128)
     inspect.add_argument("--capture-attention", action="store_true", help="record attention on the query image")
@@ -87,6 +90,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
     from eagle_iad.expert import load_versioned
     from eagle_iad.pipeline import inspect_records as run_pipeline
 
+    check_force_caas(args.force_caas, args.mllm or args.caas_mllm, [args.condition])
     if not (args.mllm or args.caas_mllm):
         if not args.model:
             raise ConfigError("--model is required (or pass --mllm SPEC with --condition baseline)")
@@ -140,6 +144,7 @@ def inspect_records(args: argparse.Namespace) -> list[Any]:
         max_new_tokens=args.max_new_tokens,
         capture_attention=args.capture_attention,
         template_image=args.template,
+        force_caas=args.force_caas,
     )
     backend = load_backend(spec)
     from eagle_iad.mllm.base import backend_warnings
@@ -205,6 +210,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             f"  expert {v['expert_decision']} score {v['score']:.3f} tau {v['tau']:.3f}"
         )  # fmt: skip
         caas = "  CAAS" if v["caas_applied"] else ""
+        if caas and v["metadata"].get("caas_rule") == caas_rule(True):
+            caas += f" ({caas_rule(True)})"
         if v["answered_by"].get("caas") == CAAS_NOT_APPLIED:
             caas = f"  CAAS {CAAS_NOT_APPLIED}"
         route = "" if v["answered_by"].get("route", "single") == "single" else f"  via {v['answered_by']['route']}"
@@ -273,9 +280,7 @@ def add_attention(sub: Subcommands) -> None:
     add_mllm(attn, "MLLM backend spec, e.g. hf:/path/to/Qwen2.5-VL-7B-Instruct", required=True)
     attn.add_argument("--mask", help="ground-truth defect mask (same size as the image; non-zero = defect)")
     attn.add_argument("--out", required=True, help="directory for attention.json, curves.png and overlays")
-    attn.add_argument(
-        "--force-caas", action="store_true", help="apply CAAS in the eagle run even outside the band (recorded)"
-    )
+    add_force_caas(attn)
     add_caas(attn)
     attn.add_argument("--layers", help="layers to draw as overlays (default: first/middle/last CAAS layer + last)")
     add_style(attn)

@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.choices import ATTENTION_MIN_NEW_TOKENS, ATTENTION_TOKENS_MESSAGE
+from eagle_iad.choices import ATTENTION_MIN_NEW_TOKENS, ATTENTION_TOKENS_MESSAGE, caas_rule
 from eagle_iad.errors import BackendError, ConfigError
 from eagle_iad.eval.identity import random_test_model
 from eagle_iad.eval.plots import save_figure
@@ -228,7 +228,7 @@ def analyze(
     _check_overlay(overlay, captured, num_layers)
     eagle_verdict = results["eagle"].verdict
     caas = {
-        "rule": "forced" if config.force_caas else "band",
+        "rule": caas_rule(config.force_caas),
         "force_caas": config.force_caas,
         "applied": eagle_verdict.caas_applied,
         "alpha": config.caas.alpha,
@@ -269,7 +269,7 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
         axes[0].plot(x, _series(result, "share"), marker="o", color=_COLOURS.get(condition), label=condition)
     axes[0].set_ylabel("attention share on query image")
     axes[0].set_ylim(bottom=0.0)
-    caas_note = "forced" if report.caas["force_caas"] else "band rule"
+    caas_note = "forced" if report.caas["rule"] == caas_rule(True) else "band rule"
     if not report.caas["applied"]:
         caas_note += ", not applied: score outside the band"
     axes[0].set_title(f"{Path(report.image).name}: first generated token's attention (CAAS {caas_note})")

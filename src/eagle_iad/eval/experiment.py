@@ -85,6 +85,9 @@ class ExperimentConfig:
     alpha: float = DEFAULT_ALPHA
     seed: int = EVAL_SEED
     caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
+    #: ``--force-caas``: CAAS on every eagle item, not by the band rule (``EagleConfig.force_caas``); another
+    #: experiment, so part of the hash (left out when off: a run made before the option existed resumes).
+    force_caas: bool = False
     #: ``--category`` (repeatable): evaluate only these categories; ``None``: every category of the data.
     categories: tuple[str, ...] | None = None
     #: ``--fit-option KEY=VALUE``: options of the fit of a missing expert, as ``eagle fit``'s flags
@@ -109,6 +112,8 @@ class ExperimentConfig:
             # Runs made before the option existed scaled in every phase: their hash stays valid to resume.
             del data["caas_phase"]
         # Options left at their default are left out for the same reason: a run made before they existed resumes.
+        if not self.force_caas:
+            del data["force_caas"]
         if self.categories is None:
             del data["categories"]
         else:
@@ -312,6 +317,7 @@ def run_experiment(
             max_new_tokens=config.max_new_tokens,
             alpha=config.alpha,
             caas_phase=config.caas_phase,
+            force_caas=config.force_caas,
             expert_cache=str(out / CACHE_DIR),
             model_sha256=models,
             random_test_model=random_model is not None,

@@ -37,6 +37,11 @@ RANDOM_BANNER = (
     "Answers from a random test model: not a measurement. The MLLM is a tiny random test model (built by "
     "python -m eagle_iad.testing.tiny): its answers are random noise, so the MLLM numbers below measure nothing."
 )
+#: The report's line for a run made with ``--force-caas`` (its ``run.json`` config says ``force_caas: true``).
+FORCED_CAAS_NOTE = (
+    "CAAS forced (--force-caas): the eagle condition applied CAAS to every image, not only in the expert's "
+    "low-confidence band, so its numbers are not the product's (band rule)."
+)
 
 Table = tuple[list[str], list[list[str]]]
 _CSS = "body{font-family:sans-serif;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #bbb}"
@@ -312,6 +317,8 @@ def write_report(
         f"Layout `{config['layout']}`, MLLM `{config['mllm']}`, conditions {', '.join(config['conditions'])}, "
         f"{config['shots']}-shot, tasks `{config['tasks']}`; config hash `{metrics['config_hash']}`."
     )
+    if config.get("force_caas"):  # not the product's rule: every eagle answer below was sharpened
+        intro += f" {FORCED_CAAS_NOTE}"
     md = ["# EAGLE-IAD evaluation", "", intro, ""]
     body = [f"<h1>EAGLE-IAD evaluation</h1><p>{html.escape(intro)}</p>"]
     if metrics.get(RANDOM_MARK):

@@ -59,6 +59,8 @@ FITS = "fits.json"
 CHANGE_HINTS: dict[str, str] = {
     "conditions": "to add conditions, run them into a new --out with the same --models and --mllm (the experts are "
     "not fitted again; the CAAS flip table needs tgps and eagle in one run)",
+    "force_caas": "--force-caas applies CAAS to every eagle item, not by the band rule: another experiment, so run it "
+    "into a new --out (with the same --models and --mllm)",
     "categories": "to evaluate other categories, run them (--category) into a new --out with the same --models",
     "limit_selection": "this run's --limit images were drawn by an older rule (the first images in sorted order); "
     "the current rule draws seeded, balanced images, so the same --limit is another set of images",
@@ -307,6 +309,8 @@ class WorkerConfig:
     max_new_tokens: int = 32
     alpha: float = DEFAULT_ALPHA
     caas_phase: CaasPhase = DEFAULT_CAAS_PHASE
+    #: ``--force-caas`` (:attr:`eagle_iad.pipeline.EagleConfig.force_caas`).
+    force_caas: bool = False
     fit_limit: int | None = None
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -549,6 +553,7 @@ class Worker:
             max_new_tokens=self.config.max_new_tokens,
             capture_attention=self.config.attention,
             template_image=template,
+            force_caas=self.config.force_caas,
         )
         expert = self.expert(item.category) if uses_expert(condition) else None
         result = self.expert_result(item) if uses_expert(condition) else None
