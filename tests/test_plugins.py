@@ -425,3 +425,61 @@ def test_plugin_mllm_family_loads_a_new_checkpoint_type(tmp_path: Path, monkeypa
         FAMILIES.remove("tiny_vl")
         registry._loaded.pop("tiny_vl_family", None)
         sys.modules.pop("tiny_vl_family", None)
+
+
+def test_a_family_whose_image_tokens_are_wrong_is_named_with_the_counts(tmp_path: Path) -> None:
+    """A plugin family whose ``image_tokens`` misses, doubles or invents visual tokens (or returns a record per image
+    too many) is refused before the prompt runs, and the one line names the family, the checkpoint type and the
+    counts, so the plugin's author knows what to fix (it used to say only that the tokens did not match)."""
+    pytest.importorskip("transformers")
+    from dataclasses import dataclass
+
+    from eagle_iad.mllm import GenerateOptions, load_backend
+    from eagle_iad.mllm.families import FAMILIES, ImageTokens, register_family
+    from eagle_iad.mllm.families.qwen2_vl import Qwen25ImageOnlyProcessor, QwenVLFamily
+    from eagle_iad.testing.tiny import TINY_BUILDERS
+    from eagle_iad.tgps.prompt import PromptRequest, build_prompt
+
+    @dataclass(frozen=True)
+    class WrongSpans(QwenVLFamily):
+        """Qwen-VL's layout, with one of the mistakes a new family's author makes."""
+
+        mistake: str = "short"
+
+        def image_tokens(self, config: Any, processor: Any, inputs: Any, input_ids: Any, n: int) -> list[ImageTokens]:
+            (image,) = super().image_tokens(config, processor, inputs, input_ids, n)
+            (start, end), grid = image.ranges[0], (1, 1, 1)
+            if self.mistake == "short":  # the last two tokens left out (an off-by-one in a count)
+                return [ImageTokens(((start, end - 2),), grid, ((start, start + 1),))]
+            if self.mistake == "wide":  # the vision markers around the run taken too
+                return [ImageTokens(((start - 1, end + 1),), grid, ((start, start + 1),))]
+            if self.mistake == "twice":  # the first token in two ranges
+                return [ImageTokens(((start, end), (start, start + 1)), grid, ((start, start + 1),))]
+            return [image, image]  # one record per image too many
+
+    checkpoint = TINY_BUILDERS["qwen2_5_vl"](tmp_path / "tiny")
+    images = {"q.png": np.random.default_rng(3).integers(0, 256, (56, 84, 3), dtype=np.uint8)}
+    prompt = build_prompt(PromptRequest("q.png"))
+    expected = {
+        "short": r"family 'wrong_spans' \(model_type 'qwen2_5_vl'\): the images' visual tokens do not cover the "
+        r"prompt's image tokens exactly once: its image_tokens claims 4 token positions, the prompt holds 6 image "
+        r"tokens \(id \d+\): 2 missing \(positions \d+, \d+\), 0 claimed twice, 0 not image tokens; each image's "
+        r"ranges must hold exactly its own image tokens",
+        "wide": r"family 'wrong_spans' \(model_type 'qwen2_5_vl'\): .* its image_tokens claims 8 token positions, the "
+        r"prompt holds 6 image tokens \(id \d+\): 0 missing, 0 claimed twice, 2 not image tokens \(positions \d+, "
+        r"\d+\);",
+        "twice": r"family 'wrong_spans' \(model_type 'qwen2_5_vl'\): .* its image_tokens claims 7 token positions, "
+        r"the prompt holds 6 image tokens \(id \d+\): 0 missing, 1 claimed twice \(positions \d+\), 0 not image "
+        r"tokens;",
+        "extra": r"family 'wrong_spans' \(model_type 'qwen2_5_vl'\): its image_tokens found 2 images' tokens for 1 "
+        r"image in the prompt; cannot locate the query image",
+    }
+    try:
+        for mistake, message in expected.items():
+            register_family(WrongSpans("wrong_spans", ("qwen2_5_vl",), Qwen25ImageOnlyProcessor, mistake=mistake))
+            backend = load_backend(f"hf:{checkpoint}", vision_attention="eager")
+            assert backend.family.name == "wrong_spans"
+            with pytest.raises(ConfigError, match=message):
+                backend.generate(prompt, images, GenerateOptions(max_new_tokens=2))
+    finally:
+        FAMILIES.remove("wrong_spans")

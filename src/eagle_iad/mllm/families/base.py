@@ -161,13 +161,51 @@ def image_spans(
     """
     images = family.image_tokens(config, processor, inputs, input_ids, n_images)
     if len(images) != n_images:
-        raise ConfigError(f"found {len(images)} images' tokens for {n_images} images; cannot locate the query image")
+        raise ConfigError(
+            f"{_who(family, config)}: its image_tokens found {len(images)} images' tokens for {n_images} "
+            f"{'image' if n_images == 1 else 'images'} in the prompt; cannot locate the query image (it must "
+            "return one ImageTokens per image, in prompt order)"
+        )
     token = family.image_token_id(config)
     claimed = [p for image in images for p in positions(image.ranges)]
     expected = [index for index, value in enumerate(input_ids) if value == token]
     if sorted(claimed) != expected:
-        raise ConfigError("the images' visual tokens do not cover the prompt's image tokens exactly once")
+        raise ConfigError(f"{_who(family, config)}: {coverage_problem(claimed, expected, token)}")
     return ImageSpans(images)
+
+
+def _who(family: Family, config: Any) -> str:
+    """``family 'NAME' (model_type 'TYPE')``: whose ``image_tokens`` an error is about (a plugin's, maybe)."""
+    model_type = getattr(config, "model_type", None)
+    return f"family {family.name!r}" + ("" if model_type is None else f" (model_type {model_type!r})")
+
+
+def _first(found: Sequence[int], limit: int = 5) -> str:
+    shown = ", ".join(str(p) for p in found[:limit])
+    return shown + (", ..." if len(found) > limit else "")
+
+
+def coverage_problem(claimed: Sequence[int], expected: Sequence[int], token: int) -> str:
+    """Why the visual-token positions a family claimed are not the prompt's image tokens exactly once, with the
+    counts a plugin author needs to find the bug: how many were claimed against how many the prompt holds, and
+    which are missing, claimed twice, or not image tokens at all (the first few positions of each)."""
+    expected_set = set(expected)
+    seen: set[int] = set()
+    doubled: list[int] = []
+    for position in claimed:
+        if position in seen and position not in doubled:
+            doubled.append(position)
+        seen.add(position)
+    missing = [p for p in expected if p not in seen]
+    foreign = sorted(p for p in seen if p not in expected_set)
+    parts = [f"{len(missing)} missing" + (f" (positions {_first(missing)})" if missing else "")]
+    parts.append(f"{len(doubled)} claimed twice" + (f" (positions {_first(sorted(doubled))})" if doubled else ""))
+    parts.append(f"{len(foreign)} not image tokens" + (f" (positions {_first(foreign)})" if foreign else ""))
+    return (
+        "the images' visual tokens do not cover the prompt's image tokens exactly once: its image_tokens claims "
+        f"{len(claimed)} token positions, the prompt holds {len(expected)} image tokens (id {token}): "
+        f"{', '.join(parts)}; each image's ranges must hold exactly its own image tokens"
+    )
 
 
 def one_run_per_image(
