@@ -122,6 +122,7 @@ class DyingBackend:
         self.after = after
         self.calls = 0
         self.server: Any = None
+        self.model_ref = inner.model_ref  # the checkpoint folder: serve-mllm lists its identity in /v1/models
 
     @property
     def name(self) -> str:
@@ -361,7 +362,9 @@ def test_a_tiny_random_caas_model_is_said_as_it_is_alone(
     (noted / NOTE_NAME).write_text("a tiny random model\n")
     alone = load_backend(f"hf:{noted}")
     hybrid = load_backend(hybrid_spec("openai:http://127.0.0.1:9/v1#nobody", f"hf:{noted}"))
-    assert hybrid.warnings == alone.warnings and hybrid.random_test_model is True
+    assert hybrid.warnings[:-1] == alone.warnings and hybrid.random_test_model is True
+    # and the engine nobody listens for cannot be checked to hold the same model: said, not passed over
+    assert hybrid.warnings[-1].startswith("cannot check that --mllm openai:http://127.0.0.1:9/v1#nobody and --caas")
     image = str(next((cells / "cells" / "test").glob("*/*")))
     capsys.readouterr()
     # attention capture routes to the CAAS side, so the engine (nothing listens on port 9) is never asked
@@ -371,3 +374,92 @@ def test_a_tiny_random_caas_model_is_said_as_it_is_alone(
     assert code == 0 and f"eagle: warning: {noted} is a tiny random test model ({NOTE_NAME})" in err
     (verdict,) = json.loads(out)
     assert verdict["answered_by"]["route"] == "caas" and verdict["metadata"]["random_test_model"] is True
+
+
+# --- the two sides must be one model ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_models(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints that are not ``tiny_qwen``'s model, one per way to differ, and one that is (a copy)."""
+    import shutil
+
+    from eagle_iad.testing.tiny import build_tiny_llava, build_tiny_qwen2_5_vl
+
+    root = tmp_path_factory.mktemp("hybrid_others")
+    copy = Path(shutil.copytree(tiny_qwen, root / "copy"))
+    config = Path(shutil.copytree(tiny_qwen, root / "config"))
+    data = json.loads((config / "config.json").read_text())
+    data["text_config"]["rms_norm_eps"] = 1e-3
+    (config / "config.json").write_text(json.dumps(data))
+    template = Path(shutil.copytree(tiny_qwen, root / "template"))
+    jinja = template / "chat_template.jinja"
+    jinja.write_text("{# another template #}" + jinja.read_text())
+    return {
+        "copy": copy,
+        "config": config,
+        "template": template,
+        "seed": build_tiny_qwen2_5_vl(root / "seed", seed=1),
+        "llava": build_tiny_llava(root / "llava"),
+    }
+
+
+def test_a_hybrid_of_two_different_models_is_refused_before_any_prompt(
+    tiny_qwen: Path, other_models: dict[str, Path], cells: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/MLLM.md, hybrid: both sides hold the same weights, or the band's answers come from another model than
+    the rest. Each kind of difference is refused in one line naming both sides and what differs; a copy of the same
+    checkpoint elsewhere is the same model."""
+    from eagle_iad.mllm.hybrid import check_same_model
+
+    assert check_same_model(f"hf:{tiny_qwen}", f"hf:{other_models['copy']}") is None
+    differs = {
+        "llava": "model types differ ('llava' vs 'qwen2_5_vl')",
+        "config": "architectures differ (config.json: text_config.rms_norm_eps 0.001 vs 1e-05)",
+        "template": "tokenizers or chat templates differ (the same prompt would be other token ids)",
+        "seed": "weights differ (same architecture and tokenizer: another checkpoint, a fine-tune or another seed)",
+    }
+    for name, what in differs.items():
+        engine, caas = f"hf:{other_models[name]}", f"hf:{tiny_qwen}"
+        message = f"--mllm {engine} and --caas-mllm {caas} are not the same model: {what}; a hybrid answers"
+        with pytest.raises(ConfigError) as caught:
+            check_same_model(engine, caas)
+        assert str(caught.value).startswith(message), str(caught.value)
+    # Through the command: one line, exit 2, before any model loads or any image is asked about.
+    image = sorted((cells / "cells" / "test" / "good").iterdir())[0]
+    capsys.readouterr()
+    code = main(["inspect", str(image), "--mllm", f"hf:{other_models['seed']}", "--caas-mllm", f"hf:{tiny_qwen}",
+                 "--condition", "baseline"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("eagle: error: --mllm hf:"), err
+    assert "are not the same model: weights differ" in err
+    # eagle eval refuses it before its run folder is written (and before a missing expert is fitted).
+    run = cells.parent / "mismatch-run"
+    assert _eval("--data", str(cells), "--layout", "folder", "--models", str(cells.parent / "mismatch-models"),
+                 "--conditions", "eagle", "--mllm", f"hf:{other_models['llava']}", "--caas-mllm", f"hf:{tiny_qwen}",
+                 "--out", str(run)) == 2  # fmt: skip
+    assert "are not the same model: model types differ ('llava' vs 'qwen2_5_vl')" in capsys.readouterr().err
+    assert not run.exists() and not (cells.parent / "mismatch-models").exists()
+
+
+def test_a_served_engine_is_checked_against_the_caas_side(
+    tiny_qwen: Path, other_models: dict[str, Path], engine_backend: Any
+) -> None:
+    """``eagle serve-mllm`` lists its model's identity in ``/v1/models``, so ``--mllm openai:<it>`` is checked too; an
+    engine that says nothing of its weights (or is down) cannot be checked, which is said, not passed over."""
+    from eagle_iad.mllm.hybrid import check_same_model
+    from eagle_iad.mllm.weights import SERVED_IDENTITY_KEY, model_identity
+
+    with Engine(engine_backend) as engine:
+        from eagle_iad.mllm.openai_compat import OpenAIBackend
+
+        entry = OpenAIBackend(f"http://127.0.0.1:{engine.port}/v1", SERVED).model_entry(10.0)
+        assert entry is not None and entry[SERVED_IDENTITY_KEY] == model_identity(tiny_qwen)
+        assert check_same_model(engine.spec, f"hf:{tiny_qwen}") is None
+        assert check_same_model(engine.spec, f"hf:{other_models['copy']}") is None
+        with pytest.raises(ConfigError, match=r"are not the same model: weights differ"):
+            check_same_model(engine.spec, f"hf:{other_models['seed']}")
+        spec = engine.spec
+    note = check_same_model(spec, f"hf:{tiny_qwen}")  # the engine is gone: it cannot be asked
+    assert note is not None and note.startswith(f"cannot check that --mllm {spec} and --caas-mllm hf:{tiny_qwen}")
+    assert "cannot reach the server" in note

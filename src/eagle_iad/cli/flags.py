@@ -42,7 +42,8 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 CAAS_MLLM_HELP = (
     "in-process backend for the inspections in the expert's low-confidence band (tau <= score < s_max), where "
-    "CAAS applies; --mllm (e.g. a vLLM engine, openai:URL#model) answers all others. Same weights in both. "
+    "CAAS applies; --mllm (e.g. a vLLM engine, openai:URL#model) answers all others. Same weights in both (checked: "
+    "two different models are refused). "
     "Without it an openai: --mllm answers band inspections too, recorded as CAAS 'not applied (backend cannot)'"
 )
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]

@@ -261,6 +261,15 @@ def run_experiment(
         from eagle_iad.mllm.hf import check_spec
 
         check_spec(config.mllm)  # a local hf: folder without tokenizer, chat template, ...: refused here
+        from eagle_iad.mllm.base import HYBRID_SCHEME, parse_spec
+
+        parsed = parse_spec(config.mllm)
+        if parsed.scheme == HYBRID_SCHEME:  # two different models on its sides: refused here, before the run folder
+            from eagle_iad.mllm.hybrid import check_same_model
+
+            note = check_same_model(parsed.target, str(parsed.model))
+            if note is not None:
+                warn(note)
     mllm_identity = mllm_fingerprint(config.mllm) if needs_mllm and config.mllm is not None else None
     random_model = random_test_model(config.mllm) if needs_mllm and config.mllm is not None else None
     if random_model is not None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import BackendError, ConfigError
 from eagle_iad.mllm.base import (
     HYBRID_SCHEME,
     RANDOM_MODEL_MARK,
@@ -29,8 +29,10 @@ from eagle_iad.mllm.base import (
     GenerateOptions,
     Reply,
     backend_warnings,
+    parse_spec,
     register_backend,
 )
+from eagle_iad.mllm.weights import SERVED_IDENTITY_KEY, identity_difference, local_folder, model_identity
 from eagle_iad.tgps.prompt import ContentItem
 
 Route = Literal["engine", "caas"]
@@ -39,9 +41,11 @@ Route = Literal["engine", "caas"]
 class HybridBackend:
     """Two backends over the same weights: ``engine`` for plain prompts, ``caas`` for in-process attention."""
 
-    def __init__(self, engine: Backend, caas: Backend) -> None:
+    def __init__(self, engine: Backend, caas: Backend, notes: Sequence[str] = ()) -> None:
         self.engine = engine
         self.caas = caas
+        #: Said with the sides' warnings: e.g. that the two could not be checked to be the same model.
+        self.notes = list(notes)
 
     @property
     def name(self) -> str:
@@ -51,7 +55,7 @@ class HybridBackend:
     def warnings(self) -> list[str]:
         """Both backends' load warnings (a tiny random test model on either side): a command says them as
         it says a single backend's, so ``--caas-mllm hf:<tiny>`` is not silent."""
-        return [*backend_warnings(self.engine), *backend_warnings(self.caas)]
+        return [*backend_warnings(self.engine), *backend_warnings(self.caas), *self.notes]
 
     @property
     def random_test_model(self) -> bool:
@@ -83,4 +87,67 @@ def _hybrid_factory(spec: BackendSpec, **options: Any) -> HybridBackend:
 
     if spec.model is None:
         raise ConfigError("a hybrid spec carries the CAAS backend's spec as its model")
-    return HybridBackend(load_backend(spec.target), load_backend(spec.model, **options))
+    note = check_same_model(spec.target, spec.model)  # before either loads: a mismatch costs no model load
+    return HybridBackend(load_backend(spec.target), load_backend(spec.model, **options), [] if note is None else [note])
+
+
+#: How long the engine is given to list its models for :func:`check_same_model` (it is not needed to start).
+MODELS_TIMEOUT_S = 5.0
+
+
+def side_identity(spec: str) -> tuple[dict[str, Any] | None, str]:
+    """The :func:`model_identity` behind one side's spec, or None with the reason it cannot be known.
+
+    ``hf:`` a folder (or a cached hub id); ``openai:`` what its server's ``/v1/models`` entry says: ``eagle
+    serve-mllm`` lists the identity itself (``eagle_model``), vLLM the weights' path (``root``), read here when
+    it is a folder on this machine.
+    """
+    from eagle_iad.mllm.openai_compat import OpenAIBackend
+
+    parsed = parse_spec(spec)
+    if parsed.scheme == "hf":
+        folder = local_folder(parsed.target)
+        identity = None if folder is None else model_identity(folder)
+        return identity, "" if identity is not None else "not a checkpoint folder on this machine (a hub id not cached)"
+    if parsed.scheme != "openai":
+        return None, f"a {parsed.scheme}: backend says nothing of its weights"
+    try:
+        entry = OpenAIBackend(parsed.target, str(parsed.model)).model_entry(MODELS_TIMEOUT_S)
+    except BackendError as exc:
+        return None, str(exc)
+    if entry is None:
+        return None, "its server lists no such model in /v1/models"
+    listed = entry.get(SERVED_IDENTITY_KEY)
+    if isinstance(listed, dict):
+        return listed, ""
+    root = entry.get("root")
+    folder = local_folder(root) if isinstance(root, str) and root else None
+    identity = None if folder is None else model_identity(folder)
+    if identity is None:
+        return None, "its server lists neither its weights' identity nor a weights folder on this machine"
+    return identity, ""
+
+
+def check_same_model(engine: str, caas: str) -> str | None:
+    """Refuse (:class:`ConfigError`, one line naming both sides and what differs) a hybrid whose two sides are
+    different models; a warning's text where that cannot be checked; None where they are the same model.
+
+    Why: the band's inspections (CAAS) and all others would be answered by different models, and a run's
+    numbers would mix them with nothing in a record to show it (docs/MLLM.md, "hybrid": same weights on both).
+    """
+    left, why_left = side_identity(engine)
+    right, why_right = side_identity(caas)
+    if left is None or right is None:
+        spec, why = (engine, why_left) if left is None else (caas, why_right)
+        return (
+            f"cannot check that --mllm {engine} and --caas-mllm {caas} hold the same model ({spec}: {why}); a "
+            "hybrid needs the same weights on both sides, or its band answers come from another model"
+        )
+    difference = identity_difference(left, right)
+    if difference is not None:
+        raise ConfigError(
+            f"--mllm {engine} and --caas-mllm {caas} are not the same model: {difference}; a hybrid "
+            "answers the band's inspections with --caas-mllm and all others with --mllm, so both must hold the same "
+            "checkpoint (docs/MLLM.md, hybrid)"
+        )
+    return None

@@ -55,6 +55,28 @@ class OpenAIBackend:
     def name(self) -> str:
         return f"openai:{self.base_url}#{self.model}"
 
+    def model_entry(self, timeout_s: float) -> dict[str, Any] | None:
+        """The server's ``/v1/models`` entry of this model, or None where it lists none under this id.
+
+        Raises :class:`BackendError` when the server cannot be reached (the caller decides what that means).
+        """
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        request = urllib.request.Request(f"{self.base_url}/models", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                payload = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError:
+            return None  # it answers, but lists no models
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise BackendError(f"{self.name}: cannot reach the server: {exc}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        entries = payload.get("data") if isinstance(payload, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("id") == self.model:
+                return entry
+        return None
+
     def _content(self, items: Sequence[ContentItem], images: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
         for item in items:

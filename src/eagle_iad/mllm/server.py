@@ -48,6 +48,7 @@ from eagle_iad.images import load_rgb
 from eagle_iad.mllm.base import RANDOM_MODEL_MARK, Backend, GenerateOptions, Reply
 from eagle_iad.mllm.caas import DEFAULT_ALPHA, CaasSettings
 from eagle_iad.mllm.serving import ApiError, GenerationWorker, Job
+from eagle_iad.mllm.weights import SERVED_IDENTITY_KEY
 from eagle_iad.tgps.prompt import ContentItem, ImageItem, TextItem
 
 #: Default number of requests that may wait for the worker (the running one not counted).
@@ -353,6 +354,17 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
+def served_identity(backend: Any) -> dict[str, Any] | None:
+    """The :func:`eagle_iad.mllm.weights.model_identity` of an in-process backend's checkpoint folder (None for
+    others): ``/v1/models`` lists it, so ``--mllm openai:<this server> --caas-mllm hf:DIR`` is checked to be one
+    model (:func:`eagle_iad.mllm.hybrid.check_same_model`)."""
+    from eagle_iad.mllm.weights import local_folder, model_identity
+
+    ref = getattr(backend, "model_ref", None)
+    folder = local_folder(ref) if isinstance(ref, str) else None
+    return None if folder is None else model_identity(folder)
+
+
 def create_mllm_app(
     backend: Backend,
     *,
@@ -371,6 +383,7 @@ def create_mllm_app(
     """
     served = model_name or backend.name
     random_model = bool(getattr(backend, RANDOM_MODEL_MARK, False))
+    identity = served_identity(backend)
     worker = GenerationWorker(backend, queue_size)
 
     @asynccontextmanager
@@ -418,6 +431,8 @@ def create_mllm_app(
         entry: dict[str, Any] = {"id": served, "object": "model", "created": 0, "owned_by": "eagle-iad"}
         if random_model:  # said before any answer: `eagle eval --mllm openai:...` marks its run from it
             entry[RANDOM_MODEL_MARK] = True
+        if identity is not None:  # so a hybrid with this server as its engine can check its CAAS side is this model
+            entry[SERVED_IDENTITY_KEY] = identity
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")

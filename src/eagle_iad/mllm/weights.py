@@ -1,0 +1,150 @@
+"""What model a checkpoint folder holds, told apart cheaply: architecture, tokenizer, weights.
+
+Why: a hybrid backend (``--mllm ENGINE --caas-mllm CAAS``, :mod:`eagle_iad.mllm.hybrid`) answers band inspections
+with one model and all others with the other, so both must be the same model: with two different checkpoints the
+band's answers (with CAAS) and the rest would come from different models, and nothing in the records would show it.
+A folder's path says nothing (a copy, a hub snapshot, a vLLM server's ``root``), so the identity is read from the
+files, independent of where they lie and when they were copied:
+
+* ``model_type`` and ``config``: the checkpoint's ``config.json`` (its path-dependent keys left out);
+* ``tokenizer``: the tokenizer and chat-template files (another vocabulary or template is another prompt);
+* ``weights``: per weight file its name and size and, up to :data:`FULL_HASH_BYTES` in all, the SHA-256 of its bytes;
+  beyond that a safetensors file's header (every tensor's name, dtype, shape and offset) and
+  :data:`SAMPLES` evenly spaced windows of its bytes, so two copies agree and a re-trained or fine-tuned
+  checkpoint of the same shape differs, while a 15 GB model is read in a few MiB, not in minutes.
+
+Torch-free and read only; ``eagle serve-mllm`` lists the same identity in ``/v1/models`` (``eagle_model``) so a
+hybrid whose engine is such a server is checked too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from eagle_iad.file_hash import file_sha256
+
+#: Weight files of a checkpoint folder.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+#: Tokenizer and chat-template files (what turns the same prompt into the same token ids).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt",
+    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+)  # fmt: skip
+#: ``config.json`` keys that name where or with what a folder was written, not what model it holds.
+VOLATILE_CONFIG_KEYS = frozenset({"_name_or_path", "transformers_version", "name_or_path", "_commit_hash"})
+#: Up to this many weight bytes in all, every byte is hashed (a tiny or small model: well under a second).
+FULL_HASH_BYTES = 64 * 2**20
+#: Beyond it, this many evenly spaced windows of :data:`WINDOW_BYTES` per weight file are hashed.
+SAMPLES = 16
+WINDOW_BYTES = 64 * 2**10
+#: The key of ``eagle serve-mllm``'s ``/v1/models`` entry that holds its model's :func:`model_identity`.
+SERVED_IDENTITY_KEY = "eagle_model"
+#: The parts of an identity, in the order a difference is told (the first ones explain the later ones).
+PARTS = ("model_type", "config", "tokenizer", "weights")
+
+
+def _digest(parts: list[str]) -> str:
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return _stable(data) if isinstance(data, dict) else {}
+
+
+def _stable(value: Any) -> Any:
+    """``value`` without the volatile keys, at any depth (sub-configs carry them too)."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE_CONFIG_KEYS}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def _sampled(path: Path, size: int) -> str:
+    """A safetensors header (if it is one) and :data:`SAMPLES` windows of ``path``'s bytes, hashed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if path.suffix == ".safetensors" and size >= 8:
+            length = int.from_bytes(handle.read(8), "little")
+            if 0 < length <= min(size - 8, 100 * 2**20):
+                digest.update(handle.read(length))
+        for index in range(SAMPLES):
+            handle.seek(max(0, (size - WINDOW_BYTES) * index // max(1, SAMPLES - 1)))
+            digest.update(handle.read(WINDOW_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def model_identity(folder: str | Path) -> dict[str, Any] | None:
+    """The identity of the checkpoint in ``folder`` (module text); None where it holds no ``config.json``."""
+    folder = Path(folder)
+    config = _config(folder)
+    if not config:
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    tokenizer = [f"{p.name}\0{file_sha256(p)}" for p in files if p.name in TOKENIZER_FILES]
+    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
+    sizes = {p: p.stat().st_size for p in weights}
+    full = sum(sizes.values()) <= FULL_HASH_BYTES
+    weight_parts = [f"{p.name}\0{sizes[p]}\0{file_sha256(p) if full else _sampled(p, sizes[p])}" for p in weights]
+    return {
+        "model_type": str(config.get("model_type", "")),
+        "config": _digest([json.dumps(config, sort_keys=True)]),
+        "config_values": _flat(config),
+        "tokenizer": _digest(tokenizer),
+        "weights": _digest(weight_parts) if weights else None,
+    }
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``config.json``'s scalar settings by dotted key (``text_config.hidden_size``): what a refusal names."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def identity_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """What differs between two identities, in words (the first differing part, with the settings that differ
+    for an architecture); None where they are the same model. A weights part unknown on either side (a server
+    that lists only some parts) is not compared."""
+    for part in PARTS:
+        left, right = a.get(part), b.get(part)
+        if left is None or right is None or left == right:
+            continue
+        if part == "model_type":
+            return f"model types differ ({left!r} vs {right!r})"
+        if part == "config":
+            va, vb = a.get("config_values") or {}, b.get("config_values") or {}
+            keys = sorted(k for k in set(va) | set(vb) if va.get(k) != vb.get(k))
+            shown = ", ".join(f"{k} {va.get(k)!r} vs {vb.get(k)!r}" for k in keys[:4])
+            more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+            return f"architectures differ (config.json{': ' + shown + more if keys else ''})"
+        if part == "tokenizer":
+            return "tokenizers or chat templates differ (the same prompt would be other token ids)"
+        return "weights differ (same architecture and tokenizer: another checkpoint, a fine-tune or another seed)"
+    return None
+
+
+def local_folder(target: str) -> Path | None:
+    """The checkpoint folder behind an ``hf:`` target: the folder itself, or the hub cache's snapshot of a hub id
+    (no network); None where neither is on this machine."""
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        return folder
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(target, "config.json")
+    except Exception:  # an id the hub library refuses is simply not a cached model
+        return None
+    return Path(found).parent if isinstance(found, str) else None
