@@ -389,3 +389,52 @@ def test_inspect_capture_attention_of_a_random_test_model_captions_its_overlays(
             # the caption band sits above the overlay, whose pixels are kept
             assert noise.size == (real.size[0], real.size[1] + 36)
             assert np.array_equal(np.asarray(noise.convert("RGB"))[36:], np.asarray(real.convert("RGB")))
+
+
+def test_sliding_window_layers_are_named_with_why_their_image_attention_is_flat(
+    elpv_expert_dir: Path,
+    cell_image: str,
+    tiny_mllm_dirs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Gemma 3's sliding layers (0 and 2 in the tiny model, window 32) no longer hold the image when the answer
+    starts, so their overlays are flat by design. attention.json, curves.png, overlays.png and each of their
+    per-layer pictures say which layers those are and why (they showed a flat overlay without a word); so do
+    ``eagle inspect --capture-attention``'s overlays and text. A model without sliding layers says nothing."""
+    from eagle_iad.mllm.attention import sliding_window_note
+
+    note = sliding_window_note([0, 2], 32)
+    assert note.startswith("L0, L2: sliding-window attention (window 32 tokens): each token there sees only the last")
+    out = tmp_path / "out"
+    spec = f"hf:{tiny_mllm_dirs['gemma3']}"
+    code, _, err = _cli(capsys, "attention", cell_image, "--model", str(elpv_expert_dir), "--mllm", spec,
+                        "--out", str(out), "--max-new-tokens", "2", "--layers", "0,1,2,3")  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "attention.json").read_text())
+    assert report["sliding_window"] == {"layers": [0, 2], "window": 32, "note": note}
+    for name in ("curves.png", "overlays.png"):
+        with Image.open(out / name) as im:
+            assert im.text["Description"] == note, name
+    for layer in range(4):
+        with Image.open(out / f"overlay_baseline_layer{layer}.png") as im:
+            assert im.text.get("Description") == (note if layer in (0, 2) else None), layer
+    # eagle inspect: the sliding layers' overlays carry the one-layer note, and the text says it once.
+    pictures = tmp_path / "inspect"
+    code, stdout, err = _cli(capsys, "inspect", cell_image, "--mllm", spec, "--condition", "baseline",
+                             "--capture-attention", "--max-new-tokens", "2", "--out", str(pictures))  # fmt: skip
+    assert code == 0, err
+    assert f"    attention: {note}" in stdout
+    stem = Path(cell_image).stem
+    for layer in range(4):
+        with Image.open(pictures / f"{stem}_attn_L{layer}.png") as im:
+            expected = sliding_window_note([layer], 32) if layer in (0, 2) else None
+            assert im.text.get("Description") == expected, layer
+    # Qwen2.5-VL has no sliding layers: nothing is said.
+    plain = tmp_path / "plain"
+    code, _, err = _cli(capsys, "attention", cell_image, "--model", str(elpv_expert_dir), "--mllm",
+                        f"hf:{tiny_mllm_dirs['qwen2_5_vl']}", "--out", str(plain), "--max-new-tokens", "2")  # fmt: skip
+    assert code == 0, err
+    assert "sliding_window" not in json.loads((plain / "attention.json").read_text())
+    with Image.open(plain / "curves.png") as im:
+        assert "Description" not in im.text

@@ -358,15 +358,27 @@ VISUAL_PROMPT_SUFFIX = "_visual_prompt.png"
 
 
 def write_attention_overlays(
-    rgb: np.ndarray, attention: dict[str, Any], out_dir: Path, stem: str, random_model: bool = False
+    rgb: np.ndarray,
+    attention: dict[str, Any],
+    out_dir: Path,
+    stem: str,
+    random_model: bool = False,
+    sliding: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """``<stem>_attn_L<layer>.png`` per captured layer; the CLI and the service both write them here.
 
     ``random_model`` (the reply said ``random_test_model``): each picture carries the caption ``eagle attention``'s
     pictures carry (:func:`eagle_iad.mllm.attention.mark_random`, above the overlay and in its PNG ``Description``),
-    so a picture of noise is never shown as a model's attention.
+    so a picture of noise is never shown as a model's attention. ``sliding`` (the reply's ``sliding_window``
+    record): a sliding-window layer's picture says in its ``Description`` that its image attention is local
+    (:func:`eagle_iad.mllm.attention.sliding_window_note`), so its flat overlay is not read as a finding.
     """
-    from eagle_iad.mllm.attention import RANDOM_CAPTION, attention_overlay, random_marked_overlay
+    from eagle_iad.mllm.attention import (
+        RANDOM_CAPTION,
+        attention_overlay,
+        random_marked_overlay,
+        sliding_window_note,
+    )
     from eagle_iad.mllm.base import AttentionCapture
 
     capture = AttentionCapture.from_dict(attention)
@@ -375,10 +387,13 @@ def write_attention_overlays(
     for layer in sorted(capture.per_layer):
         path = out_dir / f"{stem}_attn_L{layer}.png"
         picture = attention_overlay(rgb, capture, layer)
+        local = sliding is not None and layer in sliding.get("layers", [])
+        note = sliding_window_note([layer], int(sliding["window"])) if local and sliding is not None else None
         if random_model:
-            save_png(path, random_marked_overlay(picture), description=RANDOM_CAPTION)
+            lines = "\n".join(line for line in (RANDOM_CAPTION, note) if line)
+            save_png(path, random_marked_overlay(picture), description=lines)
         else:
-            save_png(path, picture)
+            save_png(path, picture, description=note)
         written[f"attention_L{layer}"] = path
     return written
 
@@ -488,7 +503,10 @@ def inspect_records(
                 pictures["visual_prompt"] = str(prompt_path)
             if out_dir is not None and verdict.attention is not None:
                 random_model = bool(verdict.metadata.get(RANDOM_MODEL_MARK))
-                written = write_attention_overlays(rgb, verdict.attention, out_dir, stem, random_model)
+                sliding = verdict.metadata.get("sliding_window")
+                written = write_attention_overlays(
+                    rgb, verdict.attention, out_dir, stem, random_model, sliding if isinstance(sliding, dict) else None
+                )
                 pictures.update({kind: str(path) for kind, path in written.items()})
         records.append(
             InspectionRecord(

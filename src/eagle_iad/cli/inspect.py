@@ -235,6 +235,9 @@ def _print_mllm_pictures(args: argparse.Namespace, verdict: dict[str, Any]) -> N
     note = verdict["metadata"].get(VISUAL_PROMPT_NOTE)  # the verdict's own reason, as --json carries it
     if note is not None and "visual_prompt" not in pictures:
         print(f"    visual_prompt: {note}")
+    sliding = verdict["metadata"].get("sliding_window")
+    if isinstance(sliding, dict) and any(kind.startswith("attention_L") for kind in pictures):
+        print(f"    attention: {sliding['note']}")  # why those layers' overlays are flat
     if args.capture_attention and not any(kind.startswith("attention_L") for kind in pictures):
         note = verdict["metadata"].get("attention_note") or "the backend captured none"
         print(f"    attention: no overlays ({note})")

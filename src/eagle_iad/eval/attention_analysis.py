@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,14 @@ from eagle_iad.eval.plots import save_figure
 from eagle_iad.eval.report import RANDOM_MARK
 from eagle_iad.expert.patchcore import Expert
 from eagle_iad.images import load_mask, load_rgb
-from eagle_iad.mllm.attention import LayerAttention, attention_overlay, layer_metrics, mark_random
+from eagle_iad.mllm.attention import (
+    SLIDING_TAG,
+    LayerAttention,
+    attention_overlay,
+    layer_metrics,
+    mark_random,
+    sliding_window_record,
+)
 from eagle_iad.mllm.base import AttentionCapture, Backend
 from eagle_iad.mllm.caas import CaasSettings, default_caas_layers
 from eagle_iad.pipeline import Eagle, EagleConfig, EagleVerdict
@@ -116,9 +124,15 @@ class AttentionReport:
     #: ``eagle eval`` makes, or its replies say so): ``attention.json`` carries ``random_test_model: true``
     #: and both pictures a caption line.
     random_test_model: bool = False
+    #: The model's sliding-window layers among those captured (``{"layers", "window", "note"}``,
+    #: :func:`eagle_iad.mllm.attention.sliding_window_record`): their image attention is local, said in
+    #: ``attention.json`` and on every picture of them; None for a model without such layers.
+    sliding_window: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        mark = {RANDOM_MARK: True} if self.random_test_model else {}  # only then, as eval's records
+        mark: dict[str, Any] = {RANDOM_MARK: True} if self.random_test_model else {}  # only then, as eval's records
+        if self.sliding_window is not None:
+            mark["sliding_window"] = dict(self.sliding_window)
         return {
             "schema_version": SCHEMA_VERSION,
             **mark,
@@ -244,8 +258,28 @@ def analyze(
         result.verdict.metadata.get(RANDOM_MARK) for result in results.values()
     )
     return AttentionReport(
-        name, mask_name, backend.name, results, caas, sorted(set(overlay)), num_layers, random_test_model=random_model
-    )
+        name, mask_name, backend.name, results, caas, sorted(set(overlay)), num_layers, random_test_model=random_model,
+        sliding_window=_sliding(results, captured),
+    )  # fmt: skip
+
+
+def _sliding(results: dict[str, ConditionResult], captured: list[int]) -> dict[str, Any] | None:
+    """The backend's record of its sliding-window layers (reply metadata), narrowed to the captured layers."""
+    record = next((r.verdict.metadata.get("sliding_window") for r in results.values()), None)
+    if not isinstance(record, dict):
+        return None
+    layers = [layer for layer in record.get("layers", []) if layer in captured]
+    return sliding_window_record({layer: int(record["window"]) for layer in layers}) if layers else None
+
+
+def _sliding_layers(report: AttentionReport) -> set[int]:
+    return set() if report.sliding_window is None else set(report.sliding_window["layers"])
+
+
+def _description(*parts: str | None) -> str | None:
+    """A picture's PNG ``Description``: its caption lines (random test model, sliding window), or None."""
+    lines = [part for part in parts if part]
+    return "\n".join(lines) if lines else None
 
 
 def _series(result: ConditionResult, key: str) -> list[float]:
@@ -265,6 +299,7 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
     axes = [fig.add_subplot(2 if with_mask else 1, 1, index + 1) for index in range(2 if with_mask else 1)]
     # One point per layer with attention: every decoder layer, or a hybrid model's attention layers.
     x = [entry.layer for entry in next(iter(report.conditions.values())).layers]
+    sliding = _sliding_layers(report)
     for condition, result in report.conditions.items():
         axes[0].plot(x, _series(result, "share"), marker="o", color=_COLOURS.get(condition), label=condition)
     axes[0].set_ylabel("attention share on query image")
@@ -287,12 +322,15 @@ def draw_curves(report: AttentionReport, path: Path, with_mask: bool) -> None:
         ax.set_ylabel("in-mask concentration")
     for ax in axes:
         _shade_caas(ax, report.caas["layers"])
-        ax.set_xlabel("decoder layer")
-        ax.set_xticks(x)
+        ax.set_xlabel("decoder layer" + (" (* sliding window: local attention)" if sliding else ""))
+        ax.set_xticks(x, [f"{layer}*" if layer in sliding else str(layer) for layer in x])
         ax.legend(loc="best", fontsize="small", framealpha=0.85)
     caption = _mark_random(fig, report, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path, description=caption)
+    note = None if report.sliding_window is None else str(report.sliding_window["note"])
+    if note is not None:  # below the plots, wrapped: which layers, and why their image attention is flat
+        fig.text(0.01, 0.01, textwrap.fill(note, 130), fontsize=7, color="0.25", va="bottom")
+    fig.tight_layout(rect=(0.0, 0.07 if note is not None else 0.0, 1.0, 1.0))
+    save_figure(fig, path, description=_description(caption, note))
 
 
 def _mark_random(fig: Figure, report: AttentionReport, fontsize: float, narrow: bool = False) -> str | None:
@@ -303,6 +341,7 @@ def _mark_random(fig: Figure, report: AttentionReport, fontsize: float, narrow: 
 def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray | None, path: Path) -> None:
     """Rows = conditions, columns = selected layers; the mask's outline in white when there is one."""
     rows, cols = len(report.conditions), len(report.overlay_layers)
+    sliding = _sliding_layers(report)
     fig = Figure(figsize=(cols * OVERLAY_CELL_IN, rows * OVERLAY_CELL_IN), dpi=DPI)
     FigureCanvasAgg(fig)
     for row, (condition, result) in enumerate(report.conditions.items()):
@@ -311,11 +350,14 @@ def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray
             ax.imshow(attention_overlay(rgb, result.capture, layer))
             if mask is not None and mask.any():
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
-            ax.set_title(f"{condition} L{layer} share {result.capture.share[layer]:.3f}", fontsize=8)
+            local = f"\n({SLIDING_TAG})" if layer in sliding else ""
+            ax.set_title(f"{condition} L{layer} share {result.capture.share[layer]:.3f}{local}", fontsize=8)
             ax.set_axis_off()
     caption = _mark_random(fig, report, fontsize=8, narrow=cols < 2)
-    fig.tight_layout(pad=0.3)
-    save_figure(fig, path, description=caption)
+    shown = sliding & set(report.overlay_layers)
+    fig.tight_layout(pad=0.3, h_pad=1.5 if shown else None)  # room for the two-line titles of sliding layers
+    note = None if not shown or report.sliding_window is None else str(report.sliding_window["note"])
+    save_figure(fig, path, description=_description(caption, note))
 
 
 def write_report(
@@ -328,7 +370,9 @@ def write_report(
         for layer in report.overlay_layers:
             # attention_overlay upsamples exactly as the metrics do: the picture shows what was scored.
             path = out_dir / f"overlay_{condition}_layer{layer}.png"
-            save_png(path, attention_overlay(rgb, result.capture, layer))
+            local = layer in _sliding_layers(report) and report.sliding_window is not None
+            note = str(report.sliding_window["note"]) if local and report.sliding_window is not None else None
+            save_png(path, attention_overlay(rgb, result.capture, layer), description=note)
             paths[path.stem] = path
     paths["curves"] = out_dir / "curves.png"
     draw_curves(report, paths["curves"], with_mask=mask is not None)

@@ -10,6 +10,7 @@ whether the peak falls inside the mask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,28 @@ def attention_overlay(rgb: np.ndarray, capture: AttentionCapture, layer: int, al
     height, width = rgb.shape[:2]
     image_map = upsample_to_image(capture.layer_map(layer), height, width, capture.coverage)
     return heatmap_overlay(rgb, image_map, alpha=alpha)
+
+
+#: The short mark of a sliding-window layer's picture (an overlay's title, a curve's tick), beside the full note.
+SLIDING_TAG = "sliding window: local"
+
+
+def sliding_window_note(layers: Sequence[int], window: int) -> str:
+    """What a sliding-window layer's image attention means, naming the layers: the one wording of ``eagle
+    attention``'s ``attention.json``, its pictures and ``eagle inspect --capture-attention``'s overlays."""
+    named = ", ".join(f"L{layer}" for layer in layers)
+    return (
+        f"{named}: sliding-window attention (window {window} tokens): each token there sees only the last {window} "
+        f"positions, so the answer's attention on an image further back is local by design: a flat overlay or a "
+        "share of 0 in these layers is the window, not the model ignoring the image"
+    )
+
+
+def sliding_window_record(layers: dict[int, int]) -> dict[str, Any]:
+    """``{"layers", "window", "note"}`` of a model's sliding-window layers (``{layer: window}``; one window)."""
+    ordered = sorted(layers)
+    window = max(layers.values())
+    return {"layers": ordered, "window": window, "note": sliding_window_note(ordered, window)}
 
 
 #: The caption line (and PNG ``Description``) of every attention picture a tiny random test model's answer gave:

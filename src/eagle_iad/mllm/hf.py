@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from eagle_iad.errors import ConfigError
+from eagle_iad.mllm.attention import sliding_window_record
 from eagle_iad.mllm.base import (
     HYBRID_SCHEME,
     RANDOM_MODEL_NOTE,
@@ -90,6 +91,22 @@ def attention_layers(text_config: Any) -> tuple[int, ...]:
     if not types:
         return tuple(range(layers))
     return tuple(index for index, kind in enumerate(types[:layers]) if kind in ATTENTION_LAYER_TYPES)
+
+
+def sliding_window_layers(text_config: Any) -> dict[int, int]:
+    """``{layer: window}`` of the decoder layers whose attention is a sliding window (Gemma 3's five in six).
+
+    Why the backend says so: such a layer's token sees only the last ``window`` keys, so when the prompt
+    puts the image further back than that, its image attention is nothing by construction. Said with each
+    capture (``metadata["sliding_window"]``), a flat overlay or a share of 0 there is read as the window,
+    never as a model that ignored the image (docs/MLLM.md, "Attention analysis").
+    """
+    types = getattr(text_config, "layer_types", None) or []
+    window = getattr(text_config, "sliding_window", None)
+    if not window:
+        return {}
+    layers = int(text_config.num_hidden_layers)
+    return {index: int(window) for index, kind in enumerate(types[:layers]) if kind == "sliding_attention"}
 
 
 #: The variable that keeps eagle off the network (also for the expert's backbone weights, expert/backbones.py).
@@ -476,6 +493,8 @@ class HFBackend:
             )
         self.num_layers = int(self.config.get_text_config().num_hidden_layers)
         self.attention_layers = attention_layers(self.config.get_text_config())
+        #: ``{layer: window}`` of its sliding-window layers (:func:`sliding_window_layers`); empty for most models.
+        self.sliding_layers = sliding_window_layers(self.config.get_text_config())
         self._check_attention_dispatch()
 
     def _check_attention_dispatch(self) -> None:
@@ -600,6 +619,8 @@ class HFBackend:
             reply.metadata["random_test_model"] = True  # its answer is noise (docs/MLLM.md)
         if options.caas is not None and not request.scaled_layers:
             reply.metadata["caas_not_applied"] = "not applied (phase decode: the answer ended before a decoding step)"
+        if options.capture_attention and self.sliding_layers:  # their image attention is local: say which they are
+            reply.metadata["sliding_window"] = sliding_window_record(self.sliding_layers)
         if options.capture_attention and reply.attention is None:
             reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
         return reply, logits
