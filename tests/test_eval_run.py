@@ -347,3 +347,30 @@ def test_ray_executor_gives_the_same_records(cells: Path, tiny_qwen: Path, tmp_p
 
     assert strip(tmp_path / "local" / RESULTS) == strip(tmp_path / "ray" / RESULTS)
     assert local == remote
+
+
+def test_attention_curves_mark_sliding_window_layers(
+    cells: Path, tiny_mllm_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """``eagle eval --attention`` with Gemma 3 (tiny: layers 0 and 2 slide, window 32): each record names the
+    sliding layers and attention.png marks them with the note (its PNG Description), as ``eagle attention`` does;
+    their mean share of 0 is the window, not a finding. A model without such layers has neither."""
+    from PIL import Image
+
+    from eagle_iad.mllm.attention import sliding_window_note
+
+    run = tmp_path / "run"
+    assert _eval("--data", str(cells), "--layout", "folder", "--models", str(tmp_path / "models"), "--limit", "2",
+                 "--mllm", f"hf:{tiny_mllm_dirs['gemma3']}", "--conditions", "baseline", "--attention",
+                 "--out", str(run)) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (run / RESULTS).read_text().splitlines()]
+    assert len(rows) == 2 and all(row["sliding_window"] == {"layers": [0, 2], "window": 32} for row in rows)
+    with Image.open(run / "attention.png") as im:
+        assert im.text["Description"] == sliding_window_note([0, 2], 32)
+    plain = tmp_path / "plain"
+    assert _eval("--data", str(cells), "--layout", "folder", "--models", str(tmp_path / "models"), "--limit", "2",
+                 "--mllm", f"hf:{tiny_mllm_dirs['qwen2_5_vl']}", "--conditions", "baseline", "--attention",
+                 "--out", str(plain)) == 0  # fmt: skip
+    assert not any("sliding_window" in line for line in (plain / RESULTS).read_text().splitlines())
+    with Image.open(plain / "attention.png") as im:
+        assert "Description" not in im.text

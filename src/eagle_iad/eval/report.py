@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.eval.expert_eval import summary_mask_note
 from eagle_iad.eval.plots import save_figure
-from eagle_iad.mllm.attention import mark_random
+from eagle_iad.mllm.attention import mark_random, sliding_window_note
 
 #: MMAD 1-shot anomaly-discrimination accuracy (%), DS-MVTec / VisA, as published (docs/METHOD.md §5).
 PUBLISHED_MMAD: tuple[tuple[str, str, str], ...] = (
@@ -215,7 +215,9 @@ def attention_figure(records: Sequence[dict[str, Any]]) -> Figure | None:
     ``None`` when no record carries attention. Conditions often give identical curves (``tgps`` and ``eagle``
     where CAAS never acted): each condition has its own marker, drawn hollow and smaller for each later
     condition so the earlier ones stay visible underneath, and a curve identical to one drawn before says so
-    in the legend (``= tgps, correct``). Layers are whole numbers, and so are the ticks.
+    in the legend (``= tgps, correct``). Layers are whole numbers, and so are the ticks. A model's
+    sliding-window layers (the records' ``sliding_window``) are marked ``N*`` with the note below the plot:
+    their share is local by design (:func:`eagle_iad.mllm.attention.sliding_window_note`).
     """
     groups: dict[tuple[str, bool], list[dict[str, float]]] = {}
     for r in records:
@@ -246,8 +248,25 @@ def attention_figure(records: Sequence[dict[str, Any]]) -> Figure | None:
     ax.set_ylabel("attention share on query image")
     ax.set_title("First generated token's attention: correct (solid) vs wrong (dashed)")
     ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
+    note = attention_sliding_note(records)
+    if note is not None:
+        import textwrap
+
+        shown = sorted({int(k) for shares in groups.values() for s in shares for k in s})
+        sliding = {int(layer) for r in records if r.get("sliding_window") for layer in r["sliding_window"]["layers"]}
+        ax.set_xticks(shown, [f"{layer}*" if layer in sliding else str(layer) for layer in shown])
+        ax.set_xlabel("decoder layer (* sliding window: local attention)")
+        fig.text(0.01, 0.01, textwrap.fill(note, 120), fontsize=6.5, color="0.25", va="bottom")
+        fig.tight_layout(rect=(0.0, 0.08, 1.0, 1.0))
+    else:
+        fig.tight_layout()
     return fig
+
+
+def attention_sliding_note(records: Sequence[dict[str, Any]]) -> str | None:
+    """The sliding-window note of the model that answered (records with ``sliding_window``), or None."""
+    found = next((r["sliding_window"] for r in records if r.get("sliding_window")), None)
+    return None if found is None else sliding_window_note(found["layers"], int(found["window"]))
 
 
 def attention_curves(records: Sequence[dict[str, Any]], path: Path, random_model: bool = False) -> bool:
@@ -262,8 +281,10 @@ def attention_curves(records: Sequence[dict[str, Any]], path: Path, random_model
     caption = None
     if random_model:
         caption = mark_random(fig, fontsize=10)
-        fig.tight_layout()  # room for the caption above the axes
-    save_figure(fig, path, description=caption)
+        note = attention_sliding_note(records)
+        fig.tight_layout(rect=(0.0, 0.0 if note is None else 0.08, 1.0, 1.0))  # room for the caption above the axes
+    lines = [line for line in (caption, attention_sliding_note(records)) if line]
+    save_figure(fig, path, description="\n".join(lines) if lines else None)
     return True
 
 

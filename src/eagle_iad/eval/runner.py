@@ -568,6 +568,9 @@ class Worker:
             out["template"] = template
         if verdict.attention is not None:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
+            sliding = verdict.metadata.get("sliding_window")
+            if isinstance(sliding, dict):  # those layers' share is local by design: the report's curves say so
+                out["sliding_window"] = {"layers": list(sliding["layers"]), "window": int(sliding["window"])}
         return out
 
 
