@@ -307,6 +307,9 @@ def test_a_station_not_seen_for_longer_than_the_limit_can_be_forgotten_by_an_eng
                 row
             )
             assert "not seen since " in row["detail"] and "only its row in the listings" in row["detail"], row
+            # filed under the station's category (its last heartbeat's), as its other audit rows are
+            by_category = call("GET", f"{live.base}/v1/audit?category=mono", key=keys["admin"])[2]["items"]
+            assert [r["detail"] for r in by_category[:1]] == [row["detail"]], by_category
     finally:
         store.close()
 

@@ -855,9 +855,11 @@ def _delete(name: str, request: Request, discard: bool) -> Response:
     if run is not None and (run.stopped is not None or run.silent) and forget_run(state.store, name):
         how = (f"stopped at {iso_time(run.stopped)}" if run.stopped is not None else
                f"not seen since {iso_time(run.beat)}, pid {run.pid}")  # fmt: skip
+        # filed under the category its last heartbeat named, as every other station row is (audit.category)
+        category = run.figures.get("category")
         audit_detail(request, f"forgot {name} (run by eagle station run {run.file} on {run.host}, {how}): only its "
-                     "row in the listings; its records, intake and outbox stay, and a run of it lists it "
-                     "again")  # fmt: skip
+                     "row in the listings; its records, intake and outbox stay, and a run of it lists it again",
+                     category=category if isinstance(category, str) and category else None)  # fmt: skip
         return Response(status_code=204)
     running = _get(request, name)
     if running.spec is None:
