@@ -366,3 +366,47 @@ def test_the_service_takes_a_plc_triggered_camera_and_its_status_says_when_the_p
             assert station()["inspected"] == 2
     finally:
         server.stop()
+
+
+@pytest.fixture
+def silent_plc() -> Iterator[str]:
+    """The endpoint of a PLC that takes the connection and never answers (a hung PLC, or a firewall that lets the
+    handshake through): a socket that listens and never accepts, so every request to it runs to its timeout."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield f"opc.tcp://127.0.0.1:{listener.getsockname()[1]}/eagle/plc"
+    finally:
+        listener.close()
+
+
+def test_a_plc_that_does_not_answer_is_a_warning_of_the_station_created_not_a_request_held(
+    model_dir: Path, tmp_path: Path, silent_plc: str
+) -> None:
+    """``POST /v1/stations`` looked at the PLC for the request timeout (10 s) before it answered, holding the
+    service's lock on station changes, when the PLC did not answer. The start-up look waits :data:`PROBE_S` (a PLC
+    on the line's network answers in milliseconds); the station is created and its status says at once that the
+    PLC was not reached (as a sink not reached at start), not that it is connecting."""
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _post
+
+    from eagle_iad.station.sources.opcua_trigger import PROBE_S
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _clip(data)
+    source = {"kind": "camera", "url": "clip.avi", "trigger": "opcua", "trigger_endpoint": silent_plc,
+              "trigger_node": "ns=2;s=Parts", "reconnect_s": 0.3, "frames": "frames"}  # fmt: skip
+    body = {"name": "line-1", "category": "mono", "source": source, "sinks": [{"kind": "folder", "path": "sorted"}]}
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        status, answer = _post(live.base, "/v1/stations", body)
+        assert status == 201, answer
+        (warning,) = [w for w in answer["warnings"] if w.startswith("source: ")]
+        assert warning.startswith(f"source: trigger {silent_plc} not connected since "), warning
+        assert f": cannot connect (no answer within {PROBE_S:g} s); " in warning, warning
+        status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
+        assert status == 200 and any(f"no answer within {PROBE_S:g} s" in w for w in info["warnings"]), info

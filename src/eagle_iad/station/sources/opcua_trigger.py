@@ -25,9 +25,9 @@ What is a trigger:
 
 A PLC that is unreachable at start or drops does not stop the station: the trigger tries again every
 ``reconnect_s``, and :meth:`OpcUaTrigger.problem` says why it is not connected, for the station's status. A node
-the server does not have, or that holds another type, refuses the station at start when the PLC can be reached
-(:meth:`OpcUaTrigger.probe`); found later (the PLC was down at start, or its program changed), it is a warning
-naming the node and the endpoint, tried again every ``reconnect_s``.
+the server does not have, or that holds another type, refuses the station at start when the PLC answers within
+:data:`PROBE_S` (:meth:`OpcUaTrigger.probe`); found later (the PLC was down or slow at start, or its program
+changed), it is a warning naming the node and the endpoint, tried again every ``reconnect_s``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ if TYPE_CHECKING:
 
 #: Seconds each request to the PLC may take (connect, read, subscribe) before the try counts as failed.
 TIMEOUT_S = 10.0
+#: Seconds the start-up look (:meth:`OpcUaTrigger.probe`) waits for the PLC, all of it (connect, the node's read).
+#: Why not :data:`TIMEOUT_S`: the look runs inside ``POST``/``PATCH /v1/stations`` (holding the service's lock on
+#: station changes), where a PLC that does not answer held the request 10 s; a PLC on the line's network answers
+#: in milliseconds, so a wrong node is still refused at once, and one that does not answer within this is the
+#: station's status warning (the trigger goes on trying in the background) instead of a wait.
+PROBE_S = 2.0
 #: Milliseconds between the server's publishes of the changes it sampled (the trigger's added latency at most).
 PUBLISH_MS = 50.0
 #: Changes the server keeps for one publish (oldest dropped beyond): a bit toggling faster than that is no part.
@@ -159,44 +165,54 @@ class OpcUaTrigger:
                 "no frame is taken meanwhile")  # fmt: skip
 
     def probe(self) -> None:
-        """Connect once, check the node (there, a variable, a Boolean or an integer) and disconnect: a node or user
-        the server refuses raises :class:`StationConfigError` naming the option; a PLC that cannot be reached now is
-        no error (the trigger says so and tries again). Runs on an event loop of its own in a short-lived thread
-        (the caller may be inside one)."""
+        """Connect once, check the node (there, a variable, a Boolean or an integer) and disconnect, all within
+        :data:`PROBE_S`: a node or user the server refuses raises :class:`StationConfigError` naming the option; a
+        PLC that cannot be reached now, or does not answer within that, is no error: it is :meth:`problem` (the
+        station's status) until the trigger connects, and the trigger tries again. Runs on an event loop of its own
+        in a short-lived thread (the caller may be inside one)."""
         quiet_asyncua()
         outcome: list[BaseException | None] = []
+        connected: list[bool] = []
 
         async def look() -> None:
-            client = new_client(self.endpoint, TIMEOUT_S, self.username, self.password)
+            client = new_client(self.endpoint, PROBE_S, self.username, self.password)
             try:
-                await asyncio.wait_for(client.connect(), TIMEOUT_S)
+                await client.connect()
+                connected.append(True)
                 await self._check(client)
             finally:
-                await close_quietly(client, TIMEOUT_S)
+                await close_quietly(client, CLOSE_S)
 
         def run() -> None:
             try:
-                asyncio.run(look())
+                asyncio.run(asyncio.wait_for(look(), PROBE_S))
                 outcome.append(None)
             except BaseException as exc:
                 outcome.append(exc)
 
         thread = threading.Thread(target=run, name="eagle-trigger-probe", daemon=True)
         thread.start()
-        thread.join(4 * TIMEOUT_S + 5)
-        found = outcome[0] if outcome else None
+        thread.join(PROBE_S + 2 * CLOSE_S + 5)
+        found = outcome[0] if outcome else TimeoutError()
         if isinstance(found, _NodeError):
             raise StationConfigError(f"{self.where}: trigger_node {found}") from None
         identity = self._identity(found) if found is not None else None
         if identity is not None:
             raise StationConfigError(f"{self.where}: {identity}") from None
+        if found is not None:  # not reached: said by the status at once, not "connecting" while nothing is
+            failed = f"the start-up look at {self.node_text} failed" if connected else "cannot connect"
+            with self._lock:
+                if self._since is None:
+                    self._since = time.time()
+            self._failed(f"{failed} ({why(found, PROBE_S)})")
 
     def start(self) -> None:
         """Watch the node in a thread of its own (once; the first poll of the camera calls it)."""
         with self._lock:
             if self._thread is not None or self._closed:
                 return
-            self._since = time.time()
+            if self._since is None or self._problem is None:  # not connected since the start-up look, if it said
+                self._since = time.time()
             self._thread = threading.Thread(target=self._run, name=f"eagle-trigger-{self.endpoint}", daemon=True)
             self._thread.start()
 
