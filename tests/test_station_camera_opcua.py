@@ -410,3 +410,54 @@ def test_a_plc_that_does_not_answer_is_a_warning_of_the_station_created_not_a_re
         assert f": cannot connect (no answer within {PROBE_S:g} s); " in warning, warning
         status, _, info = call("GET", f"{live.base}/v1/stations/line-1")
         assert status == 200 and any(f"no answer within {PROBE_S:g} s" in w for w in info["warnings"]), info
+
+
+def test_a_paused_station_is_not_said_to_be_connecting_to_its_plc(tmp_path: Path, plc: PlcServer) -> None:
+    """A station paused before its first image (created paused by a change, or kept paused over a restart) does not
+    open its camera nor its PLC: its status said ``not connected yet (connecting)`` for as long as it stayed paused.
+    Nothing is connecting: it says nothing (its state says paused), or, where the start-up look could not reach the
+    PLC, that, and that it is tried again once the station takes images."""
+    _clip(tmp_path, seconds=60)
+    reached, _ = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=Parts")
+    away, _ = _plc_camera(tmp_path, f"opc.tcp://127.0.0.1:{_free_port()}/eagle/plc", "ns=2;s=Parts")
+    try:
+        reached.probe()
+        assert reached.warning() is None
+        away.probe()
+        warning = away.warning()
+        assert warning is not None and warning.startswith(f"trigger {away.plc and away.plc.endpoint} not connected "
+                                                          "since "), warning  # fmt: skip
+        assert warning.endswith(": cannot connect (Connection refused); tried again once the station takes images")
+        list(reached.poll())  # resumed: its first poll watches the PLC
+        _connected(reached)
+        assert reached.warning() is None
+        list(away.poll())
+        _until("the trigger's own try", lambda: "trying again every 0.3 s" in str(away.warning()))
+    finally:
+        reached.close()
+        away.close()
+
+
+def test_a_station_changed_while_paused_is_not_said_to_be_connecting(
+    model_dir: Path, tmp_path: Path, plc: PlcServer
+) -> None:
+    """The service's view of the same: a paused station changed (``PATCH``) starts paused, its new camera never
+    polled; its ``GET`` said ``not connected yet (connecting)`` for as long as it stayed paused."""
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _patch, _post
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _clip(data)
+    source = {"kind": "camera", "url": "clip.avi", "trigger": "opcua", "trigger_endpoint": plc.endpoint,
+              "trigger_node": "ns=2;s=Parts", "reconnect_s": 0.3, "frames": "frames"}  # fmt: skip
+    body = {"name": "line-1", "category": "mono", "source": source, "sinks": [{"kind": "folder", "path": "sorted"}]}
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        assert _post(live.base, "/v1/stations/line-1/pause")[0] == 200
+        status, answer = _patch(live.base, "line-1", {"source": {"reconnect_s": 0.5}})
+        assert status == 200, answer
+        for shown in (answer, call("GET", f"{live.base}/v1/stations/line-1")[2]):
+            assert shown["state"] == "paused", shown
+            assert not [w for w in shown["warnings"] if w.startswith("source: ")], shown

@@ -153,14 +153,23 @@ class OpcUaTrigger:
 
     def problem(self) -> str | None:
         """Why the trigger takes no frames now (not connected, naming the endpoint and why), or ``None``: connected
-        and subscribed. Before the first connection is made (the station just started) it says so too."""
+        and subscribed. Before the first connection is made (the station just started) it says so too.
+
+        Not watching yet (:meth:`start` not called: a station paused before its first image, which opens neither
+        camera nor PLC), it is not connecting, and says so only where the start-up look could not reach the PLC
+        (that, not a connection under way); else ``None``: the station's state says it is paused."""
         with self._lock:
             if self._connected:
                 return None
-            if self._problem is None:
-                return f"trigger {self.endpoint} not connected yet (connecting); no frame is taken meanwhile"
             since = "" if self._since is None else f" since {stamp(self._since)}"
             problem = self._problem
+            watching = self._thread is not None
+        if not watching:
+            if problem is None:
+                return None
+            return f"trigger {self.endpoint} not connected{since}: {problem}; tried again once the station takes images"
+        if problem is None:
+            return f"trigger {self.endpoint} not connected yet (connecting); no frame is taken meanwhile"
         return (f"trigger {self.endpoint} not connected{since}: {problem}; trying again every {self.reconnect_s:g} s; "
                 "no frame is taken meanwhile")  # fmt: skip
 
