@@ -1888,6 +1888,66 @@ def test_a_sink_registered_by_a_plugin_works_from_the_stations_file(model_dir: P
     assert "jsonl" not in SINKS  # registered in the station's process only
 
 
+PROBING_PLUGIN = '''"""Hot folders from outside: one with a probe() and warning() of its own, one with hooks."""
+from eagle_iad.station.parts import SOURCES, StationConfigError
+from eagle_iad.station.sources.folder import HotFolder
+
+
+class Sampled(HotFolder):
+    """Its probe takes a sample and its warning logs a text: methods of its own, no hooks of the station."""
+
+    kind = "sampled"
+
+    def probe(self, sample):
+        raise AssertionError("the plugin's own probe(sample) was called as the station's start-up look")
+
+    def warning(self, text):
+        raise AssertionError("the plugin's own warning(text) was called as the station's status hook")
+
+
+class Hooked(HotFolder):
+    """The station's hooks by their names: a start-up look that refuses the station."""
+
+    kind = "hooked"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.where = options.where
+
+    def station_probe(self):
+        raise StationConfigError(f"{self.where}: the line's interlock is not wired (station_probe)")
+
+
+SOURCES.add("sampled", Sampled)
+SOURCES.add("hooked", Hooked)
+'''
+
+
+def test_a_plugin_sources_own_probe_and_warning_are_not_taken_for_the_stations_hooks(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The station looked its source's start-up look and status warning up as ``probe`` and ``warning``: a plugin
+    source with methods of its own by those names (a ``probe(sample)``) had them called, its station refused at
+    start with a bare ``TypeError``. The hooks are ``station_probe`` and ``station_warning`` (``SOURCE_HOOKS``):
+    the plugin's own methods are left alone, and a plugin's declared hook is called."""
+    (tmp_path / "plugin_sources").mkdir()
+    (tmp_path / "plugin_sources" / "probing_source.py").write_text(PROBING_PLUGIN)
+    _drop(tmp_path / "incoming", _cells(2))
+    env = _env(EAGLE_PLUGINS="probing_source", PYTHONPATH=f"{tmp_path / 'plugin_sources'}{os.pathsep}"
+                                                          f"{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
+    stations = _stations(tmp_path, model_dir, "")
+    stations.write_text(stations.read_text().replace('kind = "folder"', 'kind = "sampled"'))
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert code == 0 and len(_history(tmp_path)) == 2, log
+    assert "AssertionError" not in log and "TypeError" not in log, log
+    stations.write_text(stations.read_text().replace('kind = "sampled"', 'kind = "hooked"'))
+    _drop(tmp_path / "incoming", _cells(1))
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert (code, log) == (2, f"eagle: error: {stations}: station 'line-1': source: the line's interlock is not "
+                              "wired (station_probe)\n"), log  # fmt: skip
+    assert len(_history(tmp_path)) == 2
+
+
 def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
     from eagle_iad.station.outbox import backoff_s
     from eagle_iad.station.parts import Retry

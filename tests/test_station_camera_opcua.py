@@ -102,11 +102,11 @@ def test_each_rising_edge_of_a_boolean_takes_one_frame_and_the_value_at_connect_
     try:
         unknown = "a frame on each rising edge (a Boolean) or increase (a counter) of ns=2;s=PartPresent at "
         assert unknown + plc.endpoint in camera.describe()  # the type is read at the start-up look, not from the file
-        camera.probe()
+        camera.station_probe()
         assert f"(a frame on each rising edge of ns=2;s=PartPresent at {plc.endpoint}, saved in" in camera.describe()
         assert list(camera.poll()) == []  # starts the reader and the trigger
         _connected(camera)
-        assert camera.warning() is None
+        assert camera.station_warning() is None
         assert lines == [f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: connected; "
                          "ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True"]  # fmt: skip
         _none_for_a_while(camera)  # true at connect: no part arrived, no frame
@@ -132,7 +132,7 @@ def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_mi
     camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=Parts")
     prefix = f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: "
     try:
-        camera.probe()
+        camera.station_probe()
         assert f"a frame on each increase of counter ns=2;s=Parts at {plc.endpoint}" in camera.describe()
         list(camera.poll())
         _connected(camera)
@@ -178,16 +178,16 @@ def test_a_plc_restarted_is_said_then_reconnected_and_what_changed_meanwhile_is_
         plc.write("Parts", 8)
         assert len(_drain(camera, until=1)) == 1
         plc.stop()
-        warning = _until("the status to say the trigger is not connected", camera.warning)
+        warning = _until("the status to say the trigger is not connected", camera.station_warning)
         assert warning.startswith(f"trigger {plc.endpoint} not connected since ")
         assert warning.endswith("; trying again every 0.3 s; no frame is taken meanwhile")
         _until("the log to say so", lambda: any("not connected:" in line for line in lines))
         assert lines[1].startswith(prefix + "not connected: "), lines
-        _until("a failed reconnection", lambda: "cannot connect (Connection refused)" in str(camera.warning()))
+        _until("a failed reconnection", lambda: "cannot connect (Connection refused)" in str(camera.station_warning()))
         _none_for_a_while(camera, 0.5)
         plc.initial["Parts"] = 15  # seven parts counted while the station could not see them
         plc.start()
-        _until("the trigger to reconnect", lambda: camera.warning() is None)
+        _until("the trigger to reconnect", lambda: camera.station_warning() is None)
         assert lines[-1] == prefix + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 15; it was 8 " \
                                      "when the connection was lost", lines  # fmt: skip
         _none_for_a_while(camera)  # not invented: no frame for the parts counted meanwhile
@@ -207,18 +207,21 @@ def test_a_node_missing_or_of_another_type_is_one_line_naming_node_and_endpoint(
     missing, _ = _plc_camera(tmp_path, f"opc.tcp://127.0.0.1:{port}/eagle/plc", "ns=2;s=Nope")
     server = PlcServer(port, VARIABLES)
     try:
-        missing.probe()  # the PLC is down: no error at start, the trigger says so and tries again
+        missing.station_probe()  # the PLC is down: no error at start, the trigger says so and tries again
         list(missing.poll())
-        _until("the warning", lambda: "cannot connect (Connection refused)" in str(missing.warning()))
+        _until("the warning", lambda: "cannot connect (Connection refused)" in str(missing.station_warning()))
         server.start()  # found once it is up: a warning naming the node, tried again
-        warning = _until("the node's warning", lambda: "does not exist" in str(missing.warning()) and missing.warning())
+        warning = _until(
+            "the node's warning",
+            lambda: "does not exist" in str(missing.station_warning()) and missing.station_warning(),
+        )
         assert f": trigger_node ns=2;s=Nope does not exist on {server.endpoint}; trying again every 0.3 s" in warning
         with pytest.raises(StationConfigError) as caught:  # the PLC up at start: the station is refused
-            missing.probe()
+            missing.station_probe()
         assert str(caught.value) == f"test: source: trigger_node ns=2;s=Nope does not exist on {server.endpoint}"
         typed, _ = _plc_camera(tmp_path, server.endpoint, "ns=2;s=Label")
         with pytest.raises(StationConfigError) as caught:
-            typed.probe()
+            typed.station_probe()
         assert str(caught.value) == (f"test: source: trigger_node ns=2;s=Label on {server.endpoint} holds String; a "
                                      "trigger node must be a Boolean (a part-present bit: each rising edge takes a "
                                      "frame) or an integer (a part counter: each increase takes a frame)")  # fmt: skip
@@ -421,18 +424,18 @@ def test_a_paused_station_is_not_said_to_be_connecting_to_its_plc(tmp_path: Path
     reached, _ = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=Parts")
     away, _ = _plc_camera(tmp_path, f"opc.tcp://127.0.0.1:{_free_port()}/eagle/plc", "ns=2;s=Parts")
     try:
-        reached.probe()
-        assert reached.warning() is None
-        away.probe()
-        warning = away.warning()
+        reached.station_probe()
+        assert reached.station_warning() is None
+        away.station_probe()
+        warning = away.station_warning()
         assert warning is not None and warning.startswith(f"trigger {away.plc and away.plc.endpoint} not connected "
                                                           "since "), warning  # fmt: skip
         assert warning.endswith(": cannot connect (Connection refused); tried again once the station takes images")
         list(reached.poll())  # resumed: its first poll watches the PLC
         _connected(reached)
-        assert reached.warning() is None
+        assert reached.station_warning() is None
         list(away.poll())
-        _until("the trigger's own try", lambda: "trying again every 0.3 s" in str(away.warning()))
+        _until("the trigger's own try", lambda: "trying again every 0.3 s" in str(away.station_warning()))
     finally:
         reached.close()
         away.close()

@@ -273,12 +273,16 @@ class Source(Protocol):
       last with why (or ``None``), and when lately (:meth:`~eagle_iad.station.recent.Recent.seconds`), for the
       status' warning. An older ``(count, last)`` is read too, its count's growth taken as happening when the
       station sees it; any other answer is said once in the log.
-    - ``probe() -> None``: called once when the station is built to run (``eagle station run``, the service's start,
-      ``POST``/``PATCH /v1/stations``; not by ``eagle station status``), to look at what the source depends on: it
-      raises :class:`StationConfigError` naming the option for what is certainly a configuration error (a camera's
-      PLC trigger node that the server does not have); a device out of reach is no error (the source says so).
-    - ``warning() -> str | None``: what keeps the source from taking images now (a camera's PLC trigger not
+    - ``station_probe() -> None``: called once when the station is built to run (``eagle station run``, the
+      service's start, ``POST``/``PATCH /v1/stations``; not by ``eagle station status``), to look at what the source
+      depends on: it raises :class:`StationConfigError` naming the option for what is certainly a configuration
+      error (a camera's PLC trigger node that the server does not have); a device out of reach is no error (the
+      source says so).
+    - ``station_warning() -> str | None``: what keeps the source from taking images now (a camera's PLC trigger not
       connected, naming the endpoint and why), for the status' warnings while it lasts; ``None``: nothing.
+
+    These two are the station's hooks (:data:`SOURCE_HOOKS`, found by :func:`source_hook`), named so that a method
+    of a plugin's own (a ``probe(sample)``, a ``warning(text)`` helper) is never called as one.
     """
 
     kind: ClassVar[str]
@@ -362,8 +366,24 @@ class Sink(Protocol):
 #: The station's optional hooks on a sink (see :class:`Sink`) and the names they had before, which any class may
 #: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread.
 SINK_HOOKS = {"station_start": "start", "station_forget": "forget"}
+#: The optional hooks of a source that the station calls (see :class:`Source`), by the only names it looks for.
+SOURCE_HOOKS = ("station_probe", "station_warning")
 #: Each hook's call, as an error names it.
 _HOOK_CALLS = {"station_start": "station_start(station, category)", "station_forget": "station_forget()"}
+
+
+def source_hook(source: object, hook: str) -> Callable[..., Any] | None:
+    """``source``'s station hook ``hook`` (one of :data:`SOURCE_HOOKS`), or ``None`` where it has none.
+
+    Why these names and not ``probe``/``warning``: the station calls a hook at every start (and the status at every
+    look), so a plugin source that happens to have a ``probe`` of its own (a method taking a sample, a sensor kept
+    under that name) had it called as the start-up look, failing the station's start with a bare ``TypeError`` or
+    doing what the plugin meant for something else. Only the declared names are looked for, and nothing older is
+    honoured: the source hooks never had other names in a release."""
+    if hook not in SOURCE_HOOKS:
+        raise ValueError(f"{hook!r} is not a source hook; the hooks are {', '.join(SOURCE_HOOKS)}")
+    found = getattr(source, hook, None)
+    return cast(Callable[..., Any], found) if callable(found) else None
 
 
 def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:

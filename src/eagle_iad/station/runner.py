@@ -72,6 +72,7 @@ from eagle_iad.station.parts import (
     RefusedError,
     StationConfigError,
     sink_hook,
+    source_hook,
 )
 from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.camera import Camera
@@ -355,8 +356,8 @@ class StationRunner:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
         except ApiError as exc:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
-        source_probe = getattr(config.source, "probe", None)
-        if callable(source_probe):  # a camera's PLC trigger: a node it does not have refuses the station now
+        source_probe = source_hook(config.source, "station_probe")
+        if source_probe is not None:  # a camera's PLC trigger: a node it does not have refuses the station now
             source_probe()
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
@@ -458,8 +459,8 @@ class StationRunner:
     def _source_warning(self) -> str | None:
         """What the source says keeps it from taking images now (a camera's PLC trigger not connected), or ``None``
         (a source that does not say, or a plugin's whose ``warning`` fails: the status must still answer)."""
-        says = getattr(self.config.source, "warning", None)
-        if not callable(says):
+        says = source_hook(self.config.source, "station_warning")
+        if says is None:
             return None
         try:
             found = says()

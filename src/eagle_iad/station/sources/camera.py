@@ -287,12 +287,12 @@ class Camera:
         atomic_write_text(moved.with_name(moved.name + ".reason.txt"), reason + "\n")
         return moved
 
-    def warning(self) -> str | None:
+    def station_warning(self) -> str | None:
         """What keeps the camera from taking frames now, for the station's status: the PLC trigger not connected
         (naming its endpoint and why), or ``None``."""
         return None if self.plc is None else self.plc.problem()
 
-    def probe(self) -> None:
+    def station_probe(self) -> None:
         """The station's start-up look (see :class:`~eagle_iad.station.parts.Source`): a PLC trigger's node that the
         server does not have, or that cannot trigger, refuses the station; a PLC out of reach is only said."""
         if self.plc is not None:
