@@ -155,6 +155,7 @@ def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_mi
             taken += _drain(camera, until=1)
         _none_for_a_while(camera, 0.5)
         assert len(taken) == 7 and len({a.name for a in taken}) == 7
+        assert camera.describe().endswith(f"; {2 + 2**32 - 4} PLC parts without a frame so far (the log says which)")
         assert lines == [
             prefix + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 7",
             prefix + "ns=2;s=Parts went from 9 to 12: one frame taken; 2 parts had no frame of their own",
@@ -464,3 +465,50 @@ def test_a_station_changed_while_paused_is_not_said_to_be_connecting(
         for shown in (answer, call("GET", f"{live.base}/v1/stations/line-1")[2]):
             assert shown["state"] == "paused", shown
             assert not [w for w in shown["warnings"] if w.startswith("source: ")], shown
+
+
+def test_boolean_edges_the_server_dropped_are_said_and_counted_as_a_counters_jump(
+    tmp_path: Path, plc: PlcServer
+) -> None:
+    """A part-present bit toggling faster than the PLC's server publishes (more changes than the subscription's
+    queue of :data:`QUEUE_SIZE`): the server drops the oldest, and the bit came false again after false, or true
+    after true. Those edges vanished silently while a counter's jump says its parts missed; now the same value twice
+    (same status) is said in the log, true again takes its frame (the false before it was lost), false again counts
+    a part without a frame, and the count is in the status' source line, beside the counter's missed parts."""
+    from eagle_iad.station.sources.opcua_trigger import QUEUE_SIZE
+
+    _clip(tmp_path)
+    plc.write("PartPresent", False)
+    camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=PartPresent")
+    prefix = f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: "
+    try:
+        camera.station_probe()
+        list(camera.poll())
+        _connected(camera)
+        assert camera.plc is not None
+        plc.write("PartPresent", True)  # one part the ordinary way: the subscription's first value is behind us
+        plc.write("PartPresent", False)
+        _until(
+            "the first part", lambda: camera.plc is not None and camera.plc.triggers == 1 and camera.plc._last is False
+        )
+        assert len(_drain(camera, until=1)) == 1
+        toggles = [i % 2 == 0 for i in range(2 * QUEUE_SIZE + 1)]  # true, false, ..., true: 101 rising edges
+        plc.write_burst("PartPresent", toggles)  # the server keeps the last 100: false, true, ..., true
+        _until("the burst taken", lambda: camera.plc is not None and camera.plc.triggers == 51)
+        time.sleep(0.5)
+        assert (camera.plc.triggers, camera.plc.missed) == (51, 1)
+        said = [line for line in lines if "twice in a row" in line]
+        assert said == [prefix + f"ns=2;s=PartPresent was false twice in a row: the server dropped the changes between "
+                        f"(more than {QUEUE_SIZE} between two publishes); at least 1 part had no frame of its own (1 "
+                        "so far)"], lines  # fmt: skip
+        assert camera.describe().endswith("; 1 PLC part without a frame so far (the log says which)"), camera.describe()
+        plc.write_burst("PartPresent", [False, True] * QUEUE_SIZE + [False])  # kept: true (again), false, ..., false
+        _until("true again taken", lambda: camera.plc is not None and camera.plc.triggers == 51 + QUEUE_SIZE // 2)
+        time.sleep(0.5)
+        assert (camera.plc.triggers, camera.plc.missed) == (51 + QUEUE_SIZE // 2, 1)  # its true taken as an edge
+        said = [line for line in lines if "twice in a row" in line]
+        assert said[1:] == [prefix + f"ns=2;s=PartPresent was true twice in a row: the server dropped the changes "
+                            f"between (more than {QUEUE_SIZE} between two publishes); taken as a rising edge (one "
+                            "frame); parts among the changes dropped had no frame of their own"], lines  # fmt: skip
+    finally:
+        camera.close()

@@ -152,6 +152,19 @@ class PlcServer:
 
         asyncio.run_coroutine_threadsafe(write(), self._loop).result(wait_s(30))
 
+    def write_burst(self, name: str, values: list[Any]) -> None:
+        """Set ``name`` to each of ``values`` in turn within one turn of the server's loop (no publish between): a
+        PLC's program toggling a node faster than its server publishes, past the subscription's queue."""
+        assert self._loop is not None and self._server is not None
+        server = self._server
+
+        async def burst() -> None:
+            variable = server.get_node(ua.NodeId(name, 2))
+            for value in values:
+                await variable.write_value(ua.Variant(value, ua.VariantType[self.variables[name][0]]))
+
+        asyncio.run_coroutine_threadsafe(burst(), self._loop).result(wait_s(30))
+
     def remove(self, name: str) -> None:
         """Delete the variable ``name`` (a PLC program download that dropped it), in the server's own loop."""
         assert self._loop is not None and self._server is not None

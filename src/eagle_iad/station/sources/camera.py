@@ -238,6 +238,9 @@ class Camera:
             trigger = "on each POST /v1/stations/<name>/trigger to the service"
         then = "finished at its end" if self.file is not None else f"reopened {self.reconnect_s:g} s after it drops"
         dropped = f"; {self.dropped} frames dropped so far" if self.dropped else ""
+        missed = 0 if self.plc is None else self.plc.missed
+        if missed:  # the PLC's parts seen to have no frame of their own (a counter's jump, a Boolean edge lost)
+            dropped += f"; {missed} PLC part{'s' if missed > 1 else ''} without a frame so far (the log says which)"
         return f"camera {self.what} (a frame {trigger}, saved in {self.frames}; {then}){dropped}"
 
     def poll(self) -> Iterator[Arrival]:

@@ -12,7 +12,11 @@ What is a trigger:
 
 - The value read at connect (and at each reconnection) is the starting point, never a trigger: a bit already true
   when the station starts, or a counter at 1234, says nothing about a part arriving now.
-- A Boolean: each change from false to true. True -> false takes nothing.
+- A Boolean: each change from false to true. True -> false takes nothing. The server publishes a node only when
+  it changed, so the same value twice in a row (with the same status) says that changes between were lost (more than
+  :data:`QUEUE_SIZE` between two publishes: the server dropped the oldest): true again is a rising edge (the false
+  before it lost) and takes a frame; false again is a part whose rising edge was lost, with no frame of its own.
+  Both are logged, and counted in :attr:`OpcUaTrigger.missed` with the counter's parts below (the station's status).
 - An integer (SByte ... UInt64: a part counter): each increase. An increase by k > 1 between two notifications (the
   server coalesced changes, or sampled too slowly) takes ONE frame, a frame being "the scene now" and one frame
   showing one scene, and the log says that k - 1 parts had no frame of their own. A step from the type's largest
@@ -121,6 +125,9 @@ class OpcUaTrigger:
         self.type_name: str | None = None
         #: Triggers taken since the start (each rising edge or increase while connected).
         self.triggers = 0
+        #: Parts seen to have no frame of their own since the start: a counter's increase by k > 1 (k - 1 of them),
+        #: a Boolean false twice in a row (its true between lost: at least one). For the station's status.
+        self.missed = 0
         #: Where the log lines go (the camera's, which names itself before each: the station's log).
         self.log: Callable[[str], None] = _stderr
         #: Called on each trigger (the camera takes the next frame read); set by the camera.
@@ -134,6 +141,9 @@ class OpcUaTrigger:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._last: Any = None
+        #: The status code (its code, without the info bits) of the last value published: a value repeated with
+        #: another status is a status change (a sample of uncertain quality), not a lost change.
+        self._last_status: int | None = None
         #: Set when a session connected, cleared by the loop that logs why it ended.
         self._connected_once = False
 
@@ -341,17 +351,21 @@ class OpcUaTrigger:
                 continue
             if kind == "status":
                 raise _LostError(value)
-            self._changed(value)
+            self._changed(*value)
 
-    def _changed(self, value: Any) -> None:
-        """One value the server published: a trigger or not (see the module). A sample of bad quality carries no
-        value of the node's type: it is skipped, the last good value kept (a bit true, then unknown, then true
-        again is no new edge)."""
+    def _changed(self, value: Any, status: int | None = None) -> None:
+        """One value the server published (``status``: its status code), a trigger or not (see the module). A sample
+        of bad quality carries no value of the node's type: it is skipped, the last good value kept (a bit true,
+        then unknown, then true again is no new edge)."""
+        code = None if status is None else status >> 16  # the code, without the info bits (overflow, limits)
+        same_status, self._last_status = code == self._last_status, code
         if self.type_name == BOOLEAN:
             if isinstance(value, bool):
                 last, self._last = self._last, value
                 if value and last is False:
                     self._fire()
+                elif value is last and same_status and status is not None:
+                    self._repeated(value)
             return
         if isinstance(value, bool) or not isinstance(value, int):
             return
@@ -364,6 +378,7 @@ class OpcUaTrigger:
         if value_step > 0:
             if value_step > 1:
                 missed = value_step - 1
+                self.missed += missed
                 self.log(f"trigger {self.endpoint}: {self.node_text} went from {last} to {value}: one "
                          f"frame taken; {missed} part{'' if missed == 1 else 's'} had no frame of "
                          f"{'its' if missed == 1 else 'their'} own")  # fmt: skip
@@ -372,6 +387,21 @@ class OpcUaTrigger:
             self.log(f"trigger {self.endpoint}: {self.node_text} went back from {last} to {value} (a "
                      "reset): no frame; counting on from there")  # fmt: skip
 
+    def _repeated(self, value: bool) -> None:
+        """The Boolean published ``value`` twice in a row with the same status: the server dropped the changes
+        between (its queue overflowed). True again: its false was lost, this is a rising edge (a frame); false
+        again: a part's rising edge was lost, with no frame of its own. Said and counted, not dropped silently."""
+        if value:
+            self.log(f"trigger {self.endpoint}: {self.node_text} was true twice in a row: the server dropped the "
+                     f"changes between (more than {QUEUE_SIZE} between two publishes); taken as a rising edge (one "
+                     "frame); parts among the changes dropped had no frame of their own")  # fmt: skip
+            self._fire()
+            return
+        self.missed += 1
+        self.log(f"trigger {self.endpoint}: {self.node_text} was false twice in a row: the server dropped the changes "
+                 f"between (more than {QUEUE_SIZE} between two publishes); at least 1 part had no frame of its own "
+                 f"({self.missed} so far)")  # fmt: skip
+
     def _fire(self) -> None:
         self.triggers += 1
         self.fire()
@@ -379,6 +409,7 @@ class OpcUaTrigger:
     def _up(self, value: Any) -> None:
         """Connected and subscribed: ``value`` (read at connect) is the starting point, not a trigger."""
         before, self._last = self._last, value
+        self._last_status = None  # the subscription's first value repeats the one read: no change was lost
         with self._lock:
             self._connected, self._problem = True, None
         self._connected_once = True
@@ -415,7 +446,9 @@ class _Handler:
         self.changes = changes
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        self.changes.put_nowait(("value", val))
+        status = getattr(getattr(getattr(getattr(data, "monitored_item", None), "Value", None), "StatusCode", None),
+                         "value", None)  # fmt: skip
+        self.changes.put_nowait(("value", (val, status if isinstance(status, int) else None)))
 
     def status_change_notification(self, status: Any) -> None:
         code = getattr(status, "Status", status)
