@@ -475,7 +475,7 @@ def test_boolean_edges_the_server_dropped_are_said_and_counted_as_a_counters_jum
     after true. Those edges vanished silently while a counter's jump says its parts missed; now the same value twice
     (same status) is said in the log, true again takes its frame (the false before it was lost), false again counts
     a part without a frame, and the count is in the status' source line, beside the counter's missed parts."""
-    from eagle_iad.station.sources.opcua_trigger import QUEUE_SIZE
+    from eagle_iad.station.sources.opcua_trigger import OVERFLOW, QUEUE_SIZE
 
     _clip(tmp_path)
     plc.write("PartPresent", False)
@@ -506,6 +506,14 @@ def test_boolean_edges_the_server_dropped_are_said_and_counted_as_a_counters_jum
         _until("true again taken", lambda: camera.plc is not None and camera.plc.triggers == 51 + QUEUE_SIZE // 2)
         time.sleep(0.5)
         assert (camera.plc.triggers, camera.plc.missed) == (51 + QUEUE_SIZE // 2, 1)  # its true taken as an edge
+        # A server that flags the first value after those it dropped (OPC UA's Overflow bit): an even number lost,
+        # which no repeated value shows, is said and counted too (at least one rising edge among them).
+        plc.write("PartPresent", True, status=OVERFLOW)
+        _until("the overflow said", lambda: camera.plc is not None and camera.plc.missed == 2)
+        assert camera.plc.triggers == 52 + QUEUE_SIZE // 2
+        assert lines[-1] == prefix + (f"ns=2;s=PartPresent: the server dropped changes before this one (its queue "
+                                      f"overflowed: more than {QUEUE_SIZE} between two publishes); at least 1 part "
+                                      "had no frame of its own (2 so far)"), lines  # fmt: skip
         said = [line for line in lines if "twice in a row" in line]
         assert said[1:] == [prefix + f"ns=2;s=PartPresent was true twice in a row: the server dropped the changes "
                             f"between (more than {QUEUE_SIZE} between two publishes); taken as a rising edge (one "

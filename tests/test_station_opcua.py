@@ -141,14 +141,16 @@ class PlcServer:
 
         return asyncio.run_coroutine_threadsafe(read(), self._loop).result(wait_s(30))
 
-    def write(self, name: str, value: Any) -> None:
-        """Set the variable ``name`` to ``value`` (as its own type), as the PLC's program does, in the server's loop."""
+    def write(self, name: str, value: Any, status: int | None = None) -> None:
+        """Set the variable ``name`` to ``value`` (as its own type), as the PLC's program does, in the server's loop;
+        ``status``: the value's status code (its info bits too, such as a queue's overflow), good if not given."""
         assert self._loop is not None and self._server is not None
         server = self._server
 
         async def write() -> None:
             variable = server.get_node(ua.NodeId(name, 2))
-            await variable.write_value(ua.Variant(value, ua.VariantType[self.variables[name][0]]))
+            variant = ua.Variant(value, ua.VariantType[self.variables[name][0]])
+            await variable.write_value(variant if status is None else ua.DataValue(variant, ua.StatusCode(status)))
 
         asyncio.run_coroutine_threadsafe(write(), self._loop).result(wait_s(30))
 

@@ -16,7 +16,8 @@ What is a trigger:
   it changed, so the same value twice in a row (with the same status) says that changes between were lost (more than
   :data:`QUEUE_SIZE` between two publishes: the server dropped the oldest): true again is a rising edge (the false
   before it lost) and takes a frame; false again is a part whose rising edge was lost, with no frame of its own.
-  Both are logged, and counted in :attr:`OpcUaTrigger.missed` with the counter's parts below (the station's status).
+  A value the server flags as the first after changes it dropped (:data:`OVERFLOW`) is a part lost too. All are
+  logged, and counted in :attr:`OpcUaTrigger.missed` with the counter's parts below (the station's status).
 - An integer (SByte ... UInt64: a part counter): each increase. An increase by k > 1 between two notifications (the
   server coalesced changes, or sampled too slowly) takes ONE frame, a frame being "the scene now" and one frame
   showing one scene, and the log says that k - 1 parts had no frame of their own. A step from the type's largest
@@ -87,6 +88,10 @@ RANGES = {name: ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if name.startswith(("
 #: How long a stopping trigger waits for a polite disconnect (a PLC gone silent would hold a delete for
 #: TIMEOUT_S under the service's station lock).
 CLOSE_S = 1.0
+#: A value's status bits that say the server dropped changes before it (its queue overflowed): InfoType DataValue
+#: (0x400) with the Overflow bit (0x80), as OPC UA Part 4's StatusCode sets them; a server that does not set them
+#: (asyncua's own) is seen only by a value published twice in a row.
+OVERFLOW = 0x0480
 #: Status codes that say the node is not a variable of that server.
 _NO_NODE = ("BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid")
 
@@ -362,10 +367,13 @@ class OpcUaTrigger:
         if self.type_name == BOOLEAN:
             if isinstance(value, bool):
                 last, self._last = self._last, value
+                if value is last and same_status and status is not None:
+                    self._repeated(value)
+                    return
                 if value and last is False:
                     self._fire()
-                elif value is last and same_status and status is not None:
-                    self._repeated(value)
+                if status is not None and status & OVERFLOW == OVERFLOW and last is not None:
+                    self._overflowed()
             return
         if isinstance(value, bool) or not isinstance(value, int):
             return
@@ -400,6 +408,14 @@ class OpcUaTrigger:
         self.missed += 1
         self.log(f"trigger {self.endpoint}: {self.node_text} was false twice in a row: the server dropped the changes "
                  f"between (more than {QUEUE_SIZE} between two publishes); at least 1 part had no frame of its own "
+                 f"({self.missed} so far)")  # fmt: skip
+
+    def _overflowed(self) -> None:
+        """The server flagged this value as the first after changes it dropped, and it differs from the last one:
+        an even number of changes (2 or more) was lost, among them at least one rising edge with no frame."""
+        self.missed += 1
+        self.log(f"trigger {self.endpoint}: {self.node_text}: the server dropped changes before this one (its queue "
+                 f"overflowed: more than {QUEUE_SIZE} between two publishes); at least 1 part had no frame of its own "
                  f"({self.missed} so far)")  # fmt: skip
 
     def _fire(self) -> None:
