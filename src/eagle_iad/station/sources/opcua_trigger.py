@@ -200,16 +200,20 @@ class OpcUaTrigger:
 
         async def look() -> None:
             client = new_client(self.endpoint, PROBE_S, self.username, self.password)
-            try:
+
+            async def connect_and_check() -> None:
                 await client.connect()
                 connected.append(True)
                 await self._check(client)
+
+            try:  # the goodbye outside the bound: a slow one must not turn a node refused into a timeout
+                await asyncio.wait_for(connect_and_check(), PROBE_S)
             finally:
                 await close_quietly(client, CLOSE_S)
 
         def run() -> None:
             try:
-                asyncio.run(asyncio.wait_for(look(), PROBE_S))
+                asyncio.run(look())
                 outcome.append(None)
             except BaseException as exc:
                 outcome.append(exc)
