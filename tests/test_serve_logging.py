@@ -57,10 +57,21 @@ def test_a_served_stations_warning_lines_are_logged_as_warnings(capfd: pytest.Ca
     station_log("eagle station l1: webhook gave up on record 40e0 after 10 tries")
     station_log("eagle station l1: x.png: not inspected: empty file")
     station_log("eagle station l1: intake resumed")
+    # a camera's: its PLC trigger away, parts without a frame, the camera not opened (the line takes no picture)
+    plc = "eagle station l1: camera rtsp://cam/1: trigger opc.tcp://plc:4840: "
+    station_log(plc + "not connected: cannot connect (Connection refused); trying again every 5 s")
+    station_log(plc + "ns=2;s=Parts went from 9 to 12: one frame taken; 2 parts had no frame of their own")
+    station_log(plc + "ns=2;s=Parts went from 9 to 11: one frame taken; 1 part had no frame of its own")
+    station_log(plc + "connected; ns=2;s=Parts (UInt32: each increase takes a frame) is 15")
+    station_log("eagle station l1: camera rtsp://cam/1: cannot be opened; trying again every 5 s")
     assert capfd.readouterr().err == (
         "WARNING:     eagle station l1: warning: sink webhook is failing: refused\n"
         "WARNING:     eagle station l1: webhook gave up on record 40e0 after 10 tries\n"
         "WARNING:     eagle station l1: x.png: not inspected: empty file\n"
+        f"WARNING:     {plc}not connected: cannot connect (Connection refused); trying again every 5 s\n"
+        f"WARNING:     {plc}ns=2;s=Parts went from 9 to 12: one frame taken; 2 parts had no frame of their own\n"
+        f"WARNING:     {plc}ns=2;s=Parts went from 9 to 11: one frame taken; 1 part had no frame of its own\n"
+        "WARNING:     eagle station l1: camera rtsp://cam/1: cannot be opened; trying again every 5 s\n"
     )
 
 

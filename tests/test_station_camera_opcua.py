@@ -310,8 +310,9 @@ def test_eagle_station_run_takes_a_frame_on_each_plc_signal_and_says_when_the_pl
     history = _history(tmp_path)
     assert len(history) == 3 and len(list(frames.glob("*.png"))) == 3, log
     assert all(str(r.source).startswith(f"{tmp_path / 'clip.avi'} frame ") for r in history)
-    assert f"trigger {endpoint}: not connected: cannot connect (Connection refused)" in log
-    assert f"trigger {endpoint}: connected; ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True" in log
+    camera = f"eagle station line-1: camera {tmp_path / 'clip.avi'}: trigger {endpoint}: "  # the station named
+    assert f"{camera}not connected: cannot connect (Connection refused)" in log
+    assert f"{camera}connected; ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True" in log
     assert "Traceback" not in log
 
 

@@ -47,14 +47,18 @@ from eagle_iad.station.status import (
 LOG = logging.getLogger("eagle_iad.station")
 
 
+#: What makes a served station's line a warning: ``warning:``, a dead letter, an image not inspected, the intake
+#: paused, and a camera's: its PLC trigger away or parts that had no frame (the line goes on without pictures of
+#: them), the camera itself not opened.
+WARNING_MARKS = (": warning: ", " gave up on record ", ": not inspected: ", ": intake paused: ", ": not connected: ",
+                 " had no frame of its own", " had no frame of their own", ": cannot be opened")  # fmt: skip
+
+
 def station_log(line: str) -> None:
-    """A served station's line at its level: a warning (``... : warning: ...``, a dead letter, an image not
-    inspected, the intake paused: the line stopped taking images) as one, so ``--log-level warning`` keeps
-    those and drops the start-up and recovery lines."""
-    warns = any(
-        mark in line for mark in (": warning: ", " gave up on record ", ": not inspected: ", ": intake paused: ")
-    )
-    (LOG.warning if warns else LOG.info)(line)
+    """A served station's line at its level: a warning (:data:`WARNING_MARKS`: something an administrator must act
+    on, or the line took no image meanwhile) as one, so ``--log-level warning`` keeps those and drops the start-up and
+    recovery lines."""
+    (LOG.warning if any(mark in line for mark in WARNING_MARKS) else LOG.info)(line)
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES,

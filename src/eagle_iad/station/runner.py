@@ -120,6 +120,17 @@ def _escaping(log: Log) -> Log:
     return escaped
 
 
+def _naming(station: str, log: Log) -> Log:
+    """``log`` for a station's source: its lines, ``eagle station: camera ...: ...``, name the station as the
+    station's own lines do (a served log of several stations, or a PLC away, said which station it stopped)."""
+    bare = "eagle station: "
+
+    def named(line: str) -> None:
+        log(f"eagle station {station}: {line[len(bare) :]}" if line.startswith(bare) else line)
+
+    return named
+
+
 class Courier(threading.Thread):
     """Delivers one sink's outbox rows, oldest first, until told to stop."""
 
@@ -350,7 +361,8 @@ class StationRunner:
         self.log = log = _escaping(log)
         self.quiet = quiet
         if isinstance(config.source, HotFolder | Camera):
-            config.source.log = log  # its lines (a file it cannot look at, a PLC away) go where the station's go
+            # its lines (a file it cannot look at, a PLC away) go where the station's go, naming the station
+            config.source.log = _naming(config.name, log)
         self.tables = StationTables(state.store)
         try:
             state.experts.get(config.category)  # loads (and checks) the model now, not at the first image
