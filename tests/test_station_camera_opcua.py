@@ -287,6 +287,7 @@ def test_eagle_station_run_takes_a_frame_on_each_plc_signal_and_says_when_the_pl
                         and any("cannot connect" in w for w in found.get("warnings", ())) and found)  # fmt: skip
         (warning,) = [w for w in status["warnings"] if w.startswith("source: ")]
         assert warning.startswith(f"source: trigger {endpoint} not connected since ")
+        assert status["state"] == "waiting: " + warning[len("source: ") :]  # takes no image: not "running"
         assert warning.endswith(": cannot connect (Connection refused); trying again every 0.3 s; no frame is taken "
                                 "meanwhile")  # fmt: skip
         assert f"a frame on each rising edge (a Boolean) or increase (a counter) of ns=2;s=PartPresent at {endpoint}" \
@@ -359,13 +360,18 @@ def test_the_service_takes_a_plc_triggered_camera_and_its_status_says_when_the_p
 
             assert f"a frame on each increase of counter ns=2;s=Parts at {server.endpoint}" in station()["source"]
             _until("the trigger to connect", lambda: not any(w.startswith("source: ") for w in station()["warnings"]))
+            assert station()["state"] == "running"
             server.write("Parts", 4)
             _until("the inspection", lambda: station()["inspected"] == 1, seconds=120)
             server.stop()
             warning = _until("the warning", lambda: [w for w in station()["warnings"] if " since " in w])
             assert warning[0].startswith(f"source: trigger {server.endpoint} not connected since "), warning
+            # it takes no image meanwhile: waiting for its PLC, as a hot folder that cannot take images waits
+            state = station()["state"]
+            assert state.startswith(f"waiting: trigger {server.endpoint} not connected since "), state
             server.start()
             _until("the warning to clear", lambda: not any(w.startswith("source: ") for w in station()["warnings"]))
+            assert station()["state"] == "running"
             server.write("Parts", 5)  # 3 again after the restart (its initial value): an increase
             _until("the second inspection", lambda: station()["inspected"] == 2, seconds=120)
             assert station()["inspected"] == 2

@@ -466,9 +466,9 @@ class StationRunner:
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
                       ignored_seconds, self.file_sha256,
                       tuple(sink.sink.name for sink in self.config.sinks), *self._replaced(),
-                      source_warning=self._source_warning())  # fmt: skip
+                      source_warning=self.source_warning())  # fmt: skip
 
-    def _source_warning(self) -> str | None:
+    def source_warning(self) -> str | None:
         """What the source says keeps it from taking images now (a camera's PLC trigger not connected), or ``None``
         (a source that does not say, or a plugin's whose ``warning`` fails: the status must still answer)."""
         says = source_hook(self.config.source, "station_warning")
@@ -519,7 +519,7 @@ class StationRunner:
     def _say_ignored(self) -> None:
         """Write the state file when the source found files it does not take, or files replaced before it took them,
         since it was last written."""
-        found = (self._ignored()[0], self._replaced()[0], self._source_warning())
+        found = (self._ignored()[0], self._replaced()[0], self.source_warning())
         if found != self._ignored_told:
             self._ignored_told = found
             self._say_intake()
@@ -1296,7 +1296,8 @@ class Running:
             return f"error: {self.error}"
         if self.runner.paused is not None:
             return f"waiting: {self.runner.paused}"
-        return "running"
+        source = self.runner.source_warning()  # a camera whose PLC trigger is away takes no image: not running
+        return "running" if source is None else f"waiting: {source}"
 
     def alive(self) -> bool:
         """Whether its intake thread or one of its couriers still runs (a stop waits for none of them past its

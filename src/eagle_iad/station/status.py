@@ -136,9 +136,13 @@ class Intake:
     source_warning: str | None = None
 
     def state(self) -> str:
+        """``paused`` (by a user), ``waiting: <why>`` (the intake paused, or the source cannot take images: a
+        camera's PLC trigger away), or ``running``: a station that takes no image is never said to run."""
         if self.user_paused:
             return "paused"
-        return "running" if self.paused is None else f"waiting: {self.paused}"
+        if self.paused is not None:
+            return f"waiting: {self.paused}"
+        return "running" if self.source_warning is None else f"waiting: {self.source_warning}"
 
 
 def intake_file(state_dir: Path, station: str) -> Path:

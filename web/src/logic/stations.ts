@@ -26,7 +26,7 @@ export interface StateView {
 }
 
 /**
- * `running`, `paused`, `waiting: <why>` (intake paused by a fault), `error: <what>`; a station of a stations file
+ * `running`, `paused`, `waiting: <why>` (intake paused by a fault, or a camera's PLC trigger away), `error: <what>`; a station of a stations file
  * run by `eagle station run` also `stopped: <when>` (its command stopped cleanly) and `not seen since <time>: <who>`
  * (no heartbeat for longer than the service's limit: killed, or cut off; never shown as running).
  */
