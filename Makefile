@@ -64,7 +64,7 @@ test-python: $(STAMP) $(MOSQUITTO) $(POSTGRES)
 	@# A crash of the test process (a signal: exit status above 128) prints where it happened: every
 	@# thread's stack and the test that was running, from tests/conftest.py's crash log.
 	EAGLE_TEST_CRASH_LOG=$(CRASH_LOG) $(BIN)/pytest -q || { status=$$?; \
-	  if [ $$status -gt 128 ] && [ -s $(CRASH_LOG) ]; then echo "pytest ended by signal $$((status - 128)); its crash log:"; grep -v -e '/pluggy/' -e '/_pytest/' $(CRASH_LOG) | tail -n 150; fi; \
+	  if [ $$status -gt 128 ] && [ -s $(CRASH_LOG) ]; then echo "pytest ended by signal $$((status - 128)); its crash log:"; head -n 1 $(CRASH_LOG); grep -v -e '/pluggy/' -e '/_pytest/' $(CRASH_LOG) | tail -n 150; fi; \
 	  exit $$status; }
 
 # The Python tests on a busy machine: BUSY_LOOPS busy-loop processes keep the cores loaded and every

@@ -62,10 +62,11 @@ def _crash_handler() -> int | None:
 
     try:
         libc = ctypes.CDLL(None)
-    except OSError:
+        sigaction = libc.sigaction
+    except (OSError, TypeError, AttributeError):  # Windows: no C library by that name, no sigaction
         return None
     action = SigAction()
-    if libc.sigaction(int(signal.SIGSEGV), None, ctypes.byref(action)) != 0:
+    if sigaction(int(signal.SIGSEGV), None, ctypes.byref(action)) != 0:
         return None
     return int(action.handler or 0)
 
