@@ -128,7 +128,8 @@ class StationInfo(BaseModel):
     station: str
     category: str
     state: str = Field(
-        description="running, paused, waiting: <why> (intake paused by a fault), error: <what>; for one run by eagle "
+        description="running, paused, waiting: <why> (intake paused by a fault, or the source cannot take images: a "
+        "camera's PLC trigger away), error: <what>; for one run by eagle "
         "station run also stopped: <when> and not seen since <time> (no heartbeat for longer than run_by's limit)"
     )
     created_by: str = Field(

@@ -2184,7 +2184,7 @@ export interface components {
             } | null;
             /**
              * State
-             * @description running, paused, waiting: <why> (intake paused by a fault), error: <what>; for one run by eagle station run also stopped: <when> and not seen since <time> (no heartbeat for longer than run_by's limit)
+             * @description running, paused, waiting: <why> (intake paused by a fault, or the source cannot take images: a camera's PLC trigger away), error: <what>; for one run by eagle station run also stopped: <when> and not seen since <time> (no heartbeat for longer than run_by's limit)
              */
             state: string;
             /** Station */
