@@ -86,11 +86,20 @@ def read_user(options: Options) -> tuple[str | None, str | None]:
     return username, options.secret("password_env")
 
 
+#: The session lifetime asked of the PLC, in ms (asyncua asks for an hour). A session a client could not close (a
+#: start-up look cut off at its bound, a station killed) stays open on the PLC that long, and a PLC allows only a few
+#: sessions: repeated POSTs could use them up and lock the station's own connection out (BadTooManySessions). A live
+#: client keeps its session up by its own reads well within it.
+SESSION_TIMEOUT_MS = 30_000
+
+
 def new_client(endpoint: str, timeout_s: float, username: str | None, password: str | None) -> Client:
-    """A client for ``endpoint`` with a request timeout and credentials (not connected yet)."""
+    """A client for ``endpoint`` with a request timeout, a bounded session (:data:`SESSION_TIMEOUT_MS`) and
+    credentials (not connected yet)."""
     from asyncua.client.client import Client
 
     client = Client(endpoint, timeout=timeout_s)
+    client.session_timeout = SESSION_TIMEOUT_MS
     if username is not None:
         client.set_user(username)
     if password is not None:
