@@ -449,3 +449,23 @@ def test_a_frame_the_full_disk_cannot_save_leaves_no_part_file(tmp_path: Path, m
         assert frame.file is None
     finally:
         camera.close()
+
+
+def test_each_frame_of_a_still_scene_is_counted_as_inspected(model_dir: Path, tmp_path: Path) -> None:
+    """A still scene (or a blocked lens) repeats a frame's pixels: the camera inspects each frame again, and
+    ``inspected`` and ``latency_images`` count each frame, as the records and deliveries do (the tester's line: 22
+    triggers, 22 records, 22 deliveries, and "inspected": 6, the intake row of a repeated content replacing the
+    earlier frame's)."""
+    from test_station import _status
+
+    _video(tmp_path / "still.avi", _frames(1) * 20)
+    stations = _camera_stations(tmp_path, model_dir, 'url = "still.avi", every_n_frames = 5')
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    history = _history(tmp_path)
+    assert [r.image_name for r in history] == [f"frame-{i:08d}.png" for i in (0, 5, 10, 15)]
+    pngs = {(tmp_path / "frames" / r.image_name).read_bytes() for r in history}
+    assert len(pngs) == 1  # one content, four frames
+    status = _status(stations)
+    assert (status["inspected"], status["latency_images"], status["failed"]) == (4, 4, 0), status
+    assert status["sinks"]["folder"]["delivered"] == 4, status

@@ -7,7 +7,9 @@ guessing from columns; a database newer than this code is refused rather than mi
 
 Versions (:data:`MIGRATIONS`): 1 = inspections; 2 adds ``fit_jobs``; 3 the user's label of an inspection
 (``label``, ``label_time``); 4 the stations' intake and outbox (``station_intake``: each file a station
-took, by content hash; ``outbox``: each verdict a sink must receive, committed in the same transaction as
+took, by content hash, or for a source that inspects a repeated content again, a camera, by content hash and
+record, ``<sha256>:<record id>``, so each frame is a row: :func:`~eagle_iad.station.outbox.intake_key`, a value and
+no version; ``outbox``: each verdict a sink must receive, committed in the same transaction as
 its inspection; ``stations``: the stations created through ``/v1/stations``); 5 ``idempotency`` (an
 upload's ``Idempotency-Key`` and the record it made), ``api_keys`` (named keys with roles, as digests) and
 ``audit`` (who changed what); 6 ``api_keys.seq``, the order keys were added (PostgreSQL has no rowid), filled

@@ -58,6 +58,7 @@ from eagle_iad.station.outbox import (
     HELD,
     REFUSED_PREFIX,
     StationTables,
+    intake_key,
     refusal_key,
     refusal_of,
     repeat_key,
@@ -947,7 +948,8 @@ class StationRunner:
 
         def also(db: Any, record: InspectionRecord) -> None:
             payload = {"station": name, "record": record.to_dict(), "image": str(to), "source": arrival.source}
-            self.tables.write_done(db, name, digest, arrival.name, record.id, str(to), arrival.appeared, sinks, payload,
+            self.tables.write_done(db, name, intake_key(digest, record.id, source.dedupe), arrival.name, record.id,
+                                   str(to), arrival.appeared, sinks, payload,
                                    held=getattr(source, "moves_files", True))  # fmt: skip
 
         try:
@@ -969,7 +971,7 @@ class StationRunner:
                 return True
             return self._refuse_or_pause(arrival, digest, str(exc))
         checkpoint("station stored")
-        if not self._put_away(arrival, to, record, digest):
+        if not self._put_away(arrival, to, record, intake_key(digest, str(record["id"]), source.dedupe)):
             if self._owed is None:  # not put away (not only its place owed): the next try is no duplicate
                 self._unput.add(digest)
             return False  # stored: the next try only puts it away (its hash is in the intake)
