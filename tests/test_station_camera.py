@@ -12,6 +12,7 @@ falls behind; a bad option is one line naming the field.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import signal
 import subprocess
@@ -469,3 +470,107 @@ def test_each_frame_of_a_still_scene_is_counted_as_inspected(model_dir: Path, tm
     status = _status(stations)
     assert (status["inspected"], status["latency_images"], status["failed"]) == (4, 4, 0), status
     assert status["sinks"]["folder"]["delivered"] == 4, status
+
+
+def test_a_frame_that_cannot_be_saved_is_refused_to_the_sinks_not_skipped(model_dir: Path, tmp_path: Path) -> None:
+    """A triggered part whose frame cannot be saved (``frames`` made unwritable mid-run: here its ``.partial`` a
+    file, which root cannot write through either) was a log line only: no sink heard of it, ``failed`` stayed 0, the
+    PLC waited for an answer that never came. Each such frame is refused: told to every sink that takes refusals,
+    with ``image`` null (nothing of it is anywhere), counted in ``failed``."""
+    import json
+
+    from test_station import _status
+
+    _video(tmp_path / "line.avi", _frames(30, size=64))
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / ".partial").write_text("in the way\n")
+    stations = _camera_stations(tmp_path, model_dir, 'url = "line.avi", every_n_frames = 10')
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert _history(tmp_path) == []
+    why = f"cannot be saved in {tmp_path / 'frames'}: File exists"
+    assert (
+        f"camera {tmp_path / 'line.avi'}: frame 0: {why}; refused, and so is each frame taken until one is saved again"
+        in log
+    ), log
+    for index in (0, 10, 20):
+        assert f"frame-{index:08d}.png: not inspected: frame {index}: {why}" in log, log
+    told = sorted((tmp_path / "sorted" / "refused").glob("*.json"))
+    assert len(told) == 3, told
+    payloads = [json.loads(path.read_text()) for path in told]
+    assert sorted(p["refused"]["reason"] for p in payloads) == [f"frame {i}: {why}" for i in (0, 10, 20)]
+    assert all(p["image"] is None and len(p["refused"]["image_sha256"]) == 64 for p in payloads), payloads
+    status = _status(stations)
+    assert (status["inspected"], status["failed"], status["sinks"]["folder"]["delivered"]) == (0, 3, 3), status
+
+
+def test_frames_that_cannot_be_saved_are_a_warning_while_it_lasts(tmp_path: Path) -> None:
+    """The camera says so in the status (its ``warning``) from the first frame it could not save until one is saved
+    again; the arrival it hands is refused (``refused``, the reason), and its ``refuse`` puts nothing aside."""
+    from eagle_iad.station.parts import NotPutAside
+
+    _video(tmp_path / "clip.avi", _frames(20, size=32))
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / ".partial").write_text("in the way\n")
+    camera = _camera(tmp_path, url="clip.avi", every_n_frames=10, name_prefix="cam")
+    lines: list[str] = []
+    camera.log = lines.append
+    try:
+        assert camera.warning() is None
+        deadline = time.monotonic() + wait_s(30)
+        first: list[Arrival] = []
+        while not first:
+            assert time.monotonic() < deadline
+            first = list(itertools.islice(camera.poll(), 1))
+            time.sleep(0.02)
+        arrival = first[0]
+        why = f"cannot be saved in {tmp_path / 'frames'}: File exists"
+        assert (arrival.refused, arrival.name, arrival.path) == (
+            f"frame 0: {why}",
+            "cam-00000000.png",
+            tmp_path / "frames" / "cam-00000000.png",
+        )
+        warning = camera.warning()
+        assert warning is not None and warning.startswith("frames cannot be saved (the last, frame 0 at ")
+        assert warning.endswith(
+            f"{why}); each frame taken until one is saved again is refused, told to the sinks that take refusals"
+        ), warning
+        with pytest.raises(NotPutAside, match="the frame could not be saved in"):
+            camera.refuse(arrival, str(arrival.refused))
+        (tmp_path / "frames" / ".partial").unlink()
+        assert [a.name for a in _drain(camera)] == ["cam-00000010.png"]
+        assert camera.warning() is None
+        assert (
+            lines[-1]
+            == f"eagle station: camera {tmp_path / 'clip.avi'}: frames are saved again in {tmp_path / 'frames'}"
+        )
+    finally:
+        camera.close()
+
+
+def test_the_status_answers_while_the_frames_folder_cannot_be_written(model_dir: Path, tmp_path: Path) -> None:
+    """``eagle station status`` failed entirely (exit 2, "source: frames ... cannot be created or written by this
+    user") exactly when it must say whether the station can run: it answers, with that as a warning."""
+    from conftest import unprivileged_cli
+
+    launcher = unprivileged_cli()
+    _video(tmp_path / "line.avi", _frames(10, size=64))
+    stations = _camera_stations(tmp_path, model_dir, 'url = "line.avi", every_n_frames = 10')
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    frames = tmp_path / "frames"
+    frames.chmod(0o555)
+    try:
+        code, out = _run(stations, "status", launcher=launcher)
+        assert code == 0, out
+        status = json.loads(out[out.index("[") :])[0]
+        assert status["state"] == "not running" and status["inspected"] == 1, status
+        assert status["warnings"][0] == (
+            f"source: frames {frames} cannot be created or written by this user: the "
+            "station cannot start (eagle station run refuses it), and a running one "
+            "refuses each frame it takes, told to the sinks, until it can"
+        ), status
+        code, out = _run(stations, "run", "--until-idle", launcher=launcher)
+        assert code == 2 and f"source: frames {frames} cannot be created or written by this user" in out, out
+    finally:
+        frames.chmod(0o755)

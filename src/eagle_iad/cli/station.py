@@ -79,6 +79,19 @@ def stopped_station_what(file: str, grace_s: float) -> str:
             "and undelivered verdicts wait in the outbox")  # fmt: skip
 
 
+def _source_says(source: object) -> str | None:
+    """What a source read for the status (:attr:`~eagle_iad.station.parts.Options.looking`) says keeps it from
+    taking images (its ``warning``), or ``None``: one that does not say, or whose ``warning`` fails (a plugin's)."""
+    says = getattr(source, "warning", None)
+    if not callable(says):
+        return None
+    try:
+        found = says()
+    except Exception:
+        return None
+    return None if found is None else str(found)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
     from eagle_iad.station.status import counts_files, file_changed, open_read_only, read_intake, station_status
@@ -102,6 +115,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
             if missing is not None:  # first: what keeps the station from starting, or its intake from going on
                 figures["warnings"].insert(0, f"{missing}: the station cannot start, and a running one takes no image "
                                               "until it is there again")  # fmt: skip
+            looked = _source_says(config.source)
+            if looked is not None and (intake is None or intake.source_warning is None):
+                # what the file and folders say now (a camera's frames folder this user cannot write), where the
+                # process running it says nothing of its source: the status answers, rather than failing on it
+                figures["warnings"].insert(0, f"source: {looked}")
             changed = file_changed(intake, stations.digest, stations.path)
             if changed is not None:  # the figures are of the file now: what runs is another
                 figures["warnings"].insert(0, changed)

@@ -224,6 +224,11 @@ class Arrival:
     #: frame in memory). The station inspects only bytes read from a file still of that size and modification
     #: time; one changed since is left for a later poll, where it settles again.
     settled: Settled | None = None
+    #: Why the source could not hand this image as it must, so it is not inspected but refused, with this reason
+    #: (told to every sink that takes refusals, counted in ``failed``), or ``None``: a camera's frame taken on a
+    #: trigger that could not be saved in its ``frames`` folder. Why not skip it: the part was there, and the PLC
+    #: waiting for its answer must get one. ``path`` then names where it would have been saved (nothing is there).
+    refused: str | None = None
 
 
 #: The ``event`` of a refusal's payload: an image the station could not inspect (a verdict's payload has no

@@ -884,6 +884,9 @@ class StationRunner:
     def _take(self, arrival: Arrival) -> bool:
         """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
         name, source = self.config.name, self.config.source
+        if arrival.refused is not None:  # the source could not keep it (a frame not saved): told, never inspected
+            digest = "" if arrival.data is None else hashlib.sha256(arrival.data).hexdigest()
+            return self._refuse_or_pause(arrival, digest, arrival.refused)
         try:
             if arrival.data is not None:
                 data = arrival.data

@@ -52,7 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import SOURCES, Arrival, Options
+from eagle_iad.station.parts import SOURCES, Arrival, NotPutAside, Options
 from eagle_iad.station.sources.folder import FAILED, first_free, move_new
 from eagle_iad.station.sources.opcua_trigger import OpcUaTrigger
 
@@ -121,6 +121,8 @@ class _Frame:
     #: paused intake hands the same file again).
     png: bytes | None = None
     file: Path | None = None
+    #: Where it would have been saved, once handed to the station as refused (it could not be saved there).
+    unsaved: Path | None = None
 
 
 class Camera:
@@ -184,8 +186,19 @@ class Camera:
         if self.frames.exists() and not self.frames.is_dir():
             raise options.error("frames", f"{self.frames} exists and is not a folder")
         parent = self.frames if self.frames.exists() else self.frames.parent
+        #: Why frames cannot be saved now (the last save failed, or, looked at by ``eagle station status``, the
+        #: folder cannot be written), or ``None``: a warning in the status while it lasts (see :meth:`warning`).
+        self._unsaved: str | None = None
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise options.error("frames", f"{self.frames} cannot be created or written by this user")
+            unwritable = f"{self.frames} cannot be created or written by this user"
+            if not options.looking:
+                raise options.error("frames", unwritable)
+            # the status must answer exactly then: it says so, and that a run is refused
+            self._unsaved = (f"frames {unwritable}: the station cannot start (eagle station run refuses it), and a "
+                             "running one refuses each frame it takes, told to the sinks, until it can")  # fmt: skip
+        #: Read for ``eagle station status`` (see :attr:`Options.looking`): nothing is started, so only what the
+        #: file and folders say is warned of, not a PLC's connection, which this process never makes.
+        self.looking = options.looking
         #: Where the log lines go (the reader's reconnections, dropped frames, a file that cannot be read).
         self.log: Callable[[str], None] = _stderr
         #: Frames the trigger selected that a live source dropped because the queue was full.
@@ -252,15 +265,25 @@ class Camera:
             if frame is None:
                 return
             handed = frame.index
+            source = f"{self.what} frame {frame.index} at {stamp(frame.at)}"
             if frame.file is None or frame.png is None:
                 problem = self._save(frame)
                 if problem is not None or frame.file is None or frame.png is None:
-                    self.log(f"eagle station: camera {self.what}: frame {frame.index} skipped: {problem}")
-                    with self._lock:
-                        self._queue.remove(frame)
-                        self._lock.notify_all()
+                    # a part was there (its trigger came): the station refuses it, so every sink, the PLC waiting
+                    # for its answer included, hears of it; skipped, it was a log line and nothing else
+                    if self._unsaved is None:  # one line when it starts; the station says each refusal
+                        self.log(f"eagle station: camera {self.what}: frame {frame.index}: {problem}; refused, and so "
+                                 "is each frame taken until one is saved again")  # fmt: skip
+                    self._unsaved = (f"frames cannot be saved (the last, frame {frame.index} at {stamp(frame.at)}: "
+                                     f"{problem}); each frame taken until one is saved again is refused, told to the "
+                                     "sinks that take refusals")  # fmt: skip
+                    frame.unsaved = self.frames / self._frame_name(frame)
+                    yield Arrival(path=frame.unsaved, source=source, name=frame.unsaved.name, appeared=frame.at,
+                                  data=frame.png, refused=f"frame {frame.index}: {problem}")  # fmt: skip
                     continue
-            source = f"{self.what} frame {frame.index} at {stamp(frame.at)}"
+                if self._unsaved is not None:
+                    self._unsaved = None
+                    self.log(f"eagle station: camera {self.what}: frames are saved again in {self.frames}")
             yield Arrival(path=frame.file, source=source, name=frame.file.name, appeared=frame.at, data=frame.png)
 
     def backlog(self) -> int:
@@ -284,6 +307,8 @@ class Camera:
 
     def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         self._handed(arrival)
+        if arrival.refused is not None:  # never saved: nothing of it is anywhere to put aside
+            raise NotPutAside(f"the frame could not be saved in {self.frames}")
         if not arrival.path.is_file():
             return None
         moved = move_new(arrival.path, self.frames / FAILED)
@@ -292,8 +317,13 @@ class Camera:
 
     def station_warning(self) -> str | None:
         """What keeps the camera from taking frames now, for the station's status: the PLC trigger not connected
-        (naming its endpoint and why), or ``None``."""
-        return None if self.plc is None else self.plc.problem()
+        (naming its endpoint and why), frames that cannot be saved (each refused meanwhile: the last failure), or
+        ``None``. Read for ``eagle station status`` (:attr:`looking`): only a ``frames`` folder this user cannot
+        write (a run refuses the station then), the status answering rather than failing on it."""
+        if self.looking:  # nothing runs here: only the folder's own state
+            return self._unsaved
+        said = [one for one in (None if self.plc is None else self.plc.problem(), self._unsaved) if one is not None]
+        return "; ".join(said) or None
 
     def station_probe(self) -> None:
         """The station's start-up look (see :class:`~eagle_iad.station.parts.Source`): a PLC trigger's node that the
@@ -340,7 +370,7 @@ class Camera:
     def _handed(self, arrival: Arrival) -> None:
         with self._lock:
             for frame in self._queue:
-                if frame.file == arrival.path:
+                if frame.file == arrival.path or (frame.file is None and frame.unsaved == arrival.path):
                     self._queue.remove(frame)
                     break
             self._lock.notify_all()
@@ -440,8 +470,9 @@ class Camera:
         png = self._encode(frame.pixels)
         if png is None:
             return "OpenCV could not encode it as PNG"
+        frame.png = png  # refused unsaved, the refusal names its content (image_sha256)
         partial = self.frames / ".partial"
-        written = partial / f"{self.name_prefix}-{frame.index:08d}.png"
+        written = partial / self._frame_name(frame)
         try:
             partial.mkdir(parents=True, exist_ok=True)
             with open(written, "wb") as handle:  # complete before it appears under its name
@@ -454,6 +485,9 @@ class Camera:
             return f"cannot be saved in {self.frames}: {exc.strerror or exc}"
         frame.png = png
         return None
+
+    def _frame_name(self, frame: _Frame) -> str:
+        return f"{self.name_prefix}-{frame.index:08d}.png"
 
     @staticmethod
     def _encode(pixels: Any) -> bytes | None:
