@@ -338,6 +338,17 @@ def test_a_station_inspects_each_image_once_and_delivers_to_every_sink(
     repeat = receiver.received[-1]["body"]
     assert repeat["event"] == "refused" and repeat["refused"]["repeat_of"] == history[0].id
     assert repeat["refused"]["image_name"] == "again.png"
+    assert repeat["image"] == str(tmp_path / "incoming" / "done" / "again.png")
+    # the very bytes dropped again under the earlier file's own name are kept once: the refusal names that place
+    shutil.copyfile(tmp_path / "incoming" / "done" / names[0], tmp_path / "incoming" / names[0])
+    os.utime(tmp_path / "incoming" / names[0], (time.time() - 10, time.time() - 10))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0 and f"{names[0]}: same content as record {history[0].id}" in log, log
+    repeat = receiver.received[-1]["body"]
+    assert repeat["refused"]["image_name"] == names[0] and len(receiver.received) == 9
+    assert repeat["image"] == str(tmp_path / "incoming" / "done" / names[0])
+    assert not (tmp_path / "incoming" / names[0]).exists()
+    assert not list((tmp_path / "incoming" / "done").glob(f"{Path(names[0]).stem}-*"))
 
 
 def test_killed_mid_burst_every_image_is_inspected_exactly_once_and_delivered(
@@ -4886,6 +4897,8 @@ def test_a_part_whose_file_repeats_an_inspected_content_still_gets_an_answer(
     for body, name in zip(bodies[1:], ("part-002.png", "part-003.png"), strict=True):
         refused = body["refused"]
         assert body["event"] == "refused" and refused["image_name"] == name, body
+        # its own file's place in done/, where it is, not the earlier part's (done/part-001.png)
+        assert body["image"] == str(incoming / "done" / name) and (incoming / "done" / name).read_bytes() == data
         assert refused["repeat_of"] == record.id and refused["image_sha256"] == record.image_sha256
         assert refused["reason"].startswith(f"same content as record {record.id}: not inspected again")
     keys = receiver.keys()

@@ -274,6 +274,9 @@ class Source(Protocol):
     - ``planned_refusal(arrival) -> Path``: where :meth:`refuse` will put an image (stored with the refusal before
       it is put aside, and what its deliveries say if a crash leaves it unfiled and gone). Without it: the image's
       own place (``arrival.path``).
+    - ``planned_repeat(arrival, to) -> Path``: where :meth:`finish` will put an image whose content is already
+      filed at ``to`` (a repeat, put away toward the earlier image's place), which its refusal's ``image`` names
+      (``duplicates = "refuse"``). Without it: ``to``.
     - ``ignored() -> (count, last, seconds)``: the files it found it does not take: how many since the start, the
       last with why (or ``None``), and when lately (:meth:`~eagle_iad.station.recent.Recent.seconds`), for the
       status' warning. An older ``(count, last)`` is read too, its count's growth taken as happening when the

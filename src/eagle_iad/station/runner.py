@@ -929,7 +929,9 @@ class StationRunner:
             first = (digest in self._unput or self.tables.refusal_rows(name, str(prior.record_id)) == "held"
                      or self._put_elsewhere(arrival, digest, to) is False)  # fmt: skip
             told = not first and self.config.duplicates == "refuse" and any(c.sink.refusals for c in self.couriers)
-            if told and not self._tell_repeat(arrival, digest, str(prior.record_id), to):
+            planned_repeat = getattr(source, "planned_repeat", None)  # this file's place, not the earlier one's
+            place = Path(planned_repeat(arrival, to)) if callable(planned_repeat) else to
+            if told and not self._tell_repeat(arrival, digest, str(prior.record_id), place):
                 return False
             if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
                 return False
@@ -986,7 +988,8 @@ class StationRunner:
     def _tell_repeat(self, arrival: Arrival, digest: str, prior: str, to: Path) -> bool:
         """Tell every sink that takes refusals that ``arrival``, of the content of record ``prior``, was not
         inspected (``duplicates = "refuse"``): a part whose camera sent an earlier part's image still gets an
-        answer, ``refused`` (a gate rejects it), naming the earlier record in ``refused.repeat_of``. Written before
+        answer, ``refused`` (a gate rejects it), naming the earlier record in ``refused.repeat_of`` and this file's
+        own planned place ``to`` in ``image`` (the source's ``planned_repeat``), not the earlier file's. Written before
         the file is put away, under a key derived from the file (:func:`repeat_key`), so a crash in between tells
         it once. ``False`` (the intake paused) when the history cannot take it now; the file stays for the next
         try."""

@@ -811,6 +811,16 @@ class HotFolder:
         done = self._filed_in(self.done, arrival.name)
         return first_free(done, arrival.path.name, self._reserve(done))
 
+    def planned_repeat(self, arrival: Arrival, to: Path) -> Path:
+        """Where :meth:`finish` will put ``arrival``, whose content is already filed at ``to`` (a repeat, put away
+        toward the earlier file's place): ``to`` itself where those bytes were dropped again under that file's name
+        (kept once), else this file's own :meth:`planned` place (``done/p4.png``, not the earlier ``done/p3.png``),
+        which its refusal's ``image`` must name: a sink files that path as this part's image."""
+        done = self._filed_in(self.done, arrival.name)
+        if self.after == "move" and to.parent == done and named_after(to.name, arrival.path.name, self._reserve(done)):
+            return to
+        return self.planned(arrival)
+
     @staticmethod
     def _holds(path: Path, arrival: Arrival) -> os.stat_result | None:
         """The file at ``path`` (not following a link) when it holds the image the station read, else ``None``.
