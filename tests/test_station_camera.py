@@ -574,3 +574,59 @@ def test_the_status_answers_while_the_frames_folder_cannot_be_written(model_dir:
         assert code == 2 and f"source: frames {frames} cannot be created or written by this user" in out, out
     finally:
         frames.chmod(0o755)
+
+
+def test_a_triggered_video_file_shows_no_backlog_while_no_frame_waits(tmp_path: Path) -> None:
+    """A video file waiting for triggers showed backlog 1 for ever (status, console "1 of 1000",
+    ``eagle_station_backlog``) while nothing waited: it counts the frames triggered only; ``coming`` says that its
+    frames are still to come until its end (what ``--until-idle`` waits for), whatever the trigger."""
+    _video(tmp_path / "clip.avi", _frames(20, size=32), fps=10)
+    camera = _camera(tmp_path, url="clip.avi", trigger="http")
+    try:
+        assert list(camera.poll()) == []  # starts the reader, which plays the file at its pace
+        assert camera.backlog() == 0
+        assert camera.coming()
+        camera.trigger()
+        deadline = time.monotonic() + wait_s(30)
+        while camera.backlog() == 0:
+            assert time.monotonic() < deadline, "the trigger took no frame"
+            time.sleep(0.02)
+        (arrival,) = list(camera.poll())
+        camera.finish(arrival, camera.planned(arrival), {})
+        assert camera.backlog() == 0
+        while camera.coming():
+            assert time.monotonic() < deadline, "the file did not end"
+            time.sleep(0.02)
+        assert camera.backlog() == 0
+    finally:
+        camera.close()
+    counted = _camera(tmp_path, url="clip.avi", every_n_frames=5)
+    try:  # by count (or time), a file's frames are to come: at least 1 until its end, as before
+        next(iter(counted.poll()), None)  # starts the reader
+        assert counted.backlog() >= 1 and counted.coming()
+    finally:
+        counted.close()
+
+
+def test_until_idle_waits_for_the_end_of_a_triggered_video_file(model_dir: Path, tmp_path: Path) -> None:
+    """Its backlog 0 between two parts, a video file waiting for triggers is not idle before its end: ``--until-idle``
+    (:meth:`StationRunner.idle`) must not end the run while the file plays, waiting for the PLC."""
+    from eagle_iad.service.context import ServiceState
+    from eagle_iad.station.runner import StationRunner
+
+    _video(tmp_path / "clip.avi", _frames(20, size=32), fps=10)
+    stations = read_stations(_camera_stations(tmp_path, model_dir, 'url = "clip.avi", trigger = "http"'))
+    stations.make_folders()
+    state = ServiceState(stations.settings(), backend=None)
+    runner = StationRunner(stations.stations[0], state, lambda line: None)
+    try:
+        assert runner.step() == 0  # starts the reader: no trigger, no frame
+        assert runner.config.source.backlog() == 0 and not runner.idle()
+        deadline = time.monotonic() + wait_s(30)
+        while not runner.idle():
+            assert time.monotonic() < deadline, "never idle after the file's end"
+            time.sleep(0.05)
+        assert not runner.config.source.coming()
+    finally:
+        runner.close()
+        stations.close()

@@ -277,6 +277,8 @@ class Source(Protocol):
     - ``planned_repeat(arrival, to) -> Path``: where :meth:`finish` will put an image whose content is already
       filed at ``to`` (a repeat, put away toward the earlier image's place), which its refusal's ``image`` names
       (``duplicates = "refuse"``). Without it: ``to``.
+    - ``coming() -> bool``: whether images are still to come that :meth:`backlog` does not count (a video file
+      waiting for triggers, not read to its end): ``--until-idle`` waits for them. Without it: none.
     - ``ignored() -> (count, last, seconds)``: the files it found it does not take: how many since the start, the
       last with why (or ``None``), and when lately (:meth:`~eagle_iad.station.recent.Recent.seconds`), for the
       status' warning. An older ``(count, last)`` is read too, its count's growth taken as happening when the

@@ -710,6 +710,9 @@ class StationRunner:
                          "next run (the folder is gone)")  # fmt: skip
             return owed == 0
         self._unseen = None
+        coming = getattr(self.config.source, "coming", None)  # a video file waiting for triggers: not its end yet
+        if callable(coming) and coming():
+            return False
         return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
 
     def _drained(self) -> bool:

@@ -287,12 +287,23 @@ class Camera:
             yield Arrival(path=frame.file, source=source, name=frame.file.name, appeared=frame.at, data=frame.png)
 
     def backlog(self) -> int:
-        """Frames waiting; at least 1 while a video file being read has not ended (its frames are to come)."""
+        """Frames waiting; at least 1 while a video file whose frames are taken by count or time has not ended (its
+        frames are to come). A file waiting for triggers (``"http"``, ``"opcua"``) counts the frames triggered only:
+        between two parts nothing waits, and its status, the console and ``eagle_station_backlog`` said 1 for ever."""
         with self._lock:
             waiting = len(self._queue)
-            if self.file is not None and self._reader is not None and not self._ended:
+            if self._coming() and not (self.http_trigger or self.plc is not None):
                 return max(waiting, 1)
             return waiting
+
+    def coming(self) -> bool:
+        """Whether frames are still to come that no backlog counts yet: a video file not read to its end (one waiting
+        for triggers included), so ``--until-idle`` waits for its end, as it did when its backlog said 1."""
+        with self._lock:
+            return self._coming()
+
+    def _coming(self) -> bool:
+        return self.file is not None and self._reader is not None and not self._ended
 
     def planned(self, arrival: Arrival) -> Path:
         return arrival.path
