@@ -4904,3 +4904,19 @@ def test_a_part_whose_file_repeats_an_inspected_content_still_gets_an_answer(
     keys = receiver.keys()
     assert len(set(keys)) == 3 and keys[1].startswith("refused-") and keys[2].startswith("refused-")
     assert all(line.endswith("not inspected again, told to the sinks as refused") for line in said), said
+
+
+def test_the_folder_sinks_start_line_names_every_folder_it_writes(tmp_path: Path) -> None:
+    """The start line said "copies in normal/, anomalous/, undecided/" and left out unrecognised/, which the sink
+    writes (and the manual and console name): the list is read from the one declaration the deliveries use."""
+    from eagle_iad.station.sinks.folder import DECISION_FOLDERS
+
+    sink = '\n[[station.sink]]\nkind = "folder"\npath = "sorted"\n'
+    stations = read_stations(_stations(tmp_path, tmp_path / "models", sink), fitted=False, looking=True)
+    try:
+        said = stations.stations[0].sinks[0].sink.describe()
+    finally:
+        stations.close()
+    assert said == (f"folder {tmp_path / 'sorted'} (copies in normal/, anomalous/, unrecognised/, undecided/; refused "
+                    "images in refused/)")  # fmt: skip
+    assert set(DECISION_FOLDERS.values()) == {"normal", "anomalous", "unrecognised"}

@@ -263,7 +263,8 @@ def _check_walk(source: Source, sinks: list[SinkConfig], kept: dict[str, Path], 
     again, without end; the service's ``kept`` folders (state, pictures, models) would lose what they keep. One
     line naming both (paths resolved, after symbolic links). The walk is told to skip them all the same (see
     ``HotFolder.keep_out``). Without ``recursive`` no subfolder is entered: a folder sink there (even at the hot
-    folder itself, which writes only into its normal/, anomalous/, undecided/, refused/) is never taken again."""
+    folder itself, which writes only into its normal/, anomalous/, unrecognised/, undecided/, refused/) is never
+    taken again."""
     folder = getattr(source, "folder", None)
     keep_out = getattr(source, "keep_out", None)
     if source.kind != "folder" or not isinstance(folder, Path) or not callable(keep_out):

@@ -28,7 +28,10 @@ from eagle_iad.station.sources.folder import ABSENT, NotAFileError, open_regular
 JSON_RESERVE = len(".json") + 10
 
 
+#: The folder of each decision a verdict's copy goes to; any other (no decision) goes to :data:`UNDECIDED_FOLDER`.
+#: One declaration: the deliveries and the start-up line (:meth:`FolderSink.describe`) both read it.
 DECISION_FOLDERS = {"normal": "normal", "anomalous": "anomalous", "unrecognised": "unrecognised"}
+UNDECIDED_FOLDER = "undecided"
 #: Where the images the station refused go, each with its refusal's JSON.
 REFUSED_FOLDER = "refused"
 
@@ -69,7 +72,8 @@ class FolderSink:
 
     def describe(self) -> str:
         how = "hard links" if self.link else "copies"
-        return f"folder {self.folder} ({how} in normal/, anomalous/, undecided/; refused images in refused/)"
+        folders = ", ".join(f"{folder}/" for folder in (*DECISION_FOLDERS.values(), UNDECIDED_FOLDER))
+        return f"folder {self.folder} ({how} in {folders}; refused images in {REFUSED_FOLDER}/)"
 
     def deliver(self, payload: Mapping[str, Any], key: str) -> None:
         refused = refusal(payload)
@@ -81,7 +85,7 @@ class FolderSink:
         # stored, not yet put away: the file is still where it arrived
         places = [image, *([Path(str(payload["source"]))] if payload.get("source") else [])]
         expected = record.get("image_sha256")
-        folder = self.folder / DECISION_FOLDERS.get(str(record.get("decision")), "undecided")
+        folder = self.folder / DECISION_FOLDERS.get(str(record.get("decision")), UNDECIDED_FOLDER)
         name = Path(str(record.get("image_name") or image.name)).name
         stem, suffix = os.path.splitext(f"{key}_{name}")
         base = fit_name(stem, suffix, NAME_MAX - JSON_RESERVE)  # a long name still fits with its .json
