@@ -442,7 +442,8 @@ def test_a_receiver_that_always_fails_ends_in_dead_letters_that_retry_requeues(
     status = json.loads(out[out.index("[") :])[0]
     assert status["sinks"]["webhook"]["dead_letters"] == 4
     assert status["sinks"]["webhook"]["last_error"] == f"HTTP 500 from http://127.0.0.1:{receiver.port}/verdicts"
-    assert status["warnings"] == ["4 dead letters (eagle station retry requeues them)"]
+    assert status["warnings"] == [f"4 dead letters (eagle station retry requeues them); sink webhook: 4, the last "
+                                  f"given up on: HTTP 500 from http://127.0.0.1:{receiver.port}/verdicts"]  # fmt: skip
     receiver.fail = False
     receiver.received.clear()
     code, log = _run(stations, "retry")
@@ -502,7 +503,7 @@ def test_an_unknown_sink_is_one_line_naming_the_known_ones_and_a_sink_only_in_th
     code, out = _run(stations, "retry", "--sink", "old")
     assert (code, out) == (0, "eagle station retry: 2 dead letters back in their queues\n")
     code, out = _run(stations, "retry", "--station", "line-1", "--sink", "sorted")
-    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+    assert (code, out) == (0, "eagle station retry: 1 dead letter back in their queues\n")
 
 
 def test_retry_needs_no_model_folder(tmp_path: Path) -> None:
@@ -520,7 +521,7 @@ def test_retry_needs_no_model_folder(tmp_path: Path) -> None:
         store.close()
     assert not (tmp_path / "models").exists()
     code, out = _run(stations, "retry")
-    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+    assert (code, out) == (0, "eagle station retry: 1 dead letter back in their queues\n")
     (tmp_path / "models").mkdir()  # the models folder there, the category's model not
     code, out = _run(stations, "retry", "--station", "line-1", "--sink", "sorted")
     assert (code, out) == (0, "eagle station retry: 0 dead letters back in their queues\n")
@@ -546,7 +547,7 @@ def test_retry_requeues_only_the_dead_letters_of_this_files_stations(tmp_path: P
     assert (code, out) == (2, f"eagle: error: {stations}: --sink 'theirs' is not a sink of this file's stations "
                               "(their sinks: sorted; only in the outbox: old)\n")  # fmt: skip
     code, out = _run(stations, "retry", "--sink", "old")
-    assert (code, out) == (0, "eagle station retry: 1 dead letters back in their queues\n")
+    assert (code, out) == (0, "eagle station retry: 1 dead letter back in their queues\n")
     code, out = _run(stations, "retry")
     assert (code, out) == (0, "eagle station retry: 0 dead letters back in their queues\n")
     store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")

@@ -938,7 +938,8 @@ def test_a_dead_letter_warning_names_what_requeues_it_in_the_service(
         assert _post(live.base, "/v1/stations", body)[0] == 201
         info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["dead_letters"] == 1, "a dead letter")
         assert info["warnings"] == ["1 dead letter (the console's Retry on the Stations page, or POST "
-                                    "/v1/stations/line-1/retry, requeues them)"]  # fmt: skip
+                                    "/v1/stations/line-1/retry, requeues them); sink webhook: 1, the last given up "
+                                    f"on: HTTP 422 from {body['sinks'][0]['url']}"]  # fmt: skip
         receiver.answer = None
         assert _post(live.base, "/v1/stations/line-1/retry") == (200, {"requeued": 1})
         info = _until(live.base, "line-1", lambda i: i["sinks"]["webhook"]["delivered"] == 1, "delivered")

@@ -158,7 +158,7 @@ def _cmd_retry(args: argparse.Namespace) -> int:
         count = tables.requeue_dead(names, args.sink)
     finally:
         store.close()
-    print(f"eagle station retry: {count} dead letters back in their queues", file=sys.stderr)
+    print(f"eagle station retry: {count} dead letter{'' if count == 1 else 's'} back in their queues", file=sys.stderr)
     return 0
 
 

@@ -567,8 +567,19 @@ def station_figures(
                            else "no new verdict sent to any sink (duplicates = \"skip\")"))  # fmt: skip
     warnings += failing
     warnings += _orphaned(db, name, {sink_name for sink_name, _ in config.sinks})
-    if dead:
-        warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)")
+    if dead:  # with why, sink by sink: what the operator must fix before a retry is any use
+        given_up: list[str] = []
+        for sink_name, figures in sinks.items():
+            if not figures["dead_letters"]:
+                continue
+            last = db.execute(
+                "SELECT last_error FROM outbox WHERE station = ? AND sink = ? AND state = 'dead' AND last_error IS NOT "
+                "NULL ORDER BY seq DESC LIMIT 1", (name, sink_name),
+            ).fetchone()  # fmt: skip
+            error = "" if last is None else f", the last given up on: {last[0]}"
+            given_up.append(f"sink {sink_name}: {figures['dead_letters']}{error}")
+        warnings.append(f"{dead} dead letter{'' if dead == 1 else 's'} ({config.retry} requeues them)"
+                        + "".join(f"; {one}" for one in given_up))  # fmt: skip
     return {
         "station": name,
         "category": config.category,
