@@ -301,8 +301,13 @@ def test_a_stream_that_drops_is_reopened(tmp_path: Path, stream: MjpegStream) ->
         while not any("cannot be opened" in line for line in lines):
             assert time.monotonic() < deadline, lines
             time.sleep(0.05)
+        # no frame meanwhile: the station's state says so (waiting: <this>), not "running"
+        said = camera.station_warning()
+        assert said is not None and said.startswith("camera cannot be opened since "), said
+        assert said.endswith("; trying again every 0.2 s; no frame is taken meanwhile"), said
         second = MjpegStream(_frames(3, size=64), port=port)
         after = _drain(camera, until=2)
+        assert camera.station_warning() is None  # opened again
         assert int(after[0].name[6:14]) > int(before[-1].name[6:14])  # frames counted on across the reopening
         assert [line.split(": ", 2)[2] for line in lines[:3]] == [
             "no frame for 10 s or the stream ended; reopening in 0.2 s",

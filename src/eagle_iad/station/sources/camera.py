@@ -189,6 +189,8 @@ class Camera:
         #: Why frames cannot be saved now (the last save failed, or, looked at by ``eagle station status``, the
         #: folder cannot be written), or ``None``: a warning in the status while it lasts (see :meth:`warning`).
         self._unsaved: str | None = None
+        #: Why a live camera takes no frame now: it cannot be opened (unplugged, the stream down) since when, or None.
+        self._unopened: str | None = None
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             unwritable = f"{self.frames} cannot be created or written by this user"
             if not options.looking:
@@ -327,13 +329,15 @@ class Camera:
         return moved
 
     def station_warning(self) -> str | None:
-        """What keeps the camera from taking frames now, for the station's status: the PLC trigger not connected
-        (naming its endpoint and why), frames that cannot be saved (each refused meanwhile: the last failure), or
-        ``None``. Read for ``eagle station status`` (:attr:`looking`): only a ``frames`` folder this user cannot
-        write (a run refuses the station then), the status answering rather than failing on it."""
+        """What keeps the camera from taking frames now, for the station's status: the camera not opened (since
+        when), the PLC trigger not connected (naming its endpoint and why), frames that cannot be saved (each refused
+        meanwhile: the last failure), or ``None``. Read for ``eagle station status`` (:attr:`looking`): only a
+        ``frames`` folder this user cannot write (a run refuses the station then), the status answering rather than
+        failing on it."""
         if self.looking:  # nothing runs here: only the folder's own state
             return self._unsaved
-        said = [one for one in (None if self.plc is None else self.plc.problem(), self._unsaved) if one is not None]
+        plc = None if self.plc is None else self.plc.problem()
+        said = [one for one in (self._unopened, plc, self._unsaved) if one is not None]
         return "; ".join(said) or None
 
     def station_probe(self) -> None:
@@ -408,11 +412,14 @@ class Camera:
                     if not failing:
                         self.log(f"eagle station: camera {self.what}: cannot be opened; trying again every "
                                  f"{self.reconnect_s:g} s")  # fmt: skip
+                        self._unopened = (f"camera cannot be opened since {stamp(time.time())}; trying again every "
+                                          f"{self.reconnect_s:g} s; no frame is taken meanwhile")  # fmt: skip
                     failing = True
                 else:
                     if failing:
                         self.log(f"eagle station: camera {self.what}: opened")
                     failing = False
+                    self._unopened = None
                     index = self._read(capture, index)
                     if self.file is not None or self._halt.is_set():
                         break
