@@ -521,7 +521,7 @@ def test_frames_that_cannot_be_saved_are_a_warning_while_it_lasts(tmp_path: Path
     lines: list[str] = []
     camera.log = lines.append
     try:
-        assert camera.warning() is None
+        assert camera.station_warning() is None
         deadline = time.monotonic() + wait_s(30)
         first: list[Arrival] = []
         while not first:
@@ -535,7 +535,7 @@ def test_frames_that_cannot_be_saved_are_a_warning_while_it_lasts(tmp_path: Path
             "cam-00000000.png",
             tmp_path / "frames" / "cam-00000000.png",
         )
-        warning = camera.warning()
+        warning = camera.station_warning()
         assert warning is not None and warning.startswith("frames cannot be saved (the last, frame 0 at ")
         assert warning.endswith(
             f"{why}); each frame taken until one is saved again is refused, told to the sinks that take refusals"
@@ -544,7 +544,7 @@ def test_frames_that_cannot_be_saved_are_a_warning_while_it_lasts(tmp_path: Path
             camera.refuse(arrival, str(arrival.refused))
         (tmp_path / "frames" / ".partial").unlink()
         assert [a.name for a in _drain(camera)] == ["cam-00000010.png"]
-        assert camera.warning() is None
+        assert camera.station_warning() is None
         assert (
             lines[-1]
             == f"eagle station: camera {tmp_path / 'clip.avi'}: frames are saved again in {tmp_path / 'frames'}"

@@ -81,9 +81,12 @@ def stopped_station_what(file: str, grace_s: float) -> str:
 
 def _source_says(source: object) -> str | None:
     """What a source read for the status (:attr:`~eagle_iad.station.parts.Options.looking`) says keeps it from
-    taking images (its ``warning``), or ``None``: one that does not say, or whose ``warning`` fails (a plugin's)."""
-    says = getattr(source, "warning", None)
-    if not callable(says):
+    taking images (its ``station_warning`` hook), or ``None``: one that does not say, or whose hook fails (a
+    plugin's)."""
+    from eagle_iad.station.parts import source_hook
+
+    says = source_hook(source, "station_warning")
+    if says is None:
         return None
     try:
         found = says()
