@@ -9,10 +9,11 @@ of these checks lives in ``test_vllm_engine.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +441,112 @@ def test_a_hybrid_of_two_different_models_is_refused_before_any_prompt(
                  "--out", str(run)) == 2  # fmt: skip
     assert "are not the same model: model types differ ('llava' vs 'qwen2_5_vl')" in capsys.readouterr().err
     assert not run.exists() and not (cells.parent / "mismatch-models").exists()
+
+
+def test_the_same_model_in_another_layout_is_accepted_and_an_uncomparable_one_warned(
+    tiny_qwen: Path, other_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A review's reproductions: a trainer's leftovers beside the weights, a ``pytorch_model.bin`` beside the
+    safetensors, or a partial tokenizer download are the same model as a plain copy (the weights compared in the
+    format both hold, tokenizer files by the names both have); another seed is still refused in either layout.
+    Nothing in common to compare, or an identity of another eagle version, is warned about ("cannot check"),
+    never refused."""
+    import shutil
+
+    from eagle_iad.mllm.hybrid import check_same_model
+    from eagle_iad.mllm.weights import IDENTITY_VERSION
+
+    def layout(name: str, source: Path = tiny_qwen) -> Path:
+        return Path(shutil.copytree(source, tmp_path / name))
+
+    trained = layout("trained")
+    for leftover in ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state_0.pth", "rng_state.pth"):
+        (trained / leftover).write_bytes(leftover.encode() * 10)
+    both = layout("both")
+    (both / "pytorch_model.bin").write_bytes(b"a torch copy of the same weights")
+    partial = layout("partial")
+    (partial / "tokenizer.json").unlink()  # a download that stopped before the tokenizer's largest file
+    full = layout("full")
+    (full / "vocab.json").write_text('{"a": 0}')  # the files a full download holds beside them
+    (full / "merges.txt").write_text("#version: 0.2\n")
+    for folder in (trained, both, partial, full):
+        assert check_same_model(f"hf:{folder}", f"hf:{tiny_qwen}") is None, folder.name
+        assert check_same_model(f"hf:{tiny_qwen}", f"hf:{folder}") is None, folder.name
+    assert check_same_model(f"hf:{trained}", f"hf:{both}") is None
+    assert check_same_model(f"hf:{partial}", f"hf:{full}") is None
+    # another seed in the two-format layout (and with a trainer's leftovers) is still another model
+    seed_both = layout("seed_both", other_models["seed"])
+    (seed_both / "pytorch_model.bin").write_bytes(b"a torch copy of the same weights")
+    (seed_both / "training_args.bin").write_bytes(b"args")
+    with pytest.raises(ConfigError, match=r"are not the same model: weights differ"):
+        check_same_model(f"hf:{seed_both}", f"hf:{both}")
+    # a partial tokenizer that differs in a file both have is still refused
+    template = layout("template_partial", other_models["template"])
+    (template / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match=r"are not the same model: tokenizers or chat templates differ"):
+        check_same_model(f"hf:{template}", f"hf:{tiny_qwen}")
+    # nothing in common: said, not refused
+    only_bin = layout("only_bin")
+    for weights in only_bin.glob("*.safetensors"):
+        weights.unlink()
+    (only_bin / "pytorch_model.bin").write_bytes(b"weights")
+    note = check_same_model(f"hf:{only_bin}", f"hf:{tiny_qwen}")
+    assert note == (
+        f"cannot check that --mllm hf:{only_bin} and --caas-mllm hf:{tiny_qwen} hold the same model (no weight "
+        "format in common (.bin vs .safetensors)); a hybrid needs the same weights on both sides, or its band "
+        "answers come from another model"
+    )
+    from eagle_iad.mllm.weights import TOKENIZER_FILES, model_identity
+
+    json_only = layout("tokenizer_json_only")
+    for name in TOKENIZER_FILES:
+        if name != "tokenizer.json":
+            (json_only / name).unlink(missing_ok=True)
+    note = check_same_model(f"hf:{json_only}", f"hf:{partial}")
+    assert note is not None and "hold the same model (no tokenizer file in common (tokenizer.json vs " in note, note
+    # an engine whose identity is of another eagle version (and another seed): said, never refused
+    seed = model_identity(other_models["seed"])
+    assert seed is not None and seed["version"] == IDENTITY_VERSION
+    old = {**seed, "version": IDENTITY_VERSION - 1}
+    with _models_server({"object": "list", "data": [{"id": SERVED, "eagle_model": old}]}) as url:
+        note = check_same_model(f"openai:{url}#{SERVED}", f"hf:{tiny_qwen}")
+    assert (
+        note is not None
+        and (
+            f"hold the same model (their identities are made by different eagle versions (identity version "
+            f"{IDENTITY_VERSION - 1} vs {IDENTITY_VERSION}))"
+        )
+        in note
+    ), note
+
+
+@contextlib.contextmanager
+def _models_server(listing: dict[str, Any]) -> Iterator[str]:
+    """A real HTTP server answering ``GET /v1/models`` with ``listing`` (an engine of another eagle version)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps(listing).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def test_a_served_engine_is_checked_against_the_caas_side(

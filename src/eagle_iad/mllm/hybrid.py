@@ -32,7 +32,13 @@ from eagle_iad.mllm.base import (
     parse_spec,
     register_backend,
 )
-from eagle_iad.mllm.weights import SERVED_IDENTITY_KEY, identity_difference, local_folder, model_identity
+from eagle_iad.mllm.weights import (
+    SERVED_IDENTITY_KEY,
+    identity_difference,
+    local_folder,
+    model_identity,
+    uncheckable,
+)
 from eagle_iad.tgps.prompt import ContentItem
 
 Route = Literal["engine", "caas"]
@@ -139,10 +145,10 @@ def check_same_model(engine: str, caas: str) -> str | None:
     right, why_right = side_identity(caas)
     if left is None or right is None:
         spec, why = (engine, why_left) if left is None else (caas, why_right)
-        return (
-            f"cannot check that --mllm {engine} and --caas-mllm {caas} hold the same model ({spec}: {why}); a "
-            "hybrid needs the same weights on both sides, or its band answers come from another model"
-        )
+        return _cannot_check(engine, caas, f"{spec}: {why}")
+    why_not = uncheckable(left, right)
+    if why_not is not None and left.get("version") != right.get("version"):
+        return _cannot_check(engine, caas, why_not)  # made otherwise: no part is comparable
     difference = identity_difference(left, right)
     if difference is not None:
         raise ConfigError(
@@ -150,4 +156,12 @@ def check_same_model(engine: str, caas: str) -> str | None:
             "answers the band's inspections with --caas-mllm and all others with --mllm, so both must hold the same "
             "checkpoint (docs/MLLM.md, hybrid)"
         )
-    return None
+    return None if why_not is None else _cannot_check(engine, caas, why_not)
+
+
+def _cannot_check(engine: str, caas: str, why: str) -> str:
+    """The warning of a hybrid whose two sides could not be shown to be the same model (it goes on)."""
+    return (
+        f"cannot check that --mllm {engine} and --caas-mllm {caas} hold the same model ({why}); a "
+        "hybrid needs the same weights on both sides, or its band answers come from another model"
+    )

@@ -7,11 +7,17 @@ A folder's path says nothing (a copy, a hub snapshot, a vLLM server's ``root``),
 files, independent of where they lie and when they were copied:
 
 * ``model_type`` and ``config``: the checkpoint's ``config.json`` (its path-dependent keys left out);
-* ``tokenizer``: the tokenizer and chat-template files (another vocabulary or template is another prompt);
-* ``weights``: per weight file its name and size and, up to :data:`FULL_HASH_BYTES` in all, the SHA-256 of its bytes;
-  beyond that a safetensors file's header (every tensor's name, dtype, shape and offset) and
-  :data:`SAMPLES` evenly spaced windows of its bytes, so two copies agree and a re-trained or fine-tuned
-  checkpoint of the same shape differs, while a 15 GB model is read in a few MiB, not in minutes.
+* ``tokenizer``: per tokenizer or chat-template file present, its SHA-256 (another vocabulary or template is
+  another prompt); two sides compare the files both have, since a partial download holds only some of them;
+* ``weights``: per weight format (:data:`WEIGHT_FORMATS`), per model weight file its name and size and, up to
+  :data:`FULL_HASH_BYTES` in all, the SHA-256 of its bytes; beyond that a safetensors file's header (every
+  tensor's name, dtype, shape and offset) and :data:`SAMPLES` evenly spaced windows of its bytes, so two copies
+  agree and a re-trained or fine-tuned checkpoint of the same shape differs, while a 15 GB model is read in a few
+  MiB, not in minutes. Two sides compare the format both have (safetensors first): a folder holding
+  ``pytorch_model.bin`` beside ``model.safetensors`` is the same model as a copy holding the safetensors only.
+  A trainer's files (``training_args.bin``, ``optimizer.pt``, ``rng_state.pth``) are not the model's weights;
+* ``version``: :data:`IDENTITY_VERSION`, so an ``eagle serve-mllm`` of another eagle version, whose identity is
+  made otherwise, is said to be uncheckable instead of compared part by part.
 
 Torch-free and read only; ``eagle serve-mllm`` lists the same identity in ``/v1/models`` (``eagle_model``) so a
 hybrid whose engine is such a server is checked too.
@@ -26,8 +32,15 @@ from typing import Any
 
 from eagle_iad.file_hash import file_sha256
 
-#: Weight files of a checkpoint folder.
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+#: How :func:`model_identity` is made; raised whenever that changes, so identities made otherwise (an ``eagle
+#: serve-mllm`` of another eagle version) are never compared part by part (:func:`uncheckable`).
+IDENTITY_VERSION = 2
+#: A checkpoint's weight formats, in the order two sides compare them (the first both hold): by file suffix.
+#: ``.pt``/``.pth`` are not among them: transformers loads no model from them, a trainer leaves them
+#: (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``).
+WEIGHT_FORMATS = (".safetensors", ".bin", ".gguf")
+#: Files of a weight format's suffix that a trainer writes beside the model: not its weights.
+TRAINING_FILES = frozenset({"training_args.bin"})
 #: Tokenizer and chat-template files (what turns the same prompt into the same token ids).
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt",
@@ -88,18 +101,58 @@ def model_identity(folder: str | Path) -> dict[str, Any] | None:
     if not config:
         return None
     files = sorted(p for p in folder.iterdir() if p.is_file())
-    tokenizer = [f"{p.name}\0{file_sha256(p)}" for p in files if p.name in TOKENIZER_FILES]
-    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
-    sizes = {p: p.stat().st_size for p in weights}
-    full = sum(sizes.values()) <= FULL_HASH_BYTES
-    weight_parts = [f"{p.name}\0{sizes[p]}\0{file_sha256(p) if full else _sampled(p, sizes[p])}" for p in weights]
+    tokenizer = {p.name: _digest([file_sha256(p)]) for p in files if p.name in TOKENIZER_FILES}
+    weights: dict[str, str] = {}
+    for suffix in WEIGHT_FORMATS:
+        chosen = [p for p in files if p.suffix == suffix and p.name not in TRAINING_FILES]
+        sizes = {p: p.stat().st_size for p in chosen}
+        full = sum(sizes.values()) <= FULL_HASH_BYTES
+        parts = [f"{p.name}\0{sizes[p]}\0{file_sha256(p) if full else _sampled(p, sizes[p])}" for p in chosen]
+        if parts:
+            weights[suffix] = _digest(parts)
     return {
+        "version": IDENTITY_VERSION,
         "model_type": str(config.get("model_type", "")),
         "config": _digest([json.dumps(config, sort_keys=True)]),
         "config_values": _flat(config),
-        "tokenizer": _digest(tokenizer),
-        "weights": _digest(weight_parts) if weights else None,
+        "tokenizer": tokenizer,
+        "weights": weights or None,
     }
+
+
+def _common_tokenizer(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The tokenizer files both identities name (a partial download holds only some)."""
+    left, right = a.get("tokenizer"), b.get("tokenizer")
+    return sorted(set(left) & set(right)) if isinstance(left, dict) and isinstance(right, dict) else []
+
+
+def _common_format(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The first of :data:`WEIGHT_FORMATS` both identities hold, or None."""
+    left, right = a.get("weights"), b.get("weights")
+    if not isinstance(left, dict) or not isinstance(right, dict):
+        return None
+    return next((suffix for suffix in WEIGHT_FORMATS if suffix in left and suffix in right), None)
+
+
+def uncheckable(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """Why two identities cannot show the same model (in words), or None where every part can be compared.
+
+    Why apart from :func:`identity_difference`: a side of another eagle version, or two sides with no weight format
+    or tokenizer file in common, is no proof of another model, so it is warned about, never refused; a difference in
+    the parts that can be compared is still refused first (:func:`eagle_iad.mllm.hybrid.check_same_model`).
+    """
+    if a.get("version") != b.get("version"):
+        return (
+            f"their identities are made by different eagle versions (identity version {a.get('version')!r} vs "
+            f"{b.get('version')!r})"
+        )
+    if a.get("weights") and b.get("weights") and _common_format(a, b) is None:
+        formats = [" ".join(sorted(side["weights"])) for side in (a, b)]
+        return f"no weight format in common ({formats[0]} vs {formats[1]})"
+    if a.get("tokenizer") and b.get("tokenizer") and not _common_tokenizer(a, b):
+        names = [" ".join(sorted(side["tokenizer"])) for side in (a, b)]
+        return f"no tokenizer file in common ({names[0]} vs {names[1]})"
+    return None
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -115,10 +168,17 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def identity_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     """What differs between two identities, in words (the first differing part, with the settings that differ
-    for an architecture); None where they are the same model. A weights part unknown on either side (a server
-    that lists only some parts) is not compared."""
+    for an architecture); None where they are the same model. A part unknown on either side (a server that lists
+    only some parts) is not compared; the tokenizer is compared on the files both name, the weights in the first
+    format both hold (what cannot be compared so: :func:`uncheckable`)."""
     for part in PARTS:
         left, right = a.get(part), b.get(part)
+        if part == "tokenizer" and isinstance(left, dict) and isinstance(right, dict):
+            common = _common_tokenizer(a, b)
+            left, right = [left[n] for n in common] or None, [right[n] for n in common] or None
+        elif part == "weights" and isinstance(left, dict) and isinstance(right, dict):
+            suffix = _common_format(a, b)
+            left, right = (None, None) if suffix is None else (left[suffix], right[suffix])
         if left is None or right is None or left == right:
             continue
         if part == "model_type":
