@@ -412,7 +412,13 @@ def test_sliding_window_layers_are_named_with_why_their_image_attention_is_flat(
                         "--out", str(out), "--max-new-tokens", "2", "--layers", "0,1,2,3")  # fmt: skip
     assert code == 0, err
     report = json.loads((out / "attention.json").read_text())
-    assert report["sliding_window"] == {"layers": [0, 2], "window": 32, "note": note}
+    # the image starts 42 positions before the answer in both prompts: beyond the window of 32
+    assert report["sliding_window"] == {
+        "layers": [0, 2],
+        "window": 32,
+        "distance": {"baseline": 42, "eagle": 42},
+        "note": note,
+    }
     for name in ("curves.png", "overlays.png"):
         with Image.open(out / name) as im:
             assert im.text["Description"] == note, name
@@ -438,3 +444,52 @@ def test_sliding_window_layers_are_named_with_why_their_image_attention_is_flat(
     assert "sliding_window" not in json.loads((plain / "attention.json").read_text())
     with Image.open(plain / "curves.png") as im:
         assert "Description" not in im.text
+
+
+def test_a_sliding_layer_whose_window_reaches_the_image_is_not_marked(
+    elpv_expert_dir: Path, cell_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Gemma 3's released window (1024 tokens) holds a typical EAGLE prompt whole: its sliding layers then see the
+    image, and a flat overlay there is a finding, not the window. A layer is marked only when the image's first
+    token lies ``window`` or more positions before the generated token attending (it sees itself and the
+    ``window - 1`` before): at exactly that distance the first image token's captured attention is 0 and the note
+    is given with the distance; one position more of window and it is seen, with no note; with a window larger
+    than the prompt, ``eagle attention`` and ``eagle inspect`` say nothing of sliding windows."""
+    from eagle_iad.mllm import GenerateOptions, load_backend
+    from eagle_iad.testing.tiny import build_tiny_gemma3
+    from eagle_iad.tgps.prompt import ImageItem, TextItem
+
+    items = [TextItem("Look:"), ImageItem(role="query", ref="q"), TextItem("Is it defective? Answer yes or no.")]
+    rgb = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    options = GenerateOptions(max_new_tokens=2, capture_attention=True)
+    probe = load_backend(f"hf:{build_tiny_gemma3(tmp_path / 'wide', sliding_window=4096)}")
+    reply = probe.generate(items, {"q": rgb}, options)
+    assert "sliding_window" not in reply.metadata
+    distance = reply.metadata["prompt_tokens"] - reply.metadata["image_spans"][0][0][0]
+    assert 0 < distance < 4096
+    for window in (distance, distance + 1):
+        backend = load_backend(f"hf:{build_tiny_gemma3(tmp_path / f'w{window}', sliding_window=window)}")
+        reply = backend.generate(items, {"q": rgb}, options)
+        assert reply.attention is not None
+        first = {layer: float(row[0]) for layer, row in reply.attention.per_layer.items()}
+        if window == distance:  # the image's first token is out of the sliding layers' sight
+            assert reply.metadata["sliding_window"]["layers"] == [0, 2]
+            assert reply.metadata["sliding_window"]["distance"] == distance
+            assert first[0] == 0.0 and first[2] == 0.0 and first[1] > 0.0 and first[3] > 0.0
+        else:  # every image token is in sight: nothing to explain away
+            assert "sliding_window" not in reply.metadata
+            assert all(value > 0.0 for value in first.values()), first
+    out = tmp_path / "out"
+    spec = f"hf:{tmp_path / 'wide'}"
+    code, _, err = _cli(capsys, "attention", cell_image, "--model", str(elpv_expert_dir), "--mllm", spec,
+                        "--out", str(out), "--max-new-tokens", "2", "--layers", "0,1,2,3")  # fmt: skip
+    assert code == 0, err
+    assert "sliding_window" not in json.loads((out / "attention.json").read_text())
+    for name in ("curves.png", "overlays.png"):
+        with Image.open(out / name) as im:
+            assert "Description" not in im.text, name
+    pictures = tmp_path / "inspect"
+    code, stdout, err = _cli(capsys, "inspect", cell_image, "--mllm", spec, "--condition", "baseline",
+                             "--capture-attention", "--max-new-tokens", "2", "--out", str(pictures))  # fmt: skip
+    assert code == 0, err
+    assert "sliding-window" not in stdout and "attention: L" not in stdout

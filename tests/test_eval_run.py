@@ -385,7 +385,9 @@ def test_attention_curves_mark_sliding_window_layers(
                  "--mllm", f"hf:{tiny_mllm_dirs['gemma3']}", "--conditions", "baseline", "--attention",
                  "--out", str(run)) == 0  # fmt: skip
     rows = [json.loads(line) for line in (run / RESULTS).read_text().splitlines()]
-    assert len(rows) == 2 and all(row["sliding_window"] == {"layers": [0, 2], "window": 32} for row in rows)
+    # the image starts 42 positions before the answer: beyond the window of 32 (as in eagle attention's baseline)
+    expected = {"layers": [0, 2], "window": 32, "distance": 42}
+    assert len(rows) == 2 and all(row["sliding_window"] == expected for row in rows)
     with Image.open(run / "attention.png") as im:
         assert im.text["Description"] == sliding_window_note([0, 2], 32)
     plain = tmp_path / "plain"

@@ -264,16 +264,26 @@ def analyze(
 
 
 def _sliding(results: dict[str, ConditionResult], captured: list[int]) -> dict[str, Any] | None:
-    """The backend's record of its sliding-window layers (reply metadata), narrowed to the captured layers."""
-    record = next((r.verdict.metadata.get("sliding_window") for r in results.values()), None)
-    if not isinstance(record, dict):
-        return None
-    layers = [layer for layer in record.get("layers", []) if layer in captured]
-    return sliding_window_record({layer: int(record["window"]) for layer in layers}) if layers else None
+    """The backend's records of the sliding-window layers whose window the image lay beyond (reply metadata), over
+    the conditions (their prompts differ in length, so one may reach the image and another not), narrowed to the
+    captured layers; ``distance`` per condition that had such layers."""
+    found = {name: r.verdict.metadata.get("sliding_window") for name, r in results.items()}
+    records: dict[str, dict[str, Any]] = {name: record for name, record in found.items() if isinstance(record, dict)}
+    layers = {layer: int(r["window"]) for r in records.values() for layer in r.get("layers", []) if layer in captured}
+    distance = {name: int(r["distance"]) for name, r in records.items() if "distance" in r}
+    return sliding_window_record(layers, distance) if layers else None
 
 
 def _sliding_layers(report: AttentionReport) -> set[int]:
     return set() if report.sliding_window is None else set(report.sliding_window["layers"])
+
+
+def _local(report: AttentionReport, condition: str, layer: int) -> bool:
+    """Whether ``condition``'s image lay beyond ``layer``'s sliding window (its overlay is local by design)."""
+    if report.sliding_window is None or layer not in report.sliding_window["layers"]:
+        return False
+    distance = report.sliding_window.get("distance")
+    return not isinstance(distance, dict) or condition in distance
 
 
 def _description(*parts: str | None) -> str | None:
@@ -350,7 +360,7 @@ def draw_overlay_grid(report: AttentionReport, rgb: np.ndarray, mask: np.ndarray
             ax.imshow(attention_overlay(rgb, result.capture, layer))
             if mask is not None and mask.any():
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
-            local = f"\n({SLIDING_TAG})" if layer in sliding else ""
+            local = f"\n({SLIDING_TAG})" if _local(report, condition, layer) else ""
             ax.set_title(f"{condition} L{layer} share {result.capture.share[layer]:.3f}{local}", fontsize=8)
             ax.set_axis_off()
     caption = _mark_random(fig, report, fontsize=8, narrow=cols < 2)
@@ -370,7 +380,7 @@ def write_report(
         for layer in report.overlay_layers:
             # attention_overlay upsamples exactly as the metrics do: the picture shows what was scored.
             path = out_dir / f"overlay_{condition}_layer{layer}.png"
-            local = layer in _sliding_layers(report) and report.sliding_window is not None
+            local = _local(report, condition, layer) and report.sliding_window is not None
             note = str(report.sliding_window["note"]) if local and report.sliding_window is not None else None
             save_png(path, attention_overlay(rgb, result.capture, layer), description=note)
             paths[path.stem] = path

@@ -570,7 +570,11 @@ class Worker:
             out["attention_share"] = {str(k): float(v) for k, v in verdict.attention["share"].items()}
             sliding = verdict.metadata.get("sliding_window")
             if isinstance(sliding, dict):  # those layers' share is local by design: the report's curves say so
-                out["sliding_window"] = {"layers": list(sliding["layers"]), "window": int(sliding["window"])}
+                out["sliding_window"] = {
+                    "layers": list(sliding["layers"]),
+                    "window": int(sliding["window"]),
+                    "distance": int(sliding["distance"]),
+                }
         return out
 
 

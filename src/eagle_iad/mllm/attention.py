@@ -125,11 +125,27 @@ def sliding_window_note(layers: Sequence[int], window: int) -> str:
     )
 
 
-def sliding_window_record(layers: dict[int, int]) -> dict[str, Any]:
-    """``{"layers", "window", "note"}`` of a model's sliding-window layers (``{layer: window}``; one window)."""
+def sliding_window_record(layers: dict[int, int], distance: Any = None) -> dict[str, Any]:
+    """``{"layers", "window", "note"}`` of a model's sliding-window layers (``{layer: window}``; one window) whose
+    window the image lies beyond, with ``distance`` (:func:`image_beyond_window`'s, or per condition) where given."""
     ordered = sorted(layers)
     window = max(layers.values())
-    return {"layers": ordered, "window": window, "note": sliding_window_note(ordered, window)}
+    record: dict[str, Any] = {"layers": ordered, "window": window}
+    if distance is not None:
+        record["distance"] = distance
+    return {**record, "note": sliding_window_note(ordered, window)}
+
+
+def image_beyond_window(sliding: dict[int, int], distance: int) -> dict[int, int]:
+    """The sliding-window layers (``{layer: window}``) whose window does not reach the image's first token.
+
+    ``distance``: positions from the image's first token to the generated token attending (the capture's first
+    decode step sits at the prompt's length). Such a token sees itself and the ``window - 1`` positions before
+    it (the keys a sliding cache keeps), so the image's first token is out of sight from ``distance >= window``
+    on. Why only then: Gemma 3's released window is 1024 tokens and an EAGLE prompt mostly fits in it; there the
+    layer sees the whole image, and a flat overlay is a finding, not to be explained away by the window.
+    """
+    return {layer: window for layer, window in sliding.items() if distance >= window}
 
 
 #: The caption line (and PNG ``Description``) of every attention picture a tiny random test model's answer gave:

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from eagle_iad.errors import ConfigError
-from eagle_iad.mllm.attention import sliding_window_record
+from eagle_iad.mllm.attention import image_beyond_window, sliding_window_record
 from eagle_iad.mllm.base import (
     HYBRID_SCHEME,
     RANDOM_MODEL_NOTE,
@@ -98,7 +98,8 @@ def sliding_window_layers(text_config: Any) -> dict[int, int]:
 
     Why the backend says so: such a layer's token sees only the last ``window`` keys, so when the prompt
     puts the image further back than that, its image attention is nothing by construction. Said with each
-    capture (``metadata["sliding_window"]``), a flat overlay or a share of 0 there is read as the window,
+    capture where the image lies beyond the window (``metadata["sliding_window"]``,
+    :func:`eagle_iad.mllm.attention.image_beyond_window`), a flat overlay or a share of 0 there is read as the window,
     never as a model that ignored the image (docs/MLLM.md, "Attention analysis").
     """
     types = getattr(text_config, "layer_types", None) or []
@@ -619,8 +620,12 @@ class HFBackend:
             reply.metadata["random_test_model"] = True  # its answer is noise (docs/MLLM.md)
         if options.caas is not None and not request.scaled_layers:
             reply.metadata["caas_not_applied"] = "not applied (phase decode: the answer ended before a decoding step)"
-        if options.capture_attention and self.sliding_layers:  # their image attention is local: say which they are
-            reply.metadata["sliding_window"] = sliding_window_record(self.sliding_layers)
+        if options.capture_attention and self.sliding_layers and request.span is not None:
+            # the layers whose window ends after the image's first token: their image attention is local, said so
+            distance = len(prepared.input_ids) - min(start for start, _ in request.span)
+            beyond = image_beyond_window(self.sliding_layers, distance)
+            if beyond:
+                reply.metadata["sliding_window"] = sliding_window_record(beyond, distance)
         if options.capture_attention and reply.attention is None:
             reply.metadata["attention_note"] = "no decode step ran (one generated token), so nothing was captured"
         return reply, logits
