@@ -79,24 +79,9 @@ def stopped_station_what(file: str, grace_s: float) -> str:
             "and undelivered verdicts wait in the outbox")  # fmt: skip
 
 
-def _source_says(source: object) -> str | None:
-    """What a source read for the status (:attr:`~eagle_iad.station.parts.Options.looking`) says keeps it from
-    taking images (its ``station_warning`` hook), or ``None``: one that does not say, or whose hook fails (a
-    plugin's)."""
-    from eagle_iad.station.parts import source_hook
-
-    says = source_hook(source, "station_warning")
-    if says is None:
-        return None
-    try:
-        found = says()
-    except Exception:
-        return None
-    return None if found is None else str(found)
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     from eagle_iad.station.config import read_stations
+    from eagle_iad.station.parts import source_says
     from eagle_iad.station.status import counts_files, file_changed, open_read_only, read_intake, station_status
 
     # a model folder or hot folder gone is no reason to refuse the figures: it is when they are needed (the station
@@ -118,7 +103,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             if missing is not None:  # first: what keeps the station from starting, or its intake from going on
                 figures["warnings"].insert(0, f"{missing}: the station cannot start, and a running one takes no image "
                                               "until it is there again")  # fmt: skip
-            looked = _source_says(config.source)
+            looked = source_says(config.source)  # a camera's frames folder it cannot write
             if looked is not None and (intake is None or intake.source_warning is None):
                 # what the file and folders say now (a camera's frames folder this user cannot write), where the
                 # process running it says nothing of its source: the status answers, rather than failing on it

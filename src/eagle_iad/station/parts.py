@@ -396,6 +396,20 @@ def source_hook(source: object, hook: str) -> Callable[..., Any] | None:
     return cast(Callable[..., Any], found) if callable(found) else None
 
 
+def source_says(source: object) -> str | None:
+    """What ``source`` says keeps it from taking images now (its ``station_warning`` hook: a camera's PLC trigger
+    not connected, frames that cannot be saved), or ``None``: a source that does not say, or a plugin's whose hook
+    fails (the status must still answer)."""
+    says = source_hook(source, "station_warning")
+    if says is None:
+        return None
+    try:
+        found = says()
+    except Exception:
+        return None
+    return None if found is None else str(found)
+
+
 def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:
     """``sink``'s station hook ``hook`` (a key of :data:`SINK_HOOKS`), or ``None`` where it has none.
 

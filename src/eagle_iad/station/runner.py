@@ -74,6 +74,7 @@ from eagle_iad.station.parts import (
     StationConfigError,
     sink_hook,
     source_hook,
+    source_says,
 )
 from eagle_iad.station.recent import Recent, Seconds
 from eagle_iad.station.sources.camera import Camera
@@ -470,16 +471,8 @@ class StationRunner:
                       source_warning=self.source_warning())  # fmt: skip
 
     def source_warning(self) -> str | None:
-        """What the source says keeps it from taking images now (a camera's PLC trigger not connected), or ``None``
-        (a source that does not say, or a plugin's whose ``warning`` fails: the status must still answer)."""
-        says = source_hook(self.config.source, "station_warning")
-        if says is None:
-            return None
-        try:
-            found = says()
-        except Exception:
-            return None
-        return None if found is None else str(found)
+        """What the source says keeps it from taking images now (:func:`source_says`), or ``None``."""
+        return source_says(self.config.source)
 
     def _replaced(self) -> tuple[int, str | None, Seconds]:
         """The files the source saw replaced under their name before it took them (a hot folder's ``replaced``: see
