@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from eagle_iad.errors import BackendError
 from eagle_iad.file_hash import file_sha256
 
 #: Weight files of a model folder (what a rebuild or a download changes).
@@ -89,30 +86,13 @@ def _served_model(base_url: str, model: str) -> str | None:
 
 
 def _served_entry(base_url: str, model: str) -> dict[str, Any] | None:
-    """The server's ``/v1/models`` entry of ``model`` as listed; None where it lists none (or no such entry)."""
+    """The server's ``/v1/models`` entry of ``model`` as listed; None where it lists none (or no such entry: not
+    listed under that id is no proof the server does not answer for it, Ollama lists ``llama3.2:latest`` and
+    answers ``llama3.2``, a LiteLLM proxy answers aliases: nothing to compare, then). Raises :class:`BackendError`
+    when the server cannot be reached."""
     from eagle_iad.mllm.openai_compat import OpenAIBackend
 
-    backend = OpenAIBackend(base_url, model)
-    headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
-    request = urllib.request.Request(f"{backend.base_url}/models", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=MODELS_TIMEOUT_S) as response:
-            payload = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError:
-        return None  # it answers, but lists no models: nothing to check the weights by
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise BackendError(f"{backend.name}: cannot reach the server: {exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    entries = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(entries, list):
-        return None
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("id") == model:
-            return entry
-    # Not listed under that id is no proof the server does not answer for it: Ollama lists `llama3.2:latest`
-    # and answers `llama3.2`, a LiteLLM proxy answers aliases and wildcards. Nothing to compare, then.
-    return None
+    return OpenAIBackend(base_url, model).model_entry(MODELS_TIMEOUT_S)
 
 
 def mllm_fingerprint(spec: str) -> str | None:
