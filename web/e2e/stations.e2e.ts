@@ -228,7 +228,9 @@ describe("stations page", () => {
     drop("sample-crack.png", folders.trouble, "cell-02.png");
     drop("data/mono-good/00.png", folders.trouble, "cell-03.png");
     const info = await client.getStation(TROUBLE);
-    const deadLetter = `1 dead letter (the console's Retry on the Stations page, or POST /v1/stations/${TROUBLE}/retry, requeues them)`;
+    const requeue = `1 dead letter (the console's Retry on the Stations page, or POST /v1/stations/${TROUBLE}/retry, requeues them)`;
+    // sink by sink, how many and why the last was given up on: what to fix before a retry
+    const deadLetter = `${requeue}; sink mes: 1, the last given up on: http://127.0.0.1:${port}/verdicts: [Errno 111] Connection refused`;
     // never reached since its start-up check: said until its first delivery (the dead letter is no delivery)
     const unreached = `sink mes: not reached at start: http://127.0.0.1:${port}/verdicts: Connection refused; verdicts wait in the outbox until it is reachable`;
     expect(info.warnings).toEqual(["backlog 2 is over the limit 1", unreached, deadLetter]);
@@ -240,7 +242,7 @@ describe("stations page", () => {
     expect(await warnings.locator("li").allTextContents()).toEqual([
       `⚠ ${TROUBLE}: backlog 2 is over the limit 1`,
       `⚠ ${TROUBLE}: ${unreached}`,
-      `⚠ ${TROUBLE}: ${deadLetter}`,
+      `⚠ ${TROUBLE}: ${requeue}; sink mes: 1, the last given up on: http://127.0.0.1:${port}/verdicts: connection refused`,
     ]);
     const trouble = row(TROUBLE);
     expect(await trouble.getAttribute("class")).toBe("has-warning");
