@@ -34,7 +34,10 @@ const fitOptionsText =
   `export const FIT_OPTIONS = ${JSON.stringify(fitOptions, null, 2)} as const;\n`;
 
 // The station body's declared choices (src/eagle_iad/station/config.py's DUPLICATES), for the console's form.
-const duplicates = JSON.parse(documentText).components.schemas.StationBody.properties.duplicates;
+const stationBody = JSON.parse(documentText).components.schemas.StationBody.properties;
+const duplicates = stationBody.duplicates;
+// Each built-in source's and sink's options (src/eagle_iad/station/part_options.py): kinds in the service's order.
+const partKinds = (field) => ({ order: field["x-kind-order"], kinds: field["x-kinds"] });
 const stationOptionsText =
   header.replace("(openapi-typescript)", "(components.schemas.StationBody)") +
   "/** A station's `duplicates`: its choices, the default a body without it gets, and what it means. */\n" +
@@ -42,7 +45,11 @@ const stationOptionsText =
     { choices: duplicates.enum.filter((c) => c !== null), default: duplicates["x-default"], description: duplicates.description },
     null,
     2,
-  )} as const;\n`;
+  )} as const;\n` +
+  "\n/** The sources a station may have: each kind's options (JSON Schema, with x-path, x-secret, x-one-of, x-triggers). */\n" +
+  `export const STATION_SOURCES = ${JSON.stringify(partKinds(stationBody.source), null, 2)} as const;\n` +
+  "\n/** The sinks a station may have: each kind's options, those every sink takes included. */\n" +
+  `export const STATION_SINKS = ${JSON.stringify(partKinds(stationBody.sinks), null, 2)} as const;\n`;
 
 const outputs = [
   [join(pkg, "openapi.json"), documentText],

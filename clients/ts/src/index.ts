@@ -69,7 +69,7 @@ export {
 export { EagleApiError, EagleError, EagleFitError, EagleNetworkError, PathSegmentError } from "./errors.js";
 export type { components, paths } from "./generated/openapi.js";
 export { FIT_OPTIONS } from "./generated/fit-options.js";
-export { STATION_DUPLICATES } from "./generated/station-options.js";
+export { STATION_DUPLICATES, STATION_SINKS, STATION_SOURCES } from "./generated/station-options.js";
 export { isRetryableStatus, parseRetryAfter, retryDelayMs } from "./retry.js";
 export { parseSseChunk, readSse, type SseEvent } from "./sse.js";
 export { EXPORT_COLUMNS, csvField, exportRow, toCsv, toJsonLines, type ExportAnsweredBy, type ExportBox, type ExportRow } from "./export.js";

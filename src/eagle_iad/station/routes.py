@@ -33,6 +33,7 @@ from eagle_iad.station.config import DEFAULT_DUPLICATES, DUPLICATES, StationConf
 from eagle_iad.station.fleet import NOT_SEEN_AFTER_S, PublishedRun, forget_run, hide_roots, published
 from eagle_iad.station.outbox import StationTables
 from eagle_iad.station.ownership import StationOwnership, forget_owed_quietly
+from eagle_iad.station.part_options import schema_extra, sink_kinds, source_kinds
 from eagle_iad.station.parts import Options
 from eagle_iad.station.runner import Running, StationBusyError, StationManager
 from eagle_iad.station.status import (
@@ -82,8 +83,17 @@ class StationBody(BaseModel):
         # console's form reads choices and default from here (clients/ts/src/generated/station-options.ts)
         json_schema_extra={"enum": [*DUPLICATES, None], "x-default": DEFAULT_DUPLICATES},
     )
-    source: dict[str, Any] = Field(description="the source's table: kind and its options (docs/STATIONS.md)")
-    sinks: list[dict[str, Any]] = Field(default_factory=list, description="one table per sink: kind and its options")
+    # x-kinds: each built-in kind's options, ranges and defaults (station/part_options.py, pinned to what the parts
+    # read by tests/test_station_part_options.py): the console's create form reads them (STATION_SOURCES, STATION_SINKS)
+    source: dict[str, Any] = Field(
+        description="the source's table: kind and its options (docs/STATIONS.md)",
+        json_schema_extra=schema_extra(source_kinds()),
+    )
+    sinks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="one table per sink: kind and its options",
+        json_schema_extra=schema_extra(sink_kinds()),
+    )
 
 
 class SinkInfo(BaseModel):

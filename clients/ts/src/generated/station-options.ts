@@ -10,3 +10,639 @@ export const STATION_DUPLICATES = {
   "default": "refuse",
   "description": "a file whose content the station already inspected: refuse tells the sinks it as a refusal naming the earlier record, skip sends nothing; one of refuse, skip (default refuse)"
 } as const;
+
+/** The sources a station may have: each kind's options (JSON Schema, with x-path, x-secret, x-one-of, x-triggers). */
+export const STATION_SOURCES = {
+  "order": [
+    "folder",
+    "camera"
+  ],
+  "kinds": {
+    "camera": {
+      "properties": {
+        "device": {
+          "default": 0,
+          "description": "a USB camera's index on the server",
+          "maximum": 1023,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "every_ms": {
+          "default": 1000,
+          "description": "take a frame every this many milliseconds (of the video's own time for a file)",
+          "exclusiveMinimum": 0,
+          "maximum": 86400000,
+          "type": "number"
+        },
+        "every_n_frames": {
+          "default": 1,
+          "description": "take every N-th frame",
+          "maximum": 1000000,
+          "minimum": 1,
+          "type": "integer"
+        },
+        "frames": {
+          "default": "frames",
+          "description": "where the frames taken are saved as PNG (a folder or file inside the service's data root)",
+          "type": "string",
+          "x-path": true
+        },
+        "name_prefix": {
+          "default": "frame",
+          "description": "the saved frames' names start with this (1-64 letters, digits, '_', '.', '-')",
+          "pattern": "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+          "type": "string"
+        },
+        "password_env": {
+          "description": "the PLC user's password: the name of an environment variable of the server starting with EAGLE_STATION_",
+          "type": "string",
+          "x-secret": true
+        },
+        "poll_s": {
+          "default": 0.05,
+          "description": "seconds between two looks for a frame while none waits",
+          "maximum": 60,
+          "minimum": 0.01,
+          "type": "number"
+        },
+        "reconnect_s": {
+          "default": 5,
+          "description": "seconds before a dropped stream (or the PLC) is tried again",
+          "maximum": 3600,
+          "minimum": 0.1,
+          "type": "number"
+        },
+        "trigger": {
+          "description": "take a frame on each POST /v1/stations/<name>/trigger (http), or on each signal of a PLC's node (opcua)",
+          "enum": [
+            "http",
+            "opcua"
+          ],
+          "type": "string"
+        },
+        "trigger_endpoint": {
+          "description": "the PLC's OPC UA endpoint (opc.tcp://host:4840)",
+          "type": "string"
+        },
+        "trigger_node": {
+          "description": "the node whose rising edge (a Boolean) or increase (an integer counter) takes a frame, e.g. ns=2;s=Line1.PartPresent",
+          "type": "string"
+        },
+        "url": {
+          "description": "a stream (rtsp://, http://, https://) or a video file inside the service's data root, read to its end",
+          "type": "string"
+        },
+        "username": {
+          "description": "the PLC's user name (none: anonymous)",
+          "type": "string"
+        }
+      },
+      "required": [],
+      "title": "A camera, stream or video file",
+      "type": "object",
+      "x-default-trigger": "every_ms",
+      "x-one-of": [
+        "url",
+        "device"
+      ],
+      "x-order": [
+        "url",
+        "device",
+        "every_n_frames",
+        "every_ms",
+        "trigger",
+        "trigger_endpoint",
+        "trigger_node",
+        "username",
+        "password_env",
+        "reconnect_s",
+        "poll_s",
+        "name_prefix",
+        "frames"
+      ],
+      "x-trigger-order": [
+        "every_n_frames",
+        "every_ms",
+        "http",
+        "opcua"
+      ],
+      "x-triggers": {
+        "every_ms": {
+          "options": [
+            "every_ms"
+          ],
+          "table": {}
+        },
+        "every_n_frames": {
+          "options": [
+            "every_n_frames"
+          ],
+          "table": {}
+        },
+        "http": {
+          "options": [],
+          "table": {
+            "trigger": "http"
+          }
+        },
+        "opcua": {
+          "options": [
+            "trigger_endpoint",
+            "trigger_node",
+            "username",
+            "password_env"
+          ],
+          "table": {
+            "trigger": "opcua"
+          }
+        }
+      }
+    },
+    "folder": {
+      "properties": {
+        "after": {
+          "default": "move",
+          "description": "what becomes of an inspected image: moved to done/, or left with a sidecar file",
+          "enum": [
+            "move",
+            "sidecar"
+          ],
+          "type": "string"
+        },
+        "max_file_mb": {
+          "default": 0,
+          "description": "refuse a file larger than this many MB (0: no limit)",
+          "maximum": 1048576,
+          "minimum": 0,
+          "type": "number"
+        },
+        "path": {
+          "description": "the hot folder: each image written into it is inspected once it stopped changing (a folder or file inside the service's data root)",
+          "type": "string",
+          "x-path": true
+        },
+        "poll_s": {
+          "default": 0.2,
+          "description": "seconds between two looks at the folder",
+          "maximum": 60,
+          "minimum": 0.01,
+          "type": "number"
+        },
+        "recursive": {
+          "default": false,
+          "description": "also take the images of its subfolders (up to 8 levels)",
+          "type": "boolean"
+        },
+        "settle_s": {
+          "default": 1,
+          "description": "how long a file must stay unchanged to count as complete, in seconds",
+          "maximum": 3600,
+          "minimum": 0,
+          "type": "number"
+        }
+      },
+      "required": [
+        "path"
+      ],
+      "title": "A hot folder",
+      "type": "object",
+      "x-order": [
+        "path",
+        "settle_s",
+        "poll_s",
+        "recursive",
+        "after",
+        "max_file_mb"
+      ]
+    }
+  }
+} as const;
+
+/** The sinks a station may have: each kind's options, those every sink takes included. */
+export const STATION_SINKS = {
+  "order": [
+    "folder",
+    "webhook",
+    "mqtt",
+    "opcua"
+  ],
+  "kinds": {
+    "folder": {
+      "properties": {
+        "link": {
+          "default": false,
+          "description": "hard-link the images instead of copying them (one file system)",
+          "type": "boolean"
+        },
+        "max_attempts": {
+          "default": 0,
+          "description": "tries before a verdict becomes a dead letter (0: until delivered; a refused one after 10 refusals)",
+          "maximum": 1000,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "name": {
+          "description": "the sink's name (its queue of verdicts is kept under it; needed when two sinks have one kind)",
+          "type": "string",
+          "x-default": "its kind"
+        },
+        "path": {
+          "description": "images copied into normal/, anomalous/, unrecognised/ or undecided/ with their records; refused images into refused/ with why (a folder or file inside the service's data root)",
+          "type": "string",
+          "x-path": true
+        },
+        "refusals": {
+          "default": true,
+          "description": "also send the images the station could not inspect",
+          "type": "boolean"
+        },
+        "retry_base_s": {
+          "default": 1,
+          "description": "seconds of the first wait before a retry (doubling from there)",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "retry_max_s": {
+          "default": 60,
+          "description": "the longest wait between two tries, in seconds",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        }
+      },
+      "required": [
+        "path"
+      ],
+      "title": "A folder",
+      "type": "object",
+      "x-order": [
+        "path",
+        "link",
+        "name",
+        "max_attempts",
+        "retry_base_s",
+        "retry_max_s",
+        "refusals"
+      ]
+    },
+    "mqtt": {
+      "properties": {
+        "ca_file": {
+          "description": "a PEM file of the CA that signed the broker's certificate (with tls) (a folder or file inside the service's data root)",
+          "type": "string",
+          "x-path": true
+        },
+        "client_id": {
+          "description": "the MQTT client id (none: one made up by the client)",
+          "type": "string"
+        },
+        "host": {
+          "description": "the broker's host name or address (no scheme)",
+          "type": "string"
+        },
+        "last_topic": {
+          "default": "eagle/{station}/last",
+          "description": "the retained last verdict of each category",
+          "type": "string"
+        },
+        "max_attempts": {
+          "default": 0,
+          "description": "tries before a verdict becomes a dead letter (0: until delivered; a refused one after 10 refusals)",
+          "maximum": 1000,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "name": {
+          "description": "the sink's name (its queue of verdicts is kept under it; needed when two sinks have one kind)",
+          "type": "string",
+          "x-default": "its kind"
+        },
+        "password_env": {
+          "description": "the broker user's password: the name of an environment variable of the server starting with EAGLE_STATION_",
+          "type": "string",
+          "x-secret": true
+        },
+        "port": {
+          "description": "the broker's port",
+          "maximum": 65535,
+          "minimum": 1,
+          "type": "integer",
+          "x-default": "1883, or 8883 with tls"
+        },
+        "protocol": {
+          "default": "5",
+          "description": "the MQTT protocol version",
+          "enum": [
+            "5",
+            "3.1.1"
+          ],
+          "type": "string"
+        },
+        "qos": {
+          "default": 1,
+          "description": "MQTT quality of service",
+          "maximum": 2,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "refusals": {
+          "default": true,
+          "description": "also send the images the station could not inspect",
+          "type": "boolean"
+        },
+        "retry_base_s": {
+          "default": 1,
+          "description": "seconds of the first wait before a retry (doubling from there)",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "retry_max_s": {
+          "default": 60,
+          "description": "the longest wait between two tries, in seconds",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "status_topic": {
+          "default": "eagle/{station}/status",
+          "description": "the station's retained online/offline topic",
+          "type": "string"
+        },
+        "timeout_s": {
+          "default": 10,
+          "description": "seconds a publication may wait for the broker",
+          "exclusiveMinimum": 0,
+          "maximum": 600,
+          "type": "number"
+        },
+        "tls": {
+          "default": false,
+          "description": "connect with TLS",
+          "type": "boolean"
+        },
+        "topic": {
+          "default": "eagle/{station}/{category}/{decision}",
+          "description": "each verdict's topic; placeholders {station}, {category}, {decision}, {id}",
+          "type": "string"
+        },
+        "username": {
+          "description": "the broker's user name",
+          "type": "string"
+        }
+      },
+      "required": [
+        "host"
+      ],
+      "title": "An MQTT broker",
+      "type": "object",
+      "x-order": [
+        "host",
+        "port",
+        "tls",
+        "topic",
+        "status_topic",
+        "last_topic",
+        "qos",
+        "username",
+        "password_env",
+        "ca_file",
+        "client_id",
+        "protocol",
+        "timeout_s",
+        "name",
+        "max_attempts",
+        "retry_base_s",
+        "retry_max_s",
+        "refusals"
+      ]
+    },
+    "opcua": {
+      "properties": {
+        "ack_timeout_s": {
+          "default": 10,
+          "description": "seconds the PLC is given to write the sequence back to the ack node",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "endpoint": {
+          "description": "the server's endpoint (opc.tcp://host:4840)",
+          "type": "string"
+        },
+        "max_attempts": {
+          "default": 0,
+          "description": "tries before a verdict becomes a dead letter (0: until delivered; a refused one after 10 refusals)",
+          "maximum": 1000,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "min_interval_s": {
+          "default": 0,
+          "description": "the least time between two verdicts' writes, in seconds",
+          "maximum": 60,
+          "minimum": 0,
+          "type": "number"
+        },
+        "name": {
+          "description": "the sink's name (its queue of verdicts is kept under it; needed when two sinks have one kind)",
+          "type": "string",
+          "x-default": "its kind"
+        },
+        "nodes": {
+          "additionalProperties": false,
+          "description": "the node id each field is written to (map at least one verdict field; sequence and ack are the handshake)",
+          "properties": {
+            "ack": {
+              "description": "ack (count)",
+              "type": "string"
+            },
+            "anomalous": {
+              "description": "anomalous (flag)",
+              "type": "string"
+            },
+            "decision": {
+              "description": "decision (text)",
+              "type": "string"
+            },
+            "image": {
+              "description": "image (text)",
+              "type": "string"
+            },
+            "image_name": {
+              "description": "image_name (text)",
+              "type": "string"
+            },
+            "model_version": {
+              "description": "model_version (count)",
+              "type": "string"
+            },
+            "reason": {
+              "description": "reason (text)",
+              "type": "string"
+            },
+            "record_id": {
+              "description": "record_id (text)",
+              "type": "string"
+            },
+            "score": {
+              "description": "score (number)",
+              "type": "string"
+            },
+            "sequence": {
+              "description": "sequence (count)",
+              "type": "string"
+            },
+            "station": {
+              "description": "station (text)",
+              "type": "string"
+            },
+            "tau": {
+              "description": "tau (number)",
+              "type": "string"
+            },
+            "time": {
+              "description": "time (time)",
+              "type": "string"
+            }
+          },
+          "type": "object"
+        },
+        "password_env": {
+          "description": "the user's password: the name of an environment variable of the server starting with EAGLE_STATION_",
+          "type": "string",
+          "x-secret": true
+        },
+        "refusals": {
+          "default": true,
+          "description": "also send the images the station could not inspect",
+          "type": "boolean"
+        },
+        "retry_base_s": {
+          "default": 1,
+          "description": "seconds of the first wait before a retry (doubling from there)",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "retry_max_s": {
+          "default": 60,
+          "description": "the longest wait between two tries, in seconds",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "timeout_s": {
+          "default": 10,
+          "description": "seconds a request to the server may take",
+          "exclusiveMinimum": 0,
+          "maximum": 600,
+          "type": "number"
+        },
+        "username": {
+          "description": "the server's user name (none: anonymous)",
+          "type": "string"
+        }
+      },
+      "required": [
+        "endpoint",
+        "nodes"
+      ],
+      "title": "An OPC UA server (a PLC)",
+      "type": "object",
+      "x-order": [
+        "endpoint",
+        "nodes",
+        "username",
+        "password_env",
+        "timeout_s",
+        "ack_timeout_s",
+        "min_interval_s",
+        "name",
+        "max_attempts",
+        "retry_base_s",
+        "retry_max_s",
+        "refusals"
+      ]
+    },
+    "webhook": {
+      "properties": {
+        "ca_file": {
+          "description": "a PEM file of the CA that signed the server's certificate (a folder or file inside the service's data root)",
+          "type": "string",
+          "x-path": true
+        },
+        "max_attempts": {
+          "default": 0,
+          "description": "tries before a verdict becomes a dead letter (0: until delivered; a refused one after 10 refusals)",
+          "maximum": 1000,
+          "minimum": 0,
+          "type": "integer"
+        },
+        "name": {
+          "description": "the sink's name (its queue of verdicts is kept under it; needed when two sinks have one kind)",
+          "type": "string",
+          "x-default": "its kind"
+        },
+        "refusals": {
+          "default": true,
+          "description": "also send the images the station could not inspect",
+          "type": "boolean"
+        },
+        "retry_base_s": {
+          "default": 1,
+          "description": "seconds of the first wait before a retry (doubling from there)",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "retry_max_s": {
+          "default": 60,
+          "description": "the longest wait between two tries, in seconds",
+          "exclusiveMinimum": 0,
+          "maximum": 3600,
+          "type": "number"
+        },
+        "secret_env": {
+          "description": "the HMAC key that signs each body (X-Eagle-Signature-256): the name of an environment variable of the server starting with EAGLE_STATION_",
+          "type": "string",
+          "x-secret": true
+        },
+        "timeout_s": {
+          "default": 10,
+          "description": "seconds one POST may take",
+          "exclusiveMinimum": 0,
+          "maximum": 600,
+          "type": "number"
+        },
+        "url": {
+          "description": "each verdict POSTed as JSON to this http:// or https:// URL, retried until delivered",
+          "type": "string"
+        },
+        "verify_tls": {
+          "default": true,
+          "description": "verify the https:// server's certificate",
+          "type": "boolean"
+        }
+      },
+      "required": [
+        "url"
+      ],
+      "title": "A webhook",
+      "type": "object",
+      "x-order": [
+        "url",
+        "secret_env",
+        "timeout_s",
+        "verify_tls",
+        "ca_file",
+        "name",
+        "max_attempts",
+        "retry_base_s",
+        "retry_max_s",
+        "refusals"
+      ]
+    }
+  }
+} as const;
