@@ -20,8 +20,22 @@ import {
   sinkCounts,
   stateView,
   stationBody,
+  stationFormIssue,
   stationFormProblem,
   windowText,
+  SINKS,
+  SOURCES,
+  defaultText,
+  emptyPart,
+  isRequired,
+  limitsText,
+  optionLabel,
+  partTable,
+  refusedField,
+  shownOptions,
+  triggerChoices,
+  type PartForm,
+  type StationForm,
 } from "./stations";
 
 function station(extra: Partial<StationInfo> = {}): StationInfo {
@@ -157,26 +171,90 @@ describe("figures", () => {
 });
 
 describe("the create form", () => {
-  const filled = { ...EMPTY_FORM, name: "line-1", category: "mono", folder: " hot/line-1 " };
+  const folder = (values: Record<string, string> = {}) => ({ ...emptyPart(SOURCES, "folder"), values: { ...emptyPart(SOURCES, "folder").values, ...values } });
+  const filled: StationForm = { ...EMPTY_FORM, name: "line-1", category: "mono", source: folder({ path: " hot/line-1 " }) };
+  const camera = (extra: Partial<PartForm> = {}, values: Record<string, string> = {}): PartForm => {
+    const part = emptyPart(SOURCES, "camera");
+    return { ...part, ...extra, values: { ...part.values, ...values } };
+  };
 
-  it("says what is missing or wrong, first problem first", () => {
+  it("offers the service's sources and sinks, in its order, with its limits and defaults", () => {
+    expect(SOURCES.order).toEqual(["folder", "camera"]);
+    expect(SINKS.order).toEqual(["folder", "webhook", "mqtt", "opcua"]);
+    // the camera's declared limits (src/eagle_iad/station/sources/camera.py: EVERY_N_FRAMES, EVERY_MS)
+    const everyN = SOURCES.kinds["camera"]!.properties["every_n_frames"]!;
+    expect([everyN.minimum, everyN.maximum, everyN.default]).toEqual([1, 1_000_000, 1]);
+    const everyMs = SOURCES.kinds["camera"]!.properties["every_ms"]!;
+    expect(limitsText(everyMs)).toBe("above 0, at most 86400000");
+    expect(defaultText(everyMs)).toBe("1000");
+    expect(limitsText(SOURCES.kinds["folder"]!.properties["settle_s"]!)).toBe("from 0 to 3600");
+    expect(defaultText(SINKS.kinds["mqtt"]!.properties["port"]!)).toBe("1883, or 8883 with tls");
+    expect(optionLabel("source", "folder", "path", SOURCES.kinds["folder"]!.properties["path"]!)).toBe("Hot folder (relative to the data root)");
+    expect(optionLabel("source", "folder", "settle_s", SOURCES.kinds["folder"]!.properties["settle_s"]!)).toBe("Settle time (seconds)");
+    expect(optionLabel("sink", "folder", "path", SINKS.kinds["folder"]!.properties["path"]!)).toBe("Folder (relative to the data root)");
+    expect(optionLabel("source", "camera", "every_ms", everyMs)).toBe("Every (milliseconds)");
+    // an option the service adds later is offered under its own name
+    expect(optionLabel("sink", "x", "new_thing_s", { type: "number", description: "" })).toBe("new thing (seconds)");
+  });
+
+  it("shows a camera's url or device, and only the options of its trigger choice", () => {
+    expect(camera()).toMatchObject({ kind: "camera", reads: "url", trigger: "every_ms" });
+    expect(triggerChoices(SOURCES.kinds["camera"])).toEqual(["every_n_frames", "every_ms", "http", "opcua"]);
+    expect(triggerChoices(SOURCES.kinds["folder"])).toEqual([]);
+    const base = ["reconnect_s", "poll_s", "name_prefix", "frames"];
+    expect(shownOptions(SOURCES, camera())).toEqual(["url", "every_ms", ...base]);
+    expect(shownOptions(SOURCES, camera({ reads: "device", trigger: "every_n_frames" }))).toEqual(["device", "every_n_frames", ...base]);
+    expect(shownOptions(SOURCES, camera({ trigger: "http" }))).toEqual(["url", ...base]);
+    expect(shownOptions(SOURCES, camera({ trigger: "opcua" }))).toEqual(["url", "trigger_endpoint", "trigger_node", "username", "password_env", ...base]);
+    expect(isRequired(SOURCES, camera({ trigger: "opcua" }), "trigger_node")).toBe(true);
+    expect(isRequired(SOURCES, camera({ trigger: "opcua" }), "username")).toBe(false);
+    expect(isRequired(SOURCES, camera(), "url")).toBe(true);
+    expect(isRequired(SOURCES, camera(), "frames")).toBe(false);
+  });
+
+  it("builds a camera's table: numbers as numbers, the trigger's own keys, nothing of another trigger", () => {
+    const typed = { url: " clips/line-1.avi ", every_n_frames: "5", every_ms: "250", trigger_node: "ns=2;s=X" };
+    expect(partTable(SOURCES, camera({ trigger: "every_n_frames" }, typed))).toEqual({ kind: "camera", url: "clips/line-1.avi", every_n_frames: 5 });
+    expect(partTable(SOURCES, camera({}, typed))).toEqual({ kind: "camera", url: "clips/line-1.avi", every_ms: 250 });
+    expect(partTable(SOURCES, camera({ trigger: "http" }, typed))).toEqual({ kind: "camera", url: "clips/line-1.avi", trigger: "http" });
+    expect(partTable(SOURCES, camera({ trigger: "opcua" }, { ...typed, trigger_endpoint: "opc.tcp://plc:4840" }))).toEqual({
+      kind: "camera", url: "clips/line-1.avi", trigger: "opcua", trigger_endpoint: "opc.tcp://plc:4840", trigger_node: "ns=2;s=X",
+    });
+    expect(partTable(SOURCES, camera({ reads: "device" }, { ...typed, device: "0" }))).toEqual({ kind: "camera", device: 0, every_ms: 250 });
+    // an OPC UA sink's nodes: only the fields mapped
+    const sink = { ...emptyPart(SINKS, "opcua"), values: { endpoint: "opc.tcp://plc:4840", "nodes.decision": " ns=2;s=D ", "nodes.score": "" } };
+    expect(partTable(SINKS, sink)).toEqual({ kind: "opcua", endpoint: "opc.tcp://plc:4840", nodes: { decision: "ns=2;s=D" } });
+  });
+
+  it("says what is missing or wrong, first problem first, naming the field", () => {
     expect(stationFormProblem(EMPTY_FORM)).toBe("Enter a name for the station.");
     expect(stationFormProblem({ ...filled, name: "-x" })).toMatch(/^The name may only use/);
     expect(stationFormProblem({ ...filled, name: "a".repeat(65) })).toMatch(/^The name may only use/);
     expect(stationFormProblem({ ...filled, category: "" })).toBe("Choose the category that scores the station's images.");
-    expect(stationFormProblem({ ...filled, folder: " " })).toBe("Enter the hot folder (inside the service's data root).");
-    expect(stationFormProblem({ ...filled, settleS: "-1" })).toMatch(/^Settle time/);
-    expect(stationFormProblem({ ...filled, settleS: "" })).toMatch(/^Settle time/);
+    expect(stationFormIssue({ ...filled, source: folder({ path: " " }) })).toEqual({ field: "source.path", message: "Source: enter the hot folder (relative to the data root)." });
+    expect(stationFormIssue({ ...filled, source: folder({ path: "hot", settle_s: "-1" }) })).toEqual({
+      field: "source.settle_s", message: "Source: Settle time (seconds) must be a number from 0 to 3600.",
+    });
     expect(stationFormProblem({ ...filled, backlogLimit: "2.5" })).toMatch(/^Backlog limit/);
     expect(stationFormProblem({ ...filled, deadlineS: "0" })).toMatch(/^Deadline/);
-    expect(stationFormProblem({ ...filled, webhookUrl: "htp:/x" })).toMatch(/^The webhook URL/);
+    const cam = { ...filled, source: camera({ trigger: "every_n_frames" }, { url: "clip.avi", every_n_frames: "0" }) };
+    expect(stationFormIssue(cam)).toEqual({ field: "source.every_n_frames", message: "Source: Every N-th frame must be a whole number from 1 to 1000000." });
+    expect(stationFormIssue({ ...filled, source: camera({}, { url: "clip.avi", every_ms: "0" }) })?.message).toBe("Source: Every (milliseconds) must be a number above 0, at most 86400000.");
+    expect(stationFormIssue({ ...filled, source: camera({ trigger: "opcua" }, { url: "clip.avi", trigger_endpoint: "opc.tcp://plc:4840" }) })).toEqual({
+      field: "source.trigger_node", message: "Source: enter the trigger node.",
+    });
+    const sink = { ...emptyPart(SINKS, "mqtt"), values: { ...emptyPart(SINKS, "mqtt").values, host: "broker", qos: "3" } };
+    expect(stationFormIssue({ ...filled, sinks: [sink] })).toEqual({ field: "sinks.0.qos", message: "Sink 1 (mqtt): QoS must be a whole number from 0 to 2." });
+    expect(stationFormIssue({ ...filled, sinks: [emptyPart(SINKS, "opcua")] })?.field).toBe("sinks.0.endpoint");
     expect(stationFormProblem(filled)).toBeNull();
   });
 
-  it("builds the body: a folder source and the sinks filled in", () => {
-    expect(stationBody(filled)).toEqual({ name: "line-1", category: "mono", source: { kind: "folder", path: "hot/line-1", settle_s: 1 }, sinks: [] });
+  it("builds the body: the source's table and the sinks added, booleans only where changed", () => {
+    expect(stationBody(filled)).toEqual({ name: "line-1", category: "mono", source: { kind: "folder", path: "hot/line-1" }, sinks: [] });
+    const webhook = { ...emptyPart(SINKS, "webhook"), values: { ...emptyPart(SINKS, "webhook").values, url: "http://mes.local/hook" } };
+    const sorted = { ...emptyPart(SINKS, "folder"), values: { ...emptyPart(SINKS, "folder").values, path: "sorted" } };
     expect(
-      stationBody({ ...filled, settleS: "0.5", backlogLimit: "20", deadlineS: "2.5", sinkFolder: "sorted", webhookUrl: "http://mes.local/hook" }),
+      stationBody({ ...filled, source: folder({ path: "hot/line-1", settle_s: "0.5" }), backlogLimit: "20", deadlineS: "2.5", sinks: [sorted, webhook] }),
     ).toEqual({
       name: "line-1",
       category: "mono",
@@ -188,11 +266,23 @@ describe("the create form", () => {
         { kind: "webhook", url: "http://mes.local/hook" },
       ],
     });
+    // a box left at the service's default is not sent; a changed one is
+    expect(stationBody({ ...filled, source: folder({ path: "hot", recursive: "true" }) }).source).toEqual({ kind: "folder", path: "hot", recursive: true });
+    expect(stationBody({ ...filled, source: folder({ path: "hot", recursive: "false" }) }).source).not.toHaveProperty("recursive");
+    const noVerify = { ...webhook, values: { ...webhook.values, verify_tls: "false" } };
+    expect(stationBody({ ...filled, sinks: [noVerify] }).sinks).toEqual([{ kind: "webhook", url: "http://mes.local/hook", verify_tls: false }]);
   });
 
-  it("asks for the hot folder's subfolders only when the box is ticked", () => {
-    expect(stationBody({ ...filled, recursive: true }).source).toEqual({ kind: "folder", path: "hot/line-1", settle_s: 1, recursive: true });
-    expect(stationBody({ ...filled, recursive: false }).source).not.toHaveProperty("recursive");
+  it("finds the field a refusal of the service names", () => {
+    expect(refusedField("station 'line-1': source: path '/tmp' is outside the service's data root (stations ...)")).toBe("source.path");
+    expect(refusedField("station 'line-1': source: url clips/x.avi is not a video file (no such file)")).toBe("source.url");
+    expect(refusedField("station 'line-1': source: every_ms must be in (0, 86400000], not 0")).toBe("source.every_ms");
+    expect(refusedField("station 'line-1': sink 2 (webhook): url 'x' is not an http:// or https:// URL")).toBe("sinks.1.url");
+    expect(refusedField("station 'line-1': sink 1 (opcua): nodes.decision 'x' is not a node id")).toBe("sinks.0.nodes.decision");
+    expect(refusedField("station 'line-1': category 'x' is not fitted in /m (eagle fit ...)")).toBe("category");
+    expect(refusedField("station: name '-x' is not a station name: use ...")).toBe("name");
+    expect(refusedField("station 'line-1': source: unknown option 'foo'")).toBeNull();
+    expect(refusedField("station 'line-1' exists already; change it with PATCH")).toBeNull();
   });
 
   it("sends duplicates only when a choice was made, from the service's declared choices", () => {

@@ -1,9 +1,13 @@
 /**
  * The Stations page's arithmetic: a station's state and last verdict read out of the service's answer,
  * its figures in words, and the create form checked and turned into a `POST /v1/stations` body.
+ *
+ * The form's sources and sinks, their options, limits and defaults are the service's (`STATION_SOURCES` and
+ * `STATION_SINKS`, generated from the `x-kinds` of its OpenAPI document, src/eagle_iad/station/part_options.py): a
+ * kind, option or limit the service adds reaches the form by regenerating the client, never by retyping it here.
  */
 
-import { STATION_DUPLICATES, type SinkInfo, type StationBody, type StationInfo } from "@eagle-iad/client";
+import { STATION_DUPLICATES, STATION_SINKS, STATION_SOURCES, type SinkInfo, type StationBody, type StationInfo } from "@eagle-iad/client";
 
 /** How often the page asks for the stations' figures while it is visible. */
 export const REFRESH_MS = 2000;
@@ -235,34 +239,207 @@ export function duplicatesText(choice: Duplicates | string): string {
   return choice;
 }
 
-/** What the create form holds, as typed. */
-export interface StationForm {
-  name: string;
-  category: string;
-  folder: string;
-  settleS: string;
-  /** The folder source's `recursive`: take the images of the hot folder's subfolders too (docs/STATIONS.md). */
-  recursive: boolean;
-  /** The station's `duplicates`, one of the service's declared choices; "" leaves the service's default. */
-  duplicates: "" | Duplicates;
-  backlogLimit: string;
-  deadlineS: string;
-  sinkFolder: string;
-  webhookUrl: string;
+/** One option of a source or sink as the service declares it (JSON Schema, with the service's `x-` keywords). */
+export interface OptionSchema {
+  type: "string" | "number" | "integer" | "boolean" | "object";
+  description: string;
+  default?: string | number | boolean;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  enum?: readonly string[];
+  pattern?: string;
+  /** A server path: relative to the service's data root. */
+  "x-path"?: boolean;
+  /** The name of a server environment variable holding a secret. */
+  "x-secret"?: boolean;
+  /** The default in words, where it is not one fixed value ("1883, or 8883 with tls"). */
+  "x-default"?: string;
+  /** An object's own fields (the OPC UA sink's `nodes`: field -> node id). */
+  properties?: Readonly<Record<string, { type: string; description: string }>>;
 }
 
-export const EMPTY_FORM: StationForm = {
-  name: "",
-  category: "",
-  folder: "",
-  settleS: "1",
-  recursive: false,
-  duplicates: "",
-  backlogLimit: "",
-  deadlineS: "",
-  sinkFolder: "",
-  webhookUrl: "",
+/** A camera's trigger choice: the options it shows, and what it writes into the source's table. */
+export interface TriggerSchema {
+  options: readonly string[];
+  table: Readonly<Record<string, string>>;
+}
+
+/** A source or sink kind as the service declares it. */
+export interface KindSchema {
+  title: string;
+  properties: Readonly<Record<string, OptionSchema>>;
+  required: readonly string[];
+  "x-order": readonly string[];
+  /** Exactly one of these options (a camera: url or device). */
+  "x-one-of"?: readonly string[];
+  "x-triggers"?: Readonly<Record<string, TriggerSchema>>;
+  "x-default-trigger"?: string;
+  /** The trigger choices in the service's order. */
+  "x-trigger-order"?: readonly string[];
+}
+
+/** A kind's trigger choices (a camera's), in the service's order; none for a kind without. */
+export function triggerChoices(schema: KindSchema | undefined): string[] {
+  const triggers = schema?.["x-triggers"];
+  if (!triggers) return [];
+  const order = schema["x-trigger-order"] ?? [];
+  return [...order.filter((key) => key in triggers), ...Object.keys(triggers).filter((key) => !order.includes(key))];
+}
+
+export interface Kinds {
+  order: readonly string[];
+  kinds: Readonly<Record<string, KindSchema>>;
+}
+
+/** The service's sources and sinks (the generated client's declarations, read through the shape above). */
+export const SOURCES: Kinds = STATION_SOURCES as unknown as Kinds;
+export const SINKS: Kinds = STATION_SINKS as unknown as Kinds;
+
+/**
+ * Options a form shows folded under "More options": the ones a line rarely changes (the service's defaults are
+ * right for most). Presentation only: every option of a kind is offered, with the service's limits.
+ */
+export const MORE_OPTIONS: ReadonlySet<string> = new Set([
+  "poll_s", "after", "max_file_mb", "reconnect_s", "name_prefix", "frames", "name", "max_attempts", "retry_base_s",
+  "retry_max_s", "refusals", "secret_env", "verify_tls", "ca_file", "client_id", "protocol", "status_topic",
+  "last_topic", "qos", "timeout_s", "ack_timeout_s", "min_interval_s", "link",
+]);
+
+/** The console's words for an option (its label); the service's description is the field's hint. */
+const LABELS: Readonly<Record<string, string>> = {
+  "folder:path": "Hot folder",
+  "sink:folder:path": "Folder",
+  settle_s: "Settle time",
+  recursive: "Also take images from its subfolders",
+  url: "Video file or stream URL",
+  "sink:webhook:url": "Webhook URL",
+  device: "USB camera index",
+  every_n_frames: "Every N-th frame",
+  every_ms: "Every",
+  trigger_endpoint: "PLC endpoint",
+  trigger_node: "Trigger node",
+  username: "User name",
+  password_env: "Password variable",
+  secret_env: "Signing secret variable",
+  frames: "Frames folder",
+  name_prefix: "Frame name prefix",
+  reconnect_s: "Reconnect after",
+  poll_s: "Look every",
+  after: "After inspection",
+  max_file_mb: "Largest file",
+  max_attempts: "Tries before a dead letter",
+  retry_base_s: "First retry after",
+  retry_max_s: "Longest wait between tries",
+  refusals: "Also send refused images",
+  name: "Sink name",
+  link: "Hard-link instead of copying",
+  timeout_s: "Timeout",
+  verify_tls: "Verify the TLS certificate",
+  ca_file: "CA file",
+  host: "Broker host",
+  port: "Port",
+  tls: "Use TLS",
+  topic: "Topic",
+  status_topic: "Status topic",
+  last_topic: "Last verdict topic",
+  qos: "QoS",
+  client_id: "Client id",
+  protocol: "Protocol",
+  endpoint: "Server endpoint",
+  ack_timeout_s: "Acknowledgement timeout",
+  min_interval_s: "Least time between writes",
 };
+
+/** The unit an option's name says (`_s`, `_ms`, `_mb`), for its label. */
+function unitOf(key: string): string {
+  if (key.endsWith("_ms")) return "milliseconds";
+  if (key.endsWith("_s")) return "seconds";
+  if (key.endsWith("_mb")) return "MB";
+  return "";
+}
+
+/**
+ * An option's label: the console's word for it, its unit, and "relative to the data root" for a server path
+ * ("Hot folder (relative to the data root)", "Settle time (seconds)"); an option the service adds later is
+ * labelled by its own name.
+ */
+export function optionLabel(part: "source" | "sink", kind: string, key: string, option: OptionSchema): string {
+  const word = LABELS[`${part === "sink" ? "sink:" : ""}${kind}:${key}`] ?? LABELS[key] ?? key.replace(/_(s|ms|mb)$/, "").replaceAll("_", " ");
+  const unit = unitOf(key);
+  const extra = option["x-path"] ? "relative to the data root" : unit;
+  return extra ? `${word} (${extra})` : word;
+}
+
+/** An option's limits in words: "from 0 to 3600", "above 0, at most 86400000", "at least 1". */
+export function limitsText(option: OptionSchema): string {
+  const low = option.minimum !== undefined ? `at least ${option.minimum}` : option.exclusiveMinimum !== undefined ? `above ${option.exclusiveMinimum}` : "";
+  const high = option.maximum !== undefined ? `at most ${option.maximum}` : option.exclusiveMaximum !== undefined ? `below ${option.exclusiveMaximum}` : "";
+  if (option.minimum !== undefined && option.maximum !== undefined) return `from ${option.minimum} to ${option.maximum}`;
+  return [low, high].filter(Boolean).join(", ");
+}
+
+/** What an empty field means: the service's default ("1000", "1883, or 8883 with tls"), or "" for none. */
+export function defaultText(option: OptionSchema): string {
+  if (option["x-default"] !== undefined) return option["x-default"];
+  if (option.default === undefined) return "";
+  return String(option.default);
+}
+
+/** One source or sink as typed: its kind, each option's text ("" leaves the service's default) and ticks. */
+export interface PartForm {
+  kind: string;
+  /** Text and number options, as typed; booleans as "true"/"false" (the box as the service's default: absent). */
+  values: Readonly<Record<string, string>>;
+  /** A camera: what it reads, `url` or `device` (its `x-one-of`). */
+  reads?: string;
+  /** A camera: its trigger choice (a key of its `x-triggers`). */
+  trigger?: string;
+}
+
+/** A part of a kind with nothing typed: each boolean at the service's default. */
+export function emptyPart(kinds: Kinds, kind: string): PartForm {
+  const schema = kinds.kinds[kind];
+  const values: Record<string, string> = {};
+  for (const [key, option] of Object.entries(schema?.properties ?? {})) {
+    if (option.type === "boolean") values[key] = String(option.default ?? false);
+  }
+  const part: PartForm = { kind, values };
+  const oneOf = schema?.["x-one-of"];
+  if (oneOf?.[0] !== undefined) part.reads = oneOf[0];
+  if (schema?.["x-default-trigger"] !== undefined) part.trigger = schema["x-default-trigger"];
+  return part;
+}
+
+/**
+ * The options a part's form shows now, in the service's order: a camera's url or device (what it reads) and only
+ * the options of its trigger choice (the others are refused beside it by the service).
+ */
+export function shownOptions(kinds: Kinds, part: PartForm): string[] {
+  const schema = kinds.kinds[part.kind];
+  if (!schema) return [];
+  const oneOf = schema["x-one-of"] ?? [];
+  const triggers = schema["x-triggers"] ?? {};
+  const triggerOptions = new Set(Object.values(triggers).flatMap((t) => t.options));
+  const chosen = new Set(part.trigger !== undefined ? (triggers[part.trigger]?.options ?? []) : []);
+  return schema["x-order"].filter((key) => {
+    if (key === "trigger" && Object.keys(triggers).length > 0) return false; // the trigger choice is its own field
+    if (oneOf.includes(key)) return key === part.reads;
+    if (triggerOptions.has(key)) return chosen.has(key);
+    return true;
+  });
+}
+
+/** The form's field for an option that must be given (the service refuses the part without it). */
+export function isRequired(kinds: Kinds, part: PartForm, key: string): boolean {
+  const schema = kinds.kinds[part.kind];
+  if (!schema) return false;
+  if (schema.required.includes(key) || (schema["x-one-of"] ?? []).includes(key)) return true;
+  // a trigger's options are needed by it, except the PLC's user and password (anonymous by default)
+  const trigger = part.trigger !== undefined ? schema["x-triggers"]?.[part.trigger] : undefined;
+  return !!trigger && trigger.options.includes(key) && schema.properties[key]?.default === undefined && !["username", "password_env"].includes(key);
+}
 
 function numberOf(text: string): number | null {
   const trimmed = text.trim();
@@ -271,39 +448,165 @@ function numberOf(text: string): number | null {
   return Number.isFinite(value) ? value : Number.NaN;
 }
 
-/** Why the form cannot be sent yet, in words; null when it can (the service still checks everything). */
-export function stationFormProblem(form: StationForm): string | null {
-  if (form.name === "") return "Enter a name for the station.";
-  if (!STATION_NAME.test(form.name)) return `The name may only use ${STATION_NAME_RULE}`;
-  if (form.category === "") return "Choose the category that scores the station's images.";
-  if (form.folder.trim() === "") return "Enter the hot folder (inside the service's data root).";
-  const settle = numberOf(form.settleS);
-  if (settle === null || Number.isNaN(settle) || settle < 0 || settle > 3600) return "Settle time: a number of seconds from 0 to 3600.";
-  const backlog = numberOf(form.backlogLimit);
-  if (backlog !== null && (!Number.isInteger(backlog) || backlog < 1)) return "Backlog limit: a whole number of images, at least 1.";
-  const deadline = numberOf(form.deadlineS);
-  if (deadline !== null && (Number.isNaN(deadline) || deadline <= 0 || deadline > 86400)) return "Deadline: a number of seconds above 0 (at most 86400).";
-  const url = form.webhookUrl.trim();
-  if (url !== "" && !/^https?:\/\/[^\s/?#]+/i.test(url)) return "The webhook URL must start with http:// or https:// and name a host.";
+/** Why a typed value is outside an option's declared type and limits, in words; null when it fits. */
+export function optionProblem(option: OptionSchema, text: string): string | null {
+  if (option.type === "number" || option.type === "integer") {
+    const value = numberOf(text);
+    if (value === null) return null;
+    const limits = limitsText(option);
+    const what = option.type === "integer" ? "a whole number" : "a number";
+    const wanted = limits ? `${what} ${limits}` : what;
+    if (Number.isNaN(value) || (option.type === "integer" && !Number.isInteger(value))) return `must be ${wanted}`;
+    if (option.minimum !== undefined && value < option.minimum) return `must be ${wanted}`;
+    if (option.exclusiveMinimum !== undefined && value <= option.exclusiveMinimum) return `must be ${wanted}`;
+    if (option.maximum !== undefined && value > option.maximum) return `must be ${wanted}`;
+    if (option.exclusiveMaximum !== undefined && value >= option.exclusiveMaximum) return `must be ${wanted}`;
+    return null;
+  }
+  if (option.type === "string" && text.trim() !== "") {
+    if (option.enum && !option.enum.includes(text)) return `must be one of ${option.enum.join(", ")}`;
+    if (option.pattern && !new RegExp(`^(?:${option.pattern})$`).test(text)) return "must be 1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit";
+  }
   return null;
 }
 
-/** The `POST /v1/stations` body of a checked form: a folder source, then the sinks that were filled in. */
+/** A part's table for the body: its kind, each option typed (numbers as numbers), and its trigger's own keys. */
+export function partTable(kinds: Kinds, part: PartForm): Record<string, unknown> {
+  const schema = kinds.kinds[part.kind];
+  const table: Record<string, unknown> = { kind: part.kind };
+  if (!schema) return table;
+  for (const key of shownOptions(kinds, part)) {
+    const option = schema.properties[key];
+    if (!option) continue;
+    if (option.type === "object") {
+      const fields: Record<string, string> = {};
+      for (const field of Object.keys(option.properties ?? {})) {
+        const text = (part.values[`${key}.${field}`] ?? "").trim();
+        if (text !== "") fields[field] = text;
+      }
+      if (Object.keys(fields).length > 0) table[key] = fields;
+      continue;
+    }
+    const text = part.values[key] ?? "";
+    if (option.type === "boolean") {
+      // only a change from the service's default is sent: the rest stays the part's own
+      if (text !== "" && text !== String(option.default ?? false)) table[key] = text === "true";
+    } else if (option.type === "number" || option.type === "integer") {
+      const value = numberOf(text);
+      if (value !== null) table[key] = value;
+    } else if (text.trim() !== "") {
+      table[key] = text.trim();
+    }
+  }
+  const trigger = part.trigger !== undefined ? schema["x-triggers"]?.[part.trigger] : undefined;
+  if (trigger) Object.assign(table, trigger.table);
+  return table;
+}
+
+/** What the create form holds, as typed. */
+export interface StationForm {
+  name: string;
+  category: string;
+  /** The station's `duplicates`, one of the service's declared choices; "" leaves the service's default. */
+  duplicates: "" | Duplicates;
+  backlogLimit: string;
+  deadlineS: string;
+  source: PartForm;
+  sinks: readonly PartForm[];
+}
+
+/** The form as it opens: a hot folder (the first source the service declares), no sinks. */
+export const EMPTY_FORM: StationForm = {
+  name: "",
+  category: "",
+  duplicates: "",
+  backlogLimit: "",
+  deadlineS: "",
+  source: emptyPart(SOURCES, SOURCES.order[0] ?? "folder"),
+  sinks: [],
+};
+
+/** Why the form cannot be sent yet: the field it is about (as {@link refusedField} names them) and the words. */
+export interface FormIssue {
+  /** "name", "category", "backlog_limit", "deadline_s", "source.<option>", "sinks.<index>.<option>". */
+  field: string;
+  message: string;
+}
+
+function partIssue(kinds: Kinds, part: PartForm, where: string, field: string, what: "source" | "sink"): FormIssue | null {
+  const schema = kinds.kinds[part.kind];
+  if (!schema) return { field: `${field}.kind`, message: `${where}: choose one of ${kinds.order.join(", ")}.` };
+  for (const key of shownOptions(kinds, part)) {
+    const option = schema.properties[key];
+    if (!option) continue;
+    const label = optionLabel(what, part.kind, key, option);
+    if (option.type === "object") {
+      const given = Object.keys(option.properties ?? {}).some((f) => (part.values[`${key}.${f}`] ?? "").trim() !== "");
+      if (!given && isRequired(kinds, part, key)) return { field: `${field}.${key}`, message: `${where}: map at least one field to a node (${label}).` };
+      continue;
+    }
+    const text = part.values[key] ?? "";
+    if (option.type !== "boolean" && text.trim() === "" && isRequired(kinds, part, key)) {
+      return { field: `${field}.${key}`, message: `${where}: enter the ${label[0]?.toLowerCase()}${label.slice(1)}.` };
+    }
+    const problem = optionProblem(option, text);
+    if (problem) return { field: `${field}.${key}`, message: `${where}: ${label} ${problem}.` };
+  }
+  return null;
+}
+
+/** The first reason the form cannot be sent, with the field it names; null when it can (the service checks everything again). */
+export function stationFormIssue(form: StationForm): FormIssue | null {
+  if (form.name === "") return { field: "name", message: "Enter a name for the station." };
+  if (!STATION_NAME.test(form.name)) return { field: "name", message: `The name may only use ${STATION_NAME_RULE}` };
+  if (form.category === "") return { field: "category", message: "Choose the category that scores the station's images." };
+  const backlog = numberOf(form.backlogLimit);
+  if (backlog !== null && (!Number.isInteger(backlog) || backlog < 1)) return { field: "backlog_limit", message: "Backlog limit: a whole number of images, at least 1." };
+  const deadline = numberOf(form.deadlineS);
+  if (deadline !== null && (Number.isNaN(deadline) || deadline <= 0 || deadline > 86400)) {
+    return { field: "deadline_s", message: "Deadline: a number of seconds above 0 (at most 86400)." };
+  }
+  const source = partIssue(SOURCES, form.source, "Source", "source", "source");
+  if (source) return source;
+  for (const [index, sink] of form.sinks.entries()) {
+    const issue = partIssue(SINKS, sink, `Sink ${index + 1} (${sink.kind})`, `sinks.${index}`, "sink");
+    if (issue) return issue;
+  }
+  return null;
+}
+
+/** Why the form cannot be sent yet, in words; null when it can. */
+export function stationFormProblem(form: StationForm): string | null {
+  return stationFormIssue(form)?.message ?? null;
+}
+
+/** The `POST /v1/stations` body of a checked form: its source's table, then its sinks' in order. */
 export function stationBody(form: StationForm): StationBody {
   const body: StationBody = {
     name: form.name,
     category: form.category,
-    source: { kind: "folder", path: form.folder.trim(), settle_s: numberOf(form.settleS) ?? 1 },
-    sinks: [],
+    source: partTable(SOURCES, form.source),
+    sinks: form.sinks.map((sink) => partTable(SINKS, sink)),
   };
-  // only when asked: the service's default (false) stays the source's own
-  if (form.recursive) body.source.recursive = true;
   if (form.duplicates !== "") body.duplicates = form.duplicates;
   const backlog = numberOf(form.backlogLimit);
   if (backlog !== null) body.backlog_limit = backlog;
   const deadline = numberOf(form.deadlineS);
   if (deadline !== null) body.deadline_s = deadline;
-  if (form.sinkFolder.trim() !== "") body.sinks?.push({ kind: "folder", path: form.sinkFolder.trim() });
-  if (form.webhookUrl.trim() !== "") body.sinks?.push({ kind: "webhook", url: form.webhookUrl.trim() });
   return body;
+}
+
+/**
+ * The form's field a refusal of the service names (its message's `station '<name>': source: <option> ...`, or
+ * `sink <n> (<kind>): <option> ...`), as {@link FormIssue.field} names them; null when it names none (the error is
+ * shown in the banner only). The service's words are kept: this only says where to show them.
+ */
+export function refusedField(message: string): string | null {
+  const match = /^station(?: '(?:[^'\\]|\\.)*')?: (?:(source): |sink (\d+)(?: \([^)]*\))?: )?([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?) /.exec(message);
+  if (!match) return null;
+  const [, source, sink, key = ""] = match;
+  if (key === "unknown") return null; // "unknown option 'x'": no field of the form
+  if (source) return `source.${key}`;
+  if (sink) return `sinks.${Number(sink) - 1}.${key}`;
+  return key;
 }

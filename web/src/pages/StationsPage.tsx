@@ -9,8 +9,13 @@ import { SelectField } from "../components/SelectField";
 import { describeError, isUnauthorised, type UserError } from "../logic/errors";
 import { formatScore } from "../logic/scale";
 import {
+  DEFAULT_BACKLOG_LIMIT,
+  DEFAULT_DEADLINE_S,
   EMPTY_FORM,
+  MORE_OPTIONS,
   REFRESH_MS,
+  SINKS,
+  SOURCES,
   STATION_NAME,
   STATION_NAME_RULE,
   allWarnings,
@@ -31,7 +36,18 @@ import {
   sinksOf,
   stateView,
   stationBody,
-  stationFormProblem,
+  defaultText,
+  emptyPart,
+  isRequired,
+  limitsText,
+  optionLabel,
+  refusedField,
+  shownOptions,
+  stationFormIssue,
+  triggerChoices,
+  type FormIssue,
+  type Kinds,
+  type PartForm,
   type StationForm,
 } from "../logic/stations";
 
@@ -599,6 +615,12 @@ function StationActions({ info, busy, confirming, owing, onAct, onAskDelete, onC
   );
 }
 
+/** Where a problem (the form's own, or the service's 400) is shown: beside the field it names. */
+interface FieldNote {
+  field: string;
+  message: string;
+}
+
 function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => void }) {
   const { client, requireKey } = useApi();
   const id = useId();
@@ -606,91 +628,112 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
   const [form, setForm] = useState<StationForm>(EMPTY_FORM);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<UserError | null>(null);
+  /** The service's refusal, beside the field its message names (until that field is changed). */
+  const [refused, setRefused] = useState<FieldNote | null>(null);
   const [created, setCreated] = useState<StationInfo | null>(null);
+  const [sinkKind, setSinkKind] = useState<string>(SINKS.order[0] ?? "folder");
 
   const names = (categories.data ?? []).filter((c) => !c.error).map((c) => c.name);
-  const problem = busy ? "Creating the station…" : stationFormProblem(form);
-  const set = (key: keyof StationForm) => (value: string) => setForm((f) => ({ ...f, [key]: value }));
+  const issue = stationFormIssue(form);
+  const problem = busy ? "Creating the station…" : (issue?.message ?? null);
   const nameInvalid = form.name !== "" && !STATION_NAME.test(form.name);
+  const edit = (field: string, change: (f: StationForm) => StationForm) => {
+    setForm(change);
+    if (refused?.field === field || refused?.field.startsWith(`${field}.`)) setRefused(null);
+  };
+  const set = (key: "name" | "category" | "backlogLimit" | "deadlineS", field: string) => (value: string) => edit(field, (f) => ({ ...f, [key]: value }));
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     if (problem !== null) return;
     setBusy(true);
     setError(null);
+    setRefused(null);
     setCreated(null);
     try {
       const info = await client.createStation(stationBody(form));
       setCreated(info);
-      setForm((f) => ({ ...EMPTY_FORM, category: f.category, settleS: f.settleS }));
+      setForm((f) => ({ ...EMPTY_FORM, category: f.category }));
       onCreated(info);
     } catch (reason) {
       if (isUnauthorised(reason)) requireKey(reason);
       setError(describeError(reason));
+      if (reason instanceof EagleApiError && reason.status === 400) {
+        const field = refusedField(reason.message);
+        if (field !== null) setRefused({ field, message: reason.message });
+      }
     } finally {
       setBusy(false);
     }
   };
 
+  const sourceSchema = SOURCES.kinds[form.source.kind];
   return (
     <section className="panel" aria-labelledby={`${id}-title`}>
       <h2 id={`${id}-title`}>Create a station</h2>
       <p className="muted small">
         A hot folder inside the service's data root (relative to it; the folder must exist): each image written into it is inspected once it has
-        not changed for the settle time, then moved to <code>done/</code>. The service keeps the station and starts it again after a restart.
+        not changed for the settle time, then moved to <code>done/</code>. Or a camera: a video file in the data root, a stream or a USB
+        camera, a frame taken every N frames, every so many milliseconds, on each API trigger or on a PLC's signal over OPC UA. The service
+        keeps the station and starts it again after a restart.
       </p>
       <form onSubmit={submit} className="fit-form station-form" aria-labelledby={`${id}-title`} noValidate>
         <div className="field-row">
           <div className="field">
             <label htmlFor={`${id}-name`}>Name</label>
-            <input id={`${id}-name`} value={form.name} onChange={(e) => set("name")(e.target.value)} placeholder="e.g. line-1"
-              aria-invalid={nameInvalid} aria-describedby={`${id}-name-hint`} autoComplete="off" required />
+            <input id={`${id}-name`} value={form.name} onChange={(e) => set("name", "name")(e.target.value)} placeholder="e.g. line-1"
+              aria-invalid={nameInvalid || refused?.field === "name"} aria-describedby={`${id}-name-hint${refused?.field === "name" ? ` ${id}-refused` : ""}`}
+              autoComplete="off" required />
             <span id={`${id}-name-hint`} className={`hint${nameInvalid ? " invalid" : ""}`}>
               {STATION_NAME_RULE}
             </span>
+            <Refused note={refused} field="name" id={`${id}-refused`} />
           </div>
           <SelectField id={`${id}-category`} label="Category" value={form.category} options={names} empty="Choose a category"
-            onChange={set("category")} />
+            onChange={set("category", "category")} />
         </div>
+        <Refused note={refused} field="category" id={`${id}-refused`} />
         {categories.error ? <ErrorBanner error={categories.error} onRetry={categories.reload} compact /> : null}
-        <div className="field-row">
-          <div className="field">
-            <label htmlFor={`${id}-folder`}>Hot folder (relative to the data root)</label>
-            <input id={`${id}-folder`} value={form.folder} onChange={(e) => set("folder")(e.target.value)} placeholder="e.g. line-1/incoming"
-              autoComplete="off" required />
-          </div>
-          <div className="field">
-            <label htmlFor={`${id}-settle`}>Settle time (seconds)</label>
-            <input id={`${id}-settle`} type="number" min={0} max={3600} step="any" inputMode="decimal" value={form.settleS}
-              onChange={(e) => set("settleS")(e.target.value)} aria-describedby={`${id}-settle-hint`} />
-            <span id={`${id}-settle-hint`} className="hint">
-              How long a file must stay unchanged to count as complete.
-            </span>
-          </div>
-        </div>
-        <div className="field checkbox">
-          <input id={`${id}-recursive`} type="checkbox" checked={form.recursive}
-            onChange={(e) => setForm((f) => ({ ...f, recursive: e.target.checked }))} aria-describedby={`${id}-recursive-hint`} />
-          <label htmlFor={`${id}-recursive`}>Also take images from its subfolders</label>
-          <span id={`${id}-recursive-hint`} className="hint">
-            Up to 8 levels (dated camera folders); each image is named by its path in the hot folder and filed under the same path in done/.
-          </span>
-        </div>
+        <fieldset className="field station-source">
+          <legend>Source</legend>
+          <SelectField id={`${id}-source-kind`} label="Takes images from" value={form.source.kind}
+            options={SOURCES.order.map((kind) => [kind, SOURCES.kinds[kind]?.title ?? kind] as const)}
+            onChange={(kind) => edit("source", (f) => ({ ...f, source: emptyPart(SOURCES, kind) }))} />
+          {sourceSchema?.["x-one-of"] ? (
+            <SelectField id={`${id}-source-reads`} label="Camera" value={form.source.reads ?? ""}
+              options={sourceSchema["x-one-of"].map((key) => [key, key === "device" ? "A USB camera (device index)" : "A video file or stream URL"] as const)}
+              onChange={(reads) => edit("source", (f) => ({ ...f, source: { ...f.source, reads } }))} />
+          ) : null}
+          {sourceSchema?.["x-triggers"] ? (
+            <SelectField id={`${id}-source-trigger`} label="Take a frame" value={form.source.trigger ?? ""}
+              options={triggerChoices(sourceSchema).map((key) => [key, triggerText(key)] as const)}
+              hint={triggerHint(form.source.trigger ?? "")}
+              onChange={(trigger) => edit("source.trigger", (f) => ({ ...f, source: { ...f.source, trigger } }))} />
+          ) : null}
+          <Refused note={refused} field="source.kind" id={`${id}-refused`} />
+          <Refused note={refused} field="source.trigger" id={`${id}-refused`} />
+          <PartFields id={`${id}-source`} what="source" kinds={SOURCES} part={form.source} field="source" issue={issue} refused={refused}
+            onChange={(source, field) => edit(field, (f) => ({ ...f, source }))} />
+        </fieldset>
         <SelectField id={`${id}-duplicates`} label="An image whose content was already inspected" value={form.duplicates}
           options={STATION_DUPLICATES.choices.map((choice) => [choice, duplicatesText(choice)] as const)}
           empty={`Service default (${STATION_DUPLICATES.default})`}
           hint="A frozen camera sending the same picture for the next part. Refuse tells every sink this part was not inspected, naming the earlier verdict, so a PLC that waits for an answer per part gets one; skip puts it away with a line in the log and a warning."
-          onChange={(value) => setForm((f) => ({ ...f, duplicates: value as StationForm["duplicates"] }))} />
+          onChange={(value) => edit("duplicates", (f) => ({ ...f, duplicates: value as StationForm["duplicates"] }))} />
         <div className="field-row">
           <div className="field">
             <label htmlFor={`${id}-backlog`}>Backlog limit (optional)</label>
-            <input id={`${id}-backlog`} type="number" min={1} step={1} inputMode="numeric" value={form.backlogLimit} placeholder="1000"
-              onChange={(e) => set("backlogLimit")(e.target.value)} aria-describedby={`${id}-limits-hint`} />
+            <input id={`${id}-backlog`} type="number" min={1} step={1} inputMode="numeric" value={form.backlogLimit} placeholder={String(DEFAULT_BACKLOG_LIMIT)}
+              onChange={(e) => set("backlogLimit", "backlog_limit")(e.target.value)} aria-describedby={`${id}-limits-hint`}
+              aria-invalid={refused?.field === "backlog_limit"} />
+            <Refused note={refused} field="backlog_limit" id={`${id}-refused`} />
           </div>
           <div className="field">
             <label htmlFor={`${id}-deadline`}>Deadline for p95 latency, s (optional)</label>
-            <input id={`${id}-deadline`} type="number" min={0} step="any" inputMode="decimal" value={form.deadlineS} placeholder="10"
-              onChange={(e) => set("deadlineS")(e.target.value)} aria-describedby={`${id}-limits-hint`} />
+            <input id={`${id}-deadline`} type="number" min={0} step="any" inputMode="decimal" value={form.deadlineS} placeholder={String(DEFAULT_DEADLINE_S)}
+              onChange={(e) => set("deadlineS", "deadline_s")(e.target.value)} aria-describedby={`${id}-limits-hint`}
+              aria-invalid={refused?.field === "deadline_s"} />
+            <Refused note={refused} field="deadline_s" id={`${id}-refused`} />
           </div>
         </div>
         <span id={`${id}-limits-hint`} className="hint">
@@ -698,22 +741,29 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
         </span>
         <fieldset className="field station-sinks">
           <legend>Deliver verdicts to (optional)</legend>
-          <div className="field-row">
+          {form.sinks.map((sink, index) => {
+            const title = `Sink ${index + 1}: ${SINKS.kinds[sink.kind]?.title ?? sink.kind}`;
+            return (
+              <fieldset key={index} className="field station-sink" data-sink-form={index}>
+                <legend>{title}</legend>
+                <PartFields id={`${id}-sink-${index}`} what="sink" kinds={SINKS} part={sink} field={`sinks.${index}`} issue={issue} refused={refused}
+                  onChange={(next, field) => edit(field, (f) => ({ ...f, sinks: f.sinks.map((s, i) => (i === index ? next : s)) }))} />
+                <div>
+                  <button type="button" className="button secondary small-button" aria-label={`Remove sink ${index + 1} (${sink.kind})`}
+                    onClick={() => edit("sinks", (f) => ({ ...f, sinks: f.sinks.filter((_, i) => i !== index) }))}>
+                    Remove
+                  </button>
+                </div>
+              </fieldset>
+            );
+          })}
+          <div className="field-row station-add-sink">
+            <SelectField id={`${id}-sink-kind`} label="Sink kind" value={sinkKind}
+              options={SINKS.order.map((kind) => [kind, SINKS.kinds[kind]?.title ?? kind] as const)} onChange={setSinkKind} />
             <div className="field">
-              <label htmlFor={`${id}-sink-folder`}>Folder sink (relative to the data root)</label>
-              <input id={`${id}-sink-folder`} value={form.sinkFolder} onChange={(e) => set("sinkFolder")(e.target.value)} placeholder="e.g. line-1/sorted"
-                autoComplete="off" aria-describedby={`${id}-sink-folder-hint`} />
-              <span id={`${id}-sink-folder-hint`} className="hint">
-                Images copied into normal/, anomalous/, unrecognised/ (not like the training images) or undecided/ with their records; refused images into refused/ with why.
-              </span>
-            </div>
-            <div className="field">
-              <label htmlFor={`${id}-webhook`}>Webhook URL</label>
-              <input id={`${id}-webhook`} type="url" value={form.webhookUrl} onChange={(e) => set("webhookUrl")(e.target.value)}
-                placeholder="https://mes.example/verdicts" autoComplete="off" aria-describedby={`${id}-webhook-hint`} />
-              <span id={`${id}-webhook-hint`} className="hint">
-                Each verdict POSTed as JSON, retried until delivered.
-              </span>
+              <button type="button" className="button secondary" onClick={() => edit("sinks", (f) => ({ ...f, sinks: [...f.sinks, emptyPart(SINKS, sinkKind)] }))}>
+                Add sink
+              </button>
             </div>
           </div>
         </fieldset>
@@ -730,10 +780,161 @@ function CreateStationForm({ onCreated }: { onCreated: (info: StationInfo) => vo
       </form>
       {created ? (
         <p className="success" role="status">
-          <span aria-hidden="true">✓ </span>Created {created.station}: images written into its hot folder are inspected against {created.category}.
+          <span aria-hidden="true">✓ </span>Created {created.station}:{" "}
+          {created.spec?.["source"] && (created.spec["source"] as Record<string, unknown>)["kind"] === "folder"
+            ? `images written into its hot folder are inspected against ${created.category}.`
+            : `${created.source}, inspected against ${created.category}.`}
         </p>
       ) : null}
       {error ? <ErrorBanner error={error} /> : null}
     </section>
+  );
+}
+
+/** A camera's trigger choice in words (the keys of its `x-triggers`; one the service adds later by its name). */
+function triggerText(key: string): string {
+  switch (key) {
+    case "every_n_frames":
+      return "Every N-th frame";
+    case "every_ms":
+      return "Every so many milliseconds";
+    case "http":
+      return "On each API trigger (POST …/trigger)";
+    case "opcua":
+      return "On a PLC's signal (OPC UA node)";
+    default:
+      return key;
+  }
+}
+
+function triggerHint(key: string): string {
+  const option = SOURCES.kinds["camera"]?.properties["trigger"];
+  if (key === "http" || key === "opcua") return option?.description ?? "";
+  return "Of a video file, in the file's own time; the file's end finishes the source.";
+}
+
+/** The service's refusal, when it names this field. */
+function Refused({ note, field, id }: { note: FieldNote | null; field: string; id: string }) {
+  if (note?.field !== field) return null;
+  return (
+    <span id={id} className="hint invalid" data-testid="field-refused">
+      {note.message}
+    </span>
+  );
+}
+
+interface PartFieldsProps {
+  id: string;
+  what: "source" | "sink";
+  kinds: Kinds;
+  part: PartForm;
+  /** "source" or "sinks.<index>": the prefix of its fields' names in {@link FormIssue.field}. */
+  field: string;
+  issue: FormIssue | null;
+  refused: FieldNote | null;
+  onChange: (part: PartForm, field: string) => void;
+}
+
+/** A source's or sink's options, as the service declares them; the rarely changed ones folded under "More options". */
+function PartFields(props: PartFieldsProps) {
+  const { kinds, part } = props;
+  const shown = shownOptions(kinds, part);
+  const main = shown.filter((key) => !MORE_OPTIONS.has(key));
+  const more = shown.filter((key) => MORE_OPTIONS.has(key));
+  return (
+    <>
+      <div className="field-row part-fields">
+        {main.map((key) => (
+          <OptionField key={key} name={key} {...props} />
+        ))}
+      </div>
+      {more.length > 0 ? (
+        <details className="part-more">
+          <summary>More options</summary>
+          <div className="field-row part-fields">
+            {more.map((key) => (
+              <OptionField key={key} name={key} {...props} />
+            ))}
+          </div>
+        </details>
+      ) : null}
+    </>
+  );
+}
+
+function OptionField({ id, what, kinds, part, field, issue, refused, onChange, name }: PartFieldsProps & { name: string }) {
+  const option = kinds.kinds[part.kind]?.properties[name];
+  if (!option) return null;
+  const fieldName = `${field}.${name}`;
+  const inputId = `${id}-${name}`;
+  const label = optionLabel(what, part.kind, name, option);
+  const set = (key: string, value: string) => onChange({ ...part, values: { ...part.values, [key]: value } }, fieldName);
+  const invalid = issue?.field === fieldName && (part.values[name] ?? "") !== "";
+  const isRefused = refused?.field === fieldName;
+  const required = isRequired(kinds, part, name);
+  const limits = limitsText(option);
+  const fallback = defaultText(option);
+  const hint = [option.description, limits ? `${limits}` : "", required ? "required" : fallback ? `default ${fallback}` : ""].filter(Boolean).join("; ");
+  const describedBy = `${inputId}-hint${isRefused ? ` ${inputId}-refused` : ""}`;
+  const note = <Refused note={refused} field={fieldName} id={`${inputId}-refused`} />;
+
+  if (option.type === "boolean") {
+    return (
+      <div className="field checkbox">
+        <input id={inputId} type="checkbox" checked={(part.values[name] ?? String(option.default ?? false)) === "true"}
+          onChange={(e) => set(name, String(e.target.checked))} aria-describedby={describedBy} aria-invalid={isRefused} />
+        <label htmlFor={inputId}>{label}</label>
+        <span id={`${inputId}-hint`} className="hint">
+          {option.description}
+        </span>
+        {note}
+      </div>
+    );
+  }
+  if (option.type === "object") {
+    // a refusal names one of its fields ("nodes.decision"): shown under the whole table, that field marked
+    const inner = refused?.field.startsWith(`${fieldName}.`) ? refused.field : fieldName;
+    return (
+      <fieldset className="field part-object">
+        <legend>{label}</legend>
+        <span id={`${inputId}-hint`} className="hint">
+          {option.description}
+        </span>
+        <Refused note={refused} field={inner} id={`${inputId}-refused`} />
+        <div className="field-row">
+          {Object.entries(option.properties ?? {}).map(([sub, entry]) => (
+            <div className="field" key={sub}>
+              <label htmlFor={`${inputId}-${sub}`}>{`Node of ${sub}`}</label>
+              <input id={`${inputId}-${sub}`} value={part.values[`${name}.${sub}`] ?? ""} onChange={(e) => set(`${name}.${sub}`, e.target.value)}
+                placeholder="ns=2;s=…" autoComplete="off" title={entry.description} aria-invalid={refused?.field === `${fieldName}.${sub}`} />
+            </div>
+          ))}
+        </div>
+      </fieldset>
+    );
+  }
+  if (option.enum) {
+    return (
+      <div className="field">
+        <SelectField id={inputId} label={label} value={part.values[name] ?? ""} options={option.enum}
+          empty={fallback ? `Service default (${fallback})` : "Choose"} hint={option.description} onChange={(value) => set(name, value)} />
+        {note}
+      </div>
+    );
+  }
+  const numeric = option.type === "number" || option.type === "integer";
+  return (
+    <div className="field">
+      <label htmlFor={inputId}>{label}</label>
+      <input id={inputId} value={part.values[name] ?? ""} onChange={(e) => set(name, e.target.value)} autoComplete="off"
+        type={numeric ? "number" : "text"} inputMode={option.type === "integer" ? "numeric" : numeric ? "decimal" : undefined}
+        min={option.minimum ?? option.exclusiveMinimum} max={option.maximum ?? option.exclusiveMaximum} step={option.type === "integer" ? 1 : numeric ? "any" : undefined}
+        placeholder={(!required && fallback) || undefined} required={required} aria-required={required}
+        aria-invalid={invalid || isRefused} aria-describedby={describedBy} data-option={fieldName} />
+      <span id={`${inputId}-hint`} className={`hint${invalid ? " invalid" : ""}`}>
+        {hint}
+      </span>
+      {note}
+    </div>
   );
 }
