@@ -8,7 +8,7 @@
  */
 
 import { EagleClient, type StationInfo } from "@eagle-iad/client";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -31,10 +31,12 @@ const folders = {
   sorted: `e2e-sorted-${tag}`,
   trouble: `e2e-trouble-${tag}`,
   file: `e2e-file-${tag}`,
+  camera: `e2e-camera-${tag}`,
 };
 const LINE = `e2e-line-${tag}`;
 const TROUBLE = `e2e-trouble-${tag}`;
 const FILED = `e2e-file-${tag}`;
+const CAMERA = `e2e-camera-${tag}`;
 
 /** Drop a fixture cell into a hot folder as a camera would: written under a name never taken, then renamed. */
 function drop(file: string, folder: string, name: string): void {
@@ -79,7 +81,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  for (const name of [LINE, TROUBLE]) await client?.deleteStation(name, { discardPending: true }).catch(() => undefined);
+  for (const name of [LINE, TROUBLE, CAMERA]) await client?.deleteStation(name, { discardPending: true }).catch(() => undefined);
   await browser?.close();
   await server?.stop();
   for (const folder of Object.values(folders)) rmSync(join(DATA, folder), { recursive: true, force: true });
@@ -97,7 +99,10 @@ describe("stations page", () => {
     await category.selectOption("mono");
     await create.getByLabel("Hot folder (relative to the data root)").fill(folders.line);
     await create.getByLabel("Settle time (seconds)").fill("0.2");
-    await create.getByLabel("Folder sink (relative to the data root)").fill(folders.sorted);
+    // Sinks are added by kind (the service's declared sinks), each with its own fields.
+    expect(await create.getByLabel("Sink kind").locator("option").allTextContents()).toEqual(["A folder", "A webhook", "An MQTT broker", "An OPC UA server (a PLC)"]);
+    await create.getByRole("button", { name: "Add sink" }).click();
+    await create.getByRole("group", { name: "Sink 1: A folder" }).getByLabel("Folder (relative to the data root)").fill(folders.sorted);
     // The service's declared choices for a repeated content, the default first, the hint read with the field.
     const duplicates = create.getByLabel("An image whose content was already inspected");
     expect(await duplicates.locator("option").allTextContents()).toEqual(["Service default (refuse)", "Refuse: tell the sinks", "Skip: tell no sink"]);
@@ -196,7 +201,7 @@ describe("stations page", () => {
     expect(await page.getByRole("heading", { name: "Stations", level: 1 }).evaluate((el) => el === document.activeElement)).toBe(true);
   });
 
-  it("shows the service's refusal of a hot folder outside the data root in the error banner", async () => {
+  it("shows the service's refusal of a hot folder outside the data root in the error banner and beside the field", async () => {
     await openStations();
     const create = page.getByRole("region", { name: "Create a station" });
     await create.getByLabel("Name").fill(`e2e-outside-${tag}`);
@@ -209,6 +214,16 @@ describe("stations page", () => {
     expect(await banner.getAttribute("role")).toBe("alert");
     expect(await banner.locator("strong").textContent()).toBe("Request refused (400)");
     expect(await banner.textContent()).toContain(`station 'e2e-outside-${tag}': source: path '/tmp' is outside the service's data root`);
+    // beside the field the message names, read out with it
+    const field = create.getByLabel("Hot folder (relative to the data root)");
+    expect(await field.getAttribute("aria-invalid")).toBe("true");
+    const note = create.locator('[data-testid="field-refused"]');
+    expect(await note.count()).toBe(1);
+    expect(await note.textContent()).toContain("path '/tmp' is outside the service's data root");
+    expect((await field.getAttribute("aria-describedby"))?.split(" ")).toContain(await note.getAttribute("id"));
+    // changed: the note goes (the banner says what the service said last)
+    await field.fill(folders.line);
+    expect(await note.count()).toBe(0);
     expect((await client.listStations()).map((s) => s.station)).not.toContain(`e2e-outside-${tag}`);
   });
 
@@ -351,6 +366,108 @@ describe("stations page", () => {
       await client.deleteStation(FILED).catch(() => undefined); // a stopped one is forgotten from the listings
       rmSync(work, { recursive: true, force: true });
     }
+  });
+
+  it("creates a camera station on a video file through the form, keyboard alone, listed with its trigger; axe at 1280 and 390 px", async () => {
+    // A real video file in the data root (OpenCV, as the camera source reads it): 10 frames of a fixture cell.
+    mkdirSync(join(DATA, folders.camera), { recursive: true });
+    const clip = `${folders.camera}/clip.avi`;
+    const python = process.env["EAGLE_PYTHON"] || resolve(REPO, ".venv/bin/python");
+    execFileSync(python, ["-c", [
+      "import sys, cv2",
+      "cell = cv2.resize(cv2.imread(sys.argv[1]), (128, 128))",
+      "out = cv2.VideoWriter(sys.argv[2], cv2.VideoWriter_fourcc(*'MJPG'), 10.0, (128, 128))",
+      "[out.write(cell) for _ in range(10)]",
+      "out.release()",
+    ].join("\n"), resolve(FIXTURE_WORK, "sample-good.png"), join(DATA, clip)]);
+
+    await openStations();
+    const create = page.getByRole("region", { name: "Create a station" });
+    await create.getByLabel("Category").locator('option[value="mono"]').waitFor({ state: "attached" });
+    // Keyboard alone: Tab to each control, type, choose with the arrow keys, Enter on the button.
+    const tabTo = async (target: Locator): Promise<void> => {
+      for (let i = 0; i < 120; i += 1) {
+        if (await target.evaluate((el) => el === document.activeElement)) return;
+        await page.keyboard.press("Tab");
+      }
+      throw new Error(`Tab never reached ${await target.evaluate((el) => el.outerHTML.slice(0, 120))}`);
+    };
+    const choose = async (select: Locator, value: string): Promise<void> => {
+      await tabTo(select);
+      const values = await select.locator("option").evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
+      const key = values.indexOf(value) < values.indexOf(await select.inputValue()) ? "ArrowUp" : "ArrowDown";
+      for (let i = 0; i < 10 && (await select.inputValue()) !== value; i += 1) await page.keyboard.press(key);
+      expect(await select.inputValue()).toBe(value);
+    };
+    await create.getByLabel("Name").focus();
+    await page.keyboard.type(CAMERA);
+    await choose(create.getByLabel("Category"), "mono");
+    const kind = create.getByLabel("Takes images from");
+    expect(await kind.locator("option").allTextContents()).toEqual(["A hot folder", "A camera, stream or video file"]);
+    await choose(kind, "camera");
+    // the trigger choices the service declares, each showing its own options
+    const trigger = create.getByLabel("Take a frame");
+    expect(await trigger.locator("option").allTextContents()).toEqual([
+      "Every N-th frame", "Every so many milliseconds", "On each API trigger (POST …/trigger)", "On a PLC's signal (OPC UA node)",
+    ]);
+    expect(await trigger.inputValue()).toBe("every_ms");
+    const everyMs = create.getByLabel("Every (milliseconds)");
+    expect([await everyMs.getAttribute("placeholder"), await everyMs.getAttribute("max")]).toEqual(["1000", "86400000"]);
+    await trigger.selectOption("opcua");
+    await create.getByLabel("Trigger node").waitFor();
+    expect(await create.getByLabel("PLC endpoint").getAttribute("aria-required")).toBe("true");
+    expect(await create.getByLabel("User name").getAttribute("aria-required")).toBe("false");
+    expect(await create.locator('[data-testid="create-blocked"]').textContent()).toBe("Source: enter the video file or stream URL.");
+    await trigger.selectOption("every_ms");
+    expect(await create.getByLabel("Trigger node").count()).toBe(0);
+    await choose(trigger, "every_n_frames");
+    const everyN = create.getByLabel("Every N-th frame");
+    expect([await everyN.getAttribute("min"), await everyN.getAttribute("max"), await everyN.getAttribute("placeholder")]).toEqual(["1", "1000000", "1"]);
+    await tabTo(create.getByLabel("Video file or stream URL"));
+    await page.keyboard.type(clip);
+    await tabTo(everyN);
+    await page.keyboard.type("0");
+    // the service's limit, checked before sending, said beside the field and on the button
+    expect(await create.locator('[data-testid="create-blocked"]').textContent()).toBe("Source: Every N-th frame must be a whole number from 1 to 1000000.");
+    expect(await everyN.getAttribute("aria-invalid")).toBe("true");
+    await page.keyboard.press("Backspace");
+    await page.keyboard.type("5");
+    // More options (the frames folder) open with the keyboard too
+    const more = create.locator(".station-source details.part-more > summary");
+    await tabTo(more);
+    await page.keyboard.press("Enter");
+    await tabTo(create.getByLabel("Frames folder (relative to the data root)"));
+    await page.keyboard.type(`${folders.camera}/frames`);
+    expect(await create.locator('[data-testid="create-blocked"]').count()).toBe(0);
+    const found = await axeViolations(page, "the camera form at 1280 px");
+    await shot(page, "stations-camera-form-1280");
+    await tabTo(create.getByRole("button", { name: "Create station" }));
+    await page.keyboard.press("Enter");
+    await create.getByText(new RegExp(`^✓ Created ${CAMERA}: camera .*clip\\.avi \\(a frame every 5 frames`)).waitFor();
+
+    // The body reached the service as chosen, and the station is listed with its trigger.
+    const made = await client.getStation(CAMERA);
+    expect(made.spec).toEqual({
+      name: CAMERA, category: "mono", sinks: [],
+      source: { kind: "camera", url: clip, every_n_frames: 5, frames: `${folders.camera}/frames` },
+    });
+    const listed = row(CAMERA);
+    await listed.waitFor();
+    expect(await listed.locator(".station-path").textContent()).toBe(`camera ${clip} (a frame every 5 frames, saved in ${folders.camera}/frames; finished at its end)`);
+    await until("the video's frames 0 and 5 inspected", async () => (await client.getStation(CAMERA)).inspected === 2);
+    await page.setViewportSize(PHONE);
+    const card = page.getByRole("article", { name: CAMERA });
+    await card.waitFor();
+    expect(await card.locator(".station-path").textContent()).toContain("(a frame every 5 frames");
+    // the form at phone width: the camera's fields fit, nothing scrolls sideways
+    await create.getByLabel("Takes images from").selectOption("camera");
+    await create.getByLabel("Take a frame").selectOption("opcua");
+    await create.getByRole("button", { name: "Add sink" }).click();
+    const { scrollWidth, tiny } = await measure(page);
+    expect({ scrollWidth, tiny }).toEqual({ scrollWidth: PHONE.width, tiny: [] });
+    await shot(page, "stations-camera-390");
+    found.push(...(await axeViolations(page, "the camera form at 390 px")));
+    expect(found).toEqual([]);
   });
 
   it("logged no script errors or CSP violations", () => {
