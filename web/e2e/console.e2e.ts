@@ -1600,6 +1600,47 @@ describe("web console", () => {
     problems.splice(before); // the 401 answers are logged by the browser
   });
 
+  it("tells a key typed into the form, worked with, then revoked mid-review, that it was revoked and the decision not saved; nobody shown signed in (axe)", async () => {
+    keyed ??= await startServer({ EAGLE_API_KEY: KEY });
+    const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });
+    const suffix = Date.now().toString(36);
+    const oscar = await admin.addKey(`oscar-${suffix}`, "operator");
+    await admin.inspect(ownCopy("sample-good.png", `typed-${suffix}`), "mono", { filename: `typed-${suffix}.png` });
+    const before = problems.length;
+    await page.goto(`${keyed.baseUrl}/#/review`);
+    // Typed into the key form this time (the test above reads it from the tab's storage): once the service has
+    // taken it, a later refusal is a revocation, not a typo, and is told as one.
+    await page.getByLabel("API key", { exact: true }).waitFor({ timeout: 30_000 });
+    await page.getByLabel("API key", { exact: true }).fill(oscar.key);
+    await page.keyboard.press("Enter");
+    await page.getByTestId("signed-in").getByText(`Signed in as oscar-${suffix} (operator)`).waitFor({ timeout: 30_000 });
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    const shown = page.locator(".review-item article");
+    await shown.waitFor({ timeout: 60_000 });
+    const name = (await shown.getAttribute("aria-label"))!.replace("Inspection of ", "");
+    await page.route(
+      /\/v1\/inspections\/[^/]+\/label$/,
+      async (route) => {
+        await admin.revokeKey(`oscar-${suffix}`);
+        await route.continue();
+      },
+      { times: 1 },
+    );
+    await page.getByRole("group", { name: "Decision" }).getByRole("button", { name: /^Actually normal/ }).click();
+    const refused = page.getByTestId("key-refused");
+    await refused.waitFor({ timeout: 30_000 });
+    const words = (await refused.textContent()) ?? "";
+    expect(words).not.toContain("That key was refused");
+    expect(words).toMatch(/^The service refused the key stored in this tab: this key was revoked at \S+; ask an admin for a new key\./);
+    expect(words).toContain(`Your “actually normal” for ${name} was not saved: with a working key, decide it again.`);
+    // The top bar no longer names the revoked key's holder above the form asking for a key.
+    expect(await page.getByTestId("signed-in").count()).toBe(0);
+    expect(await page.getByText(`Signed in as oscar-${suffix}`).count()).toBe(0);
+    expect(await axeViolations(page, "typed key revoked form")).toEqual([]);
+    await shot("review-typed-key-revoked");
+    problems.splice(before); // the 401 answers are logged by the browser
+  });
+
   it("shows who is signed in and, in place of what the role cannot do, which role it needs (390 and 1280 px, axe)", async () => {
     keyed ??= await startServer({ EAGLE_API_KEY: KEY });
     const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });

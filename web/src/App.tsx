@@ -89,25 +89,38 @@ export function App() {
     setNeedKey(true);
   }, []);
 
+  // The key the service has accepted (it answered a request made with it). A typed key that has once worked and
+  // is refused later was revoked or replaced, not mistyped: the form then says the service's reason and what was
+  // not saved, as for a key read from the tab's storage, not "check it and enter it again".
+  const [acceptedKey, setAcceptedKey] = useState<string | null>(null);
+
   // Ask the service once at start whether a key is needed, so the form shows before any page fails.
   useEffect(() => {
     const controller = new AbortController();
-    client.history({ limit: 1, signal: controller.signal }).catch((reason: unknown) => {
-      if (!controller.signal.aborted && isUnauthorised(reason)) requireKey(reason);
-    });
+    client.history({ limit: 1, signal: controller.signal }).then(
+      () => {
+        if (!controller.signal.aborted) setAcceptedKey(apiKey);
+      },
+      (reason: unknown) => {
+        if (!controller.signal.aborted && isUnauthorised(reason)) requireKey(reason);
+      },
+    );
     return () => controller.abort();
-  }, [client, requireKey]);
+  }, [client, apiKey, requireKey]);
 
   // Who the key is: shown in the top bar; pages hide what its role cannot do.
   useEffect(() => {
     const controller = new AbortController();
     setMe(null);
     client.me(controller.signal).then(
-      (who) => setMe(who),
+      (who) => {
+        setMe(who);
+        setAcceptedKey(apiKey);
+      },
       () => undefined, // 401: the key form shows (above); an older service without /v1/me: every control shows
     );
     return () => controller.abort();
-  }, [client]);
+  }, [client, apiKey]);
 
   const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
   const api: Api = useMemo(
@@ -122,6 +135,9 @@ export function App() {
   // How many keys typed into the key form were refused in a row: the form says so (an alert) each time.
   const [typedRefused, setTypedRefused] = useState(0);
   const [typed, setTyped] = useState(false);
+  // Typed and never accepted: a refusal of it is a mistyped (or unknown) key. Once accepted it is refused only
+  // because it was revoked or replaced since, and is told so like a stored key.
+  const untried = typed && acceptedKey !== apiKey;
   const saveKey = (key: string, fromForm = false) => {
     storeKey(key);
     setApiKey(key);
@@ -131,9 +147,11 @@ export function App() {
     if (!fromForm) setTypedRefused(0);
   };
   useEffect(() => {
-    if (needKey && typed) setTypedRefused((n) => n + 1);
-    if (!needKey && typed && me) setTypedRefused(0); // the typed key works
-  }, [needKey, typed, me]);
+    if (needKey && untried) setTypedRefused((n) => n + 1);
+  }, [needKey, untried]);
+  useEffect(() => {
+    if (!untried) setTypedRefused(0); // the typed key works: a later refusal starts the count again
+  }, [untried]);
 
   return (
     <ApiContext.Provider value={api}>
@@ -171,7 +189,8 @@ export function App() {
           ) : (
             <span className="muted">connecting…</span>
           )}
-          {me ? (
+          {/* Not while the key form asks for a key: the key it names was refused (revoked, replaced). */}
+          {me && !needKey ? (
             <span className="signed-in" data-testid="signed-in">
               {signedInLine(me)}
             </span>
@@ -196,7 +215,7 @@ export function App() {
         {isDegraded(health) && !needKey ? <DegradedNotice reasons={degradedReasons(health)} /> : null}
         {needKey ? (
           <KeyForm onSubmit={(key) => saveKey(key, true)} onForget={() => saveKey("")} hadKey={apiKey !== ""}
-            refused={typed ? typedRefused : 0} auth={health?.auth ?? null} why={keyRefusal} />
+            refused={untried ? typedRefused : 0} auth={health?.auth ?? null} why={keyRefusal} />
         ) : (
           <div key={`${apiKey}:${route.page}`} className="page">
             {route.page === "inspect" ? <InspectPage /> : null}
