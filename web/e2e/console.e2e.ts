@@ -884,6 +884,43 @@ describe("web console", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("shows the part's picture in view at 1280 x 900 as the part opens, beside why it waits and the decision keys (axe)", async () => {
+    await client.inspect(ownCopy("sample-crack.png", "desk-a"), "mono", { filename: "desk-a.png" });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${server.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "Review", level: 1 }).waitFor();
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    await page.locator('[data-testid="review-left"]').waitFor({ timeout: 60_000 });
+    await imagesLoaded(".review-item article img");
+    // Unscrolled, as the part opens: the whole picture (boxes, or the heatmap) is on the screen, and the decision
+    // keys too (a keyboard reviewer decides looking at the part). Stacked below why it waits and the decision bar,
+    // it began at y 747 here (818 with an "older version" notice) and ran off the foot of the screen.
+    const geometry = await page.evaluate(() => {
+      const picture = document.querySelector(".review-item article .inspection-pictures img")!.getBoundingClientRect();
+      const buttons = [...document.querySelectorAll(".review-buttons button")].map((b) => b.getBoundingClientRect());
+      const visible = Math.max(0, Math.min(picture.bottom, window.innerHeight) - Math.max(picture.top, 0));
+      return {
+        scrollY: window.scrollY,
+        innerHeight: window.innerHeight,
+        pictureTop: picture.top,
+        pictureBottom: picture.bottom,
+        pictureHeight: picture.height,
+        visible,
+        keysShown: buttons.map((r) => r.top >= 0 && r.bottom <= window.innerHeight),
+      };
+    });
+    log(`1280 start: ${JSON.stringify(geometry)}`);
+    expect(geometry.scrollY).toBe(0);
+    expect(geometry.pictureHeight).toBeGreaterThan(100);
+    expect(geometry.pictureTop).toBeGreaterThanOrEqual(0);
+    expect(geometry.pictureTop).toBeLessThan(geometry.innerHeight);
+    expect(geometry.pictureBottom).toBeLessThanOrEqual(geometry.innerHeight);
+    expect(geometry.visible).toBeCloseTo(geometry.pictureHeight, 1);
+    expect(geometry.keysShown).toEqual([true, true, true, true]);
+    expect(await axeViolations(page, "review picture at 1280 x 900")).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, "review-1280-viewport-start.png") });
+  });
+
   it("lists what the shift labelled normal and the model was not taught, with who, when and the note (1280, axe)", async () => {
     await client.inspect(ownCopy("sample-good.png", "shift-a"), "mono", { filename: "shift-a.png" });
     const part = (await client.history({ category: "mono", limit: 1 })).items[0]!;
