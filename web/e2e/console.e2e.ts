@@ -1678,6 +1678,32 @@ describe("web console", () => {
     problems.splice(before); // the 401 answers are logged by the browser
   });
 
+  it("says to a viewer pressing N or D on Review that labelling needs the operator role, in the live count line", async () => {
+    keyed ??= await startServer({ EAGLE_API_KEY: KEY });
+    const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });
+    const suffix = Date.now().toString(36);
+    const viewer = await admin.addKey(`vera-${suffix}`, "viewer");
+    const stored = await admin.inspect(ownCopy("sample-good.png", `viewer-${suffix}`), "mono", { filename: `viewer-${suffix}.png` });
+    await page.addInitScript((key) => sessionStorage.setItem("eagle-iad.apiKey", key), viewer.key);
+    await page.goto(`${keyed.baseUrl}/#/review`);
+    await page.getByTestId("signed-in").getByText(`Signed in as vera-${suffix} (viewer)`).waitFor({ timeout: 30_000 });
+    await page.getByLabel("Category", { exact: true }).selectOption("mono");
+    await page.locator(".review-item article").waitFor({ timeout: 60_000 });
+    const left = page.getByTestId("review-left");
+    const before = (await left.textContent()) ?? "";
+    await page.locator("body").focus();
+    for (const key of ["n", "d"]) {
+      await page.keyboard.press(key);
+      // The count line is the page's live region (role status): the reason is announced there.
+      await left
+        .getByText(`Labelling needs the operator role; vera-${suffix} is a viewer. An admin can give you a key with that role. Nothing was saved.`)
+        .waitFor({ timeout: 10_000 });
+      expect(await left.getAttribute("role")).toBe("status");
+    }
+    expect(((await left.textContent()) ?? "").startsWith(before.split(" · ")[0]!)).toBe(true); // the count unchanged
+    expect((await admin.inspection(stored.id)).label).toBeNull();
+  });
+
   it("shows who is signed in and, in place of what the role cannot do, which role it needs (390 and 1280 px, axe)", async () => {
     keyed ??= await startServer({ EAGLE_API_KEY: KEY });
     const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });

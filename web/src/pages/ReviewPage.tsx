@@ -9,7 +9,7 @@ import { RoleGate } from "../components/RoleGate";
 import { SelectField } from "../components/SelectField";
 import { ShiftTeach } from "../components/ShiftTeach";
 import { TeachPanel } from "../components/TeachPanel";
-import { allows } from "../logic/access";
+import { allows, refusalLine } from "../logic/access";
 import { describeLabelError, isLabelChanged, isUnauthorised, labelWords, unsavedLine, whenSaid, type UserError } from "../logic/errors";
 import {
   REVIEW_KEYS,
@@ -305,13 +305,20 @@ export function ReviewPage() {
       const target = event.target;
       if (target instanceof HTMLElement && (target.closest("input, textarea, select, dialog") || target.isContentEditable)) return;
       const action = actionForKey(event.key);
-      if (!action || (!canLabel && (action === "normal" || action === "anomalous"))) return;
+      if (!action) return;
+      if (!canLabel && (action === "normal" || action === "anomalous")) {
+        // Said in the live count line, so a viewer pressing N or D hears why nothing happened (the note in place
+        // of the decision bar is not announced).
+        if (me) setSaid(`${refusalLine(me, "operator", "Labelling")} Nothing was saved.`);
+        event.preventDefault();
+        return;
+      }
       event.preventDefault();
       void act(action);
     };
     document.addEventListener("keydown", onKey);
     return () => document.removeEventListener("keydown", onKey);
-  }, [act, canLabel]);
+  }, [act, canLabel, me]);
 
   const finishedBatch = queue.data !== undefined && position >= items.length;
   const doneRef = useRef<HTMLDivElement>(null);
