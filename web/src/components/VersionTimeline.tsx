@@ -7,7 +7,7 @@ import { cancelOnEscape } from "../logic/keys";
 import { noteStatus, WHY_MAX } from "../logic/review";
 import { formatScore } from "../logic/scale";
 import type { VersionTarget } from "../logic/route";
-import { formatBytes, sameAsCurrent, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
+import { formatBytes, labelledCaveat, sameAsCurrent, versionDiff, versionLanding, whatMadeIt } from "../logic/versions";
 import { CharCount } from "./CharCount";
 import { ErrorBanner, Loading } from "./ErrorBanner";
 import { RoleGate } from "./RoleGate";
@@ -50,6 +50,8 @@ export function VersionTimeline({
   const currentNumber = versions.find((v) => v.current)?.version ?? null;
   const a = versions.find((v) => v.version === (pick.a ?? versions.at(-2)?.version)) ?? null;
   const b = versions.find((v) => v.version === (pick.b ?? newest)) ?? null;
+  // Counts of the two on different labelled parts: said not comparable (the diff leaves them unmarked).
+  const caveat = a && b ? labelledCaveat(a, b, versions) : null;
   const [rolling, setRolling] = useState<number | null>(null);
   const [done, setDone] = useState("");
   const doneRef = useRef<HTMLParagraphElement>(null);
@@ -142,6 +144,11 @@ export function VersionTimeline({
               ))}
             </tbody>
           </table>
+          {caveat ? (
+            <p className="notice small" data-testid="version-diff-caveat">
+              {caveat}
+            </p>
+          ) : null}
           {a.labelled || b.labelled || versions.some((v) => v.labelled) ? (
             <p className="muted small" data-testid="version-diff-note">
               False alarms and misses here were counted at a model change, on the parts labelled by then: a teach scores them again with the

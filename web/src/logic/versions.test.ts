@@ -2,6 +2,7 @@ import type { ModelVersion } from "@eagle-iad/client";
 import { describe, expect, it } from "vitest";
 import {
   formatBytes,
+  labelledCaveat,
   labelledFigure,
   modelVersionShort,
   modelVersionText,
@@ -84,6 +85,59 @@ describe("model versions", () => {
     ]);
     // The fit, followed by a teach that recorded nothing, has no figure: a dash, not a zero.
     expect(labelledFigure(versions[0]!, versions, "false_alarms")).toBe("–");
+  });
+
+  it("compare a teach with the version before it on the same labelled parts, not on the fewer labelled when that one was made", () => {
+    // The shift's case: version 2, a threshold change, counted 1 labelled part; by the teach (version 3) 14 were
+    // labelled, and the teach took them from 10 false alarms to 2. "1 of 1" beside "2 of 14" read as a rise.
+    const shift: ModelVersion[] = [
+      base,
+      { ...base, version: 2, action: "threshold", tau: 110, labelled: { before: { images: 1, false_alarms: 1, misses: 0 }, after: { images: 1, false_alarms: 1, misses: 0 } } },
+      {
+        ...base, version: 3, action: "teach", images_added: ["taught-2/0001-c.png"], current: true,
+        labelled: { before: { images: 14, false_alarms: 10, misses: 0 }, after: { images: 14, false_alarms: 2, misses: 1 } },
+      },
+    ];
+    const rows = (a: number, b: number) =>
+      versionDiff(shift[a - 1]!, shift[b - 1]!, shift)
+        .filter((row) => row.label.endsWith("on labelled parts"))
+        .map((row) => [row.label, row.a, row.b, row.changed]);
+    expect(rows(2, 3)).toEqual([
+      ["False alarms on labelled parts", "10 of 14 when version 3 replaced it", "2 of 14 when it was made", true],
+      ["Misses on labelled parts", "0 of 14 when version 3 replaced it", "1 of 14 when it was made", true],
+    ]);
+    expect(rows(3, 2).map((row) => [row[1], row[2]])).toEqual([
+      ["2 of 14 when it was made", "10 of 14 when version 3 replaced it"],
+      ["1 of 14 when it was made", "0 of 14 when version 3 replaced it"],
+    ]);
+    expect(labelledCaveat(shift[1]!, shift[2]!, shift)).toBeNull();
+    // Version 2 against the fit before it: the fit's count is the one version 2 made "before", on the same part.
+    expect(rows(1, 2).map((row) => [row[1], row[2]])).toEqual([
+      ["1 of 1 when version 2 replaced it", "1 of 1 when it was made"],
+      ["0 of 1 when version 2 replaced it", "0 of 1 when it was made"],
+    ]);
+  });
+
+  it("do not mark counts of different labelled parts as a change, and say they are not comparable", () => {
+    const apart: ModelVersion[] = [
+      { ...base, labelled: null },
+      { ...base, version: 2, action: "threshold", labelled: { before: { images: 1, false_alarms: 0, misses: 0 }, after: { images: 1, false_alarms: 1, misses: 0 } } },
+      { ...base, version: 3, action: "rollback", to: 1 },
+      { ...base, version: 4, action: "threshold", current: true, labelled: { before: { images: 14, false_alarms: 9, misses: 0 }, after: { images: 14, false_alarms: 2, misses: 0 } } },
+    ];
+    const rows = versionDiff(apart[1]!, apart[3]!, apart).filter((row) => row.label.endsWith("on labelled parts"));
+    expect(rows.map((row) => [row.a, row.b, row.changed])).toEqual([
+      ["1 of 1 when it was made", "2 of 14 when it was made", false],
+      ["0 of 1 when it was made", "0 of 14 when it was made", false],
+    ]);
+    expect(labelledCaveat(apart[1]!, apart[3]!, apart)).toBe(
+      "Versions 2 and 4 were counted on different labelled parts (1 and 14): their false alarms and misses are not comparable. " +
+        "Compare a version with the one before it to see what that change did, on the same parts.",
+    );
+    expect(labelledCaveat(apart[3]!, apart[1]!, apart)).toBe(
+      "Versions 4 and 2 were counted on different labelled parts (14 and 1): their false alarms and misses are not comparable. " +
+        "Compare a version with the one before it to see what that change did, on the same parts.",
+    );
   });
 
   it("formats disk sizes", () => {

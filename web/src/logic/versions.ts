@@ -72,11 +72,13 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
     },
   ];
   rows[0]!.changed = rows[0]!.a !== rows[0]!.b;
-  // What each version did on the labelled parts, counted at a change: its own change's "after" (when it was made),
-  // else the next version's "before" (when that one replaced it: a fit or a rollback records none of its own).
+  // What each version did on the labelled parts, counted at a change, on the same parts for both where the records
+  // allow (labelledPair): a teach's own "after" beside the version before it as that teach counted it "before".
+  const pair = labelledPair(a, b, all);
   for (const [label, key] of [["False alarms on labelled parts", "false_alarms"], ["Misses on labelled parts", "misses"]] as const) {
-    const of = (v: ModelVersion) => labelledFigure(v, all, key);
-    if ([a, b].some((v) => of(v) !== "–")) rows.push({ label, a: of(a), b: of(b), changed: of(a) !== of(b) });
+    const [fa, fb] = [pair.a, pair.b].map((count) => (count ? countWords(count, key) : "–")) as [string, string];
+    // Counts of different labelled parts are not a change of the model: not marked as one (the caveat says why).
+    if (fa !== "–" || fb !== "–") rows.push({ label, a: fa, b: fb, changed: pair.comparable && fa !== fb });
   }
   const inA = taughtImages(a, all);
   const inB = taughtImages(b, all);
@@ -89,17 +91,85 @@ export function versionDiff(a: ModelVersion, b: ModelVersion, all: readonly Mode
   return rows;
 }
 
+/** The labelled history's figures as one model change recorded them (`labelled.before` or `.after`). */
+interface LabelledFigures {
+  images?: number;
+  false_alarms?: number;
+  misses?: number;
+}
+
+/**
+ * One count of a version's false alarms and misses on the parts labelled by then: its own change's "after"
+ * (`made`: when it was made), or the next version's "before" (`replacedBy`: that change counted this version,
+ * as each version is made from the one before it).
+ */
+export interface LabelledCount {
+  figures: LabelledFigures;
+  replacedBy: number | null;
+}
+
+/** A version's counts, in the order {@link labelledFigure} prefers them: when it was made, when it was replaced. */
+function countsOf(version: ModelVersion, all: readonly ModelVersion[]): { made: LabelledCount | null; replaced: LabelledCount | null } {
+  const own = version.labelled?.after;
+  const next = all.find((v) => v.version === version.version + 1);
+  const before = next?.labelled?.before;
+  return {
+    made: own ? { figures: own, replacedBy: null } : null,
+    replaced: next && before ? { figures: before, replacedBy: next.version } : null,
+  };
+}
+
+function countWords(count: LabelledCount, key: "false_alarms" | "misses"): string {
+  const when = count.replacedBy === null ? "when it was made" : `when version ${count.replacedBy} replaced it`;
+  return `${count.figures[key] ?? 0} of ${count.figures.images ?? 0} ${when}`;
+}
+
 /**
  * A version's false alarms or misses on the parts labelled by then, with when they were counted: "0 of 5 when it
  * was made" (its own change's "after") or "3 of 5 when version 2 replaced it" (the next change's "before", which
  * describes this version: each version is made from the one before it). "–" where neither was recorded.
  */
 export function labelledFigure(version: ModelVersion, all: readonly ModelVersion[], key: "false_alarms" | "misses"): string {
-  const own = version.labelled?.after;
-  if (own) return `${own[key] ?? 0} of ${own.images ?? 0} when it was made`;
-  const next = all.find((v) => v.version === version.version + 1);
-  const before = next?.labelled?.before;
-  return before ? `${before[key] ?? 0} of ${before.images ?? 0} when version ${next.version} replaced it` : "–";
+  const { made, replaced } = countsOf(version, all);
+  const count = made ?? replaced;
+  return count ? countWords(count, key) : "–";
+}
+
+/**
+ * The counts of two versions to put side by side. Each version may have two (when it was made, when the next one
+ * replaced it), counted on the parts labelled at that time, which grow through a shift: a version counted on 1
+ * labelled part beside one counted on 14 reads as a change of the model where there is none ("1 of 1" against
+ * "2 of 14" for a teach that took 10 of 14 to 2 of 14). So the pair counted on as many parts is taken, the
+ * counts nearest in time first: a teach against the version before it is its own "after" beside its "before",
+ * the same parts scored with both models. `comparable` is false where no such pair was recorded (then each
+ * version's own count is shown, and {@link labelledCaveat} says they are not comparable).
+ */
+export function labelledPair(a: ModelVersion, b: ModelVersion, all: readonly ModelVersion[]): { a: LabelledCount | null; b: LabelledCount | null; comparable: boolean } {
+  const [early, late] = a.version <= b.version ? [countsOf(a, all), countsOf(b, all)] : [countsOf(b, all), countsOf(a, all)];
+  const tries: [LabelledCount | null, LabelledCount | null][] = [
+    [early.replaced, late.made],
+    [early.made, late.made],
+    [early.replaced, late.replaced],
+    [early.made, late.replaced],
+  ];
+  const same = tries.find(([x, y]) => x && y && (x.figures.images ?? 0) === (y.figures.images ?? 0));
+  const [e, l] = same ?? [early.made ?? early.replaced, late.made ?? late.replaced];
+  const comparable = same !== undefined || e === null || l === null;
+  return a.version <= b.version ? { a: e, b: l, comparable } : { a: l, b: e, comparable };
+}
+
+/**
+ * Said under the diff where the two versions' counts were made on different numbers of labelled parts (else null):
+ * they describe different parts, not what the model did differently.
+ */
+export function labelledCaveat(a: ModelVersion, b: ModelVersion, all: readonly ModelVersion[]): string | null {
+  const pair = labelledPair(a, b, all);
+  if (pair.comparable || !pair.a || !pair.b) return null;
+  return (
+    `Versions ${a.version} and ${b.version} were counted on different labelled parts (${pair.a.figures.images ?? 0} and ` +
+    `${pair.b.figures.images ?? 0}): their false alarms and misses are not comparable. Compare a version with the one ` +
+    "before it to see what that change did, on the same parts."
+  );
 }
 
 /**
