@@ -1601,6 +1601,25 @@ describe("web console", () => {
     problems.splice(before); // the 401 answers are logged by the browser
   });
 
+  it("asks a service that needs a key once on a first visit: one 401, then the key form (no page request refused first)", async () => {
+    keyed ??= await startServer({ EAGLE_API_KEY: KEY });
+    const before = problems.length;
+    const refused: string[] = [];
+    page.on("response", (response) => {
+      if (response.status() === 401) refused.push(new URL(response.url()).pathname);
+    });
+    await page.goto(`${keyed.baseUrl}/#/review`);
+    await page.getByRole("heading", { name: "API key required" }).waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(2000); // anything still under way would be answered by now
+    expect(refused).toEqual(["/v1/me"]);
+    // A key that works draws the page, which then fetches what it needs.
+    await page.getByLabel("API key", { exact: true }).fill(KEY);
+    await page.keyboard.press("Enter");
+    await page.getByLabel("Category", { exact: true }).waitFor({ timeout: 30_000 });
+    expect(refused).toEqual(["/v1/me"]);
+    problems.splice(before); // the one 401 is logged by the browser
+  });
+
   it("says a key revoked mid-review was revoked, when, and that the decision was not saved (axe)", async () => {
     keyed ??= await startServer({ EAGLE_API_KEY: KEY });
     const admin = new EagleClient({ baseUrl: keyed.baseUrl, apiKey: KEY });

@@ -1,7 +1,7 @@
 import { EagleClient, type Health, type Me } from "@eagle-iad/client";
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
-import { ErrorBanner } from "./components/ErrorBanner";
+import { ErrorBanner, Loading } from "./components/ErrorBanner";
 import { useHashRoute } from "./components/useHashRoute";
 import { allows, keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
@@ -94,21 +94,13 @@ export function App() {
   // not saved, as for a key read from the tab's storage, not "check it and enter it again".
   const [acceptedKey, setAcceptedKey] = useState<string | null>(null);
 
-  // Ask the service once at start whether a key is needed, so the form shows before any page fails.
-  useEffect(() => {
-    const controller = new AbortController();
-    client.history({ limit: 1, signal: controller.signal }).then(
-      () => {
-        if (!controller.signal.aborted) setAcceptedKey(apiKey);
-      },
-      (reason: unknown) => {
-        if (!controller.signal.aborted && isUnauthorised(reason)) requireKey(reason);
-      },
-    );
-    return () => controller.abort();
-  }, [client, apiKey, requireKey]);
+  // The key the service was asked about and answered (taken, refused, or it could not say): the pages are drawn
+  // only then, so a service that needs a key is asked once (one 401, then the key form), not by every request the
+  // page would make first (four 401s in the browser's console on a first visit to Review).
+  const [checkedKey, setCheckedKey] = useState<string | null>(null);
 
-  // Who the key is: shown in the top bar; pages hide what its role cannot do.
+  // Who the key is, asked once per key at start: shown in the top bar, pages hide what its role cannot do, and a
+  // refusal shows the key form before any page fails.
   useEffect(() => {
     const controller = new AbortController();
     setMe(null);
@@ -116,11 +108,17 @@ export function App() {
       (who) => {
         setMe(who);
         setAcceptedKey(apiKey);
+        setCheckedKey(apiKey);
       },
-      () => undefined, // 401: the key form shows (above); an older service without /v1/me: every control shows
+      (reason: unknown) => {
+        if (controller.signal.aborted) return;
+        if (isUnauthorised(reason)) requireKey(reason);
+        // Else an older service without /v1/me (every control shows), or none answering: the page says what it meets.
+        setCheckedKey(apiKey);
+      },
     );
     return () => controller.abort();
-  }, [client, apiKey]);
+  }, [client, apiKey, requireKey]);
 
   const refreshHealth = useCallback(() => setHealthNonce((n) => n + 1), []);
   const api: Api = useMemo(
@@ -213,7 +211,9 @@ export function App() {
           <ErrorBanner error={healthError} onRetry={refreshHealth} />
         ) : null}
         {isDegraded(health) && !needKey ? <DegradedNotice reasons={degradedReasons(health)} /> : null}
-        {needKey ? (
+        {!needKey && checkedKey !== apiKey ? (
+          <Loading label="Connecting to the service…" />
+        ) : needKey ? (
           <KeyForm onSubmit={(key) => saveKey(key, true)} onForget={() => saveKey("")} hadKey={apiKey !== ""}
             refused={untried ? typedRefused : 0} auth={health?.auth ?? null} why={keyRefusal} />
         ) : (
