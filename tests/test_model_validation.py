@@ -243,6 +243,7 @@ def test_threshold_set_records_who_when_why_and_the_old_value(
     code, out, err = _cli(capsys, "threshold", "--model", str(model_dir), "--tau", "2.5", "--why", "line 3 too strict",
                           "--by", "ana")  # fmt: skip
     # The model's warnings for its new state, as a fit prints them: four images are too few for a trusted tau.
+    from eagle_iad.cli.db import os_user
     from eagle_iad.expert.model_warnings import fit_warnings
 
     warned = fit_warnings(4, fitted.train_scores, load(model_dir).thresholds)
@@ -255,7 +256,7 @@ def test_threshold_set_records_who_when_why_and_the_old_value(
     assert model.thresholds.params == {"value": 2.5}
     [entry] = model.history
     assert {k: entry[k] for k in ("change", "version", "by", "why", "action")} == {
-        "change": 1, "version": 2, "by": "ana", "why": "line 3 too strict", "action": "set"
+        "change": 1, "version": 2, "by": f"cli:{os_user()} as ana", "why": "line 3 too strict", "action": "set"
     }  # fmt: skip
     assert entry["before"] == old.to_dict() and entry["after"] == model.thresholds.to_dict()
     assert entry["at"].endswith("+00:00") and len(entry["at"]) == 25

@@ -107,6 +107,7 @@ def test_the_api_serves_the_queue_and_a_label_with_a_note_takes_an_item_out(tmp_
 
 def test_eagle_review_lists_and_labels_from_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from eagle_iad.cli import main
+    from eagle_iad.cli.db import os_user
 
     db = tmp_path / "h.sqlite3"
     _history(db)
@@ -121,7 +122,11 @@ def test_eagle_review_lists_and_labels_from_a_terminal(tmp_path: Path, capsys: p
     assert main(["review", "label", "foreign", "defective", "--note", "a glove in the frame", "--by", "kai",
                  "--db", str(db)]) == 0  # fmt: skip
     stored = json.loads(capsys.readouterr().out)
-    assert (stored["label"], stored["label_by"], stored["label_note"]) == ("anomalous", "kai", "a glove in the frame")
+    # --by is anyone's word: the record says it came from this machine's login, not from a keyed user (finding 1)
+    assert (stored["label"], stored["label_by"], stored["label_note"]) == (
+        "anomalous", f"cli:{os_user()} as kai", "a glove in the frame")  # fmt: skip
+    assert main(["review", "label", "band", "normal", "--by", f" {os_user()} ", "--db", str(db)]) == 0
+    assert json.loads(capsys.readouterr().out)["label_by"] == f"cli:{os_user()}"  # its own name: nothing to mark
     assert main(["review", "label", "nope", "normal", "--db", str(db)]) == 2
     assert f"no inspection 'nope' in {db}" in capsys.readouterr().err
     assert main(["review", "list", "--db", str(tmp_path / "missing.sqlite3")]) == 2
@@ -456,7 +461,9 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``eagle review label`` writes the audit row the API writes, its actor ``cli:<login name>`` (``--by``
-    is anyone's word: it goes in the detail), and leaves the service's journal to the service; without
+    is anyone's word: it goes in the detail, and the record's ``label_by`` is the actor's, marked as given:
+    ``cli:ana-os as kai``, never a bare name that reads as a keyed user's), and leaves the service's journal
+    to the service; without
     ``--note`` a relabel with the same label keeps the note, a changed label drops it, and ``--note ''``
     clears it."""
     import getpass
@@ -482,7 +489,8 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
     assert label("close", "normal")["label_note"] == "dust, wiped"  # the same label: the note stays
     assert label("close", "defective")["label_note"] is None  # another label: the old note does not fit it
     assert label("close", "anomalous", "--note", "crack")["label_note"] == "crack"
-    assert label("close", "anomalous", "--note", "")["label_note"] is None  # said: cleared
+    cleared = label("close", "anomalous", "--note", "")
+    assert (cleared["label_note"], cleared["label_by"]) == (None, "cli:ana-os as kai")  # said: cleared
     assert journal.read_text() == json.dumps(journalled) + "\n"
     assert sorted(p.name for p in settings.state_dir.iterdir() if p.name.startswith("audit")) == [PENDING]
     with TestClient(create_app(settings)) as client:
@@ -491,8 +499,10 @@ def test_a_cli_label_is_audited_and_keeps_its_note_when_the_label_is_unchanged(
         newest = rows[1]
         assert tuple(newest[k] for k in ("actor", "role", "method", "route", "path", "status", "detail")) == (
             "cli:ana-os", "operator", "PUT", "/v1/inspections/{inspection_id}/label", "/v1/inspections/close/label",
-            200, "label anomalous (defective) of close.png (mono), was anomalous by kai (note: crack) (by kai, eagle "
-            "review label)")  # fmt: skip
+            200, "label anomalous (defective) of close.png (mono), was anomalous by cli:ana-os as kai (note: crack) "
+            "(by kai, eagle review label)")  # fmt: skip
+        # the record the console shows says the same: from the command line, kai's word
+        assert client.get("/v1/inspections/close").json()["label_by"] == "cli:ana-os as kai"
         # the API takes the CLI's word too, stored as the history's
         answer = client.put("/v1/inspections/band/label", json={"label": "defective"})
         assert answer.status_code == 200 and answer.json()["label"] == "anomalous"

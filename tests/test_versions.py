@@ -144,6 +144,32 @@ def test_eagle_versions_and_rollback_on_the_command_line(model_dir: Path) -> Non
     assert refused.stderr.strip() == f"eagle: error: no version 7 of {model_dir} (versions: 1..3)"
 
 
+def test_every_change_made_on_the_command_line_says_who_as_the_audit_does(
+    cells: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fit from the command line recorded nobody (version 1 "by –") while an API fit records its key's name;
+    each change made here is by ``cli:<login name>``, the actor of the audit rows the CLI writes, and ``--by``,
+    anyone's word, is kept marked as given: never a bare name that reads as a keyed user's."""
+    import getpass
+
+    from eagle_iad.cli import main
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "ana-os")
+    model = tmp_path / "mono"
+    fit_args = ["fit", "--layout", "elpv", "--category", "mono", "--limit-train", "4", "--out", str(model), "--quiet"]
+    assert main(fit_args) == 0
+    assert json.loads((model / "model.json").read_text())["fitted_by"] == "cli:ana-os"
+    assert main(["threshold", "--model", str(model), "--tau", "99", "--why", "try"]) == 0
+    assert main(["teach", str(cells[10]), "--model", str(model), "--why", "new", "--by", "ana", "--force"]) == 0
+    assert main(["rollback", "--model", str(model), "--to", "1", "--why", "back", "--by", "ana-os"]) == 0
+    capsys.readouterr()
+    by = [(v["action"], v["by"]) for v in list_versions(model)]
+    assert by == [("fit", "cli:ana-os"), ("threshold", "cli:ana-os"), ("teach", "cli:ana-os as ana"),
+                  ("rollback", "cli:ana-os")]  # fmt: skip
+    assert main(["versions", "--model", str(model)]) == 0
+    assert " fit by cli:ana-os " in capsys.readouterr().out.splitlines()[0] + " "
+
+
 def _fit_returning(model_dir: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: Any = None) -> list[str]:
     """``eagle fit --out model_dir`` on the elpv cells, its fit replaced by the fitted fixture's model (seconds, not
     a minute), after ``meanwhile()`` (a change saved while the fit ran); the command's argument list."""

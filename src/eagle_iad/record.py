@@ -66,7 +66,11 @@ class InspectionRecord:
     )
     label: str | None = doc("what the user says the part actually was (normal / anomalous); null: not labelled", None)
     label_time: str | None = doc("when the label was given", None)
-    label_by: str | None = doc("who gave the label: the API key's name (local: the open single-user mode)", None)
+    label_by: str | None = doc(
+        "who gave the label: the API key's name (local: the open single-user mode; cli:<login name>, or "
+        "'cli:<login name> as NAME' with --by, from eagle review label)",
+        None,
+    )
     label_note: str | None = doc("the labeller's note (what they saw, why), up to 500 characters", None)
     label_revision: int | None = doc(
         "how many times the label was given, changed or cleared (each time one more); a label request that sends "

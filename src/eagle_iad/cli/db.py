@@ -93,6 +93,19 @@ def os_user() -> str:
         return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+def cli_actor(by: str | None = None) -> str:
+    """Who a change made by a command here is recorded as (a label's ``label_by``, a model's ``fitted_by`` and
+    the ``by`` of its threshold, teach and rollback entries): ``cli:<login name>``, the actor of the audit row
+    :func:`cli_audit` writes, so the record never reads as a keyed user's (an API key's name cannot hold a
+    colon). ``by`` (``--by``) is anyone's word, not a checked name: it is kept, marked as given, ``cli:root as
+    boss``; left out, blank or the login name itself, the actor alone."""
+    from eagle_iad.naming import printable
+
+    user = os_user()
+    given = printable((by or "").strip())
+    return f"cli:{user}" if not given or given == user else f"cli:{user} as {given}"
+
+
 def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role: Role, method: str, route: str,
               path: str, status: int, detail: str, category: str | None = None) -> None:  # fmt: skip
     """The audit row the API route ``route`` writes, for the same change made by a command here (``eagle review
@@ -110,7 +123,7 @@ def cli_audit(args: argparse.Namespace, store: InspectionStore, when: str, role:
     folder = state_folder(args)
     journal = None if folder is None or not folder.is_dir() else folder / PENDING
     try:
-        AuditLog(store, journal, drains=False).write(when, Caller(f"cli:{os_user()}", role), method, route, path,
+        AuditLog(store, journal, drains=False).write(when, Caller(cli_actor(), role), method, route, path,
                                                      status, detail, category)  # fmt: skip
     except Exception as exc:
         print(f"eagle: warning: the change was made, but its audit row ({detail}) could not be written: {exc}",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eagle_iad.cli.db import cli_actor
 from eagle_iad.cli.flags import Subcommands, add_data_args, add_quiet, add_scratch, data_root
 from eagle_iad.cli.printing import dumps, print_warnings
 from eagle_iad.data import get_layout, select_training, skipped_files
@@ -93,7 +93,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if skipped is not None:
         print_warnings([skipped])
     expert = fit([s.path for s in samples], args.category, config, show_progress=not args.quiet)
-    model = expert.model
+    # Who fitted it, as an API fit records its key's name: the versions list says "by cli:<login name>".
+    model = dataclasses.replace(expert.model, fitted_by=cli_actor())
     if replaces is not None:
         model = dataclasses.replace(model, warnings=[replaces, *model.warnings])
     try:
@@ -167,18 +168,12 @@ def add_threshold(sub: Subcommands) -> None:
     thr.add_argument("--tau", type=float, help="new decision threshold (a finite number >= 0)")
     thr.add_argument("--restore", type=int, metavar="N", help="put back the thresholds change N replaced")
     thr.add_argument("--why", help="reason for the change (required with --tau or --restore)")
-    thr.add_argument("--by", help="who makes the change (default: the login name)")
+    thr.add_argument(
+        "--by",
+        help="who makes the change, if not the login name: recorded as given here, "
+        "'cli:<login name> as NAME' (default: 'cli:<login name>')",
+    )
     thr.set_defaults(func=_cmd_threshold)
-
-
-def _who() -> str:
-    """The user name recorded with a threshold change when ``--by`` is not given."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name (a container without a passwd entry)
-        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def _cmd_threshold(args: argparse.Namespace) -> int:
@@ -192,7 +187,7 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
     if args.why is None:
         raise ConfigError("--why is required: say why the threshold changes (it is kept in the model's history)")
     model, entry = change_threshold(args.model, tau=args.tau, restore=args.restore, why=args.why,
-                                    by=args.by or _who())  # fmt: skip
+                                    by=cli_actor(args.by))  # fmt: skip
     print_warnings(model.warnings)
     print(dumps({"model": args.model, "change": entry["change"], "version": entry.get("version"),
                  "tau": model.thresholds.tau, "previous_tau": entry["before"]["tau"], "rule": model.thresholds.rule,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, cli_audit, history_location, open_history, os_user
+from eagle_iad.cli.db import add_history_flags, cli_actor, cli_audit, history_location, open_history, os_user
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps
 from eagle_iad.history.backend import redact
@@ -47,7 +47,9 @@ def add_review(sub: Subcommands) -> None:
                        help="what you saw, or why (kept with the label, 500 characters); left out, a relabel "
                        "with the label the part has keeps its note, a changed label has none; "
                        "--note '' clears it")  # fmt: skip
-    label.add_argument("--by", default=None, help="your name (default: your login name)")
+    label.add_argument("--by", default=None,
+                       help="your name, if not your login name: anyone's word, so the label is recorded as given on "
+                       "this machine, label_by 'cli:<login name> as NAME' (default: 'cli:<login name>')")  # fmt: skip
     label.add_argument("--expected-revision", type=int, default=None, metavar="N",
                        help="the label revision you looked at (eagle review list shows it; 0: never labelled): "
                        "if someone labelled the part since, nothing is stored and the error says who and when "
@@ -105,7 +107,8 @@ def _cmd_label(args: argparse.Namespace) -> int:
             note = plain_text(note)
         except ValueError as exc:
             raise ConfigError(f"--note: {exc}") from None
-    by = printable((args.by or "").strip()) or os_user()
+    # Who said so, in the audit row's detail; the record says it came from here, not from a keyed user.
+    named, by = printable((args.by or "").strip()) or os_user(), cli_actor(args.by)
     label = VERDICTS[args.verdict]
     store = _store(args)
     try:
@@ -113,7 +116,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         stored = store.set_label(args.inspection, label, when, by=by, note=note,
                                  expected=args.expected_revision, keep_note=args.note is None)  # fmt: skip
         if stored is not None:
-            _audit(args, store, when, by, stored)
+            _audit(args, store, when, named, stored)
     except LabelChangedError as exc:  # the service's 409 label_changed, in the same words
         raise ConfigError(str(exc)) from None
     finally:
@@ -143,8 +146,9 @@ def _notices(args: argparse.Namespace, stored: Inspection, by: str, label: str |
 def _audit(args: argparse.Namespace, store: InspectionStore, when: str, by: str, stored: Inspection) -> None:
     """The audit row ``PUT /v1/inspections/{id}/label`` writes, for a label given here (:func:`cli_audit`), with
     the operator role (the role a label needs). ``--by`` is a name anyone may type, so the actor is the login
-    name and the ``--by`` name is in the detail with this command's: ``label anomalous (defective) of x.png
-    (tire), was normal by omar; note: a cut (by ana, eagle review label)``."""
+    name (``cli:root``, as the record's ``label_by``: ``cli:root as ana``) and the ``--by`` name is in the detail
+    with this command's: ``label anomalous (defective) of x.png (tire), was normal by omar; note: a cut (by ana,
+    eagle review label)``."""
     from eagle_iad.service.access import Role
     from eagle_iad.service.store import label_audit
 

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eagle_iad.cli.db import add_history_flags, files_folder, open_history
-from eagle_iad.cli.fit import _who
+from eagle_iad.cli.db import add_history_flags, cli_actor, files_folder, open_history
 from eagle_iad.cli.flags import Subcommands, add_quiet
 from eagle_iad.cli.printing import dumps, print_warnings
 
@@ -36,7 +35,11 @@ def add_teach(sub: Subcommands) -> None:
     teach.add_argument("images", nargs="+", help="normal image files, or folders of them")
     teach.add_argument("--model", required=True, help="fitted model directory (changed in place)")
     teach.add_argument("--why", required=True, help="why these images are normal (kept in the model's history)")
-    teach.add_argument("--by", help="who teaches (default: the login name)")
+    teach.add_argument(
+        "--by",
+        help="who teaches, if not the login name: recorded as given here, "
+        "'cli:<login name> as NAME' (default: 'cli:<login name>')",
+    )
     teach.add_argument("--force", action="store_true", help="teach even what the guards refuse (recorded)")
     add_quiet(teach, "no progress lines")
     add_history_flags(teach)
@@ -88,7 +91,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
         if done == total:
             print(f"{stage}: {done}/{total}", file=sys.stderr)
 
-    result = teach(args.model, images, why=args.why, by=args.by or _who(), force=args.force,
+    result = teach(args.model, images, why=args.why, by=cli_actor(args.by), force=args.force,
                    labelled_defective=digests, labelled=labelled,
                    progress=None if args.quiet else progress)  # fmt: skip
     entry = result.entry

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from eagle_iad.cli.db import add_history_flags, cli_audit, history_location, state_folder
-from eagle_iad.cli.fit import _who
+from eagle_iad.cli.db import add_history_flags, cli_actor, cli_audit, history_location, state_folder
 from eagle_iad.cli.flags import Subcommands
 from eagle_iad.cli.printing import dumps, print_warnings
 
@@ -40,7 +39,11 @@ def add_rollback(sub: Subcommands) -> None:
     rollback.add_argument("--model", required=True, help="fitted model directory")
     rollback.add_argument("--to", type=int, required=True, metavar="N", help="the version to go back to")
     rollback.add_argument("--why", required=True, help="why (kept in the model's history)")
-    rollback.add_argument("--by", help="who (default: the login name)")
+    rollback.add_argument(
+        "--by",
+        help="who, if not the login name: recorded as given here, "
+        "'cli:<login name> as NAME' (default: 'cli:<login name>')",
+    )
     rollback.set_defaults(func=_cmd_rollback)
 
 
@@ -201,7 +204,7 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from eagle_iad.expert.store import rollback
 
-    model, entry = rollback(args.model, to=args.to, why=args.why, by=args.by or _who())
+    model, entry = rollback(args.model, to=args.to, why=args.why, by=cli_actor(args.by))
     print_warnings(model.warnings)
     # previous_tau is null where the model rolled back from could not be read (the rollback recovered it).
     print(dumps({"model": args.model, "rolled_back_to": args.to, "tau": model.thresholds.tau,

@@ -1316,7 +1316,7 @@ export interface components {
             label?: string | null;
             /**
              * Label By
-             * @description who gave the label: the API key's name (local: the open single-user mode)
+             * @description who gave the label: the API key's name (local: the open single-user mode; cli:<login name>, or 'cli:<login name> as NAME' with --by, from eagle review label)
              */
             label_by?: string | null;
             /**
@@ -1584,7 +1584,7 @@ export interface components {
             label?: string | null;
             /**
              * Label By
-             * @description who gave the label: the API key's name (local: the open single-user mode)
+             * @description who gave the label: the API key's name (local: the open single-user mode; cli:<login name>, or 'cli:<login name> as NAME' with --by, from eagle review label)
              */
             label_by?: string | null;
             /**
