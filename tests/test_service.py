@@ -455,10 +455,20 @@ def test_fit_refuses_hostile_inputs(
 ) -> None:
     url = f"{server.base}/v1/categories/hostile/fit"
     good = [(p.name, p.read_bytes()) for p in cells["upload"][:2]]
+    answers: list[Any] = []  # every refusal below: each must carry a code (docs/SERVICE.md, "Limits")
 
     def upload(archive: bytes, content_type: str = "application/zip", **fields: str) -> Any:
         body, ctype = multipart(fields, [("files", "x.zip", archive, content_type)])
-        return call("POST", url, body=body, content_type=ctype)
+        answers.append(call("POST", url, body=body, content_type=ctype))
+        return answers[-1]
+
+    def post(body: bytes, content_type: str = "application/json", method: str = "POST") -> Any:
+        answers.append(call(method, url, body=body, content_type=content_type))
+        return answers[-1]
+
+    def coded(response: Any, status: int, code: str, *needles: str) -> None:
+        _error(response, status, *needles)
+        assert response[2]["error"]["code"] == code, response[2]
 
     _error(upload(zip_of([*good, ("../../evil.png", good[0][1])])), 400, "unsafe path")
     _error(upload(zip_of([*good, ("/tmp/evil.png", good[0][1])])), 400, "unsafe path")
@@ -471,21 +481,57 @@ def test_fit_refuses_hostile_inputs(
     _error(upload(b"PK\x03\x04 but not really a zip"), 400, "not a valid zip")
     _error(upload(b"GIF89a-but-text", content_type="image/gif"), 400, "not a recognised image")
     _error(upload(zip_of(good), backbone="resnet9000"), 400, "unknown backbone")
-    _error(upload(zip_of(good), frobnicate="1"), 400, "unknown fit options")
+    coded(upload(zip_of(good), frobnicate="1"), 400, "invalid_option", "unknown fit options")
+    # a form's fields are the options themselves: an 'options' field (the JSON body's word) is one it does not take
+    coded(upload(zip_of(good), options='{"size": 128}'), 400, "invalid_option", "unknown fit options ['options']")
+    coded(upload(zip_of(good), size="99999"), 400, "invalid_option", "size")
+    coded(post(b"{"), 400, "invalid_request", "invalid JSON body")
+    coded(post(b"[]"), 400, "invalid_request", "must be an object")
+    coded(post(json.dumps({"folder": 3}).encode()), 400, "invalid_path", "'folder' must be a string")
+    coded(post(json.dumps({"folder": "cells", "options": [1]}).encode()), 400, "invalid_option", "'options' must")
+    coded(post(json.dumps({"folder": "cells", "by": "eve"}).encode()), 400, "invalid_request", "unknown fields ['by']")
+    body, ctype = multipart({}, [("image", "a.png", good[0][1], "image/png")])
+    coded(post(body, ctype), 400, "invalid_request", "unexpected file field 'image'")
+    body, ctype = multipart({}, [("files", "a.png", good[0][1], "image/png")])
+    coded(post(body, ctype), 400, "too_few_images", "1 training image(s); at least 2")
+    coded(post(b"", method="PUT"), 405, "method_not_allowed")
     # another rule's parameter would be dropped without a word: refused, as `eagle fit` refuses it
     _error(upload(zip_of(good), rule="ksigma", q="0.5"), 400, "q is an option of rule 'quantile', not of 'ksigma'")
     body = json.dumps({"folder": "cells", "options": {"rule": "quantile", "k": 2}}).encode()
-    _error(call("POST", url, body=body, content_type="application/json"), 400,
-           "k is an option of rule 'ksigma' (or 'mad'), not of 'quantile'")  # fmt: skip
+    _error(post(body), 400, "k is an option of rule 'ksigma' (or 'mad'), not of 'quantile'")
     for folder in ("../models", "/etc", "cells/../../models", "escape"):
         body = json.dumps({"folder": folder}).encode()
-        _error(call("POST", url, body=body, content_type="application/json"), 400)
+        _error(post(body), 400)
     body = json.dumps({"folder": "cells"}).encode()
-    _error(call("POST", f"{server.base}/v1/categories/..evil/fit", body=body, content_type="application/json"), 400)
-    _error(call("POST", url, body=b"{}", content_type="application/json"), 400, "either")
+    answers.append(call("POST", f"{server.base}/v1/categories/..evil/fit", body=body, content_type="application/json"))
+    coded(answers[-1], 400, "invalid_name")
+    coded(post(b"{}"), 400, "invalid_request", "either")
+    assert [answer[2]["error"] for answer in answers if not answer[2]["error"]["code"]] == []
     assert not (workspace["models"] / "hostile").exists()
     assert not (workspace["root"] / "evil.png").exists() and not Path("/tmp/evil.png").exists()
     assert list((workspace["state"] / "uploads").iterdir()) == []  # refused uploads leave nothing behind
+
+
+def test_every_refusal_the_service_or_its_chat_makes_names_a_code() -> None:
+    """A client tells refusals apart by ``code`` (docs/SERVICE.md, "Limits"); a refusal written without one
+    answered ``"code": null`` (a fit's ``options`` form field). Every ``ApiError`` below 500 in the service
+    and the MLLM server it mounts names its code; a new route cannot leave it out unseen."""
+    import ast
+
+    import eagle_iad
+
+    root = Path(eagle_iad.__file__).parent
+    missing = []
+    for path in sorted([*(root / "service").rglob("*.py"), *(root / "station").rglob("*.py"),
+                        root / "mllm" / "server.py"]):  # fmt: skip
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ApiError"):
+                continue
+            status = node.args[0] if node.args else None
+            server_side = isinstance(status, ast.Constant) and isinstance(status.value, int) and status.value >= 500
+            if not server_side and "code" not in {keyword.arg for keyword in node.keywords}:
+                missing.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert missing == []
 
 
 def test_corrupt_category_is_409_without_host_paths(server: ServeProcess, workspace: dict[str, Path]) -> None:

@@ -213,28 +213,36 @@ def build_job(
     content = request.messages[0].content
     parts: list[TextPart | ImagePart] = [TextPart(type="text", text=content)] if isinstance(content, str) else content
     if not parts:
-        raise ApiError(400, "the user message has no content")
+        raise ApiError(400, "the user message has no content", code="invalid_request")
     both = request.max_tokens is not None and request.max_completion_tokens is not None
     if both and request.max_tokens != request.max_completion_tokens:
-        raise ApiError(400, "max_tokens and max_completion_tokens disagree; send one of them")
+        raise ApiError(400, "max_tokens and max_completion_tokens disagree; send one of them", code="invalid_request")
     max_tokens = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
     if max_tokens > max_tokens_limit:
-        raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit of {max_tokens_limit}")
+        raise ApiError(
+            400, f"max_tokens {max_tokens} exceeds this server's limit of {max_tokens_limit}", code="invalid_request"
+        )
 
     eagle = request.eagle or EagleRequest()
     caas_request = eagle.caas
     n_images = sum(isinstance(part, ImagePart) for part in parts)
     if n_images > max_images:
-        raise ApiError(400, f"{n_images} images in one request; this server accepts at most {max_images}")
+        raise ApiError(
+            400, f"{n_images} images in one request; this server accepts at most {max_images}", code="invalid_request"
+        )
     query_index: int | None = None
     if n_images:
         query_index = caas_request.image_index if caas_request is not None else 0
         if query_index >= n_images:
             raise ApiError(
-                400, f"eagle.caas.image_index {query_index} is out of range: the prompt has {n_images} images"
+                400,
+                f"eagle.caas.image_index {query_index} is out of range: the prompt has {n_images} images",
+                code="invalid_request",
             )
     elif (caas_request is not None and caas_request.enabled) or eagle.capture_attention:
-        raise ApiError(400, "CAAS and attention capture need an image in the prompt (the query image)")
+        raise ApiError(
+            400, "CAAS and attention capture need an image in the prompt (the query image)", code="invalid_request"
+        )
 
     items: list[ContentItem] = []
     images: dict[str, np.ndarray] = {}
@@ -253,12 +261,14 @@ def build_job(
     caas = None
     if caas_request is not None and caas_request.enabled:
         if caas_request.layers is not None and not caas_request.layers:
-            raise ApiError(400, "eagle.caas.layers is empty; omit it for the model's default CAAS layers")
+            raise ApiError(
+                400, "eagle.caas.layers is empty; omit it for the model's default CAAS layers", code="invalid_request"
+            )
         try:
             layers = None if caas_request.layers is None else tuple(caas_request.layers)
             caas = CaasSettings(alpha=caas_request.alpha, layers=layers, phase=caas_request.phase)
         except EagleError as exc:
-            raise ApiError(400, f"eagle.caas: {exc}") from exc
+            raise ApiError(400, f"eagle.caas: {exc}", code="invalid_option") from exc
     options = GenerateOptions(max_new_tokens=max_tokens, caas=caas, capture_attention=eagle.capture_attention)
     return Job(items, images, options, query_index)
 
@@ -327,13 +337,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """Read the body, refusing (413) as soon as it exceeds ``limit`` (chunked uploads included)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise ApiError(
+            413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", code="payload_too_large"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", code="payload_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -419,7 +431,9 @@ def create_mllm_app(
 
     @app.exception_handler(405)
     async def _not_allowed(request: Request, _: Exception) -> JSONResponse:
-        return ApiError(405, f"method {request.method} not allowed on {request.url.path}").response()
+        return ApiError(
+            405, f"method {request.method} not allowed on {request.url.path}", code="method_not_allowed"
+        ).response()
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -442,7 +456,7 @@ def create_mllm_app(
         try:
             body = ChatCompletionRequest.model_validate_json(raw)
         except ValidationError as exc:
-            raise ApiError(400, _validation_message(exc)) from exc
+            raise ApiError(400, _validation_message(exc), code="invalid_request") from exc
         if body.model != served:
             raise ApiError(
                 404, f"model {body.model!r} is not served here; this server serves {served!r}", code="model_not_found"
@@ -482,7 +496,7 @@ def create_mllm_app(
         except BackendError as exc:  # a proxied backend failed: not the client's fault
             raise ApiError(502, str(exc), type_="server_error", code="backend_error") from exc
         except EagleError as exc:  # e.g. CAAS layers out of range for this model
-            raise ApiError(400, str(exc)) from exc
+            raise ApiError(400, str(exc), code="invalid_option") from exc
         except Exception as exc:
             raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type_="server_error") from exc
         body_out = completion_body(reply, job, served, capture_requested=job.options.capture_attention)

@@ -59,6 +59,12 @@ _log = logging.getLogger(__name__)
 _AUTH_WAIT_S = {"ok": HEALTH_WAIT_S, "busy": 0.0}
 
 
+#: The code of a refusal Starlette makes itself (a multipart body with too many files or fields, too large a
+#: part), by status, so it has one as every refusal does (docs/SERVICE.md, "Limits"); any other 4xx:
+#: ``invalid_request``.
+STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 #: Routes answered without the API key when one is set: liveness for load balancers, the API's own
 #: description, and the console's files (none of them holds data). tests/test_service_faults.py checks
 #: every other route of the app refuses a request without the key.
@@ -295,12 +301,13 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        return ApiError(400, f"invalid request: {problems}").response()
+        return ApiError(400, f"invalid request: {problems}", code="invalid_request").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own refusals (e.g. too many files in one multipart body) in the one error shape.
-        return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})).response()
+        code = STARLETTE_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500 else None)
+        return ApiError(exc.status_code, str(exc.detail), code=code, headers=dict(exc.headers or {})).response()
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -313,7 +320,8 @@ def create_app(
 
     @app.exception_handler(405)
     async def _not_allowed(request: Request, _: Exception) -> JSONResponse:
-        return ApiError(405, f"method {request.method} not allowed on {request.url.path}").response()
+        return ApiError(405, f"method {request.method} not allowed on {request.url.path}",
+                        code="method_not_allowed").response()  # fmt: skip
 
     def queue_depth() -> float:
         return float(state.worker.waiting if state.worker is not None else 0)

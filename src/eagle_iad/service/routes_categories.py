@@ -216,9 +216,11 @@ def change_category_threshold(name: str, change: schemas.ThresholdChange, reques
     if not (directory / MANIFEST).is_file():
         raise not_fitted(state, directory, name, "a threshold change")
     if (change.tau is None) == (change.restore is None):
-        raise ApiError(400, "give either 'tau' (a new threshold) or 'restore' (the number of a change to undo)")
+        raise ApiError(400, "give either 'tau' (a new threshold) or 'restore' (the number of a change to undo)",
+                       code="invalid_request")  # fmt: skip
     if not change.why.strip():
-        raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)")
+        raise ApiError(400, "'why' must say why the threshold changes (it is kept in the model's history)",
+                       code="invalid_request")  # fmt: skip
     try:
         errors = labelled_errors(state.store.labelled(name))
         with state.model_changes.making(name, "a threshold change"):
@@ -337,8 +339,8 @@ def _config(options: dict[str, Any], strict: bool) -> ExpertConfig:
         preset, overrides = config_overrides(parse_fit_options(options, service=True, strict=strict))
         config = ExpertConfig.from_preset(preset, **overrides)
         config.validate()
-    except EagleError as exc:
-        raise ApiError(400, str(exc)) from None
+    except EagleError as exc:  # an unknown option, a value out of range: the option's problem, whatever raised it
+        raise ApiError(400, str(exc), code="invalid_option") from None
     return config
 
 
@@ -486,32 +488,34 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "invalid JSON body") from None
+            raise ApiError(400, "invalid JSON body", code="invalid_request") from None
         if not isinstance(body, dict):
-            raise ApiError(400, "the JSON body must be an object")
+            raise ApiError(400, "the JSON body must be an object", code="invalid_request")
         folder = body.pop("folder", None)
         raw_options = body.pop("options", None)
         if folder is not None and not isinstance(folder, str):
-            raise ApiError(400, "'folder' must be a string (a folder relative to the data root)")
+            raise ApiError(400, "'folder' must be a string (a folder relative to the data root)", code="invalid_path")
         if raw_options is not None and not isinstance(raw_options, dict):
-            raise ApiError(400, "'options' must be an object of fit options")
+            raise ApiError(400, "'options' must be an object of fit options", code="invalid_option")
         options = dict(raw_options or {})
         if body:
-            raise ApiError(400, f"unknown fields {sorted(body)}")
+            raise ApiError(400, f"unknown fields {sorted(body)}", code="invalid_request")
     else:
         settings = state.settings
         form = await request.form(max_files=settings.max_zip_files, max_part_size=settings.max_upload_bytes)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "files":
-                    raise ApiError(400, f"unexpected file field {key!r} (send images or a zip as 'files')")
+                    raise ApiError(400, f"unexpected file field {key!r} (send images or a zip as 'files')",
+                                   code="invalid_request")  # fmt: skip
                 uploads.append((value.filename or "upload", await value.read()))
             elif key == "folder":
                 folder = value
             else:
                 options[key] = value
     if (folder is None) == (not uploads):
-        raise ApiError(400, "send either uploaded images / a zip as 'files' or a server 'folder', not both or none")
+        raise ApiError(400, "send either uploaded images / a zip as 'files' or a server 'folder', not both or none",
+                       code="invalid_request")  # fmt: skip
     config = _config(options, strict=as_json)
     if folder is not None:
         images = await run_in_threadpool(folder_images, state, str(folder))
@@ -530,7 +534,8 @@ async def fit_category(name: str, request: Request) -> dict[str, Any]:
     if len(images) < 2:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
-        raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed")
+        raise ApiError(400, f"{len(images)} training image(s); at least 2 normal images are needed",
+                       code="too_few_images")  # fmt: skip
     settings = state.settings
     folders = (cleanup, settings.data_root, settings.state_dir, settings.models_dir)
     redact = tuple(sorted((str(path) for path in folders if path), key=len, reverse=True))  # longest first

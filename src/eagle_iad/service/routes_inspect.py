@@ -211,13 +211,14 @@ async def inspect(request: Request, response: Response) -> dict[str, Any]:
     image = form.get("image")
     category = form.get("category")
     if not isinstance(image, UploadFile):
-        raise ApiError(400, "send the image as the multipart file field 'image'")
+        raise ApiError(400, "send the image as the multipart file field 'image'", code="invalid_request")
     if not isinstance(category, str):
-        raise ApiError(400, "send the category as the form field 'category'")
+        raise ApiError(400, "send the category as the form field 'category'", code="invalid_request")
     question = form.get("question")
     if question is not None and (not isinstance(question, str) or not question.strip()
                                  or len(question) > MAX_QUESTION_CHARS):  # fmt: skip
-        raise ApiError(400, f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
+        raise ApiError(400, f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters",
+                       code="invalid_request")  # fmt: skip
     attention = str(form.get("attention", "false")).lower() in ("1", "true", "yes")
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     data = await image.read()

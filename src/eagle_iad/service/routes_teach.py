@@ -40,7 +40,8 @@ def teach_category(name: str, request_body: schemas.TeachRequest, request: Reque
     if not (directory / MANIFEST).is_file():
         raise not_fitted(state, directory, name, "teaching")
     if not request_body.why.strip():
-        raise ApiError(400, "'why' must say why these images are normal (it is kept in the model's history)")
+        raise ApiError(400, "'why' must say why these images are normal (it is kept in the model's history)",
+                       code="invalid_request")  # fmt: skip
     files_dir = state.settings.files_dir
     try:
         images = inspection_images(state.store, files_dir, name, request_body.inspections)

@@ -54,7 +54,8 @@ def rollback_category(name: str, change: schemas.RollbackRequest, request: Reque
     state = service(request)
     directory = _model(request, name, "a rollback")
     if not change.why.strip():
-        raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)")
+        raise ApiError(400, "'why' must say why the model goes back (it is kept in the model's history)",
+                       code="invalid_request")  # fmt: skip
     try:
         with state.model_changes.making(name, "a rollback"):
             rollback(directory, to=change.to, why=change.why, by=acting_name(request, change.by, API_NAME))
