@@ -531,7 +531,8 @@ def test_an_unknown_category_is_refused_naming_the_known_ones(
     assert main(["review", "list", "--category", "mnoo", *flags]) == 2
     assert capsys.readouterr().err == "eagle: error: no category 'mnoo'; known categories: glass, mono, tiles\n"
     assert main(["review", "list", "--category", "mnoo", "--state-dir", str(settings.state_dir)]) == 2
-    assert capsys.readouterr().err == "eagle: error: no category 'mnoo'; known categories: mono, tiles\n"
+    assert capsys.readouterr().err == ("eagle: error: no category 'mnoo'; known categories: mono, tiles (those in "
+                                       "the history; --models names the fitted ones too)\n")  # fmt: skip
     assert main(["review", "list", "--category", "glass", *flags]) == 0
     assert capsys.readouterr().out == "0 to review\n"
     with TestClient(create_app(settings)) as client:
@@ -541,6 +542,9 @@ def test_an_unknown_category_is_refused_naming_the_known_ones(
         assert error["code"] == "category_not_found"
         assert error["message"] == "no category 'mnoo'; known categories: glass, mono, tiles"
         assert client.get("/v1/review", params={"category": "glass"}).json()["total"] == 0
+    # the service noted its models folder in the state folder: the same flags now name the fitted ones too
+    assert main(["review", "list", "--category", "mnoo", "--state-dir", str(settings.state_dir)]) == 2
+    assert capsys.readouterr().err == f"eagle: error: {error['message']}\n"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -841,3 +845,90 @@ def test_a_part_judged_by_the_version_the_current_model_is_a_rollback_copy_of_is
         "judged by version 2 (threshold 4.25); the model is now version 3 (threshold 5.00), which may decide it "
         "otherwise"
     )
+
+
+def _served(models: Path, state: Path, *history: str) -> Any:
+    """``eagle serve`` (a real process) on ``state`` with the models folder ``models``, expert only."""
+    from test_service import ServeProcess
+
+    return ServeProcess(["--models", str(models), "--state-dir", str(state), *history, "--log-level", "warning"])
+
+
+def test_review_list_names_the_known_categories_as_the_service_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 4: ``--category`` with a typo and ``--history H`` named only the history's categories while
+    ``GET /v1/review`` named the fitted ones too: the CLI finds the service's models folder in the note it
+    left in its state folder (service/state_note.py), or says that it named those of the history alone."""
+    from test_service import call
+
+    from eagle_iad.cli import main
+
+    models, state = tmp_path / "models", tmp_path / "state"
+    for name in ("elpv-b", "elpv-mono"):
+        (models / name).mkdir(parents=True)
+    server = _served(models, state)
+    try:
+        status, _, body = call("GET", f"{server.base}/v1/review?category=elpv-mnoo")
+    finally:
+        server.stop()
+    assert (status, body["error"]["message"]) == (404, "no category 'elpv-mnoo'; known categories: elpv-b, elpv-mono")
+    for flags in (["--history", str(state / "eagle.sqlite3")], ["--state-dir", str(state)]):
+        assert main(["review", "list", "--category", "elpv-mnoo", *flags]) == 2
+        assert capsys.readouterr().err == f"eagle: error: {body['error']['message']}\n"
+    (state / "eagle-serve.json").unlink()  # a service from before the note: the CLI says what it could not see
+    assert main(["review", "list", "--category", "elpv-mnoo", "--history", str(state / "eagle.sqlite3")]) == 2
+    assert capsys.readouterr().err == (
+        "eagle: error: no category 'elpv-mnoo': the history has no inspections and there are no models yet "
+        "(those in the history; --models names the fitted ones too)\n"
+    )
+    assert main(["review", "list", "--category", "elpv-mnoo", "--state-dir", str(state), "--models", str(models)]) == 2
+    assert capsys.readouterr().err == f"eagle: error: {body['error']['message']}\n"
+
+
+def test_the_cli_given_a_state_folder_whose_service_keeps_its_history_in_postgresql_names_that_history(
+    postgres: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 5: ``--state-dir`` of a service whose history is a PostgreSQL database said "no history at
+    state/eagle.sqlite3: has eagle serve run with these flags?". The service notes its history in the state
+    folder, password left out (the server trusts local connections, so the one given here is never checked:
+    it must only never be written), and the CLI names the ``--history`` to pass."""
+    from eagle_iad.cli import main
+
+    url = postgres.new_database()
+    secret = url.replace("postgresql://postgres@", "postgresql://postgres:pa55-w0rd@") + "?password=pa55-w0rd"
+    public = url
+    models, state = tmp_path / "models", tmp_path / "state"
+    models.mkdir()
+    server = _served(models, state, "--history", secret)
+    try:
+        note = (state / "eagle-serve.json").read_text()
+        assert "pa55" not in note
+        noted = json.loads(note)
+        assert (noted["history"], noted["models"], noted["pid"]) == (public, str(models.resolve()), server.process.pid)
+        assert main(["review", "list", "--state-dir", str(state)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"eagle: error: no history at {state / 'eagle.sqlite3'}: the service that last ran on the "
+                       f"state folder {state} (pid {server.process.pid}, started {noted['started']}) keeps its "
+                       f"history at {public}: pass --history {public}\n")  # fmt: skip
+        assert main(["review", "list", "--state-dir", str(state), "--history", public]) == 0
+        assert capsys.readouterr().out == "0 to review\n"
+    finally:
+        server.stop()
+    assert not list(state.glob(".eagle-serve.json.*"))  # written atomically: no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("postgresql://eagle:s3cret@db:5432/eagle", "postgresql://eagle@db:5432/eagle"),
+        ("postgresql://eagle@db/eagle?password=s3cret&sslmode=require", "postgresql://eagle@db/eagle?sslmode=require"),
+        ("postgresql://eagle@db/eagle?sslmode=require&password=s3cret", "postgresql://eagle@db/eagle?sslmode=require"),
+        ("postgresql://eagle:p%40ss@h1,h2:5433/eagle", "postgresql://eagle@h1,h2:5433/eagle"),
+        ("/srv/state/eagle.sqlite3", "/srv/state/eagle.sqlite3"),
+    ],
+)
+def test_the_noted_history_leaves_any_password_out(given: str, kept: str) -> None:
+    from eagle_iad.service.state_note import without_password
+
+    assert without_password(given) == kept

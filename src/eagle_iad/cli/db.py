@@ -148,10 +148,15 @@ def must_exist(location: str, hint: str = "") -> None:
     from eagle_iad.history import open_backend
     from eagle_iad.history.schema import holds_history
     from eagle_iad.history.sqlite import SqliteHistory
+    from eagle_iad.service.state_note import read_note
 
     backend = open_backend(location)
     if isinstance(backend, SqliteHistory):
         if not backend.path.is_file():
+            # The file's folder is the state folder a --state-dir names: its service may keep the history elsewhere.
+            note = read_note(backend.path.parent)
+            if note is not None and Path(note.history) != backend.path:
+                raise ConfigError(f"no history at {backend.path}: {note.said(backend.path.parent)}{hint}")
             raise ConfigError(f"no history at {backend.path}: has eagle serve run with these flags?{hint}")
         return
     db = backend.connect()

@@ -63,6 +63,19 @@ def _store(args: argparse.Namespace) -> InspectionStore:
     return open_history(args)
 
 
+def models_folder(args: argparse.Namespace) -> Path | None:
+    """The service's models folder: ``--models``, else the one the service on the state folder noted there
+    (service/state_note.py: ``--state-dir``, or the folder of an SQLite ``--history``); ``None`` when neither
+    says, as for a database URL alone."""
+    from eagle_iad.cli.db import state_folder
+    from eagle_iad.service.state_note import read_note
+
+    if args.models:
+        return Path(args.models)
+    note = read_note(state_folder(args))
+    return None if note is None else note.models
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from eagle_iad.errors import ConfigError
     from eagle_iad.review import review_page
@@ -72,10 +85,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.category is not None:
-            models = model_names(Path(args.models) if args.models else None)
-            problem = unknown_category(args.category, [*store.categories(), *models])
+            folder = models_folder(args)
+            problem = unknown_category(args.category, [*store.categories(), *model_names(folder)])
             if problem is not None:  # a typo must not read as "0 to review"
-                raise ConfigError(problem)
+                # the service's rule (GET /v1/review): the history's categories and the fitted ones
+                unseen = "" if folder is not None else " (those in the history; --models names the fitted ones too)"
+                raise ConfigError(problem + unseen)
         total, rows = store.review(args.limit, 0, args.category)
     finally:
         store.close()

@@ -35,6 +35,7 @@ from eagle_iad.service.lock import StateLock
 from eagle_iad.service.metrics import Metrics
 from eagle_iad.service.security import hide_models_dir
 from eagle_iad.service.settings import ServiceSettings
+from eagle_iad.service.state_note import write_note
 from eagle_iad.service.storage import StorageWatch
 from eagle_iad.service.store import InspectionStore, is_inspection_id
 from eagle_iad.tgps.prompt import ContentItem
@@ -220,6 +221,8 @@ class ServiceState:
             self.lock.release()
             raise
         self.store.log_upgrade()  # a migration at start is said (older versions refuse the history from now on)
+        # Where this service's history and models are, for the CLI given only --state-dir (service/state_note.py).
+        write_note(settings.state_dir, settings.history_url, settings.models_dir)
         # Fits cut short by the last stop will never finish: say so, and drop their uploaded images. With
         # a shared history, only those no live replica is running (each holds its job's lock).
         self.store.interrupt_unfinished_jobs(lambda job: self.store.backend.try_lock(job_lock(job["id"])))
