@@ -117,6 +117,11 @@ def test_eagle_review_lists_and_labels_from_a_terminal(tmp_path: Path, capsys: p
     assert lines[1] == ("band  2026-12-04T08:01:00.000+00:00  mono  band.png  score 2.00 / threshold 5.00  anomalous: "
                         f"{REASONS[0].words}; {REASONS[1].words}")  # fmt: skip
     assert lines[2].startswith("close  ") and lines[2].endswith(f"normal: {REASONS[1].words}")
+    assert main(["review", "list", "--db", str(db), "--category", "mono", "--limit", "3"]) == 0
+    # finding 6: an obvious crack over much of a cell is unrecognised too; the words must not rule it out
+    assert capsys.readouterr().out.splitlines()[3].endswith(
+        "unrecognised: not like the training images (another product, a blocked camera, or a defect over much of "
+        "the part?)")  # fmt: skip
     assert main(["review", "list", "--db", str(db), "--json"]) == 0
     assert [i["record"]["id"] for i in json.loads(capsys.readouterr().out)["items"]][:2] == ["band", "close"]
     assert main(["review", "label", "foreign", "defective", "--note", "a glove in the frame", "--by", "kai",

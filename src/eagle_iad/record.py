@@ -95,7 +95,8 @@ class InspectionRecord:
         None,
     )
     unrecognised: bool | None = doc(
-        "the image is not like the category's training images at all (noise, a blocked camera, another product): "
+        "the image is not like the category's training images at all (noise, a blocked camera, another product, or "
+        "a defect over much of the part): "
         "the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on "
         "fewer than 10 images, or an export written before export schema 3",
         None,

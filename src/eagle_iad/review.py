@@ -46,7 +46,13 @@ REASONS: tuple[Reason, ...] = (
     Reason(
         "close_call", "a close call: the score is within the normal variation of the threshold", "near_threshold = 1"
     ),
-    Reason("unrecognised", "not like the training images (another product, a blocked camera?)", "unrecognised = 1"),
+    # A defect over much of the part is unrecognised too (docs/METHOD.md, "Unrecognised"): said among the causes,
+    # so an operator looking at an obvious crack is not told it must be another product or the camera.
+    Reason(
+        "unrecognised",
+        "not like the training images (another product, a blocked camera, or a defect over much of the part?)",
+        "unrecognised = 1",
+    ),
     Reason(
         "disagreement",
         "the MLLM's answer disagrees with the expert's decision",

@@ -77,9 +77,9 @@ class ExpertVerdict:
     near_threshold: bool | None = None
     #: The share of the image's patches beyond what the category's normal patches cover, and whether that
     #: makes it "unrecognised": not like the training images at all (noise, a blocked camera, another
-    #: product; expert/coverage.py). Then the decision is ``unrecognised`` and no box is drawn. ``None``:
-    #: a model saved before coverage existed or fitted on fewer than 10 images, or an export written before
-    #: its graph gave the patch grid (schema 1 and 2).
+    #: product, or a defect over much of the part; expert/coverage.py). Then the decision is
+    #: ``unrecognised`` and no box is drawn. ``None``: a model saved before coverage existed or fitted on
+    #: fewer than 10 images, or an export written before its graph gave the patch grid (schema 1 and 2).
     foreign_share: float | None = None
     unrecognised: bool | None = None
 

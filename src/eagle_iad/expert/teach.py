@@ -11,7 +11,8 @@ what is approximate is in docs/METHOD.md). Then it is saved like any model (atom
 
 * every image must decode before anything is computed (one bad file refuses the whole teach);
 * an image the model scores far above its largest training score, one it calls *unrecognised* (not
-  like the training images at all, as an inspection calls it: a blocked camera, another product), or
+  like the training images at all, as an inspection calls it: a blocked camera, another product, a
+  defect over much of the part), or
   one the history labels defective, or an inspection nobody labelled normal, is refused unless forced:
   teaching a defect would teach the model to pass it, and teaching a foreign image would teach it to pass
   a blocked camera; an image taught although it scores above s_max is named in the record's ``warnings``;

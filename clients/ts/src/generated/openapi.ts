@@ -1392,7 +1392,7 @@ export interface components {
             time: string;
             /**
              * Unrecognised
-             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
+             * @description the image is not like the category's training images at all (noise, a blocked camera, another product, or a defect over much of the part): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
              */
             unrecognised?: boolean | null;
             /**
@@ -1662,7 +1662,7 @@ export interface components {
             time: string;
             /**
              * Unrecognised
-             * @description the image is not like the category's training images at all (noise, a blocked camera, another product): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
+             * @description the image is not like the category's training images at all (noise, a blocked camera, another product, or a defect over much of the part): the expert's decision is then 'unrecognised', with no boxes; null: a model fitted before this check or on fewer than 10 images, or an export written before export schema 3
              */
             unrecognised?: boolean | null;
             /**
