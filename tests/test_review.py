@@ -937,3 +937,18 @@ def test_the_noted_history_leaves_any_password_out(given: str, kept: str) -> Non
     from eagle_iad.service.state_note import without_password
 
     assert without_password(given) == kept
+
+
+def test_a_service_whose_note_cannot_be_written_still_serves_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The note only helps the CLI: a state folder where it cannot be written (here a folder in its place) is a
+    warning naming it, never a service that does not start."""
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    (settings.state_dir / "eagle-serve.json").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="eagle_iad.service.state_note"), TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+    [warned] = [r.getMessage() for r in caplog.records if r.name == "eagle_iad.service.state_note"]
+    assert warned.startswith(f"could not note where the history is in {settings.state_dir / 'eagle-serve.json'} ")

@@ -18,6 +18,7 @@ words it so.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pathlib import Path
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.history.backend import redact
 from eagle_iad.naming import printable
+
+_log = logging.getLogger(__name__)
 
 #: The note's file in the state folder (beside ``eagle-serve.lock``).
 NOTE_FILE = "eagle-serve.json"
@@ -70,12 +73,17 @@ class ServiceNote:
 
 def write_note(state_dir: Path, history: str, models_dir: Path) -> None:
     """Note where this service keeps its history (``history``: a URL or an SQLite file; any password is left
-    out) and its models, in ``<state_dir>/eagle-serve.json`` (atomically)."""
+    out) and its models, in ``<state_dir>/eagle-serve.json`` (atomically). A note that cannot be written (a
+    full disk) is a warning: it helps the CLI, and is never a reason not to serve."""
     if history.startswith("sqlite:///"):  # what a user passes: the file's path
         history = history[len("sqlite://") :]
     note = {"history": without_password(history), "models": str(models_dir.resolve()), "pid": os.getpid(),
             "started": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-    atomic_write_text(state_dir / NOTE_FILE, json.dumps(note, indent=1) + "\n")
+    try:
+        atomic_write_text(state_dir / NOTE_FILE, json.dumps(note, indent=1) + "\n")
+    except OSError as exc:
+        _log.warning("could not note where the history is in %s (eagle review --state-dir will not know): %s",
+                     state_dir / NOTE_FILE, exc)  # fmt: skip
 
 
 def read_note(state_dir: Path | None) -> ServiceNote | None:
