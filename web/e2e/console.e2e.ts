@@ -933,7 +933,7 @@ describe("web console", () => {
     await list.getByRole("heading", { name: "Labelled normal in mono, not yet taught" }).waitFor({ timeout: 60_000 });
     const row = list.locator("li", { hasText: "shift-a.png" });
     await row.waitFor();
-    expect(await row.textContent()).toMatch(/shift-a\.png labelled by local (just now|at .*) local's note: “scuff only\nnot a crack”/);
+    expect(await row.textContent()).toMatch(/shift-a\.png labelled by local (just now|at .*) Note \(local\): “scuff only\nnot a crack”/);
     // An engineer (here the open mode's local user) ticks which to teach: the checkbox is named by the part.
     const tick = list.getByRole("checkbox", { name: "shift-a.png" });
     expect(await tick.isChecked()).toBe(true);

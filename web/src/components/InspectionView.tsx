@@ -89,7 +89,8 @@ export function InspectionView({ record, headingLevel = 3 }: { record: Inspectio
           {record.unrecognised ? (
             <p className="caution-line" data-testid="unrecognised-line">
               Not recognised: this image is not like the training images of “{record.category}” (another product, a
-              blocked or dirty camera, a bad exposure?). It is not judged as a defect, and no boxes are drawn.
+              blocked or dirty camera, a bad exposure, or a defect over much of the part?). It does not pass, but no
+              boxes are drawn: look at the picture itself.
             </p>
           ) : null}
           {(record.warnings ?? []).map((warning) => (

@@ -9,7 +9,7 @@ export function LabelNote({ record }: { record: { label?: string | null; label_n
   if (note === null) return null;
   return (
     <span className="label-note" data-testid="label-note">
-      {record.label_by ? `${record.label_by}'s note: ` : "Note: "}“<bdi>{note}</bdi>”
+      {record.label_by ? `Note (${record.label_by}): ` : "Note: "}“<bdi>{note}</bdi>”
     </span>
   );
 }
