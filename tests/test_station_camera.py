@@ -11,6 +11,7 @@ falls behind; a bad option is one line naming the field.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -635,3 +636,94 @@ def test_until_idle_waits_for_the_end_of_a_triggered_video_file(model_dir: Path,
     finally:
         runner.close()
         stations.close()
+
+
+def _delivered(work: Path) -> list[str]:
+    """The images the folder sink received: ``<decision>/<record id>_<name>`` of each copy (its payload aside)."""
+    return sorted(str(p.relative_to(work / "sorted")) for p in (work / "sorted").rglob("*.png"))
+
+
+def _top_frames(work: Path) -> list[str]:
+    return sorted(p.name for p in (work / "frames").iterdir() if p.is_file())
+
+
+def test_a_frame_saved_just_before_a_kill_is_inspected_and_delivered_once_at_the_next_start(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Killed (SIGKILL, a real ``eagle station run``) right after the camera saved a frame, before the station
+    stored anything of it: the frame was left in ``frames/`` with no record, and a restart counted frames from 0
+    again, never looking at it: no sink heard of that part (its PLC got no answer). The next start takes it first,
+    under its own name (no copy, not renamed), says so in one line, and delivers it once; a start after that takes
+    nothing twice."""
+    from test_station import _kill_after_storing
+
+    _video(tmp_path / "line.avi", _frames(30, size=64))
+    stations = _camera_stations(tmp_path, model_dir, 'url = "line.avi", every_n_frames = 10')
+    _kill_after_storing(stations, _env(), point="camera frame saved")
+    assert _history(tmp_path) == [] and _top_frames(tmp_path) == ["frame-00000000.png"]
+    saved = (tmp_path / "frames" / "frame-00000000.png").read_bytes()
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    said = (f"eagle station line-1: camera {tmp_path / 'line.avi'}: 1 frame saved before this start and never "
+            "inspected, taken first: frame-00000000.png")  # fmt: skip
+    assert log.count(said) == 1, log
+    history = _history(tmp_path)
+    names = ["frame-00000000.png", "frame-00000000-1.png", "frame-00000010.png", "frame-00000020.png"]
+    assert [r.image_name for r in history] == names  # the frame left first; the new run's 0 took the -1
+    assert history[0].image_sha256 == hashlib.sha256(saved).hexdigest()
+    match = SOURCE_LINE.match(str(history[0].source))
+    assert match is not None and int(match["index"]) == 0, history[0].source
+    assert _top_frames(tmp_path) == sorted(names)  # no copy, nothing renamed
+    assert (tmp_path / "frames" / "frame-00000000.png").read_bytes() == saved
+    assert _delivered(tmp_path) == sorted(f"{r.decision}/{r.id}_{r.image_name}" for r in history)  # each once
+    payload = json.loads((tmp_path / "sorted" / str(history[0].decision) / f"{history[0].id}_{names[0]}.json")
+                         .read_text())  # fmt: skip
+    assert payload["image"] == str(tmp_path / "frames" / names[0]), payload
+    code, log = _run(stations, "run", "--until-idle")  # again: the video's 3 new frames, nothing taken twice
+    assert code == 0 and "saved before this start" not in log, log
+    again = _history(tmp_path)
+    assert [r.image_name for r in again[:4]] == names and len(again) == 7
+    assert [r.image_name for r in again].count("frame-00000000.png") == 1
+    assert _delivered(tmp_path) == sorted(f"{r.decision}/{r.id}_{r.image_name}" for r in again)
+
+
+def test_a_start_takes_only_frames_its_own_station_left_never_inspected(model_dir: Path, tmp_path: Path) -> None:
+    """What a start takes must be frames this station saved and never inspected, not an old folder's frames, nor
+    another station's: two camera stations of one file saving under one name are refused (one line); more than a
+    stop leaves (a new history beside an old ``frames`` folder) is a warning and none is taken; a frame another
+    station inspected among them is a warning and none is taken; ``failed/`` is never looked at."""
+    from eagle_iad.station.sources.camera import LEFTOVERS
+
+    _video(tmp_path / "line.avi", _frames(30, size=64))
+    stations = _camera_stations(tmp_path, model_dir, 'url = "line.avi", every_n_frames = 10')
+    one = stations.read_text()
+    stations.write_text(one + one[one.index("[[station]]") :].replace('"line-1"', '"line-2"'))
+    code, log = _run(stations, "run", "--until-idle")
+    assert (code, log) == (2, f"eagle: error: {stations}: stations 'line-1' and 'line-2' both save camera frames in "
+                              f"{tmp_path / 'frames'} as frame-*.png; give each camera station its own name_prefix "
+                              "(or frames folder)\n"), log  # fmt: skip
+    stations.write_text(one)
+    old = [tmp_path / "frames" / f"frame-{i:08d}.png" for i in range(100, 101 + LEFTOVERS)]
+    (tmp_path / "frames" / "failed").mkdir(parents=True)
+    png = cv2.imencode(".png", _frames(1, size=64)[0])[1].tobytes()
+    for path in [*old, tmp_path / "frames" / "failed" / "frame-00000099.png"]:
+        path.write_bytes(png)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (f"eagle station line-1: warning: camera {tmp_path / 'line.avi'}: more than {LEFTOVERS} frames in "
+            f"{tmp_path / 'frames'} named frame-*.png were never inspected by this station (a new history beside an "
+            "old frames folder?): a stop leaves one, so none is taken; move them away, or into a hot folder to "
+            "inspect them") in log, log  # fmt: skip
+    assert [r.image_name for r in _history(tmp_path)] == [f"frame-{i:08d}.png" for i in (0, 10, 20)]
+    for path in old:
+        path.unlink()
+    (tmp_path / "frames" / "frame-00000030.png").write_bytes(png)  # left by a kill, then the file is given away
+    stations.write_text(one.replace('"line-1"', '"line-2"'))
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (f"eagle station line-2: warning: camera {tmp_path / 'line.avi'}: frame-00000020.png in "
+            f"{tmp_path / 'frames'} is station 'line-1''s frame (the same frames folder and name_prefix 'frame'): "
+            "frames saved before this start and never inspected are not looked for; give each camera station its "
+            "own name_prefix") in log, log  # fmt: skip
+    assert "frame-00000030.png" not in {r.image_name for r in _history(tmp_path)}
+    assert "frame-00000099.png" not in {r.image_name for r in _history(tmp_path)}

@@ -225,6 +225,15 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
                                          f"{folder.resolve()}; give each station its own folder")  # fmt: skip
             if getattr(station.source, "recursive", False) is True:
                 recursive.append((folder.resolve(), station.name))
+    frames: dict[tuple[Path, str], str] = {}
+    for station in stations:  # a camera's start takes the frames it saved and never inspected: they must be its own
+        folder, prefix = getattr(station.source, "frames", None), getattr(station.source, "name_prefix", None)
+        if station.source.kind == "camera" and isinstance(folder, Path) and isinstance(prefix, str):
+            other = frames.setdefault((folder.resolve(), prefix), station.name)
+            if other != station.name:
+                raise StationConfigError(f"{path}: stations {other!r} and {station.name!r} both save camera frames "
+                                         f"in {folder.resolve()} as {prefix}-*.png; give each camera station its own "
+                                         "name_prefix (or frames folder)")  # fmt: skip
     for outer, taker in recursive:  # one taking its subfolders takes those of a station on one of them too
         for inner, other in folders.items():
             if other != taker and outer in inner.parents:

@@ -190,6 +190,24 @@ class StationTables:
         )
         return None if not rows else Intake(*rows[0])
 
+    def filed_by(self, places: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """For each of ``places`` that an inspected record's image was filed at, the ``(station, content sha256)`` of
+        each such record, any station's (see :data:`~eagle_iad.station.parts.FiledBy`): how a camera tells the frames
+        it saved and the station took from one saved before a kill and never taken (its rows are keyed by content
+        and record, ``<sha256>:<record id>``, and found again by their place, which no index holds: this looks at
+        the table once per call, so it is asked only at a start, for a few places at a time)."""
+        if not places:
+            return {}
+        marks = ", ".join("?" for _ in places)
+        rows = self.store.read(
+            f"SELECT station, digest, moved_to FROM station_intake WHERE state = 'done' AND moved_to IN ({marks})",
+            tuple(places),
+        )
+        found: dict[str, list[tuple[str, str]]] = {}
+        for station, digest, place in rows:
+            found.setdefault(str(place), []).append((str(station), str(digest).partition(":")[0]))
+        return found
+
     @staticmethod
     def write_done(
         db: Connection, station: str, digest: str, name: str, record_id: str, moved_to: str,

@@ -290,8 +290,13 @@ class Source(Protocol):
       source says so).
     - ``station_warning() -> str | None``: what keeps the source from taking images now (a camera's PLC trigger not
       connected, naming the endpoint and why), for the status' warnings while it lasts; ``None``: nothing.
+    - ``station_recover(station, filed_by) -> str | None``: called once when the station starts running (``eagle
+      station run``, the service's start; not by ``eagle station status``, nor for a change only checked), before
+      its first poll, for a source that keeps its images where the station cannot see what it took (a camera's
+      ``frames`` folder): it finds the images it saved before this start that never reached the intake, by
+      ``filed_by`` (:data:`FiledBy`), and hands them first; the line the station logs of them, or ``None``.
 
-    These two are the station's hooks (:data:`SOURCE_HOOKS`, found by :func:`source_hook`), named so that a method
+    These are the station's hooks (:data:`SOURCE_HOOKS`, found by :func:`source_hook`), named so that a method
     of a plugin's own (a ``probe(sample)``, a ``warning(text)`` helper) is never called as one.
     """
 
@@ -377,7 +382,11 @@ class Sink(Protocol):
 #: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread.
 SINK_HOOKS = {"station_start": "start", "station_forget": "forget"}
 #: The optional hooks of a source that the station calls (see :class:`Source`), by the only names it looks for.
-SOURCE_HOOKS = ("station_probe", "station_warning")
+SOURCE_HOOKS = ("station_probe", "station_warning", "station_recover")
+#: What a source's ``station_recover`` is given to ask the history: for image paths, the ``(station, content
+#: sha256)`` of each inspected record whose image was filed at that path (any station's: one sharing the folder
+#: is told apart); a path no record names is absent.
+FiledBy = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[str, str]]]]
 #: Each hook's call, as an error names it.
 _HOOK_CALLS = {"station_start": "station_start(station, category)", "station_forget": "station_forget()"}
 

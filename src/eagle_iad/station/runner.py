@@ -548,6 +548,8 @@ class StationRunner:
         self._say_intake()
         sinks = [courier.sink.sink.name for courier in self.couriers]
         orphans = self.tables.orphans(self.config.name, sinks)
+        recover = source_hook(self.config.source, "station_recover")  # a camera's frames saved, never taken: first
+        recovered = None if recover is None else recover(self.config.name, self.tables.filed_by)
         # Before the couriers, so a delivery due at once does not connect first (an MQTT sink connects now, in its
         # own thread, rather than at its first delivery: its retained status says online while the station runs,
         # and its reconnection wakes the courier); after every step that can fail, so none leaves a connection.
@@ -565,6 +567,8 @@ class StationRunner:
         for sink, count in orphans.items():
             self.log(f"eagle station {self.config.name}: warning: {deliveries_wait(count)} for a sink named {sink!r}, "
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip
+        if recovered is not None:
+            self.log(f"eagle station {self.config.name}: {recovered}")
 
     def stop(self, grace_s: float) -> None:
         self.halt_couriers()

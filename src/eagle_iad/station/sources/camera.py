@@ -24,9 +24,11 @@ saved as ``<frames>/<name_prefix>-<frame index>.png`` *before* it is handed over
 between storing the verdict and the next frame; the bytes are handed over too, not read back. A name
 already in the folder (a restart counts frames from 0 again) gets ``-1``, ``-2``, ...: a saved frame is
 never replaced. A frame the station refuses goes to ``<frames>/failed/`` with the reason beside it, as
-in a hot folder. The record's ``source`` names the camera, the frame index and the capture time (ISO
-8601, UTC, milliseconds). A still scene repeats frames, so repeated content is inspected again
-(``dedupe = False``).
+in a hot folder. A frame saved but never taken (the station killed between the save and storing its
+record, or stopped while its intake was paused) is taken first at the next start, under its own name
+(see :meth:`Camera.station_recover`): the part it shows still gets an answer. The record's ``source``
+names the camera, the frame index and the capture time (ISO 8601, UTC, milliseconds). A still scene
+repeats frames, so repeated content is inspected again (``dedupe = False``).
 
 OpenCV is an optional dependency (``pip install 'eagle-iad[camera]'``), imported when a stations file
 names this source, so the other sources work without it. Nothing is opened while the file is read
@@ -37,6 +39,7 @@ except that a video file is checked to be one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sys
@@ -52,9 +55,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from eagle_iad.atomic import atomic_write_text
 from eagle_iad.ranges import Range
-from eagle_iad.station.parts import SOURCES, Arrival, NotPutAside, Options
+from eagle_iad.station.parts import SOURCES, Arrival, FiledBy, NotPutAside, Options
 from eagle_iad.station.sources.folder import FAILED, first_free, move_new
 from eagle_iad.station.sources.opcua_trigger import OpcUaTrigger
+from eagle_iad.stops import checkpoint
 
 if TYPE_CHECKING:
     import cv2
@@ -87,6 +91,12 @@ DEFAULT_FPS = 25.0
 DROP_LOG_S = 10.0
 #: PNG compression level (0-9): frames are encoded once and decoded once, so speed over size.
 PNG_LEVEL = 1
+#: The most frames saved and never taken that a start takes (see :meth:`Camera.station_recover`). A stop leaves
+#: one (frames are saved one at a time, as the station takes them); more, with none of this station's inspected
+#: frames among them, are no frames it left (a new history beside an old ``frames`` folder): none is taken.
+LEFTOVERS = QUEUE
+#: Frames looked up in the history at once by that look, newest first.
+LEFTOVER_BATCH = 16
 
 
 def _stderr(line: str) -> None:
@@ -212,6 +222,9 @@ class Camera:
         self._reader: threading.Thread | None = None
         self._ended = False  # a video file read to its end (or that could not be read): no more frames
         self._last_drop_log = -DROP_LOG_S
+        #: Frames saved before this start and never taken (see :meth:`station_recover`), oldest first: handed to
+        #: the station before any new frame, each until it is finished or refused (or gone).
+        self._leftovers: list[Arrival] = []
 
     def _read_url(self, options: Options) -> str:
         url: str = options.text("url")
@@ -259,6 +272,7 @@ class Camera:
         return f"camera {self.what} (a frame {trigger}, saved in {self.frames}; {then}){dropped}"
 
     def poll(self) -> Iterator[Arrival]:
+        yield from self._left_over()
         self._start()
         handed = -1
         while True:
@@ -286,14 +300,16 @@ class Camera:
                 if self._unsaved is not None:
                     self._unsaved = None
                     self.log(f"eagle station: camera {self.what}: frames are saved again in {self.frames}")
+                checkpoint("camera frame saved")  # a kill here leaves a frame no record names (see station_recover)
             yield Arrival(path=frame.file, source=source, name=frame.file.name, appeared=frame.at, data=frame.png)
 
     def backlog(self) -> int:
         """Frames waiting; at least 1 while a video file whose frames are taken by count or time has not ended (its
         frames are to come). A file waiting for triggers (``"http"``, ``"opcua"``) counts the frames triggered only:
-        between two parts nothing waits, and its status, the console and ``eagle_station_backlog`` said 1 for ever."""
+        between two parts nothing waits, and its status, the console and ``eagle_station_backlog`` said 1 for ever.
+        Frames saved before this start and not taken yet (:meth:`station_recover`) wait too."""
         with self._lock:
-            waiting = len(self._queue)
+            waiting = len(self._queue) + len(self._leftovers)
             if self._coming() and not (self.http_trigger or self.plc is not None):
                 return max(waiting, 1)
             return waiting
@@ -313,6 +329,91 @@ class Camera:
     def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
         self._handed(arrival)  # the frame stays where it was saved (its planned place)
         return None
+
+    def station_recover(self, station: str, filed_by: FiledBy) -> str | None:
+        """At the station's start (``eagle station run``, the service's): find the frames saved in :attr:`frames`
+        before this start and never taken, to hand them to the station first (:meth:`poll`), oldest first, under
+        their own names; the line the station logs of them, or ``None`` where there are none.
+
+        Why: a frame is saved before it is handed over (see the module), so a station killed between the save and
+        storing the frame's record (or stopped while its intake was paused) left a frame that no record names and
+        no sink heard of: the part the PLC triggered got no answer. A hot folder takes such files at its start by
+        itself; a camera counts its frames from 0 again and would never look at them.
+
+        Which: the files named as this camera names frames (``<name_prefix>-<index>[-n].png``, not ``failed/``),
+        by the time they were saved, newest first, until one that the history says was inspected and filed there
+        with that very content (``filed_by``: for each of those paths, the station and content hash of the records
+        filed there, see :meth:`~eagle_iad.station.outbox.StationTables.filed_by`; a frame removed and its name
+        taken by a later frame is not the one its record names). Frames are saved one at a time as the station
+        takes them, so those after it are the ones never taken. Another station's frame there (the same
+        ``frames`` and ``name_prefix``), or more than :data:`LEFTOVERS` never taken, means the frames are not only
+        this station's: none is taken, and the line says why."""
+        pattern = re.compile(re.escape(self.name_prefix) + r"-(\d{8,})(?:-(\d+))?\.png")
+        try:
+            frames: list[tuple[int, int, int, Path]] = []
+            with os.scandir(self.frames) as entries:
+                for entry in entries:
+                    match = pattern.fullmatch(entry.name)
+                    if match is not None and entry.is_file(follow_symlinks=False):
+                        saved = entry.stat(follow_symlinks=False).st_mtime_ns
+                        frames.append((saved, int(match[2] or 0), int(match[1]), Path(entry.path)))
+        except FileNotFoundError:
+            return None  # no frame was ever saved
+        except OSError as exc:
+            return (f"warning: camera {self.what}: frames saved before this start in {self.frames} cannot be looked "
+                    f"for ({exc.strerror or exc}); any the last run left uninspected stay so")  # fmt: skip
+        frames.sort()
+        left: list[tuple[int, int, int, Path]] = []
+        while frames:
+            batch, frames = frames[-LEFTOVER_BATCH:], frames[:-LEFTOVER_BATCH]
+            found = filed_by([str(path) for *_, path in batch])
+            for frame in reversed(batch):
+                filed = found.get(str(frame[3]), ())
+                content = _sha256(frame[3]) if filed else ""  # read only where a record names that place
+                owners = {one for one, digest in filed if content and digest == content}
+                if owners and station not in owners:
+                    by = sorted(owners)[0]
+                    return (f"warning: camera {self.what}: {frame[3].name} in {self.frames} is station {by!r}'s frame "
+                            f"(the same frames folder and name_prefix {self.name_prefix!r}): frames saved before "
+                            "this start and never inspected are not looked for; give each camera station its own "
+                            "name_prefix")  # fmt: skip
+                if owners:
+                    frames = []  # this station's last inspected frame: those before it were taken too
+                    break
+                left.append(frame)
+                if len(left) > LEFTOVERS:
+                    return (f"warning: camera {self.what}: more than {LEFTOVERS} frames in {self.frames} named "
+                            f"{self.name_prefix}-*.png were never inspected by this station (a new history beside "
+                            "an old frames folder?): a stop leaves one, so none is taken; move them away, or into a "
+                            "hot folder to inspect them")  # fmt: skip
+        if not left:
+            return None
+        left.reverse()
+        with self._lock:
+            self._leftovers = [self._leftover(*frame) for frame in left]
+        names = ", ".join(frame[3].name for frame in left)
+        many = len(left) > 1
+        return (f"camera {self.what}: {len(left)} frame{'s' if many else ''} saved before this start and never "
+                f"inspected, taken first: {names}")  # fmt: skip
+
+    def _leftover(self, saved_ns: int, again: int, index: int, path: Path) -> Arrival:
+        """A frame saved before this start as the station takes it: read from its file (``data`` ``None``), its
+        ``source`` naming the frame's index and when it was saved (its capture time is not kept)."""
+        at = saved_ns / 1e9
+        return Arrival(path=path, source=f"{self.what} frame {index} at {stamp(at)}", name=path.name, appeared=at)
+
+    def _left_over(self) -> Iterator[Arrival]:
+        """The frames saved before this start not taken yet (:meth:`station_recover`), oldest first; one gone since
+        (removed by hand) is dropped. Each stays until finished or refused: a paused intake hands it again."""
+        with self._lock:
+            waiting = list(self._leftovers)
+        for arrival in waiting:
+            if not arrival.path.is_file():
+                with self._lock:
+                    if arrival in self._leftovers:
+                        self._leftovers.remove(arrival)
+                continue
+            yield arrival
 
     def planned_refusal(self, arrival: Arrival) -> Path:
         """Where :meth:`refuse` will put the frame: the first free name in ``<frames>/failed/``."""
@@ -384,6 +485,7 @@ class Camera:
 
     def _handed(self, arrival: Arrival) -> None:
         with self._lock:
+            self._leftovers = [left for left in self._leftovers if left.path != arrival.path]
             for frame in self._queue:
                 if frame.file == arrival.path or (frame.file is None and frame.unsaved == arrival.path):
                     self._queue.remove(frame)
@@ -514,6 +616,15 @@ class Camera:
 
         ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
         return bytes(encoded.tobytes()) if ok else None
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` (``""`` where it cannot be read: it matches no record)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return ""
 
 
 SOURCES.add(Camera.kind, Camera)
