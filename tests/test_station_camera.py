@@ -727,3 +727,46 @@ def test_a_start_takes_only_frames_its_own_station_left_never_inspected(model_di
             "own name_prefix") in log, log  # fmt: skip
     assert "frame-00000030.png" not in {r.image_name for r in _history(tmp_path)}
     assert "frame-00000099.png" not in {r.image_name for r in _history(tmp_path)}
+
+
+def test_a_service_station_takes_the_frame_a_kill_left_at_its_next_start(model_dir: Path, tmp_path: Path) -> None:
+    """The service's camera stations (kept in its history, started with it) look for frames saved and never
+    inspected at their start as ``eagle station run`` does: the frame is inspected and delivered once, first."""
+    import logging
+
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _post, _until
+
+    data = tmp_path / "data"
+    data.mkdir()
+    frames = _frames(30, size=64)
+    _video(data / "line.avi", frames)
+    body = {"name": "line-1", "category": "mono", "sinks": [{"kind": "folder", "path": "sorted"}],
+            "source": {"kind": "camera", "url": "line.avi", "every_n_frames": 10}}  # fmt: skip
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        _until(live.base, "line-1", lambda i: i["sinks"]["folder"]["delivered"] == 3, "the video's 3 frames")
+    left = data / "frames" / "frame-00000030.png"  # saved as the camera saves one, then the kill
+    left.write_bytes(cv2.imencode(".png", cv2.cvtColor(frames[5], cv2.COLOR_RGB2BGR))[1].tobytes())
+    logger = logging.getLogger("eagle_iad.station")
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            info = _until(live.base, "line-1", lambda i: i["sinks"]["folder"]["delivered"] == 7, "7 delivered")
+            assert info["inspected"] == 7, info
+            assert call("GET", f"{live.base}/v1/stations/line-1")[2]["inspected"] == 7
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    said = [line for line in lines if "saved before this start" in line]
+    assert said == [f"eagle station line-1: camera {data / 'line.avi'}: 1 frame saved before this start and never "
+                    "inspected, taken first: frame-00000030.png"], lines  # fmt: skip
+    history = _history(tmp_path)
+    assert [r.image_name for r in history][3] == "frame-00000030.png" and len(history) == 7
+    assert _delivered(data) == sorted(f"{r.decision}/{r.id}_{r.image_name}" for r in history)
