@@ -1960,6 +1960,79 @@ def test_a_plugin_sources_own_probe_and_warning_are_not_taken_for_the_stations_h
     assert len(_history(tmp_path)) == 2
 
 
+PROBING_SINKS = '''"""Sinks from outside: one with a probe() of its own, one with the start-up look's hook."""
+import json
+
+from eagle_iad.station.parts import REQUIRED, SINKS, Retry, StationConfigError
+
+
+class Sampled:
+    """JSON lines, and a probe() of its own: it writes a sample line (what the plugin meant it for), no hook."""
+
+    kind = "sampled"
+
+    def __init__(self, options, name):
+        self.name = name
+        self.where = options.where
+        self.path = options.path("path", REQUIRED)
+        self.max_attempts = Retry.read(options).max_attempts
+
+    def describe(self):
+        return f"sampled {self.path}"
+
+    def probe(self):
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"sample": True}) + "\\n")
+
+    def deliver(self, payload, key):
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"key": key}) + "\\n")
+
+    def close(self):
+        pass
+
+
+class Hooked(Sampled):
+    """The station's hook by its name: a start-up look that refuses the station."""
+
+    kind = "hooked"
+
+    def station_probe(self):
+        raise StationConfigError(f"{self.where}: path: the receiver's share is read-only (station_probe)")
+
+
+SINKS.add("sampled", Sampled)
+SINKS.add("hooked", Hooked)
+'''
+
+
+def test_a_plugin_sinks_own_probe_is_not_taken_for_the_start_up_look(model_dir: Path, tmp_path: Path) -> None:
+    """The station looked a sink's start-up look up as ``probe``: a plugin sink with a ``probe()`` of its own (here
+    one that writes a sample line) had it called at every start. The hook is ``station_probe`` (``SINK_HOOKS``,
+    never called by its older name: ``RETIRED_SINK_HOOKS``): the plugin's own method is left alone, the start says
+    so in one line, and a plugin's declared hook is called."""
+    (tmp_path / "plugin_sinks").mkdir()
+    (tmp_path / "plugin_sinks" / "probing_sink.py").write_text(PROBING_SINKS)
+    _drop(tmp_path / "incoming", _cells(2))
+    env = _env(EAGLE_PLUGINS="probing_sink", PYTHONPATH=f"{tmp_path / 'plugin_sinks'}{os.pathsep}"
+                                                        f"{os.environ.get('PYTHONPATH', '')}")  # fmt: skip
+    stations = _stations(tmp_path, model_dir, '\n[[station.sink]]\nkind = "sampled"\npath = "out.jsonl"\n')
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert code == 0, log
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines == [{"key": r.id} for r in _history(tmp_path)] and len(lines) == 2, lines  # no sample line
+    note = ("eagle station line-1: note: sink 'sampled' (probing_sink.Sampled): its probe() is not called by the "
+            "station; the start-up look is named station_probe() (rename it if it is that look)\n")  # fmt: skip
+    assert note in log, log
+    assert "warning" not in log, log
+    stations.write_text(stations.read_text().replace('kind = "sampled"', 'kind = "hooked"'))
+    _drop(tmp_path / "incoming", _cells(1))
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert (code, log) == (2, f"eagle: error: {stations}: station 'line-1': sink 1 (hooked): path: the receiver's "
+                              "share is read-only (station_probe)\n"), log  # fmt: skip
+    assert len(_history(tmp_path)) == 2
+
+
 def test_backoff_doubles_to_its_ceiling_with_half_of_it_jittered() -> None:
     from eagle_iad.station.outbox import backoff_s
     from eagle_iad.station.parts import Retry
@@ -2144,7 +2217,7 @@ def test_the_webhook_probe_connects_only_and_refuses_a_certificate_that_fails_ve
         return WebhookSink(Options({"url": url, "timeout_s": 5, **extra}, where, tmp_path), "webhook")
 
     down = _free_port()
-    assert sink(f"http://127.0.0.1:{down}/v").probe() == f"http://127.0.0.1:{down}/v: Connection refused"
+    assert sink(f"http://127.0.0.1:{down}/v").station_probe() == f"http://127.0.0.1:{down}/v: Connection refused"
     good = _certificate(tmp_path, "receiver", "IP:127.0.0.1")
     other = _certificate(tmp_path, "elsewhere", "DNS:elsewhere.example")
     for pem in (good, other):
@@ -2152,16 +2225,16 @@ def test_the_webhook_probe_connects_only_and_refuses_a_certificate_that_fails_ve
         url = f"https://127.0.0.1:{listener.port}/v"
         try:
             with pytest.raises(StationConfigError) as caught:
-                sink(url).probe()  # self-signed: no CA this sink trusts signed it
+                sink(url).station_probe()  # self-signed: no CA this sink trusts signed it
             assert str(caught.value) == (f"{where}: ca_file: the TLS certificate of 127.0.0.1:{listener.port} "
                                          "failed verification (self-signed certificate); name the CA that signed it "
                                          "in ca_file")  # fmt: skip
             if pem == good:
-                assert sink(url, ca_file=str(pem)).probe() is None
-                assert sink(url, verify_tls=False).probe() is None
+                assert sink(url, ca_file=str(pem)).station_probe() is None
+                assert sink(url, verify_tls=False).station_probe() is None
             else:
                 with pytest.raises(StationConfigError) as caught:
-                    sink(url, ca_file=str(pem)).probe()
+                    sink(url, ca_file=str(pem)).station_probe()
                 assert str(caught.value).startswith(f"{where}: url {url}: the TLS certificate is not for 127.0.0.1 "
                                                     "(IP address mismatch"), caught.value  # fmt: skip
         finally:

@@ -373,8 +373,8 @@ def test_a_probe_while_the_sink_is_connected_does_not_push_it_off(tmp_path: Path
     try:
         live.deliver(payload, "r1")
         watcher.wait(lambda got: [m.payload for m in got] == [b"online"], "the live sink did not say online")
-        assert MqttSink(Options(table, where, tmp_path), "mqtt").probe() is None
-        assert MqttSink(Options(table, where, tmp_path), "mqtt").probe() is None
+        assert MqttSink(Options(table, where, tmp_path), "mqtt").station_probe() is None
+        assert MqttSink(Options(table, where, tmp_path), "mqtt").station_probe() is None
         live.deliver({**payload, "record": {**payload["record"], "id": "r2"}}, "r2")
         live.close()
         watcher.wait(lambda got: len(got) >= 2, "the live sink did not say offline")
@@ -406,7 +406,7 @@ def test_credentials_the_broker_refuses_stop_the_station_at_start(model_dir: Pat
             os.environ["EAGLE_TEST_MQTT_PASSWORD"] = password
             table.update(username="line", password_env="EAGLE_TEST_MQTT_PASSWORD")
         try:
-            return MqttSink(Options(table, where, tmp_path), "mqtt").probe()
+            return MqttSink(Options(table, where, tmp_path), "mqtt").station_probe()
         finally:
             os.environ.pop("EAGLE_TEST_MQTT_PASSWORD", None)
 
@@ -491,7 +491,7 @@ def test_a_broker_admitting_only_the_sinks_client_id_is_checked_as_that_id_where
             right = sink(protocol, "right-password")
             for password in ("right-password", "wrong"):  # alike, as the broker answers both alike
                 with pytest.raises(NotChecked) as caught:
-                    sink(protocol, password).probe()
+                    sink(protocol, password).station_probe()
                 assert re.fullmatch(said, str(caught.value)), str(caught.value)
                 recheck = caught.value.recheck
                 assert recheck is not None

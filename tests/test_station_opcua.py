@@ -411,12 +411,12 @@ def test_the_sink_alone_writes_each_variable_as_its_own_type_and_survives_restar
              "image": "ns=2;s=Image"}  # fmt: skip
     sink = _sink(plc.endpoint, nodes)
     assert not _sink_threads()  # nothing runs or connects before the first delivery
-    assert sink.probe() == f"{plc.endpoint}: cannot connect (Connection refused)"  # down: only a warning
+    assert sink.station_probe() == f"{plc.endpoint}: cannot connect (Connection refused)"  # down: only a warning
     with pytest.raises(DeliveryError, match=r"cannot connect \(Connection refused\)$"):
         sink.deliver(PAYLOAD, "r1")
     plc.start()
     try:
-        assert sink.probe() is None  # every node there, every data type one its field can be written as
+        assert sink.station_probe() is None  # every node there, every data type one its field can be written as
         assert plc.written() == []  # the probe reads, never writes
         sink.deliver(PAYLOAD, "r1")
         first, last = plc.written()
@@ -443,7 +443,7 @@ def test_the_sink_alone_writes_each_variable_as_its_own_type_and_survives_restar
         assert str(caught.value) == (f"node ns=2;s=When on {plc.endpoint} holds DateTime; score cannot be written "
                                      "as DateTime (it takes Double, Float, LocalizedText, String)")  # fmt: skip
         with pytest.raises(StationConfigError) as refused:  # at start-up the same is one line naming the field
-            mistyped.probe()
+            mistyped.station_probe()
         assert str(refused.value) == f"test: nodes.score: {caught.value}"
         missing = _sink(plc.endpoint, {"decision": "ns=7;i=4242"})
         with pytest.raises(DeliveryError, match=rf"^node ns=7;i=4242 does not exist on {plc.endpoint}$"):
@@ -453,7 +453,7 @@ def test_the_sink_alone_writes_each_variable_as_its_own_type_and_survives_restar
             unknown.deliver(PAYLOAD, "r3")
         with pytest.raises(StationConfigError, match=r"^test: nodes\.decision: node nsu=urn:not:here;s=Verdict: the "
                                                      "namespace urn:not:here is not on"):  # fmt: skip
-            unknown.probe()
+            unknown.station_probe()
         assert not [t.name for t in threading.enumerate() if t.name.startswith("eagle-probe-")]  # probes joined
         for each in (sink, mistyped, missing, unknown):
             each.close()
@@ -575,7 +575,7 @@ def test_a_plc_acknowledging_each_sequence_gets_every_verdict_one_at_a_time() ->
         asyncio.run_coroutine_threadsafe(write(), loop).result(wait_s(30))  # recorded by the server's callback
 
     try:
-        assert sink.probe() is None
+        assert sink.station_probe() is None
         with pytest.raises(DeliveryError, match=r"did not acknowledge sequence 1 \(record r1\) within 0.5 s: "
                                                 r"nodes.ack ns=2;s=Ack holds 0$"):  # fmt: skip
             sink.deliver(payload(1), "r1")

@@ -333,15 +333,17 @@ class Source(Protocol):
 class Sink(Protocol):
     """Where a station's verdicts go; :meth:`deliver` must be idempotent for a repeated ``key``.
 
-    Optional, looked up with ``getattr`` (a plugin sink need not have it): ``probe(self) -> str | None``,
-    called once when a station starts (before anything runs), to look at the receiver without delivering
+    Optional, found with :func:`sink_hook` (a plugin sink need not have it): ``station_probe(self) -> str |
+    None``, called once when a station starts (before anything runs), to look at the receiver without delivering
     anything. It raises :class:`StationConfigError` naming the field for what is certainly a configuration
     error (a node the server does not have, credentials the broker refuses, a certificate that fails
     verification), and returns one line for a receiver that is merely unreachable now (refused, no answer:
     a warning, since its verdicts wait in the outbox), or ``None`` when all is well; it raises :class:`NotChecked`
     when it could not look at all (a warning too). It respects the sink's
     timeout and leaves no thread or connection behind; the real connection is still made at the first
-    delivery, or by ``start``.
+    delivery, or by ``start``. Its older name ``probe`` is never called (:data:`RETIRED_SINK_HOOKS`): a plugin
+    sink's own ``probe`` (a method taking a sample, a look meant for something else) was called as the start-up
+    look; the start only says, in one line, that such a method is not called (:func:`retired_sink_hooks`).
 
     Also optional, for a sink with a live connection (the MQTT sink): ``station_start(self, station, category) ->
     None``, called when the station starts running with the sink (before its couriers start; not by ``eagle station
@@ -379,8 +381,13 @@ class Sink(Protocol):
 
 
 #: The station's optional hooks on a sink (see :class:`Sink`) and the names they had before, which any class may
-#: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread.
-SINK_HOOKS = {"station_start": "start", "station_forget": "forget"}
+#: have for another purpose (``threading.Thread.start``): those are called only where the sink is no thread, and
+#: never for a hook of :data:`RETIRED_SINK_HOOKS`.
+SINK_HOOKS = {"station_start": "start", "station_forget": "forget", "station_probe": "probe"}
+#: The hooks whose older name is no longer called at all: ``probe`` is a common name for a method of a plugin's own
+#: (it was called as the start-up look, with no way to tell); a sink that has it and no ``station_probe`` is only
+#: told of in the start's log (:func:`retired_sink_hooks`).
+RETIRED_SINK_HOOKS = frozenset({"station_probe"})
 #: The optional hooks of a source that the station calls (see :class:`Source`), by the only names it looks for.
 SOURCE_HOOKS = ("station_probe", "station_warning", "station_recover")
 #: What a source's ``station_recover`` is given to ask the history: for image paths, the ``(station, content
@@ -388,7 +395,10 @@ SOURCE_HOOKS = ("station_probe", "station_warning", "station_recover")
 #: is told apart); a path no record names is absent.
 FiledBy = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[str, str]]]]
 #: Each hook's call, as an error names it.
-_HOOK_CALLS = {"station_start": "station_start(station, category)", "station_forget": "station_forget()"}
+_HOOK_CALLS = {
+    "station_start": "station_start(station, category)", "station_forget": "station_forget()",
+    "station_probe": "station_probe()",
+}  # fmt: skip
 
 
 def source_hook(source: object, hook: str) -> Callable[..., Any] | None:
@@ -425,20 +435,41 @@ def sink_hook(sink: object, hook: str) -> Callable[..., Any] | None:
     Why not ``getattr(sink, "start")``: a plugin sink that is a :class:`threading.Thread` (or a
     :class:`multiprocessing.Process`) subclass, or any class with a ``start``/``forget`` of its own, would have
     that method called by the station at its start or its delete (a thread started with the station's name as
-    its arguments). The hooks' own names cannot collide; the older names are still honoured, for plugins written
-    against them, except where the sink is a thread or a process, whose ``start`` is certainly not the hook.
+    its arguments). The hooks' own names cannot collide; the older names ``start``/``forget`` are still honoured,
+    for plugins written against them, except where the sink is a thread or a process, whose ``start`` is certainly
+    not the hook. The start-up look's older name ``probe`` is not (:data:`RETIRED_SINK_HOOKS`): too many classes
+    have a ``probe`` of their own, and a wrong call of it is no ``TypeError`` that could be told apart.
 
     Any other class's ``start``/``forget`` is taken for the hook, so one that is not (a plugin's own ``start()``)
     would fail the station's start with a bare ``TypeError`` from deep in the runner: an older-named hook that
     does not take the hook's arguments, or raises ``TypeError``, is a :class:`StationConfigError` naming the sink,
     its class and the hooks' names instead."""
+    if hook not in SINK_HOOKS:
+        raise ValueError(f"{hook!r} is not a sink hook; the hooks are {', '.join(SINK_HOOKS)}")
     found = getattr(sink, hook, None)
     if callable(found):
         return cast(Callable[..., Any], found)
-    if isinstance(sink, threading.Thread | multiprocessing.process.BaseProcess):
+    if hook in RETIRED_SINK_HOOKS or isinstance(sink, threading.Thread | multiprocessing.process.BaseProcess):
         return None
     older = getattr(sink, SINK_HOOKS[hook], None)
     return _older_hook(sink, hook, older) if callable(older) else None
+
+
+def retired_sink_hooks(sink: object) -> list[str]:
+    """What the start says of ``sink``'s methods named as a hook of :data:`RETIRED_SINK_HOOKS` once was, where it
+    has no hook by the new name: one line each, that the method is not called and what the hook is named now. A
+    plugin written when the start-up look was ``probe()`` is thus told why its look is no longer made (its
+    refusals of a bad configuration no longer refuse the station), and one whose ``probe`` is its own learns that
+    it is left alone."""
+    kind = type(sink)
+    said = []
+    for hook in sorted(RETIRED_SINK_HOOKS):
+        older = SINK_HOOKS[hook]
+        if callable(getattr(sink, older, None)) and not callable(getattr(sink, hook, None)):
+            said.append(f"sink {getattr(sink, 'name', '?')!r} ({kind.__module__}.{kind.__qualname__}): its {older}() "
+                        f"is not called by the station; the start-up look is named {_HOOK_CALLS[hook]} (rename it "
+                        "if it is that look)")  # fmt: skip
+    return said
 
 
 def _older_hook(sink: object, hook: str, older: Callable[..., Any]) -> Callable[..., Any]:

@@ -72,6 +72,7 @@ from eagle_iad.station.parts import (
     NotPutAside,
     RefusedError,
     StationConfigError,
+    retired_sink_hooks,
     sink_hook,
     source_hook,
     source_says,
@@ -296,16 +297,16 @@ class ProbeWarning(NamedTuple):
 
 
 def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> ProbeWarning | None:
-    """The sink's optional start-up look at its receiver: the warning it gives (the receiver unreachable now, or
-    the look not made: :class:`NotChecked`), or ``None``. ``live``: the sinks of a run of this station live now (a
-    change of it; ``None``: another replica's, not known), whose connections a :class:`NotChecked`'s second look
-    must not disturb (:attr:`NotChecked.recheck`).
+    """The sink's optional start-up look at its receiver (its ``station_probe`` hook): the warning it gives (the
+    receiver unreachable now, or the look not made: :class:`NotChecked`), or ``None``. ``live``: the sinks of a run
+    of this station live now (a change of it; ``None``: another replica's, not known), whose connections a
+    :class:`NotChecked`'s second look must not disturb (:attr:`NotChecked.recheck`).
 
     A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
     any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
     """
-    probe = getattr(sink.sink, "probe", None)
-    if not callable(probe):
+    probe = sink_hook(sink.sink, "station_probe")  # never a plugin's own probe() (parts.RETIRED_SINK_HOOKS)
+    if probe is None:
         return None
     reachable = "; verdicts wait in the outbox until it is reachable"
     try:
@@ -376,6 +377,8 @@ class StationRunner:
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
         self.unreachable = [(name, found.line) for name, found in probed]
+        #: What the start says of a sink's methods no longer called as a hook (a ``probe()`` of an older plugin).
+        self.retired = [line for sink in config.sinks for line in retired_sink_hooks(sink.sink)]
         #: Sinks not checked at start, or whose receiver the probe could not reach, why, and since when: each a
         #: status warning until a delivery after that (a sink not reached must not read as healthy meanwhile).
         now = time.time()
@@ -564,6 +567,8 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}:   -> {courier.sink.sink.describe()}")
         for sink, why in self.unreachable:
             self.log(f"eagle station {self.config.name}: warning: sink {sink}: {why}")
+        for line in self.retired:
+            self.log(f"eagle station {self.config.name}: note: {line}")
         for sink, count in orphans.items():
             self.log(f"eagle station {self.config.name}: warning: {deliveries_wait(count)} for a sink named {sink!r}, "
                      "which this station no longer has; give a sink that name to deliver them")  # fmt: skip

@@ -26,7 +26,7 @@ connect). paho's thread keeps the connection, reconnecting with waits from ``ret
 verdicts that waited go at once instead of at the end of their own, longer backoff. A sink never started (used
 alone) connects at its first delivery. A station deleted clears the retained messages it left
 (:meth:`MqttSink.station_forget`), so a screen does not show a station that is gone.
-When a station starts, :meth:`MqttSink.probe` connects once and disconnects (no will, nothing
+When a station starts, :meth:`MqttSink.station_probe` connects once and disconnects (no will, nothing
 published): a broker that refuses the credentials or whose certificate fails verification refuses the
 station with one line naming the field; one that is down or silent is a warning, and so is one that refuses
 the probe's own client id (not checked: :class:`~eagle_iad.station.parts.NotChecked`).
@@ -256,7 +256,7 @@ class MqttSink:
                 refused = RefusedError if reason.value in REFUSED_REASONS else DeliveryError
                 raise refused(f"{self._broker()}: the broker refused {where}: {reason}")
 
-    def probe(self) -> str | None:
+    def station_probe(self) -> str | None:
         """Connect once, as the sink will, and disconnect: why the broker is unreachable now, or None.
 
         Runs in the caller's thread (paho's loop driven by hand, no network thread) within ``timeout_s`` for
@@ -273,7 +273,7 @@ class MqttSink:
         return self._look(self._probe_id(), as_sink=False)
 
     def _look(self, client_id: str, *, as_sink: bool) -> str | None:
-        """:meth:`probe` connecting as ``client_id``: the probe's own id, or the sink's (``as_sink``: its
+        """:meth:`station_probe` connecting as ``client_id``: the probe's own id, or the sink's (``as_sink``: its
         answer is the sink's, so a refused id or credentials is the configuration's; a clean session, no will)."""
         from paho.mqtt.client import MQTT_ERR_SUCCESS, Client, MQTTv5, MQTTv311
         from paho.mqtt.enums import CallbackAPIVersion

@@ -30,7 +30,7 @@ The connection is made on the first delivery, not at start-up (``eagle station s
 same file and must not connect, and a server that is down at start must not stop the station); it is
 then kept. A request that fails because the connection was lost (the PLC restarted) is tried once
 more on a fresh connection in the same try; any other failure drops the connection, and the next try
-makes a new one. When a station starts, :meth:`OpcUaSink.probe` connects once, reads the nodes' data
+makes a new one. When a station starts, :meth:`OpcUaSink.station_probe` connects once, reads the nodes' data
 types and disconnects: a node the server does not have, a data type the field cannot be written as or
 a user the server refuses stops the station with one line naming the field; a server that is down is
 only a warning. asyncua is asyncio: the sink owns a private event loop in a thread of its own, which the
@@ -242,7 +242,7 @@ class _LostError(Exception):
 
 class _NodeError(RefusedError):
     """A mapped node the server does not have, or cannot take the field's values: the configuration's fault
-    (a failed try for a delivery; at start-up, :meth:`OpcUaSink.probe` refuses the station)."""
+    (a failed try for a delivery; at start-up, :meth:`OpcUaSink.station_probe` refuses the station)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -318,7 +318,7 @@ class OpcUaSink:
             with self._lock:
                 self._inflight = None
 
-    def probe(self) -> str | None:
+    def station_probe(self) -> str | None:
         """Connect once, check every mapped node exists and takes its field, disconnect: why the server is
         unreachable now, or None.
 

@@ -14,7 +14,7 @@ An image the station refused is POSTed the same way, its body a refusal (``"even
 place of ``record``: see :func:`~eagle_iad.station.parts.refusal`) and its ``Idempotency-Key`` the refusal's key
 (``refused-...``), so a receiver tells it from a verdict by the body alone.
 
-At start-up :meth:`WebhookSink.probe` only connects (and, for ``https``, makes the TLS handshake): a POST
+At start-up :meth:`WebhookSink.station_probe` only connects (and, for ``https``, makes the TLS handshake): a POST
 would be a delivery. A receiver that does not answer is a warning (its verdicts wait in the outbox); a
 certificate that fails verification is a configuration error naming ``url`` or ``ca_file``.
 """
@@ -141,7 +141,7 @@ class WebhookSink:
             # the receiver or something between, not this verdict: retried as an unreachable receiver is
             raise DeliveryError(f"{self.url}: malformed HTTP answer ({type(exc).__name__}: {exc})") from None
 
-    def probe(self) -> str | None:
+    def station_probe(self) -> str | None:
         """Connect (and shake hands over TLS) without sending a request: why the receiver is unreachable, or None.
 
         A certificate that fails verification raises :class:`StationConfigError` naming ``url`` (a certificate
