@@ -125,6 +125,29 @@ def test_each_rising_edge_of_a_boolean_takes_one_frame_and_the_value_at_connect_
     assert camera.plc is not None and camera.plc._thread is not None and not camera.plc._thread.is_alive()
 
 
+def test_the_trigger_asks_the_server_to_report_each_change_of_value_or_status(tmp_path: Path, plc: PlcServer) -> None:
+    """A monitored item without a filter leaves the server its default trigger and deadband, which a server may set
+    so that a quick false -> true -> false (or a counter's step) is not reported. The trigger asks for
+    ``DataChangeTrigger.StatusValue`` with no deadband on a Boolean as on a counter: each change of the value (or
+    of its status) is reported, and a new timestamp alone is not (a PLC rewriting true would read as a lost edge)."""
+    from asyncua import ua
+
+    _clip(tmp_path)
+    for node in ("PartPresent", "Parts"):
+        camera, _ = _plc_camera(tmp_path, plc.endpoint, f"ns=2;s={node}")
+        try:
+            camera.station_probe()
+            list(camera.poll())
+            _connected(camera)
+        finally:
+            camera.close()
+    asked = plc.monitored()
+    assert [name for name, _ in asked] == ["PartPresent", "Parts"], asked
+    for name, found in asked:
+        assert type(found).__name__ == "DataChangeFilter", (name, found)  # not an empty ExtensionObject: no filter
+        assert (found.Trigger, found.DeadbandType, found.DeadbandValue) == (ua.DataChangeTrigger.StatusValue, 0, 0)
+
+
 def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_missed(
     tmp_path: Path, plc: PlcServer
 ) -> None:

@@ -74,6 +74,8 @@ class PlcServer:
         self.endpoint = f"opc.tcp://127.0.0.1:{port}/eagle/plc"
         self.variables = variables
         self.writes: list[list[tuple[str, Any]]] = []
+        #: Every monitored item a client asked it for, in order: (variable name, the filter it asked for or None).
+        self.monitors: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
@@ -102,6 +104,7 @@ class PlcServer:
                     )  # fmt: skip
                     await variable.set_writable()
                 server.subscribe_server_callback(CallbackType.PostWrite, self._written)
+                server.subscribe_server_callback(CallbackType.ItemSubscriptionCreated, self._monitored)
                 self._stop = asyncio.Event()
                 async with server:
                     self._server, self._loop = server, asyncio.get_running_loop()
@@ -126,6 +129,18 @@ class PlcServer:
         if request:  # the server's own bookkeeping writes (its status, its clock) are not the sink's
             with self._lock:
                 self.writes.append(request)
+
+    def _monitored(self, event: Any, dispatcher: Any) -> None:
+        names = {ua.NodeId(name, 2): name for name in self.variables}
+        with self._lock:
+            for item in event.request_params.ItemsToCreate:
+                node = item.ItemToMonitor.NodeId
+                self.monitors.append((names.get(node, str(node)), item.RequestedParameters.Filter))
+
+    def monitored(self) -> list[tuple[str, Any]]:
+        """The monitored items asked for so far, as :attr:`monitors`."""
+        with self._lock:
+            return list(self.monitors)
 
     def written(self) -> list[list[tuple[str, Any]]]:
         with self._lock:

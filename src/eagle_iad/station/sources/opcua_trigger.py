@@ -12,10 +12,11 @@ What is a trigger:
 
 - The value read at connect (and at each reconnection) is the starting point, never a trigger: a bit already true
   when the station starts, or a counter at 1234, says nothing about a part arriving now.
-- A Boolean: each change from false to true. True -> false takes nothing. The server publishes a node only when
-  it changed, so the same value twice in a row (with the same status) says that changes between were lost (more than
-  :data:`QUEUE_SIZE` between two publishes: the server dropped the oldest): true again is a rising edge (the false
-  before it lost) and takes a frame; false again is a part whose rising edge was lost, with no frame of its own.
+- A Boolean: each change from false to true. True -> false takes nothing. The server is asked to publish a node
+  each time its value or status changed, and only then (:data:`DATA_CHANGE_TRIGGER`), so the same value twice in a
+  row (with the same status) says that changes between were lost (more than :data:`QUEUE_SIZE` between two
+  publishes: the server dropped the oldest): true again is a rising edge (the false before it lost) and takes a
+  frame; false again is a part whose rising edge was lost, with no frame of its own.
   A value the server flags as the first after changes it dropped (:data:`OVERFLOW`) is a part lost too. All are
   logged, and counted in :attr:`OpcUaTrigger.missed` with the counter's parts below (the station's status).
 - An integer (SByte ... UInt64: a part counter): each increase. An increase by k > 1 between two notifications (the
@@ -76,6 +77,12 @@ PROBE_S = 2.0
 PUBLISH_MS = 50.0
 #: Changes the server keeps for one publish (oldest dropped beyond): a bit toggling faster than that is no part.
 QUEUE_SIZE = 100
+#: What makes the server report a sample (the monitored item's ``DataChangeFilter``, with no deadband): a change of
+#: its value or of its status, each one. Asked for, not left to the server's default: a server may apply a trigger
+#: or deadband of its own to an item without a filter and drop a quick false -> true -> false, or a counter's step.
+#: Not ``StatusValueTimestamp``: a PLC that rewrites true with a new timestamp would be reported as true twice,
+#: which reads as a rising edge lost (see the module text).
+DATA_CHANGE_TRIGGER = "StatusValue"
 #: Seconds without any change after which the connection is looked at (a read of the server's state): a PLC that
 #: went away without closing the socket is found within this plus :data:`TIMEOUT_S`.
 WATCH_S = 1.0
@@ -299,10 +306,10 @@ class OpcUaTrigger:
                 subscription = await asyncio.wait_for(
                     client.create_subscription(PUBLISH_MS, _Handler(changes)), TIMEOUT_S
                 )
-                item = client.get_node(node)
-                fastest = ua.Double(0)  # the server's fastest sampling: a short pulse is seen
-                subscribed = subscription.subscribe_data_change(item, queuesize=QUEUE_SIZE, sampling_interval=fastest)
-                await asyncio.wait_for(subscribed, TIMEOUT_S)
+                subscribed = subscription.create_monitored_items([_monitored_item(client.get_node(node).nodeid)])
+                (created,) = await asyncio.wait_for(subscribed, TIMEOUT_S)
+                if isinstance(created, ua.StatusCode):  # a Bad code: the node cannot be monitored
+                    created.check()
             except _NodeError as exc:
                 return self._failed(f"trigger_node {exc}")
             except asyncio.CancelledError:
@@ -456,6 +463,23 @@ class OpcUaTrigger:
         key = "password_env" if self.password is not None else "username"
         who = f"the user {self.username}" if self.username else "an anonymous session"
         return f"{key}: {self.endpoint} refused {who}: {name}"
+
+
+def _monitored_item(node: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+    """The subscription's one monitored item: ``node``'s value, sampled at the server's fastest (a short pulse is
+    seen), up to :data:`QUEUE_SIZE` changes kept between publishes (the oldest dropped, :data:`OVERFLOW` said),
+    each change of value or status reported (:data:`DATA_CHANGE_TRIGGER`, no deadband) on a Boolean as on a
+    counter. Why not ``subscribe_data_change``: it sends no filter, leaving what is reported to the server."""
+    from asyncua import ua
+    from asyncua.ua.attribute_ids import AttributeIds
+
+    wanted = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger[DATA_CHANGE_TRIGGER],
+                                 DeadbandType=ua.DeadbandType.None_.value, DeadbandValue=0.0)  # fmt: skip
+    parameters = ua.MonitoringParameters(ClientHandle=1, SamplingInterval=0.0, Filter=wanted, QueueSize=QUEUE_SIZE,
+                                         DiscardOldest=True)  # fmt: skip
+    return ua.MonitoredItemCreateRequest(ItemToMonitor=ua.ReadValueId(NodeId=node, AttributeId=AttributeIds.Value),
+                                         MonitoringMode=ua.MonitoringMode.Reporting,
+                                         RequestedParameters=parameters)  # fmt: skip
 
 
 class _Handler:
