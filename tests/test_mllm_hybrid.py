@@ -377,6 +377,35 @@ def test_a_tiny_random_caas_model_is_said_as_it_is_alone(
     assert verdict["answered_by"]["route"] == "caas" and verdict["metadata"]["random_test_model"] is True
 
 
+def test_eagle_serve_prints_a_hybrids_load_warnings_as_inspect_does(
+    tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle serve --mllm ENGINE --caas-mllm CAAS`` said nothing of what ``eagle inspect`` (and eval, serve-mllm)
+    say as the hybrid loads: here that its engine (nothing listens) cannot be checked to hold the CAAS side's
+    model. It prints the backend's load warnings before its banner, each line as ``eagle inspect`` prints it."""
+    from test_service import ServeProcess
+
+    from eagle_iad.mllm.hybrid import check_same_model
+
+    engine = "openai:http://127.0.0.1:9/v1#nobody"
+    note = check_same_model(engine, f"hf:{tiny_qwen}")
+    assert note is not None and note.startswith(f"cannot check that --mllm {engine} and --caas-mllm hf:{tiny_qwen}")
+    image = str(next((copy_elpv_cells(tmp_path / "cells") / "cells" / "test").glob("*/*")))
+    capsys.readouterr()
+    assert main(["inspect", image, "--condition", "baseline", "--mllm", engine, "--caas-mllm", f"hf:{tiny_qwen}",
+                 "--capture-attention", "--max-new-tokens", "2", "--json"]) == 0  # fmt: skip
+    said = f"eagle: warning: {note}"
+    assert said in capsys.readouterr().err.splitlines()
+    (tmp_path / "models").mkdir()
+    served = ServeProcess(["--models", str(tmp_path / "models"), "--state-dir", str(tmp_path / "state"),
+                           "--mllm", engine, "--caas-mllm", f"hf:{tiny_qwen}"])  # fmt: skip
+    served.stop()
+    err = served.process.communicate(timeout=wait_s(30))[1].splitlines()
+    assert err.count(said) == 1, err
+    banner = next(i for i, line in enumerate(err) if line.startswith("eagle service on http://127.0.0.1:"))
+    assert err.index(said) < banner, err
+
+
 # --- the two sides must be one model ----------------------------------------------------------------
 
 

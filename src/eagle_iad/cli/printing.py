@@ -30,7 +30,9 @@ def dumps(value: Any) -> str:
     return json.dumps(_finite(value), indent=2, allow_nan=False)
 
 
-def print_warnings(warnings: Iterable[str]) -> None:
-    """A model's warnings on stderr, one line each, the same way after a fit, teach, threshold or rollback."""
+def print_warnings(warnings: Iterable[str], lead: str = "") -> None:
+    """A model's warnings on stderr, one line each, the same way after a fit, teach, threshold or rollback, and
+    an MLLM's load warnings (:func:`eagle_iad.mllm.base.backend_warnings`) wherever one is loaded; ``lead``: what
+    leads each line (a service's ``--log-timestamps`` time)."""
     for warning in warnings:
-        print(f"eagle: warning: {warning}", file=sys.stderr)
+        print(f"{lead}eagle: warning: {warning}", file=sys.stderr)

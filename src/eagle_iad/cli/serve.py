@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -133,10 +133,12 @@ def _run(
     grace_s: int | None = None,
     on_signal: Callable[[], None] | None = None,
     sock: socket.socket | None = None,
+    warnings: Sequence[str] = (),
 ) -> None:
     """Serve ``app`` on ``--host``/``--port`` until a signal, as ``uvicorn.run`` would.
 
-    ``open_warning`` (None: a key is set) is printed when the address is reachable from other machines.
+    ``open_warning`` (None: a key is set) is printed when the address is reachable from other machines;
+    ``warnings`` (its MLLM's load warnings) before the banner, each as ``eagle inspect`` prints them.
     ``on_signal`` runs in a thread at the signal itself, before uvicorn waits for the open requests.
     uvicorn catches SIGINT/SIGTERM itself and raises the signal again once it has stopped, which
     ``main``'s handler turns into :class:`~eagle_iad.stops.Stopped`. ``sock``: the address already bound
@@ -150,6 +152,7 @@ def _run(
     lead = f"{stamp()} " if timestamps else ""
     if open_warning is not None and not _is_loopback(args.host):
         print(f"{lead}eagle: warning: serving on {args.host} without authentication{open_warning}", file=sys.stderr)
+    print_warnings(warnings, lead)
     print(lead + banner, file=sys.stderr)
     log_app_to_stderr(args.log_level, timestamps)
 
@@ -352,6 +355,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_on(args: argparse.Namespace, models: Path, limits: dict[str, Any], sock: socket.socket) -> int:
     """``eagle serve`` once its flags are checked and its address bound: build the app and serve it."""
+    from eagle_iad.mllm.base import backend_warnings
     from eagle_iad.service import ServiceSettings, create_app
 
     settings = ServiceSettings(
@@ -379,7 +383,10 @@ def _serve_on(args: argparse.Namespace, models: Path, limits: dict[str, Any], so
         keyed = settings.api_key is not None or state.keys.any_ever()
         _run(app, args, open_warning=None if keyed else f" (add keys with 'eagle keys add', or set {API_KEY_ENV})",
              banner=f"eagle service on http://{args.host}:{args.port} (history: {redact(settings.history_url)})",
-             grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop, sock=sock)  # fmt: skip
+             grace_s=settings.shutdown_grace_s, on_signal=state.begin_stop, sock=sock,
+             # what eagle inspect, eval and serve-mllm say of the MLLM as it loads: a tiny random test model, a
+             # hybrid whose two sides cannot be checked to hold the same model
+             warnings=backend_warnings(state.backend))  # fmt: skip
     except Stopped as stop:
         jobs = state.jobs.interrupted
         stop.what = f"eagle serve --models {args.models} ({jobs} fit job{'s' * (jobs != 1)} interrupted)"
