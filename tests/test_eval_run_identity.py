@@ -257,6 +257,69 @@ def test_rebuilt_weights_under_the_same_path_refuse_resume(
     assert "weights fingerprint" in capsys.readouterr().err
 
 
+def test_a_trainers_files_beside_the_weights_do_not_refuse_a_resume(
+    fitted: tuple[Path, Path], tiny_qwen: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint folder a training run goes on writing: its optimizer, scheduler, RNG state and training
+    arguments change while the model's weights do not, and every ``.bin``/``.pt``/``.pth`` was hashed, so the
+    resume was refused as other weights. Only what the model loads counts; its tokenizer does."""
+    data, models = _copy(fitted, tmp_path)
+    weights = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen, weights)
+    trainer = {"optimizer.pt": b"adam 1", "scheduler.pt": b"step 1", "rng_state.pth": b"rng 1",
+               "training_args.bin": b"args 1"}  # fmt: skip
+    for name, content in trainer.items():
+        (weights / name).write_bytes(content)
+    run = tmp_path / "run"
+    args = ["--conditions", "baseline", "--mllm", f"hf:{weights}", "--max-new-tokens", "1", "--limit", "2"]
+    assert _eval(data, models, run, *args) == 0
+    recorded = json.loads((run / MANIFEST).read_text())["identity"]["mllm"]
+    assert recorded == folder_fingerprint(weights)
+    for name in trainer:  # the training went on: its own files changed, the model's did not
+        (weights / name).write_bytes(b"a step later: " + trainer[name])
+    (weights / "pytorch_model.bin").write_bytes(b"a .bin export beside the safetensors: not what is loaded")
+    capsys.readouterr()
+    assert _eval(data, models, run, *args) == 0, capsys.readouterr().err
+    assert folder_fingerprint(weights) == recorded and recorded.startswith("v2:sha256:")
+    tokenizer = weights / "tokenizer_config.json"
+    tokenizer.write_text(tokenizer.read_text().replace("{", '{"model_max_length_note": "another tokenizer", ', 1))
+    assert _eval(data, models, run, *args) == 2
+    assert f"(weights fingerprint {recorded} is now {folder_fingerprint(weights)})" in capsys.readouterr().err
+
+
+def test_a_run_with_an_older_mllm_fingerprint_is_resumed_and_said(tmp_path: Path) -> None:
+    """run.json written by an eagle that hashed every weight-like file (fingerprint version 1, ``sha256:…``):
+    its fingerprint differs from this one's whatever the weights, so a refusal would say nothing; the resume
+    goes on, says why the weights are not checked, and records the new fingerprint, checked from then on."""
+    older = {"models": {"c": "a" * 64}, "mllm": "sha256:0123456789abcdef"}
+    now = {**older, "mllm": "v2:sha256:fedcba9876543210"}
+    with RunStore(tmp_path, {"k": 1}) as store:
+        store.check_identity(older)
+        store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    warnings: list[str] = []
+    with RunStore(tmp_path, {"k": 1}, warnings.append) as store:
+        store.check_identity(now, {"mllm": "hf:/w"})
+    assert warnings == [
+        f"{tmp_path}: its MLLM weights fingerprint sha256:0123456789abcdef was made the way of fingerprint version 1 "
+        "(an older eagle-iad's, which hashed other files: a trainer's optimizer.pt, rng_state.pth ... too), this one "
+        "v2:sha256:fedcba9876543210 the way of version 2, so they cannot be compared; its 1 record cannot be checked "
+        "against the MLLM hf:/w weights; resuming, and checking from now on (use a new --out if the weights changed "
+        "since)"
+    ]
+    assert json.loads((tmp_path / MANIFEST).read_text())["identity"]["mllm"] == now["mllm"]
+    with RunStore(tmp_path, {"k": 1}) as store, pytest.raises(ConfigError, match="weights fingerprint v2:sha256:fedc"):
+        store.check_identity({**now, "mllm": "v2:sha256:0000000000000000"})
+    hybrid = json.dumps({"caas": "sha256:0123456789abcdef", "engine": '{"id": "m"}'}, sort_keys=True)
+    newer = json.dumps({"caas": "v2:sha256:fedcba9876543210", "engine": '{"id": "m"}'}, sort_keys=True)
+    with RunStore(tmp_path / "hybrid", {"k": 1}) as store:
+        store.check_identity({**older, "mllm": hybrid})
+        store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    warnings.clear()
+    with RunStore(tmp_path / "hybrid", {"k": 1}, warnings.append) as store:
+        store.check_identity({**older, "mllm": newer})  # a hybrid's folder side of version 1: said, not refused
+    assert len(warnings) == 1 and "fingerprint version 1" in warnings[0], warnings
+
+
 # --- a run stopped before its first record --------------------------------------------------------
 
 

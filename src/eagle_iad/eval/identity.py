@@ -8,8 +8,13 @@ made with). So the run also records an identity, and a resumed run with records 
 * an expert: the SHA-256 of its ``model.json`` (the key the run's expert cache uses: a refit or a
   threshold change is another model);
 * the MLLM (:func:`mllm_fingerprint`): for an ``hf:`` folder (a local one, or the hub cache's snapshot of
-  a hub id) a hash of its ``config.json``, weight index and weight files (their bytes when they are small,
-  the hub cache's content hash when they are cached blobs, else their size and modification time); for an
+  a hub id) a hash of what the model loads (:func:`folder_fingerprint`): its configuration
+  (:data:`CONFIG_FILES`), tokenizer and chat-template files, and the weight files of the format a loader takes
+  with their index (their bytes when they are small, the hub cache's content hash when they are cached blobs,
+  else their size and modification time), never a trainer's files beside them (``optimizer.pt``,
+  ``training_args.bin``, ``rng_state.pth``: a checkpoint folder a training run goes on writing); versioned
+  (:data:`FINGERPRINT_VERSION`), so a run recorded by an older eagle is resumed with a warning, not refused as
+  other weights (:func:`older_fingerprint`); for an
   ``openai:`` server the entry its ``/v1/models`` lists for the model (id and, where the server says,
   the weights' path); ``None`` where nothing can be known (a plugin backend, a hub id not yet downloaded, a
   model the server answers for but does not list under that id: an Ollama tag, a LiteLLM alias).
@@ -19,16 +24,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from eagle_iad.file_hash import file_sha256
 
-#: Weight files of a model folder (what a rebuild or a download changes).
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+#: How :func:`folder_fingerprint` is made, written into it (``v2:sha256:…``); raised whenever what it hashes
+#: changes, so that a fingerprint made otherwise is never taken for other weights (:func:`older_fingerprint`).
+#: 1 (no ``v…:``): every ``.safetensors``/``.bin``/``.pt``/``.pth``/``.gguf`` file, a trainer's included, and
+#: ``config.json`` and the weight indexes; 2: what the model loads (the module text).
+FINGERPRINT_VERSION = 2
+#: The configuration files a model's load reads beside ``config.json`` (generation defaults, the image
+#: processor's settings): another value is another model's answers.
+CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json")
 #: Up to this many bytes of weights in all, their bytes are hashed (a tiny or small model: a second or less).
 CHEAP_BYTES = 256 * 2**20
+#: A folder's fingerprint, of any version (version 1 has no ``v…:``).
+_FOLDER_FINGERPRINT = re.compile(r"(?:v(\d+):)?sha256:[0-9a-f]{16}")
 #: How long the ``openai:`` server is given to list its models.
 MODELS_TIMEOUT_S = 15.0
 
@@ -49,15 +63,24 @@ def _blob_name(path: Path) -> str | None:
 
 
 def folder_fingerprint(folder: Path) -> str | None:
-    """A hash of an MLLM folder's configuration and weights (see the module text); None without any weights."""
+    """A hash of what the MLLM in ``folder`` loads (see the module text); None without any weights.
+
+    Why not every weight-like file: a checkpoint folder of a training run holds the trainer's files beside the
+    model (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``training_args.bin``), which change while the
+    model's weights do not, and a resume was refused as "other weights". The weights are those
+    :mod:`eagle_iad.mllm.weights` takes for the model's (:func:`~eagle_iad.mllm.weights.loaded_format`), in the
+    format the loader takes; the tokenizer and chat template are hashed too (another prompt's token ids)."""
+    from eagle_iad.mllm.weights import TOKENIZER_FILES, loaded_format, model_weights
+
     files = sorted(p for p in Path(folder).iterdir() if p.is_file())
-    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
-    if not weights:
+    suffix = loaded_format(files)
+    if suffix is None:
         return None
+    weights = model_weights(files, suffix)
     cheap = sum(p.stat().st_size for p in weights) <= CHEAP_BYTES
     digest = hashlib.sha256()
     for path in files:
-        if path.name == "config.json" or path.name.endswith(".index.json"):
+        if path.name in CONFIG_FILES or path.name in TOKENIZER_FILES or path.name.endswith(f"{suffix}.index.json"):
             part = file_sha256(path)
         elif path in weights:
             stat = path.stat()
@@ -65,7 +88,33 @@ def folder_fingerprint(folder: Path) -> str | None:
         else:
             continue
         digest.update(f"{path.name}\0{part}\n".encode())
-    return "sha256:" + digest.hexdigest()[:16]
+    return f"v{FINGERPRINT_VERSION}:sha256:{digest.hexdigest()[:16]}"
+
+
+def _folder_versions(fingerprint: str) -> list[int]:
+    """The :data:`FINGERPRINT_VERSION` of each folder fingerprint in ``fingerprint`` (a hybrid's has one per side
+    that is a folder); an ``openai:`` entry has none."""
+    try:
+        sides = json.loads(fingerprint)
+    except ValueError:
+        sides = None
+    if isinstance(sides, dict) and set(sides) == {"engine", "caas"}:
+        return [v for side in ("engine", "caas") for v in _folder_versions(str(sides[side]))]
+    found = _FOLDER_FINGERPRINT.fullmatch(fingerprint)
+    return [] if found is None else [int(found.group(1) or 1)]
+
+
+def older_fingerprint(recorded: str, current: str) -> str | None:
+    """Why the MLLM fingerprint a run recorded cannot be compared with the one taken now: made another way (an
+    older eagle's :data:`FINGERPRINT_VERSION`), so a difference says nothing of the weights; None where both are
+    made alike (a difference is then other weights)."""
+    then, now = _folder_versions(recorded), _folder_versions(current)
+    if then == now:
+        return None
+    made = ", ".join(str(v) for v in then) or "none"
+    return (f"its MLLM weights fingerprint {recorded} was made the way of fingerprint version {made} (an older "
+            f"eagle-iad's, which hashed other files: a trainer's optimizer.pt, rng_state.pth ... too), this one "
+            f"{current} the way of version {FINGERPRINT_VERSION}, so they cannot be compared")  # fmt: skip
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:

@@ -36,6 +36,7 @@ from eagle_iad.choices import DEFAULT_ALPHA, DEFAULT_CAAS_PHASE, CaasPhase
 from eagle_iad.data.selection import subsample
 from eagle_iad.errors import ConfigError
 from eagle_iad.eval.expert_cache import CacheKey, ExpertCache
+from eagle_iad.eval.identity import older_fingerprint
 from eagle_iad.eval.protocol import WorkItem
 from eagle_iad.expert.patchcore import Expert, ExpertResult
 from eagle_iad.file_hash import file_sha256
@@ -194,7 +195,16 @@ class RunStore:
             old_mllm, new_mllm = old.get("mllm"), identity.get("mllm")
             if old_mllm is not None and new_mllm is not None and old_mllm != new_mllm:
                 name = f"MLLM {what['mllm']}" if what.get("mllm") else "MLLM"
-                changes.append(f"{name} (weights fingerprint {old_mllm} is now {new_mllm})")
+                # recorded by an older eagle: other files hashed, so a difference is no proof of other weights
+                unlike = older_fingerprint(str(old_mllm), str(new_mllm))
+                if unlike is not None:
+                    self._warn(
+                        f"{self.out}: {unlike}; its {plural(len(self.done), 'record')} cannot be checked against "
+                        f"the {name} weights; resuming, and checking from now on (use a new --out if the weights "
+                        "changed since)"
+                    )
+                else:
+                    changes.append(f"{name} (weights fingerprint {old_mllm} is now {new_mllm})")
             if changes:
                 raise ConfigError(
                     f"{self.out} holds {plural(len(self.done), 'record')} made with other models than this run would "

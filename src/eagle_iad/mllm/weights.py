@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def _sampled(path: Path, size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_weights(files: Iterable[Path], suffix: str) -> list[Path]:
+    """The model's weight files of the format ``suffix`` (one of :data:`WEIGHT_FORMATS`) among ``files``: a
+    trainer's files of that suffix (:data:`TRAINING_FILES`) are not among them."""
+    return [p for p in files if p.suffix == suffix and p.name not in TRAINING_FILES]
+
+
+def loaded_format(files: Iterable[Path]) -> str | None:
+    """The weight format a loader takes from a folder holding ``files``: the first of :data:`WEIGHT_FORMATS` it
+    holds model weights of (transformers takes ``model.safetensors`` over ``pytorch_model.bin`` beside it), or
+    None where it holds none."""
+    names = list(files)
+    return next((suffix for suffix in WEIGHT_FORMATS if model_weights(names, suffix)), None)
+
+
 def model_identity(folder: str | Path) -> dict[str, Any] | None:
     """The identity of the checkpoint in ``folder`` (module text); None where it holds no ``config.json``."""
     folder = Path(folder)
@@ -104,7 +119,7 @@ def model_identity(folder: str | Path) -> dict[str, Any] | None:
     tokenizer = {p.name: _digest([file_sha256(p)]) for p in files if p.name in TOKENIZER_FILES}
     weights: dict[str, str] = {}
     for suffix in WEIGHT_FORMATS:
-        chosen = [p for p in files if p.suffix == suffix and p.name not in TRAINING_FILES]
+        chosen = model_weights(files, suffix)
         sizes = {p: p.stat().st_size for p in chosen}
         full = sum(sizes.values()) <= FULL_HASH_BYTES
         parts = [f"{p.name}\0{sizes[p]}\0{file_sha256(p) if full else _sampled(p, sizes[p])}" for p in chosen]
