@@ -1,5 +1,7 @@
 """The declared options of each source and sink (``station/part_options.py``: the OpenAPI document's ``x-kinds``, the
-console's create form) are the ones the real parts read: same keys, defaults, ranges and choices.
+console's create form) are the ones the real parts read: same keys, types (the reader each key is read with: a
+declared integer read as a number, a path read as plain text, is drift), required keys, defaults (``x-default``'s words
+too), ranges and choices (both ways).
 
 Why read through the parts rather than compare with constants: a part's default lives in its constructor
 (``options.number("every_ms", 1000.0, EVERY_MS)``); a recording :class:`Options` sees exactly what the service reads
@@ -9,6 +11,9 @@ part and not in the declaration fails here, not in the console's form in front o
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +29,78 @@ pytest.importorskip("asyncua")
 pytest.importorskip("paho.mqtt")
 
 
+#: The JSON Schema type each reader of :class:`Options` declares (``table``: ``_get`` of a table, ``nodes``).
+READER_TYPES = {
+    "text": "string", "path": "string", "secret": "string", "number": "number", "integer": "integer",
+    "flag": "boolean", "table": "object",
+}  # fmt: skip
+
+
+def declared_reader(entry: dict[str, Any]) -> str:
+    """The :class:`Options` reader a declared option promises (what the console's form offers for it): a server
+    path (``x-path``) and a secret's variable name (``x-secret``) are strings read by their own readers."""
+    if entry["type"] == "string":
+        return "path" if entry.get("x-path") else "secret" if entry.get("x-secret") else "text"
+    return {"number": "number", "integer": "integer", "boolean": "flag", "object": "table"}[entry["type"]]
+
+
 class Recording(Options):
-    """:class:`Options` that records, for each key a part reads, its default, range and choices."""
+    """:class:`Options` that records, for each key a part reads, the readers it was read with (the outermost:
+    ``path`` reads through ``text``), its default, range and choices."""
 
     def __init__(self, *args: Any, parts: list[Recording] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parts = parts if parts is not None else []
         self.parts.append(self)
         self.reads: dict[str, dict[str, Any]] = {}
+        self._depth = 0  # inside a reader: a nested reader's call is not the part's
 
     def nested(self, table: Any, where: str) -> Options:
         return Recording(table, where, self.base, self.root, self.no_paths, looking=self.looking, parts=self.parts)
 
+    @contextmanager
+    def _reading(self, key: str, reader: str) -> Iterator[dict[str, Any]]:
+        read = self.reads.setdefault(key, {})
+        if self._depth == 0:
+            read.setdefault("readers", []).append(reader)
+        self._depth += 1
+        try:
+            yield read
+        finally:
+            self._depth -= 1
+
     def _get(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
-        self.reads.setdefault(key, {})["default"] = default
-        return super()._get(key, default, kinds, what)
+        with self._reading(key, "table") as read:  # a part's own _get: a table (the OPC UA sink's nodes)
+            read["default"] = default
+            return super()._get(key, default, kinds, what)
 
     def number(self, key: str, default: float, limits: Range) -> float:
-        self.reads.setdefault(key, {})["limits"] = limits
-        return super().number(key, default, limits)
+        with self._reading(key, "number") as read:
+            read["limits"] = limits
+            return super().number(key, default, limits)
 
     def integer(self, key: str, default: int, limits: Range) -> int:
-        self.reads.setdefault(key, {})["limits"] = limits
-        return super().integer(key, default, limits)
+        with self._reading(key, "integer") as read:
+            read["limits"] = limits
+            return super().integer(key, default, limits)
 
     def text(self, key: str, default: Any = None, choices: tuple[str, ...] = ()) -> Any:
-        if choices:
-            self.reads.setdefault(key, {})["choices"] = list(choices)
-        return super().text(key, default, choices)
+        with self._reading(key, "text") as read:
+            if choices:
+                read["choices"] = list(choices)
+            return super().text(key, default, choices)
+
+    def flag(self, key: str, default: bool) -> bool:
+        with self._reading(key, "flag"):
+            return super().flag(key, default)
+
+    def path(self, key: str, default: Any = None) -> Any:
+        with self._reading(key, "path"):
+            return super().path(key, default)
+
+    def secret(self, key: str) -> str | None:
+        with self._reading(key, "secret"):
+            return super().secret(key)
 
 
 def _video(path: Path) -> Path:
@@ -72,10 +121,19 @@ def _read(root: Path, source: dict[str, Any], sinks: list[dict[str, Any]]) -> li
     return top.parts[1:]  # the station's own table first
 
 
+def _described(default: Any, kind: str, words: str) -> bool:
+    """Whether an ``x-default``'s words (``"1883, or 8883 with tls"``, ``"its kind"``) name the default read."""
+    text = words.replace("its kind", kind)
+    return re.search(rf"(?<![\w.]){re.escape(str(default))}(?![\w.])", text) is not None
+
+
 def _compare(kind: str, declared: dict[str, Any], reads: dict[str, dict[str, Any]]) -> list[str]:
     """What the declaration of ``kind`` says otherwise than its part read (empty: nothing)."""
     wrong: list[str] = []
-    properties = declared["properties"]
+    properties, required = declared["properties"], declared["required"]
+    # a trigger's options are needed only with that trigger (a camera's trigger_node): read as REQUIRED there
+    conditional = {key for mode in declared.get("x-triggers", {}).values() for key in mode["options"]}
+    wrong += [f"{kind}.{key}: required, not declared" for key in required if key not in properties]
     for key, read in reads.items():
         if key == "kind":
             continue
@@ -83,21 +141,29 @@ def _compare(kind: str, declared: dict[str, Any], reads: dict[str, dict[str, Any
         if entry is None:
             wrong.append(f"{kind}.{key}: read by the part, not declared")
             continue
+        readers, promised = read["readers"], declared_reader(entry)
+        if promised not in readers or any(READER_TYPES[reader] != entry["type"] for reader in readers):
+            wrong.append(f"{kind}.{key}: {entry['type']} ({promised}) declared, read as {readers}")
         default = read.get("default")
-        if (
-            default is not None
-            and default is not REQUIRED
-            and "x-default" not in entry
-            and entry.get("default") != default
-        ):
+        if (default is REQUIRED) != (key in required) and not (default is REQUIRED and key in conditional):
+            said, how = ("required", "with") if key in required else ("optional", "without")
+            wrong.append(f"{kind}.{key}: {said} declared, read {how} a default")
+        if default is REQUIRED:
+            pass
+        elif "x-default" in entry:
+            if "default" in entry:
+                wrong.append(f"{kind}.{key}: both default {entry['default']!r} and x-default declared")
+            if not _described(default, kind, entry["x-default"]):
+                wrong.append(f"{kind}.{key}: x-default {entry['x-default']!r} declared, {default!r} read")
+        elif entry.get("default") != default:
             wrong.append(f"{kind}.{key}: default {entry.get('default')!r} declared, {default!r} read")
         if "limits" in read:
             bounds = {name: entry[name] for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
                       if name in entry}  # fmt: skip
             if bounds != read["limits"].schema():
                 wrong.append(f"{kind}.{key}: range {bounds} declared, {read['limits'].schema()} read")
-        if "choices" in read and entry.get("enum") != read["choices"]:
-            wrong.append(f"{kind}.{key}: choices {entry.get('enum')} declared, {read['choices']} read")
+        if entry.get("enum") != read.get("choices"):
+            wrong.append(f"{kind}.{key}: choices {entry.get('enum')} declared, {read.get('choices')} read")
     return wrong
 
 
@@ -123,7 +189,9 @@ def test_each_declared_option_is_what_its_part_reads(tmp_path: Path) -> None:
     seen: dict[str, set[str]] = {}
     wrong: list[str] = []
     for source in sources:
-        parts = _read(tmp_path, source, sinks if source is sources[0] else [])
+        # the second station's sink: an MQTT sink with tls, whose port's default is the other one its x-default says
+        tls = [{"kind": "mqtt", "host": "127.0.0.1", "tls": True}]
+        parts = _read(tmp_path, source, sinks if source is sources[0] else tls if source is sources[1] else [])
         for part in parts:
             kind = part.table["kind"]
             declared = (declared_sources if part is parts[0] else declared_sinks)[kind]

@@ -5,7 +5,8 @@ with :class:`~eagle_iad.station.parts.Options`), so the schema alone told a clie
 sink's limits; the console's create form had to retype them or offer only a hot folder. Each entry here takes its
 range and choices from the constant the part itself checks against (``EVERY_MS``, ``TRIGGER_KINDS``, ...), and
 ``tests/test_station_part_options.py`` reads every real part's table through a recording :class:`Options` and
-compares what it reads (key, default, range, choices) with this declaration, so the two cannot drift apart.
+compares what it reads (key, the reader and so the type, required or not, default, range, choices) with this
+declaration, so the two cannot drift apart.
 
 The schema goes into the ``x-kinds`` of ``StationBody``'s ``source`` and ``sinks`` (the generated TypeScript client's
 ``STATION_SOURCES`` and ``STATION_SINKS``). Keywords beyond JSON Schema: ``x-path`` (a server path, relative to the
