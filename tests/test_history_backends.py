@@ -780,6 +780,14 @@ def test_passwords_are_hidden_however_the_url_is_written() -> None:
     assert redact("postgresql://u:p@ss@host/db") == "postgresql://u:***@host/db"
     assert redact("postgresql://u@h/db?password=ab#cd") == "postgresql://u@h/db?password=***"
     assert redact("postgresql://u:pw@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    # the TLS key's passphrase, and each password however often given (the names percent-decoded, as libpq does)
+    assert redact("postgresql://u@h/db?sslpassword=k3y&sslmode=verify-full") == (
+        "postgresql://u@h/db?sslpassword=***&sslmode=verify-full"
+    )
+    assert redact("postgresql://u@h/db?password=a&password=b&pass%77ord=c") == (
+        "postgresql://u@h/db?password=***&password=***&pass%77ord=***"
+    )
+    assert set(secrets_of("postgresql://u@h/db?sslpassword=k3y&pass%77ord=c")) >= {"k3y", "c"}
     assert set(secrets_of("postgresql://u:pa?ss@host/db")) >= {"pa?ss"}
     assert scrub("could not translate host name", "postgresql://u:a@h/db") == "could not translate host name"
     assert scrub(

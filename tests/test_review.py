@@ -930,6 +930,14 @@ def test_the_cli_given_a_state_folder_whose_service_keeps_its_history_in_postgre
         ("postgresql://eagle@db/eagle?password=s3cret&sslmode=require", "postgresql://eagle@db/eagle?sslmode=require"),
         ("postgresql://eagle@db/eagle?sslmode=require&password=s3cret", "postgresql://eagle@db/eagle?sslmode=require"),
         ("postgresql://eagle:p%40ss@h1,h2:5433/eagle", "postgresql://eagle@h1,h2:5433/eagle"),
+        # the client key's passphrase is a secret too, and every password given, however often and spelled
+        (
+            "postgresql://eagle@db/eagle?sslpassword=k3y&sslmode=verify-full",
+            "postgresql://eagle@db/eagle?sslmode=verify-full",
+        ),
+        ("postgresql://eagle@db/eagle?password=a&password=b", "postgresql://eagle@db/eagle"),
+        ("postgresql://eagle@db/eagle?Password=a&x=1&pass%77ord=b&SSLpassword=c", "postgresql://eagle@db/eagle?x=1"),
+        ("postgresql://eagle:pa?ss@db/eagle?sslmode=require", "postgresql://eagle@db/eagle?sslmode=require"),
         ("/srv/state/eagle.sqlite3", "/srv/state/eagle.sqlite3"),
     ],
 )

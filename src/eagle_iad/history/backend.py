@@ -190,7 +190,9 @@ def history_backend(scheme: str) -> Callable[[type[HistoryBackend]], type[Histor
     return decorate
 
 
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+#: The URL parameters libpq reads a secret from: the server's password and the passphrase of the client's TLS key
+#: (compared case-insensitively, after percent-decoding, as libpq decodes a parameter's name).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 def _authority(url: str) -> tuple[int, int] | None:
@@ -206,7 +208,8 @@ def secrets_of(url: str) -> list[str]:
     """The passwords ``url`` carries, raw and decoded, longest first: what :func:`redact` hides and what
     :func:`scrub` removes from a driver's message. The password is what libpq itself reads (when psycopg
     is installed), and, read here: everything between the first ``:`` of the user part and its last
-    ``@`` (so ``?``, ``#`` and ``@`` inside a password count), and every ``password=`` parameter."""
+    ``@`` (so ``?``, ``#`` and ``@`` inside a password count), and every ``password=`` and ``sslpassword=``
+    parameter."""
     found = []
     where = _authority(url)
     if where is not None:
@@ -214,27 +217,61 @@ def secrets_of(url: str) -> list[str]:
         user, at, _ = authority.rpartition("@")
         if at and ":" in user:
             found.append(user.split(":", 1)[1])
-    found += [m.group(1) for m in re.finditer(r"[?&]password=([^&]*)", url, re.IGNORECASE)]
+    found += [m.group(2) for m in re.finditer(r"[?&]([^?&=]*)=([^&]*)", url) if _is_secret(m.group(1))]
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        found.append(str(conninfo_to_dict(url).get("password") or ""))
+        conninfo = conninfo_to_dict(url)
+        found += [str(conninfo.get(name) or "") for name in _SECRET_PARAMETERS]
     except Exception:  # no psycopg, or a URL libpq cannot read: what was found above
         pass
     return sorted({*found, *(unquote(f) for f in found)} - {""}, key=len, reverse=True)
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (several hosts, odd characters and bad percent
-    escapes included: nothing here parses the URL beyond finding where a password is)."""
+def _parameters(url: str) -> tuple[int, list[str]]:
+    """Where the query of ``url`` (its user part's password already masked or left out: it may hold a ``?``)
+    starts (its ``?``; ``len(url)``: none), and its ``name=value`` pairs."""
+    mark = url.find("?")
+    return (len(url), []) if mark < 0 else (mark, url[mark + 1 :].split("&"))
+
+
+def _is_secret(pair: str) -> bool:
+    return unquote(pair.split("=", 1)[0]).lower() in _SECRET_PARAMETERS
+
+
+def _without_secrets(url: str, *, mask: str | None) -> str:
+    """``url`` with the password of its user part and its secret parameters replaced by ``mask``, or left out
+    (``None``)."""
     where = _authority(url)
     if where is not None:
         authority = url[where[0] : where[1]]
         user, at, host = authority.rpartition("@")
         if at and ":" in user:
-            authority = f"{user.split(':', 1)[0]}:***@{host}"
+            name = user.split(":", 1)[0]
+            authority = f"{name}@{host}" if mask is None else f"{name}:{mask}@{host}"
         url = url[: where[0]] + authority + url[where[1] :]
-    return _QUERY_PASSWORD.sub(r"\1***", url)
+    mark, pairs = _parameters(url)
+    if not any(_is_secret(pair) for pair in pairs):
+        return url
+    if mask is None:
+        query = "&".join(pair for pair in pairs if not _is_secret(pair))
+    else:
+        query = "&".join(f"{pair.split('=', 1)[0]}={mask}" if _is_secret(pair) else pair for pair in pairs)
+    return url[:mark] + (f"?{query}" if query else "")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password (the user part's, every ``password=`` and ``sslpassword=`` parameter) replaced by
+    ``***`` (several hosts, odd characters and bad percent escapes included: nothing here parses the URL beyond
+    finding where a password is)."""
+    return _without_secrets(url, mask="***")
+
+
+def without_passwords(url: str) -> str:
+    """``url`` with every password left out, not masked: the user part's, and each ``password=`` and
+    ``sslpassword=`` parameter (all of them, however often given): a URL to pass with the password given another
+    way (``PGPASSWORD``, ``~/.pgpass``)."""
+    return _without_secrets(url, mask=None)
 
 
 def scrub(text: str, url: str) -> str:

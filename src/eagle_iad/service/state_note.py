@@ -8,11 +8,11 @@ left the operator guessing which flags it had. The service notes them here when 
 the CLI can say which ``--history`` to pass, and knows the service's models folder (``eagle review list
 --category`` names the fitted categories as ``GET /v1/review`` does).
 
-The note holds no secret: a password in the history's URL is left out (the folder may be readable by more
-people than the database's password should be), so the URL it names is one to add a password to, or to use
-with ``PGPASSWORD`` or ``~/.pgpass``. It is written atomically (a reader never sees half a note) and left
-when the service stops: it says where the service that *last* held the folder kept its history, and the CLI
-words it so.
+The note holds no secret: the passwords in the history's URL (its user part's, each ``password=`` and
+``sslpassword=``) are left out (the folder may be readable by more people than the database's password should
+be), so the URL it names is one to add a password to, or to use with ``PGPASSWORD`` or ``~/.pgpass``. It is
+written atomically (a reader never sees half a note) and left when the service stops: it says where the service
+that *last* held the folder kept its history, and the CLI words it so.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from eagle_iad.atomic import atomic_write_text
-from eagle_iad.history.backend import redact
+from eagle_iad.history.backend import without_passwords
 from eagle_iad.naming import printable
 
 _log = logging.getLogger(__name__)
@@ -34,23 +33,11 @@ _log = logging.getLogger(__name__)
 #: The note's file in the state folder (beside ``eagle-serve.lock``).
 NOTE_FILE = "eagle-serve.json"
 
-#: A password :func:`redact` masked, in the authority (``user:***@``) or in the query (``password=***``).
-_MASKED_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@?#]*?):\*\*\*@")
-_MASKED_QUERY = re.compile(r"([?&])password=\*\*\*(&|$)", re.IGNORECASE)
-
 
 def without_password(location: str) -> str:
     """``location`` (a history URL or an SQLite path) with any password left out, not masked: what a user can
     pass as ``--history`` with the password given another way (``postgresql://eagle@db:5432/eagle``)."""
-    if "://" not in location:
-        return location
-    url = _MASKED_AUTHORITY.sub(r"\1@", redact(location))
-
-    def keep_separator(match: re.Match[str]) -> str:
-        return match.group(1) if match.group(2) else ""
-
-    url = _MASKED_QUERY.sub(keep_separator, url)
-    return url[:-1] if url.endswith(("?", "&")) else url
+    return without_passwords(location) if "://" in location else location
 
 
 @dataclass(frozen=True)
