@@ -813,6 +813,44 @@ def test_eagle_review_label_says_the_answers_notices(
     assert "eagle: note: close.png is inside the current model of mono" in err and seen == [(models, "close")]
 
 
+def test_eagle_review_label_given_only_the_state_dir_finds_the_noted_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eagle review label`` with ``--state-dir`` alone says a part labelled defective is one the current model was
+    fitted on, from the models folder the service noted in the state folder, as ``eagle review list`` finds it
+    (``models_folder``); it read only ``--models``, so the notice was silently missing."""
+    from eagle_iad.cli import main
+    from eagle_iad.expert.manifest import FORMAT, SCHEMA_VERSION
+    from eagle_iad.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    digest = "cd" * 32
+    (settings.models_dir / "mono").mkdir(parents=True)
+    (settings.models_dir / "mono" / "model.json").write_text(
+        json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION, "category": "mono",
+                    "training": {"images": ["good-7.png"], "sha256": [digest]}}),
+        encoding="utf-8",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:  # the service notes its history and models in the state folder
+        assert client.get("/healthz").status_code == 200
+    store = InspectionStore(settings.database)
+    try:
+        store.add(Inspection(id="seen", time="2026-12-04T08:00:00.000+00:00", category="mono", image_name="seen.png",
+                             score=5.5, tau=5.0, s_max=6.0, decision="anomalous", in_band=True, answer=None,
+                             caas_applied=False, verdict={}, pictures={}, image_sha256=digest))  # fmt: skip
+    finally:
+        store.close()
+    args = ["review", "label", "seen", "defective", "--by", "kai", "--state-dir", str(settings.state_dir)]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    notice = (
+        "seen.png is inside the current model of mono as good-7.png, one of the images it was fitted on: the model "
+        "takes it for normal and passes parts like it; refit without it"
+    )
+    assert json.loads(out)["notices"] == [notice]
+    assert err == f"eagle: note: {notice}\n"
+
+
 def test_a_part_judged_by_the_version_the_current_model_is_a_rollback_copy_of_is_not_judged_by_an_older(
     tmp_path: Path,
 ) -> None:

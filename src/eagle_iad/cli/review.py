@@ -147,14 +147,17 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 def _notices(args: argparse.Namespace, stored: Inspection, by: str, label: str | None) -> list[str]:
     """The notices ``PUT /v1/inspections/{id}/label`` answers, for a label given here (rev1 finding 3): that the
-    part was already labelled so by someone else, whose label stands, and, with ``--models``, that a part labelled
-    defective is inside its category's current model (taught as normal), so the operator knows to roll back."""
+    part was already labelled so by someone else, whose label stands, and, where the models folder is known
+    (:func:`models_folder`: ``--models``, or the one the service noted in its state folder, as ``eagle review list``
+    finds it), that a part labelled defective is inside its category's current model (taught as normal), so the
+    operator knows to roll back."""
     from eagle_iad.service.routes_inspect import already_labelled, taught_notice
 
     given = (stored.label_history or [{}])[-1]
     notices = [already_labelled(stored)] if given.get("agreed") and given.get("by") == by else []
-    if label == "anomalous" and args.models:
-        notices += taught_notice(Path(args.models), stored)
+    folder = models_folder(args) if label == "anomalous" else None
+    if folder is not None:
+        notices += taught_notice(folder, stored)
     return notices
 
 
