@@ -221,6 +221,10 @@ describe("the create form", () => {
       kind: "camera", url: "clips/line-1.avi", trigger: "opcua", trigger_endpoint: "opc.tcp://plc:4840", trigger_node: "ns=2;s=X",
     });
     expect(partTable(SOURCES, camera({ reads: "device" }, { ...typed, device: "0" }))).toEqual({ kind: "camera", device: 0, every_ms: 250 });
+    // the trigger's option left empty: its declared default, so the body still says which trigger (no key at all
+    // would be the service's every_ms 1000, not every N-th frame)
+    expect(partTable(SOURCES, camera({ trigger: "every_n_frames" }, { url: "clip.avi", every_n_frames: " " }))).toEqual({ kind: "camera", url: "clip.avi", every_n_frames: 1 });
+    expect(partTable(SOURCES, camera({}, { url: "clip.avi" }))).toEqual({ kind: "camera", url: "clip.avi", every_ms: 1000 });
     // an OPC UA sink's nodes: only the fields mapped
     const sink = { ...emptyPart(SINKS, "opcua"), values: { endpoint: "opc.tcp://plc:4840", "nodes.decision": " ns=2;s=D ", "nodes.score": "" } };
     expect(partTable(SINKS, sink)).toEqual({ kind: "opcua", endpoint: "opc.tcp://plc:4840", nodes: { decision: "ns=2;s=D" } });

@@ -470,7 +470,10 @@ export function optionProblem(option: OptionSchema, text: string): string | null
   return null;
 }
 
-/** A part's table for the body: its kind, each option typed (numbers as numbers), and its trigger's own keys. */
+/**
+ * A part's table for the body: its kind, each option typed (numbers as numbers), and its trigger's own keys, an
+ * option of the chosen trigger left empty as its declared default.
+ */
 export function partTable(kinds: Kinds, part: PartForm): Record<string, unknown> {
   const schema = kinds.kinds[part.kind];
   const table: Record<string, unknown> = { kind: part.kind };
@@ -499,7 +502,16 @@ export function partTable(kinds: Kinds, part: PartForm): Record<string, unknown>
     }
   }
   const trigger = part.trigger !== undefined ? schema["x-triggers"]?.[part.trigger] : undefined;
-  if (trigger) Object.assign(table, trigger.table);
+  if (trigger) {
+    // the trigger is always explicit in the body: a choice known only by its option ("Every N-th frame") with
+    // that option left empty would send no trigger key at all, which the service reads as its default
+    // trigger (every_ms 1000), not as this choice; its declared default is written instead
+    for (const key of trigger.options) {
+      const fallback = schema.properties[key]?.default;
+      if (table[key] === undefined && fallback !== undefined) table[key] = fallback;
+    }
+    Object.assign(table, trigger.table);
+  }
   return table;
 }
 
