@@ -3,7 +3,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } fro
 import { ApiContext, readStoredKey, storeKey, type Api, type RetryNotice } from "./api";
 import { ErrorBanner, Loading } from "./components/ErrorBanner";
 import { useHashRoute } from "./components/useHashRoute";
-import { allows, keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
+import { allows, askWhoAmI, keyRequest, signedInLine, storedKeyRefused } from "./logic/access";
 import { describeError, isUnauthorised, type UserError } from "./logic/errors";
 import { degradedReasons, healthLine, isDegraded, readHealth } from "./logic/health";
 import { NOTHING_SERVED, servedFigures, type ServedFigures } from "./logic/served";
@@ -104,8 +104,10 @@ export function App() {
   useEffect(() => {
     const controller = new AbortController();
     setMe(null);
-    client.me(controller.signal).then(
+    // Once, without retries and given up after a few seconds: the pages wait for this answer (see checkedKey).
+    askWhoAmI({ baseUrl: client.baseUrl, apiKey }, controller.signal).then(
       (who) => {
+        if (controller.signal.aborted) return; // answered for a key (or client) already replaced
         setMe(who);
         setAcceptedKey(apiKey);
         setCheckedKey(apiKey);
@@ -113,7 +115,8 @@ export function App() {
       (reason: unknown) => {
         if (controller.signal.aborted) return;
         if (isUnauthorised(reason)) requireKey(reason);
-        // Else an older service without /v1/me (every control shows), or none answering: the page says what it meets.
+        // Else an older service without /v1/me (every control shows), or none answering (in time): the page says
+        // what it meets.
         setCheckedKey(apiKey);
       },
     );

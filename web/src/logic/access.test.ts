@@ -1,7 +1,9 @@
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Me } from "@eagle-iad/client";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { EagleApiError } from "@eagle-iad/client";
-import { allows, keyRequest, refusalLine, signedInLine, storedKeyRefused } from "./access";
+import { allows, askWhoAmI, keyRequest, refusalLine, signedInLine, storedKeyRefused } from "./access";
 import { describeError, unsavedLine } from "./errors";
 
 const me = (role: Me["role"], open = false): Me => ({ name: open ? "local" : "anna", role, open, may: [], roles: {} });
@@ -53,5 +55,62 @@ describe("a stored key refused mid-shift", () => {
     const unknown = describeError(new EagleApiError("missing or wrong API key", 401, "invalid_api_key"));
     expect(storedKeyRefused(unknown)).toBe("The service refused the key stored in this tab.");
     expect(storedKeyRefused(null)).toBe("The service refused the key stored in this tab.");
+  });
+});
+
+describe("asking who the key is", () => {
+  // a real HTTP server on a free port, answering as the test says; every request it saw is counted
+  let server: Server | null = null;
+  let seen = 0;
+  const hanging: ServerResponse[] = [];
+  async function serve(answer: (response: ServerResponse) => void): Promise<string> {
+    seen = 0;
+    server = createServer((request, response) => {
+      seen += 1;
+      request.resume();
+      answer(response);
+    });
+    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+  afterEach(async () => {
+    for (const response of hanging.splice(0)) response.destroy();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+    server = null;
+  });
+
+  it("says who the key is", async () => {
+    const who = { name: "anna", role: "operator", open: false, may: [], roles: {} };
+    const baseUrl = await serve((response) => response.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(who)));
+    expect(await askWhoAmI({ baseUrl, apiKey: "k" }, new AbortController().signal)).toEqual(who);
+  });
+
+  it("asks once: a 503 with Retry-After is not waited out (the pages wait for this answer)", async () => {
+    const baseUrl = await serve((response) =>
+      response
+        .writeHead(503, { "Content-Type": "application/json", "Retry-After": "5" })
+        .end(JSON.stringify({ error: { code: "history_unavailable", message: "history unavailable" } })),
+    );
+    const failed = await askWhoAmI({ baseUrl, apiKey: "" }, new AbortController().signal).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(EagleApiError);
+    expect((failed as EagleApiError).status).toBe(503);
+    expect(seen).toBe(1);
+  });
+
+  it("gives up on a service that accepts and never answers", async () => {
+    const baseUrl = await serve((response) => hanging.push(response));
+    const failed = await askWhoAmI({ baseUrl, apiKey: "" }, new AbortController().signal, 300).catch((e: unknown) => e);
+    expect((failed as Error).name).toBe("TimeoutError");
+    expect((failed as Error).message).toBe("the service did not say who the key is within 0.3 s");
+    expect(seen).toBe(1);
+  });
+
+  it("stops when the caller aborts", async () => {
+    const baseUrl = await serve((response) => hanging.push(response));
+    const controller = new AbortController();
+    const asked = askWhoAmI({ baseUrl, apiKey: "" }, controller.signal, 60_000).catch((e: unknown) => e);
+    controller.abort(new DOMException("replaced", "AbortError"));
+    expect(((await asked) as Error).message).toBe("replaced");
   });
 });

@@ -4,10 +4,45 @@
  * control shows, as before.
  */
 
-import { roleAllows, type Health, type Me, type Role } from "@eagle-iad/client";
+import { EagleClient, roleAllows, type Health, type Me, type Role } from "@eagle-iad/client";
 
 export function allows(me: Me | null, needed: Role): boolean {
   return me === null || roleAllows(me.role, needed);
+}
+
+/**
+ * How long the console waits for `/v1/me` before drawing the pages anyway. The pages wait for it (a key the
+ * service refuses shows the key form before any page asks), so it must settle soon: a service that accepts and
+ * never answers would otherwise leave every page "Connecting..." for good.
+ */
+export const WHO_AM_I_TIMEOUT_MS = 5_000;
+
+/**
+ * Who the key is (`/v1/me`), asked once and given up after `timeoutMs`: no retries, unlike the console's client
+ * (three, honouring `Retry-After`), since a 503 (`history_unavailable`) would hold every page behind
+ * "Connecting..." for the retries' waits. A failure draws the pages as when the service cannot say (every
+ * control shows); the pages' own requests then retry and say what they meet. `signal` aborts it early.
+ */
+export async function askWhoAmI(
+  where: { baseUrl: string; apiKey: string },
+  signal: AbortSignal,
+  timeoutMs: number = WHO_AM_I_TIMEOUT_MS,
+): Promise<Me> {
+  const once = new EagleClient({ baseUrl: where.baseUrl, apiKey: where.apiKey, maxRetries: 0 });
+  const stop = new AbortController();
+  const timer = setTimeout(
+    () => stop.abort(new DOMException(`the service did not say who the key is within ${timeoutMs / 1000} s`, "TimeoutError")),
+    timeoutMs,
+  );
+  const follow = () => stop.abort(signal.reason);
+  if (signal.aborted) follow();
+  signal.addEventListener("abort", follow, { once: true });
+  try {
+    return await once.me(stop.signal);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", follow);
+  }
 }
 
 /** Who is signed in, for the top bar. */
