@@ -27,8 +27,10 @@ import {
   SOURCES,
   defaultText,
   emptyPart,
+  foldedOptions,
   isRequired,
   limitsText,
+  namesFolded,
   optionLabel,
   partTable,
   refusedField,
@@ -287,6 +289,21 @@ describe("the create form", () => {
     expect(refusedField("station: name '-x' is not a station name: use ...")).toBe("name");
     expect(refusedField("station 'line-1': source: unknown option 'foo'")).toBeNull();
     expect(refusedField("station 'line-1' exists already; change it with PATCH")).toBeNull();
+  });
+
+  it("opens a part's \"More options\" when a refusal names an option folded there", () => {
+    const cam = camera();
+    expect(foldedOptions(SOURCES, cam)).toEqual(["reconnect_s", "poll_s", "name_prefix", "frames"]);
+    const named = (message: string) => refusedField(message);
+    expect(namesFolded(SOURCES, cam, "source", named("station 'line-1': source: frames /data/f exists and is not a folder"))).toBe(true);
+    expect(namesFolded(SOURCES, cam, "source", named("station 'line-1': source: url clips/x.avi is not a video file (no such file)"))).toBe(false);
+    expect(namesFolded(SOURCES, cam, "source", null)).toBe(false);
+    // a sink's: only that sink's section
+    const webhook = { ...emptyPart(SINKS, "webhook"), values: { url: "http://mes.local/hook" } };
+    const caFile = named("station 'line-1': sink 2 (webhook): ca_file certs/ca.pem is not a file");
+    expect(namesFolded(SINKS, webhook, "sinks.1", caFile)).toBe(true);
+    expect(namesFolded(SINKS, webhook, "sinks.0", caFile)).toBe(false);
+    expect(namesFolded(SINKS, webhook, "sinks.1", named("station 'line-1': sink 2 (webhook): url 'x' is not an http:// or https:// URL"))).toBe(false);
   });
 
   it("sends duplicates only when a choice was made, from the service's declared choices", () => {

@@ -307,6 +307,21 @@ export const MORE_OPTIONS: ReadonlySet<string> = new Set([
   "last_topic", "qos", "timeout_s", "ack_timeout_s", "min_interval_s", "link",
 ]);
 
+/** A part's options shown now that are folded under its "More options", in the form's order. */
+export function foldedOptions(kinds: Kinds, part: PartForm): string[] {
+  return shownOptions(kinds, part).filter((key) => MORE_OPTIONS.has(key));
+}
+
+/**
+ * Whether a part's "More options" must open: the field a refusal names (as {@link refusedField} gives it, e.g.
+ * "source.name_prefix", "sinks.1.ca_file") is one folded there, whose note would otherwise be hidden. `field` is
+ * the part's prefix ("source", "sinks.<index>").
+ */
+export function namesFolded(kinds: Kinds, part: PartForm, field: string, named: string | null | undefined): boolean {
+  if (!named) return false;
+  return foldedOptions(kinds, part).some((key) => named === `${field}.${key}` || named.startsWith(`${field}.${key}.`));
+}
+
 /** The console's words for an option (its label); the service's description is the field's hint. */
 const LABELS: Readonly<Record<string, string>> = {
   "folder:path": "Hot folder",

@@ -38,8 +38,10 @@ import {
   stationBody,
   defaultText,
   emptyPart,
+  foldedOptions,
   isRequired,
   limitsText,
+  namesFolded,
   optionLabel,
   refusedField,
   shownOptions,
@@ -837,10 +839,14 @@ interface PartFieldsProps {
 
 /** A source's or sink's options, as the service declares them; the rarely changed ones folded under "More options". */
 function PartFields(props: PartFieldsProps) {
-  const { kinds, part } = props;
+  const { kinds, part, field, refused } = props;
   const shown = shownOptions(kinds, part);
   const main = shown.filter((key) => !MORE_OPTIONS.has(key));
-  const more = shown.filter((key) => MORE_OPTIONS.has(key));
+  const more = foldedOptions(kinds, part);
+  // Opened by hand, or by a refusal naming a folded option (its note must be seen): the section's own toggle
+  // event keeps it open once the refusal is cleared by editing that field, so it does not close under the typing.
+  const [opened, setOpened] = useState(false);
+  const open = opened || namesFolded(kinds, part, field, refused?.field);
   return (
     <>
       <div className="field-row part-fields">
@@ -849,7 +855,7 @@ function PartFields(props: PartFieldsProps) {
         ))}
       </div>
       {more.length > 0 ? (
-        <details className="part-more">
+        <details className="part-more" open={open} onToggle={(e) => setOpened(e.currentTarget.open)}>
           <summary>More options</summary>
           <div className="field-row part-fields">
             {more.map((key) => (
