@@ -32,6 +32,7 @@ import {
   limitsText,
   namesFolded,
   optionLabel,
+  optionProblem,
   partTable,
   refusedField,
   shownOptions,
@@ -277,6 +278,15 @@ describe("the create form", () => {
     expect(stationBody({ ...filled, source: folder({ path: "hot", recursive: "false" }) }).source).not.toHaveProperty("recursive");
     const noVerify = { ...webhook, values: { ...webhook.values, verify_tls: "false" } };
     expect(stationBody({ ...filled, sinks: [noVerify] }).sinks).toEqual([{ kind: "webhook", url: "http://mes.local/hook", verify_tls: false }]);
+  });
+
+  it("words a pattern's refusal: the name prefix's rule, another option's by its description", () => {
+    const prefix = SOURCES.kinds["camera"]!.properties["name_prefix"]!;
+    expect(optionProblem(prefix, "cam-1")).toBeNull();
+    expect(optionProblem(prefix, "-cam")).toBe("must be 1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit");
+    const line = { type: "string" as const, description: "the line's code, L and its number", pattern: "L[0-9]+" };
+    expect(optionProblem(line, "L12")).toBeNull();
+    expect(optionProblem(line, "line 12")).toBe("is not of the form asked (the line's code, L and its number)");
   });
 
   it("finds the field a refusal of the service names", () => {

@@ -463,6 +463,9 @@ function numberOf(text: string): number | null {
   return Number.isFinite(value) ? value : Number.NaN;
 }
 
+/** The camera's `name_prefix` pattern, the one pattern the console words itself; another is told by its option's description. */
+const NAME_PREFIX_PATTERN = SOURCES.kinds["camera"]?.properties["name_prefix"]?.pattern;
+
 /** Why a typed value is outside an option's declared type and limits, in words; null when it fits. */
 export function optionProblem(option: OptionSchema, text: string): string | null {
   if (option.type === "number" || option.type === "integer") {
@@ -480,7 +483,11 @@ export function optionProblem(option: OptionSchema, text: string): string | null
   }
   if (option.type === "string" && text.trim() !== "") {
     if (option.enum && !option.enum.includes(text)) return `must be one of ${option.enum.join(", ")}`;
-    if (option.pattern && !new RegExp(`^(?:${option.pattern})$`).test(text)) return "must be 1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit";
+    if (option.pattern && !new RegExp(`^(?:${option.pattern})$`).test(text)) {
+      return option.pattern === NAME_PREFIX_PATTERN
+        ? "must be 1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit"
+        : `is not of the form asked (${option.description})`;
+    }
   }
   return null;
 }
