@@ -227,6 +227,38 @@ describe("stations page", () => {
     expect((await client.listStations()).map((s) => s.station)).not.toContain(`e2e-outside-${tag}`);
   });
 
+  it("opens a sink's More options when the service's refusal names an option folded there", async () => {
+    await openStations();
+    const create = page.getByRole("region", { name: "Create a station" });
+    await create.getByLabel("Name").fill(`e2e-folded-${tag}`);
+    await create.getByLabel("Category").locator('option[value="mono"]').waitFor({ state: "attached" });
+    await create.getByLabel("Category").selectOption("mono");
+    await create.getByLabel("Hot folder (relative to the data root)").fill(folders.line);
+    await create.getByLabel("Sink kind").selectOption("webhook");
+    await create.getByRole("button", { name: "Add sink" }).click();
+    const sink = create.getByRole("group", { name: "Sink 1: A webhook" });
+    await sink.getByLabel("Webhook URL").fill("http://mes.local/verdicts");
+    // a CA file with an http:// url (the service refuses it), typed and folded away again
+    const more = sink.locator("details.part-more");
+    await more.locator("summary").click();
+    await sink.getByLabel("CA file").fill("ca.pem");
+    await more.locator("summary").click();
+    expect(await more.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    await create.getByRole("button", { name: "Create station" }).click();
+    await create.locator(".error-banner").waitFor();
+    // the section opens: the note beside the field it names is seen
+    const note = sink.locator('[data-testid="field-refused"]');
+    await note.waitFor();
+    expect(await note.textContent()).toContain("ca_file needs an https:// url");
+    expect(await more.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+    expect(await note.isVisible()).toBe(true);
+    // changed: the note goes, the section stays open under the typing
+    await sink.getByLabel("CA file").fill("");
+    expect(await note.count()).toBe(0);
+    expect(await more.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+    expect((await client.listStations()).map((s) => s.station)).not.toContain(`e2e-folded-${tag}`);
+  });
+
   it("warns about a station in trouble, retries its dead letters, and passes axe at 1280 and 390 px", async () => {
     // A webhook nobody answers (one try each: dead letters at once) and a backlog limit of 1.
     const port = await freePort();
