@@ -307,7 +307,11 @@ def test_eagle_station_run_takes_a_frame_on_each_plc_signal_and_says_when_the_pl
     frames = tmp_path / "frames"
     try:
         status = _until("the status to say the trigger is not connected", lambda: (found := _status(stations))
-                        and any("cannot connect" in w for w in found.get("warnings", ())) and found)  # fmt: skip
+                        and any("cannot connect" in w and "trying again" in w for w in found.get("warnings", ()))
+                        and found)  # fmt: skip
+        # Between the start-up look (which found the PLC down) and the intake's first look for an image (the
+        # station still starting), the trigger is not watching yet and says it is "tried again once
+        # the station takes images": the state asserted here is the one once the station takes images.
         (warning,) = [w for w in status["warnings"] if w.startswith("source: ")]
         assert warning.startswith(f"source: trigger {endpoint} not connected since ")
         assert status["state"] == "waiting: " + warning[len("source: ") :]  # takes no image: not "running"
