@@ -727,6 +727,19 @@ def test_a_start_takes_only_frames_its_own_station_left_never_inspected(model_di
             "own name_prefix") in log, log  # fmt: skip
     assert "frame-00000030.png" not in {r.image_name for r in _history(tmp_path)}
     assert "frame-00000099.png" not in {r.image_name for r in _history(tmp_path)}
+    # line-2 has now inspected frames of its own there (frame-000000X0-1.png), newer than line-1's. A frame left by
+    # a kill after them is found before line-2's last inspected frame, but line-1's frames lie just behind it: the
+    # folder is shared, the frame may be line-1's part, and it is not handed to line-2 (its verdict would reach
+    # line-2's sinks and PLC).
+    assert {f"frame-{i:08d}-1.png" for i in (0, 10, 20)} <= {r.image_name for r in _history(tmp_path)}
+    (tmp_path / "frames" / "frame-00000031.png").write_bytes(png)
+    code, log = _run(stations, "run", "--until-idle")
+    assert code == 0, log
+    assert (f"eagle station line-2: warning: camera {tmp_path / 'line.avi'}: frame-00000020.png in "
+            f"{tmp_path / 'frames'} is station 'line-1''s frame (the same frames folder and name_prefix 'frame'): "
+            "frames saved before this start and never inspected are not looked for; give each camera station its "
+            "own name_prefix") in log, log  # fmt: skip
+    assert "frame-00000031.png" not in {r.image_name for r in _history(tmp_path)}
 
 
 def test_a_service_station_takes_the_frame_a_kill_left_at_its_next_start(model_dir: Path, tmp_path: Path) -> None:

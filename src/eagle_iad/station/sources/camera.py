@@ -272,8 +272,11 @@ class Camera:
         return f"camera {self.what} (a frame {trigger}, saved in {self.frames}; {then}){dropped}"
 
     def poll(self) -> Iterator[Arrival]:
-        yield from self._left_over()
+        # Started before the frames a stop left are handed: the PLC is watched (and its parts counted) while they are
+        # inspected, and a history down at start (the intake pausing on such a frame) does not keep the camera shut.
+        # They still go first: a new frame is saved (named) only as it is handed, after them.
         self._start()
+        yield from self._left_over()
         handed = -1
         while True:
             with self._lock:
@@ -363,23 +366,42 @@ class Camera:
             return (f"warning: camera {self.what}: frames saved before this start in {self.frames} cannot be looked "
                     f"for ({exc.strerror or exc}); any the last run left uninspected stay so")  # fmt: skip
         frames.sort()
+
+        def owners_of(paths: list[Path]) -> list[tuple[Path, set[str]]]:
+            """Each path, newest first as given, with the stations whose records were filed there with its content."""
+            found = filed_by([str(path) for path in paths])
+            owned = []
+            for path in paths:
+                filed = found.get(str(path), ())
+                content = _sha256(path) if filed else ""  # read only where a record names that place
+                owned.append((path, {one for one, digest in filed if content and digest == content}))
+            return owned
+
+        def shared(path: Path, by: str) -> str:
+            return (f"warning: camera {self.what}: {path.name} in {self.frames} is station {by!r}'s frame (the same "
+                    f"frames folder and name_prefix {self.name_prefix!r}): frames saved before this start and never "
+                    "inspected are not looked for; give each camera station its own name_prefix")  # fmt: skip
+
         left: list[tuple[int, int, int, Path]] = []
         while frames:
             batch, frames = frames[-LEFTOVER_BATCH:], frames[:-LEFTOVER_BATCH]
-            found = filed_by([str(path) for *_, path in batch])
-            for frame in reversed(batch):
-                filed = found.get(str(frame[3]), ())
-                content = _sha256(frame[3]) if filed else ""  # read only where a record names that place
-                owners = {one for one, digest in filed if content and digest == content}
+            for position, (path, owners) in zip(
+                range(len(batch) - 1, -1, -1), owners_of([f[3] for f in batch[::-1]]), strict=True
+            ):
                 if owners and station not in owners:
-                    by = sorted(owners)[0]
-                    return (f"warning: camera {self.what}: {frame[3].name} in {self.frames} is station {by!r}'s frame "
-                            f"(the same frames folder and name_prefix {self.name_prefix!r}): frames saved before "
-                            "this start and never inspected are not looked for; give each camera station its own "
-                            "name_prefix")  # fmt: skip
+                    return shared(path, sorted(owners)[0])
                 if owners:
-                    frames = []  # this station's last inspected frame: those before it were taken too
+                    # This station's last inspected frame: those before it were taken too. Where frames are left to
+                    # take, the ones just before it must be this station's too: a frames folder and name_prefix shared
+                    # with another station (two service stations on the defaults) would hand that station's frame to
+                    # this one, a verdict to the wrong PLC; then none is taken, as before recovery existed.
+                    older = [f[3] for f in (frames + batch[:position])[::-1][:LEFTOVER_BATCH]] if left else []
+                    for other_path, others in owners_of(older):
+                        if others - {station}:
+                            return shared(other_path, sorted(others - {station})[0])
+                    frames = []
                     break
+                frame = batch[position]
                 left.append(frame)
                 if len(left) > LEFTOVERS:
                     return (f"warning: camera {self.what}: more than {LEFTOVERS} frames in {self.frames} named "
