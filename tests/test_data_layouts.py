@@ -188,6 +188,26 @@ def test_mvtec3d_empty_train(tmp_path: Path) -> None:
         get_layout("mvtec3d").samples(tmp_path, "tire", "train")
 
 
+def test_each_mvtec_layout_names_the_other_where_the_images_lie_in_its_place(tmp_path: Path) -> None:
+    # the MVTec 3D-AD tire shipped for the tests is re-packed in the MVTec AD tree: --layout mvtec3d on it said only
+    # "missing training folder .../train/good/rgb" (a fresh user's first try), as if the download were incomplete
+    png(tmp_path / "flat" / "tire" / "train" / "good" / "000.png")
+    png(tmp_path / "nested" / "tire" / "train" / "good" / "rgb" / "000.png")
+    flat, nested = tmp_path / "flat", tmp_path / "nested"
+    with pytest.raises(DataError) as caught:
+        get_layout("mvtec3d").samples(flat, "tire", "train")
+    assert str(caught.value) == (f"missing training folder {flat}/tire/train/good/rgb; its images lie where the mvtec "
+                                 "layout keeps them: use --layout mvtec")  # fmt: skip
+    with pytest.raises(DataError) as caught:
+        get_layout("mvtec").samples(nested, "tire", "train")
+    assert str(caught.value) == (f"no training images in {nested}/tire/train/good; its images lie where the "
+                                 "mvtec3d layout keeps them: use --layout mvtec3d")  # fmt: skip
+    (tmp_path / "empty" / "tire" / "train" / "good").mkdir(parents=True)  # nothing in either place: no hint
+    with pytest.raises(DataError) as caught:
+        get_layout("mvtec3d").samples(tmp_path / "empty", "tire", "train")
+    assert str(caught.value) == f"missing training folder {tmp_path}/empty/tire/train/good/rgb"
+
+
 # --- visa ------------------------------------------------------------------------------------
 
 

@@ -69,13 +69,27 @@ class MVTecLayout:
         """The ground-truth mask path of an anomalous test image (it may not exist)."""
         return folder / "ground_truth" / label_dir.name / f"{image.stem}_mask.png"
 
+    def _other_layout(self, label_dir: Path) -> str | None:
+        """The sibling layout whose place for images ``label_dir`` holds them, when this one finds none there.
+
+        Why: the two MVTec releases differ only in the ``rgb`` level, and data is often passed around re-packed in the
+        other's tree (the MVTec 3D-AD tire shipped here is in the MVTec AD layout); a bare "missing training folder"
+        sends the user looking for a missing download rather than at ``--layout``."""
+        if list_images(label_dir / "rgb"):
+            return "mvtec3d"
+        return None
+
     def _train(self, folder: Path, category: str) -> list[Sample]:
-        train_dir = self._images_in(folder / "train" / NORMAL)
+        normal = folder / "train" / NORMAL
+        train_dir = self._images_in(normal)
+        paths = list_images(train_dir)
+        other = None if paths else self._other_layout(normal)
+        hint = "" if other is None else f"; its images lie where the {other} layout keeps them: use --layout {other}"
         if not train_dir.is_dir():
-            raise DataError(f"missing training folder {train_dir}")
-        paths = list_images(train_dir) + list_images(self._images_in(folder / "validation" / NORMAL))
+            raise DataError(f"missing training folder {train_dir}{hint}")
+        paths += list_images(self._images_in(folder / "validation" / NORMAL))
         samples = [Sample(path=p, label=0, category=category, split="train") for p in paths]
-        return require_samples(samples, f"no training images in {train_dir}")
+        return require_samples(samples, f"no training images in {train_dir}{hint}")
 
     def _test(self, folder: Path, category: str) -> list[Sample]:
         test_dir = folder / "test"

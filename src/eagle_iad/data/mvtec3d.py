@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eagle_iad.data._common import require_root, split_categories
+from eagle_iad.data._common import list_images, require_root, split_categories
 from eagle_iad.data.base import register_layout
 from eagle_iad.data.mvtec import MVTecLayout
 from eagle_iad.errors import DataError
@@ -51,3 +51,7 @@ class MVTec3DLayout(MVTecLayout):
 
     def _mask_for(self, folder: Path, label_dir: Path, image: Path) -> Path:
         return label_dir / MASKS / f"{image.stem}.png"
+
+    def _other_layout(self, label_dir: Path) -> str | None:
+        """``mvtec`` where the images lie directly in the label folder (MVTec AD's place for them)."""
+        return "mvtec" if list_images(label_dir) else None
