@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -740,6 +741,49 @@ def test_a_start_takes_only_frames_its_own_station_left_never_inspected(model_di
             "frames saved before this start and never inspected are not looked for; give each camera station its "
             "own name_prefix") in log, log  # fmt: skip
     assert "frame-00000031.png" not in {r.image_name for r in _history(tmp_path)}
+
+
+def test_a_start_decides_from_the_newest_frames_alone_as_from_the_whole_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera never removes its frames, so a start must not hold and sort a year's folder: it keeps the newest
+    ``LOOKED_AT``. Those must be all the walk can reach: over folders of 0-10 frames never inspected after this
+    station's last one, with another station's frame at various depths behind it, what it takes and says equals the
+    walk over every frame (``LOOKED_AT`` unbounded), which one frame fewer does not always give."""
+    import eagle_iad.station.sources.camera as camera_module
+
+    _video(tmp_path / "line.avi", _frames(1, size=16))
+    png = b"\x89PNG frame"
+    digest = hashlib.sha256(png).hexdigest()
+    differed = 0
+    looked_at = camera_module.LOOKED_AT
+    cases = [(left, foreign, older) for left in range(11) for foreign in (None, 1, 9, 16, 17) for older in (0, 16, 40)]
+    for case, (left, foreign, older) in enumerate(cases):
+        # oldest first: ``older`` frames this station inspected (another station's at ``foreign``, counted back
+        # from the newest of them), this station's last inspected frame, then ``left`` never inspected
+        frames = tmp_path / f"case-{case}" / "frames"
+        frames.mkdir(parents=True)
+        owner_of: dict[str, str] = {}
+        for index in range(older + 1 + left):
+            path = frames / f"frame-{index:08d}.png"
+            path.write_bytes(png)
+            os.utime(path, ns=(index * 10**9, index * 10**9))
+            if index <= older:
+                owner_of[str(path)] = "line-2" if foreign is not None and older - index == foreign else "line-1"
+
+        def filed_by(paths: Sequence[str], owners: dict[str, str] = owner_of) -> dict[str, list[tuple[str, str]]]:
+            return {path: [(owners[path], digest)] for path in paths if path in owners}
+
+        def recovered(looked_at: int, frames: Path = frames, filed_by: Any = filed_by) -> tuple[str | None, list[str]]:
+            monkeypatch.setattr(camera_module, "LOOKED_AT", looked_at)
+            camera = _camera(frames.parent, url=str(tmp_path / "line.avi"), frames=str(frames))
+            said = camera.station_recover("line-1", filed_by)
+            return said, [arrival.name for arrival in camera._leftovers]
+
+        whole = recovered(10**9)
+        assert recovered(looked_at) == whole, case
+        differed += recovered(looked_at - 1) != whole
+    assert differed > 0  # the cases reach the bound: one frame fewer looked at changes an answer
 
 
 def test_a_service_station_takes_the_frame_a_kill_left_at_its_next_start(model_dir: Path, tmp_path: Path) -> None:

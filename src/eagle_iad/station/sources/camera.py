@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import os
 import re
 import sys
@@ -97,6 +98,9 @@ PNG_LEVEL = 1
 LEFTOVERS = QUEUE
 #: Frames looked up in the history at once by that look, newest first.
 LEFTOVER_BATCH = 16
+#: How many of the newest frames a start looks at: at most :data:`LEFTOVERS` never taken and the station's last
+#: inspected one (the walk stops at either), then :data:`LEFTOVER_BATCH` older ones that must be this station's too.
+LOOKED_AT = LEFTOVERS + 1 + LEFTOVER_BATCH
 
 
 def _stderr(line: str) -> None:
@@ -352,20 +356,24 @@ class Camera:
         ``frames`` and ``name_prefix``), or more than :data:`LEFTOVERS` never taken, means the frames are not only
         this station's: none is taken, and the line says why."""
         pattern = re.compile(re.escape(self.name_prefix) + r"-(\d{8,})(?:-(\d+))?\.png")
+
+        def saved_frames(entries: Iterator[os.DirEntry[str]]) -> Iterator[tuple[int, int, int, Path]]:
+            for entry in entries:
+                match = pattern.fullmatch(entry.name)
+                if match is not None and entry.is_file(follow_symlinks=False):
+                    saved = entry.stat(follow_symlinks=False).st_mtime_ns
+                    yield saved, int(match[2] or 0), int(match[1]), Path(entry.path)
+
         try:
-            frames: list[tuple[int, int, int, Path]] = []
             with os.scandir(self.frames) as entries:
-                for entry in entries:
-                    match = pattern.fullmatch(entry.name)
-                    if match is not None and entry.is_file(follow_symlinks=False):
-                        saved = entry.stat(follow_symlinks=False).st_mtime_ns
-                        frames.append((saved, int(match[2] or 0), int(match[1]), Path(entry.path)))
+                # Only the newest LOOKED_AT can decide (see its comment): a camera never removes its frames, so a
+                # folder of a year's frames is not held or sorted whole at each start, just walked once.
+                frames = sorted(heapq.nlargest(LOOKED_AT, saved_frames(entries)))
         except FileNotFoundError:
             return None  # no frame was ever saved
         except OSError as exc:
             return (f"warning: camera {self.what}: frames saved before this start in {self.frames} cannot be looked "
                     f"for ({exc.strerror or exc}); any the last run left uninspected stay so")  # fmt: skip
-        frames.sort()
 
         def owners_of(paths: list[Path]) -> list[tuple[Path, set[str]]]:
             """Each path, newest first as given, with the stations whose records were filed there with its content."""
