@@ -158,6 +158,16 @@ def test_plugin_rule_through_the_service(tmp_path: Path, plugin_env: dict[str, s
         status, _, category = call("GET", f"{server.base}/v1/categories/mid")
         assert status == 200 and category["rule"] == "midrange" and category["rule_params"] == {"w": 0.25}
         assert category["tau"] == _midrange(category["training_scores"]["values"], 0.25)
+        assert not any("cannot inspect here" in line for line in category["warnings"])  # the service loaded it
+        # A service started without the plugin lists the category saying why it cannot inspect with it (this test
+        # process has not loaded it: the listing's own code path), where it was listed as if fine before
+        from eagle_iad.service.routes_categories import describe
+
+        assert "midrange" not in THRESHOLD_RULES
+        assert describe(models / "mid", with_scores=False)["warnings"][0] == (
+            "cannot inspect here: its threshold rule 'midrange' is not loaded (a plugin's rule? load it with "
+            "EAGLE_PLUGINS=module)"
+        )
         one = [("files", "a.png", cells[0].read_bytes(), "image/png")]
         form, ctype = multipart({"rule": "midrange", "w": "often"}, one)
         status, _, refused = call("POST", f"{server.base}/v1/categories/bad/fit", body=form, content_type=ctype)
@@ -285,6 +295,12 @@ def test_plugin_preprocessing_through_the_service(tmp_path: Path, gray_env: dict
             time.sleep(0.5)
         assert job["state"] == "succeeded", job
         assert json.loads((models / "gray" / "model.json").read_text())["config"]["preprocess"] == "gray"
+        from eagle_iad.service.routes_categories import describe
+
+        assert describe(models / "gray", with_scores=False)["warnings"][0] == (  # listed without the plugin
+            "cannot inspect here: its preprocessing mode 'gray' is not loaded (a plugin's mode? load it with "
+            "EAGLE_PLUGINS=module)"
+        )
         tinted, gray = (inspect_request(server.base, p.read_bytes(), category="gray", filename=p.name)
                         for p in _tinted_and_gray(cells[0], tmp_path))  # fmt: skip
         assert tinted[0] == gray[0] == 200, (tinted, gray)

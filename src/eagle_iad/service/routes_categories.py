@@ -27,6 +27,7 @@ from eagle_iad.errors import ConfigError, EagleError, ModelFormatError, OutputEr
 from eagle_iad.expert import ExpertConfig
 from eagle_iad.expert.export import SIDECAR
 from eagle_iad.expert.lighting import ExposureRange
+from eagle_iad.expert.preprocess import PREPROCESSORS
 from eagle_iad.expert.runtime import check_runtime, export_warnings, parse_sidecar
 from eagle_iad.expert.store import (
     MANIFEST,
@@ -41,6 +42,7 @@ from eagle_iad.expert.store import (
 from eagle_iad.fit_options import config_overrides, fit_options, parse_fit_options
 from eagle_iad.mllm.serving import ApiError
 from eagle_iad.naming import printable
+from eagle_iad.registry import plugin_hint
 from eagle_iad.service import schemas
 from eagle_iad.service.access import (
     ADMIN,
@@ -57,6 +59,7 @@ from eagle_iad.service.jobs import sse_stream
 from eagle_iad.service.security import check_name, extract_zip, hide_models_dir, resolve_inside, sniff_image
 from eagle_iad.service.storage import check_free_space, disk_full_error, is_disk_full
 from eagle_iad.tgps.calibration import MapCalibration, colour_range, legend_scale
+from eagle_iad.tgps.thresholds import THRESHOLD_RULES
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=schemas.ERROR_RESPONSES)
 
@@ -117,9 +120,26 @@ def describe(directory: Path, with_scores: bool) -> dict[str, Any]:
         "training_exposure": _exposure(manifest["training"].get("exposure"), "training.exposure"),
         "training_scores": distribution,
         "map_legend": map_legend(manifest.get("calibration"), tau),
-        "warnings": [str(warning) for warning in manifest.get("warnings") or []],
+        "warnings": [*unloaded_plugins(manifest), *(str(warning) for warning in manifest.get("warnings") or [])],
         **({"history": list(manifest.get("history", []))} if with_scores else {}),
     }
+
+
+def unloaded_plugins(manifest: dict[str, Any]) -> list[str]:
+    """Why this service cannot inspect with a model whose threshold rule or preprocessing mode is a plugin's it has
+    not loaded, one line each (first among the category's warnings).
+
+    Why: the summary is read from the manifest alone, so such a category was listed as if it were fine and only an
+    inspection said it cannot be loaded; the listing is where an operator looks after a restart without
+    ``EAGLE_PLUGINS``."""
+    lines = []
+    rule = manifest["thresholds"]["rule"]
+    if rule not in THRESHOLD_RULES:
+        lines.append(f"cannot inspect here: its threshold rule {rule!r} is not loaded {plugin_hint('rule')}")
+    mode = (manifest.get("config") or {}).get("preprocess")
+    if isinstance(mode, str) and mode not in PREPROCESSORS:
+        lines.append(f"cannot inspect here: its preprocessing mode {mode!r} is not loaded {plugin_hint('mode')}")
+    return lines
 
 
 def describe_export(directory: Path, runtime: str) -> dict[str, Any]:
