@@ -645,7 +645,8 @@ def _delivered(work: Path) -> list[str]:
 
 
 def _top_frames(work: Path) -> list[str]:
-    return sorted(p.name for p in (work / "frames").iterdir() if p.is_file())
+    """The files of ``frames/``, but the lock files a killed station leaves there (harmless: see folder_lock.py)."""
+    return sorted(p.name for p in (work / "frames").iterdir() if p.is_file() and not p.name.startswith(".eagle-"))
 
 
 def test_a_frame_saved_just_before_a_kill_is_inspected_and_delivered_once_at_the_next_start(
@@ -827,3 +828,112 @@ def test_a_service_station_takes_the_frame_a_kill_left_at_its_next_start(model_d
     history = _history(tmp_path)
     assert [r.image_name for r in history][3] == "frame-00000030.png" and len(history) == 7
     assert _delivered(data) == sorted(f"{r.decision}/{r.id}_{r.image_name}" for r in history)
+
+
+def _camera_body(name: str, **source: Any) -> dict[str, Any]:
+    """A service camera station on ``line.avi`` that takes a frame only when triggered: it runs until stopped."""
+    return {"name": name, "category": "mono", "sinks": [{"kind": "folder", "path": "sorted"}],
+            "source": {"kind": "camera", "url": "line.avi", "trigger": "http", **source}}  # fmt: skip
+
+
+def _lock_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".eagle-"))
+
+
+def test_two_service_cameras_on_one_frames_folder_and_prefix_are_refused_naming_the_first(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The service refuses a second camera on the default ``frames`` and ``name_prefix`` (409 ``folder_in_use``
+    naming the first; not created): their frames would interleave and the start-up recovery could not tell whose
+    were left. Another prefix shares the folder; a hot folder on it is refused naming the cameras saving there; a
+    PATCH restarts a camera on its own frames and prefix; a delete lets them go, and the service's stop too."""
+    import os
+    import socket
+
+    from conftest import LiveServer
+    from test_service import call
+    from test_station_service import _app, _patch, _post
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _video(data / "line.avi", _frames(5, size=64))
+    frames, state = data / "frames", tmp_path / "state"
+    with LiveServer(_app(tmp_path, model_dir, data)) as live:
+        assert _post(live.base, "/v1/stations", _camera_body("line-1"))[0] == 201
+        assert _lock_files(frames) == [".eagle-camera-frame.lock", ".eagle-station.lock"]  # made at the claim
+        status, answer = _post(live.base, "/v1/stations", _camera_body("line-2"))
+        first = f"pid {os.getpid()} on {socket.gethostname()}, station 'line-1', state folder {state}"
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", (
+            f"station 'line-2': camera frames folder {frames} with name_prefix 'frame' is taken by another camera "
+            f"station ({first}); two cameras saving frames under one name would interleave them, and neither start "
+            "could tell which frames it left: stop that one first, or give this station its own name_prefix (or "
+            "frames folder)"))  # fmt: skip
+        assert [s["station"] for s in call("GET", f"{live.base}/v1/stations")[2]] == ["line-1"]
+        assert _post(live.base, "/v1/stations", _camera_body("line-2", name_prefix="cam2"))[0] == 201
+        hot = {"name": "line-3", "category": "mono", "sinks": [{"kind": "folder", "path": "sorted"}],
+               "source": {"kind": "folder", "path": "frames"}}  # fmt: skip
+        status, answer = _post(live.base, "/v1/stations", hot)
+        second = f"pid {os.getpid()} on {socket.gethostname()}, station 'line-2', state folder {state}"
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "folder_in_use", (
+            f"station 'line-3': hot folder {frames} is where a camera station saves its frames ({first}; {second}); "
+            "this station would take them away as images of its own: stop that one first, or give this station its "
+            "own folder"))  # fmt: skip
+        status, info = _patch(live.base, "line-1", {"deadline_s": 3})  # restarted on its own frames and prefix
+        assert (status, info["state"]) == (200, "running"), info
+        assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
+        assert _post(live.base, "/v1/stations", _camera_body("line-4"))[0] == 201
+        assert call("DELETE", f"{live.base}/v1/stations/line-2")[0] == 204
+        assert _lock_files(frames) == [".eagle-camera-frame.lock", ".eagle-station.lock"]  # line-4's
+    assert _lock_files(frames) == []  # released at the service's stop
+
+
+def test_a_frames_folder_an_eagle_station_run_holds_is_refused_by_the_service_and_the_other_way_round(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Across processes: while ``eagle station run`` runs a camera on ``frames`` (its defaults), the service
+    refuses a camera on the same folder and prefix naming that process; once it stopped, the service's is
+    accepted, and an ``eagle station run`` started then exits in one line naming the service's station."""
+    import os
+    import socket
+
+    from conftest import LiveServer
+    from test_station_service import _app, _post
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _video(data / "line.avi", _frames(5, size=64))
+    stations = _camera_stations(data, model_dir, 'url = "line.avi", every_n_frames = 2')
+    frames = data / "frames"
+    process = subprocess.Popen([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                               cwd=data, env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        lock = frames / ".eagle-camera-frame.lock"
+        deadline = time.monotonic() + wait_s(120)
+        while not (lock.exists() and lock.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "eagle station run never held frames/"
+            time.sleep(0.1)
+        with LiveServer(_app(tmp_path, model_dir, data)) as live:
+            status, answer = _post(live.base, "/v1/stations", _camera_body("line-2"))
+            assert (status, answer["error"]["code"]) == (409, "folder_in_use"), answer
+            assert answer["error"]["message"].startswith(
+                f"station 'line-2': camera frames folder {frames} with name_prefix 'frame' is taken by another camera "
+                f"station (pid {process.pid} on {socket.gethostname()}, station 'line-1', state folder "
+                f"{data / 'state'}); "
+            ), answer  # fmt: skip
+            process.send_signal(signal.SIGTERM)
+            _, log = process.communicate(timeout=wait_s(60))
+            assert process.returncode == 143, log
+            assert _post(live.base, "/v1/stations", _camera_body("line-2"))[0] == 201
+            refused = subprocess.run([sys.executable, "-m", "eagle_iad.cli", "station", "run", str(stations)],
+                                     cwd=data, env=_env(), capture_output=True, text=True,
+                                     timeout=wait_s(120))  # fmt: skip
+    finally:
+        process.kill()
+        process.communicate()
+    lines = refused.stderr.strip().splitlines()
+    assert (refused.returncode, lines) == (2, [
+        f"eagle: error: station 'line-1': camera frames folder {frames} with name_prefix 'frame' is taken by another "
+        f"camera station (pid {os.getpid()} on {socket.gethostname()}, station 'line-2', state folder "
+        f"{tmp_path / 'state'}); two cameras saving frames under one name would interleave them, and neither start "
+        "could tell which frames it left: stop that one first, or give this station its own name_prefix (or frames "
+        "folder)"]), refused.stderr  # fmt: skip

@@ -538,7 +538,7 @@ class StationRunner:
 
     def start(self) -> None:
         claim = getattr(self.config.source, "claim", None)
-        if callable(claim):  # a hot folder: one station on it, whichever process (sources/folder_lock.py)
+        if callable(claim):  # a hot folder, a camera's frames: one station on it, whichever process (folder_lock.py)
             claim(self.config.name, self.state.settings.state_dir)
         # Read now, not when the runner was built: a runner that replaces a running one (a PATCH) is built while
         # the old one still runs, and may still keep a filing in this file until it stops.
@@ -1506,7 +1506,7 @@ class StationManager:
         except BaseException:
             runner.halt_couriers()  # those it started before it failed
             release = getattr(runner.config.source, "release", None)
-            if callable(release):  # the hot folder it locked
+            if callable(release):  # the hot folder (camera frames folder) it locked
                 release()
             with self._lock:
                 self._running.pop(runner.config.name, None)

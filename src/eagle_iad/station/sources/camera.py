@@ -28,7 +28,9 @@ in a hot folder. A frame saved but never taken (the station killed between the s
 record, or stopped while its intake was paused) is taken first at the next start, under its own name
 (see :meth:`Camera.station_recover`): the part it shows still gets an answer. The record's ``source``
 names the camera, the frame index and the capture time (ISO 8601, UTC, milliseconds). A still scene
-repeats frames, so repeated content is inspected again (``dedupe = False``).
+repeats frames, so repeated content is inspected again (``dedupe = False``). Frames left so must be this
+station's own: while it runs, a camera holds its ``frames`` folder and ``name_prefix`` (:meth:`Camera.claim`,
+``folder_lock.py``), so another camera on both, or a hot folder on that folder, is refused, in any process.
 
 OpenCV is an optional dependency (``pip install 'eagle-iad[camera]'``), imported when a stations file
 names this source, so the other sources work without it. Nothing is opened while the file is read
@@ -55,9 +57,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from eagle_iad.atomic import atomic_write_text
+from eagle_iad.errors import FolderInUseError
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import SOURCES, Arrival, FiledBy, NotPutAside, Options
 from eagle_iad.station.sources.folder import FAILED, first_free, move_new
+from eagle_iad.station.sources.folder_lock import FramesLock, lock_frames
 from eagle_iad.station.sources.opcua_trigger import OpcUaTrigger
 from eagle_iad.stops import checkpoint
 
@@ -229,6 +233,10 @@ class Camera:
         #: Frames saved before this start and never taken (see :meth:`station_recover`), oldest first: handed to
         #: the station before any new frame, each until it is finished or refused (or gone).
         self._leftovers: list[Arrival] = []
+        #: The frames folder's locks while a station runs (:meth:`claim`; see folder_lock.py), guarded by
+        #: :attr:`_claiming` (a stop releases them from another thread than the intake's).
+        self._frames_lock: FramesLock | None = None
+        self._claiming = threading.Lock()
 
     def _read_url(self, options: Options) -> str:
         url: str = options.text("url")
@@ -493,8 +501,37 @@ class Camera:
         """
         self._wanted.set()
 
+    def claim(self, station: str, state_dir: Path) -> None:
+        """Hold the frames folder (created now) and :attr:`name_prefix` for ``station`` while it runs: another camera
+        saving frames under this prefix there, or a hot folder on it, in any process sharing the file system, is
+        refused (:class:`~eagle_iad.errors.FolderInUseError` naming the holder). Before :meth:`station_recover`: the
+        frames it finds under the prefix are then this station's alone (see folder_lock.py)."""
+        with self._claiming:
+            if self._frames_lock is not None:
+                return
+            try:
+                self.frames.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FolderInUseError(f"station {station!r}: camera frames folder {self.frames} cannot be created "
+                                       f"({exc.strerror or exc})") from None  # fmt: skip
+            self._frames_lock = lock_frames(self.frames, self.name_prefix, station, state_dir)
+
+    def release(self) -> None:
+        """Drop the frames folder's locks (the station stopped, or did not start); again: nothing."""
+        with self._claiming:
+            lock, self._frames_lock = self._frames_lock, None
+        if lock is not None:
+            lock.release()
+
+    def finishing(self, why: str) -> None:
+        """Its station ``why`` (``"was deleted"``) and is finishing its last frame: a station started on the frames
+        folder meanwhile is told to try again in a moment (see :meth:`FolderLock.finishing`)."""
+        if (lock := self._frames_lock) is not None:
+            lock.finishing(why)
+
     def close(self) -> None:
-        """Stop the reader thread (it releases the capture); frames still queued are forgotten."""
+        """Stop the reader thread (it releases the capture); frames still queued are forgotten; the frames folder's
+        locks are released (by the runner once its intake thread has ended: see ``Running.close_source``)."""
         self._halt.set()
         if self.plc is not None:
             self.plc.close()
@@ -503,6 +540,7 @@ class Camera:
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=(READ_TIMEOUT_MS / 1000) + 1.0)
+        self.release()
 
     # The reader thread.
 

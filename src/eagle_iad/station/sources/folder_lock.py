@@ -29,26 +29,56 @@ locks do not tell two locks of one process apart). A folder whose holder in this
 deleted) but still finishes its last image past the grace is marked so (:meth:`FolderLock.finishing`): a station
 started on it meanwhile is refused with :class:`FolderFinishingError` (try again in a moment), not told to stop a
 station that no longer exists.
+
+Camera frames (see ``camera.py``): a camera station saves each frame in its ``frames`` folder as
+``<name_prefix>-<index>.png`` and, at each start, takes the frames it saved and never inspected. Two cameras on
+one folder and prefix would interleave their frames and neither start could tell whose were left; a hot folder
+on a frames folder would take the frames away as images of its own. So a camera, when it starts, takes two locks
+in its frames folder (:func:`lock_frames`): an exclusive one on ``.eagle-camera-<name_prefix>.lock`` (one camera
+per folder and prefix; the holder written in it, removed at the stop, as above) and a *shared* one on the
+folder's ``.eagle-station.lock``, so cameras of other prefixes share the folder while a hot folder's exclusive
+lock is refused (and a camera is refused while a hot folder holds it). A shared holder writes nothing in that file
+(several hold it at once): it empties it (what a killed hot folder left there), and a hot folder refused by it
+names the cameras from their own lock files. The last shared holder to stop removes the file: it removes it only
+once it can take the lock exclusively (no other holder left, in any process), else it just lets it go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from eagle_iad.errors import FolderFinishingError, FolderInUseError
 
-#: The lock file inside a hot folder (a dot file: the folder source never takes it for an image).
+#: The lock file inside a hot folder (a dot file: the folder source never takes it for an image); a camera's frames
+#: folder holds it too, shared by its cameras (see the module's doc).
 LOCK_NAME = ".eagle-station.lock"
+#: The start of a camera's own lock file in its frames folder: ``.eagle-camera-<name_prefix>.lock``.
+CAMERA_LOCK = ".eagle-camera-"
+#: Tries of a shared lock refused by an exclusive holder, :data:`SHARED_WAIT_S` apart: a camera stopping holds the
+#: station lock exclusively for a moment (to remove the file as its last holder), which must not refuse another
+#: camera starting on the folder then. A hot folder holding it refuses them all, half a second later.
+SHARED_TRIES = 10
+SHARED_WAIT_S = 0.05
 
-#: The folders this process holds, by (device, inode).
-_held: dict[tuple[int, int], FolderLock] = {}
+#: The exclusive locks this process holds, by the folder's (device, inode) and the lock file's name.
+_held: dict[tuple[int, int, str], FolderLock] = {}
+#: The cameras of this process holding a folder's station lock shared, by the folder's (device, inode).
+_shared: dict[tuple[int, int], list[FolderLock]] = {}
 _held_lock = threading.Lock()
+
+
+def camera_lock_name(name_prefix: str) -> str:
+    """The lock file of the camera saving frames as ``<name_prefix>-*.png`` in a folder."""
+    return f"{CAMERA_LOCK}{name_prefix}.lock"
 
 
 def _holder(station: str, state_dir: Path) -> dict[str, object]:
@@ -69,13 +99,37 @@ def _read_holder(fd: int) -> object:
         return None
 
 
-class FolderLock:
-    """The lock of one hot folder, held until :meth:`release`."""
+def _cameras_said(folder: Path) -> str | None:
+    """The camera stations whose lock files are in ``folder`` (each as :func:`_said`), or ``None``: who holds a
+    folder's station lock shared, as they write nothing in it."""
+    said = []
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith(CAMERA_LOCK) and n.endswith(".lock"))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            holder = json.loads((folder / name).read_text("utf-8", "replace") or "null")
+        except (OSError, ValueError):
+            continue
+        if isinstance(holder, dict):
+            said.append(_said(holder))
+    return "; ".join(said) if said else None
 
-    def __init__(self, folder: Path, fd: int, key: tuple[int, int], station: str, said: str) -> None:
+
+class FolderLock:
+    """The lock of one hot folder, held until :meth:`release` (or one of a camera's two, see :func:`lock_frames`)."""
+
+    def __init__(
+        self, folder: Path, fd: int, key: tuple[int, int], station: str, said: str, *, name: str = LOCK_NAME,
+        shared: bool = False,
+    ) -> None:  # fmt: skip
         self.folder = folder
         self._fd: int | None = fd
         self._key = key
+        #: The lock file's name in the folder, and whether it is held shared (a camera's on :data:`LOCK_NAME`).
+        self.name = name
+        self.shared = shared
         #: The station holding it, and the holder as a refusal names it (:func:`_said`).
         self.station = station
         self.said = said
@@ -91,7 +145,7 @@ class FolderLock:
         lock file itself was removed. A station must then take the lock again before it takes any image there:
         otherwise a second station started on the new folder would find it free, and both inspect every image."""
         try:
-            there = os.stat(self.folder / LOCK_NAME, follow_symlinks=False)
+            there = os.stat(self.folder / self.name, follow_symlinks=False)
         except OSError:
             return False
         return self._fd is not None and (there.st_dev, there.st_ino) == self._file
@@ -103,20 +157,40 @@ class FolderLock:
             self.stopped = why
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock (again: nothing)."""
+        """Remove the lock file and drop the lock (again: nothing). A shared holder removes the file only as its last
+        holder: when no other in this process holds it and the lock can be taken exclusively (none elsewhere), so a
+        camera never removes the file another still locks (a hot folder started then would lock a new file)."""
         with _held_lock:
             fd, self._fd = self._fd, None
             if fd is None:
                 return
-            _held.pop(self._key, None)
+            last = True
+            if self.shared:
+                others = _shared.get(self._key, [])
+                if self in others:
+                    others.remove(self)
+                if not others:
+                    _shared.pop(self._key, None)
+                last = not others and _exclusive(fd)
+            else:
+                _held.pop((*self._key, self.name), None)
             try:
-                path = self.folder / LOCK_NAME
-                if _same_file(fd, path):
+                path = self.folder / self.name
+                if last and _same_file(fd, path):
                     path.unlink()
             except OSError:
                 pass  # the folder gone or read-only now: the lock goes with the descriptor all the same
             finally:
                 os.close(fd)
+
+
+def _exclusive(fd: int) -> bool:
+    """Whether a shared lock could be turned exclusive now (no other holder): it is dropped either way."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -127,58 +201,168 @@ def _same_file(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
-def lock_folder(folder: Path, station: str, state_dir: Path) -> FolderLock:
-    """Hold ``folder``'s lock for ``station`` (of the state folder ``state_dir``), or :class:`FolderInUseError`
-    naming the folder and who holds it."""
+def _key(folder: Path, station: str, what: str) -> tuple[int, int]:
     try:
         info = os.stat(folder)
     except OSError as exc:
-        raise FolderInUseError(f"station {station!r}: hot folder {folder} cannot be locked ({exc.strerror or exc})"
+        raise FolderInUseError(f"station {station!r}: {what} {folder} cannot be locked ({exc.strerror or exc})"
                                ) from None  # fmt: skip
-    key = (info.st_dev, info.st_ino)
+    return info.st_dev, info.st_ino
+
+
+def _finishing(station: str, what: str, folder: Path, mine: FolderLock) -> FolderFinishingError:
+    return FolderFinishingError(f"station {station!r}: {what} {folder} is still held by station {mine.station!r}, "
+                                f"which {mine.stopped} and is finishing an image past the shutdown grace; try again "
+                                "in a few seconds")  # fmt: skip
+
+
+def _take(
+    folder: Path, key: tuple[int, int], station: str, state_dir: Path, *, name: str, shared: bool, what: str,
+    refused: Callable[[int], FolderInUseError],
+) -> FolderLock:  # fmt: skip
+    """Under :data:`_held_lock`: lock ``folder / name`` (exclusively, or ``shared``) for ``station``, or what
+    ``refused`` makes of the lock file held by another (given its descriptor, to read who)."""
+    path = folder / name
+    busy = 0
+    for _ in range(10 + SHARED_TRIES):  # a holder removing the file as this one opened it: try the file now there
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise FolderInUseError(f"station {station!r}: {what} {folder}: its lock file {name} cannot be "
+                                   f"opened ({exc.strerror or exc})") from None  # fmt: skip
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            busy += 1
+            if shared and busy < SHARED_TRIES:  # maybe a camera removing the file as its last holder: a moment
+                os.close(fd)
+                time.sleep(SHARED_WAIT_S)
+                continue
+            try:
+                raise refused(fd) from None
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            os.close(fd)
+            why = exc.strerror or str(exc)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                why += "; on NFS, the lock manager must run (or the mount must not say nolock)"
+            raise FolderInUseError(f"station {station!r}: {what} {folder} cannot be locked ({why}), so another "
+                                   "station on it could not be refused; not started") from None  # fmt: skip
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # locked a file its holder removed meanwhile: take the one there now
+    else:
+        raise refused(-1)
+    holder = _holder(station, state_dir)
+    try:  # a shared holder writes no holder (several hold it): it empties what a killed exclusive one left
+        os.ftruncate(fd, 0)
+        if not shared:
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+    except OSError:
+        pass  # a full disk: the lock holds all the same, a refusal just cannot say who
+    return FolderLock(folder, fd, key, station, _said(holder), name=name, shared=shared)
+
+
+def lock_folder(folder: Path, station: str, state_dir: Path) -> FolderLock:
+    """Hold ``folder``'s lock for ``station`` (of the state folder ``state_dir``), or :class:`FolderInUseError`
+    naming the folder and who holds it (another hot folder, or cameras saving their frames there)."""
+    key = _key(folder, station, "hot folder")
 
     def refused(who: str) -> FolderInUseError:
         return FolderInUseError(f"station {station!r}: hot folder {folder} is taken by another station ({who}); two "
                                 "stations on one folder would each inspect every image: stop that one first, or give "
                                 "this station its own folder")  # fmt: skip
 
+    def by_cameras(who: str) -> FolderInUseError:
+        return FolderInUseError(f"station {station!r}: hot folder {folder} is where a camera station saves its "
+                                f"frames ({who}); this station would take them away as images of its own: stop that "
+                                "one first, or give this station its own folder")  # fmt: skip
+
+    def held(fd: int) -> FolderInUseError:
+        holder = _read_holder(fd) if fd >= 0 else None
+        if holder is None and (cameras := _cameras_said(folder)) is not None:  # held shared: cameras write nothing
+            return by_cameras(cameras)
+        return refused(_said(holder) if fd >= 0 else "its lock file keeps being replaced")
+
     with _held_lock:
-        if (mine := _held.get(key)) is not None:
+        if (mine := _held.get((*key, LOCK_NAME))) is not None:
             if mine.stopped is not None:
-                raise FolderFinishingError(f"station {station!r}: hot folder {folder} is still held by station "
-                                           f"{mine.station!r}, which {mine.stopped} and is finishing an image past "
-                                           "the shutdown grace; try again in a few seconds")  # fmt: skip
+                raise _finishing(station, "hot folder", folder, mine)
             raise refused(mine.said)
-        path = folder / LOCK_NAME
-        for _ in range(10):  # a holder removing the file as this one opened it: try the file now there
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-            except OSError as exc:
-                raise FolderInUseError(f"station {station!r}: hot folder {folder}: its lock file {LOCK_NAME} cannot be "
-                                       f"opened ({exc.strerror or exc})") from None  # fmt: skip
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                who = _said(_read_holder(fd))
-                os.close(fd)
-                raise refused(who) from None
-            except OSError as exc:
-                os.close(fd)
-                why = exc.strerror or str(exc)
-                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                    why += "; on NFS, the lock manager must run (or the mount must not say nolock)"
-                raise FolderInUseError(f"station {station!r}: hot folder {folder} cannot be locked ({why}), so another "
-                                       "station on it could not be refused; not started") from None  # fmt: skip
-            if _same_file(fd, path):
-                break
-            os.close(fd)  # locked a file its holder removed meanwhile: take the one there now
-        else:
-            raise refused("its lock file keeps being replaced")
-        holder = _holder(station, state_dir)
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
-        except OSError:
-            pass  # a full disk: the lock holds all the same, a refusal just cannot say who
-        lock = _held[key] = FolderLock(folder, fd, key, station, _said(holder))
+        if cameras := _shared.get(key):
+            if all(camera.stopped is not None for camera in cameras):
+                raise _finishing(station, "hot folder", folder, cameras[0])
+            raise by_cameras("; ".join(camera.said for camera in cameras))
+        lock = _held[(*key, LOCK_NAME)] = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=False,
+                                                what="hot folder", refused=held)  # fmt: skip
         return lock
+
+
+class FramesLock:
+    """A camera's two locks on its frames folder (see the module's doc), held until :meth:`release`."""
+
+    def __init__(self, prefix: FolderLock, folder: FolderLock) -> None:
+        self.prefix = prefix
+        self.folder = folder
+
+    def finishing(self, why: str) -> None:
+        """Its station ``why`` and finishes its last frame: a station started on the folder meanwhile is told to try
+        again in a moment (:meth:`FolderLock.finishing`)."""
+        self.prefix.finishing(why)
+        self.folder.finishing(why)
+
+    def release(self) -> None:
+        """Drop both locks (again: nothing)."""
+        self.folder.release()
+        self.prefix.release()
+
+
+def lock_frames(folder: Path, name_prefix: str, station: str, state_dir: Path) -> FramesLock:
+    """Hold ``folder`` for the camera ``station`` saving frames as ``<name_prefix>-*.png`` there: another camera with
+    that prefix, or a hot folder on it, in any process sharing the file system, is refused
+    (:class:`FolderInUseError` naming the folder and who holds it). The folder must exist."""
+    what = "camera frames folder"
+    key = _key(folder, station, what)
+    name = camera_lock_name(name_prefix)
+
+    def by_camera(who: str) -> FolderInUseError:
+        return FolderInUseError(f"station {station!r}: {what} {folder} with name_prefix {name_prefix!r} is taken by "
+                                f"another camera station ({who}); two cameras saving frames under one name would "
+                                "interleave them, and neither start could tell which frames it left: stop that one "
+                                "first, or give this station its own name_prefix (or frames folder)")  # fmt: skip
+
+    def by_hot_folder(who: str) -> FolderInUseError:
+        return FolderInUseError(f"station {station!r}: {what} {folder} is the hot folder of another station ({who}), "
+                                "which would take the frames away as images of its own: stop that one first, or give "
+                                "this camera its own frames folder")  # fmt: skip
+
+    def said(fd: int) -> str:
+        return _said(_read_holder(fd)) if fd >= 0 else "its lock file keeps being replaced"
+
+    with _held_lock:
+        if (mine := _held.get((*key, name))) is not None:
+            if mine.stopped is not None:
+                raise _finishing(station, f"{what} (name_prefix {name_prefix!r})", folder, mine)
+            raise by_camera(mine.said)
+        if (hot := _held.get((*key, LOCK_NAME))) is not None:
+            if hot.stopped is not None:
+                raise _finishing(station, what, folder, hot)
+            raise by_hot_folder(hot.said)
+        prefix = _take(folder, key, station, state_dir, name=name, shared=False, what=what,
+                       refused=lambda fd: by_camera(said(fd)))  # fmt: skip
+        _held[(*key, name)] = prefix
+        try:
+            shared = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=True, what=what,
+                           refused=lambda fd: by_hot_folder(said(fd)))  # fmt: skip
+        except BaseException:
+            _held.pop((*key, name), None)
+            prefix._fd, fd = None, prefix._fd
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    if _same_file(fd, folder / name):
+                        (folder / name).unlink()
+                os.close(fd)
+            raise
+        _shared.setdefault(key, []).append(shared)
+        return FramesLock(prefix, shared)
