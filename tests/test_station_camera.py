@@ -878,6 +878,11 @@ def test_two_service_cameras_on_one_frames_folder_and_prefix_are_refused_naming_
             f"station 'line-3': hot folder {frames} is where a camera station saves its frames ({first}; {second}); "
             "this station would take them away as images of its own: stop that one first, or give this station its "
             "own folder"))  # fmt: skip
+        status, answer = _patch(live.base, "line-2", {"source": {"name_prefix": "frame"}})  # onto line-1's
+        assert (status, answer["error"]["code"]) == (409, "folder_in_use"), answer
+        info = call("GET", f"{live.base}/v1/stations/line-2")[2]  # started again as it was, its prefix held again
+        assert (info["state"], info["spec"]["source"]["name_prefix"]) == ("running", "cam2"), info
+        assert ".eagle-camera-cam2.lock" in _lock_files(frames)
         status, info = _patch(live.base, "line-1", {"deadline_s": 3})  # restarted on its own frames and prefix
         assert (status, info["state"]) == (200, "running"), info
         assert call("DELETE", f"{live.base}/v1/stations/line-1")[0] == 204
