@@ -199,7 +199,7 @@ class Camera:
         if not NAME_PREFIX.fullmatch(self.name_prefix):
             raise options.error("name_prefix", f"{self.name_prefix!r} must be 1-64 letters, digits, '_', '.', '-', "
                                                "starting with a letter or digit")  # fmt: skip
-        #: Where taken frames are saved (created at the first frame; relative: to the stations file's folder).
+        #: Where taken frames are saved (made at the start: :meth:`claim`; relative: to the stations file's folder).
         self.frames: Path = options.path("frames", "frames")
         if self.frames.exists() and not self.frames.is_dir():
             raise options.error("frames", f"{self.frames} exists and is not a folder")
