@@ -74,7 +74,8 @@ class ConfigError(EagleError):
 
 
 class FolderInUseError(ConfigError):
-    """A hot folder another station (in this process or another, maybe on another host) takes the images of."""
+    """A hot folder another station (in this process or another, maybe on another host) takes the images of, or a
+    camera's frames folder and name_prefix another camera saves frames under (or a hot folder on either)."""
 
 
 class FolderFinishingError(FolderInUseError):
