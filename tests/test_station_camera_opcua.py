@@ -148,6 +148,52 @@ def test_the_trigger_asks_the_server_to_report_each_change_of_value_or_status(tm
         assert (found.Trigger, found.DeadbandType, found.DeadbandValue) == (ua.DataChangeTrigger.StatusValue, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "answer", ["BadMonitoredItemFilterUnsupported", "BadFilterNotAllowed", "BadMonitoredItemFilterInvalid"]
+)
+def test_a_server_refusing_the_filter_is_watched_without_one_and_said_once(tmp_path: Path, answer: str) -> None:
+    """A PLC whose server takes no filter on a monitored item answers the item with a Bad code (filters are
+    optional in OPC UA); the trigger then asks again for the same node without a filter (the server's default,
+    StatusValue by the specification), says so in one line, and takes a frame on each rising edge as before.
+    A reconnection to the same server does not say it again."""
+    _clip(tmp_path)
+    plc = PlcServer(_free_port(), VARIABLES, {"PartPresent": True}, refuse_filters=answer).start()
+    camera, lines = _plc_camera(tmp_path, plc.endpoint, "ns=2;s=PartPresent")
+    prefix = f"eagle station: camera {tmp_path / 'clip.avi'}: trigger {plc.endpoint}: "
+    refused = (
+        prefix + "the server refused the filter asking for each change of value or status of "
+        f"ns=2;s=PartPresent ({answer}); watching it without one, at the server's default (usually the same)"
+    )
+    connected = prefix + "connected; ns=2;s=PartPresent (Boolean: each rising edge takes a frame) is True"
+    try:
+        camera.station_probe()
+        assert list(camera.poll()) == []
+        _connected(camera)
+        assert camera.station_warning() is None
+        assert lines == [refused, connected]
+        asked = plc.monitored()
+        assert [name for name, _ in asked] == ["PartPresent", "PartPresent"], asked
+        kinds = [type(found).__name__ for _, found in asked]
+        assert kinds == ["DataChangeFilter", "ExtensionObject"], asked  # asked again with an empty one: no filter
+        for _ in range(2):
+            plc.write("PartPresent", False)
+            plc.write("PartPresent", True)
+            assert len(_drain(camera, until=1)) == 1
+        plc.stop()
+        _until("the loss said", lambda: any("not connected: the connection was lost" in line for line in lines))
+        plc.start()
+        _until("the trigger to reconnect", lambda: camera.station_warning() is None)
+        assert lines.count(refused) == 1, lines
+        assert [name for name, _ in plc.monitored()] == ["PartPresent"] * 4  # asked again with, then without
+        plc.write("PartPresent", False)
+        plc.write("PartPresent", True)
+        assert len(_drain(camera, until=1)) == 1
+        assert camera.plc is not None and camera.plc.triggers == 3
+    finally:
+        camera.close()
+        plc.stop()
+
+
 def test_each_increase_of_a_counter_takes_one_frame_and_a_jump_says_the_parts_missed(
     tmp_path: Path, plc: PlcServer
 ) -> None:

@@ -65,11 +65,17 @@ class PlcServer:
     """
 
     def __init__(
-        self, port: int, variables: dict[str, tuple[str, int | None]] = VARIABLES, initial: dict[str, Any] | None = None
+        self,
+        port: int,
+        variables: dict[str, tuple[str, int | None]] = VARIABLES,
+        initial: dict[str, Any] | None = None,
+        refuse_filters: str | None = None,
     ) -> None:
         """``initial``: a variable's value when the server starts (its type's zero, an empty text, 2000-01-01 if
-        not given)."""
+        not given). ``refuse_filters``: a status code's name (``BadMonitoredItemFilterUnsupported``) the server
+        answers a monitored item asking for a filter with, as a PLC that takes none; asyncua's own takes any."""
         self.port = port
+        self.refuse_filters = refuse_filters
         self.initial = dict(initial or {})
         self.endpoint = f"opc.tcp://127.0.0.1:{port}/eagle/plc"
         self.variables = variables
@@ -103,6 +109,8 @@ class PlcServer:
                         datatype=None if data_type is None else ua.NodeId(data_type),
                     )  # fmt: skip
                     await variable.set_writable()
+                if self.refuse_filters is not None:
+                    self._refuse_filters(server, self.refuse_filters)
                 server.subscribe_server_callback(CallbackType.PostWrite, self._written)
                 server.subscribe_server_callback(CallbackType.ItemSubscriptionCreated, self._monitored)
                 self._stop = asyncio.Event()
@@ -121,6 +129,26 @@ class PlcServer:
         if failed:
             raise failed[0]
         return self
+
+    @staticmethod
+    def _refuse_filters(server: Server, answer: str) -> None:
+        """Make ``server`` answer each monitored item that asks for a filter with ``answer`` (the others are
+        created as before, in the request's order), in its subscription service: the one place every session's
+        CreateMonitoredItems request goes through, so the client's request and its answer are the real ones."""
+        service = server.iserver.subscription_service
+        create = service.create_monitored_items
+
+        async def refusing(params: ua.CreateMonitoredItemsParameters) -> list[ua.MonitoredItemCreateResult]:
+            items = params.ItemsToCreate
+            refused = [type(item.RequestedParameters.Filter) is not ua.ExtensionObject for item in items]  # an empty
+            # ExtensionObject is no filter on the wire; a filter asked for is decoded to its own type
+            params.ItemsToCreate = [item for item, no in zip(items, refused, strict=True) if not no]
+            created = iter(await create(params) if params.ItemsToCreate else [])
+            params.ItemsToCreate = items  # as asked, for the ItemSubscriptionCreated callback (monitored())
+            return [ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(getattr(ua.StatusCodes, answer)))
+                    if no else next(created) for no in refused]  # fmt: skip
+
+        service.create_monitored_items = refusing  # type: ignore[method-assign]
 
     def _written(self, event: Any, dispatcher: Any) -> None:
         names = {ua.NodeId(name, 2): name for name in self.variables}

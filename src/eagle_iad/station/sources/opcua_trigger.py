@@ -83,6 +83,10 @@ QUEUE_SIZE = 100
 #: Not ``StatusValueTimestamp``: a PLC that rewrites true with a new timestamp would be reported as true twice,
 #: which reads as a rising edge lost (see the module text).
 DATA_CHANGE_TRIGGER = "StatusValue"
+#: The answers of a server that takes no filter on a monitored item (OPC UA Part 4: filters are optional, and a
+#: small PLC may take none): the node is then watched without one, at the server's default (``StatusValue`` by
+#: the specification, so usually the same), said once in the log, rather than never subscribed.
+FILTER_REFUSED = ("BadMonitoredItemFilterUnsupported", "BadFilterNotAllowed", "BadMonitoredItemFilterInvalid")
 #: Seconds without any change after which the connection is looked at (a read of the server's state): a PLC that
 #: went away without closing the socket is found within this plus :data:`TIMEOUT_S`.
 WATCH_S = 1.0
@@ -158,6 +162,8 @@ class OpcUaTrigger:
         self._last_status: int | None = None
         #: Set when a session connected, cleared by the loop that logs why it ended.
         self._connected_once = False
+        #: The server's answer to the filter last said (:meth:`_unfiltered`): said once, not at each reconnection.
+        self._filter_refused: str | None = None
 
     # What the station sees.
 
@@ -306,8 +312,13 @@ class OpcUaTrigger:
                 subscription = await asyncio.wait_for(
                     client.create_subscription(PUBLISH_MS, _Handler(changes)), TIMEOUT_S
                 )
-                subscribed = subscription.create_monitored_items([_monitored_item(client.get_node(node).nodeid)])
+                nodeid = client.get_node(node).nodeid
+                subscribed = subscription.create_monitored_items([_monitored_item(nodeid)])
                 (created,) = await asyncio.wait_for(subscribed, TIMEOUT_S)
+                if isinstance(created, ua.StatusCode) and created.name in FILTER_REFUSED:
+                    self._unfiltered(created.name)
+                    subscribed = subscription.create_monitored_items([_monitored_item(nodeid, filtered=False)])
+                    (created,) = await asyncio.wait_for(subscribed, TIMEOUT_S)
                 if isinstance(created, ua.StatusCode):  # a Bad code: the node cannot be monitored
                     created.check()
             except _NodeError as exc:
@@ -453,6 +464,17 @@ class OpcUaTrigger:
             self._connected, self._problem = False, problem
         return problem
 
+    def _unfiltered(self, answer: str) -> None:
+        """Say (once per answer) that the server refused the monitored item's filter and the node is watched
+        without one: what it reports is then the server's default, usually each change of value or status, but a
+        server whose default drops a quick pulse would lose parts there (a counter node is safer on such a PLC)."""
+        if self._filter_refused == answer:
+            return
+        self._filter_refused = answer
+        self.log(f"trigger {self.endpoint}: the server refused the filter asking for each change of value or status "
+                 f"of {self.node_text} ({answer}); watching it without one, at the server's default (usually the "
+                 "same)")  # fmt: skip
+
     def _identity(self, exc: BaseException) -> str | None:
         """The option to blame when the server refused the session's user, or ``None``."""
         from asyncua.ua.uaerrors import UaStatusCodeError
@@ -465,18 +487,21 @@ class OpcUaTrigger:
         return f"{key}: {self.endpoint} refused {who}: {name}"
 
 
-def _monitored_item(node: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+def _monitored_item(node: ua.NodeId, filtered: bool = True) -> ua.MonitoredItemCreateRequest:
     """The subscription's one monitored item: ``node``'s value, sampled at the server's fastest (a short pulse is
     seen), up to :data:`QUEUE_SIZE` changes kept between publishes (the oldest dropped, :data:`OVERFLOW` said),
     each change of value or status reported (:data:`DATA_CHANGE_TRIGGER`, no deadband) on a Boolean as on a
-    counter. Why not ``subscribe_data_change``: it sends no filter, leaving what is reported to the server."""
+    counter. Why not ``subscribe_data_change``: it sends no filter, leaving what is reported to the server.
+    ``filtered=False``: no filter, for a server that refused it (:data:`FILTER_REFUSED`)."""
     from asyncua import ua
     from asyncua.ua.attribute_ids import AttributeIds
 
-    wanted = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger[DATA_CHANGE_TRIGGER],
-                                 DeadbandType=ua.DeadbandType.None_.value, DeadbandValue=0.0)  # fmt: skip
-    parameters = ua.MonitoringParameters(ClientHandle=1, SamplingInterval=0.0, Filter=wanted, QueueSize=QUEUE_SIZE,
+    parameters = ua.MonitoringParameters(ClientHandle=1, SamplingInterval=0.0, QueueSize=QUEUE_SIZE,
                                          DiscardOldest=True)  # fmt: skip
+    if filtered:  # else the empty ExtensionObject, which is no filter on the wire
+        trigger = ua.DataChangeTrigger[DATA_CHANGE_TRIGGER]
+        parameters.Filter = ua.DataChangeFilter(Trigger=trigger, DeadbandType=ua.DeadbandType.None_.value,
+                                                DeadbandValue=0.0)  # fmt: skip
     return ua.MonitoredItemCreateRequest(ItemToMonitor=ua.ReadValueId(NodeId=node, AttributeId=AttributeIds.Value),
                                          MonitoringMode=ua.MonitoringMode.Reporting,
                                          RequestedParameters=parameters)  # fmt: skip
