@@ -219,6 +219,42 @@ def test_mllm_fingerprint_follows_the_weights(tmp_path: Path) -> None:
     assert mllm_fingerprint(f"hf:{tmp_path / 'not-there'}") is None  # a hub id that is not cached
 
 
+def test_an_accelerate_checkpoints_state_beside_bin_weights_is_not_in_the_fingerprint(tmp_path: Path) -> None:
+    """Accelerate's ``save_state`` writes the optimizer and scheduler as ``optimizer.bin`` and ``scheduler.bin``
+    (beside ``random_states_0.pkl``, ``scaler.pt``, a second model's ``pytorch_model_1.bin``) next to
+    ``pytorch_model.bin`` weights: counted as weights, every training step refused a resume as other weights.
+    Only the files a loader takes count: the weights (sharded too, with their index); a change of one of them is
+    still other weights."""
+    folder = tmp_path / "checkpoint-100"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "pytorch_model-00001-of-00002.bin").write_bytes(b"first half")
+    (folder / "pytorch_model-00002-of-00002.bin").write_bytes(b"second half")
+    index = folder / "pytorch_model.bin.index.json"
+    index.write_text('{"weight_map": {"a": "pytorch_model-00001-of-00002.bin"}}')
+    recorded = folder_fingerprint(folder)
+    assert recorded is not None and recorded.startswith("v3:sha256:")
+    state = {"optimizer.bin": b"adam 1", "scheduler.bin": b"step 1", "random_states_0.pkl": b"rng 1",
+             "scaler.pt": b"scale 1", "pytorch_model_1.bin": b"an EMA copy", "training_args.bin": b"args 1",
+             "optimizer.bin.index.json": b"{}"}  # fmt: skip
+    for name, content in state.items():  # added
+        (folder / name).write_bytes(content)
+    assert folder_fingerprint(folder) == recorded
+    for name, content in state.items():  # a step later
+        (folder / name).write_bytes(b"a step later: " + content)
+    assert folder_fingerprint(folder) == recorded
+    (folder / "pytorch_model-00002-of-00002.bin").write_bytes(b"second HALF")  # same size, other weights
+    changed = folder_fingerprint(folder)
+    assert changed is not None and changed != recorded
+    index.write_text('{"weight_map": {"a": "pytorch_model-00002-of-00002.bin"}}')
+    assert folder_fingerprint(folder) not in (recorded, changed)
+    only_state = tmp_path / "state-only"  # an Accelerate state without the model: no weights to identify
+    only_state.mkdir()
+    for name in ("config.json", "optimizer.bin", "scheduler.bin"):
+        (only_state / name).write_bytes((folder / name).read_bytes())
+    assert folder_fingerprint(only_state) is None
+
+
 def test_store_refuses_other_mllm_weights_and_names_them(tmp_path: Path) -> None:
     identity = {"models": {"c": "a" * 64}, "mllm": "sha256:1111"}
     with RunStore(tmp_path, {"k": 1}) as store:
@@ -280,7 +316,7 @@ def test_a_trainers_files_beside_the_weights_do_not_refuse_a_resume(
     (weights / "pytorch_model.bin").write_bytes(b"a .bin export beside the safetensors: not what is loaded")
     capsys.readouterr()
     assert _eval(data, models, run, *args) == 0, capsys.readouterr().err
-    assert folder_fingerprint(weights) == recorded and recorded.startswith("v2:sha256:")
+    assert folder_fingerprint(weights) == recorded and recorded.startswith("v3:sha256:")
     tokenizer = weights / "tokenizer_config.json"
     tokenizer.write_text(tokenizer.read_text().replace("{", '{"model_max_length_note": "another tokenizer", ', 1))
     assert _eval(data, models, run, *args) == 2
@@ -292,7 +328,7 @@ def test_a_run_with_an_older_mllm_fingerprint_is_resumed_and_said(tmp_path: Path
     its fingerprint differs from this one's whatever the weights, so a refusal would say nothing; the resume
     goes on, says why the weights are not checked, and records the new fingerprint, checked from then on."""
     older = {"models": {"c": "a" * 64}, "mllm": "sha256:0123456789abcdef"}
-    now = {**older, "mllm": "v2:sha256:fedcba9876543210"}
+    now = {**older, "mllm": "v3:sha256:fedcba9876543210"}
     with RunStore(tmp_path, {"k": 1}) as store:
         store.check_identity(older)
         store.append({"image": "x", "question_id": "q", "condition": "eagle"})
@@ -301,16 +337,24 @@ def test_a_run_with_an_older_mllm_fingerprint_is_resumed_and_said(tmp_path: Path
         store.check_identity(now, {"mllm": "hf:/w"})
     assert warnings == [
         f"{tmp_path}: its MLLM weights fingerprint sha256:0123456789abcdef was made the way of fingerprint version 1 "
-        "(an older eagle-iad's, which hashed other files: a trainer's optimizer.pt, rng_state.pth ... too), this one "
-        "v2:sha256:fedcba9876543210 the way of version 2, so they cannot be compared; its 1 record cannot be checked "
+        "(an older eagle-iad's, which hashed other files: a trainer's optimizer.pt, optimizer.bin ... too), this one "
+        "v3:sha256:fedcba9876543210 the way of version 3, so they cannot be compared; its 1 record cannot be checked "
         "against the MLLM hf:/w weights; resuming, and checking from now on (use a new --out if the weights changed "
         "since)"
     ]
     assert json.loads((tmp_path / MANIFEST).read_text())["identity"]["mllm"] == now["mllm"]
-    with RunStore(tmp_path, {"k": 1}) as store, pytest.raises(ConfigError, match="weights fingerprint v2:sha256:fedc"):
-        store.check_identity({**now, "mllm": "v2:sha256:0000000000000000"})
+    with RunStore(tmp_path, {"k": 1}) as store, pytest.raises(ConfigError, match="weights fingerprint v3:sha256:fedc"):
+        store.check_identity({**now, "mllm": "v3:sha256:0000000000000000"})
+    warnings.clear()  # a run.json of fingerprint version 2 (an Accelerate optimizer.bin counted): said alike
+    with RunStore(tmp_path / "v2", {"k": 1}) as store:
+        store.check_identity({**older, "mllm": "v2:sha256:0123456789abcdef"})
+        store.append({"image": "x", "question_id": "q", "condition": "eagle"})
+    with RunStore(tmp_path / "v2", {"k": 1}, warnings.append) as store:
+        store.check_identity(now, {"mllm": "hf:/w"})
+    assert len(warnings) == 1 and "the way of fingerprint version 2 " in warnings[0], warnings
+    assert "this one v3:sha256:fedcba9876543210 the way of version 3, so they cannot be compared" in warnings[0]
     hybrid = json.dumps({"caas": "sha256:0123456789abcdef", "engine": '{"id": "m"}'}, sort_keys=True)
-    newer = json.dumps({"caas": "v2:sha256:fedcba9876543210", "engine": '{"id": "m"}'}, sort_keys=True)
+    newer = json.dumps({"caas": "v3:sha256:fedcba9876543210", "engine": '{"id": "m"}'}, sort_keys=True)
     with RunStore(tmp_path / "hybrid", {"k": 1}) as store:
         store.check_identity({**older, "mllm": hybrid})
         store.append({"image": "x", "question_id": "q", "condition": "eagle"})

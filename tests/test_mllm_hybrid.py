@@ -525,6 +525,14 @@ def test_the_same_model_in_another_layout_is_accepted_and_an_uncomparable_one_wa
         "format in common (.bin vs .safetensors)); a hybrid needs the same weights on both sides, or its band "
         "answers come from another model"
     )
+    # an Accelerate checkpoint's state beside .bin weights is no weights: the same model as the plain .bin copy
+    accelerate = layout("accelerate", only_bin)
+    for leftover in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "scaler.pt", "pytorch_model_1.bin"):
+        (accelerate / leftover).write_bytes(leftover.encode() * 10)
+    assert check_same_model(f"hf:{accelerate}", f"hf:{only_bin}") is None
+    (accelerate / "pytorch_model.bin").write_bytes(b"other weights")
+    with pytest.raises(ConfigError, match=r"are not the same model: weights differ"):
+        check_same_model(f"hf:{accelerate}", f"hf:{only_bin}")
     from eagle_iad.mllm.weights import TOKENIZER_FILES, model_identity
 
     json_only = layout("tokenizer_json_only")

@@ -12,7 +12,8 @@ made with). So the run also records an identity, and a resumed run with records 
   (:data:`CONFIG_FILES`), tokenizer and chat-template files, and the weight files of the format a loader takes
   with their index (their bytes when they are small, the hub cache's content hash when they are cached blobs,
   else their size and modification time), never a trainer's files beside them (``optimizer.pt``,
-  ``training_args.bin``, ``rng_state.pth``: a checkpoint folder a training run goes on writing); versioned
+  ``training_args.bin``, ``rng_state.pth``, Accelerate's ``optimizer.bin``, ``scheduler.bin``,
+  ``random_states_0.pkl``: a checkpoint folder a training run goes on writing); versioned
   (:data:`FINGERPRINT_VERSION`), so a run recorded by an older eagle is resumed with a warning, not refused as
   other weights (:func:`older_fingerprint`); for an
   ``openai:`` server the entry its ``/v1/models`` lists for the model (id and, where the server says,
@@ -34,8 +35,10 @@ from eagle_iad.file_hash import file_sha256
 #: How :func:`folder_fingerprint` is made, written into it (``v2:sha256:…``); raised whenever what it hashes
 #: changes, so that a fingerprint made otherwise is never taken for other weights (:func:`older_fingerprint`).
 #: 1 (no ``v…:``): every ``.safetensors``/``.bin``/``.pt``/``.pth``/``.gguf`` file, a trainer's included, and
-#: ``config.json`` and the weight indexes; 2: what the model loads (the module text).
-FINGERPRINT_VERSION = 2
+#: ``config.json`` and the weight indexes; 2: what the model loads, but every ``.bin`` beside ``.bin`` weights
+#: (Accelerate's ``optimizer.bin``, ``scheduler.bin``) counted as weights; 3: the weight files (and indexes) of
+#: the names a loader takes (:data:`~eagle_iad.mllm.weights.LOADED_NAMES`).
+FINGERPRINT_VERSION = 3
 #: The configuration files a model's load reads beside ``config.json`` (generation defaults, the image
 #: processor's settings): another value is another model's answers.
 CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json")
@@ -66,8 +69,9 @@ def folder_fingerprint(folder: Path) -> str | None:
     """A hash of what the MLLM in ``folder`` loads (see the module text); None without any weights.
 
     Why not every weight-like file: a checkpoint folder of a training run holds the trainer's files beside the
-    model (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``training_args.bin``), which change while the
-    model's weights do not, and a resume was refused as "other weights". The weights are those
+    model (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``training_args.bin``, Accelerate's
+    ``optimizer.bin``, ``scheduler.bin``), which change while the model's weights do not, and a resume was
+    refused as "other weights". The weights (and their index) are those
     :mod:`eagle_iad.mllm.weights` takes for the model's (:func:`~eagle_iad.mllm.weights.loaded_format`), in the
     format the loader takes; the tokenizer and chat template are hashed too (another prompt's token ids)."""
     from eagle_iad.mllm.weights import TOKENIZER_FILES, loaded_format, model_weights
@@ -80,7 +84,7 @@ def folder_fingerprint(folder: Path) -> str | None:
     cheap = sum(p.stat().st_size for p in weights) <= CHEAP_BYTES
     digest = hashlib.sha256()
     for path in files:
-        if path.name in CONFIG_FILES or path.name in TOKENIZER_FILES or path.name.endswith(f"{suffix}.index.json"):
+        if path.name in CONFIG_FILES or path.name in TOKENIZER_FILES or _weights_index(path, suffix):
             part = file_sha256(path)
         elif path in weights:
             stat = path.stat()
@@ -89,6 +93,16 @@ def folder_fingerprint(folder: Path) -> str | None:
             continue
         digest.update(f"{path.name}\0{part}\n".encode())
     return f"v{FINGERPRINT_VERSION}:sha256:{digest.hexdigest()[:16]}"
+
+
+def _weights_index(path: Path, suffix: str) -> bool:
+    """Whether ``path`` is the index of weights a loader takes (``model.safetensors.index.json``), not of a
+    trainer's or another model's files."""
+    from eagle_iad.mllm.weights import model_weights
+
+    return path.name.endswith(f"{suffix}.index.json") and bool(
+        model_weights([path.with_name(path.name.removesuffix(".index.json"))], suffix)
+    )
 
 
 def _folder_versions(fingerprint: str) -> list[int]:
@@ -113,7 +127,7 @@ def older_fingerprint(recorded: str, current: str) -> str | None:
         return None
     made = ", ".join(str(v) for v in then) or "none"
     return (f"its MLLM weights fingerprint {recorded} was made the way of fingerprint version {made} (an older "
-            f"eagle-iad's, which hashed other files: a trainer's optimizer.pt, rng_state.pth ... too), this one "
+            f"eagle-iad's, which hashed other files: a trainer's optimizer.pt, optimizer.bin ... too), this one "
             f"{current} the way of version {FINGERPRINT_VERSION}, so they cannot be compared")  # fmt: skip
 
 

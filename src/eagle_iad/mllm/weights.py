@@ -15,7 +15,8 @@ files, independent of where they lie and when they were copied:
   agree and a re-trained or fine-tuned checkpoint of the same shape differs, while a 15 GB model is read in a few
   MiB, not in minutes. Two sides compare the format both have (safetensors first): a folder holding
   ``pytorch_model.bin`` beside ``model.safetensors`` is the same model as a copy holding the safetensors only.
-  A trainer's files (``training_args.bin``, ``optimizer.pt``, ``rng_state.pth``) are not the model's weights;
+  Only the files a loader takes are weights (:func:`model_weights`): a trainer's files (``training_args.bin``,
+  ``optimizer.pt``, ``rng_state.pth``, Accelerate's ``optimizer.bin``, ``scheduler.bin``) are not;
 * ``version``: :data:`IDENTITY_VERSION`, so an ``eagle serve-mllm`` of another eagle version, whose identity is
   made otherwise, is said to be uncheckable instead of compared part by part.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,13 +37,21 @@ from eagle_iad.file_hash import file_sha256
 
 #: How :func:`model_identity` is made; raised whenever that changes, so identities made otherwise (an ``eagle
 #: serve-mllm`` of another eagle version) are never compared part by part (:func:`uncheckable`).
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3
 #: A checkpoint's weight formats, in the order two sides compare them (the first both hold): by file suffix.
 #: ``.pt``/``.pth`` are not among them: transformers loads no model from them, a trainer leaves them
 #: (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``).
 WEIGHT_FORMATS = (".safetensors", ".bin", ".gguf")
-#: Files of a weight format's suffix that a trainer writes beside the model: not its weights.
-TRAINING_FILES = frozenset({"training_args.bin"})
+#: The file name a loader takes of each weight format (transformers' ``model.safetensors``, its shards
+#: ``model-00001-of-00002.safetensors`` and variants ``model.fp16.safetensors``; ``pytorch_model.bin`` alike), or
+#: None where any file of it is the model's (a GGUF). Why by name: a trainer writes files of the same suffixes
+#: beside the model (``training_args.bin``, Accelerate's ``optimizer.bin``, ``scheduler.bin``, a second model's
+#: ``model_1.safetensors``), which change while the weights loaded do not, or are no model at all.
+LOADED_NAMES: dict[str, re.Pattern[str] | None] = {
+    ".safetensors": re.compile(r"model(\.\w+)?(-\d+-of-\d+)?\.safetensors"),
+    ".bin": re.compile(r"pytorch_model(\.\w+)?(-\d+-of-\d+)?\.bin"),
+    ".gguf": None,
+}
 #: Tokenizer and chat-template files (what turns the same prompt into the same token ids).
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt",
@@ -96,9 +106,10 @@ def _sampled(path: Path, size: int) -> str:
 
 
 def model_weights(files: Iterable[Path], suffix: str) -> list[Path]:
-    """The model's weight files of the format ``suffix`` (one of :data:`WEIGHT_FORMATS`) among ``files``: a
-    trainer's files of that suffix (:data:`TRAINING_FILES`) are not among them."""
-    return [p for p in files if p.suffix == suffix and p.name not in TRAINING_FILES]
+    """The model's weight files of the format ``suffix`` (one of :data:`WEIGHT_FORMATS`) among ``files``: those a
+    loader takes (:data:`LOADED_NAMES`), not a trainer's files of that suffix."""
+    names = LOADED_NAMES[suffix]
+    return [p for p in files if p.suffix == suffix and (names is None or names.fullmatch(p.name))]
 
 
 def loaded_format(files: Iterable[Path]) -> str | None:
