@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from eagle_iad.data import get_layout
 from eagle_iad.errors import ConfigError, ImageError
 from eagle_iad.expert.coreset import ApproximateGreedyCoreset, _LazyGreedy
+from eagle_iad.expert.store import labelled_parts
 from eagle_iad.tgps.thresholds import compute_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -938,9 +939,12 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert changed.status_code == 200, changed.text
         entry = changed.json()["history"][-1]
         other = client.get(f"/v1/inspections/{ids[1]}").json()["score"]  # labelled normal (to be taught)
+        # ... and which parts it counted (inspection ids and labels): a count of as many other parts is not theirs
+        both = labelled_parts([(ids[0], "anomalous"), (ids[1], "normal")])
+        assert both != labelled_parts([(ids[0], "normal"), (ids[1], "normal")])  # relabelled: not the same parts
         assert entry["labelled"] == {
-            "before": {"images": 2, "false_alarms": int(other >= tau), "misses": int(score < tau)},
-            "after": {"images": 2, "false_alarms": int(other >= score + 1.0), "misses": 1},
+            "before": {"images": 2, "false_alarms": int(other >= tau), "misses": int(score < tau), "parts": both},
+            "after": {"images": 2, "false_alarms": int(other >= score + 1.0), "misses": 1, "parts": both},
         }
         versions = client.get("/v1/categories/mono/versions").json()["versions"]
         assert [v["action"] for v in versions] == ["fit", "teach", "threshold"]
@@ -950,6 +954,7 @@ def test_the_service_teaches_labelled_inspections_and_keeps_their_images(
         assert versions[-1]["labelled"] == entry["labelled"]
         # the teach scored the one inspection labelled normal then (to be taught) before and after
         assert [versions[1]["labelled"][when]["images"] for when in ("before", "after")] == [1, 1]
+        assert versions[1]["labelled"]["after"]["parts"] == labelled_parts([(ids[0], "normal")])
         # What the current model was taught, read from its own history: a version pruned by hand (the teach's own)
         # does not make the taught parts look untaught, and a rollback to the fit undoes them.
         assert client.get("/v1/categories/mono/versions").json()["taught_inspections"] == ids

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -798,6 +799,20 @@ def _check_statistics(thresholds: Thresholds, scores: np.ndarray, history: list[
             raise ModelFormatError(f"{where}: history entry {number} is malformed (no 'before' thresholds)")
 
 
+def labelled_parts(items: Iterable[tuple[str, str]]) -> str:
+    """Which labelled parts a count of false alarms and misses was made on (``items``: each one's inspection id
+    and label): a short SHA-256 of them, sorted, kept beside the count (``labelled.before/after.parts``).
+
+    Why: the versions diff puts two versions' counts side by side, and counts made on the same number of parts
+    are not made on the same parts (a teach rescores the labelled images it can read, a threshold change the
+    labelled records with a score; labels come and go through a shift). Only counts of the same parts labelled
+    alike compare the models; the console says the others are not comparable."""
+    digest = hashlib.sha256()
+    for where, label in sorted(items):
+        digest.update(f"{where}\0{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def change_threshold(
     directory: str | os.PathLike[str],
     *,
@@ -805,7 +820,7 @@ def change_threshold(
     by: str,
     tau: float | None = None,
     restore: int | None = None,
-    labelled_errors: Callable[[float], dict[str, int]] | None = None,
+    labelled_errors: Callable[[float], dict[str, int | str]] | None = None,
 ) -> tuple[ExpertModel, dict[str, Any]]:
     """Set tau (``tau``) or put back the thresholds that change ``restore`` replaced, on the record.
 

@@ -52,7 +52,7 @@ from eagle_iad.expert.patchcore import Expert, ExpertModel, embed_runs, input_ma
 from eagle_iad.expert.preprocess import prepare, preprocessor_of
 from eagle_iad.expert.references import thumbnail
 from eagle_iad.expert.search import make_search
-from eagle_iad.expert.store import _fingerprint, check_changeable, load, next_change, save
+from eagle_iad.expert.store import _fingerprint, check_changeable, labelled_parts, load, next_change, save
 from eagle_iad.expert.tails import rescore, select_tails
 from eagle_iad.images import image_encoding, load_rgb, unusable_error
 from eagle_iad.tgps.calibration import MapCalibration, calibration_from, map_low
@@ -638,10 +638,12 @@ def _score_labelled(
     return scored
 
 
-def _errors(scored: list[tuple[LabelledImage, float, bool]]) -> dict[str, int]:
-    """False alarms (labelled normal, called anomalous) and misses (labelled defective, passed)."""
+def _errors(scored: list[tuple[LabelledImage, float, bool]]) -> dict[str, int | str]:
+    """False alarms (labelled normal, called anomalous) and misses (labelled defective, passed), and which parts
+    they were counted on (:func:`~eagle_iad.expert.store.labelled_parts`)."""
     return {
         "images": len(scored),
         "false_alarms": sum(1 for image, _, anomalous in scored if image.label == "normal" and anomalous),
         "misses": sum(1 for image, _, anomalous in scored if image.label == "anomalous" and not anomalous),
+        "parts": labelled_parts((image.where, image.label) for image, _, _ in scored),
     }

@@ -35,6 +35,7 @@ from eagle_iad.expert.store import (
     change_threshold,
     check_replaceable,
     is_model_folder,
+    labelled_parts,
     read_manifest,
     recover_model,
     retire_model,
@@ -331,15 +332,19 @@ def change_refused(name: str, exc: Exception, directory: Path, refused_code: str
     return ApiError(status, f"category {name!r}: {reason}", code=code)
 
 
-def labelled_errors(records: list[Any]) -> Callable[[float], dict[str, int]]:
-    """False alarms and misses at a tau on labelled history items, by the score each was given."""
-    scored = [(float(r.score), r.label) for r in records if r.score is not None and r.label in ("normal", "anomalous")]
+def labelled_errors(records: list[Any]) -> Callable[[float], dict[str, int | str]]:
+    """False alarms and misses at a tau on labelled history items, by the score each was given, and which parts
+    they were counted on (:func:`~eagle_iad.expert.store.labelled_parts`)."""
+    kept = [r for r in records if r.score is not None and r.label in ("normal", "anomalous")]
+    scored = [(float(r.score), r.label) for r in kept]
+    parts = labelled_parts((str(r.id), str(r.label)) for r in kept)
 
-    def at(tau: float) -> dict[str, int]:
+    def at(tau: float) -> dict[str, int | str]:
         return {
             "images": len(scored),
             "false_alarms": sum(1 for score, label in scored if label == "normal" and score >= tau),
             "misses": sum(1 for score, label in scored if label == "anomalous" and score < tau),
+            "parts": parts,
         }
 
     return at

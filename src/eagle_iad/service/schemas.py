@@ -151,6 +151,19 @@ class TeachAnswer(_Open):
     notices: list[str] = Field(default_factory=list)
 
 
+class LabelledCount(_Open):
+    """A model's false alarms and misses on the labelled history, counted at a model change."""
+
+    #: The labelled parts counted.
+    images: int
+    false_alarms: int
+    misses: int
+    #: Which parts those were (a short SHA-256 of their inspection ids and labels): two counts of the same
+    #: ``parts`` compare the models, counts of other parts (the same number or not) do not. Null: counted before
+    #: it was recorded.
+    parts: str | None = None
+
+
 class ModelVersion(_Open):
     """One saved version of a category's model: what made it, its thresholds and size, the disk it added."""
 
@@ -185,7 +198,7 @@ class ModelVersion(_Open):
     #: The labelled history's figures before and after the change (a teach: its kept labelled images
     #: rescored; a threshold change: their recorded scores against each tau), each with images,
     #: false_alarms and misses; null when unknown (a fit, a rollback, a change from the command line).
-    labelled: dict[str, dict[str, int]] | None = None
+    labelled: dict[str, LabelledCount] | None = None
 
 
 class DamagedVersion(_Open):

@@ -140,6 +140,49 @@ describe("model versions", () => {
     );
   });
 
+  it("compare two versions only on the same labelled parts, not on as many other parts", () => {
+    // Versions 2 and 4 (a rollback between them) each counted 14 labelled parts, but not the same 14: labels were
+    // given, corrected and cleared meanwhile. Side by side they would read as the model's change.
+    const count = (parts: string | undefined, false_alarms: number) => ({ images: 14, false_alarms, misses: 0, ...(parts ? { parts } : {}) });
+    const made = (version: number, before: object, after: object, extra: Partial<ModelVersion> = {}): ModelVersion => ({
+      ...base, version, action: "threshold", labelled: { before, after } as ModelVersion["labelled"], ...extra,
+    });
+    const shift = (second: string | undefined, fourth: string | undefined): ModelVersion[] => [
+      { ...base, labelled: null },
+      made(2, count(second, 6), count(second, 5)),
+      { ...base, version: 3, action: "rollback", to: 1 },
+      made(4, count(fourth, 9), count(fourth, 2), { current: true }),
+    ];
+    const rows = (all: ModelVersion[]) =>
+      versionDiff(all[1]!, all[3]!, all)
+        .filter((row) => row.label.endsWith("on labelled parts"))
+        .map((row) => [row.a, row.b, row.changed]);
+    const other = shift("1a2b3c4d5e6f7a8b", "99aa88bb77cc66dd");
+    expect(rows(other)).toEqual([
+      ["5 of 14 when it was made", "2 of 14 when it was made", false],
+      ["0 of 14 when it was made", "0 of 14 when it was made", false],
+    ]);
+    expect(labelledCaveat(other[1]!, other[3]!, other)).toBe(
+      "Versions 2 and 4 were counted on different labelled parts (14 each, not the same ones): their false alarms and " +
+        "misses are not comparable. Compare a version with the one before it to see what that change did, on the same parts.",
+    );
+    // The same parts (ids and labels): compared, and a difference is the models'.
+    const same = shift("1a2b3c4d5e6f7a8b", "1a2b3c4d5e6f7a8b");
+    expect(rows(same)).toEqual([
+      ["5 of 14 when it was made", "2 of 14 when it was made", true],
+      ["0 of 14 when it was made", "0 of 14 when it was made", false],
+    ]);
+    expect(labelledCaveat(same[1]!, same[3]!, same)).toBeNull();
+    // Counted before the parts were recorded: as many parts of two changes are not known to be the same.
+    const older = shift(undefined, undefined);
+    expect(rows(older).map((row) => row[2])).toEqual([false, false]);
+    expect(labelledCaveat(older[1]!, older[3]!, older)).toBe(
+      "Versions 2 and 4 were counted on labelled parts not known to be the same (14 each, counted before the parts were " +
+        "recorded): their false alarms and misses are not comparable. Compare a version with the one before it to see " +
+        "what that change did, on the same parts.",
+    );
+  });
+
   it("formats disk sizes", () => {
     expect([formatBytes(512), formatBytes(3100), formatBytes(6_700_000)]).toEqual(["512 B", "3.1 kB", "6.7 MB"]);
   });

@@ -96,6 +96,8 @@ interface LabelledFigures {
   images?: number;
   false_alarms?: number;
   misses?: number;
+  /** Which parts were counted (a short hash of their inspection ids and labels); absent in older records. */
+  parts?: string | null;
 }
 
 /**
@@ -106,6 +108,8 @@ interface LabelledFigures {
 export interface LabelledCount {
   figures: LabelledFigures;
   replacedBy: number | null;
+  /** The version whose change recorded the count (its before and after score the same parts). */
+  change: number;
 }
 
 /** A version's counts, in the order {@link labelledFigure} prefers them: when it was made, when it was replaced. */
@@ -114,8 +118,8 @@ function countsOf(version: ModelVersion, all: readonly ModelVersion[]): { made: 
   const next = all.find((v) => v.version === version.version + 1);
   const before = next?.labelled?.before;
   return {
-    made: own ? { figures: own, replacedBy: null } : null,
-    replaced: next && before ? { figures: before, replacedBy: next.version } : null,
+    made: own ? { figures: own, replacedBy: null, change: version.version } : null,
+    replaced: next && before ? { figures: before, replacedBy: next.version, change: next.version } : null,
   };
 }
 
@@ -136,13 +140,25 @@ export function labelledFigure(version: ModelVersion, all: readonly ModelVersion
 }
 
 /**
+ * Whether two counts were made on the same labelled parts: both name their parts and they are the same (ids and
+ * labels), or, in records made before the parts were named, both are one change's before and after (the same
+ * parts scored with the model before and after it). As many parts are not the same parts: through a shift labels
+ * are given, corrected and cleared, so two counts of 14 may share none.
+ */
+function sameParts(x: LabelledCount, y: LabelledCount): boolean {
+  const [p, q] = [x.figures.parts, y.figures.parts];
+  if (typeof p === "string" && typeof q === "string") return p === q;
+  return x.change === y.change && (x.figures.images ?? 0) === (y.figures.images ?? 0);
+}
+
+/**
  * The counts of two versions to put side by side. Each version may have two (when it was made, when the next one
- * replaced it), counted on the parts labelled at that time, which grow through a shift: a version counted on 1
+ * replaced it), counted on the parts labelled at that time, which change through a shift: a version counted on 1
  * labelled part beside one counted on 14 reads as a change of the model where there is none ("1 of 1" against
- * "2 of 14" for a teach that took 10 of 14 to 2 of 14). So the pair counted on as many parts is taken, the
- * counts nearest in time first: a teach against the version before it is its own "after" beside its "before",
- * the same parts scored with both models. `comparable` is false where no such pair was recorded (then each
- * version's own count is shown, and {@link labelledCaveat} says they are not comparable).
+ * "2 of 14" for a teach that took 10 of 14 to 2 of 14), and so does one counted on 14 other parts. So the pair
+ * counted on the same parts ({@link sameParts}) is taken, the counts nearest in time first: a teach against the
+ * version before it is its own "after" beside its "before". `comparable` is false where no such pair was recorded
+ * (then each version's own count is shown, and {@link labelledCaveat} says they are not comparable).
  */
 export function labelledPair(a: ModelVersion, b: ModelVersion, all: readonly ModelVersion[]): { a: LabelledCount | null; b: LabelledCount | null; comparable: boolean } {
   const [early, late] = a.version <= b.version ? [countsOf(a, all), countsOf(b, all)] : [countsOf(b, all), countsOf(a, all)];
@@ -152,23 +168,30 @@ export function labelledPair(a: ModelVersion, b: ModelVersion, all: readonly Mod
     [early.replaced, late.replaced],
     [early.made, late.replaced],
   ];
-  const same = tries.find(([x, y]) => x && y && (x.figures.images ?? 0) === (y.figures.images ?? 0));
+  const same = tries.find(([x, y]) => x && y && sameParts(x, y));
   const [e, l] = same ?? [early.made ?? early.replaced, late.made ?? late.replaced];
   const comparable = same !== undefined || e === null || l === null;
   return a.version <= b.version ? { a: e, b: l, comparable } : { a: l, b: e, comparable };
 }
 
 /**
- * Said under the diff where the two versions' counts were made on different numbers of labelled parts (else null):
- * they describe different parts, not what the model did differently.
+ * Said under the diff where the two versions' counts were not made on the same labelled parts (else null): they
+ * describe different parts, not what the model did differently.
  */
 export function labelledCaveat(a: ModelVersion, b: ModelVersion, all: readonly ModelVersion[]): string | null {
   const pair = labelledPair(a, b, all);
   if (pair.comparable || !pair.a || !pair.b) return null;
+  const [n, m] = [pair.a.figures.images ?? 0, pair.b.figures.images ?? 0];
+  const named = typeof pair.a.figures.parts === "string" && typeof pair.b.figures.parts === "string";
+  const which =
+    n !== m
+      ? `were counted on different labelled parts (${n} and ${m})`
+      : named
+        ? `were counted on different labelled parts (${n} each, not the same ones)`
+        : `were counted on labelled parts not known to be the same (${n} each, counted before the parts were recorded)`;
   return (
-    `Versions ${a.version} and ${b.version} were counted on different labelled parts (${pair.a.figures.images ?? 0} and ` +
-    `${pair.b.figures.images ?? 0}): their false alarms and misses are not comparable. Compare a version with the one ` +
-    "before it to see what that change did, on the same parts."
+    `Versions ${a.version} and ${b.version} ${which}: their false alarms and misses are not comparable. Compare a ` +
+    "version with the one before it to see what that change did, on the same parts."
   );
 }
 

@@ -1705,6 +1705,22 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * LabelledCount
+         * @description A model's false alarms and misses on the labelled history, counted at a model change.
+         */
+        LabelledCount: {
+            /** False Alarms */
+            false_alarms: number;
+            /** Images */
+            images: number;
+            /** Misses */
+            misses: number;
+            /** Parts */
+            parts?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * LabelledScore
          * @description One image whose truth is known: a labelled history item or an evaluation run's test image.
          */
@@ -1823,9 +1839,7 @@ export interface components {
             inspections_added?: string[] | null;
             /** Labelled */
             labelled?: {
-                [key: string]: {
-                    [key: string]: number;
-                };
+                [key: string]: components["schemas"]["LabelledCount"];
             } | null;
             /** Restored */
             restored?: number | null;
