@@ -127,12 +127,30 @@ def _described(default: Any, kind: str, words: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(str(default))}(?![\w.])", text) is not None
 
 
-def _compare(kind: str, declared: dict[str, Any], reads: dict[str, dict[str, Any]]) -> list[str]:
-    """What the declaration of ``kind`` says otherwise than its part read (empty: nothing)."""
+def _trigger(declared: dict[str, Any], table: dict[str, Any]) -> str | None:
+    """The trigger choice (a key of the kind's ``x-triggers``) a part's ``table`` makes, as the part reads it: its
+    ``trigger``, else every_n_frames where given, else the declared default; None for a kind without triggers."""
+    if "x-triggers" not in declared:
+        return None
+    if "trigger" in table:
+        return str(table["trigger"])
+    return "every_n_frames" if "every_n_frames" in table else str(declared["x-default-trigger"])
+
+
+def _compare(kind: str, declared: dict[str, Any], reads: dict[str, dict[str, Any]], table: dict[str, Any]) -> list[str]:
+    """What the declaration of ``kind`` says otherwise than its part, given ``table``, read (empty: nothing)."""
     wrong: list[str] = []
-    properties, required = declared["properties"], declared["required"]
-    # a trigger's options are needed only with that trigger (a camera's trigger_node): read as REQUIRED there
-    conditional = {key for mode in declared.get("x-triggers", {}).values() for key in mode["options"]}
+    properties, required = declared["properties"], list(declared["required"])
+    # a trigger's options are read only with that trigger, and those it declares required (a camera's
+    # trigger_node with trigger "opcua") are read without a default there: the form marks them
+    trigger = _trigger(declared, table)
+    if trigger is not None:
+        mode = declared["x-triggers"][trigger]
+        needed = mode.get("required", [])  # none declared: each option read without a default is a drift
+        wrong += [f"{kind}.{key}: required by trigger {trigger}, not among its options"
+                  for key in needed if key not in mode["options"]]  # fmt: skip
+        wrong += [f"{kind}.{key}: required by trigger {trigger}, not read" for key in needed if key not in reads]
+        required += needed
     wrong += [f"{kind}.{key}: required, not declared" for key in required if key not in properties]
     for key, read in reads.items():
         if key == "kind":
@@ -145,7 +163,7 @@ def _compare(kind: str, declared: dict[str, Any], reads: dict[str, dict[str, Any
         if promised not in readers or any(READER_TYPES[reader] != entry["type"] for reader in readers):
             wrong.append(f"{kind}.{key}: {entry['type']} ({promised}) declared, read as {readers}")
         default = read.get("default")
-        if (default is REQUIRED) != (key in required) and not (default is REQUIRED and key in conditional):
+        if (default is REQUIRED) != (key in required):
             said, how = ("required", "with") if key in required else ("optional", "without")
             wrong.append(f"{kind}.{key}: {said} declared, read {how} a default")
         if default is REQUIRED:
@@ -195,7 +213,7 @@ def test_each_declared_option_is_what_its_part_reads(tmp_path: Path) -> None:
         for part in parts:
             kind = part.table["kind"]
             declared = (declared_sources if part is parts[0] else declared_sinks)[kind]
-            wrong += _compare(kind, declared, part.reads)
+            wrong += _compare(kind, declared, part.reads, part.table)
             seen.setdefault(("source:" if part is parts[0] else "sink:") + kind, set()).update(part.reads)
     assert sorted(set(wrong)) == []
     # and nothing is declared that no part reads (an option the form would offer, refused by the service)
@@ -217,7 +235,11 @@ def test_the_openapi_document_carries_them_for_the_console() -> None:
     }  # fmt: skip
     camera = schema["source"]["x-kinds"]["camera"]
     assert camera["x-triggers"]["opcua"] == {
-        "options": ["trigger_endpoint", "trigger_node", "username", "password_env"], "table": {"trigger": "opcua"},
+        "options": ["trigger_endpoint", "trigger_node", "username", "password_env"],
+        "required": ["trigger_endpoint", "trigger_node"], "table": {"trigger": "opcua"},
+    }  # fmt: skip
+    assert {mode: entry["required"] for mode, entry in camera["x-triggers"].items() if mode != "opcua"} == {
+        "every_n_frames": [], "every_ms": [], "http": [],
     }  # fmt: skip
     assert camera["properties"]["every_ms"] == {
         "type": "number", "description": camera["properties"]["every_ms"]["description"], "default": 1000.0,

@@ -12,8 +12,8 @@ The schema goes into the ``x-kinds`` of ``StationBody``'s ``source`` and ``sinks
 ``STATION_SOURCES`` and ``STATION_SINKS``). Keywords beyond JSON Schema: ``x-path`` (a server path, relative to the
 service's data root), ``x-secret`` (the name of an environment variable starting with ``EAGLE_STATION_``),
 ``x-default`` (what the part uses when the option is absent, where that is not one fixed value: words),
-``x-one-of`` (exactly one of these options), ``x-triggers`` (a camera's trigger choices: the options each shows and
-the table each writes; ``x-trigger-order``: their order).
+``x-one-of`` (exactly one of these options), ``x-triggers`` (a camera's trigger choices: the options each shows,
+those of them it must be given, ``required``, and the table each writes; ``x-trigger-order``: their order).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from eagle_iad.ranges import Range
 from eagle_iad.station.parts import ATTEMPTS, BACKOFF_S, SERVICE_SECRET_PREFIX, UNLIMITED
 from eagle_iad.station.sinks import mqtt, opcua, webhook
 from eagle_iad.station.sources import camera, folder
+from eagle_iad.station.sources.opcua_trigger import REQUIRED_OPTIONS as OPCUA_REQUIRED
 
 
 def _option(
@@ -168,13 +169,15 @@ def source_kinds() -> dict[str, dict[str, Any]]:
         [],
         **{
             "x-one-of": ["url", "device"],
-            # the trigger modes (one at most; none: every_ms): what each shows and the table it writes
+            # the trigger modes (one at most; none: every_ms): what each shows, which of those it must be given
+            # (the PLC's endpoint and node; its user may be left out), and the table it writes
             "x-triggers": {
-                "every_n_frames": {"options": ["every_n_frames"], "table": {}},
-                "every_ms": {"options": ["every_ms"], "table": {}},
+                "every_n_frames": {"options": ["every_n_frames"], "required": [], "table": {}},
+                "every_ms": {"options": ["every_ms"], "required": [], "table": {}},
                 **{
                     kind: {
                         "options": list(camera.OPCUA_OPTIONS) if kind == camera.OPCUA else [],
+                        "required": list(OPCUA_REQUIRED) if kind == camera.OPCUA else [],
                         "table": {"trigger": kind},
                     }
                     for kind in camera.TRIGGER_KINDS

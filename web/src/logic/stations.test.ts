@@ -37,6 +37,7 @@ import {
   refusedField,
   shownOptions,
   triggerChoices,
+  type Kinds,
   type PartForm,
   type StationForm,
 } from "./stations";
@@ -213,6 +214,27 @@ describe("the create form", () => {
     expect(isRequired(SOURCES, camera({ trigger: "opcua" }), "username")).toBe(false);
     expect(isRequired(SOURCES, camera(), "url")).toBe(true);
     expect(isRequired(SOURCES, camera(), "frames")).toBe(false);
+    expect(isRequired(SOURCES, camera({ trigger: "opcua" }), "trigger_endpoint")).toBe(true);
+    expect(isRequired(SOURCES, camera({ trigger: "opcua" }), "password_env")).toBe(false);
+    expect(isRequired(SOURCES, camera({ trigger: "http" }), "trigger_node")).toBe(false); // not this trigger's
+  });
+
+  it("marks a trigger's options required as the service declares them, not by their want of a default", () => {
+    // A trigger the service adds later: its address is required, its user (no default either) is not.
+    const plc: Kinds = {
+      order: ["cam"],
+      kinds: {
+        cam: {
+          title: "A camera",
+          properties: { address: { type: "string", description: "where" }, user: { type: "string", description: "who" } },
+          required: [],
+          "x-order": ["address", "user"],
+          "x-triggers": { plc: { options: ["address", "user"], required: ["address"], table: { trigger: "plc" } } },
+        },
+      },
+    };
+    const part = { kind: "cam", values: {}, trigger: "plc" };
+    expect([isRequired(plc, part, "address"), isRequired(plc, part, "user")]).toEqual([true, false]);
   });
 
   it("builds a camera's table: numbers as numbers, the trigger's own keys, nothing of another trigger", () => {

@@ -260,9 +260,11 @@ export interface OptionSchema {
   properties?: Readonly<Record<string, { type: string; description: string }>>;
 }
 
-/** A camera's trigger choice: the options it shows, and what it writes into the source's table. */
+/** A camera's trigger choice: the options it shows, those of them it must be given, and what it writes into the source's table. */
 export interface TriggerSchema {
   options: readonly string[];
+  /** The options the service refuses the choice without (the PLC's endpoint and node; not its user). */
+  required?: readonly string[];
   table: Readonly<Record<string, string>>;
 }
 
@@ -451,9 +453,9 @@ export function isRequired(kinds: Kinds, part: PartForm, key: string): boolean {
   const schema = kinds.kinds[part.kind];
   if (!schema) return false;
   if (schema.required.includes(key) || (schema["x-one-of"] ?? []).includes(key)) return true;
-  // a trigger's options are needed by it, except the PLC's user and password (anonymous by default)
+  // a trigger's options the service declares it needs (the PLC's endpoint and node; its user may be left out)
   const trigger = part.trigger !== undefined ? schema["x-triggers"]?.[part.trigger] : undefined;
-  return !!trigger && trigger.options.includes(key) && schema.properties[key]?.default === undefined && !["username", "password_env"].includes(key);
+  return !!trigger && (trigger.required ?? []).includes(key);
 }
 
 function numberOf(text: string): number | null {

@@ -131,16 +131,19 @@ export const STATION_SOURCES = {
           "options": [
             "every_ms"
           ],
+          "required": [],
           "table": {}
         },
         "every_n_frames": {
           "options": [
             "every_n_frames"
           ],
+          "required": [],
           "table": {}
         },
         "http": {
           "options": [],
+          "required": [],
           "table": {
             "trigger": "http"
           }
@@ -151,6 +154,10 @@ export const STATION_SOURCES = {
             "trigger_node",
             "username",
             "password_env"
+          ],
+          "required": [
+            "trigger_endpoint",
+            "trigger_node"
           ],
           "table": {
             "trigger": "opcua"

@@ -125,6 +125,13 @@ class _LostError(Exception):
     """The connection failed under the subscription (the PLC restarted, the network dropped)."""
 
 
+#: The options a camera with ``trigger = "opcua"`` must give (:class:`OpcUaTrigger` reads them without a default);
+#: ``username`` and ``password_env`` may be left out (an anonymous session). The service's OpenAPI document
+#: declares them as the trigger's ``required`` (station/part_options.py), which the console's form marks;
+#: tests/test_station_part_options.py checks the two agree with what is read.
+REQUIRED_OPTIONS = ("trigger_endpoint", "trigger_node")
+
+
 class OpcUaTrigger:
     """The options ``trigger_endpoint``, ``trigger_node``, ``username``, ``password_env`` of a camera, and the thread
     that watches the node once :meth:`start` is called, calling ``fire`` on each trigger."""
