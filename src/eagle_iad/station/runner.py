@@ -37,6 +37,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -100,6 +101,14 @@ from eagle_iad.stops import checkpoint
 IMAGE_FAULTS = (400, 413, 415, 422)
 #: Images one station takes in a row before the next station's turn (one busy line does not starve another).
 TURN = 8
+#: Arrivals finished or refused this run that the station remembers, to pass over one its source hands again (a
+#: plugin's ``finish`` or ``refuse`` that did not take it away): the most recent ones, so memory stays bounded.
+HANDED_MEMORY = 4096
+#: Arrivals handed again that one turn passes over before the next station's turn (a source that hands one without
+#: end in a single poll must not hold the thread).
+PASSED_PER_TURN = 1024
+#: Distinct intake errors whose traceback the log shows (once each); more are said by their line only.
+TRACEBACKS_SAID = 100
 
 Log = Callable[[str], None]
 #: The debug log of what a station says once, then repeats (the outbox's retries during an outage).
@@ -132,6 +141,39 @@ def _naming(station: str, log: Log) -> Log:
         log(f"eagle station {station}: {line[len(bare) :]}" if line.startswith(bare) else line)
 
     return named
+
+
+def source_named(source: object) -> str:
+    """``source 'zipdrop' (plant_parts.ZipDrop)``: a source as a line names it, by its kind and its class, so a
+    plugin's author finds the class at fault (its own messages need not say who they are)."""
+    kind = type(source)
+    return f"source {getattr(kind, 'kind', '?')!r} ({kind.__module__}.{kind.__qualname__})"
+
+
+class SourceError(Exception):
+    """A source broke its contract in a way the station can name (its ``poll`` yielded something that is no
+    :class:`~eagle_iad.station.parts.Arrival`): the intake pauses on this message, which names the source; no
+    traceback is logged, the line says all there is to fix."""
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
+
+
+def _raised_by(exc: BaseException, source: object) -> bool:
+    """Whether ``exc`` was raised in the module of ``source``'s class (its ``poll``, ``finish``, ``refuse``...): the
+    intake's line then names the source. Why the traceback's frames: a source is called from many places of the
+    intake, and wrapping each call would put the same try in every one."""
+    module = sys.modules.get(type(source).__module__)
+    where = getattr(module, "__file__", None)
+    if not where:
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == where:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class Courier(threading.Thread):
@@ -464,6 +506,21 @@ class StationRunner:
         self._ignored_unread = False
         #: The SHA-256 of the stations file this run started with (``eagle station run``), for the status.
         self.file_sha256: str | None = None
+        #: Arrivals finished or refused this run (:meth:`_arrival_key`), with how (what the line says of them): one
+        #: the source hands again is passed over, neither inspected nor told to the sinks again (see :meth:`_again`).
+        #: Why: a plugin source whose ``finish`` did not take an image away handed it at every poll, and each was
+        #: told to the sinks as a new refusal (11,800 in 80 s), never idle. The most recent :data:`HANDED_MEMORY`.
+        self._handled: dict[tuple[Any, ...], tuple[str, str]] = {}
+        #: Keys handled or passed over during the listing in progress: at its end, the others are forgotten (the
+        #: source took them away, as it must), so a later file of that name and content is a new arrival again.
+        self._listed: set[tuple[Any, ...]] = set()
+        #: What was said of each arrival passed over (its status warning), while the source still hands it.
+        self._again_said: dict[tuple[Any, ...], str] = {}
+        #: Arrivals passed over in the last full listing: the source counts them in its backlog, but the station
+        #: will not take them, so ``--until-idle`` does not wait for them.
+        self.handed_again = 0
+        #: The intake errors whose traceback was logged (once each: the intake retries every PAUSE_RETRY_S).
+        self._tracebacks: set[str] = set()
 
     def intake(self) -> Intake:
         ignored, last_ignored, ignored_seconds = self._ignored()
@@ -471,7 +528,17 @@ class StationRunner:
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
                       ignored_seconds, self.file_sha256,
                       tuple(sink.sink.name for sink in self.config.sinks), *self._replaced(),
-                      source_warning=self.source_warning())  # fmt: skip
+                      source_warning=self.source_warning(), handed_again=self._handed_again())  # fmt: skip
+
+    def _handed_again(self) -> str | None:
+        """The status' warning of the arrivals the source still hands after they were finished or refused (the
+        last one said, and how many), or ``None``."""
+        said = list(self._again_said.values())
+        if not said:
+            return None
+        more = len(said) - 1
+        others = f" (and {more} other image{'' if more == 1 else 's'} so; the log names each)" if more else ""
+        return said[-1] + others
 
     def source_warning(self) -> str | None:
         """What the source says keeps it from taking images now (:func:`source_says`), or ``None``."""
@@ -640,9 +707,11 @@ class StationRunner:
         self.recheck.clear()
         if (self.paused is not None or self._unfiled or asked) and self._lost():
             return 0
-        taken = 0
-        while taken < TURN and not self.halt.is_set():  # a stop is prompt: the next image stays for the next start
+        taken = passed = 0
+        # a stop is prompt: the next image stays for the next start
+        while taken < TURN and passed < PASSED_PER_TURN and not self.halt.is_set():
             if self._arrivals is None:
+                self._listed = set()
                 self._arrivals = self.config.source.poll()
             try:
                 arrival = next(self._arrivals, None)
@@ -660,8 +729,16 @@ class StationRunner:
                 self._arrivals = None  # a source that raised is listed afresh next time
                 raise
             self._say_ignored()  # the listing is made at the first arrival asked for
+            if arrival is not None and not isinstance(arrival, Arrival):
+                self._arrivals = None
+                what = _article(type(arrival).__name__)
+                raise SourceError(
+                    f"{source_named(self.config.source)}: its poll() yielded {what} "
+                    f"({short_repr(arrival)}), not an Arrival (eagle_iad.station.parts.Arrival)"
+                )
             if arrival is None:
                 self._arrivals = None
+                self._listed_all()
                 if self._resolve_unfiled():
                     self._resume()  # nothing left that it paused on (the image taken away meanwhile)
                 break
@@ -672,6 +749,9 @@ class StationRunner:
                 took = self._take(arrival)
             finally:
                 self.current = None
+            if took is None:  # handed again after it was finished or refused: passed over
+                passed += 1
+                continue
             if not took:
                 self._arrivals = None  # paused: the same image is the first one next time
                 break
@@ -715,12 +795,13 @@ class StationRunner:
         coming = getattr(self.config.source, "coming", None)  # a video file waiting for triggers: not its end yet
         if callable(coming) and coming():
             return False
-        return backlog == 0 and self.tables.owed(self.config.name, sinks) == 0
+        # arrivals the source hands again after they were finished or refused are not taken: not waited for
+        return backlog <= self.handed_again and self.tables.owed(self.config.name, sinks) == 0
 
     def _drained(self) -> bool:
         """No image waits in the source (a poll took all): one left unfiled is not there to be filed any more."""
         try:
-            return self.config.source.backlog() == 0
+            return self.config.source.backlog() <= self.handed_again  # those handed again are not taken
         except OSError:
             return False  # not seen: maybe there; the next poll looks again
 
@@ -871,11 +952,76 @@ class StationRunner:
         if say:
             self.log(f"eagle station {self.config.name}: intake paused: {reason}; retrying every {PAUSE_RETRY_S:g} s")
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, exc: BaseException | None = None) -> None:
         """The intake raised ``error`` (a plugin source's bug): paused as for any other reason, so it is one
-        line when it starts failing and one when it resumes, and the status says so meanwhile."""
+        line when it starts failing and one when it resumes, and the status says so meanwhile. ``exc``: the
+        exception, whose traceback the log shows once per distinct error (a developer must find the failing line;
+        the retries every PAUSE_RETRY_S say nothing more), except a :class:`SourceError` (its line says it all) and
+        an :class:`OSError` (a condition of the machine, not a line of code)."""
         self._arrivals = None
         self._pause(f"intake failed: {error}")
+        if exc is None or isinstance(exc, SourceError | OSError) or error in self._tracebacks:
+            return
+        if len(self._tracebacks) < TRACEBACKS_SAID:
+            self._tracebacks.add(error)
+            lines = "".join(traceback.format_exception(exc)).rstrip("\n").splitlines()
+            self.log(f"eagle station {self.config.name}: the intake's error, said once: {lines[0]}")
+            for line in lines[1:]:
+                self.log(f"eagle station {self.config.name}: | {line}")
+
+    def failed_as(self, exc: Exception) -> str:
+        """What the intake's line says of ``exc``: the source named (:func:`source_named`) where it was raised in
+        its class's module, as a plugin's own message need not say who it is."""
+        if isinstance(exc, SourceError):
+            return str(exc)
+        said = f"{type(exc).__name__}: {exc}"
+        return f"{source_named(self.config.source)}: {said}" if _raised_by(exc, self.config.source) else said
+
+    def _arrival_key(self, arrival: Arrival, digest: str) -> tuple[Any, ...]:
+        """What tells one arrival from another for :meth:`_again`: where the source has it and its name, its
+        content, and what the source (``settled``) and the read (``identity``) saw of the file, so a later file of
+        the same name and content (the next part: another inode, another change time) is another arrival."""
+        return str(arrival.path), arrival.name, digest, arrival.settled, arrival.identity
+
+    def _handled_now(self, arrival: Arrival, digest: str, how: str, method: str) -> None:
+        """``arrival`` was finished or refused (``how``, by the source's ``method``): remembered (:attr:`_handled`)."""
+        key = self._arrival_key(arrival, digest)
+        self._handled.pop(key, None)
+        self._handled[key] = (how, method)
+        self._listed.add(key)
+        while len(self._handled) > HANDED_MEMORY:
+            del self._handled[next(iter(self._handled))]
+
+    def _again(self, arrival: Arrival, digest: str) -> bool:
+        """Whether the source hands ``arrival`` again after this run finished or refused it: it is passed over (not
+        inspected, not told to the sinks again, not finished again), said in one line and a status warning while
+        the source hands it. A source whose ``finish`` or ``refuse`` takes an image away (every built-in) never
+        does; a plugin's that did not sent the same refusal to the sinks at every poll, each under a new key."""
+        key = self._arrival_key(arrival, digest)
+        handled = self._handled.get(key)
+        if handled is None:
+            return False
+        self._listed.add(key)
+        if key not in self._again_said:
+            how, method = handled
+            then = "not told to the sinks again" if how == "refused" else "not inspected again, nor told to the sinks"
+            said = (f"{source_named(self.config.source)} handed {arrival.name} again after it was {how}: its "
+                    f"{method}() did not take it away; {then}")  # fmt: skip
+            self._again_said[key] = said
+            self.log(f"eagle station {self.config.name}: warning: {said}")
+            self._say_intake()  # the status warns while the source hands it
+        return True
+
+    def _listed_all(self) -> None:
+        """A listing ended: the arrivals finished or refused that it did not hand are forgotten (taken away, as
+        they must be), and so are their warnings; those it handed again are counted (see :attr:`handed_again`)."""
+        listed, self._listed = self._listed, set()
+        self._handled = {key: how for key, how in self._handled.items() if key in listed}
+        again = {key: said for key, said in self._again_said.items() if key in listed}
+        self.handed_again = len(again)
+        if again != self._again_said:
+            self._again_said = again
+            self._say_intake()
 
     def _resume(self) -> None:
         if self.paused is None:
@@ -886,8 +1032,9 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}: intake resumed")
         self._paused_for_lock = False
 
-    def _take(self, arrival: Arrival) -> bool:
-        """Handle one image; ``False`` when the intake paused on it (it stays for the next try)."""
+    def _take(self, arrival: Arrival) -> bool | None:
+        """Handle one image; ``False`` when the intake paused on it (it stays for the next try), ``None`` when it
+        was passed over (handed again after it was finished or refused: see :meth:`_again`)."""
         name, source = self.config.name, self.config.source
         if arrival.refused is not None:  # the source could not keep it (a frame not saved): told, never inspected
             digest = "" if arrival.data is None else hashlib.sha256(arrival.data).hexdigest()
@@ -926,6 +1073,8 @@ class StationRunner:
             self._pause(f"{arrival.path}: cannot be read: {exc.strerror or exc}")
             return False
         digest = hashlib.sha256(data).hexdigest()
+        if self._again(arrival, digest):
+            return None
         prior = self.tables.intake(name, digest) if source.dedupe else None
         if prior is not None and prior.state == "done":
             to = Path(prior.moved_to) if prior.moved_to else source.planned(arrival)
@@ -938,7 +1087,8 @@ class StationRunner:
             place = Path(planned_repeat(arrival, to)) if callable(planned_repeat) else to
             if told and not self._tell_repeat(arrival, digest, str(prior.record_id), place):
                 return False
-            if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True):
+            how = "refused" if told else "inspected" if first else "put away as a repeat"
+            if not self._put_away(arrival, to, {"id": prior.record_id}, digest, repeat=True, how=how):
                 return False
             self._unput.discard(digest)
             if first:
@@ -1031,7 +1181,7 @@ class StationRunner:
             "the source's max_file_mb sets the station's own"
         )
 
-    def _too_large(self, arrival: Arrival, size: str, limit: int, said: str) -> bool:
+    def _too_large(self, arrival: Arrival, size: str, limit: int, said: str) -> bool | None:
         """Refuse the file of ``arrival`` by its size, unread (as a file that cannot be read: it is put aside as any
         refusal is, and told to the sinks that take refusals)."""
         why = f"{arrival.name}: {size}, over the limit of {limit} bytes ({said}); not read"
@@ -1058,17 +1208,21 @@ class StationRunner:
                   "told to the sinks that take refusals, in one more line")  # fmt: skip
         return True
 
-    def _put_away(self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False) -> bool:
+    def _put_away(
+        self, arrival: Arrival, to: Path, record: dict[str, Any], digest: str, repeat: bool = False,
+        how: str = "inspected",
+    ) -> bool:  # fmt: skip
         """The source's ``finish``, then the place the image went stored and its deliveries made due (see
         :meth:`StationTables.filed`); a failure (the disk full for a sidecar) pauses the intake instead of ending
         it. An image put elsewhere than ``to`` (that name taken meanwhile: ``-1``) is stored and delivered from
         there (``repeat``: a content already inspected, whose record stays where it is, unless a crash left it
-        unfiled)."""
+        unfiled). ``how``: what a line says of the image if the source hands it again (:meth:`_again`)."""
         try:
             actual = self.config.source.finish(arrival, to, record)
         except OSError as exc:
             self._pause(f"{arrival.name}: inspected, but it could not be put away: {exc.strerror or exc}")
             return False
+        self._handled_now(arrival, digest.split(":")[0], how, "finish")
         at = to if actual is None else actual
         self._sync_move(Path(at))
         self._owed = OwedFiling(digest, str(record["id"]), str(at), not repeat, str(to))
@@ -1165,9 +1319,10 @@ class StationRunner:
             self.log(f"eagle station {self.config.name}: warning: {owed_file(state_dir, self.config.name)} could "
                      f"not be removed ({exc.strerror or exc}); the next run stores the same place again")  # fmt: skip
 
-    def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool:
+    def _refuse_or_pause(self, arrival: Arrival, digest: str, reason: str) -> bool | None:
         """Put an image that cannot be inspected aside with its reason and tell every sink that takes refusals
-        (``True``), or pause if the history or the put-aside fails (the image stays for the next try).
+        (``True``), or pause if the history or the put-aside fails (the image stays for the next try); ``None``:
+        passed over, handed again after it was refused (see :meth:`_again`).
 
         In the steps of a verdict (see the module), so no sink misses a refusal and none is told of a place the
         image is not at: the intake row (``failed``) and the held outbox rows in one transaction, then the image
@@ -1177,6 +1332,8 @@ class StationRunner:
         ``digest``: ``""`` for a file that could not be read.
         """
         name, source = self.config.name, self.config.source
+        if self._again(arrival, digest):
+            return None
         planned_refusal = getattr(source, "planned_refusal", None)
         planned = Path(planned_refusal(arrival)) if callable(planned_refusal) else arrival.path
         sinks = [courier.sink.sink.name for courier in self.couriers if courier.sink.refusals]
@@ -1206,11 +1363,13 @@ class StationRunner:
         try:
             actual = source.refuse(arrival, reason)
         except NotPutAside as exc:
+            self._handled_now(arrival, digest, "refused", "refuse")
             return self._refused_nowhere(arrival.name, key, reason, str(exc))
         except OSError as exc:
             self._pause(f"{arrival.name}: not inspected ({reason}), and it could not be put aside: "
                         f"{exc.strerror or exc}")  # fmt: skip
             return False
+        self._handled_now(arrival, digest, "refused", "refuse")
         self.log(f"eagle station {name}: {arrival.name}: not inspected: {reason}")
         checkpoint("station refusal put aside")
         at = planned if actual is None else Path(actual)
@@ -1410,8 +1569,8 @@ class Running:
             try:
                 taken = self.runner.step()
             except Exception as exc:  # a bug in a source must not end the station: say it (once), retry
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.runner.fail(self.error)
+                self.error = self.runner.failed_as(exc)
+                self.runner.fail(self.error, exc)
                 self.halt.wait(PAUSE_RETRY_S)
                 continue
             if self.runner.paused is None:

@@ -134,6 +134,10 @@ class Intake:
     #: What keeps the source from taking images now, as it says (a camera's PLC trigger not connected, naming the
     #: endpoint and why), or ``None``: a warning while it lasts.
     source_warning: str | None = None
+    #: What the station says of the images its source hands again after they were finished or refused (a plugin's
+    #: ``finish`` that did not take one away: passed over, neither inspected nor told again), while it does; or
+    #: ``None``. A warning: such an image stays in the source, and its author must fix the plugin.
+    handed_again: str | None = None
 
     def state(self) -> str:
         """``paused`` (by a user), ``waiting: <why>`` (the intake paused, or the source cannot take images: a
@@ -171,7 +175,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "file_sha256": intake.file_sha256, "sinks": list(intake.sinks),
                                             "replaced": intake.replaced, "last_replaced": intake.last_replaced,
                                             "replaced_seconds": [list(one) for one in intake.replaced_seconds],
-                                            "source_warning": intake.source_warning}),
+                                            "source_warning": intake.source_warning,
+                                            "handed_again": intake.handed_again}),
                           )  # fmt: skip
     except OSError:
         pass
@@ -195,7 +200,7 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
     ignored, last_ignored = data.get("ignored"), data.get("last_ignored")
     file_sha256, sinks = data.get("file_sha256"), data.get("sinks")
     replaced, last_replaced = data.get("replaced"), data.get("last_replaced")
-    source_warning = data.get("source_warning")
+    source_warning, handed_again = data.get("source_warning"), data.get("handed_again")
     return Intake(str(paused) if paused is not None else None, float(since) if isinstance(since, int | float) else None,
                   data.get("user_paused") is True, _sink_warnings(data.get("unchecked")),
                   _sink_warnings(data.get("unreached")), duplicates if isinstance(duplicates, int) else 0,
@@ -207,7 +212,8 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   replaced if type(replaced) is int else 0,
                   last_replaced if isinstance(last_replaced, str) else None,
                   _seconds(data.get("replaced_seconds")),
-                  source_warning=source_warning if isinstance(source_warning, str) else None)  # fmt: skip
+                  source_warning=source_warning if isinstance(source_warning, str) else None,
+                  handed_again=handed_again if isinstance(handed_again, str) else None)  # fmt: skip
 
 
 def file_changed(intake: Intake | None, digest: str, path: Path) -> str | None:
@@ -519,6 +525,8 @@ def station_figures(
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
     if intake is not None and intake.source_warning is not None:
         warnings.append(f"source: {intake.source_warning}")
+    if intake is not None and intake.handed_again is not None:
+        warnings.append(intake.handed_again)
     lately = f"in the last {duration(RECENT_S)}"
     if intake is not None and (count := within(intake.ignored_seconds, now)):  # found lately: a count since the
         last = "" if intake.last_ignored is None else f", the last: {intake.last_ignored}"  # start never clears
