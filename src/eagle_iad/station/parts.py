@@ -275,8 +275,9 @@ class Source(Protocol):
       it is put aside, and what its deliveries say if a crash leaves it unfiled and gone). Without it: the image's
       own place (``arrival.path``).
     - ``planned_repeat(arrival, to) -> Path``: where :meth:`finish` will put an image whose content is already
-      filed at ``to`` (a repeat, put away toward the earlier image's place), which its refusal's ``image`` names
-      (``duplicates = "refuse"``). Without it: ``to``.
+      filed at ``to`` (a repeat: :meth:`finish` is then given the earlier image's place as ``to``, and must take
+      the repeat away all the same), which its refusal's ``image`` names (``duplicates = "refuse"``). Without it:
+      ``to``.
     - ``coming() -> bool``: whether images are still to come that :meth:`backlog` does not count (a video file
       waiting for triggers, not read to its end): ``--until-idle`` waits for them. Without it: none.
     - ``ignored() -> (count, last, seconds)``: the files it found it does not take: how many since the start, the
@@ -320,14 +321,21 @@ class Source(Protocol):
         """Where :meth:`finish` will put an inspected image (stored with its verdict, before the move)."""
 
     def finish(self, arrival: Arrival, to: Path, record: Mapping[str, Any]) -> Path | None:
-        """Put an inspected image at ``to`` (its :meth:`planned` place, or the one stored before a restart); the
-        place actually used when that is another (``to`` taken meanwhile: ``<name>-1``), else ``None``."""
+        """Put an inspected image away, toward ``to``; the place actually used when that is another (``to`` taken
+        meanwhile: ``<name>-1``; a repeat's own place), else ``None``.
+
+        ``to`` is the :meth:`planned` place of an image inspected now, the place stored before a restart for one
+        inspected before it, and, for a repeat (a content the station already inspected: a copy, a camera sending
+        an earlier part's image again; ``record`` then holds only the earlier ``id``), the earlier image's place
+        (see ``planned_repeat``). Whatever ``to`` is, the image must leave the source: an arrival handed again
+        after it was finished (or refused) is passed over, with a warning naming the source, and stays where it is."""
 
     def refuse(self, arrival: Arrival, reason: str) -> Path | None:
         """Put an image that could not be inspected where the user asked, with the reason beside it; where it went
         (the refusal's deliveries say that place), or ``None``: where ``planned_refusal`` said, if the source has
         it, else where it was (nothing was moved). Raises :class:`NotPutAside` where it put nothing aside, nothing
-        of the image being left to put there: the deliveries then say no place (``image`` null)."""
+        of the image being left to put there: the deliveries then say no place (``image`` null). Either way the image
+        must leave the source: one handed again after its refusal is passed over, with a warning naming the source."""
 
 
 class Sink(Protocol):
