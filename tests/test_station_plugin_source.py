@@ -90,12 +90,23 @@ class Lines:
         pass
 
 
+class Answering(Lines):
+    """Returns "ok", as its author thought a delivery must answer (the contract: return None)."""
+
+    kind = "answering"
+
+    def deliver(self, payload, key):
+        super().deliver(payload, key)
+        return "ok"
+
+
 SOURCES.add("drop", Drop)
 SINKS.add("lines", Lines)
+SINKS.add("answering", Answering)
 '''
 
 
-def _setup(tmp_path: Path, models: Path, mistake: str = "none") -> tuple[Path, dict[str, str]]:
+def _setup(tmp_path: Path, models: Path, mistake: str = "none", sink: str = "lines") -> tuple[Path, dict[str, str]]:
     """The plugin module, a stations file with its source and sink, and the environment that loads it."""
     (tmp_path / "plugins").mkdir(exist_ok=True)
     (tmp_path / "plugins" / "drop_source.py").write_text(PLUGIN)
@@ -110,7 +121,7 @@ category = "mono"
 source = {{ kind = "drop", path = "incoming", mistake = "{mistake}" }}
 
 [[station.sink]]
-kind = "lines"
+kind = "{sink}"
 path = "out.jsonl"
 """)
     env = _env(EAGLE_PLUGINS="drop_source", PYTHONPATH=f"{tmp_path / 'plugins'}{os.pathsep}"
@@ -219,3 +230,23 @@ def test_a_plugin_sources_failing_poll_is_named_with_its_traceback_once(
         assert run.stop() == 143, run.log()
     assert not any("Traceback" in line or "AttributeError" in line for line in run.lines), run.log()
     assert len(_history(tmp_path)) == 0
+
+
+def test_a_sink_whose_deliver_returns_something_is_said_once(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A plugin sink's ``deliver`` that returns something (``"ok"``) is told of once (its author may have meant a
+    delivery not made), and counted as delivered: the contract is to return None or raise."""
+    stations, env = _setup(tmp_path, model_dir, sink="answering")
+    for index, cell in enumerate(_cells(2)):
+        shutil.copyfile(cell, tmp_path / "incoming" / f"{index}.png")
+    code, log = _run(stations, "run", "--until-idle", env=env)
+    assert code == 0, log
+    said = [line for line in log.splitlines() if "deliver()" in line]
+    assert said == [
+        "eagle station line-1: warning: sink answering (drop_source.Answering): its deliver() returned 'ok', not "
+        "None; counted as delivered (said once: deliver returns None once delivered, and raises DeliveryError to be "
+        "retried or RefusedError when the receiver refused it)"
+    ], log
+    assert [line["event"] for line in _delivered(tmp_path)] == ["verdict", "verdict"]

@@ -198,6 +198,8 @@ class Courier(threading.Thread):
         #: Failed reads of the outbox in a row (the history away), and whether it was the history that failed.
         self.outbox_failures = 0
         self.outbox_history = False
+        #: Whether the sink's ``deliver`` was said to return something (once: it is counted delivered all the same).
+        self._answer_said = False
         #: The look at :attr:`halt` that ends the thread and :meth:`resume` are one at a time: a resume either
         #: keeps the thread going or finds it ended (then a new courier takes over), never a thread ending after.
         self._gate = threading.Lock()
@@ -285,8 +287,9 @@ class Courier(threading.Thread):
             self.wake.clear()
             return
         self.connected.clear()  # set again by a reconnection during this try, which is then followed at once
+        deliver: Callable[[Mapping[str, Any], str], object] = self.sink.sink.deliver
         try:
-            self.sink.sink.deliver(due.payload, due.record_id)
+            answered = deliver(due.payload, due.record_id)
         except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
             self.last_error = error
@@ -308,6 +311,13 @@ class Courier(threading.Thread):
             return
         self.last_error = None
         self.tables.delivered(due.seq)
+        if answered is not None and not self._answer_said:  # a plugin's "ok" (or False) for a delivery not made?
+            self._answer_said = True
+            kind = type(self.sink.sink)
+            self.log(f"eagle station {self.station}: warning: sink {name} ({kind.__module__}.{kind.__qualname__}): "
+                     f"its deliver() returned {short_repr(answered)}, not None; counted as delivered (said once: "
+                     "deliver returns None once delivered, and raises DeliveryError to be retried or RefusedError "
+                     "when the receiver refused it)")  # fmt: skip
         if self.failing_since is not None:
             took = time.monotonic() - self.failing_since
             failures, self.failing_since, self.failures = self.failures, None, 0
