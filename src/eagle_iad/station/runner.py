@@ -161,16 +161,16 @@ def _article(word: str) -> str:
 
 
 def _raised_by(exc: BaseException, source: object) -> bool:
-    """Whether ``exc`` was raised in the module of ``source``'s class (its ``poll``, ``finish``, ``refuse``...): the
-    intake's line then names the source. Why the traceback's frames: a source is called from many places of the
-    intake, and wrapping each call would put the same try in every one."""
-    module = sys.modules.get(type(source).__module__)
-    where = getattr(module, "__file__", None)
-    if not where:
-        return False
+    """Whether ``exc`` was raised in the module of ``source``'s class or of a class it derives from (a plugin's
+    subclass of the hot folder): its ``poll``, ``finish``, ``refuse``...; the intake's line then names the source.
+    Why the traceback's frames: a source is called from many places of the intake, and wrapping each call would put
+    the same try in every one."""
+    skipped = {"builtins", "typing", __name__, Arrival.__module__}  # the protocol's module, and the station's own
+    modules = {kind.__module__ for kind in type(source).__mro__} - skipped
+    files = {getattr(sys.modules.get(module), "__file__", None) for module in modules} - {None}
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == where:
+        if tb.tb_frame.f_code.co_filename in files:
             return True
         tb = tb.tb_next
     return False
