@@ -2432,6 +2432,7 @@ def _bare_runner(tmp_path: Path, source: Any, lines: list[str]) -> Any:
     runner.state = SimpleNamespace(settings=SimpleNamespace(state_dir=tmp_path / "state", max_upload_bytes=32 << 20))
     runner.tables = StationTables(InspectionStore(tmp_path / "bare.sqlite3"))
     runner._owed, runner._owed_kept, runner._owed_before = None, False, False
+    runner._handled, runner._listed, runner._again_said, runner.handed_again = {}, set(), {}, 0
     return runner
 
 
