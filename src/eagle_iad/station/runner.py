@@ -65,6 +65,7 @@ from eagle_iad.station.outbox import (
     repeat_key,
     station_lock,
 )
+from eagle_iad.station.overdue import DeliveryWatch
 from eagle_iad.station.parts import (
     REFUSED,
     Arrival,
@@ -179,12 +180,19 @@ def _raised_by(exc: BaseException, source: object) -> bool:
 class Courier(threading.Thread):
     """Delivers one sink's outbox rows, oldest first, until told to stop."""
 
-    def __init__(self, tables: StationTables, station: str, sink: SinkConfig, log: Log) -> None:
+    def __init__(
+        self, tables: StationTables, station: str, sink: SinkConfig, log: Log,
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
+        """``changed``: called when a delivery becomes overdue or returns after it was (see :class:`DeliveryWatch`),
+        so the state file the status reads says it."""
         super().__init__(name=f"eagle-station-{station}-{sink.sink.name}", daemon=True)
         self.tables = tables
         self.station = station
         self.sink = sink
         self.log = log
+        #: Says a call of the sink's ``deliver`` that has not returned for HUNG_DELIVERY_S, and when it returns.
+        self.watch = DeliveryWatch(station, sink.sink, log, changed)
         self.wake = threading.Event()
         self.halt = threading.Event()
         #: Set by the sink when its connection is (re)made (see :meth:`reachable`), cleared at each try: the head of
@@ -222,6 +230,7 @@ class Courier(threading.Thread):
             with self._gate:
                 if self.halt.is_set():
                     self._ended = True
+                    self.watch.close()
                     return
             try:
                 self._once()
@@ -289,7 +298,8 @@ class Courier(threading.Thread):
         self.connected.clear()  # set again by a reconnection during this try, which is then followed at once
         deliver: Callable[[Mapping[str, Any], str], object] = self.sink.sink.deliver
         try:
-            answered = deliver(due.payload, due.record_id)
+            with self.watch.delivering(due.record_id):
+                answered = deliver(due.payload, due.record_id)
         except Exception as exc:  # a plugin sink's bug counts as a failed try: the courier must live on
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
             self.last_error = error
@@ -436,7 +446,7 @@ class StationRunner:
         now = time.time()
         self.unchecked = tuple((name, found.why, now) for name, found in probed if not found.looked)
         self.unreached = tuple((name, found.why, now) for name, found in probed if found.looked)
-        self.couriers = [Courier(self.tables, config.name, sink, log) for sink in config.sinks]
+        self.couriers = [Courier(self.tables, config.name, sink, log, self._say_intake) for sink in config.sinks]
         self.paused: str | None = None
         #: Paused by the user (the API's pause): see :attr:`Running.user_paused`.
         self.user_paused = False
@@ -538,7 +548,9 @@ class StationRunner:
                       self.duplicates.total, self.last_duplicate, self.duplicates.seconds(), ignored, last_ignored,
                       ignored_seconds, self.file_sha256,
                       tuple(sink.sink.name for sink in self.config.sinks), *self._replaced(),
-                      source_warning=self.source_warning(), handed_again=self._handed_again())  # fmt: skip
+                      source_warning=self.source_warning(), handed_again=self._handed_again(),
+                      hung=tuple(hung for courier in self.couriers if (hung := courier.watch.overdue()) is not None),
+                      )  # fmt: skip
 
     def _handed_again(self) -> str | None:
         """The status' warning of the arrivals the source still hands after they were finished or refused (the
@@ -657,6 +669,14 @@ class StationRunner:
         deadline = time.monotonic() + grace_s
         for courier in self.couriers:
             courier.join(max(0.0, deadline - time.monotonic()))
+        for courier in self.couriers:  # a deliver that does not return: the stop cannot cut it short, so says it
+            late = courier.watch.in_progress() if courier.is_alive() else None
+            if late is not None:
+                self.log(f"eagle station {self.config.name}: warning: sink {courier.watch.name!r} "
+                         f"({courier.watch.label}): its delivery of record {late[0]} has not returned after "
+                         f"{late[1]:.0f} s and the stop's grace is over; the stop does not wait for it: the delivery "
+                         "stays owed in the outbox and goes again (same key) when the station next runs, unless it "
+                         "returns first")  # fmt: skip
         self._say_intake(running=False)
 
     def halt_couriers(self) -> None:
@@ -669,7 +689,7 @@ class StationRunner:
         for index, courier in enumerate(self.couriers):
             if courier.resume():
                 continue
-            again = Courier(self.tables, self.config.name, courier.sink, self.log)
+            again = Courier(self.tables, self.config.name, courier.sink, self.log, self._say_intake)
             again.last_error, again.failing_since, again.failures = courier.last_error, courier.failing_since, \
                 courier.failures  # fmt: skip
             self.couriers[index] = again

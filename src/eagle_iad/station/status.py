@@ -138,6 +138,10 @@ class Intake:
     #: ``finish`` that did not take one away: passed over, neither inspected nor told again), while it does; or
     #: ``None``. A warning: such an image stays in the source, and its author must fix the plugin.
     handed_again: str | None = None
+    #: ``(sink, label, began)`` of each sink whose delivery in progress has not returned for
+    #: :data:`~eagle_iad.station.overdue.HUNG_DELIVERY_S` (``label``: its kind, and a plugin's class; ``began``:
+    #: seconds since the epoch): a warning while it lasts, as the queue behind it waits unseen otherwise.
+    hung: tuple[tuple[str, str, float], ...] = ()
 
     def state(self) -> str:
         """``paused`` (by a user), ``waiting: <why>`` (the intake paused, or the source cannot take images: a
@@ -176,7 +180,8 @@ def write_intake(state_dir: Path, station: str, intake: Intake | None) -> None:
                                             "replaced": intake.replaced, "last_replaced": intake.last_replaced,
                                             "replaced_seconds": [list(one) for one in intake.replaced_seconds],
                                             "source_warning": intake.source_warning,
-                                            "handed_again": intake.handed_again}),
+                                            "handed_again": intake.handed_again,
+                                            "hung": [list(one) for one in intake.hung]}),
                           )  # fmt: skip
     except OSError:
         pass
@@ -213,7 +218,8 @@ def read_intake(state_dir: Path, station: str) -> Intake | None:
                   last_replaced if isinstance(last_replaced, str) else None,
                   _seconds(data.get("replaced_seconds")),
                   source_warning=source_warning if isinstance(source_warning, str) else None,
-                  handed_again=handed_again if isinstance(handed_again, str) else None)  # fmt: skip
+                  handed_again=handed_again if isinstance(handed_again, str) else None,
+                  hung=_sink_warnings(data.get("hung")))  # fmt: skip
 
 
 def file_changed(intake: Intake | None, digest: str, path: Path) -> str | None:
@@ -573,6 +579,11 @@ def station_figures(
                         f"inspected{last}: put away, not inspected again; "
                         + ("told to the sinks as refused" if config.duplicates == "refuse"
                            else "no new verdict sent to any sink (duplicates = \"skip\")"))  # fmt: skip
+    for sink_name, label, began in () if intake is None else intake.hung:  # a deliver that does not return
+        behind = max(0, sinks[sink_name]["pending"] - 1) if sink_name in sinks else 0
+        waiting = f"{deliveries_wait(behind)} behind it" if behind else "deliveries stored meanwhile wait behind it"
+        warnings.append(f"sink {sink_name!r} ({label}): one delivery has not returned for {duration(now - began)}; "
+                        f"{waiting} (its deliver must return or raise within its own timeout)")  # fmt: skip
     warnings += failing
     warnings += _orphaned(db, name, {sink_name for sink_name, _ in config.sinks})
     if dead:  # with why, sink by sink: what the operator must fix before a retry is any use
