@@ -63,6 +63,34 @@ export function runByText(info: StationInfo): string | null {
   return `run by eagle station run on ${run.host} (${run.file})`;
 }
 
+/**
+ * The options that say best where a plugin source takes its images from, the first one set shown: a plugin's
+ * `path` is any path it reads, not a hot folder's, so the source is named by its kind, never "hot folder".
+ * No URL: one may carry a password.
+ */
+const TELLING_OPTIONS = ["path", "folder", "directory", "file", "device"] as const;
+
+/**
+ * A station's source in the list, named by its kind: `folder` is "hot folder <path>" as the station was created
+ * with it (relative to the data root); any other kind but the camera "<kind> source <its most telling option>";
+ * a camera, or a station of a stations file (no spec), as the service describes it.
+ */
+export function sourceText(info: Pick<StationInfo, "spec" | "source">): string {
+  const source = info.spec?.["source"];
+  if (!source || typeof source !== "object") return info.source;
+  const table = source as Record<string, unknown>;
+  const kind = table["kind"];
+  if (typeof kind !== "string" || kind === "camera") return info.source;
+  const shown = (value: unknown): value is string | number =>
+    (typeof value === "string" && value !== "") || typeof value === "number";
+  if (kind === "folder") {
+    const path = table["path"];
+    return shown(path) ? `hot folder ${path}` : info.source;
+  }
+  const telling = TELLING_OPTIONS.map((key) => table[key]).find(shown);
+  return telling === undefined ? `${kind} source` : `${kind} source ${telling}`;
+}
+
 export function isPaused(info: StationInfo): boolean {
   return stateView(info.state).tone === "paused";
 }

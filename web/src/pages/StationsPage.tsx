@@ -34,6 +34,7 @@ import {
   runByText,
   sinkCounts,
   sinksOf,
+  sourceText,
   stateView,
   stationBody,
   defaultText,
@@ -399,13 +400,11 @@ function StationCards({ stations, controls }: { stations: StationInfo[]; control
   );
 }
 
-/** The hot folder as the station was created with it (relative to the data root), else the service's description. */
+/** The source named by its kind (see `sourceText`), and who runs the station. */
 function SourceText({ info }: { info: StationInfo }) {
-  const source = info.spec?.["source"];
-  const path = source && typeof source === "object" ? (source as Record<string, unknown>)["path"] : undefined;
   return (
     <span className="station-path">
-      {typeof path === "string" ? `hot folder ${path}` : info.source}
+      {sourceText(info)}
       {info.run_by ? ` · ${runByText(info) ?? ""}` : info.created_by === "file" ? " · from a stations file" : ""}
     </span>
   );
