@@ -50,6 +50,8 @@ class DeliveryWatch:
         self._said = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: Held while a line is said: the line of a return never comes before the one saying it was overdue.
+        self._saying = threading.Lock()
 
     @contextmanager
     def delivering(self, record_id: str) -> Iterator[None]:
@@ -69,13 +71,14 @@ class DeliveryWatch:
             outcome = f"it raised {type(exc).__name__}: {exc}"
             raise
         finally:
-            with self._cond:
+            with self._saying, self._cond:
                 said, took = self._said, time.monotonic() - self._began
                 self._record, self._said = None, False
                 self._cond.notify()
+                if said:
+                    self.log(f"eagle station {self.station}: sink {self.name!r} ({self.label}): the delivery of "
+                             f"record {record_id} returned after {took:.0f} s ({outcome})")  # fmt: skip
             if said:
-                self.log(f"eagle station {self.station}: sink {self.name!r} ({self.label}): the delivery of record "
-                         f"{record_id} returned after {took:.0f} s ({outcome})")  # fmt: skip
                 self.changed()
 
     def overdue(self) -> tuple[str, str, float] | None:
@@ -106,8 +109,14 @@ class DeliveryWatch:
                 if left > 0:
                     self._cond.wait(left)
                     continue
-                self._said, record, took = True, self._record, time.monotonic() - self._began
-            self.log(f"eagle station {self.station}: warning: sink {self.name!r} ({self.label}): one delivery (record "
-                     f"{record}) has not returned for {took:.0f} s; the deliveries behind it wait (a sink's deliver "
-                     "must return or raise within its own timeout; a line when it returns)")  # fmt: skip
-            self.changed()
+            with self._saying:  # its line before the one of its return, which waits for this
+                with self._cond:
+                    # returned meanwhile (another delivery maybe begun, not overdue yet): nothing to say
+                    if self._record is None or self._said or time.monotonic() - self._began < HUNG_DELIVERY_S:
+                        continue
+                    self._said, record, took = True, self._record, time.monotonic() - self._began
+                self.log(f"eagle station {self.station}: warning: sink {self.name!r} ({self.label}): one delivery "
+                         f"(record {record}) has not returned for {took:.0f} s; the deliveries behind it wait "
+                         "(a sink's deliver must return or raise within its own timeout; a line when it "
+                         "returns)")  # fmt: skip
+                self.changed()
