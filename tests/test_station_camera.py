@@ -378,7 +378,7 @@ CONFIG_ERRORS = [
     ('url = "rtsp://admin:hunter2@/x"', "url 'rtsp://admin:***@/x' is not an rtsp://"),
     ('url = "line.avi", every_n_frames = 0', "every_n_frames must be in [1, 1000000], not 0"),
     ('url = "line.avi", every_ms = 0', "every_ms must be in (0, 86400000], not 0"),
-    ('url = "line.avi", trigger = "gpio"', "trigger is 'gpio'; choose one of http, opcua"),
+    ('url = "line.avi", trigger = "gpio"', "trigger is 'gpio'; choose one of 'http', 'opcua'"),
     ("device = -1", "device must be in [0, 1023], not -1"),
     ('url = "line.avi", name_prefix = "a/b"', "name_prefix 'a/b' must be 1-64 letters"),
     ('url = "line.avi", frames = "line.avi"', "frames {work}/line.avi exists and is not a folder"),

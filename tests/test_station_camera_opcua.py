@@ -318,7 +318,7 @@ TRIGGER_ERRORS = [
     ({"every_ms": 100, "trigger_endpoint": "opc.tcp://plc:4840"},
      "trigger_endpoint is an option of trigger = \"opcua\" (a frame on a PLC's signal), which this camera does not "
      "have"),
-    ({"trigger": "plc"}, "trigger is 'plc'; choose one of http, opcua"),
+    ({"trigger": "plc"}, "trigger is 'plc'; choose one of 'http', 'opcua'"),
 ]  # fmt: skip
 
 

@@ -545,7 +545,7 @@ CONFIG_ERRORS = [
     ('port = 1883\n', "host is missing"),
     ('host = "mqtt://b"\n', "host 'mqtt://b' is not a host name or address (no scheme, no path)"),
     ('host = "b"\nca_file = "ca.pem"\n', "ca_file needs tls = true"),
-    ('host = "b"\nprotocol = "3"\n', "protocol is '3'; choose one of 5, 3.1.1"),
+    ('host = "b"\nprotocol = "3"\n', "protocol is '3'; choose one of '5', '3.1.1'"),
     ('host = "b"\nhots = 1\n', "unknown option 'hots'"),
 ]  # fmt: skip
 

@@ -274,7 +274,7 @@ def test_a_station_of_the_service_takes_duplicates_as_a_stations_file_does(
     with LiveServer(_app(tmp_path, model_dir, tmp_path / "data")) as live:
         status, answer = _post(live.base, "/v1/stations", _body(receiver, duplicates="drop"))
         assert (status, answer["error"]["message"]) == (
-            400, "station 'line-1': duplicates is 'drop'; choose one of refuse, skip"), answer  # fmt: skip
+            400, "station 'line-1': duplicates is 'drop'; choose one of 'refuse', 'skip'"), answer  # fmt: skip
         status, info = _post(live.base, "/v1/stations", _body(receiver, duplicates="skip"))
         assert status == 201 and info["spec"]["duplicates"] == "skip", info
         for name in ("part-001.png", "part-002.png"):  # a frozen camera: the same image for the next part
@@ -288,7 +288,7 @@ def test_a_station_of_the_service_takes_duplicates_as_a_stations_file_does(
         assert len(receiver.received) == 1 and first["record"]["image_name"] == "part-001.png"
         status, answer = _patch(live.base, "line-1", {"duplicates": "never"})
         assert (status, answer["error"]["message"]) == (
-            400, "station 'line-1': duplicates is 'never'; choose one of refuse, skip"), answer  # fmt: skip
+            400, "station 'line-1': duplicates is 'never'; choose one of 'refuse', 'skip'"), answer  # fmt: skip
         status, info = _patch(live.base, "line-1", {"duplicates": "refuse"})
         assert status == 200 and info["spec"]["duplicates"] == "refuse", info
         (incoming / "part-003.png").write_bytes(cell.read_bytes())

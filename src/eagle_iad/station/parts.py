@@ -15,7 +15,7 @@ import multiprocessing.process
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, cast
@@ -103,11 +103,16 @@ class Options:
         return value
 
     def text(self, key: str, default: Any = None, choices: tuple[str, ...] = ()) -> Any:
+        """A string option; blank is refused as empty, except a value that is one of ``choices`` (a separator
+        ``"\\t"`` or ``" "`` is a choice, not a blank), and with ``choices`` any other value is refused naming them,
+        each quoted (:func:`one_of`: a list of ``,`` ``;`` ``\\t`` is unreadable bare)."""
         value = self._get(key, _REQUIRED if default is _REQUIRED else default, (str,), "a string")
+        if choices and value in choices:
+            return value
         if isinstance(value, str) and not value.strip():
             raise self.error(key, "is empty")
-        if choices and value is not None and value not in choices:
-            raise self.error(key, f"is {value!r}; choose one of {', '.join(choices)}")
+        if choices and value is not None:
+            raise self.error(key, f"is {value!r}; choose one of {one_of(choices)}")
         return value
 
     def number(self, key: str, default: float, limits: Range) -> float:
@@ -172,6 +177,13 @@ class Options:
         unknown = sorted(set(self.table) - self._read)
         if unknown:
             raise StationConfigError(f"{self.where}: unknown option {', '.join(map(repr, unknown))}")
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """``choices`` as a refusal lists them, each quoted as Python writes a string (``',', ';', '\\t'``): a choice
+    that is punctuation or whitespace stays readable, and every station refusal lists its choices alike (an
+    option's, and a source's or sink's ``kind``)."""
+    return ", ".join(repr(choice) for choice in choices)
 
 
 def _shown(limits: Range) -> str:
