@@ -1781,7 +1781,7 @@ CONFIG_ERRORS = [
      '[[station.sink]]\nkind = "webhook"\nurl = "http://h/"\nmax_attempts = true\n',
      "station 'l': sink 1 (webhook): max_attempts must be a whole number, not True"),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
-     '[[station.sink]]\nkind = "pager"\n', "station 'l': sink 1: kind is 'pager'; choose one of folder, "),
+     '[[station.sink]]\nkind = "pager"\n', "station 'l': sink 1: kind is 'pager'; choose one of 'folder', "),
     ('models = "{models}"\n[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n'
      '[[station]]\nname = "l"\ncategory = "mono"\nsource = {{ kind = "folder", path = "in" }}\n',
      "station names must differ; l is used twice"),

@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.ranges import Range
@@ -38,7 +39,20 @@ from eagle_iad.station import sources as _sources  # noqa: F401  (registers the 
 
 if TYPE_CHECKING:
     from eagle_iad.service.settings import ServiceSettings
-from eagle_iad.station.parts import REQUIRED, SINKS, SOURCES, Options, Retry, Sink, Source, StationConfigError
+from eagle_iad.registry import plugin_hint
+from eagle_iad.station.parts import (
+    REQUIRED,
+    SINKS,
+    SOURCES,
+    Options,
+    Retry,
+    Sink,
+    Source,
+    StationConfigError,
+    one_of,
+)
+
+T = TypeVar("T")
 
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 STATION_NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -55,6 +69,9 @@ class SinkConfig:
     #: false for a plugin that does not say), as ``name`` and the retry options; read there, so this default is the
     #: one of a sink that does not say (a plugin written before refusals existed, reading ``payload["record"]``).
     refusals: bool = False
+    #: Where its errors point (``<file>: station 'line-1': sink 2 (csvlog)``): a plugin sink's start-up look
+    #: refusing the station is said with it, as a built-in sink's own errors are (see ``runner._probe``).
+    where: str = ""
 
 
 #: The choices of a station's ``duplicates`` (see :attr:`StationConfig.duplicates`), and its default: declared once,
@@ -300,6 +317,30 @@ def _check_walk(source: Source, sinks: list[SinkConfig], kept: dict[str, Path], 
                                      "move what the service keeps; give the station a folder outside it")  # fmt: skip
 
 
+def unknown_kind(kind: str, known: Iterable[str], part: str) -> str:
+    """The refusal of a source's or sink's ``kind`` no part registers: the kinds that are, and the usual cause of a
+    name that looks right (a plugin's kind, its module not loaded: a stations file or a kept station written when
+    it was), said as every registry's refusal of a plugin's name says it (:func:`plugin_hint`)."""
+    return f"is {kind!r}; choose one of {one_of(known)} {plugin_hint(part)}"
+
+
+def _built(factory: Callable[..., T], where: str, *args: Any) -> T:
+    """``factory(*args)`` (a source or sink made from its options), a failure that is not already one line
+    naming the field (a plugin's ``ValueError`` in its ``__init__``, a factory that does not take its arguments)
+    said as a :class:`StationConfigError` naming ``where`` (the station, the part's position and kind), the plugin's
+    class, and the exception: what a built-in part's refusal says, not a traceback from the CLI or a 500 from the
+    service. ``KeyboardInterrupt``/``SystemExit`` are no refusal and go through."""
+    try:
+        return factory(*args)
+    except StationConfigError:
+        raise
+    except Exception as exc:
+        name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+        module = getattr(factory, "__module__", None)
+        cls = f"{module}.{name}" if module else name
+        raise StationConfigError(f"{where}: {type(exc).__name__}: {exc} (raised by {cls})") from exc
+
+
 def station_from_table(
     options: Options, models_dir: Path, fitted: bool = True, kept: dict[str, Path] | None = None
 ) -> StationConfig:
@@ -329,8 +370,8 @@ def station_from_table(
     source_options = options.nested(source_table, f"{where}: source")
     kind = source_options.text("kind", REQUIRED)
     if kind not in SOURCES:
-        raise source_options.error("kind", f"is {kind!r}; choose one of {', '.join(SOURCES.names())}")
-    source = SOURCES.get(kind)(source_options)
+        raise source_options.error("kind", unknown_kind(kind, SOURCES.names(), "source"))
+    source: Source = _built(SOURCES.get(kind), f"{where}: source ({kind})", source_options)
     source_options.done()
     sink_tables = table.get("sink", [])
     if not isinstance(sink_tables, list):
@@ -341,7 +382,7 @@ def station_from_table(
         sink_options = options.nested(_table(raw, f"{where}: sink {index}"), f"{where}: sink {index}")
         sink_kind = sink_options.text("kind", REQUIRED)
         if sink_kind not in SINKS:
-            raise sink_options.error("kind", f"is {sink_kind!r}; choose one of {', '.join(SINKS.names())}")
+            raise sink_options.error("kind", unknown_kind(sink_kind, SINKS.names(), "sink"))
         sink_options.where = f"{where}: sink {index} ({sink_kind})"
         kinds = [t.get("kind") for t in sink_tables if isinstance(t, dict)]
         if kinds.count(sink_kind) > 1 and "name" not in raw:
@@ -351,13 +392,13 @@ def station_from_table(
         if not STATION_NAME.fullmatch(sink_name) or sink_name in used:
             raise sink_options.error("name", f"{sink_name!r} must be a unique name of letters, digits, '_', '.', '-'")
         used.add(sink_name)
-        sink = SINKS.get(sink_kind)(sink_options, sink_name)
+        sink: Sink = _built(SINKS.get(sink_kind), sink_options.where, sink_options, sink_name)
         retry = Retry.read(sink_options)
         # a plugin sink written before refusals existed reads payload["record"]: sent refusals only where its
         # class says it takes them (the built-in sinks do), or its table asks for them
         refusals = sink_options.flag("refusals", bool(getattr(type(sink), "takes_refusals", False)))
         sink_options.done()
-        sinks.append(SinkConfig(sink, retry, refusals))
+        sinks.append(SinkConfig(sink, retry, refusals, sink_options.where))
         _check_links(sink, source, sink_options)
     _check_walk(source, sinks, {**(kept or {}), "models": models_dir}, where)
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates)

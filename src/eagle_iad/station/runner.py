@@ -364,8 +364,11 @@ def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> ProbeWarning | 
     of this station live now (a change of it; ``None``: another replica's, not known), whose connections a
     :class:`NotChecked`'s second look must not disturb (:attr:`NotChecked.recheck`).
 
-    A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station;
-    any other failure of a plugin's probe is only a warning, as an unreachable receiver is.
+    A :class:`StationConfigError` (a node that does not exist, refused credentials) refuses the station, said
+    after the sink's place (``station 'line-1': sink 2 (csvlog): ...``, :attr:`SinkConfig.where`) where its message
+    does not start with it already (a plugin's own ``csvlog: ...``; a built-in sink names it itself), so the line
+    names the station and the sink as every other refusal of one does; any other failure of a plugin's probe is
+    only a warning, as an unreachable receiver is.
     """
     probe = sink_hook(sink.sink, "station_probe")  # never a plugin's own probe() (parts.RETIRED_SINK_HOOKS)
     if probe is None:
@@ -378,8 +381,10 @@ def _probe(sink: SinkConfig, live: Sequence[Any] | None = ()) -> ProbeWarning | 
             if exc.recheck is None:
                 raise
             why = exc.recheck(live)
-    except StationConfigError:
-        raise
+    except StationConfigError as exc:
+        if not sink.where or str(exc).startswith(f"{sink.where}:"):
+            raise
+        raise StationConfigError(f"{sink.where}: {exc}") from exc
     except NotChecked as exc:
         line = (f"not checked at start: {exc}; a refusal of the sink's connection shows as the sink failing at its "
                 "first delivery (in this log and the status)")  # fmt: skip
