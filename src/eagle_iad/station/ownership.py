@@ -20,9 +20,11 @@ from typing import Any
 
 from eagle_iad.errors import EagleError
 from eagle_iad.history.backend import Lease
+from eagle_iad.registry import PLUGINS_ENV
 from eagle_iad.service.context import ServiceState
 from eagle_iad.station.config import StationConfig
 from eagle_iad.station.outbox import StationTables, station_lock
+from eagle_iad.station.parts import SINKS, SOURCES
 from eagle_iad.station.runner import Running, StationBusyError, StationManager
 from eagle_iad.station.status import forget_owed
 
@@ -57,9 +59,30 @@ def upgrade_patch(spec: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"sinks": patches} if patches else None
 
 
+def unloaded_kinds(spec: Mapping[str, Any]) -> list[str]:
+    """The source and sink kinds ``spec`` names that no part registers in this process, in its order: a plugin's
+    (loaded when the station was created, not loaded now), or a typo no check of the time refused."""
+    source, sinks = spec.get("source"), spec.get("sinks")
+    named: list[tuple[Any, tuple[str, ...]]] = [(source.get("kind"), SOURCES.names())] if isinstance(source, Mapping) \
+        else []  # fmt: skip
+    named += [(sink.get("kind"), SINKS.names()) for sink in sinks if isinstance(sink, Mapping)] if \
+        isinstance(sinks, list) else []  # fmt: skip
+    return list(dict.fromkeys(kind for kind, known in named if isinstance(kind, str) and kind not in known))
+
+
 def not_started_hint(name: str, spec: Mapping[str, Any]) -> str:
     """What to do about a kept station that did not start: it lives in the history, not in a file the user can
-    edit, so the line says how to change it in place (its records, outbox and name stay), as a command."""
+    edit, so the line says how to change it in place (its records, outbox and name stay), as a command. A station
+    naming a source or sink kind not registered here is told to load its plugin (the usual cause: a service
+    restarted without ``EAGLE_PLUGINS``), not to change a spec that was right."""
+    unloaded = unloaded_kinds(spec)
+    if unloaded:
+        kinds = ", ".join(repr(kind) for kind in unloaded)
+        return (
+            f"; it was created through /v1/stations and is kept in the history: start the service with the plugin "
+            f"module that registers {kinds} in {PLUGINS_ENV} (it is started at the next look, within "
+            f"{SYNC_INTERVAL_S:g} s of a replica that has it), or remove it with DELETE /v1/stations/{name}"
+        )
     patch = upgrade_patch(spec)
     if patch is not None:
         body = json.dumps(patch)
@@ -71,7 +94,7 @@ def not_started_hint(name: str, spec: Mapping[str, Any]) -> str:
     return (
         f"; it was created through /v1/stations and is kept in the history: fix it there with "
         f"PATCH /v1/stations/{name} (a JSON object of the fields to change; each sink by its position in "
-        '"sinks", null removes a field), or remove it with DELETE /v1/stations/{name}'
+        f'"sinks", null removes a field), or remove it with DELETE /v1/stations/{name}'
     )
 
 

@@ -361,17 +361,18 @@ def _remote_info(
     where = next((str(source[key]) for key in ("path", "url", "device") if source.get(key) is not None), "")
     defaults = {f.name: f.default for f in fields(StationConfig)}
     sinks = [(str(sink.get("name") or sink.get("kind")), str(sink.get("kind"))) for sink in spec.get("sinks", [])]
+    runs = not_started is None and state.store.shared  # else it runs nowhere: no replica's backlog to point to
     facts = StationFacts(
-        name, str(spec.get("category")), f"{source.get('kind')} {where} (on another replica)".replace("  ", " "),
-        None, sinks, int(spec.get("backlog_limit", defaults["backlog_limit"])),
-        float(spec.get("deadline_s", defaults["deadline_s"])), retry=service_retry(name),
+        name, str(spec.get("category")), f"{source.get('kind')} {where}{' (on another replica)' if runs else ''}"
+        .replace("  ", " ").strip(), None, sinks, int(spec.get("backlog_limit", defaults["backlog_limit"])),
+        float(spec.get("deadline_s", defaults["deadline_s"])), retry=service_retry(name), runs=runs,
     )  # fmt: skip
     db = _reader(state)
     try:
         figures = station_figures(db, facts)
     finally:
         db.close()
-    if not_started is not None or not state.store.shared:
+    if not runs:
         shown = f"error: not started: {not_started or 'not yet'}"
     else:
         shown = "paused" if paused else "running: on another replica"

@@ -364,6 +364,10 @@ class StationFacts:
     retry: str = "eagle station retry"
     #: Its ``duplicates`` (:attr:`StationConfig.duplicates`): whether a repeated content is told to the sinks.
     duplicates: str = DEFAULT_DUPLICATES
+    #: Whether it runs somewhere (here, or on another replica): where ``backlog`` is ``None`` the warnings then say
+    #: the backlog is another replica's to see. ``False``: a kept station not started anywhere (a plugin not
+    #: loaded, a newer check refusing its spec), whose state says why; it has no backlog anyone sees.
+    runs: bool = True
 
     @classmethod
     def of(cls, config: StationConfig, intake: Intake | None = None) -> StationFacts:
@@ -527,7 +531,7 @@ def station_figures(
     if config.backlog_error is not None:
         then = "counted as none waiting" if config.backlog_gone else "images may wait there unseen"
         warnings.append(f"no backlog visible ({config.backlog_error}); {then}")
-    elif config.backlog is None:
+    elif config.backlog is None and config.runs:
         warnings.append("backlog not visible here: the station runs on another replica (its figures are shared)")
     if intake is not None and intake.source_warning is not None:
         warnings.append(f"source: {intake.source_warning}")
