@@ -338,7 +338,8 @@ def _built(factory: Callable[..., T], where: str, *args: Any) -> T:
         name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
         module = getattr(factory, "__module__", None)
         cls = f"{module}.{name}" if module else name
-        raise StationConfigError(f"{where}: {type(exc).__name__}: {exc} (raised by {cls})") from exc
+        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # a bare raise ValueError()
+        raise StationConfigError(f"{where}: {said} (raised by {cls})") from exc
 
 
 def station_from_table(

@@ -79,9 +79,9 @@ def not_started_hint(name: str, spec: Mapping[str, Any]) -> str:
     if unloaded:
         kinds = ", ".join(repr(kind) for kind in unloaded)
         return (
-            f"; it was created through /v1/stations and is kept in the history: start the service with the plugin "
-            f"module that registers {kinds} in {PLUGINS_ENV} (it is started at the next look, within "
-            f"{SYNC_INTERVAL_S:g} s of a replica that has it), or remove it with DELETE /v1/stations/{name}"
+            f"; it was created through /v1/stations and is kept in the history: restart the service with the "
+            f"plugin module that registers {kinds} in {PLUGINS_ENV} (on every replica that may run it), or remove "
+            f"it with DELETE /v1/stations/{name}"
         )
     patch = upgrade_patch(spec)
     if patch is not None:
