@@ -251,3 +251,38 @@ def test_a_sink_whose_deliver_returns_something_is_said_once(
         "retried or RefusedError when the receiver refused it)"
     ], log
     assert [line["event"] for line in _delivered(tmp_path)] == ["verdict", "verdict"]
+
+
+def test_a_file_the_source_took_away_is_not_remembered_so_a_new_copy_is_taken(tmp_path: Path) -> None:
+    """Only a source still holding what it was given back is passed over: a file read from its place that is gone
+    after its finish (taken away, as it must be) is forgotten at once. Remembered, a new part sent as a copy of the
+    same name and bytes (``cp -p``: the same size and time, and Linux hands a freed inode out again) was passed over
+    for good, nothing ever finishing it (review of this change). A file still there as that very file is
+    remembered; an arrival handed as bytes is remembered by its content and name."""
+    from dataclasses import replace
+
+    from test_station import _bare_runner
+
+    from eagle_iad.station.parts import Arrival
+    from eagle_iad.station.sources.folder import identity
+
+    lines: list[str] = []
+    runner = _bare_runner(tmp_path, object(), lines)
+    runner._say_intake = lambda running=True: None  # no status file: only the memory is looked at
+    part = tmp_path / "part.png"
+    part.write_bytes(b"png bytes")
+    read = Arrival(path=part, source=str(part), name=part.name, appeared=time.time(), data=part.read_bytes())
+    read = replace(read, identity=identity(os.stat(part)))
+    runner._handled_now(read, "d1", "refused", "refuse")  # still there as that very file: the source kept it
+    assert runner._again(read, "d1") is True and runner._handled
+    runner._handled.clear()
+    part.unlink()  # taken away by the source's refuse
+    runner._handled_now(read, "d1", "refused", "refuse")
+    assert runner._handled == {}
+    part.write_bytes(b"png bytes")  # the next part, a copy of the same name and bytes
+    os.utime(part, ns=(read.identity[3], read.identity[3]))  # type: ignore[index]
+    again = replace(read, identity=identity(os.stat(part)))
+    assert runner._again(again, "d1") is False
+    pushed = Arrival(path=tmp_path / "queue" / "p.png", source="push", name="p.png", appeared=time.time(), data=b"x")
+    runner._handled_now(pushed, "d2", "refused", "refuse")  # bytes handed by the source: remembered by content
+    assert runner._again(pushed, "d2") is True

@@ -1019,7 +1019,19 @@ class StationRunner:
         return str(arrival.path), arrival.name, digest, arrival.settled, arrival.identity
 
     def _handled_now(self, arrival: Arrival, digest: str, how: str, method: str) -> None:
-        """``arrival`` was finished or refused (``how``, by the source's ``method``): remembered (:attr:`_handled`)."""
+        """``arrival`` was finished or refused (``how``, by the source's ``method``): remembered (:attr:`_handled`)
+        unless the source has certainly taken it away: a file read from its place (``identity`` known) that is no
+        longer there as that very file. Why: remembered, a later arrival of the same name and content is passed
+        over, and a *new* one (a part sent again, its file a copy) would then never be taken, as nothing finishes it;
+        only a source still holding what it was given back is the fault this memory guards against. An arrival
+        handed as bytes (a push source's) cannot be looked at so: it is remembered by its content and name."""
+        if arrival.identity is not None:
+            try:
+                still = identity(os.stat(arrival.path)) == arrival.identity
+            except OSError:
+                still = False
+            if not still:
+                return
         key = self._arrival_key(arrival, digest)
         self._handled.pop(key, None)
         self._handled[key] = (how, method)
