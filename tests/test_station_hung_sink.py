@@ -164,3 +164,34 @@ def test_a_stop_past_its_grace_with_a_deliver_that_does_not_return_says_so_and_k
             courier.join(wait_s(30))
         runner.close()
         state.close()
+
+
+def test_a_built_in_sink_set_to_wait_long_is_not_said_overdue_within_its_own_bound(tmp_path: Path) -> None:
+    """A PLC may acknowledge after 40 s where ``ack_timeout_s`` allows an hour, a webhook may answer within its
+    ``timeout_s`` of 600 s: the watch's limit is the sink's own bound and a margin where that is longer than
+    HUNG_DELIVERY_S, so a sink doing what it was told is not warned of at every delivery (review). A sink with no
+    bound (a plugin's, unless it declares ``delivery_bound_s``) keeps HUNG_DELIVERY_S."""
+    from eagle_iad.station.overdue import BOUND_MARGIN_S, HUNG_DELIVERY_S, delivery_limit
+    from eagle_iad.station.sinks.mqtt import MqttSink
+    from eagle_iad.station.sinks.opcua import OpcUaSink
+    from eagle_iad.station.sinks.webhook import WebhookSink
+
+    def webhook(**extra: Any) -> WebhookSink:
+        return WebhookSink(Options({"kind": "webhook", "url": "http://127.0.0.1:9/v", **extra}, "test", tmp_path), "w")
+
+    assert delivery_limit(webhook()) == HUNG_DELIVERY_S == 30.0  # 10 s twice, and the margin: under 30 s
+    assert delivery_limit(webhook(timeout_s=100)) == 2 * 100 + BOUND_MARGIN_S
+    mqtt = MqttSink(Options({"kind": "mqtt", "host": "127.0.0.1", "timeout_s": 30}, "test", tmp_path), "m")
+    assert delivery_limit(mqtt) == 3 * 30 + BOUND_MARGIN_S
+    nodes = {"decision": "ns=2;s=Verdict", "sequence": "ns=2;s=Seq", "ack": "ns=2;s=Ack"}
+    table = {"kind": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840", "nodes": nodes, "timeout_s": 2,
+             "ack_timeout_s": 3600}  # fmt: skip
+    plc = OpcUaSink(Options(table, "test", tmp_path), "o")
+    assert delivery_limit(plc) == 10 * 2 + 5 + 0 + 3600 + BOUND_MARGIN_S == plc.delivery_bound_s + BOUND_MARGIN_S
+
+    class Plugin:
+        kind = "csvlog"
+
+    assert delivery_limit(Plugin()) == HUNG_DELIVERY_S
+    Plugin.delivery_bound_s = 120.0  # type: ignore[attr-defined]
+    assert delivery_limit(Plugin()) == 120.0 + BOUND_MARGIN_S

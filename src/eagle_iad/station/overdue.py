@@ -19,6 +19,19 @@ from contextlib import contextmanager
 #: says so, once). Longer than the built-in sinks' own timeouts (a webhook's ``timeout_s``, 10 s by default), so
 #: only a delivery that does not keep to one is warned of.
 HUNG_DELIVERY_S = 30.0
+#: Seconds past a sink's own bound on one delivery (its ``delivery_bound_s``) before the watch says it has not
+#: returned: a built-in sink set to wait long (a PLC's acknowledgement up to an hour, a webhook's ``timeout_s`` up to
+#: 600 s) keeps to its bound, and is not warned of for doing what it was told.
+BOUND_MARGIN_S = 5.0
+
+
+def delivery_limit(sink: object) -> float:
+    """Seconds one of ``sink``'s deliveries may take before it is said overdue: :data:`HUNG_DELIVERY_S`, or its own
+    bound (``delivery_bound_s``: the most its ``deliver`` waits by its options) and :data:`BOUND_MARGIN_S` where
+    that is longer. A plugin sink may declare the bound too; without one, :data:`HUNG_DELIVERY_S`."""
+    bound = getattr(sink, "delivery_bound_s", None)
+    own = float(bound) + BOUND_MARGIN_S if isinstance(bound, int | float) and bound > 0 else 0.0
+    return max(HUNG_DELIVERY_S, own)  # read at each look: a test may lower HUNG_DELIVERY_S
 
 
 def sink_label(sink: object) -> str:
@@ -39,6 +52,7 @@ class DeliveryWatch:
         self.station = station
         self.name = str(getattr(sink, "name", "?"))
         self.label = sink_label(sink)
+        self._sink = sink
         self.log = log
         self.changed = changed
         self._cond = threading.Condition()
@@ -105,14 +119,15 @@ class DeliveryWatch:
                     self._cond.wait()
                 if self._closed:
                     return
-                left = self._began + HUNG_DELIVERY_S - time.monotonic()  # read at each look: a test may lower it
+                left = self._began + delivery_limit(self._sink) - time.monotonic()
                 if left > 0:
                     self._cond.wait(left)
                     continue
             with self._saying:  # its line before the one of its return, which waits for this
                 with self._cond:
                     # returned meanwhile (another delivery maybe begun, not overdue yet): nothing to say
-                    if self._record is None or self._said or time.monotonic() - self._began < HUNG_DELIVERY_S:
+                    early = time.monotonic() - self._began < delivery_limit(self._sink)
+                    if self._record is None or self._said or early:
                         continue
                     self._said, record, took = True, self._record, time.monotonic() - self._began
                 self.log(f"eagle station {self.station}: warning: sink {self.name!r} ({self.label}): one delivery "

@@ -210,6 +210,12 @@ class MqttSink:
         self._problem: str | None = None
         self._acks: dict[int, ReasonCode] = {}
 
+    @property
+    def delivery_bound_s(self) -> float:
+        """About the most one delivery waits by its options (the connection, the publication's acknowledgement and
+        the status message's, each up to ``timeout_s``): past it, the station's watch says so (overdue.py)."""
+        return 3 * self.timeout_s
+
     def describe(self) -> str:
         security = "TLS" if self.tls else "plain"
         user = f", user {self.username}" if self.username else ""

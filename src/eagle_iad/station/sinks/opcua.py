@@ -288,6 +288,12 @@ class OpcUaSink:
         self._pending: tuple[str, int] | None = None
         self._last_write: float | None = None
 
+    @property
+    def delivery_bound_s(self) -> float:
+        """The most one delivery waits (connect, read the data types, three writes, all once more on a fresh
+        connection, the pacing and the PLC's acknowledgement): its guard, and the watch's bound (overdue.py)."""
+        return 10 * self.timeout_s + 5 + self.min_interval_s + (self.ack_timeout_s if self.ack is not None else 0)
+
     def describe(self) -> str:
         mapped = ", ".join(f"{t.field} -> {t.text}" for t in self.targets)
         user = f"user {self.username}" if self.username else "anonymous"
@@ -306,7 +312,7 @@ class OpcUaSink:
             self._inflight = future
         # connect, read the data types, three writes (and all of it once more on a fresh connection), the pacing
         # and the wait for the PLC's acknowledgement
-        guard = 10 * self.timeout_s + 5 + self.min_interval_s + (self.ack_timeout_s if self.ack is not None else 0)
+        guard = self.delivery_bound_s
         try:
             future.result(timeout=guard)
         except concurrent.futures.CancelledError:

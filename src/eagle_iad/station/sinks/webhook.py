@@ -114,6 +114,12 @@ class WebhookSink:
         and a 2xx to that GET would count as delivered."""
         return urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self._context))
 
+    @property
+    def delivery_bound_s(self) -> float:
+        """About the most one delivery waits by its options (the connection and the answer, each up to
+        ``timeout_s``): past it, the station's watch says the delivery has not returned (overdue.py)."""
+        return 2 * self.timeout_s
+
     def describe(self) -> str:
         return f"webhook {self.url} ({'signed' if self.secret else 'unsigned'}, timeout {self.timeout_s:g} s)"
 
