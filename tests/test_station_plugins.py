@@ -205,3 +205,78 @@ def test_a_kept_station_that_cannot_start_names_itself_in_the_delete_it_suggests
         (listed,) = call("GET", f"{live.base}/v1/stations")[2]
         assert listed["state"].endswith(", or remove it with DELETE /v1/stations/line-1"), listed
         assert listed["warnings"] == [], listed
+
+
+class _Feed:
+    """A plugin source with no claim of its own (a message queue's topic, say): nothing keeps two stations off it."""
+
+    kind = "feed"
+
+    def __init__(self, options: Options) -> None:
+        self.topic = options.text("topic", None)
+        self.poll_s = 0.05
+
+    def describe(self) -> str:
+        return f"feed {self.topic}"
+
+    def poll(self) -> Any:
+        return iter(())
+
+    def backlog(self) -> int:
+        return 0
+
+    def planned(self, arrival: Any) -> Path:
+        return Path(arrival.path)
+
+    def finish(self, arrival: Any, to: Path, record: Any) -> None:
+        return None
+
+    def refuse(self, arrival: Any, reason: str) -> None:
+        return None
+
+
+@pytest.fixture
+def feed_source() -> Any:
+    SOURCES.add("feed", _Feed)
+    try:
+        yield _Feed
+    finally:
+        SOURCES.remove("feed")
+
+
+def test_two_stations_on_one_plugin_source_with_the_same_options_are_refused(
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    feed_source: Any,
+) -> None:
+    """Two stations given the same plugin source (``{"kind": "zipdrop", "path": "drop"}`` twice, a fresh user's
+    POST) each inspected every image, each verdict delivered twice: a hot folder and a camera refuse that by their
+    locks, a plugin source without a ``claim`` had nothing. The same kind with the very same options is refused now,
+    in a stations file (one line) and by the service (409 ``source_in_use``, through POST and PATCH); other options
+    are another source."""
+    from eagle_iad.station.config import read_stations
+
+    one = '[[station]]\nname = "{}"\ncategory = "mono"\n[station.source]\nkind = "feed"\ntopic = "{}"\n'
+    stations = tmp_path / "stations.toml"
+    stations.write_text(f'models = "{model_dir}"\n' + one.format("line-1", "a") + one.format("line-2", "a"))
+    with pytest.raises(StationConfigError) as caught:
+        read_stations(stations)
+    assert str(caught.value) == (
+        f"{stations}: stations 'line-1' and 'line-2' both take their images from the same source (feed with the same "
+        "options); two stations on one source would each inspect every image: give each station its own source (a "
+        "plugin source can refuse it itself with a claim, see docs/STATIONS.md)")  # fmt: skip
+    stations.write_text(f'models = "{model_dir}"\n' + one.format("line-1", "a") + one.format("line-2", "b"))
+    assert [s.name for s in read_stations(stations).stations] == ["line-1", "line-2"]
+    body = {"name": "line-1", "category": "mono", "source": {"kind": "feed", "topic": "a"}}
+    with LiveServer(_app(tmp_path, model_dir, tmp_path)) as live:
+        assert _post(live.base, "/v1/stations", body)[0] == 201
+        status, answer = _post(live.base, "/v1/stations", {**body, "name": "line-2"})
+        assert (status, answer["error"]["code"], answer["error"]["message"]) == (409, "source_in_use", (
+            "stations 'line-1' and 'line-2' both take their images from the same source (feed with the same options); "
+            "two stations on one source would each inspect every image: give each station its own source (a plugin "
+            "source can refuse it itself with a claim, see docs/STATIONS.md)")), answer  # fmt: skip
+        assert _post(live.base, "/v1/stations", {**body, "name": "line-2", "source": {"kind": "feed", "topic": "b"}}
+                     )[0] == 201  # fmt: skip
+        status, answer = _patch(live.base, "line-2", {"source": {"topic": "a"}})
+        assert (status, answer["error"]["code"]) == (409, "source_in_use"), answer
+        assert call("GET", f"{live.base}/v1/stations/line-2")[2]["source"] == "feed b"  # left as it was

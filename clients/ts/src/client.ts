@@ -640,7 +640,8 @@ export class EagleClient {
    * Create and start a station; the service keeps it and starts it again after a restart. A 400 names
    * the field at fault (a path outside the data root, an unknown category or option); 409
    * `station_exists` when the name is taken, `folder_in_use` when another station takes the images of its
-   * hot folder, `folder_finishing` (with `Retry-After`) while a station deleted on that folder still finishes
+   * hot folder (or a camera's frames folder and name prefix), `source_in_use` when another station has the same
+   * plugin source with the very same options, `folder_finishing` (with `Retry-After`) while a station deleted on that folder still finishes
    * its last image.
    */
   createStation(body: StationBody, signal?: AbortSignal): Promise<StationInfo> {

@@ -231,6 +231,13 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise StationConfigError(f"{path}: station names must differ; {', '.join(repeated)} is used twice")
+    seen: list[tuple[str, Any]] = []
+    for station, raw in zip(stations, tables, strict=True):
+        source = raw.get("source")
+        other = same_source(station.source, source, seen)
+        if other is not None:
+            raise StationConfigError(f"{path}: {two_on_one_source(other, station.name, source)}")
+        seen.append((station.name, source))
     folders: dict[Path, str] = {}
     recursive: list[tuple[Path, str]] = []
     for station in stations:  # two stations on one hot folder would each inspect (and race to move) every image
@@ -259,6 +266,27 @@ def read_stations(path: Path, *, fitted: bool = True, looking: bool = False) -> 
                                          "each station its own folder")  # fmt: skip
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return StationsFile(path, models_dir, state_dir, stations, history, files, digest)
+
+
+def same_source(source: Source, table: Any, others: Iterable[tuple[str, Any]]) -> str | None:
+    """The first of ``others`` (``(station, source table)``) whose source table is ``table``, for a source that
+    holds no claim of its own; else ``None``.
+
+    Why: two stations on one source each take every image, so each part is inspected and reported twice. A hot
+    folder and a camera's frames refuse that themselves, across processes, by a lock naming the holder
+    (``claim``: sources/folder_lock.py); a plugin source without a ``claim`` has no such guard, and the same kind
+    with the very same options is the one case the station can tell without knowing what the options mean."""
+    if callable(getattr(source, "claim", None)):
+        return None
+    return next((name for name, other in others if other == table), None)
+
+
+def two_on_one_source(other: str, name: str, table: Any) -> str:
+    """The refusal of :func:`same_source`'s pair, naming both stations and the source's kind."""
+    kind = table.get("kind") if isinstance(table, dict) else None
+    return (f"stations {other!r} and {name!r} both take their images from the same source ({kind} with the same "
+            "options); two stations on one source would each inspect every image: give each station its own source "
+            "(a plugin source can refuse it itself with a claim, see docs/STATIONS.md)")  # fmt: skip
 
 
 def file_digest(path: Path) -> str:

@@ -290,6 +290,11 @@ class Source(Protocol):
       filed at ``to`` (a repeat: :meth:`finish` is then given the earlier image's place as ``to``, and must take
       the repeat away all the same), which its refusal's ``image`` names (``duplicates = "refuse"``). Without it:
       ``to``.
+    - ``claim(station, state_dir)``, ``release()`` and ``finishing(why)``: take a lock on what the source reads as
+      the station starts running (raise :class:`~eagle_iad.errors.FolderInUseError` naming the holder), let it go
+      when it stops, and say a deleted station is finishing its last image: two stations on one source would each
+      inspect every image (the hot folder's and the camera's locks: ``sources/folder_lock.py``). Without ``claim``
+      only a second station with the same kind and options is refused (``config.same_source``).
     - ``coming() -> bool``: whether images are still to come that :meth:`backlog` does not count (a video file
       waiting for triggers, not read to its end): ``--until-idle`` waits for them. Without it: none.
     - ``ignored() -> (count, last, seconds)``: the files it found it does not take: how many since the start, the
