@@ -286,3 +286,33 @@ def test_a_file_the_source_took_away_is_not_remembered_so_a_new_copy_is_taken(tm
     pushed = Arrival(path=tmp_path / "queue" / "p.png", source="push", name="p.png", appeared=time.time(), data=b"x")
     runner._handled_now(pushed, "d2", "refused", "refuse")  # bytes handed by the source: remembered by content
     assert runner._again(pushed, "d2") is True
+
+
+def test_an_intake_error_is_told_apart_by_where_it_was_raised_not_by_its_words(tmp_path: Path) -> None:
+    """The traceback is said once per error: once per place it was raised (type, file and line), so a message that
+    carries a count or a time is not a new traceback at every retry, filling the allowance (TRACEBACKS_SAID) before a
+    new bug comes; an error raised at another line is said (review)."""
+    from test_station import _bare_runner
+
+    lines: list[str] = []
+    runner = _bare_runner(tmp_path, object(), lines)
+    runner._pause = lambda why: None
+    runner._tracebacks = set()
+
+    def counted(n: int) -> RuntimeError:
+        try:
+            raise RuntimeError(f"queue read failed after {n} tries")
+        except RuntimeError as exc:
+            return exc
+
+    for n in range(5):
+        exc = counted(n)
+        runner.fail(f"RuntimeError: {exc}", exc)
+    said = [line for line in lines if "said once" in line]
+    assert said == ["eagle station line-1: the intake's error, said once: Traceback (most recent call last):"]
+    try:
+        raise KeyError("elsewhere")
+    except KeyError as other:
+        runner.fail("KeyError: 'elsewhere'", other)
+    assert len([line for line in lines if "said once" in line]) == 2
+    assert lines[-1] == "eagle station line-1: | KeyError: 'elsewhere'"

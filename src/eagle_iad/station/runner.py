@@ -995,10 +995,16 @@ class StationRunner:
         an :class:`OSError` (a condition of the machine, not a line of code)."""
         self._arrivals = None
         self._pause(f"intake failed: {error}")
-        if exc is None or isinstance(exc, SourceError | OSError) or error in self._tracebacks:
+        if exc is None or isinstance(exc, SourceError | OSError):
+            return
+        # Told apart by where it was raised, not by its words: a message carrying a count, a time or a temporary
+        # path would be a new traceback every PAUSE_RETRY_S, and fill the allowance before a new bug came.
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{type(exc).__qualname__} at {frames[-1].filename}:{frames[-1].lineno}" if frames else error
+        if where in self._tracebacks:
             return
         if len(self._tracebacks) < TRACEBACKS_SAID:
-            self._tracebacks.add(error)
+            self._tracebacks.add(where)
             lines = "".join(traceback.format_exception(exc)).rstrip("\n").splitlines()
             self.log(f"eagle station {self.config.name}: the intake's error, said once: {lines[0]}")
             for line in lines[1:]:
