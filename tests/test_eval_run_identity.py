@@ -248,6 +248,15 @@ def test_an_accelerate_checkpoints_state_beside_bin_weights_is_not_in_the_finger
     assert changed is not None and changed != recorded
     index.write_text('{"weight_map": {"a": "pytorch_model-00002-of-00002.bin"}}')
     assert folder_fingerprint(folder) not in (recorded, changed)
+    odd = tmp_path / "gptq"  # shards the loaded index lists under names of their own (a quantiser's): weights too
+    odd.mkdir()
+    (odd / "config.json").write_text('{"a": 1}')
+    (odd / "gptq_model-4bit-128g.safetensors").write_bytes(b"int4 weights")
+    (odd / "model.safetensors.index.json").write_text('{"weight_map": {"a": "gptq_model-4bit-128g.safetensors"}}')
+    listed = folder_fingerprint(odd)
+    assert listed is not None
+    (odd / "gptq_model-4bit-128g.safetensors").write_bytes(b"int4 WEIGHTS")
+    assert folder_fingerprint(odd) not in (None, listed)
     only_state = tmp_path / "state-only"  # an Accelerate state without the model: no weights to identify
     only_state.mkdir()
     for name in ("config.json", "optimizer.bin", "scheduler.bin"):

@@ -105,11 +105,32 @@ def _sampled(path: Path, size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+#: The index a loader reads for a sharded checkpoint, by its standard name: the shards it lists are loaded whatever
+#: they are called.
+LOADED_INDEX = re.compile(r"(model|pytorch_model)(\.\w+)?\.(safetensors|bin)\.index\.json")
+
+
+def _indexed(files: list[Path], suffix: str) -> set[str]:
+    """The shard names that a loaded index among ``files`` lists for ``suffix`` (its ``weight_map``'s values)."""
+    named: set[str] = set()
+    for path in files:
+        if LOADED_INDEX.fullmatch(path.name) and path.name.endswith(f"{suffix}.index.json"):
+            try:
+                weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map") or {}
+                named.update(str(name) for name in weight_map.values())
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+                continue  # not an index a loader could read either
+    return named
+
+
 def model_weights(files: Iterable[Path], suffix: str) -> list[Path]:
     """The model's weight files of the format ``suffix`` (one of :data:`WEIGHT_FORMATS`) among ``files``: those a
-    loader takes (:data:`LOADED_NAMES`), not a trainer's files of that suffix."""
-    names = LOADED_NAMES[suffix]
-    return [p for p in files if p.suffix == suffix and (names is None or names.fullmatch(p.name))]
+    loader takes (:data:`LOADED_NAMES`, and the shards its index lists by other names), not a trainer's files of
+    that suffix."""
+    files = list(files)
+    names, indexed = LOADED_NAMES[suffix], _indexed(files, suffix) if LOADED_NAMES[suffix] is not None else set()
+    return [p for p in files
+            if p.suffix == suffix and (names is None or names.fullmatch(p.name) or p.name in indexed)]  # fmt: skip
 
 
 def loaded_format(files: Iterable[Path]) -> str | None:
