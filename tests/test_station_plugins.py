@@ -72,6 +72,11 @@ def test_a_plugin_sinks_start_up_refusal_is_said_after_the_station_and_the_sink(
     assert _run(stations, "run", "--until-idle", env=_plugin_env()) == (
         2, f"eagle: error: {stations}: station 'line-1': sink 1 (csvlog): csvlog: {tmp_path / 'out.csv'} is not the "
            "MES share\n")  # fmt: skip
+    zipdrop = _stations(tmp_path, model_dir, _csvlog(), source=', share = "/scanner"')
+    zipdrop.write_text(zipdrop.read_text().replace('kind = "folder"', 'kind = "zipdrop"'))
+    assert _run(zipdrop, "run", "--until-idle", env=_plugin_env()) == (  # a source's the same (review)
+        2, f"eagle: error: {zipdrop}: station 'line-1': source (zipdrop): zipdrop: {tmp_path / 'incoming'} is not on "
+           "the scanner's share\n")  # fmt: skip
     stations = _stations(tmp_path, model_dir, _csvlog(sep="\t"))
     code, log = _run(stations, "run", "--until-idle", env=_plugin_env())
     assert code == 0, log

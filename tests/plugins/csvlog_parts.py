@@ -53,9 +53,14 @@ class ZipDrop(HotFolder):
 
     def __init__(self, options):
         self.unpack = options.text("unpack", "zip", ("zip", "tar"))
+        self.share = options.text("share", None)
         if self.unpack == "tar":
             raise NotImplementedError("zipdrop: tar archives are not unpacked yet")
         super().__init__(options)
+
+    def station_probe(self):
+        if self.share is not None and not str(self.folder).startswith(self.share):
+            raise StationConfigError(f"zipdrop: {self.folder} is not on the scanner's share")
 
 
 SINKS.add("csvlog", CsvLog)

@@ -95,6 +95,9 @@ class StationConfig:
     #: record), so a PLC or MES waiting for an answer per part gets one; ``"skip"``: nothing is sent (the log and
     #: the status' warning only).
     duplicates: str = DEFAULT_DUPLICATES
+    #: Where a refusal of its source is said (``stations.toml: station 'line-1': source (zipdrop)``), as
+    #: :attr:`SinkConfig.where` for a sink: put before a plugin's start-up refusal that does not say it.
+    source_where: str = ""
 
 
 @dataclass
@@ -430,4 +433,5 @@ def station_from_table(
         sinks.append(SinkConfig(sink, retry, refusals, sink_options.where))
         _check_links(sink, source, sink_options)
     _check_walk(source, sinks, {**(kept or {}), "models": models_dir}, where)
-    return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates)
+    return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates,
+                         f"{where}: source ({kind})")  # fmt: skip

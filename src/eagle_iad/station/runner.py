@@ -440,7 +440,13 @@ class StationRunner:
             raise StationConfigError(f"station {config.name!r}: category {exc.message}") from None
         source_probe = source_hook(config.source, "station_probe")
         if source_probe is not None:  # a camera's PLC trigger: a node it does not have refuses the station now
-            source_probe()
+            try:
+                source_probe()
+            except StationConfigError as exc:  # a plugin's own words: said after the source's place, as a sink's
+                where = config.source_where
+                if not where or str(exc).startswith(f"{where}:") or f"station {config.name!r}" in str(exc):
+                    raise
+                raise StationConfigError(f"{where}: {exc}") from exc
         #: What the sinks' probes warned of at start, a receiver unreachable or not checked (logged by :meth:`start`).
         probed = [(sink.sink.name, found) for sink in config.sinks if (found := _probe(sink, live)) is not None]
         self.unreachable = [(name, found.line) for name, found in probed]
