@@ -3,6 +3,7 @@ real processes, no camera needed (the locks are the camera's :meth:`Camera.claim
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from conftest import wait_s
 
 from eagle_iad.errors import FolderInUseError
+from eagle_iad.station.sources import folder_lock
 from eagle_iad.station.sources.folder_lock import LOCK_NAME, lock_folder, lock_frames
 
 
@@ -96,3 +98,67 @@ def test_a_hot_folder_in_another_process_refuses_a_camera_and_what_a_killed_one_
         )
     finally:
         camera.release()
+
+
+def test_a_hot_folder_refused_by_a_camera_names_the_live_one_not_a_killed_one(tmp_path: Path) -> None:
+    """A SIGKILLed camera leaves its lock file, its line in it: a hot folder refused by the live camera beside it
+    names only the live one (the killed one's file can be taken: nobody holds it); with only the killed one's file
+    there (the station lock held by one that has not said who it is), no camera is blamed."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    killed = Holder(f"lock_frames(Path({str(frames)!r}), 'cam1', 'deadcam', Path('/srv/d'))")
+    killed.process.kill()
+    killed.process.communicate()
+    assert (
+        ".eagle-camera-cam1.lock" in os.listdir(frames)
+        and "deadcam" in (frames / ".eagle-camera-cam1.lock").read_text()
+    )
+    live = Holder(f"lock_frames(Path({str(frames)!r}), 'cam2', 'line-1', Path('/srv/a'))")
+    try:
+        with pytest.raises(FolderInUseError) as refused:
+            lock_folder(frames, "line-3", tmp_path / "state")
+        assert str(refused.value) == (
+            f"station 'line-3': hot folder {frames} is where a camera station saves its frames "
+            f"({live.said('line-1', '/srv/a')}); this station would take them away as images of its own: stop that "
+            "one first, or give this station its own folder")  # fmt: skip
+    finally:
+        live.stop()
+    assert sorted(os.listdir(frames)) == [".eagle-camera-cam1.lock"]  # the killed one's, still there
+    code = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('held', flush=True); sys.stdin.read()")  # a station between its lock and its line  # fmt: skip
+    silent = subprocess.Popen([sys.executable, "-c", code, str(frames / LOCK_NAME)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert silent.stdout is not None and silent.stdout.readline() == "held\n"
+        with pytest.raises(FolderInUseError) as refused:
+            lock_folder(frames, "line-3", tmp_path / "state")
+        assert str(refused.value) == (
+            f"station 'line-3': hot folder {frames} is taken by another station (a holder that has not said who it is "
+            "yet (starting, or an earlier version)); two stations on one folder would each inspect every image: stop "
+            "that one first, or give this station its own folder")  # fmt: skip
+    finally:
+        silent.communicate("", timeout=wait_s(30))
+
+
+def test_a_hot_folder_started_as_the_last_camera_stops_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last camera to stop holds the station lock exclusively for a moment, to remove the file: a hot folder
+    started then tries again (its holder said nothing) and takes the folder, rather than be refused naming the
+    camera that is stopping. The moment is made half a second here, and the tries many, for a slow machine."""
+    monkeypatch.setattr(folder_lock, "TRIES", int(wait_s(30) / folder_lock.WAIT_S))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    code = ("import fcntl, sys, time; from pathlib import Path; from eagle_iad.station.sources.folder_lock import "
+            f"lock_frames; lock = lock_frames(Path({str(frames)!r}), 'cam1', 'line-1', Path('/srv/a')); "
+            "fcntl.flock(lock.folder._fd, fcntl.LOCK_EX); print('stopping', flush=True); time.sleep(0.5); "
+            "lock.release(); print('stopped', flush=True)")  # fmt: skip
+    camera = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert camera.stdout is not None and camera.stdout.readline() == "stopping\n"
+        lock = lock_folder(frames, "line-3", tmp_path / "state")
+        assert json.loads((frames / LOCK_NAME).read_text())["station"] == "line-3"
+        lock.release()
+    finally:
+        assert camera.communicate(timeout=wait_s(30))[0] == "stopped\n" and camera.returncode == 0
+    assert os.listdir(frames) == []

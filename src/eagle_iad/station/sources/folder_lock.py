@@ -39,13 +39,14 @@ per folder and prefix; the holder written in it, removed at the stop, as above) 
 folder's ``.eagle-station.lock``, so cameras of other prefixes share the folder while a hot folder's exclusive
 lock is refused (and a camera is refused while a hot folder holds it). A shared holder writes nothing in that file
 (several hold it at once): it empties it (what a killed hot folder left there), and a hot folder refused by it
-names the cameras from their own lock files. The last shared holder to stop removes the file: it removes it only
-once it can take the lock exclusively (no other holder left, in any process), else it just lets it go.
+names the cameras from their own lock files, those still held only (a killed camera's file stays, its line in
+it). The last shared holder to stop removes the file: it removes it only once it can take the lock exclusively (no
+other holder left, in any process), else it just lets it go; a camera or hot folder starting in that moment tries
+again, a few times :data:`WAIT_S` apart (:data:`TRIES`), rather than be refused by a camera that is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -63,11 +64,14 @@ from eagle_iad.errors import FolderFinishingError, FolderInUseError
 LOCK_NAME = ".eagle-station.lock"
 #: The start of a camera's own lock file in its frames folder: ``.eagle-camera-<name_prefix>.lock``.
 CAMERA_LOCK = ".eagle-camera-"
-#: Tries of a shared lock refused by an exclusive holder, :data:`SHARED_WAIT_S` apart: a camera stopping holds the
-#: station lock exclusively for a moment (to remove the file as its last holder), which must not refuse another
-#: camera starting on the folder then. A hot folder holding it refuses them all, half a second later.
-SHARED_TRIES = 10
-SHARED_WAIT_S = 0.05
+#: Tries of a lock refused by a holder that may be just going, :data:`WAIT_S` apart (slept outside the in-process
+#: table's lock, so nothing else of the process waits): a camera stopping holds the station lock exclusively for a
+#: moment (to remove the file as its last holder), which must refuse neither a camera (taking it shared: it retries
+#: whoever holds it) nor a hot folder (taking it exclusively: it retries while the holder found has said nothing, as
+#: cameras write nothing there, or is a process of this host that is gone) starting on the folder then. A hot folder
+#: holding it refuses a camera, and cameras holding it refuse a hot folder, half a second later.
+TRIES = 10
+WAIT_S = 0.05
 
 #: The exclusive locks this process holds, by the folder's (device, inode) and the lock file's name.
 _held: dict[tuple[int, int, str], FolderLock] = {}
@@ -99,21 +103,59 @@ def _read_holder(fd: int) -> object:
         return None
 
 
-def _cameras_said(folder: Path) -> str | None:
-    """The camera stations whose lock files are in ``folder`` (each as :func:`_said`), or ``None``: who holds a
-    folder's station lock shared, as they write nothing in it."""
+def _gone(holder: object) -> bool:
+    """Whether ``holder`` (what a lock file says) may be just going or coming rather than holding it: it said
+    nothing (a camera's shared holders write nothing; a station between its lock and its line), or it is a process
+    of this host that is no longer running (a killed holder's line, the lock since taken by one not written yet)."""
+    if not isinstance(holder, dict) or not {"pid", "host", "station", "state"} <= set(holder):
+        return True
+    if holder["host"] != socket.gethostname() or not isinstance(holder["pid"], int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # another user's: running
+    return False
+
+
+def _cameras_said(folder: Path, key: tuple[int, int]) -> str | None:
+    """The camera stations holding their lock files in ``folder`` (each as :func:`_said`), or ``None``: who holds a
+    folder's station lock shared, as they write nothing in it. Under :data:`_held_lock`. A killed camera's file
+    stays, its line in it: each file is tried (exclusively, let go at once) and only those that cannot be taken are
+    named; one of this process is named from the table, never tried (on NFS a lock of this process would not refuse
+    the try, and closing the try would drop it)."""
     said = []
     try:
         names = sorted(n for n in os.listdir(folder) if n.startswith(CAMERA_LOCK) and n.endswith(".lock"))
     except OSError:
         return None
     for name in names:
-        try:
-            holder = json.loads((folder / name).read_text("utf-8", "replace") or "null")
-        except (OSError, ValueError):
+        if (mine := _held.get((*key, name))) is not None:
+            said.append(mine.said)
             continue
-        if isinstance(holder, dict):
-            said.append(_said(holder))
+        try:
+            fd = os.open(folder / name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except PermissionError:  # another user's, not writable: an exclusive try may need it open for writing
+            try:
+                fd = os.open(folder / name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+        except OSError:
+            continue  # removed meanwhile: its camera stopped
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                said.append(_said(_read_holder(fd)))  # held: a running camera (or one starting: not said yet)
+            except OSError:  # cannot be tried here: named as it says, as before the try
+                if isinstance(holder := _read_holder(fd), dict):
+                    said.append(_said(holder))
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # taken: its camera is gone (killed), whatever its line says
+        finally:
+            os.close(fd)
     return "; ".join(said) if said else None
 
 
@@ -218,13 +260,14 @@ def _finishing(station: str, what: str, folder: Path, mine: FolderLock) -> Folde
 
 def _take(
     folder: Path, key: tuple[int, int], station: str, state_dir: Path, *, name: str, shared: bool, what: str,
-    refused: Callable[[int], FolderInUseError],
-) -> FolderLock:  # fmt: skip
+    refused: Callable[[int], FolderInUseError], wait: bool,
+) -> FolderLock | None:  # fmt: skip
     """Under :data:`_held_lock`: lock ``folder / name`` (exclusively, or ``shared``) for ``station``, or what
-    ``refused`` makes of the lock file held by another (given its descriptor, to read who)."""
+    ``refused`` makes of the lock file held by another (given its descriptor, to read who); with ``wait``, ``None``
+    where that holder may be just going (see :data:`TRIES`): the caller sleeps, out of :data:`_held_lock`, and
+    tries again."""
     path = folder / name
-    busy = 0
-    for _ in range(10 + SHARED_TRIES):  # a holder removing the file as this one opened it: try the file now there
+    for _ in range(10):  # a holder removing the file as this one opened it: try the file now there
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
@@ -233,12 +276,9 @@ def _take(
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            busy += 1
-            if shared and busy < SHARED_TRIES:  # maybe a camera removing the file as its last holder: a moment
-                os.close(fd)
-                time.sleep(SHARED_WAIT_S)
-                continue
             try:
+                if wait and (shared or _gone(_read_holder(fd))):  # maybe a camera removing the file: a moment
+                    return None
                 raise refused(fd) from None
             finally:
                 os.close(fd)
@@ -281,22 +321,27 @@ def lock_folder(folder: Path, station: str, state_dir: Path) -> FolderLock:
 
     def held(fd: int) -> FolderInUseError:
         holder = _read_holder(fd) if fd >= 0 else None
-        if holder is None and (cameras := _cameras_said(folder)) is not None:  # held shared: cameras write nothing
+        if holder is None and (cameras := _cameras_said(folder, key)) is not None:  # shared: cameras write nothing
             return by_cameras(cameras)
         return refused(_said(holder) if fd >= 0 else "its lock file keeps being replaced")
 
-    with _held_lock:
-        if (mine := _held.get((*key, LOCK_NAME))) is not None:
-            if mine.stopped is not None:
-                raise _finishing(station, "hot folder", folder, mine)
-            raise refused(mine.said)
-        if cameras := _shared.get(key):
-            if all(camera.stopped is not None for camera in cameras):
-                raise _finishing(station, "hot folder", folder, cameras[0])
-            raise by_cameras("; ".join(camera.said for camera in cameras))
-        lock = _held[(*key, LOCK_NAME)] = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=False,
-                                                what="hot folder", refused=held)  # fmt: skip
-        return lock
+    for attempt in range(1, TRIES + 1):
+        with _held_lock:  # the table looked at again at each try: a station of this process may have come or gone
+            if (mine := _held.get((*key, LOCK_NAME))) is not None:
+                if mine.stopped is not None:
+                    raise _finishing(station, "hot folder", folder, mine)
+                raise refused(mine.said)
+            if cameras := _shared.get(key):
+                if all(camera.stopped is not None for camera in cameras):
+                    raise _finishing(station, "hot folder", folder, cameras[0])
+                raise by_cameras("; ".join(camera.said for camera in cameras))
+            lock = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=False, what="hot folder",
+                         refused=held, wait=attempt < TRIES)  # fmt: skip
+            if lock is not None:
+                _held[(*key, LOCK_NAME)] = lock
+                return lock
+        time.sleep(WAIT_S)
+    raise AssertionError("unreachable: the last try refuses or locks")
 
 
 class FramesLock:
@@ -340,29 +385,32 @@ def lock_frames(folder: Path, name_prefix: str, station: str, state_dir: Path) -
     def said(fd: int) -> str:
         return _said(_read_holder(fd)) if fd >= 0 else "its lock file keeps being replaced"
 
-    with _held_lock:
-        if (mine := _held.get((*key, name))) is not None:
-            if mine.stopped is not None:
-                raise _finishing(station, f"{what} (name_prefix {name_prefix!r})", folder, mine)
-            raise by_camera(mine.said)
-        if (hot := _held.get((*key, LOCK_NAME))) is not None:
-            if hot.stopped is not None:
-                raise _finishing(station, what, folder, hot)
-            raise by_hot_folder(hot.said)
-        prefix = _take(folder, key, station, state_dir, name=name, shared=False, what=what,
-                       refused=lambda fd: by_camera(said(fd)))  # fmt: skip
-        _held[(*key, name)] = prefix
-        try:
-            shared = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=True, what=what,
-                           refused=lambda fd: by_hot_folder(said(fd)))  # fmt: skip
-        except BaseException:
-            _held.pop((*key, name), None)
-            prefix._fd, fd = None, prefix._fd
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    if _same_file(fd, folder / name):
-                        (folder / name).unlink()
-                os.close(fd)
-            raise
-        _shared.setdefault(key, []).append(shared)
-        return FramesLock(prefix, shared)
+    prefix: FolderLock | None = None
+    try:
+        for attempt in range(1, TRIES + 1):
+            with _held_lock:  # the table looked at again at each try: a station of this process may have come or gone
+                if prefix is None and (mine := _held.get((*key, name))) is not None:
+                    if mine.stopped is not None:
+                        raise _finishing(station, f"{what} (name_prefix {name_prefix!r})", folder, mine)
+                    raise by_camera(mine.said)
+                if (hot := _held.get((*key, LOCK_NAME))) is not None:
+                    if hot.stopped is not None:
+                        raise _finishing(station, what, folder, hot)
+                    raise by_hot_folder(hot.said)
+                if prefix is None:
+                    prefix = _take(folder, key, station, state_dir, name=name, shared=False, what=what,
+                                   refused=lambda fd: by_camera(said(fd)), wait=attempt < TRIES)  # fmt: skip
+                    if prefix is not None:
+                        _held[(*key, name)] = prefix
+                if prefix is not None:
+                    shared = _take(folder, key, station, state_dir, name=LOCK_NAME, shared=True, what=what,
+                                   refused=lambda fd: by_hot_folder(said(fd)), wait=attempt < TRIES)  # fmt: skip
+                    if shared is not None:
+                        _shared.setdefault(key, []).append(shared)
+                        return FramesLock(prefix, shared)
+            time.sleep(WAIT_S)  # its prefix held meanwhile: a camera of that prefix starting now is refused
+    except BaseException:
+        if prefix is not None:
+            prefix.release()  # out of the table, its file removed
+        raise
+    raise AssertionError("unreachable: the last try refuses or locks")
