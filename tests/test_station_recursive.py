@@ -43,7 +43,14 @@ from test_station import (  # noqa: F401  (model_dir, receiver: the module's fix
 
 from eagle_iad.station.config import read_stations
 from eagle_iad.station.parts import Options, StationConfigError
-from eagle_iad.station.sources.folder import ANOTHER_STATION, FILED, IGNORED_AFTER_S, MAX_DEPTH, HotFolder
+from eagle_iad.station.sources.folder import (
+    ANOTHER_STATION,
+    CAMERA_FRAMES,
+    FILED,
+    IGNORED_AFTER_S,
+    MAX_DEPTH,
+    HotFolder,
+)
 from eagle_iad.station.sources.folder_lock import LOCK_NAME
 
 RECURSIVE = ", recursive = true"
@@ -239,7 +246,8 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     hidden folders and a writer's temporary folder (not said, as a hidden file is not), a folder named done or
     failed below the top (a stopped station on cam1 filed its images there, its lock file gone: said once), a
     symbolic link to a folder (a loop back to the hot folder here: said once, not followed), a folder deeper than
-    MAX_DEPTH (said once, with the limit), another station's hot folder (its lock file in it: said once)."""
+    MAX_DEPTH (said once, with the limit), another station's hot folder (its lock file in it: said once), a camera's
+    frames folder (a camera's lock file beside it: said once, as what it is)."""
     incoming = tmp_path / "incoming"
     deepest = "/".join(f"d{level}" for level in range(1, MAX_DEPTH + 1))  # MAX_DEPTH folders: taken
     _put(incoming, "cam1/done/x.png", b"1")
@@ -253,6 +261,9 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     _put(incoming, f"{deepest}/too/deep.png", b"5")  # MAX_DEPTH + 1 folders: not taken
     _put(incoming, "line-2/x.png", b"6")  # another station's hot folder: its lock file in it
     (incoming / "line-2" / LOCK_NAME).write_text("{}")
+    _put(incoming, "cam2/frame-1.png", b"7")  # a camera's frames folder: its lock files in it
+    (incoming / "cam2" / LOCK_NAME).write_text("")
+    (incoming / "cam2" / ".eagle-camera-frame.lock").write_text("{}")
     for untaken in ("done/a/x.png", "failed/x.png", ".snapshot/x.png", "batch.tmp/x.png", "cam1/.hidden/x.png"):
         _put(incoming, untaken, b"untaken")
     (incoming / "loop").symlink_to(incoming, target_is_directory=True)
@@ -260,7 +271,7 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     quiet = ("done", "failed", ".snapshot", "batch.tmp", "cam1/.hidden")  # unchanged long enough, yet not said
     said_ones = (incoming / "loop", incoming / "cam1" / "up", incoming.joinpath(*deepest.split("/"), "too"),
                  incoming / "cam1" / "done", incoming / "cam1" / "failed")  # fmt: skip
-    _age(*said_ones, incoming / "line-2", *(incoming.joinpath(*name.split("/")) for name in quiet))
+    _age(*said_ones, incoming / "line-2", incoming / "cam2", *(incoming.joinpath(*name.split("/")) for name in quiet))
     folder, lines = _folder(tmp_path, recursive=True)
     assert sorted(a.name for a in folder.poll()) == taken and folder.backlog() == 3
     linked = "a symbolic link to a folder (not followed: it could lead outside the folder, or back into it)"
@@ -268,11 +279,11 @@ def test_hidden_temporary_and_linked_folders_are_not_entered_and_a_folder_too_de
     said = {line.split(": warning: ")[1] for line in lines}
     filed = "a station's filed images (a folder named done or failed is never entered)"
     assert said == {f"loop: ignored: {linked}", f"cam1/up: ignored: {linked}", f"{deepest}/too: ignored: {too_deep}",
-                    f"line-2: ignored: {ANOTHER_STATION}", f"cam1/done: ignored: {filed}",
-                    f"cam1/failed: ignored: {filed}"}, lines  # fmt: skip
-    assert len(lines) == 6
-    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 6  # said once
-    assert folder.ignored()[0] == 6
+                    f"line-2: ignored: {ANOTHER_STATION}", f"cam2: ignored: {CAMERA_FRAMES}",
+                    f"cam1/done: ignored: {filed}", f"cam1/failed: ignored: {filed}"}, lines  # fmt: skip
+    assert len(lines) == 7
+    assert sorted(a.name for a in folder.poll()) == taken and len(lines) == 7  # said once
+    assert folder.ignored()[0] == 7
 
 
 def test_with_recursive_off_a_subfolder_is_still_only_said_as_not_taken(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ from eagle_iad.naming import NAME_MAX, fit_name
 from eagle_iad.ranges import Range
 from eagle_iad.station.parts import REQUIRED, SOURCES, Arrival, NotPutAside, Options, Settled
 from eagle_iad.station.recent import Recent, Seconds
-from eagle_iad.station.sources.folder_lock import LOCK_NAME, FolderLock, lock_folder
+from eagle_iad.station.sources.folder_lock import CAMERA_LOCK, LOCK_NAME, FolderLock, lock_folder
 
 #: Names a writer uses while a file is not complete yet.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -94,6 +94,13 @@ MAX_DEPTH = 8
 #: killed one's lock file left behind), whose images that station takes; two would inspect each twice.
 ANOTHER_STATION = (f"another station's hot folder (it holds {LOCK_NAME}); not entered: that station takes its "
                    "images (a lock file a killed station left behind can be removed)")  # fmt: skip
+#: Why a subfolder holding a station's lock file and a camera's (``.eagle-camera-<name_prefix>.lock``) is not
+#: entered: a camera station's frames folder (one running, or a killed one's lock files left behind), whose frames that
+#: camera inspects itself (and takes again at its next start); said apart from :data:`ANOTHER_STATION`, as the same
+#: lock file is found in both.
+CAMERA_FRAMES = (f"a camera station's frames folder (it holds {LOCK_NAME} and {CAMERA_LOCK}<name_prefix>.lock); not "
+                 "entered: that camera inspects its frames itself (lock files a killed station left behind can be "
+                 "removed)")  # fmt: skip
 #: Why ``recursive`` does not enter a subfolder named ``done`` or ``failed`` (at any depth): a station on that
 #: subfolder (stopped now: its lock file gone) filed its images there; taking them would inspect and move them again.
 FILED = "a station's filed images (a folder named done or failed is never entered)"
@@ -291,6 +298,19 @@ def _digest_of(path: Path) -> str | None:
         raise
 
 
+def _locked_why(folder: str) -> str:
+    """Why a subfolder holding a station's lock file is not entered: a camera's frames folder where a camera's lock
+    file is beside it (:data:`CAMERA_FRAMES`), else another station's hot folder (:data:`ANOTHER_STATION`). Looked
+    for once per lock file (its inode remembered, see ``HotFolder._locked``): one listing of that subfolder."""
+    try:
+        with os.scandir(folder) as entries:
+            if any(e.name.startswith(CAMERA_LOCK) and e.name.endswith(".lock") for e in entries):
+                return CAMERA_FRAMES
+    except OSError:
+        pass  # unreadable: the hot folder's reading, as before it was told apart
+    return ANOTHER_STATION
+
+
 def _ignored_why(entry: os.DirEntry[str], top: bool = True) -> str | None:
     """Why the station does not take ``entry`` of its folder (``top``: of the hot folder itself, not of a
     subfolder), for the integrator to see (a camera writing ``.gif`` or into subfolders sends nothing, and the
@@ -356,6 +376,9 @@ class HotFolder:
         #: sink's path, the service's state, pictures or models folder): what the station or the service writes
         #: there would be taken again (see :meth:`keep_out`).
         self._kept_out: dict[str, str] = {}
+        #: Subfolders holding a station's lock file: name -> (that file's inode, why not entered: see
+        #: :func:`_locked_why`), so a busy one (said only once unchanged) is not listed again every poll.
+        self._locked: dict[str, tuple[int, str]] = {}
         #: When the station first saw each name (its clock, seconds since the epoch): the arrival's ``appeared``.
         self._first_seen: dict[str, float] = {}
         #: Per name, the (size, mtime_ns) the polls saw last and since when (monotonic) they have been the same.
@@ -555,8 +578,8 @@ class HotFolder:
         ``failed/`` (at the top; one so named deeper is another station's, said once as not taken: :data:`FILED`),
         not a folder kept out (:meth:`keep_out`: a folder sink's, the service's; said once), not hidden
         (``.snapshot``) nor a writer's temporary name (``batch.tmp``, renamed once complete), never a symbolic link
-        (said as not taken: see :func:`_ignored_why`). One deeper than
-        :data:`MAX_DEPTH`, or holding a station's lock file (:data:`ANOTHER_STATION`: the folder lock is on each
+        (said as not taken: see :func:`_ignored_why`). One deeper than :data:`MAX_DEPTH`, or holding a station's lock
+        file (:data:`ANOTHER_STATION`, or :data:`CAMERA_FRAMES` with a camera's beside it: the lock is on each
         station's own folder, and does not see one inside another), is not entered either: it is said, once, as not
         taken."""
         if not self.recursive:
@@ -580,8 +603,15 @@ class HotFolder:
             why = f"a folder more than {MAX_DEPTH} levels below the hot folder (recursive goes {MAX_DEPTH} levels deep)"
             self._ignoring(entry, ignored, name, why=why)
             return True
-        if os.path.lexists(os.path.join(entry.path, LOCK_NAME)):  # its station's lock: the folder lock sees one only
-            self._ignoring(entry, ignored, name, why=ANOTHER_STATION)
+        try:  # its station's lock: the folder lock sees one only
+            lock = os.lstat(os.path.join(entry.path, LOCK_NAME)).st_ino
+        except OSError:
+            self._locked.pop(name, None)
+        else:
+            known = self._locked.get(name)
+            why = known[1] if known is not None and known[0] == lock else _locked_why(entry.path)
+            self._locked[name] = (lock, why)
+            self._ignoring(entry, ignored, name, why=why)
             return True
         folders.append((name + "/", Path(entry.path), depth + 1))
         return True
