@@ -257,6 +257,8 @@ def test_an_accelerate_checkpoints_state_beside_bin_weights_is_not_in_the_finger
     assert listed is not None
     (odd / "gptq_model-4bit-128g.safetensors").write_bytes(b"int4 WEIGHTS")
     assert folder_fingerprint(odd) not in (None, listed)
+    (odd / "model.safetensors.index.json").write_text("[" * 200_000)  # no index a loader could read: not listed
+    assert folder_fingerprint(odd) is None  # (a nested one raised RecursionError: review)
     only_state = tmp_path / "state-only"  # an Accelerate state without the model: no weights to identify
     only_state.mkdir()
     for name in ("config.json", "optimizer.bin", "scheduler.bin"):

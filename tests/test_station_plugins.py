@@ -285,3 +285,39 @@ def test_two_stations_on_one_plugin_source_with_the_same_options_are_refused(
         status, answer = _patch(live.base, "line-2", {"source": {"topic": "a"}})
         assert (status, answer["error"]["code"]) == (409, "source_in_use"), answer
         assert call("GET", f"{live.base}/v1/stations/line-2")[2]["source"] == "feed b"  # left as it was
+    # a twin kept from before the check (written as that version kept it) still takes a change that leaves its
+    # source as it was (review): only a change of source is compared
+    from datetime import UTC, datetime
+
+    from eagle_iad.service.store import InspectionStore
+    from eagle_iad.station.outbox import StationTables
+
+    store = InspectionStore(tmp_path / "state" / "eagle.sqlite3")
+    try:
+        StationTables(store).save_spec("line-3", {**body, "name": "line-3"}, datetime.now(UTC).isoformat())
+    finally:
+        store.close()
+    with LiveServer(_app(tmp_path, model_dir, tmp_path)) as live:
+        assert _patch(live.base, "line-3", {"deadline_s": 20})[0] == 200
+
+
+def test_a_plugin_parts_own_refusal_of_the_projects_kind_keeps_its_status(
+    model_dir: Path,  # noqa: F811
+    feed_source: Any,
+) -> None:
+    """A plugin source raising one of the project's errors in ``__init__`` (``FolderInUseError``: its folder is
+    another station's) keeps it, and its status with it (409 ``folder_in_use``), rather than a 400 wrapping it
+    (review); only a foreign exception is said as the part's refusal."""
+    from eagle_iad.errors import FolderInUseError
+
+    class Busy(_Feed):
+        def __init__(self, options: Options) -> None:
+            raise FolderInUseError("hot folder /data/drop is taken by another station (pid 1 on plc, station 'a')")
+
+    SOURCES.add("busy", Busy)
+    try:
+        table = {"name": "line-1", "category": "mono", "source": {"kind": "busy"}}
+        with pytest.raises(FolderInUseError, match="is taken by another station"):
+            station_from_table(Options(table, "test: station 1", model_dir), model_dir)
+    finally:
+        SOURCES.remove("busy")

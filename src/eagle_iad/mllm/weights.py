@@ -118,7 +118,7 @@ def _indexed(files: list[Path], suffix: str) -> set[str]:
             try:
                 weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map") or {}
                 named.update(str(name) for name in weight_map.values())
-            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
                 continue  # not an index a loader could read either
     return named
 

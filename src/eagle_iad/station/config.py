@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eagle_iad.errors import EagleError
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.ranges import Range
 from eagle_iad.station import sinks as _sinks  # noqa: F401  (registers the built-in sinks)
@@ -95,6 +96,9 @@ class StationConfig:
     #: record), so a PLC or MES waiting for an answer per part gets one; ``"skip"``: nothing is sent (the log and
     #: the status' warning only).
     duplicates: str = DEFAULT_DUPLICATES
+    #: The source's table as given (a stations file's ``[station.source]``, the body's ``source``): what
+    #: :func:`same_source` compares for a source with no claim of its own.
+    source_table: dict[str, Any] = field(default_factory=dict)
     #: Where a refusal of its source is said (``stations.toml: station 'line-1': source (zipdrop)``), as
     #: :attr:`SinkConfig.where` for a sink: put before a plugin's start-up refusal that does not say it.
     source_where: str = ""
@@ -363,7 +367,7 @@ def _built(factory: Callable[..., T], where: str, *args: Any) -> T:
     service. ``KeyboardInterrupt``/``SystemExit`` are no refusal and go through."""
     try:
         return factory(*args)
-    except StationConfigError:
+    except EagleError:  # one line of the project's own, with its status (409 folder_in_use, 503 ...), as it is
         raise
     except Exception as exc:
         name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
@@ -434,4 +438,4 @@ def station_from_table(
         _check_links(sink, source, sink_options)
     _check_walk(source, sinks, {**(kept or {}), "models": models_dir}, where)
     return StationConfig(name, category, source, sinks, backlog_limit, deadline_s, duplicates,
-                         f"{where}: source ({kind})")  # fmt: skip
+                         dict(source_table or {}), f"{where}: source ({kind})")  # fmt: skip

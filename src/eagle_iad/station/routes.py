@@ -488,7 +488,7 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
                        f"{run.host} ({run.state()}); choose another name", code="station_exists")  # fmt: skip
     spec = body.model_dump(exclude_none=True)
     config = config_from_body(state, spec)
-    _refuse_same_source(state, config.name, config.source, spec)
+    _refuse_same_source(state, manager, config.name, config.source, spec)
     ownership = _ownership(request)
     if not ownership.claim(config.name):
         raise ApiError(409, f"station {body.name!r} is being created through another replica", code="station_exists")
@@ -512,11 +512,15 @@ def _create(body: StationBody, request: Request) -> dict[str, Any]:
     return _info(state, running)
 
 
-def _refuse_same_source(state: ServiceState, name: str, source: Any, spec: dict[str, Any]) -> None:
+def _refuse_same_source(
+    state: ServiceState, manager: StationManager, name: str, source: Any, spec: dict[str, Any]
+) -> None:
     """409 ``source_in_use`` where another station kept by the service (any replica's) has the very same source
     table and the source holds no claim of its own (a plugin's: see :func:`~eagle_iad.station.config.same_source`):
     the two would each inspect every image. A hot folder or a camera is refused by its own lock instead."""
     others = [(other, kept.get("source")) for other, kept, _ in StationTables(state.store).specs() if other != name]
+    others += [(run.name, run.runner.config.source_table) for run in manager.all()  # a stations file's
+               if run.spec is None and run.name != name]  # fmt: skip
     other = same_source(source, spec.get("source"), others)
     if other is not None:
         raise ApiError(409, two_on_one_source(other, name, spec.get("source")), code="source_in_use")
@@ -701,7 +705,8 @@ def _update(name: str, patch: dict[str, Any], request: Request, discard: bool = 
                        "/v1/stations)", code="invalid_option")  # fmt: skip
     checked_body(spec)
     config = config_from_body(state, spec)  # 400 naming the field (or an unknown one): the station stays as it was
-    _refuse_same_source(state, name, config.source, spec)
+    if spec.get("source") != old.get("source"):  # a twin kept from before this check must stay changeable
+        _refuse_same_source(state, manager, name, config.source, spec)
     tables = StationTables(state.store)
     grace = state.settings.shutdown_grace_s
     # the sinks whose queues stay: those of the run (or the kept spec) that the change keeps (in both), by name

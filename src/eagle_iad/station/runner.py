@@ -1005,8 +1005,9 @@ class StationRunner:
             return
         # Told apart by where it was raised, not by its words: a message carrying a count, a time or a temporary
         # path would be a new traceback every PAUSE_RETRY_S, and fill the allowance before a new bug came.
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{type(exc).__qualname__} at {frames[-1].filename}:{frames[-1].lineno}" if frames else error
+        frames = traceback.extract_tb(exc.__traceback__)  # every frame: two bugs failing in one helper differ
+        path = " < ".join(f"{frame.filename}:{frame.lineno}" for frame in reversed(frames))
+        where = f"{type(exc).__qualname__} at {path}" if frames else error
         if where in self._tracebacks:
             return
         if len(self._tracebacks) < TRACEBACKS_SAID:
