@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -216,6 +217,15 @@ def test_sigkill_leaves_scratch_that_the_next_command_removes_but_never_a_live_o
 # ------------------------------------------------------------------------------------- in-process units
 
 
+def _to_main_thread(signum: int) -> None:
+    """``signum`` sent to this process's main thread, where Python runs its handlers, as a terminal's Ctrl-C or a
+    ``kill`` reaches a command's. Not ``os.kill(os.getpid(), ...)``: the kernel hands a process's signal to any
+    thread not blocking it, and by this test the pytest process holds threads of earlier tests' libraries (a
+    video reader, a native pool) whose small stacks the C handler may overflow: a CI run ended at this test in a
+    bare "Segmentation fault", with not even faulthandler's stacks (its handler could not run on that stack)."""
+    signal.pthread_kill(threading.main_thread().ident or 0, signum)
+
+
 def test_a_signal_raises_stopped_once_and_a_publish_step_is_not_cut_in_two() -> None:
     from eagle_iad.stops import Stopped, stop_on_signals, uninterrupted
 
@@ -223,7 +233,7 @@ def test_a_signal_raises_stopped_once_and_a_publish_step_is_not_cut_in_two() -> 
     steps: list[str] = []
     with pytest.raises(Stopped) as stopped, stop_on_signals():
         with uninterrupted():
-            os.kill(os.getpid(), signal.SIGTERM)
+            _to_main_thread(signal.SIGTERM)
             time.sleep(0.01)  # the handler runs here: deferred, not raised
             steps.append("published")
         steps.append("after")  # not reached: raised as the block ended
@@ -233,10 +243,10 @@ def test_a_signal_raises_stopped_once_and_a_publish_step_is_not_cut_in_two() -> 
     assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back
     with pytest.raises(Stopped) as again, stop_on_signals():
         try:
-            os.kill(os.getpid(), signal.SIGINT)
+            _to_main_thread(signal.SIGINT)
             time.sleep(wait_s(5))
         finally:
-            os.kill(os.getpid(), signal.SIGTERM)  # a second signal during the clean-up is ignored
+            _to_main_thread(signal.SIGTERM)  # a second signal during the clean-up is ignored
             time.sleep(0.01)
             steps.append("cleaned")
     assert (again.value.signal_name, again.value.exit_status, steps[-1]) == ("SIGINT", 130, "cleaned")
@@ -249,7 +259,7 @@ def test_a_step_that_fails_while_a_stop_waits_still_stops() -> None:
     from eagle_iad.stops import Stopped, stop_on_signals, uninterrupted
 
     with pytest.raises(Stopped) as stopped, stop_on_signals(), uninterrupted():
-        os.kill(os.getpid(), signal.SIGTERM)
+        _to_main_thread(signal.SIGTERM)
         time.sleep(0.01)  # deferred
         raise OSError("database is locked")
     assert stopped.value.signal_name == "SIGTERM"

@@ -630,8 +630,8 @@ def test_a_change_through_a_symbolic_link_says_to_give_the_folder_it_points_to(
 def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import os
     import signal
+    import threading
 
     from eagle_iad.cli import main
     from eagle_iad.expert import store
@@ -639,7 +639,8 @@ def test_a_stop_that_waited_for_the_swap_says_the_change_was_saved(
     def stop_in_the_swap(step: str) -> None:
         # A Ctrl-C in the middle of the swap (either kind: one exchange, or two renames): it waits for its end.
         if step in ("exchanged", "retired"):
-            os.kill(os.getpid(), signal.SIGINT)
+            # to the main thread, where Python runs its handlers (see test_stops.py's _to_main_thread)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     monkeypatch.setattr(store, "_step_hook", stop_in_the_swap)
     assert main(["threshold", "--model", str(model_dir), "--tau", "97", "--why", "x", "--by", "ana"]) == 130
