@@ -25,6 +25,7 @@ import {
   windowText,
   SINKS,
   SOURCES,
+  choiceLabel,
   defaultText,
   emptyPart,
   foldedOptions,
@@ -34,6 +35,7 @@ import {
   optionLabel,
   optionProblem,
   partTable,
+  quotedChoice,
   refusedField,
   shownOptions,
   triggerChoices,
@@ -300,6 +302,18 @@ describe("the create form", () => {
     expect(stationBody({ ...filled, source: folder({ path: "hot", recursive: "false" }) }).source).not.toHaveProperty("recursive");
     const noVerify = { ...webhook, values: { ...webhook.values, verify_tls: "false" } };
     expect(stationBody({ ...filled, sinks: [noVerify] }).sinks).toEqual([{ kind: "webhook", url: "http://mes.local/hook", verify_tls: false }]);
+  });
+
+  it("takes a whitespace choice as written and quotes choices as the service does (a CSV sink's tab separator)", () => {
+    const sep = { type: "string" as const, description: "the separator", enum: [",", ";", "\t"], default: "," };
+    const csv: Kinds = { order: ["csvlog"], kinds: { csvlog: { title: "CSV log", required: ["path"], "x-order": ["path", "sep"], properties: { path: { type: "string", description: "the file" }, sep } } } };
+    const part: PartForm = { kind: "csvlog", values: { path: "verdicts.csv", sep: "\t" } };
+    expect(partTable(csv, part)).toEqual({ kind: "csvlog", path: "verdicts.csv", sep: "\t" });
+    expect(partTable(csv, { ...part, values: { path: " verdicts.csv ", sep: "" } })).toEqual({ kind: "csvlog", path: "verdicts.csv" });
+    expect(optionProblem(sep, "|")).toBe("must be one of ',', ';', '\\t'");
+    expect(choiceLabel("\t")).toBe("'\\t'");
+    expect(choiceLabel(";")).toBe(";");
+    expect(quotedChoice("it's")).toBe("'it\\'s'");
   });
 
   it("words a pattern's refusal: the name prefix's rule, another option's by its description", () => {

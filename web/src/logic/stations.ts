@@ -497,6 +497,20 @@ function numberOf(text: string): number | null {
 const NAME_PREFIX_PATTERN = SOURCES.kinds["camera"]?.properties["name_prefix"]?.pattern;
 
 /** Why a typed value is outside an option's declared type and limits, in words; null when it fits. */
+/**
+ * A choice as the service's refusals write it (Python's quoting: `'\\t'`), so a choice that is whitespace or
+ * punctuation (a CSV sink's tab separator) reads as itself, in the form's list and in its messages alike.
+ */
+export function quotedChoice(choice: string): string {
+  const escaped = choice.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/'/g, "\\'");
+  return `'${escaped}'`;
+}
+
+/** How the form's list shows a choice: as written, quoted only where whitespace would leave it blank or unclear. */
+export function choiceLabel(choice: string): string {
+  return choice === "" || /\s/.test(choice) ? quotedChoice(choice) : choice;
+}
+
 export function optionProblem(option: OptionSchema, text: string): string | null {
   if (option.type === "number" || option.type === "integer") {
     const value = numberOf(text);
@@ -512,7 +526,7 @@ export function optionProblem(option: OptionSchema, text: string): string | null
     return null;
   }
   if (option.type === "string" && text.trim() !== "") {
-    if (option.enum && !option.enum.includes(text)) return `must be one of ${option.enum.join(", ")}`;
+    if (option.enum && !option.enum.includes(text)) return `must be one of ${option.enum.map(quotedChoice).join(", ")}`;
     if (option.pattern && !new RegExp(`^(?:${option.pattern})$`).test(text)) {
       return option.pattern === NAME_PREFIX_PATTERN
         ? "must be 1–64 letters, digits, “_”, “.” and “-”, starting with a letter or digit"
@@ -549,6 +563,8 @@ export function partTable(kinds: Kinds, part: PartForm): Record<string, unknown>
     } else if (option.type === "number" || option.type === "integer") {
       const value = numberOf(text);
       if (value !== null) table[key] = value;
+    } else if (option.enum?.includes(text)) {
+      table[key] = text; // a declared choice as written: a tab separator trimmed would be no choice at all
     } else if (text.trim() !== "") {
       table[key] = text.trim();
     }
@@ -599,7 +615,7 @@ export interface FormIssue {
 
 function partIssue(kinds: Kinds, part: PartForm, where: string, field: string, what: "source" | "sink"): FormIssue | null {
   const schema = kinds.kinds[part.kind];
-  if (!schema) return { field: `${field}.kind`, message: `${where}: choose one of ${kinds.order.join(", ")}.` };
+  if (!schema) return { field: `${field}.kind`, message: `${where}: choose one of ${kinds.order.map(quotedChoice).join(", ")}.` };
   for (const key of shownOptions(kinds, part)) {
     const option = schema.properties[key];
     if (!option) continue;
@@ -610,7 +626,8 @@ function partIssue(kinds: Kinds, part: PartForm, where: string, field: string, w
       continue;
     }
     const text = part.values[key] ?? "";
-    if (option.type !== "boolean" && text.trim() === "" && isRequired(kinds, part, key)) {
+    const chosen = option.enum?.includes(text) ?? false; // a whitespace choice (a tab) is given, not blank
+    if (option.type !== "boolean" && !chosen && text.trim() === "" && isRequired(kinds, part, key)) {
       return { field: `${field}.${key}`, message: `${where}: enter the ${label[0]?.toLowerCase()}${label.slice(1)}.` };
     }
     const problem = optionProblem(option, text);

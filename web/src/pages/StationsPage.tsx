@@ -37,6 +37,7 @@ import {
   sourceText,
   stateView,
   stationBody,
+  choiceLabel,
   defaultText,
   emptyPart,
   foldedOptions,
@@ -921,7 +922,7 @@ function OptionField({ id, what, kinds, part, field, issue, refused, onChange, n
   if (option.enum) {
     return (
       <div className="field">
-        <SelectField id={inputId} label={label} value={part.values[name] ?? ""} options={option.enum}
+        <SelectField id={inputId} label={label} value={part.values[name] ?? ""} options={option.enum.map((choice) => [choice, choiceLabel(choice)] as const)}
           empty={fallback ? `Service default (${fallback})` : "Choose"} hint={option.description} onChange={(value) => set(name, value)} />
         {note}
       </div>
