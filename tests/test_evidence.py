@@ -542,7 +542,7 @@ def test_presets_and_validation() -> None:
     assert ExpertConfig.from_preset("paper", crop=192).crop == 192
     default = ExpertConfig.from_preset("default")
     assert default.preprocess == "resize" and default.region_rule == "calibrated"
-    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of default, paper"):
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of 'default', 'paper'"):
         ExpertConfig.from_preset("fast")
     with pytest.raises(ConfigError, match="unknown preprocessing 'crop'"):
         ExpertConfig(preprocess="crop").validate()

@@ -139,7 +139,7 @@ def test_the_setting_is_declared_once_and_old_models_read_as_none() -> None:
     saved = ExpertConfig().to_dict()
     del saved["exposure"]
     assert ExpertConfig.from_dict(saved).exposure == "none"
-    with pytest.raises(ConfigError, match=r"^unknown exposure 'auto'; choose one of image, none$"):
+    with pytest.raises(ConfigError, match=r"^unknown exposure 'auto'; choose one of 'image', 'none'$"):
         ExpertConfig(exposure="auto").validate()
 
 

@@ -51,7 +51,7 @@ def test_old_names_still_work_and_mistakes_are_refused() -> None:
         parse_fit_options({"value": 1, "tau": 2})
     with pytest.raises(ConfigError, match=r"^fit option seed: 1\.5 is not a int$"):
         parse_fit_options({"seed": 1.5})
-    with pytest.raises(ConfigError, match=r"^unknown region rule 'loose'; choose one of calibrated, paper$"):
+    with pytest.raises(ConfigError, match=r"^unknown region rule 'loose'; choose one of 'calibrated', 'paper'$"):
         parse_fit_options({"region_rule": "loose"})
     assert parse_fit_options({"position_baseline": "true"}) == {"position_baseline": True}
 

@@ -5,6 +5,16 @@ derives from :class:`EagleError`, so callers can show its message without a trac
 genuine bugs still surface as ordinary exceptions.
 """
 
+from collections.abc import Iterable
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """``choices`` as a refusal lists them, each quoted as Python writes a string (``',', ';', '\\t'``): a choice
+    that is punctuation or whitespace stays readable, and every refusal lists its choices alike (a station
+    option's, a part's ``kind``, a preset, an exposure, a registry's names), so a message reads the same wherever
+    the choice was made."""
+    return ", ".join(repr(choice) for choice in choices)
+
 
 class EagleError(Exception):
     """A problem the user can fix; the message says what and where."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eagle_iad.choices import BACKBONES, DEFAULT_BACKBONE, DEFAULT_RULE, DEFAULT_SEARCH, SAMPLERS, SEARCHES
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, one_of
 from eagle_iad.ranges import Range, short_repr
 from eagle_iad.tgps.thresholds import THRESHOLD_RULES, check_rule_params, rule_params, rules_using
 
@@ -294,7 +294,7 @@ def parse_fit_options(
             raise ConfigError(f"fit option {key}: {short_repr(value)} is not a {option.kind.__name__}") from None
         if option.choices is not None and not option.open_choices and typed not in option.choices:
             what = option.name.replace("_", " ")
-            raise ConfigError(f"unknown {what} {typed!r}; choose one of {', '.join(option.choices)}")
+            raise ConfigError(f"unknown {what} {typed!r}; choose one of {one_of(option.choices)}")
         if option.range is not None:
             option.range.check(f"fit option {key}", typed)
         values[option.name] = typed

@@ -30,7 +30,7 @@ import numpy as np
 from eagle_iad.choices import CONDITIONS as CONDITIONS
 from eagle_iad.choices import Condition as Condition
 from eagle_iad.choices import caas_rule
-from eagle_iad.errors import ConfigError, ImageError
+from eagle_iad.errors import ConfigError, ImageError, one_of
 from eagle_iad.expert.encodings import colour_warning, input_warning
 from eagle_iad.expert.lighting import exposure_warning
 from eagle_iad.expert.patchcore import Expert, ExpertResult
@@ -84,7 +84,7 @@ class EagleConfig:
 
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
-            raise ConfigError(f"unknown condition {self.condition!r}; choose one of {', '.join(CONDITIONS)}")
+            raise ConfigError(f"unknown condition {self.condition!r}; choose one of {one_of(CONDITIONS)}")
 
 
 @dataclass

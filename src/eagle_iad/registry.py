@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from eagle_iad.errors import ConfigError, EagleError
+from eagle_iad.errors import ConfigError, EagleError, one_of
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ class Registry(Generic[T]):
         try:
             return self._parts[name]
         except KeyError:
-            raise self.error(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._parts)}") from None
+            raise self.error(f"unknown {self.kind} {name!r}; choose one of {one_of(self._parts)}") from None
 
     def remove(self, name: str) -> None:
         """Forget ``name`` if registered (a test's temporary part, a plugin being unloaded)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eagle_iad.errors import ConfigError, ModelFormatError
+from eagle_iad.errors import ConfigError, ModelFormatError, one_of
 from eagle_iad.expert.backbones import DEFAULT_BACKBONE, check_backbone
 from eagle_iad.expert.manifest import SETTINGS_BEFORE_THEM
 from eagle_iad.expert.preprocess import preprocessor_of
@@ -108,7 +108,7 @@ class ExpertConfig:
     def from_preset(cls, preset: str, **overrides: Any) -> ExpertConfig:
         """A named starting point (``default``, ``paper``) with explicit settings on top."""
         if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {one_of(PRESETS)}")
         return cls(**{**PRESETS[preset], **overrides})
 
     def validate(self) -> None:
@@ -123,9 +123,9 @@ class ExpertConfig:
                 raise ConfigError(f"rule {self.rule!r} needs {param.name} ({param.help})")
         mode = preprocessor_of(self)  # the registry, so a mode a plugin registered is accepted
         if self.exposure not in EXPOSURES:
-            raise ConfigError(f"unknown exposure {self.exposure!r}; choose one of {', '.join(EXPOSURES)}")
+            raise ConfigError(f"unknown exposure {self.exposure!r}; choose one of {one_of(EXPOSURES)}")
         if self.region_rule not in REGION_RULES:
-            raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {', '.join(REGION_RULES)}")
+            raise ConfigError(f"unknown region rule {self.region_rule!r}; choose one of {one_of(REGION_RULES)}")
         mode.validate(self)
         if self.position_baseline and not mode.fixed_grid:
             raise ConfigError(

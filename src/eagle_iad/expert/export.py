@@ -29,7 +29,7 @@ from torch import nn
 
 from eagle_iad import __version__
 from eagle_iad.choices import EXPORT_FORMATS
-from eagle_iad.errors import ConfigError, ModelFormatError, OutputError
+from eagle_iad.errors import ConfigError, ModelFormatError, OutputError, one_of
 from eagle_iad.expert.features import aggregate
 from eagle_iad.expert.geometry import FEATURE_STRIDE
 from eagle_iad.expert.graph_search import GraphSearch
@@ -400,7 +400,7 @@ def check_sidecar_checksum(raw: bytes, record: dict[str, Any], where: Path) -> N
 def check_export_target(out: str | os.PathLike[str], fmt: str) -> Path:
     """The export folder to write, refused before any work when it is not new (or an empty folder)."""
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {one_of(FORMATS)}")
     target = check_output_path(out, "an export", "./export", from_parent=True)
     if target.is_dir() and any(target.iterdir()):
         raise OutputError(f"{os.fspath(out)}: exists and is not empty; give a new folder for the export")

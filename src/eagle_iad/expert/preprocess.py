@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from eagle_iad.errors import ConfigError, ImageError, ModelFormatError
+from eagle_iad.errors import ConfigError, ImageError, ModelFormatError, one_of
 from eagle_iad.expert.geometry import FEATURE_STRIDE as FEATURE_STRIDE
 from eagle_iad.expert.geometry import CenterCrop as CenterCrop
 from eagle_iad.expert.geometry import Tiles as Tiles
@@ -99,7 +99,7 @@ def expose(arr: np.ndarray, exposure: str) -> np.ndarray:
     if exposure == "none":
         return arr
     if exposure != "image":
-        raise ConfigError(f"unknown exposure {exposure!r}; choose one of {', '.join(EXPOSURES)}")
+        raise ConfigError(f"unknown exposure {exposure!r}; choose one of {one_of(EXPOSURES)}")
     mean = float(arr.mean(dtype=np.float64))
     spread = float(arr.std(dtype=np.float64))
     gain = EXPOSURE_SPREAD / max(spread, EXPOSURE_MIN_SPREAD)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eagle_iad.errors import EagleError
+from eagle_iad.errors import EagleError, one_of
 from eagle_iad.naming import category_name_problem, printable
 from eagle_iad.ranges import Range
 from eagle_iad.station import sinks as _sinks  # noqa: F401  (registers the built-in sinks)
@@ -50,7 +50,6 @@ from eagle_iad.station.parts import (
     Sink,
     Source,
     StationConfigError,
-    one_of,
 )
 
 T = TypeVar("T")

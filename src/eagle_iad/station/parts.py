@@ -15,12 +15,12 @@ import multiprocessing.process
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, one_of
 from eagle_iad.ranges import Range, short_repr
 from eagle_iad.registry import Registry
 
@@ -177,13 +177,6 @@ class Options:
         unknown = sorted(set(self.table) - self._read)
         if unknown:
             raise StationConfigError(f"{self.where}: unknown option {', '.join(map(repr, unknown))}")
-
-
-def one_of(choices: Iterable[str]) -> str:
-    """``choices`` as a refusal lists them, each quoted as Python writes a string (``',', ';', '\\t'``): a choice
-    that is punctuation or whitespace stays readable, and every station refusal lists its choices alike (an
-    option's, and a source's or sink's ``kind``)."""
-    return ", ".join(repr(choice) for choice in choices)
 
 
 def _shown(limits: Range) -> str:

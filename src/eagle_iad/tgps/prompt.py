@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from eagle_iad.errors import ConfigError
+from eagle_iad.errors import ConfigError, one_of
 
 ImageRole: TypeAlias = Literal["query", "boxed", "template"]
 Prior: TypeAlias = Literal["normal", "anomalous"]
@@ -147,7 +147,7 @@ def build_prompt(request: PromptRequest) -> list[ContentItem]:
     by the baseline caption, so the model gets no textual hint either way.
     """
     if request.mode not in PROMPT_MODES:
-        raise ConfigError(f"unknown prompt mode {request.mode!r}; choose one of {', '.join(PROMPT_MODES)}")
+        raise ConfigError(f"unknown prompt mode {request.mode!r}; choose one of {one_of(PROMPT_MODES)}")
     if not request.questions:
         raise ConfigError("a prompt needs at least one question")
     t = request.templates

@@ -354,7 +354,7 @@ def find_boxes(
     :func:`extract_regions`.
     """
     if rule not in REGION_RULES:
-        raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(REGION_RULES)}")
+        raise ValueError(f"unknown region rule {rule!r}; choose one of {', '.join(map(repr, REGION_RULES))}")
     if rule == "paper" or map_tau is None:
         return Regions(extract_regions(anomaly_map, top_k=top_k, patch_values=patch_values), None)
     arr = _validate_map(anomaly_map)

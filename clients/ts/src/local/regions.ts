@@ -299,7 +299,7 @@ export function findBoxes(
   patchValues: FloatMap | null = null,
 ): Regions {
   if (!(REGION_RULES as readonly string[]).includes(rule)) {
-    throw new EagleLocalError(`unknown region rule ${JSON.stringify(rule)}; choose one of ${REGION_RULES.join(", ")}`);
+    throw new EagleLocalError(`unknown region rule ${JSON.stringify(rule)}; choose one of ${REGION_RULES.map((r) => `'${r}'`).join(", ")}`);
   }
   if (rule === "paper" || mapTau === null) return { boxes: extractRegions(map, { topK, patchValues }), threshold: null };
   validate(map);
