@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import test_station
 from conftest import wait_s
 from test_station import _cells, _env, _history, _run
 
+from eagle_iad.errors import FolderInUseError
 from eagle_iad.images import load_rgb
 from eagle_iad.station.config import read_stations
 from eagle_iad.station.parts import Arrival, Options, StationConfigError
@@ -457,6 +459,59 @@ def test_a_frame_the_full_disk_cannot_save_leaves_no_part_file(tmp_path: Path, m
         assert frame.file is None
     finally:
         camera.close()
+
+
+def test_a_frames_folder_made_again_while_the_camera_runs_is_locked_again(tmp_path: Path) -> None:
+    """A frames folder removed (or renamed away) and made again while the camera runs had no lock files: a second
+    camera with the prefix, or a hot folder, started on it found it free. The camera takes its locks again on the
+    folder now there before it saves a frame in it (one line); where another station took it meanwhile, the frame is
+    refused with why, not saved under that station's nose."""
+    from eagle_iad.station.sources import camera as camera_module
+    from eagle_iad.station.sources.folder_lock import LOCK_NAME, camera_lock_name, lock_folder, lock_frames
+
+    _video(tmp_path / "clip.avi", _frames(1, size=32))
+    camera = _camera(tmp_path, url="clip.avi", every_n_frames=1)
+    lines: list[str] = []
+    camera.log = lines.append
+    frames, state = tmp_path / "frames", tmp_path / "state"
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    try:
+        camera.claim("line-1", state)
+        assert camera._save(camera_module._Frame(index=0, at=time.time(), pixels=pixels)) is None
+        assert lines == []  # nothing replaced: no line
+        frames.rename(tmp_path / "frames-old")  # moved away; an operator makes the folder again
+        frames.mkdir()
+        assert camera._save(camera_module._Frame(index=1, at=time.time(), pixels=pixels)) is None
+        assert (frames / camera_lock_name("frame")).is_file() and (frames / LOCK_NAME).is_file()
+        assert lines == [f"eagle station line-1: camera {tmp_path / 'clip.avi'}: frames folder {frames} replaced "
+                         "(removed and made again, or a lock file of it removed): its locks taken again on the folder "
+                         "there now, before any frame is saved in it"]  # fmt: skip
+        with pytest.raises(FolderInUseError, match="is taken by another camera station"):
+            lock_frames(frames, "frame", "line-2", state)
+        with pytest.raises(FolderInUseError, match="is where a camera station saves its frames"):
+            lock_folder(frames, "line-3", state)
+        shutil.rmtree(frames)  # removed for good: made again by the camera, and locked
+        assert camera._save(camera_module._Frame(index=2, at=time.time(), pixels=pixels)) is None
+        assert sorted(p.name for p in frames.iterdir()) == [".eagle-camera-frame.lock", LOCK_NAME, ".partial",
+                                                            "frame-00000002.png"]  # fmt: skip
+        shutil.rmtree(frames)
+        frames.mkdir()
+        hot = lock_folder(frames, "line-3", state)  # a hot folder took the folder made again first
+        try:
+            problem = camera._save(camera_module._Frame(index=3, at=time.time(), pixels=pixels))
+            assert problem is not None and problem.startswith(
+                f"its frames folder {frames} was replaced (removed and made again) and its locks are not this "
+                f"station's now: station 'line-1': camera frames folder {frames} is the hot folder of another station"
+            ), problem
+            assert not (frames / "frame-00000003.png").exists()
+        finally:
+            hot.release()
+        assert camera._save(camera_module._Frame(index=4, at=time.time(), pixels=pixels)) is None  # free again
+        assert (frames / "frame-00000004.png").is_file()
+    finally:
+        camera.release()
+        camera.close()
+    assert sorted(p.name for p in frames.iterdir()) == [".partial", "frame-00000004.png"]  # its locks removed
 
 
 def test_each_frame_of_a_still_scene_is_counted_as_inspected(model_dir: Path, tmp_path: Path) -> None:

@@ -236,6 +236,9 @@ class Camera:
         #: The frames folder's locks while a station runs (:meth:`claim`; see folder_lock.py), guarded by
         #: :attr:`_claiming` (a stop releases them from another thread than the intake's).
         self._frames_lock: FramesLock | None = None
+        #: ``(station, state folder)`` from :meth:`claim` until :meth:`release`: who takes the locks again on a
+        #: frames folder made again under its path (:meth:`_keep_lock`). Guarded by :attr:`_claiming` too.
+        self._claim: tuple[str, Path] | None = None
         self._claiming = threading.Lock()
 
     def _read_url(self, options: Options) -> str:
@@ -508,6 +511,7 @@ class Camera:
         frames it finds under the prefix are then this station's alone (see folder_lock.py)."""
         with self._claiming:
             if self._frames_lock is not None:
+                self._claim = (station, state_dir)
                 return
             try:
                 self.frames.mkdir(parents=True, exist_ok=True)
@@ -515,10 +519,39 @@ class Camera:
                 raise FolderInUseError(f"station {station!r}: camera frames folder {self.frames} cannot be created "
                                        f"({exc.strerror or exc})") from None  # fmt: skip
             self._frames_lock = lock_frames(self.frames, self.name_prefix, station, state_dir)
+            self._claim = (station, state_dir)
+
+    def _keep_lock(self) -> str | None:
+        """While claimed, make sure the frames folder at the path is the one locked before a frame is saved there:
+        one removed and made again (its lock files gone with the old one) is made and locked again, in one line;
+        otherwise a second camera with this prefix, or a hot folder, started on the new folder would find it free and
+        take or interleave this camera's frames. Why the frame cannot be saved where that fails (the folder cannot be
+        made, or another station holds it now): the frame is then refused, told to the sinks, as an unsaved frame
+        is. One ``stat`` of each lock file when nothing changed."""
+        with self._claiming:
+            claim, lock = self._claim, self._frames_lock
+            if claim is None or (lock is not None and lock.holds()):
+                return None
+            if lock is not None:  # the old folder's (wherever it went): let go, so the one there now can be taken
+                self._frames_lock = None
+                lock.release()
+            try:
+                self.frames.mkdir(parents=True, exist_ok=True)
+                self._frames_lock = lock_frames(self.frames, self.name_prefix, *claim)
+            except OSError as exc:
+                return f"cannot be saved in {self.frames}: {exc.strerror or exc}"
+            except FolderInUseError as exc:
+                return (f"its frames folder {self.frames} was replaced (removed and made again) and its locks are not "
+                        f"this station's now: {exc}")  # fmt: skip
+        self.log(f"eagle station {claim[0]}: camera {self.what}: frames folder {self.frames} replaced (removed and "
+                 "made again, or a lock file of it removed): its locks taken again on the folder there now, before "
+                 "any frame is saved in it")  # fmt: skip
+        return None
 
     def release(self) -> None:
         """Drop the frames folder's locks (the station stopped, or did not start); again: nothing."""
         with self._claiming:
+            self._claim = None
             lock, self._frames_lock = self._frames_lock, None
         if lock is not None:
             lock.release()
@@ -659,6 +692,8 @@ class Camera:
         if png is None:
             return "OpenCV could not encode it as PNG"
         frame.png = png  # refused unsaved, the refusal names its content (image_sha256)
+        if (locked := self._keep_lock()) is not None:
+            return locked
         partial = self.frames / ".partial"
         written = partial / self._frame_name(frame)
         try:

@@ -351,6 +351,11 @@ class FramesLock:
         self.prefix = prefix
         self.folder = folder
 
+    def holds(self) -> bool:
+        """Whether both lock files now in the folder are the ones held (:meth:`FolderLock.holds`): not when the
+        frames folder was removed and made again under its path, or a lock file removed."""
+        return self.prefix.holds() and self.folder.holds()
+
     def finishing(self, why: str) -> None:
         """Its station ``why`` and finishes its last frame: a station started on the folder meanwhile is told to try
         again in a moment (:meth:`FolderLock.finishing`)."""
