@@ -75,12 +75,23 @@ def _crash_handler() -> int | None:
 def _keeps_the_crash_handler() -> Iterator[None]:
     """A test that leaves the process's SIGSEGV handler replaced fails, naming itself: faulthandler (and the crash
     log above) then say nothing of a later crash. Ray did this in-process (its init takes SIGSEGV, its shutdown sets
-    it to the default action): a CI run ended in a bare "Segmentation fault" 1,600 tests later."""
-    before = _crash_handler()
+    it to the default action): a CI run ended in a bare "Segmentation fault" 1,600 tests later.
+
+    So does a test that leaves the thread's alternate signal stack replaced (eagle_iad/signal_stack.py): OpenVINO's
+    CPU plugin made its own buffer the stack and freed it from another thread, and a test sending SIGTERM 400 tests
+    later ended the run in a bare "Segmentation fault" (Python's handlers and faulthandler both run on that stack)."""
+    from eagle_iad.signal_stack import signal_stack
+
+    before, stack = _crash_handler(), signal_stack()
     yield
     after = _crash_handler()
     assert after == before, (
         "this test left the process's SIGSEGV handler replaced (faulthandler no longer reports a crash)"
+    )
+    assert signal_stack() == stack, (
+        f"this test left the thread's alternate signal stack replaced ({stack} -> {signal_stack()}): a library "
+        "that frees it later turns the next signal into a bare segmentation fault (wrap the call in "
+        "eagle_iad.signal_stack.keeps_signal_stack)"
     )
 
 

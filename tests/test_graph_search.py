@@ -125,8 +125,10 @@ def test_the_exported_search_is_exact_with_none_some_or_all_queries_unproven(tmp
             nearest, dist = session.run(["nearest", "dist"], {"queries": queries})
             return np.asarray(nearest), np.asarray(dist)
     else:
-        ov = pytest.importorskip("openvino", reason="the deploy extra is not installed")
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        pytest.importorskip("openvino", reason="the deploy extra is not installed")
+        from eagle_iad.expert.runtime import compile_openvino
+
+        compiled = compile_openvino(path)  # the thread keeps its signal stack (eagle_iad.signal_stack)
 
         def run(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             out = compiled({"queries": queries})

@@ -39,6 +39,7 @@ from eagle_iad.expert.patchcore import Expert, ExpertConfig, ExpertModel, Expert
 from eagle_iad.expert.preprocess import check_stored_mode, preprocessor_of
 from eagle_iad.file_hash import file_sha256
 from eagle_iad.images import ImageSource, load_rgb
+from eagle_iad.signal_stack import keeps_signal_stack
 from eagle_iad.tgps.calibration import MapCalibration
 from eagle_iad.tgps.thresholds import Thresholds
 
@@ -97,15 +98,25 @@ class OnnxRunner:
         return np.asarray(found[0], dtype=np.float32), np.asarray(found[1], dtype=np.float32), patches
 
 
+def compile_openvino(path: str | Path) -> Any:
+    """``path`` compiled by OpenVINO's CPU plugin, held to float32 (its default on CPUs with bf16 units is bf16).
+    The calling thread keeps its own alternate signal stack: the plugin replaces it with a buffer it frees later,
+    maybe from another thread, and the next SIGTERM this thread took would crash the process
+    (:mod:`eagle_iad.signal_stack`)."""
+    import openvino as ov
+
+    with keeps_signal_stack():
+        return ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
 class OpenVinoRunner:
-    """OpenVINO's CPU plugin, held to float32 (its default on CPUs with bf16 units is bf16)."""
+    """OpenVINO's CPU plugin, held to float32 (:func:`compile_openvino`)."""
 
     def __init__(self, path: Path, opset: int | None) -> None:
         import openvino as ov
 
         try:
-            core = ov.Core()
-            self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            self.compiled = compile_openvino(path)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             where = "" if opset is None else f" (opset {opset})"
