@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
         "review",
         "file_hash",
         "folder_swap",
+        "signal_stack",
     ),
     ("registry",),
     ("history",),
