@@ -168,7 +168,7 @@ def test_newer_schema_is_refused(saved: Path) -> None:
     with pytest.raises(ModelFormatError, match="newer") as info:
         load(saved)
     # The schemas this version reads, and that a newer eagle-iad wrote it: not the package_version it records
-    # (the same as this one here: "0.1.0, which is newer than this eagle-iad 0.1.0").
+    # (one release before 0.3.0 said "0.1.0, which is newer than this eagle-iad 0.1.0": versions were not bumped).
     from eagle_iad import __version__
     from eagle_iad.expert.manifest import OLDEST_SCHEMA, SCHEMA_VERSION
 
