@@ -77,7 +77,9 @@ def label_changed_message(expected: int, current: Inspection) -> str:
     now (``defective`` / ``normal``, as the console and ``eagle review label`` say it), who gave it and when, and
     that nothing was stored. Two operators on one part then know whose decision stands and can talk; the
     revisions stay out of the sentence (the 409 body's ``label_changed`` carries them, with the same facts as
-    fields a client composes its own sentence from, in its own time zone)."""
+    fields a client composes its own sentence from, in its own time zone). A label given with an eagle-iad from
+    before label histories (none kept: it came through an upgrade) is not said to be given "while you were
+    looking": its own time says when it was."""
     name = current.image_name or f"inspection {current.id}"
     if current.label is None:
         # (a revision > 0 without a label: cleared since; 0 with a revision expected: never labelled after all)
@@ -85,9 +87,18 @@ def label_changed_message(expected: int, current: Inspection) -> str:
     else:
         who = current.label_by or "someone"
         at = f" at {readable_time(current.label_time)}" if current.label_time else ""
-        what = f"{name} was labelled {LABEL_SAID.get(current.label, current.label)} by {who}{at}"
+        # No label history: given with an eagle-iad from before label histories (and revisions: schema 7 counts it
+        # as revision 1) and kept through the upgrade, so nobody gave it "while you were looking"; its time says when.
+        earlier = not current.label_history
+        said = LABEL_SAID.get(current.label, current.label)
+        what = f"{name} was {'already ' if earlier else ''}labelled {said} by {who}{at}"
         if current.label_note:
             what += f" (note: {current.label_note})"
+        if earlier:
+            return (
+                f"{what}, with an earlier eagle-iad (the label came through an upgrade). Your label was not stored: "
+                "look at it again, then label it if you still disagree."
+            )
     return (
         f"{what} while you were looking. Your label was not stored: look at it again, then label it if you still "
         "disagree."
